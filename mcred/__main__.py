@@ -1,0 +1,3 @@
+from mcred.cli.main import run
+
+run()

@@ -1,0 +1,1 @@
+"""The ``mcred`` command line: one module per area, each with ``register(app)``."""

@@ -1,0 +1,42 @@
+"""Entry point of the ``mcred`` console script."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+from mcred.cli.state import OPTIONS
+
+app = typer.Typer(
+    name="mcred",
+    help="Provision My Number Card functions onto simulated phones, present and verify them, run revocation drills.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _main(
+    trace: bool = typer.Option(False, "--trace", help="Print every APDU pair (plain and wrapped), like `gp -d`."),
+) -> None:
+    OPTIONS.trace = trace
+
+
+# Each area registers its commands; a module absent from this list has nothing on the CLI.
+_AREAS = [
+    "mcred.cli.mdoc_cmds",
+    "mcred.cli.demo_cmds",
+]
+
+for _name in _AREAS:
+    importlib.import_module(_name).register(app)
+
+
+def run() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    run()
