@@ -1,0 +1,179 @@
+"""The issuer's registry: holders, phones, credentials, keys, status lists, CRL state.
+
+Tables belong to the issuer alone (the TSM has its own, ``tsm.db``); other parties learn
+about credentials only through the issuer's published bytes (certificates, CRLs, OCSP,
+status lists). Alembic branch ``issuer`` in ``issuer/migrations/versions``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class IssuerBase(DeclarativeBase):
+    pass
+
+
+class Holder(IssuerBase):
+    """A resident whose card the phone credentials derive from (the card's data, no My Number)."""
+
+    __tablename__ = "holders"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    #: The parsed holder record (names, kana, birth date, sex, address, ...), JSON.
+    data: Mapped[dict] = mapped_column(JSON)
+    #: Card serial the credentials derive from (16 digits, simulated).
+    card_number: Mapped[str] = mapped_column(String(32), unique=True)
+    card_expiry: Mapped[dt.date] = mapped_column()
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Phone(IssuerBase):
+    """The issuer's view of a phone holding a holder's credentials (one active per holder)."""
+
+    __tablename__ = "phones"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder_id: Mapped[str | None] = mapped_column(ForeignKey("holders.id"), index=True)
+    #: active | retired (handed over) | lost | revoked
+    state: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Credential(IssuerBase):
+    """One issued credential: a JPKI certificate (slot sign / auth) or one mdoc MSO."""
+
+    __tablename__ = "credentials"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    holder_id: Mapped[str] = mapped_column(ForeignKey("holders.id"), index=True)
+    phone_id: Mapped[str] = mapped_column(ForeignKey("phones.id"), index=True)
+    #: jpki-sign | jpki-auth | mdoc
+    kind: Mapped[str] = mapped_column(String(16))
+    #: valid | hold | revoked
+    status: Mapped[str] = mapped_column(String(16), default="valid")
+    reason: Mapped[str | None] = mapped_column(String(32))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    issued_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    not_before: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    not_after: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    #: Certificate serial (hex, unique per issuing key) for JPKI; None for mdocs.
+    serial: Mapped[str | None] = mapped_column(String(64))
+    #: Key label of the issuing key (CA key for certificates, DS key for mdocs).
+    issuer_key: Mapped[str] = mapped_column(String(64))
+    #: CRL partition (municipality) of a certificate.
+    partition: Mapped[str | None] = mapped_column(String(128))
+    #: Status-list reference of an mdoc.
+    status_list_id: Mapped[str | None] = mapped_column(ForeignKey("status_lists.id"))
+    status_idx: Mapped[int | None] = mapped_column(Integer)
+    #: The credential as issued: certificate DER, or IssuerSigned CBOR.
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    #: The job (provisioning, handover) that issued it, for idempotent retries.
+    job_ref: Mapped[str | None] = mapped_column(String(128), index=True)
+    #: Extra facts (device-key slot, SHA-256 of the public key, ...).
+    meta: Mapped[dict] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (
+        UniqueConstraint("issuer_key", "serial", name="uq_credential_serial"),
+        UniqueConstraint("status_list_id", "status_idx", name="uq_credential_status_idx"),
+        Index("ix_credential_phone_kind", "phone_id", "kind", "status"),
+    )
+
+
+class IssuerKey(IssuerBase):
+    """A key of the issuer (in the keystore, by label) and its current certificate."""
+
+    __tablename__ = "issuer_keys"
+    label: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: jpki-sign-root | jpki-auth-root | jpki-ocsp-sign | jpki-ocsp-auth | iaca | ds | status-signer
+    purpose: Mapped[str] = mapped_column(String(32), index=True)
+    algorithm: Mapped[str] = mapped_column(String(16))
+    certificate: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: The newest key of a purpose is the active one; older generations stay for verification.
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class StatusList(IssuerBase):
+    """One Token Status List (one per issuance period), published at ``uri``."""
+
+    __tablename__ = "status_lists"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    uri: Mapped[str] = mapped_column(String(512), unique=True)
+    bits: Mapped[int] = mapped_column(Integer, default=1)
+    size: Mapped[int] = mapped_column(Integer)
+    #: Number of indices handed out so far (allocation is random, never reused).
+    allocated: Mapped[int] = mapped_column(Integer, default=0)
+    period: Mapped[str] = mapped_column(String(32))
+    #: Bumped on every status change: the published token is rebuilt when it moved.
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CrlState(IssuerBase):
+    """The CRL number of each (purpose, partition), monotonic per RFC 5280 5.2.3."""
+
+    __tablename__ = "crl_state"
+    purpose: Mapped[str] = mapped_column(String(16), primary_key=True)
+    partition: Mapped[str] = mapped_column(String(128), primary_key=True)
+    crl_number: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Handover(IssuerBase):
+    """A persisted handover / revocation workflow (see specs/handover.md)."""
+
+    __tablename__ = "handovers"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    holder_id: Mapped[str] = mapped_column(ForeignKey("holders.id"), index=True)
+    old_phone_id: Mapped[str | None] = mapped_column(String(64))
+    new_phone_id: Mapped[str | None] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(String(32))
+    step: Mapped[str] = mapped_column(String(32), default="created")
+    state: Mapped[str] = mapped_column(String(16), default="running")
+    detail: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ApiToken(IssuerBase):
+    """A bearer token of the HTTP API: only a hash of its secret is stored."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(128))
+    scopes: Mapped[str] = mapped_column(String(128))
+    secret_hash: Mapped[str] = mapped_column(String(128))
+    revoked: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AuditEvent(IssuerBase):
+    """Who did what to which credential or phone (never secrets)."""
+
+    __tablename__ = "issuer_audit"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(128), index=True)
+    detail: Mapped[dict] = mapped_column(JSON, default=dict)

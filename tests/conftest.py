@@ -1,0 +1,65 @@
+"""Fixtures shared by the whole suite: data directories and database backends."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+VECTORS = SHARED / "vectors"
+
+PG_URL = os.environ.get(
+    "MCRED_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+_pg_state: dict[str, str | None] = {}
+
+
+def postgres_unavailable() -> str | None:
+    """Why PostgreSQL cannot be used here, or None when it answers."""
+    if "why" not in _pg_state:
+        try:
+            import sqlalchemy as sa
+
+            engine = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3})
+            with engine.connect() as conn:
+                conn.execute(sa.text("select 1"))
+            engine.dispose()
+            _pg_state["why"] = None
+        except Exception as exc:  # noqa: BLE001 - any failure means "not here"
+            _pg_state["why"] = f"PostgreSQL not reachable at {PG_URL}: {type(exc).__name__}: {exc}"
+    return _pg_state["why"]
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """A fresh data directory, also exported as MCRED_HOME."""
+    h = tmp_path / "home"
+    h.mkdir()
+    monkeypatch.setenv("MCRED_HOME", str(h))
+    monkeypatch.delenv("MCRED_DATABASE_URL", raising=False)
+    return h
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request, tmp_path):
+    """A database URL for each backend: a fresh SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.sqlite3'}"
+        return
+    why = postgres_unavailable()
+    if why:
+        pytest.skip(why)
+    import sqlalchemy as sa
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in PG_URL else "?"
+    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()

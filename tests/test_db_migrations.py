@@ -1,0 +1,39 @@
+import datetime as dt
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from issuer.db import Credential, Holder, Phone
+from mcred.db import make_engine, migrate
+
+
+def test_migrations_from_empty_database_create_every_table(db_url):
+    engine = make_engine(db_url)
+    migrate(engine)
+    migrate(engine)  # idempotent
+    names = set(sa.inspect(engine).get_table_names())
+    assert {"holders", "phones", "credentials", "issuer_keys", "status_lists", "crl_state",
+            "handovers", "api_tokens", "issuer_audit", "alembic_version"} <= names
+    engine.dispose()
+
+
+def test_serial_is_unique_per_issuing_key(db_url):
+    engine = make_engine(db_url)
+    migrate(engine)
+    now = dt.datetime.now(dt.UTC)
+    with Session(engine) as s:
+        h = Holder(data={}, card_number="1", card_expiry=dt.date(2030, 1, 1))
+        s.add(h)
+        s.flush()
+        s.add(Phone(id="p1", holder_id=h.id))
+        s.flush()
+        for _ in range(2):
+            s.add(Credential(holder_id=h.id, phone_id="p1", kind="jpki-sign", serial="01",
+                             issuer_key="k", not_before=now, not_after=now, body=b""))
+        try:
+            s.commit()
+            raised = False
+        except sa.exc.IntegrityError:
+            raised = True
+    assert raised
+    engine.dispose()

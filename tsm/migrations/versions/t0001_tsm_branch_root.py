@@ -1,0 +1,21 @@
+"""tsm branch root
+
+Revision ID: t0001
+Revises: 
+Create Date: 2026-11-23 04:49:00.928136
+"""
+
+
+
+revision = 't0001'
+down_revision = None
+branch_labels = ('tsm',)
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
