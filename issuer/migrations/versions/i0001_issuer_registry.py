@@ -1,7 +1,7 @@
 """issuer registry
 
 Revision ID: i0001
-Revises: 
+Revises: (none)
 Create Date: 2026-11-23 04:49:00.914600
 """
 

@@ -1,7 +1,7 @@
 """tsm branch root
 
 Revision ID: t0001
-Revises: 
+Revises: (none)
 Create Date: 2026-11-23 04:49:00.928136
 """
 
