@@ -1,0 +1,52 @@
+"""The composition root's context: one installation's data directory, database and keys.
+
+Everything a command or the HTTP service needs is built here from the data directory, and
+handed to the parties (who never build their own wiring).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from issuer.keystore import FileKeyStore
+from mcred.db import database_url, make_engine, migrate
+from mcred.home import data_home
+
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8470"
+
+
+def public_url() -> str:
+    """Base URL put into every credential and certificate (``$MCRED_PUBLIC_URL``)."""
+    return os.environ.get("MCRED_PUBLIC_URL", DEFAULT_PUBLIC_URL).rstrip("/")
+
+
+@dataclass
+class Context:
+    home: Path
+    database: str
+    public_url: str = field(default_factory=public_url)
+
+    @classmethod
+    def open(cls, home: Path | None = None, database: str | None = None) -> Context:
+        h = data_home(home)
+        return cls(home=h, database=database or database_url(h))
+
+    @cached_property
+    def engine(self) -> Engine:
+        engine = make_engine(self.database)
+        migrate(engine)
+        return engine
+
+    @cached_property
+    def sessions(self) -> sessionmaker[Session]:
+        return sessionmaker(self.engine, expire_on_commit=False)
+
+    @cached_property
+    def keystore(self) -> FileKeyStore:
+        return FileKeyStore(self.home / "keys")
