@@ -28,6 +28,7 @@ def _main(
 _AREAS = [
     "mcred.cli.mdoc_cmds",
     "mcred.cli.demo_cmds",
+    "mcred.cli.export_cmds",
 ]
 
 for _name in _AREAS:
