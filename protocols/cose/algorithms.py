@@ -1,0 +1,129 @@
+"""COSE algorithms used by ISO/IEC 18013-5 (clause 9.1.3.6 / 9.1.3.5; RFC 9053 §2.1, §3.1).
+
+ECDSA ES256 / ES384 / ES512 (raw ``r||s`` signatures, RFC 9053 §2.1) and HMAC 256/256.
+Keys stay behind :class:`CoseSigner`: whoever signs (a key file, a secure element)
+returns the signature, never the key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
+
+from protocols.cose.errors import CoseKeyError, CoseSignatureError
+
+ES256 = -7
+ES384 = -35
+ES512 = -36
+HMAC_256_256 = 5
+
+# COSE header labels (RFC 9052 §3.1, RFC 9360 §2)
+HEADER_ALG = 1
+HEADER_KID = 4
+HEADER_X5CHAIN = 33
+
+
+@dataclass(frozen=True)
+class EcdsaAlgorithm:
+    alg: int
+    name: str
+    curve: type[ec.EllipticCurve]
+    hash: type[hashes.HashAlgorithm]
+    size: int  # bytes per coordinate / per r and s
+
+
+ECDSA_ALGORITHMS: dict[int, EcdsaAlgorithm] = {
+    ES256: EcdsaAlgorithm(ES256, "ES256", ec.SECP256R1, hashes.SHA256, 32),
+    ES384: EcdsaAlgorithm(ES384, "ES384", ec.SECP384R1, hashes.SHA384, 48),
+    ES512: EcdsaAlgorithm(ES512, "ES512", ec.SECP521R1, hashes.SHA512, 66),
+}
+_BY_CURVE = {a.curve.name: a for a in ECDSA_ALGORITHMS.values()}
+
+
+def algorithm_for_curve(curve: ec.EllipticCurve) -> EcdsaAlgorithm:
+    """The ES* algorithm RFC 9053 pairs with ``curve`` (P-256/384/521)."""
+    try:
+        return _BY_CURVE[curve.name]
+    except KeyError:
+        raise CoseKeyError(f"unsupported curve {curve.name}: need P-256, P-384 or P-521") from None
+
+
+def coordinate_size(curve: ec.EllipticCurve) -> int:
+    return (curve.key_size + 7) // 8
+
+
+def der_to_raw(signature: bytes, curve: ec.EllipticCurve) -> bytes:
+    """DER ``Ecdsa-Sig-Value`` -> COSE ``r||s``, each padded to the curve size."""
+    size = coordinate_size(curve)
+    try:
+        r, s = decode_dss_signature(signature)
+    except ValueError as exc:
+        raise CoseSignatureError(f"malformed DER ECDSA signature: {exc}") from exc
+    if r.bit_length() > size * 8 or s.bit_length() > size * 8:
+        raise CoseSignatureError("ECDSA signature values larger than the curve")
+    return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+
+
+def raw_to_der(signature: bytes, curve: ec.EllipticCurve) -> bytes:
+    """COSE ``r||s`` -> DER; refuses a length other than twice the curve size."""
+    size = coordinate_size(curve)
+    if len(signature) != 2 * size:
+        raise CoseSignatureError(
+            f"COSE ECDSA signature on {curve.name} must be {2 * size} bytes, got {len(signature)}"
+        )
+    r = int.from_bytes(signature[:size], "big")
+    s = int.from_bytes(signature[size:], "big")
+    return encode_dss_signature(r, s)
+
+
+@runtime_checkable
+class CoseSigner(Protocol):
+    """Anything that signs a COSE ``ToBeSigned`` and returns the raw ``r||s`` signature."""
+
+    alg: int
+
+    def sign(self, tbs: bytes) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class _KeySigner:
+    private_key: ec.EllipticCurvePrivateKey
+    alg: int
+
+    def sign(self, tbs: bytes) -> bytes:
+        algorithm = ECDSA_ALGORITHMS[self.alg]
+        der = self.private_key.sign(tbs, ec.ECDSA(algorithm.hash()))
+        return der_to_raw(der, self.private_key.curve)
+
+
+def key_signer(private_key: ec.EllipticCurvePrivateKey) -> CoseSigner:
+    """A :class:`CoseSigner` over an in-memory EC key; ES256/384/512 chosen by its curve."""
+    if not isinstance(private_key, ec.EllipticCurvePrivateKey):
+        raise CoseKeyError(f"key_signer needs an EC private key, got {type(private_key).__name__}")
+    return _KeySigner(private_key, algorithm_for_curve(private_key.curve).alg)
+
+
+def ecdsa_verify(alg: int, public_key: ec.EllipticCurvePublicKey, signature: bytes, tbs: bytes) -> None:
+    """Verify a raw COSE ECDSA signature; raise :class:`CoseSignatureError` on any failure."""
+    algorithm = ECDSA_ALGORITHMS.get(alg)
+    if algorithm is None:
+        raise CoseSignatureError(f"unsupported signature algorithm {alg!r}: need ES256/ES384/ES512")
+    if not isinstance(public_key, ec.EllipticCurvePublicKey):
+        raise CoseKeyError(f"{algorithm.name} needs an EC public key, got {type(public_key).__name__}")
+    if public_key.curve.name != algorithm.curve.name:
+        raise CoseSignatureError(
+            f"{algorithm.name} needs a {algorithm.curve.name} key, got {public_key.curve.name}"
+        )
+    der = raw_to_der(signature, public_key.curve)
+    try:
+        public_key.verify(der, tbs, ec.ECDSA(algorithm.hash()))
+    except InvalidSignature:
+        raise CoseSignatureError(f"{algorithm.name} signature does not verify") from None

@@ -1,0 +1,113 @@
+"""COSE_Sign1 done by hand on ``cryptography`` (RFC 9052 §4.2, Sig_structure §4.4).
+
+ISO/IEC 18013-5 uses untagged COSE_Sign1 for issuerAuth (§9.1.2.4), deviceSignature
+(§9.1.3.6) and readerAuth (§9.1.4), with detached payloads for the latter two.
+The protected header is kept as the exact bytes received: verification never re-encodes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from protocols import cbor
+from protocols.cose._headers import (
+    TAG_SIGN1,
+    decode_protected,
+    encode_protected,
+    header_alg,
+    header_x5chain,
+    split_array,
+)
+from protocols.cose.algorithms import HEADER_ALG, CoseSigner, ecdsa_verify
+from protocols.cose.errors import CoseError, CoseSignatureError
+
+
+def sig_structure(protected_bytes: bytes, external_aad: bytes, payload: bytes) -> bytes:
+    """``Sig_structure = ["Signature1", body_protected, external_aad, payload]`` (§4.4)."""
+    return cbor.dumps(["Signature1", protected_bytes, external_aad, payload])
+
+
+@dataclass(frozen=True)
+class Sign1:
+    protected_bytes: bytes
+    protected: dict = field(hash=False)
+    unprotected: dict = field(hash=False)
+    payload: bytes | None
+    signature: bytes
+
+    @staticmethod
+    def create(
+        signer: CoseSigner,
+        payload: bytes | None,
+        *,
+        detached: bytes | None = None,
+        protected: dict | None = None,
+        unprotected: dict | None = None,
+        external_aad: bytes = b"",
+    ) -> Sign1:
+        """Sign ``payload`` (carried) or ``detached`` (payload nil) with ``signer``."""
+        if (payload is None) == (detached is None):
+            raise CoseError("Sign1.create: give exactly one of payload and detached")
+        headers = {HEADER_ALG: signer.alg}
+        headers.update(protected or {})
+        if headers[HEADER_ALG] != signer.alg:
+            raise CoseError(f"protected alg {headers[HEADER_ALG]} differs from signer alg {signer.alg}")
+        protected_bytes = encode_protected(headers)
+        content = payload if payload is not None else detached
+        signature = signer.sign(sig_structure(protected_bytes, external_aad, content))
+        return Sign1(protected_bytes, headers, dict(unprotected or {}), payload, bytes(signature))
+
+    @staticmethod
+    def decode(data: bytes | list | tuple | cbor.CBORTag) -> Sign1:
+        """From encoded bytes or the decoded array, untagged or tagged 18."""
+        protected_bytes, protected, unprotected, payload, signature = split_array(
+            data, TAG_SIGN1, "COSE_Sign1"
+        )
+        return Sign1(protected_bytes, protected, unprotected, payload, signature)
+
+    def to_cbor_array(self) -> list:
+        return [self.protected_bytes, self.unprotected, self.payload, self.signature]
+
+    def encode(self, *, tag: bool = False) -> bytes:
+        array = self.to_cbor_array()
+        return cbor.dumps(cbor.CBORTag(TAG_SIGN1, array) if tag else array)
+
+    @property
+    def alg(self) -> int | None:
+        return header_alg(self.protected)
+
+    @property
+    def x5chain(self) -> list[bytes]:
+        return header_x5chain(self.protected, self.unprotected, "COSE_Sign1")
+
+    def to_be_signed(self, *, detached: bytes | None = None, external_aad: bytes = b"") -> bytes:
+        if self.payload is not None and detached is not None:
+            raise CoseSignatureError("COSE_Sign1 carries a payload: do not pass a detached one")
+        content = self.payload if self.payload is not None else detached
+        if content is None:
+            raise CoseSignatureError("COSE_Sign1 payload is detached (nil): the detached content is needed")
+        return sig_structure(self.protected_bytes, external_aad, content)
+
+    def verify(
+        self,
+        public_key: ec.EllipticCurvePublicKey,
+        *,
+        detached: bytes | None = None,
+        external_aad: bytes = b"",
+    ) -> None:
+        """Raise :class:`CoseSignatureError` unless the signature verifies with ``public_key``."""
+        alg = self.alg
+        if alg is None:
+            raise CoseSignatureError("COSE_Sign1 has no algorithm in its protected header")
+        tbs = self.to_be_signed(detached=detached, external_aad=external_aad)
+        try:
+            ecdsa_verify(alg, public_key, self.signature, tbs)
+        except CoseSignatureError:
+            raise
+        except CoseError as exc:
+            raise CoseSignatureError(str(exc)) from exc
+
+
+__all__ = ["Sign1", "decode_protected", "sig_structure"]
