@@ -1,0 +1,603 @@
+"""GlobalPlatform SCP03 secure channel, host and card side, sans-I/O
+(GlobalPlatform Card Specification v2.3 Amendment D v1.2).
+
+* :class:`HostChannel` is the off-card entity (a TSM): it builds INITIALIZE UPDATE,
+  checks the card cryptogram, builds EXTERNAL AUTHENTICATE, then wraps commands and
+  unwraps responses.
+* :class:`CardChannel` is the security domain's side: it answers INITIALIZE UPDATE,
+  verifies EXTERNAL AUTHENTICATE, then unwraps commands and wraps responses.
+
+Both take and give bytes only. Randomness (host challenge, random card challenge) and the
+card's sequence counter are parameters; persistence is the caller's business.
+
+Secure messaging (Amendment D 6.2): C-MAC over ``chaining value || header || Lc || data``
+with the full 16-byte CMAC as the next chaining value (6.2.4); C-DECRYPTION with AES-CBC,
+ICV = AES(S-ENC, counter as 16 bytes), the counter incremented before every command while
+C-DECRYPTION is on, with or without data (6.2.6); R-MAC over ``chaining value || data ||
+SW`` only on 9000/62xx/63xx (6.2.5); R-ENCRYPTION only when there is data, ICV = AES(S-ENC,
+80 || counter as 15 bytes) (6.2.7). The MAC covers the class byte as transmitted (logical
+channel bits included, SM bit set).
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from enum import Enum
+
+from protocols.gp.apdu import (
+    CommandApdu,
+    ResponseApdu,
+    channel_of,
+    clear_secure_messaging,
+    has_secure_messaging,
+    set_secure_messaging,
+    sw_is_success_or_warning,
+    with_channel,
+)
+from protocols.gp.crypto import (
+    DDC_CARD_CHALLENGE,
+    DDC_CARD_CRYPTOGRAM,
+    DDC_HOST_CRYPTOGRAM,
+    DDC_S_ENC,
+    DDC_S_MAC,
+    DDC_S_RMAC,
+    aes_cbc_decrypt,
+    aes_cbc_encrypt,
+    aes_ecb_block,
+    check_aes_key,
+    cmac,
+    kdf,
+    pad80,
+    unpad80,
+)
+from protocols.gp.errors import (
+    ApduError,
+    KeyError_,
+    Scp03AuthenticationError,
+    Scp03Error,
+    Scp03MacError,
+    Scp03PaddingError,
+    Scp03ProtocolError,
+    Scp03SecurityLevelError,
+    Scp03StateError,
+)
+
+INS_INITIALIZE_UPDATE = 0x50
+INS_EXTERNAL_AUTHENTICATE = 0x82
+
+# Security level bits (GPCS 10.6.2 / Amendment D 7.1.2.1).
+C_MAC = 0x01
+C_DECRYPTION = 0x02
+R_MAC = 0x10
+R_ENCRYPTION = 0x20
+SECURITY_LEVELS = (0x00, 0x01, 0x03, 0x11, 0x13, 0x33)
+
+# i parameter bits (Amendment D Table 5-1).
+I_S16 = 0x01
+I_PSEUDO_RANDOM = 0x10
+I_RMAC = 0x20
+I_RENC = 0x40
+
+SEQUENCE_COUNTER_MAX = 0xFFFFFF
+
+
+def check_security_level(level: int, i: int | None = None) -> int:
+    if level not in SECURITY_LEVELS:
+        raise Scp03SecurityLevelError(
+            f"security level {level:02X} is not one of 00 01 03 11 13 33"
+        )
+    if i is not None:
+        if level & R_MAC and not i & I_RMAC:
+            raise Scp03SecurityLevelError(
+                f"security level {level:02X} needs R-MAC, which i = {i:02X} does not support"
+            )
+        if level & R_ENCRYPTION and not i & I_RENC:
+            raise Scp03SecurityLevelError(
+                f"security level {level:02X} needs R-ENCRYPTION, which i = {i:02X} does not support"
+            )
+    return level
+
+
+@dataclass(frozen=True)
+class StaticKeys:
+    """A keyset's static keys K-ENC, K-MAC, K-DEK (AES, all the same length)."""
+
+    enc: bytes
+    mac: bytes
+    dek: bytes
+
+    def __post_init__(self) -> None:
+        for name in ("enc", "mac", "dek"):
+            check_aes_key(getattr(self, name), f"K-{name.upper()}")
+        if not len(self.enc) == len(self.mac) == len(self.dek):
+            raise KeyError_("K-ENC, K-MAC and K-DEK differ in length")
+
+    def __repr__(self) -> str:  # never print key bytes
+        return f"StaticKeys(AES-{len(self.enc) * 8})"
+
+
+@dataclass(frozen=True)
+class SessionKeys:
+    """S-ENC, S-MAC, S-RMAC (Amendment D 6.2.1)."""
+
+    s_enc: bytes
+    s_mac: bytes
+    s_rmac: bytes | None = None
+
+    def __repr__(self) -> str:
+        return "SessionKeys(...)"
+
+
+@dataclass(frozen=True)
+class InitializeUpdateResponse:
+    """The card's answer to INITIALIZE UPDATE (Amendment D Table 7-2)."""
+
+    key_diversification_data: bytes
+    kvn: int
+    scp: int
+    i: int
+    card_challenge: bytes
+    card_cryptogram: bytes
+    sequence_counter: bytes | None
+
+    @property
+    def s16(self) -> bool:
+        return bool(self.i & I_S16)
+
+    def to_bytes(self) -> bytes:
+        return (
+            self.key_diversification_data
+            + bytes([self.kvn, self.scp, self.i])
+            + self.card_challenge
+            + self.card_cryptogram
+            + (self.sequence_counter or b"")
+        )
+
+    @classmethod
+    def parse(cls, data: bytes) -> InitializeUpdateResponse:
+        if len(data) < 13:
+            raise Scp03ProtocolError(f"INITIALIZE UPDATE response of {len(data)} bytes is too short")
+        kdd = bytes(data[:10])
+        kvn, scp, i = data[10], data[11], data[12]
+        if scp != 0x03:
+            raise Scp03ProtocolError(f"card answered SCP {scp:02X} at offset 11, expected 03")
+        n = 16 if i & I_S16 else 8
+        want = 13 + 2 * n + (3 if i & I_PSEUDO_RANDOM else 0)
+        if len(data) != want:
+            raise Scp03ProtocolError(
+                f"INITIALIZE UPDATE response is {len(data)} bytes; i = {i:02X} implies {want}"
+            )
+        seq = bytes(data[13 + 2 * n :]) if i & I_PSEUDO_RANDOM else None
+        return cls(kdd, kvn, scp, i, bytes(data[13 : 13 + n]), bytes(data[13 + n : 13 + 2 * n]), seq)
+
+
+def derive_session_keys(keys: StaticKeys, host_challenge: bytes, card_challenge: bytes) -> SessionKeys:
+    """Amendment D 6.2.1: context = host challenge || card challenge, L = key length."""
+    ctx = host_challenge + card_challenge
+    lb = len(keys.enc) * 8
+    return SessionKeys(
+        s_enc=kdf(keys.enc, DDC_S_ENC, lb, ctx),
+        s_mac=kdf(keys.mac, DDC_S_MAC, lb, ctx),
+        s_rmac=kdf(keys.mac, DDC_S_RMAC, lb, ctx),
+    )
+
+
+def card_cryptogram(s_mac: bytes, host_challenge: bytes, card_challenge: bytes, n: int) -> bytes:
+    """Amendment D 6.2.2.2."""
+    return kdf(s_mac, DDC_CARD_CRYPTOGRAM, n * 8, host_challenge + card_challenge)
+
+
+def host_cryptogram(s_mac: bytes, host_challenge: bytes, card_challenge: bytes, n: int) -> bytes:
+    """Amendment D 6.2.2.3."""
+    return kdf(s_mac, DDC_HOST_CRYPTOGRAM, n * 8, host_challenge + card_challenge)
+
+
+def pseudo_random_card_challenge(k_enc: bytes, sequence_counter: bytes, sd_aid: bytes, n: int) -> bytes:
+    """Amendment D 6.2.2.1: KDF(K-ENC, 02, L, sequence counter || SD AID)."""
+    return kdf(k_enc, DDC_CARD_CHALLENGE, n * 8, sequence_counter + sd_aid)
+
+
+class SecureMessaging:
+    """The per-session secure messaging state shared by both sides: session keys, level,
+    MAC chaining value and encryption counter (Amendment D 6.2.3 to 6.2.7)."""
+
+    def __init__(self, keys: SessionKeys, level: int, mac_len: int = 8,
+                 chaining_value: bytes = b"\x00" * 16, counter: int = 0) -> None:
+        check_security_level(level)
+        if level & R_MAC and keys.s_rmac is None:
+            raise Scp03SecurityLevelError("R-MAC requested but there is no S-RMAC")
+        if mac_len not in (8, 16):
+            raise Scp03Error(f"MAC length {mac_len} is neither 8 (S8) nor 16 (S16)")
+        self.keys = keys
+        self.level = level
+        self.mac_len = mac_len
+        self.chaining_value = chaining_value
+        self.counter = counter
+
+    # -- helpers
+    def _command_icv(self) -> bytes:
+        return aes_ecb_block(self.keys.s_enc, self.counter.to_bytes(16, "big"))
+
+    def _response_icv(self) -> bytes:
+        return aes_ecb_block(self.keys.s_enc, b"\x80" + self.counter.to_bytes(15, "big"))
+
+    @staticmethod
+    def _secured(plain: CommandApdu, data: bytes, mac_len: int) -> CommandApdu:
+        return CommandApdu(
+            set_secure_messaging(plain.cla), plain.ins, plain.p1, plain.p2,
+            data + b"\x00" * mac_len,  # placeholder sized like the final data field
+            plain.ne, plain.extended,
+        )
+
+    # -- host side
+    def wrap_command(self, plain: CommandApdu) -> CommandApdu:
+        """C-DECRYPTION then C-MAC (Amendment D 6.2.4, 6.2.6)."""
+        if self.level == 0:
+            return plain
+        data = plain.data
+        if self.level & C_DECRYPTION:
+            self.counter += 1
+            if data:
+                data = aes_cbc_encrypt(self.keys.s_enc, self._command_icv(), pad80(data))
+        if len(data) + self.mac_len > 65535:
+            raise ApduError("wrapped data field would exceed 65535 bytes")
+        shell = self._secured(plain, data, self.mac_len)
+        full = cmac(self.keys.s_mac, self.chaining_value + shell.header() + shell.lc_field() + data)
+        self.chaining_value = full
+        return shell.replace(data=data + full[: self.mac_len])
+
+    def unwrap_response(self, resp: ResponseApdu) -> ResponseApdu:
+        """Verify R-MAC, then decipher R-ENCRYPTION (Amendment D 6.2.5, 6.2.7)."""
+        if not self.level & R_MAC:
+            return resp
+        if not sw_is_success_or_warning(resp.sw):
+            if resp.data:
+                raise Scp03MacError(
+                    f"response with SW {resp.sw:04X} carries {len(resp.data)} unprotected data bytes"
+                )
+            return resp
+        if len(resp.data) < self.mac_len:
+            raise Scp03MacError(
+                f"response with SW {resp.sw:04X} has {len(resp.data)} bytes, no room for a {self.mac_len}-byte R-MAC"
+            )
+        body, mac = resp.data[: -self.mac_len], resp.data[-self.mac_len :]
+        want = cmac(self.keys.s_rmac, self.chaining_value + body + resp.sw.to_bytes(2, "big"))
+        if not hmac.compare_digest(want[: self.mac_len], mac):
+            raise Scp03MacError(f"R-MAC of the response with SW {resp.sw:04X} does not verify")
+        if self.level & R_ENCRYPTION and body:
+            if len(body) % 16:
+                raise Scp03PaddingError(f"R-ENC data of {len(body)} bytes is not a multiple of 16")
+            body = unpad80(aes_cbc_decrypt(self.keys.s_enc, self._response_icv(), body))
+        return ResponseApdu(body, resp.sw)
+
+    # -- card side
+    def unwrap_command(self, wrapped: CommandApdu) -> CommandApdu:
+        """Verify C-MAC, then decipher C-DECRYPTION data (card side of 6.2.4, 6.2.6)."""
+        if self.level == 0:
+            return wrapped
+        if not has_secure_messaging(wrapped.cla):
+            raise Scp03MacError(f"CLA {wrapped.cla:02X} does not indicate secure messaging")
+        if len(wrapped.data) < self.mac_len:
+            raise Scp03MacError(
+                f"data field of {len(wrapped.data)} bytes has no room for a {self.mac_len}-byte C-MAC"
+            )
+        data, mac = wrapped.data[: -self.mac_len], wrapped.data[-self.mac_len :]
+        full = cmac(self.keys.s_mac, self.chaining_value + wrapped.header() + wrapped.lc_field() + data)
+        if not hmac.compare_digest(full[: self.mac_len], mac):
+            raise Scp03MacError(
+                f"C-MAC of command {wrapped.cla:02X}{wrapped.ins:02X}{wrapped.p1:02X}{wrapped.p2:02X} does not verify"
+            )
+        self.chaining_value = full
+        if self.level & C_DECRYPTION:
+            self.counter += 1
+            if data:
+                if len(data) % 16:
+                    raise Scp03PaddingError(f"C-DEC data of {len(data)} bytes is not a multiple of 16")
+                data = unpad80(aes_cbc_decrypt(self.keys.s_enc, self._command_icv(), data))
+        return CommandApdu(clear_secure_messaging(wrapped.cla), wrapped.ins, wrapped.p1,
+                           wrapped.p2, data, wrapped.ne, False)
+
+    def wrap_response(self, data: bytes, sw: int) -> bytes:
+        """R-ENCRYPTION then R-MAC; error status words travel bare (6.2.5, 6.2.7)."""
+        swb = sw.to_bytes(2, "big")
+        if not self.level & R_MAC:
+            return data + swb
+        if not sw_is_success_or_warning(sw):
+            return swb
+        if self.level & R_ENCRYPTION and data:
+            data = aes_cbc_encrypt(self.keys.s_enc, self._response_icv(), pad80(data))
+        mac = cmac(self.keys.s_rmac, self.chaining_value + data + swb)[: self.mac_len]
+        return data + mac + swb
+
+
+class HostState(Enum):
+    IDLE = "idle"
+    INITIALIZE_UPDATE_SENT = "initialize_update_sent"
+    EXTERNAL_AUTHENTICATE_SENT = "external_authenticate_sent"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class HostChannel:
+    """Off-card side of SCP03. Typical use::
+
+        host = HostChannel(keys, 0x33, host_challenge=os.urandom(8))
+        r = transmit(host.initialize_update())
+        r = transmit(host.on_initialize_update_response(r))
+        host.on_external_authenticate_response(r)
+        plain = host.unwrap(transmit(host.wrap(apdu)))
+
+    ``host_challenge`` of 16 bytes selects S16 mode. ``sd_aid``, when given, makes the host
+    also check a pseudo-random card challenge against the sequence counter.
+    """
+
+    def __init__(self, static_keys: StaticKeys, security_level: int, host_challenge: bytes,
+                 kvn: int = 0, *, channel: int = 0, sd_aid: bytes | None = None,
+                 required_i: int | None = None) -> None:
+        check_security_level(security_level)
+        if len(host_challenge) not in (8, 16):
+            raise Scp03Error(f"host challenge of {len(host_challenge)} bytes; S8 uses 8, S16 16")
+        if not 0 <= kvn <= 0x7F:
+            raise Scp03Error(f"KVN {kvn:02X} is outside 00..7F")
+        self.static_keys = static_keys
+        self.security_level = security_level
+        self.host_challenge = bytes(host_challenge)
+        self.kvn = kvn
+        self.channel = channel
+        self.sd_aid = sd_aid
+        self.required_i = required_i
+        self.state = HostState.IDLE
+        self.card: InitializeUpdateResponse | None = None
+        self.session_keys: SessionKeys | None = None
+        self._sm: SecureMessaging | None = None
+
+    @property
+    def n(self) -> int:
+        return len(self.host_challenge)
+
+    @property
+    def mac_chaining_value(self) -> bytes:
+        return self._sm.chaining_value if self._sm else b"\x00" * 16
+
+    @property
+    def encryption_counter(self) -> int:
+        return self._sm.counter if self._sm else 0
+
+    def _fail(self, err: Scp03Error) -> Scp03Error:
+        self.state = HostState.CLOSED
+        self._sm = None
+        return err
+
+    def initialize_update(self, *, with_le: bool = True) -> bytes:
+        """INITIALIZE UPDATE (Amendment D 7.1.1): P1 = KVN (00: first available)."""
+        if self.state is not HostState.IDLE:
+            raise Scp03StateError(f"INITIALIZE UPDATE already sent (state {self.state.value})")
+        self.state = HostState.INITIALIZE_UPDATE_SENT
+        return CommandApdu(with_channel(0x80, self.channel), INS_INITIALIZE_UPDATE, self.kvn, 0x00,
+                           self.host_challenge, 256 if with_le else None).to_bytes()
+
+    def on_initialize_update_response(self, resp: bytes) -> bytes:
+        """Check the card's answer and cryptogram; return EXTERNAL AUTHENTICATE."""
+        if self.state is not HostState.INITIALIZE_UPDATE_SENT:
+            raise Scp03StateError(f"no INITIALIZE UPDATE outstanding (state {self.state.value})")
+        try:
+            r = ResponseApdu.parse(resp)
+        except ApduError as e:
+            raise self._fail(Scp03ProtocolError(str(e))) from e
+        if r.sw != 0x9000:
+            raise self._fail(Scp03ProtocolError(f"INITIALIZE UPDATE refused with SW {r.sw:04X}", r.sw))
+        try:
+            iu = InitializeUpdateResponse.parse(r.data)
+        except Scp03Error as e:
+            raise self._fail(e) from e
+        if iu.s16 != (self.n == 16):
+            raise self._fail(Scp03ProtocolError(
+                f"card i = {iu.i:02X} does not match the {self.n}-byte host challenge"))
+        if self.kvn and iu.kvn != self.kvn:
+            raise self._fail(Scp03ProtocolError(f"card answered KVN {iu.kvn:02X}, asked {self.kvn:02X}"))
+        if self.required_i is not None and iu.i != self.required_i:
+            raise self._fail(Scp03ProtocolError(f"card i = {iu.i:02X}, required {self.required_i:02X}"))
+        try:
+            check_security_level(self.security_level, iu.i)
+        except Scp03Error as e:
+            raise self._fail(e) from e
+        keys = derive_session_keys(self.static_keys, self.host_challenge, iu.card_challenge)
+        want = card_cryptogram(keys.s_mac, self.host_challenge, iu.card_challenge, self.n)
+        if not hmac.compare_digest(want, iu.card_cryptogram):
+            raise self._fail(Scp03AuthenticationError("card cryptogram does not verify: wrong keys or a false card"))
+        if self.sd_aid is not None and iu.sequence_counter is not None:
+            expect = pseudo_random_card_challenge(self.static_keys.enc, iu.sequence_counter, self.sd_aid, self.n)
+            if not hmac.compare_digest(expect, iu.card_challenge):
+                raise self._fail(Scp03AuthenticationError("pseudo-random card challenge does not match the sequence counter"))
+        self.card = iu
+        self.session_keys = keys
+        hc = host_cryptogram(keys.s_mac, self.host_challenge, iu.card_challenge, self.n)
+        self._sm = SecureMessaging(keys, C_MAC, self.n)
+        ea = self._sm.wrap_command(CommandApdu(with_channel(0x80, self.channel), INS_EXTERNAL_AUTHENTICATE,
+                                               self.security_level, 0x00, hc))
+        self.state = HostState.EXTERNAL_AUTHENTICATE_SENT
+        return ea.to_bytes()
+
+    def on_external_authenticate_response(self, resp: bytes) -> None:
+        """9000 opens the channel at the requested level; anything else closes it."""
+        if self.state is not HostState.EXTERNAL_AUTHENTICATE_SENT:
+            raise Scp03StateError(f"no EXTERNAL AUTHENTICATE outstanding (state {self.state.value})")
+        try:
+            r = ResponseApdu.parse(resp)
+        except ApduError as e:
+            raise self._fail(Scp03ProtocolError(str(e))) from e
+        if r.sw != 0x9000:
+            raise self._fail(Scp03ProtocolError(f"EXTERNAL AUTHENTICATE refused with SW {r.sw:04X}", r.sw))
+        assert self._sm is not None
+        self._sm.level = self.security_level
+        self.state = HostState.OPEN
+
+    def open_with(self, ea_response: bytes) -> None:  # pragma: no cover - alias
+        self.on_external_authenticate_response(ea_response)
+
+    def wrap(self, apdu: bytes) -> bytes:
+        """Secure one plain command APDU for the card."""
+        if self.state is not HostState.OPEN or self._sm is None:
+            raise Scp03StateError(f"secure channel is not open (state {self.state.value})")
+        plain = CommandApdu.parse(apdu)
+        if has_secure_messaging(plain.cla):
+            raise Scp03Error(f"plain command CLA {plain.cla:02X} already indicates secure messaging")
+        if channel_of(plain.cla) != self.channel:
+            raise Scp03Error(
+                f"command on logical channel {channel_of(plain.cla)}, session on {self.channel}")
+        return self._sm.wrap_command(plain).to_bytes()
+
+    def unwrap(self, resp: bytes) -> bytes:
+        """Verify and decipher one response; return plain ``data || SW``. A bad R-MAC closes
+        the channel."""
+        if self.state is not HostState.OPEN or self._sm is None:
+            raise Scp03StateError(f"secure channel is not open (state {self.state.value})")
+        try:
+            r = ResponseApdu.parse(resp)
+            return self._sm.unwrap_response(r).to_bytes()
+        except (Scp03Error, ApduError) as e:
+            raise self._fail(e if isinstance(e, Scp03Error) else Scp03ProtocolError(str(e))) from e
+
+    def close(self) -> None:
+        self.state = HostState.CLOSED
+        self._sm = None
+
+
+class CardState(Enum):
+    IDLE = "idle"
+    INITIALIZED = "initialized"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class CardKeyset:
+    """The card's view of one SCP03 keyset."""
+
+    kvn: int
+    keys: StaticKeys
+
+
+class CardChannel:
+    """Security domain side of SCP03 for one session.
+
+    The caller (the SE runtime) has already chosen the keyset for INITIALIZE UPDATE's P1
+    and the sequence counter value this session uses; it persists the counter and counts
+    failed authentications. ``card_challenge`` is required for a random challenge
+    (``i`` without 10) and otherwise overrides the pseudo-random one (test vectors only).
+    """
+
+    def __init__(self, keyset: CardKeyset, *, i: int, key_diversification_data: bytes,
+                 sd_aid: bytes, sequence_counter: int, card_challenge: bytes | None = None) -> None:
+        if len(key_diversification_data) != 10:
+            raise Scp03Error("key diversification data must be 10 bytes")
+        if not 0 <= sequence_counter <= SEQUENCE_COUNTER_MAX:
+            raise Scp03Error(f"sequence counter {sequence_counter} is outside 0..FFFFFF")
+        self.keyset = keyset
+        self.i = i
+        self.kdd = bytes(key_diversification_data)
+        self.sd_aid = bytes(sd_aid)
+        self.sequence_counter = sequence_counter
+        self._card_challenge = card_challenge
+        self.n = 16 if i & I_S16 else 8
+        self.state = CardState.IDLE
+        self.security_level = 0
+        self.channel = 0
+        self.session_keys: SessionKeys | None = None
+        self._host_challenge = b""
+        self._card_challenge_used = b""
+        self._sm: SecureMessaging | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.state is CardState.OPEN
+
+    @property
+    def mac_chaining_value(self) -> bytes:
+        return self._sm.chaining_value if self._sm else b"\x00" * 16
+
+    @property
+    def encryption_counter(self) -> int:
+        return self._sm.counter if self._sm else 0
+
+    def close(self) -> None:
+        self.state = CardState.CLOSED
+        self._sm = None
+        self.session_keys = None
+
+    def initialize_update(self, cmd: CommandApdu) -> bytes:
+        """Answer INITIALIZE UPDATE (Amendment D 7.1.1); returns the response APDU."""
+        if self.state is not CardState.IDLE:
+            raise Scp03StateError(f"INITIALIZE UPDATE in state {self.state.value}")
+        if cmd.ins != INS_INITIALIZE_UPDATE or has_secure_messaging(cmd.cla):
+            raise Scp03ProtocolError("not a plain INITIALIZE UPDATE", 0x6E00)
+        if cmd.p2 != 0x00:
+            raise Scp03ProtocolError(f"INITIALIZE UPDATE P2 = {cmd.p2:02X}, expected 00", 0x6A86)
+        if len(cmd.data) != self.n:
+            raise Scp03ProtocolError(
+                f"host challenge of {len(cmd.data)} bytes; this card (i = {self.i:02X}) takes {self.n}", 0x6700)
+        self.channel = cmd.channel
+        self._host_challenge = cmd.data
+        seq = self.sequence_counter.to_bytes(3, "big")
+        if self._card_challenge is not None:
+            cc = self._card_challenge
+        elif self.i & I_PSEUDO_RANDOM:
+            cc = pseudo_random_card_challenge(self.keyset.keys.enc, seq, self.sd_aid, self.n)
+        else:
+            raise Scp03Error("a random card challenge must be supplied by the caller")
+        if len(cc) != self.n:
+            raise Scp03Error(f"card challenge of {len(cc)} bytes, expected {self.n}")
+        self._card_challenge_used = cc
+        keys = derive_session_keys(self.keyset.keys, cmd.data, cc)
+        self.session_keys = keys
+        crypt = card_cryptogram(keys.s_mac, cmd.data, cc, self.n)
+        iu = InitializeUpdateResponse(self.kdd, self.keyset.kvn, 0x03, self.i, cc, crypt,
+                                      seq if self.i & I_PSEUDO_RANDOM else None)
+        self.state = CardState.INITIALIZED
+        return iu.to_bytes() + b"\x90\x00"
+
+    def external_authenticate(self, cmd: CommandApdu) -> bytes:
+        """Verify EXTERNAL AUTHENTICATE (Amendment D 7.1.2). Raises on failure after
+        closing the session; the caller answers 6982 (or the error's ``sw``)."""
+        if self.state is not CardState.INITIALIZED or self.session_keys is None:
+            self.close()
+            raise Scp03StateError("EXTERNAL AUTHENTICATE without a preceding INITIALIZE UPDATE")
+        try:
+            level = check_security_level(cmd.p1, self.i)
+        except Scp03SecurityLevelError as e:
+            self.close()
+            raise Scp03ProtocolError(str(e), 0x6A86) from e
+        if cmd.p2 != 0x00 or len(cmd.data) != 2 * self.n or channel_of(cmd.cla) != self.channel:
+            self.close()
+            raise Scp03ProtocolError("malformed EXTERNAL AUTHENTICATE", 0x6A80)
+        sm = SecureMessaging(self.session_keys, C_MAC, self.n)
+        try:
+            plain = sm.unwrap_command(cmd)
+        except Scp03Error as e:
+            self.close()
+            raise Scp03MacError(f"EXTERNAL AUTHENTICATE: {e}") from e
+        want = host_cryptogram(self.session_keys.s_mac, self._host_challenge, self._card_challenge_used, self.n)
+        if not hmac.compare_digest(want, plain.data):
+            self.close()
+            raise Scp03AuthenticationError("host cryptogram does not verify")
+        sm.level = level
+        self._sm = sm
+        self.security_level = level
+        self.state = CardState.OPEN
+        return b"\x90\x00"
+
+    def unwrap(self, cmd: CommandApdu) -> CommandApdu:
+        """Verify and decipher one command; any failure ends the session."""
+        if self.state is not CardState.OPEN or self._sm is None:
+            raise Scp03StateError("no open secure channel")
+        try:
+            return self._sm.unwrap_command(cmd)
+        except Scp03Error:
+            self.close()
+            raise
+
+    def wrap_response(self, data: bytes, sw: int) -> bytes:
+        if self.state is not CardState.OPEN or self._sm is None:
+            return data + sw.to_bytes(2, "big")
+        return self._sm.wrap_response(data, sw)
