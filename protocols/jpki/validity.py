@@ -1,0 +1,106 @@
+"""Validity rules of the JPKI end-entity certificates.
+
+Public sources (see specs/jpki-profile.md): both certificates are valid "from the day of issue
+until the 5th birthday" (発行の日から5回目の誕生日まで); "まで" is inclusive, so the
+certificate is valid through the whole birthday: notAfter is 23:59:59 JST (UTC+9) on it.
+Birthdays are counted strictly after the day of issue (a certificate issued on a birthday
+does not count that day). A 29 February birthday falls on 28 February in common years.
+The result is capped by the card's expiry (the card is valid through that day).
+The next card (ECDSA P-384) moves certificates to 10 years; `NthBirthday(10)` anchors that on
+the 10th birthday like the card, `FixedYears(10)` is the literal reading.
+"""
+
+from __future__ import annotations
+
+import calendar
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, timezone
+from typing import Protocol
+
+from .errors import ProfileError
+
+JST = timezone(timedelta(hours=9), "JST")
+
+
+def end_of_day_jst(day: date) -> datetime:
+    """23:59:59 JST of `day`, as an aware UTC datetime."""
+    return datetime.combine(day, time(23, 59, 59), JST).astimezone(UTC)
+
+
+def _anniversary(birth: date, year: int) -> date:
+    if birth.month == 2 and birth.day == 29 and not calendar.isleap(year):
+        return date(year, 2, 28)
+    return birth.replace(year=year)
+
+
+def nth_birthday_after(birth: date, issued_on: date, n: int) -> date:
+    """The `n`-th birthday strictly after `issued_on`."""
+    year = issued_on.year
+    if _anniversary(birth, year) <= issued_on:
+        year += 1
+    return _anniversary(birth, year + n - 1)
+
+
+class ValidityRule(Protocol):
+    def last_day(self, issued_on: date, birth_date: date) -> date: ...
+
+
+@dataclass(frozen=True)
+class NthBirthday:
+    """Valid through the n-th birthday after issue (today's card: n = 5)."""
+
+    n: int = 5
+
+    def last_day(self, issued_on: date, birth_date: date) -> date:
+        return nth_birthday_after(birth_date, issued_on, self.n)
+
+
+@dataclass(frozen=True)
+class FixedYears:
+    """Valid through the day before the same date `years` later."""
+
+    years: int = 10
+
+    def last_day(self, issued_on: date, birth_date: date) -> date:
+        return _anniversary(issued_on, issued_on.year + self.years) - timedelta(days=1)
+
+
+CURRENT_CARD_RULE = NthBirthday(5)
+NEXT_CARD_RULE = NthBirthday(10)
+
+
+@dataclass(frozen=True)
+class Validity:
+    not_before: datetime
+    not_after: datetime
+
+    def __post_init__(self) -> None:
+        for label, value in (("not_before", self.not_before), ("not_after", self.not_after)):
+            if value.tzinfo is None:
+                raise ProfileError(f"validity {label} {value!r} must be timezone-aware")
+        if self.not_after <= self.not_before:
+            raise ProfileError(
+                f"validity ends {self.not_after.isoformat()} before it starts "
+                f"{self.not_before.isoformat()}"
+            )
+
+    def contains(self, at: datetime) -> bool:
+        return self.not_before <= at <= self.not_after
+
+
+def end_entity_validity(
+    rule: ValidityRule,
+    issued_at: datetime,
+    birth_date: date,
+    card_expiry: date | None = None,
+) -> Validity:
+    """notBefore = `issued_at`; notAfter = end (JST) of the rule's last day, capped by the card."""
+    if issued_at.tzinfo is None:
+        raise ProfileError("issued_at must be timezone-aware")
+    issued_on = issued_at.astimezone(JST).date()
+    if birth_date > issued_on:
+        raise ProfileError(f"birth date {birth_date} is after the day of issue {issued_on}")
+    last = rule.last_day(issued_on, birth_date)
+    if card_expiry is not None:
+        last = min(last, card_expiry)
+    return Validity(issued_at.astimezone(UTC), end_of_day_jst(last))
