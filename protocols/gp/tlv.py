@@ -48,12 +48,22 @@ def encode_length(n: int) -> bytes:
     raise TlvError(f"length {n} does not fit in 3 bytes")
 
 
+def _check_tag(tag: int) -> None:
+    if tag <= 0:
+        raise TlvError(f"tag {tag} is not positive")
+    raw = tag.to_bytes(_tag_len(tag), "big")
+    multi = raw[0] & 0x1F == 0x1F
+    if len(raw) > 1 and not multi or multi and (
+        len(raw) == 1 or any(not b & 0x80 for b in raw[1:-1]) or raw[-1] & 0x80
+    ):
+        raise TlvError(f"{raw.hex().upper()} is not a well-formed BER tag")
+
+
 def encode(tag: int, value: bytes | Iterable[Tlv]) -> bytes:
     """Encode one TLV; ``value`` may be bytes or child TLVs."""
     if not isinstance(value, bytes | bytearray):
         value = b"".join(t.to_bytes() for t in value)
-    if tag < 0:
-        raise TlvError(f"tag {tag} is negative")
+    _check_tag(tag)
     return tag.to_bytes(_tag_len(tag), "big") + encode_length(len(value)) + bytes(value)
 
 
