@@ -1,0 +1,305 @@
+"""Profile validators for the mdoc issuer PKI (ISO/IEC 18013-5:2021 Annex B).
+
+Each validator returns one :class:`Check` per rule, passed or not, so a reader can put
+them into its verdict as they are. Rules for the IACA follow Table B.1, for the document
+signer Table B.3; the status-list signer is the document signer profile with its own EKU
+(see :mod:`protocols.iaca.oids`). A malformed certificate yields failed checks, never an
+exception.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
+
+from protocols.iaca.builders import DS_MAX_VALIDITY, IACA_MAX_VALIDITY
+from protocols.iaca.oids import DISALLOWED_EXTENSIONS, EKU_MDL_DS, EKU_STATUS_LIST_SIGNER
+
+_ECDSA_SIGNATURES = (
+    SignatureAlgorithmOID.ECDSA_WITH_SHA256,
+    SignatureAlgorithmOID.ECDSA_WITH_SHA384,
+    SignatureAlgorithmOID.ECDSA_WITH_SHA512,
+)
+_CURVES = ("secp256r1", "secp384r1", "secp521r1")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One named verification step: ``passed`` and why (``reason``)."""
+
+    name: str
+    passed: bool
+    reason: str
+
+
+class _Fail(Exception):
+    """Raised inside a rule to fail it with a reason."""
+
+
+def _run(name: str, rule: Callable[[], str]) -> Check:
+    try:
+        return Check(name, True, rule())
+    except _Fail as exc:
+        return Check(name, False, str(exc))
+    except (ValueError, TypeError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
+        return Check(name, False, f"unreadable: {exc}")
+
+
+def _ext(cert: x509.Certificate, cls: type, critical: bool | None = None):
+    try:
+        ext = cert.extensions.get_extension_for_class(cls)
+    except x509.ExtensionNotFound:
+        raise _Fail(f"{cls.__name__} extension missing") from None
+    if critical is not None and ext.critical != critical:
+        raise _Fail(f"{cls.__name__} must be {'critical' if critical else 'non-critical'}")
+    return ext.value
+
+
+def _name_uri_or_email(names, what: str) -> str:
+    values = list(names)
+    if not values:
+        raise _Fail(f"{what} is empty")
+    for name in values:
+        if not isinstance(name, x509.UniformResourceIdentifier | x509.RFC822Name):
+            raise _Fail(f"{what} holds a {type(name).__name__}: only URI or rfc822Name allowed")
+    return ", ".join(str(n.value) for n in values)
+
+
+def _aware(now: dt.datetime) -> dt.datetime:
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise TypeError(f"now must be an aware datetime, got naive {now!r}")
+    return now.astimezone(dt.UTC)
+
+
+# -- rules shared by both profiles -------------------------------------------------------
+
+
+def _version(cert: x509.Certificate) -> str:
+    if cert.version != x509.Version.v3:
+        raise _Fail(f"version {cert.version.name}, need v3")
+    return "v3"
+
+
+def _serial(cert: x509.Certificate) -> str:
+    serial = cert.serial_number
+    if serial <= 0:
+        raise _Fail(f"serial number {serial} is not positive")
+    if (serial.bit_length() + 8) // 8 > 20:
+        raise _Fail("serial number longer than 20 octets")
+    if serial.bit_length() < 63:
+        raise _Fail(f"serial number has {serial.bit_length()} bits: too few to be unpredictable")
+    return f"serial {serial:x}"
+
+
+def _key(cert: x509.Certificate) -> str:
+    key = cert.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name not in _CURVES:
+        raise _Fail(f"public key {type(key).__name__} is not EC P-256/384/521")
+    if cert.signature_algorithm_oid not in _ECDSA_SIGNATURES:
+        raise _Fail(f"signature algorithm {cert.signature_algorithm_oid.dotted_string} is not ECDSA")
+    return f"{key.curve.name}, {cert.signature_algorithm_oid._name}"
+
+
+def _validity_at(cert: x509.Certificate, now: dt.datetime) -> str:
+    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
+    if not start <= now <= end:
+        raise _Fail(f"{now.isoformat()} is outside {start.isoformat()}..{end.isoformat()}")
+    return f"valid {start.isoformat()}..{end.isoformat()}"
+
+
+def _period(cert: x509.Certificate, limit: dt.timedelta) -> str:
+    period = cert.not_valid_after_utc - cert.not_valid_before_utc
+    if period > limit:
+        raise _Fail(f"validity period {period.days} days exceeds {limit.days} days")
+    return f"{period.days} days"
+
+
+def _ian(cert: x509.Certificate) -> str:
+    return _name_uri_or_email(_ext(cert, x509.IssuerAlternativeName, critical=False), "issuerAltName")
+
+
+def _crldp(cert: x509.Certificate) -> str:
+    points = list(_ext(cert, x509.CRLDistributionPoints, critical=False))
+    if not points:
+        raise _Fail("no CRL distribution point")
+    out = []
+    for point in points:
+        if point.reasons is not None or point.crl_issuer is not None:
+            raise _Fail("a CRL distribution point has reasons or cRLIssuer")
+        if not point.full_name:
+            raise _Fail("a CRL distribution point has no fullName")
+        out.append(_name_uri_or_email(point.full_name, "CRL distribution point"))
+    return "; ".join(out)
+
+
+def _ski(cert: x509.Certificate) -> str:
+    return _ext(cert, x509.SubjectKeyIdentifier, critical=False).digest.hex()
+
+
+def _country(cert: x509.Certificate, country: str | None) -> str:
+    values = cert.subject.get_attributes_for_oid(NameOID.COUNTRY_NAME)
+    if len(values) != 1:
+        raise _Fail(f"subject must have one countryName, has {len(values)}")
+    value = str(values[0].value)
+    if country is not None and value != country:
+        raise _Fail(f"subject country {value!r}, expected {country!r}")
+    if not cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME):
+        raise _Fail("subject has no commonName")
+    return f"C={value}"
+
+
+# -- IACA --------------------------------------------------------------------------------
+
+
+def check_iaca(cert: x509.Certificate, now: dt.datetime, *, country: str | None = "JP") -> list[Check]:
+    """Table B.1 rules for an IACA root certificate at time ``now``."""
+    now = _aware(now)
+
+    def self_signed() -> str:
+        if cert.issuer != cert.subject:
+            raise _Fail("issuer differs from subject")
+        try:
+            cert.verify_directly_issued_by(cert)
+        except Exception as exc:  # noqa: BLE001 - any failure to verify is a failed rule
+            raise _Fail(f"self-signature does not verify: {exc or type(exc).__name__}") from None
+        return "self-signed"
+
+    def basic_constraints() -> str:
+        bc = _ext(cert, x509.BasicConstraints, critical=True)
+        if not bc.ca or bc.path_length != 0:
+            raise _Fail(f"need CA=true, pathLen=0; got CA={bc.ca}, pathLen={bc.path_length}")
+        return "CA, pathLen 0"
+
+    def key_usage() -> str:
+        ku = _ext(cert, x509.KeyUsage, critical=True)
+        if not (ku.key_cert_sign and ku.crl_sign):
+            raise _Fail("keyCertSign and cRLSign must both be set")
+        if ku.digital_signature or ku.content_commitment or ku.key_encipherment or \
+                ku.data_encipherment or ku.key_agreement:
+            raise _Fail("key usages beyond keyCertSign and cRLSign are set")
+        return "keyCertSign, cRLSign"
+
+    def disallowed() -> str:
+        present = [e.oid.dotted_string for e in cert.extensions if e.oid in DISALLOWED_EXTENSIONS]
+        if present:
+            raise _Fail(f"extensions not allowed in an IACA: {', '.join(present)}")
+        return "none present"
+
+    return [
+        _run("iaca.version", lambda: _version(cert)),
+        _run("iaca.serial_number", lambda: _serial(cert)),
+        _run("iaca.key", lambda: _key(cert)),
+        _run("iaca.subject", lambda: _country(cert, country)),
+        _run("iaca.self_signed", self_signed),
+        _run("iaca.validity", lambda: _validity_at(cert, now)),
+        _run("iaca.validity_period", lambda: _period(cert, IACA_MAX_VALIDITY)),
+        _run("iaca.basic_constraints", basic_constraints),
+        _run("iaca.key_usage", key_usage),
+        _run("iaca.subject_key_identifier", lambda: _ski(cert)),
+        _run("iaca.issuer_alt_name", lambda: _ian(cert)),
+        _run("iaca.crl_distribution_points", lambda: _crldp(cert)),
+        _run("iaca.disallowed_extensions", disallowed),
+    ]
+
+
+# -- document signer and status-list signer ----------------------------------------------
+
+
+def _check_signer(
+    cert: x509.Certificate, iaca: x509.Certificate, now: dt.datetime, prefix: str,
+    eku: x509.ObjectIdentifier,
+) -> list[Check]:
+    now = _aware(now)
+
+    def issued_by() -> str:
+        if cert.issuer != iaca.subject:
+            raise _Fail(f"issuer {cert.issuer.rfc4514_string()} is not the IACA "
+                        f"{iaca.subject.rfc4514_string()}")
+        try:
+            cert.verify_directly_issued_by(iaca)
+        except Exception as exc:  # noqa: BLE001 - any failure to verify is a failed rule
+            raise _Fail(f"signature by the IACA does not verify: {exc or type(exc).__name__}") from None
+        return f"issued by {iaca.subject.rfc4514_string()}"
+
+    def aki() -> str:
+        value = _ext(cert, x509.AuthorityKeyIdentifier, critical=False)
+        try:
+            iaca_ski = iaca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        except x509.ExtensionNotFound:
+            raise _Fail("the IACA has no subjectKeyIdentifier to match") from None
+        if value.key_identifier != iaca_ski.digest:
+            raise _Fail("authorityKeyIdentifier does not match the IACA's subjectKeyIdentifier")
+        return value.key_identifier.hex()
+
+    def key_usage() -> str:
+        ku = _ext(cert, x509.KeyUsage, critical=True)
+        if not ku.digital_signature or ku.key_cert_sign or ku.crl_sign or ku.content_commitment \
+                or ku.key_encipherment or ku.data_encipherment or ku.key_agreement:
+            raise _Fail("keyUsage must be digitalSignature only")
+        return "digitalSignature"
+
+    def extended_key_usage() -> str:
+        usages = list(_ext(cert, x509.ExtendedKeyUsage, critical=True))
+        if usages != [eku]:
+            raise _Fail(f"extKeyUsage {[u.dotted_string for u in usages]}, need [{eku.dotted_string}]")
+        return eku.dotted_string
+
+    def country() -> str:
+        mine = cert.subject.get_attributes_for_oid(NameOID.COUNTRY_NAME)
+        theirs = iaca.subject.get_attributes_for_oid(NameOID.COUNTRY_NAME)
+        if [a.value for a in mine] != [a.value for a in theirs] or not mine:
+            raise _Fail("subject countryName differs from the IACA's")
+        states = cert.subject.get_attributes_for_oid(NameOID.STATE_OR_PROVINCE_NAME)
+        if states and [a.value for a in states] != [
+            a.value for a in iaca.subject.get_attributes_for_oid(NameOID.STATE_OR_PROVINCE_NAME)
+        ]:
+            raise _Fail("subject stateOrProvinceName differs from the IACA's")
+        if not cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME):
+            raise _Fail("subject has no commonName")
+        return f"C={mine[0].value}"
+
+    def within_iaca() -> str:
+        if cert.not_valid_before_utc < iaca.not_valid_before_utc or \
+                cert.not_valid_after_utc > iaca.not_valid_after_utc:
+            raise _Fail("validity is not within the IACA's validity")
+        return "within the IACA's validity"
+
+    return [
+        _run(f"{prefix}.version", lambda: _version(cert)),
+        _run(f"{prefix}.serial_number", lambda: _serial(cert)),
+        _run(f"{prefix}.key", lambda: _key(cert)),
+        _run(f"{prefix}.subject", country),
+        _run(f"{prefix}.issued_by_iaca", issued_by),
+        _run(f"{prefix}.validity", lambda: _validity_at(cert, now)),
+        _run(f"{prefix}.validity_period", lambda: _period(cert, DS_MAX_VALIDITY)),
+        _run(f"{prefix}.validity_within_iaca", within_iaca),
+        _run(f"{prefix}.key_usage", key_usage),
+        _run(f"{prefix}.extended_key_usage", extended_key_usage),
+        _run(f"{prefix}.authority_key_identifier", aki),
+        _run(f"{prefix}.subject_key_identifier", lambda: _ski(cert)),
+        _run(f"{prefix}.issuer_alt_name", lambda: _ian(cert)),
+        _run(f"{prefix}.crl_distribution_points", lambda: _crldp(cert)),
+    ]
+
+
+def check_document_signer(cert: x509.Certificate, iaca: x509.Certificate, now: dt.datetime) -> list[Check]:
+    """Table B.3 rules for a document signer certificate under ``iaca`` at time ``now``."""
+    return _check_signer(cert, iaca, now, "ds", EKU_MDL_DS)
+
+
+def check_status_list_signer(
+    cert: x509.Certificate, iaca: x509.Certificate, now: dt.datetime, *,
+    eku: x509.ObjectIdentifier = EKU_STATUS_LIST_SIGNER,
+) -> list[Check]:
+    """The document signer rules with the status-list EKU (``specs/status-list.md``)."""
+    return _check_signer(cert, iaca, now, "status_signer", eku)
+
+
+def failed(checks: list[Check]) -> list[Check]:
+    """The checks that did not pass."""
+    return [c for c in checks if not c.passed]
