@@ -1,0 +1,156 @@
+"""Revocation reasons and full, partitioned CRLs (RFC 5280 5).
+
+JPKI uses four reasons (affiliationChanged: death or moving abroad; cessationOfOperation:
+card lost or moving abroad; superseded: renewed because one of the basic four changed;
+certificateHold: temporary hold of a lost card) plus keyCompromise. A hold is released by
+`removeFromCRL` (RFC 5280 5.3.1): the entry disappears from the next full CRL and OCSP
+answers good again. No delta CRLs: removeFromCRL never appears on a CRL we build.
+
+Each partition (municipality) gets its own full CRL, with a critical issuingDistributionPoint
+naming exactly that partition's directory name (RFC 5280 5.2.5), so a relying party (OpenSSL)
+refuses it for a certificate of another municipality ("different CRL scope").
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography import x509
+
+from ._signing import IssuerKey, sign_builder
+from .certificates import _aki, _check_issuer
+from .errors import ProfileError
+from .profile import JpkiProfile, Municipality, Purpose
+
+
+class RevocationReason(enum.Enum):
+    """CRLReason values used by JPKI (RFC 5280 5.3.1), plus removeFromCRL for a release."""
+
+    KEY_COMPROMISE = "keyCompromise"
+    AFFILIATION_CHANGED = "affiliationChanged"
+    SUPERSEDED = "superseded"
+    CESSATION_OF_OPERATION = "cessationOfOperation"
+    CERTIFICATE_HOLD = "certificateHold"
+    REMOVE_FROM_CRL = "removeFromCRL"
+
+    @property
+    def flag(self) -> x509.ReasonFlags:
+        return x509.ReasonFlags(self.value)
+
+    @property
+    def code(self) -> int:
+        """The CRLReason ENUMERATED value."""
+        return {
+            "keyCompromise": 1, "affiliationChanged": 3, "superseded": 4,
+            "cessationOfOperation": 5, "certificateHold": 6, "removeFromCRL": 8,
+        }[self.value]
+
+    @classmethod
+    def parse(cls, name: str) -> RevocationReason:
+        """From the RFC name (`affiliationChanged`) or the snake form (`affiliation_changed`)."""
+        for reason in cls:
+            if name in (reason.value, reason.name.lower()):
+                return reason
+        raise ProfileError(f"revocation reason {name!r} is not one of "
+                           f"{', '.join(r.value for r in cls)}")
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """A certificate currently on the CRL."""
+
+    serial: int
+    revoked_at: datetime
+    reason: RevocationReason
+
+    def __post_init__(self) -> None:
+        if self.reason is RevocationReason.REMOVE_FROM_CRL:
+            raise ProfileError("removeFromCRL is an event, not a state: use apply_event")
+        if self.revoked_at.tzinfo is None:
+            raise ProfileError("revoked_at must be timezone-aware")
+
+    @property
+    def on_hold(self) -> bool:
+        return self.reason is RevocationReason.CERTIFICATE_HOLD
+
+
+@dataclass(frozen=True)
+class RevocationEvent:
+    serial: int
+    at: datetime
+    reason: RevocationReason
+
+
+def apply_event(state: Mapping[int, Revocation], event: RevocationEvent) -> dict[int, Revocation]:
+    """The revocation state after `event` (pure; returns a new dict).
+
+    * certificateHold on a good certificate: held.
+    * removeFromCRL: only on a held certificate; it becomes good again.
+    * any other reason: final. A held certificate may become final (keeping the
+      new reason and time); a final revocation never changes."""
+    current = state.get(event.serial)
+    new = dict(state)
+    if event.reason is RevocationReason.REMOVE_FROM_CRL:
+        if current is None or not current.on_hold:
+            raise ProfileError(f"serial {event.serial}: removeFromCRL needs a held certificate")
+        del new[event.serial]
+        return new
+    if current is not None and not current.on_hold:
+        raise ProfileError(
+            f"serial {event.serial} is already revoked ({current.reason.value}); final"
+        )
+    if current is not None and event.reason is RevocationReason.CERTIFICATE_HOLD:
+        return new
+    new[event.serial] = Revocation(event.serial, event.at, event.reason)
+    return new
+
+
+def issuing_distribution_point(profile: JpkiProfile, partition: Municipality
+                               ) -> x509.IssuingDistributionPoint:
+    return x509.IssuingDistributionPoint(
+        full_name=[x509.DirectoryName(profile.crldp_name(partition))],
+        relative_name=None,
+        only_contains_user_certs=False,
+        only_contains_ca_certs=False,
+        only_some_reasons=None,
+        indirect_crl=False,
+        only_contains_attribute_certs=False,
+    )
+
+
+def build_crl(*, profile: JpkiProfile, purpose: Purpose, issuer: x509.Certificate,
+              issuer_key: IssuerKey, partition: Municipality | None,
+              revocations: Iterable[Revocation], crl_number: int, this_update: datetime,
+              next_update: datetime) -> x509.CertificateRevocationList:
+    """A full CRL of one root (key generation) and one partition (None: unpartitioned)."""
+    _check_issuer(profile, purpose, issuer, issuer_key)
+    if crl_number < 0 or crl_number.bit_length() > 159:
+        raise ProfileError(f"CRL number {crl_number} must be 0..2^159")
+    if next_update <= this_update:
+        raise ProfileError("next_update must come after this_update")
+    if profile.partitioned_crls != (partition is not None):
+        raise ProfileError("partition must be given exactly when the profile partitions CRLs")
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(issuer.subject)
+        .last_update(this_update)
+        .next_update(next_update)
+        .add_extension(x509.CRLNumber(crl_number), critical=False)
+        .add_extension(_aki(issuer), critical=False)
+    )
+    if partition is not None:
+        builder = builder.add_extension(issuing_distribution_point(profile, partition),
+                                        critical=True)
+    for rev in revocations:
+        entry = (
+            x509.RevokedCertificateBuilder()
+            .serial_number(rev.serial)
+            .revocation_date(rev.revoked_at)
+            .add_extension(x509.CRLReason(rev.reason.flag), critical=False)
+            .build()
+        )
+        builder = builder.add_revoked_certificate(entry)
+    return sign_builder(builder, issuer_key)
