@@ -46,8 +46,8 @@ def _run(name: str, rule: Callable[[], str]) -> Check:
         return Check(name, True, rule())
     except _Fail as exc:
         return Check(name, False, str(exc))
-    except (ValueError, TypeError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
-        return Check(name, False, f"unreadable: {exc}")
+    except Exception as exc:  # noqa: BLE001 - a malformed certificate fails the rule, never crashes
+        return Check(name, False, f"unreadable: {type(exc).__name__}: {exc}")
 
 
 def _ext(cert: x509.Certificate, cls: type, critical: bool | None = None):
