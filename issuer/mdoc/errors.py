@@ -1,0 +1,42 @@
+"""Errors of the issuer's mdoc side (keys, issuance, status lists, publication).
+
+One base class, :class:`IssuerMdocError`; every subclass says what was wrong and where.
+"""
+
+from __future__ import annotations
+
+
+class IssuerMdocError(Exception):
+    """Base of every error of :mod:`issuer.mdoc`."""
+
+
+class MdocKeysMissing(IssuerMdocError):
+    """The IACA, document signer or status signer has not been set up yet."""
+
+
+class MdocKeyError(IssuerMdocError):
+    """An mdoc issuer key or certificate is unusable (algorithm, profile, validity)."""
+
+
+class IssuanceError(IssuerMdocError):
+    """An mdoc cannot be issued for this phone / holder / device key."""
+
+
+class UnknownPhone(IssuanceError):
+    """No phone with this id, or the phone has no holder."""
+
+
+class DeviceKeyError(IssuanceError):
+    """The device public key is malformed, of an unsupported curve, or reused."""
+
+
+class JobConflict(IssuanceError):
+    """A job reference was already used for different inputs (another phone or key)."""
+
+
+class StatusAllocationError(IssuerMdocError):
+    """No status-list index could be allocated (lists full, too much contention)."""
+
+
+class UnknownStatusList(IssuerMdocError):
+    """No status list with this id or URI."""

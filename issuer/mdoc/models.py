@@ -1,0 +1,40 @@
+"""The issuer's mdoc-only tables (Alembic revision ``i0002mdoc`` of branch ``issuer``).
+
+* ``mdoc_issuances``: one row per (job reference, device-key slot), pointing at the
+  credential issued for it. Its primary key makes issuance idempotent even when two
+  retries of the same job race: the loser's insert fails and it returns the winner's MSO.
+* ``status_list_tokens``: the Status List Token last published for each list, kept in the
+  database so every stateless API process serves the same bytes (the same ETag) until the
+  list's ``version`` moves or the token nears its ``exp``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import DateTime, ForeignKey, Integer, LargeBinary, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from issuer.db import IssuerBase, utcnow
+
+
+class MdocIssuance(IssuerBase):
+    __tablename__ = "mdoc_issuances"
+    job_ref: Mapped[str] = mapped_column(String(128), primary_key=True)
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True)
+    phone_id: Mapped[str] = mapped_column(String(64), index=True)
+    credential_id: Mapped[str] = mapped_column(ForeignKey("credentials.id"), unique=True)
+    #: SHA-256 (hex) of the device public key's SubjectPublicKeyInfo DER.
+    device_key_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class StatusListToken(IssuerBase):
+    __tablename__ = "status_list_tokens"
+    list_id: Mapped[str] = mapped_column(ForeignKey("status_lists.id"), primary_key=True)
+    #: The list's ``version`` this token was built from.
+    version: Mapped[int] = mapped_column(Integer)
+    token: Mapped[bytes] = mapped_column(LargeBinary)
+    etag: Mapped[str] = mapped_column(String(80))
+    issued_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,267 @@
+"""Status lists of the issuer: one per issuance period, random never-reused indices.
+
+draft-ietf-oauth-status-list (§4, §12.5) and ISO/IEC 18013-5 2nd ed. 12.3.6: each mdoc's
+MSO carries ``status = {"status_list": {"idx": uint, "uri": tstr}}``; ``uri`` is where the
+issuer publishes the list (``<public URL>/status/<list id>``).
+
+Allocation (see ``specs/status-list.md``). Inside the caller's transaction:
+
+1. the open list of the period is locked (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite
+   has one writer at a time anyway), or a new list is created when none has room;
+2. an index is drawn uniformly among the free ones with
+   :func:`protocols.status.allocation.allocate_index` (the registry answers "is it used?");
+3. the caller's credential row carrying (list, index) is inserted: the unique constraint
+   ``uq_credential_status_idx`` is the last word, and a violation aborts the transaction,
+   which :func:`issuer.mdoc.txn.run_transaction` runs again.
+
+An index is never freed: a revoked or expired credential keeps its row and its index.
+A list is full at ``max_fill`` of its size (the draws stay cheap); the next allocation of
+the period opens a new list.
+
+Every change of an mdoc credential's ``status`` made through the ORM bumps its list's
+``version`` (a ``before_flush`` hook installed by this module); bulk ``UPDATE`` statements
+must call :func:`mark_changed`. The publisher rebuilds a token only when the version moved.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import event, func, select, update
+from sqlalchemy.orm import Session, attributes
+
+from issuer.db import Credential, StatusList, new_id
+from issuer.mdoc.errors import StatusAllocationError, UnknownStatusList
+from protocols.status.allocation import RandomSource, allocate_index
+from protocols.status.bitlist import Status
+from protocols.status.bitlist import StatusList as BitList
+from protocols.status.errors import StatusListFullError
+
+PERIODS = ("day", "week", "month", "year")
+
+#: Credential ``status`` words (issuer/db.py, issuer/revocation.py) -> Status List value.
+_STATUS_VALUE = {
+    "valid": Status.VALID,
+    "hold": Status.SUSPENDED,
+    "suspended": Status.SUSPENDED,
+    "revoked": Status.INVALID,
+    "invalid": Status.INVALID,
+}
+
+
+def status_value(word: str) -> Status:
+    """The list value of a credential status; anything unknown fails closed (INVALID)."""
+    return _STATUS_VALUE.get(word, Status.INVALID)
+
+
+@dataclass(frozen=True)
+class StatusListPolicy:
+    """How lists are cut and published.
+
+    ``bits`` 2 so SUSPENDED (a hold) can be told from INVALID; ``size`` entries per list;
+    ``ttl`` seconds a relying party may cache a token (claim 65534, Cache-Control max-age);
+    ``lifetime`` seconds from a token's ``iat`` to its ``exp``.
+    """
+
+    bits: int = 2
+    size: int = 1 << 16
+    max_fill: float = 0.75
+    period: str = "month"
+    ttl: int = 300
+    lifetime: int = 86_400
+
+    def __post_init__(self) -> None:
+        if self.bits not in (1, 2, 4, 8):
+            raise ValueError(f"status list bits must be 1, 2, 4 or 8, got {self.bits!r}")
+        if self.bits == 1:
+            raise ValueError("1-bit lists cannot say SUSPENDED; mdoc holds need bits >= 2")
+        if self.size <= 0 or self.size % (8 // self.bits):
+            raise ValueError(f"size {self.size} must be a positive multiple of {8 // self.bits}")
+        if not 0 < self.max_fill <= 1:
+            raise ValueError(f"max_fill must be in (0, 1], got {self.max_fill!r}")
+        if self.period not in PERIODS:
+            raise ValueError(f"period must be one of {PERIODS}, got {self.period!r}")
+        if not 0 < self.ttl <= self.lifetime:
+            raise ValueError(f"need 0 < ttl ({self.ttl}) <= lifetime ({self.lifetime})")
+
+
+def period_of(now: dt.datetime, period: str) -> str:
+    """The issuance period ``now`` falls in: ``2026-11-23``, ``2026-W47``, ``2026-11``, ``2026``."""
+    d = now.astimezone(dt.UTC).date()
+    if period == "day":
+        return d.isoformat()
+    if period == "week":
+        year, week, _ = d.isocalendar()
+        return f"{year}-W{week:02d}"
+    if period == "month":
+        return f"{d.year}-{d.month:02d}"
+    if period == "year":
+        return str(d.year)
+    raise ValueError(f"unknown period {period!r}")
+
+
+class _UsedInList:
+    """The used indices of one list, as :func:`allocate_index` asks for them."""
+
+    def __init__(self, session: Session, row: StatusList) -> None:
+        self._session = session
+        self._row = row
+
+    def __len__(self) -> int:
+        return self._row.allocated
+
+    def __contains__(self, index: object) -> bool:
+        found = self._session.execute(
+            select(Credential.id).where(
+                Credential.status_list_id == self._row.id, Credential.status_idx == index
+            ).limit(1)
+        ).first()
+        return found is not None
+
+
+class StatusRegistry:
+    """Allocates status-list indices and says what a list currently holds."""
+
+    def __init__(
+        self,
+        public_url: str,
+        policy: StatusListPolicy | None = None,
+        rng: RandomSource | None = None,
+    ) -> None:
+        self.public_url = public_url.rstrip("/")
+        self.policy = policy or StatusListPolicy()
+        self._rng = rng or secrets.SystemRandom()
+
+    def uri_for(self, list_id: str) -> str:
+        return f"{self.public_url}/status/{list_id}"
+
+    # -- allocation --------------------------------------------------------------------
+
+    def _open_list(self, session: Session, period: str, now: dt.datetime) -> StatusList:
+        p = self.policy
+        row = session.scalars(
+            select(StatusList)
+            .where(
+                StatusList.period == period,
+                StatusList.bits == p.bits,
+                StatusList.size == p.size,
+                StatusList.allocated < p.max_fill * p.size,
+                StatusList.uri.startswith(self.public_url + "/status/"),
+            )
+            .order_by(StatusList.created_at, StatusList.id)
+            .limit(1)
+            .with_for_update()
+        ).first()
+        if row is not None:
+            return row
+        list_id = new_id()
+        row = StatusList(
+            id=list_id, uri=self.uri_for(list_id), bits=p.bits, size=p.size, allocated=0,
+            period=period, version=0, created_at=now,
+        )
+        session.add(row)
+        session.flush()
+        return row
+
+    def allocate(
+        self,
+        session: Session,
+        now: dt.datetime,
+        make_row: Callable[[StatusList, int], Credential],
+    ) -> Credential:
+        """Allocate an index in the open list of ``now``'s period; insert ``make_row(list, idx)``.
+
+        ``make_row`` builds the credential (it may sign an MSO naming ``list.uri`` and
+        ``idx``); its ``status_list_id`` / ``status_idx`` are set here. Must run inside a
+        transaction that :func:`~issuer.mdoc.txn.run_transaction` retries.
+        """
+        period = period_of(now, self.policy.period)
+        for _ in range(4):
+            row = self._open_list(session, period, now)
+            try:
+                idx = allocate_index(row.size, _UsedInList(session, row), self._rng,
+                                     max_fill=self.policy.max_fill)
+            except StatusListFullError:
+                row.allocated = row.size  # close it: the next draw opens a new list
+                session.flush()
+                continue
+            credential = make_row(row, idx)
+            credential.status_list_id = row.id
+            credential.status_idx = idx
+            session.add(credential)
+            session.flush()  # the unique constraint speaks here
+            session.execute(
+                update(StatusList)
+                .where(StatusList.id == row.id)
+                .values(allocated=StatusList.allocated + 1)
+                .execution_options(synchronize_session=False)
+            )
+            session.refresh(row, ["allocated"])
+            return credential
+        raise StatusAllocationError(f"no status list of period {period} had a free index")
+
+    # -- contents ----------------------------------------------------------------------
+
+    @staticmethod
+    def get(session: Session, list_id: str) -> StatusList:
+        row = session.get(StatusList, list_id)
+        if row is None:
+            raise UnknownStatusList(f"no status list {list_id!r}")
+        return row
+
+    @staticmethod
+    def by_uri(session: Session, uri: str) -> StatusList:
+        row = session.scalars(select(StatusList).where(StatusList.uri == uri)).first()
+        if row is None:
+            raise UnknownStatusList(f"no status list published at {uri!r}")
+        return row
+
+    @staticmethod
+    def contents(session: Session, row: StatusList) -> BitList:
+        """The list as the registry says now: every non-valid mdoc at its index."""
+        changes: dict[int, int] = {}
+        for idx, word in session.execute(
+            select(Credential.status_idx, Credential.status).where(
+                Credential.status_list_id == row.id, Credential.status != "valid"
+            )
+        ):
+            changes[idx] = int(status_value(word))
+        invalid = [i for i, v in changes.items() if v == Status.INVALID]
+        bits = BitList.from_indices(row.size, invalid, Status.INVALID, row.bits)
+        others = {i: v for i, v in changes.items() if v != Status.INVALID}
+        return bits.updated(others) if others else bits
+
+    @staticmethod
+    def counts(session: Session, row: StatusList) -> dict[str, int]:
+        """How many credentials of the list are in each status word."""
+        return dict(
+            session.execute(
+                select(Credential.status, func.count())
+                .where(Credential.status_list_id == row.id)
+                .group_by(Credential.status)
+            ).all()
+        )
+
+
+def mark_changed(session: Session, list_ids: Iterable[str]) -> None:
+    """Bump the ``version`` of each list (after a bulk status change outside the ORM)."""
+    ids = sorted(set(list_ids))
+    if ids:
+        session.connection().execute(
+            update(StatusList.__table__)
+            .where(StatusList.__table__.c.id.in_(ids))
+            .values(version=StatusList.__table__.c.version + 1)
+        )
+
+
+@event.listens_for(Session, "before_flush")
+def _bump_versions_on_status_change(session: Session, _context, _instances) -> None:
+    ids = set()
+    for obj in session.dirty:
+        if isinstance(obj, Credential) and obj.status_list_id is not None:
+            if attributes.get_history(obj, "status").has_changes():
+                ids.add(obj.status_list_id)
+    mark_changed(session, ids)
