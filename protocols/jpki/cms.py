@@ -1,0 +1,208 @@
+"""CMS detached signatures (RFC 5652 5) over a signature made elsewhere (the phone's SE).
+
+SignedData v1, one SignerInfo v1 (issuerAndSerialNumber), eContentType id-data without
+eContent (detached), signed attributes contentType, signingTime, messageDigest (5.3, 11).
+RSA-2048: SHA-256 with PKCS#1 v1.5 (signatureAlgorithm rsaEncryption); P-384: SHA-384 with
+ECDSA (ecdsa-with-SHA384, DER Ecdsa-Sig-Value). The signer callback receives the DER of the
+signed attributes as a SET OF (5.4) and returns the signature in that form; an SE returning
+raw r||s converts it with :func:`ecdsa_raw_to_der`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from asn1crypto import cms as asn1cms
+from asn1crypto import core as asn1core
+from asn1crypto import x509 as asn1x509
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from .errors import CmsError, JpkiError
+from .profile import KeyType
+
+Signer = Callable[[bytes], bytes]
+
+_HASHES = {"sha256": hashes.SHA256, "sha384": hashes.SHA384}
+_DECODE_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError,
+                  UnicodeError, RecursionError, NotImplementedError)
+
+
+def ecdsa_raw_to_der(signature: bytes) -> bytes:
+    """Raw r||s (96 bytes for P-384) to the DER Ecdsa-Sig-Value CMS carries."""
+    if len(signature) % 2 or not signature:
+        raise CmsError(f"raw ECDSA signature of {len(signature)} bytes is not r||s")
+    half = len(signature) // 2
+    return encode_dss_signature(int.from_bytes(signature[:half], "big"),
+                                int.from_bytes(signature[half:], "big"))
+
+
+def _digest(name: str, data: bytes) -> bytes:
+    h = hashes.Hash(_HASHES[name]())
+    h.update(data)
+    return h.finalize()
+
+
+def _algorithms(cert: x509.Certificate) -> tuple[str, dict]:
+    try:
+        key_type = KeyType.of(cert.public_key())
+    except JpkiError as exc:
+        raise CmsError(f"signer certificate key: {exc}") from None
+    if key_type is KeyType.RSA_2048:
+        return "sha256", {"algorithm": "rsassa_pkcs1v15", "parameters": asn1core.Null()}
+    return "sha384", {"algorithm": "sha384_ecdsa"}
+
+
+def build_detached_signature(*, content: bytes, certificate: x509.Certificate, sign: Signer,
+                             signing_time: datetime,
+                             chain: Sequence[x509.Certificate] = ()) -> bytes:
+    """DER ContentInfo(SignedData) signing `content` (detached), signature from `sign`."""
+    if signing_time.tzinfo is None:
+        raise CmsError("signing_time must be timezone-aware")
+    digest_name, sig_alg = _algorithms(certificate)
+    cert_asn1 = asn1x509.Certificate.load(certificate.public_bytes(serialization.Encoding.DER))
+    attrs = [
+        asn1cms.CMSAttribute({"type": "content_type", "values": ["data"]}),
+        asn1cms.CMSAttribute({"type": "signing_time", "values": [
+            asn1cms.Time(name="utc_time", value=signing_time.replace(microsecond=0))
+            if 1950 <= signing_time.year < 2050
+            else asn1cms.Time(name="generalized_time", value=signing_time.replace(microsecond=0))
+        ]}),
+        asn1cms.CMSAttribute({"type": "message_digest", "values": [_digest(digest_name, content)]}),
+    ]
+    attrs.sort(key=lambda a: a.dump())  # DER SET OF: sorted encodings (X.690 11.6)
+    signed_attrs = asn1cms.CMSAttributes(attrs)
+    signature = sign(signed_attrs.dump())
+    if not isinstance(signature, bytes) or not signature:
+        raise CmsError("signer returned no signature bytes")
+    signer_info = asn1cms.SignerInfo({
+        "version": "v1",
+        "sid": asn1cms.SignerIdentifier(
+            name="issuer_and_serial_number",
+            value=asn1cms.IssuerAndSerialNumber({
+                "issuer": cert_asn1.issuer, "serial_number": cert_asn1.serial_number}),
+        ),
+        "digest_algorithm": {"algorithm": digest_name},
+        "signed_attrs": signed_attrs,
+        "signature_algorithm": sig_alg,
+        "signature": signature,
+    })
+    certs = [cert_asn1] + [
+        asn1x509.Certificate.load(c.public_bytes(serialization.Encoding.DER)) for c in chain]
+    signed_data = asn1cms.SignedData({
+        "version": "v1",
+        "digest_algorithms": [{"algorithm": digest_name}],
+        "encap_content_info": {"content_type": "data"},
+        "certificates": certs,
+        "signer_infos": [signer_info],
+    })
+    return asn1cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump()
+
+
+@dataclass(frozen=True)
+class CmsSignature:
+    """A verified detached signature: who signed, when they said they did, with what hash."""
+
+    signer_certificate: x509.Certificate
+    certificates: tuple[x509.Certificate, ...]
+    signing_time: datetime | None
+    digest_algorithm: str
+
+
+def verify_detached_signature(signature: bytes, content: bytes) -> CmsSignature:
+    """Check digest and signature of a detached SignedData; returns the signer certificate.
+
+    Chain, policy, validity and revocation are the relying party's checks
+    (:mod:`.relying_party`); this verifies only the CMS structure and the signature."""
+    try:
+        return _verify(bytes(signature), content)
+    except CmsError:
+        raise
+    except _DECODE_ERRORS as exc:
+        raise CmsError(f"CMS signature does not decode: {type(exc).__name__}: {exc}") from None
+
+
+def _verify(signature: bytes, content: bytes) -> CmsSignature:
+    info = asn1cms.ContentInfo.load(signature, strict=True)
+    if info["content_type"].native != "signed_data":
+        raise CmsError(f"ContentInfo type is {info['content_type'].native}, not signedData")
+    sd = info["content"]
+    encap = sd["encap_content_info"]
+    if encap["content_type"].native != "data":
+        raise CmsError(f"eContentType is {encap['content_type'].native}, not id-data")
+    if encap["content"].native is not None:
+        raise CmsError("SignedData carries eContent: not a detached signature")
+    signer_infos = list(sd["signer_infos"])
+    if len(signer_infos) != 1:
+        raise CmsError(f"SignedData has {len(signer_infos)} SignerInfos, expected 1")
+    si = signer_infos[0]
+    certs = []
+    for choice in sd["certificates"] or []:
+        if choice.name != "certificate":
+            continue
+        certs.append(x509.load_der_x509_certificate(choice.chosen.dump()))
+    signer = _find_signer(si["sid"], certs)
+    digest_name = si["digest_algorithm"]["algorithm"].native
+    if digest_name not in _HASHES:
+        raise CmsError(f"digest algorithm {digest_name} is not SHA-256 or SHA-384")
+    attrs = si["signed_attrs"]
+    if not attrs:
+        raise CmsError("SignerInfo has no signed attributes")
+    found: dict[str, list] = {}
+    for attr in attrs:
+        name = attr["type"].native
+        if name in found:
+            raise CmsError(f"signed attribute {name} appears twice")
+        found[name] = list(attr["values"])
+    for required in ("content_type", "message_digest"):
+        if len(found.get(required, [])) != 1:
+            raise CmsError(f"signed attribute {required} is missing or not single-valued")
+    if found["content_type"][0].native != "data":
+        raise CmsError("signed contentType attribute is not id-data")
+    if found["message_digest"][0].native != _digest(digest_name, content):
+        raise CmsError("messageDigest does not match the content")
+    signing_time = None
+    if "signing_time" in found:
+        signing_time = found["signing_time"][0].native
+    to_verify = b"\x31" + attrs.dump()[1:]  # RFC 5652 5.4: the attributes as a SET OF
+    _check_signature(signer, si, digest_name, to_verify)
+    return CmsSignature(signer, tuple(certs), signing_time, digest_name)
+
+
+def _find_signer(sid: asn1cms.SignerIdentifier, certs: list[x509.Certificate]
+                 ) -> x509.Certificate:
+    for cert in certs:
+        parsed = asn1x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
+        if sid.name == "issuer_and_serial_number":
+            if (parsed.issuer == sid.chosen["issuer"]
+                    and parsed.serial_number == sid.chosen["serial_number"].native):
+                return cert
+        elif sid.name == "subject_key_identifier" and parsed.key_identifier == sid.chosen.native:
+            return cert
+    raise CmsError("no certificate in the SignedData matches the SignerInfo's sid")
+
+
+def _check_signature(cert: x509.Certificate, si: asn1cms.SignerInfo, digest_name: str,
+                     data: bytes) -> None:
+    key = cert.public_key()
+    alg = si["signature_algorithm"]["algorithm"].native
+    sig = si["signature"].native
+    h = _HASHES[digest_name]()
+    try:
+        if isinstance(key, rsa.RSAPublicKey):
+            if alg not in ("rsassa_pkcs1v15", f"{digest_name}_rsa"):
+                raise CmsError(f"signature algorithm {alg} does not fit an RSA key")
+            key.verify(sig, data, padding.PKCS1v15(), h)
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            if alg != f"{digest_name}_ecdsa":
+                raise CmsError(f"signature algorithm {alg} does not fit ECDSA with {digest_name}")
+            key.verify(sig, data, ec.ECDSA(h))
+        else:
+            raise CmsError(f"signer key {type(key).__name__} is not RSA or EC")
+    except InvalidSignature:
+        raise CmsError("CMS signature does not verify with the signer certificate") from None

@@ -1,0 +1,191 @@
+"""Relying-party checks on a JPKI signature, as pure functions (RFC 5280 6, simplified to
+the JPKI shape: end-entity certificates issued directly by a root).
+
+Each check returns `Check(name, passed, reason)`; `verify_signed_content` runs them all and
+returns `{"valid", "checks", ...}` in the shape of the mdoc verifier. Revocation is checked
+against a given CRL here; OCSP is the caller's transport concern.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+
+from .certificates import BasicFour
+from .cms import verify_detached_signature
+from .errors import JpkiError
+from .parse import classify, read_basic_four
+from .profile import PolicyArc, Purpose
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "passed": self.passed, "reason": self.reason}
+
+
+def _key_id(cert: x509.Certificate, ext_type: type) -> bytes | None:
+    try:
+        value = cert.extensions.get_extension_for_class(ext_type).value
+    except (x509.ExtensionNotFound, ValueError):
+        return None
+    return value.key_identifier if ext_type is x509.AuthorityKeyIdentifier else value.digest
+
+
+def find_issuer(cert: x509.Certificate, roots: Sequence[x509.Certificate]
+                ) -> x509.Certificate | None:
+    """The root whose SKI equals the certificate's AKI (never chosen by name alone)."""
+    aki = _key_id(cert, x509.AuthorityKeyIdentifier)
+    if aki is None:
+        return None
+    for root in roots:
+        if _key_id(root, x509.SubjectKeyIdentifier) == aki:
+            return root
+    return None
+
+
+def check_chain(cert: x509.Certificate, roots: Sequence[x509.Certificate], at: datetime
+                ) -> tuple[Check, x509.Certificate | None]:
+    root = find_issuer(cert, roots)
+    if root is None:
+        return Check("chain", False, "no trusted root has the certificate's authority key "
+                     "identifier"), None
+    try:
+        cert.verify_directly_issued_by(root)
+    except (ValueError, TypeError, InvalidSignature) as exc:
+        return Check("chain", False, f"not issued by the root with that key id: "
+                     f"{type(exc).__name__} {exc}"), None
+    if not root.not_valid_before_utc <= at <= root.not_valid_after_utc:
+        return Check("chain", False, f"root {root.serial_number} is not valid at {at}"), None
+    return Check("chain", True, f"issued by root serial {root.serial_number}"), root
+
+
+def check_policy(cert: x509.Certificate, required: Purpose, arc: PolicyArc | None = None
+                 ) -> Check:
+    try:
+        purpose = classify(cert, arc)
+    except JpkiError as exc:
+        return Check("policy", False, str(exc))
+    if purpose is not required:
+        return Check("policy", False, f"a {purpose.value} certificate where a "
+                     f"{required.value} certificate is required")
+    return Check("policy", True, f"{purpose.value} certificate policy")
+
+
+def check_key_usage(cert: x509.Certificate, required: Purpose) -> Check:
+    try:
+        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except (x509.ExtensionNotFound, ValueError):
+        return Check("key_usage", False, "no keyUsage extension")
+    if not ku.digital_signature or (required is Purpose.SIGN and not ku.content_commitment):
+        return Check("key_usage", False, "keyUsage lacks digitalSignature"
+                     + (" / nonRepudiation" if required is Purpose.SIGN else ""))
+    return Check("key_usage", True, "keyUsage fits")
+
+
+def check_validity(cert: x509.Certificate, at: datetime) -> Check:
+    if at < cert.not_valid_before_utc:
+        return Check("validity", False, f"not valid before {cert.not_valid_before_utc}")
+    if at > cert.not_valid_after_utc:
+        return Check("validity", False, f"expired at {cert.not_valid_after_utc}")
+    return Check("validity", True, f"valid until {cert.not_valid_after_utc}")
+
+
+def check_crl(cert: x509.Certificate, root: x509.Certificate,
+              crl: x509.CertificateRevocationList, at: datetime) -> Check:
+    """Revocation from a full CRL: signed by the root, current, in scope (IDP), no entry."""
+    if crl.issuer != root.subject or not crl.is_signature_valid(root.public_key()):
+        return Check("revocation", False, "CRL is not signed by the certificate's root")
+    if at < crl.last_update_utc or (crl.next_update_utc and at > crl.next_update_utc):
+        return Check("revocation", False, "CRL is not current")
+    try:
+        idp = crl.extensions.get_extension_for_class(x509.IssuingDistributionPoint).value
+    except x509.ExtensionNotFound:
+        idp = None
+    if idp is not None:
+        try:
+            dps = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+        except x509.ExtensionNotFound:
+            dps = []
+        names = {n for dp in dps for n in (dp.full_name or [])}
+        if not names & set(idp.full_name or []):
+            return Check("revocation", False, "different CRL scope: the CRL's "
+                         "issuingDistributionPoint does not name the certificate's partition")
+    entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+    if entry is None:
+        return Check("revocation", True, "not on the CRL")
+    try:
+        reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.value
+    except x509.ExtensionNotFound:
+        reason = "unspecified"
+    return Check("revocation", False, f"revoked ({reason}) at {entry.revocation_date_utc}")
+
+
+@dataclass(frozen=True)
+class VerificationResult:
+    valid: bool
+    checks: tuple[Check, ...]
+    signer_certificate: x509.Certificate | None
+    purpose: Purpose | None
+    basic_four: BasicFour | None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "valid": self.valid,
+            "checks": [c.to_dict() for c in self.checks],
+            "purpose": self.purpose.value if self.purpose else None,
+        }
+        if self.signer_certificate is not None:
+            out["signer"] = {"subject": self.signer_certificate.subject.rfc4514_string(),
+                             "serial": self.signer_certificate.serial_number}
+        if self.basic_four is not None:
+            bf = self.basic_four
+            out["basic_four"] = {"name": bf.name, "sex": bf.sex.value,
+                                 "birth_date": bf.birth_date.date.isoformat(),
+                                 "address": bf.address}
+        return out
+
+
+def verify_signed_content(signature: bytes, content: bytes, *,
+                          roots: Sequence[x509.Certificate], required: Purpose, at: datetime,
+                          arc: PolicyArc | None = None,
+                          crl: x509.CertificateRevocationList | None = None
+                          ) -> VerificationResult:
+    """Signature, chain to one of `roots` (by AKI), policy, key usage, validity, and (if
+    given) the CRL; never raises on bad input, a failed step is a failed check."""
+    checks: list[Check] = []
+    try:
+        sig = verify_detached_signature(signature, content)
+    except JpkiError as exc:
+        checks.append(Check("signature", False, str(exc)))
+        return VerificationResult(False, tuple(checks), None, None, None)
+    cert = sig.signer_certificate
+    checks.append(Check("signature", True, f"{sig.digest_algorithm} signature verifies"))
+    chain, root = check_chain(cert, roots, at)
+    checks += [chain, check_policy(cert, required, arc), check_key_usage(cert, required),
+               check_validity(cert, at)]
+    if crl is not None:
+        checks.append(check_crl(cert, root, crl, at) if root is not None
+                      else Check("revocation", False, "no root to check the CRL against"))
+    purpose = None
+    try:
+        purpose = classify(cert, arc)
+    except JpkiError:
+        pass
+    basic_four = None
+    if purpose is Purpose.SIGN:
+        try:
+            basic_four = read_basic_four(cert)
+        except JpkiError as exc:
+            checks.append(Check("basic_four", False, str(exc)))
+    return VerificationResult(all(c.passed for c in checks), tuple(checks), cert, purpose,
+                              basic_four)
