@@ -40,6 +40,11 @@ class Applet(ABC):
     def __init__(self, instance_aid: bytes) -> None:
         self.instance_aid = instance_aid
 
+    def install(self, params: bytes) -> None:  # noqa: B027 - optional hook
+        """INSTALL [for install] created this instance; ``params`` is the install
+        parameters field (``C9 ..`` application-specific parameters and others, GPCS
+        11.5.2.3.7), possibly empty. Called once, before the first :meth:`snapshot`."""
+
     @abstractmethod
     def select(self, p2: int, ctx: CommandContext) -> bytes:
         """SELECT by AID succeeded on a channel: return FCI (may be empty) || SW."""

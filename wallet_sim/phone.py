@@ -1,0 +1,120 @@
+"""A simulated phone: its GP-SE image and its app data directory, under
+``<home>/phones/<phone_id>/`` (``se.cbor``, ``phone.cbor``, ``app/``).
+
+A factory reset wipes ``app/`` (the wallet app's data) and never the SE: credentials in
+the SE survive a reset, as on a real phone (DOMAIN.md).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+from pathlib import Path
+
+import cbor2
+import platformdirs
+
+from wallet_sim.se.applet import Applet
+from wallet_sim.se.constants import DEFAULT_MAX_FAILED_AUTHENTICATIONS
+from wallet_sim.se.errors import PhoneNotFoundError
+from wallet_sim.se.runtime import SecureElement
+from wallet_sim.se.store import SE_FILE, encode_state, factory_state, write_atomically
+
+DEFAULT_MODEL = "mcred-sim-1"
+_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+def data_home(home: Path | None = None) -> Path:
+    """``home`` if given, else ``$MCRED_HOME``, else the platform's user data directory."""
+    if home is not None:
+        return Path(home)
+    env = os.environ.get("MCRED_HOME")
+    return Path(env) if env else Path(platformdirs.user_data_dir("mcred"))
+
+
+def phone_dir(phone_id: str, home: Path | None = None) -> Path:
+    if not _ID.match(phone_id):
+        raise PhoneNotFoundError(f"{phone_id!r} is not a phone id")
+    return data_home(home) / "phones" / phone_id
+
+
+def _existing(phone_id: str, home: Path | None) -> Path:
+    d = phone_dir(phone_id, home)
+    if not (d / SE_FILE).is_file():
+        raise PhoneNotFoundError(f"no phone {phone_id!r} under {data_home(home)}")
+    return d
+
+
+def app_dir(phone_id: str, home: Path | None = None) -> Path:
+    """The wallet app's private data directory (cleared by :func:`factory_reset`)."""
+    d = _existing(phone_id, home) / "app"
+    d.mkdir(exist_ok=True)
+    return d
+
+
+def create_phone(home: Path | None = None, model: str = DEFAULT_MODEL, *,
+                 max_failed_authentications: int = DEFAULT_MAX_FAILED_AUTHENTICATIONS,
+                 initial_sequence_counter: int = 0) -> str:
+    """Make a new phone with a factory-fresh SE; return its id.
+
+    ``max_failed_authentications`` is the number of consecutive failed EXTERNAL
+    AUTHENTICATEs after which a keyset is blocked; ``initial_sequence_counter`` exists so
+    tests can reach counter exhaustion."""
+    if max_failed_authentications < 1:
+        raise ValueError("max_failed_authentications must be at least 1")
+    root = data_home(home) / "phones"
+    root.mkdir(parents=True, exist_ok=True)
+    while True:
+        phone_id = "ph-" + secrets.token_hex(6)
+        d = root / phone_id
+        try:
+            d.mkdir()
+            break
+        except FileExistsError:  # pragma: no cover - 48 random bits
+            continue
+    (d / "app").mkdir()
+    write_atomically(d / "phone.cbor", cbor2.dumps({"id": phone_id, "model": model}, canonical=True))
+    state = factory_state(max_failed_authentications=max_failed_authentications,
+                          sequence_counter=initial_sequence_counter)
+    write_atomically(d / SE_FILE, encode_state(state))
+    return phone_id
+
+
+def list_phones(home: Path | None = None) -> list[str]:
+    root = data_home(home) / "phones"
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / SE_FILE).is_file())
+
+
+def open_secure_element(phone_id: str, home: Path | None = None, *,
+                        applet_classes: dict[bytes, type[Applet]] | None = None,
+                        packages: dict[bytes, tuple[bytes, ...]] | None = None) -> SecureElement:
+    """The phone's SE, with ``transmit(apdu: bytes) -> bytes``. ``applet_classes`` /
+    ``packages`` replace the shipped applets (tests)."""
+    d = _existing(phone_id, home)
+    return SecureElement(d / SE_FILE, applet_classes=applet_classes, packages=packages)
+
+
+def factory_reset(phone_id: str, home: Path | None = None) -> None:
+    """Wipe the phone's app data; the SE is not touched."""
+    d = _existing(phone_id, home) / "app"
+    if d.exists():
+        shutil.rmtree(d)
+    d.mkdir()
+
+
+def describe(phone_id: str, home: Path | None = None) -> dict:
+    """Public facts for ``mcred phone show``: model, CPLC, security domains, applets."""
+    d = _existing(phone_id, home)
+    meta = cbor2.loads((d / "phone.cbor").read_bytes())
+    se = open_secure_element(phone_id, home)
+    app = d / "app"
+    return {
+        "id": phone_id,
+        "model": meta.get("model", DEFAULT_MODEL),
+        "app_data_files": sorted(str(p.relative_to(app)) for p in app.rglob("*") if p.is_file()) if app.exists() else [],
+        "secure_element": se.describe(),
+    }

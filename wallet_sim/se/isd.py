@@ -1,0 +1,396 @@
+"""The Issuer Security Domain: SCP03 session handling and card content management
+(GPCS 2.3.1 chapter 11: GET DATA 11.3, GET STATUS 11.4, INSTALL 11.5, PUT KEY 11.8,
+SET STATUS 11.10, STORE DATA 11.11, DELETE 11.2; Amendment D 7.1 INITIALIZE UPDATE /
+EXTERNAL AUTHENTICATE). Refusals and floors are listed in specs/secure-element.md.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from protocols.gp.apdu import CommandApdu, ResponseApdu, has_secure_messaging, response
+from protocols.gp.errors import (
+    GpError,
+    KeyError_,
+    Scp03Error,
+    Scp03ProtocolError,
+)
+from protocols.gp.keys import KeyInfo, key_information_template, parse_put_key_data
+from protocols.gp.scp03 import SEQUENCE_COUNTER_MAX, CardChannel, CardKeyset, StaticKeys
+from protocols.gp.tlv import Tlv, encode, parse_all
+from wallet_sim.se.constants import (
+    APP_INSTALLED,
+    APP_SELECTABLE,
+    CARD_LOCKED,
+    CARD_SECURED,
+    ELF_LOADED,
+    INS_DELETE,
+    INS_EXTERNAL_AUTHENTICATE,
+    INS_GET_DATA,
+    INS_GET_STATUS,
+    INS_INITIALIZE_UPDATE,
+    INS_INSTALL,
+    INS_PUT_KEY,
+    INS_SET_STATUS,
+    INS_STORE_DATA,
+    ISD_AID,
+    ISD_PRIVILEGES,
+    LOCKED_BIT,
+    SCP03_I,
+    SECURITY_FLOORS,
+    SW_AUTH_METHOD_BLOCKED,
+    SW_CONDITIONS_NOT_SATISFIED,
+    SW_INCORRECT_P1P2,
+    SW_INS_NOT_SUPPORTED,
+    SW_NOT_ENOUGH_MEMORY,
+    SW_OK,
+    SW_REFERENCED_DATA_NOT_FOUND,
+    SW_SECURITY_NOT_SATISFIED,
+    SW_WRONG_DATA,
+)
+
+if TYPE_CHECKING:
+    from wallet_sim.se.runtime import Channel, SecureElement
+
+MAX_KEYSETS = 4
+MAX_APPLICATIONS = 16
+
+
+class _Refuse(Exception):
+    def __init__(self, sw: int) -> None:
+        self.sw = sw
+
+
+def fci(se: SecureElement) -> bytes:
+    """FCI of the ISD on SELECT (GPCS 11.9.3.1)."""
+    return encode(0x6F, [Tlv(0x84, ISD_AID), Tlv(0xA5, encode(0x9F65, b"\xff"))])
+
+
+def card_recognition_data() -> bytes:
+    """GET DATA 0066 (GPCS Annex H.2): GP 2.3.1, SCP03 with i = 70."""
+    oid = bytes.fromhex("2A864886FC6B")  # 1.2.840.114283
+    return encode(0x66, [Tlv(0x73, b"".join([
+        encode(0x06, oid + b"\x01"),
+        encode(0x60, encode(0x06, oid + bytes.fromhex("02020301"))),
+        encode(0x63, encode(0x06, oid + b"\x03")),
+        encode(0x64, encode(0x06, oid + bytes([0x04, 0x03, SCP03_I]))),
+    ]))])
+
+
+def process(se: SecureElement, ch: Channel, cmd: CommandApdu) -> bytes:
+    """One command to the ISD selected on ``ch``."""
+    if cmd.ins == INS_INITIALIZE_UPDATE and cmd.cla & 0x80:
+        return _initialize_update(se, ch, cmd)
+    if cmd.ins == INS_EXTERNAL_AUTHENTICATE and cmd.cla & 0x80:
+        return _external_authenticate(se, ch, cmd)
+    sess = ch.session
+    if sess is not None and sess.is_open and sess.security_level:
+        if not has_secure_messaging(cmd.cla):
+            _end_session(ch)  # a plain command inside a session aborts it
+            return response(SW_SECURITY_NOT_SATISFIED)
+        try:
+            plain = sess.unwrap(cmd)
+        except Scp03Error:
+            _end_session(ch)  # tampered MAC / padding: the session is gone
+            return response(SW_SECURITY_NOT_SATISFIED)
+        data, sw = _command(se, ch, plain, sess.security_level)
+        return sess.wrap_response(data, sw)
+    if has_secure_messaging(cmd.cla):
+        _end_session(ch)
+        return response(SW_SECURITY_NOT_SATISFIED)
+    level = sess.security_level if sess is not None and sess.is_open else None
+    data, sw = _command(se, ch, cmd, level)
+    return data + sw.to_bytes(2, "big")
+
+
+def _end_session(ch: Channel) -> None:
+    if ch.session is not None:
+        ch.session.close()
+    ch.session = None
+    ch.perso_target = None
+
+
+def _initialize_update(se: SecureElement, ch: Channel, cmd: CommandApdu) -> bytes:
+    _end_session(ch)
+    st = se.state
+    kvn = cmd.p1 or min(st["keysets"])
+    if kvn not in st["keysets"]:
+        return response(SW_REFERENCED_DATA_NOT_FOUND)
+    if kvn in st["blocked_kvns"]:
+        return response(SW_AUTH_METHOD_BLOCKED)
+    if st["sequence_counter"] >= SEQUENCE_COUNTER_MAX:
+        return response(SW_CONDITIONS_NOT_SATISFIED)
+    ks = st["keysets"][kvn]
+    card = CardChannel(CardKeyset(kvn, StaticKeys(ks["enc"], ks["mac"], ks["dek"])), i=SCP03_I,
+                       key_diversification_data=st["kdd"], sd_aid=ISD_AID,
+                       sequence_counter=st["sequence_counter"] + 1)
+    try:
+        out = card.initialize_update(cmd)
+    except Scp03ProtocolError as e:
+        return response(e.sw or SW_WRONG_DATA)
+    except GpError:
+        return response(SW_WRONG_DATA)
+    st["sequence_counter"] += 1  # consumed by every card challenge handed out
+    ch.session = card
+    return out
+
+
+def _external_authenticate(se: SecureElement, ch: Channel, cmd: CommandApdu) -> bytes:
+    sess = ch.session
+    if sess is None or sess.state.value != "initialized":
+        _end_session(ch)
+        return response(SW_CONDITIONS_NOT_SATISFIED)
+    kvn = sess.keyset.kvn
+    st = se.state
+    try:
+        out = sess.external_authenticate(cmd)
+    except Scp03ProtocolError as e:
+        _end_session(ch)
+        return response(e.sw or SW_WRONG_DATA)
+    except Scp03Error:  # wrong host cryptogram or C-MAC: a failed authentication
+        _end_session(ch)
+        fails = st["failed_authentications"].get(kvn, 0) + 1
+        st["failed_authentications"][kvn] = fails
+        if fails >= st["max_failed_authentications"] and kvn not in st["blocked_kvns"]:
+            st["blocked_kvns"].append(kvn)
+        return response(SW_SECURITY_NOT_SATISFIED)
+    st["failed_authentications"].pop(kvn, None)
+    return out
+
+
+def _command(se: SecureElement, ch: Channel, cmd: CommandApdu, level: int | None) -> tuple[bytes, int]:
+    """Dispatch a plain ISD command; ``level`` is the session's SL (None: no session)."""
+    if not cmd.cla & 0x80 and cmd.ins != INS_GET_DATA:
+        return b"", SW_INS_NOT_SUPPORTED
+    handler = _HANDLERS.get(cmd.ins)
+    if handler is None:
+        return b"", SW_INS_NOT_SUPPORTED
+    floor = SECURITY_FLOORS[cmd.ins]
+    if floor is not None and (level is None or level & floor != floor):
+        return b"", SW_SECURITY_NOT_SATISFIED
+    try:
+        return handler(se, ch, cmd)
+    except _Refuse as r:
+        return b"", r.sw
+
+
+def _get_data(se: SecureElement, ch: Channel, cmd: CommandApdu) -> tuple[bytes, int]:
+    st = se.state
+    tag = (cmd.p1 << 8) | cmd.p2
+    if tag == 0x9F7F:
+        return encode(0x9F7F, st["cplc"]), SW_OK
+    if tag == 0x0066:
+        return card_recognition_data(), SW_OK
+    if tag == 0x00E0:
+        infos = [KeyInfo(kid, kvn, 0x88, len(ks["enc"]))
+                 for kvn, ks in sorted(st["keysets"].items()) for kid in (1, 2, 3)]
+        return key_information_template(infos), SW_OK
+    if tag == 0x00C1:
+        return encode(0xC1, st["sequence_counter"].to_bytes(3, "big")), SW_OK
+    return b"", SW_REFERENCED_DATA_NOT_FOUND
+
+
+def _aid_filter(data: bytes) -> bytes:
+    try:
+        tlvs = parse_all(data)
+    except GpError:
+        raise _Refuse(SW_WRONG_DATA) from None
+    if not tlvs or tlvs[0].tag != 0x4F:
+        raise _Refuse(SW_WRONG_DATA)
+    return tlvs[0].value
+
+
+def _get_status(se: SecureElement, ch: Channel, cmd: CommandApdu) -> tuple[bytes, int]:
+    if cmd.p2 != 0x02:  # TLV format only, no "next occurrence"
+        return b"", SW_INCORRECT_P1P2
+    prefix = _aid_filter(cmd.data)
+    st = se.state
+    entries: list[bytes] = []
+    if cmd.p1 == 0x80:
+        entries.append(encode(0xE3, [Tlv(0x4F, ISD_AID), Tlv(0x9F70, bytes([st["isd"]["life_cycle"]])),
+                                     Tlv(0xC5, ISD_PRIVILEGES)]))
+    elif cmd.p1 in (0x40, 0x60):
+        for rec in st["applications"]:
+            entries.append(encode(0xE3, [Tlv(0x4F, rec["aid"]), Tlv(0x9F70, bytes([rec["life_cycle"]])),
+                                         Tlv(0xC5, rec["privileges"]), Tlv(0xC4, rec["elf_aid"]),
+                                         Tlv(0xCC, ISD_AID)]))
+    elif cmd.p1 in (0x20, 0x10):
+        for elf, modules in sorted(se.packages.items()):
+            items = [Tlv(0x4F, elf), Tlv(0x9F70, bytes([ELF_LOADED]))]
+            if cmd.p1 == 0x10:
+                items += [Tlv(0x84, m) for m in modules]
+            entries.append(encode(0xE3, items))
+    else:
+        return b"", SW_INCORRECT_P1P2
+    matched = [e for e in entries if parse_all(e)[0].children()[0].value.startswith(prefix)]
+    if not matched:
+        return b"", SW_REFERENCED_DATA_NOT_FOUND
+    return b"".join(matched), SW_OK
+
+
+def _lv_fields(data: bytes, count: int) -> list[bytes]:
+    out, i = [], 0
+    for _ in range(count):
+        if i >= len(data):
+            raise _Refuse(SW_WRONG_DATA)
+        n = data[i]
+        if i + 1 + n > len(data):
+            raise _Refuse(SW_WRONG_DATA)
+        out.append(data[i + 1 : i + 1 + n])
+        i += 1 + n
+    if i != len(data):
+        raise _Refuse(SW_WRONG_DATA)
+    return out
+
+
+def _install(se: SecureElement, ch: Channel, cmd: CommandApdu) -> tuple[bytes, int]:
+    st = se.state
+    if cmd.p2 != 0x00:
+        return b"", SW_INCORRECT_P1P2
+    if cmd.p1 in (0x04, 0x0C):
+        elf, module, aid, priv, params, _token = _lv_fields(cmd.data, 6)
+        cls = se.applet_classes.get(module)
+        if cls is None or module not in se.packages.get(elf, ()):
+            return b"", SW_REFERENCED_DATA_NOT_FOUND
+        if not 5 <= len(aid) <= 16 or len(priv) not in (1, 3):
+            return b"", SW_WRONG_DATA
+        if aid == ISD_AID or se.app_record(aid) is not None:
+            return b"", SW_CONDITIONS_NOT_SATISFIED
+        if len(st["applications"]) >= MAX_APPLICATIONS:
+            return b"", SW_NOT_ENOUGH_MEMORY
+        applet = cls(aid)
+        applet.install(params)
+        st["applications"].append({
+            "aid": aid, "module_aid": module, "elf_aid": elf,
+            "life_cycle": APP_SELECTABLE if cmd.p1 == 0x0C else APP_INSTALLED,
+            "privileges": (priv + b"\x00\x00")[:3], "state": applet.snapshot(),
+        })
+        se._applets[aid] = applet
+        return b"\x00", SW_OK
+    if cmd.p1 == 0x08:
+        elf, module, aid, _priv, _params, _token = _lv_fields(cmd.data, 6)
+        rec = se.app_record(aid)
+        if rec is None:
+            return b"", SW_REFERENCED_DATA_NOT_FOUND
+        if rec["life_cycle"] != APP_INSTALLED:
+            return b"", SW_CONDITIONS_NOT_SATISFIED
+        rec["life_cycle"] = APP_SELECTABLE
+        return b"\x00", SW_OK
+    if cmd.p1 == 0x20:
+        _e, _m, aid, _p, _params, _token = _lv_fields(cmd.data, 6)
+        rec = se.app_record(aid)
+        if rec is None:
+            return b"", SW_REFERENCED_DATA_NOT_FOUND
+        if rec["life_cycle"] & LOCKED_BIT:
+            return b"", SW_CONDITIONS_NOT_SATISFIED
+        ch.perso_target = aid
+        return b"\x00", SW_OK
+    return b"", SW_INCORRECT_P1P2
+
+
+def _store_data(se: SecureElement, ch: Channel, cmd: CommandApdu) -> tuple[bytes, int]:
+    aid = ch.perso_target
+    rec = se.app_record(aid) if aid is not None else None
+    if aid is None or rec is None or rec["life_cycle"] & LOCKED_BIT:
+        return b"", SW_CONDITIONS_NOT_SATISFIED
+    try:
+        out = ResponseApdu.parse(se.applet(aid).store_data(cmd.p1, cmd.p2, cmd.data, se.context(ch)))
+    except Exception:
+        se._applets.pop(aid, None)
+        return b"", 0x6F00
+    return out.data, out.sw
+
+
+def _put_key(se: SecureElement, ch: Channel, cmd: CommandApdu) -> tuple[bytes, int]:
+    st = se.state
+    assert ch.session is not None
+    if cmd.p2 & 0x7F != 0x01:
+        return b"", SW_INCORRECT_P1P2
+    try:
+        pk = parse_put_key_data(cmd.data, ch.session.keyset.keys.dek)
+        if len(pk.keys) != 3:
+            raise KeyError_("a keyset is ENC, MAC and DEK")
+        new = StaticKeys(*pk.keys)
+    except GpError:
+        return b"", SW_WRONG_DATA
+    old = cmd.p1
+    if old == 0:
+        if pk.new_kvn in st["keysets"]:
+            return b"", SW_CONDITIONS_NOT_SATISFIED
+        if len(st["keysets"]) >= MAX_KEYSETS:
+            return b"", SW_NOT_ENOUGH_MEMORY
+    else:
+        if old not in st["keysets"]:
+            return b"", SW_REFERENCED_DATA_NOT_FOUND
+        if pk.new_kvn != old and pk.new_kvn in st["keysets"]:
+            return b"", SW_CONDITIONS_NOT_SATISFIED
+        del st["keysets"][old]
+        st["failed_authentications"].pop(old, None)
+        if old in st["blocked_kvns"]:
+            st["blocked_kvns"].remove(old)
+    st["keysets"][pk.new_kvn] = {"enc": new.enc, "mac": new.mac, "dek": new.dek}
+    st["failed_authentications"].pop(pk.new_kvn, None)
+    if pk.new_kvn in st["blocked_kvns"]:
+        st["blocked_kvns"].remove(pk.new_kvn)
+    return pk.response(), SW_OK
+
+
+def _delete(se: SecureElement, ch: Channel, cmd: CommandApdu) -> tuple[bytes, int]:
+    if cmd.p1 != 0x00 or cmd.p2 not in (0x00, 0x80):
+        return b"", SW_INCORRECT_P1P2
+    aid = _aid_filter(cmd.data)
+    if aid == ISD_AID or aid in se.packages:  # load files are in ROM in this simulator
+        return b"", SW_CONDITIONS_NOT_SATISFIED
+    rec = se.app_record(aid)
+    if rec is None or not aid:
+        return b"", SW_REFERENCED_DATA_NOT_FOUND
+    se.state["applications"].remove(rec)
+    se.forget_applet(aid)
+    return b"\x00", SW_OK
+
+
+def _set_status(se: SecureElement, ch: Channel, cmd: CommandApdu) -> tuple[bytes, int]:
+    st = se.state
+    if cmd.p1 == 0x80:  # the card, through the ISD
+        if cmd.data and cmd.data != ISD_AID:
+            return b"", SW_WRONG_DATA
+        if cmd.p2 == CARD_LOCKED and st["card_life_cycle"] == CARD_SECURED:
+            st["card_life_cycle"] = CARD_LOCKED
+        elif cmd.p2 == CARD_SECURED and st["card_life_cycle"] == CARD_LOCKED:
+            st["card_life_cycle"] = CARD_SECURED
+        elif cmd.p2 in (CARD_LOCKED, CARD_SECURED):
+            return b"", SW_CONDITIONS_NOT_SATISFIED
+        else:
+            return b"", SW_INCORRECT_P1P2
+        return b"", SW_OK
+    if cmd.p1 in (0x40, 0x60):
+        rec = se.app_record(cmd.data)
+        if rec is None:
+            return b"", SW_REFERENCED_DATA_NOT_FOUND
+        lc = rec["life_cycle"]
+        if cmd.p2 & LOCKED_BIT:
+            if lc & LOCKED_BIT:
+                return b"", SW_CONDITIONS_NOT_SATISFIED
+            rec["life_cycle"] = lc | LOCKED_BIT
+            for c in se.channels.values():  # a locked applet loses its selections
+                if c.selected == rec["aid"]:
+                    se._deselect(c)
+        elif lc & LOCKED_BIT:
+            rec["life_cycle"] = lc & 0x7F
+        elif cmd.p2 & 0x07 == 0x07 and cmd.p2 > lc and lc >= APP_SELECTABLE:
+            rec["life_cycle"] = cmd.p2  # application-specific state
+        else:
+            return b"", SW_CONDITIONS_NOT_SATISFIED
+        return b"", SW_OK
+    return b"", SW_INCORRECT_P1P2
+
+
+_HANDLERS = {
+    INS_GET_DATA: _get_data,
+    INS_GET_STATUS: _get_status,
+    INS_INSTALL: _install,
+    INS_STORE_DATA: _store_data,
+    INS_PUT_KEY: _put_key,
+    INS_DELETE: _delete,
+    INS_SET_STATUS: _set_status,
+}

@@ -1,0 +1,293 @@
+"""The GP-SE simulator: one object per phone behind ``transmit(apdu) -> bytes``.
+
+It plays a GlobalPlatform card (GPCS 2.3.1): logical channels (ISO/IEC 7816-4 5.4.1,
+MANAGE CHANNEL 11.1.2 of ISO/IEC 7816-4), SELECT by AID, the Issuer Security Domain with
+SCP03 (Amendment D) and card content management (``wallet_sim.se.isd``), and routes every
+other command to the applet selected on the channel. Its NVM image is written atomically
+after each command that changed it, so a phone outlives the process that made it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from protocols.gp.apdu import CommandApdu, ResponseApdu, channel_of, has_secure_messaging, response
+from protocols.gp.errors import ApduError
+from protocols.gp.scp03 import CardChannel
+from wallet_sim.se import isd
+from wallet_sim.se.applet import Applet, CommandContext
+from wallet_sim.se.constants import (
+    APP_SELECTABLE,
+    CARD_LOCKED,
+    INS_MANAGE_CHANNEL,
+    INS_SELECT,
+    ISD_AID,
+    LOCKED_BIT,
+    MAX_CHANNELS,
+    SW_CHANNEL_NOT_SUPPORTED,
+    SW_CLA_NOT_SUPPORTED,
+    SW_FILE_NOT_FOUND,
+    SW_FUNCTION_NOT_SUPPORTED,
+    SW_INCORRECT_P1P2,
+    SW_OK,
+    SW_SM_NOT_SUPPORTED,
+    SW_WRONG_LENGTH,
+)
+from wallet_sim.se.store import encode_state, load_state, write_atomically
+
+
+def _default_applet_classes() -> tuple[dict[bytes, type[Applet]], dict[bytes, tuple[bytes, ...]]]:
+    """The applets shipped in ``wallet_sim.applets`` (absent: none installable)."""
+    try:
+        from wallet_sim import applets
+    except ImportError:
+        return {}, {}
+    classes = dict(getattr(applets, "APPLET_CLASSES", {}))
+    packages = dict(getattr(applets, "PACKAGES", {}))
+    return classes, packages
+
+
+@dataclass
+class Channel:
+    """Volatile per-channel state (lost at power-off, as on a card)."""
+
+    number: int
+    selected: bytes | None = ISD_AID
+    session: CardChannel | None = None
+    perso_target: bytes | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class SecureElement:
+    """A persisted GP-SE. Build it with :func:`wallet_sim.open_secure_element`."""
+
+    def __init__(self, path: Path, *, applet_classes: dict[bytes, type[Applet]] | None = None,
+                 packages: dict[bytes, tuple[bytes, ...]] | None = None,
+                 random_bytes: Callable[[int], bytes] = os.urandom) -> None:
+        self.path = Path(path)
+        if applet_classes is None:
+            applet_classes, default_packages = _default_applet_classes()
+            packages = default_packages if packages is None else packages
+        self.applet_classes = dict(applet_classes)
+        self.packages = dict(packages) if packages else {m: (m,) for m in self.applet_classes}
+        self.random_bytes = random_bytes
+        self._load()
+
+    # -- persistence
+    def _load(self) -> None:
+        self.state = load_state(self.path)
+        self._saved = encode_state(self.state)
+        self._stamp = self._file_stamp()
+        self._applets: dict[bytes, Applet] = {}
+        self.channels: dict[int, Channel] = {0: Channel(0)}
+
+    def _file_stamp(self) -> tuple[int, int]:
+        st = self.path.stat()
+        return (st.st_mtime_ns, st.st_size)
+
+    def _reload_if_changed(self) -> None:
+        try:
+            if self._file_stamp() != self._stamp:
+                self._load()  # another process wrote this SE: like a re-inserted card
+        except OSError:
+            pass
+
+    def _persist(self) -> None:
+        for app in self.state["applications"]:
+            obj = self._applets.get(app["aid"])
+            if obj is not None:
+                app["state"] = obj.snapshot()
+        data = encode_state(self.state)
+        if data != self._saved:
+            write_atomically(self.path, data)
+            self._saved = data
+            self._stamp = self._file_stamp()
+
+    def persisted_image(self) -> bytes:
+        """The bytes of the NVM image as last written (for tests and audits)."""
+        return self.path.read_bytes()
+
+    # -- registry helpers
+    def app_record(self, aid: bytes) -> dict | None:
+        for app in self.state["applications"]:
+            if app["aid"] == aid:
+                return app
+        return None
+
+    def applet(self, aid: bytes) -> Applet:
+        obj = self._applets.get(aid)
+        if obj is None:
+            rec = self.app_record(aid)
+            assert rec is not None
+            obj = self.applet_classes[rec["module_aid"]](aid)
+            obj.restore(rec["state"])
+            self._applets[aid] = obj
+        return obj
+
+    def forget_applet(self, aid: bytes) -> None:
+        self._applets.pop(aid, None)
+        for ch in self.channels.values():
+            if ch.selected == aid:
+                ch.selected = None
+            if ch.perso_target == aid:
+                ch.perso_target = None
+
+    def context(self, ch: Channel) -> CommandContext:
+        s = ch.session
+        open_ = s is not None and s.is_open
+        return CommandContext(channel=ch.number, secure_channel=open_,
+                              security_level=s.security_level if open_ and s else 0)
+
+    # -- transport
+    def transmit(self, apdu: bytes) -> bytes:
+        """Process one command APDU; return response data || SW1 SW2."""
+        self._reload_if_changed()
+        try:
+            cmd = CommandApdu.parse(apdu)
+        except ApduError:
+            return response(SW_WRONG_LENGTH)
+        if cmd.cla == 0xFF:
+            return response(SW_CLA_NOT_SUPPORTED)
+        ch = self.channels.get(channel_of(cmd.cla))
+        if ch is None:
+            return response(SW_CHANNEL_NOT_SUPPORTED)
+        try:
+            if cmd.ins == INS_MANAGE_CHANNEL and not cmd.cla & 0x80:
+                out = self._manage_channel(cmd, ch)
+            elif cmd.ins == INS_SELECT and cmd.p1 == 0x04 and not cmd.cla & 0x80:
+                out = self._select(cmd, ch)
+            elif ch.selected == ISD_AID:
+                out = isd.process(self, ch, cmd)
+            elif ch.selected is None:
+                out = response(SW_FILE_NOT_FOUND)
+            else:
+                out = self._to_applet(ch, apdu)
+        finally:
+            self._persist()
+        return out
+
+    def _to_applet(self, ch: Channel, apdu: bytes) -> bytes:
+        assert ch.selected is not None
+        try:
+            out = self.applet(ch.selected).process(apdu, self.context(ch))
+            ResponseApdu.parse(out)
+        except Exception:  # an applet fault must not take the card down (JCRE: 6F00)
+            self._applets.pop(ch.selected, None)  # drop volatile, possibly torn, state
+            return response(0x6F00)
+        return out
+
+    def _deselect(self, ch: Channel) -> None:
+        if ch.selected == ISD_AID:
+            if ch.session is not None:
+                ch.session.close()
+            ch.session = None
+            ch.perso_target = None
+        elif ch.selected is not None and ch.selected in self._applets:
+            self._applets[ch.selected].deselect(self.context(ch))
+        ch.selected = None
+
+    def _select(self, cmd: CommandApdu, ch: Channel) -> bytes:
+        if has_secure_messaging(cmd.cla):
+            return response(SW_SM_NOT_SUPPORTED)
+        if cmd.p2 & 0x03:  # next / last occurrence: not supported
+            return response(SW_FUNCTION_NOT_SUPPORTED)
+        aid = cmd.data
+        if not aid or aid == ISD_AID:
+            if ch.selected != ISD_AID:
+                self._deselect(ch)
+            else:  # re-selecting the ISD ends its secure channel session
+                if ch.session is not None:
+                    ch.session.close()
+                ch.session, ch.perso_target = None, None
+            ch.selected = ISD_AID
+            return response(SW_OK, isd.fci(self))
+        rec = self.app_record(aid)
+        if (rec is None or rec["life_cycle"] & LOCKED_BIT or (rec["life_cycle"] & 0x7F) < APP_SELECTABLE
+                or self.state["card_life_cycle"] == CARD_LOCKED):
+            return response(SW_FILE_NOT_FOUND)
+        self._deselect(ch)
+        ch.selected = aid
+        try:
+            out = self.applet(aid).select(cmd.p2, self.context(ch))
+            r = ResponseApdu.parse(out)
+        except Exception:
+            ch.selected = None
+            return response(0x6F00)
+        if r.sw != SW_OK:
+            ch.selected = None
+        return out
+
+    def _manage_channel(self, cmd: CommandApdu, ch: Channel) -> bytes:
+        if has_secure_messaging(cmd.cla):
+            return response(SW_SM_NOT_SUPPORTED)
+        if cmd.p1 == 0x00:  # open
+            if cmd.p2 == 0:
+                free = [n for n in range(1, MAX_CHANNELS) if n not in self.channels]
+                if not free:
+                    return response(SW_FUNCTION_NOT_SUPPORTED)
+                n = free[0]
+                self.channels[n] = Channel(n)
+                return response(SW_OK, bytes([n]))
+            if not 1 <= cmd.p2 < MAX_CHANNELS or cmd.p2 in self.channels:
+                return response(SW_INCORRECT_P1P2)
+            self.channels[cmd.p2] = Channel(cmd.p2)
+            return response(SW_OK)
+        if cmd.p1 == 0x80:  # close
+            n = cmd.p2 or ch.number
+            if n == 0:
+                return response(SW_FUNCTION_NOT_SUPPORTED)
+            target = self.channels.get(n)
+            if target is None:
+                return response(SW_CHANNEL_NOT_SUPPORTED)
+            self._deselect(target)
+            del self.channels[n]
+            return response(SW_OK)
+        return response(SW_INCORRECT_P1P2)
+
+    def reset(self) -> None:
+        """Power cycle: every channel, selection and secure channel session is lost."""
+        for ch in list(self.channels.values()):
+            self._deselect(ch)
+        self.channels = {0: Channel(0)}
+
+    # -- facts for `mcred phone show`
+    def describe(self) -> dict:
+        from wallet_sim.se.constants import CARD_LIFE_CYCLE_NAMES, app_life_cycle_name
+        from wallet_sim.se.store import decode_cplc
+
+        st = self.state
+        apps = []
+        for rec in st["applications"]:
+            try:
+                details = self.applet(rec["aid"]).describe()
+            except Exception as e:  # describe must never fail the whole report
+                details = {"error": f"{type(e).__name__}"}
+            apps.append({
+                "aid": rec["aid"].hex().upper(),
+                "module_aid": rec["module_aid"].hex().upper(),
+                "load_file_aid": rec["elf_aid"].hex().upper(),
+                "life_cycle": app_life_cycle_name(rec["life_cycle"]),
+                "details": details,
+            })
+        return {
+            "cplc": decode_cplc(st["cplc"]),
+            "key_diversification_data": st["kdd"].hex().upper(),
+            "card_life_cycle": CARD_LIFE_CYCLE_NAMES.get(st["card_life_cycle"], hex(st["card_life_cycle"])),
+            "security_domains": [{
+                "aid": st["isd"]["aid"].hex().upper(),
+                "role": "ISD",
+                "life_cycle": app_life_cycle_name(st["isd"]["life_cycle"]),
+                "keysets": [{"kvn": f"{kvn:02X}", "scp": "03", "i": "70",
+                             "key_length": len(ks["enc"]),
+                             "blocked": kvn in st["blocked_kvns"],
+                             "failed_authentications": st["failed_authentications"].get(kvn, 0)}
+                            for kvn, ks in sorted(st["keysets"].items())],
+                "sequence_counter": f"{st['sequence_counter']:06X}",
+            }],
+            "applets": apps,
+        }
+
+
