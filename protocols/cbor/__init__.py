@@ -91,10 +91,14 @@ def _encode_date(encoder: cbor2.CBOREncoder, value: _dt.date) -> None:
 _ENCODERS = {_dt.datetime: _encode_datetime, _dt.date: _encode_date}
 
 
-def dumps(obj: Any) -> bytes:
-    """Encode ``obj`` deterministically (RFC 7049 §3.9 canonical, as cbor2 ``canonical=True``)."""
+def dumps(obj: Any, *, canonical: bool = True) -> bytes:
+    """Encode ``obj`` deterministically (RFC 7049 §3.9 canonical, as cbor2 ``canonical=True``).
+
+    ``canonical=False`` keeps maps in insertion order (shortest forms all the same): used for
+    the session messages, where ISO 18013-5 Annex D writes maps in CDDL order.
+    """
     try:
-        return cbor2.dumps(obj, canonical=True, encoders=_ENCODERS)
+        return cbor2.dumps(obj, canonical=canonical, encoders=_ENCODERS)
     except CborError:
         raise
     except (cbor2.CBORError, TypeError, ValueError, OverflowError, RecursionError) as exc:

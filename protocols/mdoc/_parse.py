@@ -1,0 +1,87 @@
+"""Small helpers that turn decoded CBOR into typed values with precise errors."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from protocols import cbor
+from protocols.mdoc.errors import MdocDecodeError
+
+_MISSING = object()
+
+
+def encode(obj: Any) -> bytes:
+    """mdoc structures are written with maps in CDDL order (the order Annex D shows);
+    preferred (shortest) encodings throughout. See specs/mdoc-encoding.md."""
+    try:
+        return cbor.dumps(obj, canonical=False)
+    except cbor.CborEncodeError as exc:
+        from protocols.mdoc.errors import MdocEncodeError
+
+        raise MdocEncodeError(str(exc)) from exc
+
+
+def load(data: Any, where: str) -> Any:
+    if isinstance(data, bytes | bytearray | memoryview):
+        try:
+            return cbor.loads(bytes(data))
+        except cbor.CborDecodeError as exc:
+            raise MdocDecodeError(f"{where}: {exc}") from exc
+    return data
+
+
+def as_map(value: Any, where: str) -> Mapping:
+    if not isinstance(value, Mapping):
+        raise MdocDecodeError(f"{where}: expected a map, got {_kind(value)}")
+    return value
+
+
+def as_array(value: Any, where: str) -> Sequence:
+    if not isinstance(value, list | tuple):
+        raise MdocDecodeError(f"{where}: expected an array, got {_kind(value)}")
+    return value
+
+
+def field(m: Mapping, key: Any, types: type | tuple[type, ...], where: str, *, optional: bool = False) -> Any:
+    value = m.get(key, _MISSING)
+    if value is _MISSING:
+        if optional:
+            return None
+        raise MdocDecodeError(f"{where}: missing {key!r}")
+    if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+        raise MdocDecodeError(f"{where}.{key}: expected {_names(types)}, got bool")
+    if not isinstance(value, types):
+        raise MdocDecodeError(f"{where}.{key}: expected {_names(types)}, got {_kind(value)}")
+    return value
+
+
+def text(m: Mapping, key: Any, where: str, *, optional: bool = False) -> str | None:
+    return field(m, key, str, where, optional=optional)
+
+
+def embedded(value: Any, where: str) -> tuple[bytes, Any]:
+    try:
+        return cbor.unembed(value, what=where)
+    except cbor.CborDecodeError as exc:
+        raise MdocDecodeError(str(exc)) from exc
+
+
+def embedded_raw(value: Any, where: str) -> bytes:
+    """The exact bytes inside ``#6.24(bstr)`` without decoding them (digest before parse)."""
+    if not isinstance(value, cbor.CBORTag) or value.tag != cbor.TAG_ENCODED_CBOR:
+        raise MdocDecodeError(f"{where}: expected #6.24(bstr), got {_kind(value)}")
+    if not isinstance(value.value, bytes):
+        raise MdocDecodeError(f"{where}: tag 24 must wrap a byte string")
+    return value.value
+
+
+def _names(types: type | tuple[type, ...]) -> str:
+    types = types if isinstance(types, tuple) else (types,)
+    return " or ".join(t.__name__ for t in types)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, cbor.CBORTag):
+        return f"tag {value.tag}"
+    return type(value).__name__

@@ -1,0 +1,160 @@
+"""IssuerSignedItem and IssuerSigned (ISO/IEC 18013-5:2021 §8.3.2.1.2.2, §9.1.2.4).
+
+Each ``IssuerSignedItemBytes = #6.24(bstr .cbor IssuerSignedItem)`` is kept as the exact
+bytes received: the value digest is over those bytes (tag included) and they are digested
+before they are parsed. Nothing is re-encoded on the way to a verification.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from protocols import cbor
+from protocols.cose import CoseError, Sign1
+from protocols.mdoc import _parse as p
+from protocols.mdoc.errors import MdocDecodeError, MdocEncodeError
+from protocols.mdoc.mso import DIGEST_ALGORITHMS, MobileSecurityObject
+
+
+@dataclass(frozen=True)
+class IssuerSignedItem:
+    digest_id: int
+    random: bytes
+    element_identifier: str
+    element_value: Any = field(hash=False)
+    raw: bytes = field(default=b"", repr=False, compare=False)
+    """The exact embedded bytes (inside tag 24); set by :meth:`create` and :meth:`decode`."""
+
+    @classmethod
+    def create(cls, digest_id: int, random: bytes, element_identifier: str, element_value: Any) -> IssuerSignedItem:
+        item = {
+            "digestID": digest_id,
+            "random": random,
+            "elementIdentifier": element_identifier,
+            "elementValue": element_value,
+        }
+        try:
+            raw = p.encode(item)
+        except cbor.CborError as exc:
+            raise MdocEncodeError(f"IssuerSignedItem {element_identifier!r}: {exc}") from exc
+        return cls(digest_id, random, element_identifier, element_value, raw)
+
+    @classmethod
+    def decode(cls, raw: bytes) -> IssuerSignedItem:
+        m = p.as_map(p.load(raw, "IssuerSignedItem"), "IssuerSignedItem")
+        digest_id = p.field(m, "digestID", int, "IssuerSignedItem")
+        if digest_id < 0:
+            raise MdocDecodeError("IssuerSignedItem.digestID: must be unsigned")
+        if "elementValue" not in m:
+            raise MdocDecodeError("IssuerSignedItem: missing 'elementValue'")
+        if len(m) != 4:
+            raise MdocDecodeError(f"IssuerSignedItem: unexpected keys {sorted(map(repr, set(m) - {'digestID', 'random', 'elementIdentifier', 'elementValue'}))}")
+        return cls(
+            digest_id,
+            p.field(m, "random", bytes, "IssuerSignedItem"),
+            p.text(m, "elementIdentifier", "IssuerSignedItem"),
+            m["elementValue"],
+            bytes(raw),
+        )
+
+    @property
+    def tagged(self) -> bytes:
+        """``IssuerSignedItemBytes`` encoded: what the value digest covers."""
+        return cbor.dumps(cbor.CBORTag(24, self.raw))
+
+    def digest(self, algorithm: str = "SHA-256") -> bytes:
+        return item_digest(self.raw, algorithm)
+
+
+def item_digest(raw: bytes, algorithm: str = "SHA-256") -> bytes:
+    """Digest of ``#6.24(raw)``: the whole tagged IssuerSignedItemBytes (§9.1.2.5)."""
+    name = DIGEST_ALGORITHMS.get(algorithm)
+    if name is None:
+        raise MdocEncodeError(f"unsupported digest algorithm {algorithm!r}")
+    return hashlib.new(name, cbor.dumps(cbor.CBORTag(24, raw))).digest()
+
+
+@dataclass(frozen=True)
+class IssuerSigned:
+    """``IssuerSigned = {? "nameSpaces": IssuerNameSpaces, "issuerAuth": COSE_Sign1}``.
+
+    ``name_spaces`` maps each namespace to the exact IssuerSignedItem bytes (tag 24 removed).
+    """
+
+    name_spaces: Mapping[str, tuple[bytes, ...]] = field(hash=False)
+    issuer_auth: Sign1
+
+    @classmethod
+    def from_items(cls, items: Mapping[str, Iterable[IssuerSignedItem]], issuer_auth: Sign1) -> IssuerSigned:
+        return cls({ns: tuple(i.raw for i in its) for ns, its in items.items()}, issuer_auth)
+
+    def items(self) -> dict[str, tuple[IssuerSignedItem, ...]]:
+        """Parse the items (do it after their digests verified)."""
+        out: dict[str, tuple[IssuerSignedItem, ...]] = {}
+        for ns, raws in self.name_spaces.items():
+            parsed = []
+            for i, raw in enumerate(raws):
+                try:
+                    parsed.append(IssuerSignedItem.decode(raw))
+                except MdocDecodeError as exc:
+                    raise MdocDecodeError(f"nameSpaces[{ns!r}][{i}]: {exc}") from exc
+            out[ns] = tuple(parsed)
+        return out
+
+    def mso(self) -> MobileSecurityObject:
+        """Parse the MSO in issuerAuth (do it after the issuer signature verified)."""
+        if self.issuer_auth.payload is None:
+            raise MdocDecodeError("issuerAuth: payload is nil, expected MobileSecurityObjectBytes")
+        return MobileSecurityObject.decode(self.issuer_auth.payload)
+
+    def select(self, wanted: Mapping[str, Iterable[str]]) -> IssuerSigned:
+        """Keep only the items named in ``wanted`` (selective disclosure, §8.3.2.1.2.2)."""
+        chosen: dict[str, tuple[bytes, ...]] = {}
+        items = self.items()
+        for ns, ids in wanted.items():
+            ids = set(ids)
+            kept = tuple(i.raw for i in items.get(ns, ()) if i.element_identifier in ids)
+            if kept:
+                chosen[ns] = kept
+        return IssuerSigned(chosen, self.issuer_auth)
+
+    def to_cbor(self) -> dict:
+        out: dict[str, Any] = {}
+        if self.name_spaces:
+            out["nameSpaces"] = {
+                ns: [cbor.CBORTag(24, raw) for raw in raws] for ns, raws in self.name_spaces.items()
+            }
+        out["issuerAuth"] = self.issuer_auth.to_cbor_array()
+        return out
+
+    def encode(self) -> bytes:
+        return p.encode(self.to_cbor())
+
+    @classmethod
+    def from_cbor(cls, value: Any, where: str = "IssuerSigned") -> IssuerSigned:
+        m = p.as_map(p.load(value, where), where)
+        name_spaces: dict[str, tuple[bytes, ...]] = {}
+        ns_map = p.field(m, "nameSpaces", Mapping, where, optional=True) or {}
+        if "nameSpaces" in m and not ns_map:
+            raise MdocDecodeError(f"{where}.nameSpaces: present but empty")
+        for ns, arr in ns_map.items():
+            if not isinstance(ns, str):
+                raise MdocDecodeError(f"{where}.nameSpaces: namespace keys must be text")
+            arr = p.as_array(arr, f"{where}.nameSpaces[{ns!r}]")
+            if not arr:
+                raise MdocDecodeError(f"{where}.nameSpaces[{ns!r}]: empty array")
+            name_spaces[ns] = tuple(
+                p.embedded_raw(v, f"{where}.nameSpaces[{ns!r}][{i}]") for i, v in enumerate(arr)
+            )
+        if "issuerAuth" not in m:
+            raise MdocDecodeError(f"{where}: missing 'issuerAuth'")
+        try:
+            issuer_auth = Sign1.decode(m["issuerAuth"])
+        except CoseError as exc:
+            raise MdocDecodeError(f"{where}.issuerAuth: {exc}") from exc
+        return cls(name_spaces, issuer_auth)
+
+    decode = from_cbor

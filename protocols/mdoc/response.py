@@ -1,0 +1,158 @@
+"""DeviceResponse, Document, DeviceSigned, DeviceAuth, errors and status codes
+(ISO/IEC 18013-5:2021 §8.3.2.1.2.2)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from protocols import cbor
+from protocols.cose import CoseError, Mac0, Sign1
+from protocols.mdoc import _parse as p
+from protocols.mdoc.errors import MdocDecodeError
+from protocols.mdoc.issuer_signed import IssuerSigned
+
+# DeviceResponse.status (§8.3.2.1.2.3)
+STATUS_OK = 0
+STATUS_GENERAL_ERROR = 10
+STATUS_CBOR_DECODING_ERROR = 11
+STATUS_CBOR_VALIDATION_ERROR = 12
+# ErrorCode for documentErrors / element errors (§8.3.2.1.2.3): 0 = data not returned
+ERROR_DATA_NOT_RETURNED = 0
+
+
+@dataclass(frozen=True)
+class DeviceAuth:
+    """Exactly one of ``device_signature`` (COSE_Sign1) and ``device_mac`` (COSE_Mac0)."""
+
+    device_signature: Sign1 | None = None
+    device_mac: Mac0 | None = None
+
+    def __post_init__(self) -> None:
+        if (self.device_signature is None) == (self.device_mac is None):
+            raise MdocDecodeError("DeviceAuth: exactly one of deviceSignature and deviceMac")
+
+    def to_cbor(self) -> dict:
+        if self.device_signature is not None:
+            return {"deviceSignature": self.device_signature.to_cbor_array()}
+        return {"deviceMac": self.device_mac.to_cbor_array()}
+
+    @classmethod
+    def from_cbor(cls, value: Any, where: str) -> DeviceAuth:
+        m = p.as_map(value, where)
+        if len(m) != 1 or not ({"deviceSignature", "deviceMac"} & set(m)):
+            raise MdocDecodeError(f"{where}: expected exactly one of deviceSignature / deviceMac")
+        try:
+            if "deviceSignature" in m:
+                return cls(device_signature=Sign1.decode(m["deviceSignature"]))
+            return cls(device_mac=Mac0.decode(m["deviceMac"]))
+        except CoseError as exc:
+            raise MdocDecodeError(f"{where}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class DeviceSigned:
+    """``DeviceSigned = {"nameSpaces": DeviceNameSpacesBytes, "deviceAuth": DeviceAuth}``."""
+
+    name_spaces_bytes: bytes
+    """Encoded DeviceNameSpaces (inside the tag 24), exactly as signed."""
+    device_auth: DeviceAuth
+
+    def name_spaces(self) -> dict[str, dict[str, Any]]:
+        m = p.as_map(p.load(self.name_spaces_bytes, "DeviceNameSpaces"), "DeviceNameSpaces")
+        out: dict[str, dict[str, Any]] = {}
+        for ns, elems in m.items():
+            elems = p.as_map(elems, f"DeviceNameSpaces[{ns!r}]")
+            if not isinstance(ns, str) or not all(isinstance(k, str) for k in elems):
+                raise MdocDecodeError("DeviceNameSpaces: keys must be text")
+            out[ns] = dict(elems)
+        return out
+
+    def to_cbor(self) -> dict:
+        return {"nameSpaces": cbor.CBORTag(24, self.name_spaces_bytes), "deviceAuth": self.device_auth.to_cbor()}
+
+    @classmethod
+    def from_cbor(cls, value: Any, where: str = "DeviceSigned") -> DeviceSigned:
+        m = p.as_map(value, where)
+        raw, _ = p.embedded(m.get("nameSpaces"), f"{where}.nameSpaces")
+        signed = cls(raw, DeviceAuth.from_cbor(m.get("deviceAuth"), f"{where}.deviceAuth"))
+        signed.name_spaces()
+        return signed
+
+
+@dataclass(frozen=True)
+class Document:
+    doc_type: str
+    issuer_signed: IssuerSigned
+    device_signed: DeviceSigned
+    errors: Mapping[str, Mapping[str, int]] | None = field(default=None, hash=False)
+
+    def to_cbor(self) -> dict:
+        out: dict[str, Any] = {
+            "docType": self.doc_type,
+            "issuerSigned": self.issuer_signed.to_cbor(),
+            "deviceSigned": self.device_signed.to_cbor(),
+        }
+        if self.errors:
+            out["errors"] = {ns: dict(e) for ns, e in self.errors.items()}
+        return out
+
+    @classmethod
+    def from_cbor(cls, value: Any, where: str = "Document") -> Document:
+        m = p.as_map(value, where)
+        errors = None
+        if "errors" in m:
+            errors = {}
+            for ns, elems in p.as_map(m["errors"], f"{where}.errors").items():
+                elems = p.as_map(elems, f"{where}.errors[{ns!r}]")
+                if not isinstance(ns, str) or not all(isinstance(k, str) and isinstance(v, int) for k, v in elems.items()):
+                    raise MdocDecodeError(f"{where}.errors: expected {{ns: {{id: ErrorCode}}}}")
+                errors[ns] = dict(elems)
+        return cls(
+            p.text(m, "docType", where),
+            IssuerSigned.from_cbor(m.get("issuerSigned"), f"{where}.issuerSigned"),
+            DeviceSigned.from_cbor(m.get("deviceSigned"), f"{where}.deviceSigned"),
+            errors,
+        )
+
+
+@dataclass(frozen=True)
+class DeviceResponse:
+    documents: tuple[Document, ...] = ()
+    document_errors: tuple[Mapping[str, int], ...] = field(default=(), hash=False)
+    status: int = STATUS_OK
+    version: str = "1.0"
+
+    def to_cbor(self) -> dict:
+        out: dict[str, Any] = {"version": self.version}
+        if self.documents:
+            out["documents"] = [d.to_cbor() for d in self.documents]
+        if self.document_errors:
+            out["documentErrors"] = [dict(e) for e in self.document_errors]
+        out["status"] = self.status
+        return out
+
+    def encode(self) -> bytes:
+        return p.encode(self.to_cbor())
+
+    @classmethod
+    def decode(cls, data: bytes | Any) -> DeviceResponse:
+        m = p.as_map(p.load(data, "DeviceResponse"), "DeviceResponse")
+        version = p.text(m, "version", "DeviceResponse")
+        if not version.startswith("1."):
+            raise MdocDecodeError(f"DeviceResponse.version: unsupported {version!r}")
+        status = p.field(m, "status", int, "DeviceResponse")
+        docs = ()
+        if "documents" in m:
+            docs = tuple(
+                Document.from_cbor(d, f"DeviceResponse.documents[{i}]")
+                for i, d in enumerate(p.as_array(m["documents"], "DeviceResponse.documents"))
+            )
+        errs: list[dict] = []
+        for i, e in enumerate(p.as_array(m.get("documentErrors", []), "DeviceResponse.documentErrors")):
+            e = p.as_map(e, f"DeviceResponse.documentErrors[{i}]")
+            if not all(isinstance(k, str) and isinstance(v, int) for k, v in e.items()):
+                raise MdocDecodeError(f"DeviceResponse.documentErrors[{i}]: expected {{DocType: ErrorCode}}")
+            errs.append(dict(e))
+        return cls(docs, tuple(errs), status, version)

@@ -1,0 +1,103 @@
+"""SessionTranscript and the DeviceAuthentication / ReaderAuthentication byte strings.
+
+ISO/IEC 18013-5:2021 §9.1.5.1 (SessionTranscript), §9.1.3.4 (DeviceAuthentication),
+§9.1.4.4 (ReaderAuthentication). The transcript is kept as the exact array bytes
+received, and the authentication structures are assembled around those bytes, so the
+transcript is never re-encoded on the way into a signature or a MAC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from protocols import cbor
+from protocols.cose import CoseKey
+from protocols.mdoc import _parse as p
+from protocols.mdoc.errors import MdocDecodeError
+
+
+@dataclass(frozen=True)
+class SessionTranscript:
+    """``SessionTranscript = [DeviceEngagementBytes, EReaderKeyBytes, Handover]``."""
+
+    raw: bytes
+    """Encoded array (without the tag 24 wrapper)."""
+    device_engagement_bytes: bytes | None
+    e_reader_key_bytes: bytes | None
+    handover: Any = field(hash=False, compare=False)
+
+    @property
+    def tagged(self) -> bytes:
+        """``SessionTranscriptBytes = #6.24(bstr .cbor SessionTranscript)``: the HKDF salt input."""
+        return cbor.dumps(cbor.CBORTag(24, self.raw))
+
+    @classmethod
+    def build(
+        cls,
+        device_engagement_bytes: bytes | None,
+        e_reader_key: CoseKey | bytes | None,
+        handover: Any = None,
+    ) -> SessionTranscript:
+        """From the encoded DeviceEngagement, the reader's ephemeral key and the Handover
+        (``null`` for QR handover, §9.1.5.1)."""
+        erk = e_reader_key.encode() if isinstance(e_reader_key, CoseKey) else e_reader_key
+        array = [
+            cbor.CBORTag(24, device_engagement_bytes) if device_engagement_bytes is not None else None,
+            cbor.CBORTag(24, erk) if erk is not None else None,
+            handover,
+        ]
+        return cls(p.encode(array), device_engagement_bytes, erk, handover)
+
+    @classmethod
+    def decode(cls, data: bytes) -> SessionTranscript:
+        """From the array bytes or from SessionTranscriptBytes (tag 24 around them)."""
+        value = p.load(data, "SessionTranscript")
+        raw = bytes(data)
+        if isinstance(value, cbor.CBORTag):
+            raw, value = p.embedded(value, "SessionTranscriptBytes")
+        arr = p.as_array(value, "SessionTranscript")
+        if len(arr) != 3:
+            raise MdocDecodeError(f"SessionTranscript: expected 3 elements, got {len(arr)}")
+        de = None if arr[0] is None else p.embedded_raw(arr[0], "SessionTranscript[0] DeviceEngagementBytes")
+        erk = None if arr[1] is None else p.embedded_raw(arr[1], "SessionTranscript[1] EReaderKeyBytes")
+        return cls(raw, de, erk, arr[2])
+
+    @classmethod
+    def coerce(cls, value: SessionTranscript | bytes) -> SessionTranscript:
+        return value if isinstance(value, SessionTranscript) else cls.decode(value)
+
+
+def _embed_raw_array(parts: Sequence[bytes]) -> bytes:
+    head = cbor.dumps([None] * len(parts))[:-len(parts)]  # array header for len(parts)
+    return cbor.dumps(cbor.CBORTag(24, head + b"".join(parts)))
+
+
+def device_authentication_bytes(
+    session_transcript: SessionTranscript | bytes, doc_type: str, device_name_spaces_bytes: bytes
+) -> bytes:
+    """``DeviceAuthenticationBytes = #6.24(bstr .cbor ["DeviceAuthentication",
+    SessionTranscript, DocType, DeviceNameSpacesBytes])`` (§9.1.3.4).
+
+    ``device_name_spaces_bytes`` is the encoded DeviceNameSpaces (inside its tag 24).
+    """
+    st = SessionTranscript.coerce(session_transcript)
+    return _embed_raw_array(
+        [
+            cbor.dumps("DeviceAuthentication"),
+            st.raw,
+            cbor.dumps(doc_type),
+            cbor.dumps(cbor.CBORTag(24, device_name_spaces_bytes)),
+        ]
+    )
+
+
+def reader_authentication_bytes(session_transcript: SessionTranscript | bytes, items_request_bytes: bytes) -> bytes:
+    """``ReaderAuthenticationBytes = #6.24(bstr .cbor ["ReaderAuthentication",
+    SessionTranscript, ItemsRequestBytes])`` (§9.1.4.4); ``items_request_bytes`` is the
+    encoded ItemsRequest (inside its tag 24)."""
+    st = SessionTranscript.coerce(session_transcript)
+    return _embed_raw_array(
+        [cbor.dumps("ReaderAuthentication"), st.raw, cbor.dumps(cbor.CBORTag(24, items_request_bytes))]
+    )

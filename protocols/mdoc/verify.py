@@ -1,0 +1,388 @@
+"""Verifying a DeviceResponse and readerAuth (ISO/IEC 18013-5:2021 §9.3, §9.1.2-9.1.4).
+
+Every check has a stable name (listed in specs/mdoc-encoding.md) and lands in the result
+with pass/fail and a reason. Order follows verify-before-parse: the issuer signature is
+checked over the exact MSO bytes before the MSO is parsed; each item is digested before
+it is parsed. A reader adds checks (status, Annex B profile) through ``extra_checks`` and
+keeps one :class:`MdocVerifier` to reuse verified document-signer chains.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from protocols import cbor
+from protocols.cose import CoseError, CoseKey
+from protocols.mdoc.chain import (
+    EKU_MDL_DS,
+    EKU_MDL_READER_AUTH,
+    ChainError,
+    VerifiedChain,
+    verify_chain,
+)
+from protocols.mdoc.errors import MdocDecodeError, MdocError
+from protocols.mdoc.issuer_signed import IssuerSignedItem
+from protocols.mdoc.mso import DIGEST_ALGORITHMS, MobileSecurityObject
+from protocols.mdoc.request import DeviceRequest
+from protocols.mdoc.response import STATUS_OK, DeviceResponse, Document
+from protocols.mdoc.session import derive_emac_key, ecdh
+from protocols.mdoc.transcript import (
+    SessionTranscript,
+    device_authentication_bytes,
+    reader_authentication_bytes,
+)
+
+# Stable check names (specs/mdoc-encoding.md)
+RESPONSE_STATUS = "response_status"
+ISSUER_CERTIFICATE_CHAIN = "issuer_certificate_chain"
+ISSUER_SIGNATURE = "issuer_signature"
+MSO_STRUCTURE = "mso_structure"
+DOC_TYPE = "doc_type"
+VALUE_DIGESTS = "value_digests"
+VALIDITY = "validity"
+DEVICE_AUTHENTICATION = "device_authentication"
+READER_CERTIFICATE_CHAIN = "reader_certificate_chain"
+READER_AUTHENTICATION = "reader_authentication"
+
+EMacKeyProvider = Callable[[CoseKey, SessionTranscript], bytes]
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool
+    reason: str
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "passed": self.passed, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class DisclosedDocument:
+    doc_type: str
+    elements: Mapping[str, Mapping[str, Any]] = field(hash=False)
+
+    def to_json(self) -> dict:
+        return {
+            "docType": self.doc_type,
+            "elements": {ns: {k: json_value(v) for k, v in e.items()} for ns, e in self.elements.items()},
+        }
+
+
+@dataclass(frozen=True)
+class VerificationResult:
+    checks: tuple[Check, ...]
+    documents: tuple[DisclosedDocument, ...] = ()
+
+    @property
+    def valid(self) -> bool:
+        return bool(self.checks) and all(c.passed for c in self.checks)
+
+    def check(self, name: str) -> Check | None:
+        """The first check called ``name`` that failed, else the first one of that name."""
+        named = [c for c in self.checks if c.name == name]
+        return next((c for c in named if not c.passed), named[0] if named else None)
+
+    def failed(self) -> list[str]:
+        return [c.name for c in self.checks if not c.passed]
+
+    def to_json(self) -> dict:
+        return {
+            "valid": self.valid,
+            "checks": [c.to_json() for c in self.checks],
+            "documents": [d.to_json() for d in self.documents],
+        }
+
+
+def json_value(value: Any) -> Any:
+    """JSON-friendly element values: bytes as standard padded base64, full-date as
+    ``YYYY-MM-DD``, tdate as ``YYYY-MM-DDTHH:MM:SSZ``, other tags as {"tag", "value"}."""
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, dt.datetime):
+        return cbor.tdate_text(value) if value.tzinfo else value.isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_value(v) for v in value]
+    if isinstance(value, cbor.CBORTag):
+        return {"tag": value.tag, "value": json_value(value.value)}
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+@dataclass(frozen=True)
+class DocumentContext:
+    """What an extra check sees, after the built-in checks of one document ran."""
+
+    document: Document
+    mso: MobileSecurityObject | None
+    ds_chain: VerifiedChain | None
+    now: dt.datetime
+    session_transcript: SessionTranscript | None
+    checks: tuple[Check, ...]
+
+
+DocumentCheck = Callable[[DocumentContext], Check | Iterable[Check]]
+
+
+class MdocVerifier:
+    """A reusable verifier: trust anchors, extra checks, and a cache of verified DS chains.
+
+    The cache keeps, per (x5chain bytes), the verified key and the window in which every
+    certificate of the path is valid; a hit skips the chain's signature checks when ``now``
+    falls in that window.
+    """
+
+    def __init__(
+        self,
+        trust_anchors: Sequence[x509.Certificate],
+        *,
+        extra_checks: Sequence[DocumentCheck] = (),
+        cache_chains: bool = True,
+    ) -> None:
+        self.trust_anchors = list(trust_anchors)
+        self.extra_checks = list(extra_checks)
+        self._cache: dict[tuple[bytes, ...], VerifiedChain] | None = {} if cache_chains else None
+
+    # -- document signer chain --------------------------------------------------------
+
+    def _ds_chain(self, ders: list[bytes], now: dt.datetime) -> VerifiedChain:
+        key = tuple(ders)
+        if self._cache is not None:
+            hit = self._cache.get(key)
+            if hit is not None and hit.not_before <= now <= hit.not_after:
+                return hit
+        chain = verify_chain(ders, self.trust_anchors, now, eku=EKU_MDL_DS)
+        if self._cache is not None:
+            if len(self._cache) > 1024:
+                self._cache.clear()
+            self._cache[key] = chain
+        return chain
+
+    # -- the pipeline ---------------------------------------------------------------
+
+    def verify(
+        self,
+        response: bytes | DeviceResponse,
+        *,
+        session_transcript: SessionTranscript | bytes | None,
+        now: dt.datetime,
+        reader_private_key: ec.EllipticCurvePrivateKey | None = None,
+        emac_key_provider: EMacKeyProvider | None = None,
+    ) -> VerificationResult:
+        """Raises :class:`MdocDecodeError` only when ``response`` is not a DeviceResponse at all."""
+        if now.tzinfo is None:
+            raise MdocError("now must be an aware datetime")
+        dr = response if isinstance(response, DeviceResponse) else DeviceResponse.decode(response)
+        st = None if session_transcript is None else SessionTranscript.coerce(session_transcript)
+        checks: list[Check] = []
+        if dr.status == STATUS_OK and dr.documents:
+            checks.append(Check(RESPONSE_STATUS, True, f"status 0, {len(dr.documents)} document(s)"))
+        else:
+            errs = ", ".join(f"{k}: {v}" for e in dr.document_errors for k, v in e.items())
+            checks.append(Check(RESPONSE_STATUS, False, f"status {dr.status}, no documents" + (f"; documentErrors {errs}" if errs else "")))
+        docs: list[DisclosedDocument] = []
+        for doc in dr.documents:
+            doc_checks, disclosed = self._document(doc, st, now, reader_private_key, emac_key_provider)
+            checks.extend(doc_checks)
+            if disclosed is not None and all(c.passed for c in doc_checks):
+                docs.append(disclosed)
+        return VerificationResult(tuple(checks), tuple(docs))
+
+    def _document(self, doc, st, now, reader_private_key, emac_key_provider):
+        checks: list[Check] = []
+        pre = f"{doc.doc_type}: " if doc.doc_type else ""
+
+        def add(name: str, passed: bool, reason: str) -> bool:
+            checks.append(Check(name, passed, pre + reason))
+            return passed
+
+        def skip(*names: str, because: str) -> None:
+            for n in names:
+                add(n, False, f"not checked: {because}")
+
+        auth = doc.issuer_signed.issuer_auth
+        chain = None
+        try:
+            chain = self._ds_chain(auth.x5chain, now)
+            add(ISSUER_CERTIFICATE_CHAIN, True, f"{chain.leaf.subject.rfc4514_string()} <- {chain.anchor.subject.rfc4514_string()}")
+        except (ChainError, CoseError) as exc:
+            add(ISSUER_CERTIFICATE_CHAIN, False, str(exc))
+        # The signature is checked with the DS key even when the chain failed, to report both.
+        ds_key = chain.public_key if chain else _leaf_key(auth.x5chain)
+        later = (MSO_STRUCTURE, DOC_TYPE, VALUE_DIGESTS, VALIDITY, DEVICE_AUTHENTICATION)
+        if ds_key is None:
+            add(ISSUER_SIGNATURE, False, "no usable document signer key in x5chain")
+            skip(*later, because="issuer signature unverifiable")
+            return checks, None
+        try:
+            auth.verify(ds_key)
+            add(ISSUER_SIGNATURE, True, f"alg {auth.alg} over MobileSecurityObjectBytes")
+        except CoseError as exc:
+            add(ISSUER_SIGNATURE, False, str(exc))
+            skip(*later, because="issuer signature failed")
+            return checks, None
+        try:
+            mso = doc.issuer_signed.mso()
+            add(MSO_STRUCTURE, True, f"version {mso.version}, {mso.digest_algorithm}")
+        except MdocDecodeError as exc:
+            add(MSO_STRUCTURE, False, str(exc))
+            skip(*later[1:], because="MSO unreadable")
+            return checks, None
+        add(DOC_TYPE, doc.doc_type == mso.doc_type,
+            f"document {doc.doc_type!r} {'==' if doc.doc_type == mso.doc_type else '!='} MSO {mso.doc_type!r}")
+        elements = self._digests(doc, mso, add)
+        self._validity(mso, chain, now, add)
+        self._device_auth(doc, mso, st, reader_private_key, emac_key_provider, add)
+        ctx = DocumentContext(doc, mso, chain, now, st, tuple(checks))
+        for extra in self.extra_checks:
+            out = extra(ctx)
+            checks.extend([out] if isinstance(out, Check) else list(out))
+        return checks, (DisclosedDocument(doc.doc_type, elements) if elements is not None else None)
+
+    @staticmethod
+    def _digests(doc: Document, mso: MobileSecurityObject, add) -> dict | None:
+        hash_name = DIGEST_ALGORITHMS[mso.digest_algorithm]
+        elements: dict[str, dict[str, Any]] = {}
+        count = 0
+        for ns, raws in doc.issuer_signed.name_spaces.items():
+            expected = mso.value_digests.get(ns)
+            if not expected:
+                add(VALUE_DIGESTS, False, f"namespace {ns!r} has no digests in the MSO")
+                return None
+            by_digest = {d: i for i, d in expected.items()}
+            seen_ids: set[int] = set()
+            out: dict[str, Any] = {}
+            for n, raw in enumerate(raws):
+                digest = hashlib.new(hash_name, cbor.dumps(cbor.CBORTag(24, raw))).digest()
+                digest_id = by_digest.get(digest)
+                if digest_id is None:
+                    add(VALUE_DIGESTS, False, f"{ns}[{n}]: digest matches no valueDigest of the MSO")
+                    return None
+                try:
+                    item = IssuerSignedItem.decode(raw)
+                except MdocDecodeError as exc:
+                    add(VALUE_DIGESTS, False, f"{ns}[{n}]: {exc}")
+                    return None
+                if item.digest_id != digest_id or digest_id in seen_ids or item.element_identifier in out:
+                    add(VALUE_DIGESTS, False, f"{ns}/{item.element_identifier}: digestID {item.digest_id} mismatched or repeated")
+                    return None
+                seen_ids.add(digest_id)
+                out[item.element_identifier] = item.element_value
+                count += 1
+            elements[ns] = out
+        add(VALUE_DIGESTS, True, f"{count} item(s) in {len(elements)} namespace(s) match ({mso.digest_algorithm})")
+        return elements
+
+    @staticmethod
+    def _validity(mso: MobileSecurityObject, chain: VerifiedChain | None, now: dt.datetime, add) -> None:
+        v = mso.validity_info
+        if not v.valid_from <= now <= v.valid_until:
+            add(VALIDITY, False, f"{cbor.tdate_text(now)} outside validFrom {cbor.tdate_text(v.valid_from)} .. validUntil {cbor.tdate_text(v.valid_until)}")
+            return
+        if chain is not None and not chain.leaf.not_valid_before_utc <= v.signed <= chain.leaf.not_valid_after_utc:
+            add(VALIDITY, False, f"MSO signed {cbor.tdate_text(v.signed)} outside the DS certificate validity")
+            return
+        add(VALIDITY, True, f"{cbor.tdate_text(now)} within {cbor.tdate_text(v.valid_from)} .. {cbor.tdate_text(v.valid_until)}")
+
+    @staticmethod
+    def _device_auth(doc, mso, st, reader_private_key, emac_key_provider, add) -> None:
+        if st is None:
+            add(DEVICE_AUTHENTICATION, False, "no SessionTranscript given: device authentication cannot be checked")
+            return
+        signed = doc.device_signed
+        detached = device_authentication_bytes(st, doc.doc_type, signed.name_spaces_bytes)
+        device_key = mso.device_key_info.device_key
+        try:
+            if signed.device_auth.device_signature is not None:
+                sig = signed.device_auth.device_signature
+                sig.verify(device_key.public_key(), detached=detached)
+                add(DEVICE_AUTHENTICATION, True, f"deviceSignature alg {sig.alg} by the MSO device key")
+                return
+            mac = signed.device_auth.device_mac
+            if emac_key_provider is not None:
+                emac_key = emac_key_provider(device_key, st)
+            elif reader_private_key is not None:
+                emac_key = derive_emac_key(ecdh(reader_private_key, device_key), st)
+            else:
+                add(DEVICE_AUTHENTICATION, False, "deviceMac needs the reader's ephemeral private key")
+                return
+            mac.verify(emac_key, detached=detached)
+            add(DEVICE_AUTHENTICATION, True, "deviceMac (HMAC 256/256) with EMacKey from the MSO device key")
+        except (CoseError, MdocError) as exc:
+            add(DEVICE_AUTHENTICATION, False, str(exc))
+
+
+def _leaf_key(ders: list[bytes]) -> ec.EllipticCurvePublicKey | None:
+    try:
+        key = x509.load_der_x509_certificate(ders[0]).public_key()
+    except (ValueError, IndexError):
+        return None
+    return key if isinstance(key, ec.EllipticCurvePublicKey) else None
+
+
+def verify_device_response(
+    response_bytes: bytes | DeviceResponse,
+    *,
+    trust_anchors: Sequence[x509.Certificate],
+    session_transcript: SessionTranscript | bytes | None,
+    now: dt.datetime,
+    reader_private_key: ec.EllipticCurvePrivateKey | None = None,
+    emac_key_provider: EMacKeyProvider | None = None,
+    extra_checks: Sequence[DocumentCheck] = (),
+) -> VerificationResult:
+    """One-shot verification (no chain cache); see :class:`MdocVerifier`."""
+    return MdocVerifier(trust_anchors, extra_checks=extra_checks, cache_chains=False).verify(
+        response_bytes,
+        session_transcript=session_transcript,
+        now=now,
+        reader_private_key=reader_private_key,
+        emac_key_provider=emac_key_provider,
+    )
+
+
+def verify_reader_auth(
+    device_request: bytes | DeviceRequest,
+    *,
+    session_transcript: SessionTranscript | bytes,
+    trust_anchors: Sequence[x509.Certificate],
+    now: dt.datetime,
+) -> VerificationResult:
+    """readerAuth of every DocRequest (§9.1.4): chain to a reader CA, signature over
+    ReaderAuthenticationBytes. A DocRequest without readerAuth fails both checks."""
+    req = device_request if isinstance(device_request, DeviceRequest) else DeviceRequest.decode(device_request)
+    st = SessionTranscript.coerce(session_transcript)
+    checks: list[Check] = []
+    for doc in req.doc_requests:
+        pre = f"{doc.items_request.doc_type}: "
+        if doc.reader_auth is None:
+            checks += [Check(n, False, pre + "no readerAuth") for n in (READER_CERTIFICATE_CHAIN, READER_AUTHENTICATION)]
+            continue
+        try:
+            chain = verify_chain(doc.reader_auth.x5chain, trust_anchors, now, eku=EKU_MDL_READER_AUTH)
+            checks.append(Check(READER_CERTIFICATE_CHAIN, True, pre + chain.leaf.subject.rfc4514_string()))
+            key = chain.public_key
+        except (ChainError, CoseError) as exc:
+            checks.append(Check(READER_CERTIFICATE_CHAIN, False, pre + str(exc)))
+            key = _leaf_key(doc.reader_auth.x5chain) if doc.reader_auth.x5chain else None
+        if key is None:
+            checks.append(Check(READER_AUTHENTICATION, False, pre + "no usable reader key"))
+            continue
+        try:
+            doc.reader_auth.verify(key, detached=reader_authentication_bytes(st, doc.items_request.raw))
+            checks.append(Check(READER_AUTHENTICATION, True, pre + f"alg {doc.reader_auth.alg} over ReaderAuthenticationBytes"))
+        except CoseError as exc:
+            checks.append(Check(READER_AUTHENTICATION, False, pre + str(exc)))
+    return VerificationResult(tuple(checks))
