@@ -1,0 +1,78 @@
+"""The TSM audit log: who did what to which SE (specs/tsm.md, "Audit").
+
+A command is recorded by its header (CLA INS P1 P2), the length of its plain data field and
+the status word the SE answered, plus a short description; never its data, so neither key
+blocks, PINs, passwords nor certificates can reach the log. ``detail`` holds only facts the
+TSM chose to put there (AIDs, KVNs, counters, error messages that name no secret).
+
+Records are buffered by :class:`AuditLog` and written in one transaction with the job's
+progress (at each step boundary and whenever a run ends, successfully or not).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine, insert, select
+
+from protocols.gp.apdu import CommandApdu
+from tsm.db import AuditRow, utcnow
+
+
+@dataclass
+class AuditLog:
+    """Buffers audit records of one worker run for one SE."""
+
+    actor: str
+    se_id: str
+    job_id: str | None = None
+    step: str | None = None
+    pending: list[dict] = field(default_factory=list)
+
+    def event(self, event: str, what: str | None = None, **detail: object) -> None:
+        self.pending.append(dict(
+            at=utcnow(), actor=self.actor, se_id=self.se_id, job_id=self.job_id,
+            step=self.step, event=event, what=what, cla=None, ins=None, p1=None, p2=None,
+            lc=None, sw=None, detail=dict(detail)))
+
+    def command(self, cmd: CommandApdu, sw: int | None, what: str, **detail: object) -> None:
+        """One command: header, plain data length, status word (None: no answer came)."""
+        self.pending.append(dict(
+            at=utcnow(), actor=self.actor, se_id=self.se_id, job_id=self.job_id,
+            step=self.step, event="apdu", what=what[:96], cla=cmd.cla, ins=cmd.ins,
+            p1=cmd.p1, p2=cmd.p2, lc=len(cmd.data), sw=sw, detail=dict(detail)))
+
+    def flush(self, conn) -> None:
+        """Write the buffered records on ``conn`` (inside the caller's transaction)."""
+        if self.pending:
+            conn.execute(insert(AuditRow), self.pending)
+            self.pending = []
+
+    def flush_now(self, engine: Engine) -> None:
+        with engine.begin() as conn:
+            self.flush(conn)
+
+
+def audit_rows(engine: Engine, se_id: str | None = None) -> list[AuditRow]:
+    """The audit records (of one SE, or all) in the order written."""
+    from sqlalchemy.orm import Session
+
+    with Session(engine) as s:
+        q = select(AuditRow).order_by(AuditRow.id)
+        if se_id is not None:
+            q = q.where(AuditRow.se_id == se_id)
+        return list(s.scalars(q))
+
+
+def format_row(row: AuditRow) -> str:
+    head = ""
+    if row.ins is not None:
+        head = f" {row.cla:02X}{row.ins:02X}{row.p1:02X}{row.p2:02X} Lc={row.lc}"
+    sw = f" SW={row.sw:04X}" if row.sw is not None else ""
+    return (f"{row.at:%Y-%m-%dT%H:%M:%S} {row.actor} {row.se_id} {row.job_id or '-'} "
+            f"{row.step or '-'} {row.event}{head}{sw} {row.what or ''}").rstrip()
+
+
+def format_rows(rows: Iterable[AuditRow]) -> list[str]:
+    return [format_row(r) for r in rows]

@@ -1,0 +1,327 @@
+"""Card content management as persisted, resumable jobs (specs/tsm.md, "Job model").
+
+A job is an ordered script of step ids (``tsm.steps.script``) stored in ``tsm_jobs`` with
+the index of the next step. :meth:`Tsm.run` takes the SE's lock, opens a fresh SCP03
+session, and runs the remaining steps in order; after each step it commits, in one
+transaction, the step's results, the new index and the step's audit records. A lost
+response, a crash or any error leaves the index on the unfinished step; the next
+:meth:`Tsm.run` opens a new session and re-runs that step, which reads the SE's state
+and only completes what is missing.
+
+Secrets (user-auth PIN, signing password, PUK) are never stored in clear: they are sealed
+with AES-GCM under a key derived from the master key (bound to the job id) so another
+worker can resume, and the sealed blob is erased when the job ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine, select, update
+from sqlalchemy.orm import Session
+
+from tsm import records
+from tsm.audit import AuditLog
+from tsm.db import JobRow, utcnow
+from tsm.errors import JobError, JobInputError, LockLostError, TsmError
+from tsm.keys import MasterKey
+from tsm.lock import acquire
+from tsm.ports import IssuerPort
+from tsm.session import DEFAULT_SECURITY_LEVEL, CardSession, SeLink, Transmit, open_session
+from tsm.steps import STEPS, script
+from tsm.trace import Sink
+
+KINDS = ("provision", "provision-mdoc", "delete-credentials", "rotate-keys")
+_PIN = re.compile(r"[0-9]{4}")
+_PASSWORD = re.compile(r"[A-Z0-9]{6,16}")
+_PUK = re.compile(r"[0-9]{8}")
+
+
+@dataclass(frozen=True)
+class JobSecrets:
+    """PINs for a provisioning run; kept in memory, sealed in the DB, never logged."""
+
+    user_auth_pin: str
+    signing_password: str
+    puk: str | None = None
+
+    def __post_init__(self) -> None:
+        if not _PIN.fullmatch(self.user_auth_pin):
+            raise JobInputError("user_auth_pin must be exactly 4 digits")
+        if not _PASSWORD.fullmatch(self.signing_password):
+            raise JobInputError("signing_password must be 6-16 characters of A-Z and 0-9")
+        if self.puk is not None and not _PUK.fullmatch(self.puk):
+            raise JobInputError("puk must be exactly 8 digits")
+
+    def __repr__(self) -> str:
+        return "JobSecrets(<hidden>)"
+
+    def to_bytes(self) -> bytes:
+        return json.dumps({"pin": self.user_auth_pin, "password": self.signing_password,
+                           "puk": self.puk}).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> JobSecrets:
+        d = json.loads(raw)
+        return cls(d["pin"], d["password"], d["puk"])
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A snapshot of a job's row (no secrets)."""
+
+    id: str
+    se_id: str
+    kind: str
+    state: str
+    steps: tuple[str, ...]
+    next_step: int
+    input: dict
+    results: dict
+    actor: str
+    attempts: int
+    error: str | None
+
+    @property
+    def current_step(self) -> str | None:
+        return self.steps[self.next_step] if self.next_step < len(self.steps) else None
+
+
+def _view(row: JobRow) -> JobView:
+    return JobView(row.id, row.se_id, row.kind, row.state, tuple(row.steps), row.next_step,
+                   dict(row.input), dict(row.results), row.actor, row.attempts, row.error)
+
+
+def _check_input(kind: str, se_id: str, job_input: dict, secrets: JobSecrets | None) -> dict:
+    if kind not in KINDS:
+        raise JobInputError(f"job kind {kind!r} is not one of {', '.join(KINDS)}")
+    out = {"phone_id": str(job_input.get("phone_id", se_id))}
+    if kind in ("provision", "provision-mdoc"):
+        alg = job_input.get("algorithm", "p384")
+        if kind == "provision" and alg not in ("rsa2048", "p384"):
+            raise JobInputError(f"algorithm {alg!r} is neither rsa2048 nor p384")
+        count = job_input.get("mdoc_count", 0 if kind == "provision" else 1)
+        if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= 16:
+            raise JobInputError(f"mdoc_count {count!r} is not an integer 0..16")
+        if kind == "provision-mdoc" and count < 1:
+            raise JobInputError("provision-mdoc needs mdoc_count >= 1")
+        out.update(algorithm=alg, mdoc_count=count)
+        if kind == "provision":
+            if secrets is None:
+                raise JobInputError("a provision job needs the PIN and password (JobSecrets)")
+            out.update(puk=secrets.puk is not None)
+    unknown = set(job_input) - {"phone_id", "algorithm", "mdoc_count"}
+    if unknown:
+        raise JobInputError(f"unknown job input field(s): {', '.join(sorted(unknown))}")
+    return out
+
+
+@dataclass
+class StepContext:
+    """What a step sees: the open session, the job, its results, the issuer, secrets."""
+
+    tsm: Tsm
+    link: SeLink
+    job: JobView
+    step: str
+    all_results: dict
+    secrets: JobSecrets | None
+    _session: CardSession | None
+    results: dict = field(default_factory=dict)
+
+    @property
+    def session(self) -> CardSession:
+        if self._session is None:
+            self._session = open_session(self.link)
+        return self._session
+
+    def reopen(self) -> None:
+        if self._session is not None:
+            self._session.close()
+        self._session = open_session(self.link)
+
+    @property
+    def se_id(self) -> str:
+        return self.job.se_id
+
+    @property
+    def job_id(self) -> str:
+        return self.job.id
+
+    @property
+    def job_ref(self) -> str:
+        return self.job.id
+
+    @property
+    def kind(self) -> str:
+        return self.job.kind
+
+    @property
+    def input(self) -> dict:
+        return self.job.input
+
+    @property
+    def phone_id(self) -> str:
+        return self.job.input["phone_id"]
+
+    @property
+    def issuer(self) -> IssuerPort:
+        if self.tsm.issuer is None:
+            raise JobError(f"step {self.step} needs the issuer, and none was given")
+        return self.tsm.issuer
+
+    def rng(self, n: int) -> bytes:
+        return self.link.rng(n)
+
+    def results_of(self, step: str) -> dict:
+        return self.all_results.get(step, {})
+
+    def se_record(self) -> records.SeRecord:
+        return records.load_or_create(self.link.engine, self.se_id)
+
+    def set_se(self, **values: object) -> None:
+        records.update_se(self.link.engine, self.se_id, **values)
+
+
+#: Test hook: called with the step id after a step ran, before its completion is committed.
+StepHook = Callable[[str], None]
+
+
+class Tsm:
+    """The SP-TSM: creates jobs and runs them against an SE's ``transmit``."""
+
+    def __init__(self, engine: Engine, master: MasterKey, *, issuer: IssuerPort | None = None,
+                 actor: str = "tsm", security_level: int = DEFAULT_SECURITY_LEVEL,
+                 lock_timeout_s: float = 30.0, lease_s: float = 120.0,
+                 clock: Callable[[], float] = time.time,
+                 rng: Callable[[int], bytes] = os.urandom) -> None:
+        self.engine = engine
+        self.master = master
+        self.issuer = issuer
+        self.actor = actor
+        self.security_level = security_level
+        self.lock_timeout_s = lock_timeout_s
+        self.lease_s = lease_s
+        self.clock = clock
+        self.rng = rng
+
+    # --- jobs ------------------------------------------------------------------------------
+
+    def create_job(self, se_id: str, kind: str, job_input: dict | None = None,
+                   secrets: JobSecrets | None = None, actor: str | None = None) -> str:
+        clean = _check_input(kind, se_id, dict(job_input or {}), secrets)
+        job_id = uuid.uuid4().hex
+        sealed = self.master.seal(secrets.to_bytes(), job_id.encode()) if secrets else None
+        steps = script(kind, clean)
+        who = actor or self.actor
+        audit = AuditLog(who, se_id, job_id)
+        audit.event("job-created", kind, steps=len(steps))
+        with Session(self.engine) as s, s.begin():
+            s.add(JobRow(id=job_id, se_id=se_id, kind=kind, state="pending", steps=steps,
+                         next_step=0, input=clean, sealed_secrets=sealed, results={},
+                         actor=who, attempts=0))
+            s.flush()
+            audit.flush(s.connection())
+        return job_id
+
+    def job(self, job_id: str) -> JobView:
+        with Session(self.engine) as s:
+            row = s.get(JobRow, job_id)
+            if row is None:
+                raise JobError(f"no job {job_id}")
+            return _view(row)
+
+    def jobs(self, se_id: str | None = None) -> list[JobView]:
+        with Session(self.engine) as s:
+            q = select(JobRow).order_by(JobRow.created_at)
+            if se_id is not None:
+                q = q.where(JobRow.se_id == se_id)
+            return [_view(r) for r in s.scalars(q)]
+
+    def clear_quarantine(self, se_id: str, actor: str, reason: str) -> None:
+        """An operator's decision that a flagged SE may be used again (audited)."""
+        records.update_se(self.engine, se_id, state="active")
+        log = AuditLog(actor, se_id)
+        log.event("quarantine-cleared", reason[:96])
+        log.flush_now(self.engine)
+
+    # --- running ---------------------------------------------------------------------------
+
+    def run(self, job_id: str, transmit: Transmit, *, secrets: JobSecrets | None = None,
+            trace: Sink | None = None, after_step: StepHook | None = None,
+            actor: str | None = None) -> JobView:
+        """Run a job's remaining steps under the SE's lock; return its final view.
+        Raises the step's :class:`TsmError` (the job stays resumable) on failure."""
+        job = self.job(job_id)
+        if job.state == "done":
+            return job
+        who = actor or self.actor
+        owner = f"{who}/{uuid.uuid4().hex[:8]}"
+        lock = acquire(self.engine, job.se_id, owner, timeout_s=self.lock_timeout_s,
+                       lease_s=self.lease_s, clock=self.clock)
+        audit = AuditLog(who, job.se_id, job.id)
+        link = SeLink(self.engine, job.se_id, transmit, self.master, audit, trace,
+                      self.security_level, self.rng)
+        session: CardSession | None = None
+        try:
+            job = self.job(job_id)  # re-read under the lock
+            if job.state == "done":
+                return job
+            if secrets is None:
+                secrets = self._unseal(job_id)
+            self._update(job_id, state="running", attempts=job.attempts + 1, error=None)
+            results = dict(job.results)
+            for index in range(job.next_step, len(job.steps)):
+                step = job.steps[index]
+                lock.renew()
+                audit.step = step
+                ctx = StepContext(self, link, job, step, results, secrets, session)
+                STEPS[step](ctx)
+                session = ctx._session
+                if after_step is not None:
+                    after_step(step)
+                results[step] = ctx.results
+                audit.event("step-done", step)
+                last = index + 1 == len(job.steps)
+                with Session(self.engine) as s, s.begin():
+                    values: dict[str, object] = dict(next_step=index + 1, results=dict(results),
+                                                     updated_at=utcnow())
+                    if last:
+                        values.update(state="done", sealed_secrets=None)
+                    s.execute(update(JobRow).where(JobRow.id == job_id).values(**values))
+                    audit.step = None if last else audit.step
+                    if last:
+                        audit.event("job-done", job.kind)
+                    audit.flush(s.connection())
+            return self.job(job_id)
+        except TsmError as exc:
+            audit.event("job-failed", type(exc).__name__, error=str(exc)[:500])
+            state = "interrupted" if not isinstance(exc, LockLostError) else "running"
+            self._update(job_id, state=state, error=f"{type(exc).__name__}: {exc}")
+            audit.flush_now(self.engine)
+            raise
+        except BaseException:
+            # a crash of the worker (simulated in tests): what was sent is still audited
+            audit.flush_now(self.engine)
+            raise
+        finally:
+            if session is not None:
+                session.close()
+            lock.release()
+
+    def _unseal(self, job_id: str) -> JobSecrets | None:
+        with Session(self.engine) as s:
+            sealed = s.scalar(select(JobRow.sealed_secrets).where(JobRow.id == job_id))
+        if sealed is None:
+            return None
+        return JobSecrets.from_bytes(self.master.unseal(sealed, job_id.encode()))
+
+    def _update(self, job_id: str, **values: object) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(JobRow).where(JobRow.id == job_id).values(updated_at=utcnow(), **values))

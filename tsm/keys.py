@@ -1,0 +1,142 @@
+"""Per-SE static SCP03 keys diversified from a master key (specs/tsm.md, "Key
+diversification"), and the master key store.
+
+Scheme: NIST SP 800-108 KDF in counter mode with AES-CMAC as PRF (``cryptography``'s
+``KBKDFCMAC``), key = the master key (AES-128/192/256), label = ``"mcred-tsm/" + role``
+for role ENC, MAC, DEK, context = the SE's 10-byte key diversification data (the first
+field of its INITIALIZE UPDATE response, Amendment D Table 7-2), output length = the
+master key's length. Distinct labels give independent keys per role; distinct SEs give
+independent keysets, so one extracted SE key set says nothing about another SE.
+
+The master key stays inside :class:`MasterKey` objects: callers ask for an SE's keyset or
+for sealing job secrets, never for the master key. :class:`FileMasterKey` keeps it in a
+0600 file under the data directory; an HSM would implement the same protocol.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from pathlib import Path
+from typing import Protocol
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers import algorithms
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.kbkdf import KBKDFCMAC, CounterLocation, Mode
+
+from protocols.gp.scp03 import StaticKeys
+from tsm.errors import MasterKeyError, SealError
+
+#: The GlobalPlatform test key a factory-fresh SE holds as keyset 0x30 (ENC = MAC = DEK).
+FACTORY_KVN = 0x30
+FACTORY_KEY = bytes.fromhex("404142434445464748494A4B4C4D4E4F")
+FACTORY_KEYS = StaticKeys(FACTORY_KEY, FACTORY_KEY, FACTORY_KEY)
+#: The KVN of the diversified keyset the TSM rotates every SE to.
+DIVERSIFIED_KVN = 0x31
+
+KDD_LENGTH = 10
+_ROLES = ("ENC", "MAC", "DEK")
+
+
+def kbkdf_cmac(key: bytes, label: bytes, context: bytes, length: int) -> bytes:
+    """SP 800-108 counter-mode KDF, PRF = AES-CMAC, 8-bit counter before the fixed input,
+    32-bit L; fixed input = label || 00 || context (SP 800-108 5.1)."""
+    kdf = KBKDFCMAC(
+        algorithm=algorithms.AES,
+        mode=Mode.CounterMode,
+        length=length,
+        rlen=1,
+        llen=4,
+        location=CounterLocation.BeforeFixed,
+        label=label,
+        context=context,
+        fixed=None,
+    )
+    return kdf.derive(key)
+
+
+def diversify(master: bytes, kdd: bytes) -> StaticKeys:
+    """The SE's static keyset for key diversification data ``kdd`` (10 bytes)."""
+    if len(master) not in (16, 24, 32):
+        raise MasterKeyError(f"master key is {len(master)} bytes; AES needs 16, 24 or 32")
+    if len(kdd) != KDD_LENGTH:
+        raise MasterKeyError(f"key diversification data is {len(kdd)} bytes, expected 10")
+    enc, mac, dek = (
+        kbkdf_cmac(master, b"mcred-tsm/" + role.encode(), bytes(kdd), len(master))
+        for role in _ROLES
+    )
+    return StaticKeys(enc, mac, dek)
+
+
+class MasterKey(Protocol):
+    """What the TSM may ask of its master key (never the key itself)."""
+
+    #: A stable, non-secret name of the key (recorded per SE: which master diversified it).
+    key_id: str
+
+    def se_keys(self, kdd: bytes) -> StaticKeys:
+        """The diversified static keyset of the SE with key diversification data ``kdd``."""
+        ...
+
+    def seal(self, plaintext: bytes, aad: bytes) -> bytes:
+        """Encrypt job secrets for storage (AES-GCM under a key derived for sealing)."""
+        ...
+
+    def unseal(self, sealed: bytes, aad: bytes) -> bytes:
+        """Inverse of :meth:`seal`; raises :class:`SealError` on a wrong key or tampering."""
+        ...
+
+
+class InMemoryMasterKey:
+    """A master key held in this process (tests, benchmarks, or a key loaded once)."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) not in (16, 24, 32):
+            raise MasterKeyError(f"master key is {len(key)} bytes; AES needs 16, 24 or 32")
+        self._key = bytes(key)
+        # A non-secret identifier: a one-way digest, domain-separated from every use.
+        self.key_id = hashlib.sha256(b"mcred-tsm/key-id" + self._key).hexdigest()[:16]
+        self._seal_key = kbkdf_cmac(self._key, b"mcred-tsm/SEAL", b"", 32)
+
+    def __repr__(self) -> str:  # never show key bytes
+        return f"{type(self).__name__}(key_id={self.key_id})"
+
+    def se_keys(self, kdd: bytes) -> StaticKeys:
+        return diversify(self._key, kdd)
+
+    def seal(self, plaintext: bytes, aad: bytes) -> bytes:
+        nonce = secrets.token_bytes(12)
+        return nonce + AESGCM(self._seal_key).encrypt(nonce, plaintext, aad)
+
+    def unseal(self, sealed: bytes, aad: bytes) -> bytes:
+        if len(sealed) < 12 + 16:
+            raise SealError(f"sealed secrets of {len(sealed)} bytes are too short")
+        try:
+            return AESGCM(self._seal_key).decrypt(sealed[:12], sealed[12:], aad)
+        except InvalidTag as exc:
+            raise SealError("sealed job secrets do not open under this master key") from exc
+
+
+class FileMasterKey(InMemoryMasterKey):
+    """The master key in a file (hex, one line), created with mode 0600 on first use."""
+
+    def __init__(self, path: Path) -> None:
+        path = Path(path)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_bytes(16).hex() + "\n")
+        try:
+            key = bytes.fromhex(path.read_text().strip())
+        except (OSError, ValueError) as exc:
+            raise MasterKeyError(f"master key file {path} is unreadable or not hex") from exc
+        super().__init__(key)
+        self.path = path
+
+
+def default_master_key(data_home: Path) -> FileMasterKey:
+    """The installation's master key: ``<data_home>/tsm/master.key`` (created if absent)."""
+    return FileMasterKey(Path(data_home) / "tsm" / "master.key")

@@ -1,0 +1,149 @@
+"""One lock per secure element: two workers never interleave sessions on one SE
+(specs/tsm.md, "Locking").
+
+PostgreSQL: the worker holds ``SELECT ... FOR UPDATE`` on the SE's ``tsm_se_locks`` row in a
+dedicated connection for as long as it talks to the SE; the database releases it when the
+worker commits, or when its connection dies (a crashed worker frees the SE at once).
+``lock_timeout`` bounds the wait.
+
+Other backends (SQLite): a lease row with an expiry, taken by one atomic conditional
+UPDATE (free or expired -> mine) and renewed before every job step; a worker whose lease
+has passed raises :class:`LockLostError` instead of sending more commands. The fencing
+token grows with every acquisition.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Engine, insert, select, text, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from tsm.db import SeLockRow
+from tsm.errors import LockBusyError, LockLostError
+
+
+def _ensure_row(engine: Engine, se_id: str) -> None:
+    with engine.begin() as conn:
+        if conn.execute(select(SeLockRow.se_id).where(SeLockRow.se_id == se_id)).first():
+            return
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(SeLockRow).values(se_id=se_id, owner=None, token=0, expires_ms=0))
+    except IntegrityError:
+        pass  # another worker created it first
+
+
+class SeLock:
+    """A held lock on one SE. ``renew()`` before each step; ``release()`` at the end."""
+
+    def __init__(self, engine: Engine, se_id: str, owner: str, token: int,
+                 lease_ms: int, clock: Callable[[], float], conn=None) -> None:
+        self.engine = engine
+        self.se_id = se_id
+        self.owner = owner
+        self.token = token
+        self._lease_ms = lease_ms
+        self._clock = clock
+        self._conn = conn  # PostgreSQL: the connection holding the row lock
+        self.released = False
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    def renew(self) -> None:
+        """Extend the lease; raise :class:`LockLostError` if it is no longer ours."""
+        if self.released:
+            raise LockLostError(f"lock on SE {self.se_id} was already released")
+        if self._conn is not None:
+            return  # the row lock lives as long as the connection's transaction
+        now = self._now_ms()
+        with self.engine.begin() as conn:
+            n = conn.execute(
+                update(SeLockRow)
+                .where(SeLockRow.se_id == self.se_id, SeLockRow.owner == self.owner,
+                       SeLockRow.token == self.token, SeLockRow.expires_ms > now)
+                .values(expires_ms=now + self._lease_ms)
+            ).rowcount
+        if n != 1:
+            raise LockLostError(
+                f"lease of {self.owner} on SE {self.se_id} expired or was taken over")
+
+    def release(self) -> None:
+        if self.released:
+            return
+        self.released = True
+        if self._conn is not None:
+            try:
+                self._conn.execute(
+                    update(SeLockRow).where(SeLockRow.se_id == self.se_id)
+                    .values(owner=None, expires_ms=0))
+                self._conn.commit()
+            finally:
+                self._conn.close()
+            return
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(SeLockRow)
+                .where(SeLockRow.se_id == self.se_id, SeLockRow.owner == self.owner,
+                       SeLockRow.token == self.token)
+                .values(owner=None, expires_ms=0)
+            )
+
+
+def acquire(engine: Engine, se_id: str, owner: str, *, timeout_s: float = 10.0,
+            lease_s: float = 60.0, clock: Callable[[], float] = time.time,
+            poll_s: float = 0.02) -> SeLock:
+    """Take the SE's lock for ``owner`` or raise :class:`LockBusyError` after ``timeout_s``."""
+    _ensure_row(engine, se_id)
+    lease_ms = int(lease_s * 1000)
+    if engine.dialect.name == "postgresql":
+        conn = engine.connect()
+        try:
+            conn.execute(text(f"SET LOCAL lock_timeout = '{max(1, int(timeout_s * 1000))}ms'"))
+            conn.execute(select(SeLockRow).where(SeLockRow.se_id == se_id).with_for_update())
+            token = conn.execute(
+                update(SeLockRow).where(SeLockRow.se_id == se_id)
+                .values(owner=owner, token=SeLockRow.token + 1,
+                        expires_ms=int(clock() * 1000) + lease_ms)
+                .returning(SeLockRow.token)
+            ).scalar_one()
+        except DBAPIError as exc:
+            conn.rollback()
+            conn.close()
+            raise LockBusyError(
+                f"SE {se_id} is locked by another worker (waited {timeout_s:g} s)") from exc
+        except BaseException:
+            conn.rollback()
+            conn.close()
+            raise
+        return SeLock(engine, se_id, owner, token, lease_ms, clock, conn)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        now = int(clock() * 1000)
+        with engine.begin() as conn:
+            n = conn.execute(
+                update(SeLockRow)
+                .where(SeLockRow.se_id == se_id, SeLockRow.expires_ms <= now)
+                .values(owner=owner, token=SeLockRow.token + 1, expires_ms=now + lease_ms)
+            ).rowcount
+            if n == 1:
+                token = conn.execute(
+                    select(SeLockRow.token).where(SeLockRow.se_id == se_id)).scalar_one()
+                return SeLock(engine, se_id, owner, token, lease_ms, clock)
+        if time.monotonic() >= deadline:
+            raise LockBusyError(
+                f"SE {se_id} is locked by another worker (waited {timeout_s:g} s)")
+        time.sleep(poll_s)
+
+
+@contextmanager
+def se_locked(engine: Engine, se_id: str, owner: str, **kwargs) -> Iterator[SeLock]:
+    """``with se_locked(engine, se_id, owner) as lock: ...`` (released on every exit)."""
+    lock = acquire(engine, se_id, owner, **kwargs)
+    try:
+        yield lock
+    finally:
+        lock.release()

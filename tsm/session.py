@@ -1,0 +1,216 @@
+"""Opening an SCP03 session with an SE's ISD, and sending commands through it
+(GPCS 2.3.1 Amendment D 7.1; specs/tsm.md "Sessions", "Sequence counters").
+
+:func:`open_session` selects the ISD, picks the keyset the TSM's record names (factory
+KVN 30 until rotated, then the diversified KVN 31), checks the SE's identity (its key
+diversification data) and its sequence counter against the record, authenticates at the
+requested security level (33 by default), and returns a :class:`CardSession`. Every
+command and answer is audited by header, length and status word only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+
+from protocols.gp.apdu import CommandApdu, ResponseApdu
+from protocols.gp.errors import GpError
+from protocols.gp.scp03 import HostChannel, InitializeUpdateResponse, StaticKeys
+from tsm import records
+from tsm.audit import AuditLog
+from tsm.errors import (
+    CardStatusError,
+    KeysetRollbackError,
+    SecureChannelError,
+    SeIdentityError,
+    SeQuarantinedError,
+    SequenceCounterRegressionError,
+    TransportError,
+)
+from tsm.gp_commands import ISD_AID, select
+from tsm.keys import DIVERSIFIED_KVN, FACTORY_KEYS, FACTORY_KVN, MasterKey
+from tsm.trace import Sink, trace_plain
+
+Transmit = Callable[[bytes], bytes]
+DEFAULT_SECURITY_LEVEL = 0x33
+SW_REFERENCED_DATA_NOT_FOUND = 0x6A88
+
+
+@dataclass
+class SeLink:
+    """Everything needed to talk to one SE for one worker run."""
+
+    engine: Engine
+    se_id: str
+    transmit: Transmit
+    master: MasterKey
+    audit: AuditLog
+    trace: Sink | None = None
+    security_level: int = DEFAULT_SECURITY_LEVEL
+    rng: Callable[[int], bytes] = field(default=os.urandom)
+
+    def xmit(self, apdu: bytes) -> bytes:
+        """The raw transport; any failure becomes :class:`TransportError` (lost answer)."""
+        try:
+            resp = self.transmit(apdu)
+        except Exception as exc:  # the transport is an edge: whatever it raises is a loss
+            raise TransportError(
+                f"SE {self.se_id}: no answer to {apdu[:4].hex().upper()}: {type(exc).__name__}") from exc
+        if len(resp) < 2:
+            raise TransportError(f"SE {self.se_id}: answer of {len(resp)} bytes has no status word")
+        return resp
+
+    def plain(self, cmd: CommandApdu, what: str) -> ResponseApdu:
+        """Send one command outside secure messaging (SELECT before the session)."""
+        raw = cmd.to_bytes()
+        try:
+            resp = self.xmit(raw)
+        except TransportError:
+            self.audit.command(cmd, None, what, lost=True)
+            raise
+        if self.trace:
+            trace_plain(self.trace, raw, resp)
+        r = ResponseApdu.parse(resp)
+        self.audit.command(cmd, r.sw, what)
+        return r
+
+
+class CardSession:
+    """An open SCP03 session: plain commands in, plain responses out."""
+
+    def __init__(self, link: SeLink, host: HostChannel, kvn: int, counter: int | None) -> None:
+        self.link = link
+        self.host = host
+        self.kvn = kvn
+        self.counter = counter
+
+    def send(self, cmd: CommandApdu, what: str, *, secret: bool = False,
+             expect: tuple[int, ...] | None = (0x9000,)) -> ResponseApdu:
+        """Wrap, transmit, unwrap. ``expect`` lists acceptable status words (None: any);
+        another one raises :class:`CardStatusError`. ``secret`` hides the data from the
+        plain trace (the audit log never has data)."""
+        link = self.link
+        plain = cmd.to_bytes()
+        try:
+            wrapped = self.host.wrap(plain)
+        except GpError as exc:
+            raise SecureChannelError(f"SE {link.se_id}: cannot wrap {what}: {exc}") from exc
+        try:
+            raw = link.xmit(wrapped)
+        except TransportError:
+            link.audit.command(cmd, None, what, lost=True)
+            self.host.close()
+            raise
+        try:
+            resp = self.host.unwrap(raw)
+        except GpError as exc:
+            link.audit.command(cmd, int.from_bytes(raw[-2:], "big"), what, rmac="failed")
+            raise SecureChannelError(f"SE {link.se_id}: answer to {what} failed R-MAC/R-ENC: {exc}") from exc
+        if link.trace:
+            trace_plain(link.trace, plain, resp, secret)
+        r = ResponseApdu.parse(resp)
+        link.audit.command(cmd, r.sw, what)
+        if expect is not None and r.sw not in expect:
+            raise CardStatusError(f"SE {link.se_id}: {what} refused", r.sw)
+        return r
+
+    def close(self) -> None:
+        self.host.close()
+
+
+def _keys_for(link: SeLink, rec: records.SeRecord, kvn: int) -> StaticKeys:
+    if kvn == FACTORY_KVN:
+        return FACTORY_KEYS
+    assert rec.kdd is not None
+    return link.master.se_keys(rec.kdd)
+
+
+def open_session(link: SeLink) -> CardSession:
+    """Select the ISD and authenticate (see module docstring)."""
+    rec = records.load_or_create(link.engine, link.se_id)
+    if rec.state == "suspect":
+        raise SeQuarantinedError(f"SE {link.se_id} is quarantined; the TSM will not open a session")
+    r = link.plain(select(ISD_AID), "SELECT ISD")
+    if r.sw != 0x9000:
+        raise CardStatusError(f"SE {link.se_id}: SELECT of the ISD refused", r.sw)
+    if rec.kvn == FACTORY_KVN:
+        candidates = [FACTORY_KVN] + ([DIVERSIFIED_KVN] if rec.kdd else [])
+    else:
+        candidates = [rec.kvn]
+    for n, kvn in enumerate(candidates):
+        host = HostChannel(_keys_for(link, rec, kvn), link.security_level, link.rng(8), kvn,
+                           sd_aid=ISD_AID)
+        iu_cmd = host.initialize_update()
+        cmd = CommandApdu.parse(iu_cmd)
+        try:
+            raw = link.xmit(iu_cmd)
+        except TransportError:
+            link.audit.command(cmd, None, "INITIALIZE UPDATE", kvn=kvn, lost=True)
+            raise
+        sw = int.from_bytes(raw[-2:], "big")
+        link.audit.command(cmd, sw, "INITIALIZE UPDATE", kvn=kvn)
+        if link.trace:
+            trace_plain(link.trace, iu_cmd, raw)
+        if sw == SW_REFERENCED_DATA_NOT_FOUND and n + 1 < len(candidates):
+            continue  # a PUT KEY whose answer was lost did land: try the new keyset
+        if sw == SW_REFERENCED_DATA_NOT_FOUND and kvn != FACTORY_KVN:
+            link.audit.event("keyset-rollback", f"keyset {kvn:02X} unknown to the SE", kvn=kvn)
+            records.update_se(link.engine, link.se_id, state="suspect")
+            raise KeysetRollbackError(
+                f"SE {link.se_id} no longer knows keyset {kvn:02X} that the TSM put on it")
+        if sw != 0x9000:
+            raise SecureChannelError(f"SE {link.se_id}: INITIALIZE UPDATE refused (SW {sw:04X})", sw)
+        try:
+            iu = InitializeUpdateResponse.parse(raw[:-2])
+        except GpError as exc:
+            raise SecureChannelError(f"SE {link.se_id}: INITIALIZE UPDATE answer: {exc}") from exc
+        if rec.kdd is not None and iu.key_diversification_data != rec.kdd:
+            link.audit.event("identity-mismatch", "key diversification data differs",
+                             seen=iu.key_diversification_data.hex())
+            records.update_se(link.engine, link.se_id, state="suspect")
+            raise SeIdentityError(
+                f"SE {link.se_id} answered key diversification data "
+                f"{iu.key_diversification_data.hex().upper()}, the record says {rec.kdd.hex().upper()}")
+        counter = int.from_bytes(iu.sequence_counter, "big") if iu.sequence_counter else None
+        last = records.last_counter(link.engine, link.se_id, kvn)
+        if counter is not None and last is not None and counter <= last:
+            link.audit.event("counter-regression", "sequence counter went backwards",
+                             kvn=kvn, last=last, seen=counter)
+            link.audit.flush_now(link.engine)
+            records.update_se(link.engine, link.se_id, state="suspect")
+            raise SequenceCounterRegressionError(link.se_id, kvn, last, counter)
+        try:
+            ea = host.on_initialize_update_response(raw)
+        except GpError as exc:
+            link.audit.event("session-failed", "card cryptogram", kvn=kvn, error=str(exc))
+            raise SecureChannelError(f"SE {link.se_id}: {exc}") from exc
+        ea_cmd = CommandApdu.parse(ea)
+        try:
+            raw = link.xmit(ea)
+        except TransportError:
+            link.audit.command(ea_cmd, None, "EXTERNAL AUTHENTICATE", lost=True)
+            raise
+        sw = int.from_bytes(raw[-2:], "big")
+        link.audit.command(ea_cmd, sw, "EXTERNAL AUTHENTICATE", level=link.security_level)
+        if link.trace:
+            trace_plain(link.trace, ea, raw)
+        try:
+            host.on_external_authenticate_response(raw)
+        except GpError as exc:
+            raise SecureChannelError(f"SE {link.se_id}: {exc}", sw) from exc
+        if counter is not None:
+            records.store_counter(link.engine, link.se_id, kvn, counter)
+        changes: dict[str, object] = {}
+        if rec.kdd is None:
+            changes.update(kdd=iu.key_diversification_data.hex(), master_key_id=link.master.key_id)
+        if kvn != rec.kvn:
+            changes.update(kvn=kvn)
+        if rec.state == "new" or changes:
+            changes.setdefault("state", "active")
+            records.update_se(link.engine, link.se_id, **changes)
+        link.audit.event("session-open", None, kvn=kvn, counter=counter, level=link.security_level)
+        return CardSession(link, host, kvn, counter)
+    raise SecureChannelError(f"SE {link.se_id}: no keyset opened a session")  # pragma: no cover

@@ -1,0 +1,336 @@
+"""The steps of the TSM's job scripts (specs/tsm.md, "Job model and step ids").
+
+Each step first reads the SE's state (GET STATUS, the applets' READ STATE) and sends a
+changing command only if that state shows the step's effect is missing; so a step re-run
+after a lost response or a crash finishes what the first run started and never does it
+twice. A step records what later steps need (certificates, IssuerSigned, fingerprints) in
+``ctx.results``, which the runner persists with the step's completion.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from protocols.gp.errors import GpError
+from protocols.gp.keys import parse_key_information_template, put_key_command
+from tsm import applets as ap
+from tsm.errors import CardDataError, CardStatusError, JobError, SecretsRequiredError
+from tsm.gp_commands import (
+    STATUS_APPS,
+    delete,
+    get_data,
+    get_status,
+    install_for_install,
+    install_for_personalization,
+    parse_status,
+    store_data_blocks,
+)
+from tsm.keys import DIVERSIFIED_KVN, FACTORY_KVN
+
+if TYPE_CHECKING:
+    from tsm.jobs import StepContext
+
+SW_MORE_DATA = 0x6310
+SW_NOT_FOUND = 0x6A88
+
+
+def _sha(b: bytes) -> str:
+    return hashlib.sha256(b).hexdigest()
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+def registry(ctx: StepContext) -> dict[bytes, int]:
+    """Instance AID -> life cycle of every application on the SE (GET STATUS P1=40)."""
+    out: dict[bytes, int] = {}
+    more = False
+    while True:
+        r = ctx.session.send(get_status(STATUS_APPS, more), "GET STATUS applications",
+                             expect=(0x9000, SW_MORE_DATA, SW_NOT_FOUND))
+        if r.sw == SW_NOT_FOUND:
+            return out
+        for e in parse_status(r.data):
+            out[e.aid] = e.life_cycle
+        if r.sw != SW_MORE_DATA:
+            return out
+        more = True
+
+
+def personalise(ctx: StepContext, applet: ap.AppletRef, stream: bytes, what: str,
+                *, secret: bool = False) -> bytes:
+    """INSTALL [for personalization] then the STORE DATA blocks; the last answer's data."""
+    ctx.session.send(install_for_personalization(applet.instance_aid),
+                     f"INSTALL [for personalization] {applet.name}")
+    data = b""
+    for cmd in store_data_blocks(stream):
+        data = ctx.session.send(cmd, f"STORE DATA {what}", secret=secret).data
+    return data
+
+
+def jpki_state(ctx: StepContext) -> ap.JpkiState:
+    data = personalise(ctx, ap.JPKI, ap.dgi(ap.JPKI_READ_STATE, b""), "jpki READ STATE")
+    return ap.parse_jpki_state(ap.answer_of(data, ap.JPKI_READ_STATE, "JPKI READ STATE"))
+
+
+def mdoc_state(ctx: StepContext) -> dict[int, ap.MdocSlotInfo]:
+    data = personalise(ctx, ap.MDOC, ap.dgi(ap.MDOC_READ_STATE, b""), "mdoc READ STATE")
+    return ap.parse_mdoc_state(ap.answer_of(data, ap.MDOC_READ_STATE, "mdoc READ STATE"))
+
+
+# --- generic steps -------------------------------------------------------------------------
+
+def open_session(ctx: StepContext) -> None:
+    """Authenticate (the runner opens the session before every run's first step)."""
+    ctx.results.update(kvn=ctx.session.kvn, counter=ctx.session.counter)
+
+
+def rotate_keys(ctx: StepContext) -> None:
+    """Replace the factory keyset 30 by the SE's diversified keyset 31 (PUT KEY), then
+    reopen the session with it. Skipped when the session already runs on keyset 31."""
+    s = ctx.session
+    if s.kvn == DIVERSIFIED_KVN:
+        ctx.results.update(rotated=False)
+        return
+    rec = ctx.se_record()
+    if rec.kdd is None:
+        raise JobError(f"SE {ctx.se_id}: no key diversification data on record")
+    old = ctx.link.master  # the master key object derives; the key never leaves it
+    new = old.se_keys(rec.kdd)
+    dek = s.host.static_keys.dek
+    cmd = put_key_command(FACTORY_KVN, DIVERSIFIED_KVN, [new.enc, new.mac, new.dek], dek)
+    r = s.send(cmd, "PUT KEY replace 30 by 31", secret=True)
+    try:
+        kvn_answer = r.data[:1]
+    except GpError as exc:  # pragma: no cover - slicing cannot fail
+        raise CardDataError(str(exc)) from exc
+    if kvn_answer != bytes([DIVERSIFIED_KVN]):
+        raise CardDataError(f"SE {ctx.se_id}: PUT KEY answered {r.data.hex()}, expected KVN 31 first")
+    ctx.set_se(kvn=DIVERSIFIED_KVN)
+    ctx.link.audit.event("keys-rotated", "factory keyset replaced", old_kvn=FACTORY_KVN,
+                         new_kvn=DIVERSIFIED_KVN)
+    ctx.reopen()
+    ctx.results.update(rotated=True)
+
+
+def check_keys(ctx: StepContext) -> None:
+    """Read the key information template: the diversified keyset is the only SCP03 keyset."""
+    r = ctx.session.send(get_data(0x00E0), "GET DATA key information")
+    try:
+        kvns = sorted({k.kvn for k in parse_key_information_template(r.data)})
+    except GpError as exc:
+        raise CardDataError(f"SE {ctx.se_id}: key information template: {exc}") from exc
+    ctx.results.update(kvns=kvns)
+
+
+def survey(ctx: StepContext) -> None:
+    """Record which of our applets the SE holds before this job installs anything."""
+    reg = registry(ctx)
+    ctx.results.update(jpki=ap.JPKI.instance_aid in reg, mdoc=ap.MDOC.instance_aid in reg)
+
+
+def _install(applet: ap.AppletRef) -> Callable[[StepContext], None]:
+    def step(ctx: StepContext) -> None:
+        before = ctx.results_of("survey")
+        if before.get(applet.name):
+            raise JobError(
+                f"SE {ctx.se_id} already held a {applet.name} applet when this job started; "
+                "run a delete-credentials job first")
+        if applet.instance_aid in registry(ctx):
+            ctx.results.update(installed=False)
+            return
+        ctx.session.send(install_for_install(applet.load_file_aid, applet.module_aid,
+                                             applet.instance_aid),
+                         f"INSTALL [for install] {applet.name}")
+        ctx.results.update(installed=True)
+
+    return step
+
+
+# --- JPKI ----------------------------------------------------------------------------------
+
+def _generate_jpki(slot_name: str) -> Callable[[StepContext], None]:
+    def step(ctx: StepContext) -> None:
+        slot = ap.SLOTS[slot_name]
+        alg = ctx.input["algorithm"]
+        st = jpki_state(ctx)
+        if slot in st.keys:  # the instance is this job's own: any key in it is ours
+            if st.keys[slot].algorithm != alg:
+                raise CardDataError(f"SE {ctx.se_id}: {slot_name} key is {st.keys[slot].algorithm}, not {alg}")
+            ctx.results.update(generated=False, spki_sha256=st.keys[slot].spki_sha256.hex())
+            return
+        data = personalise(ctx, ap.JPKI, ap.jpki_generate(slot, alg, ctx.rng(32)),
+                           f"jpki GENERATE KEY {slot_name}")
+        key = ap.parse_jpki_key(ap.answer_of(data, ap.JPKI_GENERATE, "JPKI GENERATE"))
+        ctx.results.update(generated=True, spki_sha256=_sha(key.spki))
+
+    return step
+
+
+def _issue_jpki(slot_name: str) -> Callable[[StepContext], None]:
+    def step(ctx: StepContext) -> None:
+        slot = ap.SLOTS[slot_name]
+        challenge = ctx.issuer.jpki_challenge(ctx.job_ref, ctx.phone_id, slot_name)
+        data = personalise(ctx, ap.JPKI, ap.jpki_prove(slot, challenge), f"jpki PROVE KEY {slot_name}")
+        key = ap.parse_jpki_key(ap.answer_of(data, ap.JPKI_PROVE, "JPKI PROVE"))
+        cert, ca = ctx.issuer.issue_jpki_certificate(ctx.job_ref, ctx.phone_id, slot_name,
+                                                     key.spki, key.proof)
+        ctx.results.update(certificate=cert.hex(), ca=ca.hex(), certificate_sha256=_sha(cert))
+
+    return step
+
+
+def _write_jpki(slot_name: str) -> Callable[[StepContext], None]:
+    def step(ctx: StepContext) -> None:
+        issued = ctx.results_of(f"issue-{slot_name}-cert")
+        cert, ca = bytes.fromhex(issued["certificate"]), bytes.fromhex(issued["ca"])
+        ee_fid, ca_fid = ap.CERT_EFS[slot_name]
+        st = jpki_state(ctx)
+        stream = b""
+        if st.certs.get(ee_fid) != hashlib.sha256(cert).digest():
+            stream += ap.jpki_write_cert(ee_fid, cert)
+        if st.certs.get(ca_fid) != hashlib.sha256(ca).digest():
+            stream += ap.jpki_write_cert(ca_fid, ca)
+        if stream:
+            personalise(ctx, ap.JPKI, stream, f"jpki WRITE CERT {slot_name}")
+        ctx.results.update(written=bool(stream))
+
+    return step
+
+
+def set_pins(ctx: StepContext) -> None:
+    """Set the user-auth PIN, the signing password and (if given) the PUK in one STORE DATA
+    sequence (the applet commits a sequence all or nothing)."""
+    st = jpki_state(ctx)
+    want = [ap.SLOT_AUTH, ap.SLOT_SIGN] + ([ap.REF_PUK] if ctx.input.get("puk") else [])
+    if all(st.secrets.get(r) and st.secrets[r].is_set for r in want):
+        ctx.results.update(set=False)
+        return
+    sec = ctx.secrets
+    if sec is None:
+        raise SecretsRequiredError(f"job {ctx.job_id}: set-pins needs the PIN and password")
+    stream = (ap.jpki_set_pin(ap.SLOT_AUTH, sec.user_auth_pin.encode("ascii"))
+              + ap.jpki_set_pin(ap.SLOT_SIGN, sec.signing_password.encode("ascii")))
+    if ap.REF_PUK in want:
+        if not sec.puk:
+            raise SecretsRequiredError(f"job {ctx.job_id}: set-pins needs the PUK")
+        stream += ap.jpki_set_puk(sec.puk.encode("ascii"))
+    personalise(ctx, ap.JPKI, stream, "jpki SET PINS", secret=True)
+    ctx.results.update(set=True)
+
+
+# --- mdoc ----------------------------------------------------------------------------------
+
+def generate_device_keys(ctx: StepContext) -> None:
+    """One P-256 device key per credential slot 0..N-1, in one atomic record."""
+    n = ctx.input["mdoc_count"]
+    st = mdoc_state(ctx)
+    missing = [i for i in range(n) if i not in st]
+    if missing:
+        data = personalise(ctx, ap.MDOC, ap.mdoc_generate(missing, ctx.rng(32)),
+                           f"mdoc GENERATE KEYS x{len(missing)}")
+        got = ap.parse_mdoc_keys(ap.answer_of(data, ap.MDOC_GENERATE, "mdoc GENERATE"))
+        if sorted(k.slot for k in got) != missing:
+            raise CardDataError(f"SE {ctx.se_id}: mdoc GENERATE answered other slots")
+    ctx.results.update(generated=len(missing))
+
+
+def issue_mdoc(ctx: StepContext) -> None:
+    n = ctx.input["mdoc_count"]
+    stream = b""
+    for i in range(n):
+        stream += ap.mdoc_prove(i, ctx.issuer.mdoc_challenge(ctx.job_ref, ctx.phone_id, i))
+    data = personalise(ctx, ap.MDOC, stream, f"mdoc PROVE KEYS x{n}")
+    proofs: dict[int, ap.KeyProof] = {}
+    for tag, value in ap.parse_dgis(data):
+        if tag != ap.MDOC_PROVE:
+            raise CardDataError(f"SE {ctx.se_id}: mdoc PROVE answered DGI {tag:04X}")
+        for kp in ap.parse_mdoc_keys(value):
+            proofs[kp.slot] = kp
+    if sorted(proofs) != list(range(n)):
+        raise CardDataError(f"SE {ctx.se_id}: mdoc PROVE answered slots {sorted(proofs)}")
+    creds = {}
+    for i in range(n):
+        kp = proofs[i]
+        creds[str(i)] = ctx.issuer.issue_mdoc(ctx.job_ref, ctx.phone_id, i, kp.spki, kp.proof).hex()
+    ctx.results.update(issuer_signed=creds)
+
+
+def write_mdoc(ctx: StepContext) -> None:
+    creds = {int(k): bytes.fromhex(v) for k, v in ctx.results_of("issue-mdoc")["issuer_signed"].items()}
+    st = mdoc_state(ctx)
+    written = 0
+    for i, cred in sorted(creds.items()):
+        if i in st and st[i].credential_sha256 == hashlib.sha256(cred).digest():
+            continue
+        personalise(ctx, ap.MDOC, ap.mdoc_write(i, cred), f"mdoc WRITE CREDENTIAL {i}")
+        written += 1
+    ctx.results.update(written=written)
+
+
+# --- deletion ------------------------------------------------------------------------------
+
+def _delete(applet: ap.AppletRef) -> Callable[[StepContext], None]:
+    def step(ctx: StepContext) -> None:
+        if applet.instance_aid not in registry(ctx):
+            ctx.results.update(deleted=False)
+            return
+        r = ctx.session.send(delete(applet.instance_aid), f"DELETE {applet.name}",
+                             expect=(0x9000, SW_NOT_FOUND))
+        ctx.results.update(deleted=r.sw == 0x9000)
+
+    return step
+
+
+def done(ctx: StepContext) -> None:
+    """Final check: the applets the job put on the SE are there (GET STATUS)."""
+    if ctx.kind in ("provision", "provision-mdoc"):
+        reg = registry(ctx)
+        want = ([ap.JPKI] if ctx.kind == "provision" else []) + (
+            [ap.MDOC] if ctx.input.get("mdoc_count") else [])
+        for a in want:
+            if a.instance_aid not in reg:
+                raise CardStatusError(f"SE {ctx.se_id}: {a.name} applet missing at the end", 0x6A88)
+
+
+STEPS: dict[str, Callable[[StepContext], None]] = {
+    "open-session": open_session,
+    "rotate-keys": rotate_keys,
+    "check-keys": check_keys,
+    "survey": survey,
+    "install-jpki": _install(ap.JPKI),
+    "generate-sign-key": _generate_jpki("sign"),
+    "issue-sign-cert": _issue_jpki("sign"),
+    "write-sign-cert": _write_jpki("sign"),
+    "generate-auth-key": _generate_jpki("auth"),
+    "issue-auth-cert": _issue_jpki("auth"),
+    "write-auth-cert": _write_jpki("auth"),
+    "set-pins": set_pins,
+    "install-mdoc": _install(ap.MDOC),
+    "generate-device-keys": generate_device_keys,
+    "issue-mdoc": issue_mdoc,
+    "write-mdoc": write_mdoc,
+    "delete-jpki": _delete(ap.JPKI),
+    "delete-mdoc": _delete(ap.MDOC),
+    "done": done,
+}
+
+JPKI_STEPS = ["install-jpki", "generate-sign-key", "issue-sign-cert", "write-sign-cert",
+              "generate-auth-key", "issue-auth-cert", "write-auth-cert", "set-pins"]
+MDOC_STEPS = ["install-mdoc", "generate-device-keys", "issue-mdoc", "write-mdoc"]
+PREAMBLE = ["open-session", "rotate-keys", "check-keys"]
+
+
+def script(kind: str, job_input: dict) -> list[str]:
+    """The ordered step ids of a job of ``kind``."""
+    if kind == "provision":
+        mdoc = MDOC_STEPS if job_input.get("mdoc_count") else []
+        return PREAMBLE + ["survey"] + JPKI_STEPS + mdoc + ["done"]
+    if kind == "provision-mdoc":
+        return PREAMBLE + ["survey"] + MDOC_STEPS + ["done"]
+    if kind == "delete-credentials":
+        return PREAMBLE + ["delete-jpki", "delete-mdoc", "done"]
+    if kind == "rotate-keys":
+        return PREAMBLE + ["done"]
+    raise JobError(f"unknown job kind {kind!r}")
