@@ -1,0 +1,126 @@
+"""The holder record: what the issuer knows of a person, parsed once at the boundary.
+
+Fields as issue 4 item 3 defines the holder JSON file, plus the optional Roman-letter
+name of the next card (split into family and given so that it can fill the ISO
+``family_name`` / ``given_name``) and an optional card expiry date. Unknown, missing or
+ill-typed fields are refused with a :class:`HolderError` naming the field. Pure: the
+caller reads the file and the portrait at ``portrait`` (a path, kept as text here).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from protocols.cardsub.errors import HolderError
+
+SEX_CODES = {0: "not known", 1: "male", 2: "female", 9: "not applicable"}  # ISO/IEC 5218
+_KANA = re.compile(r"^[\u3041-\u309F\u30A0-\u30FF\u31F0-\u31FF\uFF66-\uFF9F\u3000 ・ー]+$")
+_ROMAN = re.compile(r"^[A-Za-z][A-Za-z .'\-]*$")
+_PIN = re.compile(r"^[0-9]{4}$")
+_PASSWORD = re.compile(r"^[A-Za-z0-9]{6,16}$")
+_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+
+
+@dataclass(frozen=True)
+class Holder:
+    family_name: str
+    given_name: str
+    family_name_kana: str
+    given_name_kana: str
+    birth_date: dt.date
+    sex: int
+    address: str
+    prefecture: str
+    municipality: str
+    portrait: str | None = None
+    family_name_roman: str | None = None
+    given_name_roman: str | None = None
+    card_expiry_date: dt.date | None = None
+    pin: str | None = None
+    password: str | None = None
+
+
+_REQUIRED = ("family_name", "given_name", "family_name_kana", "given_name_kana", "birth_date",
+             "sex", "address", "prefecture", "municipality")
+_OPTIONAL = ("portrait", "family_name_roman", "given_name_roman", "card_expiry_date", "pin",
+             "password")
+FIELDS = _REQUIRED + _OPTIONAL
+
+
+def _text(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise HolderError(name, f"must be a string, got {type(value).__name__}")
+    value = value.strip()
+    if not value:
+        raise HolderError(name, "must not be empty")
+    if len(value) > 150:
+        raise HolderError(name, "longer than 150 characters")
+    return value
+
+
+def _date(name: str, value: Any) -> dt.date:
+    text = _text(name, value)
+    if not _DATE.match(text):
+        raise HolderError(name, f"must be a date 'YYYY-MM-DD', got {text!r}")
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise HolderError(name, f"{text!r} is not a calendar date") from None
+
+
+def _pattern(name: str, value: Any, pattern: re.Pattern, what: str) -> str:
+    text = _text(name, value)
+    if not pattern.match(text):
+        raise HolderError(name, f"must be {what}")
+    return text
+
+
+def parse_holder(data: Mapping[str, Any]) -> Holder:
+    """A :class:`Holder` from the decoded holder JSON object."""
+    if not isinstance(data, Mapping):
+        raise HolderError("<root>", f"the holder must be a JSON object, got {type(data).__name__}")
+    for key in data:
+        if key not in FIELDS:
+            close = difflib.get_close_matches(str(key), FIELDS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise HolderError(str(key), f"unknown field{hint}")
+    for key in _REQUIRED:
+        if key not in data:
+            raise HolderError(key, "missing")
+    sex = data["sex"]
+    if type(sex) is not int or sex not in SEX_CODES:
+        raise HolderError("sex", f"must be an ISO/IEC 5218 integer (0, 1, 2 or 9), got {sex!r}")
+    birth_date = _date("birth_date", data["birth_date"])
+    values: dict[str, Any] = {
+        "family_name": _text("family_name", data["family_name"]),
+        "given_name": _text("given_name", data["given_name"]),
+        "family_name_kana": _pattern("family_name_kana", data["family_name_kana"], _KANA, "kana"),
+        "given_name_kana": _pattern("given_name_kana", data["given_name_kana"], _KANA, "kana"),
+        "birth_date": birth_date,
+        "sex": sex,
+        "address": _text("address", data["address"]),
+        "prefecture": _text("prefecture", data["prefecture"]),
+        "municipality": _text("municipality", data["municipality"]),
+    }
+    optional = {
+        "portrait": lambda v: _text("portrait", v),
+        "family_name_roman": lambda v: _pattern("family_name_roman", v, _ROMAN, "Roman letters"),
+        "given_name_roman": lambda v: _pattern("given_name_roman", v, _ROMAN, "Roman letters"),
+        "card_expiry_date": lambda v: _date("card_expiry_date", v),
+        "pin": lambda v: _pattern("pin", v, _PIN, "4 digits"),
+        "password": lambda v: _pattern("password", v, _PASSWORD, "6 to 16 letters or digits"),
+    }
+    for key, parse in optional.items():
+        if data.get(key) is not None:
+            values[key] = parse(data[key])
+    if ("family_name_roman" in values) != ("given_name_roman" in values):
+        missing = "given_name_roman" if "family_name_roman" in values else "family_name_roman"
+        raise HolderError(missing, "the Roman-letter name needs both family and given name")
+    if values.get("card_expiry_date") is not None and values["card_expiry_date"] <= birth_date:
+        raise HolderError("card_expiry_date", "is not after the birth date")
+    return Holder(**values)

@@ -1,0 +1,136 @@
+"""The card-substitute record as mdoc data elements (``specs/card-substitute-doctype.md``).
+
+The docType and namespace are **project-defined** (``jp.mcred.mynumber.cardsub.1``): they
+are not identifiers of the Digital Agency, which has published none; :class:`DocNames`
+makes them configurable. The ISO/IEC 18013-5 namespace ``org.iso.18013.5.1`` mirrors the
+elements a generic reader asks for (name, birth date, portrait, age_over_NN, ...), with the
+ISO rules: ISO ``family_name`` / ``given_name`` are Latin (filled from the Roman-letter
+name only), the kanji go to ``*_national_character``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from protocols.cardsub.errors import ElementError
+from protocols.cardsub.holder import Holder
+
+ISO_NAMESPACE = "org.iso.18013.5.1"
+DEFAULT_AGE_THRESHOLDS = (18, 20)
+JST = dt.timezone(dt.timedelta(hours=9), "JST")
+_MY_NUMBER = re.compile(r"^[0-9]{12}$")
+
+
+@dataclass(frozen=True)
+class DocNames:
+    """docType and namespace; the defaults are project-defined, NOT Digital Agency names."""
+
+    doctype: str = "jp.mcred.mynumber.cardsub.1"
+    namespace: str = "jp.mcred.mynumber.cardsub.1"
+
+
+DEFAULT_NAMES = DocNames()
+
+
+def _birthday(birth: dt.date, year: int) -> dt.date:
+    """The birthday in ``year``; 29 February counts as 1 March in common years
+    (age reckoning act: one is a year older at the end of the day before the birthday)."""
+    try:
+        return birth.replace(year=year)
+    except ValueError:
+        return dt.date(year, 3, 1)
+
+
+def age_on(birth: dt.date, day: dt.date) -> int:
+    """Completed years of age on ``day``."""
+    years = day.year - birth.year
+    return years if day >= _birthday(birth, day.year) else years - 1
+
+
+def card_expiry(birth: dt.date, card_issue: dt.date) -> dt.date:
+    """The card's expiry by rule: the 10th birthday after issue (5th for a holder under 18
+    at issue)."""
+    years = 10 if age_on(birth, card_issue) >= 18 else 5
+    after = _birthday(birth, card_issue.year)
+    if after <= card_issue:
+        after = _birthday(birth, card_issue.year + 1)
+    return _birthday(birth, after.year + years - 1)
+
+
+def build_namespaces(
+    holder: Holder,
+    portrait: bytes | None,
+    *,
+    issue_date: dt.date,
+    expiry_date: dt.date,
+    document_number: str,
+    now: dt.datetime,
+    names: DocNames = DEFAULT_NAMES,
+    age_thresholds: Iterable[int] = DEFAULT_AGE_THRESHOLDS,
+) -> dict[str, dict[str, Any]]:
+    """``{namespace: {element identifier: value}}`` for one card-substitute mdoc.
+
+    Dates are :class:`datetime.date` (``protocols.cbor.dumps`` writes them as full-date, tag
+    1004); ``portrait`` is the JPEG the caller read from ``holder.portrait``. Ages are
+    computed on the date of ``now`` in Japan.
+    """
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ElementError(f"now must be an aware datetime, got naive {now!r}")
+    if not isinstance(document_number, str) or not document_number:
+        raise ElementError("document_number must be a non-empty string")
+    if _MY_NUMBER.match(document_number):
+        raise ElementError("document_number is 12 digits, shaped like a My Number: refused "
+                           "(the record number is never the individual number)")
+    if expiry_date <= issue_date:
+        raise ElementError(f"expiry_date {expiry_date} is not after issue_date {issue_date}")
+    if portrait is not None and not portrait.startswith(b"\xff\xd8\xff"):
+        raise ElementError("portrait is not a JPEG (no SOI marker FFD8FF)")
+    today = now.astimezone(JST).date()
+    age = age_on(holder.birth_date, today)
+    ages = {f"age_over_{n:02d}": age >= n for n in sorted(set(age_thresholds))}
+    for n in ages:
+        if not 0 < int(n[9:]) < 100:
+            raise ElementError(f"{n}: NN must be two digits")
+    card_expiry_date = holder.card_expiry_date or card_expiry(holder.birth_date, issue_date)
+    authority = f"{holder.prefecture}{holder.municipality}"
+
+    ours: dict[str, Any] = {
+        "family_name": holder.family_name,
+        "given_name": holder.given_name,
+        "family_name_kana": holder.family_name_kana,
+        "given_name_kana": holder.given_name_kana,
+        "birth_date": holder.birth_date,
+        "sex": holder.sex,
+        "resident_address": holder.address,
+        "issuing_municipality": authority,
+        "card_expiry_date": card_expiry_date,
+        "issue_date": issue_date,
+        "expiry_date": expiry_date,
+        "document_number": document_number,
+        **ages,
+    }
+    iso: dict[str, Any] = {
+        "family_name_national_character": holder.family_name,
+        "given_name_national_character": holder.given_name,
+        "birth_date": holder.birth_date,
+        "sex": holder.sex,
+        "issue_date": issue_date,
+        "expiry_date": expiry_date,
+        "issuing_country": "JP",
+        "issuing_authority": authority,
+        "document_number": document_number,
+        **ages,
+    }
+    if holder.family_name_roman is not None and holder.given_name_roman is not None:
+        ours["family_name_roman"] = holder.family_name_roman
+        ours["given_name_roman"] = holder.given_name_roman
+        iso["family_name"] = holder.family_name_roman
+        iso["given_name"] = holder.given_name_roman
+    if portrait is not None:
+        ours["portrait"] = bytes(portrait)
+        iso["portrait"] = bytes(portrait)
+    return {names.namespace: ours, ISO_NAMESPACE: iso}

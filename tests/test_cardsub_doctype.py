@@ -1,0 +1,173 @@
+"""The card-substitute doctype: the spec's table and the issued elements agree; the holder
+parser refuses bad fields by name."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from protocols import cbor
+from protocols.cardsub import (
+    DEFAULT_NAMES,
+    ISO_NAMESPACE,
+    DocNames,
+    ElementError,
+    HolderError,
+    age_on,
+    build_namespaces,
+    card_expiry,
+    parse_holder,
+)
+
+SPEC = Path(__file__).resolve().parents[1] / "specs" / "card-substitute-doctype.md"
+JPEG = b"\xff\xd8\xff\xe0" + bytes(60) + b"\xff\xd9"
+NOW = dt.datetime(2025, 6, 1, 3, tzinfo=dt.UTC)
+HOLDER = {
+    "family_name": "山田", "given_name": "花子", "family_name_kana": "ヤマダ",
+    "given_name_kana": "ハナコ", "birth_date": "2006-06-01", "sex": 2,
+    "address": "東京都千代田区霞が関1-1", "prefecture": "東京都", "municipality": "千代田区",
+}
+FULL = {**HOLDER, "portrait": "face.jpg", "family_name_roman": "YAMADA",
+        "given_name_roman": "HANAKO", "pin": "1234", "password": "ABC123def"}
+
+
+def spec_rows():
+    """(namespace, identifier, cbor type, presence) of every row of the Elements table."""
+    text = SPEC.read_text(encoding="utf-8")
+    section = text.split("## Elements", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and cells[0] not in ("namespace",) and not set(cells[0]) <= {"-"}:
+            rows.append(tuple(cells[:4]))
+    return rows
+
+
+def cbor_type(value) -> str:
+    """The CDDL type of a value as protocols.cbor writes it."""
+    encoded = cbor.loads(cbor.dumps(value))
+    if isinstance(encoded, bool):
+        return "bool"
+    if isinstance(encoded, int) and encoded >= 0:
+        return "uint"
+    if isinstance(encoded, str):
+        return "tstr"
+    if isinstance(encoded, bytes):
+        return "bstr"
+    if isinstance(encoded, dt.date) and not isinstance(encoded, dt.datetime):
+        assert cbor.dumps(value)[:3] == b"\xd9\x03\xec"  # tag 1004
+        return "full-date"
+    return type(encoded).__name__
+
+
+def build(holder=FULL, portrait=JPEG, **kw):
+    args = dict(issue_date=dt.date(2025, 6, 1), expiry_date=dt.date(2030, 6, 1),
+                document_number="CS-0001-ABCD", now=NOW)
+    args.update(kw)
+    return build_namespaces(parse_holder(holder), portrait, **args)
+
+
+def test_spec_names_the_default_doctype():
+    text = SPEC.read_text(encoding="utf-8")
+    assert f"| docType | `{DEFAULT_NAMES.doctype}` |" in text
+    assert f"| namespace | `{DEFAULT_NAMES.namespace}` |" in text
+    assert "not official Digital Agency identifiers" in text
+
+
+def test_issued_elements_agree_with_the_spec_table():
+    rows = spec_rows()
+    assert len(rows) > 20
+    full, minimal = build(), build(HOLDER, None)
+    table = {(ns, ident): (typ, presence) for ns, ident, typ, presence in rows}
+    issued = {(ns, ident) for ns, elements in full.items() for ident in elements}
+    assert issued == set(table), issued ^ set(table)
+    for (ns, ident), (typ, presence) in table.items():
+        assert cbor_type(full[ns][ident]) == typ, (ns, ident)
+        assert (ident in minimal[ns]) == (presence == "M"), (ns, ident, presence)
+
+
+def test_values_and_mirrors():
+    ns = build()
+    ours, iso = ns[DEFAULT_NAMES.namespace], ns[ISO_NAMESPACE]
+    assert ours["family_name"] == "山田" and iso["family_name"] == "YAMADA"
+    assert iso["family_name_national_character"] == "山田"
+    assert ours["birth_date"] == iso["birth_date"] == dt.date(2006, 6, 1)
+    assert ours["age_over_18"] is True and ours["age_over_20"] is False  # 19th birthday in JST
+    assert iso["portrait"] == JPEG and iso["issuing_country"] == "JP"
+    assert ours["issuing_municipality"] == "東京都千代田区"
+    assert ours["card_expiry_date"] == dt.date(2035, 6, 1)  # 10th birthday after issue
+    born_2005 = {**FULL, "birth_date": "2005-06-01"}
+    assert build(born_2005)[ISO_NAMESPACE]["age_over_20"] is True  # 20th birthday, 12:00 JST
+    eve = build(born_2005, now=dt.datetime(2025, 5, 31, 14, 59, tzinfo=dt.UTC))  # 23:59 JST
+    assert eve[ISO_NAMESPACE]["age_over_20"] is False
+    custom = build(names=DocNames("x.doc", "x.ns"), age_thresholds=(16, 18, 20, 65))
+    assert set(custom) == {"x.ns", ISO_NAMESPACE} and custom["x.ns"]["age_over_16"] is True
+
+
+def test_element_rules():
+    with pytest.raises(ElementError, match="My Number"):
+        build(document_number="123456789012")
+    with pytest.raises(ElementError, match="JPEG"):
+        build(portrait=b"\x89PNG....")
+    with pytest.raises(ElementError, match="expiry"):
+        build(expiry_date=dt.date(2025, 1, 1))
+
+
+def test_ages_and_card_expiry_rules():
+    leap = dt.date(2004, 2, 29)
+    assert age_on(leap, dt.date(2022, 2, 28)) == 17
+    assert age_on(leap, dt.date(2022, 3, 1)) == 18
+    # the 10th (under 18: 5th) birthday after the issue date; 2025-07-10 is the 1st
+    assert card_expiry(dt.date(1990, 7, 10), dt.date(2025, 6, 1)) == dt.date(2034, 7, 10)
+    assert card_expiry(dt.date(2015, 7, 10), dt.date(2025, 6, 1)) == dt.date(2029, 7, 10)
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"familyname": "x"}, "familyname"),
+    ({"birthdate": "2000-01-01"}, "birthdate"),
+    ({"sex": "2"}, "sex"),
+    ({"sex": True}, "sex"),
+    ({"sex": 3}, "sex"),
+    ({"birth_date": "2000/01/01"}, "birth_date"),
+    ({"birth_date": "2001-02-29"}, "birth_date"),
+    ({"family_name_kana": "yamada"}, "family_name_kana"),
+    ({"address": 12}, "address"),
+    ({"given_name": ""}, "given_name"),
+    ({"pin": "12345"}, "pin"),
+    ({"pin": 1234}, "pin"),
+    ({"password": "abc"}, "password"),
+    ({"family_name_roman": "YAMADA"}, "given_name_roman"),
+    ({"family_name_roman": "山田", "given_name_roman": "HANAKO"}, "family_name_roman"),
+])
+def test_holder_refuses_bad_fields_by_name(change, field):
+    with pytest.raises(HolderError) as info:
+        parse_holder({**HOLDER, **change})
+    assert info.value.field == field and repr(field) in str(info.value)
+
+
+@pytest.mark.parametrize("missing", ["family_name", "sex", "municipality", "birth_date"])
+def test_holder_refuses_missing_field(missing):
+    data = {k: v for k, v in HOLDER.items() if k != missing}
+    with pytest.raises(HolderError, match=f"'{missing}': missing"):
+        parse_holder(data)
+
+
+def test_misspelt_field_gets_a_suggestion():
+    with pytest.raises(HolderError, match="did you mean 'family_name_kana'"):
+        parse_holder({**HOLDER, "family_name_kanna": "ヤマダ"})
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(list(HOLDER) + ["pin", "portrait", "x"]),
+                       st.one_of(st.text(max_size=12), st.integers(-2, 12), st.none(),
+                                 st.booleans(), st.lists(st.integers(), max_size=2))))
+def test_fuzzed_holder_gives_holder_error_or_holder(data):
+    merged = {**HOLDER, **data}
+    try:
+        parse_holder(merged)
+    except HolderError as exc:
+        assert exc.field in merged or exc.field in HOLDER or exc.field.endswith("_roman")
