@@ -1,0 +1,113 @@
+"""Register holders (residents whose card the phone credentials derive from) and their phones.
+
+A holder comes in as a parsed ``protocols.cardsub`` ``Holder`` (or any object / mapping with
+the same field names): family_name, given_name, family_name_kana, given_name_kana,
+birth_date, sex (ISO/IEC 5218), address, prefecture, municipality, optionally
+municipality_code, card_number, card_expiry. One card number per holder (database
+constraint): registering the same card again returns the same holder; the same card number
+with different data is refused. A simulated card number is 16 random digits; the simulated
+card is valid until the holder's 10th birthday after today (adults, DOMAIN.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import secrets
+from collections.abc import Mapping
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from issuer.db import AuditEvent, Holder, Phone, utcnow
+from protocols.jpki.validity import nth_birthday_after
+
+FIELDS = ("family_name", "given_name", "family_name_kana", "given_name_kana", "birth_date",
+          "sex", "address", "prefecture", "municipality")
+OPTIONAL = ("municipality_code", "family_name_roman", "given_name_roman")
+
+
+class HolderError(Exception):
+    """A holder record is incomplete or conflicts with the registry."""
+
+
+def _plain(value):  # noqa: ANN001, ANN202
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value
+
+
+def holder_data(holder) -> dict:  # noqa: ANN001
+    """The JSON stored in ``holders.data`` from a cardsub Holder, dataclass or mapping."""
+    if isinstance(holder, Mapping):
+        source = dict(holder)
+    elif dataclasses.is_dataclass(holder):
+        source = {f.name: getattr(holder, f.name) for f in dataclasses.fields(holder)}
+    else:
+        source = {k: getattr(holder, k) for k in (*FIELDS, *OPTIONAL) if hasattr(holder, k)}
+    missing = [f for f in FIELDS if source.get(f) in (None, "")]
+    if missing:
+        raise HolderError(f"holder record lacks {', '.join(missing)}")
+    data = {k: _plain(source[k]) for k in FIELDS}
+    data["sex"] = int(data["sex"])
+    for k in OPTIONAL:
+        if source.get(k) not in (None, ""):
+            data[k] = _plain(source[k])
+    return data
+
+
+def simulated_card_expiry(birth_date: dt.date, today: dt.date) -> dt.date:
+    """The 10th birthday strictly after ``today`` (29 February -> 28 February)."""
+    return nth_birthday_after(birth_date, today, 10)
+
+
+def register(sessions: sessionmaker[Session], holder, *, actor: str = "issuer",  # noqa: ANN001
+             now: dt.datetime | None = None) -> str:
+    """The holder's id (existing for a known card number, else newly created)."""
+    data = holder_data(holder)
+    now = now or utcnow()
+    card_number = getattr(holder, "card_number", None) or (
+        holder.get("card_number") if isinstance(holder, Mapping) else None)
+    card_expiry = getattr(holder, "card_expiry", None) or (
+        holder.get("card_expiry") if isinstance(holder, Mapping) else None)
+    if isinstance(card_expiry, str):
+        card_expiry = dt.date.fromisoformat(card_expiry)
+    if card_number:
+        with sessions() as s:
+            existing = s.scalar(select(Holder).where(Holder.card_number == str(card_number)))
+        if existing is not None:
+            if existing.data != data:
+                raise HolderError(f"card {card_number} is registered to another holder record")
+            return existing.id
+    card_number = str(card_number or "".join(secrets.choice("0123456789") for _ in range(16)))
+    if card_expiry is None:
+        card_expiry = simulated_card_expiry(dt.date.fromisoformat(data["birth_date"]),
+                                            now.date())
+    try:
+        with sessions.begin() as s:
+            row = Holder(data=data, card_number=card_number, card_expiry=card_expiry,
+                         created_at=now)
+            s.add(row)
+            s.flush()
+            s.add(AuditEvent(actor=actor, action="holder.register", subject=row.id,
+                             detail={"card_number": card_number}))
+            return row.id
+    except IntegrityError:
+        raise HolderError(f"card number {card_number} is already registered") from None
+
+
+def attach_phone(sessions: sessionmaker[Session], holder_id: str, phone_id: str, *,
+                 actor: str = "issuer") -> None:
+    """Record that ``phone_id`` carries the holder's credentials (idempotent)."""
+    with sessions.begin() as s:
+        phone = s.get(Phone, phone_id)
+        if phone is None:
+            s.add(Phone(id=phone_id, holder_id=holder_id, state="active"))
+            s.add(AuditEvent(actor=actor, action="phone.attach", subject=phone_id,
+                             detail={"holder": holder_id}))
+        elif phone.holder_id != holder_id:
+            raise HolderError(f"phone {phone_id!r} belongs to holder {phone.holder_id}")

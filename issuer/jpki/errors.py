@@ -1,0 +1,27 @@
+"""Errors of the issuer's JPKI certificate authority: one base class, precise subclasses."""
+
+from __future__ import annotations
+
+
+class IssuerJpkiError(Exception):
+    """Base class of every error raised by :mod:`issuer.jpki`."""
+
+
+class CaNotSetUp(IssuerJpkiError):
+    """No root (or no OCSP responder) exists yet for a purpose: run the CA setup first."""
+
+
+class ProofOfPossessionError(IssuerJpkiError):
+    """The SE's proof over (challenge || SPKI) is missing, stale or does not verify."""
+
+
+class IssuanceError(IssuerJpkiError):
+    """A certificate cannot be issued (unknown phone or holder, bad key, slot conflict...)."""
+
+
+class UnknownCredential(IssuerJpkiError):
+    """No credential matches the phone / slot / serial asked for."""
+
+
+class RevocationError(IssuerJpkiError):
+    """A revocation, hold or release is not allowed in the credential's present state."""

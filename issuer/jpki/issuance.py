@@ -1,0 +1,207 @@
+"""Issuing the two JPKI end-entity certificates of a phone (the issuer side of the TSM job).
+
+The TSM asks :func:`challenge` for a nonce, has the SE's JPKI applet generate the key pair
+and sign ``nonce || SubjectPublicKeyInfo`` with the new key (proof of possession, as in a
+PKCS#10 request, RFC 2986 4.2), and hands both to :func:`issue`. Issuance is idempotent per
+(job_ref, slot): a retried call returns the certificate already issued for the same key, so a
+lost response never yields two certificates. At most one live (valid or held) certificate
+exists per (phone, slot): issuing a new one revokes the previous one as ``superseded`` in the
+same transaction. Serials are 159 random bits, unique per issuing key (database constraint,
+retried on the astronomically unlikely collision).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import replace
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from issuer.db import AuditEvent, Credential, Holder, Phone
+from protocols.jpki.certificates import (
+    BasicFour,
+    JpkiSex,
+    build_auth_certificate,
+    build_signing_certificate,
+)
+from protocols.jpki.errors import JpkiError
+from protocols.jpki.profile import KeyType, Purpose
+from protocols.jpki.validity import CURRENT_CARD_RULE, NEXT_CARD_RULE, end_entity_validity
+
+from . import partitions
+from .ca import _DER, KIND, JpkiCa, purpose_of, random_serial
+from .errors import IssuanceError, ProofOfPossessionError
+from .models import JpkiChallenge
+
+CHALLENGE_BYTES = 32
+#: A challenge older than this is refused (the TSM asks again with a new job step).
+CHALLENGE_TTL = dt.timedelta(hours=1)
+_LIVE = ("valid", "hold")
+
+
+def challenge(ca: JpkiCa, job_ref: str, phone_id: str, slot: str) -> bytes:
+    """The nonce the SE signs together with the new SPKI; the same one on a retry."""
+    purpose = purpose_of(slot)
+    with ca.sessions.begin() as s:
+        row = s.scalar(select(JpkiChallenge).where(JpkiChallenge.job_ref == job_ref,
+                                                   JpkiChallenge.slot == purpose.value))
+        if row is not None:
+            if row.phone_id != phone_id:
+                raise IssuanceError(f"job {job_ref!r} belongs to phone {row.phone_id!r}, "
+                                    f"not {phone_id!r}")
+            return row.nonce
+        nonce = secrets.token_bytes(CHALLENGE_BYTES)
+        s.add(JpkiChallenge(job_ref=job_ref, phone_id=phone_id, slot=purpose.value,
+                            nonce=nonce, created_at=ca.clock()))
+    return nonce
+
+
+def verify_proof(spki_der: bytes, nonce: bytes, proof: bytes):
+    """The subject public key, if ``proof`` is its signature over ``nonce || spki_der``:
+    RSASSA-PKCS1-v1_5/SHA-256 for RSA-2048, ECDSA/SHA-384 (DER) for P-384."""
+    try:
+        key = serialization.load_der_public_key(spki_der)
+        KeyType.of(key)
+    except (ValueError, TypeError, JpkiError) as exc:
+        raise IssuanceError(f"subject public key is not an RSA-2048 or P-384 SPKI: {exc}") from None
+    try:
+        if isinstance(key, rsa.RSAPublicKey):
+            key.verify(proof, nonce + spki_der, padding.PKCS1v15(), hashes.SHA256())
+        else:
+            assert isinstance(key, ec.EllipticCurvePublicKey)
+            key.verify(proof, nonce + spki_der, ec.ECDSA(hashes.SHA384()))
+    except (InvalidSignature, ValueError) as exc:
+        raise ProofOfPossessionError(
+            "proof of possession does not verify with the submitted key "
+            f"({type(exc).__name__})") from None
+    return key
+
+
+def _spki(cert: x509.Certificate) -> bytes:
+    return cert.public_key().public_bytes(serialization.Encoding.DER,
+                                          serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def issue(ca: JpkiCa, job_ref: str, phone_id: str, slot: str, spki_der: bytes,
+          proof: bytes, actor: str = "tsm") -> tuple[bytes, bytes]:
+    """Issue (or return the already issued) certificate of ``slot`` for the phone.
+
+    Returns (end-entity certificate DER, issuing root certificate DER)."""
+    purpose = purpose_of(slot)
+    generation = ca.active(purpose)
+    for _attempt in range(5):
+        now = ca.clock()
+        try:
+            return _issue_once(ca, job_ref, phone_id, purpose, generation, spki_der, proof,
+                               actor, now)
+        except IntegrityError:
+            continue  # serial collision (or a concurrent writer): try again with a new serial
+    raise IssuanceError("could not allocate a unique serial in 5 attempts")
+
+
+def _issue_once(ca: JpkiCa, job_ref: str, phone_id: str, purpose: Purpose, generation,
+                spki_der: bytes, proof: bytes, actor: str, now: dt.datetime
+                ) -> tuple[bytes, bytes]:
+    kind = KIND[purpose]
+    with ca.sessions.begin() as s:
+        # First statement writes: a row lock on PostgreSQL, the write lock on SQLite, so
+        # concurrent retries of one job serialise here.
+        locked = s.execute(update(Phone).where(Phone.id == phone_id)
+                           .values(state=Phone.state)).rowcount
+        if not locked:
+            raise IssuanceError(f"phone {phone_id!r} is not registered with the issuer")
+        done = s.scalar(select(Credential).where(
+            Credential.job_ref == job_ref, Credential.kind == kind,
+            Credential.phone_id == phone_id).order_by(Credential.issued_at.desc()))
+        if done is not None:
+            cert = x509.load_der_x509_certificate(done.body)
+            if _spki(cert) == spki_der:
+                root = ca.generation(done.issuer_key).certificate
+                return done.body, root.public_bytes(_DER)
+        chal = s.scalar(select(JpkiChallenge).where(JpkiChallenge.job_ref == job_ref,
+                                                    JpkiChallenge.slot == purpose.value))
+        if chal is None or chal.phone_id != phone_id:
+            raise ProofOfPossessionError(
+                f"no challenge was handed out for job {job_ref!r} slot {purpose.value} "
+                f"on phone {phone_id!r}")
+        created = chal.created_at if chal.created_at.tzinfo else chal.created_at.replace(
+            tzinfo=dt.UTC)
+        if now - created > CHALLENGE_TTL:
+            raise ProofOfPossessionError(f"challenge of job {job_ref!r} expired")
+        subject_key = verify_proof(spki_der, chal.nonce, proof)
+        phone = s.get(Phone, phone_id)
+        holder = s.get(Holder, phone.holder_id) if phone.holder_id else None
+        if holder is None:
+            raise IssuanceError(f"phone {phone_id!r} has no holder")
+        cert = _build(ca, purpose, generation, holder, subject_key, now)
+        for old in s.scalars(select(Credential).where(
+                Credential.phone_id == phone_id, Credential.kind == kind,
+                Credential.status.in_(_LIVE))).all():
+            old.status, old.reason, old.revoked_at = "revoked", "superseded", now
+            s.add(AuditEvent(actor=actor, action="jpki.supersede", subject=old.id,
+                             detail={"serial": old.serial, "by_job": job_ref}))
+            _mark_stale(s, purpose, old.partition)
+        muni = partitions.municipality_of(holder.data)
+        partitions.remember(s, muni)
+        cred = Credential(
+            holder_id=holder.id, phone_id=phone_id, kind=kind, status="valid",
+            issued_at=now, not_before=cert.not_valid_before_utc,
+            not_after=cert.not_valid_after_utc, serial=format(cert.serial_number, "x"),
+            issuer_key=generation.label, partition=muni.code, body=cert.public_bytes(_DER),
+            job_ref=job_ref,
+            meta={"card_number": holder.card_number, "slot": purpose.value,
+                  "subject": cert.subject.rfc4514_string(),
+                  "spki_sha256": hashes_hex(spki_der)},
+        )
+        s.add(cred)
+        s.flush()
+        s.add(AuditEvent(actor=actor, action="jpki.issue", subject=cred.id,
+                         detail={"phone": phone_id, "slot": purpose.value,
+                                 "serial": cred.serial, "job": job_ref,
+                                 "card_number": holder.card_number}))
+        return cred.body, generation.certificate.public_bytes(_DER)
+
+
+def hashes_hex(data: bytes) -> str:
+    h = hashes.Hash(hashes.SHA256())
+    h.update(data)
+    return h.finalize().hex()
+
+
+def _mark_stale(session, purpose: Purpose, partition: str | None) -> None:
+    from issuer.revocation import mark_crl_stale
+
+    mark_crl_stale(session, KIND[purpose], partition)
+
+
+def _build(ca: JpkiCa, purpose: Purpose, generation, holder: Holder, subject_key,
+           now: dt.datetime) -> x509.Certificate:
+    data = holder.data
+    try:
+        key_type = KeyType.of(subject_key)
+        profile = replace(ca.profile, key_type=key_type)
+        birth = dt.date.fromisoformat(data["birth_date"])
+        rule = CURRENT_CARD_RULE if key_type is KeyType.RSA_2048 else NEXT_CARD_RULE
+        validity = end_entity_validity(rule, now, birth, holder.card_expiry)
+        muni = partitions.municipality_of(data)
+        subject_id = f"{now:%Y%m%d}{secrets.token_hex(8).upper()}"
+        common = dict(profile=profile, issuer=generation.certificate,
+                      issuer_key=ca.signing_key(generation), subject_key=subject_key,
+                      serial=random_serial(), validity=validity, subject_id=subject_id,
+                      municipality=muni)
+        if purpose is Purpose.AUTH:
+            return build_auth_certificate(**common)
+        four = BasicFour.of(family_name=data["family_name"], given_name=data["given_name"],
+                            sex=JpkiSex.from_iso5218(int(data["sex"])), birth_date=birth,
+                            address=data["address"])
+        return build_signing_certificate(**common, basic_four=four)
+    except KeyError as exc:
+        raise IssuanceError(f"holder {holder.id} lacks the field {exc.args[0]!r}") from None
+    except (JpkiError, ValueError) as exc:
+        raise IssuanceError(f"holder {holder.id}: {exc}") from None

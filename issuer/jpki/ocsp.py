@@ -1,0 +1,93 @@
+"""The issuer's OCSP service: the registry as the lookup of :func:`protocols.jpki.ocsp.respond`.
+
+Every root generation of both purposes has its delegated responder (see :mod:`.ca`); a
+request is answered by the responder of the generation its CertIDs name (issuerNameHash +
+issuerKeyHash, SHA-1 or SHA-256, RFC 6960 4.1.1). Registry status maps to OCSP status:
+valid -> good, hold -> revoked (certificateHold), revoked -> revoked (recorded reason and
+time), no such serial under that key -> unknown. A released hold answers good again.
+The responder set is cached for :data:`CACHE_SECONDS` (roots and responders change rarely).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+from sqlalchemy import select
+
+from issuer.db import Credential
+from protocols.jpki.crl import RevocationReason
+from protocols.jpki.ocsp import (
+    HASH_LENGTHS,
+    CertId,
+    Good,
+    OcspResponder,
+    Revoked,
+    Unknown,
+    issuer_hashes,
+    respond,
+)
+from protocols.jpki.profile import Purpose
+
+from .ca import KIND, Generation, JpkiCa
+
+CACHE_SECONDS = 60.0
+#: nextUpdate - thisUpdate of every response (the relying party's cache TTL).
+RESPONSE_VALIDITY = dt.timedelta(minutes=10)
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+class OcspService:
+    """Answers DER OCSP requests from the registry; safe to share between requests."""
+
+    def __init__(self, ca: JpkiCa) -> None:
+        self.ca = ca
+        self._loaded_at = -1e9
+        self._responders: list[OcspResponder] = []
+        self._by_hash: dict[tuple[str, bytes, bytes], Generation] = {}
+
+    def _load(self) -> None:
+        if time.monotonic() - self._loaded_at < CACHE_SECONDS:
+            return
+        responders, by_hash = [], {}
+        for purpose in Purpose:
+            for gen in self.ca.generations(purpose):
+                r = self.ca.responder(gen)
+                responders.append(OcspResponder(
+                    certificate=r.certificate, key=self.ca.responder_key(r),
+                    issuer=gen.certificate, validity=RESPONSE_VALIDITY))
+                for alg in HASH_LENGTHS:
+                    by_hash[(alg, *issuer_hashes(gen.certificate, alg))] = gen
+        self._responders, self._by_hash = responders, by_hash
+        self._loaded_at = time.monotonic()
+
+    def invalidate(self) -> None:
+        self._loaded_at = -1e9
+
+    def status(self, cert_id: CertId):
+        """The registry's answer for one CertID (Good / Revoked / Unknown)."""
+        gen = self._by_hash.get((cert_id.hash_algorithm, cert_id.issuer_name_hash,
+                                 cert_id.issuer_key_hash))
+        if gen is None:
+            return Unknown()
+        with self.ca.sessions() as s:
+            row = s.execute(select(Credential.status, Credential.reason, Credential.revoked_at)
+                            .where(Credential.kind == KIND[gen.purpose],
+                                   Credential.issuer_key == gen.label,
+                                   Credential.serial == format(cert_id.serial, "x"))).first()
+        if row is None:
+            return Unknown()
+        status, reason, revoked_at = row
+        if status == "valid":
+            return Good()
+        why = (RevocationReason.CERTIFICATE_HOLD if status == "hold"
+               else RevocationReason.parse(reason or "cessationOfOperation"))
+        return Revoked(_aware(revoked_at), why)
+
+    def respond(self, request_der: bytes, now: dt.datetime | None = None) -> bytes:
+        """A DER OCSPResponse; never raises (malformedRequest / unauthorized / internalError)."""
+        self._load()
+        return respond(request_der, self.status, self._responders, now or self.ca.clock())

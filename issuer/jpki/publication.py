@@ -1,0 +1,119 @@
+"""Full CRLs per (purpose, root generation, partition), with a monotonic CRL number.
+
+The entries are the registry's ``credentials`` rows of that root generation and partition
+whose status is ``revoked`` (reason as recorded) or ``hold`` (certificateHold); a released
+hold is simply absent from the next CRL (removeFromCRL semantics, RFC 5280 5.3.1; no delta
+CRLs). Expired certificates are left out (RFC 5280 5.1.2.6 permits it). The CRL number
+lives in ``crl_state`` keyed (purpose, "<generation>/<partition>") and only grows
+(RFC 5280 5.2.3); a built CRL is cached in ``jpki_crl_cache`` until a revocation marks it
+stale or its nextUpdate is less than :data:`REFRESH` away, so serving it is a read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from cryptography import x509
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from issuer.db import Credential, CrlState
+from protocols.jpki.crl import Revocation, RevocationReason, build_crl
+from protocols.jpki.profile import Purpose
+
+from . import partitions
+from .ca import _DER, KIND, Generation, JpkiCa
+from .errors import UnknownCredential
+from .models import JpkiCrlCache
+
+#: nextUpdate - thisUpdate of every CRL (J-LIS publishes daily).
+VALIDITY = dt.timedelta(hours=24)
+#: A cached CRL is rebuilt when its nextUpdate is closer than this.
+REFRESH = dt.timedelta(hours=1)
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def revocations(session, generation: Generation, partition: str, now: dt.datetime
+                ) -> list[Revocation]:
+    rows = session.execute(
+        select(Credential.serial, Credential.revoked_at, Credential.reason, Credential.status)
+        .where(Credential.kind == KIND[generation.purpose],
+               Credential.issuer_key == generation.label,
+               Credential.partition == partition,
+               Credential.status.in_(("revoked", "hold")),
+               Credential.not_after >= now)
+        .order_by(Credential.revoked_at))
+    out = []
+    for serial, revoked_at, reason, status in rows:
+        why = (RevocationReason.CERTIFICATE_HOLD if status == "hold"
+               else RevocationReason.parse(reason or "cessationOfOperation"))
+        out.append(Revocation(int(serial, 16), _aware(revoked_at), why))
+    return out
+
+
+def crl(ca: JpkiCa, purpose: Purpose, partition: str, *, generation: Generation | None = None,
+        now: dt.datetime | None = None, force: bool = False) -> bytes:
+    """The current CRL (DER) of ``partition`` for ``generation`` (default: the active one)."""
+    gen = generation or ca.active(purpose)
+    now = now or ca.clock()
+    key = f"{gen.label}/{partition}"
+    with ca.sessions() as s:
+        if partitions.lookup(s, partition) is None:
+            raise UnknownCredential(f"no CRL partition {partition!r}")
+        cached = s.get(JpkiCrlCache, (purpose.value, key))
+        if (cached is not None and not force and not cached.stale
+                and _aware(cached.next_update) - now > REFRESH):
+            return cached.body
+    for _attempt in range(3):
+        try:
+            return _rebuild(ca, gen, partition, key, now)
+        except IntegrityError:
+            continue  # a concurrent first publication created the state row: go again
+    return _rebuild(ca, gen, partition, key, now)
+
+
+def _rebuild(ca: JpkiCa, gen: Generation, partition: str, key: str, now: dt.datetime) -> bytes:
+    purpose = gen.purpose
+    with ca.sessions.begin() as s:
+        state = s.scalar(select(CrlState).where(CrlState.purpose == purpose.value,
+                                                CrlState.partition == key).with_for_update())
+        if state is None:
+            state = CrlState(purpose=purpose.value, partition=key, crl_number=0)
+            s.add(state)
+            s.flush()
+        muni = partitions.lookup(s, partition)
+        state.crl_number += 1
+        state.updated_at = now
+        this_update = now.replace(microsecond=0)
+        body = build_crl(
+            profile=ca.profile, purpose=purpose, issuer=gen.certificate,
+            issuer_key=ca.signing_key(gen),
+            partition=muni if ca.profile.partitioned_crls else None,
+            revocations=revocations(s, gen, partition, now), crl_number=state.crl_number,
+            this_update=this_update, next_update=this_update + VALIDITY,
+        ).public_bytes(_DER)
+        cached = s.get(JpkiCrlCache, (purpose.value, key))
+        if cached is None:
+            s.add(JpkiCrlCache(purpose=purpose.value, partition=key, crl_number=state.crl_number,
+                               body=body, this_update=this_update,
+                               next_update=this_update + VALIDITY, stale=False))
+        else:
+            cached.crl_number, cached.body, cached.stale = state.crl_number, body, False
+            cached.this_update, cached.next_update = this_update, this_update + VALIDITY
+    return body
+
+
+def crl_for_key_id(ca: JpkiCa, purpose: Purpose, partition: str, key_id: bytes,
+                   now: dt.datetime | None = None) -> bytes:
+    """The CRL of the root generation whose SKI is ``key_id`` (older generations)."""
+    gen = ca.by_key_id(purpose, key_id)
+    if gen is None:
+        raise UnknownCredential(f"no {purpose.value} root with key id {key_id.hex()}")
+    return crl(ca, purpose, partition, generation=gen, now=now)
+
+
+def load(der: bytes) -> x509.CertificateRevocationList:
+    return x509.load_der_x509_crl(der)

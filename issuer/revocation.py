@@ -1,0 +1,153 @@
+"""Revoke, hold and release a phone's credentials (registry side, every credential kind).
+
+Reasons are the RFC 5280 5.3.1 CRLReason names J-LIS uses (see specs/revocation.md):
+affiliationChanged, superseded, cessationOfOperation, certificateHold, keyCompromise.
+State machine per credential row (``credentials.status``)::
+
+    valid --certificateHold--> hold --release--> valid      (removeFromCRL semantics)
+    valid|hold --any other reason--> revoked                 (final)
+
+Every call is idempotent (a held credential held again, a revoked one revoked again, a
+valid one released: nothing changes) and audited. Consumers derive their published status
+from the rows: the JPKI CRLs and OCSP (``issuer.jpki``: certificateHold -> on hold, others
+-> revoked with the reason), the mdoc status list (certificateHold -> SUSPENDED, others ->
+INVALID, release -> VALID); this module marks the affected CRL partitions stale and bumps
+the affected status lists' version so both are rebuilt.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from issuer.db import AuditEvent, Credential, StatusList, utcnow
+
+HOLD = "certificateHold"
+#: Every reason accepted by :func:`revoke` (certificateHold = a hold).
+REASONS = ("keyCompromise", "affiliationChanged", "superseded", "cessationOfOperation", HOLD)
+_SNAKE = {"key_compromise": "keyCompromise", "affiliation_changed": "affiliationChanged",
+          "cessation_of_operation": "cessationOfOperation", "certificate_hold": HOLD}
+#: ``--credential`` choices and the credential kinds each one names.
+SELECTORS: dict[str, tuple[str, ...]] = {
+    "sign": ("jpki-sign",), "auth": ("jpki-auth",), "mdoc": ("mdoc",),
+    "jpki": ("jpki-sign", "jpki-auth"), "all": ("jpki-sign", "jpki-auth", "mdoc"),
+    "jpki-sign": ("jpki-sign",), "jpki-auth": ("jpki-auth",),
+}
+
+
+class RevocationError(Exception):
+    """A revocation request names an unknown reason, selector or phone."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """What one call did to one credential row."""
+
+    credential_id: str
+    phone_id: str
+    kind: str
+    serial: str | None
+    partition: str | None
+    before: str
+    after: str
+    reason: str | None
+
+
+def parse_reason(reason: str) -> str:
+    """The RFC name of ``reason`` (accepts ``cessationOfOperation`` or ``cessation_of_operation``)."""
+    name = _SNAKE.get(reason, reason)
+    if name not in REASONS:
+        raise RevocationError(f"reason {reason!r} is not one of {', '.join(REASONS)}")
+    return name
+
+
+def kinds_of(credential: str) -> tuple[str, ...]:
+    try:
+        return SELECTORS[credential]
+    except KeyError:
+        raise RevocationError(f"credential {credential!r} is not one of "
+                              f"{', '.join(('sign', 'auth', 'mdoc', 'all'))}") from None
+
+
+def mark_crl_stale(session: Session, kind: str, partition: str | None) -> None:
+    """Flag the cached CRLs of (kind's purpose, partition), every root generation, for
+    rebuild (cache keys are ``<generation>/<partition>``)."""
+    if not kind.startswith("jpki-") or partition is None:
+        return
+    from issuer.jpki.models import JpkiCrlCache
+
+    session.execute(update(JpkiCrlCache).where(JpkiCrlCache.purpose == kind[5:],
+                                               JpkiCrlCache.partition.endswith(f"/{partition}"))
+                    .values(stale=True))
+
+
+def _touch(session: Session, rows: Iterable[Credential]) -> None:
+    for row in rows:
+        mark_crl_stale(session, row.kind, row.partition)
+        if row.status_list_id:
+            session.execute(update(StatusList).where(StatusList.id == row.status_list_id)
+                            .values(version=StatusList.version + 1))
+
+
+def _rows(session: Session, phone_id: str, kinds: tuple[str, ...]) -> list[Credential]:
+    return list(session.scalars(
+        select(Credential).where(Credential.phone_id == phone_id, Credential.kind.in_(kinds))
+        .order_by(Credential.issued_at).with_for_update()))
+
+
+def revoke(sessions: sessionmaker[Session], phone_id: str, reason: str, credential: str = "all",
+           *, actor: str = "operator", now: dt.datetime | None = None) -> list[Change]:
+    """Revoke (or, with certificateHold, hold) the phone's live credentials of ``credential``."""
+    reason = parse_reason(reason)
+    kinds = kinds_of(credential)
+    now = now or utcnow()
+    changes: list[Change] = []
+    with sessions.begin() as s:
+        touched = []
+        for row in _rows(s, phone_id, kinds):
+            before = row.status
+            if before == "revoked" or (before == "hold" and reason == HOLD):
+                continue
+            row.status = "hold" if reason == HOLD else "revoked"
+            row.reason, row.revoked_at = reason, now
+            touched.append(row)
+            changes.append(Change(row.id, phone_id, row.kind, row.serial, row.partition,
+                                  before, row.status, reason))
+            s.add(AuditEvent(actor=actor, action="credential.hold" if reason == HOLD
+                             else "credential.revoke", subject=row.id,
+                             detail={"phone": phone_id, "kind": row.kind, "serial": row.serial,
+                                     "reason": reason, "before": before}))
+        _touch(s, touched)
+    return changes
+
+
+def hold(sessions: sessionmaker[Session], phone_id: str, credential: str = "all", *,
+         actor: str = "operator", now: dt.datetime | None = None) -> list[Change]:
+    """Put the phone's valid credentials on hold (certificateHold; mdoc SUSPENDED)."""
+    return revoke(sessions, phone_id, HOLD, credential, actor=actor, now=now)
+
+
+def release(sessions: sessionmaker[Session], phone_id: str, credential: str = "all", *,
+            actor: str = "operator", now: dt.datetime | None = None) -> list[Change]:
+    """Lift the holds of the phone's credentials: removeFromCRL (RFC 5280 5.3.1) - the entry
+    leaves the next CRL, OCSP answers good, the mdoc is VALID again. Revoked rows stay."""
+    kinds = kinds_of(credential)
+    changes: list[Change] = []
+    with sessions.begin() as s:
+        touched = []
+        for row in _rows(s, phone_id, kinds):
+            if row.status != "hold":
+                continue
+            row.status, row.reason, row.revoked_at = "valid", None, None
+            touched.append(row)
+            changes.append(Change(row.id, phone_id, row.kind, row.serial, row.partition,
+                                  "hold", "valid", None))
+            s.add(AuditEvent(actor=actor, action="credential.release", subject=row.id,
+                             detail={"phone": phone_id, "kind": row.kind, "serial": row.serial,
+                                     "at": (now or utcnow()).isoformat()}))
+        _touch(s, touched)
+    return changes

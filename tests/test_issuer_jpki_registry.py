@@ -1,0 +1,227 @@
+"""The issuer's JPKI CA over the registry, on SQLite and PostgreSQL: roots and rollover,
+idempotent issuance with proof of possession, revocation / hold / release, CRLs, OCSP."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509 import ocsp
+from sqlalchemy import select
+from test_issuer_jpki_support import (
+    HOLDER,
+    OTHER_TOWN,
+    new_key,
+    open_issuer,
+    prove,
+    provision,
+    spki,
+)
+
+from issuer import revocation
+from issuer.db import AuditEvent, Credential
+from issuer.jpki import IssuanceError, ProofOfPossessionError
+from issuer.jpki.keys import KeyExportRefused
+from protocols.jpki.parse import classify, read_basic_four
+from protocols.jpki.profile import KeyType, Purpose
+
+
+@pytest.fixture
+def issuer(db_url):
+    return open_issuer(db_url)
+
+
+DER = Encoding.DER
+
+
+def _ski(cert):
+    return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+
+
+def _aki(cert):
+    return cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+
+
+def test_setup_is_idempotent_and_keys_never_leave_the_keystore(issuer):
+    first = {p: g.label for p, g in issuer.setup().items()}
+    again = {p: g.label for p, g in issuer.setup().items()}
+    assert first == again
+    with pytest.raises(KeyExportRefused):
+        issuer.ca.signing_key(issuer.ca.active(Purpose.SIGN)).private_bytes(None, None, None)
+
+
+def test_issue_both_slots_records_phone_slot_card_and_parses_back(issuer):
+    phone = provision(issuer)
+    sign = x509.load_der_x509_certificate(phone.certs["sign"])
+    auth = x509.load_der_x509_certificate(phone.certs["auth"])
+    assert classify(sign) is Purpose.SIGN and classify(auth) is Purpose.AUTH
+    four = read_basic_four(sign)
+    assert four.name == "山田\u3000花子" and four.address == HOLDER["address"]
+    root = issuer.root("sign")
+    sign.verify_directly_issued_by(root)
+    assert _aki(sign) == _ski(root)
+    with issuer.sessions() as s:
+        rows = s.scalars(select(Credential).where(Credential.phone_id == phone.phone_id)).all()
+    assert {r.kind for r in rows} == {"jpki-sign", "jpki-auth"}
+    for r in rows:
+        assert r.meta["card_number"] and r.partition == "131016" and r.status == "valid"
+        assert int(r.serial, 16) == x509.load_der_x509_certificate(r.body).serial_number
+
+
+def test_issuance_is_idempotent_per_job_and_supersedes_per_slot(issuer):
+    phone = provision(issuer)
+    key = phone.keys["sign"]
+    nonce = issuer.jpki_challenge(f"job-{phone.phone_id}", phone.phone_id, "sign")
+    again, _ = issuer.issue_jpki_certificate(f"job-{phone.phone_id}", phone.phone_id, "sign",
+                                             spki(key), prove(key, nonce))
+    assert again == phone.certs["sign"]
+    # A new job for the same slot (re-issue) leaves exactly one live certificate.
+    new = new_key()
+    nonce = issuer.jpki_challenge("reissue-1", phone.phone_id, "sign")
+    issuer.issue_jpki_certificate("reissue-1", phone.phone_id, "sign", spki(new), prove(new, nonce))
+    with issuer.sessions() as s:
+        live = s.scalars(select(Credential).where(
+            Credential.phone_id == phone.phone_id, Credential.kind == "jpki-sign",
+            Credential.status == "valid")).all()
+        old = s.scalar(select(Credential).where(Credential.body == phone.certs["sign"]))
+    assert len(live) == 1 and old.status == "revoked" and old.reason == "superseded"
+
+
+def test_proof_of_possession_is_required(issuer):
+    phone = provision(issuer)
+    key, other = new_key(), new_key()
+    nonce = issuer.jpki_challenge("j2", phone.phone_id, "auth")
+    with pytest.raises(ProofOfPossessionError):
+        issuer.issue_jpki_certificate("j2", phone.phone_id, "auth", spki(key), prove(other, nonce))
+    with pytest.raises(ProofOfPossessionError):
+        issuer.issue_jpki_certificate("j3", phone.phone_id, "auth", spki(key), prove(key, nonce))
+    with pytest.raises(IssuanceError):
+        issuer.issue_jpki_certificate("j2", phone.phone_id, "auth", b"\x30\x00", b"")
+
+
+def test_serials_unique_and_unpredictable(issuer):
+    serials = [x509.load_der_x509_certificate(c).serial_number
+               for _ in range(4) for c in provision(issuer).certs.values()]
+    assert len(set(serials)) == len(serials)
+    assert all(s.bit_length() >= 64 for s in serials)
+
+
+def test_p384_and_rollover_keep_old_generation_verifiable(issuer):
+    old = provision(issuer)
+    gen2 = issuer.rollover("sign", KeyType.EC_P384)
+    new = provision(issuer, algorithm="p384")
+    old_cert = x509.load_der_x509_certificate(old.certs["sign"])
+    new_cert = x509.load_der_x509_certificate(new.certs["sign"])
+    assert old_cert.issuer == new_cert.issuer  # same name, ...
+    assert _aki(new_cert) == gen2.key_id != _aki(old_cert)  # ... picked by key id
+    assert len(issuer.roots("sign")) == 2
+    revocation.revoke(issuer.sessions, old.phone_id, "keyCompromise", "sign")
+    old_crl = x509.load_der_x509_crl(issuer.crl("sign", "131016", key_id=_aki(old_cert)))
+    assert old_crl.get_revoked_certificate_by_serial_number(old_cert.serial_number)
+    assert _aki_crl(old_crl) == _aki(old_cert)
+    assert _status(issuer, old_cert, issuer.roots("sign")[0]).certificate_status \
+        is ocsp.OCSPCertStatus.REVOKED
+
+
+def _aki_crl(crl):
+    return crl.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+
+
+def _status(issuer, cert, root, alg=hashes.SHA256()):
+    req = ocsp.OCSPRequestBuilder().add_certificate(cert, root, alg).build()
+    resp = ocsp.load_der_ocsp_response(issuer.ocsp_respond(req.public_bytes(DER)))
+    assert resp.response_status is ocsp.OCSPResponseStatus.SUCCESSFUL
+    return resp
+
+
+@pytest.mark.parametrize("reason", ["affiliationChanged", "superseded", "cessationOfOperation",
+                                    "keyCompromise"])
+def test_each_reason_reaches_crl_and_ocsp(issuer, reason):
+    phone = provision(issuer)
+    bystander = provision(issuer)
+    cert = x509.load_der_x509_certificate(phone.certs["auth"])
+    before = x509.load_der_x509_crl(issuer.crl("auth", "131016"))
+    changes = revocation.revoke(issuer.sessions, phone.phone_id, reason, "auth")
+    assert [c.kind for c in changes] == ["jpki-auth"]
+    after = x509.load_der_x509_crl(issuer.crl("auth", "131016"))
+    n = lambda c: c.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number  # noqa: E731
+    assert n(after) > n(before)
+    entry = after.get_revoked_certificate_by_serial_number(cert.serial_number)
+    assert entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.value == reason
+    resp = _status(issuer, cert, issuer.root("auth"), hashes.SHA1())
+    assert resp.certificate_status is ocsp.OCSPCertStatus.REVOKED
+    assert resp.revocation_reason.value == reason
+    other = x509.load_der_x509_certificate(bystander.certs["auth"])
+    assert _status(issuer, other, issuer.root("auth")).certificate_status \
+        is ocsp.OCSPCertStatus.GOOD
+    assert len(after) == 1
+    with issuer.sessions() as s:
+        assert s.scalar(select(AuditEvent).where(AuditEvent.action == "credential.revoke"))
+
+
+def test_hold_then_release_removes_from_crl_and_ocsp_good(issuer):
+    phone = provision(issuer)
+    cert = x509.load_der_x509_certificate(phone.certs["auth"])
+    root = issuer.root("auth")
+    revocation.hold(issuer.sessions, phone.phone_id, "auth")
+    crl = x509.load_der_x509_crl(issuer.crl("auth", "131016"))
+    entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+    assert entry.extensions.get_extension_for_class(x509.CRLReason).value.reason \
+        is x509.ReasonFlags.certificate_hold
+    assert _status(issuer, cert, root).revocation_reason is x509.ReasonFlags.certificate_hold
+    assert revocation.hold(issuer.sessions, phone.phone_id, "auth") == []  # idempotent
+    assert [c.after for c in revocation.release(issuer.sessions, phone.phone_id)] == ["valid"]
+    crl = x509.load_der_x509_crl(issuer.crl("auth", "131016"))
+    assert crl.get_revoked_certificate_by_serial_number(cert.serial_number) is None
+    assert _status(issuer, cert, root).certificate_status is ocsp.OCSPCertStatus.GOOD
+
+
+def test_final_revocation_is_final(issuer):
+    phone = provision(issuer)
+    revocation.hold(issuer.sessions, phone.phone_id)
+    revocation.revoke(issuer.sessions, phone.phone_id, "cessationOfOperation")
+    assert revocation.release(issuer.sessions, phone.phone_id) == []
+    assert revocation.revoke(issuer.sessions, phone.phone_id, "superseded") == []
+    with pytest.raises(revocation.RevocationError):
+        revocation.revoke(issuer.sessions, phone.phone_id, "removeFromCRL")
+    with pytest.raises(revocation.RevocationError):
+        revocation.revoke(issuer.sessions, phone.phone_id, "superseded", "passport")
+
+
+def test_crls_are_partitioned_by_municipality(issuer):
+    tokyo, osaka = provision(issuer), provision(issuer, OTHER_TOWN)
+    revocation.revoke(issuer.sessions, osaka.phone_id, "affiliationChanged")
+    tokyo_crl = x509.load_der_x509_crl(issuer.crl("sign", "131016"))
+    osaka_crl = x509.load_der_x509_crl(issuer.crl("sign", "271004"))
+    assert len(tokyo_crl) == 0 and len(osaka_crl) == 1
+    idp = osaka_crl.extensions.get_extension_for_class(x509.IssuingDistributionPoint)
+    assert idp.critical and "大阪市 CRLDP" in idp.value.full_name[0].value.rfc4514_string()
+    assert tokyo.phone_id != osaka.phone_id
+
+
+def test_ocsp_unknown_serial_and_malformed(issuer):
+    phone = provision(issuer)
+    cert = x509.load_der_x509_certificate(phone.certs["sign"])
+    req = ocsp.OCSPRequestBuilder().add_certificate_by_hash(
+        *_hashes(issuer.root("sign")), cert.serial_number + 1, hashes.SHA256()).build()
+    resp = ocsp.load_der_ocsp_response(issuer.ocsp_respond(req.public_bytes(DER)))
+    assert resp.certificate_status is ocsp.OCSPCertStatus.UNKNOWN
+    bad = ocsp.load_der_ocsp_response(issuer.ocsp_respond(b"\x30\x03\x02\x01\x00"))
+    assert bad.response_status is ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+
+
+def _hashes(root):
+    from protocols.jpki.ocsp import issuer_hashes
+
+    return issuer_hashes(root, "sha256")
+
+
+def test_expired_certificates_leave_the_crl(issuer):
+    phone = provision(issuer)
+    revocation.revoke(issuer.sessions, phone.phone_id, "superseded", "sign")
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=365 * 12)
+    crl = x509.load_der_x509_crl(issuer.crl("sign", "131016", now=later))
+    assert len(crl) == 0
