@@ -133,8 +133,18 @@ def build_crl(*, profile: JpkiProfile, purpose: Purpose, issuer: x509.Certificat
         raise ProfileError("next_update must come after this_update")
     if profile.partitioned_crls != (partition is not None):
         raise ProfileError("partition must be given exactly when the profile partitions CRLs")
+    # Entries go in through the constructor: add_revoked_certificate copies the builder each
+    # time (quadratic for a million entries).
+    entries = [
+        x509.RevokedCertificateBuilder()
+        .serial_number(rev.serial)
+        .revocation_date(rev.revoked_at)
+        .add_extension(x509.CRLReason(rev.reason.flag), critical=False)
+        .build()
+        for rev in revocations
+    ]
     builder = (
-        x509.CertificateRevocationListBuilder()
+        x509.CertificateRevocationListBuilder(revoked_certificates=entries)
         .issuer_name(issuer.subject)
         .last_update(this_update)
         .next_update(next_update)
@@ -144,13 +154,4 @@ def build_crl(*, profile: JpkiProfile, purpose: Purpose, issuer: x509.Certificat
     if partition is not None:
         builder = builder.add_extension(issuing_distribution_point(profile, partition),
                                         critical=True)
-    for rev in revocations:
-        entry = (
-            x509.RevokedCertificateBuilder()
-            .serial_number(rev.serial)
-            .revocation_date(rev.revoked_at)
-            .add_extension(x509.CRLReason(rev.reason.flag), critical=False)
-            .build()
-        )
-        builder = builder.add_revoked_certificate(entry)
     return sign_builder(builder, issuer_key)
