@@ -3,6 +3,8 @@
 * ``mdoc_issuances``: one row per (job reference, device-key slot), pointing at the
   credential issued for it. Its primary key makes issuance idempotent even when two
   retries of the same job race: the loser's insert fails and it returns the winner's MSO.
+* ``mdoc_challenges``: the fresh challenge each (job, slot)'s device key must sign with its
+  SPKI as proof of possession; stored so a retried job gets the same one back.
 * ``status_list_tokens``: the Status List Token last published for each list, kept in the
   database so every stateless API process serves the same bytes (the same ETag) until the
   list's ``version`` moves or the token nears its ``exp``.
@@ -38,3 +40,12 @@ class StatusListToken(IssuerBase):
     etag: Mapped[str] = mapped_column(String(80))
     issued_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class MdocChallenge(IssuerBase):
+    __tablename__ = "mdoc_challenges"
+    job_ref: Mapped[str] = mapped_column(String(128), primary_key=True)
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True)
+    phone_id: Mapped[str] = mapped_column(String(64))
+    challenge: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,4 +1,4 @@
-"""mdoc issuance ledger and published status list tokens
+"""mdoc issuance ledger, device-key challenges and published status list tokens
 
 Revision ID: i0002mdoc
 Revises: i0001
@@ -32,6 +32,15 @@ def upgrade() -> None:
         op.f("ix_mdoc_issuances_device_key_sha256"), "mdoc_issuances", ["device_key_sha256"]
     )
     op.create_table(
+        "mdoc_challenges",
+        sa.Column("job_ref", sa.String(length=128), nullable=False),
+        sa.Column("slot", sa.Integer(), nullable=False),
+        sa.Column("phone_id", sa.String(length=64), nullable=False),
+        sa.Column("challenge", sa.LargeBinary(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("job_ref", "slot"),
+    )
+    op.create_table(
         "status_list_tokens",
         sa.Column("list_id", sa.String(length=32), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
@@ -46,6 +55,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("status_list_tokens")
+    op.drop_table("mdoc_challenges")
     op.drop_index(op.f("ix_mdoc_issuances_device_key_sha256"), table_name="mdoc_issuances")
     op.drop_index(op.f("ix_mdoc_issuances_phone_id"), table_name="mdoc_issuances")
     op.drop_table("mdoc_issuances")

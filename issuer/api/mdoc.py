@@ -1,0 +1,72 @@
+"""Public HTTP routes of the issuer's mdoc side (mounted without a scope: public material).
+
+* ``GET /status/{list_id}``: the Status List Token (``application/statuslist+cwt``,
+  draft-ietf-oauth-status-list §8.1), with ``ETag`` and ``Cache-Control`` from the TTL;
+  ``304 Not Modified`` on a matching ``If-None-Match`` (RFC 9110 §13.1.2).
+* ``GET /trust/iaca.pem`` / ``/trust/iaca.der``: the IACA certificate (the trust anchor
+  readers import); ``GET /trust/iaca.crl``: the IACA's CRL (its CRL distribution point).
+"""
+
+from __future__ import annotations
+
+from cryptography.hazmat.primitives import serialization
+from fastapi import APIRouter, Header, HTTPException, Response
+
+from issuer.mdoc.errors import UnknownStatusList
+from issuer.mdoc.publication import MEDIA_TYPE
+from issuer.mdoc.service import MdocService
+
+_TRUST_CACHE = "public, max-age=3600"
+
+
+def status_router(service: MdocService) -> APIRouter:
+    router = APIRouter(tags=["status"])
+
+    @router.get("/status/{list_id}", response_class=Response,
+                responses={200: {"content": {MEDIA_TYPE: {}}}, 304: {}, 404: {}})
+    def status_list(list_id: str, if_none_match: str | None = Header(default=None)) -> Response:
+        if not list_id.isalnum() or len(list_id) > 64:
+            raise HTTPException(404, "no such status list")
+        now = service.clock()
+        try:
+            published = service.status_token(list_id, now)
+        except UnknownStatusList:
+            raise HTTPException(404, "no such status list") from None
+        headers = published.headers(now)
+        if published.matches(if_none_match):
+            return Response(status_code=304, headers=headers)
+        return Response(published.token, media_type=MEDIA_TYPE, headers=headers)
+
+    return router
+
+
+def trust_router(service: MdocService) -> APIRouter:
+    router = APIRouter(tags=["trust"])
+
+    @router.get("/trust/iaca.pem", response_class=Response,
+                responses={200: {"content": {"application/x-pem-file": {}}}})
+    def iaca_pem() -> Response:
+        pem = service.iaca_certificate().public_bytes(serialization.Encoding.PEM)
+        return Response(pem, media_type="application/x-pem-file",
+                        headers={"Cache-Control": _TRUST_CACHE})
+
+    @router.get("/trust/iaca.der", response_class=Response,
+                responses={200: {"content": {"application/pkix-cert": {}}}})
+    def iaca_der() -> Response:
+        der = service.iaca_certificate().public_bytes(serialization.Encoding.DER)
+        return Response(der, media_type="application/pkix-cert",
+                        headers={"Cache-Control": _TRUST_CACHE})
+
+    @router.get("/trust/iaca.crl", response_class=Response,
+                responses={200: {"content": {"application/pkix-crl": {}}}})
+    def iaca_crl() -> Response:
+        der = service.iaca_crl().public_bytes(serialization.Encoding.DER)
+        return Response(der, media_type="application/pkix-crl",
+                        headers={"Cache-Control": "public, max-age=600"})
+
+    return router
+
+
+def routers(service: MdocService) -> list[APIRouter]:
+    """Every public router of the mdoc side."""
+    return [status_router(service), trust_router(service)]

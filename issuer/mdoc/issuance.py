@@ -1,0 +1,243 @@
+"""Issuing card-substitute mdocs into phones (ISO/IEC 18013-5:2021 §9.1.2; issue 5 item 3).
+
+The mdoc applet in the phone's SE generates one device key per slot and proves possession
+of each by signing ``challenge || SPKI`` (DER ECDSA, SHA-256 for P-256, SHA-384 for P-384),
+the challenge coming from :meth:`MdocIssuer.mdoc_challenge`. The issuer then signs one MSO
+per slot: fresh random salts and digestIDs for every element, a validity window, and the
+``status`` reference to a freshly allocated status-list index. A small batch of slots
+(distinct device keys, distinct MSOs, distinct indices) keeps readers from linking
+presentations, the way production wallets do.
+
+Idempotent by ``(job_ref, slot)``: the challenge and the IssuerSigned are stored and given
+back unchanged when a job retries after a lost answer (``tsm/ports.py`` ``IssuerPort``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from issuer.db import AuditEvent, Credential, Holder, Phone, utcnow
+from issuer.mdoc.errors import DeviceKeyError, IssuanceError, JobConflict, UnknownPhone
+from issuer.mdoc.models import MdocChallenge, MdocIssuance
+from issuer.mdoc.pki import ActiveKey, MdocPki
+from issuer.mdoc.status_lists import StatusRegistry
+from issuer.mdoc.txn import run_transaction
+from protocols import cardsub
+from protocols.cardsub import DEFAULT_NAMES, JST, DocNames
+from protocols.mdoc import IssuerSigned, MsoStatus, StatusListRef, build_issuer_signed
+
+CHALLENGE_BYTES = 32
+_PROOF_HASH = {"secp256r1": hashes.SHA256, "secp384r1": hashes.SHA384}
+
+
+@dataclass(frozen=True)
+class IssuancePolicy:
+    """MSO validity (short, re-issued: the way production wallets refresh), digest, names."""
+
+    mso_validity: dt.timedelta = dt.timedelta(days=30)
+    digest_alg: str = "SHA-256"
+    names: DocNames = field(default=DEFAULT_NAMES)
+    max_slots: int = 16
+
+
+def device_key_from_spki(spki_der: bytes) -> ec.EllipticCurvePublicKey:
+    """The device public key from its SubjectPublicKeyInfo DER: P-256 or P-384 only."""
+    try:
+        key = serialization.load_der_public_key(bytes(spki_der))
+    except (ValueError, TypeError) as exc:
+        raise DeviceKeyError(f"device key: not a SubjectPublicKeyInfo DER ({exc})") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name not in _PROOF_HASH:
+        raise DeviceKeyError(f"device key: need an EC P-256 or P-384 key, got {type(key).__name__}"
+                             + (f" on {key.curve.name}" if isinstance(key, ec.EllipticCurvePublicKey) else ""))
+    return key
+
+
+def verify_proof(key: ec.EllipticCurvePublicKey, challenge: bytes, spki_der: bytes, proof: bytes) -> None:
+    """Proof of possession: DER ECDSA by the device key over ``challenge || spki_der``."""
+    try:
+        key.verify(bytes(proof), bytes(challenge) + bytes(spki_der),
+                   ec.ECDSA(_PROOF_HASH[key.curve.name]()))
+    except (InvalidSignature, ValueError):
+        raise DeviceKeyError("device key: the proof of possession does not verify over "
+                             "challenge || SPKI") from None
+
+
+def make_proof(private_key: ec.EllipticCurvePrivateKey, challenge: bytes) -> tuple[bytes, bytes]:
+    """``(spki_der, proof)`` for a device key held in this process (CLI, tests)."""
+    spki = private_key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return spki, private_key.sign(challenge + spki, ec.ECDSA(_PROOF_HASH[private_key.curve.name]()))
+
+
+def spki_sha256(spki_der: bytes) -> str:
+    return hashlib.sha256(spki_der).hexdigest()
+
+
+def document_number(holder_id: str, phone_id: str) -> str:
+    """The record's document number: stable per (holder, phone), never the My Number."""
+    return "JPCS" + hashlib.sha256(f"{holder_id}|{phone_id}".encode()).hexdigest()[:12].upper()
+
+
+def holder_from_row(row: Holder) -> cardsub.Holder:
+    """The registry's holder JSON (issuer/holders.py) as a typed cardsub Holder."""
+    data = {k: v for k, v in row.data.items() if k in cardsub.FIELDS}
+    data.setdefault("card_expiry_date", row.card_expiry.isoformat())
+    return cardsub.parse_holder(data)
+
+
+def sign_card_substitute(
+    holder: cardsub.Holder,
+    portrait: bytes | None,
+    device_key: ec.EllipticCurvePublicKey,
+    ds: ActiveKey,
+    *,
+    now: dt.datetime,
+    record_expiry: dt.date,
+    document_no: str,
+    status: MsoStatus | None,
+    policy: IssuancePolicy = IssuancePolicy(),
+) -> IssuerSigned:
+    """One signed card-substitute mdoc (pure apart from the DS key's signature).
+
+    Validity: from ``now`` for ``policy.mso_validity``, cut at the DS certificate's end and
+    at the record's expiry, so no MSO outlives what vouches for it.
+    """
+    now = now.astimezone(dt.UTC).replace(microsecond=0)
+    issue_date = now.astimezone(JST).date()
+    record_end = dt.datetime.combine(record_expiry, dt.time(), JST).astimezone(dt.UTC)
+    valid_until = min(now + policy.mso_validity, ds.certificate.not_valid_after_utc, record_end)
+    if valid_until <= now:
+        raise IssuanceError(f"nothing to issue: the record or the DS ends at {valid_until}")
+    namespaces = cardsub.build_namespaces(
+        holder, portrait, issue_date=issue_date, expiry_date=record_expiry,
+        document_number=document_no, now=now, names=policy.names,
+    )
+    return build_issuer_signed(
+        namespaces, policy.names.doctype, device_key, ds.signer, [ds.der],
+        valid_from=now, valid_until=valid_until, signed=now, status=status,
+        digest_alg=policy.digest_alg,
+    )
+
+
+class MdocIssuer:
+    """The mdoc half of the TSM's ``IssuerPort``, over the issuer's registry."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        pki: MdocPki,
+        registry: StatusRegistry,
+        policy: IssuancePolicy | None = None,
+        *,
+        clock: Callable[[], dt.datetime] = utcnow,
+        portrait_for: Callable[[Holder], bytes | None] | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.pki = pki
+        self.registry = registry
+        self.policy = policy or IssuancePolicy()
+        self.clock = clock
+        self.portrait_for = portrait_for or (lambda _row: None)
+
+    def _check_slot(self, job_ref: str, slot_index: int) -> None:
+        if not isinstance(job_ref, str) or not 0 < len(job_ref) <= 128:
+            raise IssuanceError(f"job_ref must be 1-128 characters, got {job_ref!r}")
+        if type(slot_index) is not int or not 0 <= slot_index < self.policy.max_slots:
+            raise IssuanceError(f"slot_index must be 0..{self.policy.max_slots - 1}, got {slot_index!r}")
+
+    def mdoc_challenge(self, job_ref: str, phone_id: str, slot_index: int) -> bytes:
+        """A fresh challenge for slot ``slot_index`` of the job (the same one on a retry)."""
+        self._check_slot(job_ref, slot_index)
+
+        def work(s: Session) -> bytes:
+            row = s.get(MdocChallenge, (job_ref, slot_index))
+            if row is None:
+                row = MdocChallenge(job_ref=job_ref, slot=slot_index, phone_id=phone_id,
+                                    challenge=secrets.token_bytes(CHALLENGE_BYTES),
+                                    created_at=self.clock())
+                s.add(row)
+                s.flush()
+            elif row.phone_id != phone_id:
+                raise JobConflict(f"job {job_ref} slot {slot_index} belongs to phone {row.phone_id}")
+            return row.challenge
+
+        return run_transaction(self.sessions, work)
+
+    def issue_mdoc(self, job_ref: str, phone_id: str, slot_index: int,
+                   device_public_key_der: bytes, proof: bytes) -> bytes:
+        """Check the proof of possession, sign an MSO for the device key; IssuerSigned CBOR."""
+        self._check_slot(job_ref, slot_index)
+        spki = bytes(device_public_key_der)
+        key = device_key_from_spki(spki)
+        digest = spki_sha256(spki)
+        return run_transaction(
+            self.sessions, lambda s: self._issue(s, job_ref, phone_id, slot_index, key, spki,
+                                                 digest, proof))
+
+    def _issue(self, s: Session, job_ref: str, phone_id: str, slot: int,
+               key: ec.EllipticCurvePublicKey, spki: bytes, digest: str, proof: bytes) -> bytes:
+        done = s.get(MdocIssuance, (job_ref, slot))
+        if done is not None:
+            if done.phone_id != phone_id or done.device_key_sha256 != digest:
+                raise JobConflict(f"job {job_ref} slot {slot} was issued for another phone or key")
+            return s.get(Credential, done.credential_id).body
+        challenge = s.get(MdocChallenge, (job_ref, slot))
+        if challenge is None or challenge.phone_id != phone_id:
+            raise IssuanceError(f"job {job_ref} slot {slot}: no challenge was given to phone "
+                                f"{phone_id}; ask mdoc_challenge first")
+        verify_proof(key, challenge.challenge, spki, proof)
+        phone = s.get(Phone, phone_id)
+        if phone is None or phone.holder_id is None:
+            raise UnknownPhone(f"phone {phone_id!r} is not registered to a holder")
+        if phone.state != "active":
+            raise UnknownPhone(f"phone {phone_id!r} is {phone.state}, not active")
+        reuse = s.scalar(select(MdocIssuance.slot).join(
+            Credential, Credential.id == MdocIssuance.credential_id).where(
+            MdocIssuance.phone_id == phone_id, MdocIssuance.device_key_sha256 == digest,
+            MdocIssuance.slot != slot, Credential.status != "revoked").limit(1))
+        if reuse is not None:
+            raise DeviceKeyError(f"device key already bound to slot {reuse} of phone {phone_id}: "
+                                 "each slot needs its own key (unlinkability)")
+        holder_row = s.get(Holder, phone.holder_id)
+        try:
+            holder = holder_from_row(holder_row)
+        except cardsub.CardSubError as exc:
+            raise IssuanceError(f"holder {holder_row.id}: {exc}") from exc
+        now = self.clock()
+        ds = self.pki.document_signer(s, now)
+        portrait = self.portrait_for(holder_row)
+        docno = document_number(holder_row.id, phone_id)
+
+        def make_row(lst, idx: int) -> Credential:
+            issuer_signed = sign_card_substitute(
+                holder, portrait, key, ds, now=now, record_expiry=holder_row.card_expiry,
+                document_no=docno, status=MsoStatus(StatusListRef(idx, lst.uri)),
+                policy=self.policy)
+            validity = issuer_signed.mso().validity_info
+            return Credential(
+                holder_id=holder_row.id, phone_id=phone_id, kind="mdoc", status="valid",
+                issued_at=now, not_before=validity.valid_from, not_after=validity.valid_until,
+                issuer_key=ds.label, body=issuer_signed.encode(), job_ref=job_ref,
+                meta={"slot": slot, "device_key_sha256": digest, "doctype": self.policy.names.doctype,
+                      "document_number": docno},
+            )
+
+        credential = self.registry.allocate(s, now, make_row)
+        s.add(MdocIssuance(job_ref=job_ref, slot=slot, phone_id=phone_id,
+                           credential_id=credential.id, device_key_sha256=digest, created_at=now))
+        s.add(AuditEvent(actor="issuer", action="mdoc.issue", subject=phone_id,
+                         detail={"job": job_ref, "slot": slot, "credential": credential.id,
+                                 "status_list": credential.status_list_id,
+                                 "ds": ds.label}))
+        s.flush()
+        return credential.body

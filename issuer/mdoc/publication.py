@@ -1,0 +1,133 @@
+"""Publishing Status List Tokens (draft-ietf-oauth-status-list §5.2, §8 "Status List
+Request"; RFC 9110 §8.8.3 ETag, §13.1.2 If-None-Match; RFC 9111 Cache-Control).
+
+A token is signed by the active status-list signer (chained to the IACA) and stored in
+``status_list_tokens`` so every API process serves the same bytes. It is rebuilt only when
+the list's ``version`` moved (a status changed) or when fewer than ``ttl`` seconds remain
+before its ``exp``; otherwise the stored one is served. The ETag is a hash of the token
+bytes; ``Cache-Control: max-age`` is the TTL, cut to the time left before ``exp``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from issuer.db import StatusList
+from issuer.mdoc.errors import UnknownStatusList
+from issuer.mdoc.models import StatusListToken
+from issuer.mdoc.pki import MdocPki
+from issuer.mdoc.status_lists import StatusRegistry
+from protocols.status import TYP_STATUS_LIST, build_status_list_token
+
+MEDIA_TYPE = TYP_STATUS_LIST  # application/statuslist+cwt
+
+
+@dataclass(frozen=True)
+class PublishedToken:
+    list_id: str
+    uri: str
+    version: int
+    token: bytes
+    etag: str
+    issued_at: dt.datetime
+    expires_at: dt.datetime
+    ttl: int
+
+    def max_age(self, now: dt.datetime) -> int:
+        left = int((self.expires_at - now).total_seconds())
+        return max(0, min(self.ttl, left))
+
+    def headers(self, now: dt.datetime) -> dict[str, str]:
+        return {
+            "ETag": self.etag,
+            "Cache-Control": f"public, max-age={self.max_age(now)}",
+            "Expires": _http_date(self.expires_at),
+            "Last-Modified": _http_date(self.issued_at),
+        }
+
+    def matches(self, if_none_match: str | None) -> bool:
+        """RFC 9110 §13.1.2 weak comparison against an If-None-Match header."""
+        if not if_none_match:
+            return False
+        tags = [t.strip() for t in if_none_match.split(",")]
+        return "*" in tags or any(t.removeprefix("W/") == self.etag for t in tags)
+
+
+def _http_date(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).strftime("%a, %d %b %Y %H:%M:%S GMT")
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    # SQLite hands back naive datetimes for timezone-aware columns: they are UTC.
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+class StatusPublisher:
+    """Builds, stores and serves the token of each list."""
+
+    def __init__(self, pki: MdocPki, registry: StatusRegistry) -> None:
+        self.pki = pki
+        self.registry = registry
+        self._memory: dict[str, PublishedToken] = {}
+
+    def _fresh(self, version: int, stored: StatusListToken | None, now: dt.datetime) -> bool:
+        if stored is None or stored.version != version:
+            return False
+        issued, expires = _aware(stored.issued_at), _aware(stored.expires_at)
+        return issued - dt.timedelta(seconds=60) <= now and now + dt.timedelta(
+            seconds=self.registry.policy.ttl) < expires
+
+    def token(self, session: Session, list_id: str, now: dt.datetime) -> PublishedToken:
+        """The current token of ``list_id`` at ``now`` (rebuilt and stored when stale)."""
+        head = session.execute(
+            select(StatusList.version, StatusList.uri).where(StatusList.id == list_id)
+        ).first()
+        if head is None:
+            raise UnknownStatusList(f"no status list {list_id!r}")
+        version, uri = head
+        stored = session.get(StatusListToken, list_id)
+        if self._fresh(version, stored, now):
+            cached = self._memory.get(list_id)
+            if cached is not None and cached.etag == stored.etag:
+                return cached
+            return self._remember(list_id, uri, stored)
+        return self._rebuild(session, list_id, now, stored)
+
+    def _rebuild(self, session: Session, list_id: str, now: dt.datetime,
+                 stored: StatusListToken | None) -> PublishedToken:
+        row = session.get(StatusList, list_id, with_for_update=True)
+        session.refresh(row)
+        if stored is not None:
+            session.refresh(stored)
+            if self._fresh(row.version, stored, now):  # another process rebuilt meanwhile
+                return self._remember(list_id, row.uri, stored)
+        policy = self.registry.policy
+        signer = self.pki.status_signer(session, now)
+        iat = now.astimezone(dt.UTC).replace(microsecond=0)
+        exp = iat + dt.timedelta(seconds=policy.lifetime)
+        contents = self.registry.contents(session, row)
+        token = build_status_list_token(contents, uri=row.uri, iat=iat, exp=exp, ttl=policy.ttl,
+                                        signer=signer.signer, certificate=signer.certificate)
+        etag = '"' + hashlib.sha256(token).hexdigest()[:40] + '"'
+        if stored is None:
+            stored = StatusListToken(list_id=list_id)
+            session.add(stored)
+        stored.version, stored.token, stored.etag = row.version, token, etag
+        stored.issued_at, stored.expires_at = iat, exp
+        session.flush()
+        return self._remember(list_id, row.uri, stored)
+
+    def _remember(self, list_id: str, uri: str, stored: StatusListToken) -> PublishedToken:
+        published = PublishedToken(list_id, uri, stored.version, stored.token, stored.etag,
+                                    _aware(stored.issued_at), _aware(stored.expires_at),
+                                    self.registry.policy.ttl)
+        self._memory[list_id] = published
+        return published
+
+    def token_by_uri(self, session: Session, uri: str, now: dt.datetime) -> PublishedToken:
+        return self.token(session, self.registry.by_uri(session, uri).id, now)

@@ -1,0 +1,187 @@
+"""Issuing card-substitute mdocs into a phone: proof of possession, batch, idempotency,
+status references, DS rollover, publication (both database backends)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import select
+from sqlalchemy.orm import sessionmaker
+
+from issuer import revocation
+from issuer.db import Credential, Phone, StatusList
+from issuer.holders import attach_phone, register
+from issuer.keystore import MemoryKeyStore
+from issuer.mdoc.errors import DeviceKeyError, IssuanceError, JobConflict, UnknownPhone
+from issuer.mdoc.issuance import make_proof
+from issuer.mdoc.service import MdocService
+from issuer.mdoc.status_lists import StatusListPolicy
+from mcred.db import make_engine, migrate
+from protocols import iaca
+from protocols.cardsub import DEFAULT_NAMES, ISO_NAMESPACE, parse_holder
+from protocols.mdoc import IssuerSigned
+from protocols.status import Status, verify_status_list_token
+
+NOW = dt.datetime(2026, 11, 23, 3, 0, tzinfo=dt.UTC)
+HOLDER = {
+    "family_name": "山田", "given_name": "花子", "family_name_kana": "ヤマダ",
+    "given_name_kana": "ハナコ", "birth_date": "1990-04-01", "sex": 2,
+    "address": "東京都千代田区霞が関1-1", "prefecture": "東京都", "municipality": "千代田区",
+}
+
+
+class Clock:
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+@pytest.fixture
+def world(db_url):
+    engine = make_engine(db_url)
+    migrate(engine)
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    clock = Clock(NOW)
+    svc = MdocService(sessions, MemoryKeyStore(), "http://issuer.test", clock=clock,
+                      status_policy=StatusListPolicy(size=1024))
+    holder_id = register(sessions, parse_holder(HOLDER), now=NOW)
+    attach_phone(sessions, holder_id, "phone-1")
+    yield svc, sessions, clock
+    engine.dispose()
+
+
+def _issue(svc, job, phone, slot, key=None):
+    key = key or ec.generate_private_key(ec.SECP256R1())
+    spki, proof = make_proof(key, svc.mdoc_challenge(job, phone, slot))
+    return key, spki, proof, svc.issue_mdoc(job, phone, slot, spki, proof)
+
+
+def test_batch_of_mdocs_has_distinct_keys_salts_and_status_indices(world):
+    svc, sessions, _ = world
+    out = [_issue(svc, "job-1", "phone-1", i) for i in range(3)]
+    docs = [IssuerSigned.from_cbor(body) for *_, body in out]
+    msos = [d.mso() for d in docs]
+    assert len({m.device_key_info.device_key for m in msos}) == 3
+    refs = [m.status.status_list for m in msos]
+    assert len({(r.uri, r.idx) for r in refs}) == 3
+    assert all(r.uri.startswith("http://issuer.test/status/") for r in refs)
+    salts = [{i.random for ns in d.items().values() for i in ns} for d in docs]
+    assert not (salts[0] & salts[1]) and all(len(s) >= 16 for x in salts for s in x)
+    for m in msos:
+        assert m.doc_type == DEFAULT_NAMES.doctype
+        assert m.validity_info.valid_from == NOW
+        assert m.validity_info.valid_until == NOW + dt.timedelta(days=30)
+    items = docs[0].items()
+    assert set(items) == {DEFAULT_NAMES.namespace, ISO_NAMESPACE}
+    ours = {i.element_identifier: i.element_value for i in items[DEFAULT_NAMES.namespace]}
+    assert ours["family_name"] == "山田" and ours["age_over_18"] is True
+    with sessions() as s:
+        creds = s.scalars(select(Credential).where(Credential.kind == "mdoc")).all()
+        assert len(creds) == 3
+        assert {c.meta["slot"] for c in creds} == {0, 1, 2}
+        assert all(c.issuer_key == "mdoc-ds-1" and c.status == "valid" for c in creds)
+
+
+def test_retry_returns_the_same_bytes_and_conflicts_are_refused(world):
+    svc, sessions, _ = world
+    key, spki, proof, first = _issue(svc, "job-2", "phone-1", 0)
+    assert svc.mdoc_challenge("job-2", "phone-1", 0) == svc.mdoc_challenge("job-2", "phone-1", 0)
+    assert svc.issue_mdoc("job-2", "phone-1", 0, spki, proof) == first
+    with sessions() as s:
+        assert len(s.scalars(select(Credential).where(Credential.job_ref == "job-2")).all()) == 1
+    other = ec.generate_private_key(ec.SECP256R1())
+    ospki, oproof = make_proof(other, svc.mdoc_challenge("job-2", "phone-1", 0))
+    with pytest.raises(JobConflict):
+        svc.issue_mdoc("job-2", "phone-1", 0, ospki, oproof)
+    with pytest.raises(JobConflict):
+        svc.mdoc_challenge("job-2", "phone-2", 0)
+
+
+def test_bad_proofs_keys_and_phones_are_refused(world):
+    svc, sessions, _ = world
+    key = ec.generate_private_key(ec.SECP256R1())
+    challenge = svc.mdoc_challenge("job-3", "phone-1", 0)
+    spki, proof = make_proof(key, b"\x00" * 32)  # signed over another challenge
+    with pytest.raises(DeviceKeyError, match="proof of possession"):
+        svc.issue_mdoc("job-3", "phone-1", 0, spki, proof)
+    with pytest.raises(DeviceKeyError, match="SubjectPublicKeyInfo"):
+        svc.issue_mdoc("job-3", "phone-1", 0, b"\x30\x03garbage", proof)
+    with pytest.raises(IssuanceError, match="no challenge"):
+        svc.issue_mdoc("job-never", "phone-1", 0, *make_proof(key, challenge))
+    with pytest.raises(IssuanceError, match="slot_index"):
+        svc.mdoc_challenge("job-3", "phone-1", 99)
+    spki, proof = make_proof(key, svc.mdoc_challenge("job-4", "ghost", 0))
+    with pytest.raises(UnknownPhone):
+        svc.issue_mdoc("job-4", "ghost", 0, spki, proof)
+    # one key for two slots would let readers link the two MSOs
+    _issue(svc, "job-5", "phone-1", 0, key)
+    with pytest.raises(DeviceKeyError, match="own key"):
+        _issue(svc, "job-5", "phone-1", 1, key)
+    with sessions.begin() as s:
+        s.get(Phone, "phone-1").state = "retired"
+    with pytest.raises(UnknownPhone, match="retired"):
+        _issue(svc, "job-6", "phone-1", 0)
+
+
+def test_pki_profiles_and_ds_rollover(world):
+    svc, sessions, clock = world
+    root, ds, status = svc.setup()
+    assert not iaca.failed(iaca.check_iaca(root.certificate, NOW))
+    assert not iaca.failed(iaca.check_document_signer(ds.certificate, root.certificate, NOW))
+    assert not iaca.failed(iaca.check_status_list_signer(status.certificate, root.certificate, NOW))
+    assert svc.setup()[1].label == ds.label  # idempotent
+    clock.now = NOW + dt.timedelta(days=300)  # within 90 days of the DS's end: roll over
+    _, _, _, body = _issue(svc, "job-7", "phone-1", 0)
+    signed = IssuerSigned.from_cbor(body)
+    new_ds = svc.document_signer()
+    assert new_ds.label == "mdoc-ds-2" and signed.issuer_auth.x5chain[0] == new_ds.der
+    assert signed.mso().validity_info.valid_until <= new_ds.certificate.not_valid_after_utc
+    assert svc.rollover_ds().label == "mdoc-ds-3"
+
+
+def test_es384_configuration(db_url):
+    from issuer.mdoc.pki import MdocPkiConfig
+    engine = make_engine(db_url)
+    migrate(engine)
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    svc = MdocService(sessions, MemoryKeyStore(), "http://issuer.test", clock=Clock(NOW),
+                      pki_config=MdocPkiConfig(algorithm="ES384"))
+    holder_id = register(sessions, parse_holder(HOLDER), now=NOW)
+    attach_phone(sessions, holder_id, "p384")
+    _, _, _, body = _issue(svc, "j384", "p384", 0)
+    assert IssuerSigned.from_cbor(body).issuer_auth.alg == -35
+    engine.dispose()
+
+
+def test_published_token_follows_revocation_hold_and_release(world):
+    svc, sessions, clock = world
+    _, _, _, body = _issue(svc, "job-8", "phone-1", 0)
+    ref = IssuerSigned.from_cbor(body).mso().status.status_list
+    root = svc.iaca_certificate()
+    with sessions() as s:
+        list_id = s.scalar(select(StatusList.id).where(StatusList.uri == ref.uri))
+
+    def status_now() -> int:
+        pub = svc.status_token(list_id)
+        tok = verify_status_list_token(pub.token, trust_anchor=root, uri=ref.uri, now=clock.now)
+        return tok.status(ref.idx)
+
+    first = svc.status_token(list_id)
+    assert status_now() == Status.VALID
+    assert svc.status_token(list_id).etag == first.etag  # unchanged list: same bytes
+    assert first.headers(NOW)["Cache-Control"] == "public, max-age=300"
+    revocation.hold(sessions, "phone-1", "mdoc", now=NOW)
+    assert status_now() == Status.SUSPENDED
+    assert svc.status_token(list_id).etag != first.etag
+    revocation.release(sessions, "phone-1", "mdoc", now=NOW)
+    assert status_now() == Status.VALID
+    revocation.revoke(sessions, "phone-1", "keyCompromise", "mdoc", now=NOW)
+    assert status_now() == Status.INVALID
+    # near its exp the token is re-signed even without a change
+    before = svc.status_token(list_id)
+    clock.now = before.expires_at - dt.timedelta(seconds=100)
+    assert svc.status_token(list_id).etag != before.etag
