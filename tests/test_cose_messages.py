@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cbor2
 import pytest
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -102,7 +103,7 @@ def test_sign1_wrong_curve_key_is_refused():
 
 def test_der_raw_round_trip():
     sk = ec.generate_private_key(ec.SECP256R1())
-    der = sk.sign(b"m", ec.ECDSA(__import__("cryptography.hazmat.primitives.hashes").hazmat.primitives.hashes.SHA256()))
+    der = sk.sign(b"m", ec.ECDSA(hashes.SHA256()))
     raw = cose.der_to_raw(der, sk.curve)
     assert len(raw) == 64 and cose.raw_to_der(raw, sk.curve) == der
     with pytest.raises(cose.CoseSignatureError):

@@ -1,0 +1,232 @@
+"""Issue -> present -> verify with our own stack; each tamper fails its named check."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from protocols import cbor, cose, mdoc
+
+SETTINGS = settings(max_examples=60, deadline=None)
+NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
+DOC_TYPE = "org.iso.18013.5.1.mDL"
+NS = "org.iso.18013.5.1"
+ELEMENTS = {NS: {"family_name": "Yamada", "given_name": "Taro", "birth_date": dt.date(1990, 4, 1),
+                 "portrait": b"\xff\xd8" + bytes(40), "age_over_18": True}}
+
+
+def make_pki(now: dt.datetime = NOW, *, ds_eku: bool = True):
+    """A throw-away IACA and document signer (P-256); returns (iaca_cert, ds_key, ds_cert)."""
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"), x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    iaca_key, ds_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    start = now - dt.timedelta(days=30)
+    iaca = (
+        x509.CertificateBuilder().subject_name(name("test iaca")).issuer_name(name("test iaca"))
+        .public_key(iaca_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(start).not_valid_after(now + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(iaca_key, hashes.SHA256())
+    )
+    b = (
+        x509.CertificateBuilder().subject_name(name("test ds")).issuer_name(iaca.subject)
+        .public_key(ds_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(start).not_valid_after(now + dt.timedelta(days=365))
+    )
+    if ds_eku:
+        b = b.add_extension(x509.ExtendedKeyUsage([mdoc.EKU_MDL_DS]), critical=True)
+    return iaca, ds_key, b.sign(iaca_key, hashes.SHA256())
+
+
+@pytest.fixture(scope="module")
+def pki():
+    return make_pki()
+
+
+@pytest.fixture(scope="module")
+def device_key():
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def issue(pki, device_key, **kw):
+    iaca, ds_key, ds_cert = pki
+    return mdoc.build_issuer_signed(
+        kw.pop("elements", ELEMENTS), kw.pop("doc_type", DOC_TYPE), device_key.public_key(), cose.key_signer(ds_key),
+        [ds_cert.public_bytes(Encoding.DER)],
+        NOW - dt.timedelta(days=1), NOW + dt.timedelta(days=300), **kw,
+    )
+
+
+def transcript() -> mdoc.SessionTranscript:
+    e_dev = cose.CoseKey.from_public_key(ec.generate_private_key(ec.SECP256R1()).public_key())
+    e_rdr = cose.CoseKey.from_public_key(ec.generate_private_key(ec.SECP256R1()).public_key())
+    return mdoc.SessionTranscript.build(mdoc.DeviceEngagement.build(e_dev).encode(), e_rdr, None)
+
+
+def present(issuer_signed, device_key, st, **kw) -> bytes:
+    doc = mdoc.build_document(issuer_signed, st, signer=cose.key_signer(device_key), **kw)
+    return mdoc.DeviceResponse((doc,)).encode()
+
+
+def verify(pki, data, st, **kw):
+    return mdoc.verify_device_response(data, trust_anchors=[pki[0]], session_transcript=st, now=kw.pop("now", NOW), **kw)
+
+
+def test_issue_present_verify(pki, device_key):
+    issued = issue(pki, device_key)
+    st = transcript()
+    result = verify(pki, present(issued, device_key, st), st)
+    assert result.valid, result.to_json()
+    assert result.documents[0].elements[NS]["birth_date"] == dt.date(1990, 4, 1)
+    assert result.to_json()["documents"][0]["elements"][NS]["birth_date"] == "1990-04-01"
+
+
+def test_issued_items_have_fresh_salts_and_random_ids(pki, device_key):
+    a, b = issue(pki, device_key).items()[NS], issue(pki, device_key).items()[NS]
+    assert all(len(i.random) >= 16 for i in a)
+    assert {i.random for i in a}.isdisjoint({i.random for i in b})
+    assert len({i.digest_id for i in a}) == len(a)
+    assert [i.digest_id for i in a] != list(range(len(a)))
+
+
+def test_mso_tdate_and_full_date_encoding(pki, device_key):
+    issued = issue(pki, device_key)
+    raw, _ = cbor.unembed(issued.issuer_auth.payload)
+    validity = cbor.loads(raw)  # check tags on the wire, not the decoded datetimes
+    assert b"\xc0\x74" in raw  # tag 0 + 20-char text: YYYY-MM-DDTHH:MM:SSZ
+    assert validity["validityInfo"]["validFrom"].tzinfo is not None
+    item = next(i for i in issued.items()[NS] if i.element_identifier == "birth_date")
+    assert b"\xd9\x03\xec\x6a1990-04-01" in item.raw
+
+
+def test_selective_disclosure(pki, device_key):
+    st = transcript()
+    data = present(issue(pki, device_key), device_key, st, disclose={NS: ["family_name", "age_over_18"]})
+    result = verify(pki, data, st)
+    assert result.valid
+    assert set(result.documents[0].elements[NS]) == {"family_name", "age_over_18"}
+
+
+def test_device_mac_path(pki, device_key):
+    st = transcript()
+    reader = ec.generate_private_key(ec.SECP256R1())
+    emac = mdoc.derive_emac_key(mdoc.ecdh(device_key, reader.public_key()), st)
+    doc = mdoc.build_document(issue(pki, device_key), st, emac_key=emac)
+    data = mdoc.DeviceResponse((doc,)).encode()
+    assert verify(pki, data, st, reader_private_key=reader).valid
+    assert verify(pki, data, st, reader_private_key=ec.generate_private_key(ec.SECP256R1())).failed() == ["device_authentication"]
+
+
+def test_status_round_trip(pki, device_key):
+    status = mdoc.MsoStatus(mdoc.StatusListRef(42, "https://example.jp/sl/1"), mdoc.IdentifierListRef(b"\x01\x02", "https://example.jp/il"))
+    assert issue(pki, device_key, status=status).mso().status == status
+
+
+def test_other_curves_and_digest_algs(device_key):
+    iaca, _, _ = pki = make_pki()
+    for alg in ("SHA-384", "SHA-512"):
+        st = transcript()
+        dk = ec.generate_private_key(ec.SECP384R1())
+        data = present(issue(pki, dk, digest_alg=alg), dk, st)
+        assert verify(pki, data, st).valid
+
+
+def test_wrong_transcript_fails_device_authentication(pki, device_key):
+    data = present(issue(pki, device_key), device_key, transcript())
+    assert verify(pki, data, transcript()).failed() == ["device_authentication"]
+    assert verify(pki, data, None).failed() == ["device_authentication"]
+
+
+def test_expired_and_not_yet_valid(pki, device_key):
+    st = transcript()
+    data = present(issue(pki, device_key), device_key, st)
+    assert verify(pki, data, st, now=NOW + dt.timedelta(days=301)).failed() == ["validity"]
+    assert verify(pki, data, st, now=NOW - dt.timedelta(days=2)).failed() == ["validity"]
+
+
+def test_ds_without_eku_fails_chain(device_key):
+    pki = make_pki(ds_eku=False)
+    st = transcript()
+    assert verify(pki, present(issue(pki, device_key), device_key, st), st).failed() == ["issuer_certificate_chain"]
+
+
+def test_extra_checks_and_chain_cache(pki, device_key):
+    st = transcript()
+    data = present(issue(pki, device_key, status=mdoc.MsoStatus(mdoc.StatusListRef(7, "u"))), device_key, st)
+
+    def status_check(ctx: mdoc.DocumentContext) -> mdoc.Check:
+        return mdoc.Check("status", ctx.mso.status.status_list.idx != 7, "idx 7 is revoked in this test")
+
+    verifier = mdoc.MdocVerifier([pki[0]], extra_checks=[status_check])
+    first = verifier.verify(data, session_transcript=st, now=NOW)
+    second = verifier.verify(data, session_transcript=st, now=NOW)
+    assert first.failed() == second.failed() == ["status"]
+    assert first.documents == ()
+    assert len(verifier._cache) == 1
+    # a cached chain is not used outside its validity window
+    late = verifier.verify(data, session_transcript=st, now=NOW + dt.timedelta(days=400))
+    assert "issuer_certificate_chain" in late.failed()
+
+
+# --- flipping any bit fails the right named check --------------------------------------
+
+
+def _response(pki, device_key, st):
+    return mdoc.DeviceResponse.decode(present(issue(pki, device_key), device_key, st))
+
+
+@SETTINGS
+@given(st.data())
+def test_flip_issuer_signed_item_bit_fails_value_digests(pki, device_key, data):
+    stx = transcript()
+    dr = _response(pki, device_key, stx)
+    doc = dr.documents[0]
+    raws = list(doc.issuer_signed.name_spaces[NS])
+    n = data.draw(st.integers(0, len(raws) - 1))
+    bit = data.draw(st.integers(0, len(raws[n]) * 8 - 1))
+    flipped = bytearray(raws[n])
+    flipped[bit // 8] ^= 1 << (bit % 8)
+    raws[n] = bytes(flipped)
+    bad = mdoc.Document(doc.doc_type, mdoc.IssuerSigned({NS: tuple(raws)}, doc.issuer_signed.issuer_auth), doc.device_signed)
+    result = verify(pki, mdoc.DeviceResponse((bad,)).encode(), stx)
+    assert result.failed() == ["value_digests"]
+
+
+@SETTINGS
+@given(st.data())
+def test_flip_mso_bit_fails_issuer_signature(pki, device_key, data):
+    stx = transcript()
+    doc = _response(pki, device_key, stx).documents[0]
+    auth = doc.issuer_signed.issuer_auth
+    bit = data.draw(st.integers(0, len(auth.payload) * 8 - 1))
+    payload = bytearray(auth.payload)
+    payload[bit // 8] ^= 1 << (bit % 8)
+    bad_auth = cose.Sign1(auth.protected_bytes, auth.protected, auth.unprotected, bytes(payload), auth.signature)
+    bad = mdoc.Document(doc.doc_type, mdoc.IssuerSigned(doc.issuer_signed.name_spaces, bad_auth), doc.device_signed)
+    result = verify(pki, mdoc.DeviceResponse((bad,)).encode(), stx)
+    assert result.check("issuer_signature").passed is False
+    assert result.check("issuer_certificate_chain").passed is True
+
+
+@SETTINGS
+@given(st.data())
+def test_flip_device_signature_bit_fails_device_authentication(pki, device_key, data):
+    stx = transcript()
+    doc = _response(pki, device_key, stx).documents[0]
+    sig = doc.device_signed.device_auth.device_signature
+    bit = data.draw(st.integers(0, len(sig.signature) * 8 - 1))
+    s = bytearray(sig.signature)
+    s[bit // 8] ^= 1 << (bit % 8)
+    bad_sig = cose.Sign1(sig.protected_bytes, sig.protected, sig.unprotected, None, bytes(s))
+    signed = mdoc.DeviceSigned(doc.device_signed.name_spaces_bytes, mdoc.DeviceAuth(device_signature=bad_sig))
+    bad = mdoc.Document(doc.doc_type, doc.issuer_signed, signed)
+    assert verify(pki, mdoc.DeviceResponse((bad,)).encode(), stx).failed() == ["device_authentication"]
