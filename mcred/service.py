@@ -25,7 +25,11 @@ class Mount:
 
 def mounts(ctx: Context) -> list[Mount]:
     """Every router of the service, with its scope. Parties add theirs here."""
-    return []
+    from issuer.api.mdoc import routers as mdoc_routers
+    from mcred.cli.mdoc_issue_cmds import mdoc_service
+    return [
+        *[Mount(r, scope=None) for r in mdoc_routers(lambda: mdoc_service(ctx))],
+    ]
 
 
 def create_app(ctx: Context | None = None) -> FastAPI:

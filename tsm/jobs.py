@@ -279,7 +279,7 @@ class Tsm:
             results = dict(job.results)
             for index in range(job.next_step, len(job.steps)):
                 step = job.steps[index]
-                lock.renew()
+                lock.check()
                 audit.step = step
                 ctx = StepContext(self, link, job, step, results, secrets, session)
                 STEPS[step](ctx)
@@ -290,6 +290,7 @@ class Tsm:
                 audit.event("step-done", step)
                 last = index + 1 == len(job.steps)
                 with Session(self.engine) as s, s.begin():
+                    lock.renew_in(s.connection())
                     values: dict[str, object] = dict(next_step=index + 1, results=dict(results),
                                                      updated_at=utcnow())
                     if last:

@@ -71,6 +71,37 @@ class SeLock:
             raise LockLostError(
                 f"lease of {self.owner} on SE {self.se_id} expired or was taken over")
 
+    def check(self) -> None:
+        """Read-only check that the lease is still ours and unexpired (before a step)."""
+        if self.released:
+            raise LockLostError(f"lock on SE {self.se_id} was already released")
+        if self._conn is not None:
+            return
+        with self.engine.connect() as conn:
+            row = conn.execute(select(SeLockRow.owner, SeLockRow.token, SeLockRow.expires_ms)
+                               .where(SeLockRow.se_id == self.se_id)).first()
+        if row is None or row.owner != self.owner or row.token != self.token \
+                or row.expires_ms <= self._now_ms():
+            raise LockLostError(
+                f"lease of {self.owner} on SE {self.se_id} expired or was taken over")
+
+    def renew_in(self, conn) -> None:
+        """Extend the lease inside the caller's transaction (with a step's commit); raise
+        :class:`LockLostError` if it is no longer ours (the caller's transaction then
+        rolls back, so a step is never recorded by a worker that lost the SE)."""
+        if self._conn is not None:
+            return
+        now = self._now_ms()
+        n = conn.execute(
+            update(SeLockRow)
+            .where(SeLockRow.se_id == self.se_id, SeLockRow.owner == self.owner,
+                   SeLockRow.token == self.token, SeLockRow.expires_ms > now)
+            .values(expires_ms=now + self._lease_ms)
+        ).rowcount
+        if n != 1:
+            raise LockLostError(
+                f"lease of {self.owner} on SE {self.se_id} expired or was taken over")
+
     def release(self) -> None:
         if self.released:
             return
