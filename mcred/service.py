@@ -25,10 +25,14 @@ class Mount:
 
 def mounts(ctx: Context) -> list[Mount]:
     """Every router of the service, with its scope. Parties add theirs here."""
+    from issuer.api.jpki import jpki_router
     from issuer.api.mdoc import routers as mdoc_routers
     from mcred.cli.mdoc_issue_cmds import mdoc_service
+    from mcred.jpki_flow import jpki_issuer
+
     return [
         *[Mount(r, scope=None) for r in mdoc_routers(lambda: mdoc_service(ctx))],
+        Mount(jpki_router(lambda: jpki_issuer(ctx)), scope=None),
     ]
 
 

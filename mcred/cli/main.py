@@ -30,6 +30,7 @@ _AREAS = [
     "mcred.cli.demo_cmds",
     "mcred.cli.export_cmds",
     "mcred.cli.mdoc_issue_cmds",
+    "mcred.cli.jpki_cmds",
 ]
 
 for _name in _AREAS:

@@ -1,0 +1,205 @@
+"""``mcred jpki sign|verify|setup|rollover``, ``mcred revoke``, ``mcred release``,
+``mcred serve`` and the JPKI exports (``jpki-root``, ``jpki-cert``, ``crl``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from mcred.cli.export_cmds import export_app
+
+jpki_app = typer.Typer(help="JPKI signing certificates: sign with a phone, verify as a relying party.",
+                       no_args_is_help=True)
+
+SLOT = typer.Option("sign", "--slot", help="sign (signing certificate) or auth (user authentication).")
+
+
+def _ctx():
+    from mcred.context import Context
+
+    return Context.open()
+
+
+def _issuer():
+    from mcred.jpki_flow import jpki_issuer
+
+    return jpki_issuer(_ctx())
+
+
+def _check_slot(slot: str) -> str:
+    if slot not in ("sign", "auth"):
+        raise typer.BadParameter(f"slot {slot!r}: use sign or auth", param_hint="--slot")
+    return slot
+
+
+def _write(out: Path, der: bytes, kind: str) -> None:
+    """PEM when the file name ends in .pem, DER otherwise."""
+    if out.suffix.lower() == ".pem":
+        if kind == "crl":
+            data = x509.load_der_x509_crl(der).public_bytes(Encoding.PEM)
+        else:
+            data = x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM)
+    else:
+        data = der
+    out.write_bytes(data)
+    typer.echo(f"wrote {out} ({len(data)} bytes)")
+
+
+@jpki_app.command("setup")
+def setup(key_type: str = typer.Option("rsa2048", help="rsa2048 or p384")) -> None:
+    """Create the two root CAs and their OCSP responders (idempotent)."""
+    from protocols.jpki.profile import KeyType
+
+    for purpose, gen in _issuer().setup(KeyType(key_type)).items():
+        typer.echo(f"{purpose.value}: {gen.label} ({gen.algorithm}) key id {gen.key_id.hex()}")
+
+
+@jpki_app.command("rollover")
+def rollover(slot: str = SLOT, key_type: str = typer.Option("rsa2048", help="rsa2048 or p384")) -> None:
+    """Start a new root key generation (same name; older ones stay published)."""
+    from protocols.jpki.profile import KeyType
+
+    gen = _issuer().rollover(_check_slot(slot), KeyType(key_type))
+    typer.echo(f"{slot}: new generation {gen.label} key id {gen.key_id.hex()}")
+
+
+@jpki_app.command("sign")
+def sign(file: Path = typer.Argument(..., exists=True, dir_okay=False),
+         phone: str = typer.Option(..., "--phone"), slot: str = SLOT,
+         pin_file: Path = typer.Option(..., "--pin-file", exists=True, dir_okay=False),
+         out: Path | None = typer.Option(None, "--out", help="default: FILE.p7s")) -> None:
+    """Sign FILE with the phone's SE: CMS detached signature (DER, .p7s)."""
+    from mcred.jpki_flow import SeError, sign_file
+
+    pin = pin_file.read_bytes().strip()
+    try:
+        cms, _cert = sign_file(phone, _check_slot(slot), pin, file.read_bytes(), _ctx().home)
+    except SeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    target = out or file.with_name(file.name + ".p7s")
+    target.write_bytes(cms)
+    typer.echo(f"wrote {target} ({len(cms)} bytes)")
+
+
+@jpki_app.command("verify")
+def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False),
+           signature: Path = typer.Option(..., "--signature", exists=True, dir_okay=False),
+           slot: str = SLOT,
+           certificate: Path | None = typer.Option(
+               None, "--certificate", help="signer certificate: SIG is then a raw signature"),
+           roots: Path | None = typer.Option(None, "--roots", help="PEM bundle of trusted roots "
+                                             "(default: this installation's)"),
+           revocation: str = typer.Option("ocsp", help="ocsp, crl or none"),
+           ocsp_url: str | None = typer.Option(None, "--ocsp-url"),
+           crl: Path | None = typer.Option(None, "--crl", help="CRL file instead of fetching"),
+           as_json: bool = typer.Option(False, "--json")) -> None:
+    """Relying party: signature, chain to the root, policy, validity, revocation."""
+    from reader.relying_party import load_roots
+    from reader.relying_party import verify as rp_verify
+
+    trust = load_roots(roots.read_bytes()) if roots else _issuer().roots(_check_slot(slot))
+    result = rp_verify(file.read_bytes(), signature.read_bytes(), roots=trust,
+                       slot=_check_slot(slot),
+                       certificate=certificate.read_bytes() if certificate else None,
+                       revocation=revocation, ocsp_url=ocsp_url,
+                       crl=crl.read_bytes() if crl else None)
+    if as_json:
+        typer.echo(json.dumps(result, ensure_ascii=False, indent=2))
+    else:
+        for c in result["checks"]:
+            typer.echo(f"{'ok  ' if c['passed'] else 'FAIL'} {c['name']}: {c['reason']}")
+        typer.echo("VALID" if result["valid"] else "INVALID")
+    raise typer.Exit(0 if result["valid"] else 1)
+
+
+def revoke(phone: str = typer.Option(..., "--phone"),
+           reason: str = typer.Option(..., "--reason", help="affiliationChanged, superseded, "
+                                      "cessationOfOperation, certificateHold, keyCompromise"),
+           credential: str = typer.Option("all", "--credential", help="sign, auth, mdoc or all")
+           ) -> None:
+    """Revoke (or hold, with certificateHold) a phone's credentials."""
+    from issuer.revocation import RevocationError
+    from issuer.revocation import revoke as do_revoke
+
+    try:
+        changes = do_revoke(_ctx().sessions, phone, reason, credential)
+    except RevocationError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    for c in changes:
+        typer.echo(f"{c.kind} {c.serial or c.credential_id}: {c.before} -> {c.after} ({c.reason})")
+    if not changes:
+        typer.echo("nothing to change")
+
+
+def release(phone: str = typer.Option(..., "--phone"),
+            credential: str = typer.Option("all", "--credential")) -> None:
+    """Lift a hold (removeFromCRL): the credential is valid again."""
+    from issuer.revocation import release as do_release
+
+    changes = do_release(_ctx().sessions, phone, credential)
+    for c in changes:
+        typer.echo(f"{c.kind} {c.serial or c.credential_id}: hold -> valid")
+    if not changes:
+        typer.echo("nothing on hold")
+
+
+def serve(port: int = typer.Option(8470, "--port"),
+          host: str = typer.Option("127.0.0.1", "--host")) -> None:
+    """Run the HTTP service (OCSP, CRLs, trust material, ...) with uvicorn."""
+    import uvicorn
+
+    from mcred.service import create_app
+
+    uvicorn.run(create_app(), host=host, port=port, log_level="warning")
+
+
+@export_app.command("jpki-root")
+def export_root(slot: str = SLOT, out: Path = typer.Option(..., "--out")) -> None:
+    """The active root of a slot (PEM or DER by extension; .pem holds every generation)."""
+    roots = _issuer().roots(_check_slot(slot))
+    if out.suffix.lower() == ".pem":
+        out.write_bytes(b"".join(r.public_bytes(Encoding.PEM) for r in roots))
+        typer.echo(f"wrote {out} ({len(roots)} root generation(s))")
+    else:
+        _write(out, _issuer().root(slot).public_bytes(Encoding.DER), "cert")
+
+
+@export_app.command("jpki-cert")
+def export_cert(phone: str = typer.Option(..., "--phone"), slot: str = SLOT,
+                out: Path = typer.Option(..., "--out")) -> None:
+    """The phone's newest certificate of a slot."""
+    _write(out, _issuer().certificate(phone, _check_slot(slot)), "cert")
+
+
+@export_app.command("crl")
+def export_crl(slot: str = SLOT, partition: str | None = typer.Option(
+                   None, "--partition", help="partition code (default: every partition, or "
+                   "the only one)"),
+               phone: str | None = typer.Option(None, "--phone", help="the partition of this "
+                                                "phone's certificate"),
+               out: Path = typer.Option(..., "--out")) -> None:
+    """The current full CRL of a partition (PEM or DER by extension)."""
+    from issuer.jpki import partitions
+
+    issuer = _issuer()
+    if partition is None and phone is not None:
+        partition = issuer.partition_of(phone, _check_slot(slot))
+    if partition is None:
+        with issuer.sessions() as s:
+            codes = partitions.all_codes(s)
+        if len(codes) != 1:
+            raise typer.BadParameter(f"choose --partition among {', '.join(codes) or '(none)'}")
+        partition = codes[0]
+    _write(out, issuer.crl(_check_slot(slot), partition), "crl")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(jpki_app, name="jpki")
+    app.command("revoke")(revoke)
+    app.command("release")(release)
+    app.command("serve")(serve)

@@ -1,0 +1,137 @@
+"""Composition of the JPKI parties: the issuer's JPKI CA for an installation, and signing
+with a phone's JPKI applet (the flow ``mcred jpki sign`` runs).
+
+Signing follows the card's JPKI-AP sequence (shared/context/JPKI-AP.md 3-4, specs/jpki-applet.md):
+SELECT the AP by name, SELECT the PIN EF (0018 user-auth / 001B signing) and VERIFY, READ BINARY
+the certificate EF (000A / 0001), SELECT the key EF (0017 / 001A), then ``80 2A 00 80`` over
+the DER DigestInfo of the CMS signed attributes (RFC 5652 5.4). The SE answers PKCS#1 v1.5
+(RSA-2048) or raw r||s (P-384, converted to DER); :mod:`protocols.jpki.cms` builds the
+detached SignedData around it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
+from issuer.jpki import JpkiIssuer, profile_for
+from mcred.context import Context
+from protocols.jpki.cms import build_detached_signature, ecdsa_raw_to_der
+from protocols.jpki.profile import KeyType
+
+JPKI_AP = bytes.fromhex("D392F000260100000001")
+#: slot -> (PIN EF, certificate EF, key EF)
+EFS = {"auth": (0x0018, 0x000A, 0x0017), "sign": (0x001B, 0x0001, 0x001A)}
+_DIGEST_INFO = {
+    "sha256": bytes.fromhex("3031300d060960864801650304020105000420"),
+    "sha384": bytes.fromhex("3041300d060960864801650304020205000430"),
+}
+
+_ISSUERS: dict[tuple[str, str], JpkiIssuer] = {}
+
+
+def jpki_issuer(ctx: Context) -> JpkiIssuer:
+    """The installation's JPKI issuer (one per data directory and database), CA set up."""
+    key = (str(ctx.home), ctx.database)
+    if key not in _ISSUERS:
+        issuer = JpkiIssuer(ctx.sessions, ctx.keystore, profile_for(ctx.public_url))
+        if not issuer.ca.is_set_up():
+            issuer.setup()
+        _ISSUERS[key] = issuer
+    return _ISSUERS[key]
+
+
+class SeError(Exception):
+    """The phone's SE refused a step; ``sw`` is its status word."""
+
+    def __init__(self, step: str, sw: int) -> None:
+        super().__init__(f"{step}: SE answered {sw:04X}" + _explain(sw))
+        self.step, self.sw = step, sw
+
+
+def _explain(sw: int) -> str:
+    if sw & 0xFFF0 == 0x63C0:
+        return f" (wrong PIN, {sw & 0x0F} tries left)"
+    return {0x6984: " (PIN locked: unlock with the PUK)", 0x6982: " (PIN not verified)",
+            0x6A82: " (not present: is the phone provisioned?)"}.get(sw, "")
+
+
+@dataclass
+class JpkiCard:
+    """A thin APDU driver over ``transmit`` for the JPKI-AP (no state beyond the SE's)."""
+
+    transmit: object
+
+    def _send(self, step: str, apdu: bytes) -> bytes:
+        answer = self.transmit(apdu)  # type: ignore[operator]
+        data, sw = answer[:-2], int.from_bytes(answer[-2:], "big")
+        while sw >> 8 == 0x61:
+            answer = self.transmit(bytes([0x00, 0xC0, 0x00, 0x00, sw & 0xFF]))  # type: ignore[operator]
+            data, sw = data + answer[:-2], int.from_bytes(answer[-2:], "big")
+        if sw != 0x9000:
+            raise SeError(step, sw)
+        return data
+
+    def select_ap(self) -> None:
+        self._send("SELECT JPKI-AP", bytes([0, 0xA4, 4, 0x0C, len(JPKI_AP)]) + JPKI_AP)
+
+    def select_ef(self, fid: int) -> None:
+        self._send(f"SELECT EF {fid:04X}", bytes([0, 0xA4, 2, 0x0C, 2]) + fid.to_bytes(2, "big"))
+
+    def verify(self, pin_ef: int, pin: bytes) -> None:
+        self.select_ef(pin_ef)
+        self._send("VERIFY", bytes([0, 0x20, 0, 0x80, len(pin)]) + pin)
+
+    def read_ef(self, fid: int) -> bytes:
+        self.select_ef(fid)
+        head = self._send("READ BINARY", bytes([0, 0xB0, 0, 0, 4]))
+        if len(head) < 4 or head[0] != 0x30 or head[1] != 0x82:
+            raise SeError("READ BINARY (header)", 0x6A80)
+        total = int.from_bytes(head[2:4], "big") + 4
+        out = bytearray()
+        while len(out) < total:
+            n = min(256, total - len(out))
+            off = len(out)
+            out += self._send("READ BINARY", bytes([0, 0xB0, off >> 8, off & 0xFF, n & 0xFF]))
+        return bytes(out)
+
+    def sign_digest_info(self, key_ef: int, digest_info: bytes) -> bytes:
+        self.select_ef(key_ef)
+        return self._send("COMPUTE DIGITAL SIGNATURE",
+                          bytes([0x80, 0x2A, 0x00, 0x80, len(digest_info)]) + digest_info + b"\x00")
+
+
+def sign_with_se(transmit, slot: str, pin: bytes, content: bytes, *,  # noqa: ANN001
+                 now: dt.datetime | None = None) -> tuple[bytes, bytes]:
+    """(CMS detached signature DER, signer certificate DER) made by the phone's applet."""
+    pin_ef, cert_ef, key_ef = EFS[slot]
+    card = JpkiCard(transmit)
+    card.select_ap()
+    card.verify(pin_ef, pin)
+    cert_der = card.read_ef(cert_ef)
+    cert = x509.load_der_x509_certificate(cert_der)
+    key_type = KeyType.of(cert.public_key())
+    hash_name = "sha256" if key_type is KeyType.RSA_2048 else "sha384"
+
+    def sign(signed_attrs: bytes) -> bytes:
+        h = hashes.Hash(hashes.SHA256() if hash_name == "sha256" else hashes.SHA384())
+        h.update(signed_attrs)
+        answer = card.sign_digest_info(key_ef, _DIGEST_INFO[hash_name] + h.finalize())
+        return answer if key_type is KeyType.RSA_2048 else ecdsa_raw_to_der(answer)
+
+    cms = build_detached_signature(content=content, certificate=cert, sign=sign,
+                                   signing_time=now or dt.datetime.now(dt.UTC))
+    return cms, cert_der
+
+
+def sign_file(phone_id: str, slot: str, pin: bytes, content: bytes,
+              home: Path | None = None) -> tuple[bytes, bytes]:
+    """Open the phone's SE (wallet_sim) and sign ``content`` with its JPKI ``slot``."""
+    import wallet_sim
+
+    se = wallet_sim.open_secure_element(phone_id, home)
+    return sign_with_se(se.transmit, slot, pin, content)

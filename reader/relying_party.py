@@ -1,0 +1,248 @@
+"""The JPKI relying party: verify a signature made with a phone's JPKI certificate.
+
+Steps, each a named check in the result (``{"valid", "checks": [{"name", "passed",
+"reason"}], "documents": [...]}``, the shape of the mdoc verifier):
+
+1. ``signature``: CMS detached SignedData (RFC 5652 5) or a raw signature with the signer
+   certificate given separately (PKCS#1 v1.5 / SHA-256 for RSA-2048, ECDSA / SHA-384 DER for
+   P-384, over the content);
+2. ``chain``: issued by a trusted root picked by key identifier (AKI = SKI), RFC 5280 6;
+3. ``policy`` / ``key_usage``: a user-authentication certificate is refused where a signing
+   certificate is required and vice versa (policy OID, keyUsage);
+4. ``validity``;
+5. ``revocation``: OCSP over HTTP (RFC 6960: nonce, the delegated responder certificate must
+   be issued by the same root and carry id-kp-OCSPSigning, CertID matched, response current)
+   or the partition's CRL (given, or fetched from the certificate's distribution point;
+   scope checked through issuingDistributionPoint).
+
+The pure checks are :mod:`protocols.jpki.relying_party`; this module adds the transport.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.x509 import ocsp
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from protocols.jpki.cms import verify_detached_signature
+from protocols.jpki.errors import JpkiError
+from protocols.jpki.parse import classify, load_certificate, read_basic_four
+from protocols.jpki.profile import Purpose
+from protocols.jpki.relying_party import (
+    Check,
+    check_chain,
+    check_crl,
+    check_key_usage,
+    check_policy,
+    check_validity,
+)
+
+SKEW = dt.timedelta(minutes=5)
+TIMEOUT = 10.0
+
+
+def load_roots(data: bytes) -> list[x509.Certificate]:
+    """Every certificate of a PEM bundle, or one DER certificate."""
+    if b"-----BEGIN" in data:
+        return x509.load_pem_x509_certificates(data)
+    return [x509.load_der_x509_certificate(data)]
+
+
+def _verify_raw(cert: x509.Certificate, signature: bytes, content: bytes) -> Check:
+    key = cert.public_key()
+    try:
+        if isinstance(key, rsa.RSAPublicKey):
+            key.verify(signature, content, padding.PKCS1v15(), hashes.SHA256())
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(signature, content, ec.ECDSA(hashes.SHA384()))
+        else:
+            return Check("signature", False, f"unsupported key {type(key).__name__}")
+    except (InvalidSignature, ValueError):
+        return Check("signature", False, "raw signature does not verify over the content")
+    return Check("signature", True, "raw signature verifies")
+
+
+def _ocsp_url(cert: x509.Certificate) -> str | None:
+    try:
+        aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    except (x509.ExtensionNotFound, ValueError):
+        return None
+    for d in aia:
+        if d.access_method == x509.AuthorityInformationAccessOID.OCSP:
+            return d.access_location.value
+    return None
+
+
+def _crl_url(cert: x509.Certificate) -> str | None:
+    try:
+        dps = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    except (x509.ExtensionNotFound, ValueError):
+        return None
+    for dp in dps:
+        for name in dp.full_name or []:
+            if isinstance(name, x509.UniformResourceIdentifier):
+                return name.value
+    return None
+
+
+def _check_responder(resp: ocsp.OCSPResponse, root: x509.Certificate) -> str | None:
+    """Why the response's signer is not acceptable (None: fine). RFC 6960 4.2.2.2."""
+    signers = [c for c in resp.certificates
+               if resp.responder_key_hash is None or x509.SubjectKeyIdentifier.from_public_key(
+                   c.public_key()).digest == resp.responder_key_hash
+               or (resp.responder_name is not None and c.subject == resp.responder_name)]
+    candidates = signers or [root]
+    for signer in candidates:
+        if signer is not root:
+            try:
+                signer.verify_directly_issued_by(root)
+                eku = signer.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+            except (InvalidSignature, ValueError, TypeError, x509.ExtensionNotFound):
+                continue
+            if ExtendedKeyUsageOID.OCSP_SIGNING not in eku:
+                continue
+        key = signer.public_key()
+        try:
+            if isinstance(key, rsa.RSAPublicKey):
+                key.verify(resp.signature, resp.tbs_response_bytes, padding.PKCS1v15(),
+                           resp.signature_hash_algorithm)
+            else:
+                key.verify(resp.signature, resp.tbs_response_bytes,
+                           ec.ECDSA(resp.signature_hash_algorithm))
+        except (InvalidSignature, ValueError, TypeError):
+            continue
+        return None
+    return "OCSP response is not signed by the root or a delegated responder of that root"
+
+
+def check_ocsp(cert: x509.Certificate, root: x509.Certificate, at: dt.datetime, *,
+               url: str | None = None, client: httpx.Client | None = None) -> Check:
+    """Ask the OCSP responder (POST, SHA-256 CertID, random nonce) and judge its answer."""
+    url = url or _ocsp_url(cert)
+    if not url:
+        return Check("revocation", False, "certificate names no OCSP responder")
+    nonce = os.urandom(16)
+    req = (ocsp.OCSPRequestBuilder().add_certificate(cert, root, hashes.SHA256())
+           .add_extension(x509.OCSPNonce(nonce), critical=False).build())
+    try:
+        http = client or httpx.Client(timeout=TIMEOUT)
+        try:
+            answer = http.post(url, content=req.public_bytes(serialization.Encoding.DER),
+                               headers={"Content-Type": "application/ocsp-request"})
+        finally:
+            if client is None:
+                http.close()
+    except httpx.HTTPError as exc:
+        return Check("revocation", False, f"OCSP responder {url} unreachable: {exc}")
+    if answer.status_code != 200:
+        return Check("revocation", False, f"OCSP responder answered HTTP {answer.status_code}")
+    try:
+        resp = ocsp.load_der_ocsp_response(answer.content)
+    except ValueError as exc:
+        return Check("revocation", False, f"OCSP response does not parse: {exc}")
+    if resp.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
+        return Check("revocation", False, f"OCSP responder said {resp.response_status.name}")
+    why = _check_responder(resp, root)
+    if why:
+        return Check("revocation", False, why)
+    try:
+        got = resp.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
+    except x509.ExtensionNotFound:
+        got = None
+    if got != nonce:
+        return Check("revocation", False, "OCSP nonce does not match the request")
+    if resp.serial_number != cert.serial_number:
+        return Check("revocation", False, "OCSP response is about another certificate")
+    if resp.this_update_utc - SKEW > at or (resp.next_update_utc and resp.next_update_utc < at):
+        return Check("revocation", False, "OCSP response is not current")
+    status = resp.certificate_status
+    if status is ocsp.OCSPCertStatus.GOOD:
+        return Check("revocation", True, f"OCSP good ({url})")
+    if status is ocsp.OCSPCertStatus.REVOKED:
+        reason = resp.revocation_reason.value if resp.revocation_reason else "unspecified"
+        return Check("revocation", False,
+                     f"revoked ({reason}) at {resp.revocation_time_utc.isoformat()} (OCSP)")
+    return Check("revocation", False, "OCSP status unknown")
+
+
+def check_revocation_crl(cert: x509.Certificate, root: x509.Certificate, at: dt.datetime, *,
+                         crl: bytes | None = None, client: httpx.Client | None = None) -> Check:
+    if crl is None:
+        url = _crl_url(cert)
+        if not url:
+            return Check("revocation", False, "certificate names no CRL distribution point")
+        try:
+            answer = (client or httpx).get(url, timeout=TIMEOUT)
+        except httpx.HTTPError as exc:
+            return Check("revocation", False, f"CRL at {url} unreachable: {exc}")
+        if answer.status_code != 200:
+            return Check("revocation", False, f"CRL at {url}: HTTP {answer.status_code}")
+        crl = answer.content
+    try:
+        parsed = (x509.load_pem_x509_crl(crl) if crl.lstrip().startswith(b"-----")
+                  else x509.load_der_x509_crl(crl))
+    except ValueError as exc:
+        return Check("revocation", False, f"CRL does not parse: {exc}")
+    return check_crl(cert, root, parsed, at)
+
+
+def verify(content: bytes, signature: bytes, *, roots: Sequence[x509.Certificate],
+           slot: str = "sign", certificate: bytes | None = None, revocation: str = "ocsp",
+           ocsp_url: str | None = None, crl: bytes | None = None,
+           at: dt.datetime | None = None, client: httpx.Client | None = None) -> dict[str, Any]:
+    """Verify ``signature`` over ``content``; never raises on bad input.
+
+    ``certificate`` given: ``signature`` is raw; otherwise it is CMS. ``revocation``:
+    ``ocsp`` | ``crl`` | ``none``."""
+    at = at or dt.datetime.now(dt.UTC)
+    required = Purpose.SIGN if slot == "sign" else Purpose.AUTH
+    checks: list[Check] = []
+    try:
+        if certificate is not None:
+            cert = load_certificate(certificate)
+            checks.append(_verify_raw(cert, signature, content))
+        else:
+            cert = verify_detached_signature(signature, content).signer_certificate
+            checks.append(Check("signature", True, "CMS signature verifies"))
+    except JpkiError as exc:
+        checks.append(Check("signature", False, str(exc)))
+        return _result(checks, None)
+    chain, root = check_chain(cert, roots, at)
+    checks += [chain, check_policy(cert, required), check_key_usage(cert, required),
+               check_validity(cert, at)]
+    if revocation != "none":
+        if root is None:
+            checks.append(Check("revocation", False, "no trusted root to ask about"))
+        elif revocation == "ocsp":
+            checks.append(check_ocsp(cert, root, at, url=ocsp_url, client=client))
+        else:
+            checks.append(check_revocation_crl(cert, root, at, crl=crl, client=client))
+    return _result(checks, cert)
+
+
+def _result(checks: list[Check], cert: x509.Certificate | None) -> dict[str, Any]:
+    documents = []
+    if cert is not None:
+        doc: dict[str, Any] = {"subject": cert.subject.rfc4514_string(),
+                               "serial": format(cert.serial_number, "x")}
+        try:
+            doc["purpose"] = classify(cert).value
+            if doc["purpose"] == "sign":
+                four = read_basic_four(cert)
+                doc["basic_four"] = {"name": four.name, "sex": four.sex.value,
+                                     "birth_date": four.birth_date.date.isoformat(),
+                                     "address": four.address}
+        except JpkiError:
+            pass
+        documents.append(doc)
+    return {"valid": all(c.passed for c in checks) and bool(checks),
+            "checks": [c.to_dict() for c in checks], "documents": documents}
