@@ -1,0 +1,161 @@
+"""The TSM's safety nets: one lock per SE, sequence counter regression, keyset rollback,
+diversification, and decoders that fail only with the package's error."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+
+import pytest
+from cryptography.hazmat.primitives.ciphers import algorithms
+from cryptography.hazmat.primitives.cmac import CMAC
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_tsm_fakes import FakeIssuer
+from test_tsm_jobs import MASTER, engine, world  # noqa: F401 - fixtures
+
+import wallet_sim
+from tsm import applets as ap
+from tsm.audit import audit_rows
+from tsm.errors import (
+    CardDataError,
+    KeysetRollbackError,
+    LockBusyError,
+    LockLostError,
+    SeQuarantinedError,
+    SequenceCounterRegressionError,
+    TsmError,
+)
+from tsm.gp_commands import parse_dgis, parse_status
+from tsm.keys import FileMasterKey, InMemoryMasterKey, diversify
+from tsm.lock import acquire
+
+assert FakeIssuer
+
+
+def test_lock_excludes_a_second_worker(engine):  # noqa: F811
+    a = acquire(engine, "se-1", "worker-a", timeout_s=1)
+    got: list[object] = []
+
+    def other():
+        try:
+            got.append(acquire(engine, "se-1", "worker-b", timeout_s=0.3))
+        except LockBusyError as exc:
+            got.append(exc)
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join()
+    assert isinstance(got[0], LockBusyError)
+    a.release()
+    b = acquire(engine, "se-1", "worker-b", timeout_s=1)
+    assert b.token > a.token
+    b.release()
+
+
+def test_two_threads_never_interleave_sessions(world):  # noqa: F811
+    pid, se = world.phone()
+    jobs = [world.tsm.create_job(pid, "rotate-keys") for _ in range(2)]
+    order: list[str] = []
+    guard = threading.Lock()
+
+    def slow(apdu: bytes) -> bytes:
+        with guard:
+            order.append(threading.current_thread().name)
+        time.sleep(0.003)
+        return se.transmit(apdu)
+
+    threads = [threading.Thread(target=world.tsm.run, args=(j, slow), name=f"w{i}")
+               for i, j in enumerate(jobs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(world.tsm.job(j).state == "done" for j in jobs)
+    switches = sum(1 for x, y in zip(order, order[1:], strict=False) if x != y)
+    assert switches == 1, order  # one worker's whole run, then the other's
+
+
+def test_an_expired_lease_is_taken_over_and_the_old_holder_stops(engine):  # noqa: F811
+    now = [1000.0]
+    a = acquire(engine, "se-2", "a", lease_s=5, clock=lambda: now[0])
+    now[0] += 10
+    if engine.dialect.name == "postgresql":  # a row lock does not expire: it waits
+        with pytest.raises(LockBusyError):
+            acquire(engine, "se-2", "b", timeout_s=0.2, clock=lambda: now[0])
+        a.release()
+        return
+    b = acquire(engine, "se-2", "b", timeout_s=0.2, clock=lambda: now[0])
+    with pytest.raises(LockLostError):
+        a.check()
+    b.release()
+
+
+def _se_file(home, pid):
+    return home / "phones" / pid / "se.cbor"
+
+
+def test_counter_regression_is_flagged_and_audited(world):  # noqa: F811
+    pid, se = world.phone()
+    world.tsm.run(world.tsm.create_job(pid, "rotate-keys"), se.transmit)
+    saved = _se_file(world.home, pid).read_bytes()
+    world.tsm.run(world.tsm.create_job(pid, "rotate-keys"), se.transmit)
+    _se_file(world.home, pid).write_bytes(saved)  # the SE is rolled back (or a clone)
+    se = wallet_sim.open_secure_element(pid, world.home)
+    job = world.tsm.create_job(pid, "rotate-keys")
+    with pytest.raises(SequenceCounterRegressionError) as e:
+        world.tsm.run(job, se.transmit)
+    assert e.value.seen <= e.value.last
+    events = [r.event for r in audit_rows(world.tsm.engine, pid)]
+    assert "counter-regression" in events
+    with pytest.raises(SeQuarantinedError):
+        world.tsm.run(job, se.transmit)
+    world.tsm.clear_quarantine(pid, "operator", "investigated")
+    assert "quarantine-cleared" in [r.event for r in audit_rows(world.tsm.engine, pid)]
+
+
+def test_factory_keys_back_is_a_keyset_rollback(world):  # noqa: F811
+    pid, se = world.phone()
+    saved = _se_file(world.home, pid).read_bytes()
+    world.tsm.run(world.tsm.create_job(pid, "rotate-keys"), se.transmit)
+    _se_file(world.home, pid).write_bytes(saved)
+    se = wallet_sim.open_secure_element(pid, world.home)
+    with pytest.raises(KeysetRollbackError):
+        world.tsm.run(world.tsm.create_job(pid, "rotate-keys"), se.transmit)
+    assert "keyset-rollback" in [r.event for r in audit_rows(world.tsm.engine, pid)]
+
+
+def test_diversification_matches_sp800_108_and_separates_roles_and_ses():
+    kdd = bytes.fromhex("4D4353457004A0AF2BCD")
+    keys = diversify(MASTER, kdd)
+    for role, got in (("ENC", keys.enc), ("MAC", keys.mac), ("DEK", keys.dek)):
+        c = CMAC(algorithms.AES(MASTER))  # counter 01 || label || 00 || context || L (32 bits)
+        c.update(b"\x01" + b"mcred-tsm/" + role.encode() + b"\x00" + kdd + (128).to_bytes(4, "big"))
+        assert got == c.finalize()
+    assert len({keys.enc, keys.mac, keys.dek}) == 3
+    assert diversify(MASTER, bytes(10)).enc != keys.enc
+
+
+def test_file_master_key_is_private_and_stable(tmp_path):
+    a = FileMasterKey(tmp_path / "tsm" / "master.key")
+    b = FileMasterKey(tmp_path / "tsm" / "master.key")
+    assert a.key_id == b.key_id and oct(os.stat(a.path).st_mode & 0o777) == "0o600"
+    assert a.path.read_text().strip() not in repr(a)
+    sealed = a.seal(b"pin", b"job")
+    assert b.unseal(sealed, b"job") == b"pin"
+    with pytest.raises(TsmError):
+        InMemoryMasterKey(bytes(16)).unseal(sealed, b"job")
+    shutil.rmtree(tmp_path / "tsm")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300))
+def test_decoders_fail_only_with_card_data_error(data):
+    for parse in (parse_dgis, parse_status, ap.parse_jpki_state, ap.parse_mdoc_state,
+                  ap.parse_mdoc_keys, ap.parse_jpki_key):
+        try:
+            parse(data)
+        except CardDataError:
+            pass
