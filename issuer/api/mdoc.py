@@ -9,29 +9,38 @@
 
 from __future__ import annotations
 
-from cryptography.hazmat.primitives import serialization
-from fastapi import APIRouter, Header, HTTPException, Response
+from collections.abc import Callable
 
+from cryptography.hazmat.primitives import serialization
+from fastapi import APIRouter, Header, Response
+
+from issuer.api import problem
 from issuer.mdoc.errors import UnknownStatusList
 from issuer.mdoc.publication import MEDIA_TYPE
 from issuer.mdoc.service import MdocService
 
 _TRUST_CACHE = "public, max-age=3600"
+Factory = Callable[[], MdocService]
 
 
-def status_router(service: MdocService) -> APIRouter:
+def _not_found(list_id: str) -> Response:
+    return problem(404, "about:blank", "Not Found", f"no status list {list_id!r}")
+
+
+def status_router(service: Factory) -> APIRouter:
     router = APIRouter(tags=["status"])
 
     @router.get("/status/{list_id}", response_class=Response,
                 responses={200: {"content": {MEDIA_TYPE: {}}}, 304: {}, 404: {}})
     def status_list(list_id: str, if_none_match: str | None = Header(default=None)) -> Response:
         if not list_id.isalnum() or len(list_id) > 64:
-            raise HTTPException(404, "no such status list")
-        now = service.clock()
+            return _not_found(list_id[:64])
+        svc = service()
+        now = svc.clock()
         try:
-            published = service.status_token(list_id, now)
+            published = svc.status_token(list_id, now)
         except UnknownStatusList:
-            raise HTTPException(404, "no such status list") from None
+            return _not_found(list_id)
         headers = published.headers(now)
         if published.matches(if_none_match):
             return Response(status_code=304, headers=headers)
@@ -40,33 +49,33 @@ def status_router(service: MdocService) -> APIRouter:
     return router
 
 
-def trust_router(service: MdocService) -> APIRouter:
+def trust_router(service: Factory) -> APIRouter:
     router = APIRouter(tags=["trust"])
 
     @router.get("/trust/iaca.pem", response_class=Response,
                 responses={200: {"content": {"application/x-pem-file": {}}}})
     def iaca_pem() -> Response:
-        pem = service.iaca_certificate().public_bytes(serialization.Encoding.PEM)
+        pem = service().iaca_certificate().public_bytes(serialization.Encoding.PEM)
         return Response(pem, media_type="application/x-pem-file",
                         headers={"Cache-Control": _TRUST_CACHE})
 
     @router.get("/trust/iaca.der", response_class=Response,
                 responses={200: {"content": {"application/pkix-cert": {}}}})
     def iaca_der() -> Response:
-        der = service.iaca_certificate().public_bytes(serialization.Encoding.DER)
+        der = service().iaca_certificate().public_bytes(serialization.Encoding.DER)
         return Response(der, media_type="application/pkix-cert",
                         headers={"Cache-Control": _TRUST_CACHE})
 
     @router.get("/trust/iaca.crl", response_class=Response,
                 responses={200: {"content": {"application/pkix-crl": {}}}})
     def iaca_crl() -> Response:
-        der = service.iaca_crl().public_bytes(serialization.Encoding.DER)
+        der = service().iaca_crl().public_bytes(serialization.Encoding.DER)
         return Response(der, media_type="application/pkix-crl",
                         headers={"Cache-Control": "public, max-age=600"})
 
     return router
 
 
-def routers(service: MdocService) -> list[APIRouter]:
-    """Every public router of the mdoc side."""
+def routers(service: Factory) -> list[APIRouter]:
+    """Every public router of the mdoc side; ``service`` is a zero-argument factory."""
     return [status_router(service), trust_router(service)]

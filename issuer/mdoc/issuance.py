@@ -184,18 +184,32 @@ class MdocIssuer:
             self.sessions, lambda s: self._issue(s, job_ref, phone_id, slot_index, key, spki,
                                                  digest, proof))
 
+    def issue_attested(self, job_ref: str, phone_id: str, slot_index: int,
+                       device_public_key_der: bytes, *, portrait: bytes | None = None) -> bytes:
+        """Issue for a device key the operator vouches for (``mcred mdoc issue`` with a
+        public key file): no challenge and no proof. Same idempotency as :meth:`issue_mdoc`."""
+        self._check_slot(job_ref, slot_index)
+        spki = bytes(device_public_key_der)
+        key = device_key_from_spki(spki)
+        digest = spki_sha256(spki)
+        return run_transaction(
+            self.sessions, lambda s: self._issue(s, job_ref, phone_id, slot_index, key, spki,
+                                                 digest, None, portrait))
+
     def _issue(self, s: Session, job_ref: str, phone_id: str, slot: int,
-               key: ec.EllipticCurvePublicKey, spki: bytes, digest: str, proof: bytes) -> bytes:
+               key: ec.EllipticCurvePublicKey, spki: bytes, digest: str, proof: bytes | None,
+               portrait: bytes | None = None) -> bytes:
         done = s.get(MdocIssuance, (job_ref, slot))
         if done is not None:
             if done.phone_id != phone_id or done.device_key_sha256 != digest:
                 raise JobConflict(f"job {job_ref} slot {slot} was issued for another phone or key")
             return s.get(Credential, done.credential_id).body
-        challenge = s.get(MdocChallenge, (job_ref, slot))
-        if challenge is None or challenge.phone_id != phone_id:
-            raise IssuanceError(f"job {job_ref} slot {slot}: no challenge was given to phone "
-                                f"{phone_id}; ask mdoc_challenge first")
-        verify_proof(key, challenge.challenge, spki, proof)
+        if proof is not None:
+            challenge = s.get(MdocChallenge, (job_ref, slot))
+            if challenge is None or challenge.phone_id != phone_id:
+                raise IssuanceError(f"job {job_ref} slot {slot}: no challenge was given to phone "
+                                    f"{phone_id}; ask mdoc_challenge first")
+            verify_proof(key, challenge.challenge, spki, proof)
         phone = s.get(Phone, phone_id)
         if phone is None or phone.holder_id is None:
             raise UnknownPhone(f"phone {phone_id!r} is not registered to a holder")
@@ -215,7 +229,7 @@ class MdocIssuer:
             raise IssuanceError(f"holder {holder_row.id}: {exc}") from exc
         now = self.clock()
         ds = self.pki.document_signer(s, now)
-        portrait = self.portrait_for(holder_row)
+        portrait = portrait if portrait is not None else self.portrait_for(holder_row)
         docno = document_number(holder_row.id, phone_id)
 
         def make_row(lst, idx: int) -> Credential:
@@ -229,7 +243,7 @@ class MdocIssuer:
                 issued_at=now, not_before=validity.valid_from, not_after=validity.valid_until,
                 issuer_key=ds.label, body=issuer_signed.encode(), job_ref=job_ref,
                 meta={"slot": slot, "device_key_sha256": digest, "doctype": self.policy.names.doctype,
-                      "document_number": docno},
+                      "document_number": docno, "proof": "attested" if proof is None else "pop"},
             )
 
         credential = self.registry.allocate(s, now, make_row)

@@ -1,0 +1,325 @@
+"""The issuer's mdoc side on the command line, and its composition for an installation.
+
+``mcred mdoc issue`` / ``mcred mdoc respond`` (interop with other mdoc tools),
+``mcred export iaca``, ``mcred status-list show``, ``mcred credential list|show``.
+Exit codes: 0 done, 1 refused (a check failed), 2 unreadable input.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import typer
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import select
+
+from issuer.db import Credential
+from issuer.holders import attach_phone
+from issuer.holders import register as register_holder
+from issuer.mdoc.errors import IssuerMdocError
+from issuer.mdoc.issuance import make_proof
+from issuer.mdoc.pki import MdocPkiConfig
+from issuer.mdoc.service import MdocService
+from mcred.context import Context
+from protocols import cardsub
+from protocols.cose import key_signer
+from protocols.mdoc import DeviceResponse, IssuerSigned, MdocError, build_document
+from protocols.status import (
+    Status,
+    StatusListError,
+    decode_status_list_token,
+    verify_status_list_token,
+)
+
+console = Console()
+_SERVICES: dict[tuple[str, str, str], MdocService] = {}
+
+
+def mdoc_service(ctx: Context) -> MdocService:
+    """The installation's mdoc issuer (one per data directory, database and public URL).
+
+    ``$MCRED_MDOC_ALG`` picks ES256 (default) or ES384 for keys created from now on.
+    """
+    key = (str(ctx.home), ctx.database, ctx.public_url)
+    if key not in _SERVICES:
+        config = MdocPkiConfig(algorithm=os.environ.get("MCRED_MDOC_ALG", "ES256"))
+        _SERVICES[key] = MdocService(ctx.sessions, ctx.keystore, ctx.public_url, pki_config=config)
+    return _SERVICES[key]
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise _fail(f"{what} {path}: {exc.strerror or exc}") from None
+
+
+def _load_key(path: Path) -> tuple[ec.EllipticCurvePublicKey, ec.EllipticCurvePrivateKey | None]:
+    data = _read(path, "device key")
+    try:
+        private = serialization.load_pem_private_key(data, None)
+    except (ValueError, TypeError):
+        try:
+            public = serialization.load_pem_public_key(data)
+        except ValueError:
+            raise _fail(f"device key {path}: neither a PEM private key nor a PEM public key") from None
+        if not isinstance(public, ec.EllipticCurvePublicKey):
+            raise _fail(f"device key {path}: not an EC key") from None
+        return public, None
+    if not isinstance(private, ec.EllipticCurvePrivateKey):
+        raise _fail(f"device key {path}: not an EC key")
+    return private.public_key(), private
+
+
+def issue(
+    holder: Path = typer.Option(..., "--holder", help="Holder JSON file (issue 4 format)."),
+    device_key: Path = typer.Option(..., "--device-key", help="Device key PEM (private: proof of possession is made; public: attested)."),
+    out: Path = typer.Option(..., "--out", help="Where to write the IssuerSigned CBOR."),
+    phone: str | None = typer.Option(None, "--phone", help="Phone id to record it under (default derived from the key)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Issue a stand-alone IssuerSigned (CBOR) for a device key, recorded in the registry."""
+    try:
+        data = json.loads(_read(holder, "holder file"))
+        parsed = cardsub.parse_holder(data)
+    except json.JSONDecodeError as exc:
+        raise _fail(f"holder file {holder}: not JSON ({exc})") from None
+    except cardsub.CardSubError as exc:
+        raise _fail(f"holder file {holder}: {exc}") from None
+    portrait = None
+    if parsed.portrait:
+        portrait = _read((holder.parent / parsed.portrait), "portrait")
+    public, private = _load_key(device_key)
+    spki = public.public_bytes(serialization.Encoding.DER,
+                               serialization.PublicFormat.SubjectPublicKeyInfo)
+    ctx = Context.open()
+    svc = mdoc_service(ctx)
+    holder_id = register_holder(ctx.sessions, parsed)
+    key_id = hashlib.sha256(spki).hexdigest()
+    phone_id = phone or f"cli-{key_id[:16]}"
+    attach_phone(ctx.sessions, holder_id, phone_id)
+    job = f"cli:{holder_id}:{key_id[:24]}"
+    try:
+        if private is not None and portrait is None:  # the SE's way: challenge, proof
+            spki, proof = make_proof(private, svc.mdoc_challenge(job, phone_id, 0))
+            body = svc.issue_mdoc(job, phone_id, 0, spki, proof)
+        else:  # a public key (or a portrait, which the registry does not keep): attested
+            body = svc.issuer.issue_attested(job, phone_id, 0, spki, portrait=portrait)
+    except IssuerMdocError as exc:
+        raise _fail(str(exc), 1) from None
+    out.write_bytes(body)
+    mso = IssuerSigned.from_cbor(body).mso()
+    ref = mso.status.status_list if mso.status else None
+    facts = {"out": str(out), "docType": mso.doc_type, "phone": phone_id, "job": job,
+             "validFrom": mso.validity_info.valid_from.isoformat(),
+             "validUntil": mso.validity_info.valid_until.isoformat(),
+             "status": {"idx": ref.idx, "uri": ref.uri} if ref else None}
+    if as_json:
+        print(json.dumps(facts, ensure_ascii=False))
+    else:
+        for k, v in facts.items():
+            console.print(f"{k}: {v}", highlight=False)
+
+
+def respond(
+    issuer_signed: Path = typer.Option(..., "--issuer-signed", help="IssuerSigned CBOR file."),
+    device_key: Path = typer.Option(..., "--device-key", help="The device private key (PEM)."),
+    session_transcript: Path = typer.Option(..., "--session-transcript", help="SessionTranscript CBOR (with or without tag 24)."),
+    elements: str | None = typer.Option(None, "--elements", help="NS:ID,... to disclose (default all)."),
+    out: Path = typer.Option(..., "--out", help="Where to write the DeviceResponse CBOR."),
+) -> None:
+    """Wrap an IssuerSigned into a DeviceResponse with a device signature over the transcript."""
+    try:
+        signed = IssuerSigned.from_cbor(_read(issuer_signed, "IssuerSigned"))
+        mso = signed.mso()
+    except MdocError as exc:
+        raise _fail(f"{issuer_signed}: {exc}") from None
+    public, private = _load_key(device_key)
+    if private is None:
+        raise _fail(f"device key {device_key}: a private key is needed to sign")
+    if mso.device_key_info.device_key.public_key().public_numbers() != public.public_numbers():
+        raise _fail(f"device key {device_key} is not the MSO's device key", 1)
+    disclose = None
+    if elements:
+        disclose = {}
+        for part in elements.split(","):
+            ns, sep, ident = part.strip().rpartition(":")
+            if not sep or not ns or not ident:
+                raise _fail(f"--elements: {part!r} is not NS:ID")
+            disclose.setdefault(ns, []).append(ident)
+    try:
+        doc = build_document(signed, _read(session_transcript, "session transcript"),
+                             disclose=disclose, signer=key_signer(private))
+    except MdocError as exc:
+        raise _fail(f"{session_transcript}: {exc}") from None
+    out.write_bytes(DeviceResponse((doc,)).encode())
+    console.print(f"DeviceResponse written to {out}", highlight=False)
+
+
+def export_iaca(
+    out: Path = typer.Option(..., "--out", help="File to write the IACA certificate to."),
+    der: bool = typer.Option(False, "--der", help="DER instead of PEM."),
+) -> None:
+    """Write the mdoc trust anchor (IACA certificate) a reader needs."""
+    cert = mdoc_service(Context.open()).iaca_certificate()
+    out.write_bytes(cert.public_bytes(serialization.Encoding.DER if der else serialization.Encoding.PEM))
+    console.print(f"IACA {cert.subject.rfc4514_string()} written to {out}", highlight=False)
+
+
+def status_list_show(
+    source: str = typer.Argument(..., help="Status list URI (http/https) or token file."),
+    trust_anchor: Path | None = typer.Option(None, "--trust-anchor", help="IACA PEM: verify the token too."),
+    index: list[int] = typer.Option([], "--index", help="Show the status of these indices."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Decode a Status List Token (and verify it against an IACA when given)."""
+    if source.startswith(("http://", "https://")):
+        import httpx
+
+        try:
+            reply = httpx.get(source, timeout=10)
+        except httpx.HTTPError as exc:
+            raise _fail(f"{source}: {exc}") from None
+        if reply.status_code != 200:
+            raise _fail(f"{source}: HTTP {reply.status_code}")
+        data, uri = reply.content, source
+    else:
+        data, uri = _read(Path(source), "token file"), None
+    try:
+        token = decode_status_list_token(data)
+    except StatusListError as exc:
+        raise _fail(f"{source}: {exc}") from None
+    verified = None
+    if trust_anchor is not None:
+        anchor = x509.load_pem_x509_certificate(_read(trust_anchor, "trust anchor"))
+        try:
+            verify_status_list_token(data, trust_anchor=anchor, uri=uri or token.header.sub,
+                                     now=dt.datetime.now(dt.UTC))
+            verified = "valid"
+        except StatusListError as exc:
+            verified = f"invalid: {exc}"
+    lst = token.status_list
+    counts = {s.name: 0 for s in Status}
+    raw_counts = _count(lst.raw, lst.bits)
+    for value, n in raw_counts.items():
+        name = Status(value).name if value in Status._value2member_map_ else f"0x{value:02X}"
+        counts[name] = counts.get(name, 0) + n
+    h = token.header
+    facts = {"sub": h.sub, "iat": h.iat.isoformat(), "exp": h.exp.isoformat() if h.exp else None,
+             "ttl": h.ttl, "bits": lst.bits, "size": len(lst), "counts": counts,
+             "signer": h.signer.subject.rfc4514_string(), "verified": verified,
+             "indices": {str(i): lst.get(i) for i in index if 0 <= i < len(lst)}}
+    if as_json:
+        print(json.dumps(facts, ensure_ascii=False))
+        return
+    for k, v in facts.items():
+        console.print(f"{k}: {v}", highlight=False)
+    if verified and verified != "valid":
+        raise typer.Exit(1)
+
+
+def _count(raw: bytes, bits: int) -> dict[int, int]:
+    """How many entries hold each status value (byte histogram, then per entry)."""
+    hist = [0] * 256
+    for b in raw:  # fine for tools; 100 M entries is 12.5 MB of loop
+        hist[b] += 1
+    per, mask, out = 8 // bits, (1 << bits) - 1, {}
+    for byte, n in enumerate(hist):
+        if n:
+            for k in range(per):
+                v = (byte >> (k * bits)) & mask
+                out[v] = out.get(v, 0) + n
+    return out
+
+
+def _credential_facts(c: Credential) -> dict:
+    return {"id": c.id, "kind": c.kind, "status": c.status, "reason": c.reason,
+            "phone": c.phone_id, "holder": c.holder_id,
+            "not_before": c.not_before.isoformat(), "not_after": c.not_after.isoformat(),
+            "serial": c.serial, "issuer_key": c.issuer_key,
+            "status_list": c.status_list_id, "status_idx": c.status_idx, "job": c.job_ref,
+            "meta": c.meta}
+
+
+def credential_list(
+    phone: str | None = typer.Option(None, "--phone"),
+    kind: str | None = typer.Option(None, "--kind", help="mdoc, jpki-sign or jpki-auth."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """List issued credentials (JPKI certificates and mdocs)."""
+    ctx = Context.open()
+    q = select(Credential).order_by(Credential.issued_at, Credential.id)
+    if phone:
+        q = q.where(Credential.phone_id == phone)
+    if kind:
+        q = q.where(Credential.kind == kind)
+    with ctx.sessions() as s:
+        rows = [_credential_facts(c) for c in s.scalars(q)]
+    if as_json:
+        print(json.dumps(rows, ensure_ascii=False))
+        return
+    table = Table("id", "kind", "status", "phone", "valid until", "status ref / serial")
+    for r in rows:
+        ref = f"{r['status_list']}#{r['status_idx']}" if r["status_list"] else (r["serial"] or "")
+        table.add_row(r["id"], r["kind"], r["status"], r["phone"], r["not_after"], ref)
+    console.print(table)
+
+
+def credential_show(
+    credential_id: str = typer.Argument(...),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Show one credential; for an mdoc also its MSO (docType, validity, status reference)."""
+    ctx = Context.open()
+    with ctx.sessions() as s:
+        c = s.get(Credential, credential_id)
+        if c is None:
+            raise _fail(f"no credential {credential_id!r}", 1)
+        facts = _credential_facts(c)
+        body = c.body
+    if facts["kind"] == "mdoc":
+        mso = IssuerSigned.from_cbor(body).mso()
+        facts["mso"] = {"docType": mso.doc_type, "digestAlgorithm": mso.digest_algorithm,
+                        "validFrom": mso.validity_info.valid_from.isoformat(),
+                        "validUntil": mso.validity_info.valid_until.isoformat(),
+                        "status": mso.status.to_map() if mso.status else None}
+    if as_json:
+        print(json.dumps(facts, ensure_ascii=False))
+        return
+    for k, v in facts.items():
+        console.print(f"{k}: {v}", highlight=False)
+
+
+def _group(app: typer.Typer, name: str, help_text: str) -> typer.Typer:
+    for info in app.registered_groups:
+        if info.name == name:
+            return info.typer_instance
+    group = typer.Typer(help=help_text, no_args_is_help=True)
+    app.add_typer(group, name=name)
+    return group
+
+
+def register(app: typer.Typer) -> None:
+    from mcred.cli.export_cmds import export_app
+
+    mdoc = _group(app, "mdoc", "ISO 18013-5 mdoc tools.")
+    mdoc.command("issue")(issue)
+    mdoc.command("respond")(respond)
+    export_app.command("iaca")(export_iaca)
+    _group(app, "status-list", "Token Status Lists.").command("show")(status_list_show)
+    cred = _group(app, "credential", "Issued credentials in the registry.")
+    cred.command("list")(credential_list)
+    cred.command("show")(credential_show)
