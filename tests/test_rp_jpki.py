@@ -1,0 +1,139 @@
+"""The JPKI relying party end to end: the phone's JPKI applet (wallet_sim) is personalised
+with keys born in it and certificates from our CA, signs through the APDU flow of
+``mcred jpki sign`` (mcred.jpki_flow), and reader.relying_party verifies signature, chain,
+policy and revocation (CRL here; OCSP over HTTP is in test_issuer_jpki_openssl.py)."""
+
+from __future__ import annotations
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+from test_issuer_jpki_support import HOLDER, new_key, open_issuer
+
+from issuer import holders, revocation
+from mcred.jpki_flow import SeError, sign_with_se
+from reader.relying_party import verify
+from wallet_sim.applets._apdu import parse_tlvs, tlv
+from wallet_sim.applets._perso import dgi, parse_dgis
+from wallet_sim.applets.jpki import JpkiApplet
+from wallet_sim.se.applet import CommandContext
+
+SCP = CommandContext(secure_channel=True, security_level=0x33)
+PIN, PASSWORD = b"1234", b"ABC123"
+SLOT_BYTE = {"auth": b"\x01", "sign": b"\x02"}
+CERT_FID = {"auth": b"\x00\x0a", "sign": b"\x00\x01"}
+
+
+def _perso(applet: JpkiApplet, *records: bytes) -> dict[int, bytes]:
+    out = applet.store_data(0x88, 0, b"".join(records), SCP)
+    assert out[-2:] == b"\x90\x00", out[-2:].hex()
+    return {d.tag: d.value for d in parse_dgis(out[:-2])}
+
+
+@pytest.fixture
+def issuer(tmp_path):
+    return open_issuer(f"sqlite:///{tmp_path / 'rp.sqlite3'}")
+
+
+def personalised_phone(issuer, algorithm: str = "rsa2048", phone_id: str = "rp-phone"):
+    """A JPKI applet whose keys were generated inside it and certified by our CA."""
+    hid = holders.register(issuer.sessions, dict(HOLDER, card_number=f"9{len(phone_id):015d}"))
+    holders.attach_phone(issuer.sessions, hid, phone_id)
+    applet = JpkiApplet()
+    alg = b"\x01" if algorithm == "rsa2048" else b"\x02"
+    for slot in ("auth", "sign"):
+        nonce = issuer.jpki_challenge(f"perso-{phone_id}", phone_id, slot)
+        answer = _perso(applet, dgi(0x0101, tlv(0xC1, SLOT_BYTE[slot]) + tlv(0xC2, alg)
+                                    + tlv(0xC6, nonce)))
+        f = dict(parse_tlvs(answer[0x0101]))
+        cert, ca = issuer.issue_jpki_certificate(f"perso-{phone_id}", phone_id, slot,
+                                                 f[0xC3], f[0xC4])
+        _perso(applet, dgi(0x0103, tlv(0xC7, CERT_FID[slot]) + tlv(0xC8, cert)))
+    _perso(applet, dgi(0x0104, tlv(0xC9, b"\x01") + tlv(0xCA, PIN)),
+           dgi(0x0104, tlv(0xC9, b"\x02") + tlv(0xCA, PASSWORD)))
+    ctx = CommandContext()
+
+    def transmit(apdu: bytes) -> bytes:
+        # The SE runtime routes SELECT by AID to the applet's select(); stand in for it.
+        if apdu[1:3] == b"\xa4\x04":
+            return applet.select(apdu[3], ctx) + b"\x90\x00"
+        return applet.process(apdu, ctx)
+
+    return phone_id, transmit
+
+
+def _checks(result) -> dict[str, bool]:
+    return {c["name"]: c["passed"] for c in result["checks"]}
+
+
+@pytest.mark.parametrize("algorithm", ["rsa2048", "p384"])
+def test_se_signature_verifies_and_revocation_is_seen(issuer, algorithm):
+    phone_id, transmit = personalised_phone(issuer, algorithm)
+    content = "契約書 v1".encode()
+    cms, cert_der = sign_with_se(transmit, "sign", PASSWORD, content)
+    roots = issuer.roots("sign")
+    crl = issuer.crl("sign", "131016")
+    result = verify(content, cms, roots=roots, slot="sign", revocation="crl", crl=crl)
+    assert result["valid"], result
+    assert result["documents"][0]["basic_four"]["name"] == "山田\u3000花子"
+    assert not verify(content + b"!", cms, roots=roots, revocation="none")["valid"]
+    revocation.revoke(issuer.sessions, phone_id, "cessationOfOperation", "sign")
+    result = verify(content, cms, roots=roots, revocation="crl",
+                    crl=issuer.crl("sign", "131016"))
+    assert not result["valid"] and _checks(result)["revocation"] is False
+    assert "cessationOfOperation" in [c for c in result["checks"]
+                                      if c["name"] == "revocation"][0]["reason"]
+
+
+def test_auth_certificate_refused_where_signing_required(issuer):
+    _phone, transmit = personalised_phone(issuer)
+    cms, _ = sign_with_se(transmit, "auth", PIN, b"login challenge")
+    as_auth = verify(b"login challenge", cms, roots=issuer.roots("auth"), slot="auth",
+                     revocation="none")
+    assert as_auth["valid"], as_auth
+    as_sign = verify(b"login challenge", cms, roots=issuer.roots("auth") + issuer.roots("sign"),
+                     slot="sign", revocation="none")
+    assert not as_sign["valid"] and _checks(as_sign)["policy"] is False
+    # Not trusted at all under the signing root alone: the chain check fails too.
+    assert _checks(verify(b"login challenge", cms, roots=issuer.roots("sign"),
+                          revocation="none"))["chain"] is False
+
+
+def test_raw_signature_with_certificate(issuer):
+    key = new_key()
+    phone = "raw-phone"
+    hid = holders.register(issuer.sessions, dict(HOLDER, card_number="8000000000000001"))
+    holders.attach_phone(issuer.sessions, hid, phone)
+    from test_issuer_jpki_support import prove, spki
+
+    nonce = issuer.jpki_challenge("raw", phone, "sign")
+    cert, _ = issuer.issue_jpki_certificate("raw", phone, "sign", spki(key), prove(key, nonce))
+    sig = key.sign(b"data", padding.PKCS1v15(), hashes.SHA256())
+    ok = verify(b"data", sig, roots=issuer.roots("sign"), certificate=cert, revocation="none")
+    assert ok["valid"], ok
+    pem = x509.load_der_x509_certificate(cert).public_bytes(serialization.Encoding.PEM)
+    assert not verify(b"other", sig, roots=issuer.roots("sign"), certificate=pem,
+                      revocation="none")["valid"]
+
+
+def test_pin_counts_through_the_signing_flow(issuer):
+    _phone, transmit = personalised_phone(issuer)
+    for left in (2, 1):
+        with pytest.raises(SeError) as err:
+            sign_with_se(transmit, "auth", b"9999", b"x")
+        assert err.value.sw == 0x63C0 | left
+    with pytest.raises(SeError) as err:
+        sign_with_se(transmit, "auth", b"9999", b"x")
+    assert err.value.sw == 0x63C0
+    with pytest.raises(SeError) as err:  # locked: the right PIN no longer helps
+        sign_with_se(transmit, "auth", PIN, b"x")
+    assert err.value.sw == 0x6984
+    # The signing password has its own counter (5) and still works.
+    sign_with_se(transmit, "sign", PASSWORD, b"x")
+
+
+def test_garbage_never_raises(issuer):
+    for junk in (b"", b"\x30\x00", b"\x30\x82\xff\xff" + b"\x00" * 10):
+        result = verify(b"c", junk, roots=issuer.roots("sign"), revocation="none")
+        assert result == {"valid": False, "checks": result["checks"], "documents": []}
