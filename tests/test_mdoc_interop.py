@@ -32,7 +32,9 @@ def _theirs_verify(data: bytes, pki) -> bool:
 
 
 def _ours(pki, data, st):
-    return mdoc.verify_device_response(data, trust_anchors=[pki[0]], session_transcript=st, now=NOW)
+    # read the clock after issuing: pymdoccbor's validFrom is its own "now", to the second
+    now = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
+    return mdoc.verify_device_response(data, trust_anchors=[pki[0]], session_transcript=st, now=now)
 
 
 def _issue_now(pki, dk, **kw):
