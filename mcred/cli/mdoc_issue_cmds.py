@@ -21,8 +21,8 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
-from issuer.db import Credential
-from issuer.holders import attach_phone
+from issuer.db import Credential, Holder, Phone
+from issuer.holders import HolderError, attach_phone, holder_data
 from issuer.holders import register as register_holder
 from issuer.mdoc.errors import IssuerMdocError
 from issuer.mdoc.issuance import make_proof
@@ -107,10 +107,19 @@ def issue(
                                serialization.PublicFormat.SubjectPublicKeyInfo)
     ctx = Context.open()
     svc = mdoc_service(ctx)
-    holder_id = register_holder(ctx.sessions, parsed)
     key_id = hashlib.sha256(spki).hexdigest()
     phone_id = phone or f"cli-{key_id[:16]}"
-    attach_phone(ctx.sessions, holder_id, phone_id)
+    with ctx.sessions() as s:  # the same holder and key again: the same record, issued once
+        known = s.get(Phone, phone_id)
+        holder_row = s.get(Holder, known.holder_id) if known and known.holder_id else None
+    if holder_row is not None and holder_row.data == holder_data(parsed):
+        holder_id = holder_row.id
+    else:
+        holder_id = register_holder(ctx.sessions, parsed)
+    try:
+        attach_phone(ctx.sessions, holder_id, phone_id)
+    except HolderError as exc:
+        raise _fail(str(exc), 1) from None
     job = f"cli:{holder_id}:{key_id[:24]}"
     try:
         if private is not None and portrait is None:  # the SE's way: challenge, proof

@@ -1,0 +1,89 @@
+"""``mcred mdoc issue`` / ``respond``, ``export iaca``, ``status-list show``, ``credential``."""
+
+from __future__ import annotations
+
+import json
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from typer.testing import CliRunner
+
+from mcred.cli.main import app
+from protocols import cbor, cose
+from protocols.mdoc import SessionTranscript, verify_device_response
+
+HOLDER = {
+    "family_name": "山田", "given_name": "花子", "family_name_kana": "ヤマダ",
+    "given_name_kana": "ハナコ", "birth_date": "1990-04-01", "sex": 2,
+    "address": "東京都千代田区霞が関1-1", "prefecture": "東京都", "municipality": "千代田区",
+}
+
+
+def test_issue_respond_export_and_inspect(home, tmp_path):
+    run = CliRunner().invoke
+    holder = tmp_path / "holder.json"
+    holder.write_text(json.dumps(HOLDER, ensure_ascii=False))
+    device = ec.generate_private_key(ec.SECP256R1())
+    key = tmp_path / "device.pem"
+    key.write_bytes(device.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                         serialization.NoEncryption()))
+    out = tmp_path / "issuer_signed.cbor"
+    r = run(app, ["mdoc", "issue", "--holder", str(holder), "--device-key", str(key), "--out", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    facts = json.loads(r.output)
+    assert facts["status"]["uri"].startswith("http://127.0.0.1:8470/status/")
+    again = run(app, ["mdoc", "issue", "--holder", str(holder), "--device-key", str(key), "--out", str(tmp_path / "b.cbor")])
+    assert again.exit_code == 0 and (tmp_path / "b.cbor").read_bytes() == out.read_bytes()  # idempotent
+
+    st = SessionTranscript.build(cbor.dumps({0: "1.0"}), cose.CoseKey.from_public_key(
+        ec.generate_private_key(ec.SECP256R1()).public_key()))
+    st_file = tmp_path / "st.cbor"
+    st_file.write_bytes(st.tagged)
+    resp = tmp_path / "resp.cbor"
+    r = run(app, ["mdoc", "respond", "--issuer-signed", str(out), "--device-key", str(key),
+                  "--session-transcript", str(st_file), "--elements",
+                  "org.iso.18013.5.1:age_over_18,org.iso.18013.5.1:family_name_national_character",
+                  "--out", str(resp)])
+    assert r.exit_code == 0, r.output
+    iaca = tmp_path / "iaca.pem"
+    assert run(app, ["export", "iaca", "--out", str(iaca)]).exit_code == 0
+    anchor = x509.load_pem_x509_certificate(iaca.read_bytes())
+    import datetime as dt
+    result = verify_device_response(resp.read_bytes(), trust_anchors=[anchor], session_transcript=st,
+                                    now=dt.datetime.now(dt.UTC))
+    assert result.valid, result.failed()
+    (doc,) = result.documents
+    assert set(doc.elements["org.iso.18013.5.1"]) == {"age_over_18", "family_name_national_character"}
+
+    r = run(app, ["credential", "list", "--json"])
+    (row,) = json.loads(r.output)
+    assert row["kind"] == "mdoc" and row["status"] == "valid"
+    r = run(app, ["credential", "show", row["id"], "--json"])
+    assert json.loads(r.output)["mso"]["status"]["status_list"]["idx"] == facts["status"]["idx"]
+
+    from issuer.mdoc.publication import StatusPublisher  # noqa: F401 - token via the service
+    from mcred.cli.mdoc_issue_cmds import mdoc_service
+    from mcred.context import Context
+
+    pub = mdoc_service(Context.open()).status_token_by_uri(facts["status"]["uri"])
+    tok = tmp_path / "token.cwt"
+    tok.write_bytes(pub.token)
+    r = run(app, ["status-list", "show", str(tok), "--trust-anchor", str(iaca), "--json",
+                  "--index", str(facts["status"]["idx"])])
+    assert r.exit_code == 0, r.output
+    shown = json.loads(r.output)
+    assert shown["verified"] == "valid" and shown["bits"] == 2
+    assert shown["indices"] == {str(facts["status"]["idx"]): 0}
+
+
+def test_bad_inputs_exit_2_naming_the_problem(home, tmp_path):
+    run = CliRunner().invoke
+    holder = tmp_path / "holder.json"
+    holder.write_text(json.dumps({**HOLDER, "familyname": "x"}))
+    key = tmp_path / "k.pem"
+    key.write_text("not a key")
+    r = run(app, ["mdoc", "issue", "--holder", str(holder), "--device-key", str(key), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "familyname" in r.output
+    r = run(app, ["status-list", "show", str(key)])
+    assert r.exit_code == 2
