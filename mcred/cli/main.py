@@ -31,6 +31,7 @@ _AREAS = [
     "mcred.cli.export_cmds",
     "mcred.cli.mdoc_issue_cmds",
     "mcred.cli.jpki_cmds",
+    "mcred.cli.provision_cmds",
 ]
 
 for _name in _AREAS:

@@ -1,0 +1,360 @@
+"""Provisioning both credentials into a phone: the composition of issuer, TSM and phone
+(ARCHITECTURE.md flow 1; issue 4 item 3, issue 5 item 5; specs/handover.md "Policy").
+
+:func:`provision` registers the holder with the issuer, attaches the phone, and runs one
+TSM ``provision`` job (JPKI signing + user-auth certificates, then a batch of mdocs) over
+the phone's ``transmit``. The TSM reaches the issuer through :class:`CompositeIssuer`,
+this module's :class:`tsm.ports.IssuerPort` over ``issuer.jpki`` and ``issuer.mdoc``.
+
+One phone per person (specs/handover.md, policy 1) is enforced here, in the composition,
+by a ``before_flush`` hook on the installation's session factory: the flush that records a
+new live credential of a kind for a phone also revokes the same kind on every *other*
+phone of the same holder, in the same transaction, with the handover reason
+(``cessationOfOperation``), marks the affected CRL partitions stale and bumps the status
+lists. The issuer's own rule (a new certificate supersedes the previous one on the *same*
+phone) is untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+import wallet_sim
+from issuer.db import AuditEvent, Credential, Phone, StatusList, utcnow
+from issuer.handover import REASONS
+from issuer.holders import attach_phone
+from issuer.holders import register as register_holder
+from issuer.jpki import JpkiIssuer
+from issuer.mdoc.service import MdocService
+from issuer.revocation import mark_crl_stale
+from mcred.context import Context
+from protocols import cardsub
+from protocols.cardsub import HolderError
+from tsm.errors import JobInputError
+from tsm.jobs import JobSecrets, JobView, StepHook, Tsm
+from tsm.keys import default_master_key
+
+KEY_TYPES = ("rsa2048", "p384")
+#: The reason recorded when a new phone's issuance ends the old phone's credential.
+HANDOVER_REASON = REASONS["model_change"]
+_LIVE = ("valid", "hold")
+_DIGITS = "0123456789"
+_PASSWORD_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read once, typed later
+
+
+class ProvisionError(Exception):
+    """Provisioning was refused before anything was issued, or the job failed."""
+
+
+class HolderFileError(ProvisionError):
+    """The holder file is unreadable, or a field is missing, misspelt or ill-typed;
+    ``field`` names it."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field_name
+
+
+# --- results -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProvisionResult:
+    """What one provisioning run put into the phone. The secrets are shown once by the CLI
+    when they were generated, and never appear in ``repr``."""
+
+    phone_id: str
+    holder_id: str
+    job_id: str
+    key_type: str
+    sign_certificate: bytes = field(repr=False)
+    sign_ca: bytes = field(repr=False)
+    auth_certificate: bytes = field(repr=False)
+    auth_ca: bytes = field(repr=False)
+    mdocs: tuple[bytes, ...] = field(repr=False)
+    pin: str = field(repr=False)
+    password: str = field(repr=False)
+    puk: str = field(repr=False)
+    #: Which of "pin", "password", "puk" were generated here (to be shown once).
+    generated: tuple[str, ...] = ()
+    seconds: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-friendly facts (no secrets)."""
+        from cryptography import x509
+
+        out: dict[str, Any] = {"phone": self.phone_id, "holder": self.holder_id,
+                               "job": self.job_id, "key_type": self.key_type,
+                               "mdocs": len(self.mdocs), "seconds": round(self.seconds, 3)}
+        for slot, der in (("sign", self.sign_certificate), ("auth", self.auth_certificate)):
+            c = x509.load_der_x509_certificate(der)
+            out[f"{slot}_certificate"] = {"serial": format(c.serial_number, "x"),
+                                          "subject": c.subject.rfc4514_string(),
+                                          "not_after": c.not_valid_after_utc.isoformat()}
+        return out
+
+
+def generate_secrets(pin: str | None = None, password: str | None = None,
+                     puk: str | None = None) -> tuple[JobSecrets, tuple[str, ...]]:
+    """The job secrets, generating what was not given, and the names generated."""
+    generated = tuple(n for n, v in (("pin", pin), ("password", password), ("puk", puk))
+                      if v is None)
+    pin = pin if pin is not None else "".join(secrets.choice(_DIGITS) for _ in range(4))
+    password = password if password is not None else "".join(
+        secrets.choice(_PASSWORD_ALPHABET) for _ in range(8))
+    puk = puk if puk is not None else "".join(secrets.choice(_DIGITS) for _ in range(8))
+    try:
+        return JobSecrets(pin, password, puk), generated
+    except JobInputError as exc:
+        first = str(exc).split()[0]
+        name = {"user_auth_pin": "pin", "signing_password": "password"}.get(first, "puk")
+        raise HolderFileError(name, f"holder field {name!r}: {exc}") from None
+
+
+# --- holder files ------------------------------------------------------------------------
+
+
+def load_holder_file(path: Path) -> cardsub.Holder:
+    """Parse a holder JSON file (issue 4 item 3); refuse it naming the bad field."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise HolderFileError("<file>", f"cannot read holder file {path}: {exc.strerror}") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HolderFileError("<file>", f"holder file {path} is not JSON: {exc}") from None
+    return parse_holder(data, base=Path(path).parent)
+
+
+def parse_holder(data: Mapping[str, Any], *, base: Path | None = None) -> cardsub.Holder:
+    """A typed holder from the decoded JSON, with the checks the TSM would make later
+    (password alphabet, portrait file) made now, before anything is issued."""
+    try:
+        holder = cardsub.parse_holder(data)
+    except HolderError as exc:
+        raise HolderFileError(exc.field, str(exc)) from None
+    if holder.password is not None and holder.password != holder.password.upper():
+        raise HolderFileError("password", "holder field 'password': the applet takes upper-case "
+                                          "letters A-Z and digits only")
+    if holder.portrait is not None:
+        p = Path(holder.portrait)
+        if not p.is_absolute() and base is not None:
+            p = base / p
+        try:
+            head = p.read_bytes()[:3]
+        except OSError as exc:
+            raise HolderFileError("portrait", f"holder field 'portrait': cannot read {p}: "
+                                              f"{exc.strerror}") from None
+        if head != b"\xff\xd8\xff":
+            raise HolderFileError("portrait", f"holder field 'portrait': {p} is not a JPEG")
+        holder = _replace(holder, portrait=str(p))
+    return holder
+
+
+def _replace(holder: cardsub.Holder, **changes: Any) -> cardsub.Holder:
+    from dataclasses import replace
+
+    return replace(holder, **changes)
+
+
+# --- the issuer port ---------------------------------------------------------------------
+
+
+def jpki_issuer(ctx: Context) -> JpkiIssuer:
+    from mcred.jpki_flow import jpki_issuer as build
+
+    return build(ctx)
+
+
+def mdoc_service(ctx: Context) -> MdocService:
+    from mcred.cli.mdoc_issue_cmds import mdoc_service as build
+
+    service = build(ctx)
+    service.issuer.portrait_for = _portraits(ctx.home)
+    return service
+
+
+def _portraits(home: Path) -> Callable[[Any], bytes | None]:
+    def portrait_for(holder_row: Any) -> bytes | None:
+        p = portrait_path(home, holder_row.id)
+        return p.read_bytes() if p.is_file() else None
+
+    return portrait_for
+
+
+def portrait_path(home: Path, holder_id: str) -> Path:
+    return Path(home) / "portraits" / f"{holder_id}.jpg"
+
+
+class CompositeIssuer:
+    """The TSM's :class:`tsm.ports.IssuerPort`: JPKI from ``issuer.jpki``, mdocs from
+    ``issuer.mdoc``. Every call is idempotent by ``job_ref`` (the issuers' guarantee)."""
+
+    def __init__(self, jpki: JpkiIssuer, mdoc: MdocService) -> None:
+        self.jpki = jpki
+        self.mdoc = mdoc
+
+    def jpki_challenge(self, job_ref: str, phone_id: str, slot: str) -> bytes:
+        return self.jpki.jpki_challenge(job_ref, phone_id, slot)
+
+    def issue_jpki_certificate(self, job_ref: str, phone_id: str, slot: str,
+                               spki_der: bytes, proof: bytes) -> tuple[bytes, bytes]:
+        return self.jpki.issue_jpki_certificate(job_ref, phone_id, slot, spki_der, proof)
+
+    def mdoc_challenge(self, job_ref: str, phone_id: str, slot_index: int) -> bytes:
+        return self.mdoc.mdoc_challenge(job_ref, phone_id, slot_index)
+
+    def issue_mdoc(self, job_ref: str, phone_id: str, slot_index: int,
+                   device_public_key_der: bytes, proof: bytes) -> bytes:
+        return self.mdoc.issue_mdoc(job_ref, phone_id, slot_index, device_public_key_der, proof)
+
+
+_POLICY_INSTALLED: weakref.WeakSet = weakref.WeakSet()
+
+
+def install_one_phone_policy(sessions: sessionmaker[Session]) -> None:
+    """Make every flush of ``sessions`` that records a new live credential revoke the same
+    kind on the holder's other phones (idempotent; specs/handover.md policy 1)."""
+    if sessions in _POLICY_INSTALLED:
+        return
+    event.listen(sessions, "before_flush", _one_phone_per_person)
+    _POLICY_INSTALLED.add(sessions)
+
+
+def _one_phone_per_person(session: Session, _ctx: Any, _instances: Any) -> None:
+    fresh = [o for o in session.new if isinstance(o, Credential) and o.status in _LIVE]
+    if not fresh:
+        return
+    now = utcnow()
+    with session.no_autoflush:
+        for new in fresh:
+            others = session.scalars(
+                select(Credential).where(Credential.holder_id == new.holder_id,
+                                         Credential.kind == new.kind,
+                                         Credential.phone_id != new.phone_id,
+                                         Credential.status.in_(_LIVE))).all()
+            for old in others:
+                before = old.status
+                old.status, old.reason, old.revoked_at = "revoked", HANDOVER_REASON, now
+                mark_crl_stale(session, old.kind, old.partition)
+                if old.status_list_id:
+                    session.execute(update(StatusList).where(StatusList.id == old.status_list_id)
+                                    .values(version=StatusList.version + 1))
+                session.add(AuditEvent(
+                    actor="policy", action="credential.revoke", subject=old.id,
+                    detail={"phone": old.phone_id, "kind": old.kind, "serial": old.serial,
+                            "reason": HANDOVER_REASON, "before": before,
+                            "by_phone": new.phone_id, "policy": "one-phone-per-person"}))
+
+
+def issuer_port(ctx: Context) -> CompositeIssuer:
+    """The installation's IssuerPort (CAs and IACA set up, the policy installed)."""
+    install_one_phone_policy(ctx.sessions)
+    jpki = jpki_issuer(ctx)
+    mdoc = mdoc_service(ctx)
+    mdoc.setup()
+    return CompositeIssuer(jpki, mdoc)
+
+
+def tsm_for(ctx: Context, port: CompositeIssuer | None = None, actor: str = "mcred") -> Tsm:
+    return Tsm(ctx.engine, default_master_key(ctx.home), issuer=port or issuer_port(ctx),
+               actor=actor)
+
+
+# --- provisioning ------------------------------------------------------------------------
+
+
+def register(ctx: Context, holder: cardsub.Holder | str, phone_id: str) -> str:
+    """The holder's id (registered now from a parsed holder, or an existing id) with
+    ``phone_id`` attached to it."""
+    if isinstance(holder, str):
+        holder_id = holder
+    else:
+        holder_id = register_holder(ctx.sessions, holder, actor="mcred")
+        if holder.portrait:
+            dst = portrait_path(ctx.home, holder_id)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_bytes(Path(holder.portrait).read_bytes())
+    attach_phone(ctx.sessions, holder_id, phone_id, actor="mcred")
+    return holder_id
+
+
+def provision(ctx: Context, phone_id: str, holder: cardsub.Holder | str, *,
+              key_type: str = "rsa2048", mdoc_batch: int = 2, pin: str | None = None,
+              password: str | None = None, puk: str | None = None,
+              after_step: StepHook | None = None, job_id: str | None = None,
+              trace: Any = None) -> ProvisionResult:
+    """Provision both credentials into ``phone_id`` for ``holder`` (a parsed holder, or the
+    id of a registered one: a handover's new phone) and return what was issued.
+
+    ``job_id`` resumes an interrupted run (its secrets are unsealed from the job);
+    ``after_step`` is the TSM's test hook (crash injection)."""
+    t0 = time.perf_counter()
+    if job_id is not None:
+        return resume(ctx, job_id, after_step=after_step, trace=trace)
+    if key_type not in KEY_TYPES:
+        raise ProvisionError(f"key type {key_type!r} is neither rsa2048 nor p384")
+    if type(mdoc_batch) is not int or not 1 <= mdoc_batch <= 16:
+        raise ProvisionError(f"mdoc batch {mdoc_batch!r} is not an integer 1..16")
+    if not isinstance(holder, str):
+        pin = pin if pin is not None else holder.pin
+        password = password if password is not None else holder.password
+    job_secrets, generated = generate_secrets(pin, password, puk)
+    se = wallet_sim.open_secure_element(phone_id, ctx.home)  # the phone exists, or refuse now
+    port = issuer_port(ctx)
+    holder_id = register(ctx, holder, phone_id)
+    tsm = tsm_for(ctx, port)
+    job = tsm.create_job(phone_id, "provision",
+                         {"algorithm": key_type, "mdoc_count": mdoc_batch}, job_secrets)
+    view = tsm.run(job, se.transmit, secrets=job_secrets, after_step=after_step, trace=trace)
+    return _result(view, holder_id, job_secrets, generated, time.perf_counter() - t0)
+
+
+def resume(ctx: Context, job_id: str, *, after_step: StepHook | None = None,
+           trace: Any = None) -> ProvisionResult:
+    """Finish an interrupted provisioning job (a crash, a lost answer)."""
+    t0 = time.perf_counter()
+    tsm = tsm_for(ctx)
+    job = tsm.job(job_id)
+    sealed = tsm._unseal(job_id) if job.state != "done" else None
+    se = wallet_sim.open_secure_element(job.se_id, ctx.home)
+    view = tsm.run(job_id, se.transmit, after_step=after_step, trace=trace)
+    with ctx.sessions() as s:
+        holder_id = s.scalar(select(Phone.holder_id).where(Phone.id == job.se_id)) or ""
+    secrets_ = sealed or JobSecrets("0000", "XXXXXX", None)
+    return _result(view, holder_id, secrets_, (), time.perf_counter() - t0,
+                   secrets_known=sealed is not None)
+
+
+def _result(view: JobView, holder_id: str, sec: JobSecrets, generated: tuple[str, ...],
+            seconds: float,
+            *, secrets_known: bool = True) -> ProvisionResult:
+    if view.state != "done":  # pragma: no cover - Tsm.run raises instead
+        raise ProvisionError(f"job {view.id} ended in state {view.state}: {view.error}")
+    r = view.results
+    sign, auth = r["issue-sign-cert"], r["issue-auth-cert"]
+    mdocs = r.get("issue-mdoc", {}).get("issuer_signed", {})
+    return ProvisionResult(
+        phone_id=view.se_id, holder_id=holder_id, job_id=view.id,
+        key_type=view.input["algorithm"],
+        sign_certificate=bytes.fromhex(sign["certificate"]), sign_ca=bytes.fromhex(sign["ca"]),
+        auth_certificate=bytes.fromhex(auth["certificate"]), auth_ca=bytes.fromhex(auth["ca"]),
+        mdocs=tuple(bytes.fromhex(mdocs[k]) for k in sorted(mdocs, key=int)),
+        pin=sec.user_auth_pin if secrets_known else "", password=sec.signing_password if secrets_known else "",
+        puk=(sec.puk or "") if secrets_known else "", generated=generated, seconds=seconds)
+
+
+def live_credentials(ctx: Context, phone_id: str) -> list[Credential]:
+    """The phone's credentials that are valid or on hold (registry view)."""
+    with ctx.sessions() as s:
+        return list(s.scalars(select(Credential).where(Credential.phone_id == phone_id,
+                                                       Credential.status.in_(_LIVE))))

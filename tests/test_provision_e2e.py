@@ -1,0 +1,237 @@
+"""Provisioning both credentials into a real simulated phone (issue 4 item 3, issue 5 item 5):
+one key pair and one certificate per slot, OpenSSL accepts the certificates against the
+exported roots, the mdoc verifies with our verifier and pymdoccbor, a crash at every step
+of the job then a retry never leaves two valid certificates for a slot, and the
+one-phone-per-person policy revokes the previous phone's credentials in the issuance
+transaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+import wallet_sim
+from issuer.db import Credential, Holder, Phone
+from mcred.cli.main import app
+from mcred.context import Context
+from mcred.provision import HolderFileError, parse_holder, provision, resume
+from protocols import mdoc
+from protocols.cose.algorithms import ES256
+from tsm.steps import script
+
+HOLDER = {"family_name": "山田", "given_name": "太郎", "family_name_kana": "やまだ",
+          "given_name_kana": "たろう", "birth_date": "1990-04-01", "sex": 1,
+          "address": "東京都千代田区千代田1-1", "prefecture": "東京都", "municipality": "千代田区"}
+MDOC_AID = bytes.fromhex("F06D63726564020101")
+
+
+class Crash(Exception):
+    pass
+
+
+@pytest.fixture
+def ctx(home, monkeypatch):
+    monkeypatch.setattr(os, "fsync", lambda fd: None)  # SE images need not hit the disk here
+    return Context.open(home)
+
+
+def rows(ctx, phone_id=None):
+    with ctx.sessions() as s:
+        q = select(Credential)
+        if phone_id:
+            q = q.where(Credential.phone_id == phone_id)
+        return list(s.scalars(q.order_by(Credential.issued_at)))
+
+
+def jpki_details(ctx, pid):
+    se = wallet_sim.describe(pid, ctx.home)["secure_element"]
+    return next(a for a in se["applets"] if a["aid"] == "D392F000260100000001")["details"]
+
+
+class SeSigner:
+    """A COSE signer whose key is the phone's mdoc device key (SIGN in the SE)."""
+
+    alg = ES256
+
+    def __init__(self, transmit, slot: int) -> None:
+        self.transmit, self.slot = transmit, slot
+        r = transmit(bytes([0, 0xA4, 4, 0, len(MDOC_AID)]) + MDOC_AID)
+        assert r[-2:] == b"\x90\x00"
+
+    def sign(self, tbs: bytes) -> bytes:
+        h = hashes.Hash(hashes.SHA256())
+        h.update(tbs)
+        r = self.transmit(bytes([0x80, 0x2A, self.slot, 0, 32]) + h.finalize())
+        assert r[-2:] == b"\x90\x00"
+        return r[:-2]
+
+
+def openssl_verify(tmp_path, root_der: bytes, cert_der: bytes) -> str:
+    root, cert = tmp_path / "root.pem", tmp_path / "cert.pem"
+    root.write_bytes(x509.load_der_x509_certificate(root_der).public_bytes(Encoding.PEM))
+    cert.write_bytes(x509.load_der_x509_certificate(cert_der).public_bytes(Encoding.PEM))
+    out = subprocess.run(["openssl", "verify", "-CAfile", str(root), str(cert)],
+                         capture_output=True, text=True, check=False)
+    return out.stdout + out.stderr
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_provision_rsa2048_end_to_end(ctx, tmp_path):
+    pid = wallet_sim.create_phone(ctx.home)
+    result = provision(ctx, pid, parse_holder(HOLDER), key_type="rsa2048", mdoc_batch=2)
+    assert result.generated == ("pin", "password", "puk") and len(result.pin) == 4 and len(result.puk) == 8
+    assert result.pin not in repr(result) and result.password not in repr(result)
+    assert result.puk not in repr(result)
+    # exactly one key pair and one certificate per slot, in the SE and in the registry
+    jpki = jpki_details(ctx, pid)
+    assert set(jpki["slots"]) == {"signing", "user_authentication"}
+    for name, fid, der in (("signing", "0001", result.sign_certificate),
+                           ("user_authentication", "000A", result.auth_certificate)):
+        cert = x509.load_der_x509_certificate(der)
+        spki = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        assert jpki["slots"][name]["public_key_sha256"] == hashlib.sha256(spki).hexdigest()
+        assert jpki["certificates"][fid]["serial"] == f"{cert.serial_number:X}"
+        assert cert.public_key().key_size == 2048
+    kinds = [(r.kind, r.status) for r in rows(ctx, pid)]
+    assert sorted(kinds) == [("jpki-auth", "valid"), ("jpki-sign", "valid"),
+                             ("mdoc", "valid"), ("mdoc", "valid")]
+    # OpenSSL accepts both certificates against the exported roots
+    from mcred.provision import jpki_issuer
+
+    for slot, der in (("sign", result.sign_certificate), ("auth", result.auth_certificate)):
+        root = jpki_issuer(ctx).root(slot).public_bytes(Encoding.DER)
+        assert openssl_verify(tmp_path, root, der).strip().endswith("OK")
+    # the mdocs verify with our verifier, the device signature made in the SE
+    from mcred.provision import mdoc_service
+
+    iaca = mdoc_service(ctx).iaca_certificate()
+    se = wallet_sim.open_secure_element(pid, ctx.home)
+    now = dt.datetime.now(dt.UTC)
+    for slot, body in enumerate(result.mdocs):
+        issued = mdoc.IssuerSigned.from_cbor(body)
+        st = _transcript()
+        doc = mdoc.build_document(issued, st, signer=SeSigner(se.transmit, slot))
+        data = mdoc.DeviceResponse((doc,)).encode()
+        verdict = mdoc.verify_device_response(data, trust_anchors=[iaca], session_transcript=st,
+                                              now=now + dt.timedelta(seconds=5))
+        assert verdict.valid, verdict.to_json()
+        mso = issued.mso()
+        assert mso.status is not None
+        pymdoccbor = pytest.importorskip("pymdoccbor.mdoc.verifier")
+        theirs = pymdoccbor.MdocCbor()
+        theirs.loads(data)
+        assert theirs.verify(trusted_root_certs=[iaca])
+
+
+def _transcript():
+    from test_mdoc_issuing import transcript
+
+    return transcript()
+
+
+def test_crash_after_every_step_then_retry_issues_once(ctx):
+    """The TSM's hook fires after a step ran and before its completion is committed: the
+    worst moment. Crash once at every step of the job, resume each time."""
+    pid = wallet_sim.create_phone(ctx.home)
+    steps = script("provision", {"mdoc_count": 2})
+    crashed: list[str] = []
+
+    def crash_at_new_step(step: str) -> None:
+        if step not in crashed:
+            crashed.append(step)
+            raise Crash(step)
+
+    job = None
+    try:
+        provision(ctx, pid, parse_holder(HOLDER), key_type="p384", mdoc_batch=2,
+                  after_step=crash_at_new_step)
+    except Crash:
+        pass
+    from mcred.provision import tsm_for
+
+    job = tsm_for(ctx).jobs(pid)[0].id
+    for _ in range(len(steps) + 1):
+        try:
+            result = resume(ctx, job, after_step=crash_at_new_step)
+            break
+        except Crash:
+            live = [r for r in rows(ctx, pid) if r.status == "valid"]
+            for kind in ("jpki-sign", "jpki-auth"):
+                assert sum(r.kind == kind for r in live) <= 1, crashed
+    else:  # pragma: no cover
+        pytest.fail("the job never completed")
+    assert crashed == steps
+    valid = [r for r in rows(ctx, pid) if r.status == "valid"]
+    assert sorted(r.kind for r in valid) == ["jpki-auth", "jpki-sign", "mdoc", "mdoc"]
+    assert len(rows(ctx, pid)) == 4  # nothing was issued twice, not even superseded
+    jpki = jpki_details(ctx, pid)
+    assert jpki["certificates"]["0001"]["serial"] == f"{x509.load_der_x509_certificate(result.sign_certificate).serial_number:X}"
+
+
+def test_new_phone_revokes_the_old_phone_in_the_issuance(ctx):
+    old = wallet_sim.create_phone(ctx.home)
+    first = provision(ctx, old, parse_holder(HOLDER), key_type="p384", mdoc_batch=1)
+    bystander = wallet_sim.create_phone(ctx.home)
+    other = dict(HOLDER, given_name="花子", given_name_kana="はなこ", sex=2)
+    provision(ctx, bystander, parse_holder(other), key_type="p384", mdoc_batch=1)
+    new = wallet_sim.create_phone(ctx.home)
+    provision(ctx, new, first.holder_id, key_type="p384", mdoc_batch=1)
+    assert {(r.kind, r.status, r.reason) for r in rows(ctx, old)} == {
+        ("jpki-sign", "revoked", "cessationOfOperation"),
+        ("jpki-auth", "revoked", "cessationOfOperation"),
+        ("mdoc", "revoked", "cessationOfOperation")}
+    assert all(r.status == "valid" for r in rows(ctx, new) + rows(ctx, bystander))
+    with ctx.sessions() as s:
+        assert s.get(Phone, new).holder_id == first.holder_id
+        assert len(s.scalars(select(Holder)).all()) == 2
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"drop": "birth_date"}, "birth_date"),
+    ({"set": ("birth_dat", "1990-04-01"), "drop": "birth_date"}, "birth_dat"),
+    ({"set": ("sex", "1")}, "sex"),
+    ({"set": ("password", "lowercase1")}, "password"),
+])
+def test_bad_holder_file_refused_before_issuing(ctx, tmp_path, change, field):
+    data = dict(HOLDER)
+    if "set" in change:
+        data[change["set"][0]] = change["set"][1]
+    if "drop" in change:
+        data.pop(change["drop"])
+    f = tmp_path / "holder.json"
+    f.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    pid = wallet_sim.create_phone(ctx.home)
+    r = CliRunner().invoke(app, ["provision", "--phone", pid, "--holder", str(f)])
+    assert r.exit_code == 2, r.output
+    assert f"'{field}'" in r.output
+    assert rows(ctx) == []
+    with ctx.sessions() as s:
+        assert s.scalars(select(Holder)).all() == []
+    with pytest.raises(HolderFileError) as info:
+        from mcred.provision import load_holder_file
+
+        load_holder_file(f)
+    assert info.value.field == field
+
+
+def test_cli_provision_json(ctx, tmp_path):
+    f = tmp_path / "holder.json"
+    f.write_text(json.dumps(dict(HOLDER, pin="1234", password="ABC123"), ensure_ascii=False),
+                 encoding="utf-8")
+    r = CliRunner().invoke(app, ["provision", "--phone", "new", "--holder", str(f),
+                                 "--key-type", "p384", "--mdoc-batch", "1", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["mdocs"] == 1 and out["key_type"] == "p384"
+    assert out["secrets_shown_once"] == {"puk": out["secrets_shown_once"]["puk"]}  # only what was generated
