@@ -1,10 +1,138 @@
-"""``mcred mdoc ...`` and ``mcred inspect``."""
+"""``mcred mdoc verify`` and ``mcred inspect`` (issue 2 item 7).
+
+Exit codes of ``mdoc verify``: 0 every check passed, 1 a check failed, 2 unreadable input.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+from pathlib import Path
+
 import typer
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_der_private_key, load_pem_private_key
+from rich.console import Console
+from rich.table import Table
+
+from protocols import cbor, mdoc
+from protocols.cbor.diag import diagnostic
+
+EXIT_OK, EXIT_FAILED, EXIT_UNREADABLE = 0, 1, 2
+
+
+class _Unreadable(Exception):
+    pass
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise _Unreadable(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
+
+
+def _load_certs(path: Path) -> list[x509.Certificate]:
+    data = _read(path, "trust anchor")
+    try:
+        if b"-----BEGIN" in data:
+            return x509.load_pem_x509_certificates(data)
+        return [x509.load_der_x509_certificate(data)]
+    except ValueError as exc:
+        raise _Unreadable(f"{path}: not a PEM or DER certificate ({exc})") from exc
+
+
+def _load_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    data = _read(path, "reader key")
+    try:
+        key = load_pem_private_key(data, None) if b"-----BEGIN" in data else load_der_private_key(data, None)
+    except (ValueError, TypeError) as exc:
+        raise _Unreadable(f"{path}: not an unencrypted PEM/DER private key ({exc})") from exc
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise _Unreadable(f"{path}: reader key must be an EC key")
+    return key
+
+
+def _parse_time(value: str | None) -> dt.datetime:
+    if value is None:
+        return dt.datetime.now(dt.UTC)
+    try:
+        t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise _Unreadable(f"--at {value!r}: not an ISO 8601 time") from exc
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+
+
+def _print_result(console: Console, result: mdoc.VerificationResult) -> None:
+    table = Table(title="checks", show_lines=False)
+    for col in ("check", "result", "reason"):
+        table.add_column(col)
+    for c in result.checks:
+        table.add_row(c.name, "[green]pass[/]" if c.passed else "[red]FAIL[/]", c.reason)
+    console.print(table)
+    for doc in result.to_json()["documents"]:
+        console.print(f"[bold]{doc['docType']}[/]")
+        for ns, elements in doc["elements"].items():
+            console.print(f"  {ns}")
+            for ident, value in elements.items():
+                text = json.dumps(value, ensure_ascii=False)
+                console.print(f"    {ident}: {text if len(text) < 100 else text[:97] + '...'}", markup=False)
+    console.print("[green]VALID[/]" if result.valid else "[red]INVALID[/]")
+
+
+def verify_cmd(
+    response: Path = typer.Argument(..., help="DeviceResponse (CBOR file)."),
+    trust_anchor: list[Path] = typer.Option(..., "--trust-anchor", help="IACA certificate (PEM or DER); repeatable."),
+    session_transcript: Path | None = typer.Option(None, "--session-transcript", help="CBOR SessionTranscript, with or without its tag 24."),
+    reader_key: Path | None = typer.Option(None, "--reader-key", help="Reader ephemeral private key (PEM), needed for a deviceMac."),
+    at: str | None = typer.Option(None, "--at", help="Verification time (ISO 8601); default now."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Verify a DeviceResponse and print every check and the disclosed elements."""
+    console = Console()
+    try:
+        anchors = [c for p in trust_anchor for c in _load_certs(p)]
+        transcript = None
+        if session_transcript is not None:
+            try:
+                transcript = mdoc.SessionTranscript.decode(_read(session_transcript, "session transcript"))
+            except mdoc.MdocError as exc:
+                raise _Unreadable(f"{session_transcript}: {exc}") from exc
+        key = _load_key(reader_key) if reader_key is not None else None
+        now = _parse_time(at)
+        try:
+            result = mdoc.verify_device_response(
+                _read(response, "response"), trust_anchors=anchors, session_transcript=transcript,
+                now=now, reader_private_key=key,
+            )
+        except mdoc.MdocError as exc:
+            raise _Unreadable(f"{response}: {exc}") from exc
+    except _Unreadable as exc:
+        if as_json:
+            print(json.dumps({"valid": False, "error": str(exc), "checks": [], "documents": []}))
+        else:
+            console.print(f"[red]unreadable input:[/] {exc}", markup=True)
+        raise typer.Exit(EXIT_UNREADABLE) from None
+    if as_json:
+        print(json.dumps(result.to_json(), ensure_ascii=False))
+    else:
+        _print_result(console, result)
+    raise typer.Exit(EXIT_OK if result.valid else EXIT_FAILED)
+
+
+def inspect_cmd(file: Path = typer.Argument(..., help="Any CBOR file (DeviceResponse, MSO, SessionData...).")) -> None:
+    """Print CBOR diagnostic notation, tag 24 contents unwrapped."""
+    try:
+        value = cbor.loads(file.read_bytes())
+    except (OSError, cbor.CborError) as exc:
+        Console(stderr=True).print(f"[red]unreadable input:[/] {exc}")
+        raise typer.Exit(EXIT_UNREADABLE) from None
+    print(diagnostic(value))
 
 
 def register(app: typer.Typer) -> None:
-    mdoc = typer.Typer(help="ISO 18013-5 mdoc tools.", no_args_is_help=True)
-    app.add_typer(mdoc, name="mdoc")
+    mdoc_app = typer.Typer(help="ISO 18013-5 mdoc tools.", no_args_is_help=True)
+    mdoc_app.command("verify")(verify_cmd)
+    app.add_typer(mdoc_app, name="mdoc")
+    app.command("inspect")(inspect_cmd)

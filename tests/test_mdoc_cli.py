@@ -1,0 +1,90 @@
+"""`mcred mdoc verify` and `mcred inspect` on Annex D data (files written to tmp_path)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from test_mdoc_vectors import cert, hexv, private_key
+from typer.testing import CliRunner
+
+from mcred.cli.main import app
+
+
+@pytest.fixture
+def files(tmp_path):
+    paths = {
+        "response": tmp_path / "response.cbor",
+        "iaca": tmp_path / "iaca.pem",
+        "transcript": tmp_path / "transcript.cbor",
+        "key": tmp_path / "reader.pem",
+    }
+    paths["response"].write_bytes(hexv("device_response"))
+    paths["iaca"].write_bytes(cert("iaca_cert").public_bytes(Encoding.PEM))
+    paths["transcript"].write_bytes(hexv("session_transcript_bytes"))
+    paths["key"].write_bytes(private_key("ephemeral_reader_key").private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    return paths
+
+
+def _args(f, *extra):
+    return ["mdoc", "verify", str(f["response"]), "--trust-anchor", str(f["iaca"]),
+            "--session-transcript", str(f["transcript"]), "--reader-key", str(f["key"]), *extra]
+
+
+def test_verify_annex_d_passes(files):
+    result = CliRunner().invoke(app, _args(files, "--at", "2021-01-01T00:00:00Z"))
+    assert result.exit_code == 0, result.output
+    assert "family_name" in result.output and "VALID" in result.output
+
+
+def test_verify_json_shape(files):
+    result = CliRunner().invoke(app, _args(files, "--at", "2021-01-01T00:00:00Z", "--json"))
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert set(out) == {"valid", "checks", "documents"} and out["valid"] is True
+    assert all(set(c) == {"name", "passed", "reason"} for c in out["checks"])
+    assert out["documents"][0]["docType"] == "org.iso.18013.5.1.mDL"
+    assert out["documents"][0]["elements"]["org.iso.18013.5.1"]["family_name"] == "Doe"
+
+
+def test_transcript_without_tag_24(files):
+    files["transcript"].write_bytes(hexv("session_transcript"))
+    assert CliRunner().invoke(app, _args(files, "--at", "2021-01-01T00:00:00Z")).exit_code == 0
+
+
+def test_verify_expired_exits_1(files):
+    result = CliRunner().invoke(app, _args(files, "--at", "2025-01-01T00:00:00Z", "--json"))
+    assert result.exit_code == 1
+    assert "validity" in [c["name"] for c in json.loads(result.output)["checks"] if not c["passed"]]
+
+
+def test_verify_without_reader_key_exits_1(files):
+    args = ["mdoc", "verify", str(files["response"]), "--trust-anchor", str(files["iaca"]),
+            "--session-transcript", str(files["transcript"]), "--at", "2021-01-01T00:00:00Z"]
+    assert CliRunner().invoke(app, args).exit_code == 1
+
+
+@pytest.mark.parametrize("broken", ["response", "iaca", "transcript", "key"])
+def test_unreadable_inputs_exit_2(files, broken):
+    files[broken].write_bytes(b"\xff\x00 not it")
+    assert CliRunner().invoke(app, _args(files, "--at", "2021-01-01T00:00:00Z")).exit_code == 2
+
+
+def test_missing_file_exits_2(files, tmp_path):
+    files["response"] = tmp_path / "nope.cbor"
+    assert CliRunner().invoke(app, _args(files)).exit_code == 2
+
+
+def test_inspect_unwraps_tag_24(files):
+    result = CliRunner().invoke(app, ["inspect", str(files["response"])])
+    assert result.exit_code == 0, result.output
+    assert '24(<< {' in result.output and '"elementIdentifier": "family_name"' in result.output
+    assert '"docType": "org.iso.18013.5.1.mDL"' in result.output
+    assert '1004("2019-10-20")' in result.output
+
+
+def test_inspect_unreadable(tmp_path):
+    p = tmp_path / "x"
+    p.write_bytes(b"\x01\x02")
+    assert CliRunner().invoke(app, ["inspect", str(p)]).exit_code == 2
