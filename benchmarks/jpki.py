@@ -1,0 +1,233 @@
+"""``python -m benchmarks jpki``: the issuer's JPKI figures, each next to its raw crypto floor
+measured in the same run.
+
+1. certificates issued per second (registry + CA, SQLite in a temp dir), RSA-2048 and P-384,
+   next to raw signatures per second with the same CA key type;
+2. a CRL of N revoked entries (default 1 000 000) built and signed, next to the floor of
+   hashing the same TBS bytes and one signature; also the pure layer's
+   ``protocols.jpki.crl.build_crl`` at smaller sizes (it adds entries one builder at a time);
+3. OCSP responses per second through the HTTP responder (uvicorn on 127.0.0.1, one
+   keep-alive client), next to the in-process responder and raw signatures per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import socket
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509 import ocsp
+
+
+def _rate(fn, seconds: float = 1.0) -> float:
+    n, t0 = 0, time.perf_counter()
+    while True:
+        fn()
+        n += 1
+        elapsed = time.perf_counter() - t0
+        if elapsed >= seconds:
+            return n / elapsed
+
+
+def _raw_sign_rate(key_type: str, seconds: float) -> float:
+    data = b"x" * 600
+    if key_type == "rsa2048":
+        key = rsa.generate_private_key(65537, 2048)
+        return _rate(lambda: key.sign(data, padding.PKCS1v15(), hashes.SHA256()), seconds)
+    key = ec.generate_private_key(ec.SECP384R1())
+    return _rate(lambda: key.sign(data, ec.ECDSA(hashes.SHA384())), seconds)
+
+
+def _issuer(tmp: Path, key_type: str, name: str = "issue"):
+    from sqlalchemy.orm import sessionmaker
+
+    from issuer.jpki import JpkiIssuer, profile_for
+    from issuer.keystore import MemoryKeyStore
+    from mcred.db import make_engine, migrate
+    from protocols.jpki.profile import KeyType
+
+    engine = make_engine(f"sqlite:///{tmp / f'bench-{name}-{key_type}.sqlite3'}")
+    migrate(engine)
+    issuer = JpkiIssuer(sessionmaker(engine, expire_on_commit=False), MemoryKeyStore(),
+                        profile_for("http://127.0.0.1:8470"))
+    issuer.setup(KeyType(key_type))
+    return issuer
+
+
+HOLDER = {"family_name": "山田", "given_name": "太郎", "family_name_kana": "ヤマダ",
+          "given_name_kana": "タロウ", "birth_date": "1980-05-05", "sex": 1,
+          "address": "東京都千代田区霞が関２丁目１番２号", "prefecture": "東京都",
+          "municipality": "千代田区", "municipality_code": "131016"}
+
+
+def _subject(key_type: str):
+    from cryptography.hazmat.primitives import serialization
+
+    key = (rsa.generate_private_key(65537, 2048) if key_type == "rsa2048"
+           else ec.generate_private_key(ec.SECP384R1()))
+    spki = key.public_key().public_bytes(serialization.Encoding.DER,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+    return key, spki
+
+
+def _prove(key, message: bytes) -> bytes:
+    if isinstance(key, rsa.RSAPrivateKey):
+        return key.sign(message, padding.PKCS1v15(), hashes.SHA256())
+    return key.sign(message, ec.ECDSA(hashes.SHA384()))
+
+
+def bench_issuance(tmp: Path, key_type: str, count: int) -> tuple[float, float]:
+    from issuer import holders
+
+    issuer = _issuer(tmp, key_type)
+    subjects = [_subject(key_type) for _ in range(4)]  # keys are the SE's cost, not the CA's
+    jobs = []
+    for n in range(count):
+        phone = f"bench-{key_type}-{n}"
+        hid = holders.register(issuer.sessions, dict(HOLDER, card_number=f"{n:016d}"))
+        holders.attach_phone(issuer.sessions, hid, phone)
+        key, spki = subjects[n % len(subjects)]
+        nonce = issuer.jpki_challenge(f"j{n}", phone, "auth")
+        jobs.append((f"j{n}", phone, spki, _prove(key, nonce + spki)))
+    t0 = time.perf_counter()
+    for job, phone, spki, proof in jobs:
+        issuer.issue_jpki_certificate(job, phone, "auth", spki, proof)
+    return count / (time.perf_counter() - t0), _raw_sign_rate(key_type, 1.0)
+
+
+def _crl_inputs(n: int):
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    reasons = [x509.ReasonFlags.cessation_of_operation, x509.ReasonFlags.affiliation_changed,
+               x509.ReasonFlags.superseded, x509.ReasonFlags.certificate_hold]
+    return now, [(0x1000_0000_0000_0000 + i * 7919, reasons[i % 4]) for i in range(n)]
+
+
+def bench_crl(entries: int) -> dict:
+    key = rsa.generate_private_key(65537, 2048)
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "bench CRL issuer")])
+    now, rows = _crl_inputs(entries)
+    t0 = time.perf_counter()
+    revoked = [x509.RevokedCertificateBuilder().serial_number(s).revocation_date(now)
+               .add_extension(x509.CRLReason(r), critical=False).build() for s, r in rows]
+    builder = x509.CertificateRevocationListBuilder(
+        name, now, now + dt.timedelta(days=1), [], revoked).add_extension(
+        x509.CRLNumber(1), critical=False)
+    crl = builder.sign(key, hashes.SHA256())
+    der = crl.public_bytes(Encoding.DER)
+    build_s = time.perf_counter() - t0
+    tbs = crl.tbs_certlist_bytes
+    t0 = time.perf_counter()
+    h = hashes.Hash(hashes.SHA256())
+    h.update(tbs)
+    key.sign(h.finalize(), padding.PKCS1v15(),
+             __import__("cryptography.hazmat.primitives.asymmetric.utils",
+                        fromlist=["Prehashed"]).Prehashed(hashes.SHA256()))
+    floor_s = time.perf_counter() - t0
+    return {"entries": entries, "seconds": build_s, "bytes": len(der), "floor_seconds": floor_s}
+
+
+def bench_pure_build_crl(sizes: list[int]) -> list[tuple[int, float]]:
+    from protocols.jpki.certificates import build_root_ca
+    from protocols.jpki.crl import Revocation, RevocationReason, build_crl
+    from protocols.jpki.profile import JpkiProfile, Municipality, Purpose
+    from protocols.jpki.validity import Validity
+
+    profile = JpkiProfile()
+    key = rsa.generate_private_key(65537, 2048)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    root = build_root_ca(profile=profile, purpose=Purpose.SIGN, key=key, serial=1,
+                         validity=Validity(now, now + dt.timedelta(days=10)))
+    muni = Municipality("東京都", "千代田区", "131016")
+    out = []
+    for n in sizes:
+        revs = [Revocation(10_000 + i, now, RevocationReason.CESSATION_OF_OPERATION)
+                for i in range(n)]
+        t0 = time.perf_counter()
+        build_crl(profile=profile, purpose=Purpose.SIGN, issuer=root, issuer_key=key,
+                  partition=muni, revocations=revs, crl_number=1, this_update=now,
+                  next_update=now + dt.timedelta(days=1))
+        out.append((n, time.perf_counter() - t0))
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bench_ocsp(tmp: Path, seconds: float) -> dict:
+    import httpx
+    import uvicorn
+    from fastapi import FastAPI
+
+    from issuer.api.jpki import jpki_router
+
+    issuer = _issuer(tmp, "rsa2048", "ocsp")
+    key, spki = _subject("rsa2048")
+    from issuer import holders
+
+    hid = holders.register(issuer.sessions, dict(HOLDER, card_number="7" * 16))
+    holders.attach_phone(issuer.sessions, hid, "ocsp-phone")
+    nonce = issuer.jpki_challenge("o", "ocsp-phone", "sign")
+    cert_der, _ = issuer.issue_jpki_certificate("o", "ocsp-phone", "sign", spki,
+                                                _prove(key, nonce + spki))
+    cert = x509.load_der_x509_certificate(cert_der)
+    req = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer.root("sign"),
+                                                    hashes.SHA256()).build()
+    der = req.public_bytes(Encoding.DER)
+    in_process = _rate(lambda: issuer.ocsp_respond(der), seconds)
+    app = FastAPI()
+    app.include_router(jpki_router(lambda: issuer))
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    try:
+        with httpx.Client() as client:
+            url = f"http://127.0.0.1:{port}/ocsp"
+            headers = {"Content-Type": "application/ocsp-request"}
+            http = _rate(lambda: client.post(url, content=der, headers=headers), seconds)
+    finally:
+        server.should_exit = True
+        thread.join(5)
+    return {"http": http, "in_process": in_process,
+            "raw_sign": _raw_sign_rate("rsa2048", seconds)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks jpki")
+    ap.add_argument("--certificates", type=int, default=200)
+    ap.add_argument("--crl-entries", type=int, default=1_000_000)
+    ap.add_argument("--seconds", type=float, default=2.0)
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        for key_type in ("rsa2048", "p384"):
+            rate, floor = bench_issuance(tmp, key_type, args.certificates)
+            print(f"issue {key_type:8s}: {rate:8.1f} certificates/s   "
+                  f"(floor: {floor:8.1f} raw {key_type} signatures/s; ratio {rate / floor:.2f})")
+        crl = bench_crl(args.crl_entries)
+        print(f"CRL {crl['entries']:,} entries: built+signed in {crl['seconds']:.2f} s, "
+              f"{crl['bytes'] / 1e6:.1f} MB   (floor: SHA-256 over the TBS + one RSA "
+              f"signature {crl['floor_seconds']:.3f} s)")
+        for n, secs in bench_pure_build_crl([5_000, 10_000, 20_000]):
+            print(f"protocols.jpki.crl.build_crl {n:>6,} entries: {secs:.2f} s")
+        o = bench_ocsp(tmp, args.seconds)
+        print(f"OCSP over HTTP: {o['http']:8.1f} responses/s   (in-process responder "
+              f"{o['in_process']:8.1f}/s; floor {o['raw_sign']:8.1f} raw RSA-2048 signatures/s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
