@@ -3,7 +3,8 @@
 A holder comes in as a parsed ``protocols.cardsub`` ``Holder`` (or any object / mapping with
 the same field names): family_name, given_name, family_name_kana, given_name_kana,
 birth_date, sex (ISO/IEC 5218), address, prefecture, municipality, optionally
-municipality_code, card_number, card_expiry. One card number per holder (database
+municipality_code, card_number, card_expiry (or card_expiry_date). PIN, password and
+portrait are never stored here. One card number per holder (database
 constraint): registering the same card again returns the same holder; the same card number
 with different data is refused. A simulated card number is 16 random digits; the simulated
 card is valid until the holder's 10th birthday after today (adults, DOMAIN.md).
@@ -72,8 +73,10 @@ def register(sessions: sessionmaker[Session], holder, *, actor: str = "issuer", 
     now = now or utcnow()
     card_number = getattr(holder, "card_number", None) or (
         holder.get("card_number") if isinstance(holder, Mapping) else None)
-    card_expiry = getattr(holder, "card_expiry", None) or (
-        holder.get("card_expiry") if isinstance(holder, Mapping) else None)
+    card_expiry = None
+    for name in ("card_expiry", "card_expiry_date"):  # cardsub calls it card_expiry_date
+        card_expiry = card_expiry or getattr(holder, name, None) or (
+            holder.get(name) if isinstance(holder, Mapping) else None)
     if isinstance(card_expiry, str):
         card_expiry = dt.date.fromisoformat(card_expiry)
     if card_number:

@@ -225,3 +225,28 @@ def test_expired_certificates_leave_the_crl(issuer):
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=365 * 12)
     crl = x509.load_der_x509_crl(issuer.crl("sign", "131016", now=later))
     assert len(crl) == 0
+
+
+def test_register_holder_from_cardsub_one_card_per_holder(issuer):
+    from issuer import holders
+    from protocols.cardsub.holder import parse_holder
+
+    record = {k: v for k, v in HOLDER.items() if k != "municipality_code"}
+    parsed = parse_holder(dict(record, pin="1234", password="ABC123"))
+    hid = holders.register(issuer.sessions, dict(
+        {f: getattr(parsed, f) for f in holders.FIELDS}, card_number="1111222233334444"))
+    again = holders.register(issuer.sessions, dict(
+        {f: getattr(parsed, f) for f in holders.FIELDS}, card_number="1111222233334444"))
+    assert hid == again
+    with pytest.raises(holders.HolderError):
+        holders.register(issuer.sessions, dict(record, family_name="別人",
+                                               card_number="1111222233334444"))
+    with pytest.raises(holders.HolderError, match="address"):
+        holders.register(issuer.sessions, {k: v for k, v in record.items() if k != "address"})
+    plain = holders.register(issuer.sessions, parsed)  # a cardsub Holder as such
+    with issuer.sessions() as s:
+        from issuer.db import Holder
+
+        row = s.get(Holder, plain)
+    assert "pin" not in row.data and "password" not in row.data
+    assert len(row.card_number) == 16 and row.card_expiry > dt.date.today()
