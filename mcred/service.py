@@ -3,16 +3,36 @@
 Parties expose plain ``fastapi.APIRouter`` objects and declare, per router, the scope a
 caller needs (``None`` = public trust and revocation material). This module alone mounts
 them and attaches authentication, so a route without a declared scope cannot exist
-(deny by default, see tests/test_api_*.py).
+(deny by default, see tests/test_api_*.py and specs/api.md):
+
+* every route of a :class:`Mount` with scope S depends on a bearer token carrying S
+  (:mod:`issuer.api.auth`; ``operator`` implies every scope), public mounts on none;
+* :func:`check_scopes` refuses an app in which any route was not declared through a mount
+  (run by :func:`create_app` and again at startup, so a route added later also fails);
+* errors are ``application/problem+json`` (:mod:`issuer.api.problems`), the parties' typed
+  errors registered here, where the parties meet.
 """
 
 from __future__ import annotations
 
+import os
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.routing import APIRoute
 
+from issuer.api import problems
+from issuer.api.auth import SCOPES, Authenticator
+from issuer.api.jobs import JobRunner
 from mcred.context import Context
+
+#: Routes FastAPI itself adds (the OpenAPI document and its viewers): public by design.
+FRAMEWORK_PATHS = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+
+
+class UndeclaredRouteError(RuntimeError):
+    """A route of the app was not mounted with a declared scope (deny by default)."""
 
 
 @dataclass(frozen=True)
@@ -27,19 +47,107 @@ def mounts(ctx: Context) -> list[Mount]:
     """Every router of the service, with its scope. Parties add theirs here."""
     from issuer.api.jpki import jpki_router
     from issuer.api.mdoc import routers as mdoc_routers
+    from mcred.api_routes import api_mounts
     from mcred.cli.mdoc_issue_cmds import mdoc_service
     from mcred.jpki_flow import jpki_issuer
 
     return [
         *[Mount(r, scope=None) for r in mdoc_routers(lambda: mdoc_service(ctx))],
         Mount(jpki_router(lambda: jpki_issuer(ctx)), scope=None),
+        *api_mounts(ctx),
     ]
 
 
-def create_app(ctx: Context | None = None) -> FastAPI:
+def _register_party_errors() -> None:
+    """The typed errors of the parties, answered as problems (the issuer's own are
+    registered by :mod:`issuer.api.problems`)."""
+    from tsm import errors as te
+    from wallet_sim.se.errors import PhoneNotFoundError, SeError, SeStateError
+
+    problems.register_error(te.TsmError, 409, "tsm-error", "TSM refused")
+    problems.register_error(te.LockBusyError, 409, "se-busy", "The SE is busy with another job")
+    problems.register_error(te.JobInputError, 422, "tsm-job-input", "TSM job input refused")
+    problems.register_error(SeError, 409, "se-error", "The secure element refused")
+    problems.register_error(SeStateError, 409, "se-state", "The secure element is not in a "
+                            "state for this")
+    problems.register_error(PhoneNotFoundError, 404, "unknown-phone", "Unknown phone")
+    try:
+        from mcred.provision import HolderFileError, ProvisionError
+    except ImportError:  # pragma: no cover - provisioning not in this build
+        return
+    problems.register_error(ProvisionError, 409, "provisioning-refused", "Provisioning refused")
+    problems.register_error(HolderFileError, 422, "holder-invalid", "Holder record invalid")
+
+
+def check_scopes(app: FastAPI) -> None:
+    """Raise :class:`UndeclaredRouteError` unless every route came through a :class:`Mount`."""
+    declared: dict[int, str | None] = app.state.route_scopes
+    bad = []
+    for route in app.router.routes:
+        path = getattr(route, "path", "")
+        if path in FRAMEWORK_PATHS and not isinstance(route, APIRoute):
+            continue
+        if id(route) not in declared:
+            inner = getattr(route, "original_router", None)  # a lazily included router
+            for r in (inner.routes if inner is not None else [route]):
+                methods = ",".join(sorted(getattr(r, "methods", None) or ())) or "*"
+                bad.append(f"{methods} {getattr(r, 'path', '?')}")
+    if bad:
+        raise UndeclaredRouteError("routes without a declared scope (mount them through "
+                                   "mcred.service.mounts with a scope, or None for public "
+                                   "material): " + "; ".join(bad))
+
+
+def _include(app: FastAPI, auth: Authenticator, m: Mount) -> None:
+    if m.scope is not None and m.scope not in SCOPES:
+        raise UndeclaredRouteError(f"mount {m.prefix or '/'} declares unknown scope "
+                                   f"{m.scope!r} (not one of {', '.join(SCOPES)} or None)")
+    before = {id(r) for r in app.routes}
+    deps = [] if m.scope is None else [Depends(auth.require(m.scope))]
+    app.include_router(m.router, prefix=m.prefix, dependencies=deps)
+    for r in m.router.routes:
+        if isinstance(r, APIRoute):
+            r.openapi_extra = {**(r.openapi_extra or {}), "x-mcred-scope": m.scope}
+    # Top-level entries this include added: the routes themselves (older FastAPI) or one
+    # lazily included router (newer FastAPI); either way, declared with this scope.
+    for r in app.router.routes:
+        if id(r) not in before:
+            app.state.route_scopes[id(r)] = m.scope
+
+
+def create_app(ctx: Context | None = None, *, job_workers: int | None = None,
+               extra_mounts: list[Mount] | None = None) -> FastAPI:
+    """The service for ``ctx``. ``extra_mounts`` (tests) go through the same checks."""
     ctx = ctx or Context.open()
-    app = FastAPI(title="mcred issuer service", version="0.1.0")
+    runner_box: list[JobRunner] = []
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        check_scopes(app)
+        if runner_box:
+            runner_box[0].start()
+        yield
+        if runner_box:
+            runner_box[0].shutdown(wait=False)
+
+    app = FastAPI(title="mcred issuer service", version="0.1.0", lifespan=lifespan,
+                  description="See specs/api.md. Bearer tokens from `mcred token create`.")
     app.state.ctx = ctx
-    for m in mounts(ctx):
-        app.include_router(m.router, prefix=m.prefix)
+    app.state.route_scopes = {}
+    _register_party_errors()
+    problems.install(app)
+    auth = Authenticator(lambda: ctx.sessions)
+    app.state.auth = auth
+    workers = job_workers or int(os.environ.get("MCRED_JOB_WORKERS", "8"))
+    runner = JobRunner(ctx.sessions, workers=workers)
+    runner_box.append(runner)
+    app.state.jobs = runner
+    for m in [*mounts(ctx), *(extra_mounts or [])]:
+        _include(app, auth, m)
+    check_scopes(app)
     return app
+
+
+def app_from_env() -> FastAPI:
+    """``uvicorn --factory mcred.service:app_from_env`` (one app per worker process)."""
+    return create_app()

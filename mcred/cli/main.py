@@ -32,6 +32,7 @@ _AREAS = [
     "mcred.cli.mdoc_issue_cmds",
     "mcred.cli.jpki_cmds",
     "mcred.cli.provision_cmds",
+    "mcred.cli.token_cmds",
 ]
 
 for _name in _AREAS:

@@ -1,0 +1,182 @@
+"""Bearer tokens of the HTTP API (RFC 6750) with scopes; only a hash of a secret is stored.
+
+Token format: ``mcred_<id>_<secret>`` where ``id`` is the row's 32 lowercase hex digits and
+``secret`` is 32 random bytes (256 bits, :func:`secrets.token_urlsafe`). The token is shown
+once, at creation; the database keeps ``sha256$<hex>`` of
+``"mcred-api-token-v1" 0x00 id 0x00 secret``. A fast hash is the right one here: the secret
+is 256 bits from the OS CSPRNG, so there is no dictionary to try and a stolen hash cannot be
+inverted by brute force; a password hash (scrypt, Argon2) would add ~50 ms to every request
+and protect nothing more. The id names the row, so verification is one primary-key lookup
+and one constant-time compare (:func:`hmac.compare_digest`); an unknown id, a wrong secret
+and a revoked token are all the same 401 to the caller.
+
+Scopes (specs/api.md): ``operator`` | ``issuer`` | ``tsm`` | ``reader``. ``operator`` is the
+installation's administrator and is allowed everything (it implies the three others);
+``issuer`` manages credentials, revocations, holds and provisioning jobs; ``tsm`` phones and
+their SEs; ``reader`` the verification endpoints. Tokens themselves are managed only on the
+command line (``mcred token ...``), which needs the database, never over HTTP.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from issuer.db import ApiToken, AuditEvent, new_id
+
+SCOPES = ("operator", "issuer", "tsm", "reader")
+#: The scope that implies every other one.
+SUPER = "operator"
+PREFIX = "mcred_"
+_DOMAIN = b"mcred-api-token-v1"
+_TOKEN = re.compile(r"^mcred_([0-9a-f]{32})_([A-Za-z0-9_-]{43})$")
+
+
+class TokenError(Exception):
+    """A token request is malformed (unknown scope, unknown id)."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a verified token says the caller is."""
+
+    token_id: str
+    name: str
+    scopes: frozenset[str]
+
+    def allows(self, scope: str) -> bool:
+        return SUPER in self.scopes or scope in self.scopes
+
+    @property
+    def actor(self) -> str:
+        return f"token:{self.token_id}:{self.name}"
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """A token as listed (never its secret)."""
+
+    id: str
+    name: str
+    scopes: tuple[str, ...]
+    revoked: bool
+    created_at: str
+
+
+def _digest(token_id: str, secret: str) -> str:
+    h = hashlib.sha256(_DOMAIN + b"\x00" + token_id.encode() + b"\x00" + secret.encode())
+    return "sha256$" + h.hexdigest()
+
+
+def parse_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
+    out = []
+    for sc in scopes:
+        if sc not in SCOPES:
+            raise TokenError(f"scope {sc!r} is not one of {', '.join(SCOPES)}")
+        if sc not in out:
+            out.append(sc)
+    if not out:
+        raise TokenError(f"a token needs at least one scope of {', '.join(SCOPES)}")
+    return tuple(out)
+
+
+def create_token(sessions: sessionmaker[Session], scopes: Iterable[str], name: str = "",
+                 *, actor: str = "cli") -> tuple[str, str]:
+    """A new token; returns ``(id, token)``. The token is not stored and cannot be shown again."""
+    scopes = parse_scopes(scopes)
+    token_id = new_id()
+    secret = secrets.token_urlsafe(32)
+    with sessions.begin() as s:
+        s.add(ApiToken(id=token_id, name=name or f"token-{token_id[:8]}",
+                       scopes=" ".join(scopes), secret_hash=_digest(token_id, secret)))
+        s.add(AuditEvent(actor=actor, action="token.create", subject=token_id,
+                         detail={"scopes": list(scopes), "name": name}))
+    return token_id, f"{PREFIX}{token_id}_{secret}"
+
+
+def list_tokens(sessions: sessionmaker[Session]) -> list[TokenInfo]:
+    with sessions() as s:
+        rows = s.scalars(select(ApiToken).order_by(ApiToken.created_at)).all()
+        return [TokenInfo(r.id, r.name, tuple(r.scopes.split()), r.revoked,
+                          r.created_at.isoformat()) for r in rows]
+
+
+def revoke_token(sessions: sessionmaker[Session], token_id: str, *, actor: str = "cli") -> bool:
+    """Revoke a token; False when it was revoked already. Unknown id: :class:`TokenError`."""
+    with sessions.begin() as s:
+        row = s.get(ApiToken, token_id)
+        if row is None:
+            raise TokenError(f"no token {token_id!r}")
+        if row.revoked:
+            return False
+        row.revoked = True
+        s.add(AuditEvent(actor=actor, action="token.revoke", subject=token_id, detail={}))
+    return True
+
+
+def verify_token(sessions: sessionmaker[Session], token: str) -> Principal | None:
+    """The principal of a valid, unrevoked token; None for anything else."""
+    m = _TOKEN.match(token)
+    if m is None:
+        return None
+    token_id, secret = m.groups()
+    with sessions() as s:
+        row = s.get(ApiToken, token_id)
+        if row is None:
+            # Same work as a hit, so timing does not tell which ids exist.
+            hmac.compare_digest(_digest(token_id, secret), _digest(token_id, ""))
+            return None
+        ok = hmac.compare_digest(_digest(token_id, secret), row.secret_hash)
+        if not ok or row.revoked:
+            return None
+        return Principal(row.id, row.name, frozenset(row.scopes.split()))
+
+
+_bearer = HTTPBearer(auto_error=False, description="`mcred_<id>_<secret>` from `mcred token create`")
+
+
+class Authenticator:
+    """Builds the FastAPI dependency that guards a mount with a scope."""
+
+    def __init__(self, sessions: Callable[[], sessionmaker[Session]]) -> None:
+        self._sessions = sessions
+
+    def require(self, scope: str) -> Callable[..., Principal]:
+        if scope not in SCOPES:
+            raise TokenError(f"scope {scope!r} is not one of {', '.join(SCOPES)}")
+
+        def dependency(request: Request, credentials: HTTPAuthorizationCredentials | None
+                       = Depends(_bearer)) -> Principal:
+            challenge = f'Bearer realm="mcred", scope="{scope}"'
+            if credentials is None or credentials.scheme.lower() != "bearer":
+                raise HTTPException(401, "this endpoint needs a bearer token "
+                                    f"(scope {scope})", headers={"WWW-Authenticate": challenge})
+            principal = verify_token(self._sessions(), credentials.credentials)
+            if principal is None:
+                raise HTTPException(401, "the bearer token is not valid (unknown, revoked or "
+                                    "malformed)", headers={"WWW-Authenticate":
+                                                           challenge + ', error="invalid_token"'})
+            if not principal.allows(scope):
+                raise HTTPException(403, f"this endpoint needs scope {scope}; the token has "
+                                    f"{', '.join(sorted(principal.scopes))}",
+                                    headers={"WWW-Authenticate":
+                                             challenge + ', error="insufficient_scope"'})
+            request.state.principal = principal
+            return principal
+
+        dependency.mcred_scope = scope  # type: ignore[attr-defined]
+        return dependency
+
+
+def principal_of(request: Request) -> Principal | None:
+    """The caller verified by the mount's dependency (None on public routes)."""
+    return getattr(request.state, "principal", None)

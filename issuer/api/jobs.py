@@ -1,0 +1,231 @@
+"""Long work as jobs with a status resource: ``POST`` creates one (202 + ``Location``),
+``GET /jobs/{id}`` gives its state, progress and result (specs/api.md).
+
+A job is a row in ``api_jobs`` (Alembic revision ``i0003jobs``) run by a thread pool in
+the API process. States: ``queued -> running -> succeeded | failed``, and ``interrupted``
+for a job whose process went away: every runner refreshes ``heartbeat_at`` of its live jobs
+every few seconds, and a job still queued or running whose heartbeat is older than
+``stale_after`` is marked ``interrupted`` (at a runner's start, and whenever it is read).
+Several API processes may share the table; each only runs what it was handed.
+The work functions are given by the composition root (``register``); they are called with
+the job's parameters and a ``progress(fraction, note)`` callback and return a JSON-able dict.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Float, String, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+
+from issuer.db import IssuerBase, new_id, utcnow
+
+log = logging.getLogger("mcred.jobs")
+
+QUEUED, RUNNING, SUCCEEDED, FAILED, INTERRUPTED = (
+    "queued", "running", "succeeded", "failed", "interrupted")
+LIVE = (QUEUED, RUNNING)
+
+Progress = Callable[[float, str], None]
+Work = Callable[[dict, Progress], dict | None]
+
+
+class Job(IssuerBase):
+    """One job of the HTTP API."""
+
+    __tablename__ = "api_jobs"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    #: The scope that created it: only tokens allowed that scope may read it.
+    scope: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), default=QUEUED, index=True)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    note: Mapped[str] = mapped_column(String(256), default="")
+    params: Mapped[dict] = mapped_column(JSON, default=dict)
+    result: Mapped[dict | None] = mapped_column(JSON)
+    error: Mapped[dict | None] = mapped_column(JSON)
+    actor: Mapped[str] = mapped_column(String(128))
+    runner: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A job as the API shows it."""
+
+    id: str
+    kind: str
+    scope: str
+    state: str
+    progress: float
+    note: str
+    params: dict
+    result: dict | None
+    error: dict | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+
+    @classmethod
+    def of(cls, j: Job) -> JobView:
+        def iso(t: dt.datetime | None) -> str | None:
+            return _aware(t).isoformat() if t else None
+
+        return cls(j.id, j.kind, j.scope, j.state, j.progress, j.note, dict(j.params or {}),
+                   j.result, j.error, iso(j.created_at) or "", iso(j.started_at),
+                   iso(j.finished_at))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "kind": self.kind, "state": self.state,
+                "progress": self.progress, "note": self.note, "params": self.params,
+                "result": self.result, "error": self.error, "created_at": self.created_at,
+                "started_at": self.started_at, "finished_at": self.finished_at}
+
+
+class UnknownJobKind(Exception):
+    """No work function is registered for a job kind."""
+
+
+def _aware(t: dt.datetime) -> dt.datetime:
+    # SQLite hands timestamps back naive (they were written as UTC).
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+
+
+class JobRunner:
+    """Runs jobs on a thread pool and keeps their rows current."""
+
+    def __init__(self, sessions: sessionmaker[Session], *, workers: int = 8,
+                 stale_after: dt.timedelta = dt.timedelta(seconds=30),
+                 heartbeat: float = 5.0) -> None:
+        self._sessions = sessions
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mcred-job")
+        self._work: dict[str, Work] = {}
+        self.runner_id = uuid.uuid4().hex
+        self._stale_after = stale_after
+        self._interval = heartbeat
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
+
+    def register(self, kind: str, work: Work) -> None:
+        self._work[kind] = work
+
+    def start(self) -> int:
+        """Mark jobs of dead runners interrupted, start the heartbeat; returns how many."""
+        n = self.recover()
+        if self._beat is None:
+            self._beat = threading.Thread(target=self._heartbeat_loop, daemon=True,
+                                          name="mcred-job-heartbeat")
+            self._beat.start()
+        return n
+
+    def shutdown(self, wait: bool = True) -> None:
+        self._stop.set()
+        self._pool.shutdown(wait=wait, cancel_futures=not wait)
+
+    def _heartbeat_loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.heartbeat()
+            except Exception:  # noqa: BLE001 - a missed beat only risks a stale mark
+                log.exception("job heartbeat failed")
+
+    def heartbeat(self) -> None:
+        with self._sessions.begin() as s:
+            s.execute(update(Job).where(Job.runner == self.runner_id, Job.state.in_(LIVE))
+                      .values(heartbeat_at=utcnow()))
+
+    def recover(self, now: dt.datetime | None = None) -> int:
+        """Mark live jobs of other runners whose heartbeat is stale as interrupted."""
+        cutoff = (now or utcnow()) - self._stale_after
+        with self._sessions.begin() as s:
+            res = s.execute(
+                update(Job).where(Job.state.in_(LIVE), Job.runner != self.runner_id,
+                                  Job.heartbeat_at < cutoff)
+                .values(state=INTERRUPTED, finished_at=utcnow(),
+                        error={"type": "interrupted",
+                               "detail": "the process running this job went away; "
+                                         "create a new job to retry"}))
+            return res.rowcount or 0
+
+    def submit(self, kind: str, params: dict, *, scope: str, actor: str,
+               private: dict | None = None) -> JobView:
+        """Record a queued job and hand it to the pool. ``private`` (secrets) is passed to
+        the work function with ``params`` but never stored."""
+        work = self._work.get(kind)
+        if work is None:
+            raise UnknownJobKind(f"no work registered for job kind {kind!r}")
+        with self._sessions.begin() as s:
+            job = Job(kind=kind, scope=scope, state=QUEUED, params=params, actor=actor,
+                      runner=self.runner_id, progress=0.0, note="")
+            s.add(job)
+            s.flush()
+            view = JobView.of(job)
+        self._pool.submit(self._run, view.id, work, {**params, **(private or {})})
+        return view
+
+    def _set(self, job_id: str, **values: Any) -> None:
+        with self._sessions.begin() as s:
+            s.execute(update(Job).where(Job.id == job_id)
+                      .values(heartbeat_at=utcnow(), **values))
+
+    def _run(self, job_id: str, work: Work, params: dict) -> None:
+        try:
+            self._set(job_id, state=RUNNING, started_at=utcnow())
+
+            def progress(fraction: float, note: str = "") -> None:
+                self._set(job_id, progress=max(0.0, min(1.0, float(fraction))),
+                          note=note[:256])
+
+            result = work(params, progress) or {}
+            self._set(job_id, state=SUCCEEDED, progress=1.0, result=result,
+                      finished_at=utcnow())
+        except Exception as exc:  # noqa: BLE001 - the job's outcome is recorded, not raised
+            log.exception("job %s failed", job_id)
+            try:
+                self._set(job_id, state=FAILED, finished_at=utcnow(),
+                          error={"type": type(exc).__name__, "detail": str(exc)[:2000]})
+            except Exception:  # noqa: BLE001
+                log.exception("could not record the failure of job %s", job_id)
+
+    def get(self, job_id: str) -> JobView | None:
+        with self._sessions() as s:
+            job = s.get(Job, job_id)
+            if job is None:
+                return None
+            if job.state in LIVE and job.runner != self.runner_id and \
+                    _aware(job.heartbeat_at) < utcnow() - self._stale_after:
+                self.recover()
+                s.refresh(job)
+            return JobView.of(job)
+
+    def list(self, *, kind: str | None = None, state: str | None = None,
+             limit: int = 100) -> list[JobView]:
+        with self._sessions() as s:
+            q = select(Job).order_by(Job.created_at.desc()).limit(limit)
+            if kind:
+                q = q.where(Job.kind == kind)
+            if state:
+                q = q.where(Job.state == state)
+            return [JobView.of(j) for j in s.scalars(q)]
+
+    def wait(self, job_id: str, timeout: float = 60.0, poll: float = 0.05) -> JobView:
+        """Block until the job leaves the live states (tests, CLI)."""
+        deadline = threading.Event()
+        waited = 0.0
+        while True:
+            view = self.get(job_id)
+            if view is None or view.state not in LIVE or waited >= timeout:
+                assert view is not None, f"no job {job_id}"
+                return view
+            deadline.wait(poll)
+            waited += poll

@@ -1,0 +1,206 @@
+"""Errors of the HTTP API as ``application/problem+json`` (RFC 9457).
+
+Every error the service answers has a stable ``type`` URI (``/problems/<slug>``, relative to
+the service, RFC 9457 3.1.1), a ``title`` that names the class of error, the HTTP
+``status`` and a ``detail`` for this occurrence. Sources of errors, and what they become:
+
+* request validation (FastAPI's ``RequestValidationError``): 422 ``/problems/validation``,
+  with the offending fields in ``errors`` (location + message, never the input value);
+* ``HTTPException`` raised by routes and by the auth dependency: its status, a type per
+  status (401 ``/problems/unauthenticated`` keeps its ``WWW-Authenticate`` header, 403
+  ``/problems/forbidden``, 404 ``/problems/not-found``, 405 ``/problems/method-not-allowed``);
+  routes may raise :class:`ProblemException` for a precise type;
+* the parties' typed errors, registered with :func:`register_error` (class -> status,
+  slug, title; the most specific registered class of the exception's MRO wins), their
+  message becomes the detail;
+* anything else: 500 ``/problems/internal-error`` with a fixed detail; the traceback goes
+  to the log, never to the client (:class:`CatchAllMiddleware`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+MEDIA_TYPE = "application/problem+json"
+PREFIX = "/problems/"
+log = logging.getLogger("mcred.api")
+
+
+@dataclass(frozen=True)
+class ProblemType:
+    """One class of error: its status, ``type`` slug and title."""
+
+    status: int
+    slug: str
+    title: str
+
+    @property
+    def uri(self) -> str:
+        return PREFIX + self.slug
+
+
+VALIDATION = ProblemType(422, "validation", "Request failed validation")
+UNAUTHENTICATED = ProblemType(401, "unauthenticated", "Bearer token missing or not valid")
+FORBIDDEN = ProblemType(403, "forbidden", "Token lacks the scope this endpoint needs")
+NOT_FOUND = ProblemType(404, "not-found", "Not found")
+INTERNAL = ProblemType(500, "internal-error", "Internal error")
+NOT_IMPLEMENTED = ProblemType(501, "not-implemented", "Not implemented in this build")
+CONFLICT = ProblemType(409, "conflict", "Conflict with the current state")
+BAD_REQUEST = ProblemType(400, "bad-request", "Bad request")
+
+_BY_STATUS = {p.status: p for p in (VALIDATION, UNAUTHENTICATED, FORBIDDEN, NOT_FOUND, INTERNAL,
+                                    NOT_IMPLEMENTED, CONFLICT, BAD_REQUEST)}
+_BY_STATUS[405] = ProblemType(405, "method-not-allowed", "Method not allowed")
+_BY_STATUS[413] = ProblemType(413, "too-large", "Request body too large")
+_BY_STATUS[415] = ProblemType(415, "unsupported-media-type", "Unsupported media type")
+
+
+def for_status(status: int) -> ProblemType:
+    """The problem type the service uses for a bare HTTP status."""
+    return _BY_STATUS.get(status) or ProblemType(status, f"http-{status}", "HTTP error")
+
+
+class ProblemException(Exception):
+    """Raised by a route to answer a precise problem."""
+
+    def __init__(self, kind: ProblemType, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.kind, self.detail, self.extra = kind, detail, extra
+
+
+def problem_response(kind: ProblemType, detail: str, headers: dict[str, str] | None = None,
+                     **extra: Any) -> JSONResponse:
+    body = {"type": kind.uri, "title": kind.title, "status": kind.status, "detail": detail,
+            **extra}
+    return JSONResponse(body, status_code=kind.status, media_type=MEDIA_TYPE, headers=headers)
+
+
+#: The parties' typed errors: class -> problem type (filled by :func:`register_error`).
+_ERRORS: dict[type[BaseException], ProblemType] = {}
+_issuer_registered = False
+
+
+def register_error(cls: type[BaseException], status: int, slug: str, title: str) -> None:
+    """Answer ``cls`` (and subclasses without a registration of their own) as a problem."""
+    _ERRORS[cls] = ProblemType(status, slug, title)
+
+
+def _registered(exc: BaseException) -> ProblemType | None:
+    for klass in type(exc).__mro__:
+        if klass in _ERRORS:
+            return _ERRORS[klass]
+    return None
+
+
+def _register_issuer_errors() -> None:
+    """The issuer's own errors (other parties' are registered by the composition root)."""
+    from issuer.handover import StepFailed, UnknownWorkflow, WorkflowError
+    from issuer.jpki import errors as je
+    from issuer.keystore import KeyNotFound, KeyStoreError
+    from issuer.mdoc import errors as me
+    from issuer.revocation import RevocationError
+
+    register_error(RevocationError, 400, "revocation-refused", "Revocation request refused")
+    register_error(WorkflowError, 409, "workflow-error", "Workflow cannot be created or advanced")
+    register_error(UnknownWorkflow, 400, "unknown-workflow", "Unknown workflow kind")
+    register_error(StepFailed, 409, "workflow-step-failed", "Workflow step failed")
+    register_error(je.IssuerJpkiError, 409, "jpki-error", "JPKI issuer refused")
+    register_error(je.CaNotSetUp, 503, "ca-not-set-up", "CA not set up")
+    register_error(je.UnknownCredential, 404, "unknown-credential", "Unknown credential")
+    register_error(je.ProofOfPossessionError, 400, "proof-of-possession",
+                   "Proof of possession failed")
+    register_error(me.IssuerMdocError, 409, "mdoc-error", "mdoc issuer refused")
+    register_error(me.UnknownPhone, 404, "unknown-phone", "Unknown phone")
+    register_error(me.UnknownStatusList, 404, "unknown-status-list", "Unknown status list")
+    register_error(me.MdocKeysMissing, 503, "mdoc-keys-missing", "mdoc issuer keys not set up")
+    register_error(KeyStoreError, 503, "keystore-error", "Issuer keystore unavailable")
+    register_error(KeyNotFound, 503, "key-not-found", "Issuer key not found")
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
+    out = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err.get("loc", ()))
+        out.append({"location": loc, "message": str(err.get("msg", "invalid"))})
+    return out
+
+
+async def _on_validation(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = _validation_errors(exc)
+    detail = "; ".join(f"{e['location']}: {e['message']}" for e in errors) or "invalid request"
+    return problem_response(VALIDATION, detail, errors=errors)
+
+
+async def _on_http(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else for_status(exc.status_code).title
+    return problem_response(for_status(exc.status_code), detail, headers=exc.headers)
+
+
+async def _on_problem(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ProblemException)
+    return problem_response(exc.kind, exc.detail, **exc.extra)
+
+
+async def _on_typed(_request: Request, exc: Exception) -> JSONResponse:
+    kind = _registered(exc)
+    if kind is None:  # pragma: no cover - only registered classes reach here
+        raise exc
+    if kind.status >= 500:
+        log.warning("%s answered as %s: %s", type(exc).__name__, kind.status, exc)
+    return problem_response(kind, str(exc) or kind.title)
+
+
+class CatchAllMiddleware:
+    """The last line: an exception no handler took becomes a 500 problem, traceback logged.
+
+    A pure ASGI middleware (inside Starlette's ServerErrorMiddleware, which would re-raise
+    after answering), so nothing escapes to the server and no stack trace reaches a client."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def _send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, _send)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                raise
+            response = problem_response(INTERNAL, "the service failed to answer this request; "
+                                        "the operator's log has the details")
+            await response(scope, receive, send)
+
+
+def install(app: FastAPI) -> None:
+    """Attach every problem+json handler to ``app`` (call before serving)."""
+    global _issuer_registered
+    if not _issuer_registered:
+        _register_issuer_errors()
+        _issuer_registered = True
+    app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(StarletteHTTPException, _on_http)
+    app.add_exception_handler(ProblemException, _on_problem)
+    for cls in list(_ERRORS):
+        app.add_exception_handler(cls, _on_typed)
+    app.add_middleware(CatchAllMiddleware)

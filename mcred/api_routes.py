@@ -1,0 +1,392 @@
+"""The routers of the HTTP API that no single party provides: they cross parties, so the
+composition root builds them (specs/api.md lists every route with its scope).
+
+* ``tsm``: phones and their SEs (create, list, show, factory reset) over :mod:`wallet_sim`;
+* ``issuer``: provisioning jobs (:func:`mcred.provision.provision` in a job), credentials
+  (registry view), revocations, holds and releases (:mod:`issuer.revocation`), and the job
+  status resource ``/jobs/{id}`` (a job is visible only to tokens allowed its scope);
+* ``operator``: handover workflows (:mod:`issuer.handover`), drills (jobs), the audit trail
+  and the document-signer rollover (trust material; the public trust material itself is
+  served by the issuer's own routers).
+
+Secrets given to a provisioning job (PIN, password, PUK) and the inline holder record go
+to the work function only: they are never stored in the job row nor returned.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+
+import wallet_sim
+from issuer.api import problems
+from issuer.api.auth import principal_of
+from issuer.api.jobs import JobRunner, JobView
+from issuer.api.problems import NOT_FOUND, NOT_IMPLEMENTED, ProblemException
+from issuer.db import AuditEvent, Credential, Handover, Phone
+from mcred.context import Context
+from wallet_sim.phone import phone_dir
+from wallet_sim.se.store import SE_FILE
+
+PhoneId = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", max_length=63)]
+Hex32 = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
+CredentialSel = Literal["sign", "auth", "mdoc", "jpki", "all"]
+Reason = Literal["keyCompromise", "affiliationChanged", "superseded", "cessationOfOperation",
+                 "certificateHold"]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NewPhone(_Body):
+    model: str = Field("mcred-sim-1", min_length=1, max_length=64,
+                       pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")
+
+
+class ProvisionRequest(_Body):
+    phone_id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    #: The holder record (issue 4 item 3 field names), or ``holder_id`` of a registered one.
+    holder: dict[str, Any] | None = None
+    holder_id: str | None = Field(None, pattern=r"^[0-9a-f]{32}$")
+    key_type: Literal["rsa2048", "p384"] = "rsa2048"
+    mdoc_batch: int = Field(2, ge=1, le=16)
+    pin: str = Field(pattern=r"^[0-9]{4}$", description="user-auth PIN (never stored)")
+    password: str = Field(pattern=r"^[A-Z0-9]{6,16}$", description="signing password (never "
+                                                                   "stored)")
+    puk: str = Field(pattern=r"^[0-9]{8}$", description="PIN unlock key (never stored)")
+
+
+class RevocationRequest(_Body):
+    phone_id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    reason: Reason
+    credential: CredentialSel = "all"
+
+
+class HoldRequest(_Body):
+    phone_id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    credential: CredentialSel = "all"
+
+
+class HandoverRequest(_Body):
+    kind: Literal["model_change", "resale_report", "lost_hold", "found", "lost_confirmed",
+                  "renewal", "death"]
+    holder_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    old_phone_id: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    new_phone_id: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+class DrillRequest(_Body):
+    scenario: str = Field(pattern=r"^[a-z_]{1,32}$")
+    phones: int = Field(1, ge=1, le=200)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _iso(t: Any) -> str | None:
+    return t.isoformat() if t is not None else None
+
+
+def _credential(c: Credential) -> dict[str, Any]:
+    return {"id": c.id, "holder_id": c.holder_id, "phone_id": c.phone_id, "kind": c.kind,
+            "status": c.status, "reason": c.reason, "revoked_at": _iso(c.revoked_at),
+            "issued_at": _iso(c.issued_at), "not_before": _iso(c.not_before),
+            "not_after": _iso(c.not_after), "serial": c.serial, "issuer_key": c.issuer_key,
+            "partition": c.partition, "status_list_id": c.status_list_id,
+            "status_idx": c.status_idx, "job_ref": c.job_ref}
+
+
+def _handover(h: Handover) -> dict[str, Any]:
+    return {"id": h.id, "kind": h.kind, "holder_id": h.holder_id,
+            "old_phone_id": h.old_phone_id, "new_phone_id": h.new_phone_id,
+            "reason": h.reason, "step": h.step, "state": h.state,
+            "detail": _jsonable(h.detail), "created_at": _iso(h.created_at),
+            "updated_at": _iso(h.updated_at)}
+
+
+def _jobs(request: Request) -> JobRunner:
+    return request.app.state.jobs
+
+
+def _actor(request: Request) -> str:
+    p = principal_of(request)
+    return p.actor if p else "anonymous"
+
+
+def _accepted(view: JobView, response: Response) -> dict[str, Any]:
+    response.status_code = 202
+    response.headers["Location"] = f"/jobs/{view.id}"
+    return view.as_dict()
+
+
+def _available(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # pragma: no cover
+        return False
+
+
+# --- tsm: phones and SEs -------------------------------------------------------------------
+
+
+def phones_router(ctx: Context) -> APIRouter:
+    router = APIRouter(tags=["phones"])
+
+    @router.post("/phones", status_code=201, summary="Create a simulated phone with a "
+                 "factory-fresh GP-SE")
+    def create_phone(body: NewPhone | None = None) -> dict[str, Any]:
+        model = (body or NewPhone()).model
+        phone_id = wallet_sim.create_phone(ctx.home, model=model)
+        return {"id": phone_id, "model": model}
+
+    @router.get("/phones", summary="Every simulated phone of the installation")
+    def list_phones() -> dict[str, Any]:
+        return {"phones": wallet_sim.list_phones(ctx.home)}
+
+    @router.get("/phones/{phone_id}", summary="A phone: model, CPLC, security domains, applets")
+    def show_phone(phone_id: PhoneId) -> dict[str, Any]:
+        return _jsonable(wallet_sim.describe(phone_id, ctx.home))
+
+    @router.post("/phones/{phone_id}/factory-reset",
+                 summary="Wipe the phone's app data; the SE keeps its content")
+    def reset_phone(phone_id: PhoneId) -> dict[str, Any]:
+        wallet_sim.factory_reset(phone_id, ctx.home)
+        return {"id": phone_id, "reset": True, "secure_element": "untouched"}
+
+    return router
+
+
+# --- issuer: provisioning, credentials, revocation, jobs -----------------------------------
+
+
+def _provision_work(ctx: Context):  # noqa: ANN202
+    def work(params: dict, progress) -> dict:  # noqa: ANN001
+        from mcred.provision import parse_holder, provision
+
+        holder = params["holder_id"] or parse_holder(params["holder"])
+        progress(0.05, "provisioning")
+        res = provision(ctx, params["phone_id"], holder, key_type=params["key_type"],
+                        mdoc_batch=params["mdoc_batch"], pin=params["pin"],
+                        password=params["password"], puk=params["puk"])
+        summary = res.summary() if hasattr(res, "summary") else {}
+        return _jsonable({"phone_id": res.phone_id, "holder_id": res.holder_id,
+                          "tsm_job_id": res.job_id, "key_type": res.key_type,
+                          "mdocs": len(res.mdocs), "seconds": res.seconds,
+                          **{k: v for k, v in summary.items()
+                             if k.endswith("_certificate")}})
+
+    return work
+
+
+def issuer_router(ctx: Context) -> APIRouter:
+    router = APIRouter(tags=["issuer"])
+
+    @router.post("/provisioning", status_code=202, summary="Provision both credentials into a "
+                 "phone (a job)", responses={501: {"description": "not in this build"}})
+    def start_provisioning(body: ProvisionRequest, request: Request,
+                           response: Response) -> dict[str, Any]:
+        if not _available("mcred.provision"):
+            raise ProblemException(NOT_IMPLEMENTED, "provisioning (mcred.provision) is not "
+                                   "part of this build")
+        from mcred.provision import parse_holder
+
+        if (body.holder is None) == (body.holder_id is None):
+            raise ProblemException(problems.VALIDATION, "give exactly one of holder, holder_id")
+        if body.holder is not None:
+            if "portrait" in body.holder:
+                raise ProblemException(problems.VALIDATION, "holder.portrait: portraits are "
+                                       "not accepted over HTTP (a server path); use the CLI")
+            parse_holder(body.holder)  # refuse a bad holder now, naming the field
+        if not (phone_dir(body.phone_id, ctx.home) / SE_FILE).is_file():
+            raise ProblemException(problems.ProblemType(404, "unknown-phone", "Unknown phone"),
+                                   f"no phone {body.phone_id!r}")
+        jobs = _jobs(request)
+        jobs.register("provision", _provision_work(ctx))
+        # The holder record and the secrets go to the work function, not into the job row.
+        public = {"phone_id": body.phone_id, "holder_id": body.holder_id,
+                  "holder": "inline" if body.holder is not None else None,
+                  "key_type": body.key_type, "mdoc_batch": body.mdoc_batch}
+        private = {"holder": body.holder, "pin": body.pin, "password": body.password,
+                   "puk": body.puk}
+        view = jobs.submit("provision", public, private=private, scope="issuer",
+                           actor=_actor(request))
+        return _accepted(view, response)
+
+    @router.get("/credentials", summary="Credentials in the registry")
+    def list_credentials(phone_id: Annotated[str | None, Query(max_length=64)] = None,
+                         kind: Literal["jpki-sign", "jpki-auth", "mdoc"] | None = None,
+                         status: Literal["valid", "hold", "revoked"] | None = None,
+                         limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+        q = select(Credential).order_by(Credential.issued_at).limit(limit)
+        if phone_id:
+            q = q.where(Credential.phone_id == phone_id)
+        if kind:
+            q = q.where(Credential.kind == kind)
+        if status:
+            q = q.where(Credential.status == status)
+        with ctx.sessions() as s:
+            return {"credentials": [_credential(c) for c in s.scalars(q)]}
+
+    @router.get("/credentials/{credential_id}", summary="One credential (metadata)")
+    def show_credential(credential_id: Hex32) -> dict[str, Any]:
+        with ctx.sessions() as s:
+            c = s.get(Credential, credential_id)
+            if c is None:
+                raise ProblemException(NOT_FOUND, f"no credential {credential_id}")
+            return _credential(c)
+
+    def _phone_known(phone_id: str) -> None:
+        with ctx.sessions() as s:
+            if s.get(Phone, phone_id) is None:
+                raise ProblemException(problems.ProblemType(404, "unknown-phone",
+                                                            "Unknown phone"),
+                                       f"the registry has no phone {phone_id!r}")
+
+    def _changes(changes: list) -> dict[str, Any]:
+        return {"changes": [{"credential_id": c.credential_id, "kind": c.kind,
+                             "serial": c.serial, "before": c.before, "after": c.after,
+                             "reason": c.reason} for c in changes]}
+
+    @router.post("/revocations", summary="Revoke (or hold) a phone's credentials")
+    def revoke(body: RevocationRequest, request: Request) -> dict[str, Any]:
+        from issuer.revocation import revoke as do_revoke
+
+        _phone_known(body.phone_id)
+        return _changes(do_revoke(ctx.sessions, body.phone_id, body.reason, body.credential,
+                                  actor=_actor(request)))
+
+    @router.post("/holds", summary="Put a phone's credentials on hold (certificateHold)")
+    def hold(body: HoldRequest, request: Request) -> dict[str, Any]:
+        from issuer.revocation import hold as do_hold
+
+        _phone_known(body.phone_id)
+        return _changes(do_hold(ctx.sessions, body.phone_id, body.credential,
+                                actor=_actor(request)))
+
+    @router.post("/holds/release", summary="Lift a phone's holds (removeFromCRL)")
+    def release(body: HoldRequest, request: Request) -> dict[str, Any]:
+        from issuer.revocation import release as do_release
+
+        _phone_known(body.phone_id)
+        return _changes(do_release(ctx.sessions, body.phone_id, body.credential,
+                                   actor=_actor(request)))
+
+    return router
+
+
+def jobs_router() -> APIRouter:
+    router = APIRouter(tags=["jobs"])
+
+    def _visible(request: Request, view: JobView | None) -> bool:
+        p = principal_of(request)
+        return view is not None and p is not None and p.allows(view.scope)
+
+    @router.get("/jobs/{job_id}", summary="A job's state, progress and result")
+    def get_job(job_id: Hex32, request: Request) -> dict[str, Any]:
+        view = _jobs(request).get(job_id)
+        if not _visible(request, view):
+            raise ProblemException(NOT_FOUND, f"no job {job_id} visible to this token")
+        assert view is not None
+        return view.as_dict()
+
+    @router.get("/jobs", summary="Recent jobs visible to this token")
+    def list_jobs(request: Request,
+                  kind: Annotated[str | None, Query(max_length=32)] = None,
+                  state: Literal["queued", "running", "succeeded", "failed",
+                                 "interrupted"] | None = None,
+                  limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+        views = _jobs(request).list(kind=kind, state=state, limit=limit)
+        return {"jobs": [v.as_dict() for v in views if _visible(request, v)]}
+
+    return router
+
+
+# --- operator: handovers, drills, audit, trust material ------------------------------------
+
+
+def operator_router(ctx: Context) -> APIRouter:
+    router = APIRouter(tags=["operator"])
+
+    @router.post("/handovers", status_code=201, summary="Record a handover / revocation "
+                 "workflow (nothing runs yet)")
+    def create_handover(body: HandoverRequest, request: Request) -> dict[str, Any]:
+        from issuer import handover
+
+        with ctx.sessions() as s:
+            from issuer.db import Holder
+
+            if s.get(Holder, body.holder_id) is None:
+                raise ProblemException(NOT_FOUND, f"no holder {body.holder_id}")
+        hid = handover.create(ctx.sessions, kind=body.kind, holder_id=body.holder_id,
+                              old_phone_id=body.old_phone_id, new_phone_id=body.new_phone_id,
+                              actor=_actor(request))
+        with ctx.sessions() as s:
+            return _handover(s.get(Handover, hid))
+
+    @router.get("/handovers/{handover_id}", summary="A workflow's step, state and timings")
+    def show_handover(handover_id: Hex32) -> dict[str, Any]:
+        with ctx.sessions() as s:
+            h = s.get(Handover, handover_id)
+            if h is None:
+                raise ProblemException(NOT_FOUND, f"no handover {handover_id}")
+            return _handover(h)
+
+    @router.post("/handovers/{handover_id}/run", status_code=202,
+                 summary="Run a workflow's remaining steps (a job)",
+                 responses={501: {"description": "not in this build"}})
+    def run_handover(handover_id: Hex32) -> dict[str, Any]:
+        raise ProblemException(NOT_IMPLEMENTED, "the handover step actions (the composition's "
+                               "drills module) are not part of this build yet")
+
+    @router.post("/drills", status_code=202, summary="Run a revocation drill (a job)",
+                 responses={501: {"description": "not in this build"}})
+    def start_drill(body: DrillRequest) -> dict[str, Any]:
+        raise ProblemException(NOT_IMPLEMENTED, "drills (mcred.drills) are not part of this "
+                               "build yet")
+
+    @router.get("/audit", summary="The issuer's audit trail (newest first)")
+    def audit(subject: Annotated[str | None, Query(max_length=128)] = None,
+              limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+        q = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
+        if subject:
+            q = q.where(AuditEvent.subject == subject)
+        with ctx.sessions() as s:
+            return {"events": [{"id": e.id, "at": _iso(e.at), "actor": e.actor,
+                                "action": e.action, "subject": e.subject,
+                                "detail": _jsonable(e.detail)} for e in s.scalars(q)]}
+
+    @router.post("/trust/ds-rollover", summary="Roll the mdoc document signer over to a new "
+                 "key (trust material)")
+    def ds_rollover(request: Request) -> dict[str, Any]:
+        from mcred.cli.mdoc_issue_cmds import mdoc_service
+
+        svc = mdoc_service(ctx)
+        svc.setup()
+        active = svc.rollover_ds()
+        return {"label": getattr(active, "label", str(active))}
+
+    return router
+
+
+def api_mounts(ctx: Context) -> list:
+    """The composition's own mounts, with their scopes."""
+    from mcred.service import Mount
+
+    return [
+        Mount(phones_router(ctx), scope="tsm"),
+        Mount(issuer_router(ctx), scope="issuer"),
+        Mount(jobs_router(), scope="issuer"),
+        Mount(operator_router(ctx), scope="operator"),
+    ]

@@ -1,0 +1,56 @@
+"""``mcred token create|list|revoke``: bearer tokens of the HTTP API (specs/api.md).
+
+The token is printed once, at creation; the database keeps only a hash of its secret.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from issuer.api.auth import SCOPES, TokenError, create_token, list_tokens, revoke_token
+from mcred.context import Context
+
+token_app = typer.Typer(help="Bearer tokens of the HTTP API (scopes: "
+                        + ", ".join(SCOPES) + "; operator implies all).",
+                        no_args_is_help=True)
+
+
+def _sessions():  # noqa: ANN202
+    return Context.open().sessions
+
+
+@token_app.command("create")
+def create(scope: list[str] = typer.Option(..., "--scope", help="operator | issuer | tsm | "
+                                           "reader (repeat for several)"),
+           name: str = typer.Option("", "--name", help="a label for the token")) -> None:
+    """Create a token and print it once."""
+    try:
+        token_id, token = create_token(_sessions(), scope, name, actor="cli")
+    except TokenError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--scope") from None
+    typer.echo(token)
+    typer.echo(f"token id {token_id}, scopes {' '.join(dict.fromkeys(scope))}: "
+               "store it now, it is not shown again", err=True)
+
+
+@token_app.command("list")
+def list_() -> None:
+    """Every token (id, name, scopes, state); never the secrets."""
+    for t in list_tokens(_sessions()):
+        state = "revoked" if t.revoked else "active"
+        typer.echo(f"{t.id}  {state:7}  {' '.join(t.scopes):28}  {t.name}  {t.created_at}")
+
+
+@token_app.command("revoke")
+def revoke(token_id: str = typer.Argument(..., help="the token's id")) -> None:
+    """Revoke a token: it is refused from the next request on."""
+    try:
+        changed = revoke_token(_sessions(), token_id, actor="cli")
+    except TokenError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"revoked {token_id}" if changed else f"{token_id} was already revoked")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(token_app, name="token")

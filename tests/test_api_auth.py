@@ -1,0 +1,256 @@
+"""Deny by default: tokens, scopes, the startup check, and a walk over every route of the
+OpenAPI document showing that without a token or with the wrong scope nothing answers but
+401/403 problem+json, and nothing changes (issue 8, "Done when" 1)."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from fastapi import APIRouter
+from fastapi.testclient import TestClient
+
+import wallet_sim
+from issuer.api.auth import (
+    SCOPES,
+    TokenError,
+    create_token,
+    list_tokens,
+    revoke_token,
+    verify_token,
+)
+from mcred.context import Context
+from mcred.service import Mount, UndeclaredRouteError, check_scopes, create_app
+
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture
+def ctx(home: Path) -> Context:
+    return Context.open(home)
+
+
+@pytest.fixture
+def app(ctx: Context):
+    return create_app(ctx, job_workers=2)
+
+
+def test_token_format_and_only_a_hash_is_stored(ctx: Context, home: Path):
+    token_id, token = create_token(ctx.sessions, ["issuer", "tsm"], "ci")
+    m = re.fullmatch(r"mcred_([0-9a-f]{32})_([A-Za-z0-9_-]{43})", token)
+    assert m and m.group(1) == token_id
+    secret = m.group(2)
+    p = verify_token(ctx.sessions, token)
+    assert p is not None and p.scopes == {"issuer", "tsm"} and p.allows("tsm")
+    assert not p.allows("operator") and not p.allows("reader")
+    # Grep the database: neither the token nor its secret is anywhere in it.
+    ctx.engine.dispose()
+    raw = b"".join(f.read_bytes() for f in home.glob("mcred.sqlite3*"))
+    assert secret.encode() not in raw and token.encode() not in raw
+    with sqlite3.connect(home / "mcred.sqlite3") as db:
+        (stored,) = db.execute("select secret_hash from api_tokens where id=?",
+                               (token_id,)).fetchone()
+    assert stored.startswith("sha256$") and secret not in stored
+    assert all(secret not in repr(t) for t in list_tokens(ctx.sessions))
+
+
+def test_wrong_secret_unknown_id_malformed_and_revoked_tokens_are_refused(ctx: Context):
+    token_id, token = create_token(ctx.sessions, ["operator"])
+    assert verify_token(ctx.sessions, token[:-1] + ("A" if token[-1] != "A" else "B")) is None
+    assert verify_token(ctx.sessions, "mcred_" + "0" * 32 + token[-44:]) is None
+    for bad in ("", "Bearer", token + "x", token.upper(), "mcred__", token.replace("_", "-")):
+        assert verify_token(ctx.sessions, bad) is None
+    assert revoke_token(ctx.sessions, token_id) is True
+    assert revoke_token(ctx.sessions, token_id) is False
+    assert verify_token(ctx.sessions, token) is None
+    with pytest.raises(TokenError):
+        revoke_token(ctx.sessions, "f" * 32)
+
+
+def test_scopes_are_checked_at_creation(ctx: Context):
+    with pytest.raises(TokenError, match="'admin'"):
+        create_token(ctx.sessions, ["admin"])
+    with pytest.raises(TokenError):
+        create_token(ctx.sessions, [])
+
+
+def test_operator_implies_every_scope(ctx: Context):
+    _, token = create_token(ctx.sessions, ["operator"])
+    p = verify_token(ctx.sessions, token)
+    assert p is not None and all(p.allows(s) for s in SCOPES)
+
+
+# --- the startup check -------------------------------------------------------------------
+
+
+def test_a_route_added_without_a_declared_scope_fails_the_startup_check(app):
+    check_scopes(app)  # the assembled service passes
+
+    @app.get("/sneaky")
+    def sneaky() -> dict:
+        return {"secret": True}
+
+    with pytest.raises(UndeclaredRouteError, match="/sneaky"):
+        check_scopes(app)
+    with pytest.raises(UndeclaredRouteError), TestClient(app):
+        pass  # startup (lifespan) refuses to serve
+
+
+def test_a_router_included_behind_the_mounts_back_fails_too(app):
+    extra = APIRouter()
+
+    @extra.get("/backdoor")
+    def backdoor() -> dict:
+        return {}
+
+    app.include_router(extra)
+    with pytest.raises(UndeclaredRouteError, match="/backdoor"):
+        check_scopes(app)
+
+
+def test_a_mount_with_an_unknown_scope_is_refused(ctx: Context):
+    r = APIRouter()
+
+    @r.get("/x")
+    def x() -> dict:
+        return {}
+
+    with pytest.raises(UndeclaredRouteError, match="admin"):
+        create_app(ctx, extra_mounts=[Mount(r, scope="admin")])
+
+
+def test_a_route_added_later_to_a_mounted_router_inherits_its_scope(ctx: Context):
+    r = APIRouter()
+    app = create_app(ctx, extra_mounts=[Mount(r, scope="operator")])
+
+    @r.get("/later")
+    def later() -> dict:
+        return {"ok": True}
+
+    check_scopes(app)
+    c = TestClient(app)
+    assert c.get("/later").status_code == 401
+    _, tok = create_token(ctx.sessions, ["operator"])
+    assert c.get("/later", headers={"Authorization": f"Bearer {tok}"}).json() == {"ok": True}
+
+
+# --- the walk over every route -----------------------------------------------------------
+
+HOLDER = {"family_name": "山田", "given_name": "太郎", "family_name_kana": "ヤマダ",
+          "given_name_kana": "タロウ", "birth_date": "1990-01-02", "sex": 1,
+          "address": "東京都千代田区1-1", "prefecture": "東京都", "municipality": "千代田区"}
+
+
+def _plausible(path: str, method: str, op: dict, phone_id: str, ids: dict[str, str]):
+    """A request that only the missing authorisation should stop."""
+    def value(name: str) -> str:
+        if name == "phone_id":
+            return phone_id
+        return ids.get(name, "0" * 32)
+
+    url = re.sub(r"\{([^}:]+)(:[^}]*)?\}", lambda m: value(m.group(1)), path)
+    body = None
+    if "requestBody" in op:
+        body = {
+            "/phones": {"model": "walk"},
+            "/provisioning": {"phone_id": phone_id, "holder": HOLDER, "key_type": "p384",
+                              "mdoc_batch": 1, "pin": "1234", "password": "ABC123",
+                              "puk": "12345678"},
+            "/revocations": {"phone_id": phone_id, "reason": "keyCompromise"},
+            "/holds": {"phone_id": phone_id},
+            "/holds/release": {"phone_id": phone_id},
+            "/handovers": {"kind": "death", "holder_id": ids["holder_id"],
+                           "old_phone_id": phone_id},
+            "/drills": {"scenario": "death", "phones": 1},
+        }.get(path, {})
+    return method.upper(), url, body
+
+
+def _snapshot(ctx: Context, home: Path) -> dict:
+    with ctx.engine.connect() as conn:
+        counts = {t: conn.execute(sa.text(f'select count(*) from "{t}"')).scalar()
+                  for t in sa.inspect(conn).get_table_names()}
+        statuses = conn.execute(sa.text("select id, status from credentials")).fetchall()
+    phones = {p: sorted((f.name, f.stat().st_mtime_ns) for f in (home / "phones" / p).rglob("*"))
+              for p in wallet_sim.list_phones(home)}
+    return {"counts": counts, "statuses": sorted(statuses), "phones": phones}
+
+
+def test_every_protected_route_refuses_strangers_and_wrong_scopes(ctx: Context, home: Path):
+    app = create_app(ctx, job_workers=2)
+    client = TestClient(app)
+    phone_id = wallet_sim.create_phone(home)
+    from issuer.holders import attach_phone, register
+
+    holder_id = register(ctx.sessions, HOLDER)
+    attach_phone(ctx.sessions, holder_id, phone_id)
+    ids = {"holder_id": holder_id, "job_id": "1" * 32, "credential_id": "2" * 32,
+           "handover_id": "3" * 32}
+    tokens = {s: create_token(ctx.sessions, [s], f"walk-{s}")[1] for s in SCOPES}
+    revoked_id, revoked = create_token(ctx.sessions, ["operator"], "revoked")
+    revoke_token(ctx.sessions, revoked_id)
+    before = _snapshot(ctx, home)
+
+    doc = app.openapi()
+    protected = public = 0
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            scope = op.get("x-mcred-scope")
+            verb, url, body = _plausible(path, method, op, phone_id, ids)
+            if scope is None:
+                assert "security" not in op, f"{verb} {path} is public but asks for a token"
+                public += 1
+                continue
+            protected += 1
+            assert op.get("security") == [{"HTTPBearer": []}], f"{verb} {path}"
+            strangers = [{}, {"Authorization": "Bearer nonsense"},
+                         {"Authorization": f"Bearer {revoked}"},
+                         {"Authorization": f"Basic {tokens['operator']}"},
+                         {"Authorization": tokens["operator"]}]
+            for headers in strangers:
+                r = client.request(verb, url, json=body, headers=headers)
+                assert r.status_code == 401, (verb, path, headers, r.status_code, r.text)
+                assert r.headers["content-type"] == PROBLEM
+                assert r.json()["type"] == "/problems/unauthenticated"
+                assert r.headers["www-authenticate"].startswith("Bearer")
+            for s in SCOPES:
+                if s in (scope, "operator"):
+                    continue
+                r = client.request(verb, url, json=body,
+                                   headers={"Authorization": f"Bearer {tokens[s]}"})
+                assert r.status_code == 403, (verb, path, s, r.status_code, r.text)
+                assert r.headers["content-type"] == PROBLEM
+                assert r.json()["type"] == "/problems/forbidden"
+    # Every route is in the document and none of them is public by accident.
+    assert protected >= 15 and public >= 4
+    assert _snapshot(ctx, home) == before
+
+
+def test_public_material_needs_no_token(app):
+    c = TestClient(app)
+    assert c.get("/trust/iaca.pem").status_code == 200
+    assert c.get("/trust/jpki-sign-root.der").status_code == 200
+    r = c.post("/ocsp", content=b"\x30\x00", headers={"Content-Type": "application/ocsp-request"})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/ocsp-response"
+
+
+def test_a_job_is_visible_only_to_tokens_allowed_its_scope(ctx: Context, home: Path):
+    app = create_app(ctx, job_workers=1)
+    jobs = app.state.jobs
+    jobs.register("noop", lambda params, progress: {"ok": True})
+    issuer_job = jobs.submit("noop", {}, scope="issuer", actor="t")
+    operator_job = jobs.submit("noop", {}, scope="operator", actor="t")
+    jobs.wait(issuer_job.id)
+    jobs.wait(operator_job.id)
+    _, issuer_tok = create_token(ctx.sessions, ["issuer"])
+    c = TestClient(app)
+    h = {"Authorization": f"Bearer {issuer_tok}"}
+    assert c.get(f"/jobs/{issuer_job.id}", headers=h).json()["state"] == "succeeded"
+    r = c.get(f"/jobs/{operator_job.id}", headers=h)
+    assert r.status_code == 404 and r.headers["content-type"] == PROBLEM
+    listed = {j["id"] for j in c.get("/jobs", headers=h).json()["jobs"]}
+    assert issuer_job.id in listed and operator_job.id not in listed
+    jobs.shutdown()
