@@ -1,0 +1,222 @@
+"""Composition of a presentation (issue 6): a phone's wallet presents to a reader, in-process
+or over HTTP (the reader service of :mod:`reader.http`), carrying the same
+SessionEstablishment / SessionData bytes either way.
+
+Also a drill shortcut used by tests and benchmarks while ``mcred provision`` is not wired:
+:func:`personalise_mdoc_directly` opens SCP03 with the phone's factory keys, installs the
+mdoc applet and writes IssuerSigned records made by the caller's issuer code through the
+applet's own STORE DATA records (specs/mdoc-applet.md section 4).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from cryptography.hazmat.primitives import serialization
+from fastapi import FastAPI
+
+from protocols import cbor
+from protocols.gp import HostChannel, StaticKeys
+from protocols.mdoc import Check, SessionTranscript, VerificationResult
+from reader.http import ReaderService, reader_router
+from reader.pipeline import PipelineConfig, ReaderPipeline, StatusListCache
+from reader.session import DEFAULT_REQUEST, ReaderSession, RequestSpec
+from reader.trust import TrustStore
+from tsm import applets as tsm_applets
+from tsm import gp_commands
+from wallet_sim import app_dir, open_secure_element
+from wallet_sim.consent import ConsentPolicy
+from wallet_sim.wallet import DeviceAuthMode, Wallet, WalletEvent
+
+WALLET_STATE_FILE = "wallet.json"
+
+
+# -- wiring ----------------------------------------------------------------------------------
+
+
+def open_wallet(phone_id: str, home: Path | None, consent: ConsentPolicy, *,
+                device_auth: DeviceAuthMode = "signature",
+                clock: Callable[[], dt.datetime] | None = None) -> Wallet:
+    """The wallet app of a simulated phone, over its SE, its state in the app directory."""
+    se = open_secure_element(phone_id, home)
+    kwargs = {"clock": clock} if clock else {}
+    return Wallet(se.transmit, consent, device_auth=device_auth,
+                  state_path=app_dir(phone_id, home) / WALLET_STATE_FILE, **kwargs)
+
+
+def reader_pipeline(trust_pems: Sequence[Path | str] = (), *, trust: TrustStore | None = None,
+                    offline: bool = False, max_offline_age: dt.timedelta = dt.timedelta(hours=24),
+                    skew: dt.timedelta = dt.timedelta(minutes=5), require_status: bool = False,
+                    clock: Callable[[], dt.datetime] | None = None,
+                    fetcher=None) -> ReaderPipeline:
+    store = trust or TrustStore.from_pem_files(trust_pems)
+    kwargs = {"clock": clock} if clock else {}
+    return ReaderPipeline(store, config=PipelineConfig(skew=skew, require_status=require_status),
+                          status=StatusListCache(fetcher, offline=offline, max_offline_age=max_offline_age),
+                          **kwargs)
+
+
+def reader_app(service: ReaderService) -> FastAPI:
+    """The stand-alone reader service (``mcred reader serve``)."""
+    app = FastAPI(title="mcred reader", version="0.1.0")
+    app.include_router(reader_router(service))
+    return app
+
+
+# -- one presentation ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Presentation:
+    """What a presentation leaves behind: the verdict (result JSON shape), the wallet's view,
+    and the bytes needed to verify it again (``mcred verify``)."""
+
+    result: dict
+    wallet_events: tuple[WalletEvent, ...] = field(default=())
+    device_response: bytes | None = None
+    session_transcript: bytes | None = None
+    e_reader_private_key: bytes | None = None
+
+    @property
+    def valid(self) -> bool:
+        return bool(self.result.get("valid"))
+
+    def saved(self) -> bytes:
+        """The saved-transcript file (CBOR): what ``mcred verify`` reads."""
+        m: dict = {"deviceResponse": self.device_response or b"",
+                   "sessionTranscript": self.session_transcript or b""}
+        if self.e_reader_private_key:
+            m["eReaderPrivateKey"] = self.e_reader_private_key
+        return cbor.dumps(m)
+
+
+def _pkcs8(key) -> bytes | None:
+    if key is None:
+        return None
+    return key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def present_in_process(wallet: Wallet, reader: ReaderSession) -> Presentation:
+    session = wallet.start()
+    establishment = reader.start(session.engagement.bytes)
+    reply = session.receive(establishment)
+    outcome = reader.receive(reply or b"")
+    session.receive(reader.terminate())
+    st = outcome.session_transcript
+    return Presentation(outcome.result.to_json(), tuple(session.events), outcome.device_response,
+                        st.raw if st else None, _pkcs8(reader.e_reader_private_key))
+
+
+class PresentError(Exception):
+    """The reader could not be reached or answered outside the protocol."""
+
+
+def present_over_http(wallet: Wallet, reader_url: str, *, client: httpx.Client | None = None,
+                      timeout: float = 30.0) -> Presentation:
+    """The phone side over HTTP: POST the engagement (``mdoc:`` URI), answer the
+    SessionEstablishment, receive the reader's SessionData, fetch the verdict."""
+    own = client is None
+    client = client or httpx.Client(timeout=timeout)
+    base = reader_url.rstrip("/")
+    session = wallet.start()
+    try:
+        r = client.post(f"{base}/sessions", content=session.engagement.uri.encode(),
+                        headers={"Content-Type": "text/plain"})
+        if r.status_code != 201:
+            raise PresentError(f"reader refused the engagement: HTTP {r.status_code} {r.text[:200]}")
+        location = r.headers.get("location") or f"/sessions/{r.headers['x-session-id']}"
+        url = base + location
+        reply = session.receive(r.content)
+        r = client.post(url, content=reply or b"", headers={"Content-Type": "application/cbor"})
+        if r.status_code != 200:
+            raise PresentError(f"reader refused SessionData: HTTP {r.status_code} {r.text[:200]}")
+        session.receive(r.content)
+        r = client.get(f"{url}/result")
+        if r.status_code != 200:
+            raise PresentError(f"no verdict: HTTP {r.status_code} {r.text[:200]}")
+        result = r.json()
+    except httpx.HTTPError as exc:
+        raise PresentError(f"reader at {base}: {type(exc).__name__}: {exc}") from exc
+    finally:
+        if own:
+            client.close()
+    return Presentation(result, tuple(session.events), session.device_response,
+                        session.transcript.raw if session.transcript else None)
+
+
+def verify_saved(data: bytes, pipeline: ReaderPipeline, *, now: dt.datetime | None = None) -> VerificationResult:
+    """Verify a saved transcript (see :meth:`Presentation.saved`) with the reader pipeline."""
+    try:
+        m = cbor.loads(data)
+        response, transcript = m["deviceResponse"], m["sessionTranscript"]
+        key = m.get("eReaderPrivateKey")
+        reader_key = serialization.load_der_private_key(key, None) if key else None
+        st = SessionTranscript.decode(transcript)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is one failed check
+        return VerificationResult((Check("saved_transcript", False, f"unreadable: {type(exc).__name__}: {exc}"),))
+    return pipeline.verify(response, session_transcript=st, reader_private_key=reader_key, now=now)
+
+
+def new_reader_session(pipeline: ReaderPipeline, requests: Sequence[RequestSpec] = (DEFAULT_REQUEST,),
+                       **kwargs) -> ReaderSession:
+    return ReaderSession(list(requests), pipeline, **kwargs)
+
+
+# -- drill shortcut: personalise the mdoc applet directly -----------------------------------
+
+
+FACTORY_KEYS = StaticKeys(*(bytes.fromhex("404142434445464748494A4B4C4D4E4F"),) * 3)
+
+
+def _scp03(transmit: Callable[[bytes], bytes]) -> Callable[[bytes], bytes]:
+    host = HostChannel(FACTORY_KEYS, 0x33, os.urandom(8), kvn=0, sd_aid=gp_commands.ISD_AID)
+    select = gp_commands.select(gp_commands.ISD_AID).to_bytes()
+    if transmit(select)[-2:] != b"\x90\x00":
+        raise RuntimeError("ISD not selectable")
+    r = transmit(host.initialize_update())
+    r = transmit(host.on_initialize_update_response(r))
+    host.on_external_authenticate_response(r)
+
+    def send(apdu: bytes) -> bytes:
+        out = host.unwrap(transmit(host.wrap(apdu)))
+        if out[-2:] != b"\x90\x00":
+            raise RuntimeError(f"SE answered {out[-2:].hex().upper()} to {apdu[:4].hex().upper()}")
+        return out[:-2]
+
+    return send
+
+
+def personalise_mdoc_directly(
+    transmit: Callable[[bytes], bytes],
+    slots: Sequence[int],
+    challenge_for: Callable[[int], bytes],
+    issue: Callable[[int, bytes, bytes], bytes],
+) -> dict[int, bytes]:
+    """Install the mdoc applet, generate one device key per slot in the SE, have ``issue(slot,
+    spki, proof)`` (proof over ``challenge_for(slot) || spki``) make each IssuerSigned, write
+    them. Returns ``{slot: IssuerSigned}``. Uses the phone's factory SCP03 keys."""
+    ref = tsm_applets.MDOC
+    send = _scp03(transmit)
+    send(gp_commands.install_for_install(ref.load_file_aid, ref.module_aid, ref.instance_aid).to_bytes())
+
+    def perso(stream: bytes) -> bytes:
+        send(gp_commands.install_for_personalization(ref.instance_aid).to_bytes())
+        out = b""
+        for cmd in gp_commands.store_data_blocks(stream):
+            out = send(cmd.to_bytes())
+        return out
+
+    perso(tsm_applets.mdoc_generate(list(slots), os.urandom(32)))
+    out: dict[int, bytes] = {}
+    for slot in slots:
+        answer = perso(tsm_applets.mdoc_prove(slot, challenge_for(slot)))
+        (kp,) = tsm_applets.parse_mdoc_keys(tsm_applets.answer_of(answer, tsm_applets.MDOC_PROVE, "PROVE"))
+        out[slot] = issue(slot, kp.spki, kp.proof)
+        perso(tsm_applets.mdoc_write(slot, out[slot]))
+    return out

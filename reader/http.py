@@ -1,0 +1,165 @@
+"""The reader as an HTTP service: the session messages of ISO/IEC 18013-5 carried in POST
+bodies, byte for byte (a transport adapter around :class:`reader.session.ReaderSession`).
+
+* ``POST /sessions``: body the DeviceEngagement (CBOR, ``application/cbor``) or its QR
+  text ``mdoc:...``; answers ``201`` with the SessionEstablishment (``application/cbor``),
+  ``Location: /sessions/{id}``.
+* ``POST /sessions/{id}``: body the wallet's SessionData; answers the reader's SessionData
+  (status 20: the reader has what it asked for and ends the session).
+* ``GET /sessions/{id}/result``: the verdict, ``{"valid", "checks", "documents"}``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from protocols import cbor
+from reader.errors import ReaderSessionError
+from reader.session import ReaderOutcome, ReaderSession, RequestSpec, Verifier
+
+CBOR = "application/cbor"
+MAX_BODY = 1024 * 1024
+
+
+@dataclass
+class _Entry:
+    session: ReaderSession
+    created: dt.datetime
+    outcome: ReaderOutcome | None = None
+
+
+class ReaderService:
+    """Sessions by id, bounded in number and age; one verifier (pipeline) for all."""
+
+    def __init__(
+        self,
+        verifier: Verifier,
+        requests: Sequence[RequestSpec],
+        *,
+        reader_signer=None,
+        reader_chain: Sequence[bytes] = (),
+        session_ttl: dt.timedelta = dt.timedelta(minutes=5),
+        max_sessions: int = 1000,
+        save_dir: Path | None = None,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self.verifier = verifier
+        self.requests = list(requests)
+        self.reader_signer = reader_signer
+        self.reader_chain = list(reader_chain)
+        self.session_ttl = session_ttl
+        self.max_sessions = max_sessions
+        self.save_dir = save_dir
+        self.clock = clock
+        self._sessions: OrderedDict[str, _Entry] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _prune(self, now: dt.datetime) -> None:
+        while self._sessions:
+            sid, entry = next(iter(self._sessions.items()))
+            if len(self._sessions) < self.max_sessions and now - entry.created < self.session_ttl:
+                break
+            del self._sessions[sid]
+
+    def open(self, engagement: bytes | str) -> tuple[str, bytes]:
+        session = ReaderSession(self.requests, self.verifier, reader_signer=self.reader_signer,
+                                reader_chain=self.reader_chain)
+        establishment = session.start(engagement)
+        sid = secrets.token_urlsafe(16)
+        now = self.clock()
+        with self._lock:
+            self._prune(now)
+            self._sessions[sid] = _Entry(session, now)
+        return sid, establishment
+
+    def _get(self, sid: str) -> _Entry | None:
+        with self._lock:
+            self._prune(self.clock())
+            return self._sessions.get(sid)
+
+    def message(self, sid: str, data: bytes) -> bytes | None:
+        entry = self._get(sid)
+        if entry is None:
+            return None
+        outcome = entry.session.receive(data)
+        entry.outcome = outcome
+        if self.save_dir is not None and outcome.device_response is not None:
+            self._save(sid, entry)
+        return entry.session.terminate()
+
+    def outcome(self, sid: str) -> ReaderOutcome | None | bool:
+        """The outcome, None for an unknown session, False while pending."""
+        entry = self._get(sid)
+        if entry is None:
+            return None
+        return entry.outcome or False
+
+    def _save(self, sid: str, entry: _Entry) -> None:
+        from cryptography.hazmat.primitives import serialization
+
+        key = entry.session.e_reader_private_key
+        m = {"deviceResponse": entry.outcome.device_response,
+             "sessionTranscript": entry.outcome.session_transcript.raw}
+        if key is not None:
+            m["eReaderPrivateKey"] = key.private_bytes(
+                serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        self.save_dir.mkdir(parents=True, exist_ok=True)
+        (self.save_dir / f"{sid}.cbor").write_bytes(cbor.dumps(m))
+
+
+async def _body(request: Request) -> bytes:
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise HTTPException(413, f"body over {MAX_BODY} bytes")
+    return body
+
+
+def reader_router(service: ReaderService) -> APIRouter:
+    router = APIRouter(tags=["reader"])
+
+    @router.post("/sessions", status_code=201, response_class=Response,
+                 responses={201: {"content": {CBOR: {}}}, 400: {}})
+    async def open_session(request: Request) -> Response:
+        body = await _body(request)
+        engagement: bytes | str = body
+        if body.startswith(b"mdoc:"):
+            try:
+                engagement = body.decode("ascii").strip()
+            except UnicodeDecodeError:
+                raise HTTPException(400, "engagement URI is not ASCII") from None
+        try:
+            sid, establishment = await run_in_threadpool(service.open, engagement)
+        except ReaderSessionError as exc:
+            raise HTTPException(400, str(exc)) from None
+        return Response(establishment, status_code=201, media_type=CBOR,
+                        headers={"Location": f"/sessions/{sid}", "X-Session-Id": sid})
+
+    @router.post("/sessions/{sid}", response_class=Response,
+                 responses={200: {"content": {CBOR: {}}}, 404: {}})
+    async def session_data(sid: str, request: Request) -> Response:
+        body = await _body(request)
+        reply = await run_in_threadpool(service.message, sid, body)
+        if reply is None:
+            raise HTTPException(404, "no such session")
+        return Response(reply, media_type=CBOR)
+
+    @router.get("/sessions/{sid}/result")
+    def result(sid: str) -> JSONResponse:
+        outcome = service.outcome(sid)
+        if outcome is None:
+            raise HTTPException(404, "no such session")
+        if outcome is False:
+            raise HTTPException(409, "no response received yet")
+        return JSONResponse(outcome.result.to_json())
+
+    return router

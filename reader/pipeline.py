@@ -1,0 +1,425 @@
+"""The reader's verification pipeline (ISO/IEC 18013-5:2021 §9.3; Annex B; draft-ietf-oauth-
+status-list §8, §13.7) on top of :class:`protocols.mdoc.MdocVerifier`.
+
+Built-in checks of protocols/mdoc (DS chain to a trusted IACA, issuer signature, MSO, docType,
+digests, device authentication over this session's SessionTranscript) plus, named:
+
+* ``validity``: validFrom/validUntil at the injectable clock with a configurable skew
+  (replaces the strict built-in one); ``mso_signed_within_ds_validity``;
+* ``iaca_profile`` / ``ds_profile``: Annex B Tables B.1 / B.3 (``protocols.iaca``);
+* ``trust_anchor_scope``: the IACA may vouch for this docType (VICAL scope);
+* ``key_authorizations``: device-signed elements allowed by deviceKeyInfo.keyAuthorizations;
+* ``status_list_signature``, ``status_list_freshness``, ``revocation_status``: the Status
+  List Token is fetched by URI over HTTP (cache bounded by its ttl, the HTTP max-age and its
+  exp, revalidated with If-None-Match), verified to the same IACA, and the MSO's index read.
+  Offline, the cached list is used up to a configured maximum age and the reasons say so.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from protocols import cbor, iaca
+from protocols.mdoc import (
+    Check,
+    DisclosedDocument,
+    DocumentContext,
+    MdocDecodeError,
+    MdocError,
+    MdocVerifier,
+    SessionTranscript,
+    VerificationResult,
+)
+from protocols.mdoc.verify import RESPONSE_STATUS, VALIDITY
+from protocols.status import (
+    Status,
+    StatusIndexError,
+    StatusListError,
+    StatusListToken,
+    decode_status_list_token,
+    verify_status_list_token,
+)
+from reader.trust import TrustStore
+
+IACA_PROFILE = "iaca_profile"
+DS_PROFILE = "ds_profile"
+TRUST_ANCHOR_SCOPE = "trust_anchor_scope"
+MSO_SIGNED_WITHIN_DS = "mso_signed_within_ds_validity"
+KEY_AUTHORIZATIONS = "key_authorizations"
+STATUS_LIST_SIGNATURE = "status_list_signature"
+STATUS_LIST_FRESHNESS = "status_list_freshness"
+REVOCATION_STATUS = "revocation_status"
+STATUS_CHECKS = (STATUS_LIST_SIGNATURE, STATUS_LIST_FRESHNESS, REVOCATION_STATUS)
+
+DEFAULT_CACHE_SECONDS = 300  # when neither ttl nor max-age bounds a list
+_STATUS_WORDS = {Status.VALID: "VALID", Status.INVALID: "revoked (INVALID)", Status.SUSPENDED: "SUSPENDED"}
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+# -- fetching ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HttpAnswer:
+    status: int
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+
+class FetchError(Exception):
+    """The list could not be fetched (network, HTTP error)."""
+
+
+Fetcher = Callable[[str, str | None], HttpAnswer]
+
+
+class HttpxFetcher:
+    """GET with ``If-None-Match``; a bounded body."""
+
+    def __init__(self, client: httpx.Client | None = None, *, timeout: float = 5.0,
+                 max_bytes: int = 16 * 1024 * 1024) -> None:
+        self.client = client or httpx.Client(timeout=timeout, follow_redirects=False)
+        self.max_bytes = max_bytes
+
+    def __call__(self, uri: str, etag: str | None) -> HttpAnswer:
+        headers = {"Accept": "application/statuslist+cwt"}
+        if etag:
+            headers["If-None-Match"] = etag
+        try:
+            r = self.client.get(uri, headers=headers)
+        except httpx.HTTPError as exc:
+            raise FetchError(f"GET {uri}: {type(exc).__name__}: {exc}") from exc
+        if len(r.content) > self.max_bytes:
+            raise FetchError(f"GET {uri}: body over {self.max_bytes} bytes")
+        return HttpAnswer(r.status_code, r.content, {k.lower(): v for k, v in r.headers.items()})
+
+
+_MAX_AGE = re.compile(r"max-age=(\d+)")
+
+
+def _max_age(headers: Mapping[str, str]) -> int | None:
+    m = _MAX_AGE.search(headers.get("cache-control", ""))
+    return int(m.group(1)) if m else None
+
+
+# -- the status list cache -------------------------------------------------------------------
+
+
+@dataclass
+class CachedList:
+    uri: str
+    token_bytes: bytes
+    etag: str | None
+    fetched_at: dt.datetime
+    max_age: int | None
+    token: StatusListToken | None = None  # set once verified
+    verified_with: bytes | None = None  # anchor fingerprint
+
+    def lifetime(self) -> int:
+        bounds = [b for b in (self.token.header.ttl if self.token else None, self.max_age) if b is not None]
+        return min(bounds) if bounds else DEFAULT_CACHE_SECONDS
+
+    def fresh(self, now: dt.datetime) -> bool:
+        exp = self.token.header.exp if self.token else None
+        return now < self.fetched_at + dt.timedelta(seconds=self.lifetime()) and (exp is None or now < exp)
+
+
+@dataclass(frozen=True)
+class StatusOutcome:
+    checks: tuple[Check, ...]
+
+
+class StatusListCache:
+    """Status List Tokens by URI: fetched, verified, revalidated; offline use bounded."""
+
+    def __init__(self, fetcher: Fetcher | None = None, *, offline: bool = False,
+                 max_offline_age: dt.timedelta = dt.timedelta(hours=24)) -> None:
+        self.fetcher = fetcher or HttpxFetcher()
+        self.offline = offline
+        self.max_offline_age = max_offline_age
+        self._entries: dict[str, CachedList] = {}
+        self._lock = threading.Lock()
+        self.fetches = 0
+        self.revalidations = 0
+
+    def entry(self, uri: str) -> CachedList | None:
+        return self._entries.get(uri)
+
+    def _verify(self, entry: CachedList, anchors: list[x509.Certificate], now: dt.datetime) -> Check:
+        """Signature and chain (trust), independent of the token's times."""
+        if entry.token is not None:
+            return Check(STATUS_LIST_SIGNATURE, True, f"{entry.uri}: verified earlier (same bytes)")
+        try:
+            header = decode_status_list_token(entry.token_bytes).header
+        except StatusListError as exc:
+            return Check(STATUS_LIST_SIGNATURE, False, f"{entry.uri}: {exc}")
+        # times are checked separately (freshness): verify the signature as of the token's iat
+        at = now if header.exp is None or now < header.exp else header.iat
+        errors = []
+        for anchor in anchors:
+            try:
+                token = verify_status_list_token(entry.token_bytes, trust_anchor=anchor, uri=entry.uri, now=at)
+            except StatusListError as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+                continue
+            entry.token = token
+            entry.verified_with = anchor.fingerprint(hashes.SHA256())
+            return Check(STATUS_LIST_SIGNATURE, True,
+                         f"{entry.uri}: signed by {token.header.signer.subject.rfc4514_string()} under "
+                         f"{anchor.subject.rfc4514_string()}")
+        return Check(STATUS_LIST_SIGNATURE, False, f"{entry.uri}: " + ("; ".join(errors) or "no trust anchor"))
+
+    def _freshness(self, entry: CachedList, now: dt.datetime, note: str) -> Check:
+        try:
+            header = entry.token.header if entry.token else decode_status_list_token(entry.token_bytes).header
+        except StatusListError as exc:
+            return Check(STATUS_LIST_FRESHNESS, False, f"{entry.uri}: {exc}")
+        if header.iat > now + dt.timedelta(seconds=60):
+            return Check(STATUS_LIST_FRESHNESS, False, f"iat {cbor.tdate_text(header.iat)} is in the future")
+        if header.exp is not None and now >= header.exp:
+            return Check(STATUS_LIST_FRESHNESS, False, f"{note}list expired at {cbor.tdate_text(header.exp)}")
+        age = now - entry.fetched_at
+        if self.offline:
+            if age > self.max_offline_age:
+                return Check(STATUS_LIST_FRESHNESS, False,
+                             f"OFFLINE: cached list fetched {cbor.tdate_text(entry.fetched_at)} is {age} old, "
+                             f"beyond the maximum offline age {self.max_offline_age}")
+            return Check(STATUS_LIST_FRESHNESS, True,
+                         f"OFFLINE: cached list fetched {cbor.tdate_text(entry.fetched_at)} ({age} old, "
+                         f"max {self.max_offline_age})")
+        if header.ttl is not None and age > dt.timedelta(seconds=header.ttl):
+            return Check(STATUS_LIST_FRESHNESS, False,
+                         f"{note}list fetched {cbor.tdate_text(entry.fetched_at)} is {age} old, beyond its "
+                         f"ttl of {header.ttl} s")
+        return Check(STATUS_LIST_FRESHNESS, True,
+                     f"{note}fetched {cbor.tdate_text(entry.fetched_at)}, ttl {header.ttl} s"
+                     + (f", exp {cbor.tdate_text(header.exp)}" if header.exp else ""))
+
+    def _refresh(self, uri: str, entry: CachedList | None, now: dt.datetime) -> tuple[CachedList | None, str]:
+        """Fetch or revalidate; on failure keep the old entry and say why."""
+        try:
+            answer = self.fetcher(uri, entry.etag if entry else None)
+        except FetchError as exc:
+            return entry, f"refresh failed ({exc}); "
+        if answer.status == 304 and entry is not None:
+            self.revalidations += 1
+            entry.fetched_at = now
+            entry.max_age = _max_age(answer.headers)
+            return entry, "revalidated (304); "
+        if answer.status != 200:
+            return entry, f"refresh failed (HTTP {answer.status}); "
+        self.fetches += 1
+        if entry is not None and entry.token_bytes == answer.body:
+            entry.fetched_at, entry.max_age = now, _max_age(answer.headers)
+            entry.etag = answer.headers.get("etag")
+            return entry, "refetched (unchanged); "
+        new = CachedList(uri, answer.body, answer.headers.get("etag"), now, _max_age(answer.headers))
+        self._entries[uri] = new
+        return new, "fetched; "
+
+    def lookup(self, uri: str, index: int, anchors: list[x509.Certificate], now: dt.datetime) -> StatusOutcome:
+        with self._lock:
+            entry = self._entries.get(uri)
+            note = ""
+            if self.offline:
+                if entry is None:
+                    fail = f"OFFLINE: no cached list for {uri}"
+                    return StatusOutcome(tuple(Check(n, False, fail) for n in STATUS_CHECKS))
+            elif entry is None or not entry.fresh(now):
+                entry, note = self._refresh(uri, entry, now)
+                if entry is None:
+                    fail = f"{note}no list for {uri}"
+                    return StatusOutcome(tuple(Check(n, False, fail) for n in STATUS_CHECKS))
+            sig = self._verify(entry, anchors, now)
+            fresh = self._freshness(entry, now, note)
+        if not sig.passed:
+            return StatusOutcome((sig, fresh, Check(REVOCATION_STATUS, False, "not checked: list not trusted")))
+        try:
+            value = entry.token.status(index)
+        except StatusIndexError as exc:
+            return StatusOutcome((sig, fresh, Check(REVOCATION_STATUS, False, f"index {index}: {exc}")))
+        word = _STATUS_WORDS.get(value, f"status {value} (application-specific)")
+        prefix = "OFFLINE: " if self.offline else ""
+        return StatusOutcome((sig, fresh, Check(REVOCATION_STATUS, value == Status.VALID,
+                                                f"{prefix}index {index} of {uri}: {word}")))
+
+
+# -- the pipeline ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    skew: dt.timedelta = dt.timedelta(minutes=5)
+    require_status: bool = False
+    """Refuse an MSO without a status reference (default: say so and pass)."""
+    check_profiles: bool = True
+
+
+class _Call(threading.local):
+    def __init__(self) -> None:
+        self.replace: dict[int, Check] = {}
+        self.docs: list[tuple[tuple[Check, ...], list[Check], DisclosedDocument | None]] = []
+
+
+class ReaderPipeline:
+    """Trust store + clock + status cache around a chain-caching :class:`MdocVerifier`."""
+
+    def __init__(
+        self,
+        trust: TrustStore,
+        *,
+        clock: Callable[[], dt.datetime] = utcnow,
+        config: PipelineConfig = PipelineConfig(),
+        status: StatusListCache | None = None,
+    ) -> None:
+        self.trust = trust
+        self.clock = clock
+        self.config = config
+        self.status = status or StatusListCache()
+        self._verifier = MdocVerifier(trust.certificates, extra_checks=[self._extra])
+        self._profiles: dict[tuple[bytes, bytes], tuple[dt.datetime, dt.datetime, tuple[Check, Check]]] = {}
+        self._call = _Call()
+
+    # -- entry point -----------------------------------------------------------------
+
+    def verify(
+        self,
+        response: bytes,
+        *,
+        session_transcript: SessionTranscript | bytes | None,
+        reader_private_key: ec.EllipticCurvePrivateKey | None = None,
+        now: dt.datetime | None = None,
+    ) -> VerificationResult:
+        now = now or self.clock()
+        call = self._call
+        call.replace, call.docs = {}, []
+        try:
+            core = self._verifier.verify(response, session_transcript=session_transcript, now=now,
+                                         reader_private_key=reader_private_key)
+        except MdocDecodeError as exc:
+            return VerificationResult((Check(RESPONSE_STATUS, False, f"not a DeviceResponse: {exc}"),))
+        except MdocError as exc:
+            return VerificationResult((Check(RESPONSE_STATUS, False, f"unverifiable: {exc}"),))
+        checks = [call.replace.get(id(c), c) for c in core.checks]
+        documents = []
+        for core_checks, extras, disclosed in call.docs:
+            final = [call.replace.get(id(c), c) for c in core_checks] + extras
+            if disclosed is not None and all(c.passed for c in final):
+                documents.append(disclosed)
+        return VerificationResult(tuple(checks), tuple(documents))
+
+    # -- extra checks, per document ----------------------------------------------------
+
+    def _extra(self, ctx: DocumentContext) -> list[Check]:
+        out: list[Check] = []
+        mso, now, skew = ctx.mso, ctx.now, self.config.skew
+        v = mso.validity_info
+        core_validity = next((c for c in ctx.checks if c.name == VALIDITY), None)
+        ok = v.valid_from - skew <= now <= v.valid_until + skew
+        mine = Check(VALIDITY, ok, f"{ctx.document.doc_type}: {cbor.tdate_text(now)} "
+                     f"{'within' if ok else 'outside'} validFrom {cbor.tdate_text(v.valid_from)} .. "
+                     f"validUntil {cbor.tdate_text(v.valid_until)} (skew {skew})")
+        if core_validity is not None:
+            self._call.replace[id(core_validity)] = mine
+        chain = ctx.ds_chain
+        if chain is None:
+            out.append(Check(MSO_SIGNED_WITHIN_DS, False, "not checked: no trusted DS certificate"))
+        else:
+            leaf = chain.leaf
+            inside = leaf.not_valid_before_utc <= v.signed <= leaf.not_valid_after_utc
+            out.append(Check(MSO_SIGNED_WITHIN_DS, inside,
+                             f"signed {cbor.tdate_text(v.signed)} {'within' if inside else 'OUTSIDE'} DS validity "
+                             f"{cbor.tdate_text(leaf.not_valid_before_utc)} .. {cbor.tdate_text(leaf.not_valid_after_utc)}"))
+        out += self._profile_checks(ctx)
+        out.append(self._key_authorizations(ctx))
+        out += self._status(ctx)
+        disclosed = None
+        try:
+            elements = {ns: {i.element_identifier: i.element_value for i in items}
+                        for ns, items in ctx.document.issuer_signed.items().items()}
+            disclosed = DisclosedDocument(ctx.document.doc_type, elements)
+        except MdocError:
+            disclosed = None
+        self._call.docs.append((ctx.checks, out, disclosed))
+        return out
+
+    def _profile_checks(self, ctx: DocumentContext) -> list[Check]:
+        chain = ctx.ds_chain
+        if chain is None:
+            why = "not checked: DS chain to a trusted IACA failed"
+            return [Check(IACA_PROFILE, False, why), Check(DS_PROFILE, False, why), Check(TRUST_ANCHOR_SCOPE, False, why)]
+        anchor = self.trust.anchor_for(chain.anchor)
+        scope_ok = anchor is not None and anchor.allows(ctx.document.doc_type)
+        scope = Check(TRUST_ANCHOR_SCOPE, scope_ok,
+                      f"{chain.anchor.subject.rfc4514_string()} "
+                      + ("may vouch for " if scope_ok else "is NOT trusted for ") + ctx.document.doc_type)
+        if not self.config.check_profiles:
+            return [scope]
+        key = (chain.leaf.fingerprint(hashes.SHA256()), chain.anchor.fingerprint(hashes.SHA256()))
+        hit = self._profiles.get(key)
+        if hit is None or not hit[0] <= ctx.now <= hit[1]:
+            iaca_rules = iaca.check_iaca(chain.anchor, ctx.now, country=None)
+            ds_rules = iaca.check_document_signer(chain.leaf, chain.anchor, ctx.now)
+            pair = (_summary(IACA_PROFILE, iaca_rules, "Annex B Table B.1"),
+                    _summary(DS_PROFILE, ds_rules, "Annex B Table B.3"))
+            hit = (chain.not_before, chain.not_after, pair)
+            if len(self._profiles) > 256:
+                self._profiles.clear()
+            self._profiles[key] = hit
+        return [*hit[2], scope]
+
+    @staticmethod
+    def _key_authorizations(ctx: DocumentContext) -> Check:
+        auth = ctx.mso.device_key_info.key_authorizations
+        if auth is None:
+            return Check(KEY_AUTHORIZATIONS, True, "none declared")
+        try:
+            signed = ctx.document.device_signed.name_spaces()
+        except MdocError as exc:
+            return Check(KEY_AUTHORIZATIONS, False, f"DeviceNameSpaces unreadable: {exc}")
+        whole = auth.get("nameSpaces") or []
+        elements = auth.get("dataElements") or {}
+        if not isinstance(whole, list | tuple) or not isinstance(elements, Mapping):
+            return Check(KEY_AUTHORIZATIONS, False, "keyAuthorizations malformed")
+        for ns, items in signed.items():
+            for ident in items:
+                if ns not in whole and ident not in (elements.get(ns) or ()):
+                    return Check(KEY_AUTHORIZATIONS, False, f"device-signed {ns}/{ident} not authorized for the device key")
+        n = sum(map(len, signed.values()))
+        return Check(KEY_AUTHORIZATIONS, True, f"{n} device-signed element(s) authorized")
+
+    def _status(self, ctx: DocumentContext) -> list[Check]:
+        ref = ctx.mso.status.status_list if ctx.mso.status else None
+        if ref is None:
+            ok = not self.config.require_status
+            return [Check(REVOCATION_STATUS, ok, "MSO carries no status_list reference"
+                          + ("" if ok else " (required by this reader)"))]
+        anchors = [ctx.ds_chain.anchor] if ctx.ds_chain else []
+        if not anchors:
+            why = "not checked: no trusted DS chain to anchor the status list"
+            return [Check(n, False, why) for n in STATUS_CHECKS]
+        return list(self.status.lookup(ref.uri, ref.idx, anchors, ctx.now).checks)
+
+
+def _summary(name: str, rules: list, what: str) -> Check:
+    bad = [r for r in rules if not r.passed]
+    if bad:
+        return Check(name, False, "; ".join(f"{r.name}: {r.reason}" for r in bad))
+    return Check(name, True, f"{len(rules)} rules of {what} pass")
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]

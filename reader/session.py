@@ -1,0 +1,180 @@
+"""The reader's side of an mdoc session, sans-I/O (ISO/IEC 18013-5:2021 §9.1.1, §8.3.2.1.2.1).
+
+``start(engagement)`` takes the DeviceEngagement (bytes, or the ``mdoc:`` QR URI) and gives
+the SessionEstablishment bytes (EReaderKey + encrypted DeviceRequest, optionally with
+readerAuth §9.1.4); ``receive(session_data)`` takes the wallet's SessionData and gives a
+:class:`ReaderOutcome` with the verdict of the pipeline over THIS session's transcript;
+``terminate()`` gives SessionData status 20. Nothing here raises on the wallet's bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from protocols.cose import CoseKey, CoseSigner
+from protocols.mdoc import (
+    Check,
+    DeviceEngagement,
+    DeviceRequest,
+    DocRequest,
+    ItemsRequest,
+    MdocError,
+    SessionData,
+    SessionEncryption,
+    SessionEstablishment,
+    SessionTranscript,
+    VerificationResult,
+)
+from protocols.mdoc.session import SESSION_STATUS_TERMINATION
+from reader.errors import ReaderSessionError, RequestSpecError
+
+SESSION = "session"
+CARDSUB_DOCTYPE = "jp.mcred.mynumber.cardsub.1"
+
+
+@dataclass(frozen=True)
+class RequestSpec:
+    """What the reader asks for one docType: namespace -> identifier -> IntentToRetain."""
+
+    doc_type: str
+    items: Mapping[str, Mapping[str, bool]] = field(hash=False)
+
+    @classmethod
+    def parse(cls, doc_type: str, specs: Sequence[str], *, retain: bool = False) -> RequestSpec:
+        """From ``NS:ID`` strings (``NS:ID!`` marks intent to retain)."""
+        items: dict[str, dict[str, bool]] = {}
+        for s in specs:
+            for part in filter(None, (p.strip() for p in s.split(","))):
+                ns, sep, ident = part.rpartition(":")
+                if not sep or not ns or not ident:
+                    raise RequestSpecError(f"{part!r}: expected NAMESPACE:IDENTIFIER")
+                keep = ident.endswith("!")
+                items.setdefault(ns, {})[ident.rstrip("!")] = retain or keep
+        if not items:
+            raise RequestSpecError("no items requested")
+        return cls(doc_type, items)
+
+    def to_json(self) -> dict:
+        return {"docType": self.doc_type, "nameSpaces": {ns: dict(v) for ns, v in self.items.items()}}
+
+
+DEFAULT_REQUEST = RequestSpec(CARDSUB_DOCTYPE, {CARDSUB_DOCTYPE: {
+    "family_name": False, "given_name": False, "birth_date": False, "age_over_20": False,
+    "document_number": False, "portrait": False,
+}})
+
+
+class Verifier(Protocol):
+    def verify(self, response: bytes, *, session_transcript: SessionTranscript | bytes | None,
+               reader_private_key: ec.EllipticCurvePrivateKey | None = None) -> VerificationResult: ...
+
+
+@dataclass(frozen=True)
+class ReaderOutcome:
+    result: VerificationResult
+    device_response: bytes | None = None
+    session_transcript: SessionTranscript | None = None
+    wallet_status: int | None = None
+
+    @property
+    def valid(self) -> bool:
+        return self.result.valid
+
+
+class ReaderSession:
+    def __init__(
+        self,
+        requests: Sequence[RequestSpec],
+        verifier: Verifier,
+        *,
+        reader_signer: CoseSigner | None = None,
+        reader_chain: Sequence[bytes] = (),
+    ) -> None:
+        if not requests:
+            raise ReaderSessionError("a reader session needs at least one RequestSpec")
+        if reader_signer is not None and not reader_chain:
+            raise ReaderSessionError("readerAuth needs the reader certificate chain")
+        self.requests = tuple(requests)
+        self.verifier = verifier
+        self.reader_signer = reader_signer
+        self.reader_chain = list(reader_chain)
+        self.state: Literal["idle", "awaiting_response", "done"] = "idle"
+        self.transcript: SessionTranscript | None = None
+        self.outcome: ReaderOutcome | None = None
+        self._key: ec.EllipticCurvePrivateKey | None = None
+        self._crypto: SessionEncryption | None = None
+
+    @property
+    def e_reader_private_key(self) -> ec.EllipticCurvePrivateKey | None:
+        """The ephemeral key (kept to verify a deviceMac, and for saved transcripts)."""
+        return self._key
+
+    def start(self, engagement: bytes | str) -> bytes:
+        if self.state != "idle":
+            raise ReaderSessionError(f"start: session is {self.state}")
+        try:
+            de = (DeviceEngagement.from_qr_uri(engagement) if isinstance(engagement, str)
+                  else DeviceEngagement.decode(engagement))
+            curve = de.e_device_key.public_key().curve
+        except MdocError as exc:
+            raise ReaderSessionError(f"DeviceEngagement: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - CoseKeyError and friends from a bad key
+            raise ReaderSessionError(f"DeviceEngagement EDeviceKey: {exc}") from exc
+        self._key = ec.generate_private_key(curve)
+        e_reader_key = CoseKey.from_public_key(self._key.public_key())
+        self.transcript = SessionTranscript.build(de.encode(), e_reader_key, None)
+        try:
+            self._crypto = SessionEncryption.for_reader(self._key, de.e_device_key, self.transcript)
+        except MdocError as exc:
+            raise ReaderSessionError(f"session keys: {exc}") from exc
+        docs = []
+        for r in self.requests:
+            items = ItemsRequest.build(r.doc_type, r.items)
+            docs.append(DocRequest.build(items, reader_signer=self.reader_signer,
+                                         reader_chain=self.reader_chain or None,
+                                         session_transcript=self.transcript if self.reader_signer else None))
+        request = DeviceRequest(tuple(docs)).encode()
+        self.state = "awaiting_response"
+        return SessionEstablishment.build(e_reader_key, self._crypto.encrypt(request)).encode()
+
+    def _finish(self, outcome: ReaderOutcome) -> ReaderOutcome:
+        self.state = "done"
+        self.outcome = outcome
+        return outcome
+
+    def _failed(self, reason: str, status: int | None = None) -> ReaderOutcome:
+        return self._finish(ReaderOutcome(VerificationResult((Check(SESSION, False, reason),)),
+                                          session_transcript=self.transcript, wallet_status=status))
+
+    def receive(self, message: bytes) -> ReaderOutcome:
+        if self.state != "awaiting_response":
+            return self.outcome or self._failed(f"no response expected: session is {self.state}")
+        try:
+            sd = SessionData.decode(message)
+        except MdocError as exc:
+            return self._failed(f"SessionData: {exc}")
+        except Exception as exc:  # noqa: BLE001 - the reader's boundary
+            return self._failed(f"SessionData unreadable: {type(exc).__name__}")
+        if sd.data is None:
+            return self._failed(f"wallet ended the session with status {sd.status}", sd.status)
+        try:
+            plaintext = self._crypto.decrypt(sd.data)
+        except MdocError as exc:
+            return self._failed(f"SessionData: {exc}", sd.status)
+        session_check = Check(SESSION, True, "SessionData decrypted (AES-256-GCM, SKDevice)")
+        try:
+            result = self.verifier.verify(plaintext, session_transcript=self.transcript,
+                                          reader_private_key=self._key)
+        except Exception as exc:  # noqa: BLE001 - a verifier bug must not take the reader down
+            result = VerificationResult((Check("response_status", False, f"verifier error: {type(exc).__name__}: {exc}"),))
+        result = VerificationResult((session_check, *result.checks), result.documents)
+        return self._finish(ReaderOutcome(result, plaintext, self.transcript, sd.status))
+
+    def terminate(self) -> bytes:
+        self.state = "done"
+        self._crypto = None
+        return SessionData(status=SESSION_STATUS_TERMINATION).encode()

@@ -1,0 +1,157 @@
+"""The reader's trust store: IACA certificates (trust anchors for document signers and
+status-list signers), from PEM files or imported from a VICAL.
+
+VICAL (ISO/IEC 18013-5:2021 Annex C): an untagged or tagged COSE_Sign1 whose payload is
+``{"version": tstr, "vicalProvider": tstr, "date": tdate, ? "vicalIssueID": uint,
+? "nextUpdate": tdate, "certificateInfos": [+ {"certificate": bstr, "serialNumber":
+biguint, "ski": bstr, "docType": [+ tstr], ...}]}``, signed by a VICAL signer whose
+x5chain leads to an anchor the caller trusts for VICALs. Each imported IACA is scoped to
+the docTypes its CertificateInfo lists; PEM anchors are trusted for every docType.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
+from protocols import cbor
+from protocols.cose import CoseError, Sign1
+from protocols.mdoc import ChainError, verify_chain
+
+
+class TrustError(ValueError):
+    """A trust anchor or a VICAL cannot be read or does not verify; the message says why."""
+
+
+@dataclass(frozen=True)
+class TrustAnchor:
+    certificate: x509.Certificate
+    doc_types: frozenset[str] | None = None
+    """None: any docType; else only these (from the VICAL)."""
+    source: str = ""
+
+    @property
+    def fingerprint(self) -> bytes:
+        return self.certificate.fingerprint(hashes.SHA256())
+
+    def allows(self, doc_type: str) -> bool:
+        return self.doc_types is None or doc_type in self.doc_types
+
+
+@dataclass(frozen=True)
+class VicalImport:
+    provider: str
+    date: dt.datetime
+    issue_id: int | None
+    imported: int
+    skipped: tuple[str, ...] = field(default=())
+
+
+class TrustStore:
+    """A set of IACA trust anchors. Not frozen: anchors are added at start-up."""
+
+    def __init__(self, anchors: Iterable[TrustAnchor] = ()) -> None:
+        self._anchors: dict[bytes, TrustAnchor] = {}
+        for a in anchors:
+            self.add(a)
+
+    # -- building ----------------------------------------------------------------------
+
+    def add(self, anchor: TrustAnchor | x509.Certificate, *, source: str = "") -> TrustAnchor:
+        if isinstance(anchor, x509.Certificate):
+            anchor = TrustAnchor(anchor, None, source)
+        self._anchors[anchor.fingerprint] = anchor
+        return anchor
+
+    def add_pem(self, data: bytes, *, source: str = "PEM") -> list[TrustAnchor]:
+        try:
+            certs = x509.load_pem_x509_certificates(data)
+        except ValueError as exc:
+            raise TrustError(f"{source}: no PEM certificate ({exc})") from exc
+        return [self.add(c, source=source) for c in certs]
+
+    @classmethod
+    def from_pem_files(cls, paths: Iterable[Path | str]) -> TrustStore:
+        store = cls()
+        for p in paths:
+            try:
+                data = Path(p).read_bytes()
+            except OSError as exc:
+                raise TrustError(f"{p}: {exc}") from exc
+            store.add_pem(data, source=str(p))
+        return store
+
+    def import_vical(
+        self,
+        data: bytes,
+        *,
+        vical_anchors: Sequence[x509.Certificate],
+        now: dt.datetime,
+    ) -> VicalImport:
+        """Verify a VICAL (signer chain to ``vical_anchors``, COSE signature) and add its IACAs."""
+        try:
+            value = cbor.loads(data)
+            message = Sign1.decode(value)
+            chain = verify_chain(message.x5chain, vical_anchors, now)
+            message.verify(chain.public_key)
+        except (cbor.CborError, CoseError, ChainError) as exc:
+            raise TrustError(f"VICAL refused: {exc}") from exc
+        if message.payload is None:
+            raise TrustError("VICAL: detached payload")
+        try:
+            vical = cbor.loads(message.payload)
+        except cbor.CborError as exc:
+            raise TrustError(f"VICAL payload: {exc}") from exc
+        if isinstance(vical, cbor.CBORTag) and vical.tag == 24:
+            _, vical = cbor.unembed(vical, what="VICAL payload")
+        if not isinstance(vical, Mapping) or not isinstance(vical.get("certificateInfos"), list | tuple):
+            raise TrustError("VICAL: payload is not a map with certificateInfos")
+        provider = vical.get("vicalProvider")
+        date = vical.get("date")
+        if not isinstance(provider, str) or not isinstance(date, dt.datetime):
+            raise TrustError("VICAL: vicalProvider (tstr) and date (tdate) are required")
+        next_update = vical.get("nextUpdate")
+        if isinstance(next_update, dt.datetime) and next_update < now:
+            raise TrustError(f"VICAL: nextUpdate {next_update.isoformat()} has passed")
+        imported, skipped = 0, []
+        for n, info in enumerate(vical["certificateInfos"]):
+            where = f"certificateInfos[{n}]"
+            if not isinstance(info, Mapping) or not isinstance(info.get("certificate"), bytes):
+                skipped.append(f"{where}: no certificate")
+                continue
+            doc_types = info.get("docType")
+            if not isinstance(doc_types, list | tuple) or not doc_types or \
+                    not all(isinstance(d, str) for d in doc_types):
+                skipped.append(f"{where}: docType must be a non-empty list of text")
+                continue
+            try:
+                cert = x509.load_der_x509_certificate(info["certificate"])
+            except ValueError as exc:
+                skipped.append(f"{where}: {exc}")
+                continue
+            self.add(TrustAnchor(cert, frozenset(doc_types), f"VICAL {provider}"))
+            imported += 1
+        issue_id = vical.get("vicalIssueID")
+        return VicalImport(provider, date, issue_id if isinstance(issue_id, int) else None,
+                           imported, tuple(skipped))
+
+    # -- reading -----------------------------------------------------------------------
+
+    @property
+    def anchors(self) -> tuple[TrustAnchor, ...]:
+        return tuple(self._anchors.values())
+
+    @property
+    def certificates(self) -> list[x509.Certificate]:
+        return [a.certificate for a in self._anchors.values()]
+
+    def anchor_for(self, certificate: x509.Certificate) -> TrustAnchor | None:
+        return self._anchors.get(certificate.fingerprint(hashes.SHA256()))
+
+    def __len__(self) -> int:
+        return len(self._anchors)

@@ -1,0 +1,159 @@
+"""The holder's consent: which requested items the wallet releases (ISO/IEC 18013-5:2021
+§8.3.2.1.2.1 ItemsRequest, with IntentToRetain; §9.1.4 reader authentication).
+
+A policy sees a :class:`ConsentRequest` (what is asked, whether the reader means to keep
+it, who the reader says it is and whether that was verified) and answers the items it
+releases. Two policies: an interactive prompt, and a rules file (JSON) for unattended
+drills. Anything not released is refused (the wallet answers it in ``errors``).
+
+Rules file::
+
+    {"documents": {"<docType or *>": {"<namespace or *>": ["<id>", ...] | "*"}},
+     "refuse_intent_to_retain": false,
+     "require_reader_authentication": false,
+     "trusted_readers_only": false}
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class ConsentError(ValueError):
+    """A consent rules file is unreadable or malformed; the message says where."""
+
+
+@dataclass(frozen=True)
+class ReaderIdentity:
+    """What the wallet learnt of the reader from readerAuth (shown to the holder)."""
+
+    subject: str | None
+    signature_valid: bool
+    trusted: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ConsentRequest:
+    doc_type: str
+    items: Mapping[str, Mapping[str, bool]] = field(hash=False)
+    """namespace -> element identifier -> IntentToRetain"""
+    reader: ReaderIdentity | None = None
+    available: Mapping[str, frozenset[str]] = field(default_factory=dict, hash=False)
+    """what the wallet holds for this docType: namespace -> identifiers"""
+
+
+Released = dict[str, set[str]]
+
+
+class ConsentPolicy(Protocol):
+    def decide(self, request: ConsentRequest) -> Released: ...
+
+
+def _reader_text(reader: ReaderIdentity | None) -> str:
+    if reader is None:
+        return "reader: anonymous (no reader authentication)"
+    state = "verified" if reader.signature_valid and reader.trusted else (
+        "signature valid, issuer NOT trusted" if reader.signature_valid else "NOT verified")
+    return f"reader: {reader.subject or '?'} ({state})" + (f" - {reader.reason}" if reader.reason and not reader.trusted else "")
+
+
+@dataclass(frozen=True)
+class RulesConsent:
+    """Unattended consent from rules (see the module docstring for the file shape)."""
+
+    documents: Mapping[str, Mapping[str, Any]] = field(hash=False)
+    refuse_intent_to_retain: bool = False
+    require_reader_authentication: bool = False
+    trusted_readers_only: bool = False
+
+    @classmethod
+    def allow_all(cls) -> RulesConsent:
+        return cls({"*": {"*": "*"}})
+
+    @classmethod
+    def from_mapping(cls, value: Any, where: str = "consent rules") -> RulesConsent:
+        if not isinstance(value, Mapping):
+            raise ConsentError(f"{where}: expected a JSON object")
+        unknown = set(value) - {"documents", "refuse_intent_to_retain",
+                                "require_reader_authentication", "trusted_readers_only"}
+        if unknown:
+            raise ConsentError(f"{where}: unknown keys {sorted(unknown)}")
+        docs = value.get("documents", {})
+        if not isinstance(docs, Mapping):
+            raise ConsentError(f"{where}.documents: expected an object")
+        for dt_, nss in docs.items():
+            if not isinstance(nss, Mapping):
+                raise ConsentError(f"{where}.documents[{dt_!r}]: expected an object of namespaces")
+            for ns, ids in nss.items():
+                if ids != "*" and not (isinstance(ids, list) and all(isinstance(i, str) for i in ids)):
+                    raise ConsentError(f"{where}.documents[{dt_!r}][{ns!r}]: expected \"*\" or a list of identifiers")
+        flags = {}
+        for k in ("refuse_intent_to_retain", "require_reader_authentication", "trusted_readers_only"):
+            v = value.get(k, False)
+            if not isinstance(v, bool):
+                raise ConsentError(f"{where}.{k}: expected true or false")
+            flags[k] = v
+        return cls({d: dict(n) for d, n in docs.items()}, **flags)
+
+    @classmethod
+    def from_file(cls, path: Path | str) -> RulesConsent:
+        try:
+            value = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConsentError(f"{path}: {exc}") from exc
+        return cls.from_mapping(value, str(path))
+
+    def _allowed(self, doc_type: str, ns: str, ident: str) -> bool:
+        for dkey in (doc_type, "*"):
+            nss = self.documents.get(dkey)
+            if not nss:
+                continue
+            for nkey in (ns, "*"):
+                ids = nss.get(nkey)
+                if ids == "*" or (isinstance(ids, list) and ident in ids):
+                    return True
+        return False
+
+    def decide(self, request: ConsentRequest) -> Released:
+        r = request.reader
+        if self.require_reader_authentication and (r is None or not r.signature_valid):
+            return {}
+        if self.trusted_readers_only and (r is None or not r.trusted):
+            return {}
+        out: Released = {}
+        for ns, ids in request.items.items():
+            for ident, retain in ids.items():
+                if retain and self.refuse_intent_to_retain:
+                    continue
+                if self._allowed(request.doc_type, ns, ident):
+                    out.setdefault(ns, set()).add(ident)
+        return out
+
+
+@dataclass
+class InteractiveConsent:
+    """Asks the holder item by item; the reader's identity is shown first."""
+
+    ask: Callable[[str], str] = input
+    show: Callable[[str], None] = print
+
+    def decide(self, request: ConsentRequest) -> Released:
+        self.show(_reader_text(request.reader))
+        self.show(f"asks for {request.doc_type}:")
+        out: Released = {}
+        for ns, ids in request.items.items():
+            for ident, retain in ids.items():
+                held = ident in request.available.get(ns, frozenset())
+                note = " (will be RETAINED)" if retain else ""
+                if not held:
+                    self.show(f"  {ns} / {ident}: not held")
+                    continue
+                answer = self.ask(f"  release {ns} / {ident}{note}? [y/N] ").strip().lower()
+                if answer in ("y", "yes"):
+                    out.setdefault(ns, set()).add(ident)
+        return out

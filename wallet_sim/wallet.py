@@ -1,0 +1,409 @@
+"""The wallet app on the phone: presents the mdoc kept in the SE's mdoc applet
+(ISO/IEC 18013-5:2021 §9.1.1 session, §8.3.2.1.2 request/response, §9.1.3 mdoc
+authentication).
+
+Sans-I/O: :class:`WalletSession` takes the reader's bytes (SessionEstablishment, then
+SessionData) and gives back the bytes to send (SessionData), never touching a socket.
+The device key stays in the SE: the applet signs a SHA-256 digest (deviceSignature) or
+gives the ECDH secret behind EMacKey (deviceMac, §9.1.3.5); the wallet never writes to
+the SE, so no input can damage the stored credential.
+
+Status codes: SessionData ``status`` 10 (session encryption error), 11 (CBOR decoding
+error), 20 (termination), §9.1.1.4; DeviceResponse ``status`` 10 (general error), 11 (CBOR
+decoding), 12 (CBOR validation), §8.3.2.1.2.3. Refused items go into the Document's
+``errors`` (ErrorCode 0, data not returned); a docType not held or nothing released into
+``documentErrors``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from cryptography import x509
+
+from protocols import cbor
+from protocols.cose import ES256
+from protocols.mdoc import (
+    STATUS_CBOR_DECODING_ERROR,
+    STATUS_CBOR_VALIDATION_ERROR,
+    STATUS_GENERAL_ERROR,
+    DeviceRequest,
+    DeviceResponse,
+    DocRequest,
+    IssuerSigned,
+    MdocDecodeError,
+    MdocError,
+    MobileSecurityObject,
+    SessionData,
+    SessionEncryption,
+    SessionEstablishment,
+    SessionTranscript,
+    build_document,
+    derive_emac_key,
+    verify_reader_auth,
+)
+from protocols.mdoc.session import (
+    SESSION_STATUS_DECODING_ERROR,
+    SESSION_STATUS_ENCRYPTION_ERROR,
+    SESSION_STATUS_TERMINATION,
+)
+from protocols.mdoc.verify import READER_AUTHENTICATION, READER_CERTIFICATE_CHAIN
+from wallet_sim.consent import ConsentPolicy, ConsentRequest, ReaderIdentity
+from wallet_sim.engagement import Engagement
+
+MDOC_AID = bytes.fromhex("F06D63726564020101")
+ERROR_DATA_NOT_RETURNED = 0
+DeviceAuthMode = Literal["signature", "mac"]
+
+
+class WalletError(Exception):
+    """Base of the wallet app's errors."""
+
+
+class WalletSeError(WalletError):
+    """The SE's mdoc applet refused a command; ``sw`` is its status word."""
+
+    def __init__(self, message: str, sw: int) -> None:
+        super().__init__(f"{message}: SW {sw:04X}")
+        self.sw = sw
+
+
+# -- the mdoc applet, over APDUs (specs/mdoc-applet.md) ----------------------------------
+
+
+class SeMdocApplet:
+    """The wallet's handle on the mdoc applet: list, read, SIGN, KEY AGREEMENT."""
+
+    def __init__(self, transmit: Callable[[bytes], bytes]) -> None:
+        self._transmit = transmit
+        self._selected = False
+
+    def _send(self, apdu: bytes, what: str) -> bytes:
+        out = self._transmit(apdu)
+        if len(out) < 2:
+            raise WalletSeError(f"{what}: short answer", 0)
+        sw = int.from_bytes(out[-2:], "big")
+        if sw != 0x9000:
+            self._selected = False if sw in (0x6E00, 0x6D00, 0x6A82) else self._selected
+            raise WalletSeError(what, sw)
+        return out[:-2]
+
+    def select(self) -> None:
+        if not self._selected:
+            self._send(bytes([0x00, 0xA4, 0x04, 0x00, len(MDOC_AID)]) + MDOC_AID + b"\x00", "SELECT mdoc applet")
+            self._selected = True
+
+    def slots(self) -> list[tuple[int, bool, int]]:
+        """``(slot, holds a credential, credential length)`` per slot holding a key."""
+        self.select()
+        raw = self._send(bytes.fromhex("8010000000"), "LIST SLOTS")
+        return [(raw[i], bool(raw[i + 1] & 0x02), int.from_bytes(raw[i + 2 : i + 6], "big"))
+                for i in range(0, len(raw) - 5, 6)]
+
+    def read(self, slot: int, length: int) -> bytes:
+        self.select()
+        out = b""
+        while len(out) < length:
+            apdu = bytes([0x80, 0x14, slot, 0x00, 0x03]) + len(out).to_bytes(3, "big") + b"\x00"
+            chunk = self._send(apdu, f"READ CREDENTIAL slot {slot}")
+            if not chunk:
+                break
+            out += chunk
+        return out
+
+    def sign_digest(self, slot: int, digest: bytes) -> bytes:
+        self.select()
+        return self._send(bytes([0x80, 0x2A, slot, 0x00, 0x20]) + digest + b"\x00", f"SIGN slot {slot}")
+
+    def key_agreement(self, slot: int, peer_point: bytes) -> bytes:
+        self.select()
+        return self._send(bytes([0x80, 0x86, slot, 0x00, len(peer_point)]) + peer_point + b"\x00",
+                          f"KEY AGREEMENT slot {slot}")
+
+
+@dataclass(frozen=True)
+class SeSigner:
+    """A :class:`~protocols.cose.CoseSigner` whose key is a slot of the SE (ES256)."""
+
+    applet: SeMdocApplet
+    slot: int
+    alg: int = ES256
+
+    def sign(self, tbs: bytes) -> bytes:
+        return self.applet.sign_digest(self.slot, hashlib.sha256(tbs).digest())
+
+
+@dataclass(frozen=True)
+class HeldCredential:
+    slot: int
+    issuer_signed: IssuerSigned
+    mso: MobileSecurityObject
+    elements: Mapping[str, frozenset[str]] = field(hash=False)
+
+    @property
+    def doc_type(self) -> str:
+        return self.mso.doc_type
+
+
+# -- what happened in a session (for the UI and the tests) -------------------------------
+
+
+@dataclass(frozen=True)
+class WalletEvent:
+    kind: str  # "request" | "response" | "error" | "terminated"
+    detail: str
+    doc_type: str | None = None
+    reader: ReaderIdentity | None = None
+    released: Mapping[str, frozenset[str]] = field(default_factory=dict, hash=False)
+    refused: Mapping[str, frozenset[str]] = field(default_factory=dict, hash=False)
+    status: int | None = None
+    slot: int | None = None
+
+
+class Wallet:
+    """The wallet app over one phone's SE.
+
+    ``state_path`` (in the phone's app data directory) remembers how often each slot was
+    presented, so each presentation takes the least used MSO of the batch.
+    """
+
+    def __init__(
+        self,
+        transmit: Callable[[bytes], bytes],
+        consent: ConsentPolicy,
+        *,
+        device_auth: DeviceAuthMode = "signature",
+        reader_trust_anchors: Sequence[x509.Certificate] = (),
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        state_path: Path | None = None,
+    ) -> None:
+        if device_auth not in ("signature", "mac"):
+            raise ValueError(f"device_auth must be 'signature' or 'mac', got {device_auth!r}")
+        self.applet = SeMdocApplet(transmit)
+        self.consent = consent
+        self.device_auth = device_auth
+        self.reader_trust_anchors = list(reader_trust_anchors)
+        self.clock = clock
+        self.state_path = state_path
+        self._uses: dict[int, int] = {}
+        self._load_uses()
+
+    def _load_uses(self) -> None:
+        if self.state_path is None or not self.state_path.is_file():
+            return
+        try:
+            data = json.loads(self.state_path.read_text())
+            self._uses = {int(k): int(v) for k, v in data.get("slot_uses", {}).items()}
+        except (OSError, ValueError, AttributeError, TypeError):
+            self._uses = {}
+
+    def _note_use(self, slot: int) -> None:
+        self._uses[slot] = self._uses.get(slot, 0) + 1
+        if self.state_path is None:
+            return
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"slot_uses": {str(k): v for k, v in self._uses.items()}}))
+        os.replace(tmp, self.state_path)
+
+    def credentials(self) -> list[HeldCredential]:
+        """Every slot whose IssuerSigned parses (a slot that does not is skipped)."""
+        out = []
+        for slot, has, length in self.applet.slots():
+            if not has:
+                continue
+            try:
+                isg = IssuerSigned.decode(self.applet.read(slot, length))
+                mso = isg.mso()
+                elements = {ns: frozenset(i.element_identifier for i in items)
+                            for ns, items in isg.items().items()}
+            except (MdocError, WalletSeError):
+                continue
+            out.append(HeldCredential(slot, isg, mso, elements))
+        return out
+
+    def choose(self, doc_type: str, now: dt.datetime) -> HeldCredential | None:
+        """The least presented valid credential of ``doc_type`` (fresh MSO per presentation)."""
+        held = [c for c in self.credentials() if c.doc_type == doc_type]
+        valid = [c for c in held if c.mso.validity_info.valid_from <= now <= c.mso.validity_info.valid_until]
+        pool = valid or held
+        if not pool:
+            return None
+        return min(pool, key=lambda c: (self._uses.get(c.slot, 0), c.slot))
+
+    def start(self) -> WalletSession:
+        """A new presentation: fresh EDeviceKey and DeviceEngagement."""
+        return WalletSession(self, Engagement.new())
+
+
+class WalletSession:
+    """One presentation, sans-I/O: :meth:`receive` takes the reader's message, returns the
+    message to send back (or None when there is nothing to send)."""
+
+    def __init__(self, wallet: Wallet, engagement: Engagement) -> None:
+        self.wallet = wallet
+        self.engagement = engagement
+        self.state: Literal["engaged", "open", "terminated"] = "engaged"
+        self.transcript: SessionTranscript | None = None
+        self.events: list[WalletEvent] = []
+        self._crypto: SessionEncryption | None = None
+        self._e_reader_point: bytes | None = None
+        self.device_response: bytes | None = None
+        """The last DeviceResponse sent (plaintext), e.g. to save a transcript."""
+
+    # -- transport-facing ----------------------------------------------------------------
+
+    def receive(self, message: bytes) -> bytes | None:
+        try:
+            return self._receive(message)
+        except Exception as exc:  # noqa: BLE001 - the wallet's boundary: it never crashes
+            return self._fail(SESSION_STATUS_ENCRYPTION_ERROR, f"internal error: {type(exc).__name__}: {exc}")
+
+    def terminate(self) -> bytes:
+        """SessionData with status 20: the holder ends the session."""
+        self._end("holder ended the session")
+        return SessionData(status=SESSION_STATUS_TERMINATION).encode()
+
+    @property
+    def last_response(self) -> WalletEvent | None:
+        return next((e for e in reversed(self.events) if e.kind == "response"), None)
+
+    # -- the state machine ---------------------------------------------------------------
+
+    def _end(self, why: str, status: int | None = None) -> None:
+        if self.state != "terminated":
+            self.state = "terminated"
+            self.events.append(WalletEvent("terminated", why, status=status))
+        self._crypto = None
+
+    def _fail(self, status: int, why: str) -> bytes:
+        self.events.append(WalletEvent("error", why, status=status))
+        self._end(why, status)
+        return SessionData(status=status).encode()
+
+    def _receive(self, message: bytes) -> bytes | None:
+        if self.state == "terminated":
+            return None
+        if not isinstance(message, bytes | bytearray):
+            return self._fail(SESSION_STATUS_DECODING_ERROR, "message is not bytes")
+        message = bytes(message)
+        if self.state == "engaged":
+            try:
+                est = SessionEstablishment.decode(message)
+                self.transcript = SessionTranscript.build(self.engagement.bytes, est.e_reader_key_bytes, None)
+                self._crypto = SessionEncryption.for_mdoc(
+                    self.engagement.e_device_private_key, est.e_reader_key, self.transcript)
+                self._e_reader_point = b"\x04" + est.e_reader_key.x + est.e_reader_key.y
+            except MdocDecodeError as exc:
+                return self._fail(SESSION_STATUS_DECODING_ERROR, f"SessionEstablishment: {exc}")
+            except MdocError as exc:
+                return self._fail(SESSION_STATUS_ENCRYPTION_ERROR, f"SessionEstablishment: {exc}")
+            self.state = "open"
+            ciphertext, ends = est.data, False
+        else:
+            try:
+                sd = SessionData.decode(message)
+            except MdocError as exc:
+                return self._fail(SESSION_STATUS_DECODING_ERROR, f"SessionData: {exc}")
+            if sd.data is None:
+                self._end(f"reader sent status {sd.status}", sd.status)
+                return None
+            ciphertext, ends = sd.data, sd.status == SESSION_STATUS_TERMINATION
+        try:
+            plaintext = self._crypto.decrypt(ciphertext)
+        except MdocError as exc:
+            return self._fail(SESSION_STATUS_ENCRYPTION_ERROR, f"decrypt: {exc}")
+        response = self._respond(plaintext)
+        self.device_response = response
+        out = SessionData(data=self._crypto.encrypt(response)).encode()
+        if ends:
+            self._end("reader ended the session with its request")
+        return out
+
+    # -- DeviceRequest -> DeviceResponse ---------------------------------------------------
+
+    def _error_response(self, status: int, why: str) -> bytes:
+        self.events.append(WalletEvent("error", why, status=status))
+        return DeviceResponse(status=status).encode()
+
+    def _respond(self, plaintext: bytes) -> bytes:
+        try:
+            cbor.loads(plaintext)
+        except cbor.CborDecodeError as exc:
+            return self._error_response(STATUS_CBOR_DECODING_ERROR, f"DeviceRequest: {exc}")
+        try:
+            request = DeviceRequest.decode(plaintext)
+        except MdocError as exc:
+            return self._error_response(STATUS_CBOR_VALIDATION_ERROR, f"DeviceRequest: {exc}")
+        documents, doc_errors = [], []
+        try:
+            for doc_request in request.doc_requests:
+                doc = self._document(doc_request)
+                if doc is None:
+                    doc_errors.append({doc_request.items_request.doc_type: ERROR_DATA_NOT_RETURNED})
+                else:
+                    documents.append(doc)
+        except WalletSeError as exc:
+            return self._error_response(STATUS_GENERAL_ERROR, f"secure element: {exc}")
+        return DeviceResponse(tuple(documents), tuple(doc_errors)).encode()
+
+    def _reader(self, doc_request: DocRequest) -> ReaderIdentity | None:
+        auth = doc_request.reader_auth
+        if auth is None:
+            return None
+        subject = None
+        try:
+            subject = x509.load_der_x509_certificate(auth.x5chain[0]).subject.rfc4514_string()
+        except (ValueError, IndexError, MdocError, Exception):  # noqa: BLE001 - shown as unknown
+            subject = None
+        result = verify_reader_auth(DeviceRequest((doc_request,)), session_transcript=self.transcript,
+                                    trust_anchors=self.wallet.reader_trust_anchors, now=self.wallet.clock())
+        sig = result.check(READER_AUTHENTICATION)
+        chain = result.check(READER_CERTIFICATE_CHAIN)
+        return ReaderIdentity(subject, bool(sig and sig.passed), bool(chain and chain.passed),
+                              "" if chain is None or chain.passed else chain.reason)
+
+    def _document(self, doc_request: DocRequest):
+        items = doc_request.items_request
+        reader = self._reader(doc_request)
+        now = self.wallet.clock()
+        held = self.wallet.choose(items.doc_type, now)
+        requested = {ns: frozenset(ids) for ns, ids in items.name_spaces.items()}
+        if held is None:
+            self.events.append(WalletEvent("response", "docType not held", items.doc_type, reader,
+                                           refused=requested))
+            return None
+        consent_request = ConsentRequest(items.doc_type, items.name_spaces, reader, held.elements)
+        try:
+            decided = self.wallet.consent.decide(consent_request)
+        except Exception as exc:  # noqa: BLE001 - a failing prompt refuses everything
+            decided = {}
+            self.events.append(WalletEvent("error", f"consent: {type(exc).__name__}: {exc}"))
+        released = {ns: frozenset(ids & set(decided.get(ns, ())) & held.elements.get(ns, frozenset()))
+                    for ns, ids in requested.items()}
+        released = {ns: ids for ns, ids in released.items() if ids}
+        refused = {ns: frozenset(ids - released.get(ns, frozenset())) for ns, ids in requested.items()}
+        refused = {ns: ids for ns, ids in refused.items() if ids}
+        if not released:
+            self.events.append(WalletEvent("response", "nothing released", items.doc_type, reader,
+                                           refused=refused, slot=held.slot))
+            return None
+        errors = {ns: {i: ERROR_DATA_NOT_RETURNED for i in sorted(ids)} for ns, ids in refused.items()}
+        if self.wallet.device_auth == "signature":
+            doc = build_document(held.issuer_signed, self.transcript, disclose=released,
+                                 signer=SeSigner(self.wallet.applet, held.slot), errors=errors or None)
+        else:
+            z = self.wallet.applet.key_agreement(held.slot, self._e_reader_point)
+            doc = build_document(held.issuer_signed, self.transcript, disclose=released,
+                                 emac_key=derive_emac_key(z, self.transcript), errors=errors or None)
+        self.wallet._note_use(held.slot)
+        self.events.append(WalletEvent("response", f"released {sum(map(len, released.values()))} item(s)",
+                                       items.doc_type, reader, released, refused, slot=held.slot))
+        return doc
+
