@@ -6,8 +6,9 @@ issuer publishes the list (``<public URL>/status/<list id>``).
 
 Allocation (see ``specs/status-list.md``). Inside the caller's transaction:
 
-1. the open list of the period is locked (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite
-   has one writer at a time anyway), or a new list is created when none has room;
+1. the open list of the period is locked (``SELECT ... FOR UPDATE`` and a no-op ``UPDATE``,
+   which on SQLite takes the database write lock at once), or a new list is created when
+   none has room;
 2. an index is drawn uniformly among the free ones with
    :func:`protocols.status.allocation.allocate_index` (the registry answers "is it used?");
 3. the caller's credential row carrying (list, index) is inserted: the unique constraint
@@ -156,6 +157,17 @@ class StatusRegistry:
             .with_for_update()
         ).first()
         if row is not None:
+            # Take the write lock now: a no-op UPDATE (PostgreSQL holds the row lock already;
+            # SQLite's lazy BEGIN only locks at the first write). From here on, "is this
+            # index used?" sees every committed allocation and no one else allocates here.
+            session.execute(
+                update(StatusList).where(StatusList.id == row.id)
+                .values(allocated=StatusList.allocated)
+                .execution_options(synchronize_session=False)
+            )
+            session.refresh(row)
+            if row.allocated >= p.max_fill * p.size:
+                return self._open_list(session, period, now)
             return row
         list_id = new_id()
         row = StatusList(
