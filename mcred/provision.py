@@ -292,7 +292,7 @@ def provision(ctx: Context, phone_id: str, holder: cardsub.Holder | str, *,
               key_type: str = "rsa2048", mdoc_batch: int = 2, pin: str | None = None,
               password: str | None = None, puk: str | None = None,
               after_step: StepHook | None = None, job_id: str | None = None,
-              trace: Any = None) -> ProvisionResult:
+              trace: Any = None, actor: str = "mcred") -> ProvisionResult:
     """Provision both credentials into ``phone_id`` for ``holder`` (a parsed holder, or the
     id of a registered one: a handover's new phone) and return what was issued.
 
@@ -312,7 +312,7 @@ def provision(ctx: Context, phone_id: str, holder: cardsub.Holder | str, *,
     se = wallet_sim.open_secure_element(phone_id, ctx.home)  # the phone exists, or refuse now
     port = issuer_port(ctx)
     holder_id = register(ctx, holder, phone_id)
-    tsm = tsm_for(ctx, port)
+    tsm = tsm_for(ctx, port, actor)
     job = tsm.create_job(phone_id, "provision",
                          {"algorithm": key_type, "mdoc_count": mdoc_batch}, job_secrets)
     view = tsm.run(job, se.transmit, secrets=job_secrets, after_step=after_step, trace=trace)

@@ -70,5 +70,109 @@ def provision_cmd(
             console.print(f"  {labels[k]} {v}", highlight=False)
 
 
+def handover_cmd(
+    phone: str = typer.Option(..., "--phone", help="The old phone."),
+    to: str = typer.Option(..., "--to", help="The new phone (`new` to make one)."),
+    key_type: str = typer.Option("rsa2048", "--key-type", help="rsa2048 or p384."),
+    mdoc_batch: int = typer.Option(2, "--mdoc-batch"),
+    resume_id: str = typer.Option(None, "--resume", help="Resume the handover with this id."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """機種変更: move a holder's credentials from --phone to --to (specs/handover.md)."""
+    import wallet_sim
+    from issuer import handover as wf
+    from issuer.db import Phone
+    from mcred.context import Context
+    from mcred.handover_actions import HandoverActions
+
+    ctx = Context.open()
+    if to == "new":
+        to = wallet_sim.create_phone(ctx.home)
+    with ctx.sessions() as s:
+        old = s.get(Phone, phone)
+        holder_id = old.holder_id if old else None
+    if holder_id is None:
+        raise _fail(f"phone {phone!r} carries no holder's credentials")
+    if to not in wallet_sim.list_phones(ctx.home):
+        raise _fail(f"no phone {to!r} under {ctx.home}")
+    actions = HandoverActions(ctx, key_type=key_type, mdoc_batch=mdoc_batch)
+    hid = resume_id or wf.create(ctx.sessions, kind="model_change", holder_id=holder_id,
+                                 old_phone_id=phone, new_phone_id=to, actor="cli")
+    try:
+        h = actions.runner("cli").run(hid)
+    except wf.WorkflowError as exc:
+        raise _fail(f"{exc} (resume with --resume {hid})", 1) from None
+    timings = {k: round(v["seconds"], 3) for k, v in h.detail["timings"].items()}
+    out = {"handover": hid, "old": phone, "new": to, "state": h.state, "steps": timings}
+    shown = {}
+    if to in actions.secrets:
+        r = actions.secrets[to]
+        shown = {k: getattr(r, k) for k in r.generated}
+    if as_json:
+        typer.echo(json.dumps({**out, **({"secrets_shown_once": shown} if shown else {})}, indent=2))
+        return
+    console.print(f"[green]handover {hid}[/green]: {phone} -> {to}: {h.state}")
+    for k, v in timings.items():
+        console.print(f"  {k:<14} {v:.3f} s")
+    for k, v in shown.items():
+        console.print(f"  new phone {k} (shown once): {v}", highlight=False)
+
+
+def drill_cmd(
+    scenario: str = typer.Argument(..., help="model_change | resale | lost_found | lost_not_found | "
+                                             "renewal | death | pin_lock | all"),
+    phones: int = typer.Option(1, "--phones", help="Subject phones, run in parallel workers."),
+    report: list[Path] = typer.Option([], "--report", help="Write the report (.json or .md); repeatable."),
+    workers: int = typer.Option(4, "--workers", help="Parallel workers."),
+    ttl: int = typer.Option(2, "--ttl", help="Status List Token ttl the drill installation publishes (s)."),
+    key_type: str = typer.Option("p384", "--key-type", help="rsa2048 or p384."),
+) -> None:
+    """Run a handover / revocation drill and report step durations and propagation times."""
+    import tempfile
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from mcred.context import Context
+    from mcred.drills import SCENARIOS, Env, render_markdown, run_drill
+
+    names = list(SCENARIOS) if scenario == "all" else [scenario]
+    if any(n not in SCENARIOS for n in names):
+        raise _fail(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}, all")
+    for p in report:
+        if p.suffix.lower() not in (".json", ".md", ".markdown"):
+            raise _fail(f"--report {p}: the extension must be .json or .md")
+    import os
+
+    home = Path(os.environ["MCRED_HOME"]) if os.environ.get("MCRED_HOME") else Path(
+        tempfile.mkdtemp(prefix="mcred-drill-"))
+    ctx = Context.open(home)
+    env = Env(ctx, ttl=ttl, key_type=key_type)
+    reports = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err) as progress:
+        for name in names:
+            task = progress.add_task(name, total=phones)
+            reports.append(run_drill(ctx, name, phones=phones, workers=workers, env=env,
+                                     progress=lambda n, t=task: progress.advance(t, n)))
+    for r in reports:
+        prop = r.propagation()
+        rd = prop["reader"]["max"] if prop["reader"] else None
+        oc = prop["ocsp"]["max"] if prop["ocsp"] else None
+        mark = "[green]PASSED[/green]" if r.passed else "[red]FAILED[/red]"
+        console.print(f"{r.scenario:<15} {mark} {r.seconds:7.2f} s  reader max "
+                      f"{'-' if rd is None else f'{rd:.3f} s'} (ttl {r.status_list_ttl_s} s)  OCSP max "
+                      f"{'-' if oc is None else f'{oc:.3f} s'}" + (f"  {r.error}" if r.error else ""))
+    for p in report:
+        if p.suffix.lower() == ".json":
+            p.write_text(json.dumps({"home": str(home), "reports": [r.to_json() for r in reports]},
+                                    indent=2, ensure_ascii=False), encoding="utf-8")
+        else:
+            p.write_text(render_markdown(reports), encoding="utf-8")
+    if not all(r.passed for r in reports):
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     app.command("provision")(provision_cmd)
+    app.command("handover")(handover_cmd)
+    app.command("drill")(drill_cmd)

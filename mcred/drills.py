@@ -1,0 +1,526 @@
+"""Handover and revocation drills (issue 7 item 2; specs/drills.md).
+
+A drill provisions subject phones, captures one presentation (DeviceResponse with its
+SessionTranscript) and one JPKI signature from each while they are valid, runs the
+scenario's workflows (issuer/handover.py with mcred/handover_actions.py), and measures from
+wall-clock timestamps the **propagation time**: from the revocation request to the first
+refusal of the captured presentation by a reader (status list fetched over the issuer's
+HTTP routes, cached up to its ttl) and of the captured signature by the JPKI relying party
+(OCSP over HTTP). At the end it asserts the old phone is refused with the right reason,
+the new phone (if any) is accepted, and a bystander phone was not disturbed.
+
+The reader and the relying party talk HTTP to the issuer's real FastAPI app through an
+in-process transport (``fastapi.testclient``), so a drill needs no port and no server.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import wallet_sim
+from issuer import handover as wf
+from mcred.context import Context
+from mcred.handover_actions import HandoverActions
+from mcred.jpki_flow import JpkiCard, SeError, sign_with_se
+from mcred.provision import ProvisionResult, issuer_port, jpki_issuer, mdoc_service, provision
+from protocols import cose, mdoc
+from protocols.cardsub import parse_holder
+
+SCENARIOS = ("model_change", "resale", "lost_found", "lost_not_found", "renewal", "death",
+             "pin_lock")
+#: The Status List Token ttl the drill installation publishes (seconds): short, so that a
+#: reader holding a cached list sees a change within a drill; the report states it.
+DRILL_TTL = 2
+POLL_S = 0.05
+CONTENT = b"drill: a document to sign"
+
+HOLDER = {"family_name": "試験", "given_name": "太郎", "family_name_kana": "しけん",
+          "given_name_kana": "たろう", "birth_date": "1985-06-15", "sex": 1,
+          "address": "東京都千代田区霞が関2-1-2", "prefecture": "東京都", "municipality": "千代田区"}
+
+
+class DrillFailure(AssertionError):
+    """A drill's end-of-scenario assertion did not hold."""
+
+
+# --- the environment: issuer app, reader, relying party ---------------------------------------
+
+
+class Env:
+    """One installation with its issuer HTTP app, one reader and one relying party."""
+
+    def __init__(self, ctx: Context, *, ttl: int = DRILL_TTL, key_type: str = "p384",
+                 mdoc_batch: int = 1) -> None:
+        from fastapi.testclient import TestClient
+
+        from mcred.service import create_app
+        from reader.pipeline import HttpxFetcher, ReaderPipeline, StatusListCache
+        from reader.trust import TrustStore
+
+        self.ctx, self.key_type, self.mdoc_batch = ctx, key_type, mdoc_batch
+        issuer_port(ctx)
+        svc = mdoc_service(ctx)
+        if ttl != svc.registry.policy.ttl:
+            svc.registry.policy = replace(svc.registry.policy, ttl=ttl)
+        self.ttl = svc.registry.policy.ttl
+        self.http = TestClient(create_app(ctx), base_url=ctx.public_url)
+        self.iaca = svc.iaca_certificate()
+        trust = TrustStore()
+        trust.add(self.iaca, source="drill")
+        self.reader = ReaderPipeline(trust, status=StatusListCache(HttpxFetcher(client=self.http)))
+        jp = jpki_issuer(ctx)
+        self.roots = jp.roots("sign") + jp.roots("auth")
+        self._lock = threading.Lock()
+
+    # the phone side -------------------------------------------------------------------------
+
+    def present(self, phone_id: str) -> tuple[bytes, mdoc.SessionTranscript]:
+        """The phone's wallet answers a reader: all items of its least used mdoc, device
+        signature by the SE (raises WalletError when the phone holds no credential)."""
+        from wallet_sim.wallet import SeMdocApplet, SeSigner, WalletError
+
+        se = wallet_sim.open_secure_element(phone_id, self.ctx.home)
+        applet = SeMdocApplet(se.transmit)
+        held = [(slot, n) for slot, has, n in applet.slots() if has]
+        if not held:
+            raise WalletError("the phone holds no mdoc")
+        slot, n = held[0]
+        issued = mdoc.IssuerSigned.decode(applet.read(slot, n))
+        st = _transcript()
+        doc = mdoc.build_document(issued, st, signer=SeSigner(applet, slot))
+        return mdoc.DeviceResponse((doc,)).encode(), st
+
+    def sign(self, phone_id: str, secret: str, slot: str = "sign") -> bytes:
+        se = wallet_sim.open_secure_element(phone_id, self.ctx.home)
+        cms, _cert = sign_with_se(se.transmit, slot, secret.encode(), CONTENT)
+        return cms
+
+    # the verifiers --------------------------------------------------------------------------
+
+    def reader_verdict(self, response: bytes, st: mdoc.SessionTranscript) -> tuple[bool, str]:
+        r = self.reader.verify(response, session_transcript=st)
+        failed = [c for c in r.checks if not c.passed]
+        return r.valid, "; ".join(f"{c.name}: {c.reason}" for c in failed) or "VALID"
+
+    def rp_verdict(self, cms: bytes, slot: str = "sign") -> tuple[bool, str]:
+        from reader.relying_party import verify
+
+        out = verify(CONTENT, cms, roots=self.roots, slot=slot, client=self.http)
+        failed = [c for c in out["checks"] if not c["passed"]]
+        return out["valid"], "; ".join(f"{c['name']}: {c['reason']}" for c in failed) or "good"
+
+
+def _transcript() -> mdoc.SessionTranscript:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    e_dev = cose.CoseKey.from_public_key(ec.generate_private_key(ec.SECP256R1()).public_key())
+    e_rdr = cose.CoseKey.from_public_key(ec.generate_private_key(ec.SECP256R1()).public_key())
+    return mdoc.SessionTranscript.build(mdoc.DeviceEngagement.build(e_dev).encode(), e_rdr, None)
+
+
+# --- reports ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Step:
+    name: str
+    seconds: float
+    started: str
+
+
+@dataclass
+class SubjectReport:
+    phone: str
+    new_phone: str | None = None
+    steps: list[Step] = field(default_factory=list)
+    #: seconds from the revocation (or hold) request to the first refusal
+    reader_propagation_s: float | None = None
+    ocsp_propagation_s: float | None = None
+    reader_reason: str = ""
+    ocsp_reason: str = ""
+    final: dict[str, Any] = field(default_factory=dict)
+
+    def timed(self, name: str, fn: Callable[[], Any]) -> Any:
+        started = dt.datetime.now(dt.UTC).isoformat()
+        t0 = time.perf_counter()
+        out = fn()
+        self.steps.append(Step(name, time.perf_counter() - t0, started))
+        return out
+
+
+@dataclass
+class DrillReport:
+    scenario: str
+    phones: int
+    status_list_ttl_s: int
+    ocsp_ttl_s: int = 0  # the responder reads the registry on every request
+    seconds: float = 0.0
+    subjects: list[SubjectReport] = field(default_factory=list)
+    bystander: dict[str, Any] = field(default_factory=dict)
+    passed: bool = False
+    error: str | None = None
+
+    def propagation(self) -> dict[str, Any]:
+        def stats(values: list[float]) -> dict[str, float] | None:
+            if not values:
+                return None
+            v = sorted(values)
+            return {"min": v[0], "median": v[len(v) // 2], "max": v[-1],
+                    "p95": v[min(len(v) - 1, int(0.95 * len(v)))]}
+
+        return {"reader": stats([s.reader_propagation_s for s in self.subjects
+                                 if s.reader_propagation_s is not None]),
+                "ocsp": stats([s.ocsp_propagation_s for s in self.subjects
+                               if s.ocsp_propagation_s is not None])}
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["propagation_s"] = self.propagation()
+        return d
+
+
+# --- building blocks --------------------------------------------------------------------------
+
+
+def _holder(i: int, tag: str) -> Any:
+    return parse_holder(dict(HOLDER, address=f"{HOLDER['address']} {tag}-{i}"))
+
+
+def _new_subject(env: Env, rep: SubjectReport, i: int, tag: str) -> ProvisionResult:
+    pid = wallet_sim.create_phone(env.ctx.home)
+    rep.phone = pid
+    return rep.timed("provision", lambda: provision(env.ctx, pid, _holder(i, tag),
+                                                    key_type=env.key_type,
+                                                    mdoc_batch=env.mdoc_batch))
+
+
+def _capture(env: Env, rep: SubjectReport, r: ProvisionResult) -> tuple[bytes, Any, bytes]:
+    """A presentation and a signature made while valid, each accepted (warms the reader's
+    status-list cache, as a venue's reader that saw the phone before)."""
+    response, st = rep.timed("present (valid)", lambda: env.present(r.phone_id))
+    ok, why = env.reader_verdict(response, st)
+    _require(ok, f"{r.phone_id}: fresh presentation refused: {why}")
+    cms = rep.timed("sign (valid)", lambda: env.sign(r.phone_id, r.password))
+    ok, why = env.rp_verdict(cms)
+    _require(ok, f"{r.phone_id}: fresh signature refused: {why}")
+    return response, st, cms
+
+
+def _require(cond: bool, message: str) -> None:
+    if not cond:
+        raise DrillFailure(message)
+
+
+def _propagate(env: Env, rep: SubjectReport, captured: tuple[bytes, Any, bytes], t0: float,
+               reader_word: str, ocsp_word: str) -> None:
+    """Poll the reader and the relying party together until each refuses the captured
+    presentation / signature for its word; record the seconds since ``t0`` of each."""
+    response, st, cms = captured
+    timeout = env.ttl + 30
+    checks = {"reader": (lambda: env.reader_verdict(response, st), reader_word),
+              "ocsp": (lambda: env.rp_verdict(cms), ocsp_word)}
+    seen: dict[str, tuple[float, str]] = {}
+    while len(seen) < len(checks):
+        for name, (check, word) in checks.items():
+            if name in seen:
+                continue
+            ok, why = check()
+            if not ok and word in why:
+                seen[name] = (time.perf_counter() - t0, why)
+        if time.perf_counter() - t0 > timeout:
+            raise DrillFailure(f"{rep.phone}: not refused by {sorted(set(checks) - set(seen))} "
+                               f"{timeout:.0f} s after the request")
+        if len(seen) < len(checks):
+            time.sleep(POLL_S)
+    rep.reader_propagation_s, rep.reader_reason = seen["reader"]
+    rep.ocsp_propagation_s, rep.ocsp_reason = seen["ocsp"]
+
+
+def _run_workflow(env: Env, rep: SubjectReport, kind: str, holder_id: str, *,
+                  old: str | None = None, new: str | None = None,
+                  stop_after: str | None = None, handover_id: str | None = None,
+                  actions: HandoverActions | None = None) -> str:
+    actions = actions or HandoverActions(env.ctx, key_type=env.key_type,
+                                         mdoc_batch=env.mdoc_batch)
+    hid = handover_id or wf.create(env.ctx.sessions, kind=kind, holder_id=holder_id,
+                                   old_phone_id=old, new_phone_id=new, actor="drill")
+    h = actions.runner("drill").run(hid, stop_after=stop_after)
+    for step, t in h.detail.get("timings", {}).items():
+        if not any(s.name == f"{kind}.{step}" for s in rep.steps):
+            rep.steps.append(Step(f"{kind}.{step}", t["seconds"], t["started"]))
+    return hid
+
+
+def _accepted(env: Env, phone: str, secret: str, what: str) -> None:
+    response, st = env.present(phone)
+    ok, why = env.reader_verdict(response, st)
+    _require(ok, f"{what} {phone}: presentation refused: {why}")
+    ok, why = env.rp_verdict(env.sign(phone, secret))
+    _require(ok, f"{what} {phone}: signature refused: {why}")
+
+
+def _holds_nothing(env: Env, phone: str) -> str:
+    from wallet_sim.wallet import WalletError
+
+    try:
+        env.present(phone)
+    except WalletError as exc:
+        return f"phone presents nothing: {exc}"
+    raise DrillFailure(f"{phone} still presents after its SE was wiped")
+
+
+def _fresh_refused(env: Env, phone: str, word: str) -> str:
+    response, st = env.present(phone)
+    ok, why = env.reader_verdict(response, st)
+    _require(not ok and word in why, f"{phone}: fresh presentation not refused for {word}: {why}")
+    return why
+
+
+# --- scenarios (one subject each) -------------------------------------------------------------
+
+
+def model_change(env: Env, i: int) -> SubjectReport:
+    """機種変更: the old phone is online; credentials move to a new phone; the old SE is
+    wiped by the TSM after the revocation is published."""
+    rep = SubjectReport(phone="")
+    r = _new_subject(env, rep, i, "mc")
+    captured = _capture(env, rep, r)
+    new = wallet_sim.create_phone(env.ctx.home)
+    rep.new_phone = new
+    actions = HandoverActions(env.ctx, key_type=env.key_type, mdoc_batch=env.mdoc_batch)
+    t0 = time.perf_counter()
+    hid = _run_workflow(env, rep, "model_change", r.holder_id, old=r.phone_id, new=new,
+                        stop_after="publish", actions=actions)
+    # the old phone still holds its content (wiped last): refused by status, fresh too
+    _propagate(env, rep, captured, t0, "revoked (INVALID)", "cessationOfOperation")
+    rep.final["old_fresh_presentation"] = _fresh_refused(env, r.phone_id, "INVALID")
+    _run_workflow(env, rep, "model_change", r.holder_id, handover_id=hid, actions=actions)
+    rep.final["old_after_wipe"] = _holds_nothing(env, r.phone_id)
+    _accepted(env, new, actions.secrets[new].password, "new phone")
+    rep.final["new_phone"] = "accepted"
+    return rep
+
+
+def resale(env: Env, i: int) -> SubjectReport:
+    """Sold without revocation: a factory reset leaves the SE as it was, so the reset phone
+    still presents until the owner reports it; then it is refused."""
+    rep = SubjectReport(phone="")
+    r = _new_subject(env, rep, i, "rs")
+    captured = _capture(env, rep, r)
+    rep.timed("factory reset", lambda: wallet_sim.factory_reset(r.phone_id, env.ctx.home))
+    _accepted(env, r.phone_id, r.password, "reset phone (before the report)")
+    rep.final["after_reset_before_report"] = "still accepted (the SE survives a reset)"
+    t0 = time.perf_counter()
+    _run_workflow(env, rep, "resale_report", r.holder_id, old=r.phone_id)
+    _propagate(env, rep, captured, t0, "revoked (INVALID)", "cessationOfOperation")
+    rep.final["reset_phone_fresh_presentation"] = _fresh_refused(env, r.phone_id, "INVALID")
+    return rep
+
+
+def lost_found(env: Env, i: int) -> SubjectReport:
+    """Lost: hold (certificateHold, SUSPENDED); found: user-auth released, signing
+    certificate re-issued with a new key, mdoc VALID again."""
+    rep = SubjectReport(phone="")
+    r = _new_subject(env, rep, i, "lf")
+    captured = _capture(env, rep, r)
+    t0 = time.perf_counter()
+    _run_workflow(env, rep, "lost_hold", r.holder_id, old=r.phone_id)
+    _propagate(env, rep, captured, t0, "SUSPENDED", "certificateHold")
+    rep.final["held_fresh_presentation"] = _fresh_refused(env, r.phone_id, "SUSPENDED")
+    _run_workflow(env, rep, "found", r.holder_id, old=r.phone_id)
+    ok, why = env.rp_verdict(captured[2])
+    _require(not ok and "cessationOfOperation" in why,
+             f"old signing certificate not revoked after found: {why}")
+    rep.final["old_signature_after_found"] = why
+    t1 = time.perf_counter()
+    response, st = env.present(r.phone_id)
+    while not (verdict := env.reader_verdict(response, st))[0]:  # until the cache moves on
+        _require(time.perf_counter() - t1 < env.ttl + 30, f"found phone refused: {verdict[1]}")
+        time.sleep(POLL_S)
+    rep.final["release_reader_s"] = time.perf_counter() - t1
+    _accepted(env, r.phone_id, r.password, "found phone")
+    auth_ok, auth_why = env.rp_verdict(env.sign(r.phone_id, r.pin, "auth"), "auth")
+    _require(auth_ok, f"released user-auth certificate refused: {auth_why}")
+    rep.final["found_phone"] = "accepted (auth released, signing re-issued, mdoc VALID)"
+    return rep
+
+
+def lost_not_found(env: Env, i: int) -> SubjectReport:
+    rep = SubjectReport(phone="")
+    r = _new_subject(env, rep, i, "ln")
+    captured = _capture(env, rep, r)
+    t0 = time.perf_counter()
+    _run_workflow(env, rep, "lost_hold", r.holder_id, old=r.phone_id)
+    _propagate(env, rep, captured, t0, "SUSPENDED", "certificateHold")
+    t1 = time.perf_counter()
+    _run_workflow(env, rep, "lost_confirmed", r.holder_id, old=r.phone_id)
+    sub = SubjectReport(phone=r.phone_id)
+    _propagate(env, sub, captured, t1, "revoked (INVALID)", "cessationOfOperation")
+    rep.final["confirmed_reader_s"] = sub.reader_propagation_s
+    rep.final["confirmed_ocsp_s"] = sub.ocsp_propagation_s
+    rep.final["fresh_presentation"] = _fresh_refused(env, r.phone_id, "INVALID")
+    return rep
+
+
+def renewal(env: Env, i: int) -> SubjectReport:
+    """Card renewed / basic four changed: everything superseded and re-issued on the phone."""
+    rep = SubjectReport(phone="")
+    r = _new_subject(env, rep, i, "rn")
+    captured = _capture(env, rep, r)
+    actions = HandoverActions(env.ctx, key_type=env.key_type, mdoc_batch=env.mdoc_batch)
+    t0 = time.perf_counter()
+    _run_workflow(env, rep, "renewal", r.holder_id, new=r.phone_id, actions=actions)
+    _propagate(env, rep, captured, t0, "revoked (INVALID)", "superseded")
+    _accepted(env, r.phone_id, actions.secrets[r.phone_id].password, "renewed phone")
+    rep.new_phone = r.phone_id
+    rep.final["renewed_phone"] = "accepted with new credentials"
+    return rep
+
+
+def death(env: Env, i: int) -> SubjectReport:
+    rep = SubjectReport(phone="")
+    r = _new_subject(env, rep, i, "dt")
+    captured = _capture(env, rep, r)
+    t0 = time.perf_counter()
+    _run_workflow(env, rep, "death", r.holder_id, old=r.phone_id)
+    _propagate(env, rep, captured, t0, "revoked (INVALID)", "affiliationChanged")
+    rep.final["fresh_presentation"] = _fresh_refused(env, r.phone_id, "INVALID")
+    return rep
+
+
+def pin_lock(env: Env, i: int) -> SubjectReport:
+    """Wrong user-auth PIN three times during an authentication attempt and wrong signing
+    password five times during a signing attempt: the keys lock (6984); the PUK unlocks
+    (RESET RETRY COUNTER); both work again. Nothing is revoked."""
+    rep = SubjectReport(phone="")
+    r = _new_subject(env, rep, i, "pl")
+    _capture(env, rep, r)
+    wrong = {"auth": "0000" if r.pin != "0000" else "1111",
+             "sign": "WRONG000" if r.password != "WRONG000" else "WRONG111"}
+    right = {"auth": r.pin, "sign": r.password}
+    for slot, tries in (("auth", 3), ("sign", 5)):
+        def attempts(slot: str = slot, tries: int = tries) -> list[int]:
+            sws = []
+            for _ in range(tries + 1):
+                try:
+                    env.sign(r.phone_id, wrong[slot], slot)
+                except SeError as exc:
+                    sws.append(exc.sw)
+            return sws
+
+        sws = rep.timed(f"{slot}: {tries} wrong PINs", attempts)
+        _require(sws[tries - 1] == 0x63C0 and sws[tries] == 0x6984,
+                 f"{slot}: status words {[hex(s) for s in sws]}")
+        try:
+            env.sign(r.phone_id, right[slot], slot)
+            raise DrillFailure(f"{slot}: a locked key signed")
+        except SeError as exc:
+            _require(exc.sw == 0x6984, f"{slot}: locked key answered {exc.sw:04X}")
+            rep.final[f"{slot}_locked"] = str(exc)
+        rep.timed(f"{slot}: PUK unlock", lambda slot=slot: _puk_unlock(env, r, slot))
+        ok, why = env.rp_verdict(env.sign(r.phone_id, right[slot], slot), slot)
+        _require(ok, f"{slot}: refused after the PUK unlock: {why}")
+        rep.final[f"{slot}_after_puk"] = "accepted"
+    _accepted(env, r.phone_id, r.password, "phone after PUK")
+    return rep
+
+
+def _puk_unlock(env: Env, r: ProvisionResult, slot: str) -> None:
+    from mcred.jpki_flow import EFS
+
+    se = wallet_sim.open_secure_element(r.phone_id, env.ctx.home)
+    card = JpkiCard(se.transmit)
+    card.select_ap()
+    card.select_ef(EFS[slot][0])
+    card._send("RESET RETRY COUNTER", bytes([0, 0x2C, 1, 0x80, 8]) + r.puk.encode())  # noqa: SLF001
+
+
+SUBJECTS: dict[str, Callable[[Env, int], SubjectReport]] = {
+    "model_change": model_change, "resale": resale, "lost_found": lost_found,
+    "lost_not_found": lost_not_found, "renewal": renewal, "death": death, "pin_lock": pin_lock,
+}
+
+
+# --- running a drill --------------------------------------------------------------------------
+
+
+def run_drill(ctx: Context, scenario: str, *, phones: int = 1, workers: int | None = None,
+              ttl: int = DRILL_TTL, key_type: str = "p384", env: Env | None = None,
+              progress: Callable[[int], None] | None = None) -> DrillReport:
+    """Run ``scenario`` on ``phones`` subject phones in parallel workers; never raises for a
+    failed assertion (the report says ``passed`` and ``error``)."""
+    if scenario not in SUBJECTS:
+        raise ValueError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
+    t0 = time.perf_counter()
+    env = env or Env(ctx, ttl=ttl, key_type=key_type)
+    report = DrillReport(scenario, phones, env.ttl)
+    try:
+        bystander = _new_subject(env, SubjectReport(phone=""), 0, f"by-{scenario}")
+        _capture(env, SubjectReport(phone=""), bystander)
+        fn = SUBJECTS[scenario]
+        errors: list[str] = []
+
+        def one(i: int) -> SubjectReport | None:
+            try:
+                return fn(env, i)
+            except Exception as exc:  # noqa: BLE001 - reported, the drill goes on
+                errors.append(f"subject {i}: {type(exc).__name__}: {exc}")
+                return None
+            finally:
+                if progress:
+                    progress(1)
+
+        with ThreadPoolExecutor(max_workers=workers or min(phones, 4)) as pool:
+            for rep in pool.map(one, range(1, phones + 1)):
+                if rep is not None:
+                    report.subjects.append(rep)
+        _accepted(env, bystander.phone_id, bystander.password, "bystander")
+        report.bystander = {"phone": bystander.phone_id, "result": "accepted, undisturbed"}
+        report.error = "; ".join(errors) or None
+        report.passed = not errors
+    except Exception as exc:  # noqa: BLE001
+        report.error = f"{type(exc).__name__}: {exc}"
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def render_markdown(reports: list[DrillReport]) -> str:
+    lines = ["# mcred drill report", ""]
+    for r in reports:
+        lines += [f"## {r.scenario}: {'PASSED' if r.passed else 'FAILED'}", "",
+                  f"- phones: {r.phones}; wall time {r.seconds:.2f} s",
+                  f"- published TTLs: status list {r.status_list_ttl_s} s; OCSP {r.ocsp_ttl_s} s "
+                  "(live responder)"]
+        prop = r.propagation()
+        for who in ("reader", "ocsp"):
+            s = prop[who]
+            if s:
+                lines.append(f"- propagation to the {who}: min {s['min']:.3f} s, median "
+                             f"{s['median']:.3f} s, p95 {s['p95']:.3f} s, max {s['max']:.3f} s")
+        if r.error:
+            lines.append(f"- error: {r.error}")
+        if r.bystander:
+            lines.append(f"- bystander {r.bystander['phone']}: {r.bystander['result']}")
+        lines += ["", "| phone | step | seconds |", "|---|---|---|"]
+        for s in r.subjects:
+            for st in s.steps:
+                lines.append(f"| {s.phone} | {st.name} | {st.seconds:.3f} |")
+        lines += ["", "| phone | reader propagation s | reader reason | OCSP propagation s | OCSP reason |",
+                  "|---|---|---|---|---|"]
+        for s in r.subjects:
+            rp = "" if s.reader_propagation_s is None else f"{s.reader_propagation_s:.3f}"
+            op = "" if s.ocsp_propagation_s is None else f"{s.ocsp_propagation_s:.3f}"
+            lines.append(f"| {s.phone} | {rp} | {_cell(s.reader_reason)} | {op} | "
+                         f"{_cell(s.ocsp_reason)} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")[:160]

@@ -1,0 +1,321 @@
+"""The actions of every handover workflow step (issuer/handover.py ``WORKFLOWS``;
+specs/handover.md), wired across issuer, TSM and phones.
+
+Each action is idempotent: it reads the state it is about to change before changing it
+(the registry's credential status, the TSM's jobs of this workflow, the SE's key hashes),
+so a crash after any step, or inside one, followed by ``WorkflowRunner.run`` again, ends
+in the same final state as an uninterrupted run. TSM jobs a workflow starts carry the
+actor ``handover:<id>:<what>`` so a re-run finds and resumes them instead of starting new
+ones. Secrets of a new phone are never written into the workflow's results: they are
+handed back in :attr:`HandoverActions.secrets` (shown once) and sealed in the TSM job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+import wallet_sim
+from issuer import handover as wf
+from issuer import revocation
+from issuer.db import Credential, Phone, StatusList, utcnow
+from mcred.context import Context
+from mcred.provision import (
+    ProvisionResult,
+    issuer_port,
+    jpki_issuer,
+    mdoc_service,
+    provision,
+    resume,
+    tsm_for,
+)
+from tsm import applets as ap
+from tsm import steps as tsm_steps
+from tsm.audit import AuditLog
+from tsm.jobs import JobView, StepContext, Tsm
+from tsm.lock import acquire
+from tsm.session import SeLink
+
+_LIVE = ("valid", "hold")
+
+
+def _stamp() -> str:
+    return utcnow().isoformat()
+
+
+@dataclass
+class HandoverActions:
+    """The actions for :class:`issuer.handover.WorkflowRunner`, over one installation."""
+
+    ctx: Context
+    key_type: str = "p384"
+    mdoc_batch: int = 1
+    #: Test hook: called with a TSM step id inside the workflow's TSM jobs (crash injection).
+    tsm_hook: Callable[[str], None] | None = None
+    #: Secrets generated for new phones / re-provisioned phones, by phone id (shown once).
+    secrets: dict[str, ProvisionResult] = field(default_factory=dict)
+
+    def actions(self) -> Mapping[str, wf.Action]:
+        return {
+            "prepare": self.prepare,
+            "provision_new": self.provision_new,
+            "revoke_old": self.revoke_old,
+            "hold_old": self.hold_old,
+            "publish": self.publish,
+            "wipe_old": self.wipe_old,
+            "release_auth": self.release_auth,
+            "reissue_sign": self.reissue_sign,
+            "release_mdoc": self.release_mdoc,
+            "reissue_all": self.reissue_all,
+        }
+
+    def runner(self, actor: str = "operator") -> wf.WorkflowRunner:
+        return wf.WorkflowRunner(self.ctx.sessions, self.actions(), actor=actor)
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _tsm(self, actor: str) -> Tsm:
+        return tsm_for(self.ctx, issuer_port(self.ctx), actor)
+
+    def _jobs(self, phone_id: str, actor: str) -> list[JobView]:
+        return [j for j in self._tsm(actor).jobs(phone_id) if j.actor == actor]
+
+    def _run_job(self, phone_id: str, kind: str, actor: str) -> JobView:
+        """Run (or resume, or return) the one ``kind`` job this workflow owns on the phone."""
+        tsm = self._tsm(actor)
+        mine = [j for j in self._jobs(phone_id, actor) if j.kind == kind]
+        job_id = mine[-1].id if mine else tsm.create_job(phone_id, kind)
+        se = wallet_sim.open_secure_element(phone_id, self.ctx.home)
+        return tsm.run(job_id, se.transmit, after_step=self.tsm_hook)
+
+    def _provision(self, phone_id: str, holder_id: str, actor: str) -> ProvisionResult:
+        done = [j for j in self._jobs(phone_id, actor) if j.kind == "provision"]
+        if done:
+            result = resume(self.ctx, done[-1].id, after_step=self.tsm_hook)
+        else:
+            result = provision(self.ctx, phone_id, holder_id, key_type=self.key_type,
+                               mdoc_batch=self.mdoc_batch, after_step=self.tsm_hook, actor=actor)
+        if result.pin:
+            self.secrets[phone_id] = result
+        return result
+
+    def _changes(self, changes: list[revocation.Change]) -> dict[str, Any]:
+        return {"changed": [f"{c.kind}:{c.before}->{c.after}" for c in changes], "at": _stamp()}
+
+    def _status(self, phone_id: str) -> list[tuple[str, str, str | None]]:
+        with self.ctx.sessions() as s:
+            return sorted((c.kind, c.status, c.reason) for c in s.scalars(
+                select(Credential).where(Credential.phone_id == phone_id)))
+
+    def _set_phone_state(self, phone_id: str | None, state: str) -> None:
+        if not phone_id:
+            return
+        with self.ctx.sessions.begin() as s:
+            p = s.get(Phone, phone_id)
+            if p is not None and p.state != state:
+                p.state = state
+
+    # --- actions ---------------------------------------------------------------------------
+
+    def prepare(self, c: wf.StepContext) -> dict:
+        """Record what the old phone holds now (credential ids, the signing key's hash), so
+        later steps can tell their own effect from the state they started from."""
+        out: dict[str, Any] = {"at": _stamp()}
+        phone = c.old_phone_id or c.new_phone_id
+        if phone and c.kind == "found":
+            try:
+                st = _jpki_state(self.ctx, phone)
+                key = st.keys.get(ap.SLOT_SIGN)
+                out["sign_key_sha256"] = key.spki_sha256.hex() if key else None
+            except wallet_sim.PhoneNotFoundError:  # an unreachable phone: nothing to record
+                out["sign_key_sha256"] = None
+        if phone:
+            with self.ctx.sessions() as s:
+                out["credentials"] = sorted(s.scalars(select(Credential.id).where(
+                    Credential.phone_id == phone, Credential.status.in_(_LIVE))).all())
+        return out
+
+    def provision_new(self, c: wf.StepContext) -> dict:
+        """Provision the new phone; its issuance revokes the old phone's same-kind
+        credentials in the same transaction (one phone per person)."""
+        assert c.new_phone_id
+        r = self._provision(c.new_phone_id, c.holder_id, f"handover:{c.handover_id}:provision")
+        return {"job": r.job_id, "mdocs": len(r.mdocs), "at": _stamp()}
+
+    def revoke_old(self, c: wf.StepContext) -> dict:
+        """Revoke whatever the old phone still has live, with the workflow's reason."""
+        assert c.old_phone_id
+        changes = revocation.revoke(self.ctx.sessions, c.old_phone_id, c.reason, "all",
+                                    actor=f"handover:{c.handover_id}")
+        self._set_phone_state(c.old_phone_id, "retired" if c.kind == "model_change" else "revoked")
+        return self._changes(changes)
+
+    def hold_old(self, c: wf.StepContext) -> dict:
+        assert c.old_phone_id
+        changes = revocation.hold(self.ctx.sessions, c.old_phone_id, "all",
+                                  actor=f"handover:{c.handover_id}")
+        self._set_phone_state(c.old_phone_id, "lost")
+        return self._changes(changes)
+
+    def release_auth(self, c: wf.StepContext) -> dict:
+        phone = c.old_phone_id or c.new_phone_id
+        return self._changes(revocation.release(self.ctx.sessions, phone, "auth",
+                                                actor=f"handover:{c.handover_id}"))
+
+    def release_mdoc(self, c: wf.StepContext) -> dict:
+        phone = c.old_phone_id or c.new_phone_id
+        out = self._changes(revocation.release(self.ctx.sessions, phone, "mdoc",
+                                               actor=f"handover:{c.handover_id}"))
+        self._set_phone_state(phone, "active")
+        return out
+
+    def reissue_sign(self, c: wf.StepContext) -> dict:
+        """A found phone's signing key was out of the holder's control: revoke its signing
+        certificate (cessationOfOperation), generate a new signing key in the SE, issue and
+        write its certificate. The signing password stays as the holder set it."""
+        phone = c.old_phone_id or c.new_phone_id
+        assert phone
+        changes = revocation.revoke(self.ctx.sessions, phone, "cessationOfOperation", "sign",
+                                    actor=f"handover:{c.handover_id}")
+        old_key = c.results.get("prepare", {}).get("sign_key_sha256")
+        job_ref = f"handover:{c.handover_id}:sign"
+        with _se_steps(self.ctx, phone, job_ref, self.tsm_hook) as run:
+            st = run.state()
+            key = st.keys.get(ap.SLOT_SIGN)
+            generated = key is None or key.spki_sha256.hex() == old_key
+            if generated:
+                run.generate_sign_key()
+            run.step("issue-sign-cert")
+            run.step("write-sign-cert")
+        return {**self._changes(changes), "generated": generated}
+
+    def reissue_all(self, c: wf.StepContext) -> dict:
+        """Card renewed or basic four data changed: delete the phone's credentials (TSM),
+        provision them again, and revoke every credential the phone held before as
+        superseded (the JPKI issuer already supersedes same-slot certificates)."""
+        phone = c.old_phone_id or c.new_phone_id
+        assert phone
+        prov_actor = f"handover:{c.handover_id}:provision"
+        if not [j for j in self._jobs(phone, prov_actor) if j.kind == "provision"]:
+            self._run_job(phone, "delete-credentials", f"handover:{c.handover_id}:delete")
+        r = self._provision(phone, c.holder_id, prov_actor)
+        before = set(c.results.get("prepare", {}).get("credentials", []))
+        revoked = []
+        with self.ctx.sessions.begin() as s:
+            for row in s.scalars(select(Credential).where(Credential.id.in_(before))
+                                 .with_for_update()):
+                if row.status in _LIVE:
+                    row.status, row.reason, row.revoked_at = "revoked", "superseded", utcnow()
+                    revoked.append(row)
+            revocation._touch(s, revoked)  # noqa: SLF001 - the issuer's own stale-marking
+        return {"job": r.job_id, "superseded": len(revoked), "at": _stamp()}
+
+    def publish(self, c: wf.StepContext) -> dict:
+        """Rebuild the CRL partitions and Status List Tokens the workflow moved, so the
+        first fetch after this step already carries the change."""
+        phones = [p for p in (c.old_phone_id, c.new_phone_id) if p]
+        with self.ctx.sessions() as s:
+            creds = list(s.scalars(select(Credential).where(Credential.phone_id.in_(phones))))
+            lists = {lst.id for lst in s.scalars(select(StatusList).where(
+                StatusList.id.in_({x.status_list_id for x in creds if x.status_list_id})))}
+        jpki = jpki_issuer(self.ctx)
+        crls = set()
+        for cr in creds:
+            if cr.kind.startswith("jpki-") and cr.partition:
+                slot = cr.kind[5:]
+                if (slot, cr.partition) not in crls:
+                    jpki.crl(slot, cr.partition)
+                    crls.add((slot, cr.partition))
+        svc = mdoc_service(self.ctx)
+        versions = {lid: svc.status_token(lid).version for lid in sorted(lists)}
+        return {"crls": sorted(f"{a}/{b}" for a, b in crls), "status_lists": versions,
+                "at": _stamp()}
+
+    def wipe_old(self, c: wf.StepContext) -> dict:
+        """Delete the old SE's applets through the TSM if the phone is reachable."""
+        assert c.old_phone_id
+        if c.old_phone_id not in wallet_sim.list_phones(self.ctx.home):
+            return {"reachable": False, "at": _stamp()}
+        view = self._run_job(c.old_phone_id, "delete-credentials", f"handover:{c.handover_id}:wipe")
+        return {"reachable": True, "job": view.id, "at": _stamp()}
+
+
+# --- a signing-key re-issue over the TSM's own step functions ----------------------------
+
+
+def _jpki_state(ctx: Context, phone_id: str) -> ap.JpkiState:
+    with _se_steps(ctx, phone_id, "read-state", None) as run:
+        return run.state()
+
+
+class _StepsRun:
+    def __init__(self, sctx: StepContext, hook: Callable[[str], None] | None) -> None:
+        self.sctx, self.hook = sctx, hook
+
+    def state(self) -> ap.JpkiState:
+        return tsm_steps.jpki_state(self.sctx)
+
+    def generate_sign_key(self) -> None:
+        alg = next(iter(self.state().keys.values())).algorithm if self.state().keys else "p384"
+        tsm_steps.personalise(self.sctx, ap.JPKI, ap.jpki_generate(ap.SLOT_SIGN, alg,
+                                                                    self.sctx.rng(32)),
+                              "jpki GENERATE KEY sign (re-issue)")
+        if self.hook:
+            self.hook("generate-sign-key")
+
+    def step(self, name: str) -> None:
+        self.sctx.step = name
+        self.sctx.results = {}
+        tsm_steps.STEPS[name](self.sctx)
+        self.sctx.all_results[name] = self.sctx.results
+        if self.hook:
+            self.hook(name)
+
+
+class _se_steps:  # noqa: N801 - used as a context manager, reads like a function
+    """Run TSM step functions on one SE under its lock, outside a persisted job: for a
+    re-issue of one slot, which the TSM's job kinds do not offer (reported upstream).
+    ``job_ref`` makes the issuer calls idempotent."""
+
+    def __init__(self, ctx: Context, phone_id: str, job_ref: str,
+                 hook: Callable[[str], None] | None) -> None:
+        self.ctx, self.phone_id, self.job_ref, self.hook = ctx, phone_id, job_ref, hook
+
+    def __enter__(self) -> _StepsRun:
+        tsm = tsm_for(self.ctx, issuer_port(self.ctx), "handover")
+        self.lock = acquire(tsm.engine, self.phone_id, f"handover/{self.job_ref[-12:]}",
+                            timeout_s=tsm.lock_timeout_s, lease_s=tsm.lease_s, clock=tsm.clock)
+        try:
+            audit = AuditLog("handover", self.phone_id, None)
+            se = wallet_sim.open_secure_element(self.phone_id, self.ctx.home)
+            self.audit = audit
+            link = SeLink(tsm.engine, self.phone_id, se.transmit, tsm.master, audit, None,
+                          tsm.security_level, tsm.rng)
+            job = JobView(id=_ref(self.job_ref), se_id=self.phone_id, kind="provision",
+                          state="running", steps=(), next_step=0,
+                          input={"phone_id": self.phone_id, "algorithm": "p384",
+                                 "mdoc_count": 0},
+                          results={}, actor="handover", attempts=0, error=None)
+            self.sctx = StepContext(tsm, link, job, "re-issue", {}, None, None)
+        except BaseException:
+            self.lock.release()
+            raise
+        return _StepsRun(self.sctx, self.hook)
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self.sctx._session is not None:  # noqa: SLF001
+                self.sctx._session.close()  # noqa: SLF001
+            self.audit.flush_now(self.ctx.engine)
+        finally:
+            self.lock.release()
+
+
+def _ref(text: str) -> str:
+    """A job reference of the issuer's length limits (stable for the same text)."""
+    return "h" + hashlib.sha256(text.encode()).hexdigest()[:31]
+
