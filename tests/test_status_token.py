@@ -177,3 +177,14 @@ def test_fuzzed_token_bytes_give_status_list_error_only(data):
         return
     # a flip in an unsigned part may survive (e.g. none here); then the list must be intact
     assert data == GOOD
+
+
+def test_signer_certificate_with_an_invalid_x509_version_is_a_typed_error():
+    """cryptography raises InvalidVersion (not a ValueError) for version 4; found by fuzzing."""
+    at = GOOD.find(bytes.fromhex("a003020102"))
+    assert at > 0
+    bad = GOOD[:at] + bytes.fromhex("a003020103") + GOOD[at + 5:]
+    with pytest.raises(StatusListError):
+        decode_status_list_token(bad)
+    with pytest.raises(StatusListError):
+        verify(bad)

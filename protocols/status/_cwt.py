@@ -111,7 +111,7 @@ def open_cwt(data: bytes, *, typ: str) -> tuple[cose.Sign1, CwtHeader, dict]:
         raise StatusListTrustError("token: no x5chain (33) with the signer certificate")
     try:
         signer = x509.load_der_x509_certificate(chain[0])
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion is no ValueError
         raise StatusListTrustError(f"x5chain: the signer certificate is malformed: {exc}") from None
     if message.payload is None:
         raise StatusListDecodeError("token: payload is detached (nil)")

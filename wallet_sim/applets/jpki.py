@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass, field, replace
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.utils import NoDigestInfo, Prehashed
@@ -611,7 +612,7 @@ def _check_certificate(state: JpkiState, fid: int, der: bytes) -> None:
         cert = x509.load_der_x509_certificate(der)
         cert_spki = _keys.spki_of(cert.public_key())
         cert.not_valid_after_utc  # noqa: B018 - parse the fields describe() shows
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion, UnsupportedAlgorithm) as exc:
         raise StatusError(SW_WRONG_DATA, f"EF {fid:04X}: not an X.509 certificate") from exc
     for slot, ee in SLOT_CERT.items():
         if fid == ee:
