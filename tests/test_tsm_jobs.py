@@ -118,9 +118,9 @@ def test_lost_answer_after_every_command_completes_once(world):
     world.tsm.run(provision(world, pid), reference)
     total = reference.sent
     assert total > 40
-    # Every command on SQLite; every third on PostgreSQL (the SE's behaviour does not
+    # Every command on SQLite; every sixth on PostgreSQL (the SE's behaviour does not
     # depend on the backend, only the job bookkeeping does, which each run exercises).
-    stride = 1 if world.tsm.engine.dialect.name == "sqlite" else 3
+    stride = 1 if world.tsm.engine.dialect.name == "sqlite" else 6
     for k in range(0, total, stride):
         pid, se = world.phone()
         job = provision(world, pid)
@@ -171,14 +171,20 @@ def test_no_secret_reaches_the_database(world):
         world.tsm.run(job, FlakyLink(se, lose_at=30), trace=lines.append)
     world.tsm.run(job, se.transmit, trace=lines.append)
     keys = world.tsm.master.se_keys(bytes.fromhex(world.describe(pid)["secure_element"]["key_diversification_data"]))
-    forbidden = []
+    # The 4-digit PIN as text can occur by chance inside hex (certificates in the job's
+    # results, ciphertext): it is looked for only in the worded columns; its ASCII bytes
+    # in hex, the password and the PUK are looked for everywhere.
+    forbidden = [SECRETS.signing_password, SECRETS.puk]
     for v in (SECRETS.user_auth_pin, SECRETS.signing_password, SECRETS.puk):
-        forbidden += [v, v.encode().hex(), v.encode().hex().upper()]
+        forbidden += [v.encode().hex(), v.encode().hex().upper()]
     for k in (MASTER, keys.enc, keys.mac, keys.dek):
         forbidden += [k.hex(), k.hex().upper()]
     with Session(world.tsm.engine) as s:
         jobs = [_text(r) for r in s.scalars(select(JobRow))]
+        worded = [repr((r.input, r.error)) for r in s.scalars(select(JobRow))]
     dumped = [_text(r) for r in audit_rows(world.tsm.engine)] + jobs
+    worded += [repr((r.what, r.detail, r.event)) for r in audit_rows(world.tsm.engine)]
+    assert not any(SECRETS.user_auth_pin in text for text in worded)
     for text in dumped:
         for bad in forbidden:
             assert bad not in text
