@@ -18,7 +18,6 @@ digests, device authentication over this session's SessionTranscript) plus, name
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import re
 import threading
 from collections.abc import Callable, Mapping
@@ -313,6 +312,10 @@ class ReaderPipeline:
             return VerificationResult((Check(RESPONSE_STATUS, False, f"not a DeviceResponse: {exc}"),))
         except MdocError as exc:
             return VerificationResult((Check(RESPONSE_STATUS, False, f"unverifiable: {exc}"),))
+        except Exception as exc:  # noqa: BLE001 - the reader's boundary: a verifier bug on hostile
+            # bytes (e.g. cryptography's UnsupportedAlgorithm from a mangled x5chain) is a refusal
+            return VerificationResult((Check(RESPONSE_STATUS, False,
+                                             f"unverifiable: {type(exc).__name__}: {exc}"),))
         checks = [call.replace.get(id(c), c) for c in core.checks]
         documents = []
         for core_checks, extras, disclosed in call.docs:
@@ -420,6 +423,3 @@ def _summary(name: str, rules: list, what: str) -> Check:
         return Check(name, False, "; ".join(f"{r.name}: {r.reason}" for r in bad))
     return Check(name, True, f"{len(rules)} rules of {what} pass")
 
-
-def digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()[:16]

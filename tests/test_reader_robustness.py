@@ -1,0 +1,148 @@
+"""The reader never crashes on the wallet's bytes (fuzzed SessionData, DeviceEngagement,
+DeviceResponse plaintext, HTTP bodies), and its trust store imports a signed VICAL."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_present_kit import DOCTYPE, NS, T0, Clock, StatusPublisher, make_phone, make_pki
+
+import wallet_sim
+from mcred.present import present_in_process, reader_app, reader_pipeline
+from protocols import cbor, cose
+from protocols.mdoc import SessionData
+from reader.errors import ReaderSessionError
+from reader.http import ReaderService
+from reader.session import ReaderSession, RequestSpec
+from reader.trust import TrustError, TrustStore
+from wallet_sim.consent import RulesConsent
+from wallet_sim.engagement import Engagement
+from wallet_sim.wallet import Wallet
+
+REQUEST = RequestSpec(DOCTYPE, {NS: {"family_name": False}})
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    pki = make_pki()
+    clock = Clock()
+    pipe = reader_pipeline(trust=pki.trust(), clock=clock, fetcher=StatusPublisher(pki, clock))
+    return {"home": home, "pki": pki, "phone": make_phone(home, pki), "pipeline": pipe, "clock": clock}
+
+
+@FUZZ
+@given(data=st.binary(max_size=300))
+def test_fuzzed_session_data_gives_a_failed_session_check(world, data):
+    reader = ReaderSession([REQUEST], world["pipeline"])
+    reader.start(Engagement.new().bytes)
+    outcome = reader.receive(data)
+    assert not outcome.valid and outcome.result.checks[0].name == "session"
+
+
+@FUZZ
+@given(data=st.binary(max_size=200) | st.text(max_size=80).map(lambda t: "mdoc:" + t))
+def test_fuzzed_engagement_raises_only_reader_session_error(world, data):
+    try:
+        ReaderSession([REQUEST], world["pipeline"]).start(data)
+    except ReaderSessionError:
+        pass
+
+
+@FUZZ
+@given(data=st.binary(max_size=300))
+def test_fuzzed_device_response_plaintext_is_a_verdict_not_a_crash(world, data):
+    result = world["pipeline"].verify(data, session_transcript=None)
+    assert not result.valid
+
+
+def test_mutated_real_response_never_crashes_nor_accepts_a_changed_value(world):
+    se = wallet_sim.open_secure_element(world["phone"], world["home"])
+    w = Wallet(se.transmit, RulesConsent.allow_all(), clock=world["clock"])
+    out = present_in_process(w, ReaderSession([REQUEST], world["pipeline"]))
+    assert out.valid
+    genuine = out.result["documents"][0]["elements"]
+    raw = out.device_response
+    for i in range(0, len(raw), max(1, len(raw) // 150)):
+        for bit in (0x01, 0x80):
+            mutated = raw[:i] + bytes([raw[i] ^ bit]) + raw[i + 1:]
+            result = world["pipeline"].verify(mutated, session_transcript=out.session_transcript)
+            # a mutation in an unsigned, ignored place (an unknown map key) may still verify,
+            # but then only with genuine values: never a changed one
+            for doc in result.to_json()["documents"]:
+                for ns, elements in doc["elements"].items():
+                    assert elements.items() <= genuine.get(ns, {}).items()
+
+
+def test_http_endpoints_answer_garbage_with_4xx(world):
+    client = TestClient(reader_app(ReaderService(world["pipeline"], [REQUEST])))
+    assert client.post("/sessions", content=b"\x00garbage").status_code == 400
+    assert client.post("/sessions", content=b"mdoc:!!!").status_code == 400
+    assert client.post("/sessions/nope", content=b"x").status_code == 404
+    assert client.get("/sessions/nope/result").status_code == 404
+    r = client.post("/sessions", content=Engagement.new().uri.encode())
+    assert r.status_code == 201 and r.headers["content-type"] == "application/cbor"
+    sid = r.headers["x-session-id"]
+    assert client.get(f"/sessions/{sid}/result").status_code == 409
+    r = client.post(f"/sessions/{sid}", content=b"\xa0")
+    assert r.status_code == 200 and SessionData.decode(r.content).status == 20
+    verdict = client.get(f"/sessions/{sid}/result").json()
+    assert verdict["valid"] is False and verdict["checks"][0]["name"] == "session"
+
+
+# -- VICAL -----------------------------------------------------------------------------------
+
+
+def _vical_signer():
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"), x509.NameAttribute(NameOID.COMMON_NAME, "VICAL")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(7).not_valid_before(T0 - dt.timedelta(days=1)).not_valid_after(T0 + dt.timedelta(days=365))
+            .sign(key, hashes.SHA256()))
+    return key, cert
+
+
+def _vical(key, cert, iaca_cert, doc_types):
+    der = cert.public_bytes(serialization.Encoding.DER)
+    payload = {"version": "1.0", "vicalProvider": "Test VICAL", "date": T0, "vicalIssueID": 3,
+               "certificateInfos": [{"certificate": iaca_cert.public_bytes(serialization.Encoding.DER),
+                                     "serialNumber": iaca_cert.serial_number, "ski": b"\x01",
+                                     "docType": doc_types, "issuingCountry": "JP"},
+                                    {"certificate": b"junk", "docType": ["x"]}]}
+    return cose.Sign1.create(cose.key_signer(key), cbor.dumps(payload), unprotected={33: der}).encode()
+
+
+def test_vical_import_scopes_anchors_to_their_doctypes(world):
+    key, cert = _vical_signer()
+    store = TrustStore()
+    imported = store.import_vical(_vical(key, cert, world["pki"].iaca, [DOCTYPE]), vical_anchors=[cert], now=T0)
+    assert imported.imported == 1 and imported.provider == "Test VICAL" and len(imported.skipped) == 1
+    clock = world["clock"]
+    se = wallet_sim.open_secure_element(world["phone"], world["home"])
+    w = Wallet(se.transmit, RulesConsent.allow_all(), clock=clock)
+    pipe = reader_pipeline(trust=store, clock=clock, fetcher=StatusPublisher(world["pki"], clock))
+    assert present_in_process(w, ReaderSession([REQUEST], pipe)).valid
+    # the same IACA scoped to another docType does not vouch for ours
+    store = TrustStore()
+    store.import_vical(_vical(key, cert, world["pki"].iaca, ["org.iso.18013.5.1.mDL"]), vical_anchors=[cert], now=T0)
+    pipe = reader_pipeline(trust=store, clock=clock, fetcher=StatusPublisher(world["pki"], clock))
+    out = present_in_process(w, ReaderSession([REQUEST], pipe))
+    assert {c["name"] for c in out.result["checks"] if not c["passed"]} == {"trust_anchor_scope"}
+
+
+def test_vical_from_an_untrusted_signer_is_refused(world):
+    key, cert = _vical_signer()
+    _, other = _vical_signer()
+    with pytest.raises(TrustError, match="VICAL refused"):
+        TrustStore().import_vical(_vical(key, cert, world["pki"].iaca, [DOCTYPE]), vical_anchors=[other], now=T0)
+    with pytest.raises(TrustError):
+        TrustStore().import_vical(b"\x00", vical_anchors=[cert], now=T0)
