@@ -37,6 +37,9 @@ def make_engine(url: str, **kwargs) -> Engine:
         def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL never corrupts the database; a power cut may lose the last
+            # commits, which the TSM's resumable jobs re-do (specs/tsm.md).
+            cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()

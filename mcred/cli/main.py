@@ -29,6 +29,7 @@ _AREAS = [
     "mcred.cli.mdoc_cmds",
     "mcred.cli.demo_cmds",
     "mcred.cli.export_cmds",
+    "mcred.cli.phone_cmds",
     "mcred.cli.mdoc_issue_cmds",
     "mcred.cli.jpki_cmds",
     "mcred.cli.provision_cmds",
