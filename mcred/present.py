@@ -31,6 +31,7 @@ from tsm import applets as tsm_applets
 from tsm import gp_commands
 from wallet_sim import app_dir, open_secure_element
 from wallet_sim.consent import ConsentPolicy
+from wallet_sim.engagement import Engagement
 from wallet_sim.wallet import DeviceAuthMode, Wallet, WalletEvent
 
 WALLET_STATE_FILE = "wallet.json"
@@ -118,13 +119,16 @@ class PresentError(Exception):
 
 
 def present_over_http(wallet: Wallet, reader_url: str, *, client: httpx.Client | None = None,
-                      timeout: float = 30.0) -> Presentation:
+                      timeout: float = 30.0,
+                      on_engagement: Callable[[Engagement], None] | None = None) -> Presentation:
     """The phone side over HTTP: POST the engagement (``mdoc:`` URI), answer the
     SessionEstablishment, receive the reader's SessionData, fetch the verdict."""
     own = client is None
     client = client or httpx.Client(timeout=timeout)
     base = reader_url.rstrip("/")
     session = wallet.start()
+    if on_engagement is not None:
+        on_engagement(session.engagement)  # the QR code the holder shows
     try:
         r = client.post(f"{base}/sessions", content=session.engagement.uri.encode(),
                         headers={"Content-Type": "text/plain"})

@@ -1,0 +1,177 @@
+"""``mcred present``, ``mcred reader serve`` and ``mcred verify`` (issue 6, item 5).
+
+Exit codes: 0 the reader's verdict is VALID, 1 it is not, 2 unusable input (no such phone,
+unreachable reader, unreadable file). ``--json`` prints one object in the result shape of
+``mcred mdoc verify``: ``{"valid", "checks", "documents"}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+EXIT_OK, EXIT_FAILED, EXIT_UNUSABLE = 0, 1, 2
+
+
+def render(console: Console, result: dict) -> None:
+    table = Table(title="reader verdict")
+    table.add_column("check")
+    table.add_column("")
+    table.add_column("reason", overflow="fold")
+    for c in result.get("checks", []):
+        table.add_row(c["name"], "[green]pass[/]" if c["passed"] else "[red]FAIL[/]", c["reason"])
+    console.print(table)
+    for doc in result.get("documents", []):
+        items = Table(title=doc["docType"])
+        items.add_column("namespace")
+        items.add_column("element")
+        items.add_column("value", overflow="fold")
+        for ns, elements in doc["elements"].items():
+            for ident, value in elements.items():
+                text = json.dumps(value, ensure_ascii=False)
+                items.add_row(ns, ident, text if len(text) <= 80 else f"<{len(text)} characters>")
+        console.print(items)
+    console.print("[bold green]VALID[/]" if result.get("valid") else "[bold red]INVALID[/]")
+
+
+def save_portrait(result: dict, path: Path) -> bool:
+    for doc in result.get("documents", []):
+        for elements in doc["elements"].values():
+            if isinstance(elements.get("portrait"), str):
+                path.write_bytes(base64.b64decode(elements["portrait"]))
+                return True
+    return False
+
+
+def _finish(console: Console, result: dict, as_json: bool, portrait: Path | None) -> None:
+    saved = save_portrait(result, portrait) if portrait else False
+    if as_json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        render(console, result)
+        if portrait:
+            console.print(f"portrait saved to {portrait}" if saved else "[yellow]no portrait disclosed[/]")
+    raise typer.Exit(EXIT_OK if result.get("valid") else EXIT_FAILED)
+
+
+def _unusable(console: Console, as_json: bool, message: str) -> None:
+    if as_json:
+        print(json.dumps({"valid": False, "error": message, "checks": [], "documents": []}, ensure_ascii=False))
+    else:
+        console.print(f"[red]{message}[/]", markup=True)
+    raise typer.Exit(EXIT_UNUSABLE)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("present")
+    def present_cmd(
+        phone: str = typer.Option(..., "--phone", help="The phone whose wallet presents."),
+        reader: str = typer.Option(..., "--reader", help="Reader service URL, e.g. http://127.0.0.1:8471"),
+        consent: Path | None = typer.Option(None, "--consent", help="Consent rules (JSON); default: ask."),
+        mac: bool = typer.Option(False, "--mac", help="Device authentication by deviceMac, not deviceSignature."),
+        qr: Path | None = typer.Option(None, "--qr", help="Also write the engagement QR code as PNG."),
+        portrait: Path | None = typer.Option(None, "--portrait", help="Save a disclosed portrait here."),
+        save: Path | None = typer.Option(None, "--save", help="Save the transcript for `mcred verify`."),
+        as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    ) -> None:
+        """Present the phone's mdoc to a reader over HTTP; exit 0 only if the verdict is VALID."""
+        from mcred.present import PresentError, open_wallet, present_over_http
+        from wallet_sim import PhoneNotFoundError
+        from wallet_sim.consent import ConsentError, InteractiveConsent, RulesConsent
+
+        console = Console(stderr=as_json)
+        try:
+            policy = RulesConsent.from_file(consent) if consent else InteractiveConsent(
+                ask=lambda q: console.input(q), show=console.print)
+            wallet = open_wallet(phone, None, policy, device_auth="mac" if mac else "signature")
+        except (ConsentError, PhoneNotFoundError) as exc:
+            _unusable(console, as_json, str(exc))
+        def show(engagement) -> None:
+            if qr is not None:
+                engagement.save_png(qr)
+            if not as_json:
+                console.print(engagement.terminal(), highlight=False, markup=False)
+                console.print(engagement.uri, highlight=False, markup=False, soft_wrap=True)
+
+        try:
+            out = present_over_http(wallet, reader, on_engagement=show)
+        except PresentError as exc:
+            _unusable(console, as_json, str(exc))
+        if save is not None:
+            save.write_bytes(out.saved())
+        _finish(console, out.result, as_json, portrait)
+
+    reader_app = typer.Typer(help="The mdoc reader.", no_args_is_help=True)
+    app.add_typer(reader_app, name="reader")
+
+    @reader_app.command("serve")
+    def serve_cmd(
+        port: int = typer.Option(8471, "--port"),
+        host: str = typer.Option("127.0.0.1", "--host"),
+        trust: list[Path] = typer.Option([], "--trust", help="IACA certificate (PEM); repeatable."),
+        vical: Path | None = typer.Option(None, "--vical", help="A VICAL to import (needs --vical-trust)."),
+        vical_trust: list[Path] = typer.Option([], "--vical-trust", help="VICAL signer anchor (PEM)."),
+        request: list[str] = typer.Option([], "--request", help="NS:ID[!] items to ask for (! = retain)."),
+        doctype: str = typer.Option("jp.mcred.mynumber.cardsub.1", "--doctype"),
+        offline: bool = typer.Option(False, "--offline", help="Use cached status lists only."),
+        max_offline_age: int = typer.Option(86400, "--max-offline-age", help="Seconds."),
+        skew: int = typer.Option(300, "--skew", help="Clock skew allowed on validity, seconds."),
+        save_dir: Path | None = typer.Option(None, "--save-dir", help="Save each session's transcript."),
+    ) -> None:
+        """Run the reader service: POST /sessions, POST /sessions/{id}, GET /sessions/{id}/result."""
+        import uvicorn
+        from cryptography import x509
+
+        from mcred.present import reader_app as build_app
+        from mcred.present import reader_pipeline
+        from reader.http import ReaderService
+        from reader.session import DEFAULT_REQUEST, RequestSpec
+        from reader.trust import TrustError, TrustStore
+
+        console = Console()
+        try:
+            store = TrustStore.from_pem_files(trust)
+            if vical is not None:
+                anchors = [c for p in vical_trust for c in x509.load_pem_x509_certificates(p.read_bytes())]
+                store.import_vical(vical.read_bytes(), vical_anchors=anchors, now=dt.datetime.now(dt.UTC))
+            spec = RequestSpec.parse(doctype, request) if request else DEFAULT_REQUEST
+        except (TrustError, OSError, ValueError) as exc:
+            _unusable(console, False, str(exc))
+        if not len(store):
+            _unusable(console, False, "no trust anchor: give --trust IACA.pem (mcred export iaca)")
+        pipeline = reader_pipeline(trust=store, offline=offline,
+                                   max_offline_age=dt.timedelta(seconds=max_offline_age),
+                                   skew=dt.timedelta(seconds=skew))
+        service = ReaderService(pipeline, [spec], save_dir=save_dir)
+        console.print(f"reader on http://{host}:{port} trusting {len(store)} IACA(s), asking {spec.to_json()}")
+        uvicorn.run(build_app(service), host=host, port=port, log_level="warning")
+
+    @app.command("verify")
+    def verify_cmd(
+        saved: Path = typer.Argument(..., help="A saved transcript (mcred present --save / reader --save-dir)."),
+        trust: list[Path] = typer.Option(..., "--trust", help="IACA certificate (PEM); repeatable."),
+        at: str | None = typer.Option(None, "--at", help="Verify as of this ISO time (default now)."),
+        offline: bool = typer.Option(False, "--offline", help="Do not fetch status lists."),
+        portrait: Path | None = typer.Option(None, "--portrait", help="Save a disclosed portrait here."),
+        as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    ) -> None:
+        """Verify a saved presentation with the full reader pipeline (status included)."""
+        from mcred.present import reader_pipeline, verify_saved
+        from reader.trust import TrustError
+
+        console = Console(stderr=as_json)
+        try:
+            data = saved.read_bytes()
+            now = dt.datetime.fromisoformat(at.replace("Z", "+00:00")) if at else None
+            if now is not None and now.tzinfo is None:
+                now = now.replace(tzinfo=dt.UTC)
+            pipeline = reader_pipeline(trust, offline=offline)
+        except (OSError, ValueError, TrustError) as exc:
+            _unusable(console, as_json, str(exc))
+        _finish(console, verify_saved(data, pipeline, now=now).to_json(), as_json, portrait)

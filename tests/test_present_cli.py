@@ -1,0 +1,102 @@
+"""``mcred present`` / ``mcred verify`` (the commands registered on a bare Typer app, as
+mcred/cli/main.py does): exit 0 only on a VALID verdict, --json in the result shape, the
+portrait saved to a file, the transcript saved and verified again."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+
+import pytest
+import typer
+from test_present_http import Server, free_port
+from test_present_kit import DOCTYPE, NS, PORTRAIT, T0, Clock, StatusPublisher, make_phone, make_pki
+from typer.testing import CliRunner
+
+from mcred.cli.present_cmds import register
+from mcred.present import reader_app, reader_pipeline
+from reader.http import ReaderService
+from reader.session import RequestSpec
+
+REQUEST = RequestSpec(DOCTYPE, {NS: {"family_name": False, "portrait": False, "birth_date": False}})
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    pki = make_pki()
+    clock = Clock()
+    pipeline = reader_pipeline(trust=pki.trust(), clock=clock, fetcher=StatusPublisher(pki, clock))
+    with Server(reader_app(ReaderService(pipeline, [REQUEST])), free_port()) as server:
+        yield {"home": home, "pki": pki, "url": server.url,
+               "phone": make_phone(home, pki), "nostatus": make_phone(home, pki, idx=None)}
+
+
+def cli():
+    app = typer.Typer()
+    register(app)
+
+    @app.callback()
+    def _main() -> None: ...
+
+    return app
+
+
+def test_present_json_portrait_and_saved_transcript(world, tmp_path, monkeypatch):
+    monkeypatch.setenv("MCRED_HOME", str(world["home"]))
+    rules = tmp_path / "consent.json"
+    rules.write_text(json.dumps({"documents": {DOCTYPE: {NS: ["family_name", "portrait"]}}}))
+    r = CliRunner().invoke(cli(), ["present", "--phone", world["phone"], "--reader", world["url"],
+                                   "--consent", str(rules), "--json", "--portrait", str(tmp_path / "p.jpg"),
+                                   "--save", str(tmp_path / "t.cbor"), "--qr", str(tmp_path / "qr.png")])
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert result["valid"] and set(result["documents"][0]["elements"][NS]) == {"family_name", "portrait"}
+    assert base64.b64decode(result["documents"][0]["elements"][NS]["portrait"]) == PORTRAIT
+    assert (tmp_path / "p.jpg").read_bytes() == PORTRAIT
+    assert (tmp_path / "qr.png").read_bytes().startswith(b"\x89PNG")
+    # verify the saved transcript again: the status list URI is not reachable from here
+    pem = tmp_path / "iaca.pem"
+    pem.write_bytes(world["pki"].iaca_pem())
+    at = (T0 + dt.timedelta(hours=1)).isoformat()
+    r = CliRunner().invoke(cli(), ["verify", str(tmp_path / "t.cbor"), "--trust", str(pem), "--at", at,
+                                   "--json", "--offline"])
+    assert r.exit_code == 1
+    failed = {c["name"] for c in json.loads(r.stdout)["checks"] if not c["passed"]}
+    assert failed == {"status_list_signature", "status_list_freshness", "revocation_status"}
+
+
+def test_present_exit_codes(world, tmp_path, monkeypatch):
+    monkeypatch.setenv("MCRED_HOME", str(world["home"]))
+    rules = tmp_path / "consent.json"
+    rules.write_text(json.dumps({"documents": {}}))  # refuse everything: no document, INVALID
+    r = CliRunner().invoke(cli(), ["present", "--phone", world["phone"], "--reader", world["url"],
+                                   "--consent", str(rules)])
+    assert r.exit_code == 1 and "INVALID" in r.output
+    r = CliRunner().invoke(cli(), ["present", "--phone", "ph-nope", "--reader", world["url"], "--json"])
+    assert r.exit_code == 2
+    r = CliRunner().invoke(cli(), ["present", "--phone", world["phone"], "--reader", f"http://127.0.0.1:{free_port()}",
+                                   "--consent", str(rules), "--json"])
+    assert r.exit_code == 2 and "reader" in json.loads(r.stdout)["error"]
+
+
+def test_verify_saved_transcript_without_status_reference(world, tmp_path, monkeypatch):
+    monkeypatch.setenv("MCRED_HOME", str(world["home"]))
+    rules = tmp_path / "consent.json"
+    rules.write_text(json.dumps({"documents": {"*": {"*": "*"}}}))
+    r = CliRunner().invoke(cli(), ["present", "--phone", world["nostatus"], "--reader", world["url"],
+                                   "--consent", str(rules), "--save", str(tmp_path / "t.cbor")])
+    assert r.exit_code == 0, r.output
+    assert "VALID" in r.output and "family_name" in r.output
+    pem = tmp_path / "iaca.pem"
+    pem.write_bytes(world["pki"].iaca_pem())
+    r = CliRunner().invoke(cli(), ["verify", str(tmp_path / "t.cbor"), "--trust", str(pem),
+                                   "--at", (T0 + dt.timedelta(hours=1)).isoformat()])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(cli(), ["verify", str(tmp_path / "t.cbor"), "--trust", str(pem),
+                                   "--at", (T0 + dt.timedelta(days=60)).isoformat(), "--json"])
+    assert r.exit_code == 1 and "validity" in {c["name"] for c in json.loads(r.stdout)["checks"] if not c["passed"]}
+    (tmp_path / "bad.cbor").write_bytes(b"\x00")
+    r = CliRunner().invoke(cli(), ["verify", str(tmp_path / "bad.cbor"), "--trust", str(pem), "--json"])
+    assert r.exit_code == 1 and json.loads(r.stdout)["checks"][0]["name"] == "saved_transcript"
