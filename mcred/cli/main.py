@@ -34,6 +34,7 @@ _AREAS = [
     "mcred.cli.jpki_cmds",
     "mcred.cli.provision_cmds",
     "mcred.cli.token_cmds",
+    "mcred.cli.present_cmds",
 ]
 
 for _name in _AREAS:
