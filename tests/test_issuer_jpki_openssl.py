@@ -46,7 +46,7 @@ def live(tmp_path_factory):
     mp.delenv("MCRED_DATABASE_URL", raising=False)
     ctx = Context.open(home)
     issuer = jpki_issuer(ctx)
-    tokyo, osaka = provision(issuer), provision(issuer, OTHER_TOWN)
+    tokyo, osaka = provision(issuer, algorithm="rsa2048"), provision(issuer, OTHER_TOWN)
     server = uvicorn.Server(uvicorn.Config(create_app(ctx), host="127.0.0.1", port=port,
                                            log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -189,7 +189,7 @@ def test_ocsp_get_and_http_caching(live):
     assert httpx.get(f"{live['url']}/trust/jpki-auth-root.der").status_code == 200
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=st.binary(max_size=300) | st.builds(
     lambda head, tail: head + tail, st.sampled_from([b"\x30\x82\x01\x00", b"\x30\x03", b"\x30"]),
     st.binary(max_size=64)))

@@ -110,7 +110,7 @@ def test_serials_unique_and_unpredictable(issuer):
 
 
 def test_p384_and_rollover_keep_old_generation_verifiable(issuer):
-    old = provision(issuer)
+    old = provision(issuer, algorithm="rsa2048")
     gen2 = issuer.rollover("sign", KeyType.EC_P384)
     new = provision(issuer, algorithm="p384")
     old_cert = x509.load_der_x509_certificate(old.certs["sign"])

@@ -17,6 +17,7 @@ from issuer import holders
 from issuer.jpki import JpkiIssuer, profile_for
 from issuer.keystore import MemoryKeyStore
 from mcred.db import make_engine, migrate
+from protocols.jpki.profile import KeyType
 
 HOLDER = {
     "family_name": "山田", "given_name": "花子", "family_name_kana": "ヤマダ",
@@ -29,12 +30,15 @@ OTHER_TOWN = dict(HOLDER, family_name="佐藤", address="大阪府大阪市北�
 _counter = itertools.count(1)
 
 
-def open_issuer(db_url: str, public_url: str = "http://127.0.0.1:8470") -> JpkiIssuer:
+def open_issuer(db_url: str, public_url: str = "http://127.0.0.1:8470",
+                key_type: KeyType = KeyType.EC_P384) -> JpkiIssuer:
+    """A migrated registry and its CA (P-384 roots by default: fast to generate; the RSA-2048
+    roots are exercised by the OpenSSL and CLI tests, which use the installation default)."""
     engine = make_engine(db_url)
     migrate(engine)
     issuer = JpkiIssuer(sessionmaker(engine, expire_on_commit=False), MemoryKeyStore(),
                         profile_for(public_url))
-    issuer.setup()
+    issuer.setup(key_type)
     return issuer
 
 
@@ -57,13 +61,13 @@ def prove(key, nonce: bytes) -> bytes:
     return key.sign(nonce + spki(key), ec.ECDSA(hashes.SHA384()))
 
 
-def new_key(algorithm: str = "rsa2048"):
+def new_key(algorithm: str = "p384"):
     if algorithm == "rsa2048":
         return rsa.generate_private_key(65537, 2048)
     return ec.generate_private_key(ec.SECP384R1())
 
 
-def provision(issuer: JpkiIssuer, holder: dict | None = None, algorithm: str = "rsa2048",
+def provision(issuer: JpkiIssuer, holder: dict | None = None, algorithm: str = "p384",
               phone_id: str | None = None) -> IssuedPhone:
     n = next(_counter)
     phone_id = phone_id or f"phone-{n}"

@@ -101,7 +101,7 @@ def test_auth_certificate_refused_where_signing_required(issuer):
 
 
 def test_raw_signature_with_certificate(issuer):
-    key = new_key()
+    key = new_key("rsa2048")
     phone = "raw-phone"
     hid = holders.register(issuer.sessions, dict(HOLDER, card_number="8000000000000001"))
     holders.attach_phone(issuer.sessions, hid, phone)
