@@ -40,6 +40,7 @@ __all__ = [
     "loads",
     "tdate",
     "tdate_text",
+    "tag24_bytes",
     "unembed",
 ]
 
@@ -109,7 +110,8 @@ def loads(data: bytes) -> Any:
     """Decode exactly one CBOR data item from ``data``; refuse duplicates and trailing bytes."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise CborDecodeError(f"expected bytes, got {type(data).__name__}")
-    data = bytes(data)
+    if type(data) is not bytes:
+        data = bytes(data)
     if not data:
         raise CborDecodeError("empty input: no CBOR data item")
     fp = io.BytesIO(data)
@@ -125,6 +127,20 @@ def loads(data: bytes) -> Any:
     if end != len(data):
         raise CborDecodeError(f"{len(data) - end} trailing byte(s) after the CBOR item at offset {end}")
     return value
+
+
+def _head(major: int, n: int) -> bytes:
+    if n < 24:
+        return bytes([major << 5 | n])
+    for info, size in ((24, 1), (25, 2), (26, 4), (27, 8)):
+        if n < 1 << (8 * size):
+            return bytes([major << 5 | info]) + n.to_bytes(size, "big")
+    raise CborEncodeError("length too large")
+
+
+def tag24_bytes(raw: bytes) -> bytes:
+    """Encoded ``#6.24(bstr raw)`` without a round trip through the encoder (hot path of digesting)."""
+    return b"\xd8\x18" + _head(2, len(raw)) + raw
 
 
 def embed(obj: Any) -> CBORTag:

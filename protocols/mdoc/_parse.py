@@ -32,6 +32,8 @@ def load(data: Any, where: str) -> Any:
 
 
 def as_map(value: Any, where: str) -> Mapping:
+    if type(value) is dict:
+        return value
     if not isinstance(value, Mapping):
         raise MdocDecodeError(f"{where}: expected a map, got {_kind(value)}")
     return value
@@ -49,6 +51,8 @@ def field(m: Mapping, key: Any, types: type | tuple[type, ...], where: str, *, o
         if optional:
             return None
         raise MdocDecodeError(f"{where}: missing {key!r}")
+    if type(value) is types:
+        return value
     if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
         raise MdocDecodeError(f"{where}.{key}: expected {_names(types)}, got bool")
     if not isinstance(value, types):

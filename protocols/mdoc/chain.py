@@ -8,11 +8,12 @@ expected extended key usage. Full Annex B profile checks are for the reader to a
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from protocols.mdoc.errors import MdocError
@@ -34,6 +35,15 @@ class VerifiedChain:
     """The window in which every certificate of the path (anchor included) is valid."""
     anchor: x509.Certificate
 
+    @property
+    def description(self) -> str:
+        return _describe(self.leaf, self.anchor)
+
+
+@functools.lru_cache(maxsize=256)
+def _describe(leaf: x509.Certificate, anchor: x509.Certificate) -> str:
+    return f"{leaf.subject.rfc4514_string()} <- {anchor.subject.rfc4514_string()}"
+
 
 def load_chain(ders: Sequence[bytes]) -> list[x509.Certificate]:
     if not ders:
@@ -42,7 +52,7 @@ def load_chain(ders: Sequence[bytes]) -> list[x509.Certificate]:
     for i, der in enumerate(ders):
         try:
             certs.append(x509.load_der_x509_certificate(der))
-        except ValueError as exc:
+        except (ValueError, TypeError, x509.InvalidVersion, UnsupportedAlgorithm) as exc:
             raise ChainError(f"x5chain[{i}]: not a DER certificate ({exc})") from exc
     return certs
 
@@ -63,14 +73,22 @@ def verify_chain(
     eku: x509.ObjectIdentifier | None = None,
 ) -> VerifiedChain:
     """Walk ``ders`` (leaf first) to one of ``trust_anchors``; raise :class:`ChainError` with the reason."""
+    try:
+        return _verify_chain(ders, trust_anchors, now, eku)
+    except ChainError:
+        raise
+    except (ValueError, UnsupportedAlgorithm) as exc:  # cryptography parses extensions and keys lazily
+        raise ChainError(f"malformed certificate: {exc}") from exc
+
+
+def _verify_chain(ders, trust_anchors, now, eku) -> VerifiedChain:
     certs = load_chain(ders)
     leaf = certs[0]
     if eku is not None and not _eku_ok(leaf, eku):
         raise ChainError(f"leaf certificate lacks extended key usage {eku.dotted_string}")
     path = list(certs)
-    anchor_prints = {a.fingerprint(hashes.SHA256()) for a in trust_anchors}
     # drop a trailing anchor included in the chain itself
-    while len(path) > 1 and path[-1].fingerprint(hashes.SHA256()) in anchor_prints:
+    while len(path) > 1 and any(path[-1] == a for a in trust_anchors):
         path.pop()
     for i in range(len(path) - 1):
         try:

@@ -63,7 +63,7 @@ class IssuerSignedItem:
     @property
     def tagged(self) -> bytes:
         """``IssuerSignedItemBytes`` encoded: what the value digest covers."""
-        return cbor.dumps(cbor.CBORTag(24, self.raw))
+        return cbor.tag24_bytes(self.raw)
 
     def digest(self, algorithm: str = "SHA-256") -> bytes:
         return item_digest(self.raw, algorithm)
@@ -74,7 +74,7 @@ def item_digest(raw: bytes, algorithm: str = "SHA-256") -> bytes:
     name = DIGEST_ALGORITHMS.get(algorithm)
     if name is None:
         raise MdocEncodeError(f"unsupported digest algorithm {algorithm!r}")
-    return hashlib.new(name, cbor.dumps(cbor.CBORTag(24, raw))).digest()
+    return hashlib.new(name, cbor.tag24_bytes(raw)).digest()
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from protocols import cbor
@@ -217,7 +218,7 @@ class MdocVerifier:
         chain = None
         try:
             chain = self._ds_chain(auth.x5chain, now)
-            add(ISSUER_CERTIFICATE_CHAIN, True, f"{chain.leaf.subject.rfc4514_string()} <- {chain.anchor.subject.rfc4514_string()}")
+            add(ISSUER_CERTIFICATE_CHAIN, True, chain.description)
         except (ChainError, CoseError) as exc:
             add(ISSUER_CERTIFICATE_CHAIN, False, str(exc))
         # The signature is checked with the DS key even when the chain failed, to report both.
@@ -254,7 +255,7 @@ class MdocVerifier:
 
     @staticmethod
     def _digests(doc: Document, mso: MobileSecurityObject, add) -> dict | None:
-        hash_name = DIGEST_ALGORITHMS[mso.digest_algorithm]
+        hash_fn = getattr(hashlib, DIGEST_ALGORITHMS[mso.digest_algorithm])
         elements: dict[str, dict[str, Any]] = {}
         count = 0
         for ns, raws in doc.issuer_signed.name_spaces.items():
@@ -266,7 +267,7 @@ class MdocVerifier:
             seen_ids: set[int] = set()
             out: dict[str, Any] = {}
             for n, raw in enumerate(raws):
-                digest = hashlib.new(hash_name, cbor.dumps(cbor.CBORTag(24, raw))).digest()
+                digest = hash_fn(cbor.tag24_bytes(raw)).digest()
                 digest_id = by_digest.get(digest)
                 if digest_id is None:
                     add(VALUE_DIGESTS, False, f"{ns}[{n}]: digest matches no valueDigest of the MSO")
@@ -328,7 +329,7 @@ class MdocVerifier:
 def _leaf_key(ders: list[bytes]) -> ec.EllipticCurvePublicKey | None:
     try:
         key = x509.load_der_x509_certificate(ders[0]).public_key()
-    except (ValueError, IndexError):
+    except (ValueError, IndexError, TypeError, x509.InvalidVersion, UnsupportedAlgorithm):
         return None
     return key if isinstance(key, ec.EllipticCurvePublicKey) else None
 

@@ -1,0 +1,159 @@
+"""mdoc issue / verify timings next to the raw crypto floor and pymdoccbor (issue 2 item 8).
+
+Floors, measured in the same run: issuing = one ECDSA P-256 sign + the SHA-256 digests of
+the items; full verification = three ECDSA verifies (DS certificate by the IACA, issuerAuth,
+deviceSignature) + the digests; cached verification = two verifies + the digests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as dt
+import hashlib
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.x509.oid import NameOID
+
+from protocols import cbor, cose, mdoc
+
+NS = "org.iso.18013.5.1"
+DOC_TYPE = "org.iso.18013.5.1.mDL"
+ELEMENTS = {
+    NS: {
+        "family_name": "山田", "given_name": "太郎", "birth_date": dt.date(1990, 4, 1),
+        "issue_date": dt.date(2025, 4, 1), "expiry_date": dt.date(2035, 4, 1),
+        "issuing_country": "JP", "issuing_authority": "Digital Agency", "document_number": "123456789012",
+        "portrait": bytes(2048), "age_over_18": True, "resident_address": "東京都千代田区",
+    }
+}
+
+
+def median_time(fn: Callable[[], object], runs: int) -> float:
+    fn()
+    samples = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+    return statistics.median(samples)
+
+
+def make_pki(now: dt.datetime):
+    def name(cn):
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    iaca_key, ds_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    iaca = (x509.CertificateBuilder().subject_name(name("bench iaca")).issuer_name(name("bench iaca"))
+            .public_key(iaca_key.public_key()).serial_number(1)
+            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .sign(iaca_key, hashes.SHA256()))
+    ds = (x509.CertificateBuilder().subject_name(name("bench ds")).issuer_name(iaca.subject)
+          .public_key(ds_key.public_key()).serial_number(2)
+          .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=365))
+          .add_extension(x509.ExtendedKeyUsage([mdoc.EKU_MDL_DS]), critical=True)
+          .sign(iaca_key, hashes.SHA256()))
+    return iaca, ds_key, ds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks mdoc")
+    parser.add_argument("--runs", type=int, default=300)
+    args = parser.parse_args()
+    runs = args.runs
+    now = dt.datetime.now(dt.UTC)
+    iaca, ds_key, ds_cert = make_pki(now)
+    ds_der = ds_cert.public_bytes(Encoding.DER)
+    device_key = ec.generate_private_key(ec.SECP256R1())
+    signer = cose.key_signer(ds_key)
+    e_key = cose.CoseKey.from_public_key(ec.generate_private_key(ec.SECP256R1()).public_key())
+    st = mdoc.SessionTranscript.build(mdoc.DeviceEngagement.build(e_key).encode(), e_key, None)
+
+    def issue():
+        return mdoc.build_issuer_signed(ELEMENTS, DOC_TYPE, device_key.public_key(), signer, [ds_der],
+                                        now - dt.timedelta(hours=1), now + dt.timedelta(days=30))
+
+    issued = issue()
+    doc = mdoc.build_document(issued, st, signer=cose.key_signer(device_key))
+    response = mdoc.DeviceResponse((doc,)).encode()
+    assert mdoc.verify_device_response(response, trust_anchors=[iaca], session_transcript=st, now=now).valid
+    cached = mdoc.MdocVerifier([iaca])
+
+    # -- the floor ---------------------------------------------------------------------
+    tbs = cose.sig_structure(issued.issuer_auth.protected_bytes, b"", issued.issuer_auth.payload)
+    der = ds_key.sign(tbs, ec.ECDSA(hashes.SHA256()))
+    pub = ds_key.public_key()
+    items = [cbor.dumps(cbor.CBORTag(24, raw)) for raw in issued.name_spaces[NS]]
+    t_sign = median_time(lambda: ds_key.sign(tbs, ec.ECDSA(hashes.SHA256())), runs)
+    t_verify = median_time(lambda: pub.verify(der, tbs, ec.ECDSA(hashes.SHA256())), runs)
+    t_sha = median_time(lambda: [hashlib.sha256(i).digest() for i in items], runs)
+
+    # -- ours --------------------------------------------------------------------------
+    t_issue = median_time(issue, runs)
+    t_full = median_time(lambda: mdoc.verify_device_response(response, trust_anchors=[iaca], session_transcript=st, now=now), runs)
+    t_cached = median_time(lambda: cached.verify(response, session_transcript=st, now=now), runs)
+
+    # -- pymdoccbor (issuerAuth + digests only: it does not check the device signature) --
+    t_py_issue = t_py_verify = None
+    try:
+        from pymdoccbor.mdoc.issuer import MdocCborIssuer
+        from pymdoccbor.mdoc.verifier import MdocCbor
+
+        with tempfile.TemporaryDirectory() as tmp:
+            cert_path = Path(tmp) / "ds.pem"
+            cert_path.write_bytes(ds_cert.public_bytes(Encoding.PEM))
+            d = ds_key.private_numbers().private_value.to_bytes(32, "big")
+            pem = device_key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+            py_elements = {NS: {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in ELEMENTS[NS].items()}}
+
+            def py_issue():
+                issuer = MdocCborIssuer(private_key={"KTY": "EC2", "CURVE": "P_256", "ALG": "ES256", "D": d}, alg="ES256")
+                issuer.new(data=py_elements, doctype=DOC_TYPE, cert_path=str(cert_path),
+                           validity={"issuance_date": now.date().isoformat(),
+                                     "expiry_date": (now + dt.timedelta(days=30)).date().isoformat()},
+                           devicekeyinfo=base64.urlsafe_b64encode(pem).decode())
+                return issuer
+
+            py_runs = max(20, runs // 5)
+            t_py_issue = median_time(py_issue, py_runs)
+
+            def py_verify():
+                m = MdocCbor()
+                m.loads(response)
+                assert m.verify(trusted_root_certs=[iaca])
+
+            t_py_verify = median_time(py_verify, py_runs)
+    except ImportError:
+        pass
+
+    floor_issue = t_sign + t_sha
+    floor_full = 3 * t_verify + t_sha
+    floor_cached = 2 * t_verify + t_sha
+    us = 1e6
+    print(f"mdoc benchmark: {len(items)} elements, P-256/SHA-256, median of {runs} runs")
+    print(f"  floor: ECDSA sign {t_sign * us:8.1f} us   verify {t_verify * us:8.1f} us   SHA-256 x{len(items)} {t_sha * us:6.1f} us")
+    rows = [
+        ("issue (ours)", t_issue, floor_issue, "1 sign + digests", 1.5),
+        ("verify full (ours)", t_full, floor_full, "3 verifies + digests", 1.5),
+        ("verify cached chain (ours)", t_cached, floor_cached, "2 verifies + digests", 1.4),
+    ]
+    if t_py_issue is not None:
+        rows += [
+            ("issue (pymdoccbor)", t_py_issue, floor_issue, "1 sign + digests", None),
+            ("verify (pymdoccbor, no device auth)", t_py_verify, floor_full, "3 verifies + digests", None),
+        ]
+    for label, t, floor, what, target in rows:
+        goal = f"  target <= {target}x {'met' if t / floor <= target else 'MISSED'}" if target else ""
+        print(f"  {label:38s} {t * us:9.1f} us  = {t / floor:5.2f}x floor ({what}){goal}")
+    if t_py_verify is not None:
+        print(f"  pymdoccbor / ours: issue {t_py_issue / t_issue:5.2f}x   verify {t_py_verify / t_full:5.2f}x")
+    return 0
