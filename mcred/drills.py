@@ -57,7 +57,11 @@ class Env:
 
     def __init__(self, ctx: Context, *, ttl: int = DRILL_TTL, key_type: str = "p384",
                  mdoc_batch: int = 1) -> None:
-        from fastapi.testclient import TestClient
+        import warnings
+
+        with warnings.catch_warnings():  # starlette's note about httpx2; httpx is what we use
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from fastapi.testclient import TestClient
 
         from mcred.service import create_app
         from reader.pipeline import HttpxFetcher, ReaderPipeline, StatusListCache

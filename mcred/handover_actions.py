@@ -179,8 +179,8 @@ class HandoverActions:
         write its certificate. The signing password stays as the holder set it."""
         phone = c.old_phone_id or c.new_phone_id
         assert phone
-        changes = revocation.revoke(self.ctx.sessions, phone, "cessationOfOperation", "sign",
-                                    actor=f"handover:{c.handover_id}")
+        before = set(c.results.get("prepare", {}).get("credentials", []))
+        revoked = self._revoke_ids(before, "jpki-sign", "cessationOfOperation")
         old_key = c.results.get("prepare", {}).get("sign_key_sha256")
         job_ref = f"handover:{c.handover_id}:sign"
         with _se_steps(self.ctx, phone, job_ref, self.tsm_hook) as run:
@@ -191,7 +191,22 @@ class HandoverActions:
                 run.generate_sign_key()
             run.step("issue-sign-cert")
             run.step("write-sign-cert")
-        return {**self._changes(changes), "generated": generated}
+        return {"revoked": revoked, "generated": generated, "at": _stamp()}
+
+    def _revoke_ids(self, ids: set[str], kind: str | None, reason: str) -> int:
+        """Revoke the live credentials among ``ids`` (of ``kind``), not any issued since:
+        a re-run after a crash must not touch what this workflow itself issued."""
+        revoked = []
+        with self.ctx.sessions.begin() as s:
+            q = select(Credential).where(Credential.id.in_(ids))
+            if kind:
+                q = q.where(Credential.kind == kind)
+            for row in s.scalars(q.with_for_update()):
+                if row.status in _LIVE:
+                    row.status, row.reason, row.revoked_at = "revoked", reason, utcnow()
+                    revoked.append(row)
+            revocation._touch(s, revoked)  # noqa: SLF001 - the issuer's own stale-marking
+        return len(revoked)
 
     def reissue_all(self, c: wf.StepContext) -> dict:
         """Card renewed or basic four data changed: delete the phone's credentials (TSM),
@@ -204,15 +219,8 @@ class HandoverActions:
             self._run_job(phone, "delete-credentials", f"handover:{c.handover_id}:delete")
         r = self._provision(phone, c.holder_id, prov_actor)
         before = set(c.results.get("prepare", {}).get("credentials", []))
-        revoked = []
-        with self.ctx.sessions.begin() as s:
-            for row in s.scalars(select(Credential).where(Credential.id.in_(before))
-                                 .with_for_update()):
-                if row.status in _LIVE:
-                    row.status, row.reason, row.revoked_at = "revoked", "superseded", utcnow()
-                    revoked.append(row)
-            revocation._touch(s, revoked)  # noqa: SLF001 - the issuer's own stale-marking
-        return {"job": r.job_id, "superseded": len(revoked), "at": _stamp()}
+        revoked = self._revoke_ids(before, None, "superseded")
+        return {"job": r.job_id, "superseded": revoked, "at": _stamp()}
 
     def publish(self, c: wf.StepContext) -> dict:
         """Rebuild the CRL partitions and Status List Tokens the workflow moved, so the

@@ -1,13 +1,32 @@
-"""``mcred demo``: the main job on embedded defaults."""
+"""``mcred demo``: the main job on embedded defaults (issue 7 item 4; mcred/demo.py)."""
 
 from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
-    def demo() -> None:
-        """Provision phones, present, sign, hand over, and show who is refused (work in progress)."""
-        typer.echo("mcred demo: not built yet", err=True)
-        raise typer.Exit(1)
+    def demo(
+        key_type: str = typer.Option("p384", "--key-type", help="JPKI key type: p384 or rsa2048."),
+    ) -> None:
+        """Provision two phones, present, sign, hand one over, and show the old phone refused
+        and the new one accepted (a fresh temporary data directory unless MCRED_HOME is set)."""
+        from rich.console import Console
+
+        from mcred.context import Context
+        from mcred.demo import run_demo
+
+        console = Console(soft_wrap=True)
+        home = os.environ.get("MCRED_HOME")
+        path = Path(home) if home else Path(tempfile.mkdtemp(prefix="mcred-demo-"))
+        try:
+            run_demo(Context.open(path), lambda text: console.print(text, highlight=False),
+                     key_type=key_type)
+        except AssertionError as exc:
+            console.print(f"[red]demo failed:[/red] {exc}")
+            raise typer.Exit(1) from None

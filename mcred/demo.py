@@ -1,0 +1,105 @@
+"""``mcred demo``: the main job on embedded defaults, told as a story (issue 7 item 4).
+
+Two phones are provisioned (JPKI signing + user-auth certificates with keys born in the
+SE, and an mdoc), each presents to a reader and signs for a relying party, the first is
+handed over to a new phone (機種変更), and the reader and the OCSP relying party are shown
+refusing the old phone while accepting the new one; the second phone is untouched.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import wallet_sim
+from issuer import handover as wf
+from mcred.context import Context
+from mcred.drills import HOLDER, Env
+from mcred.handover_actions import HandoverActions
+from mcred.provision import provision
+from protocols.cardsub import parse_holder
+
+Say = Callable[[str], None]
+
+
+def run_demo(ctx: Context, say: Say, *, key_type: str = "p384") -> dict:
+    """Run the story; return the facts the narrative showed. Raises AssertionError if a
+    phone is judged otherwise than the story says."""
+    t_start = time.perf_counter()
+    env = Env(ctx, key_type=key_type)
+    say(f"Data directory {ctx.home} (SQLite), issuer public URL {ctx.public_url}; "
+        f"status lists published with ttl {env.ttl} s, OCSP answered live.")
+
+    people = [dict(HOLDER), dict(HOLDER, family_name="佐藤", family_name_kana="さとう",
+                                  given_name="花子", given_name_kana="はなこ", sex=2)]
+    phones, results = [], []
+    for i, person in enumerate(people, 1):
+        pid = wallet_sim.create_phone(ctx.home)
+        t0 = time.perf_counter()
+        r = provision(ctx, pid, parse_holder(person), key_type=key_type, mdoc_batch=1)
+        phones.append(pid)
+        results.append(r)
+        say(f"1.{i} Provisioned phone {pid} for {person['family_name']} {person['given_name']}: "
+            f"SCP03 session, keys generated in the SE, signing + user-auth certificates "
+            f"({key_type}) and one mdoc written ({time.perf_counter() - t0:.2f} s).")
+
+    for i, r in enumerate(results, 1):
+        response, st = env.present(r.phone_id)
+        ok, why = env.reader_verdict(response, st)
+        assert ok, why
+        say(f"2.{i} Phone {r.phone_id} presents its mdoc; the reader checks the DS chain, MSO, "
+            f"digests, device signature (made in the SE) and the status list: {why}.")
+        ok, why = env.rp_verdict(env.sign(r.phone_id, r.password))
+        assert ok, why
+        say(f"3.{i} Phone {r.phone_id} signs a document (CMS, key in the SE, password checked); "
+            f"the relying party verifies the chain and asks OCSP: {why}.")
+
+    old = results[0]
+    captured = env.present(old.phone_id)
+    old_cms = env.sign(old.phone_id, old.password)
+    new = wallet_sim.create_phone(ctx.home)
+    actions = HandoverActions(ctx, key_type=key_type, mdoc_batch=1)
+    t0 = time.perf_counter()
+    hid = wf.create(ctx.sessions, kind="model_change", holder_id=old.holder_id,
+                    old_phone_id=old.phone_id, new_phone_id=new, actor="demo")
+    h = actions.runner("demo").run(hid, stop_after="publish")
+    steps = ", ".join(f"{k} {v['seconds']:.2f} s" for k, v in h.detail["timings"].items())
+    say(f"4. Handover {old.phone_id} -> {new} (機種変更, reason cessationOfOperation): {steps}. "
+        "The new phone's issuance revoked the old phone's credentials in the same transaction.")
+
+    # the reader may hold the list it fetched in step 2 for up to its ttl
+    while True:
+        ok, reader_why = env.reader_verdict(*captured)
+        if not ok or time.perf_counter() - t0 > env.ttl + 30:
+            break
+        time.sleep(0.05)
+    reader_s = time.perf_counter() - t0
+    assert not ok and "INVALID" in reader_why, reader_why
+    say(f"5. The reader refuses the old phone's presentation {reader_s:.2f} s after the request "
+        f"(its cached list had ttl {env.ttl} s): {reader_why}.")
+    response, st = env.present(old.phone_id)
+    ok, why = env.reader_verdict(response, st)
+    assert not ok and "INVALID" in why, why
+    ok, ocsp_why = env.rp_verdict(old_cms)
+    assert not ok and "cessationOfOperation" in ocsp_why, ocsp_why
+    say(f"6. The relying party refuses the old phone's signature: {ocsp_why}.")
+
+    h = actions.runner("demo").run(hid)
+    say(f"7. The TSM wiped the old phone's SE (wipe_old {h.detail['timings']['wipe_old']['seconds']:.2f} s); "
+        "it has nothing left to present.")
+    secret = actions.secrets[new].password
+    response, st = env.present(new)
+    ok, why = env.reader_verdict(response, st)
+    assert ok, why
+    ok2, why2 = env.rp_verdict(env.sign(new, secret))
+    assert ok2, why2
+    say(f"8. The new phone {new} is accepted: reader {why}, relying party {why2}.")
+    other = results[1]
+    response, st = env.present(other.phone_id)
+    ok, why = env.reader_verdict(response, st)
+    assert ok, why
+    say(f"9. The other holder's phone {other.phone_id} was not disturbed: {why}.")
+    total = time.perf_counter() - t_start
+    say(f"Done in {total:.1f} s.")
+    return {"phones": phones, "new_phone": new, "handover": hid, "reader_refused_after_s": reader_s,
+            "seconds": total}

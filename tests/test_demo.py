@@ -1,0 +1,22 @@
+"""``mcred demo`` runs on embedded defaults and exits 0 (issue 7 item 4)."""
+
+from __future__ import annotations
+
+import os
+
+from typer.testing import CliRunner
+
+from mcred.cli.main import app
+
+
+def test_demo_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("MCRED_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MCRED_DATABASE_URL", raising=False)
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
+    r = CliRunner().invoke(app, ["demo"])
+    assert r.exit_code == 0, r.output
+    out = r.output
+    for marker in ("1.1 Provisioned", "2.2 Phone", "3.2 Phone", "4. Handover",
+                   "5. The reader refuses", "revoked (INVALID)", "cessationOfOperation",
+                   "8. The new phone", "9. The other holder's phone", "Done in"):
+        assert marker in out, marker

@@ -1,0 +1,81 @@
+"""Every drill scenario passes (issue 7 item 2), through the library and through the CLI
+with both report formats; the old phone refused for the right reason, the new accepted,
+the bystander undisturbed; propagation from measured timestamps within the published ttl."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from typer.testing import CliRunner
+
+from mcred.cli.main import app
+from mcred.context import Context
+from mcred.drills import SCENARIOS, Env, render_markdown, run_drill
+
+WORDS = {"model_change": "cessationOfOperation", "resale": "cessationOfOperation",
+         "lost_found": "certificateHold", "lost_not_found": "certificateHold",
+         "renewal": "superseded", "death": "affiliationChanged"}
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    home = tmp_path_factory.mktemp("drills")
+    saved = os.fsync
+    os.fsync = lambda fd: None  # SE images need not hit the disk in tests
+    try:
+        yield Env(Context.open(home), ttl=1)
+    finally:
+        os.fsync = saved
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_scenario(env, scenario):
+    report = run_drill(env.ctx, scenario, phones=1, env=env)
+    assert report.passed, report.error
+    assert report.bystander["result"].startswith("accepted")
+    (subject,) = report.subjects
+    assert [s.seconds > 0 for s in subject.steps]
+    if scenario == "pin_lock":
+        assert "6984" in subject.final["auth_locked"] and "6984" in subject.final["sign_locked"]
+        assert subject.final["sign_after_puk"] == "accepted"
+        return
+    assert WORDS[scenario] in subject.ocsp_reason
+    assert ("SUSPENDED" if "lost" in scenario else "INVALID") in subject.reader_reason
+    # a reader holding a cached list sees the change within its ttl plus the workflow's time
+    assert 0 < subject.reader_propagation_s and 0 < subject.ocsp_propagation_s
+    if scenario == "model_change":
+        assert "presents nothing" in subject.final["old_after_wipe"]
+        assert subject.final["new_phone"] == "accepted"
+    if scenario == "resale":
+        assert "still accepted" in subject.final["after_reset_before_report"]
+    if scenario == "lost_found":
+        assert "cessationOfOperation" in subject.final["old_signature_after_found"]
+    md = render_markdown([report])
+    assert f"## {scenario}: PASSED" in md and subject.phone in md
+
+
+def test_cli_drill_two_phones_both_reports(tmp_path, monkeypatch):
+    monkeypatch.setenv("MCRED_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
+    rj, rm = tmp_path / "r.json", tmp_path / "r.md"
+    r = CliRunner().invoke(app, ["drill", "model_change", "--phones", "2", "--ttl", "1",
+                                 "--report", str(rj), "--report", str(rm)])
+    assert r.exit_code == 0, r.output
+    data = json.loads(rj.read_text())
+    (rep,) = data["reports"]
+    assert rep["passed"] and rep["phones"] == 2 and len(rep["subjects"]) == 2
+    assert rep["status_list_ttl_s"] == 1
+    for s in rep["subjects"]:
+        assert s["new_phone"] and "cessationOfOperation" in s["ocsp_reason"]
+        assert {st["name"] for st in s["steps"]} >= {"provision", "model_change.provision_new",
+                                                     "model_change.revoke_old",
+                                                     "model_change.wipe_old"}
+    assert rep["propagation_s"]["reader"]["max"] >= rep["propagation_s"]["reader"]["min"] > 0
+    assert "## model_change: PASSED" in rm.read_text()
+
+
+def test_cli_drill_unknown_scenario():
+    r = CliRunner().invoke(app, ["drill", "nope"])
+    assert r.exit_code == 2 and "unknown scenario" in r.output
