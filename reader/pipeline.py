@@ -153,6 +153,7 @@ class StatusListCache:
         self._lock = threading.Lock()
         self.fetches = 0
         self.revalidations = 0
+        self._memo: dict[tuple[str, int], tuple] = {}
 
     def entry(self, uri: str) -> CachedList | None:
         return self._entries.get(uri)
@@ -232,6 +233,10 @@ class StatusListCache:
     def lookup(self, uri: str, index: int, anchors: list[x509.Certificate], now: dt.datetime) -> StatusOutcome:
         with self._lock:
             entry = self._entries.get(uri)
+            memo = self._memo.get((uri, index))
+            if (memo is not None and not self.offline and memo[0] is entry and memo[1] == entry.fetched_at
+                    and memo[2] in anchors and entry.fresh(now)):
+                return memo[3]  # same verified list, still within ttl / max-age / exp
             note = ""
             if self.offline:
                 if entry is None:
@@ -252,8 +257,15 @@ class StatusListCache:
             return StatusOutcome((sig, fresh, Check(REVOCATION_STATUS, False, f"index {index}: {exc}")))
         word = _STATUS_WORDS.get(value, f"status {value} (application-specific)")
         prefix = "OFFLINE: " if self.offline else ""
-        return StatusOutcome((sig, fresh, Check(REVOCATION_STATUS, value == Status.VALID,
-                                                f"{prefix}index {index} of {uri}: {word}")))
+        outcome = StatusOutcome((sig, fresh, Check(REVOCATION_STATUS, value == Status.VALID,
+                                                   f"{prefix}index {index} of {uri}: {word}")))
+        if fresh.passed and not self.offline:
+            anchor = next((a for a in anchors if a.fingerprint(hashes.SHA256()) == entry.verified_with), None)
+            if anchor is not None:
+                if len(self._memo) > 4096:
+                    self._memo.clear()
+                self._memo[(uri, index)] = (entry, entry.fetched_at, anchor, outcome)
+        return outcome
 
 
 # -- the pipeline ------------------------------------------------------------------------------
@@ -291,6 +303,7 @@ class ReaderPipeline:
         self._verifier = MdocVerifier(trust.certificates, extra_checks=[self._extra])
         self._profiles: dict[tuple[bytes, bytes], tuple[dt.datetime, dt.datetime, tuple[Check, Check]]] = {}
         self._call = _Call()
+        self._last_profile: tuple | None = None
 
     # -- entry point -----------------------------------------------------------------
 
@@ -317,7 +330,7 @@ class ReaderPipeline:
             return VerificationResult((Check(RESPONSE_STATUS, False,
                                              f"unverifiable: {type(exc).__name__}: {exc}"),))
         checks = [call.replace.get(id(c), c) for c in core.checks]
-        documents = []
+        documents = list(core.documents)  # every check of these passed, extras included
         for core_checks, extras, disclosed in call.docs:
             final = [call.replace.get(id(c), c) for c in core_checks] + extras
             if disclosed is not None and all(c.passed for c in final):
@@ -350,12 +363,14 @@ class ReaderPipeline:
         out.append(self._key_authorizations(ctx))
         out += self._status(ctx)
         disclosed = None
-        try:
-            elements = {ns: {i.element_identifier: i.element_value for i in items}
-                        for ns, items in ctx.document.issuer_signed.items().items()}
-            disclosed = DisclosedDocument(ctx.document.doc_type, elements)
-        except MdocError:
-            disclosed = None
+        if core_validity is not None and not core_validity.passed and mine.passed:
+            # the core left this document out for its strict validity: list it ourselves
+            try:
+                elements = {ns: {i.element_identifier: i.element_value for i in items}
+                            for ns, items in ctx.document.issuer_signed.items().items()}
+                disclosed = DisclosedDocument(ctx.document.doc_type, elements)
+            except MdocError:
+                disclosed = None
         self._call.docs.append((ctx.checks, out, disclosed))
         return out
 
@@ -364,11 +379,16 @@ class ReaderPipeline:
         if chain is None:
             why = "not checked: DS chain to a trusted IACA failed"
             return [Check(IACA_PROFILE, False, why), Check(DS_PROFILE, False, why), Check(TRUST_ANCHOR_SCOPE, False, why)]
+        doc_type = ctx.document.doc_type
+        last = self._last_profile
+        if (last is not None and last[0] is chain and last[1] == doc_type
+                and chain.not_before <= ctx.now <= chain.not_after):
+            return list(last[2])  # the same cached DS chain object: same certificates
         anchor = self.trust.anchor_for(chain.anchor)
-        scope_ok = anchor is not None and anchor.allows(ctx.document.doc_type)
+        scope_ok = anchor is not None and anchor.allows(doc_type)
         scope = Check(TRUST_ANCHOR_SCOPE, scope_ok,
                       f"{chain.anchor.subject.rfc4514_string()} "
-                      + ("may vouch for " if scope_ok else "is NOT trusted for ") + ctx.document.doc_type)
+                      + ("may vouch for " if scope_ok else "is NOT trusted for ") + doc_type)
         if not self.config.check_profiles:
             return [scope]
         key = (chain.leaf.fingerprint(hashes.SHA256()), chain.anchor.fingerprint(hashes.SHA256()))
@@ -382,7 +402,9 @@ class ReaderPipeline:
             if len(self._profiles) > 256:
                 self._profiles.clear()
             self._profiles[key] = hit
-        return [*hit[2], scope]
+        out = [*hit[2], scope]
+        self._last_profile = (chain, doc_type, tuple(out))
+        return out
 
     @staticmethod
     def _key_authorizations(ctx: DocumentContext) -> Check:

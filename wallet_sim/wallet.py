@@ -108,10 +108,11 @@ class SeMdocApplet:
                 for i in range(0, len(raw) - 5, 6)]
 
     def read(self, slot: int, length: int) -> bytes:
+        """The slot's IssuerSigned: extended APDUs (Le 0000 = 65536) take it whole."""
         self.select()
         out = b""
         while len(out) < length:
-            apdu = bytes([0x80, 0x14, slot, 0x00, 0x03]) + len(out).to_bytes(3, "big") + b"\x00"
+            apdu = bytes([0x80, 0x14, slot, 0x00, 0x00, 0x00, 0x03]) + len(out).to_bytes(3, "big") + b"\x00\x00"
             chunk = self._send(apdu, f"READ CREDENTIAL slot {slot}")
             if not chunk:
                 break
@@ -193,6 +194,7 @@ class Wallet:
         self.clock = clock
         self.state_path = state_path
         self._uses: dict[int, int] = {}
+        self._held: dict[tuple[int, int], HeldCredential] = {}
         self._load_uses()
 
     def _load_uses(self) -> None:
@@ -213,10 +215,19 @@ class Wallet:
         os.replace(tmp, self.state_path)
 
     def credentials(self) -> list[HeldCredential]:
-        """Every slot whose IssuerSigned parses (a slot that does not is skipped)."""
+        """Every slot whose IssuerSigned parses (a slot that does not is skipped).
+
+        Parsed credentials are kept by (slot, length) as LIST SLOTS reports them, so a
+        presentation costs LIST SLOTS and SIGN, not a full read of every slot."""
         out = []
-        for slot, has, length in self.applet.slots():
+        listing = self.applet.slots()
+        self._held = {k: v for k, v in self._held.items() if (k[0], True, k[1]) in listing}
+        for slot, has, length in listing:
             if not has:
+                continue
+            cached = self._held.get((slot, length))
+            if cached is not None:
+                out.append(cached)
                 continue
             try:
                 isg = IssuerSigned.decode(self.applet.read(slot, length))
@@ -225,7 +236,9 @@ class Wallet:
                             for ns, items in isg.items().items()}
             except (MdocError, WalletSeError):
                 continue
-            out.append(HeldCredential(slot, isg, mso, elements))
+            held = HeldCredential(slot, isg, mso, elements)
+            self._held[(slot, length)] = held
+            out.append(held)
         return out
 
     def choose(self, doc_type: str, now: dt.datetime) -> HeldCredential | None:
