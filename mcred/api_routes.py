@@ -82,7 +82,7 @@ class HandoverRequest(_Body):
 
 class DrillRequest(_Body):
     scenario: str = Field(pattern=r"^[a-z_]{1,32}$")
-    phones: int = Field(1, ge=1, le=200)
+    phones: int = Field(1, ge=1, le=50)
 
 
 def _jsonable(value: Any) -> Any:
@@ -186,6 +186,36 @@ def _provision_work(ctx: Context):  # noqa: ANN202
                           "mdocs": len(res.mdocs), "seconds": res.seconds,
                           **{k: v for k, v in summary.items()
                              if k.endswith("_certificate")}})
+
+    return work
+
+
+def _handover_work(ctx: Context):  # noqa: ANN202
+    def work(params: dict, progress) -> dict:  # noqa: ANN001
+        from mcred.handover_actions import HandoverActions
+
+        actions = HandoverActions(ctx)
+        progress(0.05, "running the workflow's remaining steps")
+        h = actions.runner(params.get("actor", "api")).run(params["handover_id"])
+        # New phones' generated secrets stay out of the job row (see specs/api.md).
+        return {"handover_id": h.id, "step": h.step, "state": h.state,
+                "new_phones_with_generated_secrets": sorted(actions.secrets)}
+
+    return work
+
+
+def _drill_work(ctx: Context):  # noqa: ANN202
+    def work(params: dict, progress) -> dict:  # noqa: ANN001
+        from mcred.drills import run_drill
+
+        done = [0]
+
+        def tick(n: int) -> None:
+            done[0] += n
+            progress(done[0] / max(1, params["phones"]), f"{done[0]} of {params['phones']}")
+
+        report = run_drill(ctx, params["scenario"], phones=params["phones"], progress=tick)
+        return _jsonable(report.to_json())
 
     return work
 
@@ -346,15 +376,35 @@ def operator_router(ctx: Context) -> APIRouter:
     @router.post("/handovers/{handover_id}/run", status_code=202,
                  summary="Run a workflow's remaining steps (a job)",
                  responses={501: {"description": "not in this build"}})
-    def run_handover(handover_id: Hex32) -> dict[str, Any]:
-        raise ProblemException(NOT_IMPLEMENTED, "the handover step actions (the composition's "
-                               "drills module) are not part of this build yet")
+    def run_handover(handover_id: Hex32, request: Request, response: Response) -> dict[str, Any]:
+        with ctx.sessions() as s:
+            if s.get(Handover, handover_id) is None:
+                raise ProblemException(NOT_FOUND, f"no handover {handover_id}")
+        if not _available("mcred.handover_actions"):
+            raise ProblemException(NOT_IMPLEMENTED, "the handover step actions "
+                                   "(mcred.handover_actions) are not part of this build")
+        jobs = _jobs(request)
+        jobs.register("handover", _handover_work(ctx))
+        view = jobs.submit("handover", {"handover_id": handover_id}, scope="operator",
+                           actor=_actor(request))
+        return _accepted(view, response)
 
     @router.post("/drills", status_code=202, summary="Run a revocation drill (a job)",
                  responses={501: {"description": "not in this build"}})
-    def start_drill(body: DrillRequest) -> dict[str, Any]:
-        raise ProblemException(NOT_IMPLEMENTED, "drills (mcred.drills) are not part of this "
-                               "build yet")
+    def start_drill(body: DrillRequest, request: Request, response: Response) -> dict[str, Any]:
+        if not _available("mcred.drills"):
+            raise ProblemException(NOT_IMPLEMENTED, "drills (mcred.drills) are not part of "
+                                   "this build")
+        from mcred.drills import SCENARIOS
+
+        if body.scenario not in SCENARIOS:
+            raise ProblemException(problems.VALIDATION, f"scenario {body.scenario!r} is not "
+                                   f"one of {', '.join(SCENARIOS)}")
+        jobs = _jobs(request)
+        jobs.register("drill", _drill_work(ctx))
+        view = jobs.submit("drill", {"scenario": body.scenario, "phones": body.phones},
+                           scope="operator", actor=_actor(request))
+        return _accepted(view, response)
 
     @router.get("/audit", summary="The issuer's audit trail (newest first)")
     def audit(subject: Annotated[str | None, Query(max_length=128)] = None,

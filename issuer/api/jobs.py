@@ -174,8 +174,10 @@ class JobRunner:
         return view
 
     def _set(self, job_id: str, **values: Any) -> None:
+        # Only a live job moves: one already marked interrupted (its runner was taken for
+        # dead) keeps that state, since its client was told so and may have retried.
         with self._sessions.begin() as s:
-            s.execute(update(Job).where(Job.id == job_id)
+            s.execute(update(Job).where(Job.id == job_id, Job.state.in_(LIVE))
                       .values(heartbeat_at=utcnow(), **values))
 
     def _run(self, job_id: str, work: Work, params: dict) -> None:

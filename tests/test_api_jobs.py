@@ -1,0 +1,182 @@
+"""Jobs (state, progress, result, secrets kept out of the row, interrupted on restart) and
+problem+json for every kind of error, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from fastapi import APIRouter
+from fastapi.testclient import TestClient
+
+from issuer.api.auth import create_token
+from issuer.api.jobs import FAILED, INTERRUPTED, SUCCEEDED, Job, JobRunner
+from issuer.revocation import RevocationError
+from mcred.context import Context
+from mcred.db import make_engine, migrate
+from mcred.service import Mount, create_app
+
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture
+def sessions(db_url):
+    engine = make_engine(db_url)
+    migrate(engine)
+    yield sa.orm.sessionmaker(engine, expire_on_commit=False)
+    engine.dispose()
+
+
+def test_a_job_reports_progress_and_its_result(sessions):
+    runner = JobRunner(sessions, workers=2)
+    gate = threading.Event()
+
+    def work(params, progress):  # noqa: ANN001
+        progress(0.5, "half way")
+        gate.wait(10)
+        return {"echo": params["x"], "had_secret": params["pin"] == "1234"}
+
+    runner.register("echo", work)
+    view = runner.submit("echo", {"x": 7}, private={"pin": "1234"}, scope="issuer", actor="t")
+    for _ in range(200):
+        mid = runner.get(view.id)
+        if mid.progress == 0.5:
+            break
+        threading.Event().wait(0.01)
+    assert mid.state == "running" and mid.note == "half way"
+    gate.set()
+    done = runner.wait(view.id)
+    assert done.state == SUCCEEDED and done.progress == 1.0
+    assert done.result == {"echo": 7, "had_secret": True}
+    with sessions() as s:
+        row = s.get(Job, view.id)
+        assert "pin" not in row.params and "1234" not in repr(row.params) + repr(row.result)
+    runner.shutdown()
+
+
+def test_a_failing_job_records_the_error_and_the_runner_goes_on(sessions):
+    runner = JobRunner(sessions, workers=1)
+
+    def boom(params, progress):  # noqa: ANN001
+        raise RevocationError("reason 'nope' is not one of ...")
+
+    runner.register("boom", boom)
+    runner.register("ok", lambda params, progress: {"ok": 1})
+    bad = runner.wait(runner.submit("boom", {}, scope="issuer", actor="t").id)
+    assert bad.state == FAILED and bad.error["type"] == "RevocationError"
+    assert "nope" in bad.error["detail"]
+    assert runner.wait(runner.submit("ok", {}, scope="issuer", actor="t").id).state == SUCCEEDED
+    runner.shutdown()
+
+
+def test_jobs_of_a_dead_process_are_interrupted_at_the_next_start(sessions):
+    crashed = JobRunner(sessions, workers=1)
+    started, release = threading.Event(), threading.Event()
+    crashed.register("hang", lambda params, progress: started.set() or release.wait(30) and {})
+    queued_behind = []
+    view = crashed.submit("hang", {}, scope="issuer", actor="t")
+    queued_behind.append(crashed.submit("hang", {}, scope="issuer", actor="t"))
+    assert started.wait(10)
+    # The process "dies": its heartbeats stop. A new process starts later.
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+    fresh = JobRunner(sessions, workers=1)
+    assert fresh.recover(now=later) == 2
+    for v in (view, queued_behind[0]):
+        after = fresh.get(v.id)
+        assert after.state == INTERRUPTED and after.error["type"] == "interrupted"
+    # A live runner's own jobs are never marked by itself, and fresh heartbeats protect them.
+    assert fresh.recover() == 0
+    # The "dead" runner's late finish does not overwrite what the client was told.
+    release.set()
+    crashed.shutdown(wait=True)
+    assert fresh.get(view.id).state == INTERRUPTED
+    assert fresh.get(queued_behind[0].id).state == INTERRUPTED
+    fresh.shutdown()
+
+
+def test_a_live_runners_jobs_are_not_taken_for_dead(sessions):
+    a = JobRunner(sessions, workers=1)
+    gate = threading.Event()
+    a.register("wait", lambda params, progress: gate.wait(10) and {})
+    v = a.submit("wait", {}, scope="issuer", actor="t")
+    a.heartbeat()
+    b = JobRunner(sessions, workers=1)
+    assert b.recover() == 0 and b.get(v.id).state in ("queued", "running")
+    gate.set()
+    assert a.wait(v.id).state == SUCCEEDED
+    a.shutdown()
+    b.shutdown()
+
+
+# --- problem+json ------------------------------------------------------------------------
+
+
+def _app_with_failures(ctx: Context):
+    r = APIRouter()
+
+    @r.get("/explode")
+    def explode() -> dict:
+        raise RuntimeError("db password is hunter2")
+
+    @r.get("/typed")
+    def typed() -> dict:
+        raise RevocationError("reason 'x' is not one of keyCompromise, ...")
+
+    @r.get("/number/{n}")
+    def number(n: int) -> dict:
+        return {"n": n}
+
+    return create_app(ctx, extra_mounts=[Mount(r, scope="operator")])
+
+
+def test_errors_are_problem_json_and_never_leak_a_traceback(home: Path):
+    ctx = Context.open(home)
+    app = _app_with_failures(ctx)
+    _, tok = create_token(ctx.sessions, ["operator"])
+    c = TestClient(app, raise_server_exceptions=False)
+    h = {"Authorization": f"Bearer {tok}"}
+
+    r = c.get("/explode", headers=h)
+    assert r.status_code == 500 and r.headers["content-type"] == PROBLEM
+    body = r.json()
+    assert body["type"] == "/problems/internal-error" and body["status"] == 500
+    assert "hunter2" not in r.text and "Traceback" not in r.text and "RuntimeError" not in r.text
+
+    r = c.get("/typed", headers=h)
+    assert r.status_code == 400 and r.headers["content-type"] == PROBLEM
+    assert r.json()["type"] == "/problems/revocation-refused"
+
+    r = c.get("/number/seven", headers=h)
+    assert r.status_code == 422 and r.headers["content-type"] == PROBLEM
+    body = r.json()
+    assert body["type"] == "/problems/validation" and body["errors"][0]["location"] == "path.n"
+
+    r = c.get("/no/such/route", headers=h)
+    assert r.status_code == 404 and r.headers["content-type"] == PROBLEM
+    assert r.json()["type"] == "/problems/not-found"
+
+    r = c.delete("/phones", headers=h)
+    assert r.status_code == 405 and r.headers["content-type"] == PROBLEM
+
+    r = c.post("/revocations", headers=h, json={"phone_id": "ph-x", "reason": "sad"})
+    assert r.status_code == 422 and r.json()["type"] == "/problems/validation"
+    r = c.post("/revocations", headers=h, json={"phone_id": "ph-x", "reason": "keyCompromise"})
+    assert r.status_code == 404 and r.json()["type"] == "/problems/unknown-phone"
+
+
+def test_provisioning_refuses_a_bad_holder_before_any_job(home: Path):
+    ctx = Context.open(home)
+    app = create_app(ctx, job_workers=1)
+    _, tok = create_token(ctx.sessions, ["issuer"])
+    c = TestClient(app)
+    h = {"Authorization": f"Bearer {tok}"}
+    body = {"phone_id": "ph-000000000000", "holder": {"family_name": "x"}, "pin": "1234",
+            "password": "ABC123", "puk": "12345678"}
+    r = c.post("/provisioning", headers=h, json=body)
+    assert r.status_code == 422 and r.headers["content-type"] == PROBLEM
+    assert "holder" in r.json()["type"] or "given_name" in r.json()["detail"]
+    with ctx.sessions() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(Job)) == 0
