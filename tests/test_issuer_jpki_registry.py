@@ -250,3 +250,22 @@ def test_register_holder_from_cardsub_one_card_per_holder(issuer):
         row = s.get(Holder, plain)
     assert "pin" not in row.data and "password" not in row.data
     assert len(row.card_number) == 16 and row.card_expiry > dt.date.today()
+
+
+def test_concurrent_retries_of_one_job_issue_once(issuer):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from issuer import holders
+
+    hid = holders.register(issuer.sessions, dict(HOLDER, card_number="5555000011112222"))
+    holders.attach_phone(issuer.sessions, hid, "race-phone")
+    key = new_key()
+    nonce = issuer.jpki_challenge("race", "race-phone", "sign")
+    proof = prove(key, nonce)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: issuer.issue_jpki_certificate(
+            "race", "race-phone", "sign", spki(key), proof), range(4)))
+    assert len({cert for cert, _ in results}) == 1
+    with issuer.sessions() as s:
+        rows = s.scalars(select(Credential).where(Credential.phone_id == "race-phone")).all()
+    assert len(rows) == 1 and rows[0].status == "valid"
