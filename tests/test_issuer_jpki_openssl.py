@@ -200,3 +200,22 @@ def test_fuzzed_ocsp_requests_get_malformed_request_never_500(live, body):
     status = ocsp.load_der_ocsp_response(r.content).response_status
     assert status in (ocsp.OCSPResponseStatus.MALFORMED_REQUEST,
                       ocsp.OCSPResponseStatus.UNAUTHORIZED)
+
+
+def test_cli_verify_asks_the_live_responder(live, tmp_path):
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    phone = provision(live["issuer"])
+    doc, sig = tmp_path / "doc", tmp_path / "doc.sig"
+    doc.write_bytes(b"hello")
+    sig.write_bytes(phone.keys["auth"].sign(b"hello", ec.ECDSA(hashes.SHA384())))
+    _root, cert = _export(live, phone, "auth")
+    args = ["jpki", "verify", str(doc), "--signature", str(sig), "--certificate", str(cert),
+            "--slot", "auth", "--json"]
+    ok = CliRunner().invoke(cli, args)
+    assert ok.exit_code == 0, ok.output
+    assert "OCSP good" in ok.output
+    _cli("revoke", "--phone", phone.phone_id, "--reason", "superseded", "--credential", "auth")
+    bad = CliRunner().invoke(cli, args)
+    assert bad.exit_code == 1 and "revoked (superseded)" in bad.output

@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 from cryptography.hazmat.primitives.serialization import Encoding
 from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from issuer.api import problem
 from issuer.jpki import JpkiIssuer
@@ -53,7 +54,8 @@ def jpki_router(issuer: Callable[[], JpkiIssuer]) -> APIRouter:
     @router.post("/ocsp", response_class=Response, summary="OCSP (RFC 6960), POST")
     async def ocsp_post(request: Request) -> Response:
         der = await request.body()
-        return _ocsp(issuer(), der, cacheable=False)
+        # Signing and the registry read block: keep them off the event loop.
+        return await run_in_threadpool(_ocsp, issuer(), der, False)
 
     @router.get("/ocsp/{encoded:path}", response_class=Response, summary="OCSP (RFC 6960), GET")
     def ocsp_get(encoded: str) -> Response:
