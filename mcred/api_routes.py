@@ -430,6 +430,39 @@ def operator_router(ctx: Context) -> APIRouter:
     return router
 
 
+class _LazyReader:
+    """The issuer service's reader (trusting the installation's IACA), built on first use so
+    that creating the app never generates keys (several workers start at once)."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+        self._service = None
+        self._lock = __import__("threading").Lock()
+
+    def _get(self):  # noqa: ANN202
+        with self._lock:
+            if self._service is None:
+                from mcred.cli.mdoc_issue_cmds import mdoc_service
+                from mcred.present import reader_pipeline
+                from reader.http import ReaderService
+                from reader.session import DEFAULT_REQUEST
+                from reader.trust import TrustStore
+
+                store = TrustStore()
+                store.add(mdoc_service(self._ctx).iaca_certificate(), source="installation")
+                self._service = ReaderService(reader_pipeline(trust=store), [DEFAULT_REQUEST])
+            return self._service
+
+    def open(self, engagement):  # noqa: ANN001, ANN201
+        return self._get().open(engagement)
+
+    def message(self, sid: str, data: bytes):  # noqa: ANN201
+        return self._get().message(sid, data)
+
+    def outcome(self, sid: str):  # noqa: ANN201
+        return self._get().outcome(sid)
+
+
 def api_mounts(ctx: Context) -> list:
     """The composition's own mounts, with their scopes."""
     from mcred.service import Mount
@@ -439,4 +472,16 @@ def api_mounts(ctx: Context) -> list:
         Mount(issuer_router(ctx), scope="issuer"),
         Mount(jobs_router(), scope="issuer"),
         Mount(operator_router(ctx), scope="operator"),
+        *_reader_mounts(ctx),
     ]
+
+
+def _reader_mounts(ctx: Context) -> list:
+    """The reader's verification endpoints under ``/reader`` (scope ``reader``)."""
+    from mcred.service import Mount
+
+    if not (_available("reader.http") and _available("mcred.present")):
+        return []
+    from reader.http import reader_router
+
+    return [Mount(reader_router(_LazyReader(ctx)), scope="reader", prefix="/reader")]
