@@ -137,3 +137,33 @@ def test_garbage_never_raises(issuer):
     for junk in (b"", b"\x30\x00", b"\x30\x82\xff\xff" + b"\x00" * 10):
         result = verify(b"c", junk, roots=issuer.roots("sign"), revocation="none")
         assert result == {"valid": False, "checks": result["checks"], "documents": []}
+
+
+def test_fuzzed_inputs_never_crash_issuance_or_relying_party(issuer):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from issuer.jpki import IssuerJpkiError
+
+    hid = holders.register(issuer.sessions, dict(HOLDER, card_number="6000000000000001"))
+    holders.attach_phone(issuer.sessions, hid, "fuzz-phone")
+    nonce = issuer.jpki_challenge("fuzz", "fuzz-phone", "sign")
+    good = new_key()
+    from test_issuer_jpki_support import prove, spki
+
+    spki_der, proof = spki(good), prove(good, nonce)
+    roots = issuer.roots("sign")
+
+    @settings(max_examples=120, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.binary(max_size=200), st.binary(max_size=120), st.integers(0, 3))
+    def run(junk, junk2, where):
+        spki_in = junk if where in (0, 1) else spki_der[: len(junk) % len(spki_der)]
+        proof_in = junk2 if where != 2 else proof[:-1] + bytes([proof[-1] ^ 1])
+        with pytest.raises(IssuerJpkiError):
+            issuer.issue_jpki_certificate("fuzz", "fuzz-phone", "sign", spki_in, proof_in)
+        for cert in (None, junk2):
+            result = verify(b"c", junk, roots=roots, certificate=cert, revocation="none")
+            assert result["valid"] is False and result["checks"]
+
+    run()
