@@ -228,7 +228,7 @@ class StatusListCache:
             return entry, "refetched (unchanged); "
         new = CachedList(uri, answer.body, answer.headers.get("etag"), now, _max_age(answer.headers))
         self._entries[uri] = new
-        return new, "fetched; "
+        return new, "new copy; "
 
     def lookup(self, uri: str, index: int, anchors: list[x509.Certificate], now: dt.datetime) -> StatusOutcome:
         with self._lock:

@@ -74,6 +74,7 @@ def register(app: typer.Typer) -> None:
         phone: str = typer.Option(..., "--phone", help="The phone whose wallet presents."),
         reader: str = typer.Option(..., "--reader", help="Reader service URL, e.g. http://127.0.0.1:8471"),
         consent: Path | None = typer.Option(None, "--consent", help="Consent rules (JSON); default: ask."),
+        reader_trust: list[Path] = typer.Option([], "--reader-trust", help="Reader CA (PEM) the wallet trusts for readerAuth."),
         mac: bool = typer.Option(False, "--mac", help="Device authentication by deviceMac, not deviceSignature."),
         qr: Path | None = typer.Option(None, "--qr", help="Also write the engagement QR code as PNG."),
         portrait: Path | None = typer.Option(None, "--portrait", help="Save a disclosed portrait here."),
@@ -89,8 +90,12 @@ def register(app: typer.Typer) -> None:
         try:
             policy = RulesConsent.from_file(consent) if consent else InteractiveConsent(
                 ask=lambda q: console.input(q), show=console.print)
-            wallet = open_wallet(phone, None, policy, device_auth="mac" if mac else "signature")
-        except (ConsentError, PhoneNotFoundError) as exc:
+            from cryptography import x509
+
+            anchors = [c for p in reader_trust for c in x509.load_pem_x509_certificates(p.read_bytes())]
+            wallet = open_wallet(phone, None, policy, device_auth="mac" if mac else "signature",
+                                 reader_trust_anchors=anchors)
+        except (ConsentError, PhoneNotFoundError, OSError, ValueError) as exc:
             _unusable(console, as_json, str(exc))
         def show(engagement) -> None:
             if qr is not None:
@@ -123,6 +128,10 @@ def register(app: typer.Typer) -> None:
         max_offline_age: int = typer.Option(86400, "--max-offline-age", help="Seconds."),
         skew: int = typer.Option(300, "--skew", help="Clock skew allowed on validity, seconds."),
         save_dir: Path | None = typer.Option(None, "--save-dir", help="Save each session's transcript."),
+        require_status: bool = typer.Option(True, "--require-status/--no-require-status",
+                                            help="Refuse an MSO without a status list reference."),
+        reader_cert: Path | None = typer.Option(None, "--reader-cert", help="readerAuth: certificate chain (PEM, leaf first)."),
+        reader_key: Path | None = typer.Option(None, "--reader-key", help="readerAuth: the reader's private key (PEM)."),
     ) -> None:
         """Run the reader service: POST /sessions, POST /sessions/{id}, GET /sessions/{id}/result."""
         import uvicorn
@@ -141,14 +150,25 @@ def register(app: typer.Typer) -> None:
                 anchors = [c for p in vical_trust for c in x509.load_pem_x509_certificates(p.read_bytes())]
                 store.import_vical(vical.read_bytes(), vical_anchors=anchors, now=dt.datetime.now(dt.UTC))
             spec = RequestSpec.parse(doctype, request) if request else DEFAULT_REQUEST
-        except (TrustError, OSError, ValueError) as exc:
+            signer, chain = None, []
+            if (reader_cert is None) != (reader_key is None):
+                raise ValueError("--reader-cert and --reader-key go together")
+            if reader_cert is not None:
+                from cryptography.hazmat.primitives import serialization
+
+                from protocols.cose import key_signer
+
+                chain = [c.public_bytes(serialization.Encoding.DER)
+                         for c in x509.load_pem_x509_certificates(reader_cert.read_bytes())]
+                signer = key_signer(serialization.load_pem_private_key(reader_key.read_bytes(), None))
+        except (TrustError, OSError, ValueError, TypeError) as exc:
             _unusable(console, False, str(exc))
         if not len(store):
             _unusable(console, False, "no trust anchor: give --trust IACA.pem (mcred export iaca)")
         pipeline = reader_pipeline(trust=store, offline=offline,
                                    max_offline_age=dt.timedelta(seconds=max_offline_age),
-                                   skew=dt.timedelta(seconds=skew))
-        service = ReaderService(pipeline, [spec], save_dir=save_dir)
+                                   skew=dt.timedelta(seconds=skew), require_status=require_status)
+        service = ReaderService(pipeline, [spec], save_dir=save_dir, reader_signer=signer, reader_chain=chain)
         console.print(f"reader on http://{host}:{port} trusting {len(store)} IACA(s), asking {spec.to_json()}")
         uvicorn.run(build_app(service), host=host, port=port, log_level="warning")
 
