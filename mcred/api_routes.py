@@ -16,6 +16,7 @@ to the work function only: they are never stored in the job row nor returned.
 from __future__ import annotations
 
 import importlib.util
+import threading
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -171,10 +172,31 @@ def phones_router(ctx: Context) -> APIRouter:
 # --- issuer: provisioning, credentials, revocation, jobs -----------------------------------
 
 
+_SETUP_LOCK = threading.Lock()
+_SET_UP: set[tuple[str, str]] = set()
+
+
+def _issuers_set_up(ctx: Context) -> None:
+    """Set the CAs and the IACA up once per process before jobs use them: the first-use
+    setup in the issuers is not safe when many jobs start at once (two threads both create
+    the root key). Several *processes* must not race either: ``mcred serve`` and the
+    benchmark set up before starting workers (specs/api.md)."""
+    key = (str(ctx.home), ctx.database)
+    if key in _SET_UP:
+        return
+    with _SETUP_LOCK:
+        if key not in _SET_UP:
+            from mcred.provision import issuer_port
+
+            issuer_port(ctx)
+            _SET_UP.add(key)
+
+
 def _provision_work(ctx: Context):  # noqa: ANN202
     def work(params: dict, progress) -> dict:  # noqa: ANN001
         from mcred.provision import parse_holder, provision
 
+        _issuers_set_up(ctx)
         holder = params["holder_id"] or parse_holder(params["holder"])
         progress(0.05, "provisioning")
         res = provision(ctx, params["phone_id"], holder, key_type=params["key_type"],
@@ -437,7 +459,7 @@ class _LazyReader:
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
         self._service = None
-        self._lock = __import__("threading").Lock()
+        self._lock = threading.Lock()
 
     def _get(self):  # noqa: ANN202
         with self._lock:
