@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import importlib
+import warnings
 
 import typer
 
 from mcred.cli.state import OPTIONS
+
+# The in-process HTTP client (starlette's TestClient over httpx) warns about its own
+# transport at import; it is not the user's concern on the command line.
+warnings.filterwarnings("ignore", message=r".*httpx2.*")
 
 app = typer.Typer(
     name="mcred",
