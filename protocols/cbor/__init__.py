@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import io
+from collections.abc import Sequence
 from typing import Any
 
 import cbor2
@@ -38,9 +39,12 @@ __all__ = [
     "embed",
     "full_date",
     "loads",
+    "loads_many",
     "tdate",
     "tdate_text",
     "tag24_bytes",
+    "bstr_head",
+    "uint_bytes",
     "unembed",
 ]
 
@@ -66,7 +70,10 @@ def tdate_text(value: _dt.datetime) -> str:
     """``YYYY-MM-DDTHH:MM:SSZ`` in UTC without fractions (RFC 3339 profile of 18013-5 §7.2.1)."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise CborEncodeError(f"tdate needs an aware datetime, got naive {value!r}")
-    return value.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    u = value.astimezone(_dt.UTC)
+    if u.year < 1000:  # strftime's %Y does not pad: keep its exact output there
+        return u.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"{u.year}-{u.month:02d}-{u.day:02d}T{u.hour:02d}:{u.minute:02d}:{u.second:02d}Z"
 
 
 def tdate(value: _dt.datetime) -> CBORTag:
@@ -92,12 +99,60 @@ def _encode_date(encoder: cbor2.CBOREncoder, value: _dt.date) -> None:
 _ENCODERS = {_dt.datetime: _encode_datetime, _dt.date: _encode_date}
 
 
+_SCALARS = frozenset({str, bytes, int, bool, type(None)})
+_DATE, _DATETIME, _TAG = _dt.date, _dt.datetime, CBORTag
+
+
+class _Slow(Exception):
+    """Raised by :func:`_prepare` for a value only the full encoder path handles exactly."""
+
+
+def _prepare(obj: Any, maps: list) -> Any:
+    """``obj`` with ``date`` / ``datetime`` replaced by their tags, when it holds only types
+    whose cbor2 encoding does not depend on ``encoders`` / ``canonical`` (maps aside, which
+    are noted in ``maps``); else raise :class:`_Slow`. Output bytes are identical to the
+    full path's; it only spares cbor2 its slow custom-encoder and canonical machinery."""
+    t = type(obj)
+    if t in _SCALARS:
+        return obj
+    if t is list or t is tuple:
+        return [_prepare(v, maps) for v in obj] if t is list else tuple(_prepare(v, maps) for v in obj)
+    if t is dict:
+        maps.append(True)
+        out = {_prepare(k, maps): _prepare(v, maps) for k, v in obj.items()}
+        if len(out) != len(obj):  # two keys that encode alike (a date and its tag): keep both
+            raise _Slow
+        return out
+    if t is _DATE:
+        return full_date(obj)
+    if t is _DATETIME:
+        if obj.tzinfo is None or obj.utcoffset() is None:
+            raise _Slow
+        return tdate(obj)
+    if t is _TAG:
+        return CBORTag(obj.tag, _prepare(obj.value, maps))
+    raise _Slow
+
+
 def dumps(obj: Any, *, canonical: bool = True) -> bytes:
     """Encode ``obj`` deterministically (RFC 7049 §3.9 canonical, as cbor2 ``canonical=True``).
 
     ``canonical=False`` keeps maps in insertion order (shortest forms all the same): used for
     the session messages, where ISO 18013-5 Annex D writes maps in CDDL order.
     """
+    t = type(obj)
+    if t is bytes or t is str:  # the hot path of Sig_structure / transcript assembly
+        return cbor2.dumps(obj)
+    maps: list = []
+    try:
+        prepared = _prepare(obj, maps)
+    except (_Slow, RecursionError):
+        pass
+    else:
+        try:
+            return cbor2.dumps(prepared, canonical=canonical and bool(maps))
+        except (cbor2.CBORError, TypeError, ValueError, OverflowError, RecursionError):
+            pass  # let the full path below raise its own error
     try:
         return cbor2.dumps(obj, canonical=canonical, encoders=_ENCODERS)
     except CborError:
@@ -129,13 +184,47 @@ def loads(data: bytes) -> Any:
     return value
 
 
+def loads_many(parts: Sequence[bytes]) -> list[Any]:
+    """``[loads(p) for p in parts]``, decoded in one pass where every part is exactly one
+    well-formed item (checked by the decoder's position at each part's end); any part
+    that is not goes through :func:`loads` one by one, so errors are exactly :func:`loads`'s."""
+    if all(type(part) is bytes and part for part in parts):
+        fp = io.BytesIO(b"".join(parts))
+        decoder = cbor2.CBORDecoder(fp, allow_duplicate_keys=False)
+        out = []
+        end = 0
+        try:
+            for part in parts:
+                end += len(part)
+                out.append(decoder.decode())
+                if fp.tell() != end:
+                    break
+            else:
+                return out
+        except Exception:  # noqa: BLE001, S110 - redone below part by part, with loads's own errors
+            pass
+    return [loads(part) for part in parts]
+
+
 def _head(major: int, n: int) -> bytes:
+    if n < 0:
+        raise CborEncodeError("negative length or argument")
     if n < 24:
         return bytes([major << 5 | n])
     for info, size in ((24, 1), (25, 2), (26, 4), (27, 8)):
         if n < 1 << (8 * size):
             return bytes([major << 5 | info]) + n.to_bytes(size, "big")
     raise CborEncodeError("length too large")
+
+
+def uint_bytes(n: int) -> bytes:
+    """An unsigned integer (major type 0) in its shortest head, as the encoder writes it."""
+    return _head(0, n)
+
+
+def bstr_head(length: int) -> bytes:
+    """The shortest head of a definite byte string of ``length`` bytes (major type 2)."""
+    return _head(2, length)
 
 
 def tag24_bytes(raw: bytes) -> bytes:
@@ -153,6 +242,13 @@ def unembed(value: Any, *, what: str = "embedded CBOR") -> tuple[bytes, Any]:
 
     ``value`` is a decoded :class:`CBORTag` or the encoded bytes of one.
     """
+    if type(value) is bytes and value[:2] == b"\xd8\x18":
+        inner = _tag24_content(value)
+        if inner is not None:
+            try:
+                return inner, loads(inner)
+            except CborDecodeError as exc:
+                raise CborDecodeError(f"{what}: {exc}") from exc
     if isinstance(value, bytes | bytearray | memoryview):
         value = loads(bytes(value))
     if not isinstance(value, CBORTag) or value.tag != TAG_ENCODED_CBOR:
@@ -164,6 +260,29 @@ def unembed(value: Any, *, what: str = "embedded CBOR") -> tuple[bytes, Any]:
         return inner, loads(inner)
     except CborDecodeError as exc:
         raise CborDecodeError(f"{what}: {exc}") from exc
+
+
+def _tag24_content(data: bytes) -> bytes | None:
+    """The content of ``data`` when it is exactly ``tag24_bytes(content)`` (shortest heads,
+    definite length, nothing after): what :func:`loads` would give as ``CBORTag(24, content)``.
+    ``None`` for any other form, which then takes the general decoder."""
+    n = len(data)
+    if n < 3:
+        return None
+    info = data[2]
+    if 0x40 <= info <= 0x57:
+        start, length = 3, info - 0x40
+    elif info == 0x58 and n >= 4:
+        start, length = 4, data[3]
+    elif info == 0x59 and n >= 5:
+        start, length = 5, int.from_bytes(data[3:5], "big")
+    elif info == 0x5A and n >= 7:
+        start, length = 7, int.from_bytes(data[3:7], "big")
+    else:
+        return None
+    if n - start != length:
+        return None
+    return data[start:]
 
 
 def _describe(value: Any) -> str:

@@ -28,11 +28,18 @@ Rng = Callable[[int], bytes]
 SALT_BYTES = 16  # §9.1.2.5: random "shall be at least 16 bytes"
 
 
-def _digest_ids(count: int, rng: Rng) -> list[int]:
+def _digest_ids(count: int, rng: Rng, pool: bytes = b"") -> list[int]:
+    """``count`` unique 31-bit digestIDs, first from ``pool`` (4 bytes each), then from ``rng``."""
     ids: set[int] = set()
     out: list[int] = []
+    offset = 0
     while len(out) < count:
-        candidate = int.from_bytes(rng(4), "big") >> 1  # 31-bit, stays a small CBOR uint
+        if offset + 4 <= len(pool):
+            chunk = pool[offset:offset + 4]
+            offset += 4
+        else:
+            chunk = rng(4)
+        candidate = int.from_bytes(chunk, "big") >> 1  # 31-bit, stays a small CBOR uint
         if candidate not in ids:
             ids.add(candidate)
             out.append(candidate)
@@ -47,10 +54,15 @@ def make_items(
     for ns, elements in namespaces.items():
         if not isinstance(ns, str) or not elements:
             raise IssuingError(f"namespace {ns!r}: must be text with at least one element")
-        ids = _digest_ids(len(elements), rng)
+        n = len(elements)
+        pool = rng(n * (4 + SALT_BYTES))  # one draw for every salt and digestID of the namespace
+        salts = pool[4 * n:]
+        if len(pool) != n * (4 + SALT_BYTES):
+            raise IssuingError(f"rng returned {len(pool)} bytes, asked for {n * (4 + SALT_BYTES)}")
+        ids = _digest_ids(n, rng, pool[:4 * n])
         out[ns] = tuple(
-            IssuerSignedItem.create(digest_id, rng(SALT_BYTES), ident, value)
-            for digest_id, (ident, value) in zip(ids, elements.items(), strict=True)
+            IssuerSignedItem.create(digest_id, salts[SALT_BYTES * i:SALT_BYTES * (i + 1)], ident, value)
+            for i, (digest_id, (ident, value)) in enumerate(zip(ids, elements.items(), strict=True))
         )
     return out
 

@@ -144,7 +144,7 @@ class MobileSecurityObject:
 
     def to_bytes(self) -> bytes:
         """``MobileSecurityObjectBytes`` (tag 24 included): the issuerAuth payload."""
-        return p.encode(cbor.CBORTag(24, p.encode(self.to_map())))
+        return cbor.tag24_bytes(p.encode(self.to_map()))
 
     @classmethod
     def from_map(cls, value: Any) -> MobileSecurityObject:

@@ -60,14 +60,7 @@ class DeviceSigned:
     device_auth: DeviceAuth
 
     def name_spaces(self) -> dict[str, dict[str, Any]]:
-        m = p.as_map(p.load(self.name_spaces_bytes, "DeviceNameSpaces"), "DeviceNameSpaces")
-        out: dict[str, dict[str, Any]] = {}
-        for ns, elems in m.items():
-            elems = p.as_map(elems, f"DeviceNameSpaces[{ns!r}]")
-            if not isinstance(ns, str) or not all(isinstance(k, str) for k in elems):
-                raise MdocDecodeError("DeviceNameSpaces: keys must be text")
-            out[ns] = dict(elems)
-        return out
+        return _device_name_spaces(p.load(self.name_spaces_bytes, "DeviceNameSpaces"))
 
     def to_cbor(self) -> dict:
         return {"nameSpaces": cbor.CBORTag(24, self.name_spaces_bytes), "deviceAuth": self.device_auth.to_cbor()}
@@ -75,10 +68,22 @@ class DeviceSigned:
     @classmethod
     def from_cbor(cls, value: Any, where: str = "DeviceSigned") -> DeviceSigned:
         m = p.as_map(value, where)
-        raw, _ = p.embedded(m.get("nameSpaces"), f"{where}.nameSpaces")
+        raw, decoded = p.embedded(m.get("nameSpaces"), f"{where}.nameSpaces")
         signed = cls(raw, DeviceAuth.from_cbor(m.get("deviceAuth"), f"{where}.deviceAuth"))
-        signed.name_spaces()
+        _device_name_spaces(decoded)  # validated from the one decode of those bytes
         return signed
+
+
+def _device_name_spaces(value: Any) -> dict[str, dict[str, Any]]:
+    """``DeviceNameSpaces = {* NameSpace => {+ DataElementIdentifier => DataElementValue}}``."""
+    m = p.as_map(value, "DeviceNameSpaces")
+    out: dict[str, dict[str, Any]] = {}
+    for ns, elems in m.items():
+        elems = p.as_map(elems, f"DeviceNameSpaces[{ns!r}]")
+        if not isinstance(ns, str) or not all(isinstance(k, str) for k in elems):
+            raise MdocDecodeError("DeviceNameSpaces: keys must be text")
+        out[ns] = dict(elems)
+    return out
 
 
 @dataclass(frozen=True)

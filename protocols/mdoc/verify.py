@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,8 +29,8 @@ from protocols.mdoc.chain import (
     verify_chain,
 )
 from protocols.mdoc.errors import MdocDecodeError, MdocError
-from protocols.mdoc.issuer_signed import IssuerSignedItem
-from protocols.mdoc.mso import DIGEST_ALGORITHMS, MobileSecurityObject
+from protocols.mdoc.issuer_signed import HASHES, IssuerSignedItem
+from protocols.mdoc.mso import MobileSecurityObject
 from protocols.mdoc.request import DeviceRequest
 from protocols.mdoc.response import STATUS_OK, DeviceResponse, Document
 from protocols.mdoc.session import derive_emac_key, ecdh
@@ -255,10 +254,28 @@ class MdocVerifier:
 
     @staticmethod
     def _digests(doc: Document, mso: MobileSecurityObject, add) -> dict | None:
-        hash_fn = getattr(hashlib, DIGEST_ALGORITHMS[mso.digest_algorithm])
+        hash_fn = HASHES[mso.digest_algorithm]
+        name_spaces = doc.issuer_signed.name_spaces
+        # Every item digested first; when all match, the items are decoded in one strict
+        # pass (cbor.loads_many). Any mismatch or decode failure takes the item-by-item
+        # walk below, which reports the first failing item exactly as before.
+        digests = {ns: [hash_fn(cbor.tag24_bytes(raw)).digest() for raw in raws] for ns, raws in name_spaces.items()}
+        decoded: dict[str, list] | None = {}
+        for ns, ds in digests.items():
+            expected = mso.value_digests.get(ns)
+            known = set(expected.values()) if expected else ()
+            if not expected or any(d not in known for d in ds):
+                decoded = None
+                break
+        if decoded is not None:
+            try:
+                for ns, raws in name_spaces.items():
+                    decoded[ns] = cbor.loads_many(raws)
+            except cbor.CborDecodeError:
+                decoded = None
         elements: dict[str, dict[str, Any]] = {}
         count = 0
-        for ns, raws in doc.issuer_signed.name_spaces.items():
+        for ns, raws in name_spaces.items():
             expected = mso.value_digests.get(ns)
             if not expected:
                 add(VALUE_DIGESTS, False, f"namespace {ns!r} has no digests in the MSO")
@@ -266,14 +283,15 @@ class MdocVerifier:
             by_digest = {d: i for i, d in expected.items()}
             seen_ids: set[int] = set()
             out: dict[str, Any] = {}
+            values = decoded[ns] if decoded is not None else None
             for n, raw in enumerate(raws):
-                digest = hash_fn(cbor.tag24_bytes(raw)).digest()
-                digest_id = by_digest.get(digest)
+                digest_id = by_digest.get(digests[ns][n])
                 if digest_id is None:
                     add(VALUE_DIGESTS, False, f"{ns}[{n}]: digest matches no valueDigest of the MSO")
                     return None
                 try:
-                    item = IssuerSignedItem.decode(raw)
+                    item = (IssuerSignedItem.decode(raw) if values is None
+                            else IssuerSignedItem._from_value(values[n], raw))
                 except MdocDecodeError as exc:
                     add(VALUE_DIGESTS, False, f"{ns}[{n}]: {exc}")
                     return None
