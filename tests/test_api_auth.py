@@ -254,3 +254,25 @@ def test_a_job_is_visible_only_to_tokens_allowed_its_scope(ctx: Context, home: P
     listed = {j["id"] for j in c.get("/jobs", headers=h).json()["jobs"]}
     assert issuer_job.id in listed and operator_job.id not in listed
     jobs.shutdown()
+
+
+def test_token_cli_prints_once_lists_without_secrets_and_revokes(home: Path):
+    from typer.testing import CliRunner
+
+    from mcred.cli.main import app as cli
+
+    runner = CliRunner()
+    r = runner.invoke(cli, ["token", "create", "--scope", "issuer", "--scope", "tsm",
+                            "--name", "ci"])
+    assert r.exit_code == 0, r.output
+    token = next(w for w in r.output.split() if w.startswith("mcred_"))
+    ctx = Context.open(home)
+    p = verify_token(ctx.sessions, token)
+    assert p is not None and p.scopes == {"issuer", "tsm"} and p.name == "ci"
+    r = runner.invoke(cli, ["token", "list"])
+    assert r.exit_code == 0 and p.token_id in r.output and token[39:] not in r.output
+    r = runner.invoke(cli, ["token", "create", "--scope", "root"])
+    assert r.exit_code != 0 and "root" in r.output
+    r = runner.invoke(cli, ["token", "revoke", p.token_id])
+    assert r.exit_code == 0 and verify_token(ctx.sessions, token) is None
+    assert "revoked" in runner.invoke(cli, ["token", "list"]).output
