@@ -33,6 +33,7 @@ from protocols.mdoc.session import SESSION_STATUS_TERMINATION
 from reader.errors import ReaderSessionError, RequestSpecError
 
 SESSION = "session"
+MATCHES_REQUEST = "matches_request"
 CARDSUB_DOCTYPE = "jp.mcred.mynumber.cardsub.1"
 
 
@@ -171,8 +172,27 @@ class ReaderSession:
                                           reader_private_key=self._key)
         except Exception as exc:  # noqa: BLE001 - a verifier bug must not take the reader down
             result = VerificationResult((Check("response_status", False, f"verifier error: {type(exc).__name__}: {exc}"),))
-        result = VerificationResult((session_check, *result.checks), result.documents)
+        result = VerificationResult((session_check, *result.checks, *self._matches(result)), result.documents)
         return self._finish(ReaderOutcome(result, plaintext, self.transcript, sd.status))
+
+    def _matches(self, result: VerificationResult) -> tuple[Check, ...]:
+        """Every disclosed document and element was asked for (the mdoc returns nothing else,
+        §8.3.2.1.2.2); checked only when documents were disclosed."""
+        if not result.documents:
+            return ()
+        asked = {r.doc_type: r.items for r in self.requests}
+        extra = []
+        for doc in result.documents:
+            items = asked.get(doc.doc_type)
+            if items is None:
+                extra.append(f"docType {doc.doc_type} not requested")
+                continue
+            for ns, elements in doc.elements.items():
+                extra += [f"{ns}/{e}" for e in elements if e not in items.get(ns, {})]
+        if extra:
+            return (Check(MATCHES_REQUEST, False, "not requested: " + ", ".join(extra[:10])),)
+        n = sum(len(e) for d in result.documents for e in d.elements.values())
+        return (Check(MATCHES_REQUEST, True, f"{n} disclosed element(s), all requested"),)
 
     def terminate(self) -> bytes:
         self.state = "done"

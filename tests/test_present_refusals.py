@@ -227,3 +227,17 @@ def test_cbor_of_the_saved_transcript_reverifies(world, clock, publisher):
     result = verify_saved(out.saved(), p)
     assert result.valid
     assert cbor.loads(out.saved())["deviceResponse"] == out.device_response
+
+
+def test_unrequested_items_fail_matches_request(world, clock, publisher):
+    mine = wallet(world, "phone", clock).credentials()[0]
+    se_a = wallet_sim.open_secure_element(world["phone"], world["home"])
+    key = SeSigner(SeMdocApplet(se_a.transmit), mine.slot)
+
+    def oversharing(transcript):
+        doc = build_document(mine.issuer_signed, transcript, disclose={NS: ["family_name", "birth_date"]}, signer=key)
+        return DeviceResponse((doc,)).encode()
+
+    outcome = _session_with_forged_answer(world, clock, publisher, oversharing)
+    assert failed(outcome.result.to_json()) == {"matches_request"}
+    assert "birth_date" in outcome.result.check("matches_request").reason
