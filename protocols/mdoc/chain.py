@@ -13,8 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import SignatureAlgorithmOID
 
 from protocols.mdoc.errors import MdocError
 
@@ -81,8 +84,98 @@ def verify_chain(
         raise ChainError(f"malformed certificate: {exc}") from exc
 
 
+# ECDSA signature algorithms (RFC 5758 §3.2: the AlgorithmIdentifier has no parameters),
+# with the exact DER of that AlgorithmIdentifier and the hash to use.
+_ECDSA_ALGS: dict[x509.ObjectIdentifier, tuple[bytes, hashes.HashAlgorithm]] = {
+    SignatureAlgorithmOID.ECDSA_WITH_SHA256: (bytes.fromhex("300a06082a8648ce3d040302"), hashes.SHA256()),
+    SignatureAlgorithmOID.ECDSA_WITH_SHA384: (bytes.fromhex("300a06082a8648ce3d040303"), hashes.SHA384()),
+    SignatureAlgorithmOID.ECDSA_WITH_SHA512: (bytes.fromhex("300a06082a8648ce3d040304"), hashes.SHA512()),
+}
+
+
+@functools.lru_cache(maxsize=64)
+def _ec_key_of(der: bytes) -> ec.EllipticCurvePublicKey | None:
+    """The EC public key of the certificate with exactly these DER bytes (None if not EC).
+
+    Only the key is cached, never a verification result: the key is a function of the bytes."""
+    try:
+        key = x509.load_der_x509_certificate(der).public_key()
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return None
+    return key if isinstance(key, ec.EllipticCurvePublicKey) else None
+
+
+def _tlv_end(der: bytes, pos: int) -> tuple[int, int]:
+    """(start of contents, end) of the DER TLV at ``pos`` (X.690 §8.1); ValueError if truncated."""
+    if pos + 2 > len(der):
+        raise ValueError("truncated")
+    first = der[pos + 1]
+    if first < 0x80:
+        start, length = pos + 2, first
+    else:
+        n = first & 0x7F
+        if not 1 <= n <= 4 or pos + 2 + n > len(der):
+            raise ValueError("bad length")
+        start, length = pos + 2 + n, int.from_bytes(der[pos + 2 : pos + 2 + n], "big")
+    if start + length > len(der):
+        raise ValueError("truncated")
+    return start, start + length
+
+
+def _tbs_and_alg_ids(der: bytes) -> tuple[bytes, bytes, bytes]:
+    """Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signature } (RFC 5280 §4.1):
+    the TBS bytes, its inner ``signature`` AlgorithmIdentifier and the outer one, as DER."""
+    body, end = _tlv_end(der, 0)
+    if der[0] != 0x30 or end != len(der):
+        raise ValueError("not a SEQUENCE")
+    tbs_body, tbs_end = _tlv_end(der, body)
+    outer_alg = der[tbs_end : _tlv_end(der, tbs_end)[1]]
+    pos = tbs_body
+    if der[pos] == 0xA0:  # [0] EXPLICIT version
+        pos = _tlv_end(der, pos)[1]
+    pos = _tlv_end(der, pos)[1]  # serialNumber
+    inner_alg = der[pos : _tlv_end(der, pos)[1]]
+    return der[body:tbs_end], inner_alg, outer_alg
+
+
+def _issued_by_fast(cert: x509.Certificate, cert_der: bytes, issuer: x509.Certificate, issuer_der: bytes) -> bool:
+    """True only when ``cert`` is certainly directly issued by ``issuer`` with ECDSA: inner and
+    outer signature algorithms are the same parameterless ECDSA identifier, the issuer name
+    equals the issuer's subject and the signature verifies over the TBS bytes. False means
+    "not decided here" (another algorithm, a non-EC key, any failure): the caller then asks
+    cryptography's ``verify_directly_issued_by``, which gives the verdict and the error."""
+    alg = _ECDSA_ALGS.get(cert.signature_algorithm_oid)
+    if alg is None:
+        return False
+    key = _ec_key_of(issuer_der)
+    if key is None or cert.issuer != issuer.subject:
+        return False
+    try:
+        tbs, inner_alg, outer_alg = _tbs_and_alg_ids(cert_der)
+    except (ValueError, IndexError):
+        return False
+    if inner_alg != alg[0] or outer_alg != alg[0]:
+        return False
+    try:
+        key.verify(cert.signature, tbs, ec.ECDSA(alg[1]))
+    except InvalidSignature:
+        return False
+    return True
+
+
+def _check_issued_by(cert: x509.Certificate, cert_der: bytes, issuer: x509.Certificate, issuer_der: bytes) -> None:
+    """Raise (like ``verify_directly_issued_by``) unless ``issuer`` directly issued ``cert``."""
+    try:
+        decided = _issued_by_fast(cert, cert_der, issuer, issuer_der)
+    except Exception:  # noqa: BLE001 - anything odd: let cryptography decide and explain
+        decided = False
+    if not decided:
+        cert.verify_directly_issued_by(issuer)
+
+
 def _verify_chain(ders, trust_anchors, now, eku) -> VerifiedChain:
     certs = load_chain(ders)
+    ders = [d if type(d) is bytes else bytes(d) for d in ders]
     leaf = certs[0]
     if eku is not None and not _eku_ok(leaf, eku):
         raise ChainError(f"leaf certificate lacks extended key usage {eku.dotted_string}")
@@ -92,14 +185,14 @@ def _verify_chain(ders, trust_anchors, now, eku) -> VerifiedChain:
         path.pop()
     for i in range(len(path) - 1):
         try:
-            path[i].verify_directly_issued_by(path[i + 1])
+            _check_issued_by(path[i], ders[i], path[i + 1], ders[i + 1])
         except Exception as exc:  # noqa: BLE001 - InvalidSignature, ValueError, TypeError
             raise ChainError(f"x5chain[{i}] is not issued by x5chain[{i + 1}]: {type(exc).__name__} {exc}") from None
-    top = path[-1]
+    top, top_der = path[-1], ders[len(path) - 1]
     anchor = None
     for candidate in trust_anchors:
         try:
-            top.verify_directly_issued_by(candidate)
+            _check_issued_by(top, top_der, candidate, candidate.public_bytes(Encoding.DER))
         except Exception:  # noqa: BLE001 - not this anchor
             continue
         anchor = candidate
@@ -116,7 +209,7 @@ def _verify_chain(ders, trust_anchors, now, eku) -> VerifiedChain:
                 f"certificate {c.subject.rfc4514_string()} not valid at {now.isoformat()} "
                 f"({c.not_valid_before_utc.isoformat()} .. {c.not_valid_after_utc.isoformat()})"
             )
-    key = leaf.public_key()
+    key = _ec_key_of(ders[0]) or leaf.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise ChainError(f"leaf key is {type(key).__name__}, need EC")
     return VerifiedChain(leaf, key, not_before, not_after, anchor)

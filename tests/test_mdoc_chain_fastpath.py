@@ -1,0 +1,112 @@
+"""The ECDSA fast path of protocols.mdoc.chain refuses what verify_directly_issued_by refuses:
+a DS certificate naming another issuer, or signed by another key, fails issuer_certificate_chain."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+
+from protocols import cose, mdoc
+from protocols.mdoc import chain
+from protocols.mdoc.verify import ISSUER_CERTIFICATE_CHAIN
+
+NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
+DOC_TYPE = "org.iso.18013.5.1.mDL"
+NS = "org.iso.18013.5.1"
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _anchor(key, cn="test iaca", hash_alg=None) -> x509.Certificate:
+    return (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(_name(cn))
+            .public_key(key.public_key()).serial_number(1)
+            .not_valid_before(NOW - dt.timedelta(days=1)).not_valid_after(NOW + dt.timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .sign(key, hash_alg or hashes.SHA256()))
+
+
+def _ds(ds_key, issuer_name: x509.Name, signing_key, hash_alg=None) -> bytes:
+    cert = (x509.CertificateBuilder().subject_name(_name("test ds")).issuer_name(issuer_name)
+            .public_key(ds_key.public_key()).serial_number(2)
+            .not_valid_before(NOW - dt.timedelta(days=1)).not_valid_after(NOW + dt.timedelta(days=365))
+            .add_extension(x509.ExtendedKeyUsage([mdoc.EKU_MDL_DS]), critical=True)
+            .sign(signing_key, hash_alg or hashes.SHA256()))
+    return cert.public_bytes(Encoding.DER)
+
+
+@pytest.fixture(scope="module")
+def keys():
+    return ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+
+
+def _chain_check(ds_key, ds_der: bytes, anchor: x509.Certificate):
+    device_key = ec.generate_private_key(ec.SECP256R1())
+    issued = mdoc.build_issuer_signed({NS: {"family_name": "Yamada"}}, DOC_TYPE, device_key.public_key(),
+                                      cose.key_signer(ds_key), [ds_der], NOW - dt.timedelta(hours=1),
+                                      NOW + dt.timedelta(days=30))
+    e_key = cose.CoseKey.from_public_key(ec.generate_private_key(ec.SECP256R1()).public_key())
+    st = mdoc.SessionTranscript.build(mdoc.DeviceEngagement.build(e_key).encode(), e_key, None)
+    doc = mdoc.build_document(issued, st, signer=cose.key_signer(device_key))
+    response = mdoc.DeviceResponse((doc,)).encode()
+    result = mdoc.verify_device_response(response, trust_anchors=[anchor], session_transcript=st, now=NOW)
+    return next(c for c in result.checks if c.name == ISSUER_CERTIFICATE_CHAIN), result
+
+
+@pytest.mark.parametrize("hash_alg", [hashes.SHA256(), hashes.SHA384(), hashes.SHA512()])
+def test_good_chain_passes_with_each_ecdsa_hash(keys, hash_alg):
+    iaca_key, ds_key, _ = keys
+    anchor = _anchor(iaca_key, hash_alg=hash_alg)
+    ds_der = _ds(ds_key, anchor.subject, iaca_key, hash_alg)
+    cert = x509.load_der_x509_certificate(ds_der)
+    assert chain._issued_by_fast(cert, ds_der, anchor, anchor.public_bytes(Encoding.DER))
+    assert chain._tbs_and_alg_ids(ds_der)[0] == cert.tbs_certificate_bytes
+    check, result = _chain_check(ds_key, ds_der, anchor)
+    assert check.passed and result.valid
+
+
+def test_issuer_name_other_than_anchor_subject_is_refused(keys):
+    iaca_key, ds_key, _ = keys
+    anchor = _anchor(iaca_key)
+    ds_der = _ds(ds_key, _name("some other iaca"), iaca_key)  # right key, wrong name
+    with pytest.raises(chain.ChainError, match="no trust anchor issued"):
+        chain.verify_chain([ds_der], [anchor], NOW, eku=mdoc.EKU_MDL_DS)
+    check, result = _chain_check(ds_key, ds_der, anchor)
+    assert not check.passed and not result.valid
+
+
+def test_signature_by_another_key_is_refused(keys):
+    iaca_key, ds_key, other_key = keys
+    anchor = _anchor(iaca_key)
+    ds_der = _ds(ds_key, anchor.subject, other_key)  # right name, wrong key
+    with pytest.raises(chain.ChainError, match="no trust anchor issued"):
+        chain.verify_chain([ds_der], [anchor], NOW, eku=mdoc.EKU_MDL_DS)
+    check, result = _chain_check(ds_key, ds_der, anchor)
+    assert not check.passed and not result.valid
+
+
+def test_a_wrong_anchor_does_not_poison_the_right_one(keys):
+    iaca_key, ds_key, other_key = keys
+    anchor, impostor = _anchor(iaca_key), _anchor(other_key)  # same subject name, other key
+    ds_der = _ds(ds_key, anchor.subject, iaca_key)
+    assert chain.verify_chain([ds_der], [impostor, anchor], NOW).anchor == anchor
+    with pytest.raises(chain.ChainError):
+        chain.verify_chain([ds_der], [impostor], NOW)
+    assert chain.verify_chain([ds_der], [anchor], NOW).anchor == anchor
+
+
+def test_rsa_anchor_falls_back_to_cryptography(keys):
+    _, ds_key, _ = keys
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    anchor = _anchor(rsa_key)
+    ds_der = _ds(ds_key, anchor.subject, rsa_key)
+    cert = x509.load_der_x509_certificate(ds_der)
+    assert not chain._issued_by_fast(cert, ds_der, anchor, anchor.public_bytes(Encoding.DER))
+    assert chain.verify_chain([ds_der], [anchor], NOW, eku=mdoc.EKU_MDL_DS).anchor == anchor
