@@ -8,7 +8,9 @@ One run, one PostgreSQL schema, one data directory, three workloads, each measur
   with a bearer token; provisioning posted as jobs and polled to the end, OCSP (POST) and
   status lists (GET) from client threads with keep-alive connections.
 
-Reported: operations per second, p50 / p99 latency, and the HTTP/in-process ratio. Job
+Reported: operations per second, p50 / p99 latency, and the HTTP/in-process ratio; and the
+HTTP floor: the same clients against a bare ASGI app with the same number of workers,
+which is the most any route could reach here. Job
 latency is the job's own ``created_at -> finished_at``. The clients run on the same machine
 as the server (loopback only), so on a small machine they take CPU from it: the ratios are
 an upper bound on the service's overhead. Bounded by ``--jobs`` and ``--seconds``.
@@ -70,6 +72,57 @@ def _loop(fn: Callable[[], object], seconds: float, threads: int = 1) -> dict:
     for t in ts:
         t.join()
     return _summary([x for part in lat for x in part], time.perf_counter() - t0)
+
+
+def _client_proc(job: tuple[str, str, bytes, float, int]) -> tuple[list[float], float]:
+    """One client process: ``threads`` keep-alive clients hitting one route for ``seconds``."""
+    import httpx
+
+    base, path, body, seconds, threads = job
+    local = threading.local()
+
+    def once() -> None:
+        if not hasattr(local, "c"):
+            local.c = httpx.Client(base_url=base, timeout=30)
+        if body:
+            r = local.c.post(path, content=body,
+                             headers={"Content-Type": "application/ocsp-request"})
+        else:
+            r = local.c.get(path)
+        assert r.status_code == 200, r.status_code
+
+    stop = time.perf_counter() + seconds
+    lat: list[float] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        mine = []
+        while time.perf_counter() < stop:
+            t0 = time.perf_counter()
+            once()
+            mine.append(time.perf_counter() - t0)
+        with lock:
+            lat.extend(mine)
+
+    t0 = time.perf_counter()
+    ts = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return lat, time.perf_counter() - t0
+
+
+def _hammer(base: str, path: str, body: bytes, seconds: float, procs: int,
+            threads: int) -> dict:
+    """``procs`` client processes x ``threads`` threads; one warm-up second first."""
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(procs) as pool:
+        pool.map(_client_proc, [(base, path, body, 1.0, threads)] * procs)
+        parts = pool.map(_client_proc, [(base, path, body, seconds, threads)] * procs)
+    lat = [x for part, _ in parts for x in part]
+    return _summary(lat, max(w for _, w in parts))
 
 
 def _schema(url: str) -> tuple[str, Callable[[], None]]:
@@ -135,7 +188,7 @@ def _in_process(ctx, jobs: int, seconds: float) -> tuple[dict, bytes, str]:  # n
 
 
 def _over_http(base: str, token: str, jobs: int, seconds: float, der: bytes, list_id: str,
-               threads: int, workers: int) -> dict:
+               procs: int, threads: int, workers: int) -> dict:
     import httpx
 
     h = {"Authorization": f"Bearer {token}"}
@@ -182,26 +235,42 @@ def _over_http(base: str, token: str, jobs: int, seconds: float, der: bytes, lis
 
     prov = _summary([secs(v) for v in done.values()], wall)
 
-    local = threading.local()
+    return {"provisioning": prov,
+            "ocsp": _hammer(base, "/ocsp", der, seconds, procs, threads),
+            "status_list": _hammer(base, f"/status/{list_id}", b"", seconds, procs, threads)}
 
-    def client():  # noqa: ANN202
-        if not hasattr(local, "c"):
-            local.c = httpx.Client(base_url=base, timeout=30)
-        return local.c
 
-    def ocsp_once() -> None:
-        r = client().post("/ocsp", content=der,
-                          headers={"Content-Type": "application/ocsp-request"})
-        assert r.status_code == 200
+def floor_app():  # noqa: ANN201 - ``uvicorn --factory``
+    """A bare ASGI app answering 200 with a fixed body: the HTTP + client floor."""
+    async def app(scope, receive, send):  # noqa: ANN001, ANN202
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/octet-stream")]})
+        await send({"type": "http.response.body", "body": b"\x00" * 64})
 
-    def status_once() -> None:
-        r = client().get(f"/status/{list_id}")
-        assert r.status_code == 200
+    return app
 
-    _loop(ocsp_once, 1.0, threads)  # warm-up: fresh connections reach every worker
-    _loop(status_once, 1.0, threads)
-    return {"provisioning": prov, "ocsp": _loop(ocsp_once, seconds, threads),
-            "status_list": _loop(status_once, seconds, threads)}
+
+def _floor(port: int, workers: int, seconds: float, procs: int, threads: int) -> dict:
+    import httpx
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--factory", "benchmarks.api:floor_app", "--host",
+         HOST, "--port", str(port), "--workers", str(workers), "--log-level", "warning",
+         "--no-access-log"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"http://{HOST}:{port}/", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        return _hammer(f"http://{HOST}:{port}", "/", b"", seconds, procs, threads)
+    finally:
+        proc.terminate()
+        proc.wait(15)
 
 
 def _serve(home: Path, url: str, port: int, workers: int, job_threads: int):  # noqa: ANN202
@@ -234,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=3.0, help="per OCSP / status run")
     ap.add_argument("--workers", type=int, default=4, help="uvicorn worker processes")
     ap.add_argument("--job-threads", type=int, default=2, help="job threads per worker")
-    ap.add_argument("--client-threads", type=int, default=8)
+    ap.add_argument("--client-procs", type=int, default=4, help="client processes")
+    ap.add_argument("--client-threads", type=int, default=4, help="threads per client process")
     ap.add_argument("--database", default=PG_URL, help="PostgreSQL URL (a schema is made)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
@@ -255,8 +325,13 @@ def main(argv: list[str] | None = None) -> int:
             port = _free_port()
             proc = _serve(home, url, port, args.workers, args.job_threads)
             http = _over_http(f"http://{HOST}:{port}", token, args.jobs, args.seconds, der,
-                              list_id, args.client_threads, args.workers)
+                              list_id, args.client_procs, args.client_threads, args.workers)
             ctx.engine.dispose()
+            proc.terminate()
+            proc.wait(15)
+            proc = None
+            floor = _floor(_free_port(), args.workers, args.seconds, args.client_procs,
+                           args.client_threads)
     finally:
         if proc is not None:
             proc.terminate()
@@ -267,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
         drop()
 
     out = {"cpus": os.cpu_count(), "workers": args.workers, "job_threads": args.job_threads,
-           "client_threads": args.client_threads, "in_process": inproc, "http": http,
+           "client_procs": args.client_procs, "client_threads": args.client_threads, "in_process": inproc, "http": http,
+           "http_floor": floor,
            "ratio_http_over_in_process": {
                k: http[k]["per_s"] / inproc[k]["per_s"] for k in inproc if inproc[k]["per_s"]}}
     if args.json:
@@ -275,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"issuer service on {os.cpu_count()} CPUs: uvicorn x{args.workers} workers "
           f"({args.job_threads} job threads each), PostgreSQL, loopback clients "
-          f"({args.client_threads} threads)")
+          f"({args.client_procs} processes x {args.client_threads} threads)")
     print(f"{'workload':14} {'in-process/s':>13} {'p50 ms':>8} {'p99 ms':>8}   "
           f"{'HTTP/s':>8} {'p50 ms':>8} {'p99 ms':>8}   {'HTTP/in-proc':>12}")
     for k in ("provisioning", "ocsp", "status_list"):
@@ -283,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{k:14} {a['per_s']:13.1f} {a['p50_ms']:8.1f} {a['p99_ms']:8.1f}   "
               f"{b['per_s']:8.1f} {b['p50_ms']:8.1f} {b['p99_ms']:8.1f}   "
               f"{out['ratio_http_over_in_process'][k]:12.2f}")
+    print(f"{'HTTP floor':14} {'':13} {'':8} {'':8}   {floor['per_s']:8.1f} "
+          f"{floor['p50_ms']:8.1f} {floor['p99_ms']:8.1f}   (bare ASGI app, same clients)")
     print("(provisioning in-process: one after another in one thread; over HTTP: all posted "
           "at once as jobs, latency = job created -> finished, queueing included)")
     return 0
