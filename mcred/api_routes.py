@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+from contextlib import contextmanager
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
+from sqlalchemy import text as sa_text
 
 import wallet_sim
 from issuer.api import problems
@@ -177,19 +179,48 @@ _SET_UP: set[tuple[str, str]] = set()
 
 
 def _issuers_set_up(ctx: Context) -> None:
-    """Set the CAs and the IACA up once per process before jobs use them: the first-use
-    setup in the issuers is not safe when many jobs start at once (two threads both create
-    the root key). Several *processes* must not race either: ``mcred serve`` and the
-    benchmark set up before starting workers (specs/api.md)."""
+    """Set the CAs and the IACA up once before jobs use them: the issuers' first-use setup
+    is not safe when many jobs start at once (two threads, or two worker processes, both
+    create the same root key). Serialised in this process by a lock and across processes
+    by a PostgreSQL advisory lock (or, on SQLite, an exclusive lock on a file in the data
+    directory); whoever comes second finds the CAs set up."""
     key = (str(ctx.home), ctx.database)
     if key in _SET_UP:
         return
     with _SETUP_LOCK:
-        if key not in _SET_UP:
-            from mcred.provision import issuer_port
+        if key in _SET_UP:
+            return
+        from mcred.provision import issuer_port
 
+        with _across_processes(ctx):
             issuer_port(ctx)
-            _SET_UP.add(key)
+        _SET_UP.add(key)
+
+
+@contextmanager
+def _across_processes(ctx: Context):  # noqa: ANN202
+    if ctx.engine.dialect.name == "postgresql":
+        with ctx.engine.connect() as conn:
+            conn.execute(sa_text("SELECT pg_advisory_lock(:k)"), {"k": _ADVISORY_KEY})
+            try:
+                yield
+            finally:
+                conn.execute(sa_text("SELECT pg_advisory_unlock(:k)"), {"k": _ADVISORY_KEY})
+                conn.commit()
+        return
+    import fcntl
+
+    lock_path = ctx.home / ".issuer-setup.lock"
+    with open(lock_path, "a+b") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+#: pg_advisory_lock key of the issuers' one-time setup (any fixed 64-bit value).
+_ADVISORY_KEY = 0x6D63726564_5345
 
 
 def _provision_work(ctx: Context):  # noqa: ANN202
