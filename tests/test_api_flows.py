@@ -1,0 +1,75 @@
+"""The capabilities through the API, end to end on one installation: a phone made by a
+``tsm`` token, provisioned by an ``issuer`` token as a job, held and released, then a death
+workflow run by an ``operator`` token as a job, every credential revoked with the reason."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from issuer.api.auth import create_token
+from mcred.context import Context
+from mcred.service import create_app
+
+HOLDER = {"family_name": "流れ", "given_name": "花子", "family_name_kana": "ナガレ",
+          "given_name_kana": "ハナコ", "birth_date": "1985-03-04", "sex": 2,
+          "address": "大阪府大阪市北区1-1", "prefecture": "大阪府", "municipality": "大阪市"}
+
+
+def _wait(c: TestClient, h: dict, job_id: str) -> dict:
+    for _ in range(600):
+        j = c.get(f"/jobs/{job_id}", headers=h).json()
+        if j["state"] not in ("queued", "running"):
+            return j
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} still {j['state']}")
+
+
+def test_provision_hold_release_and_death_through_the_api(home: Path):
+    ctx = Context.open(home)
+    app = create_app(ctx, job_workers=2)
+    tok = {s: {"Authorization": f"Bearer {create_token(ctx.sessions, [s])[1]}"}
+           for s in ("tsm", "issuer", "operator")}
+    with TestClient(app) as c:
+        phone = c.post("/phones", headers=tok["tsm"], json={"model": "flow"}).json()["id"]
+        assert c.get(f"/phones/{phone}", headers=tok["tsm"]).json()["id"] == phone
+
+        r = c.post("/provisioning", headers=tok["issuer"], json={
+            "phone_id": phone, "holder": HOLDER, "key_type": "p384", "mdoc_batch": 1,
+            "pin": "4321", "password": "FLOW42", "puk": "87654321"})
+        assert r.status_code == 202 and r.headers["location"] == f"/jobs/{r.json()['id']}"
+        job = _wait(c, tok["issuer"], r.json()["id"])
+        assert job["state"] == "succeeded", job["error"]
+        assert "4321" not in str(job) and "FLOW42" not in str(job)
+        holder_id = job["result"]["holder_id"]
+
+        creds = c.get("/credentials", headers=tok["issuer"],
+                      params={"phone_id": phone}).json()["credentials"]
+        assert sorted(x["kind"] for x in creds) == ["jpki-auth", "jpki-sign", "mdoc"]
+        assert all(x["status"] == "valid" for x in creds)
+
+        held = c.post("/holds", headers=tok["issuer"], json={"phone_id": phone}).json()
+        assert {x["after"] for x in held["changes"]} == {"hold"}
+        released = c.post("/holds/release", headers=tok["issuer"],
+                          json={"phone_id": phone, "credential": "auth"}).json()
+        assert [x["kind"] for x in released["changes"]] == ["jpki-auth"]
+
+        # An issuer token may not run workflows; an operator token may.
+        body = {"kind": "death", "holder_id": holder_id, "old_phone_id": phone}
+        assert c.post("/handovers", headers=tok["issuer"], json=body).status_code == 403
+        hid = c.post("/handovers", headers=tok["operator"], json=body).json()["id"]
+        r = c.post(f"/handovers/{hid}/run", headers=tok["operator"])
+        assert r.status_code == 202
+        job = _wait(c, tok["operator"], r.json()["id"])
+        assert job["state"] == "succeeded", job["error"]
+        assert c.get(f"/jobs/{job['id']}", headers=tok["issuer"]).status_code == 404
+        assert c.get(f"/handovers/{hid}", headers=tok["operator"]).json()["state"] == "done"
+
+        creds = c.get("/credentials", headers=tok["issuer"],
+                      params={"phone_id": phone}).json()["credentials"]
+        assert {x["status"] for x in creds} == {"revoked"}
+        assert {x["reason"] for x in creds} == {"affiliationChanged"}
+        actions = {e["action"] for e in c.get("/audit", headers=tok["operator"]).json()["events"]}
+        assert {"credential.revoke", "credential.hold", "credential.release"} <= actions
