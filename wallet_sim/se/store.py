@@ -1,5 +1,10 @@
-"""Persistence of one SE image: a CBOR map written atomically (temporary file, fsync,
-``os.replace``), like a card's NVM that never holds a half-written update."""
+"""Persistence of one SE image: a CBOR map written atomically (temporary file,
+``os.replace``), like a card's NVM that never holds a half-written update.
+
+Atomic against a crashed *process* (a reader sees the old image or the new one, never
+part of one). ``fsync`` before the rename, which adds durability against a crashed
+*machine* at a few ms per command, is off unless ``MCRED_SE_FSYNC=1``
+(specs/secure-element.md, Persistence)."""
 
 from __future__ import annotations
 
@@ -95,10 +100,28 @@ def load_state(path: Path) -> dict:
     return state
 
 
-def write_atomically(path: Path, data: bytes) -> None:
+FSYNC_ENV = "MCRED_SE_FSYNC"
+
+
+def fsync_enabled() -> bool:
+    """Whether ``MCRED_SE_FSYNC=1`` asks for an fsync before each rename (read per write)."""
+    return os.environ.get(FSYNC_ENV, "").strip() == "1"
+
+
+def write_atomically(path: Path, data: bytes, *, fsync: bool | None = None) -> None:
+    """Write ``data`` to a temporary file beside ``path`` and ``os.replace`` it over ``path``.
+
+    ``fsync`` None means :func:`fsync_enabled`; a failed write leaves ``path`` untouched."""
+    if fsync is None:
+        fsync = fsync_enabled()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
