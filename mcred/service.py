@@ -82,6 +82,8 @@ def _register_party_errors() -> None:
 def check_scopes(app: FastAPI) -> None:
     """Raise :class:`UndeclaredRouteError` unless every route came through a :class:`Mount`."""
     declared: dict[int, str | None] = app.state.route_scopes
+    for m in app.state.mounted:  # routes added to a mounted router since it was included
+        _tag(m)
     bad = []
     for route in app.router.routes:
         path = getattr(route, "path", "")
@@ -98,6 +100,13 @@ def check_scopes(app: FastAPI) -> None:
                                    "material): " + "; ".join(bad))
 
 
+def _tag(m: Mount) -> None:
+    """Name the mount's scope in the OpenAPI document (``x-mcred-scope``, null = public)."""
+    for r in m.router.routes:
+        if isinstance(r, APIRoute) and (r.openapi_extra or {}).get("x-mcred-scope") != m.scope:
+            r.openapi_extra = {**(r.openapi_extra or {}), "x-mcred-scope": m.scope}
+
+
 def _include(app: FastAPI, auth: Authenticator, m: Mount) -> None:
     if m.scope is not None and m.scope not in SCOPES:
         raise UndeclaredRouteError(f"mount {m.prefix or '/'} declares unknown scope "
@@ -105,9 +114,8 @@ def _include(app: FastAPI, auth: Authenticator, m: Mount) -> None:
     before = {id(r) for r in app.routes}
     deps = [] if m.scope is None else [Depends(auth.require(m.scope))]
     app.include_router(m.router, prefix=m.prefix, dependencies=deps)
-    for r in m.router.routes:
-        if isinstance(r, APIRoute):
-            r.openapi_extra = {**(r.openapi_extra or {}), "x-mcred-scope": m.scope}
+    app.state.mounted.append(m)
+    _tag(m)
     # Top-level entries this include added: the routes themselves (older FastAPI) or one
     # lazily included router (newer FastAPI); either way, declared with this scope.
     for r in app.router.routes:
@@ -134,6 +142,7 @@ def create_app(ctx: Context | None = None, *, job_workers: int | None = None,
                   description="See specs/api.md. Bearer tokens from `mcred token create`.")
     app.state.ctx = ctx
     app.state.route_scopes = {}
+    app.state.mounted = []
     _register_party_errors()
     problems.install(app)
     auth = Authenticator(lambda: ctx.sessions)

@@ -131,6 +131,7 @@ def test_a_route_added_later_to_a_mounted_router_inherits_its_scope(ctx: Context
         return {"ok": True}
 
     check_scopes(app)
+    assert app.openapi()["paths"]["/later"]["get"]["x-mcred-scope"] == "operator"
     c = TestClient(app)
     assert c.get("/later").status_code == 401
     _, tok = create_token(ctx.sessions, ["operator"])
