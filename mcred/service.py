@@ -72,6 +72,12 @@ def _register_party_errors() -> None:
                             "state for this")
     problems.register_error(PhoneNotFoundError, 404, "unknown-phone", "Unknown phone")
     try:
+        from reader.errors import ReaderError
+    except ImportError:  # pragma: no cover - reader not in this build
+        pass
+    else:
+        problems.register_error(ReaderError, 400, "reader-refused", "The reader refused")
+    try:
         from mcred.provision import HolderFileError, ProvisionError
     except ImportError:  # pragma: no cover - provisioning not in this build
         return
