@@ -179,9 +179,9 @@ _SET_UP: set[tuple[str, str]] = set()
 
 
 def _issuers_set_up(ctx: Context) -> None:
-    """Set the CAs and the IACA up once before jobs use them: the issuers' first-use setup
-    is not safe when many jobs start at once (two threads, or two worker processes, both
-    create the same root key). Serialised in this process by a lock and across processes
+    """Set the CAs, the IACA and the TSM master key up once before jobs use them: their
+    first-use setup is not safe when many jobs start at once (two threads, or two worker
+    processes, both create the same root key; one reads the master key file empty). Serialised in this process by a lock and across processes
     by a PostgreSQL advisory lock (or, on SQLite, an exclusive lock on a file in the data
     directory); whoever comes second finds the CAs set up."""
     key = (str(ctx.home), ctx.database)
@@ -191,9 +191,13 @@ def _issuers_set_up(ctx: Context) -> None:
         if key in _SET_UP:
             return
         from mcred.provision import issuer_port
+        from tsm.keys import default_master_key
 
         with _across_processes(ctx):
             issuer_port(ctx)
+            # The TSM master key file is created on first use without an atomic write: a
+            # concurrent reader can see it empty (found by the 200-job test).
+            default_master_key(ctx.home)
         _SET_UP.add(key)
 
 
