@@ -125,16 +125,30 @@ class FileMasterKey(InMemoryMasterKey):
     def __init__(self, path: Path) -> None:
         path = Path(path)
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_bytes(16).hex() + "\n")
+            _create_key_file(path)
         try:
             key = bytes.fromhex(path.read_text().strip())
         except (OSError, ValueError) as exc:
             raise MasterKeyError(f"master key file {path} is unreadable or not hex") from exc
         super().__init__(key)
         self.path = path
+
+
+def _create_key_file(path: Path) -> None:
+    """Write a new key to a private temporary file, then link it into place: a concurrent
+    first user either wins the link or finds the complete file, never an empty one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_bytes(16).hex() + "\n")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process created it first: use theirs
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def default_master_key(data_home: Path) -> FileMasterKey:
