@@ -1,7 +1,7 @@
 """Plain command APDUs, status words and BER-TLV, as the applets need them.
 
-Small local parsers (ISO/IEC 7816-4:2020 5.1 command-response pairs, 5.4.1 class byte,
-5.2 BER-TLV) so the applets depend on nothing but the ``Applet`` contract. Every parse
+The applet view of ISO/IEC 7816-4:2020 over :mod:`protocols.gp` (5.1 command-response
+pairs, 5.2 BER-TLV) plus the class-byte rules of 5.4.1 the applets enforce. Every parse
 error is an :class:`~wallet_sim.applets.errors.StatusError` carrying the status word the
 applet answers, so a malformed command can never escape as anything but an SW.
 """
@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from protocols.gp import tlv as ber
+from protocols.gp.apdu import CommandApdu
+from protocols.gp.errors import GpError
 from wallet_sim.applets.errors import StatusError
 
 # ISO/IEC 7816-4:2020 5.6 status words used by the applets.
@@ -84,94 +87,26 @@ def check_class(cla: int) -> None:
 
 
 def parse_command(apdu: bytes) -> Command:
-    """Parse one command APDU; a malformed length structure answers 6700."""
-    n = len(apdu)
-    if n < 4:
-        raise StatusError(SW_WRONG_LENGTH, f"APDU of {n} bytes is shorter than a header")
-    cla, ins, p1, p2 = apdu[0], apdu[1], apdu[2], apdu[3]
-    check_class(cla)
-    body = apdu[4:]
-    data, le, extended = b"", None, False
-    if not body:
-        pass  # case 1
-    elif len(body) == 1:  # case 2 short
-        le = body[0] or 256
-    elif body[0] != 0:  # case 3 / 4 short
-        lc = body[0]
-        if len(body) == 1 + lc:
-            data = body[1:]
-        elif len(body) == 2 + lc:
-            data, le = body[1:-1], body[-1] or 256
-        else:
-            raise StatusError(SW_WRONG_LENGTH, f"Lc={lc} does not match {len(body) - 1} bytes")
-    else:  # extended length
-        extended = True
-        if len(body) == 3:  # case 2 extended
-            le = int.from_bytes(body[1:3], "big") or 65536
-        elif len(body) < 3:
-            raise StatusError(SW_WRONG_LENGTH, "truncated extended length field")
-        else:
-            lc = int.from_bytes(body[1:3], "big")
-            if lc == 0:
-                raise StatusError(SW_WRONG_LENGTH, "extended Lc of zero")
-            if len(body) == 3 + lc:
-                data = body[3:]
-            elif len(body) == 5 + lc:
-                data, le = body[3:-2], int.from_bytes(body[-2:], "big") or 65536
-            else:
-                raise StatusError(SW_WRONG_LENGTH, f"extended Lc={lc} does not match the body")
-    return Command(cla, ins, p1, p2, bytes(data), le, extended)
+    """Parse one command APDU with :class:`protocols.gp.apdu.CommandApdu`; a malformed
+    length structure answers 6700, a class byte the applets do not serve its own SW."""
+    if len(apdu) >= 4:
+        check_class(apdu[0])
+    try:
+        cmd = CommandApdu.parse(apdu)
+    except GpError as exc:
+        raise StatusError(SW_WRONG_LENGTH, str(exc)) from None
+    return Command(cmd.cla, cmd.ins, cmd.p1, cmd.p2, cmd.data, cmd.ne, cmd.extended)
 
 
-# --- BER-TLV (ISO/IEC 7816-4 5.2), definite lengths up to 3 length bytes ----------------
-
-
-def _header(buf: bytes, i: int) -> tuple[int, int, int]:
-    """(tag, value offset, value length) of the TLV object starting at ``i``."""
-    if i >= len(buf):
-        raise StatusError(SW_WRONG_DATA, f"TLV tag missing at offset {i}")
-    start = i
-    first = buf[i]
-    i += 1
-    if first & 0x1F == 0x1F:
-        while True:
-            if i >= len(buf):
-                raise StatusError(SW_WRONG_DATA, f"TLV tag truncated at offset {start}")
-            b = buf[i]
-            i += 1
-            if not b & 0x80:
-                break
-            if i - start > 3:
-                raise StatusError(SW_WRONG_DATA, f"TLV tag too long at offset {start}")
-    tag = int.from_bytes(buf[start:i], "big")
-    if i >= len(buf):
-        raise StatusError(SW_WRONG_DATA, f"TLV length missing for tag {tag:X}")
-    b = buf[i]
-    i += 1
-    if b < 0x80:
-        length = b
-    elif 0x81 <= b <= 0x83:
-        k = b - 0x80
-        if i + k > len(buf):
-            raise StatusError(SW_WRONG_DATA, f"TLV length truncated for tag {tag:X}")
-        length = int.from_bytes(buf[i : i + k], "big")
-        i += k
-    else:
-        raise StatusError(SW_WRONG_DATA, f"TLV length byte {b:02X} unsupported for tag {tag:X}")
-    if i + length > len(buf):
-        raise StatusError(SW_WRONG_DATA, f"TLV value of tag {tag:X} overruns the data")
-    return tag, i, length
+# --- BER-TLV (ISO/IEC 7816-4 5.2) through protocols.gp.tlv, errors as 6A80 ---------------
 
 
 def parse_tlvs(buf: bytes) -> list[tuple[int, bytes]]:
     """A flat list of (tag, value) from concatenated BER-TLV objects."""
-    out: list[tuple[int, bytes]] = []
-    i = 0
-    while i < len(buf):
-        tag, start, length = _header(buf, i)
-        out.append((tag, buf[start : start + length]))
-        i = start + length
-    return out
+    try:
+        return [(t.tag, t.value) for t in ber.parse_all(buf)]
+    except GpError as exc:
+        raise StatusError(SW_WRONG_DATA, f"TLV: {exc}") from None
 
 
 def tlv_map(buf: bytes, allowed: set[int]) -> dict[int, list[bytes]]:
@@ -198,14 +133,4 @@ def one(fields: dict[int, list[bytes]], tag: int, *, optional: bool = False) -> 
 
 def tlv(tag: int, value: bytes) -> bytes:
     """Encode one BER-TLV object (tag given as its integer byte string)."""
-    tag_bytes = tag.to_bytes(max(1, (tag.bit_length() + 7) // 8), "big")
-    n = len(value)
-    if n < 0x80:
-        length = bytes([n])
-    elif n <= 0xFF:
-        length = bytes([0x81, n])
-    elif n <= 0xFFFF:
-        length = b"\x82" + n.to_bytes(2, "big")
-    else:
-        length = b"\x83" + n.to_bytes(3, "big")
-    return tag_bytes + length + value
+    return ber.encode(tag, value)
