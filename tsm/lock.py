@@ -59,17 +59,8 @@ class SeLock:
             raise LockLostError(f"lock on SE {self.se_id} was already released")
         if self._conn is not None:
             return  # the row lock lives as long as the connection's transaction
-        now = self._now_ms()
         with self.engine.begin() as conn:
-            n = conn.execute(
-                update(SeLockRow)
-                .where(SeLockRow.se_id == self.se_id, SeLockRow.owner == self.owner,
-                       SeLockRow.token == self.token, SeLockRow.expires_ms > now)
-                .values(expires_ms=now + self._lease_ms)
-            ).rowcount
-        if n != 1:
-            raise LockLostError(
-                f"lease of {self.owner} on SE {self.se_id} expired or was taken over")
+            self.renew_in(conn)
 
     def check(self) -> None:
         """Read-only check that the lease is still ours and unexpired (before a step)."""
