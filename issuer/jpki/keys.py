@@ -30,25 +30,14 @@ def _check_hash(signer: Signer, algorithm: hashes.HashAlgorithm) -> None:
         )
 
 
-class _RsaKey(rsa.RSAPrivateKey):
+class _KeystoreBacked:
+    """What both proxies share: the public key, and refusals of every export."""
+
     def __init__(self, signer: Signer) -> None:
         self._signer = signer
 
-    def sign(self, data, padding_, algorithm):  # noqa: ANN001, ANN201 - cryptography's signature
-        if not isinstance(padding_, padding.PKCS1v15):
-            raise IssuerJpkiError(f"key {self._signer.label} signs PKCS#1 v1.5 only")
-        _check_hash(self._signer, algorithm)
-        return self._signer.sign(data)
-
     def public_key(self):  # noqa: ANN201
         return self._signer.public_key()
-
-    @property
-    def key_size(self) -> int:
-        return self._signer.public_key().key_size
-
-    def decrypt(self, ciphertext, padding_):  # noqa: ANN001, ANN201
-        raise KeyExportRefused(f"key {self._signer.label} only signs")
 
     def private_numbers(self):  # noqa: ANN201
         raise KeyExportRefused(f"key {self._signer.label} stays in the keystore")
@@ -63,18 +52,27 @@ class _RsaKey(rsa.RSAPrivateKey):
         return self
 
 
-class _EcKey(ec.EllipticCurvePrivateKey):
-    def __init__(self, signer: Signer) -> None:
-        self._signer = signer
+class _RsaKey(_KeystoreBacked, rsa.RSAPrivateKey):
+    def sign(self, data, padding_, algorithm):  # noqa: ANN001, ANN201 - cryptography's signature
+        if not isinstance(padding_, padding.PKCS1v15):
+            raise IssuerJpkiError(f"key {self._signer.label} signs PKCS#1 v1.5 only")
+        _check_hash(self._signer, algorithm)
+        return self._signer.sign(data)
 
+    @property
+    def key_size(self) -> int:
+        return self._signer.public_key().key_size
+
+    def decrypt(self, ciphertext, padding_):  # noqa: ANN001, ANN201
+        raise KeyExportRefused(f"key {self._signer.label} only signs")
+
+
+class _EcKey(_KeystoreBacked, ec.EllipticCurvePrivateKey):
     def sign(self, data, signature_algorithm):  # noqa: ANN001, ANN201
         if not isinstance(signature_algorithm, ec.ECDSA):
             raise IssuerJpkiError(f"key {self._signer.label} signs ECDSA only")
         _check_hash(self._signer, signature_algorithm.algorithm)
         return self._signer.sign(data)
-
-    def public_key(self):  # noqa: ANN201
-        return self._signer.public_key()
 
     @property
     def curve(self):  # noqa: ANN201
@@ -86,18 +84,6 @@ class _EcKey(ec.EllipticCurvePrivateKey):
 
     def exchange(self, algorithm, peer_public_key):  # noqa: ANN001, ANN201
         raise KeyExportRefused(f"key {self._signer.label} only signs")
-
-    def private_numbers(self):  # noqa: ANN201
-        raise KeyExportRefused(f"key {self._signer.label} stays in the keystore")
-
-    def private_bytes(self, encoding, format, encryption_algorithm):  # noqa: ANN001, A002, ANN201
-        raise KeyExportRefused(f"key {self._signer.label} stays in the keystore")
-
-    def __copy__(self):  # noqa: ANN204
-        return self
-
-    def __deepcopy__(self, memo):  # noqa: ANN001, ANN204
-        return self
 
 
 def as_private_key(signer: Signer) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
