@@ -369,6 +369,19 @@ class HostChannel:
         self._sm = None
         return err
 
+    def _answer_to(self, outstanding: HostState, command: str, resp: bytes) -> ResponseApdu:
+        """The card's 9000 answer to the ``command`` sent in state ``outstanding``; any
+        other answer (or none outstanding) fails the channel."""
+        if self.state is not outstanding:
+            raise Scp03StateError(f"no {command} outstanding (state {self.state.value})")
+        try:
+            r = ResponseApdu.parse(resp)
+        except ApduError as e:
+            raise self._fail(Scp03ProtocolError(str(e))) from e
+        if r.sw != 0x9000:
+            raise self._fail(Scp03ProtocolError(f"{command} refused with SW {r.sw:04X}", r.sw))
+        return r
+
     def initialize_update(self, *, with_le: bool = True) -> bytes:
         """INITIALIZE UPDATE (Amendment D 7.1.1): P1 = KVN (00: first available)."""
         if self.state is not HostState.IDLE:
@@ -379,14 +392,7 @@ class HostChannel:
 
     def on_initialize_update_response(self, resp: bytes) -> bytes:
         """Check the card's answer and cryptogram; return EXTERNAL AUTHENTICATE."""
-        if self.state is not HostState.INITIALIZE_UPDATE_SENT:
-            raise Scp03StateError(f"no INITIALIZE UPDATE outstanding (state {self.state.value})")
-        try:
-            r = ResponseApdu.parse(resp)
-        except ApduError as e:
-            raise self._fail(Scp03ProtocolError(str(e))) from e
-        if r.sw != 0x9000:
-            raise self._fail(Scp03ProtocolError(f"INITIALIZE UPDATE refused with SW {r.sw:04X}", r.sw))
+        r = self._answer_to(HostState.INITIALIZE_UPDATE_SENT, "INITIALIZE UPDATE", resp)
         try:
             iu = InitializeUpdateResponse.parse(r.data)
         except Scp03Error as e:
@@ -421,14 +427,7 @@ class HostChannel:
 
     def on_external_authenticate_response(self, resp: bytes) -> None:
         """9000 opens the channel at the requested level; anything else closes it."""
-        if self.state is not HostState.EXTERNAL_AUTHENTICATE_SENT:
-            raise Scp03StateError(f"no EXTERNAL AUTHENTICATE outstanding (state {self.state.value})")
-        try:
-            r = ResponseApdu.parse(resp)
-        except ApduError as e:
-            raise self._fail(Scp03ProtocolError(str(e))) from e
-        if r.sw != 0x9000:
-            raise self._fail(Scp03ProtocolError(f"EXTERNAL AUTHENTICATE refused with SW {r.sw:04X}", r.sw))
+        self._answer_to(HostState.EXTERNAL_AUTHENTICATE_SENT, "EXTERNAL AUTHENTICATE", resp)
         assert self._sm is not None
         self._sm.level = self.security_level
         self.state = HostState.OPEN
