@@ -77,13 +77,14 @@ def test_full_list_opens_a_new_one_and_periods_do_not_mix(sessions):
         assert s.get(StatusList, c.status_list_id).period == "2026-12"
 
 
-def test_concurrent_allocations_end_with_unique_indices(sessions):
-    reg = StatusRegistry("http://issuer.test", StatusListPolicy(size=64, max_fill=0.75))
-    threads, per_thread = 8, 20
+def _allocate_concurrently(sessions, threads: int, per_thread: int, registry) -> None:
+    """``threads`` workers start together, each allocating ``per_thread`` indices from the
+    registry ``registry()`` gives it; any exception in a worker fails the test."""
     errors: list[BaseException] = []
     barrier = threading.Barrier(threads)
 
     def worker() -> None:
+        reg = registry()
         try:
             barrier.wait()
             for _ in range(per_thread):
@@ -97,6 +98,12 @@ def test_concurrent_allocations_end_with_unique_indices(sessions):
     for t in pool:
         t.join()
     assert not errors, errors
+
+
+def test_concurrent_allocations_end_with_unique_indices(sessions):
+    reg = StatusRegistry("http://issuer.test", StatusListPolicy(size=64, max_fill=0.75))
+    threads, per_thread = 8, 20
+    _allocate_concurrently(sessions, threads, per_thread, lambda: reg)
     with sessions() as s:
         pairs = s.execute(select(Credential.status_list_id, Credential.status_idx)).all()
         assert len(pairs) == threads * per_thread
@@ -110,25 +117,10 @@ def test_concurrent_allocations_end_with_unique_indices(sessions):
 def test_concurrent_allocators_with_identical_random_draws_still_never_share(sessions):
     """Worst case: every thread draws the same index sequence, so they collide on purpose."""
     threads, per_thread = 6, 10
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(threads)
-
-    def worker() -> None:
-        reg = StatusRegistry("http://issuer.test", StatusListPolicy(size=256),
-                             rng=random.Random(1234))
-        try:
-            barrier.wait()
-            for _ in range(per_thread):
-                run_transaction(sessions, lambda s: reg.allocate(s, NOW, _row))
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    pool = [threading.Thread(target=worker) for _ in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    assert not errors, errors
+    _allocate_concurrently(
+        sessions, threads, per_thread,
+        lambda: StatusRegistry("http://issuer.test", StatusListPolicy(size=256),
+                               rng=random.Random(1234)))
     with sessions() as s:
         pairs = s.execute(select(Credential.status_list_id, Credential.status_idx)).all()
     assert len(pairs) == threads * per_thread == len(set(pairs))
