@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from protocols.gp import dgi as dgi_codec
 from protocols.gp.apdu import CommandApdu
 from protocols.gp.errors import GpError
 from protocols.gp.tlv import parse_all
@@ -81,34 +82,19 @@ def store_data_blocks(stream: bytes, block: int = STORE_DATA_BLOCK) -> list[Comm
 
 
 def dgi(tag: int, value: bytes) -> bytes:
-    """One DGI record: tag (2 bytes), length (1 byte, or FF + 2 bytes), value."""
-    n = len(value)
-    if n > 0xFFFF:
-        raise CardDataError(f"DGI {tag:04X} value of {n} bytes exceeds 65535")
-    length = bytes([n]) if n < 0xFF else b"\xff" + n.to_bytes(2, "big")
-    return tag.to_bytes(2, "big") + length + value
+    """One DGI record (:mod:`protocols.gp.dgi`); raises :class:`CardDataError`."""
+    try:
+        return dgi_codec.encode(tag, value)
+    except GpError as exc:
+        raise CardDataError(str(exc)) from exc
 
 
 def parse_dgis(stream: bytes) -> list[tuple[int, bytes]]:
     """Split a DGI stream into (tag, value) records; raises :class:`CardDataError`."""
-    out: list[tuple[int, bytes]] = []
-    i = 0
-    while i < len(stream):
-        if i + 3 > len(stream):
-            raise CardDataError(f"DGI header truncated at offset {i}")
-        tag = int.from_bytes(stream[i : i + 2], "big")
-        n = stream[i + 2]
-        i += 3
-        if n == 0xFF:
-            if i + 2 > len(stream):
-                raise CardDataError(f"DGI {tag:04X} length truncated at offset {i}")
-            n = int.from_bytes(stream[i : i + 2], "big")
-            i += 2
-        if i + n > len(stream):
-            raise CardDataError(f"DGI {tag:04X} at offset {i} needs {n} bytes, {len(stream) - i} remain")
-        out.append((tag, bytes(stream[i : i + n])))
-        i += n
-    return out
+    try:
+        return [(d.tag, d.value) for d in dgi_codec.parse_all(stream)]
+    except GpError as exc:
+        raise CardDataError(str(exc)) from exc
 
 
 def tlv_fields(data: bytes, where: str) -> dict[int, list[bytes]]:

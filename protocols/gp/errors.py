@@ -19,6 +19,10 @@ class TlvError(GpError):
     """A BER-TLV structure is malformed (ISO/IEC 7816-4 5.2.2, ISO/IEC 8825-1)."""
 
 
+class DgiError(GpError):
+    """A stream of DGI records is malformed (EMV CPS 1.1 / GPCS 2.3.1 11.11.3.1)."""
+
+
 class KeyError_(GpError):  # noqa: N801 - not the builtin KeyError
     """A key, key block or key check value is invalid (GPCS 11.8, Amendment D 7.2)."""
 

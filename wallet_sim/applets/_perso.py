@@ -12,8 +12,9 @@ changes nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from protocols.gp import dgi as dgi_codec
+from protocols.gp.dgi import Dgi
+from protocols.gp.errors import GpError
 from wallet_sim.applets._apdu import (
     SW_NOT_ENOUGH_MEMORY,
     SW_SECURITY_NOT_SATISFIED,
@@ -32,41 +33,17 @@ _P1_STRUCTURE_DGI = 0x08
 SL_C_DECRYPTION = 0x02
 
 
-@dataclass(frozen=True)
-class Dgi:
-    tag: int
-    value: bytes
-
-
-def parse_dgis(stream: bytes) -> list[Dgi]:
+def parse_dgis(stream: bytes) -> tuple[Dgi, ...]:
     """Split a STORE DATA stream into DGI records; any overrun answers 6A80."""
-    out: list[Dgi] = []
-    i = 0
-    while i < len(stream):
-        if i + 3 > len(stream):
-            raise StatusError(SW_WRONG_DATA, f"DGI header truncated at offset {i}")
-        tag = int.from_bytes(stream[i : i + 2], "big")
-        n = stream[i + 2]
-        i += 3
-        if n == 0xFF:
-            if i + 2 > len(stream):
-                raise StatusError(SW_WRONG_DATA, f"DGI {tag:04X} length truncated")
-            n = int.from_bytes(stream[i : i + 2], "big")
-            i += 2
-        if i + n > len(stream):
-            raise StatusError(SW_WRONG_DATA, f"DGI {tag:04X} value overruns the data")
-        out.append(Dgi(tag, stream[i : i + n]))
-        i += n
-    return out
+    try:
+        return dgi_codec.parse_all(stream)
+    except GpError as exc:
+        raise StatusError(SW_WRONG_DATA, str(exc)) from None
 
 
 def dgi(tag: int, value: bytes) -> bytes:
     """Encode one DGI record (also used for the applets' response records)."""
-    n = len(value)
-    if n > 0xFFFF:
-        raise ValueError(f"DGI {tag:04X} value of {n} bytes exceeds 65535")
-    length = bytes([n]) if n < 0xFF else b"\xff" + n.to_bytes(2, "big")
-    return tag.to_bytes(2, "big") + length + value
+    return dgi_codec.encode(tag, value)
 
 
 class BlockAssembler:
