@@ -11,10 +11,44 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from protocols import perso as P
+from protocols.perso import (  # noqa: F401 - READ_STATE, REF_PUK used as ap.X by tsm.steps
+    JPKI_GENERATE,
+    JPKI_PROVE,
+    JPKI_READ_STATE,
+    JPKI_SET_PIN,
+    JPKI_SET_PUK,
+    JPKI_WRITE_CERT,
+    MDOC_DELETE,
+    MDOC_GENERATE,
+    MDOC_PROVE,
+    MDOC_READ_STATE,
+    MDOC_WRITE,
+    REF_PUK,
+    SLOT_AUTH,
+    SLOT_SIGN,
+    T_ALG,
+    T_CERT,
+    T_CERT_INFO,
+    T_CHALLENGE,
+    T_CREDENTIAL_SHA256,
+    T_FID,
+    T_IS_SET,
+    T_ISSUER_SIGNED,
+    T_KEY_INFO,
+    T_MAX,
+    T_POP,
+    T_REF,
+    T_SECRET_INFO,
+    T_SHA256,
+    T_SLOT,
+    T_SLOT_INFO,
+    T_SPKI,
+    T_TRIES,
+    T_VALUE,
+)
 from tsm.errors import CardDataError
 from tsm.gp_commands import dgi, one_field, parse_dgis, tlv_fields
-
-_PREFIX = bytes.fromhex("F06D63726564")  # F0 || "mcred"
 
 
 @dataclass(frozen=True)
@@ -25,31 +59,15 @@ class AppletRef:
     instance_aid: bytes
 
 
-JPKI = AppletRef("jpki", _PREFIX + b"\x01\x00", _PREFIX + b"\x01\x01",
-                 bytes.fromhex("D392F000260100000001"))
-MDOC = AppletRef("mdoc", _PREFIX + b"\x02\x00", _PREFIX + b"\x02\x01",
-                 bytes.fromhex("F06D63726564020101"))
+JPKI = AppletRef("jpki", P.JPKI_LOAD_FILE_AID, P.JPKI_MODULE_AID, P.JPKI_INSTANCE_AID)
+MDOC = AppletRef("mdoc", P.MDOC_LOAD_FILE_AID, P.MDOC_MODULE_AID, P.MDOC_INSTANCE_AID)
 
 # --- JPKI applet (specs/jpki-applet.md 4) ----------------------------------------------
-SLOT_AUTH, SLOT_SIGN, REF_PUK = 1, 2, 3
 SLOTS = {"auth": SLOT_AUTH, "sign": SLOT_SIGN}
 EF_SIGN_CERT, EF_SIGN_CA, EF_AUTH_CERT, EF_AUTH_CA = 0x0001, 0x0002, 0x000A, 0x000B
 CERT_EFS = {"sign": (EF_SIGN_CERT, EF_SIGN_CA), "auth": (EF_AUTH_CERT, EF_AUTH_CA)}
-JPKI_READ_STATE, JPKI_GENERATE, JPKI_PROVE, JPKI_WRITE_CERT = 0x0100, 0x0101, 0x0102, 0x0103
-JPKI_SET_PIN, JPKI_SET_PUK = 0x0104, 0x0105
-T_SLOT, T_ALG, T_SPKI, T_POP, T_SHA256, T_CHALLENGE = 0xC1, 0xC2, 0xC3, 0xC4, 0xC5, 0xC6
-T_FID, T_CERT, T_REF, T_VALUE, T_FLAGS = 0xC7, 0xC8, 0xC9, 0xCA, 0xCB
-T_IS_SET, T_TRIES, T_MAX = 0xCC, 0xCD, 0xCE
-T_KEY_INFO, T_CERT_INFO, T_SECRET_INFO = 0xE1, 0xE2, 0xE3
-ALGORITHMS = {"rsa2048": 0x01, "p384": 0x02}
+ALGORITHMS = P.JPKI_ALGORITHMS
 ALGORITHM_NAMES = {v: k for k, v in ALGORITHMS.items()}
-
-# --- mdoc applet (specs/mdoc-applet.md 4) ----------------------------------------------
-MDOC_READ_STATE, MDOC_GENERATE, MDOC_PROVE, MDOC_WRITE, MDOC_DELETE = (
-    0x0200, 0x0201, 0x0202, 0x0203, 0x0204)
-T_LENGTH, T_COSE_KEY, T_ISSUER_SIGNED, T_CREDENTIAL_SHA256 = 0xCF, 0xD1, 0xD2, 0xD3
-T_SLOT_INFO = 0xE1
-MDOC_MAX_SLOTS = 16
 
 
 def tlv(tag: int, value: bytes) -> bytes:

@@ -8,16 +8,17 @@ the card's registered AID D392F000260100000001 so existing JPKI readers find it
 
 from __future__ import annotations
 
+from protocols import perso
 from wallet_sim.applets.errors import AppletError, AppletStateError, StatusError
 from wallet_sim.applets.jpki import JPKI_AP_AID, JpkiApplet
 from wallet_sim.applets.mdoc import MDOC_INSTANCE_AID, MdocApplet
 from wallet_sim.se.applet import Applet
 
-MCRED_AID_PREFIX = bytes.fromhex("F06D63726564")
-JPKI_PACKAGE_AID = MCRED_AID_PREFIX + b"\x01\x00"
+MCRED_AID_PREFIX = perso.AID_PREFIX
+JPKI_PACKAGE_AID = perso.JPKI_LOAD_FILE_AID
 JPKI_MODULE_AID = JpkiApplet.MODULE_AID  # F06D637265640101
 JPKI_INSTANCE_AID = JPKI_AP_AID  # D392F000260100000001
-MDOC_PACKAGE_AID = MCRED_AID_PREFIX + b"\x02\x00"
+MDOC_PACKAGE_AID = perso.MDOC_LOAD_FILE_AID
 MDOC_MODULE_AID = MdocApplet.MODULE_AID  # F06D637265640201
 # MDOC_INSTANCE_AID = F06D63726564020101 (imported above)
 

@@ -20,6 +20,27 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.utils import NoDigestInfo, Prehashed
 
+from protocols import perso
+from protocols.perso import (
+    FLAG_AUTH_CERT_NEEDS_PIN,
+    T_ALG,
+    T_CERT,
+    T_CERT_INFO,
+    T_CHALLENGE,
+    T_FID,
+    T_FLAGS,
+    T_IS_SET,
+    T_KEY_INFO,
+    T_MAX,
+    T_POP,
+    T_REF,
+    T_SECRET_INFO,
+    T_SHA256,
+    T_SLOT,
+    T_SPKI,
+    T_TRIES,
+    T_VALUE,
+)
 from wallet_sim.applets import _keys
 from wallet_sim.applets._apdu import (
     SW_CLA_NOT_SUPPORTED,
@@ -48,13 +69,11 @@ from wallet_sim.applets._perso import SL_C_DECRYPTION, BlockAssembler, dgi, pars
 from wallet_sim.applets.errors import AppletStateError, StatusError
 from wallet_sim.se.applet import Applet, CommandContext
 
-JPKI_AP_AID = bytes.fromhex("D392F000260100000001")
+JPKI_AP_AID = perso.JPKI_INSTANCE_AID
 TOKEN_LABEL = b"JPKIAPGPSETOKEN"
 
 # Key slots, numbered as OpenSC's key_ref / auth-id (jpki.h): 1 user authentication, 2 signing.
-SLOT_AUTH = 1
-SLOT_SIGN = 2
-REF_PUK = 3
+SLOT_AUTH, SLOT_SIGN, REF_PUK = perso.SLOT_AUTH, perso.SLOT_SIGN, perso.REF_PUK
 SLOT_NAMES = {SLOT_AUTH: "user_authentication", SLOT_SIGN: "signing"}
 SECRET_NAMES = {SLOT_AUTH: "user_auth_pin", SLOT_SIGN: "signing_password", REF_PUK: "puk"}
 MAX_TRIES = {SLOT_AUTH: 3, SLOT_SIGN: 5, REF_PUK: 10}
@@ -81,21 +100,17 @@ _PIN_P2 = {0x98: SLOT_AUTH, 0x9B: SLOT_SIGN}
 _KEY_P2 = {0x97: SLOT_AUTH, 0x9A: SLOT_SIGN}
 
 # Personalisation records (DGI tags) and their TLV fields: specs/jpki-applet.md section 4.
-DGI_READ_STATE = 0x0100
-DGI_GENERATE_KEY = 0x0101
-DGI_PROVE_KEY = 0x0102
-DGI_WRITE_CERT = 0x0103
-DGI_SET_PIN = 0x0104
-DGI_SET_PUK = 0x0105
-DGI_CONFIGURE = 0x0106
-DGI_ERASE_CERT = 0x0107
-T_SLOT, T_ALG, T_SPKI, T_POP, T_SHA256, T_CHALLENGE = 0xC1, 0xC2, 0xC3, 0xC4, 0xC5, 0xC6
-T_FID, T_CERT, T_REF, T_VALUE, T_FLAGS = 0xC7, 0xC8, 0xC9, 0xCA, 0xCB
-T_IS_SET, T_TRIES, T_MAX = 0xCC, 0xCD, 0xCE
-T_KEY_INFO, T_CERT_INFO, T_SECRET_INFO = 0xE1, 0xE2, 0xE3
-ALG_CODES = {0x01: _keys.RSA_2048, 0x02: _keys.EC_P384}
+DGI_READ_STATE = perso.JPKI_READ_STATE
+DGI_GENERATE_KEY = perso.JPKI_GENERATE
+DGI_PROVE_KEY = perso.JPKI_PROVE
+DGI_WRITE_CERT = perso.JPKI_WRITE_CERT
+DGI_SET_PIN = perso.JPKI_SET_PIN
+DGI_SET_PUK = perso.JPKI_SET_PUK
+DGI_CONFIGURE = perso.JPKI_CONFIGURE
+DGI_ERASE_CERT = perso.JPKI_ERASE_CERT
+ALG_CODES = {perso.JPKI_ALGORITHMS["rsa2048"]: _keys.RSA_2048,
+             perso.JPKI_ALGORITHMS["p384"]: _keys.EC_P384}
 ALG_BY_NAME = {v: k for k, v in ALG_CODES.items()}
-FLAG_AUTH_CERT_NEEDS_PIN = 0x01
 PUK_LENGTH = 8
 
 _DIGEST_INFO_PREFIX = {
@@ -206,7 +221,7 @@ def token_info(serial: str) -> bytes:
 class JpkiApplet(Applet):
     """JPKI-AP with two key slots, three retry-counted secrets and four certificate EFs."""
 
-    MODULE_AID = bytes.fromhex("F06D637265640101")
+    MODULE_AID = perso.JPKI_MODULE_AID
 
     def __init__(self, instance_aid: bytes = JPKI_AP_AID) -> None:
         super().__init__(instance_aid)

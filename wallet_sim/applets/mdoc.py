@@ -17,6 +17,19 @@ import cbor2
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from protocols import perso
+from protocols.perso import (
+    T_CHALLENGE,
+    T_COSE_KEY,
+    T_CREDENTIAL_SHA256,
+    T_ISSUER_SIGNED,
+    T_LENGTH,
+    T_POP,
+    T_SHA256,
+    T_SLOT,
+    T_SLOT_INFO,
+    T_SPKI,
+)
 from wallet_sim.applets import _keys
 from wallet_sim.applets._apdu import (
     SW_CLA_NOT_SUPPORTED,
@@ -39,8 +52,8 @@ from wallet_sim.applets._perso import BlockAssembler, dgi, parse_dgis
 from wallet_sim.applets.errors import AppletStateError, StatusError
 from wallet_sim.se.applet import Applet, CommandContext
 
-MDOC_INSTANCE_AID = bytes.fromhex("F06D63726564020101")
-MAX_SLOTS = 16
+MDOC_INSTANCE_AID = perso.MDOC_INSTANCE_AID
+MAX_SLOTS = perso.MDOC_MAX_SLOTS
 MAX_CREDENTIAL = 0xFFFF  # one DGI record; documented limit
 
 # Plain APDU instructions (CLA 80).
@@ -53,14 +66,11 @@ SLOT_HAS_KEY = 0x01
 SLOT_HAS_CREDENTIAL = 0x02
 
 # Personalisation records (DGI tags) and TLV fields: specs/mdoc-applet.md section 4.
-DGI_READ_STATE = 0x0200
-DGI_GENERATE_KEYS = 0x0201
-DGI_PROVE_KEYS = 0x0202
-DGI_WRITE_CREDENTIAL = 0x0203
-DGI_DELETE_SLOTS = 0x0204
-T_SLOT, T_SPKI, T_POP, T_SHA256, T_CHALLENGE = 0xC1, 0xC3, 0xC4, 0xC5, 0xC6
-T_LENGTH, T_COSE_KEY, T_ISSUER_SIGNED, T_CREDENTIAL_SHA256 = 0xCF, 0xD1, 0xD2, 0xD3
-T_SLOT_INFO = 0xE1
+DGI_READ_STATE = perso.MDOC_READ_STATE
+DGI_GENERATE_KEYS = perso.MDOC_GENERATE
+DGI_PROVE_KEYS = perso.MDOC_PROVE
+DGI_WRITE_CREDENTIAL = perso.MDOC_WRITE
+DGI_DELETE_SLOTS = perso.MDOC_DELETE
 
 
 @dataclass(frozen=True)
@@ -122,7 +132,7 @@ def _device_key_matches(mso: dict, spki: bytes) -> bool:
 class MdocApplet(Applet):
     """Up to 16 credential slots, each a P-256 device key and its IssuerSigned."""
 
-    MODULE_AID = bytes.fromhex("F06D637265640201")
+    MODULE_AID = perso.MDOC_MODULE_AID
 
     def __init__(self, instance_aid: bytes = MDOC_INSTANCE_AID) -> None:
         super().__init__(instance_aid)
