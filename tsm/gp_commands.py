@@ -9,18 +9,20 @@ from dataclasses import dataclass
 
 from protocols.gp import dgi as dgi_codec
 from protocols.gp.apdu import CommandApdu
+from protocols.gp.codes import (
+    CLA_GP,
+    INS_DELETE,
+    INS_GET_DATA,
+    INS_GET_STATUS,
+    INS_INSTALL,
+    INS_SELECT,
+    INS_STORE_DATA,
+)
 from protocols.gp.errors import GpError
 from protocols.gp.tlv import parse_all
 from tsm.errors import CardDataError
 
 ISD_AID = bytes.fromhex("A000000151000000")
-CLA_GP = 0x80
-INS_SELECT = 0xA4
-INS_GET_DATA = 0xCA
-INS_GET_STATUS = 0xF2
-INS_INSTALL = 0xE6
-INS_DELETE = 0xE4
-INS_STORE_DATA = 0xE2
 #: GET STATUS P1 (GPCS 11.4.2.1): issuer security domain, applications and SDs.
 STATUS_ISD = 0x80
 STATUS_APPS = 0x40

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 
 from protocols.gp.apdu import CommandApdu, ResponseApdu
+from protocols.gp.codes import SW_REFERENCED_DATA_NOT_FOUND
 from protocols.gp.errors import GpError
 from protocols.gp.scp03 import HostChannel, InitializeUpdateResponse, StaticKeys
 from tsm import records
@@ -36,7 +37,6 @@ from tsm.trace import Sink, trace_plain
 
 Transmit = Callable[[bytes], bytes]
 DEFAULT_SECURITY_LEVEL = 0x33
-SW_REFERENCED_DATA_NOT_FOUND = 0x6A88
 
 
 @dataclass

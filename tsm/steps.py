@@ -13,6 +13,7 @@ import hashlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from protocols.gp import codes
 from protocols.gp.errors import GpError
 from protocols.gp.keys import parse_key_information_template, put_key_command
 from tsm import applets as ap
@@ -32,8 +33,8 @@ from tsm.keys import DIVERSIFIED_KVN, FACTORY_KVN
 if TYPE_CHECKING:
     from tsm.jobs import StepContext
 
-SW_MORE_DATA = 0x6310
-SW_NOT_FOUND = 0x6A88
+SW_MORE_DATA = codes.SW_MORE_DATA_AVAILABLE
+SW_NOT_FOUND = codes.SW_REFERENCED_DATA_NOT_FOUND
 
 
 def _sha(b: bytes) -> str:

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from protocols.gp.codes import SW_OK  # noqa: F401 - re-exported, used below
 from protocols.gp.errors import ApduError
-
-#: Status words used across the package (ISO/IEC 7816-4 5.6, GPCS 11.1.3).
-SW_OK = 0x9000
 
 
 def sw_is_success_or_warning(sw: int) -> bool:

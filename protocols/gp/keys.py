@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from enum import Enum
 
 from protocols.gp.apdu import CommandApdu
+from protocols.gp.codes import INS_PUT_KEY
 from protocols.gp.crypto import aes_cbc_decrypt, aes_cbc_encrypt, check_aes_key, cmac, kcv
 from protocols.gp.errors import KeyError_
 from protocols.gp.tlv import Tlv, encode, parse_all
 
 KEY_TYPE_AES = 0x88
-INS_PUT_KEY = 0xD8
 ZERO_ICV = b"\x00" * 16
 
 

@@ -35,6 +35,7 @@ from protocols.gp.apdu import (
     sw_is_success_or_warning,
     with_channel,
 )
+from protocols.gp.codes import INS_EXTERNAL_AUTHENTICATE, INS_INITIALIZE_UPDATE
 from protocols.gp.crypto import (
     DDC_CARD_CHALLENGE,
     DDC_CARD_CRYPTOGRAM,
@@ -62,9 +63,6 @@ from protocols.gp.errors import (
     Scp03SecurityLevelError,
     Scp03StateError,
 )
-
-INS_INITIALIZE_UPDATE = 0x50
-INS_EXTERNAL_AUTHENTICATE = 0x82
 
 # Security level bits (GPCS 10.6.2 / Amendment D 7.1.2.1).
 C_MAC = 0x01

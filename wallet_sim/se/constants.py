@@ -3,6 +3,35 @@
 
 from __future__ import annotations
 
+from protocols.gp.codes import (  # noqa: F401 - the SE's modules import these from here
+    INS_DELETE,
+    INS_EXTERNAL_AUTHENTICATE,
+    INS_GET_DATA,
+    INS_GET_STATUS,
+    INS_INITIALIZE_UPDATE,
+    INS_INSTALL,
+    INS_MANAGE_CHANNEL,
+    INS_PUT_KEY,
+    INS_SELECT,
+    INS_SET_STATUS,
+    INS_STORE_DATA,
+    SW_AUTH_METHOD_BLOCKED,
+    SW_CHANNEL_NOT_SUPPORTED,
+    SW_CLA_NOT_SUPPORTED,
+    SW_CONDITIONS_NOT_SATISFIED,
+    SW_FILE_NOT_FOUND,
+    SW_FUNCTION_NOT_SUPPORTED,
+    SW_INCORRECT_P1P2,
+    SW_INS_NOT_SUPPORTED,
+    SW_NOT_ENOUGH_MEMORY,
+    SW_OK,
+    SW_REFERENCED_DATA_NOT_FOUND,
+    SW_SECURITY_NOT_SATISFIED,
+    SW_SM_NOT_SUPPORTED,
+    SW_WRONG_DATA,
+    SW_WRONG_LENGTH,
+)
+
 ISD_AID = bytes.fromhex("A000000151000000")
 
 #: Factory keyset: the GlobalPlatform test key (documented, public, for untouched phones).
@@ -39,35 +68,7 @@ def app_life_cycle_name(lc: int) -> str:
 ISD_PRIVILEGES = bytes.fromhex("9EFE80")
 APP_PRIVILEGES = bytes.fromhex("000000")
 
-# Status words
-SW_OK = 0x9000
-SW_WRONG_LENGTH = 0x6700
-SW_CHANNEL_NOT_SUPPORTED = 0x6881
-SW_SM_NOT_SUPPORTED = 0x6882
-SW_SECURITY_NOT_SATISFIED = 0x6982
-SW_AUTH_METHOD_BLOCKED = 0x6983
-SW_CONDITIONS_NOT_SATISFIED = 0x6985
-SW_WRONG_DATA = 0x6A80
-SW_FUNCTION_NOT_SUPPORTED = 0x6A81
-SW_FILE_NOT_FOUND = 0x6A82
-SW_NOT_ENOUGH_MEMORY = 0x6A84
-SW_INCORRECT_P1P2 = 0x6A86
-SW_REFERENCED_DATA_NOT_FOUND = 0x6A88
-SW_INS_NOT_SUPPORTED = 0x6D00
-SW_CLA_NOT_SUPPORTED = 0x6E00
-
-# GlobalPlatform instructions
-INS_SELECT = 0xA4
-INS_MANAGE_CHANNEL = 0x70
-INS_INITIALIZE_UPDATE = 0x50
-INS_EXTERNAL_AUTHENTICATE = 0x82
-INS_GET_DATA = 0xCA
-INS_GET_STATUS = 0xF2
-INS_INSTALL = 0xE6
-INS_STORE_DATA = 0xE2
-INS_PUT_KEY = 0xD8
-INS_DELETE = 0xE4
-INS_SET_STATUS = 0xF0
+# Status words and GlobalPlatform instructions: protocols.gp.codes (imported above).
 
 #: Minimum SCP03 security level per ISD command (None: no secure channel needed).
 SECURITY_FLOORS: dict[int, int | None] = {
