@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from protocols import certs
 from protocols.jpki.cms import verify_detached_signature
 from protocols.jpki.errors import JpkiError
 from protocols.jpki.parse import classify, load_certificate, read_basic_four
@@ -52,9 +53,7 @@ TIMEOUT = 10.0
 
 def load_roots(data: bytes) -> list[x509.Certificate]:
     """Every certificate of a PEM bundle, or one DER certificate."""
-    if b"-----BEGIN" in data:
-        return x509.load_pem_x509_certificates(data)
-    return [x509.load_der_x509_certificate(data)]
+    return certs.load_any(data)
 
 
 def _verify_raw(cert: x509.Certificate, signature: bytes, content: bytes) -> Check:

@@ -20,6 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from protocols import cbor
+from protocols import certs as x509certs
 from protocols.cose import CoseError, Sign1
 from protocols.mdoc import ChainError, verify_chain
 
@@ -70,7 +71,7 @@ class TrustStore:
 
     def add_pem(self, data: bytes, *, source: str = "PEM") -> list[TrustAnchor]:
         try:
-            certs = x509.load_pem_x509_certificates(data)
+            certs = x509certs.load_pem_all(data)
         except ValueError as exc:
             raise TrustError(f"{source}: no PEM certificate ({exc})") from exc
         return [self.add(c, source=source) for c in certs]
@@ -130,7 +131,7 @@ class TrustStore:
                 skipped.append(f"{where}: docType must be a non-empty list of text")
                 continue
             try:
-                cert = x509.load_der_x509_certificate(info["certificate"])
+                cert = x509certs.load_der(info["certificate"])
             except ValueError as exc:
                 skipped.append(f"{where}: {exc}")
                 continue

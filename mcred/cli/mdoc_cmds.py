@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.serialization import load_der_private_key, l
 from rich.console import Console
 from rich.table import Table
 
-from protocols import cbor, mdoc
+from protocols import cbor, certs, mdoc
 from protocols.cbor.diag import diagnostic
 
 EXIT_OK, EXIT_FAILED, EXIT_UNREADABLE = 0, 1, 2
@@ -36,10 +36,8 @@ def _read(path: Path, what: str) -> bytes:
 def _load_certs(path: Path) -> list[x509.Certificate]:
     data = _read(path, "trust anchor")
     try:
-        if b"-----BEGIN" in data:
-            return x509.load_pem_x509_certificates(data)
-        return [x509.load_der_x509_certificate(data)]
-    except ValueError as exc:
+        return certs.load_any(data)
+    except certs.CertificateParseError as exc:
         raise _Unreadable(f"{path}: not a PEM or DER certificate ({exc})") from exc
 
 

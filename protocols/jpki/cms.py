@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from protocols import certs as x509certs
+
 from .errors import CmsError, JpkiError
 from .profile import KeyType
 
@@ -145,7 +147,7 @@ def _verify(signature: bytes, content: bytes) -> CmsSignature:
     for choice in sd["certificates"] or []:
         if choice.name != "certificate":
             continue
-        certs.append(x509.load_der_x509_certificate(choice.chosen.dump()))
+        certs.append(x509certs.load_der(choice.chosen.dump()))
     signer = _find_signer(si["sid"], certs)
     digest_name = si["digest_algorithm"]["algorithm"].native
     if digest_name not in _HASHES:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from asn1crypto import core as asn1core
 from cryptography import x509
 
+from protocols import certs
+
 from .certificates import BasicFour, JpkiSex
 from .era import decode_birth_date
 from .errors import CertificateFormatError, JpkiError
@@ -40,9 +42,9 @@ def load_certificate(data: bytes) -> x509.Certificate:
     """DER or PEM to a certificate, CertificateFormatError otherwise."""
     try:
         if data.lstrip().startswith(b"-----BEGIN"):
-            return x509.load_pem_x509_certificate(data)
-        return x509.load_der_x509_certificate(data)
-    except (ValueError, TypeError) as exc:
+            return certs.load_pem_all(data)[0]
+        return certs.load_der(data)
+    except certs.CertificateParseError as exc:
         raise CertificateFormatError(f"not an X.509 certificate: {exc}") from None
 
 

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import SignatureAlgorithmOID
 
+from protocols import certs as x509certs
 from protocols.mdoc.errors import MdocError
 
 EKU_MDL_DS = x509.ObjectIdentifier("1.0.18013.5.1.2")
@@ -54,8 +55,8 @@ def load_chain(ders: Sequence[bytes]) -> list[x509.Certificate]:
     certs = []
     for i, der in enumerate(ders):
         try:
-            certs.append(x509.load_der_x509_certificate(der))
-        except (ValueError, TypeError, x509.InvalidVersion, UnsupportedAlgorithm) as exc:
+            certs.append(x509certs.load_der(der))
+        except x509certs.CertificateParseError as exc:
             raise ChainError(f"x5chain[{i}]: not a DER certificate ({exc})") from exc
     return certs
 
@@ -99,8 +100,8 @@ def _ec_key_of(der: bytes) -> ec.EllipticCurvePublicKey | None:
 
     Only the key is cached, never a verification result: the key is a function of the bytes."""
     try:
-        key = x509.load_der_x509_certificate(der).public_key()
-    except (ValueError, TypeError, UnsupportedAlgorithm):
+        key = x509certs.public_key_of(x509certs.load_der(der))
+    except x509certs.CertificateParseError:
         return None
     return key if isinstance(key, ec.EllipticCurvePublicKey) else None
 

@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from protocols import cbor
+from protocols import cbor, certs
 from protocols.cose import CoseError, CoseKey
 from protocols.mdoc.chain import (
     EKU_MDL_DS,
@@ -346,8 +345,8 @@ class MdocVerifier:
 
 def _leaf_key(ders: list[bytes]) -> ec.EllipticCurvePublicKey | None:
     try:
-        key = x509.load_der_x509_certificate(ders[0]).public_key()
-    except (ValueError, IndexError, TypeError, x509.InvalidVersion, UnsupportedAlgorithm):
+        key = certs.public_key_of(certs.load_der(ders[0]))
+    except (certs.CertificateParseError, IndexError):
         return None
     return key if isinstance(key, ec.EllipticCurvePublicKey) else None
 

@@ -15,7 +15,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from protocols import cbor, cose, iaca
+from protocols import cbor, certs, cose, iaca
 from protocols.status.errors import (
     StatusListClaimError,
     StatusListDecodeError,
@@ -110,8 +110,8 @@ def open_cwt(data: bytes, *, typ: str) -> tuple[cose.Sign1, CwtHeader, dict]:
     if not chain:
         raise StatusListTrustError("token: no x5chain (33) with the signer certificate")
     try:
-        signer = x509.load_der_x509_certificate(chain[0])
-    except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion is no ValueError
+        signer = certs.load_der(chain[0])
+    except certs.CertificateParseError as exc:
         raise StatusListTrustError(f"x5chain: the signer certificate is malformed: {exc}") from None
     if message.payload is None:
         raise StatusListDecodeError("token: payload is detached (nil)")

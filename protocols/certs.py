@@ -1,0 +1,52 @@
+"""Loading X.509 certificates from untrusted bytes, with one error for every failure.
+
+``cryptography`` signals a malformed certificate with ``ValueError``, but also with
+``x509.InvalidVersion`` (not a ValueError), ``UnsupportedAlgorithm`` and ``TypeError``
+depending on which field is broken. Every party that reads certificates from the wire or
+from a user's file loads them here, so a broken certificate is always a
+:class:`CertificateParseError`, itself a ``ValueError``.
+"""
+
+from __future__ import annotations
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+
+#: What ``cryptography`` may raise on a malformed certificate, its key or its fields.
+PARSE_ERRORS = (ValueError, TypeError, x509.InvalidVersion, UnsupportedAlgorithm)
+
+
+class CertificateParseError(ValueError):
+    """The bytes are not a certificate ``cryptography`` can read."""
+
+
+def load_der(der: bytes) -> x509.Certificate:
+    """One DER certificate."""
+    try:
+        return x509.load_der_x509_certificate(bytes(der))
+    except PARSE_ERRORS as exc:
+        raise CertificateParseError(f"not a DER X.509 certificate: {exc}") from None
+
+
+def load_pem_all(data: bytes) -> list[x509.Certificate]:
+    """Every certificate of a PEM bundle (at least one)."""
+    try:
+        return x509.load_pem_x509_certificates(bytes(data))
+    except PARSE_ERRORS as exc:
+        raise CertificateParseError(f"not a PEM certificate bundle: {exc}") from None
+
+
+def load_any(data: bytes) -> list[x509.Certificate]:
+    """A PEM bundle, or one DER certificate."""
+    if b"-----BEGIN" in data:
+        return load_pem_all(data)
+    return [load_der(data)]
+
+
+def public_key_of(cert: x509.Certificate):
+    """The certificate's public key; ``cryptography`` parses it lazily, so a broken key
+    surfaces only here."""
+    try:
+        return cert.public_key()
+    except PARSE_ERRORS as exc:
+        raise CertificateParseError(f"certificate public key unreadable: {exc}") from None
