@@ -14,7 +14,6 @@ import os
 from pathlib import Path
 
 import typer
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from rich.console import Console
@@ -29,7 +28,7 @@ from issuer.mdoc.issuance import make_proof
 from issuer.mdoc.pki import MdocPkiConfig
 from issuer.mdoc.service import MdocService
 from mcred.context import Context
-from protocols import cardsub
+from protocols import cardsub, certs
 from protocols.cose import key_signer
 from protocols.mdoc import DeviceResponse, IssuerSigned, MdocError, build_document
 from protocols.status import (
@@ -213,7 +212,10 @@ def status_list_show(
         raise _fail(f"{source}: {exc}") from None
     verified = None
     if trust_anchor is not None:
-        anchor = x509.load_pem_x509_certificate(_read(trust_anchor, "trust anchor"))
+        try:
+            anchor = certs.load_pem_all(_read(trust_anchor, "trust anchor"))[0]
+        except certs.CertificateParseError as exc:
+            raise _fail(f"{trust_anchor}: {exc}") from None
         try:
             verify_status_list_token(data, trust_anchor=anchor, uri=uri or token.header.sub,
                                      now=dt.datetime.now(dt.UTC))

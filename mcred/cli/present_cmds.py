@@ -16,6 +16,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from protocols import certs as x509certs
+
 EXIT_OK, EXIT_FAILED, EXIT_UNUSABLE = 0, 1, 2
 
 
@@ -90,9 +92,8 @@ def register(app: typer.Typer) -> None:
         try:
             policy = RulesConsent.from_file(consent) if consent else InteractiveConsent(
                 ask=lambda q: console.input(q), show=console.print)
-            from cryptography import x509
 
-            anchors = [c for p in reader_trust for c in x509.load_pem_x509_certificates(p.read_bytes())]
+            anchors = [c for p in reader_trust for c in x509certs.load_pem_all(p.read_bytes())]
             wallet = open_wallet(phone, None, policy, device_auth="mac" if mac else "signature",
                                  reader_trust_anchors=anchors)
         except (ConsentError, PhoneNotFoundError, OSError, ValueError) as exc:
@@ -135,7 +136,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the reader service: POST /sessions, POST /sessions/{id}, GET /sessions/{id}/result."""
         import uvicorn
-        from cryptography import x509
 
         from mcred.present import reader_app as build_app
         from mcred.present import reader_pipeline
@@ -147,7 +147,7 @@ def register(app: typer.Typer) -> None:
         try:
             store = TrustStore.from_pem_files(trust)
             if vical is not None:
-                anchors = [c for p in vical_trust for c in x509.load_pem_x509_certificates(p.read_bytes())]
+                anchors = [c for p in vical_trust for c in x509certs.load_pem_all(p.read_bytes())]
                 store.import_vical(vical.read_bytes(), vical_anchors=anchors, now=dt.datetime.now(dt.UTC))
             spec = RequestSpec.parse(doctype, request) if request else DEFAULT_REQUEST
             signer, chain = None, []
@@ -159,7 +159,7 @@ def register(app: typer.Typer) -> None:
                 from protocols.cose import key_signer
 
                 chain = [c.public_bytes(serialization.Encoding.DER)
-                         for c in x509.load_pem_x509_certificates(reader_cert.read_bytes())]
+                         for c in x509certs.load_pem_all(reader_cert.read_bytes())]
                 signer = key_signer(serialization.load_pem_private_key(reader_key.read_bytes(), None))
         except (TrustError, OSError, ValueError, TypeError) as exc:
             _unusable(console, False, str(exc))
