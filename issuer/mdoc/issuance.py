@@ -176,25 +176,25 @@ class MdocIssuer:
     def issue_mdoc(self, job_ref: str, phone_id: str, slot_index: int,
                    device_public_key_der: bytes, proof: bytes) -> bytes:
         """Check the proof of possession, sign an MSO for the device key; IssuerSigned CBOR."""
-        self._check_slot(job_ref, slot_index)
-        spki = bytes(device_public_key_der)
-        key = device_key_from_spki(spki)
-        digest = spki_sha256(spki)
-        return run_transaction(
-            self.sessions, lambda s: self._issue(s, job_ref, phone_id, slot_index, key, spki,
-                                                 digest, proof))
+        return self._issue_for_key(job_ref, phone_id, slot_index, device_public_key_der, proof)
 
     def issue_attested(self, job_ref: str, phone_id: str, slot_index: int,
                        device_public_key_der: bytes, *, portrait: bytes | None = None) -> bytes:
         """Issue for a device key the operator vouches for (``mcred mdoc issue`` with a
         public key file): no challenge and no proof. Same idempotency as :meth:`issue_mdoc`."""
+        return self._issue_for_key(job_ref, phone_id, slot_index, device_public_key_der, None,
+                                   portrait)
+
+    def _issue_for_key(self, job_ref: str, phone_id: str, slot_index: int,
+                       device_public_key_der: bytes, proof: bytes | None,
+                       portrait: bytes | None = None) -> bytes:
         self._check_slot(job_ref, slot_index)
         spki = bytes(device_public_key_der)
         key = device_key_from_spki(spki)
         digest = spki_sha256(spki)
         return run_transaction(
             self.sessions, lambda s: self._issue(s, job_ref, phone_id, slot_index, key, spki,
-                                                 digest, None, portrait))
+                                                 digest, proof, portrait))
 
     def _issue(self, s: Session, job_ref: str, phone_id: str, slot: int,
                key: ec.EllipticCurvePublicKey, spki: bytes, digest: str, proof: bytes | None,
