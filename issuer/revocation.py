@@ -125,6 +125,37 @@ def revoke(sessions: sessionmaker[Session], phone_id: str, reason: str, credenti
     return changes
 
 
+#: The reason the one-phone rule records (specs/handover.md, policy 1 and reasons).
+ONE_PHONE_REASON = "cessationOfOperation"
+
+
+def supersede_other_phones(session: Session, new: Credential, *, actor: str = "policy",
+                           now: dt.datetime | None = None) -> list[Change]:
+    """One phone per person (specs/handover.md, policy 1): revoke the holder's live
+    credentials of ``new.kind`` on every other phone, in the caller's transaction, so the
+    new credential and the revocation become visible together."""
+    now = now or utcnow()
+    others = session.scalars(
+        select(Credential).where(Credential.holder_id == new.holder_id,
+                                 Credential.kind == new.kind,
+                                 Credential.phone_id != new.phone_id,
+                                 Credential.status.in_(("valid", "hold")))
+        .with_for_update()).all()
+    changes = []
+    for old in others:
+        before = old.status
+        old.status, old.reason, old.revoked_at = "revoked", ONE_PHONE_REASON, now
+        changes.append(Change(old.id, old.phone_id, old.kind, old.serial, old.partition,
+                              before, "revoked", ONE_PHONE_REASON))
+        session.add(AuditEvent(
+            actor=actor, action="credential.revoke", subject=old.id,
+            detail={"phone": old.phone_id, "kind": old.kind, "serial": old.serial,
+                    "reason": ONE_PHONE_REASON, "before": before, "by_phone": new.phone_id,
+                    "policy": "one-phone-per-person"}))
+    _touch(session, others)
+    return changes
+
+
 def hold(sessions: sessionmaker[Session], phone_id: str, credential: str = "all", *,
          actor: str = "operator", now: dt.datetime | None = None) -> list[Change]:
     """Put the phone's valid credentials on hold (certificateHold; mdoc SUSPENDED)."""

@@ -20,23 +20,19 @@ from __future__ import annotations
 import json
 import secrets
 import time
-import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import select
 
 import wallet_sim
-from issuer.db import AuditEvent, Credential, Phone, StatusList, utcnow
-from issuer.handover import REASONS
+from issuer.db import Credential, Phone
 from issuer.holders import attach_phone
 from issuer.holders import register as register_holder
 from issuer.jpki import JpkiIssuer
 from issuer.mdoc.service import MdocService
-from issuer.revocation import mark_crl_stale
 from mcred.context import Context
 from protocols import cardsub
 from protocols.cardsub import HolderError
@@ -46,7 +42,6 @@ from tsm.keys import default_master_key
 
 KEY_TYPES = ("rsa2048", "p384")
 #: The reason recorded when a new phone's issuance ends the old phone's credential.
-HANDOVER_REASON = REASONS["model_change"]
 _LIVE = ("valid", "hold")
 _DIGITS = "0123456789"
 _PASSWORD_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read once, typed later
@@ -218,47 +213,9 @@ class CompositeIssuer:
         return self.mdoc.issue_mdoc(job_ref, phone_id, slot_index, device_public_key_der, proof)
 
 
-_POLICY_INSTALLED: weakref.WeakSet = weakref.WeakSet()
-
-
-def install_one_phone_policy(sessions: sessionmaker[Session]) -> None:
-    """Make every flush of ``sessions`` that records a new live credential revoke the same
-    kind on the holder's other phones (idempotent; specs/handover.md policy 1)."""
-    if sessions in _POLICY_INSTALLED:
-        return
-    event.listen(sessions, "before_flush", _one_phone_per_person)
-    _POLICY_INSTALLED.add(sessions)
-
-
-def _one_phone_per_person(session: Session, _ctx: Any, _instances: Any) -> None:
-    fresh = [o for o in session.new if isinstance(o, Credential) and o.status in _LIVE]
-    if not fresh:
-        return
-    now = utcnow()
-    with session.no_autoflush:
-        for new in fresh:
-            others = session.scalars(
-                select(Credential).where(Credential.holder_id == new.holder_id,
-                                         Credential.kind == new.kind,
-                                         Credential.phone_id != new.phone_id,
-                                         Credential.status.in_(_LIVE))).all()
-            for old in others:
-                before = old.status
-                old.status, old.reason, old.revoked_at = "revoked", HANDOVER_REASON, now
-                mark_crl_stale(session, old.kind, old.partition)
-                if old.status_list_id:
-                    session.execute(update(StatusList).where(StatusList.id == old.status_list_id)
-                                    .values(version=StatusList.version + 1))
-                session.add(AuditEvent(
-                    actor="policy", action="credential.revoke", subject=old.id,
-                    detail={"phone": old.phone_id, "kind": old.kind, "serial": old.serial,
-                            "reason": HANDOVER_REASON, "before": before,
-                            "by_phone": new.phone_id, "policy": "one-phone-per-person"}))
-
-
 def issuer_port(ctx: Context) -> CompositeIssuer:
-    """The installation's IssuerPort (CAs and IACA set up, the policy installed)."""
-    install_one_phone_policy(ctx.sessions)
+    """The installation's IssuerPort (CAs and IACA set up). The one-phone-per-person rule is
+    the issuers' own (``issuer.revocation.supersede_other_phones``)."""
     jpki = jpki_issuer(ctx)
     mdoc = mdoc_service(ctx)
     mdoc.setup()

@@ -269,3 +269,32 @@ def test_concurrent_retries_of_one_job_issue_once(issuer):
     with issuer.sessions() as s:
         rows = s.scalars(select(Credential).where(Credential.phone_id == "race-phone")).all()
     assert len(rows) == 1 and rows[0].status == "valid"
+
+
+def test_one_phone_per_person_is_the_issuers_rule(issuer):
+    """Issuing a slot on a holder's new phone revokes that slot on the old phone in the same
+    transaction, through the issuer alone (no composition wiring, specs/handover.md 1)."""
+    from issuer import holders
+
+    old = provision(issuer)
+    with issuer.sessions() as s:
+        holder_id = s.scalar(select(Credential.holder_id)
+                             .where(Credential.phone_id == old.phone_id))
+    holders.attach_phone(issuer.sessions, holder_id, "new-phone")
+    key = new_key()
+    nonce = issuer.jpki_challenge("job-new", "new-phone", "sign")
+    issuer.issue_jpki_certificate("job-new", "new-phone", "sign", spki(key), prove(key, nonce))
+    with issuer.sessions() as s:
+        rows = {(r.phone_id, r.kind): r for r in s.scalars(
+            select(Credential).where(Credential.holder_id == holder_id))}
+        assert rows[(old.phone_id, "jpki-sign")].status == "revoked"
+        assert rows[(old.phone_id, "jpki-sign")].reason == "cessationOfOperation"
+        assert rows[(old.phone_id, "jpki-auth")].status == "valid"  # not issued anew yet
+        assert rows[("new-phone", "jpki-sign")].status == "valid"
+        audit = s.scalars(select(AuditEvent).where(
+            AuditEvent.subject == rows[(old.phone_id, "jpki-sign")].id,
+            AuditEvent.action == "credential.revoke")).one()
+        assert audit.detail["policy"] == "one-phone-per-person"
+    revoked = rows[(old.phone_id, "jpki-sign")]
+    crl = x509.load_der_x509_crl(issuer.crl("sign", revoked.partition))
+    assert int(revoked.serial, 16) in {e.serial_number for e in crl}

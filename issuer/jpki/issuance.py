@@ -24,6 +24,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from issuer.db import AuditEvent, Credential, Holder, Phone
+from issuer.revocation import supersede_other_phones
 from protocols.jpki.certificates import (
     BasicFour,
     JpkiSex,
@@ -161,6 +162,7 @@ def _issue_once(ca: JpkiCa, job_ref: str, phone_id: str, purpose: Purpose, gener
         )
         s.add(cred)
         s.flush()
+        supersede_other_phones(s, cred, now=now)
         s.add(AuditEvent(actor=actor, action="jpki.issue", subject=cred.id,
                          detail={"phone": phone_id, "slot": purpose.value,
                                  "serial": cred.serial, "job": job_ref,

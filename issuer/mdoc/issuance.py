@@ -32,6 +32,7 @@ from issuer.mdoc.models import MdocChallenge, MdocIssuance
 from issuer.mdoc.pki import ActiveKey, MdocPki
 from issuer.mdoc.status_lists import StatusRegistry
 from issuer.mdoc.txn import run_transaction
+from issuer.revocation import supersede_other_phones
 from protocols import cardsub
 from protocols.cardsub import DEFAULT_NAMES, JST, DocNames
 from protocols.mdoc import IssuerSigned, MsoStatus, StatusListRef, build_issuer_signed
@@ -247,6 +248,7 @@ class MdocIssuer:
             )
 
         credential = self.registry.allocate(s, now, make_row)
+        supersede_other_phones(s, credential, now=now)
         s.add(MdocIssuance(job_ref=job_ref, slot=slot, phone_id=phone_id,
                            credential_id=credential.id, device_key_sha256=digest, created_at=now))
         s.add(AuditEvent(actor="issuer", action="mdoc.issue", subject=phone_id,
