@@ -477,7 +477,7 @@ def operator_router(ctx: Context) -> APIRouter:
     @router.post("/trust/ds-rollover", summary="Roll the mdoc document signer over to a new "
                  "key (trust material)")
     def ds_rollover(request: Request) -> dict[str, Any]:
-        from mcred.cli.mdoc_issue_cmds import mdoc_service
+        from mcred.mdoc_flow import mdoc_service
 
         svc = mdoc_service(ctx)
         svc.setup()
@@ -499,7 +499,7 @@ class _LazyReader:
     def _get(self):  # noqa: ANN202
         with self._lock:
             if self._service is None:
-                from mcred.cli.mdoc_issue_cmds import mdoc_service
+                from mcred.mdoc_flow import mdoc_service
                 from mcred.present import reader_pipeline
                 from reader.http import ReaderService
                 from reader.session import DEFAULT_REQUEST

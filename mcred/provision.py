@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,8 @@ from issuer.holders import register as register_holder
 from issuer.jpki import JpkiIssuer
 from issuer.mdoc.service import MdocService
 from mcred.context import Context
+from mcred.jpki_flow import jpki_issuer
+from mcred.mdoc_flow import mdoc_service, portrait_path
 from protocols import cardsub
 from protocols.cardsub import HolderError
 from tsm.errors import JobInputError
@@ -162,32 +164,6 @@ def _replace(holder: cardsub.Holder, **changes: Any) -> cardsub.Holder:
 
 
 # --- the issuer port ---------------------------------------------------------------------
-
-
-def jpki_issuer(ctx: Context) -> JpkiIssuer:
-    from mcred.jpki_flow import jpki_issuer as build
-
-    return build(ctx)
-
-
-def mdoc_service(ctx: Context) -> MdocService:
-    from mcred.cli.mdoc_issue_cmds import mdoc_service as build
-
-    service = build(ctx)
-    service.issuer.portrait_for = _portraits(ctx.home)
-    return service
-
-
-def _portraits(home: Path) -> Callable[[Any], bytes | None]:
-    def portrait_for(holder_row: Any) -> bytes | None:
-        p = portrait_path(home, holder_row.id)
-        return p.read_bytes() if p.is_file() else None
-
-    return portrait_for
-
-
-def portrait_path(home: Path, holder_id: str) -> Path:
-    return Path(home) / "portraits" / f"{holder_id}.jpg"
 
 
 class CompositeIssuer:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import typer
@@ -25,9 +24,8 @@ from issuer.holders import HolderError, attach_phone, holder_data
 from issuer.holders import register as register_holder
 from issuer.mdoc.errors import IssuerMdocError
 from issuer.mdoc.issuance import make_proof
-from issuer.mdoc.pki import MdocPkiConfig
-from issuer.mdoc.service import MdocService
 from mcred.context import Context
+from mcred.mdoc_flow import mdoc_service
 from protocols import cardsub, certs
 from protocols.cose import key_signer
 from protocols.mdoc import DeviceResponse, IssuerSigned, MdocError, build_document
@@ -39,21 +37,6 @@ from protocols.status import (
 )
 
 console = Console()
-_SERVICES: dict[tuple[str, str, str], MdocService] = {}
-
-
-def mdoc_service(ctx: Context) -> MdocService:
-    """The installation's mdoc issuer (one per data directory, database and public URL).
-
-    ``$MCRED_MDOC_ALG`` picks ES256 (default) or ES384 for keys created from now on.
-    """
-    key = (str(ctx.home), ctx.database, ctx.public_url)
-    if key not in _SERVICES:
-        config = MdocPkiConfig(algorithm=os.environ.get("MCRED_MDOC_ALG", "ES256"))
-        _SERVICES[key] = MdocService(ctx.sessions, ctx.keystore, ctx.public_url, pki_config=config)
-    return _SERVICES[key]
-
-
 def _fail(message: str, code: int = 2) -> typer.Exit:
     console.print(f"[red]error:[/red] {message}", highlight=False)
     return typer.Exit(code)

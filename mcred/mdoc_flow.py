@@ -1,0 +1,45 @@
+"""The installation's mdoc issuer, built once per data directory, database and public URL.
+
+Beside :mod:`mcred.jpki_flow`: every caller (CLI, provisioning, drills, the HTTP service)
+gets the same :class:`issuer.mdoc.service.MdocService`, configured the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from issuer.mdoc.pki import MdocPkiConfig
+from issuer.mdoc.service import MdocService
+from mcred.context import Context
+
+_SERVICES: dict[tuple[str, str, str], MdocService] = {}
+
+
+def portrait_path(home: Path, holder_id: str) -> Path:
+    """Where provisioning keeps a holder's portrait (the registry stores no JPEG)."""
+    return Path(home) / "portraits" / f"{holder_id}.jpg"
+
+
+def _portraits(home: Path) -> Callable[[Any], bytes | None]:
+    def portrait_for(holder_row: Any) -> bytes | None:
+        p = portrait_path(home, holder_row.id)
+        return p.read_bytes() if p.is_file() else None
+
+    return portrait_for
+
+
+def mdoc_service(ctx: Context) -> MdocService:
+    """The installation's mdoc issuer (one per data directory, database and public URL),
+    reading holders' portraits from ``<home>/portraits``.
+
+    ``$MCRED_MDOC_ALG`` picks ES256 (default) or ES384 for keys created from now on.
+    """
+    key = (str(ctx.home), ctx.database, ctx.public_url)
+    if key not in _SERVICES:
+        config = MdocPkiConfig(algorithm=os.environ.get("MCRED_MDOC_ALG", "ES256"))
+        _SERVICES[key] = MdocService(ctx.sessions, ctx.keystore, ctx.public_url,
+                                     pki_config=config, portrait_for=_portraits(ctx.home))
+    return _SERVICES[key]
