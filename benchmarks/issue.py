@@ -11,26 +11,16 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-import statistics
-import time
 import zlib
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from benchmarks.timing import timed
 from protocols import cose, iaca
 from protocols.status import Status, StatusList, build_status_list_token
 
 SIZE = 100_000_000
 REVOKED = SIZE // 100
-
-
-def _timed(fn, repeat: int = 1):
-    times, result = [], None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
 
 
 def _pki():
@@ -59,14 +49,14 @@ def main(argv: list[str] | None = None) -> int:
         return build_status_list_token(lst, uri=uri, iat=now, exp=now + dt.timedelta(days=1),
                                        ttl=3600, signer=signer, certificate=sc)
 
-    t_build, lst = _timed(lambda: StatusList.from_indices(SIZE, revoked, Status.INVALID))
-    t_compress, lst_bytes = _timed(lst.compress, repeat=3)
-    t_sign, _ = _timed(lambda: signer.sign(b"x" * 64), repeat=20)
-    t_total, token = _timed(lambda: publish(StatusList.from_indices(SIZE, revoked, Status.INVALID)))
-    t_update, token2 = _timed(lambda: publish(lst.set(revoked[0], Status.VALID)))
+    t_build, lst = timed(lambda: StatusList.from_indices(SIZE, revoked, Status.INVALID))
+    t_compress, lst_bytes = timed(lst.compress, repeat=3)
+    t_sign, _ = timed(lambda: signer.sign(b"x" * 64), repeat=20)
+    t_total, token = timed(lambda: publish(StatusList.from_indices(SIZE, revoked, Status.INVALID)))
+    t_update, token2 = timed(lambda: publish(lst.set(revoked[0], Status.VALID)))
 
-    t_z6, z6 = _timed(lambda: zlib.compress(lst.raw, 6))
-    t_z9, z9 = _timed(lambda: zlib.compress(lst.raw, 9))
+    t_z6, z6 = timed(lambda: zlib.compress(lst.raw, 6))
+    t_z9, z9 = timed(lambda: zlib.compress(lst.raw, 9))
 
     rows = [
         ("rebuild (from revoked indices)", t_build, len(lst.raw)),

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy.orm import sessionmaker
 
+from benchmarks.timing import median_time
 from issuer.db import utcnow
 from issuer.holders import attach_phone, register
 from issuer.keystore import MemoryKeyStore
@@ -40,15 +40,6 @@ HOLDER = {
     "given_name_kana": "ハナコ", "birth_date": "1990-04-01", "sex": 2,
     "address": "東京都千代田区霞が関1-1", "prefecture": "東京都", "municipality": "千代田区",
 }
-
-
-def _median(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def main(repeat: int = 300, end_to_end: int = 60) -> dict[str, float]:
@@ -82,8 +73,8 @@ def main(repeat: int = 300, end_to_end: int = 60) -> dict[str, float]:
         for _ in range(20):
             floor()
             issue_one()
-        t_floor = _median(floor, repeat)
-        t_issue = _median(issue_one, repeat)
+        t_floor = median_time(floor, repeat, warmup=False)
+        t_issue = median_time(issue_one, repeat, warmup=False)
 
         holder_id = register(sessions, holder)
         attach_phone(sessions, holder_id, "bench-phone")

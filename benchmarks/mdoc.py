@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
+from benchmarks.timing import median_time
 from protocols import cbor, cose, mdoc
 
 NS = "org.iso.18013.5.1"
@@ -35,16 +36,6 @@ ELEMENTS = {
         "portrait": bytes(2048), "age_over_18": True, "resident_address": "東京都千代田区",
     }
 }
-
-
-def median_time(fn: Callable[[], object], runs: int) -> float:
-    fn()
-    samples = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples)
 
 
 def interleaved(fns: dict[str, Callable[[], object]], runs: int) -> dict[str, float]:

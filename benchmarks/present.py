@@ -24,11 +24,9 @@ import datetime as dt
 import hashlib
 import os
 import socket
-import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -38,6 +36,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 import wallet_sim
+from benchmarks.timing import median_time
 from issuer.mdoc.issuance import device_key_from_spki, sign_card_substitute
 from issuer.mdoc.pki import ActiveKey
 from mcred.present import (
@@ -60,16 +59,6 @@ from wallet_sim.wallet import Wallet
 NS = DOC_TYPE = cardsub.DEFAULT_NAMES.doctype
 ITEMS = ("family_name", "given_name", "birth_date", "age_over_20", "document_number", "portrait")
 STATUS_URI = "https://issuer.bench/status/1"
-
-
-def median_time(fn: Callable[[], object], runs: int) -> float:
-    fn()
-    samples = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples)
 
 
 class _Signer:

@@ -1,0 +1,28 @@
+"""Timing helpers shared by the benchmarks (wall clock, ``time.perf_counter``)."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def timed(fn: Callable[[], T], repeat: int = 1) -> tuple[float, T]:
+    """Median seconds of ``repeat`` calls (no warm-up), and the last call's result."""
+    times: list[float] = []
+    result = None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result  # type: ignore[return-value]
+
+
+def median_time(fn: Callable[[], object], runs: int, *, warmup: bool = True) -> float:
+    """Median seconds of ``runs`` calls, after one unmeasured warm-up call by default."""
+    if warmup:
+        fn()
+    return timed(fn, runs)[0]
