@@ -12,6 +12,7 @@ import hashlib
 from dataclasses import dataclass
 
 from protocols import perso as P
+from protocols.gp.tlv import encode as tlv
 from protocols.perso import (  # noqa: F401 - READ_STATE, REF_PUK used as ap.X by tsm.steps
     JPKI_GENERATE,
     JPKI_PROVE,
@@ -68,12 +69,6 @@ EF_SIGN_CERT, EF_SIGN_CA, EF_AUTH_CERT, EF_AUTH_CA = 0x0001, 0x0002, 0x000A, 0x0
 CERT_EFS = {"sign": (EF_SIGN_CERT, EF_SIGN_CA), "auth": (EF_AUTH_CERT, EF_AUTH_CA)}
 ALGORITHMS = P.JPKI_ALGORITHMS
 ALGORITHM_NAMES = {v: k for k, v in ALGORITHMS.items()}
-
-
-def tlv(tag: int, value: bytes) -> bytes:
-    from protocols.gp.tlv import encode
-
-    return encode(tag, value)
 
 
 def answer_of(stream: bytes, tag: int, where: str) -> bytes:
