@@ -99,30 +99,53 @@ def _rows(session: Session, phone_id: str, kinds: tuple[str, ...]) -> list[Crede
         .order_by(Credential.issued_at).with_for_update()))
 
 
+def _revoke_rows(session: Session, rows: Iterable[Credential], reason: str, *, actor: str,
+                 now: dt.datetime, **detail: object) -> list[Change]:
+    """Revoke (or, with certificateHold, hold) ``rows`` in the caller's transaction: status,
+    reason and time, one audit event each, CRLs marked stale and status lists bumped.
+    Revoked rows, and held rows asked to be held again, are left as they are."""
+    changes: list[Change] = []
+    touched = []
+    for row in rows:
+        before = row.status
+        if before == "revoked" or (before == "hold" and reason == HOLD):
+            continue
+        row.status = "hold" if reason == HOLD else "revoked"
+        row.reason, row.revoked_at = reason, now
+        touched.append(row)
+        changes.append(Change(row.id, row.phone_id, row.kind, row.serial, row.partition,
+                              before, row.status, reason))
+        session.add(AuditEvent(actor=actor, action="credential.hold" if reason == HOLD
+                               else "credential.revoke", subject=row.id,
+                               detail={"phone": row.phone_id, "kind": row.kind,
+                                       "serial": row.serial, "reason": reason,
+                                       "before": before, **detail}))
+    _touch(session, touched)
+    return changes
+
+
 def revoke(sessions: sessionmaker[Session], phone_id: str, reason: str, credential: str = "all",
            *, actor: str = "operator", now: dt.datetime | None = None) -> list[Change]:
     """Revoke (or, with certificateHold, hold) the phone's live credentials of ``credential``."""
     reason = parse_reason(reason)
     kinds = kinds_of(credential)
-    now = now or utcnow()
-    changes: list[Change] = []
     with sessions.begin() as s:
-        touched = []
-        for row in _rows(s, phone_id, kinds):
-            before = row.status
-            if before == "revoked" or (before == "hold" and reason == HOLD):
-                continue
-            row.status = "hold" if reason == HOLD else "revoked"
-            row.reason, row.revoked_at = reason, now
-            touched.append(row)
-            changes.append(Change(row.id, phone_id, row.kind, row.serial, row.partition,
-                                  before, row.status, reason))
-            s.add(AuditEvent(actor=actor, action="credential.hold" if reason == HOLD
-                             else "credential.revoke", subject=row.id,
-                             detail={"phone": phone_id, "kind": row.kind, "serial": row.serial,
-                                     "reason": reason, "before": before}))
-        _touch(s, touched)
-    return changes
+        return _revoke_rows(s, _rows(s, phone_id, kinds), reason, actor=actor,
+                            now=now or utcnow())
+
+
+def revoke_ids(sessions: sessionmaker[Session], ids: Iterable[str], reason: str, *,
+               kind: str | None = None, actor: str = "operator",
+               now: dt.datetime | None = None) -> list[Change]:
+    """Revoke exactly the credentials ``ids`` (of ``kind``, if given) that are still live:
+    a workflow re-run after a crash never touches what it issued since."""
+    reason = parse_reason(reason)
+    with sessions.begin() as s:
+        q = select(Credential).where(Credential.id.in_(set(ids)))
+        if kind:
+            q = q.where(Credential.kind == kind)
+        return _revoke_rows(s, s.scalars(q.order_by(Credential.issued_at).with_for_update()),
+                            reason, actor=actor, now=now or utcnow())
 
 
 #: The reason the one-phone rule records (specs/handover.md, policy 1 and reasons).
@@ -134,26 +157,14 @@ def supersede_other_phones(session: Session, new: Credential, *, actor: str = "p
     """One phone per person (specs/handover.md, policy 1): revoke the holder's live
     credentials of ``new.kind`` on every other phone, in the caller's transaction, so the
     new credential and the revocation become visible together."""
-    now = now or utcnow()
     others = session.scalars(
         select(Credential).where(Credential.holder_id == new.holder_id,
                                  Credential.kind == new.kind,
                                  Credential.phone_id != new.phone_id,
                                  Credential.status.in_(("valid", "hold")))
-        .with_for_update()).all()
-    changes = []
-    for old in others:
-        before = old.status
-        old.status, old.reason, old.revoked_at = "revoked", ONE_PHONE_REASON, now
-        changes.append(Change(old.id, old.phone_id, old.kind, old.serial, old.partition,
-                              before, "revoked", ONE_PHONE_REASON))
-        session.add(AuditEvent(
-            actor=actor, action="credential.revoke", subject=old.id,
-            detail={"phone": old.phone_id, "kind": old.kind, "serial": old.serial,
-                    "reason": ONE_PHONE_REASON, "before": before, "by_phone": new.phone_id,
-                    "policy": "one-phone-per-person"}))
-    _touch(session, others)
-    return changes
+        .with_for_update())
+    return _revoke_rows(session, others, ONE_PHONE_REASON, actor=actor, now=now or utcnow(),
+                        by_phone=new.phone_id, policy="one-phone-per-person")
 
 
 def hold(sessions: sessionmaker[Session], phone_id: str, credential: str = "all", *,

@@ -196,17 +196,8 @@ class HandoverActions:
     def _revoke_ids(self, ids: set[str], kind: str | None, reason: str) -> int:
         """Revoke the live credentials among ``ids`` (of ``kind``), not any issued since:
         a re-run after a crash must not touch what this workflow itself issued."""
-        revoked = []
-        with self.ctx.sessions.begin() as s:
-            q = select(Credential).where(Credential.id.in_(ids))
-            if kind:
-                q = q.where(Credential.kind == kind)
-            for row in s.scalars(q.with_for_update()):
-                if row.status in _LIVE:
-                    row.status, row.reason, row.revoked_at = "revoked", reason, utcnow()
-                    revoked.append(row)
-            revocation._touch(s, revoked)  # noqa: SLF001 - the issuer's own stale-marking
-        return len(revoked)
+        return len(revocation.revoke_ids(self.ctx.sessions, ids, reason, kind=kind,
+                                         actor="handover"))
 
     def reissue_all(self, c: wf.StepContext) -> dict:
         """Card renewed or basic four data changed: delete the phone's credentials (TSM),

@@ -6,13 +6,9 @@ TSM ``provision`` job (JPKI signing + user-auth certificates, then a batch of md
 the phone's ``transmit``. The TSM reaches the issuer through :class:`CompositeIssuer`,
 this module's :class:`tsm.ports.IssuerPort` over ``issuer.jpki`` and ``issuer.mdoc``.
 
-One phone per person (specs/handover.md, policy 1) is enforced here, in the composition,
-by a ``before_flush`` hook on the installation's session factory: the flush that records a
-new live credential of a kind for a phone also revokes the same kind on every *other*
-phone of the same holder, in the same transaction, with the handover reason
-(``cessationOfOperation``), marks the affected CRL partitions stale and bumps the status
-lists. The issuer's own rule (a new certificate supersedes the previous one on the *same*
-phone) is untouched.
+One phone per person (specs/handover.md, policy 1) is the issuer's own rule
+(``issuer.revocation.supersede_other_phones``, applied by both issuance paths); nothing
+here needs to install it.
 """
 
 from __future__ import annotations

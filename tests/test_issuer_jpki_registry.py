@@ -298,3 +298,20 @@ def test_one_phone_per_person_is_the_issuers_rule(issuer):
     revoked = rows[(old.phone_id, "jpki-sign")]
     crl = x509.load_der_x509_crl(issuer.crl("sign", revoked.partition))
     assert int(revoked.serial, 16) in {e.serial_number for e in crl}
+
+
+def test_revoke_ids_revokes_exactly_the_named_live_credentials_with_audit(issuer):
+    phone = provision(issuer)
+    with issuer.sessions() as s:
+        rows = {r.kind: r.id for r in s.scalars(
+            select(Credential).where(Credential.phone_id == phone.phone_id))}
+    changes = revocation.revoke_ids(issuer.sessions, {rows["jpki-sign"]}, "superseded",
+                                    actor="handover")
+    assert [(c.kind, c.after, c.reason) for c in changes] == [("jpki-sign", "revoked", "superseded")]
+    assert revocation.revoke_ids(issuer.sessions, set(rows.values()), "superseded",
+                                 kind="jpki-sign") == []  # a re-run changes nothing
+    with issuer.sessions() as s:
+        assert s.get(Credential, rows["jpki-auth"]).status == "valid"
+        audit = s.scalars(select(AuditEvent).where(AuditEvent.subject == rows["jpki-sign"],
+                                                   AuditEvent.action == "credential.revoke")).one()
+        assert audit.actor == "handover" and audit.detail["reason"] == "superseded"

@@ -19,9 +19,10 @@ An index is never freed: a revoked or expired credential keeps its row and its i
 A list is full at ``max_fill`` of its size (the draws stay cheap); the next allocation of
 the period opens a new list.
 
-Every change of an mdoc credential's ``status`` made through the ORM bumps its list's
-``version`` (a ``before_flush`` hook installed by this module); bulk ``UPDATE`` statements
-must call :func:`mark_changed`. The publisher rebuilds a token only when the version moved.
+Every change of an mdoc credential's ``status`` goes through :mod:`issuer.revocation`,
+which bumps its list's ``version`` in the same transaction; code that changes statuses any
+other way must call :func:`mark_changed`. The publisher rebuilds a token only when the
+version moved.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import event, func, select, update
-from sqlalchemy.orm import Session, attributes
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
 from issuer.db import Credential, StatusList, new_id
 from issuer.mdoc.errors import StatusAllocationError, UnknownStatusList
@@ -267,13 +268,3 @@ def mark_changed(session: Session, list_ids: Iterable[str]) -> None:
             .where(StatusList.__table__.c.id.in_(ids))
             .values(version=StatusList.__table__.c.version + 1)
         )
-
-
-@event.listens_for(Session, "before_flush")
-def _bump_versions_on_status_change(session: Session, _context, _instances) -> None:
-    ids = set()
-    for obj in session.dirty:
-        if isinstance(obj, Credential) and obj.status_list_id is not None:
-            if attributes.get_history(obj, "status").has_changes():
-                ids.add(obj.status_list_id)
-    mark_changed(session, ids)
