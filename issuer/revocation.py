@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from issuer.db import AuditEvent, Credential, StatusList, utcnow
+from issuer.db import AuditEvent, Credential, Phone, StatusList, utcnow
 
 HOLD = "certificateHold"
 #: Every reason accepted by :func:`revoke` (certificateHold = a hold).
@@ -41,6 +41,10 @@ SELECTORS: dict[str, tuple[str, ...]] = {
 
 class RevocationError(Exception):
     """A revocation request names an unknown reason, selector or phone."""
+
+
+class UnknownPhone(RevocationError):
+    """The registry knows no phone of that id (a typo must not pass as "nothing to do")."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,8 @@ def _touch(session: Session, rows: Iterable[Credential]) -> None:
 
 
 def _rows(session: Session, phone_id: str, kinds: tuple[str, ...]) -> list[Credential]:
+    if session.get(Phone, phone_id) is None:
+        raise UnknownPhone(f"no phone {phone_id!r} in the issuer's registry")
     return list(session.scalars(
         select(Credential).where(Credential.phone_id == phone_id, Credential.kind.in_(kinds))
         .order_by(Credential.issued_at).with_for_update()))

@@ -109,6 +109,9 @@ def _register_issuer_errors() -> None:
     from issuer.revocation import RevocationError
 
     register_error(RevocationError, 400, "revocation-refused", "Revocation request refused")
+    from issuer.revocation import UnknownPhone
+
+    register_error(UnknownPhone, 404, "unknown-phone", "Unknown phone")
     register_error(WorkflowError, 409, "workflow-error", "Workflow cannot be created or advanced")
     register_error(UnknownWorkflow, 400, "unknown-workflow", "Unknown workflow kind")
     register_error(StepFailed, 409, "workflow-step-failed", "Workflow step failed")

@@ -74,11 +74,12 @@ def sign(file: Path = typer.Argument(..., exists=True, dir_okay=False),
          out: Path | None = typer.Option(None, "--out", help="default: FILE.p7s")) -> None:
     """Sign FILE with the phone's SE: CMS detached signature (DER, .p7s)."""
     from mcred.jpki_flow import SeError, sign_file
+    from wallet_sim.se.errors import PhoneNotFoundError
 
     pin = pin_file.read_bytes().strip()
     try:
         cms, _cert = sign_file(phone, _check_slot(slot), pin, file.read_bytes(), _ctx().home)
-    except SeError as exc:
+    except (SeError, PhoneNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     target = out or file.with_name(file.name + ".p7s")
@@ -139,9 +140,13 @@ def revoke(phone: str = typer.Option(..., "--phone"),
 def release(phone: str = typer.Option(..., "--phone"),
             credential: str = typer.Option("all", "--credential")) -> None:
     """Lift a hold (removeFromCRL): the credential is valid again."""
+    from issuer.revocation import RevocationError
     from issuer.revocation import release as do_release
 
-    changes = do_release(_ctx().sessions, phone, credential)
+    try:
+        changes = do_release(_ctx().sessions, phone, credential)
+    except RevocationError as exc:
+        raise typer.BadParameter(str(exc)) from None
     for c in changes:
         typer.echo(f"{c.kind} {c.serial or c.credential_id}: hold -> valid")
     if not changes:
@@ -173,7 +178,14 @@ def export_root(slot: str = SLOT, out: Path = typer.Option(..., "--out")) -> Non
 def export_cert(phone: str = typer.Option(..., "--phone"), slot: str = SLOT,
                 out: Path = typer.Option(..., "--out")) -> None:
     """The phone's newest certificate of a slot."""
-    _write(out, _issuer().certificate(phone, _check_slot(slot)), "cert")
+    from issuer.jpki.errors import UnknownCredential
+
+    try:
+        der = _issuer().certificate(phone, _check_slot(slot))
+    except UnknownCredential as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    _write(out, der, "cert")
 
 
 @export_app.command("crl")

@@ -1,0 +1,67 @@
+"""Bad input on the command line: a non-zero exit and a message, never a traceback."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from issuer import revocation
+from mcred.cli.main import app
+from mcred.context import Context
+
+BAD = [
+    ["phone", "show", "nope"],
+    ["phone", "reset", "nope"],
+    ["provision", "--phone", "{phone}", "--holder", "{garbage}"],
+    ["provision", "--phone", "{phone}", "--holder", "{empty}"],
+    ["provision", "--phone", "{phone}", "--holder", "missing.json"],
+    ["revoke", "--phone", "{phone}", "--reason", "bogus"],
+    ["revoke", "--phone", "nope", "--reason", "superseded"],
+    ["release", "--phone", "nope"],
+    ["jpki", "sign", "--phone", "{phone}", "--slot", "sign", "--pin-file", "{garbage}", "{garbage}"],
+    ["jpki", "sign", "--phone", "nope", "--slot", "sign", "--pin-file", "{garbage}", "{garbage}"],
+    ["jpki", "verify", "{garbage}", "--signature", "{garbage}"],
+    ["export", "crl", "--slot", "nope", "--out", "x.crl"],
+    ["export", "jpki-cert", "--phone", "nope", "--slot", "sign", "--out", "{tmp}/x.pem"],
+    ["inspect", "{garbage}"],
+    ["mdoc", "verify", "{garbage}", "--trust-anchor", "{garbage}"],
+    ["status-list", "show", "{garbage}"],
+    ["credential", "show", "nope"],
+    ["verify", "{garbage}", "--trust", "{garbage}"],
+    ["handover", "--phone", "nope", "--to", "nope2"],
+    ["drill", "bogus", "--phones", "1"],
+    ["token", "revoke", "nope"],
+]
+
+
+@pytest.fixture(scope="module")
+def setting(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("badinput")
+    home = tmp / "home"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MCRED_HOME", str(home))
+    mp.delenv("MCRED_DATABASE_URL", raising=False)
+    (tmp / "garbage").write_bytes(b"garbage")
+    (tmp / "empty.json").write_text("{}")
+    out = CliRunner().invoke(app, ["phone", "new", "--json"])
+    phone = json.loads(out.output)["id"]
+    yield {"phone": phone, "garbage": str(tmp / "garbage"), "empty": str(tmp / "empty.json"),
+           "tmp": str(tmp)}
+    mp.undo()
+
+
+@pytest.mark.parametrize("argv", BAD, ids=[" ".join(a[:3]) for a in BAD])
+def test_bad_input_exits_non_zero_with_a_message(setting, argv):
+    args = [a.format(**setting) for a in argv]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code != 0, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), (
+        f"{args}: {type(result.exception).__name__}: {result.exception}")
+    assert result.output.strip(), "no message"
+
+
+def test_revoking_an_unknown_phone_is_an_error_not_a_no_op(home):
+    with pytest.raises(revocation.UnknownPhone):
+        revocation.revoke(Context.open(home).sessions, "nope", "superseded")
