@@ -81,6 +81,16 @@ def test_present_exit_codes(world, tmp_path, monkeypatch):
     assert r.exit_code == 2 and "reader" in json.loads(r.stdout)["error"]
 
 
+def test_present_without_consent_and_without_terminal_says_so(world, monkeypatch):
+    # CliRunner's stdin is no terminal: nobody can be asked, so no presentation starts.
+    monkeypatch.setenv("MCRED_HOME", str(world["home"]))
+    r = CliRunner().invoke(cli(), ["present", "--phone", world["phone"], "--reader", world["url"], "--json"])
+    assert r.exit_code == 2
+    assert "--consent" in json.loads(r.stdout)["error"]
+    r = CliRunner().invoke(cli(), ["present", "--phone", world["phone"], "--reader", world["url"]])
+    assert r.exit_code == 2 and "no terminal" in r.output
+
+
 def test_verify_saved_transcript_without_status_reference(world, tmp_path, monkeypatch):
     monkeypatch.setenv("MCRED_HOME", str(world["home"]))
     rules = tmp_path / "consent.json"

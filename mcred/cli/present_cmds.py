@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import sys
 from pathlib import Path
 
 import typer
@@ -98,6 +99,11 @@ def register(app: typer.Typer) -> None:
                                  reader_trust_anchors=anchors)
         except (ConsentError, PhoneNotFoundError, OSError, ValueError) as exc:
             _unusable(console, as_json, str(exc))
+        if consent is None and not sys.stdin.isatty():
+            # Asking nobody would refuse every item and end in an INVALID verdict that
+            # looks like the reader's doing; say what is missing instead.
+            _unusable(console, as_json, "no --consent rules file and no terminal to ask the holder: "
+                      "pass --consent FILE.json (e.g. {\"documents\": {\"*\": {\"*\": \"*\"}}})")
         def show(engagement) -> None:
             if qr is not None:
                 engagement.save_png(qr)
