@@ -331,3 +331,19 @@ def test_serve_once_and_waiting_for_vpcd(home):
     finally:
         stop.set()
     assert any("connection closed inside a message" in s for s in said)
+
+
+def test_cli_trace_hides_pin_data(monkeypatch, capsys):
+    """``mcred --trace phone pcsc`` shows APDU pairs but never a PIN, password or PUK."""
+    from mcred.cli import phone_cmds
+    from mcred.cli.state import OPTIONS
+
+    monkeypatch.setattr(OPTIONS, "trace", True)
+    transmit = phone_cmds._pcsc_transport(lambda apdu: b"\x63\xc2")
+    transmit(bytes.fromhex("0020008004") + b"1234")
+    transmit(bytes.fromhex("002C000010") + b"8765432112345678")
+    transmit(bytes.fromhex("00B0000004"))
+    err = capsys.readouterr().err
+    assert "31323334" not in err and "3837363534333231" not in err
+    assert "<4 bytes hidden>" in err and "<16 bytes hidden>" in err
+    assert "A>> pcsc  (0005) 00B0000004" in err and "63C2" in err
