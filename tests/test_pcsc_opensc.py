@@ -220,6 +220,30 @@ def _secrets(home: Path, phone_id: str) -> dict:
     return next(a for a in applets if a["aid"] == "D392F000260100000001")["details"]["secrets"]
 
 
+JPKI_SELECT = "00A4040C 0A D392F000260100000001"
+
+
+def _pairs(log: str) -> list[tuple[str, str]]:
+    """(command, status word) of each APDU pair in the bridge's --trace output."""
+    out, cmd = [], None
+    for line in log.splitlines():
+        if line.startswith("A>> pcsc"):
+            cmd = line.split(")", 1)[1].strip()
+        elif line.startswith("A<< pcsc") and cmd is not None:
+            out.append((cmd, line.split()[-1]))
+            cmd = None
+    return out
+
+
+def _check_foreign_probes(log: str) -> None:
+    """Every other driver's probe got an error: a 9000 could make it claim the phone."""
+    pairs = _pairs(log)
+    assert pairs, log
+    for cmd, sw in pairs:
+        if cmd != JPKI_SELECT and not cmd.startswith(("00A4020C", "00B0", "0020", "802A")):
+            assert sw != "9000", f"probe {cmd} answered 9000"
+
+
 def _reader_with_card(tools: OpenSC) -> str | None:
     out = tools.run("opensc-tool", "--list-readers", check=False)
     m = re.search(r"^(\d+)\s+Yes\s+.*?(Virtual PCD.*)$", out, re.M)
@@ -253,6 +277,7 @@ def bridge(pcscd, phone, tmp_path):
         return started[-1].stop()
 
     start.stop = stop_last
+    start.log = lambda: started[-1].log.read_text(errors="replace")
     try:
         yield start
     finally:
@@ -270,6 +295,8 @@ def test_opensc_reads_and_signs_with_the_phone(bridge, phone, tmp_path):
     assert "Virtual PCD" in tools.run("opensc-tool", "--list-readers")
     assert "3b:80:80:01:01" in tools.run("opensc-tool", *r, "--atr").lower()
     assert tools.run("opensc-tool", *r, "--name").splitlines()[-1].strip() == "jpki"
+    assert JPKI_SELECT in bridge.log()  # the probe that made jpki claim an unknown ATR
+    _check_foreign_probes(bridge.log())
 
     # both certificates and both CA certificates, with OpenSC's labels
     out = tools.run("pkcs15-tool", *r, "--list-certificates")
@@ -344,11 +371,14 @@ def test_opensc_reads_and_signs_with_the_phone(bridge, phone, tmp_path):
 
 
 def test_jpki_card_atr_is_matched_without_a_probe(bridge):
-    """With ``--atr jpki-card`` OpenSC's jpki driver recognises the ATR itself."""
+    """With ``--atr jpki-card`` OpenSC's jpki driver recognises the ATR itself: no SELECT
+    of the JPKI-AP until the PKCS #15 bind (the drivers before it still probe)."""
     tools = bridge("--atr", "jpki-card")
     r = ["--reader", tools.reader]
     assert "3b:e0:00:ff:81:31:fe:45:14" in tools.run("opensc-tool", *r, "--atr").lower()
     assert tools.run("opensc-tool", *r, "--name").splitlines()[-1].strip() == "jpki"
+    assert JPKI_SELECT not in bridge.log()
+    _check_foreign_probes(bridge.log())
     out = tools.run("pkcs15-tool", *r, "--list-pins")
     assert out.count("Tries left") == 2, out
     rc, log = bridge.stop()
