@@ -4,7 +4,8 @@
 A phone is provisioned with RSA-2048 keys (OpenSC's ``jpki`` driver knows no other), the
 bridge puts it in vpcd's reader, and the OpenSC command-line tools must detect it as a JPKI
 card, list both certificates and both PINs with their tries, read the certificates the
-issuer issued, and sign with the user-authentication and signing keys through PKCS #11.
+issuer issued, and sign with the user-authentication and signing keys through PKCS #11;
+with the card's ATR, detect it without a probe; and show a PIN blocked through it as such.
 
 Skipped, saying what is missing, when pcscd, the vpcd driver or OpenSC are not installed
 (``.ci/run`` installs them). Every wait is bounded; every process started here is ended.
@@ -370,16 +371,37 @@ def test_opensc_reads_and_signs_with_the_phone(bridge, phone, tmp_path):
     print(f"OpenSC session against the phone: {elapsed:.1f} s")
 
 
-def test_jpki_card_atr_is_matched_without_a_probe(bridge):
+def test_jpki_card_atr_and_a_blocked_pin(bridge, phone):
     """With ``--atr jpki-card`` OpenSC's jpki driver recognises the ATR itself: no SELECT
-    of the JPKI-AP until the PKCS #15 bind (the drivers before it still probe)."""
+    of the JPKI-AP until the PKCS #15 bind (the drivers before it still probe). A PIN blocked
+    through OpenSC keeps the bind working (the empty VERIFY answers 63C0) and shows as
+    locked; the PUK, sent to the SE while the bridge runs, brings it back."""
+    home, result = phone
     tools = bridge("--atr", "jpki-card")
     r = ["--reader", tools.reader]
     assert "3b:e0:00:ff:81:31:fe:45:14" in tools.run("opensc-tool", *r, "--atr").lower()
     assert tools.run("opensc-tool", *r, "--name").splitlines()[-1].strip() == "jpki"
     assert JPKI_SELECT not in bridge.log()
     _check_foreign_probes(bridge.log())
+    try:
+        for _ in range(3):
+            out = tools.run("pkcs15-tool", *r, "--verify-pin", "--auth-id", "01", "--pin", "0000",
+                            check=False)
+            assert "PIN code or key incorrect" in out, out
+        out = tools.run("pkcs15-tool", *r, "--list-pins")
+        assert re.search(r"User Authentication PIN\].*?Tries left\s*:\s*0", out, re.S), out
+        assert re.search(r"Digital Signature PIN\].*?Tries left\s*:\s*5", out, re.S), out
+        out = tools.run("pkcs15-tool", *r, "--verify-pin", "--auth-id", "01", "--pin", PIN,
+                        check=False)
+        assert "Reference data not usable" in out, out  # 6984: blocked, the right PIN too
+        out = tools.run("pkcs11-tool", "--module", str(_pkcs11_module()), "--list-slots")
+        user_slot = out.split("JPKI (User Authentication PIN)", 1)[1].split("Slot ", 1)[0]
+        assert "user PIN locked" in user_slot, out
+    finally:
+        se = wallet_sim.open_secure_element(result.phone_id, home)
+        assert se.transmit(bytes.fromhex("00A4040C0AD392F000260100000001")) == b"\x90\x00"
+        assert se.transmit(bytes.fromhex("002C019808") + PUK.encode()) == b"\x90\x00"
     out = tools.run("pkcs15-tool", *r, "--list-pins")
-    assert out.count("Tries left") == 2, out
+    assert re.search(r"User Authentication PIN\].*?Tries left\s*:\s*3", out, re.S), out
     rc, log = bridge.stop()
     assert rc == 0, log
