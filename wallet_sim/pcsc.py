@@ -235,7 +235,7 @@ class VirtualCard:
     insert: Callable[[], Transmit]
     atr: bytes = PHONE_ATR
     faults: list[str] = field(default_factory=list)
-    _transmit: Transmit | None = None
+    _transmit: Transmit | None = field(default=None, init=False, repr=False)
 
     @property
     def powered(self) -> bool:
