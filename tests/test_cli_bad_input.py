@@ -14,6 +14,10 @@ from mcred.context import Context
 BAD = [
     ["phone", "show", "nope"],
     ["phone", "reset", "nope"],
+    ["phone", "pcsc", "nope", "--once"],
+    ["phone", "pcsc", "{phone}", "--atr", "zz", "--once"],
+    ["phone", "pcsc", "{phone}", "--atr", "9000", "--once"],
+    ["phone", "pcsc", "{phone}", "--port", "0", "--once"],
     ["provision", "--phone", "{phone}", "--holder", "{garbage}"],
     ["provision", "--phone", "{phone}", "--holder", "{empty}"],
     ["provision", "--phone", "{phone}", "--holder", "missing.json"],

@@ -1,4 +1,4 @@
-"""``mcred phone new|list|show|reset``: simulated phones and their secure elements.
+"""``mcred phone new|list|show|reset|pcsc``: simulated phones and their secure elements.
 
 ``--trace`` (global) is honoured by the TSM's transports, built with
 :func:`tracing_transport` below, which every command that talks to an SE uses.
@@ -7,15 +7,18 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 from collections.abc import Callable
 
 import typer
 
 import wallet_sim
+import wallet_sim.pcsc
 from mcred.cli.state import OPTIONS
 from mcred.home import data_home
-from tsm.trace import tracing_transmit
+from tsm.trace import trace_plain, tracing_transmit
 
 
 def tracing_transport(transmit: Callable[[bytes], bytes]) -> Callable[[bytes], bytes]:
@@ -28,6 +31,41 @@ def tracing_transport(transmit: Callable[[bytes], bytes]) -> Callable[[bytes], b
 def trace_sink() -> Callable[[str], None] | None:
     """The sink for the TSM's plain APDU pairs under ``--trace`` (else None)."""
     return (lambda line: print(line, file=sys.stderr)) if OPTIONS.trace else None
+
+
+#: INS codes whose command data is a PIN, password or PUK: traced as a length only.
+_SECRET_INS = {0x20, 0x24, 0x2C}
+
+
+def _pcsc_transport(transmit: Callable[[bytes], bytes]) -> Callable[[bytes], bytes]:
+    """``transmit`` that, under ``--trace``, prints each APDU pair a PC/SC application sends,
+    hiding the data of VERIFY / CHANGE REFERENCE DATA / RESET RETRY COUNTER."""
+    if not OPTIONS.trace:
+        return transmit
+
+    def sink(line: str) -> None:
+        print(line.replace("plain", "pcsc ", 1), file=sys.stderr, flush=True)
+
+    def traced(apdu: bytes) -> bytes:
+        resp = transmit(apdu)
+        secret = len(apdu) > 5 and apdu[1] in _SECRET_INS
+        trace_plain(sink, apdu, resp, secret=secret)
+        return resp
+
+    return traced
+
+
+def _parse_atr(value: str) -> bytes:
+    if value in wallet_sim.pcsc.NAMED_ATRS:
+        return wallet_sim.pcsc.NAMED_ATRS[value]
+    try:
+        atr = bytes.fromhex(value.replace(" ", "").replace(":", ""))
+    except ValueError:
+        atr = b""
+    if not 2 <= len(atr) <= 33 or atr[0] not in (0x3B, 0x3F):
+        raise typer.BadParameter(f"{value!r} is neither {'/'.join(wallet_sim.pcsc.NAMED_ATRS)} "
+                                 "nor an ATR in hex (2-33 bytes starting 3B or 3F)")
+    return atr
 
 
 def _fail(msg: str) -> None:
@@ -77,6 +115,44 @@ def register(app: typer.Typer) -> None:
         except wallet_sim.SeError as exc:
             _fail(str(exc))
         typer.echo(f"{phone_id}: app data wiped; the secure element is untouched")
+
+    @phone.command("pcsc")
+    def pcsc(phone_id: str,
+             host: str = typer.Option(wallet_sim.pcsc.DEFAULT_HOST, "--host",
+                                      help="Where vpcd (pcscd's virtual reader) listens."),
+             port: int = typer.Option(wallet_sim.pcsc.DEFAULT_PORT, "--port", min=1, max=65535,
+                                      help="vpcd's port (CHANNELID in /etc/reader.conf.d/vpcd)."),
+             atr: str = typer.Option("phone", "--atr",
+                                     help="'phone' (3B 80 80 01 01, OpenSC probes with SELECT), "
+                                          "'jpki-card' (the card's contact ATR) or hex."),
+             once: bool = typer.Option(False, "--once",
+                                       help="Serve one vpcd connection, then exit.")) -> None:
+        """Put the phone in pcscd's virtual reader (vsmartcard vpcd): PC/SC applications such
+        as OpenSC then reach its secure element. Stop with Ctrl-C."""
+        home = data_home()
+        atr_bytes = _parse_atr(atr)
+        try:
+            wallet_sim.open_secure_element(phone_id, home)
+        except wallet_sim.SeError as exc:
+            _fail(str(exc))
+
+        def insert() -> Callable[[bytes], bytes]:
+            return _pcsc_transport(wallet_sim.open_secure_element(phone_id, home).transmit)
+
+        def say(line: str) -> None:
+            typer.echo(f"{phone_id}: {line}")
+
+        stop = threading.Event()
+        old = {sig: signal.signal(sig, lambda *_: stop.set())
+               for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            say(f"bridging the secure element to vpcd at {host}:{port} (Ctrl-C stops)")
+            wallet_sim.pcsc.serve(insert, host=host, port=port, atr=atr_bytes, once=once,
+                                  say=say, stop=stop)
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+        say("stopped")
 
 
 def _print_tree(value: object, indent: int = 0) -> None:
