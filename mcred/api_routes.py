@@ -520,6 +520,19 @@ class _LazyReader:
         return self._get().outcome(sid)
 
 
+def _installation_jpki_roots(ctx: Context):  # noqa: ANN202
+    """Every root generation of both JPKI purposes, read on each call (a rollover is seen)."""
+
+    def roots() -> list:
+        from mcred.jpki_flow import jpki_issuer
+
+        _issuers_set_up(ctx)  # first use creates the roots: serialised like the jobs' setup
+        issuer = jpki_issuer(ctx)
+        return [*issuer.roots("sign"), *issuer.roots("auth")]
+
+    return roots
+
+
 def api_mounts(ctx: Context) -> list:
     """The composition's own mounts, with their scopes."""
     from mcred.service import Mount
@@ -534,11 +547,16 @@ def api_mounts(ctx: Context) -> list:
 
 
 def _reader_mounts(ctx: Context) -> list:
-    """The reader's verification endpoints under ``/reader`` (scope ``reader``)."""
+    """The reader's verification endpoints under ``/reader`` (scope ``reader``): the mdoc
+    sessions and the JPKI relying party (trusting the installation's JPKI roots, asking
+    revocation over HTTP at the URLs the certificates carry)."""
     from mcred.service import Mount
 
     if not (_available("reader.http") and _available("mcred.present")):
         return []
-    from reader.http import reader_router
+    from reader.http import reader_router, relying_party_router
+    from reader.relying_party import RelyingPartyService
 
-    return [Mount(reader_router(_LazyReader(ctx)), scope="reader", prefix="/reader")]
+    rp = RelyingPartyService(_installation_jpki_roots(ctx))
+    return [Mount(reader_router(_LazyReader(ctx)), scope="reader", prefix="/reader"),
+            Mount(relying_party_router(rp), scope="reader", prefix="/reader")]

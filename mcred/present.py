@@ -23,8 +23,9 @@ from fastapi import FastAPI
 from protocols import cbor
 from protocols.gp import HostChannel, StaticKeys
 from protocols.mdoc import Check, SessionTranscript, VerificationResult
-from reader.http import ReaderService, reader_router
+from reader.http import ReaderService, reader_router, relying_party_router
 from reader.pipeline import PipelineConfig, ReaderPipeline, StatusListCache
+from reader.relying_party import RelyingPartyService
 from reader.session import DEFAULT_REQUEST, ReaderSession, RequestSpec
 from reader.trust import TrustStore
 from tsm import applets as tsm_applets
@@ -63,10 +64,16 @@ def reader_pipeline(trust_pems: Sequence[Path | str] = (), *, trust: TrustStore 
                           **kwargs)
 
 
-def reader_app(service: ReaderService) -> FastAPI:
-    """The stand-alone reader service (``mcred reader serve``)."""
+def reader_app(service: ReaderService, rp: RelyingPartyService | None = None) -> FastAPI:
+    """The stand-alone reader service (``mcred reader serve``): the mdoc sessions, and the
+    JPKI relying party when ``rp`` is given. Errors are ``application/problem+json``."""
+    from issuer.api import problems
+
     app = FastAPI(title="mcred reader", version="0.1.0")
+    problems.install(app)
     app.include_router(reader_router(service))
+    if rp is not None:
+        app.include_router(relying_party_router(rp))
     return app
 
 
