@@ -83,6 +83,13 @@ class HandoverRequest(_Body):
     new_phone_id: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
+class SignerRevocationRequest(_Body):
+    #: The document signer's key label (``mdoc-ds-2``) or certificate serial (hex).
+    ds: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9:._-]+$")
+    reason: Literal["keyCompromise", "superseded", "cessationOfOperation", "affiliationChanged",
+                    "privilegeWithdrawn", "unspecified"]
+
+
 class DrillRequest(_Body):
     scenario: str = Field(pattern=r"^[a-z_]{1,32}$")
     phones: int = Field(1, ge=1, le=50)
@@ -483,6 +490,16 @@ def operator_router(ctx: Context) -> APIRouter:
         svc.setup()
         active = svc.rollover_ds()
         return {"label": getattr(active, "label", str(active))}
+
+    @router.post("/trust/ds-revocations", summary="Revoke an mdoc document-signer "
+                 "certificate: the IACA CRL lists it")
+    def ds_revocation(body: SignerRevocationRequest, request: Request) -> dict[str, Any]:
+        from mcred.mdoc_flow import mdoc_service
+
+        svc = mdoc_service(ctx)
+        svc.setup()
+        info, changed = svc.revoke_signer(body.ds, body.reason, actor=_actor(request))
+        return {**info.to_json(), "changed": changed}
 
     return router
 

@@ -1,6 +1,7 @@
 """The issuer's mdoc side on the command line, and its composition for an installation.
 
 ``mcred mdoc issue`` / ``mcred mdoc respond`` (interop with other mdoc tools),
+``mcred mdoc ds list|rollover|revoke`` (document signers, the IACA CRL),
 ``mcred export iaca``, ``mcred status-list show``, ``mcred credential list|show``.
 Exit codes: 0 done, 1 refused (a check failed), 2 unreadable input.
 """
@@ -297,6 +298,66 @@ def credential_show(
         console.print(f"{k}: {v}", highlight=False)
 
 
+def _signer_table(rows: list) -> None:
+    table = Table("label", "serial", "valid until", "state", "valid mdocs signed")
+    for r in rows:
+        state = (f"[red]revoked[/] ({r.reason}, {r.revoked_at:%Y-%m-%d %H:%M}Z)" if r.revoked_at
+                 else "[green]active[/]" if r.active else "retired")
+        table.add_row(r.label, r.serial, f"{r.not_after:%Y-%m-%d}", state, str(r.affected_mdocs))
+    console.print(table)
+
+
+def ds_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Every document-signer generation: serial, validity, active / retired / revoked."""
+    svc = mdoc_service(Context.open())
+    svc.setup()
+    rows = svc.signers()
+    if as_json:
+        print(json.dumps([r.to_json() for r in rows], ensure_ascii=False))
+    else:
+        _signer_table(rows)
+
+
+def ds_rollover(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Start a new document-signer generation now (the old one stays valid for its MSOs)."""
+    svc = mdoc_service(Context.open())
+    svc.setup()
+    active = svc.rollover_ds()
+    info = next(r for r in svc.signers() if r.label == active.label)
+    if as_json:
+        print(json.dumps(info.to_json(), ensure_ascii=False))
+    else:
+        console.print(f"new document signer {info.label} serial {info.serial}", highlight=False)
+
+
+def ds_revoke(
+    ds: str = typer.Argument(..., help="The document signer: its label (mdoc-ds-2) or its certificate serial (hex)."),
+    reason: str = typer.Option(..., "--reason", help="keyCompromise, superseded, cessationOfOperation, affiliationChanged, privilegeWithdrawn or unspecified."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Revoke a document-signer certificate: listed on the IACA CRL (/trust/iaca.crl); a
+    revoked active signer is replaced by a new generation at the next issuance."""
+    from issuer.mdoc.errors import SignerRevocationError, UnknownSigner
+
+    svc = mdoc_service(Context.open())
+    svc.setup()
+    try:
+        info, changed = svc.revoke_signer(ds, reason, actor="cli")
+    except (UnknownSigner, SignerRevocationError) as exc:
+        raise _fail(str(exc), 2) from None
+    if as_json:
+        print(json.dumps({**info.to_json(), "changed": changed}, ensure_ascii=False))
+        return
+    if not changed:
+        console.print(f"{info.label} was already revoked ({info.reason})", highlight=False)
+        return
+    console.print(f"{info.label} serial {info.serial} revoked ({reason}); the IACA CRL lists "
+                  f"it from now on", highlight=False)
+    if info.affected_mdocs:
+        console.print(f"[yellow]{info.affected_mdocs} valid mdoc(s) were signed by it: readers "
+                      "checking the IACA CRL refuse them; issue new ones[/]")
+
+
 def _group(app: typer.Typer, name: str, help_text: str) -> typer.Typer:
     for info in app.registered_groups:
         if info.name == name:
@@ -312,6 +373,10 @@ def register(app: typer.Typer) -> None:
     mdoc = _group(app, "mdoc", "ISO 18013-5 mdoc tools.")
     mdoc.command("issue")(issue)
     mdoc.command("respond")(respond)
+    ds = _group(mdoc, "ds", "Document signers of the mdoc issuer: list, rollover, revoke.")
+    ds.command("list")(ds_list)
+    ds.command("rollover")(ds_rollover)
+    ds.command("revoke")(ds_revoke)
     export_app.command("iaca")(export_iaca)
     _group(app, "status-list", "Token Status Lists.").command("show")(status_list_show)
     cred = _group(app, "credential", "Issued credentials in the registry.")
