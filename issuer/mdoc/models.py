@@ -8,6 +8,8 @@
 * ``mdoc_iaca_crls`` (revision ``i0004dsrev``): the IACA's CRL last published per IACA
   generation, with its CRL number, rebuilt when a signer revocation marks it stale or its
   nextUpdate draws near.
+* ``identifier_list_tokens`` (revision ``i0005idlist``): the same for the Identifier List
+  published beside each status list.
 * ``status_list_tokens``: the Status List Token last published for each list, kept in the
   database so every stateless API process serves the same bytes (the same ETag) until the
   list's ``version`` moves or the token nears its ``exp``.
@@ -38,6 +40,19 @@ class StatusListToken(IssuerBase):
     __tablename__ = "status_list_tokens"
     list_id: Mapped[str] = mapped_column(ForeignKey("status_lists.id"), primary_key=True)
     #: The list's ``version`` this token was built from.
+    version: Mapped[int] = mapped_column(Integer)
+    token: Mapped[bytes] = mapped_column(LargeBinary)
+    etag: Mapped[str] = mapped_column(String(80))
+    issued_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class IdentifierListToken(IssuerBase):
+    """The Identifier List Token last published beside each status list (revision
+    ``i0005idlist``): same rules as ``status_list_tokens``."""
+
+    __tablename__ = "identifier_list_tokens"
+    list_id: Mapped[str] = mapped_column(ForeignKey("status_lists.id"), primary_key=True)
     version: Mapped[int] = mapped_column(Integer)
     token: Mapped[bytes] = mapped_column(LargeBinary)
     etag: Mapped[str] = mapped_column(String(80))

@@ -19,7 +19,7 @@ from issuer.db import AuditEvent, Credential, Holder, utcnow
 from issuer.mdoc import models as _models  # noqa: F401 - registers the mdoc tables
 from issuer.mdoc.issuance import IssuancePolicy, MdocIssuer
 from issuer.mdoc.pki import PURPOSE_DS, ActiveKey, MdocPki, MdocPkiConfig
-from issuer.mdoc.publication import PublishedToken, StatusPublisher
+from issuer.mdoc.publication import IdentifierPublisher, PublishedToken, StatusPublisher
 from issuer.mdoc.status_lists import StatusListPolicy, StatusRegistry
 from issuer.mdoc.txn import run_transaction
 
@@ -67,6 +67,7 @@ class MdocService:
         self.issuer = MdocIssuer(sessions, self.pki, self.registry, issuance_policy,
                                  clock=clock, portrait_for=portrait_for)
         self.publisher = StatusPublisher(self.pki, self.registry)
+        self.identifier_publisher = IdentifierPublisher(self.pki, self.registry)
 
     # -- keys ---------------------------------------------------------------------------
 
@@ -148,3 +149,8 @@ class MdocService:
         at = now or self.clock()
         return run_transaction(self.sessions, lambda s: self.publisher.token_by_uri(s, uri, at))
 
+    def identifier_token(self, list_id: str, now: dt.datetime | None = None) -> PublishedToken:
+        """The Identifier List Token published beside status list ``list_id``."""
+        at = now or self.clock()
+        return run_transaction(self.sessions,
+                               lambda s: self.identifier_publisher.token(s, list_id, at))

@@ -31,9 +31,14 @@ from protocols import cardsub, certs
 from protocols.cose import key_signer
 from protocols.mdoc import DeviceResponse, IssuerSigned, MdocError, build_document
 from protocols.status import (
+    TYP_IDENTIFIER_LIST,
+    TYP_STATUS_LIST,
     Status,
     StatusListError,
+    decode_identifier_list_token,
     decode_status_list_token,
+    peek_typ,
+    verify_identifier_list_token,
     verify_status_list_token,
 )
 
@@ -172,12 +177,13 @@ def export_iaca(
 
 
 def status_list_show(
-    source: str = typer.Argument(..., help="Status list URI (http/https) or token file."),
+    source: str = typer.Argument(..., help="Status list or identifier list URI (http/https), or token file."),
     trust_anchor: Path | None = typer.Option(None, "--trust-anchor", help="IACA PEM: verify the token too."),
     index: list[int] = typer.Option([], "--index", help="Show the status of these indices."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Decode a Status List Token (and verify it against an IACA when given)."""
+    """Decode a Status List Token or an Identifier List Token (by its typ), and verify it
+    against an IACA when given."""
     if source.startswith(("http://", "https://")):
         import httpx
 
@@ -191,21 +197,15 @@ def status_list_show(
     else:
         data, uri = _read(Path(source), "token file"), None
     try:
+        typ = peek_typ(data)
+        if typ == TYP_IDENTIFIER_LIST:
+            _identifier_list_show(data, uri, trust_anchor, as_json)
+            return
         token = decode_status_list_token(data)
     except StatusListError as exc:
         raise _fail(f"{source}: {exc}") from None
-    verified = None
-    if trust_anchor is not None:
-        try:
-            anchor = certs.load_pem_all(_read(trust_anchor, "trust anchor"))[0]
-        except certs.CertificateParseError as exc:
-            raise _fail(f"{trust_anchor}: {exc}") from None
-        try:
-            verify_status_list_token(data, trust_anchor=anchor, uri=uri or token.header.sub,
-                                     now=dt.datetime.now(dt.UTC))
-            verified = "valid"
-        except StatusListError as exc:
-            verified = f"invalid: {exc}"
+    verified = _verify_with(trust_anchor, lambda anchor: verify_status_list_token(
+        data, trust_anchor=anchor, uri=uri or token.header.sub, now=dt.datetime.now(dt.UTC)))
     lst = token.status_list
     counts = {s.name: 0 for s in Status}
     raw_counts = _count(lst.raw, lst.bits)
@@ -213,17 +213,53 @@ def status_list_show(
         name = Status(value).name if value in Status._value2member_map_ else f"0x{value:02X}"
         counts[name] = counts.get(name, 0) + n
     h = token.header
-    facts = {"sub": h.sub, "iat": h.iat.isoformat(), "exp": h.exp.isoformat() if h.exp else None,
+    facts = {"typ": TYP_STATUS_LIST, "sub": h.sub, "iat": h.iat.isoformat(),
+             "exp": h.exp.isoformat() if h.exp else None,
              "ttl": h.ttl, "bits": lst.bits, "size": len(lst), "counts": counts,
              "signer": h.signer.subject.rfc4514_string(), "verified": verified,
              "indices": {str(i): lst.get(i) for i in index if 0 <= i < len(lst)}}
+    _show(facts, verified, as_json)
+
+
+def _verify_with(trust_anchor: Path | None, verify) -> str | None:  # noqa: ANN001
+    if trust_anchor is None:
+        return None
+    try:
+        anchor = certs.load_pem_all(_read(trust_anchor, "trust anchor"))[0]
+    except certs.CertificateParseError as exc:
+        raise _fail(f"{trust_anchor}: {exc}") from None
+    try:
+        verify(anchor)
+    except StatusListError as exc:
+        return f"invalid: {exc}"
+    return "valid"
+
+
+def _show(facts: dict, verified: str | None, as_json: bool) -> None:
     if as_json:
         print(json.dumps(facts, ensure_ascii=False))
-        return
-    for k, v in facts.items():
-        console.print(f"{k}: {v}", highlight=False)
+    else:
+        for k, v in facts.items():
+            console.print(f"{k}: {v}", highlight=False)
     if verified and verified != "valid":
         raise typer.Exit(1)
+
+
+def _identifier_list_show(data: bytes, uri: str | None, trust_anchor: Path | None,
+                          as_json: bool) -> None:
+    """An Identifier List Token (ISO/IEC 18013-5 2nd edition): every listed identifier."""
+    token = decode_identifier_list_token(data)
+    verified = _verify_with(trust_anchor, lambda anchor: verify_identifier_list_token(
+        data, trust_anchor=anchor, uri=uri or token.header.sub, now=dt.datetime.now(dt.UTC)))
+    h, ids = token.header, sorted(i.hex() for i in token.identifier_list.identifiers)
+    facts = {"typ": TYP_IDENTIFIER_LIST, "sub": h.sub, "iat": h.iat.isoformat(),
+             "exp": h.exp.isoformat() if h.exp else None, "ttl": h.ttl,
+             "signer": h.signer.subject.rfc4514_string(), "verified": verified,
+             "count": len(ids), "identifiers": ids,
+             "aggregation_uri": token.identifier_list.aggregation_uri}
+    if not as_json and len(ids) > 50:
+        facts["identifiers"] = ids[:50] + [f"... {len(ids) - 50} more (--json lists all)"]
+    _show(facts, verified, as_json)
 
 
 def _count(raw: bytes, bits: int) -> dict[int, int]:
@@ -290,7 +326,7 @@ def credential_show(
         facts["mso"] = {"docType": mso.doc_type, "digestAlgorithm": mso.digest_algorithm,
                         "validFrom": mso.validity_info.valid_from.isoformat(),
                         "validUntil": mso.validity_info.valid_until.isoformat(),
-                        "status": mso.status.to_map() if mso.status else None}
+                        "status": _hex_bytes(mso.status.to_map()) if mso.status else None}
     if as_json:
         print(json.dumps(facts, ensure_ascii=False))
         return
@@ -335,8 +371,9 @@ def ds_revoke(
     reason: str = typer.Option(..., "--reason", help="keyCompromise, superseded, cessationOfOperation, affiliationChanged, privilegeWithdrawn or unspecified."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Revoke a document-signer certificate: listed on the IACA CRL (/trust/iaca.crl); a
-    revoked active signer is replaced by a new generation at the next issuance."""
+    """Revoke a document-signer certificate: the IACA CRL (/trust/iaca.crl) lists it.
+
+    A revoked active signer is replaced by a new generation at the next issuance."""
     from issuer.mdoc.errors import SignerRevocationError, UnknownSigner
 
     svc = mdoc_service(Context.open())
@@ -356,6 +393,14 @@ def ds_revoke(
     if info.affected_mdocs:
         console.print(f"[yellow]{info.affected_mdocs} valid mdoc(s) were signed by it: readers "
                       "checking the IACA CRL refuse them; issue new ones[/]")
+
+
+def _hex_bytes(value):  # noqa: ANN001, ANN202
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {k: _hex_bytes(v) for k, v in value.items()}
+    return value
 
 
 def _group(app: typer.Typer, name: str, help_text: str) -> typer.Typer:
