@@ -32,7 +32,7 @@ from protocols import cose
 from protocols.cardsub import parse_holder
 from protocols.cose import CoseKey
 from protocols.mdoc import DeviceResponse, IssuerSigned, SessionTranscript, build_document
-from reader.ds_crl import CrlFetchError, DsCrlCheck
+from reader.ds_crl import CrlFetchError, DsCrlCheck, HttpCrlFetcher
 from reader.pipeline import HttpAnswer
 from reader.trust import TrustStore
 
@@ -233,13 +233,20 @@ def test_cli_revoke_openssl_reads_the_crl_and_refuses_the_ds(home, tmp_path):
 
     assert "No Revoked Certificates" in fetch_crl()
     assert verify().strip().endswith(": OK")
+    # the reader's fetcher over HTTP (the service in-process): at the URL the DS names
+    at = dt.datetime.now(dt.UTC)
+    assert DsCrlCheck(HttpCrlFetcher(client)).check(ds, iaca, at).passed
     out = run("mdoc", "ds", "revoke", ds_info["serial"], "--reason", "keyCompromise", "--json")
     assert json.loads(out)["changed"] and json.loads(out)["reason"] == "keyCompromise"
     text = fetch_crl()
-    assert f"Serial Number: {ds.serial_number:X}" in text, text
+    serials = [int(line.split(":", 1)[1], 16) for line in text.splitlines()
+               if line.strip().startswith("Serial Number:")]
+    assert serials == [ds.serial_number], text  # (OpenSSL pads to whole bytes)
     assert "Key Compromise" in text and "X509v3 CRL Number" in text
     out = verify()
     assert "certificate revoked" in out and "error 23" in out, out
+    refused = DsCrlCheck(HttpCrlFetcher(client)).check(ds, iaca, dt.datetime.now(dt.UTC))
+    assert not refused.passed and "revoked (keyCompromise)" in refused.reason
     run("mdoc", "ds", "revoke", "nope", "--reason", "keyCompromise", code=2)
     assert "already revoked" in run("mdoc", "ds", "revoke", ds_info["label"], "--reason",
                                     "superseded")
