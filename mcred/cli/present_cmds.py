@@ -187,6 +187,7 @@ def register(app: typer.Typer) -> None:
         trust: list[Path] = typer.Option(..., "--trust", help="IACA certificate (PEM); repeatable."),
         at: str | None = typer.Option(None, "--at", help="Verify as of this ISO time (default now)."),
         offline: bool = typer.Option(False, "--offline", help="Do not fetch status lists."),
+        ds_crl: bool = typer.Option(False, "--ds-crl", help="Also check the IACA CRL for a revoked document signer (ds_revocation)."),
         portrait: Path | None = typer.Option(None, "--portrait", help="Save a disclosed portrait here."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     ) -> None:
@@ -200,7 +201,7 @@ def register(app: typer.Typer) -> None:
             now = dt.datetime.fromisoformat(at.replace("Z", "+00:00")) if at else None
             if now is not None and now.tzinfo is None:
                 now = now.replace(tzinfo=dt.UTC)
-            pipeline = reader_pipeline(trust, offline=offline)
+            pipeline = reader_pipeline(trust, offline=offline, ds_crl=ds_crl)
         except (OSError, ValueError, TrustError) as exc:
             _unusable(console, as_json, str(exc))
         _finish(console, verify_saved(data, pipeline, now=now).to_json(), as_json, portrait)
