@@ -110,6 +110,10 @@ class IssuerKey(IssuerBase):
     #: The newest key of a purpose is the active one; older generations stay for verification.
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: Set when the certificate was revoked (mdoc signers: listed on the IACA CRL).
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    #: RFC 5280 5.3.1 CRLReason name of that revocation.
+    revocation_reason: Mapped[str | None] = mapped_column(String(32))
 
 
 class StatusList(IssuerBase):

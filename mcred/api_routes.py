@@ -83,6 +83,13 @@ class HandoverRequest(_Body):
     new_phone_id: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
+class SignerRevocationRequest(_Body):
+    #: The document signer's key label (``mdoc-ds-2``) or certificate serial (hex).
+    ds: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9:._-]+$")
+    reason: Literal["keyCompromise", "superseded", "cessationOfOperation", "affiliationChanged",
+                    "privilegeWithdrawn", "unspecified"]
+
+
 class DrillRequest(_Body):
     scenario: str = Field(pattern=r"^[a-z_]{1,32}$")
     phones: int = Field(1, ge=1, le=50)
@@ -484,6 +491,16 @@ def operator_router(ctx: Context) -> APIRouter:
         active = svc.rollover_ds()
         return {"label": getattr(active, "label", str(active))}
 
+    @router.post("/trust/ds-revocations", summary="Revoke an mdoc document-signer "
+                 "certificate: the IACA CRL lists it")
+    def ds_revocation(body: SignerRevocationRequest, request: Request) -> dict[str, Any]:
+        from mcred.mdoc_flow import mdoc_service
+
+        svc = mdoc_service(ctx)
+        svc.setup()
+        info, changed = svc.revoke_signer(body.ds, body.reason, actor=_actor(request))
+        return {**info.to_json(), "changed": changed}
+
     return router
 
 
@@ -520,6 +537,19 @@ class _LazyReader:
         return self._get().outcome(sid)
 
 
+def _installation_jpki_roots(ctx: Context):  # noqa: ANN202
+    """Every root generation of both JPKI purposes, read on each call (a rollover is seen)."""
+
+    def roots() -> list:
+        from mcred.jpki_flow import jpki_issuer
+
+        _issuers_set_up(ctx)  # first use creates the roots: serialised like the jobs' setup
+        issuer = jpki_issuer(ctx)
+        return [*issuer.roots("sign"), *issuer.roots("auth")]
+
+    return roots
+
+
 def api_mounts(ctx: Context) -> list:
     """The composition's own mounts, with their scopes."""
     from mcred.service import Mount
@@ -534,11 +564,16 @@ def api_mounts(ctx: Context) -> list:
 
 
 def _reader_mounts(ctx: Context) -> list:
-    """The reader's verification endpoints under ``/reader`` (scope ``reader``)."""
+    """The reader's verification endpoints under ``/reader`` (scope ``reader``): the mdoc
+    sessions and the JPKI relying party (trusting the installation's JPKI roots, asking
+    revocation over HTTP at the URLs the certificates carry)."""
     from mcred.service import Mount
 
     if not (_available("reader.http") and _available("mcred.present")):
         return []
-    from reader.http import reader_router
+    from reader.http import reader_router, relying_party_router
+    from reader.relying_party import RelyingPartyService
 
-    return [Mount(reader_router(_LazyReader(ctx)), scope="reader", prefix="/reader")]
+    rp = RelyingPartyService(_installation_jpki_roots(ctx))
+    return [Mount(reader_router(_LazyReader(ctx)), scope="reader", prefix="/reader"),
+            Mount(relying_party_router(rp), scope="reader", prefix="/reader")]

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from issuer.mdoc.issuance import IssuancePolicy
 from issuer.mdoc.pki import MdocPkiConfig
 from issuer.mdoc.service import MdocService
 from mcred.context import Context
@@ -35,11 +36,16 @@ def mdoc_service(ctx: Context) -> MdocService:
     """The installation's mdoc issuer (one per data directory, database and public URL),
     reading holders' portraits from ``<home>/portraits``.
 
-    ``$MCRED_MDOC_ALG`` picks ES256 (default) or ES384 for keys created from now on.
+    ``$MCRED_MDOC_ALG`` picks ES256 (default) or ES384 for keys created from now on;
+    ``$MCRED_MDOC_IDENTIFIER_LIST=1`` puts an ``identifier_list`` reference into MSOs issued
+    from now on, beside the status list reference (specs/status-list.md).
     """
     key = (str(ctx.home), ctx.database, ctx.public_url)
     if key not in _SERVICES:
         config = MdocPkiConfig(algorithm=os.environ.get("MCRED_MDOC_ALG", "ES256"))
+        policy = IssuancePolicy(identifier_list=os.environ.get(
+            "MCRED_MDOC_IDENTIFIER_LIST", "").strip().lower() in ("1", "true", "yes", "on"))
         _SERVICES[key] = MdocService(ctx.sessions, ctx.keystore, ctx.public_url,
-                                     pki_config=config, portrait_for=_portraits(ctx.home))
+                                     pki_config=config, issuance_policy=policy,
+                                     portrait_for=_portraits(ctx.home))
     return _SERVICES[key]

@@ -23,8 +23,10 @@ from fastapi import FastAPI
 from protocols import cbor
 from protocols.gp import HostChannel, StaticKeys
 from protocols.mdoc import Check, SessionTranscript, VerificationResult
-from reader.http import ReaderService, reader_router
+from reader.ds_crl import DsCrlCheck
+from reader.http import ReaderService, reader_router, relying_party_router
 from reader.pipeline import PipelineConfig, ReaderPipeline, StatusListCache
+from reader.relying_party import RelyingPartyService
 from reader.session import DEFAULT_REQUEST, ReaderSession, RequestSpec
 from reader.trust import TrustStore
 from tsm import applets as tsm_applets
@@ -55,18 +57,29 @@ def reader_pipeline(trust_pems: Sequence[Path | str] = (), *, trust: TrustStore 
                     offline: bool = False, max_offline_age: dt.timedelta = dt.timedelta(hours=24),
                     skew: dt.timedelta = dt.timedelta(minutes=5), require_status: bool = False,
                     clock: Callable[[], dt.datetime] | None = None,
-                    fetcher=None) -> ReaderPipeline:
+                    fetcher=None, ds_crl: bool | DsCrlCheck = False) -> ReaderPipeline:
+    """The reader's pipeline; ``ds_crl`` adds the ``ds_revocation`` check (the IACA CRL
+    fetched from the DS certificate's distribution point; a :class:`DsCrlCheck` to share or
+    to give a fetcher)."""
     store = trust or TrustStore.from_pem_files(trust_pems)
     kwargs = {"clock": clock} if clock else {}
+    if ds_crl is True:
+        ds_crl = DsCrlCheck()
     return ReaderPipeline(store, config=PipelineConfig(skew=skew, require_status=require_status),
                           status=StatusListCache(fetcher, offline=offline, max_offline_age=max_offline_age),
-                          **kwargs)
+                          ds_revocation=ds_crl or None, **kwargs)
 
 
-def reader_app(service: ReaderService) -> FastAPI:
-    """The stand-alone reader service (``mcred reader serve``)."""
+def reader_app(service: ReaderService, rp: RelyingPartyService | None = None) -> FastAPI:
+    """The stand-alone reader service (``mcred reader serve``): the mdoc sessions, and the
+    JPKI relying party when ``rp`` is given. Errors are ``application/problem+json``."""
+    from issuer.api import problems
+
     app = FastAPI(title="mcred reader", version="0.1.0")
+    problems.install(app)
     app.include_router(reader_router(service))
+    if rp is not None:
+        app.include_router(relying_party_router(rp))
     return app
 
 

@@ -7,10 +7,21 @@ bodies, byte for byte (a transport adapter around :class:`reader.session.ReaderS
 * ``POST /sessions/{id}``: body the wallet's SessionData; answers the reader's SessionData
   (status 20: the reader has what it asked for and ends the session).
 * ``GET /sessions/{id}/result``: the verdict, ``{"valid", "checks", "documents"}``.
+
+The JPKI relying party (:func:`relying_party_router`) joins the same service:
+
+* ``POST /rp/jpki/verify``: JSON ``{"content", "signature", ? "certificate", ? "slot",
+  ? "revocation"}`` (bytes in base64), a CMS detached signature as ``mcred jpki sign``
+  makes it, or a raw one with the signer certificate; answers ``200`` with the verdict
+  ``{"valid", "checks", "documents"}`` of :func:`reader.relying_party.verify` (revocation
+  asked live: OCSP at the certificate's AIA, or its CRL distribution point); ``422`` for a
+  body that is not such a request.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import secrets
 import threading
@@ -18,13 +29,16 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from protocols import cbor
 from reader.errors import ReaderSessionError
+from reader.relying_party import RelyingPartyService
 from reader.session import ReaderOutcome, ReaderSession, RequestSpec, Verifier
 
 CBOR = "application/cbor"
@@ -161,5 +175,60 @@ def reader_router(service: ReaderService) -> APIRouter:
         if outcome is False:
             raise HTTPException(409, "no response received yet")
         return JSONResponse(outcome.result.to_json())
+
+    return router
+
+
+# -- the JPKI relying party ---------------------------------------------------------------
+
+#: Content up to 4 MiB (base64: 4/3 of that); signatures and certificates up to 48 KiB.
+MAX_CONTENT_B64 = 4 * 1024 * 1024 * 4 // 3 + 4
+MAX_BLOB_B64 = 64 * 1024
+_B64 = r"^[A-Za-z0-9+/_\-\s]*={0,2}\s*$"
+
+
+class RpVerifyRequest(BaseModel):
+    """A signature to judge: bytes in base64 (standard or URL-safe alphabet)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    content: str = Field(max_length=MAX_CONTENT_B64, pattern=_B64,
+                         description="the signed content, base64")
+    signature: str = Field(min_length=1, max_length=MAX_BLOB_B64, pattern=_B64,
+                           description="CMS detached SignedData (DER, as `mcred jpki sign` "
+                           "writes it), or a raw signature when `certificate` is given; base64")
+    certificate: str | None = Field(None, min_length=1, max_length=MAX_BLOB_B64, pattern=_B64,
+                                    description="signer certificate (DER), base64: "
+                                    "`signature` is then raw (PKCS#1 v1.5 / ECDSA DER)")
+    slot: Literal["sign", "auth"] = Field("sign", description="the certificate the relying "
+                                          "party requires: signing or user authentication")
+    revocation: Literal["ocsp", "crl"] = Field("ocsp", description="ask the certificate's "
+                                               "OCSP responder, or fetch its CRL")
+
+
+def _b64(value: str, what: str) -> bytes:
+    text = "".join(value.split())
+    try:
+        return base64.b64decode(text.replace("-", "+").replace("_", "/")
+                                + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise HTTPException(422, f"{what}: not base64") from None
+
+
+def relying_party_router(rp: RelyingPartyService) -> APIRouter:
+    """``POST /rp/jpki/verify`` (no scope of its own: the composition root mounts it)."""
+    router = APIRouter(tags=["relying party"])
+
+    @router.post("/rp/jpki/verify", summary="Verify a signature made with a phone's JPKI "
+                 "certificate: signature, chain, policy, key usage, validity, revocation")
+    async def verify_jpki(body: RpVerifyRequest) -> JSONResponse:
+        content = _b64(body.content, "content")
+        signature = _b64(body.signature, "signature")
+        certificate = _b64(body.certificate, "certificate") if body.certificate else None
+        if not signature:
+            raise HTTPException(422, "signature: empty")
+        result = await run_in_threadpool(rp.verify, content, signature, slot=body.slot,
+                                         certificate=certificate, revocation=body.revocation)
+        return JSONResponse(result)
 
     return router

@@ -295,8 +295,11 @@ class ReaderPipeline:
         clock: Callable[[], dt.datetime] = utcnow,
         config: PipelineConfig = PipelineConfig(),
         status: StatusListCache | None = None,
+        ds_revocation: Callable[[DocumentContext], Check] | None = None,
     ) -> None:
         self.trust = trust
+        #: Optional extra check per document (reader.ds_crl.DsCrlCheck: the IACA CRL).
+        self.ds_revocation = ds_revocation
         self.clock = clock
         self.config = config
         self.status = status or StatusListCache()
@@ -360,6 +363,8 @@ class ReaderPipeline:
                              f"signed {cbor.tdate_text(v.signed)} {'within' if inside else 'OUTSIDE'} DS validity "
                              f"{cbor.tdate_text(leaf.not_valid_before_utc)} .. {cbor.tdate_text(leaf.not_valid_after_utc)}"))
         out += self._profile_checks(ctx)
+        if self.ds_revocation is not None:
+            out.append(self.ds_revocation(ctx))
         out.append(self._key_authorizations(ctx))
         out += self._status(ctx)
         disclosed = None

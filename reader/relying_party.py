@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
@@ -245,3 +245,34 @@ def _result(checks: list[Check], cert: x509.Certificate | None) -> dict[str, Any
         documents.append(doc)
     return {"valid": all(c.passed for c in checks) and bool(checks),
             "checks": [c.to_dict() for c in checks], "documents": documents}
+
+
+class RelyingPartyService:
+    """The relying party as a service (``POST /rp/jpki/verify`` of :mod:`reader.http`): trusted
+    JPKI roots (every generation of both purposes; the chain check picks by AKI, the policy
+    check tells signing from user authentication), revocation asked live over HTTP.
+
+    ``roots`` is a sequence or a zero-argument callable (read on each request, so a root
+    rollover at the issuer is seen without restarting the reader)."""
+
+    def __init__(self, roots: Sequence[x509.Certificate] | Callable[[], Sequence[x509.Certificate]],
+                 *, client: httpx.Client | None = None,
+                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
+        self._roots = roots
+        self.client = client
+        self.clock = clock
+
+    def roots(self) -> list[x509.Certificate]:
+        return list(self._roots() if callable(self._roots) else self._roots)
+
+    def verify(self, content: bytes, signature: bytes, *, slot: str = "sign",
+               certificate: bytes | None = None, revocation: str = "ocsp") -> dict[str, Any]:
+        """:func:`verify` at the service's clock; an unexpected failure on hostile bytes is a
+        failed ``signature`` check, never an exception (the reader's boundary)."""
+        try:
+            return verify(content, signature, roots=self.roots(), slot=slot,
+                          certificate=certificate, revocation=revocation, at=self.clock(),
+                          client=self.client)
+        except Exception as exc:  # noqa: BLE001 - hostile bytes end as a refusal
+            return _result([Check("signature", False,
+                                  f"unverifiable: {type(exc).__name__}: {exc}")], None)

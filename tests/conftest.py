@@ -8,7 +8,21 @@ from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+def _shared() -> Path:
+    """The shared directory (vectors, context): ``$MCRED_SHARED``, else the nearest
+    ancestor's ``shared`` with vectors in it (a checkout in /work/main and a git worktree in
+    /work/wt/<name> both find /work/shared)."""
+    if os.environ.get("MCRED_SHARED"):
+        return Path(os.environ["MCRED_SHARED"])
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "shared" / "vectors").is_dir():
+            return parent / "shared"
+    return here.parents[2] / "shared"
+
+
+SHARED = _shared()
 VECTORS = SHARED / "vectors"
 
 PG_URL = os.environ.get(

@@ -3,6 +3,8 @@
 * ``GET /status/{list_id}``: the Status List Token (``application/statuslist+cwt``,
   draft-ietf-oauth-status-list §8.1), with ``ETag`` and ``Cache-Control`` from the TTL;
   ``304 Not Modified`` on a matching ``If-None-Match`` (RFC 9110 §13.1.2).
+* ``GET /identifiers/{list_id}``: the Identifier List Token beside that status list
+  (``application/identifierlist+cwt``, ISO/IEC 18013-5 2nd edition), same headers and 304.
 * ``GET /trust/iaca.pem`` / ``/trust/iaca.der``: the IACA certificate (the trust anchor
   readers import); ``GET /trust/iaca.crl``: the IACA's CRL (its CRL distribution point).
 """
@@ -16,7 +18,7 @@ from fastapi import APIRouter, Header, Response
 
 from issuer.api import problem
 from issuer.mdoc.errors import UnknownStatusList
-from issuer.mdoc.publication import MEDIA_TYPE
+from issuer.mdoc.publication import IDENTIFIER_MEDIA_TYPE, MEDIA_TYPE
 from issuer.mdoc.service import MdocService
 
 _TRUST_CACHE = "public, max-age=3600"
@@ -45,6 +47,22 @@ def status_router(service: Factory) -> APIRouter:
         if published.matches(if_none_match):
             return Response(status_code=304, headers=headers)
         return Response(published.token, media_type=MEDIA_TYPE, headers=headers)
+
+    @router.get("/identifiers/{list_id}", response_class=Response,
+                responses={200: {"content": {IDENTIFIER_MEDIA_TYPE: {}}}, 304: {}, 404: {}})
+    def identifier_list(list_id: str, if_none_match: str | None = Header(default=None)) -> Response:
+        if not list_id.isalnum() or len(list_id) > 64:
+            return _not_found(list_id[:64])
+        svc = service()
+        now = svc.clock()
+        try:
+            published = svc.identifier_token(list_id, now)
+        except UnknownStatusList:
+            return _not_found(list_id)
+        headers = published.headers(now)
+        if published.matches(if_none_match):
+            return Response(status_code=304, headers=headers)
+        return Response(published.token, media_type=IDENTIFIER_MEDIA_TYPE, headers=headers)
 
     return router
 

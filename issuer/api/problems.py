@@ -124,6 +124,9 @@ def _register_issuer_errors() -> None:
     register_error(me.UnknownPhone, 404, "unknown-phone", "Unknown phone")
     register_error(me.UnknownStatusList, 404, "unknown-status-list", "Unknown status list")
     register_error(me.MdocKeysMissing, 503, "mdoc-keys-missing", "mdoc issuer keys not set up")
+    register_error(me.UnknownSigner, 404, "unknown-signer", "Unknown mdoc signer certificate")
+    register_error(me.SignerRevocationError, 400, "signer-revocation-refused",
+                   "Signer revocation refused")
     register_error(KeyStoreError, 503, "keystore-error", "Issuer keystore unavailable")
     register_error(KeyNotFound, 503, "key-not-found", "Issuer key not found")
 

@@ -40,3 +40,11 @@ class StatusAllocationError(IssuerMdocError):
 
 class UnknownStatusList(IssuerMdocError):
     """No status list with this id or URI."""
+
+
+class UnknownSigner(IssuerMdocError):
+    """No document signer (or status-list signer) with this label or serial."""
+
+
+class SignerRevocationError(IssuerMdocError):
+    """A signer revocation was refused (reason not allowed for it)."""

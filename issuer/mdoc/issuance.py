@@ -35,9 +35,17 @@ from issuer.mdoc.txn import run_transaction
 from issuer.revocation import supersede_other_phones
 from protocols import cardsub
 from protocols.cardsub import DEFAULT_NAMES, JST, DocNames
-from protocols.mdoc import IssuerSigned, MsoStatus, StatusListRef, build_issuer_signed
+from protocols.mdoc import (
+    IdentifierListRef,
+    IssuerSigned,
+    MsoStatus,
+    StatusListRef,
+    build_issuer_signed,
+)
 
 CHALLENGE_BYTES = 32
+#: Size of an MSO's identifier in the Identifier List (random, never reused in practice).
+IDENTIFIER_BYTES = 16
 _PROOF_HASH = {"secp256r1": hashes.SHA256, "secp384r1": hashes.SHA384}
 
 
@@ -49,6 +57,9 @@ class IssuancePolicy:
     digest_alg: str = "SHA-256"
     names: DocNames = field(default=DEFAULT_NAMES)
     max_slots: int = 16
+    #: Also put an ``identifier_list`` reference (16 random bytes, the Identifier List
+    #: beside the status list) into each MSO; specs/status-list.md says why it is off.
+    identifier_list: bool = False
 
 
 def device_key_from_spki(spki_der: bytes) -> ec.EllipticCurvePublicKey:
@@ -234,17 +245,20 @@ class MdocIssuer:
         docno = document_number(holder_row.id, phone_id)
 
         def make_row(lst, idx: int) -> Credential:
+            ident = secrets.token_bytes(IDENTIFIER_BYTES) if self.policy.identifier_list else None
+            status = MsoStatus(StatusListRef(idx, lst.uri), None if ident is None else
+                               IdentifierListRef(ident, self.registry.identifier_uri_for(lst.id)))
             issuer_signed = sign_card_substitute(
                 holder, portrait, key, ds, now=now, record_expiry=holder_row.card_expiry,
-                document_no=docno, status=MsoStatus(StatusListRef(idx, lst.uri)),
-                policy=self.policy)
+                document_no=docno, status=status, policy=self.policy)
             validity = issuer_signed.mso().validity_info
             return Credential(
                 holder_id=holder_row.id, phone_id=phone_id, kind="mdoc", status="valid",
                 issued_at=now, not_before=validity.valid_from, not_after=validity.valid_until,
                 issuer_key=ds.label, body=issuer_signed.encode(), job_ref=job_ref,
                 meta={"slot": slot, "device_key_sha256": digest, "doctype": self.policy.names.doctype,
-                      "document_number": docno, "proof": "attested" if proof is None else "pop"},
+                      "document_number": docno, "proof": "attested" if proof is None else "pop",
+                      **({"identifier": ident.hex()} if ident is not None else {})},
             )
 
         credential = self.registry.allocate(s, now, make_row)

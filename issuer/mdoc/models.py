@@ -5,6 +5,11 @@
   retries of the same job race: the loser's insert fails and it returns the winner's MSO.
 * ``mdoc_challenges``: the fresh challenge each (job, slot)'s device key must sign with its
   SPKI as proof of possession; stored so a retried job gets the same one back.
+* ``mdoc_iaca_crls`` (revision ``i0004dsrev``): the IACA's CRL last published per IACA
+  generation, with its CRL number, rebuilt when a signer revocation marks it stale or its
+  nextUpdate draws near.
+* ``identifier_list_tokens`` (revision ``i0005idlist``): the same for the Identifier List
+  published beside each status list.
 * ``status_list_tokens``: the Status List Token last published for each list, kept in the
   database so every stateless API process serves the same bytes (the same ETag) until the
   list's ``version`` moves or the token nears its ``exp``.
@@ -14,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import DateTime, ForeignKey, Integer, LargeBinary, String
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from issuer.db import IssuerBase, utcnow
@@ -42,6 +47,19 @@ class StatusListToken(IssuerBase):
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
 
+class IdentifierListToken(IssuerBase):
+    """The Identifier List Token last published beside each status list (revision
+    ``i0005idlist``): same rules as ``status_list_tokens``."""
+
+    __tablename__ = "identifier_list_tokens"
+    list_id: Mapped[str] = mapped_column(ForeignKey("status_lists.id"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    token: Mapped[bytes] = mapped_column(LargeBinary)
+    etag: Mapped[str] = mapped_column(String(80))
+    issued_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
 class MdocChallenge(IssuerBase):
     __tablename__ = "mdoc_challenges"
     job_ref: Mapped[str] = mapped_column(String(128), primary_key=True)
@@ -49,3 +67,14 @@ class MdocChallenge(IssuerBase):
     phone_id: Mapped[str] = mapped_column(String(64))
     challenge: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class IacaCrl(IssuerBase):
+    __tablename__ = "mdoc_iaca_crls"
+    iaca_label: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: RFC 5280 5.2.3: only grows (never below the Unix time of the build, as before).
+    crl_number: Mapped[int] = mapped_column(BigInteger)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    this_update: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    next_update: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    stale: Mapped[bool] = mapped_column(default=False)

@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from issuer.db import IssuerKey
 from issuer.keystore import CoseSignerAdapter, KeyStoreError
-from issuer.mdoc.errors import MdocKeyError, MdocKeysMissing
+from issuer.mdoc.errors import MdocKeyError, MdocKeysMissing, SignerRevocationError, UnknownSigner
+from issuer.mdoc.models import IacaCrl
 from protocols import iaca
 
 PURPOSE_IACA = "iaca"
@@ -81,6 +82,7 @@ class MdocPki:
         self.public_url = public_url.rstrip("/")
         self.config = config or MdocPkiConfig()
         self._certs: dict[str, x509.Certificate] = {}
+        self._crls: dict[bytes, x509.CertificateRevocationList] = {}
 
     # -- URLs put into certificates -----------------------------------------------------
 
@@ -108,7 +110,7 @@ class MdocPki:
         ))
 
     def _active(self, session: Session, purpose: str) -> IssuerKey | None:
-        rows = [r for r in self._rows(session, purpose) if r.active]
+        rows = [r for r in self._rows(session, purpose) if r.active and r.revoked_at is None]
         return rows[-1] if rows else None
 
     def _activekey(self, row: IssuerKey) -> ActiveKey:
@@ -214,17 +216,123 @@ class MdocPki:
         return (self.ensure_iaca(session, now), self.document_signer(session, now),
                 self.status_signer(session, now))
 
-    def iaca_crl(self, session: Session, now: dt.datetime, *, next_update: dt.timedelta =
-                 dt.timedelta(days=7)) -> x509.CertificateRevocationList:
-        """The IACA's CRL (RFC 5280): no DS or status signer is revoked by this simulator."""
+    # -- revocation of the IACA's signers (RFC 5280 5.3.1 reasons) --------------------
+
+    def signer_row(self, session: Session, ref: str,
+                   purposes: tuple[str, ...] = (PURPOSE_DS,)) -> IssuerKey:
+        """The signer ``ref`` names: its label (``mdoc-ds-2``) or its certificate serial in
+        hex (any case, colons allowed)."""
+        rows = [r for p in purposes for r in self._rows(session, p)]
+        for row in rows:
+            if row.label == ref:
+                return row
+        text = ref.replace(":", "").strip().lower().removeprefix("0x")
+        try:
+            serial = int(text, 16) if text else None
+        except ValueError:
+            serial = None
+        for row in rows:
+            if serial is not None and self._cert(row).serial_number == serial:
+                return row
+        raise UnknownSigner(f"no {' or '.join(purposes)} signer with label or serial {ref!r}")
+
+    def revoke_signer(self, session: Session, ref: str, reason: str, now: dt.datetime,
+                      purposes: tuple[str, ...] = (PURPOSE_DS,)) -> tuple[IssuerKey, bool]:
+        """Revoke a signer certificate issued by the IACA: recorded on its ``issuer_keys``
+        row, listed on the next IACA CRL, and never used to sign again (a revoked active
+        signer is replaced by a new generation on next use). Idempotent: a second revocation
+        changes nothing and returns ``(row, False)``."""
+        if reason not in SIGNER_REVOCATION_REASONS:
+            raise SignerRevocationError(
+                f"reason {reason!r}: use one of {', '.join(SIGNER_REVOCATION_REASONS)} "
+                "(a signer is not put on hold)")
+        row = self.signer_row(session, ref, purposes)
+        session.refresh(row, with_for_update=True)
+        if row.revoked_at is not None:
+            return row, False
+        row.revoked_at, row.revocation_reason, row.active = now, reason, False
+        session.execute(update(IacaCrl).values(stale=True)
+                        .execution_options(synchronize_session=False))
+        session.flush()
+        return row, True
+
+    def revoked_signers(self, session: Session, root: x509.Certificate,
+                        now: dt.datetime) -> list[tuple[x509.Certificate, IssuerKey]]:
+        """Revoked, unexpired signer certificates issued by ``root`` (the CRL's entries)."""
+        rows = session.scalars(select(IssuerKey).where(
+            IssuerKey.purpose.in_((PURPOSE_DS, PURPOSE_STATUS)),
+            IssuerKey.revoked_at.is_not(None)).order_by(IssuerKey.revoked_at, IssuerKey.label))
+        out = []
+        for row in rows:
+            cert = self._cert(row)
+            if cert.issuer == root.subject and cert.not_valid_after_utc >= now:
+                out.append((cert, row))
+        return out
+
+    def iaca_crl(self, session: Session, now: dt.datetime, *,
+                 next_update: dt.timedelta = dt.timedelta(hours=24)) -> x509.CertificateRevocationList:
+        """The IACA's CRL (RFC 5280 5): every revoked, unexpired document signer and
+        status-list signer it issued, with the revocation time and reason. Built and stored
+        once (``mdoc_iaca_crls``), rebuilt when a revocation marked it stale or less than
+        :data:`CRL_REFRESH` remains before its nextUpdate. The CRL number only grows."""
         root = self.ensure_iaca(session, now)
+        stored = session.get(IacaCrl, root.label)
+        if stored is not None and not stored.stale and _aware(stored.next_update) - now > CRL_REFRESH:
+            return self._crl(stored.body)
+        stored = session.get(IacaCrl, root.label, with_for_update=True)
+        if stored is not None:
+            session.refresh(stored)
+            if not stored.stale and _aware(stored.next_update) - now > CRL_REFRESH:
+                return self._crl(stored.body)  # another process rebuilt it meanwhile
+        this_update = now.astimezone(dt.UTC).replace(microsecond=0)
+        number = max((stored.crl_number + 1) if stored else 1, int(this_update.timestamp()))
         builder = (
             x509.CertificateRevocationListBuilder()
             .issuer_name(root.certificate.subject)
-            .last_update(now.replace(microsecond=0))
-            .next_update((now + next_update).replace(microsecond=0))
-            .add_extension(x509.CRLNumber(int(now.timestamp())), critical=False)
+            .last_update(this_update)
+            .next_update(this_update + next_update)
+            .add_extension(x509.CRLNumber(number), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
                 root.certificate.public_key()), critical=False)
         )
-        return self.keystore.signer(root.label).sign_crl(builder)
+        for cert, row in self.revoked_signers(session, root.certificate, now):
+            entry = (x509.RevokedCertificateBuilder().serial_number(cert.serial_number)
+                     .revocation_date(_aware(row.revoked_at).replace(microsecond=0)))
+            if row.revocation_reason and row.revocation_reason != "unspecified":
+                entry = entry.add_extension(
+                    x509.CRLReason(x509.ReasonFlags[_REASON_FLAGS[row.revocation_reason]]),
+                    critical=False)
+            builder = builder.add_revoked_certificate(entry.build())
+        crl = self.keystore.signer(root.label).sign_crl(builder)
+        body = crl.public_bytes(serialization.Encoding.DER)
+        if stored is None:
+            stored = IacaCrl(iaca_label=root.label)
+            session.add(stored)
+        stored.crl_number, stored.body, stored.stale = number, body, False
+        stored.this_update, stored.next_update = this_update, this_update + next_update
+        session.flush()
+        return self._crl(body)
+
+    def _crl(self, body: bytes) -> x509.CertificateRevocationList:
+        cached = self._crls.get(body)
+        if cached is None:
+            cached = x509.load_der_x509_crl(body)
+            self._crls = {body: cached}
+        return cached
+
+
+#: RFC 5280 5.3.1 reasons a signer certificate may be revoked with (no hold for signers).
+SIGNER_REVOCATION_REASONS = ("keyCompromise", "superseded", "cessationOfOperation",
+                             "affiliationChanged", "privilegeWithdrawn", "unspecified")
+_REASON_FLAGS = {"keyCompromise": "key_compromise", "superseded": "superseded",
+                 "cessationOfOperation": "cessation_of_operation",
+                 "affiliationChanged": "affiliation_changed",
+                 "privilegeWithdrawn": "privilege_withdrawn", "unspecified": "unspecified"}
+#: A stored IACA CRL is rebuilt when its nextUpdate is closer than this (readers keep a CRL
+#: until its nextUpdate, 24 h after thisUpdate: the longest a DS revocation takes to reach them).
+CRL_REFRESH = dt.timedelta(hours=1)
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    # SQLite hands back naive datetimes for timezone-aware columns: they are UTC.
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)

@@ -6,6 +6,11 @@ A token is signed by the active status-list signer (chained to the IACA) and sto
 the list's ``version`` moved (a status changed) or when fewer than ``ttl`` seconds remain
 before its ``exp``; otherwise the stored one is served. The ETag is a hash of the token
 bytes; ``Cache-Control: max-age`` is the TTL, cut to the time left before ``exp``.
+
+:class:`IdentifierPublisher` publishes the ISO/IEC 18013-5 2nd edition Identifier List
+beside each status list (``<public URL>/identifiers/<list id>``, stored in
+``identifier_list_tokens``) by the same rules: the same signer, TTL, lifetime and
+version-driven rebuilds, so a revocation reaches both lists at once.
 """
 
 from __future__ import annotations
@@ -19,12 +24,18 @@ from sqlalchemy.orm import Session
 
 from issuer.db import StatusList
 from issuer.mdoc.errors import UnknownStatusList
-from issuer.mdoc.models import StatusListToken
-from issuer.mdoc.pki import MdocPki
+from issuer.mdoc.models import IdentifierListToken, StatusListToken
+from issuer.mdoc.pki import ActiveKey, MdocPki
 from issuer.mdoc.status_lists import StatusRegistry
-from protocols.status import TYP_STATUS_LIST, build_status_list_token
+from protocols.status import (
+    TYP_IDENTIFIER_LIST,
+    TYP_STATUS_LIST,
+    build_identifier_list_token,
+    build_status_list_token,
+)
 
 MEDIA_TYPE = TYP_STATUS_LIST  # application/statuslist+cwt
+IDENTIFIER_MEDIA_TYPE = TYP_IDENTIFIER_LIST  # application/identifierlist+cwt
 
 
 @dataclass(frozen=True)
@@ -70,6 +81,9 @@ def _aware(value: dt.datetime) -> dt.datetime:
 class StatusPublisher:
     """Builds, stores and serves the token of each list."""
 
+    #: The table the published tokens are kept in.
+    model: type = StatusListToken
+
     def __init__(self, pki: MdocPki, registry: StatusRegistry) -> None:
         self.pki = pki
         self.registry = registry
@@ -90,7 +104,8 @@ class StatusPublisher:
         if head is None:
             raise UnknownStatusList(f"no status list {list_id!r}")
         version, uri = head
-        stored = session.get(StatusListToken, list_id)
+        uri = self._uri(list_id, uri)
+        stored = session.get(self.model, list_id)
         if self._fresh(version, stored, now):
             cached = self._memory.get(list_id)
             if cached is not None and cached.etag == stored.etag:
@@ -98,31 +113,41 @@ class StatusPublisher:
             return self._remember(list_id, uri, stored)
         return self._rebuild(session, list_id, now, stored)
 
+    def _uri(self, list_id: str, status_uri: str) -> str:
+        """Where this publisher's token of ``list_id`` is published (its ``sub``)."""
+        return status_uri
+
+    def _build(self, session: Session, row: StatusList, uri: str, signer: ActiveKey,
+               iat: dt.datetime, exp: dt.datetime) -> bytes:
+        return build_status_list_token(self.registry.contents(session, row), uri=uri, iat=iat,
+                                       exp=exp, ttl=self.registry.policy.ttl,
+                                       signer=signer.signer, certificate=signer.certificate)
+
     def _rebuild(self, session: Session, list_id: str, now: dt.datetime,
-                 stored: StatusListToken | None) -> PublishedToken:
+                 stored: StatusListToken | IdentifierListToken | None) -> PublishedToken:
         row = session.get(StatusList, list_id, with_for_update=True)
         session.refresh(row)
+        uri = self._uri(list_id, row.uri)
         if stored is not None:
             session.refresh(stored)
             if self._fresh(row.version, stored, now):  # another process rebuilt meanwhile
-                return self._remember(list_id, row.uri, stored)
+                return self._remember(list_id, uri, stored)
         policy = self.registry.policy
         signer = self.pki.status_signer(session, now)
         iat = now.astimezone(dt.UTC).replace(microsecond=0)
         exp = iat + dt.timedelta(seconds=policy.lifetime)
-        contents = self.registry.contents(session, row)
-        token = build_status_list_token(contents, uri=row.uri, iat=iat, exp=exp, ttl=policy.ttl,
-                                        signer=signer.signer, certificate=signer.certificate)
+        token = self._build(session, row, uri, signer, iat, exp)
         etag = '"' + hashlib.sha256(token).hexdigest()[:40] + '"'
         if stored is None:
-            stored = StatusListToken(list_id=list_id)
+            stored = self.model(list_id=list_id)
             session.add(stored)
         stored.version, stored.token, stored.etag = row.version, token, etag
         stored.issued_at, stored.expires_at = iat, exp
         session.flush()
-        return self._remember(list_id, row.uri, stored)
+        return self._remember(list_id, uri, stored)
 
-    def _remember(self, list_id: str, uri: str, stored: StatusListToken) -> PublishedToken:
+    def _remember(self, list_id: str, uri: str,
+                  stored: StatusListToken | IdentifierListToken) -> PublishedToken:
         published = PublishedToken(list_id, uri, stored.version, stored.token, stored.etag,
                                     _aware(stored.issued_at), _aware(stored.expires_at),
                                     self.registry.policy.ttl)
@@ -131,3 +156,18 @@ class StatusPublisher:
 
     def token_by_uri(self, session: Session, uri: str, now: dt.datetime) -> PublishedToken:
         return self.token(session, self.registry.by_uri(session, uri).id, now)
+
+
+class IdentifierPublisher(StatusPublisher):
+    """The Identifier List Token beside each status list (same signer, TTL and cache rules)."""
+
+    model = IdentifierListToken
+
+    def _uri(self, list_id: str, status_uri: str) -> str:
+        return self.registry.identifier_uri_for(list_id)
+
+    def _build(self, session: Session, row: StatusList, uri: str, signer: ActiveKey,
+               iat: dt.datetime, exp: dt.datetime) -> bytes:
+        return build_identifier_list_token(
+            self.registry.identifiers(session, row, iat), uri=uri, iat=iat, exp=exp,
+            ttl=self.registry.policy.ttl, signer=signer.signer, certificate=signer.certificate)

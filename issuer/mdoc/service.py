@@ -9,17 +9,42 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from cryptography import x509
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from issuer.db import Holder, utcnow
+from issuer.db import AuditEvent, Credential, Holder, utcnow
 from issuer.mdoc import models as _models  # noqa: F401 - registers the mdoc tables
 from issuer.mdoc.issuance import IssuancePolicy, MdocIssuer
-from issuer.mdoc.pki import ActiveKey, MdocPki, MdocPkiConfig
-from issuer.mdoc.publication import PublishedToken, StatusPublisher
+from issuer.mdoc.pki import PURPOSE_DS, ActiveKey, MdocPki, MdocPkiConfig
+from issuer.mdoc.publication import IdentifierPublisher, PublishedToken, StatusPublisher
 from issuer.mdoc.status_lists import StatusListPolicy, StatusRegistry
 from issuer.mdoc.txn import run_transaction
+
+
+@dataclass(frozen=True)
+class SignerInfo:
+    """A signer generation as operators see it (never the key)."""
+
+    label: str
+    purpose: str
+    serial: str
+    subject: str
+    not_before: dt.datetime
+    not_after: dt.datetime
+    active: bool
+    revoked_at: dt.datetime | None
+    reason: str | None
+    affected_mdocs: int
+
+    def to_json(self) -> dict:
+        return {"label": self.label, "purpose": self.purpose, "serial": self.serial,
+                "subject": self.subject, "not_before": self.not_before.isoformat(),
+                "not_after": self.not_after.isoformat(), "active": self.active,
+                "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+                "reason": self.reason, "affected_mdocs": self.affected_mdocs}
 
 
 class MdocService:
@@ -42,6 +67,7 @@ class MdocService:
         self.issuer = MdocIssuer(sessions, self.pki, self.registry, issuance_policy,
                                  clock=clock, portrait_for=portrait_for)
         self.publisher = StatusPublisher(self.pki, self.registry)
+        self.identifier_publisher = IdentifierPublisher(self.pki, self.registry)
 
     # -- keys ---------------------------------------------------------------------------
 
@@ -62,6 +88,48 @@ class MdocService:
     def rollover_ds(self) -> ActiveKey:
         return run_transaction(self.sessions, lambda s: self.pki.rollover_ds(s, self.clock()))
 
+    def signers(self, purpose: str = PURPOSE_DS) -> list[SignerInfo]:
+        """Every generation of the document signers (or status-list signers), oldest first."""
+
+        def work(s: Session) -> list[SignerInfo]:
+            return [self._info(s, row) for row in self.pki._rows(s, purpose)]
+
+        return run_transaction(self.sessions, work)
+
+    def revoke_signer(self, ref: str, reason: str, *, actor: str = "issuer",
+                      purposes: tuple[str, ...] = (PURPOSE_DS,)) -> tuple[SignerInfo, bool]:
+        """Revoke the signer named by label or serial (see :meth:`MdocPki.revoke_signer`);
+        ``(what it is now, whether this call changed it)``. The MSOs it signed stay in the
+        registry as they are: readers that check the IACA CRL refuse them, and the holders'
+        phones need new ones (``affected_mdocs`` counts the valid ones)."""
+
+        def work(s: Session) -> tuple[SignerInfo, bool]:
+            now = self.clock()
+            row, changed = self.pki.revoke_signer(s, ref, reason, now, purposes)
+            info = self._info(s, row)
+            if changed:
+                s.add(AuditEvent(actor=actor, action="mdoc.signer.revoke", subject=row.label,
+                                 detail={"serial": info.serial, "reason": reason,
+                                         "purpose": row.purpose,
+                                         "affected_mdocs": info.affected_mdocs}))
+                s.flush()
+            return info, changed
+
+        return run_transaction(self.sessions, work)
+
+    def _info(self, s: Session, row) -> SignerInfo:  # noqa: ANN001
+        cert = self.pki._cert(row)
+        affected = s.scalar(select(func.count()).select_from(Credential).where(
+            Credential.kind == "mdoc", Credential.issuer_key == row.label,
+            Credential.status == "valid")) or 0
+        revoked_at = row.revoked_at
+        if revoked_at is not None and revoked_at.tzinfo is None:
+            revoked_at = revoked_at.replace(tzinfo=dt.UTC)
+        return SignerInfo(row.label, row.purpose, format(cert.serial_number, "x"),
+                          cert.subject.rfc4514_string(), cert.not_valid_before_utc,
+                          cert.not_valid_after_utc, bool(row.active and row.revoked_at is None),
+                          revoked_at, row.revocation_reason, affected)
+
     # -- IssuerPort (mdoc half) ---------------------------------------------------------
 
     def mdoc_challenge(self, job_ref: str, phone_id: str, slot_index: int) -> bytes:
@@ -80,3 +148,9 @@ class MdocService:
     def status_token_by_uri(self, uri: str, now: dt.datetime | None = None) -> PublishedToken:
         at = now or self.clock()
         return run_transaction(self.sessions, lambda s: self.publisher.token_by_uri(s, uri, at))
+
+    def identifier_token(self, list_id: str, now: dt.datetime | None = None) -> PublishedToken:
+        """The Identifier List Token published beside status list ``list_id``."""
+        at = now or self.clock()
+        return run_transaction(self.sessions,
+                               lambda s: self.identifier_publisher.token(s, list_id, at))

@@ -41,6 +41,7 @@ from protocols.status.allocation import RandomSource, allocate_index
 from protocols.status.bitlist import Status
 from protocols.status.bitlist import StatusList as BitList
 from protocols.status.errors import StatusListFullError
+from protocols.status.identifier_list import IdentifierList
 
 PERIODS = ("day", "week", "month", "year")
 
@@ -139,6 +140,10 @@ class StatusRegistry:
 
     def uri_for(self, list_id: str) -> str:
         return f"{self.public_url}/status/{list_id}"
+
+    def identifier_uri_for(self, list_id: str) -> str:
+        """Where the Identifier List beside status list ``list_id`` is published."""
+        return f"{self.public_url}/identifiers/{list_id}"
 
     # -- allocation --------------------------------------------------------------------
 
@@ -246,6 +251,22 @@ class StatusRegistry:
         bits = BitList.from_indices(row.size, invalid, Status.INVALID, row.bits)
         others = {i: v for i, v in changes.items() if v != Status.INVALID}
         return bits.updated(others) if others else bits
+
+    @staticmethod
+    def identifiers(session: Session, row: StatusList, now: dt.datetime) -> IdentifierList:
+        """The Identifier List beside ``row``: the identifier of every mdoc of the list that
+        carries one and is not valid (revoked, or on hold: a released hold leaves the list)
+        and has not expired (an expired MSO is refused by its validity alone)."""
+        found = set()
+        for meta, not_after in session.execute(
+            select(Credential.meta, Credential.not_after).where(
+                Credential.status_list_id == row.id, Credential.status != "valid")
+        ):
+            ident = (meta or {}).get("identifier")
+            end = not_after if not_after.tzinfo else not_after.replace(tzinfo=dt.UTC)
+            if ident and end >= now:
+                found.add(bytes.fromhex(ident))
+        return IdentifierList(frozenset(found))
 
     @staticmethod
     def counts(session: Session, row: StatusList) -> dict[str, int]:

@@ -98,17 +98,30 @@ def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False),
            revocation: str = typer.Option("ocsp", help="ocsp, crl or none"),
            ocsp_url: str | None = typer.Option(None, "--ocsp-url"),
            crl: Path | None = typer.Option(None, "--crl", help="CRL file instead of fetching"),
+           rp: str | None = typer.Option(None, "--rp", help="ask a relying-party service "
+                                         "instead of verifying here: the reader's URL, e.g. "
+                                         "http://127.0.0.1:8471 (or <issuer>/reader)"),
+           token: str | None = typer.Option(None, "--token", envvar="MCRED_API_TOKEN",
+                                            help="bearer token (scope reader) for --rp on "
+                                            "the issuer service"),
            as_json: bool = typer.Option(False, "--json")) -> None:
     """Relying party: signature, chain to the root, policy, validity, revocation."""
     from reader.relying_party import load_roots
     from reader.relying_party import verify as rp_verify
 
-    trust = load_roots(roots.read_bytes()) if roots else _issuer().roots(_check_slot(slot))
-    result = rp_verify(file.read_bytes(), signature.read_bytes(), roots=trust,
-                       slot=_check_slot(slot),
-                       certificate=certificate.read_bytes() if certificate else None,
-                       revocation=revocation, ocsp_url=ocsp_url,
-                       crl=crl.read_bytes() if crl else None)
+    _check_slot(slot)
+    if rp is not None:
+        if roots or ocsp_url or crl:
+            raise typer.BadParameter("--roots, --ocsp-url and --crl are the local relying "
+                                     "party's: the service at --rp has its own", param_hint="--rp")
+        result = _ask_rp(rp, token, file.read_bytes(), signature.read_bytes(), slot,
+                         certificate.read_bytes() if certificate else None, revocation, as_json)
+    else:
+        trust = load_roots(roots.read_bytes()) if roots else _issuer().roots(slot)
+        result = rp_verify(file.read_bytes(), signature.read_bytes(), roots=trust, slot=slot,
+                           certificate=certificate.read_bytes() if certificate else None,
+                           revocation=revocation, ocsp_url=ocsp_url,
+                           crl=crl.read_bytes() if crl else None)
     if as_json:
         typer.echo(json.dumps(result, ensure_ascii=False, indent=2))
     else:
@@ -116,6 +129,50 @@ def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False),
             typer.echo(f"{'ok  ' if c['passed'] else 'FAIL'} {c['name']}: {c['reason']}")
         typer.echo("VALID" if result["valid"] else "INVALID")
     raise typer.Exit(0 if result["valid"] else 1)
+
+
+def _ask_rp(url: str, token: str | None, content: bytes, signature: bytes, slot: str,
+            certificate: bytes | None, revocation: str, as_json: bool) -> dict:
+    """POST the signature to ``<url>/rp/jpki/verify``; exit 2 when there is no verdict."""
+    import base64
+
+    import httpx
+
+    def unusable(message: str) -> typer.Exit:
+        if as_json:
+            typer.echo(json.dumps({"valid": False, "error": message, "checks": [],
+                                   "documents": []}, ensure_ascii=False))
+        else:
+            typer.echo(f"error: {message}", err=True)
+        return typer.Exit(2)
+
+    if revocation not in ("ocsp", "crl"):
+        raise unusable(f"--revocation {revocation}: a relying-party service checks ocsp or crl")
+    body = {"content": base64.b64encode(content).decode(),
+            "signature": base64.b64encode(signature).decode(), "slot": slot,
+            "revocation": revocation}
+    if certificate is not None:
+        body["certificate"] = base64.b64encode(certificate).decode()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    target = url.rstrip("/") + "/rp/jpki/verify"
+    try:
+        answer = httpx.post(target, json=body, headers=headers, timeout=30)
+    except httpx.HTTPError as exc:
+        raise unusable(f"relying party at {target}: {type(exc).__name__}: {exc}") from None
+    if answer.status_code != 200:
+        try:
+            detail = answer.json().get("detail", answer.text)
+        except ValueError:
+            detail = answer.text
+        raise unusable(f"relying party at {target}: HTTP {answer.status_code}: "
+                       f"{str(detail)[:300]}")
+    try:
+        result = answer.json()
+        if not isinstance(result, dict) or not isinstance(result.get("checks"), list):
+            raise ValueError("no checks")
+    except ValueError:
+        raise unusable(f"relying party at {target}: not a verdict") from None
+    return result
 
 
 def revoke(phone: str = typer.Option(..., "--phone"),

@@ -1,6 +1,7 @@
 """The issuer's mdoc side on the command line, and its composition for an installation.
 
 ``mcred mdoc issue`` / ``mcred mdoc respond`` (interop with other mdoc tools),
+``mcred mdoc ds list|rollover|revoke`` (document signers, the IACA CRL),
 ``mcred export iaca``, ``mcred status-list show``, ``mcred credential list|show``.
 Exit codes: 0 done, 1 refused (a check failed), 2 unreadable input.
 """
@@ -30,9 +31,14 @@ from protocols import cardsub, certs
 from protocols.cose import key_signer
 from protocols.mdoc import DeviceResponse, IssuerSigned, MdocError, build_document
 from protocols.status import (
+    TYP_IDENTIFIER_LIST,
+    TYP_STATUS_LIST,
     Status,
     StatusListError,
+    decode_identifier_list_token,
     decode_status_list_token,
+    peek_typ,
+    verify_identifier_list_token,
     verify_status_list_token,
 )
 
@@ -171,12 +177,13 @@ def export_iaca(
 
 
 def status_list_show(
-    source: str = typer.Argument(..., help="Status list URI (http/https) or token file."),
+    source: str = typer.Argument(..., help="Status list or identifier list URI (http/https), or token file."),
     trust_anchor: Path | None = typer.Option(None, "--trust-anchor", help="IACA PEM: verify the token too."),
     index: list[int] = typer.Option([], "--index", help="Show the status of these indices."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Decode a Status List Token (and verify it against an IACA when given)."""
+    """Decode a Status List Token or an Identifier List Token (by its typ), and verify it
+    against an IACA when given."""
     if source.startswith(("http://", "https://")):
         import httpx
 
@@ -190,21 +197,15 @@ def status_list_show(
     else:
         data, uri = _read(Path(source), "token file"), None
     try:
+        typ = peek_typ(data)
+        if typ == TYP_IDENTIFIER_LIST:
+            _identifier_list_show(data, uri, trust_anchor, as_json)
+            return
         token = decode_status_list_token(data)
     except StatusListError as exc:
         raise _fail(f"{source}: {exc}") from None
-    verified = None
-    if trust_anchor is not None:
-        try:
-            anchor = certs.load_pem_all(_read(trust_anchor, "trust anchor"))[0]
-        except certs.CertificateParseError as exc:
-            raise _fail(f"{trust_anchor}: {exc}") from None
-        try:
-            verify_status_list_token(data, trust_anchor=anchor, uri=uri or token.header.sub,
-                                     now=dt.datetime.now(dt.UTC))
-            verified = "valid"
-        except StatusListError as exc:
-            verified = f"invalid: {exc}"
+    verified = _verify_with(trust_anchor, lambda anchor: verify_status_list_token(
+        data, trust_anchor=anchor, uri=uri or token.header.sub, now=dt.datetime.now(dt.UTC)))
     lst = token.status_list
     counts = {s.name: 0 for s in Status}
     raw_counts = _count(lst.raw, lst.bits)
@@ -212,17 +213,53 @@ def status_list_show(
         name = Status(value).name if value in Status._value2member_map_ else f"0x{value:02X}"
         counts[name] = counts.get(name, 0) + n
     h = token.header
-    facts = {"sub": h.sub, "iat": h.iat.isoformat(), "exp": h.exp.isoformat() if h.exp else None,
+    facts = {"typ": TYP_STATUS_LIST, "sub": h.sub, "iat": h.iat.isoformat(),
+             "exp": h.exp.isoformat() if h.exp else None,
              "ttl": h.ttl, "bits": lst.bits, "size": len(lst), "counts": counts,
              "signer": h.signer.subject.rfc4514_string(), "verified": verified,
              "indices": {str(i): lst.get(i) for i in index if 0 <= i < len(lst)}}
+    _show(facts, verified, as_json)
+
+
+def _verify_with(trust_anchor: Path | None, verify) -> str | None:  # noqa: ANN001
+    if trust_anchor is None:
+        return None
+    try:
+        anchor = certs.load_pem_all(_read(trust_anchor, "trust anchor"))[0]
+    except certs.CertificateParseError as exc:
+        raise _fail(f"{trust_anchor}: {exc}") from None
+    try:
+        verify(anchor)
+    except StatusListError as exc:
+        return f"invalid: {exc}"
+    return "valid"
+
+
+def _show(facts: dict, verified: str | None, as_json: bool) -> None:
     if as_json:
         print(json.dumps(facts, ensure_ascii=False))
-        return
-    for k, v in facts.items():
-        console.print(f"{k}: {v}", highlight=False)
+    else:
+        for k, v in facts.items():
+            console.print(f"{k}: {v}", highlight=False)
     if verified and verified != "valid":
         raise typer.Exit(1)
+
+
+def _identifier_list_show(data: bytes, uri: str | None, trust_anchor: Path | None,
+                          as_json: bool) -> None:
+    """An Identifier List Token (ISO/IEC 18013-5 2nd edition): every listed identifier."""
+    token = decode_identifier_list_token(data)
+    verified = _verify_with(trust_anchor, lambda anchor: verify_identifier_list_token(
+        data, trust_anchor=anchor, uri=uri or token.header.sub, now=dt.datetime.now(dt.UTC)))
+    h, ids = token.header, sorted(i.hex() for i in token.identifier_list.identifiers)
+    facts = {"typ": TYP_IDENTIFIER_LIST, "sub": h.sub, "iat": h.iat.isoformat(),
+             "exp": h.exp.isoformat() if h.exp else None, "ttl": h.ttl,
+             "signer": h.signer.subject.rfc4514_string(), "verified": verified,
+             "count": len(ids), "identifiers": ids,
+             "aggregation_uri": token.identifier_list.aggregation_uri}
+    if not as_json and len(ids) > 50:
+        facts["identifiers"] = ids[:50] + [f"... {len(ids) - 50} more (--json lists all)"]
+    _show(facts, verified, as_json)
 
 
 def _count(raw: bytes, bits: int) -> dict[int, int]:
@@ -289,12 +326,81 @@ def credential_show(
         facts["mso"] = {"docType": mso.doc_type, "digestAlgorithm": mso.digest_algorithm,
                         "validFrom": mso.validity_info.valid_from.isoformat(),
                         "validUntil": mso.validity_info.valid_until.isoformat(),
-                        "status": mso.status.to_map() if mso.status else None}
+                        "status": _hex_bytes(mso.status.to_map()) if mso.status else None}
     if as_json:
         print(json.dumps(facts, ensure_ascii=False))
         return
     for k, v in facts.items():
         console.print(f"{k}: {v}", highlight=False)
+
+
+def _signer_table(rows: list) -> None:
+    table = Table("label", "serial", "valid until", "state", "valid mdocs signed")
+    for r in rows:
+        state = (f"[red]revoked[/] ({r.reason}, {r.revoked_at:%Y-%m-%d %H:%M}Z)" if r.revoked_at
+                 else "[green]active[/]" if r.active else "retired")
+        table.add_row(r.label, r.serial, f"{r.not_after:%Y-%m-%d}", state, str(r.affected_mdocs))
+    console.print(table)
+
+
+def ds_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Every document-signer generation: serial, validity, active / retired / revoked."""
+    svc = mdoc_service(Context.open())
+    svc.setup()
+    rows = svc.signers()
+    if as_json:
+        print(json.dumps([r.to_json() for r in rows], ensure_ascii=False))
+    else:
+        _signer_table(rows)
+
+
+def ds_rollover(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Start a new document-signer generation now (the old one stays valid for its MSOs)."""
+    svc = mdoc_service(Context.open())
+    svc.setup()
+    active = svc.rollover_ds()
+    info = next(r for r in svc.signers() if r.label == active.label)
+    if as_json:
+        print(json.dumps(info.to_json(), ensure_ascii=False))
+    else:
+        console.print(f"new document signer {info.label} serial {info.serial}", highlight=False)
+
+
+def ds_revoke(
+    ds: str = typer.Argument(..., help="The document signer: its label (mdoc-ds-2) or its certificate serial (hex)."),
+    reason: str = typer.Option(..., "--reason", help="keyCompromise, superseded, cessationOfOperation, affiliationChanged, privilegeWithdrawn or unspecified."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Revoke a document-signer certificate: the IACA CRL (/trust/iaca.crl) lists it.
+
+    A revoked active signer is replaced by a new generation at the next issuance."""
+    from issuer.mdoc.errors import SignerRevocationError, UnknownSigner
+
+    svc = mdoc_service(Context.open())
+    svc.setup()
+    try:
+        info, changed = svc.revoke_signer(ds, reason, actor="cli")
+    except (UnknownSigner, SignerRevocationError) as exc:
+        raise _fail(str(exc), 2) from None
+    if as_json:
+        print(json.dumps({**info.to_json(), "changed": changed}, ensure_ascii=False))
+        return
+    if not changed:
+        console.print(f"{info.label} was already revoked ({info.reason})", highlight=False)
+        return
+    console.print(f"{info.label} serial {info.serial} revoked ({reason}); the IACA CRL lists "
+                  f"it from now on", highlight=False)
+    if info.affected_mdocs:
+        console.print(f"[yellow]{info.affected_mdocs} valid mdoc(s) were signed by it: readers "
+                      "checking the IACA CRL refuse them; issue new ones[/]")
+
+
+def _hex_bytes(value):  # noqa: ANN001, ANN202
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {k: _hex_bytes(v) for k, v in value.items()}
+    return value
 
 
 def _group(app: typer.Typer, name: str, help_text: str) -> typer.Typer:
@@ -312,6 +418,10 @@ def register(app: typer.Typer) -> None:
     mdoc = _group(app, "mdoc", "ISO 18013-5 mdoc tools.")
     mdoc.command("issue")(issue)
     mdoc.command("respond")(respond)
+    ds = _group(mdoc, "ds", "Document signers of the mdoc issuer: list, rollover, revoke.")
+    ds.command("list")(ds_list)
+    ds.command("rollover")(ds_rollover)
+    ds.command("revoke")(ds_revoke)
     export_app.command("iaca")(export_iaca)
     _group(app, "status-list", "Token Status Lists.").command("show")(status_list_show)
     cred = _group(app, "credential", "Issued credentials in the registry.")

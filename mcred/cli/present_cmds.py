@@ -139,13 +139,17 @@ def register(app: typer.Typer) -> None:
                                             help="Refuse an MSO without a status list reference."),
         reader_cert: Path | None = typer.Option(None, "--reader-cert", help="readerAuth: certificate chain (PEM, leaf first)."),
         reader_key: Path | None = typer.Option(None, "--reader-key", help="readerAuth: the reader's private key (PEM)."),
+        ds_crl: bool | None = typer.Option(None, "--ds-crl/--no-ds-crl", help="Check the IACA CRL for a revoked document signer (ds_revocation); default on unless --offline."),
+        jpki_roots: list[Path] = typer.Option([], "--jpki-roots", help="JPKI roots (PEM bundle, `mcred export jpki-root --out r.pem`): also serve the relying party, POST /rp/jpki/verify; repeatable."),
     ) -> None:
-        """Run the reader service: POST /sessions, POST /sessions/{id}, GET /sessions/{id}/result."""
+        """Run the reader service: POST /sessions, POST /sessions/{id}, GET /sessions/{id}/result
+        (and POST /rp/jpki/verify with --jpki-roots)."""
         import uvicorn
 
         from mcred.present import reader_app as build_app
         from mcred.present import reader_pipeline
         from reader.http import ReaderService
+        from reader.relying_party import RelyingPartyService, load_roots
         from reader.session import DEFAULT_REQUEST, RequestSpec
         from reader.trust import TrustError, TrustStore
 
@@ -167,16 +171,21 @@ def register(app: typer.Typer) -> None:
                 chain = [c.public_bytes(serialization.Encoding.DER)
                          for c in x509certs.load_pem_all(reader_cert.read_bytes())]
                 signer = key_signer(serialization.load_pem_private_key(reader_key.read_bytes(), None))
+            rp_roots = [c for p in jpki_roots for c in load_roots(p.read_bytes())]
         except (TrustError, OSError, ValueError, TypeError) as exc:
             _unusable(console, False, str(exc))
-        if not len(store):
-            _unusable(console, False, "no trust anchor: give --trust IACA.pem (mcred export iaca)")
+        if not len(store) and not rp_roots:
+            _unusable(console, False, "no trust anchor: give --trust IACA.pem (mcred export iaca) "
+                      "and/or --jpki-roots roots.pem (mcred export jpki-root)")
         pipeline = reader_pipeline(trust=store, offline=offline,
                                    max_offline_age=dt.timedelta(seconds=max_offline_age),
-                                   skew=dt.timedelta(seconds=skew), require_status=require_status)
+                                   skew=dt.timedelta(seconds=skew), require_status=require_status,
+                                   ds_crl=(not offline) if ds_crl is None else ds_crl)
         service = ReaderService(pipeline, [spec], save_dir=save_dir, reader_signer=signer, reader_chain=chain)
-        console.print(f"reader on http://{host}:{port} trusting {len(store)} IACA(s), asking {spec.to_json()}")
-        uvicorn.run(build_app(service), host=host, port=port, log_level="warning")
+        rp = RelyingPartyService(rp_roots) if rp_roots else None
+        console.print(f"reader on http://{host}:{port} trusting {len(store)} IACA(s), asking {spec.to_json()}"
+                      + (f"; JPKI relying party trusting {len(rp_roots)} root(s)" if rp else ""))
+        uvicorn.run(build_app(service, rp), host=host, port=port, log_level="warning")
 
     @app.command("verify")
     def verify_cmd(
@@ -184,6 +193,7 @@ def register(app: typer.Typer) -> None:
         trust: list[Path] = typer.Option(..., "--trust", help="IACA certificate (PEM); repeatable."),
         at: str | None = typer.Option(None, "--at", help="Verify as of this ISO time (default now)."),
         offline: bool = typer.Option(False, "--offline", help="Do not fetch status lists."),
+        ds_crl: bool = typer.Option(False, "--ds-crl", help="Also check the IACA CRL for a revoked document signer (ds_revocation)."),
         portrait: Path | None = typer.Option(None, "--portrait", help="Save a disclosed portrait here."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     ) -> None:
@@ -197,7 +207,7 @@ def register(app: typer.Typer) -> None:
             now = dt.datetime.fromisoformat(at.replace("Z", "+00:00")) if at else None
             if now is not None and now.tzinfo is None:
                 now = now.replace(tzinfo=dt.UTC)
-            pipeline = reader_pipeline(trust, offline=offline)
+            pipeline = reader_pipeline(trust, offline=offline, ds_crl=ds_crl)
         except (OSError, ValueError, TrustError) as exc:
             _unusable(console, as_json, str(exc))
         _finish(console, verify_saved(data, pipeline, now=now).to_json(), as_json, portrait)

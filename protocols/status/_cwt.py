@@ -89,6 +89,24 @@ def sign_cwt(
     return message.encode(tag=True)
 
 
+def peek_typ(data: bytes) -> str | None:
+    """The protected ``typ`` (16) of a token, without verifying anything (tools that take
+    either kind of token); :class:`StatusListDecodeError` when it is not a COSE_Sign1."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise StatusListDecodeError(f"token must be bytes, got {type(data).__name__}")
+    try:
+        outer = cbor.loads(bytes(data))
+    except cbor.CborDecodeError as exc:
+        raise StatusListDecodeError(f"token: {exc}") from None
+    if not isinstance(outer, cbor.CBORTag) or outer.tag != 18:
+        raise StatusListDecodeError("token: not a COSE_Sign1 tagged 18")
+    try:
+        typ = cose.Sign1.decode(outer).protected.get(HEADER_TYP)
+    except cose.CoseError as exc:
+        raise StatusListDecodeError(f"token: {exc}") from None
+    return typ if isinstance(typ, str) else None
+
+
 def open_cwt(data: bytes, *, typ: str) -> tuple[cose.Sign1, CwtHeader, dict]:
     """Decode without verifying: the message, the common claims and the whole claims map."""
     if not isinstance(data, bytes | bytearray | memoryview):

@@ -1,0 +1,157 @@
+"""Document-signer revocation for the reader: the IACA's CRL (RFC 5280 5, 6.3).
+
+ISO/IEC 18013-5:2021 Annex B: the DS certificate names the IACA's CRL in its
+cRLDistributionPoints. :class:`DsCrlCheck` fetches that CRL over HTTP, checks that the
+IACA of the verified chain issued and signed it and that it is current, keeps it until its
+nextUpdate, and reports one named check, ``ds_revocation``: the MSO is refused when the
+DS certificate's serial is listed (any reason: an MSO is only as good as its signer).
+Fail closed: no CRL, an unverifiable one or one past its nextUpdate fails the check with
+the reason. It plugs into :class:`reader.pipeline.ReaderPipeline` as ``ds_revocation``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
+from protocols.mdoc import Check, DocumentContext
+
+DS_REVOCATION = "ds_revocation"
+SKEW = dt.timedelta(minutes=5)
+#: A CRL without nextUpdate (RFC 5280 requires one) is fetched again after this.
+DEFAULT_KEEP = dt.timedelta(hours=1)
+MAX_CRL_BYTES = 4 * 1024 * 1024
+
+#: ``fetch(url) -> DER/PEM bytes``; raises :class:`CrlFetchError`.
+CrlFetcher = Callable[[str], bytes]
+
+
+class CrlFetchError(Exception):
+    """The CRL could not be fetched (network, HTTP status, size)."""
+
+
+class HttpCrlFetcher:
+    def __init__(self, client: httpx.Client | None = None, *, timeout: float = 5.0) -> None:
+        self.client = client or httpx.Client(timeout=timeout, follow_redirects=False)
+
+    def __call__(self, url: str) -> bytes:
+        try:
+            r = self.client.get(url, headers={"Accept": "application/pkix-crl"})
+        except httpx.HTTPError as exc:
+            raise CrlFetchError(f"GET {url}: {type(exc).__name__}: {exc}") from exc
+        if r.status_code != 200:
+            raise CrlFetchError(f"GET {url}: HTTP {r.status_code}")
+        if len(r.content) > MAX_CRL_BYTES:
+            raise CrlFetchError(f"GET {url}: body over {MAX_CRL_BYTES} bytes")
+        return r.content
+
+
+@dataclass
+class _Cached:
+    crl: x509.CertificateRevocationList
+    anchor: bytes  # SHA-256 of the IACA it was verified with
+    until: dt.datetime
+
+
+def crl_url(cert: x509.Certificate) -> str | None:
+    """The first http(s) URI of the certificate's cRLDistributionPoints."""
+    try:
+        dps = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    except (x509.ExtensionNotFound, ValueError):
+        return None
+    for dp in dps:
+        for name in dp.full_name or []:
+            if isinstance(name, x509.UniformResourceIdentifier) and name.value.startswith(
+                    ("http://", "https://")):
+                return name.value
+    return None
+
+
+def _load(data: bytes) -> x509.CertificateRevocationList:
+    if data.lstrip().startswith(b"-----"):
+        return x509.load_pem_x509_crl(data)
+    return x509.load_der_x509_crl(data)
+
+
+class DsCrlCheck:
+    """``ds_revocation`` for each document: callable on a :class:`DocumentContext`."""
+
+    def __init__(self, fetcher: CrlFetcher | None = None) -> None:
+        self.fetcher = fetcher or HttpCrlFetcher()
+        self._cache: dict[str, _Cached] = {}
+        self._lock = threading.Lock()
+        self.fetches = 0
+
+    def __call__(self, ctx: DocumentContext) -> Check:
+        chain = ctx.ds_chain
+        if chain is None:
+            return Check(DS_REVOCATION, False, "not checked: no trusted DS chain")
+        return self.check(chain.leaf, chain.anchor, ctx.now)
+
+    def check(self, ds: x509.Certificate, iaca: x509.Certificate, now: dt.datetime) -> Check:
+        url = crl_url(ds)
+        if url is None:
+            return Check(DS_REVOCATION, False, "the DS certificate names no CRL distribution point")
+        got = self._crl(url, iaca, now)
+        if isinstance(got, str):
+            return Check(DS_REVOCATION, False, got)
+        entry = got.get_revoked_certificate_by_serial_number(ds.serial_number)
+        if entry is None:
+            return Check(DS_REVOCATION, True, f"DS serial {ds.serial_number:x} not on the IACA CRL "
+                         f"({url}, next update {_text(got.next_update_utc)})")
+        try:
+            reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.value
+        except (x509.ExtensionNotFound, ValueError):
+            reason = "unspecified"
+        return Check(DS_REVOCATION, False, f"DS serial {ds.serial_number:x} revoked ({reason}) at "
+                     f"{_text(entry.revocation_date_utc)} (IACA CRL {url})")
+
+    def _crl(self, url: str, iaca: x509.Certificate, now: dt.datetime
+             ) -> x509.CertificateRevocationList | str:
+        """The verified, current CRL at ``url``, or why there is none."""
+        anchor = iaca.fingerprint(hashes.SHA256())
+        with self._lock:
+            hit = self._cache.get(url)
+            if hit is not None and hit.anchor == anchor and now < hit.until:
+                return hit.crl
+            try:
+                data = self.fetcher(url)
+            except CrlFetchError as exc:
+                return f"IACA CRL unavailable: {exc}"
+            self.fetches += 1
+            try:
+                crl = _load(data)
+            except ValueError as exc:
+                return f"IACA CRL at {url} does not parse: {exc}"
+            why = _judge(crl, iaca, now)
+            if why:
+                return f"IACA CRL at {url}: {why}"
+            until = crl.next_update_utc or now + DEFAULT_KEEP
+            self._cache[url] = _Cached(crl, anchor, until)
+            return crl
+
+
+def _judge(crl: x509.CertificateRevocationList, iaca: x509.Certificate, now: dt.datetime
+           ) -> str | None:
+    if crl.issuer != iaca.subject:
+        return f"issued by {crl.issuer.rfc4514_string()}, not the IACA"
+    try:
+        if not crl.is_signature_valid(iaca.public_key()):
+            return "signature does not verify with the IACA key"
+    except (TypeError, ValueError) as exc:
+        return f"signature unverifiable: {exc}"
+    if crl.last_update_utc > now + SKEW:
+        return f"thisUpdate {_text(crl.last_update_utc)} is in the future"
+    if crl.next_update_utc is not None and crl.next_update_utc < now:
+        return f"out of date: nextUpdate {_text(crl.next_update_utc)} has passed"
+    return None
+
+
+def _text(t: dt.datetime | None) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ") if t else "-"

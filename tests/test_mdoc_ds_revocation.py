@@ -1,0 +1,288 @@
+"""Document-signer revocation (issue 5): the issuer revokes a DS certificate, the IACA CRL
+(RFC 5280, signed by the IACA key through the keystore) lists it with its reason at the CRL
+distribution point the certificates carry; OpenSSL reads the CRL and refuses the DS with
+``-crl_check``; the reader's ``ds_revocation`` check (reader/ds_crl.py) refuses an mdoc
+signed by the revoked DS and keeps a CRL until its nextUpdate. Both database backends."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import subprocess
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import sessionmaker
+from typer.testing import CliRunner
+
+from issuer.db import AuditEvent
+from issuer.holders import attach_phone, register
+from issuer.keystore import MemoryKeyStore
+from issuer.mdoc.errors import SignerRevocationError, UnknownSigner
+from issuer.mdoc.issuance import make_proof
+from issuer.mdoc.service import MdocService
+from issuer.mdoc.status_lists import StatusListPolicy
+from mcred.db import make_engine, migrate
+from mcred.present import reader_pipeline
+from protocols import cose
+from protocols.cardsub import parse_holder
+from protocols.cose import CoseKey
+from protocols.mdoc import DeviceResponse, IssuerSigned, SessionTranscript, build_document
+from reader.ds_crl import CrlFetchError, DsCrlCheck, HttpCrlFetcher
+from reader.pipeline import HttpAnswer
+from reader.trust import TrustStore
+
+NOW = dt.datetime(2026, 12, 3, 3, 0, tzinfo=dt.UTC)
+DER = serialization.Encoding.DER
+PEM = serialization.Encoding.PEM
+HOLDER = {"family_name": "山田", "given_name": "花子", "family_name_kana": "ヤマダ",
+          "given_name_kana": "ハナコ", "birth_date": "1990-04-01", "sex": 2,
+          "address": "東京都千代田区霞が関1-1", "prefecture": "東京都", "municipality": "千代田区"}
+
+
+class Clock:
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+@pytest.fixture
+def world(db_url):
+    engine = make_engine(db_url)
+    migrate(engine)
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    clock = Clock(NOW)
+    svc = MdocService(sessions, MemoryKeyStore(), "http://issuer.test", clock=clock,
+                      status_policy=StatusListPolicy(size=1024))
+    attach_phone(sessions, register(sessions, parse_holder(HOLDER), now=NOW), "phone-1")
+    yield svc, sessions, clock
+    engine.dispose()
+
+
+def _issue(svc, job: str, slot: int = 0):
+    key = ec.generate_private_key(ec.SECP256R1())
+    spki, proof = make_proof(key, svc.mdoc_challenge(job, "phone-1", slot))
+    return key, IssuerSigned.from_cbor(svc.issue_mdoc(job, "phone-1", slot, spki, proof))
+
+
+def _present(signed: IssuerSigned, key) -> tuple[bytes, SessionTranscript]:
+    reader_key = CoseKey.from_public_key(ec.generate_private_key(ec.SECP256R1()).public_key())
+    st = SessionTranscript.build(b"\xa1\x00c1.0", reader_key, None)
+    doc = build_document(signed, st, signer=cose.key_signer(key))
+    return DeviceResponse((doc,)).encode(), st
+
+
+def test_revoked_ds_is_on_the_iaca_crl_with_its_reason_and_is_replaced(world):
+    svc, sessions, clock = world
+    svc.setup()
+    _key, first = _issue(svc, "job-1")
+    ds = x509.load_der_x509_certificate(first.issuer_auth.x5chain[0])
+    empty = svc.iaca_crl()
+    assert len(empty) == 0 and svc.iaca_crl() is empty  # stored: the same CRL until a change
+    (info,) = svc.signers()
+    assert info.active and info.serial == format(ds.serial_number, "x") and info.affected_mdocs == 1
+
+    clock.now = NOW + dt.timedelta(minutes=5)
+    info, changed = svc.revoke_signer(f"{ds.serial_number:X}", "keyCompromise", actor="test")
+    assert changed and not info.active and info.reason == "keyCompromise"
+    assert info.revoked_at == clock.now
+    crl = svc.iaca_crl()
+    iaca = svc.iaca_certificate()
+    assert crl.issuer == iaca.subject and crl.is_signature_valid(iaca.public_key())
+    entry = crl.get_revoked_certificate_by_serial_number(ds.serial_number)
+    assert entry is not None and entry.revocation_date_utc == clock.now
+    assert entry.extensions.get_extension_for_class(x509.CRLReason).value.reason \
+        is x509.ReasonFlags.key_compromise
+    number = lambda c: c.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number  # noqa: E731
+    assert number(crl) > number(empty)
+    assert crl.next_update_utc - crl.last_update_utc == dt.timedelta(hours=24)
+
+    # idempotent; by label too; unknown and hold refused with typed errors, nothing changed
+    assert svc.revoke_signer("mdoc-ds-1", "superseded") == (info, False)
+    with pytest.raises(UnknownSigner):
+        svc.revoke_signer("00ff00", "keyCompromise")
+    with pytest.raises(SignerRevocationError):
+        svc.revoke_signer("mdoc-ds-1", "certificateHold")
+    assert svc.iaca_crl() is crl
+    # the next MSO is signed by a new generation, which is not on the CRL
+    _key, second = _issue(svc, "job-2")
+    ds2 = x509.load_der_x509_certificate(second.issuer_auth.x5chain[0])
+    assert ds2.serial_number != ds.serial_number
+    assert [s.label for s in svc.signers() if s.active] == ["mdoc-ds-2"]
+    assert crl.get_revoked_certificate_by_serial_number(ds2.serial_number) is None
+    with sessions() as s:
+        (event,) = s.query(AuditEvent).filter_by(action="mdoc.signer.revoke").all()
+        assert event.subject == "mdoc-ds-1" and event.detail["reason"] == "keyCompromise"
+
+
+def test_reader_ds_revocation_refuses_an_mdoc_of_a_revoked_ds(world):
+    svc, _sessions, clock = world
+    key, signed = _issue(svc, "job-1")
+    crl_urls: list[str] = []
+
+    def crl_fetch(url: str) -> bytes:
+        crl_urls.append(url)
+        return svc.iaca_crl().public_bytes(DER)
+
+    def status_fetch(uri: str, etag):  # noqa: ANN001
+        return HttpAnswer(200, svc.status_token_by_uri(uri).token, {})
+
+    def reader(check: DsCrlCheck):
+        trust = TrustStore()
+        trust.add(svc.iaca_certificate())
+        return reader_pipeline(trust=trust, clock=lambda: clock.now + dt.timedelta(minutes=1),
+                               fetcher=status_fetch, require_status=True, ds_crl=check)
+
+    check = DsCrlCheck(crl_fetch)
+    data, st = _present(signed, key)
+    result = reader(check).verify(data, session_transcript=st)
+    assert result.valid, [c for c in result.checks if not c.passed]
+    assert "not on the IACA CRL" in result.check("ds_revocation").reason
+    assert crl_urls == ["http://issuer.test/trust/iaca.crl"]
+
+    svc.revoke_signer("mdoc-ds-1", "keyCompromise")
+    # a reader keeps its CRL until the CRL's nextUpdate ...
+    assert check(_ctx_stub(signed, svc)).passed and len(crl_urls) == 1
+    # ... a reader without a copy (or past nextUpdate) sees the revocation
+    fresh = reader(DsCrlCheck(crl_fetch)).verify(data, session_transcript=st)
+    assert {c.name for c in fresh.checks if not c.passed} == {"ds_revocation"}
+    assert "revoked (keyCompromise)" in fresh.check("ds_revocation").reason
+    assert not fresh.documents
+    later = clock.now + dt.timedelta(hours=25)
+    ds = x509.load_der_x509_certificate(signed.issuer_auth.x5chain[0])
+    clock.now = later
+    assert not check.check(ds, svc.iaca_certificate(), later).passed  # refetched
+    assert len(crl_urls) >= 3
+
+
+def _ctx_stub(signed, svc):  # noqa: ANN001
+    """A DocumentContext stand-in: only ds_chain and now are read by the check."""
+    ds = x509.load_der_x509_certificate(signed.issuer_auth.x5chain[0])
+
+    class Chain:
+        leaf, anchor = ds, svc.iaca_certificate()
+
+    class Ctx:
+        ds_chain, now = Chain, NOW + dt.timedelta(minutes=10)
+
+    return Ctx
+
+
+def test_ds_crl_check_fails_closed(world):
+    svc, _sessions, _clock = world
+    svc.setup()
+    ds = svc.document_signer().certificate
+    iaca = svc.iaca_certificate()
+    at = NOW + dt.timedelta(minutes=1)
+
+    def down(url: str) -> bytes:
+        raise CrlFetchError(f"GET {url}: ConnectError")
+
+    assert "unavailable" in DsCrlCheck(down).check(ds, iaca, at).reason
+    assert "does not parse" in DsCrlCheck(lambda u: b"junk").check(ds, iaca, at).reason
+    # a CRL in the IACA's name signed by another key
+    forged = (x509.CertificateRevocationListBuilder().issuer_name(iaca.subject)
+              .last_update(NOW).next_update(NOW + dt.timedelta(days=1))
+              .sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256()).public_bytes(DER))
+    assert "does not verify" in DsCrlCheck(lambda u: forged).check(ds, iaca, at).reason
+    stale = DsCrlCheck(lambda u: svc.iaca_crl().public_bytes(DER))
+    assert "has passed" in stale.check(ds, iaca, at + dt.timedelta(days=2)).reason
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_cli_revoke_openssl_reads_the_crl_and_refuses_the_ds(home, tmp_path):
+    from mcred.cli.main import app as cli
+    from mcred.context import Context
+    from mcred.mdoc_flow import mdoc_service
+    from mcred.service import create_app
+
+    def run(*args: str, code: int = 0) -> str:
+        out = CliRunner().invoke(cli, list(args))
+        assert out.exit_code == code, out.output
+        return out.output
+
+    (ds_info,) = json.loads(run("mdoc", "ds", "list", "--json"))
+    ctx = Context.open(home)
+    svc = mdoc_service(ctx)
+    iaca, ds = svc.iaca_certificate(), svc.document_signer().certificate
+    iaca_pem, ds_pem, crl_file = tmp_path / "iaca.pem", tmp_path / "ds.pem", tmp_path / "iaca.crl"
+    iaca_pem.write_bytes(iaca.public_bytes(PEM))
+    ds_pem.write_bytes(ds.public_bytes(PEM))
+    (dp,) = ds.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    path = dp.full_name[0].value.removeprefix(ctx.public_url)
+    assert path == "/trust/iaca.crl"
+    client = TestClient(create_app(ctx, job_workers=1))
+
+    def fetch_crl() -> str:
+        r = client.get(path)
+        assert r.status_code == 200 and r.headers["content-type"] == "application/pkix-crl"
+        crl_file.write_bytes(r.content)
+        return _openssl("crl", "-inform", "DER", "-in", str(crl_file), "-noout", "-text")
+
+    def verify() -> str:
+        pem = tmp_path / "iaca-crl.pem"
+        pem.write_bytes(x509.load_der_x509_crl(crl_file.read_bytes()).public_bytes(PEM))
+        return _openssl("verify", "-crl_check", "-purpose", "any", "-CAfile", str(iaca_pem),
+                        "-CRLfile", str(pem), str(ds_pem))
+
+    assert "No Revoked Certificates" in fetch_crl()
+    assert verify().strip().endswith(": OK")
+    # the reader's fetcher over HTTP (the service in-process): at the URL the DS names
+    at = dt.datetime.now(dt.UTC)
+    assert DsCrlCheck(HttpCrlFetcher(client)).check(ds, iaca, at).passed
+    out = run("mdoc", "ds", "revoke", ds_info["serial"], "--reason", "keyCompromise", "--json")
+    assert json.loads(out)["changed"] and json.loads(out)["reason"] == "keyCompromise"
+    text = fetch_crl()
+    serials = [int(line.split(":", 1)[1], 16) for line in text.splitlines()
+               if line.strip().startswith("Serial Number:")]
+    assert serials == [ds.serial_number], text  # (OpenSSL pads to whole bytes)
+    assert "Key Compromise" in text and "X509v3 CRL Number" in text
+    out = verify()
+    assert "certificate revoked" in out and "error 23" in out, out
+    refused = DsCrlCheck(HttpCrlFetcher(client)).check(ds, iaca, dt.datetime.now(dt.UTC))
+    assert not refused.passed and "revoked (keyCompromise)" in refused.reason
+    run("mdoc", "ds", "revoke", "nope", "--reason", "keyCompromise", code=2)
+    assert "already revoked" in run("mdoc", "ds", "revoke", ds_info["label"], "--reason",
+                                    "superseded")
+    listed = json.loads(run("mdoc", "ds", "list", "--json"))
+    assert [(s["label"], s["active"], s["reason"]) for s in listed] == [
+        ("mdoc-ds-1", False, "keyCompromise"), ("mdoc-ds-2", True, None)]
+    client.app.state.jobs.shutdown()
+
+
+def _openssl(*args: str) -> str:
+    r = subprocess.run(["openssl", *args], capture_output=True, text=True, timeout=30)
+    return r.stdout + r.stderr
+
+
+def test_http_ds_revocation_is_operator_only_and_typed(home):
+    from issuer.api.auth import create_token
+    from mcred.context import Context
+    from mcred.mdoc_flow import mdoc_service
+    from mcred.service import create_app
+
+    ctx = Context.open(home)
+    app = create_app(ctx, job_workers=1)
+    client = TestClient(app)
+    op = {"Authorization": "Bearer " + create_token(ctx.sessions, ["operator"], "op")[1]}
+    issuer = {"Authorization": "Bearer " + create_token(ctx.sessions, ["issuer"], "is")[1]}
+    body = {"ds": "mdoc-ds-1", "reason": "keyCompromise"}
+    assert client.post("/trust/ds-revocations", json=body, headers=issuer).status_code == 403
+    r = client.post("/trust/ds-revocations", json={**body, "ds": "mdoc-ds-9"}, headers=op)
+    assert r.status_code == 404 and r.json()["type"] == "/problems/unknown-signer"
+    r = client.post("/trust/ds-revocations", json={**body, "reason": "certificateHold"}, headers=op)
+    assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
+    r = client.post("/trust/ds-revocations", json=body, headers=op)
+    assert r.status_code == 200 and r.json()["changed"] and r.json()["reason"] == "keyCompromise"
+    crl = x509.load_der_x509_crl(client.get("/trust/iaca.crl").content)
+    serial = int(r.json()["serial"], 16)
+    assert crl.get_revoked_certificate_by_serial_number(serial) is not None
+    assert not client.post("/trust/ds-revocations", json=body, headers=op).json()["changed"]
+    assert mdoc_service(ctx).document_signer().label == "mdoc-ds-2"
+    app.state.jobs.shutdown()

@@ -1,0 +1,201 @@
+"""The JPKI relying party joins the reader service (issue 6 item 4), end to end over HTTP: a
+phone provisioned by ``mcred.provision`` signs with its JPKI applet (password verified in
+the SE); the relying party, ``POST /rp/jpki/verify`` of the stand-alone reader (uvicorn) and
+of the issuer service's ``/reader`` mount (scope ``reader``), checks the signature, the
+chain and asks the issuer's live OCSP responder (another uvicorn at ``MCRED_PUBLIC_URL``):
+valid, then revoked with the recorded reason after ``mcred revoke``. Bad bodies are
+problem+json 4xx, never 5xx (hypothesis over the route)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_present_http import Server, free_port
+from typer.testing import CliRunner
+
+import wallet_sim
+from issuer.api.auth import create_token
+from mcred.cli.main import app as cli
+from mcred.context import Context
+from mcred.jpki_flow import jpki_issuer, sign_file
+from mcred.present import reader_app, reader_pipeline
+from mcred.provision import parse_holder, provision
+from mcred.service import create_app
+from reader.http import ReaderService
+from reader.relying_party import RelyingPartyService
+from reader.session import DEFAULT_REQUEST
+from reader.trust import TrustStore
+
+HOLDER = {"family_name": "鈴木", "given_name": "花子", "family_name_kana": "すずき",
+          "given_name_kana": "はなこ", "birth_date": "1988-02-29", "sex": 2,
+          "address": "東京都千代田区霞が関2-1-2", "prefecture": "東京都", "municipality": "千代田区"}
+PASSWORD = "ABCD1234"
+CONTENT = "転入届 2026-12-03\n".encode()
+
+
+def _rp_app(roots) -> object:
+    service = ReaderService(reader_pipeline(trust=TrustStore()), [DEFAULT_REQUEST])
+    return reader_app(service, RelyingPartyService(roots))
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    files = tmp_path_factory.mktemp("files")
+    issuer_port = free_port()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MCRED_HOME", str(home))
+        mp.setenv("MCRED_PUBLIC_URL", f"http://127.0.0.1:{issuer_port}")
+        mp.delenv("MCRED_DATABASE_URL", raising=False)
+        mp.setattr(os, "fsync", lambda fd: None)
+        ctx = Context.open(home)
+        phone = wallet_sim.create_phone(home)
+        provision(ctx, phone, parse_holder(HOLDER), key_type="p384", mdoc_batch=1,
+                  pin="1234", password=PASSWORD)
+        issuer = jpki_issuer(ctx)
+        roots = [*issuer.roots("sign"), *issuer.roots("auth")]
+        doc, sig = files / "todoke.txt", files / "todoke.txt.p7s"
+        doc.write_bytes(CONTENT)
+        cms, _cert = sign_file(phone, "sign", PASSWORD.encode(), CONTENT, home)
+        sig.write_bytes(cms)
+        token = create_token(ctx.sessions, ["reader"], "rp-test")[1]
+        issuer_app = create_app(ctx, job_workers=1)
+        with Server(issuer_app, issuer_port) as iss, Server(_rp_app(roots), free_port()) as rs:
+            yield {"ctx": ctx, "phone": phone, "doc": doc, "sig": sig, "cms": cms,
+                   "reader_url": rs.url, "issuer_url": iss.url, "token": token,
+                   "roots": roots}
+        issuer_app.state.jobs.shutdown()
+
+
+def _cli(*args: str, code: int) -> dict:
+    out = CliRunner().invoke(cli, list(args))
+    assert out.exit_code == code, out.output
+    return json.loads(out.output)
+
+
+def _checks(result: dict) -> dict[str, dict]:
+    return {c["name"]: c for c in result["checks"]}
+
+
+def _body(content: bytes, signature: bytes, **extra) -> dict:
+    return {"content": base64.b64encode(content).decode(),
+            "signature": base64.b64encode(signature).decode(), **extra}
+
+
+def test_phone_signature_valid_then_revoked_with_its_reason(world):
+    from issuer.revocation import revoke
+
+    args = ("jpki", "verify", str(world["doc"]), "--signature", str(world["sig"]),
+            "--rp", world["reader_url"], "--json")
+    result = _cli(*args, code=0)
+    assert result["valid"]
+    c = _checks(result)
+    assert list(c) == ["signature", "chain", "policy", "key_usage", "validity", "revocation"]
+    assert c["revocation"]["reason"].startswith("OCSP good (" + world["issuer_url"] + "/ocsp")
+    (doc,) = result["documents"]
+    assert doc["purpose"] == "sign" and doc["basic_four"]["name"] == "鈴木\u3000花子"
+
+    # the same route in the issuer service, under /reader with a reader token; OCSP asked of
+    # the very process that serves the route (no deadlock: the work runs in the thread pool)
+    mounted = world["issuer_url"] + "/reader"
+    assert _cli(*args[:-3], "--rp", mounted, "--token", world["token"], "--json",
+                code=0)["valid"]
+    r = httpx.post(mounted + "/rp/jpki/verify", json=_body(CONTENT, world["cms"]))
+    assert r.status_code == 401 and r.headers["content-type"].startswith("application/problem+json")
+
+    # a user-authentication certificate is required: the signing one is refused
+    r = httpx.post(world["reader_url"] + "/rp/jpki/verify",
+                   json=_body(CONTENT, world["cms"], slot="auth"))
+    assert r.status_code == 200 and not r.json()["valid"]
+    assert not _checks(r.json())["policy"]["passed"]
+
+    revoke(world["ctx"].sessions, world["phone"], "affiliationChanged", "sign")
+    result = _cli(*args, code=1)
+    c = _checks(result)
+    assert [n for n, v in c.items() if not v["passed"]] == ["revocation"]
+    assert c["revocation"]["reason"].startswith("revoked (affiliationChanged) at ")
+    assert c["revocation"]["reason"].endswith("(OCSP)")
+    # the CRL says the same (fetched from the certificate's distribution point)
+    r = httpx.post(world["reader_url"] + "/rp/jpki/verify",
+                   json=_body(CONTENT, world["cms"], revocation="crl"))
+    c = _checks(r.json())
+    assert not r.json()["valid"] and not c["revocation"]["passed"]
+    assert "affiliationChanged" in c["revocation"]["reason"]
+    # and through the issuer service's mount
+    result = _cli(*args[:-3], "--rp", mounted, "--token", world["token"], "--json", code=1)
+    assert "affiliationChanged" in _checks(result)["revocation"]["reason"]
+
+
+def test_altered_content_and_garbage_are_verdicts_not_errors(world):
+    url = world["reader_url"] + "/rp/jpki/verify"
+    r = httpx.post(url, json=_body(CONTENT + b"!", world["cms"]))
+    assert r.status_code == 200 and not r.json()["valid"]
+    assert _checks(r.json())["signature"]["passed"] is False
+    r = httpx.post(url, json=_body(CONTENT, b"\x30\x03\x02\x01\x00"))
+    assert r.status_code == 200 and r.json() == {
+        "valid": False, "checks": [r.json()["checks"][0]], "documents": []}
+    r = httpx.post(url, json=_body(CONTENT, b"sig", certificate="bm90IGEgY2VydA=="))
+    assert r.status_code == 200 and not r.json()["valid"]
+
+
+@pytest.mark.parametrize("body", [
+    {"content": "", "signature": "***"},
+    {"content": "", "signature": "QQ", "slot": "both"},
+    {"content": "", "signature": "QQ==", "revocation": "none"},
+    {"content": "", "signature": "QQ==", "extra": 1},
+    {"signature": "QQ=="},
+    [],
+])
+def test_bad_requests_are_problem_json_422(world, body):
+    r = httpx.post(world["reader_url"] + "/rp/jpki/verify", json=body)
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["status"] == 422
+
+
+def test_cli_rp_refuses_local_options_and_reports_an_unreachable_service(world, tmp_path):
+    base = ("jpki", "verify", str(world["doc"]), "--signature", str(world["sig"]))
+    out = CliRunner().invoke(cli, [*base, "--rp", world["reader_url"], "--crl", str(world["doc"])])
+    assert out.exit_code == 2 and "--rp" in out.output
+    result = _cli(*base, "--rp", f"http://127.0.0.1:{free_port()}", "--json", code=2)
+    assert result["valid"] is False and "ConnectError" in result["error"]
+    result = _cli(*base, "--rp", world["issuer_url"] + "/reader", "--json", code=2)
+    assert "HTTP 401" in result["error"]
+
+
+_b64 = st.binary(max_size=64).map(lambda b: base64.b64encode(b).decode())
+_field = st.one_of(_b64, st.text(max_size=40), st.integers(), st.none(), st.booleans())
+
+
+@settings(max_examples=150, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(body=st.one_of(
+    st.fixed_dictionaries({"content": _field, "signature": _field},
+                          optional={"certificate": _field, "slot": _field,
+                                    "revocation": _field}),
+    st.dictionaries(st.text(max_size=12), _field, max_size=4),
+    st.binary(max_size=64)))
+def test_no_body_makes_the_relying_party_fail(body):
+    if not _CLIENT:
+        _CLIENT.append(TestClient(_rp_app([]), raise_server_exceptions=False))
+    client = _CLIENT[0]
+    if isinstance(body, bytes):
+        r = client.post("/rp/jpki/verify", content=body, headers={"Content-Type": "application/json"})
+    else:
+        r = client.post("/rp/jpki/verify", json=body)
+    assert r.status_code < 500, r.text
+    if r.status_code >= 400:
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert {"type", "title", "status", "detail"} <= r.json().keys()
+    else:
+        assert r.json()["valid"] is False
+
+
+_CLIENT: list[TestClient] = []
