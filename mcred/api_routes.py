@@ -524,7 +524,8 @@ class _LazyReader:
 
                 store = TrustStore()
                 store.add(mdoc_service(self._ctx).iaca_certificate(), source="installation")
-                self._service = ReaderService(reader_pipeline(trust=store), [DEFAULT_REQUEST])
+                # the same checks as `mcred reader serve` online: status lists and the IACA CRL
+                self._service = ReaderService(reader_pipeline(trust=store, ds_crl=True), [DEFAULT_REQUEST])
             return self._service
 
     def open(self, engagement):  # noqa: ANN001, ANN201

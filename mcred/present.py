@@ -134,28 +134,31 @@ class PresentError(Exception):
 
 def present_over_http(wallet: Wallet, reader_url: str, *, client: httpx.Client | None = None,
                       timeout: float = 30.0,
-                      on_engagement: Callable[[Engagement], None] | None = None) -> Presentation:
+                      on_engagement: Callable[[Engagement], None] | None = None,
+                      token: str | None = None) -> Presentation:
     """The phone side over HTTP: POST the engagement (``mdoc:`` URI), answer the
-    SessionEstablishment, receive the reader's SessionData, fetch the verdict."""
+    SessionEstablishment, receive the reader's SessionData, fetch the verdict. ``token``:
+    a bearer token, for the reader mounted in the issuer service (scope ``reader``)."""
     own = client is None
     client = client or httpx.Client(timeout=timeout)
+    auth = {"Authorization": f"Bearer {token}"} if token else {}
     base = reader_url.rstrip("/")
     session = wallet.start()
     if on_engagement is not None:
         on_engagement(session.engagement)  # the QR code the holder shows
     try:
         r = client.post(f"{base}/sessions", content=session.engagement.uri.encode(),
-                        headers={"Content-Type": "text/plain"})
+                        headers={"Content-Type": "text/plain", **auth})
         if r.status_code != 201:
             raise PresentError(f"reader refused the engagement: HTTP {r.status_code} {r.text[:200]}")
         location = r.headers.get("location") or f"/sessions/{r.headers['x-session-id']}"
         url = base + location
         reply = session.receive(r.content)
-        r = client.post(url, content=reply or b"", headers={"Content-Type": "application/cbor"})
+        r = client.post(url, content=reply or b"", headers={"Content-Type": "application/cbor", **auth})
         if r.status_code != 200:
             raise PresentError(f"reader refused SessionData: HTTP {r.status_code} {r.text[:200]}")
         session.receive(r.content)
-        r = client.get(f"{url}/result")
+        r = client.get(f"{url}/result", headers=auth)
         if r.status_code != 200:
             raise PresentError(f"no verdict: HTTP {r.status_code} {r.text[:200]}")
         result = r.json()

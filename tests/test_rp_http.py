@@ -14,6 +14,7 @@ import os
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -199,3 +200,33 @@ def test_no_body_makes_the_relying_party_fail(body):
 
 
 _CLIENT: list[TestClient] = []
+
+
+def test_mdoc_presented_to_the_issuer_services_reader_with_a_token(world, tmp_path, monkeypatch):
+    """`mcred present --reader .../reader --token T`: the reader mounted in `mcred serve` runs
+    the checks of `mcred reader serve` online, the IACA CRL (ds_revocation) included. A
+    running reader keeps the CRL it verified until its nextUpdate (RFC 5280); a verifier
+    that fetches it anew sees a DS revoked since."""
+    from mcred.provision import mdoc_service
+
+    monkeypatch.setenv("MCRED_HOME", str(world["ctx"].home))
+    rules, saved, iaca = tmp_path / "consent.json", tmp_path / "p.cbor", tmp_path / "iaca.pem"
+    rules.write_text(json.dumps({"documents": {"*": {"*": "*"}}}))
+    base = ["present", "--phone", world["phone"], "--reader", world["issuer_url"] + "/reader",
+            "--consent", str(rules), "--json"]
+    result = _cli(*base, code=2)  # no token: the reader scope is required
+    assert "401" in result["error"]
+    result = _cli(*base, "--token", world["token"], "--save", str(saved), code=0)
+    checks = _checks(result)
+    assert result["valid"] and checks["revocation_status"]["passed"], result
+    assert "not on the IACA CRL" in checks["ds_revocation"]["reason"]
+    assert "next update" in checks["ds_revocation"]["reason"]
+
+    svc = mdoc_service(world["ctx"])
+    iaca.write_bytes(svc.iaca_certificate().public_bytes(serialization.Encoding.PEM))
+    (ds,) = [s for s in svc.signers() if s.active]
+    svc.revoke_signer(ds.serial, "keyCompromise", actor="test")
+    result = _cli("verify", str(saved), "--trust", str(iaca), "--ds-crl", "--json", code=1)
+    failed = {c["name"]: c["reason"] for c in result["checks"] if not c["passed"]}
+    assert list(failed) == ["ds_revocation"], failed
+    assert "revoked (keyCompromise)" in failed["ds_revocation"]

@@ -82,6 +82,9 @@ def register(app: typer.Typer) -> None:
         qr: Path | None = typer.Option(None, "--qr", help="Also write the engagement QR code as PNG."),
         portrait: Path | None = typer.Option(None, "--portrait", help="Save a disclosed portrait here."),
         save: Path | None = typer.Option(None, "--save", help="Save the transcript for `mcred verify`."),
+        token: str | None = typer.Option(None, "--token", envvar="MCRED_API_TOKEN",
+                                         help="bearer token (scope reader) for a reader mounted in "
+                                              "`mcred serve` (URL .../reader); env MCRED_API_TOKEN"),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     ) -> None:
         """Present the phone's mdoc to a reader over HTTP; exit 0 only if the verdict is VALID."""
@@ -112,7 +115,7 @@ def register(app: typer.Typer) -> None:
                 console.print(engagement.uri, highlight=False, markup=False, soft_wrap=True)
 
         try:
-            out = present_over_http(wallet, reader, on_engagement=show)
+            out = present_over_http(wallet, reader, on_engagement=show, token=token)
         except PresentError as exc:
             _unusable(console, as_json, str(exc))
         if save is not None:
