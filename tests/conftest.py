@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+# ``../shared`` beside the project root; a git worktree elsewhere (/work/wt/NAME) names it
+# with MCRED_SHARED.
+SHARED = Path(os.environ.get("MCRED_SHARED") or Path(__file__).resolve().parents[2] / "shared")
 VECTORS = SHARED / "vectors"
 
 PG_URL = os.environ.get(

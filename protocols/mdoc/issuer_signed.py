@@ -60,22 +60,23 @@ class IssuerSignedItem:
 
     @classmethod
     def _from_value(cls, value: Any, raw: bytes) -> IssuerSignedItem:
-        """From the decoded ``raw`` (decoded once, elsewhere, strictly)."""
-        m = p.as_map(value, "IssuerSignedItem")
-        digest_id = p.field(m, "digestID", int, "IssuerSignedItem")
+        """From the decoded ``raw`` (decoded once, elsewhere, strictly). The CDDL map is
+        closed: exactly the four keys, an unknown one is named in the error."""
+        m = value if type(value) is dict else p.as_map(value, "IssuerSignedItem")
+        if m.keys() != _ITEM_KEYS:
+            unknown = sorted(repr(k) for k in m if k not in _ITEM_KEYS)
+            if unknown:
+                raise MdocDecodeError(f"IssuerSignedItem: unexpected key(s) {', '.join(unknown)}")
+            missing = next(k for k in ("digestID", "random", "elementIdentifier", "elementValue") if k not in m)
+            raise MdocDecodeError(f"IssuerSignedItem: missing {missing!r}")
+        digest_id, random, ident = m["digestID"], m["random"], m["elementIdentifier"]
+        if type(digest_id) is not int or type(random) is not bytes or type(ident) is not str:
+            digest_id = p.field(m, "digestID", int, "IssuerSignedItem")
+            random = p.field(m, "random", bytes, "IssuerSignedItem")
+            ident = p.text(m, "elementIdentifier", "IssuerSignedItem")
         if digest_id < 0:
             raise MdocDecodeError("IssuerSignedItem.digestID: must be unsigned")
-        if "elementValue" not in m:
-            raise MdocDecodeError("IssuerSignedItem: missing 'elementValue'")
-        if len(m) != 4:
-            raise MdocDecodeError(f"IssuerSignedItem: unexpected keys {sorted(map(repr, set(m) - {'digestID', 'random', 'elementIdentifier', 'elementValue'}))}")
-        return cls(
-            digest_id,
-            p.field(m, "random", bytes, "IssuerSignedItem"),
-            p.text(m, "elementIdentifier", "IssuerSignedItem"),
-            m["elementValue"],
-            bytes(raw),
-        )
+        return cls(digest_id, random, ident, m["elementValue"], raw if type(raw) is bytes else bytes(raw))
 
     @property
     def tagged(self) -> bytes:
@@ -86,6 +87,7 @@ class IssuerSignedItem:
         return item_digest(self.raw, algorithm)
 
 
+_ITEM_KEYS = frozenset({"digestID", "random", "elementIdentifier", "elementValue"})
 _ITEM_HEAD = b"\xa4" + cbor.dumps("digestID")
 _RANDOM_KEY = cbor.dumps("random")
 _IDENT_KEY = cbor.dumps("elementIdentifier")
@@ -100,6 +102,9 @@ def item_digest(raw: bytes, algorithm: str = "SHA-256") -> bytes:
     if hash_fn is None:
         raise MdocEncodeError(f"unsupported digest algorithm {algorithm!r}")
     return hash_fn(cbor.tag24_bytes(raw)).digest()
+
+
+_ISSUER_SIGNED_KEYS = frozenset({"nameSpaces", "issuerAuth"})
 
 
 @dataclass(frozen=True)
@@ -161,6 +166,9 @@ class IssuerSigned:
     @classmethod
     def from_cbor(cls, value: Any, where: str = "IssuerSigned") -> IssuerSigned:
         m = p.as_map(p.load(value, where), where)
+        unknown = [k for k in m if k not in _ISSUER_SIGNED_KEYS]
+        if unknown:  # the CDDL map is closed: a mangled "nameSpaces" must not vanish silently
+            raise MdocDecodeError(f"{where}: unexpected key(s) {', '.join(sorted(map(repr, unknown)))}")
         name_spaces: dict[str, tuple[bytes, ...]] = {}
         ns_map = p.field(m, "nameSpaces", Mapping, where, optional=True) or {}
         if "nameSpaces" in m and not ns_map:

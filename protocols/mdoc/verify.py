@@ -301,6 +301,9 @@ class MdocVerifier:
                 out[item.element_identifier] = item.element_value
                 count += 1
             elements[ns] = out
+        if not elements:
+            add(VALUE_DIGESTS, True, "no issuer-signed item disclosed (IssuerSigned without nameSpaces)")
+            return elements
         add(VALUE_DIGESTS, True, f"{count} item(s) in {len(elements)} namespace(s) match ({mso.digest_algorithm})")
         return elements
 
