@@ -48,6 +48,7 @@ DOC_TYPE = "doc_type"
 VALUE_DIGESTS = "value_digests"
 VALIDITY = "validity"
 DEVICE_AUTHENTICATION = "device_authentication"
+KEY_AUTHORIZATIONS = "key_authorizations"
 READER_CERTIFICATE_CHAIN = "reader_certificate_chain"
 READER_AUTHENTICATION = "reader_authentication"
 
@@ -222,6 +223,7 @@ class MdocVerifier:
         # The signature is checked with the DS key even when the chain failed, to report both.
         ds_key = chain.public_key if chain else _leaf_key(auth.x5chain)
         later = (MSO_STRUCTURE, DOC_TYPE, VALUE_DIGESTS, VALIDITY, DEVICE_AUTHENTICATION)
+        # key_authorizations is reported only when it applies, which needs the MSO
         if ds_key is None:
             add(ISSUER_SIGNATURE, False, "no usable document signer key in x5chain")
             skip(*later, because="issuer signature unverifiable")
@@ -245,6 +247,7 @@ class MdocVerifier:
         elements = self._digests(doc, mso, add)
         self._validity(mso, chain, now, add)
         self._device_auth(doc, mso, st, reader_private_key, emac_key_provider, add)
+        key_authorizations_check(doc, mso, add)
         ctx = DocumentContext(doc, mso, chain, now, st, tuple(checks))
         for extra in self.extra_checks:
             out = extra(ctx)
@@ -344,6 +347,48 @@ class MdocVerifier:
             add(DEVICE_AUTHENTICATION, True, "deviceMac (HMAC 256/256) with EMacKey from the MSO device key")
         except (CoseError, MdocError) as exc:
             add(DEVICE_AUTHENTICATION, False, str(exc))
+
+
+def key_authorizations_check(doc: Document, mso: MobileSecurityObject, add) -> None:
+    """``key_authorizations`` (§9.1.2.4): every element in DeviceNameSpaces must be authorized
+    by deviceKeyInfo.keyAuthorizations, by its namespace (``nameSpaces``) or by name
+    (``dataElements``); with no keyAuthorizations the device key is authorized for nothing.
+    Reported when keyAuthorizations is present or anything is device-signed; ``add(name,
+    passed, reason)`` as in :meth:`MdocVerifier._document`."""
+    auth = mso.device_key_info.key_authorizations
+    ns_bytes = doc.device_signed.name_spaces_bytes
+    if auth is None and ns_bytes == b"\xa0":
+        return
+    try:
+        signed = doc.device_signed.name_spaces()
+    except MdocError as exc:
+        add(KEY_AUTHORIZATIONS, False, f"DeviceNameSpaces unreadable: {exc}")
+        return
+    if auth is None:
+        if any(signed.values()):
+            ns, items = next((ns, items) for ns, items in signed.items() if items)
+            add(KEY_AUTHORIZATIONS, False,
+                f"device-signed {ns}/{next(iter(items))} but the MSO has no keyAuthorizations")
+        else:
+            add(KEY_AUTHORIZATIONS, True, "nothing device-signed, no keyAuthorizations")
+        return
+    whole = auth.get("nameSpaces", ())
+    elements = auth.get("dataElements", {})
+    if (set(auth) - {"nameSpaces", "dataElements"}
+            or not isinstance(whole, list | tuple) or not all(type(n) is str for n in whole)
+            or not isinstance(elements, Mapping)
+            or not all(type(n) is str and isinstance(ids, list | tuple) and all(type(i) is str for i in ids)
+                       for n, ids in elements.items())):
+        add(KEY_AUTHORIZATIONS, False, "keyAuthorizations malformed (expected {? nameSpaces: [+ tstr], "
+            "? dataElements: {+ tstr => [+ tstr]}})")
+        return
+    for ns, items in signed.items():
+        for ident in items:
+            if ns not in whole and ident not in elements.get(ns, ()):
+                add(KEY_AUTHORIZATIONS, False, f"device-signed {ns}/{ident} not authorized for the device key")
+                return
+    n = sum(map(len, signed.values()))
+    add(KEY_AUTHORIZATIONS, True, f"{n} device-signed element(s) authorized")
 
 
 def _leaf_key(ders: list[bytes]) -> ec.EllipticCurvePublicKey | None:
