@@ -7,10 +7,13 @@ before they are parsed. Nothing is re-encoded on the way to a verification.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import cbor2
 
 from protocols import cbor
 from protocols.cose import CoseError, Sign1
@@ -33,13 +36,20 @@ class IssuerSignedItem:
         if type(digest_id) is int and 0 <= digest_id < 1 << 64 and type(random) is bytes and type(element_identifier) is str:
             # The map written key by key, in the same order and heads as the encoder below
             # would write it (only the value goes through the encoder): same bytes, less work.
-            try:
-                value = p.encode(element_value)
-            except cbor.CborError as exc:
-                raise MdocEncodeError(f"IssuerSignedItem {element_identifier!r}: {exc}") from exc
+            t = type(element_value)
+            if t is str or t is bytes or t is bool or (t is int and -(1 << 64) <= element_value < 1 << 64):
+                value = cbor2.dumps(element_value)  # what the encoder writes for these, without its setup
+            elif t is _DATE:
+                value = _FULL_DATE_HEAD + cbor.tstr(element_value.isoformat())  # tag 1004 (RFC 8943)
+            else:
+                try:
+                    value = p.encode(element_value)
+                except cbor.CborError as exc:
+                    raise MdocEncodeError(f"IssuerSignedItem {element_identifier!r}: {exc}") from exc
             raw = b"".join((
-                _ITEM_HEAD, cbor.uint_bytes(digest_id), _RANDOM_KEY, cbor.bstr_head(len(random)), random,
-                _IDENT_KEY, cbor.dumps(element_identifier), _VALUE_KEY, value,
+                _ITEM_HEAD, cbor.uint_bytes(digest_id),
+                _RANDOM_16 if len(random) == 16 else _RANDOM_KEY + cbor.bstr_head(len(random)), random,
+                _IDENT_KEY, cbor.tstr(element_identifier), _VALUE_KEY, value,
             ))
             return cls(digest_id, random, element_identifier, element_value, raw)
         item = {
@@ -87,9 +97,12 @@ class IssuerSignedItem:
         return item_digest(self.raw, algorithm)
 
 
+_DATE = dt.date
+_FULL_DATE_HEAD = b"\xd9\x03\xec"
 _ITEM_KEYS = frozenset({"digestID", "random", "elementIdentifier", "elementValue"})
 _ITEM_HEAD = b"\xa4" + cbor.dumps("digestID")
 _RANDOM_KEY = cbor.dumps("random")
+_RANDOM_16 = _RANDOM_KEY + cbor.bstr_head(16)
 _IDENT_KEY = cbor.dumps("elementIdentifier")
 _VALUE_KEY = cbor.dumps("elementValue")
 HASHES = {alg: getattr(hashlib, name) for alg, name in DIGEST_ALGORITHMS.items()}
@@ -104,6 +117,7 @@ def item_digest(raw: bytes, algorithm: str = "SHA-256") -> bytes:
     return hash_fn(cbor.tag24_bytes(raw)).digest()
 
 
+_TAG = cbor.CBORTag
 _ISSUER_SIGNED_KEYS = frozenset({"nameSpaces", "issuerAuth"})
 
 
@@ -174,6 +188,11 @@ class IssuerSigned:
         if "nameSpaces" in m and not ns_map:
             raise MdocDecodeError(f"{where}.nameSpaces: present but empty")
         for ns, arr in ns_map.items():
+            if type(ns) is str and type(arr) is list and arr:  # the usual shape, checked at C speed
+                raws = [v.value for v in arr if type(v) is _TAG and v.tag == 24 and type(v.value) is bytes]
+                if len(raws) == len(arr):
+                    name_spaces[ns] = tuple(raws)
+                    continue
             if not isinstance(ns, str):
                 raise MdocDecodeError(f"{where}.nameSpaces: namespace keys must be text")
             arr = p.as_array(arr, f"{where}.nameSpaces[{ns!r}]")

@@ -28,7 +28,7 @@ from protocols.mdoc.chain import (
     verify_chain,
 )
 from protocols.mdoc.errors import MdocDecodeError, MdocError
-from protocols.mdoc.issuer_signed import HASHES, IssuerSignedItem
+from protocols.mdoc.issuer_signed import _ITEM_KEYS, HASHES, IssuerSignedItem
 from protocols.mdoc.mso import MobileSecurityObject
 from protocols.mdoc.request import DeviceRequest
 from protocols.mdoc.response import STATUS_OK, DeviceResponse, Document
@@ -256,57 +256,53 @@ class MdocVerifier:
 
     @staticmethod
     def _digests(doc: Document, mso: MobileSecurityObject, add) -> dict | None:
+        """Every item of every namespace is digested (over its tagged bytes, §9.1.2.5) and
+        matched to a digestID of the MSO before any item of that namespace is decoded; the
+        matched items are then decoded in one strict pass (cbor.loads_many) and checked."""
         hash_fn = HASHES[mso.digest_algorithm]
         name_spaces = doc.issuer_signed.name_spaces
-        # Every item digested first; when all match, the items are decoded in one strict
-        # pass (cbor.loads_many). Any mismatch or decode failure takes the item-by-item
-        # walk below, which reports the first failing item exactly as before.
-        digests = {ns: [hash_fn(cbor.tag24_bytes(raw)).digest() for raw in raws] for ns, raws in name_spaces.items()}
-        decoded: dict[str, list] | None = {}
-        for ns, ds in digests.items():
-            expected = mso.value_digests.get(ns)
-            known = set(expected.values()) if expected else ()
-            if not expected or any(d not in known for d in ds):
-                decoded = None
-                break
-        if decoded is not None:
-            try:
-                for ns, raws in name_spaces.items():
-                    decoded[ns] = cbor.loads_many(raws)
-            except cbor.CborDecodeError:
-                decoded = None
+        if not name_spaces:
+            add(VALUE_DIGESTS, True, "no issuer-signed item disclosed (IssuerSigned without nameSpaces)")
+            return {}
         elements: dict[str, dict[str, Any]] = {}
         count = 0
+        head = cbor.bstr_head
         for ns, raws in name_spaces.items():
             expected = mso.value_digests.get(ns)
             if not expected:
                 add(VALUE_DIGESTS, False, f"namespace {ns!r} has no digests in the MSO")
                 return None
             by_digest = {d: i for i, d in expected.items()}
-            seen_ids: set[int] = set()
+            ids = [by_digest.get(hash_fn(b"\xd8\x18" + head(len(raw)) + raw).digest()) for raw in raws]
+            if None in ids:
+                add(VALUE_DIGESTS, False, f"{ns}[{ids.index(None)}]: digest matches no valueDigest of the MSO")
+                return None
+            try:
+                values = cbor.loads_many(raws)
+            except cbor.CborDecodeError:
+                values = None
             out: dict[str, Any] = {}
-            values = decoded[ns] if decoded is not None else None
-            for n, raw in enumerate(raws):
-                digest_id = by_digest.get(digests[ns][n])
-                if digest_id is None:
-                    add(VALUE_DIGESTS, False, f"{ns}[{n}]: digest matches no valueDigest of the MSO")
-                    return None
-                try:
-                    item = (IssuerSignedItem.decode(raw) if values is None
-                            else IssuerSignedItem._from_value(values[n], raw))
-                except MdocDecodeError as exc:
-                    add(VALUE_DIGESTS, False, f"{ns}[{n}]: {exc}")
-                    return None
-                if item.digest_id != digest_id or digest_id in seen_ids or item.element_identifier in out:
-                    add(VALUE_DIGESTS, False, f"{ns}/{item.element_identifier}: digestID {item.digest_id} mismatched or repeated")
+            seen_ids: set[int] = set()
+            for n, digest_id in enumerate(ids):
+                v = values[n] if values is not None else None
+                if (type(v) is dict and v.keys() == _ITEM_KEYS and type(v["digestID"]) is int
+                        and type(v["random"]) is bytes and type(v["elementIdentifier"]) is str):
+                    item_id, ident, value = v["digestID"], v["elementIdentifier"], v["elementValue"]
+                else:  # anything unusual: the item parser decides and explains
+                    try:
+                        item = (IssuerSignedItem.decode(raws[n]) if values is None
+                                else IssuerSignedItem._from_value(v, raws[n]))
+                    except MdocDecodeError as exc:
+                        add(VALUE_DIGESTS, False, f"{ns}[{n}]: {exc}")
+                        return None
+                    item_id, ident, value = item.digest_id, item.element_identifier, item.element_value
+                if item_id != digest_id or digest_id in seen_ids or ident in out:
+                    add(VALUE_DIGESTS, False, f"{ns}/{ident}: digestID {item_id} mismatched or repeated")
                     return None
                 seen_ids.add(digest_id)
-                out[item.element_identifier] = item.element_value
-                count += 1
+                out[ident] = value
+            count += len(out)
             elements[ns] = out
-        if not elements:
-            add(VALUE_DIGESTS, True, "no issuer-signed item disclosed (IssuerSigned without nameSpaces)")
-            return elements
         add(VALUE_DIGESTS, True, f"{count} item(s) in {len(elements)} namespace(s) match ({mso.digest_algorithm})")
         return elements
 
