@@ -85,3 +85,16 @@ def test_protected_alg_header_equals_encoder():
         assert encode_protected({1: alg}) == cbor.dumps({1: alg})
     assert encode_protected({}) == b""
     assert encode_protected({1: -7, 4: b"k"}) == cbor.dumps({1: -7, 4: b"k"})
+
+
+def test_created_item_is_an_ordinary_frozen_dataclass_instance():
+    import dataclasses
+
+    import pytest
+
+    made = IssuerSignedItem.create(70000, bytes(16), "family_name", "山田")
+    plain = IssuerSignedItem(70000, bytes(16), "family_name", "山田", made.raw)
+    assert made == plain and hash(made) == hash(plain) and repr(made) == repr(plain)
+    assert dataclasses.asdict(made) == dataclasses.asdict(plain)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.digest_id = 1  # type: ignore[misc]

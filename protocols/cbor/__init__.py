@@ -20,6 +20,7 @@ A thin layer over :mod:`cbor2`:
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import io
 import struct
 from collections.abc import Sequence
@@ -73,6 +74,13 @@ def tdate_text(value: _dt.datetime) -> str:
     """``YYYY-MM-DDTHH:MM:SSZ`` in UTC without fractions (RFC 3339 profile of 18013-5 §7.2.1)."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise CborEncodeError(f"tdate needs an aware datetime, got naive {value!r}")
+    if type(value) is _dt.datetime:
+        return _tdate_text(value)  # the same few instants (MSO, certificates) come back at every check
+    return _tdate_text.__wrapped__(value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _tdate_text(value: _dt.datetime) -> str:
     u = value if value.tzinfo is _dt.UTC else value.astimezone(_dt.UTC)  # decoded tdates are UTC
     if u.year < 1000:  # strftime's %Y does not pad: keep its exact output there
         return u.strftime("%Y-%m-%dT%H:%M:%SZ")

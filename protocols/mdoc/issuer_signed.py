@@ -51,7 +51,7 @@ class IssuerSignedItem:
                 _RANDOM_16 if len(random) == 16 else _RANDOM_KEY + cbor.bstr_head(len(random)), random,
                 _IDENT_KEY, cbor.tstr(element_identifier), _VALUE_KEY, value,
             ))
-            return cls(digest_id, random, element_identifier, element_value, raw)
+            return cls._of(digest_id, random, element_identifier, element_value, raw)
         item = {
             "digestID": digest_id,
             "random": random,
@@ -63,6 +63,15 @@ class IssuerSignedItem:
         except cbor.CborError as exc:
             raise MdocEncodeError(f"IssuerSignedItem {element_identifier!r}: {exc}") from exc
         return cls(digest_id, random, element_identifier, element_value, raw)
+
+    @classmethod
+    def _of(cls, digest_id: int, random: bytes, element_identifier: str, element_value: Any, raw: bytes) -> IssuerSignedItem:
+        """The instance from fields already checked, without the frozen dataclass's
+        ``__init__`` (one ``object.__setattr__`` per field): issuing makes one per element."""
+        item = object.__new__(cls)
+        item.__dict__.update(digest_id=digest_id, random=random, element_identifier=element_identifier,
+                             element_value=element_value, raw=raw)
+        return item
 
     @classmethod
     def decode(cls, raw: bytes) -> IssuerSignedItem:
@@ -179,18 +188,20 @@ class IssuerSigned:
 
     @classmethod
     def from_cbor(cls, value: Any, where: str = "IssuerSigned") -> IssuerSigned:
-        m = p.as_map(p.load(value, where), where)
-        unknown = [k for k in m if k not in _ISSUER_SIGNED_KEYS]
-        if unknown:  # the CDDL map is closed: a mangled "nameSpaces" must not vanish silently
+        m = value if type(value) is dict else p.as_map(p.load(value, where), where)
+        if not _ISSUER_SIGNED_KEYS.issuperset(m):  # the CDDL map is closed: a mangled "nameSpaces" must not vanish silently
+            unknown = [k for k in m if k not in _ISSUER_SIGNED_KEYS]
             raise MdocDecodeError(f"{where}: unexpected key(s) {', '.join(sorted(map(repr, unknown)))}")
         name_spaces: dict[str, tuple[bytes, ...]] = {}
-        ns_map = p.field(m, "nameSpaces", Mapping, where, optional=True) or {}
+        ns_map = m.get("nameSpaces")
+        if type(ns_map) is not dict:
+            ns_map = p.field(m, "nameSpaces", Mapping, where, optional=True) or {}
         if "nameSpaces" in m and not ns_map:
             raise MdocDecodeError(f"{where}.nameSpaces: present but empty")
         for ns, arr in ns_map.items():
             if type(ns) is str and type(arr) is list and arr:  # the usual shape, checked at C speed
-                raws = [v.value for v in arr if type(v) is _TAG and v.tag == 24 and type(v.value) is bytes]
-                if len(raws) == len(arr):
+                raws = [v.value for v in arr if type(v) is _TAG and v.tag == 24]
+                if len(raws) == len(arr) and all(type(r) is bytes for r in raws):
                     name_spaces[ns] = tuple(raws)
                     continue
             if not isinstance(ns, str):

@@ -6,10 +6,12 @@ issuerAuth. It is parsed only after the issuer signature over those exact bytes 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from protocols import cbor
@@ -147,6 +149,15 @@ class MobileSecurityObject:
         if self.status is not None:
             out["status"] = self.status.to_map()
         return out
+
+    def frozen(self) -> MobileSecurityObject | None:
+        """This MSO with read-only valueDigests, safe to share between verifications; None
+        when it carries keyAuthorizations or keyInfo (arbitrary maps, not frozen here)."""
+        info = self.device_key_info
+        if info.key_authorizations is not None or info.key_info is not None:
+            return None
+        digests = MappingProxyType({ns: MappingProxyType(dict(d)) for ns, d in self.value_digests.items()})
+        return dataclasses.replace(self, value_digests=digests)
 
     def to_bytes(self) -> bytes:
         """``MobileSecurityObjectBytes`` (tag 24 included): the issuerAuth payload."""

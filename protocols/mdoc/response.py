@@ -41,7 +41,7 @@ class DeviceAuth:
     @classmethod
     def from_cbor(cls, value: Any, where: str) -> DeviceAuth:
         m = p.as_map(value, where)
-        if len(m) != 1 or not ({"deviceSignature", "deviceMac"} & set(m)):
+        if len(m) != 1 or ("deviceSignature" not in m and "deviceMac" not in m):
             raise MdocDecodeError(f"{where}: expected exactly one of deviceSignature / deviceMac")
         try:
             if "deviceSignature" in m:

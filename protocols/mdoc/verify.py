@@ -143,6 +143,13 @@ class MdocVerifier:
     The cache keeps, per (x5chain bytes), the verified key and the window in which every
     certificate of the path is valid; a hit skips the chain's signature checks when ``now``
     falls in that window.
+
+    A second bounded cache keeps the parsed MSO (with its device key) per exact
+    MobileSecurityObjectBytes, the way a reader sees the same mdoc presented again. It is
+    consulted only after the issuer signature over those very bytes verified in this call,
+    and it holds no verdict: the digests, docType, validity at ``now``, device
+    authentication over this transcript and keyAuthorizations are checked every time.
+    ``cache_chains=False`` turns both caches off.
     """
 
     def __init__(
@@ -155,6 +162,25 @@ class MdocVerifier:
         self.trust_anchors = list(trust_anchors)
         self.extra_checks = list(extra_checks)
         self._cache: dict[tuple[bytes, ...], VerifiedChain] | None = {} if cache_chains else None
+        self._msos: dict[bytes, MobileSecurityObject] | None = {} if cache_chains else None
+
+    def _mso(self, doc: Document) -> MobileSecurityObject:
+        """The MSO of issuerAuth's payload; call only once the issuer signature verified."""
+        payload = doc.issuer_signed.issuer_auth.payload
+        cache = self._msos
+        if cache is not None and payload is not None:
+            hit = cache.get(payload)
+            if hit is not None:
+                return hit
+        mso = doc.issuer_signed.mso()
+        if cache is not None and payload is not None:
+            frozen = mso.frozen()
+            if frozen is not None:
+                if len(cache) >= 1024:
+                    cache.clear()
+                cache[payload] = frozen
+                return frozen
+        return mso
 
     # -- document signer chain --------------------------------------------------------
 
@@ -236,7 +262,7 @@ class MdocVerifier:
             skip(*later, because="issuer signature failed")
             return checks, None
         try:
-            mso = doc.issuer_signed.mso()
+            mso = self._mso(doc)
             add(MSO_STRUCTURE, True, f"version {mso.version}, {mso.digest_algorithm}")
         except MdocDecodeError as exc:
             add(MSO_STRUCTURE, False, str(exc))
