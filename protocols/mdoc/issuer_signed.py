@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,7 +48,7 @@ class IssuerSignedItem:
                 except cbor.CborError as exc:
                     raise MdocEncodeError(f"IssuerSignedItem {element_identifier!r}: {exc}") from exc
             raw = b"".join((
-                _ITEM_HEAD, cbor.uint_bytes(digest_id),
+                _ITEM_HEAD, _PACK4(0x1A, digest_id) if 0x10000 <= digest_id < 0x100000000 else cbor.uint_bytes(digest_id),
                 _RANDOM_16 if len(random) == 16 else _RANDOM_KEY + cbor.bstr_head(len(random)), random,
                 _IDENT_KEY, cbor.tstr(element_identifier), _VALUE_KEY, value,
             ))
@@ -107,6 +108,7 @@ class IssuerSignedItem:
 
 
 _DATE = dt.date
+_PACK4 = struct.Struct(">BI").pack  # uint head with a 4-byte argument: issuing's 31-bit digestIDs
 _FULL_DATE_HEAD = b"\xd9\x03\xec"
 _ITEM_KEYS = frozenset({"digestID", "random", "elementIdentifier", "elementValue"})
 _ITEM_HEAD = b"\xa4" + cbor.dumps("digestID")

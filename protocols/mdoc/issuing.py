@@ -66,10 +66,8 @@ def make_items(
         if len(pool) != n * (4 + SALT_BYTES):
             raise IssuingError(f"rng returned {len(pool)} bytes, asked for {n * (4 + SALT_BYTES)}")
         ids = _digest_ids(n, rng, pool[:4 * n])
-        out[ns] = tuple(
-            IssuerSignedItem.create(digest_id, salts[SALT_BYTES * i:SALT_BYTES * (i + 1)], ident, value)
-            for i, (digest_id, (ident, value)) in enumerate(zip(ids, elements.items(), strict=True))
-        )
+        randoms = [salts[SALT_BYTES * i:SALT_BYTES * (i + 1)] for i in range(n)]
+        out[ns] = tuple(map(IssuerSignedItem.create, ids, randoms, elements.keys(), elements.values()))
     return out
 
 
