@@ -98,3 +98,17 @@ def test_created_item_is_an_ordinary_frozen_dataclass_instance():
     assert dataclasses.asdict(made) == dataclasses.asdict(plain)
     with pytest.raises(dataclasses.FrozenInstanceError):
         made.digest_id = 1  # type: ignore[misc]
+
+
+def test_verifier_checks_are_ordinary_frozen_dataclass_instances():
+    import dataclasses
+
+    import pytest
+
+    from protocols.mdoc import Check
+
+    made, plain = Check._of("value_digests", True, "r"), Check("value_digests", True, "r")
+    assert made == plain and hash(made) == hash(plain) and repr(made) == repr(plain)
+    assert made.to_json() == plain.to_json()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.passed = False  # type: ignore[misc]

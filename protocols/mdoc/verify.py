@@ -64,6 +64,14 @@ class Check:
     def to_json(self) -> dict:
         return {"name": self.name, "passed": self.passed, "reason": self.reason}
 
+    @classmethod
+    def _of(cls, name: str, passed: bool, reason: str) -> Check:
+        """The verifier's own checks, without the frozen dataclass's ``__init__`` (one
+        ``object.__setattr__`` per field; a verification makes eight or more)."""
+        check = object.__new__(cls)
+        check.__dict__.update(name=name, passed=passed, reason=reason)
+        return check
+
 
 @dataclass(frozen=True)
 class DisclosedDocument:
@@ -232,7 +240,7 @@ class MdocVerifier:
         pre = f"{doc.doc_type}: " if doc.doc_type else ""
 
         def add(name: str, passed: bool, reason: str) -> bool:
-            checks.append(Check(name, passed, pre + reason))
+            checks.append(Check._of(name, passed, pre + reason))
             return passed
 
         def skip(*names: str, because: str) -> None:
@@ -274,10 +282,11 @@ class MdocVerifier:
         self._validity(mso, chain, now, add)
         self._device_auth(doc, mso, st, reader_private_key, emac_key_provider, add)
         key_authorizations_check(doc, mso, add)
-        ctx = DocumentContext(doc, mso, chain, now, st, tuple(checks))
-        for extra in self.extra_checks:
-            out = extra(ctx)
-            checks.extend([out] if isinstance(out, Check) else list(out))
+        if self.extra_checks:
+            ctx = DocumentContext(doc, mso, chain, now, st, tuple(checks))
+            for extra in self.extra_checks:
+                out = extra(ctx)
+                checks.extend([out] if isinstance(out, Check) else list(out))
         return checks, (DisclosedDocument(doc.doc_type, elements) if elements is not None else None)
 
     @staticmethod
