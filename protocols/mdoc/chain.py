@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -39,10 +39,13 @@ class VerifiedChain:
     """The window in which every certificate of the path (anchor included) is valid."""
     anchor: x509.Certificate
 
+    _description: str | None = field(default=None, repr=False, compare=False)
+
     @functools.cached_property
     def description(self) -> str:
-        """``leaf subject <- anchor subject``, worked out once per chain (a cached chain
-        is described at every verification)."""
+        """``leaf subject <- anchor subject`` (the chain check's reason at every verification)."""
+        if self._description is not None:
+            return self._description
         return f"{self.leaf.subject.rfc4514_string()} <- {self.anchor.subject.rfc4514_string()}"
 
 
@@ -107,6 +110,11 @@ class _Parsed:
     subject_name: bytes | None
     not_before: dt.datetime
     not_after: dt.datetime
+
+    @functools.cached_property
+    def subject_text(self) -> str:
+        """The subject as RFC 4514 text, worked out once per certificate."""
+        return self.cert.subject.rfc4514_string()
 
     @functools.cached_property
     def ekus(self) -> frozenset[x509.ObjectIdentifier] | None:
@@ -268,4 +276,5 @@ def _verify_chain(ders, trust_anchors, now, eku) -> VerifiedChain:
     key = parsed[0].key or leaf.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise ChainError(f"leaf key is {type(key).__name__}, need EC")
-    return VerifiedChain(leaf, key, not_before, not_after, anchor)
+    return VerifiedChain(leaf, key, not_before, not_after, anchor,
+                         f"{parsed[0].subject_text} <- {anchor_parsed.subject_text}")

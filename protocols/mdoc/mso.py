@@ -167,10 +167,14 @@ class MobileSecurityObject:
     @classmethod
     def from_map(cls, value: Any) -> MobileSecurityObject:
         m = p.as_map(value, "MSO")
-        version = p.text(m, "version", "MSO")
+        version = m.get("version")
+        if type(version) is not str:
+            version = p.text(m, "version", "MSO")
         if version != "1.0":
             raise MdocDecodeError(f"MSO.version: unsupported {version!r} (expected '1.0')")
-        alg = p.text(m, "digestAlgorithm", "MSO")
+        alg = m.get("digestAlgorithm")
+        if type(alg) is not str:
+            alg = p.text(m, "digestAlgorithm", "MSO")
         if alg not in DIGEST_ALGORITHMS:
             raise MdocDecodeError(f"MSO.digestAlgorithm: unsupported {alg!r}")
         digests: dict[str, dict[int, bytes]] = {}
