@@ -19,7 +19,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     module = importlib.import_module(f"benchmarks.{argv[0]}")
     sys.argv = [f"benchmarks {argv[0]}", *argv[1:]]
-    return module.main() or 0
+    rc = module.main()
+    return rc if isinstance(rc, int) else 0  # some return their figures (a dict), not a status
 
 
 if __name__ == "__main__":

@@ -11,10 +11,7 @@ import argparse
 import base64
 import datetime as dt
 import hashlib
-import statistics
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from cryptography import x509
@@ -23,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
-from benchmarks.timing import median_time
+from benchmarks.timing import interleaved, median_time
 from protocols import cbor, cose, mdoc
 
 NS = "org.iso.18013.5.1"
@@ -36,20 +33,6 @@ ELEMENTS = {
         "portrait": bytes(2048), "age_over_18": True, "resident_address": "東京都千代田区",
     }
 }
-
-
-def interleaved(fns: dict[str, Callable[[], object]], runs: int) -> dict[str, float]:
-    """Median time of each function, run in rotation so that a loaded machine slows all of
-    them alike and the ratios stay meaningful."""
-    samples: dict[str, list[float]] = {k: [] for k in fns}
-    for fn in fns.values():
-        fn()
-    for _ in range(runs):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            samples[name].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in samples.items()}
 
 
 def make_pki(now: dt.datetime):

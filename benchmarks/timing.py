@@ -26,3 +26,18 @@ def median_time(fn: Callable[[], object], runs: int, *, warmup: bool = True) -> 
     if warmup:
         fn()
     return timed(fn, runs)[0]
+
+
+def interleaved(fns: dict[str, Callable[[], object]], runs: int) -> dict[str, float]:
+    """Median seconds of each function, run in rotation (after one warm-up call each), so
+    that a shared machine's changing load slows all of them alike and ratios between them
+    stay meaningful."""
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    for fn in fns.values():
+        fn()
+    for _ in range(runs):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in samples.items()}

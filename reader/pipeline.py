@@ -8,7 +8,8 @@ digests, device authentication over this session's SessionTranscript) plus, name
   (replaces the strict built-in one); ``mso_signed_within_ds_validity``;
 * ``iaca_profile`` / ``ds_profile``: Annex B Tables B.1 / B.3 (``protocols.iaca``);
 * ``trust_anchor_scope``: the IACA may vouch for this docType (VICAL scope);
-* ``key_authorizations``: device-signed elements allowed by deviceKeyInfo.keyAuthorizations;
+* ``key_authorizations``: the core's check (device-signed elements allowed by
+  deviceKeyInfo.keyAuthorizations), reported as passed when nothing is declared or signed;
 * ``status_list_signature``, ``status_list_freshness``, ``revocation_status``: the Status
   List Token is fetched by URI over HTTP (cache bounded by its ttl, the HTTP max-age and its
   exp, revalidated with If-None-Match), verified to the same IACA, and the MSO's index read.
@@ -39,7 +40,7 @@ from protocols.mdoc import (
     SessionTranscript,
     VerificationResult,
 )
-from protocols.mdoc.verify import RESPONSE_STATUS, VALIDITY
+from protocols.mdoc.verify import KEY_AUTHORIZATIONS, RESPONSE_STATUS, VALIDITY
 from protocols.status import (
     Status,
     StatusIndexError,
@@ -54,7 +55,6 @@ IACA_PROFILE = "iaca_profile"
 DS_PROFILE = "ds_profile"
 TRUST_ANCHOR_SCOPE = "trust_anchor_scope"
 MSO_SIGNED_WITHIN_DS = "mso_signed_within_ds_validity"
-KEY_AUTHORIZATIONS = "key_authorizations"
 STATUS_LIST_SIGNATURE = "status_list_signature"
 STATUS_LIST_FRESHNESS = "status_list_freshness"
 REVOCATION_STATUS = "revocation_status"
@@ -365,7 +365,7 @@ class ReaderPipeline:
         out += self._profile_checks(ctx)
         if self.ds_revocation is not None:
             out.append(self.ds_revocation(ctx))
-        out.append(self._key_authorizations(ctx))
+        out += self._key_authorizations(ctx)
         out += self._status(ctx)
         disclosed = None
         if core_validity is not None and not core_validity.passed and mine.passed:
@@ -412,24 +412,13 @@ class ReaderPipeline:
         return out
 
     @staticmethod
-    def _key_authorizations(ctx: DocumentContext) -> Check:
-        auth = ctx.mso.device_key_info.key_authorizations
-        if auth is None:
-            return Check(KEY_AUTHORIZATIONS, True, "none declared")
-        try:
-            signed = ctx.document.device_signed.name_spaces()
-        except MdocError as exc:
-            return Check(KEY_AUTHORIZATIONS, False, f"DeviceNameSpaces unreadable: {exc}")
-        whole = auth.get("nameSpaces") or []
-        elements = auth.get("dataElements") or {}
-        if not isinstance(whole, list | tuple) or not isinstance(elements, Mapping):
-            return Check(KEY_AUTHORIZATIONS, False, "keyAuthorizations malformed")
-        for ns, items in signed.items():
-            for ident in items:
-                if ns not in whole and ident not in (elements.get(ns) or ()):
-                    return Check(KEY_AUTHORIZATIONS, False, f"device-signed {ns}/{ident} not authorized for the device key")
-        n = sum(map(len, signed.values()))
-        return Check(KEY_AUTHORIZATIONS, True, f"{n} device-signed element(s) authorized")
+    def _key_authorizations(ctx: DocumentContext) -> list[Check]:
+        """The core's ``key_authorizations`` check (protocols.mdoc) runs when keyAuthorizations
+        is declared or anything is device-signed; otherwise say so, so that the reader's
+        verdict always lists the check."""
+        if any(c.name == KEY_AUTHORIZATIONS for c in ctx.checks):
+            return []
+        return [Check(KEY_AUTHORIZATIONS, True, "none declared, nothing device-signed")]
 
     def _status(self, ctx: DocumentContext) -> list[Check]:
         ref = ctx.mso.status.status_list if ctx.mso.status else None

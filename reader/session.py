@@ -177,11 +177,14 @@ class ReaderSession:
 
     def _matches(self, result: VerificationResult) -> tuple[Check, ...]:
         """Every disclosed document and element was asked for (the mdoc returns nothing else,
-        §8.3.2.1.2.2); checked only when documents were disclosed."""
+        §8.3.2.1.2.2), and every disclosed document of a requested docType carries at least
+        one requested element: IssuerSigned may lawfully omit nameSpaces, but a reader that
+        asked for items must not see "valid" over none (specs/mdoc-encoding.md). Checked only
+        when documents were disclosed (no documents fails other checks already)."""
         if not result.documents:
             return ()
         asked = {r.doc_type: r.items for r in self.requests}
-        extra = []
+        extra, empty = [], []
         for doc in result.documents:
             items = asked.get(doc.doc_type)
             if items is None:
@@ -189,8 +192,12 @@ class ReaderSession:
                 continue
             for ns, elements in doc.elements.items():
                 extra += [f"{ns}/{e}" for e in elements if e not in items.get(ns, {})]
+            if not any(doc.elements.values()):
+                empty.append(doc.doc_type)
         if extra:
             return (Check(MATCHES_REQUEST, False, "not requested: " + ", ".join(extra[:10])),)
+        if empty:
+            return (Check(MATCHES_REQUEST, False, "no requested element disclosed in " + ", ".join(empty)),)
         n = sum(len(e) for d in result.documents for e in d.elements.values())
         return (Check(MATCHES_REQUEST, True, f"{n} disclosed element(s), all requested"),)
 

@@ -241,3 +241,20 @@ def test_unrequested_items_fail_matches_request(world, clock, publisher):
     outcome = _session_with_forged_answer(world, clock, publisher, oversharing)
     assert failed(outcome.result.to_json()) == {"matches_request"}
     assert "birth_date" in outcome.result.check("matches_request").reason
+
+
+def test_document_disclosing_nothing_fails_matches_request(world, clock, publisher):
+    """IssuerSigned may omit nameSpaces (CDDL ``?``); the reader asked for items and must
+    not call "valid" a document that disclosed none of them."""
+    mine = wallet(world, "phone", clock).credentials()[0]
+    se_a = wallet_sim.open_secure_element(world["phone"], world["home"])
+    key = SeSigner(SeMdocApplet(se_a.transmit), mine.slot)
+
+    def nothing(transcript):
+        doc = build_document(mine.issuer_signed, transcript, disclose={}, signer=key)
+        assert doc.issuer_signed.name_spaces == {}
+        return DeviceResponse((doc,)).encode()
+
+    outcome = _session_with_forged_answer(world, clock, publisher, nothing)
+    assert failed(outcome.result.to_json()) == {"matches_request"}
+    assert "no requested element disclosed" in outcome.result.check("matches_request").reason

@@ -62,6 +62,12 @@ def test_key_authorizations_allow_and_refuse_device_signed_elements():
     whole = verify(pki, *response(pki.ds_key, pki.ds, key_authorizations={"nameSpaces": [NS]},
                                   device_elements={NS: {"family_name": "X"}}))
     assert whole.valid
+    # the rule is the core's (protocols.mdoc), reported once; with nothing declared the reader says so
+    assert [c.name for c in bad.checks].count("key_authorizations") == 1
+    plain = verify(pki, *response(pki.ds_key, pki.ds))
+    assert plain.valid and plain.check("key_authorizations").reason == "none declared, nothing device-signed"
+    unsanctioned = verify(pki, *response(pki.ds_key, pki.ds, device_elements={NS: {"nickname": "X"}}))
+    assert failed(unsanctioned) == {"key_authorizations"}
 
 
 def test_mso_signed_before_the_ds_certificate_is_refused():

@@ -16,6 +16,7 @@ loser's insert fails, its transaction is retried and finds the winner's generati
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass, field
 
 from cryptography import x509
@@ -69,8 +70,9 @@ class ActiveKey:
     certificate: x509.Certificate
     signer: CoseSignerAdapter = field(repr=False, compare=False)
 
-    @property
+    @functools.cached_property
     def der(self) -> bytes:
+        """The certificate's DER, encoded once (it goes into every x5chain this key signs)."""
         return self.certificate.public_bytes(serialization.Encoding.DER)
 
 

@@ -20,7 +20,9 @@ A thin layer over :mod:`cbor2`:
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import io
+import struct
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,6 +45,8 @@ __all__ = [
     "tdate",
     "tdate_text",
     "tag24_bytes",
+    "tstr",
+    "map_head",
     "bstr_head",
     "uint_bytes",
     "unembed",
@@ -70,7 +74,14 @@ def tdate_text(value: _dt.datetime) -> str:
     """``YYYY-MM-DDTHH:MM:SSZ`` in UTC without fractions (RFC 3339 profile of 18013-5 §7.2.1)."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise CborEncodeError(f"tdate needs an aware datetime, got naive {value!r}")
-    u = value.astimezone(_dt.UTC)
+    if type(value) is _dt.datetime:
+        return _tdate_text(value)  # the same few instants (MSO, certificates) come back at every check
+    return _tdate_text.__wrapped__(value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _tdate_text(value: _dt.datetime) -> str:
+    u = value if value.tzinfo is _dt.UTC else value.astimezone(_dt.UTC)  # decoded tdates are UTC
     if u.year < 1000:  # strftime's %Y does not pad: keep its exact output there
         return u.strftime("%Y-%m-%dT%H:%M:%SZ")
     return f"{u.year}-{u.month:02d}-{u.day:02d}T{u.hour:02d}:{u.minute:02d}:{u.second:02d}Z"
@@ -206,20 +217,53 @@ def loads_many(parts: Sequence[bytes]) -> list[Any]:
     return [loads(part) for part in parts]
 
 
+_SMALL_HEADS = tuple(tuple(bytes([major << 5 | n]) for n in range(24)) for major in range(8))
+
+
+_PACK1, _PACK2, _PACK4, _PACK8 = (struct.Struct(f">B{c}").pack for c in "BHIQ")
+
+
 def _head(major: int, n: int) -> bytes:
+    """The shortest head of major type ``major`` with argument ``n`` (RFC 8949 §3)."""
+    if 0 <= n < 24:
+        return _SMALL_HEADS[major][n]
+    if 24 <= n < 0x100:
+        return _PACK1(major << 5 | 24, n)
+    if 0x100 <= n < 0x10000:
+        return _PACK2(major << 5 | 25, n)
+    if 0x10000 <= n < 0x100000000:
+        return _PACK4(major << 5 | 26, n)
     if n < 0:
         raise CborEncodeError("negative length or argument")
-    if n < 24:
-        return bytes([major << 5 | n])
-    for info, size in ((24, 1), (25, 2), (26, 4), (27, 8)):
-        if n < 1 << (8 * size):
-            return bytes([major << 5 | info]) + n.to_bytes(size, "big")
+    if n < 1 << 64:
+        return _PACK8(major << 5 | 27, n)
     raise CborEncodeError("length too large")
 
 
 def uint_bytes(n: int) -> bytes:
     """An unsigned integer (major type 0) in its shortest head, as the encoder writes it."""
     return _head(0, n)
+
+
+def tstr(text: str) -> bytes:
+    """A text string encoded (major type 3), as the encoder writes it; the short ones that
+    recur (map keys, element identifiers, namespaces) are kept in a bounded table."""
+    hit = _TSTR.get(text)
+    if hit is None:
+        hit = cbor2.dumps(text)
+        if len(text) <= 64 and type(text) is str:
+            if len(_TSTR) >= 4096:
+                _TSTR.clear()
+            _TSTR[text] = hit
+    return hit
+
+
+_TSTR: dict[str, bytes] = {}
+
+
+def map_head(length: int) -> bytes:
+    """The shortest head of a definite map of ``length`` pairs (major type 5)."""
+    return _head(5, length)
 
 
 def bstr_head(length: int) -> bytes:
@@ -250,7 +294,10 @@ def unembed(value: Any, *, what: str = "embedded CBOR") -> tuple[bytes, Any]:
             except CborDecodeError as exc:
                 raise CborDecodeError(f"{what}: {exc}") from exc
     if isinstance(value, bytes | bytearray | memoryview):
-        value = loads(bytes(value))
+        try:
+            value = loads(bytes(value))
+        except CborDecodeError as exc:
+            raise CborDecodeError(f"{what}: {exc}") from exc
     if not isinstance(value, CBORTag) or value.tag != TAG_ENCODED_CBOR:
         raise CborDecodeError(f"{what}: expected #6.24(bstr), got {_describe(value)}")
     inner = value.value

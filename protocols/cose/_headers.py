@@ -15,23 +15,51 @@ TAG_MAC0 = 17
 
 def encode_protected(protected: dict) -> bytes:
     """An empty protected header is the empty bstr, not an encoded empty map (§3)."""
+    if len(protected) == 1:
+        alg = protected.get(HEADER_ALG)
+        if type(alg) is int and alg in _ALG_ONLY:
+            return _ALG_ONLY[alg]  # {1: alg}, the header of nearly every message
     return cbor.dumps(protected) if protected else b""
+
+
+_ALG_ONLY = {alg: cbor.dumps({HEADER_ALG: alg}) for alg in (-7, -35, -36, 5)}
+
+
+_PROTECTED: dict[bytes, dict] = {}
+"""Decoded protected headers by their exact bytes (a pure function of them; bounded). Most
+messages carry one of a handful, ``{1: -7}`` above all."""
+_PROTECTED_MAX = 256
 
 
 def decode_protected(protected_bytes: bytes, where: str) -> dict:
     if protected_bytes == b"":
         return {}
+    hit = _PROTECTED.get(protected_bytes)
+    if hit is not None:
+        return dict(hit)  # a copy: the caller's dict is its own
     try:
         value = cbor.loads(protected_bytes)
     except cbor.CborDecodeError as exc:
         raise CoseDecodeError(f"{where}: protected header: {exc}") from exc
     if not isinstance(value, Mapping):
         raise CoseDecodeError(f"{where}: protected header must encode a map, got {type(value).__name__}")
-    return dict(value)
+    value = dict(value)
+    if len(protected_bytes) <= 64 and all(type(v) in (int, str, bytes) for v in value.values()):
+        if len(_PROTECTED) >= _PROTECTED_MAX:
+            _PROTECTED.clear()
+        _PROTECTED[protected_bytes] = dict(value)
+    return value
 
 
 def split_array(data: Any, tag: int, where: str) -> list:
     """Decode (if bytes) and return the 4-element array, with or without its COSE tag."""
+    if type(data) is list and len(data) == 4:  # the decoded array, as it comes out of a DeviceResponse
+        protected_bytes, unprotected, payload, last = data
+        if (type(protected_bytes) is bytes and type(unprotected) is dict and type(last) is bytes
+                and (payload is None or type(payload) is bytes)):
+            protected = decode_protected(protected_bytes, where)
+            if protected.keys().isdisjoint(unprotected):
+                return [protected_bytes, protected, dict(unprotected), payload, last]
     if isinstance(data, bytes | bytearray | memoryview):
         try:
             data = cbor.loads(bytes(data))

@@ -46,6 +46,9 @@ ECDSA_ALGORITHMS: dict[int, EcdsaAlgorithm] = {
     ES512: EcdsaAlgorithm(ES512, "ES512", ec.SECP521R1, hashes.SHA512, 66),
 }
 _BY_CURVE = {a.curve.name: a for a in ECDSA_ALGORITHMS.values()}
+_SIZE_BY_CURVE = {a.curve.name: a.size for a in ECDSA_ALGORITHMS.values()}
+_ECDSA = {alg: ec.ECDSA(a.hash()) for alg, a in ECDSA_ALGORITHMS.items()}
+"""The ``cryptography`` signature algorithm objects, built once (they are immutable)."""
 
 
 def algorithm_for_curve(curve: ec.EllipticCurve) -> EcdsaAlgorithm:
@@ -74,14 +77,12 @@ def der_to_raw(signature: bytes, curve: ec.EllipticCurve) -> bytes:
 
 def raw_to_der(signature: bytes, curve: ec.EllipticCurve) -> bytes:
     """COSE ``r||s`` -> DER; refuses a length other than twice the curve size."""
-    size = coordinate_size(curve)
+    size = _SIZE_BY_CURVE.get(curve.name) or coordinate_size(curve)
     if len(signature) != 2 * size:
         raise CoseSignatureError(
             f"COSE ECDSA signature on {curve.name} must be {2 * size} bytes, got {len(signature)}"
         )
-    r = int.from_bytes(signature[:size], "big")
-    s = int.from_bytes(signature[size:], "big")
-    return encode_dss_signature(r, s)
+    return encode_dss_signature(int.from_bytes(signature[:size], "big"), int.from_bytes(signature[size:], "big"))
 
 
 @runtime_checkable
@@ -99,8 +100,7 @@ class _KeySigner:
     alg: int
 
     def sign(self, tbs: bytes) -> bytes:
-        algorithm = ECDSA_ALGORITHMS[self.alg]
-        der = self.private_key.sign(tbs, ec.ECDSA(algorithm.hash()))
+        der = self.private_key.sign(tbs, _ECDSA[self.alg])
         return der_to_raw(der, self.private_key.curve)
 
 
@@ -118,12 +118,13 @@ def ecdsa_verify(alg: int, public_key: ec.EllipticCurvePublicKey, signature: byt
         raise CoseSignatureError(f"unsupported signature algorithm {alg!r}: need ES256/ES384/ES512")
     if not isinstance(public_key, ec.EllipticCurvePublicKey):
         raise CoseKeyError(f"{algorithm.name} needs an EC public key, got {type(public_key).__name__}")
-    if public_key.curve.name != algorithm.curve.name:
+    curve = public_key.curve
+    if curve.name != algorithm.curve.name:
         raise CoseSignatureError(
-            f"{algorithm.name} needs a {algorithm.curve.name} key, got {public_key.curve.name}"
+            f"{algorithm.name} needs a {algorithm.curve.name} key, got {curve.name}"
         )
-    der = raw_to_der(signature, public_key.curve)
+    der = raw_to_der(signature, curve)
     try:
-        public_key.verify(der, tbs, ec.ECDSA(algorithm.hash()))
+        public_key.verify(der, tbs, _ECDSA[alg])
     except InvalidSignature:
         raise CoseSignatureError(f"{algorithm.name} signature does not verify") from None

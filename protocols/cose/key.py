@@ -6,11 +6,13 @@ and a decoded key with short or long coordinates is refused.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from protocols import cbor
 from protocols.cose.errors import CoseKeyError
@@ -24,6 +26,17 @@ _CURVES: dict[int, type[ec.EllipticCurve]] = {
 }
 _CRV_BY_NAME = {c.name: crv for crv, c in _CURVES.items()}
 _SIZES = {CRV_P256: 32, CRV_P384: 48, CRV_P521: 66}
+
+
+@functools.lru_cache(maxsize=256)
+def _public_key(crv: int, x: bytes, y: bytes) -> ec.EllipticCurvePublicKey:
+    """The key for exactly these coordinates (a pure function of them, kept for the MSO
+    device key a reader sees again at each presentation; errors are not cached)."""
+    curve = _CURVES[crv]()
+    try:
+        return ec.EllipticCurvePublicKey.from_encoded_point(curve, b"\x04" + x + y)
+    except ValueError as exc:
+        raise CoseKeyError(f"COSE_Key point is not on {curve.name}") from exc
 
 
 @dataclass(frozen=True)
@@ -53,17 +66,13 @@ class CoseKey:
         crv = _CRV_BY_NAME.get(key.curve.name)
         if crv is None:
             raise CoseKeyError(f"curve {key.curve.name} has no COSE_Key crv here")
-        numbers = key.public_numbers()
         size = _SIZES[crv]
-        return cls(crv, numbers.x.to_bytes(size, "big"), numbers.y.to_bytes(size, "big"))
+        point = key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)  # 04 || x || y, padded
+        return cls(crv, point[1:1 + size], point[1 + size:])
 
     def public_key(self) -> ec.EllipticCurvePublicKey:
         """The ``cryptography`` key; refuses a point that is not on the curve."""
-        curve = _CURVES[self.crv]()
-        try:
-            return ec.EllipticCurvePublicKey.from_encoded_point(curve, b"\x04" + self.x + self.y)
-        except ValueError as exc:
-            raise CoseKeyError(f"COSE_Key point is not on {curve.name}") from exc
+        return _public_key(self.crv, self.x, self.y)
 
     def to_map(self) -> dict[int, Any]:
         return {1: self.kty, -1: self.crv, -2: self.x, -3: self.y}

@@ -23,10 +23,20 @@ from protocols.cose._headers import (
 from protocols.cose.algorithms import HEADER_ALG, CoseSigner, ecdsa_verify
 from protocols.cose.errors import CoseError, CoseSignatureError
 
+_SIG1_HEAD = b"\x84" + cbor.dumps("Signature1")
+
 
 def sig_structure(protected_bytes: bytes, external_aad: bytes, payload: bytes) -> bytes:
-    """``Sig_structure = ["Signature1", body_protected, external_aad, payload]`` (§4.4)."""
-    return cbor.dumps(["Signature1", protected_bytes, external_aad, payload])
+    """``Sig_structure = ["Signature1", body_protected, external_aad, payload]`` (§4.4).
+
+    Written head by head: the bytes ``cbor.dumps`` gives for that array (definite lengths,
+    shortest heads), without the encoder's per-call setup."""
+    if type(protected_bytes) is not bytes or type(external_aad) is not bytes or type(payload) is not bytes:
+        return cbor.dumps(["Signature1", protected_bytes, external_aad, payload])
+    return b"".join((
+        _SIG1_HEAD, cbor.bstr_head(len(protected_bytes)), protected_bytes,
+        cbor.bstr_head(len(external_aad)), external_aad, cbor.bstr_head(len(payload)), payload,
+    ))
 
 
 @dataclass(frozen=True)

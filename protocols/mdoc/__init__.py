@@ -67,6 +67,7 @@ from protocols.mdoc.verify import (
     MdocVerifier,
     VerificationResult,
     json_value,
+    key_authorizations_check,
     verify_device_response,
     verify_reader_auth,
 )
@@ -126,6 +127,7 @@ __all__ = [
     "issue_mso",
     "item_digest",
     "json_value",
+    "key_authorizations_check",
     "make_items",
     "reader_authentication_bytes",
     "sign_mso",

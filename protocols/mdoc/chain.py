@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -39,14 +39,14 @@ class VerifiedChain:
     """The window in which every certificate of the path (anchor included) is valid."""
     anchor: x509.Certificate
 
-    @property
+    _description: str | None = field(default=None, repr=False, compare=False)
+
+    @functools.cached_property
     def description(self) -> str:
-        return _describe(self.leaf, self.anchor)
-
-
-@functools.lru_cache(maxsize=256)
-def _describe(leaf: x509.Certificate, anchor: x509.Certificate) -> str:
-    return f"{leaf.subject.rfc4514_string()} <- {anchor.subject.rfc4514_string()}"
+        """``leaf subject <- anchor subject`` (the chain check's reason at every verification)."""
+        if self._description is not None:
+            return self._description
+        return f"{self.leaf.subject.rfc4514_string()} <- {self.anchor.subject.rfc4514_string()}"
 
 
 def load_chain(ders: Sequence[bytes]) -> list[x509.Certificate]:
@@ -94,16 +94,65 @@ _ECDSA_ALGS: dict[x509.ObjectIdentifier, tuple[bytes, hashes.HashAlgorithm]] = {
 }
 
 
-@functools.lru_cache(maxsize=64)
-def _ec_key_of(der: bytes) -> ec.EllipticCurvePublicKey | None:
-    """The EC public key of the certificate with exactly these DER bytes (None if not EC).
+@dataclass(frozen=True)
+class _Parsed:
+    """What verification reads from one certificate, parsed once per exact DER bytes: a pure
+    function of them (never a verdict: signatures and times are checked at every use)."""
 
-    Only the key is cached, never a verification result: the key is a function of the bytes."""
+    cert: x509.Certificate
+    key: ec.EllipticCurvePublicKey | None
+    """The EC public key, None if not EC."""
+    tbs: bytes | None
+    """TBS bytes when inner and outer signature algorithms are the same parameterless ECDSA id."""
+    ecdsa: ec.ECDSA | None
+    issuer_name: bytes | None
+    """DER of the issuer Name, and of the subject Name (None if the walk failed)."""
+    subject_name: bytes | None
+    not_before: dt.datetime
+    not_after: dt.datetime
+
+    @functools.cached_property
+    def subject_text(self) -> str:
+        """The subject as RFC 4514 text, worked out once per certificate."""
+        return self.cert.subject.rfc4514_string()
+
+    @functools.cached_property
+    def ekus(self) -> frozenset[x509.ObjectIdentifier] | None:
+        """The extended key usages (None without the extension); raises like cryptography
+        on a malformed extension, and is then worked out again at the next use."""
+        try:
+            ext = self.cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+        except x509.ExtensionNotFound:
+            return None
+        return frozenset(ext.value)
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(der: bytes) -> _Parsed:
+    """Raise :class:`~protocols.certs.CertificateParseError` for bytes that are no certificate."""
+    cert = x509certs.load_der(der)
     try:
-        key = x509certs.public_key_of(x509certs.load_der(der))
+        key = x509certs.public_key_of(cert)
     except x509certs.CertificateParseError:
-        return None
-    return key if isinstance(key, ec.EllipticCurvePublicKey) else None
+        key = None
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        key = None
+    tbs = ecdsa = issuer_name = subject_name = None
+    try:
+        tbs, inner_alg, outer_alg, issuer_name, subject_name = _tbs_fields(der)
+        alg = _ECDSA_ALGS.get(cert.signature_algorithm_oid)
+        if alg is not None and inner_alg == outer_alg == alg[0]:
+            ecdsa = ec.ECDSA(alg[1])
+        else:
+            tbs = None
+    except (ValueError, IndexError, UnsupportedAlgorithm):
+        tbs = None
+    return _Parsed(cert, key, tbs, ecdsa, issuer_name, subject_name, cert.not_valid_before_utc, cert.not_valid_after_utc)
+
+
+@functools.lru_cache(maxsize=64)
+def _der_of(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(Encoding.DER)
 
 
 def _tlv_end(der: bytes, pos: int) -> tuple[int, int]:
@@ -123,9 +172,10 @@ def _tlv_end(der: bytes, pos: int) -> tuple[int, int]:
     return start, start + length
 
 
-def _tbs_and_alg_ids(der: bytes) -> tuple[bytes, bytes, bytes]:
+def _tbs_fields(der: bytes) -> tuple[bytes, bytes, bytes, bytes, bytes]:
     """Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signature } (RFC 5280 §4.1):
-    the TBS bytes, its inner ``signature`` AlgorithmIdentifier and the outer one, as DER."""
+    the TBS bytes, its inner ``signature`` AlgorithmIdentifier, the outer one, and the DER
+    of the issuer and subject Names."""
     body, end = _tlv_end(der, 0)
     if der[0] != 0x30 or end != len(der):
         raise ValueError("not a SEQUENCE")
@@ -135,30 +185,33 @@ def _tbs_and_alg_ids(der: bytes) -> tuple[bytes, bytes, bytes]:
     if der[pos] == 0xA0:  # [0] EXPLICIT version
         pos = _tlv_end(der, pos)[1]
     pos = _tlv_end(der, pos)[1]  # serialNumber
-    inner_alg = der[pos : _tlv_end(der, pos)[1]]
-    return der[body:tbs_end], inner_alg, outer_alg
+    alg_end = _tlv_end(der, pos)[1]
+    inner_alg = der[pos:alg_end]
+    issuer_end = _tlv_end(der, alg_end)[1]
+    validity_end = _tlv_end(der, issuer_end)[1]
+    subject_end = _tlv_end(der, validity_end)[1]
+    if der[alg_end] != 0x30 or der[validity_end] != 0x30 or subject_end > tbs_end:
+        raise ValueError("unexpected TBSCertificate layout")
+    return der[body:tbs_end], inner_alg, outer_alg, der[alg_end:issuer_end], der[validity_end:subject_end]
+
+
+def _tbs_and_alg_ids(der: bytes) -> tuple[bytes, bytes, bytes]:
+    """The TBS bytes and the inner and outer signature AlgorithmIdentifiers (see :func:`_tbs_fields`)."""
+    return _tbs_fields(der)[:3]
 
 
 def _issued_by_fast(cert: x509.Certificate, cert_der: bytes, issuer: x509.Certificate, issuer_der: bytes) -> bool:
-    """True only when ``cert`` is certainly directly issued by ``issuer`` with ECDSA: inner and
-    outer signature algorithms are the same parameterless ECDSA identifier, the issuer name
-    equals the issuer's subject and the signature verifies over the TBS bytes. False means
-    "not decided here" (another algorithm, a non-EC key, any failure): the caller then asks
+    """True only when ``cert`` (``cert_der``) is certainly directly issued by ``issuer``
+    (``issuer_der``) with ECDSA, judged from the DER bytes: inner and outer signature algorithms are the same parameterless
+    ECDSA identifier, the issuer Name is byte for byte the issuer's subject Name and the
+    signature verifies over the TBS bytes. False means "not decided here" (another algorithm,
+    a non-EC key, names that differ in encoding only, any failure): the caller then asks
     cryptography's ``verify_directly_issued_by``, which gives the verdict and the error."""
-    alg = _ECDSA_ALGS.get(cert.signature_algorithm_oid)
-    if alg is None:
-        return False
-    key = _ec_key_of(issuer_der)
-    if key is None or cert.issuer != issuer.subject:
+    c, i = _parsed(cert_der), _parsed(issuer_der)
+    if c.tbs is None or i.key is None or c.issuer_name is None or c.issuer_name != i.subject_name:
         return False
     try:
-        tbs, inner_alg, outer_alg = _tbs_and_alg_ids(cert_der)
-    except (ValueError, IndexError):
-        return False
-    if inner_alg != alg[0] or outer_alg != alg[0]:
-        return False
-    try:
-        key.verify(cert.signature, tbs, ec.ECDSA(alg[1]))
+        i.key.verify(c.cert.signature, c.tbs, c.ecdsa)
     except InvalidSignature:
         return False
     return True
@@ -175,10 +228,18 @@ def _check_issued_by(cert: x509.Certificate, cert_der: bytes, issuer: x509.Certi
 
 
 def _verify_chain(ders, trust_anchors, now, eku) -> VerifiedChain:
-    certs = load_chain(ders)
+    if not ders:
+        raise ChainError("x5chain is empty: no document signer certificate")
     ders = [d if type(d) is bytes else bytes(d) for d in ders]
+    parsed = []
+    for i, der in enumerate(ders):
+        try:
+            parsed.append(_parsed(der))
+        except x509certs.CertificateParseError as exc:
+            raise ChainError(f"x5chain[{i}]: not a DER certificate ({exc})") from exc
+    certs = [c.cert for c in parsed]
     leaf = certs[0]
-    if eku is not None and not _eku_ok(leaf, eku):
+    if eku is not None and eku not in (parsed[0].ekus or ()):
         raise ChainError(f"leaf certificate lacks extended key usage {eku.dotted_string}")
     path = list(certs)
     # drop a trailing anchor included in the chain itself
@@ -193,7 +254,7 @@ def _verify_chain(ders, trust_anchors, now, eku) -> VerifiedChain:
     anchor = None
     for candidate in trust_anchors:
         try:
-            _check_issued_by(top, top_der, candidate, candidate.public_bytes(Encoding.DER))
+            _check_issued_by(top, top_der, candidate, _der_of(candidate))
         except Exception:  # noqa: BLE001 - not this anchor
             continue
         anchor = candidate
@@ -201,17 +262,19 @@ def _verify_chain(ders, trust_anchors, now, eku) -> VerifiedChain:
     if anchor is None:
         issuer = top.issuer.rfc4514_string()
         raise ChainError(f"no trust anchor issued {top.subject.rfc4514_string()} (issuer {issuer})")
-    full = [*path, anchor]
-    not_before = max(c.not_valid_before_utc for c in full)
-    not_after = min(c.not_valid_after_utc for c in full)
-    for c in full:
-        if not c.not_valid_before_utc <= now <= c.not_valid_after_utc:
+    windows = [(p.not_before, p.not_after, p.cert) for p in parsed[:len(path)]]
+    anchor_parsed = _parsed(_der_of(anchor))
+    windows.append((anchor_parsed.not_before, anchor_parsed.not_after, anchor))
+    not_before = max(w[0] for w in windows)
+    not_after = min(w[1] for w in windows)
+    for start, end, c in windows:
+        if not start <= now <= end:
             raise ChainError(
                 f"certificate {c.subject.rfc4514_string()} not valid at {now.isoformat()} "
-                f"({c.not_valid_before_utc.isoformat()} .. {c.not_valid_after_utc.isoformat()})"
+                f"({start.isoformat()} .. {end.isoformat()})"
             )
-    key = _ec_key_of(ders[0]) or leaf.public_key()
+    key = parsed[0].key or leaf.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise ChainError(f"leaf key is {type(key).__name__}, need EC")
-    return VerifiedChain(leaf, key, not_before, not_after, anchor)
-
+    return VerifiedChain(leaf, key, not_before, not_after, anchor,
+                         f"{parsed[0].subject_text} <- {anchor_parsed.subject_text}")

@@ -7,10 +7,14 @@ before they are parsed. Nothing is re-encoded on the way to a verification.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import cbor2
 
 from protocols import cbor
 from protocols.cose import CoseError, Sign1
@@ -33,15 +37,22 @@ class IssuerSignedItem:
         if type(digest_id) is int and 0 <= digest_id < 1 << 64 and type(random) is bytes and type(element_identifier) is str:
             # The map written key by key, in the same order and heads as the encoder below
             # would write it (only the value goes through the encoder): same bytes, less work.
-            try:
-                value = p.encode(element_value)
-            except cbor.CborError as exc:
-                raise MdocEncodeError(f"IssuerSignedItem {element_identifier!r}: {exc}") from exc
+            t = type(element_value)
+            if t is str or t is bytes or t is bool or (t is int and -(1 << 64) <= element_value < 1 << 64):
+                value = cbor2.dumps(element_value)  # what the encoder writes for these, without its setup
+            elif t is _DATE:
+                value = _FULL_DATE_HEAD + cbor.tstr(element_value.isoformat())  # tag 1004 (RFC 8943)
+            else:
+                try:
+                    value = p.encode(element_value)
+                except cbor.CborError as exc:
+                    raise MdocEncodeError(f"IssuerSignedItem {element_identifier!r}: {exc}") from exc
             raw = b"".join((
-                _ITEM_HEAD, cbor.uint_bytes(digest_id), _RANDOM_KEY, cbor.bstr_head(len(random)), random,
-                _IDENT_KEY, cbor.dumps(element_identifier), _VALUE_KEY, value,
+                _ITEM_HEAD, _PACK4(0x1A, digest_id) if 0x10000 <= digest_id < 0x100000000 else cbor.uint_bytes(digest_id),
+                _RANDOM_16 if len(random) == 16 else _RANDOM_KEY + cbor.bstr_head(len(random)), random,
+                _IDENT_KEY, cbor.tstr(element_identifier), _VALUE_KEY, value,
             ))
-            return cls(digest_id, random, element_identifier, element_value, raw)
+            return cls._of(digest_id, random, element_identifier, element_value, raw)
         item = {
             "digestID": digest_id,
             "random": random,
@@ -55,27 +66,37 @@ class IssuerSignedItem:
         return cls(digest_id, random, element_identifier, element_value, raw)
 
     @classmethod
+    def _of(cls, digest_id: int, random: bytes, element_identifier: str, element_value: Any, raw: bytes) -> IssuerSignedItem:
+        """The instance from fields already checked, without the frozen dataclass's
+        ``__init__`` (one ``object.__setattr__`` per field): issuing makes one per element."""
+        item = object.__new__(cls)
+        item.__dict__.update(digest_id=digest_id, random=random, element_identifier=element_identifier,
+                             element_value=element_value, raw=raw)
+        return item
+
+    @classmethod
     def decode(cls, raw: bytes) -> IssuerSignedItem:
         return cls._from_value(p.load(raw, "IssuerSignedItem"), raw)
 
     @classmethod
     def _from_value(cls, value: Any, raw: bytes) -> IssuerSignedItem:
-        """From the decoded ``raw`` (decoded once, elsewhere, strictly)."""
-        m = p.as_map(value, "IssuerSignedItem")
-        digest_id = p.field(m, "digestID", int, "IssuerSignedItem")
+        """From the decoded ``raw`` (decoded once, elsewhere, strictly). The CDDL map is
+        closed: exactly the four keys, an unknown one is named in the error."""
+        m = value if type(value) is dict else p.as_map(value, "IssuerSignedItem")
+        if m.keys() != _ITEM_KEYS:
+            unknown = sorted(repr(k) for k in m if k not in _ITEM_KEYS)
+            if unknown:
+                raise MdocDecodeError(f"IssuerSignedItem: unexpected key(s) {', '.join(unknown)}")
+            missing = next(k for k in ("digestID", "random", "elementIdentifier", "elementValue") if k not in m)
+            raise MdocDecodeError(f"IssuerSignedItem: missing {missing!r}")
+        digest_id, random, ident = m["digestID"], m["random"], m["elementIdentifier"]
+        if type(digest_id) is not int or type(random) is not bytes or type(ident) is not str:
+            digest_id = p.field(m, "digestID", int, "IssuerSignedItem")
+            random = p.field(m, "random", bytes, "IssuerSignedItem")
+            ident = p.text(m, "elementIdentifier", "IssuerSignedItem")
         if digest_id < 0:
             raise MdocDecodeError("IssuerSignedItem.digestID: must be unsigned")
-        if "elementValue" not in m:
-            raise MdocDecodeError("IssuerSignedItem: missing 'elementValue'")
-        if len(m) != 4:
-            raise MdocDecodeError(f"IssuerSignedItem: unexpected keys {sorted(map(repr, set(m) - {'digestID', 'random', 'elementIdentifier', 'elementValue'}))}")
-        return cls(
-            digest_id,
-            p.field(m, "random", bytes, "IssuerSignedItem"),
-            p.text(m, "elementIdentifier", "IssuerSignedItem"),
-            m["elementValue"],
-            bytes(raw),
-        )
+        return cls(digest_id, random, ident, m["elementValue"], raw if type(raw) is bytes else bytes(raw))
 
     @property
     def tagged(self) -> bytes:
@@ -86,8 +107,13 @@ class IssuerSignedItem:
         return item_digest(self.raw, algorithm)
 
 
+_DATE = dt.date
+_PACK4 = struct.Struct(">BI").pack  # uint head with a 4-byte argument: issuing's 31-bit digestIDs
+_FULL_DATE_HEAD = b"\xd9\x03\xec"
+_ITEM_KEYS = frozenset({"digestID", "random", "elementIdentifier", "elementValue"})
 _ITEM_HEAD = b"\xa4" + cbor.dumps("digestID")
 _RANDOM_KEY = cbor.dumps("random")
+_RANDOM_16 = _RANDOM_KEY + cbor.bstr_head(16)
 _IDENT_KEY = cbor.dumps("elementIdentifier")
 _VALUE_KEY = cbor.dumps("elementValue")
 HASHES = {alg: getattr(hashlib, name) for alg, name in DIGEST_ALGORITHMS.items()}
@@ -100,6 +126,10 @@ def item_digest(raw: bytes, algorithm: str = "SHA-256") -> bytes:
     if hash_fn is None:
         raise MdocEncodeError(f"unsupported digest algorithm {algorithm!r}")
     return hash_fn(cbor.tag24_bytes(raw)).digest()
+
+
+_TAG = cbor.CBORTag
+_ISSUER_SIGNED_KEYS = frozenset({"nameSpaces", "issuerAuth"})
 
 
 @dataclass(frozen=True)
@@ -160,12 +190,22 @@ class IssuerSigned:
 
     @classmethod
     def from_cbor(cls, value: Any, where: str = "IssuerSigned") -> IssuerSigned:
-        m = p.as_map(p.load(value, where), where)
+        m = value if type(value) is dict else p.as_map(p.load(value, where), where)
+        if not _ISSUER_SIGNED_KEYS.issuperset(m):  # the CDDL map is closed: a mangled "nameSpaces" must not vanish silently
+            unknown = [k for k in m if k not in _ISSUER_SIGNED_KEYS]
+            raise MdocDecodeError(f"{where}: unexpected key(s) {', '.join(sorted(map(repr, unknown)))}")
         name_spaces: dict[str, tuple[bytes, ...]] = {}
-        ns_map = p.field(m, "nameSpaces", Mapping, where, optional=True) or {}
+        ns_map = m.get("nameSpaces")
+        if type(ns_map) is not dict:
+            ns_map = p.field(m, "nameSpaces", Mapping, where, optional=True) or {}
         if "nameSpaces" in m and not ns_map:
             raise MdocDecodeError(f"{where}.nameSpaces: present but empty")
         for ns, arr in ns_map.items():
+            if type(ns) is str and type(arr) is list and arr:  # the usual shape, checked at C speed
+                raws = [v.value for v in arr if type(v) is _TAG and v.tag == 24]
+                if len(raws) == len(arr) and all(type(r) is bytes for r in raws):
+                    name_spaces[ns] = tuple(raws)
+                    continue
             if not isinstance(ns, str):
                 raise MdocDecodeError(f"{where}.nameSpaces: namespace keys must be text")
             arr = p.as_array(arr, f"{where}.nameSpaces[{ns!r}]")

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+import struct
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from protocols import cbor
 from protocols.cose import CoseKey, CoseKeyError, CoseSigner, Sign1
 from protocols.mdoc.errors import IssuingError
-from protocols.mdoc.issuer_signed import IssuerSigned, IssuerSignedItem
+from protocols.mdoc.issuer_signed import HASHES, IssuerSigned, IssuerSignedItem
 from protocols.mdoc.mso import (
     DIGEST_ALGORITHMS,
     DeviceKeyInfo,
@@ -30,6 +32,10 @@ SALT_BYTES = 16  # §9.1.2.5: random "shall be at least 16 bytes"
 
 def _digest_ids(count: int, rng: Rng, pool: bytes = b"") -> list[int]:
     """``count`` unique 31-bit digestIDs, first from ``pool`` (4 bytes each), then from ``rng``."""
+    if len(pool) == 4 * count:  # the usual case: one unpack, and the 31-bit values are all distinct
+        first = [v >> 1 for v in struct.unpack(f">{count}I", pool)]
+        if len(set(first)) == count:
+            return first
     ids: set[int] = set()
     out: list[int] = []
     offset = 0
@@ -60,10 +66,8 @@ def make_items(
         if len(pool) != n * (4 + SALT_BYTES):
             raise IssuingError(f"rng returned {len(pool)} bytes, asked for {n * (4 + SALT_BYTES)}")
         ids = _digest_ids(n, rng, pool[:4 * n])
-        out[ns] = tuple(
-            IssuerSignedItem.create(digest_id, salts[SALT_BYTES * i:SALT_BYTES * (i + 1)], ident, value)
-            for i, (digest_id, (ident, value)) in enumerate(zip(ids, elements.items(), strict=True))
-        )
+        randoms = [salts[SALT_BYTES * i:SALT_BYTES * (i + 1)] for i in range(n)]
+        out[ns] = tuple(map(IssuerSignedItem.create, ids, randoms, elements.keys(), elements.values()))
     return out
 
 
@@ -92,9 +96,11 @@ def issue_mso(
         key = device_public_key if isinstance(device_public_key, CoseKey) else CoseKey.from_public_key(device_public_key)
     except CoseKeyError as exc:
         raise IssuingError(f"device key: {exc}") from exc
+    hash_fn, head = HASHES[digest_alg], cbor.bstr_head
     return MobileSecurityObject(
         digest_algorithm=digest_alg,
-        value_digests={ns: {i.digest_id: i.digest(digest_alg) for i in its} for ns, its in items.items()},
+        value_digests={ns: {i.digest_id: hash_fn(b"\xd8\x18" + head(len(i.raw)) + i.raw).digest() for i in its}
+                       for ns, its in items.items()},  # each over the tagged IssuerSignedItemBytes (§9.1.2.5)
         device_key_info=DeviceKeyInfo(key, key_authorizations),
         doc_type=doc_type,
         validity_info=ValidityInfo(signed, valid_from, valid_until, expected_update),

@@ -6,9 +6,12 @@ issuerAuth. It is parsed only after the issuer signature over those exact bytes 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from protocols import cbor
@@ -83,6 +86,11 @@ class ValidityInfo:
     @classmethod
     def from_map(cls, value: Any) -> ValidityInfo:
         m = p.as_map(value, "MSO.validityInfo")
+        if type(m) is dict and "expectedUpdate" not in m:
+            signed, start, end = m.get("signed"), m.get("validFrom"), m.get("validUntil")
+            if (type(signed) is type(start) is type(end) is dt.datetime
+                    and signed.tzinfo is not None and start.tzinfo is not None and end.tzinfo is not None):
+                return cls(signed, start, end)
 
         def t(key: str, optional: bool = False) -> dt.datetime | None:
             v = p.field(m, key, dt.datetime, "MSO.validityInfo", optional=optional)
@@ -142,21 +150,39 @@ class MobileSecurityObject:
             out["status"] = self.status.to_map()
         return out
 
+    def frozen(self) -> MobileSecurityObject | None:
+        """This MSO with read-only valueDigests, safe to share between verifications; None
+        when it carries keyAuthorizations or keyInfo (arbitrary maps, not frozen here)."""
+        info = self.device_key_info
+        if info.key_authorizations is not None or info.key_info is not None:
+            return None
+        digests = MappingProxyType({ns: MappingProxyType(dict(d)) for ns, d in self.value_digests.items()})
+        return dataclasses.replace(self, value_digests=digests)
+
     def to_bytes(self) -> bytes:
         """``MobileSecurityObjectBytes`` (tag 24 included): the issuerAuth payload."""
-        return cbor.tag24_bytes(p.encode(self.to_map()))
+        encoded = _encode_fast(self)
+        return cbor.tag24_bytes(encoded if encoded is not None else p.encode(self.to_map()))
 
     @classmethod
     def from_map(cls, value: Any) -> MobileSecurityObject:
         m = p.as_map(value, "MSO")
-        version = p.text(m, "version", "MSO")
+        version = m.get("version")
+        if type(version) is not str:
+            version = p.text(m, "version", "MSO")
         if version != "1.0":
             raise MdocDecodeError(f"MSO.version: unsupported {version!r} (expected '1.0')")
-        alg = p.text(m, "digestAlgorithm", "MSO")
+        alg = m.get("digestAlgorithm")
+        if type(alg) is not str:
+            alg = p.text(m, "digestAlgorithm", "MSO")
         if alg not in DIGEST_ALGORITHMS:
             raise MdocDecodeError(f"MSO.digestAlgorithm: unsupported {alg!r}")
         digests: dict[str, dict[int, bytes]] = {}
         for ns, ids in p.field(m, "valueDigests", Mapping, "MSO").items():
+            if (type(ns) is str and type(ids) is dict
+                    and all(type(i) is int and i >= 0 and type(d) is bytes for i, d in ids.items())):
+                digests[ns] = ids  # the usual shape, checked in one pass
+                continue
             if not isinstance(ns, str):
                 raise MdocDecodeError("MSO.valueDigests: namespace keys must be text")
             inner: dict[int, bytes] = {}
@@ -181,5 +207,66 @@ class MobileSecurityObject:
     @classmethod
     def decode(cls, mso_bytes: bytes) -> MobileSecurityObject:
         """From ``MobileSecurityObjectBytes`` (the issuerAuth payload, tag 24 included)."""
-        _, value = p.embedded(p.load(mso_bytes, "MobileSecurityObjectBytes"), "MobileSecurityObjectBytes")
+        # bytes: one decode (cbor.unembed reads a plain tag-24 head by hand)
+        _, value = p.embedded(mso_bytes, "MobileSecurityObjectBytes")
         return cls.from_map(value)
+
+
+_T = cbor.tstr
+_MSO_KEYS = tuple(_T(k) for k in ("version", "digestAlgorithm", "valueDigests", "deviceKeyInfo", "docType",
+                                 "validityInfo", "status"))
+_VALIDITY_KEYS = tuple(_T(k) for k in ("signed", "validFrom", "validUntil", "expectedUpdate"))
+_DEVICE_KEY = _T("deviceKey")
+_PACK4 = struct.Struct(">BI").pack
+_DIGEST_HEADS = {n: cbor.bstr_head(n) for n in (32, 48, 64)}
+
+
+def _tdate(value: Any) -> bytes | None:
+    if type(value) is not dt.datetime or value.tzinfo is None or value.utcoffset() is None:
+        return None
+    return b"\xc0" + _T(cbor.tdate_text(value))
+
+
+def _encode_fast(mso: MobileSecurityObject) -> bytes | None:
+    """``p.encode(mso.to_map())`` written field by field for the shape issuing produces
+    (text, uint digestIDs, bstr digests, an EC2 COSE_Key, aware tdates): the same bytes
+    (tests/test_mdoc_issuing.py checks it), without the general encoder's walk over the
+    whole MSO. ``None`` for anything else, which then takes the general path."""
+    if type(mso.version) is not str or type(mso.digest_algorithm) is not str or type(mso.doc_type) is not str:
+        return None
+    digests = mso.value_digests
+    if type(digests) is not dict:
+        return None
+    parts = [b"\xa7" if mso.status is not None else b"\xa6",
+             _MSO_KEYS[0], _T(mso.version), _MSO_KEYS[1], _T(mso.digest_algorithm),
+             _MSO_KEYS[2], cbor.map_head(len(digests))]
+    uint, bstr_head = cbor.uint_bytes, cbor.bstr_head
+    for ns, ids in digests.items():
+        if type(ns) is not str or type(ids) is not dict:
+            return None
+        parts += (_T(ns), cbor.map_head(len(ids)))
+        for digest_id, digest in ids.items():
+            if type(digest_id) is not int or digest_id < 0 or type(digest) is not bytes:
+                return None
+            parts += (_PACK4(0x1A, digest_id) if 0x10000 <= digest_id < 0x100000000 else uint(digest_id),
+                      _DIGEST_HEADS.get(len(digest)) or bstr_head(len(digest)), digest)
+    info = mso.device_key_info
+    key = info.device_key
+    parts.append(_MSO_KEYS[3])
+    if info.key_authorizations is None and info.key_info is None and key.kty == 2 and type(key.crv) is int and key.crv >= 0:
+        parts += (b"\xa1", _DEVICE_KEY, b"\xa4\x01\x02\x20", uint(key.crv), b"\x21", bstr_head(len(key.x)), key.x,
+                  b"\x22", bstr_head(len(key.y)), key.y)
+    else:
+        parts.append(p.encode(info.to_map()))
+    parts += (_MSO_KEYS[4], _T(mso.doc_type), _MSO_KEYS[5])
+    v = mso.validity_info
+    times = (v.signed, v.valid_from, v.valid_until) + ((v.expected_update,) if v.expected_update is not None else ())
+    parts.append(b"\xa4" if len(times) == 4 else b"\xa3")
+    for name, when in zip(_VALIDITY_KEYS, times, strict=False):
+        encoded = _tdate(when)
+        if encoded is None:
+            return None
+        parts += (name, encoded)
+    if mso.status is not None:
+        parts += (_MSO_KEYS[6], p.encode(mso.status.to_map()))
+    return b"".join(parts)

@@ -41,7 +41,7 @@ class DeviceAuth:
     @classmethod
     def from_cbor(cls, value: Any, where: str) -> DeviceAuth:
         m = p.as_map(value, where)
-        if len(m) != 1 or not ({"deviceSignature", "deviceMac"} & set(m)):
+        if len(m) != 1 or ("deviceSignature" not in m and "deviceMac" not in m):
             raise MdocDecodeError(f"{where}: expected exactly one of deviceSignature / deviceMac")
         try:
             if "deviceSignature" in m:
@@ -58,8 +58,12 @@ class DeviceSigned:
     name_spaces_bytes: bytes
     """Encoded DeviceNameSpaces (inside the tag 24), exactly as signed."""
     device_auth: DeviceAuth
+    _decoded: Mapping | None = field(default=None, repr=False, compare=False, hash=False)
+    """DeviceNameSpaces as decoded (and validated) once by :meth:`from_cbor`."""
 
     def name_spaces(self) -> dict[str, dict[str, Any]]:
+        if self._decoded is not None:
+            return {ns: dict(e) for ns, e in self._decoded.items()}
         return _device_name_spaces(p.load(self.name_spaces_bytes, "DeviceNameSpaces"))
 
     def to_cbor(self) -> dict:
@@ -68,10 +72,13 @@ class DeviceSigned:
     @classmethod
     def from_cbor(cls, value: Any, where: str = "DeviceSigned") -> DeviceSigned:
         m = p.as_map(value, where)
-        raw, decoded = p.embedded(m.get("nameSpaces"), f"{where}.nameSpaces")
-        signed = cls(raw, DeviceAuth.from_cbor(m.get("deviceAuth"), f"{where}.deviceAuth"))
-        _device_name_spaces(decoded)  # validated from the one decode of those bytes
-        return signed
+        tagged = m.get("nameSpaces")
+        if type(tagged) is cbor.CBORTag and tagged.tag == 24 and tagged.value == b"\xa0":
+            raw, decoded = b"\xa0", {}  # nothing device-signed: the usual case
+        else:
+            raw, decoded = p.embedded(tagged, f"{where}.nameSpaces")
+        auth = DeviceAuth.from_cbor(m.get("deviceAuth"), f"{where}.deviceAuth")
+        return cls(raw, auth, _device_name_spaces(decoded))  # validated from the one decode
 
 
 def _device_name_spaces(value: Any) -> dict[str, dict[str, Any]]:

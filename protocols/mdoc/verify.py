@@ -28,7 +28,7 @@ from protocols.mdoc.chain import (
     verify_chain,
 )
 from protocols.mdoc.errors import MdocDecodeError, MdocError
-from protocols.mdoc.issuer_signed import HASHES, IssuerSignedItem
+from protocols.mdoc.issuer_signed import _ITEM_KEYS, HASHES, IssuerSignedItem
 from protocols.mdoc.mso import MobileSecurityObject
 from protocols.mdoc.request import DeviceRequest
 from protocols.mdoc.response import STATUS_OK, DeviceResponse, Document
@@ -48,6 +48,7 @@ DOC_TYPE = "doc_type"
 VALUE_DIGESTS = "value_digests"
 VALIDITY = "validity"
 DEVICE_AUTHENTICATION = "device_authentication"
+KEY_AUTHORIZATIONS = "key_authorizations"
 READER_CERTIFICATE_CHAIN = "reader_certificate_chain"
 READER_AUTHENTICATION = "reader_authentication"
 
@@ -62,6 +63,14 @@ class Check:
 
     def to_json(self) -> dict:
         return {"name": self.name, "passed": self.passed, "reason": self.reason}
+
+    @classmethod
+    def _of(cls, name: str, passed: bool, reason: str) -> Check:
+        """The verifier's own checks, without the frozen dataclass's ``__init__`` (one
+        ``object.__setattr__`` per field; a verification makes eight or more)."""
+        check = object.__new__(cls)
+        check.__dict__.update(name=name, passed=passed, reason=reason)
+        return check
 
 
 @dataclass(frozen=True)
@@ -142,6 +151,13 @@ class MdocVerifier:
     The cache keeps, per (x5chain bytes), the verified key and the window in which every
     certificate of the path is valid; a hit skips the chain's signature checks when ``now``
     falls in that window.
+
+    A second bounded cache keeps the parsed MSO (with its device key) per exact
+    MobileSecurityObjectBytes, the way a reader sees the same mdoc presented again. It is
+    consulted only after the issuer signature over those very bytes verified in this call,
+    and it holds no verdict: the digests, docType, validity at ``now``, device
+    authentication over this transcript and keyAuthorizations are checked every time.
+    ``cache_chains=False`` turns both caches off.
     """
 
     def __init__(
@@ -154,6 +170,25 @@ class MdocVerifier:
         self.trust_anchors = list(trust_anchors)
         self.extra_checks = list(extra_checks)
         self._cache: dict[tuple[bytes, ...], VerifiedChain] | None = {} if cache_chains else None
+        self._msos: dict[bytes, MobileSecurityObject] | None = {} if cache_chains else None
+
+    def _mso(self, doc: Document) -> MobileSecurityObject:
+        """The MSO of issuerAuth's payload; call only once the issuer signature verified."""
+        payload = doc.issuer_signed.issuer_auth.payload
+        cache = self._msos
+        if cache is not None and payload is not None:
+            hit = cache.get(payload)
+            if hit is not None:
+                return hit
+        mso = doc.issuer_signed.mso()
+        if cache is not None and payload is not None:
+            frozen = mso.frozen()
+            if frozen is not None:
+                if len(cache) >= 1024:
+                    cache.clear()
+                cache[payload] = frozen
+                return frozen
+        return mso
 
     # -- document signer chain --------------------------------------------------------
 
@@ -205,7 +240,7 @@ class MdocVerifier:
         pre = f"{doc.doc_type}: " if doc.doc_type else ""
 
         def add(name: str, passed: bool, reason: str) -> bool:
-            checks.append(Check(name, passed, pre + reason))
+            checks.append(Check._of(name, passed, pre + reason))
             return passed
 
         def skip(*names: str, because: str) -> None:
@@ -222,6 +257,7 @@ class MdocVerifier:
         # The signature is checked with the DS key even when the chain failed, to report both.
         ds_key = chain.public_key if chain else _leaf_key(auth.x5chain)
         later = (MSO_STRUCTURE, DOC_TYPE, VALUE_DIGESTS, VALIDITY, DEVICE_AUTHENTICATION)
+        # key_authorizations is reported only when it applies, which needs the MSO
         if ds_key is None:
             add(ISSUER_SIGNATURE, False, "no usable document signer key in x5chain")
             skip(*later, because="issuer signature unverifiable")
@@ -234,7 +270,7 @@ class MdocVerifier:
             skip(*later, because="issuer signature failed")
             return checks, None
         try:
-            mso = doc.issuer_signed.mso()
+            mso = self._mso(doc)
             add(MSO_STRUCTURE, True, f"version {mso.version}, {mso.digest_algorithm}")
         except MdocDecodeError as exc:
             add(MSO_STRUCTURE, False, str(exc))
@@ -245,61 +281,62 @@ class MdocVerifier:
         elements = self._digests(doc, mso, add)
         self._validity(mso, chain, now, add)
         self._device_auth(doc, mso, st, reader_private_key, emac_key_provider, add)
-        ctx = DocumentContext(doc, mso, chain, now, st, tuple(checks))
-        for extra in self.extra_checks:
-            out = extra(ctx)
-            checks.extend([out] if isinstance(out, Check) else list(out))
+        key_authorizations_check(doc, mso, add)
+        if self.extra_checks:
+            ctx = DocumentContext(doc, mso, chain, now, st, tuple(checks))
+            for extra in self.extra_checks:
+                out = extra(ctx)
+                checks.extend([out] if isinstance(out, Check) else list(out))
         return checks, (DisclosedDocument(doc.doc_type, elements) if elements is not None else None)
 
     @staticmethod
     def _digests(doc: Document, mso: MobileSecurityObject, add) -> dict | None:
+        """Every item of every namespace is digested (over its tagged bytes, §9.1.2.5) and
+        matched to a digestID of the MSO before any item of that namespace is decoded; the
+        matched items are then decoded in one strict pass (cbor.loads_many) and checked."""
         hash_fn = HASHES[mso.digest_algorithm]
         name_spaces = doc.issuer_signed.name_spaces
-        # Every item digested first; when all match, the items are decoded in one strict
-        # pass (cbor.loads_many). Any mismatch or decode failure takes the item-by-item
-        # walk below, which reports the first failing item exactly as before.
-        digests = {ns: [hash_fn(cbor.tag24_bytes(raw)).digest() for raw in raws] for ns, raws in name_spaces.items()}
-        decoded: dict[str, list] | None = {}
-        for ns, ds in digests.items():
-            expected = mso.value_digests.get(ns)
-            known = set(expected.values()) if expected else ()
-            if not expected or any(d not in known for d in ds):
-                decoded = None
-                break
-        if decoded is not None:
-            try:
-                for ns, raws in name_spaces.items():
-                    decoded[ns] = cbor.loads_many(raws)
-            except cbor.CborDecodeError:
-                decoded = None
+        if not name_spaces:
+            add(VALUE_DIGESTS, True, "no issuer-signed item disclosed (IssuerSigned without nameSpaces)")
+            return {}
         elements: dict[str, dict[str, Any]] = {}
         count = 0
+        head = cbor.bstr_head
         for ns, raws in name_spaces.items():
             expected = mso.value_digests.get(ns)
             if not expected:
                 add(VALUE_DIGESTS, False, f"namespace {ns!r} has no digests in the MSO")
                 return None
             by_digest = {d: i for i, d in expected.items()}
-            seen_ids: set[int] = set()
+            ids = [by_digest.get(hash_fn(b"\xd8\x18" + head(len(raw)) + raw).digest()) for raw in raws]
+            if None in ids:
+                add(VALUE_DIGESTS, False, f"{ns}[{ids.index(None)}]: digest matches no valueDigest of the MSO")
+                return None
+            try:
+                values = cbor.loads_many(raws)
+            except cbor.CborDecodeError:
+                values = None
             out: dict[str, Any] = {}
-            values = decoded[ns] if decoded is not None else None
-            for n, raw in enumerate(raws):
-                digest_id = by_digest.get(digests[ns][n])
-                if digest_id is None:
-                    add(VALUE_DIGESTS, False, f"{ns}[{n}]: digest matches no valueDigest of the MSO")
-                    return None
-                try:
-                    item = (IssuerSignedItem.decode(raw) if values is None
-                            else IssuerSignedItem._from_value(values[n], raw))
-                except MdocDecodeError as exc:
-                    add(VALUE_DIGESTS, False, f"{ns}[{n}]: {exc}")
-                    return None
-                if item.digest_id != digest_id or digest_id in seen_ids or item.element_identifier in out:
-                    add(VALUE_DIGESTS, False, f"{ns}/{item.element_identifier}: digestID {item.digest_id} mismatched or repeated")
+            seen_ids: set[int] = set()
+            for n, digest_id in enumerate(ids):
+                v = values[n] if values is not None else None
+                if (type(v) is dict and v.keys() == _ITEM_KEYS and type(v["digestID"]) is int
+                        and type(v["random"]) is bytes and type(v["elementIdentifier"]) is str):
+                    item_id, ident, value = v["digestID"], v["elementIdentifier"], v["elementValue"]
+                else:  # anything unusual: the item parser decides and explains
+                    try:
+                        item = (IssuerSignedItem.decode(raws[n]) if values is None
+                                else IssuerSignedItem._from_value(v, raws[n]))
+                    except MdocDecodeError as exc:
+                        add(VALUE_DIGESTS, False, f"{ns}[{n}]: {exc}")
+                        return None
+                    item_id, ident, value = item.digest_id, item.element_identifier, item.element_value
+                if item_id != digest_id or digest_id in seen_ids or ident in out:
+                    add(VALUE_DIGESTS, False, f"{ns}/{ident}: digestID {item_id} mismatched or repeated")
                     return None
                 seen_ids.add(digest_id)
-                out[item.element_identifier] = item.element_value
-                count += 1
+                out[ident] = value
+            count += len(out)
             elements[ns] = out
         add(VALUE_DIGESTS, True, f"{count} item(s) in {len(elements)} namespace(s) match ({mso.digest_algorithm})")
         return elements
@@ -341,6 +378,48 @@ class MdocVerifier:
             add(DEVICE_AUTHENTICATION, True, "deviceMac (HMAC 256/256) with EMacKey from the MSO device key")
         except (CoseError, MdocError) as exc:
             add(DEVICE_AUTHENTICATION, False, str(exc))
+
+
+def key_authorizations_check(doc: Document, mso: MobileSecurityObject, add) -> None:
+    """``key_authorizations`` (§9.1.2.4): every element in DeviceNameSpaces must be authorized
+    by deviceKeyInfo.keyAuthorizations, by its namespace (``nameSpaces``) or by name
+    (``dataElements``); with no keyAuthorizations the device key is authorized for nothing.
+    Reported when keyAuthorizations is present or anything is device-signed; ``add(name,
+    passed, reason)`` as in :meth:`MdocVerifier._document`."""
+    auth = mso.device_key_info.key_authorizations
+    ns_bytes = doc.device_signed.name_spaces_bytes
+    if auth is None and ns_bytes == b"\xa0":
+        return
+    try:
+        signed = doc.device_signed.name_spaces()
+    except MdocError as exc:
+        add(KEY_AUTHORIZATIONS, False, f"DeviceNameSpaces unreadable: {exc}")
+        return
+    if auth is None:
+        if any(signed.values()):
+            ns, items = next((ns, items) for ns, items in signed.items() if items)
+            add(KEY_AUTHORIZATIONS, False,
+                f"device-signed {ns}/{next(iter(items))} but the MSO has no keyAuthorizations")
+        else:
+            add(KEY_AUTHORIZATIONS, True, "nothing device-signed, no keyAuthorizations")
+        return
+    whole = auth.get("nameSpaces", ())
+    elements = auth.get("dataElements", {})
+    if (set(auth) - {"nameSpaces", "dataElements"}
+            or not isinstance(whole, list | tuple) or not all(type(n) is str for n in whole)
+            or not isinstance(elements, Mapping)
+            or not all(type(n) is str and isinstance(ids, list | tuple) and all(type(i) is str for i in ids)
+                       for n, ids in elements.items())):
+        add(KEY_AUTHORIZATIONS, False, "keyAuthorizations malformed (expected {? nameSpaces: [+ tstr], "
+            "? dataElements: {+ tstr => [+ tstr]}})")
+        return
+    for ns, items in signed.items():
+        for ident in items:
+            if ns not in whole and ident not in elements.get(ns, ()):
+                add(KEY_AUTHORIZATIONS, False, f"device-signed {ns}/{ident} not authorized for the device key")
+                return
+    n = sum(map(len, signed.values()))
+    add(KEY_AUTHORIZATIONS, True, f"{n} device-signed element(s) authorized")
 
 
 def _leaf_key(ders: list[bytes]) -> ec.EllipticCurvePublicKey | None:

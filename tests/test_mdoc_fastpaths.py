@@ -1,0 +1,114 @@
+"""The hand-written encoders of the hot paths give exactly the general encoder's bytes:
+IssuerSignedItem.create, the MSO, Sig_structure, DeviceAuthenticationBytes, the protected
+header and cbor.tstr. Bounded hypothesis runs."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import cbor2
+from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from protocols import cbor, cose
+from protocols.cose._headers import encode_protected
+from protocols.mdoc import _parse as p
+from protocols.mdoc import mso as mso_mod
+from protocols.mdoc import transcript as tr
+from protocols.mdoc.issuer_signed import IssuerSignedItem
+
+SETTINGS = settings(max_examples=150, deadline=None)
+KEYS = {c: cose.CoseKey.from_public_key(ec.generate_private_key(c()).public_key())
+        for c in (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)}
+
+aware = st.datetimes(min_value=dt.datetime(1000, 1, 1), max_value=dt.datetime(9999, 1, 1),
+                     timezones=st.sampled_from([dt.UTC, dt.timezone(dt.timedelta(hours=9))]))
+scalars = (st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.text(max_size=20)
+           | st.binary(max_size=40) | st.dates() | aware | st.floats(allow_nan=False))
+values = st.recursive(scalars, lambda i: st.lists(i, max_size=3) | st.dictionaries(st.text(max_size=3), i, max_size=3),
+                      max_leaves=6)
+
+
+@SETTINGS
+@given(st.integers(0, 2**64 - 1), st.binary(min_size=16, max_size=40), st.text(max_size=30), values)
+def test_issuer_signed_item_create_equals_general_encoding(digest_id, random, ident, value):
+    general = p.encode({"digestID": digest_id, "random": random, "elementIdentifier": ident, "elementValue": value})
+    assert IssuerSignedItem.create(digest_id, random, ident, value).raw == general
+
+
+digests = st.dictionaries(st.text(max_size=12), st.dictionaries(st.integers(0, 2**40), st.binary(max_size=64),
+                                                                min_size=1, max_size=5), max_size=3)
+
+
+@SETTINGS
+@given(digests, st.sampled_from(list(KEYS)), st.text(max_size=20), aware, aware, aware, st.none() | aware,
+       st.none() | st.builds(mso_mod.MsoStatus, st.builds(mso_mod.StatusListRef, st.integers(0, 2**31), st.text(max_size=9))),
+       st.none() | st.just({"nameSpaces": ["a"]}))
+def test_mso_fast_encoding_equals_general_encoding(vd, curve, doc_type, t1, t2, t3, t4, status, auth):
+    mso = mso_mod.MobileSecurityObject("SHA-256", vd, mso_mod.DeviceKeyInfo(KEYS[curve], auth), doc_type,
+                                       mso_mod.ValidityInfo(t1, t2, t3, t4), status=status)
+    assert mso_mod._encode_fast(mso) == p.encode(mso.to_map())
+    assert mso_mod.MobileSecurityObject.decode(mso.to_bytes()).value_digests == vd
+
+
+def test_mso_with_a_naive_time_takes_the_general_path_and_its_error():
+    mso = mso_mod.MobileSecurityObject("SHA-256", {}, mso_mod.DeviceKeyInfo(KEYS[ec.SECP256R1]), "d",
+                                       mso_mod.ValidityInfo(dt.datetime(2020, 1, 1), dt.datetime(2020, 1, 1),
+                                                            dt.datetime(2021, 1, 1)))
+    assert mso_mod._encode_fast(mso) is None
+
+
+@SETTINGS
+@given(st.binary(max_size=300), st.binary(max_size=30), st.binary(max_size=70000))
+def test_sig_structure_equals_encoder(protected, aad, payload):
+    assert cose.sig_structure(protected, aad, payload) == cbor.dumps(["Signature1", protected, aad, payload])
+
+
+@SETTINGS
+@given(st.binary(min_size=1, max_size=300), st.text(max_size=40), st.binary(max_size=400))
+def test_device_authentication_bytes_equal_general_assembly(raw, doc_type, ns_bytes):
+    st_ = tr.SessionTranscript(raw, None, None, None)
+    general = tr._embed_raw_array([cbor.dumps("DeviceAuthentication"), raw, cbor.dumps(doc_type),
+                                   cbor.dumps(cbor.CBORTag(24, ns_bytes))])
+    assert tr.device_authentication_bytes(st_, doc_type, ns_bytes) == general
+
+
+@SETTINGS
+@given(st.text(max_size=100))
+def test_tstr_equals_encoder(text):
+    assert cbor.tstr(text) == cbor.tstr(text) == cbor2.dumps(text)
+
+
+def test_protected_alg_header_equals_encoder():
+    for alg in (-7, -35, -36, 5, -8):
+        assert encode_protected({1: alg}) == cbor.dumps({1: alg})
+    assert encode_protected({}) == b""
+    assert encode_protected({1: -7, 4: b"k"}) == cbor.dumps({1: -7, 4: b"k"})
+
+
+def test_created_item_is_an_ordinary_frozen_dataclass_instance():
+    import dataclasses
+
+    import pytest
+
+    made = IssuerSignedItem.create(70000, bytes(16), "family_name", "山田")
+    plain = IssuerSignedItem(70000, bytes(16), "family_name", "山田", made.raw)
+    assert made == plain and hash(made) == hash(plain) and repr(made) == repr(plain)
+    assert dataclasses.asdict(made) == dataclasses.asdict(plain)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.digest_id = 1  # type: ignore[misc]
+
+
+def test_verifier_checks_are_ordinary_frozen_dataclass_instances():
+    import dataclasses
+
+    import pytest
+
+    from protocols.mdoc import Check
+
+    made, plain = Check._of("value_digests", True, "r"), Check("value_digests", True, "r")
+    assert made == plain and hash(made) == hash(plain) and repr(made) == repr(plain)
+    assert made.to_json() == plain.to_json()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.passed = False  # type: ignore[misc]

@@ -1,0 +1,53 @@
+"""deviceKeyInfo.keyAuthorizations enforced by the core verifier (ISO/IEC 18013-5:2021 §9.1.2.4),
+so every verifier gets it, not only the reader pipeline."""
+
+from __future__ import annotations
+
+import pytest
+from test_mdoc_issuing import NS, device_key, issue, pki, transcript, verify  # noqa: F401
+
+from protocols import cose, mdoc
+
+OTHER = "jp.example.other"
+
+
+def respond(pki, device_key, *, auth, signed):  # noqa: F811
+    st = transcript()
+    isg = issue(pki, device_key, key_authorizations=auth)
+    ds = mdoc.build_device_signed("org.iso.18013.5.1.mDL", st, signer=cose.key_signer(device_key),
+                                  device_name_spaces=signed)
+    return verify(pki, mdoc.DeviceResponse((mdoc.Document("org.iso.18013.5.1.mDL", isg, ds),)).encode(), st)
+
+
+@pytest.mark.parametrize(("auth", "signed"), [
+    ({"dataElements": {NS: ["nickname"]}}, {NS: {"nickname": "ハナ"}}),
+    ({"nameSpaces": [NS]}, {NS: {"nickname": "ハナ", "family_name": "X"}}),
+    ({"nameSpaces": [OTHER], "dataElements": {NS: ["a", "b"]}}, {NS: {"b": 1}, OTHER: {"z": 2}}),
+    ({"nameSpaces": [NS]}, None),
+])
+def test_authorized_device_signed_elements_pass(pki, device_key, auth, signed):  # noqa: F811
+    result = respond(pki, device_key, auth=auth, signed=signed)
+    assert result.valid, result.to_json()
+    assert [c.name for c in result.checks].count("key_authorizations") == 1
+    n = sum(map(len, (signed or {}).values()))
+    assert result.check("key_authorizations").reason.endswith(f"{n} device-signed element(s) authorized")
+
+
+@pytest.mark.parametrize(("auth", "signed", "why"), [
+    ({"dataElements": {NS: ["nickname"]}}, {NS: {"family_name": "X"}}, "family_name not authorized"),
+    ({"nameSpaces": [OTHER]}, {NS: {"nickname": "X"}}, "nickname not authorized"),
+    (None, {NS: {"nickname": "X"}}, "no keyAuthorizations"),
+    ({"dataElements": {NS: "nickname"}}, {NS: {"nickname": "X"}}, "malformed"),
+    ({"nameSpaces": [NS], "other": 1}, {NS: {"nickname": "X"}}, "malformed"),
+])
+def test_unauthorized_device_signed_elements_fail_by_name(pki, device_key, auth, signed, why):  # noqa: F811
+    result = respond(pki, device_key, auth=auth, signed=signed)
+    assert result.failed() == ["key_authorizations"]
+    assert why in result.check("key_authorizations").reason
+    assert result.documents == ()
+
+
+def test_nothing_declared_nothing_signed_adds_no_check(pki, device_key):  # noqa: F811
+    result = respond(pki, device_key, auth=None, signed=None)
+    assert result.valid
+    assert result.check("key_authorizations") is None

@@ -1,0 +1,66 @@
+"""Closed CDDL maps are decoded strictly, and a document that discloses nothing says so
+(ISO/IEC 18013-5:2021 §8.3.2.1.2.2; specs/mdoc-encoding.md)."""
+
+from __future__ import annotations
+
+import pytest
+from test_mdoc_issuing import NS, device_key, issue, pki, present, transcript, verify  # noqa: F401
+
+from protocols import cbor, mdoc
+
+
+def _rewrite(data: bytes, fn) -> bytes:
+    m = cbor.loads(data)
+    fn(m["documents"][0])
+    return cbor.dumps(m, canonical=False)
+
+
+def test_corrupted_name_spaces_key_is_a_decode_error_naming_it(pki, device_key):  # noqa: F811
+    st = transcript()
+    good = present(issue(pki, device_key), device_key, st)
+    bad = _rewrite(good, lambda d: d["issuerSigned"].__setitem__("nameSpaceX", d["issuerSigned"].pop("nameSpaces")))
+    with pytest.raises(mdoc.MdocDecodeError, match="nameSpaceX"):
+        mdoc.DeviceResponse.decode(bad)
+    with pytest.raises(mdoc.MdocDecodeError, match="nameSpaceX"):
+        verify(pki, bad, st)
+
+
+def test_any_unknown_issuer_signed_key_is_refused(pki, device_key):  # noqa: F811
+    isg = issue(pki, device_key).to_cbor()
+    isg[7] = "extra"
+    with pytest.raises(mdoc.MdocDecodeError, match="IssuerSigned: unexpected key"):
+        mdoc.IssuerSigned.from_cbor(isg)
+
+
+@pytest.mark.parametrize("key", ["digestID", "random", "elementIdentifier", "elementValue"])
+def test_issuer_signed_item_with_a_renamed_key_names_it(key):
+    item = {"digestID": 1, "random": bytes(16), "elementIdentifier": "x", "elementValue": 1}
+    item[key + "X"] = item.pop(key)
+    with pytest.raises(mdoc.MdocDecodeError, match=f"unexpected key.*{key}X"):
+        mdoc.IssuerSignedItem.decode(cbor.dumps(item))
+    item.pop(key + "X")
+    with pytest.raises(mdoc.MdocDecodeError, match=f"missing '{key}'"):
+        mdoc.IssuerSignedItem.decode(cbor.dumps(item))
+
+
+def test_renamed_item_key_inside_a_response_fails_value_digests_by_name(pki, device_key):  # noqa: F811
+    # a renamed key changes the item's bytes, so its digest fails first: still no silent pass
+    st = transcript()
+    good = present(issue(pki, device_key), device_key, st)
+
+    def rename(doc):
+        raw = doc["issuerSigned"]["nameSpaces"][NS][0].value
+        doc["issuerSigned"]["nameSpaces"][NS][0] = cbor.CBORTag(24, raw.replace(b"random", b"randoX"))
+
+    result = verify(pki, _rewrite(good, rename), st)
+    assert result.failed() == ["value_digests"]
+
+
+def test_issuer_signed_without_name_spaces_passes_the_core_but_says_so(pki, device_key):  # noqa: F811
+    st = transcript()
+    good = present(issue(pki, device_key), device_key, st)
+    bare = _rewrite(good, lambda d: d["issuerSigned"].pop("nameSpaces"))
+    result = verify(pki, bare, st)
+    assert result.valid, result.to_json()
+    assert result.check("value_digests").reason.endswith("no issuer-signed item disclosed (IssuerSigned without nameSpaces)")
+    assert result.documents[0].elements == {}
