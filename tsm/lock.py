@@ -18,11 +18,19 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, insert, select, text, update
+from sqlalchemy import Engine, bindparam, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from tsm.db import SeLockRow
+from tsm.db import Bind, SeLockRow, transaction
 from tsm.errors import LockBusyError, LockLostError
+
+_LOCKS = SeLockRow.__table__
+_MINE = (_LOCKS.c.se_id == bindparam("b_se_id"), _LOCKS.c.owner == bindparam("b_owner"),
+         _LOCKS.c.token == bindparam("b_token"))
+_READ = select(_LOCKS.c.owner, _LOCKS.c.token, _LOCKS.c.expires_ms).where(
+    _LOCKS.c.se_id == bindparam("b_se_id"))
+_RENEW = update(_LOCKS).where(*_MINE, _LOCKS.c.expires_ms > bindparam("b_now")).values(
+    expires_ms=bindparam("b_until"))
 
 
 def _ensure_row(engine: Engine, se_id: str) -> None:
@@ -62,15 +70,15 @@ class SeLock:
         with self.engine.begin() as conn:
             self.renew_in(conn)
 
-    def check(self) -> None:
-        """Read-only check that the lease is still ours and unexpired (before a step)."""
+    def check(self, bind: Bind | None = None) -> None:
+        """Read-only check that the lease is still ours and unexpired (before a step);
+        on ``bind`` (the worker's run connection) if given."""
         if self.released:
             raise LockLostError(f"lock on SE {self.se_id} was already released")
         if self._conn is not None:
             return
-        with self.engine.connect() as conn:
-            row = conn.execute(select(SeLockRow.owner, SeLockRow.token, SeLockRow.expires_ms)
-                               .where(SeLockRow.se_id == self.se_id)).first()
+        with transaction(bind if bind is not None else self.engine) as conn:
+            row = conn.execute(_READ, {"b_se_id": self.se_id}).first()
         if row is None or row.owner != self.owner or row.token != self.token \
                 or row.expires_ms <= self._now_ms():
             raise LockLostError(
@@ -83,12 +91,9 @@ class SeLock:
         if self._conn is not None:
             return
         now = self._now_ms()
-        n = conn.execute(
-            update(SeLockRow)
-            .where(SeLockRow.se_id == self.se_id, SeLockRow.owner == self.owner,
-                   SeLockRow.token == self.token, SeLockRow.expires_ms > now)
-            .values(expires_ms=now + self._lease_ms)
-        ).rowcount
+        n = conn.execute(_RENEW, {"b_se_id": self.se_id, "b_owner": self.owner,
+                                  "b_token": self.token, "b_now": now,
+                                  "b_until": now + self._lease_ms}).rowcount
         if n != 1:
             raise LockLostError(
                 f"lease of {self.owner} on SE {self.se_id} expired or was taken over")

@@ -14,14 +14,13 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine
-
 from protocols.gp.apdu import CommandApdu, ResponseApdu
 from protocols.gp.codes import SW_REFERENCED_DATA_NOT_FOUND
 from protocols.gp.errors import GpError
 from protocols.gp.scp03 import HostChannel, InitializeUpdateResponse, StaticKeys
 from tsm import records
 from tsm.audit import AuditLog
+from tsm.db import Bind
 from tsm.errors import (
     CardStatusError,
     KeysetRollbackError,
@@ -43,7 +42,8 @@ DEFAULT_SECURITY_LEVEL = 0x33
 class SeLink:
     """Everything needed to talk to one SE for one worker run."""
 
-    engine: Engine
+    #: where the TSM's records live: the engine, or the connection a run holds
+    engine: Bind
     se_id: str
     transmit: Transmit
     master: MasterKey
