@@ -8,7 +8,17 @@ from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+def _shared_dir() -> Path:
+    """``shared/`` beside the checkout (``<root>/main/tests`` -> ``<root>/shared``), also
+    from a git worktree nested one level deeper (``<root>/wt/<name>/tests``)."""
+    for parent in Path(__file__).resolve().parents[2:]:
+        if (parent / "shared" / "vectors").is_dir():
+            return parent / "shared"
+    return Path(__file__).resolve().parents[2] / "shared"
+
+
+SHARED = _shared_dir()
 VECTORS = SHARED / "vectors"
 
 PG_URL = os.environ.get(

@@ -4,9 +4,9 @@ where the set starts from static keys, card side too."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
+from conftest import VECTORS as SHARED_VECTORS
 
 from protocols.gp import keys as gpkeys
 from protocols.gp.apdu import CommandApdu, ResponseApdu
@@ -22,7 +22,7 @@ from protocols.gp.scp03 import (
     pseudo_random_card_challenge,
 )
 
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors" / "scp03.json"
+VECTORS = SHARED_VECTORS / "scp03.json"
 DOC = json.loads(VECTORS.read_text())
 SETS = DOC["sets"]
 H = bytes.fromhex

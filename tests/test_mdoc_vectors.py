@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from functools import cache
-from pathlib import Path
 
+from conftest import VECTORS as SHARED_VECTORS
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors" / "iso18013-5-annex-d.json"
+VECTORS = SHARED_VECTORS / "iso18013-5-annex-d.json"
 
 
 @cache
