@@ -60,3 +60,26 @@ def test_nested_transaction_on_a_connection_commits_once(engine):  # noqa: F811
         assert records.load(conn, "se-nested") is None
         records.load_or_create(conn, "se-nested")
     assert records.load(engine, "se-nested") is not None
+
+
+def test_a_lease_confirmed_moments_ago_is_trusted_and_the_commit_still_fences(engine):  # noqa: F811
+    if engine.dialect.name == "postgresql":
+        pytest.skip("PostgreSQL holds a row lock, not a lease")
+    from sqlalchemy import update
+
+    from tsm.db import SeLockRow
+    from tsm.errors import LockLostError
+    from tsm.lock import acquire
+
+    now = [1000.0]
+    lock = acquire(engine, "se-lease", "a", lease_s=60, clock=lambda: now[0])
+    with engine.begin() as conn:  # a worker whose clock runs far ahead takes the row over
+        conn.execute(update(SeLockRow).where(SeLockRow.se_id == "se-lease")
+                     .values(owner="b", token=SeLockRow.token + 1))
+    now[0] += 1
+    lock.check()  # confirmed 1 s ago, 59 s of lease left: not asked again
+    with pytest.raises(LockLostError), engine.begin() as conn:
+        lock.renew_in(conn)  # but the step's commit is fenced by owner and token
+    now[0] += 15  # a quarter of the lease since the last confirmation: ask the database
+    with pytest.raises(LockLostError):
+        lock.check()

@@ -231,11 +231,7 @@ class Tsm:
         return job_id
 
     def job(self, job_id: str) -> JobView:
-        with Session(self.engine) as s:
-            row = s.get(JobRow, job_id)
-            if row is None:
-                raise JobError(f"no job {job_id}")
-            return _view(row)
+        return _read_job(self.engine, job_id)[0]
 
     def jobs(self, se_id: str | None = None) -> list[JobView]:
         with Session(self.engine) as s:
@@ -259,8 +255,11 @@ class Tsm:
         """Run a job's remaining steps under the SE's lock; return its final view.
         Raises the step's :class:`TsmError` (the job stays resumable) on failure.
 
-        The run holds one database connection for its bookkeeping (records, lease checks,
-        the per-step commits): each statement is a short transaction on it."""
+        With a lease lock (SQLite) the run holds one database connection for its
+        bookkeeping (records, lease checks, the per-step commits), each statement a short
+        transaction on it. A PostgreSQL row lock already keeps a connection per run, so
+        there the bookkeeping borrows pooled connections rather than hold a second one
+        (a pool sized for one connection per worker must not run dry)."""
         job = self.job(job_id)
         if job.state == "done":
             return job
@@ -272,19 +271,21 @@ class Tsm:
         session: CardSession | None = None
         db: Connection | None = None
         try:
-            db = self.engine.connect()
-            link = SeLink(db, job.se_id, transmit, self.master, audit, trace,
+            if not lock.holds_connection:
+                db = self.engine.connect()
+            bind: Bind = db if db is not None else self.engine
+            link = SeLink(bind, job.se_id, transmit, self.master, audit, trace,
                           self.security_level, self.rng)
-            job, sealed = _read_job(db, job_id)  # re-read under the lock
+            job, sealed = _read_job(bind, job_id)  # re-read under the lock
             if job.state == "done":
                 return job
             if secrets is None and sealed is not None:
                 secrets = JobSecrets.from_bytes(self.master.unseal(sealed, job_id.encode()))
-            _update_job(db, job_id, state="running", attempts=job.attempts + 1, error=None)
+            _update_job(bind, job_id, state="running", attempts=job.attempts + 1, error=None)
             results = dict(job.results)
             for index in range(job.next_step, len(job.steps)):
                 step = job.steps[index]
-                lock.check(db)
+                lock.check(bind)
                 audit.step = step
                 ctx = StepContext(self, link, job, step, results, secrets, session)
                 STEPS[step](ctx)
@@ -299,11 +300,11 @@ class Tsm:
                     values.update(state="done", sealed_secrets=None)
                     audit.step = None
                     audit.event("job-done", job.kind)
-                with transaction(db) as conn:
+                with transaction(bind) as conn:
                     lock.renew_in(conn)
                     _update_job(conn, job_id, **values)
                     audit.flush(conn)
-            return _read_job(db, job_id)[0]
+            return _read_job(bind, job_id)[0]
         except TsmError as exc:
             audit.event("job-failed", type(exc).__name__, error=str(exc)[:500])
             state = "interrupted" if not isinstance(exc, LockLostError) else "running"
