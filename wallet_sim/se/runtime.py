@@ -205,6 +205,7 @@ class SecureElement:
                 ch.session.close()
             ch.session = None
             ch.perso_target = None
+            ch.extra.pop("get_status", None)
         elif ch.selected is not None and ch.selected in self._applets:
             self._applets[ch.selected].deselect(self.context(ch))
         ch.selected = None
@@ -222,6 +223,7 @@ class SecureElement:
                 if ch.session is not None:
                     ch.session.close()
                 ch.session, ch.perso_target = None, None
+                ch.extra.pop("get_status", None)
             ch.selected = ISD_AID
             return response(SW_OK, isd.fci(self))
         rec = self.app_record(aid)
