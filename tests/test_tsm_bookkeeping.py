@@ -83,3 +83,23 @@ def test_a_lease_confirmed_moments_ago_is_trusted_and_the_commit_still_fences(en
     now[0] += 15  # a quarter of the lease since the last confirmation: ask the database
     with pytest.raises(LockLostError):
         lock.check()
+
+
+def test_first_contact_creates_the_lock_row_already_taken(engine):  # noqa: F811
+    from tsm.errors import LockBusyError
+    from tsm.lock import acquire
+
+    a = acquire(engine, "se-first", "a", timeout_s=1)
+    assert a.token == 1
+    with pytest.raises(LockBusyError):
+        acquire(engine, "se-first", "b", timeout_s=0.2)  # the row exists and is held
+    a.release()
+    b = acquire(engine, "se-first", "b", timeout_s=1)
+    assert b.token == 2
+    b.release()
+
+
+def test_a_record_created_at_first_contact_reads_back_the_same(engine):  # noqa: F811
+    created = records.load_or_create(engine, "se-new")
+    assert created == records.load(engine, "se-new")
+    assert records.load_or_create(engine, "se-new") == created

@@ -36,6 +36,7 @@ _TAKE = update(_LOCKS).where(_LOCKS.c.se_id == bindparam("b_se_id"),
     owner=bindparam("b_owner"), token=_LOCKS.c.token + 1, expires_ms=bindparam("b_until"))
 _TOKEN = select(_LOCKS.c.token).where(_LOCKS.c.se_id == bindparam("b_se_id"))
 _RELEASE = update(_LOCKS).where(*_MINE).values(owner=None, expires_ms=0)
+_CREATE_TAKEN = insert(_LOCKS)
 #: check() trusts a lease it confirmed in the database less than this part of the lease ago
 TRUST_FRACTION = 4
 
@@ -180,10 +181,17 @@ def acquire(engine: Engine, se_id: str, owner: str, *, timeout_s: float = 10.0,
                 lock = SeLock(engine, se_id, owner, token, lease_ms, clock)
                 lock._confirmed_ms = now  # the lease runs from the time it was set
                 return lock
-        if not row_known:  # first contact with this SE: create its row, then try again
-            _ensure_row(engine, se_id)
+        if not row_known:  # no free row: first contact? create the row already ours
             row_known = True
-            continue
+            try:
+                with engine.begin() as conn:
+                    conn.execute(_CREATE_TAKEN, {"se_id": se_id, "owner": owner, "token": 1,
+                                                 "expires_ms": now + lease_ms})
+            except IntegrityError:
+                continue  # the row exists (held by another worker, or created just now)
+            lock = SeLock(engine, se_id, owner, 1, lease_ms, clock)
+            lock._confirmed_ms = now
+            return lock
         if time.monotonic() >= deadline:
             raise LockBusyError(
                 f"SE {se_id} is locked by another worker (waited {timeout_s:g} s)")

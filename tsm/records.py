@@ -75,8 +75,9 @@ def load_or_create(bind: Bind, se_id: str) -> SeRecord:
         with transaction(bind) as conn:
             conn.execute(_CREATE, {"se_id": se_id, "kvn": FACTORY_KVN, "state": "new",
                                    "created_at": now, "updated_at": now})
+        return SeRecord(se_id, None, None, FACTORY_KVN, None, "new")  # as just inserted
     except IntegrityError:
-        pass  # created concurrently
+        pass  # created concurrently: read what the other worker wrote
     rec = load(bind, se_id)
     assert rec is not None
     return rec
