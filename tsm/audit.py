@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine, insert, select
 
 from protocols.gp.apdu import CommandApdu
-from tsm.db import AuditRow, utcnow
+from tsm.db import AuditRow, Bind, transaction, utcnow
+
+_INSERT = insert(AuditRow.__table__)
 
 
 @dataclass
@@ -46,12 +48,14 @@ class AuditLog:
     def flush(self, conn) -> None:
         """Write the buffered records on ``conn`` (inside the caller's transaction)."""
         if self.pending:
-            conn.execute(insert(AuditRow), self.pending)
+            conn.execute(_INSERT, self.pending)
             self.pending = []
 
-    def flush_now(self, engine: Engine) -> None:
-        with engine.begin() as conn:
-            self.flush(conn)
+    def flush_now(self, bind: Bind) -> None:
+        """Write the buffered records in a transaction of their own on ``bind``."""
+        if self.pending:
+            with transaction(bind) as conn:
+                self.flush(conn)
 
 
 def audit_rows(engine: Engine, se_id: str | None = None) -> list[AuditRow]:

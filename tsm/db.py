@@ -14,8 +14,20 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, LargeBinary, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Connection,
+    DateTime,
+    Engine,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -114,3 +126,33 @@ class AuditRow(TsmBase):
     sw: Mapped[int | None] = mapped_column(Integer)
     #: Non-secret facts (AIDs, KVNs, counters, error messages).
     detail: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+#: Where the TSM's statements run: an Engine (each call borrows a pooled connection) or
+#: one Connection a worker holds for a whole run (``Tsm.run``), which saves a pool
+#: checkout and reset per statement.
+Bind = Engine | Connection
+
+
+@contextmanager
+def transaction(bind: Bind) -> Iterator[Connection]:
+    """One short transaction on ``bind``, committed on success and rolled back on error.
+
+    On a Connection already inside a transaction (a caller grouping several writes in one
+    commit, such as a job step's progress with its audit records) it joins that one and
+    leaves the commit to its owner; every statement the TSM runs on a held connection goes
+    through here, so no transaction is left open between calls."""
+    if isinstance(bind, Connection):
+        if bind.in_transaction():
+            yield bind
+            return
+        trans = bind.begin()  # explicitly, so that nested calls see it before any statement
+        try:
+            yield bind
+        except BaseException:
+            trans.rollback()
+            raise
+        trans.commit()
+        return
+    with bind.begin() as conn:
+        yield conn

@@ -23,12 +23,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Connection, Engine, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from tsm import records
 from tsm.audit import AuditLog
-from tsm.db import JobRow, utcnow
+from tsm.db import Bind, JobRow, transaction, utcnow
 from tsm.errors import JobError, JobInputError, LockLostError, TsmError
 from tsm.keys import MasterKey
 from tsm.lock import acquire
@@ -231,11 +231,7 @@ class Tsm:
         return job_id
 
     def job(self, job_id: str) -> JobView:
-        with Session(self.engine) as s:
-            row = s.get(JobRow, job_id)
-            if row is None:
-                raise JobError(f"no job {job_id}")
-            return _view(row)
+        return _read_job(self.engine, job_id)[0]
 
     def jobs(self, se_id: str | None = None) -> list[JobView]:
         with Session(self.engine) as s:
@@ -257,7 +253,13 @@ class Tsm:
             trace: Sink | None = None, after_step: StepHook | None = None,
             actor: str | None = None) -> JobView:
         """Run a job's remaining steps under the SE's lock; return its final view.
-        Raises the step's :class:`TsmError` (the job stays resumable) on failure."""
+        Raises the step's :class:`TsmError` (the job stays resumable) on failure.
+
+        With a lease lock (SQLite) the run holds one database connection for its
+        bookkeeping (records, lease checks, the per-step commits), each statement a short
+        transaction on it. A PostgreSQL row lock already keeps a connection per run, so
+        there the bookkeeping borrows pooled connections rather than hold a second one
+        (a pool sized for one connection per worker must not run dry)."""
         job = self.job(job_id)
         if job.state == "done":
             return job
@@ -266,20 +268,24 @@ class Tsm:
         lock = acquire(self.engine, job.se_id, owner, timeout_s=self.lock_timeout_s,
                        lease_s=self.lease_s, clock=self.clock)
         audit = AuditLog(who, job.se_id, job.id)
-        link = SeLink(self.engine, job.se_id, transmit, self.master, audit, trace,
-                      self.security_level, self.rng)
         session: CardSession | None = None
+        db: Connection | None = None
         try:
-            job = self.job(job_id)  # re-read under the lock
+            if not lock.holds_connection:
+                db = self.engine.connect()
+            bind: Bind = db if db is not None else self.engine
+            link = SeLink(bind, job.se_id, transmit, self.master, audit, trace,
+                          self.security_level, self.rng)
+            job, sealed = _read_job(bind, job_id)  # re-read under the lock
             if job.state == "done":
                 return job
-            if secrets is None:
-                secrets = self._unseal(job_id)
-            self._update(job_id, state="running", attempts=job.attempts + 1, error=None)
+            if secrets is None and sealed is not None:
+                secrets = JobSecrets.from_bytes(self.master.unseal(sealed, job_id.encode()))
+            _update_job(bind, job_id, state="running", attempts=job.attempts + 1, error=None)
             results = dict(job.results)
             for index in range(job.next_step, len(job.steps)):
                 step = job.steps[index]
-                lock.check()
+                lock.check(bind)
                 audit.step = step
                 ctx = StepContext(self, link, job, step, results, secrets, session)
                 STEPS[step](ctx)
@@ -289,40 +295,60 @@ class Tsm:
                 results[step] = ctx.results
                 audit.event("step-done", step)
                 last = index + 1 == len(job.steps)
-                with Session(self.engine) as s, s.begin():
-                    lock.renew_in(s.connection())
-                    values: dict[str, object] = dict(next_step=index + 1, results=dict(results),
-                                                     updated_at=utcnow())
-                    if last:
-                        values.update(state="done", sealed_secrets=None)
-                    s.execute(update(JobRow).where(JobRow.id == job_id).values(**values))
-                    audit.step = None if last else audit.step
-                    if last:
-                        audit.event("job-done", job.kind)
-                    audit.flush(s.connection())
-            return self.job(job_id)
+                values: dict[str, object] = dict(next_step=index + 1, results=dict(results))
+                if last:
+                    values.update(state="done", sealed_secrets=None)
+                    audit.step = None
+                    audit.event("job-done", job.kind)
+                with transaction(bind) as conn:
+                    lock.renew_in(conn)
+                    _update_job(conn, job_id, **values)
+                    audit.flush(conn)
+            return _read_job(bind, job_id)[0]
         except TsmError as exc:
             audit.event("job-failed", type(exc).__name__, error=str(exc)[:500])
             state = "interrupted" if not isinstance(exc, LockLostError) else "running"
-            self._update(job_id, state=state, error=f"{type(exc).__name__}: {exc}")
-            audit.flush_now(self.engine)
+            bind = db if db is not None else self.engine
+            _update_job(bind, job_id, state=state, error=f"{type(exc).__name__}: {exc}")
+            audit.flush_now(bind)
             raise
         except BaseException:
             # a crash of the worker (simulated in tests): what was sent is still audited
-            audit.flush_now(self.engine)
+            audit.flush_now(db if db is not None else self.engine)
             raise
         finally:
             if session is not None:
                 session.close()
-            lock.release()
+            try:
+                lock.release()
+            finally:
+                if db is not None:
+                    db.close()
 
     def _unseal(self, job_id: str) -> JobSecrets | None:
-        with Session(self.engine) as s:
-            sealed = s.scalar(select(JobRow.sealed_secrets).where(JobRow.id == job_id))
+        sealed = _read_job(self.engine, job_id)[1]
         if sealed is None:
             return None
         return JobSecrets.from_bytes(self.master.unseal(sealed, job_id.encode()))
 
     def _update(self, job_id: str, **values: object) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(update(JobRow).where(JobRow.id == job_id).values(updated_at=utcnow(), **values))
+        _update_job(self.engine, job_id, **values)
+
+
+_JOBS = JobRow.__table__
+_READ_JOB = select(_JOBS).where(_JOBS.c.id == bindparam("b_id"))
+_UPDATE_JOB = update(_JOBS).where(_JOBS.c.id == bindparam("b_id"))
+
+
+def _read_job(bind: Bind, job_id: str) -> tuple[JobView, bytes | None]:
+    """A job's view and its sealed secrets (one statement built once)."""
+    with transaction(bind) as conn:
+        row = conn.execute(_READ_JOB, {"b_id": job_id}).first()
+    if row is None:
+        raise JobError(f"no job {job_id}")
+    return _view(row), row.sealed_secrets
+
+
+def _update_job(bind: Bind, job_id: str, **values: object) -> None:
+    with transaction(bind) as conn:
+        conn.execute(_UPDATE_JOB, {"b_id": job_id, "updated_at": utcnow(), **values})

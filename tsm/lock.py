@@ -18,11 +18,27 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, insert, select, text, update
+from sqlalchemy import Engine, bindparam, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from tsm.db import SeLockRow
+from tsm.db import Bind, SeLockRow, transaction
 from tsm.errors import LockBusyError, LockLostError
+
+_LOCKS = SeLockRow.__table__
+_MINE = (_LOCKS.c.se_id == bindparam("b_se_id"), _LOCKS.c.owner == bindparam("b_owner"),
+         _LOCKS.c.token == bindparam("b_token"))
+_READ = select(_LOCKS.c.owner, _LOCKS.c.token, _LOCKS.c.expires_ms).where(
+    _LOCKS.c.se_id == bindparam("b_se_id"))
+_RENEW = update(_LOCKS).where(*_MINE, _LOCKS.c.expires_ms > bindparam("b_now")).values(
+    expires_ms=bindparam("b_until"))
+_TAKE = update(_LOCKS).where(_LOCKS.c.se_id == bindparam("b_se_id"),
+                             _LOCKS.c.expires_ms <= bindparam("b_now")).values(
+    owner=bindparam("b_owner"), token=_LOCKS.c.token + 1, expires_ms=bindparam("b_until"))
+_TOKEN = select(_LOCKS.c.token).where(_LOCKS.c.se_id == bindparam("b_se_id"))
+_RELEASE = update(_LOCKS).where(*_MINE).values(owner=None, expires_ms=0)
+_CREATE_TAKEN = insert(_LOCKS)
+#: check() trusts a lease it confirmed in the database less than this part of the lease ago
+TRUST_FRACTION = 4
 
 
 def _ensure_row(engine: Engine, se_id: str) -> None:
@@ -49,9 +65,16 @@ class SeLock:
         self._clock = clock
         self._conn = conn  # PostgreSQL: the connection holding the row lock
         self.released = False
+        #: our clock when the database last confirmed the lease ours (taken or renewed)
+        self._confirmed_ms = self._now_ms()
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
+
+    @property
+    def holds_connection(self) -> bool:
+        """Whether the lock keeps a database connection for itself (PostgreSQL row lock)."""
+        return self._conn is not None
 
     def renew(self) -> None:
         """Extend the lease; raise :class:`LockLostError` if it is no longer ours."""
@@ -62,19 +85,28 @@ class SeLock:
         with self.engine.begin() as conn:
             self.renew_in(conn)
 
-    def check(self) -> None:
-        """Read-only check that the lease is still ours and unexpired (before a step)."""
+    def check(self, bind: Bind | None = None) -> None:
+        """Check that the lease is still ours and unexpired (before a step); on ``bind``
+        (the worker's run connection) if given.
+
+        A lease the database confirmed ours (taken, or renewed with the previous step's
+        commit) less than a quarter of the lease ago is ours without asking again: no
+        other worker may take a lease before it expires, and it has at least three
+        quarters left. Otherwise the row is read."""
         if self.released:
             raise LockLostError(f"lock on SE {self.se_id} was already released")
         if self._conn is not None:
             return
-        with self.engine.connect() as conn:
-            row = conn.execute(select(SeLockRow.owner, SeLockRow.token, SeLockRow.expires_ms)
-                               .where(SeLockRow.se_id == self.se_id)).first()
+        now = self._now_ms()
+        if 0 <= now - self._confirmed_ms < self._lease_ms // TRUST_FRACTION:
+            return
+        with transaction(bind if bind is not None else self.engine) as conn:
+            row = conn.execute(_READ, {"b_se_id": self.se_id}).first()
         if row is None or row.owner != self.owner or row.token != self.token \
-                or row.expires_ms <= self._now_ms():
+                or row.expires_ms <= now:
             raise LockLostError(
                 f"lease of {self.owner} on SE {self.se_id} expired or was taken over")
+        self._confirmed_ms = now
 
     def renew_in(self, conn) -> None:
         """Extend the lease inside the caller's transaction (with a step's commit); raise
@@ -83,15 +115,14 @@ class SeLock:
         if self._conn is not None:
             return
         now = self._now_ms()
-        n = conn.execute(
-            update(SeLockRow)
-            .where(SeLockRow.se_id == self.se_id, SeLockRow.owner == self.owner,
-                   SeLockRow.token == self.token, SeLockRow.expires_ms > now)
-            .values(expires_ms=now + self._lease_ms)
-        ).rowcount
+        n = conn.execute(_RENEW, {"b_se_id": self.se_id, "b_owner": self.owner,
+                                  "b_token": self.token, "b_now": now,
+                                  "b_until": now + self._lease_ms}).rowcount
         if n != 1:
             raise LockLostError(
                 f"lease of {self.owner} on SE {self.se_id} expired or was taken over")
+        # a failed commit of this transaction ends the run (the error propagates)
+        self._confirmed_ms = now
 
     def release(self) -> None:
         if self.released:
@@ -107,21 +138,17 @@ class SeLock:
                 self._conn.close()
             return
         with self.engine.begin() as conn:
-            conn.execute(
-                update(SeLockRow)
-                .where(SeLockRow.se_id == self.se_id, SeLockRow.owner == self.owner,
-                       SeLockRow.token == self.token)
-                .values(owner=None, expires_ms=0)
-            )
+            conn.execute(_RELEASE, {"b_se_id": self.se_id, "b_owner": self.owner,
+                                    "b_token": self.token})
 
 
 def acquire(engine: Engine, se_id: str, owner: str, *, timeout_s: float = 10.0,
             lease_s: float = 60.0, clock: Callable[[], float] = time.time,
             poll_s: float = 0.02) -> SeLock:
     """Take the SE's lock for ``owner`` or raise :class:`LockBusyError` after ``timeout_s``."""
-    _ensure_row(engine, se_id)
     lease_ms = int(lease_s * 1000)
     if engine.dialect.name == "postgresql":
+        _ensure_row(engine, se_id)
         conn = engine.connect()
         try:
             conn.execute(text(f"SET LOCAL lock_timeout = '{max(1, int(timeout_s * 1000))}ms'"))
@@ -143,18 +170,28 @@ def acquire(engine: Engine, se_id: str, owner: str, *, timeout_s: float = 10.0,
             raise
         return SeLock(engine, se_id, owner, token, lease_ms, clock, conn)
     deadline = time.monotonic() + timeout_s
+    row_known = False
     while True:
         now = int(clock() * 1000)
         with engine.begin() as conn:
-            n = conn.execute(
-                update(SeLockRow)
-                .where(SeLockRow.se_id == se_id, SeLockRow.expires_ms <= now)
-                .values(owner=owner, token=SeLockRow.token + 1, expires_ms=now + lease_ms)
-            ).rowcount
+            n = conn.execute(_TAKE, {"b_se_id": se_id, "b_now": now, "b_owner": owner,
+                                     "b_until": now + lease_ms}).rowcount
             if n == 1:
-                token = conn.execute(
-                    select(SeLockRow.token).where(SeLockRow.se_id == se_id)).scalar_one()
-                return SeLock(engine, se_id, owner, token, lease_ms, clock)
+                token = conn.execute(_TOKEN, {"b_se_id": se_id}).scalar_one()
+                lock = SeLock(engine, se_id, owner, token, lease_ms, clock)
+                lock._confirmed_ms = now  # the lease runs from the time it was set
+                return lock
+        if not row_known:  # no free row: first contact? create the row already ours
+            row_known = True
+            try:
+                with engine.begin() as conn:
+                    conn.execute(_CREATE_TAKEN, {"se_id": se_id, "owner": owner, "token": 1,
+                                                 "expires_ms": now + lease_ms})
+            except IntegrityError:
+                continue  # the row exists (held by another worker, or created just now)
+            lock = SeLock(engine, se_id, owner, 1, lease_ms, clock)
+            lock._confirmed_ms = now
+            return lock
         if time.monotonic() >= deadline:
             raise LockBusyError(
                 f"SE {se_id} is locked by another worker (waited {timeout_s:g} s)")

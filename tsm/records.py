@@ -1,16 +1,23 @@
 """The TSM's record of each SE: identity, current keyset, sequence counters, quarantine
-(tables ``tsm_se`` and ``tsm_se_counters``). Each function is one short transaction."""
+(tables ``tsm_se`` and ``tsm_se_counters``). Each function is one short transaction on
+``bind`` (an Engine, or the Connection a worker holds for its run: ``tsm.db.Bind``).
+
+Statements are built once (SQLAlchemy Core with bound parameters): building them per call
+cost more than running them on SQLite."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
-from tsm.db import SecureElementRow, SequenceCounterRow, utcnow
+from tsm.db import Bind, SecureElementRow, SequenceCounterRow, transaction, utcnow
 from tsm.keys import FACTORY_KVN
+
+_SE = SecureElementRow.__table__
+_COUNTERS = SequenceCounterRow.__table__
 
 
 @dataclass(frozen=True)
@@ -23,55 +30,86 @@ class SeRecord:
     state: str
 
 
-def _record(row: SecureElementRow) -> SeRecord:
+def _record(row) -> SeRecord:
     return SeRecord(row.se_id, bytes.fromhex(row.kdd) if row.kdd else None,
                     bytes.fromhex(row.cplc) if row.cplc else None, row.kvn,
                     row.master_key_id, row.state)
 
 
-def load(engine: Engine, se_id: str) -> SeRecord | None:
-    with Session(engine) as s:
-        row = s.get(SecureElementRow, se_id)
-        return _record(row) if row else None
+_LOAD = select(_SE.c.se_id, _SE.c.kdd, _SE.c.cplc, _SE.c.kvn, _SE.c.master_key_id,
+               _SE.c.state).where(_SE.c.se_id == bindparam("b_se_id"))
+_CREATE = insert(_SE)
+_UPDATE = update(_SE).where(_SE.c.se_id == bindparam("b_se_id"))
+_LAST_COUNTER = select(_COUNTERS.c.counter).where(
+    _COUNTERS.c.se_id == bindparam("b_se_id"), _COUNTERS.c.kvn == bindparam("b_kvn"))
 
 
-def load_or_create(engine: Engine, se_id: str) -> SeRecord:
-    rec = load(engine, se_id)
+def _raise_counter(dialect: str):
+    """INSERT .. ON CONFLICT DO UPDATE that only ever raises the counter (one statement),
+    for the dialects that have it; None elsewhere."""
+    ins = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}.get(dialect)
+    if ins is None:
+        return None
+    stmt = ins(_COUNTERS)
+    return stmt.on_conflict_do_update(
+        index_elements=[_COUNTERS.c.se_id, _COUNTERS.c.kvn],
+        set_={"counter": stmt.excluded.counter, "updated_at": stmt.excluded.updated_at},
+        where=_COUNTERS.c.counter < stmt.excluded.counter)
+
+
+_RAISE_COUNTER = {d: _raise_counter(d) for d in ("sqlite", "postgresql")}
+
+
+def load(bind: Bind, se_id: str) -> SeRecord | None:
+    with transaction(bind) as conn:
+        row = conn.execute(_LOAD, {"b_se_id": se_id}).first()
+    return _record(row) if row else None
+
+
+def load_or_create(bind: Bind, se_id: str) -> SeRecord:
+    rec = load(bind, se_id)
     if rec is not None:
         return rec
+    now = utcnow()
     try:
-        with Session(engine) as s, s.begin():
-            s.add(SecureElementRow(se_id=se_id, kvn=FACTORY_KVN, state="new"))
+        with transaction(bind) as conn:
+            conn.execute(_CREATE, {"se_id": se_id, "kvn": FACTORY_KVN, "state": "new",
+                                   "created_at": now, "updated_at": now})
+        return SeRecord(se_id, None, None, FACTORY_KVN, None, "new")  # as just inserted
     except IntegrityError:
-        pass  # created concurrently
-    rec = load(engine, se_id)
+        pass  # created concurrently: read what the other worker wrote
+    rec = load(bind, se_id)
     assert rec is not None
     return rec
 
 
-def update_se(engine: Engine, se_id: str, **values: object) -> None:
-    with engine.begin() as conn:
-        conn.execute(update(SecureElementRow).where(SecureElementRow.se_id == se_id)
-                     .values(updated_at=utcnow(), **values))
+def update_se(bind: Bind, se_id: str, **values: object) -> None:
+    with transaction(bind) as conn:
+        conn.execute(_UPDATE, {"b_se_id": se_id, "updated_at": utcnow(), **values})
 
 
-def last_counter(engine: Engine, se_id: str, kvn: int) -> int | None:
-    with Session(engine) as s:
-        return s.scalar(select(SequenceCounterRow.counter).where(
-            SequenceCounterRow.se_id == se_id, SequenceCounterRow.kvn == kvn))
+def last_counter(bind: Bind, se_id: str, kvn: int) -> int | None:
+    with transaction(bind) as conn:
+        return conn.execute(_LAST_COUNTER, {"b_se_id": se_id, "b_kvn": kvn}).scalar()
 
 
-def store_counter(engine: Engine, se_id: str, kvn: int, counter: int) -> None:
+def store_counter(bind: Bind, se_id: str, kvn: int, counter: int) -> None:
     """Remember ``counter`` as used by an authenticated session (never lowers it)."""
-    with Session(engine) as s, s.begin():
-        row = s.get(SequenceCounterRow, (se_id, kvn), with_for_update=True)
+    with transaction(bind) as conn:
+        upsert = _RAISE_COUNTER.get(conn.dialect.name)
+        values = {"se_id": se_id, "kvn": kvn, "counter": counter, "updated_at": utcnow()}
+        if upsert is not None:
+            conn.execute(upsert, values)
+            return
+        row = conn.execute(_LAST_COUNTER.with_for_update(),
+                           {"b_se_id": se_id, "b_kvn": kvn}).first()
         if row is None:
-            s.add(SequenceCounterRow(se_id=se_id, kvn=kvn, counter=counter))
+            conn.execute(insert(_COUNTERS), values)
         elif counter > row.counter:
-            row.counter = counter
-            row.updated_at = utcnow()
+            conn.execute(update(_COUNTERS).where(_COUNTERS.c.se_id == se_id, _COUNTERS.c.kvn == kvn)
+                         .values(counter=counter, updated_at=values["updated_at"]))
 
 
-def list_records(engine: Engine) -> list[SeRecord]:
-    with Session(engine) as s:
-        return [_record(r) for r in s.scalars(select(SecureElementRow).order_by(SecureElementRow.se_id))]
+def list_records(bind: Bind) -> list[SeRecord]:
+    with transaction(bind) as conn:
+        return [_record(r) for r in conn.execute(select(_SE).order_by(_SE.c.se_id))]

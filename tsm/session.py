@@ -14,14 +14,13 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine
-
 from protocols.gp.apdu import CommandApdu, ResponseApdu
 from protocols.gp.codes import SW_REFERENCED_DATA_NOT_FOUND
 from protocols.gp.errors import GpError
 from protocols.gp.scp03 import HostChannel, InitializeUpdateResponse, StaticKeys
 from tsm import records
 from tsm.audit import AuditLog
+from tsm.db import Bind, transaction
 from tsm.errors import (
     CardStatusError,
     KeysetRollbackError,
@@ -43,7 +42,8 @@ DEFAULT_SECURITY_LEVEL = 0x33
 class SeLink:
     """Everything needed to talk to one SE for one worker run."""
 
-    engine: Engine
+    #: where the TSM's records live: the engine, or the connection a run holds
+    engine: Bind
     se_id: str
     transmit: Transmit
     master: MasterKey
@@ -81,11 +81,14 @@ class SeLink:
 class CardSession:
     """An open SCP03 session: plain commands in, plain responses out."""
 
-    def __init__(self, link: SeLink, host: HostChannel, kvn: int, counter: int | None) -> None:
+    def __init__(self, link: SeLink, host: HostChannel, kvn: int, counter: int | None,
+                 kdd: bytes | None = None) -> None:
         self.link = link
         self.host = host
         self.kvn = kvn
         self.counter = counter
+        #: the SE's key diversification data, as it answered and as the record has it
+        self.kdd = kdd
 
     def send(self, cmd: CommandApdu, what: str, *, secret: bool = False,
              expect: tuple[int, ...] | None = (0x9000,)) -> ResponseApdu:
@@ -201,8 +204,6 @@ def open_session(link: SeLink) -> CardSession:
             host.on_external_authenticate_response(raw)
         except GpError as exc:
             raise SecureChannelError(f"SE {link.se_id}: {exc}", sw) from exc
-        if counter is not None:
-            records.store_counter(link.engine, link.se_id, kvn, counter)
         changes: dict[str, object] = {}
         if rec.kdd is None:
             changes.update(kdd=iu.key_diversification_data.hex(), master_key_id=link.master.key_id)
@@ -210,7 +211,11 @@ def open_session(link: SeLink) -> CardSession:
             changes.update(kvn=kvn)
         if rec.state == "new" or changes:
             changes.setdefault("state", "active")
-            records.update_se(link.engine, link.se_id, **changes)
+        with transaction(link.engine) as conn:  # the counter and identity: one commit
+            if counter is not None:
+                records.store_counter(conn, link.se_id, kvn, counter)
+            if changes:
+                records.update_se(conn, link.se_id, **changes)
         link.audit.event("session-open", None, kvn=kvn, counter=counter, level=link.security_level)
-        return CardSession(link, host, kvn, counter)
+        return CardSession(link, host, kvn, counter, iu.key_diversification_data)
     raise SecureChannelError(f"SE {link.se_id}: no keyset opened a session")  # pragma: no cover

@@ -70,6 +70,42 @@ def aes_cbc_decrypt(key: bytes, iv: bytes, data: bytes) -> bytes:
     return dec.update(data) + dec.finalize()
 
 
+class KeyedAes:
+    """One AES key set up once for the many operations a secure channel session does with
+    it: AES-CMAC by copying a keyed CMAC context, single ECB blocks (the C-DEC / R-ENC
+    ICVs) through one long-lived ECB context, CBC with the key object reused. The same
+    ``cryptography`` primitives as :func:`cmac`, :func:`aes_ecb_block` and the CBC
+    helpers, without a key schedule per message; the results are identical."""
+
+    __slots__ = ("_aes", "_cmac", "_ecb")
+
+    def __init__(self, key: bytes) -> None:
+        self._aes = algorithms.AES(check_aes_key(key))
+        self._cmac = CMAC(self._aes)
+        self._ecb = Cipher(self._aes, modes.ECB()).encryptor()
+
+    def __repr__(self) -> str:  # never print key bytes
+        return "KeyedAes(...)"
+
+    def cmac(self, data: bytes) -> bytes:
+        c = self._cmac.copy()
+        c.update(data)
+        return c.finalize()
+
+    def ecb_block(self, block: bytes) -> bytes:
+        if len(block) != 16:
+            raise ValueError(f"an AES block is 16 bytes, not {len(block)}")
+        return self._ecb.update(block)  # ECB: each block independent, context reusable
+
+    def cbc_encrypt(self, iv: bytes, data: bytes) -> bytes:
+        enc = Cipher(self._aes, modes.CBC(iv)).encryptor()
+        return enc.update(data) + enc.finalize()
+
+    def cbc_decrypt(self, iv: bytes, data: bytes) -> bytes:
+        dec = Cipher(self._aes, modes.CBC(iv)).decryptor()
+        return dec.update(data) + dec.finalize()
+
+
 def pad80(data: bytes, block: int = 16) -> bytes:
     """ISO/IEC 9797-1 method 2: append 80 then 00s to a block multiple (always pads)."""
     n = len(data) + 1

@@ -43,11 +43,8 @@ from protocols.gp.crypto import (
     DDC_S_ENC,
     DDC_S_MAC,
     DDC_S_RMAC,
-    aes_cbc_decrypt,
-    aes_cbc_encrypt,
-    aes_ecb_block,
+    KeyedAes,
     check_aes_key,
-    cmac,
     kdf,
     pad80,
     unpad80,
@@ -212,13 +209,17 @@ class SecureMessaging:
         self.mac_len = mac_len
         self.chaining_value = chaining_value
         self.counter = counter
+        # the session keys' AES contexts, set up once for the whole session
+        self._enc = KeyedAes(keys.s_enc)
+        self._mac = KeyedAes(keys.s_mac)
+        self._rmac = KeyedAes(keys.s_rmac) if keys.s_rmac is not None else None
 
     # -- helpers
     def _command_icv(self) -> bytes:
-        return aes_ecb_block(self.keys.s_enc, self.counter.to_bytes(16, "big"))
+        return self._enc.ecb_block(self.counter.to_bytes(16, "big"))
 
     def _response_icv(self) -> bytes:
-        return aes_ecb_block(self.keys.s_enc, b"\x80" + self.counter.to_bytes(15, "big"))
+        return self._enc.ecb_block(b"\x80" + self.counter.to_bytes(15, "big"))
 
     @staticmethod
     def _secured(plain: CommandApdu, data: bytes, mac_len: int) -> CommandApdu:
@@ -237,11 +238,11 @@ class SecureMessaging:
         if self.level & C_DECRYPTION:
             self.counter += 1
             if data:
-                data = aes_cbc_encrypt(self.keys.s_enc, self._command_icv(), pad80(data))
+                data = self._enc.cbc_encrypt(self._command_icv(), pad80(data))
         if len(data) + self.mac_len > 65535:
             raise ApduError("wrapped data field would exceed 65535 bytes")
         shell = self._secured(plain, data, self.mac_len)
-        full = cmac(self.keys.s_mac, self.chaining_value + shell.header() + shell.lc_field() + data)
+        full = self._mac.cmac(self.chaining_value + shell.header() + shell.lc_field() + data)
         self.chaining_value = full
         return shell.replace(data=data + full[: self.mac_len])
 
@@ -260,13 +261,14 @@ class SecureMessaging:
                 f"response with SW {resp.sw:04X} has {len(resp.data)} bytes, no room for a {self.mac_len}-byte R-MAC"
             )
         body, mac = resp.data[: -self.mac_len], resp.data[-self.mac_len :]
-        want = cmac(self.keys.s_rmac, self.chaining_value + body + resp.sw.to_bytes(2, "big"))
+        assert self._rmac is not None  # checked in __init__ for levels with R-MAC
+        want = self._rmac.cmac(self.chaining_value + body + resp.sw.to_bytes(2, "big"))
         if not hmac.compare_digest(want[: self.mac_len], mac):
             raise Scp03MacError(f"R-MAC of the response with SW {resp.sw:04X} does not verify")
         if self.level & R_ENCRYPTION and body:
             if len(body) % 16:
                 raise Scp03PaddingError(f"R-ENC data of {len(body)} bytes is not a multiple of 16")
-            body = unpad80(aes_cbc_decrypt(self.keys.s_enc, self._response_icv(), body))
+            body = unpad80(self._enc.cbc_decrypt(self._response_icv(), body))
         return ResponseApdu(body, resp.sw)
 
     # -- card side
@@ -281,7 +283,7 @@ class SecureMessaging:
                 f"data field of {len(wrapped.data)} bytes has no room for a {self.mac_len}-byte C-MAC"
             )
         data, mac = wrapped.data[: -self.mac_len], wrapped.data[-self.mac_len :]
-        full = cmac(self.keys.s_mac, self.chaining_value + wrapped.header() + wrapped.lc_field() + data)
+        full = self._mac.cmac(self.chaining_value + wrapped.header() + wrapped.lc_field() + data)
         if not hmac.compare_digest(full[: self.mac_len], mac):
             raise Scp03MacError(
                 f"C-MAC of command {wrapped.cla:02X}{wrapped.ins:02X}{wrapped.p1:02X}{wrapped.p2:02X} does not verify"
@@ -292,7 +294,7 @@ class SecureMessaging:
             if data:
                 if len(data) % 16:
                     raise Scp03PaddingError(f"C-DEC data of {len(data)} bytes is not a multiple of 16")
-                data = unpad80(aes_cbc_decrypt(self.keys.s_enc, self._command_icv(), data))
+                data = unpad80(self._enc.cbc_decrypt(self._command_icv(), data))
         return CommandApdu(clear_secure_messaging(wrapped.cla), wrapped.ins, wrapped.p1,
                            wrapped.p2, data, wrapped.ne, False)
 
@@ -304,8 +306,9 @@ class SecureMessaging:
         if not sw_is_success_or_warning(sw):
             return swb
         if self.level & R_ENCRYPTION and data:
-            data = aes_cbc_encrypt(self.keys.s_enc, self._response_icv(), pad80(data))
-        mac = cmac(self.keys.s_rmac, self.chaining_value + data + swb)[: self.mac_len]
+            data = self._enc.cbc_encrypt(self._response_icv(), pad80(data))
+        assert self._rmac is not None  # checked in __init__ for levels with R-MAC
+        mac = self._rmac.cmac(self.chaining_value + data + swb)[: self.mac_len]
         return data + mac + swb
 
 

@@ -8,7 +8,8 @@ format); proofs of possession are DER ``Ecdsa-Sig-Value`` (RFC 5480 / X9.62), li
 
 from __future__ import annotations
 
-import functools
+import threading
+from collections import OrderedDict
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -38,6 +39,7 @@ def generate(algorithm: str) -> tuple[bytes, bytes]:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+    _remember(pkcs8, key)  # the proof of possession that follows needs no re-parse
     return pkcs8, spki_of(key.public_key())
 
 
@@ -47,13 +49,34 @@ def spki_of(public_key) -> bytes:
     )
 
 
-@functools.lru_cache(maxsize=64)
+#: Key objects by their PKCS #8 bytes (the NVM form), most recently used last: parsing
+#: PKCS #8 costs as much as an ECDSA signature. In this process only, like a card's RAM.
+_LOADED: OrderedDict[bytes, object] = OrderedDict()
+_LOADED_MAX = 64
+_LOADED_LOCK = threading.Lock()
+
+
+def _remember(pkcs8: bytes, key: object) -> None:
+    with _LOADED_LOCK:
+        _LOADED[pkcs8] = key
+        _LOADED.move_to_end(pkcs8)
+        while len(_LOADED) > _LOADED_MAX:
+            _LOADED.popitem(last=False)
+
+
 def private_key(pkcs8: bytes):
     """Load (and cache) a private key from the NVM image."""
+    with _LOADED_LOCK:
+        key = _LOADED.get(pkcs8)
+        if key is not None:
+            _LOADED.move_to_end(pkcs8)
+            return key
     try:
-        return serialization.load_der_private_key(pkcs8, password=None)
+        key = serialization.load_der_private_key(pkcs8, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise AppletStateError(f"stored private key does not load: {exc}") from exc
+    _remember(pkcs8, key)
+    return key
 
 
 def check_pair(algorithm: str, pkcs8: bytes, spki: bytes) -> None:

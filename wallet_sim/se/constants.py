@@ -23,6 +23,7 @@ from protocols.gp.codes import (  # noqa: F401 - the SE's modules import these f
     SW_FUNCTION_NOT_SUPPORTED,
     SW_INCORRECT_P1P2,
     SW_INS_NOT_SUPPORTED,
+    SW_MORE_DATA_AVAILABLE,
     SW_NOT_ENOUGH_MEMORY,
     SW_OK,
     SW_REFERENCED_DATA_NOT_FOUND,

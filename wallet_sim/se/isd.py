@@ -42,6 +42,7 @@ from wallet_sim.se.constants import (
     SW_CONDITIONS_NOT_SATISFIED,
     SW_INCORRECT_P1P2,
     SW_INS_NOT_SUPPORTED,
+    SW_MORE_DATA_AVAILABLE,
     SW_NOT_ENOUGH_MEMORY,
     SW_OK,
     SW_REFERENCED_DATA_NOT_FOUND,
@@ -108,6 +109,7 @@ def _end_session(ch: Channel) -> None:
         ch.session.close()
     ch.session = None
     ch.perso_target = None
+    ch.extra.pop("get_status", None)
 
 
 def _initialize_update(se: SecureElement, ch: Channel, cmd: CommandApdu) -> bytes:
@@ -200,9 +202,26 @@ def _aid_filter(data: bytes) -> bytes:
     return tlvs[0].value
 
 
+#: Plain data bytes per GET STATUS answer: with R-ENC padding (up to 16) and an 8-byte
+#: R-MAC the wrapped answer still fits a short response (256 bytes) at every level.
+GET_STATUS_PAGE = 200
+_P2_TLV, _P2_NEXT = 0x02, 0x01
+
+
 def _get_status(se: SecureElement, ch: Channel, cmd: CommandApdu) -> tuple[bytes, int]:
-    if cmd.p2 != 0x02:  # TLV format only, no "next occurrence"
+    """GET STATUS in the TLV format (GPCS 11.4): P2 02 first occurrences, 03 next ones.
+
+    Entries go out in pages of at most :data:`GET_STATUS_PAGE` bytes (at least one entry);
+    6310 says more are available and the host repeats the command with P2 b1 set. What is
+    left is volatile, per channel, and only for the same P1 and search criteria; a first
+    occurrence request starts over."""
+    if cmd.p2 & ~_P2_NEXT != _P2_TLV:  # TLV format only (no legacy format)
         return b"", SW_INCORRECT_P1P2
+    pending = ch.extra.pop("get_status", None)
+    if cmd.p2 & _P2_NEXT:
+        if pending is None or pending[0] != (cmd.p1, cmd.data):
+            return b"", SW_CONDITIONS_NOT_SATISFIED  # no listing to continue
+        return _status_page(ch, pending[0], pending[1])
     prefix = _aid_filter(cmd.data)
     st = se.state
     entries: list[bytes] = []
@@ -225,7 +244,18 @@ def _get_status(se: SecureElement, ch: Channel, cmd: CommandApdu) -> tuple[bytes
     matched = [e for e in entries if parse_all(e)[0].children()[0].value.startswith(prefix)]
     if not matched:
         return b"", SW_REFERENCED_DATA_NOT_FOUND
-    return b"".join(matched), SW_OK
+    return _status_page(ch, (cmd.p1, cmd.data), matched)
+
+
+def _status_page(ch: Channel, query: tuple[int, bytes], entries: list[bytes]) -> tuple[bytes, int]:
+    n, size = 1, len(entries[0])
+    while n < len(entries) and size + len(entries[n]) <= GET_STATUS_PAGE:
+        size += len(entries[n])
+        n += 1
+    if n == len(entries):
+        return b"".join(entries), SW_OK
+    ch.extra["get_status"] = (query, entries[n:])
+    return b"".join(entries[:n]), SW_MORE_DATA_AVAILABLE
 
 
 def _lv_fields(data: bytes, count: int) -> list[bytes]:

@@ -36,7 +36,8 @@ from wallet_sim.se.constants import (
     SW_SM_NOT_SUPPORTED,
     SW_WRONG_LENGTH,
 )
-from wallet_sim.se.store import encode_state, load_state, write_atomically
+from wallet_sim.se.errors import SeStateError
+from wallet_sim.se.store import ImageFile, decode_state, encode_state
 
 
 def _default_applet_classes() -> tuple[dict[bytes, type[Applet]], dict[bytes, tuple[bytes, ...]]]:
@@ -74,19 +75,26 @@ class SecureElement:
         self.applet_classes = dict(applet_classes)
         self.packages = dict(packages) if packages else {m: (m,) for m in self.applet_classes}
         self.random_bytes = random_bytes
+        self._image = ImageFile(self.path)
         self._load()
 
     # -- persistence
     def _load(self) -> None:
-        self.state = load_state(self.path)
-        self._saved = encode_state(self.state)
+        try:
+            raw = self.path.read_bytes()
+        except OSError as e:
+            raise SeStateError(f"cannot read SE image {self.path}: {e}") from e
+        self.state = decode_state(raw, self.path)
+        self._saved = decode_state(raw, self.path)  # what the image holds, to compare with
+        self._saved_bytes = raw
+        self._unsaved = False
         self._stamp = self._file_stamp()
         self._applets: dict[bytes, Applet] = {}
         self.channels: dict[int, Channel] = {0: Channel(0)}
 
-    def _file_stamp(self) -> tuple[int, int]:
+    def _file_stamp(self) -> tuple[int, int, int]:
         st = self.path.stat()
-        return (st.st_mtime_ns, st.st_size)
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
 
     def _reload_if_changed(self) -> None:
         try:
@@ -96,15 +104,27 @@ class SecureElement:
             pass
 
     def _persist(self) -> None:
+        """Write the NVM image if this command changed it, before the answer leaves.
+
+        The live state (the ISD's map with each applet's fresh snapshot) is compared with
+        the image last written, decoded; only when they differ is the map encoded and
+        written (:class:`~wallet_sim.se.store.ImageFile`, all or nothing). Most commands
+        (SELECT, GET STATUS, GET DATA, READ STATE, a refusal) change nothing and cost a
+        comparison instead of an encoding."""
         for app in self.state["applications"]:
             obj = self._applets.get(app["aid"])
             if obj is not None:
                 app["state"] = obj.snapshot()
+        if self.state == self._saved and not self._unsaved:
+            return
         data = encode_state(self.state)
-        if data != self._saved:
-            write_atomically(self.path, data)
-            self._saved = data
-            self._stamp = self._file_stamp()
+        if data == self._saved_bytes and not self._unsaved:
+            return  # equal once encoded (a tuple where the image has a list, say)
+        self._unsaved = True  # until the write below is known to have landed
+        self._image.write(data)
+        self._saved, self._saved_bytes = decode_state(data, self.path), data
+        self._unsaved = False
+        self._stamp = self._file_stamp()
 
     def persisted_image(self) -> bytes:
         """The bytes of the NVM image as last written (for tests and audits)."""
@@ -185,6 +205,7 @@ class SecureElement:
                 ch.session.close()
             ch.session = None
             ch.perso_target = None
+            ch.extra.pop("get_status", None)
         elif ch.selected is not None and ch.selected in self._applets:
             self._applets[ch.selected].deselect(self.context(ch))
         ch.selected = None
@@ -202,6 +223,7 @@ class SecureElement:
                 if ch.session is not None:
                     ch.session.close()
                 ch.session, ch.perso_target = None, None
+                ch.extra.pop("get_status", None)
             ch.selected = ISD_AID
             return response(SW_OK, isd.fci(self))
         rec = self.app_record(aid)

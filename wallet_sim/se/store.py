@@ -1,13 +1,21 @@
-"""Persistence of one SE image: a CBOR map written atomically (temporary file,
-``os.replace``), like a card's NVM that never holds a half-written update.
+"""Persistence of one SE image: a CBOR map written atomically, like a card's NVM that
+never holds a half-written update.
 
-Atomic against a crashed *process* (a reader sees the old image or the new one, never
-part of one). ``fsync`` before the rename, which adds durability against a crashed
+Atomic against a crashed *process* (the image file is the old image or the new one, never
+part of one). ``fsync`` before the switch, which adds durability against a crashed
 *machine* at a few ms per command, is off unless ``MCRED_SE_FSYNC=1``
-(specs/secure-element.md, Persistence)."""
+(specs/secure-element.md, Persistence).
+
+:func:`write_atomically` writes a new temporary file and ``os.replace``-s it over the
+target. :class:`ImageFile`, which the SE uses after each command that changed its NVM,
+keeps two image files beside ``se.cbor`` (``.se.cbor.a``, ``.se.cbor.b``), rewrites the
+one ``se.cbor`` does not name, and switches ``se.cbor`` to it with a hard link and one
+``os.replace``: the same all-or-nothing switch, without creating and freeing an inode per
+command (on ext4 that create + replace cost 0.25-0.9 ms a write, the switch ~0.05 ms)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from pathlib import Path
@@ -92,8 +100,17 @@ def encode_state(state: dict) -> bytes:
 
 def load_state(path: Path) -> dict:
     try:
-        state = cbor2.loads(path.read_bytes())
-    except (OSError, ValueError, cbor2.CBORDecodeError) as e:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise SeStateError(f"cannot read SE image {path}: {e}") from e
+    return decode_state(raw, path)
+
+
+def decode_state(raw: bytes, path: Path) -> dict:
+    """The image ``raw`` read from ``path`` as a state map (a fresh object per call)."""
+    try:
+        state = cbor2.loads(raw)
+    except (ValueError, cbor2.CBORDecodeError) as e:
         raise SeStateError(f"cannot read SE image {path}: {e}") from e
     if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
         raise SeStateError(f"SE image {path} has unknown version")
@@ -125,3 +142,67 @@ def write_atomically(path: Path, data: bytes, *, fsync: bool | None = None) -> N
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+IMAGE_SLOTS = (".a", ".b")
+
+
+class ImageFile:
+    """The image file ``path`` written as a double-buffered NVM (the anti-tearing scheme of
+    a card), beside it two slot files ``.se.cbor.a`` and ``.se.cbor.b``:
+
+    1. the slot that ``path`` is *not* (by inode) is rewritten in place;
+    2. a hard link to it is made beside ``path`` and ``os.replace``-d over ``path``.
+
+    A crash in 1 leaves ``path`` on the complete old image; 2 is one atomic rename. The
+    slot ``path`` left keeps its other name, so no inode is created or freed per write.
+    One writer per image at a time (the TSM's per-SE lock); a reader opens ``path`` and
+    reads a whole image."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+        base = Path(path)
+        self._slots = tuple(str(base.with_name(f".{base.name}{s}")) for s in IMAGE_SLOTS)
+        self._switch = str(base.with_name(f".{base.name}.switch"))
+
+    def write(self, data: bytes, *, fsync: bool | None = None) -> None:
+        """Replace the image with ``data``, all or nothing. ``fsync`` None means
+        :func:`fsync_enabled` (the slot is synced before the switch)."""
+        if fsync is None:
+            fsync = fsync_enabled()
+        try:
+            active = os.stat(self.path).st_ino
+        except FileNotFoundError:
+            active = None
+        slot = self._slots[0]
+        try:
+            if os.stat(slot).st_ino == active:
+                slot = self._slots[1]
+        except FileNotFoundError:
+            pass
+        fd = os.open(slot, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            view, done = memoryview(data), 0
+            while done < len(data):
+                done += os.pwrite(fd, view[done:], done)
+            os.ftruncate(fd, len(data))
+            if fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(slot, self._switch)
+        except FileExistsError:  # left by a crash between link and replace
+            os.unlink(self._switch)
+            os.link(slot, self._switch)
+        try:
+            os.replace(self._switch, self.path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._switch)
+            raise
+
+
+def write_image(path: Path, data: bytes, *, fsync: bool | None = None) -> None:
+    """:meth:`ImageFile.write` for a one-off write."""
+    ImageFile(path).write(data, fsync=fsync)

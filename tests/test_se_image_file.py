@@ -1,0 +1,109 @@
+"""The SE's NVM image written double-buffered (wallet_sim.se.store.ImageFile): se.cbor is
+always one whole image, a crash mid-write leaves the old one, and commands that change
+nothing do not write at all."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cbor2
+import pytest
+from test_se_refusals import GET_STATUS, open_session
+
+import wallet_sim
+from wallet_sim.se import store
+
+
+def _names(d: Path) -> list[str]:
+    return sorted(p.name for p in d.iterdir())
+
+
+def test_writes_alternate_two_slots_and_the_image_is_always_whole(tmp_path):
+    path = tmp_path / store.SE_FILE
+    img = store.ImageFile(path)
+    inodes = set()
+    for n in range(6):
+        img.write(cbor2.dumps({"n": n, "pad": b"x" * (100 * n)}))
+        assert cbor2.loads(path.read_bytes())["n"] == n
+        inodes.add(path.stat().st_ino)
+    assert len(inodes) == 2  # no inode created or freed per write after the first two
+    assert _names(tmp_path) == [".se.cbor.a", ".se.cbor.b", "se.cbor"]
+    assert path.stat().st_size == len(cbor2.dumps({"n": 5, "pad": b"x" * 500}))
+
+
+def test_a_crash_while_writing_the_slot_leaves_the_old_image(tmp_path, monkeypatch):
+    path = tmp_path / store.SE_FILE
+    img = store.ImageFile(path)
+    img.write(b"old image")
+    img.write(b"newer image")
+
+    def torn(fd, data, offset):
+        os.write(fd, bytes(data[:3]))
+        raise OSError("power cut")
+
+    monkeypatch.setattr(os, "pwrite", torn)
+    with pytest.raises(OSError):
+        img.write(b"never seen")
+    assert path.read_bytes() == b"newer image"
+
+
+def test_a_link_left_by_a_crash_does_not_block_the_next_write(tmp_path):
+    path = tmp_path / store.SE_FILE
+    img = store.ImageFile(path)
+    img.write(b"one")
+    os.link(tmp_path / ".se.cbor.a", tmp_path / ".se.cbor.switch")  # crashed before replace
+    img.write(b"two")
+    img.write(b"three")
+    assert path.read_bytes() == b"three"
+    assert ".se.cbor.switch" not in _names(tmp_path)
+
+
+def test_an_image_replaced_from_outside_is_never_overwritten_in_place(tmp_path):
+    path = tmp_path / store.SE_FILE
+    img = store.ImageFile(path)
+    img.write(b"mine 1")
+    img.write(b"mine 2")
+    store.write_atomically(path, b"restored elsewhere")  # a new inode, neither slot
+    img.write(b"mine 3")
+    assert path.read_bytes() == b"mine 3"
+    path.write_bytes(b"rolled back in place")  # writes into the active slot's inode
+    img.write(b"mine 4")  # goes to the other slot
+    assert path.read_bytes() == b"mine 4"
+
+
+@pytest.mark.parametrize(("env", "expected"), [(None, 0), ("1", 1)])
+def test_fsync_only_when_asked(tmp_path, monkeypatch, env, expected):
+    calls: list[int] = []
+    monkeypatch.setattr(os, "fsync", lambda fd: calls.append(fd))
+    monkeypatch.delenv(store.FSYNC_ENV, raising=False)
+    if env is not None:
+        monkeypatch.setenv(store.FSYNC_ENV, env)
+    img = store.ImageFile(tmp_path / store.SE_FILE)
+    img.write(b"a")
+    img.write(b"b")
+    assert len(calls) == 2 * expected
+
+
+def test_commands_that_change_nothing_do_not_write(tmp_path):
+    pid = wallet_sim.create_phone(tmp_path)
+    se = wallet_sim.open_secure_element(pid, tmp_path)
+    path = tmp_path / "phones" / pid / store.SE_FILE
+
+    def stamp():
+        st = path.stat()
+        return st.st_ino, st.st_mtime_ns, path.read_bytes()
+
+    host = open_session(se)  # INITIALIZE UPDATE wrote the sequence counter
+    before = stamp()
+    assert cbor2.loads(before[2])["sequence_counter"] == 1
+    for _ in range(3):
+        assert host.unwrap(se.transmit(host.wrap(GET_STATUS)))[-2:] == b"\x90\x00"
+        assert se.transmit(bytes.fromhex("80CA9F7F00"))[-2:] == b"\x69\x82"  # plain in session
+        host = open_session(se)  # ... which ended it; this consumes a counter value
+    assert stamp() != before
+    before = stamp()
+    assert host.unwrap(se.transmit(host.wrap(GET_STATUS)))[-2:] == b"\x90\x00"
+    assert stamp() == before  # read-only: the file was not touched
+    se2 = wallet_sim.open_secure_element(pid, tmp_path)
+    assert se2.state == se.state  # and it holds everything the SE knows

@@ -1,0 +1,105 @@
+"""The TSM's bookkeeping on the run's own connection: a step's progress, lease renewal and
+audit records are one transaction; the sequence counter record only ever rises."""
+
+from __future__ import annotations
+
+import pytest
+from test_tsm_jobs import engine, provision, world  # noqa: F401 - fixtures
+
+from tsm import records
+from tsm.audit import AuditLog, audit_rows
+from tsm.db import transaction
+
+
+class AuditDown(Exception):
+    pass
+
+
+def test_a_step_whose_audit_write_fails_is_not_recorded(world, monkeypatch):  # noqa: F811
+    pid, se = world.phone()
+    job = provision(world, pid)
+    real_flush = AuditLog.flush
+    failing = {"step": "survey"}
+
+    def flush(self, conn):
+        if any(r["event"] == "step-done" and r["what"] == failing["step"] for r in self.pending):
+            raise AuditDown("audit table unavailable")
+        real_flush(self, conn)
+
+    monkeypatch.setattr(AuditLog, "flush", flush)
+    with pytest.raises(AuditDown):
+        world.tsm.run(job, se.transmit)
+    view = world.tsm.job(job)
+    assert view.current_step == "survey"  # neither the index nor the results moved
+    assert "survey" not in view.results and "check-keys" in view.results
+    done = [r.what for r in audit_rows(world.tsm.engine, pid) if r.event == "step-done"]
+    assert done == ["open-session", "rotate-keys", "check-keys"]
+    failing["step"] = None
+    assert world.tsm.run(job, se.transmit).state == "done"
+
+
+def test_counter_record_never_goes_down(engine):  # noqa: F811
+    with engine.connect() as conn:
+        for bind in (engine, conn):
+            se = f"se-{type(bind).__name__}"
+            assert records.last_counter(bind, se, 0x31) is None
+            records.store_counter(bind, se, 0x31, 5)
+            records.store_counter(bind, se, 0x31, 3)
+            assert records.last_counter(bind, se, 0x31) == 5
+            records.store_counter(bind, se, 0x31, 9)
+            assert records.last_counter(bind, se, 0x31) == 9
+            assert records.last_counter(bind, se, 0x30) is None
+        assert not conn.in_transaction()  # nothing left open between calls
+
+
+def test_nested_transaction_on_a_connection_commits_once(engine):  # noqa: F811
+    with engine.connect() as conn:
+        with pytest.raises(RuntimeError), transaction(conn) as c:
+            records.load_or_create(c, "se-nested")  # joins, does not commit on its own
+            raise RuntimeError("abort the outer transaction")
+        assert records.load(conn, "se-nested") is None
+        records.load_or_create(conn, "se-nested")
+    assert records.load(engine, "se-nested") is not None
+
+
+def test_a_lease_confirmed_moments_ago_is_trusted_and_the_commit_still_fences(engine):  # noqa: F811
+    if engine.dialect.name == "postgresql":
+        pytest.skip("PostgreSQL holds a row lock, not a lease")
+    from sqlalchemy import update
+
+    from tsm.db import SeLockRow
+    from tsm.errors import LockLostError
+    from tsm.lock import acquire
+
+    now = [1000.0]
+    lock = acquire(engine, "se-lease", "a", lease_s=60, clock=lambda: now[0])
+    with engine.begin() as conn:  # a worker whose clock runs far ahead takes the row over
+        conn.execute(update(SeLockRow).where(SeLockRow.se_id == "se-lease")
+                     .values(owner="b", token=SeLockRow.token + 1))
+    now[0] += 1
+    lock.check()  # confirmed 1 s ago, 59 s of lease left: not asked again
+    with pytest.raises(LockLostError), engine.begin() as conn:
+        lock.renew_in(conn)  # but the step's commit is fenced by owner and token
+    now[0] += 15  # a quarter of the lease since the last confirmation: ask the database
+    with pytest.raises(LockLostError):
+        lock.check()
+
+
+def test_first_contact_creates_the_lock_row_already_taken(engine):  # noqa: F811
+    from tsm.errors import LockBusyError
+    from tsm.lock import acquire
+
+    a = acquire(engine, "se-first", "a", timeout_s=1)
+    assert a.token == 1
+    with pytest.raises(LockBusyError):
+        acquire(engine, "se-first", "b", timeout_s=0.2)  # the row exists and is held
+    a.release()
+    b = acquire(engine, "se-first", "b", timeout_s=1)
+    assert b.token == 2
+    b.release()
+
+
+def test_a_record_created_at_first_contact_reads_back_the_same(engine):  # noqa: F811
+    created = records.load_or_create(engine, "se-new")
+    assert created == records.load(engine, "se-new")
+    assert records.load_or_create(engine, "se-new") == created
