@@ -50,3 +50,18 @@ def public_key_of(cert: x509.Certificate):
         return cert.public_key()
     except PARSE_ERRORS as exc:
         raise CertificateParseError(f"certificate public key unreadable: {exc}") from None
+
+
+def crl_url(cert: x509.Certificate) -> str | None:
+    """The first http(s) URI of the certificate's cRLDistributionPoints (RFC 5280
+    4.2.1.13), where a relying party can fetch its issuer's CRL; None when it names none."""
+    try:
+        dps = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    except (x509.ExtensionNotFound, ValueError):
+        return None
+    for dp in dps:
+        for name in dp.full_name or []:
+            if isinstance(name, x509.UniformResourceIdentifier) and name.value.startswith(
+                    ("http://", "https://")):
+                return name.value
+    return None

@@ -20,6 +20,7 @@ import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
+from protocols import certs
 from protocols.mdoc import Check, DocumentContext
 
 DS_REVOCATION = "ds_revocation"
@@ -59,20 +60,6 @@ class _Cached:
     until: dt.datetime
 
 
-def crl_url(cert: x509.Certificate) -> str | None:
-    """The first http(s) URI of the certificate's cRLDistributionPoints."""
-    try:
-        dps = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
-    except (x509.ExtensionNotFound, ValueError):
-        return None
-    for dp in dps:
-        for name in dp.full_name or []:
-            if isinstance(name, x509.UniformResourceIdentifier) and name.value.startswith(
-                    ("http://", "https://")):
-                return name.value
-    return None
-
-
 def _load(data: bytes) -> x509.CertificateRevocationList:
     if data.lstrip().startswith(b"-----"):
         return x509.load_pem_x509_crl(data)
@@ -95,7 +82,7 @@ class DsCrlCheck:
         return self.check(chain.leaf, chain.anchor, ctx.now)
 
     def check(self, ds: x509.Certificate, iaca: x509.Certificate, now: dt.datetime) -> Check:
-        url = crl_url(ds)
+        url = certs.crl_url(ds)
         if url is None:
             return Check(DS_REVOCATION, False, "the DS certificate names no CRL distribution point")
         got = self._crl(url, iaca, now)

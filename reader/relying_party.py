@@ -81,18 +81,6 @@ def _ocsp_url(cert: x509.Certificate) -> str | None:
     return None
 
 
-def _crl_url(cert: x509.Certificate) -> str | None:
-    try:
-        dps = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
-    except (x509.ExtensionNotFound, ValueError):
-        return None
-    for dp in dps:
-        for name in dp.full_name or []:
-            if isinstance(name, x509.UniformResourceIdentifier):
-                return name.value
-    return None
-
-
 def _check_responder(resp: ocsp.OCSPResponse, root: x509.Certificate) -> str | None:
     """Why the response's signer is not acceptable (None: fine). RFC 6960 4.2.2.2."""
     signers = [c for c in resp.certificates
@@ -176,7 +164,7 @@ def check_ocsp(cert: x509.Certificate, root: x509.Certificate, at: dt.datetime, 
 def check_revocation_crl(cert: x509.Certificate, root: x509.Certificate, at: dt.datetime, *,
                          crl: bytes | None = None, client: httpx.Client | None = None) -> Check:
     if crl is None:
-        url = _crl_url(cert)
+        url = certs.crl_url(cert)
         if not url:
             return Check("revocation", False, "certificate names no CRL distribution point")
         try:

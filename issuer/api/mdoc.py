@@ -32,37 +32,32 @@ def _not_found(list_id: str) -> Response:
 def status_router(service: Factory) -> APIRouter:
     router = APIRouter(tags=["status"])
 
-    @router.get("/status/{list_id}", response_class=Response,
-                responses={200: {"content": {MEDIA_TYPE: {}}}, 304: {}, 404: {}})
-    def status_list(list_id: str, if_none_match: str | None = Header(default=None)) -> Response:
+    def published(list_id: str, if_none_match: str | None, token_of, media_type: str) -> Response:
+        """A published token by list id, with ETag / Cache-Control and 304 (one rule for
+        status lists and identifier lists)."""
         if not list_id.isalnum() or len(list_id) > 64:
             return _not_found(list_id[:64])
         svc = service()
         now = svc.clock()
         try:
-            published = svc.status_token(list_id, now)
+            token = token_of(svc, list_id, now)
         except UnknownStatusList:
             return _not_found(list_id)
-        headers = published.headers(now)
-        if published.matches(if_none_match):
+        headers = token.headers(now)
+        if token.matches(if_none_match):
             return Response(status_code=304, headers=headers)
-        return Response(published.token, media_type=MEDIA_TYPE, headers=headers)
+        return Response(token.token, media_type=media_type, headers=headers)
+
+    @router.get("/status/{list_id}", response_class=Response,
+                responses={200: {"content": {MEDIA_TYPE: {}}}, 304: {}, 404: {}})
+    def status_list(list_id: str, if_none_match: str | None = Header(default=None)) -> Response:
+        return published(list_id, if_none_match, lambda svc, i, now: svc.status_token(i, now), MEDIA_TYPE)
 
     @router.get("/identifiers/{list_id}", response_class=Response,
                 responses={200: {"content": {IDENTIFIER_MEDIA_TYPE: {}}}, 304: {}, 404: {}})
     def identifier_list(list_id: str, if_none_match: str | None = Header(default=None)) -> Response:
-        if not list_id.isalnum() or len(list_id) > 64:
-            return _not_found(list_id[:64])
-        svc = service()
-        now = svc.clock()
-        try:
-            published = svc.identifier_token(list_id, now)
-        except UnknownStatusList:
-            return _not_found(list_id)
-        headers = published.headers(now)
-        if published.matches(if_none_match):
-            return Response(status_code=304, headers=headers)
-        return Response(published.token, media_type=IDENTIFIER_MEDIA_TYPE, headers=headers)
+        return published(list_id, if_none_match, lambda svc, i, now: svc.identifier_token(i, now),
+                         IDENTIFIER_MEDIA_TYPE)
 
     return router
 

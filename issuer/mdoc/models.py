@@ -36,8 +36,9 @@ class MdocIssuance(IssuerBase):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-class StatusListToken(IssuerBase):
-    __tablename__ = "status_list_tokens"
+class _PublishedToken:
+    """The columns of a token last published for a status list (one row per list)."""
+
     list_id: Mapped[str] = mapped_column(ForeignKey("status_lists.id"), primary_key=True)
     #: The list's ``version`` this token was built from.
     version: Mapped[int] = mapped_column(Integer)
@@ -47,17 +48,15 @@ class StatusListToken(IssuerBase):
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
 
-class IdentifierListToken(IssuerBase):
+class StatusListToken(_PublishedToken, IssuerBase):
+    __tablename__ = "status_list_tokens"
+
+
+class IdentifierListToken(_PublishedToken, IssuerBase):
     """The Identifier List Token last published beside each status list (revision
     ``i0005idlist``): same rules as ``status_list_tokens``."""
 
     __tablename__ = "identifier_list_tokens"
-    list_id: Mapped[str] = mapped_column(ForeignKey("status_lists.id"), primary_key=True)
-    version: Mapped[int] = mapped_column(Integer)
-    token: Mapped[bytes] = mapped_column(LargeBinary)
-    etag: Mapped[str] = mapped_column(String(80))
-    issued_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
 
 class MdocChallenge(IssuerBase):

@@ -89,9 +89,8 @@ def sign_cwt(
     return message.encode(tag=True)
 
 
-def peek_typ(data: bytes) -> str | None:
-    """The protected ``typ`` (16) of a token, without verifying anything (tools that take
-    either kind of token); :class:`StatusListDecodeError` when it is not a COSE_Sign1."""
+def _sign1(data: bytes) -> cose.Sign1:
+    """The COSE_Sign1 (tag 18) of a token, decoded without verifying anything."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise StatusListDecodeError(f"token must be bytes, got {type(data).__name__}")
     try:
@@ -101,24 +100,22 @@ def peek_typ(data: bytes) -> str | None:
     if not isinstance(outer, cbor.CBORTag) or outer.tag != 18:
         raise StatusListDecodeError("token: not a COSE_Sign1 tagged 18")
     try:
-        typ = cose.Sign1.decode(outer).protected.get(HEADER_TYP)
+        return cose.Sign1.decode(outer)
     except cose.CoseError as exc:
         raise StatusListDecodeError(f"token: {exc}") from None
+
+
+def peek_typ(data: bytes) -> str | None:
+    """The protected ``typ`` (16) of a token, without verifying anything (tools that take
+    either kind of token); :class:`StatusListDecodeError` when it is not a COSE_Sign1."""
+    typ = _sign1(data).protected.get(HEADER_TYP)
     return typ if isinstance(typ, str) else None
 
 
 def open_cwt(data: bytes, *, typ: str) -> tuple[cose.Sign1, CwtHeader, dict]:
     """Decode without verifying: the message, the common claims and the whole claims map."""
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise StatusListDecodeError(f"token must be bytes, got {type(data).__name__}")
+    message = _sign1(data)
     try:
-        outer = cbor.loads(bytes(data))
-    except cbor.CborDecodeError as exc:
-        raise StatusListDecodeError(f"token: {exc}") from None
-    if not isinstance(outer, cbor.CBORTag) or outer.tag != 18:
-        raise StatusListDecodeError("token: not a COSE_Sign1 tagged 18")
-    try:
-        message = cose.Sign1.decode(outer)
         chain = message.x5chain
     except cose.CoseError as exc:
         raise StatusListDecodeError(f"token: {exc}") from None
