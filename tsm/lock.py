@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, bindparam, insert, select, text, update
+from sqlalchemy import Engine, bindparam, exists, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from tsm.db import Bind, SeLockRow, transaction
@@ -27,16 +27,18 @@ from tsm.errors import LockBusyError, LockLostError
 _LOCKS = SeLockRow.__table__
 _MINE = (_LOCKS.c.se_id == bindparam("b_se_id"), _LOCKS.c.owner == bindparam("b_owner"),
          _LOCKS.c.token == bindparam("b_token"))
-_READ = select(_LOCKS.c.owner, _LOCKS.c.token, _LOCKS.c.expires_ms).where(
-    _LOCKS.c.se_id == bindparam("b_se_id"))
 _RENEW = update(_LOCKS).where(*_MINE, _LOCKS.c.expires_ms > bindparam("b_now")).values(
     expires_ms=bindparam("b_until"))
 _TAKE = update(_LOCKS).where(_LOCKS.c.se_id == bindparam("b_se_id"),
                              _LOCKS.c.expires_ms <= bindparam("b_now")).values(
     owner=bindparam("b_owner"), token=_LOCKS.c.token + 1, expires_ms=bindparam("b_until"))
+_TAKE_RETURNING = _TAKE.returning(_LOCKS.c.token)
 _TOKEN = select(_LOCKS.c.token).where(_LOCKS.c.se_id == bindparam("b_se_id"))
 _RELEASE = update(_LOCKS).where(*_MINE).values(owner=None, expires_ms=0)
 _CREATE_TAKEN = insert(_LOCKS)
+#: "the lease is still ours and unexpired", for a WHERE clause of the caller's own write
+#: (a job step's progress): the fence without a statement of its own
+FENCE = exists().where(*_MINE, _LOCKS.c.expires_ms > bindparam("b_now"))
 #: check() trusts a lease it confirmed in the database less than this part of the lease ago
 TRUST_FRACTION = 4
 
@@ -89,10 +91,11 @@ class SeLock:
         """Check that the lease is still ours and unexpired (before a step); on ``bind``
         (the worker's run connection) if given.
 
-        A lease the database confirmed ours (taken, or renewed with the previous step's
-        commit) less than a quarter of the lease ago is ours without asking again: no
-        other worker may take a lease before it expires, and it has at least three
-        quarters left. Otherwise the row is read."""
+        A lease the database confirmed ours (taken, or renewed) less than a quarter of the
+        lease ago is ours without asking again: no other worker may take a lease before it
+        expires, and it has at least three quarters left. Otherwise it is renewed here
+        (one fenced UPDATE), which both checks it and extends it; the step's commit is
+        fenced on its own (:meth:`fence_params`)."""
         if self.released:
             raise LockLostError(f"lock on SE {self.se_id} was already released")
         if self._conn is not None:
@@ -101,12 +104,18 @@ class SeLock:
         if 0 <= now - self._confirmed_ms < self._lease_ms // TRUST_FRACTION:
             return
         with transaction(bind if bind is not None else self.engine) as conn:
-            row = conn.execute(_READ, {"b_se_id": self.se_id}).first()
-        if row is None or row.owner != self.owner or row.token != self.token \
-                or row.expires_ms <= now:
-            raise LockLostError(
-                f"lease of {self.owner} on SE {self.se_id} expired or was taken over")
-        self._confirmed_ms = now
+            self.renew_in(conn)
+
+    @property
+    def fenced(self) -> bool:
+        """Whether writes made under this lock must carry :data:`FENCE` (a lease); a
+        PostgreSQL row lock needs no fence: nobody else can hold the row meanwhile."""
+        return self._conn is None
+
+    def fence_params(self) -> dict[str, object]:
+        """The bound parameters of :data:`FENCE` for this lease, now."""
+        return {"b_se_id": self.se_id, "b_owner": self.owner, "b_token": self.token,
+                "b_now": self._now_ms()}
 
     def renew_in(self, conn) -> None:
         """Extend the lease inside the caller's transaction (with a step's commit); raise
@@ -174,10 +183,14 @@ def acquire(engine: Engine, se_id: str, owner: str, *, timeout_s: float = 10.0,
     while True:
         now = int(clock() * 1000)
         with engine.begin() as conn:
-            n = conn.execute(_TAKE, {"b_se_id": se_id, "b_now": now, "b_owner": owner,
-                                     "b_until": now + lease_ms}).rowcount
+            params = {"b_se_id": se_id, "b_now": now, "b_owner": owner, "b_until": now + lease_ms}
+            if conn.dialect.update_returning:  # the new token in the same statement
+                token = conn.execute(_TAKE_RETURNING, params).scalar()
+                n = int(token is not None)
+            else:
+                n = conn.execute(_TAKE, params).rowcount
+                token = conn.execute(_TOKEN, {"b_se_id": se_id}).scalar_one() if n == 1 else None
             if n == 1:
-                token = conn.execute(_TOKEN, {"b_se_id": se_id}).scalar_one()
                 lock = SeLock(engine, se_id, owner, token, lease_ms, clock)
                 lock._confirmed_ms = now  # the lease runs from the time it was set
                 return lock

@@ -108,9 +108,12 @@ def rotate_keys(ctx: StepContext) -> None:
         raise CardDataError(str(exc)) from exc
     if kvn_answer != bytes([DIVERSIFIED_KVN]):
         raise CardDataError(f"SE {ctx.se_id}: PUT KEY answered {r.data.hex()}, expected KVN 31 first")
-    ctx.set_se(kvn=DIVERSIFIED_KVN)
     ctx.link.audit.event("keys-rotated", "factory keyset replaced", old_kvn=FACTORY_KVN,
                          new_kvn=DIVERSIFIED_KVN)
+    # the new session opens with keyset 31 and records it in its own commit (with its
+    # sequence counter); should that fail, the record still says 30, the SE answers 6A88
+    # to it, and the next session tries 31 (specs/tsm.md, "Sessions")
+    ctx.link.next_kvn = DIVERSIFIED_KVN
     ctx.reopen()
     ctx.results.update(rotated=True)
 
