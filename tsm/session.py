@@ -112,9 +112,8 @@ class CardSession:
         another one raises :class:`CardStatusError`. ``secret`` hides the data from the
         plain trace (the audit log never has data)."""
         link = self.link
-        plain = cmd.to_bytes()
         try:
-            wrapped = self.host.wrap(plain)
+            wrapped = self.host.wrap_apdu(cmd)
         except GpError as exc:
             raise SecureChannelError(f"SE {link.se_id}: cannot wrap {what}: {exc}") from exc
         try:
@@ -124,13 +123,12 @@ class CardSession:
             self.host.close()
             raise
         try:
-            resp = self.host.unwrap(raw)
+            r = self.host.unwrap_apdu(raw)
         except GpError as exc:
             link.audit.command(cmd, int.from_bytes(raw[-2:], "big"), what, rmac="failed")
             raise SecureChannelError(f"SE {link.se_id}: answer to {what} failed R-MAC/R-ENC: {exc}") from exc
         if link.trace:
-            trace_plain(link.trace, plain, resp, secret)
-        r = ResponseApdu.parse(resp)
+            trace_plain(link.trace, cmd.to_bytes(), r.to_bytes(), secret)
         link.audit.command(cmd, r.sw, what)
         if expect is not None and r.sw not in expect:
             raise CardStatusError(f"SE {link.se_id}: {what} refused", r.sw)
