@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from protocols.gp.apdu import CommandApdu, ResponseApdu
-from protocols.gp.codes import SW_REFERENCED_DATA_NOT_FOUND
+from protocols.gp.codes import INS_STORE_DATA, SW_REFERENCED_DATA_NOT_FOUND
 from protocols.gp.errors import GpError
 from protocols.gp.scp03 import HostChannel, InitializeUpdateResponse, StaticKeys
 from tsm import records
@@ -105,6 +105,9 @@ class CardSession:
         self.counter = counter
         #: the SE's key diversification data, as it answered and as the record has it
         self.kdd = kdd
+        #: the application INSTALL [for personalization] named in this session, while only
+        #: STORE DATA commands answered 9000 followed it (see :func:`tsm.steps.personalise`)
+        self.perso_target: bytes | None = None
 
     def send(self, cmd: CommandApdu, what: str, *, secret: bool = False,
              expect: tuple[int, ...] | None = (0x9000,)) -> ResponseApdu:
@@ -112,6 +115,9 @@ class CardSession:
         another one raises :class:`CardStatusError`. ``secret`` hides the data from the
         plain trace (the audit log never has data)."""
         link = self.link
+        # anything but a STORE DATA that succeeds ends what we know of the card's
+        # personalisation target (set again by the caller after INSTALL [for perso])
+        target, self.perso_target = self.perso_target, None
         try:
             wrapped = self.host.wrap_apdu(cmd)
         except GpError as exc:
@@ -132,6 +138,8 @@ class CardSession:
         link.audit.command(cmd, r.sw, what)
         if expect is not None and r.sw not in expect:
             raise CardStatusError(f"SE {link.se_id}: {what} refused", r.sw)
+        if cmd.ins == INS_STORE_DATA and r.sw == 0x9000:
+            self.perso_target = target
         return r
 
     def close(self) -> None:

@@ -61,12 +61,21 @@ def registry(ctx: StepContext) -> dict[bytes, int]:
 
 def personalise(ctx: StepContext, applet: ap.AppletRef, stream: bytes, what: str,
                 *, secret: bool = False) -> bytes:
-    """INSTALL [for personalization] then the STORE DATA blocks; the last answer's data."""
-    ctx.session.send(install_for_personalization(applet.instance_aid),
-                     f"INSTALL [for personalization] {applet.name}")
+    """INSTALL [for personalization] then the STORE DATA blocks; the last answer's data.
+
+    The INSTALL is left out when this session's last commands were that same INSTALL and
+    STORE DATA sequences that all answered 9000: the card's target is still the applet
+    (GPCS 11.5.2.3.5: until the session ends or another INSTALL [for personalization]),
+    and block 00 starts a new sequence. Any other command, error or lost answer in
+    between makes the TSM send it again."""
+    s = ctx.session
+    if s.perso_target != applet.instance_aid:
+        s.send(install_for_personalization(applet.instance_aid),
+               f"INSTALL [for personalization] {applet.name}")
+        s.perso_target = applet.instance_aid
     data = b""
     for cmd in store_data_blocks(stream):
-        data = ctx.session.send(cmd, f"STORE DATA {what}", secret=secret).data
+        data = s.send(cmd, f"STORE DATA {what}", secret=secret).data
     return data
 
 
