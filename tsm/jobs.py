@@ -32,7 +32,7 @@ from tsm.audit import AuditLog
 from tsm.db import Bind, JobRow, transaction, utcnow
 from tsm.errors import JobError, JobInputError, LockLostError, TsmError
 from tsm.keys import MasterKey
-from tsm.lock import FENCE, acquire
+from tsm.lock import FENCE, acquire, holds_row_lock
 from tsm.ports import IssuerPort
 from tsm.session import DEFAULT_SECURITY_LEVEL, CardSession, SeLink, Transmit, open_session
 from tsm.steps import STEPS, script
@@ -258,23 +258,29 @@ class Tsm:
         Raises the step's :class:`TsmError` (the job stays resumable) on failure.
 
         With a lease lock (SQLite) the run holds one database connection for its
-        bookkeeping (records, lease checks, the per-step commits), each statement a short
-        transaction on it. A PostgreSQL row lock already keeps a connection per run, so
+        bookkeeping (the job's first read, taking, checking and releasing the lease,
+        records, the per-step commits), each statement a short transaction on it. A PostgreSQL row lock already keeps a connection per run, so
         there the bookkeeping borrows pooled connections rather than hold a second one
         (a pool sized for one connection per worker must not run dry)."""
-        job = self.job(job_id)
-        if job.state == "done":
-            return job
-        who = actor or self.actor
-        owner = f"{who}/{uuid.uuid4().hex[:8]}"
-        lock = acquire(self.engine, job.se_id, owner, timeout_s=self.lock_timeout_s,
-                       lease_s=self.lease_s, clock=self.clock)
+        # a lease's run connection serves from the first read to the release
+        db: Connection | None = None if holds_row_lock(self.engine) else self.engine.connect()
+        try:
+            job = _read_job(db if db is not None else self.engine, job_id)[0]
+            if job.state == "done":
+                if db is not None:
+                    db.close()
+                return job
+            who = actor or self.actor
+            owner = f"{who}/{uuid.uuid4().hex[:8]}"
+            lock = acquire(self.engine, job.se_id, owner, timeout_s=self.lock_timeout_s,
+                           lease_s=self.lease_s, clock=self.clock, bind=db)
+        except BaseException:
+            if db is not None:
+                db.close()
+            raise
         audit = AuditLog(who, job.se_id, job.id)
         session: CardSession | None = None
-        db: Connection | None = None
         try:
-            if not lock.holds_connection:
-                db = self.engine.connect()
             bind: Bind = db if db is not None else self.engine
             link = SeLink(bind, job.se_id, transmit, self.master, audit, trace,
                           self.security_level, self.rng)

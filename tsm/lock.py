@@ -58,8 +58,12 @@ class SeLock:
     """A held lock on one SE. ``renew()`` before each step; ``release()`` at the end."""
 
     def __init__(self, engine: Engine, se_id: str, owner: str, token: int,
-                 lease_ms: int, clock: Callable[[], float], conn=None) -> None:
+                 lease_ms: int, clock: Callable[[], float], conn=None,
+                 bind: Bind | None = None) -> None:
         self.engine = engine
+        #: where a lease's own statements run (release; check and renew without a bind):
+        #: the worker's run connection when it gave one, else the engine
+        self._bind: Bind = bind if bind is not None else engine
         self.se_id = se_id
         self.owner = owner
         self.token = token
@@ -103,7 +107,7 @@ class SeLock:
         now = self._now_ms()
         if 0 <= now - self._confirmed_ms < self._lease_ms // TRUST_FRACTION:
             return
-        with transaction(bind if bind is not None else self.engine) as conn:
+        with transaction(bind if bind is not None else self._bind) as conn:
             self.renew_in(conn)
 
     @property
@@ -146,17 +150,25 @@ class SeLock:
             finally:
                 self._conn.close()
             return
-        with self.engine.begin() as conn:
+        with transaction(self._bind) as conn:
             conn.execute(_RELEASE, {"b_se_id": self.se_id, "b_owner": self.owner,
                                     "b_token": self.token})
 
 
+def holds_row_lock(engine: Engine) -> bool:
+    """Whether :func:`acquire` on ``engine`` takes a row lock in a connection of its own
+    (PostgreSQL) rather than a lease."""
+    return engine.dialect.name == "postgresql"
+
+
 def acquire(engine: Engine, se_id: str, owner: str, *, timeout_s: float = 10.0,
             lease_s: float = 60.0, clock: Callable[[], float] = time.time,
-            poll_s: float = 0.02) -> SeLock:
-    """Take the SE's lock for ``owner`` or raise :class:`LockBusyError` after ``timeout_s``."""
+            poll_s: float = 0.02, bind: Bind | None = None) -> SeLock:
+    """Take the SE's lock for ``owner`` or raise :class:`LockBusyError` after ``timeout_s``.
+    ``bind``: a connection the worker holds, on which a lease's statements run (taking,
+    renewing and releasing it) instead of a pooled connection each; a row lock ignores it."""
     lease_ms = int(lease_s * 1000)
-    if engine.dialect.name == "postgresql":
+    if holds_row_lock(engine):
         _ensure_row(engine, se_id)
         conn = engine.connect()
         try:
@@ -180,9 +192,10 @@ def acquire(engine: Engine, se_id: str, owner: str, *, timeout_s: float = 10.0,
         return SeLock(engine, se_id, owner, token, lease_ms, clock, conn)
     deadline = time.monotonic() + timeout_s
     row_known = False
+    lease_bind: Bind = bind if bind is not None else engine
     while True:
         now = int(clock() * 1000)
-        with engine.begin() as conn:
+        with transaction(lease_bind) as conn:
             params = {"b_se_id": se_id, "b_now": now, "b_owner": owner, "b_until": now + lease_ms}
             if conn.dialect.update_returning:  # the new token in the same statement
                 token = conn.execute(_TAKE_RETURNING, params).scalar()
@@ -191,18 +204,18 @@ def acquire(engine: Engine, se_id: str, owner: str, *, timeout_s: float = 10.0,
                 n = conn.execute(_TAKE, params).rowcount
                 token = conn.execute(_TOKEN, {"b_se_id": se_id}).scalar_one() if n == 1 else None
             if n == 1:
-                lock = SeLock(engine, se_id, owner, token, lease_ms, clock)
+                lock = SeLock(engine, se_id, owner, token, lease_ms, clock, bind=bind)
                 lock._confirmed_ms = now  # the lease runs from the time it was set
                 return lock
         if not row_known:  # no free row: first contact? create the row already ours
             row_known = True
             try:
-                with engine.begin() as conn:
+                with transaction(lease_bind) as conn:
                     conn.execute(_CREATE_TAKEN, {"se_id": se_id, "owner": owner, "token": 1,
                                                  "expires_ms": now + lease_ms})
             except IntegrityError:
                 continue  # the row exists (held by another worker, or created just now)
-            lock = SeLock(engine, se_id, owner, 1, lease_ms, clock)
+            lock = SeLock(engine, se_id, owner, 1, lease_ms, clock, bind=bind)
             lock._confirmed_ms = now
             return lock
         if time.monotonic() >= deadline:
