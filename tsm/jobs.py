@@ -15,6 +15,7 @@ worker can resume, and the sealed blob is erased when the job ends.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -31,7 +32,7 @@ from tsm.audit import AuditLog
 from tsm.db import Bind, JobRow, transaction, utcnow
 from tsm.errors import JobError, JobInputError, LockLostError, TsmError
 from tsm.keys import MasterKey
-from tsm.lock import acquire
+from tsm.lock import FENCE, acquire, holds_row_lock
 from tsm.ports import IssuerPort
 from tsm.session import DEFAULT_SECURITY_LEVEL, CardSession, SeLink, Transmit, open_session
 from tsm.steps import STEPS, script
@@ -186,6 +187,7 @@ class StepContext:
         return records.load_or_create(self.link.engine, self.se_id)
 
     def set_se(self, **values: object) -> None:
+        self.link.known = None
         records.update_se(self.link.engine, self.se_id, **values)
 
 
@@ -256,33 +258,40 @@ class Tsm:
         Raises the step's :class:`TsmError` (the job stays resumable) on failure.
 
         With a lease lock (SQLite) the run holds one database connection for its
-        bookkeeping (records, lease checks, the per-step commits), each statement a short
-        transaction on it. A PostgreSQL row lock already keeps a connection per run, so
+        bookkeeping (the job's first read, taking, checking and releasing the lease,
+        records, the per-step commits), each statement a short transaction on it. A PostgreSQL row lock already keeps a connection per run, so
         there the bookkeeping borrows pooled connections rather than hold a second one
         (a pool sized for one connection per worker must not run dry)."""
-        job = self.job(job_id)
-        if job.state == "done":
-            return job
-        who = actor or self.actor
-        owner = f"{who}/{uuid.uuid4().hex[:8]}"
-        lock = acquire(self.engine, job.se_id, owner, timeout_s=self.lock_timeout_s,
-                       lease_s=self.lease_s, clock=self.clock)
+        # a lease's run connection serves from the first read to the release
+        db: Connection | None = None if holds_row_lock(self.engine) else self.engine.connect()
+        try:
+            job = _read_job(db if db is not None else self.engine, job_id)[0]
+            if job.state == "done":
+                if db is not None:
+                    db.close()
+                return job
+            who = actor or self.actor
+            owner = f"{who}/{uuid.uuid4().hex[:8]}"
+            lock = acquire(self.engine, job.se_id, owner, timeout_s=self.lock_timeout_s,
+                           lease_s=self.lease_s, clock=self.clock, bind=db)
+        except BaseException:
+            if db is not None:
+                db.close()
+            raise
         audit = AuditLog(who, job.se_id, job.id)
         session: CardSession | None = None
-        db: Connection | None = None
         try:
-            if not lock.holds_connection:
-                db = self.engine.connect()
             bind: Bind = db if db is not None else self.engine
             link = SeLink(bind, job.se_id, transmit, self.master, audit, trace,
                           self.security_level, self.rng)
-            job, sealed = _read_job(bind, job_id)  # re-read under the lock
-            if job.state == "done":
-                return job
+            started = _start_job(bind, job_id)  # re-read under the lock
+            if started is None:  # done meanwhile
+                return _read_job(bind, job_id)[0]
+            job, sealed = started
             if secrets is None and sealed is not None:
                 secrets = JobSecrets.from_bytes(self.master.unseal(sealed, job_id.encode()))
-            _update_job(bind, job_id, state="running", attempts=job.attempts + 1, error=None)
             results = dict(job.results)
+            update_step = _UPDATE_JOB_FENCED if lock.fenced else _UPDATE_JOB
             for index in range(job.next_step, len(job.steps)):
                 step = job.steps[index]
                 lock.check(bind)
@@ -300,11 +309,21 @@ class Tsm:
                     values.update(state="done", sealed_secrets=None)
                     audit.step = None
                     audit.event("job-done", job.kind)
+                params = {"b_id": job_id, "updated_at": utcnow(), **values}
+                if lock.fenced:
+                    params.update(lock.fence_params())
                 with transaction(bind) as conn:
-                    lock.renew_in(conn)
-                    _update_job(conn, job_id, **values)
+                    # the step's progress, fenced by the lease's owner and token (a worker
+                    # whose lease passed records nothing), and its audit records
+                    if conn.execute(update_step, params).rowcount != 1:
+                        raise LockLostError(
+                            f"lease of {lock.owner} on SE {job.se_id} expired or was taken over")
                     audit.flush(conn)
-            return _read_job(bind, job_id)[0]
+            if job.next_step >= len(job.steps):  # nothing ran
+                return _read_job(bind, job_id)[0]
+            # the row as just written (no read back): results as JSON stores them
+            return dataclasses.replace(job, state="done", next_step=len(job.steps),
+                                       results=json.loads(json.dumps(results)), error=None)
         except TsmError as exc:
             audit.event("job-failed", type(exc).__name__, error=str(exc)[:500])
             state = "interrupted" if not isinstance(exc, LockLostError) else "running"
@@ -347,6 +366,31 @@ def _read_job(bind: Bind, job_id: str) -> tuple[JobView, bytes | None]:
     if row is None:
         raise JobError(f"no job {job_id}")
     return _view(row), row.sealed_secrets
+
+
+_UPDATE_JOB_FENCED = _UPDATE_JOB.where(FENCE)
+_START_JOB = (update(_JOBS).where(_JOBS.c.id == bindparam("b_id"), _JOBS.c.state != "done")
+              .values(state="running", attempts=_JOBS.c.attempts + 1, error=None,
+                      updated_at=bindparam("b_now")))
+_START_JOB_RETURNING = _START_JOB.returning(*_JOBS.c)
+
+
+def _start_job(bind: Bind, job_id: str) -> tuple[JobView, bytes | None] | None:
+    """Mark a job running (one more attempt) and return its view and sealed secrets, in
+    one statement where the database can return the row it updated; None when the job is
+    done."""
+    with transaction(bind) as conn:
+        if conn.dialect.update_returning:
+            row = conn.execute(_START_JOB_RETURNING, {"b_id": job_id, "b_now": utcnow()}).first()
+            if row is None:
+                _read_job(conn, job_id)  # raises for a missing job
+                return None
+            return _view(row), row.sealed_secrets
+        job, sealed = _read_job(conn, job_id)
+        if job.state == "done":
+            return None
+        conn.execute(_START_JOB, {"b_id": job_id, "b_now": utcnow()})
+    return dataclasses.replace(job, state="running", attempts=job.attempts + 1, error=None), sealed
 
 
 def _update_job(bind: Bind, job_id: str, **values: object) -> None:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, bindparam, insert, select, text, update
+from sqlalchemy import Engine, bindparam, exists, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from tsm.db import Bind, SeLockRow, transaction
@@ -27,16 +27,18 @@ from tsm.errors import LockBusyError, LockLostError
 _LOCKS = SeLockRow.__table__
 _MINE = (_LOCKS.c.se_id == bindparam("b_se_id"), _LOCKS.c.owner == bindparam("b_owner"),
          _LOCKS.c.token == bindparam("b_token"))
-_READ = select(_LOCKS.c.owner, _LOCKS.c.token, _LOCKS.c.expires_ms).where(
-    _LOCKS.c.se_id == bindparam("b_se_id"))
 _RENEW = update(_LOCKS).where(*_MINE, _LOCKS.c.expires_ms > bindparam("b_now")).values(
     expires_ms=bindparam("b_until"))
 _TAKE = update(_LOCKS).where(_LOCKS.c.se_id == bindparam("b_se_id"),
                              _LOCKS.c.expires_ms <= bindparam("b_now")).values(
     owner=bindparam("b_owner"), token=_LOCKS.c.token + 1, expires_ms=bindparam("b_until"))
+_TAKE_RETURNING = _TAKE.returning(_LOCKS.c.token)
 _TOKEN = select(_LOCKS.c.token).where(_LOCKS.c.se_id == bindparam("b_se_id"))
 _RELEASE = update(_LOCKS).where(*_MINE).values(owner=None, expires_ms=0)
 _CREATE_TAKEN = insert(_LOCKS)
+#: "the lease is still ours and unexpired", for a WHERE clause of the caller's own write
+#: (a job step's progress): the fence without a statement of its own
+FENCE = exists().where(*_MINE, _LOCKS.c.expires_ms > bindparam("b_now"))
 #: check() trusts a lease it confirmed in the database less than this part of the lease ago
 TRUST_FRACTION = 4
 
@@ -56,8 +58,12 @@ class SeLock:
     """A held lock on one SE. ``renew()`` before each step; ``release()`` at the end."""
 
     def __init__(self, engine: Engine, se_id: str, owner: str, token: int,
-                 lease_ms: int, clock: Callable[[], float], conn=None) -> None:
+                 lease_ms: int, clock: Callable[[], float], conn=None,
+                 bind: Bind | None = None) -> None:
         self.engine = engine
+        #: where a lease's own statements run (release; check and renew without a bind):
+        #: the worker's run connection when it gave one, else the engine
+        self._bind: Bind = bind if bind is not None else engine
         self.se_id = se_id
         self.owner = owner
         self.token = token
@@ -89,10 +95,11 @@ class SeLock:
         """Check that the lease is still ours and unexpired (before a step); on ``bind``
         (the worker's run connection) if given.
 
-        A lease the database confirmed ours (taken, or renewed with the previous step's
-        commit) less than a quarter of the lease ago is ours without asking again: no
-        other worker may take a lease before it expires, and it has at least three
-        quarters left. Otherwise the row is read."""
+        A lease the database confirmed ours (taken, or renewed) less than a quarter of the
+        lease ago is ours without asking again: no other worker may take a lease before it
+        expires, and it has at least three quarters left. Otherwise it is renewed here
+        (one fenced UPDATE), which both checks it and extends it; the step's commit is
+        fenced on its own (:meth:`fence_params`)."""
         if self.released:
             raise LockLostError(f"lock on SE {self.se_id} was already released")
         if self._conn is not None:
@@ -100,13 +107,19 @@ class SeLock:
         now = self._now_ms()
         if 0 <= now - self._confirmed_ms < self._lease_ms // TRUST_FRACTION:
             return
-        with transaction(bind if bind is not None else self.engine) as conn:
-            row = conn.execute(_READ, {"b_se_id": self.se_id}).first()
-        if row is None or row.owner != self.owner or row.token != self.token \
-                or row.expires_ms <= now:
-            raise LockLostError(
-                f"lease of {self.owner} on SE {self.se_id} expired or was taken over")
-        self._confirmed_ms = now
+        with transaction(bind if bind is not None else self._bind) as conn:
+            self.renew_in(conn)
+
+    @property
+    def fenced(self) -> bool:
+        """Whether writes made under this lock must carry :data:`FENCE` (a lease); a
+        PostgreSQL row lock needs no fence: nobody else can hold the row meanwhile."""
+        return self._conn is None
+
+    def fence_params(self) -> dict[str, object]:
+        """The bound parameters of :data:`FENCE` for this lease, now."""
+        return {"b_se_id": self.se_id, "b_owner": self.owner, "b_token": self.token,
+                "b_now": self._now_ms()}
 
     def renew_in(self, conn) -> None:
         """Extend the lease inside the caller's transaction (with a step's commit); raise
@@ -137,17 +150,25 @@ class SeLock:
             finally:
                 self._conn.close()
             return
-        with self.engine.begin() as conn:
+        with transaction(self._bind) as conn:
             conn.execute(_RELEASE, {"b_se_id": self.se_id, "b_owner": self.owner,
                                     "b_token": self.token})
 
 
+def holds_row_lock(engine: Engine) -> bool:
+    """Whether :func:`acquire` on ``engine`` takes a row lock in a connection of its own
+    (PostgreSQL) rather than a lease."""
+    return engine.dialect.name == "postgresql"
+
+
 def acquire(engine: Engine, se_id: str, owner: str, *, timeout_s: float = 10.0,
             lease_s: float = 60.0, clock: Callable[[], float] = time.time,
-            poll_s: float = 0.02) -> SeLock:
-    """Take the SE's lock for ``owner`` or raise :class:`LockBusyError` after ``timeout_s``."""
+            poll_s: float = 0.02, bind: Bind | None = None) -> SeLock:
+    """Take the SE's lock for ``owner`` or raise :class:`LockBusyError` after ``timeout_s``.
+    ``bind``: a connection the worker holds, on which a lease's statements run (taking,
+    renewing and releasing it) instead of a pooled connection each; a row lock ignores it."""
     lease_ms = int(lease_s * 1000)
-    if engine.dialect.name == "postgresql":
+    if holds_row_lock(engine):
         _ensure_row(engine, se_id)
         conn = engine.connect()
         try:
@@ -171,25 +192,30 @@ def acquire(engine: Engine, se_id: str, owner: str, *, timeout_s: float = 10.0,
         return SeLock(engine, se_id, owner, token, lease_ms, clock, conn)
     deadline = time.monotonic() + timeout_s
     row_known = False
+    lease_bind: Bind = bind if bind is not None else engine
     while True:
         now = int(clock() * 1000)
-        with engine.begin() as conn:
-            n = conn.execute(_TAKE, {"b_se_id": se_id, "b_now": now, "b_owner": owner,
-                                     "b_until": now + lease_ms}).rowcount
+        with transaction(lease_bind) as conn:
+            params = {"b_se_id": se_id, "b_now": now, "b_owner": owner, "b_until": now + lease_ms}
+            if conn.dialect.update_returning:  # the new token in the same statement
+                token = conn.execute(_TAKE_RETURNING, params).scalar()
+                n = int(token is not None)
+            else:
+                n = conn.execute(_TAKE, params).rowcount
+                token = conn.execute(_TOKEN, {"b_se_id": se_id}).scalar_one() if n == 1 else None
             if n == 1:
-                token = conn.execute(_TOKEN, {"b_se_id": se_id}).scalar_one()
-                lock = SeLock(engine, se_id, owner, token, lease_ms, clock)
+                lock = SeLock(engine, se_id, owner, token, lease_ms, clock, bind=bind)
                 lock._confirmed_ms = now  # the lease runs from the time it was set
                 return lock
         if not row_known:  # no free row: first contact? create the row already ours
             row_known = True
             try:
-                with engine.begin() as conn:
+                with transaction(lease_bind) as conn:
                     conn.execute(_CREATE_TAKEN, {"se_id": se_id, "owner": owner, "token": 1,
                                                  "expires_ms": now + lease_ms})
             except IntegrityError:
                 continue  # the row exists (held by another worker, or created just now)
-            lock = SeLock(engine, se_id, owner, 1, lease_ms, clock)
+            lock = SeLock(engine, se_id, owner, 1, lease_ms, clock, bind=bind)
             lock._confirmed_ms = now
             return lock
         if time.monotonic() >= deadline:

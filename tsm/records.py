@@ -44,6 +44,13 @@ _LAST_COUNTER = select(_COUNTERS.c.counter).where(
     _COUNTERS.c.se_id == bindparam("b_se_id"), _COUNTERS.c.kvn == bindparam("b_kvn"))
 
 
+_LOAD_WITH_COUNTERS = select(
+    _SE.c.se_id, _SE.c.kdd, _SE.c.cplc, _SE.c.kvn, _SE.c.master_key_id, _SE.c.state,
+    _COUNTERS.c.kvn.label("counter_kvn"), _COUNTERS.c.counter,
+).select_from(_SE.outerjoin(_COUNTERS, _COUNTERS.c.se_id == _SE.c.se_id)).where(
+    _SE.c.se_id == bindparam("b_se_id"))
+
+
 def _raise_counter(dialect: str):
     """INSERT .. ON CONFLICT DO UPDATE that only ever raises the counter (one statement),
     for the dialects that have it; None elsewhere."""
@@ -81,6 +88,17 @@ def load_or_create(bind: Bind, se_id: str) -> SeRecord:
     rec = load(bind, se_id)
     assert rec is not None
     return rec
+
+
+def load_or_create_with_counters(bind: Bind, se_id: str) -> tuple[SeRecord, dict[int, int]]:
+    """:func:`load_or_create` and the SE's sequence counter records by KVN (as
+    :func:`last_counter` reads them one by one), in one statement for a known SE."""
+    with transaction(bind) as conn:
+        rows = conn.execute(_LOAD_WITH_COUNTERS, {"b_se_id": se_id}).all()
+    if not rows:
+        return load_or_create(bind, se_id), {}
+    counters = {r.counter_kvn: r.counter for r in rows if r.counter_kvn is not None}
+    return _record(rows[0]), counters
 
 
 def update_se(bind: Bind, se_id: str, **values: object) -> None:

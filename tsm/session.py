@@ -10,12 +10,13 @@ command and answer is audited by header, length and status word only.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from protocols.gp.apdu import CommandApdu, ResponseApdu
-from protocols.gp.codes import SW_REFERENCED_DATA_NOT_FOUND
+from protocols.gp.codes import INS_STORE_DATA, SW_REFERENCED_DATA_NOT_FOUND
 from protocols.gp.errors import GpError
 from protocols.gp.scp03 import HostChannel, InitializeUpdateResponse, StaticKeys
 from tsm import records
@@ -51,6 +52,21 @@ class SeLink:
     trace: Sink | None = None
     security_level: int = DEFAULT_SECURITY_LEVEL
     rng: Callable[[int], bytes] = field(default=os.urandom)
+    #: the SE's record and sequence counters as this run last read or wrote them (the
+    #: run holds the SE's lock, so nobody else changes them); None: read them again
+    known: tuple[records.SeRecord, dict[int, int]] | None = None
+    #: the keyset the next session opens with, once this run has just put it on the SE
+    #: (the record follows when that session authenticates)
+    next_kvn: int | None = None
+
+    def record(self) -> tuple[records.SeRecord, dict[int, int]]:
+        if self.known is None:
+            self.known = records.load_or_create_with_counters(self.engine, self.se_id)
+        return self.known
+
+    def mark_suspect(self) -> None:
+        self.known = None
+        records.update_se(self.engine, self.se_id, state="suspect")
 
     def xmit(self, apdu: bytes) -> bytes:
         """The raw transport; any failure becomes :class:`TransportError` (lost answer)."""
@@ -89,6 +105,9 @@ class CardSession:
         self.counter = counter
         #: the SE's key diversification data, as it answered and as the record has it
         self.kdd = kdd
+        #: the application INSTALL [for personalization] named in this session, while only
+        #: STORE DATA commands answered 9000 followed it (see :func:`tsm.steps.personalise`)
+        self.perso_target: bytes | None = None
 
     def send(self, cmd: CommandApdu, what: str, *, secret: bool = False,
              expect: tuple[int, ...] | None = (0x9000,)) -> ResponseApdu:
@@ -96,9 +115,11 @@ class CardSession:
         another one raises :class:`CardStatusError`. ``secret`` hides the data from the
         plain trace (the audit log never has data)."""
         link = self.link
-        plain = cmd.to_bytes()
+        # anything but a STORE DATA that succeeds ends what we know of the card's
+        # personalisation target (set again by the caller after INSTALL [for perso])
+        target, self.perso_target = self.perso_target, None
         try:
-            wrapped = self.host.wrap(plain)
+            wrapped = self.host.wrap_apdu(cmd)
         except GpError as exc:
             raise SecureChannelError(f"SE {link.se_id}: cannot wrap {what}: {exc}") from exc
         try:
@@ -108,16 +129,17 @@ class CardSession:
             self.host.close()
             raise
         try:
-            resp = self.host.unwrap(raw)
+            r = self.host.unwrap_apdu(raw)
         except GpError as exc:
             link.audit.command(cmd, int.from_bytes(raw[-2:], "big"), what, rmac="failed")
             raise SecureChannelError(f"SE {link.se_id}: answer to {what} failed R-MAC/R-ENC: {exc}") from exc
         if link.trace:
-            trace_plain(link.trace, plain, resp, secret)
-        r = ResponseApdu.parse(resp)
+            trace_plain(link.trace, cmd.to_bytes(), r.to_bytes(), secret)
         link.audit.command(cmd, r.sw, what)
         if expect is not None and r.sw not in expect:
             raise CardStatusError(f"SE {link.se_id}: {what} refused", r.sw)
+        if cmd.ins == INS_STORE_DATA and r.sw == 0x9000:
+            self.perso_target = target
         return r
 
     def close(self) -> None:
@@ -133,13 +155,15 @@ def _keys_for(link: SeLink, rec: records.SeRecord, kvn: int) -> StaticKeys:
 
 def open_session(link: SeLink) -> CardSession:
     """Select the ISD and authenticate (see module docstring)."""
-    rec = records.load_or_create(link.engine, link.se_id)
+    rec, counters = link.record()
     if rec.state == "suspect":
         raise SeQuarantinedError(f"SE {link.se_id} is quarantined; the TSM will not open a session")
     r = link.plain(select(ISD_AID), "SELECT ISD")
     if r.sw != 0x9000:
         raise CardStatusError(f"SE {link.se_id}: SELECT of the ISD refused", r.sw)
-    if rec.kvn == FACTORY_KVN:
+    if link.next_kvn is not None:
+        candidates, link.next_kvn = [link.next_kvn], None
+    elif rec.kvn == FACTORY_KVN:
         candidates = [FACTORY_KVN] + ([DIVERSIFIED_KVN] if rec.kdd else [])
     else:
         candidates = [rec.kvn]
@@ -161,7 +185,7 @@ def open_session(link: SeLink) -> CardSession:
             continue  # a PUT KEY whose answer was lost did land: try the new keyset
         if sw == SW_REFERENCED_DATA_NOT_FOUND and kvn != FACTORY_KVN:
             link.audit.event("keyset-rollback", f"keyset {kvn:02X} unknown to the SE", kvn=kvn)
-            records.update_se(link.engine, link.se_id, state="suspect")
+            link.mark_suspect()
             raise KeysetRollbackError(
                 f"SE {link.se_id} no longer knows keyset {kvn:02X} that the TSM put on it")
         if sw != 0x9000:
@@ -173,17 +197,17 @@ def open_session(link: SeLink) -> CardSession:
         if rec.kdd is not None and iu.key_diversification_data != rec.kdd:
             link.audit.event("identity-mismatch", "key diversification data differs",
                              seen=iu.key_diversification_data.hex())
-            records.update_se(link.engine, link.se_id, state="suspect")
+            link.mark_suspect()
             raise SeIdentityError(
                 f"SE {link.se_id} answered key diversification data "
                 f"{iu.key_diversification_data.hex().upper()}, the record says {rec.kdd.hex().upper()}")
         counter = int.from_bytes(iu.sequence_counter, "big") if iu.sequence_counter else None
-        last = records.last_counter(link.engine, link.se_id, kvn)
+        last = counters.get(kvn)
         if counter is not None and last is not None and counter <= last:
             link.audit.event("counter-regression", "sequence counter went backwards",
                              kvn=kvn, last=last, seen=counter)
             link.audit.flush_now(link.engine)
-            records.update_se(link.engine, link.se_id, state="suspect")
+            link.mark_suspect()
             raise SequenceCounterRegressionError(link.se_id, kvn, last, counter)
         try:
             ea = host.on_initialize_update_response(raw)
@@ -211,11 +235,19 @@ def open_session(link: SeLink) -> CardSession:
             changes.update(kvn=kvn)
         if rec.state == "new" or changes:
             changes.setdefault("state", "active")
+        link.known = None  # until the commit below is known to have landed
         with transaction(link.engine) as conn:  # the counter and identity: one commit
             if counter is not None:
                 records.store_counter(conn, link.se_id, kvn, counter)
             if changes:
                 records.update_se(conn, link.se_id, **changes)
+        if counter is not None:
+            counters = {**counters, kvn: max(counter, counters.get(kvn, counter))}
+        link.known = (dataclasses.replace(
+            rec, kvn=kvn, state=str(changes.get("state", rec.state)),
+            kdd=rec.kdd if rec.kdd is not None else iu.key_diversification_data,
+            master_key_id=rec.master_key_id if rec.kdd is not None else link.master.key_id),
+            counters)
         link.audit.event("session-open", None, kvn=kvn, counter=counter, level=link.security_level)
         return CardSession(link, host, kvn, counter, iu.key_diversification_data)
     raise SecureChannelError(f"SE {link.se_id}: no keyset opened a session")  # pragma: no cover

@@ -61,12 +61,21 @@ def registry(ctx: StepContext) -> dict[bytes, int]:
 
 def personalise(ctx: StepContext, applet: ap.AppletRef, stream: bytes, what: str,
                 *, secret: bool = False) -> bytes:
-    """INSTALL [for personalization] then the STORE DATA blocks; the last answer's data."""
-    ctx.session.send(install_for_personalization(applet.instance_aid),
-                     f"INSTALL [for personalization] {applet.name}")
+    """INSTALL [for personalization] then the STORE DATA blocks; the last answer's data.
+
+    The INSTALL is left out when this session's last commands were that same INSTALL and
+    STORE DATA sequences that all answered 9000: the card's target is still the applet
+    (GPCS 11.5.2.3.5: until the session ends or another INSTALL [for personalization]),
+    and block 00 starts a new sequence. Any other command, error or lost answer in
+    between makes the TSM send it again."""
+    s = ctx.session
+    if s.perso_target != applet.instance_aid:
+        s.send(install_for_personalization(applet.instance_aid),
+               f"INSTALL [for personalization] {applet.name}")
+        s.perso_target = applet.instance_aid
     data = b""
     for cmd in store_data_blocks(stream):
-        data = ctx.session.send(cmd, f"STORE DATA {what}", secret=secret).data
+        data = s.send(cmd, f"STORE DATA {what}", secret=secret).data
     return data
 
 
@@ -108,9 +117,12 @@ def rotate_keys(ctx: StepContext) -> None:
         raise CardDataError(str(exc)) from exc
     if kvn_answer != bytes([DIVERSIFIED_KVN]):
         raise CardDataError(f"SE {ctx.se_id}: PUT KEY answered {r.data.hex()}, expected KVN 31 first")
-    ctx.set_se(kvn=DIVERSIFIED_KVN)
     ctx.link.audit.event("keys-rotated", "factory keyset replaced", old_kvn=FACTORY_KVN,
                          new_kvn=DIVERSIFIED_KVN)
+    # the new session opens with keyset 31 and records it in its own commit (with its
+    # sequence counter); should that fail, the record still says 30, the SE answers 6A88
+    # to it, and the next session tries 31 (specs/tsm.md, "Sessions")
+    ctx.link.next_kvn = DIVERSIFIED_KVN
     ctx.reopen()
     ctx.results.update(rotated=True)
 

@@ -116,9 +116,7 @@ def unpad80(data: bytes, block: int = 16) -> bytes:
     """Strict inverse of :func:`pad80`: the padding is 80 00.. within the last block."""
     if not data or len(data) % block:
         raise Scp03PaddingError(f"{len(data)} deciphered bytes are not a non-empty multiple of {block}")
-    i = len(data) - 1
-    while i >= 0 and data[i] == 0:
-        i -= 1
+    i = len(data.rstrip(b"\x00")) - 1  # the last non-zero byte
     if i < 0 or data[i] != 0x80:
         raise Scp03PaddingError("deciphered data does not end in 80 00.. padding")
     if len(data) - i > block:

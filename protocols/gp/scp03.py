@@ -221,55 +221,75 @@ class SecureMessaging:
     def _response_icv(self) -> bytes:
         return self._enc.ecb_block(b"\x80" + self.counter.to_bytes(15, "big"))
 
-    @staticmethod
-    def _secured(plain: CommandApdu, data: bytes, mac_len: int) -> CommandApdu:
-        return CommandApdu(
-            set_secure_messaging(plain.cla), plain.ins, plain.p1, plain.p2,
-            data + b"\x00" * mac_len,  # placeholder sized like the final data field
-            plain.ne, plain.extended,
-        )
-
     # -- host side
-    def wrap_command(self, plain: CommandApdu) -> CommandApdu:
-        """C-DECRYPTION then C-MAC (Amendment D 6.2.4, 6.2.6)."""
+    def wrap_fields(self, cla: int, ins: int, p1: int, p2: int, data: bytes,
+                    ne: int | None, extended: bool) -> bytes:
+        """The wrapped command APDU, as bytes, for a plain command given by its fields
+        (C-DECRYPTION then C-MAC, Amendment D 6.2.4, 6.2.6). The encoding is the one
+        :class:`CommandApdu` gives the secured command (SM bit set, the MAC appended,
+        Lc' extended when the plain command was or the wrapped data exceeds 255 bytes,
+        Le kept), built without the intermediate objects."""
         if self.level == 0:
-            return plain
-        data = plain.data
+            return CommandApdu(cla, ins, p1, p2, data, ne, extended).to_bytes()
         if self.level & C_DECRYPTION:
             self.counter += 1
             if data:
                 data = self._enc.cbc_encrypt(self._command_icv(), pad80(data))
-        if len(data) + self.mac_len > 65535:
+        n = len(data) + self.mac_len
+        if n > 65535:
             raise ApduError("wrapped data field would exceed 65535 bytes")
-        shell = self._secured(plain, data, self.mac_len)
-        full = self._mac.cmac(self.chaining_value + shell.header() + shell.lc_field() + data)
+        ext = extended or n > 255 or (ne is not None and ne > 256)
+        head = bytes((set_secure_messaging(cla), ins, p1, p2))
+        lc = b"\x00" + n.to_bytes(2, "big") if ext else bytes((n,))
+        full = self._mac.cmac(self.chaining_value + head + lc + data)
         self.chaining_value = full
-        return shell.replace(data=data + full[: self.mac_len])
+        if ne is None:
+            le = b""
+        elif ext:
+            le = (ne % 65536).to_bytes(2, "big")  # Lc is present: no leading 00
+        else:
+            le = bytes((ne % 256,))
+        return head + lc + data + full[: self.mac_len] + le
+
+    def wrap_command(self, plain: CommandApdu) -> CommandApdu:
+        """C-DECRYPTION then C-MAC (Amendment D 6.2.4, 6.2.6)."""
+        if self.level == 0:
+            return plain
+        return CommandApdu.parse(self.wrap_fields(plain.cla, plain.ins, plain.p1, plain.p2,
+                                                  plain.data, plain.ne, plain.extended))
 
     def unwrap_response(self, resp: ResponseApdu) -> ResponseApdu:
         """Verify R-MAC, then decipher R-ENCRYPTION (Amendment D 6.2.5, 6.2.7)."""
         if not self.level & R_MAC:
             return resp
-        if not sw_is_success_or_warning(resp.sw):
-            if resp.data:
+        data, sw = self.unwrap_parts(resp.data, resp.sw)
+        return ResponseApdu(data, sw)
+
+    def unwrap_parts(self, data: bytes, sw: int) -> tuple[bytes, int]:
+        """:meth:`unwrap_response` on a response given as its data field and status word;
+        returns the plain data and the status word."""
+        if not self.level & R_MAC:
+            return data, sw
+        if not sw_is_success_or_warning(sw):
+            if data:
                 raise Scp03MacError(
-                    f"response with SW {resp.sw:04X} carries {len(resp.data)} unprotected data bytes"
+                    f"response with SW {sw:04X} carries {len(data)} unprotected data bytes"
                 )
-            return resp
-        if len(resp.data) < self.mac_len:
+            return data, sw
+        if len(data) < self.mac_len:
             raise Scp03MacError(
-                f"response with SW {resp.sw:04X} has {len(resp.data)} bytes, no room for a {self.mac_len}-byte R-MAC"
+                f"response with SW {sw:04X} has {len(data)} bytes, no room for a {self.mac_len}-byte R-MAC"
             )
-        body, mac = resp.data[: -self.mac_len], resp.data[-self.mac_len :]
+        body, mac = data[: -self.mac_len], data[-self.mac_len :]
         assert self._rmac is not None  # checked in __init__ for levels with R-MAC
-        want = self._rmac.cmac(self.chaining_value + body + resp.sw.to_bytes(2, "big"))
+        want = self._rmac.cmac(self.chaining_value + body + sw.to_bytes(2, "big"))
         if not hmac.compare_digest(want[: self.mac_len], mac):
-            raise Scp03MacError(f"R-MAC of the response with SW {resp.sw:04X} does not verify")
+            raise Scp03MacError(f"R-MAC of the response with SW {sw:04X} does not verify")
         if self.level & R_ENCRYPTION and body:
             if len(body) % 16:
                 raise Scp03PaddingError(f"R-ENC data of {len(body)} bytes is not a multiple of 16")
             body = unpad80(self._enc.cbc_decrypt(self._response_icv(), body))
-        return ResponseApdu(body, resp.sw)
+        return body, sw
 
     # -- card side
     def unwrap_command(self, wrapped: CommandApdu) -> CommandApdu:
@@ -282,8 +302,12 @@ class SecureMessaging:
             raise Scp03MacError(
                 f"data field of {len(wrapped.data)} bytes has no room for a {self.mac_len}-byte C-MAC"
             )
-        data, mac = wrapped.data[: -self.mac_len], wrapped.data[-self.mac_len :]
-        full = self._mac.cmac(self.chaining_value + wrapped.header() + wrapped.lc_field() + data)
+        wdata = wrapped.data
+        data, mac = wdata[: -self.mac_len], wdata[-self.mac_len :]
+        n = len(wdata)
+        lc = b"\x00" + n.to_bytes(2, "big") if wrapped.uses_extended else bytes((n,))
+        full = self._mac.cmac(b"".join((self.chaining_value, bytes((wrapped.cla, wrapped.ins, wrapped.p1,
+                                                                    wrapped.p2)), lc, data)))
         if not hmac.compare_digest(full[: self.mac_len], mac):
             raise Scp03MacError(
                 f"C-MAC of command {wrapped.cla:02X}{wrapped.ins:02X}{wrapped.p1:02X}{wrapped.p2:02X} does not verify"
@@ -446,7 +470,33 @@ class HostChannel:
         if channel_of(plain.cla) != self.channel:
             raise Scp03Error(
                 f"command on logical channel {channel_of(plain.cla)}, session on {self.channel}")
-        return self._sm.wrap_command(plain).to_bytes()
+        return self._sm.wrap_fields(plain.cla, plain.ins, plain.p1, plain.p2, plain.data,
+                                    plain.ne, plain.extended)
+
+    def wrap_apdu(self, plain: CommandApdu) -> bytes:
+        """:meth:`wrap` for a command already held as a :class:`CommandApdu` (no encoding
+        and parsing of the plain command in between)."""
+        if self.state is not HostState.OPEN or self._sm is None:
+            raise Scp03StateError(f"secure channel is not open (state {self.state.value})")
+        if has_secure_messaging(plain.cla):
+            raise Scp03Error(f"plain command CLA {plain.cla:02X} already indicates secure messaging")
+        if channel_of(plain.cla) != self.channel:
+            raise Scp03Error(
+                f"command on logical channel {channel_of(plain.cla)}, session on {self.channel}")
+        return self._sm.wrap_fields(plain.cla, plain.ins, plain.p1, plain.p2, plain.data,
+                                    plain.ne, plain.extended)
+
+    def unwrap_apdu(self, resp: bytes) -> ResponseApdu:
+        """:meth:`unwrap` returning the plain response as a :class:`ResponseApdu`."""
+        if self.state is not HostState.OPEN or self._sm is None:
+            raise Scp03StateError(f"secure channel is not open (state {self.state.value})")
+        if len(resp) < 2:
+            raise self._fail(Scp03ProtocolError(f"response APDU of {len(resp)} bytes has no status word"))
+        try:
+            data, sw = self._sm.unwrap_parts(bytes(resp[:-2]), (resp[-2] << 8) | resp[-1])
+        except Scp03Error as e:
+            raise self._fail(e) from e
+        return ResponseApdu(data, sw)
 
     def unwrap(self, resp: bytes) -> bytes:
         """Verify and decipher one response; return plain ``data || SW``. A bad R-MAC closes

@@ -121,10 +121,11 @@ class SecureElement:
         if data == self._saved_bytes and not self._unsaved:
             return  # equal once encoded (a tuple where the image has a list, say)
         self._unsaved = True  # until the write below is known to have landed
-        self._image.write(data)
+        # the image this object last wrote or read is the active one: transmit() checked
+        # the file's stamp on entry (another writer makes it reload first)
+        self._stamp = self._image.write(data, active_inode=self._stamp[0])
         self._saved, self._saved_bytes = decode_state(data, self.path), data
         self._unsaved = False
-        self._stamp = self._file_stamp()
 
     def persisted_image(self) -> bytes:
         """The bytes of the NVM image as last written (for tests and audits)."""

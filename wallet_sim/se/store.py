@@ -165,15 +165,21 @@ class ImageFile:
         self._slots = tuple(str(base.with_name(f".{base.name}{s}")) for s in IMAGE_SLOTS)
         self._switch = str(base.with_name(f".{base.name}.switch"))
 
-    def write(self, data: bytes, *, fsync: bool | None = None) -> None:
+    def write(self, data: bytes, *, fsync: bool | None = None,
+              active_inode: int | None = None) -> tuple[int, int, int]:
         """Replace the image with ``data``, all or nothing. ``fsync`` None means
-        :func:`fsync_enabled` (the slot is synced before the switch)."""
+        :func:`fsync_enabled` (the slot is synced before the switch). ``active_inode``:
+        the inode ``path`` names, when the caller has just seen it (saves a ``stat``).
+        Returns the new image's (inode, mtime in ns, size), as ``stat(path)`` gives them
+        after the switch (the switch changes names, not the file)."""
         if fsync is None:
             fsync = fsync_enabled()
-        try:
-            active = os.stat(self.path).st_ino
-        except FileNotFoundError:
-            active = None
+        active = active_inode
+        if active is None:
+            try:
+                active = os.stat(self.path).st_ino
+            except FileNotFoundError:
+                active = None
         slot = self._slots[0]
         try:
             if os.stat(slot).st_ino == active:
@@ -188,6 +194,7 @@ class ImageFile:
             os.ftruncate(fd, len(data))
             if fsync:
                 os.fsync(fd)
+            st = os.fstat(fd)
         finally:
             os.close(fd)
         try:
@@ -201,6 +208,7 @@ class ImageFile:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._switch)
             raise
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def write_image(path: Path, data: bytes, *, fsync: bool | None = None) -> None:
