@@ -230,16 +230,14 @@ def _tdate(value: Any) -> bytes | None:
 def _encode_fast(mso: MobileSecurityObject) -> bytes | None:
     """``p.encode(mso.to_map())`` written field by field for the shape issuing produces
     (text, uint digestIDs, bstr digests, an EC2 COSE_Key, aware tdates): the same bytes
-    (tests/test_mdoc_issuing.py checks it), without the general encoder's walk over the
+    (tests/test_mdoc_fastpaths.py checks it), without the general encoder's walk over the
     whole MSO. ``None`` for anything else, which then takes the general path."""
     if type(mso.version) is not str or type(mso.digest_algorithm) is not str or type(mso.doc_type) is not str:
         return None
     digests = mso.value_digests
     if type(digests) is not dict:
         return None
-    parts = [b"\xa7" if mso.status is not None else b"\xa6",
-             _MSO_KEYS[0], _T(mso.version), _MSO_KEYS[1], _T(mso.digest_algorithm),
-             _MSO_KEYS[2], cbor.map_head(len(digests))]
+    parts = [cbor.map_head(len(digests))]
     uint, bstr_head = cbor.uint_bytes, cbor.bstr_head
     for ns, ids in digests.items():
         if type(ns) is not str or type(ids) is not dict:
@@ -252,21 +250,45 @@ def _encode_fast(mso: MobileSecurityObject) -> bytes | None:
                       _DIGEST_HEADS.get(len(digest)) or bstr_head(len(digest)), digest)
     info = mso.device_key_info
     key = info.device_key
-    parts.append(_MSO_KEYS[3])
     if info.key_authorizations is None and info.key_info is None and key.kty == 2 and type(key.crv) is int and key.crv >= 0:
-        parts += (b"\xa1", _DEVICE_KEY, b"\xa4\x01\x02\x20", uint(key.crv), b"\x21", bstr_head(len(key.x)), key.x,
-                  b"\x22", bstr_head(len(key.y)), key.y)
+        key_bytes = b"".join((b"\xa1", _DEVICE_KEY, b"\xa4\x01\x02\x20", uint(key.crv), b"\x21", bstr_head(len(key.x)),
+                              key.x, b"\x22", bstr_head(len(key.y)), key.y))
     else:
-        parts.append(p.encode(info.to_map()))
-    parts += (_MSO_KEYS[4], _T(mso.doc_type), _MSO_KEYS[5])
+        key_bytes = p.encode(info.to_map())
     v = mso.validity_info
-    times = (v.signed, v.valid_from, v.valid_until) + ((v.expected_update,) if v.expected_update is not None else ())
-    parts.append(b"\xa4" if len(times) == 4 else b"\xa3")
+    return encode_mso_parts(mso.version, mso.digest_algorithm, b"".join(parts), key_bytes, mso.doc_type,
+                            v.signed, v.valid_from, v.valid_until, v.expected_update, mso.status)
+
+
+def encode_mso_parts(version: str, digest_algorithm: str, value_digests: bytes, device_key_info: bytes,
+                     doc_type: str, signed: Any, valid_from: Any, valid_until: Any, expected_update: Any,
+                     status: MsoStatus | None) -> bytes | None:
+    """The encoded MSO around its already encoded ``valueDigests`` map and ``deviceKeyInfo``
+    map, in CDDL order (what :func:`_encode_fast` and the issuing fast path write); ``None``
+    when a time is not an aware ``datetime`` (the general path then decides)."""
+    parts = [b"\xa7" if status is not None else b"\xa6",
+             _MSO_KEYS[0], _T(version), _MSO_KEYS[1], _T(digest_algorithm),
+             _MSO_KEYS[2], value_digests, _MSO_KEYS[3], device_key_info, _MSO_KEYS[4], _T(doc_type), _MSO_KEYS[5],
+             b"\xa4" if expected_update is not None else b"\xa3"]
+    times = (signed, valid_from, valid_until) + ((expected_update,) if expected_update is not None else ())
     for name, when in zip(_VALIDITY_KEYS, times, strict=False):
         encoded = _tdate(when)
         if encoded is None:
             return None
         parts += (name, encoded)
-    if mso.status is not None:
-        parts += (_MSO_KEYS[6], p.encode(mso.status.to_map()))
+    if status is not None:
+        parts += (_MSO_KEYS[6], _encode_status(status))
     return b"".join(parts)
+
+
+def _encode_status(status: MsoStatus) -> bytes:
+    """``p.encode(status.to_map())``; a lone status_list reference (what issuing writes) by hand."""
+    sl = status.status_list
+    if (status.identifier_list is None and sl is not None and type(sl.idx) is int and 0 <= sl.idx < 1 << 64
+            and type(sl.uri) is str):
+        return b"".join((_STATUS_LIST_HEAD, cbor.uint_bytes(sl.idx), _URI_KEY, _T(sl.uri)))
+    return p.encode(status.to_map())
+
+
+_STATUS_LIST_HEAD = b"\xa1" + _T("status_list") + b"\xa2" + _T("idx")
+_URI_KEY = _T("uri")
