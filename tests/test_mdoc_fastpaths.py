@@ -179,3 +179,28 @@ def test_issuing_fast_path_declines_what_it_does_not_write():
     assert issuing._build_fast({b"ns": {"a": 1}}, "d", *common) is None
     ok = issuing._build_fast({"ns": {"a": 1}}, "d", *common)
     assert ok is not None and ok.mso().doc_type == "d"
+
+
+def test_decoded_objects_are_ordinary_frozen_dataclass_instances():
+    import dataclasses
+
+    import pytest
+
+    from protocols import mdoc
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    issued = mdoc.build_issuer_signed({"ns": {"a": 1, "b": "x"}}, "d", key.public_key(), cose.key_signer(key), [b"ds"],
+                                      t, t + dt.timedelta(days=1))
+    e_key = cose.CoseKey.from_public_key(key.public_key())
+    st_ = mdoc.SessionTranscript.build(b"\xa0", e_key, None)
+    doc = mdoc.build_document(issued, st_, signer=cose.key_signer(key))
+    decoded = mdoc.DeviceResponse.decode(mdoc.DeviceResponse((doc,)).encode())
+    d = decoded.documents[0]
+    for made in (decoded, d, d.issuer_signed, d.issuer_signed.issuer_auth, d.device_signed, d.device_signed.device_auth):
+        plain = dataclasses.replace(made)  # through __init__ (and __post_init__)
+        assert made == plain and repr(made) == repr(plain)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            made.x = 1  # type: ignore[attr-defined]
+    assert hash(d.issuer_signed.issuer_auth) == hash(dataclasses.replace(d.issuer_signed.issuer_auth))
+    assert decoded.encode() == mdoc.DeviceResponse((doc,)).encode()

@@ -247,6 +247,6 @@ class IssuerSigned:
             issuer_auth = Sign1.decode(m["issuerAuth"])
         except CoseError as exc:
             raise MdocDecodeError(f"{where}.issuerAuth: {exc}") from exc
-        return cls(name_spaces, issuer_auth)
+        return p.make(cls, name_spaces=name_spaces, issuer_auth=issuer_auth)
 
     decode = from_cbor

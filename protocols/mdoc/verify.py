@@ -301,14 +301,15 @@ class MdocVerifier:
             return {}
         elements: dict[str, dict[str, Any]] = {}
         count = 0
-        head = cbor.bstr_head
+        head, heads = cbor.bstr_head, _TAG24_HEADS
         for ns, raws in name_spaces.items():
             expected = mso.value_digests.get(ns)
             if not expected:
                 add(VALUE_DIGESTS, False, f"namespace {ns!r} has no digests in the MSO")
                 return None
             by_digest = {d: i for i, d in expected.items()}
-            ids = [by_digest.get(hash_fn(b"\xd8\x18" + head(len(raw)) + raw).digest()) for raw in raws]
+            ids = [by_digest.get(hash_fn((heads[len(raw)] if len(raw) < 256 else b"\xd8\x18" + head(len(raw))) + raw)
+                                 .digest()) for raw in raws]
             if None in ids:
                 add(VALUE_DIGESTS, False, f"{ns}[{ids.index(None)}]: digest matches no valueDigest of the MSO")
                 return None
@@ -316,6 +317,16 @@ class MdocVerifier:
                 values = cbor.loads_many(raws)
             except cbor.CborDecodeError:
                 values = None
+            if values is not None and all([type(v) is dict and v.keys() == _ITEM_KEYS for v in values]):
+                # the usual case, checked list by list; any doubt goes to the item by item loop below
+                item_ids = [v["digestID"] for v in values]
+                if item_ids == ids and all([type(i) is int for i in item_ids]) and len(set(ids)) == len(ids):
+                    out = {v["elementIdentifier"]: v["elementValue"] for v in values}
+                    if (len(out) == len(values) and all([type(i) is str for i in out])
+                            and all([type(v["random"]) is bytes for v in values])):
+                        count += len(out)
+                        elements[ns] = out
+                        continue
             out: dict[str, Any] = {}
             seen_ids: set[int] = set()
             for n, digest_id in enumerate(ids):
@@ -420,6 +431,9 @@ def key_authorizations_check(doc: Document, mso: MobileSecurityObject, add) -> N
                 return
     n = sum(map(len, signed.values()))
     add(KEY_AUTHORIZATIONS, True, f"{n} device-signed element(s) authorized")
+
+
+_TAG24_HEADS = tuple(b"\xd8\x18" + cbor.bstr_head(n) for n in range(256))
 
 
 def _leaf_key(ders: list[bytes]) -> ec.EllipticCurvePublicKey | None:
