@@ -109,6 +109,7 @@ _VALUE_KEY = cbor.dumps("elementValue")
 _STR_HEADS = tuple(bytes([0x60 | n]) if n < 24 else bytes([0x78, n]) for n in range(256))
 _BSTR_HEADS = tuple(bytes([0x40 | n]) if n < 24 else bytes([0x58, n]) for n in range(256))
 _IDENT_PARTS: dict[str, bytes] = {}
+_DATES: dict[dt.date, bytes] = {}
 
 
 def _ident_part(ident: str) -> bytes:
@@ -129,8 +130,14 @@ def encode_value(element_identifier: str, value: Any) -> bytes:
     if t is str:
         b = value.encode()
         return _STR_HEADS[len(b)] + b if len(b) < 256 else cbor2.dumps(value)
-    if t is _DATE:
-        return _FULL_DATE_HEAD + cbor.tstr(value.isoformat())  # tag 1004 (RFC 8943)
+    if t is _DATE:  # tag 1004 (RFC 8943); the same few dates recur (birth, issue, expiry)
+        hit = _DATES.get(value)
+        if hit is None:
+            hit = _FULL_DATE_HEAD + cbor.tstr(value.isoformat())
+            if len(_DATES) >= 1024:
+                _DATES.clear()
+            _DATES[value] = hit
+        return hit
     if t is bool:
         return b"\xf5" if value else b"\xf4"
     if t is bytes:

@@ -19,6 +19,8 @@ from protocols import cbor
 from protocols.cose import CoseKey, CoseKeyError, CoseSigner, Sign1
 from protocols.mdoc.errors import IssuingError
 from protocols.mdoc.issuer_signed import (
+    _IDENT_PARTS,
+    _STR_HEADS,
     HASHES,
     IssuerSigned,
     IssuerSignedItem,
@@ -227,6 +229,7 @@ def _build_fast(namespaces, doc_type, device_public_key, signer, ds_chain, signe
     hash_fn = HASHES[digest_alg]
     heads, ident_part, value_bytes, pack_id, uint = _TAG24_HEADS, _ident_part, encode_value, _PACK_ID, cbor.uint_bytes
     item_head, random_part, digest_head = _ITEM_HEAD, _RANDOM_PART, _DIGEST_HEAD[digest_alg]
+    ident_parts, str_heads = _IDENT_PARTS, _STR_HEADS
     name_spaces: dict[str, tuple[bytes, ...]] = {}
     digest_parts = [cbor.map_head(len(namespaces))]
     for ns, elements in namespaces.items():
@@ -240,8 +243,16 @@ def _build_fast(namespaces, doc_type, device_public_key, signer, ds_chain, signe
         for digest_id, start, ident, value in zip(_digest_ids(n, rng, pool[:4 * n]), range(0, n * SALT_BYTES, SALT_BYTES),
                                                   elements.keys(), elements.values(), strict=True):
             id_bytes = pack_id(0x1A, digest_id) if digest_id >= 0x10000 else uint(digest_id)
-            raw = b"".join((item_head, id_bytes, random_part, salts[start:start + SALT_BYTES], ident_part(ident),
-                            value_bytes(ident, value)))
+            part = ident_parts.get(ident) or ident_part(ident)
+            t = type(value)
+            if t is str and len(value) < 64:  # at most 252 bytes of UTF-8: a one-byte length head
+                encoded = value.encode()
+                encoded = str_heads[len(encoded)] + encoded
+            elif t is bool:
+                encoded = b"\xf5" if value else b"\xf4"
+            else:
+                encoded = value_bytes(ident, value)
+            raw = b"".join((item_head, id_bytes, random_part, salts[start:start + SALT_BYTES], part, encoded))
             raws.append(raw)
             n_raw = len(raw)
             digest = hash_fn((heads[n_raw] if n_raw < 256 else b"\xd8\x18" + cbor.bstr_head(n_raw)) + raw).digest()

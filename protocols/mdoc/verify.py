@@ -223,7 +223,7 @@ class MdocVerifier:
         st = None if session_transcript is None else SessionTranscript.coerce(session_transcript)
         checks: list[Check] = []
         if dr.status == STATUS_OK and dr.documents:
-            checks.append(Check(RESPONSE_STATUS, True, f"status 0, {len(dr.documents)} document(s)"))
+            checks.append(Check._of(RESPONSE_STATUS, True, f"status 0, {len(dr.documents)} document(s)"))
         else:
             errs = ", ".join(f"{k}: {v}" for e in dr.document_errors for k, v in e.items())
             checks.append(Check(RESPONSE_STATUS, False, f"status {dr.status}, no documents" + (f"; documentErrors {errs}" if errs else "")))
@@ -283,7 +283,9 @@ class MdocVerifier:
         self._device_auth(doc, mso, st, reader_private_key, emac_key_provider, add)
         key_authorizations_check(doc, mso, add)
         if self.extra_checks:
-            ctx = DocumentContext(doc, mso, chain, now, st, tuple(checks))
+            ctx = object.__new__(DocumentContext)  # the frozen __init__ without its setattr per field
+            ctx.__dict__.update(document=doc, mso=mso, ds_chain=chain, now=now, session_transcript=st,
+                                checks=tuple(checks))
             for extra in self.extra_checks:
                 out = extra(ctx)
                 checks.extend([out] if isinstance(out, Check) else list(out))
@@ -358,7 +360,7 @@ class MdocVerifier:
         if not v.valid_from <= now <= v.valid_until:
             add(VALIDITY, False, f"{cbor.tdate_text(now)} outside validFrom {cbor.tdate_text(v.valid_from)} .. validUntil {cbor.tdate_text(v.valid_until)}")
             return
-        if chain is not None and not chain.leaf.not_valid_before_utc <= v.signed <= chain.leaf.not_valid_after_utc:
+        if chain is not None and not chain.leaf_validity[0] <= v.signed <= chain.leaf_validity[1]:
             add(VALIDITY, False, f"MSO signed {cbor.tdate_text(v.signed)} outside the DS certificate validity")
             return
         add(VALIDITY, True, f"{cbor.tdate_text(now)} within {cbor.tdate_text(v.valid_from)} .. {cbor.tdate_text(v.valid_until)}")
