@@ -191,16 +191,22 @@ def test_decoded_objects_are_ordinary_frozen_dataclass_instances():
     key = ec.generate_private_key(ec.SECP256R1())
     t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     issued = mdoc.build_issuer_signed({"ns": {"a": 1, "b": "x"}}, "d", key.public_key(), cose.key_signer(key), [b"ds"],
-                                      t, t + dt.timedelta(days=1))
+                                      t, t + dt.timedelta(days=1),
+                                      status=mdoc.MsoStatus(mdoc.StatusListRef(7, "https://s")))
     e_key = cose.CoseKey.from_public_key(key.public_key())
     st_ = mdoc.SessionTranscript.build(b"\xa0", e_key, None)
     doc = mdoc.build_document(issued, st_, signer=cose.key_signer(key))
     decoded = mdoc.DeviceResponse.decode(mdoc.DeviceResponse((doc,)).encode())
     d = decoded.documents[0]
-    for made in (decoded, d, d.issuer_signed, d.issuer_signed.issuer_auth, d.device_signed, d.device_signed.device_auth):
+    mso = d.issuer_signed.mso()
+    assert mso.status.status_list.idx == 7
+    for made in (decoded, d, d.issuer_signed, d.issuer_signed.issuer_auth, d.device_signed, d.device_signed.device_auth,
+                 mso, mso.validity_info, mso.device_key_info, mso.device_key_info.device_key, mso.status,
+                 mso.status.status_list):
         plain = dataclasses.replace(made)  # through __init__ (and __post_init__)
         assert made == plain and repr(made) == repr(plain)
         with pytest.raises(dataclasses.FrozenInstanceError):
             made.x = 1  # type: ignore[attr-defined]
-    assert hash(d.issuer_signed.issuer_auth) == hash(dataclasses.replace(d.issuer_signed.issuer_auth))
+    for hashable in (d.issuer_signed.issuer_auth, mso.validity_info, mso.device_key_info, mso.status):
+        assert hash(hashable) == hash(dataclasses.replace(hashable))
     assert decoded.encode() == mdoc.DeviceResponse((doc,)).encode()

@@ -53,6 +53,12 @@ class MsoStatus:
 
     @classmethod
     def from_map(cls, value: Any) -> MsoStatus:
+        if type(value) is dict and len(value) == 1:  # a lone status_list {idx, uri}, the usual case
+            s = value.get("status_list")
+            if type(s) is dict and len(s) == 2:
+                idx, uri = s.get("idx"), s.get("uri")
+                if type(idx) is int and idx >= 0 and type(uri) is str:
+                    return p.make(cls, status_list=p.make(StatusListRef, idx=idx, uri=uri), identifier_list=None)
         m = p.as_map(value, "MSO.status")
         sl = il = None
         if "status_list" in m:
@@ -90,7 +96,7 @@ class ValidityInfo:
             signed, start, end = m.get("signed"), m.get("validFrom"), m.get("validUntil")
             if (type(signed) is type(start) is type(end) is dt.datetime
                     and signed.tzinfo is not None and start.tzinfo is not None and end.tzinfo is not None):
-                return cls(signed, start, end)
+                return p.make(cls, signed=signed, valid_from=start, valid_until=end, expected_update=None)
 
         def t(key: str, optional: bool = False) -> dt.datetime | None:
             v = p.field(m, key, dt.datetime, "MSO.validityInfo", optional=optional)
@@ -118,10 +124,15 @@ class DeviceKeyInfo:
     @classmethod
     def from_map(cls, value: Any) -> DeviceKeyInfo:
         m = p.as_map(value, "MSO.deviceKeyInfo")
+        key_map = m.get("deviceKey")
+        if type(key_map) is not dict:
+            key_map = p.field(m, "deviceKey", Mapping, "MSO.deviceKeyInfo")
         try:
-            key = CoseKey.from_map(p.field(m, "deviceKey", Mapping, "MSO.deviceKeyInfo"))
+            key = CoseKey.from_map(key_map)
         except CoseKeyError as exc:
             raise MdocDecodeError(f"MSO.deviceKeyInfo.deviceKey: {exc}") from exc
+        if len(m) == 1:  # deviceKey alone, the usual case
+            return p.make(cls, device_key=key, key_authorizations=None, key_info=None)
         auth = p.field(m, "keyAuthorizations", Mapping, "MSO.deviceKeyInfo", optional=True)
         info = p.field(m, "keyInfo", Mapping, "MSO.deviceKeyInfo", optional=True)
         return cls(key, auth, info)
@@ -194,15 +205,13 @@ class MobileSecurityObject:
                 inner[digest_id] = digest
             digests[ns] = inner
         status = MsoStatus.from_map(m["status"]) if "status" in m else None
-        return cls(
-            alg,
-            digests,
-            DeviceKeyInfo.from_map(m.get("deviceKeyInfo")),
-            p.text(m, "docType", "MSO"),
-            ValidityInfo.from_map(m.get("validityInfo")),
-            version,
-            status,
-        )
+        key_info = DeviceKeyInfo.from_map(m.get("deviceKeyInfo"))
+        doc_type = m.get("docType")
+        if type(doc_type) is not str:
+            doc_type = p.text(m, "docType", "MSO")
+        validity = ValidityInfo.from_map(m.get("validityInfo"))
+        return p.make(cls, digest_algorithm=alg, value_digests=digests, device_key_info=key_info, doc_type=doc_type,
+                      validity_info=validity, version=version, status=status)
 
     @classmethod
     def decode(cls, mso_bytes: bytes) -> MobileSecurityObject:
