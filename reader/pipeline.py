@@ -348,7 +348,7 @@ class ReaderPipeline:
         v = mso.validity_info
         core_validity = next((c for c in ctx.checks if c.name == VALIDITY), None)
         ok = v.valid_from - skew <= now <= v.valid_until + skew
-        mine = Check(VALIDITY, ok, f"{ctx.document.doc_type}: {cbor.tdate_text(now)} "
+        mine = Check._of(VALIDITY, ok, f"{ctx.document.doc_type}: {cbor.tdate_text(now)} "
                      f"{'within' if ok else 'outside'} validFrom {cbor.tdate_text(v.valid_from)} .. "
                      f"validUntil {cbor.tdate_text(v.valid_until)} (skew {skew})")
         if core_validity is not None:
@@ -357,11 +357,11 @@ class ReaderPipeline:
         if chain is None:
             out.append(Check(MSO_SIGNED_WITHIN_DS, False, "not checked: no trusted DS certificate"))
         else:
-            leaf = chain.leaf
-            inside = leaf.not_valid_before_utc <= v.signed <= leaf.not_valid_after_utc
-            out.append(Check(MSO_SIGNED_WITHIN_DS, inside,
-                             f"signed {cbor.tdate_text(v.signed)} {'within' if inside else 'OUTSIDE'} DS validity "
-                             f"{cbor.tdate_text(leaf.not_valid_before_utc)} .. {cbor.tdate_text(leaf.not_valid_after_utc)}"))
+            leaf_from, leaf_until = chain.leaf_validity
+            inside = leaf_from <= v.signed <= leaf_until
+            out.append(Check._of(MSO_SIGNED_WITHIN_DS, inside,
+                                 f"signed {cbor.tdate_text(v.signed)} {'within' if inside else 'OUTSIDE'} DS validity "
+                                 f"{cbor.tdate_text(leaf_from)} .. {cbor.tdate_text(leaf_until)}"))
         out += self._profile_checks(ctx)
         if self.ds_revocation is not None:
             out.append(self.ds_revocation(ctx))
@@ -418,13 +418,13 @@ class ReaderPipeline:
         verdict always lists the check."""
         if any(c.name == KEY_AUTHORIZATIONS for c in ctx.checks):
             return []
-        return [Check(KEY_AUTHORIZATIONS, True, "none declared, nothing device-signed")]
+        return [Check._of(KEY_AUTHORIZATIONS, True, "none declared, nothing device-signed")]
 
     def _status(self, ctx: DocumentContext) -> list[Check]:
         ref = ctx.mso.status.status_list if ctx.mso.status else None
         if ref is None:
             ok = not self.config.require_status
-            return [Check(REVOCATION_STATUS, ok, "MSO carries no status_list reference"
+            return [Check._of(REVOCATION_STATUS, ok, "MSO carries no status_list reference"
                           + ("" if ok else " (required by this reader)"))]
         anchors = [ctx.ds_chain.anchor] if ctx.ds_chain else []
         if not anchors:

@@ -112,3 +112,101 @@ def test_verifier_checks_are_ordinary_frozen_dataclass_instances():
     assert made.to_json() == plain.to_json()
     with pytest.raises(dataclasses.FrozenInstanceError):
         made.passed = False  # type: ignore[misc]
+
+
+class _SeededRng:
+    """A deterministic stand-in for secrets.token_bytes (both paths must draw alike)."""
+
+    def __init__(self, seed: int) -> None:
+        import random
+
+        self._r = random.Random(seed)
+
+    def __call__(self, n: int) -> bytes:
+        return self._r.randbytes(n)
+
+
+class _HashSigner:
+    """Deterministic: the 'signature' is a hash of the ToBeSigned bytes, so equal output
+    proves equal Sig_structure (and so equal MSO bytes)."""
+
+    alg = -7
+
+    def sign(self, tbs: bytes) -> bytes:
+        import hashlib
+
+        return hashlib.sha512(tbs).digest()
+
+
+DEVICE_KEYS = {c: ec.generate_private_key(c()).public_key() for c in (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)}
+element_values = values | st.just(bytes(300)) | st.text(min_size=200, max_size=300) | st.integers(0, 2**16)
+issued_namespaces = st.dictionaries(st.text(max_size=12), st.dictionaries(st.text(max_size=20), element_values,
+                                                                         min_size=1, max_size=5), min_size=1, max_size=3)
+statuses = st.none() | st.builds(mso_mod.MsoStatus, st.builds(mso_mod.StatusListRef, st.integers(0, 2**40), st.text(max_size=9)),
+                                 st.none() | st.builds(mso_mod.IdentifierListRef, st.binary(max_size=8), st.text(max_size=9)))
+
+
+@SETTINGS
+@given(issued_namespaces, st.text(max_size=20), st.sampled_from(list(DEVICE_KEYS)), aware, st.timedeltas(dt.timedelta(0), dt.timedelta(days=3)),
+       st.timedeltas(dt.timedelta(seconds=1), dt.timedelta(days=900)), st.none() | aware, statuses,
+       st.sampled_from(["SHA-256", "SHA-384", "SHA-512"]), st.integers(0, 2**32), st.integers(1, 3))
+def test_issuing_fast_path_equals_general_path(namespaces, doc_type, curve, signed, to_start, to_end, expected_update,
+                                               status, digest_alg, seed, chain_len):
+    from protocols.mdoc import issuing
+
+    valid_from = signed + to_start
+    valid_until = valid_from + to_end
+    chain = [bytes([i]) * 40 for i in range(chain_len)]
+    args = (namespaces, doc_type, DEVICE_KEYS[curve], _HashSigner(), chain, valid_from, valid_until)
+    kw = dict(signed=signed, expected_update=expected_update, status=status, digest_alg=digest_alg)
+    general = issuing._build_general(*args, **kw, rng=_SeededRng(seed))
+    fast = issuing._build_fast(namespaces, doc_type, DEVICE_KEYS[curve], _HashSigner(), chain, signed, valid_from,
+                               valid_until, expected_update, status, digest_alg, _SeededRng(seed))
+    assert fast is not None
+    assert fast.encode() == general.encode()
+    assert fast.name_spaces == general.name_spaces
+    assert issuing.build_issuer_signed(*args, **kw, rng=_SeededRng(seed)).encode() == general.encode()
+
+
+def test_issuing_fast_path_declines_what_it_does_not_write():
+    from protocols.mdoc import issuing
+
+    key = DEVICE_KEYS[ec.SECP256R1]
+    t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    common = (key, _HashSigner(), [b"ds"], t, t, t + dt.timedelta(days=1), None, None, "SHA-256", _SeededRng(1))
+    assert issuing._build_fast({"ns": {1: "not a text identifier"}}, "d", *common) is None
+    assert issuing._build_fast({"ns": {}}, "d", *common) is None
+    assert issuing._build_fast({b"ns": {"a": 1}}, "d", *common) is None
+    ok = issuing._build_fast({"ns": {"a": 1}}, "d", *common)
+    assert ok is not None and ok.mso().doc_type == "d"
+
+
+def test_decoded_objects_are_ordinary_frozen_dataclass_instances():
+    import dataclasses
+
+    import pytest
+
+    from protocols import mdoc
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    issued = mdoc.build_issuer_signed({"ns": {"a": 1, "b": "x"}}, "d", key.public_key(), cose.key_signer(key), [b"ds"],
+                                      t, t + dt.timedelta(days=1),
+                                      status=mdoc.MsoStatus(mdoc.StatusListRef(7, "https://s")))
+    e_key = cose.CoseKey.from_public_key(key.public_key())
+    st_ = mdoc.SessionTranscript.build(b"\xa0", e_key, None)
+    doc = mdoc.build_document(issued, st_, signer=cose.key_signer(key))
+    decoded = mdoc.DeviceResponse.decode(mdoc.DeviceResponse((doc,)).encode())
+    d = decoded.documents[0]
+    mso = d.issuer_signed.mso()
+    assert mso.status.status_list.idx == 7
+    for made in (decoded, d, d.issuer_signed, d.issuer_signed.issuer_auth, d.device_signed, d.device_signed.device_auth,
+                 mso, mso.validity_info, mso.device_key_info, mso.device_key_info.device_key, mso.status,
+                 mso.status.status_list):
+        plain = dataclasses.replace(made)  # through __init__ (and __post_init__)
+        assert made == plain and repr(made) == repr(plain)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            made.x = 1  # type: ignore[attr-defined]
+    for hashable in (d.issuer_signed.issuer_auth, mso.validity_info, mso.device_key_info, mso.status):
+        assert hash(hashable) == hash(dataclasses.replace(hashable))
+    assert decoded.encode() == mdoc.DeviceResponse((doc,)).encode()

@@ -181,8 +181,10 @@ def loads(data: bytes) -> Any:
     if not data:
         raise CborDecodeError("empty input: no CBOR data item")
     fp = io.BytesIO(data)
-    try:
-        value = cbor2.CBORDecoder(fp, allow_duplicate_keys=False).decode()
+    n = len(data)
+    try:  # a read buffer the size of the input (up to 1 MiB): one read, not one per 4 KiB
+        value = cbor2.CBORDecoder(fp, allow_duplicate_keys=False,
+                                  read_size=n if 4096 < n <= 1 << 20 else 4096).decode()
     except RecursionError as exc:
         raise CborDecodeError("nesting too deep") from exc
     except MemoryError as exc:

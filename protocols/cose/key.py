@@ -82,7 +82,7 @@ class CoseKey:
 
     @classmethod
     def from_map(cls, value: Any) -> CoseKey:
-        if not isinstance(value, Mapping):
+        if type(value) is not dict and not isinstance(value, Mapping):
             raise CoseKeyError(f"COSE_Key must be a map, got {type(value).__name__}")
         kty = value.get(1)
         if kty != KTY_EC2:
@@ -102,6 +102,10 @@ class CoseKey:
             return cls.from_public_key(key)
         if not isinstance(y, bytes):
             raise CoseKeyError("COSE_Key y (-3) missing or not a byte string / bool")
+        if type(x) is bytes and type(y) is bytes and len(x) == len(y) == _SIZES[crv]:
+            key = object.__new__(cls)  # what __post_init__ checks holds: no frozen __init__
+            key.__dict__.update(crv=crv, x=x, y=y, kty=KTY_EC2)
+            return key
         return cls(crv, x, y)
 
     @classmethod

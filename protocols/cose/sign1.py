@@ -67,7 +67,17 @@ class Sign1:
         protected_bytes = encode_protected(headers)
         content = payload if payload is not None else detached
         signature = signer.sign(sig_structure(protected_bytes, external_aad, content))
-        return Sign1(protected_bytes, headers, dict(unprotected or {}), payload, bytes(signature))
+        return Sign1._of(protected_bytes, headers, dict(unprotected or {}), payload, bytes(signature))
+
+    @classmethod
+    def _of(cls, protected_bytes: bytes, protected: dict, unprotected: dict, payload: bytes | None,
+            signature: bytes) -> Sign1:
+        """The instance from fields already checked, without the frozen dataclass's ``__init__``
+        (one ``object.__setattr__`` per field): every issuing and verification makes some."""
+        obj = object.__new__(cls)
+        obj.__dict__.update(protected_bytes=protected_bytes, protected=protected, unprotected=unprotected,
+                            payload=payload, signature=signature)
+        return obj
 
     @staticmethod
     def decode(data: bytes | list | tuple | cbor.CBORTag) -> Sign1:
@@ -75,7 +85,7 @@ class Sign1:
         protected_bytes, protected, unprotected, payload, signature = split_array(
             data, TAG_SIGN1, "COSE_Sign1"
         )
-        return Sign1(protected_bytes, protected, unprotected, payload, signature)
+        return Sign1._of(protected_bytes, protected, unprotected, payload, signature)
 
     def to_cbor_array(self) -> list:
         return [self.protected_bytes, self.unprotected, self.payload, self.signature]

@@ -22,6 +22,16 @@ def encode(obj: Any) -> bytes:
         raise MdocEncodeError(str(exc)) from exc
 
 
+def make(cls: type, **fields: Any) -> Any:
+    """An instance of the frozen dataclass ``cls`` from fields its decoder already checked,
+    without the frozen ``__init__`` (one ``object.__setattr__`` per field); for classes
+    without ``__post_init__`` or whose ``__post_init__`` check the caller made. Equal,
+    hashable and immutable like one built by ``cls(...)`` (tests/test_mdoc_fastpaths.py)."""
+    obj = object.__new__(cls)
+    obj.__dict__.update(fields)
+    return obj
+
+
 def load(data: Any, where: str) -> Any:
     if isinstance(data, bytes | bytearray | memoryview):
         try:

@@ -42,6 +42,11 @@ class VerifiedChain:
     _description: str | None = field(default=None, repr=False, compare=False)
 
     @functools.cached_property
+    def leaf_validity(self) -> tuple[dt.datetime, dt.datetime]:
+        """The leaf's own (notBefore, notAfter), read once per verified chain."""
+        return self.leaf.not_valid_before_utc, self.leaf.not_valid_after_utc
+
+    @functools.cached_property
     def description(self) -> str:
         """``leaf subject <- anchor subject`` (the chain check's reason at every verification)."""
         if self._description is not None:

@@ -37,20 +37,10 @@ class IssuerSignedItem:
         if type(digest_id) is int and 0 <= digest_id < 1 << 64 and type(random) is bytes and type(element_identifier) is str:
             # The map written key by key, in the same order and heads as the encoder below
             # would write it (only the value goes through the encoder): same bytes, less work.
-            t = type(element_value)
-            if t is str or t is bytes or t is bool or (t is int and -(1 << 64) <= element_value < 1 << 64):
-                value = cbor2.dumps(element_value)  # what the encoder writes for these, without its setup
-            elif t is _DATE:
-                value = _FULL_DATE_HEAD + cbor.tstr(element_value.isoformat())  # tag 1004 (RFC 8943)
-            else:
-                try:
-                    value = p.encode(element_value)
-                except cbor.CborError as exc:
-                    raise MdocEncodeError(f"IssuerSignedItem {element_identifier!r}: {exc}") from exc
             raw = b"".join((
                 _ITEM_HEAD, _PACK4(0x1A, digest_id) if 0x10000 <= digest_id < 0x100000000 else cbor.uint_bytes(digest_id),
                 _RANDOM_16 if len(random) == 16 else _RANDOM_KEY + cbor.bstr_head(len(random)), random,
-                _IDENT_KEY, cbor.tstr(element_identifier), _VALUE_KEY, value,
+                _ident_part(element_identifier), encode_value(element_identifier, element_value),
             ))
             return cls._of(digest_id, random, element_identifier, element_value, raw)
         item = {
@@ -116,6 +106,50 @@ _RANDOM_KEY = cbor.dumps("random")
 _RANDOM_16 = _RANDOM_KEY + cbor.bstr_head(16)
 _IDENT_KEY = cbor.dumps("elementIdentifier")
 _VALUE_KEY = cbor.dumps("elementValue")
+_STR_HEADS = tuple(bytes([0x60 | n]) if n < 24 else bytes([0x78, n]) for n in range(256))
+_BSTR_HEADS = tuple(bytes([0x40 | n]) if n < 24 else bytes([0x58, n]) for n in range(256))
+_IDENT_PARTS: dict[str, bytes] = {}
+_DATES: dict[dt.date, bytes] = {}
+
+
+def _ident_part(ident: str) -> bytes:
+    """``"elementIdentifier": ident, "elementValue"`` encoded (the identifiers recur; bounded table)."""
+    hit = _IDENT_PARTS.get(ident)
+    if hit is None:
+        hit = _IDENT_KEY + cbor.tstr(ident) + _VALUE_KEY
+        if len(ident) <= 64:
+            if len(_IDENT_PARTS) >= 1024:
+                _IDENT_PARTS.clear()
+            _IDENT_PARTS[ident] = hit
+    return hit
+
+
+def encode_value(element_identifier: str, value: Any) -> bytes:
+    """An elementValue as the encoder writes it (``p.encode``): the usual scalars by hand."""
+    t = type(value)
+    if t is str:
+        b = value.encode()
+        return _STR_HEADS[len(b)] + b if len(b) < 256 else cbor2.dumps(value)
+    if t is _DATE:  # tag 1004 (RFC 8943); the same few dates recur (birth, issue, expiry)
+        hit = _DATES.get(value)
+        if hit is None:
+            hit = _FULL_DATE_HEAD + cbor.tstr(value.isoformat())
+            if len(_DATES) >= 1024:
+                _DATES.clear()
+            _DATES[value] = hit
+        return hit
+    if t is bool:
+        return b"\xf5" if value else b"\xf4"
+    if t is bytes:
+        return _BSTR_HEADS[len(value)] + value if len(value) < 256 else cbor.bstr_head(len(value)) + value
+    if t is int and -(1 << 64) <= value < 1 << 64:
+        return cbor2.dumps(value)  # what the encoder writes for these, without its setup
+    try:
+        return p.encode(value)
+    except cbor.CborError as exc:
+        raise MdocEncodeError(f"IssuerSignedItem {element_identifier!r}: {exc}") from exc
+
+
 HASHES = {alg: getattr(hashlib, name) for alg, name in DIGEST_ALGORITHMS.items()}
 """The ``hashlib`` constructor of each MSO digestAlgorithm."""
 
@@ -220,6 +254,6 @@ class IssuerSigned:
             issuer_auth = Sign1.decode(m["issuerAuth"])
         except CoseError as exc:
             raise MdocDecodeError(f"{where}.issuerAuth: {exc}") from exc
-        return cls(name_spaces, issuer_auth)
+        return p.make(cls, name_spaces=name_spaces, issuer_auth=issuer_auth)
 
     decode = from_cbor

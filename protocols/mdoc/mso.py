@@ -53,6 +53,12 @@ class MsoStatus:
 
     @classmethod
     def from_map(cls, value: Any) -> MsoStatus:
+        if type(value) is dict and len(value) == 1:  # a lone status_list {idx, uri}, the usual case
+            s = value.get("status_list")
+            if type(s) is dict and len(s) == 2:
+                idx, uri = s.get("idx"), s.get("uri")
+                if type(idx) is int and idx >= 0 and type(uri) is str:
+                    return p.make(cls, status_list=p.make(StatusListRef, idx=idx, uri=uri), identifier_list=None)
         m = p.as_map(value, "MSO.status")
         sl = il = None
         if "status_list" in m:
@@ -90,7 +96,7 @@ class ValidityInfo:
             signed, start, end = m.get("signed"), m.get("validFrom"), m.get("validUntil")
             if (type(signed) is type(start) is type(end) is dt.datetime
                     and signed.tzinfo is not None and start.tzinfo is not None and end.tzinfo is not None):
-                return cls(signed, start, end)
+                return p.make(cls, signed=signed, valid_from=start, valid_until=end, expected_update=None)
 
         def t(key: str, optional: bool = False) -> dt.datetime | None:
             v = p.field(m, key, dt.datetime, "MSO.validityInfo", optional=optional)
@@ -118,10 +124,15 @@ class DeviceKeyInfo:
     @classmethod
     def from_map(cls, value: Any) -> DeviceKeyInfo:
         m = p.as_map(value, "MSO.deviceKeyInfo")
+        key_map = m.get("deviceKey")
+        if type(key_map) is not dict:
+            key_map = p.field(m, "deviceKey", Mapping, "MSO.deviceKeyInfo")
         try:
-            key = CoseKey.from_map(p.field(m, "deviceKey", Mapping, "MSO.deviceKeyInfo"))
+            key = CoseKey.from_map(key_map)
         except CoseKeyError as exc:
             raise MdocDecodeError(f"MSO.deviceKeyInfo.deviceKey: {exc}") from exc
+        if len(m) == 1:  # deviceKey alone, the usual case
+            return p.make(cls, device_key=key, key_authorizations=None, key_info=None)
         auth = p.field(m, "keyAuthorizations", Mapping, "MSO.deviceKeyInfo", optional=True)
         info = p.field(m, "keyInfo", Mapping, "MSO.deviceKeyInfo", optional=True)
         return cls(key, auth, info)
@@ -194,15 +205,13 @@ class MobileSecurityObject:
                 inner[digest_id] = digest
             digests[ns] = inner
         status = MsoStatus.from_map(m["status"]) if "status" in m else None
-        return cls(
-            alg,
-            digests,
-            DeviceKeyInfo.from_map(m.get("deviceKeyInfo")),
-            p.text(m, "docType", "MSO"),
-            ValidityInfo.from_map(m.get("validityInfo")),
-            version,
-            status,
-        )
+        key_info = DeviceKeyInfo.from_map(m.get("deviceKeyInfo"))
+        doc_type = m.get("docType")
+        if type(doc_type) is not str:
+            doc_type = p.text(m, "docType", "MSO")
+        validity = ValidityInfo.from_map(m.get("validityInfo"))
+        return p.make(cls, digest_algorithm=alg, value_digests=digests, device_key_info=key_info, doc_type=doc_type,
+                      validity_info=validity, version=version, status=status)
 
     @classmethod
     def decode(cls, mso_bytes: bytes) -> MobileSecurityObject:
@@ -230,16 +239,14 @@ def _tdate(value: Any) -> bytes | None:
 def _encode_fast(mso: MobileSecurityObject) -> bytes | None:
     """``p.encode(mso.to_map())`` written field by field for the shape issuing produces
     (text, uint digestIDs, bstr digests, an EC2 COSE_Key, aware tdates): the same bytes
-    (tests/test_mdoc_issuing.py checks it), without the general encoder's walk over the
+    (tests/test_mdoc_fastpaths.py checks it), without the general encoder's walk over the
     whole MSO. ``None`` for anything else, which then takes the general path."""
     if type(mso.version) is not str or type(mso.digest_algorithm) is not str or type(mso.doc_type) is not str:
         return None
     digests = mso.value_digests
     if type(digests) is not dict:
         return None
-    parts = [b"\xa7" if mso.status is not None else b"\xa6",
-             _MSO_KEYS[0], _T(mso.version), _MSO_KEYS[1], _T(mso.digest_algorithm),
-             _MSO_KEYS[2], cbor.map_head(len(digests))]
+    parts = [cbor.map_head(len(digests))]
     uint, bstr_head = cbor.uint_bytes, cbor.bstr_head
     for ns, ids in digests.items():
         if type(ns) is not str or type(ids) is not dict:
@@ -252,21 +259,45 @@ def _encode_fast(mso: MobileSecurityObject) -> bytes | None:
                       _DIGEST_HEADS.get(len(digest)) or bstr_head(len(digest)), digest)
     info = mso.device_key_info
     key = info.device_key
-    parts.append(_MSO_KEYS[3])
     if info.key_authorizations is None and info.key_info is None and key.kty == 2 and type(key.crv) is int and key.crv >= 0:
-        parts += (b"\xa1", _DEVICE_KEY, b"\xa4\x01\x02\x20", uint(key.crv), b"\x21", bstr_head(len(key.x)), key.x,
-                  b"\x22", bstr_head(len(key.y)), key.y)
+        key_bytes = b"".join((b"\xa1", _DEVICE_KEY, b"\xa4\x01\x02\x20", uint(key.crv), b"\x21", bstr_head(len(key.x)),
+                              key.x, b"\x22", bstr_head(len(key.y)), key.y))
     else:
-        parts.append(p.encode(info.to_map()))
-    parts += (_MSO_KEYS[4], _T(mso.doc_type), _MSO_KEYS[5])
+        key_bytes = p.encode(info.to_map())
     v = mso.validity_info
-    times = (v.signed, v.valid_from, v.valid_until) + ((v.expected_update,) if v.expected_update is not None else ())
-    parts.append(b"\xa4" if len(times) == 4 else b"\xa3")
+    return encode_mso_parts(mso.version, mso.digest_algorithm, b"".join(parts), key_bytes, mso.doc_type,
+                            v.signed, v.valid_from, v.valid_until, v.expected_update, mso.status)
+
+
+def encode_mso_parts(version: str, digest_algorithm: str, value_digests: bytes, device_key_info: bytes,
+                     doc_type: str, signed: Any, valid_from: Any, valid_until: Any, expected_update: Any,
+                     status: MsoStatus | None) -> bytes | None:
+    """The encoded MSO around its already encoded ``valueDigests`` map and ``deviceKeyInfo``
+    map, in CDDL order (what :func:`_encode_fast` and the issuing fast path write); ``None``
+    when a time is not an aware ``datetime`` (the general path then decides)."""
+    parts = [b"\xa7" if status is not None else b"\xa6",
+             _MSO_KEYS[0], _T(version), _MSO_KEYS[1], _T(digest_algorithm),
+             _MSO_KEYS[2], value_digests, _MSO_KEYS[3], device_key_info, _MSO_KEYS[4], _T(doc_type), _MSO_KEYS[5],
+             b"\xa4" if expected_update is not None else b"\xa3"]
+    times = (signed, valid_from, valid_until) + ((expected_update,) if expected_update is not None else ())
     for name, when in zip(_VALIDITY_KEYS, times, strict=False):
         encoded = _tdate(when)
         if encoded is None:
             return None
         parts += (name, encoded)
-    if mso.status is not None:
-        parts += (_MSO_KEYS[6], p.encode(mso.status.to_map()))
+    if status is not None:
+        parts += (_MSO_KEYS[6], _encode_status(status))
     return b"".join(parts)
+
+
+def _encode_status(status: MsoStatus) -> bytes:
+    """``p.encode(status.to_map())``; a lone status_list reference (what issuing writes) by hand."""
+    sl = status.status_list
+    if (status.identifier_list is None and sl is not None and type(sl.idx) is int and 0 <= sl.idx < 1 << 64
+            and type(sl.uri) is str):
+        return b"".join((_STATUS_LIST_HEAD, cbor.uint_bytes(sl.idx), _URI_KEY, _T(sl.uri)))
+    return p.encode(status.to_map())
+
+
+_STATUS_LIST_HEAD = b"\xa1" + _T("status_list") + b"\xa2" + _T("idx")
+_URI_KEY = _T("uri")

@@ -43,10 +43,10 @@ class DeviceAuth:
         m = p.as_map(value, where)
         if len(m) != 1 or ("deviceSignature" not in m and "deviceMac" not in m):
             raise MdocDecodeError(f"{where}: expected exactly one of deviceSignature / deviceMac")
-        try:
+        try:  # exactly one of the two, as __post_init__ wants
             if "deviceSignature" in m:
-                return cls(device_signature=Sign1.decode(m["deviceSignature"]))
-            return cls(device_mac=Mac0.decode(m["deviceMac"]))
+                return p.make(cls, device_signature=Sign1.decode(m["deviceSignature"]), device_mac=None)
+            return p.make(cls, device_signature=None, device_mac=Mac0.decode(m["deviceMac"]))
         except CoseError as exc:
             raise MdocDecodeError(f"{where}: {exc}") from exc
 
@@ -78,7 +78,8 @@ class DeviceSigned:
         else:
             raw, decoded = p.embedded(tagged, f"{where}.nameSpaces")
         auth = DeviceAuth.from_cbor(m.get("deviceAuth"), f"{where}.deviceAuth")
-        return cls(raw, auth, _device_name_spaces(decoded))  # validated from the one decode
+        return p.make(cls, name_spaces_bytes=raw, device_auth=auth,
+                      _decoded=_device_name_spaces(decoded))  # validated from the one decode
 
 
 def _device_name_spaces(value: Any) -> dict[str, dict[str, Any]]:
@@ -121,12 +122,13 @@ class Document:
                 if not isinstance(ns, str) or not all(isinstance(k, str) and isinstance(v, int) for k, v in elems.items()):
                     raise MdocDecodeError(f"{where}.errors: expected {{ns: {{id: ErrorCode}}}}")
                 errors[ns] = dict(elems)
-        return cls(
-            p.text(m, "docType", where),
-            IssuerSigned.from_cbor(m.get("issuerSigned"), f"{where}.issuerSigned"),
-            DeviceSigned.from_cbor(m.get("deviceSigned"), f"{where}.deviceSigned"),
-            errors,
-        )
+        doc_type = m.get("docType")
+        if type(doc_type) is not str:
+            doc_type = p.text(m, "docType", where)
+        return p.make(cls, doc_type=doc_type,
+                      issuer_signed=IssuerSigned.from_cbor(m.get("issuerSigned"), f"{where}.issuerSigned"),
+                      device_signed=DeviceSigned.from_cbor(m.get("deviceSigned"), f"{where}.deviceSigned"),
+                      errors=errors)
 
 
 @dataclass(frozen=True)
@@ -167,4 +169,4 @@ class DeviceResponse:
             if not all(isinstance(k, str) and isinstance(v, int) for k, v in e.items()):
                 raise MdocDecodeError(f"DeviceResponse.documentErrors[{i}]: expected {{DocType: ErrorCode}}")
             errs.append(dict(e))
-        return cls(docs, tuple(errs), status, version)
+        return p.make(cls, documents=docs, document_errors=tuple(errs), status=status, version=version)

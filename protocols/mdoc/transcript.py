@@ -86,7 +86,7 @@ def device_authentication_bytes(
     if type(doc_type) is str and type(device_name_spaces_bytes) is bytes:
         # the same bytes as below, head by head (the hot path of every device authentication)
         return cbor.tag24_bytes(b"".join((
-            _DEVICE_AUTH_HEAD, st.raw, cbor.dumps(doc_type), cbor.tag24_bytes(device_name_spaces_bytes),
+            _DEVICE_AUTH_HEAD, st.raw, cbor.tstr(doc_type), cbor.tag24_bytes(device_name_spaces_bytes),
         )))
     return _embed_raw_array(
         [

@@ -223,7 +223,7 @@ class MdocVerifier:
         st = None if session_transcript is None else SessionTranscript.coerce(session_transcript)
         checks: list[Check] = []
         if dr.status == STATUS_OK and dr.documents:
-            checks.append(Check(RESPONSE_STATUS, True, f"status 0, {len(dr.documents)} document(s)"))
+            checks.append(Check._of(RESPONSE_STATUS, True, f"status 0, {len(dr.documents)} document(s)"))
         else:
             errs = ", ".join(f"{k}: {v}" for e in dr.document_errors for k, v in e.items())
             checks.append(Check(RESPONSE_STATUS, False, f"status {dr.status}, no documents" + (f"; documentErrors {errs}" if errs else "")))
@@ -283,7 +283,9 @@ class MdocVerifier:
         self._device_auth(doc, mso, st, reader_private_key, emac_key_provider, add)
         key_authorizations_check(doc, mso, add)
         if self.extra_checks:
-            ctx = DocumentContext(doc, mso, chain, now, st, tuple(checks))
+            ctx = object.__new__(DocumentContext)  # the frozen __init__ without its setattr per field
+            ctx.__dict__.update(document=doc, mso=mso, ds_chain=chain, now=now, session_transcript=st,
+                                checks=tuple(checks))
             for extra in self.extra_checks:
                 out = extra(ctx)
                 checks.extend([out] if isinstance(out, Check) else list(out))
@@ -301,14 +303,15 @@ class MdocVerifier:
             return {}
         elements: dict[str, dict[str, Any]] = {}
         count = 0
-        head = cbor.bstr_head
+        head, heads = cbor.bstr_head, _TAG24_HEADS
         for ns, raws in name_spaces.items():
             expected = mso.value_digests.get(ns)
             if not expected:
                 add(VALUE_DIGESTS, False, f"namespace {ns!r} has no digests in the MSO")
                 return None
             by_digest = {d: i for i, d in expected.items()}
-            ids = [by_digest.get(hash_fn(b"\xd8\x18" + head(len(raw)) + raw).digest()) for raw in raws]
+            ids = [by_digest.get(hash_fn((heads[len(raw)] if len(raw) < 256 else b"\xd8\x18" + head(len(raw))) + raw)
+                                 .digest()) for raw in raws]
             if None in ids:
                 add(VALUE_DIGESTS, False, f"{ns}[{ids.index(None)}]: digest matches no valueDigest of the MSO")
                 return None
@@ -316,6 +319,16 @@ class MdocVerifier:
                 values = cbor.loads_many(raws)
             except cbor.CborDecodeError:
                 values = None
+            if values is not None and all([type(v) is dict and v.keys() == _ITEM_KEYS for v in values]):
+                # the usual case, checked list by list; any doubt goes to the item by item loop below
+                item_ids = [v["digestID"] for v in values]
+                if item_ids == ids and all([type(i) is int for i in item_ids]) and len(set(ids)) == len(ids):
+                    out = {v["elementIdentifier"]: v["elementValue"] for v in values}
+                    if (len(out) == len(values) and all([type(i) is str for i in out])
+                            and all([type(v["random"]) is bytes for v in values])):
+                        count += len(out)
+                        elements[ns] = out
+                        continue
             out: dict[str, Any] = {}
             seen_ids: set[int] = set()
             for n, digest_id in enumerate(ids):
@@ -347,7 +360,7 @@ class MdocVerifier:
         if not v.valid_from <= now <= v.valid_until:
             add(VALIDITY, False, f"{cbor.tdate_text(now)} outside validFrom {cbor.tdate_text(v.valid_from)} .. validUntil {cbor.tdate_text(v.valid_until)}")
             return
-        if chain is not None and not chain.leaf.not_valid_before_utc <= v.signed <= chain.leaf.not_valid_after_utc:
+        if chain is not None and not chain.leaf_validity[0] <= v.signed <= chain.leaf_validity[1]:
             add(VALIDITY, False, f"MSO signed {cbor.tdate_text(v.signed)} outside the DS certificate validity")
             return
         add(VALIDITY, True, f"{cbor.tdate_text(now)} within {cbor.tdate_text(v.valid_from)} .. {cbor.tdate_text(v.valid_until)}")
@@ -420,6 +433,9 @@ def key_authorizations_check(doc: Document, mso: MobileSecurityObject, add) -> N
                 return
     n = sum(map(len, signed.values()))
     add(KEY_AUTHORIZATIONS, True, f"{n} device-signed element(s) authorized")
+
+
+_TAG24_HEADS = tuple(b"\xd8\x18" + cbor.bstr_head(n) for n in range(256))
 
 
 def _leaf_key(ders: list[bytes]) -> ec.EllipticCurvePublicKey | None:
