@@ -88,47 +88,6 @@ def raw_to_der(signature: bytes, curve: ec.EllipticCurve) -> bytes:
 _EC_PUBLIC_TYPES: set[type] = set()
 
 
-def _der_uint(value: bytes) -> bytes:
-    """DER INTEGER (X.690 §8.3) of the unsigned big-endian ``value``: minimal, a 0x00 before a high bit."""
-    value = value.lstrip(b"\x00") or b"\x00"
-    if value[0] & 0x80:
-        value = b"\x00" + value
-    return b"\x02" + bytes((len(value),)) + value
-
-
-def _raw_to_der(signature: bytes, size: int) -> bytes:
-    """``encode_dss_signature`` of ``r||s`` (each ``size`` bytes, ``size`` <= 66) written by hand:
-    Ecdsa-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER } (RFC 3279 §2.2.3). The same bytes
-    (tests/test_cose_messages.py checks it)."""
-    body = _der_uint(signature[:size]) + _der_uint(signature[size:])
-    n = len(body)
-    return (b"\x30" + bytes((n,)) if n < 0x80 else b"\x30\x81" + bytes((n,))) + body
-
-
-def _der_to_raw(der: bytes, size: int) -> bytes | None:
-    """``der_to_raw`` for the minimal DER ``Ecdsa-Sig-Value`` a signer returns, read by hand;
-    ``None`` for anything else (the caller then asks ``decode_dss_signature``)."""
-    if len(der) < 8 or der[0] != 0x30:
-        return None
-    pos = 2 if der[1] < 0x80 else 3
-    if (der[1] if pos == 2 else der[2]) != len(der) - pos or (pos == 3 and (der[1] != 0x81 or der[2] < 0x80)):
-        return None
-    out = []
-    for _ in range(2):
-        if pos + 2 > len(der) or der[pos] != 0x02:
-            return None
-        n = der[pos + 1]
-        value = der[pos + 2:pos + 2 + n]
-        if n == 0 or len(value) != n or value[0] & 0x80 or (n > 1 and value[0] == 0 and not value[1] & 0x80):
-            return None  # empty, negative or not minimal
-        value = value.lstrip(b"\x00")
-        if len(value) > size:
-            return None
-        out.append(value.rjust(size, b"\x00"))
-        pos += 2 + n
-    return out[0] + out[1] if pos == len(der) else None
-
-
 @runtime_checkable
 class CoseSigner(Protocol):
     """Anything that signs a COSE ``ToBeSigned`` and returns the raw ``r||s`` signature."""
@@ -145,7 +104,7 @@ class _KeySigner:
 
     def sign(self, tbs: bytes) -> bytes:
         der = self.private_key.sign(tbs, _ECDSA[self.alg])
-        return _der_to_raw(der, ECDSA_ALGORITHMS[self.alg].size) or der_to_raw(der, self.private_key.curve)
+        return der_to_raw(der, self.private_key.curve)
 
 
 def key_signer(private_key: ec.EllipticCurvePrivateKey) -> CoseSigner:
@@ -170,7 +129,7 @@ def ecdsa_verify(alg: int, public_key: ec.EllipticCurvePublicKey, signature: byt
         raise CoseSignatureError(
             f"{algorithm.name} needs a {algorithm.curve.name} key, got {curve.name}"
         )
-    der = _raw_to_der(signature, algorithm.size) if len(signature) == 2 * algorithm.size else raw_to_der(signature, curve)
+    der = raw_to_der(signature, curve)
     try:
         public_key.verify(der, tbs, _ECDSA[alg])
     except InvalidSignature:
