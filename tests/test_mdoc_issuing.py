@@ -184,6 +184,13 @@ def _response(pki, device_key, st):
     return mdoc.DeviceResponse.decode(present(issue(pki, device_key), device_key, st))
 
 
+#: Where to flip a bit, drawn from one fixed range and reduced modulo the length of what is
+#: flipped: the length of a freshly issued MSO varies (a random digestID may need a shorter
+#: head), and a strategy whose range followed it would change between hypothesis's replays
+#: (FlakyStrategyDefinition).
+_POSITION = st.integers(0, 1 << 24)
+
+
 @SETTINGS
 @given(st.data())
 def test_flip_issuer_signed_item_bit_fails_value_digests(pki, device_key, data):
@@ -191,8 +198,8 @@ def test_flip_issuer_signed_item_bit_fails_value_digests(pki, device_key, data):
     dr = _response(pki, device_key, stx)
     doc = dr.documents[0]
     raws = list(doc.issuer_signed.name_spaces[NS])
-    n = data.draw(st.integers(0, len(raws) - 1))
-    bit = data.draw(st.integers(0, len(raws[n]) * 8 - 1))
+    n = data.draw(_POSITION) % len(raws)
+    bit = data.draw(_POSITION) % (len(raws[n]) * 8)
     flipped = bytearray(raws[n])
     flipped[bit // 8] ^= 1 << (bit % 8)
     raws[n] = bytes(flipped)
@@ -207,7 +214,7 @@ def test_flip_mso_bit_fails_issuer_signature(pki, device_key, data):
     stx = transcript()
     doc = _response(pki, device_key, stx).documents[0]
     auth = doc.issuer_signed.issuer_auth
-    bit = data.draw(st.integers(0, len(auth.payload) * 8 - 1))
+    bit = data.draw(_POSITION) % (len(auth.payload) * 8)
     payload = bytearray(auth.payload)
     payload[bit // 8] ^= 1 << (bit % 8)
     bad_auth = cose.Sign1(auth.protected_bytes, auth.protected, auth.unprotected, bytes(payload), auth.signature)
@@ -223,7 +230,7 @@ def test_flip_device_signature_bit_fails_device_authentication(pki, device_key, 
     stx = transcript()
     doc = _response(pki, device_key, stx).documents[0]
     sig = doc.device_signed.device_auth.device_signature
-    bit = data.draw(st.integers(0, len(sig.signature) * 8 - 1))
+    bit = data.draw(_POSITION) % (len(sig.signature) * 8)
     s = bytearray(sig.signature)
     s[bit // 8] ^= 1 << (bit % 8)
     bad_sig = cose.Sign1(sig.protected_bytes, sig.protected, sig.unprotected, None, bytes(s))
