@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography import x509
@@ -100,13 +100,23 @@ def check_validity(cert: x509.Certificate, at: datetime) -> Check:
     return Check("validity", True, f"valid until {cert.not_valid_after_utc}")
 
 
+#: How far a CRL's thisUpdate may lie after the relying party's clock: the issuer's clock
+#: may run ahead, and a CRL made on request is stamped after the relying party read its
+#: clock (the same allowance as for OCSP responses). nextUpdate gets none.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
 def check_crl(cert: x509.Certificate, root: x509.Certificate,
               crl: x509.CertificateRevocationList, at: datetime) -> Check:
-    """Revocation from a full CRL: signed by the root, current, in scope (IDP), no entry."""
+    """Revocation from a full CRL: signed by the root, current (thisUpdate within
+    :data:`CLOCK_SKEW` of ``at``, nextUpdate not passed), in scope (IDP), no entry."""
     if crl.issuer != root.subject or not crl.is_signature_valid(root.public_key()):
         return Check("revocation", False, "CRL is not signed by the certificate's root")
-    if at < crl.last_update_utc or (crl.next_update_utc and at > crl.next_update_utc):
-        return Check("revocation", False, "CRL is not current")
+    if at + CLOCK_SKEW < crl.last_update_utc:
+        return Check("revocation", False, f"CRL is not current: thisUpdate {crl.last_update_utc} "
+                     f"is more than {CLOCK_SKEW} after {at}")
+    if crl.next_update_utc and at > crl.next_update_utc:
+        return Check("revocation", False, f"CRL is not current: nextUpdate {crl.next_update_utc} passed")
     try:
         idp = crl.extensions.get_extension_for_class(x509.IssuingDistributionPoint).value
     except x509.ExtensionNotFound:
