@@ -464,14 +464,7 @@ class HostChannel:
         """Secure one plain command APDU for the card."""
         if self.state is not HostState.OPEN or self._sm is None:
             raise Scp03StateError(f"secure channel is not open (state {self.state.value})")
-        plain = CommandApdu.parse(apdu)
-        if has_secure_messaging(plain.cla):
-            raise Scp03Error(f"plain command CLA {plain.cla:02X} already indicates secure messaging")
-        if channel_of(plain.cla) != self.channel:
-            raise Scp03Error(
-                f"command on logical channel {channel_of(plain.cla)}, session on {self.channel}")
-        return self._sm.wrap_fields(plain.cla, plain.ins, plain.p1, plain.p2, plain.data,
-                                    plain.ne, plain.extended)
+        return self.wrap_apdu(CommandApdu.parse(apdu))
 
     def wrap_apdu(self, plain: CommandApdu) -> bytes:
         """:meth:`wrap` for a command already held as a :class:`CommandApdu` (no encoding
@@ -501,13 +494,7 @@ class HostChannel:
     def unwrap(self, resp: bytes) -> bytes:
         """Verify and decipher one response; return plain ``data || SW``. A bad R-MAC closes
         the channel."""
-        if self.state is not HostState.OPEN or self._sm is None:
-            raise Scp03StateError(f"secure channel is not open (state {self.state.value})")
-        try:
-            r = ResponseApdu.parse(resp)
-            return self._sm.unwrap_response(r).to_bytes()
-        except (Scp03Error, ApduError) as e:
-            raise self._fail(e if isinstance(e, Scp03Error) else Scp03ProtocolError(str(e))) from e
+        return self.unwrap_apdu(resp).to_bytes()
 
     def close(self) -> None:
         self.state = HostState.CLOSED
