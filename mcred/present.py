@@ -67,7 +67,7 @@ def reader_pipeline(trust_pems: Sequence[Path | str] = (), *, trust: TrustStore 
         ds_crl = DsCrlCheck()
     return ReaderPipeline(store, config=PipelineConfig(skew=skew, require_status=require_status),
                           status=StatusListCache(fetcher, offline=offline, max_offline_age=max_offline_age),
-                          ds_revocation=ds_crl or None, **kwargs)
+                          extra_checks=[ds_crl] if ds_crl else [], **kwargs)
 
 
 def reader_app(service: ReaderService, rp: RelyingPartyService | None = None) -> FastAPI:

@@ -6,7 +6,7 @@ IACA of the verified chain issued and signed it and that it is current, keeps it
 nextUpdate, and reports one named check, ``ds_revocation``: the MSO is refused when the
 DS certificate's serial is listed (any reason: an MSO is only as good as its signer).
 Fail closed: no CRL, an unverifiable one or one past its nextUpdate fails the check with
-the reason. It plugs into :class:`reader.pipeline.ReaderPipeline` as ``ds_revocation``.
+the reason. It plugs into :class:`reader.pipeline.ReaderPipeline` as one of its ``extra_checks``.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import httpx
@@ -295,11 +295,12 @@ class ReaderPipeline:
         clock: Callable[[], dt.datetime] = utcnow,
         config: PipelineConfig = PipelineConfig(),
         status: StatusListCache | None = None,
-        ds_revocation: Callable[[DocumentContext], Check] | None = None,
+        extra_checks: Sequence[Callable[[DocumentContext], Check]] = (),
     ) -> None:
         self.trust = trust
-        #: Optional extra check per document (reader.ds_crl.DsCrlCheck: the IACA CRL).
-        self.ds_revocation = ds_revocation
+        #: Further checks per document, in order, after the Annex B profile checks (for
+        #: example reader.ds_crl.DsCrlCheck: the IACA CRL).
+        self.extra_checks = tuple(extra_checks)
         self.clock = clock
         self.config = config
         self.status = status or StatusListCache()
@@ -363,8 +364,7 @@ class ReaderPipeline:
                                  f"signed {cbor.tdate_text(v.signed)} {'within' if inside else 'OUTSIDE'} DS validity "
                                  f"{cbor.tdate_text(leaf_from)} .. {cbor.tdate_text(leaf_until)}"))
         out += self._profile_checks(ctx)
-        if self.ds_revocation is not None:
-            out.append(self.ds_revocation(ctx))
+        out += [check(ctx) for check in self.extra_checks]
         out += self._key_authorizations(ctx)
         out += self._status(ctx)
         disclosed = None
