@@ -183,13 +183,6 @@ class StepContext:
     def results_of(self, step: str) -> dict:
         return self.all_results.get(step, {})
 
-    def se_record(self) -> records.SeRecord:
-        return records.load_or_create(self.link.engine, self.se_id)
-
-    def set_se(self, **values: object) -> None:
-        self.link.known = None
-        records.update_se(self.link.engine, self.se_id, **values)
-
 
 #: Test hook: called with the step id after a step ran, before its completion is committed.
 StepHook = Callable[[str], None]
@@ -349,9 +342,6 @@ class Tsm:
         if sealed is None:
             return None
         return JobSecrets.from_bytes(self.master.unseal(sealed, job_id.encode()))
-
-    def _update(self, job_id: str, **values: object) -> None:
-        _update_job(self.engine, job_id, **values)
 
 
 _JOBS = JobRow.__table__

@@ -77,11 +77,6 @@ class SeLock:
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
-    @property
-    def holds_connection(self) -> bool:
-        """Whether the lock keeps a database connection for itself (PostgreSQL row lock)."""
-        return self._conn is not None
-
     def renew(self) -> None:
         """Extend the lease; raise :class:`LockLostError` if it is no longer ours."""
         if self.released:

@@ -126,8 +126,3 @@ def store_counter(bind: Bind, se_id: str, kvn: int, counter: int) -> None:
         elif counter > row.counter:
             conn.execute(update(_COUNTERS).where(_COUNTERS.c.se_id == se_id, _COUNTERS.c.kvn == kvn)
                          .values(counter=counter, updated_at=values["updated_at"]))
-
-
-def list_records(bind: Bind) -> list[SeRecord]:
-    with transaction(bind) as conn:
-        return [_record(r) for r in conn.execute(select(_SE).order_by(_SE.c.se_id))]

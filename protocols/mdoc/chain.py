@@ -54,26 +54,6 @@ class VerifiedChain:
         return f"{self.leaf.subject.rfc4514_string()} <- {self.anchor.subject.rfc4514_string()}"
 
 
-def load_chain(ders: Sequence[bytes]) -> list[x509.Certificate]:
-    if not ders:
-        raise ChainError("x5chain is empty: no document signer certificate")
-    certs = []
-    for i, der in enumerate(ders):
-        try:
-            certs.append(x509certs.load_der(der))
-        except x509certs.CertificateParseError as exc:
-            raise ChainError(f"x5chain[{i}]: not a DER certificate ({exc})") from exc
-    return certs
-
-
-def _eku_ok(cert: x509.Certificate, eku: x509.ObjectIdentifier) -> bool:
-    try:
-        ext = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
-    except x509.ExtensionNotFound:
-        return False
-    return eku in ext.value
-
-
 def verify_chain(
     ders: Sequence[bytes],
     trust_anchors: Sequence[x509.Certificate],

@@ -98,14 +98,6 @@ def encode_state(state: dict) -> bytes:
     return cbor2.dumps(state, canonical=True)
 
 
-def load_state(path: Path) -> dict:
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise SeStateError(f"cannot read SE image {path}: {e}") from e
-    return decode_state(raw, path)
-
-
 def decode_state(raw: bytes, path: Path) -> dict:
     """The image ``raw`` read from ``path`` as a state map (a fresh object per call)."""
     try:
@@ -209,8 +201,3 @@ class ImageFile:
                 os.unlink(self._switch)
             raise
         return (st.st_ino, st.st_mtime_ns, st.st_size)
-
-
-def write_image(path: Path, data: bytes, *, fsync: bool | None = None) -> None:
-    """:meth:`ImageFile.write` for a one-off write."""
-    ImageFile(path).write(data, fsync=fsync)
