@@ -202,8 +202,10 @@ class RpVerifyRequest(BaseModel):
                                     "`signature` is then raw (PKCS#1 v1.5 / ECDSA DER)")
     slot: Literal["sign", "auth"] = Field("sign", description="the certificate the relying "
                                           "party requires: signing or user authentication")
-    revocation: Literal["ocsp", "crl"] = Field("ocsp", description="ask the certificate's "
-                                               "OCSP responder, or fetch its CRL")
+    revocation: Literal["ocsp", "crl", "auto"] = Field(
+        "ocsp", description="ask the certificate's OCSP responder; or fetch its CRL (kept by "
+        "the service until its nextUpdate, at most 5 minutes); or `auto`: OCSP, and the CRL "
+        "only when the responder gave no verified answer")
 
 
 def _b64(value: str, what: str) -> bytes:

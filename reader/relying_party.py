@@ -13,7 +13,15 @@ Steps, each a named check in the result (``{"valid", "checks": [{"name", "passed
 5. ``revocation``: OCSP over HTTP (RFC 6960: nonce, the delegated responder certificate must
    be issued by the same root and carry id-kp-OCSPSigning, CertID matched, response current)
    or the partition's CRL (given, or fetched from the certificate's distribution point;
-   scope checked through issuingDistributionPoint).
+   scope checked through issuingDistributionPoint), or ``auto``: OCSP first, and the CRL
+   only when the responder gave no verified answer about the certificate (unreachable,
+   HTTP error, unparseable, unsuccessful, badly signed, stale, nonce or serial mismatch).
+   A verified ``good``, ``revoked`` or ``unknown`` is final: ``auto`` never trades a
+   responder's "revoked" or "unknown" for a CRL without the entry.
+
+Fetched CRLs can be kept in a :class:`CrlCache` (the service keeps one): parsed once, reused
+until their nextUpdate and at most ``max_age`` after the fetch; the checks (signature,
+currency, scope, entry) still run on every verification.
 
 The pure checks are :mod:`protocols.jpki.relying_party`; this module adds the transport.
 """
@@ -22,6 +30,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -49,6 +59,7 @@ from protocols.jpki.relying_party import (
 
 SKEW = dt.timedelta(minutes=5)
 TIMEOUT = 10.0
+REVOCATION_MODES = ("ocsp", "crl", "auto", "none")
 
 
 def load_roots(data: bytes) -> list[x509.Certificate]:
@@ -114,9 +125,17 @@ def _check_responder(resp: ocsp.OCSPResponse, root: x509.Certificate) -> str | N
 def check_ocsp(cert: x509.Certificate, root: x509.Certificate, at: dt.datetime, *,
                url: str | None = None, client: httpx.Client | None = None) -> Check:
     """Ask the OCSP responder (POST, SHA-256 CertID, random nonce) and judge its answer."""
+    return _ask_ocsp(cert, root, at, url=url, client=client)[0]
+
+
+def _ask_ocsp(cert: x509.Certificate, root: x509.Certificate, at: dt.datetime, *,
+              url: str | None = None, client: httpx.Client | None = None) -> tuple[Check, bool]:
+    """:func:`check_ocsp`'s check, and whether it rests on a verified answer about ``cert``
+    (good, revoked or unknown from an acceptable responder, current, nonce and serial
+    matched); ``False`` means the responder gave no such answer."""
     url = url or _ocsp_url(cert)
     if not url:
-        return Check("revocation", False, "certificate names no OCSP responder")
+        return Check("revocation", False, "certificate names no OCSP responder"), False
     nonce = os.urandom(16)
     req = (ocsp.OCSPRequestBuilder().add_certificate(cert, root, hashes.SHA256())
            .add_extension(x509.OCSPNonce(nonce), critical=False).build())
@@ -129,67 +148,135 @@ def check_ocsp(cert: x509.Certificate, root: x509.Certificate, at: dt.datetime, 
             if client is None:
                 http.close()
     except httpx.HTTPError as exc:
-        return Check("revocation", False, f"OCSP responder {url} unreachable: {exc}")
+        return Check("revocation", False, f"OCSP responder {url} unreachable: {exc}"), False
     if answer.status_code != 200:
-        return Check("revocation", False, f"OCSP responder answered HTTP {answer.status_code}")
+        return Check("revocation", False, f"OCSP responder answered HTTP {answer.status_code}"), False
     try:
         resp = ocsp.load_der_ocsp_response(answer.content)
     except ValueError as exc:
-        return Check("revocation", False, f"OCSP response does not parse: {exc}")
+        return Check("revocation", False, f"OCSP response does not parse: {exc}"), False
     if resp.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
-        return Check("revocation", False, f"OCSP responder said {resp.response_status.name}")
+        return Check("revocation", False, f"OCSP responder said {resp.response_status.name}"), False
     why = _check_responder(resp, root)
     if why:
-        return Check("revocation", False, why)
+        return Check("revocation", False, why), False
     try:
         got = resp.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
     except x509.ExtensionNotFound:
         got = None
     if got != nonce:
-        return Check("revocation", False, "OCSP nonce does not match the request")
+        return Check("revocation", False, "OCSP nonce does not match the request"), False
     if resp.serial_number != cert.serial_number:
-        return Check("revocation", False, "OCSP response is about another certificate")
+        return Check("revocation", False, "OCSP response is about another certificate"), False
     if resp.this_update_utc - SKEW > at or (resp.next_update_utc and resp.next_update_utc < at):
-        return Check("revocation", False, "OCSP response is not current")
+        return Check("revocation", False, "OCSP response is not current"), False
     status = resp.certificate_status
     if status is ocsp.OCSPCertStatus.GOOD:
-        return Check("revocation", True, f"OCSP good ({url})")
+        return Check("revocation", True, f"OCSP good ({url})"), True
     if status is ocsp.OCSPCertStatus.REVOKED:
         reason = resp.revocation_reason.value if resp.revocation_reason else "unspecified"
         return Check("revocation", False,
-                     f"revoked ({reason}) at {resp.revocation_time_utc.isoformat()} (OCSP)")
-    return Check("revocation", False, "OCSP status unknown")
+                     f"revoked ({reason}) at {resp.revocation_time_utc.isoformat()} (OCSP)"), True
+    return Check("revocation", False, "OCSP status unknown"), True
+
+
+class CrlCache:
+    """Fetched CRLs by URL, parsed once and reused while they are current: until their
+    nextUpdate, and at most ``max_age`` after the fetch (a revocation is seen at the next
+    fetch, as with any CRL). At most ``size`` URLs, least recently used dropped first.
+    It holds CRLs, never a verdict: :func:`check_crl` runs on every use. Thread-safe."""
+
+    def __init__(self, max_age: dt.timedelta = dt.timedelta(minutes=5), size: int = 16) -> None:
+        if size < 1 or max_age < dt.timedelta(0):
+            raise ValueError("CrlCache needs size >= 1 and max_age >= 0")
+        self.max_age, self.size = max_age, size
+        self._entries: OrderedDict[str, tuple[x509.CertificateRevocationList, dt.datetime]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.fetches = 0
+
+    def get(self, url: str, at: dt.datetime,
+            fetch: Callable[[str], x509.CertificateRevocationList | Check]) -> x509.CertificateRevocationList | Check:
+        """The CRL at ``url``: the kept copy while current at ``at``, else ``fetch(url)``
+        (kept when it parses; a failing fetch is a failed :class:`Check`, not kept)."""
+        with self._lock:
+            hit = self._entries.get(url)
+            if hit is not None:
+                crl, fetched = hit
+                if at - fetched <= self.max_age and (crl.next_update_utc is None or at <= crl.next_update_utc) \
+                        and fetched - SKEW <= at:
+                    self._entries.move_to_end(url)
+                    return crl
+                del self._entries[url]
+        got = fetch(url)
+        self.fetches += 1
+        if isinstance(got, x509.CertificateRevocationList):
+            with self._lock:
+                self._entries[url] = (got, at)
+                self._entries.move_to_end(url)
+                while len(self._entries) > self.size:
+                    self._entries.popitem(last=False)
+        return got
+
+
+def _parse_crl(data: bytes) -> x509.CertificateRevocationList | Check:
+    try:
+        return (x509.load_pem_x509_crl(data) if data.lstrip().startswith(b"-----")
+                else x509.load_der_x509_crl(data))
+    except ValueError as exc:
+        return Check("revocation", False, f"CRL does not parse: {exc}")
 
 
 def check_revocation_crl(cert: x509.Certificate, root: x509.Certificate, at: dt.datetime, *,
-                         crl: bytes | None = None, client: httpx.Client | None = None) -> Check:
-    if crl is None:
-        url = certs.crl_url(cert)
-        if not url:
-            return Check("revocation", False, "certificate names no CRL distribution point")
+                         crl: bytes | None = None, client: httpx.Client | None = None,
+                         cache: CrlCache | None = None) -> Check:
+    """Revocation from the CRL given as ``crl``, or fetched from the certificate's CRL
+    distribution point (through ``cache`` when given)."""
+    if crl is not None:
+        parsed = _parse_crl(crl)
+        return parsed if isinstance(parsed, Check) else check_crl(cert, root, parsed, at)
+    url = certs.crl_url(cert)
+    if not url:
+        return Check("revocation", False, "certificate names no CRL distribution point")
+
+    def fetch(where: str) -> x509.CertificateRevocationList | Check:
         try:
-            answer = (client or httpx).get(url, timeout=TIMEOUT)
+            answer = (client or httpx).get(where, timeout=TIMEOUT)
         except httpx.HTTPError as exc:
-            return Check("revocation", False, f"CRL at {url} unreachable: {exc}")
+            return Check("revocation", False, f"CRL at {where} unreachable: {exc}")
         if answer.status_code != 200:
-            return Check("revocation", False, f"CRL at {url}: HTTP {answer.status_code}")
-        crl = answer.content
-    try:
-        parsed = (x509.load_pem_x509_crl(crl) if crl.lstrip().startswith(b"-----")
-                  else x509.load_der_x509_crl(crl))
-    except ValueError as exc:
-        return Check("revocation", False, f"CRL does not parse: {exc}")
-    return check_crl(cert, root, parsed, at)
+            return Check("revocation", False, f"CRL at {where}: HTTP {answer.status_code}")
+        return _parse_crl(answer.content)
+
+    got = cache.get(url, at, fetch) if cache is not None else fetch(url)
+    if isinstance(got, Check):
+        return got
+    check = check_crl(cert, root, got, at)
+    return Check(check.name, check.passed,
+                 f"{check.reason} (CRL {url}, thisUpdate {got.last_update_utc.isoformat()})")
+
+
+def _auto(cert: x509.Certificate, root: x509.Certificate, at: dt.datetime, *,
+          ocsp_url: str | None, crl: bytes | None, client: httpx.Client | None,
+          cache: CrlCache | None) -> Check:
+    """OCSP; the CRL only when the responder gave no verified answer about ``cert``."""
+    check, answered = _ask_ocsp(cert, root, at, url=ocsp_url, client=client)
+    if answered:
+        return check
+    fallback = check_revocation_crl(cert, root, at, crl=crl, client=client, cache=cache)
+    return Check("revocation", fallback.passed,
+                 f"OCSP gave no answer ({check.reason}); CRL fallback: {fallback.reason}")
 
 
 def verify(content: bytes, signature: bytes, *, roots: Sequence[x509.Certificate],
            slot: str = "sign", certificate: bytes | None = None, revocation: str = "ocsp",
            ocsp_url: str | None = None, crl: bytes | None = None,
-           at: dt.datetime | None = None, client: httpx.Client | None = None) -> dict[str, Any]:
+           at: dt.datetime | None = None, client: httpx.Client | None = None,
+           crl_cache: CrlCache | None = None) -> dict[str, Any]:
     """Verify ``signature`` over ``content``; never raises on bad input.
 
     ``certificate`` given: ``signature`` is raw; otherwise it is CMS. ``revocation``:
-    ``ocsp`` | ``crl`` | ``none``."""
+    ``ocsp`` | ``crl`` | ``auto`` (OCSP, then the CRL when the responder gave no verified
+    answer) | ``none``; anything else is a failed ``revocation`` check."""
     at = at or dt.datetime.now(dt.UTC)
     required = Purpose.SIGN if slot == "sign" else Purpose.AUTH
     checks: list[Check] = []
@@ -206,13 +293,19 @@ def verify(content: bytes, signature: bytes, *, roots: Sequence[x509.Certificate
     chain, root = check_chain(cert, roots, at)
     checks += [chain, check_policy(cert, required), check_key_usage(cert, required),
                check_validity(cert, at)]
-    if revocation != "none":
+    if revocation not in REVOCATION_MODES:
+        checks.append(Check("revocation", False, f"unknown revocation mode {revocation!r}: "
+                            f"one of {', '.join(REVOCATION_MODES)}"))
+    elif revocation != "none":
         if root is None:
             checks.append(Check("revocation", False, "no trusted root to ask about"))
         elif revocation == "ocsp":
             checks.append(check_ocsp(cert, root, at, url=ocsp_url, client=client))
+        elif revocation == "crl":
+            checks.append(check_revocation_crl(cert, root, at, crl=crl, client=client, cache=crl_cache))
         else:
-            checks.append(check_revocation_crl(cert, root, at, crl=crl, client=client))
+            checks.append(_auto(cert, root, at, ocsp_url=ocsp_url, crl=crl, client=client,
+                                cache=crl_cache))
     return _result(checks, cert)
 
 
@@ -241,14 +334,17 @@ class RelyingPartyService:
     check tells signing from user authentication), revocation asked live over HTTP.
 
     ``roots`` is a sequence or a zero-argument callable (read on each request, so a root
-    rollover at the issuer is seen without restarting the reader)."""
+    rollover at the issuer is seen without restarting the reader). CRLs it fetches (``crl``
+    and ``auto``) are kept in :attr:`crl_cache`."""
 
     def __init__(self, roots: Sequence[x509.Certificate] | Callable[[], Sequence[x509.Certificate]],
                  *, client: httpx.Client | None = None,
-                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
+                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+                 crl_cache: CrlCache | None = None) -> None:
         self._roots = roots
         self.client = client
         self.clock = clock
+        self.crl_cache = crl_cache if crl_cache is not None else CrlCache()
 
     def roots(self) -> list[x509.Certificate]:
         return list(self._roots() if callable(self._roots) else self._roots)
@@ -260,7 +356,7 @@ class RelyingPartyService:
         try:
             return verify(content, signature, roots=self.roots(), slot=slot,
                           certificate=certificate, revocation=revocation, at=self.clock(),
-                          client=self.client)
+                          client=self.client, crl_cache=self.crl_cache)
         except Exception as exc:  # noqa: BLE001 - hostile bytes end as a refusal
             return _result([Check("signature", False,
                                   f"unverifiable: {type(exc).__name__}: {exc}")], None)

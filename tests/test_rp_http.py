@@ -41,9 +41,9 @@ PASSWORD = "ABCD1234"
 CONTENT = "転入届 2026-12-03\n".encode()
 
 
-def _rp_app(roots) -> object:
+def _rp_app(rp: RelyingPartyService) -> object:
     service = ReaderService(reader_pipeline(trust=TrustStore()), [DEFAULT_REQUEST])
-    return reader_app(service, RelyingPartyService(roots))
+    return reader_app(service, rp)
 
 
 @pytest.fixture(scope="module")
@@ -68,10 +68,11 @@ def world(tmp_path_factory):
         sig.write_bytes(cms)
         token = create_token(ctx.sessions, ["reader"], "rp-test")[1]
         issuer_app = create_app(ctx, job_workers=1)
-        with Server(issuer_app, issuer_port) as iss, Server(_rp_app(roots), free_port()) as rs:
+        rp = RelyingPartyService(roots)
+        with Server(issuer_app, issuer_port) as iss, Server(_rp_app(rp), free_port()) as rs:
             yield {"ctx": ctx, "phone": phone, "doc": doc, "sig": sig, "cms": cms,
                    "reader_url": rs.url, "issuer_url": iss.url, "token": token,
-                   "roots": roots}
+                   "roots": roots, "rp": rp}
         issuer_app.state.jobs.shutdown()
 
 
@@ -100,6 +101,11 @@ def test_phone_signature_valid_then_revoked_with_its_reason(world):
     c = _checks(result)
     assert list(c) == ["signature", "chain", "policy", "key_usage", "validity", "revocation"]
     assert c["revocation"]["reason"].startswith("OCSP good (" + world["issuer_url"] + "/ocsp")
+    # auto: the responder answers, so OCSP decides and no CRL is fetched
+    fetches = world["rp"].crl_cache.fetches
+    auto = _cli(*args, "--revocation", "auto", code=0)
+    assert _checks(auto)["revocation"]["reason"].startswith("OCSP good (")
+    assert world["rp"].crl_cache.fetches == fetches
     (doc,) = result["documents"]
     assert doc["purpose"] == "sign" and doc["basic_four"]["name"] == "鈴木\u3000花子"
 
@@ -123,12 +129,21 @@ def test_phone_signature_valid_then_revoked_with_its_reason(world):
     assert [n for n, v in c.items() if not v["passed"]] == ["revocation"]
     assert c["revocation"]["reason"].startswith("revoked (affiliationChanged) at ")
     assert c["revocation"]["reason"].endswith("(OCSP)")
-    # the CRL says the same (fetched from the certificate's distribution point)
-    r = httpx.post(world["reader_url"] + "/rp/jpki/verify",
-                   json=_body(CONTENT, world["cms"], revocation="crl"))
-    c = _checks(r.json())
-    assert not r.json()["valid"] and not c["revocation"]["passed"]
-    assert "affiliationChanged" in c["revocation"]["reason"]
+    # auto: a verified "revoked" from the responder is final, never traded for the CRL
+    c = _checks(_cli(*args, "--revocation", "auto", code=1))
+    assert c["revocation"]["reason"].startswith("revoked (affiliationChanged) at ")
+    assert c["revocation"]["reason"].endswith("(OCSP)")
+    # the CRL says the same (fetched from the certificate's distribution point), and the
+    # service keeps the fetched CRL: a second request does not fetch it again
+    fetches = world["rp"].crl_cache.fetches
+    for _ in range(2):
+        r = httpx.post(world["reader_url"] + "/rp/jpki/verify",
+                       json=_body(CONTENT, world["cms"], revocation="crl"))
+        c = _checks(r.json())
+        assert not r.json()["valid"] and not c["revocation"]["passed"]
+        assert "affiliationChanged" in c["revocation"]["reason"]
+        assert f"(CRL {world['issuer_url']}/" in c["revocation"]["reason"]
+    assert world["rp"].crl_cache.fetches == fetches + 1
     # and through the issuer service's mount
     result = _cli(*args[:-3], "--rp", mounted, "--token", world["token"], "--json", code=1)
     assert "affiliationChanged" in _checks(result)["revocation"]["reason"]
@@ -169,6 +184,11 @@ def test_cli_rp_refuses_local_options_and_reports_an_unreachable_service(world, 
     assert result["valid"] is False and "ConnectError" in result["error"]
     result = _cli(*base, "--rp", world["issuer_url"] + "/reader", "--json", code=2)
     assert "HTTP 401" in result["error"]
+    # a service without the relying party (the issuer's root here): told where one is
+    result = _cli(*base, "--rp", world["issuer_url"], "--json", code=2)
+    assert "no relying party at" in result["error"] and "--jpki-roots" in result["error"]
+    out = CliRunner().invoke(cli, [*base, "--revocation", "OCSP"])
+    assert out.exit_code == 2 and "--revocation" in out.output
 
 
 _b64 = st.binary(max_size=64).map(lambda b: base64.b64encode(b).decode())
@@ -185,7 +205,7 @@ _field = st.one_of(_b64, st.text(max_size=40), st.integers(), st.none(), st.bool
     st.binary(max_size=64)))
 def test_no_body_makes_the_relying_party_fail(body):
     if not _CLIENT:
-        _CLIENT.append(TestClient(_rp_app([]), raise_server_exceptions=False))
+        _CLIENT.append(TestClient(_rp_app(RelyingPartyService([])), raise_server_exceptions=False))
     client = _CLIENT[0]
     if isinstance(body, bytes):
         r = client.post("/rp/jpki/verify", content=body, headers={"Content-Type": "application/json"})

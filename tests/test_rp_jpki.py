@@ -167,3 +167,88 @@ def test_fuzzed_inputs_never_crash_issuance_or_relying_party(issuer):
             assert result["valid"] is False and result["checks"]
 
     run()
+
+
+def _dead_url() -> str:
+    """An http URL on 127.0.0.1 where nothing listens."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/ocsp"
+
+
+def test_auto_falls_back_to_the_crl_only_when_ocsp_gives_no_answer(issuer):
+    """``revocation="auto"``: an unreachable responder is no verdict, so the CRL decides, and
+    the reason says both; with the certificate revoked the CRL fallback refuses it."""
+    phone_id, transmit = personalised_phone(issuer, "p384", "auto-phone")
+    content = b"auto"
+    cms, _cert = sign_with_se(transmit, "sign", PASSWORD, content)
+    roots, dead = issuer.roots("sign"), _dead_url()
+    result = verify(content, cms, roots=roots, revocation="auto", ocsp_url=dead,
+                    crl=issuer.crl("sign", "131016"))
+    assert result["valid"], result
+    reason = [c for c in result["checks"] if c["name"] == "revocation"][0]["reason"]
+    assert reason.startswith(f"OCSP gave no answer (OCSP responder {dead} unreachable")
+    assert reason.endswith("CRL fallback: not on the CRL")
+    # plain "ocsp" has no fallback: the same unreachable responder fails the check
+    assert _checks(verify(content, cms, roots=roots, revocation="ocsp", ocsp_url=dead,
+                          crl=issuer.crl("sign", "131016")))["revocation"] is False
+
+    revocation.revoke(issuer.sessions, phone_id, "keyCompromise", "sign")
+    result = verify(content, cms, roots=roots, revocation="auto", ocsp_url=dead,
+                    crl=issuer.crl("sign", "131016"))
+    assert not result["valid"] and _checks(result)["revocation"] is False
+    reason = [c for c in result["checks"] if c["name"] == "revocation"][0]["reason"]
+    assert "CRL fallback: revoked (keyCompromise)" in reason
+    # a CRL that does not parse fails the fallback too (never a pass by default)
+    result = verify(content, cms, roots=roots, revocation="auto", ocsp_url=dead, crl=b"junk")
+    assert _checks(result)["revocation"] is False
+
+
+def test_unknown_revocation_mode_is_a_failed_check(issuer):
+    _phone, transmit = personalised_phone(issuer, "p384", "mode-phone")
+    cms, _cert = sign_with_se(transmit, "sign", PASSWORD, b"m")
+    result = verify(b"m", cms, roots=issuer.roots("sign"), revocation="OCSP")
+    assert not result["valid"]
+    (check,) = [c for c in result["checks"] if c["name"] == "revocation"]
+    assert "unknown revocation mode 'OCSP'" in check["reason"]
+
+
+def test_crl_cache_keeps_a_current_crl_and_refetches_a_stale_one(issuer):
+    import datetime as dt
+
+    from reader.relying_party import CrlCache
+
+    personalised_phone(issuer, "p384", "cache-phone")  # the partition's CRL exists from here
+    crl = x509.load_der_x509_crl(issuer.crl("sign", "131016"))
+    fetched: list[str] = []
+
+    def fetch(url):
+        fetched.append(url)
+        return crl
+
+    cache = CrlCache(max_age=dt.timedelta(minutes=5), size=2)
+    t0 = crl.last_update_utc
+    assert cache.get("http://x/a.crl", t0, fetch) is crl
+    assert cache.get("http://x/a.crl", t0 + dt.timedelta(minutes=4), fetch) is crl
+    assert fetched == ["http://x/a.crl"]  # kept while younger than max_age
+    cache.get("http://x/a.crl", t0 + dt.timedelta(minutes=6), fetch)
+    assert len(fetched) == 2  # older than max_age: fetched again
+    assert crl.next_update_utc is not None
+    cache.get("http://x/a.crl", crl.next_update_utc + dt.timedelta(seconds=1), fetch)
+    assert len(fetched) == 3  # past nextUpdate: fetched again
+    # bounded: a third URL pushes out the least recently used
+    cache.get("http://x/b.crl", t0, fetch)
+    cache.get("http://x/c.crl", t0, fetch)
+    cache.get("http://x/a.crl", t0, fetch)
+    assert fetched[-1] == "http://x/a.crl" and cache.fetches == 6
+    # a failed fetch is returned, not kept
+    from protocols.jpki.relying_party import Check
+
+    failed = Check("revocation", False, "CRL at http://x/d.crl: HTTP 503")
+    assert cache.get("http://x/d.crl", t0, lambda url: failed) is failed
+    assert cache.get("http://x/d.crl", t0, fetch) is crl
+    with pytest.raises(ValueError):
+        CrlCache(size=0)

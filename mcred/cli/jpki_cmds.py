@@ -95,7 +95,9 @@ def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False),
                None, "--certificate", help="signer certificate: SIG is then a raw signature"),
            roots: Path | None = typer.Option(None, "--roots", help="PEM bundle of trusted roots "
                                              "(default: this installation's)"),
-           revocation: str = typer.Option("ocsp", help="ocsp, crl or none"),
+           revocation: str = typer.Option("ocsp", help="ocsp, crl, auto (OCSP, then the "
+                                          "CRL when the responder gives no verified answer) "
+                                          "or none"),
            ocsp_url: str | None = typer.Option(None, "--ocsp-url"),
            crl: Path | None = typer.Option(None, "--crl", help="CRL file instead of fetching"),
            rp: str | None = typer.Option(None, "--rp", help="ask a relying-party service "
@@ -110,6 +112,9 @@ def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False),
     from reader.relying_party import verify as rp_verify
 
     _check_slot(slot)
+    if revocation not in ("ocsp", "crl", "auto", "none"):
+        raise typer.BadParameter(f"{revocation!r}: one of ocsp, crl, auto, none",
+                                 param_hint="--revocation")
     if rp is not None:
         if roots or ocsp_url or crl:
             raise typer.BadParameter("--roots, --ocsp-url and --crl are the local relying "
@@ -146,8 +151,9 @@ def _ask_rp(url: str, token: str | None, content: bytes, signature: bytes, slot:
             typer.echo(f"error: {message}", err=True)
         return typer.Exit(2)
 
-    if revocation not in ("ocsp", "crl"):
-        raise unusable(f"--revocation {revocation}: a relying-party service checks ocsp or crl")
+    if revocation not in ("ocsp", "crl", "auto"):
+        raise unusable(f"--revocation {revocation}: a relying-party service checks ocsp, crl "
+                       "or auto")
     body = {"content": base64.b64encode(content).decode(),
             "signature": base64.b64encode(signature).decode(), "slot": slot,
             "revocation": revocation}
@@ -159,10 +165,14 @@ def _ask_rp(url: str, token: str | None, content: bytes, signature: bytes, slot:
         answer = httpx.post(target, json=body, headers=headers, timeout=30)
     except httpx.HTTPError as exc:
         raise unusable(f"relying party at {target}: {type(exc).__name__}: {exc}") from None
+    if answer.status_code == 404:
+        raise unusable(f"no relying party at {target} (HTTP 404): a reader serves one only when "
+                       "started with `mcred reader serve --jpki-roots FILE`; the issuer service's "
+                       "is at <issuer>/reader")
     if answer.status_code != 200:
         try:
             detail = answer.json().get("detail", answer.text)
-        except ValueError:
+        except (ValueError, AttributeError):
             detail = answer.text
         raise unusable(f"relying party at {target}: HTTP {answer.status_code}: "
                        f"{str(detail)[:300]}")
