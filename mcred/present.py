@@ -57,14 +57,15 @@ def reader_pipeline(trust_pems: Sequence[Path | str] = (), *, trust: TrustStore 
                     offline: bool = False, max_offline_age: dt.timedelta = dt.timedelta(hours=24),
                     skew: dt.timedelta = dt.timedelta(minutes=5), require_status: bool = False,
                     clock: Callable[[], dt.datetime] | None = None,
-                    fetcher=None, ds_crl: bool | DsCrlCheck = False) -> ReaderPipeline:
+                    fetcher=None, ds_crl: bool | DsCrlCheck = False,
+                    ds_crl_max_age: dt.timedelta | None = None) -> ReaderPipeline:
     """The reader's pipeline; ``ds_crl`` adds the ``ds_revocation`` check (the IACA CRL
-    fetched from the DS certificate's distribution point; a :class:`DsCrlCheck` to share or
-    to give a fetcher)."""
+    fetched from the DS certificate's distribution point, kept at most ``ds_crl_max_age``;
+    a :class:`DsCrlCheck` to share or to give a fetcher)."""
     store = trust or TrustStore.from_pem_files(trust_pems)
     kwargs = {"clock": clock} if clock else {}
     if ds_crl is True:
-        ds_crl = DsCrlCheck()
+        ds_crl = DsCrlCheck() if ds_crl_max_age is None else DsCrlCheck(max_age=ds_crl_max_age)
     return ReaderPipeline(store, config=PipelineConfig(skew=skew, require_status=require_status),
                           status=StatusListCache(fetcher, offline=offline, max_offline_age=max_offline_age),
                           extra_checks=[ds_crl] if ds_crl else [], **kwargs)

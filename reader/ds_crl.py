@@ -3,7 +3,9 @@
 ISO/IEC 18013-5:2021 Annex B: the DS certificate names the IACA's CRL in its
 cRLDistributionPoints. :class:`DsCrlCheck` fetches that CRL over HTTP, checks that the
 IACA of the verified chain issued and signed it and that it is current, keeps it until its
-nextUpdate, and reports one named check, ``ds_revocation``: the MSO is refused when the
+nextUpdate but at most ``max_age`` (default one hour: an IACA CRL is commonly valid for a day
+or more, and a document signer's revocation, rare but urgent, should not wait that long),
+and reports one named check, ``ds_revocation``: the MSO is refused when the
 DS certificate's serial is listed (any reason: an MSO is only as good as its signer).
 Fail closed: no CRL, an unverifiable one or one past its nextUpdate fails the check with
 the reason. It plugs into :class:`reader.pipeline.ReaderPipeline` as one of its ``extra_checks``.
@@ -27,6 +29,8 @@ DS_REVOCATION = "ds_revocation"
 SKEW = dt.timedelta(minutes=5)
 #: A CRL without nextUpdate (RFC 5280 requires one) is fetched again after this.
 DEFAULT_KEEP = dt.timedelta(hours=1)
+#: A kept CRL is fetched again after this even when its nextUpdate is later.
+DEFAULT_MAX_AGE = dt.timedelta(hours=1)
 MAX_CRL_BYTES = 4 * 1024 * 1024
 
 #: ``fetch(url) -> DER/PEM bytes``; raises :class:`CrlFetchError`.
@@ -69,8 +73,12 @@ def _load(data: bytes) -> x509.CertificateRevocationList:
 class DsCrlCheck:
     """``ds_revocation`` for each document: callable on a :class:`DocumentContext`."""
 
-    def __init__(self, fetcher: CrlFetcher | None = None) -> None:
+    def __init__(self, fetcher: CrlFetcher | None = None, *,
+                 max_age: dt.timedelta = DEFAULT_MAX_AGE) -> None:
+        if max_age < dt.timedelta(0):
+            raise ValueError("max_age must not be negative")
         self.fetcher = fetcher or HttpCrlFetcher()
+        self.max_age = max_age
         self._cache: dict[str, _Cached] = {}
         self._lock = threading.Lock()
         self.fetches = 0
@@ -119,7 +127,7 @@ class DsCrlCheck:
             why = _judge(crl, iaca, now)
             if why:
                 return f"IACA CRL at {url}: {why}"
-            until = crl.next_update_utc or now + DEFAULT_KEEP
+            until = min(crl.next_update_utc or now + DEFAULT_KEEP, now + self.max_age)
             self._cache[url] = _Cached(crl, anchor, until)
             return crl
 

@@ -154,8 +154,15 @@ def test_reader_ds_revocation_refuses_an_mdoc_of_a_revoked_ds(world):
     assert {c.name for c in fresh.checks if not c.passed} == {"ds_revocation"}
     assert "revoked (keyCompromise)" in fresh.check("ds_revocation").reason
     assert not fresh.documents
-    later = clock.now + dt.timedelta(hours=25)
     ds = x509.load_der_x509_certificate(signed.issuer_auth.x5chain[0])
+    # ... but at most max_age (one hour by default), however far its nextUpdate is
+    assert check.max_age == dt.timedelta(hours=1)
+    assert check.check(ds, svc.iaca_certificate(), clock.now + dt.timedelta(minutes=50)).passed
+    assert len(crl_urls) == 2
+    hour_later = check.check(ds, svc.iaca_certificate(), clock.now + dt.timedelta(minutes=62))
+    assert not hour_later.passed and "revoked (keyCompromise)" in hour_later.reason
+    assert len(crl_urls) == 3
+    later = clock.now + dt.timedelta(hours=25)
     clock.now = later
     assert not check.check(ds, svc.iaca_certificate(), later).passed  # refetched
     assert len(crl_urls) >= 3

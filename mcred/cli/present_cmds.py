@@ -143,6 +143,7 @@ def register(app: typer.Typer) -> None:
         reader_cert: Path | None = typer.Option(None, "--reader-cert", help="readerAuth: certificate chain (PEM, leaf first)."),
         reader_key: Path | None = typer.Option(None, "--reader-key", help="readerAuth: the reader's private key (PEM)."),
         ds_crl: bool | None = typer.Option(None, "--ds-crl/--no-ds-crl", help="Check the IACA CRL for a revoked document signer (ds_revocation); default on unless --offline."),
+        ds_crl_max_age: int = typer.Option(3600, "--ds-crl-max-age", min=0, help="Fetch the IACA CRL again after this many seconds, even before its nextUpdate."),
         jpki_roots: list[Path] = typer.Option([], "--jpki-roots", help="JPKI roots (PEM bundle, `mcred export jpki-root --out r.pem`): also serve the relying party, POST /rp/jpki/verify; repeatable."),
     ) -> None:
         """Run the reader service: POST /sessions, POST /sessions/{id}, GET /sessions/{id}/result
@@ -183,7 +184,8 @@ def register(app: typer.Typer) -> None:
         pipeline = reader_pipeline(trust=store, offline=offline,
                                    max_offline_age=dt.timedelta(seconds=max_offline_age),
                                    skew=dt.timedelta(seconds=skew), require_status=require_status,
-                                   ds_crl=(not offline) if ds_crl is None else ds_crl)
+                                   ds_crl=(not offline) if ds_crl is None else ds_crl,
+                                   ds_crl_max_age=dt.timedelta(seconds=ds_crl_max_age))
         service = ReaderService(pipeline, [spec], save_dir=save_dir, reader_signer=signer, reader_chain=chain)
         rp = RelyingPartyService(rp_roots) if rp_roots else None
         console.print(f"reader on http://{host}:{port} trusting {len(store)} IACA(s), asking {spec.to_json()}"
