@@ -90,6 +90,13 @@ class SignerRevocationRequest(_Body):
                     "privilegeWithdrawn", "unspecified"]
 
 
+class StatusSignerRevocationRequest(_Body):
+    #: The status-list signer's key label (``mdoc-status-1``) or certificate serial (hex).
+    signer: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9:._-]+$")
+    reason: Literal["keyCompromise", "superseded", "cessationOfOperation", "affiliationChanged",
+                    "privilegeWithdrawn", "unspecified"]
+
+
 class DrillRequest(_Body):
     scenario: str = Field(pattern=r"^[a-z_]{1,32}$")
     phones: int = Field(1, ge=1, le=50)
@@ -499,6 +506,19 @@ def operator_router(ctx: Context) -> APIRouter:
         svc = mdoc_service(ctx)
         svc.setup()
         info, changed = svc.revoke_signer(body.ds, body.reason, actor=_actor(request))
+        return {**info.to_json(), "changed": changed}
+
+    @router.post("/trust/status-signer-revocations", summary="Revoke a status-list signer "
+                 "certificate: the IACA CRL lists it, every list is re-signed by a new signer")
+    def status_signer_revocation(body: StatusSignerRevocationRequest,
+                                 request: Request) -> dict[str, Any]:
+        from issuer.mdoc.pki import PURPOSE_STATUS
+        from mcred.mdoc_flow import mdoc_service
+
+        svc = mdoc_service(ctx)
+        svc.setup()
+        info, changed = svc.revoke_signer(body.signer, body.reason, actor=_actor(request),
+                                          purposes=(PURPOSE_STATUS,))
         return {**info.to_json(), "changed": changed}
 
     return router

@@ -61,14 +61,16 @@ def reader_pipeline(trust_pems: Sequence[Path | str] = (), *, trust: TrustStore 
                     ds_crl_max_age: dt.timedelta | None = None) -> ReaderPipeline:
     """The reader's pipeline; ``ds_crl`` adds the ``ds_revocation`` check (the IACA CRL
     fetched from the DS certificate's distribution point, kept at most ``ds_crl_max_age``;
-    a :class:`DsCrlCheck` to share or to give a fetcher)."""
+    a :class:`DsCrlCheck` to share or to give a fetcher) and looks the status-list signer up
+    on the same CRL."""
     store = trust or TrustStore.from_pem_files(trust_pems)
     kwargs = {"clock": clock} if clock else {}
     if ds_crl is True:
         ds_crl = DsCrlCheck() if ds_crl_max_age is None else DsCrlCheck(max_age=ds_crl_max_age)
     return ReaderPipeline(store, config=PipelineConfig(skew=skew, require_status=require_status),
                           status=StatusListCache(fetcher, offline=offline, max_offline_age=max_offline_age),
-                          extra_checks=[ds_crl] if ds_crl else [], **kwargs)
+                          extra_checks=[ds_crl] if ds_crl else [],
+                          signer_revocation=ds_crl.signer_revoked if ds_crl else None, **kwargs)
 
 
 def reader_app(service: ReaderService, rp: RelyingPartyService | None = None) -> FastAPI:

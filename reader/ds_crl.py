@@ -8,7 +8,10 @@ or more, and a document signer's revocation, rare but urgent, should not wait th
 and reports one named check, ``ds_revocation``: the MSO is refused when the
 DS certificate's serial is listed (any reason: an MSO is only as good as its signer).
 Fail closed: no CRL, an unverifiable one or one past its nextUpdate fails the check with
-the reason. It plugs into :class:`reader.pipeline.ReaderPipeline` as one of its ``extra_checks``.
+the reason. It plugs into :class:`reader.pipeline.ReaderPipeline` as one of its ``extra_checks``,
+and its :meth:`DsCrlCheck.signer_revoked` as the pipeline's ``signer_revocation``: the
+status-list signer, also certified by the IACA, is looked up on the same CRL at every status
+check, so a list signed by a revoked signer fails ``status_list_signature``.
 """
 
 from __future__ import annotations
@@ -100,12 +103,21 @@ class DsCrlCheck:
         if entry is None:
             return Check(DS_REVOCATION, True, f"DS serial {ds.serial_number:x} not on the IACA CRL "
                          f"({url}, next update {_text(got.next_update_utc)})")
-        try:
-            reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.value
-        except (x509.ExtensionNotFound, ValueError):
-            reason = "unspecified"
-        return Check(DS_REVOCATION, False, f"DS serial {ds.serial_number:x} revoked ({reason}) at "
-                     f"{_text(entry.revocation_date_utc)} (IACA CRL {url})")
+        return Check(DS_REVOCATION, False, f"DS serial {ds.serial_number:x} {_revoked(entry, url)}")
+
+    def signer_revoked(self, signer: x509.Certificate, iaca: x509.Certificate, now: dt.datetime) -> str | None:
+        """Why another certificate of the IACA (a status-list signer) must not be trusted:
+        listed on the IACA CRL, or no current CRL to be had (fail closed); ``None`` when the
+        CRL it names does not list it. For :class:`reader.pipeline.ReaderPipeline`'s
+        ``signer_revocation``."""
+        url = certs.crl_url(signer)
+        if url is None:
+            return f"serial {signer.serial_number:x} names no CRL distribution point"
+        got = self._crl(url, iaca, now)
+        if isinstance(got, str):
+            return f"serial {signer.serial_number:x}: {got}"
+        entry = got.get_revoked_certificate_by_serial_number(signer.serial_number)
+        return None if entry is None else f"serial {signer.serial_number:x} {_revoked(entry, url)}"
 
     def _crl(self, url: str, iaca: x509.Certificate, now: dt.datetime
              ) -> x509.CertificateRevocationList | str:
@@ -146,6 +158,14 @@ def _judge(crl: x509.CertificateRevocationList, iaca: x509.Certificate, now: dt.
     if crl.next_update_utc is not None and crl.next_update_utc < now:
         return f"out of date: nextUpdate {_text(crl.next_update_utc)} has passed"
     return None
+
+
+def _revoked(entry: x509.RevokedCertificate, url: str) -> str:
+    try:
+        reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.value
+    except (x509.ExtensionNotFound, ValueError):
+        reason = "unspecified"
+    return f"revoked ({reason}) at {_text(entry.revocation_date_utc)} (IACA CRL {url})"
 
 
 def _text(t: dt.datetime | None) -> str:

@@ -139,6 +139,12 @@ class CachedList:
 @dataclass(frozen=True)
 class StatusOutcome:
     checks: tuple[Check, ...]
+    #: The list's signer certificate, when its signature and chain verified.
+    signer: x509.Certificate | None = None
+
+#: ``(signer certificate, IACA, now) -> why it must not be trusted, or None``: for example
+#: :meth:`reader.ds_crl.DsCrlCheck.signer_revoked` (the IACA CRL).
+SignerRevocation = Callable[[x509.Certificate, x509.Certificate, dt.datetime], "str | None"]
 
 
 class StatusListCache:
@@ -258,7 +264,8 @@ class StatusListCache:
         word = _STATUS_WORDS.get(value, f"status {value} (application-specific)")
         prefix = "OFFLINE: " if self.offline else ""
         outcome = StatusOutcome((sig, fresh, Check(REVOCATION_STATUS, value == Status.VALID,
-                                                   f"{prefix}index {index} of {uri}: {word}")))
+                                                   f"{prefix}index {index} of {uri}: {word}")),
+                                entry.token.header.signer)
         if fresh.passed and not self.offline:
             anchor = next((a for a in anchors if a.fingerprint(hashes.SHA256()) == entry.verified_with), None)
             if anchor is not None:
@@ -296,11 +303,15 @@ class ReaderPipeline:
         config: PipelineConfig = PipelineConfig(),
         status: StatusListCache | None = None,
         extra_checks: Sequence[Callable[[DocumentContext], Check]] = (),
+        signer_revocation: SignerRevocation | None = None,
     ) -> None:
         self.trust = trust
         #: Further checks per document, in order, after the Annex B profile checks (for
         #: example reader.ds_crl.DsCrlCheck: the IACA CRL).
         self.extra_checks = tuple(extra_checks)
+        #: Asked about the status list's signer on every lookup: a revoked (or unknowable)
+        #: signer fails ``status_list_signature`` and leaves ``revocation_status`` unchecked.
+        self.signer_revocation = signer_revocation
         self.clock = clock
         self.config = config
         self.status = status or StatusListCache()
@@ -430,7 +441,14 @@ class ReaderPipeline:
         if not anchors:
             why = "not checked: no trusted DS chain to anchor the status list"
             return [Check(n, False, why) for n in STATUS_CHECKS]
-        return list(self.status.lookup(ref.uri, ref.idx, anchors, ctx.now).checks)
+        outcome = self.status.lookup(ref.uri, ref.idx, anchors, ctx.now)
+        checks = list(outcome.checks)
+        if self.signer_revocation is not None and outcome.signer is not None and checks[0].passed:
+            why = self.signer_revocation(outcome.signer, anchors[0], ctx.now)
+            if why is not None:
+                checks[0] = Check(STATUS_LIST_SIGNATURE, False, f"{ref.uri}: list signer {why}")
+                checks[2] = Check(REVOCATION_STATUS, False, "not checked: list not trusted")
+        return checks
 
 
 def _summary(name: str, rules: list, what: str) -> Check:

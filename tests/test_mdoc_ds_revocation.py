@@ -292,4 +292,88 @@ def test_http_ds_revocation_is_operator_only_and_typed(home):
     assert crl.get_revoked_certificate_by_serial_number(serial) is not None
     assert not client.post("/trust/ds-revocations", json=body, headers=op).json()["changed"]
     assert mdoc_service(ctx).document_signer().label == "mdoc-ds-2"
+    # the status-list signer has its own route; neither route reaches the other's signers
+    url = "/trust/status-signer-revocations"
+    body = {"signer": "mdoc-status-1", "reason": "keyCompromise"}
+    assert client.post(url, json=body, headers=issuer).status_code == 403
+    assert client.post(url, json={**body, "signer": "mdoc-ds-2"}, headers=op).status_code == 404
+    assert client.post("/trust/ds-revocations", json={"ds": "mdoc-status-1",
+                       "reason": "keyCompromise"}, headers=op).status_code == 404
+    r = client.post(url, json=body, headers=op)
+    assert r.status_code == 200 and r.json()["changed"] and r.json()["purpose"] == "status-signer"
+    crl = x509.load_der_x509_crl(client.get("/trust/iaca.crl").content)
+    assert crl.get_revoked_certificate_by_serial_number(int(r.json()["serial"], 16)) is not None
     app.state.jobs.shutdown()
+
+
+def test_revoked_status_list_signer_fails_the_list_and_the_issuer_re_signs(world):
+    """The status-list signer is certified by the IACA too: revoked, it is on the IACA CRL;
+    a reader that checks the CRL refuses a list it signed (``status_list_signature``, the
+    index not read), and the issuer re-signs every list under a new signer generation."""
+    from issuer.mdoc.pki import PURPOSE_STATUS
+    from protocols.status import decode_status_list_token
+
+    svc, _sessions, clock = world
+    key, signed = _issue(svc, "job-1")
+    uri = signed.mso().status.status_list.uri
+
+    def crl_fetch(url: str) -> bytes:
+        return svc.iaca_crl().public_bytes(DER)
+
+    def reader(fetch):  # noqa: ANN001
+        trust = TrustStore()
+        trust.add(svc.iaca_certificate())
+        return reader_pipeline(trust=trust, clock=lambda: clock.now + dt.timedelta(minutes=1),
+                               fetcher=fetch, require_status=True, ds_crl=DsCrlCheck(crl_fetch))
+
+    live = lambda uri, etag: HttpAnswer(200, svc.status_token_by_uri(uri).token, {})  # noqa: E731
+    data, st = _present(signed, key)
+    result = reader(live).verify(data, session_transcript=st)
+    assert result.valid, [c for c in result.checks if not c.passed]
+    old = svc.status_token_by_uri(uri).token
+    old_signer = decode_status_list_token(old).header.signer
+
+    (info,) = svc.signers(PURPOSE_STATUS)
+    assert info.serial == format(old_signer.serial_number, "x")
+    clock.now = NOW + dt.timedelta(minutes=2)
+    with pytest.raises(UnknownSigner):  # a status signer is not a DS: the DS route cannot reach it
+        svc.revoke_signer(info.label, "keyCompromise")
+    info, changed = svc.revoke_signer(info.label, "keyCompromise", purposes=(PURPOSE_STATUS,))
+    assert changed and info.reason == "keyCompromise"
+    assert svc.iaca_crl().get_revoked_certificate_by_serial_number(old_signer.serial_number)
+
+    # a reader still served the list signed by the revoked signer refuses it
+    replay = reader(lambda uri, etag: HttpAnswer(200, old, {})).verify(data, session_transcript=st)
+    assert {c.name for c in replay.checks if not c.passed} == {"status_list_signature", "revocation_status"}
+    reason = replay.check("status_list_signature").reason
+    assert f"list signer serial {old_signer.serial_number:x} revoked (keyCompromise)" in reason
+    assert replay.check("revocation_status").reason == "not checked: list not trusted"
+    assert not replay.documents
+
+    # the issuer's next answer is the same list under a new signer generation: accepted
+    new = svc.status_token_by_uri(uri).token
+    assert new != old
+    assert decode_status_list_token(new).header.signer.serial_number != old_signer.serial_number
+    again = reader(live).verify(data, session_transcript=st)
+    assert again.valid, [c for c in again.checks if not c.passed]
+    assert [(s.label, s.active, s.reason) for s in svc.signers(PURPOSE_STATUS)] == [
+        ("mdoc-status-1", False, "keyCompromise"), ("mdoc-status-2", True, None)]
+
+
+def test_cli_status_list_signer_list_and_revoke(home):
+    from mcred.cli.main import app as cli
+
+    def run(*args: str, code: int = 0) -> str:
+        out = CliRunner().invoke(cli, list(args))
+        assert out.exit_code == code, out.output
+        return out.output
+
+    (signer,) = json.loads(run("status-list", "signer", "list", "--json"))
+    assert signer["label"] == "mdoc-status-1" and signer["active"]
+    run("status-list", "signer", "revoke", "mdoc-ds-1", "--reason", "keyCompromise", code=2)
+    run("status-list", "signer", "revoke", "mdoc-status-1", "--reason", "certificateHold", code=2)
+    out = json.loads(run("status-list", "signer", "revoke", signer["serial"], "--reason",
+                         "keyCompromise", "--json"))
+    assert out["changed"] and out["label"] == "mdoc-status-1"
+    assert "already revoked" in run("status-list", "signer", "revoke", "mdoc-status-1",
+                                    "--reason", "superseded")

@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from issuer.db import IssuerKey
 from issuer.keystore import CoseSignerAdapter, KeyStoreError
 from issuer.mdoc.errors import MdocKeyError, MdocKeysMissing, SignerRevocationError, UnknownSigner
-from issuer.mdoc.models import IacaCrl
+from issuer.mdoc.models import IacaCrl, IdentifierListToken, StatusListToken
 from protocols import iaca
 
 PURPOSE_IACA = "iaca"
@@ -242,7 +242,10 @@ class MdocPki:
                       purposes: tuple[str, ...] = (PURPOSE_DS,)) -> tuple[IssuerKey, bool]:
         """Revoke a signer certificate issued by the IACA: recorded on its ``issuer_keys``
         row, listed on the next IACA CRL, and never used to sign again (a revoked active
-        signer is replaced by a new generation on next use). Idempotent: a second revocation
+        signer is replaced by a new generation on next use). Revoking a status-list signer
+        also drops every stored Status / Identifier List Token, which it signed: the next
+        request rebuilds each one under the new generation, so readers that check the IACA
+        CRL are not left with lists they must refuse. Idempotent: a second revocation
         changes nothing and returns ``(row, False)``."""
         if reason not in SIGNER_REVOCATION_REASONS:
             raise SignerRevocationError(
@@ -255,6 +258,9 @@ class MdocPki:
         row.revoked_at, row.revocation_reason, row.active = now, reason, False
         session.execute(update(IacaCrl).values(stale=True)
                         .execution_options(synchronize_session=False))
+        if row.purpose == PURPOSE_STATUS:
+            for model in (StatusListToken, IdentifierListToken):
+                session.execute(delete(model).execution_options(synchronize_session=False))
         session.flush()
         return row, True
 

@@ -25,6 +25,7 @@ from issuer.holders import HolderError, attach_phone, holder_data
 from issuer.holders import register as register_holder
 from issuer.mdoc.errors import IssuerMdocError
 from issuer.mdoc.issuance import make_proof
+from issuer.mdoc.pki import PURPOSE_DS, PURPOSE_STATUS
 from mcred.context import Context
 from mcred.mdoc_flow import mdoc_service
 from protocols import cardsub, certs
@@ -334,12 +335,13 @@ def credential_show(
         console.print(f"{k}: {v}", highlight=False)
 
 
-def _signer_table(rows: list) -> None:
-    table = Table("label", "serial", "valid until", "state", "valid mdocs signed")
+def _signer_table(rows: list, signs: str = "mdocs") -> None:
+    table = Table("label", "serial", "valid until", "state", "valid mdocs signed" if signs == "mdocs" else "")
     for r in rows:
         state = (f"[red]revoked[/] ({r.reason}, {r.revoked_at:%Y-%m-%d %H:%M}Z)" if r.revoked_at
                  else "[green]active[/]" if r.active else "retired")
-        table.add_row(r.label, r.serial, f"{r.not_after:%Y-%m-%d}", state, str(r.affected_mdocs))
+        table.add_row(r.label, r.serial, f"{r.not_after:%Y-%m-%d}", state,
+                      str(r.affected_mdocs) if signs == "mdocs" else "")
     console.print(table)
 
 
@@ -374,12 +376,38 @@ def ds_revoke(
     """Revoke a document-signer certificate: the IACA CRL (/trust/iaca.crl) lists it.
 
     A revoked active signer is replaced by a new generation at the next issuance."""
+    _revoke_signer(ds, reason, as_json, PURPOSE_DS)
+
+
+def status_signer_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Every status-list signer generation: serial, validity, active / retired / revoked."""
+    svc = mdoc_service(Context.open())
+    svc.setup()
+    rows = svc.signers(PURPOSE_STATUS)
+    if as_json:
+        print(json.dumps([r.to_json() for r in rows], ensure_ascii=False))
+    else:
+        _signer_table(rows, signs="lists")
+
+
+def status_signer_revoke(
+    signer: str = typer.Argument(..., help="The status-list signer: its label (mdoc-status-1) or its certificate serial (hex)."),
+    reason: str = typer.Option(..., "--reason", help="keyCompromise, superseded, cessationOfOperation, affiliationChanged, privilegeWithdrawn or unspecified."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Revoke a status-list signer certificate: the IACA CRL lists it, and every published
+    Status / Identifier List Token is re-signed by a new signer generation at its next request
+    (readers checking the IACA CRL refuse lists signed by the revoked one)."""
+    _revoke_signer(signer, reason, as_json, PURPOSE_STATUS)
+
+
+def _revoke_signer(ref: str, reason: str, as_json: bool, purpose: str) -> None:
     from issuer.mdoc.errors import SignerRevocationError, UnknownSigner
 
     svc = mdoc_service(Context.open())
     svc.setup()
     try:
-        info, changed = svc.revoke_signer(ds, reason, actor="cli")
+        info, changed = svc.revoke_signer(ref, reason, actor="cli", purposes=(purpose,))
     except (UnknownSigner, SignerRevocationError) as exc:
         raise _fail(str(exc), 2) from None
     if as_json:
@@ -390,7 +418,10 @@ def ds_revoke(
         return
     console.print(f"{info.label} serial {info.serial} revoked ({reason}); the IACA CRL lists "
                   f"it from now on", highlight=False)
-    if info.affected_mdocs:
+    if purpose == PURPOSE_STATUS:
+        console.print("the status and identifier lists are re-signed by a new signer generation "
+                      "at their next request", highlight=False)
+    elif info.affected_mdocs:
         console.print(f"[yellow]{info.affected_mdocs} valid mdoc(s) were signed by it: readers "
                       "checking the IACA CRL refuse them; issue new ones[/]")
 
@@ -423,7 +454,11 @@ def register(app: typer.Typer) -> None:
     ds.command("rollover")(ds_rollover)
     ds.command("revoke")(ds_revoke)
     export_app.command("iaca")(export_iaca)
-    _group(app, "status-list", "Token Status Lists.").command("show")(status_list_show)
+    status_lists = _group(app, "status-list", "Token Status Lists.")
+    status_lists.command("show")(status_list_show)
+    signer = _group(status_lists, "signer", "Status-list signers of the mdoc issuer: list, revoke.")
+    signer.command("list")(status_signer_list)
+    signer.command("revoke")(status_signer_revoke)
     cred = _group(app, "credential", "Issued credentials in the registry.")
     cred.command("list")(credential_list)
     cred.command("show")(credential_show)
