@@ -3,6 +3,11 @@
 Floors, measured in the same run: issuing = one ECDSA P-256 sign + the SHA-256 digests of
 the items; full verification = three ECDSA verifies (DS certificate by the IACA, issuerAuth,
 deviceSignature) + the digests; cached verification = two verifies + the digests.
+
+Peers, on the same DeviceResponse: pymdoccbor (Python; checks less: no device
+authentication) and, where node and the pinned package are installed (``npm ci`` in
+interop/auth0-mdl, as .ci/run does), @auth0/mdl (TypeScript, ``Verifier.verify``: chain,
+issuer signature, digests, device signature), timed inside its own node process.
 """
 
 from __future__ import annotations
@@ -11,6 +16,9 @@ import argparse
 import base64
 import datetime as dt
 import hashlib
+import json
+import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -36,8 +44,9 @@ ELEMENTS = {
 
 
 def make_pki(now: dt.datetime):
-    def name(cn):
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    def name(cn):  # countryName, as Annex B wants (and @auth0/mdl requires)
+        return x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
+                          x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
     iaca_key, ds_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     iaca = (x509.CertificateBuilder().subject_name(name("bench iaca")).issuer_name(name("bench iaca"))
@@ -51,6 +60,25 @@ def make_pki(now: dt.datetime):
           .add_extension(x509.ExtendedKeyUsage([mdoc.EKU_MDL_DS]), critical=True)
           .sign(iaca_key, hashes.SHA256()))
     return iaca, ds_key, ds
+
+
+AUTH0 = Path(__file__).resolve().parents[1] / "interop" / "auth0-mdl"
+
+
+def auth0_verify(response: bytes, session_transcript: mdoc.SessionTranscript,
+                 iaca: x509.Certificate, runs: int) -> tuple[float | None, str]:
+    """Median seconds of one @auth0/mdl full verification (in node), or None and why not."""
+    if shutil.which("node") is None:
+        return None, "no node"
+    if not (AUTH0 / "node_modules" / "@auth0" / "mdl").is_dir():
+        return None, f"not installed: cd {AUTH0} && npm ci --ignore-scripts"
+    request = {"mode": "bench", "iaca": [iaca.public_bytes(Encoding.PEM).decode()],
+               "response": response.hex(), "transcript": session_transcript.tagged.hex(), "runs": runs}
+    done = subprocess.run(["node", "verify.mjs"], cwd=AUTH0, input=json.dumps(request),
+                          capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        return None, f"node failed: {done.stderr.strip()[-200:]}"
+    return json.loads(done.stdout)["median_us"] / 1e6, ""
 
 
 def main() -> int:
@@ -126,6 +154,8 @@ def main() -> int:
     except ImportError:
         pass
 
+    t_auth0, auth0_note = auth0_verify(response, st, iaca, runs)
+
     floor_issue = t_sign + t_sha
     floor_full = 3 * t_verify + t_sha
     floor_cached = 2 * t_verify + t_sha
@@ -142,9 +172,15 @@ def main() -> int:
             ("issue (pymdoccbor)", t_py_issue, floor_issue, "1 sign + digests", None),
             ("verify (pymdoccbor, no device auth)", t_py_verify, floor_full, "3 verifies + digests", None),
         ]
+    if t_auth0 is not None:
+        rows.append(("verify (@auth0/mdl, node)", t_auth0, floor_full, "3 verifies + digests", None))
     for label, t, floor, what, target in rows:
         goal = f"  target <= {target}x {'met' if t / floor <= target else 'MISSED'}" if target else ""
         print(f"  {label:38s} {t * us:9.1f} us  = {t / floor:5.2f}x floor ({what}){goal}")
     if t_py_verify is not None:
         print(f"  pymdoccbor / ours: issue {t_py_issue / t_issue:5.2f}x   verify {t_py_verify / t_full:5.2f}x")
+    if t_auth0 is not None:
+        print(f"  @auth0/mdl / ours: verify {t_auth0 / t_full:5.2f}x (full)")
+    else:
+        print(f"  @auth0/mdl: not run ({auth0_note})")
     return 0
