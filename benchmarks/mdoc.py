@@ -65,7 +65,7 @@ def make_pki(now: dt.datetime):
 AUTH0 = Path(__file__).resolve().parents[1] / "interop" / "auth0-mdl"
 
 
-def auth0_verify(response: bytes, session_transcript: mdoc.SessionTranscript,
+def auth0_verify(response: bytes, session_transcript: mdoc.SessionTranscript | bytes,
                  iaca: x509.Certificate, runs: int) -> tuple[float | None, str]:
     """Median seconds of one @auth0/mdl full verification (in node), or None and why not."""
     if shutil.which("node") is None:
@@ -73,7 +73,8 @@ def auth0_verify(response: bytes, session_transcript: mdoc.SessionTranscript,
     if not (AUTH0 / "node_modules" / "@auth0" / "mdl").is_dir():
         return None, f"not installed: cd {AUTH0} && npm ci --ignore-scripts"
     request = {"mode": "bench", "iaca": [iaca.public_bytes(Encoding.PEM).decode()],
-               "response": response.hex(), "transcript": session_transcript.tagged.hex(), "runs": runs}
+               "response": response.hex(), "runs": runs,
+               "transcript": mdoc.SessionTranscript.coerce(session_transcript).tagged.hex()}
     done = subprocess.run(["node", "verify.mjs"], cwd=AUTH0, input=json.dumps(request),
                           capture_output=True, text=True, timeout=600)
     if done.returncode != 0:

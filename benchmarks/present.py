@@ -4,7 +4,8 @@ One complete presentation (engagement -> SessionEstablishment -> encrypted Devic
 consent -> SE-signed DeviceResponse -> decryption -> full reader pipeline -> verdict) per
 second, in-process and over HTTP (reader service in uvicorn on 127.0.0.1), and one reader
 verification alone; each next to the sum of its raw crypto operations measured in the same
-run, and next to pymdoccbor verifying the same DeviceResponse.
+run, and next to pymdoccbor and @auth0/mdl (node; see benchmarks/mdoc.py) verifying the same
+DeviceResponse.
 
 Floors (``cryptography`` calls, same run):
   presentation  = 2 P-256 key generations (EDeviceKey, EReaderKey) + 2 ECDH + 4 HKDF
@@ -207,6 +208,9 @@ def main() -> int:
             t_py = median_time(py_verify, max(20, runs // 2))
         except Exception as exc:  # noqa: BLE001 - report, do not fail the benchmark
             py_error = f"{type(exc).__name__}: {exc}"
+        from benchmarks.mdoc import auth0_verify
+
+        t_auth0, auth0_note = auth0_verify(response, transcript, iaca_cert, max(20, runs // 2))
 
     us = 1e6
     print(f"presentation benchmark: {len(ITEMS)} items requested and released, P-256, median of {runs} runs")
@@ -228,6 +232,11 @@ def main() -> int:
               f"; returned {py_ok}; ours (warm) is {t_py / t_verify:.2f}x faster, ours (cold) {t_py / t_cold:.2f}x")
     else:
         print(f"  pymdoccbor: could not verify our DeviceResponse ({py_error})")
+    if t_auth0 is not None:
+        print(f"  @auth0/mdl verify (node), same response {t_auth0 * us:9.1f} us  = {t_auth0 / floor_cold:5.2f}x the "
+              f"3-verify floor; ours (warm) is {t_auth0 / t_verify:.2f}x faster, ours (cold) {t_auth0 / t_cold:.2f}x")
+    else:
+        print(f"  @auth0/mdl: not run ({auth0_note})")
     return 0
 
 
