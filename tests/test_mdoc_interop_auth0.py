@@ -1,10 +1,11 @@
-"""A second, independent mdoc implementation reads ours: @auth0/mdl (TypeScript, run in node)
+"""A second, independent mdoc implementation reads ours, and ours reads it: @auth0/mdl (TypeScript, in node)
 verifies the card-substitute mdoc the issuer signs and the wallet presents: the DS chain to
 our IACA, the MSO signature, every digest, and device authentication over this session's
 transcript, by signature and by MAC (ECDH with the reader's ephemeral key). It sees exactly
 the elements we disclosed, and refuses what it should: a tampered element, another session's
-transcript, an IACA it does not trust. (pymdoccbor, the Python peer, is in
-test_mdoc_interop.py; it checks less.)"""
+transcript, an IACA it does not trust. The other way round, an mDL it issues under an Annex B
+IACA/DS pair and presents with a device signature passes our reader pipeline. (pymdoccbor,
+the Python peer, is in test_mdoc_interop.py; it checks less.)"""
 
 from __future__ import annotations
 
@@ -139,3 +140,58 @@ def test_auth0_refuses_what_it_should(issued):
     assert not verify_device_response(tampered, trust_anchors=[iaca], session_transcript=st, now=now).valid
     assert not verify_device_response(good, trust_anchors=[iaca], session_transcript=other_st, now=now).valid
     assert not verify_device_response(good, trust_anchors=[foreign], session_transcript=st, now=now).valid
+
+
+def _jwk(key: ec.EllipticCurvePrivateKey) -> dict:
+    """RFC 7518 6.2 JWK of a P-256 private key (the bridge gives @auth0/mdl keys as JWK)."""
+    import base64
+
+    def b64(n: int) -> str:
+        return base64.urlsafe_b64encode(n.to_bytes(32, "big")).rstrip(b"=").decode()
+
+    pub = key.public_key().public_numbers()
+    return {"kty": "EC", "crv": "P-256", "x": b64(pub.x), "y": b64(pub.y),
+            "d": b64(key.private_numbers().private_value)}
+
+
+def test_an_mdoc_issued_and_presented_by_auth0_verifies_with_our_reader():
+    """The other way round: @auth0/mdl issues an mDL under an Annex B IACA / DS pair of ours
+    and presents it with a device signature over our SessionTranscript; our reader pipeline
+    (core checks, Annex B profiles, validity) verifies it and lists exactly what it disclosed."""
+    from protocols.iaca.builders import document_signer_builder, iaca_builder, sign
+    from reader.pipeline import PipelineConfig, ReaderPipeline
+    from reader.trust import TrustStore
+
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    iaca_key, ds_key, device = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    iaca = sign(iaca_builder(iaca_key.public_key(), common_name="interop IACA",
+                             not_before=now - dt.timedelta(days=1), not_after=now + dt.timedelta(days=3000),
+                             issuer_alt_name_uri="http://issuer.test/iaca", crl_uri="http://issuer.test/iaca.crl"),
+                iaca_key)
+    ds = sign(document_signer_builder(ds_key.public_key(), iaca, common_name="interop DS",
+                                      not_before=now - dt.timedelta(hours=1), not_after=now + dt.timedelta(days=300),
+                                      crl_uri="http://issuer.test/iaca.crl"), iaca_key)
+    _reader, st = _session()
+    mdl = "org.iso.18013.5.1"
+    answer = call({"mode": "issue", "docType": "org.iso.18013.5.1.mDL",
+                   "nameSpaces": {mdl: {"family_name": "Yamada", "given_name": "Hanako",
+                                        "birth_date": "1990-04-01", "issuing_country": "JP",
+                                        "age_over_18": True, "document_number": "JP123"}},
+                   "validFrom": (now - dt.timedelta(minutes=1)).isoformat(),
+                   "validUntil": (now + dt.timedelta(days=30)).isoformat(),
+                   "issuerKey": _jwk(ds_key), "issuerCertificate": ds.public_bytes(PEM).decode(),
+                   "deviceKey": _jwk(device), "transcript": st.tagged.hex(),
+                   "disclose": {mdl: ["family_name", "birth_date", "age_over_18"]}})
+    response = bytes.fromhex(answer["response"])
+    store = TrustStore()
+    store.add(iaca)
+    result = ReaderPipeline(store, config=PipelineConfig()).verify(response, session_transcript=st, now=now)
+    assert result.valid, [c for c in result.checks if not c.passed]
+    (doc,) = result.documents
+    assert doc.doc_type == "org.iso.18013.5.1.mDL"
+    assert doc.elements == {mdl: {"family_name": "Yamada", "birth_date": dt.date(1990, 4, 1),
+                                  "age_over_18": True}}
+    # and it is bound to this session: another transcript fails device authentication
+    _other, other_st = _session()
+    refused = ReaderPipeline(store).verify(response, session_transcript=other_st, now=now)
+    assert not refused.valid and "device_authentication" in {c.name for c in refused.checks if not c.passed}

@@ -5,16 +5,20 @@
 //     "transcript": hex (SessionTranscriptBytes, tag 24), "readerKey": hex COSE_Key with d | null}]}
 //   -> {"cases": {name: {"valid", "error", "issuerSignature", "deviceAuth", "dataIntegrity",
 //                        "elements": {ns: {id: value}}}}}
+//   {"mode": "issue", "docType", "nameSpaces": {ns: {id: value}}, "validFrom", "validUntil" (ISO),
+//    "issuerKey": JWK (private), "issuerCertificate": PEM, "deviceKey": JWK (private),
+//    "transcript": hex (SessionTranscriptBytes), "disclose": {ns: [id, ...]}}
+//   -> {"response": hex}  (an mdoc issued by @auth0/mdl, presented with a device signature)
 //   {"mode": "bench", "iaca": [...], "response": hex, "transcript": hex, "runs": N}
 //   -> {"runs": N, "median_us": x}   (Verifier.verify, full: chain, issuer signature, digests,
 //                                     device signature)
-import { Verifier } from "@auth0/mdl";
+import { Verifier, Document, MDoc, DeviceResponse } from "@auth0/mdl";
 import { performance } from "node:perf_hooks";
 
 const chunks = [];
 for await (const c of process.stdin) chunks.push(c);
 const req = JSON.parse(Buffer.concat(chunks).toString("utf8"));
-const verifier = new Verifier(req.iaca);
+const verifier = new Verifier(req.iaca ?? []);
 const hex = (s) => (s == null ? undefined : Buffer.from(s, "hex"));
 const plain = (v) => (typeof v === "bigint" ? v.toString()
   : v instanceof Date ? v.toISOString()
@@ -48,6 +52,25 @@ if (req.mode === "verify") {
   const cases = {};
   for (const c of req.cases) cases[c.name] = await one(c);
   process.stdout.write(JSON.stringify({ cases }));
+} else if (req.mode === "issue") {
+  let doc = new Document(req.docType);
+  for (const [ns, values] of Object.entries(req.nameSpaces)) doc = doc.addIssuerNameSpace(ns, values);
+  const { d, ...devicePublic } = req.deviceKey;
+  const issued = await doc.useDigestAlgorithm("SHA-256")
+    .addValidityInfo({ signed: new Date(req.validFrom), validFrom: new Date(req.validFrom),
+                       validUntil: new Date(req.validUntil) })
+    .addDeviceKeyInfo({ deviceKey: devicePublic })
+    .sign({ issuerPrivateKey: req.issuerKey, issuerCertificate: req.issuerCertificate, alg: "ES256" });
+  const fields = Object.entries(req.disclose).flatMap(([ns, ids]) =>
+    ids.map((id) => ({ path: [`$['${ns}']['${id}']`], intent_to_retain: false })));
+  const definition = { id: "mcred-interop", input_descriptors: [{ id: req.docType,
+    format: { mso_mdoc: { alg: ["ES256"] } }, constraints: { limit_disclosure: "required", fields } }] };
+  const presented = await DeviceResponse.from(new MDoc([issued]))
+    .usingPresentationDefinition(definition)
+    .usingSessionTranscriptBytes(hex(req.transcript))
+    .authenticateWithSignature(req.deviceKey, "ES256")
+    .sign();
+  process.stdout.write(JSON.stringify({ response: Buffer.from(presented.encode()).toString("hex") }));
 } else if (req.mode === "bench") {
   const response = hex(req.response);
   const options = { encodedSessionTranscript: hex(req.transcript) };
