@@ -173,6 +173,13 @@ def supersede_other_phones(session: Session, new: Credential, *, actor: str = "p
                         by_phone=new.phone_id, policy="one-phone-per-person")
 
 
+def supersede(session: Session, rows: Iterable[Credential], *, actor: str = "policy",
+              now: dt.datetime, **detail: object) -> list[Change]:
+    """Revoke ``rows`` with reason superseded, in the caller's transaction (a credential
+    replaced by a newer one of the same phone, e.g. an mdoc slot's refreshed MSO)."""
+    return _revoke_rows(session, rows, "superseded", actor=actor, now=now, **detail)
+
+
 def hold(sessions: sessionmaker[Session], phone_id: str, credential: str = "all", *,
          actor: str = "operator", now: dt.datetime | None = None) -> list[Change]:
     """Put the phone's valid credentials on hold (certificateHold; mdoc SUSPENDED)."""

@@ -64,6 +64,14 @@ class ProvisionRequest(_Body):
     puk: str = Field(pattern=r"^[0-9]{8}$", description="PIN unlock key (never stored)")
 
 
+class RefreshRequest(_Body):
+    phone_id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    #: Slots 0..N-1 to refresh (default: every slot holding a valid mdoc).
+    mdoc_batch: int | None = Field(None, ge=1, le=16)
+    #: Re-sign over the slots' device keys instead of generating new ones in the SE.
+    keep_keys: bool = False
+
+
 class RevocationRequest(_Body):
     phone_id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     reason: Reason
@@ -261,6 +269,19 @@ def _provision_work(ctx: Context):  # noqa: ANN202
     return work
 
 
+def _refresh_work(ctx: Context):  # noqa: ANN202
+    def work(params: dict, progress) -> dict:  # noqa: ANN001
+        from mcred.provision import refresh_mdocs
+
+        _issuers_set_up(ctx)
+        progress(0.05, "refreshing the phone's MSOs")
+        res = refresh_mdocs(ctx, params["phone_id"], batch=params["mdoc_batch"],
+                            rotate=not params["keep_keys"], actor=params.get("actor", "api"))
+        return _jsonable(res.summary())
+
+    return work
+
+
 def _handover_work(ctx: Context):  # noqa: ANN202
     def work(params: dict, progress) -> dict:  # noqa: ANN001
         from mcred.handover_actions import HandoverActions
@@ -323,6 +344,20 @@ def issuer_router(ctx: Context) -> APIRouter:
                    "puk": body.puk}
         view = jobs.submit("provision", public, private=private, scope="issuer",
                            actor=_actor(request))
+        return _accepted(view, response)
+
+    @router.post("/mdoc-refreshes", status_code=202, summary="Issue fresh MSOs into a "
+                 "provisioned phone, new device keys in its SE (a job); the old MSOs are "
+                 "superseded")
+    def start_refresh(body: RefreshRequest, request: Request, response: Response) -> dict[str, Any]:
+        if not (phone_dir(body.phone_id, ctx.home) / SE_FILE).is_file():
+            raise ProblemException(problems.ProblemType(404, "unknown-phone", "Unknown phone"),
+                                   f"no phone {body.phone_id!r}")
+        jobs = _jobs(request)
+        jobs.register("mdoc-refresh", _refresh_work(ctx))
+        view = jobs.submit("mdoc-refresh", {"phone_id": body.phone_id, "mdoc_batch": body.mdoc_batch,
+                                            "keep_keys": body.keep_keys, "actor": _actor(request)},
+                           scope="issuer", actor=_actor(request))
         return _accepted(view, response)
 
     @router.get("/credentials", summary="Credentials in the registry")

@@ -282,6 +282,112 @@ def _result(view: JobView, holder_id: str, sec: JobSecrets, generated: tuple[str
         puk=(sec.puk or "") if secrets_known else "", generated=generated, seconds=seconds)
 
 
+# --- MSO refresh ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    """What one MSO refresh put into the phone."""
+
+    phone_id: str
+    job_id: str
+    #: Slots whose device key was regenerated (0 when the keys were kept).
+    rotated: int
+    #: ``(credential id, slot, valid until)`` of each new MSO.
+    issued: tuple[tuple[str, int, str], ...]
+    #: Credential ids of the MSOs they replaced (revoked, reason superseded).
+    superseded: tuple[str, ...]
+    seconds: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {"phone": self.phone_id, "job": self.job_id, "rotated_keys": self.rotated,
+                "issued": [{"credential": c, "slot": slot, "valid_until": until}
+                           for c, slot, until in self.issued],
+                "superseded": list(self.superseded), "seconds": round(self.seconds, 3)}
+
+
+def refresh_mdocs(ctx: Context, phone_id: str, *, batch: int | None = None, rotate: bool = True,
+                  trace: Any = None, actor: str = "mcred", job_id: str | None = None,
+                  after_step: StepHook | None = None) -> RefreshResult:
+    """Issue fresh MSOs into the phone's mdoc slots 0..N-1 (a TSM ``refresh-mdoc`` job): new
+    device keys generated in the SE unless ``rotate`` is False, a new MSO per slot (new
+    validity, salts, status index), written over the old one; the old MSOs are revoked as
+    superseded in the issuing transaction. ``batch`` defaults to the slots holding a valid
+    mdoc now. Refused before anything changes when the phone is not active, not registered,
+    has no valid mdoc to refresh, or has credentials on hold (lift the hold first: the
+    rotation erases the old MSOs). ``job_id`` resumes an interrupted refresh of this phone;
+    ``after_step`` is the TSM's test hook (crash injection)."""
+    from issuer.mdoc.models import MdocIssuance
+
+    t0 = time.perf_counter()
+    if job_id is not None:
+        tsm = tsm_for(ctx, issuer_port(ctx), actor)
+        job = tsm.job(job_id)
+        if job.kind != "refresh-mdoc" or job.se_id != phone_id:
+            raise ProvisionError(f"job {job_id} is not a refresh of phone {phone_id!r}")
+        se = wallet_sim.open_secure_element(phone_id, ctx.home)
+        return _refreshed(ctx, phone_id, tsm.run(job_id, se.transmit, after_step=after_step,
+                                                 trace=trace), t0)
+    if batch is not None and (type(batch) is not int or not 1 <= batch <= 16):
+        raise ProvisionError(f"mdoc batch {batch!r} is not an integer 1..16")
+    se = wallet_sim.open_secure_element(phone_id, ctx.home)  # the phone exists, or refuse now
+    with ctx.sessions() as s:
+        phone = s.get(Phone, phone_id)
+        if phone is None or phone.holder_id is None:
+            raise ProvisionError(f"phone {phone_id!r} is not registered to a holder: provision it first")
+        if phone.state != "active":
+            raise ProvisionError(f"phone {phone_id!r} is {phone.state}, not active: nothing is refreshed")
+        held = s.scalar(select(Credential.id).where(Credential.phone_id == phone_id,
+                                                    Credential.status == "hold").limit(1))
+        if held is not None:
+            raise ProvisionError(f"phone {phone_id!r} has credentials on hold ({held}): release "
+                                 "them first (mcred release) or revoke them")
+        slots = sorted(set(s.scalars(select(MdocIssuance.slot).join(
+            Credential, Credential.id == MdocIssuance.credential_id).where(
+            MdocIssuance.phone_id == phone_id, Credential.status == "valid"))))
+    if not slots:
+        raise ProvisionError(f"phone {phone_id!r} holds no valid mdoc to refresh: provision it")
+    count = batch if batch is not None else max(slots) + 1
+    tsm = tsm_for(ctx, issuer_port(ctx), actor)
+    try:
+        job = tsm.create_job(phone_id, "refresh-mdoc", {"mdoc_count": count, "rotate": rotate})
+    except JobInputError as exc:
+        raise ProvisionError(str(exc)) from exc
+    return _refreshed(ctx, phone_id, tsm.run(job, se.transmit, after_step=after_step, trace=trace), t0)
+
+
+def _refreshed(ctx: Context, phone_id: str, view: JobView, t0: float) -> RefreshResult:
+    from issuer.mdoc.models import MdocIssuance
+
+    if view.state != "done":  # pragma: no cover - Tsm.run raises instead
+        raise ProvisionError(f"job {view.id} ended in state {view.state}: {view.error}")
+    with ctx.sessions() as s:
+        rows = s.execute(select(MdocIssuance.credential_id, MdocIssuance.slot, Credential.not_after)
+                         .join(Credential, Credential.id == MdocIssuance.credential_id)
+                         .where(MdocIssuance.job_ref == view.id).order_by(MdocIssuance.slot)).all()
+        new_ids = [r[0] for r in rows]
+        replaced = sorted(s.scalars(select(Credential.id).where(
+            Credential.phone_id == phone_id, Credential.kind == "mdoc",
+            Credential.status == "revoked", Credential.reason == "superseded",
+            Credential.id.not_in(new_ids) if new_ids else Credential.id.is_not(None))).all())
+    issued = tuple((cid, slot, until.isoformat() if until else "") for cid, slot, until in rows)
+    superseded = tuple(c for c in replaced if _superseded_by(ctx, c) in new_ids)
+    return RefreshResult(phone_id, view.id, view.results.get("rotate-device-keys", {}).get("generated", 0),
+                         issued, superseded, time.perf_counter() - t0)
+
+
+def _superseded_by(ctx: Context, credential_id: str) -> str | None:
+    """The credential whose issuance superseded ``credential_id`` (its revocation's audit)."""
+    from issuer.db import AuditEvent
+
+    with ctx.sessions() as s:
+        for detail in s.scalars(select(AuditEvent.detail).where(
+                AuditEvent.action == "credential.revoke", AuditEvent.subject == credential_id)):
+            if isinstance(detail, dict) and detail.get("by_credential"):
+                return detail["by_credential"]
+    return None
+
+
 def live_credentials(ctx: Context, phone_id: str) -> list[Credential]:
     """The phone's credentials that are valid or on hold (registry view)."""
     with ctx.sessions() as s:

@@ -53,8 +53,27 @@ def test_provision_hold_release_and_death_through_the_api(home: Path):
         assert sorted(x["kind"] for x in creds) == ["jpki-auth", "jpki-sign", "mdoc"]
         assert all(x["status"] == "valid" for x in creds)
 
+        # fresh MSOs: a job; the old MSO is superseded (a tsm token may not ask for it)
+        assert c.post("/mdoc-refreshes", headers=tok["tsm"], json={"phone_id": phone}).status_code == 403
+        r = c.post("/mdoc-refreshes", headers=tok["issuer"], json={"phone_id": "ph-nope"})
+        assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
+        r = c.post("/mdoc-refreshes", headers=tok["issuer"], json={"phone_id": phone})
+        assert r.status_code == 202
+        job = _wait(c, tok["issuer"], r.json()["id"])
+        assert job["state"] == "succeeded", job["error"]
+        assert job["result"]["rotated_keys"] == 1 and len(job["result"]["superseded"]) == 1
+        mdocs = {x["id"]: x for x in c.get("/credentials", headers=tok["issuer"], params={
+            "phone_id": phone, "kind": "mdoc"}).json()["credentials"]}
+        superseded = job["result"]["superseded"][0]
+        assert mdocs[superseded]["reason"] == "superseded"
+        assert mdocs[job["result"]["issued"][0]["credential"]]["status"] == "valid"
+
         held = c.post("/holds", headers=tok["issuer"], json={"phone_id": phone}).json()
         assert {x["after"] for x in held["changes"]} == {"hold"}
+        # no refresh while on hold: the job fails and says why, nothing is issued
+        r = c.post("/mdoc-refreshes", headers=tok["issuer"], json={"phone_id": phone})
+        job = _wait(c, tok["issuer"], r.json()["id"])
+        assert job["state"] == "failed" and "on hold" in str(job["error"]), job
         released = c.post("/holds/release", headers=tok["issuer"],
                           json={"phone_id": phone, "credential": "auth"}).json()
         assert [x["kind"] for x in released["changes"]] == ["jpki-auth"]
@@ -73,6 +92,6 @@ def test_provision_hold_release_and_death_through_the_api(home: Path):
         creds = c.get("/credentials", headers=tok["issuer"],
                       params={"phone_id": phone}).json()["credentials"]
         assert {x["status"] for x in creds} == {"revoked"}
-        assert {x["reason"] for x in creds} == {"affiliationChanged"}
+        assert {x["reason"] for x in creds if x["id"] != superseded} == {"affiliationChanged"}
         actions = {e["action"] for e in c.get("/audit", headers=tok["operator"]).json()["events"]}
         assert {"credential.revoke", "credential.hold", "credential.release"} <= actions

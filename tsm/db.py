@@ -83,7 +83,7 @@ class JobRow(TsmBase):
     __tablename__ = "tsm_jobs"
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     se_id: Mapped[str] = mapped_column(String(64), index=True)
-    #: provision | provision-mdoc | delete-credentials | rotate-keys
+    #: provision | provision-mdoc | refresh-mdoc | delete-credentials | rotate-keys
     kind: Mapped[str] = mapped_column(String(32))
     #: pending | running | done | failed
     state: Mapped[str] = mapped_column(String(16), default="pending")

@@ -38,7 +38,7 @@ from tsm.session import DEFAULT_SECURITY_LEVEL, CardSession, SeLink, Transmit, o
 from tsm.steps import STEPS, script
 from tsm.trace import Sink
 
-KINDS = ("provision", "provision-mdoc", "delete-credentials", "rotate-keys")
+KINDS = ("provision", "provision-mdoc", "refresh-mdoc", "delete-credentials", "rotate-keys")
 _PIN = re.compile(r"[0-9]{4}")
 _PASSWORD = re.compile(r"[A-Z0-9]{6,16}")
 _PUK = re.compile(r"[0-9]{8}")
@@ -103,21 +103,27 @@ def _check_input(kind: str, se_id: str, job_input: dict, secrets: JobSecrets | N
     if kind not in KINDS:
         raise JobInputError(f"job kind {kind!r} is not one of {', '.join(KINDS)}")
     out = {"phone_id": str(job_input.get("phone_id", se_id))}
-    if kind in ("provision", "provision-mdoc"):
+    if kind in ("provision", "provision-mdoc", "refresh-mdoc"):
         alg = job_input.get("algorithm", "p384")
         if kind == "provision" and alg not in ("rsa2048", "p384"):
             raise JobInputError(f"algorithm {alg!r} is neither rsa2048 nor p384")
         count = job_input.get("mdoc_count", 0 if kind == "provision" else 1)
         if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= 16:
             raise JobInputError(f"mdoc_count {count!r} is not an integer 0..16")
-        if kind == "provision-mdoc" and count < 1:
-            raise JobInputError("provision-mdoc needs mdoc_count >= 1")
+        if kind in ("provision-mdoc", "refresh-mdoc") and count < 1:
+            raise JobInputError(f"{kind} needs mdoc_count >= 1")
         out.update(algorithm=alg, mdoc_count=count)
+        if kind == "refresh-mdoc":
+            rotate = job_input.get("rotate", True)
+            if not isinstance(rotate, bool):
+                raise JobInputError(f"rotate {rotate!r} is not a boolean")
+            out.update(rotate=rotate)
         if kind == "provision":
             if secrets is None:
                 raise JobInputError("a provision job needs the PIN and password (JobSecrets)")
             out.update(puk=secrets.puk is not None)
-    unknown = set(job_input) - {"phone_id", "algorithm", "mdoc_count"}
+    unknown = set(job_input) - {"phone_id", "algorithm", "mdoc_count"} - (
+        {"rotate"} if kind == "refresh-mdoc" else set())
     if unknown:
         raise JobInputError(f"unknown job input field(s): {', '.join(sorted(unknown))}")
     return out

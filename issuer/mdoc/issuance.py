@@ -32,7 +32,7 @@ from issuer.mdoc.models import MdocChallenge, MdocIssuance
 from issuer.mdoc.pki import ActiveKey, MdocPki
 from issuer.mdoc.status_lists import StatusRegistry
 from issuer.mdoc.txn import run_transaction
-from issuer.revocation import supersede_other_phones
+from issuer.revocation import supersede, supersede_other_phones
 from protocols import cardsub
 from protocols.cardsub import DEFAULT_NAMES, JST, DocNames
 from protocols.mdoc import (
@@ -263,6 +263,14 @@ class MdocIssuer:
 
         credential = self.registry.allocate(s, now, make_row)
         supersede_other_phones(s, credential, now=now)
+        # The slot's earlier MSO on this phone was overwritten in the SE (a refresh): it is
+        # superseded with this issuance, in the same transaction.
+        supersede(s, s.scalars(select(Credential).join(
+            MdocIssuance, MdocIssuance.credential_id == Credential.id).where(
+            MdocIssuance.phone_id == phone_id, MdocIssuance.slot == slot,
+            Credential.id != credential.id, Credential.status == "valid")
+            .with_for_update(of=Credential)).all(),
+            now=now, by_credential=credential.id, policy="one-mso-per-slot")
         s.add(MdocIssuance(job_ref=job_ref, slot=slot, phone_id=phone_id,
                            credential_id=credential.id, device_key_sha256=digest, created_at=now))
         s.add(AuditEvent(actor="issuer", action="mdoc.issue", subject=phone_id,

@@ -423,7 +423,8 @@ def _revoke_signer(ref: str, reason: str, as_json: bool, purpose: str) -> None:
                       "at their next request", highlight=False)
     elif info.affected_mdocs:
         console.print(f"[yellow]{info.affected_mdocs} valid mdoc(s) were signed by it: readers "
-                      "checking the IACA CRL refuse them; issue new ones[/]")
+                      "checking the IACA CRL refuse them; issue new ones (mcred mdoc refresh "
+                      "--phone ID)[/]")
 
 
 def _hex_bytes(value):  # noqa: ANN001, ANN202

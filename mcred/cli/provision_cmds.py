@@ -172,7 +172,46 @@ def drill_cmd(
         raise typer.Exit(1)
 
 
+def refresh_cmd(
+    phone: str = typer.Option(..., "--phone", help="The provisioned phone whose mdocs to refresh."),
+    batch: int | None = typer.Option(None, "--batch", help="Slots 0..N-1 to refresh, 1..16 "
+                                     "(default: every slot holding a valid mdoc)."),
+    keep_keys: bool = typer.Option(False, "--keep-keys", help="Re-sign over the slots' device "
+                                   "keys instead of generating new ones in the SE."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Issue fresh MSOs into a phone (new validity window, new device keys born in the SE
+    unless --keep-keys); the MSOs they replace are revoked as superseded."""
+    import wallet_sim
+    from mcred.context import Context
+    from mcred.provision import ProvisionError, refresh_mdocs
+    from tsm.errors import TsmError
+
+    ctx = Context.open()
+    if phone not in wallet_sim.list_phones(ctx.home):
+        raise _fail(f"no phone {phone!r} under {ctx.home}")
+    try:
+        result = refresh_mdocs(ctx, phone, batch=batch, rotate=not keep_keys)
+    except ProvisionError as exc:
+        raise _fail(f"refreshing {phone}: {exc}") from None
+    except TsmError as exc:
+        raise _fail(f"refreshing {phone}: {exc}", 1) from None
+    if as_json:
+        typer.echo(json.dumps(result.summary(), ensure_ascii=False, indent=2))
+        return
+    console.print(f"[green]refreshed[/green] {len(result.issued)} mdoc(s) on phone "
+                  f"[bold]{result.phone_id}[/bold] (job {result.job_id}, {result.rotated} new device "
+                  f"key(s)) in {result.seconds:.2f} s", highlight=False)
+    for cid, slot, until in result.issued:
+        console.print(f"  slot {slot}: {cid} valid until {until}", highlight=False)
+    if result.superseded:
+        console.print(f"  superseded: {', '.join(result.superseded)}", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
+    from mcred.cli.mdoc_issue_cmds import _group
+
+    _group(app, "mdoc", "ISO 18013-5 mdoc tools.").command("refresh")(refresh_cmd)
     app.command("provision")(provision_cmd)
     app.command("handover")(handover_cmd)
     app.command("drill")(drill_cmd)
