@@ -190,12 +190,24 @@ class FileKeyStore:
             serialization.PrivateFormat.PKCS8,
             serialization.BestAvailableEncryption(self._passphrase),
         )
+        # Written whole under a temporary name, made durable, then linked into place: a
+        # concurrent reader sees no file or the whole key, never a torn one (two threads
+        # rolling the same DS generation over found the half-written PEM), and link() fails
+        # if the label exists, as O_EXCL did.
+        tmp = self.directory / f".{label}.{secrets.token_hex(8)}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            raise KeyStoreError(f"key {label!r} exists already") from None
-        with os.fdopen(fd, "wb") as f:
-            f.write(pem)
+            with os.fdopen(fd, "wb") as f:
+                f.write(pem)
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise KeyStoreError(f"key {label!r} exists already") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+        _fsync_dir(self.directory)
         signer = LocalSigner(label, key)
         self._cache[label] = signer
         return signer
@@ -213,6 +225,20 @@ class FileKeyStore:
         signer = LocalSigner(label, key)
         self._cache[label] = signer
         return signer
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a new directory entry durable (POSIX; a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 class MemoryKeyStore:

@@ -30,3 +30,40 @@ def test_keystore_refuses_bad_labels_duplicates_and_wrong_passphrase(tmp_path):
         ks.signer("b")
     with pytest.raises(KeyStoreError):
         FileKeyStore(tmp_path / "k", passphrase=b"wrong").signer("a")
+
+
+def test_a_key_is_never_seen_half_written(tmp_path):
+    """Two workers rolling the same signer generation over: one creates the key, the others
+    find it and open it. A reader sees no file or the whole key, never a torn PEM (the
+    ds_compromise drill's parallel refreshes hit 'MalformedFraming' before keys were linked
+    into place whole)."""
+    import threading
+
+    errors: list[BaseException] = []
+    for round_ in range(20):
+        label = f"mdoc-ds-{round_}"
+        writers = [FileKeyStore(tmp_path / "k", passphrase=b"pw") for _ in range(4)]
+        start = threading.Barrier(len(writers))
+
+        def grab(ks: FileKeyStore) -> None:
+            start.wait()
+            try:
+                for _ in range(200):
+                    if ks.has(label):
+                        ks.signer(label).sign(b"x")
+                        return
+                    try:
+                        ks.create(label, "p256")
+                        return
+                    except KeyStoreError:
+                        continue  # another worker linked it first: open theirs next
+            except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+                errors.append(exc)
+
+        threads = [threading.Thread(target=grab, args=(ks,)) for ks in writers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors, errors
+    assert not list((tmp_path / "k").glob("*.tmp")) and len(list((tmp_path / "k").glob("*.pem"))) == 20

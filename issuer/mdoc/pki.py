@@ -151,7 +151,11 @@ class MdocPki:
 
     def _record(self, session: Session, label: str, purpose: str, cert: x509.Certificate,
                 algorithm: str, now: dt.datetime) -> IssuerKey:
-        for old in self._rows(session, purpose):
+        rows = self._rows(session, purpose)
+        won = next((r for r in rows if r.label == label), None)
+        if won is not None:  # a racing worker recorded this generation first: it is the one
+            return won
+        for old in rows:
             old.active = False
         row = IssuerKey(label=label, purpose=purpose, algorithm=algorithm,
                         certificate=cert.public_bytes(serialization.Encoding.DER), active=True,
