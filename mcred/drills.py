@@ -28,12 +28,19 @@ from issuer import handover as wf
 from mcred.context import Context
 from mcred.handover_actions import HandoverActions
 from mcred.jpki_flow import JpkiCard, SeError, sign_with_se
-from mcred.provision import ProvisionResult, issuer_port, jpki_issuer, mdoc_service, provision
+from mcred.provision import (
+    ProvisionResult,
+    issuer_port,
+    jpki_issuer,
+    mdoc_service,
+    provision,
+    refresh_mdocs,
+)
 from protocols import cose, mdoc
 from protocols.cardsub import parse_holder
 
 SCENARIOS = ("model_change", "resale", "lost_found", "lost_not_found", "renewal", "death",
-             "pin_lock")
+             "pin_lock", "ds_compromise")
 #: The Status List Token ttl the drill installation publishes (seconds): short, so that a
 #: reader holding a cached list sees a change within a drill; the report states it.
 DRILL_TTL = 2
@@ -78,6 +85,13 @@ class Env:
         trust = TrustStore()
         trust.add(self.iaca, source="drill")
         self.reader = ReaderPipeline(trust, status=StatusListCache(HttpxFetcher(client=self.http)))
+        # a reader that also checks the IACA CRL (ds_revocation and the list signer), keeping
+        # its copy at most the drill's ttl, like the status list
+        from reader.ds_crl import DsCrlCheck, HttpCrlFetcher
+
+        ds_crl = DsCrlCheck(HttpCrlFetcher(self.http), max_age=dt.timedelta(seconds=self.ttl))
+        self.ds_reader = ReaderPipeline(trust, status=StatusListCache(HttpxFetcher(client=self.http)),
+                                        extra_checks=[ds_crl], signer_revocation=ds_crl.signer_revoked)
         jp = jpki_issuer(ctx)
         self.roots = jp.roots("sign") + jp.roots("auth")
         self._lock = threading.Lock()
@@ -107,8 +121,9 @@ class Env:
 
     # the verifiers --------------------------------------------------------------------------
 
-    def reader_verdict(self, response: bytes, st: mdoc.SessionTranscript) -> tuple[bool, str]:
-        r = self.reader.verify(response, session_transcript=st)
+    def reader_verdict(self, response: bytes, st: mdoc.SessionTranscript, *,
+                       ds_crl: bool = False) -> tuple[bool, str]:
+        r = (self.ds_reader if ds_crl else self.reader).verify(response, session_transcript=st)
         failed = [c for c in r.checks if not c.passed]
         return r.valid, "; ".join(f"{c.name}: {c.reason}" for c in failed) or "VALID"
 
@@ -445,6 +460,74 @@ def _puk_unlock(env: Env, r: ProvisionResult, slot: str) -> None:
     card._send("RESET RETRY COUNTER", bytes([0, 0x2C, 1, 0x80, 8]) + r.puk.encode())  # noqa: SLF001
 
 
+def _ds_compromise(env: Env, report: DrillReport, workers: int,
+                   progress: Callable[[int], None] | None) -> None:
+    """Document-signer key compromise (issuer-wide, not one subject at a time): every
+    subject's MSO is signed by the active DS; the issuer revokes that DS; a reader checking
+    the IACA CRL refuses each captured presentation (``ds_revocation``; propagation measured
+    from the revocation request), and each phone's own fresh one; JPKI is untouched; each
+    phone gets fresh MSOs under a new DS generation (``mcred mdoc refresh``) and is accepted."""
+    from issuer.db import Credential
+
+    def setup(i: int) -> tuple[SubjectReport, ProvisionResult, tuple[bytes, Any], bytes]:
+        rep = SubjectReport(phone="")
+        r = _new_subject(env, rep, i, "ds")
+        response, st = rep.timed("present (valid)", lambda: env.present(r.phone_id))
+        ok, why = env.reader_verdict(response, st, ds_crl=True)
+        _require(ok, f"{r.phone_id}: fresh presentation refused: {why}")
+        cms = rep.timed("sign (valid)", lambda: env.sign(r.phone_id, r.password))
+        return rep, r, (response, st), cms
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        subjects = list(pool.map(setup, range(1, report.phones + 1)))
+    with env.ctx.sessions() as s:
+        labels = sorted({label for (label,) in s.query(Credential.issuer_key).filter(
+            Credential.phone_id.in_([r.phone_id for _, r, _, _ in subjects]),
+            Credential.kind == "mdoc", Credential.status == "valid")})
+    svc = mdoc_service(env.ctx)
+    t0 = time.perf_counter()
+    for label in labels:
+        svc.revoke_signer(label, "keyCompromise", actor="drill")
+    timeout = env.ttl + 30
+    for rep, r, (response, st), _cms in subjects:
+        while True:
+            ok, why = env.reader_verdict(response, st, ds_crl=True)
+            if not ok and "ds_revocation" in why and "keyCompromise" in why:
+                rep.reader_propagation_s, rep.reader_reason = time.perf_counter() - t0, why
+                break
+            if time.perf_counter() - t0 > timeout:
+                raise DrillFailure(f"{r.phone_id}: not refused for the revoked DS {timeout:.0f} s "
+                                   f"after the request: {why}")
+            time.sleep(POLL_S)
+    report.bystander = {"phone": "-", "result": f"document signer(s) {', '.join(labels)} revoked "
+                                                "(keyCompromise): every phone affected"}
+
+    def recover(item: tuple[SubjectReport, ProvisionResult, tuple[bytes, Any], bytes]) -> None:
+        rep, r, _captured, cms = item
+        try:
+            response, st = env.present(r.phone_id)
+            ok, why = env.reader_verdict(response, st, ds_crl=True)
+            _require(not ok and "ds_revocation" in why, f"{r.phone_id}: fresh presentation "
+                     f"before the refresh not refused: {why}")
+            rep.final["before_refresh"] = why
+            ok, why = env.rp_verdict(cms)
+            _require(ok, f"{r.phone_id}: the JPKI signature was disturbed: {why}")
+            rep.final["jpki"] = "unaffected (OCSP good)"
+            done = rep.timed("refresh mdocs", lambda: refresh_mdocs(env.ctx, r.phone_id, actor="drill"))
+            response, st = env.present(r.phone_id)
+            ok, why = env.reader_verdict(response, st, ds_crl=True)
+            _require(ok, f"{r.phone_id}: refused after the refresh: {why}")
+            rep.final["after_refresh"] = (f"accepted ({len(done.issued)} new MSO(s), "
+                                          f"{done.rotated} new device key(s))")
+        finally:
+            if progress:
+                progress(1)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(recover, subjects))
+    report.subjects.extend(rep for rep, _, _, _ in subjects)
+
+
 SUBJECTS: dict[str, Callable[[Env, int], SubjectReport]] = {
     "model_change": model_change, "resale": resale, "lost_found": lost_found,
     "lost_not_found": lost_not_found, "renewal": renewal, "death": death, "pin_lock": pin_lock,
@@ -459,11 +542,19 @@ def run_drill(ctx: Context, scenario: str, *, phones: int = 1, workers: int | No
               progress: Callable[[int], None] | None = None) -> DrillReport:
     """Run ``scenario`` on ``phones`` subject phones in parallel workers; never raises for a
     failed assertion (the report says ``passed`` and ``error``)."""
-    if scenario not in SUBJECTS:
+    if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
     t0 = time.perf_counter()
     env = env or Env(ctx, ttl=ttl, key_type=key_type)
     report = DrillReport(scenario, phones, env.ttl)
+    if scenario == "ds_compromise":
+        try:
+            _ds_compromise(env, report, workers or min(phones, 4), progress)
+            report.passed = True
+        except Exception as exc:  # noqa: BLE001 - reported
+            report.error = f"{type(exc).__name__}: {exc}"
+        report.seconds = time.perf_counter() - t0
+        return report
     try:
         bystander = _new_subject(env, SubjectReport(phone=""), 0, f"by-{scenario}")
         _capture(env, SubjectReport(phone=""), bystander)

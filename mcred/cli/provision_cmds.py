@@ -120,7 +120,7 @@ def handover_cmd(
 
 def drill_cmd(
     scenario: str = typer.Argument(..., help="model_change | resale | lost_found | lost_not_found | "
-                                             "renewal | death | pin_lock | all"),
+                                             "renewal | death | pin_lock | ds_compromise | all"),
     phones: int = typer.Option(1, "--phones", help="Subject phones, run in parallel workers."),
     report: list[Path] = typer.Option([], "--report", help="Write the report (.json or .md); repeatable."),
     workers: int = typer.Option(4, "--workers", help="Parallel workers."),
