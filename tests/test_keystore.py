@@ -45,7 +45,7 @@ def test_a_key_is_never_seen_half_written(tmp_path):
         writers = [FileKeyStore(tmp_path / "k", passphrase=b"pw") for _ in range(4)]
         start = threading.Barrier(len(writers))
 
-        def grab(ks: FileKeyStore) -> None:
+        def grab(ks: FileKeyStore, label: str = label, start: threading.Barrier = start) -> None:
             start.wait()
             try:
                 for _ in range(200):
