@@ -14,7 +14,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from issuer.keystore import FileKeyStore
+from issuer.keystore import FileKeyStore, KeyStore, KeyStoreError
 from mcred.db import database_url, make_engine, migrate
 from mcred.home import data_home
 
@@ -48,5 +48,15 @@ class Context:
         return sessionmaker(self.engine, expire_on_commit=False)
 
     @cached_property
-    def keystore(self) -> FileKeyStore:
+    def keystore(self) -> KeyStore:
+        """The issuer's keys: ``$MCRED_KEYSTORE`` ``file`` (default: encrypted PEM files in
+        ``<home>/keys``) or ``pkcs11`` (an HSM token, issuer/hsm.py; one token per
+        installation, since the key labels are the installation's)."""
+        kind = os.environ.get("MCRED_KEYSTORE", "file")
+        if kind == "pkcs11":
+            from issuer.hsm import Pkcs11KeyStore
+
+            return Pkcs11KeyStore.from_env()
+        if kind != "file":
+            raise KeyStoreError(f"MCRED_KEYSTORE={kind!r}: use file or pkcs11")
         return FileKeyStore(self.home / "keys")

@@ -47,7 +47,15 @@ for _name in _AREAS:
 
 
 def run() -> None:
-    app()
+    from issuer.keystore import KeyStoreError
+
+    try:
+        app()
+    except KeyStoreError as exc:  # the issuer's keys cannot be reached (HSM, passphrase): say so
+        import sys
+
+        print(f"error: issuer key store: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":
