@@ -16,7 +16,7 @@ from issuer import handover as wf
 from mcred.context import Context
 from mcred.drills import HOLDER, Env
 from mcred.handover_actions import HandoverActions
-from mcred.provision import provision
+from mcred.provision import provision, refresh_mdocs
 from protocols.cardsub import parse_holder
 
 Say = Callable[[str], None]
@@ -99,6 +99,17 @@ def run_demo(ctx: Context, say: Say, *, key_type: str = "p384") -> dict:
     ok, why = env.reader_verdict(response, st)
     assert ok, why
     say(f"9. The other holder's phone {other.phone_id} was not disturbed: {why}.")
+    before = env.present(new)
+    refreshed = refresh_mdocs(ctx, new, actor="demo")
+    # a second reader, which has not cached the list yet (it also checks the IACA CRL)
+    ok_old, why_old = env.reader_verdict(*before, ds_crl=True)
+    assert not ok_old and "INVALID" in why_old, why_old
+    response, st = env.present(new)
+    ok, why = env.reader_verdict(response, st)
+    assert ok, why
+    say(f"10. The new phone's MSOs are refreshed before they expire ({refreshed.rotated} new device "
+        f"key(s) generated in its SE, {len(refreshed.issued)} new MSO(s), {refreshed.seconds:.2f} s): "
+        f"it presents a fresh one, {why}; a reader refuses its previous MSO ({why_old}).")
     total = time.perf_counter() - t_start
     say(f"Done in {total:.1f} s.")
     return {"phones": phones, "new_phone": new, "handover": hid, "reader_refused_after_s": reader_s,
