@@ -66,6 +66,18 @@ def migrate(engine: Engine) -> None:
     command.upgrade(_alembic_config(engine), "heads")
 
 
+def schema_status(engine: Engine) -> tuple[set[str], set[str]]:
+    """``(applied, newest)`` revision heads: the database's and the code's. Equal when the
+    schema is current (``mcred serve``'s readiness check)."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    newest = set(ScriptDirectory.from_config(_alembic_config(engine)).get_heads())
+    with engine.connect() as conn:
+        applied = set(MigrationContext.configure(conn).get_current_heads())
+    return applied, newest
+
+
 def open_database(home: Path, url: str | None = None) -> tuple[Engine, sessionmaker[Session]]:
     """Engine and session factory for ``home``, migrated to the newest schema."""
     engine = make_engine(url or database_url(home))

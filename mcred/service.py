@@ -49,9 +49,11 @@ def mounts(ctx: Context) -> list[Mount]:
     from issuer.api.mdoc import routers as mdoc_routers
     from mcred.api_routes import api_mounts
     from mcred.cli.mdoc_issue_cmds import mdoc_service
+    from mcred.health import health_router
     from mcred.jpki_flow import jpki_issuer
 
     return [
+        Mount(health_router(ctx), scope=None),
         *[Mount(r, scope=None) for r in mdoc_routers(lambda: mdoc_service(ctx))],
         Mount(jpki_router(lambda: jpki_issuer(ctx)), scope=None),
         *api_mounts(ctx),

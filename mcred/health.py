@@ -1,0 +1,78 @@
+"""Liveness and readiness of the service (``mcred serve``) for process managers and load
+balancers (ARCHITECTURE.md: stateless API processes behind a load balancer).
+
+* ``GET /healthz``: the process answers (no dependency is touched): ``200 {"status": "ok"}``.
+* ``GET /readyz``: the process can serve: the database answers, its schema is at the
+  code's newest revision (every party's Alembic head), and the issuer key store opens (for
+  ``MCRED_KEYSTORE=pkcs11``: the token is reachable and logged in). ``200`` with each check,
+  or ``503`` ``application/problem+json`` naming the checks that failed.
+
+Both are public (no token): a probe carries none, and the answers name components and
+exception types only, never data, URLs with credentials or key material.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from mcred.context import Context
+from mcred.db import schema_status
+
+
+def _database(ctx: Context) -> str:
+    with ctx.engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+    return ctx.engine.dialect.name
+
+
+def _schema(ctx: Context) -> str:
+    applied, newest = schema_status(ctx.engine)
+    if applied != newest:
+        missing = sorted(newest - applied)
+        raise RuntimeError(f"schema not at the newest revision: missing {', '.join(missing) or '-'}")
+    return f"{len(newest)} head(s) current"
+
+
+def _keystore(ctx: Context) -> str:
+    labels = ctx.keystore.labels()
+    return f"{type(ctx.keystore).__name__}, {len(labels)} key(s)"
+
+
+CHECKS: dict[str, Callable[[Context], str]] = {"database": _database, "schema": _schema,
+                                                "keystore": _keystore}
+
+
+def health_router(ctx: Context) -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/healthz", summary="Liveness: the process answers")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", summary="Readiness: database, schema and issuer key store",
+                responses={503: {"description": "a dependency is not ready"}})
+    def readyz() -> JSONResponse:
+        results: dict[str, Any] = {}
+        failed = []
+        for name, check in CHECKS.items():
+            t0 = time.perf_counter()
+            try:
+                detail, ok = check(ctx), True
+            except Exception as exc:  # noqa: BLE001 - a probe reports, never raises
+                detail, ok = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}", False
+                failed.append(name)
+            results[name] = {"ok": ok, "detail": detail, "ms": round((time.perf_counter() - t0) * 1000, 1)}
+        if failed:
+            return JSONResponse({"type": "/problems/not-ready", "title": "Service not ready",
+                                 "status": 503, "detail": f"not ready: {', '.join(failed)}",
+                                 "checks": results},
+                                status_code=503, media_type="application/problem+json")
+        return JSONResponse({"status": "ready", "checks": results})
+
+    return router

@@ -1,0 +1,78 @@
+"""``GET /healthz`` and ``GET /readyz`` (mcred/health.py): public probes for process managers
+and load balancers. Ready only when the database answers, its schema is at every party's
+newest revision and the issuer key store opens; otherwise 503 problem+json naming the
+failed checks (a real unreachable database, a real downgraded schema, a key store that
+cannot open), never a stack trace."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from alembic import command
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from issuer.api import problems
+from mcred.context import Context
+from mcred.db import _alembic_config, schema_status
+from mcred.health import health_router
+from mcred.service import create_app
+
+
+def _probe_app(ctx: Context) -> TestClient:
+    app = FastAPI()
+    problems.install(app)
+    app.include_router(health_router(ctx))
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def test_live_and_ready_without_a_token(home):
+    ctx = Context.open(home)
+    app = create_app(ctx, job_workers=1)
+    with TestClient(app) as c:
+        assert c.get("/healthz").json() == {"status": "ok"}
+        r = c.get("/readyz")
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["status"] == "ready" and set(body["checks"]) == {"database", "schema", "keystore"}
+        assert all(v["ok"] for v in body["checks"].values())
+        assert body["checks"]["database"]["detail"] == "sqlite"
+        assert "/readyz" in c.get("/openapi.json").json()["paths"]
+    app.state.jobs.shutdown()
+
+
+def test_not_ready_when_the_schema_is_behind(home):
+    ctx = Context.open(home)
+    applied, newest = schema_status(ctx.engine)
+    assert applied == newest
+    assert "i0005idlist" in newest
+    command.downgrade(_alembic_config(ctx.engine), "i0004dsrev")  # the issuer's branch, one back
+    r = _probe_app(ctx).get("/readyz")
+    assert r.status_code == 503 and r.headers["content-type"] == "application/problem+json"
+    body = r.json()
+    assert body["status"] == 503 and body["detail"] == "not ready: schema"
+    assert "missing i0005idlist" in body["checks"]["schema"]["detail"]
+    assert body["checks"]["database"]["ok"] and body["checks"]["keystore"]["ok"]
+
+
+def test_not_ready_when_the_database_or_the_key_store_is_unreachable(home, monkeypatch):
+    down = Context.open(home, database="postgresql+psycopg://postgres@127.0.0.1:1/test")
+    r = _probe_app(down).get("/readyz")
+    assert r.status_code == 503
+    checks = r.json()["checks"]
+    assert not checks["database"]["ok"] and "OperationalError" in checks["database"]["detail"]
+    assert "Traceback" not in r.text and "postgres@" not in r.text
+    monkeypatch.setenv("MCRED_KEYSTORE", "pkcs11")
+    monkeypatch.delenv("MCRED_PKCS11_PIN", raising=False)
+    monkeypatch.delenv("MCRED_PKCS11_PIN_FILE", raising=False)
+    r = _probe_app(Context.open(home)).get("/readyz")
+    assert r.status_code == 503 and r.json()["detail"] == "not ready: keystore"
+    assert "needs the token's user PIN" in r.json()["checks"]["keystore"]["detail"]
+    assert os.environ["MCRED_KEYSTORE"] == "pkcs11"
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_probes_refuse_other_methods_as_problems(home, path):
+    r = _probe_app(Context.open(home)).post(path)
+    assert r.status_code == 405 and r.headers["content-type"] == "application/problem+json"
