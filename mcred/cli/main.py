@@ -22,9 +22,25 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        import cryptography
+
+        try:
+            mine = version("mcred")
+        except PackageNotFoundError:  # pragma: no cover - run from a checkout without install
+            mine = "unknown (not installed)"
+        typer.echo(f"mcred {mine} (cryptography {cryptography.__version__}, cbor2 {version('cbor2')})")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _main(
     trace: bool = typer.Option(False, "--trace", help="Print every APDU pair (plain and wrapped), like `gp -d`."),
+    show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                      help="Print the version and exit."),
 ) -> None:
     OPTIONS.trace = trace
 
