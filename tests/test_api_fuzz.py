@@ -68,3 +68,44 @@ def test_no_5xx_and_every_4xx_is_problem_json(home: Path, mode: GenerationMode):
             skipped.append(operation.label)
     assert len(skipped) < len(operations) // 2, skipped
     app.state.jobs.shutdown()
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+def test_reader_service_no_5xx_and_every_4xx_is_problem_json(mode: GenerationMode):
+    """The stand-alone reader (``mcred reader serve``: mdoc sessions and the JPKI relying
+    party) under the same schema-driven fuzzing: no 5xx, problem+json on every 4xx."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from mcred.present import reader_app, reader_pipeline
+    from reader.http import ReaderService
+    from reader.relying_party import RelyingPartyService
+    from reader.session import DEFAULT_REQUEST
+    from reader.trust import TrustStore
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fuzz root")])
+    now = dt.datetime.now(dt.UTC)
+    root = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    app = reader_app(ReaderService(reader_pipeline(trust=TrustStore()), [DEFAULT_REQUEST]),
+                     RelyingPartyService([root]))
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    operations = [r.ok() for r in schema.get_all_operations()]
+    assert len(operations) >= 4
+    for operation in operations:
+        @given(case=operation.as_strategy(generation_mode=mode))
+        @settings(max_examples=25, deadline=None, database=None,
+                  suppress_health_check=list(HealthCheck))
+        def run(case):  # noqa: ANN001
+            case.call_and_validate(checks=[not_a_server_error, problem_json_on_4xx])
+
+        try:
+            run()
+        except Unsatisfiable:
+            assert mode is GenerationMode.NEGATIVE, operation.label
