@@ -41,6 +41,16 @@ def ctx(home, monkeypatch):
     return Context.open(home)
 
 
+@pytest.fixture
+def any_db_ctx(home, db_url, monkeypatch):
+    """SQLite and PostgreSQL (the issuer's same-slot supersession locks rows there)."""
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
+    monkeypatch.setenv("MCRED_DATABASE_URL", db_url)
+    ctx = Context.open(home, database=db_url)
+    yield ctx
+    ctx.engine.dispose()
+
+
 def mdocs(ctx, phone_id) -> list[Credential]:
     with ctx.sessions() as s:
         return list(s.scalars(select(Credential).where(Credential.phone_id == phone_id,
@@ -55,7 +65,8 @@ def slot_keys(ctx, phone_id) -> dict[int, str]:
     return {int(k): v["public_key_sha256"] for k, v in applet["details"]["slots"].items()}
 
 
-def test_refresh_rotates_keys_supersedes_old_msos_and_readers_follow(ctx):
+def test_refresh_rotates_keys_supersedes_old_msos_and_readers_follow(any_db_ctx):
+    ctx = any_db_ctx
     pid = wallet_sim.create_phone(ctx.home)
     provision(ctx, pid, parse_holder(HOLDER), key_type="p384", mdoc_batch=2)
     env = Env(ctx)
