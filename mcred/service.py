@@ -159,7 +159,12 @@ def create_app(ctx: Context | None = None, *, job_workers: int | None = None,
     runner = JobRunner(ctx.sessions, workers=workers)
     runner_box.append(runner)
     app.state.jobs = runner
-    for m in [*mounts(ctx), *(extra_mounts or [])]:
+    from mcred.metrics import Metrics, metrics_router
+
+    metrics = Metrics(ctx)
+    metrics.install(app)
+    app.state.metrics = metrics
+    for m in [*mounts(ctx), Mount(metrics_router(metrics), scope="operator"), *(extra_mounts or [])]:
         _include(app, auth, m)
     check_scopes(app)
     return app
