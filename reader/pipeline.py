@@ -400,7 +400,9 @@ class ReaderPipeline:
         hit = self._profiles.get(key)
         if hit is None or not hit[0] <= ctx.now <= hit[1]:
             iaca_rules = iaca.check_iaca(chain.anchor, ctx.now, country=None)
-            ds_rules = iaca.check_document_signer(chain.leaf, chain.anchor, ctx.now)
+            # the chain check verified the DS signature by this anchor when the path was direct
+            ds_rules = iaca.check_document_signer(chain.leaf, chain.anchor, ctx.now,
+                                                  signature_verified=chain.leaf_issued_by_anchor)
             pair = (_summary(IACA_PROFILE, iaca_rules, "Annex B Table B.1"),
                     _summary(DS_PROFILE, ds_rules, "Annex B Table B.3"))
             hit = (chain.not_before, chain.not_after, pair)

@@ -155,3 +155,17 @@ def test_openssl_accepts_the_chain(tmp_path):
     out = subprocess.run(["openssl", "verify", "-attime", at, "-CAfile", tmp_path / "iaca.pem",
                           tmp_path / "ds.pem"], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_ds_issued_by_with_signature_verified_still_checks_names():
+    """signature_verified=True (the reader's chain check verified this very pair) spares the
+    second ECDSA verify, never the Name check; without it a foreign signature still fails."""
+    ik, ic = make_iaca()
+    _, ds = make_ds(ik, ic)
+    plain = iaca.check_document_signer(ds, ic, NOW)
+    spared = iaca.check_document_signer(ds, ic, NOW, signature_verified=True)
+    assert [(c.name, c.passed, c.reason) for c in plain] == [(c.name, c.passed, c.reason) for c in spared]
+    other_key, other = make_iaca(common_name="mcred OTHER IACA")
+    assert "ds.issued_by_iaca" in names(iaca.check_document_signer(ds, other, NOW, signature_verified=True))
+    _, forged = make_ds(other_key, ic)  # names ic as issuer, signed by another key
+    assert "ds.issued_by_iaca" in names(iaca.check_document_signer(forged, ic, NOW))

@@ -40,6 +40,10 @@ class VerifiedChain:
     anchor: x509.Certificate
 
     _description: str | None = field(default=None, repr=False, compare=False)
+    leaf_issued_by_anchor: bool = field(default=False, compare=False)
+    """True when the leaf itself was verified as directly issued by ``anchor`` (issuer Name
+    and signature), i.e. the path had no intermediate certificate: a later profile check of
+    the same pair (Annex B ``ds.issued_by_iaca``) need not verify that signature again."""
 
     @functools.cached_property
     def leaf_validity(self) -> tuple[dt.datetime, dt.datetime]:
@@ -262,4 +266,4 @@ def _verify_chain(ders, trust_anchors, now, eku) -> VerifiedChain:
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise ChainError(f"leaf key is {type(key).__name__}, need EC")
     return VerifiedChain(leaf, key, not_before, not_after, anchor,
-                         f"{parsed[0].subject_text} <- {anchor_parsed.subject_text}")
+                         f"{parsed[0].subject_text} <- {anchor_parsed.subject_text}", len(path) == 1)
