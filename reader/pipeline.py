@@ -306,6 +306,7 @@ class ReaderPipeline:
         self.status = status or StatusListCache()
         self._verifier = MdocVerifier(trust.certificates, extra_checks=[self._extra])
         self._profiles: dict[tuple[bytes, bytes], tuple[dt.datetime, dt.datetime, tuple[Check, Check]]] = {}
+        """Annex B results per (DS DER, IACA DER), with the window of the chain they came from."""
         self._call = _Call()
         self._last_profile: tuple | None = None
 
@@ -396,7 +397,7 @@ class ReaderPipeline:
                       + ("may vouch for " if scope_ok else "is NOT trusted for ") + doc_type)
         if not self.config.check_profiles:
             return [scope]
-        key = (chain.leaf.fingerprint(hashes.SHA256()), chain.anchor.fingerprint(hashes.SHA256()))
+        key = (chain.leaf_der, chain.anchor_der)  # the exact certificates
         hit = self._profiles.get(key)
         if hit is None or not hit[0] <= ctx.now <= hit[1]:
             iaca_rules = iaca.check_iaca(chain.anchor, ctx.now, country=None)

@@ -120,6 +120,11 @@ def test_leaf_issued_by_anchor_only_for_a_direct_path(keys):
     ds_der = _ds(ds_key, anchor.subject, iaca_key)
     direct = chain.verify_chain([ds_der], [anchor], NOW, eku=mdoc.EKU_MDL_DS)
     assert direct.leaf_issued_by_anchor
+    # the exact DER of both ends, and the leaf's own validity as cryptography reads it
+    assert direct.leaf_der == ds_der and direct.anchor_der == anchor.public_bytes(Encoding.DER)
+    leaf = x509.load_der_x509_certificate(ds_der)
+    assert direct.leaf_validity == (leaf.not_valid_before_utc, leaf.not_valid_after_utc)
+    assert chain._der_of(anchor) is chain._der_of(anchor) == anchor.public_bytes(Encoding.DER)
     # the anchor carried at the end of x5chain is dropped: still a direct path
     with_anchor = chain.verify_chain([ds_der, anchor.public_bytes(Encoding.DER)], [anchor], NOW, eku=mdoc.EKU_MDL_DS)
     assert with_anchor.leaf_issued_by_anchor

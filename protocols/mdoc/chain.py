@@ -44,6 +44,9 @@ class VerifiedChain:
     """True when the leaf itself was verified as directly issued by ``anchor`` (issuer Name
     and signature), i.e. the path had no intermediate certificate: a later profile check of
     the same pair (Annex B ``ds.issued_by_iaca``) need not verify that signature again."""
+    leaf_der: bytes = field(default=b"", repr=False, compare=False)
+    anchor_der: bytes = field(default=b"", repr=False, compare=False)
+    """The exact DER of the leaf and of the anchor (keys for what is worked out per pair)."""
 
     @functools.cached_property
     def leaf_validity(self) -> tuple[dt.datetime, dt.datetime]:
@@ -139,9 +142,21 @@ def _parsed(der: bytes) -> _Parsed:
     return _Parsed(cert, key, tbs, ecdsa, issuer_name, subject_name, cert.not_valid_before_utc, cert.not_valid_after_utc)
 
 
-@functools.lru_cache(maxsize=64)
+_DER_BY_ID: dict[int, tuple[x509.Certificate, bytes]] = {}
+"""The DER of a trust anchor object, by identity (the anchors are the same few objects at
+every verification; hashing a Certificate serialises it, ~1 us, and public_bytes ~6 us).
+The entry keeps its certificate alive, so its id cannot be reused while it is there."""
+
+
 def _der_of(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(Encoding.DER)
+    hit = _DER_BY_ID.get(id(cert))
+    if hit is not None and hit[0] is cert:
+        return hit[1]
+    der = cert.public_bytes(Encoding.DER)
+    if len(_DER_BY_ID) >= 64:
+        _DER_BY_ID.clear()
+    _DER_BY_ID[id(cert)] = (cert, der)
+    return der
 
 
 def _tlv_end(der: bytes, pos: int) -> tuple[int, int]:
@@ -252,7 +267,8 @@ def _verify_chain(ders, trust_anchors, now, eku) -> VerifiedChain:
         issuer = top.issuer.rfc4514_string()
         raise ChainError(f"no trust anchor issued {top.subject.rfc4514_string()} (issuer {issuer})")
     windows = [(p.not_before, p.not_after, p.cert) for p in parsed[:len(path)]]
-    anchor_parsed = _parsed(_der_of(anchor))
+    anchor_der = _der_of(anchor)
+    anchor_parsed = _parsed(anchor_der)
     windows.append((anchor_parsed.not_before, anchor_parsed.not_after, anchor))
     not_before = max(w[0] for w in windows)
     not_after = min(w[1] for w in windows)
@@ -265,5 +281,8 @@ def _verify_chain(ders, trust_anchors, now, eku) -> VerifiedChain:
     key = parsed[0].key or leaf.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise ChainError(f"leaf key is {type(key).__name__}, need EC")
-    return VerifiedChain(leaf, key, not_before, not_after, anchor,
-                         f"{parsed[0].subject_text} <- {anchor_parsed.subject_text}", len(path) == 1)
+    chain = VerifiedChain(leaf, key, not_before, not_after, anchor,
+                          f"{parsed[0].subject_text} <- {anchor_parsed.subject_text}", len(path) == 1,
+                          ders[0], anchor_der)
+    chain.__dict__["leaf_validity"] = (parsed[0].not_before, parsed[0].not_after)  # the cached_property, read already
+    return chain
