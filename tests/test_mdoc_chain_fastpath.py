@@ -125,6 +125,13 @@ def test_leaf_issued_by_anchor_only_for_a_direct_path(keys):
     leaf = x509.load_der_x509_certificate(ds_der)
     assert direct.leaf_validity == (leaf.not_valid_before_utc, leaf.not_valid_after_utc)
     assert chain._der_of(anchor) is chain._der_of(anchor) == anchor.public_bytes(Encoding.DER)
+    # built without the frozen __init__: equal and frozen, same properties
+    built = chain.VerifiedChain(direct.leaf, direct.public_key, direct.not_before, direct.not_after, direct.anchor,
+                                None, True, direct.leaf_der, direct.anchor_der)
+    assert direct == built and repr(direct) == repr(built)  # (unhashable either way: EC keys are)
+    assert direct.description == built.description and direct.leaf_validity == built.leaf_validity
+    with pytest.raises(AttributeError):
+        direct.not_after = NOW
     # the anchor carried at the end of x5chain is dropped: still a direct path
     with_anchor = chain.verify_chain([ds_der, anchor.public_bytes(Encoding.DER)], [anchor], NOW, eku=mdoc.EKU_MDL_DS)
     assert with_anchor.leaf_issued_by_anchor

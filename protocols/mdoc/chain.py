@@ -270,19 +270,26 @@ def _verify_chain(ders, trust_anchors, now, eku) -> VerifiedChain:
     anchor_der = _der_of(anchor)
     anchor_parsed = _parsed(anchor_der)
     windows.append((anchor_parsed.not_before, anchor_parsed.not_after, anchor))
-    not_before = max(w[0] for w in windows)
-    not_after = min(w[1] for w in windows)
+    not_before = max([w[0] for w in windows])
+    not_after = min([w[1] for w in windows])
     for start, end, c in windows:
         if not start <= now <= end:
             raise ChainError(
                 f"certificate {c.subject.rfc4514_string()} not valid at {now.isoformat()} "
                 f"({start.isoformat()} .. {end.isoformat()})"
             )
-    key = parsed[0].key or leaf.public_key()
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise ChainError(f"leaf key is {type(key).__name__}, need EC")
-    chain = VerifiedChain(leaf, key, not_before, not_after, anchor,
-                          f"{parsed[0].subject_text} <- {anchor_parsed.subject_text}", len(path) == 1,
-                          ders[0], anchor_der)
-    chain.__dict__["leaf_validity"] = (parsed[0].not_before, parsed[0].not_after)  # the cached_property, read already
+    key = parsed[0].key  # an EC key, or None (_parsed keeps no other)
+    if key is None:
+        key = leaf.public_key()
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            raise ChainError(f"leaf key is {type(key).__name__}, need EC")
+    description = f"{parsed[0].subject_text} <- {anchor_parsed.subject_text}"
+    # VerifiedChain(...) without the frozen __init__ (one object.__setattr__ per field; equal
+    # to the __init__-built one, tests/test_mdoc_chain_fastpath.py), its two cached
+    # properties filled from what was read here
+    chain = object.__new__(VerifiedChain)
+    chain.__dict__.update(leaf=leaf, public_key=key, not_before=not_before, not_after=not_after, anchor=anchor,
+                          _description=description, leaf_issued_by_anchor=len(path) == 1, leaf_der=ders[0],
+                          anchor_der=anchor_der, description=description,
+                          leaf_validity=(parsed[0].not_before, parsed[0].not_after))
     return chain
