@@ -337,8 +337,8 @@ class ReaderPipeline:
         checks = [call.replace.get(id(c), c) for c in core.checks]
         documents = list(core.documents)  # every check of these passed, extras included
         for core_checks, extras, disclosed in call.docs:
-            final = [call.replace.get(id(c), c) for c in core_checks] + extras
-            if disclosed is not None and all(c.passed for c in final):
+            if disclosed is not None and all([call.replace.get(id(c), c).passed for c in core_checks]
+                                             + [c.passed for c in extras]):
                 documents.append(disclosed)
         return VerificationResult(tuple(checks), tuple(documents))
 
@@ -350,9 +350,13 @@ class ReaderPipeline:
         v = mso.validity_info
         core_validity = next((c for c in ctx.checks if c.name == VALIDITY), None)
         ok = v.valid_from - skew <= now <= v.valid_until + skew
+        key = (v.valid_from, v.valid_until, skew)
+        window = _TEXTS.get(key)
+        if window is None:
+            window = _keep(key, f"validFrom {cbor.tdate_text(v.valid_from)} .. "
+                                f"validUntil {cbor.tdate_text(v.valid_until)} (skew {skew})")
         mine = Check._of(VALIDITY, ok, f"{ctx.document.doc_type}: {cbor.tdate_text(now)} "
-                     f"{'within' if ok else 'outside'} validFrom {cbor.tdate_text(v.valid_from)} .. "
-                     f"validUntil {cbor.tdate_text(v.valid_until)} (skew {skew})")
+                                       f"{'within' if ok else 'outside'} {window}")
         if core_validity is not None:
             self._call.replace[id(core_validity)] = mine
         chain = ctx.ds_chain
@@ -361,9 +365,12 @@ class ReaderPipeline:
         else:
             leaf_from, leaf_until = chain.leaf_validity
             inside = leaf_from <= v.signed <= leaf_until
-            out.append(Check._of(MSO_SIGNED_WITHIN_DS, inside,
-                                 f"signed {cbor.tdate_text(v.signed)} {'within' if inside else 'OUTSIDE'} DS validity "
-                                 f"{cbor.tdate_text(leaf_from)} .. {cbor.tdate_text(leaf_until)}"))
+            key = (v.signed, leaf_from, leaf_until, inside)
+            reason = _TEXTS.get(key)
+            if reason is None:
+                reason = _keep(key, f"signed {cbor.tdate_text(v.signed)} {'within' if inside else 'OUTSIDE'} "
+                                    f"DS validity {cbor.tdate_text(leaf_from)} .. {cbor.tdate_text(leaf_until)}")
+            out.append(Check._of(MSO_SIGNED_WITHIN_DS, inside, reason))
         out += self._profile_checks(ctx)
         out += [check(ctx) for check in self.extra_checks]
         out += self._key_authorizations(ctx)
@@ -434,6 +441,18 @@ class ReaderPipeline:
             why = "not checked: no trusted DS chain to anchor the status list"
             return [Check(n, False, why) for n in STATUS_CHECKS]
         return list(self.status.lookup(ref.uri, ref.idx, anchors, ctx.now).checks)
+
+
+_TEXTS: dict[tuple, str] = {}
+"""Reason texts of the validity checks by the exact values they print (a pure function of
+them, never a verdict: each comparison runs at every verification); bounded."""
+
+
+def _keep(key: tuple, text: str) -> str:
+    if len(_TEXTS) >= 1024:
+        _TEXTS.clear()
+    _TEXTS[key] = text
+    return text
 
 
 def _summary(name: str, rules: list, what: str) -> Check:
