@@ -54,6 +54,11 @@ class VerifiedChain:
         return self.leaf.not_valid_before_utc, self.leaf.not_valid_after_utc
 
     @functools.cached_property
+    def anchor_subject(self) -> str:
+        """The anchor's subject as RFC 4514 text (read once per verified chain)."""
+        return self.anchor.subject.rfc4514_string()
+
+    @functools.cached_property
     def description(self) -> str:
         """``leaf subject <- anchor subject`` (the chain check's reason at every verification)."""
         if self._description is not None:
@@ -221,6 +226,18 @@ def _issued_by_fast(cert: x509.Certificate, cert_der: bytes, issuer: x509.Certif
     return True
 
 
+def certainly_issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """True only when ``issuer`` certainly directly issued ``cert`` (issuer Name byte for byte
+    the issuer's subject, same parameterless ECDSA algorithm inside and out, signature
+    verifies over the TBS bytes: :func:`_issued_by_fast`); False means "not decided here",
+    and the caller asks cryptography's ``verify_directly_issued_by``. For certificates seen
+    again and again (a trust anchor's self-signature in the Annex B rules)."""
+    try:
+        return _issued_by_fast(cert, _der_of(cert), issuer, _der_of(issuer))
+    except Exception:  # noqa: BLE001 - anything odd: not decided here
+        return False
+
+
 def _check_issued_by(cert: x509.Certificate, cert_der: bytes, issuer: x509.Certificate, issuer_der: bytes) -> None:
     """Raise (like ``verify_directly_issued_by``) unless ``issuer`` directly issued ``cert``."""
     try:
@@ -290,6 +307,6 @@ def _verify_chain(ders, trust_anchors, now, eku) -> VerifiedChain:
     chain = object.__new__(VerifiedChain)
     chain.__dict__.update(leaf=leaf, public_key=key, not_before=not_before, not_after=not_after, anchor=anchor,
                           _description=description, leaf_issued_by_anchor=len(path) == 1, leaf_der=ders[0],
-                          anchor_der=anchor_der, description=description,
+                          anchor_der=anchor_der, description=description, anchor_subject=anchor_parsed.subject_text,
                           leaf_validity=(parsed[0].not_before, parsed[0].not_after))
     return chain
