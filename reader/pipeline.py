@@ -400,7 +400,7 @@ class ReaderPipeline:
         anchor = self.trust.anchor_for(chain.anchor)
         scope_ok = anchor is not None and anchor.allows(doc_type)
         scope = Check(TRUST_ANCHOR_SCOPE, scope_ok,
-                      f"{chain.anchor.subject.rfc4514_string()} "
+                      f"{chain.anchor_subject} "
                       + ("may vouch for " if scope_ok else "is NOT trusted for ") + doc_type)
         if not self.config.check_profiles:
             return [scope]

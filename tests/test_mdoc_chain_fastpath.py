@@ -130,6 +130,7 @@ def test_leaf_issued_by_anchor_only_for_a_direct_path(keys):
                                 None, True, direct.leaf_der, direct.anchor_der)
     assert direct == built and repr(direct) == repr(built)  # (unhashable either way: EC keys are)
     assert direct.description == built.description and direct.leaf_validity == built.leaf_validity
+    assert direct.anchor_subject == built.anchor_subject == anchor.subject.rfc4514_string()
     with pytest.raises(AttributeError):
         direct.not_after = NOW
     # the anchor carried at the end of x5chain is dropped: still a direct path
