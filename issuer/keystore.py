@@ -9,6 +9,7 @@ by signing the to-be-signed bytes (see specs/keys.md).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import secrets
@@ -110,12 +111,18 @@ class LocalSigner:
             return self._key.sign(data, padding.PKCS1v15(), self._hash())
         return self._key.sign(data, ec.ECDSA(self._hash()))
 
-    def sign_raw(self, tbs: bytes) -> bytes:
-        """COSE form of an ECDSA signature: r || s, each padded to the curve size."""
+    @functools.cached_property
+    def _raw_params(self) -> tuple[ec.ECDSA, int]:
+        """What :meth:`sign_raw` signs with (ECDSA with the key type's hash) and the curve
+        size in bytes: worked out once, the key never changes (errors are not kept)."""
         if not isinstance(self._key, ec.EllipticCurvePrivateKey):
             raise KeyStoreError(f"key {self.label} is not an EC key")
-        r, s = decode_dss_signature(self._key.sign(tbs, ec.ECDSA(self._hash())))
-        size = (self._key.curve.key_size + 7) // 8
+        return ec.ECDSA(self._hash()), (self._key.curve.key_size + 7) // 8
+
+    def sign_raw(self, tbs: bytes) -> bytes:
+        """COSE form of an ECDSA signature: r || s, each padded to the curve size."""
+        ecdsa, size = self._raw_params
+        r, s = decode_dss_signature(self._key.sign(tbs, ecdsa))
         return r.to_bytes(size, "big") + s.to_bytes(size, "big")
 
 

@@ -317,6 +317,7 @@ class ReaderPipeline:
         self.status = status or StatusListCache()
         self._verifier = MdocVerifier(trust.certificates, extra_checks=[self._extra])
         self._profiles: dict[tuple[bytes, bytes], tuple[dt.datetime, dt.datetime, tuple[Check, Check]]] = {}
+        """Annex B results per (DS DER, IACA DER), with the window of the chain they came from."""
         self._call = _Call()
         self._last_profile: tuple | None = None
 
@@ -347,8 +348,8 @@ class ReaderPipeline:
         checks = [call.replace.get(id(c), c) for c in core.checks]
         documents = list(core.documents)  # every check of these passed, extras included
         for core_checks, extras, disclosed in call.docs:
-            final = [call.replace.get(id(c), c) for c in core_checks] + extras
-            if disclosed is not None and all(c.passed for c in final):
+            if disclosed is not None and all([call.replace.get(id(c), c).passed for c in core_checks]
+                                             + [c.passed for c in extras]):
                 documents.append(disclosed)
         return VerificationResult(tuple(checks), tuple(documents))
 
@@ -360,9 +361,13 @@ class ReaderPipeline:
         v = mso.validity_info
         core_validity = next((c for c in ctx.checks if c.name == VALIDITY), None)
         ok = v.valid_from - skew <= now <= v.valid_until + skew
+        key = (v.valid_from, v.valid_until, skew)
+        window = _TEXTS.get(key)
+        if window is None:
+            window = _keep(key, f"validFrom {cbor.tdate_text(v.valid_from)} .. "
+                                f"validUntil {cbor.tdate_text(v.valid_until)} (skew {skew})")
         mine = Check._of(VALIDITY, ok, f"{ctx.document.doc_type}: {cbor.tdate_text(now)} "
-                     f"{'within' if ok else 'outside'} validFrom {cbor.tdate_text(v.valid_from)} .. "
-                     f"validUntil {cbor.tdate_text(v.valid_until)} (skew {skew})")
+                                       f"{'within' if ok else 'outside'} {window}")
         if core_validity is not None:
             self._call.replace[id(core_validity)] = mine
         chain = ctx.ds_chain
@@ -371,9 +376,12 @@ class ReaderPipeline:
         else:
             leaf_from, leaf_until = chain.leaf_validity
             inside = leaf_from <= v.signed <= leaf_until
-            out.append(Check._of(MSO_SIGNED_WITHIN_DS, inside,
-                                 f"signed {cbor.tdate_text(v.signed)} {'within' if inside else 'OUTSIDE'} DS validity "
-                                 f"{cbor.tdate_text(leaf_from)} .. {cbor.tdate_text(leaf_until)}"))
+            key = (v.signed, leaf_from, leaf_until, inside)
+            reason = _TEXTS.get(key)
+            if reason is None:
+                reason = _keep(key, f"signed {cbor.tdate_text(v.signed)} {'within' if inside else 'OUTSIDE'} "
+                                    f"DS validity {cbor.tdate_text(leaf_from)} .. {cbor.tdate_text(leaf_until)}")
+            out.append(Check._of(MSO_SIGNED_WITHIN_DS, inside, reason))
         out += self._profile_checks(ctx)
         out += [check(ctx) for check in self.extra_checks]
         out += self._key_authorizations(ctx)
@@ -403,15 +411,17 @@ class ReaderPipeline:
         anchor = self.trust.anchor_for(chain.anchor)
         scope_ok = anchor is not None and anchor.allows(doc_type)
         scope = Check(TRUST_ANCHOR_SCOPE, scope_ok,
-                      f"{chain.anchor.subject.rfc4514_string()} "
+                      f"{chain.anchor_subject} "
                       + ("may vouch for " if scope_ok else "is NOT trusted for ") + doc_type)
         if not self.config.check_profiles:
             return [scope]
-        key = (chain.leaf.fingerprint(hashes.SHA256()), chain.anchor.fingerprint(hashes.SHA256()))
+        key = (chain.leaf_der, chain.anchor_der)  # the exact certificates
         hit = self._profiles.get(key)
         if hit is None or not hit[0] <= ctx.now <= hit[1]:
             iaca_rules = iaca.check_iaca(chain.anchor, ctx.now, country=None)
-            ds_rules = iaca.check_document_signer(chain.leaf, chain.anchor, ctx.now)
+            # the chain check verified the DS signature by this anchor when the path was direct
+            ds_rules = iaca.check_document_signer(chain.leaf, chain.anchor, ctx.now,
+                                                  signature_verified=chain.leaf_issued_by_anchor)
             pair = (_summary(IACA_PROFILE, iaca_rules, "Annex B Table B.1"),
                     _summary(DS_PROFILE, ds_rules, "Annex B Table B.3"))
             hit = (chain.not_before, chain.not_after, pair)
@@ -449,6 +459,18 @@ class ReaderPipeline:
                 checks[0] = Check(STATUS_LIST_SIGNATURE, False, f"{ref.uri}: list signer {why}")
                 checks[2] = Check(REVOCATION_STATUS, False, "not checked: list not trusted")
         return checks
+
+
+_TEXTS: dict[tuple, str] = {}
+"""Reason texts of the validity checks by the exact values they print (a pure function of
+them, never a verdict: each comparison runs at every verification); bounded."""
+
+
+def _keep(key: tuple, text: str) -> str:
+    if len(_TEXTS) >= 1024:
+        _TEXTS.clear()
+    _TEXTS[key] = text
+    return text
 
 
 def _summary(name: str, rules: list, what: str) -> Check:

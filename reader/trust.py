@@ -58,6 +58,7 @@ class TrustStore:
 
     def __init__(self, anchors: Iterable[TrustAnchor] = ()) -> None:
         self._anchors: dict[bytes, TrustAnchor] = {}
+        self._by_id: dict[int, TrustAnchor] = {}  # the same anchors by certificate object (anchor_for)
         for a in anchors:
             self.add(a)
 
@@ -66,7 +67,12 @@ class TrustStore:
     def add(self, anchor: TrustAnchor | x509.Certificate, *, source: str = "") -> TrustAnchor:
         if isinstance(anchor, x509.Certificate):
             anchor = TrustAnchor(anchor, None, source)
-        self._anchors[anchor.fingerprint] = anchor
+        fingerprint = anchor.fingerprint
+        replaced = self._anchors.get(fingerprint)
+        if replaced is not None:
+            self._by_id.pop(id(replaced.certificate), None)
+        self._anchors[fingerprint] = anchor
+        self._by_id[id(anchor.certificate)] = anchor
         return anchor
 
     def add_pem(self, data: bytes, *, source: str = "PEM") -> list[TrustAnchor]:
@@ -152,6 +158,11 @@ class TrustStore:
         return [a.certificate for a in self._anchors.values()]
 
     def anchor_for(self, certificate: x509.Certificate) -> TrustAnchor | None:
+        # the verifier hands back the very certificate objects of this store: found by
+        # identity without a fingerprint (which serialises and hashes the certificate)
+        hit = self._by_id.get(id(certificate))
+        if hit is not None and hit.certificate is certificate:
+            return hit
         return self._anchors.get(certificate.fingerprint(hashes.SHA256()))
 
     def __len__(self) -> int:

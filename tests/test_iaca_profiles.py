@@ -155,3 +155,48 @@ def test_openssl_accepts_the_chain(tmp_path):
     out = subprocess.run(["openssl", "verify", "-attime", at, "-CAfile", tmp_path / "iaca.pem",
                           tmp_path / "ds.pem"], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_ds_issued_by_with_signature_verified_still_checks_names():
+    """signature_verified=True (the reader's chain check verified this very pair) spares the
+    second ECDSA verify, never the Name check; without it a foreign signature still fails."""
+    ik, ic = make_iaca()
+    _, ds = make_ds(ik, ic)
+    plain = iaca.check_document_signer(ds, ic, NOW)
+    spared = iaca.check_document_signer(ds, ic, NOW, signature_verified=True)
+    assert [(c.name, c.passed, c.reason) for c in plain] == [(c.name, c.passed, c.reason) for c in spared]
+    other_key, other = make_iaca(common_name="mcred OTHER IACA")
+    assert "ds.issued_by_iaca" in names(iaca.check_document_signer(ds, other, NOW, signature_verified=True))
+    _, forged = make_ds(other_key, ic)  # names ic as issuer, signed by another key
+    assert "ds.issued_by_iaca" in names(iaca.check_document_signer(forged, ic, NOW))
+
+
+def test_passed_rules_are_plain_checks():
+    """Passed rules are built without the frozen __init__: equal, equally hashed, frozen."""
+    import dataclasses
+
+    ik, ic = make_iaca()
+    _, ds = make_ds(ik, ic)
+    for check in iaca.check_iaca(ic, NOW) + iaca.check_document_signer(ds, ic, NOW):
+        assert check.passed
+        twin = iaca.Check(check.name, check.passed, check.reason)
+        assert check == twin and hash(check) == hash(twin) and repr(check) == repr(twin)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            check.passed = False
+
+
+@pytest.mark.parametrize("curve", [ec.SECP256R1, ec.SECP384R1])
+def test_iaca_self_signature_by_another_key_fails(curve):
+    """iaca.self_signed takes the ECDSA path of the chain check when it decides, else asks
+    cryptography: a self-signed-looking IACA signed by another key fails either way."""
+    key = ec.generate_private_key(curve())
+    other = ec.generate_private_key(curve())
+    builder = iaca.iaca_builder(key.public_key(), common_name="mcred TEST IACA", not_before=T0,
+                                not_after=T0 + dt.timedelta(days=3650), issuer_alt_name_uri=f"{BASE}/",
+                                crl_uri=f"{BASE}/crl/iaca.crl", organization="mcred TEST")
+    good, forged = iaca.sign(builder, key), iaca.sign(builder, other)
+    assert "iaca.self_signed" not in names(iaca.check_iaca(good, NOW))
+    bad = {c.name: c for c in iaca.check_iaca(forged, NOW)}
+    assert not bad["iaca.self_signed"].passed
+    assert bad["iaca.self_signed"].reason.startswith("self-signature does not verify")
+    assert names(iaca.check_iaca(forged, NOW)) == {"iaca.self_signed"}

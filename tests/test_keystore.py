@@ -4,7 +4,13 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from issuer.keystore import FileKeyStore, KeyNotFound, KeyStoreError
+from issuer.keystore import (
+    FileKeyStore,
+    KeyNotFound,
+    KeyStoreError,
+    LocalSigner,
+    generate_private_key,
+)
 
 
 def test_file_keystore_persists_encrypted_keys(tmp_path):
@@ -67,3 +73,22 @@ def test_a_key_is_never_seen_half_written(tmp_path):
             t.join()
     assert not errors, errors
     assert not list((tmp_path / "k").glob("*.tmp")) and len(list((tmp_path / "k").glob("*.pem"))) == 20
+
+
+@pytest.mark.parametrize("algorithm, size, hash_alg", [("p256", 32, hashes.SHA256), ("p384", 48, hashes.SHA384),
+                                                       ("p521", 66, hashes.SHA512)])
+def test_sign_raw_is_r_s_with_the_key_types_hash(algorithm, size, hash_alg):
+    """sign_raw keeps its ECDSA parameters once per signer: every call still signs with the
+    key type's hash and pads r and s to the curve size; an RSA key is refused every time."""
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    signer = LocalSigner("k", generate_private_key(algorithm))
+    for data in (b"a", b"b" * 1000):
+        raw = signer.sign_raw(data)
+        assert len(raw) == 2 * size
+        der = encode_dss_signature(int.from_bytes(raw[:size], "big"), int.from_bytes(raw[size:], "big"))
+        signer.public_key().verify(der, data, ec.ECDSA(hash_alg()))
+    rsa_signer = LocalSigner("r", generate_private_key("rsa2048"))
+    for _ in range(2):
+        with pytest.raises(KeyStoreError, match="not an EC key"):
+            rsa_signer.sign_raw(b"x")

@@ -110,3 +110,37 @@ def test_rsa_anchor_falls_back_to_cryptography(keys):
     cert = x509.load_der_x509_certificate(ds_der)
     assert not chain._issued_by_fast(cert, ds_der, anchor, anchor.public_bytes(Encoding.DER))
     assert chain.verify_chain([ds_der], [anchor], NOW, eku=mdoc.EKU_MDL_DS).anchor == anchor
+
+
+def test_leaf_issued_by_anchor_only_for_a_direct_path(keys):
+    """VerifiedChain.leaf_issued_by_anchor (the reader's Annex B ds.issued_by_iaca reuses it)
+    is True only when the chain check itself verified the leaf directly under the anchor."""
+    iaca_key, ds_key, mid_key = keys
+    anchor = _anchor(iaca_key)
+    ds_der = _ds(ds_key, anchor.subject, iaca_key)
+    direct = chain.verify_chain([ds_der], [anchor], NOW, eku=mdoc.EKU_MDL_DS)
+    assert direct.leaf_issued_by_anchor
+    # the exact DER of both ends, and the leaf's own validity as cryptography reads it
+    assert direct.leaf_der == ds_der and direct.anchor_der == anchor.public_bytes(Encoding.DER)
+    leaf = x509.load_der_x509_certificate(ds_der)
+    assert direct.leaf_validity == (leaf.not_valid_before_utc, leaf.not_valid_after_utc)
+    assert chain._der_of(anchor) is chain._der_of(anchor) == anchor.public_bytes(Encoding.DER)
+    # built without the frozen __init__: equal and frozen, same properties
+    built = chain.VerifiedChain(direct.leaf, direct.public_key, direct.not_before, direct.not_after, direct.anchor,
+                                None, True, direct.leaf_der, direct.anchor_der)
+    assert direct == built and repr(direct) == repr(built)  # (unhashable either way: EC keys are)
+    assert direct.description == built.description and direct.leaf_validity == built.leaf_validity
+    assert direct.anchor_subject == built.anchor_subject == anchor.subject.rfc4514_string()
+    with pytest.raises(AttributeError):
+        direct.not_after = NOW
+    # the anchor carried at the end of x5chain is dropped: still a direct path
+    with_anchor = chain.verify_chain([ds_der, anchor.public_bytes(Encoding.DER)], [anchor], NOW, eku=mdoc.EKU_MDL_DS)
+    assert with_anchor.leaf_issued_by_anchor
+    mid = (x509.CertificateBuilder().subject_name(_name("test mid")).issuer_name(anchor.subject)
+           .public_key(mid_key.public_key()).serial_number(3)
+           .not_valid_before(NOW - dt.timedelta(days=1)).not_valid_after(NOW + dt.timedelta(days=365))
+           .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+           .sign(iaca_key, hashes.SHA256()))
+    leaf_der = _ds(ds_key, mid.subject, mid_key)
+    via_mid = chain.verify_chain([leaf_der, mid.public_bytes(Encoding.DER)], [anchor], NOW, eku=mdoc.EKU_MDL_DS)
+    assert not via_mid.leaf_issued_by_anchor

@@ -92,3 +92,29 @@ def test_ds_certificate_outside_annex_b_fails_ds_profile_by_rule():
     assert failed(result) == {"ds_profile"}  # the chain, signatures and everything else pass
     reason = result.check("ds_profile").reason
     assert "ds.validity_period" in reason and "ds.key_usage" in reason and "ds.issuer_alt_name" in reason
+
+
+def test_validity_reasons_are_exact_and_follow_the_clock():
+    """The pipeline's validity and mso_signed_within_ds_validity reasons (their fixed parts are
+    kept per printed values): exact text, and each verification prints its own ``now``."""
+    from protocols.cbor import tdate_text
+
+    pki = make_pki()
+    data, st = response(pki.ds_key, pki.ds)
+    clock = Clock(NOW)
+    pipe = reader_pipeline(trust=pki.trust(), clock=clock, fetcher=StatusPublisher(pki, clock))
+    start, end, leaf = T0, T0 + dt.timedelta(days=30), pki.ds
+    for now in (NOW, NOW + dt.timedelta(seconds=7)):
+        result = pipe.verify(data, session_transcript=st, now=now)
+        assert result.valid, failed(result)
+        assert result.check("validity").reason == (
+            f"{DOCTYPE}: {tdate_text(now)} within validFrom {tdate_text(start)} .. "
+            f"validUntil {tdate_text(end)} (skew 0:05:00)")
+        assert result.check("mso_signed_within_ds_validity").reason == (
+            f"signed {tdate_text(start)} within DS validity {tdate_text(leaf.not_valid_before_utc)} .. "
+            f"{tdate_text(leaf.not_valid_after_utc)}")
+    late = end + dt.timedelta(minutes=6)
+    result = pipe.verify(data, session_transcript=st, now=late)
+    assert result.check("validity").reason == (
+        f"{DOCTYPE}: {tdate_text(late)} outside validFrom {tdate_text(start)} .. "
+        f"validUntil {tdate_text(end)} (skew 0:05:00)")

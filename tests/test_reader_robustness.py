@@ -146,3 +146,21 @@ def test_vical_from_an_untrusted_signer_is_refused(world):
         TrustStore().import_vical(_vical(key, cert, world["pki"].iaca, [DOCTYPE]), vical_anchors=[other], now=T0)
     with pytest.raises(TrustError):
         TrustStore().import_vical(b"\x00", vical_anchors=[cert], now=T0)
+
+
+def test_anchor_for_by_object_follows_a_replaced_anchor():
+    """anchor_for finds the store's own certificate objects by identity; when an anchor is
+    re-added (same certificate, new scope) the old object is answered with the new anchor."""
+    from reader.trust import TrustAnchor
+
+    _, cert = _vical_signer()
+    store = TrustStore()
+    first = store.add(cert)
+    assert store.anchor_for(cert) is first and first.allows("any")
+    again = x509.load_der_x509_certificate(cert.public_bytes(serialization.Encoding.DER))  # equal, not the same object
+    scoped = store.add(TrustAnchor(again, frozenset({DOCTYPE}), "VICAL"))
+    assert len(store) == 1
+    assert store.anchor_for(cert) is scoped and store.anchor_for(again) is scoped
+    assert not store.anchor_for(cert).allows("org.iso.18013.5.1.mDL")
+    _, other = _vical_signer()
+    assert store.anchor_for(other) is None

@@ -23,6 +23,7 @@ ISO_NAMESPACE = "org.iso.18013.5.1"
 DEFAULT_AGE_THRESHOLDS = (18, 20)
 JST = dt.timezone(dt.timedelta(hours=9), "JST")
 _MY_NUMBER = re.compile(r"^[0-9]{12}$")
+_DEFAULT_AGES = tuple((f"age_over_{n:02d}", n) for n in sorted(set(DEFAULT_AGE_THRESHOLDS)))
 
 
 @dataclass(frozen=True)
@@ -91,10 +92,13 @@ def build_namespaces(
         raise ElementError("portrait is not a JPEG (no SOI marker FFD8FF)")
     today = now.astimezone(JST).date()
     age = age_on(holder.birth_date, today)
-    ages = {f"age_over_{n:02d}": age >= n for n in sorted(set(age_thresholds))}
-    for n in ages:
-        if not 0 < int(n[9:]) < 100:
-            raise ElementError(f"{n}: NN must be two digits")
+    if age_thresholds is DEFAULT_AGE_THRESHOLDS:  # names worked out once, below
+        ages = {name: age >= n for name, n in _DEFAULT_AGES}
+    else:
+        ages = {f"age_over_{n:02d}": age >= n for n in sorted(set(age_thresholds))}
+        for n in ages:
+            if not 0 < int(n[9:]) < 100:
+                raise ElementError(f"{n}: NN must be two digits")
     card_expiry_date = holder.card_expiry_date or card_expiry(holder.birth_date, issue_date)
     authority = f"{holder.prefecture}{holder.municipality}"
 

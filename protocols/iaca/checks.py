@@ -43,11 +43,16 @@ class _Fail(Exception):
 
 def _run(name: str, rule: Callable[[], str]) -> Check:
     try:
-        return Check(name, True, rule())
+        reason = rule()
     except _Fail as exc:
         return Check(name, False, str(exc))
     except Exception as exc:  # noqa: BLE001 - a malformed certificate fails the rule, never crashes
         return Check(name, False, f"unreadable: {type(exc).__name__}: {exc}")
+    # Check(name, True, reason) without the frozen __init__ (one object.__setattr__ per field;
+    # a reader's cold DS chain runs 27 rules): equal, hashed and frozen alike (tests/test_iaca_profiles.py)
+    check = object.__new__(Check)
+    check.__dict__.update(name=name, passed=True, reason=reason)
+    return check
 
 
 def _ext(cert: x509.Certificate, cls: type, critical: bool | None = None):
@@ -163,6 +168,10 @@ def check_iaca(cert: x509.Certificate, now: dt.datetime, *, country: str | None 
     def self_signed() -> str:
         if cert.issuer != cert.subject:
             raise _Fail("issuer differs from subject")
+        from protocols.mdoc.chain import certainly_issued_by  # (the mdoc chain check's ECDSA path)
+
+        if certainly_issued_by(cert, cert):  # else cryptography decides and explains
+            return "self-signed"
         try:
             cert.verify_directly_issued_by(cert)
         except Exception as exc:  # noqa: BLE001 - any failure to verify is a failed rule
@@ -212,7 +221,7 @@ def check_iaca(cert: x509.Certificate, now: dt.datetime, *, country: str | None 
 
 def _check_signer(
     cert: x509.Certificate, iaca: x509.Certificate, now: dt.datetime, prefix: str,
-    eku: x509.ObjectIdentifier,
+    eku: x509.ObjectIdentifier, signature_verified: bool = False,
 ) -> list[Check]:
     now = _aware(now)
 
@@ -220,6 +229,8 @@ def _check_signer(
         if cert.issuer != iaca.subject:
             raise _Fail(f"issuer {cert.issuer.rfc4514_string()} is not the IACA "
                         f"{iaca.subject.rfc4514_string()}")
+        if signature_verified:  # the caller's chain check verified this very pair directly
+            return f"issued by {iaca.subject.rfc4514_string()}"
         try:
             cert.verify_directly_issued_by(iaca)
         except Exception as exc:  # noqa: BLE001 - any failure to verify is a failed rule
@@ -287,9 +298,15 @@ def _check_signer(
     ]
 
 
-def check_document_signer(cert: x509.Certificate, iaca: x509.Certificate, now: dt.datetime) -> list[Check]:
-    """Table B.3 rules for a document signer certificate under ``iaca`` at time ``now``."""
-    return _check_signer(cert, iaca, now, "ds", EKU_MDL_DS)
+def check_document_signer(cert: x509.Certificate, iaca: x509.Certificate, now: dt.datetime, *,
+                          signature_verified: bool = False) -> list[Check]:
+    """Table B.3 rules for a document signer certificate under ``iaca`` at time ``now``.
+
+    ``signature_verified=True`` only when the caller itself verified, for these very two
+    certificates, that ``iaca`` directly issued ``cert`` (issuer Name and signature; e.g. a
+    :class:`protocols.mdoc.VerifiedChain` with ``leaf_issued_by_anchor``): ``issued_by_iaca``
+    then checks the Names and does not verify the same signature a second time."""
+    return _check_signer(cert, iaca, now, "ds", EKU_MDL_DS, signature_verified)
 
 
 def check_status_list_signer(

@@ -40,11 +40,23 @@ class VerifiedChain:
     anchor: x509.Certificate
 
     _description: str | None = field(default=None, repr=False, compare=False)
+    leaf_issued_by_anchor: bool = field(default=False, compare=False)
+    """True when the leaf itself was verified as directly issued by ``anchor`` (issuer Name
+    and signature), i.e. the path had no intermediate certificate: a later profile check of
+    the same pair (Annex B ``ds.issued_by_iaca``) need not verify that signature again."""
+    leaf_der: bytes = field(default=b"", repr=False, compare=False)
+    anchor_der: bytes = field(default=b"", repr=False, compare=False)
+    """The exact DER of the leaf and of the anchor (keys for what is worked out per pair)."""
 
     @functools.cached_property
     def leaf_validity(self) -> tuple[dt.datetime, dt.datetime]:
         """The leaf's own (notBefore, notAfter), read once per verified chain."""
         return self.leaf.not_valid_before_utc, self.leaf.not_valid_after_utc
+
+    @functools.cached_property
+    def anchor_subject(self) -> str:
+        """The anchor's subject as RFC 4514 text (read once per verified chain)."""
+        return self.anchor.subject.rfc4514_string()
 
     @functools.cached_property
     def description(self) -> str:
@@ -135,9 +147,21 @@ def _parsed(der: bytes) -> _Parsed:
     return _Parsed(cert, key, tbs, ecdsa, issuer_name, subject_name, cert.not_valid_before_utc, cert.not_valid_after_utc)
 
 
-@functools.lru_cache(maxsize=64)
+_DER_BY_ID: dict[int, tuple[x509.Certificate, bytes]] = {}
+"""The DER of a trust anchor object, by identity (the anchors are the same few objects at
+every verification; hashing a Certificate serialises it, ~1 us, and public_bytes ~6 us).
+The entry keeps its certificate alive, so its id cannot be reused while it is there."""
+
+
 def _der_of(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(Encoding.DER)
+    hit = _DER_BY_ID.get(id(cert))
+    if hit is not None and hit[0] is cert:
+        return hit[1]
+    der = cert.public_bytes(Encoding.DER)
+    if len(_DER_BY_ID) >= 64:
+        _DER_BY_ID.clear()
+    _DER_BY_ID[id(cert)] = (cert, der)
+    return der
 
 
 def _tlv_end(der: bytes, pos: int) -> tuple[int, int]:
@@ -202,6 +226,18 @@ def _issued_by_fast(cert: x509.Certificate, cert_der: bytes, issuer: x509.Certif
     return True
 
 
+def certainly_issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """True only when ``issuer`` certainly directly issued ``cert`` (issuer Name byte for byte
+    the issuer's subject, same parameterless ECDSA algorithm inside and out, signature
+    verifies over the TBS bytes: :func:`_issued_by_fast`); False means "not decided here",
+    and the caller asks cryptography's ``verify_directly_issued_by``. For certificates seen
+    again and again (a trust anchor's self-signature in the Annex B rules)."""
+    try:
+        return _issued_by_fast(cert, _der_of(cert), issuer, _der_of(issuer))
+    except Exception:  # noqa: BLE001 - anything odd: not decided here
+        return False
+
+
 def _check_issued_by(cert: x509.Certificate, cert_der: bytes, issuer: x509.Certificate, issuer_der: bytes) -> None:
     """Raise (like ``verify_directly_issued_by``) unless ``issuer`` directly issued ``cert``."""
     try:
@@ -248,18 +284,29 @@ def _verify_chain(ders, trust_anchors, now, eku) -> VerifiedChain:
         issuer = top.issuer.rfc4514_string()
         raise ChainError(f"no trust anchor issued {top.subject.rfc4514_string()} (issuer {issuer})")
     windows = [(p.not_before, p.not_after, p.cert) for p in parsed[:len(path)]]
-    anchor_parsed = _parsed(_der_of(anchor))
+    anchor_der = _der_of(anchor)
+    anchor_parsed = _parsed(anchor_der)
     windows.append((anchor_parsed.not_before, anchor_parsed.not_after, anchor))
-    not_before = max(w[0] for w in windows)
-    not_after = min(w[1] for w in windows)
+    not_before = max([w[0] for w in windows])
+    not_after = min([w[1] for w in windows])
     for start, end, c in windows:
         if not start <= now <= end:
             raise ChainError(
                 f"certificate {c.subject.rfc4514_string()} not valid at {now.isoformat()} "
                 f"({start.isoformat()} .. {end.isoformat()})"
             )
-    key = parsed[0].key or leaf.public_key()
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise ChainError(f"leaf key is {type(key).__name__}, need EC")
-    return VerifiedChain(leaf, key, not_before, not_after, anchor,
-                         f"{parsed[0].subject_text} <- {anchor_parsed.subject_text}")
+    key = parsed[0].key  # an EC key, or None (_parsed keeps no other)
+    if key is None:
+        key = leaf.public_key()
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            raise ChainError(f"leaf key is {type(key).__name__}, need EC")
+    description = f"{parsed[0].subject_text} <- {anchor_parsed.subject_text}"
+    # VerifiedChain(...) without the frozen __init__ (one object.__setattr__ per field; equal
+    # to the __init__-built one, tests/test_mdoc_chain_fastpath.py), its two cached
+    # properties filled from what was read here
+    chain = object.__new__(VerifiedChain)
+    chain.__dict__.update(leaf=leaf, public_key=key, not_before=not_before, not_after=not_after, anchor=anchor,
+                          _description=description, leaf_issued_by_anchor=len(path) == 1, leaf_der=ders[0],
+                          anchor_der=anchor_der, description=description, anchor_subject=anchor_parsed.subject_text,
+                          leaf_validity=(parsed[0].not_before, parsed[0].not_after))
+    return chain
