@@ -107,3 +107,35 @@ def test_commands_that_change_nothing_do_not_write(tmp_path):
     assert stamp() == before  # read-only: the file was not touched
     se2 = wallet_sim.open_secure_element(pid, tmp_path)
     assert se2.state == se.state  # and it holds everything the SE knows
+
+
+def test_a_new_phone_has_both_nvm_banks_and_its_commands_create_no_file(tmp_path):
+    pid = wallet_sim.create_phone(tmp_path)
+    d = tmp_path / "phones" / pid
+    path = d / store.SE_FILE
+    slots = {p.stat().st_ino for p in (d / ".se.cbor.a", d / ".se.cbor.b")}
+    assert (d / ".se.cbor.a").read_bytes() == (d / ".se.cbor.b").read_bytes() == path.read_bytes()
+    assert path.stat().st_ino == (d / ".se.cbor.a").stat().st_ino
+    se = wallet_sim.open_secure_element(pid, tmp_path)
+    for _ in range(3):
+        open_session(se)  # each INITIALIZE UPDATE writes the sequence counter
+        assert path.stat().st_ino in slots
+    assert cbor2.loads(path.read_bytes())["sequence_counter"] == 3
+    assert {p.stat().st_ino for p in (d / ".se.cbor.a", d / ".se.cbor.b")} == slots
+    with pytest.raises(FileExistsError):
+        store.ImageFile(path).create(b"a second image")
+
+
+def test_a_phone_made_before_the_banks_existed_still_opens_and_writes(tmp_path):
+    pid = wallet_sim.create_phone(tmp_path)
+    d = tmp_path / "phones" / pid
+    image = (d / store.SE_FILE).read_bytes()
+    for p in (d / ".se.cbor.a", d / ".se.cbor.b", d / store.SE_FILE):
+        p.unlink()
+    store.write_atomically(d / store.SE_FILE, image)  # as create_phone wrote it before
+    se = wallet_sim.open_secure_element(pid, tmp_path)
+    open_session(se)
+    open_session(se)
+    assert cbor2.loads((d / store.SE_FILE).read_bytes())["sequence_counter"] == 2
+    assert wallet_sim.open_secure_element(pid, tmp_path).state == se.state
+    assert ".se.cbor.a" in _names(d) and ".se.cbor.b" in _names(d)

@@ -11,7 +11,9 @@ target. :class:`ImageFile`, which the SE uses after each command that changed it
 keeps two image files beside ``se.cbor`` (``.se.cbor.a``, ``.se.cbor.b``), rewrites the
 one ``se.cbor`` does not name, and switches ``se.cbor`` to it with a hard link and one
 ``os.replace``: the same all-or-nothing switch, without creating and freeing an inode per
-command (on ext4 that create + replace cost 0.25-0.9 ms a write, the switch ~0.05 ms)."""
+command (on ext4 that create + replace cost 0.25-0.9 ms a write, the switch ~0.05 ms).
+:meth:`ImageFile.create` makes a new image with both slots already in place (a phone's
+NVM banks exist from manufacture)."""
 
 from __future__ import annotations
 
@@ -139,6 +141,14 @@ def write_atomically(path: Path, data: bytes, *, fsync: bool | None = None) -> N
 IMAGE_SLOTS = (".a", ".b")
 
 
+def _reserve(fd: int, size: int) -> None:
+    """Allocate the first ``size`` bytes of a new file's blocks now, where the platform can
+    (no delayed allocation for ext4 to resolve when the file is renamed over another)."""
+    if size and hasattr(os, "posix_fallocate"):
+        with contextlib.suppress(OSError):
+            os.posix_fallocate(fd, 0, size)
+
+
 class ImageFile:
     """The image file ``path`` written as a double-buffered NVM (the anti-tearing scheme of
     a card), beside it two slot files ``.se.cbor.a`` and ``.se.cbor.b``:
@@ -156,6 +166,29 @@ class ImageFile:
         base = Path(path)
         self._slots = tuple(str(base.with_name(f".{base.name}{s}")) for s in IMAGE_SLOTS)
         self._switch = str(base.with_name(f".{base.name}.switch"))
+
+    def create(self, data: bytes, *, fsync: bool | None = None) -> None:
+        """Make a new image ``data`` where there is none (a phone being made): both slot
+        files are written whole and ``path`` is created as a hard link to the first, so the
+        NVM's two banks exist from manufacture and no command has to create (and, on ext4,
+        pay 0.3-0.9 ms for) a file. Their blocks are reserved before the data goes in
+        (``posix_fallocate``), so the first switches do not make ext4 flush them either.
+        Raises ``FileExistsError`` if ``path`` exists; a crash before the link leaves no
+        image (and slot files the first :meth:`write` reuses)."""
+        if fsync is None:
+            fsync = fsync_enabled()
+        for slot in self._slots:
+            fd = os.open(slot, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                _reserve(fd, len(data))
+                view, done = memoryview(data), 0
+                while done < len(data):
+                    done += os.pwrite(fd, view[done:], done)
+                if fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+        os.link(self._slots[0], self.path)
 
     def write(self, data: bytes, *, fsync: bool | None = None,
               active_inode: int | None = None) -> tuple[int, int, int]:
