@@ -252,11 +252,26 @@ class Tsm:
 
         With a lease lock (SQLite) the run holds one database connection for its
         bookkeeping (the job's first read, taking, checking and releasing the lease,
-        records, the per-step commits), each statement a short transaction on it. A PostgreSQL row lock already keeps a connection per run, so
+        records, the per-step commits), each statement a short transaction on it; the
+        transaction that takes the lease also marks the job running and reads (at first
+        contact: creates) the SE's record, and the last step's commit also releases the
+        lease. A PostgreSQL row lock already keeps a connection per run, so
         there the bookkeeping borrows pooled connections rather than hold a second one
         (a pool sized for one connection per worker must not run dry)."""
         # a lease's run connection serves from the first read to the release
         db: Connection | None = None if holds_row_lock(self.engine) else self.engine.connect()
+        # what the lease's transaction did under it: the job started (or None: done), and
+        # the SE's record and counters
+        under_lease: list[tuple[JobView, bytes | None] | None] = []
+        known: tuple[records.SeRecord, dict[int, int]] | None = None
+
+        def with_lease(conn: Connection) -> None:
+            nonlocal known
+            started = _start_job(conn, job_id)
+            if started is not None:
+                known = records.load_or_create_with_counters(conn, started[0].se_id)
+            under_lease[:] = [started]
+
         try:
             job = _read_job(db if db is not None else self.engine, job_id)[0]
             if job.state == "done":
@@ -266,7 +281,8 @@ class Tsm:
             who = actor or self.actor
             owner = f"{who}/{uuid.uuid4().hex[:8]}"
             lock = acquire(self.engine, job.se_id, owner, timeout_s=self.lock_timeout_s,
-                           lease_s=self.lease_s, clock=self.clock, bind=db)
+                           lease_s=self.lease_s, clock=self.clock, bind=db,
+                           with_lease=with_lease if db is not None else None)
         except BaseException:
             if db is not None:
                 db.close()
@@ -276,8 +292,9 @@ class Tsm:
         try:
             bind: Bind = db if db is not None else self.engine
             link = SeLink(bind, job.se_id, transmit, self.master, audit, trace,
-                          self.security_level, self.rng)
-            started = _start_job(bind, job_id)  # re-read under the lock
+                          self.security_level, self.rng, known=known)
+            # re-read under the lock (with a lease: in the transaction that took it)
+            started = under_lease[0] if under_lease else _start_job(bind, job_id)
             if started is None:  # done meanwhile
                 return _read_job(bind, job_id)[0]
             job, sealed = started
@@ -305,6 +322,7 @@ class Tsm:
                 params = {"b_id": job_id, "updated_at": utcnow(), **values}
                 if lock.fenced:
                     params.update(lock.fence_params())
+                release = last and lock.fenced  # a lease ends with the job's last commit
                 with transaction(bind) as conn:
                     # the step's progress, fenced by the lease's owner and token (a worker
                     # whose lease passed records nothing), and its audit records
@@ -312,6 +330,10 @@ class Tsm:
                         raise LockLostError(
                             f"lease of {lock.owner} on SE {job.se_id} expired or was taken over")
                     audit.flush(conn)
+                    if release:
+                        lock.release_in(conn)
+                if release:  # committed: nothing left for the release in ``finally``
+                    lock.released = True
             if job.next_step >= len(job.steps):  # nothing ran
                 return _read_job(bind, job_id)[0]
             # the row as just written (no read back): results as JSON stores them

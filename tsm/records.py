@@ -65,6 +65,8 @@ def _raise_counter(dialect: str):
 
 
 _RAISE_COUNTER = {d: _raise_counter(d) for d in ("sqlite", "postgresql")}
+_CREATE_IF_ABSENT = {d: ins(_SE).on_conflict_do_nothing(index_elements=[_SE.c.se_id])
+                     for d, ins in (("sqlite", sqlite.insert), ("postgresql", postgresql.insert))}
 
 
 def load(bind: Bind, se_id: str) -> SeRecord | None:
@@ -77,12 +79,27 @@ def load_or_create(bind: Bind, se_id: str) -> SeRecord:
     rec = load(bind, se_id)
     if rec is not None:
         return rec
+    return _create(bind, se_id)
+
+
+def _create(bind: Bind, se_id: str) -> SeRecord:
+    """Create the record of an SE not seen before and return it as inserted, or, if it
+    exists by now (created concurrently), read what the other worker wrote. Where the
+    database has ON CONFLICT DO NOTHING no statement fails, so a transaction of the
+    caller's that this joins stays usable."""
     now = utcnow()
+    values = {"se_id": se_id, "kvn": FACTORY_KVN, "state": "new",
+              "created_at": now, "updated_at": now}
     try:
         with transaction(bind) as conn:
-            conn.execute(_CREATE, {"se_id": se_id, "kvn": FACTORY_KVN, "state": "new",
-                                   "created_at": now, "updated_at": now})
-        return SeRecord(se_id, None, None, FACTORY_KVN, None, "new")  # as just inserted
+            if_absent = _CREATE_IF_ABSENT.get(conn.dialect.name)
+            if if_absent is None:
+                conn.execute(_CREATE, values)
+                inserted = True
+            else:
+                inserted = conn.execute(if_absent, values).rowcount == 1
+        if inserted:
+            return SeRecord(se_id, None, None, FACTORY_KVN, None, "new")  # as just inserted
     except IntegrityError:
         pass  # created concurrently: read what the other worker wrote
     rec = load(bind, se_id)
@@ -92,11 +109,12 @@ def load_or_create(bind: Bind, se_id: str) -> SeRecord:
 
 def load_or_create_with_counters(bind: Bind, se_id: str) -> tuple[SeRecord, dict[int, int]]:
     """:func:`load_or_create` and the SE's sequence counter records by KVN (as
-    :func:`last_counter` reads them one by one), in one statement for a known SE."""
+    :func:`last_counter` reads them one by one), in one statement for a known SE; an SE
+    the joined read does not find is created at once (no second read)."""
     with transaction(bind) as conn:
         rows = conn.execute(_LOAD_WITH_COUNTERS, {"b_se_id": se_id}).all()
     if not rows:
-        return load_or_create(bind, se_id), {}
+        return _create(bind, se_id), {}
     counters = {r.counter_kvn: r.counter for r in rows if r.counter_kvn is not None}
     return _record(rows[0]), counters
 
