@@ -103,3 +103,34 @@ def test_a_record_created_at_first_contact_reads_back_the_same(engine):  # noqa:
     created = records.load_or_create(engine, "se-new")
     assert created == records.load(engine, "se-new")
     assert records.load_or_create(engine, "se-new") == created
+
+
+def test_the_driver_path_stores_what_core_stores_and_raises_core_errors(engine):  # noqa: F811
+    import datetime as dt
+
+    from sqlalchemy import insert, select
+    from sqlalchemy.exc import IntegrityError
+
+    from tsm.db import AuditRow, DriverStatement, SeLockRow
+
+    at = dt.datetime(2026, 12, 3, 11, 20, 58, 123456, tzinfo=dt.UTC)
+    row = dict(at=at, actor="a", se_id="se-drv", job_id=None, step="s", event="apdu",
+               what="STORE DATA", cla=0x84, ins=0xE2, p1=0, p2=None, lc=7, sw=0x9000,
+               detail={"kvn": 49, "aid": "A0"})
+    table = AuditRow.__table__
+    with engine.begin() as conn:
+        conn.execute(insert(table), [row])
+        DriverStatement(insert(table)).executemany(conn, [row, {**row, "what": "second"}])
+    with engine.connect() as conn:
+        got = conn.execute(select(table).order_by(table.c.id)).all()
+        raw = conn.exec_driver_sql("SELECT at, detail FROM tsm_audit ORDER BY id").all()
+    assert [r._mapping["what"] for r in got] == ["STORE DATA", "STORE DATA", "second"]
+    a, b = ({k: v for k, v in r._mapping.items() if k != "id"} for r in got[:2])
+    assert a == b and a["detail"] == {"kvn": 49, "aid": "A0"}
+    assert raw[0] == raw[1]  # the very same stored text, time included
+    locks = SeLockRow.__table__
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        stmt = DriverStatement(insert(locks))
+        values = {"se_id": "se-drv", "owner": None, "token": 0, "expires_ms": 0}
+        stmt.execute(conn, values)
+        stmt.execute(conn, values)  # the same key again

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -28,6 +29,7 @@ from sqlalchemy import (
     String,
     Text,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -156,3 +158,69 @@ def transaction(bind: Bind) -> Iterator[Connection]:
         return
     with bind.begin() as conn:
         yield conn
+
+
+class DriverStatement:
+    """A Core INSERT or UPDATE that, on SQLite, runs straight on the connection's DBAPI
+    cursor: compiled once per dialect and parameter set by SQLAlchemy (its SQL text and its
+    own bind processors, so values are stored exactly as Core stores them), without Core's
+    per-execution context. The TSM's hot loop (a job step's commit: the job UPDATE and the
+    audit INSERT) paid ~60 us of Core overhead per statement on top of ~30 us of SQLite.
+
+    It runs inside the transaction SQLAlchemy began on ``conn`` (pysqlite begins it at the
+    first write, whoever sends it) and raises SQLAlchemy's exception types. Elsewhere
+    (PostgreSQL, where the round trip dominates) it is a plain ``conn.execute``."""
+
+    def __init__(self, stmt) -> None:
+        self.stmt = stmt
+        self._columns = frozenset(stmt.table.c.keys())
+        self._plans: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def _plan(self, dialect, keys: frozenset[str]):
+        by_keys = self._plans.setdefault(dialect, {})
+        plan = by_keys.get(keys)
+        if plan is None:
+            compiled = self.stmt.compile(dialect=dialect,
+                                         column_keys=[k for k in keys if k in self._columns])
+            # a positional statement with every value given (no Python-side defaults)
+            assert compiled.positional and not compiled.insert_prefetch \
+                and not compiled.update_prefetch, "not a statement for the driver path"
+            procs = compiled._bind_processors
+            plan = by_keys[keys] = (compiled.string,
+                                    tuple((n, procs.get(n)) for n in compiled.positiontup))
+        return plan
+
+    def _driver(self, conn: Connection):
+        """The sqlite3 connection under ``conn`` if this statement may run on it."""
+        if conn.dialect.name != "sqlite":
+            return None
+        raw = conn.connection.driver_connection
+        # pysqlite's own transaction handling (not autocommit), as SQLAlchemy relies on it
+        return raw if getattr(raw, "isolation_level", None) is not None else None
+
+    def execute(self, conn: Connection, params: dict) -> int:
+        """Run with one parameter set; the row count."""
+        raw = self._driver(conn)
+        if raw is None:
+            return conn.execute(self.stmt, params).rowcount
+        sql, binds = self._plan(conn.dialect, frozenset(params))
+        args = tuple(params[n] if p is None else p(params[n]) for n, p in binds)
+        try:
+            return raw.execute(sql, args).rowcount
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise DBAPIError.instance(sql, args, exc, conn.dialect.loaded_dbapi.Error,
+                                      dialect=conn.dialect) from exc
+
+    def executemany(self, conn: Connection, rows: list[dict]) -> None:
+        """Run once per row (every row with the same keys)."""
+        raw = self._driver(conn)
+        if raw is None:
+            conn.execute(self.stmt, rows)
+            return
+        sql, binds = self._plan(conn.dialect, frozenset(rows[0]))
+        args = [tuple(r[n] if p is None else p(r[n]) for n, p in binds) for r in rows]
+        try:
+            raw.executemany(sql, args)
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise DBAPIError.instance(sql, args, exc, conn.dialect.loaded_dbapi.Error,
+                                      dialect=conn.dialect, ismulti=True) from exc

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from tsm import records
 from tsm.audit import AuditLog
-from tsm.db import Bind, JobRow, transaction, utcnow
+from tsm.db import Bind, DriverStatement, JobRow, transaction, utcnow
 from tsm.errors import JobError, JobInputError, LockLostError, TsmError
 from tsm.keys import MasterKey
 from tsm.lock import FENCE, acquire, holds_row_lock
@@ -301,7 +301,7 @@ class Tsm:
             if secrets is None and sealed is not None:
                 secrets = JobSecrets.from_bytes(self.master.unseal(sealed, job_id.encode()))
             results = dict(job.results)
-            update_step = _UPDATE_JOB_FENCED if lock.fenced else _UPDATE_JOB
+            update_step = _STEP_FENCED if lock.fenced else _STEP
             for index in range(job.next_step, len(job.steps)):
                 step = job.steps[index]
                 lock.check(bind)
@@ -326,7 +326,7 @@ class Tsm:
                 with transaction(bind) as conn:
                     # the step's progress, fenced by the lease's owner and token (a worker
                     # whose lease passed records nothing), and its audit records
-                    if conn.execute(update_step, params).rowcount != 1:
+                    if update_step.execute(conn, params) != 1:
                         raise LockLostError(
                             f"lease of {lock.owner} on SE {job.se_id} expired or was taken over")
                     audit.flush(conn)
@@ -381,6 +381,8 @@ def _read_job(bind: Bind, job_id: str) -> tuple[JobView, bytes | None]:
 
 
 _UPDATE_JOB_FENCED = _UPDATE_JOB.where(FENCE)
+#: a step's progress (the hot loop: on SQLite straight on the driver, see DriverStatement)
+_STEP, _STEP_FENCED = DriverStatement(_UPDATE_JOB), DriverStatement(_UPDATE_JOB_FENCED)
 _START_JOB = (update(_JOBS).where(_JOBS.c.id == bindparam("b_id"), _JOBS.c.state != "done")
               .values(state="running", attempts=_JOBS.c.attempts + 1, error=None,
                       updated_at=bindparam("b_now")))
