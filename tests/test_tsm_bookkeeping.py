@@ -134,3 +134,33 @@ def test_the_driver_path_stores_what_core_stores_and_raises_core_errors(engine):
         values = {"se_id": "se-drv", "owner": None, "token": 0, "expires_ms": 0}
         stmt.execute(conn, values)
         stmt.execute(conn, values)  # the same key again
+
+
+def test_a_session_counter_is_recorded_even_when_its_step_commit_fails(world, monkeypatch):  # noqa: F811
+    # open-session and rotate-keys leave their session's counter and identity to the step's
+    # commit (nothing is sent in between); a run that ends before that commit still writes them
+    pid, se = world.phone()
+    job = provision(world, pid)
+    real_flush = AuditLog.flush
+    failing = {"step": "open-session"}
+
+    def flush(self, conn):
+        if any(r["event"] == "step-done" and r["what"] == failing["step"] for r in self.pending):
+            raise AuditDown("audit table unavailable")
+        real_flush(self, conn)
+
+    monkeypatch.setattr(AuditLog, "flush", flush)
+    with pytest.raises(AuditDown):
+        world.tsm.run(job, se.transmit)
+    assert world.tsm.job(job).current_step == "open-session"
+    assert records.last_counter(world.tsm.engine, pid, 0x30) == 1
+    assert records.load(world.tsm.engine, pid).kdd is not None
+    failing["step"] = "rotate-keys"
+    with pytest.raises(AuditDown):
+        world.tsm.run(job, se.transmit)
+    assert world.tsm.job(job).current_step == "rotate-keys"
+    assert records.last_counter(world.tsm.engine, pid, 0x30) == 2
+    assert records.last_counter(world.tsm.engine, pid, 0x31) == 3  # the reopened session
+    assert records.load(world.tsm.engine, pid).kvn == 0x31
+    failing["step"] = None
+    assert world.tsm.run(job, se.transmit).state == "done"

@@ -142,10 +142,20 @@ class StepContext:
             self._session = open_session(self.link)
         return self._session
 
-    def reopen(self) -> None:
+    def session_then_commit(self) -> CardSession:
+        """:attr:`session` for a step that sends nothing through it: a session opened here
+        has its counter and identity records committed with the step
+        (:func:`tsm.session.open_session` ``with_step``)."""
+        if self._session is None:
+            self._session = open_session(self.link, with_step=True)
+        return self._session
+
+    def reopen(self, *, then_commit: bool = False) -> None:
+        """A new session; ``then_commit``: the step sends nothing more (see
+        :meth:`session_then_commit`)."""
         if self._session is not None:
             self._session.close()
-        self._session = open_session(self.link)
+        self._session = open_session(self.link, with_step=then_commit)
 
     @property
     def se_id(self) -> str:
@@ -289,6 +299,7 @@ class Tsm:
             raise
         audit = AuditLog(who, job.se_id, job.id)
         session: CardSession | None = None
+        link: SeLink | None = None
         try:
             bind: Bind = db if db is not None else self.engine
             link = SeLink(bind, job.se_id, transmit, self.master, audit, trace,
@@ -324,14 +335,17 @@ class Tsm:
                     params.update(lock.fence_params())
                 release = last and lock.fenced  # a lease ends with the job's last commit
                 with transaction(bind) as conn:
-                    # the step's progress, fenced by the lease's owner and token (a worker
-                    # whose lease passed records nothing), and its audit records
+                    # the step's session records (if it left them for this commit), its
+                    # progress, fenced by the lease's owner and token (a worker whose lease
+                    # passed records nothing), and its audit records
+                    link.write_records(conn)
                     if update_step.execute(conn, params) != 1:
                         raise LockLostError(
                             f"lease of {lock.owner} on SE {job.se_id} expired or was taken over")
                     audit.flush(conn)
                     if release:
                         lock.release_in(conn)
+                link.records_written()
                 if release:  # committed: nothing left for the release in ``finally``
                     lock.released = True
             if job.next_step >= len(job.steps):  # nothing ran
@@ -343,11 +357,16 @@ class Tsm:
             audit.event("job-failed", type(exc).__name__, error=str(exc)[:500])
             state = "interrupted" if not isinstance(exc, LockLostError) else "running"
             bind = db if db is not None else self.engine
+            if link is not None:
+                link.flush_records()  # a session the step authenticated (never lowers)
             _update_job(bind, job_id, state=state, error=f"{type(exc).__name__}: {exc}")
             audit.flush_now(bind)
             raise
         except BaseException:
             # a crash of the worker (simulated in tests): what was sent is still audited
+            # (and the counter of a session the step authenticated still recorded)
+            if link is not None:
+                link.flush_records()
             audit.flush_now(db if db is not None else self.engine)
             raise
         finally:

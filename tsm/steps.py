@@ -92,8 +92,10 @@ def mdoc_state(ctx: StepContext) -> dict[int, ap.MdocSlotInfo]:
 # --- generic steps -------------------------------------------------------------------------
 
 def open_session(ctx: StepContext) -> None:
-    """Authenticate (the runner opens the session before every run's first step)."""
-    ctx.results.update(kvn=ctx.session.kvn, counter=ctx.session.counter)
+    """Authenticate (the runner opens the session before every run's first step); the
+    session's records go into this step's commit, nothing being sent in between."""
+    s = ctx.session_then_commit()
+    ctx.results.update(kvn=s.kvn, counter=s.counter)
 
 
 def rotate_keys(ctx: StepContext) -> None:
@@ -119,11 +121,12 @@ def rotate_keys(ctx: StepContext) -> None:
         raise CardDataError(f"SE {ctx.se_id}: PUT KEY answered {r.data.hex()}, expected KVN 31 first")
     ctx.link.audit.event("keys-rotated", "factory keyset replaced", old_kvn=FACTORY_KVN,
                          new_kvn=DIVERSIFIED_KVN)
-    # the new session opens with keyset 31 and records it in its own commit (with its
-    # sequence counter); should that fail, the record still says 30, the SE answers 6A88
-    # to it, and the next session tries 31 (specs/tsm.md, "Sessions")
+    # the new session opens with keyset 31 and records it (with its sequence counter) in
+    # this step's commit, nothing being sent in between; should that fail, the record
+    # still says 30, the SE answers 6A88 to it, and the next session tries 31
+    # (specs/tsm.md, "Sessions")
     ctx.link.next_kvn = DIVERSIFIED_KVN
-    ctx.reopen()
+    ctx.reopen(then_commit=True)
     ctx.results.update(rotated=True)
 
 
