@@ -13,7 +13,14 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from tsm.db import Bind, SecureElementRow, SequenceCounterRow, transaction, utcnow
+from tsm.db import (
+    Bind,
+    DriverStatement,
+    SecureElementRow,
+    SequenceCounterRow,
+    transaction,
+    utcnow,
+)
 from tsm.keys import FACTORY_KVN
 
 _SE = SecureElementRow.__table__
@@ -39,7 +46,7 @@ def _record(row) -> SeRecord:
 _LOAD = select(_SE.c.se_id, _SE.c.kdd, _SE.c.cplc, _SE.c.kvn, _SE.c.master_key_id,
                _SE.c.state).where(_SE.c.se_id == bindparam("b_se_id"))
 _CREATE = insert(_SE)
-_UPDATE = update(_SE).where(_SE.c.se_id == bindparam("b_se_id"))
+_UPDATE = DriverStatement(update(_SE).where(_SE.c.se_id == bindparam("b_se_id")))
 _LAST_COUNTER = select(_COUNTERS.c.counter).where(
     _COUNTERS.c.se_id == bindparam("b_se_id"), _COUNTERS.c.kvn == bindparam("b_kvn"))
 
@@ -64,8 +71,8 @@ def _raise_counter(dialect: str):
         where=_COUNTERS.c.counter < stmt.excluded.counter)
 
 
-_RAISE_COUNTER = {d: _raise_counter(d) for d in ("sqlite", "postgresql")}
-_CREATE_IF_ABSENT = {d: ins(_SE).on_conflict_do_nothing(index_elements=[_SE.c.se_id])
+_RAISE_COUNTER = {d: DriverStatement(_raise_counter(d)) for d in ("sqlite", "postgresql")}
+_CREATE_IF_ABSENT = {d: DriverStatement(ins(_SE).on_conflict_do_nothing(index_elements=[_SE.c.se_id]))
                      for d, ins in (("sqlite", sqlite.insert), ("postgresql", postgresql.insert))}
 
 
@@ -97,7 +104,7 @@ def _create(bind: Bind, se_id: str) -> SeRecord:
                 conn.execute(_CREATE, values)
                 inserted = True
             else:
-                inserted = conn.execute(if_absent, values).rowcount == 1
+                inserted = if_absent.execute(conn, values) == 1
         if inserted:
             return SeRecord(se_id, None, None, FACTORY_KVN, None, "new")  # as just inserted
     except IntegrityError:
@@ -121,7 +128,7 @@ def load_or_create_with_counters(bind: Bind, se_id: str) -> tuple[SeRecord, dict
 
 def update_se(bind: Bind, se_id: str, **values: object) -> None:
     with transaction(bind) as conn:
-        conn.execute(_UPDATE, {"b_se_id": se_id, "updated_at": utcnow(), **values})
+        _UPDATE.execute(conn, {"b_se_id": se_id, "updated_at": utcnow(), **values})
 
 
 def last_counter(bind: Bind, se_id: str, kvn: int) -> int | None:
@@ -135,7 +142,7 @@ def store_counter(bind: Bind, se_id: str, kvn: int, counter: int) -> None:
         upsert = _RAISE_COUNTER.get(conn.dialect.name)
         values = {"se_id": se_id, "kvn": kvn, "counter": counter, "updated_at": utcnow()}
         if upsert is not None:
-            conn.execute(upsert, values)
+            upsert.execute(conn, values)
             return
         row = conn.execute(_LAST_COUNTER.with_for_update(),
                            {"b_se_id": se_id, "b_kvn": kvn}).first()
