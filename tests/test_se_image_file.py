@@ -194,3 +194,13 @@ def test_every_image_the_se_writes_is_its_state_encoded_canonically(tmp_path):
         assert path.read_bytes() == store.encode_state(se.state)
         assert host.unwrap(se.transmit(host.wrap(GET_STATUS)))[-2:] == b"\x90\x00"
         assert path.read_bytes() == store.encode_state(se.state)
+
+
+def test_a_shorter_image_leaves_nothing_of_the_longer_one(tmp_path):
+    path = tmp_path / store.SE_FILE
+    img = store.ImageFile(path)
+    for data in (b"L" * 5000, b"M" * 4000, b"short", b"tiny", b"x" * 4097, b"y"):
+        stamp = img.write(data)
+        assert path.read_bytes() == data
+        st = path.stat()
+        assert stamp == (st.st_ino, st.st_mtime_ns, st.st_size)

@@ -69,6 +69,7 @@ class SecureElement:
                  packages: dict[bytes, tuple[bytes, ...]] | None = None,
                  random_bytes: Callable[[int], bytes] = os.urandom) -> None:
         self.path = Path(path)
+        self._path_str = str(self.path)
         if applet_classes is None:
             applet_classes, default_packages = _default_applet_classes()
             packages = default_packages if packages is None else packages
@@ -94,7 +95,7 @@ class SecureElement:
         self.channels: dict[int, Channel] = {0: Channel(0)}
 
     def _file_stamp(self) -> tuple[int, int, int]:
-        st = self.path.stat()
+        st = os.stat(self._path_str)  # per command: without pathlib's own overhead
         return (st.st_ino, st.st_mtime_ns, st.st_size)
 
     def _reload_if_changed(self) -> None:

@@ -341,10 +341,12 @@ class ImageFile:
             view, done = memoryview(data), 0
             while done < len(data):
                 done += os.pwrite(fd, view[done:], done)
-            os.ftruncate(fd, len(data))
+            st = os.fstat(fd)
+            if st.st_size != len(data):  # the slot held a longer image: cut it
+                os.ftruncate(fd, len(data))
+                st = os.fstat(fd)
             if fsync:
                 os.fsync(fd)
-            st = os.fstat(fd)
         finally:
             os.close(fd)
         try:
