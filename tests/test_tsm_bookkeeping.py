@@ -164,3 +164,18 @@ def test_a_session_counter_is_recorded_even_when_its_step_commit_fails(world, mo
     assert records.load(world.tsm.engine, pid).kvn == 0x31
     failing["step"] = None
     assert world.tsm.run(job, se.transmit).state == "done"
+
+
+def test_install_steps_reuse_the_sessions_registry_and_done_reads_it(world):  # noqa: F811
+    from test_tsm_jobs import apdu_whats
+
+    pid, se = world.phone()
+    assert world.tsm.run(provision(world, pid), se.transmit).state == "done"
+    whats = apdu_whats(world.tsm.engine, pid)
+    status = [i for i, w in enumerate(whats) if w == "GET STATUS applications"]
+    installs = [i for i, w in enumerate(whats) if w.startswith("INSTALL [for install]")]
+    # survey's (which install-jpki, right after it, reuses), install-mdoc's (JPKI commands
+    # came in between) and done's own read
+    assert len(status) == 3
+    assert status[0] < installs[0] < status[1] < installs[1] < status[2]
+    assert whats[status[0] + 1] == "INSTALL [for install] jpki"

@@ -131,6 +131,11 @@ class CardSession:
         #: the application INSTALL [for personalization] named in this session, while only
         #: STORE DATA commands answered 9000 followed it (see :func:`tsm.steps.personalise`)
         self.perso_target: bytes | None = None
+        #: the SE's applications (instance AID -> life cycle) as the last complete GET STATUS
+        #: of this session showed them, kept up to date by the INSTALLs that answered 9000
+        #: since; any other command (or error, or lost answer) forgets it (see
+        #: :func:`tsm.steps.registry`)
+        self.known_registry: dict[bytes, int] | None = None
 
     def send(self, cmd: CommandApdu, what: str, *, secret: bool = False,
              expect: tuple[int, ...] | None = (0x9000,)) -> ResponseApdu:
@@ -141,6 +146,7 @@ class CardSession:
         # anything but a STORE DATA that succeeds ends what we know of the card's
         # personalisation target (set again by the caller after INSTALL [for perso])
         target, self.perso_target = self.perso_target, None
+        self.known_registry = None  # set again by the caller (a GET STATUS read, an INSTALL)
         try:
             wrapped = self.host.wrap_apdu(cmd)
         except GpError as exc:
