@@ -128,6 +128,13 @@ def test_the_driver_path_stores_what_core_stores_and_raises_core_errors(engine):
     a, b = ({k: v for k, v in r._mapping.items() if k != "id"} for r in got[:2])
     assert a == b and a["detail"] == {"kvn": 49, "aid": "A0"}
     assert raw[0] == raw[1]  # the very same stored text, time included
+    from sqlalchemy import bindparam
+    query = select(table.c.id, table.c.at, table.c.detail, table.c.sw).where(
+        table.c.se_id == bindparam("b_se")).order_by(table.c.id)
+    with engine.connect() as conn:
+        read = DriverStatement(query).rows(conn, {"b_se": "se-drv"})
+        assert [tuple(r) for r in read] == [tuple(r) for r in conn.execute(query, {"b_se": "se-drv"})]
+        assert read[1].detail == {"kvn": 49, "aid": "A0"} and read[2].at == got[2].at
     locks = SeLockRow.__table__
     with pytest.raises(IntegrityError), engine.begin() as conn:
         stmt = DriverStatement(insert(locks))

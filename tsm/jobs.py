@@ -283,26 +283,28 @@ class Tsm:
             under_lease[:] = [started]
 
         try:
-            job = _read_job(db if db is not None else self.engine, job_id)[0]
-            if job.state == "done":
+            # the SE and state only (the whole row comes back from _start_job under the lock)
+            se_id, state = _job_se(db if db is not None else self.engine, job_id)
+            if state == "done":
+                job = _read_job(db if db is not None else self.engine, job_id)[0]
                 if db is not None:
                     db.close()
                 return job
             who = actor or self.actor
             owner = f"{who}/{uuid.uuid4().hex[:8]}"
-            lock = acquire(self.engine, job.se_id, owner, timeout_s=self.lock_timeout_s,
+            lock = acquire(self.engine, se_id, owner, timeout_s=self.lock_timeout_s,
                            lease_s=self.lease_s, clock=self.clock, bind=db,
                            with_lease=with_lease if db is not None else None)
         except BaseException:
             if db is not None:
                 db.close()
             raise
-        audit = AuditLog(who, job.se_id, job.id)
+        audit = AuditLog(who, se_id, job_id)
         session: CardSession | None = None
         link: SeLink | None = None
         try:
             bind: Bind = db if db is not None else self.engine
-            link = SeLink(bind, job.se_id, transmit, self.master, audit, trace,
+            link = SeLink(bind, se_id, transmit, self.master, audit, trace,
                           self.security_level, self.rng, known=known)
             # re-read under the lock (with a lease: in the transaction that took it)
             started = under_lease[0] if under_lease else _start_job(bind, job_id)
@@ -388,6 +390,18 @@ class Tsm:
 _JOBS = JobRow.__table__
 _READ_JOB = select(_JOBS).where(_JOBS.c.id == bindparam("b_id"))
 _UPDATE_JOB = update(_JOBS).where(_JOBS.c.id == bindparam("b_id"))
+
+
+_JOB_SE = DriverStatement(select(_JOBS.c.se_id, _JOBS.c.state).where(_JOBS.c.id == bindparam("b_id")))
+
+
+def _job_se(bind: Bind, job_id: str) -> tuple[str, str]:
+    """A job's SE and state (no JSON to decode: the lock is taken on this)."""
+    with transaction(bind) as conn:
+        rows = _JOB_SE.rows(conn, {"b_id": job_id})
+    if not rows:
+        raise JobError(f"no job {job_id}")
+    return rows[0].se_id, rows[0].state
 
 
 def _read_job(bind: Bind, job_id: str) -> tuple[JobView, bytes | None]:

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Engine, bindparam, exists, insert, select, te
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from tsm.db import Bind, SeLockRow, transaction
+from tsm.db import Bind, DriverStatement, SeLockRow, transaction
 from tsm.errors import LockBusyError, LockLostError
 
 _LOCKS = SeLockRow.__table__
@@ -53,7 +53,7 @@ def _take_or_create():
 
 #: by dialect, where it has INSERT .. ON CONFLICT DO UPDATE .. RETURNING (a lease is taken
 #: on backends without row locks: SQLite)
-_TAKE_OR_CREATE = {"sqlite": _take_or_create()}
+_TAKE_OR_CREATE = {"sqlite": DriverStatement(_take_or_create())}
 #: "the lease is still ours and unexpired", for a WHERE clause of the caller's own write
 #: (a job step's progress): the fence without a statement of its own
 FENCE = exists().where(*_MINE, _LOCKS.c.expires_ms > bindparam("b_now"))
@@ -223,7 +223,8 @@ def acquire(engine: Engine, se_id: str, owner: str, *, timeout_s: float = 10.0,
             params = {"b_se_id": se_id, "b_now": now, "b_owner": owner, "b_until": now + lease_ms}
             take_or_create = _TAKE_OR_CREATE.get(conn.dialect.name)
             if take_or_create is not None:  # taken, or created taken: one statement
-                token = conn.execute(take_or_create, params).scalar()
+                got = take_or_create.rows(conn, params)
+                token = got[0].token if got else None
                 n = int(token is not None)
                 row_known = True
             elif conn.dialect.update_returning:  # the new token in the same statement

@@ -51,11 +51,11 @@ _LAST_COUNTER = select(_COUNTERS.c.counter).where(
     _COUNTERS.c.se_id == bindparam("b_se_id"), _COUNTERS.c.kvn == bindparam("b_kvn"))
 
 
-_LOAD_WITH_COUNTERS = select(
+_LOAD_WITH_COUNTERS = DriverStatement(select(
     _SE.c.se_id, _SE.c.kdd, _SE.c.cplc, _SE.c.kvn, _SE.c.master_key_id, _SE.c.state,
     _COUNTERS.c.kvn.label("counter_kvn"), _COUNTERS.c.counter,
 ).select_from(_SE.outerjoin(_COUNTERS, _COUNTERS.c.se_id == _SE.c.se_id)).where(
-    _SE.c.se_id == bindparam("b_se_id"))
+    _SE.c.se_id == bindparam("b_se_id")))
 
 
 def _raise_counter(dialect: str):
@@ -119,7 +119,7 @@ def load_or_create_with_counters(bind: Bind, se_id: str) -> tuple[SeRecord, dict
     :func:`last_counter` reads them one by one), in one statement for a known SE; an SE
     the joined read does not find is created at once (no second read)."""
     with transaction(bind) as conn:
-        rows = conn.execute(_LOAD_WITH_COUNTERS, {"b_se_id": se_id}).all()
+        rows = _LOAD_WITH_COUNTERS.rows(conn, {"b_se_id": se_id})
     if not rows:
         return _create(bind, se_id), {}
     counters = {r.counter_kvn: r.counter for r in rows if r.counter_kvn is not None}
