@@ -419,7 +419,7 @@ _STEP, _STEP_FENCED = DriverStatement(_UPDATE_JOB), DriverStatement(_UPDATE_JOB_
 _START_JOB = (update(_JOBS).where(_JOBS.c.id == bindparam("b_id"), _JOBS.c.state != "done")
               .values(state="running", attempts=_JOBS.c.attempts + 1, error=None,
                       updated_at=bindparam("b_now")))
-_START_JOB_RETURNING = _START_JOB.returning(*_JOBS.c)
+_START_JOB_RETURNING = DriverStatement(_START_JOB.returning(*_JOBS.c))
 
 
 def _start_job(bind: Bind, job_id: str) -> tuple[JobView, bytes | None] | None:
@@ -428,7 +428,8 @@ def _start_job(bind: Bind, job_id: str) -> tuple[JobView, bytes | None] | None:
     done."""
     with transaction(bind) as conn:
         if conn.dialect.update_returning:
-            row = conn.execute(_START_JOB_RETURNING, {"b_id": job_id, "b_now": utcnow()}).first()
+            rows = _START_JOB_RETURNING.rows(conn, {"b_id": job_id, "b_now": utcnow()})
+            row = rows[0] if rows else None
             if row is None:
                 _read_job(conn, job_id)  # raises for a missing job
                 return None

@@ -36,6 +36,7 @@ _TAKE = update(_LOCKS).where(_LOCKS.c.se_id == bindparam("b_se_id"),
 _TAKE_RETURNING = _TAKE.returning(_LOCKS.c.token)
 _TOKEN = select(_LOCKS.c.token).where(_LOCKS.c.se_id == bindparam("b_se_id"))
 _RELEASE = update(_LOCKS).where(*_MINE).values(owner=None, expires_ms=0)
+_RELEASE_DRIVER = DriverStatement(_RELEASE)
 _CREATE_TAKEN = insert(_LOCKS)
 
 
@@ -154,8 +155,8 @@ class SeLock:
         """Free the lease inside the caller's transaction (a job's last commit); the caller
         sets :attr:`released` once that transaction has committed."""
         assert self._conn is None, "a row lock is released with its own connection"
-        conn.execute(_RELEASE, {"b_se_id": self.se_id, "b_owner": self.owner,
-                                "b_token": self.token})
+        _RELEASE_DRIVER.execute(conn, {"b_se_id": self.se_id, "b_owner": self.owner,
+                                       "b_token": self.token})
 
     def release(self) -> None:
         if self.released:
