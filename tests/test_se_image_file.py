@@ -107,3 +107,100 @@ def test_commands_that_change_nothing_do_not_write(tmp_path):
     assert stamp() == before  # read-only: the file was not touched
     se2 = wallet_sim.open_secure_element(pid, tmp_path)
     assert se2.state == se.state  # and it holds everything the SE knows
+
+
+def test_a_new_phone_has_both_nvm_banks_and_its_commands_create_no_file(tmp_path):
+    pid = wallet_sim.create_phone(tmp_path)
+    d = tmp_path / "phones" / pid
+    path = d / store.SE_FILE
+    slots = {p.stat().st_ino for p in (d / ".se.cbor.a", d / ".se.cbor.b")}
+    assert (d / ".se.cbor.a").read_bytes() == (d / ".se.cbor.b").read_bytes() == path.read_bytes()
+    assert path.stat().st_ino == (d / ".se.cbor.a").stat().st_ino
+    se = wallet_sim.open_secure_element(pid, tmp_path)
+    for _ in range(3):
+        open_session(se)  # each INITIALIZE UPDATE writes the sequence counter
+        assert path.stat().st_ino in slots
+    assert cbor2.loads(path.read_bytes())["sequence_counter"] == 3
+    assert {p.stat().st_ino for p in (d / ".se.cbor.a", d / ".se.cbor.b")} == slots
+    with pytest.raises(FileExistsError):
+        store.ImageFile(path).create(b"a second image")
+
+
+def test_a_phone_made_before_the_banks_existed_still_opens_and_writes(tmp_path):
+    pid = wallet_sim.create_phone(tmp_path)
+    d = tmp_path / "phones" / pid
+    image = (d / store.SE_FILE).read_bytes()
+    for p in (d / ".se.cbor.a", d / ".se.cbor.b", d / store.SE_FILE):
+        p.unlink()
+    store.write_atomically(d / store.SE_FILE, image)  # as create_phone wrote it before
+    se = wallet_sim.open_secure_element(pid, tmp_path)
+    open_session(se)
+    open_session(se)
+    assert cbor2.loads((d / store.SE_FILE).read_bytes())["sequence_counter"] == 2
+    assert wallet_sim.open_secure_element(pid, tmp_path).state == se.state
+    assert ".se.cbor.a" in _names(d) and ".se.cbor.b" in _names(d)
+
+
+def test_the_incremental_encoder_gives_the_canonical_image_byte_for_byte():
+    import copy
+    import random
+
+    rnd = random.Random(7)
+    state = store.factory_state()
+    enc = store.StateEncoder(cbor2.loads(store.encode_state(state)))
+    assert enc.encode(state) is None  # as on disk: nothing to write
+    assert enc.encode(state, force=True) == store.encode_state(state)
+
+    def app(n):
+        return {"aid": bytes([0xA0, n]), "module_aid": b"\xa0\x01", "elf_aid": b"\xa0",
+                "life_cycle": 7, "privileges": b"\x00\x00\x00",
+                "state": {"version": 1, "keys": {1: {"pkcs8": rnd.randbytes(40)}},
+                          "z": [1, 2], "serial": "S" * n}}
+
+    mutations = [
+        lambda s: s.__setitem__("sequence_counter", s["sequence_counter"] + 1),
+        lambda s: s["applications"].append(app(rnd.randrange(1, 40))),
+        lambda s: s["applications"] and s["applications"][-1]["state"]["keys"].__setitem__(
+            rnd.randrange(1, 4), {"pkcs8": rnd.randbytes(rnd.randrange(1, 300))}),
+        lambda s: s["applications"] and s["applications"].pop(rnd.randrange(len(s["applications"]))),
+        lambda s: s["failed_authentications"].__setitem__(0x30, rnd.randrange(5)),
+        lambda s: s["keysets"].__setitem__(0x31, {"enc": rnd.randbytes(16), "mac": b"m" * 16,
+                                                   "dek": b"d" * 16}),
+        lambda s: s.__setitem__("blocked_kvns", [*s["blocked_kvns"], 0x30]),
+        lambda s: s.__setitem__("extra", {"b": 1, "aa": [b"x"]}),  # a key the image lacks
+        lambda s: s.pop("extra", None),
+        lambda s: s.__setitem__("blocked_kvns", tuple(s["blocked_kvns"])),  # equal encoded
+        lambda s: None,
+    ]
+    last = store.encode_state(state)
+    for _ in range(400):
+        rnd.choice(mutations)(state)
+        want = store.encode_state(state)
+        got = enc.encode(state)
+        if want == last:
+            assert got is None
+        else:
+            assert got == want
+        assert enc.encode(copy.deepcopy(state), force=True) == want
+        last = want
+
+
+def test_every_image_the_se_writes_is_its_state_encoded_canonically(tmp_path):
+    pid = wallet_sim.create_phone(tmp_path)
+    se = wallet_sim.open_secure_element(pid, tmp_path)
+    path = tmp_path / "phones" / pid / store.SE_FILE
+    for _ in range(3):
+        host = open_session(se)
+        assert path.read_bytes() == store.encode_state(se.state)
+        assert host.unwrap(se.transmit(host.wrap(GET_STATUS)))[-2:] == b"\x90\x00"
+        assert path.read_bytes() == store.encode_state(se.state)
+
+
+def test_a_shorter_image_leaves_nothing_of_the_longer_one(tmp_path):
+    path = tmp_path / store.SE_FILE
+    img = store.ImageFile(path)
+    for data in (b"L" * 5000, b"M" * 4000, b"short", b"tiny", b"x" * 4097, b"y"):
+        stamp = img.write(data)
+        assert path.read_bytes() == data
+        st = path.stat()
+        assert stamp == (st.st_ino, st.st_mtime_ns, st.st_size)

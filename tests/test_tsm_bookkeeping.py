@@ -103,3 +103,86 @@ def test_a_record_created_at_first_contact_reads_back_the_same(engine):  # noqa:
     created = records.load_or_create(engine, "se-new")
     assert created == records.load(engine, "se-new")
     assert records.load_or_create(engine, "se-new") == created
+
+
+def test_the_driver_path_stores_what_core_stores_and_raises_core_errors(engine):  # noqa: F811
+    import datetime as dt
+
+    from sqlalchemy import insert, select
+    from sqlalchemy.exc import IntegrityError
+
+    from tsm.db import AuditRow, DriverStatement, SeLockRow
+
+    at = dt.datetime(2026, 12, 3, 11, 20, 58, 123456, tzinfo=dt.UTC)
+    row = dict(at=at, actor="a", se_id="se-drv", job_id=None, step="s", event="apdu",
+               what="STORE DATA", cla=0x84, ins=0xE2, p1=0, p2=None, lc=7, sw=0x9000,
+               detail={"kvn": 49, "aid": "A0"})
+    table = AuditRow.__table__
+    with engine.begin() as conn:
+        conn.execute(insert(table), [row])
+        DriverStatement(insert(table)).executemany(conn, [row, {**row, "what": "second"}])
+    with engine.connect() as conn:
+        got = conn.execute(select(table).order_by(table.c.id)).all()
+        raw = conn.exec_driver_sql("SELECT at, detail FROM tsm_audit ORDER BY id").all()
+    assert [r._mapping["what"] for r in got] == ["STORE DATA", "STORE DATA", "second"]
+    a, b = ({k: v for k, v in r._mapping.items() if k != "id"} for r in got[:2])
+    assert a == b and a["detail"] == {"kvn": 49, "aid": "A0"}
+    assert raw[0] == raw[1]  # the very same stored text, time included
+    from sqlalchemy import bindparam
+    query = select(table.c.id, table.c.at, table.c.detail, table.c.sw).where(
+        table.c.se_id == bindparam("b_se")).order_by(table.c.id)
+    with engine.connect() as conn:
+        read = DriverStatement(query).rows(conn, {"b_se": "se-drv"})
+        assert [tuple(r) for r in read] == [tuple(r) for r in conn.execute(query, {"b_se": "se-drv"})]
+        assert read[1].detail == {"kvn": 49, "aid": "A0"} and read[2].at == got[2].at
+    locks = SeLockRow.__table__
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        stmt = DriverStatement(insert(locks))
+        values = {"se_id": "se-drv", "owner": None, "token": 0, "expires_ms": 0}
+        stmt.execute(conn, values)
+        stmt.execute(conn, values)  # the same key again
+
+
+def test_a_session_counter_is_recorded_even_when_its_step_commit_fails(world, monkeypatch):  # noqa: F811
+    # open-session and rotate-keys leave their session's counter and identity to the step's
+    # commit (nothing is sent in between); a run that ends before that commit still writes them
+    pid, se = world.phone()
+    job = provision(world, pid)
+    real_flush = AuditLog.flush
+    failing = {"step": "open-session"}
+
+    def flush(self, conn):
+        if any(r["event"] == "step-done" and r["what"] == failing["step"] for r in self.pending):
+            raise AuditDown("audit table unavailable")
+        real_flush(self, conn)
+
+    monkeypatch.setattr(AuditLog, "flush", flush)
+    with pytest.raises(AuditDown):
+        world.tsm.run(job, se.transmit)
+    assert world.tsm.job(job).current_step == "open-session"
+    assert records.last_counter(world.tsm.engine, pid, 0x30) == 1
+    assert records.load(world.tsm.engine, pid).kdd is not None
+    failing["step"] = "rotate-keys"
+    with pytest.raises(AuditDown):
+        world.tsm.run(job, se.transmit)
+    assert world.tsm.job(job).current_step == "rotate-keys"
+    assert records.last_counter(world.tsm.engine, pid, 0x30) == 2
+    assert records.last_counter(world.tsm.engine, pid, 0x31) == 3  # the reopened session
+    assert records.load(world.tsm.engine, pid).kvn == 0x31
+    failing["step"] = None
+    assert world.tsm.run(job, se.transmit).state == "done"
+
+
+def test_install_steps_reuse_the_sessions_registry_and_done_reads_it(world):  # noqa: F811
+    from test_tsm_jobs import apdu_whats
+
+    pid, se = world.phone()
+    assert world.tsm.run(provision(world, pid), se.transmit).state == "done"
+    whats = apdu_whats(world.tsm.engine, pid)
+    status = [i for i, w in enumerate(whats) if w == "GET STATUS applications"]
+    installs = [i for i, w in enumerate(whats) if w.startswith("INSTALL [for install]")]
+    # survey's (which install-jpki, right after it, reuses), install-mdoc's (JPKI commands
+    # came in between) and done's own read
+    assert len(status) == 3
+    assert status[0] < installs[0] < status[1] < installs[1] < status[2]
+    assert whats[status[0] + 1] == "INSTALL [for install] jpki"

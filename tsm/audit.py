@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine, insert, select
 
 from protocols.gp.apdu import CommandApdu
-from tsm.db import AuditRow, Bind, transaction, utcnow
+from tsm.db import AuditRow, Bind, DriverStatement, transaction, utcnow
 
-_INSERT = insert(AuditRow.__table__)
+_INSERT = DriverStatement(insert(AuditRow.__table__))
 
 
 @dataclass
@@ -48,7 +48,7 @@ class AuditLog:
     def flush(self, conn) -> None:
         """Write the buffered records on ``conn`` (inside the caller's transaction)."""
         if self.pending:
-            conn.execute(_INSERT, self.pending)
+            _INSERT.executemany(conn, self.pending)
             self.pending = []
 
     def flush_now(self, bind: Bind) -> None:

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from tsm import records
 from tsm.audit import AuditLog
-from tsm.db import Bind, JobRow, transaction, utcnow
+from tsm.db import Bind, DriverStatement, JobRow, transaction, utcnow
 from tsm.errors import JobError, JobInputError, LockLostError, TsmError
 from tsm.keys import MasterKey
 from tsm.lock import FENCE, acquire, holds_row_lock
@@ -148,10 +148,20 @@ class StepContext:
             self._session = open_session(self.link)
         return self._session
 
-    def reopen(self) -> None:
+    def session_then_commit(self) -> CardSession:
+        """:attr:`session` for a step that sends nothing through it: a session opened here
+        has its counter and identity records committed with the step
+        (:func:`tsm.session.open_session` ``with_step``)."""
+        if self._session is None:
+            self._session = open_session(self.link, with_step=True)
+        return self._session
+
+    def reopen(self, *, then_commit: bool = False) -> None:
+        """A new session; ``then_commit``: the step sends nothing more (see
+        :meth:`session_then_commit`)."""
         if self._session is not None:
             self._session.close()
-        self._session = open_session(self.link)
+        self._session = open_session(self.link, with_step=then_commit)
 
     @property
     def se_id(self) -> str:
@@ -258,39 +268,59 @@ class Tsm:
 
         With a lease lock (SQLite) the run holds one database connection for its
         bookkeeping (the job's first read, taking, checking and releasing the lease,
-        records, the per-step commits), each statement a short transaction on it. A PostgreSQL row lock already keeps a connection per run, so
+        records, the per-step commits), each statement a short transaction on it; the
+        transaction that takes the lease also marks the job running and reads (at first
+        contact: creates) the SE's record, and the last step's commit also releases the
+        lease. A PostgreSQL row lock already keeps a connection per run, so
         there the bookkeeping borrows pooled connections rather than hold a second one
         (a pool sized for one connection per worker must not run dry)."""
         # a lease's run connection serves from the first read to the release
         db: Connection | None = None if holds_row_lock(self.engine) else self.engine.connect()
+        # what the lease's transaction did under it: the job started (or None: done), and
+        # the SE's record and counters
+        under_lease: list[tuple[JobView, bytes | None] | None] = []
+        known: tuple[records.SeRecord, dict[int, int]] | None = None
+
+        def with_lease(conn: Connection) -> None:
+            nonlocal known
+            started = _start_job(conn, job_id)
+            if started is not None:
+                known = records.load_or_create_with_counters(conn, started[0].se_id)
+            under_lease[:] = [started]
+
         try:
-            job = _read_job(db if db is not None else self.engine, job_id)[0]
-            if job.state == "done":
+            # the SE and state only (the whole row comes back from _start_job under the lock)
+            se_id, state = _job_se(db if db is not None else self.engine, job_id)
+            if state == "done":
+                job = _read_job(db if db is not None else self.engine, job_id)[0]
                 if db is not None:
                     db.close()
                 return job
             who = actor or self.actor
             owner = f"{who}/{uuid.uuid4().hex[:8]}"
-            lock = acquire(self.engine, job.se_id, owner, timeout_s=self.lock_timeout_s,
-                           lease_s=self.lease_s, clock=self.clock, bind=db)
+            lock = acquire(self.engine, se_id, owner, timeout_s=self.lock_timeout_s,
+                           lease_s=self.lease_s, clock=self.clock, bind=db,
+                           with_lease=with_lease if db is not None else None)
         except BaseException:
             if db is not None:
                 db.close()
             raise
-        audit = AuditLog(who, job.se_id, job.id)
+        audit = AuditLog(who, se_id, job_id)
         session: CardSession | None = None
+        link: SeLink | None = None
         try:
             bind: Bind = db if db is not None else self.engine
-            link = SeLink(bind, job.se_id, transmit, self.master, audit, trace,
-                          self.security_level, self.rng)
-            started = _start_job(bind, job_id)  # re-read under the lock
+            link = SeLink(bind, se_id, transmit, self.master, audit, trace,
+                          self.security_level, self.rng, known=known)
+            # re-read under the lock (with a lease: in the transaction that took it)
+            started = under_lease[0] if under_lease else _start_job(bind, job_id)
             if started is None:  # done meanwhile
                 return _read_job(bind, job_id)[0]
             job, sealed = started
             if secrets is None and sealed is not None:
                 secrets = JobSecrets.from_bytes(self.master.unseal(sealed, job_id.encode()))
             results = dict(job.results)
-            update_step = _UPDATE_JOB_FENCED if lock.fenced else _UPDATE_JOB
+            update_step = _STEP_FENCED if lock.fenced else _STEP
             for index in range(job.next_step, len(job.steps)):
                 step = job.steps[index]
                 lock.check(bind)
@@ -311,13 +341,21 @@ class Tsm:
                 params = {"b_id": job_id, "updated_at": utcnow(), **values}
                 if lock.fenced:
                     params.update(lock.fence_params())
+                release = last and lock.fenced  # a lease ends with the job's last commit
                 with transaction(bind) as conn:
-                    # the step's progress, fenced by the lease's owner and token (a worker
-                    # whose lease passed records nothing), and its audit records
-                    if conn.execute(update_step, params).rowcount != 1:
+                    # the step's session records (if it left them for this commit), its
+                    # progress, fenced by the lease's owner and token (a worker whose lease
+                    # passed records nothing), and its audit records
+                    link.write_records(conn)
+                    if update_step.execute(conn, params) != 1:
                         raise LockLostError(
                             f"lease of {lock.owner} on SE {job.se_id} expired or was taken over")
                     audit.flush(conn)
+                    if release:
+                        lock.release_in(conn)
+                link.records_written()
+                if release:  # committed: nothing left for the release in ``finally``
+                    lock.released = True
             if job.next_step >= len(job.steps):  # nothing ran
                 return _read_job(bind, job_id)[0]
             # the row as just written (no read back): results as JSON stores them
@@ -327,11 +365,16 @@ class Tsm:
             audit.event("job-failed", type(exc).__name__, error=str(exc)[:500])
             state = "interrupted" if not isinstance(exc, LockLostError) else "running"
             bind = db if db is not None else self.engine
+            if link is not None:
+                link.flush_records()  # a session the step authenticated (never lowers)
             _update_job(bind, job_id, state=state, error=f"{type(exc).__name__}: {exc}")
             audit.flush_now(bind)
             raise
         except BaseException:
             # a crash of the worker (simulated in tests): what was sent is still audited
+            # (and the counter of a session the step authenticated still recorded)
+            if link is not None:
+                link.flush_records()
             audit.flush_now(db if db is not None else self.engine)
             raise
         finally:
@@ -355,6 +398,18 @@ _READ_JOB = select(_JOBS).where(_JOBS.c.id == bindparam("b_id"))
 _UPDATE_JOB = update(_JOBS).where(_JOBS.c.id == bindparam("b_id"))
 
 
+_JOB_SE = DriverStatement(select(_JOBS.c.se_id, _JOBS.c.state).where(_JOBS.c.id == bindparam("b_id")))
+
+
+def _job_se(bind: Bind, job_id: str) -> tuple[str, str]:
+    """A job's SE and state (no JSON to decode: the lock is taken on this)."""
+    with transaction(bind) as conn:
+        rows = _JOB_SE.rows(conn, {"b_id": job_id})
+    if not rows:
+        raise JobError(f"no job {job_id}")
+    return rows[0].se_id, rows[0].state
+
+
 def _read_job(bind: Bind, job_id: str) -> tuple[JobView, bytes | None]:
     """A job's view and its sealed secrets (one statement built once)."""
     with transaction(bind) as conn:
@@ -365,10 +420,12 @@ def _read_job(bind: Bind, job_id: str) -> tuple[JobView, bytes | None]:
 
 
 _UPDATE_JOB_FENCED = _UPDATE_JOB.where(FENCE)
+#: a step's progress (the hot loop: on SQLite straight on the driver, see DriverStatement)
+_STEP, _STEP_FENCED = DriverStatement(_UPDATE_JOB), DriverStatement(_UPDATE_JOB_FENCED)
 _START_JOB = (update(_JOBS).where(_JOBS.c.id == bindparam("b_id"), _JOBS.c.state != "done")
               .values(state="running", attempts=_JOBS.c.attempts + 1, error=None,
                       updated_at=bindparam("b_now")))
-_START_JOB_RETURNING = _START_JOB.returning(*_JOBS.c)
+_START_JOB_RETURNING = DriverStatement(_START_JOB.returning(*_JOBS.c))
 
 
 def _start_job(bind: Bind, job_id: str) -> tuple[JobView, bytes | None] | None:
@@ -377,7 +434,8 @@ def _start_job(bind: Bind, job_id: str) -> tuple[JobView, bytes | None] | None:
     done."""
     with transaction(bind) as conn:
         if conn.dialect.update_returning:
-            row = conn.execute(_START_JOB_RETURNING, {"b_id": job_id, "b_now": utcnow()}).first()
+            rows = _START_JOB_RETURNING.rows(conn, {"b_id": job_id, "b_now": utcnow()})
+            row = rows[0] if rows else None
             if row is None:
                 _read_job(conn, job_id)  # raises for a missing job
                 return None

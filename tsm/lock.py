@@ -18,10 +18,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, bindparam, exists, insert, select, text, update
+from sqlalchemy import Connection, Engine, bindparam, exists, insert, select, text, update
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from tsm.db import Bind, SeLockRow, transaction
+from tsm.db import Bind, DriverStatement, SeLockRow, transaction
 from tsm.errors import LockBusyError, LockLostError
 
 _LOCKS = SeLockRow.__table__
@@ -35,7 +36,25 @@ _TAKE = update(_LOCKS).where(_LOCKS.c.se_id == bindparam("b_se_id"),
 _TAKE_RETURNING = _TAKE.returning(_LOCKS.c.token)
 _TOKEN = select(_LOCKS.c.token).where(_LOCKS.c.se_id == bindparam("b_se_id"))
 _RELEASE = update(_LOCKS).where(*_MINE).values(owner=None, expires_ms=0)
+_RELEASE_DRIVER = DriverStatement(_RELEASE)
 _CREATE_TAKEN = insert(_LOCKS)
+
+
+def _take_or_create():
+    """Take a free or expired lease, or create the row already taken (token 1) at first
+    contact, in one statement returning the new token (none: the lease is held)."""
+    stmt = sqlite.insert(_LOCKS).values(se_id=bindparam("b_se_id"), owner=bindparam("b_owner"),
+                                        token=1, expires_ms=bindparam("b_until"))
+    return stmt.on_conflict_do_update(
+        index_elements=[_LOCKS.c.se_id],
+        set_={"owner": stmt.excluded.owner, "token": _LOCKS.c.token + 1,
+              "expires_ms": stmt.excluded.expires_ms},
+        where=_LOCKS.c.expires_ms <= bindparam("b_now")).returning(_LOCKS.c.token)
+
+
+#: by dialect, where it has INSERT .. ON CONFLICT DO UPDATE .. RETURNING (a lease is taken
+#: on backends without row locks: SQLite)
+_TAKE_OR_CREATE = {"sqlite": DriverStatement(_take_or_create())}
 #: "the lease is still ours and unexpired", for a WHERE clause of the caller's own write
 #: (a job step's progress): the fence without a statement of its own
 FENCE = exists().where(*_MINE, _LOCKS.c.expires_ms > bindparam("b_now"))
@@ -132,6 +151,13 @@ class SeLock:
         # a failed commit of this transaction ends the run (the error propagates)
         self._confirmed_ms = now
 
+    def release_in(self, conn) -> None:
+        """Free the lease inside the caller's transaction (a job's last commit); the caller
+        sets :attr:`released` once that transaction has committed."""
+        assert self._conn is None, "a row lock is released with its own connection"
+        _RELEASE_DRIVER.execute(conn, {"b_se_id": self.se_id, "b_owner": self.owner,
+                                       "b_token": self.token})
+
     def release(self) -> None:
         if self.released:
             return
@@ -158,10 +184,14 @@ def holds_row_lock(engine: Engine) -> bool:
 
 def acquire(engine: Engine, se_id: str, owner: str, *, timeout_s: float = 10.0,
             lease_s: float = 60.0, clock: Callable[[], float] = time.time,
-            poll_s: float = 0.02, bind: Bind | None = None) -> SeLock:
+            poll_s: float = 0.02, bind: Bind | None = None,
+            with_lease: Callable[[Connection], None] | None = None) -> SeLock:
     """Take the SE's lock for ``owner`` or raise :class:`LockBusyError` after ``timeout_s``.
     ``bind``: a connection the worker holds, on which a lease's statements run (taking,
-    renewing and releasing it) instead of a pooled connection each; a row lock ignores it."""
+    renewing and releasing it) instead of a pooled connection each; a row lock ignores it.
+    ``with_lease``: for a lease only, called with the connection inside the transaction
+    that takes it, so the caller's first statements under the lock share its commit (if it
+    raises, the lease is not taken); a row lock never calls it."""
     lease_ms = int(lease_s * 1000)
     if holds_row_lock(engine):
         _ensure_row(engine, se_id)
@@ -192,7 +222,13 @@ def acquire(engine: Engine, se_id: str, owner: str, *, timeout_s: float = 10.0,
         now = int(clock() * 1000)
         with transaction(lease_bind) as conn:
             params = {"b_se_id": se_id, "b_now": now, "b_owner": owner, "b_until": now + lease_ms}
-            if conn.dialect.update_returning:  # the new token in the same statement
+            take_or_create = _TAKE_OR_CREATE.get(conn.dialect.name)
+            if take_or_create is not None:  # taken, or created taken: one statement
+                got = take_or_create.rows(conn, params)
+                token = got[0].token if got else None
+                n = int(token is not None)
+                row_known = True
+            elif conn.dialect.update_returning:  # the new token in the same statement
                 token = conn.execute(_TAKE_RETURNING, params).scalar()
                 n = int(token is not None)
             else:
@@ -201,17 +237,25 @@ def acquire(engine: Engine, se_id: str, owner: str, *, timeout_s: float = 10.0,
             if n == 1:
                 lock = SeLock(engine, se_id, owner, token, lease_ms, clock, bind=bind)
                 lock._confirmed_ms = now  # the lease runs from the time it was set
+                if with_lease is not None:
+                    with_lease(conn)
                 return lock
         if not row_known:  # no free row: first contact? create the row already ours
             row_known = True
+            created = False
             try:
                 with transaction(lease_bind) as conn:
                     conn.execute(_CREATE_TAKEN, {"se_id": se_id, "owner": owner, "token": 1,
                                                  "expires_ms": now + lease_ms})
+                    created = True
+                    lock = SeLock(engine, se_id, owner, 1, lease_ms, clock, bind=bind)
+                    lock._confirmed_ms = now
+                    if with_lease is not None:
+                        with_lease(conn)
             except IntegrityError:
+                if created:  # from with_lease: not ours to interpret
+                    raise
                 continue  # the row exists (held by another worker, or created just now)
-            lock = SeLock(engine, se_id, owner, 1, lease_ms, clock, bind=bind)
-            lock._confirmed_ms = now
             return lock
         if time.monotonic() >= deadline:
             raise LockBusyError(

@@ -13,7 +13,14 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from tsm.db import Bind, SecureElementRow, SequenceCounterRow, transaction, utcnow
+from tsm.db import (
+    Bind,
+    DriverStatement,
+    SecureElementRow,
+    SequenceCounterRow,
+    transaction,
+    utcnow,
+)
 from tsm.keys import FACTORY_KVN
 
 _SE = SecureElementRow.__table__
@@ -39,16 +46,16 @@ def _record(row) -> SeRecord:
 _LOAD = select(_SE.c.se_id, _SE.c.kdd, _SE.c.cplc, _SE.c.kvn, _SE.c.master_key_id,
                _SE.c.state).where(_SE.c.se_id == bindparam("b_se_id"))
 _CREATE = insert(_SE)
-_UPDATE = update(_SE).where(_SE.c.se_id == bindparam("b_se_id"))
+_UPDATE = DriverStatement(update(_SE).where(_SE.c.se_id == bindparam("b_se_id")))
 _LAST_COUNTER = select(_COUNTERS.c.counter).where(
     _COUNTERS.c.se_id == bindparam("b_se_id"), _COUNTERS.c.kvn == bindparam("b_kvn"))
 
 
-_LOAD_WITH_COUNTERS = select(
+_LOAD_WITH_COUNTERS = DriverStatement(select(
     _SE.c.se_id, _SE.c.kdd, _SE.c.cplc, _SE.c.kvn, _SE.c.master_key_id, _SE.c.state,
     _COUNTERS.c.kvn.label("counter_kvn"), _COUNTERS.c.counter,
 ).select_from(_SE.outerjoin(_COUNTERS, _COUNTERS.c.se_id == _SE.c.se_id)).where(
-    _SE.c.se_id == bindparam("b_se_id"))
+    _SE.c.se_id == bindparam("b_se_id")))
 
 
 def _raise_counter(dialect: str):
@@ -64,7 +71,9 @@ def _raise_counter(dialect: str):
         where=_COUNTERS.c.counter < stmt.excluded.counter)
 
 
-_RAISE_COUNTER = {d: _raise_counter(d) for d in ("sqlite", "postgresql")}
+_RAISE_COUNTER = {d: DriverStatement(_raise_counter(d)) for d in ("sqlite", "postgresql")}
+_CREATE_IF_ABSENT = {d: DriverStatement(ins(_SE).on_conflict_do_nothing(index_elements=[_SE.c.se_id]))
+                     for d, ins in (("sqlite", sqlite.insert), ("postgresql", postgresql.insert))}
 
 
 def load(bind: Bind, se_id: str) -> SeRecord | None:
@@ -77,12 +86,27 @@ def load_or_create(bind: Bind, se_id: str) -> SeRecord:
     rec = load(bind, se_id)
     if rec is not None:
         return rec
+    return _create(bind, se_id)
+
+
+def _create(bind: Bind, se_id: str) -> SeRecord:
+    """Create the record of an SE not seen before and return it as inserted, or, if it
+    exists by now (created concurrently), read what the other worker wrote. Where the
+    database has ON CONFLICT DO NOTHING no statement fails, so a transaction of the
+    caller's that this joins stays usable."""
     now = utcnow()
+    values = {"se_id": se_id, "kvn": FACTORY_KVN, "state": "new",
+              "created_at": now, "updated_at": now}
     try:
         with transaction(bind) as conn:
-            conn.execute(_CREATE, {"se_id": se_id, "kvn": FACTORY_KVN, "state": "new",
-                                   "created_at": now, "updated_at": now})
-        return SeRecord(se_id, None, None, FACTORY_KVN, None, "new")  # as just inserted
+            if_absent = _CREATE_IF_ABSENT.get(conn.dialect.name)
+            if if_absent is None:
+                conn.execute(_CREATE, values)
+                inserted = True
+            else:
+                inserted = if_absent.execute(conn, values) == 1
+        if inserted:
+            return SeRecord(se_id, None, None, FACTORY_KVN, None, "new")  # as just inserted
     except IntegrityError:
         pass  # created concurrently: read what the other worker wrote
     rec = load(bind, se_id)
@@ -92,18 +116,19 @@ def load_or_create(bind: Bind, se_id: str) -> SeRecord:
 
 def load_or_create_with_counters(bind: Bind, se_id: str) -> tuple[SeRecord, dict[int, int]]:
     """:func:`load_or_create` and the SE's sequence counter records by KVN (as
-    :func:`last_counter` reads them one by one), in one statement for a known SE."""
+    :func:`last_counter` reads them one by one), in one statement for a known SE; an SE
+    the joined read does not find is created at once (no second read)."""
     with transaction(bind) as conn:
-        rows = conn.execute(_LOAD_WITH_COUNTERS, {"b_se_id": se_id}).all()
+        rows = _LOAD_WITH_COUNTERS.rows(conn, {"b_se_id": se_id})
     if not rows:
-        return load_or_create(bind, se_id), {}
+        return _create(bind, se_id), {}
     counters = {r.counter_kvn: r.counter for r in rows if r.counter_kvn is not None}
     return _record(rows[0]), counters
 
 
 def update_se(bind: Bind, se_id: str, **values: object) -> None:
     with transaction(bind) as conn:
-        conn.execute(_UPDATE, {"b_se_id": se_id, "updated_at": utcnow(), **values})
+        _UPDATE.execute(conn, {"b_se_id": se_id, "updated_at": utcnow(), **values})
 
 
 def last_counter(bind: Bind, se_id: str, kvn: int) -> int | None:
@@ -117,7 +142,7 @@ def store_counter(bind: Bind, se_id: str, kvn: int, counter: int) -> None:
         upsert = _RAISE_COUNTER.get(conn.dialect.name)
         values = {"se_id": se_id, "kvn": kvn, "counter": counter, "updated_at": utcnow()}
         if upsert is not None:
-            conn.execute(upsert, values)
+            upsert.execute(conn, values)
             return
         row = conn.execute(_LAST_COUNTER.with_for_update(),
                            {"b_se_id": se_id, "b_kvn": kvn}).first()

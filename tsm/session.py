@@ -58,6 +58,29 @@ class SeLink:
     #: the keyset the next session opens with, once this run has just put it on the SE
     #: (the record follows when that session authenticates)
     next_kvn: int | None = None
+    #: a session's counter and identity records left for the step's commit (see
+    #: :func:`open_session` ``with_step``): (kvn, counter or None, record changes)
+    pending_records: list[tuple[int, int | None, dict[str, object]]] = field(default_factory=list)
+
+    def write_records(self, conn) -> None:
+        """Write the pending session records on ``conn`` (inside the caller's transaction);
+        the caller calls :meth:`records_written` once that transaction has committed."""
+        for kvn, counter, changes in self.pending_records:
+            if counter is not None:
+                records.store_counter(conn, self.se_id, kvn, counter)
+            if changes:
+                records.update_se(conn, self.se_id, **changes)
+
+    def records_written(self) -> None:
+        self.pending_records.clear()
+
+    def flush_records(self) -> None:
+        """Write the pending session records in a transaction of their own (a run that
+        ends before its step's commit: what the SE answered is still recorded)."""
+        if self.pending_records:
+            with transaction(self.engine) as conn:
+                self.write_records(conn)
+            self.records_written()
 
     def record(self) -> tuple[records.SeRecord, dict[int, int]]:
         if self.known is None:
@@ -108,6 +131,11 @@ class CardSession:
         #: the application INSTALL [for personalization] named in this session, while only
         #: STORE DATA commands answered 9000 followed it (see :func:`tsm.steps.personalise`)
         self.perso_target: bytes | None = None
+        #: the SE's applications (instance AID -> life cycle) as the last complete GET STATUS
+        #: of this session showed them, kept up to date by the INSTALLs that answered 9000
+        #: since; any other command (or error, or lost answer) forgets it (see
+        #: :func:`tsm.steps.registry`)
+        self.known_registry: dict[bytes, int] | None = None
 
     def send(self, cmd: CommandApdu, what: str, *, secret: bool = False,
              expect: tuple[int, ...] | None = (0x9000,)) -> ResponseApdu:
@@ -118,6 +146,7 @@ class CardSession:
         # anything but a STORE DATA that succeeds ends what we know of the card's
         # personalisation target (set again by the caller after INSTALL [for perso])
         target, self.perso_target = self.perso_target, None
+        self.known_registry = None  # set again by the caller (a GET STATUS read, an INSTALL)
         try:
             wrapped = self.host.wrap_apdu(cmd)
         except GpError as exc:
@@ -153,8 +182,15 @@ def _keys_for(link: SeLink, rec: records.SeRecord, kvn: int) -> StaticKeys:
     return link.master.se_keys(rec.kdd)
 
 
-def open_session(link: SeLink) -> CardSession:
-    """Select the ISD and authenticate (see module docstring)."""
+def open_session(link: SeLink, *, with_step: bool = False) -> CardSession:
+    """Select the ISD and authenticate (see module docstring).
+
+    The authenticated session's sequence counter and the SE's identity are committed at
+    once, before any command goes through the session. ``with_step``: the caller's step
+    sends nothing more, so they go into the step's own commit instead
+    (:attr:`SeLink.pending_records`), which follows the authentication with no command in
+    between, as that commit of their own did: one commit less, the same crash windows (a
+    run that ends before the step's commit still writes them, :meth:`SeLink.flush_records`)."""
     rec, counters = link.record()
     if rec.state == "suspect":
         raise SeQuarantinedError(f"SE {link.se_id} is quarantined; the TSM will not open a session")
@@ -236,11 +272,9 @@ def open_session(link: SeLink) -> CardSession:
         if rec.state == "new" or changes:
             changes.setdefault("state", "active")
         link.known = None  # until the commit below is known to have landed
-        with transaction(link.engine) as conn:  # the counter and identity: one commit
-            if counter is not None:
-                records.store_counter(conn, link.se_id, kvn, counter)
-            if changes:
-                records.update_se(conn, link.se_id, **changes)
+        link.pending_records.append((kvn, counter, changes))
+        if not with_step:
+            link.flush_records()  # the counter and identity: one commit
         if counter is not None:
             counters = {**counters, kvn: max(counter, counters.get(kvn, counter))}
         link.known = (dataclasses.replace(

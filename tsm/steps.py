@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from tsm.jobs import StepContext
 
 SW_MORE_DATA = codes.SW_MORE_DATA_AVAILABLE
+#: the life cycle INSTALL [for install and make selectable] leaves (GPCS 11.1.1)
+APP_SELECTABLE = 0x07
 SW_NOT_FOUND = codes.SW_REFERENCED_DATA_NOT_FOUND
 
 
@@ -43,20 +45,29 @@ def _sha(b: bytes) -> str:
 
 # --- helpers -----------------------------------------------------------------------------
 
-def registry(ctx: StepContext) -> dict[bytes, int]:
-    """Instance AID -> life cycle of every application on the SE (GET STATUS P1=40)."""
+def registry(ctx: StepContext, *, reuse: bool = False) -> dict[bytes, int]:
+    """Instance AID -> life cycle of every application on the SE (GET STATUS P1=40).
+
+    ``reuse``: what this session's last complete GET STATUS showed, with the INSTALLs that
+    answered 9000 since, when no other command came in between (the SE holds nothing this
+    session did not see: one TSM worker per SE, under its lock); otherwise it is read."""
+    s = ctx.session
+    if reuse and s.known_registry is not None:
+        return dict(s.known_registry)
     out: dict[bytes, int] = {}
     more = False
     while True:
-        r = ctx.session.send(get_status(STATUS_APPS, more), "GET STATUS applications",
-                             expect=(0x9000, SW_MORE_DATA, SW_NOT_FOUND))
+        r = s.send(get_status(STATUS_APPS, more), "GET STATUS applications",
+                   expect=(0x9000, SW_MORE_DATA, SW_NOT_FOUND))
         if r.sw == SW_NOT_FOUND:
-            return out
+            break
         for e in parse_status(r.data):
             out[e.aid] = e.life_cycle
         if r.sw != SW_MORE_DATA:
-            return out
+            break
         more = True
+    s.known_registry = dict(out)
+    return out
 
 
 def personalise(ctx: StepContext, applet: ap.AppletRef, stream: bytes, what: str,
@@ -92,8 +103,10 @@ def mdoc_state(ctx: StepContext) -> dict[int, ap.MdocSlotInfo]:
 # --- generic steps -------------------------------------------------------------------------
 
 def open_session(ctx: StepContext) -> None:
-    """Authenticate (the runner opens the session before every run's first step)."""
-    ctx.results.update(kvn=ctx.session.kvn, counter=ctx.session.counter)
+    """Authenticate (the runner opens the session before every run's first step); the
+    session's records go into this step's commit, nothing being sent in between."""
+    s = ctx.session_then_commit()
+    ctx.results.update(kvn=s.kvn, counter=s.counter)
 
 
 def rotate_keys(ctx: StepContext) -> None:
@@ -119,11 +132,12 @@ def rotate_keys(ctx: StepContext) -> None:
         raise CardDataError(f"SE {ctx.se_id}: PUT KEY answered {r.data.hex()}, expected KVN 31 first")
     ctx.link.audit.event("keys-rotated", "factory keyset replaced", old_kvn=FACTORY_KVN,
                          new_kvn=DIVERSIFIED_KVN)
-    # the new session opens with keyset 31 and records it in its own commit (with its
-    # sequence counter); should that fail, the record still says 30, the SE answers 6A88
-    # to it, and the next session tries 31 (specs/tsm.md, "Sessions")
+    # the new session opens with keyset 31 and records it (with its sequence counter) in
+    # this step's commit, nothing being sent in between; should that fail, the record
+    # still says 30, the SE answers 6A88 to it, and the next session tries 31
+    # (specs/tsm.md, "Sessions")
     ctx.link.next_kvn = DIVERSIFIED_KVN
-    ctx.reopen()
+    ctx.reopen(then_commit=True)
     ctx.results.update(rotated=True)
 
 
@@ -150,12 +164,15 @@ def _install(applet: ap.AppletRef) -> Callable[[StepContext], None]:
             raise JobError(
                 f"SE {ctx.se_id} already held a {applet.name} applet when this job started; "
                 "run a delete-credentials job first")
-        if applet.instance_aid in registry(ctx):
+        reg = registry(ctx, reuse=True)  # survey or the other install just read it
+        if applet.instance_aid in reg:
             ctx.results.update(installed=False)
             return
-        ctx.session.send(install_for_install(applet.load_file_aid, applet.module_aid,
-                                             applet.instance_aid),
-                         f"INSTALL [for install] {applet.name}")
+        s = ctx.session
+        s.send(install_for_install(applet.load_file_aid, applet.module_aid,
+                                   applet.instance_aid),
+               f"INSTALL [for install] {applet.name}")
+        s.known_registry = {**reg, applet.instance_aid: APP_SELECTABLE}  # it answered 9000
         ctx.results.update(installed=True)
 
     return step

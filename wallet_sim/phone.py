@@ -20,7 +20,7 @@ from wallet_sim.se.applet import Applet
 from wallet_sim.se.constants import DEFAULT_MAX_FAILED_AUTHENTICATIONS
 from wallet_sim.se.errors import PhoneNotFoundError
 from wallet_sim.se.runtime import SecureElement
-from wallet_sim.se.store import SE_FILE, encode_state, factory_state, write_atomically
+from wallet_sim.se.store import SE_FILE, ImageFile, encode_state, factory_state, write_atomically
 
 DEFAULT_MODEL = "mcred-sim-1"
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -78,7 +78,7 @@ def create_phone(home: Path | None = None, model: str = DEFAULT_MODEL, *,
     write_atomically(d / "phone.cbor", cbor2.dumps({"id": phone_id, "model": model}, canonical=True))
     state = factory_state(max_failed_authentications=max_failed_authentications,
                           sequence_counter=initial_sequence_counter)
-    write_atomically(d / SE_FILE, encode_state(state))
+    ImageFile(d / SE_FILE).create(encode_state(state))  # both NVM banks, se.cbor the first
     return phone_id
 
 

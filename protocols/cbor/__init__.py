@@ -268,6 +268,11 @@ def map_head(length: int) -> bytes:
     return _head(5, length)
 
 
+def array_head(length: int) -> bytes:
+    """The shortest head of a definite array of ``length`` items (major type 4)."""
+    return _head(4, length)
+
+
 def bstr_head(length: int) -> bytes:
     """The shortest head of a definite byte string of ``length`` bytes (major type 2)."""
     return _head(2, length)

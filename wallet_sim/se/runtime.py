@@ -37,7 +37,7 @@ from wallet_sim.se.constants import (
     SW_WRONG_LENGTH,
 )
 from wallet_sim.se.errors import SeStateError
-from wallet_sim.se.store import ImageFile, decode_state, encode_state
+from wallet_sim.se.store import ImageFile, StateEncoder, decode_state
 
 
 def _default_applet_classes() -> tuple[dict[bytes, type[Applet]], dict[bytes, tuple[bytes, ...]]]:
@@ -69,6 +69,7 @@ class SecureElement:
                  packages: dict[bytes, tuple[bytes, ...]] | None = None,
                  random_bytes: Callable[[int], bytes] = os.urandom) -> None:
         self.path = Path(path)
+        self._path_str = str(self.path)
         if applet_classes is None:
             applet_classes, default_packages = _default_applet_classes()
             packages = default_packages if packages is None else packages
@@ -85,7 +86,8 @@ class SecureElement:
         except OSError as e:
             raise SeStateError(f"cannot read SE image {self.path}: {e}") from e
         self.state = decode_state(raw, self.path)
-        self._saved = decode_state(raw, self.path)  # what the image holds, to compare with
+        # what the image holds, to compare with (a second decode: nothing aliases the state)
+        self._encoder = StateEncoder(decode_state(raw, self.path))
         self._saved_bytes = raw
         self._unsaved = False
         self._stamp = self._file_stamp()
@@ -93,7 +95,7 @@ class SecureElement:
         self.channels: dict[int, Channel] = {0: Channel(0)}
 
     def _file_stamp(self) -> tuple[int, int, int]:
-        st = self.path.stat()
+        st = os.stat(self._path_str)  # per command: without pathlib's own overhead
         return (st.st_ino, st.st_mtime_ns, st.st_size)
 
     def _reload_if_changed(self) -> None:
@@ -107,24 +109,24 @@ class SecureElement:
         """Write the NVM image if this command changed it, before the answer leaves.
 
         The live state (the ISD's map with each applet's fresh snapshot) is compared with
-        the image last written, decoded; only when they differ is the map encoded and
-        written (:class:`~wallet_sim.se.store.ImageFile`, all or nothing). Most commands
-        (SELECT, GET STATUS, GET DATA, READ STATE, a refusal) change nothing and cost a
-        comparison instead of an encoding."""
+        the image last written, entry by entry (:class:`~wallet_sim.se.store.StateEncoder`,
+        which keeps each top-level entry and each application record as written); only
+        when one differs is the map encoded, re-encoding just the entries that changed,
+        and written (:class:`~wallet_sim.se.store.ImageFile`, all or nothing). Most
+        commands (SELECT, GET STATUS, GET DATA, READ STATE, a refusal) change nothing and
+        cost a comparison instead of an encoding."""
         for app in self.state["applications"]:
             obj = self._applets.get(app["aid"])
             if obj is not None:
                 app["state"] = obj.snapshot()
-        if self.state == self._saved and not self._unsaved:
-            return
-        data = encode_state(self.state)
-        if data == self._saved_bytes and not self._unsaved:
-            return  # equal once encoded (a tuple where the image has a list, say)
+        data = self._encoder.encode(self.state, force=self._unsaved)
+        if data is None or (data == self._saved_bytes and not self._unsaved):
+            return  # unchanged, or equal once encoded (a tuple where the image has a list)
         self._unsaved = True  # until the write below is known to have landed
         # the image this object last wrote or read is the active one: transmit() checked
         # the file's stamp on entry (another writer makes it reload first)
         self._stamp = self._image.write(data, active_inode=self._stamp[0])
-        self._saved, self._saved_bytes = decode_state(data, self.path), data
+        self._saved_bytes = data
         self._unsaved = False
 
     def persisted_image(self) -> bytes:
