@@ -5,7 +5,7 @@ the items; full verification = three ECDSA verifies (DS certificate by the IACA,
 deviceSignature) + the digests; cached verification = two verifies + the digests.
 
 Peers, on the same DeviceResponse: pymdoccbor (Python; checks less: no device
-authentication) and, where node and the pinned package are installed (``npm ci`` in
+authentication) and, where node and the pinned package are installed (``npm install --no-save`` in
 interop/auth0-mdl, as .ci/run does), @auth0/mdl (TypeScript, ``Verifier.verify``: chain,
 issuer signature, digests, device signature), timed inside its own node process.
 """
@@ -71,7 +71,7 @@ def auth0_verify(response: bytes, session_transcript: mdoc.SessionTranscript | b
     if shutil.which("node") is None:
         return None, "no node"
     if not (AUTH0 / "node_modules" / "@auth0" / "mdl").is_dir():
-        return None, f"not installed: cd {AUTH0} && npm ci --ignore-scripts"
+        return None, f"not installed: cd {AUTH0} && npm install --no-save --ignore-scripts"
     request = {"mode": "bench", "iaca": [iaca.public_bytes(Encoding.PEM).decode()],
                "response": response.hex(), "runs": runs,
                "transcript": mdoc.SessionTranscript.coerce(session_transcript).tagged.hex()}

@@ -9,12 +9,15 @@ import subprocess
 from pathlib import Path
 
 BRIDGE = Path(__file__).resolve().parents[1] / "interop" / "auth0-mdl"
-INSTALL = ["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund"]
+# The lock file pins every version; `npm ci` would refuse it because the registry here lists
+# none of cbor-extract's optional per-platform binaries, so install from it without saving.
+INSTALL = ["npm", "install", "--no-save", "--ignore-scripts", "--no-audit", "--no-fund"]
 
 
 def unavailable() -> str | None:
     """Why the bridge cannot run here (None: it can). Installs the pinned package with
-    ``npm ci`` (package-lock.json) on first use where npm is present, as .ci/run does."""
+    ``npm install --no-save`` (package-lock.json) on first use
+    where npm is present, as .ci/run does."""
     if shutil.which("node") is None:
         return "needs node (Debian package nodejs) to run @auth0/mdl"
     if not (BRIDGE / "node_modules" / "@auth0" / "mdl").is_dir():
