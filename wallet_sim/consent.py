@@ -79,10 +79,13 @@ class RulesConsent:
     def from_mapping(cls, value: Any, where: str = "consent rules") -> RulesConsent:
         if not isinstance(value, Mapping):
             raise ConsentError(f"{where}: expected a JSON object")
-        unknown = set(value) - {"documents", "refuse_intent_to_retain",
-                                "require_reader_authentication", "trusted_readers_only"}
+        known = ("documents", "refuse_intent_to_retain", "require_reader_authentication",
+                 "trusted_readers_only")
+        unknown = set(value) - set(known)
         if unknown:
-            raise ConsentError(f"{where}: unknown keys {sorted(unknown)}")
+            raise ConsentError(f"{where}: unknown keys {sorted(unknown)}; the keys are "
+                               f"{', '.join(known)} (e.g. {{\"documents\": {{\"*\": {{\"*\": \"*\"}}}}}} "
+                               "releases everything asked)")
         docs = value.get("documents", {})
         if not isinstance(docs, Mapping):
             raise ConsentError(f"{where}.documents: expected an object")
