@@ -30,3 +30,29 @@ def register(app: typer.Typer) -> None:
         except AssertionError as exc:
             console.print(f"[red]demo failed:[/red] {exc}")
             raise typer.Exit(1) from None
+
+    @app.command()
+    def doctor(as_json: bool = typer.Option(False, "--json")) -> None:
+        """What this installation and this machine can do (database, keys, PostgreSQL, PC/SC
+        and OpenSC, HSM, the TypeScript mdoc peer, OpenSSL), and how to install the rest.
+        Exit 1 when the installation itself (database, key store) is not usable."""
+        import json
+
+        from rich.console import Console
+        from rich.table import Table
+
+        from mcred.context import Context
+        from mcred.doctor import as_json as to_json
+        from mcred.doctor import diagnose
+
+        ctx = Context.open()
+        findings = diagnose(ctx)
+        report = to_json(findings, ctx.home)
+        if as_json:
+            typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
+        else:
+            table = Table("", "component", "state", "enables", "to get it", title=f"mcred at {ctx.home}")
+            for f in findings:
+                table.add_row("[green]ok[/]" if f.ok else "[yellow]--[/]", f.name, f.detail, f.enables, f.fix)
+            Console().print(table)
+        raise typer.Exit(0 if report["ready"] else 1)

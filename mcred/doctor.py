@@ -1,0 +1,137 @@
+"""``mcred doctor``: what this installation and this machine can do, and how to get the rest.
+
+mcred runs on embedded defaults (SQLite, file keys, simulated phones) with nothing else
+installed; several of its integrations need outside software. Each check below says
+whether it is there, what it enables, and the command that installs it. Nothing is
+changed by running it (the data directory is opened, and its database migrated, as every
+command does).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+SBIN = "/usr/sbin:/usr/bin:/sbin:/bin"
+VPCD_DRIVERS = (Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so"),)
+OPENSC_PKCS11 = (Path("/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so"),
+                 Path("/usr/lib/aarch64-linux-gnu/opensc-pkcs11.so"), Path("/usr/lib/opensc-pkcs11.so"))
+
+
+@dataclass(frozen=True)
+class Finding:
+    name: str
+    ok: bool
+    detail: str
+    #: What it enables.
+    enables: str
+    #: How to get it when missing ("" when there is nothing to install).
+    fix: str = ""
+
+
+def _which(name: str) -> str | None:
+    return shutil.which(name) or shutil.which(name, path=SBIN)
+
+
+def _first(paths: tuple[Path, ...]) -> Path | None:
+    return next((p for p in paths if p.is_file()), None)
+
+
+def _database(ctx) -> Finding:  # noqa: ANN001
+    from sqlalchemy import text
+
+    from mcred.db import schema_status
+
+    try:
+        with ctx.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        applied, newest = schema_status(ctx.engine)
+    except Exception as exc:  # noqa: BLE001 - reported
+        return Finding("database", False, f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}",
+                       "everything", "check MCRED_DATABASE_URL (default: SQLite in the data directory)")
+    state = "schema current" if applied == newest else f"schema behind: {sorted(newest - applied)}"
+    return Finding("database", applied == newest, f"{ctx.engine.dialect.name}, {state}", "everything",
+                   "" if applied == newest else "run any mcred command (it migrates)")
+
+
+def _keystore(ctx) -> Finding:  # noqa: ANN001
+    kind = os.environ.get("MCRED_KEYSTORE", "file")
+    try:
+        labels = ctx.keystore.labels()
+    except Exception as exc:  # noqa: BLE001 - reported
+        return Finding("issuer key store", False, f"{kind}: {type(exc).__name__}: {exc}",
+                       "issuing anything", "see specs/issuer-keys.md")
+    return Finding("issuer key store", True, f"{kind}, {len(labels)} key(s)", "issuing anything")
+
+
+def _postgres() -> Finding:
+    url = os.environ.get("MCRED_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    try:
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            version = conn.execute(sa.text("show server_version")).scalar()
+        engine.dispose()
+    except Exception as exc:  # noqa: BLE001 - reported
+        return Finding("PostgreSQL", False, f"{type(exc).__name__} at {url.split('@')[-1]}",
+                       "the service at scale (MCRED_DATABASE_URL) and its tests",
+                       "apt-get install -y postgresql; pip install '.[postgres]'")
+    return Finding("PostgreSQL", True, f"server {version} at {url.split('@')[-1]}",
+                   "the service at scale (MCRED_DATABASE_URL) and its tests")
+
+
+def _pcsc() -> Finding:
+    missing = [n for n, ok in (("pcscd", _which("pcscd")), ("vpcd driver", _first(VPCD_DRIVERS)),
+                               ("opensc-tool", _which("opensc-tool")),
+                               ("opensc-pkcs11.so", _first(OPENSC_PKCS11))) if not ok]
+    return Finding("PC/SC bridge and OpenSC", not missing,
+                   "pcscd, vsmartcard vpcd and OpenSC present" if not missing else f"missing {', '.join(missing)}",
+                   "mcred phone pcsc ID: OpenSC's jpki driver and pkcs11-tool on a simulated phone",
+                   "" if not missing else "apt-get install -y pcscd vsmartcard-vpcd opensc")
+
+
+def _hsm() -> Finding:
+    try:
+        import pkcs11  # noqa: F401
+        lib = True
+    except ImportError:
+        lib = False
+    module = os.environ.get("MCRED_PKCS11_MODULE") or "/usr/lib/softhsm/libsofthsm2.so"
+    have = Path(module).is_file()
+    missing = [n for n, ok in (("python-pkcs11", lib), (module, have)) if not ok]
+    return Finding("HSM (PKCS#11)", not missing,
+                   f"python-pkcs11 and {module} present" if not missing else f"missing {', '.join(missing)}",
+                   "MCRED_KEYSTORE=pkcs11: issuer keys born and used in a token",
+                   "" if not missing else "pip install '.[hsm]'; apt-get install -y softhsm2 (or your HSM's module)")
+
+
+def _node() -> Finding:
+    node = _which("node")
+    bridge = Path(__file__).resolve().parents[1] / "interop" / "auth0-mdl"
+    installed = (bridge / "node_modules" / "@auth0" / "mdl").is_dir()
+    ok = bool(node) and installed
+    detail = ("node and @auth0/mdl installed" if ok else
+              "no node" if not node else f"@auth0/mdl not installed in {bridge}")
+    return Finding("@auth0/mdl interop", ok, detail,
+                   "a second mdoc implementation (TypeScript) in the tests and benchmarks",
+                   "" if ok else f"apt-get install -y nodejs npm; cd {bridge} && npm install --no-save --ignore-scripts")
+
+
+def _openssl() -> Finding:
+    path = _which("openssl")
+    return Finding("openssl", bool(path), path or "not found",
+                   "the tests where OpenSSL reads our certificates, CRLs and OCSP responses",
+                   "" if path else "apt-get install -y openssl")
+
+
+def diagnose(ctx) -> list[Finding]:  # noqa: ANN001
+    """Every finding, the installation's own first."""
+    return [_database(ctx), _keystore(ctx), _postgres(), _pcsc(), _hsm(), _node(), _openssl()]
+
+
+def as_json(findings: list[Finding], home: Path) -> dict:
+    return {"home": str(home), "findings": [asdict(f) for f in findings],
+            "ready": all(f.ok for f in findings[:2])}

@@ -1,0 +1,38 @@
+"""``mcred doctor``: each component found or not, what it enables and how to install it;
+exit 1 only when the installation itself (database, key store) is unusable."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from mcred.cli.main import app
+
+
+def _run(*args: str) -> tuple[int, dict]:
+    r = CliRunner().invoke(app, ["doctor", "--json", *args])
+    return r.exit_code, json.loads(r.output)
+
+
+def test_doctor_reports_each_component(home):
+    code, report = _run()
+    assert code == 0 and report["ready"] and report["home"] == str(home)
+    found = {f["name"]: f for f in report["findings"]}
+    assert list(found)[:2] == ["database", "issuer key store"]
+    assert found["database"]["ok"] and found["database"]["detail"] == "sqlite, schema current"
+    assert {"PostgreSQL", "PC/SC bridge and OpenSC", "HSM (PKCS#11)", "@auth0/mdl interop",
+            "openssl"} <= set(found)
+    for f in report["findings"]:
+        assert f["enables"] and (f["ok"] or f["fix"]), f  # anything missing says how to get it
+
+
+def test_doctor_names_what_is_missing_and_fails_for_an_unusable_key_store(home, monkeypatch):
+    monkeypatch.setenv("MCRED_PKCS11_MODULE", "/nonexistent/libhsm.so")
+    code, report = _run()
+    hsm = next(f for f in report["findings"] if f["name"] == "HSM (PKCS#11)")
+    assert code == 0 and not hsm["ok"] and "/nonexistent/libhsm.so" in hsm["detail"] and hsm["fix"]
+    monkeypatch.setenv("MCRED_KEYSTORE", "vault")
+    code, report = _run()
+    keys = next(f for f in report["findings"] if f["name"] == "issuer key store")
+    assert code == 1 and not report["ready"] and "MCRED_KEYSTORE='vault'" in keys["detail"]
