@@ -600,8 +600,10 @@ def render_markdown(reports: list[DrillReport]) -> str:
                              f"{s['median']:.3f} s, p95 {s['p95']:.3f} s, max {s['max']:.3f} s")
         if r.error:
             lines.append(f"- error: {r.error}")
-        if r.bystander:
+        if r.bystander and r.bystander.get("phone", "-") != "-":
             lines.append(f"- bystander {r.bystander['phone']}: {r.bystander['result']}")
+        elif r.bystander:  # an issuer-wide scenario (ds_compromise): every phone is a subject
+            lines.append(f"- scope: {r.bystander['result']}")
         lines += ["", "| phone | step | seconds |", "|---|---|---|"]
         for s in r.subjects:
             for st in s.steps:
