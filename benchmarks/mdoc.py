@@ -107,13 +107,14 @@ def main() -> int:
 
     # -- the floor ---------------------------------------------------------------------
     tbs = cose.sig_structure(issued.issuer_auth.protected_bytes, b"", issued.issuer_auth.payload)
-    der = ds_key.sign(tbs, ec.ECDSA(hashes.SHA256()))
+    ecdsa = ec.ECDSA(hashes.SHA256())  # built once, as our code keeps its own (~2.5 us a call)
+    der = ds_key.sign(tbs, ecdsa)
     pub = ds_key.public_key()
     items = [cbor.dumps(cbor.CBORTag(24, raw)) for raw in issued.name_spaces[NS]]
     # -- ours, interleaved with the floor ---------------------------------------------------
     t = interleaved({
-        "sign": lambda: ds_key.sign(tbs, ec.ECDSA(hashes.SHA256())),
-        "verify": lambda: pub.verify(der, tbs, ec.ECDSA(hashes.SHA256())),
+        "sign": lambda: ds_key.sign(tbs, ecdsa),
+        "verify": lambda: pub.verify(der, tbs, ecdsa),
         "sha": lambda: [hashlib.sha256(i).digest() for i in items],
         "issue": issue,
         "full": lambda: mdoc.verify_device_response(response, trust_anchors=[iaca], session_transcript=st, now=now),
