@@ -257,13 +257,18 @@ def generate_device_keys(ctx: StepContext) -> None:
     n = ctx.input["mdoc_count"]
     st = mdoc_state(ctx)
     missing = [i for i in range(n) if i not in st]
-    if missing:
-        data = personalise(ctx, ap.MDOC, ap.mdoc_generate(missing, ctx.rng(32)),
-                           f"mdoc GENERATE KEYS x{len(missing)}")
-        got = ap.parse_mdoc_keys(ap.answer_of(data, ap.MDOC_GENERATE, "mdoc GENERATE"))
-        if sorted(k.slot for k in got) != missing:
-            raise CardDataError(f"SE {ctx.se_id}: mdoc GENERATE answered other slots")
+    _generate_keys(ctx, missing, f"mdoc GENERATE KEYS x{len(missing)}")
     ctx.results.update(generated=len(missing))
+
+
+def _generate_keys(ctx: StepContext, slots: list[int], what: str) -> None:
+    """A new device key in each of ``slots`` (one atomic GENERATE record; none if empty)."""
+    if not slots:
+        return
+    data = personalise(ctx, ap.MDOC, ap.mdoc_generate(slots, ctx.rng(32)), what)
+    got = ap.parse_mdoc_keys(ap.answer_of(data, ap.MDOC_GENERATE, "mdoc GENERATE"))
+    if sorted(k.slot for k in got) != slots:
+        raise CardDataError(f"SE {ctx.se_id}: mdoc GENERATE answered other slots")
 
 
 def note_device_keys(ctx: StepContext) -> None:
@@ -284,18 +289,12 @@ def rotate_device_keys(ctx: StepContext) -> None:
     n = ctx.input["mdoc_count"]
     noted = ctx.results_of("note-device-keys")["keys"]
     st = mdoc_state(ctx)
-    if ctx.input.get("rotate", True):
-        stale = [i for i in range(n) if i not in st or st[i].spki_sha256.hex() == noted.get(str(i))]
-        done_before = [i for i in range(n) if i not in stale and str(i) in noted]  # an earlier try
-    else:
-        stale, done_before = [i for i in range(n) if i not in st], []
-    if stale:
-        data = personalise(ctx, ap.MDOC, ap.mdoc_generate(stale, ctx.rng(32)),
-                           f"mdoc GENERATE KEYS x{len(stale)} (refresh)")
-        got = ap.parse_mdoc_keys(ap.answer_of(data, ap.MDOC_GENERATE, "mdoc GENERATE"))
-        if sorted(k.slot for k in got) != stale:
-            raise CardDataError(f"SE {ctx.se_id}: mdoc GENERATE answered other slots")
-    ctx.results.update(generated=len(stale) + len(done_before))
+    rotate = ctx.input.get("rotate", True)
+    stale = [i for i in range(n) if i not in st
+             or (rotate and st[i].spki_sha256.hex() == noted.get(str(i)))]
+    _generate_keys(ctx, stale, f"mdoc GENERATE KEYS x{len(stale)} (refresh)")
+    # rotating, every slot 0..N-1 ends with a key this job made (now or in an interrupted try)
+    ctx.results.update(generated=n if rotate else len(stale))
 
 
 def issue_mdoc(ctx: StepContext) -> None:
