@@ -15,11 +15,11 @@ class AuditDown(Exception):
     pass
 
 
-def test_a_step_whose_audit_write_fails_is_not_recorded(world, monkeypatch):  # noqa: F811
-    pid, se = world.phone()
-    job = provision(world, pid)
+def _audit_fails_at(monkeypatch, step: str) -> dict:
+    """Make the audit write of ``step``'s completion fail; set ``["step"]`` to move it
+    (None: nothing fails)."""
     real_flush = AuditLog.flush
-    failing = {"step": "survey"}
+    failing = {"step": step}
 
     def flush(self, conn):
         if any(r["event"] == "step-done" and r["what"] == failing["step"] for r in self.pending):
@@ -27,6 +27,13 @@ def test_a_step_whose_audit_write_fails_is_not_recorded(world, monkeypatch):  # 
         real_flush(self, conn)
 
     monkeypatch.setattr(AuditLog, "flush", flush)
+    return failing
+
+
+def test_a_step_whose_audit_write_fails_is_not_recorded(world, monkeypatch):  # noqa: F811
+    pid, se = world.phone()
+    job = provision(world, pid)
+    failing = _audit_fails_at(monkeypatch, "survey")
     with pytest.raises(AuditDown):
         world.tsm.run(job, se.transmit)
     view = world.tsm.job(job)
@@ -148,15 +155,7 @@ def test_a_session_counter_is_recorded_even_when_its_step_commit_fails(world, mo
     # commit (nothing is sent in between); a run that ends before that commit still writes them
     pid, se = world.phone()
     job = provision(world, pid)
-    real_flush = AuditLog.flush
-    failing = {"step": "open-session"}
-
-    def flush(self, conn):
-        if any(r["event"] == "step-done" and r["what"] == failing["step"] for r in self.pending):
-            raise AuditDown("audit table unavailable")
-        real_flush(self, conn)
-
-    monkeypatch.setattr(AuditLog, "flush", flush)
+    failing = _audit_fails_at(monkeypatch, "open-session")
     with pytest.raises(AuditDown):
         world.tsm.run(job, se.transmit)
     assert world.tsm.job(job).current_step == "open-session"
