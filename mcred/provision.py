@@ -357,6 +357,9 @@ def refresh_mdocs(ctx: Context, phone_id: str, *, batch: int | None = None, rota
 
 
 def _refreshed(ctx: Context, phone_id: str, view: JobView, t0: float) -> RefreshResult:
+    """The MSOs the job issued, and those their issuance superseded (the revocation audit
+    of each names the credential that replaced it: ``by_credential``)."""
+    from issuer.db import AuditEvent
     from issuer.mdoc.models import MdocIssuance
 
     if view.state != "done":  # pragma: no cover - Tsm.run raises instead
@@ -365,27 +368,17 @@ def _refreshed(ctx: Context, phone_id: str, view: JobView, t0: float) -> Refresh
         rows = s.execute(select(MdocIssuance.credential_id, MdocIssuance.slot, Credential.not_after)
                          .join(Credential, Credential.id == MdocIssuance.credential_id)
                          .where(MdocIssuance.job_ref == view.id).order_by(MdocIssuance.slot)).all()
-        new_ids = [r[0] for r in rows]
-        replaced = sorted(s.scalars(select(Credential.id).where(
-            Credential.phone_id == phone_id, Credential.kind == "mdoc",
-            Credential.status == "revoked", Credential.reason == "superseded",
-            Credential.id.not_in(new_ids) if new_ids else Credential.id.is_not(None))).all())
+        revocations = s.execute(select(AuditEvent.subject, AuditEvent.detail)
+                                .join(Credential, Credential.id == AuditEvent.subject)
+                                .where(AuditEvent.action == "credential.revoke",
+                                       Credential.phone_id == phone_id, Credential.kind == "mdoc",
+                                       Credential.reason == "superseded")).all()
+    new_ids = {cid for cid, _, _ in rows}
+    superseded = tuple(sorted({subject for subject, detail in revocations
+                               if isinstance(detail, dict) and detail.get("by_credential") in new_ids}))
     issued = tuple((cid, slot, until.isoformat() if until else "") for cid, slot, until in rows)
-    superseded = tuple(c for c in replaced if _superseded_by(ctx, c) in new_ids)
     return RefreshResult(phone_id, view.id, view.results.get("rotate-device-keys", {}).get("generated", 0),
                          issued, superseded, time.perf_counter() - t0)
-
-
-def _superseded_by(ctx: Context, credential_id: str) -> str | None:
-    """The credential whose issuance superseded ``credential_id`` (its revocation's audit)."""
-    from issuer.db import AuditEvent
-
-    with ctx.sessions() as s:
-        for detail in s.scalars(select(AuditEvent.detail).where(
-                AuditEvent.action == "credential.revoke", AuditEvent.subject == credential_id)):
-            if isinstance(detail, dict) and detail.get("by_credential"):
-                return detail["by_credential"]
-    return None
 
 
 def live_credentials(ctx: Context, phone_id: str) -> list[Credential]:
