@@ -40,30 +40,31 @@ def _first(paths: tuple[Path, ...]) -> Path | None:
 
 
 def _database(ctx) -> Finding:  # noqa: ANN001
-    from sqlalchemy import text
-
-    from mcred.db import schema_status
+    from mcred.health import check_database, check_schema
 
     try:
-        with ctx.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        applied, newest = schema_status(ctx.engine)
+        dialect = check_database(ctx)
     except Exception as exc:  # noqa: BLE001 - reported
         return Finding("database", False, f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}",
                        "everything", "check MCRED_DATABASE_URL (default: SQLite in the data directory)")
-    state = "schema current" if applied == newest else f"schema behind: {sorted(newest - applied)}"
-    return Finding("database", applied == newest, f"{ctx.engine.dialect.name}, {state}", "everything",
-                   "" if applied == newest else "run any mcred command (it migrates)")
+    try:
+        check_schema(ctx)
+    except Exception as exc:  # noqa: BLE001 - reported
+        return Finding("database", False, f"{dialect}, {exc}", "everything",
+                       "run any mcred command (it migrates)")
+    return Finding("database", True, f"{dialect}, schema current", "everything")
 
 
 def _keystore(ctx) -> Finding:  # noqa: ANN001
+    from mcred.health import check_keystore
+
     kind = os.environ.get("MCRED_KEYSTORE", "file")
     try:
-        labels = ctx.keystore.labels()
+        detail = check_keystore(ctx)
     except Exception as exc:  # noqa: BLE001 - reported
         return Finding("issuer key store", False, f"{kind}: {type(exc).__name__}: {exc}",
                        "issuing anything", "see specs/issuer-keys.md")
-    return Finding("issuer key store", True, f"{kind}, {len(labels)} key(s)", "issuing anything")
+    return Finding("issuer key store", True, f"{kind}: {detail}", "issuing anything")
 
 
 def _postgres() -> Finding:

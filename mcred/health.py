@@ -25,13 +25,15 @@ from mcred.context import Context
 from mcred.db import schema_status
 
 
-def _database(ctx: Context) -> str:
+def check_database(ctx: Context) -> str:
+    """The dialect of a database that answers ``SELECT 1``."""
     with ctx.engine.connect() as conn:
         conn.execute(text("SELECT 1"))
     return ctx.engine.dialect.name
 
 
-def _schema(ctx: Context) -> str:
+def check_schema(ctx: Context) -> str:
+    """Raise unless every party's newest revision is applied."""
     applied, newest = schema_status(ctx.engine)
     if applied != newest:
         missing = sorted(newest - applied)
@@ -39,13 +41,14 @@ def _schema(ctx: Context) -> str:
     return f"{len(newest)} head(s) current"
 
 
-def _keystore(ctx: Context) -> str:
+def check_keystore(ctx: Context) -> str:
+    """The key store's kind and key count (raises when it cannot open)."""
     labels = ctx.keystore.labels()
     return f"{type(ctx.keystore).__name__}, {len(labels)} key(s)"
 
 
-CHECKS: dict[str, Callable[[Context], str]] = {"database": _database, "schema": _schema,
-                                                "keystore": _keystore}
+CHECKS: dict[str, Callable[[Context], str]] = {"database": check_database, "schema": check_schema,
+                                                "keystore": check_keystore}
 
 
 def health_router(ctx: Context) -> APIRouter:
