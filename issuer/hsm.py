@@ -58,6 +58,7 @@ class _Token:
         pkcs11 = _pkcs11()
         self.lock = threading.RLock()
         self.pin_digest = hashlib.sha256(pin.encode()).digest()
+        self._signing: dict[str, object] = {}  # label -> private key handle, found once
         try:
             lib = pkcs11.lib(module)
             token = lib.get_token(token_label=token_label)
@@ -103,9 +104,12 @@ class _Token:
     def sign(self, label: str, data: bytes, mechanism: str) -> bytes:
         pkcs11 = _pkcs11()
         with self.lock:
-            key = self.find_private(label)
+            key = self._signing.get(label)
             if key is None:
-                raise KeyNotFound(f"no key {label!r} on the token")
+                key = self.find_private(label)
+                if key is None:
+                    raise KeyNotFound(f"no key {label!r} on the token")
+                self._signing[label] = key  # a handle stays valid for the session's life
             try:
                 return key.sign(data, mechanism=getattr(pkcs11.Mechanism, mechanism))
             except pkcs11.exceptions.PKCS11Error as exc:
