@@ -11,6 +11,7 @@ applet's own STORE DATA records (specs/mdoc-applet.md section 4).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from protocols import cbor
 from protocols.gp import HostChannel, StaticKeys
 from protocols.mdoc import Check, SessionTranscript, VerificationResult
 from reader.ds_crl import DsCrlCheck
+from reader.fetch import SESSION_MAX_BYTES, FetchError, fetch
 from reader.http import ReaderService, reader_router, relying_party_router
 from reader.pipeline import PipelineConfig, ReaderPipeline, StatusListCache
 from reader.relying_party import RelyingPartyService
@@ -150,23 +152,30 @@ def present_over_http(wallet: Wallet, reader_url: str, *, client: httpx.Client |
     if on_engagement is not None:
         on_engagement(session.engagement)  # the QR code the holder shows
     try:
-        r = client.post(f"{base}/sessions", content=session.engagement.uri.encode(),
-                        headers={"Content-Type": "text/plain", **auth})
-        if r.status_code != 201:
-            raise PresentError(f"reader refused the engagement: HTTP {r.status_code} {r.text[:200]}")
-        location = r.headers.get("location") or f"/sessions/{r.headers['x-session-id']}"
+        r = fetch(client, "POST", f"{base}/sessions", max_bytes=SESSION_MAX_BYTES,
+                  content=session.engagement.uri.encode(), headers={"Content-Type": "text/plain", **auth})
+        if r.status != 201:
+            raise PresentError(f"reader refused the engagement: HTTP {r.status} {r.text(200)}")
+        sid = r.headers.get("x-session-id")
+        location = r.headers.get("location") or (f"/sessions/{sid}" if sid else None)
+        if location is None:
+            raise PresentError("reader created a session but named neither Location nor X-Session-Id")
         url = base + location
-        reply = session.receive(r.content)
-        r = client.post(url, content=reply or b"", headers={"Content-Type": "application/cbor", **auth})
-        if r.status_code != 200:
-            raise PresentError(f"reader refused SessionData: HTTP {r.status_code} {r.text[:200]}")
-        session.receive(r.content)
-        r = client.get(f"{url}/result", headers=auth)
-        if r.status_code != 200:
-            raise PresentError(f"no verdict: HTTP {r.status_code} {r.text[:200]}")
-        result = r.json()
-    except httpx.HTTPError as exc:
-        raise PresentError(f"reader at {base}: {type(exc).__name__}: {exc}") from exc
+        reply = session.receive(r.body)
+        r = fetch(client, "POST", url, max_bytes=SESSION_MAX_BYTES, content=reply or b"",
+                  headers={"Content-Type": "application/cbor", **auth})
+        if r.status != 200:
+            raise PresentError(f"reader refused SessionData: HTTP {r.status} {r.text(200)}")
+        session.receive(r.body)
+        r = fetch(client, "GET", f"{url}/result", max_bytes=SESSION_MAX_BYTES, headers=auth)
+        if r.status != 200:
+            raise PresentError(f"no verdict: HTTP {r.status} {r.text(200)}")
+        try:
+            result = json.loads(r.body)
+        except ValueError as exc:
+            raise PresentError(f"reader at {base}: the verdict is not JSON: {exc}") from None
+    except FetchError as exc:
+        raise PresentError(f"reader at {base}: {exc}") from exc
     finally:
         if own:
             client.close()

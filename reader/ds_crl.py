@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import hashes
 
 from protocols import certs
 from protocols.mdoc import Check, DocumentContext
+from reader.fetch import IACA_CRL_MAX_BYTES, FetchError, fetch
 
 DS_REVOCATION = "ds_revocation"
 SKEW = dt.timedelta(minutes=5)
@@ -34,30 +35,31 @@ SKEW = dt.timedelta(minutes=5)
 DEFAULT_KEEP = dt.timedelta(hours=1)
 #: A kept CRL is fetched again after this even when its nextUpdate is later.
 DEFAULT_MAX_AGE = dt.timedelta(hours=1)
-MAX_CRL_BYTES = 4 * 1024 * 1024
+MAX_CRL_BYTES = IACA_CRL_MAX_BYTES
 
 #: ``fetch(url) -> DER/PEM bytes``; raises :class:`CrlFetchError`.
 CrlFetcher = Callable[[str], bytes]
 
 
-class CrlFetchError(Exception):
+class CrlFetchError(FetchError):
     """The CRL could not be fetched (network, HTTP status, size)."""
 
 
 class HttpCrlFetcher:
-    def __init__(self, client: httpx.Client | None = None, *, timeout: float = 5.0) -> None:
+    def __init__(self, client: httpx.Client | None = None, *, timeout: float = 5.0,
+                 max_bytes: int = MAX_CRL_BYTES) -> None:
         self.client = client or httpx.Client(timeout=timeout, follow_redirects=False)
+        self.max_bytes = max_bytes
 
     def __call__(self, url: str) -> bytes:
         try:
-            r = self.client.get(url, headers={"Accept": "application/pkix-crl"})
-        except httpx.HTTPError as exc:
-            raise CrlFetchError(f"GET {url}: {type(exc).__name__}: {exc}") from exc
-        if r.status_code != 200:
-            raise CrlFetchError(f"GET {url}: HTTP {r.status_code}")
-        if len(r.content) > MAX_CRL_BYTES:
-            raise CrlFetchError(f"GET {url}: body over {MAX_CRL_BYTES} bytes")
-        return r.content
+            r = fetch(self.client, "GET", url, max_bytes=self.max_bytes,
+                      headers={"Accept": "application/pkix-crl"})
+        except FetchError as exc:
+            raise CrlFetchError(str(exc)) from exc
+        if r.status != 200:
+            raise CrlFetchError(f"GET {url}: HTTP {r.status}")
+        return r.body
 
 
 @dataclass

@@ -22,7 +22,7 @@ import datetime as dt
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httpx
 from cryptography import x509
@@ -49,6 +49,7 @@ from protocols.status import (
     decode_status_list_token,
     verify_status_list_token,
 )
+from reader.fetch import STATUS_LIST_MAX_BYTES, FetchError, HttpAnswer, fetch
 from reader.trust import TrustStore
 
 IACA_PROFILE = "iaca_profile"
@@ -71,25 +72,14 @@ def utcnow() -> dt.datetime:
 # -- fetching ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class HttpAnswer:
-    status: int
-    body: bytes
-    headers: Mapping[str, str] = field(default_factory=dict, hash=False)
-
-
-class FetchError(Exception):
-    """The list could not be fetched (network, HTTP error)."""
-
-
 Fetcher = Callable[[str, str | None], HttpAnswer]
 
 
 class HttpxFetcher:
-    """GET with ``If-None-Match``; a bounded body."""
+    """GET with ``If-None-Match``; the body read up to ``max_bytes`` (reader.fetch)."""
 
     def __init__(self, client: httpx.Client | None = None, *, timeout: float = 5.0,
-                 max_bytes: int = 16 * 1024 * 1024) -> None:
+                 max_bytes: int = STATUS_LIST_MAX_BYTES) -> None:
         self.client = client or httpx.Client(timeout=timeout, follow_redirects=False)
         self.max_bytes = max_bytes
 
@@ -97,13 +87,7 @@ class HttpxFetcher:
         headers = {"Accept": "application/statuslist+cwt"}
         if etag:
             headers["If-None-Match"] = etag
-        try:
-            r = self.client.get(uri, headers=headers)
-        except httpx.HTTPError as exc:
-            raise FetchError(f"GET {uri}: {type(exc).__name__}: {exc}") from exc
-        if len(r.content) > self.max_bytes:
-            raise FetchError(f"GET {uri}: body over {self.max_bytes} bytes")
-        return HttpAnswer(r.status_code, r.content, {k.lower(): v for k, v in r.headers.items()})
+        return fetch(self.client, "GET", uri, max_bytes=self.max_bytes, headers=headers)
 
 
 _MAX_AGE = re.compile(r"max-age=(\d+)")

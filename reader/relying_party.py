@@ -56,6 +56,7 @@ from protocols.jpki.relying_party import (
     check_policy,
     check_validity,
 )
+from reader.fetch import JPKI_CRL_MAX_BYTES, OCSP_MAX_BYTES, FetchError, fetch
 
 SKEW = dt.timedelta(minutes=5)
 TIMEOUT = 10.0
@@ -140,19 +141,15 @@ def _ask_ocsp(cert: x509.Certificate, root: x509.Certificate, at: dt.datetime, *
     req = (ocsp.OCSPRequestBuilder().add_certificate(cert, root, hashes.SHA256())
            .add_extension(x509.OCSPNonce(nonce), critical=False).build())
     try:
-        http = client or httpx.Client(timeout=TIMEOUT)
-        try:
-            answer = http.post(url, content=req.public_bytes(serialization.Encoding.DER),
-                               headers={"Content-Type": "application/ocsp-request"})
-        finally:
-            if client is None:
-                http.close()
-    except httpx.HTTPError as exc:
+        answer = fetch(client, "POST", url, max_bytes=OCSP_MAX_BYTES, timeout=TIMEOUT,
+                       content=req.public_bytes(serialization.Encoding.DER),
+                       headers={"Content-Type": "application/ocsp-request"})
+    except FetchError as exc:
         return Check("revocation", False, f"OCSP responder {url} unreachable: {exc}"), False
-    if answer.status_code != 200:
-        return Check("revocation", False, f"OCSP responder answered HTTP {answer.status_code}"), False
+    if answer.status != 200:
+        return Check("revocation", False, f"OCSP responder answered HTTP {answer.status}"), False
     try:
-        resp = ocsp.load_der_ocsp_response(answer.content)
+        resp = ocsp.load_der_ocsp_response(answer.body)
     except ValueError as exc:
         return Check("revocation", False, f"OCSP response does not parse: {exc}"), False
     if resp.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
@@ -238,16 +235,17 @@ def check_revocation_crl(cert: x509.Certificate, root: x509.Certificate, at: dt.
     if not url:
         return Check("revocation", False, "certificate names no CRL distribution point")
 
-    def fetch(where: str) -> x509.CertificateRevocationList | Check:
+    def get_crl(where: str) -> x509.CertificateRevocationList | Check:
         try:
-            answer = (client or httpx).get(where, timeout=TIMEOUT)
-        except httpx.HTTPError as exc:
+            answer = fetch(client, "GET", where, max_bytes=JPKI_CRL_MAX_BYTES, timeout=TIMEOUT,
+                           headers={"Accept": "application/pkix-crl"})
+        except FetchError as exc:
             return Check("revocation", False, f"CRL at {where} unreachable: {exc}")
-        if answer.status_code != 200:
-            return Check("revocation", False, f"CRL at {where}: HTTP {answer.status_code}")
-        return _parse_crl(answer.content)
+        if answer.status != 200:
+            return Check("revocation", False, f"CRL at {where}: HTTP {answer.status}")
+        return _parse_crl(answer.body)
 
-    got = cache.get(url, at, fetch) if cache is not None else fetch(url)
+    got = cache.get(url, at, get_crl) if cache is not None else get_crl(url)
     if isinstance(got, Check):
         return got
     check = check_crl(cert, root, got, at)

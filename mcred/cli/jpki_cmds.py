@@ -141,7 +141,7 @@ def _ask_rp(url: str, token: str | None, content: bytes, signature: bytes, slot:
     """POST the signature to ``<url>/rp/jpki/verify``; exit 2 when there is no verdict."""
     import base64
 
-    import httpx
+    from reader.fetch import SESSION_MAX_BYTES, FetchError, fetch
 
     def unusable(message: str) -> typer.Exit:
         if as_json:
@@ -162,22 +162,24 @@ def _ask_rp(url: str, token: str | None, content: bytes, signature: bytes, slot:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     target = url.rstrip("/") + "/rp/jpki/verify"
     try:
-        answer = httpx.post(target, json=body, headers=headers, timeout=30)
-    except httpx.HTTPError as exc:
-        raise unusable(f"relying party at {target}: {type(exc).__name__}: {exc}") from None
-    if answer.status_code == 404:
+        answer = fetch(None, "POST", target, max_bytes=SESSION_MAX_BYTES, timeout=30,
+                       content=json.dumps(body).encode(),
+                       headers={"Content-Type": "application/json", **headers})
+    except FetchError as exc:
+        raise unusable(f"relying party at {target}: {exc}") from None
+    if answer.status == 404:
         raise unusable(f"no relying party at {target} (HTTP 404): a reader serves one only when "
                        "started with `mcred reader serve --jpki-roots FILE`; the issuer service's "
                        "is at <issuer>/reader")
-    if answer.status_code != 200:
+    if answer.status != 200:
         try:
-            detail = answer.json().get("detail", answer.text)
+            detail = json.loads(answer.body).get("detail", answer.text())
         except (ValueError, AttributeError):
-            detail = answer.text
-        raise unusable(f"relying party at {target}: HTTP {answer.status_code}: "
+            detail = answer.text()
+        raise unusable(f"relying party at {target}: HTTP {answer.status}: "
                        f"{str(detail)[:300]}")
     try:
-        result = answer.json()
+        result = json.loads(answer.body)
         if not isinstance(result, dict) or not isinstance(result.get("checks"), list):
             raise ValueError("no checks")
     except ValueError:

@@ -186,15 +186,15 @@ def status_list_show(
     """Decode a Status List Token or an Identifier List Token (by its typ), and verify it
     against an IACA when given."""
     if source.startswith(("http://", "https://")):
-        import httpx
+        from reader.fetch import STATUS_LIST_MAX_BYTES, FetchError, fetch
 
         try:
-            reply = httpx.get(source, timeout=10)
-        except httpx.HTTPError as exc:
-            raise _fail(f"{source}: {exc}") from None
-        if reply.status_code != 200:
-            raise _fail(f"{source}: HTTP {reply.status_code}")
-        data, uri = reply.content, source
+            reply = fetch(None, "GET", source, max_bytes=STATUS_LIST_MAX_BYTES, timeout=10)
+        except FetchError as exc:
+            raise _fail(str(exc)) from None
+        if reply.status != 200:
+            raise _fail(f"{source}: HTTP {reply.status}")
+        data, uri = reply.body, source
     else:
         data, uri = _read(Path(source), "token file"), None
     try:

@@ -1,0 +1,77 @@
+"""Bounded HTTP reads: everything a reader or relying party fetches from a URL it was handed.
+
+A status list URI comes from an MSO, a CRL distribution point or an OCSP responder from a
+certificate, a session reply from whatever answers at a reader URL: the other end is not
+trusted to be small. ``httpx``'s ``get`` reads the whole body into memory before anyone
+can look at its length, so a hostile or broken server could make a party hold gigabytes.
+:func:`fetch` streams instead and gives up at the first byte past ``max_bytes`` (or at once,
+on a larger ``Content-Length``), with a :class:`FetchError` that names the URL and the
+limit. It asks for ``Accept-Encoding: identity``; a server that compresses anyway is
+counted after decoding, chunk by chunk, so a small compressed body cannot inflate past the
+limit either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import httpx
+
+#: Default limits. A status list of 100 million 2-bit entries compresses to a few MB; the
+#: IACA's CRL and an OCSP response are small; a JPKI CRL can be large (one entry per revoked
+#: certificate of the nation).
+STATUS_LIST_MAX_BYTES = 16 * 1024 * 1024
+IACA_CRL_MAX_BYTES = 4 * 1024 * 1024
+JPKI_CRL_MAX_BYTES = 64 * 1024 * 1024
+OCSP_MAX_BYTES = 1024 * 1024
+SESSION_MAX_BYTES = 1024 * 1024
+
+
+class FetchError(Exception):
+    """Nothing usable came back: network error, timeout, or a body over the limit."""
+
+
+@dataclass(frozen=True)
+class HttpAnswer:
+    status: int
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+    def text(self, limit: int | None = None) -> str:
+        """The body as text (undecodable bytes replaced), cut at ``limit`` characters."""
+        return self.body[: None if limit is None else 4 * limit].decode("utf-8", "replace")[:limit]
+
+
+def fetch(client: httpx.Client | None, method: str, url: str, *, max_bytes: int,
+          headers: Mapping[str, str] | None = None, content: bytes | None = None,
+          timeout: float = 5.0) -> HttpAnswer:
+    """``method url`` with at most ``max_bytes`` of (decoded) body read; any status code is
+    returned, the caller judges it. Header names in the answer are lower case. Without a
+    ``client`` a short-lived one is made (no redirects followed, ``timeout`` seconds)."""
+    if max_bytes < 0:
+        raise ValueError("max_bytes must not be negative")
+    own = client is None
+    http = httpx.Client(timeout=timeout, follow_redirects=False) if own else client
+    sent = {"Accept-Encoding": "identity", **(headers or {})}
+    try:
+        with http.stream(method, url, headers=sent, content=content) as r:
+            declared = r.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > max_bytes:
+                raise FetchError(f"{method} {url}: Content-Length {declared} is over the "
+                                 f"{max_bytes}-byte limit")
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in r.iter_bytes():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise FetchError(f"{method} {url}: body over the {max_bytes}-byte limit")
+                chunks.append(chunk)
+            return HttpAnswer(r.status_code, b"".join(chunks), {k.lower(): v for k, v in r.headers.items()})
+    except httpx.HTTPError as exc:
+        raise FetchError(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
+    except httpx.InvalidURL as exc:  # not an HTTPError: a URL taken from a credential can be anything
+        raise FetchError(f"{method} {url!r}: invalid URL: {exc}") from exc
+    finally:
+        if own:
+            http.close()
