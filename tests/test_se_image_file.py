@@ -5,6 +5,7 @@ nothing do not write at all."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import cbor2
@@ -204,3 +205,37 @@ def test_a_shorter_image_leaves_nothing_of_the_longer_one(tmp_path):
         assert path.read_bytes() == data
         st = path.stat()
         assert stamp == (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def test_the_image_refuses_types_that_equality_would_confuse():
+    """No bool or float enters an image: ``==`` takes True for 1, so the "nothing changed"
+    comparison could not see such a change. Refused when first encoded, naming the path."""
+    state = store.factory_state()
+    enc = store.StateEncoder(cbor2.loads(store.encode_state(state)))
+    for bad, path in ((True, "state['flag']"), (1.0, "state['flag']"), ({"x": [False]}, "state['flag']['x'][0]")):
+        s = dict(state, flag=bad)
+        with pytest.raises(store.SeStateError, match=re.escape(path)):
+            enc.encode(s)
+        with pytest.raises(store.SeStateError):
+            store.encode_state(s)
+    app = {"aid": b"\xa0\x01", "state": {"n": 1.5}}
+    with pytest.raises(store.SeStateError, match=re.escape("applications[0]['state']['n']: float")):
+        enc.encode(dict(state, applications=[app]))
+    # a changed application record is checked too
+    enc.encode(dict(state, applications=[{"aid": b"\xa0\x01", "state": {"n": 1}}]))
+    with pytest.raises(store.SeStateError, match="bool"):
+        enc.encode(dict(state, applications=[{"aid": b"\xa0\x01", "state": {"n": 2, "b": False}}]))
+
+
+def test_a_jpki_image_with_the_old_boolean_flag_still_loads():
+    from wallet_sim.applets.jpki import JpkiApplet
+
+    snap = JpkiApplet().snapshot()
+    assert snap["auth_cert_needs_pin"] == 1 and type(snap["auth_cert_needs_pin"]) is int
+    for legacy, want in ((True, True), (False, False), (0, False), (1, True)):
+        other = JpkiApplet()
+        other.restore(dict(snap, auth_cert_needs_pin=legacy))
+        assert other.state.auth_cert_needs_pin is want
+    for bad in (2, "1", None, 1.0):
+        with pytest.raises(Exception, match="flag"):
+            JpkiApplet().restore(dict(snap, auth_cert_needs_pin=bad))

@@ -280,7 +280,7 @@ class JpkiApplet(Applet):
         return {
             "version": 1,
             "serial": s.serial,
-            "auth_cert_needs_pin": s.auth_cert_needs_pin,
+            "auth_cert_needs_pin": int(s.auth_cert_needs_pin),  # 0/1: the image holds no bool (se/store.py)
             "keys": {
                 slot: {"algorithm": k.algorithm, "pkcs8": k.pkcs8, "spki": k.spki}
                 for slot, k in s.keys.items()
@@ -738,8 +738,9 @@ def _load_state(raw: object) -> JpkiState:
         if set(secrets) != set(MAX_TRIES):
             raise AppletStateError("JPKI state: secrets missing")
         flag = raw["auth_cert_needs_pin"]
-        if not isinstance(flag, bool):
+        if type(flag) not in (int, bool) or flag not in (0, 1):  # 0/1; True/False in older images
             raise AppletStateError("JPKI state: bad flag")
+        flag = bool(flag)
     except (KeyError, TypeError, AttributeError) as exc:
         raise AppletStateError(f"JPKI state malformed: {exc!r}") from exc
     return JpkiState(serial, keys, certs, secrets, flag)

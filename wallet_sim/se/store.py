@@ -97,7 +97,57 @@ def factory_state(*, max_failed_authentications: int = DEFAULT_MAX_FAILED_AUTHEN
     }
 
 
+_SCALARS = frozenset((int, bytes, str, type(None)))
+_KEY_TYPES = frozenset((int, str, bytes))
+
+
+def check_plain(value: object, where: str = "state") -> None:
+    """Refuse what the image must never hold: anything but int, bytes, str, None, lists
+    (tuples) and maps. In particular no ``bool`` and no ``float``: Python's ``==`` takes
+    ``True`` for ``1`` and ``1.0`` for ``1``, and the SE decides "nothing changed, nothing to
+    write" by ``==`` (:class:`StateEncoder`), so a field that went from 1 to True would
+    never reach the image. Every value is checked when it is first encoded, so such a type
+    cannot enter the image unnoticed. Raises :class:`SeStateError` naming the path."""
+    scalars, key_types = _SCALARS, _KEY_TYPES
+    stack = [value]
+    pop, extend = stack.pop, stack.extend
+    while stack:
+        v = pop()
+        t = type(v)
+        if t is dict:
+            if not key_types.issuperset(map(type, v)):
+                break
+            extend(v.values())
+        elif t is list or t is tuple:
+            extend(v)
+        elif t not in scalars:
+            break
+    else:
+        return
+    raise SeStateError(_first_unplain(value, where))
+
+
+def _first_unplain(value: object, at: str) -> str:
+    """Where :func:`check_plain` failed, and why (walked again, with paths, only then)."""
+    t = type(value)
+    if t is dict:
+        for k, item in value.items():
+            if type(k) not in _KEY_TYPES:
+                return f"{at}: key {k!r} of type {type(k).__name__} (int, str or bytes only)"
+            why = _first_unplain(item, f"{at}[{k!r}]")
+            if why:
+                return why
+        return ""
+    if t is list or t is tuple:
+        return next((w for i, item in enumerate(value) if (w := _first_unplain(item, f"{at}[{i}]"))), "")
+    if t in _SCALARS:
+        return ""
+    return (f"{at}: {t.__name__} {value!r} cannot be kept in the SE image "
+            "(int, bytes, str, None, lists and maps only: == would take True for 1)")
+
+
 def encode_state(state: dict) -> bytes:
+    check_plain(state)
     return cbor2.dumps(state, canonical=True)
 
 
@@ -153,6 +203,7 @@ class StateEncoder:
         """Bring ``entry`` ([copy, bytes]) to ``value``; whether its encoding changed."""
         if entry[0] == value:
             return False
+        check_plain(value)
         enc = cbor2.dumps(value, canonical=True)
         if entry[1] is None:
             entry[1] = cbor2.dumps(entry[0], canonical=True)
@@ -179,6 +230,7 @@ class StateEncoder:
                 continue
             entry = top.get(k)
             if entry is None:
+                check_plain(v, f"state[{k!r}]")
                 top[k] = entry = [None, None]
                 entry[1] = cbor2.dumps(v, canonical=True)
                 entry[0] = cbor2.loads(entry[1])
@@ -194,6 +246,7 @@ class StateEncoder:
                 del old[len(apps):]
             for i, app in enumerate(apps):
                 if i == len(old):
+                    check_plain(app, f"applications[{i}]")
                     enc = cbor2.dumps(app, canonical=True)
                     old.append([cbor2.loads(enc), enc])
                     changed = True
