@@ -4,8 +4,9 @@ ISO/IEC 18013-5:2021 Annex B: the DS certificate names the IACA's CRL in its
 cRLDistributionPoints. :class:`DsCrlCheck` fetches that CRL over HTTP, checks that the
 IACA of the verified chain issued and signed it and that it is current, keeps it until its
 nextUpdate but at most ``max_age`` (default one hour: an IACA CRL is commonly valid for a day
-or more, and a document signer's revocation, rare but urgent, should not wait that long),
-and reports one named check, ``ds_revocation``: the MSO is refused when the
+or more, and a document signer's revocation, rare but urgent, should not wait that long;
+the keeping is :class:`reader.crl_cache.CrlCache`, the relying party's rules, keyed by URL
+and IACA and holding only CRLs verified with that IACA), and reports one named check, ``ds_revocation``: the MSO is refused when the
 DS certificate's serial is listed (any reason: an MSO is only as good as its signer).
 Fail closed: no CRL, an unverifiable one or one past its nextUpdate fails the check with
 the reason. It plugs into :class:`reader.pipeline.ReaderPipeline` as one of its ``extra_checks``,
@@ -17,9 +18,7 @@ check, so a list signed by a revoked signer fails ``status_list_signature``.
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import httpx
 from cryptography import x509
@@ -27,13 +26,13 @@ from cryptography.hazmat.primitives import hashes
 
 from protocols import certs
 from protocols.mdoc import Check, DocumentContext
+from reader.crl_cache import CrlCache
 from reader.fetch import IACA_CRL_MAX_BYTES, FetchError, fetch
 
 DS_REVOCATION = "ds_revocation"
 SKEW = dt.timedelta(minutes=5)
-#: A CRL without nextUpdate (RFC 5280 requires one) is fetched again after this.
-DEFAULT_KEEP = dt.timedelta(hours=1)
-#: A kept CRL is fetched again after this even when its nextUpdate is later.
+#: A kept CRL is fetched again after this even when its nextUpdate is later (or absent:
+#: RFC 5280 requires one).
 DEFAULT_MAX_AGE = dt.timedelta(hours=1)
 MAX_CRL_BYTES = IACA_CRL_MAX_BYTES
 
@@ -62,13 +61,6 @@ class HttpCrlFetcher:
         return r.body
 
 
-@dataclass
-class _Cached:
-    crl: x509.CertificateRevocationList
-    anchor: bytes  # SHA-256 of the IACA it was verified with
-    until: dt.datetime
-
-
 def _load(data: bytes) -> x509.CertificateRevocationList:
     if data.lstrip().startswith(b"-----"):
         return x509.load_pem_x509_crl(data)
@@ -79,14 +71,17 @@ class DsCrlCheck:
     """``ds_revocation`` for each document: callable on a :class:`DocumentContext`."""
 
     def __init__(self, fetcher: CrlFetcher | None = None, *,
-                 max_age: dt.timedelta = DEFAULT_MAX_AGE) -> None:
+                 max_age: dt.timedelta = DEFAULT_MAX_AGE, size: int = 64) -> None:
         if max_age < dt.timedelta(0):
             raise ValueError("max_age must not be negative")
         self.fetcher = fetcher or HttpCrlFetcher()
         self.max_age = max_age
-        self._cache: dict[str, _Cached] = {}
-        self._lock = threading.Lock()
-        self.fetches = 0
+        #: verified CRLs by (URL, SHA-256 of the IACA they verified with): reader.crl_cache
+        self.crls = CrlCache(max_age=max_age, size=size)
+
+    @property
+    def fetches(self) -> int:
+        return self.crls.fetches
 
     def __call__(self, ctx: DocumentContext) -> Check:
         chain = ctx.ds_chain
@@ -124,26 +119,20 @@ class DsCrlCheck:
     def _crl(self, url: str, iaca: x509.Certificate, now: dt.datetime
              ) -> x509.CertificateRevocationList | str:
         """The verified, current CRL at ``url``, or why there is none."""
-        anchor = iaca.fingerprint(hashes.SHA256())
-        with self._lock:
-            hit = self._cache.get(url)
-            if hit is not None and hit.anchor == anchor and now < hit.until:
-                return hit.crl
+
+        def fetch(_key: object) -> x509.CertificateRevocationList | str:
             try:
                 data = self.fetcher(url)
             except CrlFetchError as exc:
                 return f"IACA CRL unavailable: {exc}"
-            self.fetches += 1
             try:
                 crl = _load(data)
             except ValueError as exc:
                 return f"IACA CRL at {url} does not parse: {exc}"
             why = _judge(crl, iaca, now)
-            if why:
-                return f"IACA CRL at {url}: {why}"
-            until = min(crl.next_update_utc or now + DEFAULT_KEEP, now + self.max_age)
-            self._cache[url] = _Cached(crl, anchor, until)
-            return crl
+            return f"IACA CRL at {url}: {why}" if why else crl
+
+        return self.crls.get((url, iaca.fingerprint(hashes.SHA256())), now, fetch)
 
 
 def _judge(crl: x509.CertificateRevocationList, iaca: x509.Certificate, now: dt.datetime

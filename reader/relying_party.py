@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -56,6 +54,7 @@ from protocols.jpki.relying_party import (
     check_policy,
     check_validity,
 )
+from reader.crl_cache import CrlCache
 from reader.fetch import JPKI_CRL_MAX_BYTES, OCSP_MAX_BYTES, FetchError, fetch
 
 SKEW = dt.timedelta(minutes=5)
@@ -175,44 +174,6 @@ def _ask_ocsp(cert: x509.Certificate, root: x509.Certificate, at: dt.datetime, *
         return Check("revocation", False,
                      f"revoked ({reason}) at {resp.revocation_time_utc.isoformat()} (OCSP)"), True
     return Check("revocation", False, "OCSP status unknown"), True
-
-
-class CrlCache:
-    """Fetched CRLs by URL, parsed once and reused while they are current: until their
-    nextUpdate, and at most ``max_age`` after the fetch (a revocation is seen at the next
-    fetch, as with any CRL). At most ``size`` URLs, least recently used dropped first.
-    It holds CRLs, never a verdict: :func:`check_crl` runs on every use. Thread-safe."""
-
-    def __init__(self, max_age: dt.timedelta = dt.timedelta(minutes=5), size: int = 16) -> None:
-        if size < 1 or max_age < dt.timedelta(0):
-            raise ValueError("CrlCache needs size >= 1 and max_age >= 0")
-        self.max_age, self.size = max_age, size
-        self._entries: OrderedDict[str, tuple[x509.CertificateRevocationList, dt.datetime]] = OrderedDict()
-        self._lock = threading.Lock()
-        self.fetches = 0
-
-    def get(self, url: str, at: dt.datetime,
-            fetch: Callable[[str], x509.CertificateRevocationList | Check]) -> x509.CertificateRevocationList | Check:
-        """The CRL at ``url``: the kept copy while current at ``at``, else ``fetch(url)``
-        (kept when it parses; a failing fetch is a failed :class:`Check`, not kept)."""
-        with self._lock:
-            hit = self._entries.get(url)
-            if hit is not None:
-                crl, fetched = hit
-                if at - fetched <= self.max_age and (crl.next_update_utc is None or at <= crl.next_update_utc) \
-                        and fetched - SKEW <= at:
-                    self._entries.move_to_end(url)
-                    return crl
-                del self._entries[url]
-        got = fetch(url)
-        self.fetches += 1
-        if isinstance(got, x509.CertificateRevocationList):
-            with self._lock:
-                self._entries[url] = (got, at)
-                self._entries.move_to_end(url)
-                while len(self._entries) > self.size:
-                    self._entries.popitem(last=False)
-        return got
 
 
 def _parse_crl(data: bytes) -> x509.CertificateRevocationList | Check:

@@ -377,3 +377,42 @@ def test_cli_status_list_signer_list_and_revoke(home):
     assert out["changed"] and out["label"] == "mdoc-status-1"
     assert "already revoked" in run("status-list", "signer", "revoke", "mdoc-status-1",
                                     "--reason", "superseded")
+
+
+def test_ds_crl_keeps_only_verified_crls_per_iaca(world):
+    """The IACA CRL cache (reader.crl_cache, the relying party's rules): a CRL that fails
+    verification is not kept, so the next check fetches again; a good one is kept per
+    (URL, IACA) and a different IACA at the same URL gets its own verification;
+    ``max_age`` zero keeps nothing."""
+    svc, _sessions, _clock = world
+    svc.setup()
+    ds = svc.document_signer().certificate
+    iaca = svc.iaca_certificate()
+    at = NOW + dt.timedelta(minutes=1)
+    good = svc.iaca_crl().public_bytes(DER)
+    forged = (x509.CertificateRevocationListBuilder().issuer_name(iaca.subject)
+              .last_update(NOW).next_update(NOW + dt.timedelta(days=1))
+              .sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256()).public_bytes(DER))
+    served = [forged]
+    urls: list[str] = []
+
+    def fetch(url: str) -> bytes:
+        urls.append(url)
+        return served[-1]
+
+    check = DsCrlCheck(fetch)
+    assert "does not verify" in check.check(ds, iaca, at).reason
+    assert "does not verify" in check.check(ds, iaca, at).reason
+    assert len(urls) == 2  # the forged CRL was not kept
+    served.append(good)
+    assert check.check(ds, iaca, at).passed and check.check(ds, iaca, at).passed
+    assert len(urls) == 3  # the verified one is kept
+    other = (x509.CertificateBuilder().subject_name(iaca.subject).issuer_name(iaca.subject)
+             .public_key(ec.generate_private_key(ec.SECP256R1()).public_key()).serial_number(9)
+             .not_valid_before(NOW).not_valid_after(NOW + dt.timedelta(days=1))
+             .sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256()))
+    assert "does not verify" in check.check(ds, other, at).reason  # not the IACA that verified it
+    assert len(urls) == 4
+    never = DsCrlCheck(fetch, max_age=dt.timedelta(0))
+    assert never.check(ds, iaca, at).passed and never.check(ds, iaca, at).passed
+    assert len(urls) == 6
