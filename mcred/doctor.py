@@ -109,9 +109,26 @@ def _hsm() -> Finding:
                    "" if not missing else "pip install '.[hsm]'; apt-get install -y softhsm2 (or your HSM's module)")
 
 
+def _auth0_bridge() -> Path | None:
+    """interop/auth0-mdl of the source checkout: beside this package when it runs from the
+    checkout (editable install), else above the working directory; None when neither (a
+    plain ``pip install .`` copies no interop/ into site-packages)."""
+    here = Path(__file__).resolve().parents[1]
+    cwd = Path.cwd().resolve()
+    for root in (here, cwd, *cwd.parents):
+        bridge = root / "interop" / "auth0-mdl"
+        if (bridge / "package.json").is_file():
+            return bridge
+    return None
+
+
 def _node() -> Finding:
     node = _which("node")
-    bridge = Path(__file__).resolve().parents[1] / "interop" / "auth0-mdl"
+    bridge = _auth0_bridge()
+    if bridge is None:
+        return Finding("@auth0/mdl interop", False, "no source checkout here (interop/auth0-mdl)",
+                       "a second mdoc implementation (TypeScript) in the tests and benchmarks",
+                       "run mcred doctor inside a checkout of the mcred repository")
     installed = (bridge / "node_modules" / "@auth0" / "mdl").is_dir()
     ok = bool(node) and installed
     detail = ("node and @auth0/mdl installed" if ok else

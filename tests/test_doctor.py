@@ -36,3 +36,20 @@ def test_doctor_names_what_is_missing_and_fails_for_an_unusable_key_store(home, 
     code, report = _run()
     keys = next(f for f in report["findings"] if f["name"] == "issuer key store")
     assert code == 1 and not report["ready"] and "MCRED_KEYSTORE='vault'" in keys["detail"]
+
+
+def test_the_typescript_peer_is_found_from_a_checkout_even_when_installed_elsewhere(monkeypatch, tmp_path):
+    """A plain ``pip install .`` puts the package in site-packages, with no interop/ beside
+    it: the doctor then looks above the working directory, and says so when there is none."""
+    from pathlib import Path
+
+    from mcred import doctor
+
+    checkout = Path(__file__).resolve().parents[1]
+    monkeypatch.setattr(doctor, "__file__", str(tmp_path / "site-packages" / "mcred" / "doctor.py"))
+    monkeypatch.chdir(checkout / "specs")
+    assert doctor._auth0_bridge() == checkout / "interop" / "auth0-mdl"
+    monkeypatch.chdir(tmp_path)
+    assert doctor._auth0_bridge() is None
+    finding = doctor._node()
+    assert not finding.ok and "no source checkout" in finding.detail
