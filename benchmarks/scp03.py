@@ -2,6 +2,11 @@
 card wrap response + host unwrap) at each security level, next to the raw AES-CMAC,
 AES-CBC and AES-ECB floor measured in the same run.
 
+Peer, in the same run: Yubico's SCP03 host (yubikit, from yubikey-manager; installed by
+.ci/run with ``pip install --no-deps yubikey-manager==5.5.1``) at SL 33 against the same card
+side, through its own APDU formatting and secure-messaging processor; the card side is ours
+in both rows, so the difference is the host's.
+
 The floor times each primitive the way a session can best use ``cryptography``: the key
 set up once per session key (a keyed CMAC context copied per message, one ECB context for
 the ICVs, the AES key object reused for CBC), because a session runs many messages under
@@ -73,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     apdu = CommandApdu(0x80, 0xE2, 0x00, 0x00, os.urandom(DATA_LEN), 256).to_bytes()
     body = os.urandom(DATA_LEN)
     print(f"  {'SL':<4}{'round trips/s':>15}{'crypto ops':>12}{'floor/s':>12}{'ratio':>8}")
+    rates: dict[int, float] = {}
     for level in (0x00, 0x01, 0x03, 0x11, 0x13, 0x33):
         host, card = _pair(level)
 
@@ -81,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             host.unwrap(card.wrap_response(body, 0x9000))
             assert plain.data is not None
 
-        rate = _rate(trip)
+        rate = rates[level] = _rate(trip)
         # crypto the round trip must do: CMAC per C-MAC/R-MAC (both sides), CBC and its ICV
         # (an ECB block) per C-DEC/R-ENC (both sides)
         n_cmac = (2 if level & 0x01 else 0) + (2 if level & 0x10 else 0)
@@ -92,7 +98,51 @@ def main(argv: list[str] | None = None) -> int:
         ratio = f"{floor / rate:.2f}x" if floor_s else "-"
         print(f"  {level:02X}  {rate:>15,.0f}{n_cmac + n_cbc + n_ecb:>12}{floor:>12,.0f}{ratio:>8}")
     print("  ratio = floor rate / measured rate (1.00x = all time spent in the crypto floor)")
+    ours_33 = rates[0x33]
+    peer = _yubikit_rate(apdu, body)
+    if peer is None:
+        print("  yubikit (Yubico's SCP03 host): not installed (pip install --no-deps yubikey-manager==5.5.1)")
+    else:
+        print(f"  SL 33 host by yubikit (Yubico), same card side: {peer:>10,.0f}/s; ours {ours_33:,.0f}/s "
+              f"= {ours_33 / peer:.2f}x yubikit's rate")
     return 0
+
+
+def _yubikit_rate(apdu: bytes, body: bytes) -> float | None:
+    """Round trips per second with yubikit's host (SmartCardProtocol after init_scp) and
+    our CardChannel behind a connection that speaks bytes; None without yubikit."""
+    try:
+        from yubikit.core import TRANSPORT
+        from yubikit.core.smartcard import SmartCardConnection, SmartCardProtocol
+        from yubikit.core.smartcard.scp import KeyRef, Scp03KeyParams
+        from yubikit.core.smartcard.scp import StaticKeys as YkKeys
+    except ImportError:
+        return None
+    keys = StaticKeys(os.urandom(16), os.urandom(16), os.urandom(16))
+    card = CardChannel(CardKeyset(0x30, keys), i=0x70, key_diversification_data=b"\x00" * 10, sd_aid=AID,
+                       sequence_counter=1)
+
+    class Card(SmartCardConnection):
+        transport = TRANSPORT.USB
+
+        def send_and_receive(self, raw: bytes) -> tuple[bytes, int]:
+            cmd = CommandApdu.parse(raw)
+            if cmd.ins == 0x50:
+                resp = card.initialize_update(cmd)
+            elif cmd.ins == 0x82:
+                resp = card.external_authenticate(cmd)
+            else:
+                card.unwrap(cmd)
+                resp = card.wrap_response(body, 0x9000)
+            return resp[:-2], int.from_bytes(resp[-2:], "big")
+
+        def close(self) -> None:
+            pass
+
+    proto = SmartCardProtocol(Card())
+    proto.init_scp(Scp03KeyParams(KeyRef(0x01, 0x30), YkKeys(keys.enc, keys.mac, keys.dek)))
+    cmd = CommandApdu.parse(apdu)
+    return _rate(lambda: proto.send_apdu(cmd.cla, cmd.ins, cmd.p1, cmd.p2, cmd.data or b""))
 
 
 if __name__ == "__main__":

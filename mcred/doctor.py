@@ -138,6 +138,17 @@ def _node() -> Finding:
                    "" if ok else f"apt-get install -y nodejs npm; cd {bridge} && npm install --no-save --ignore-scripts")
 
 
+def _yubikit() -> Finding:
+    try:
+        import yubikit.core.smartcard.scp  # noqa: F401
+    except ImportError:
+        return Finding("yubikit SCP03 host", False, "not installed",
+                       "a second SCP03 host (Yubico's) against our SE in the tests and benchmarks",
+                       "pip install --no-deps yubikey-manager==5.5.1")
+    return Finding("yubikit SCP03 host", True, "installed",
+                   "a second SCP03 host (Yubico's) against our SE in the tests and benchmarks")
+
+
 def _openssl() -> Finding:
     path = _which("openssl")
     return Finding("openssl", bool(path), path or "not found",
@@ -147,7 +158,7 @@ def _openssl() -> Finding:
 
 def diagnose(ctx) -> list[Finding]:  # noqa: ANN001
     """Every finding, the installation's own first."""
-    return [_database(ctx), _keystore(ctx), _postgres(), _pcsc(), _hsm(), _node(), _openssl()]
+    return [_database(ctx), _keystore(ctx), _postgres(), _pcsc(), _hsm(), _node(), _yubikit(), _openssl()]
 
 
 def as_json(findings: list[Finding], home: Path) -> dict:

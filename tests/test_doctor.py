@@ -21,7 +21,7 @@ def test_doctor_reports_each_component(home):
     found = {f["name"]: f for f in report["findings"]}
     assert list(found)[:2] == ["database", "issuer key store"]
     assert found["database"]["ok"] and found["database"]["detail"] == "sqlite, schema current"
-    assert {"PostgreSQL", "PC/SC bridge and OpenSC", "HSM (PKCS#11)", "@auth0/mdl interop",
+    assert {"PostgreSQL", "PC/SC bridge and OpenSC", "HSM (PKCS#11)", "@auth0/mdl interop", "yubikit SCP03 host",
             "openssl"} <= set(found)
     for f in report["findings"]:
         assert f["enables"] and (f["ok"] or f["fix"]), f  # anything missing says how to get it
