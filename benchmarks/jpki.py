@@ -8,13 +8,21 @@ measured in the same run.
    ``protocols.jpki.crl.build_crl`` at smaller sizes (it adds entries one builder at a time);
 3. OCSP responses per second through the HTTP responder (uvicorn on 127.0.0.1, one
    keep-alive client), next to the in-process responder and raw signatures per second.
+
+Peer, where the ``openssl`` command exists: OpenSSL's own CA and responder on the same
+work, in the same run. ``openssl ca -gencrl`` builds and signs a CRL of the same entries
+(serials, revocation date, reason; RSA-2048, SHA-256) from an index file (written
+beforehand, not timed; its output is PEM), and ``openssl ocsp -index ... -port`` answers
+the same kind of request (RSA-2048 responder, one certificate) over HTTP to the same client.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import shutil
 import socket
+import subprocess
 import tempfile
 import threading
 import time
@@ -205,6 +213,97 @@ def bench_ocsp(tmp: Path, seconds: float) -> dict:
             "raw_sign": _raw_sign_rate("rsa2048", seconds)}
 
 
+def _openssl_ca(tmp: Path, rows, now: dt.datetime) -> Path:
+    """An OpenSSL CA directory: RSA-2048 key and self-signed certificate, ``ca.cnf``, and an
+    index file revoking ``rows`` (serial, reason) at ``now``."""
+    from cryptography.hazmat.primitives import serialization
+
+    d = tmp / "openssl-ca"
+    d.mkdir(exist_ok=True)
+    key = rsa.generate_private_key(65537, 2048)
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "bench CRL issuer")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=10))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    (d / "ca.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                 serialization.NoEncryption()))
+    (d / "ca.pem").write_bytes(cert.public_bytes(Encoding.PEM))
+    names = {x509.ReasonFlags.cessation_of_operation: "cessationOfOperation",
+             x509.ReasonFlags.affiliation_changed: "affiliationChanged",
+             x509.ReasonFlags.superseded: "superseded", x509.ReasonFlags.certificate_hold: "certificateHold"}
+    when = now.strftime("%y%m%d%H%M%SZ")
+    with open(d / "index.txt", "w") as f:
+        for serial, reason in rows:
+            f.write(f"R\t301231000000Z\t{when},{names[reason]}\t{serial:X}\tunknown\t/CN={serial:x}\n")
+    (d / "index.txt.attr").write_text("unique_subject = no\n")
+    (d / "crlnumber").write_text("01\n")
+    (d / "ca.cnf").write_text("[ca]\ndefault_ca = bench\n[bench]\ndatabase = index.txt\ncrlnumber = crlnumber\n"
+                              "certificate = ca.pem\nprivate_key = ca.key\ndefault_md = sha256\n"
+                              "default_crl_days = 1\nunique_subject = no\n")
+    return d
+
+
+def bench_openssl_crl(tmp: Path, entries: int) -> float | None:
+    """Seconds ``openssl ca -gencrl`` takes for ``entries`` revoked certificates; None
+    without openssl."""
+    if shutil.which("openssl") is None:
+        return None
+    now, rows = _crl_inputs(entries)
+    d = _openssl_ca(tmp, rows, now)
+    t0 = time.perf_counter()
+    subprocess.run(["openssl", "ca", "-config", "ca.cnf", "-gencrl", "-out", "crl.pem"], cwd=d,
+                   check=True, capture_output=True)
+    took = time.perf_counter() - t0
+    crl = x509.load_pem_x509_crl((d / "crl.pem").read_bytes())
+    assert len(crl) == entries  # the peer did the whole job
+    return took
+
+
+def bench_openssl_ocsp(tmp: Path, seconds: float) -> float | None:
+    """Responses per second from ``openssl ocsp`` as an HTTP responder (RSA-2048 signer,
+    the CA itself), one client asking about one good certificate; None without openssl."""
+    import httpx
+    from cryptography.hazmat.primitives import serialization
+
+    if shutil.which("openssl") is None:
+        return None
+    now = dt.datetime.now(dt.UTC)
+    d = _openssl_ca(tmp, [], now)
+    ca = x509.load_pem_x509_certificate((d / "ca.pem").read_bytes())
+    ca_key = serialization.load_pem_private_key((d / "ca.key").read_bytes(), None)
+    _, spki = _subject("rsa2048")
+    leaf = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "l")]))
+            .issuer_name(ca.subject).public_key(serialization.load_der_public_key(spki)).serial_number(0x77)
+            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=5))
+            .sign(ca_key, hashes.SHA256()))
+    (d / "index.txt").write_text("V\t301231000000Z\t\t77\tunknown\t/CN=l\n")
+    port = _free_port()
+    server = subprocess.Popen(["openssl", "ocsp", "-index", "index.txt", "-port", str(port),
+                               "-rsigner", "ca.pem", "-rkey", "ca.key", "-CA", "ca.pem", "-ignore_err"],
+                              cwd=d, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        der = ocsp.OCSPRequestBuilder().add_certificate(leaf, ca, hashes.SHA256()).build().public_bytes(Encoding.DER)
+        url = f"http://127.0.0.1:{port}/"
+        with httpx.Client() as client:
+            for _ in range(100):
+                try:
+                    answer = client.post(url, content=der, headers={"Content-Type": "application/ocsp-request"})
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.05)
+            else:
+                return None
+            status = ocsp.load_der_ocsp_response(answer.content).certificate_status
+            assert status is ocsp.OCSPCertStatus.GOOD, status
+            return _rate(lambda: client.post(url, content=der, headers={"Content-Type": "application/ocsp-request"}),
+                         seconds)
+    finally:
+        server.terminate()
+        server.wait(5)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks jpki")
     ap.add_argument("--certificates", type=int, default=200)
@@ -221,11 +320,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"CRL {crl['entries']:,} entries: built+signed in {crl['seconds']:.2f} s, "
               f"{crl['bytes'] / 1e6:.1f} MB   (floor: SHA-256 over the TBS + one RSA "
               f"signature {crl['floor_seconds']:.3f} s)")
+        peer = bench_openssl_crl(tmp, args.crl_entries)
+        if peer is not None:
+            print(f"  openssl ca -gencrl, same entries: {peer:.2f} s (PEM out); ours/openssl = "
+                  f"{crl['seconds'] / peer:.2f}")
         for n, secs in bench_pure_build_crl([5_000, 10_000, 20_000]):
             print(f"protocols.jpki.crl.build_crl {n:>6,} entries: {secs:.2f} s")
         o = bench_ocsp(tmp, args.seconds)
         print(f"OCSP over HTTP: {o['http']:8.1f} responses/s   (in-process responder "
               f"{o['in_process']:8.1f}/s; floor {o['raw_sign']:8.1f} raw RSA-2048 signatures/s)")
+        peer_ocsp = bench_openssl_ocsp(tmp, args.seconds)
+        if peer_ocsp is not None:
+            print(f"  openssl ocsp responder over HTTP, same client: {peer_ocsp:8.1f} responses/s; "
+                  f"ours/openssl = {o['http'] / peer_ocsp:.2f}")
     return 0
 
 
