@@ -268,3 +268,51 @@ def test_fuzz_ocsp_request_never_crashes(data):
         pass
     resp = respond(data, lookup_table({207: Good()}), responder(pki(KeyType.RSA_2048)), NOW)
     assert _status(resp) in {"successful", "malformed_request", "unauthorized"}
+
+
+def _fields(der: bytes) -> dict:
+    r = x509ocsp.load_der_ocsp_response(der)
+    ext = {e.oid.dotted_string: (e.critical, e.value.public_bytes()) for e in r.extensions}
+    return {
+        "status": r.response_status, "cert_status": r.certificate_status, "serial": r.serial_number,
+        "hash": r.hash_algorithm.name, "name_hash": r.issuer_name_hash, "key_hash": r.issuer_key_hash,
+        "this_update": r.this_update_utc, "next_update": r.next_update_utc, "produced_at": r.produced_at_utc,
+        "revocation_time": r.revocation_time_utc if r.certificate_status is x509ocsp.OCSPCertStatus.REVOKED else None,
+        "reason": r.revocation_reason if r.certificate_status is x509ocsp.OCSPCertStatus.REVOKED else None,
+        "responder_key_hash": r.responder_key_hash, "responder_name": r.responder_name,
+        "certificates": r.certificates, "signature_oid": r.signature_algorithm_oid,
+        "hash_of_signature": r.signature_hash_algorithm.name, "extensions": ext, "count": len(list(r.responses)),
+    }
+
+
+@pytest.mark.parametrize("key_type", KEY_TYPES)
+def test_ocsp_single_certid_fast_path_answers_like_the_general_one(tmp_path, key_type):
+    """One CertID is built by cryptography's OCSPResponseBuilder when its producedAt (the
+    system clock at signing) is ``now``'s second; otherwise, and for several CertIDs, by
+    asn1crypto. Both give the same fields for every status, with and without a nonce, for
+    SHA-1 and SHA-256 CertIDs, and OpenSSL verifies the fast one."""
+    from datetime import UTC, datetime
+
+    from protocols.jpki.ocsp import _build_general, _build_one
+
+    p = pki(key_type)
+    cert, _ = p.issue_signing(401)
+    r = responder(p)
+    statuses = [Good(), Unknown(), Revoked(NOW - timedelta(hours=3), None)]
+    statuses += [Revoked(NOW - timedelta(minutes=5, microseconds=7), reason)
+                 for reason in R if reason is not R.REMOVE_FROM_CRL]
+    for n, status in enumerate(statuses):
+        for alg, nonce in ((hashes.SHA256(), b"\x02" * 16), (hashes.SHA1(), None)):
+            cid = parse_request(request_der(cert, p.roots[Purpose.SIGN], alg)).cert_ids[0]
+            for _ in range(3):  # a signature that straddles a second falls back: try again
+                now = datetime.now(UTC)
+                fast = _build_one(r, cid, status, now, nonce)
+                if fast is not None:
+                    break
+            assert fast is not None
+            assert _fields(fast) == _fields(_build_general(r, [(cid, status)], now, nonce)), (status, alg)
+            if n < 3:
+                expect = {Good: ": good", Unknown: ": unknown", Revoked: ": revoked"}[type(status)]
+                assert expect in openssl_ocsp(tmp_path, p, cert, fast, digest="-sha256" if nonce else "-sha1")
+    # a responder clock away from the system clock never takes the fast path
+    assert _build_one(r, cid, Good(), NOW - timedelta(days=1), None) is None

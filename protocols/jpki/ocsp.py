@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from asn1crypto import algos as asn1algos
 from asn1crypto import core as asn1core
@@ -23,10 +23,12 @@ from asn1crypto import ocsp as asn1ocsp
 from asn1crypto import x509 as asn1x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509 import ocsp
 
-from ._signing import IssuerKey, sign_bytes
+from ._signing import IssuerKey, hash_for, sign_bytes
 from .crl import RevocationReason
 from .errors import JpkiError, OcspRequestError
+from .profile import KeyType
 
 HASH_LENGTHS = {"sha1": 20, "sha256": 32}
 MAX_CERT_IDS = 16
@@ -213,9 +215,66 @@ def _status_asn1(status: CertStatus) -> asn1ocsp.CertStatus:
     raise JpkiError(f"lookup returned {status!r}, not Good/Revoked/Unknown")
 
 
+_CERT_ID_HASHES = {"sha1": hashes.SHA1, "sha256": hashes.SHA256}  # noqa: S303 - CertID hashes, not signatures
+
+
+def _build_one(responder: OcspResponder, cert_id: CertId, status: CertStatus, now: datetime,
+               nonce: bytes | None) -> bytes | None:
+    """:func:`build_response` for one CertID with ``cryptography``'s OCSPResponseBuilder
+    (three to four times less work than asn1crypto's generic encoder), or ``None`` when its
+    answer would not be the one :func:`build_response` promises. The builder stamps
+    producedAt from the system clock at signing, so its response is used only when that
+    second is ``now``'s: always with the system clock as the responder's clock, save a
+    signature that straddles a second; never with a test clock (the general path answers)."""
+    this_update = now.replace(microsecond=0)
+    if abs((datetime.now(UTC) - now).total_seconds()) > 1:
+        return None
+    revocation_time = reason = None
+    if isinstance(status, Good):
+        cert_status = ocsp.OCSPCertStatus.GOOD
+    elif isinstance(status, Unknown):
+        cert_status = ocsp.OCSPCertStatus.UNKNOWN
+    elif isinstance(status, Revoked):
+        if status.revoked_at.tzinfo is None:
+            raise JpkiError("OCSP times must be timezone-aware")
+        cert_status = ocsp.OCSPCertStatus.REVOKED
+        revocation_time = status.revoked_at.replace(microsecond=0)
+        reason = status.reason.flag if status.reason is not None else None
+    else:
+        raise JpkiError(f"lookup returned {status!r}, not Good/Revoked/Unknown")
+    builder = (ocsp.OCSPResponseBuilder()
+               .add_response_by_hash(cert_id.issuer_name_hash, cert_id.issuer_key_hash, cert_id.serial,
+                                     _CERT_ID_HASHES[cert_id.hash_algorithm](), cert_status, this_update,
+                                     this_update + responder.validity, revocation_time, reason)
+               .responder_id(ocsp.OCSPResponderEncoding.HASH, responder.certificate)
+               .certificates([responder.certificate]))
+    if nonce is not None:
+        builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
+    response = builder.sign(responder.key, hash_for(KeyType.of(responder.key)))
+    if response.produced_at_utc != this_update:
+        return None
+    return response.public_bytes(serialization.Encoding.DER)
+
+
 def build_response(*, responder: OcspResponder, answers: Sequence[tuple[CertId, CertStatus]],
                    now: datetime, nonce: bytes | None = None) -> bytes:
-    """A successful, signed BasicOCSPResponse (RFC 6960 4.2.1) as DER OCSPResponse bytes."""
+    """A successful, signed BasicOCSPResponse (RFC 6960 4.2.1) as DER OCSPResponse bytes.
+
+    One CertID (what relying parties send) is built by ``cryptography`` when it can give
+    producedAt = ``now`` (:func:`_build_one`); several, or a ``now`` that is not the system
+    clock's, by asn1crypto. Both give the same response fields (tests/test_jpki_revocation.py)."""
+    if now.tzinfo is None:
+        raise JpkiError("OCSP times must be timezone-aware")
+    if len(answers) == 1:
+        built = _build_one(responder, *answers[0], now, nonce)
+        if built is not None:
+            return built
+    return _build_general(responder, answers, now, nonce)
+
+
+def _build_general(responder: OcspResponder, answers: Sequence[tuple[CertId, CertStatus]],
+                   now: datetime, nonce: bytes | None) -> bytes:
+    """:func:`build_response` with asn1crypto: any number of CertIDs, producedAt = ``now``."""
     responder_der = responder.certificate.public_bytes(serialization.Encoding.DER)
     responder_asn1 = asn1x509.Certificate.load(responder_der)
     key_bits = responder_asn1["tbs_certificate"]["subject_public_key_info"]["public_key"]
