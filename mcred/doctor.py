@@ -67,6 +67,18 @@ def _keystore(ctx) -> Finding:  # noqa: ANN001
     return Finding("issuer key store", True, f"{kind}: {detail}", "issuing anything")
 
 
+def _master_key(ctx) -> Finding:  # noqa: ANN001
+    from mcred.health import check_master_key
+
+    kind = os.environ.get("MCRED_TSM_MASTER_KEY", "file")
+    try:
+        detail = check_master_key(ctx)
+    except Exception as exc:  # noqa: BLE001 - reported
+        return Finding("TSM master key", False, f"{kind}: {type(exc).__name__}: {exc}",
+                       "provisioning (SCP03 keys of every SE)", "see specs/tsm.md")
+    return Finding("TSM master key", True, f"{kind}: {detail}", "provisioning (SCP03 keys of every SE)")
+
+
 def _postgres() -> Finding:
     url = os.environ.get("MCRED_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
     try:
@@ -105,7 +117,8 @@ def _hsm() -> Finding:
     missing = [n for n, ok in (("python-pkcs11", lib), (module, have)) if not ok]
     return Finding("HSM (PKCS#11)", not missing,
                    f"python-pkcs11 and {module} present" if not missing else f"missing {', '.join(missing)}",
-                   "MCRED_KEYSTORE=pkcs11: issuer keys born and used in a token",
+                   "MCRED_KEYSTORE=pkcs11 and MCRED_TSM_MASTER_KEY=pkcs11: issuer keys and the "
+                   "TSM master key born and used in a token",
                    "" if not missing else "pip install '.[hsm]'; apt-get install -y softhsm2 (or your HSM's module)")
 
 
@@ -156,11 +169,17 @@ def _openssl() -> Finding:
                    "" if path else "apt-get install -y openssl")
 
 
+#: The first findings are the installation's own (database, issuer key store, TSM master
+#: key): the installation is ready when they are.
+_OWN = 3
+
+
 def diagnose(ctx) -> list[Finding]:  # noqa: ANN001
     """Every finding, the installation's own first."""
-    return [_database(ctx), _keystore(ctx), _postgres(), _pcsc(), _hsm(), _node(), _yubikit(), _openssl()]
+    return [_database(ctx), _keystore(ctx), _master_key(ctx), _postgres(), _pcsc(), _hsm(), _node(),
+            _yubikit(), _openssl()]
 
 
 def as_json(findings: list[Finding], home: Path) -> dict:
     return {"home": str(home), "findings": [asdict(f) for f in findings],
-            "ready": all(f.ok for f in findings[:2])}
+            "ready": all(f.ok for f in findings[:_OWN])}

@@ -36,7 +36,6 @@ from protocols import cardsub
 from protocols.cardsub import HolderError
 from tsm.errors import JobInputError
 from tsm.jobs import JobSecrets, JobView, StepHook, Tsm
-from tsm.keys import default_master_key
 
 KEY_TYPES = ("rsa2048", "p384")
 #: The reason recorded when a new phone's issuance ends the old phone's credential.
@@ -195,7 +194,7 @@ def issuer_port(ctx: Context) -> CompositeIssuer:
 
 
 def tsm_for(ctx: Context, port: CompositeIssuer | None = None, actor: str = "mcred") -> Tsm:
-    return Tsm(ctx.engine, default_master_key(ctx.home), issuer=port or issuer_port(ctx),
+    return Tsm(ctx.engine, ctx.master_key, issuer=port or issuer_port(ctx),
                actor=actor)
 
 
