@@ -239,8 +239,8 @@ def provision(ctx: Context, phone_id: str, holder: cardsub.Holder | str, *,
     job_secrets, generated = generate_secrets(pin, password, puk)
     se = wallet_sim.open_secure_element(phone_id, ctx.home)  # the phone exists, or refuse now
     port = issuer_port(ctx)
+    tsm = tsm_for(ctx, port, actor)  # the issuer's keys and the TSM master key open, or refuse now
     holder_id = register(ctx, holder, phone_id)
-    tsm = tsm_for(ctx, port, actor)
     job = tsm.create_job(phone_id, "provision",
                          {"algorithm": key_type, "mdoc_count": mdoc_batch}, job_secrets)
     view = tsm.run(job, se.transmit, secrets=job_secrets, after_step=after_step, trace=trace)
