@@ -50,7 +50,7 @@ def _as_master_key_error():
     try:
         yield
     except TokenError as exc:
-        raise MasterKeyError(f"TSM master key: {exc}") from exc
+        raise MasterKeyError(str(exc)) from exc
 
 
 class HsmMasterKey:
