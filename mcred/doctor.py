@@ -55,28 +55,28 @@ def _database(ctx) -> Finding:  # noqa: ANN001
     return Finding("database", True, f"{dialect}, schema current", "everything")
 
 
+def _key_store(ctx, name: str, check, setting: str, enables: str, fix: str) -> Finding:  # noqa: ANN001
+    """A key store's readiness check, prefixed with the store ``setting`` chooses."""
+    kind = os.environ.get(setting, "file")
+    try:
+        detail = check(ctx)
+    except Exception as exc:  # noqa: BLE001 - reported
+        return Finding(name, False, f"{kind}: {type(exc).__name__}: {exc}", enables, fix)
+    return Finding(name, True, f"{kind}: {detail}", enables)
+
+
 def _keystore(ctx) -> Finding:  # noqa: ANN001
     from mcred.health import check_keystore
 
-    kind = os.environ.get("MCRED_KEYSTORE", "file")
-    try:
-        detail = check_keystore(ctx)
-    except Exception as exc:  # noqa: BLE001 - reported
-        return Finding("issuer key store", False, f"{kind}: {type(exc).__name__}: {exc}",
-                       "issuing anything", "see specs/issuer-keys.md")
-    return Finding("issuer key store", True, f"{kind}: {detail}", "issuing anything")
+    return _key_store(ctx, "issuer key store", check_keystore, "MCRED_KEYSTORE", "issuing anything",
+                      "see specs/issuer-keys.md")
 
 
 def _master_key(ctx) -> Finding:  # noqa: ANN001
     from mcred.health import check_master_key
 
-    kind = os.environ.get("MCRED_TSM_MASTER_KEY", "file")
-    try:
-        detail = check_master_key(ctx)
-    except Exception as exc:  # noqa: BLE001 - reported
-        return Finding("TSM master key", False, f"{kind}: {type(exc).__name__}: {exc}",
-                       "provisioning (SCP03 keys of every SE)", "see specs/tsm.md")
-    return Finding("TSM master key", True, f"{kind}: {detail}", "provisioning (SCP03 keys of every SE)")
+    return _key_store(ctx, "TSM master key", check_master_key, "MCRED_TSM_MASTER_KEY",
+                      "provisioning (SCP03 keys of every SE)", "see specs/tsm.md")
 
 
 def _postgres() -> Finding:

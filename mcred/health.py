@@ -51,12 +51,17 @@ def check_keystore(ctx: Context) -> str:
 
 
 def check_master_key(ctx: Context) -> str:
-    """Where the TSM master key is and its ``key_id`` (raises when it cannot open). A file
-    key not made yet is reported, not made; a token's keys are made on first use, as a
-    provisioning would (the token must answer either way)."""
-    kind = master_key_store()
-    if kind == "file" and not master_key_path(ctx.home).exists():
-        return f"file {master_key_path(ctx.home)}: none yet (made at the first provisioning)"
+    """Where the TSM master key is and its ``key_id`` (raises when it cannot open: no token,
+    a wrong PIN, a refused key). A key not made yet is reported, not made."""
+    if master_key_store() == "pkcs11":
+        from tsm.hsm import HsmMasterKey
+
+        key = HsmMasterKey.existing()
+        if key is None:
+            return "PKCS#11 token: none yet (made at the first provisioning)"
+        return key.describe()
+    if not master_key_path(ctx.home).exists():
+        return f"{master_key_path(ctx.home)}: none yet (made at the first provisioning)"
     return ctx.master_key.describe()
 
 

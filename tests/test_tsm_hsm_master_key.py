@@ -215,6 +215,11 @@ def test_provisioning_with_the_master_key_in_the_token(softhsm_token, home, monk
     monkeypatch.setenv("MCRED_TSM_MASTER_KEY", "pkcs11")
     monkeypatch.setenv("MCRED_PKCS11_TOKEN", softhsm_token)
     monkeypatch.setenv("MCRED_PKCS11_PIN", PIN)
+    from mcred.health import check_master_key
+
+    assert "none yet" in check_master_key(Context.open(home))  # the probe looks, makes nothing
+    with _login(softhsm_token) as find:
+        assert find(MASTER_LABEL) == [] and find(SEAL_LABEL) == []
     r = CliRunner().invoke(app, ["provision", "--phone", "new", "--holder", str(_holder(tmp_path)),
                                  "--key-type", "p384", "--mdoc-batch", "1", "--json"])
     assert r.exit_code == 0, r.output
@@ -233,10 +238,7 @@ def test_provisioning_with_the_master_key_in_the_token(softhsm_token, home, monk
     se = wallet_sim.open_secure_element(phone, home)
     assert _opens(se, keys, 0x31)
     assert not _opens(se, FACTORY_KEYS, 0x30) and not _opens(se, diversify(bytes(16), bytes.fromhex(row.kdd)), 0x31)
-    ready = Context.open(home)
-    from mcred.health import check_master_key
-
-    assert check_master_key(ready).startswith(f"PKCS#11 token {softhsm_token!r}, AES-128")
+    assert check_master_key(Context.open(home)).startswith(f"PKCS#11 token {softhsm_token!r}, AES-128")
     # doctor reports the token's key
     r = CliRunner().invoke(app, ["doctor", "--json"])
     found = {f["name"]: f for f in json.loads(r.output)["findings"]}

@@ -53,11 +53,16 @@ def _as_master_key_error():
         raise MasterKeyError(str(exc)) from exc
 
 
+class _Absent(Exception):
+    """The key is not on the token and was not to be generated."""
+
+
 class HsmMasterKey:
     """The TSM master key (and its sealing key) in a PKCS#11 token; the token computes."""
 
     def __init__(self, module: str, token_label: str, pin: str, *, label: str = MASTER_LABEL,
-                 seal_label: str = SEAL_LABEL) -> None:
+                 seal_label: str = SEAL_LABEL, create: bool = True) -> None:
+        self._create = create
         self._p11 = pkcs11_module(SETTING)
         with _as_master_key_error():
             self._token: Token = open_token(module, token_label, pin)
@@ -75,6 +80,17 @@ class HsmMasterKey:
     def from_env(cls, env: Mapping[str, str] | None = None) -> HsmMasterKey:
         with _as_master_key_error():
             return cls(*token_settings(os.environ if env is None else env, SETTING))
+
+    @classmethod
+    def existing(cls, env: Mapping[str, str] | None = None) -> HsmMasterKey | None:
+        """The key if the token holds it already, else None: looks, generates nothing (the
+        readiness probe and ``mcred doctor``)."""
+        with _as_master_key_error():
+            settings = token_settings(os.environ if env is None else env, SETTING)
+        try:
+            return cls(*settings, create=False)
+        except _Absent:
+            return None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(token={self.token_label!r}, label={self.label!r}, key_id={self.key_id})"
@@ -101,6 +117,8 @@ class HsmMasterKey:
         generation explains are refused, never chosen between."""
         p11, A = self._p11, self._p11.Attribute  # noqa: N806
         found = self._call(f"find {label!r}", lambda: self._find(label))
+        if not found and not self._create:
+            raise _Absent(label)
         if not found:
             template = {A.TOKEN: True, A.PRIVATE: True, A.SENSITIVE: True, A.EXTRACTABLE: False,
                         A.MODIFIABLE: False, **usage}

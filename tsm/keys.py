@@ -152,7 +152,7 @@ class FileMasterKey(InMemoryMasterKey):
 
     def describe(self) -> str:
         """Where the key is and its non-secret name (for ``mcred doctor`` and ``/readyz``)."""
-        return f"file {self.path}, AES-{8 * len(self._key)}, key_id {self.key_id}"
+        return f"{self.path}, AES-{8 * len(self._key)}, key_id {self.key_id}"
 
 
 def _create_key_file(path: Path) -> None:
