@@ -21,7 +21,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 import wallet_sim
-from hsm import SOFTHSM2, close_all
+from hsm import SOFTHSM2, TokenError, close_all
 from protocols.gp.scp03 import HostChannel, Scp03Error, StaticKeys
 from tsm.db import SecureElementRow
 from tsm.errors import MasterKeyError, SealError
@@ -139,7 +139,7 @@ def test_sealing_in_the_token_round_trips_and_refuses_tampering(softhsm_token):
         file_key.unseal(sealed, b"job-7")
 
 
-def test_refusals_are_typed(softhsm_token, tmp_path):
+def test_refusals_are_typed(softhsm_token, tmp_path, monkeypatch):
     with pytest.raises(MasterKeyError, match="PinIncorrect"):
         HsmMasterKey(SOFTHSM2, softhsm_token, "000000")
     with pytest.raises(MasterKeyError, match="NoSuchToken"):
@@ -148,6 +148,13 @@ def test_refusals_are_typed(softhsm_token, tmp_path):
         HsmMasterKey.from_env({"MCRED_PKCS11_TOKEN": softhsm_token})
     with pytest.raises(MasterKeyError, match="MCRED_PKCS11_PIN_FILE .* is unreadable"):
         HsmMasterKey.from_env({"MCRED_PKCS11_PIN_FILE": str(tmp_path / "absent")})
+    def no_pkcs11(setting):
+        raise TokenError(f"{setting} needs python-pkcs11")
+
+    with monkeypatch.context() as m:
+        m.setattr("tsm.hsm.pkcs11_module", no_pkcs11)
+        with pytest.raises(MasterKeyError, match="MCRED_TSM_MASTER_KEY=pkcs11 needs python-pkcs11"):
+            HsmMasterKey(SOFTHSM2, softhsm_token, PIN)
     with pytest.raises(MasterKeyError, match="libnothing.so"):
         HsmMasterKey.from_env({"MCRED_PKCS11_MODULE": str(tmp_path / "libnothing.so"),
                                "MCRED_PKCS11_PIN": PIN})

@@ -63,8 +63,8 @@ class HsmMasterKey:
     def __init__(self, module: str, token_label: str, pin: str, *, label: str = MASTER_LABEL,
                  seal_label: str = SEAL_LABEL, create: bool = True) -> None:
         self._create = create
-        self._p11 = pkcs11_module(SETTING)
         with _as_master_key_error():
+            self._p11 = pkcs11_module(SETTING)
             self._token: Token = open_token(module, token_label, pin)
         self.module, self.token_label, self.label, self.seal_label = module, token_label, label, seal_label
         A = self._p11.Attribute  # noqa: N806
