@@ -11,7 +11,8 @@ a file key; ``private_bytes`` / ``private_numbers`` / ``exchange`` refuse.
 The token computes: ECDSA over a digest made here (``CKM_ECDSA``; the token's raw ``r || s``
 becomes DER through ``cryptography``'s ``encode_dss_signature``), RSA PKCS#1 v1.5 with the
 hash in the mechanism (``CKM_SHA256_RSA_PKCS`` ...). PKCS#11 sessions are not thread-safe:
-one session per store, behind a lock (the service signs from its thread pool).
+one session per process and token (:func:`hsm.open_token`, shared with the TSM's master key),
+behind a lock (the service signs from its thread pool).
 
 Configuration (``mcred.context``): ``MCRED_KEYSTORE=pkcs11``, ``MCRED_PKCS11_MODULE`` (the
 library; default SoftHSM2's), ``MCRED_PKCS11_TOKEN`` (label, default ``mcred``),
@@ -20,20 +21,19 @@ library; default SoftHSM2's), ``MCRED_PKCS11_TOKEN`` (label, default ``mcred``),
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import threading
-from pathlib import Path
+from contextlib import contextmanager
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric import utils as asym_utils
 
+from hsm import SOFTHSM2, Token, TokenError, close_all, open_token, pkcs11_module, token_settings
 from issuer.keystore import _LABEL, KeyNotFound, KeyStoreError, LocalSigner
 
-SOFTHSM2 = "/usr/lib/softhsm/libsofthsm2.so"
+__all__ = ["SOFTHSM2", "HsmEcKey", "HsmError", "HsmRsaKey", "Pkcs11KeyStore", "close_all"]
 _CURVES = {"p256": ec.SECP256R1(), "p384": ec.SECP384R1(), "p521": ec.SECP521R1()}
 _RSA_MECHANISMS = {"sha256": "SHA256_RSA_PKCS", "sha384": "SHA384_RSA_PKCS", "sha512": "SHA512_RSA_PKCS"}
 
@@ -42,41 +42,29 @@ class HsmError(KeyStoreError):
     """The token refused, or is not there."""
 
 
-def _pkcs11():
+@contextmanager
+def _as_hsm_error():
+    """The shared token layer's :class:`hsm.TokenError` as the issuer's own :class:`HsmError`."""
     try:
-        import pkcs11
-    except ImportError as exc:  # pragma: no cover - python-pkcs11 is a dependency
-        raise HsmError("MCRED_KEYSTORE=pkcs11 needs python-pkcs11: pip install 'mcred[hsm]'") from exc
-    return pkcs11
+        yield
+    except TokenError as exc:
+        raise HsmError(str(exc)) from exc
 
 
-class _Token:
-    """One logged-in session on the token, used under a lock. PKCS#11 logs in per process,
-    not per session: :func:`_open_token` keeps one per (module, token) for the process."""
+class _Keys:
+    """The issuer's key pairs on the process's token session (:func:`hsm.open_token`)."""
 
-    def __init__(self, module: str, token_label: str, pin: str) -> None:
-        pkcs11 = _pkcs11()
-        self.lock = threading.RLock()
-        self.pin_digest = hashlib.sha256(pin.encode()).digest()
+    def __init__(self, token: Token) -> None:
+        self.token = token
+        self.lock = token.lock
         self._signing: dict[str, object] = {}  # label -> private key handle, found once
-        try:
-            lib = pkcs11.lib(module)
-            token = lib.get_token(token_label=token_label)
-            self.session = token.open(user_pin=pin, rw=True)
-        except pkcs11.exceptions.PKCS11Error as exc:
-            raise HsmError(f"PKCS#11 token {token_label!r} in {module}: {type(exc).__name__} {exc}") from exc
-        except (OSError, RuntimeError) as exc:
-            raise HsmError(f"PKCS#11 module {module}: {exc}") from exc
 
-    def close(self) -> None:
-        with self.lock:
-            try:
-                self.session.close()
-            except Exception:  # noqa: BLE001, S110 - closing a session the token already dropped
-                pass
+    @property
+    def session(self):  # noqa: ANN201
+        return self.token.session
 
     def find_private(self, label: str):
-        pkcs11 = _pkcs11()
+        pkcs11 = pkcs11_module()
         with self.lock:
             found = list(self.session.get_objects({pkcs11.Attribute.CLASS: pkcs11.ObjectClass.PRIVATE_KEY,
                                                    pkcs11.Attribute.LABEL: label}))
@@ -86,7 +74,7 @@ class _Token:
 
     def public_key(self, label: str):
         """The ``cryptography`` public key of the pair labelled ``label``."""
-        pkcs11 = _pkcs11()
+        pkcs11 = pkcs11_module()
         from pkcs11.util.ec import encode_ec_public_key
 
         with self.lock:
@@ -102,7 +90,7 @@ class _Token:
             return rsa.RSAPublicNumbers(e, n).public_key()
 
     def sign(self, label: str, data: bytes, mechanism: str) -> bytes:
-        pkcs11 = _pkcs11()
+        pkcs11 = pkcs11_module()
         with self.lock:
             key = self._signing.get(label)
             if key is None:
@@ -115,32 +103,6 @@ class _Token:
             except pkcs11.exceptions.PKCS11Error as exc:
                 raise HsmError(f"token refused to sign with {label!r} ({mechanism}): "
                                f"{type(exc).__name__} {exc}") from exc
-
-
-_OPEN: dict[tuple[str, str], _Token] = {}
-_OPEN_LOCK = threading.Lock()
-
-
-def _open_token(module: str, token_label: str, pin: str) -> _Token:
-    """The process's session on the token, opened (and logged in) on first use."""
-    with _OPEN_LOCK:
-        token = _OPEN.get((module, token_label))
-        if token is not None:
-            if not hmac.compare_digest(token.pin_digest, hashlib.sha256(pin.encode()).digest()):
-                raise HsmError(f"PKCS#11 token {token_label!r} is open in this process with another PIN")
-            return token
-        token = _Token(module, token_label, pin)
-        _OPEN[(module, token_label)] = token
-        return token
-
-
-def close_all() -> None:
-    """Close this process's token sessions (the token logs out with the last one); the next
-    store opens and logs in again. For shutdown, and for tests that swap tokens."""
-    with _OPEN_LOCK:
-        for token in _OPEN.values():
-            token.close()
-        _OPEN.clear()
 
 
 class _NoExport:
@@ -164,7 +126,7 @@ class _NoExport:
 class HsmEcKey(_NoExport, ec.EllipticCurvePrivateKey):
     """An EC private key in the token: ``sign`` hashes here, the token signs the digest."""
 
-    def __init__(self, token: _Token, label: str, public: ec.EllipticCurvePublicKey) -> None:
+    def __init__(self, token: _Keys, label: str, public: ec.EllipticCurvePublicKey) -> None:
         self._token, self.label, self._public = token, label, public
 
     @property
@@ -206,7 +168,7 @@ class HsmEcKey(_NoExport, ec.EllipticCurvePrivateKey):
 class HsmRsaKey(_NoExport, rsa.RSAPrivateKey):
     """An RSA private key in the token: PKCS#1 v1.5 with the hash in the mechanism."""
 
-    def __init__(self, token: _Token, label: str, public: rsa.RSAPublicKey) -> None:
+    def __init__(self, token: _Keys, label: str, public: rsa.RSAPublicKey) -> None:
         self._token, self.label, self._public = token, label, public
 
     @property
@@ -233,22 +195,15 @@ class Pkcs11KeyStore:
 
     def __init__(self, module: str, token_label: str, pin: str) -> None:
         self.module, self.token_label = module, token_label
-        self._token = _open_token(module, token_label, pin)
+        with _as_hsm_error():
+            self._token = _Keys(open_token(module, token_label, pin))
         self._cache: dict[str, LocalSigner] = {}
         self._lock = threading.Lock()
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Pkcs11KeyStore:
-        env = dict(os.environ if env is None else env)
-        module = env.get("MCRED_PKCS11_MODULE") or SOFTHSM2
-        token = env.get("MCRED_PKCS11_TOKEN") or "mcred"
-        pin = env.get("MCRED_PKCS11_PIN")
-        if pin is None and env.get("MCRED_PKCS11_PIN_FILE"):
-            pin = Path(env["MCRED_PKCS11_PIN_FILE"]).read_text().strip()
-        if not pin:
-            raise HsmError("MCRED_KEYSTORE=pkcs11 needs the token's user PIN: MCRED_PKCS11_PIN "
-                           "or MCRED_PKCS11_PIN_FILE")
-        return cls(module, token, pin)
+        with _as_hsm_error():
+            return cls(*token_settings(os.environ if env is None else env, "MCRED_KEYSTORE=pkcs11"))
 
     @staticmethod
     def _check(label: str) -> str:
@@ -260,14 +215,14 @@ class Pkcs11KeyStore:
         return self._token.find_private(self._check(label)) is not None
 
     def labels(self) -> list[str]:
-        pkcs11 = _pkcs11()
+        pkcs11 = pkcs11_module()
         with self._token.lock:
             return sorted({k.label for k in self._token.session.get_objects(
                 {pkcs11.Attribute.CLASS: pkcs11.ObjectClass.PRIVATE_KEY}) if k.label})
 
     def create(self, label: str, algorithm: str) -> LocalSigner:
         """A new key pair generated in the token, sensitive and not extractable."""
-        pkcs11 = _pkcs11()
+        pkcs11 = pkcs11_module()
         from pkcs11.util.ec import encode_named_curve_parameters
 
         self._check(label)

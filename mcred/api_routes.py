@@ -213,13 +213,12 @@ def _issuers_set_up(ctx: Context) -> None:
         if key in _SET_UP:
             return
         from mcred.provision import issuer_port
-        from tsm.keys import default_master_key
 
         with _across_processes(ctx):
             issuer_port(ctx)
-            # The TSM master key file is created on first use without an atomic write: a
-            # concurrent reader can see it empty (found by the 200-job test).
-            default_master_key(ctx.home)
+            # The TSM master key is created on first use (a file, or keys in the token):
+            # once, here, before jobs use it (found by the 200-job test).
+            ctx.master_key  # noqa: B018
         _SET_UP.add(key)
 
 

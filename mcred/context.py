@@ -17,8 +17,20 @@ from sqlalchemy.orm import Session, sessionmaker
 from issuer.keystore import FileKeyStore, KeyStore, KeyStoreError
 from mcred.db import database_url, make_engine, migrate
 from mcred.home import data_home
+from tsm.errors import MasterKeyError
+from tsm.keys import MasterKey, default_master_key
+
+MASTER_KEY_STORES = ("file", "pkcs11")
 
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8470"
+
+
+def master_key_store() -> str:
+    """``$MCRED_TSM_MASTER_KEY``: where the TSM master key is, ``file`` (default) or ``pkcs11``."""
+    kind = os.environ.get("MCRED_TSM_MASTER_KEY", "file")
+    if kind not in MASTER_KEY_STORES:
+        raise MasterKeyError(f"MCRED_TSM_MASTER_KEY={kind!r}: use file or pkcs11")
+    return kind
 
 
 def public_url() -> str:
@@ -60,3 +72,14 @@ class Context:
         if kind != "file":
             raise KeyStoreError(f"MCRED_KEYSTORE={kind!r}: use file or pkcs11")
         return FileKeyStore(self.home / "keys")
+
+    @cached_property
+    def master_key(self) -> MasterKey:
+        """The TSM's master key: ``$MCRED_TSM_MASTER_KEY`` ``file`` (default:
+        ``<home>/tsm/master.key``, 0600) or ``pkcs11`` (generated and used in the issuer's
+        PKCS#11 token, tsm/hsm.py); created on first use either way."""
+        if master_key_store() == "pkcs11":
+            from tsm.hsm import HsmMasterKey
+
+            return HsmMasterKey.from_env()
+        return default_master_key(self.home)

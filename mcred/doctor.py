@@ -55,16 +55,28 @@ def _database(ctx) -> Finding:  # noqa: ANN001
     return Finding("database", True, f"{dialect}, schema current", "everything")
 
 
+def _key_store(ctx, name: str, check, setting: str, enables: str, fix: str) -> Finding:  # noqa: ANN001
+    """A key store's readiness check, prefixed with the store ``setting`` chooses."""
+    kind = os.environ.get(setting, "file")
+    try:
+        detail = check(ctx)
+    except Exception as exc:  # noqa: BLE001 - reported
+        return Finding(name, False, f"{kind}: {type(exc).__name__}: {exc}", enables, fix)
+    return Finding(name, True, f"{kind}: {detail}", enables)
+
+
 def _keystore(ctx) -> Finding:  # noqa: ANN001
     from mcred.health import check_keystore
 
-    kind = os.environ.get("MCRED_KEYSTORE", "file")
-    try:
-        detail = check_keystore(ctx)
-    except Exception as exc:  # noqa: BLE001 - reported
-        return Finding("issuer key store", False, f"{kind}: {type(exc).__name__}: {exc}",
-                       "issuing anything", "see specs/issuer-keys.md")
-    return Finding("issuer key store", True, f"{kind}: {detail}", "issuing anything")
+    return _key_store(ctx, "issuer key store", check_keystore, "MCRED_KEYSTORE", "issuing anything",
+                      "see specs/issuer-keys.md")
+
+
+def _master_key(ctx) -> Finding:  # noqa: ANN001
+    from mcred.health import check_master_key
+
+    return _key_store(ctx, "TSM master key", check_master_key, "MCRED_TSM_MASTER_KEY",
+                      "provisioning (SCP03 keys of every SE)", "see specs/tsm.md")
 
 
 def _postgres() -> Finding:
@@ -105,7 +117,8 @@ def _hsm() -> Finding:
     missing = [n for n, ok in (("python-pkcs11", lib), (module, have)) if not ok]
     return Finding("HSM (PKCS#11)", not missing,
                    f"python-pkcs11 and {module} present" if not missing else f"missing {', '.join(missing)}",
-                   "MCRED_KEYSTORE=pkcs11: issuer keys born and used in a token",
+                   "MCRED_KEYSTORE=pkcs11 and MCRED_TSM_MASTER_KEY=pkcs11: issuer keys and the "
+                   "TSM master key born and used in a token",
                    "" if not missing else "pip install '.[hsm]'; apt-get install -y softhsm2 (or your HSM's module)")
 
 
@@ -156,11 +169,17 @@ def _openssl() -> Finding:
                    "" if path else "apt-get install -y openssl")
 
 
+#: The first findings are the installation's own (database, issuer key store, TSM master
+#: key): the installation is ready when they are.
+_OWN = 3
+
+
 def diagnose(ctx) -> list[Finding]:  # noqa: ANN001
     """Every finding, the installation's own first."""
-    return [_database(ctx), _keystore(ctx), _postgres(), _pcsc(), _hsm(), _node(), _yubikit(), _openssl()]
+    return [_database(ctx), _keystore(ctx), _master_key(ctx), _postgres(), _pcsc(), _hsm(), _node(),
+            _yubikit(), _openssl()]
 
 
 def as_json(findings: list[Finding], home: Path) -> dict:
     return {"home": str(home), "findings": [asdict(f) for f in findings],
-            "ready": all(f.ok for f in findings[:2])}
+            "ready": all(f.ok for f in findings[:_OWN])}

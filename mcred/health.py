@@ -3,8 +3,10 @@ balancers (ARCHITECTURE.md: stateless API processes behind a load balancer).
 
 * ``GET /healthz``: the process answers (no dependency is touched): ``200 {"status": "ok"}``.
 * ``GET /readyz``: the process can serve: the database answers, its schema is at the
-  code's newest revision (every party's Alembic head), and the issuer key store opens (for
-  ``MCRED_KEYSTORE=pkcs11``: the token is reachable and logged in). ``200`` with each check,
+  code's newest revision (every party's Alembic head), the issuer key store opens (for
+  ``MCRED_KEYSTORE=pkcs11``: the token is reachable and logged in), and so does the TSM
+  master key (``MCRED_TSM_MASTER_KEY``: its file, or its key in the token, with its
+  non-secret ``key_id``). ``200`` with each check,
   or ``503`` ``application/problem+json`` naming the checks that failed.
 
 Both are public (no token): a probe carries none, and the answers name components and
@@ -21,8 +23,9 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from mcred.context import Context
+from mcred.context import Context, master_key_store
 from mcred.db import schema_status
+from tsm.keys import master_key_path
 
 
 def check_database(ctx: Context) -> str:
@@ -47,8 +50,24 @@ def check_keystore(ctx: Context) -> str:
     return f"{type(ctx.keystore).__name__}, {len(labels)} key(s)"
 
 
+def check_master_key(ctx: Context) -> str:
+    """Where the TSM master key is and its ``key_id`` (raises when it cannot open: no token,
+    a wrong PIN, a refused key). A key not made yet is reported, not made."""
+    if master_key_store() == "pkcs11":
+        from tsm.hsm import HsmMasterKey
+
+        key = HsmMasterKey.existing()
+        if key is None:
+            return "PKCS#11 token: none yet (made at the first provisioning)"
+        return key.describe()
+    if not master_key_path(ctx.home).exists():
+        return f"{master_key_path(ctx.home)}: none yet (made at the first provisioning)"
+    return ctx.master_key.describe()
+
+
 CHECKS: dict[str, Callable[[Context], str]] = {"database": check_database, "schema": check_schema,
-                                                "keystore": check_keystore}
+                                                "keystore": check_keystore,
+                                                "tsm-master-key": check_master_key}
 
 
 def health_router(ctx: Context) -> APIRouter:
@@ -58,7 +77,7 @@ def health_router(ctx: Context) -> APIRouter:
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/readyz", summary="Readiness: database, schema and issuer key store",
+    @router.get("/readyz", summary="Readiness: database, schema, issuer key store, TSM master key",
                 responses={503: {"description": "a dependency is not ready"}})
     def readyz() -> JSONResponse:
         results: dict[str, Any] = {}

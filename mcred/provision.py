@@ -36,7 +36,6 @@ from protocols import cardsub
 from protocols.cardsub import HolderError
 from tsm.errors import JobInputError
 from tsm.jobs import JobSecrets, JobView, StepHook, Tsm
-from tsm.keys import default_master_key
 
 KEY_TYPES = ("rsa2048", "p384")
 #: The reason recorded when a new phone's issuance ends the old phone's credential.
@@ -195,7 +194,7 @@ def issuer_port(ctx: Context) -> CompositeIssuer:
 
 
 def tsm_for(ctx: Context, port: CompositeIssuer | None = None, actor: str = "mcred") -> Tsm:
-    return Tsm(ctx.engine, default_master_key(ctx.home), issuer=port or issuer_port(ctx),
+    return Tsm(ctx.engine, ctx.master_key, issuer=port or issuer_port(ctx),
                actor=actor)
 
 
@@ -240,8 +239,8 @@ def provision(ctx: Context, phone_id: str, holder: cardsub.Holder | str, *,
     job_secrets, generated = generate_secrets(pin, password, puk)
     se = wallet_sim.open_secure_element(phone_id, ctx.home)  # the phone exists, or refuse now
     port = issuer_port(ctx)
+    tsm = tsm_for(ctx, port, actor)  # the issuer's keys and the TSM master key open, or refuse now
     holder_id = register(ctx, holder, phone_id)
-    tsm = tsm_for(ctx, port, actor)
     job = tsm.create_job(phone_id, "provision",
                          {"algorithm": key_type, "mdoc_count": mdoc_batch}, job_secrets)
     view = tsm.run(job, se.transmit, secrets=job_secrets, after_step=after_step, trace=trace)

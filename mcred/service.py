@@ -67,6 +67,7 @@ def _register_party_errors() -> None:
     from wallet_sim.se.errors import PhoneNotFoundError, SeError, SeStateError
 
     problems.register_error(te.TsmError, 409, "tsm-error", "TSM refused")
+    problems.register_error(te.MasterKeyError, 503, "tsm-master-key", "TSM master key unavailable")
     problems.register_error(te.LockBusyError, 409, "se-busy", "The SE is busy with another job")
     problems.register_error(te.JobInputError, 422, "tsm-job-input", "TSM job input refused")
     problems.register_error(SeError, 409, "se-error", "The secure element refused")

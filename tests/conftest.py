@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["softhsm"]  # the softhsm_token fixture of the HSM tests
+
 
 def _shared() -> Path:
     """The shared directory (vectors, context): ``$MCRED_SHARED``, else the nearest

@@ -19,7 +19,7 @@ def test_doctor_reports_each_component(home):
     code, report = _run()
     assert code == 0 and report["ready"] and report["home"] == str(home)
     found = {f["name"]: f for f in report["findings"]}
-    assert list(found)[:2] == ["database", "issuer key store"]
+    assert list(found)[:3] == ["database", "issuer key store", "TSM master key"]
     assert found["database"]["ok"] and found["database"]["detail"] == "sqlite, schema current"
     assert {"PostgreSQL", "PC/SC bridge and OpenSC", "HSM (PKCS#11)", "@auth0/mdl interop", "yubikit SCP03 host",
             "openssl"} <= set(found)
@@ -36,6 +36,12 @@ def test_doctor_names_what_is_missing_and_fails_for_an_unusable_key_store(home, 
     code, report = _run()
     keys = next(f for f in report["findings"] if f["name"] == "issuer key store")
     assert code == 1 and not report["ready"] and "MCRED_KEYSTORE='vault'" in keys["detail"]
+    monkeypatch.delenv("MCRED_KEYSTORE")
+    monkeypatch.setenv("MCRED_TSM_MASTER_KEY", "vault")
+    code, report = _run()
+    master = next(f for f in report["findings"] if f["name"] == "TSM master key")
+    assert code == 1 and not report["ready"] and "MCRED_TSM_MASTER_KEY='vault'" in master["detail"]
+    assert master["fix"]
 
 
 def test_the_typescript_peer_is_found_from_a_checkout_even_when_installed_elsewhere(monkeypatch, tmp_path):

@@ -35,9 +35,13 @@ def test_live_and_ready_without_a_token(home):
         r = c.get("/readyz")
         assert r.status_code == 200, r.text
         body = r.json()
-        assert body["status"] == "ready" and set(body["checks"]) == {"database", "schema", "keystore"}
+        assert body["status"] == "ready" and set(body["checks"]) == {"database", "schema", "keystore",
+                                                                    "tsm-master-key"}
         assert all(v["ok"] for v in body["checks"].values())
         assert body["checks"]["database"]["detail"] == "sqlite"
+        # a fresh installation has no master key yet, and the probe does not make one
+        assert "none yet" in body["checks"]["tsm-master-key"]["detail"]
+        assert not (home / "tsm" / "master.key").exists()
         assert "/readyz" in c.get("/openapi.json").json()["paths"]
     app.state.jobs.shutdown()
 
@@ -70,6 +74,12 @@ def test_not_ready_when_the_database_or_the_key_store_is_unreachable(home, monke
     assert r.status_code == 503 and r.json()["detail"] == "not ready: keystore"
     assert "needs the token's user PIN" in r.json()["checks"]["keystore"]["detail"]
     assert os.environ["MCRED_KEYSTORE"] == "pkcs11"
+    monkeypatch.delenv("MCRED_KEYSTORE")
+    monkeypatch.setenv("MCRED_TSM_MASTER_KEY", "pkcs11")
+    r = _probe_app(Context.open(home)).get("/readyz")
+    assert r.status_code == 503 and r.json()["detail"] == "not ready: tsm-master-key"
+    detail = r.json()["checks"]["tsm-master-key"]["detail"]
+    assert detail.startswith("MasterKeyError") and "MCRED_TSM_MASTER_KEY=pkcs11 needs the token's user PIN" in detail
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/readyz"])

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -17,32 +16,18 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
+from softhsm import SOFTHSM_PIN
 
-from issuer.hsm import SOFTHSM2, HsmError, Pkcs11KeyStore, close_all
+from issuer.hsm import SOFTHSM2, HsmError, Pkcs11KeyStore
 from issuer.keystore import KeyNotFound, KeyStoreError
 
 pkcs11 = pytest.importorskip("pkcs11", reason="needs python-pkcs11 (the test extra installs it)")
-_MISSING = [what for what, ok in (("softhsm2-util (Debian package softhsm2)", shutil.which("softhsm2-util")),
-                                  (f"{SOFTHSM2} (Debian package softhsm2)", Path(SOFTHSM2).is_file())) if not ok]
-pytestmark = pytest.mark.skipif(bool(_MISSING), reason=f"HSM test needs {', '.join(_MISSING)}; "
-                                "install: apt-get install -y softhsm2")
-PIN = "246810"
+PIN = SOFTHSM_PIN
 
 
 @pytest.fixture
-def token(tmp_path, monkeypatch):
-    """A fresh SoftHSM2 token labelled ``mcred`` in ``tmp_path`` (its own configuration)."""
-    (tmp_path / "tokens").mkdir()
-    conf = tmp_path / "softhsm2.conf"
-    conf.write_text(f"directories.tokendir = {tmp_path / 'tokens'}\nobjectstore.backend = file\n"
-                    "log.level = ERROR\n")
-    monkeypatch.setenv("SOFTHSM2_CONF", str(conf))
-    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", "mcred",
-                    "--so-pin", "13579135", "--pin", PIN], check=True, capture_output=True)
-    close_all()  # SoftHSM2 reads its configuration when initialised: start it on this one
-    pkcs11.lib(SOFTHSM2).reinitialize()
-    yield "mcred"
-    close_all()
+def token(softhsm_token):
+    return softhsm_token
 
 
 def _name(cn: str) -> x509.Name:

@@ -7,10 +7,12 @@ for role ENC, MAC, DEK, context = the SE's 10-byte key diversification data (the
 field of its INITIALIZE UPDATE response, Amendment D Table 7-2), output length = the
 master key's length. Distinct labels give independent keys per role; distinct SEs give
 independent keysets, so one extracted SE key set says nothing about another SE.
+:func:`kbkdf_counter` is the same construction around a PRF computed elsewhere: the HSM
+master key (``tsm.hsm``) runs it with the token's AES-CMAC.
 
 The master key stays inside :class:`MasterKey` objects: callers ask for an SE's keyset or
 for sealing job secrets, never for the master key. :class:`FileMasterKey` keeps it in a
-0600 file under the data directory; an HSM would implement the same protocol.
+0600 file under the data directory; ``tsm.hsm.HsmMasterKey`` keeps it in a PKCS#11 token.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -57,23 +60,37 @@ def kbkdf_cmac(key: bytes, label: bytes, context: bytes, length: int) -> bytes:
     return kdf.derive(key)
 
 
+def kbkdf_counter(prf: Callable[[bytes], bytes], label: bytes, context: bytes, length: int) -> bytes:
+    """The same SP 800-108 counter-mode KDF as :func:`kbkdf_cmac` around a given PRF (an
+    AES-CMAC computed elsewhere, e.g. in an HSM): block i = PRF(i[1] || label || 00 ||
+    context || L[4]), i = 1, 2, ...; the output is the first ``length`` bytes."""
+    if not 0 < length <= 255 * 16:
+        raise MasterKeyError(f"KDF output of {length} bytes is out of range")
+    fixed = label + b"\x00" + context + (8 * length).to_bytes(4, "big")
+    out = b"".join(prf(bytes([i]) + fixed) for i in range(1, -(-length // 16) + 1))
+    return out[:length]
+
+
+def se_keyset(derive: Callable[[bytes, bytes, int], bytes], kdd: bytes, length: int) -> StaticKeys:
+    """The SE's ENC, MAC and DEK keys: ``derive(label, context, length)`` with label
+    ``"mcred-tsm/" + role`` and context the 10-byte KDD."""
+    if len(kdd) != KDD_LENGTH:
+        raise MasterKeyError(f"key diversification data is {len(kdd)} bytes, expected 10")
+    return StaticKeys(*(derive(b"mcred-tsm/" + role.encode(), bytes(kdd), length) for role in _ROLES))
+
+
 def diversify(master: bytes, kdd: bytes) -> StaticKeys:
     """The SE's static keyset for key diversification data ``kdd`` (10 bytes)."""
     if len(master) not in (16, 24, 32):
         raise MasterKeyError(f"master key is {len(master)} bytes; AES needs 16, 24 or 32")
-    if len(kdd) != KDD_LENGTH:
-        raise MasterKeyError(f"key diversification data is {len(kdd)} bytes, expected 10")
-    enc, mac, dek = (
-        kbkdf_cmac(master, b"mcred-tsm/" + role.encode(), bytes(kdd), len(master))
-        for role in _ROLES
-    )
-    return StaticKeys(enc, mac, dek)
+    return se_keyset(lambda label, context, n: kbkdf_cmac(master, label, context, n), kdd, len(master))
 
 
 class MasterKey(Protocol):
     """What the TSM may ask of its master key (never the key itself)."""
 
-    #: A stable, non-secret name of the key (recorded per SE: which master diversified it).
+    #: A stable, non-secret name of the key (recorded per SE: which master diversified it;
+    #: at most 32 characters, the column's width).
     key_id: str
 
     def se_keys(self, kdd: bytes) -> StaticKeys:
@@ -133,6 +150,10 @@ class FileMasterKey(InMemoryMasterKey):
         super().__init__(key)
         self.path = path
 
+    def describe(self) -> str:
+        """Where the key is and its non-secret name (for ``mcred doctor`` and ``/readyz``)."""
+        return f"{self.path}, AES-{8 * len(self._key)}, key_id {self.key_id}"
+
 
 def _create_key_file(path: Path) -> None:
     """Write a new key to a private temporary file, then link it into place: a concurrent
@@ -151,6 +172,11 @@ def _create_key_file(path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def master_key_path(data_home: Path) -> Path:
+    """Where the installation's file master key lives: ``<data_home>/tsm/master.key``."""
+    return Path(data_home) / "tsm" / "master.key"
+
+
 def default_master_key(data_home: Path) -> FileMasterKey:
-    """The installation's master key: ``<data_home>/tsm/master.key`` (created if absent)."""
-    return FileMasterKey(Path(data_home) / "tsm" / "master.key")
+    """The installation's file master key (created if absent)."""
+    return FileMasterKey(master_key_path(data_home))

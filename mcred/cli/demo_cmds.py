@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
     def doctor(as_json: bool = typer.Option(False, "--json")) -> None:
         """What this installation and this machine can do (database, keys, PostgreSQL, PC/SC
         and OpenSC, HSM, the TypeScript mdoc peer, OpenSSL), and how to install the rest.
-        Exit 1 when the installation itself (database, key store) is not usable."""
+        Exit 1 when the installation itself (database, key stores) is not usable."""
         import json
 
         from rich.console import Console

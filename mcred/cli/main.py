@@ -63,14 +63,18 @@ for _name in _AREAS:
 
 
 def run() -> None:
+    import sys
+
     from issuer.keystore import KeyStoreError
+    from tsm.errors import MasterKeyError
 
     try:
         app()
     except KeyStoreError as exc:  # the issuer's keys cannot be reached (HSM, passphrase): say so
-        import sys
-
         print(f"error: issuer key store: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except MasterKeyError as exc:  # the TSM master key (file, HSM) cannot be reached: say so
+        print(f"error: TSM master key: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
 
 

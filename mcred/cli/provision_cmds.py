@@ -29,7 +29,7 @@ def provision_cmd(
     import wallet_sim
     from mcred.context import Context
     from mcred.provision import ProvisionError, load_holder_file, provision
-    from tsm.errors import TsmError
+    from tsm.errors import MasterKeyError, TsmError
 
     if key_type not in ("rsa2048", "p384"):
         raise _fail(f"--key-type {key_type!r} is neither rsa2048 nor p384")
@@ -47,6 +47,8 @@ def provision_cmd(
                     "or pass --phone new)")
     try:
         result = provision(ctx, phone, parsed, key_type=key_type, mdoc_batch=mdoc_batch)
+    except MasterKeyError:
+        raise  # the installation's key, not this phone: mcred.cli.main.run says so, exit 2
     except (ProvisionError, TsmError) as exc:
         raise _fail(f"provisioning {phone}: {exc}", 1) from None
     facts = result.summary()
@@ -185,7 +187,7 @@ def refresh_cmd(
     import wallet_sim
     from mcred.context import Context
     from mcred.provision import ProvisionError, refresh_mdocs
-    from tsm.errors import TsmError
+    from tsm.errors import MasterKeyError, TsmError
 
     ctx = Context.open()
     if phone not in wallet_sim.list_phones(ctx.home):
@@ -194,6 +196,8 @@ def refresh_cmd(
         result = refresh_mdocs(ctx, phone, batch=batch, rotate=not keep_keys)
     except ProvisionError as exc:
         raise _fail(f"refreshing {phone}: {exc}") from None
+    except MasterKeyError:
+        raise  # the installation's key, not this phone: mcred.cli.main.run says so, exit 2
     except TsmError as exc:
         raise _fail(f"refreshing {phone}: {exc}", 1) from None
     if as_json:
