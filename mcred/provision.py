@@ -48,6 +48,14 @@ class ProvisionError(Exception):
     """Provisioning was refused before anything was issued, or the job failed."""
 
 
+class ProvisioningUnfinishedError(ProvisionError):
+    """The phone already has a provisioning job that has not finished: resume that one."""
+
+    def __init__(self, message: str, job_id: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+
+
 class HolderFileError(ProvisionError):
     """The holder file is unreadable, or a field is missing, misspelt or ill-typed;
     ``field`` names it."""
@@ -240,11 +248,36 @@ def provision(ctx: Context, phone_id: str, holder: cardsub.Holder | str, *,
     se = wallet_sim.open_secure_element(phone_id, ctx.home)  # the phone exists, or refuse now
     port = issuer_port(ctx)
     tsm = tsm_for(ctx, port, actor)  # the issuer's keys and the TSM master key open, or refuse now
+    _check_phone_free(ctx, tsm, phone_id, holder)  # before anything is registered
     holder_id = register(ctx, holder, phone_id)
     job = tsm.create_job(phone_id, "provision",
                          {"algorithm": key_type, "mdoc_count": mdoc_batch}, job_secrets)
     view = tsm.run(job, se.transmit, secrets=job_secrets, after_step=after_step, trace=trace)
     return _result(view, holder_id, job_secrets, generated, time.perf_counter() - t0)
+
+
+def unfinished_job(tsm: Tsm, phone_id: str) -> JobView | None:
+    """The phone's provisioning job that has not finished (crashed, lost answer), if any."""
+    left = [j for j in tsm.jobs(phone_id) if j.kind == "provision" and j.state != "done"]
+    return left[-1] if left else None
+
+
+def _check_phone_free(ctx: Context, tsm: Tsm, phone_id: str, holder: cardsub.Holder | str) -> None:
+    """Refuse, naming what to do instead, a phone with an unfinished provisioning job (it is
+    resumed, not started again: its secrets and keys are already on their way) or one that
+    belongs to another holder."""
+    job = unfinished_job(tsm, phone_id)
+    if job is not None:
+        where = f"stopped before step {job.current_step}" if job.current_step else "at its end"
+        raise ProvisioningUnfinishedError(
+            f"phone {phone_id} has an unfinished provisioning job {job.id} ({job.state}, {where}"
+            + (f": {job.error}" if job.error else "") + f"); resume it with `mcred provision --resume {job.id}`",
+            job.id)
+    with ctx.sessions() as s:
+        owner = s.scalar(select(Phone.holder_id).where(Phone.id == phone_id))
+    if owner and owner != holder:
+        raise ProvisionError(f"phone {phone_id} already belongs to holder {owner}: a phone carries one "
+                             "holder's credentials (for a new phone of the same holder use `mcred handover`)")
 
 
 def resume(ctx: Context, job_id: str, *, after_step: StepHook | None = None,
@@ -259,7 +292,10 @@ def resume(ctx: Context, job_id: str, *, after_step: StepHook | None = None,
     with ctx.sessions() as s:
         holder_id = s.scalar(select(Phone.holder_id).where(Phone.id == job.se_id)) or ""
     secrets_ = sealed or JobSecrets("0000", "XXXXXX", None)
-    return _result(view, holder_id, secrets_, (), time.perf_counter() - t0,
+    # the interrupted run ended before it could show the holder's secrets: show them now,
+    # the one time they can still be read (the job erases them as it ends)
+    shown = ("pin", "password", *(("puk",) if sealed.puk else ())) if sealed is not None else ()
+    return _result(view, holder_id, secrets_, shown, time.perf_counter() - t0,
                    secrets_known=sealed is not None)
 
 

@@ -235,3 +235,42 @@ def test_cli_provision_json(ctx, tmp_path):
     out = json.loads(r.output)
     assert out["mdocs"] == 1 and out["key_type"] == "p384"
     assert out["secrets_shown_once"] == {"puk": out["secrets_shown_once"]["puk"]}  # only what was generated
+
+
+def test_cli_after_a_crash_names_the_job_and_resumes_it(ctx, tmp_path):
+    """A provisioning that stopped half way (here: the process died after the signing key
+    was generated) is not started again by a second `mcred provision`: that run refuses,
+    names the job and `--resume`, and registers nothing; `--resume` finishes it and shows
+    the secrets the first run never got to show; the phone then refuses a new holder."""
+    pid = wallet_sim.create_phone(ctx.home)
+
+    def crash(step):
+        if step == "generate-sign-key":
+            raise Crash("power lost")
+
+    with pytest.raises(Crash):
+        provision(ctx, pid, parse_holder(HOLDER), key_type="p384", mdoc_batch=1, after_step=crash)
+    with ctx.sessions() as s:
+        holders_before = len(list(s.scalars(select(Holder))))
+    f = tmp_path / "holder.json"
+    f.write_text(json.dumps(HOLDER, ensure_ascii=False), encoding="utf-8")
+    again = CliRunner().invoke(app, ["provision", "--phone", pid, "--holder", str(f), "--key-type", "p384"])
+    assert again.exit_code == 1, again.output
+    said = " ".join(again.output.split())  # rich wraps the line
+    assert "unfinished provisioning job" in said and "--resume" in said
+    job_id = said.split("--resume ")[1].split("`")[0].strip()
+    with ctx.sessions() as s:
+        assert len(list(s.scalars(select(Holder)))) == holders_before  # nothing registered
+    done = CliRunner().invoke(app, ["provision", "--resume", job_id, "--json"])
+    assert done.exit_code == 0, done.output
+    out = json.loads(done.output)
+    assert out["phone"] == pid and out["job"] == job_id and out["mdocs"] == 1
+    assert set(out["secrets_shown_once"]) >= {"pin", "password"}
+    assert len(rows(ctx, pid)) == 3  # two JPKI certificates and one mdoc, once each
+    # the phone is the first holder's now: another run for it is refused with the reason
+    other = CliRunner().invoke(app, ["provision", "--phone", pid, "--holder", str(f)])
+    assert other.exit_code == 1 and "already belongs to holder" in " ".join(other.output.split()), other.output
+    # and --resume refuses what it cannot use
+    assert CliRunner().invoke(app, ["provision", "--resume", "nope"]).exit_code == 2
+    assert CliRunner().invoke(app, ["provision", "--resume", job_id, "--phone", pid]).exit_code == 2
+    assert CliRunner().invoke(app, ["provision", "--phone", pid]).exit_code == 2

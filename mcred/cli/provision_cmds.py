@@ -19,18 +19,44 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def provision_cmd(
-    phone: str = typer.Option(..., "--phone", help="Phone id (`mcred phone create`), or `new` to make one."),
-    holder: Path = typer.Option(..., "--holder", help="Holder JSON file (issue 4 item 3 fields)."),
+    phone: str = typer.Option(None, "--phone", help="Phone id (`mcred phone create`), or `new` to make one."),
+    holder: Path = typer.Option(None, "--holder", help="Holder JSON file (issue 4 item 3 fields)."),
     key_type: str = typer.Option("rsa2048", "--key-type", help="JPKI key type: rsa2048 or p384."),
     mdoc_batch: int = typer.Option(2, "--mdoc-batch", help="mdocs (distinct device keys) to issue, 1..16."),
+    resume_id: str = typer.Option(None, "--resume", help="Finish an interrupted provisioning job "
+                                  "(its id is in the error that stopped it) instead of starting one."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Provision the JPKI signing and user-auth certificates and a batch of mdocs into a phone."""
     import wallet_sim
     from mcred.context import Context
-    from mcred.provision import ProvisionError, load_holder_file, provision
-    from tsm.errors import MasterKeyError, TsmError
+    from mcred.provision import (
+        ProvisionError,
+        load_holder_file,
+        provision,
+        resume,
+        tsm_for,
+        unfinished_job,
+    )
+    from tsm.errors import JobError, MasterKeyError, TsmError
 
+    if resume_id is not None:
+        if phone is not None or holder is not None:
+            raise _fail("--resume takes no --phone or --holder: the job knows its phone and holder")
+        ctx = Context.open()
+        try:
+            result = resume(ctx, resume_id)
+        except MasterKeyError:
+            raise
+        except JobError as exc:
+            raise _fail(f"job {resume_id}: {exc}") from None
+        except (ProvisionError, TsmError) as exc:
+            raise _fail(f"resuming job {resume_id}: {exc} (run `mcred provision --resume {resume_id}` "
+                        "again once the cause is gone)", 1) from None
+        _show(result, as_json)
+        return
+    if phone is None or holder is None:
+        raise _fail("give --phone and --holder (or --resume JOB to finish an interrupted job)")
     if key_type not in ("rsa2048", "p384"):
         raise _fail(f"--key-type {key_type!r} is neither rsa2048 nor p384")
     if not 1 <= mdoc_batch <= 16:
@@ -49,8 +75,16 @@ def provision_cmd(
         result = provision(ctx, phone, parsed, key_type=key_type, mdoc_batch=mdoc_batch)
     except MasterKeyError:
         raise  # the installation's key, not this phone: mcred.cli.main.run says so, exit 2
-    except (ProvisionError, TsmError) as exc:
+    except ProvisionError as exc:
         raise _fail(f"provisioning {phone}: {exc}", 1) from None
+    except TsmError as exc:
+        job = unfinished_job(tsm_for(ctx), phone)
+        hint = f" (job {job.id} stopped: resume it with `mcred provision --resume {job.id}`)" if job else ""
+        raise _fail(f"provisioning {phone}: {exc}{hint}", 1) from None
+    _show(result, as_json)
+
+
+def _show(result, as_json: bool) -> None:  # noqa: ANN001 - mcred.provision.ProvisionResult
     facts = result.summary()
     values = {"pin": result.pin, "password": result.password, "puk": result.puk}
     shown = {k: values[k] for k in result.generated}
