@@ -24,6 +24,7 @@ from tsm.errors import (
     KeysetRollbackError,
     LockBusyError,
     LockLostError,
+    MasterKeyMismatchError,
     SeQuarantinedError,
     SequenceCounterRegressionError,
     TsmError,
@@ -125,6 +126,31 @@ def test_factory_keys_back_is_a_keyset_rollback(world):  # noqa: F811
     with pytest.raises(KeysetRollbackError):
         world.tsm.run(world.tsm.create_job(pid, "rotate-keys"), se.transmit)
     assert "keyset-rollback" in [r.event for r in audit_rows(world.tsm.engine, pid)]
+
+
+def test_another_master_key_is_named_before_any_cryptogram_is_tried(world):  # noqa: F811
+    """A TSM whose master key is not the one that diversified the SE's keyset (another
+    installation's, or a store switched from file to token) says so, naming both key ids,
+    and sends the SE nothing: no INITIALIZE UPDATE, so no failed authentication counts."""
+    from tsm.jobs import Tsm
+
+    pid, se = world.phone()
+    world.tsm.run(world.tsm.create_job(pid, "rotate-keys"), se.transmit)
+    other = Tsm(world.tsm.engine, InMemoryMasterKey(bytes(range(16))), issuer=world.issuer, actor="test-op")
+    sent: list[bytes] = []
+
+    def transmit(apdu: bytes) -> bytes:
+        sent.append(apdu)
+        return se.transmit(apdu)
+
+    before = se.state["failed_authentications"]
+    with pytest.raises(MasterKeyMismatchError) as e:
+        other.run(other.create_job(pid, "rotate-keys"), transmit)
+    assert world.tsm.master.key_id in str(e.value) and other.master.key_id in str(e.value)
+    assert not any(a[1] == 0x50 for a in sent)  # no INITIALIZE UPDATE reached the SE
+    assert se.state["failed_authentications"] == before
+    assert "master-key-mismatch" in [r.event for r in audit_rows(world.tsm.engine, pid)]
+    world.tsm.run(world.tsm.create_job(pid, "rotate-keys"), se.transmit)  # the right key still opens it
 
 
 def test_diversification_matches_sp800_108_and_separates_roles_and_ses():

@@ -15,6 +15,12 @@ class MasterKeyError(TsmError):
     """The master key store is missing, unreadable or holds a malformed key."""
 
 
+class MasterKeyMismatchError(MasterKeyError):
+    """The SE's keyset was diversified from another master key than the one this TSM holds
+    (another installation's key, or a store switched from file to token): no session is
+    tried, since no cryptogram could match."""
+
+
 class SealError(TsmError):
     """Sealed job secrets do not open (wrong master key, or tampered ciphertext)."""
 

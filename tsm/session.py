@@ -25,6 +25,7 @@ from tsm.db import Bind, transaction
 from tsm.errors import (
     CardStatusError,
     KeysetRollbackError,
+    MasterKeyMismatchError,
     SecureChannelError,
     SeIdentityError,
     SeQuarantinedError,
@@ -204,6 +205,13 @@ def open_session(link: SeLink, *, with_step: bool = False) -> CardSession:
     else:
         candidates = [rec.kvn]
     for n, kvn in enumerate(candidates):
+        if kvn != FACTORY_KVN and rec.master_key_id and rec.master_key_id != link.master.key_id:
+            link.audit.event("master-key-mismatch", f"keyset {kvn:02X} diversified from {rec.master_key_id}",
+                             kvn=kvn, held=link.master.key_id)
+            raise MasterKeyMismatchError(
+                f"SE {link.se_id}: keyset {kvn:02X} was diversified from master key {rec.master_key_id}, "
+                f"this TSM holds {link.master.key_id} (MCRED_TSM_MASTER_KEY and its store must be the "
+                "installation's own; specs/tsm.md)")
         host = HostChannel(_keys_for(link, rec, kvn), link.security_level, link.rng(8), kvn,
                            sd_aid=ISD_AID)
         iu_cmd = host.initialize_update()
