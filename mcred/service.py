@@ -167,6 +167,9 @@ def create_app(ctx: Context | None = None, *, job_workers: int | None = None,
     app.state.metrics = metrics
     for m in [*mounts(ctx), Mount(metrics_router(metrics), scope="operator"), *(extra_mounts or [])]:
         _include(app, auth, m)
+    from mcred.body_limit import BodyLimit
+
+    app.add_middleware(BodyLimit)  # added last: outermost of ours, bodies counted as read
     check_scopes(app)
     return app
 
