@@ -144,7 +144,7 @@ class TrustStore:
             self.add(TrustAnchor(cert, frozenset(doc_types), f"VICAL {provider}"))
             imported += 1
         issue_id = vical.get("vicalIssueID")
-        return VicalImport(provider, date, issue_id if isinstance(issue_id, int) else None,
+        return VicalImport(provider, date, issue_id if type(issue_id) is int else None,  # not a bool
                            imported, tuple(skipped))
 
     # -- reading -----------------------------------------------------------------------
