@@ -17,6 +17,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from protocols import cbor
 from protocols.cose import CoseKey, CoseKeyError, CoseSigner, Sign1
+from protocols.cose._headers import encode_protected
+from protocols.cose.algorithms import HEADER_ALG
+from protocols.cose.sign1 import sig_structure
 from protocols.mdoc.errors import IssuingError
 from protocols.mdoc.issuer_signed import (
     _IDENT_PARTS,
@@ -29,12 +32,14 @@ from protocols.mdoc.issuer_signed import (
 )
 from protocols.mdoc.mso import (
     _DEVICE_KEY,
+    _MSO_KEYS,
+    _VALIDITY_KEYS,
     DIGEST_ALGORITHMS,
     DeviceKeyInfo,
     MobileSecurityObject,
     MsoStatus,
     ValidityInfo,
-    encode_mso_parts,
+    _encode_status,
 )
 
 Rng = Callable[[int], bytes]
@@ -128,7 +133,7 @@ def sign_mso(mso: MobileSecurityObject, signer: CoseSigner, ds_chain: list[bytes
 
 
 def build_issuer_signed(
-    namespaces: Mapping[str, Mapping[str, Any]],
+    namespaces: Mapping[str, Mapping[str, Any]] | PreparedNamespaces,
     doc_type: str,
     device_public_key: ec.EllipticCurvePublicKey | CoseKey,
     signer: CoseSigner,
@@ -149,16 +154,19 @@ def build_issuer_signed(
     is written in one pass by :func:`_build_fast`: item bytes, digests and the MSO's
     valueDigests map together, the MSO around them, no intermediate objects. It draws the
     same randomness in the same order and gives the same bytes as :func:`_build_general`
-    (tests/test_mdoc_fastpaths.py checks it)."""
+    (tests/test_mdoc_fastpaths.py checks it). ``namespaces`` may be a
+    :class:`PreparedNamespaces`: the elements encoded once for a batch of MSOs."""
     signed = signed or valid_from
     if (key_authorizations is None and digest_alg in HASHES and _aware(signed) and _aware(valid_from)
             and _aware(valid_until) and (expected_update is None or _aware(expected_update))
             and isinstance(device_public_key, ec.EllipticCurvePublicKey)
-            and signed.replace(microsecond=0) <= valid_from.replace(microsecond=0) < valid_until and ds_chain):
+            and _whole(signed) <= _whole(valid_from) < valid_until and ds_chain):
         out = _build_fast(namespaces, doc_type, device_public_key, signer, ds_chain, signed, valid_from,
                           valid_until, expected_update, status, digest_alg, rng)
         if out is not None:
             return out
+    if type(namespaces) is PreparedNamespaces:
+        namespaces = namespaces.namespaces
     return _build_general(namespaces, doc_type, device_public_key, signer, ds_chain, valid_from, valid_until,
                           signed=signed, expected_update=expected_update, status=status, digest_alg=digest_alg,
                           key_authorizations=key_authorizations, rng=rng)
@@ -204,10 +212,72 @@ _PACK_ID = struct.Struct(">BI").pack  # a uint of 0x10000 and more (31-bit diges
 _DIGEST_HEAD = {"SHA-256": b"\x58\x20", "SHA-384": b"\x58\x30", "SHA-512": b"\x58\x40"}
 _CRV = {"secp256r1": (1, 32), "secp384r1": (2, 48), "secp521r1": (3, 66)}
 _X962, _UNCOMPRESSED = Encoding.X962, PublicFormat.UncompressedPoint
+_ID5 = len(_ITEM_HEAD) + 5  # where an item's encoded 31-bit digestID ends (5 bytes: 0x1a and 4)
+_FIXED = _ID5 + len(_RANDOM_PART) + SALT_BYTES  # an item's bytes before its identifier, with such an ID
 
 
 def _aware(t: Any) -> bool:
     return type(t) is dt.datetime and t.utcoffset() is not None
+
+
+def _whole(t: dt.datetime) -> dt.datetime:
+    """``t.replace(microsecond=0)``, without the call when there is nothing to cut (the usual case)."""
+    return t if t.microsecond == 0 else t.replace(microsecond=0)
+
+
+class PreparedNamespaces:
+    """Data elements encoded once for several MSOs (a holder's batch of slots).
+
+    What does not change between the MSOs of a batch is encoded here: each namespace's
+    name and map head, and for every element its ``"elementIdentifier": id, "elementValue":
+    value`` bytes with the tag-24 head and item head in front (for the usual 31-bit
+    digestID of 5 bytes). :func:`build_issuer_signed` takes it in place of the namespaces
+    mapping and only adds the fresh digestIDs and salts: the same bytes as from the mapping
+    (tests/test_mdoc_fastpaths.py checks it). Encoding errors are raised here, typed as they
+    are from the mapping (:class:`~protocols.mdoc.errors.MdocEncodeError`). Values are taken
+    as they are now: later changes to a mutable value are not seen.
+    """
+
+    __slots__ = ("namespaces", "_parts")
+
+    def __init__(self, namespaces: Mapping[str, Mapping[str, Any]]) -> None:
+        self.namespaces = {ns: dict(elements) for ns, elements in namespaces.items()}
+        self._parts = _prepare(self.namespaces)
+
+
+def prepare_namespaces(namespaces: Mapping[str, Mapping[str, Any]]) -> PreparedNamespaces:
+    """``namespaces`` encoded once, to issue several MSOs over the same elements."""
+    return PreparedNamespaces(namespaces)
+
+
+def _prepare(namespaces: Mapping[str, Mapping[str, Any]]) -> tuple | None:
+    """Per namespace ``(ns, ns_bytes, n, prefixes, tails, salt_offsets)``; ``None`` for a shape
+    the fast path does not write (the general path then decides, and raises)."""
+    out = []
+    ident_parts, str_heads, ident_part, value_bytes = _IDENT_PARTS, _STR_HEADS, _ident_part, encode_value
+    heads, item_head = _TAG24_HEADS, _ITEM_HEAD
+    for ns, elements in namespaces.items():
+        if type(ns) is not str or not elements or not all(type(k) is str for k in elements):
+            return None
+    for ns, elements in namespaces.items():
+        n = len(elements)
+        prefixes, tails = [], []
+        for ident, value in elements.items():
+            t = type(value)
+            if t is str and len(value) < 64:  # at most 252 bytes of UTF-8: a one-byte length head
+                encoded = value.encode()
+                encoded = str_heads[len(encoded)] + encoded
+            elif t is bool:
+                encoded = b"\xf5" if value else b"\xf4"
+            else:
+                encoded = value_bytes(ident, value)
+            tail = (ident_parts.get(ident) or ident_part(ident)) + encoded
+            size = _FIXED + len(tail)
+            prefixes.append((heads[size] if size < 256 else b"\xd8\x18" + cbor.bstr_head(size)) + item_head)
+            tails.append(tail)
+        out.append((ns, cbor.tstr(ns) + cbor.map_head(n), n, tuple(prefixes), tuple(tails),
+                    tuple(range(4 * n, 4 * n + n * SALT_BYTES, SALT_BYTES))))
+    return tuple(out)
 
 
 def _build_fast(namespaces, doc_type, device_public_key, signer, ds_chain, signed, valid_from, valid_until,
@@ -219,49 +289,95 @@ def _build_fast(namespaces, doc_type, device_public_key, signer, ds_chain, signe
     curve = _CRV.get(device_public_key.curve.name)
     if curve is None:
         return None
-    for ns, elements in namespaces.items():
-        if type(ns) is not str or not elements or not all(type(k) is str for k in elements):
-            return None
+    parts = namespaces._parts if type(namespaces) is PreparedNamespaces else _prepare(namespaces)
+    if parts is None:
+        return None
     crv, size = curve
     point = device_public_key.public_bytes(_X962, _UNCOMPRESSED)
-    key_bytes = b"".join((b"\xa1", _DEVICE_KEY, b"\xa4\x01\x02\x20", cbor.uint_bytes(crv), b"\x21",
-                          cbor.bstr_head(size), point[1:1 + size], b"\x22", cbor.bstr_head(size), point[1 + size:]))
-    hash_fn = HASHES[digest_alg]
-    heads, ident_part, value_bytes, pack_id, uint = _TAG24_HEADS, _ident_part, encode_value, _PACK_ID, cbor.uint_bytes
-    item_head, random_part, digest_head = _ITEM_HEAD, _RANDOM_PART, _DIGEST_HEAD[digest_alg]
-    ident_parts, str_heads = _IDENT_PARTS, _STR_HEADS
+    hash_fn, digest_head, random_part, pack_id = HASHES[digest_alg], _DIGEST_HEAD[digest_alg], _RANDOM_PART, _PACK_ID
     name_spaces: dict[str, tuple[bytes, ...]] = {}
-    digest_parts = [cbor.map_head(len(namespaces))]
-    for ns, elements in namespaces.items():
-        n = len(elements)
+    digest_parts = [cbor.map_head(len(parts))]
+    for ns, ns_bytes, n, prefixes, tails, salt_offsets in parts:
         pool = rng(n * (4 + SALT_BYTES))  # one draw for every salt and digestID of the namespace
         if len(pool) != n * (4 + SALT_BYTES):
             raise IssuingError(f"rng returned {len(pool)} bytes, asked for {n * (4 + SALT_BYTES)}")
-        salts = pool[4 * n:]
+        ids = _digest_ids(n, rng, pool[:4 * n])
         raws = []
-        entries = [cbor.tstr(ns), cbor.map_head(n)]
-        for digest_id, start, ident, value in zip(_digest_ids(n, rng, pool[:4 * n]), range(0, n * SALT_BYTES, SALT_BYTES),
-                                                  elements.keys(), elements.values(), strict=True):
-            id_bytes = pack_id(0x1A, digest_id) if digest_id >= 0x10000 else uint(digest_id)
-            part = ident_parts.get(ident) or ident_part(ident)
-            t = type(value)
-            if t is str and len(value) < 64:  # at most 252 bytes of UTF-8: a one-byte length head
-                encoded = value.encode()
-                encoded = str_heads[len(encoded)] + encoded
-            elif t is bool:
-                encoded = b"\xf5" if value else b"\xf4"
-            else:
-                encoded = value_bytes(ident, value)
-            raw = b"".join((item_head, id_bytes, random_part, salts[start:start + SALT_BYTES], part, encoded))
-            raws.append(raw)
-            n_raw = len(raw)
-            digest = hash_fn((heads[n_raw] if n_raw < 256 else b"\xd8\x18" + cbor.bstr_head(n_raw)) + raw).digest()
-            entries += (id_bytes, digest_head, digest)  # over the tagged IssuerSignedItemBytes (§9.1.2.5)
+        digest_parts.append(ns_bytes)
+        if min(ids) >= 0x10000:  # every ID 5 bytes, as the prefixes were written for
+            for digest_id, prefix, tail, start in zip(ids, prefixes, tails, salt_offsets, strict=True):
+                id_bytes = pack_id(0x1A, digest_id)
+                tagged = b"".join((prefix, id_bytes, random_part, pool[start:start + SALT_BYTES], tail))
+                raws.append(tagged[len(prefix) - len(_ITEM_HEAD):])
+                digest_parts += (id_bytes, digest_head, hash_fn(tagged).digest())  # over the tagged item (§9.1.2.5)
+        else:  # a digestID below 0x10000 (one namespace in a few thousand): shorter heads
+            for digest_id, tail, start in zip(ids, tails, salt_offsets, strict=True):
+                id_bytes = pack_id(0x1A, digest_id) if digest_id >= 0x10000 else cbor.uint_bytes(digest_id)
+                raw = b"".join((_ITEM_HEAD, id_bytes, random_part, pool[start:start + SALT_BYTES], tail))
+                raws.append(raw)
+                digest_parts += (id_bytes, digest_head, hash_fn(cbor.tag24_bytes(raw)).digest())
         name_spaces[ns] = tuple(raws)
-        digest_parts += entries
-    mso = encode_mso_parts("1.0", digest_alg, b"".join(digest_parts), key_bytes, doc_type, signed, valid_from,
-                           valid_until, expected_update, status)
-    if mso is None:  # not reached: the caller checked the times
-        raise IssuingError("MSO times must be aware datetimes")
+    times = _VALIDITY[expected_update is not None]
+    mso = b"".join((
+        _mso_head(status is not None, digest_alg), b"".join(digest_parts),
+        _DKI_HEADS[crv], cbor.bstr_head(size), point[1:1 + size], b"\x22", cbor.bstr_head(size), point[1 + size:],
+        _doc_type_part(doc_type, expected_update is not None),
+        times[0], _tdate(signed), times[1], _tdate(valid_from), times[2], _tdate(valid_until),
+        b"" if expected_update is None else times[3] + _tdate(expected_update),
+        b"" if status is None else _MSO_STATUS_KEY + _encode_status(status),
+    ))
     x5chain: bytes | list[bytes] = ds_chain[0] if len(ds_chain) == 1 else list(ds_chain)
-    return IssuerSigned(name_spaces, Sign1.create(signer, cbor.tag24_bytes(mso), unprotected={33: x5chain}))
+    alg = signer.alg
+    sig = _SIG_PREFIX.get(alg) if type(alg) is int else None
+    if sig is None:
+        if type(alg) is not int:
+            return IssuerSigned(name_spaces, Sign1.create(signer, cbor.tag24_bytes(mso), unprotected={33: x5chain}))
+        protected = encode_protected({HEADER_ALG: alg})
+        sig = _SIG_PREFIX[alg] = (protected, sig_structure(protected, b"", b"")[:-1])  # all but the payload's head
+    payload = cbor.tag24_bytes(mso)
+    signature = signer.sign(b"".join((sig[1], cbor.bstr_head(len(payload)), payload)))
+    return IssuerSigned(name_spaces, Sign1._of(sig[0], {HEADER_ALG: alg}, {33: x5chain}, payload,
+                                               signature if type(signature) is bytes else bytes(signature)))
+
+
+_SIG_PREFIX: dict[int, tuple[bytes, bytes]] = {}
+"""Per COSE alg: the protected header ``{1: alg}`` and the Sig_structure up to the payload."""
+_MSO_HEADS: dict[tuple[bool, str], bytes] = {}
+_DOC_TYPES: dict[tuple[str, bool], bytes] = {}
+_DKI_HEADS = {crv: b"".join((_MSO_KEYS[3], b"\xa1", _DEVICE_KEY, b"\xa4\x01\x02\x20", cbor.uint_bytes(crv), b"\x21"))
+              for crv in (1, 2, 3)}
+_VALIDITY = {False: _VALIDITY_KEYS[:3], True: _VALIDITY_KEYS}
+_MSO_STATUS_KEY = _MSO_KEYS[6]
+_TDATES: dict[dt.datetime, bytes] = {}
+
+
+def _mso_head(with_status: bool, digest_alg: str) -> bytes:
+    """The MSO's map head, version, digestAlgorithm and the valueDigests key (CDDL order)."""
+    hit = _MSO_HEADS.get((with_status, digest_alg))
+    if hit is None:
+        hit = _MSO_HEADS[(with_status, digest_alg)] = b"".join((
+            b"\xa7" if with_status else b"\xa6", _MSO_KEYS[0], cbor.tstr("1.0"), _MSO_KEYS[1],
+            cbor.tstr(digest_alg), _MSO_KEYS[2]))
+    return hit
+
+
+def _doc_type_part(doc_type: str, with_update: bool) -> bytes:
+    """``"docType": doc_type, "validityInfo"`` and the validityInfo map head (a bounded table)."""
+    hit = _DOC_TYPES.get((doc_type, with_update))
+    if hit is None:
+        hit = b"".join((_MSO_KEYS[4], cbor.tstr(doc_type), _MSO_KEYS[5], b"\xa4" if with_update else b"\xa3"))
+        if len(_DOC_TYPES) >= 64:
+            _DOC_TYPES.clear()
+        _DOC_TYPES[(doc_type, with_update)] = hit
+    return hit
+
+
+def _tdate(when: dt.datetime) -> bytes:
+    """An aware datetime as an encoded tdate (the caller checked it); the instants of a batch recur."""
+    hit = _TDATES.get(when)
+    if hit is None:
+        hit = b"\xc0" + cbor.tstr(cbor.tdate_text(when))
+        if len(_TDATES) >= 256:
+            _TDATES.clear()
+        _TDATES[when] = hit
+    return hit
