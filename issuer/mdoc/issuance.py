@@ -126,8 +126,11 @@ def sign_card_substitute(
     Validity: from ``now`` for ``policy.mso_validity``, cut at the DS certificate's end and
     at the record's expiry, so no MSO outlives what vouches for it.
     """
-    now = now.astimezone(dt.UTC).replace(microsecond=0)
-    issue_date = now.astimezone(JST).date()
+    if now.tzinfo is not dt.UTC:
+        now = now.astimezone(dt.UTC)
+    if now.microsecond:
+        now = now.replace(microsecond=0)
+    issue_date = (now + _JST_OFFSET).date()  # the day in Japan (JST has no summer time)
     key = (_HOLDER_KEY(holder), issue_date, record_expiry, document_no, policy.names)
     hit = _ELEMENTS.get(key)
     if hit is None or (hit[0] is not portrait and hit[0] != portrait):
@@ -143,6 +146,7 @@ def sign_card_substitute(
     )
 
 
+_JST_OFFSET = JST.utcoffset(None)
 _HOLDER_KEY = operator.attrgetter(*(f for f in cardsub.FIELDS if f not in ("pin", "password")))
 """The holder fields that go into a key of :data:`_ELEMENTS` (never the PIN or the password)."""
 _ELEMENTS: dict[tuple, tuple[bytes | None, PreparedNamespaces, dt.datetime]] = {}

@@ -7,6 +7,8 @@ key stays behind a :class:`~protocols.cose.CoseSigner`.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+import operator
 import secrets
 import struct
 from collections.abc import Callable, Mapping
@@ -46,10 +48,19 @@ Rng = Callable[[int], bytes]
 SALT_BYTES = 16  # §9.1.2.5: random "shall be at least 16 bytes"
 
 
+_UNPACK: dict[int, Callable[[bytes], tuple[int, ...]]] = {}
+_SHIFT = operator.rshift
+
+
 def _digest_ids(count: int, rng: Rng, pool: bytes = b"") -> list[int]:
     """``count`` unique 31-bit digestIDs, first from ``pool`` (4 bytes each), then from ``rng``."""
     if len(pool) == 4 * count:  # the usual case: one unpack, and the 31-bit values are all distinct
-        first = [v >> 1 for v in struct.unpack(f">{count}I", pool)]
+        unpack = _UNPACK.get(count)
+        if unpack is None:
+            unpack = struct.Struct(f">{count}I").unpack
+            if count <= 256:  # namespaces have a few dozen elements: a small table
+                _UNPACK[count] = unpack
+        first = list(map(_SHIFT, unpack(pool), itertools.repeat(1, count)))  # 31-bit: small CBOR uints
         if len(set(first)) == count:
             return first
     ids: set[int] = set()
@@ -159,7 +170,7 @@ def build_issuer_signed(
     signed = signed or valid_from
     if (key_authorizations is None and digest_alg in HASHES and _aware(signed) and _aware(valid_from)
             and _aware(valid_until) and (expected_update is None or _aware(expected_update))
-            and isinstance(device_public_key, ec.EllipticCurvePublicKey)
+            and (type(device_public_key) in _EC_PUBLIC_TYPES or _ec_public(device_public_key))
             and _whole(signed) <= _whole(valid_from) < valid_until and ds_chain):
         out = _build_fast(namespaces, doc_type, device_public_key, signer, ds_chain, signed, valid_from,
                           valid_until, expected_update, status, digest_alg, rng)
@@ -220,6 +231,18 @@ def _aware(t: Any) -> bool:
     return type(t) is dt.datetime and t.utcoffset() is not None
 
 
+_EC_PUBLIC_TYPES: set[type] = set()
+
+
+def _ec_public(key: Any) -> bool:
+    """``isinstance(key, ec.EllipticCurvePublicKey)``; the ABC check once per concrete class."""
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        return False
+    if len(_EC_PUBLIC_TYPES) < 8:
+        _EC_PUBLIC_TYPES.add(type(key))
+    return True
+
+
 def _whole(t: dt.datetime) -> dt.datetime:
     """``t.replace(microsecond=0)``, without the call when there is nothing to cut (the usual case)."""
     return t if t.microsecond == 0 else t.replace(microsecond=0)
@@ -251,7 +274,7 @@ def prepare_namespaces(namespaces: Mapping[str, Mapping[str, Any]]) -> PreparedN
 
 
 def _prepare(namespaces: Mapping[str, Mapping[str, Any]]) -> tuple | None:
-    """Per namespace ``(ns, ns_bytes, n, prefixes, tails, salt_offsets)``; ``None`` for a shape
+    """Per namespace ``(ns, ns_bytes, n, prefixes, tails, salt_offsets, raw_starts)``; ``None`` for a shape
     the fast path does not write (the general path then decides, and raises)."""
     out = []
     ident_parts, str_heads, ident_part, value_bytes = _IDENT_PARTS, _STR_HEADS, _ident_part, encode_value
@@ -261,7 +284,7 @@ def _prepare(namespaces: Mapping[str, Mapping[str, Any]]) -> tuple | None:
             return None
     for ns, elements in namespaces.items():
         n = len(elements)
-        prefixes, tails = [], []
+        prefixes, tails, starts = [], [], []
         for ident, value in elements.items():
             t = type(value)
             if t is str and len(value) < 64:  # at most 252 bytes of UTF-8: a one-byte length head
@@ -273,10 +296,12 @@ def _prepare(namespaces: Mapping[str, Mapping[str, Any]]) -> tuple | None:
                 encoded = value_bytes(ident, value)
             tail = (ident_parts.get(ident) or ident_part(ident)) + encoded
             size = _FIXED + len(tail)
-            prefixes.append((heads[size] if size < 256 else b"\xd8\x18" + cbor.bstr_head(size)) + item_head)
+            head = heads[size] if size < 256 else b"\xd8\x18" + cbor.bstr_head(size)
+            prefixes.append(head + item_head)
             tails.append(tail)
+            starts.append(len(head))
         out.append((ns, cbor.tstr(ns) + cbor.map_head(n), n, tuple(prefixes), tuple(tails),
-                    tuple(range(4 * n, 4 * n + n * SALT_BYTES, SALT_BYTES))))
+                    tuple(range(4 * n, 4 * n + n * SALT_BYTES, SALT_BYTES)), tuple(starts)))
     return tuple(out)
 
 
@@ -297,7 +322,7 @@ def _build_fast(namespaces, doc_type, device_public_key, signer, ds_chain, signe
     hash_fn, digest_head, random_part, pack_id = HASHES[digest_alg], _DIGEST_HEAD[digest_alg], _RANDOM_PART, _PACK_ID
     name_spaces: dict[str, tuple[bytes, ...]] = {}
     digest_parts = [cbor.map_head(len(parts))]
-    for ns, ns_bytes, n, prefixes, tails, salt_offsets in parts:
+    for ns, ns_bytes, n, prefixes, tails, salt_offsets, raw_starts in parts:
         pool = rng(n * (4 + SALT_BYTES))  # one draw for every salt and digestID of the namespace
         if len(pool) != n * (4 + SALT_BYTES):
             raise IssuingError(f"rng returned {len(pool)} bytes, asked for {n * (4 + SALT_BYTES)}")
@@ -305,10 +330,11 @@ def _build_fast(namespaces, doc_type, device_public_key, signer, ds_chain, signe
         raws = []
         digest_parts.append(ns_bytes)
         if min(ids) >= 0x10000:  # every ID 5 bytes, as the prefixes were written for
-            for digest_id, prefix, tail, start in zip(ids, prefixes, tails, salt_offsets, strict=True):
+            for digest_id, prefix, tail, start, raw_start in zip(ids, prefixes, tails, salt_offsets, raw_starts,
+                                                                 strict=True):
                 id_bytes = pack_id(0x1A, digest_id)
                 tagged = b"".join((prefix, id_bytes, random_part, pool[start:start + SALT_BYTES], tail))
-                raws.append(tagged[len(prefix) - len(_ITEM_HEAD):])
+                raws.append(tagged[raw_start:])
                 digest_parts += (id_bytes, digest_head, hash_fn(tagged).digest())  # over the tagged item (§9.1.2.5)
         else:  # a digestID below 0x10000 (one namespace in a few thousand): shorter heads
             for digest_id, tail, start in zip(ids, tails, salt_offsets, strict=True):
@@ -336,8 +362,10 @@ def _build_fast(namespaces, doc_type, device_public_key, signer, ds_chain, signe
         sig = _SIG_PREFIX[alg] = (protected, sig_structure(protected, b"", b"")[:-1])  # all but the payload's head
     payload = cbor.tag24_bytes(mso)
     signature = signer.sign(b"".join((sig[1], cbor.bstr_head(len(payload)), payload)))
-    return IssuerSigned(name_spaces, Sign1._of(sig[0], {HEADER_ALG: alg}, {33: x5chain}, payload,
-                                               signature if type(signature) is bytes else bytes(signature)))
+    out = object.__new__(IssuerSigned)  # the frozen dataclass without its __init__: the fields are made here
+    out.__dict__.update(name_spaces=name_spaces, issuer_auth=Sign1._of(
+        sig[0], {HEADER_ALG: alg}, {33: x5chain}, payload, signature if type(signature) is bytes else bytes(signature)))
+    return out
 
 
 _SIG_PREFIX: dict[int, tuple[bytes, bytes]] = {}
