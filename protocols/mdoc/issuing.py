@@ -344,11 +344,14 @@ def _build_fast(namespaces, doc_type, device_public_key, signer, ds_chain, signe
                 digest_parts += (id_bytes, digest_head, hash_fn(cbor.tag24_bytes(raw)).digest())
         name_spaces[ns] = tuple(raws)
     times = _VALIDITY[expected_update is not None]
+    t_signed = _TDATES.get(signed) or _tdate(signed)
+    t_from = t_signed if valid_from is signed else _TDATES.get(valid_from) or _tdate(valid_from)
+    dki_x, dki_y = _DKI_HEADS[crv]
     mso = b"".join((
-        _mso_head(status is not None, digest_alg), b"".join(digest_parts),
-        _DKI_HEADS[crv], cbor.bstr_head(size), point[1:1 + size], b"\x22", cbor.bstr_head(size), point[1 + size:],
-        _doc_type_part(doc_type, expected_update is not None),
-        times[0], _tdate(signed), times[1], _tdate(valid_from), times[2], _tdate(valid_until),
+        _MSO_HEADS.get((status is not None, digest_alg)) or _mso_head(status is not None, digest_alg),
+        b"".join(digest_parts), dki_x, point[1:1 + size], dki_y, point[1 + size:],
+        _DOC_TYPES.get((doc_type, expected_update is not None)) or _doc_type_part(doc_type, expected_update is not None),
+        times[0], t_signed, times[1], t_from, times[2], _TDATES.get(valid_until) or _tdate(valid_until),
         b"" if expected_update is None else times[3] + _tdate(expected_update),
         b"" if status is None else _MSO_STATUS_KEY + _encode_status(status),
     ))
@@ -360,7 +363,8 @@ def _build_fast(namespaces, doc_type, device_public_key, signer, ds_chain, signe
             return IssuerSigned(name_spaces, Sign1.create(signer, cbor.tag24_bytes(mso), unprotected={33: x5chain}))
         protected = encode_protected({HEADER_ALG: alg})
         sig = _SIG_PREFIX[alg] = (protected, sig_structure(protected, b"", b"")[:-1])  # all but the payload's head
-    payload = cbor.tag24_bytes(mso)
+    n = len(mso)
+    payload = (_TAG24_HEADS[n] if n < 256 else b"\xd8\x18" + cbor.bstr_head(n)) + mso
     signature = signer.sign(b"".join((sig[1], cbor.bstr_head(len(payload)), payload)))
     out = object.__new__(IssuerSigned)  # the frozen dataclass without its __init__: the fields are made here
     out.__dict__.update(name_spaces=name_spaces, issuer_auth=Sign1._of(
@@ -372,8 +376,10 @@ _SIG_PREFIX: dict[int, tuple[bytes, bytes]] = {}
 """Per COSE alg: the protected header ``{1: alg}`` and the Sig_structure up to the payload."""
 _MSO_HEADS: dict[tuple[bool, str], bytes] = {}
 _DOC_TYPES: dict[tuple[str, bool], bytes] = {}
-_DKI_HEADS = {crv: b"".join((_MSO_KEYS[3], b"\xa1", _DEVICE_KEY, b"\xa4\x01\x02\x20", cbor.uint_bytes(crv), b"\x21"))
-              for crv in (1, 2, 3)}
+_DKI_HEADS = {crv: (b"".join((_MSO_KEYS[3], b"\xa1", _DEVICE_KEY, b"\xa4\x01\x02\x20", cbor.uint_bytes(crv), b"\x21",
+                               cbor.bstr_head(size))), b"\x22" + cbor.bstr_head(size))
+              for crv, size in _CRV.values()}
+"""Per COSE crv: ``"deviceKeyInfo": {"deviceKey": {1: 2, -1: crv, -2:`` and the x head; ``-3:`` and the y head."""
 _VALIDITY = {False: _VALIDITY_KEYS[:3], True: _VALIDITY_KEYS}
 _MSO_STATUS_KEY = _MSO_KEYS[6]
 _TDATES: dict[dt.datetime, bytes] = {}
