@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import operator
-import secrets
+import os
 import struct
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -45,6 +45,9 @@ from protocols.mdoc.mso import (
 )
 
 Rng = Callable[[int], bytes]
+_token_bytes = os.urandom
+"""The default randomness: what ``secrets.token_bytes`` returns (it calls ``os.urandom``
+through two Python frames), called directly."""
 SALT_BYTES = 16  # §9.1.2.5: random "shall be at least 16 bytes"
 
 
@@ -80,7 +83,7 @@ def _digest_ids(count: int, rng: Rng, pool: bytes = b"") -> list[int]:
 
 
 def make_items(
-    namespaces: Mapping[str, Mapping[str, Any]], rng: Rng = secrets.token_bytes
+    namespaces: Mapping[str, Mapping[str, Any]], rng: Rng = _token_bytes
 ) -> dict[str, tuple[IssuerSignedItem, ...]]:
     """One IssuerSignedItem per element: random unique digestIDs, 16-byte random salts."""
     out: dict[str, tuple[IssuerSignedItem, ...]] = {}
@@ -157,7 +160,7 @@ def build_issuer_signed(
     status: MsoStatus | None = None,
     digest_alg: str = "SHA-256",
     key_authorizations: Mapping | None = None,
-    rng: Rng = secrets.token_bytes,
+    rng: Rng = _token_bytes,
 ) -> IssuerSigned:
     """Issue one mdoc: items with fresh salts and digestIDs, the MSO, signed by ``signer``.
 
@@ -197,7 +200,7 @@ def _build_general(
     status: MsoStatus | None = None,
     digest_alg: str = "SHA-256",
     key_authorizations: Mapping | None = None,
-    rng: Rng = secrets.token_bytes,
+    rng: Rng = _token_bytes,
 ) -> IssuerSigned:
     """:func:`build_issuer_signed` step by step: items, MSO, issuerAuth."""
     items = make_items(namespaces, rng)
@@ -321,7 +324,7 @@ def _build_fast(namespaces, doc_type, device_public_key, signer, ds_chain, signe
     point = device_public_key.public_bytes(_X962, _UNCOMPRESSED)
     hash_fn, digest_head, random_part, pack_id = HASHES[digest_alg], _DIGEST_HEAD[digest_alg], _RANDOM_PART, _PACK_ID
     name_spaces: dict[str, tuple[bytes, ...]] = {}
-    digest_parts = [cbor.map_head(len(parts))]
+    digest_parts = [_SMALL_MAP_HEADS[len(parts)] if len(parts) < 24 else cbor.map_head(len(parts))]
     for ns, ns_bytes, n, prefixes, tails, salt_offsets, raw_starts in parts:
         pool = rng(n * (4 + SALT_BYTES))  # one draw for every salt and digestID of the namespace
         if len(pool) != n * (4 + SALT_BYTES):
@@ -363,15 +366,21 @@ def _build_fast(namespaces, doc_type, device_public_key, signer, ds_chain, signe
             return IssuerSigned(name_spaces, Sign1.create(signer, cbor.tag24_bytes(mso), unprotected={33: x5chain}))
         protected = encode_protected({HEADER_ALG: alg})
         sig = _SIG_PREFIX[alg] = (protected, sig_structure(protected, b"", b"")[:-1])  # all but the payload's head
-    n = len(mso)
-    payload = (_TAG24_HEADS[n] if n < 256 else b"\xd8\x18" + cbor.bstr_head(n)) + mso
-    signature = signer.sign(b"".join((sig[1], cbor.bstr_head(len(payload)), payload)))
+    n = len(mso)  # an MSO is a few hundred bytes to a few KB: a 2-byte length, written here
+    payload = (_TAG24_HEADS[n] if n < 256 else _TAG24_BSTR2(0xD818, 0x59, n) if n < 0x10000
+               else b"\xd8\x18" + cbor.bstr_head(n)) + mso
+    n = len(payload)
+    signature = signer.sign(b"".join((sig[1], _BSTR2(0x59, n) if 0x100 <= n < 0x10000 else cbor.bstr_head(n),
+                                      payload)))
     out = object.__new__(IssuerSigned)  # the frozen dataclass without its __init__: the fields are made here
     out.__dict__.update(name_spaces=name_spaces, issuer_auth=Sign1._of(
         sig[0], {HEADER_ALG: alg}, {33: x5chain}, payload, signature if type(signature) is bytes else bytes(signature)))
     return out
 
 
+_SMALL_MAP_HEADS = tuple(bytes([0xA0 | k]) for k in range(24))
+_BSTR2 = struct.Struct(">BH").pack  # a bstr head with a 2-byte length (59 nn nn)
+_TAG24_BSTR2 = struct.Struct(">HBH").pack  # tag 24 (d8 18), then that head
 _SIG_PREFIX: dict[int, tuple[bytes, bytes]] = {}
 """Per COSE alg: the protected header ``{1: alg}`` and the Sig_structure up to the payload."""
 _MSO_HEADS: dict[tuple[bool, str], bytes] = {}
