@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 
 import cbor2
+import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -194,6 +195,28 @@ def test_issuing_fast_path_with_short_digest_ids_equals_general_path():
                                    "SHA-256", SmallIds())
         assert fast.encode() == general.encode()
     assert min(i.digest_id for i in general.items()["ns"]) < 0x10000
+
+
+@pytest.mark.parametrize("micro", [0, 1, 999_999])
+@pytest.mark.parametrize("until", [dt.timedelta(0), dt.timedelta(microseconds=1), dt.timedelta(microseconds=-1),
+                                   dt.timedelta(seconds=-1), dt.timedelta(days=1)])
+def test_default_signed_time_orders_like_the_general_path(micro, until):
+    """``signed`` left out (it is valid_from): the same MSO, or the same typed error, as the
+    general path, around the fraction of a second that the order check cuts."""
+    from protocols.mdoc import IssuingError, issuing
+
+    key = DEVICE_KEYS[ec.SECP256R1]
+    valid_from = dt.datetime(2026, 1, 1, 9, 30, 5, micro, tzinfo=dt.UTC)
+    args = ({"ns": {"a": 1}}, "d", key, _HashSigner(), [b"ds"], valid_from, valid_from + until)
+    try:
+        general = issuing._build_general(*args, rng=_SeededRng(5)).encode()
+    except IssuingError as exc:
+        general = type(exc)
+    try:
+        made = issuing.build_issuer_signed(*args, rng=_SeededRng(5)).encode()
+    except IssuingError as exc:
+        made = type(exc)
+    assert made == general
 
 
 def test_prepared_namespaces_take_the_general_path_and_its_errors_where_the_mapping_does():

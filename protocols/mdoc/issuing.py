@@ -174,7 +174,7 @@ def build_issuer_signed(
     if (key_authorizations is None and digest_alg in HASHES and _aware(signed) and _aware(valid_from)
             and _aware(valid_until) and (expected_update is None or _aware(expected_update))
             and (type(device_public_key) in _EC_PUBLIC_TYPES or _ec_public(device_public_key))
-            and _whole(signed) <= _whole(valid_from) < valid_until and ds_chain):
+            and _in_order(signed, valid_from, valid_until) and ds_chain):
         out = _build_fast(namespaces, doc_type, device_public_key, signer, ds_chain, signed, valid_from,
                           valid_until, expected_update, status, digest_alg, rng)
         if out is not None:
@@ -249,6 +249,16 @@ def _ec_public(key: Any) -> bool:
 def _whole(t: dt.datetime) -> dt.datetime:
     """``t.replace(microsecond=0)``, without the call when there is nothing to cut (the usual case)."""
     return t if t.microsecond == 0 else t.replace(microsecond=0)
+
+
+def _in_order(signed: dt.datetime, valid_from: dt.datetime, valid_until: dt.datetime) -> bool:
+    """``signed <= valid_from < valid_until`` as issue_mso checks it (the first two to the
+    second); when ``signed`` is ``valid_from`` (the default) the first holds as it is, and the
+    second holds at once when ``valid_from < valid_until`` (cutting the fraction only moves
+    valid_from earlier)."""
+    if signed is valid_from:
+        return valid_from < valid_until or _whole(valid_from) < valid_until
+    return _whole(signed) <= _whole(valid_from) < valid_until
 
 
 class PreparedNamespaces:
