@@ -185,3 +185,53 @@ def test_published_token_follows_revocation_hold_and_release(world):
     before = svc.status_token(list_id)
     clock.now = before.expires_at - dt.timedelta(seconds=100)
     assert svc.status_token(list_id).etag != before.etag
+
+
+def test_elements_encoded_once_per_batch_follow_every_input(world):
+    """sign_card_substitute keeps a holder's encoded elements for the MSOs of a batch: a
+    second MSO carries exactly the elements a fresh build gives, and any change of holder,
+    portrait, document number, record expiry or day is seen, never a stale entry; bad
+    input is still refused with its typed error."""
+    import dataclasses
+
+    from issuer.mdoc import issuance
+    from protocols import cardsub
+    from protocols.cardsub import ElementError
+
+    svc, sessions, _ = world
+    _, ds, _ = svc.setup()
+    device = ec.generate_private_key(ec.SECP256R1()).public_key()
+    holder = parse_holder(HOLDER)
+    jpeg = b"\xff\xd8\xff" + bytes(64)
+
+    def elements(issued):
+        return {ns: {i.element_identifier: i.element_value for i in items} for ns, items in issued.items().items()}
+
+    def check(h, portrait, now, expiry, docno):
+        issued = issuance.sign_card_substitute(h, portrait, device, ds, now=now, record_expiry=expiry,
+                                               document_no=docno, status=None)
+        day = now.astimezone(cardsub.JST).date()
+        fresh = cardsub.build_namespaces(h, portrait, issue_date=day, expiry_date=expiry, document_number=docno,
+                                         now=now)
+        assert elements(issued) == fresh
+        assert issued.mso().validity_info.valid_from == now
+        return issued
+
+    issuance._ELEMENTS.clear()
+    base = (holder, None, NOW, dt.date(2035, 4, 1), "JPCS0123456789AB")
+    first, second = check(*base), check(*base)  # the second from the entry the first left
+    assert len(issuance._ELEMENTS) == 1
+    assert first.name_spaces != second.name_spaces  # fresh salts and digestIDs all the same
+    check(dataclasses.replace(holder, address="大阪府大阪市北区1-1"), None, *base[2:])
+    check(holder, jpeg, *base[2:])
+    check(holder, jpeg[:-1] + b"\x01", *base[2:])
+    check(holder, None, NOW, dt.date(2034, 4, 1), base[4])
+    check(holder, None, NOW, base[3], "JPCS0123456789AC")
+    check(holder, None, dt.datetime(1990, 3, 30, 16, tzinfo=dt.UTC) + dt.timedelta(days=365 * 18 + 4), *base[3:])
+    assert all(len(k[0]) == len(cardsub.FIELDS) - 2 for k in issuance._ELEMENTS)  # never the PIN or password
+    with pytest.raises(ElementError):
+        issuance.sign_card_substitute(holder, b"not a jpeg", device, ds, now=NOW, record_expiry=base[3],
+                                      document_no=base[4], status=None)
+    with pytest.raises(ElementError):
+        issuance.sign_card_substitute(holder, None, device, ds, now=NOW, record_expiry=base[3],
+                                      document_no="123456789012", status=None)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 
 import cbor2
+import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -166,6 +167,85 @@ def test_issuing_fast_path_equals_general_path(namespaces, doc_type, curve, sign
     assert fast.encode() == general.encode()
     assert fast.name_spaces == general.name_spaces
     assert issuing.build_issuer_signed(*args, **kw, rng=_SeededRng(seed)).encode() == general.encode()
+    prepared = issuing.prepare_namespaces(namespaces)  # the elements encoded once for a batch
+    for _ in range(2):
+        again = issuing.build_issuer_signed(prepared, *args[1:], **kw, rng=_SeededRng(seed))
+        assert again.encode() == general.encode() and again.name_spaces == general.name_spaces
+
+
+def test_issuing_fast_path_with_short_digest_ids_equals_general_path():
+    """digestIDs below 0x10000 (a namespace in a few thousand draws one) have shorter heads
+    than the prepared prefixes assume: the fast path writes them all the same."""
+    import struct
+
+    from protocols.mdoc import issuing
+
+    class SmallIds:
+        def __call__(self, n: int) -> bytes:
+            count = n // 20
+            return struct.pack(f">{count}I", *(2 * i + 7 for i in range(count - 1)), 0x30000) + bytes(range(16 * count))
+
+    key = DEVICE_KEYS[ec.SECP256R1]
+    t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    elements = {"ns": {"a": 1, "b": "x" * 300, "c": dt.date(2030, 1, 2)}, "n2": {"d": True}}
+    args = (elements, "d", key, _HashSigner(), [b"ds"], t, t + dt.timedelta(days=1))
+    general = issuing._build_general(*args, rng=SmallIds())
+    for ns in (elements, issuing.prepare_namespaces(elements)):
+        fast = issuing._build_fast(ns, "d", key, _HashSigner(), [b"ds"], t, t, t + dt.timedelta(days=1), None, None,
+                                   "SHA-256", SmallIds())
+        assert fast.encode() == general.encode()
+    assert min(i.digest_id for i in general.items()["ns"]) < 0x10000
+
+
+@pytest.mark.parametrize("micro", [0, 1, 999_999])
+@pytest.mark.parametrize("until", [dt.timedelta(0), dt.timedelta(microseconds=1), dt.timedelta(microseconds=-1),
+                                   dt.timedelta(seconds=-1), dt.timedelta(days=1)])
+def test_default_signed_time_orders_like_the_general_path(micro, until):
+    """``signed`` left out (it is valid_from): the same MSO, or the same typed error, as the
+    general path, around the fraction of a second that the order check cuts."""
+    from protocols.mdoc import IssuingError, issuing
+
+    key = DEVICE_KEYS[ec.SECP256R1]
+    valid_from = dt.datetime(2026, 1, 1, 9, 30, 5, micro, tzinfo=dt.UTC)
+    args = ({"ns": {"a": 1}}, "d", key, _HashSigner(), [b"ds"], valid_from, valid_from + until)
+    try:
+        general = issuing._build_general(*args, rng=_SeededRng(5)).encode()
+    except IssuingError as exc:
+        general = type(exc)
+    try:
+        made = issuing.build_issuer_signed(*args, rng=_SeededRng(5)).encode()
+    except IssuingError as exc:
+        made = type(exc)
+    assert made == general
+
+
+def test_prepared_namespaces_take_the_general_path_and_its_errors_where_the_mapping_does():
+    import pytest
+
+    from protocols.mdoc import IssuingError, issuing
+
+    key = DEVICE_KEYS[ec.SECP256R1]
+    t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    elements = {"ns": {"a": 1, "b": "x", "c": dt.date(2030, 1, 2)}}
+    prepared = issuing.prepare_namespaces(elements)
+    auth = {"nameSpaces": ["ns"]}  # keyAuthorizations: written by the general path only
+    for ns in (elements, prepared):
+        made = issuing.build_issuer_signed(ns, "d", key, _HashSigner(), [b"ds"], t, t + dt.timedelta(days=1),
+                                           key_authorizations=auth, rng=_SeededRng(3))
+        assert made.encode() == issuing._build_general(elements, "d", key, _HashSigner(), [b"ds"], t,
+                                                       t + dt.timedelta(days=1), key_authorizations=auth,
+                                                       rng=_SeededRng(3)).encode()
+        with pytest.raises(IssuingError, match="aware"):  # a naive time: the general path's typed error
+            issuing.build_issuer_signed(ns, "d", key, _HashSigner(), [b"ds"], t.replace(tzinfo=None),
+                                        t + dt.timedelta(days=1), rng=_SeededRng(3))
+    for bad in ({"ns": {}}, {b"ns": {"a": 1}}):  # shapes the fast path does not write
+        with pytest.raises(IssuingError):
+            issuing.build_issuer_signed(issuing.prepare_namespaces(bad), "d", key, _HashSigner(), [b"ds"], t,
+                                        t + dt.timedelta(days=1))
+    from protocols.mdoc.errors import MdocEncodeError
+
+    with pytest.raises(MdocEncodeError):  # an element the encoder refuses: refused when prepared
+        issuing.prepare_namespaces({"ns": {"a": object()}})
 
 
 def test_issuing_fast_path_declines_what_it_does_not_write():

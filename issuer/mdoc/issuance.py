@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import operator
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ from protocols.mdoc import (
     StatusListRef,
     build_issuer_signed,
 )
+from protocols.mdoc.issuing import PreparedNamespaces, prepare_namespaces
 
 CHALLENGE_BYTES = 32
 #: Size of an MSO's identifier in the Identifier List (random, never reused in practice).
@@ -124,21 +126,50 @@ def sign_card_substitute(
     Validity: from ``now`` for ``policy.mso_validity``, cut at the DS certificate's end and
     at the record's expiry, so no MSO outlives what vouches for it.
     """
-    now = now.astimezone(dt.UTC).replace(microsecond=0)
-    issue_date = now.astimezone(JST).date()
-    record_end = dt.datetime.combine(record_expiry, dt.time(), JST).astimezone(dt.UTC)
-    valid_until = min(now + policy.mso_validity, ds.certificate.not_valid_after_utc, record_end)
+    if now.tzinfo is not dt.UTC:
+        now = now.astimezone(dt.UTC)
+    if now.microsecond:
+        now = now.replace(microsecond=0)
+    issue_date = (now + _JST_OFFSET).date()  # the day in Japan (JST has no summer time)
+    key = (_HOLDER_KEY(holder), issue_date, record_expiry, document_no, policy.names)
+    hit = _ELEMENTS.get(key)
+    if hit is None or (hit[0] is not portrait and hit[0] != portrait):
+        hit = _elements(key, holder, portrait, issue_date, record_expiry, document_no, now, policy.names)
+    _, elements, record_end = hit
+    valid_until = min(now + policy.mso_validity, ds.not_valid_after, record_end)
     if valid_until <= now:
         raise IssuanceError(f"nothing to issue: the record or the DS ends at {valid_until}")
-    namespaces = cardsub.build_namespaces(
-        holder, portrait, issue_date=issue_date, expiry_date=record_expiry,
-        document_number=document_no, now=now, names=policy.names,
-    )
     return build_issuer_signed(
-        namespaces, policy.names.doctype, device_key, ds.signer, [ds.der],
+        elements, policy.names.doctype, device_key, ds.signer, [ds.der],
         valid_from=now, valid_until=valid_until, signed=now, status=status,
         digest_alg=policy.digest_alg,
     )
+
+
+_JST_OFFSET = JST.utcoffset(None)
+_HOLDER_KEY = operator.attrgetter(*(f for f in cardsub.FIELDS if f not in ("pin", "password")))
+"""The holder fields that go into a key of :data:`_ELEMENTS` (never the PIN or the password)."""
+_ELEMENTS: dict[tuple, tuple[bytes | None, PreparedNamespaces, dt.datetime]] = {}
+"""A holder's elements, encoded once for the MSOs of a batch (one per slot of a phone, issued
+one after the other): by the holder's fields, issue date, record expiry, document number and
+names, with the portrait they were built with and the record's end. Bounded: a few batches."""
+_ELEMENTS_MAX = 16
+
+
+def _elements(key: tuple, holder: cardsub.Holder, portrait: bytes | None, issue_date: dt.date,
+              record_expiry: dt.date, document_no: str, now: dt.datetime,
+              names: DocNames) -> tuple[bytes | None, PreparedNamespaces, dt.datetime]:
+    """The card-substitute elements of ``holder`` (every check of ``build_namespaces``), encoded."""
+    namespaces = cardsub.build_namespaces(
+        holder, portrait, issue_date=issue_date, expiry_date=record_expiry,
+        document_number=document_no, now=now, names=names,
+    )
+    record_end = dt.datetime.combine(record_expiry, dt.time(), JST).astimezone(dt.UTC)
+    hit = (portrait, prepare_namespaces(namespaces), record_end)
+    if len(_ELEMENTS) >= _ELEMENTS_MAX:
+        _ELEMENTS.clear()
+    _ELEMENTS[key] = hit
+    return hit
 
 
 class MdocIssuer:

@@ -75,6 +75,11 @@ class ActiveKey:
         """The certificate's DER, encoded once (it goes into every x5chain this key signs)."""
         return self.certificate.public_bytes(serialization.Encoding.DER)
 
+    @functools.cached_property
+    def not_valid_after(self) -> dt.datetime:
+        """The certificate's notAfter (aware, UTC), read once: every MSO it signs is cut there."""
+        return self.certificate.not_valid_after_utc
+
 
 class MdocPki:
     """Creates, rolls over and hands out the mdoc issuer keys (sessions come from the caller)."""

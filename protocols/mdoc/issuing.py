@@ -7,7 +7,9 @@ key stays behind a :class:`~protocols.cose.CoseSigner`.
 from __future__ import annotations
 
 import datetime as dt
-import secrets
+import itertools
+import operator
+import os
 import struct
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -17,6 +19,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from protocols import cbor
 from protocols.cose import CoseKey, CoseKeyError, CoseSigner, Sign1
+from protocols.cose._headers import encode_protected
+from protocols.cose.algorithms import HEADER_ALG
+from protocols.cose.sign1 import sig_structure
 from protocols.mdoc.errors import IssuingError
 from protocols.mdoc.issuer_signed import (
     _IDENT_PARTS,
@@ -29,22 +34,36 @@ from protocols.mdoc.issuer_signed import (
 )
 from protocols.mdoc.mso import (
     _DEVICE_KEY,
+    _MSO_KEYS,
+    _VALIDITY_KEYS,
     DIGEST_ALGORITHMS,
     DeviceKeyInfo,
     MobileSecurityObject,
     MsoStatus,
     ValidityInfo,
-    encode_mso_parts,
+    _encode_status,
 )
 
 Rng = Callable[[int], bytes]
+_token_bytes = os.urandom
+"""The default randomness: what ``secrets.token_bytes`` returns (it calls ``os.urandom``
+through two Python frames), called directly."""
 SALT_BYTES = 16  # §9.1.2.5: random "shall be at least 16 bytes"
+
+
+_UNPACK: dict[int, Callable[[bytes], tuple[int, ...]]] = {}
+_SHIFT = operator.rshift
 
 
 def _digest_ids(count: int, rng: Rng, pool: bytes = b"") -> list[int]:
     """``count`` unique 31-bit digestIDs, first from ``pool`` (4 bytes each), then from ``rng``."""
     if len(pool) == 4 * count:  # the usual case: one unpack, and the 31-bit values are all distinct
-        first = [v >> 1 for v in struct.unpack(f">{count}I", pool)]
+        unpack = _UNPACK.get(count)
+        if unpack is None:
+            unpack = struct.Struct(f">{count}I").unpack
+            if count <= 256:  # namespaces have a few dozen elements: a small table
+                _UNPACK[count] = unpack
+        first = list(map(_SHIFT, unpack(pool), itertools.repeat(1, count)))  # 31-bit: small CBOR uints
         if len(set(first)) == count:
             return first
     ids: set[int] = set()
@@ -64,7 +83,7 @@ def _digest_ids(count: int, rng: Rng, pool: bytes = b"") -> list[int]:
 
 
 def make_items(
-    namespaces: Mapping[str, Mapping[str, Any]], rng: Rng = secrets.token_bytes
+    namespaces: Mapping[str, Mapping[str, Any]], rng: Rng = _token_bytes
 ) -> dict[str, tuple[IssuerSignedItem, ...]]:
     """One IssuerSignedItem per element: random unique digestIDs, 16-byte random salts."""
     out: dict[str, tuple[IssuerSignedItem, ...]] = {}
@@ -128,7 +147,7 @@ def sign_mso(mso: MobileSecurityObject, signer: CoseSigner, ds_chain: list[bytes
 
 
 def build_issuer_signed(
-    namespaces: Mapping[str, Mapping[str, Any]],
+    namespaces: Mapping[str, Mapping[str, Any]] | PreparedNamespaces,
     doc_type: str,
     device_public_key: ec.EllipticCurvePublicKey | CoseKey,
     signer: CoseSigner,
@@ -141,7 +160,7 @@ def build_issuer_signed(
     status: MsoStatus | None = None,
     digest_alg: str = "SHA-256",
     key_authorizations: Mapping | None = None,
-    rng: Rng = secrets.token_bytes,
+    rng: Rng = _token_bytes,
 ) -> IssuerSigned:
     """Issue one mdoc: items with fresh salts and digestIDs, the MSO, signed by ``signer``.
 
@@ -149,16 +168,19 @@ def build_issuer_signed(
     is written in one pass by :func:`_build_fast`: item bytes, digests and the MSO's
     valueDigests map together, the MSO around them, no intermediate objects. It draws the
     same randomness in the same order and gives the same bytes as :func:`_build_general`
-    (tests/test_mdoc_fastpaths.py checks it)."""
+    (tests/test_mdoc_fastpaths.py checks it). ``namespaces`` may be a
+    :class:`PreparedNamespaces`: the elements encoded once for a batch of MSOs."""
     signed = signed or valid_from
     if (key_authorizations is None and digest_alg in HASHES and _aware(signed) and _aware(valid_from)
             and _aware(valid_until) and (expected_update is None or _aware(expected_update))
-            and isinstance(device_public_key, ec.EllipticCurvePublicKey)
-            and signed.replace(microsecond=0) <= valid_from.replace(microsecond=0) < valid_until and ds_chain):
+            and (type(device_public_key) in _EC_PUBLIC_TYPES or _ec_public(device_public_key))
+            and _in_order(signed, valid_from, valid_until) and ds_chain):
         out = _build_fast(namespaces, doc_type, device_public_key, signer, ds_chain, signed, valid_from,
                           valid_until, expected_update, status, digest_alg, rng)
         if out is not None:
             return out
+    if type(namespaces) is PreparedNamespaces:
+        namespaces = namespaces.namespaces
     return _build_general(namespaces, doc_type, device_public_key, signer, ds_chain, valid_from, valid_until,
                           signed=signed, expected_update=expected_update, status=status, digest_alg=digest_alg,
                           key_authorizations=key_authorizations, rng=rng)
@@ -178,7 +200,7 @@ def _build_general(
     status: MsoStatus | None = None,
     digest_alg: str = "SHA-256",
     key_authorizations: Mapping | None = None,
-    rng: Rng = secrets.token_bytes,
+    rng: Rng = _token_bytes,
 ) -> IssuerSigned:
     """:func:`build_issuer_signed` step by step: items, MSO, issuerAuth."""
     items = make_items(namespaces, rng)
@@ -204,10 +226,96 @@ _PACK_ID = struct.Struct(">BI").pack  # a uint of 0x10000 and more (31-bit diges
 _DIGEST_HEAD = {"SHA-256": b"\x58\x20", "SHA-384": b"\x58\x30", "SHA-512": b"\x58\x40"}
 _CRV = {"secp256r1": (1, 32), "secp384r1": (2, 48), "secp521r1": (3, 66)}
 _X962, _UNCOMPRESSED = Encoding.X962, PublicFormat.UncompressedPoint
+_ID5 = len(_ITEM_HEAD) + 5  # where an item's encoded 31-bit digestID ends (5 bytes: 0x1a and 4)
+_FIXED = _ID5 + len(_RANDOM_PART) + SALT_BYTES  # an item's bytes before its identifier, with such an ID
 
 
 def _aware(t: Any) -> bool:
     return type(t) is dt.datetime and t.utcoffset() is not None
+
+
+_EC_PUBLIC_TYPES: set[type] = set()
+
+
+def _ec_public(key: Any) -> bool:
+    """``isinstance(key, ec.EllipticCurvePublicKey)``; the ABC check once per concrete class."""
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        return False
+    if len(_EC_PUBLIC_TYPES) < 8:
+        _EC_PUBLIC_TYPES.add(type(key))
+    return True
+
+
+def _whole(t: dt.datetime) -> dt.datetime:
+    """``t.replace(microsecond=0)``, without the call when there is nothing to cut (the usual case)."""
+    return t if t.microsecond == 0 else t.replace(microsecond=0)
+
+
+def _in_order(signed: dt.datetime, valid_from: dt.datetime, valid_until: dt.datetime) -> bool:
+    """``signed <= valid_from < valid_until`` as issue_mso checks it (the first two to the
+    second); when ``signed`` is ``valid_from`` (the default) the first holds as it is, and the
+    second holds at once when ``valid_from < valid_until`` (cutting the fraction only moves
+    valid_from earlier)."""
+    if signed is valid_from:
+        return valid_from < valid_until or _whole(valid_from) < valid_until
+    return _whole(signed) <= _whole(valid_from) < valid_until
+
+
+class PreparedNamespaces:
+    """Data elements encoded once for several MSOs (a holder's batch of slots).
+
+    What does not change between the MSOs of a batch is encoded here: each namespace's
+    name and map head, and for every element its ``"elementIdentifier": id, "elementValue":
+    value`` bytes with the tag-24 head and item head in front (for the usual 31-bit
+    digestID of 5 bytes). :func:`build_issuer_signed` takes it in place of the namespaces
+    mapping and only adds the fresh digestIDs and salts: the same bytes as from the mapping
+    (tests/test_mdoc_fastpaths.py checks it). Encoding errors are raised here, typed as they
+    are from the mapping (:class:`~protocols.mdoc.errors.MdocEncodeError`). Values are taken
+    as they are now: later changes to a mutable value are not seen.
+    """
+
+    __slots__ = ("namespaces", "_parts")
+
+    def __init__(self, namespaces: Mapping[str, Mapping[str, Any]]) -> None:
+        self.namespaces = {ns: dict(elements) for ns, elements in namespaces.items()}
+        self._parts = _prepare(self.namespaces)
+
+
+def prepare_namespaces(namespaces: Mapping[str, Mapping[str, Any]]) -> PreparedNamespaces:
+    """``namespaces`` encoded once, to issue several MSOs over the same elements."""
+    return PreparedNamespaces(namespaces)
+
+
+def _prepare(namespaces: Mapping[str, Mapping[str, Any]]) -> tuple | None:
+    """Per namespace ``(ns, ns_bytes, n, prefixes, tails, salt_offsets, raw_starts)``; ``None`` for a shape
+    the fast path does not write (the general path then decides, and raises)."""
+    out = []
+    ident_parts, str_heads, ident_part, value_bytes = _IDENT_PARTS, _STR_HEADS, _ident_part, encode_value
+    heads, item_head = _TAG24_HEADS, _ITEM_HEAD
+    for ns, elements in namespaces.items():
+        if type(ns) is not str or not elements or not all(type(k) is str for k in elements):
+            return None
+    for ns, elements in namespaces.items():
+        n = len(elements)
+        prefixes, tails, starts = [], [], []
+        for ident, value in elements.items():
+            t = type(value)
+            if t is str and len(value) < 64:  # at most 252 bytes of UTF-8: a one-byte length head
+                encoded = value.encode()
+                encoded = str_heads[len(encoded)] + encoded
+            elif t is bool:
+                encoded = b"\xf5" if value else b"\xf4"
+            else:
+                encoded = value_bytes(ident, value)
+            tail = (ident_parts.get(ident) or ident_part(ident)) + encoded
+            size = _FIXED + len(tail)
+            head = heads[size] if size < 256 else b"\xd8\x18" + cbor.bstr_head(size)
+            prefixes.append(head + item_head)
+            tails.append(tail)
+            starts.append(len(head))
+        out.append((ns, cbor.tstr(ns) + cbor.map_head(n), n, tuple(prefixes), tuple(tails),
+                    tuple(range(4 * n, 4 * n + n * SALT_BYTES, SALT_BYTES)), tuple(starts)))
+    return tuple(out)
 
 
 def _build_fast(namespaces, doc_type, device_public_key, signer, ds_chain, signed, valid_from, valid_until,
@@ -219,49 +327,110 @@ def _build_fast(namespaces, doc_type, device_public_key, signer, ds_chain, signe
     curve = _CRV.get(device_public_key.curve.name)
     if curve is None:
         return None
-    for ns, elements in namespaces.items():
-        if type(ns) is not str or not elements or not all(type(k) is str for k in elements):
-            return None
+    parts = namespaces._parts if type(namespaces) is PreparedNamespaces else _prepare(namespaces)
+    if parts is None:
+        return None
     crv, size = curve
     point = device_public_key.public_bytes(_X962, _UNCOMPRESSED)
-    key_bytes = b"".join((b"\xa1", _DEVICE_KEY, b"\xa4\x01\x02\x20", cbor.uint_bytes(crv), b"\x21",
-                          cbor.bstr_head(size), point[1:1 + size], b"\x22", cbor.bstr_head(size), point[1 + size:]))
-    hash_fn = HASHES[digest_alg]
-    heads, ident_part, value_bytes, pack_id, uint = _TAG24_HEADS, _ident_part, encode_value, _PACK_ID, cbor.uint_bytes
-    item_head, random_part, digest_head = _ITEM_HEAD, _RANDOM_PART, _DIGEST_HEAD[digest_alg]
-    ident_parts, str_heads = _IDENT_PARTS, _STR_HEADS
+    hash_fn, digest_head, random_part, pack_id = HASHES[digest_alg], _DIGEST_HEAD[digest_alg], _RANDOM_PART, _PACK_ID
     name_spaces: dict[str, tuple[bytes, ...]] = {}
-    digest_parts = [cbor.map_head(len(namespaces))]
-    for ns, elements in namespaces.items():
-        n = len(elements)
+    digest_parts = [_SMALL_MAP_HEADS[len(parts)] if len(parts) < 24 else cbor.map_head(len(parts))]
+    for ns, ns_bytes, n, prefixes, tails, salt_offsets, raw_starts in parts:
         pool = rng(n * (4 + SALT_BYTES))  # one draw for every salt and digestID of the namespace
         if len(pool) != n * (4 + SALT_BYTES):
             raise IssuingError(f"rng returned {len(pool)} bytes, asked for {n * (4 + SALT_BYTES)}")
-        salts = pool[4 * n:]
+        ids = _digest_ids(n, rng, pool[:4 * n])
         raws = []
-        entries = [cbor.tstr(ns), cbor.map_head(n)]
-        for digest_id, start, ident, value in zip(_digest_ids(n, rng, pool[:4 * n]), range(0, n * SALT_BYTES, SALT_BYTES),
-                                                  elements.keys(), elements.values(), strict=True):
-            id_bytes = pack_id(0x1A, digest_id) if digest_id >= 0x10000 else uint(digest_id)
-            part = ident_parts.get(ident) or ident_part(ident)
-            t = type(value)
-            if t is str and len(value) < 64:  # at most 252 bytes of UTF-8: a one-byte length head
-                encoded = value.encode()
-                encoded = str_heads[len(encoded)] + encoded
-            elif t is bool:
-                encoded = b"\xf5" if value else b"\xf4"
-            else:
-                encoded = value_bytes(ident, value)
-            raw = b"".join((item_head, id_bytes, random_part, salts[start:start + SALT_BYTES], part, encoded))
-            raws.append(raw)
-            n_raw = len(raw)
-            digest = hash_fn((heads[n_raw] if n_raw < 256 else b"\xd8\x18" + cbor.bstr_head(n_raw)) + raw).digest()
-            entries += (id_bytes, digest_head, digest)  # over the tagged IssuerSignedItemBytes (§9.1.2.5)
+        digest_parts.append(ns_bytes)
+        if min(ids) >= 0x10000:  # every ID 5 bytes, as the prefixes were written for
+            for digest_id, prefix, tail, start, raw_start in zip(ids, prefixes, tails, salt_offsets, raw_starts,
+                                                                 strict=True):
+                id_bytes = pack_id(0x1A, digest_id)
+                tagged = b"".join((prefix, id_bytes, random_part, pool[start:start + SALT_BYTES], tail))
+                raws.append(tagged[raw_start:])
+                digest_parts += (id_bytes, digest_head, hash_fn(tagged).digest())  # over the tagged item (§9.1.2.5)
+        else:  # a digestID below 0x10000 (one namespace in a few thousand): shorter heads
+            for digest_id, tail, start in zip(ids, tails, salt_offsets, strict=True):
+                id_bytes = pack_id(0x1A, digest_id) if digest_id >= 0x10000 else cbor.uint_bytes(digest_id)
+                raw = b"".join((_ITEM_HEAD, id_bytes, random_part, pool[start:start + SALT_BYTES], tail))
+                raws.append(raw)
+                digest_parts += (id_bytes, digest_head, hash_fn(cbor.tag24_bytes(raw)).digest())
         name_spaces[ns] = tuple(raws)
-        digest_parts += entries
-    mso = encode_mso_parts("1.0", digest_alg, b"".join(digest_parts), key_bytes, doc_type, signed, valid_from,
-                           valid_until, expected_update, status)
-    if mso is None:  # not reached: the caller checked the times
-        raise IssuingError("MSO times must be aware datetimes")
+    times = _VALIDITY[expected_update is not None]
+    t_signed = _TDATES.get(signed) or _tdate(signed)
+    t_from = t_signed if valid_from is signed else _TDATES.get(valid_from) or _tdate(valid_from)
+    dki_x, dki_y = _DKI_HEADS[crv]
+    mso = b"".join((
+        _MSO_HEADS.get((status is not None, digest_alg)) or _mso_head(status is not None, digest_alg),
+        b"".join(digest_parts), dki_x, point[1:1 + size], dki_y, point[1 + size:],
+        _DOC_TYPES.get((doc_type, expected_update is not None)) or _doc_type_part(doc_type, expected_update is not None),
+        times[0], t_signed, times[1], t_from, times[2], _TDATES.get(valid_until) or _tdate(valid_until),
+        b"" if expected_update is None else times[3] + _tdate(expected_update),
+        b"" if status is None else _MSO_STATUS_KEY + _encode_status(status),
+    ))
     x5chain: bytes | list[bytes] = ds_chain[0] if len(ds_chain) == 1 else list(ds_chain)
-    return IssuerSigned(name_spaces, Sign1.create(signer, cbor.tag24_bytes(mso), unprotected={33: x5chain}))
+    alg = signer.alg
+    sig = _SIG_PREFIX.get(alg) if type(alg) is int else None
+    if sig is None:
+        if type(alg) is not int:
+            return IssuerSigned(name_spaces, Sign1.create(signer, cbor.tag24_bytes(mso), unprotected={33: x5chain}))
+        protected = encode_protected({HEADER_ALG: alg})
+        sig = _SIG_PREFIX[alg] = (protected, sig_structure(protected, b"", b"")[:-1])  # all but the payload's head
+    n = len(mso)  # an MSO is a few hundred bytes to a few KB: a 2-byte length, written here
+    payload = (_TAG24_HEADS[n] if n < 256 else _TAG24_BSTR2(0xD818, 0x59, n) if n < 0x10000
+               else b"\xd8\x18" + cbor.bstr_head(n)) + mso
+    n = len(payload)
+    signature = signer.sign(b"".join((sig[1], _BSTR2(0x59, n) if 0x100 <= n < 0x10000 else cbor.bstr_head(n),
+                                      payload)))
+    out = object.__new__(IssuerSigned)  # the frozen dataclass without its __init__: the fields are made here
+    out.__dict__.update(name_spaces=name_spaces, issuer_auth=Sign1._of(
+        sig[0], {HEADER_ALG: alg}, {33: x5chain}, payload, signature if type(signature) is bytes else bytes(signature)))
+    return out
+
+
+_SMALL_MAP_HEADS = tuple(bytes([0xA0 | k]) for k in range(24))
+_BSTR2 = struct.Struct(">BH").pack  # a bstr head with a 2-byte length (59 nn nn)
+_TAG24_BSTR2 = struct.Struct(">HBH").pack  # tag 24 (d8 18), then that head
+_SIG_PREFIX: dict[int, tuple[bytes, bytes]] = {}
+"""Per COSE alg: the protected header ``{1: alg}`` and the Sig_structure up to the payload."""
+_MSO_HEADS: dict[tuple[bool, str], bytes] = {}
+_DOC_TYPES: dict[tuple[str, bool], bytes] = {}
+_DKI_HEADS = {crv: (b"".join((_MSO_KEYS[3], b"\xa1", _DEVICE_KEY, b"\xa4\x01\x02\x20", cbor.uint_bytes(crv), b"\x21",
+                               cbor.bstr_head(size))), b"\x22" + cbor.bstr_head(size))
+              for crv, size in _CRV.values()}
+"""Per COSE crv: ``"deviceKeyInfo": {"deviceKey": {1: 2, -1: crv, -2:`` and the x head; ``-3:`` and the y head."""
+_VALIDITY = {False: _VALIDITY_KEYS[:3], True: _VALIDITY_KEYS}
+_MSO_STATUS_KEY = _MSO_KEYS[6]
+_TDATES: dict[dt.datetime, bytes] = {}
+
+
+def _mso_head(with_status: bool, digest_alg: str) -> bytes:
+    """The MSO's map head, version, digestAlgorithm and the valueDigests key (CDDL order)."""
+    hit = _MSO_HEADS.get((with_status, digest_alg))
+    if hit is None:
+        hit = _MSO_HEADS[(with_status, digest_alg)] = b"".join((
+            b"\xa7" if with_status else b"\xa6", _MSO_KEYS[0], cbor.tstr("1.0"), _MSO_KEYS[1],
+            cbor.tstr(digest_alg), _MSO_KEYS[2]))
+    return hit
+
+
+def _doc_type_part(doc_type: str, with_update: bool) -> bytes:
+    """``"docType": doc_type, "validityInfo"`` and the validityInfo map head (a bounded table)."""
+    hit = _DOC_TYPES.get((doc_type, with_update))
+    if hit is None:
+        hit = b"".join((_MSO_KEYS[4], cbor.tstr(doc_type), _MSO_KEYS[5], b"\xa4" if with_update else b"\xa3"))
+        if len(_DOC_TYPES) >= 64:
+            _DOC_TYPES.clear()
+        _DOC_TYPES[(doc_type, with_update)] = hit
+    return hit
+
+
+def _tdate(when: dt.datetime) -> bytes:
+    """An aware datetime as an encoded tdate (the caller checked it); the instants of a batch recur."""
+    hit = _TDATES.get(when)
+    if hit is None:
+        hit = b"\xc0" + cbor.tstr(cbor.tdate_text(when))
+        if len(_TDATES) >= 256:
+            _TDATES.clear()
+        _TDATES[when] = hit
+    return hit
