@@ -152,12 +152,14 @@ class MdocVerifier:
     certificate of the path is valid; a hit skips the chain's signature checks when ``now``
     falls in that window.
 
-    A second bounded cache keeps the parsed MSO (with its device key) per exact
-    MobileSecurityObjectBytes, the way a reader sees the same mdoc presented again. It is
-    consulted only after the issuer signature over those very bytes verified in this call,
-    and it holds no verdict: the digests, docType, validity at ``now``, device
-    authentication over this transcript and keyAuthorizations are checked every time.
-    ``cache_chains=False`` turns both caches off.
+    A second bounded cache keeps, per exact MobileSecurityObjectBytes, the parsed MSO and
+    what follows from it alone (:class:`_MsoEntry`: the digest -> digestID table of each
+    namespace, the device public key) and the IssuerSignedItems already digested, matched
+    and decoded under it, by their exact bytes; the way a reader sees the same mdoc
+    presented again. It is consulted only after the issuer signature over those very bytes
+    verified in this call, and it holds no verdict: every item is digested and matched,
+    and the docType, validity at ``now``, device authentication over this transcript and
+    keyAuthorizations are checked every time. ``cache_chains=False`` turns both caches off.
     """
 
     def __init__(
@@ -170,10 +172,11 @@ class MdocVerifier:
         self.trust_anchors = list(trust_anchors)
         self.extra_checks = list(extra_checks)
         self._cache: dict[tuple[bytes, ...], VerifiedChain] | None = {} if cache_chains else None
-        self._msos: dict[bytes, MobileSecurityObject] | None = {} if cache_chains else None
+        self._msos: dict[bytes, _MsoEntry] | None = {} if cache_chains else None
 
-    def _mso(self, doc: Document) -> MobileSecurityObject:
-        """The MSO of issuerAuth's payload; call only once the issuer signature verified."""
+    def _mso(self, doc: Document) -> _MsoEntry:
+        """The MSO of issuerAuth's payload, with the verifier's notes on it; call only once
+        the issuer signature over that payload verified (raises MdocDecodeError)."""
         payload = doc.issuer_signed.issuer_auth.payload
         cache = self._msos
         if cache is not None and payload is not None:
@@ -186,9 +189,9 @@ class MdocVerifier:
             if frozen is not None:
                 if len(cache) >= 1024:
                     cache.clear()
-                cache[payload] = frozen
-                return frozen
-        return mso
+                entry = cache[payload] = _MsoEntry(frozen, keep_items=True)
+                return entry
+        return _MsoEntry(mso, keep_items=False)
 
     # -- document signer chain --------------------------------------------------------
 
@@ -270,7 +273,8 @@ class MdocVerifier:
             skip(*later, because="issuer signature failed")
             return checks, None
         try:
-            mso = self._mso(doc)
+            entry = self._mso(doc)
+            mso = entry.mso
             add(MSO_STRUCTURE, True, f"version {mso.version}, {mso.digest_algorithm}")
         except MdocDecodeError as exc:
             add(MSO_STRUCTURE, False, str(exc))
@@ -278,9 +282,9 @@ class MdocVerifier:
             return checks, None
         add(DOC_TYPE, doc.doc_type == mso.doc_type,
             f"document {doc.doc_type!r} {'==' if doc.doc_type == mso.doc_type else '!='} MSO {mso.doc_type!r}")
-        elements = self._digests(doc, mso, add)
+        elements = self._digests(doc, entry, add)
         self._validity(mso, chain, now, add)
-        self._device_auth(doc, mso, st, reader_private_key, emac_key_provider, add)
+        self._device_auth(doc, entry, st, reader_private_key, emac_key_provider, add)
         key_authorizations_check(doc, mso, add)
         if self.extra_checks:
             ctx = object.__new__(DocumentContext)  # the frozen __init__ without its setattr per field
@@ -292,10 +296,12 @@ class MdocVerifier:
         return checks, (DisclosedDocument(doc.doc_type, elements) if elements is not None else None)
 
     @staticmethod
-    def _digests(doc: Document, mso: MobileSecurityObject, add) -> dict | None:
+    def _digests(doc: Document, entry: _MsoEntry, add) -> dict | None:
         """Every item of every namespace is digested (over its tagged bytes, §9.1.2.5) and
         matched to a digestID of the MSO before any item of that namespace is decoded; the
-        matched items are then decoded in one strict pass (cbor.loads_many) and checked."""
+        matched items are then decoded in one strict pass (cbor.loads_many) and checked, or
+        taken from those already decoded under this very MSO (same bytes, :class:`_MsoEntry`)."""
+        mso = entry.mso
         hash_fn = HASHES[mso.digest_algorithm]
         name_spaces = doc.issuer_signed.name_spaces
         if not name_spaces:
@@ -305,50 +311,21 @@ class MdocVerifier:
         count = 0
         head, heads = cbor.bstr_head, _TAG24_HEADS
         for ns, raws in name_spaces.items():
-            expected = mso.value_digests.get(ns)
-            if not expected:
+            by_digest = entry.table(ns)
+            if by_digest is None:
                 add(VALUE_DIGESTS, False, f"namespace {ns!r} has no digests in the MSO")
                 return None
-            by_digest = {d: i for i, d in expected.items()}
-            ids = [by_digest.get(hash_fn((heads[len(raw)] if len(raw) < 256 else b"\xd8\x18" + head(len(raw))) + raw)
-                                 .digest()) for raw in raws]
+            digests = [hash_fn((heads[len(raw)] if len(raw) < 256 else b"\xd8\x18" + head(len(raw))) + raw).digest()
+                       for raw in raws]
+            ids = list(map(by_digest.get, digests))
             if None in ids:
                 add(VALUE_DIGESTS, False, f"{ns}[{ids.index(None)}]: digest matches no valueDigest of the MSO")
                 return None
-            try:
-                values = cbor.loads_many(raws)
-            except cbor.CborDecodeError:
-                values = None
-            if values is not None and all([type(v) is dict and v.keys() == _ITEM_KEYS for v in values]):
-                # the usual case, checked list by list; any doubt goes to the item by item loop below
-                item_ids = [v["digestID"] for v in values]
-                if item_ids == ids and all([type(i) is int for i in item_ids]) and len(set(ids)) == len(ids):
-                    out = {v["elementIdentifier"]: v["elementValue"] for v in values}
-                    if (len(out) == len(values) and all([type(i) is str for i in out])
-                            and all([type(v["random"]) is bytes for v in values])):
-                        count += len(out)
-                        elements[ns] = out
-                        continue
-            out: dict[str, Any] = {}
-            seen_ids: set[int] = set()
-            for n, digest_id in enumerate(ids):
-                v = values[n] if values is not None else None
-                if (type(v) is dict and v.keys() == _ITEM_KEYS and type(v["digestID"]) is int
-                        and type(v["random"]) is bytes and type(v["elementIdentifier"]) is str):
-                    item_id, ident, value = v["digestID"], v["elementIdentifier"], v["elementValue"]
-                else:  # anything unusual: the item parser decides and explains
-                    try:
-                        item = (IssuerSignedItem.decode(raws[n]) if values is None
-                                else IssuerSignedItem._from_value(v, raws[n]))
-                    except MdocDecodeError as exc:
-                        add(VALUE_DIGESTS, False, f"{ns}[{n}]: {exc}")
-                        return None
-                    item_id, ident, value = item.digest_id, item.element_identifier, item.element_value
-                if item_id != digest_id or digest_id in seen_ids or ident in out:
-                    add(VALUE_DIGESTS, False, f"{ns}/{ident}: digestID {item_id} mismatched or repeated")
+            out = entry.known_items(ns, raws, digests, ids)
+            if out is None:
+                out = _decode_items(entry, ns, raws, digests, ids, add)
+                if out is None:
                     return None
-                seen_ids.add(digest_id)
-                out[ident] = value
             count += len(out)
             elements[ns] = out
         add(VALUE_DIGESTS, True, f"{count} item(s) in {len(elements)} namespace(s) match ({mso.digest_algorithm})")
@@ -366,17 +343,17 @@ class MdocVerifier:
         add(VALIDITY, True, f"{cbor.tdate_text(now)} within {cbor.tdate_text(v.valid_from)} .. {cbor.tdate_text(v.valid_until)}")
 
     @staticmethod
-    def _device_auth(doc, mso, st, reader_private_key, emac_key_provider, add) -> None:
+    def _device_auth(doc, entry, st, reader_private_key, emac_key_provider, add) -> None:
         if st is None:
             add(DEVICE_AUTHENTICATION, False, "no SessionTranscript given: device authentication cannot be checked")
             return
         signed = doc.device_signed
         detached = device_authentication_bytes(st, doc.doc_type, signed.name_spaces_bytes)
-        device_key = mso.device_key_info.device_key
+        device_key = entry.mso.device_key_info.device_key
         try:
             if signed.device_auth.device_signature is not None:
                 sig = signed.device_auth.device_signature
-                sig.verify(device_key.public_key(), detached=detached)
+                sig.verify(entry.device_public_key(), detached=detached)
                 add(DEVICE_AUTHENTICATION, True, f"deviceSignature alg {sig.alg} by the MSO device key")
                 return
             mac = signed.device_auth.device_mac
@@ -436,6 +413,139 @@ def key_authorizations_check(doc: Document, mso: MobileSecurityObject, add) -> N
 
 
 _TAG24_HEADS = tuple(b"\xd8\x18" + cbor.bstr_head(n) for n in range(256))
+
+_IMMUTABLE = frozenset({str, bytes, int, bool, float, type(None), dt.date, dt.datetime})
+"""Element value types an :class:`_MsoEntry` may hand out again (shared, so never mutable)."""
+_ITEM_MAX = 1024
+"""Largest IssuerSignedItem (bytes) an :class:`_MsoEntry` keeps decoded (a portrait is
+decoded at each verification: mostly one copy of its bytes)."""
+_ITEMS_MAX = 16 * 1024
+"""Bytes of IssuerSignedItems one :class:`_MsoEntry` keeps (1024 entries: 16 MiB at most)."""
+
+
+class _MsoEntry:
+    """The verifier's notes on one MobileSecurityObjectBytes whose issuer signature verified.
+
+    All of it is a pure function of those bytes, or of item bytes checked against them: the
+    parsed MSO, the digest -> digestID table of each of its namespaces, the device public
+    key, and (``keep_items``) the IssuerSignedItems that were digested, matched to this MSO
+    and decoded into the usual shape, by digest, each with its exact bytes (compared again
+    at every use), only small ones with an immutable elementValue, at most ``_ITEMS_MAX``
+    bytes. Nothing here is a verdict: every item is digested and matched at every call."""
+
+    __slots__ = ("mso", "_tables", "_items", "_item_bytes", "_keep", "_device_key")
+
+    def __init__(self, mso: MobileSecurityObject, *, keep_items: bool) -> None:
+        self.mso = mso
+        self._tables: dict[str, dict[bytes, int]] = {}
+        self._items: dict[str, dict[bytes, tuple[bytes, int, str, Any]]] = {}
+        self._item_bytes = 0
+        self._keep = keep_items
+        self._device_key: ec.EllipticCurvePublicKey | None = None
+
+    def table(self, ns: str) -> dict[bytes, int] | None:
+        """digest -> digestID of namespace ``ns`` (None when the MSO has no digests for it)."""
+        hit = self._tables.get(ns)
+        if hit is None:
+            expected = self.mso.value_digests.get(ns)
+            if not expected:
+                return None
+            hit = self._tables[ns] = {d: i for i, d in expected.items()}  # one per MSO namespace
+        return hit
+
+    def device_public_key(self) -> ec.EllipticCurvePublicKey:
+        """The MSO device key as a ``cryptography`` key (CoseKeyError when off the curve)."""
+        key = self._device_key
+        if key is None:
+            key = self._device_key = self.mso.device_key_info.device_key.public_key()
+        return key
+
+    def known_items(self, ns: str, raws: Sequence[bytes], digests: list[bytes], ids: list[int]) -> dict | None:
+        """``{elementIdentifier: elementValue}`` of these items, already digested and matched
+        (``ids``), when all of them are in the usual shape and agree with ``ids``, taking the
+        ones decoded earlier under this MSO (same bytes) and decoding the others; None at any
+        doubt, and then the general path decides and explains."""
+        known = self._items.get(ns)
+        if known is None:
+            return None
+        hits = list(map(known.get, digests))
+        if None in hits:
+            missing = [n for n, h in enumerate(hits) if h is None]
+            try:
+                values = cbor.loads_many([raws[n] for n in missing])
+            except cbor.CborDecodeError:
+                return None
+            for n, v in zip(missing, values, strict=True):
+                if not (type(v) is dict and v.keys() == _ITEM_KEYS and type(v["digestID"]) is int
+                        and v["digestID"] == ids[n] and type(v["random"]) is bytes
+                        and type(v["elementIdentifier"]) is str):
+                    return None
+                hits[n] = (raws[n], ids[n], v["elementIdentifier"], v["elementValue"])
+        else:
+            missing = None
+        if tuple([h[0] for h in hits]) != tuple(raws) or [h[1] for h in hits] != ids or len(set(ids)) != len(ids):
+            return None
+        out = {h[2]: h[3] for h in hits}
+        if len(out) != len(hits):
+            return None
+        if missing:
+            self.keep(ns, [hits[n] for n in missing], [digests[n] for n in missing])
+        return out
+
+    def keep(self, ns: str, items: list[tuple[bytes, int, str, Any]], digests: list[bytes]) -> None:
+        """Note items (raw, digestID, identifier, value) digested and matched to this MSO."""
+        if not self._keep:
+            return
+        known = self._items.get(ns)
+        if known is None:
+            known = self._items[ns] = {}  # ns has digests in this MSO: bounded by it
+        for item, d in zip(items, digests, strict=True):
+            size = len(item[0])
+            if (size <= _ITEM_MAX and type(item[3]) in _IMMUTABLE and d not in known
+                    and self._item_bytes + size <= _ITEMS_MAX):
+                known[d] = item
+                self._item_bytes += size
+
+
+def _decode_items(entry: _MsoEntry, ns: str, raws: Sequence[bytes], digests: list[bytes], ids: list[int],
+                  add) -> dict | None:
+    """The general path of :meth:`MdocVerifier._digests` for one namespace whose items are
+    digested and matched (``ids``): decode them, check them, explain any failure (None)."""
+    try:
+        values = cbor.loads_many(raws)
+    except cbor.CborDecodeError:
+        values = None
+    if values is not None and all([type(v) is dict and v.keys() == _ITEM_KEYS for v in values]):
+        # the usual case, checked list by list; any doubt goes to the item by item loop below
+        item_ids = [v["digestID"] for v in values]
+        if item_ids == ids and all([type(i) is int for i in item_ids]) and len(set(ids)) == len(ids):
+            out = {v["elementIdentifier"]: v["elementValue"] for v in values}
+            if (len(out) == len(values) and all([type(i) is str for i in out])
+                    and all([type(v["random"]) is bytes for v in values])):
+                entry.keep(ns, [(raw, i, v["elementIdentifier"], v["elementValue"])
+                                for raw, i, v in zip(raws, ids, values, strict=True)], digests)
+                return out
+    out: dict[str, Any] = {}
+    seen_ids: set[int] = set()
+    for n, digest_id in enumerate(ids):
+        v = values[n] if values is not None else None
+        if (type(v) is dict and v.keys() == _ITEM_KEYS and type(v["digestID"]) is int
+                and type(v["random"]) is bytes and type(v["elementIdentifier"]) is str):
+            item_id, ident, value = v["digestID"], v["elementIdentifier"], v["elementValue"]
+        else:  # anything unusual: the item parser decides and explains
+            try:
+                item = (IssuerSignedItem.decode(raws[n]) if values is None
+                        else IssuerSignedItem._from_value(v, raws[n]))
+            except MdocDecodeError as exc:
+                add(VALUE_DIGESTS, False, f"{ns}[{n}]: {exc}")
+                return None
+            item_id, ident, value = item.digest_id, item.element_identifier, item.element_value
+        if item_id != digest_id or digest_id in seen_ids or ident in out:
+            add(VALUE_DIGESTS, False, f"{ns}/{ident}: digestID {item_id} mismatched or repeated")
+            return None
+        seen_ids.add(digest_id)
+        out[ident] = value
+    return out
 
 
 def _leaf_key(ders: list[bytes]) -> ec.EllipticCurvePublicKey | None:
