@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from protocols import cbor, certs
 from protocols.cose import CoseError, CoseKey
+from protocols.cose.sign1 import verify_sign1
 from protocols.mdoc.chain import (
     EKU_MDL_DS,
     EKU_MDL_READER_AUTH,
@@ -266,7 +267,7 @@ class MdocVerifier:
             skip(*later, because="issuer signature unverifiable")
             return checks, None
         try:
-            auth.verify(ds_key)
+            verify_sign1(auth, ds_key)
             add(ISSUER_SIGNATURE, True, f"alg {auth.alg} over MobileSecurityObjectBytes")
         except CoseError as exc:
             add(ISSUER_SIGNATURE, False, str(exc))
@@ -353,7 +354,7 @@ class MdocVerifier:
         try:
             if signed.device_auth.device_signature is not None:
                 sig = signed.device_auth.device_signature
-                sig.verify(entry.device_public_key(), detached=detached)
+                verify_sign1(sig, entry.device_public_key(), detached=detached)
                 add(DEVICE_AUTHENTICATION, True, f"deviceSignature alg {sig.alg} by the MSO device key")
                 return
             mac = signed.device_auth.device_mac
