@@ -32,13 +32,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from protocols import cbor, iaca
 from protocols.mdoc import (
     Check,
-    DisclosedDocument,
     DocumentContext,
     MdocDecodeError,
     MdocError,
     MdocVerifier,
+    MobileSecurityObject,
     SessionTranscript,
     VerificationResult,
+    VerifiedChain,
 )
 from protocols.mdoc.verify import KEY_AUTHORIZATIONS, RESPONSE_STATUS, VALIDITY
 from protocols.status import (
@@ -286,12 +287,6 @@ class PipelineConfig:
     check_profiles: bool = True
 
 
-class _Call(threading.local):
-    def __init__(self) -> None:
-        self.replace: dict[int, Check] = {}
-        self.docs: list[tuple[tuple[Check, ...], list[Check], DisclosedDocument | None]] = []
-
-
 class ReaderPipeline:
     """Trust store + clock + status cache around a chain-caching :class:`MdocVerifier`."""
 
@@ -315,10 +310,9 @@ class ReaderPipeline:
         self.clock = clock
         self.config = config
         self.status = status or StatusListCache()
-        self._verifier = MdocVerifier(trust.certificates, extra_checks=[self._extra])
+        self._verifier = MdocVerifier(trust.certificates, extra_checks=[self._extra], validity=self._validity)
         self._profiles: dict[tuple[bytes, bytes], tuple[dt.datetime, dt.datetime, tuple[Check, Check]]] = {}
         """Annex B results per (DS DER, IACA DER), with the window of the chain they came from."""
-        self._call = _Call()
         self._last_profile: tuple | None = None
 
     # -- entry point -----------------------------------------------------------------
@@ -332,10 +326,8 @@ class ReaderPipeline:
         now: dt.datetime | None = None,
     ) -> VerificationResult:
         now = now or self.clock()
-        call = self._call
-        call.replace, call.docs = {}, []
         try:
-            core = self._verifier.verify(response, session_transcript=session_transcript, now=now,
+            return self._verifier.verify(response, session_transcript=session_transcript, now=now,
                                          reader_private_key=reader_private_key)
         except MdocDecodeError as exc:
             return VerificationResult((Check(RESPONSE_STATUS, False, f"not a DeviceResponse: {exc}"),))
@@ -345,31 +337,25 @@ class ReaderPipeline:
             # bytes (e.g. cryptography's UnsupportedAlgorithm from a mangled x5chain) is a refusal
             return VerificationResult((Check(RESPONSE_STATUS, False,
                                              f"unverifiable: {type(exc).__name__}: {exc}"),))
-        checks = [call.replace.get(id(c), c) for c in core.checks]
-        documents = list(core.documents)  # every check of these passed, extras included
-        for core_checks, extras, disclosed in call.docs:
-            if disclosed is not None and all([call.replace.get(id(c), c).passed for c in core_checks]
-                                             + [c.passed for c in extras]):
-                documents.append(disclosed)
-        return VerificationResult(tuple(checks), tuple(documents))
 
-    # -- extra checks, per document ----------------------------------------------------
+    # -- checks, per document --------------------------------------------------------------
 
-    def _extra(self, ctx: DocumentContext) -> list[Check]:
-        out: list[Check] = []
-        mso, now, skew = ctx.mso, ctx.now, self.config.skew
-        v = mso.validity_info
-        core_validity = next((c for c in ctx.checks if c.name == VALIDITY), None)
+    def _validity(self, mso: MobileSecurityObject, chain: VerifiedChain | None, now: dt.datetime,
+                  doc_type: str) -> Check:
+        """``validity``, in place of the core's: validFrom/validUntil at ``now`` with the skew
+        (the MSO signing time against the DS certificate is ``mso_signed_within_ds_validity``)."""
+        v, skew = mso.validity_info, self.config.skew
         ok = v.valid_from - skew <= now <= v.valid_until + skew
         key = (v.valid_from, v.valid_until, skew)
         window = _TEXTS.get(key)
         if window is None:
             window = _keep(key, f"validFrom {cbor.tdate_text(v.valid_from)} .. "
                                 f"validUntil {cbor.tdate_text(v.valid_until)} (skew {skew})")
-        mine = Check._of(VALIDITY, ok, f"{ctx.document.doc_type}: {cbor.tdate_text(now)} "
-                                       f"{'within' if ok else 'outside'} {window}")
-        if core_validity is not None:
-            self._call.replace[id(core_validity)] = mine
+        return Check._of(VALIDITY, ok, f"{doc_type}: {cbor.tdate_text(now)} {'within' if ok else 'outside'} {window}")
+
+    def _extra(self, ctx: DocumentContext) -> list[Check]:
+        out: list[Check] = []
+        v = ctx.mso.validity_info
         chain = ctx.ds_chain
         if chain is None:
             out.append(Check(MSO_SIGNED_WITHIN_DS, False, "not checked: no trusted DS certificate"))
@@ -386,16 +372,6 @@ class ReaderPipeline:
         out += [check(ctx) for check in self.extra_checks]
         out += self._key_authorizations(ctx)
         out += self._status(ctx)
-        disclosed = None
-        if core_validity is not None and not core_validity.passed and mine.passed:
-            # the core left this document out for its strict validity: list it ourselves
-            try:
-                elements = {ns: {i.element_identifier: i.element_value for i in items}
-                            for ns, items in ctx.document.issuer_signed.items().items()}
-                disclosed = DisclosedDocument(ctx.document.doc_type, elements)
-            except MdocError:
-                disclosed = None
-        self._call.docs.append((ctx.checks, out, disclosed))
         return out
 
     def _profile_checks(self, ctx: DocumentContext) -> list[Check]:

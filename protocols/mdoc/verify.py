@@ -144,10 +144,17 @@ class DocumentContext:
 
 
 DocumentCheck = Callable[[DocumentContext], Check | Iterable[Check]]
+ValidityCheck = Callable[[MobileSecurityObject, VerifiedChain | None, dt.datetime, str], Check]
+"""``(mso, ds_chain, now, docType) -> the validity check``: a reader's own rule in place of
+the built-in one (``validFrom <= now <= validUntil`` and MSO signed within the DS validity)."""
 
 
 class MdocVerifier:
     """A reusable verifier: trust anchors, extra checks, and a cache of verified DS chains.
+
+    ``validity`` replaces the built-in ``validity`` check by the caller's (a reader with a
+    clock skew, say): it is called where the built-in one would run, and its check counts
+    like any other for the verdict and for listing the document.
 
     The cache keeps, per (x5chain bytes), the verified key and the window in which every
     certificate of the path is valid; a hit skips the chain's signature checks when ``now``
@@ -169,9 +176,11 @@ class MdocVerifier:
         *,
         extra_checks: Sequence[DocumentCheck] = (),
         cache_chains: bool = True,
+        validity: ValidityCheck | None = None,
     ) -> None:
         self.trust_anchors = list(trust_anchors)
         self.extra_checks = list(extra_checks)
+        self.validity = validity
         self._cache: dict[tuple[bytes, ...], VerifiedChain] | None = {} if cache_chains else None
         self._msos: dict[bytes, _MsoEntry] | None = {} if cache_chains else None
 
@@ -284,7 +293,10 @@ class MdocVerifier:
         add(DOC_TYPE, doc.doc_type == mso.doc_type,
             f"document {doc.doc_type!r} {'==' if doc.doc_type == mso.doc_type else '!='} MSO {mso.doc_type!r}")
         elements = self._digests(doc, entry, add)
-        self._validity(mso, chain, now, add)
+        if self.validity is None:
+            self._validity(mso, chain, now, add)
+        else:
+            checks.append(self.validity(mso, chain, now, doc.doc_type))
         self._device_auth(doc, entry, st, reader_private_key, emac_key_provider, add)
         key_authorizations_check(doc, mso, add)
         if self.extra_checks:
