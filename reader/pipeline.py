@@ -41,7 +41,12 @@ from protocols.mdoc import (
     VerificationResult,
     VerifiedChain,
 )
-from protocols.mdoc.verify import KEY_AUTHORIZATIONS, RESPONSE_STATUS, VALIDITY
+from protocols.mdoc.verify import (
+    KEY_AUTHORIZATIONS,
+    RESPONSE_STATUS,
+    VALIDITY,
+    key_authorizations_apply,
+)
 from protocols.status import (
     Status,
     StatusIndexError,
@@ -161,6 +166,9 @@ class StatusListCache:
         self.fetches = 0
         self.revalidations = 0
         self._memo: dict[tuple[str, int], tuple] = {}
+        """Outcome per (uri, index) of a verified, fresh list: kept with the entry, its fetch
+        time, max-age and token it was read from, the anchor that verified the list, and the
+        instant the entry stops being fresh (``CachedList.fresh`` worked out once for them)."""
 
     def entry(self, uri: str) -> CachedList | None:
         return self._entries.get(uri)
@@ -242,8 +250,9 @@ class StatusListCache:
             entry = self._entries.get(uri)
             memo = self._memo.get((uri, index))
             if (memo is not None and not self.offline and memo[0] is entry and memo[1] == entry.fetched_at
-                    and memo[2] in anchors and entry.fresh(now)):
-                return memo[3]  # same verified list, still within ttl / max-age / exp
+                    and memo[2] == entry.max_age and memo[3] is entry.token and memo[4] in anchors
+                    and now < memo[6]):
+                return memo[5]  # same verified list, still within ttl / max-age / exp
             note = ""
             if self.offline:
                 if entry is None:
@@ -272,7 +281,11 @@ class StatusListCache:
             if anchor is not None:
                 if len(self._memo) > 4096:
                     self._memo.clear()
-                self._memo[(uri, index)] = (entry, entry.fetched_at, anchor, outcome)
+                # fresh(now) == now < fetched_at + lifetime and (exp is None or now < exp)
+                until = entry.fetched_at + dt.timedelta(seconds=entry.lifetime())
+                exp = entry.token.header.exp
+                self._memo[(uri, index)] = (entry, entry.fetched_at, entry.max_age, entry.token, anchor, outcome,
+                                            until if exp is None else min(until, exp))
         return outcome
 
 
@@ -413,7 +426,7 @@ class ReaderPipeline:
         """The core's ``key_authorizations`` check (protocols.mdoc) runs when keyAuthorizations
         is declared or anything is device-signed; otherwise say so, so that the reader's
         verdict always lists the check."""
-        if any(c.name == KEY_AUTHORIZATIONS for c in ctx.checks):
+        if key_authorizations_apply(ctx.document, ctx.mso):  # the core reported it
             return []
         return [Check._of(KEY_AUTHORIZATIONS, True, "none declared, nothing device-signed")]
 

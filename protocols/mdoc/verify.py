@@ -383,16 +383,21 @@ class MdocVerifier:
             add(DEVICE_AUTHENTICATION, False, str(exc))
 
 
+def key_authorizations_apply(doc: Document, mso: MobileSecurityObject) -> bool:
+    """Whether :func:`key_authorizations_check` reports on this document: keyAuthorizations
+    is present or something is device-signed (DeviceNameSpaces not the empty map)."""
+    return mso.device_key_info.key_authorizations is not None or doc.device_signed.name_spaces_bytes != b"\xa0"
+
+
 def key_authorizations_check(doc: Document, mso: MobileSecurityObject, add) -> None:
     """``key_authorizations`` (§9.1.2.4): every element in DeviceNameSpaces must be authorized
     by deviceKeyInfo.keyAuthorizations, by its namespace (``nameSpaces``) or by name
     (``dataElements``); with no keyAuthorizations the device key is authorized for nothing.
     Reported when keyAuthorizations is present or anything is device-signed; ``add(name,
     passed, reason)`` as in :meth:`MdocVerifier._document`."""
-    auth = mso.device_key_info.key_authorizations
-    ns_bytes = doc.device_signed.name_spaces_bytes
-    if auth is None and ns_bytes == b"\xa0":
+    if not key_authorizations_apply(doc, mso):
         return
+    auth = mso.device_key_info.key_authorizations
     try:
         signed = doc.device_signed.name_spaces()
     except MdocError as exc:
