@@ -375,12 +375,14 @@ class ReaderPipeline:
         else:
             leaf_from, leaf_until = chain.leaf_validity
             inside = leaf_from <= v.signed <= leaf_until
-            key = (v.signed, leaf_from, leaf_until, inside)
-            reason = _TEXTS.get(key)
-            if reason is None:
-                reason = _keep(key, f"signed {cbor.tdate_text(v.signed)} {'within' if inside else 'OUTSIDE'} "
-                                    f"DS validity {cbor.tdate_text(leaf_from)} .. {cbor.tdate_text(leaf_until)}")
-            out.append(Check._of(MSO_SIGNED_WITHIN_DS, inside, reason))
+            key = (MSO_SIGNED_WITHIN_DS, v.signed, leaf_from, leaf_until, inside)
+            check = _TEXTS.get(key)
+            if check is None:
+                check = _keep(key, Check._of(
+                    MSO_SIGNED_WITHIN_DS, inside,
+                    f"signed {cbor.tdate_text(v.signed)} {'within' if inside else 'OUTSIDE'} "
+                    f"DS validity {cbor.tdate_text(leaf_from)} .. {cbor.tdate_text(leaf_until)}"))
+            out.append(check)
         out += self._profile_checks(ctx)
         out += [check(ctx) for check in self.extra_checks]
         out += self._key_authorizations(ctx)
@@ -428,7 +430,7 @@ class ReaderPipeline:
         verdict always lists the check."""
         if key_authorizations_apply(ctx.document, ctx.mso):  # the core reported it
             return []
-        return [Check._of(KEY_AUTHORIZATIONS, True, "none declared, nothing device-signed")]
+        return [_NOTHING_TO_AUTHORIZE]
 
     def _status(self, ctx: DocumentContext) -> list[Check]:
         ref = ctx.mso.status.status_list if ctx.mso.status else None
@@ -450,16 +452,19 @@ class ReaderPipeline:
         return checks
 
 
-_TEXTS: dict[tuple, str] = {}
-"""Reason texts of the validity checks by the exact values they print (a pure function of
-them, never a verdict: each comparison runs at every verification); bounded."""
+_TEXTS: dict[tuple, str | Check] = {}
+"""The fixed part of the ``validity`` reason, and the ``mso_signed_within_ds_validity``
+check, by the exact values they print and the outcome (a pure function of them; each
+comparison runs at every verification, and picks the entry of its outcome); bounded."""
+
+_NOTHING_TO_AUTHORIZE = Check(KEY_AUTHORIZATIONS, True, "none declared, nothing device-signed")
 
 
-def _keep(key: tuple, text: str) -> str:
+def _keep(key: tuple, value):
     if len(_TEXTS) >= 1024:
         _TEXTS.clear()
-    _TEXTS[key] = text
-    return text
+    _TEXTS[key] = value
+    return value
 
 
 def _summary(name: str, rules: list, what: str) -> Check:

@@ -19,7 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from protocols import cbor, certs
-from protocols.cose import CoseError, CoseKey
+from protocols.cose import CoseError, CoseKey, Sign1
 from protocols.cose.sign1 import verify_sign1
 from protocols.mdoc.chain import (
     EKU_MDL_DS,
@@ -69,15 +69,27 @@ class Check:
     def _of(cls, name: str, passed: bool, reason: str) -> Check:
         """The verifier's own checks, without the frozen dataclass's ``__init__`` (one
         ``object.__setattr__`` per field; a verification makes eight or more)."""
-        check = object.__new__(cls)
-        check.__dict__.update(name=name, passed=passed, reason=reason)
+        check = _new(cls)
+        fields = check.__dict__
+        fields["name"], fields["passed"], fields["reason"] = name, passed, reason
         return check
+
+
+_new = object.__new__
 
 
 @dataclass(frozen=True)
 class DisclosedDocument:
     doc_type: str
     elements: Mapping[str, Mapping[str, Any]] = field(hash=False)
+
+    @classmethod
+    def _of(cls, doc_type: str, elements: Mapping[str, Mapping[str, Any]]) -> DisclosedDocument:
+        """Without the frozen ``__init__`` (see :meth:`Check._of`)."""
+        made = _new(cls)
+        fields = made.__dict__
+        fields["doc_type"], fields["elements"] = doc_type, elements
+        return made
 
     def to_json(self) -> dict:
         return {
@@ -102,6 +114,14 @@ class VerificationResult:
 
     def failed(self) -> list[str]:
         return [c.name for c in self.checks if not c.passed]
+
+    @classmethod
+    def _of(cls, checks: tuple[Check, ...], documents: tuple[DisclosedDocument, ...]) -> VerificationResult:
+        """Without the frozen ``__init__`` (see :meth:`Check._of`)."""
+        made = _new(cls)
+        fields = made.__dict__
+        fields["checks"], fields["documents"] = checks, documents
+        return made
 
     def to_json(self) -> dict:
         return {
@@ -236,7 +256,9 @@ class MdocVerifier:
         st = None if session_transcript is None else SessionTranscript.coerce(session_transcript)
         checks: list[Check] = []
         if dr.status == STATUS_OK and dr.documents:
-            checks.append(Check._of(RESPONSE_STATUS, True, f"status 0, {len(dr.documents)} document(s)"))
+            n = len(dr.documents)
+            checks.append(_STATUS_OK[n] if n < len(_STATUS_OK) else
+                          Check._of(RESPONSE_STATUS, True, f"status 0, {n} document(s)"))
         else:
             errs = ", ".join(f"{k}: {v}" for e in dr.document_errors for k, v in e.items())
             checks.append(Check(RESPONSE_STATUS, False, f"status {dr.status}, no documents" + (f"; documentErrors {errs}" if errs else "")))
@@ -244,9 +266,9 @@ class MdocVerifier:
         for doc in dr.documents:
             doc_checks, disclosed = self._document(doc, st, now, reader_private_key, emac_key_provider)
             checks.extend(doc_checks)
-            if disclosed is not None and all(c.passed for c in doc_checks):
+            if disclosed is not None and all([c.passed for c in doc_checks]):
                 docs.append(disclosed)
-        return VerificationResult(tuple(checks), tuple(docs))
+        return VerificationResult._of(tuple(checks), tuple(docs))
 
     def _document(self, doc, st, now, reader_private_key, emac_key_provider):
         checks: list[Check] = []
@@ -264,10 +286,10 @@ class MdocVerifier:
         chain = None
         try:
             chain = self._ds_chain(auth.x5chain, now)
-            add(ISSUER_CERTIFICATE_CHAIN, True, chain.description)
         except (ChainError, CoseError) as exc:
             add(ISSUER_CERTIFICATE_CHAIN, False, str(exc))
         # The signature is checked with the DS key even when the chain failed, to report both.
+        # (A chain that verified is reported with the checks after it, in the same order.)
         ds_key = chain.public_key if chain else _leaf_key(auth.x5chain)
         later = (MSO_STRUCTURE, DOC_TYPE, VALUE_DIGESTS, VALIDITY, DEVICE_AUTHENTICATION)
         # key_authorizations is reported only when it applies, which needs the MSO
@@ -277,27 +299,33 @@ class MdocVerifier:
             return checks, None
         try:
             verify_sign1(auth, ds_key)
-            add(ISSUER_SIGNATURE, True, f"alg {auth.alg} over MobileSecurityObjectBytes")
         except CoseError as exc:
+            if chain is not None:
+                add(ISSUER_CERTIFICATE_CHAIN, True, chain.description)
             add(ISSUER_SIGNATURE, False, str(exc))
             skip(*later, because="issuer signature failed")
             return checks, None
         try:
             entry = self._mso(doc)
-            mso = entry.mso
-            add(MSO_STRUCTURE, True, f"version {mso.version}, {mso.digest_algorithm}")
         except MdocDecodeError as exc:
+            if chain is not None:
+                add(ISSUER_CERTIFICATE_CHAIN, True, chain.description)
+            add(ISSUER_SIGNATURE, True, f"alg {auth.alg} over MobileSecurityObjectBytes")
             add(MSO_STRUCTURE, False, str(exc))
             skip(*later[1:], because="MSO unreadable")
             return checks, None
-        add(DOC_TYPE, doc.doc_type == mso.doc_type,
-            f"document {doc.doc_type!r} {'==' if doc.doc_type == mso.doc_type else '!='} MSO {mso.doc_type!r}")
-        elements = self._digests(doc, entry, add)
+        mso = entry.mso
+        checks.extend(entry.head(doc.doc_type, pre, auth, chain))
+        elements, count = self._digests(doc, entry, add)
+        if elements is not None:
+            checks.append(entry.passed((VALUE_DIGESTS, pre, count, len(elements)), VALUE_DIGESTS, lambda: pre + (
+                f"{count} item(s) in {len(elements)} namespace(s) match ({mso.digest_algorithm})" if elements
+                else "no issuer-signed item disclosed (IssuerSigned without nameSpaces)")))
         if self.validity is None:
-            self._validity(mso, chain, now, add)
+            self._validity(entry, chain, now, add)
         else:
             checks.append(self.validity(mso, chain, now, doc.doc_type))
-        self._device_auth(doc, entry, st, reader_private_key, emac_key_provider, add)
+        self._device_auth(doc, entry, st, reader_private_key, emac_key_provider, add, checks, pre)
         key_authorizations_check(doc, mso, add)
         if self.extra_checks:
             ctx = object.__new__(DocumentContext)  # the frozen __init__ without its setattr per field
@@ -306,20 +334,21 @@ class MdocVerifier:
             for extra in self.extra_checks:
                 out = extra(ctx)
                 checks.extend([out] if isinstance(out, Check) else list(out))
-        return checks, (DisclosedDocument(doc.doc_type, elements) if elements is not None else None)
+        return checks, (DisclosedDocument._of(doc.doc_type, elements) if elements is not None else None)
 
     @staticmethod
-    def _digests(doc: Document, entry: _MsoEntry, add) -> dict | None:
+    def _digests(doc: Document, entry: _MsoEntry, add) -> tuple[dict | None, int]:
         """Every item of every namespace is digested (over its tagged bytes, §9.1.2.5) and
         matched to a digestID of the MSO before any item of that namespace is decoded; the
         matched items are then decoded in one strict pass (cbor.loads_many) and checked, or
-        taken from those already decoded under this very MSO (same bytes, :class:`_MsoEntry`)."""
+        taken from those already decoded under this very MSO (same bytes, :class:`_MsoEntry`).
+        The elements and their count; (None, 0) once a failed ``value_digests`` is reported
+        (the caller reports it passed)."""
         mso = entry.mso
         hash_fn = HASHES[mso.digest_algorithm]
         name_spaces = doc.issuer_signed.name_spaces
         if not name_spaces:
-            add(VALUE_DIGESTS, True, "no issuer-signed item disclosed (IssuerSigned without nameSpaces)")
-            return {}
+            return {}, 0
         elements: dict[str, dict[str, Any]] = {}
         count = 0
         head, heads = cbor.bstr_head, _TAG24_HEADS
@@ -327,36 +356,38 @@ class MdocVerifier:
             by_digest = entry.table(ns)
             if by_digest is None:
                 add(VALUE_DIGESTS, False, f"namespace {ns!r} has no digests in the MSO")
-                return None
+                return None, 0
             digests = [hash_fn((heads[len(raw)] if len(raw) < 256 else b"\xd8\x18" + head(len(raw))) + raw).digest()
                        for raw in raws]
             ids = list(map(by_digest.get, digests))
             if None in ids:
                 add(VALUE_DIGESTS, False, f"{ns}[{ids.index(None)}]: digest matches no valueDigest of the MSO")
-                return None
+                return None, 0
             out = entry.known_items(ns, raws, digests, ids)
             if out is None:
                 out = _decode_items(entry, ns, raws, digests, ids, add)
                 if out is None:
-                    return None
+                    return None, 0
             count += len(out)
             elements[ns] = out
-        add(VALUE_DIGESTS, True, f"{count} item(s) in {len(elements)} namespace(s) match ({mso.digest_algorithm})")
-        return elements
+        return elements, count
 
     @staticmethod
-    def _validity(mso: MobileSecurityObject, chain: VerifiedChain | None, now: dt.datetime, add) -> None:
-        v = mso.validity_info
+    def _validity(entry: _MsoEntry, chain: VerifiedChain | None, now: dt.datetime, add) -> None:
+        v = entry.mso.validity_info
         if not v.valid_from <= now <= v.valid_until:
             add(VALIDITY, False, f"{cbor.tdate_text(now)} outside validFrom {cbor.tdate_text(v.valid_from)} .. validUntil {cbor.tdate_text(v.valid_until)}")
             return
         if chain is not None and not chain.leaf_validity[0] <= v.signed <= chain.leaf_validity[1]:
             add(VALIDITY, False, f"MSO signed {cbor.tdate_text(v.signed)} outside the DS certificate validity")
             return
-        add(VALIDITY, True, f"{cbor.tdate_text(now)} within {cbor.tdate_text(v.valid_from)} .. {cbor.tdate_text(v.valid_until)}")
+        within = entry.within
+        if within is None:
+            within = entry.within = f" within {cbor.tdate_text(v.valid_from)} .. {cbor.tdate_text(v.valid_until)}"
+        add(VALIDITY, True, cbor.tdate_text(now) + within)
 
     @staticmethod
-    def _device_auth(doc, entry, st, reader_private_key, emac_key_provider, add) -> None:
+    def _device_auth(doc, entry, st, reader_private_key, emac_key_provider, add, checks, pre) -> None:
         if st is None:
             add(DEVICE_AUTHENTICATION, False, "no SessionTranscript given: device authentication cannot be checked")
             return
@@ -367,7 +398,8 @@ class MdocVerifier:
             if signed.device_auth.device_signature is not None:
                 sig = signed.device_auth.device_signature
                 verify_sign1(sig, entry.device_public_key(), detached=detached)
-                add(DEVICE_AUTHENTICATION, True, f"deviceSignature alg {sig.alg} by the MSO device key")
+                checks.append(entry.passed((DEVICE_AUTHENTICATION, pre, sig.protected_bytes), DEVICE_AUTHENTICATION,
+                                           lambda: f"{pre}deviceSignature alg {sig.alg} by the MSO device key"))
                 return
             mac = signed.device_auth.device_mac
             if emac_key_provider is not None:
@@ -431,6 +463,8 @@ def key_authorizations_check(doc: Document, mso: MobileSecurityObject, add) -> N
 
 
 _TAG24_HEADS = tuple(b"\xd8\x18" + cbor.bstr_head(n) for n in range(256))
+_STATUS_OK = (None, *(Check(RESPONSE_STATUS, True, f"status 0, {n} document(s)") for n in range(1, 8)))
+"""The passed ``response_status`` check for 1..7 documents (immutable, handed out again)."""
 
 _IMMUTABLE = frozenset({str, bytes, int, bool, float, type(None), dt.date, dt.datetime})
 """Element value types an :class:`_MsoEntry` may hand out again (shared, so never mutable)."""
@@ -451,7 +485,7 @@ class _MsoEntry:
     at every use), only small ones with an immutable elementValue, at most ``_ITEMS_MAX``
     bytes. Nothing here is a verdict: every item is digested and matched at every call."""
 
-    __slots__ = ("mso", "_tables", "_items", "_item_bytes", "_keep", "_device_key")
+    __slots__ = ("mso", "_tables", "_items", "_item_bytes", "_keep", "_device_key", "_passed", "_heads", "within")
 
     def __init__(self, mso: MobileSecurityObject, *, keep_items: bool) -> None:
         self.mso = mso
@@ -460,6 +494,45 @@ class _MsoEntry:
         self._item_bytes = 0
         self._keep = keep_items
         self._device_key: ec.EllipticCurvePublicKey | None = None
+        self._passed: dict[tuple, Check] = {}
+        self._heads: dict[tuple[str, bytes], tuple[VerifiedChain, tuple[Check, ...]]] = {}
+        self.within: str | None = None
+        """The built-in validity reason after ``now`` (`` within validFrom .. validUntil``)."""
+
+    def passed(self, key: tuple, name: str, reason: Callable[[], str]) -> Check:
+        """The passed check ``name`` whose reason is ``reason()``, a pure function of ``key``
+        and this MSO: made once per key (at most 32 per MSO) and then handed out again (a
+        Check is immutable). Call it only once the check has passed in this verification."""
+        hit = self._passed.get(key)
+        if hit is None:
+            hit = Check._of(name, True, reason())
+            if self._keep and len(self._passed) < 32:
+                self._passed[key] = hit
+        return hit
+
+    def head(self, doc_type: str, pre: str, auth: Sign1, chain: VerifiedChain | None) -> tuple[Check, ...]:
+        """The checks reported once the issuer signature verified and this MSO parsed:
+        ``issuer_certificate_chain`` (when ``chain`` verified), ``issuer_signature``,
+        ``mso_structure`` and ``doc_type`` (docType compared here, each time). Their reasons
+        are a pure function of the docType, issuerAuth's protected header, the chain object
+        and this MSO: the checks are made once per (docType, protected header, chain) (at
+        most 8 per MSO) and handed out again."""
+        mso = self.mso
+        same = doc_type == mso.doc_type
+        key = (doc_type, auth.protected_bytes)
+        hit = self._heads.get(key)
+        if hit is not None and hit[0] is chain and chain is not None and hit[1][-1].passed is same:
+            return hit[1]
+        made = (Check._of(ISSUER_SIGNATURE, True, f"{pre}alg {auth.alg} over MobileSecurityObjectBytes"),
+                Check._of(MSO_STRUCTURE, True, f"{pre}version {mso.version}, {mso.digest_algorithm}"),
+                Check._of(DOC_TYPE, same,
+                          f"{pre}document {doc_type!r} {'==' if same else '!='} MSO {mso.doc_type!r}"))
+        if chain is None:
+            return made
+        made = (Check._of(ISSUER_CERTIFICATE_CHAIN, True, pre + chain.description), *made)
+        if self._keep and (hit is not None or len(self._heads) < 8):
+            self._heads[key] = (chain, made)
+        return made
 
     def table(self, ns: str) -> dict[bytes, int] | None:
         """digest -> digestID of namespace ``ns`` (None when the MSO has no digests for it)."""
