@@ -363,9 +363,9 @@ class MdocVerifier:
             if None in ids:
                 add(VALUE_DIGESTS, False, f"{ns}[{ids.index(None)}]: digest matches no valueDigest of the MSO")
                 return None, 0
-            out = entry.known_items(ns, raws, digests, ids)
+            out = entry.known_items(ns, raws, ids)
             if out is None:
-                out = _decode_items(entry, ns, raws, digests, ids, add)
+                out = _decode_items(entry, ns, raws, ids, add)
                 if out is None:
                     return None, 0
             count += len(out)
@@ -490,7 +490,7 @@ class _MsoEntry:
     def __init__(self, mso: MobileSecurityObject, *, keep_items: bool) -> None:
         self.mso = mso
         self._tables: dict[str, dict[bytes, int]] = {}
-        self._items: dict[str, dict[bytes, tuple[bytes, int, str, Any]]] = {}
+        self._items: dict[str, dict[bytes, tuple[int, str, Any]]] = {}
         self._item_bytes = 0
         self._keep = keep_items
         self._device_key: ec.EllipticCurvePublicKey | None = None
@@ -551,19 +551,21 @@ class _MsoEntry:
             key = self._device_key = self.mso.device_key_info.device_key.public_key()
         return key
 
-    def known_items(self, ns: str, raws: Sequence[bytes], digests: list[bytes], ids: list[int]) -> dict | None:
+    def known_items(self, ns: str, raws: Sequence[bytes], ids: list[int]) -> dict | None:
         """``{elementIdentifier: elementValue}`` of these items, already digested and matched
         (``ids``), when all of them are in the usual shape and agree with ``ids``, taking the
-        ones decoded earlier under this MSO (same bytes) and decoding the others; None at any
-        doubt, and then the general path decides and explains."""
+        ones decoded earlier under this MSO (looked up by their exact bytes) and decoding the
+        others; None at any doubt, and then the general path decides and explains."""
         known = self._items.get(ns)
         if known is None:
             return None
-        hits = list(map(known.get, digests))
+        hits = [known.get(raw) if len(raw) <= _ITEM_MAX else None for raw in raws]
+        missing = None
         if None in hits:
             missing = [n for n, h in enumerate(hits) if h is None]
             try:
-                values = cbor.loads_many([raws[n] for n in missing])
+                values = [cbor.loads(raws[missing[0]])] if len(missing) == 1 else cbor.loads_many(
+                    [raws[n] for n in missing])
             except cbor.CborDecodeError:
                 return None
             for n, v in zip(missing, values, strict=True):
@@ -571,35 +573,33 @@ class _MsoEntry:
                         and v["digestID"] == ids[n] and type(v["random"]) is bytes
                         and type(v["elementIdentifier"]) is str):
                     return None
-                hits[n] = (raws[n], ids[n], v["elementIdentifier"], v["elementValue"])
-        else:
-            missing = None
-        if tuple([h[0] for h in hits]) != tuple(raws) or [h[1] for h in hits] != ids or len(set(ids)) != len(ids):
+                hits[n] = (ids[n], v["elementIdentifier"], v["elementValue"])
+        if [h[0] for h in hits] != ids or len(set(ids)) != len(ids):
             return None
-        out = {h[2]: h[3] for h in hits}
+        out = {h[1]: h[2] for h in hits}
         if len(out) != len(hits):
             return None
-        if missing:
-            self.keep(ns, [hits[n] for n in missing], [digests[n] for n in missing])
+        if missing and any([len(raws[n]) <= _ITEM_MAX for n in missing]):
+            self.keep(ns, [raws[n] for n in missing], [hits[n] for n in missing])
         return out
 
-    def keep(self, ns: str, items: list[tuple[bytes, int, str, Any]], digests: list[bytes]) -> None:
-        """Note items (raw, digestID, identifier, value) digested and matched to this MSO."""
+    def keep(self, ns: str, raws: list[bytes], items: list[tuple[int, str, Any]]) -> None:
+        """Note items ``(digestID, identifier, value)``, digested and matched to this MSO, by
+        their exact bytes ``raws``."""
         if not self._keep:
             return
         known = self._items.get(ns)
         if known is None:
             known = self._items[ns] = {}  # ns has digests in this MSO: bounded by it
-        for item, d in zip(items, digests, strict=True):
-            size = len(item[0])
-            if (size <= _ITEM_MAX and type(item[3]) in _IMMUTABLE and d not in known
+        for raw, item in zip(raws, items, strict=True):
+            size = len(raw)
+            if (size <= _ITEM_MAX and type(item[2]) in _IMMUTABLE and raw not in known
                     and self._item_bytes + size <= _ITEMS_MAX):
-                known[d] = item
+                known[raw] = item
                 self._item_bytes += size
 
 
-def _decode_items(entry: _MsoEntry, ns: str, raws: Sequence[bytes], digests: list[bytes], ids: list[int],
-                  add) -> dict | None:
+def _decode_items(entry: _MsoEntry, ns: str, raws: Sequence[bytes], ids: list[int], add) -> dict | None:
     """The general path of :meth:`MdocVerifier._digests` for one namespace whose items are
     digested and matched (``ids``): decode them, check them, explain any failure (None)."""
     try:
@@ -613,8 +613,9 @@ def _decode_items(entry: _MsoEntry, ns: str, raws: Sequence[bytes], digests: lis
             out = {v["elementIdentifier"]: v["elementValue"] for v in values}
             if (len(out) == len(values) and all([type(i) is str for i in out])
                     and all([type(v["random"]) is bytes for v in values])):
-                entry.keep(ns, [(raw, i, v["elementIdentifier"], v["elementValue"])
-                                for raw, i, v in zip(raws, ids, values, strict=True)], digests)
+                if entry._keep:
+                    entry.keep(ns, list(raws), [(i, v["elementIdentifier"], v["elementValue"])
+                                                for i, v in zip(ids, values, strict=True)])
                 return out
     out: dict[str, Any] = {}
     seen_ids: set[int] = set()
