@@ -481,9 +481,10 @@ class _MsoEntry:
     All of it is a pure function of those bytes, or of item bytes checked against them: the
     parsed MSO, the digest -> digestID table of each of its namespaces, the device public
     key, and (``keep_items``) the IssuerSignedItems that were digested, matched to this MSO
-    and decoded into the usual shape, by digest, each with its exact bytes (compared again
-    at every use), only small ones with an immutable elementValue, at most ``_ITEMS_MAX``
-    bytes. Nothing here is a verdict: every item is digested and matched at every call."""
+    and decoded into the usual shape, by their exact bytes, only small ones with an
+    immutable elementValue, at most ``_ITEMS_MAX`` bytes, and passed checks whose reasons
+    follow from this MSO (:meth:`head`, :meth:`passed`). Nothing here is a verdict: every
+    item is digested and matched, and every check runs, at every call."""
 
     __slots__ = ("mso", "_tables", "_items", "_item_bytes", "_keep", "_device_key", "_passed", "_heads", "within")
 
