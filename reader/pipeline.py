@@ -364,7 +364,10 @@ class ReaderPipeline:
         if window is None:
             window = _keep(key, f"validFrom {cbor.tdate_text(v.valid_from)} .. "
                                 f"validUntil {cbor.tdate_text(v.valid_until)} (skew {skew})")
-        return Check._of(VALIDITY, ok, f"{doc_type}: {cbor.tdate_text(now)} {'within' if ok else 'outside'} {window}")
+        # the text of now without its fraction (dropped by tdate_text anyway): the same few
+        # seconds recur at a busy reader, and tdate_text keeps the texts it made
+        now_text = cbor.tdate_text(now.replace(microsecond=0) if now.microsecond else now)
+        return Check._of(VALIDITY, ok, f"{doc_type}: {now_text} {'within' if ok else 'outside'} {window}")
 
     def _extra(self, ctx: DocumentContext) -> list[Check]:
         out: list[Check] = []

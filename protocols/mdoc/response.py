@@ -9,7 +9,7 @@ from typing import Any
 
 from protocols import cbor
 from protocols.cose import CoseError, Mac0, Sign1
-from protocols.cose._headers import decode_protected
+from protocols.cose._headers import _PROTECTED, decode_protected
 from protocols.mdoc import _parse as p
 from protocols.mdoc.errors import MdocDecodeError
 from protocols.mdoc.issuer_signed import IssuerSigned
@@ -187,6 +187,7 @@ class DeviceResponse:
 
 
 _TAG = cbor.CBORTag
+_new = object.__new__
 
 
 def _usual_sign1(value: Any) -> Sign1 | None:
@@ -198,13 +199,21 @@ def _usual_sign1(value: Any) -> Sign1 | None:
     if (type(protected_bytes) is not bytes or type(unprotected) is not dict or type(signature) is not bytes
             or (payload is not None and type(payload) is not bytes)):
         return None
-    try:
-        protected = decode_protected(protected_bytes, "COSE_Sign1")
-    except CoseError:
-        return None
+    hit = _PROTECTED.get(protected_bytes)
+    if hit is not None:
+        protected = dict(hit)  # what decode_protected returns for these bytes: a copy of its entry
+    else:
+        try:
+            protected = decode_protected(protected_bytes, "COSE_Sign1")
+        except CoseError:
+            return None
     if not protected.keys().isdisjoint(unprotected):
         return None
-    return Sign1._of(protected_bytes, protected, dict(unprotected), payload, signature)
+    made = _new(Sign1)
+    fields = made.__dict__
+    fields["protected_bytes"], fields["protected"], fields["unprotected"] = protected_bytes, protected, dict(unprotected)
+    fields["payload"], fields["signature"] = payload, signature
+    return made
 
 
 def _usual_document(value: Any) -> Document | None:
@@ -236,9 +245,16 @@ def _usual_document(value: Any) -> Document | None:
     signature = _usual_sign1(auth.get("deviceSignature"))
     if signature is None:
         return None
-    return p.make(Document, doc_type=doc_type,
-                  issuer_signed=p.make(IssuerSigned, name_spaces=name_spaces, issuer_auth=issuer_auth),
-                  device_signed=p.make(DeviceSigned, name_spaces_bytes=b"\xa0",
-                                       device_auth=p.make(DeviceAuth, device_signature=signature, device_mac=None),
-                                       _decoded={}),
-                  errors=None)
+    # the instances as p.make builds them (the frozen __init__ without its setattr per field)
+    device_auth = _new(DeviceAuth)
+    device_auth.__dict__["device_signature"], device_auth.__dict__["device_mac"] = signature, None
+    device_signed = _new(DeviceSigned)
+    fields = device_signed.__dict__
+    fields["name_spaces_bytes"], fields["device_auth"], fields["_decoded"] = b"\xa0", device_auth, {}
+    issuer_signed = _new(IssuerSigned)
+    issuer_signed.__dict__["name_spaces"], issuer_signed.__dict__["issuer_auth"] = name_spaces, issuer_auth
+    made = _new(Document)
+    fields = made.__dict__
+    fields["doc_type"], fields["issuer_signed"], fields["device_signed"], fields["errors"] = (
+        doc_type, issuer_signed, device_signed, None)
+    return made
