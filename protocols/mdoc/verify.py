@@ -187,7 +187,9 @@ class MdocVerifier:
     presented again. It is consulted only after the issuer signature over those very bytes
     verified in this call, and it holds no verdict: every item is digested and matched,
     and the docType, validity at ``now``, device authentication over this transcript and
-    keyAuthorizations are checked every time. ``cache_chains=False`` turns both caches off.
+    keyAuthorizations are checked every time (a passed check whose reason follows from the
+    MSO is made once and handed out again, once it passed in this call).
+    ``cache_chains=False`` turns both caches off. specs/mdoc-encoding.md lists every cache.
     """
 
     def __init__(
