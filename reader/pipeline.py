@@ -32,15 +32,21 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from protocols import cbor, iaca
 from protocols.mdoc import (
     Check,
-    DisclosedDocument,
     DocumentContext,
     MdocDecodeError,
     MdocError,
     MdocVerifier,
+    MobileSecurityObject,
     SessionTranscript,
     VerificationResult,
+    VerifiedChain,
 )
-from protocols.mdoc.verify import KEY_AUTHORIZATIONS, RESPONSE_STATUS, VALIDITY
+from protocols.mdoc.verify import (
+    KEY_AUTHORIZATIONS,
+    RESPONSE_STATUS,
+    VALIDITY,
+    key_authorizations_apply,
+)
 from protocols.status import (
     Status,
     StatusIndexError,
@@ -144,6 +150,9 @@ class StatusListCache:
         self.fetches = 0
         self.revalidations = 0
         self._memo: dict[tuple[str, int], tuple] = {}
+        """Outcome per (uri, index) of a verified, fresh list: kept with the entry, its fetch
+        time, max-age and token it was read from, the anchor that verified the list, and the
+        instant the entry stops being fresh (``CachedList.fresh`` worked out once for them)."""
 
     def entry(self, uri: str) -> CachedList | None:
         return self._entries.get(uri)
@@ -225,8 +234,9 @@ class StatusListCache:
             entry = self._entries.get(uri)
             memo = self._memo.get((uri, index))
             if (memo is not None and not self.offline and memo[0] is entry and memo[1] == entry.fetched_at
-                    and memo[2] in anchors and entry.fresh(now)):
-                return memo[3]  # same verified list, still within ttl / max-age / exp
+                    and memo[2] == entry.max_age and memo[3] is entry.token and memo[4] in anchors
+                    and now < memo[6]):
+                return memo[5]  # same verified list, still within ttl / max-age / exp
             note = ""
             if self.offline:
                 if entry is None:
@@ -255,7 +265,11 @@ class StatusListCache:
             if anchor is not None:
                 if len(self._memo) > 4096:
                     self._memo.clear()
-                self._memo[(uri, index)] = (entry, entry.fetched_at, anchor, outcome)
+                # fresh(now) == now < fetched_at + lifetime and (exp is None or now < exp)
+                until = entry.fetched_at + dt.timedelta(seconds=entry.lifetime())
+                exp = entry.token.header.exp
+                self._memo[(uri, index)] = (entry, entry.fetched_at, entry.max_age, entry.token, anchor, outcome,
+                                            until if exp is None else min(until, exp))
         return outcome
 
 
@@ -268,12 +282,6 @@ class PipelineConfig:
     require_status: bool = False
     """Refuse an MSO without a status reference (default: say so and pass)."""
     check_profiles: bool = True
-
-
-class _Call(threading.local):
-    def __init__(self) -> None:
-        self.replace: dict[int, Check] = {}
-        self.docs: list[tuple[tuple[Check, ...], list[Check], DisclosedDocument | None]] = []
 
 
 class ReaderPipeline:
@@ -299,10 +307,9 @@ class ReaderPipeline:
         self.clock = clock
         self.config = config
         self.status = status or StatusListCache()
-        self._verifier = MdocVerifier(trust.certificates, extra_checks=[self._extra])
+        self._verifier = MdocVerifier(trust.certificates, extra_checks=[self._extra], validity=self._validity)
         self._profiles: dict[tuple[bytes, bytes], tuple[dt.datetime, dt.datetime, tuple[Check, Check]]] = {}
         """Annex B results per (DS DER, IACA DER), with the window of the chain they came from."""
-        self._call = _Call()
         self._last_profile: tuple | None = None
 
     # -- entry point -----------------------------------------------------------------
@@ -316,10 +323,8 @@ class ReaderPipeline:
         now: dt.datetime | None = None,
     ) -> VerificationResult:
         now = now or self.clock()
-        call = self._call
-        call.replace, call.docs = {}, []
         try:
-            core = self._verifier.verify(response, session_transcript=session_transcript, now=now,
+            return self._verifier.verify(response, session_transcript=session_transcript, now=now,
                                          reader_private_key=reader_private_key)
         except MdocDecodeError as exc:
             return VerificationResult((Check(RESPONSE_STATUS, False, f"not a DeviceResponse: {exc}"),))
@@ -329,57 +334,46 @@ class ReaderPipeline:
             # bytes (e.g. cryptography's UnsupportedAlgorithm from a mangled x5chain) is a refusal
             return VerificationResult((Check(RESPONSE_STATUS, False,
                                              f"unverifiable: {type(exc).__name__}: {exc}"),))
-        checks = [call.replace.get(id(c), c) for c in core.checks]
-        documents = list(core.documents)  # every check of these passed, extras included
-        for core_checks, extras, disclosed in call.docs:
-            if disclosed is not None and all([call.replace.get(id(c), c).passed for c in core_checks]
-                                             + [c.passed for c in extras]):
-                documents.append(disclosed)
-        return VerificationResult(tuple(checks), tuple(documents))
 
-    # -- extra checks, per document ----------------------------------------------------
+    # -- checks, per document --------------------------------------------------------------
 
-    def _extra(self, ctx: DocumentContext) -> list[Check]:
-        out: list[Check] = []
-        mso, now, skew = ctx.mso, ctx.now, self.config.skew
-        v = mso.validity_info
-        core_validity = next((c for c in ctx.checks if c.name == VALIDITY), None)
+    def _validity(self, mso: MobileSecurityObject, chain: VerifiedChain | None, now: dt.datetime,
+                  doc_type: str) -> Check:
+        """``validity``, in place of the core's: validFrom/validUntil at ``now`` with the skew
+        (the MSO signing time against the DS certificate is ``mso_signed_within_ds_validity``)."""
+        v, skew = mso.validity_info, self.config.skew
         ok = v.valid_from - skew <= now <= v.valid_until + skew
         key = (v.valid_from, v.valid_until, skew)
         window = _TEXTS.get(key)
         if window is None:
             window = _keep(key, f"validFrom {cbor.tdate_text(v.valid_from)} .. "
                                 f"validUntil {cbor.tdate_text(v.valid_until)} (skew {skew})")
-        mine = Check._of(VALIDITY, ok, f"{ctx.document.doc_type}: {cbor.tdate_text(now)} "
-                                       f"{'within' if ok else 'outside'} {window}")
-        if core_validity is not None:
-            self._call.replace[id(core_validity)] = mine
+        # the text of now without its fraction (dropped by tdate_text anyway): the same few
+        # seconds recur at a busy reader, and tdate_text keeps the texts it made
+        now_text = cbor.tdate_text(now.replace(microsecond=0) if now.microsecond else now)
+        return Check._of(VALIDITY, ok, f"{doc_type}: {now_text} {'within' if ok else 'outside'} {window}")
+
+    def _extra(self, ctx: DocumentContext) -> list[Check]:
+        out: list[Check] = []
+        v = ctx.mso.validity_info
         chain = ctx.ds_chain
         if chain is None:
             out.append(Check(MSO_SIGNED_WITHIN_DS, False, "not checked: no trusted DS certificate"))
         else:
             leaf_from, leaf_until = chain.leaf_validity
             inside = leaf_from <= v.signed <= leaf_until
-            key = (v.signed, leaf_from, leaf_until, inside)
-            reason = _TEXTS.get(key)
-            if reason is None:
-                reason = _keep(key, f"signed {cbor.tdate_text(v.signed)} {'within' if inside else 'OUTSIDE'} "
-                                    f"DS validity {cbor.tdate_text(leaf_from)} .. {cbor.tdate_text(leaf_until)}")
-            out.append(Check._of(MSO_SIGNED_WITHIN_DS, inside, reason))
+            key = (MSO_SIGNED_WITHIN_DS, v.signed, leaf_from, leaf_until, inside)
+            check = _TEXTS.get(key)
+            if check is None:
+                check = _keep(key, Check._of(
+                    MSO_SIGNED_WITHIN_DS, inside,
+                    f"signed {cbor.tdate_text(v.signed)} {'within' if inside else 'OUTSIDE'} "
+                    f"DS validity {cbor.tdate_text(leaf_from)} .. {cbor.tdate_text(leaf_until)}"))
+            out.append(check)
         out += self._profile_checks(ctx)
         out += [check(ctx) for check in self.extra_checks]
         out += self._key_authorizations(ctx)
         out += self._status(ctx)
-        disclosed = None
-        if core_validity is not None and not core_validity.passed and mine.passed:
-            # the core left this document out for its strict validity: list it ourselves
-            try:
-                elements = {ns: {i.element_identifier: i.element_value for i in items}
-                            for ns, items in ctx.document.issuer_signed.items().items()}
-                disclosed = DisclosedDocument(ctx.document.doc_type, elements)
-            except MdocError:
-                disclosed = None
-        self._call.docs.append((ctx.checks, out, disclosed))
         return out
 
     def _profile_checks(self, ctx: DocumentContext) -> list[Check]:
@@ -421,9 +415,9 @@ class ReaderPipeline:
         """The core's ``key_authorizations`` check (protocols.mdoc) runs when keyAuthorizations
         is declared or anything is device-signed; otherwise say so, so that the reader's
         verdict always lists the check."""
-        if any(c.name == KEY_AUTHORIZATIONS for c in ctx.checks):
+        if key_authorizations_apply(ctx.document, ctx.mso):  # the core reported it
             return []
-        return [Check._of(KEY_AUTHORIZATIONS, True, "none declared, nothing device-signed")]
+        return [_NOTHING_TO_AUTHORIZE]
 
     def _status(self, ctx: DocumentContext) -> list[Check]:
         ref = ctx.mso.status.status_list if ctx.mso.status else None
@@ -445,16 +439,19 @@ class ReaderPipeline:
         return checks
 
 
-_TEXTS: dict[tuple, str] = {}
-"""Reason texts of the validity checks by the exact values they print (a pure function of
-them, never a verdict: each comparison runs at every verification); bounded."""
+_TEXTS: dict[tuple, str | Check] = {}
+"""The fixed part of the ``validity`` reason, and the ``mso_signed_within_ds_validity``
+check, by the exact values they print and the outcome (a pure function of them; each
+comparison runs at every verification, and picks the entry of its outcome); bounded."""
+
+_NOTHING_TO_AUTHORIZE = Check(KEY_AUTHORIZATIONS, True, "none declared, nothing device-signed")
 
 
-def _keep(key: tuple, text: str) -> str:
+def _keep(key: tuple, value):
     if len(_TEXTS) >= 1024:
         _TEXTS.clear()
-    _TEXTS[key] = text
-    return text
+    _TEXTS[key] = value
+    return value
 
 
 def _summary(name: str, rules: list, what: str) -> Check:

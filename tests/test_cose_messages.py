@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 from test_mdoc_vectors import cert, hexv, public_xy
 
 from protocols import cbor, cose
+from protocols.cose.algorithms import raw_to_der_sized
+from protocols.cose.sign1 import verify_sign1
 
 SETTINGS = settings(max_examples=200, deadline=None)
 
@@ -223,4 +225,64 @@ def test_raw_and_der_signature_forms_round_trip(size, data):
     curve = {32: ec.SECP256R1(), 48: ec.SECP384R1(), 66: ec.SECP521R1()}[size]
     der = encode_dss_signature(r, s)
     assert cose.raw_to_der(raw, curve) == der
+    assert raw_to_der_sized(raw, size) == der  # the hand-written DER of verification
     assert cose.der_to_raw(der, curve) == raw
+
+
+def _outcome(fn):
+    try:
+        fn()
+    except Exception as exc:  # noqa: BLE001 - compared, type and text
+        return type(exc).__name__, str(exc)
+    return None
+
+
+_KEYS = {c: ec.generate_private_key(c()) for c in (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(list(_KEYS)), st.sampled_from(list(_KEYS)), st.booleans(), st.data())
+def test_verify_sign1_is_sign1_verify(signing, checking, detached, data):
+    """The lean verification of MdocVerifier gives Sign1.verify's outcome, error text included,
+    on genuine and tampered messages, wrong keys and curves, and misplaced payloads."""
+    key = _KEYS[signing]
+    content = data.draw(st.binary(max_size=600))
+    msg = (cose.Sign1.create(cose.key_signer(key), None, detached=content) if detached
+           else cose.Sign1.create(cose.key_signer(key), content))
+    change = data.draw(st.sampled_from(["none", "signature", "length", "content", "alg", "no alg", "bool alg",
+                                        "protected", "detached given", "detached missing"]))
+    protected, protected_bytes, signature = dict(msg.protected), msg.protected_bytes, msg.signature
+    given_detached = content if detached else None
+    if change == "signature":
+        bit = data.draw(st.integers(0, 8 * len(signature) - 1))
+        signature = bytes(b ^ (1 << (bit % 8)) if i == bit // 8 else b for i, b in enumerate(signature))
+    elif change == "length":
+        signature = signature[: data.draw(st.integers(0, len(signature) + 3))] + bytes(data.draw(st.integers(0, 3)))
+    elif change == "content":
+        given_detached = (content + b"x") if detached else None
+        if not detached:
+            msg = cose.Sign1(protected_bytes, protected, msg.unprotected, content + b"x", signature)
+    elif change in ("alg", "no alg", "bool alg"):
+        protected = {1: data.draw(st.sampled_from([-7, -35, -36, 5, 99]))} if change == "alg" else (
+            {} if change == "no alg" else {1: True})
+        protected_bytes = cbor.dumps(protected) if protected else b""
+    elif change == "protected":
+        protected_bytes = protected_bytes + b"\x00"
+    elif change == "detached given":
+        given_detached = b"other"
+    elif change == "detached missing":
+        given_detached = None
+    msg = cose.Sign1(protected_bytes, protected, msg.unprotected, msg.payload if change != "content" or detached
+                     else content + b"x", signature)
+    public = _KEYS[checking].public_key()
+    assert (_outcome(lambda: verify_sign1(msg, public, detached=given_detached))
+            == _outcome(lambda: msg.verify(public, detached=given_detached)))
+
+
+def test_verify_sign1_with_a_key_that_is_not_ec():
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    msg = cose.Sign1.create(cose.key_signer(_KEYS[ec.SECP256R1]), b"m")
+    other = ed25519.Ed25519PrivateKey.generate().public_key()
+    got = _outcome(lambda: verify_sign1(msg, other))
+    assert got == _outcome(lambda: msg.verify(other)) and got[0] == "CoseSignatureError"

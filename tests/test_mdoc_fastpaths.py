@@ -290,3 +290,111 @@ def test_decoded_objects_are_ordinary_frozen_dataclass_instances():
     for hashable in (d.issuer_signed.issuer_auth, mso.validity_info, mso.device_key_info, mso.status):
         assert hash(hashable) == hash(dataclasses.replace(hashable))
     assert decoded.encode() == mdoc.DeviceResponse((doc,)).encode()
+
+
+# -- DeviceResponse.decode: the one-pass usual shape and the general path ----------------------
+
+def _sample_response_value():
+    from protocols import mdoc
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    issued = mdoc.build_issuer_signed({"ns": {"a": 1, "b": "x"}, "ns2": {"c": b"y"}}, "d", key.public_key(),
+                                      cose.key_signer(key), [b"ds"], t, t + dt.timedelta(days=1))
+    st_ = mdoc.SessionTranscript.build(b"\xa0", cose.CoseKey.from_public_key(key.public_key()), None)
+    doc = mdoc.build_document(issued, st_, signer=cose.key_signer(key))
+    return cbor.loads(mdoc.DeviceResponse((doc, doc)).encode())
+
+
+_RESPONSE_VALUE = _sample_response_value()
+_REPLACEMENTS = (st.none() | st.booleans() | st.integers(-3, 30) | st.text(max_size=4) | st.binary(max_size=4)
+                 | st.just([]) | st.just({}) | st.just(b"\xa0") | st.builds(cbor.CBORTag, st.sampled_from([24, 18, 1004]),
+                                                                       st.sampled_from([b"\xa0", b"\xa1", "x", 1]))
+                 | st.sampled_from(["1.0", "2.0", "version", "errors", "nameSpaces", "deviceMac", 1, -7]))
+
+
+def _paths(value, path=()):
+    yield path
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _paths(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _paths(v, (*path, i))
+    elif isinstance(value, cbor.CBORTag):
+        yield from _paths(value.value, (*path, "<tag>"))
+
+
+def _copy(value):
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    if isinstance(value, cbor.CBORTag):
+        return cbor.CBORTag(value.tag, _copy(value.value))
+    return value
+
+
+_ALL_PATHS = list(_paths(_RESPONSE_VALUE))
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(_ALL_PATHS), st.sampled_from(["replace", "delete", "add key"]),
+                          _REPLACEMENTS), max_size=3))
+def test_usual_response_decode_equals_general_decode(edits):
+    """Any edit of the decoded DeviceResponse (a field replaced, removed, or a key added):
+    DeviceResponse.decode, with its one-pass usual shape, gives what the general path gives
+    (equal objects, equal device-signed name spaces) or raises the same error."""
+    from protocols import mdoc
+    from protocols.mdoc.response import DeviceResponse
+
+    value = _copy(_RESPONSE_VALUE)
+    for path, how, new in edits:
+        parent, ok = None, True
+        node = value
+        for step in path:
+            parent = node
+            try:
+                node = node.value if step == "<tag>" else node[step]
+            except (KeyError, IndexError, TypeError, AttributeError):
+                ok = False
+                break
+        if not ok or not path:
+            continue
+        last = path[-1]
+        if not isinstance(parent, dict | list):
+            continue
+        if how == "replace":
+            parent[last] = new
+        elif how == "delete":
+            del parent[last]
+        elif isinstance(node, dict) and isinstance(new, str | int):
+            node[new] = 0
+    try:
+        data = cbor.dumps(value, canonical=False)
+    except cbor.CborError:
+        return
+
+    def outcome(fn):
+        try:
+            r = fn()
+        except mdoc.MdocError as exc:
+            return type(exc).__name__, str(exc)
+        return r, [d.device_signed.name_spaces() for d in r.documents]
+
+    general = outcome(lambda: DeviceResponse._decode(p.load(data, "DeviceResponse")))
+    assert outcome(lambda: DeviceResponse.decode(data)) == general
+
+
+def test_usual_response_decode_takes_the_one_pass_path():
+    from protocols.mdoc import response
+
+    calls = []
+    original = response.Document.from_cbor
+    response.Document.from_cbor = classmethod(lambda cls, *a, **k: calls.append(1) or original(*a, **k))
+    try:
+        decoded = response.DeviceResponse.decode(cbor.dumps(_RESPONSE_VALUE, canonical=False))
+    finally:
+        response.Document.from_cbor = original
+    assert calls == [] and len(decoded.documents) == 2
+    assert decoded == response.DeviceResponse._decode(_RESPONSE_VALUE)

@@ -38,7 +38,8 @@ def test_cached_mso_is_read_only_and_caches_are_bounded(pki, device_key):  # noq
     st = transcript()
     data = present(issue(pki, device_key), device_key, st)
     verifier.verify(data, session_transcript=st, now=NOW)
-    (mso,) = verifier._msos.values()
+    (entry,) = verifier._msos.values()
+    mso = entry.mso
     ns = next(iter(mso.value_digests))
     with pytest.raises(TypeError):
         mso.value_digests[ns][0] = b"x"  # type: ignore[index]

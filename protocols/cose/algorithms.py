@@ -134,3 +134,59 @@ def ecdsa_verify(alg: int, public_key: ec.EllipticCurvePublicKey, signature: byt
         public_key.verify(der, tbs, _ECDSA[alg])
     except InvalidSignature:
         raise CoseSignatureError(f"{algorithm.name} signature does not verify") from None
+
+
+def _der_uint(value: bytes) -> bytes:
+    """DER INTEGER contents of the unsigned big-endian ``value``: shortest, sign byte when needed."""
+    value = value.lstrip(b"\x00")
+    return b"\x00" + value if not value or value[0] & 0x80 else value
+
+
+def _der_heads(size: int) -> tuple[tuple[bytes, bytes], ...]:
+    """For r and s of ``size`` bytes, both with a non-zero first byte: (SEQUENCE and r
+    INTEGER heads, s INTEGER head), indexed by (r's high bit, s's high bit)."""
+    out = []
+    for index in range(4):
+        lr, ls = size + (index >> 1), size + (index & 1)  # a 0x00 sign byte when the high bit is set
+        n = 4 + lr + ls
+        seq = b"\x30" + (bytes((n,)) if n < 0x80 else b"\x81" + bytes((n,)))
+        out.append((seq + b"\x02" + bytes((lr,)) + b"\x00" * (index >> 1), b"\x02" + bytes((ls,)) + b"\x00" * (index & 1)))
+    return tuple(out)
+
+
+_DER_HEADS = {a.size: _der_heads(a.size) for a in ECDSA_ALGORITHMS.values()}
+
+
+def raw_to_der_sized(signature: bytes, size: int) -> bytes:
+    """COSE ``r||s`` (exactly ``2 * size`` bytes, the caller checked) -> DER ``Ecdsa-Sig-Value``:
+    the bytes :func:`raw_to_der` gives (``encode_dss_signature``), written by hand
+    (tests/test_cose_messages.py compares the two)."""
+    r0, s0 = signature[0], signature[size]
+    heads = _DER_HEADS.get(size)
+    if r0 and s0 and heads is not None:  # no leading zero octet to strip: all but 1 in 128
+        head, mid = heads[(r0 >> 7) << 1 | s0 >> 7]
+        return b"".join((head, signature[:size], mid, signature[size:]))
+    r, s = _der_uint(signature[:size]), _der_uint(signature[size:])
+    body = b"".join((b"\x02", bytes((len(r),)), r, b"\x02", bytes((len(s),)), s))
+    n = len(body)
+    return b"".join((b"\x30", bytes((n,)) if n < 0x80 else b"\x81" + bytes((n,)), body))
+
+
+_ES = {alg: (a.name, a.curve.name, a.size, _ECDSA[alg]) for alg, a in ECDSA_ALGORITHMS.items()}
+
+
+def ecdsa_verify_raw(alg: int, public_key: ec.EllipticCurvePublicKey, signature: bytes, tbs: bytes) -> None:
+    """:func:`ecdsa_verify` (same checks, same errors), with the DER of ``r||s`` written by
+    :func:`raw_to_der_sized`; anything but a supported alg, a key of its curve and a
+    signature of its length goes to :func:`ecdsa_verify`, which refuses and explains."""
+    es = _ES.get(alg)
+    if es is None or type(public_key) not in _EC_PUBLIC_TYPES or type(signature) is not bytes:
+        return ecdsa_verify(alg, public_key, signature, tbs)
+    name, curve_name, size, algorithm = es
+    if public_key.curve.name != curve_name or len(signature) != 2 * size:
+        return ecdsa_verify(alg, public_key, signature, tbs)
+    try:
+        public_key.verify(raw_to_der_sized(signature, size), tbs, algorithm)
+    except InvalidSignature:
+        raise CoseSignatureError(f"{name} signature does not verify") from None
+    return None

@@ -20,7 +20,7 @@ from protocols.cose._headers import (
     header_x5chain,
     split_array,
 )
-from protocols.cose.algorithms import HEADER_ALG, CoseSigner, ecdsa_verify
+from protocols.cose.algorithms import HEADER_ALG, CoseSigner, ecdsa_verify, ecdsa_verify_raw
 from protocols.cose.errors import CoseError, CoseSignatureError
 
 _SIG1_HEAD = b"\x84" + cbor.dumps("Signature1")
@@ -130,4 +130,30 @@ class Sign1:
             raise CoseSignatureError(str(exc)) from exc
 
 
-__all__ = ["Sign1", "decode_protected", "sig_structure"]
+__all__ = ["Sign1", "decode_protected", "sig_structure", "verify_sign1"]
+
+
+_BSTR_HEADS = tuple(cbor.bstr_head(n) for n in range(256))
+
+
+def verify_sign1(sign1: Sign1, public_key: ec.EllipticCurvePublicKey, *, detached: bytes | None = None) -> None:
+    """``sign1.verify(public_key, detached=detached)``: the same checks and errors, with the
+    Sig_structure (empty external_aad) written in one join and ``ecdsa_verify_raw``; any
+    unusual input goes to :meth:`Sign1.verify` itself."""
+    protected, payload = sign1.protected, sign1.payload
+    alg = protected.get(HEADER_ALG) if type(protected) is dict else None
+    protected_bytes = sign1.protected_bytes
+    content = payload if detached is None else detached
+    if (type(alg) is not int or type(content) is not bytes or (payload is not None and detached is not None)
+            or type(protected_bytes) is not bytes or len(protected_bytes) >= 256):
+        return sign1.verify(public_key, detached=detached)
+    n = len(content)
+    tbs = b"".join((_SIG1_HEAD, _BSTR_HEADS[len(protected_bytes)], protected_bytes, b"\x40",
+                    _BSTR_HEADS[n] if n < 256 else cbor.bstr_head(n), content))
+    try:
+        ecdsa_verify_raw(alg, public_key, sign1.signature, tbs)
+    except CoseSignatureError:
+        raise
+    except CoseError as exc:
+        raise CoseSignatureError(str(exc)) from exc
+    return None

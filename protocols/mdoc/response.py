@@ -9,6 +9,7 @@ from typing import Any
 
 from protocols import cbor
 from protocols.cose import CoseError, Mac0, Sign1
+from protocols.cose._headers import _PROTECTED, decode_protected
 from protocols.mdoc import _parse as p
 from protocols.mdoc.errors import MdocDecodeError
 from protocols.mdoc.issuer_signed import IssuerSigned
@@ -152,7 +153,20 @@ class DeviceResponse:
 
     @classmethod
     def decode(cls, data: bytes | Any) -> DeviceResponse:
-        m = p.as_map(p.load(data, "DeviceResponse"), "DeviceResponse")
+        value = p.load(data, "DeviceResponse")
+        if type(value) is dict:  # the usual shape in one pass; anything else (or any doubt): below
+            version, status, docs = value.get("version"), value.get("status"), value.get("documents")
+            if (type(version) is str and version.startswith("1.") and type(status) is int
+                    and type(docs) is list and "documentErrors" not in value):
+                built = [_usual_document(d) for d in docs]
+                if None not in built:
+                    return p.make(cls, documents=tuple(built), document_errors=(), status=status, version=version)
+        return cls._decode(value)
+
+    @classmethod
+    def _decode(cls, value: Any) -> DeviceResponse:
+        """The general path of :meth:`decode`, from the decoded item: every shape, every error."""
+        m = p.as_map(value, "DeviceResponse")
         version = p.text(m, "version", "DeviceResponse")
         if not version.startswith("1."):
             raise MdocDecodeError(f"DeviceResponse.version: unsupported {version!r}")
@@ -170,3 +184,77 @@ class DeviceResponse:
                 raise MdocDecodeError(f"DeviceResponse.documentErrors[{i}]: expected {{DocType: ErrorCode}}")
             errs.append(dict(e))
         return p.make(cls, documents=docs, document_errors=tuple(errs), status=status, version=version)
+
+
+_TAG = cbor.CBORTag
+_new = object.__new__
+
+
+def _usual_sign1(value: Any) -> Sign1 | None:
+    """COSE_Sign1 from its decoded untagged array of the usual types, as ``Sign1.decode``
+    builds it; None for anything else (``Sign1.decode`` then decides and explains)."""
+    if type(value) is not list or len(value) != 4:
+        return None
+    protected_bytes, unprotected, payload, signature = value
+    if (type(protected_bytes) is not bytes or type(unprotected) is not dict or type(signature) is not bytes
+            or (payload is not None and type(payload) is not bytes)):
+        return None
+    hit = _PROTECTED.get(protected_bytes)
+    if hit is not None:
+        protected = dict(hit)  # what decode_protected returns for these bytes: a copy of its entry
+    else:
+        try:
+            protected = decode_protected(protected_bytes, "COSE_Sign1")
+        except CoseError:
+            return None
+    if not protected.keys().isdisjoint(unprotected):
+        return None
+    made = _new(Sign1)
+    fields = made.__dict__
+    fields["protected_bytes"], fields["protected"], fields["unprotected"] = protected_bytes, protected, dict(unprotected)
+    fields["payload"], fields["signature"] = payload, signature
+    return made
+
+
+def _usual_document(value: Any) -> Document | None:
+    """A Document of the usual shape (no errors, issuer-signed items in every namespace,
+    nothing device-signed, a deviceSignature) in one pass, equal to what
+    :meth:`Document.from_cbor` builds from it (tests/test_mdoc_fastpaths.py); None for
+    anything else, which then takes that general path (its objects or its typed error)."""
+    if type(value) is not dict or "errors" in value:
+        return None
+    doc_type, issuer, device = value.get("docType"), value.get("issuerSigned"), value.get("deviceSigned")
+    if type(doc_type) is not str or type(issuer) is not dict or type(device) is not dict or len(issuer) != 2:
+        return None
+    ns_map = issuer.get("nameSpaces")
+    if type(ns_map) is not dict or not ns_map:
+        return None
+    name_spaces: dict[str, tuple[bytes, ...]] = {}
+    for ns, arr in ns_map.items():
+        if type(ns) is not str or type(arr) is not list or not arr:
+            return None
+        raws = tuple([v.value for v in arr if type(v) is _TAG and v.tag == 24])
+        if len(raws) != len(arr) or not all([type(r) is bytes for r in raws]):
+            return None
+        name_spaces[ns] = raws
+    issuer_auth = _usual_sign1(issuer.get("issuerAuth"))
+    tagged, auth = device.get("nameSpaces"), device.get("deviceAuth")
+    if (issuer_auth is None or type(tagged) is not _TAG or tagged.tag != 24 or tagged.value != b"\xa0"
+            or type(auth) is not dict or len(auth) != 1):
+        return None
+    signature = _usual_sign1(auth.get("deviceSignature"))
+    if signature is None:
+        return None
+    # the instances as p.make builds them (the frozen __init__ without its setattr per field)
+    device_auth = _new(DeviceAuth)
+    device_auth.__dict__["device_signature"], device_auth.__dict__["device_mac"] = signature, None
+    device_signed = _new(DeviceSigned)
+    fields = device_signed.__dict__
+    fields["name_spaces_bytes"], fields["device_auth"], fields["_decoded"] = b"\xa0", device_auth, {}
+    issuer_signed = _new(IssuerSigned)
+    issuer_signed.__dict__["name_spaces"], issuer_signed.__dict__["issuer_auth"] = name_spaces, issuer_auth
+    made = _new(Document)
+    fields = made.__dict__
+    fields["doc_type"], fields["issuer_signed"], fields["device_signed"], fields["errors"] = (
+        doc_type, issuer_signed, device_signed, None)
+    return made

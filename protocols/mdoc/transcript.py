@@ -62,7 +62,7 @@ class SessionTranscript:
             raise MdocDecodeError(f"SessionTranscript: expected 3 elements, got {len(arr)}")
         de = None if arr[0] is None else p.embedded_raw(arr[0], "SessionTranscript[0] DeviceEngagementBytes")
         erk = None if arr[1] is None else p.embedded_raw(arr[1], "SessionTranscript[1] EReaderKeyBytes")
-        return cls(raw, de, erk, arr[2])
+        return p.make(cls, raw=raw, device_engagement_bytes=de, e_reader_key_bytes=erk, handover=arr[2])
 
     @classmethod
     def coerce(cls, value: SessionTranscript | bytes) -> SessionTranscript:

@@ -19,7 +19,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from protocols import cbor, certs
-from protocols.cose import CoseError, CoseKey
+from protocols.cose import CoseError, CoseKey, Sign1
+from protocols.cose.sign1 import verify_sign1
 from protocols.mdoc.chain import (
     EKU_MDL_DS,
     EKU_MDL_READER_AUTH,
@@ -68,15 +69,27 @@ class Check:
     def _of(cls, name: str, passed: bool, reason: str) -> Check:
         """The verifier's own checks, without the frozen dataclass's ``__init__`` (one
         ``object.__setattr__`` per field; a verification makes eight or more)."""
-        check = object.__new__(cls)
-        check.__dict__.update(name=name, passed=passed, reason=reason)
+        check = _new(cls)
+        fields = check.__dict__
+        fields["name"], fields["passed"], fields["reason"] = name, passed, reason
         return check
+
+
+_new = object.__new__
 
 
 @dataclass(frozen=True)
 class DisclosedDocument:
     doc_type: str
     elements: Mapping[str, Mapping[str, Any]] = field(hash=False)
+
+    @classmethod
+    def _of(cls, doc_type: str, elements: Mapping[str, Mapping[str, Any]]) -> DisclosedDocument:
+        """Without the frozen ``__init__`` (see :meth:`Check._of`)."""
+        made = _new(cls)
+        fields = made.__dict__
+        fields["doc_type"], fields["elements"] = doc_type, elements
+        return made
 
     def to_json(self) -> dict:
         return {
@@ -101,6 +114,14 @@ class VerificationResult:
 
     def failed(self) -> list[str]:
         return [c.name for c in self.checks if not c.passed]
+
+    @classmethod
+    def _of(cls, checks: tuple[Check, ...], documents: tuple[DisclosedDocument, ...]) -> VerificationResult:
+        """Without the frozen ``__init__`` (see :meth:`Check._of`)."""
+        made = _new(cls)
+        fields = made.__dict__
+        fields["checks"], fields["documents"] = checks, documents
+        return made
 
     def to_json(self) -> dict:
         return {
@@ -143,21 +164,32 @@ class DocumentContext:
 
 
 DocumentCheck = Callable[[DocumentContext], Check | Iterable[Check]]
+ValidityCheck = Callable[[MobileSecurityObject, VerifiedChain | None, dt.datetime, str], Check]
+"""``(mso, ds_chain, now, docType) -> the validity check``: a reader's own rule in place of
+the built-in one (``validFrom <= now <= validUntil`` and MSO signed within the DS validity)."""
 
 
 class MdocVerifier:
     """A reusable verifier: trust anchors, extra checks, and a cache of verified DS chains.
 
+    ``validity`` replaces the built-in ``validity`` check by the caller's (a reader with a
+    clock skew, say): it is called where the built-in one would run, and its check counts
+    like any other for the verdict and for listing the document.
+
     The cache keeps, per (x5chain bytes), the verified key and the window in which every
     certificate of the path is valid; a hit skips the chain's signature checks when ``now``
     falls in that window.
 
-    A second bounded cache keeps the parsed MSO (with its device key) per exact
-    MobileSecurityObjectBytes, the way a reader sees the same mdoc presented again. It is
-    consulted only after the issuer signature over those very bytes verified in this call,
-    and it holds no verdict: the digests, docType, validity at ``now``, device
-    authentication over this transcript and keyAuthorizations are checked every time.
-    ``cache_chains=False`` turns both caches off.
+    A second bounded cache keeps, per exact MobileSecurityObjectBytes, the parsed MSO and
+    what follows from it alone (:class:`_MsoEntry`: the digest -> digestID table of each
+    namespace, the device public key) and the IssuerSignedItems already digested, matched
+    and decoded under it, by their exact bytes; the way a reader sees the same mdoc
+    presented again. It is consulted only after the issuer signature over those very bytes
+    verified in this call, and it holds no verdict: every item is digested and matched,
+    and the docType, validity at ``now``, device authentication over this transcript and
+    keyAuthorizations are checked every time (a passed check whose reason follows from the
+    MSO is made once and handed out again, once it passed in this call).
+    ``cache_chains=False`` turns both caches off. specs/mdoc-encoding.md lists every cache.
     """
 
     def __init__(
@@ -166,14 +198,17 @@ class MdocVerifier:
         *,
         extra_checks: Sequence[DocumentCheck] = (),
         cache_chains: bool = True,
+        validity: ValidityCheck | None = None,
     ) -> None:
         self.trust_anchors = list(trust_anchors)
         self.extra_checks = list(extra_checks)
+        self.validity = validity
         self._cache: dict[tuple[bytes, ...], VerifiedChain] | None = {} if cache_chains else None
-        self._msos: dict[bytes, MobileSecurityObject] | None = {} if cache_chains else None
+        self._msos: dict[bytes, _MsoEntry] | None = {} if cache_chains else None
 
-    def _mso(self, doc: Document) -> MobileSecurityObject:
-        """The MSO of issuerAuth's payload; call only once the issuer signature verified."""
+    def _mso(self, doc: Document) -> _MsoEntry:
+        """The MSO of issuerAuth's payload, with the verifier's notes on it; call only once
+        the issuer signature over that payload verified (raises MdocDecodeError)."""
         payload = doc.issuer_signed.issuer_auth.payload
         cache = self._msos
         if cache is not None and payload is not None:
@@ -186,9 +221,9 @@ class MdocVerifier:
             if frozen is not None:
                 if len(cache) >= 1024:
                     cache.clear()
-                cache[payload] = frozen
-                return frozen
-        return mso
+                entry = cache[payload] = _MsoEntry(frozen, keep_items=True)
+                return entry
+        return _MsoEntry(mso, keep_items=False)
 
     # -- document signer chain --------------------------------------------------------
 
@@ -223,7 +258,9 @@ class MdocVerifier:
         st = None if session_transcript is None else SessionTranscript.coerce(session_transcript)
         checks: list[Check] = []
         if dr.status == STATUS_OK and dr.documents:
-            checks.append(Check._of(RESPONSE_STATUS, True, f"status 0, {len(dr.documents)} document(s)"))
+            n = len(dr.documents)
+            checks.append(_STATUS_OK[n] if n < len(_STATUS_OK) else
+                          Check._of(RESPONSE_STATUS, True, f"status 0, {n} document(s)"))
         else:
             errs = ", ".join(f"{k}: {v}" for e in dr.document_errors for k, v in e.items())
             checks.append(Check(RESPONSE_STATUS, False, f"status {dr.status}, no documents" + (f"; documentErrors {errs}" if errs else "")))
@@ -231,9 +268,9 @@ class MdocVerifier:
         for doc in dr.documents:
             doc_checks, disclosed = self._document(doc, st, now, reader_private_key, emac_key_provider)
             checks.extend(doc_checks)
-            if disclosed is not None and all(c.passed for c in doc_checks):
+            if disclosed is not None and all([c.passed for c in doc_checks]):
                 docs.append(disclosed)
-        return VerificationResult(tuple(checks), tuple(docs))
+        return VerificationResult._of(tuple(checks), tuple(docs))
 
     def _document(self, doc, st, now, reader_private_key, emac_key_provider):
         checks: list[Check] = []
@@ -251,10 +288,10 @@ class MdocVerifier:
         chain = None
         try:
             chain = self._ds_chain(auth.x5chain, now)
-            add(ISSUER_CERTIFICATE_CHAIN, True, chain.description)
         except (ChainError, CoseError) as exc:
             add(ISSUER_CERTIFICATE_CHAIN, False, str(exc))
         # The signature is checked with the DS key even when the chain failed, to report both.
+        # (A chain that verified is reported with the checks after it, in the same order.)
         ds_key = chain.public_key if chain else _leaf_key(auth.x5chain)
         later = (MSO_STRUCTURE, DOC_TYPE, VALUE_DIGESTS, VALIDITY, DEVICE_AUTHENTICATION)
         # key_authorizations is reported only when it applies, which needs the MSO
@@ -263,24 +300,34 @@ class MdocVerifier:
             skip(*later, because="issuer signature unverifiable")
             return checks, None
         try:
-            auth.verify(ds_key)
-            add(ISSUER_SIGNATURE, True, f"alg {auth.alg} over MobileSecurityObjectBytes")
+            verify_sign1(auth, ds_key)
         except CoseError as exc:
+            if chain is not None:
+                add(ISSUER_CERTIFICATE_CHAIN, True, chain.description)
             add(ISSUER_SIGNATURE, False, str(exc))
             skip(*later, because="issuer signature failed")
             return checks, None
         try:
-            mso = self._mso(doc)
-            add(MSO_STRUCTURE, True, f"version {mso.version}, {mso.digest_algorithm}")
+            entry = self._mso(doc)
         except MdocDecodeError as exc:
+            if chain is not None:
+                add(ISSUER_CERTIFICATE_CHAIN, True, chain.description)
+            add(ISSUER_SIGNATURE, True, f"alg {auth.alg} over MobileSecurityObjectBytes")
             add(MSO_STRUCTURE, False, str(exc))
             skip(*later[1:], because="MSO unreadable")
             return checks, None
-        add(DOC_TYPE, doc.doc_type == mso.doc_type,
-            f"document {doc.doc_type!r} {'==' if doc.doc_type == mso.doc_type else '!='} MSO {mso.doc_type!r}")
-        elements = self._digests(doc, mso, add)
-        self._validity(mso, chain, now, add)
-        self._device_auth(doc, mso, st, reader_private_key, emac_key_provider, add)
+        mso = entry.mso
+        checks.extend(entry.head(doc.doc_type, pre, auth, chain))
+        elements, count = self._digests(doc, entry, add)
+        if elements is not None:
+            checks.append(entry.passed((VALUE_DIGESTS, pre, count, len(elements)), VALUE_DIGESTS, lambda: pre + (
+                f"{count} item(s) in {len(elements)} namespace(s) match ({mso.digest_algorithm})" if elements
+                else "no issuer-signed item disclosed (IssuerSigned without nameSpaces)")))
+        if self.validity is None:
+            self._validity(entry, chain, now, add)
+        else:
+            checks.append(self.validity(mso, chain, now, doc.doc_type))
+        self._device_auth(doc, entry, st, reader_private_key, emac_key_provider, add, checks, pre)
         key_authorizations_check(doc, mso, add)
         if self.extra_checks:
             ctx = object.__new__(DocumentContext)  # the frozen __init__ without its setattr per field
@@ -289,95 +336,72 @@ class MdocVerifier:
             for extra in self.extra_checks:
                 out = extra(ctx)
                 checks.extend([out] if isinstance(out, Check) else list(out))
-        return checks, (DisclosedDocument(doc.doc_type, elements) if elements is not None else None)
+        return checks, (DisclosedDocument._of(doc.doc_type, elements) if elements is not None else None)
 
     @staticmethod
-    def _digests(doc: Document, mso: MobileSecurityObject, add) -> dict | None:
+    def _digests(doc: Document, entry: _MsoEntry, add) -> tuple[dict | None, int]:
         """Every item of every namespace is digested (over its tagged bytes, §9.1.2.5) and
         matched to a digestID of the MSO before any item of that namespace is decoded; the
-        matched items are then decoded in one strict pass (cbor.loads_many) and checked."""
+        matched items are then decoded in one strict pass (cbor.loads_many) and checked, or
+        taken from those already decoded under this very MSO (same bytes, :class:`_MsoEntry`).
+        The elements and their count; (None, 0) once a failed ``value_digests`` is reported
+        (the caller reports it passed)."""
+        mso = entry.mso
         hash_fn = HASHES[mso.digest_algorithm]
         name_spaces = doc.issuer_signed.name_spaces
         if not name_spaces:
-            add(VALUE_DIGESTS, True, "no issuer-signed item disclosed (IssuerSigned without nameSpaces)")
-            return {}
+            return {}, 0
         elements: dict[str, dict[str, Any]] = {}
         count = 0
         head, heads = cbor.bstr_head, _TAG24_HEADS
         for ns, raws in name_spaces.items():
-            expected = mso.value_digests.get(ns)
-            if not expected:
+            by_digest = entry.table(ns)
+            if by_digest is None:
                 add(VALUE_DIGESTS, False, f"namespace {ns!r} has no digests in the MSO")
-                return None
-            by_digest = {d: i for i, d in expected.items()}
-            ids = [by_digest.get(hash_fn((heads[len(raw)] if len(raw) < 256 else b"\xd8\x18" + head(len(raw))) + raw)
-                                 .digest()) for raw in raws]
+                return None, 0
+            digests = [hash_fn((heads[len(raw)] if len(raw) < 256 else b"\xd8\x18" + head(len(raw))) + raw).digest()
+                       for raw in raws]
+            ids = list(map(by_digest.get, digests))
             if None in ids:
                 add(VALUE_DIGESTS, False, f"{ns}[{ids.index(None)}]: digest matches no valueDigest of the MSO")
-                return None
-            try:
-                values = cbor.loads_many(raws)
-            except cbor.CborDecodeError:
-                values = None
-            if values is not None and all([type(v) is dict and v.keys() == _ITEM_KEYS for v in values]):
-                # the usual case, checked list by list; any doubt goes to the item by item loop below
-                item_ids = [v["digestID"] for v in values]
-                if item_ids == ids and all([type(i) is int for i in item_ids]) and len(set(ids)) == len(ids):
-                    out = {v["elementIdentifier"]: v["elementValue"] for v in values}
-                    if (len(out) == len(values) and all([type(i) is str for i in out])
-                            and all([type(v["random"]) is bytes for v in values])):
-                        count += len(out)
-                        elements[ns] = out
-                        continue
-            out: dict[str, Any] = {}
-            seen_ids: set[int] = set()
-            for n, digest_id in enumerate(ids):
-                v = values[n] if values is not None else None
-                if (type(v) is dict and v.keys() == _ITEM_KEYS and type(v["digestID"]) is int
-                        and type(v["random"]) is bytes and type(v["elementIdentifier"]) is str):
-                    item_id, ident, value = v["digestID"], v["elementIdentifier"], v["elementValue"]
-                else:  # anything unusual: the item parser decides and explains
-                    try:
-                        item = (IssuerSignedItem.decode(raws[n]) if values is None
-                                else IssuerSignedItem._from_value(v, raws[n]))
-                    except MdocDecodeError as exc:
-                        add(VALUE_DIGESTS, False, f"{ns}[{n}]: {exc}")
-                        return None
-                    item_id, ident, value = item.digest_id, item.element_identifier, item.element_value
-                if item_id != digest_id or digest_id in seen_ids or ident in out:
-                    add(VALUE_DIGESTS, False, f"{ns}/{ident}: digestID {item_id} mismatched or repeated")
-                    return None
-                seen_ids.add(digest_id)
-                out[ident] = value
+                return None, 0
+            out = entry.known_items(ns, raws, ids)
+            if out is None:
+                out = _decode_items(entry, ns, raws, ids, add)
+                if out is None:
+                    return None, 0
             count += len(out)
             elements[ns] = out
-        add(VALUE_DIGESTS, True, f"{count} item(s) in {len(elements)} namespace(s) match ({mso.digest_algorithm})")
-        return elements
+        return elements, count
 
     @staticmethod
-    def _validity(mso: MobileSecurityObject, chain: VerifiedChain | None, now: dt.datetime, add) -> None:
-        v = mso.validity_info
+    def _validity(entry: _MsoEntry, chain: VerifiedChain | None, now: dt.datetime, add) -> None:
+        v = entry.mso.validity_info
         if not v.valid_from <= now <= v.valid_until:
             add(VALIDITY, False, f"{cbor.tdate_text(now)} outside validFrom {cbor.tdate_text(v.valid_from)} .. validUntil {cbor.tdate_text(v.valid_until)}")
             return
         if chain is not None and not chain.leaf_validity[0] <= v.signed <= chain.leaf_validity[1]:
             add(VALIDITY, False, f"MSO signed {cbor.tdate_text(v.signed)} outside the DS certificate validity")
             return
-        add(VALIDITY, True, f"{cbor.tdate_text(now)} within {cbor.tdate_text(v.valid_from)} .. {cbor.tdate_text(v.valid_until)}")
+        within = entry.within
+        if within is None:
+            within = entry.within = f" within {cbor.tdate_text(v.valid_from)} .. {cbor.tdate_text(v.valid_until)}"
+        add(VALIDITY, True, cbor.tdate_text(now) + within)
 
     @staticmethod
-    def _device_auth(doc, mso, st, reader_private_key, emac_key_provider, add) -> None:
+    def _device_auth(doc, entry, st, reader_private_key, emac_key_provider, add, checks, pre) -> None:
         if st is None:
             add(DEVICE_AUTHENTICATION, False, "no SessionTranscript given: device authentication cannot be checked")
             return
         signed = doc.device_signed
         detached = device_authentication_bytes(st, doc.doc_type, signed.name_spaces_bytes)
-        device_key = mso.device_key_info.device_key
+        device_key = entry.mso.device_key_info.device_key
         try:
             if signed.device_auth.device_signature is not None:
                 sig = signed.device_auth.device_signature
-                sig.verify(device_key.public_key(), detached=detached)
-                add(DEVICE_AUTHENTICATION, True, f"deviceSignature alg {sig.alg} by the MSO device key")
+                verify_sign1(sig, entry.device_public_key(), detached=detached)
+                checks.append(entry.passed((DEVICE_AUTHENTICATION, pre, sig.protected_bytes), DEVICE_AUTHENTICATION,
+                                           lambda: f"{pre}deviceSignature alg {sig.alg} by the MSO device key"))
                 return
             mac = signed.device_auth.device_mac
             if emac_key_provider is not None:
@@ -393,16 +417,21 @@ class MdocVerifier:
             add(DEVICE_AUTHENTICATION, False, str(exc))
 
 
+def key_authorizations_apply(doc: Document, mso: MobileSecurityObject) -> bool:
+    """Whether :func:`key_authorizations_check` reports on this document: keyAuthorizations
+    is present or something is device-signed (DeviceNameSpaces not the empty map)."""
+    return mso.device_key_info.key_authorizations is not None or doc.device_signed.name_spaces_bytes != b"\xa0"
+
+
 def key_authorizations_check(doc: Document, mso: MobileSecurityObject, add) -> None:
     """``key_authorizations`` (§9.1.2.4): every element in DeviceNameSpaces must be authorized
     by deviceKeyInfo.keyAuthorizations, by its namespace (``nameSpaces``) or by name
     (``dataElements``); with no keyAuthorizations the device key is authorized for nothing.
     Reported when keyAuthorizations is present or anything is device-signed; ``add(name,
     passed, reason)`` as in :meth:`MdocVerifier._document`."""
-    auth = mso.device_key_info.key_authorizations
-    ns_bytes = doc.device_signed.name_spaces_bytes
-    if auth is None and ns_bytes == b"\xa0":
+    if not key_authorizations_apply(doc, mso):
         return
+    auth = mso.device_key_info.key_authorizations
     try:
         signed = doc.device_signed.name_spaces()
     except MdocError as exc:
@@ -436,6 +465,182 @@ def key_authorizations_check(doc: Document, mso: MobileSecurityObject, add) -> N
 
 
 _TAG24_HEADS = tuple(b"\xd8\x18" + cbor.bstr_head(n) for n in range(256))
+_STATUS_OK = (None, *(Check(RESPONSE_STATUS, True, f"status 0, {n} document(s)") for n in range(1, 8)))
+"""The passed ``response_status`` check for 1..7 documents (immutable, handed out again)."""
+
+_IMMUTABLE = frozenset({str, bytes, int, bool, float, type(None), dt.date, dt.datetime})
+"""Element value types an :class:`_MsoEntry` may hand out again (shared, so never mutable)."""
+_ITEM_MAX = 1024
+"""Largest IssuerSignedItem (bytes) an :class:`_MsoEntry` keeps decoded (a portrait is
+decoded at each verification: mostly one copy of its bytes)."""
+_ITEMS_MAX = 16 * 1024
+"""Bytes of IssuerSignedItems one :class:`_MsoEntry` keeps (1024 entries: 16 MiB at most)."""
+
+
+class _MsoEntry:
+    """The verifier's notes on one MobileSecurityObjectBytes whose issuer signature verified.
+
+    All of it is a pure function of those bytes, or of item bytes checked against them: the
+    parsed MSO, the digest -> digestID table of each of its namespaces, the device public
+    key, and (``keep_items``) the IssuerSignedItems that were digested, matched to this MSO
+    and decoded into the usual shape, by their exact bytes, only small ones with an
+    immutable elementValue, at most ``_ITEMS_MAX`` bytes, and passed checks whose reasons
+    follow from this MSO (:meth:`head`, :meth:`passed`). Nothing here is a verdict: every
+    item is digested and matched, and every check runs, at every call."""
+
+    __slots__ = ("mso", "_tables", "_items", "_item_bytes", "_keep", "_device_key", "_passed", "_heads", "within")
+
+    def __init__(self, mso: MobileSecurityObject, *, keep_items: bool) -> None:
+        self.mso = mso
+        self._tables: dict[str, dict[bytes, int]] = {}
+        self._items: dict[str, dict[bytes, tuple[int, str, Any]]] = {}
+        self._item_bytes = 0
+        self._keep = keep_items
+        self._device_key: ec.EllipticCurvePublicKey | None = None
+        self._passed: dict[tuple, Check] = {}
+        self._heads: dict[tuple[str, bytes], tuple[VerifiedChain, tuple[Check, ...]]] = {}
+        self.within: str | None = None
+        """The built-in validity reason after ``now`` (`` within validFrom .. validUntil``)."""
+
+    def passed(self, key: tuple, name: str, reason: Callable[[], str]) -> Check:
+        """The passed check ``name`` whose reason is ``reason()``, a pure function of ``key``
+        and this MSO: made once per key (at most 32 per MSO) and then handed out again (a
+        Check is immutable). Call it only once the check has passed in this verification."""
+        hit = self._passed.get(key)
+        if hit is None:
+            hit = Check._of(name, True, reason())
+            if self._keep and len(self._passed) < 32:
+                self._passed[key] = hit
+        return hit
+
+    def head(self, doc_type: str, pre: str, auth: Sign1, chain: VerifiedChain | None) -> tuple[Check, ...]:
+        """The checks reported once the issuer signature verified and this MSO parsed:
+        ``issuer_certificate_chain`` (when ``chain`` verified), ``issuer_signature``,
+        ``mso_structure`` and ``doc_type`` (docType compared here, each time). Their reasons
+        are a pure function of the docType, issuerAuth's protected header, the chain object
+        and this MSO: the checks are made once per (docType, protected header, chain) (at
+        most 8 per MSO) and handed out again."""
+        mso = self.mso
+        same = doc_type == mso.doc_type
+        key = (doc_type, auth.protected_bytes)
+        hit = self._heads.get(key)
+        if hit is not None and hit[0] is chain and chain is not None and hit[1][-1].passed is same:
+            return hit[1]
+        made = (Check._of(ISSUER_SIGNATURE, True, f"{pre}alg {auth.alg} over MobileSecurityObjectBytes"),
+                Check._of(MSO_STRUCTURE, True, f"{pre}version {mso.version}, {mso.digest_algorithm}"),
+                Check._of(DOC_TYPE, same,
+                          f"{pre}document {doc_type!r} {'==' if same else '!='} MSO {mso.doc_type!r}"))
+        if chain is None:
+            return made
+        made = (Check._of(ISSUER_CERTIFICATE_CHAIN, True, pre + chain.description), *made)
+        if self._keep and (hit is not None or len(self._heads) < 8):
+            self._heads[key] = (chain, made)
+        return made
+
+    def table(self, ns: str) -> dict[bytes, int] | None:
+        """digest -> digestID of namespace ``ns`` (None when the MSO has no digests for it)."""
+        hit = self._tables.get(ns)
+        if hit is None:
+            expected = self.mso.value_digests.get(ns)
+            if not expected:
+                return None
+            hit = self._tables[ns] = {d: i for i, d in expected.items()}  # one per MSO namespace
+        return hit
+
+    def device_public_key(self) -> ec.EllipticCurvePublicKey:
+        """The MSO device key as a ``cryptography`` key (CoseKeyError when off the curve)."""
+        key = self._device_key
+        if key is None:
+            key = self._device_key = self.mso.device_key_info.device_key.public_key()
+        return key
+
+    def known_items(self, ns: str, raws: Sequence[bytes], ids: list[int]) -> dict | None:
+        """``{elementIdentifier: elementValue}`` of these items, already digested and matched
+        (``ids``), when all of them are in the usual shape and agree with ``ids``, taking the
+        ones decoded earlier under this MSO (looked up by their exact bytes) and decoding the
+        others; None at any doubt, and then the general path decides and explains."""
+        known = self._items.get(ns)
+        if known is None:
+            return None
+        hits = [known.get(raw) if len(raw) <= _ITEM_MAX else None for raw in raws]
+        missing = None
+        if None in hits:
+            missing = [n for n, h in enumerate(hits) if h is None]
+            try:
+                values = [cbor.loads(raws[missing[0]])] if len(missing) == 1 else cbor.loads_many(
+                    [raws[n] for n in missing])
+            except cbor.CborDecodeError:
+                return None
+            for n, v in zip(missing, values, strict=True):
+                if not (type(v) is dict and v.keys() == _ITEM_KEYS and type(v["digestID"]) is int
+                        and v["digestID"] == ids[n] and type(v["random"]) is bytes
+                        and type(v["elementIdentifier"]) is str):
+                    return None
+                hits[n] = (ids[n], v["elementIdentifier"], v["elementValue"])
+        if [h[0] for h in hits] != ids or len(set(ids)) != len(ids):
+            return None
+        out = {h[1]: h[2] for h in hits}
+        if len(out) != len(hits):
+            return None
+        if missing and any([len(raws[n]) <= _ITEM_MAX for n in missing]):
+            self.keep(ns, [raws[n] for n in missing], [hits[n] for n in missing])
+        return out
+
+    def keep(self, ns: str, raws: list[bytes], items: list[tuple[int, str, Any]]) -> None:
+        """Note items ``(digestID, identifier, value)``, digested and matched to this MSO, by
+        their exact bytes ``raws``."""
+        if not self._keep:
+            return
+        known = self._items.get(ns)
+        if known is None:
+            known = self._items[ns] = {}  # ns has digests in this MSO: bounded by it
+        for raw, item in zip(raws, items, strict=True):
+            size = len(raw)
+            if (size <= _ITEM_MAX and type(item[2]) in _IMMUTABLE and raw not in known
+                    and self._item_bytes + size <= _ITEMS_MAX):
+                known[raw] = item
+                self._item_bytes += size
+
+
+def _decode_items(entry: _MsoEntry, ns: str, raws: Sequence[bytes], ids: list[int], add) -> dict | None:
+    """The general path of :meth:`MdocVerifier._digests` for one namespace whose items are
+    digested and matched (``ids``): decode them, check them, explain any failure (None)."""
+    try:
+        values = cbor.loads_many(raws)
+    except cbor.CborDecodeError:
+        values = None
+    if values is not None and all([type(v) is dict and v.keys() == _ITEM_KEYS for v in values]):
+        # the usual case, checked list by list; any doubt goes to the item by item loop below
+        item_ids = [v["digestID"] for v in values]
+        if item_ids == ids and all([type(i) is int for i in item_ids]) and len(set(ids)) == len(ids):
+            out = {v["elementIdentifier"]: v["elementValue"] for v in values}
+            if (len(out) == len(values) and all([type(i) is str for i in out])
+                    and all([type(v["random"]) is bytes for v in values])):
+                if entry._keep:
+                    entry.keep(ns, list(raws), [(i, v["elementIdentifier"], v["elementValue"])
+                                                for i, v in zip(ids, values, strict=True)])
+                return out
+    out: dict[str, Any] = {}
+    seen_ids: set[int] = set()
+    for n, digest_id in enumerate(ids):
+        v = values[n] if values is not None else None
+        if (type(v) is dict and v.keys() == _ITEM_KEYS and type(v["digestID"]) is int
+                and type(v["random"]) is bytes and type(v["elementIdentifier"]) is str):
+            item_id, ident, value = v["digestID"], v["elementIdentifier"], v["elementValue"]
+        else:  # anything unusual: the item parser decides and explains
+            try:
+                item = (IssuerSignedItem.decode(raws[n]) if values is None
+                        else IssuerSignedItem._from_value(v, raws[n]))
+            except MdocDecodeError as exc:
+                add(VALUE_DIGESTS, False, f"{ns}[{n}]: {exc}")
+                return None
+            item_id, ident, value = item.digest_id, item.element_identifier, item.element_value
+        if item_id != digest_id or digest_id in seen_ids or ident in out:
+            add(VALUE_DIGESTS, False, f"{ns}/{ident}: digestID {item_id} mismatched or repeated")
+            return None
+        seen_ids.add(digest_id)
+        out[ident] = value
+    return out
 
 
 def _leaf_key(ders: list[bytes]) -> ec.EllipticCurvePublicKey | None:
