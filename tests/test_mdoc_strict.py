@@ -64,3 +64,15 @@ def test_issuer_signed_without_name_spaces_passes_the_core_but_says_so(pki, devi
     assert result.valid, result.to_json()
     assert result.check("value_digests").reason.endswith("no issuer-signed item disclosed (IssuerSigned without nameSpaces)")
     assert result.documents[0].elements == {}
+
+
+@pytest.mark.parametrize("bad", [True, False, 1.0, "10"])
+def test_error_codes_are_integers_not_booleans(bad):
+    """ErrorCode is an int (§8.3.2.1.2.3); Python's bool is an int too, so ``true`` needs its
+    own refusal, in documentErrors and in a Document's errors."""
+    ok = mdoc.DeviceResponse.decode(cbor.dumps({"version": "1.0", "status": 0, "documentErrors": [{"x": 10}]}))
+    assert ok.document_errors == ({"x": 10},)
+    with pytest.raises(mdoc.MdocDecodeError, match="documentErrors"):
+        mdoc.DeviceResponse.decode(cbor.dumps({"version": "1.0", "status": 0, "documentErrors": [{"x": bad}]}))
+    with pytest.raises(mdoc.MdocDecodeError, match="errors"):
+        mdoc.Document.from_cbor({"docType": "d", "issuerSigned": {}, "errors": {"ns": {"x": bad}}})

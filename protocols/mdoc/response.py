@@ -120,7 +120,7 @@ class Document:
             errors = {}
             for ns, elems in p.as_map(m["errors"], f"{where}.errors").items():
                 elems = p.as_map(elems, f"{where}.errors[{ns!r}]")
-                if not isinstance(ns, str) or not all(isinstance(k, str) and isinstance(v, int) for k, v in elems.items()):
+                if not isinstance(ns, str) or not all(isinstance(k, str) and type(v) is int for k, v in elems.items()):
                     raise MdocDecodeError(f"{where}.errors: expected {{ns: {{id: ErrorCode}}}}")
                 errors[ns] = dict(elems)
         doc_type = m.get("docType")
@@ -180,7 +180,7 @@ class DeviceResponse:
         errs: list[dict] = []
         for i, e in enumerate(p.as_array(m.get("documentErrors", []), "DeviceResponse.documentErrors")):
             e = p.as_map(e, f"DeviceResponse.documentErrors[{i}]")
-            if not all(isinstance(k, str) and isinstance(v, int) for k, v in e.items()):
+            if not all(isinstance(k, str) and type(v) is int for k, v in e.items()):
                 raise MdocDecodeError(f"DeviceResponse.documentErrors[{i}]: expected {{DocType: ErrorCode}}")
             errs.append(dict(e))
         return p.make(cls, documents=docs, document_errors=tuple(errs), status=status, version=version)
