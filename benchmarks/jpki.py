@@ -7,7 +7,9 @@ measured in the same run.
    hashing the same TBS bytes and one signature; also the pure layer's
    ``protocols.jpki.crl.build_crl`` at smaller sizes (it adds entries one builder at a time);
 3. OCSP responses per second through the HTTP responder (uvicorn on 127.0.0.1, one
-   keep-alive client), next to the in-process responder and raw signatures per second.
+   keep-alive client), next to the in-process responder and raw signatures per second; the
+   server in a thread of the benchmark (sharing its interpreter with the client), and the
+   whole ``mcred serve`` in its own process, as OpenSSL's responder runs.
 
 Peer, where the ``openssl`` command exists: OpenSSL's own CA and responder on the same
 work, in the same run. ``openssl ca -gencrl`` builds and signs a CRL of the same entries
@@ -304,6 +306,53 @@ def bench_openssl_ocsp(tmp: Path, seconds: float) -> float | None:
         server.wait(5)
 
 
+def bench_ocsp_service(tmp: Path, seconds: float) -> float | None:
+    """Responses per second from ``mcred serve`` in its own process (as OpenSSL's responder
+    runs in its own), on an installation with one phone provisioned (RSA-2048), asked about
+    that phone's signing certificate by the same kind of client; None if it did not start."""
+    import os
+    import sys
+
+    import httpx
+
+    import wallet_sim
+    from mcred.context import Context
+    from mcred.provision import parse_holder, provision
+
+    home = tmp / "service-home"
+    ctx = Context.open(home)
+    pid = wallet_sim.create_phone(home)
+    holder = {k: v for k, v in HOLDER.items() if k != "municipality_code"}
+    done = provision(ctx, pid, parse_holder(holder), key_type="rsa2048", mdoc_batch=1)
+    ctx.engine.dispose()
+    cert = x509.load_der_x509_certificate(done.sign_certificate)
+    root = x509.load_der_x509_certificate(done.sign_ca)
+    der = ocsp.OCSPRequestBuilder().add_certificate(cert, root, hashes.SHA256()).build().public_bytes(Encoding.DER)
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "mcred.cli.main", "serve", "--port", str(port)],
+                              env={**os.environ, "MCRED_HOME": str(home)},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        headers = {"Content-Type": "application/ocsp-request"}
+        with httpx.Client() as client:
+            for _ in range(200):
+                try:
+                    if client.get(url + "/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.05)
+            else:
+                return None
+            answer = ocsp.load_der_ocsp_response(client.post(url + "/ocsp", content=der, headers=headers).content)
+            assert answer.certificate_status is ocsp.OCSPCertStatus.GOOD
+            return _rate(lambda: client.post(url + "/ocsp", content=der, headers=headers), seconds)
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks jpki")
     ap.add_argument("--certificates", type=int, default=200)
@@ -329,10 +378,14 @@ def main(argv: list[str] | None = None) -> int:
         o = bench_ocsp(tmp, args.seconds)
         print(f"OCSP over HTTP: {o['http']:8.1f} responses/s   (in-process responder "
               f"{o['in_process']:8.1f}/s; floor {o['raw_sign']:8.1f} raw RSA-2048 signatures/s)")
+        service = bench_ocsp_service(tmp, args.seconds)
+        if service is not None:
+            print(f"OCSP from `mcred serve` in its own process: {service:8.1f} responses/s")
         peer_ocsp = bench_openssl_ocsp(tmp, args.seconds)
         if peer_ocsp is not None:
-            print(f"  openssl ocsp responder over HTTP, same client: {peer_ocsp:8.1f} responses/s; "
-                  f"ours/openssl = {o['http'] / peer_ocsp:.2f}")
+            ours = f"; mcred serve/openssl = {service / peer_ocsp:.2f}" if service is not None else ""
+            print(f"  openssl ocsp responder in its own process, same client: {peer_ocsp:8.1f} responses/s"
+                  + ours)
     return 0
 
 

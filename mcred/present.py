@@ -79,11 +79,10 @@ def reader_app(service: ReaderService, rp: RelyingPartyService | None = None) ->
     """The stand-alone reader service (``mcred reader serve``): the mdoc sessions, and the
     JPKI relying party when ``rp`` is given. Errors are ``application/problem+json``."""
     from issuer.api import problems
-    from mcred.body_limit import BodyLimit
+    from mcred.service import max_body_size
 
-    app = FastAPI(title="mcred reader", version="0.1.0")
+    app = FastAPI(title="mcred reader", version="0.1.0", max_body_size=max_body_size())
     problems.install(app)
-    app.add_middleware(BodyLimit)  # outermost of ours: bodies are counted as they are read
     app.include_router(reader_router(service))
     if rp is not None:
         app.include_router(relying_party_router(rp))

@@ -184,6 +184,9 @@ def reader_router(service: ReaderService) -> APIRouter:
 #: Content up to 4 MiB (base64: 4/3 of that); signatures and certificates up to 48 KiB.
 MAX_CONTENT_B64 = 4 * 1024 * 1024 * 4 // 3 + 4
 MAX_BLOB_B64 = 64 * 1024
+#: The whole JSON body of a relying-party request: content, signature and certificate in
+#: base64, and the rest (FastAPI counts it as read and answers 413 past it).
+RP_MAX_BODY = MAX_CONTENT_B64 + 3 * MAX_BLOB_B64 + 4096
 _B64 = r"^[A-Za-z0-9+/_\-\s]*={0,2}\s*$"
 
 
@@ -222,7 +225,8 @@ def relying_party_router(rp: RelyingPartyService) -> APIRouter:
     router = APIRouter(tags=["relying party"])
 
     @router.post("/rp/jpki/verify", summary="Verify a signature made with a phone's JPKI "
-                 "certificate: signature, chain, policy, key usage, validity, revocation")
+                 "certificate: signature, chain, policy, key usage, validity, revocation",
+                 max_body_size=RP_MAX_BODY)
     async def verify_jpki(body: RpVerifyRequest) -> JSONResponse:
         content = _b64(body.content, "content")
         signature = _b64(body.signature, "signature")
