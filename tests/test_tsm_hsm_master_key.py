@@ -84,7 +84,8 @@ def test_keysets_derived_in_the_token_equal_the_file_derivation(softhsm_token, s
         assert key.se_keys(kdd) == diversify(known, kdd)
     # key_id is a check value made in the token: CMAC(master, "mcred-tsm/key-id"), 8 bytes
     assert key.key_id == _cmac(known, b"mcred-tsm/key-id")[:8].hex()
-    assert key.key_id != InMemoryMasterKey(known).key_id  # the file key's id is a digest
+    # ... which the file store computes too: the same key has the same name in either store
+    assert key.key_id == InMemoryMasterKey(known).key_id
     assert f"AES-{8 * size}" in key.describe() and known.hex() not in repr(key)
     with pytest.raises(MasterKeyError, match="9 bytes, expected 10"):
         key.se_keys(bytes(9))
@@ -271,3 +272,66 @@ def test_an_unreachable_master_key_is_one_line_and_exit_2(softhsm_token, home, t
                           str(_holder(tmp_path))], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 2 and out.stderr.strip() == \
         "error: TSM master key: MCRED_TSM_MASTER_KEY='vault': use file or pkcs11"
+
+
+def test_a_file_master_key_moves_into_the_token_and_its_phones_follow(softhsm_token, home, monkeypatch, tmp_path):
+    """``mcred tsm import-master-key``: an installation that provisioned a phone with the
+    file key (recorded, as earlier releases did, under the key's SHA-256 name) moves the key
+    into the token; with MCRED_TSM_MASTER_KEY=pkcs11 and no key file the TSM then refreshes
+    that phone's mdoc over SCP03, the job secrets the file key sealed open in the token, and
+    the token refuses a second import. Before the import, the token's own fresh key is
+    named as the wrong one (MasterKeyMismatchError), not tried."""
+    from sqlalchemy import update
+
+    from mcred.cli.main import app
+    from mcred.context import Context
+    from mcred.provision import refresh_mdocs
+    from tsm.errors import MasterKeyMismatchError
+    from tsm.keys import default_master_key
+
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
+    monkeypatch.setenv("MCRED_PKCS11_TOKEN", softhsm_token)
+    monkeypatch.setenv("MCRED_PKCS11_PIN", PIN)
+    ctx = Context.open(home)
+    file_key = default_master_key(home)
+    phone = wallet_sim.create_phone(home)
+    r = CliRunner().invoke(app, ["provision", "--phone", phone, "--holder", str(_holder(tmp_path)),
+                                 "--key-type", "p384", "--mdoc-batch", "1"])
+    assert r.exit_code == 0, r.output
+    (legacy,) = file_key.also_known_as
+    with ctx.engine.begin() as conn:  # as a phone provisioned by an earlier release is recorded
+        conn.execute(update(SecureElementRow).where(SecureElementRow.se_id == phone)
+                     .values(master_key_id=legacy))
+    sealed = file_key.seal(b"job secrets", b"job-1")
+
+    # a token with a key of its own is not the key that diversified this phone
+    monkeypatch.setenv("MCRED_TSM_MASTER_KEY", "pkcs11")
+    with pytest.raises(MasterKeyMismatchError, match=legacy):
+        refresh_mdocs(Context.open(home), phone)
+    close_all()
+    monkeypatch.delenv("MCRED_TSM_MASTER_KEY")
+    r = CliRunner().invoke(app, ["tsm", "import-master-key"])
+    assert r.exit_code == 2 and "already holds" in r.output  # the token's own key is in the way
+    # a fresh token: the import goes through
+    close_all()
+    subprocess.run(["softhsm2-util", "--delete-token", "--token", softhsm_token], check=True, capture_output=True)
+    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", softhsm_token, "--so-pin", "13579135",
+                    "--pin", PIN], check=True, capture_output=True)
+    close_all()
+    pkcs11.lib(SOFTHSM2).reinitialize()
+    r = CliRunner().invoke(app, ["tsm", "import-master-key", "--remove-file"])
+    assert r.exit_code == 0, r.output
+    assert f"key_id {file_key.key_id}" in r.output and "1 SE record(s) renamed" in r.output
+    assert not (home / "tsm" / "master.key").exists()
+    with _login(softhsm_token) as find:
+        (master,) = find(MASTER_LABEL)
+        assert master[A.SENSITIVE] and not master[A.EXTRACTABLE]
+    monkeypatch.setenv("MCRED_TSM_MASTER_KEY", "pkcs11")
+    ctx = Context.open(home)
+    token_key = ctx.master_key
+    assert isinstance(token_key, HsmMasterKey) and token_key.key_id == file_key.key_id
+    assert token_key.unseal(sealed, b"job-1") == b"job secrets"
+    done = refresh_mdocs(ctx, phone)  # SCP03 with the keyset the token derives
+    assert len(done.issued) == 1
+    r = CliRunner().invoke(app, ["tsm", "import-master-key"])
+    assert r.exit_code == 2 and "no file master key" in r.output

@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from hsm import Token, TokenError, open_token, pkcs11_module, token_settings
 from protocols.gp.scp03 import StaticKeys
 from tsm.errors import MasterKeyError, SealError
-from tsm.keys import kbkdf_counter, se_keyset
+from tsm.keys import kbkdf_cmac, kbkdf_counter, key_check_value, se_keyset
 
 SETTING = "MCRED_TSM_MASTER_KEY=pkcs11"
 MASTER_LABEL = "mcred-tsm-master"
@@ -74,12 +74,46 @@ class HsmMasterKey:
             self._length = self._master[A.VALUE_LEN]
         if self._length not in (16, 24, 32):
             raise MasterKeyError(f"TSM master key {label!r} is {self._length} bytes; AES needs 16, 24 or 32")
-        self.key_id = self._cmac(b"mcred-tsm/key-id")[:8].hex()
+        self.key_id = key_check_value(self._cmac)
+        self.also_known_as: frozenset[str] = frozenset()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> HsmMasterKey:
         with _as_master_key_error():
             return cls(*token_settings(os.environ if env is None else env, SETTING))
+
+    @classmethod
+    def import_key(cls, key: bytes, env: Mapping[str, str] | None = None) -> HsmMasterKey:
+        """Move a file master key into the token (``mcred tsm import-master-key``): the key
+        itself for CMAC, and the sealing key derived from it as the file store derives it
+        (SP 800-108, label ``mcred-tsm/SEAL``) for GCM, both sensitive and not extractable.
+        SEs diversified by the file key then open with the token, its ``key_id`` is the
+        file key's, and job secrets the file key sealed open in the token. Refused when the
+        token already holds either label."""
+        if len(key) not in (16, 24, 32):
+            raise MasterKeyError(f"master key is {len(key)} bytes; AES needs 16, 24 or 32")
+        with _as_master_key_error():
+            module, token_label, pin = token_settings(os.environ if env is None else env, SETTING)
+            p11 = pkcs11_module(SETTING)
+            token = open_token(module, token_label, pin)
+        A = p11.Attribute  # noqa: N806
+        base = {A.CLASS: p11.ObjectClass.SECRET_KEY, A.KEY_TYPE: p11.KeyType.AES, A.TOKEN: True,
+                A.PRIVATE: True, A.SENSITIVE: True, A.EXTRACTABLE: False, A.MODIFIABLE: False}
+        wanted = ((MASTER_LABEL, bytes(key), {A.SIGN: True}),
+                  (SEAL_LABEL, kbkdf_cmac(bytes(key), b"mcred-tsm/SEAL", b"", 32), {A.ENCRYPT: True, A.DECRYPT: True}))
+        with token.lock:
+            try:
+                for label, _, _ in wanted:
+                    if list(token.session.get_objects({A.CLASS: p11.ObjectClass.SECRET_KEY, A.LABEL: label})):
+                        raise MasterKeyError(f"PKCS#11 token {token_label!r} already holds a key labelled "
+                                             f"{label!r}: nothing imported")
+                for label, value, usage in wanted:
+                    token.session.create_object({**base, A.LABEL: label, A.VALUE: value,
+                                                 A.ID: secrets.token_bytes(16), **usage})
+            except p11.exceptions.PKCS11Error as exc:
+                raise MasterKeyError(f"PKCS#11 token {token_label!r} refused the import: "
+                                     f"{type(exc).__name__} {exc}") from exc
+        return cls(module, token_label, pin, create=False)
 
     @classmethod
     def existing(cls, env: Mapping[str, str] | None = None) -> HsmMasterKey | None:

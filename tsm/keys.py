@@ -27,6 +27,7 @@ from typing import Protocol
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import algorithms
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.cmac import CMAC
 from cryptography.hazmat.primitives.kdf.kbkdf import KBKDFCMAC, CounterLocation, Mode
 
 from protocols.gp.scp03 import StaticKeys
@@ -86,12 +87,30 @@ def diversify(master: bytes, kdd: bytes) -> StaticKeys:
     return se_keyset(lambda label, context, n: kbkdf_cmac(master, label, context, n), kdd, len(master))
 
 
+KEY_ID_LABEL = b"mcred-tsm/key-id"
+
+
+def key_check_value(cmac: Callable[[bytes], bytes]) -> str:
+    """A master key's non-secret name: the first 8 bytes of ``CMAC(key, "mcred-tsm/key-id")``
+    in hex, computed by whoever holds the key (``cryptography`` for a file key, the token
+    for an HSM key), so the same key has the same name in either store."""
+    return cmac(KEY_ID_LABEL)[:8].hex()
+
+
+def _aes_cmac(key: bytes, data: bytes) -> bytes:
+    c = CMAC(algorithms.AES(key))
+    c.update(data)
+    return c.finalize()
+
+
 class MasterKey(Protocol):
     """What the TSM may ask of its master key (never the key itself)."""
 
     #: A stable, non-secret name of the key (recorded per SE: which master diversified it;
-    #: at most 32 characters, the column's width).
+    #: at most 32 characters, the column's width): :func:`key_check_value`.
     key_id: str
+    #: Other names the same key was recorded under (by earlier releases); may be empty.
+    also_known_as: frozenset[str]
 
     def se_keys(self, kdd: bytes) -> StaticKeys:
         """The diversified static keyset of the SE with key diversification data ``kdd``."""
@@ -113,8 +132,11 @@ class InMemoryMasterKey:
         if len(key) not in (16, 24, 32):
             raise MasterKeyError(f"master key is {len(key)} bytes; AES needs 16, 24 or 32")
         self._key = bytes(key)
-        # A non-secret identifier: a one-way digest, domain-separated from every use.
-        self.key_id = hashlib.sha256(b"mcred-tsm/key-id" + self._key).hexdigest()[:16]
+        # A non-secret identifier: the key's check value, the one a token holding the same
+        # key computes (tsm.hsm), so a key moved into an HSM keeps its name
+        self.key_id = key_check_value(lambda data: _aes_cmac(self._key, data))
+        #: The name earlier releases recorded for this key (a domain-separated SHA-256).
+        self.also_known_as = frozenset({hashlib.sha256(KEY_ID_LABEL + self._key).hexdigest()[:16]})
         self._seal_key = kbkdf_cmac(self._key, b"mcred-tsm/SEAL", b"", 32)
 
     def __repr__(self) -> str:  # never show key bytes

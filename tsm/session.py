@@ -205,7 +205,8 @@ def open_session(link: SeLink, *, with_step: bool = False) -> CardSession:
     else:
         candidates = [rec.kvn]
     for n, kvn in enumerate(candidates):
-        if kvn != FACTORY_KVN and rec.master_key_id and rec.master_key_id != link.master.key_id:
+        if kvn != FACTORY_KVN and rec.master_key_id and rec.master_key_id != link.master.key_id \
+                and rec.master_key_id not in getattr(link.master, "also_known_as", ()):
             link.audit.event("master-key-mismatch", f"keyset {kvn:02X} diversified from {rec.master_key_id}",
                              kvn=kvn, held=link.master.key_id)
             raise MasterKeyMismatchError(

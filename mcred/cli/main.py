@@ -55,6 +55,7 @@ _AREAS = [
     "mcred.cli.jpki_cmds",
     "mcred.cli.provision_cmds",
     "mcred.cli.token_cmds",
+    "mcred.cli.tsm_cmds",
     "mcred.cli.present_cmds",
 ]
 

@@ -1,0 +1,58 @@
+"""``mcred tsm``: the SP-TSM's own keys."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+tsm_app = typer.Typer(help="The SP-TSM: its master key (SCP03 key diversification, sealed job secrets).",
+                      no_args_is_help=True)
+err = Console(stderr=True)
+
+
+@tsm_app.command("import-master-key")
+def import_master_key(
+    remove_file: bool = typer.Option(False, "--remove-file",
+                                     help="Delete the key file once the token holds the key."),
+) -> None:
+    """Move the installation's file master key into the PKCS#11 token (specs/tsm.md): the
+    SEs it diversified keep opening, with the same key_id, and job secrets it sealed keep
+    opening. Then set MCRED_TSM_MASTER_KEY=pkcs11. Token settings: MCRED_PKCS11_*."""
+    from sqlalchemy import update
+
+    from mcred.context import Context
+    from tsm.db import SecureElementRow
+    from tsm.errors import MasterKeyError
+    from tsm.hsm import HsmMasterKey
+    from tsm.keys import FileMasterKey, master_key_path
+
+    ctx = Context.open()
+    path = master_key_path(ctx.home)
+    if not path.is_file():
+        err.print(f"[red]error:[/red] no file master key at {path}: nothing to import", highlight=False)
+        raise typer.Exit(2)
+    file_key = FileMasterKey(path)
+    try:
+        token_key = HsmMasterKey.import_key(bytes.fromhex(path.read_text().strip()))
+    except MasterKeyError as exc:
+        err.print(f"[red]error:[/red] TSM master key: {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    if token_key.key_id != file_key.key_id:  # pragma: no cover - the same key's check value
+        err.print("[red]error:[/red] the token computes another key_id than the file key", highlight=False)
+        raise typer.Exit(1)
+    # SEs recorded under the name earlier releases gave this key: its name now, which the
+    # token computes too
+    with ctx.engine.begin() as conn:
+        renamed = conn.execute(update(SecureElementRow)
+                               .where(SecureElementRow.master_key_id.in_(sorted(file_key.also_known_as)))
+                               .values(master_key_id=file_key.key_id)).rowcount
+    if remove_file:
+        path.unlink()
+    typer.echo(f"imported: key_id {token_key.key_id} in PKCS#11 token {token_key.token_label!r} "
+               f"({renamed} SE record(s) renamed from the earlier key_id); "
+               + (f"{path} deleted; " if remove_file else f"delete {path} once switched; ")
+               + "now set MCRED_TSM_MASTER_KEY=pkcs11")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(tsm_app, name="tsm")
