@@ -259,6 +259,10 @@ def test_cli_after_a_crash_names_the_job_and_resumes_it(ctx, tmp_path):
     said = " ".join(again.output.split())  # rich wraps the line
     assert "unfinished provisioning job" in said and "--resume" in said
     job_id = said.split("--resume ")[1].split("`")[0].strip()
+    # an operator finds it without the error message too
+    listed = json.loads(CliRunner().invoke(app, ["tsm", "jobs", "--unfinished", "--json"]).output)
+    assert [(j["id"], j["phone"], j["kind"]) for j in listed] == [(job_id, pid, "provision")]
+    assert listed[0]["state"] != "done" and listed[0]["next_step"] is not None
     with ctx.sessions() as s:
         assert len(list(s.scalars(select(Holder)))) == holders_before  # nothing registered
     done = CliRunner().invoke(app, ["provision", "--resume", job_id, "--json"])
@@ -267,6 +271,9 @@ def test_cli_after_a_crash_names_the_job_and_resumes_it(ctx, tmp_path):
     assert out["phone"] == pid and out["job"] == job_id and out["mdocs"] == 1
     assert set(out["secrets_shown_once"]) >= {"pin", "password"}
     assert len(rows(ctx, pid)) == 3  # two JPKI certificates and one mdoc, once each
+    assert json.loads(CliRunner().invoke(app, ["tsm", "jobs", "--unfinished", "--json"]).output) == []
+    table = CliRunner().invoke(app, ["tsm", "jobs", "--phone", pid])
+    assert table.exit_code == 0 and "done" in table.output
     # the phone is the first holder's now: another run for it is refused with the reason
     other = CliRunner().invoke(app, ["provision", "--phone", pid, "--holder", str(f)])
     assert other.exit_code == 1 and "already belongs to holder" in " ".join(other.output.split()), other.output

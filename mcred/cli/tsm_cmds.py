@@ -54,5 +54,45 @@ def import_master_key(
                + "now set MCRED_TSM_MASTER_KEY=pkcs11")
 
 
+@tsm_app.command("jobs")
+def jobs(
+    phone: str = typer.Option(None, "--phone", help="Only this phone's jobs."),
+    unfinished: bool = typer.Option(False, "--unfinished", help="Only jobs that have not finished "
+                                    "(to resume: `mcred provision --resume JOB` for a provisioning)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """The TSM's jobs, oldest first: kind, state, the step it stopped before, attempts, error.
+    Reads the registry only (no key is opened, no SE is touched)."""
+    import json
+
+    from rich.table import Table
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from mcred.context import Context
+    from tsm.db import JobRow
+
+    ctx = Context.open()
+    q = select(JobRow).order_by(JobRow.created_at)
+    if phone is not None:
+        q = q.where(JobRow.se_id == phone)
+    if unfinished:
+        q = q.where(JobRow.state != "done")
+    with Session(ctx.engine) as s:
+        rows = [{"id": r.id, "phone": r.se_id, "kind": r.kind, "state": r.state,
+                 "next_step": r.steps[r.next_step] if r.next_step < len(r.steps) else None,
+                 "steps_done": r.next_step, "steps": len(r.steps), "attempts": r.attempts,
+                 "error": r.error, "created_at": r.created_at.isoformat() if r.created_at else None}
+                for r in s.scalars(q)]
+    if as_json:
+        typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    table = Table("job", "phone", "kind", "state", "steps", "next step", "error")
+    for r in rows:
+        table.add_row(r["id"], r["phone"], r["kind"], r["state"], f"{r['steps_done']}/{r['steps']}",
+                      r["next_step"] or "-", (r["error"] or "")[:60])
+    Console().print(table)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(tsm_app, name="tsm")
