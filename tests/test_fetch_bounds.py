@@ -21,6 +21,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reader.ds_crl import CrlFetchError, HttpCrlFetcher
 from reader.fetch import FetchError, fetch
@@ -180,3 +182,23 @@ def test_the_wallet_does_not_swallow_an_endless_reader_reply(hostile, tmp_path):
     wallet = Wallet(wallet_sim.open_secure_element(phone, tmp_path).transmit, RulesConsent.allow_all())
     with pytest.raises(PresentError, match="1048576-byte limit"):
         present_over_http(wallet, hostile + "/endless")
+
+
+
+@settings(max_examples=60, deadline=None)
+@given(url=st.one_of(
+    st.text(max_size=40),  # anything a credential could carry as a "URI"
+    st.builds(lambda p, q: f"http://127.0.0.1:9/{p}?{q}", st.text(max_size=20), st.text(max_size=20)),
+    st.builds(lambda s, h: f"{s}://{h}", st.sampled_from(["ftp", "file", "ws", "mdoc", "h ttp"]),
+              st.text(max_size=15)),
+))
+def test_any_url_a_credential_carries_is_a_fetch_error_or_an_answer(url):
+    """Whatever stands where a status list URI or a distribution point should, fetching it
+    answers or raises FetchError, nothing else (port 9 on loopback refuses at once; no host
+    name is looked up)."""
+    if "://" in url and url.split("://", 1)[0].lower() in ("http", "https") and not url.startswith("http://127.0.0.1"):
+        return  # a real host name would be looked up in DNS: not in a unit test
+    try:
+        fetch(None, "GET", url, max_bytes=LIMIT, timeout=0.5)
+    except FetchError:
+        pass
