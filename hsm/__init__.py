@@ -17,7 +17,8 @@ import hashlib
 import hmac
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 SOFTHSM2 = "/usr/lib/softhsm/libsofthsm2.so"
@@ -25,6 +26,16 @@ SOFTHSM2 = "/usr/lib/softhsm/libsofthsm2.so"
 
 class TokenError(Exception):
     """The token refused, or is not there (or the settings to reach it are incomplete)."""
+
+
+@contextmanager
+def raised_as(error: type[Exception]) -> Iterator[None]:
+    """A :class:`TokenError` inside the block re-raised as the party's own ``error`` type
+    (``issuer.hsm.HsmError``, ``tsm.errors.MasterKeyError``), message unchanged."""
+    try:
+        yield
+    except TokenError as exc:
+        raise error(str(exc)) from exc
 
 
 def pkcs11_module(setting: str = "MCRED_KEYSTORE=pkcs11"):

@@ -23,14 +23,21 @@ from __future__ import annotations
 
 import os
 import threading
-from contextlib import contextmanager
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric import utils as asym_utils
 
-from hsm import SOFTHSM2, Token, TokenError, close_all, open_token, pkcs11_module, token_settings
+from hsm import (
+    SOFTHSM2,
+    Token,
+    close_all,
+    open_token,
+    pkcs11_module,
+    raised_as,
+    token_settings,
+)
 from issuer.keystore import _LABEL, KeyNotFound, KeyStoreError, LocalSigner
 
 __all__ = ["SOFTHSM2", "HsmEcKey", "HsmError", "HsmRsaKey", "Pkcs11KeyStore", "close_all"]
@@ -40,15 +47,6 @@ _RSA_MECHANISMS = {"sha256": "SHA256_RSA_PKCS", "sha384": "SHA384_RSA_PKCS", "sh
 
 class HsmError(KeyStoreError):
     """The token refused, or is not there."""
-
-
-@contextmanager
-def _as_hsm_error():
-    """The shared token layer's :class:`hsm.TokenError` as the issuer's own :class:`HsmError`."""
-    try:
-        yield
-    except TokenError as exc:
-        raise HsmError(str(exc)) from exc
 
 
 class _Keys:
@@ -195,14 +193,14 @@ class Pkcs11KeyStore:
 
     def __init__(self, module: str, token_label: str, pin: str) -> None:
         self.module, self.token_label = module, token_label
-        with _as_hsm_error():
+        with raised_as(HsmError):
             self._token = _Keys(open_token(module, token_label, pin))
         self._cache: dict[str, LocalSigner] = {}
         self._lock = threading.Lock()
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Pkcs11KeyStore:
-        with _as_hsm_error():
+        with raised_as(HsmError):
             return cls(*token_settings(os.environ if env is None else env, "MCRED_KEYSTORE=pkcs11"))
 
     @staticmethod

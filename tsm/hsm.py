@@ -32,9 +32,8 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Mapping
-from contextlib import contextmanager
 
-from hsm import Token, TokenError, open_token, pkcs11_module, token_settings
+from hsm import Token, open_token, pkcs11_module, raised_as, token_settings
 from protocols.gp.scp03 import StaticKeys
 from tsm.errors import MasterKeyError, SealError
 from tsm.keys import kbkdf_cmac, kbkdf_counter, key_check_value, se_keyset
@@ -43,14 +42,6 @@ SETTING = "MCRED_TSM_MASTER_KEY=pkcs11"
 MASTER_LABEL = "mcred-tsm-master"
 SEAL_LABEL = "mcred-tsm-seal"
 _NONCE, _TAG = 12, 16
-
-
-@contextmanager
-def _as_master_key_error():
-    try:
-        yield
-    except TokenError as exc:
-        raise MasterKeyError(str(exc)) from exc
 
 
 class _Absent(Exception):
@@ -63,7 +54,7 @@ class HsmMasterKey:
     def __init__(self, module: str, token_label: str, pin: str, *, label: str = MASTER_LABEL,
                  seal_label: str = SEAL_LABEL, create: bool = True) -> None:
         self._create = create
-        with _as_master_key_error():
+        with raised_as(MasterKeyError):
             self._p11 = pkcs11_module(SETTING)
             self._token: Token = open_token(module, token_label, pin)
         self.module, self.token_label, self.label, self.seal_label = module, token_label, label, seal_label
@@ -79,7 +70,7 @@ class HsmMasterKey:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> HsmMasterKey:
-        with _as_master_key_error():
+        with raised_as(MasterKeyError):
             return cls(*token_settings(os.environ if env is None else env, SETTING))
 
     @classmethod
@@ -92,7 +83,7 @@ class HsmMasterKey:
         token already holds either label."""
         if len(key) not in (16, 24, 32):
             raise MasterKeyError(f"master key is {len(key)} bytes; AES needs 16, 24 or 32")
-        with _as_master_key_error():
+        with raised_as(MasterKeyError):
             module, token_label, pin = token_settings(os.environ if env is None else env, SETTING)
             p11 = pkcs11_module(SETTING)
             token = open_token(module, token_label, pin)
@@ -119,7 +110,7 @@ class HsmMasterKey:
     def existing(cls, env: Mapping[str, str] | None = None) -> HsmMasterKey | None:
         """The key if the token holds it already, else None: looks, generates nothing (the
         readiness probe and ``mcred doctor``)."""
-        with _as_master_key_error():
+        with raised_as(MasterKeyError):
             settings = token_settings(os.environ if env is None else env, SETTING)
         try:
             return cls(*settings, create=False)
