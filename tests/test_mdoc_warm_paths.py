@@ -176,28 +176,29 @@ def test_device_mac_on_a_warm_verifier(pki, device_key):  # noqa: F811
                                            reader_private_key=other).to_json())
 
 
-def test_items_kept_per_mso_are_bounded(pki, device_key):  # noqa: F811
-    from protocols.mdoc import verify as v
-
-    many = {NS: {f"element_{i:03d}": "x" * 200 for i in range(120)}}
-    issued = issue(pki, device_key, elements=many)
+def _entry_after_two_verifications(pki, device_key, elements):  # noqa: F811
+    """The warm verifier's one MSO entry after it verified a response with ``elements``
+    twice, each time agreeing with a fresh verifier."""
+    issued = issue(pki, device_key, elements=elements)
     stx = transcript()
     warm = mdoc.MdocVerifier([pki[0]])
     data = present(issued, device_key, stx)
     for _ in range(2):
         assert assert_same(pki, warm, data, stx)["valid"] is True
     (entry,) = warm._msos.values()
+    return entry
+
+
+def test_items_kept_per_mso_are_bounded(pki, device_key):  # noqa: F811
+    from protocols.mdoc import verify as v
+
+    entry = _entry_after_two_verifications(pki, device_key, {NS: {f"element_{i:03d}": "x" * 200
+                                                                  for i in range(120)}})
     assert 0 < entry._item_bytes <= v._ITEMS_MAX
     assert sum(len(raw) for raw in entry._items[NS]) == entry._item_bytes
 
 
 def test_cbor_tagged_values_are_not_kept(pki, device_key):  # noqa: F811
-    tagged = {NS: {"family_name": "Yamada", "tagged": cbor.CBORTag(1234, "x")}}
-    issued = issue(pki, device_key, elements=tagged)
-    stx = transcript()
-    warm = mdoc.MdocVerifier([pki[0]])
-    data = present(issued, device_key, stx)
-    for _ in range(2):
-        assert assert_same(pki, warm, data, stx)["valid"] is True
-    (entry,) = warm._msos.values()
+    entry = _entry_after_two_verifications(pki, device_key, {NS: {"family_name": "Yamada",
+                                                                  "tagged": cbor.CBORTag(1234, "x")}})
     assert {item[1] for item in entry._items[NS].values()} == {"family_name"}
