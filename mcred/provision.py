@@ -35,7 +35,7 @@ from mcred.mdoc_flow import mdoc_service, portrait_path
 from protocols import cardsub
 from protocols.cardsub import HolderError
 from tsm.errors import JobInputError
-from tsm.jobs import JobSecrets, JobView, StepHook, Tsm
+from tsm.jobs import JobSecrets, JobView, StepHook, Tsm, list_jobs
 
 KEY_TYPES = ("rsa2048", "p384")
 #: The reason recorded when a new phone's issuance ends the old phone's credential.
@@ -248,7 +248,7 @@ def provision(ctx: Context, phone_id: str, holder: cardsub.Holder | str, *,
     se = wallet_sim.open_secure_element(phone_id, ctx.home)  # the phone exists, or refuse now
     port = issuer_port(ctx)
     tsm = tsm_for(ctx, port, actor)  # the issuer's keys and the TSM master key open, or refuse now
-    _check_phone_free(ctx, tsm, phone_id, holder)  # before anything is registered
+    _check_phone_free(ctx, phone_id, holder)  # before anything is registered
     holder_id = register(ctx, holder, phone_id)
     job = tsm.create_job(phone_id, "provision",
                          {"algorithm": key_type, "mdoc_count": mdoc_batch}, job_secrets)
@@ -256,17 +256,18 @@ def provision(ctx: Context, phone_id: str, holder: cardsub.Holder | str, *,
     return _result(view, holder_id, job_secrets, generated, time.perf_counter() - t0)
 
 
-def unfinished_job(tsm: Tsm, phone_id: str) -> JobView | None:
-    """The phone's provisioning job that has not finished (crashed, lost answer), if any."""
-    left = [j for j in tsm.jobs(phone_id) if j.kind == "provision" and j.state != "done"]
+def unfinished_job(ctx: Context, phone_id: str) -> JobView | None:
+    """The phone's provisioning job that has not finished (crashed, lost answer), if any:
+    read from the registry, no key opened."""
+    left = list_jobs(ctx.engine, phone_id, kind="provision", unfinished=True)
     return left[-1] if left else None
 
 
-def _check_phone_free(ctx: Context, tsm: Tsm, phone_id: str, holder: cardsub.Holder | str) -> None:
+def _check_phone_free(ctx: Context, phone_id: str, holder: cardsub.Holder | str) -> None:
     """Refuse, naming what to do instead, a phone with an unfinished provisioning job (it is
     resumed, not started again: its secrets and keys are already on their way) or one that
     belongs to another holder."""
-    job = unfinished_job(tsm, phone_id)
+    job = unfinished_job(ctx, phone_id)
     if job is not None:
         where = f"stopped before step {job.current_step}" if job.current_step else "at its end"
         raise ProvisioningUnfinishedError(

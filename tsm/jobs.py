@@ -94,6 +94,21 @@ class JobView:
         return self.steps[self.next_step] if self.next_step < len(self.steps) else None
 
 
+def list_jobs(engine: Engine, se_id: str | None = None, *, kind: str | None = None,
+              unfinished: bool = False) -> list[JobView]:
+    """Jobs from the registry, oldest first (no key needed: ``mcred tsm jobs``, and
+    finding the job to resume after a failure)."""
+    q = select(JobRow).order_by(JobRow.created_at)
+    if se_id is not None:
+        q = q.where(JobRow.se_id == se_id)
+    if kind is not None:
+        q = q.where(JobRow.kind == kind)
+    if unfinished:
+        q = q.where(JobRow.state != "done")
+    with Session(engine) as s:
+        return [_view(r) for r in s.scalars(q)]
+
+
 def _view(row: JobRow) -> JobView:
     return JobView(row.id, row.se_id, row.kind, row.state, tuple(row.steps), row.next_step,
                    dict(row.input), dict(row.results), row.actor, row.attempts, row.error)
@@ -245,11 +260,7 @@ class Tsm:
         return _read_job(self.engine, job_id)[0]
 
     def jobs(self, se_id: str | None = None) -> list[JobView]:
-        with Session(self.engine) as s:
-            q = select(JobRow).order_by(JobRow.created_at)
-            if se_id is not None:
-                q = q.where(JobRow.se_id == se_id)
-            return [_view(r) for r in s.scalars(q)]
+        return list_jobs(self.engine, se_id)
 
     def clear_quarantine(self, se_id: str, actor: str, reason: str) -> None:
         """An operator's decision that a flagged SE may be used again (audited)."""

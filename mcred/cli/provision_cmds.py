@@ -35,7 +35,6 @@ def provision_cmd(
         load_holder_file,
         provision,
         resume,
-        tsm_for,
         unfinished_job,
     )
     from tsm.errors import JobError, MasterKeyError, TsmError
@@ -78,7 +77,7 @@ def provision_cmd(
     except ProvisionError as exc:
         raise _fail(f"provisioning {phone}: {exc}", 1) from None
     except TsmError as exc:
-        job = unfinished_job(tsm_for(ctx), phone)
+        job = unfinished_job(ctx, phone)
         hint = f" (job {job.id} stopped: resume it with `mcred provision --resume {job.id}`)" if job else ""
         raise _fail(f"provisioning {phone}: {exc}{hint}", 1) from None
     _show(result, as_json)

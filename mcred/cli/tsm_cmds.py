@@ -66,24 +66,13 @@ def jobs(
     import json
 
     from rich.table import Table
-    from sqlalchemy import select
-    from sqlalchemy.orm import Session
 
     from mcred.context import Context
-    from tsm.db import JobRow
+    from tsm.jobs import list_jobs
 
-    ctx = Context.open()
-    q = select(JobRow).order_by(JobRow.created_at)
-    if phone is not None:
-        q = q.where(JobRow.se_id == phone)
-    if unfinished:
-        q = q.where(JobRow.state != "done")
-    with Session(ctx.engine) as s:
-        rows = [{"id": r.id, "phone": r.se_id, "kind": r.kind, "state": r.state,
-                 "next_step": r.steps[r.next_step] if r.next_step < len(r.steps) else None,
-                 "steps_done": r.next_step, "steps": len(r.steps), "attempts": r.attempts,
-                 "error": r.error, "created_at": r.created_at.isoformat() if r.created_at else None}
-                for r in s.scalars(q)]
+    rows = [{"id": j.id, "phone": j.se_id, "kind": j.kind, "state": j.state, "next_step": j.current_step,
+             "steps_done": j.next_step, "steps": len(j.steps), "attempts": j.attempts, "error": j.error}
+            for j in list_jobs(Context.open().engine, phone, unfinished=unfinished)]
     if as_json:
         typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
