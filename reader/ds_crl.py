@@ -120,7 +120,7 @@ class DsCrlCheck:
              ) -> x509.CertificateRevocationList | str:
         """The verified, current CRL at ``url``, or why there is none."""
 
-        def fetch(_key: object) -> x509.CertificateRevocationList | str:
+        def fetch_verified(_key: object) -> x509.CertificateRevocationList | str:
             try:
                 data = self.fetcher(url)
             except CrlFetchError as exc:
@@ -132,7 +132,7 @@ class DsCrlCheck:
             why = _judge(crl, iaca, now)
             return f"IACA CRL at {url}: {why}" if why else crl
 
-        return self.crls.get((url, iaca.fingerprint(hashes.SHA256())), now, fetch)
+        return self.crls.get((url, iaca.fingerprint(hashes.SHA256())), now, fetch_verified)
 
 
 def _judge(crl: x509.CertificateRevocationList, iaca: x509.Certificate, now: dt.datetime
