@@ -396,7 +396,9 @@ class ReaderPipeline:
         key = (chain.leaf_der, chain.anchor_der)  # the exact certificates
         hit = self._profiles.get(key)
         if hit is None or not hit[0] <= ctx.now <= hit[1]:
-            iaca_rules = iaca.check_iaca(chain.anchor, ctx.now, country=None)
+            # the anchor's time-independent rules are kept with it (TrustAnchor.profile)
+            iaca_rules = (anchor.profile.at(ctx.now) if anchor is not None
+                          else iaca.check_iaca(chain.anchor, ctx.now, country=None))
             # the chain check verified the DS signature by this anchor when the path was direct
             ds_rules = iaca.check_document_signer(chain.leaf, chain.anchor, ctx.now,
                                                   signature_verified=chain.leaf_issued_by_anchor)

@@ -12,6 +12,7 @@ the docTypes its CertificateInfo lists; PEM anchors are trusted for every docTyp
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from protocols import cbor
+from protocols import cbor, iaca
 from protocols import certs as x509certs
 from protocols.cose import CoseError, Sign1
 from protocols.mdoc import ChainError, verify_chain
@@ -42,6 +43,14 @@ class TrustAnchor:
 
     def allows(self, doc_type: str) -> bool:
         return self.doc_types is None or doc_type in self.doc_types
+
+    @functools.cached_property
+    def profile(self) -> iaca.IacaProfile:
+        """The anchor's Annex B Table B.1 rules that do not depend on the time (its
+        self-signature among them), worked out at the first use and kept with the anchor:
+        a reader meets the same anchors at every verification. ``profile.at(now)`` adds
+        the validity. Any country: an imported IACA need not be Japan's."""
+        return iaca.iaca_profile(self.certificate, country=None)
 
 
 @dataclass(frozen=True)

@@ -200,3 +200,42 @@ def test_iaca_self_signature_by_another_key_fails(curve):
     assert not bad["iaca.self_signed"].passed
     assert bad["iaca.self_signed"].reason.startswith("self-signature does not verify")
     assert names(iaca.check_iaca(forged, NOW)) == {"iaca.self_signed"}
+
+
+def test_iaca_profile_at_gives_check_iaca_at_any_time():
+    """IacaProfile keeps the time-independent rules; ``at(now)`` adds the validity in its
+    place: the same checks, in the same order, as check_iaca, before, during and after the
+    validity, for a good and a forged IACA."""
+    key, good = make_iaca()
+    other = ec.generate_private_key(ec.SECP256R1())
+    forged = iaca.sign(iaca.iaca_builder(key.public_key(), common_name="mcred TEST IACA", not_before=T0,
+                                         not_after=T0 + dt.timedelta(days=3650), issuer_alt_name_uri=f"{BASE}/",
+                                         crl_uri=f"{BASE}/crl/iaca.crl", organization="mcred TEST"), other)
+    for cert in (good, forged):
+        for country in ("JP", None, "DE"):
+            profile = iaca.iaca_profile(cert, country=country)
+            assert "iaca.validity" not in [c.name for c in profile.rules]
+            for when in (T0 - dt.timedelta(seconds=1), NOW, T0 + dt.timedelta(days=3651)):
+                assert profile.at(when) == iaca.check_iaca(cert, when, country=country)
+    with pytest.raises(TypeError):
+        iaca.iaca_profile(good).at(dt.datetime(2025, 6, 1))  # naive, as check_iaca refuses it
+
+
+def test_extension_rules_fail_on_missing_and_wrong_criticality():
+    """The rules read the extensions in one pass (iaca.checks._Extensions): a missing
+    extension and a wrong critical flag still fail the rule that needs it, by name."""
+    ik, ic = make_iaca()
+    _, ds = make_ds(ik, ic)
+    dk = ec.generate_private_key(ec.SECP256R1())
+    b = (x509.CertificateBuilder().subject_name(ds.subject).issuer_name(ic.subject)
+         .public_key(dk.public_key()).serial_number(ds.serial_number)
+         .not_valid_before(ds.not_valid_before_utc).not_valid_after(ds.not_valid_after_utc))
+    for ext in ds.extensions:
+        if isinstance(ext.value, x509.SubjectKeyIdentifier):
+            continue  # dropped
+        critical = (not ext.critical) if isinstance(ext.value, x509.KeyUsage) else ext.critical
+        b = b.add_extension(ext.value, critical=critical)
+    broken = b.sign(ik, hashes.SHA256())
+    failed = {c.name: c.reason for c in iaca.check_document_signer(broken, ic, NOW) if not c.passed}
+    assert failed == {"ds.key_usage": "KeyUsage must be critical",
+                      "ds.subject_key_identifier": "SubjectKeyIdentifier extension missing"}

@@ -118,3 +118,54 @@ def test_validity_reasons_are_exact_and_follow_the_clock():
     assert result.check("validity").reason == (
         f"{DOCTYPE}: {tdate_text(late)} outside validFrom {tdate_text(start)} .. "
         f"validUntil {tdate_text(end)} (skew 0:05:00)")
+
+
+def test_iaca_profile_is_worked_out_once_per_trust_anchor(monkeypatch):
+    """The anchor's time-independent Table B.1 rules are kept with the trust anchor: new
+    pipelines and new DS certificates over the same store do not verify its self-signature
+    again, and its validity still follows each verification's clock."""
+    from protocols import iaca
+
+    pki = make_pki()
+    calls = []
+    real = iaca.iaca_profile
+    monkeypatch.setattr(iaca, "iaca_profile", lambda cert, **kw: calls.append(cert) or real(cert, **kw))
+    store = pki.trust()
+    data, st = response(pki.ds_key, pki.ds)
+    for _ in range(3):  # a fresh pipeline each time: nothing cached in the pipeline
+        clock = Clock(NOW)
+        pipe = reader_pipeline(trust=store, clock=clock, fetcher=StatusPublisher(pki, clock))
+        result = pipe.verify(data, session_transcript=st)
+        assert result.valid, failed(result)
+        assert result.check("iaca_profile").passed
+    assert calls == [pki.iaca]
+
+
+def test_iaca_out_of_profile_is_reported_from_the_kept_profile():
+    """An IACA breaking Table B.1 (here: a validity beyond 20 years) fails ``iaca_profile`` by rule,
+    at the first and at later verifications alike."""
+    pki = make_pki()
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COUNTRY_NAME, "JP"),
+                      x509.NameAttribute(x509.NameOID.COMMON_NAME, "long IACA")])
+    root = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(T0 - dt.timedelta(days=1))
+            .not_valid_after(T0 + dt.timedelta(days=7400))  # beyond Annex B's 20 years
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .sign(key, hashes.SHA256()))
+    ds_key = ec.generate_private_key(ec.SECP256R1())
+    ds_name = x509.Name([x509.NameAttribute(x509.NameOID.COUNTRY_NAME, "JP"),
+                         x509.NameAttribute(x509.NameOID.COMMON_NAME, "DS under the long IACA")])
+    ds = (x509.CertificateBuilder().subject_name(ds_name).issuer_name(name).public_key(ds_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(T0 - dt.timedelta(days=1))
+          .not_valid_after(T0 + dt.timedelta(days=300))
+          .add_extension(x509.ExtendedKeyUsage([x509.ObjectIdentifier("1.0.18013.5.1.2")]), critical=True)
+          .sign(key, hashes.SHA256()))
+    store = pki.trust()
+    store.add(root)
+    data, st = response(ds_key, ds)
+    clock = Clock(NOW)
+    for _ in range(2):
+        pipe = reader_pipeline(trust=store, clock=clock, fetcher=StatusPublisher(pki, clock))
+        reason = pipe.verify(data, session_transcript=st).check("iaca_profile").reason
+        assert "iaca.validity_period" in reason and "iaca.key_usage" in reason

@@ -15,10 +15,12 @@ from protocols.iaca.builders import (
 )
 from protocols.iaca.checks import (
     Check,
+    IacaProfile,
     check_document_signer,
     check_iaca,
     check_status_list_signer,
     failed,
+    iaca_profile,
 )
 from protocols.iaca.errors import IacaError, IacaProfileError
 from protocols.iaca.oids import EKU_MDL_DS, EKU_STATUS_LIST_SIGNER
@@ -30,6 +32,7 @@ __all__ = [
     "IACA_MAX_VALIDITY",
     "Check",
     "IacaError",
+    "IacaProfile",
     "IacaProfileError",
     "check_document_signer",
     "check_iaca",
@@ -37,6 +40,7 @@ __all__ = [
     "document_signer_builder",
     "failed",
     "hash_for_key",
+    "iaca_profile",
     "iaca_builder",
     "sign",
     "status_list_signer_builder",

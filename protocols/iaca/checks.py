@@ -55,14 +55,31 @@ def _run(name: str, rule: Callable[[], str]) -> Check:
     return check
 
 
-def _ext(cert: x509.Certificate, cls: type, critical: bool | None = None):
-    try:
-        ext = cert.extensions.get_extension_for_class(cls)
-    except x509.ExtensionNotFound:
-        raise _Fail(f"{cls.__name__} extension missing") from None
-    if critical is not None and ext.critical != critical:
-        raise _Fail(f"{cls.__name__} must be {'critical' if critical else 'non-critical'}")
-    return ext.value
+class _Extensions:
+    """A certificate's extensions by class, read in one pass at the first lookup (each
+    ``get_extension_for_class`` walks them all again; a DS profile asks for seven)."""
+
+    __slots__ = ("cert", "_by_class")
+
+    def __init__(self, cert: x509.Certificate) -> None:
+        self.cert = cert
+        self._by_class: dict[type, x509.Extension] | None = None
+
+    def value(self, cls: type, critical: bool | None = None):
+        """The extension's value; fails the rule when it is missing, or when ``critical``
+        is given and the flag differs."""
+        by_class = self._by_class
+        if by_class is None:
+            by_class = {}
+            for ext in self.cert.extensions:  # raises on a malformed extension: the rule fails
+                by_class.setdefault(type(ext.value), ext)  # the first, as get_extension_for_class
+            self._by_class = by_class
+        ext = by_class.get(cls)
+        if ext is None:
+            raise _Fail(f"{cls.__name__} extension missing")
+        if critical is not None and ext.critical != critical:
+            raise _Fail(f"{cls.__name__} must be {'critical' if critical else 'non-critical'}")
+        return ext.value
 
 
 def _name_uri_or_email(names, what: str) -> str:
@@ -124,12 +141,12 @@ def _period(cert: x509.Certificate, limit: dt.timedelta) -> str:
     return f"{period.days} days"
 
 
-def _ian(cert: x509.Certificate) -> str:
-    return _name_uri_or_email(_ext(cert, x509.IssuerAlternativeName, critical=False), "issuerAltName")
+def _ian(exts: _Extensions) -> str:
+    return _name_uri_or_email(exts.value(x509.IssuerAlternativeName, critical=False), "issuerAltName")
 
 
-def _crldp(cert: x509.Certificate) -> str:
-    points = list(_ext(cert, x509.CRLDistributionPoints, critical=False))
+def _crldp(exts: _Extensions) -> str:
+    points = list(exts.value(x509.CRLDistributionPoints, critical=False))
     if not points:
         raise _Fail("no CRL distribution point")
     out = []
@@ -142,8 +159,8 @@ def _crldp(cert: x509.Certificate) -> str:
     return "; ".join(out)
 
 
-def _ski(cert: x509.Certificate) -> str:
-    return _ext(cert, x509.SubjectKeyIdentifier, critical=False).digest.hex()
+def _ski(exts: _Extensions) -> str:
+    return exts.value(x509.SubjectKeyIdentifier, critical=False).digest.hex()
 
 
 def _country(cert: x509.Certificate, country: str | None) -> str:
@@ -161,9 +178,35 @@ def _country(cert: x509.Certificate, country: str | None) -> str:
 # -- IACA --------------------------------------------------------------------------------
 
 
-def check_iaca(cert: x509.Certificate, now: dt.datetime, *, country: str | None = "JP") -> list[Check]:
-    """Table B.1 rules for an IACA root certificate at time ``now``."""
-    now = _aware(now)
+@dataclass(frozen=True)
+class IacaProfile:
+    """The Table B.1 rules of one IACA that do not depend on the time, worked out once.
+
+    An IACA is a trust anchor: a reader meets the same few at every verification, and all
+    its rules but ``iaca.validity`` (its self-signature included) are a pure function of
+    the certificate. :meth:`at` adds the validity at a given time and gives what
+    :func:`check_iaca` gives for that time, in the same order."""
+
+    certificate: x509.Certificate
+    rules: tuple[Check, ...]
+    """Every rule but ``iaca.validity``, in Table B.1 order."""
+
+    def at(self, now: dt.datetime) -> list[Check]:
+        """All the rules of :func:`check_iaca` at ``now`` (an aware datetime)."""
+        now = _aware(now)
+        cert = self.certificate
+        rules = self.rules
+        return [*rules[:_IACA_VALIDITY_AT], _run("iaca.validity", lambda: _validity_at(cert, now)),
+                *rules[_IACA_VALIDITY_AT:]]
+
+
+_IACA_VALIDITY_AT = 5
+"""Where ``iaca.validity`` stands among the Table B.1 rules (after ``iaca.self_signed``)."""
+
+
+def iaca_profile(cert: x509.Certificate, *, country: str | None = "JP") -> IacaProfile:
+    """The time-independent Table B.1 rules for the IACA root ``cert`` (see :class:`IacaProfile`)."""
+    exts = _Extensions(cert)
 
     def self_signed() -> str:
         if cert.issuer != cert.subject:
@@ -179,13 +222,13 @@ def check_iaca(cert: x509.Certificate, now: dt.datetime, *, country: str | None 
         return "self-signed"
 
     def basic_constraints() -> str:
-        bc = _ext(cert, x509.BasicConstraints, critical=True)
+        bc = exts.value(x509.BasicConstraints, critical=True)
         if not bc.ca or bc.path_length != 0:
             raise _Fail(f"need CA=true, pathLen=0; got CA={bc.ca}, pathLen={bc.path_length}")
         return "CA, pathLen 0"
 
     def key_usage() -> str:
-        ku = _ext(cert, x509.KeyUsage, critical=True)
+        ku = exts.value(x509.KeyUsage, critical=True)
         if not (ku.key_cert_sign and ku.crl_sign):
             raise _Fail("keyCertSign and cRLSign must both be set")
         if ku.digital_signature or ku.content_commitment or ku.key_encipherment or \
@@ -199,21 +242,28 @@ def check_iaca(cert: x509.Certificate, now: dt.datetime, *, country: str | None 
             raise _Fail(f"extensions not allowed in an IACA: {', '.join(present)}")
         return "none present"
 
-    return [
+    rules = (
         _run("iaca.version", lambda: _version(cert)),
         _run("iaca.serial_number", lambda: _serial(cert)),
         _run("iaca.key", lambda: _key(cert)),
         _run("iaca.subject", lambda: _country(cert, country)),
         _run("iaca.self_signed", self_signed),
-        _run("iaca.validity", lambda: _validity_at(cert, now)),
+        # iaca.validity goes here (_IACA_VALIDITY_AT): IacaProfile.at
         _run("iaca.validity_period", lambda: _period(cert, IACA_MAX_VALIDITY)),
         _run("iaca.basic_constraints", basic_constraints),
         _run("iaca.key_usage", key_usage),
-        _run("iaca.subject_key_identifier", lambda: _ski(cert)),
-        _run("iaca.issuer_alt_name", lambda: _ian(cert)),
-        _run("iaca.crl_distribution_points", lambda: _crldp(cert)),
+        _run("iaca.subject_key_identifier", lambda: _ski(exts)),
+        _run("iaca.issuer_alt_name", lambda: _ian(exts)),
+        _run("iaca.crl_distribution_points", lambda: _crldp(exts)),
         _run("iaca.disallowed_extensions", disallowed),
-    ]
+    )
+    return IacaProfile(cert, rules)
+
+
+def check_iaca(cert: x509.Certificate, now: dt.datetime, *, country: str | None = "JP") -> list[Check]:
+    """Table B.1 rules for an IACA root certificate at time ``now``."""
+    now = _aware(now)
+    return iaca_profile(cert, country=country).at(now)
 
 
 # -- document signer and status-list signer ----------------------------------------------
@@ -224,6 +274,7 @@ def _check_signer(
     eku: x509.ObjectIdentifier, signature_verified: bool = False,
 ) -> list[Check]:
     now = _aware(now)
+    exts = _Extensions(cert)
 
     def issued_by() -> str:
         if cert.issuer != iaca.subject:
@@ -238,7 +289,7 @@ def _check_signer(
         return f"issued by {iaca.subject.rfc4514_string()}"
 
     def aki() -> str:
-        value = _ext(cert, x509.AuthorityKeyIdentifier, critical=False)
+        value = exts.value(x509.AuthorityKeyIdentifier, critical=False)
         try:
             iaca_ski = iaca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
         except x509.ExtensionNotFound:
@@ -248,14 +299,14 @@ def _check_signer(
         return value.key_identifier.hex()
 
     def key_usage() -> str:
-        ku = _ext(cert, x509.KeyUsage, critical=True)
+        ku = exts.value(x509.KeyUsage, critical=True)
         if not ku.digital_signature or ku.key_cert_sign or ku.crl_sign or ku.content_commitment \
                 or ku.key_encipherment or ku.data_encipherment or ku.key_agreement:
             raise _Fail("keyUsage must be digitalSignature only")
         return "digitalSignature"
 
     def extended_key_usage() -> str:
-        usages = list(_ext(cert, x509.ExtendedKeyUsage, critical=True))
+        usages = list(exts.value(x509.ExtendedKeyUsage, critical=True))
         if usages != [eku]:
             raise _Fail(f"extKeyUsage {[u.dotted_string for u in usages]}, need [{eku.dotted_string}]")
         return eku.dotted_string
@@ -292,9 +343,9 @@ def _check_signer(
         _run(f"{prefix}.key_usage", key_usage),
         _run(f"{prefix}.extended_key_usage", extended_key_usage),
         _run(f"{prefix}.authority_key_identifier", aki),
-        _run(f"{prefix}.subject_key_identifier", lambda: _ski(cert)),
-        _run(f"{prefix}.issuer_alt_name", lambda: _ian(cert)),
-        _run(f"{prefix}.crl_distribution_points", lambda: _crldp(cert)),
+        _run(f"{prefix}.subject_key_identifier", lambda: _ski(exts)),
+        _run(f"{prefix}.issuer_alt_name", lambda: _ian(exts)),
+        _run(f"{prefix}.crl_distribution_points", lambda: _crldp(exts)),
     ]
 
 
