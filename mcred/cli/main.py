@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import warnings
 
 import typer
@@ -61,6 +62,23 @@ _AREAS = [
 
 for _name in _AREAS:
     importlib.import_module(_name).register(app)
+
+
+def _one_line_summaries(typer_app: typer.Typer) -> None:
+    """Join the line breaks of each command's first help paragraph (the summary its group's
+    listing shows): typer's rich mode keeps a docstring's source line breaks there, which
+    printed summaries broken in the middle of a sentence. The paragraphs after it keep theirs."""
+    for info in typer_app.registered_commands:
+        text = info.help or inspect.getdoc(info.callback) or ""
+        first, sep, rest = text.partition("\n\n")
+        if "\n" in first:
+            info.help = " ".join(first.split()) + sep + rest
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _one_line_summaries(group.typer_instance)
+
+
+_one_line_summaries(app)
 
 
 def run() -> None:
