@@ -185,3 +185,54 @@ def test_install_steps_reuse_the_sessions_registry_and_done_reads_it(world):  # 
     assert len(status) == 3
     assert status[0] < installs[0] < status[1] < installs[1] < status[2]
     assert whats[status[0] + 1] == "INSTALL [for install] jpki"
+
+
+def _step_whats(eng, pid: str, step: str) -> list[str]:
+    return [r.what for r in audit_rows(eng, pid) if r.event == "apdu" and r.step == step]
+
+
+def test_generate_steps_use_the_key_slots_their_session_knows(world):  # noqa: F811
+    pid, se = world.phone()
+    assert world.tsm.run(provision(world, pid), se.transmit).state == "done"
+    eng = world.tsm.engine
+    # install-jpki created the instance (so no key), generate-sign-key's GENERATE added one:
+    # neither generate step reads the state; write-sign-cert's read (certificates) and the
+    # WRITE CERT after it keep generate-auth-key from reading too; install-mdoc's instance
+    # is new, so generate-device-keys goes straight to GENERATE
+    assert _step_whats(eng, pid, "generate-sign-key") == [
+        "INSTALL [for personalization] jpki", "STORE DATA jpki GENERATE KEY sign"]
+    assert _step_whats(eng, pid, "generate-auth-key") == ["STORE DATA jpki GENERATE KEY auth"]
+    assert _step_whats(eng, pid, "generate-device-keys") == [
+        "INSTALL [for personalization] mdoc", "STORE DATA mdoc GENERATE KEYS x2"]
+
+
+@pytest.mark.parametrize("crash_after", ["install-jpki", "generate-sign-key", "install-mdoc"])
+def test_a_resumed_generate_step_reads_the_key_slots_first(world, crash_after):  # noqa: F811
+    from test_tsm_fakes import Crash
+
+    pid, se = world.phone()
+    job = provision(world, pid)
+
+    def crash(done):
+        if done == crash_after:
+            raise Crash(done)
+
+    with pytest.raises(Crash):
+        world.tsm.run(job, se.transmit, after_step=crash)
+    assert world.tsm.run(job, se.transmit).state == "done"
+    eng = world.tsm.engine
+    # the step after the crash runs in a new session, which knows nothing of the applet
+    nxt = {"install-jpki": "generate-sign-key", "generate-sign-key": "issue-sign-cert",
+           "install-mdoc": "generate-device-keys"}[crash_after]
+    whats = _step_whats(eng, pid, nxt)
+    if nxt == "generate-sign-key":
+        assert whats[:2] == ["INSTALL [for personalization] jpki", "STORE DATA jpki READ STATE"]
+    if nxt == "generate-device-keys":
+        assert whats[:2] == ["INSTALL [for personalization] mdoc", "STORE DATA mdoc READ STATE"]
+    if crash_after == "generate-sign-key":
+        # the re-run generate-sign-key (its commit never landed) found the key and kept it
+        gen = [w for w in _step_whats(eng, pid, "generate-sign-key") if "GENERATE" in w]
+        assert gen == ["STORE DATA jpki GENERATE KEY sign"]
+        assert "STORE DATA jpki READ STATE" in _step_whats(eng, pid, "generate-sign-key")
+    assert sum(w.startswith("STORE DATA jpki GENERATE KEY") for w in
+               (r.what for r in audit_rows(eng, pid) if r.event == "apdu")) == 2

@@ -137,6 +137,13 @@ class CardSession:
         #: since; any other command (or error, or lost answer) forgets it (see
         #: :func:`tsm.steps.registry`)
         self.known_registry: dict[bytes, int] | None = None
+        #: the key slots of applet instances (instance AID -> the slots that hold a key),
+        #: exactly, as this session made or read them: an instance its INSTALL [for
+        #: install] created (a new instance holds no key), a READ STATE it sent, the
+        #: GENERATEs it sent since; kept only across commands known to change no key slot
+        #: (their callers set it again), forgotten by any other command, error or lost
+        #: answer (see :func:`tsm.steps.key_slots`)
+        self.known_keys: dict[bytes, frozenset[int]] = {}
 
     def send(self, cmd: CommandApdu, what: str, *, secret: bool = False,
              expect: tuple[int, ...] | None = (0x9000,)) -> ResponseApdu:
@@ -148,6 +155,7 @@ class CardSession:
         # personalisation target (set again by the caller after INSTALL [for perso])
         target, self.perso_target = self.perso_target, None
         self.known_registry = None  # set again by the caller (a GET STATUS read, an INSTALL)
+        self.known_keys = {}  # likewise, by a caller whose command changes no key slot
         try:
             wrapped = self.host.wrap_apdu(cmd)
         except GpError as exc:
