@@ -125,23 +125,28 @@ def test_the_driver_path_stores_what_core_stores_and_raises_core_errors(engine):
                what="STORE DATA", cla=0x84, ins=0xE2, p1=0, p2=None, lc=7, sw=0x9000,
                detail={"kvn": 49, "aid": "A0"})
     table = AuditRow.__table__
+    empty = {**row, "what": "no detail", "detail": {}}
     with engine.begin() as conn:
-        conn.execute(insert(table), [row])
+        conn.execute(insert(table), [row, empty])
         DriverStatement(insert(table)).executemany(conn, [row, {**row, "what": "second"}])
+        DriverStatement(insert(table)).executemany(conn, [empty])
     with engine.connect() as conn:
         got = conn.execute(select(table).order_by(table.c.id)).all()
         raw = conn.exec_driver_sql("SELECT at, detail FROM tsm_audit ORDER BY id").all()
-    assert [r._mapping["what"] for r in got] == ["STORE DATA", "STORE DATA", "second"]
-    a, b = ({k: v for k, v in r._mapping.items() if k != "id"} for r in got[:2])
+    assert [r._mapping["what"] for r in got] == ["STORE DATA", "no detail", "STORE DATA",
+                                                "second", "no detail"]
+    a, b = ({k: v for k, v in r._mapping.items() if k != "id"} for r in (got[0], got[2]))
     assert a == b and a["detail"] == {"kvn": 49, "aid": "A0"}
-    assert raw[0] == raw[1]  # the very same stored text, time included
+    assert raw[0] == raw[2]  # the very same stored text, time included
+    assert raw[1] == raw[4] and got[4]._mapping["detail"] == {}  # an empty detail too
     from sqlalchemy import bindparam
     query = select(table.c.id, table.c.at, table.c.detail, table.c.sw).where(
         table.c.se_id == bindparam("b_se")).order_by(table.c.id)
     with engine.connect() as conn:
         read = DriverStatement(query).rows(conn, {"b_se": "se-drv"})
         assert [tuple(r) for r in read] == [tuple(r) for r in conn.execute(query, {"b_se": "se-drv"})]
-        assert read[1].detail == {"kvn": 49, "aid": "A0"} and read[2].at == got[2].at
+        assert read[2].detail == {"kvn": 49, "aid": "A0"} and read[3].at == got[3].at
+        assert read[1].detail == read[4].detail == {}
     locks = SeLockRow.__table__
     with pytest.raises(IntegrityError), engine.begin() as conn:
         stmt = DriverStatement(insert(locks))
