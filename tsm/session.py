@@ -62,6 +62,19 @@ class SeLink:
     #: a session's counter and identity records left for the step's commit (see
     #: :func:`open_session` ``with_step``): (kvn, counter or None, record changes)
     pending_records: list[tuple[int, int | None, dict[str, object]]] = field(default_factory=list)
+    #: the SE's diversified keyset, once this run derived it (rotate-keys derives it for
+    #: PUT KEY, the session it reopens needs it again): same master, same KDD, same keys
+    _keyset: tuple[bytes, StaticKeys] | None = field(default=None, repr=False)
+
+    def se_keys(self, kdd: bytes) -> StaticKeys:
+        """``master.se_keys(kdd)``, derived once per run (an HSM master key derives each
+        key with a token operation)."""
+        known = self._keyset
+        if known is not None and known[0] == kdd:
+            return known[1]
+        keys = self.master.se_keys(kdd)
+        self._keyset = (kdd, keys)
+        return keys
 
     def write_records(self, conn) -> None:
         """Write the pending session records on ``conn`` (inside the caller's transaction);
@@ -188,7 +201,7 @@ def _keys_for(link: SeLink, rec: records.SeRecord, kvn: int) -> StaticKeys:
     if kvn == FACTORY_KVN:
         return FACTORY_KEYS
     assert rec.kdd is not None
-    return link.master.se_keys(rec.kdd)
+    return link.se_keys(rec.kdd)
 
 
 def open_session(link: SeLink, *, with_step: bool = False) -> CardSession:

@@ -156,8 +156,7 @@ def rotate_keys(ctx: StepContext) -> None:
     kdd = s.kdd  # checked against (or, at first contact, recorded in) the SE's record
     if kdd is None:
         raise JobError(f"SE {ctx.se_id}: no key diversification data on record")
-    old = ctx.link.master  # the master key object derives; the key never leaves it
-    new = old.se_keys(kdd)
+    new = ctx.link.se_keys(kdd)  # the master key object derives; the key never leaves it
     dek = s.host.static_keys.dek
     cmd = put_key_command(FACTORY_KVN, DIVERSIFIED_KVN, [new.enc, new.mac, new.dek], dek)
     r = s.send(cmd, "PUT KEY replace 30 by 31", secret=True)
