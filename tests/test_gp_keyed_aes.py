@@ -27,6 +27,8 @@ def test_keyed_contexts_match_the_one_shot_helpers(key, messages):
             ct = k.cbc_encrypt(iv, padded)
             assert ct == aes_cbc_encrypt(key, iv, padded)
             assert k.cbc_decrypt(iv, ct) == aes_cbc_decrypt(key, iv, ct) == padded
+            # the ICV form: IV = AES(block), enciphered in the same pass
+            assert k.cbc_encrypt_icv(block, padded) == aes_cbc_encrypt(key, k.ecb_block(block), padded)
 
 
 def test_bad_key_and_block_sizes_are_refused():
@@ -35,3 +37,12 @@ def test_bad_key_and_block_sizes_are_refused():
     with pytest.raises(ValueError):
         KeyedAes(bytes(16)).ecb_block(bytes(15))
     assert "00" not in repr(KeyedAes(bytes(16)))
+    k = KeyedAes(bytes(16))
+    with pytest.raises(ValueError):  # CBC takes whole blocks only, as the one-shot helpers
+        k.cbc_decrypt(bytes(16), bytes(20))
+    with pytest.raises(ValueError):
+        k.cbc_encrypt_icv(bytes(16), bytes(20))
+    with pytest.raises(ValueError):
+        k.cbc_decrypt(bytes(8), bytes(16))
+    with pytest.raises(ValueError):
+        aes_cbc_decrypt(bytes(16), bytes(16), bytes(20))

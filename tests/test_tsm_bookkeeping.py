@@ -125,23 +125,28 @@ def test_the_driver_path_stores_what_core_stores_and_raises_core_errors(engine):
                what="STORE DATA", cla=0x84, ins=0xE2, p1=0, p2=None, lc=7, sw=0x9000,
                detail={"kvn": 49, "aid": "A0"})
     table = AuditRow.__table__
+    empty = {**row, "what": "no detail", "detail": {}}
     with engine.begin() as conn:
-        conn.execute(insert(table), [row])
+        conn.execute(insert(table), [row, empty])
         DriverStatement(insert(table)).executemany(conn, [row, {**row, "what": "second"}])
+        DriverStatement(insert(table)).executemany(conn, [empty])
     with engine.connect() as conn:
         got = conn.execute(select(table).order_by(table.c.id)).all()
         raw = conn.exec_driver_sql("SELECT at, detail FROM tsm_audit ORDER BY id").all()
-    assert [r._mapping["what"] for r in got] == ["STORE DATA", "STORE DATA", "second"]
-    a, b = ({k: v for k, v in r._mapping.items() if k != "id"} for r in got[:2])
+    assert [r._mapping["what"] for r in got] == ["STORE DATA", "no detail", "STORE DATA",
+                                                "second", "no detail"]
+    a, b = ({k: v for k, v in r._mapping.items() if k != "id"} for r in (got[0], got[2]))
     assert a == b and a["detail"] == {"kvn": 49, "aid": "A0"}
-    assert raw[0] == raw[1]  # the very same stored text, time included
+    assert raw[0] == raw[2]  # the very same stored text, time included
+    assert raw[1] == raw[4] and got[4]._mapping["detail"] == {}  # an empty detail too
     from sqlalchemy import bindparam
     query = select(table.c.id, table.c.at, table.c.detail, table.c.sw).where(
         table.c.se_id == bindparam("b_se")).order_by(table.c.id)
     with engine.connect() as conn:
         read = DriverStatement(query).rows(conn, {"b_se": "se-drv"})
         assert [tuple(r) for r in read] == [tuple(r) for r in conn.execute(query, {"b_se": "se-drv"})]
-        assert read[1].detail == {"kvn": 49, "aid": "A0"} and read[2].at == got[2].at
+        assert read[2].detail == {"kvn": 49, "aid": "A0"} and read[3].at == got[3].at
+        assert read[1].detail == read[4].detail == {}
     locks = SeLockRow.__table__
     with pytest.raises(IntegrityError), engine.begin() as conn:
         stmt = DriverStatement(insert(locks))
@@ -185,3 +190,54 @@ def test_install_steps_reuse_the_sessions_registry_and_done_reads_it(world):  # 
     assert len(status) == 3
     assert status[0] < installs[0] < status[1] < installs[1] < status[2]
     assert whats[status[0] + 1] == "INSTALL [for install] jpki"
+
+
+def _step_whats(eng, pid: str, step: str) -> list[str]:
+    return [r.what for r in audit_rows(eng, pid) if r.event == "apdu" and r.step == step]
+
+
+def test_generate_steps_use_the_key_slots_their_session_knows(world):  # noqa: F811
+    pid, se = world.phone()
+    assert world.tsm.run(provision(world, pid), se.transmit).state == "done"
+    eng = world.tsm.engine
+    # install-jpki created the instance (so no key), generate-sign-key's GENERATE added one:
+    # neither generate step reads the state; write-sign-cert's read (certificates) and the
+    # WRITE CERT after it keep generate-auth-key from reading too; install-mdoc's instance
+    # is new, so generate-device-keys goes straight to GENERATE
+    assert _step_whats(eng, pid, "generate-sign-key") == [
+        "INSTALL [for personalization] jpki", "STORE DATA jpki GENERATE KEY sign"]
+    assert _step_whats(eng, pid, "generate-auth-key") == ["STORE DATA jpki GENERATE KEY auth"]
+    assert _step_whats(eng, pid, "generate-device-keys") == [
+        "INSTALL [for personalization] mdoc", "STORE DATA mdoc GENERATE KEYS x2"]
+
+
+@pytest.mark.parametrize("crash_after", ["install-jpki", "generate-sign-key", "install-mdoc"])
+def test_a_resumed_generate_step_reads_the_key_slots_first(world, crash_after):  # noqa: F811
+    from test_tsm_fakes import Crash
+
+    pid, se = world.phone()
+    job = provision(world, pid)
+
+    def crash(done):
+        if done == crash_after:
+            raise Crash(done)
+
+    with pytest.raises(Crash):
+        world.tsm.run(job, se.transmit, after_step=crash)
+    assert world.tsm.run(job, se.transmit).state == "done"
+    eng = world.tsm.engine
+    # the step after the crash runs in a new session, which knows nothing of the applet
+    nxt = {"install-jpki": "generate-sign-key", "generate-sign-key": "issue-sign-cert",
+           "install-mdoc": "generate-device-keys"}[crash_after]
+    whats = _step_whats(eng, pid, nxt)
+    if nxt == "generate-sign-key":
+        assert whats[:2] == ["INSTALL [for personalization] jpki", "STORE DATA jpki READ STATE"]
+    if nxt == "generate-device-keys":
+        assert whats[:2] == ["INSTALL [for personalization] mdoc", "STORE DATA mdoc READ STATE"]
+    if crash_after == "generate-sign-key":
+        # the re-run generate-sign-key (its commit never landed) found the key and kept it
+        gen = [w for w in _step_whats(eng, pid, "generate-sign-key") if "GENERATE" in w]
+        assert gen == ["STORE DATA jpki GENERATE KEY sign"]
+        assert "STORE DATA jpki READ STATE" in _step_whats(eng, pid, "generate-sign-key")
+    assert sum(w.startswith("STORE DATA jpki GENERATE KEY") for w in
+               (r.what for r in audit_rows(eng, pid) if r.event == "apdu")) == 2

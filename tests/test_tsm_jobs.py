@@ -117,7 +117,8 @@ def test_lost_answer_after_every_command_completes_once(world):
     reference = FlakyLink(se)
     world.tsm.run(provision(world, pid), reference)
     total = reference.sent
-    assert total > 40
+    # 38 commands (41 before the generate steps used the key slots the session knows)
+    assert total > 35
     # Every command on SQLite; every sixth on PostgreSQL (the SE's behaviour does not
     # depend on the backend, only the job bookkeeping does, which each run exercises).
     stride = 1 if world.tsm.engine.dialect.name == "sqlite" else 6

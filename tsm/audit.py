@@ -36,14 +36,14 @@ class AuditLog:
         self.pending.append(dict(
             at=utcnow(), actor=self.actor, se_id=self.se_id, job_id=self.job_id,
             step=self.step, event=event, what=what, cla=None, ins=None, p1=None, p2=None,
-            lc=None, sw=None, detail=dict(detail)))
+            lc=None, sw=None, detail=detail))  # **detail: a new dict per call
 
     def command(self, cmd: CommandApdu, sw: int | None, what: str, **detail: object) -> None:
         """One command: header, plain data length, status word (None: no answer came)."""
         self.pending.append(dict(
             at=utcnow(), actor=self.actor, se_id=self.se_id, job_id=self.job_id,
             step=self.step, event="apdu", what=what[:96], cla=cmd.cla, ins=cmd.ins,
-            p1=cmd.p1, p2=cmd.p2, lc=len(cmd.data), sw=sw, detail=dict(detail)))
+            p1=cmd.p1, p2=cmd.p2, lc=len(cmd.data), sw=sw, detail=detail))
 
     def flush(self, conn) -> None:
         """Write the buffered records on ``conn`` (inside the caller's transaction)."""

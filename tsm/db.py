@@ -16,8 +16,9 @@ import datetime as dt
 import uuid
 import weakref
 from collections import namedtuple
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from operator import itemgetter
 
 from sqlalchemy import (
     JSON,
@@ -161,6 +162,46 @@ def transaction(bind: Bind) -> Iterator[Connection]:
         yield conn
 
 
+def _empty_map_once(process: Callable) -> Callable:
+    """A JSON bind processor that serializes an empty map once, up front, with the
+    processor itself (so the stored text is the same): most audit records have no detail."""
+    empty = process({})
+
+    def processed(value):
+        if type(value) is dict and not value:
+            return empty
+        return process(value)
+
+    return processed
+
+
+def _args_of(binds: tuple) -> Callable[[dict], tuple]:
+    """The function giving a statement's positional parameters from a parameter map;
+    ``binds``: per position (key, bind processor or None, None) for a caller's value, or
+    (None, None, processed constant). Where every position is a caller's value, the values
+    come out in one ``itemgetter`` call and only the positions with a processor are
+    processed (an audit row has 14 values and 2 processors)."""
+    if not binds or any(n is None for n, _, _ in binds):
+        def args_of(params: dict) -> tuple:
+            return tuple(c if n is None else (params[n] if p is None else p(params[n]))
+                         for n, p, c in binds)
+        return args_of
+    names = [n for n, _, _ in binds]
+    procs = tuple((i, p) for i, (_, p, _) in enumerate(binds) if p is not None)
+    if len(names) == 1:  # itemgetter of one name gives the value, not a tuple
+        return lambda params: tuple(p(params[n]) if p else params[n] for n, p, _ in binds)
+    get = itemgetter(*names)
+    if not procs:
+        return get
+
+    def args_of(params: dict) -> tuple:
+        values = list(get(params))
+        for i, p in procs:
+            values[i] = p(values[i])
+        return values  # type: ignore[return-value]  # a sequence, as the driver takes it
+    return args_of
+
+
 class DriverStatement:
     """A Core statement that, on SQLite, runs straight on the connection's DBAPI cursor:
     compiled once per dialect and parameter set by SQLAlchemy (its SQL text, its own bind
@@ -192,6 +233,8 @@ class DriverStatement:
             binds = []
             for n in compiled.positiontup:
                 p = procs.get(n)
+                if p is not None and isinstance(compiled.binds[n].type, JSON):
+                    p = _empty_map_once(p)
                 if n in keys:
                     binds.append((n, p, None))
                 else:  # a value the statement carries (a literal the caller does not pass)
@@ -202,7 +245,7 @@ class DriverStatement:
                 cols = compiled._result_columns
                 result = (namedtuple("DriverRow", [c.keyname for c in cols]),  # type: ignore[misc]
                           tuple(c.type._cached_result_processor(dialect, None) for c in cols))
-            plan = by_keys[keys] = (compiled.string, tuple(binds), result)
+            plan = by_keys[keys] = (compiled.string, _args_of(tuple(binds)), result)
         return plan
 
     def _driver(self, conn: Connection):
@@ -213,11 +256,6 @@ class DriverStatement:
         # pysqlite's own transaction handling (not autocommit), as SQLAlchemy relies on it
         return raw if getattr(raw, "isolation_level", None) is not None else None
 
-    @staticmethod
-    def _args(binds, params: dict) -> tuple:
-        return tuple(c if n is None else (params[n] if p is None else p(params[n]))
-                     for n, p, c in binds)
-
     def _raise(self, conn: Connection, sql: str, args, exc: Exception, many: bool = False):
         raise DBAPIError.instance(sql, args, exc, conn.dialect.loaded_dbapi.Error,
                                   dialect=conn.dialect, ismulti=many) from exc
@@ -227,8 +265,8 @@ class DriverStatement:
         raw = self._driver(conn)
         if raw is None:
             return conn.execute(self.stmt, params).rowcount
-        sql, binds, _ = self._plan(conn.dialect, frozenset(params))
-        args = self._args(binds, params)
+        sql, args_of, _ = self._plan(conn.dialect, frozenset(params))
+        args = args_of(params)
         try:
             return raw.execute(sql, args).rowcount
         except conn.dialect.loaded_dbapi.Error as exc:
@@ -241,8 +279,8 @@ class DriverStatement:
         raw = self._driver(conn)
         if raw is None:
             return conn.execute(self.stmt, params).all()
-        sql, binds, result = self._plan(conn.dialect, frozenset(params))
-        args = self._args(binds, params)
+        sql, args_of, result = self._plan(conn.dialect, frozenset(params))
+        args = args_of(params)
         try:
             fetched = raw.execute(sql, args).fetchall()
         except conn.dialect.loaded_dbapi.Error as exc:
@@ -260,8 +298,8 @@ class DriverStatement:
         if raw is None:
             conn.execute(self.stmt, rows)
             return
-        sql, binds, _ = self._plan(conn.dialect, frozenset(rows[0]))
-        args = [self._args(binds, r) for r in rows]
+        sql, args_of, _ = self._plan(conn.dialect, frozenset(rows[0]))
+        args = [args_of(r) for r in rows]
         try:
             raw.executemany(sql, args)
         except conn.dialect.loaded_dbapi.Error as exc:

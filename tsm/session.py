@@ -62,6 +62,19 @@ class SeLink:
     #: a session's counter and identity records left for the step's commit (see
     #: :func:`open_session` ``with_step``): (kvn, counter or None, record changes)
     pending_records: list[tuple[int, int | None, dict[str, object]]] = field(default_factory=list)
+    #: the SE's diversified keyset, once this run derived it (rotate-keys derives it for
+    #: PUT KEY, the session it reopens needs it again): same master, same KDD, same keys
+    _keyset: tuple[bytes, StaticKeys] | None = field(default=None, repr=False)
+
+    def se_keys(self, kdd: bytes) -> StaticKeys:
+        """``master.se_keys(kdd)``, derived once per run (an HSM master key derives each
+        key with a token operation)."""
+        known = self._keyset
+        if known is not None and known[0] == kdd:
+            return known[1]
+        keys = self.master.se_keys(kdd)
+        self._keyset = (kdd, keys)
+        return keys
 
     def write_records(self, conn) -> None:
         """Write the pending session records on ``conn`` (inside the caller's transaction);
@@ -137,6 +150,13 @@ class CardSession:
         #: since; any other command (or error, or lost answer) forgets it (see
         #: :func:`tsm.steps.registry`)
         self.known_registry: dict[bytes, int] | None = None
+        #: the key slots of applet instances (instance AID -> the slots that hold a key),
+        #: exactly, as this session made or read them: an instance its INSTALL [for
+        #: install] created (a new instance holds no key), a READ STATE it sent, the
+        #: GENERATEs it sent since; kept only across commands known to change no key slot
+        #: (their callers set it again), forgotten by any other command, error or lost
+        #: answer (see :func:`tsm.steps.key_slots`)
+        self.known_keys: dict[bytes, frozenset[int]] = {}
 
     def send(self, cmd: CommandApdu, what: str, *, secret: bool = False,
              expect: tuple[int, ...] | None = (0x9000,)) -> ResponseApdu:
@@ -148,6 +168,7 @@ class CardSession:
         # personalisation target (set again by the caller after INSTALL [for perso])
         target, self.perso_target = self.perso_target, None
         self.known_registry = None  # set again by the caller (a GET STATUS read, an INSTALL)
+        self.known_keys = {}  # likewise, by a caller whose command changes no key slot
         try:
             wrapped = self.host.wrap_apdu(cmd)
         except GpError as exc:
@@ -180,7 +201,7 @@ def _keys_for(link: SeLink, rec: records.SeRecord, kvn: int) -> StaticKeys:
     if kvn == FACTORY_KVN:
         return FACTORY_KEYS
     assert rec.kdd is not None
-    return link.master.se_keys(rec.kdd)
+    return link.se_keys(rec.kdd)
 
 
 def open_session(link: SeLink, *, with_step: bool = False) -> CardSession:

@@ -56,9 +56,11 @@ def registry(ctx: StepContext, *, reuse: bool = False) -> dict[bytes, int]:
         return dict(s.known_registry)
     out: dict[bytes, int] = {}
     more = False
+    known = s.known_keys
     while True:
         r = s.send(get_status(STATUS_APPS, more), "GET STATUS applications",
                    expect=(0x9000, SW_MORE_DATA, SW_NOT_FOUND))
+        s.known_keys = known  # GET STATUS changes nothing on the card
         if r.sw == SW_NOT_FOUND:
             break
         for e in parse_status(r.data):
@@ -71,33 +73,68 @@ def registry(ctx: StepContext, *, reuse: bool = False) -> dict[bytes, int]:
 
 
 def personalise(ctx: StepContext, applet: ap.AppletRef, stream: bytes, what: str,
-                *, secret: bool = False) -> bytes:
+                *, secret: bool = False, keeps_keys: bool = False) -> bytes:
     """INSTALL [for personalization] then the STORE DATA blocks; the last answer's data.
 
     The INSTALL is left out when this session's last commands were that same INSTALL and
     STORE DATA sequences that all answered 9000: the card's target is still the applet
     (GPCS 11.5.2.3.5: until the session ends or another INSTALL [for personalization]),
     and block 00 starts a new sequence. Any other command, error or lost answer in
-    between makes the TSM send it again."""
+    between makes the TSM send it again.
+
+    ``keeps_keys``: the stream holds no record that changes a key slot (READ STATE,
+    PROVE, WRITE, SET PIN), so what the session knows of the applets' key slots
+    (:attr:`~tsm.session.CardSession.known_keys`) holds after it; otherwise the caller
+    sets it again from the answer (GENERATE) or it is forgotten. INSTALL [for
+    personalization] changes no applet's content."""
     s = ctx.session
+    known = s.known_keys
     if s.perso_target != applet.instance_aid:
         s.send(install_for_personalization(applet.instance_aid),
                f"INSTALL [for personalization] {applet.name}")
         s.perso_target = applet.instance_aid
+        s.known_keys = known
     data = b""
     for cmd in store_data_blocks(stream):
         data = s.send(cmd, f"STORE DATA {what}", secret=secret).data
+        if keeps_keys:
+            s.known_keys = known
     return data
 
 
+def key_slots(ctx: StepContext, applet: ap.AppletRef) -> frozenset[int] | None:
+    """The slots of ``applet`` that hold a key, if this session knows them exactly without
+    asking (:attr:`~tsm.session.CardSession.known_keys`): it installed the instance, or
+    read its state, and since then sent only commands whose effect on its key slots it
+    accounted for, each answered 9000. None: read the state (as every new session does)."""
+    return ctx.session.known_keys.get(applet.instance_aid)
+
+
+def _know_keys(ctx: StepContext, applet: ap.AppletRef, known: dict[bytes, frozenset[int]],
+               slots: frozenset[int] | None) -> None:
+    """After a command to ``applet`` answered 9000: what the session knew before it
+    (``known``: the other applets' slots are untouched), with ``applet``'s slots now
+    ``slots`` (None: unknown)."""
+    out = {aid: v for aid, v in known.items() if aid != applet.instance_aid}
+    if slots is not None:
+        out[applet.instance_aid] = slots
+    ctx.session.known_keys = out
+
+
 def jpki_state(ctx: StepContext) -> ap.JpkiState:
-    data = personalise(ctx, ap.JPKI, ap.dgi(ap.JPKI_READ_STATE, b""), "jpki READ STATE")
-    return ap.parse_jpki_state(ap.answer_of(data, ap.JPKI_READ_STATE, "JPKI READ STATE"))
+    data = personalise(ctx, ap.JPKI, ap.dgi(ap.JPKI_READ_STATE, b""), "jpki READ STATE",
+                       keeps_keys=True)
+    st = ap.parse_jpki_state(ap.answer_of(data, ap.JPKI_READ_STATE, "JPKI READ STATE"))
+    _know_keys(ctx, ap.JPKI, ctx.session.known_keys, frozenset(st.keys))
+    return st
 
 
 def mdoc_state(ctx: StepContext) -> dict[int, ap.MdocSlotInfo]:
-    data = personalise(ctx, ap.MDOC, ap.dgi(ap.MDOC_READ_STATE, b""), "mdoc READ STATE")
-    return ap.parse_mdoc_state(ap.answer_of(data, ap.MDOC_READ_STATE, "mdoc READ STATE"))
+    data = personalise(ctx, ap.MDOC, ap.dgi(ap.MDOC_READ_STATE, b""), "mdoc READ STATE",
+                       keeps_keys=True)
+    st = ap.parse_mdoc_state(ap.answer_of(data, ap.MDOC_READ_STATE, "mdoc READ STATE"))
+    _know_keys(ctx, ap.MDOC, ctx.session.known_keys, frozenset(st))
+    return st
 
 
 # --- generic steps -------------------------------------------------------------------------
@@ -119,8 +156,7 @@ def rotate_keys(ctx: StepContext) -> None:
     kdd = s.kdd  # checked against (or, at first contact, recorded in) the SE's record
     if kdd is None:
         raise JobError(f"SE {ctx.se_id}: no key diversification data on record")
-    old = ctx.link.master  # the master key object derives; the key never leaves it
-    new = old.se_keys(kdd)
+    new = ctx.link.se_keys(kdd)  # the master key object derives; the key never leaves it
     dek = s.host.static_keys.dek
     cmd = put_key_command(FACTORY_KVN, DIVERSIFIED_KVN, [new.enc, new.mac, new.dek], dek)
     r = s.send(cmd, "PUT KEY replace 30 by 31", secret=True)
@@ -169,10 +205,14 @@ def _install(applet: ap.AppletRef) -> Callable[[StepContext], None]:
             ctx.results.update(installed=False)
             return
         s = ctx.session
+        known = s.known_keys
         s.send(install_for_install(applet.load_file_aid, applet.module_aid,
                                    applet.instance_aid),
                f"INSTALL [for install] {applet.name}")
         s.known_registry = {**reg, applet.instance_aid: APP_SELECTABLE}  # it answered 9000
+        # a new instance (the card refuses an AID it holds), so with no key; the other
+        # instances are untouched
+        _know_keys(ctx, applet, known, frozenset())
         ctx.results.update(installed=True)
 
     return step
@@ -184,15 +224,20 @@ def _generate_jpki(slot_name: str) -> Callable[[StepContext], None]:
     def step(ctx: StepContext) -> None:
         slot = ap.SLOTS[slot_name]
         alg = ctx.input["algorithm"]
-        st = jpki_state(ctx)
-        if slot in st.keys:  # the instance is this job's own: any key in it is ours
-            if st.keys[slot].algorithm != alg:
-                raise CardDataError(f"SE {ctx.se_id}: {slot_name} key is {st.keys[slot].algorithm}, not {alg}")
-            ctx.results.update(generated=False, spki_sha256=st.keys[slot].spki_sha256.hex())
-            return
+        slots = key_slots(ctx, ap.JPKI)
+        if slots is None or slot in slots:  # read what this session does not know
+            st = jpki_state(ctx)
+            if slot in st.keys:  # the instance is this job's own: any key in it is ours
+                if st.keys[slot].algorithm != alg:
+                    raise CardDataError(f"SE {ctx.se_id}: {slot_name} key is {st.keys[slot].algorithm}, not {alg}")
+                ctx.results.update(generated=False, spki_sha256=st.keys[slot].spki_sha256.hex())
+                return
+            slots = frozenset(st.keys)
+        known = ctx.session.known_keys
         data = personalise(ctx, ap.JPKI, ap.jpki_generate(slot, alg, ctx.rng(32)),
                            f"jpki GENERATE KEY {slot_name}")
         key = ap.parse_jpki_key(ap.answer_of(data, ap.JPKI_GENERATE, "JPKI GENERATE"))
+        _know_keys(ctx, ap.JPKI, known, slots | {slot})
         ctx.results.update(generated=True, spki_sha256=_sha(key.spki))
 
     return step
@@ -202,7 +247,8 @@ def _issue_jpki(slot_name: str) -> Callable[[StepContext], None]:
     def step(ctx: StepContext) -> None:
         slot = ap.SLOTS[slot_name]
         challenge = ctx.issuer.jpki_challenge(ctx.job_ref, ctx.phone_id, slot_name)
-        data = personalise(ctx, ap.JPKI, ap.jpki_prove(slot, challenge), f"jpki PROVE KEY {slot_name}")
+        data = personalise(ctx, ap.JPKI, ap.jpki_prove(slot, challenge), f"jpki PROVE KEY {slot_name}",
+                           keeps_keys=True)
         key = ap.parse_jpki_key(ap.answer_of(data, ap.JPKI_PROVE, "JPKI PROVE"))
         cert, ca = ctx.issuer.issue_jpki_certificate(ctx.job_ref, ctx.phone_id, slot_name,
                                                      key.spki, key.proof)
@@ -223,7 +269,7 @@ def _write_jpki(slot_name: str) -> Callable[[StepContext], None]:
         if st.certs.get(ca_fid) != hashlib.sha256(ca).digest():
             stream += ap.jpki_write_cert(ca_fid, ca)
         if stream:
-            personalise(ctx, ap.JPKI, stream, f"jpki WRITE CERT {slot_name}")
+            personalise(ctx, ap.JPKI, stream, f"jpki WRITE CERT {slot_name}", keeps_keys=True)
         ctx.results.update(written=bool(stream))
 
     return step
@@ -246,7 +292,7 @@ def set_pins(ctx: StepContext) -> None:
         if not sec.puk:
             raise SecretsRequiredError(f"job {ctx.job_id}: set-pins needs the PUK")
         stream += ap.jpki_set_puk(sec.puk.encode("ascii"))
-    personalise(ctx, ap.JPKI, stream, "jpki SET PINS", secret=True)
+    personalise(ctx, ap.JPKI, stream, "jpki SET PINS", secret=True, keeps_keys=True)
     ctx.results.update(set=True)
 
 
@@ -255,8 +301,10 @@ def set_pins(ctx: StepContext) -> None:
 def generate_device_keys(ctx: StepContext) -> None:
     """One P-256 device key per credential slot 0..N-1, in one atomic record."""
     n = ctx.input["mdoc_count"]
-    st = mdoc_state(ctx)
-    missing = [i for i in range(n) if i not in st]
+    slots = key_slots(ctx, ap.MDOC)
+    if slots is None:
+        slots = frozenset(mdoc_state(ctx))
+    missing = [i for i in range(n) if i not in slots]
     _generate_keys(ctx, missing, f"mdoc GENERATE KEYS x{len(missing)}")
     ctx.results.update(generated=len(missing))
 
@@ -265,10 +313,13 @@ def _generate_keys(ctx: StepContext, slots: list[int], what: str) -> None:
     """A new device key in each of ``slots`` (one atomic GENERATE record; none if empty)."""
     if not slots:
         return
+    known = ctx.session.known_keys
     data = personalise(ctx, ap.MDOC, ap.mdoc_generate(slots, ctx.rng(32)), what)
     got = ap.parse_mdoc_keys(ap.answer_of(data, ap.MDOC_GENERATE, "mdoc GENERATE"))
     if sorted(k.slot for k in got) != slots:
         raise CardDataError(f"SE {ctx.se_id}: mdoc GENERATE answered other slots")
+    before = known.get(ap.MDOC.instance_aid)
+    _know_keys(ctx, ap.MDOC, known, None if before is None else before | set(slots))
 
 
 def note_device_keys(ctx: StepContext) -> None:
@@ -302,7 +353,7 @@ def issue_mdoc(ctx: StepContext) -> None:
     stream = b""
     for i in range(n):
         stream += ap.mdoc_prove(i, ctx.issuer.mdoc_challenge(ctx.job_ref, ctx.phone_id, i))
-    data = personalise(ctx, ap.MDOC, stream, f"mdoc PROVE KEYS x{n}")
+    data = personalise(ctx, ap.MDOC, stream, f"mdoc PROVE KEYS x{n}", keeps_keys=True)
     proofs: dict[int, ap.KeyProof] = {}
     for tag, value in ap.parse_dgis(data):
         if tag != ap.MDOC_PROVE:
@@ -325,7 +376,8 @@ def write_mdoc(ctx: StepContext) -> None:
     for i, cred in sorted(creds.items()):
         if i in st and st[i].credential_sha256 == hashlib.sha256(cred).digest():
             continue
-        personalise(ctx, ap.MDOC, ap.mdoc_write(i, cred), f"mdoc WRITE CREDENTIAL {i}")
+        personalise(ctx, ap.MDOC, ap.mdoc_write(i, cred), f"mdoc WRITE CREDENTIAL {i}",
+                    keeps_keys=True)
         written += 1
     ctx.results.update(written=written)
 

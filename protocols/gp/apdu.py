@@ -74,10 +74,12 @@ class CommandApdu:
     extended: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("cla", "ins", "p1", "p2"):
-            v = getattr(self, name)
-            if not 0 <= v <= 0xFF:
-                raise ApduError(f"{name} = {v} is not a byte")
+        if not (0 <= self.cla <= 0xFF and 0 <= self.ins <= 0xFF and 0 <= self.p1 <= 0xFF
+                and 0 <= self.p2 <= 0xFF):
+            for name in ("cla", "ins", "p1", "p2"):
+                v = getattr(self, name)
+                if not 0 <= v <= 0xFF:
+                    raise ApduError(f"{name} = {v} is not a byte")
         if len(self.data) > 65535:
             raise ApduError(f"data field of {len(self.data)} bytes exceeds 65535")
         if self.ne is not None and not 1 <= self.ne <= 65536:

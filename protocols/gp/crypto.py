@@ -73,37 +73,73 @@ def aes_cbc_decrypt(key: bytes, iv: bytes, data: bytes) -> bytes:
 class KeyedAes:
     """One AES key set up once for the many operations a secure channel session does with
     it: AES-CMAC by copying a keyed CMAC context, single ECB blocks (the C-DEC / R-ENC
-    ICVs) through one long-lived ECB context, CBC with the key object reused. The same
-    ``cryptography`` primitives as :func:`cmac`, :func:`aes_ecb_block` and the CBC
-    helpers, without a key schedule per message; the results are identical."""
+    ICVs) through one long-lived ECB context, CBC through one ``Cipher`` built once. The
+    same ``cryptography`` primitives as :func:`cmac`, :func:`aes_ecb_block` and the CBC
+    helpers, without a key schedule or an argument check per message; the results are
+    identical. Each context is made when first needed (a key used only for CMAC never
+    builds an ECB context).
 
-    __slots__ = ("_aes", "_cmac", "_ecb")
+    CBC runs under a zero IV with one block put in front: CBC chains each ciphertext block
+    into the next, so enciphering ``block || data`` under IV 0 gives ``AES(block)``
+    followed by ``data`` enciphered with IV ``AES(block)``, and deciphering ``iv ||
+    data`` under IV 0 gives a throw-away block followed by ``data`` deciphered with IV
+    ``iv``. That is CBC with any IV from one prebuilt ``Cipher``, and, for SCP03's
+    ICV = AES(S-ENC, counter block), the ICV and the encipherment in one pass
+    (:meth:`cbc_encrypt_icv`)."""
+
+    __slots__ = ("_aes", "_cmac", "_ecb", "_cbc")
 
     def __init__(self, key: bytes) -> None:
         self._aes = algorithms.AES(check_aes_key(key))
-        self._cmac = CMAC(self._aes)
-        self._ecb = Cipher(self._aes, modes.ECB()).encryptor()
+        self._cmac: CMAC | None = None
+        self._ecb = None
+        self._cbc: Cipher | None = None
 
     def __repr__(self) -> str:  # never print key bytes
         return "KeyedAes(...)"
 
     def cmac(self, data: bytes) -> bytes:
-        c = self._cmac.copy()
+        base = self._cmac
+        if base is None:
+            base = self._cmac = CMAC(self._aes)
+        c = base.copy()
         c.update(data)
         return c.finalize()
 
     def ecb_block(self, block: bytes) -> bytes:
         if len(block) != 16:
             raise ValueError(f"an AES block is 16 bytes, not {len(block)}")
-        return self._ecb.update(block)  # ECB: each block independent, context reusable
+        ecb = self._ecb
+        if ecb is None:
+            ecb = self._ecb = Cipher(self._aes, modes.ECB()).encryptor()
+        return ecb.update(block)  # ECB: each block independent, context reusable
+
+    def _zero_iv_cbc(self) -> Cipher:
+        cbc = self._cbc
+        if cbc is None:
+            cbc = self._cbc = Cipher(self._aes, modes.CBC(bytes(16)))
+        return cbc
 
     def cbc_encrypt(self, iv: bytes, data: bytes) -> bytes:
         enc = Cipher(self._aes, modes.CBC(iv)).encryptor()
         return enc.update(data) + enc.finalize()
 
+    def cbc_encrypt_icv(self, block: bytes, data: bytes) -> bytes:
+        """``data`` enciphered in CBC with IV = AES(key, ``block``) (see the class)."""
+        if len(block) != 16:
+            raise ValueError(f"an AES block is 16 bytes, not {len(block)}")
+        enc = self._zero_iv_cbc().encryptor()
+        out = enc.update(block + data)
+        enc.finalize()  # refuses data that is not a whole number of blocks
+        return out[16:]
+
     def cbc_decrypt(self, iv: bytes, data: bytes) -> bytes:
-        dec = Cipher(self._aes, modes.CBC(iv)).decryptor()
-        return dec.update(data) + dec.finalize()
+        if len(iv) != 16:
+            raise ValueError(f"a CBC IV is 16 bytes, not {len(iv)}")
+        dec = self._zero_iv_cbc().decryptor()
+        out = dec.update(iv + data)
+        dec.finalize()  # refuses data that is not a whole number of blocks
+        return out[16:]
 
 
 def pad80(data: bytes, block: int = 16) -> bytes:

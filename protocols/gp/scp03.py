@@ -234,7 +234,7 @@ class SecureMessaging:
         if self.level & C_DECRYPTION:
             self.counter += 1
             if data:
-                data = self._enc.cbc_encrypt(self._command_icv(), pad80(data))
+                data = self._enc.cbc_encrypt_icv(self.counter.to_bytes(16, "big"), pad80(data))
         n = len(data) + self.mac_len
         if n > 65535:
             raise ApduError("wrapped data field would exceed 65535 bytes")
@@ -330,7 +330,7 @@ class SecureMessaging:
         if not sw_is_success_or_warning(sw):
             return swb
         if self.level & R_ENCRYPTION and data:
-            data = self._enc.cbc_encrypt(self._response_icv(), pad80(data))
+            data = self._enc.cbc_encrypt_icv(b"\x80" + self.counter.to_bytes(15, "big"), pad80(data))
         assert self._rmac is not None  # checked in __init__ for levels with R-MAC
         mac = self._rmac.cmac(self.chaining_value + data + swb)[: self.mac_len]
         return data + mac + swb
