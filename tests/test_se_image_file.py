@@ -239,3 +239,45 @@ def test_a_jpki_image_with_the_old_boolean_flag_still_loads():
     for bad in (2, "1", None, 1.0):
         with pytest.raises(Exception, match="flag"):
             JpkiApplet().restore(dict(snap, auth_cert_needs_pin=bad))
+
+
+def test_an_encode_refused_half_way_does_not_leave_the_encoder_ahead_of_the_image():
+    """A refused value raises after earlier entries were brought to the new state; were the
+    next call to trust those copies, a state that changed them and then put the refused
+    entry back would compare "unchanged" and never be written."""
+    state = store.factory_state()
+    image = store.encode_state(state)
+    enc = store.StateEncoder(cbor2.loads(image))
+    changed = dict(state, card_life_cycle=state["card_life_cycle"] ^ 0x80)
+    bad = dict(changed, zzz_flag=1.5)  # refused after card_life_cycle was brought to ``changed``
+    with pytest.raises(store.SeStateError):
+        enc.encode(bad)
+    again = enc.encode(changed)  # card_life_cycle differs from the image: it must be written
+    assert again == store.encode_state(changed)
+    assert enc.encode(changed) is None  # and now the copies match the image again
+
+
+def test_a_command_whose_state_is_refused_leaves_the_se_as_its_image(tmp_path, monkeypatch):
+    """When the image refuses the state a command left (a fault in the SE's own code), the
+    SE raises, writes nothing and goes on from its image: the command's effects are gone,
+    and a later command that changes the same entry back writes what it holds."""
+    pid = wallet_sim.create_phone(tmp_path)
+    se = wallet_sim.open_secure_element(pid, tmp_path)
+    before = se.persisted_image()
+    real = se._persist
+
+    def faulty_persist():
+        se.state["sequence_counter"] += 7  # an effect the image would hold...
+        se.state["zzz_flag"] = True  # ...next to a value it refuses
+        real()
+
+    monkeypatch.setattr(se, "_persist", faulty_persist)
+    with pytest.raises(store.SeStateError, match="zzz_flag"):
+        se.transmit(bytes.fromhex("00A4040008A000000151000000"))
+    monkeypatch.undo()
+    assert se.persisted_image() == before
+    assert se.state == cbor2.loads(before)  # the effects were dropped with the failed write
+    assert se.transmit(bytes.fromhex("00A4040008A000000151000000"))[-2:] == b"\x90\x00"
+    se.state["sequence_counter"] += 7
+    se._persist()
+    assert cbor2.loads(se.persisted_image())["sequence_counter"] == cbor2.loads(before)["sequence_counter"] + 7

@@ -119,7 +119,14 @@ class SecureElement:
             obj = self._applets.get(app["aid"])
             if obj is not None:
                 app["state"] = obj.snapshot()
-        data = self._encoder.encode(self.state, force=self._unsaved)
+        try:
+            data = self._encoder.encode(self.state, force=self._unsaved)
+        except SeStateError:
+            # the state holds what the image must not (check_plain: a fault in the SE's
+            # own code): nothing was written, so drop this command's effects and go on from
+            # the image, as a card whose write was aborted does (sessions end, as at a reset)
+            self._load()
+            raise
         if data is None or (data == self._saved_bytes and not self._unsaved):
             return  # unchanged, or equal once encoded (a tuple where the image has a list)
         self._unsaved = True  # until the write below is known to have landed

@@ -191,6 +191,7 @@ class StateEncoder:
         self._view = image  # the copies as one map: an unchanged state compares equal
         self._keys: tuple = ()
         self._order: tuple[tuple[object, bytes], ...] = ()
+        self._broken = False  # a call raised half way: the copies may be ahead of the image
 
     def _rebuild_view(self) -> None:
         view = {k: e[0] for k, e in self._top.items()}
@@ -213,7 +214,19 @@ class StateEncoder:
 
     def encode(self, state: dict, *, force: bool = False) -> bytes | None:
         """The canonical image of ``state``, or None when it encodes as the last one did
-        (``force``: the image all the same)."""
+        (``force``: the image all the same).
+
+        A refused value (:func:`check_plain`) raises after the entries before it were
+        brought to ``state``: the copies are then ahead of the image the caller holds, so
+        the next call encodes the whole image whatever it compares equal to."""
+        if self._broken:
+            force = True
+        self._broken = True  # until this call has brought every entry to ``state``
+        out = self._encode(state, force)
+        self._broken = False
+        return out
+
+    def _encode(self, state: dict, force: bool) -> bytes | None:
         if not force and state == self._view:
             return None  # one comparison for the commands that change nothing
         changed = False
