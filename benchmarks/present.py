@@ -21,10 +21,12 @@ self-signature among them, are kept with its trust anchor (``TrustAnchor.profile
 trust anchor is configuration, met at every verification, and not part of the floor's three
 verifies (before this was kept there, the cold row verified four signatures).
 
-The warm reader verification, the ECDSA verify and the digests are timed interleaved
-(``benchmarks.timing.interleaved``, as ``benchmarks mdoc`` does) and the target ratio is
-taken from that run: timed one after the other, a change of load on the shared machine
-between them moved the ratio more than the code did. The other rows are timed as before.
+The reader verification, warm and cold, the ECDSA verify and the digests are timed
+interleaved (``benchmarks.timing.interleaved``, as ``benchmarks mdoc`` does) and both target
+ratios are taken from that run: timed one after the other, a change of load on the shared
+machine between them moved the ratio more than the code did. The issue's target (1.5x)
+applies to both: three verifies plus the digests cold, two once the DS chain is cached.
+The other rows are timed as before.
 """
 
 from __future__ import annotations
@@ -168,8 +170,6 @@ def main() -> int:
             p = ReaderPipeline(store, status=pipeline.status)  # status list still cached
             p.verify(response, session_transcript=transcript)
 
-        t_cold = median_time(cold, runs)
-
         # -- floors -------------------------------------------------------------------------
         key = ec.generate_private_key(ec.SECP256R1())
         peer = ec.generate_private_key(ec.SECP256R1()).public_key()
@@ -190,13 +190,15 @@ def main() -> int:
                  + 2 * median_time(lambda: gcm.encrypt(iv, req_plain, None), runs * 3))
         doc = DeviceResponse.decode(response).documents[0]
         raws = [cbor.dumps(cbor.CBORTag(24, r)) for rs in doc.issuer_signed.name_spaces.values() for r in rs]
-        # the verification target: ours and its floor interleaved (benchmarks.timing.interleaved)
+        # the verification target, warm and cold: ours and the floor interleaved
+        # (benchmarks.timing.interleaved)
         timed = interleaved({
             "ours": lambda: pipeline.verify(response, session_transcript=transcript),
+            "cold": cold,
             "verify": lambda: pub.verify(der, msg, ecdsa),
             "sha": lambda: [hashlib.sha256(r).digest() for r in raws] + [hashlib.sha256(transcript).digest()],
         }, runs * 3)
-        t_verify, t_ver, t_sha = timed["ours"], timed["verify"], timed["sha"]
+        t_verify, t_cold, t_ver, t_sha = timed["ours"], timed["cold"], timed["verify"], timed["sha"]
         floor_present = 2 * t_gen + 2 * t_ecdh + 4 * t_hkdf + t_aes + t_sign + 2 * t_ver + t_sha
         floor_verify, floor_cold = 2 * t_ver + t_sha, 3 * t_ver + t_sha
 
@@ -230,8 +232,9 @@ def main() -> int:
     ]
     for label, t, floor, what in rows:
         print(f"  {label:38s} {t * us:9.1f} us  {1 / t:8.1f}/s  = {t / floor:5.2f}x floor ({what})")
-    target = t_verify / floor_verify
-    print(f"  target: reader verification within 1.5x of its floor: {'met' if target <= 1.5 else 'MISSED'} ({target:.2f}x)")
+    for label, ratio in (("warm caches", t_verify / floor_verify), ("cold DS chain", t_cold / floor_cold)):
+        print(f"  target: reader verification ({label}) within 1.5x of its floor: "
+              f"{'met' if ratio <= 1.5 else 'MISSED'} ({ratio:.2f}x)")
     if t_py is not None:
         print(f"  pymdoccbor verify, same DeviceResponse   {t_py * us:9.1f} us  = {t_py / floor_cold:5.2f}x the 3-verify floor"
               f"; returned {py_ok}; ours (warm) is {t_py / t_verify:.2f}x faster, ours (cold) {t_py / t_cold:.2f}x")
