@@ -12,6 +12,8 @@ import operator
 import os
 import struct
 from collections.abc import Callable, Mapping
+from itertools import chain, repeat
+from operator import getitem
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -224,6 +226,8 @@ _RANDOM_PART = cbor.tstr("random") + cbor.bstr_head(SALT_BYTES)
 _TAG24_HEADS = tuple(b"\xd8\x18" + cbor.bstr_head(n) for n in range(256))
 _PACK_ID = struct.Struct(">BI").pack  # a uint of 0x10000 and more (31-bit digestIDs): 0x1a and 4 bytes
 _DIGEST_HEAD = {"SHA-256": b"\x58\x20", "SHA-384": b"\x58\x30", "SHA-512": b"\x58\x40"}
+_DIGEST = {alg: type(fn()).digest for alg, fn in HASHES.items()}  # the unbound method: map calls it directly
+_JOIN, _FROM_BYTES = b"".join, int.from_bytes
 _CRV = {"secp256r1": (1, 32), "secp384r1": (2, 48), "secp521r1": (3, 66)}
 _X962, _UNCOMPRESSED = Encoding.X962, PublicFormat.UncompressedPoint
 _ID5 = len(_ITEM_HEAD) + 5  # where an item's encoded 31-bit digestID ends (5 bytes: 0x1a and 4)
@@ -287,17 +291,18 @@ def prepare_namespaces(namespaces: Mapping[str, Mapping[str, Any]]) -> PreparedN
 
 
 def _prepare(namespaces: Mapping[str, Mapping[str, Any]]) -> tuple | None:
-    """Per namespace ``(ns, ns_bytes, n, prefixes, tails, salt_offsets, raw_starts)``; ``None`` for a shape
-    the fast path does not write (the general path then decides, and raises)."""
+    """Per namespace ``(ns, ns_bytes, n, prefixes, tails, raw_slices, split, mask)`` (see
+    :func:`_bulk` for the last two); ``None`` for a shape the fast path does not write (the
+    general path then decides, and raises)."""
     out = []
     ident_parts, str_heads, ident_part, value_bytes = _IDENT_PARTS, _STR_HEADS, _ident_part, encode_value
-    heads, item_head = _TAG24_HEADS, _ITEM_HEAD
+    item_heads = _HEADS
     for ns, elements in namespaces.items():
         if type(ns) is not str or not elements or not all(type(k) is str for k in elements):
             return None
     for ns, elements in namespaces.items():
         n = len(elements)
-        prefixes, tails, starts = [], [], []
+        tails, heads = [], []
         for ident, value in elements.items():
             t = type(value)
             if t is str and len(value) < 64:  # at most 252 bytes of UTF-8: a one-byte length head
@@ -308,14 +313,45 @@ def _prepare(namespaces: Mapping[str, Mapping[str, Any]]) -> tuple | None:
             else:
                 encoded = value_bytes(ident, value)
             tail = (ident_parts.get(ident) or ident_part(ident)) + encoded
-            size = _FIXED + len(tail)
-            head = heads[size] if size < 256 else b"\xd8\x18" + cbor.bstr_head(size)
-            prefixes.append(head + item_head)
             tails.append(tail)
-            starts.append(len(head))
-        out.append((ns, cbor.tstr(ns) + cbor.map_head(n), n, tuple(prefixes), tuple(tails),
-                    tuple(range(4 * n, 4 * n + n * SALT_BYTES, SALT_BYTES)), tuple(starts)))
+            heads.append(item_heads.get(len(tail)) or _item_head(len(tail)))
+        prefixes, raw_slices = zip(*heads, strict=True)
+        out.append((ns, cbor.tstr(ns) + cbor.map_head(n), n, prefixes, tuple(tails), raw_slices) + _bulk(n))
     return tuple(out)
+
+
+_HEADS: dict[int, tuple[bytes, slice]] = {}
+"""By an item's tail length (identifier and value): its prefix up to the digestID's 4 bytes
+(tag 24, bstr head, item head, ``"digestID"`` and 0x1a) and the slice of the tagged bytes
+that is the item itself."""
+
+
+def _item_head(tail_len: int) -> tuple[bytes, slice]:
+    hit = _HEADS.get(tail_len)
+    if hit is None:
+        head = _TAG24_HEADS[_FIXED + tail_len] if _FIXED + tail_len < 256 else (
+            b"\xd8\x18" + cbor.bstr_head(_FIXED + tail_len))
+        hit = (head + _ITEM_HEAD + b"\x1a", slice(len(head), None))
+        if len(_HEADS) >= 4096:
+            _HEADS.clear()
+        _HEADS[tail_len] = hit
+    return hit
+
+
+_BULK: dict[int, tuple[Callable[[bytes], tuple[bytes, ...]], int]] = {}
+
+
+def _bulk(n: int) -> tuple[Callable[[bytes], tuple[bytes, ...]], int]:
+    """For a namespace of ``n`` elements: ``split``, which cuts n 4-byte digestIDs and n
+    16-byte salts out of a pool, and ``mask``, 0x7fffffff in each of n 4-byte words (a
+    big-endian integer of the pool's n ID words, shifted right by one bit and masked, is each
+    word shifted right by one: n 31-bit IDs in three integer operations)."""
+    hit = _BULK.get(n)
+    if hit is None:
+        hit = (struct.Struct(">" + "4s" * n + f"{SALT_BYTES}s" * n).unpack, int("7fffffff" * n, 16))
+        if n <= 256:
+            _BULK[n] = hit
+    return hit
 
 
 def _build_fast(namespaces, doc_type, device_public_key, signer, ds_chain, signed, valid_from, valid_until,
@@ -332,29 +368,34 @@ def _build_fast(namespaces, doc_type, device_public_key, signer, ds_chain, signe
         return None
     crv, size = curve
     point = device_public_key.public_bytes(_X962, _UNCOMPRESSED)
-    hash_fn, digest_head, random_part, pack_id = HASHES[digest_alg], _DIGEST_HEAD[digest_alg], _RANDOM_PART, _PACK_ID
+    hash_fn, digest, digest_head = HASHES[digest_alg], _DIGEST[digest_alg], _DIGEST_HEAD[digest_alg]
+    random_part, pack_id = _RANDOM_PART, _PACK_ID
     name_spaces: dict[str, tuple[bytes, ...]] = {}
     digest_parts = [_SMALL_MAP_HEADS[len(parts)] if len(parts) < 24 else cbor.map_head(len(parts))]
-    for ns, ns_bytes, n, prefixes, tails, salt_offsets, raw_starts in parts:
+    for ns, ns_bytes, n, prefixes, tails, raw_slices, split, mask in parts:
         pool = rng(n * (4 + SALT_BYTES))  # one draw for every salt and digestID of the namespace
         if len(pool) != n * (4 + SALT_BYTES):
             raise IssuingError(f"rng returned {len(pool)} bytes, asked for {n * (4 + SALT_BYTES)}")
-        ids = _digest_ids(n, rng, pool[:4 * n])
-        raws = []
+        # the 31-bit IDs (each 4-byte word >> 1, as _digest_ids draws them) as 4 big-endian
+        # bytes, and the salts: cut out of the pool in one call, no per-element Python
+        fields = split(((_FROM_BYTES(pool[:4 * n], "big") >> 1) & mask).to_bytes(4 * n, "big") + pool[4 * n:])
+        ids, salts = fields[:n], fields[n:]
         digest_parts.append(ns_bytes)
-        if min(ids) >= 0x10000:  # every ID 5 bytes, as the prefixes were written for
-            for digest_id, prefix, tail, start, raw_start in zip(ids, prefixes, tails, salt_offsets, raw_starts,
-                                                                 strict=True):
-                id_bytes = pack_id(0x1A, digest_id)
-                tagged = b"".join((prefix, id_bytes, random_part, pool[start:start + SALT_BYTES], tail))
-                raws.append(tagged[raw_start:])
-                digest_parts += (id_bytes, digest_head, hash_fn(tagged).digest())  # over the tagged item (§9.1.2.5)
-        else:  # a digestID below 0x10000 (one namespace in a few thousand): shorter heads
-            for digest_id, tail, start in zip(ids, tails, salt_offsets, strict=True):
-                id_bytes = pack_id(0x1A, digest_id) if digest_id >= 0x10000 else cbor.uint_bytes(digest_id)
-                raw = b"".join((_ITEM_HEAD, id_bytes, random_part, pool[start:start + SALT_BYTES], tail))
-                raws.append(raw)
-                digest_parts += (id_bytes, digest_head, hash_fn(cbor.tag24_bytes(raw)).digest())
+        # distinct, and none below 0x10000 (no ID starts with two zero bytes): all 5-byte heads
+        if len(set(ids)) == n and min(ids) >= b"\x00\x01":
+            tagged = list(map(_JOIN, zip(prefixes, ids, repeat(random_part, n), salts, tails, strict=True)))
+            name_spaces[ns] = tuple(map(getitem, tagged, raw_slices))
+            digest_parts += chain.from_iterable(zip(  # digestID: digest, over the tagged item (§9.1.2.5)
+                repeat(b"\x1a", n), ids, repeat(digest_head, n), map(digest, map(hash_fn, tagged)), strict=True))
+            continue
+        # a repeated ID (drawn again from rng, as _digest_ids does) or one below 0x10000 (a
+        # namespace in a few thousand): item by item, with the shorter heads
+        raws = []
+        for digest_id, salt, tail in zip(_digest_ids(n, rng, pool[:4 * n]), salts, tails, strict=True):
+            id_bytes = pack_id(0x1A, digest_id) if digest_id >= 0x10000 else cbor.uint_bytes(digest_id)
+            raw = b"".join((_ITEM_HEAD, id_bytes, random_part, salt, tail))
+            raws.append(raw)
+            digest_parts += (id_bytes, digest_head, hash_fn(cbor.tag24_bytes(raw)).digest())
         name_spaces[ns] = tuple(raws)
     times = _VALIDITY[expected_update is not None]
     t_signed = _TDATES.get(signed) or _tdate(signed)
