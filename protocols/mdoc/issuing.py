@@ -26,6 +26,8 @@ from protocols.cose.algorithms import HEADER_ALG
 from protocols.cose.sign1 import sig_structure
 from protocols.mdoc.errors import IssuingError
 from protocols.mdoc.issuer_signed import (
+    _DATE,
+    _DATES,
     _IDENT_PARTS,
     _STR_HEADS,
     HASHES,
@@ -296,20 +298,24 @@ def _prepare(namespaces: Mapping[str, Mapping[str, Any]]) -> tuple | None:
     general path then decides, and raises)."""
     out = []
     ident_parts, str_heads, ident_part, value_bytes = _IDENT_PARTS, _STR_HEADS, _ident_part, encode_value
-    item_heads = _HEADS
+    item_heads, dates = _HEADS, _DATES
     for ns, elements in namespaces.items():
-        if type(ns) is not str or not elements or not all(type(k) is str for k in elements):
+        if type(ns) is not str or not elements:
             return None
     for ns, elements in namespaces.items():
         n = len(elements)
         tails, heads = [], []
         for ident, value in elements.items():
+            if type(ident) is not str:  # checked here rather than in a pass of its own: the general path raises
+                return None
             t = type(value)
             if t is str and len(value) < 64:  # at most 252 bytes of UTF-8: a one-byte length head
                 encoded = value.encode()
                 encoded = str_heads[len(encoded)] + encoded
             elif t is bool:
                 encoded = b"\xf5" if value else b"\xf4"
+            elif t is _DATE:  # encode_value's table of full-dates, without the call
+                encoded = dates.get(value) or value_bytes(ident, value)
             else:
                 encoded = value_bytes(ident, value)
             tail = (ident_parts.get(ident) or ident_part(ident)) + encoded
