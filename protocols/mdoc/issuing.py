@@ -12,8 +12,6 @@ import operator
 import os
 import struct
 from collections.abc import Callable, Mapping
-from itertools import chain, repeat
-from operator import getitem
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -228,8 +226,6 @@ _RANDOM_PART = cbor.tstr("random") + cbor.bstr_head(SALT_BYTES)
 _TAG24_HEADS = tuple(b"\xd8\x18" + cbor.bstr_head(n) for n in range(256))
 _PACK_ID = struct.Struct(">BI").pack  # a uint of 0x10000 and more (31-bit digestIDs): 0x1a and 4 bytes
 _DIGEST_HEAD = {"SHA-256": b"\x58\x20", "SHA-384": b"\x58\x30", "SHA-512": b"\x58\x40"}
-_DIGEST = {alg: type(fn()).digest for alg, fn in HASHES.items()}  # the unbound method: map calls it directly
-_JOIN, _FROM_BYTES = b"".join, int.from_bytes
 _CRV = {"secp256r1": (1, 32), "secp384r1": (2, 48), "secp521r1": (3, 66)}
 _X962, _UNCOMPRESSED = Encoding.X962, PublicFormat.UncompressedPoint
 _ID5 = len(_ITEM_HEAD) + 5  # where an item's encoded 31-bit digestID ends (5 bytes: 0x1a and 4)
@@ -374,8 +370,7 @@ def _build_fast(namespaces, doc_type, device_public_key, signer, ds_chain, signe
         return None
     crv, size = curve
     point = device_public_key.public_bytes(_X962, _UNCOMPRESSED)
-    hash_fn, digest, digest_head = HASHES[digest_alg], _DIGEST[digest_alg], _DIGEST_HEAD[digest_alg]
-    random_part, pack_id = _RANDOM_PART, _PACK_ID
+    hash_fn, digest_head, random_part, pack_id = HASHES[digest_alg], _DIGEST_HEAD[digest_alg], _RANDOM_PART, _PACK_ID
     name_spaces: dict[str, tuple[bytes, ...]] = {}
     digest_parts = [_SMALL_MAP_HEADS[len(parts)] if len(parts) < 24 else cbor.map_head(len(parts))]
     for ns, ns_bytes, n, prefixes, tails, raw_slices, split, mask in parts:
@@ -383,16 +378,18 @@ def _build_fast(namespaces, doc_type, device_public_key, signer, ds_chain, signe
         if len(pool) != n * (4 + SALT_BYTES):
             raise IssuingError(f"rng returned {len(pool)} bytes, asked for {n * (4 + SALT_BYTES)}")
         # the 31-bit IDs (each 4-byte word >> 1, as _digest_ids draws them) as 4 big-endian
-        # bytes, and the salts: cut out of the pool in one call, no per-element Python
-        fields = split(((_FROM_BYTES(pool[:4 * n], "big") >> 1) & mask).to_bytes(4 * n, "big") + pool[4 * n:])
+        # bytes, and the salts: cut out of the pool in one call, not one slice or pack per element
+        fields = split(((int.from_bytes(pool[:4 * n], "big") >> 1) & mask).to_bytes(4 * n, "big") + pool[4 * n:])
         ids, salts = fields[:n], fields[n:]
         digest_parts.append(ns_bytes)
         # distinct, and none below 0x10000 (no ID starts with two zero bytes): all 5-byte heads
         if len(set(ids)) == n and min(ids) >= b"\x00\x01":
-            tagged = list(map(_JOIN, zip(prefixes, ids, repeat(random_part, n), salts, tails, strict=True)))
-            name_spaces[ns] = tuple(map(getitem, tagged, raw_slices))
-            digest_parts += chain.from_iterable(zip(  # digestID: digest, over the tagged item (§9.1.2.5)
-                repeat(b"\x1a", n), ids, repeat(digest_head, n), map(digest, map(hash_fn, tagged)), strict=True))
+            raws = []
+            for prefix, id4, salt, tail, raw_slice in zip(prefixes, ids, salts, tails, raw_slices, strict=True):
+                tagged = b"".join((prefix, id4, random_part, salt, tail))
+                raws.append(tagged[raw_slice])
+                digest_parts += (b"\x1a", id4, digest_head, hash_fn(tagged).digest())  # over the tagged item (§9.1.2.5)
+            name_spaces[ns] = tuple(raws)
             continue
         # a repeated ID (drawn again from rng, as _digest_ids does) or one below 0x10000 (a
         # namespace in a few thousand): item by item, with the shorter heads
