@@ -398,3 +398,35 @@ def test_usual_response_decode_takes_the_one_pass_path():
         response.Document.from_cbor = original
     assert calls == [] and len(decoded.documents) == 2
     assert decoded == response.DeviceResponse._decode(_RESPONSE_VALUE)
+
+
+def test_issuing_fast_path_with_a_repeated_digest_id_draws_again_like_the_general_path():
+    """Two equal 31-bit IDs in a namespace's pool: both paths draw a replacement from rng
+    (4 bytes, after the pool) and write the same bytes."""
+    import struct
+
+    from protocols.mdoc import issuing
+
+    class RepeatedIds:
+        def __init__(self) -> None:
+            self.calls: list[int] = []
+
+        def __call__(self, n: int) -> bytes:
+            self.calls.append(n)
+            if n == 4:  # the replacement ID
+                return struct.pack(">I", 0x7654321 << 1)
+            count = n // 20
+            words = [(0x123456 + i) << 1 for i in range(count - 1)] + [0x123456 << 1 | 1]  # last >> 1 == first
+            return struct.pack(f">{count}I", *words) + bytes(range(16 * count))
+
+    key = DEVICE_KEYS[ec.SECP256R1]
+    t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    elements = {"ns": {"a": 1, "b": "x", "c": dt.date(2030, 1, 2)}, "n2": {"d": True}}
+    general_rng, fast_rng = RepeatedIds(), RepeatedIds()
+    general = issuing._build_general(elements, "d", key, _HashSigner(), [b"ds"], t, t + dt.timedelta(days=1),
+                                     rng=general_rng)
+    fast = issuing._build_fast(issuing.prepare_namespaces(elements), "d", key, _HashSigner(), [b"ds"], t, t,
+                               t + dt.timedelta(days=1), None, None, "SHA-256", fast_rng)
+    assert fast.encode() == general.encode() and fast.name_spaces == general.name_spaces
+    assert fast_rng.calls == general_rng.calls == [60, 4, 20]
+    assert 0x7654321 in {i.digest_id for i in general.items()["ns"]}

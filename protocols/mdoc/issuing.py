@@ -24,6 +24,8 @@ from protocols.cose.algorithms import HEADER_ALG
 from protocols.cose.sign1 import sig_structure
 from protocols.mdoc.errors import IssuingError
 from protocols.mdoc.issuer_signed import (
+    _DATE,
+    _DATES,
     _IDENT_PARTS,
     _STR_HEADS,
     HASHES,
@@ -287,35 +289,71 @@ def prepare_namespaces(namespaces: Mapping[str, Mapping[str, Any]]) -> PreparedN
 
 
 def _prepare(namespaces: Mapping[str, Mapping[str, Any]]) -> tuple | None:
-    """Per namespace ``(ns, ns_bytes, n, prefixes, tails, salt_offsets, raw_starts)``; ``None`` for a shape
-    the fast path does not write (the general path then decides, and raises)."""
+    """Per namespace ``(ns, ns_bytes, n, prefixes, tails, raw_slices, split, mask)`` (see
+    :func:`_bulk` for the last two); ``None`` for a shape the fast path does not write (the
+    general path then decides, and raises)."""
     out = []
     ident_parts, str_heads, ident_part, value_bytes = _IDENT_PARTS, _STR_HEADS, _ident_part, encode_value
-    heads, item_head = _TAG24_HEADS, _ITEM_HEAD
+    item_heads, dates = _HEADS, _DATES
     for ns, elements in namespaces.items():
-        if type(ns) is not str or not elements or not all(type(k) is str for k in elements):
+        if type(ns) is not str or not elements:
             return None
     for ns, elements in namespaces.items():
         n = len(elements)
-        prefixes, tails, starts = [], [], []
+        tails, heads = [], []
         for ident, value in elements.items():
+            if type(ident) is not str:  # checked here rather than in a pass of its own: the general path raises
+                return None
             t = type(value)
             if t is str and len(value) < 64:  # at most 252 bytes of UTF-8: a one-byte length head
                 encoded = value.encode()
                 encoded = str_heads[len(encoded)] + encoded
             elif t is bool:
                 encoded = b"\xf5" if value else b"\xf4"
+            elif t is _DATE:  # encode_value's table of full-dates, without the call
+                encoded = dates.get(value) or value_bytes(ident, value)
             else:
                 encoded = value_bytes(ident, value)
             tail = (ident_parts.get(ident) or ident_part(ident)) + encoded
-            size = _FIXED + len(tail)
-            head = heads[size] if size < 256 else b"\xd8\x18" + cbor.bstr_head(size)
-            prefixes.append(head + item_head)
             tails.append(tail)
-            starts.append(len(head))
-        out.append((ns, cbor.tstr(ns) + cbor.map_head(n), n, tuple(prefixes), tuple(tails),
-                    tuple(range(4 * n, 4 * n + n * SALT_BYTES, SALT_BYTES)), tuple(starts)))
+            heads.append(item_heads.get(len(tail)) or _item_head(len(tail)))
+        prefixes, raw_slices = zip(*heads, strict=True)
+        out.append((ns, cbor.tstr(ns) + cbor.map_head(n), n, prefixes, tuple(tails), raw_slices) + _bulk(n))
     return tuple(out)
+
+
+_HEADS: dict[int, tuple[bytes, slice]] = {}
+"""By an item's tail length (identifier and value): its prefix up to the digestID's 4 bytes
+(tag 24, bstr head, item head, ``"digestID"`` and 0x1a) and the slice of the tagged bytes
+that is the item itself."""
+
+
+def _item_head(tail_len: int) -> tuple[bytes, slice]:
+    hit = _HEADS.get(tail_len)
+    if hit is None:
+        head = _TAG24_HEADS[_FIXED + tail_len] if _FIXED + tail_len < 256 else (
+            b"\xd8\x18" + cbor.bstr_head(_FIXED + tail_len))
+        hit = (head + _ITEM_HEAD + b"\x1a", slice(len(head), None))
+        if len(_HEADS) >= 4096:
+            _HEADS.clear()
+        _HEADS[tail_len] = hit
+    return hit
+
+
+_BULK: dict[int, tuple[Callable[[bytes], tuple[bytes, ...]], int]] = {}
+
+
+def _bulk(n: int) -> tuple[Callable[[bytes], tuple[bytes, ...]], int]:
+    """For a namespace of ``n`` elements: ``split``, which cuts n 4-byte digestIDs and n
+    16-byte salts out of a pool, and ``mask``, 0x7fffffff in each of n 4-byte words (a
+    big-endian integer of the pool's n ID words, shifted right by one bit and masked, is each
+    word shifted right by one: n 31-bit IDs in three integer operations)."""
+    hit = _BULK.get(n)
+    if hit is None:
+        hit = (struct.Struct(">" + "4s" * n + f"{SALT_BYTES}s" * n).unpack, int("7fffffff" * n, 16))
+        if n <= 256:
+            _BULK[n] = hit
+    return hit
 
 
 def _build_fast(namespaces, doc_type, device_public_key, signer, ds_chain, signed, valid_from, valid_until,
@@ -335,26 +373,32 @@ def _build_fast(namespaces, doc_type, device_public_key, signer, ds_chain, signe
     hash_fn, digest_head, random_part, pack_id = HASHES[digest_alg], _DIGEST_HEAD[digest_alg], _RANDOM_PART, _PACK_ID
     name_spaces: dict[str, tuple[bytes, ...]] = {}
     digest_parts = [_SMALL_MAP_HEADS[len(parts)] if len(parts) < 24 else cbor.map_head(len(parts))]
-    for ns, ns_bytes, n, prefixes, tails, salt_offsets, raw_starts in parts:
+    for ns, ns_bytes, n, prefixes, tails, raw_slices, split, mask in parts:
         pool = rng(n * (4 + SALT_BYTES))  # one draw for every salt and digestID of the namespace
         if len(pool) != n * (4 + SALT_BYTES):
             raise IssuingError(f"rng returned {len(pool)} bytes, asked for {n * (4 + SALT_BYTES)}")
-        ids = _digest_ids(n, rng, pool[:4 * n])
-        raws = []
+        # the 31-bit IDs (each 4-byte word >> 1, as _digest_ids draws them) as 4 big-endian
+        # bytes, and the salts: cut out of the pool in one call, not one slice or pack per element
+        fields = split(((int.from_bytes(pool[:4 * n], "big") >> 1) & mask).to_bytes(4 * n, "big") + pool[4 * n:])
+        ids, salts = fields[:n], fields[n:]
         digest_parts.append(ns_bytes)
-        if min(ids) >= 0x10000:  # every ID 5 bytes, as the prefixes were written for
-            for digest_id, prefix, tail, start, raw_start in zip(ids, prefixes, tails, salt_offsets, raw_starts,
-                                                                 strict=True):
-                id_bytes = pack_id(0x1A, digest_id)
-                tagged = b"".join((prefix, id_bytes, random_part, pool[start:start + SALT_BYTES], tail))
-                raws.append(tagged[raw_start:])
-                digest_parts += (id_bytes, digest_head, hash_fn(tagged).digest())  # over the tagged item (§9.1.2.5)
-        else:  # a digestID below 0x10000 (one namespace in a few thousand): shorter heads
-            for digest_id, tail, start in zip(ids, tails, salt_offsets, strict=True):
-                id_bytes = pack_id(0x1A, digest_id) if digest_id >= 0x10000 else cbor.uint_bytes(digest_id)
-                raw = b"".join((_ITEM_HEAD, id_bytes, random_part, pool[start:start + SALT_BYTES], tail))
-                raws.append(raw)
-                digest_parts += (id_bytes, digest_head, hash_fn(cbor.tag24_bytes(raw)).digest())
+        # distinct, and none below 0x10000 (no ID starts with two zero bytes): all 5-byte heads
+        if len(set(ids)) == n and min(ids) >= b"\x00\x01":
+            raws = []
+            for prefix, id4, salt, tail, raw_slice in zip(prefixes, ids, salts, tails, raw_slices, strict=True):
+                tagged = b"".join((prefix, id4, random_part, salt, tail))
+                raws.append(tagged[raw_slice])
+                digest_parts += (b"\x1a", id4, digest_head, hash_fn(tagged).digest())  # over the tagged item (§9.1.2.5)
+            name_spaces[ns] = tuple(raws)
+            continue
+        # a repeated ID (drawn again from rng, as _digest_ids does) or one below 0x10000 (a
+        # namespace in a few thousand): item by item, with the shorter heads
+        raws = []
+        for digest_id, salt, tail in zip(_digest_ids(n, rng, pool[:4 * n]), salts, tails, strict=True):
+            id_bytes = pack_id(0x1A, digest_id) if digest_id >= 0x10000 else cbor.uint_bytes(digest_id)
+            raw = b"".join((_ITEM_HEAD, id_bytes, random_part, salt, tail))
+            raws.append(raw)
+            digest_parts += (id_bytes, digest_head, hash_fn(cbor.tag24_bytes(raw)).digest())
         name_spaces[ns] = tuple(raws)
     times = _VALIDITY[expected_update is not None]
     t_signed = _TDATES.get(signed) or _tdate(signed)
