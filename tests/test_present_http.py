@@ -31,6 +31,9 @@ HOLDER = {"family_name": "佐藤", "given_name": "一郎", "family_name_kana": "
           "given_name_kana": "いちろう", "birth_date": "1985-07-15", "sex": 1,
           "address": "大阪府大阪市北区1-1", "prefecture": "大阪府", "municipality": "大阪市",
           "family_name_roman": "SATO", "given_name_roman": "ICHIRO"}
+OTHER_HOLDER = {**HOLDER, "family_name": "鈴木", "given_name": "花子", "family_name_kana": "すずき",
+                "given_name_kana": "はなこ", "birth_date": "1990-02-03", "sex": 2,
+                "family_name_roman": "SUZUKI", "given_name_roman": "HANAKO"}
 DOCTYPE = NS = "jp.mcred.mynumber.cardsub.1"
 ISO = "org.iso.18013.5.1"
 REQUEST = RequestSpec(DOCTYPE, {NS: {"family_name": False, "given_name": False, "birth_date": False,
@@ -104,8 +107,8 @@ def world(tmp_path_factory):
                    "pipeline": pipeline, "clock": clock}
 
 
-def present(world):
-    w = open_wallet(world["phone"], world["home"], CONSENT)
+def present(world, phone=None):
+    w = open_wallet(phone or world["phone"], world["home"], CONSENT)
     return present_over_http(w, world["reader_url"])
 
 
@@ -138,18 +141,26 @@ def test_each_presentation_takes_another_mso_of_the_batch(world):
 
 def test_hold_then_revocation_at_the_issuer_reach_the_reader_after_the_ttl(world):
     ctx, pipeline, clock = world["ctx"], world["pipeline"], world["clock"]
-    assert present(world).valid
-    hold(ctx.sessions, world["phone"], "mdoc")
-    assert present(world).valid  # the reader's copy is still within its ttl
+    # a phone of its own (another holder: one phone per person), so that the other tests of
+    # this module find theirs valid in any order
+    phone = wallet_sim.create_phone(world["home"])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(os, "fsync", lambda fd: None)
+        provision(ctx, phone, parse_holder(OTHER_HOLDER), key_type="p384", mdoc_batch=2,
+                  pin="1234", password="ABCD1234")
+    assert present(world, phone).valid
+    hold(ctx.sessions, phone, "mdoc")
+    assert present(world, phone).valid  # the reader's copy is still within its ttl
     clock.offset += dt.timedelta(seconds=301)
-    out = present(world)
+    out = present(world, phone)
     assert {n for n, c in checks(out.result).items() if not c["passed"]} == {"revocation_status"}
     assert "SUSPENDED" in checks(out.result)["revocation_status"]["reason"]
-    release(ctx.sessions, world["phone"], "mdoc")
+    release(ctx.sessions, phone, "mdoc")
     clock.offset += dt.timedelta(seconds=301)
-    assert present(world).valid
-    revoke(ctx.sessions, world["phone"], "cessationOfOperation", "mdoc")
+    assert present(world, phone).valid
+    revoke(ctx.sessions, phone, "cessationOfOperation", "mdoc")
     clock.offset += dt.timedelta(seconds=301)
-    out = present(world)
+    out = present(world, phone)
     assert not out.valid and "revoked" in checks(out.result)["revocation_status"]["reason"]
     assert pipeline.status.fetches >= 3
+    assert present(world).valid  # the module's phone: untouched
