@@ -215,11 +215,19 @@ class SecureMessaging:
         self._rmac = KeyedAes(keys.s_rmac) if keys.s_rmac is not None else None
 
     # -- helpers
+    def _command_icv_block(self) -> bytes:
+        """The block whose encipherment under S-ENC is the C-DECRYPTION ICV (the counter)."""
+        return self.counter.to_bytes(16, "big")
+
+    def _response_icv_block(self) -> bytes:
+        """The block whose encipherment under S-ENC is the R-ENCRYPTION ICV (0x80, counter)."""
+        return b"\x80" + self.counter.to_bytes(15, "big")
+
     def _command_icv(self) -> bytes:
-        return self._enc.ecb_block(self.counter.to_bytes(16, "big"))
+        return self._enc.ecb_block(self._command_icv_block())
 
     def _response_icv(self) -> bytes:
-        return self._enc.ecb_block(b"\x80" + self.counter.to_bytes(15, "big"))
+        return self._enc.ecb_block(self._response_icv_block())
 
     # -- host side
     def wrap_fields(self, cla: int, ins: int, p1: int, p2: int, data: bytes,
@@ -234,7 +242,7 @@ class SecureMessaging:
         if self.level & C_DECRYPTION:
             self.counter += 1
             if data:
-                data = self._enc.cbc_encrypt_icv(self.counter.to_bytes(16, "big"), pad80(data))
+                data = self._enc.cbc_encrypt_icv(self._command_icv_block(), pad80(data))
         n = len(data) + self.mac_len
         if n > 65535:
             raise ApduError("wrapped data field would exceed 65535 bytes")
@@ -330,7 +338,7 @@ class SecureMessaging:
         if not sw_is_success_or_warning(sw):
             return swb
         if self.level & R_ENCRYPTION and data:
-            data = self._enc.cbc_encrypt_icv(b"\x80" + self.counter.to_bytes(15, "big"), pad80(data))
+            data = self._enc.cbc_encrypt_icv(self._response_icv_block(), pad80(data))
         assert self._rmac is not None  # checked in __init__ for levels with R-MAC
         mac = self._rmac.cmac(self.chaining_value + data + swb)[: self.mac_len]
         return data + mac + swb
