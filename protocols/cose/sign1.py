@@ -20,7 +20,7 @@ from protocols.cose._headers import (
     header_x5chain,
     split_array,
 )
-from protocols.cose.algorithms import HEADER_ALG, CoseSigner, ecdsa_verify, ecdsa_verify_raw
+from protocols.cose.algorithms import HEADER_ALG, CoseSigner, ecdsa_verify_raw
 from protocols.cose.errors import CoseError, CoseSignatureError
 
 _SIG1_HEAD = b"\x84" + cbor.dumps("Signature1")
@@ -121,13 +121,20 @@ class Sign1:
         alg = self.alg
         if alg is None:
             raise CoseSignatureError("COSE_Sign1 has no algorithm in its protected header")
-        tbs = self.to_be_signed(detached=detached, external_aad=external_aad)
-        try:
-            ecdsa_verify(alg, public_key, self.signature, tbs)
-        except CoseSignatureError:
-            raise
-        except CoseError as exc:
-            raise CoseSignatureError(str(exc)) from exc
+        _verify_tbs(alg, public_key, self.signature, self.to_be_signed(detached=detached, external_aad=external_aad))
+
+
+def _verify_tbs(alg: int, public_key: ec.EllipticCurvePublicKey, signature: bytes, tbs: bytes) -> None:
+    """Verify ``signature`` over the Sig_structure ``tbs``; any other COSE error (a key of the
+    wrong type or curve) is reported as :class:`CoseSignatureError`, as a Sign1's
+    verification promises. ``ecdsa_verify_raw`` makes the same checks, with the same errors,
+    as ``ecdsa_verify``."""
+    try:
+        ecdsa_verify_raw(alg, public_key, signature, tbs)
+    except CoseSignatureError:
+        raise
+    except CoseError as exc:
+        raise CoseSignatureError(str(exc)) from exc
 
 
 __all__ = ["Sign1", "decode_protected", "sig_structure", "verify_sign1"]
@@ -150,10 +157,4 @@ def verify_sign1(sign1: Sign1, public_key: ec.EllipticCurvePublicKey, *, detache
     n = len(content)
     tbs = b"".join((_SIG1_HEAD, _BSTR_HEADS[len(protected_bytes)], protected_bytes, b"\x40",
                     _BSTR_HEADS[n] if n < 256 else cbor.bstr_head(n), content))
-    try:
-        ecdsa_verify_raw(alg, public_key, sign1.signature, tbs)
-    except CoseSignatureError:
-        raise
-    except CoseError as exc:
-        raise CoseSignatureError(str(exc)) from exc
-    return None
+    return _verify_tbs(alg, public_key, sign1.signature, tbs)
