@@ -181,15 +181,14 @@ def _args_of(binds: tuple) -> Callable[[dict], tuple]:
     (None, None, processed constant). Where every position is a caller's value, the values
     come out in one ``itemgetter`` call and only the positions with a processor are
     processed (an audit row has 14 values and 2 processors)."""
-    if not binds or any(n is None for n, _, _ in binds):
+    # (itemgetter of one name gives the value, not a tuple: one position takes the loop too)
+    if len(binds) < 2 or any(n is None for n, _, _ in binds):
         def args_of(params: dict) -> tuple:
             return tuple(c if n is None else (params[n] if p is None else p(params[n]))
                          for n, p, c in binds)
         return args_of
     names = [n for n, _, _ in binds]
     procs = tuple((i, p) for i, (_, p, _) in enumerate(binds) if p is not None)
-    if len(names) == 1:  # itemgetter of one name gives the value, not a tuple
-        return lambda params: tuple(p(params[n]) if p else params[n] for n, p, _ in binds)
     get = itemgetter(*names)
     if not procs:
         return get
