@@ -15,7 +15,11 @@ Floors (``cryptography`` calls, same run):
   verification  = 2 ECDSA verifies + the digests (DS chain, profiles, status list cached),
                   3 verifies + digests with a cold DS chain cache.
 The reader's status list and Annex B profile results are cached across presentations (as
-in the field); the cold row (a new pipeline over the same trust store) pays for the DS chain,
+in the field). The warm row verifies a new mdoc at every call (a new holder's MSO from the
+known document signer: new salts, status slot and device key, the same transcript and
+items), which is the issue's case "two [verifies] once the DS chain is cached"; the same
+response verified again and again, which the verifier's per-MSO cache serves, is reported
+apart, without a target. The cold row (a new pipeline over the same trust store) pays for the DS chain,
 its signature and the DS profile again. The IACA's own time-independent rules, its
 self-signature among them, are kept with its trust anchor (``TrustAnchor.profile``): a
 trust anchor is configuration, met at every verification, and not part of the floor's three
@@ -60,7 +64,7 @@ from mcred.present import (
     reader_pipeline,
 )
 from protocols import cardsub, cbor, cose, iaca
-from protocols.mdoc import DeviceResponse, MsoStatus, StatusListRef
+from protocols.mdoc import DeviceResponse, MsoStatus, StatusListRef, build_document
 from protocols.status import StatusList, build_status_list_token
 from reader.http import ReaderService
 from reader.pipeline import HttpAnswer, ReaderPipeline
@@ -103,10 +107,12 @@ def _setup(home: Path, now: dt.datetime):
     portrait = b"\xff\xd8\xff\xe0" + os.urandom(4000) + b"\xff\xd9"
     ds = ActiveKey("bench-ds", "ds", dc, _Signer(dk))
 
+    def signed(slot, device_key):
+        return sign_card_substitute(holder, portrait, device_key, ds, now=now, record_expiry=dt.date(2030, 4, 1),
+                                    document_no="JPCS-BENCH", status=MsoStatus(StatusListRef(slot, STATUS_URI)))
+
     def issue(slot, spki, proof):
-        return sign_card_substitute(holder, portrait, device_key_from_spki(spki), ds, now=now,
-                                    record_expiry=dt.date(2030, 4, 1), document_no="JPCS-BENCH",
-                                    status=MsoStatus(StatusListRef(slot, STATUS_URI))).encode()
+        return signed(slot, device_key_from_spki(spki)).encode()
 
     phone = wallet_sim.create_phone(home)
     se = wallet_sim.open_secure_element(phone, home)
@@ -115,7 +121,7 @@ def _setup(home: Path, now: dt.datetime):
                                     exp=now + dt.timedelta(days=1), ttl=3600, signer=_Signer(sk), certificate=sc)
     store = TrustStore()
     store.add(ic)
-    return se, store, ic, token
+    return se, store, ic, token, signed
 
 
 def _free_port() -> int:
@@ -133,7 +139,7 @@ def main() -> int:
 
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     with tempfile.TemporaryDirectory() as tmp:
-        se, store, iaca_cert, token = _setup(Path(tmp), now)
+        se, store, iaca_cert, token, signed = _setup(Path(tmp), now)
         fetcher = lambda uri, etag: HttpAnswer(200, token, {"etag": '"1"'})  # noqa: E731
         pipeline = reader_pipeline(trust=store, fetcher=fetcher)
         request = RequestSpec(DOC_TYPE, {NS: {i: False for i in ITEMS}})
@@ -166,6 +172,21 @@ def main() -> int:
         client.close()
         thread.join(5)
 
+
+        def new_response(i: int) -> bytes:
+            """What the wallet answers, for a holder of its own: a new MSO (status slot, salts,
+            device key in place of the SE's) from the same document signer, over the same
+            transcript, disclosing the same items."""
+            key = ec.generate_private_key(ec.SECP256R1())
+            doc = build_document(signed(4 + i % 1020, key.public_key()), transcript, disclose={NS: ITEMS},
+                                 signer=cose.key_signer(key))
+            return DeviceResponse((doc,)).encode()
+
+        # the warm pipeline meets a new mdoc at every call (warm-up included), none twice
+        fresh = [new_response(i) for i in range(runs * 3 + 1)]
+        check = ReaderPipeline(store, status=pipeline.status).verify(fresh[0], session_transcript=transcript)
+        assert check.valid and check.to_json()["documents"] == sample.result["documents"], check
+        next_fresh = iter(fresh).__next__
 
         def cold():
             p = ReaderPipeline(store, status=pipeline.status)  # status list still cached
@@ -200,9 +221,12 @@ def main() -> int:
         def digests():
             return [hashlib.sha256(r).digest() for r in raws] + [hashlib.sha256(transcript).digest()]
 
-        timed = interleaved({"ours": lambda: pipeline.verify(response, session_transcript=transcript),
+        timed = interleaved({"ours": lambda: pipeline.verify(next_fresh(), session_transcript=transcript),
                              "verify": verify_one, "sha": digests}, runs * 3)
         t_verify, t_ver, t_sha = timed["ours"], timed["verify"], timed["sha"]
+        timed_again = interleaved({"again": lambda: pipeline.verify(response, session_transcript=transcript),
+                                   "verify": verify_one, "sha": digests}, runs * 3)
+        t_again, floor_again = timed_again["again"], 2 * timed_again["verify"] + timed_again["sha"]
         timed_cold = interleaved({"cold": cold, "verify": verify_one, "sha": digests}, runs * 3)
         t_cold = timed_cold["cold"]
         floor_present = 2 * t_gen + 2 * t_ecdh + 4 * t_hkdf + t_aes + t_sign + 2 * t_ver + t_sha
@@ -234,12 +258,13 @@ def main() -> int:
     rows = [
         ("presentation in-process", t_inproc, floor_present, "2 keygen+2 ECDH+4 HKDF+4 GCM+sign+2 verify+digests"),
         ("presentation over HTTP", t_http, floor_present, "same floor"),
-        ("reader verification (warm caches)", t_verify, floor_verify, "2 verifies + digests"),
+        ("reader verification (warm, new mdoc)", t_verify, floor_verify, "2 verifies + digests"),
         ("reader verification (cold DS chain)", t_cold, floor_cold, "3 verifies + digests"),
+        ("reader verification (same mdoc again)", t_again, floor_again, "2 verifies + digests, no target"),
     ]
     for label, t, floor, what in rows:
         print(f"  {label:38s} {t * us:9.1f} us  {1 / t:8.1f}/s  = {t / floor:5.2f}x floor ({what})")
-    for label, ratio in (("warm caches", t_verify / floor_verify), ("cold DS chain", t_cold / floor_cold)):
+    for label, ratio in (("warm, new mdoc", t_verify / floor_verify), ("cold DS chain", t_cold / floor_cold)):
         print(f"  target: reader verification ({label}) within 1.5x of its floor: "
               f"{'met' if ratio <= 1.5 else 'MISSED'} ({ratio:.2f}x)")
     if t_py is not None:
