@@ -1,0 +1,36 @@
+"""The issue benchmarks still run: each at a handful of runs, in a process of its own.
+
+No figure is judged here (the machine decides those, see the closing notes); what is
+checked is that the benchmark completes, its own sanity asserts hold (the responses it
+times verify as VALID, each timed call gets an mdoc of its own) and every row is printed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(*args: str) -> str:
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+@pytest.mark.parametrize(("args", "rows"), [
+    (("mdoc", "--runs", "3"), ("issue (ours)", "verify full (ours)", "verify cached chain (ours)",
+                               "verify same mdoc again (ours)")),
+    (("present", "--runs", "3"), ("presentation in-process", "presentation over HTTP",
+                                  "reader verification (warm, new mdoc)", "reader verification (cold DS chain)",
+                                  "reader verification (same mdoc again)")),
+])
+def test_benchmark_runs_and_prints_every_row(args, rows):
+    out = _run(*args)
+    for row in rows:
+        assert row in out, out
