@@ -26,7 +26,6 @@ from dataclasses import dataclass
 
 import httpx
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from protocols import cbor, iaca
@@ -115,7 +114,7 @@ class CachedList:
     fetched_at: dt.datetime
     max_age: int | None
     token: StatusListToken | None = None  # set once verified
-    verified_with: bytes | None = None  # anchor fingerprint
+    verified_with: x509.Certificate | None = None  # the trust anchor ``token`` chained to
 
     def lifetime(self) -> int:
         bounds = [b for b in (self.token.header.ttl if self.token else None, self.max_age) if b is not None]
@@ -158,8 +157,11 @@ class StatusListCache:
         return self._entries.get(uri)
 
     def _verify(self, entry: CachedList, anchors: list[x509.Certificate], now: dt.datetime) -> Check:
-        """Signature and chain (trust), independent of the token's times."""
-        if entry.token is not None:
+        """Signature and chain (trust) to one of ``anchors``, independent of the token's times.
+        The bytes verified earlier are taken as verified only for the anchor they chained to:
+        a document of another IACA pointing at this URI has the list verified against its
+        own anchors (and refused unless the list chains to one of them)."""
+        if entry.token is not None and entry.verified_with in anchors:
             return Check(STATUS_LIST_SIGNATURE, True, f"{entry.uri}: verified earlier (same bytes)")
         try:
             header = decode_status_list_token(entry.token_bytes).header
@@ -175,7 +177,7 @@ class StatusListCache:
                 errors.append(f"{type(exc).__name__}: {exc}")
                 continue
             entry.token = token
-            entry.verified_with = anchor.fingerprint(hashes.SHA256())
+            entry.verified_with = anchor
             return Check(STATUS_LIST_SIGNATURE, True,
                          f"{entry.uri}: signed by {token.header.signer.subject.rfc4514_string()} under "
                          f"{anchor.subject.rfc4514_string()}")
@@ -261,8 +263,8 @@ class StatusListCache:
                                                    f"{prefix}index {index} of {uri}: {word}")),
                                 entry.token.header.signer)
         if fresh.passed and not self.offline:
-            anchor = next((a for a in anchors if a.fingerprint(hashes.SHA256()) == entry.verified_with), None)
-            if anchor is not None:
+            anchor = entry.verified_with  # passed above: one of ``anchors``
+            if anchor is not None and anchor in anchors:
                 if len(self._memo) > 4096:
                     self._memo.clear()
                 # fresh(now) == now < fetched_at + lifetime and (exp is None or now < exp)

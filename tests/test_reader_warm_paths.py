@@ -94,3 +94,19 @@ def test_status_memo_is_used_exactly_while_the_list_is_fresh(pki):
     # past the lifetime: refreshed, not the memo
     later = cache.lookup(STATUS_URI, 3, anchors, NOW + dt.timedelta(seconds=2))
     assert later is not again and len(publisher.calls) == calls + 1
+
+
+def test_a_list_verified_under_one_iaca_is_not_trusted_for_another(pki):
+    """The cached list's signature check is per trust anchor: a list that chained to IACA A
+    earlier does not pass ``status_list_signature`` for a document whose chain ends at IACA
+    B, whichever index is asked (a new index used to get "verified earlier")."""
+    other = make_pki("Other")
+    cache = StatusListCache(StatusPublisher(pki, Clock(NOW)))
+    assert cache.lookup(STATUS_URI, 3, [pki.iaca], NOW).checks[0].passed
+    for idx in (3, 4):  # the memoised index and a new one
+        out = cache.lookup(STATUS_URI, idx, [other.iaca], NOW)
+        assert [c.passed for c in out.checks] == [False, True, False], (idx, out.checks)
+        assert "verified earlier" not in out.checks[0].reason
+    # and the first anchor still gets its verdict, memoised or not
+    for idx in (3, 5):
+        assert [c.passed for c in cache.lookup(STATUS_URI, idx, [pki.iaca], NOW).checks] == [True, True, True]
