@@ -292,10 +292,18 @@ def test_device_key_and_point_refuses_what_device_key_from_spki_refuses():
 
 
 def test_registry_mso_carries_the_device_key_of_the_spki(world):
+    """The MSO's deviceKey is the SPKI's point, and the row's validity is the MSO's (the
+    registry records it without decoding the MSO), also when the record's end cuts it."""
     from protocols.cose import CoseKey
 
-    svc, _, _ = world
+    svc, sessions, clock = world
+    clock.now = NOW + dt.timedelta(microseconds=250_000)
     for slot in range(2):
         key, _, _, body = _issue(svc, "job-pt", "phone-1", slot)
-        device_key = IssuerSigned.from_cbor(body).mso().device_key_info.device_key
-        assert device_key == CoseKey.from_public_key(key.public_key())
+        mso = IssuerSigned.from_cbor(body).mso()
+        assert mso.device_key_info.device_key == CoseKey.from_public_key(key.public_key())
+        with sessions() as s:
+            row = s.scalars(select(Credential).where(Credential.job_ref == "job-pt",
+                                                     Credential.body == body)).one()
+            stored = [t if t.tzinfo else t.replace(tzinfo=dt.UTC) for t in (row.not_before, row.not_after)]
+            assert stored == [mso.validity_info.valid_from, mso.validity_info.valid_until]

@@ -453,3 +453,28 @@ def test_issuing_with_a_cose_key_device_key_equals_the_ec_key(namespaces, curve,
                                            rng=_SeededRng(seed))
         assert made.encode() == general
         assert made.mso().device_key_info.device_key == point
+
+
+@SETTINGS
+@given(st.dictionaries(st.text(max_size=12), st.lists(st.binary(max_size=300), max_size=4).map(tuple) | st.lists(
+           st.binary(max_size=30), max_size=2), max_size=3),
+       st.binary(max_size=20), st.sampled_from([{}, {33: b"ds"}, {33: bytes(300)}, {33: [b"a", b"b"]}, {4: b"k"},
+                                                {33: b"ds", 4: b"k"}]),
+       st.binary(max_size=400), st.binary(max_size=132))
+def test_issuer_signed_encode_equals_general_encoding(name_spaces, protected, unprotected, payload, signature):
+    from protocols.mdoc import _parse as p
+    from protocols.mdoc.issuer_signed import IssuerSigned
+
+    issued = IssuerSigned(name_spaces, cose.Sign1._of(protected, {}, unprotected, payload, signature))
+    assert issued.encode() == p.encode(issued.to_cbor())
+
+
+def test_issuer_signed_encode_of_other_shapes_is_the_general_encoding():
+    from protocols.mdoc import _parse as p
+    from protocols.mdoc.issuer_signed import IssuerSigned, _encode_issued
+
+    auth = cose.Sign1._of(b"\xa1\x01\x26", {1: -7}, {33: b"ds"}, b"payload", b"sig")
+    for issued in (IssuerSigned({"ns": (bytearray(b"x"),)}, auth), IssuerSigned({1: (b"x",)}, auth),
+                   IssuerSigned({"ns": (b"x",)}, cose.Sign1._of(b"", {}, {}, None, b"sig"))):
+        assert _encode_issued(issued) is None
+        assert issued.encode() == p.encode(issued.to_cbor())

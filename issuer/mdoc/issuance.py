@@ -157,6 +157,15 @@ def sign_card_substitute(
     the validated key's point as :func:`device_key_and_point` gives it (the registry's way:
     no serialisation of the point per MSO).
     """
+    return _card_substitute(holder, portrait, device_key, ds, now, record_expiry, document_no, status, policy)[0]
+
+
+def _card_substitute(holder: cardsub.Holder, portrait: bytes | None, device_key: ec.EllipticCurvePublicKey | CoseKey,
+                     ds: ActiveKey, now: dt.datetime, record_expiry: dt.date, document_no: str,
+                     status: MsoStatus | None, policy: IssuancePolicy,
+                     ) -> tuple[IssuerSigned, dt.datetime, dt.datetime]:
+    """:func:`sign_card_substitute`, with the MSO's validFrom and validUntil as it wrote
+    them (whole seconds, UTC): the registry records them beside the MSO without decoding it."""
     if now.tzinfo is not dt.UTC:
         now = now.astimezone(dt.UTC)
     if now.microsecond:
@@ -170,11 +179,12 @@ def sign_card_substitute(
     valid_until = min(now + policy.mso_validity, ds.not_valid_after, record_end)
     if valid_until <= now:
         raise IssuanceError(f"nothing to issue: the record or the DS ends at {valid_until}")
-    return build_issuer_signed(
+    issued = build_issuer_signed(
         elements, policy.names.doctype, device_key, ds.signer, [ds.der],
         valid_from=now, valid_until=valid_until, signed=now, status=status,
         digest_alg=policy.digest_alg,
     )
+    return issued, now, valid_until if not valid_until.microsecond else valid_until.replace(microsecond=0)
 
 
 _JST_OFFSET = JST.utcoffset(None)
@@ -310,13 +320,11 @@ class MdocIssuer:
             ident = secrets.token_bytes(IDENTIFIER_BYTES) if self.policy.identifier_list else None
             status = MsoStatus(StatusListRef(idx, lst.uri), None if ident is None else
                                IdentifierListRef(ident, self.registry.identifier_uri_for(lst.id)))
-            issuer_signed = sign_card_substitute(
-                holder, portrait, point, ds, now=now, record_expiry=holder_row.card_expiry,
-                document_no=docno, status=status, policy=self.policy)
-            validity = issuer_signed.mso().validity_info
+            issuer_signed, valid_from, valid_until = _card_substitute(
+                holder, portrait, point, ds, now, holder_row.card_expiry, docno, status, self.policy)
             return Credential(
                 holder_id=holder_row.id, phone_id=phone_id, kind="mdoc", status="valid",
-                issued_at=now, not_before=validity.valid_from, not_after=validity.valid_until,
+                issued_at=now, not_before=valid_from, not_after=valid_until,
                 issuer_key=ds.label, body=issuer_signed.encode(), job_ref=job_ref,
                 meta={"slot": slot, "device_key_sha256": digest, "doctype": self.policy.names.doctype,
                       "document_number": docno, "proof": "attested" if proof is None else "pop",
