@@ -20,8 +20,9 @@ from typing import Protocol
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509 import ocsp
+
+from protocols.cose.algorithms import der_to_raw_sized
 
 ALGORITHMS = ("p256", "p384", "p521", "rsa2048")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -122,8 +123,7 @@ class LocalSigner:
     def sign_raw(self, tbs: bytes) -> bytes:
         """COSE form of an ECDSA signature: r || s, each padded to the curve size."""
         ecdsa, size = self._raw_params
-        r, s = decode_dss_signature(self._key.sign(tbs, ecdsa))
-        return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+        return der_to_raw_sized(self._key.sign(tbs, ecdsa), size)  # cut out of the DER, no ints
 
 
 class CoseSignerAdapter:

@@ -286,3 +286,32 @@ def test_verify_sign1_with_a_key_that_is_not_ec():
     other = ed25519.Ed25519PrivateKey.generate().public_key()
     got = _outcome(lambda: verify_sign1(msg, other))
     assert got == _outcome(lambda: msg.verify(other)) and got[0] == "CoseSignatureError"
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from([32, 48, 66]), st.data())
+def test_der_to_raw_sized_equals_der_to_raw(size, data):
+    """The DER signature cut into r||s by hand gives der_to_raw's bytes, or its error, for
+    any r and s (short ones too) and for mangled DER."""
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    from protocols.cose.algorithms import der_to_raw_sized
+
+    top = (1 << (8 * size)) - 1
+    small = st.integers(0, 300)
+    r = data.draw(st.integers(0, top) | small | st.integers(top - 300, top) | st.integers(top + 1, 2 * top))
+    s = data.draw(st.integers(0, top) | small | st.integers(top - 300, top))
+    der = bytearray(encode_dss_signature(r, s))
+    for _ in range(data.draw(st.integers(0, 2))):  # some mangled: a byte changed, cut or added
+        at = data.draw(st.integers(0, len(der) - 1))
+        how = data.draw(st.sampled_from(["flip", "cut", "add"]))
+        if how == "flip":
+            der[at] ^= data.draw(st.sampled_from([0x01, 0x80, 0xFF]))
+        elif how == "cut":
+            del der[at]
+        else:
+            der.insert(at, data.draw(st.integers(0, 255)))
+    curve = {32: ec.SECP256R1(), 48: ec.SECP384R1(), 66: ec.SECP521R1()}[size]
+    assert _outcome(lambda: der_to_raw_sized(bytes(der), size)) == _outcome(lambda: cose.der_to_raw(bytes(der), curve))
+    if _outcome(lambda: cose.der_to_raw(bytes(der), curve)) is None:
+        assert der_to_raw_sized(bytes(der), size) == cose.der_to_raw(bytes(der), curve)

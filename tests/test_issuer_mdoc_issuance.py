@@ -235,3 +235,75 @@ def test_elements_encoded_once_per_batch_follow_every_input(world):
     with pytest.raises(ElementError):
         issuance.sign_card_substitute(holder, None, device, ds, now=NOW, record_expiry=base[3],
                                       document_no="123456789012", status=None)
+
+
+def _compressed_spki(key: ec.EllipticCurvePublicKey) -> bytes:
+    """A P-256 SPKI with a compressed point (``cryptography`` writes SPKIs uncompressed)."""
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    point = key.public_bytes(Encoding.X962, PublicFormat.CompressedPoint)
+    return bytes.fromhex("3039301306072a8648ce3d020106082a8648ce3d030107032200") + point
+
+
+def test_device_key_and_point_reads_the_point_the_key_was_loaded_from():
+    """The registry's device key: the loaded key and its point as a CoseKey, the point read
+    out of the SPKI when it is the usual named-curve uncompressed form, serialised once
+    otherwise; both as from the key itself."""
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from issuer.mdoc.issuance import device_key_and_point, device_key_from_spki
+    from protocols.cose import CoseKey
+
+    for curve in (ec.SECP256R1(), ec.SECP384R1()):
+        for _ in range(8):  # some points with leading zero octets in x or y, over the runs
+            public = ec.generate_private_key(curve).public_key()
+            spki = public.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+            for given in (spki, bytearray(spki)):
+                key, point = device_key_and_point(given)
+                assert key.public_numbers() == public.public_numbers() == device_key_from_spki(spki).public_numbers()
+                assert type(point) is CoseKey and point == CoseKey.from_public_key(public)
+    public = ec.generate_private_key(ec.SECP256R1()).public_key()
+    hybrid = bytearray(public.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo))
+    hybrid[26] = 0x06 | public.public_numbers().y & 1  # X9.62 hybrid form: OpenSSL loads it too
+    for spki in (_compressed_spki(public), bytes(hybrid)):  # not the usual form: the key serialised
+        key, point = device_key_and_point(spki)
+        assert key.public_numbers() == public.public_numbers() and point == CoseKey.from_public_key(public)
+
+
+def test_device_key_and_point_refuses_what_device_key_from_spki_refuses():
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from issuer.mdoc.issuance import device_key_and_point, device_key_from_spki
+
+    spki = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    off_curve = spki[:-1] + bytes([spki[-1] ^ 1])
+    other = [k.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo) for k in (
+        ec.generate_private_key(ec.SECP521R1()).public_key(), ed25519.Ed25519PrivateKey.generate().public_key())]
+    for load in (device_key_and_point, device_key_from_spki):
+        with pytest.raises(DeviceKeyError, match="SubjectPublicKeyInfo"):
+            load(off_curve)
+        with pytest.raises(DeviceKeyError, match="SubjectPublicKeyInfo"):
+            load(_compressed_spki(ec.generate_private_key(ec.SECP256R1()).public_key())[:-32] + b"\xff" * 32)
+        for der in other:
+            with pytest.raises(DeviceKeyError, match="P-256 or P-384"):
+                load(der)
+
+
+def test_registry_mso_carries_the_device_key_of_the_spki(world):
+    """The MSO's deviceKey is the SPKI's point, and the row's validity is the MSO's (the
+    registry records it without decoding the MSO), also when the record's end cuts it."""
+    from protocols.cose import CoseKey
+
+    svc, sessions, clock = world
+    clock.now = NOW + dt.timedelta(microseconds=250_000)
+    for slot in range(2):
+        key, _, _, body = _issue(svc, "job-pt", "phone-1", slot)
+        mso = IssuerSigned.from_cbor(body).mso()
+        assert mso.device_key_info.device_key == CoseKey.from_public_key(key.public_key())
+        with sessions() as s:
+            row = s.scalars(select(Credential).where(Credential.job_ref == "job-pt",
+                                                     Credential.body == body)).one()
+            stored = [t if t.tzinfo else t.replace(tzinfo=dt.UTC) for t in (row.not_before, row.not_after)]
+            assert stored == [mso.validity_info.valid_from, mso.validity_info.valid_until]

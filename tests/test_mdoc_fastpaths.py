@@ -430,3 +430,51 @@ def test_issuing_fast_path_with_a_repeated_digest_id_draws_again_like_the_genera
     assert fast.encode() == general.encode() and fast.name_spaces == general.name_spaces
     assert fast_rng.calls == general_rng.calls == [60, 4, 20]
     assert 0x7654321 in {i.digest_id for i in general.items()["ns"]}
+
+
+@settings(max_examples=40, deadline=None)
+@given(issued_namespaces, st.sampled_from(list(DEVICE_KEYS)), aware, statuses,
+       st.sampled_from(["SHA-256", "SHA-384", "SHA-512"]), st.integers(0, 2**32))
+def test_issuing_with_a_cose_key_device_key_equals_the_ec_key(namespaces, curve, signed, status, digest_alg, seed):
+    """The device key as its CoseKey (the point the issuer already holds): the one-pass path
+    writes it without serialising the key, and gives the EC key's bytes."""
+    from protocols.mdoc import issuing
+
+    until = signed + dt.timedelta(days=30)
+    point = cose.CoseKey.from_public_key(DEVICE_KEYS[curve])
+    kw = dict(signed=signed, status=status, digest_alg=digest_alg)
+    general = issuing._build_general(namespaces, "d", DEVICE_KEYS[curve], _HashSigner(), [b"ds"], signed, until,
+                                     **kw, rng=_SeededRng(seed)).encode()
+    fast = issuing._build_fast(namespaces, "d", point, _HashSigner(), [b"ds"], signed, signed, until, None, status,
+                               digest_alg, _SeededRng(seed))
+    assert fast is not None and fast.encode() == general
+    for ns in (namespaces, issuing.prepare_namespaces(namespaces)):
+        made = issuing.build_issuer_signed(ns, "d", point, _HashSigner(), [b"ds"], signed, until, **kw,
+                                           rng=_SeededRng(seed))
+        assert made.encode() == general
+        assert made.mso().device_key_info.device_key == point
+
+
+@SETTINGS
+@given(st.dictionaries(st.text(max_size=12), st.lists(st.binary(max_size=300), max_size=4).map(tuple) | st.lists(
+           st.binary(max_size=30), max_size=2), max_size=3),
+       st.binary(max_size=20), st.sampled_from([{}, {33: b"ds"}, {33: bytes(300)}, {33: [b"a", b"b"]}, {4: b"k"},
+                                                {33: b"ds", 4: b"k"}]),
+       st.binary(max_size=400), st.binary(max_size=132))
+def test_issuer_signed_encode_equals_general_encoding(name_spaces, protected, unprotected, payload, signature):
+    from protocols.mdoc import _parse as p
+    from protocols.mdoc.issuer_signed import IssuerSigned
+
+    issued = IssuerSigned(name_spaces, cose.Sign1._of(protected, {}, unprotected, payload, signature))
+    assert issued.encode() == p.encode(issued.to_cbor())
+
+
+def test_issuer_signed_encode_of_other_shapes_is_the_general_encoding():
+    from protocols.mdoc import _parse as p
+    from protocols.mdoc.issuer_signed import IssuerSigned, _encode_issued
+
+    auth = cose.Sign1._of(b"\xa1\x01\x26", {1: -7}, {33: b"ds"}, b"payload", b"sig")
+    for issued in (IssuerSigned({"ns": (bytearray(b"x"),)}, auth), IssuerSigned({1: (b"x",)}, auth),
+                   IssuerSigned({"ns": (b"x",)}, cose.Sign1._of(b"", {}, {}, None, b"sig"))):
+        assert _encode_issued(issued) is None
+        assert issued.encode() == p.encode(issued.to_cbor())

@@ -36,6 +36,7 @@ from issuer.mdoc.txn import run_transaction
 from issuer.revocation import supersede, supersede_other_phones
 from protocols import cardsub
 from protocols.cardsub import DEFAULT_NAMES, JST, DocNames
+from protocols.cose import CRV_P256, CRV_P384, CoseKey
 from protocols.mdoc import (
     IdentifierListRef,
     IssuerSigned,
@@ -76,6 +77,34 @@ def device_key_from_spki(spki_der: bytes) -> ec.EllipticCurvePublicKey:
     return key
 
 
+def device_key_and_point(spki_der: bytes) -> tuple[ec.EllipticCurvePublicKey, CoseKey]:
+    """:func:`device_key_from_spki` (same checks, same errors) and the key's point as a
+    :class:`~protocols.cose.CoseKey`, for the MSO's deviceKey.
+
+    The key object checks the proof of possession; the CoseKey goes into the MSO as it is,
+    so issuing does not ask OpenSSL to serialise the point again. The point is read from the
+    DER the key was loaded from (and so validated): a named-curve SPKI with an uncompressed
+    point ends with it, after a prefix fixed by the curve. Any other encoding (a compressed
+    point) is serialised once here."""
+    key = device_key_from_spki(spki_der)
+    spki = spki_der if type(spki_der) is bytes else bytes(spki_der)
+    shape = _SPKI_POINT.get(len(spki))
+    if shape is not None and spki.startswith(shape[0]):
+        prefix, crv, size = shape
+        return key, CoseKey._of(crv, spki[len(prefix):len(prefix) + size], spki[len(prefix) + size:])
+    return key, CoseKey.from_public_key(key)
+
+
+_SPKI_POINT = {len(prefix) + 2 * size: (prefix, crv, size) for prefix, crv, size in (
+    (bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d030107034200") + b"\x04", CRV_P256, 32),
+    (bytes.fromhex("3076301006072a8648ce3d020106052b81040022036200") + b"\x04", CRV_P384, 48),
+)}
+"""By the SPKI's length: its DER up to x for a P-256 / P-384 key (SEQUENCE, id-ecPublicKey and
+the curve's OID, the BIT STRING head and 04, the uncompressed point's first octet), the COSE
+crv and the coordinate size (tests/test_issuer_mdoc_issuance.py checks them against
+``cryptography``)."""
+
+
 def verify_proof(key: ec.EllipticCurvePublicKey, challenge: bytes, spki_der: bytes, proof: bytes) -> None:
     """Proof of possession: DER ECDSA by the device key over ``challenge || spki_der``."""
     try:
@@ -112,7 +141,7 @@ def holder_from_row(row: Holder) -> cardsub.Holder:
 def sign_card_substitute(
     holder: cardsub.Holder,
     portrait: bytes | None,
-    device_key: ec.EllipticCurvePublicKey,
+    device_key: ec.EllipticCurvePublicKey | CoseKey,
     ds: ActiveKey,
     *,
     now: dt.datetime,
@@ -124,8 +153,19 @@ def sign_card_substitute(
     """One signed card-substitute mdoc (pure apart from the DS key's signature).
 
     Validity: from ``now`` for ``policy.mso_validity``, cut at the DS certificate's end and
-    at the record's expiry, so no MSO outlives what vouches for it.
+    at the record's expiry, so no MSO outlives what vouches for it. ``device_key`` may be
+    the validated key's point as :func:`device_key_and_point` gives it (the registry's way:
+    no serialisation of the point per MSO).
     """
+    return _card_substitute(holder, portrait, device_key, ds, now, record_expiry, document_no, status, policy)[0]
+
+
+def _card_substitute(holder: cardsub.Holder, portrait: bytes | None, device_key: ec.EllipticCurvePublicKey | CoseKey,
+                     ds: ActiveKey, now: dt.datetime, record_expiry: dt.date, document_no: str,
+                     status: MsoStatus | None, policy: IssuancePolicy,
+                     ) -> tuple[IssuerSigned, dt.datetime, dt.datetime]:
+    """:func:`sign_card_substitute`, with the MSO's validFrom and validUntil as it wrote
+    them (whole seconds, UTC): the registry records them beside the MSO without decoding it."""
     if now.tzinfo is not dt.UTC:
         now = now.astimezone(dt.UTC)
     if now.microsecond:
@@ -139,11 +179,12 @@ def sign_card_substitute(
     valid_until = min(now + policy.mso_validity, ds.not_valid_after, record_end)
     if valid_until <= now:
         raise IssuanceError(f"nothing to issue: the record or the DS ends at {valid_until}")
-    return build_issuer_signed(
+    issued = build_issuer_signed(
         elements, policy.names.doctype, device_key, ds.signer, [ds.der],
         valid_from=now, valid_until=valid_until, signed=now, status=status,
         digest_alg=policy.digest_alg,
     )
+    return issued, now, valid_until if not valid_until.microsecond else valid_until.replace(microsecond=0)
 
 
 _JST_OFFSET = JST.utcoffset(None)
@@ -233,15 +274,15 @@ class MdocIssuer:
                        portrait: bytes | None = None) -> bytes:
         self._check_slot(job_ref, slot_index)
         spki = bytes(device_public_key_der)
-        key = device_key_from_spki(spki)
+        key, point = device_key_and_point(spki)
         digest = spki_sha256(spki)
         return run_transaction(
-            self.sessions, lambda s: self._issue(s, job_ref, phone_id, slot_index, key, spki,
+            self.sessions, lambda s: self._issue(s, job_ref, phone_id, slot_index, key, point, spki,
                                                  digest, proof, portrait))
 
     def _issue(self, s: Session, job_ref: str, phone_id: str, slot: int,
-               key: ec.EllipticCurvePublicKey, spki: bytes, digest: str, proof: bytes | None,
-               portrait: bytes | None = None) -> bytes:
+               key: ec.EllipticCurvePublicKey, point: CoseKey, spki: bytes, digest: str,
+               proof: bytes | None, portrait: bytes | None = None) -> bytes:
         done = s.get(MdocIssuance, (job_ref, slot))
         if done is not None:
             if done.phone_id != phone_id or done.device_key_sha256 != digest:
@@ -279,13 +320,11 @@ class MdocIssuer:
             ident = secrets.token_bytes(IDENTIFIER_BYTES) if self.policy.identifier_list else None
             status = MsoStatus(StatusListRef(idx, lst.uri), None if ident is None else
                                IdentifierListRef(ident, self.registry.identifier_uri_for(lst.id)))
-            issuer_signed = sign_card_substitute(
-                holder, portrait, key, ds, now=now, record_expiry=holder_row.card_expiry,
-                document_no=docno, status=status, policy=self.policy)
-            validity = issuer_signed.mso().validity_info
+            issuer_signed, valid_from, valid_until = _card_substitute(
+                holder, portrait, point, ds, now, holder_row.card_expiry, docno, status, self.policy)
             return Credential(
                 holder_id=holder_row.id, phone_id=phone_id, kind="mdoc", status="valid",
-                issued_at=now, not_before=validity.valid_from, not_after=validity.valid_until,
+                issued_at=now, not_before=valid_from, not_after=valid_until,
                 issuer_key=ds.label, body=issuer_signed.encode(), job_ref=job_ref,
                 meta={"slot": slot, "device_key_sha256": digest, "doctype": self.policy.names.doctype,
                       "document_number": docno, "proof": "attested" if proof is None else "pop",

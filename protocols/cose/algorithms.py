@@ -103,8 +103,7 @@ class _KeySigner:
     alg: int
 
     def sign(self, tbs: bytes) -> bytes:
-        der = self.private_key.sign(tbs, _ECDSA[self.alg])
-        return der_to_raw(der, self.private_key.curve)
+        return der_to_raw_sized(self.private_key.sign(tbs, _ECDSA[self.alg]), ECDSA_ALGORITHMS[self.alg].size)
 
 
 def key_signer(private_key: ec.EllipticCurvePrivateKey) -> CoseSigner:
@@ -172,6 +171,38 @@ def raw_to_der_sized(signature: bytes, size: int) -> bytes:
     return b"".join((b"\x30", bytes((n,)) if n < 0x80 else b"\x81" + bytes((n,)), body))
 
 
+def der_to_raw_sized(signature: bytes, size: int) -> bytes:
+    """DER ``Ecdsa-Sig-Value`` -> COSE ``r||s`` for a curve of ``size``-byte coordinates: the
+    bytes :func:`der_to_raw` gives, cut out of the DER rather than decoded to integers and
+    written back (a signer turns each of its signatures: ``decode_dss_signature`` and two
+    ``int.to_bytes`` cost about as much again as the rest of a COSE_Sign1's framing).
+
+    The usual shape is cut: a one-byte SEQUENCE length, r and s each a minimal non-negative
+    INTEGER of ``size`` bytes, or of one more for a 0x00 sign octet (all but about 1 in 128
+    signatures). Anything else, malformed included, goes to :func:`der_to_raw`'s decoder,
+    which pads or refuses (tests/test_cose_messages.py compares the two)."""
+    n = len(signature)
+    if 6 < n < 0x82 and signature[0] == 0x30 and signature[1] == n - 2 and signature[2] == 0x02:
+        end_r = 4 + signature[3]  # r is signature[4:end_r], s signature[end_r + 2:]
+        if (end_r + 3 < n and signature[end_r] == 0x02 and end_r + 2 + signature[end_r + 1] == n
+                and _cut_uint(signature[4], signature[5], end_r - 4, size)
+                and _cut_uint(signature[end_r + 2], signature[end_r + 3], n - end_r - 2, size)):
+            return signature[end_r - size:end_r] + signature[n - size:]
+    curve = _CURVE_BY_SIZE.get(size)
+    if curve is None:
+        raise CoseSignatureError(f"no ECDSA curve has {size}-byte coordinates here")
+    return der_to_raw(signature, curve)
+
+
+def _cut_uint(first: int, second: int, length: int, size: int) -> bool:
+    """Whether a DER INTEGER of ``length`` bytes starting ``first, second`` is minimal,
+    non-negative and its last ``size`` bytes are the value padded to ``size``."""
+    if first >= 0x80 or not first and second < 0x80:  # negative, or a needless leading zero
+        return False
+    return length == size or length == size + 1 and not first
+
+
+_CURVE_BY_SIZE = {a.size: a.curve() for a in ECDSA_ALGORITHMS.values()}
 _ES = {alg: (a.name, a.curve.name, a.size, _ECDSA[alg]) for alg, a in ECDSA_ALGORITHMS.items()}
 
 

@@ -60,6 +60,15 @@ class CoseKey:
                 raise CoseKeyError(f"COSE_Key {name} must be {size} bytes for crv {self.crv}, got {got}")
 
     @classmethod
+    def _of(cls, crv: int, x: bytes, y: bytes) -> CoseKey:
+        """The key from coordinates already checked (crv 1-3, x and y bytes of its size),
+        without the frozen dataclass's ``__init__`` and ``__post_init__``: equal, hashable
+        and immutable like one built by ``cls(...)``."""
+        key = object.__new__(cls)
+        key.__dict__.update(crv=crv, x=x, y=y, kty=KTY_EC2)
+        return key
+
+    @classmethod
     def from_public_key(cls, key: ec.EllipticCurvePublicKey) -> CoseKey:
         if not isinstance(key, ec.EllipticCurvePublicKey):
             raise CoseKeyError(f"need an EC public key, got {type(key).__name__}")
@@ -103,9 +112,7 @@ class CoseKey:
         if not isinstance(y, bytes):
             raise CoseKeyError("COSE_Key y (-3) missing or not a byte string / bool")
         if type(x) is bytes and type(y) is bytes and len(x) == len(y) == _SIZES[crv]:
-            key = object.__new__(cls)  # what __post_init__ checks holds: no frozen __init__
-            key.__dict__.update(crv=crv, x=x, y=y, kty=KTY_EC2)
-            return key
+            return cls._of(crv, x, y)  # what __post_init__ checks holds: no frozen __init__
         return cls(crv, x, y)
 
     @classmethod

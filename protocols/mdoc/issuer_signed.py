@@ -220,7 +220,9 @@ class IssuerSigned:
         return out
 
     def encode(self) -> bytes:
-        return p.encode(self.to_cbor())
+        """``p.encode(self.to_cbor())``; the usual shape written directly by :func:`_encode_issued`."""
+        out = _encode_issued(self)
+        return out if out is not None else p.encode(self.to_cbor())
 
     @classmethod
     def from_cbor(cls, value: Any, where: str = "IssuerSigned") -> IssuerSigned:
@@ -257,3 +259,38 @@ class IssuerSigned:
         return p.make(cls, name_spaces=name_spaces, issuer_auth=issuer_auth)
 
     decode = from_cbor
+
+
+_NAME_SPACES_KEY, _ISSUER_AUTH_KEY = cbor.tstr("nameSpaces"), cbor.tstr("issuerAuth")
+_X5CHAIN_KEY = b"\x18\x21"  # the unprotected header label 33
+_TAG24_HEADS = tuple(b"\xd8\x18" + cbor.bstr_head(n) for n in range(256))
+
+
+def _encode_issued(issued: IssuerSigned) -> bytes | None:
+    """What ``p.encode(issued.to_cbor())`` writes, for the shape issuing makes (a dict of
+    text namespaces to tuples or lists of item bytes; a COSE_Sign1 with bytes for its
+    protected header, payload and signature), joined from heads and the bytes themselves:
+    the registry stores each MSO it signs encoded so, and the general encoder first rebuilds
+    a tag-24 object per item and walks them all. ``None`` for any other shape (the encoder
+    then writes it, or raises); tests/test_mdoc_fastpaths.py compares the two."""
+    name_spaces, auth = issued.name_spaces, issued.issuer_auth
+    protected, unprotected, payload, signature = auth.protected_bytes, auth.unprotected, auth.payload, auth.signature
+    if (type(name_spaces) is not dict or type(protected) is not bytes or type(unprotected) is not dict
+            or type(payload) is not bytes or type(signature) is not bytes):
+        return None
+    parts = [b"\xa2" + _NAME_SPACES_KEY + cbor.map_head(len(name_spaces)) if name_spaces else b"\xa1"]
+    tag24_heads, bstr_head = _TAG24_HEADS, cbor.bstr_head
+    for ns, raws in name_spaces.items():
+        if type(ns) is not str or (type(raws) is not tuple and type(raws) is not list):
+            return None
+        parts += (cbor.tstr(ns), cbor.array_head(len(raws)))
+        for raw in raws:
+            if type(raw) is not bytes:
+                return None
+            parts += (tag24_heads[len(raw)] if len(raw) < 256 else b"\xd8\x18" + bstr_head(len(raw)), raw)
+    chain = unprotected.get(33) if len(unprotected) == 1 else None
+    parts += (_ISSUER_AUTH_KEY, b"\x84", bstr_head(len(protected)), protected,
+              b"\xa1" + _X5CHAIN_KEY + bstr_head(len(chain)) + chain if type(chain) is bytes
+              else p.encode(unprotected),
+              bstr_head(len(payload)), payload, bstr_head(len(signature)), signature)
+    return b"".join(parts)

@@ -166,16 +166,22 @@ def build_issuer_signed(
 ) -> IssuerSigned:
     """Issue one mdoc: items with fresh salts and digestIDs, the MSO, signed by ``signer``.
 
-    The usual shape (SHA-256/384/512, no keyAuthorizations, aware times, an EC device key)
-    is written in one pass by :func:`_build_fast`: item bytes, digests and the MSO's
-    valueDigests map together, the MSO around them, no intermediate objects. It draws the
+    The usual shape (SHA-256/384/512, no keyAuthorizations, aware times, an EC device key
+    or its :class:`~protocols.cose.CoseKey`) is written in one pass by :func:`_build_fast`:
+    item bytes, digests and the MSO's valueDigests map together, the MSO around them, no
+    intermediate objects. It draws the
     same randomness in the same order and gives the same bytes as :func:`_build_general`
     (tests/test_mdoc_fastpaths.py checks it). ``namespaces`` may be a
-    :class:`PreparedNamespaces`: the elements encoded once for a batch of MSOs."""
+    :class:`PreparedNamespaces`: the elements encoded once for a batch of MSOs.
+
+    A ``CoseKey`` device key goes into the MSO as it is (its x and y, no conversion): the
+    caller validated the point, as the issuer's ``device_key_from_spki`` does when it loads
+    the key the secure element sent. An EC key object is serialised for each MSO."""
     signed = signed or valid_from
     if (key_authorizations is None and digest_alg in HASHES and _aware(signed) and _aware(valid_from)
             and _aware(valid_until) and (expected_update is None or _aware(expected_update))
-            and (type(device_public_key) in _EC_PUBLIC_TYPES or _ec_public(device_public_key))
+            and (type(device_public_key) in _EC_PUBLIC_TYPES or type(device_public_key) is CoseKey
+                 or _ec_public(device_public_key))
             and _in_order(signed, valid_from, valid_until) and ds_chain):
         out = _build_fast(namespaces, doc_type, device_public_key, signer, ds_chain, signed, valid_from,
                           valid_until, expected_update, status, digest_alg, rng)
@@ -362,14 +368,20 @@ def _build_fast(namespaces, doc_type, device_public_key, signer, ds_chain, signe
     shape it does not write, which then takes the general path."""
     if type(doc_type) is not str or (status is not None and type(status) is not MsoStatus):
         return None
-    curve = _CRV.get(device_public_key.curve.name)
-    if curve is None:
-        return None
+    if type(device_public_key) is CoseKey:
+        # the point as the caller holds it, no public_bytes: a CoseKey is EC2 on crv 1-3 with
+        # x and y of the curve's size (its __post_init__), what the deviceKey heads below write
+        crv, x, y = device_public_key.crv, device_public_key.x, device_public_key.y
+    else:
+        curve = _CRV.get(device_public_key.curve.name)
+        if curve is None:
+            return None
+        crv, size = curve
+        point = device_public_key.public_bytes(_X962, _UNCOMPRESSED)  # OpenSSL converts the point each time
+        x, y = point[1:1 + size], point[1 + size:]
     parts = namespaces._parts if type(namespaces) is PreparedNamespaces else _prepare(namespaces)
     if parts is None:
         return None
-    crv, size = curve
-    point = device_public_key.public_bytes(_X962, _UNCOMPRESSED)
     hash_fn, digest_head, random_part, pack_id = HASHES[digest_alg], _DIGEST_HEAD[digest_alg], _RANDOM_PART, _PACK_ID
     name_spaces: dict[str, tuple[bytes, ...]] = {}
     digest_parts = [_SMALL_MAP_HEADS[len(parts)] if len(parts) < 24 else cbor.map_head(len(parts))]
@@ -406,7 +418,7 @@ def _build_fast(namespaces, doc_type, device_public_key, signer, ds_chain, signe
     dki_x, dki_y = _DKI_HEADS[crv]
     mso = b"".join((
         _MSO_HEADS.get((status is not None, digest_alg)) or _mso_head(status is not None, digest_alg),
-        b"".join(digest_parts), dki_x, point[1:1 + size], dki_y, point[1 + size:],
+        b"".join(digest_parts), dki_x, x, dki_y, y,
         _DOC_TYPES.get((doc_type, expected_update is not None)) or _doc_type_part(doc_type, expected_update is not None),
         times[0], t_signed, times[1], t_from, times[2], _TDATES.get(valid_until) or _tdate(valid_until),
         b"" if expected_update is None else times[3] + _tdate(expected_update),
