@@ -29,6 +29,8 @@ def _run(*args: str) -> str:
     (("present", "--runs", "3"), ("presentation in-process", "presentation over HTTP",
                                   "reader verification (warm, new mdoc)", "reader verification (cold DS chain)",
                                   "reader verification (same mdoc again)")),
+    (("issue_mdoc", "--runs", "3"), ("floor (1 ECDSA P-256 sign", "the batch's later slots",
+                                     "the first MSO of a batch", "end to end through the registry")),
 ])
 def test_benchmark_runs_and_prints_every_row(args, rows):
     out = _run(*args)
