@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -214,14 +215,18 @@ class MdocVerifier:
         if cache is not None and payload is not None:
             hit = cache.get(payload)
             if hit is not None:
+                hit._keep = True  # seen again: from now on it keeps items and passed checks
                 return hit
         mso = doc.issuer_signed.mso()
         if cache is not None and payload is not None:
-            frozen = mso.frozen()
+            # the MSO just parsed is ours alone: made read-only where it stands, and kept
+            # cold (nothing noted beyond the parse) until it comes back: most MSOs a reader
+            # sees come once, and notes it would never read again cost a fresh holder
+            frozen = mso._frozen_in_place()
             if frozen is not None:
                 if len(cache) >= 1024:
                     cache.clear()
-                entry = cache[payload] = _MsoEntry(frozen, keep_items=True)
+                entry = cache[payload] = _MsoEntry(frozen, keep_items=False)
                 return entry
         return _MsoEntry(mso, keep_items=False)
 
@@ -602,6 +607,10 @@ class _MsoEntry:
                 self._item_bytes += size
 
 
+_ITEM_FIELDS = operator.itemgetter("digestID", "random", "elementIdentifier", "elementValue")
+_DICT, _FOUR, _INT, _BYTES, _STR = {dict}, {4}, {int}, {bytes}, {str}
+
+
 def _decode_items(entry: _MsoEntry, ns: str, raws: Sequence[bytes], ids: list[int], add) -> dict | None:
     """The general path of :meth:`MdocVerifier._digests` for one namespace whose items are
     digested and matched (``ids``): decode them, check them, explain any failure (None)."""
@@ -609,17 +618,22 @@ def _decode_items(entry: _MsoEntry, ns: str, raws: Sequence[bytes], ids: list[in
         values = cbor.loads_many(raws)
     except cbor.CborDecodeError:
         values = None
-    if values is not None and all([type(v) is dict and v.keys() == _ITEM_KEYS for v in values]):
-        # the usual case, checked list by list; any doubt goes to the item by item loop below
-        item_ids = [v["digestID"] for v in values]
-        if item_ids == ids and all([type(i) is int for i in item_ids]) and len(set(ids)) == len(ids):
-            out = {v["elementIdentifier"]: v["elementValue"] for v in values}
-            if (len(out) == len(values) and all([type(i) is str for i in out])
-                    and all([type(v["random"]) is bytes for v in values])):
-                if entry._keep:
-                    entry.keep(ns, list(raws), [(i, v["elementIdentifier"], v["elementValue"])
-                                                for i, v in zip(ids, values, strict=True)])
-                return out
+    if values is not None and {*map(type, values)} == _DICT and {*map(len, values)} == _FOUR:
+        # the usual case, checked column by column (maps of four entries holding the four
+        # keys: exactly _ITEM_KEYS), each in one pass at C speed; any doubt goes to the item
+        # by item loop below, which decides and explains
+        try:
+            item_ids, randoms, idents, element_values = zip(*map(_ITEM_FIELDS, values), strict=True)
+        except KeyError:
+            pass
+        else:
+            if (list(item_ids) == ids and {*map(type, item_ids)} == _INT and len(set(ids)) == len(ids)
+                    and {*map(type, randoms)} == _BYTES and {*map(type, idents)} == _STR):
+                out = dict(zip(idents, element_values, strict=True))
+                if len(out) == len(values):
+                    if entry._keep:
+                        entry.keep(ns, list(raws), list(zip(ids, idents, element_values, strict=True)))
+                    return out
     out: dict[str, Any] = {}
     seen_ids: set[int] = set()
     for n, digest_id in enumerate(ids):
