@@ -102,3 +102,24 @@ def test_an_off_curve_device_key_fails_device_authentication_at_every_sight(pki,
         assert result.to_json() == cold
         assert result.failed() == ["device_authentication"]
         assert "not on" in result.check("device_authentication").reason
+
+
+def test_new_msos_of_a_known_issuer_share_the_head_checks_with_the_same_reasons(pki, device_key):  # noqa: F811
+    """The head checks (chain, issuer signature, MSO structure, docType) of a new MSO from a
+    known issuer are the ones made before when their reasons would read the same, and the
+    docType comparison still decides each time."""
+    verifier = mdoc.MdocVerifier([pki[0]])
+    st = transcript()
+    first, second = (present(issue(pki, device_key), device_key, st) for _ in range(2))
+    a = verifier.verify(first, session_transcript=st, now=NOW)
+    b = verifier.verify(second, session_transcript=st, now=NOW)
+    for data, result in ((first, a), (second, b)):
+        assert result.to_json() == mdoc.verify_device_response(
+            data, trust_anchors=[pki[0]], session_transcript=st, now=NOW).to_json()
+    assert a.checks[1:5] == b.checks[1:5] and a.checks[1] is b.checks[1]
+    doc = mdoc.DeviceResponse.decode(second).documents[0]
+    other = mdoc.DeviceResponse((dataclasses.replace(doc, doc_type="org.example.other"),)).encode()
+    result = verifier.verify(other, session_transcript=st, now=NOW)
+    assert result.to_json() == mdoc.verify_device_response(
+        other, trust_anchors=[pki[0]], session_transcript=st, now=NOW).to_json()
+    assert result.check("doc_type").passed is False

@@ -206,6 +206,7 @@ class MdocVerifier:
         self.validity = validity
         self._cache: dict[tuple[bytes, ...], VerifiedChain] | None = {} if cache_chains else None
         self._msos: dict[bytes, _MsoEntry] | None = {} if cache_chains else None
+        self._heads: dict[tuple, tuple[VerifiedChain, tuple[Check, ...]]] | None = {} if cache_chains else None
 
     def _mso(self, doc: Document) -> _MsoEntry:
         """The MSO of issuerAuth's payload, with the verifier's notes on it; call only once
@@ -322,7 +323,7 @@ class MdocVerifier:
             skip(*later[1:], because="MSO unreadable")
             return checks, None
         mso = entry.mso
-        checks.extend(entry.head(doc.doc_type, pre, auth, chain))
+        checks.extend(entry.head(doc.doc_type, pre, auth, chain, self._heads))
         elements, count = self._digests(doc, entry, add)
         if elements is not None:
             checks.append(entry.passed((VALUE_DIGESTS, pre, count, len(elements)), VALUE_DIGESTS, lambda: pre + (
@@ -518,26 +519,44 @@ class _MsoEntry:
                 self._passed[key] = hit
         return hit
 
-    def head(self, doc_type: str, pre: str, auth: Sign1, chain: VerifiedChain | None) -> tuple[Check, ...]:
+    def head(self, doc_type: str, pre: str, auth: Sign1, chain: VerifiedChain | None,
+             shared: dict[tuple, tuple[VerifiedChain, tuple[Check, ...]]] | None = None) -> tuple[Check, ...]:
         """The checks reported once the issuer signature verified and this MSO parsed:
         ``issuer_certificate_chain`` (when ``chain`` verified), ``issuer_signature``,
         ``mso_structure`` and ``doc_type`` (docType compared here, each time). Their reasons
         are a pure function of the docType, issuerAuth's protected header, the chain object
         and this MSO: the checks are made once per (docType, protected header, chain) (at
-        most 8 per MSO) and handed out again."""
+        most 8 per MSO) and handed out again; with the verifier's ``shared`` table, once per
+        (docType, alg, MSO version, digest algorithm and docType) for the same chain object,
+        across MSOs (the reasons read nothing else)."""
         mso = self.mso
         same = doc_type == mso.doc_type
         key = (doc_type, auth.protected_bytes)
         hit = self._heads.get(key)
         if hit is not None and hit[0] is chain and chain is not None and hit[1][-1].passed is same:
             return hit[1]
-        made = (Check._of(ISSUER_SIGNATURE, True, f"{pre}alg {auth.alg} over MobileSecurityObjectBytes"),
+        alg = auth.alg
+        wide = None
+        if shared is not None and chain is not None and type(alg) is int and type(doc_type) is str:
+            # the same reasons for every MSO of this docType, alg, version, digest algorithm
+            # and chain object: a new MSO from a known issuer takes the checks made before
+            wide = (doc_type, alg, mso.version, mso.digest_algorithm, mso.doc_type)
+            got = shared.get(wide)
+            if got is not None and got[0] is chain:
+                if self._keep and (hit is not None or len(self._heads) < 8):
+                    self._heads[key] = got
+                return got[1]
+        made = (Check._of(ISSUER_SIGNATURE, True, f"{pre}alg {alg} over MobileSecurityObjectBytes"),
                 Check._of(MSO_STRUCTURE, True, f"{pre}version {mso.version}, {mso.digest_algorithm}"),
                 Check._of(DOC_TYPE, same,
                           f"{pre}document {doc_type!r} {'==' if same else '!='} MSO {mso.doc_type!r}"))
         if chain is None:
             return made
         made = (Check._of(ISSUER_CERTIFICATE_CHAIN, True, pre + chain.description), *made)
+        if wide is not None:
+            if len(shared) >= 64:
+                shared.clear()
+            shared[wide] = (chain, made)
         if self._keep and (hit is not None or len(self._heads) < 8):
             self._heads[key] = (chain, made)
         return made
