@@ -58,3 +58,68 @@ def test_mso_with_key_authorizations_is_not_cached(pki, device_key):  # noqa: F8
     data = present(issue(pki, device_key, key_authorizations={"nameSpaces": ["x"]}), device_key, st)
     assert verifier.verify(data, session_transcript=st, now=NOW).valid
     assert verifier._msos == {}
+
+
+def test_an_mso_seen_once_and_again_gives_the_same_result(pki, device_key):  # noqa: F811
+    """An MSO is cached cold at first sight (parsed, read-only, nothing else noted) and
+    keeps items and passed checks from its second sight on: the results are the same
+    at every sight, and the same as without any cache."""
+    verifier = mdoc.MdocVerifier([pki[0]])
+    st = transcript()
+    data = present(issue(pki, device_key), device_key, st)
+    cold = mdoc.verify_device_response(data, trust_anchors=[pki[0]], session_transcript=st, now=NOW).to_json()
+    assert cold["valid"] is True
+    assert verifier.verify(data, session_transcript=st, now=NOW).to_json() == cold
+    (entry,) = verifier._msos.values()
+    assert entry._keep is False and entry._items == {} and entry._passed == {} and entry._heads == {}
+    assert verifier.verify(data, session_transcript=st, now=NOW).to_json() == cold
+    assert entry._keep is True and entry._items and entry._passed and entry._heads
+    assert verifier.verify(data, session_transcript=st, now=NOW).to_json() == cold
+    # a new MSO (fresh salts) beside it starts cold again, with the same verdict
+    other = present(issue(pki, device_key), device_key, st)
+    assert verifier.verify(other, session_transcript=st, now=NOW).valid
+    assert [e._keep for e in verifier._msos.values()] == [True, False]
+
+
+def test_an_off_curve_device_key_fails_device_authentication_at_every_sight(pki, device_key):  # noqa: F811
+    """An MSO whose device key is not on its curve (signed by the issuer all the same) is
+    refused at device authentication, first sight or cached, as without a cache."""
+    issued = issue(pki, device_key)
+    mso = issued.mso()
+    genuine = mso.device_key_info.device_key
+    off = cose.CoseKey(genuine.crv, genuine.x, bytes([genuine.y[0] ^ 1]) + genuine.y[1:])
+    with pytest.raises(cose.CoseKeyError, match="not on"):
+        off.public_key()
+    mso = dataclasses.replace(mso, device_key_info=dataclasses.replace(mso.device_key_info, device_key=off))
+    auth = issued.issuer_auth
+    resigned = cose.Sign1.create(cose.key_signer(pki[1]), mso.to_bytes(), unprotected=auth.unprotected)
+    st = transcript()
+    data = present(mdoc.IssuerSigned(issued.name_spaces, resigned), device_key, st)
+    cold = mdoc.verify_device_response(data, trust_anchors=[pki[0]], session_transcript=st, now=NOW).to_json()
+    verifier = mdoc.MdocVerifier([pki[0]])
+    for _ in range(3):
+        result = verifier.verify(data, session_transcript=st, now=NOW)
+        assert result.to_json() == cold
+        assert result.failed() == ["device_authentication"]
+        assert "not on" in result.check("device_authentication").reason
+
+
+def test_new_msos_of_a_known_issuer_share_the_head_checks_with_the_same_reasons(pki, device_key):  # noqa: F811
+    """The head checks (chain, issuer signature, MSO structure, docType) of a new MSO from a
+    known issuer are the ones made before when their reasons would read the same, and the
+    docType comparison still decides each time."""
+    verifier = mdoc.MdocVerifier([pki[0]])
+    st = transcript()
+    first, second = (present(issue(pki, device_key), device_key, st) for _ in range(2))
+    a = verifier.verify(first, session_transcript=st, now=NOW)
+    b = verifier.verify(second, session_transcript=st, now=NOW)
+    for data, result in ((first, a), (second, b)):
+        assert result.to_json() == mdoc.verify_device_response(
+            data, trust_anchors=[pki[0]], session_transcript=st, now=NOW).to_json()
+    assert a.checks[1:5] == b.checks[1:5] and a.checks[1] is b.checks[1]
+    doc = mdoc.DeviceResponse.decode(second).documents[0]
+    other = mdoc.DeviceResponse((dataclasses.replace(doc, doc_type="org.example.other"),)).encode()
+    result = verifier.verify(other, session_transcript=st, now=NOW)
+    assert result.to_json() == mdoc.verify_device_response(
+        other, trust_anchors=[pki[0]], session_transcript=st, now=NOW).to_json()
+    assert result.check("doc_type").passed is False

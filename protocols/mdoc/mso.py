@@ -170,6 +170,18 @@ class MobileSecurityObject:
         digests = MappingProxyType({ns: MappingProxyType(dict(d)) for ns, d in self.value_digests.items()})
         return dataclasses.replace(self, value_digests=digests)
 
+    def _frozen_in_place(self) -> MobileSecurityObject | None:
+        """:meth:`frozen` for an MSO :meth:`decode` has just built, whose maps nobody else
+        holds: its valueDigests wrapped read-only where they stand, no copy and no second
+        instance (``dataclasses.replace`` runs the frozen ``__init__``, a setattr per field);
+        the verifier's cache takes every MSO it parses this way."""
+        info = self.device_key_info
+        if info.key_authorizations is not None or info.key_info is not None:
+            return None
+        self.__dict__["value_digests"] = MappingProxyType(
+            {ns: MappingProxyType(d) for ns, d in self.value_digests.items()})
+        return self
+
     def to_bytes(self) -> bytes:
         """``MobileSecurityObjectBytes`` (tag 24 included): the issuerAuth payload."""
         encoded = _encode_fast(self)

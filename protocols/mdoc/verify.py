@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -205,6 +206,7 @@ class MdocVerifier:
         self.validity = validity
         self._cache: dict[tuple[bytes, ...], VerifiedChain] | None = {} if cache_chains else None
         self._msos: dict[bytes, _MsoEntry] | None = {} if cache_chains else None
+        self._heads: dict[tuple, tuple[VerifiedChain, tuple[Check, ...]]] | None = {} if cache_chains else None
 
     def _mso(self, doc: Document) -> _MsoEntry:
         """The MSO of issuerAuth's payload, with the verifier's notes on it; call only once
@@ -214,14 +216,18 @@ class MdocVerifier:
         if cache is not None and payload is not None:
             hit = cache.get(payload)
             if hit is not None:
+                hit._keep = True  # seen again: from now on it keeps items and passed checks
                 return hit
         mso = doc.issuer_signed.mso()
         if cache is not None and payload is not None:
-            frozen = mso.frozen()
+            # the MSO just parsed is ours alone: made read-only where it stands, and kept
+            # cold (nothing noted beyond the parse) until it comes back: most MSOs a reader
+            # sees come once, and notes it would never read again cost a fresh holder
+            frozen = mso._frozen_in_place()
             if frozen is not None:
                 if len(cache) >= 1024:
                     cache.clear()
-                entry = cache[payload] = _MsoEntry(frozen, keep_items=True)
+                entry = cache[payload] = _MsoEntry(frozen, keep_items=False)
                 return entry
         return _MsoEntry(mso, keep_items=False)
 
@@ -317,7 +323,7 @@ class MdocVerifier:
             skip(*later[1:], because="MSO unreadable")
             return checks, None
         mso = entry.mso
-        checks.extend(entry.head(doc.doc_type, pre, auth, chain))
+        checks.extend(entry.head(doc.doc_type, pre, auth, chain, self._heads))
         elements, count = self._digests(doc, entry, add)
         if elements is not None:
             checks.append(entry.passed((VALUE_DIGESTS, pre, count, len(elements)), VALUE_DIGESTS, lambda: pre + (
@@ -513,26 +519,44 @@ class _MsoEntry:
                 self._passed[key] = hit
         return hit
 
-    def head(self, doc_type: str, pre: str, auth: Sign1, chain: VerifiedChain | None) -> tuple[Check, ...]:
+    def head(self, doc_type: str, pre: str, auth: Sign1, chain: VerifiedChain | None,
+             shared: dict[tuple, tuple[VerifiedChain, tuple[Check, ...]]] | None = None) -> tuple[Check, ...]:
         """The checks reported once the issuer signature verified and this MSO parsed:
         ``issuer_certificate_chain`` (when ``chain`` verified), ``issuer_signature``,
         ``mso_structure`` and ``doc_type`` (docType compared here, each time). Their reasons
         are a pure function of the docType, issuerAuth's protected header, the chain object
         and this MSO: the checks are made once per (docType, protected header, chain) (at
-        most 8 per MSO) and handed out again."""
+        most 8 per MSO) and handed out again; with the verifier's ``shared`` table, once per
+        (docType, alg, MSO version, digest algorithm and docType) for the same chain object,
+        across MSOs (the reasons read nothing else)."""
         mso = self.mso
         same = doc_type == mso.doc_type
         key = (doc_type, auth.protected_bytes)
         hit = self._heads.get(key)
         if hit is not None and hit[0] is chain and chain is not None and hit[1][-1].passed is same:
             return hit[1]
-        made = (Check._of(ISSUER_SIGNATURE, True, f"{pre}alg {auth.alg} over MobileSecurityObjectBytes"),
+        alg = auth.alg
+        wide = None
+        if shared is not None and chain is not None and type(alg) is int and type(doc_type) is str:
+            # the same reasons for every MSO of this docType, alg, version, digest algorithm
+            # and chain object: a new MSO from a known issuer takes the checks made before
+            wide = (doc_type, alg, mso.version, mso.digest_algorithm, mso.doc_type)
+            got = shared.get(wide)
+            if got is not None and got[0] is chain:
+                if self._keep and (hit is not None or len(self._heads) < 8):
+                    self._heads[key] = got
+                return got[1]
+        made = (Check._of(ISSUER_SIGNATURE, True, f"{pre}alg {alg} over MobileSecurityObjectBytes"),
                 Check._of(MSO_STRUCTURE, True, f"{pre}version {mso.version}, {mso.digest_algorithm}"),
                 Check._of(DOC_TYPE, same,
                           f"{pre}document {doc_type!r} {'==' if same else '!='} MSO {mso.doc_type!r}"))
         if chain is None:
             return made
         made = (Check._of(ISSUER_CERTIFICATE_CHAIN, True, pre + chain.description), *made)
+        if wide is not None:
+            if len(shared) >= 64:
+                shared.clear()
+            shared[wide] = (chain, made)
         if self._keep and (hit is not None or len(self._heads) < 8):
             self._heads[key] = (chain, made)
         return made
@@ -602,6 +626,10 @@ class _MsoEntry:
                 self._item_bytes += size
 
 
+_ITEM_FIELDS = operator.itemgetter("digestID", "random", "elementIdentifier", "elementValue")
+_DICT, _FOUR, _INT, _BYTES, _STR = {dict}, {4}, {int}, {bytes}, {str}
+
+
 def _decode_items(entry: _MsoEntry, ns: str, raws: Sequence[bytes], ids: list[int], add) -> dict | None:
     """The general path of :meth:`MdocVerifier._digests` for one namespace whose items are
     digested and matched (``ids``): decode them, check them, explain any failure (None)."""
@@ -609,17 +637,22 @@ def _decode_items(entry: _MsoEntry, ns: str, raws: Sequence[bytes], ids: list[in
         values = cbor.loads_many(raws)
     except cbor.CborDecodeError:
         values = None
-    if values is not None and all([type(v) is dict and v.keys() == _ITEM_KEYS for v in values]):
-        # the usual case, checked list by list; any doubt goes to the item by item loop below
-        item_ids = [v["digestID"] for v in values]
-        if item_ids == ids and all([type(i) is int for i in item_ids]) and len(set(ids)) == len(ids):
-            out = {v["elementIdentifier"]: v["elementValue"] for v in values}
-            if (len(out) == len(values) and all([type(i) is str for i in out])
-                    and all([type(v["random"]) is bytes for v in values])):
-                if entry._keep:
-                    entry.keep(ns, list(raws), [(i, v["elementIdentifier"], v["elementValue"])
-                                                for i, v in zip(ids, values, strict=True)])
-                return out
+    if values is not None and {*map(type, values)} == _DICT and {*map(len, values)} == _FOUR:
+        # the usual case, checked column by column (maps of four entries holding the four
+        # keys: exactly _ITEM_KEYS), each in one pass at C speed; any doubt goes to the item
+        # by item loop below, which decides and explains
+        try:
+            item_ids, randoms, idents, element_values = zip(*map(_ITEM_FIELDS, values), strict=True)
+        except KeyError:
+            pass
+        else:
+            if (list(item_ids) == ids and {*map(type, item_ids)} == _INT and len(set(ids)) == len(ids)
+                    and {*map(type, randoms)} == _BYTES and {*map(type, idents)} == _STR):
+                out = dict(zip(idents, element_values, strict=True))
+                if len(out) == len(values):
+                    if entry._keep:
+                        entry.keep(ns, list(raws), list(zip(ids, idents, element_values, strict=True)))
+                    return out
     out: dict[str, Any] = {}
     seen_ids: set[int] = set()
     for n, digest_id in enumerate(ids):
