@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 
 import pytest
 from test_mdoc_issuing import NOW, device_key, issue, pki, present, transcript  # noqa: F401
 
-from protocols import cose, mdoc
+from protocols import cbor, cose, mdoc
 
 
 def test_a_cached_mso_needs_the_signature_again_and_the_time_and_transcript_checks(pki, device_key):  # noqa: F811
@@ -123,3 +124,25 @@ def test_new_msos_of_a_known_issuer_share_the_head_checks_with_the_same_reasons(
     assert result.to_json() == mdoc.verify_device_response(
         other, trust_anchors=[pki[0]], session_transcript=st, now=NOW).to_json()
     assert result.check("doc_type").passed is False
+
+
+@pytest.mark.parametrize("identifier", [[1, 2], {"a": 1}, 7, b"id"])
+def test_an_item_whose_identifier_is_not_text_is_refused_not_raised(pki, device_key, identifier):  # noqa: F811
+    """An IssuerSignedItem whose elementIdentifier is not a tstr (an array or map cannot even
+    be a dict key), under an MSO that digests it and a valid issuer signature: a named
+    ``value_digests`` failure from the verifier, cached or not, never an exception."""
+    issued = issue(pki, device_key)
+    mso = issued.mso()
+    ns = next(iter(issued.name_spaces))
+    raw = cbor.dumps({"digestID": 7, "random": bytes(16), "elementIdentifier": identifier, "elementValue": 1},
+                     canonical=False)
+    digest = hashlib.sha256(cbor.tag24_bytes(raw)).digest()
+    mso = dataclasses.replace(mso, value_digests={ns: {7: digest}})
+    resigned = cose.Sign1.create(cose.key_signer(pki[1]), mso.to_bytes(), unprotected=issued.issuer_auth.unprotected)
+    st = transcript()
+    data = present(mdoc.IssuerSigned({ns: (raw,)}, resigned), device_key, st)
+    for verifier in (mdoc.MdocVerifier([pki[0]]), mdoc.MdocVerifier([pki[0]], cache_chains=False)):
+        for _ in range(2):
+            result = verifier.verify(data, session_transcript=st, now=NOW)
+            assert result.failed() == ["value_digests"], result.checks
+            assert "elementIdentifier" in result.check("value_digests").reason
