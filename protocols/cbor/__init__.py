@@ -45,6 +45,8 @@ __all__ = [
     "tdate",
     "tdate_text",
     "tag24_bytes",
+    "TAG24_HEADS",
+    "tag24_head",
     "tstr",
     "map_head",
     "bstr_head",
@@ -278,9 +280,19 @@ def bstr_head(length: int) -> bytes:
     return _head(2, length)
 
 
+def tag24_head(length: int) -> bytes:
+    """Tag 24 and the bstr head of ``length`` bytes of embedded CBOR: what :func:`tag24_bytes`
+    writes before them, for callers that join the parts themselves."""
+    return TAG24_HEADS[length] if 0 <= length < 256 else b"\xd8\x18" + _head(2, length)
+
+
 def tag24_bytes(raw: bytes) -> bytes:
     """Encoded ``#6.24(bstr raw)`` without a round trip through the encoder (hot path of digesting)."""
-    return b"\xd8\x18" + _head(2, len(raw)) + raw
+    return tag24_head(len(raw)) + raw
+
+
+TAG24_HEADS = tuple(b"\xd8\x18" + _head(2, n) for n in range(256))
+""":func:`tag24_head` of 0..255, by length: the table hot loops index directly."""
 
 
 def embed(obj: Any) -> CBORTag:

@@ -263,7 +263,6 @@ class IssuerSigned:
 
 _NAME_SPACES_KEY, _ISSUER_AUTH_KEY = cbor.tstr("nameSpaces"), cbor.tstr("issuerAuth")
 _X5CHAIN_KEY = b"\x18\x21"  # the unprotected header label 33
-_TAG24_HEADS = tuple(b"\xd8\x18" + cbor.bstr_head(n) for n in range(256))
 
 
 def _encode_issued(issued: IssuerSigned) -> bytes | None:
@@ -279,7 +278,7 @@ def _encode_issued(issued: IssuerSigned) -> bytes | None:
             or type(payload) is not bytes or type(signature) is not bytes):
         return None
     parts = [b"\xa2" + _NAME_SPACES_KEY + cbor.map_head(len(name_spaces)) if name_spaces else b"\xa1"]
-    tag24_heads, bstr_head = _TAG24_HEADS, cbor.bstr_head
+    tag24_head, bstr_head = cbor.tag24_head, cbor.bstr_head
     for ns, raws in name_spaces.items():
         if type(ns) is not str or (type(raws) is not tuple and type(raws) is not list):
             return None
@@ -287,7 +286,7 @@ def _encode_issued(issued: IssuerSigned) -> bytes | None:
         for raw in raws:
             if type(raw) is not bytes:
                 return None
-            parts += (tag24_heads[len(raw)] if len(raw) < 256 else b"\xd8\x18" + bstr_head(len(raw)), raw)
+            parts += (tag24_head(len(raw)), raw)
     chain = unprotected.get(33) if len(unprotected) == 1 else None
     parts += (_ISSUER_AUTH_KEY, b"\x84", bstr_head(len(protected)), protected,
               b"\xa1" + _X5CHAIN_KEY + bstr_head(len(chain)) + chain if type(chain) is bytes

@@ -229,7 +229,6 @@ def _build_general(
 
 _ITEM_HEAD = b"\xa4" + cbor.tstr("digestID")
 _RANDOM_PART = cbor.tstr("random") + cbor.bstr_head(SALT_BYTES)
-_TAG24_HEADS = tuple(b"\xd8\x18" + cbor.bstr_head(n) for n in range(256))
 _PACK_ID = struct.Struct(">BI").pack  # a uint of 0x10000 and more (31-bit digestIDs): 0x1a and 4 bytes
 _DIGEST_HEAD = {"SHA-256": b"\x58\x20", "SHA-384": b"\x58\x30", "SHA-512": b"\x58\x40"}
 _CRV = {"secp256r1": (1, 32), "secp384r1": (2, 48), "secp521r1": (3, 66)}
@@ -337,8 +336,7 @@ that is the item itself."""
 def _item_head(tail_len: int) -> tuple[bytes, slice]:
     hit = _HEADS.get(tail_len)
     if hit is None:
-        head = _TAG24_HEADS[_FIXED + tail_len] if _FIXED + tail_len < 256 else (
-            b"\xd8\x18" + cbor.bstr_head(_FIXED + tail_len))
+        head = cbor.tag24_head(_FIXED + tail_len)
         hit = (head + _ITEM_HEAD + b"\x1a", slice(len(head), None))
         if len(_HEADS) >= 4096:
             _HEADS.clear()
@@ -433,7 +431,7 @@ def _build_fast(namespaces, doc_type, device_public_key, signer, ds_chain, signe
         protected = encode_protected({HEADER_ALG: alg})
         sig = _SIG_PREFIX[alg] = (protected, sig_structure(protected, b"", b"")[:-1])  # all but the payload's head
     n = len(mso)  # an MSO is a few hundred bytes to a few KB: a 2-byte length, written here
-    payload = (_TAG24_HEADS[n] if n < 256 else _TAG24_BSTR2(0xD818, 0x59, n) if n < 0x10000
+    payload = (cbor.TAG24_HEADS[n] if n < 256 else _TAG24_BSTR2(0xD818, 0x59, n) if n < 0x10000
                else b"\xd8\x18" + cbor.bstr_head(n)) + mso
     n = len(payload)
     signature = signer.sign(b"".join((sig[1], _BSTR2(0x59, n) if 0x100 <= n < 0x10000 else cbor.bstr_head(n),

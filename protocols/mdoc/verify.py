@@ -359,7 +359,7 @@ class MdocVerifier:
             return {}, 0
         elements: dict[str, dict[str, Any]] = {}
         count = 0
-        head, heads = cbor.bstr_head, _TAG24_HEADS
+        head, heads = cbor.bstr_head, cbor.TAG24_HEADS
         for ns, raws in name_spaces.items():
             by_digest = entry.table(ns)
             if by_digest is None:
@@ -470,7 +470,6 @@ def key_authorizations_check(doc: Document, mso: MobileSecurityObject, add) -> N
     add(KEY_AUTHORIZATIONS, True, f"{n} device-signed element(s) authorized")
 
 
-_TAG24_HEADS = tuple(b"\xd8\x18" + cbor.bstr_head(n) for n in range(256))
 _STATUS_OK = (None, *(Check(RESPONSE_STATUS, True, f"status 0, {n} document(s)") for n in range(1, 8)))
 """The passed ``response_status`` check for 1..7 documents (immutable, handed out again)."""
 
