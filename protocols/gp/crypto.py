@@ -126,20 +126,20 @@ class KeyedAes:
 
     def cbc_encrypt_icv(self, block: bytes, data: bytes) -> bytes:
         """``data`` enciphered in CBC with IV = AES(key, ``block``) (see the class)."""
-        if len(block) != 16:
-            raise ValueError(f"an AES block is 16 bytes, not {len(block)}")
-        enc = self._zero_iv_cbc().encryptor()
-        out = enc.update(block + data)
-        enc.finalize()  # refuses data that is not a whole number of blocks
-        return out[16:]
+        return _behind(self._zero_iv_cbc().encryptor(), block, data, "an AES block")
 
     def cbc_decrypt(self, iv: bytes, data: bytes) -> bytes:
-        if len(iv) != 16:
-            raise ValueError(f"a CBC IV is 16 bytes, not {len(iv)}")
-        dec = self._zero_iv_cbc().decryptor()
-        out = dec.update(iv + data)
-        dec.finalize()  # refuses data that is not a whole number of blocks
-        return out[16:]
+        return _behind(self._zero_iv_cbc().decryptor(), iv, data, "a CBC IV")
+
+
+def _behind(ctx, lead: bytes, data: bytes, what: str) -> bytes:
+    """``data`` through the zero-IV CBC context ``ctx`` behind the block ``lead``, which CBC
+    chains into it (see :class:`KeyedAes`); the lead's own output block is dropped."""
+    if len(lead) != 16:
+        raise ValueError(f"{what} is 16 bytes, not {len(lead)}")
+    out = ctx.update(lead + data)
+    ctx.finalize()  # refuses data that is not a whole number of blocks
+    return out[16:]
 
 
 def pad80(data: bytes, block: int = 16) -> bytes:
