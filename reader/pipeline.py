@@ -263,7 +263,7 @@ class StatusListCache:
                                                    f"{prefix}index {index} of {uri}: {word}")),
                                 entry.token.header.signer)
         if fresh.passed and not self.offline:
-            anchor = entry.verified_with  # passed above: one of ``anchors``
+            anchor = entry.verified_with  # one of ``anchors`` when the check passed; read again outside the lock
             if anchor is not None and anchor in anchors:
                 if len(self._memo) > 4096:
                     self._memo.clear()
