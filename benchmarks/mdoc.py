@@ -17,6 +17,12 @@ Peers, on the same DeviceResponse: pymdoccbor (Python; checks less: no device
 authentication) and, where node and the pinned package are installed (``npm install --no-save`` in
 interop/auth0-mdl, as .ci/run does), @auth0/mdl (TypeScript, ``Verifier.verify``: chain,
 issuer signature, digests, device signature), timed inside its own node process.
+
+A yardstick between the floor and us: :mod:`benchmarks.bare`'s sketches, the least a
+CPython issuer and reader do with cbor2 and cryptography (the decodes, encodes, key load
+and signature conversions; no checks at all), timed on their own new mdocs. Its ratio to
+the floor is what the language and these libraries cost before any check is made; ours
+over the sketch is what our checks and structure cost.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
+from benchmarks import bare
 from benchmarks.timing import interleaved, median_time
 from protocols import cbor, cose, mdoc
 
@@ -116,6 +123,9 @@ def main() -> int:
     device_keys = iter([ec.generate_private_key(ec.SECP256R1()).public_key() for _ in range(runs + 1)]).__next__
     new_for_full = iter([respond(ec.generate_private_key(ec.SECP256R1())) for _ in range(runs + 1)]).__next__
     new_for_cached = iter([respond(ec.generate_private_key(ec.SECP256R1())) for _ in range(runs + 1)]).__next__
+    keys_for_sketch = iter([ec.generate_private_key(ec.SECP256R1()).public_key() for _ in range(runs + 1)]).__next__
+    new_for_sketch = iter([respond(ec.generate_private_key(ec.SECP256R1())) for _ in range(runs + 1)]).__next__
+    ds_public = ds_cert.public_key()  # the sketch's "cached chain": the DS key at hand
 
     def issue():
         return mdoc.build_issuer_signed(ELEMENTS, DOC_TYPE, device_keys(), signer, [ds_der], valid_from, valid_until)
@@ -145,9 +155,13 @@ def main() -> int:
                                                     now=now),
         "cached": lambda: cached.verify(new_for_cached(), session_transcript=st, now=now),
         "again": lambda: again.verify(response, session_transcript=st, now=now),
+        "sketch_issue": lambda: bare.sketch_issue(ELEMENTS[NS], NS, DOC_TYPE, keys_for_sketch(), ds_key, ds_der,
+                                                  valid_from, valid_until),
+        "sketch_verify": lambda: bare.sketch_verify(new_for_sketch(), st.raw, ds_public),
     }, runs)
     t_sign, t_verify, t_sha = t["sign"], t["verify"], t["sha"]
     t_issue, t_full, t_cached, t_again = t["issue"], t["full"], t["cached"], t["again"]
+    t_sketch_issue, t_sketch_verify = t["sketch_issue"], t["sketch_verify"]
 
     # -- pymdoccbor (issuerAuth + digests only: it does not check the device signature) --
     t_py_issue = t_py_verify = None
@@ -195,6 +209,8 @@ def main() -> int:
         ("verify full (ours)", t_full, floor_full, "3 verifies + digests", 1.5),
         ("verify cached chain (ours)", t_cached, floor_cached, "2 verifies + digests", 1.4),
         ("verify same mdoc again (ours)", t_again, floor_cached, "2 verifies + digests", None),
+        ("issue (bare sketch, no checks)", t_sketch_issue, floor_issue, "1 sign + digests", None),
+        ("verify DS known (bare sketch, no checks)", t_sketch_verify, floor_cached, "2 verifies + digests", None),
     ]
     if t_py_issue is not None:
         rows += [
@@ -205,7 +221,10 @@ def main() -> int:
         rows.append(("verify (@auth0/mdl, node)", t_auth0, floor_full, "3 verifies + digests", None))
     for label, t, floor, what, target in rows:
         goal = f"  target <= {target}x {'met' if t / floor <= target else 'MISSED'}" if target else ""
-        print(f"  {label:38s} {t * us:9.1f} us  = {t / floor:5.2f}x floor ({what}){goal}")
+        print(f"  {label:42s} {t * us:9.1f} us  = {t / floor:5.2f}x floor ({what}){goal}")
+    print(f"  ours / bare sketch: issue {t_issue / t_sketch_issue:5.2f}x   verify cached chain "
+          f"{t_cached / t_sketch_verify:5.2f}x (the sketch: cbor2 + cryptography, happy path, no checks;"
+          " see benchmarks/bare.py)")
     if t_py_verify is not None:
         print(f"  pymdoccbor / ours: issue {t_py_issue / t_issue:5.2f}x   verify {t_py_verify / t_full:5.2f}x")
     if t_auth0 is not None:
