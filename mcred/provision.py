@@ -274,7 +274,7 @@ def _check_phone_free(ctx: Context, phone_id: str, holder: cardsub.Holder | str)
             f"phone {phone_id} has an unfinished provisioning job {job.id} ({job.state}, {where}"
             + (f": {job.error}" if job.error else "") + f"); resume it with `mcred provision --resume {job.id}`",
             job.id)
-    with ctx.sessions() as s:
+    with ctx.sessions.begin() as s:  # committed: a ROLLBACK costs psycopg its prepared statements
         owner = s.scalar(select(Phone.holder_id).where(Phone.id == phone_id))
     if owner and owner != holder:
         raise ProvisionError(f"phone {phone_id} already belongs to holder {owner}: a phone carries one "

@@ -105,7 +105,7 @@ def list_jobs(engine: Engine, se_id: str | None = None, *, kind: str | None = No
         q = q.where(JobRow.kind == kind)
     if unfinished:
         q = q.where(JobRow.state != "done")
-    with Session(engine) as s:
+    with Session(engine) as s, s.begin():  # committed: see issuer.jpki.ca.JpkiCa.generations
         return [_view(r) for r in s.scalars(q)]
 
 

@@ -110,7 +110,9 @@ class JpkiCa:
 
     def generations(self, purpose: Purpose) -> list[Generation]:
         """Every root generation of ``purpose``, oldest first."""
-        with self.sessions() as s:
+        # committed, not rolled back at close: on PostgreSQL a ROLLBACK also makes psycopg
+        # drop the connection's prepared statements (DEALLOCATE ALL, and parse them anew)
+        with self.sessions.begin() as s:
             rows = s.scalars(select(IssuerKey).where(IssuerKey.purpose == root_purpose(purpose))
                              .order_by(IssuerKey.created_at, IssuerKey.label)).all()
         return [Generation(r.label, purpose, r.algorithm,
