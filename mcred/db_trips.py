@@ -9,8 +9,9 @@ and counts what each of its connections sends:
   extra round trip that prepares a statement run often. One round trip is one simple
   ``Query`` message, or one extended-protocol batch ended by ``Sync``.
 * SQLite: the driver's statement trace (``sqlite3.Connection.set_trace_callback``): every
-  statement the library runs, ``BEGIN``/``COMMIT`` included. Nothing crosses a network;
-  each still costs a call into the library and, for a commit, a WAL write.
+  statement the library runs, ``BEGIN``/``COMMIT`` included, and each row of an
+  ``executemany`` (one run of the statement each). Nothing crosses a network; each still
+  costs a call into the library and, for a commit, a WAL write.
 
 Kinds: ``ping``, ``begin``, ``commit``, ``rollback``, ``deallocate``, ``prepare``,
 ``statement`` and ``setup`` (SQLite's connect-time PRAGMAs). For measurements
