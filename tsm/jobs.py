@@ -94,10 +94,11 @@ class JobView:
         return self.steps[self.next_step] if self.next_step < len(self.steps) else None
 
 
-def list_jobs(engine: Engine, se_id: str | None = None, *, kind: str | None = None,
+def list_jobs(bind: Bind, se_id: str | None = None, *, kind: str | None = None,
               unfinished: bool = False) -> list[JobView]:
     """Jobs from the registry, oldest first (no key needed: ``mcred tsm jobs``, and
-    finding the job to resume after a failure)."""
+    finding the job to resume after a failure); on a Connection in a transaction, read in
+    that transaction."""
     q = select(JobRow).order_by(JobRow.created_at)
     if se_id is not None:
         q = q.where(JobRow.se_id == se_id)
@@ -105,7 +106,7 @@ def list_jobs(engine: Engine, se_id: str | None = None, *, kind: str | None = No
         q = q.where(JobRow.kind == kind)
     if unfinished:
         q = q.where(JobRow.state != "done")
-    with Session(engine) as s, s.begin():  # committed: see issuer.jpki.ca.JpkiCa.generations
+    with Session(bind) as s, s.begin():  # committed: see issuer.jpki.ca.JpkiCa.generations
         return [_view(r) for r in s.scalars(q)]
 
 
