@@ -86,6 +86,7 @@ def measure(home: Path, url: str, runs: int) -> dict:
         one(WARMUP + i)
         seconds.append(time.perf_counter() - t0)
         counts.append(trips.since(before))
+    trips.detach()
     ctx.engine.dispose()
     return {"dialect": ctx.engine.dialect.name, "runs": runs,
             "ms": {"median": statistics.median(seconds) * 1e3, "min": min(seconds) * 1e3,

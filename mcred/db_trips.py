@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 import tempfile
 import threading
+import weakref
 from collections import Counter
 from typing import IO, Any
 
@@ -55,9 +56,18 @@ class _PgTrace:
         self.offset = 0
         self.pending = b""
         self.bound = False  # a Bind since the last Sync (else a Parse alone: a prepare)
+        self.conn = weakref.ref(dbapi_conn)
         pgconn = dbapi_conn.pgconn
         pgconn.trace(self.file.fileno())
         pgconn.set_trace_flags(Trace.SUPPRESS_TIMESTAMPS | Trace.REGRESS_MODE)
+
+    def close(self) -> None:
+        """Stop the connection's trace (if it is still open), then close the file: libpq
+        must not write to a file descriptor number that may be reused."""
+        conn = self.conn()
+        if conn is not None and not conn.closed:
+            conn.pgconn.untrace()
+        self.file.close()
 
     def read(self, into: Counter) -> None:
         """Count the round trips written since the last read (libpq writes each message
@@ -94,6 +104,7 @@ class RoundTrips:
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
         self._pg: list[_PgTrace] = []
+        self._sqlite: list[Any] = []  # (sqlite3 connections take no weak reference)
         if self.dialect == "postgresql" and engine.dialect.driver != "psycopg":
             raise NotImplementedError("round trips are counted on PostgreSQL through psycopg only")
         if self.dialect not in ("postgresql", "sqlite"):
@@ -114,6 +125,8 @@ class RoundTrips:
                 self._counts[kind] += 1
 
         dbapi_conn.set_trace_callback(traced)
+        with self._lock:
+            self._sqlite.append(dbapi_conn)
 
     def snapshot(self) -> Counter[str]:
         """Every round trip counted so far, by kind."""
@@ -129,8 +142,19 @@ class RoundTrips:
         return +now
 
     def detach(self) -> None:
-        """Stop counting new connections (those open keep their trace until closed)."""
+        """Stop counting: no new connection is traced, and the open ones stop (call it, or
+        dispose of the engine, before letting go of a counter whose engine lives on)."""
         event.remove(self.engine, "connect", self._on_connect)
+        with self._lock:
+            for trace in self._pg:
+                trace.close()
+            self._pg.clear()
+            for conn in self._sqlite:
+                try:
+                    conn.set_trace_callback(None)
+                except Exception:  # noqa: BLE001,S110 - closed meanwhile: nothing to stop
+                    pass
+            self._sqlite.clear()
 
 
 def total(counts: Counter[str]) -> int:

@@ -50,6 +50,7 @@ def _counted_provisions(home: Path, url: str, warmup: int, runs: int) -> list[Co
             if i >= warmup:
                 counts.append(trips.since(before))
     finally:
+        trips.detach()
         ctx.engine.dispose()
     return counts
 
@@ -59,6 +60,7 @@ def test_one_provision_stays_within_its_round_trips(home: Path, db_url: str):
     dialect = "sqlite" if db_url.startswith("sqlite") else "postgresql"
     for c in counts:
         seen = describe(c)
+        assert c["statement"] > 50 and c["commit"] > 10, seen  # counted at all
         # psycopg prepares a statement after its 5th run on a connection: one round trip
         # once per connection, however many provisions follow (none in a steady state)
         assert c.total() - c["prepare"] <= BOUND[dialect], seen
@@ -74,7 +76,7 @@ def test_one_provision_stays_within_its_round_trips(home: Path, db_url: str):
 @pytest.fixture
 def pg_url(db_url: str) -> str:
     if db_url.startswith("sqlite"):
-        pytest.skip("a server's dropped connection: PostgreSQL only")
+        pytest.skip("a server's connections and libpq's trace: PostgreSQL only")
     return db_url
 
 
@@ -128,4 +130,27 @@ def test_a_connection_returned_moments_ago_is_not_pinged(pg_url: str, monkeypatc
         assert err.value.connection_invalidated
         assert _backend_pid(engine) != first
     finally:
+        trips.detach()
+        engine.dispose()
+
+
+def test_the_counter_tells_each_kind_apart(pg_url: str, monkeypatch):
+    # the bound above is only as good as the count: each kind it forbids is seen when sent
+    monkeypatch.setattr(mcred.db, "PING_AFTER_IDLE_S", 0.0)
+    engine = make_engine(pg_url, pool_size=1, max_overflow=0)
+    trips = RoundTrips(engine)
+    try:
+        _backend_pid(engine)  # connect (no ping: just opened), BEGIN, SELECT, COMMIT
+        first = trips.snapshot()
+        assert (first["begin"], first["statement"], first["commit"], first["ping"]) == (1, 1, 1, 0)
+        before = trips.snapshot()
+        with engine.connect() as conn:  # idle past the limit: pinged
+            for i in range(6):  # psycopg prepares it at the 5th run: one round trip more
+                conn.execute(sa.text("SELECT :i"), {"i": i})
+            conn.rollback()  # a prepared statement and a ROLLBACK: DEALLOCATE ALL follows
+        got = trips.since(before)
+        assert got == {"ping": 1, "begin": 1, "statement": 6, "prepare": 1, "rollback": 1,
+                       "deallocate": 1}, describe(got)
+    finally:
+        trips.detach()
         engine.dispose()
