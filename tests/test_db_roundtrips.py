@@ -151,6 +151,11 @@ def test_the_counter_tells_each_kind_apart(pg_url: str, monkeypatch):
         got = trips.since(before)
         assert got == {"ping": 1, "begin": 1, "statement": 6, "prepare": 1, "rollback": 1,
                        "deallocate": 1}, describe(got)
+        # the ping (psycopg's, in autocommit) opens no transaction: nothing to roll back
+        before = trips.snapshot()
+        with engine.connect():
+            pass
+        assert trips.since(before) == {"ping": 1}
     finally:
         trips.detach()
         engine.dispose()
