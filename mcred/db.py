@@ -9,11 +9,12 @@ the embedded default; ``MCRED_DATABASE_URL`` selects PostgreSQL (or any SQLAlche
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.orm import Session, sessionmaker
 
 import issuer
@@ -28,8 +29,56 @@ def database_url(home: Path) -> str:
     return f"sqlite:///{Path(home) / 'mcred.sqlite3'}"
 
 
+#: A pooled connection idle longer than this is pinged before it is handed out again.
+PING_AFTER_IDLE_S = 1.0
+
+
+def ping_when_idle(engine: Engine, after_s: float | None = None) -> None:
+    """Pessimistic disconnect handling for connections that sat idle in ``engine``'s pool
+    for more than ``after_s`` seconds: one ping (the dialect's, as ``pool_pre_ping`` sends
+    it) before such a connection is handed out, and a connection the server dropped
+    meanwhile (a restart, a failover, an idle timeout of the server, a proxy or a
+    firewall) is replaced before the caller sees it.
+
+    A connection returned less than ``after_s`` ago is handed out without a ping:
+    ``pool_pre_ping`` pinged at every checkout, one round trip each, and one provisioning
+    run checks connections out dozens of times, milliseconds apart. Should the server
+    drop one within that second, its first statement fails and SQLAlchemy invalidates it
+    and every older pooled connection (optimistic handling): the caller gets the error,
+    as it does anyway for a statement that was in flight when the server went away, and a
+    TSM job stays resumable at the step it was on (specs/tsm.md). ``after_s`` defaults to
+    :data:`PING_AFTER_IDLE_S`."""
+    limit = PING_AFTER_IDLE_S if after_s is None else after_s
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "connect")
+    def _fresh(_dbapi_conn, record) -> None:
+        record.info["mcred_idle_since"] = None  # just connected: nothing to ping
+
+    @event.listens_for(engine, "checkin")
+    def _idle(_dbapi_conn, record) -> None:
+        record.info["mcred_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_conn, record, _proxy) -> None:
+        since = record.info.get("mcred_idle_since")
+        if since is None or time.monotonic() - since <= limit:
+            return
+        try:
+            alive = dialect.do_ping(dbapi_conn)
+        except dialect.loaded_dbapi.Error as err:
+            if not dialect.is_disconnect(err, dbapi_conn, None):
+                raise
+            alive = False
+        if not alive:
+            # the pool replaces this connection and every older one, then checks out anew
+            raise exc.InvalidatePoolError()
+
+
 def make_engine(url: str, **kwargs) -> Engine:
-    """An engine with the settings each backend needs for concurrent, safe use."""
+    """An engine with the settings each backend needs for concurrent, safe use: on
+    SQLite WAL and a busy timeout, on a server a ping for a connection that sat idle
+    (:func:`ping_when_idle`)."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
 
@@ -45,7 +94,9 @@ def make_engine(url: str, **kwargs) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    engine = create_engine(url, **kwargs)
+    ping_when_idle(engine)
+    return engine
 
 
 def _alembic_config(engine: Engine) -> Config:

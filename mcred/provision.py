@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 import wallet_sim
 from issuer.db import Credential, Phone
@@ -256,10 +256,11 @@ def provision(ctx: Context, phone_id: str, holder: cardsub.Holder | str, *,
     return _result(view, holder_id, job_secrets, generated, time.perf_counter() - t0)
 
 
-def unfinished_job(ctx: Context, phone_id: str) -> JobView | None:
+def unfinished_job(ctx: Context, phone_id: str, bind: Connection | None = None) -> JobView | None:
     """The phone's provisioning job that has not finished (crashed, lost answer), if any:
-    read from the registry, no key opened."""
-    left = list_jobs(ctx.engine, phone_id, kind="provision", unfinished=True)
+    read from the registry, no key opened (in ``bind``'s transaction if given)."""
+    left = list_jobs(bind if bind is not None else ctx.engine, phone_id, kind="provision",
+                     unfinished=True)
     return left[-1] if left else None
 
 
@@ -267,15 +268,15 @@ def _check_phone_free(ctx: Context, phone_id: str, holder: cardsub.Holder | str)
     """Refuse, naming what to do instead, a phone with an unfinished provisioning job (it is
     resumed, not started again: its secrets and keys are already on their way) or one that
     belongs to another holder."""
-    job = unfinished_job(ctx, phone_id)
+    with ctx.engine.begin() as conn:  # both reads in one transaction
+        job = unfinished_job(ctx, phone_id, conn)
+        owner = conn.execute(select(Phone.holder_id).where(Phone.id == phone_id)).scalar()
     if job is not None:
         where = f"stopped before step {job.current_step}" if job.current_step else "at its end"
         raise ProvisioningUnfinishedError(
             f"phone {phone_id} has an unfinished provisioning job {job.id} ({job.state}, {where}"
             + (f": {job.error}" if job.error else "") + f"); resume it with `mcred provision --resume {job.id}`",
             job.id)
-    with ctx.sessions() as s:
-        owner = s.scalar(select(Phone.holder_id).where(Phone.id == phone_id))
     if owner and owner != holder:
         raise ProvisionError(f"phone {phone_id} already belongs to holder {owner}: a phone carries one "
                              "holder's credentials (for a new phone of the same holder use `mcred handover`)")

@@ -32,6 +32,7 @@ def _run(*args: str) -> str:
     (("issue_mdoc", "--runs", "3"), ("floor (1 ECDSA P-256 sign", "the batch's later slots",
                                      "the first MSO of a batch", "end to end through the registry")),
     (("tsm", "--parts"), ("p384", "rsa2048", "database commits", "NVM image writes", "in-SE key generations")),
+    (("provision", "--db", "sqlite", "--runs", "2"), ("sqlite", "round trips per provision", "commit")),
 ])
 def test_benchmark_runs_and_prints_every_row(args, rows):
     out = _run(*args)

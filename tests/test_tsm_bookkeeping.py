@@ -155,6 +155,19 @@ def test_the_driver_path_stores_what_core_stores_and_raises_core_errors(engine):
         stmt.execute(conn, values)  # the same key again
 
 
+def test_the_driver_path_counts_the_rows_an_insert_wrote(engine):  # noqa: F811
+    # SQLAlchemy keeps an INSERT's row count only when asked: without it PostgreSQL said -1,
+    # and a first contact's record creation read the record back it had just written
+    from tsm.db import transaction
+
+    created = records._CREATE_IF_ABSENT[engine.dialect.name]
+    values = {"se_id": "se-count", "kvn": 0x30, "state": "new",
+              "created_at": records.utcnow(), "updated_at": records.utcnow()}
+    with transaction(engine) as conn:
+        assert created.execute(conn, values) == 1  # inserted
+        assert created.execute(conn, values) == 0  # there already: nothing done
+
+
 def test_a_session_counter_is_recorded_even_when_its_step_commit_fails(world, monkeypatch):  # noqa: F811
     # open-session and rotate-keys leave their session's counter and identity to the step's
     # commit (nothing is sent in between); a run that ends before that commit still writes them

@@ -201,6 +201,9 @@ def _args_of(binds: tuple) -> Callable[[dict], tuple]:
     return args_of
 
 
+_ROWCOUNT = {"preserve_rowcount": True}
+
+
 class DriverStatement:
     """A Core statement that, on SQLite, runs straight on the connection's DBAPI cursor:
     compiled once per dialect and parameter set by SQLAlchemy (its SQL text, its own bind
@@ -263,7 +266,9 @@ class DriverStatement:
         """Run with one parameter set; the row count."""
         raw = self._driver(conn)
         if raw is None:
-            return conn.execute(self.stmt, params).rowcount
+            # SQLAlchemy keeps the row count of an UPDATE or DELETE only, unless asked: an
+            # INSERT .. ON CONFLICT DO NOTHING said -1 on PostgreSQL, "not inserted"
+            return conn.execute(self.stmt, params, execution_options=_ROWCOUNT).rowcount
         sql, args_of, _ = self._plan(conn.dialect, frozenset(params))
         args = args_of(params)
         try:

@@ -94,10 +94,11 @@ class JobView:
         return self.steps[self.next_step] if self.next_step < len(self.steps) else None
 
 
-def list_jobs(engine: Engine, se_id: str | None = None, *, kind: str | None = None,
+def list_jobs(bind: Bind, se_id: str | None = None, *, kind: str | None = None,
               unfinished: bool = False) -> list[JobView]:
     """Jobs from the registry, oldest first (no key needed: ``mcred tsm jobs``, and
-    finding the job to resume after a failure)."""
+    finding the job to resume after a failure); on a Connection in a transaction, read in
+    that transaction."""
     q = select(JobRow).order_by(JobRow.created_at)
     if se_id is not None:
         q = q.where(JobRow.se_id == se_id)
@@ -105,7 +106,7 @@ def list_jobs(engine: Engine, se_id: str | None = None, *, kind: str | None = No
         q = q.where(JobRow.kind == kind)
     if unfinished:
         q = q.where(JobRow.state != "done")
-    with Session(engine) as s:
+    with Session(bind) as s, s.begin():  # committed: see issuer.jpki.ca.JpkiCa.generations
         return [_view(r) for r in s.scalars(q)]
 
 
@@ -284,7 +285,9 @@ class Tsm:
         contact: creates) the SE's record, and the last step's commit also releases the
         lease. A PostgreSQL row lock already keeps a connection per run, so
         there the bookkeeping borrows pooled connections rather than hold a second one
-        (a pool sized for one connection per worker must not run dry)."""
+        (a pool sized for one connection per worker must not run dry); once the lock is
+        held, one transaction marks the job running and reads (at first contact: creates)
+        the SE's record, as the lease's does."""
         # a lease's run connection serves from the first read to the release
         db: Connection | None = None if holds_row_lock(self.engine) else self.engine.connect()
         # what the lease's transaction did under it: the job started (or None: done), and
@@ -321,10 +324,13 @@ class Tsm:
         link: SeLink | None = None
         try:
             bind: Bind = db if db is not None else self.engine
+            if db is None:  # a row lock: what a lease's transaction did, in one of its own
+                with transaction(self.engine) as conn:
+                    with_lease(conn)
             link = SeLink(bind, se_id, transmit, self.master, audit, trace,
                           self.security_level, self.rng, known=known)
-            # re-read under the lock (with a lease: in the transaction that took it)
-            started = under_lease[0] if under_lease else _start_job(bind, job_id)
+            # re-read under the lock (in the transaction that took a lease, or just above)
+            started = under_lease[0]
             if started is None:  # done meanwhile
                 return _read_job(bind, job_id)[0]
             job, sealed = started

@@ -1,10 +1,13 @@
 """One lock per secure element: two workers never interleave sessions on one SE
 (specs/tsm.md, "Locking").
 
-PostgreSQL: the worker holds ``SELECT ... FOR UPDATE`` on the SE's ``tsm_se_locks`` row in a
-dedicated connection for as long as it talks to the SE; the database releases it when the
-worker commits, or when its connection dies (a crashed worker frees the SE at once).
-``lock_timeout`` bounds the wait.
+PostgreSQL: the worker holds the row lock on the SE's ``tsm_se_locks`` row in a dedicated
+connection for as long as it talks to the SE; the database releases it when the worker
+commits, or when its connection dies (a crashed worker frees the SE at once). One
+``INSERT .. ON CONFLICT DO UPDATE .. RETURNING`` takes it: it creates the row at first
+contact, else updates it (owner, token), and holds the row's lock either way (a worker
+behind it waits on the row, or on the uncommitted insert). ``lock_timeout`` bounds the
+wait.
 
 Other backends (SQLite): a lease row with an expiry, taken by one atomic conditional
 UPDATE (free or expired -> mine) and renewed before every job step; a worker whose lease
@@ -19,7 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine, bindparam, exists, insert, select, text, update
-from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from tsm.db import Bind, DriverStatement, SeLockRow, transaction
@@ -62,15 +65,21 @@ FENCE = exists().where(*_MINE, _LOCKS.c.expires_ms > bindparam("b_now"))
 TRUST_FRACTION = 4
 
 
-def _ensure_row(engine: Engine, se_id: str) -> None:
-    with engine.begin() as conn:
-        if conn.execute(select(SeLockRow.se_id).where(SeLockRow.se_id == se_id)).first():
-            return
-    try:
-        with engine.begin() as conn:
-            conn.execute(insert(SeLockRow).values(se_id=se_id, owner=None, token=0, expires_ms=0))
-    except IntegrityError:
-        pass  # another worker created it first
+def _lock_row():
+    """PostgreSQL: the SE's lock row updated to ``owner`` with the next token, or created
+    (token 1) at first contact, returning the token; the row stays locked until the
+    transaction ends. (It was: a SELECT and, at first contact, an INSERT, each in a
+    transaction of its own, then SELECT .. FOR UPDATE and an UPDATE: ten round trips at
+    first contact where this is three, with BEGIN and SET LOCAL.)"""
+    stmt = postgresql.insert(_LOCKS).values(se_id=bindparam("b_se_id"), owner=bindparam("b_owner"),
+                                            token=1, expires_ms=bindparam("b_until"))
+    return stmt.on_conflict_do_update(
+        index_elements=[_LOCKS.c.se_id],
+        set_={"owner": stmt.excluded.owner, "token": _LOCKS.c.token + 1,
+              "expires_ms": stmt.excluded.expires_ms}).returning(_LOCKS.c.token)
+
+
+_LOCK_ROW = _lock_row()
 
 
 class SeLock:
@@ -194,17 +203,11 @@ def acquire(engine: Engine, se_id: str, owner: str, *, timeout_s: float = 10.0,
     raises, the lease is not taken); a row lock never calls it."""
     lease_ms = int(lease_s * 1000)
     if holds_row_lock(engine):
-        _ensure_row(engine, se_id)
         conn = engine.connect()
         try:
             conn.execute(text(f"SET LOCAL lock_timeout = '{max(1, int(timeout_s * 1000))}ms'"))
-            conn.execute(select(SeLockRow).where(SeLockRow.se_id == se_id).with_for_update())
-            token = conn.execute(
-                update(SeLockRow).where(SeLockRow.se_id == se_id)
-                .values(owner=owner, token=SeLockRow.token + 1,
-                        expires_ms=int(clock() * 1000) + lease_ms)
-                .returning(SeLockRow.token)
-            ).scalar_one()
+            token = conn.execute(_LOCK_ROW, {"b_se_id": se_id, "b_owner": owner,
+                                             "b_until": int(clock() * 1000) + lease_ms}).scalar_one()
         except DBAPIError as exc:
             conn.rollback()
             conn.close()

@@ -108,17 +108,25 @@ class JpkiCa:
 
     # -- generations -------------------------------------------------------------------------
 
-    def generations(self, purpose: Purpose) -> list[Generation]:
-        """Every root generation of ``purpose``, oldest first."""
-        with self.sessions() as s:
-            rows = s.scalars(select(IssuerKey).where(IssuerKey.purpose == root_purpose(purpose))
-                             .order_by(IssuerKey.created_at, IssuerKey.label)).all()
+    def generations(self, purpose: Purpose, session: Session | None = None) -> list[Generation]:
+        """Every root generation of ``purpose``, oldest first; read in ``session`` if given
+        (a caller's transaction), else in a transaction of its own."""
+        query = (select(IssuerKey).where(IssuerKey.purpose == root_purpose(purpose))
+                 .order_by(IssuerKey.created_at, IssuerKey.label))
+        if session is not None:
+            rows = session.scalars(query).all()
+        else:
+            # committed, not rolled back at close: on PostgreSQL a ROLLBACK also makes
+            # psycopg drop the connection's prepared statements (DEALLOCATE ALL, and
+            # parse them anew)
+            with self.sessions.begin() as s:
+                rows = s.scalars(query).all()
         return [Generation(r.label, purpose, r.algorithm,
                            x509.load_der_x509_certificate(r.certificate), r.active,
                            _aware(r.created_at)) for r in rows if r.certificate]
 
-    def active(self, purpose: Purpose) -> Generation:
-        active = [g for g in self.generations(purpose) if g.active]
+    def active(self, purpose: Purpose, session: Session | None = None) -> Generation:
+        active = [g for g in self.generations(purpose, session) if g.active]
         if not active:
             raise CaNotSetUp(f"no active {purpose.value} root: run `mcred jpki setup` first "
                              "(or JpkiCa.setup())")

@@ -95,18 +95,16 @@ def issue(ca: JpkiCa, job_ref: str, phone_id: str, slot: str, spki_der: bytes,
 
     Returns (end-entity certificate DER, issuing root certificate DER)."""
     purpose = purpose_of(slot)
-    generation = ca.active(purpose)
     for _attempt in range(5):
         now = ca.clock()
         try:
-            return _issue_once(ca, job_ref, phone_id, purpose, generation, spki_der, proof,
-                               actor, now)
+            return _issue_once(ca, job_ref, phone_id, purpose, spki_der, proof, actor, now)
         except IntegrityError:
             continue  # serial collision (or a concurrent writer): try again with a new serial
     raise IssuanceError("could not allocate a unique serial in 5 attempts")
 
 
-def _issue_once(ca: JpkiCa, job_ref: str, phone_id: str, purpose: Purpose, generation,
+def _issue_once(ca: JpkiCa, job_ref: str, phone_id: str, purpose: Purpose,
                 spki_der: bytes, proof: bytes, actor: str, now: dt.datetime
                 ) -> tuple[bytes, bytes]:
     kind = KIND[purpose]
@@ -117,6 +115,8 @@ def _issue_once(ca: JpkiCa, job_ref: str, phone_id: str, purpose: Purpose, gener
                            .values(state=Phone.state)).rowcount
         if not locked:
             raise IssuanceError(f"phone {phone_id!r} is not registered with the issuer")
+        # the signing root, read in this transaction (not one of its own before it)
+        generation = ca.active(purpose, s)
         done = s.scalar(select(Credential).where(
             Credential.job_ref == job_ref, Credential.kind == kind,
             Credential.phone_id == phone_id).order_by(Credential.issued_at.desc()))

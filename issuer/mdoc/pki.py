@@ -185,8 +185,11 @@ class MdocPki:
         return self._activekey(self._record(session, label, PURPOSE_IACA, cert, signer.algorithm, now))
 
     def _ensure_signer(self, session: Session, purpose: str, now: dt.datetime,
-                       force: bool = False) -> ActiveKey:
-        root = self.ensure_iaca(session, now)
+                       force: bool = False, root: ActiveKey | None = None) -> ActiveKey:
+        """The active signer of ``purpose`` under the IACA (``root``: as the caller just
+        read it in ``session``), made when missing, stale or ``force``."""
+        if root is None:
+            root = self.ensure_iaca(session, now)
         row = self._active(session, purpose)
         if row is not None and not force:
             cert = self._cert(row)
@@ -224,8 +227,9 @@ class MdocPki:
 
     def setup(self, session: Session, now: dt.datetime) -> tuple[ActiveKey, ActiveKey, ActiveKey]:
         """Make sure the IACA, a DS and a status-list signer exist (idempotent)."""
-        return (self.ensure_iaca(session, now), self.document_signer(session, now),
-                self.status_signer(session, now))
+        root = self.ensure_iaca(session, now)  # read once for both signers
+        return (root, self._ensure_signer(session, PURPOSE_DS, now, root=root),
+                self._ensure_signer(session, PURPOSE_STATUS, now, root=root))
 
     # -- revocation of the IACA's signers (RFC 5280 5.3.1 reasons) --------------------
 
