@@ -17,23 +17,36 @@ PARSE_ERRORS = (ValueError, TypeError, x509.InvalidVersion, UnsupportedAlgorithm
 
 
 class CertificateParseError(ValueError):
-    """The bytes are not a certificate ``cryptography`` can read."""
+    """The bytes are not a certificate ``cryptography`` can read, or one whose serial
+    number is not positive."""
+
+
+def _positive_serial(cert: x509.Certificate) -> x509.Certificate:
+    """RFC 5280 4.1.2.2: the serial number is a positive integer. ``cryptography`` still
+    loads a zero or negative one, with a deprecation warning that a later release will
+    refuse it; refused here now, so that the answer does not change with the library."""
+    if cert.serial_number <= 0:
+        raise CertificateParseError(f"certificate serial number {cert.serial_number} is not positive "
+                                    "(RFC 5280 4.1.2.2)")
+    return cert
 
 
 def load_der(der: bytes) -> x509.Certificate:
     """One DER certificate."""
     try:
-        return x509.load_der_x509_certificate(bytes(der))
+        cert = x509.load_der_x509_certificate(bytes(der))
     except PARSE_ERRORS as exc:
         raise CertificateParseError(f"not a DER X.509 certificate: {exc}") from None
+    return _positive_serial(cert)
 
 
 def load_pem_all(data: bytes) -> list[x509.Certificate]:
     """Every certificate of a PEM bundle (at least one)."""
     try:
-        return x509.load_pem_x509_certificates(bytes(data))
+        found = x509.load_pem_x509_certificates(bytes(data))
     except PARSE_ERRORS as exc:
         raise CertificateParseError(f"not a PEM certificate bundle: {exc}") from None
+    return [_positive_serial(c) for c in found]
 
 
 def load_any(data: bytes) -> list[x509.Certificate]:
