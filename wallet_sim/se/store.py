@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import weakref
 from pathlib import Path
 
 import cbor2
@@ -407,6 +408,17 @@ def _reserve(fd: int, size: int) -> None:
             os.posix_fallocate(fd, 0, size)
 
 
+O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def _close_all(open_slots: list) -> None:
+    for i, got in enumerate(open_slots):
+        if got is not None:
+            open_slots[i] = None
+            with contextlib.suppress(OSError):
+                os.close(got[0])
+
+
 class ImageFile:
     """The image file ``path`` written as a double-buffered NVM (the anti-tearing scheme of
     a card), beside it two slot files ``.se.cbor.a`` and ``.se.cbor.b``:
@@ -417,13 +429,22 @@ class ImageFile:
     A crash in 1 leaves ``path`` on the complete old image; 2 is one atomic rename. The
     slot ``path`` left keeps its other name, so no inode is created or freed per write.
     One writer per image at a time (the TSM's per-SE lock); a reader opens ``path`` and
-    reads a whole image."""
+    reads a whole image.
+
+    The slot files are opened once and kept open (their inodes known from ``fstat``), so a
+    write is ``pwrite``, ``fstat``, ``link``, ``rename``: no ``stat``, ``open`` and
+    ``close`` of a slot each time. Slot files are never replaced by name (only written
+    in place), so the open files stay the slots; an owner that sees the image changed by
+    another writer calls :meth:`close` before going on (the SE does, when it reloads)."""
 
     def __init__(self, path: Path) -> None:
         self.path = str(path)
         base = Path(path)
         self._slots = tuple(str(base.with_name(f".{base.name}{s}")) for s in IMAGE_SLOTS)
         self._switch = str(base.with_name(f".{base.name}.switch"))
+        #: each slot's file as :meth:`write` keeps it open: (fd, inode), None until needed
+        self._open: list[tuple[int, int] | None] = [None] * len(IMAGE_SLOTS)
+        weakref.finalize(self, _close_all, self._open)
 
     def create(self, data: bytes, *, fsync: bool | None = None) -> None:
         """Make a new image ``data`` where there is none (a phone being made): both slot
@@ -448,6 +469,23 @@ class ImageFile:
                 os.close(fd)
         os.link(self._slots[0], self.path)
 
+    def _slot(self, i: int) -> tuple[int, int]:
+        """Slot ``i``'s file, open for writing (created if missing), and its inode."""
+        got = self._open[i]
+        if got is None:
+            fd = os.open(self._slots[i], os.O_WRONLY | os.O_CREAT | O_CLOEXEC, 0o600)
+            try:
+                got = (fd, os.fstat(fd).st_ino)
+            except BaseException:
+                os.close(fd)
+                raise
+            self._open[i] = got
+        return got
+
+    def close(self) -> None:
+        """Close the slot files kept open (the next :meth:`write` opens them again)."""
+        _close_all(self._open)
+
     def write(self, data: bytes, *, fsync: bool | None = None,
               active_inode: int | None = None) -> tuple[int, int, int]:
         """Replace the image with ``data``, all or nothing. ``fsync`` None means
@@ -463,25 +501,21 @@ class ImageFile:
                 active = os.stat(self.path).st_ino
             except FileNotFoundError:
                 active = None
-        slot = self._slots[0]
-        try:
-            if os.stat(slot).st_ino == active:
-                slot = self._slots[1]
-        except FileNotFoundError:
-            pass
-        fd = os.open(slot, os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
-            view, done = memoryview(data), 0
-            while done < len(data):
-                done += os.pwrite(fd, view[done:], done)
+        i = 0
+        fd, inode = self._slot(0)
+        if inode == active:
+            i = 1
+            fd, inode = self._slot(1)
+        slot = self._slots[i]
+        view, done = memoryview(data), 0
+        while done < len(data):
+            done += os.pwrite(fd, view[done:], done)
+        st = os.fstat(fd)
+        if st.st_size != len(data):  # the slot held a longer image: cut it
+            os.ftruncate(fd, len(data))
             st = os.fstat(fd)
-            if st.st_size != len(data):  # the slot held a longer image: cut it
-                os.ftruncate(fd, len(data))
-                st = os.fstat(fd)
-            if fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
+        if fsync:
+            os.fsync(fd)
         try:
             os.link(slot, self._switch)
         except FileExistsError:  # left by a crash between link and replace
