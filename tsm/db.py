@@ -175,6 +175,27 @@ def _empty_map_once(process: Callable) -> Callable:
     return processed
 
 
+def _iso_datetime_once(process: Callable) -> Callable:
+    """SQLite's DATETIME bind processor with a fast path for a ``datetime`` (every
+    timestamp the TSM writes: audit records, ``updated_at``): ``isoformat`` cut after the
+    microseconds is the default storage format "YYYY-MM-DD HH:MM:SS.ffffff" that the
+    processor builds with a ``%`` and a seven-key dict, at two thirds of its cost. Used only
+    where the processor gives the same text for sample values (a custom storage format
+    keeps the processor as it is); anything but a ``datetime`` goes to the processor."""
+    samples = (dt.datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=dt.UTC), dt.datetime(999, 12, 31, 23, 59, 59),
+               dt.datetime(2026, 7, 8, 9, 10, 11, 999999, tzinfo=dt.timezone(dt.timedelta(hours=9))))
+    if any(process(v) != v.isoformat(" ", "microseconds")[:26] for v in samples):
+        return process
+    datetime = dt.datetime
+
+    def processed(value):
+        if type(value) is datetime:
+            return value.isoformat(" ", "microseconds")[:26]
+        return process(value)
+
+    return processed
+
+
 def _args_of(binds: tuple) -> Callable[[dict], tuple]:
     """The function giving a statement's positional parameters from a parameter map;
     ``binds``: per position (key, bind processor or None, None) for a caller's value, or
@@ -234,6 +255,8 @@ class DriverStatement:
                 p = procs.get(n)
                 if p is not None and isinstance(compiled.binds[n].type, JSON):
                     p = _empty_map_once(p)
+                elif p is not None and isinstance(compiled.binds[n].type, DateTime):
+                    p = _iso_datetime_once(p)
                 if n in keys:
                     binds.append((n, p, None))
                 else:  # a value the statement carries (a literal the caller does not pass)
