@@ -34,11 +34,14 @@ def cmac(key: bytes, data: bytes) -> bytes:
     return c.finalize()
 
 
-def kdf(key: bytes, constant: int, l_bits: int, context: bytes) -> bytes:
+def kdf(key: bytes | KeyedAes, constant: int, l_bits: int, context: bytes) -> bytes:
     """Amendment D 4.1.5 data derivation: for i = 1.. concatenate
-    ``CMAC(key, 00*11 || constant || 00 || L[2] || i || context)`` and keep L bits."""
+    ``CMAC(key, 00*11 || constant || 00 || L[2] || i || context)`` and keep L bits.
+    ``key`` may be a :class:`KeyedAes` already set up (a handshake derives several values
+    from each of its keys)."""
     if l_bits <= 0 or l_bits % 8 or l_bits > 0xFFFF:
         raise KeyError_(f"derived length L = {l_bits} bits is not a positive byte multiple")
+    mac = key.cmac if isinstance(key, KeyedAes) else lambda data: cmac(key, data)
     out = b""
     i = 1
     while len(out) * 8 < l_bits:
@@ -50,7 +53,7 @@ def kdf(key: bytes, constant: int, l_bits: int, context: bytes) -> bytes:
             + bytes([i])
             + context
         )
-        out += cmac(key, block)
+        out += mac(block)
         i += 1
     return out[: l_bits // 8]
 
