@@ -16,8 +16,7 @@ import datetime as dt
 import uuid
 import weakref
 from collections import namedtuple
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from operator import itemgetter
 
 from sqlalchemy import (
@@ -138,28 +137,45 @@ class AuditRow(TsmBase):
 Bind = Engine | Connection
 
 
-@contextmanager
-def transaction(bind: Bind) -> Iterator[Connection]:
+class transaction:  # lower case: called as the function it was, ``with transaction(bind) as conn``
     """One short transaction on ``bind``, committed on success and rolled back on error.
 
     On a Connection already inside a transaction (a caller grouping several writes in one
     commit, such as a job step's progress with its audit records) it joins that one and
     leaves the commit to its owner; every statement the TSM runs on a held connection goes
-    through here, so no transaction is left open between calls."""
-    if isinstance(bind, Connection):
-        if bind.in_transaction():
-            yield bind
-            return
-        trans = bind.begin()  # explicitly, so that nested calls see it before any statement
-        try:
-            yield bind
-        except BaseException:
-            trans.rollback()
-            raise
-        trans.commit()
-        return
-    with bind.begin() as conn:
-        yield conn
+    through here, so no transaction is left open between calls.
+
+    A class rather than a ``@contextmanager`` generator: a run enters it some 30 times, and
+    the generator's frame, ``next`` and ``StopIteration`` cost more than the work here."""
+
+    __slots__ = ("_bind", "_trans", "_outer")
+
+    def __init__(self, bind: Bind) -> None:
+        self._bind = bind
+        self._trans = None  # a transaction begun here on the caller's Connection
+        self._outer = None  # the Engine's own ``begin()`` context
+
+    def __enter__(self) -> Connection:
+        bind = self._bind
+        if isinstance(bind, Connection):
+            if not bind.in_transaction():
+                # explicitly, so that nested calls see it before any statement
+                self._trans = bind.begin()
+            return bind
+        self._outer = bind.begin()
+        return self._outer.__enter__()
+
+    def __exit__(self, exc_type, exc, tb) -> bool | None:
+        trans = self._trans
+        if trans is not None:
+            if exc_type is None:
+                trans.commit()
+            else:
+                trans.rollback()
+            return None
+        if self._outer is not None:
+            return self._outer.__exit__(exc_type, exc, tb)
+        return None
 
 
 def _empty_map_once(process: Callable) -> Callable:
