@@ -255,9 +255,17 @@ class DriverStatement:
         table = getattr(stmt, "table", None)
         self._columns = frozenset(table.c.keys()) if table is not None else frozenset()
         self._plans: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        #: the dialect last planned for (weakly) and its plans: WeakKeyDictionary.setdefault
+        #: makes a weak reference with a callback on every call
+        self._last: tuple[weakref.ref, dict] | None = None
 
     def _plan(self, dialect, keys: frozenset[str]):
-        by_keys = self._plans.setdefault(dialect, {})
+        last = self._last
+        if last is not None and last[0]() is dialect:
+            by_keys = last[1]
+        else:
+            by_keys = self._plans.setdefault(dialect, {})
+            self._last = (weakref.ref(dialect), by_keys)
         plan = by_keys.get(keys)
         if plan is None:
             compiled = self.stmt.compile(dialect=dialect,
