@@ -301,3 +301,21 @@ def test_fuzzed_store_data_never_raises(wallet, p1, p2, data):
     out = a.store_data(p1, p2, data, SCP)
     if out[-2:] != b"\x90\x00" or not p1 & 0x80:
         assert a.snapshot() == before
+
+
+def test_the_cose_key_is_the_spkis_point_however_the_spki_is_written():
+    """cose_key cuts X and Y out of an SPKI of the P-256 uncompressed form; any other
+    encoding of the same key (compressed point) is loaded and gives the same COSE_Key."""
+    from wallet_sim.applets.mdoc import cose_key
+
+    for _ in range(50):
+        pub = ec.generate_private_key(ec.SECP256R1()).public_key()
+        n = pub.public_numbers()
+        want = cbor2.dumps({1: 2, -1: 1, -2: n.x.to_bytes(32, "big"), -3: n.y.to_bytes(32, "big")},
+                           canonical=True)
+        spki = pub.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        assert cose_key(spki) == want
+        point = pub.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint)
+        compressed = spki[:23] + bytes([0x03, 0x22, 0x00]) + point  # the same key, compressed
+        compressed = bytes([0x30, len(compressed) - 2]) + compressed[2:]
+        assert compressed != spki and cose_key(compressed) == want

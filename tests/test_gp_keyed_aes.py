@@ -46,3 +46,17 @@ def test_bad_key_and_block_sizes_are_refused():
         k.cbc_decrypt(bytes(8), bytes(16))
     with pytest.raises(ValueError):
         aes_cbc_decrypt(bytes(16), bytes(16), bytes(20))
+
+
+def test_a_refused_decipherment_leaves_the_kept_context_as_it_was():
+    """The decryption context lives as long as the key: a refused call must not leave a
+    partial block in it, and any call deciphers right whatever came before."""
+    key = os.urandom(16)
+    k = KeyedAes(key)
+    for n in (16, 48, 5, 32, 20, 16):
+        iv, data = os.urandom(16), os.urandom(n)
+        if n % 16:
+            with pytest.raises(ValueError):
+                k.cbc_decrypt(iv, data)
+        else:
+            assert k.cbc_decrypt(iv, data) == aes_cbc_decrypt(key, iv, data)

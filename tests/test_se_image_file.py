@@ -10,6 +10,8 @@ from pathlib import Path
 
 import cbor2
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_se_refusals import GET_STATUS, open_session
 
 import wallet_sim
@@ -281,3 +283,33 @@ def test_a_command_whose_state_is_refused_leaves_the_se_as_its_image(tmp_path, m
     se.state["sequence_counter"] += 7
     se._persist()
     assert cbor2.loads(se.persisted_image())["sequence_counter"] == cbor2.loads(before)["sequence_counter"] + 7
+
+
+_KEYS = st.one_of(st.integers(-(2**70), 2**70), st.text(max_size=30), st.binary(max_size=30))
+_PLAIN = st.recursive(
+    st.one_of(st.none(), st.integers(-(2**70), 2**70), st.binary(max_size=300), st.text(max_size=40)),
+    lambda inner: st.one_of(st.lists(inner, max_size=6), st.tuples(inner, inner),
+                            st.dictionaries(_KEYS, inner, max_size=8)),
+    max_leaves=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_PLAIN)
+def test_the_ordered_copy_encodes_as_cbor2s_canonical_mode(value):
+    """The encoder's fast path (keys put in canonical order, then cbor2's plain encoding)
+    gives cbor2's canonical bytes for any plain value, and its copy equals the value as the
+    image decodes it (tuples come back as lists)."""
+    copy, enc = store._plain_encoding(value, "v")
+    assert enc == cbor2.dumps(value, canonical=True)
+    assert copy == cbor2.loads(enc)
+    assert store._image_encoding(value) == enc
+
+
+@pytest.mark.parametrize("bad", [True, 1.5, {"a": [False]}, {True: 1}, {1.0: 1}, [bytearray(b"x")]])
+def test_the_ordered_copy_refuses_what_check_plain_refuses(bad):
+    with pytest.raises(store.SeStateError):
+        store.check_plain(bad)
+    with pytest.raises(store.SeStateError):
+        store._plain_encoding(bad, "v")
+    # what an image read back holds is encoded all the same (a legacy boolean flag)
+    assert store._image_encoding(bad) == cbor2.dumps(bad, canonical=True)

@@ -254,3 +254,28 @@ def test_a_resumed_generate_step_reads_the_key_slots_first(world, crash_after): 
         assert "STORE DATA jpki READ STATE" in _step_whats(eng, pid, "generate-sign-key")
     assert sum(w.startswith("STORE DATA jpki GENERATE KEY") for w in
                (r.what for r in audit_rows(eng, pid) if r.event == "apdu")) == 2
+
+
+def test_the_driver_paths_datetime_text_is_sqlalchemys():
+    import datetime as dt
+    import random
+
+    from sqlalchemy import DateTime
+    from sqlalchemy.dialects import sqlite
+
+    from tsm.db import _iso_datetime_once
+
+    d = sqlite.dialect()
+    process = DateTime(timezone=True).dialect_impl(d).bind_processor(d)
+    fast = _iso_datetime_once(process)
+    assert fast is not process
+    rnd = random.Random(5)
+    for _ in range(2000):
+        v = dt.datetime(rnd.randint(1, 9999), rnd.randint(1, 12), rnd.randint(1, 28), rnd.randint(0, 23),
+                        rnd.randint(0, 59), rnd.randint(0, 59), rnd.choice((0, 7, rnd.randint(0, 999999))),
+                        tzinfo=rnd.choice((None, dt.UTC, dt.timezone(dt.timedelta(hours=-5)))))
+        assert fast(v) == process(v)
+    for other in (None, dt.date(2026, 12, 3)):
+        assert fast(other) == process(other)
+    custom = sqlite.DATETIME(storage_format="%(year)04d/%(month)02d/%(day)02d").bind_processor(d)
+    assert _iso_datetime_once(custom) is custom  # another storage format: left as it is

@@ -34,11 +34,14 @@ def cmac(key: bytes, data: bytes) -> bytes:
     return c.finalize()
 
 
-def kdf(key: bytes, constant: int, l_bits: int, context: bytes) -> bytes:
+def kdf(key: bytes | KeyedAes, constant: int, l_bits: int, context: bytes) -> bytes:
     """Amendment D 4.1.5 data derivation: for i = 1.. concatenate
-    ``CMAC(key, 00*11 || constant || 00 || L[2] || i || context)`` and keep L bits."""
+    ``CMAC(key, 00*11 || constant || 00 || L[2] || i || context)`` and keep L bits.
+    ``key`` may be a :class:`KeyedAes` already set up (a handshake derives several values
+    from each of its keys)."""
     if l_bits <= 0 or l_bits % 8 or l_bits > 0xFFFF:
         raise KeyError_(f"derived length L = {l_bits} bits is not a positive byte multiple")
+    mac = key.cmac if isinstance(key, KeyedAes) else lambda data: cmac(key, data)
     out = b""
     i = 1
     while len(out) * 8 < l_bits:
@@ -50,7 +53,7 @@ def kdf(key: bytes, constant: int, l_bits: int, context: bytes) -> bytes:
             + bytes([i])
             + context
         )
-        out += cmac(key, block)
+        out += mac(block)
         i += 1
     return out[: l_bits // 8]
 
@@ -85,15 +88,17 @@ class KeyedAes:
     data`` under IV 0 gives a throw-away block followed by ``data`` deciphered with IV
     ``iv``. That is CBC with any IV from one prebuilt ``Cipher``, and, for SCP03's
     ICV = AES(S-ENC, counter block), the ICV and the encipherment in one pass
-    (:meth:`cbc_encrypt_icv`)."""
+    (:meth:`cbc_encrypt_icv`). Deciphering needs no fresh context at all: the throw-away
+    block works whatever the context deciphered before (:meth:`cbc_decrypt`)."""
 
-    __slots__ = ("_aes", "_cmac", "_ecb", "_cbc")
+    __slots__ = ("_aes", "_cmac", "_ecb", "_cbc", "_dec")
 
     def __init__(self, key: bytes) -> None:
         self._aes = algorithms.AES(check_aes_key(key))
         self._cmac: CMAC | None = None
         self._ecb = None
         self._cbc: Cipher | None = None
+        self._dec = None
 
     def __repr__(self) -> str:  # never print key bytes
         return "KeyedAes(...)"
@@ -129,7 +134,19 @@ class KeyedAes:
         return _behind(self._zero_iv_cbc().encryptor(), block, data, "an AES block")
 
     def cbc_decrypt(self, iv: bytes, data: bytes) -> bytes:
-        return _behind(self._zero_iv_cbc().decryptor(), iv, data, "a CBC IV")
+        """``data`` deciphered in CBC with ``iv``, through one decryption context kept for
+        the key's life: CBC deciphers each block with the ciphertext block before it, so
+        ``iv || data`` fed to a context in any state gives a throw-away block, then
+        ``data`` deciphered under ``iv``. Only whole blocks go in (checked first), so the
+        context never holds a partial block between messages."""
+        if len(iv) != 16:
+            raise ValueError(f"a CBC IV is 16 bytes, not {len(iv)}")
+        if len(data) % 16:
+            raise ValueError(f"CBC data of {len(data)} bytes is not a whole number of blocks")
+        dec = self._dec
+        if dec is None:
+            dec = self._dec = self._zero_iv_cbc().decryptor()
+        return dec.update(iv + data)[16:]
 
 
 def _behind(ctx, lead: bytes, data: bytes, what: str) -> bytes:

@@ -21,7 +21,7 @@ from enum import Enum
 
 from protocols.gp.apdu import CommandApdu
 from protocols.gp.codes import INS_PUT_KEY
-from protocols.gp.crypto import aes_cbc_decrypt, aes_cbc_encrypt, check_aes_key, cmac, kcv
+from protocols.gp.crypto import KeyedAes, aes_cbc_encrypt, check_aes_key, cmac, kcv
 from protocols.gp.errors import KeyError_
 from protocols.gp.tlv import Tlv, encode, parse_all
 
@@ -81,10 +81,14 @@ class PutKeyData:
     new_kvn: int
     keys: tuple[bytes, ...]
     form: KeyBlockForm
+    #: the KCV of each key, as :func:`parse_put_key_data` computed and checked them
+    #: (empty: computed by :meth:`response`)
+    kcvs: tuple[bytes, ...] = ()
 
     def response(self) -> bytes:
         """The card's answer data: new KVN || KCV of each key (GPCS 11.8.3)."""
-        return bytes([self.new_kvn]) + b"".join(kcv(k) for k in self.keys)
+        kcvs = self.kcvs if len(self.kcvs) == len(self.keys) else tuple(kcv(k) for k in self.keys)
+        return bytes([self.new_kvn]) + b"".join(kcvs)
 
 
 def parse_put_key_data(data: bytes, dek: bytes) -> PutKeyData:
@@ -98,7 +102,9 @@ def parse_put_key_data(data: bytes, dek: bytes) -> PutKeyData:
         raise KeyError_(f"new KVN {new_kvn:02X} at offset 0 is outside 01..7F")
     i = 1
     keys: list[bytes] = []
+    kcvs: list[bytes] = []
     forms: set[KeyBlockForm] = set()
+    dek_aes = KeyedAes(check_aes_key(dek, "Key-DEK"))  # one key schedule for every block
     while i < len(data):
         if data[i] != KEY_TYPE_AES:
             raise KeyError_(f"key type {data[i]:02X} at offset {i}; only AES (88) is supported")
@@ -118,7 +124,9 @@ def parse_put_key_data(data: bytes, dek: bytes) -> PutKeyData:
             raise KeyError_(f"key block length {lb:02X} at offset {i + 1} fits neither form")
         if klen not in (16, 24, 32) or not klen <= len(ct) < klen + 16:
             raise KeyError_(f"key length {klen} does not fit a {len(ct)}-byte ciphered block at offset {i}")
-        key = aes_cbc_decrypt(check_aes_key(dek, "Key-DEK"), ZERO_ICV, ct)[:klen]
+        if len(ct) % 16:
+            raise KeyError_(f"ciphered key block of {len(ct)} bytes at offset {i} is not whole AES blocks")
+        key = dek_aes.cbc_decrypt(ZERO_ICV, ct)[:klen]
         j = i + 2 + lb
         if j + 1 > len(data):
             raise KeyError_(f"KCV length missing after the key block at offset {i}")
@@ -129,11 +137,12 @@ def parse_put_key_data(data: bytes, dek: bytes) -> PutKeyData:
         if check != kcv(key):
             raise KeyError_(f"KCV {check.hex().upper()} of key {len(keys) + 1} does not match its deciphered value")
         keys.append(key)
+        kcvs.append(check)
         forms.add(form)
         i = j + 1 + kl
     if len(forms) != 1:
         raise KeyError_("PUT KEY mixes key block forms") if forms else KeyError_("PUT KEY carries no key")
-    return PutKeyData(new_kvn, tuple(keys), forms.pop())
+    return PutKeyData(new_kvn, tuple(keys), forms.pop(), tuple(kcvs))
 
 
 @dataclass(frozen=True)

@@ -169,26 +169,31 @@ class InitializeUpdateResponse:
 
 def derive_session_keys(keys: StaticKeys, host_challenge: bytes, card_challenge: bytes) -> SessionKeys:
     """Amendment D 6.2.1: context = host challenge || card challenge, L = key length."""
-    ctx = host_challenge + card_challenge
-    lb = len(keys.enc) * 8
+    return _session_keys(keys.enc, keys.mac, len(keys.enc) * 8, host_challenge + card_challenge)
+
+
+def _session_keys(enc: bytes | KeyedAes, mac: bytes | KeyedAes, lb: int, ctx: bytes) -> SessionKeys:
+    """:func:`derive_session_keys` from K-ENC and K-MAC (as bytes, or set up once for the
+    handshake), L = ``lb`` bits, context ``ctx``."""
     return SessionKeys(
-        s_enc=kdf(keys.enc, DDC_S_ENC, lb, ctx),
-        s_mac=kdf(keys.mac, DDC_S_MAC, lb, ctx),
-        s_rmac=kdf(keys.mac, DDC_S_RMAC, lb, ctx),
+        s_enc=kdf(enc, DDC_S_ENC, lb, ctx),
+        s_mac=kdf(mac, DDC_S_MAC, lb, ctx),
+        s_rmac=kdf(mac, DDC_S_RMAC, lb, ctx),
     )
 
 
-def card_cryptogram(s_mac: bytes, host_challenge: bytes, card_challenge: bytes, n: int) -> bytes:
+def card_cryptogram(s_mac: bytes | KeyedAes, host_challenge: bytes, card_challenge: bytes, n: int) -> bytes:
     """Amendment D 6.2.2.2."""
     return kdf(s_mac, DDC_CARD_CRYPTOGRAM, n * 8, host_challenge + card_challenge)
 
 
-def host_cryptogram(s_mac: bytes, host_challenge: bytes, card_challenge: bytes, n: int) -> bytes:
+def host_cryptogram(s_mac: bytes | KeyedAes, host_challenge: bytes, card_challenge: bytes, n: int) -> bytes:
     """Amendment D 6.2.2.3."""
     return kdf(s_mac, DDC_HOST_CRYPTOGRAM, n * 8, host_challenge + card_challenge)
 
 
-def pseudo_random_card_challenge(k_enc: bytes, sequence_counter: bytes, sd_aid: bytes, n: int) -> bytes:
+def pseudo_random_card_challenge(k_enc: bytes | KeyedAes, sequence_counter: bytes, sd_aid: bytes,
+                                 n: int) -> bytes:
     """Amendment D 6.2.2.1: KDF(K-ENC, 02, L, sequence counter || SD AID)."""
     return kdf(k_enc, DDC_CARD_CHALLENGE, n * 8, sequence_counter + sd_aid)
 
@@ -198,7 +203,9 @@ class SecureMessaging:
     MAC chaining value and encryption counter (Amendment D 6.2.3 to 6.2.7)."""
 
     def __init__(self, keys: SessionKeys, level: int, mac_len: int = 8,
-                 chaining_value: bytes = b"\x00" * 16, counter: int = 0) -> None:
+                 chaining_value: bytes = b"\x00" * 16, counter: int = 0, *,
+                 s_mac: KeyedAes | None = None) -> None:
+        """``s_mac``: S-MAC already set up (the handshake computed the cryptograms with it)."""
         check_security_level(level)
         if level & R_MAC and keys.s_rmac is None:
             raise Scp03SecurityLevelError("R-MAC requested but there is no S-RMAC")
@@ -211,7 +218,7 @@ class SecureMessaging:
         self.counter = counter
         # the session keys' AES contexts, set up once for the whole session
         self._enc = KeyedAes(keys.s_enc)
-        self._mac = KeyedAes(keys.s_mac)
+        self._mac = s_mac if s_mac is not None else KeyedAes(keys.s_mac)
         self._rmac = KeyedAes(keys.s_rmac) if keys.s_rmac is not None else None
 
     # -- helpers
@@ -441,18 +448,23 @@ class HostChannel:
             check_security_level(self.security_level, iu.i)
         except Scp03Error as e:
             raise self._fail(e) from e
-        keys = derive_session_keys(self.static_keys, self.host_challenge, iu.card_challenge)
-        want = card_cryptogram(keys.s_mac, self.host_challenge, iu.card_challenge, self.n)
+        # each key set up once for the values derived from it (K-ENC twice, K-MAC twice,
+        # S-MAC for both cryptograms and then the session's C-MACs)
+        enc, static = KeyedAes(self.static_keys.enc), self.static_keys
+        keys = _session_keys(enc, KeyedAes(static.mac), len(static.enc) * 8,
+                             self.host_challenge + iu.card_challenge)
+        s_mac = KeyedAes(keys.s_mac)
+        want = card_cryptogram(s_mac, self.host_challenge, iu.card_challenge, self.n)
         if not hmac.compare_digest(want, iu.card_cryptogram):
             raise self._fail(Scp03AuthenticationError("card cryptogram does not verify: wrong keys or a false card"))
         if self.sd_aid is not None and iu.sequence_counter is not None:
-            expect = pseudo_random_card_challenge(self.static_keys.enc, iu.sequence_counter, self.sd_aid, self.n)
+            expect = pseudo_random_card_challenge(enc, iu.sequence_counter, self.sd_aid, self.n)
             if not hmac.compare_digest(expect, iu.card_challenge):
                 raise self._fail(Scp03AuthenticationError("pseudo-random card challenge does not match the sequence counter"))
         self.card = iu
         self.session_keys = keys
-        hc = host_cryptogram(keys.s_mac, self.host_challenge, iu.card_challenge, self.n)
-        self._sm = SecureMessaging(keys, C_MAC, self.n)
+        hc = host_cryptogram(s_mac, self.host_challenge, iu.card_challenge, self.n)
+        self._sm = SecureMessaging(keys, C_MAC, self.n, s_mac=s_mac)
         ea = self._sm.wrap_command(CommandApdu(with_channel(0x80, self.channel), INS_EXTERNAL_AUTHENTICATE,
                                                self.security_level, 0x00, hc))
         self.state = HostState.EXTERNAL_AUTHENTICATE_SENT
@@ -552,6 +564,7 @@ class CardChannel:
         self.session_keys: SessionKeys | None = None
         self._host_challenge = b""
         self._card_challenge_used = b""
+        self._s_mac: KeyedAes | None = None
         self._sm: SecureMessaging | None = None
 
     @property
@@ -570,6 +583,7 @@ class CardChannel:
         self.state = CardState.CLOSED
         self._sm = None
         self.session_keys = None
+        self._s_mac = None
 
     def initialize_update(self, cmd: CommandApdu) -> bytes:
         """Answer INITIALIZE UPDATE (Amendment D 7.1.1); returns the response APDU."""
@@ -585,18 +599,22 @@ class CardChannel:
         self.channel = cmd.channel
         self._host_challenge = cmd.data
         seq = self.sequence_counter.to_bytes(3, "big")
+        static = self.keyset.keys
+        enc = KeyedAes(static.enc)  # the challenge and S-ENC
         if self._card_challenge is not None:
             cc = self._card_challenge
         elif self.i & I_PSEUDO_RANDOM:
-            cc = pseudo_random_card_challenge(self.keyset.keys.enc, seq, self.sd_aid, self.n)
+            cc = pseudo_random_card_challenge(enc, seq, self.sd_aid, self.n)
         else:
             raise Scp03Error("a random card challenge must be supplied by the caller")
         if len(cc) != self.n:
             raise Scp03Error(f"card challenge of {len(cc)} bytes, expected {self.n}")
         self._card_challenge_used = cc
-        keys = derive_session_keys(self.keyset.keys, cmd.data, cc)
+        keys = _session_keys(enc, KeyedAes(static.mac), len(static.enc) * 8, cmd.data + cc)
         self.session_keys = keys
-        crypt = card_cryptogram(keys.s_mac, cmd.data, cc, self.n)
+        # S-MAC set up once: the card cryptogram, then the host's and the session's C-MACs
+        self._s_mac = KeyedAes(keys.s_mac)
+        crypt = card_cryptogram(self._s_mac, cmd.data, cc, self.n)
         iu = InitializeUpdateResponse(self.kdd, self.keyset.kvn, 0x03, self.i, cc, crypt,
                                       seq if self.i & I_PSEUDO_RANDOM else None)
         self.state = CardState.INITIALIZED
@@ -616,13 +634,14 @@ class CardChannel:
         if cmd.p2 != 0x00 or len(cmd.data) != 2 * self.n or channel_of(cmd.cla) != self.channel:
             self.close()
             raise Scp03ProtocolError("malformed EXTERNAL AUTHENTICATE", 0x6A80)
-        sm = SecureMessaging(self.session_keys, C_MAC, self.n)
+        s_mac = self._s_mac if self._s_mac is not None else KeyedAes(self.session_keys.s_mac)
+        sm = SecureMessaging(self.session_keys, C_MAC, self.n, s_mac=s_mac)
         try:
             plain = sm.unwrap_command(cmd)
         except Scp03Error as e:
             self.close()
             raise Scp03MacError(f"EXTERNAL AUTHENTICATE: {e}") from e
-        want = host_cryptogram(self.session_keys.s_mac, self._host_challenge, self._card_challenge_used, self.n)
+        want = host_cryptogram(s_mac, self._host_challenge, self._card_challenge_used, self.n)
         if not hmac.compare_digest(want, plain.data):
             self.close()
             raise Scp03AuthenticationError("host cryptogram does not verify")

@@ -85,14 +85,25 @@ class MdocState:
     slots: dict[int, CredentialSlot] = field(default_factory=dict)
 
 
+#: the DER of a P-256 SubjectPublicKeyInfo (RFC 5480) up to its point, which follows
+#: uncompressed: 04 || X || Y (the form ``cryptography`` writes)
+_P256_SPKI_HEAD = bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d030107034200") + b"\x04"
+_P256_SPKI_LEN = len(_P256_SPKI_HEAD) + 64
+
+
 def cose_key(spki: bytes) -> bytes:
-    """The COSE_Key (RFC 9052 7, EC2 P-256) of a device public key, deterministic CBOR."""
-    public = serialization.load_der_public_key(spki)
-    numbers = public.public_numbers()
-    return cbor2.dumps(
-        {1: 2, -1: 1, -2: numbers.x.to_bytes(32, "big"), -3: numbers.y.to_bytes(32, "big")},
-        canonical=True,
-    )
+    """The COSE_Key (RFC 9052 7, EC2 P-256) of a device public key, deterministic CBOR.
+
+    X and Y are cut from an SPKI of the exact P-256 uncompressed form (every SPKI this SE
+    made); any other SPKI is loaded and its coordinates read from the key object."""
+    if len(spki) == _P256_SPKI_LEN and spki.startswith(_P256_SPKI_HEAD):
+        n = len(_P256_SPKI_HEAD)
+        x, y = spki[n:n + 32], spki[n + 32:]
+    else:
+        numbers = serialization.load_der_public_key(spki).public_numbers()
+        x, y = numbers.x.to_bytes(32, "big"), numbers.y.to_bytes(32, "big")
+    # the keys in canonical order already (01, 20, 21, 22): the plain encoding is canonical
+    return cbor2.dumps({1: 2, -1: 1, -2: x, -3: y})
 
 
 def mso_of(issuer_signed: bytes) -> dict:

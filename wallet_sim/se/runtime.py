@@ -81,6 +81,7 @@ class SecureElement:
 
     # -- persistence
     def _load(self) -> None:
+        self._image.close()  # (re)loaded: the slot files are opened again by name when needed
         try:
             raw = self.path.read_bytes()
         except OSError as e:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import weakref
 from pathlib import Path
 
 import cbor2
@@ -151,18 +152,91 @@ def encode_state(state: dict) -> bytes:
     return cbor2.dumps(state, canonical=True)
 
 
+class _Unplain(Exception):
+    """Raised inside :func:`_ordered_copy` at the first value the image must not hold."""
+
+
+def _ordered_copy(value: object) -> object:
+    """A copy of a plain ``value`` (:func:`check_plain`) that cbor2 encodes canonically
+    without being asked to: every map's keys in canonical order (:func:`_key_order`),
+    tuples as lists (as decoding the image gives them back). Raises :class:`_Unplain` at
+    the first value that is not plain.
+
+    Canonical CBOR (RFC 7049 3.9) differs from cbor2's plain encoding only in the order
+    of map keys and in float widths; an image holds no floats, and cbor2 writes a map in
+    its insertion order, every integer and length in its shortest form and every string
+    with a definite length, so ``cbor2.dumps(_ordered_copy(v))`` is
+    ``cbor2.dumps(v, canonical=True)`` byte for byte (tests/test_se_image_file.py checks
+    both on random plain values) at a fraction of the cost: cbor2's canonical mode encodes
+    each key again to sort it, ~30 us for a JPKI applet's record. The copy also serves as
+    the encoder's unaliased copy of what it wrote (no decode of the bytes for that)."""
+    t = type(value)
+    if t is dict:
+        keys = tuple(value)
+        if not _KEY_TYPES.issuperset(map(type, keys)):  # before the lookup: True == 1
+            raise _Unplain
+        order = _ORDERS.get(keys)
+        if order is None:
+            order = tuple(sorted(keys, key=_key_order))
+            if len(_ORDERS) < 256:  # a snapshot builds its maps with the same keys each time
+                _ORDERS[keys] = order
+        out = {}
+        for k in order:
+            v = value[k]
+            tv = type(v)
+            out[k] = v if tv is bytes or tv is int or tv is str or v is None else _ordered_copy(v)
+        return out
+    if t is list or t is tuple:
+        items = []
+        for v in value:
+            tv = type(v)
+            items.append(v if tv is bytes or tv is int or tv is str or v is None else _ordered_copy(v))
+        return items
+    if t is bytes or t is int or t is str or value is None:
+        return value
+    raise _Unplain
+
+
+#: canonical key orders of the maps seen, by their keys in insertion order
+_ORDERS: dict[tuple, tuple] = {}
+
+
+def _plain_encoding(value: object, where: str) -> tuple[object, bytes]:
+    """``value`` checked (:func:`check_plain`, raising :class:`SeStateError` naming
+    ``where``), its unaliased copy and its canonical encoding (:func:`_ordered_copy`)."""
+    try:
+        copy = _ordered_copy(value)
+    except _Unplain:
+        raise SeStateError(_first_unplain(value, where)) from None
+    return copy, cbor2.dumps(copy)
+
+
+def _image_encoding(value: object) -> bytes:
+    """The canonical encoding of a value read from the image (which, written before the
+    image refused booleans, may hold one: encoded by cbor2's canonical mode then)."""
+    try:
+        return cbor2.dumps(_ordered_copy(value))
+    except _Unplain:
+        return cbor2.dumps(value, canonical=True)
+
+
 def _key_order(key: object) -> tuple[int, bytes]:
     """Where ``key`` sorts in a canonical map (RFC 7049 3.9: shorter encoding first, then
     bytewise), as ``cbor2.dumps(canonical=True)`` orders it."""
-    enc = _KEYS.get(key) if type(key) is str else None
-    if enc is None:
+    t = type(key)
+    cache = _KEYS.get(t)
+    order = cache.get(key) if cache is not None else None
+    if order is None:
         enc = cbor2.dumps(key, canonical=True)
-        if type(key) is str and len(_KEYS) < 256:
-            _KEYS[key] = enc
-    return len(enc), enc
+        order = (len(enc), enc)
+        if cache is not None and len(cache) < 512:  # field names, slots, FIDs, KVNs recur
+            cache[key] = order
+    return order
 
 
-_KEYS: dict[str, bytes] = {}
+#: canonical sort keys of str and int keys, one table per exact type (True == 1, but
+#: encodes differently; a bool key is refused anyway, and never cached)
+_KEYS: dict[type, dict] = {str: {}, int: {}}
 _APPLICATIONS = "applications"
 
 
@@ -173,10 +247,11 @@ class StateEncoder:
     and, in canonical key order, each key's encoding followed by its value's canonical
     encoding. So each top-level entry (and each record of ``applications``, which a key
     generation or an INSTALL changes one at a time) is kept as last written: a copy of the
-    value (decoded from its own bytes, so nothing the SE mutates aliases it) and its
+    value (made afresh, so nothing the SE mutates aliases it) and its
     bytes. :meth:`encode` compares the live state with those copies (as the whole state was
     compared with the whole image before) and encodes only the entries that differ; the
-    result is byte for byte ``encode_state(state)`` (tests compare the two)."""
+    result is byte for byte ``encode_state(state)`` (tests compare the two). Values are
+    checked and encoded through :func:`_ordered_copy`, whose result is also the copy kept."""
 
     def __init__(self, image: dict) -> None:
         """``image``: the state the image on disk holds, decoded (not the live state);
@@ -200,16 +275,14 @@ class StateEncoder:
         self._view = view
 
     @staticmethod
-    def _entry(entry: list, value: object) -> bool:
-        """Bring ``entry`` ([copy, bytes]) to ``value``; whether its encoding changed."""
-        if entry[0] == value:
-            return False
-        check_plain(value)
-        enc = cbor2.dumps(value, canonical=True)
+    def _entry(entry: list, value: object, where: str) -> bool:
+        """Bring ``entry`` ([copy, bytes]), which compared unequal, to ``value``; whether
+        its encoding changed."""
+        copy, enc = _plain_encoding(value, where)
         if entry[1] is None:
-            entry[1] = cbor2.dumps(entry[0], canonical=True)
+            entry[1] = _image_encoding(entry[0])
         changed = enc != entry[1]  # equal once encoded: a tuple where the image has a list
-        entry[0], entry[1] = cbor2.loads(enc), enc
+        entry[0], entry[1] = copy, enc
         return changed
 
     def encode(self, state: dict, *, force: bool = False) -> bytes | None:
@@ -243,12 +316,9 @@ class StateEncoder:
                 continue
             entry = top.get(k)
             if entry is None:
-                check_plain(v, f"state[{k!r}]")
-                top[k] = entry = [None, None]
-                entry[1] = cbor2.dumps(v, canonical=True)
-                entry[0] = cbor2.loads(entry[1])
+                top[k] = list(_plain_encoding(v, f"state[{k!r}]"))
                 changed = True
-            elif entry[0] != v and self._entry(entry, v):
+            elif entry[0] != v and self._entry(entry, v, f"state[{k!r}]"):
                 changed = True
         if apps is not None:
             if self._apps is None:
@@ -259,11 +329,9 @@ class StateEncoder:
                 del old[len(apps):]
             for i, app in enumerate(apps):
                 if i == len(old):
-                    check_plain(app, f"applications[{i}]")
-                    enc = cbor2.dumps(app, canonical=True)
-                    old.append([cbor2.loads(enc), enc])
+                    old.append(list(_plain_encoding(app, f"applications[{i}]")))
                     changed = True
-                elif old[i][0] != app and self._entry(old[i], app):
+                elif old[i][0] != app and self._entry(old[i], app, f"applications[{i}]"):
                     changed = True
         else:
             self._apps = None
@@ -281,12 +349,12 @@ class StateEncoder:
                 parts.append(array_head(len(apps)))
                 for entry in self._apps:  # type: ignore[union-attr]
                     if entry[1] is None:
-                        entry[1] = cbor2.dumps(entry[0], canonical=True)
+                        entry[1] = _image_encoding(entry[0])
                     parts.append(entry[1])
             else:
                 entry = top[k]
                 if entry[1] is None:
-                    entry[1] = cbor2.dumps(entry[0], canonical=True)
+                    entry[1] = _image_encoding(entry[0])
                 parts.append(entry[1])
         return b"".join(parts)
 
@@ -340,6 +408,17 @@ def _reserve(fd: int, size: int) -> None:
             os.posix_fallocate(fd, 0, size)
 
 
+O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def _close_all(open_slots: list) -> None:
+    for i, got in enumerate(open_slots):
+        if got is not None:
+            open_slots[i] = None
+            with contextlib.suppress(OSError):
+                os.close(got[0])
+
+
 class ImageFile:
     """The image file ``path`` written as a double-buffered NVM (the anti-tearing scheme of
     a card), beside it two slot files ``.se.cbor.a`` and ``.se.cbor.b``:
@@ -350,13 +429,22 @@ class ImageFile:
     A crash in 1 leaves ``path`` on the complete old image; 2 is one atomic rename. The
     slot ``path`` left keeps its other name, so no inode is created or freed per write.
     One writer per image at a time (the TSM's per-SE lock); a reader opens ``path`` and
-    reads a whole image."""
+    reads a whole image.
+
+    The slot files are opened once and kept open (their inodes known from ``fstat``), so a
+    write is ``pwrite``, ``fstat``, ``link``, ``rename``: no ``stat``, ``open`` and
+    ``close`` of a slot each time. Slot files are never replaced by name (only written
+    in place), so the open files stay the slots; an owner that sees the image changed by
+    another writer calls :meth:`close` before going on (the SE does, when it reloads)."""
 
     def __init__(self, path: Path) -> None:
         self.path = str(path)
         base = Path(path)
         self._slots = tuple(str(base.with_name(f".{base.name}{s}")) for s in IMAGE_SLOTS)
         self._switch = str(base.with_name(f".{base.name}.switch"))
+        #: each slot's file as :meth:`write` keeps it open: (fd, inode), None until needed
+        self._open: list[tuple[int, int] | None] = [None] * len(IMAGE_SLOTS)
+        weakref.finalize(self, _close_all, self._open)
 
     def create(self, data: bytes, *, fsync: bool | None = None) -> None:
         """Make a new image ``data`` where there is none (a phone being made): both slot
@@ -381,6 +469,23 @@ class ImageFile:
                 os.close(fd)
         os.link(self._slots[0], self.path)
 
+    def _slot(self, i: int) -> tuple[int, int]:
+        """Slot ``i``'s file, open for writing (created if missing), and its inode."""
+        got = self._open[i]
+        if got is None:
+            fd = os.open(self._slots[i], os.O_WRONLY | os.O_CREAT | O_CLOEXEC, 0o600)
+            try:
+                got = (fd, os.fstat(fd).st_ino)
+            except BaseException:
+                os.close(fd)
+                raise
+            self._open[i] = got
+        return got
+
+    def close(self) -> None:
+        """Close the slot files kept open (the next :meth:`write` opens them again)."""
+        _close_all(self._open)
+
     def write(self, data: bytes, *, fsync: bool | None = None,
               active_inode: int | None = None) -> tuple[int, int, int]:
         """Replace the image with ``data``, all or nothing. ``fsync`` None means
@@ -396,25 +501,21 @@ class ImageFile:
                 active = os.stat(self.path).st_ino
             except FileNotFoundError:
                 active = None
-        slot = self._slots[0]
-        try:
-            if os.stat(slot).st_ino == active:
-                slot = self._slots[1]
-        except FileNotFoundError:
-            pass
-        fd = os.open(slot, os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
-            view, done = memoryview(data), 0
-            while done < len(data):
-                done += os.pwrite(fd, view[done:], done)
+        i = 0
+        fd, inode = self._slot(0)
+        if inode == active:
+            i = 1
+            fd, inode = self._slot(1)
+        slot = self._slots[i]
+        view, done = memoryview(data), 0
+        while done < len(data):
+            done += os.pwrite(fd, view[done:], done)
+        st = os.fstat(fd)
+        if st.st_size != len(data):  # the slot held a longer image: cut it
+            os.ftruncate(fd, len(data))
             st = os.fstat(fd)
-            if st.st_size != len(data):  # the slot held a longer image: cut it
-                os.ftruncate(fd, len(data))
-                st = os.fstat(fd)
-            if fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
+        if fsync:
+            os.fsync(fd)
         try:
             os.link(slot, self._switch)
         except FileExistsError:  # left by a crash between link and replace
