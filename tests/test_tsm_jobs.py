@@ -16,7 +16,7 @@ import wallet_sim
 from mcred.db import make_engine, migrate
 from tsm.audit import audit_rows
 from tsm.db import JobRow
-from tsm.errors import TransportError
+from tsm.errors import CardDataError, TransportError
 from tsm.jobs import JobSecrets, Tsm
 from tsm.keys import InMemoryMasterKey
 
@@ -207,3 +207,17 @@ def test_secrets_are_checked_and_never_shown():
     with pytest.raises(Exception, match="6-16"):
         JobSecrets("1234", "abcdef")
     assert "7391" not in repr(SECRETS)
+
+
+def test_put_key_answer_with_wrong_key_check_values_fails_the_job(world, monkeypatch):
+    """GPCS 11.8.3: the card answers the new keys' check values; a card whose KCVs are not
+    those of the keys the TSM sent (a corrupted block, a false card) fails the rotation."""
+    from protocols.gp import keys as gp_keys
+
+    real = gp_keys.PutKeyData.response
+    monkeypatch.setattr(gp_keys.PutKeyData, "response",
+                        lambda self: real(self)[:-1] + bytes([real(self)[-1] ^ 1]))
+    pid, se = world.phone()
+    job = provision(world, pid)
+    with pytest.raises(CardDataError, match="key check values"):
+        world.tsm.run(job, se.transmit)

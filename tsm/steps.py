@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from protocols.gp import codes
+from protocols.gp.crypto import kcv
 from protocols.gp.errors import GpError
 from protocols.gp.keys import parse_key_information_template, put_key_command
 from tsm import applets as ap
@@ -160,12 +161,14 @@ def rotate_keys(ctx: StepContext) -> None:
     dek = s.host.static_keys.dek
     cmd = put_key_command(FACTORY_KVN, DIVERSIFIED_KVN, [new.enc, new.mac, new.dek], dek)
     r = s.send(cmd, "PUT KEY replace 30 by 31", secret=True)
-    try:
-        kvn_answer = r.data[:1]
-    except GpError as exc:  # pragma: no cover - slicing cannot fail
-        raise CardDataError(str(exc)) from exc
-    if kvn_answer != bytes([DIVERSIFIED_KVN]):
+    if r.data[:1] != bytes([DIVERSIFIED_KVN]):
         raise CardDataError(f"SE {ctx.se_id}: PUT KEY answered {r.data.hex()}, expected KVN 31 first")
+    # GPCS 11.8.3: the card answers each new key's check value; a mismatch means the card
+    # holds other keys than the TSM derived (a corrupted block, a false card)
+    expected = b"".join(kcv(k) for k in (new.enc, new.mac, new.dek))
+    if r.data[1:] != expected:
+        raise CardDataError(f"SE {ctx.se_id}: PUT KEY answered key check values {r.data[1:].hex().upper()}, "
+                            f"expected {expected.hex().upper()} (ENC, MAC, DEK)")
     ctx.link.audit.event("keys-rotated", "factory keyset replaced", old_kvn=FACTORY_KVN,
                          new_kvn=DIVERSIFIED_KVN)
     # the new session opens with keyset 31 and records it (with its sequence counter) in
