@@ -170,11 +170,14 @@ def _parts(tsm: Tsm, home: Path, alg: str, runs: int) -> None:
 
     spent: dict[str, float] = {}
     patched = []
+    inside = [False]  # counted only inside Tsm.run, as the session time is (not the job row's insert)
 
     def wrap(owner, name: str, label: str) -> None:
         original = getattr(owner, name)
 
         def timed(*a, **k):
+            if not inside[0]:
+                return original(*a, **k)
             t = time.perf_counter()
             try:
                 return original(*a, **k)
@@ -188,12 +191,23 @@ def _parts(tsm: Tsm, home: Path, alg: str, runs: int) -> None:
     wrap(store.ImageFile, "write", "NVM image writes")
     wrap(_keys, "generate", "in-SE key generations")
     wrap(_keys, "proof_of_possession", "proofs of possession")
+    run = tsm.run
+
+    def run_inside(*a, **k):
+        inside[0] = True
+        try:
+            return run(*a, **k)
+        finally:
+            inside[0] = False
+
+    tsm.run = run_inside
     try:
         total = in_se = 0.0
         for _ in range(runs):
             t, traffic = _session(tsm, home, alg)
             total, in_se = total + t, in_se + traffic.in_se
     finally:
+        del tsm.run
         for owner, name, original in reversed(patched):
             setattr(owner, name, original)
     print(f"  {alg} session {total / runs * 1000:.2f} ms, inside the SE {in_se / runs * 1000:.2f} ms; of which:")
