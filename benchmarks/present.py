@@ -37,7 +37,10 @@ Over HTTP, the reader runs as it is deployed (``mcred reader serve``): uvicorn i
 its own (``multiprocessing`` spawn, the same app, pipeline and cached status list), and the
 client in this one. Until this was so, the server ran in a thread of the benchmark's process,
 sharing the client's GIL (and its CPU time); that setup is still timed, in the row marked
-"reader thread", for comparison with older figures. The HTTP line after the rows splits a
+"reader thread", for comparison with older figures. The row "a client each" is one
+presentation as ``mcred present`` makes it: ``present_over_http`` with a client and a
+connection of its own (before the clients shared one TLS context, building that client
+parsed the CA bundle: 100-150 ms here). The HTTP line after the rows splits a
 presentation's CPU time between the client (wallet, SE, httpx) and the reader process
 (uvicorn, FastAPI, the reader session and pipeline), from the operating system's counters
 (Linux ``/proc``; left out elsewhere); on a 2-core machine the two run one after the other,
@@ -226,6 +229,12 @@ def main() -> int:
                 cpu_client = (time.process_time() - cpu_client) / http_runs
                 after = _cpu_seconds(reader.pid)
                 cpu_reader = None if after is None or cpu_reader is None else (after - cpu_reader) / http_runs
+
+            def own_client():  # as `mcred present` does: a client (and connection) of its own
+                out = present_over_http(wallet, f"http://127.0.0.1:{port}")
+                assert out.valid, out.result
+
+            t_http_own = median_time(own_client, max(10, runs // 5))
         finally:
             reader.terminate()
             reader.join(5)
@@ -346,6 +355,7 @@ def main() -> int:
         ("presentation in-process", t_inproc, floor_present, "2 keygen+2 ECDH+4 HKDF+4 GCM+sign+2 verify+digests"),
         ("presentation over HTTP (reader process)", t_http, floor_present, "same floor"),
         ("presentation over HTTP (reader thread)", t_http_thread, floor_present, "same floor; shares our GIL"),
+        ("presentation over HTTP (a client each)", t_http_own, floor_present, "same floor; as `mcred present`"),
         ("reader verification (warm, new mdoc)", t_verify, floor_verify, "2 verifies + digests"),
         ("reader verification (cold DS chain)", t_cold, floor_cold, "3 verifies + digests"),
         ("reader verification (same mdoc again)", t_again, floor_again, "2 verifies + digests, no target"),
