@@ -117,7 +117,11 @@ class ReaderService:
         outcome = entry.session.receive(data)
         # serialized here, in the worker thread that verified it: the result route then
         # only looks the bytes up, without a thread of its own
-        entry.verdict, entry.outcome = verdict_json(outcome), outcome
+        try:
+            verdict = verdict_json(outcome)
+        except ValueError:  # a NaN among the disclosed values: the route tries, and fails, itself
+            verdict = None
+        entry.verdict, entry.outcome = verdict, outcome
         if self.save_dir is not None and outcome.device_response is not None:
             self._save(sid, entry)
         return entry.session.terminate()
@@ -131,11 +135,14 @@ class ReaderService:
 
     def verdict(self, sid: str) -> bytes | None | bool:
         """The verdict's JSON bytes, None for an unknown session, False while pending. Never
-        blocks (a lock held for a dict look-up): the result route calls it on the event loop."""
+        blocks (a lock held for a dict look-up): the result route calls it on the event loop.
+        A verdict JSON cannot carry is rendered again here, and raises as it always did."""
         entry = self._get(sid)
         if entry is None:
             return None
-        return entry.verdict or False
+        if entry.outcome is None:
+            return False
+        return entry.verdict if entry.verdict is not None else verdict_json(entry.outcome)
 
     def _save(self, sid: str, entry: _Entry) -> None:
         from cryptography.hazmat.primitives import serialization
