@@ -591,6 +591,12 @@ class _LazyReader:
     def outcome(self, sid: str):  # noqa: ANN201
         return self._get().outcome(sid)
 
+    def verdict(self, sid: str):  # noqa: ANN201
+        # called on the event loop: never build the service here (key store, database);
+        # before open() has built it no session exists, so the answer is "unknown"
+        service = self._service
+        return None if service is None else service.verdict(sid)
+
 
 def _installation_jpki_roots(ctx: Context):  # noqa: ANN202
     """Every root generation of both JPKI purposes, read on each call (a rollover is seen)."""

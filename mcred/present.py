@@ -25,7 +25,7 @@ from protocols import cbor
 from protocols.gp import HostChannel, StaticKeys
 from protocols.mdoc import Check, SessionTranscript, VerificationResult
 from reader.ds_crl import DsCrlCheck
-from reader.fetch import SESSION_MAX_BYTES, FetchError, fetch
+from reader.fetch import SESSION_MAX_BYTES, FetchError, fetch, new_client
 from reader.http import ReaderService, reader_router, relying_party_router
 from reader.pipeline import PipelineConfig, ReaderPipeline, StatusListCache
 from reader.relying_party import RelyingPartyService
@@ -146,7 +146,7 @@ def present_over_http(wallet: Wallet, reader_url: str, *, client: httpx.Client |
     SessionEstablishment, receive the reader's SessionData, fetch the verdict. ``token``:
     a bearer token, for the reader mounted in the issuer service (scope ``reader``)."""
     own = client is None
-    client = client or httpx.Client(timeout=timeout)
+    client = client or new_client(timeout=timeout)  # the CA bundle loaded once per process
     auth = {"Authorization": f"Bearer {token}"} if token else {}
     base = reader_url.rstrip("/")
     session = wallet.start()

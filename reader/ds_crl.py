@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import hashes
 from protocols import certs
 from protocols.mdoc import Check, DocumentContext
 from reader.crl_cache import CrlCache
-from reader.fetch import IACA_CRL_MAX_BYTES, FetchError, fetch
+from reader.fetch import IACA_CRL_MAX_BYTES, FetchError, fetch, new_client
 
 DS_REVOCATION = "ds_revocation"
 SKEW = dt.timedelta(minutes=5)
@@ -47,7 +47,7 @@ class CrlFetchError(FetchError):
 class HttpCrlFetcher:
     def __init__(self, client: httpx.Client | None = None, *, timeout: float = 5.0,
                  max_bytes: int = MAX_CRL_BYTES) -> None:
-        self.client = client or httpx.Client(timeout=timeout, follow_redirects=False)
+        self.client = client or new_client(timeout=timeout)
         self.max_bytes = max_bytes
 
     def __call__(self, url: str) -> bytes:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import json
 import secrets
 import threading
 from collections import OrderedDict
@@ -50,6 +51,14 @@ class _Entry:
     session: ReaderSession
     created: dt.datetime
     outcome: ReaderOutcome | None = None
+    verdict: bytes | None = None  # outcome.result as JSON, serialized once, when it is known
+
+
+def verdict_json(outcome: ReaderOutcome) -> bytes:
+    """The verdict as ``GET /sessions/{id}/result`` answers it: the same bytes as FastAPI's
+    ``JSONResponse`` would render (compact, UTF-8, no NaN)."""
+    return json.dumps(outcome.result.to_json(), ensure_ascii=False, allow_nan=False,
+                      separators=(",", ":")).encode("utf-8")
 
 
 class ReaderService:
@@ -106,7 +115,13 @@ class ReaderService:
         if entry is None:
             return None
         outcome = entry.session.receive(data)
-        entry.outcome = outcome
+        # serialized here, in the worker thread that verified it: the result route then
+        # only looks the bytes up, without a thread of its own
+        try:
+            verdict = verdict_json(outcome)
+        except ValueError:  # a NaN among the disclosed values: the route tries, and fails, itself
+            verdict = None
+        entry.verdict, entry.outcome = verdict, outcome
         if self.save_dir is not None and outcome.device_response is not None:
             self._save(sid, entry)
         return entry.session.terminate()
@@ -117,6 +132,17 @@ class ReaderService:
         if entry is None:
             return None
         return entry.outcome or False
+
+    def verdict(self, sid: str) -> bytes | None | bool:
+        """The verdict's JSON bytes, None for an unknown session, False while pending. Never
+        blocks (a lock held for a dict look-up): the result route calls it on the event loop.
+        A verdict JSON cannot carry is rendered again here, and raises as it always did."""
+        entry = self._get(sid)
+        if entry is None:
+            return None
+        if entry.outcome is None:
+            return False
+        return entry.verdict if entry.verdict is not None else verdict_json(entry.outcome)
 
     def _save(self, sid: str, entry: _Entry) -> None:
         from cryptography.hazmat.primitives import serialization
@@ -167,14 +193,15 @@ def reader_router(service: ReaderService) -> APIRouter:
             raise HTTPException(404, "no such session")
         return Response(reply, media_type=CBOR)
 
-    @router.get("/sessions/{sid}/result")
-    def result(sid: str) -> JSONResponse:
-        outcome = service.outcome(sid)
-        if outcome is None:
+    @router.get("/sessions/{sid}/result", response_class=JSONResponse)
+    async def result(sid: str) -> Response:
+        # on the event loop: the verdict was serialized when the SessionData was verified
+        verdict = service.verdict(sid)
+        if verdict is None:
             raise HTTPException(404, "no such session")
-        if outcome is False:
+        if verdict is False:
             raise HTTPException(409, "no response received yet")
-        return JSONResponse(outcome.result.to_json())
+        return Response(verdict, media_type="application/json")
 
     return router
 

@@ -54,7 +54,7 @@ from protocols.status import (
     decode_status_list_token,
     verify_status_list_token,
 )
-from reader.fetch import STATUS_LIST_MAX_BYTES, FetchError, HttpAnswer, fetch
+from reader.fetch import STATUS_LIST_MAX_BYTES, FetchError, HttpAnswer, fetch, new_client
 from reader.trust import TrustStore
 
 IACA_PROFILE = "iaca_profile"
@@ -85,7 +85,7 @@ class HttpxFetcher:
 
     def __init__(self, client: httpx.Client | None = None, *, timeout: float = 5.0,
                  max_bytes: int = STATUS_LIST_MAX_BYTES) -> None:
-        self.client = client or httpx.Client(timeout=timeout, follow_redirects=False)
+        self.client = client or new_client(timeout=timeout)
         self.max_bytes = max_bytes
 
     def __call__(self, uri: str, etag: str | None) -> HttpAnswer:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import http.server
+import ipaddress
+import ssl
 import threading
 import uuid
 from collections.abc import Iterator
@@ -19,14 +21,14 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reader.ds_crl import CrlFetchError, HttpCrlFetcher
-from reader.fetch import FetchError, fetch
+from reader.fetch import FetchError, fetch, tls_context
 from reader.pipeline import HttpxFetcher
 from reader.relying_party import check_ocsp, check_revocation_crl
 
@@ -207,3 +209,41 @@ def test_any_url_a_credential_carries_is_a_fetch_error_or_an_answer(url):
         fetch(None, "GET", url, max_bytes=LIMIT, timeout=0.5)
     except FetchError:
         pass
+
+
+def test_clients_made_here_share_one_tls_context_and_still_verify(tmp_path):
+    """The fetchers' own clients share one TLS context (the CA bundle loaded once per
+    process); it still verifies: a server whose certificate no CA in the bundle signed is a
+    FetchError, from fetch's own client as from the status list and CRL fetchers'."""
+    ctx = tls_context()
+    assert ctx is tls_context() and ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hostile)
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    server.socket = server_ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"https://127.0.0.1:{server.server_address[1]}/small"
+    try:
+        with pytest.raises(FetchError, match="CERTIFICATE_VERIFY_FAILED"):
+            fetch(None, "GET", url, max_bytes=LIMIT)
+        with pytest.raises(FetchError, match="CERTIFICATE_VERIFY_FAILED"):
+            HttpxFetcher(timeout=5)(url, None)
+        with pytest.raises(CrlFetchError, match="CERTIFICATE_VERIFY_FAILED"):
+            HttpCrlFetcher(timeout=5)(url)
+        # the same server answers a client that trusts its certificate
+        trusting = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+        with httpx.Client(verify=trusting, timeout=5) as c:
+            assert fetch(c, "GET", url, max_bytes=LIMIT).body == b"hello"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -10,15 +10,17 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_present_kit import DOCTYPE, NS, T0, Clock, StatusPublisher, make_phone, make_pki
 
 import wallet_sim
+from mcred.api_routes import _LazyReader
 from mcred.present import present_in_process, reader_app, reader_pipeline
 from protocols import cbor, cose
-from protocols.mdoc import SessionData
+from protocols.mdoc import DisclosedDocument, SessionData, VerificationResult
 from reader.errors import ReaderSessionError
 from reader.http import ReaderService
 from reader.session import ReaderSession, RequestSpec
@@ -97,6 +99,53 @@ def test_http_endpoints_answer_garbage_with_4xx(world):
     assert r.status_code == 200 and SessionData.decode(r.content).status == 20
     verdict = client.get(f"/sessions/{sid}/result").json()
     assert verdict["valid"] is False and verdict["checks"][0]["name"] == "session"
+
+
+def test_verdict_is_the_outcome_as_json_byte_for_byte(world):
+    """The result route serves the verdict serialized once, when the SessionData was verified:
+    the bytes and media type FastAPI's JSONResponse renders from the outcome."""
+    service = ReaderService(world["pipeline"], [REQUEST])
+    client = TestClient(reader_app(service))
+    se = wallet_sim.open_secure_element(world["phone"], world["home"])
+    session = Wallet(se.transmit, RulesConsent.allow_all(), clock=world["clock"]).start()
+    r = client.post("/sessions", content=session.engagement.uri.encode())
+    sid = r.headers["x-session-id"]
+    assert client.post(f"/sessions/{sid}", content=session.receive(r.content)).status_code == 200
+    r = client.get(f"/sessions/{sid}/result")
+    outcome = service.outcome(sid)
+    assert outcome.valid and r.status_code == 200
+    assert r.headers["content-type"] == "application/json"
+    assert r.content == JSONResponse(outcome.result.to_json()).body
+
+
+def test_a_verdict_json_cannot_carry_fails_the_result_route_not_the_session_data(world):
+    """A NaN among the disclosed values (JSON has none): the SessionData is still answered,
+    and the result route alone fails (500, the catch-all problem), as when it rendered the
+    verdict at every call."""
+
+    class NanValues:
+        def verify(self, response, **kwargs):
+            result = world["pipeline"].verify(response, **kwargs)
+            docs = tuple(DisclosedDocument(d.doc_type, {ns: dict.fromkeys(e, float("nan"))
+                                                         for ns, e in d.elements.items()})
+                         for d in result.documents)
+            return VerificationResult(result.checks, docs)
+
+    client = TestClient(reader_app(ReaderService(NanValues(), [REQUEST])), raise_server_exceptions=False)
+    se = wallet_sim.open_secure_element(world["phone"], world["home"])
+    session = Wallet(se.transmit, RulesConsent.allow_all(), clock=world["clock"]).start()
+    r = client.post("/sessions", content=session.engagement.uri.encode())
+    sid = r.headers["x-session-id"]
+    assert client.post(f"/sessions/{sid}", content=session.receive(r.content)).status_code == 200
+    r = client.get(f"/sessions/{sid}/result")
+    assert r.status_code == 500 and r.json()["type"] == "/problems/internal-error"
+
+
+def test_lazy_reader_answers_an_unknown_verdict_without_being_built():
+    """The issuer service's reader is built on first use (key store, database); the result
+    route runs on the event loop and must not build it: no session exists before open()."""
+    lazy = _LazyReader(None)  # a context would only be read by the build
+    assert lazy.verdict("nope") is None and lazy._service is None
 
 
 # -- VICAL -----------------------------------------------------------------------------------
