@@ -119,7 +119,7 @@ class ReaderService:
         # only looks the bytes up, without a thread of its own
         try:
             verdict = verdict_json(outcome)
-        except ValueError:  # a NaN among the disclosed values: the route tries, and fails, itself
+        except ValueError:  # nothing json_value makes; should it happen, the route renders (and fails) itself
             verdict = None
         entry.verdict, entry.outcome = verdict, outcome
         if self.save_dir is not None and outcome.device_response is not None:
@@ -136,7 +136,7 @@ class ReaderService:
     def verdict(self, sid: str) -> bytes | None | bool:
         """The verdict's JSON bytes, None for an unknown session, False while pending. Never
         blocks (a lock held for a dict look-up): the result route calls it on the event loop.
-        A verdict JSON cannot carry is rendered again here, and raises as it always did."""
+        A verdict that could not be serialized then is rendered again here, and raises."""
         entry = self._get(sid)
         if entry is None:
             return None

@@ -132,9 +132,16 @@ class VerificationResult:
         }
 
 
+_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
 def json_value(value: Any) -> Any:
     """JSON-friendly element values: bytes as standard padded base64, full-date as
-    ``YYYY-MM-DD``, tdate as ``YYYY-MM-DDTHH:MM:SSZ``, other tags as {"tag", "value"}."""
+    ``YYYY-MM-DD``, tdate as ``YYYY-MM-DDTHH:MM:SSZ``, other tags as {"tag", "value"}, a
+    float JSON has no number for (CBOR has: NaN, +-infinity) as the string "NaN",
+    "Infinity" or "-Infinity" (as the protobuf JSON mapping writes them)."""
+    if type(value) is float and value - value != 0.0:  # NaN or an infinity
+        return _NON_FINITE[repr(value)]
     if isinstance(value, bytes):
         return base64.b64encode(value).decode()
     if isinstance(value, dt.datetime):
