@@ -125,7 +125,8 @@ def _hammer(base: str, path: str, body: bytes, seconds: float, procs: int,
     return _summary(lat, max(w for _, w in parts))
 
 
-def _schema(url: str) -> tuple[str, Callable[[], None]]:
+def pg_schema(url: str) -> tuple[str, Callable[[], None]]:
+    """A fresh schema on ``url`` (the URL returned sets it as the search path) and its drop."""
     import sqlalchemy as sa
 
     name = f"bench_{uuid.uuid4().hex[:10]}"
@@ -313,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     from mcred.context import Context
     from mcred.provision import issuer_port
 
-    url, drop = _schema(args.database)
+    url, drop = pg_schema(args.database)
     proc = None
     try:
         with tempfile.TemporaryDirectory() as d:

@@ -26,10 +26,10 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
+
+from benchmarks.api import pg_schema
 
 PG_URL = os.environ.get("MCRED_BENCH_POSTGRES_URL", os.environ.get(
     "MCRED_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
@@ -40,24 +40,6 @@ def _holder(i: int) -> dict:
     return {"family_name": "往復", "given_name": f"太郎{i}", "family_name_kana": "オウフク",
             "given_name_kana": "タロウ", "birth_date": "1980-04-01", "sex": 1,
             "address": f"東京都千代田区{i}-1", "prefecture": "東京都", "municipality": "千代田区"}
-
-
-def _pg_schema(url: str) -> tuple[str, Callable[[], None]]:
-    """A fresh schema on ``url`` (the search path of the URL returned) and its drop."""
-    import sqlalchemy as sa
-
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(url)
-    with admin.begin() as c:
-        c.execute(sa.text(f'CREATE SCHEMA "{name}"'))
-
-    def drop() -> None:
-        with admin.begin() as c:
-            c.execute(sa.text(f'DROP SCHEMA "{name}" CASCADE'))
-        admin.dispose()
-
-    sep = "&" if "?" in url else "?"
-    return f"{url}{sep}options=-csearch_path%3D{name}", drop
 
 
 def measure(home: Path, url: str, runs: int) -> dict:
@@ -118,7 +100,7 @@ def run(db: str, runs: int, pg_url: str = PG_URL) -> dict:
         home = Path(d)
         if db == "sqlite":
             return measure(home, f"sqlite:///{home / 'mcred.sqlite3'}", runs)
-        url, drop = _pg_schema(pg_url)
+        url, drop = pg_schema(pg_url)
         try:
             return measure(home, url, runs)
         finally:
