@@ -101,17 +101,23 @@ def test_http_endpoints_answer_garbage_with_4xx(world):
     assert verdict["valid"] is False and verdict["checks"][0]["name"] == "session"
 
 
-def test_verdict_is_the_outcome_as_json_byte_for_byte(world):
-    """The result route serves the verdict serialized once, when the SessionData was verified:
-    the bytes and media type FastAPI's JSONResponse renders from the outcome."""
-    service = ReaderService(world["pipeline"], [REQUEST])
-    client = TestClient(reader_app(service))
+def _present_and_fetch_result(world, client):
+    """The phone presents to the reader app behind ``client``; the session id and the
+    result route's answer."""
     se = wallet_sim.open_secure_element(world["phone"], world["home"])
     session = Wallet(se.transmit, RulesConsent.allow_all(), clock=world["clock"]).start()
     r = client.post("/sessions", content=session.engagement.uri.encode())
     sid = r.headers["x-session-id"]
     assert client.post(f"/sessions/{sid}", content=session.receive(r.content)).status_code == 200
-    r = client.get(f"/sessions/{sid}/result")
+    return sid, client.get(f"/sessions/{sid}/result")
+
+
+def test_verdict_is_the_outcome_as_json_byte_for_byte(world):
+    """The result route serves the verdict serialized once, when the SessionData was verified:
+    the bytes and media type FastAPI's JSONResponse renders from the outcome."""
+    service = ReaderService(world["pipeline"], [REQUEST])
+    client = TestClient(reader_app(service))
+    sid, r = _present_and_fetch_result(world, client)
     outcome = service.outcome(sid)
     assert outcome.valid and r.status_code == 200
     assert r.headers["content-type"] == "application/json"
@@ -133,12 +139,7 @@ def test_disclosed_values_json_has_no_number_for_are_rendered_as_strings(world):
             return VerificationResult(result.checks, docs)
 
     client = TestClient(reader_app(ReaderService(OddValues(), [REQUEST])), raise_server_exceptions=False)
-    se = wallet_sim.open_secure_element(world["phone"], world["home"])
-    session = Wallet(se.transmit, RulesConsent.allow_all(), clock=world["clock"]).start()
-    r = client.post("/sessions", content=session.engagement.uri.encode())
-    sid = r.headers["x-session-id"]
-    assert client.post(f"/sessions/{sid}", content=session.receive(r.content)).status_code == 200
-    r = client.get(f"/sessions/{sid}/result")
+    sid, r = _present_and_fetch_result(world, client)
     assert r.status_code == 200
     values = [v for d in r.json()["documents"] for e in d["elements"].values() for v in e.values()]
     assert values and set(values) <= {"NaN", "Infinity", "-Infinity"} and "NaN" in values
