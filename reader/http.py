@@ -8,6 +8,10 @@ bodies, byte for byte (a transport adapter around :class:`reader.session.ReaderS
   (status 20: the reader has what it asked for and ends the session).
 * ``GET /sessions/{id}/result``: the verdict, ``{"valid", "checks", "documents"}``.
 
+Sessions live in a :mod:`reader.sessions` store: this process's memory by default, or the
+database when the service is given an engine (any worker continues any session; the
+SessionData is verified once, by the worker that claims it).
+
 The JPKI relying party (:func:`relying_party_router`) joins the same service:
 
 * ``POST /rp/jpki/verify``: JSON ``{"content", "signature", ? "certificate", ? "slot",

@@ -189,3 +189,31 @@ def test_a_garbage_message_ends_a_db_session_with_a_failed_session_check(engine)
     verdict = json.loads(service.verdict(sid))
     assert verdict["valid"] is False and verdict["checks"][0]["name"] == "session"
     assert not verdict["checks"][0]["passed"] and service.outcome(sid) is True
+
+
+def test_workers_racing_for_one_message_verify_it_once(db_url):
+    """Eight workers (engines of their own) claim one session at the same moment: the
+    conditional UPDATE gives it to exactly one."""
+    import threading
+
+    engines = [make_engine(db_url) for _ in range(8)]
+    migrate(engines[0])
+    clock = StepClock()
+    services = [_service(e, clock) for e in engines]
+    sid, _ = services[0].open(Engagement.new().uri)
+    barrier = threading.Barrier(len(services))
+    got = [None] * len(services)
+
+    def claim(i: int) -> None:
+        barrier.wait()
+        got[i] = services[i].store.claim(sid, clock())
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(len(services))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for e in engines:
+        e.dispose()
+    assert sum(isinstance(g, ReaderSession) for g in got) == 1
+    assert sorted(g for g in got if isinstance(g, str)) == ["processing"] * (len(services) - 1)
