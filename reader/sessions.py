@@ -17,6 +17,7 @@ sees the session taken or ended.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -31,6 +32,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from reader.session import ReaderOutcome, ReaderSession
 
 AWAITING, PROCESSING, DONE = "awaiting_response", "processing", "done"
+#: What an id the service makes looks like (``secrets.token_urlsafe(16)``); anything else
+#: from a request path (a NUL, which PostgreSQL text refuses; a kilobyte) is unknown.
+_SID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 State = Literal["awaiting_response", "processing", "done"]
 
 
@@ -168,6 +172,8 @@ class SqlSessionStore:
                                            transcript=session.transcript.raw, e_reader_key=key))
 
     def claim(self, sid: str, now: dt.datetime) -> ReaderSession | State | None:
+        if not _SID.fullmatch(sid):
+            return None
         t = ReaderSessionRow.__table__
         live = (t.c.id == sid) & (t.c.created_at > now - self.ttl)
         with self.engine.begin() as conn:
@@ -188,6 +194,8 @@ class SqlSessionStore:
                          .values(state=DONE, verdict=verdict, e_reader_key=None))
 
     def view(self, sid: str, now: dt.datetime) -> SessionView | None:
+        if not _SID.fullmatch(sid):
+            return None
         t = ReaderSessionRow.__table__
         with self.engine.connect() as conn:
             row = conn.execute(select(t.c.state, t.c.verdict)

@@ -217,3 +217,12 @@ def test_workers_racing_for_one_message_verify_it_once(db_url):
         e.dispose()
     assert sum(isinstance(g, ReaderSession) for g in got) == 1
     assert sorted(g for g in got if isinstance(g, str)) == ["processing"] * (len(services) - 1)
+
+
+def test_ids_no_session_can_have_are_unknown_not_a_database_error(workers):
+    """Path ids with a NUL (PostgreSQL text refuses it), other odd characters or a kilobyte
+    answer 404 like any unknown session, on the message and the result route."""
+    a, _ = workers
+    for sid in ("%00", "a%00b", "%E2%98%83", "x" * 1024, "a.b"):
+        assert a.post(f"/reader/sessions/{sid}", content=b"\xa0").status_code == 404
+        assert a.get(f"/reader/sessions/{sid}/result").status_code == 404
