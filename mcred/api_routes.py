@@ -579,7 +579,9 @@ class _LazyReader:
                 store = TrustStore()
                 store.add(mdoc_service(self._ctx).iaca_certificate(), source="installation")
                 # the same checks as `mcred reader serve` online: status lists and the IACA CRL
-                self._service = ReaderService(reader_pipeline(trust=store, ds_crl=True), [DEFAULT_REQUEST])
+                # sessions in the installation's database: any worker continues any session
+                self._service = ReaderService(reader_pipeline(trust=store, ds_crl=True), [DEFAULT_REQUEST],
+                                              engine=self._ctx.engine)
             return self._service
 
     def open(self, engagement):  # noqa: ANN001, ANN201
@@ -591,11 +593,25 @@ class _LazyReader:
     def outcome(self, sid: str):  # noqa: ANN201
         return self._get().outcome(sid)
 
+    #: The sessions are in the database: the result route looks verdicts up in the thread pool.
+    verdict_blocks = True
+
     def verdict(self, sid: str):  # noqa: ANN201
-        # called on the event loop: never build the service here (key store, database);
-        # before open() has built it no session exists, so the answer is "unknown"
+        # never build the service here (key store, IACA): another worker may have opened the
+        # session, and its verdict is a row of the database, which needs only the engine
         service = self._service
-        return None if service is None else service.verdict(sid)
+        if service is not None:
+            return service.verdict(sid)
+        engine = getattr(self._ctx, "engine", None)  # no context: no database, no session
+        if engine is None:
+            return None
+        import datetime as dt
+
+        from reader.http import MAX_SESSIONS, SESSION_TTL, verdict_of
+        from reader.sessions import SqlSessionStore
+
+        store = SqlSessionStore(engine, SESSION_TTL, MAX_SESSIONS, resume=None)
+        return verdict_of(store.view(sid, dt.datetime.now(dt.UTC)))
 
 
 def _installation_jpki_roots(ctx: Context):  # noqa: ANN202

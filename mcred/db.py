@@ -1,7 +1,8 @@
 """The one relational database of an installation: engine, sessions, migrations.
 
-Each party owns its tables (``issuer.db.IssuerBase``, ``tsm.db.TsmBase``) and its Alembic
-branch (``issuer/migrations/versions``, ``tsm/migrations/versions``); this composition root
+Each party owns its tables (``issuer.db.IssuerBase``, ``tsm.db.TsmBase``,
+``reader.sessions.ReaderBase``) and its Alembic branch (``issuer/migrations/versions``,
+``tsm/migrations/versions``, ``reader/migrations/versions``); this composition root
 only creates the engine and runs every branch to its head. SQLite in the data directory is
 the embedded default; ``MCRED_DATABASE_URL`` selects PostgreSQL (or any SQLAlchemy URL).
 """
@@ -18,6 +19,7 @@ from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.orm import Session, sessionmaker
 
 import issuer
+import reader
 import tsm
 
 
@@ -105,6 +107,7 @@ def _alembic_config(engine: Engine) -> Config:
     locations = [
         str(Path(issuer.__file__).parent / "migrations" / "versions"),
         str(Path(tsm.__file__).parent / "migrations" / "versions"),
+        str(Path(reader.__file__).parent / "migrations" / "versions"),
     ]
     cfg.set_main_option("version_locations", " ".join(locations))
     cfg.set_main_option("path_separator", "space")

@@ -8,6 +8,10 @@ bodies, byte for byte (a transport adapter around :class:`reader.session.ReaderS
   (status 20: the reader has what it asked for and ends the session).
 * ``GET /sessions/{id}/result``: the verdict, ``{"valid", "checks", "documents"}``.
 
+Sessions live in a :mod:`reader.sessions` store: this process's memory by default, or the
+database when the service is given an engine (any worker continues any session; the
+SessionData is verified once, by the worker that claims it).
+
 The JPKI relying party (:func:`relying_party_router`) joins the same service:
 
 * ``POST /rp/jpki/verify``: JSON ``{"content", "signature", ? "certificate", ? "slot",
@@ -25,10 +29,7 @@ import binascii
 import datetime as dt
 import json
 import secrets
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -38,20 +39,15 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from protocols import cbor
+from protocols.mdoc import SessionData
+from protocols.mdoc.session import SESSION_STATUS_TERMINATION
 from reader.errors import ReaderSessionError
 from reader.relying_party import RelyingPartyService
 from reader.session import ReaderOutcome, ReaderSession, RequestSpec, Verifier
+from reader.sessions import DONE, MemorySessionStore, SessionStore, SessionView, SqlSessionStore
 
 CBOR = "application/cbor"
 MAX_BODY = 1024 * 1024
-
-
-@dataclass
-class _Entry:
-    session: ReaderSession
-    created: dt.datetime
-    outcome: ReaderOutcome | None = None
-    verdict: bytes | None = None  # outcome.result as JSON, serialized once, when it is known
 
 
 def verdict_json(outcome: ReaderOutcome) -> bytes:
@@ -61,8 +57,31 @@ def verdict_json(outcome: ReaderOutcome) -> bytes:
                       separators=(",", ":")).encode("utf-8")
 
 
+#: How long a session lives, and how many are kept (the oldest dropped first).
+SESSION_TTL = dt.timedelta(minutes=5)
+MAX_SESSIONS = 1000
+
+
+def verdict_of(view: SessionView | None) -> bytes | None | bool:
+    """The result route's answer for a session as a store sees it: the verdict's JSON bytes,
+    None for an unknown session, False while pending."""
+    if view is None:
+        return None
+    if view.state != DONE:
+        return False
+    if view.verdict is not None:
+        return view.verdict
+    if view.outcome is None:
+        raise ReaderSessionError("the verdict of this session could not be serialized")
+    return verdict_json(view.outcome)
+
+
 class ReaderService:
-    """Sessions by id, bounded in number and age; one verifier (pipeline) for all."""
+    """Sessions by id, bounded in number and age; one verifier (pipeline) for all.
+
+    Sessions are kept in ``store``: this process's memory by default, or a
+    :class:`reader.sessions.SqlSessionStore` when ``engine`` is given, so that every worker
+    on that database can continue a session any of them opened."""
 
     def __init__(
         self,
@@ -71,10 +90,11 @@ class ReaderService:
         *,
         reader_signer=None,
         reader_chain: Sequence[bytes] = (),
-        session_ttl: dt.timedelta = dt.timedelta(minutes=5),
-        max_sessions: int = 1000,
+        session_ttl: dt.timedelta = SESSION_TTL,
+        max_sessions: int = MAX_SESSIONS,
         save_dir: Path | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        engine=None,
     ) -> None:
         self.verifier = verifier
         self.requests = list(requests)
@@ -84,72 +104,70 @@ class ReaderService:
         self.max_sessions = max_sessions
         self.save_dir = save_dir
         self.clock = clock
-        self._sessions: OrderedDict[str, _Entry] = OrderedDict()
-        self._lock = threading.Lock()
+        self.store: SessionStore = (
+            MemorySessionStore(session_ttl, max_sessions) if engine is None
+            else SqlSessionStore(engine, session_ttl, max_sessions, self._resume))
 
-    def _prune(self, now: dt.datetime) -> None:
-        while self._sessions:
-            sid, entry = next(iter(self._sessions.items()))
-            if len(self._sessions) < self.max_sessions and now - entry.created < self.session_ttl:
-                break
-            del self._sessions[sid]
+    @property
+    def verdict_blocks(self) -> bool:
+        """True when looking a verdict up waits on the database (not on the event loop, then)."""
+        return self.store.blocking
+
+    def _resume(self, key, transcript: bytes) -> ReaderSession:  # noqa: ANN001
+        return ReaderSession.resume(self.requests, self.verifier, key, transcript)
 
     def open(self, engagement: bytes | str) -> tuple[str, bytes]:
         session = ReaderSession(self.requests, self.verifier, reader_signer=self.reader_signer,
                                 reader_chain=self.reader_chain)
         establishment = session.start(engagement)
         sid = secrets.token_urlsafe(16)
-        now = self.clock()
-        with self._lock:
-            self._prune(now)
-            self._sessions[sid] = _Entry(session, now)
+        self.store.add(sid, session, self.clock())
         return sid, establishment
 
-    def _get(self, sid: str) -> _Entry | None:
-        with self._lock:
-            self._prune(self.clock())
-            return self._sessions.get(sid)
-
     def message(self, sid: str, data: bytes) -> bytes | None:
-        entry = self._get(sid)
-        if entry is None:
+        """The reader's SessionData for the wallet's ``data``; None for an unknown session.
+        The first message is verified; a session already done (or being verified by another
+        worker) answers the same termination without verifying anything again."""
+        session = self.store.claim(sid, self.clock())
+        if session is None:
             return None
-        outcome = entry.session.receive(data)
+        if isinstance(session, str):
+            return SessionData(status=SESSION_STATUS_TERMINATION).encode()
+        outcome = session.receive(data)
         # serialized here, in the worker thread that verified it: the result route then
         # only looks the bytes up, without a thread of its own
         try:
             verdict = verdict_json(outcome)
         except ValueError:  # nothing json_value makes; should it happen, the route renders (and fails) itself
             verdict = None
-        entry.verdict, entry.outcome = verdict, outcome
+        self.store.finish(sid, outcome, verdict)
         if self.save_dir is not None and outcome.device_response is not None:
-            self._save(sid, entry)
-        return entry.session.terminate()
+            self._save(sid, outcome, session.e_reader_private_key)
+        return session.terminate()
 
     def outcome(self, sid: str) -> ReaderOutcome | None | bool:
-        """The outcome, None for an unknown session, False while pending."""
-        entry = self._get(sid)
-        if entry is None:
+        """The outcome, None for an unknown session, False while pending. Only the in-memory
+        store keeps the object: with a database, a session done answers True (its verdict
+        is :meth:`verdict`)."""
+        view = self.store.view(sid, self.clock())
+        if view is None:
             return None
-        return entry.outcome or False
+        if view.state != DONE:
+            return False
+        return view.outcome if view.outcome is not None else True
 
     def verdict(self, sid: str) -> bytes | None | bool:
-        """The verdict's JSON bytes, None for an unknown session, False while pending. Never
-        blocks (a lock held for a dict look-up): the result route calls it on the event loop.
-        A verdict that could not be serialized then is rendered again here, and raises."""
-        entry = self._get(sid)
-        if entry is None:
-            return None
-        if entry.outcome is None:
-            return False
-        return entry.verdict if entry.verdict is not None else verdict_json(entry.outcome)
+        """The verdict's JSON bytes, None for an unknown session, False while pending. With
+        the in-memory store it never blocks (a lock held for a dict look-up): the result
+        route calls it on the event loop; with a database it is one SELECT, in the thread
+        pool. A verdict that could not be serialized then is rendered again here, and raises."""
+        return verdict_of(self.store.view(sid, self.clock()))
 
-    def _save(self, sid: str, entry: _Entry) -> None:
+    def _save(self, sid: str, outcome: ReaderOutcome, key) -> None:  # noqa: ANN001
         from cryptography.hazmat.primitives import serialization
 
-        key = entry.session.e_reader_private_key
-        m = {"deviceResponse": entry.outcome.device_response,
-             "sessionTranscript": entry.outcome.session_transcript.raw}
+        m = {"deviceResponse": outcome.device_response,
+             "sessionTranscript": outcome.session_transcript.raw}
         if key is not None:
             m["eReaderPrivateKey"] = key.private_bytes(
                 serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
@@ -196,7 +214,11 @@ def reader_router(service: ReaderService) -> APIRouter:
     @router.get("/sessions/{sid}/result", response_class=JSONResponse)
     async def result(sid: str) -> Response:
         # on the event loop: the verdict was serialized when the SessionData was verified
-        verdict = service.verdict(sid)
+        # (a database look-up goes to the thread pool)
+        if getattr(service, "verdict_blocks", False):
+            verdict = await run_in_threadpool(service.verdict, sid)
+        else:
+            verdict = service.verdict(sid)
         if verdict is None:
             raise HTTPException(404, "no such session")
         if verdict is False:

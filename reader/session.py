@@ -109,6 +109,35 @@ class ReaderSession:
         self._key: ec.EllipticCurvePrivateKey | None = None
         self._crypto: SessionEncryption | None = None
 
+    @classmethod
+    def resume(
+        cls,
+        requests: Sequence[RequestSpec],
+        verifier: Verifier,
+        e_reader_private_key: ec.EllipticCurvePrivateKey,
+        session_transcript: bytes,
+    ) -> ReaderSession:
+        """A session that :meth:`start` began elsewhere (another worker), awaiting the
+        wallet's SessionData: from its EReaderKey and its SessionTranscript array bytes (the
+        DeviceEngagement is inside). The keys are derived again; the reader sent one message
+        (the DeviceRequest) and received none, so the counters go on at 2 and 1."""
+        session = cls(requests, verifier)
+        try:
+            transcript = SessionTranscript.decode(session_transcript)
+            if transcript.device_engagement_bytes is None:
+                raise MdocError("SessionTranscript without DeviceEngagementBytes")
+            de = DeviceEngagement.decode(transcript.device_engagement_bytes)
+            session._crypto = SessionEncryption.for_reader(e_reader_private_key, de.e_device_key, transcript)
+        except MdocError as exc:
+            raise ReaderSessionError(f"resume: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - CoseKeyError and friends from a bad key
+            raise ReaderSessionError(f"resume: {type(exc).__name__}: {exc}") from exc
+        session._crypto.send_counter = 2
+        session._key = e_reader_private_key
+        session.transcript = transcript
+        session.state = "awaiting_response"
+        return session
+
     @property
     def e_reader_private_key(self) -> ec.EllipticCurvePrivateKey | None:
         """The ephemeral key (kept to verify a deviceMac, and for saved transcripts)."""

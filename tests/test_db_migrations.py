@@ -13,7 +13,7 @@ def test_migrations_from_empty_database_create_every_table(db_url):
     migrate(engine)  # idempotent
     names = set(sa.inspect(engine).get_table_names())
     assert {"holders", "phones", "credentials", "issuer_keys", "status_lists", "crl_state",
-            "handovers", "api_tokens", "issuer_audit", "alembic_version"} <= names
+            "handovers", "api_tokens", "issuer_audit", "reader_sessions", "alembic_version"} <= names
     engine.dispose()
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from alembic import context
 
 from issuer.db import IssuerBase
+from reader.sessions import ReaderBase
 from tsm.db import TsmBase
 
 config = context.config
-target_metadata = [IssuerBase.metadata, TsmBase.metadata]
+target_metadata = [IssuerBase.metadata, TsmBase.metadata, ReaderBase.metadata]
 
 
 def run_migrations_online() -> None:

@@ -1,0 +1,203 @@
+"""Where the reader service keeps its sessions between the three requests of a presentation.
+
+:class:`MemorySessionStore` keeps them in this process (the stand-alone reader, tests).
+:class:`SqlSessionStore` keeps them in the reader's own table ``reader_sessions`` (Alembic
+branch ``reader`` in ``reader/migrations/versions``), so that any worker of a service with
+several can continue a session another one opened. The composition root hands it the
+engine; this package imports no other party.
+
+A row holds what a worker needs to continue: the ephemeral EReaderKey (PKCS#8 DER, erased
+when the session ends) and the SessionTranscript array bytes (the DeviceEngagement is in
+them: the session keys are derived again), the state, the verdict JSON once known, and the
+creation time (expiry). The SessionData is processed once: the worker that moves the row
+from ``awaiting_response`` to ``processing`` (one conditional UPDATE) does it; any other
+sees the session taken or ended.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import DateTime, Engine, LargeBinary, String, delete, func, select, update
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from reader.session import ReaderOutcome, ReaderSession
+
+AWAITING, PROCESSING, DONE = "awaiting_response", "processing", "done"
+#: What an id the service makes looks like (``secrets.token_urlsafe(16)``); anything else
+#: from a request path (a NUL, which PostgreSQL text refuses; a kilobyte) is unknown.
+_SID = re.compile(r"[A-Za-z0-9_-]{1,32}")
+State = Literal["awaiting_response", "processing", "done"]
+
+
+@dataclass
+class SessionView:
+    """A session as the result route sees it."""
+
+    state: State
+    verdict: bytes | None = None  # the verdict JSON, when done (None: not serializable then)
+    outcome: ReaderOutcome | None = None  # only the in-memory store keeps the object
+
+
+class SessionStore(Protocol):
+    #: True when a call may wait on I/O (the result route then leaves the event loop).
+    blocking: bool
+
+    def add(self, sid: str, session: ReaderSession, now: dt.datetime) -> None:
+        """Keep a started session; drop the expired and, past the limit, the oldest."""
+
+    def claim(self, sid: str, now: dt.datetime) -> ReaderSession | State | None:
+        """The session, for the one caller that takes it from ``awaiting_response`` to
+        ``processing``; the state it is in for everyone else; None when unknown or expired."""
+
+    def finish(self, sid: str, outcome: ReaderOutcome, verdict: bytes | None) -> None:
+        """The session is done: keep its verdict, forget its key."""
+
+    def view(self, sid: str, now: dt.datetime) -> SessionView | None:
+        """The session's state and verdict; None when unknown or expired."""
+
+
+@dataclass
+class _Entry:
+    session: ReaderSession
+    created: dt.datetime
+    state: State = AWAITING
+    outcome: ReaderOutcome | None = None
+    verdict: bytes | None = None
+
+
+class MemorySessionStore:
+    """Sessions in this process, bounded in number and age (oldest dropped first)."""
+
+    blocking = False
+
+    def __init__(self, ttl: dt.timedelta, max_sessions: int) -> None:
+        self.ttl = ttl
+        self.max_sessions = max_sessions
+        self._sessions: OrderedDict[str, _Entry] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _prune(self, now: dt.datetime) -> None:
+        while self._sessions:
+            sid, entry = next(iter(self._sessions.items()))
+            if len(self._sessions) < self.max_sessions and now - entry.created < self.ttl:
+                break
+            del self._sessions[sid]
+
+    def _get(self, sid: str, now: dt.datetime) -> _Entry | None:
+        self._prune(now)
+        return self._sessions.get(sid)
+
+    def add(self, sid: str, session: ReaderSession, now: dt.datetime) -> None:
+        with self._lock:
+            self._prune(now)
+            self._sessions[sid] = _Entry(session, now)
+
+    def claim(self, sid: str, now: dt.datetime) -> ReaderSession | State | None:
+        with self._lock:
+            entry = self._get(sid, now)
+            if entry is None:
+                return None
+            if entry.state != AWAITING:
+                return entry.state
+            entry.state = PROCESSING
+            return entry.session
+
+    def finish(self, sid: str, outcome: ReaderOutcome, verdict: bytes | None) -> None:
+        with self._lock:
+            entry = self._sessions.get(sid)
+            if entry is not None:
+                entry.state, entry.outcome, entry.verdict = DONE, outcome, verdict
+
+    def view(self, sid: str, now: dt.datetime) -> SessionView | None:
+        with self._lock:
+            entry = self._get(sid, now)
+            return None if entry is None else SessionView(entry.state, entry.verdict, entry.outcome)
+
+
+# -- in the database -----------------------------------------------------------------------
+
+
+class ReaderBase(DeclarativeBase):
+    pass
+
+
+class ReaderSessionRow(ReaderBase):
+    __tablename__ = "reader_sessions"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    #: awaiting_response | processing | done
+    state: Mapped[str] = mapped_column(String(24))
+    #: SessionTranscript array bytes (DeviceEngagementBytes and EReaderKeyBytes inside).
+    transcript: Mapped[bytes] = mapped_column(LargeBinary)
+    #: The ephemeral EReaderKey, PKCS#8 DER; NULL once the session is done.
+    e_reader_key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: The verdict JSON, byte for byte as the result route answers it.
+    verdict: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class SqlSessionStore:
+    """Sessions in ``reader_sessions``: shared by every process on the same database.
+    ``resume`` rebuilds a session from its row (:meth:`ReaderSession.resume` with the
+    service's requests and verifier)."""
+
+    blocking = True
+
+    def __init__(self, engine: Engine, ttl: dt.timedelta, max_sessions: int,
+                 resume: Callable[[ec.EllipticCurvePrivateKey, bytes], ReaderSession]) -> None:
+        self.engine = engine
+        self.ttl = ttl
+        self.max_sessions = max_sessions
+        self.resume = resume
+
+    def add(self, sid: str, session: ReaderSession, now: dt.datetime) -> None:
+        key = session.e_reader_private_key.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        t = ReaderSessionRow.__table__
+        with self.engine.begin() as conn:
+            conn.execute(delete(t).where(t.c.created_at <= now - self.ttl))
+            over = conn.execute(select(func.count()).select_from(t)).scalar_one() - self.max_sessions + 1
+            if over > 0:
+                oldest = select(t.c.id).order_by(t.c.created_at, t.c.id).limit(over).scalar_subquery()
+                conn.execute(delete(t).where(t.c.id.in_(oldest)))
+            conn.execute(t.insert().values(id=sid, created_at=now, state=AWAITING,
+                                           transcript=session.transcript.raw, e_reader_key=key))
+
+    def claim(self, sid: str, now: dt.datetime) -> ReaderSession | State | None:
+        if not _SID.fullmatch(sid):
+            return None
+        t = ReaderSessionRow.__table__
+        live = (t.c.id == sid) & (t.c.created_at > now - self.ttl)
+        with self.engine.begin() as conn:
+            taken = conn.execute(update(t).where(live & (t.c.state == AWAITING))
+                                 .values(state=PROCESSING)).rowcount
+            row = conn.execute(select(t.c.state, t.c.transcript, t.c.e_reader_key).where(live)).first()
+        if row is None:
+            return None
+        if taken != 1 or row.e_reader_key is None:
+            return row.state if row.state != AWAITING else PROCESSING
+        key = serialization.load_der_private_key(row.e_reader_key, None)
+        return self.resume(key, row.transcript)
+
+    def finish(self, sid: str, outcome: ReaderOutcome, verdict: bytes | None) -> None:
+        t = ReaderSessionRow.__table__
+        with self.engine.begin() as conn:
+            conn.execute(update(t).where(t.c.id == sid)
+                         .values(state=DONE, verdict=verdict, e_reader_key=None))
+
+    def view(self, sid: str, now: dt.datetime) -> SessionView | None:
+        if not _SID.fullmatch(sid):
+            return None
+        t = ReaderSessionRow.__table__
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.c.state, t.c.verdict)
+                               .where((t.c.id == sid) & (t.c.created_at > now - self.ttl))).first()
+        return None if row is None else SessionView(row.state, row.verdict)

@@ -1,0 +1,79 @@
+"""The issuer service as deployed: ``uvicorn --factory mcred.service:app_from_env --workers
+2`` in a subprocess on 127.0.0.1, and presentations whose three requests (open,
+SessionData, result) each come on a new connection, so each may reach either worker."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from test_present_http import free_port
+from test_reader_sessions_shared import _wallet_reply
+
+from issuer.api.auth import create_token
+from mcred.context import Context
+from protocols.mdoc import SessionData
+from wallet_sim.engagement import Engagement
+
+PRESENTATIONS = 24
+
+
+@pytest.fixture
+def service(home: Path):
+    ctx = Context.open(home)
+    _, token = create_token(ctx.sessions, ["reader"], "workers")
+    ctx.engine.dispose()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--factory", "mcred.service:app_from_env",
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
+         "--log-level", "warning", "--no-access-log"],
+        env=dict(os.environ, MCRED_HOME=str(home), MCRED_JOB_WORKERS="1"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "uvicorn did not answer within 60 s"
+            try:
+                # the IACA is made by the first request that needs it: here, before the test
+                if httpx.get(f"{url}/trust/iaca.pem", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        yield url, {"Authorization": f"Bearer {token}"}
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+def _on_a_new_connection(url: str, headers: dict, method: str, path: str, body: bytes | None = None):
+    with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+        return client.request(method, path, content=body)
+
+
+def test_presentations_whose_requests_each_open_a_new_connection(service):
+    url, headers = service
+    answers = []
+    for _ in range(PRESENTATIONS):
+        engagement = Engagement.new()
+        r = _on_a_new_connection(url, headers, "POST", "/reader/sessions", engagement.uri.encode())
+        assert r.status_code == 201
+        sid = r.headers["x-session-id"]
+        reply = _wallet_reply(engagement, r.content, b"\xa0")
+        r = _on_a_new_connection(url, headers, "POST", f"/reader/sessions/{sid}", reply)
+        answers.append(r.status_code)
+        if r.status_code != 200:
+            continue
+        assert SessionData.decode(r.content).status == 20
+        r = _on_a_new_connection(url, headers, "GET", f"/reader/sessions/{sid}/result")
+        answers.append(r.status_code)
+        if r.status_code == 200:
+            assert r.json()["checks"][0]["passed"]  # the wallet's message decrypted
+    assert answers == [200] * (2 * PRESENTATIONS)
