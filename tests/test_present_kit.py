@@ -163,3 +163,14 @@ class Clock:
 
     def advance(self, **kw) -> None:
         self.now += dt.timedelta(**kw)
+
+
+def reader_world(home: Path) -> dict:
+    """A phone holding an mdoc of a test PKI, and an online reader pipeline trusting that
+    PKI (status lists from its publisher), on one clock: what the reader tests start from."""
+    from mcred.present import reader_pipeline
+
+    pki = make_pki()
+    clock = Clock()
+    pipe = reader_pipeline(trust=pki.trust(), clock=clock, fetcher=StatusPublisher(pki, clock))
+    return {"home": home, "pki": pki, "phone": make_phone(home, pki), "pipeline": pipe, "clock": clock}

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_present_kit import DOCTYPE, NS, T0, Clock, StatusPublisher, make_phone, make_pki
+from test_present_kit import DOCTYPE, NS, T0, StatusPublisher, reader_world
 
 import wallet_sim
 from mcred.api_routes import _LazyReader
@@ -35,11 +35,7 @@ FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    home = tmp_path_factory.mktemp("home")
-    pki = make_pki()
-    clock = Clock()
-    pipe = reader_pipeline(trust=pki.trust(), clock=clock, fetcher=StatusPublisher(pki, clock))
-    return {"home": home, "pki": pki, "phone": make_phone(home, pki), "pipeline": pipe, "clock": clock}
+    return reader_world(tmp_path_factory.mktemp("home"))
 
 
 @FUZZ

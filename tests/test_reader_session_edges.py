@@ -9,10 +9,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_present_kit import DOCTYPE, NS, Clock, StatusPublisher, make_phone, make_pki
+from test_present_kit import DOCTYPE, NS, reader_world
 
 import wallet_sim
-from mcred.present import reader_pipeline
 from protocols.mdoc import SessionData
 from reader.session import ReaderSession, RequestSpec
 from wallet_sim.consent import RulesConsent
@@ -25,11 +24,7 @@ FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCh
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    home = tmp_path_factory.mktemp("home")
-    pki = make_pki()
-    clock = Clock()
-    pipe = reader_pipeline(trust=pki.trust(), clock=clock, fetcher=StatusPublisher(pki, clock))
-    return {"home": home, "pki": pki, "phone": make_phone(home, pki), "pipeline": pipe, "clock": clock}
+    return reader_world(tmp_path_factory.mktemp("home"))
 
 
 def _started(world, verifier=None) -> ReaderSession:
