@@ -565,6 +565,7 @@ class _LazyReader:
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
         self._service = None
+        self._store = None
         self._lock = threading.Lock()
 
     def _get(self):  # noqa: ANN202
@@ -597,21 +598,33 @@ class _LazyReader:
     verdict_blocks = True
 
     def verdict(self, sid: str):  # noqa: ANN201
+        result = self.result(sid)
+        return False if isinstance(result, str) else result
+
+    def result(self, sid: str):  # noqa: ANN201
         # never build the service here (key store, IACA): another worker may have opened the
         # session, and its verdict is a row of the database, which needs only the engine
         service = self._service
         if service is not None:
-            return service.verdict(sid)
+            return service.result(sid)
         engine = getattr(self._ctx, "engine", None)  # no context: no database, no session
         if engine is None:
             return None
         import datetime as dt
 
-        from reader.http import MAX_SESSIONS, SESSION_TTL, verdict_of
-        from reader.sessions import SqlSessionStore
+        from reader.http import session_result
 
-        store = SqlSessionStore(engine, SESSION_TTL, MAX_SESSIONS, resume=None)
-        return verdict_of(store.view(sid, dt.datetime.now(dt.UTC)))
+        return session_result(self._verdict_store(engine), sid, dt.datetime.now(dt.UTC))
+
+    def _verdict_store(self, engine):  # noqa: ANN001, ANN202
+        """The sessions' table, for the result route of a worker that has not built the
+        service (made once: a store is the engine and three settings)."""
+        if self._store is None:
+            from reader.http import MAX_SESSIONS, SESSION_TTL
+            from reader.sessions import SqlSessionStore
+
+            self._store = SqlSessionStore(engine, SESSION_TTL, MAX_SESSIONS, resume=None)
+        return self._store
 
 
 def _installation_jpki_roots(ctx: Context):  # noqa: ANN202

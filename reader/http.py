@@ -39,12 +39,21 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from protocols import cbor
-from protocols.mdoc import SessionData
+from protocols.mdoc import Check, SessionData, VerificationResult
 from protocols.mdoc.session import SESSION_STATUS_TERMINATION
 from reader.errors import ReaderSessionError
 from reader.relying_party import RelyingPartyService
-from reader.session import ReaderOutcome, ReaderSession, RequestSpec, Verifier
-from reader.sessions import DONE, MemorySessionStore, SessionStore, SessionView, SqlSessionStore
+from reader.session import SESSION, ReaderOutcome, ReaderSession, RequestSpec, Verifier
+from reader.sessions import (
+    AWAITING,
+    DONE,
+    PROCESSING,
+    MemorySessionStore,
+    SessionStore,
+    SessionView,
+    SqlSessionStore,
+    State,
+)
 
 CBOR = "application/cbor"
 MAX_BODY = 1024 * 1024
@@ -60,6 +69,38 @@ def verdict_json(outcome: ReaderOutcome) -> bytes:
 #: How long a session lives, and how many are kept (the oldest dropped first).
 SESSION_TTL = dt.timedelta(minutes=5)
 MAX_SESSIONS = 1000
+#: How long a verification may take before the session is ended as interrupted: its worker
+#: stopped (killed, or lost its database) between taking the SessionData and keeping the
+#: verdict. A verification takes milliseconds; its fetches (status list, IACA CRL) time out
+#: after 5 s each.
+PROCESSING_LIMIT = dt.timedelta(minutes=1)
+
+
+def interrupted_outcome(claimed_at: dt.datetime, limit: dt.timedelta) -> ReaderOutcome:
+    """The failed verdict of a session whose verification never finished."""
+    return ReaderOutcome(VerificationResult((Check(
+        SESSION, False, f"verification interrupted: the wallet's response was taken at "
+        f"{claimed_at.isoformat(timespec='seconds')} and no verdict was kept within "
+        f"{limit.total_seconds():g} s (the reader worker stopped); the wallet must present again"),)))
+
+
+def session_result(store: SessionStore, sid: str, now: dt.datetime,
+                   limit: dt.timedelta = PROCESSING_LIMIT) -> bytes | None | State:
+    """What the result route answers for ``sid``: the verdict's JSON bytes; None for an
+    unknown or expired session; its state (``awaiting_response``, ``processing``) while
+    pending. A session ``processing`` for longer than ``limit`` is ended here with a failed
+    verdict (:func:`interrupted_outcome`), by whichever caller gets there first."""
+    view = store.view(sid, now)
+    if view is not None and view.state == PROCESSING and view.claimed_at is not None \
+            and now - view.claimed_at > limit:
+        outcome = interrupted_outcome(view.claimed_at, limit)
+        verdict = verdict_json(outcome)
+        if store.interrupt(sid, now - limit, outcome, verdict):
+            return verdict
+        view = store.view(sid, now)  # finished (or interrupted) by another meanwhile
+    if view is None or view.state != DONE:
+        return None if view is None else view.state
+    return verdict_of(view)
 
 
 def verdict_of(view: SessionView | None) -> bytes | None | bool:
@@ -95,6 +136,7 @@ class ReaderService:
         save_dir: Path | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         engine=None,
+        processing_limit: dt.timedelta = PROCESSING_LIMIT,
     ) -> None:
         self.verifier = verifier
         self.requests = list(requests)
@@ -104,6 +146,7 @@ class ReaderService:
         self.max_sessions = max_sessions
         self.save_dir = save_dir
         self.clock = clock
+        self.processing_limit = processing_limit
         self.store: SessionStore = (
             MemorySessionStore(session_ttl, max_sessions) if engine is None
             else SqlSessionStore(engine, session_ttl, max_sessions, self._resume))
@@ -161,7 +204,14 @@ class ReaderService:
         the in-memory store it never blocks (a lock held for a dict look-up): the result
         route calls it on the event loop; with a database it is one SELECT, in the thread
         pool. A verdict that could not be serialized then is rendered again here, and raises."""
-        return verdict_of(self.store.view(sid, self.clock()))
+        result = self.result(sid)
+        return False if isinstance(result, str) else result
+
+    def result(self, sid: str) -> bytes | None | State:
+        """:meth:`verdict`, with the state of a pending session in place of False (see
+        :func:`session_result`: a verification interrupted for longer than the service's
+        ``processing_limit`` is ended with a failed verdict)."""
+        return session_result(self.store, sid, self.clock(), self.processing_limit)
 
     def _save(self, sid: str, outcome: ReaderOutcome, key) -> None:  # noqa: ANN001
         from cryptography.hazmat.primitives import serialization
@@ -216,13 +266,15 @@ def reader_router(service: ReaderService) -> APIRouter:
         # on the event loop: the verdict was serialized when the SessionData was verified
         # (a database look-up goes to the thread pool)
         if getattr(service, "verdict_blocks", False):
-            verdict = await run_in_threadpool(service.verdict, sid)
+            verdict = await run_in_threadpool(service.result, sid)
         else:
-            verdict = service.verdict(sid)
+            verdict = service.result(sid)
         if verdict is None:
             raise HTTPException(404, "no such session")
-        if verdict is False:
+        if verdict == AWAITING:
             raise HTTPException(409, "no response received yet")
+        if verdict == PROCESSING:
+            raise HTTPException(409, "the wallet's response is being verified")
         return Response(verdict, media_type="application/json")
 
     return router

@@ -9,9 +9,11 @@ engine; this package imports no other party.
 A row holds what a worker needs to continue: the ephemeral EReaderKey (PKCS#8 DER, erased
 when the session ends) and the SessionTranscript array bytes (the DeviceEngagement is in
 them: the session keys are derived again), the state, the verdict JSON once known, and the
-creation time (expiry). The SessionData is processed once: the worker that moves the row
-from ``awaiting_response`` to ``processing`` (one conditional UPDATE) does it; any other
-sees the session taken or ended.
+creation time (expiry) and the time a worker claimed it. The SessionData is processed
+once: the worker that moves the row from ``awaiting_response`` to ``processing`` (one
+conditional UPDATE) does it; any other sees the session taken or ended. The first
+conclusion stands: :meth:`SessionStore.finish` and :meth:`SessionStore.interrupt` each move
+the session out of ``processing`` only if it is still there.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class SessionView:
     state: State
     verdict: bytes | None = None  # the verdict JSON, when done (None: not serializable then)
     outcome: ReaderOutcome | None = None  # only the in-memory store keeps the object
+    claimed_at: dt.datetime | None = None  # when a worker took the SessionData (processing, done)
 
 
 class SessionStore(Protocol):
@@ -59,7 +62,12 @@ class SessionStore(Protocol):
         ``processing``; the state it is in for everyone else; None when unknown or expired."""
 
     def finish(self, sid: str, outcome: ReaderOutcome, verdict: bytes | None) -> None:
-        """The session is done: keep its verdict, forget its key."""
+        """The session is done: keep its verdict, forget its key (if it is still processing:
+        one interrupted meanwhile keeps the verdict it was given)."""
+
+    def interrupt(self, sid: str, claimed_before: dt.datetime, outcome: ReaderOutcome, verdict: bytes) -> bool:
+        """End a session still ``processing`` that was claimed before ``claimed_before``
+        with this (failed) verdict; True if this call ended it."""
 
     def view(self, sid: str, now: dt.datetime) -> SessionView | None:
         """The session's state and verdict; None when unknown or expired."""
@@ -72,6 +80,7 @@ class _Entry:
     state: State = AWAITING
     outcome: ReaderOutcome | None = None
     verdict: bytes | None = None
+    claimed_at: dt.datetime | None = None
 
 
 class MemorySessionStore:
@@ -108,19 +117,27 @@ class MemorySessionStore:
                 return None
             if entry.state != AWAITING:
                 return entry.state
-            entry.state = PROCESSING
+            entry.state, entry.claimed_at = PROCESSING, now
             return entry.session
 
     def finish(self, sid: str, outcome: ReaderOutcome, verdict: bytes | None) -> None:
         with self._lock:
             entry = self._sessions.get(sid)
-            if entry is not None:
+            if entry is not None and entry.state == PROCESSING:
                 entry.state, entry.outcome, entry.verdict = DONE, outcome, verdict
+
+    def interrupt(self, sid: str, claimed_before: dt.datetime, outcome: ReaderOutcome, verdict: bytes) -> bool:
+        with self._lock:
+            entry = self._sessions.get(sid)
+            if entry is None or entry.state != PROCESSING or not entry.claimed_at <= claimed_before:
+                return False
+            entry.state, entry.outcome, entry.verdict = DONE, outcome, verdict
+            return True
 
     def view(self, sid: str, now: dt.datetime) -> SessionView | None:
         with self._lock:
             entry = self._get(sid, now)
-            return None if entry is None else SessionView(entry.state, entry.verdict, entry.outcome)
+            return None if entry is None else SessionView(entry.state, entry.verdict, entry.outcome, entry.claimed_at)
 
 
 # -- in the database -----------------------------------------------------------------------
@@ -142,6 +159,8 @@ class ReaderSessionRow(ReaderBase):
     e_reader_key: Mapped[bytes | None] = mapped_column(LargeBinary)
     #: The verdict JSON, byte for byte as the result route answers it.
     verdict: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: When a worker took the SessionData to verify it (NULL while awaiting it).
+    claimed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class SqlSessionStore:
@@ -178,7 +197,7 @@ class SqlSessionStore:
         live = (t.c.id == sid) & (t.c.created_at > now - self.ttl)
         with self.engine.begin() as conn:
             taken = conn.execute(update(t).where(live & (t.c.state == AWAITING))
-                                 .values(state=PROCESSING)).rowcount
+                                 .values(state=PROCESSING, claimed_at=now)).rowcount
             row = conn.execute(select(t.c.state, t.c.transcript, t.c.e_reader_key).where(live)).first()
         if row is None:
             return None
@@ -190,14 +209,26 @@ class SqlSessionStore:
     def finish(self, sid: str, outcome: ReaderOutcome, verdict: bytes | None) -> None:
         t = ReaderSessionRow.__table__
         with self.engine.begin() as conn:
-            conn.execute(update(t).where(t.c.id == sid)
+            conn.execute(update(t).where((t.c.id == sid) & (t.c.state == PROCESSING))
                          .values(state=DONE, verdict=verdict, e_reader_key=None))
+
+    def interrupt(self, sid: str, claimed_before: dt.datetime, outcome: ReaderOutcome, verdict: bytes) -> bool:
+        t = ReaderSessionRow.__table__
+        with self.engine.begin() as conn:
+            return conn.execute(
+                update(t).where((t.c.id == sid) & (t.c.state == PROCESSING) & (t.c.claimed_at <= claimed_before))
+                .values(state=DONE, verdict=verdict, e_reader_key=None)).rowcount == 1
 
     def view(self, sid: str, now: dt.datetime) -> SessionView | None:
         if not _SID.fullmatch(sid):
             return None
         t = ReaderSessionRow.__table__
         with self.engine.connect() as conn:
-            row = conn.execute(select(t.c.state, t.c.verdict)
+            row = conn.execute(select(t.c.state, t.c.verdict, t.c.claimed_at)
                                .where((t.c.id == sid) & (t.c.created_at > now - self.ttl))).first()
-        return None if row is None else SessionView(row.state, row.verdict)
+        return None if row is None else SessionView(row.state, row.verdict, claimed_at=_aware(row.claimed_at))
+
+
+def _aware(when: dt.datetime | None) -> dt.datetime | None:
+    """SQLite gives back what DateTime(timezone=True) stored without its zone: UTC."""
+    return when.replace(tzinfo=dt.UTC) if when is not None and when.tzinfo is None else when
