@@ -37,3 +37,32 @@ def test_serial_is_unique_per_issuing_key(db_url):
             raised = True
     assert raised
     engine.dispose()
+
+
+def test_the_migrated_schema_is_the_one_the_models_declare(db_url):
+    """Every party's tables as its Alembic branch builds them match its ORM models: a
+    column, index, type or nullability added to a model without a migration (or the
+    reverse) shows here, on SQLite and on PostgreSQL, rather than as an error on a user's
+    upgraded database."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    import issuer.api.jobs
+    import issuer.jpki.models
+    import issuer.mdoc.models  # noqa: F401 - their tables join IssuerBase's metadata
+    from issuer.db import IssuerBase
+    from reader.sessions import ReaderBase
+    from tsm.db import TsmBase
+
+    engine = make_engine(db_url)
+    migrate(engine)
+    metadata = sa.MetaData()
+    for base in (IssuerBase, TsmBase, ReaderBase):
+        for table in base.metadata.tables.values():
+            table.to_metadata(metadata)
+    with engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        diff = [d for d in compare_metadata(ctx, metadata)
+                if not (d[0] == "remove_table" and d[1].name == "alembic_version")]
+    engine.dispose()
+    assert diff == [], "\n".join(map(repr, diff))
