@@ -115,9 +115,10 @@ def _alembic_config(engine: Engine) -> Config:
     return cfg
 
 
-def migrate(engine: Engine) -> None:
-    """Bring every party's schema to its newest revision (``alembic upgrade heads``)."""
-    command.upgrade(_alembic_config(engine), "heads")
+def migrate(engine: Engine, target: str = "heads") -> None:
+    """Bring every party's schema to its newest revision (``alembic upgrade heads``), or
+    one party's (``target="reader@head"``: a stand-alone reader's database)."""
+    command.upgrade(_alembic_config(engine), target)
 
 
 def schema_status(engine: Engine) -> tuple[set[str], set[str]]:

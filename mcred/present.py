@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from fastapi import FastAPI
 
 from protocols import cbor
+from protocols import certs as x509certs
 from protocols.gp import HostChannel, StaticKeys
 from protocols.mdoc import Check, SessionTranscript, VerificationResult
 from reader.ds_crl import DsCrlCheck
@@ -87,6 +88,119 @@ def reader_app(service: ReaderService, rp: RelyingPartyService | None = None) ->
     if rp is not None:
         app.include_router(relying_party_router(rp))
     return app
+
+
+# -- the stand-alone reader service ----------------------------------------------------------
+
+#: The environment variable through which `mcred reader serve --workers N` hands its
+#: settings (JSON of :class:`ReaderServeConfig`) to each uvicorn worker process.
+READER_SERVE_ENV = "MCRED_READER_SERVE"
+
+
+class ReaderServeError(ValueError):
+    """The reader service's settings are unusable (a file unreadable, a missing anchor, ...)."""
+
+
+@dataclass(frozen=True)
+class ReaderServeConfig:
+    """What ``mcred reader serve`` runs: its options, as data (files by path), so that each
+    worker process builds the same service (:func:`reader_app_from_env`)."""
+
+    trust: tuple[str, ...] = ()
+    vical: str | None = None
+    vical_trust: tuple[str, ...] = ()
+    request: tuple[str, ...] = ()
+    doctype: str = "jp.mcred.mynumber.cardsub.1"
+    offline: bool = False
+    max_offline_age: int = 86400
+    skew: int = 300
+    save_dir: str | None = None
+    require_status: bool = True
+    reader_cert: str | None = None
+    reader_key: str | None = None
+    ds_crl: bool | None = None
+    ds_crl_max_age: int = 3600
+    jpki_roots: tuple[str, ...] = ()
+    #: SQLAlchemy URL of the database that keeps the sessions (reader branch only); None:
+    #: this process's memory (one process).
+    db: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__)
+
+    @classmethod
+    def from_json(cls, text: str) -> ReaderServeConfig:
+        m = json.loads(text)
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in m.items()})
+
+    def build(self) -> tuple[ReaderService, RelyingPartyService | None, str]:
+        """The service, the relying party (with ``jpki_roots``) and a line saying what runs.
+        Raises :class:`ReaderServeError` naming what is wrong."""
+        from reader.relying_party import load_roots
+        from reader.trust import TrustError
+
+        try:
+            store = TrustStore.from_pem_files([Path(p) for p in self.trust])
+            if self.vical is not None:
+                anchors = [c for p in self.vical_trust for c in x509certs.load_pem_all(Path(p).read_bytes())]
+                store.import_vical(Path(self.vical).read_bytes(), vical_anchors=anchors, now=dt.datetime.now(dt.UTC))
+            spec = RequestSpec.parse(self.doctype, list(self.request)) if self.request else DEFAULT_REQUEST
+            signer, chain = None, []
+            if (self.reader_cert is None) != (self.reader_key is None):
+                raise ValueError("--reader-cert and --reader-key go together")
+            if self.reader_cert is not None:
+                from protocols.cose import key_signer
+
+                chain = [c.public_bytes(serialization.Encoding.DER)
+                         for c in x509certs.load_pem_all(Path(self.reader_cert).read_bytes())]
+                signer = key_signer(serialization.load_pem_private_key(Path(self.reader_key).read_bytes(), None))
+            rp_roots = [c for p in self.jpki_roots for c in load_roots(Path(p).read_bytes())]
+        except (TrustError, OSError, ValueError, TypeError) as exc:
+            raise ReaderServeError(str(exc)) from exc
+        if not len(store) and not rp_roots:
+            raise ReaderServeError("no trust anchor: give --trust IACA.pem (mcred export iaca) "
+                                   "and/or --jpki-roots roots.pem (mcred export jpki-root)")
+        engine = None
+        if self.db is not None:
+            from mcred.db import make_engine, migrate
+
+            try:
+                engine = make_engine(self.db)
+                migrate(engine, "reader@head")  # the reader's own table; no issuer's, no TSM's
+            except Exception as exc:  # noqa: BLE001 - any driver's error: the URL is unusable
+                raise ReaderServeError(f"--db {_redacted(self.db)}: {type(exc).__name__}: {exc}") from exc
+        pipeline = reader_pipeline(trust=store, offline=self.offline,
+                                   max_offline_age=dt.timedelta(seconds=self.max_offline_age),
+                                   skew=dt.timedelta(seconds=self.skew), require_status=self.require_status,
+                                   ds_crl=(not self.offline) if self.ds_crl is None else self.ds_crl,
+                                   ds_crl_max_age=dt.timedelta(seconds=self.ds_crl_max_age))
+        service = ReaderService(pipeline, [spec], save_dir=Path(self.save_dir) if self.save_dir else None,
+                                reader_signer=signer, reader_chain=chain, engine=engine)
+        rp = RelyingPartyService(rp_roots) if rp_roots else None
+        where = f"sessions in {_redacted(self.db)}" if self.db else "sessions in memory"
+        return service, rp, (f"trusting {len(store)} IACA(s), asking {spec.to_json()}, {where}"
+                             + (f"; JPKI relying party trusting {len(rp_roots)} root(s)" if rp else ""))
+
+
+def _redacted(url: str) -> str:
+    """A database URL without its password."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a URL at all: say so without echoing it
+        return "(unparsable URL)"
+
+
+def reader_app_from_env() -> FastAPI:
+    """``uvicorn --factory mcred.present:reader_app_from_env``: the stand-alone reader of the
+    settings in ``$MCRED_READER_SERVE`` (what ``mcred reader serve --workers N`` runs in
+    each worker)."""
+    text = os.environ.get(READER_SERVE_ENV)
+    if not text:
+        raise ReaderServeError(f"${READER_SERVE_ENV} is not set (mcred reader serve sets it)")
+    service, rp, _ = ReaderServeConfig.from_json(text).build()
+    return reader_app(service, rp)
 
 
 # -- one presentation ----------------------------------------------------------------------------

@@ -145,52 +145,44 @@ def register(app: typer.Typer) -> None:
         ds_crl: bool | None = typer.Option(None, "--ds-crl/--no-ds-crl", help="Check the IACA CRL for a revoked document signer (ds_revocation); default on unless --offline."),
         ds_crl_max_age: int = typer.Option(3600, "--ds-crl-max-age", min=0, help="Fetch the IACA CRL again after this many seconds, even before its nextUpdate."),
         jpki_roots: list[Path] = typer.Option([], "--jpki-roots", help="JPKI roots (PEM bundle, `mcred export jpki-root --out r.pem`): also serve the relying party, POST /rp/jpki/verify; repeatable."),
+        db: str | None = typer.Option(None, "--db", help="Keep the sessions in this database (SQLAlchemy URL, e.g. sqlite:///reader.db or postgresql+psycopg://...; its reader_sessions table is created), so that several reader processes or --workers share them; default: this process's memory."),
+        workers: int = typer.Option(1, "--workers", min=1, help="uvicorn worker processes (more than one needs --db)."),
     ) -> None:
         """Run the reader service: POST /sessions, POST /sessions/{id}, GET /sessions/{id}/result
         (and POST /rp/jpki/verify with --jpki-roots)."""
+        import os
+
         import uvicorn
 
+        from mcred.present import READER_SERVE_ENV, ReaderServeConfig, ReaderServeError
         from mcred.present import reader_app as build_app
-        from mcred.present import reader_pipeline
-        from reader.http import ReaderService
-        from reader.relying_party import RelyingPartyService, load_roots
-        from reader.session import DEFAULT_REQUEST, RequestSpec
-        from reader.trust import TrustError, TrustStore
 
         console = Console()
+        if workers > 1 and db is None:
+            _unusable(console, False, f"--workers {workers} needs --db: sessions kept in one process's "
+                      "memory cannot be continued by another")
+        config = ReaderServeConfig(
+            trust=tuple(map(str, trust)), vical=str(vical) if vical else None,
+            vical_trust=tuple(map(str, vical_trust)), request=tuple(request), doctype=doctype,
+            offline=offline, max_offline_age=max_offline_age, skew=skew,
+            save_dir=str(save_dir) if save_dir else None, require_status=require_status,
+            reader_cert=str(reader_cert) if reader_cert else None,
+            reader_key=str(reader_key) if reader_key else None, ds_crl=ds_crl,
+            ds_crl_max_age=ds_crl_max_age, jpki_roots=tuple(map(str, jpki_roots)), db=db)
         try:
-            store = TrustStore.from_pem_files(trust)
-            if vical is not None:
-                anchors = [c for p in vical_trust for c in x509certs.load_pem_all(p.read_bytes())]
-                store.import_vical(vical.read_bytes(), vical_anchors=anchors, now=dt.datetime.now(dt.UTC))
-            spec = RequestSpec.parse(doctype, request) if request else DEFAULT_REQUEST
-            signer, chain = None, []
-            if (reader_cert is None) != (reader_key is None):
-                raise ValueError("--reader-cert and --reader-key go together")
-            if reader_cert is not None:
-                from cryptography.hazmat.primitives import serialization
-
-                from protocols.cose import key_signer
-
-                chain = [c.public_bytes(serialization.Encoding.DER)
-                         for c in x509certs.load_pem_all(reader_cert.read_bytes())]
-                signer = key_signer(serialization.load_pem_private_key(reader_key.read_bytes(), None))
-            rp_roots = [c for p in jpki_roots for c in load_roots(p.read_bytes())]
-        except (TrustError, OSError, ValueError, TypeError) as exc:
+            service, rp, what = config.build()  # every worker builds the same; this one checks it
+        except ReaderServeError as exc:
             _unusable(console, False, str(exc))
-        if not len(store) and not rp_roots:
-            _unusable(console, False, "no trust anchor: give --trust IACA.pem (mcred export iaca) "
-                      "and/or --jpki-roots roots.pem (mcred export jpki-root)")
-        pipeline = reader_pipeline(trust=store, offline=offline,
-                                   max_offline_age=dt.timedelta(seconds=max_offline_age),
-                                   skew=dt.timedelta(seconds=skew), require_status=require_status,
-                                   ds_crl=(not offline) if ds_crl is None else ds_crl,
-                                   ds_crl_max_age=dt.timedelta(seconds=ds_crl_max_age))
-        service = ReaderService(pipeline, [spec], save_dir=save_dir, reader_signer=signer, reader_chain=chain)
-        rp = RelyingPartyService(rp_roots) if rp_roots else None
-        console.print(f"reader on http://{host}:{port} trusting {len(store)} IACA(s), asking {spec.to_json()}"
-                      + (f"; JPKI relying party trusting {len(rp_roots)} root(s)" if rp else ""))
-        uvicorn.run(build_app(service, rp), host=host, port=port, log_level="warning")
+        console.print(f"reader on http://{host}:{port} {what}"
+                      + (f", {workers} workers" if workers > 1 else ""))
+        if workers == 1:
+            uvicorn.run(build_app(service, rp), host=host, port=port, log_level="warning")
+            return
+        if db is not None:
+            service.store.engine.dispose()  # this process only starts the workers
+        os.environ[READER_SERVE_ENV] = config.to_json()
+        uvicorn.run("mcred.present:reader_app_from_env", factory=True, workers=workers, host=host,
+                    port=port, log_level="warning")
 
     @app.command("verify")
     def verify_cmd(
