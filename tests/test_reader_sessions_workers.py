@@ -1,6 +1,7 @@
 """The issuer service as deployed: ``uvicorn --factory mcred.service:app_from_env --workers
-2`` in a subprocess on 127.0.0.1, and presentations whose three requests (open,
-SessionData, result) each come on a new connection, so each may reach either worker."""
+2`` (or ``mcred serve --workers 2``, which runs the same) in a subprocess on 127.0.0.1, and
+presentations whose three requests (open, SessionData, result) each come on a new
+connection, so each may reach either worker."""
 
 from __future__ import annotations
 
@@ -23,17 +24,22 @@ from wallet_sim.engagement import Engagement
 PRESENTATIONS = 24
 
 
-@pytest.fixture
-def service(home: Path):
+LAUNCH = {
+    "uvicorn": [sys.executable, "-m", "uvicorn", "--factory", "mcred.service:app_from_env",
+                "--host", "127.0.0.1", "--workers", "2", "--log-level", "warning", "--no-access-log", "--port"],
+    "mcred serve": [sys.executable, "-m", "mcred", "serve", "--workers", "2", "--port"],
+}
+
+
+@pytest.fixture(params=list(LAUNCH))
+def service(request, home: Path):
     ctx = Context.open(home)
     _, token = create_token(ctx.sessions, ["reader"], "workers")
     ctx.engine.dispose()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "mcred.service:app_from_env",
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
-         "--log-level", "warning", "--no-access-log"],
+        [*LAUNCH[request.param], str(port)],
         env=dict(os.environ, MCRED_HOME=str(home), MCRED_JOB_WORKERS="1"),
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
