@@ -133,6 +133,18 @@ def schema_status(engine: Engine) -> tuple[set[str], set[str]]:
     return applied, newest
 
 
+def branch_status(engine: Engine, branch: str) -> tuple[set[str], str]:
+    """``(applied, newest)``: the database's revision heads and the code's head of one
+    party's branch (``"reader"``); current when ``newest in applied``."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    (head,) = ScriptDirectory.from_config(_alembic_config(engine)).get_revisions(f"{branch}@head")
+    with engine.connect() as conn:
+        applied = set(MigrationContext.configure(conn).get_current_heads())
+    return applied, head.revision
+
+
 def open_database(home: Path, url: str | None = None) -> tuple[Engine, sessionmaker[Session]]:
     """Engine and session factory for ``home``, migrated to the newest schema."""
     engine = make_engine(url or database_url(home))

@@ -103,15 +103,17 @@ class RegistryCollector:
 
 
 class Metrics:
-    """This process's request metrics and the registry collector, in one registry."""
+    """This process's request metrics and (given a context) the registry collector, in one
+    registry; the stand-alone reader (:mod:`mcred.reader_ops`) adds its own to it."""
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter("mcred_http_requests", "HTTP requests by method, route and status",
                                 ["method", "route", "status"], registry=self.registry)
         self.seconds = Histogram("mcred_http_request_seconds", "HTTP request duration by method and route",
                                  ["method", "route"], buckets=_BUCKETS, registry=self.registry)
-        self.registry.register(RegistryCollector(ctx))
+        if ctx is not None:
+            self.registry.register(RegistryCollector(ctx))
 
     def install(self, app: FastAPI) -> None:
         """Count every HTTP request (a plain ASGI middleware: no per-request task or body

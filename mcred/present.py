@@ -77,9 +77,12 @@ def reader_pipeline(trust_pems: Sequence[Path | str] = (), *, trust: TrustStore 
 
 
 def reader_app(service: ReaderService, rp: RelyingPartyService | None = None) -> FastAPI:
-    """The stand-alone reader service (``mcred reader serve``): the mdoc sessions, and the
-    JPKI relying party when ``rp`` is given. Errors are ``application/problem+json``."""
+    """The stand-alone reader service (``mcred reader serve``): the mdoc sessions, the JPKI
+    relying party when ``rp`` is given, and ``/healthz``, ``/readyz``, ``/metrics``
+    (:mod:`mcred.reader_ops`; the verdicts counted through ``service.on_outcome``). Errors
+    are ``application/problem+json``."""
     from issuer.api import problems
+    from mcred import reader_ops
     from mcred.service import max_body_size
 
     app = FastAPI(title="mcred reader", version="0.1.0", max_body_size=max_body_size())
@@ -87,6 +90,10 @@ def reader_app(service: ReaderService, rp: RelyingPartyService | None = None) ->
     app.include_router(reader_router(service))
     if rp is not None:
         app.include_router(relying_party_router(rp))
+    trust = getattr(service.verifier, "trust", None)  # a ReaderPipeline's store, on its clock
+    clock = getattr(service.verifier, "clock", None)
+    reader_ops.install(app, service, rp, trust if isinstance(trust, TrustStore) else None,
+                       clock if callable(clock) else None)
     return app
 
 

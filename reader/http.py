@@ -29,6 +29,7 @@ import binascii
 import datetime as dt
 import json
 import secrets
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
@@ -137,6 +138,7 @@ class ReaderService:
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         engine=None,
         processing_limit: dt.timedelta = PROCESSING_LIMIT,
+        on_outcome: Callable[[ReaderOutcome, float], None] | None = None,
     ) -> None:
         self.verifier = verifier
         self.requests = list(requests)
@@ -147,6 +149,9 @@ class ReaderService:
         self.save_dir = save_dir
         self.clock = clock
         self.processing_limit = processing_limit
+        #: Called with each verified session's outcome and the seconds its SessionData took
+        #: (decryption and verification); the composition root counts verdicts with it.
+        self.on_outcome = on_outcome
         self.store: SessionStore = (
             MemorySessionStore(session_ttl, max_sessions) if engine is None
             else SqlSessionStore(engine, session_ttl, max_sessions, self._resume))
@@ -176,7 +181,9 @@ class ReaderService:
             return None
         if isinstance(session, str):
             return SessionData(status=SESSION_STATUS_TERMINATION).encode()
+        t0 = time.perf_counter()
         outcome = session.receive(data)
+        spent = time.perf_counter() - t0
         # serialized here, in the worker thread that verified it: the result route then
         # only looks the bytes up, without a thread of its own
         try:
@@ -184,6 +191,8 @@ class ReaderService:
         except ValueError:  # nothing json_value makes; should it happen, the route renders (and fails) itself
             verdict = None
         self.store.finish(sid, outcome, verdict)
+        if self.on_outcome is not None:
+            self.on_outcome(outcome, spent)
         if self.save_dir is not None and outcome.device_response is not None:
             self._save(sid, outcome, session.e_reader_private_key)
         return session.terminate()

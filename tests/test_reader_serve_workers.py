@@ -56,7 +56,9 @@ def test_two_workers_share_the_sessions_through_the_database(iaca_pem, db_url):
             assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
             assert time.monotonic() < deadline, "the reader did not answer within 60 s"
             try:
-                if httpx.get(f"{url}/sessions/x/result", timeout=5).status_code == 404:
+                ready = httpx.get(f"{url}/readyz", timeout=5)  # what a load balancer asks
+                if ready.status_code == 200:
+                    assert set(ready.json()["checks"]) == {"trust", "sessions"}
                     break
             except httpx.HTTPError:
                 time.sleep(0.1)

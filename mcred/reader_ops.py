@@ -1,0 +1,148 @@
+"""Operating the stand-alone reader (``mcred reader serve``): what the load balancer and the
+monitoring in front of a reader fleet ask of it.
+
+* ``GET /healthz``: the process answers (nothing else touched): ``200 {"status": "ok"}``.
+* ``GET /readyz``: the reader can give verdicts: ``trust``, at least one IACA inside its
+  validity now, or JPKI roots for the relying party (a reader whose every IACA expired
+  would refuse every mdoc); ``sessions``, with ``--db``, the database answers and the
+  reader's Alembic branch is at its head. ``200`` with each check, or ``503``
+  ``application/problem+json`` naming those that failed.
+* ``GET /metrics``: Prometheus text: the HTTP requests by route template and status (as the
+  issuer service counts them, :mod:`mcred.metrics`), and the verdicts:
+  ``mcred_reader_verdicts_total{valid}``, ``mcred_reader_failed_checks_total{check}`` (a
+  check's name, never its reason: the series stay few and carry no holder data) and
+  ``mcred_reader_verification_seconds`` (decryption and verification of the wallet's
+  SessionData). Counted in this process: with ``--workers N`` each worker counts its own,
+  and a scrape reaches one of them (as the issuer service's request metrics).
+
+All three are public, like the reader's session routes: they name components, check names
+and exception types, never a holder's data, a URL's credentials or a key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram
+from sqlalchemy import text
+
+from mcred.metrics import Metrics
+from reader.http import ReaderService
+from reader.relying_party import RelyingPartyService
+from reader.session import ReaderOutcome
+from reader.sessions import SqlSessionStore
+from reader.trust import TrustStore
+
+_VERIFY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 10.0)
+
+
+class ReaderMetrics(Metrics):
+    """The request metrics of :class:`mcred.metrics.Metrics` and the reader's verdicts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.verdicts = Counter("mcred_reader_verdicts", "mdoc verdicts by validity", ["valid"],
+                                registry=self.registry)
+        self.failed_checks = Counter("mcred_reader_failed_checks", "failed checks of mdoc verdicts, by check name",
+                                     ["check"], registry=self.registry)
+        self.verification = Histogram("mcred_reader_verification_seconds",
+                                      "decryption and verification of the wallet's SessionData",
+                                      buckets=_VERIFY_BUCKETS, registry=self.registry)
+
+    def observe(self, outcome: ReaderOutcome, seconds: float) -> None:
+        """:attr:`reader.http.ReaderService.on_outcome`."""
+        result = outcome.result
+        self.verdicts.labels("true" if result.valid else "false").inc()
+        for check in result.checks:
+            if not check.passed:
+                self.failed_checks.labels(check.name).inc()
+        self.verification.observe(seconds)
+
+
+def check_trust(store: TrustStore, rp: RelyingPartyService | None, now: dt.datetime) -> str:
+    """How many IACAs are valid now (raises when there are IACAs and none is), and the
+    relying party's roots."""
+    total = len(store)
+    valid = [a.certificate for a in store.anchors
+             if a.certificate.not_valid_before_utc <= now <= a.certificate.not_valid_after_utc]
+    if total and not valid:
+        raise RuntimeError(f"none of the {total} IACA(s) is inside its validity now")
+    parts = []
+    if total:
+        soonest = min(c.not_valid_after_utc for c in valid)
+        parts.append(f"{len(valid)} of {total} IACA(s) valid now, the first to expire on {soonest.date()}")
+    if rp is not None:
+        parts.append(f"JPKI relying party: {len(rp.roots())} root(s)")
+    return "; ".join(parts)
+
+
+def check_sessions(store: SqlSessionStore) -> str:
+    """The sessions' database answers and the reader's branch is at its head."""
+    from mcred.db import branch_status
+
+    with store.engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+    applied, head = branch_status(store.engine, "reader")
+    if head not in applied:
+        raise RuntimeError(f"reader schema not at its head {head}")
+    return f"{store.engine.dialect.name}, reader schema at {head}"
+
+
+def ops_router(service: ReaderService, rp: RelyingPartyService | None, trust: TrustStore | None,
+               metrics: ReaderMetrics, clock: Callable[[], dt.datetime] | None = None) -> APIRouter:
+    """``trust``: the store the verifier trusts (None: a verifier of another kind, no check)."""
+    router = APIRouter(tags=["operations"])
+    now = clock or (lambda: dt.datetime.now(dt.UTC))
+    checks: dict[str, Callable[[], str]] = {}
+    if trust is not None:
+        checks["trust"] = lambda: check_trust(trust, rp, now())
+    if isinstance(service.store, SqlSessionStore):
+        store = service.store
+        checks["sessions"] = lambda: check_sessions(store)
+
+    @router.get("/healthz", summary="Liveness: the process answers")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", summary="Readiness: a valid trust anchor, the sessions' database",
+                responses={503: {"description": "not ready"}})
+    def readyz() -> JSONResponse:
+        results: dict[str, Any] = {}
+        failed = []
+        for name, check in checks.items():
+            t0 = time.perf_counter()
+            try:
+                detail, ok = check(), True
+            except Exception as exc:  # noqa: BLE001 - a probe reports, never raises
+                first = str(exc).splitlines()[0][:200] if str(exc) else ""
+                detail, ok = f"{type(exc).__name__}: {first}", False
+                failed.append(name)
+            results[name] = {"ok": ok, "detail": detail, "ms": round((time.perf_counter() - t0) * 1000, 1)}
+        if failed:
+            return JSONResponse({"type": "/problems/not-ready", "title": "Reader not ready", "status": 503,
+                                 "detail": f"not ready: {', '.join(failed)}", "checks": results},
+                                status_code=503, media_type="application/problem+json")
+        return JSONResponse({"status": "ready", "checks": results})
+
+    @router.get("/metrics", summary="Prometheus metrics of this process: requests, verdicts",
+                response_class=Response)
+    def scrape() -> Response:
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def install(app: FastAPI, service: ReaderService, rp: RelyingPartyService | None, trust: TrustStore | None,
+            clock: Callable[[], dt.datetime] | None = None) -> ReaderMetrics:
+    """Add ``/healthz``, ``/readyz`` and ``/metrics`` to the reader's app and count its
+    requests and verdicts."""
+    metrics = ReaderMetrics()
+    metrics.install(app)
+    service.on_outcome = metrics.observe
+    app.include_router(ops_router(service, rp, trust, metrics, clock))
+    return metrics
