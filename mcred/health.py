@@ -15,6 +15,7 @@ exception types only, never data, URLs with credentials or key material.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -70,6 +71,27 @@ CHECKS: dict[str, Callable[[Context], str]] = {"database": check_database, "sche
                                                 "tsm-master-key": check_master_key}
 
 
+def readiness(checks: dict[str, Callable[[], str]], title: str) -> JSONResponse:
+    """Run every check (each returns a detail or raises): ``200`` ``{"status": "ready",
+    "checks"}``, or ``503`` problem+json naming those that failed. A check's exception is
+    reported by type and first line, never raised."""
+    results: dict[str, Any] = {}
+    failed = []
+    for name, check in checks.items():
+        t0 = time.perf_counter()
+        try:
+            detail, ok = check(), True
+        except Exception as exc:  # noqa: BLE001 - a probe reports, never raises
+            detail, ok = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}", False
+            failed.append(name)
+        results[name] = {"ok": ok, "detail": detail, "ms": round((time.perf_counter() - t0) * 1000, 1)}
+    if failed:
+        return JSONResponse({"type": "/problems/not-ready", "title": title, "status": 503,
+                             "detail": f"not ready: {', '.join(failed)}", "checks": results},
+                            status_code=503, media_type="application/problem+json")
+    return JSONResponse({"status": "ready", "checks": results})
+
+
 def health_router(ctx: Context) -> APIRouter:
     router = APIRouter(tags=["health"])
 
@@ -80,21 +102,7 @@ def health_router(ctx: Context) -> APIRouter:
     @router.get("/readyz", summary="Readiness: database, schema, issuer key store, TSM master key",
                 responses={503: {"description": "a dependency is not ready"}})
     def readyz() -> JSONResponse:
-        results: dict[str, Any] = {}
-        failed = []
-        for name, check in CHECKS.items():
-            t0 = time.perf_counter()
-            try:
-                detail, ok = check(ctx), True
-            except Exception as exc:  # noqa: BLE001 - a probe reports, never raises
-                detail, ok = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}", False
-                failed.append(name)
-            results[name] = {"ok": ok, "detail": detail, "ms": round((time.perf_counter() - t0) * 1000, 1)}
-        if failed:
-            return JSONResponse({"type": "/problems/not-ready", "title": "Service not ready",
-                                 "status": 503, "detail": f"not ready: {', '.join(failed)}",
-                                 "checks": results},
-                                status_code=503, media_type="application/problem+json")
-        return JSONResponse({"status": "ready", "checks": results})
+        return readiness({name: functools.partial(check, ctx) for name, check in CHECKS.items()},
+                         "Service not ready")
 
     return router

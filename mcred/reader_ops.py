@@ -22,15 +22,14 @@ and exception types, never a holder's data, a URL's credentials or a key.
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Callable
-from typing import Any
 
 from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram
 from sqlalchemy import text
 
+from mcred.health import readiness
 from mcred.metrics import Metrics
 from reader.http import ReaderService
 from reader.relying_party import RelyingPartyService
@@ -112,22 +111,7 @@ def ops_router(service: ReaderService, rp: RelyingPartyService | None, trust: Tr
     @router.get("/readyz", summary="Readiness: a valid trust anchor, the sessions' database",
                 responses={503: {"description": "not ready"}})
     def readyz() -> JSONResponse:
-        results: dict[str, Any] = {}
-        failed = []
-        for name, check in checks.items():
-            t0 = time.perf_counter()
-            try:
-                detail, ok = check(), True
-            except Exception as exc:  # noqa: BLE001 - a probe reports, never raises
-                first = str(exc).splitlines()[0][:200] if str(exc) else ""
-                detail, ok = f"{type(exc).__name__}: {first}", False
-                failed.append(name)
-            results[name] = {"ok": ok, "detail": detail, "ms": round((time.perf_counter() - t0) * 1000, 1)}
-        if failed:
-            return JSONResponse({"type": "/problems/not-ready", "title": "Reader not ready", "status": 503,
-                                 "detail": f"not ready: {', '.join(failed)}", "checks": results},
-                                status_code=503, media_type="application/problem+json")
-        return JSONResponse({"status": "ready", "checks": results})
+        return readiness(checks, "Reader not ready")
 
     @router.get("/metrics", summary="Prometheus metrics of this process: requests, verdicts",
                 response_class=Response)
