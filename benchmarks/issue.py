@@ -1,4 +1,7 @@
-"""``python -m benchmarks issue``: the status-list part of issue 5, item 6.
+"""``python -m benchmarks issue``: issue 5, item 6, in one run: first the mdocs issued per
+second against one ECDSA sign plus the digests (:mod:`benchmarks.issue_mdoc`, also run alone
+as ``python -m benchmarks issue_mdoc``), then the status list. ``--part mdoc|status`` runs
+one of them; ``--entries N`` a smaller list (the target is stated for 100 million).
 
 A 100-million entry, 1-bit Status List with 1 % of entries INVALID is rebuilt from its
 revoked indices, compressed and signed as a Status List Token; then one status is changed
@@ -9,6 +12,7 @@ Targets: rebuild + compress + sign under 1 s, size at most 1.2x zlib level 9.
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import random
 import zlib
@@ -20,7 +24,6 @@ from protocols import cose, iaca
 from protocols.status import Status, StatusList, build_status_list_token
 
 SIZE = 100_000_000
-REVOKED = SIZE // 100
 
 
 def _pki():
@@ -38,21 +41,38 @@ def _pki():
 
 
 def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks issue")
+    ap.add_argument("--part", choices=("all", "mdoc", "status"), default="all")
+    ap.add_argument("--runs", type=int, default=300, help="mdoc part: timed issuances")
+    ap.add_argument("--entries", type=int, default=SIZE,
+                    help="status list entries (the target is for 100,000,000)")
+    args = ap.parse_args(argv)
+    if args.part in ("all", "mdoc"):
+        from benchmarks import issue_mdoc
+
+        issue_mdoc.main(repeat=args.runs)
+    if args.part == "mdoc":
+        return 0
+    return _status_list(args.entries)
+
+
+def _status_list(size: int) -> int:
+    revoked_n = size // 100
     sk, sc = _pki()
     signer = cose.key_signer(sk)
     now = dt.datetime.now(dt.UTC)
     uri = "http://127.0.0.1:8470/status/bench"
-    print(f"status list: {SIZE:,} entries, 1 bit, {REVOKED:,} INVALID (random indices)")
-    revoked = random.Random(2025).sample(range(SIZE), REVOKED)
+    print(f"status list: {size:,} entries, 1 bit, {revoked_n:,} INVALID (random indices)")
+    revoked = random.Random(2025).sample(range(size), revoked_n)
 
     def publish(lst: StatusList) -> bytes:
         return build_status_list_token(lst, uri=uri, iat=now, exp=now + dt.timedelta(days=1),
                                        ttl=3600, signer=signer, certificate=sc)
 
-    t_build, lst = timed(lambda: StatusList.from_indices(SIZE, revoked, Status.INVALID))
+    t_build, lst = timed(lambda: StatusList.from_indices(size, revoked, Status.INVALID))
     t_compress, lst_bytes = timed(lst.compress, repeat=3)
     t_sign, _ = timed(lambda: signer.sign(b"x" * 64), repeat=20)
-    t_total, token = timed(lambda: publish(StatusList.from_indices(SIZE, revoked, Status.INVALID)))
+    t_total, token = timed(lambda: publish(StatusList.from_indices(size, revoked, Status.INVALID)))
     t_update, token2 = timed(lambda: publish(lst.set(revoked[0], Status.VALID)))
 
     t_z6, z6 = timed(lambda: zlib.compress(lst.raw, 6))
@@ -67,13 +87,14 @@ def main(argv: list[str] | None = None) -> int:
         ("floor: zlib level 9", t_z9, len(z9)),
         ("floor: one ECDSA P-256 sign", t_sign, 64),
     ]
-    for name, seconds, size in rows:
-        print(f"  {name:<36} {seconds * 1000:10.3f} ms  {size:>12,} B")
+    for name, seconds, n_bytes in rows:
+        print(f"  {name:<36} {seconds * 1000:10.3f} ms  {n_bytes:>12,} B")
     ratio = len(lst_bytes) / len(z9)
     print(f"  size vs zlib 9: {ratio:.3f}x (target <= 1.2x);"
           f" time vs zlib 6: {t_compress / t_z6:.2f}x, vs zlib 9: {t_compress / t_z9:.3f}x")
     ok = t_total < 1.0 and ratio <= 1.2
-    print(f"  target (rebuild+compress+sign < 1 s at <= 1.2x zlib 9): {'met' if ok else 'MISSED'}")
+    print(f"  target (rebuild+compress+sign < 1 s at <= 1.2x zlib 9): {'met' if ok else 'MISSED'}"
+          + ("" if size == SIZE else f" (for {size:,} entries; the target is stated for {SIZE:,})"))
     return 0 if ok else 1
 
 

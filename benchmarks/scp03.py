@@ -1,6 +1,8 @@
 """``python -m benchmarks scp03``: wrapped APDUs per second (host wrap + card unwrap +
 card wrap response + host unwrap) at each security level, next to the raw AES-CMAC,
-AES-CBC and AES-ECB floor measured in the same run.
+AES-CBC and AES-ECB floor measured in the same run; then full TSM sessions per second next
+to the crypto they must do (``benchmarks/tsm.py``, also run alone as ``python -m benchmarks
+tsm [--parts]``; ``--no-session`` skips them here).
 
 Peer, in the same run: Yubico's SCP03 host (yubikit, from yubikey-manager; installed by
 .ci/run with ``pip install --no-deps yubikey-manager==5.5.1``) at SL 33 against the same card
@@ -50,6 +52,12 @@ def _pair(level: int):
 
 
 def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m benchmarks scp03")
+    ap.add_argument("--no-session", action="store_true",
+                    help="skip the full TSM sessions (benchmarks/tsm.py) after the APDU rates")
+    args = ap.parse_args(argv)
     key = os.urandom(16)
     payload = os.urandom(DATA_LEN + 16)
 
@@ -105,6 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"  SL 33 host by yubikit (Yubico), same card side: {peer:>10,.0f}/s; ours {ours_33:,.0f}/s "
               f"= {ours_33 / peer:.2f}x yubikit's rate")
+    if not args.no_session:  # issue 3 asks for both in one run: the full session's figures
+        from benchmarks import tsm
+
+        print()
+        tsm.main([])
     return 0
 
 

@@ -29,8 +29,12 @@ def _run(*args: str) -> str:
     (("present", "--runs", "3"), ("presentation in-process", "presentation over HTTP",
                                   "reader verification (warm, new mdoc)", "reader verification (cold DS chain)",
                                   "reader verification (same mdoc again)")),
+    (("issue", "--runs", "3", "--entries", "1000000"), ("the batch's later slots", "end to end through the registry",
+                                                        "rebuild + compress + sign (token)", "floor: zlib level 9",
+                                                        "one status update republished")),
     (("issue_mdoc", "--runs", "3"), ("floor (1 ECDSA P-256 sign", "the batch's later slots",
                                      "the first MSO of a batch", "end to end through the registry")),
+    (("scp03",), ("yubikit", "TSM full session (Tsm.run)", "p384", "rsa2048")),
     (("tsm", "--parts"), ("p384", "rsa2048", "database commits", "NVM image writes", "in-SE key generations")),
     (("provision", "--db", "sqlite", "--runs", "2"), ("sqlite", "round trips per provision", "commit")),
 ])
