@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.routing import APIRoute
@@ -181,6 +182,23 @@ def create_app(ctx: Context | None = None, *, job_workers: int | None = None,
         _include(app, auth, m)
     check_scopes(app)
     return app
+
+
+def tls_options(certfile: Path | None, keyfile: Path | None) -> dict[str, str]:
+    """uvicorn's ``ssl_certfile`` / ``ssl_keyfile`` for ``--ssl-certfile`` / ``--ssl-keyfile``,
+    checked before any worker starts: both or neither, each a readable PEM file, and the key
+    the certificate's (ValueError naming what is wrong). Empty: plain HTTP."""
+    if certfile is None and keyfile is None:
+        return {}
+    if certfile is None or keyfile is None:
+        raise ValueError("--ssl-certfile and --ssl-keyfile go together")
+    import ssl
+
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certfile, keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"--ssl-certfile {certfile} / --ssl-keyfile {keyfile}: {exc}") from None
+    return {"ssl_certfile": str(certfile), "ssl_keyfile": str(keyfile)}
 
 
 def app_from_env() -> FastAPI:

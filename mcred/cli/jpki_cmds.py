@@ -226,22 +226,31 @@ def serve(port: int = typer.Option(8470, "--port"),
           host: str = typer.Option("127.0.0.1", "--host"),
           workers: int = typer.Option(1, "--workers", min=1, help="uvicorn worker processes, each with "
                                       "its own job threads ($MCRED_JOB_WORKERS, default 8); the same as "
-                                      "`uvicorn --factory mcred.service:app_from_env --workers N`.")) -> None:
+                                      "`uvicorn --factory mcred.service:app_from_env --workers N`."),
+          ssl_certfile: Path | None = typer.Option(None, "--ssl-certfile", help="Serve HTTPS with this "
+                                                   "certificate chain (PEM, leaf first); needs --ssl-keyfile. "
+                                                   "MCRED_PUBLIC_URL should then say https."),
+          ssl_keyfile: Path | None = typer.Option(None, "--ssl-keyfile", help="The private key of "
+                                                  "--ssl-certfile (PEM).")) -> None:
     """Run the HTTP service (OCSP, CRLs, trust material, ...) with uvicorn."""
     import uvicorn
 
     from mcred.context import Context
-    from mcred.service import create_app
+    from mcred.service import create_app, tls_options
 
+    try:
+        tls = tls_options(ssl_certfile, ssl_keyfile)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     if workers == 1:
-        uvicorn.run(create_app(), host=host, port=port, log_level="warning")
+        uvicorn.run(create_app(), host=host, port=port, log_level="warning", **tls)
         return
     ctx = Context.open()
     ctx.engine.dispose()  # migrated once here, before the workers start (each opens its own)
     typer.echo(f"issuer service on http://{host}:{port}, {workers} workers, database "
                f"{ctx.engine.url.render_as_string(hide_password=True)}")
     uvicorn.run("mcred.service:app_from_env", factory=True, workers=workers, host=host, port=port,
-                log_level="warning")
+                log_level="warning", **tls)
 
 
 @export_app.command("jpki-root")

@@ -147,6 +147,8 @@ def register(app: typer.Typer) -> None:
         jpki_roots: list[Path] = typer.Option([], "--jpki-roots", help="JPKI roots (PEM bundle, `mcred export jpki-root --out r.pem`): also serve the relying party, POST /rp/jpki/verify; repeatable."),
         db: str | None = typer.Option(None, "--db", help="Keep the sessions in this database (SQLAlchemy URL, e.g. sqlite:///reader.db or postgresql+psycopg://...; its reader_sessions table is created), so that several reader processes or --workers share them; default: this process's memory."),
         workers: int = typer.Option(1, "--workers", min=1, help="uvicorn worker processes (more than one needs --db)."),
+        ssl_certfile: Path | None = typer.Option(None, "--ssl-certfile", help="Serve HTTPS with this certificate chain (PEM, leaf first); needs --ssl-keyfile."),
+        ssl_keyfile: Path | None = typer.Option(None, "--ssl-keyfile", help="The private key of --ssl-certfile (PEM)."),
     ) -> None:
         """Run the reader service: POST /sessions, POST /sessions/{id}, GET /sessions/{id}/result
         (and POST /rp/jpki/verify with --jpki-roots)."""
@@ -156,8 +158,13 @@ def register(app: typer.Typer) -> None:
 
         from mcred.present import READER_SERVE_ENV, ReaderServeConfig, ReaderServeError
         from mcred.present import reader_app as build_app
+        from mcred.service import tls_options
 
         console = Console()
+        try:
+            tls = tls_options(ssl_certfile, ssl_keyfile)
+        except ValueError as exc:
+            _unusable(console, False, str(exc))
         if workers > 1 and db is None:
             _unusable(console, False, f"--workers {workers} needs --db: sessions kept in one process's "
                       "memory cannot be continued by another")
@@ -173,16 +180,16 @@ def register(app: typer.Typer) -> None:
             service, rp, what = config.build()  # every worker builds the same; this one checks it
         except ReaderServeError as exc:
             _unusable(console, False, str(exc))
-        console.print(f"reader on http://{host}:{port} {what}"
+        console.print(f"reader on {'https' if tls else 'http'}://{host}:{port} {what}"
                       + (f", {workers} workers" if workers > 1 else ""))
         if workers == 1:
-            uvicorn.run(build_app(service, rp), host=host, port=port, log_level="warning")
+            uvicorn.run(build_app(service, rp), host=host, port=port, log_level="warning", **tls)
             return
         if db is not None:
             service.store.engine.dispose()  # this process only starts the workers
         os.environ[READER_SERVE_ENV] = config.to_json()
         uvicorn.run("mcred.present:reader_app_from_env", factory=True, workers=workers, host=host,
-                    port=port, log_level="warning")
+                    port=port, log_level="warning", **tls)
 
     @app.command("verify")
     def verify_cmd(
