@@ -63,7 +63,7 @@ def test_issue_respond_export_and_inspect(home, tmp_path):
     assert json.loads(r.output)["mso"]["status"]["status_list"]["idx"] == facts["status"]["idx"]
 
     from issuer.mdoc.publication import StatusPublisher  # noqa: F401 - token via the service
-    from mcred.cli.mdoc_issue_cmds import mdoc_service
+    from mcred.mdoc_flow import mdoc_service
     from mcred.context import Context
 
     pub = mdoc_service(Context.open()).status_token_by_uri(facts["status"]["uri"])

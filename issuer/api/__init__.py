@@ -6,10 +6,16 @@ learns how an installation is wired.
 
 from __future__ import annotations
 
-from fastapi.responses import JSONResponse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fastapi.responses import JSONResponse
 
 
 def problem(status: int, type_: str, title: str, detail: str) -> JSONResponse:
-    """An RFC 9457 problem+json response."""
+    """An RFC 9457 problem+json response. (FastAPI is imported here, not with the package:
+    the command line reads :mod:`issuer.api.scopes` without loading a web framework.)"""
+    from fastapi.responses import JSONResponse
+
     return JSONResponse({"type": type_, "title": title, "status": status, "detail": detail},
                         status_code=status, media_type="application/problem+json")

@@ -31,9 +31,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from issuer.api.scopes import SCOPES
 from issuer.db import ApiToken, AuditEvent, new_id
 
-SCOPES = ("operator", "issuer", "tsm", "reader")
 #: The scope that implies every other one.
 SUPER = "operator"
 PREFIX = "mcred_"

@@ -12,22 +12,14 @@ import datetime as dt
 import hashlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import select
 
-from issuer.db import Credential, Holder, Phone
-from issuer.holders import HolderError, attach_phone, holder_data
-from issuer.holders import register as register_holder
-from issuer.mdoc.errors import IssuerMdocError
-from issuer.mdoc.issuance import make_proof
-from issuer.mdoc.pki import PURPOSE_DS, PURPOSE_STATUS
-from mcred.context import Context
-from mcred.mdoc_flow import mdoc_service
 from protocols import cardsub, certs
 from protocols.cose import key_signer
 from protocols.mdoc import DeviceResponse, IssuerSigned, MdocError, build_document
@@ -43,7 +35,29 @@ from protocols.status import (
     verify_status_list_token,
 )
 
+if TYPE_CHECKING:
+    from issuer.db import Credential
+    from issuer.mdoc.service import MdocService
+    from mcred.context import Context
+
 console = Console()
+
+
+# The registry, the database and the issuer's keys are imported where a command uses them,
+# not at start-up: `mcred --help`, `mcred inspect` or `mcred mdoc verify` load none of them.
+
+
+def _context() -> Context:
+    from mcred.context import Context
+
+    return Context.open()
+
+
+def _mdoc_service() -> tuple[Context, MdocService]:
+    from mcred.mdoc_flow import mdoc_service
+
+    ctx = _context()
+    return ctx, mdoc_service(ctx)
 def _fail(message: str, code: int = 2) -> typer.Exit:
     console.print(f"[red]error:[/red] {message}", highlight=False)
     return typer.Exit(code)
@@ -94,8 +108,13 @@ def issue(
     public, private = _load_key(device_key)
     spki = public.public_bytes(serialization.Encoding.DER,
                                serialization.PublicFormat.SubjectPublicKeyInfo)
-    ctx = Context.open()
-    svc = mdoc_service(ctx)
+    from issuer.db import Holder, Phone
+    from issuer.holders import HolderError, attach_phone, holder_data
+    from issuer.holders import register as register_holder
+    from issuer.mdoc.errors import IssuerMdocError
+    from issuer.mdoc.issuance import make_proof
+
+    ctx, svc = _mdoc_service()
     key_id = hashlib.sha256(spki).hexdigest()
     phone_id = phone or f"cli-{key_id[:16]}"
     with ctx.sessions() as s:  # the same holder and key again: the same record, issued once
@@ -172,7 +191,7 @@ def export_iaca(
     der: bool = typer.Option(False, "--der", help="DER instead of PEM."),
 ) -> None:
     """Write the mdoc trust anchor (IACA certificate) a reader needs."""
-    cert = mdoc_service(Context.open()).iaca_certificate()
+    cert = _mdoc_service()[1].iaca_certificate()
     out.write_bytes(cert.public_bytes(serialization.Encoding.DER if der else serialization.Encoding.PEM))
     console.print(f"IACA {cert.subject.rfc4514_string()} written to {out}", highlight=False)
 
@@ -292,7 +311,11 @@ def credential_list(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """List issued credentials (JPKI certificates and mdocs)."""
-    ctx = Context.open()
+    from sqlalchemy import select
+
+    from issuer.db import Credential
+
+    ctx = _context()
     q = select(Credential).order_by(Credential.issued_at, Credential.id)
     if phone:
         q = q.where(Credential.phone_id == phone)
@@ -315,7 +338,9 @@ def credential_show(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Show one credential; for an mdoc also its MSO (docType, validity, status reference)."""
-    ctx = Context.open()
+    from issuer.db import Credential
+
+    ctx = _context()
     with ctx.sessions() as s:
         c = s.get(Credential, credential_id)
         if c is None:
@@ -347,7 +372,7 @@ def _signer_table(rows: list, signs: str = "mdocs") -> None:
 
 def ds_list(as_json: bool = typer.Option(False, "--json")) -> None:
     """Every document-signer generation: serial, validity, active / retired / revoked."""
-    svc = mdoc_service(Context.open())
+    svc = _mdoc_service()[1]
     svc.setup()
     rows = svc.signers()
     if as_json:
@@ -358,7 +383,7 @@ def ds_list(as_json: bool = typer.Option(False, "--json")) -> None:
 
 def ds_rollover(as_json: bool = typer.Option(False, "--json")) -> None:
     """Start a new document-signer generation now (the old one stays valid for its MSOs)."""
-    svc = mdoc_service(Context.open())
+    svc = _mdoc_service()[1]
     svc.setup()
     active = svc.rollover_ds()
     info = next(r for r in svc.signers() if r.label == active.label)
@@ -376,12 +401,16 @@ def ds_revoke(
     """Revoke a document-signer certificate: the IACA CRL (/trust/iaca.crl) lists it.
 
     A revoked active signer is replaced by a new generation at the next issuance."""
+    from issuer.mdoc.pki import PURPOSE_DS
+
     _revoke_signer(ds, reason, as_json, PURPOSE_DS)
 
 
 def status_signer_list(as_json: bool = typer.Option(False, "--json")) -> None:
     """Every status-list signer generation: serial, validity, active / retired / revoked."""
-    svc = mdoc_service(Context.open())
+    from issuer.mdoc.pki import PURPOSE_STATUS
+
+    svc = _mdoc_service()[1]
     svc.setup()
     rows = svc.signers(PURPOSE_STATUS)
     if as_json:
@@ -398,13 +427,16 @@ def status_signer_revoke(
     """Revoke a status-list signer certificate: the IACA CRL lists it, and every published
     Status / Identifier List Token is re-signed by a new signer generation at its next request
     (readers checking the IACA CRL refuse lists signed by the revoked one)."""
+    from issuer.mdoc.pki import PURPOSE_STATUS
+
     _revoke_signer(signer, reason, as_json, PURPOSE_STATUS)
 
 
 def _revoke_signer(ref: str, reason: str, as_json: bool, purpose: str) -> None:
     from issuer.mdoc.errors import SignerRevocationError, UnknownSigner
+    from issuer.mdoc.pki import PURPOSE_STATUS
 
-    svc = mdoc_service(Context.open())
+    svc = _mdoc_service()[1]
     svc.setup()
     try:
         info, changed = svc.revoke_signer(ref, reason, actor="cli", purposes=(purpose,))

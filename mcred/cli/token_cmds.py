@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from issuer.api.auth import SCOPES, TokenError, create_token, list_tokens, revoke_token
-from mcred.context import Context
+from issuer.api.scopes import SCOPES
 
 token_app = typer.Typer(help="Bearer tokens of the HTTP API (scopes: "
                         + ", ".join(SCOPES) + "; operator implies all).",
@@ -16,6 +15,9 @@ token_app = typer.Typer(help="Bearer tokens of the HTTP API (scopes: "
 
 
 def _sessions():  # noqa: ANN202
+    # the database (and FastAPI's auth module) are loaded on use, not at start-up
+    from mcred.context import Context
+
     return Context.open().sessions
 
 
@@ -24,6 +26,8 @@ def create(scope: list[str] = typer.Option(..., "--scope", help="operator | issu
                                            "reader (repeat for several)"),
            name: str = typer.Option("", "--name", help="a label for the token")) -> None:
     """Create a token and print it once."""
+    from issuer.api.auth import TokenError, create_token
+
     try:
         token_id, token = create_token(_sessions(), scope, name, actor="cli")
     except TokenError as exc:
@@ -36,6 +40,8 @@ def create(scope: list[str] = typer.Option(..., "--scope", help="operator | issu
 @token_app.command("list")
 def list_() -> None:
     """Every token (id, name, scopes, state); never the secrets."""
+    from issuer.api.auth import list_tokens
+
     for t in list_tokens(_sessions()):
         state = "revoked" if t.revoked else "active"
         typer.echo(f"{t.id}  {state:7}  {' '.join(t.scopes):28}  {t.name}  {t.created_at}")
@@ -44,6 +50,8 @@ def list_() -> None:
 @token_app.command("revoke")
 def revoke(token_id: str = typer.Argument(..., help="the token's id")) -> None:
     """Revoke a token: it is refused from the next request on."""
+    from issuer.api.auth import TokenError, revoke_token
+
     try:
         changed = revoke_token(_sessions(), token_id, actor="cli")
     except TokenError as exc:
