@@ -49,9 +49,9 @@ def mounts(ctx: Context) -> list[Mount]:
     from issuer.api.jpki import jpki_router
     from issuer.api.mdoc import routers as mdoc_routers
     from mcred.api_routes import api_mounts
-    from mcred.mdoc_flow import mdoc_service
     from mcred.health import health_router
     from mcred.jpki_flow import jpki_issuer
+    from mcred.mdoc_flow import mdoc_service
 
     return [
         Mount(health_router(ctx), scope=None),

@@ -63,8 +63,8 @@ def test_issue_respond_export_and_inspect(home, tmp_path):
     assert json.loads(r.output)["mso"]["status"]["status_list"]["idx"] == facts["status"]["idx"]
 
     from issuer.mdoc.publication import StatusPublisher  # noqa: F401 - token via the service
-    from mcred.mdoc_flow import mdoc_service
     from mcred.context import Context
+    from mcred.mdoc_flow import mdoc_service
 
     pub = mdoc_service(Context.open()).status_token_by_uri(facts["status"]["uri"])
     tok = tmp_path / "token.cwt"
