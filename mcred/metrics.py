@@ -12,12 +12,22 @@ Two kinds, both in the text exposition format of ``prometheus_client``:
 
 The parties know nothing of this: the composition root reads their tables and wraps the
 app. Scraping needs a bearer token with scope ``operator`` (deny by default).
+
+Several worker processes (``mcred serve --workers N``, ``mcred reader serve --workers N``)
+share their counts through ``prometheus_client``'s multiprocess mode: the command makes a
+fresh directory, names it in ``PROMETHEUS_MULTIPROC_DIR`` before the workers start (each
+writes its counters to a file there), and any worker's scrape reports the sum over all of
+them. Without it, a scrape reached one worker and showed that worker's counts only. Running
+``uvicorn --workers N`` by hand, set ``PROMETHEUS_MULTIPROC_DIR`` to an empty directory.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 from fastapi import APIRouter, FastAPI, Response
 from prometheus_client import (
@@ -28,6 +38,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import func, select
 from starlette.routing import Match
 
@@ -112,8 +123,10 @@ class Metrics:
                                 ["method", "route", "status"], registry=self.registry)
         self.seconds = Histogram("mcred_http_request_seconds", "HTTP request duration by method and route",
                                  ["method", "route"], buckets=_BUCKETS, registry=self.registry)
+        self._collectors: list = []  # read at scrape time, in this process (the registry's tables)
         if ctx is not None:
-            self.registry.register(RegistryCollector(ctx))
+            self._collectors.append(RegistryCollector(ctx))
+            self.registry.register(self._collectors[-1])
 
     def install(self, app: FastAPI) -> None:
         """Count every HTTP request (a plain ASGI middleware: no per-request task or body
@@ -121,7 +134,33 @@ class Metrics:
         app.add_middleware(_RequestMetrics, metrics=self, router=app.router)
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        """This process's metrics; with ``PROMETHEUS_MULTIPROC_DIR``, every worker's summed."""
+        path = os.environ.get(MULTIPROC_ENV)
+        if not path or not os.path.isdir(path):
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path)
+        for collector in self._collectors:
+            registry.register(collector)
+        return generate_latest(registry)
+
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@contextmanager
+def shared_across_workers() -> Iterator[str]:
+    """Around starting several workers: a fresh ``PROMETHEUS_MULTIPROC_DIR`` (removed after),
+    or the one already set."""
+    if os.environ.get(MULTIPROC_ENV):
+        yield os.environ[MULTIPROC_ENV]
+        return
+    with tempfile.TemporaryDirectory(prefix="mcred-metrics-") as path:
+        os.environ[MULTIPROC_ENV] = path
+        try:
+            yield path
+        finally:
+            os.environ.pop(MULTIPROC_ENV, None)
 
 
 class _RequestMetrics:
@@ -149,15 +188,30 @@ class _RequestMetrics:
 
 
 def _template(router, scope) -> str:  # noqa: ANN001
-    """The route's path template, or ``unmatched`` (raw paths would make unbounded series)."""
+    """The route's path template, or ``unmatched`` (raw paths would make unbounded series).
+    A route of a router included under a prefix (the issuer service's ``/reader``) keeps it:
+    FastAPI hands over the route with its own path only (``/sessions/{sid}``), so the prefix
+    is read back from the request's path, as the part before what the route matched."""
     route = scope.get("route")  # set by the router on the shared scope when it matched
     if route is not None and getattr(route, "path", None):
-        return route.path
+        return _prefix(route, scope.get("path", "")) + route.path
     for route in router.routes:
         match, _ = route.matches(scope)
         if match is Match.FULL and getattr(route, "path", None):
             return route.path
     return "unmatched"
+
+
+def _prefix(route, path: str) -> str:  # noqa: ANN001
+    regex = getattr(route, "path_regex", None)
+    if regex is None or regex.match(path):
+        return ""
+    i = path.find("/", 1)
+    while i != -1:
+        if regex.match(path[i:]):
+            return path[:i]
+        i = path.find("/", i + 1)
+    return ""
 
 
 def metrics_router(metrics: Metrics) -> APIRouter:

@@ -12,8 +12,8 @@ monitoring in front of a reader fleet ask of it.
   ``mcred_reader_verdicts_total{valid}``, ``mcred_reader_failed_checks_total{check}`` (a
   check's name, never its reason: the series stay few and carry no holder data) and
   ``mcred_reader_verification_seconds`` (decryption and verification of the wallet's
-  SessionData). Counted in this process: with ``--workers N`` each worker counts its own,
-  and a scrape reaches one of them (as the issuer service's request metrics).
+  SessionData). With ``--workers N`` every worker's counts, summed (``prometheus_client``'s
+  multiprocess mode, :mod:`mcred.metrics`).
 
 All three are public, like the reader's session routes: they name components, check names
 and exception types, never a holder's data, a URL's credentials or a key.

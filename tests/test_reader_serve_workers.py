@@ -78,6 +78,12 @@ def test_two_workers_share_the_sessions_through_the_database(iaca_pem, db_url):
             if r.status_code == 200:  # decrypted by whichever worker took it; no DeviceResponse
                 assert r.json()["checks"][0]["passed"] and not r.json()["valid"]
         assert answers == [200] * (2 * PRESENTATIONS)
+        # every scrape, whichever worker answers it, counts every worker's verdicts
+        for _ in range(6):
+            scraped = _on_a_new_connection(url, "GET", "/metrics").text
+            assert f'mcred_reader_verdicts_total{{valid="false"}} {float(PRESENTATIONS)}' in scraped, scraped
+            assert (f'mcred_http_requests_total{{method="POST",route="/sessions",status="201"}} '
+                    f"{float(PRESENTATIONS)}") in scraped
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=20)

@@ -35,6 +35,7 @@ LAUNCH = {
 def service(request, home: Path):
     ctx = Context.open(home)
     _, token = create_token(ctx.sessions, ["reader"], "workers")
+    _, operator = create_token(ctx.sessions, ["operator"], "scrapes")
     ctx.engine.dispose()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -53,7 +54,7 @@ def service(request, home: Path):
                     break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        yield url, {"Authorization": f"Bearer {token}"}
+        yield url, {"Authorization": f"Bearer {token}"}, request.param, {"Authorization": f"Bearer {operator}"}
     finally:
         proc.terminate()
         proc.wait(15)
@@ -65,7 +66,7 @@ def _on_a_new_connection(url: str, headers: dict, method: str, path: str, body: 
 
 
 def test_presentations_whose_requests_each_open_a_new_connection(service):
-    url, headers = service
+    url, headers, launch, operator = service
     answers = []
     for _ in range(PRESENTATIONS):
         engagement = Engagement.new()
@@ -83,3 +84,8 @@ def test_presentations_whose_requests_each_open_a_new_connection(service):
         if r.status_code == 200:
             assert r.json()["checks"][0]["passed"]  # the wallet's message decrypted
     assert answers == [200] * (2 * PRESENTATIONS)
+    if launch == "mcred serve":  # its workers share their counts: any scrape sums them all
+        for _ in range(6):
+            scraped = _on_a_new_connection(url, operator, "GET", "/metrics").text
+            assert (f'mcred_http_requests_total{{method="POST",route="/reader/sessions",status="201"}} '
+                    f"{float(PRESENTATIONS)}") in scraped, scraped

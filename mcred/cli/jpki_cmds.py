@@ -249,8 +249,11 @@ def serve(port: int = typer.Option(8470, "--port"),
     ctx.engine.dispose()  # migrated once here, before the workers start (each opens its own)
     typer.echo(f"issuer service on http://{host}:{port}, {workers} workers, database "
                f"{ctx.engine.url.render_as_string(hide_password=True)}")
-    uvicorn.run("mcred.service:app_from_env", factory=True, workers=workers, host=host, port=port,
-                log_level="warning", **tls)
+    from mcred.metrics import shared_across_workers
+
+    with shared_across_workers():  # /metrics sums every worker's counts
+        uvicorn.run("mcred.service:app_from_env", factory=True, workers=workers, host=host, port=port,
+                    log_level="warning", **tls)
 
 
 @export_app.command("jpki-root")

@@ -188,8 +188,11 @@ def register(app: typer.Typer) -> None:
         if db is not None:
             service.store.engine.dispose()  # this process only starts the workers
         os.environ[READER_SERVE_ENV] = config.to_json()
-        uvicorn.run("mcred.present:reader_app_from_env", factory=True, workers=workers, host=host,
-                    port=port, log_level="warning", **tls)
+        from mcred.metrics import shared_across_workers
+
+        with shared_across_workers():  # /metrics sums every worker's counts
+            uvicorn.run("mcred.present:reader_app_from_env", factory=True, workers=workers, host=host,
+                        port=port, log_level="warning", **tls)
 
     @app.command("verify")
     def verify_cmd(
