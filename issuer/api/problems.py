@@ -13,6 +13,10 @@ the service, RFC 9457 3.1.1), a ``title`` that names the class of error, the HTT
 * the parties' typed errors, registered with :func:`register_error` (class -> status,
   slug, title; the most specific registered class of the exception's MRO wins), their
   message becomes the detail;
+* the database not answering (SQLAlchemy's ``OperationalError``, ``InterfaceError`` or pool
+  ``TimeoutError``: connection refused or lost, a timeout, a lock not granted): 503
+  ``/problems/database-unavailable`` with ``Retry-After``, a fixed detail (the driver's
+  message carries SQL, parameters or the server's address), the error's class in the log;
 * anything else: 500 ``/problems/internal-error`` with a fixed detail; the traceback goes
   to the log, never to the client (:class:`CatchAllMiddleware`).
 """
@@ -157,6 +161,19 @@ async def _on_problem(_request: Request, exc: Exception) -> JSONResponse:
     return problem_response(exc.kind, exc.detail, **exc.extra)
 
 
+DATABASE_UNAVAILABLE = ProblemType(503, "database-unavailable", "Database unavailable")
+#: Seconds a client should wait before trying again after a 503 of the database.
+RETRY_AFTER = 1
+
+
+async def _on_database(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("database unavailable on %s %s: %s", request.method, request.url.path,
+                type(getattr(exc, "orig", None) or exc).__name__)
+    return problem_response(DATABASE_UNAVAILABLE, "the database did not answer (connection refused "
+                            "or lost, a timeout, or a lock not granted); try again",
+                            headers={"Retry-After": str(RETRY_AFTER)})
+
+
 async def _on_typed(_request: Request, exc: Exception) -> JSONResponse:
     kind = _registered(exc)
     if kind is None:  # pragma: no cover - only registered classes reach here
@@ -207,6 +224,10 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(ProblemException, _on_problem)
+    from sqlalchemy import exc as sa_exc
+
+    for cls in (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError):
+        app.add_exception_handler(cls, _on_database)
     for cls in list(_ERRORS):
         app.add_exception_handler(cls, _on_typed)
     app.add_middleware(CatchAllMiddleware)
