@@ -572,7 +572,7 @@ class _LazyReader:
         with self._lock:
             if self._service is None:
                 from mcred.mdoc_flow import mdoc_service
-                from mcred.present import reader_pipeline
+                from mcred.present import reader_pipeline, reader_session_key_path, session_sealer
                 from reader.http import ReaderService
                 from reader.session import DEFAULT_REQUEST
                 from reader.trust import TrustStore
@@ -581,8 +581,11 @@ class _LazyReader:
                 store.add(mdoc_service(self._ctx).iaca_certificate(), source="installation")
                 # the same checks as `mcred reader serve` online: status lists and the IACA CRL
                 # sessions in the installation's database: any worker continues any session
+                # each session's EReaderKey sealed in its row under the installation's
+                # reader key (<home>/reader/session.key), which every worker reads
                 self._service = ReaderService(reader_pipeline(trust=store, ds_crl=True), [DEFAULT_REQUEST],
-                                              engine=self._ctx.engine)
+                                              engine=self._ctx.engine,
+                                              session_sealer=session_sealer(reader_session_key_path(self._ctx.home)))
             return self._service
 
     def open(self, engagement):  # noqa: ANN001, ANN201

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from protocols import cbor
 from protocols import certs as x509certs
 from protocols.gp import HostChannel, StaticKeys
 from protocols.mdoc import Check, SessionTranscript, VerificationResult
+from reader import sessions as reader_sessions
 from reader.ds_crl import DsCrlCheck
 from reader.fetch import SESSION_MAX_BYTES, FetchError, fetch, new_client
 from reader.http import ReaderService, reader_router, relying_party_router
@@ -131,6 +133,9 @@ class ReaderServeConfig:
     #: SQLAlchemy URL of the database that keeps the sessions (reader branch only); None:
     #: this process's memory (one process).
     db: str | None = None
+    #: The key that seals each session's EReaderKey in the database (a file every process
+    #: on that database shares; created if absent). None: a key of this process's own.
+    session_key_file: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__)
@@ -181,8 +186,13 @@ class ReaderServeConfig:
                                    skew=dt.timedelta(seconds=self.skew), require_status=self.require_status,
                                    ds_crl=(not self.offline) if self.ds_crl is None else self.ds_crl,
                                    ds_crl_max_age=dt.timedelta(seconds=self.ds_crl_max_age))
+        sealer = None
+        if engine is not None:
+            sealer = (session_sealer(Path(self.session_key_file)) if self.session_key_file
+                      else reader_sessions.AesGcmSealer(secrets.token_bytes(32)))
         service = ReaderService(pipeline, [spec], save_dir=Path(self.save_dir) if self.save_dir else None,
-                                reader_signer=signer, reader_chain=chain, engine=engine)
+                                reader_signer=signer, reader_chain=chain, engine=engine,
+                                session_sealer=sealer)
         rp = RelyingPartyService(rp_roots) if rp_roots else None
         where = f"sessions in {_redacted(self.db)}" if self.db else "sessions in memory"
         return service, rp, (f"trusting {len(store)} IACA(s), asking {spec.to_json()}, {where}"
@@ -197,6 +207,29 @@ def _redacted(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - not a URL at all: say so without echoing it
         return "(unparsable URL)"
+
+
+def reader_session_key_path(home: Path) -> Path:
+    """The installation's reader session key: ``<home>/reader/session.key``."""
+    return Path(home) / "reader" / "session.key"
+
+
+def session_sealer(key_file: Path) -> reader_sessions.AesGcmSealer:
+    """The reader sessions' sealing key from ``key_file`` (64 hex digits; created, mode 0600,
+    if absent): every process that shares a sessions database must read the same file."""
+    from tsm.keys import create_key_file
+
+    key_file = Path(key_file)
+    if not key_file.exists():
+        create_key_file(key_file, 32)
+    try:
+        key = bytes.fromhex(key_file.read_text().strip())
+    except (OSError, ValueError) as exc:
+        raise ReaderServeError(f"session key file {key_file}: unreadable or not hex ({exc})") from None
+    try:
+        return reader_sessions.AesGcmSealer(key)
+    except ValueError as exc:
+        raise ReaderServeError(f"session key file {key_file}: {exc}") from None
 
 
 def reader_app_from_env() -> FastAPI:

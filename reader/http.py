@@ -50,6 +50,7 @@ from reader.sessions import (
     DONE,
     PROCESSING,
     MemorySessionStore,
+    SessionSealer,
     SessionStore,
     SessionView,
     SqlSessionStore,
@@ -139,6 +140,7 @@ class ReaderService:
         engine=None,
         processing_limit: dt.timedelta = PROCESSING_LIMIT,
         on_outcome: Callable[[ReaderOutcome, float], None] | None = None,
+        session_sealer: SessionSealer | None = None,
     ) -> None:
         self.verifier = verifier
         self.requests = list(requests)
@@ -154,7 +156,7 @@ class ReaderService:
         self.on_outcome = on_outcome
         self.store: SessionStore = (
             MemorySessionStore(session_ttl, max_sessions) if engine is None
-            else SqlSessionStore(engine, session_ttl, max_sessions, self._resume))
+            else SqlSessionStore(engine, session_ttl, max_sessions, self._resume, sealer=session_sealer))
 
     @property
     def verdict_blocks(self) -> bool:
@@ -176,7 +178,12 @@ class ReaderService:
         """The reader's SessionData for the wallet's ``data``; None for an unknown session.
         The first message is verified; a session already done (or being verified by another
         worker) answers the same termination without verifying anything again."""
-        session = self.store.claim(sid, self.clock())
+        try:
+            session = self.store.claim(sid, self.clock())
+        except ReaderSessionError as exc:  # taken, but its row cannot be continued (key, transcript)
+            outcome = ReaderOutcome(VerificationResult((Check(SESSION, False, str(exc)),)))
+            self.store.finish(sid, outcome, verdict_json(outcome))
+            return SessionData(status=SESSION_STATUS_TERMINATION).encode()
         if session is None:
             return None
         if isinstance(session, str):

@@ -6,8 +6,10 @@ branch ``reader`` in ``reader/migrations/versions``), so that any worker of a se
 several can continue a session another one opened. The composition root hands it the
 engine; this package imports no other party.
 
-A row holds what a worker needs to continue: the ephemeral EReaderKey (PKCS#8 DER, erased
-when the session ends) and the SessionTranscript array bytes (the DeviceEngagement is in
+A row holds what a worker needs to continue: the ephemeral EReaderKey (PKCS#8 DER, sealed
+with AES-256-GCM under the service's session key when it has one, :class:`AesGcmSealer`,
+the session id as associated data; erased when the session ends) and the SessionTranscript
+array bytes (the DeviceEngagement is in
 them: the session keys are derived again), the state, the verdict JSON once known, and the
 creation time (expiry) and the time a worker claimed it. The SessionData is processed
 once: the worker that moves the row from ``awaiting_response`` to ``processing`` (one
@@ -20,17 +22,21 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import DateTime, Engine, LargeBinary, String, delete, func, select, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from reader.errors import ReaderSessionError
 from reader.session import ReaderOutcome, ReaderSession
 
 AWAITING, PROCESSING, DONE = "awaiting_response", "processing", "done"
@@ -143,6 +149,48 @@ class MemorySessionStore:
 # -- in the database -----------------------------------------------------------------------
 
 
+class SessionSealer(Protocol):
+    """Seals a session's EReaderKey for its row (``aad``: the session id)."""
+
+    def seal(self, plaintext: bytes, aad: bytes) -> bytes: ...
+
+    def unseal(self, sealed: bytes, aad: bytes) -> bytes:
+        """Raises :class:`ReaderSessionError` when ``sealed`` does not open."""
+
+
+#: The first byte of a sealed key (a clear PKCS#8 key, a DER SEQUENCE, starts with 0x30).
+SEALED_V1 = b"\x01"
+
+
+class AesGcmSealer:
+    """AES-256-GCM under a key the reader's workers share (a file, or one made per run):
+    ``01 || nonce(12) || ciphertext || tag(16)``, the session id as associated data, so a
+    key copied into another row does not open there. Whoever reads the database alone
+    (a backup, a replica) learns no session key."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) != 32:
+            raise ValueError(f"the session sealing key is {len(key)} bytes; AES-256 needs 32")
+        self._aead = AESGCM(key)
+
+    def __repr__(self) -> str:  # never show the key
+        return "AesGcmSealer()"
+
+    def seal(self, plaintext: bytes, aad: bytes) -> bytes:
+        nonce = secrets.token_bytes(12)
+        return SEALED_V1 + nonce + self._aead.encrypt(nonce, plaintext, aad)
+
+    def unseal(self, sealed: bytes, aad: bytes) -> bytes:
+        if not sealed.startswith(SEALED_V1) or len(sealed) < 1 + 12 + 16:
+            raise ReaderSessionError("the session's key is not sealed (a worker without the session "
+                                     "key wrote it): this reader does not continue it")
+        try:
+            return self._aead.decrypt(sealed[1:13], sealed[13:], aad)
+        except InvalidTag:
+            raise ReaderSessionError("the session's key does not open under this reader's session "
+                                     "key (another key, or another session's row)") from None
+
+
 class ReaderBase(DeclarativeBase):
     pass
 
@@ -171,15 +219,20 @@ class SqlSessionStore:
     blocking = True
 
     def __init__(self, engine: Engine, ttl: dt.timedelta, max_sessions: int,
-                 resume: Callable[[ec.EllipticCurvePrivateKey, bytes], ReaderSession]) -> None:
+                 resume: Callable[[ec.EllipticCurvePrivateKey, bytes], ReaderSession] | None,
+                 sealer: SessionSealer | None = None) -> None:
         self.engine = engine
         self.ttl = ttl
         self.max_sessions = max_sessions
         self.resume = resume
+        #: None: the EReaderKey is kept in clear (the documented trade-off without a key).
+        self.sealer = sealer
 
     def add(self, sid: str, session: ReaderSession, now: dt.datetime) -> None:
         key = session.e_reader_private_key.private_bytes(
             serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        if self.sealer is not None:
+            key = self.sealer.seal(key, sid.encode())
         t = ReaderSessionRow.__table__
         with self.engine.begin() as conn:
             conn.execute(delete(t).where(t.c.created_at <= now - self.ttl))
@@ -203,7 +256,12 @@ class SqlSessionStore:
             return None
         if taken != 1 or row.e_reader_key is None:
             return row.state if row.state != AWAITING else PROCESSING
-        key = serialization.load_der_private_key(row.e_reader_key, None)
+        stored = row.e_reader_key
+        if self.sealer is not None:
+            stored = self.sealer.unseal(stored, sid.encode())
+        elif stored.startswith(SEALED_V1):
+            raise ReaderSessionError("the session's key is sealed and this reader has no session key")
+        key = serialization.load_der_private_key(stored, None)
         return self.resume(key, row.transcript)
 
     def finish(self, sid: str, outcome: ReaderOutcome, verdict: bytes | None) -> None:

@@ -59,12 +59,17 @@ def _wallet_reply(engagement: Engagement, establishment: bytes, plaintext: bytes
     return SessionData(data=crypto.encrypt(plaintext)).encode()
 
 
-def test_a_session_opened_on_one_worker_continues_on_another(workers):
+def test_a_session_opened_on_one_worker_continues_on_another(workers, home, db_url):
     a, b = workers
     engagement = Engagement.new()
     r = a.post("/reader/sessions", content=engagement.uri.encode())
     assert r.status_code == 201
     sid = r.headers["x-session-id"]
+    # the row holds the EReaderKey sealed under the installation's reader key, which both
+    # workers read from <home>/reader/session.key (private)
+    (row,) = [x for x in _rows_of(db_url) if x.id == sid]
+    assert row.e_reader_key[:1] == b"\x01"
+    assert (home / "reader" / "session.key").stat().st_mode & 0o777 == 0o600
     assert b.get(f"/reader/sessions/{sid}/result").status_code == 409  # B knows it, pending
     reply = _wallet_reply(engagement, r.content, b"\xa0")  # decrypts; not a DeviceResponse
     r = b.post(f"/reader/sessions/{sid}", content=reply)
@@ -114,6 +119,14 @@ def engine(db_url):
 
 def _service(engine, clock, **kwargs) -> ReaderService:
     return ReaderService(NoVerifier(), [REQUEST], engine=engine, clock=clock, **kwargs)
+
+
+def _rows_of(url: str) -> list:
+    engine = make_engine(url)
+    try:
+        return _rows(engine)
+    finally:
+        engine.dispose()
 
 
 def _rows(engine) -> list:

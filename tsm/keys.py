@@ -164,7 +164,7 @@ class FileMasterKey(InMemoryMasterKey):
     def __init__(self, path: Path) -> None:
         path = Path(path)
         if not path.exists():
-            _create_key_file(path)
+            create_key_file(path)
         try:
             key = bytes.fromhex(path.read_text().strip())
         except (OSError, ValueError) as exc:
@@ -177,21 +177,23 @@ class FileMasterKey(InMemoryMasterKey):
         return f"{self.path}, AES-{8 * len(self._key)}, key_id {self.key_id}"
 
 
-def _create_key_file(path: Path) -> None:
-    """Write a new key to a private temporary file, then link it into place: a concurrent
-    first user either wins the link or finds the complete file, never an empty one."""
+def create_key_file(path: Path, nbytes: int = 16) -> None:
+    """Write a new random key (hex, one line, mode 0600) to a private temporary file, then
+    link it into place: a concurrent first user either wins the link or finds the complete
+    file, never an empty one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_bytes(16).hex() + "\n")
+            f.write(secrets.token_bytes(nbytes).hex() + "\n")
         try:
             os.link(tmp, path)
         except FileExistsError:
             pass  # another process created it first: use theirs
     finally:
         tmp.unlink(missing_ok=True)
+
 
 
 def master_key_path(data_home: Path) -> Path:

@@ -147,6 +147,7 @@ def register(app: typer.Typer) -> None:
         jpki_roots: list[Path] = typer.Option([], "--jpki-roots", help="JPKI roots (PEM bundle, `mcred export jpki-root --out r.pem`): also serve the relying party, POST /rp/jpki/verify; repeatable."),
         db: str | None = typer.Option(None, "--db", help="Keep the sessions in this database (SQLAlchemy URL, e.g. sqlite:///reader.db or postgresql+psycopg://...; its reader_sessions table is created), so that several reader processes or --workers share them; default: this process's memory."),
         workers: int = typer.Option(1, "--workers", min=1, help="uvicorn worker processes (more than one needs --db)."),
+        session_key_file: Path | None = typer.Option(None, "--session-key-file", help="With --db: the key (hex; created, mode 0600, if absent) that seals each session's EReaderKey in the database; every reader process on that database must use the same file. Default: a key made for this run (sessions do not outlive it)."),
         ssl_certfile: Path | None = typer.Option(None, "--ssl-certfile", help="Serve HTTPS with this certificate chain (PEM, leaf first); needs --ssl-keyfile."),
         ssl_keyfile: Path | None = typer.Option(None, "--ssl-keyfile", help="The private key of --ssl-certfile (PEM)."),
     ) -> None:
@@ -156,7 +157,12 @@ def register(app: typer.Typer) -> None:
 
         import uvicorn
 
-        from mcred.present import READER_SERVE_ENV, ReaderServeConfig, ReaderServeError
+        from mcred.present import (
+            READER_SERVE_ENV,
+            ReaderServeConfig,
+            ReaderServeError,
+            session_sealer,
+        )
         from mcred.present import reader_app as build_app
         from mcred.service import tls_options
 
@@ -175,7 +181,8 @@ def register(app: typer.Typer) -> None:
             save_dir=str(save_dir) if save_dir else None, require_status=require_status,
             reader_cert=str(reader_cert) if reader_cert else None,
             reader_key=str(reader_key) if reader_key else None, ds_crl=ds_crl,
-            ds_crl_max_age=ds_crl_max_age, jpki_roots=tuple(map(str, jpki_roots)), db=db)
+            ds_crl_max_age=ds_crl_max_age, jpki_roots=tuple(map(str, jpki_roots)), db=db,
+            session_key_file=str(session_key_file) if session_key_file else None)
         try:
             service, rp, what = config.build()  # every worker builds the same; this one checks it
         except ReaderServeError as exc:
@@ -185,12 +192,17 @@ def register(app: typer.Typer) -> None:
         if workers == 1:
             uvicorn.run(build_app(service, rp), host=host, port=port, log_level="warning", **tls)
             return
-        if db is not None:
-            service.store.engine.dispose()  # this process only starts the workers
-        os.environ[READER_SERVE_ENV] = config.to_json()
+        import dataclasses
+        import tempfile
+
         from mcred.metrics import shared_across_workers
 
-        with shared_across_workers():  # /metrics sums every worker's counts
+        service.store.engine.dispose()  # this process only starts the workers
+        with tempfile.TemporaryDirectory(prefix="mcred-reader-") as run_dir, shared_across_workers():
+            if config.session_key_file is None:  # one key for this run's workers, gone with it
+                config = dataclasses.replace(config, session_key_file=str(Path(run_dir) / "session.key"))
+                session_sealer(Path(config.session_key_file))
+            os.environ[READER_SERVE_ENV] = config.to_json()
             uvicorn.run("mcred.present:reader_app_from_env", factory=True, workers=workers, host=host,
                         port=port, log_level="warning", **tls)
 
