@@ -183,6 +183,8 @@ class ReaderService:
         except ReaderSessionError as exc:  # taken, but its row cannot be continued (key, transcript)
             outcome = ReaderOutcome(VerificationResult((Check(SESSION, False, str(exc)),)))
             self.store.finish(sid, outcome, verdict_json(outcome))
+            if self.on_outcome is not None:
+                self.on_outcome(outcome, 0.0)
             return SessionData(status=SESSION_STATUS_TERMINATION).encode()
         if session is None:
             return None

@@ -69,7 +69,10 @@ def test_a_row_another_key_wrote_ends_failed_with_the_reason(engine, writer, rea
     clock = StepClock()
     sid, establishment = _service(engine, writer, clock).open(Engagement.new().uri)
     other = _service(engine, reader_key, clock)
+    seen = []
+    other.on_outcome = lambda outcome, seconds: seen.append(outcome.valid)
     reply = other.message(sid, b"\xa0")
+    assert seen == [False]  # counted among the verdicts like any other
     assert SessionData.decode(reply).status == 20  # the wallet is told the session ended
     check = json.loads(other.verdict(sid))["checks"][0]
     assert check["name"] == "session" and not check["passed"] and why in check["reason"]
