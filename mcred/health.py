@@ -6,7 +6,8 @@ balancers (ARCHITECTURE.md: stateless API processes behind a load balancer).
   code's newest revision (every party's Alembic head), the issuer key store opens (for
   ``MCRED_KEYSTORE=pkcs11``: the token is reachable and logged in), and so does the TSM
   master key (``MCRED_TSM_MASTER_KEY``: its file, or its key in the token, with its
-  non-secret ``key_id``). ``200`` with each check,
+  non-secret ``key_id``), and the reader's session key file is usable where it exists.
+  ``200`` with each check,
   or ``503`` ``application/problem+json`` naming the checks that failed.
 
 Both are public (no token): a probe carries none, and the answers name components and
@@ -66,9 +67,22 @@ def check_master_key(ctx: Context) -> str:
     return ctx.master_key.describe()
 
 
+def check_reader_session_key(ctx: Context) -> str:
+    """The key that seals the reader's sessions in the database (raises when the file is
+    there but unusable); a key not made yet is reported, not made."""
+    from mcred.present import reader_session_key_path, session_sealer
+
+    path = reader_session_key_path(ctx.home)
+    if not path.exists():
+        return f"{path}: none yet (made at the first presentation)"
+    session_sealer(path)
+    return f"{path}, AES-256"
+
+
 CHECKS: dict[str, Callable[[Context], str]] = {"database": check_database, "schema": check_schema,
                                                 "keystore": check_keystore,
-                                                "tsm-master-key": check_master_key}
+                                                "tsm-master-key": check_master_key,
+                                                "reader-session-key": check_reader_session_key}
 
 
 def readiness(checks: dict[str, Callable[[], str]], title: str) -> JSONResponse:

@@ -81,6 +81,10 @@ def _register_party_errors() -> None:
         pass
     else:
         problems.register_error(ReaderError, 400, "reader-refused", "The reader refused")
+        from mcred.present import ReaderServeError
+
+        problems.register_error(ReaderServeError, 503, "reader-unavailable",
+                                "The reader cannot start (its session key file)")
     try:
         from mcred.provision import HolderFileError, ProvisionError
     except ImportError:  # pragma: no cover - provisioning not in this build

@@ -36,12 +36,14 @@ def test_live_and_ready_without_a_token(home):
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["status"] == "ready" and set(body["checks"]) == {"database", "schema", "keystore",
-                                                                    "tsm-master-key"}
+                                                                    "tsm-master-key", "reader-session-key"}
         assert all(v["ok"] for v in body["checks"].values())
         assert body["checks"]["database"]["detail"] == "sqlite"
         # a fresh installation has no master key yet, and the probe does not make one
         assert "none yet" in body["checks"]["tsm-master-key"]["detail"]
         assert not (home / "tsm" / "master.key").exists()
+        assert "none yet" in body["checks"]["reader-session-key"]["detail"]
+        assert not (home / "reader" / "session.key").exists()
         assert "/readyz" in c.get("/openapi.json").json()["paths"]
     app.state.jobs.shutdown()
 
@@ -86,3 +88,22 @@ def test_not_ready_when_the_database_or_the_key_store_is_unreachable(home, monke
 def test_probes_refuse_other_methods_as_problems(home, path):
     r = _probe_app(Context.open(home)).post(path)
     assert r.status_code == 405 and r.headers["content-type"] == "application/problem+json"
+
+
+def test_a_broken_reader_session_key_is_not_ready_and_its_routes_answer_503(home):
+    """The key file is the operator's to fix: readiness names it, and the reader's routes
+    answer 503 problem+json (not a 500) while it is broken."""
+    from issuer.api.auth import create_token
+
+    ctx = Context.open(home)
+    (home / "reader").mkdir(parents=True)
+    (home / "reader" / "session.key").write_text("not a key\n")
+    r = _probe_app(ctx).get("/readyz")
+    assert r.status_code == 503 and r.json()["detail"] == "not ready: reader-session-key"
+    assert "not hex" in r.json()["checks"]["reader-session-key"]["detail"]
+    _, token = create_token(ctx.sessions, ["reader"], "t")
+    app = create_app(ctx, job_workers=1)
+    with TestClient(app, headers={"Authorization": f"Bearer {token}"}) as c:
+        r = c.post("/reader/sessions", content=b"mdoc:x")
+        assert r.status_code == 503 and r.json()["type"] == "/problems/reader-unavailable"
+    app.state.jobs.shutdown()
