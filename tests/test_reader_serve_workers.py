@@ -104,6 +104,8 @@ def test_workers_without_a_database_or_with_a_bad_one_are_refused(iaca_pem):
     runner = CliRunner()
     r = runner.invoke(app, ["reader", "serve", "--trust", str(iaca_pem), "--workers", "2"])
     assert r.exit_code == 2 and "--workers 2 needs --db" in r.output
+    r = runner.invoke(app, ["reader", "serve", "--trust", str(iaca_pem), "--session-key-file", "k"])
+    assert r.exit_code == 2 and "give --db too" in r.output
     r = runner.invoke(app, ["reader", "serve", "--trust", str(iaca_pem), "--db", "nosuchdb://x:secret@h/d"])
     assert r.exit_code == 2 and "--db" in r.output and "secret" not in r.output
     r = runner.invoke(app, ["reader", "serve", "--trust", str(iaca_pem), "--db", "not a url"])

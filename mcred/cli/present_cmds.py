@@ -171,6 +171,8 @@ def register(app: typer.Typer) -> None:
             tls = tls_options(ssl_certfile, ssl_keyfile)
         except ValueError as exc:
             _unusable(console, False, str(exc))
+        if session_key_file is not None and db is None:
+            _unusable(console, False, "--session-key-file seals sessions kept in a database: give --db too")
         if workers > 1 and db is None:
             _unusable(console, False, f"--workers {workers} needs --db: sessions kept in one process's "
                       "memory cannot be continued by another")
