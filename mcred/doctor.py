@@ -79,6 +79,19 @@ def _master_key(ctx) -> Finding:  # noqa: ANN001
                       "provisioning (SCP03 keys of every SE)", "see specs/tsm.md")
 
 
+def _reader_session_key(ctx) -> Finding:  # noqa: ANN001
+    from mcred.health import check_reader_session_key
+
+    try:
+        detail = check_reader_session_key(ctx)
+    except Exception as exc:  # noqa: BLE001 - reported
+        return Finding("reader session key", False, f"{type(exc).__name__}: {exc}",
+                       "the service's reader (sessions sealed in the database)",
+                       "replace the file with 64 hex digits, or remove it to have a new one made "
+                       "(open sessions end); see specs/presentation.md section 2")
+    return Finding("reader session key", True, detail, "the service's reader (sessions sealed in the database)")
+
+
 def _postgres() -> Finding:
     url = os.environ.get("MCRED_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
     try:
@@ -170,13 +183,13 @@ def _openssl() -> Finding:
 
 
 #: The first findings are the installation's own (database, issuer key store, TSM master
-#: key): the installation is ready when they are.
-_OWN = 3
+#: key, reader session key): the installation is ready when they are.
+_OWN = 4
 
 
 def diagnose(ctx) -> list[Finding]:  # noqa: ANN001
     """Every finding, the installation's own first."""
-    return [_database(ctx), _keystore(ctx), _master_key(ctx), _postgres(), _pcsc(), _hsm(), _node(),
+    return [_database(ctx), _keystore(ctx), _master_key(ctx), _reader_session_key(ctx), _postgres(), _pcsc(), _hsm(), _node(),
             _yubikit(), _openssl()]
 
 

@@ -19,7 +19,8 @@ def test_doctor_reports_each_component(home):
     code, report = _run()
     assert code == 0 and report["ready"] and report["home"] == str(home)
     found = {f["name"]: f for f in report["findings"]}
-    assert list(found)[:3] == ["database", "issuer key store", "TSM master key"]
+    assert list(found)[:4] == ["database", "issuer key store", "TSM master key", "reader session key"]
+    assert "none yet" in found["reader session key"]["detail"]
     assert found["database"]["ok"] and found["database"]["detail"] == "sqlite, schema current"
     assert {"PostgreSQL", "PC/SC bridge and OpenSC", "HSM (PKCS#11)", "@auth0/mdl interop", "yubikit SCP03 host",
             "openssl"} <= set(found)
@@ -42,6 +43,12 @@ def test_doctor_names_what_is_missing_and_fails_for_an_unusable_key_store(home, 
     master = next(f for f in report["findings"] if f["name"] == "TSM master key")
     assert code == 1 and not report["ready"] and "MCRED_TSM_MASTER_KEY='vault'" in master["detail"]
     assert master["fix"]
+    monkeypatch.delenv("MCRED_TSM_MASTER_KEY")
+    (home / "reader").mkdir(parents=True)
+    (home / "reader" / "session.key").write_text("00" * 8 + "\n")
+    code, report = _run()
+    key = next(f for f in report["findings"] if f["name"] == "reader session key")
+    assert code == 1 and not report["ready"] and "needs 32" in key["detail"] and key["fix"]
 
 
 def test_the_typescript_peer_is_found_from_a_checkout_even_when_installed_elsewhere(monkeypatch, tmp_path):
