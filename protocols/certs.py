@@ -5,6 +5,13 @@
 depending on which field is broken. Every party that reads certificates from the wire or
 from a user's file loads them here, so a broken certificate is always a
 :class:`CertificateParseError`, itself a ``ValueError``.
+
+``cryptography`` reads the extensions only when first asked, and then raises
+``x509.DuplicateExtension`` or ``x509.UnsupportedGeneralNameType``, which are no
+ValueError; a check that reached them (a chain's extended key usage, a profile's key
+usage) crashed the party instead of failing the check. They are read here, at the
+boundary: a certificate with a malformed or repeated extension (RFC 5280 4.2: "MUST NOT
+include more than one instance of a particular extension") is refused as it is loaded.
 """
 
 from __future__ import annotations
@@ -13,7 +20,8 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 
 #: What ``cryptography`` may raise on a malformed certificate, its key or its fields.
-PARSE_ERRORS = (ValueError, TypeError, x509.InvalidVersion, UnsupportedAlgorithm)
+PARSE_ERRORS = (ValueError, TypeError, x509.InvalidVersion, UnsupportedAlgorithm, x509.DuplicateExtension,
+                x509.UnsupportedGeneralNameType)
 
 
 class CertificateParseError(ValueError):
@@ -24,10 +32,15 @@ class CertificateParseError(ValueError):
 def _positive_serial(cert: x509.Certificate) -> x509.Certificate:
     """RFC 5280 4.1.2.2: the serial number is a positive integer. ``cryptography`` still
     loads a zero or negative one, with a deprecation warning that a later release will
-    refuse it; refused here now, so that the answer does not change with the library."""
+    refuse it; refused here now, so that the answer does not change with the library.
+    Also reads the extensions (see the module's doc)."""
     if cert.serial_number <= 0:
         raise CertificateParseError(f"certificate serial number {cert.serial_number} is not positive "
                                     "(RFC 5280 4.1.2.2)")
+    try:
+        cert.extensions  # noqa: B018 - parsed now, so that no later reader meets the error
+    except PARSE_ERRORS as exc:
+        raise CertificateParseError(f"certificate extensions unreadable: {type(exc).__name__}: {exc}") from None
     return cert
 
 

@@ -90,3 +90,43 @@ def test_mdoc_verify_cli_exits_2_on_an_invalid_version_trust_anchor(files):  # n
     files["iaca"].write_bytes(with_version_4(IACA))
     result = CliRunner().invoke(app, _args(files, "--at", "2021-01-01T00:00:00Z"))
     assert result.exit_code == 2, result.output
+
+
+def _with_two_ekus() -> bytes:
+    """A certificate whose extensions hold ExtendedKeyUsage twice (RFC 5280 4.2 forbids it):
+    built with a second one under the neighbouring OID 2.5.29.38, then renamed in the DER
+    (the signature no longer matters: the loader refuses it before any verification)."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "two ekus")])
+    eku = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH])
+    now = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+    der = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+           .serial_number(7).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+           .add_extension(eku, critical=False)
+           .add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier("2.5.29.38"), eku.public_bytes()),
+                          critical=False)
+           .sign(key, hashes.SHA256()).public_bytes(Encoding.DER))
+    assert der.count(bytes.fromhex("0603551d26")) == 1
+    return der.replace(bytes.fromhex("0603551d26"), bytes.fromhex("0603551d25"))
+
+
+def test_a_repeated_extension_is_refused_at_load_and_fails_an_mdoc_chain_check():
+    """cryptography reads extensions lazily and raises DuplicateExtension (no ValueError)
+    when first asked: that escaped the mdoc verifier's chain check (found by
+    test_mdoc_fuzz with --hypothesis-seed=22). Refused at the boundary now."""
+    import datetime as dt
+
+    from protocols.mdoc.chain import EKU_MDL_DS, ChainError, verify_chain
+
+    der = _with_two_ekus()
+    with pytest.raises(certs.CertificateParseError, match="DuplicateExtension"):
+        certs.load_der(der)
+    with pytest.raises(ChainError, match="not a DER certificate"):
+        verify_chain([der], [cert("iaca_cert")], dt.datetime(2025, 1, 1, 12, tzinfo=dt.UTC), eku=EKU_MDL_DS)
