@@ -16,8 +16,17 @@ include more than one instance of a particular extension") is refused as it is l
 
 from __future__ import annotations
 
+import warnings
+
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.utils import CryptographyDeprecationWarning
+
+# cryptography 50 loads a certificate with a serial number that is not positive, warning
+# that a later release will refuse it; this loader refuses it (below), so the warning only
+# printed noise for every hostile certificate a service met. Exactly that warning is muted.
+warnings.filterwarnings("ignore", message="Parsed a serial number which wasn't positive",
+                        category=CryptographyDeprecationWarning)
 
 #: What ``cryptography`` may raise on a malformed certificate, its key or its fields.
 PARSE_ERRORS = (ValueError, TypeError, x509.InvalidVersion, UnsupportedAlgorithm, x509.DuplicateExtension,
