@@ -579,10 +579,9 @@ class _LazyReader:
 
                 store = TrustStore()
                 store.add(mdoc_service(self._ctx).iaca_certificate(), source="installation")
-                # the same checks as `mcred reader serve` online: status lists and the IACA CRL
-                # sessions in the installation's database: any worker continues any session
-                # each session's EReaderKey sealed in its row under the installation's
-                # reader key (<home>/reader/session.key), which every worker reads
+                # the checks of `mcred reader serve` online (status lists, the IACA CRL); the
+                # sessions in the installation's database, so that any worker continues any
+                # session, each EReaderKey sealed under <home>/reader/session.key
                 self._service = ReaderService(reader_pipeline(trust=store, ds_crl=True), [DEFAULT_REQUEST],
                                               engine=self._ctx.engine,
                                               session_sealer=session_sealer(reader_session_key_path(self._ctx.home)))

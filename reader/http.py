@@ -52,7 +52,6 @@ from reader.sessions import (
     MemorySessionStore,
     SessionSealer,
     SessionStore,
-    SessionView,
     SqlSessionStore,
     State,
 )
@@ -78,12 +77,18 @@ MAX_SESSIONS = 1000
 PROCESSING_LIMIT = dt.timedelta(minutes=1)
 
 
+def failed_session(reason: str) -> ReaderOutcome:
+    """A verdict of one failed ``session`` check: what a session the reader could not carry
+    through ends with."""
+    return ReaderOutcome(VerificationResult((Check(SESSION, False, reason),)))
+
+
 def interrupted_outcome(claimed_at: dt.datetime, limit: dt.timedelta) -> ReaderOutcome:
     """The failed verdict of a session whose verification never finished."""
-    return ReaderOutcome(VerificationResult((Check(
-        SESSION, False, f"verification interrupted: the wallet's response was taken at "
+    return failed_session(
+        f"verification interrupted: the wallet's response was taken at "
         f"{claimed_at.isoformat(timespec='seconds')} and no verdict was kept within "
-        f"{limit.total_seconds():g} s (the reader worker stopped); the wallet must present again"),)))
+        f"{limit.total_seconds():g} s (the reader worker stopped); the wallet must present again")
 
 
 def session_result(store: SessionStore, sid: str, now: dt.datetime,
@@ -102,16 +107,6 @@ def session_result(store: SessionStore, sid: str, now: dt.datetime,
         view = store.view(sid, now)  # finished (or interrupted) by another meanwhile
     if view is None or view.state != DONE:
         return None if view is None else view.state
-    return verdict_of(view)
-
-
-def verdict_of(view: SessionView | None) -> bytes | None | bool:
-    """The result route's answer for a session as a store sees it: the verdict's JSON bytes,
-    None for an unknown session, False while pending."""
-    if view is None:
-        return None
-    if view.state != DONE:
-        return False
     if view.verdict is not None:
         return view.verdict
     if view.outcome is None:
@@ -181,7 +176,7 @@ class ReaderService:
         try:
             session = self.store.claim(sid, self.clock())
         except ReaderSessionError as exc:  # taken, but its row cannot be continued (key, transcript)
-            outcome = ReaderOutcome(VerificationResult((Check(SESSION, False, str(exc)),)))
+            outcome = failed_session(str(exc))
             self.store.finish(sid, outcome, verdict_json(outcome))
             if self.on_outcome is not None:
                 self.on_outcome(outcome, 0.0)

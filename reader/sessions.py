@@ -9,9 +9,9 @@ engine; this package imports no other party.
 A row holds what a worker needs to continue: the ephemeral EReaderKey (PKCS#8 DER, sealed
 with AES-256-GCM under the service's session key when it has one, :class:`AesGcmSealer`,
 the session id as associated data; erased when the session ends) and the SessionTranscript
-array bytes (the DeviceEngagement is in
-them: the session keys are derived again), the state, the verdict JSON once known, and the
-creation time (expiry) and the time a worker claimed it. The SessionData is processed
+array bytes (the DeviceEngagement is in them: the session keys are derived again); the
+state, the verdict JSON once known, the creation time (expiry) and the time a worker
+claimed it. The SessionData is processed
 once: the worker that moves the row from ``awaiting_response`` to ``processing`` (one
 conditional UPDATE) does it; any other sees the session taken or ended. The first
 conclusion stands: :meth:`SessionStore.finish` and :meth:`SessionStore.interrupt` each move
