@@ -79,3 +79,15 @@ def db_url(request, tmp_path):
     with admin.begin() as conn:
         conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
     admin.dispose()
+
+
+@pytest.fixture
+def engine(db_url):
+    """An engine on :func:`db_url`, every party's schema migrated (a module may define an
+    ``engine`` of its own, which then takes precedence)."""
+    from mcred.db import make_engine, migrate
+
+    engine = make_engine(db_url)
+    migrate(engine)
+    yield engine
+    engine.dispose()

@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 
+import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
@@ -49,6 +50,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def answer_when_up(proc, get, what: str, timeout: float = 60.0) -> httpx.Response:
+    """The first 200 answer of ``get()`` from a server ``proc`` (a ``subprocess.Popen``) is
+    starting; fails with the process's stderr if it exits, or after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline, f"{what} did not answer within {timeout:g} s"
+        try:
+            answer = get()
+            if answer.status_code == 200:
+                return answer
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
 
 
 class Server:

@@ -91,24 +91,19 @@ def test_a_verdict_kept_in_time_is_never_replaced(service):
     assert service.verdict(sid) == kept
 
 
-def test_only_one_of_two_workers_interrupts(db_url):
+def test_only_one_of_two_workers_interrupts(engine):
     """Two services on one database see the same stalled session: one conditional UPDATE
     ends it, the other reads the verdict it wrote."""
-    engine = make_engine(db_url)
-    migrate(engine)
-    try:
-        clock = StepClock()
-        a, b = (ReaderService(NoVerifier(), [REQUEST], engine=engine, clock=clock, processing_limit=LIMIT)
-                for _ in range(2))
-        sid, _ = a.open(Engagement.new().uri)
-        a.store.claim(sid, clock())
-        clock.now += LIMIT * 2
-        out = ReaderOutcome(VerificationResult((Check("session", False, "first"),)))
-        assert b.store.interrupt(sid, clock() - LIMIT, out, verdict_json(out)) is True
-        assert a.store.interrupt(sid, clock() - LIMIT, out, b"other") is False
-        assert a.result(sid) == b.result(sid) == verdict_json(out)
-    finally:
-        engine.dispose()
+    clock = StepClock()
+    a, b = (ReaderService(NoVerifier(), [REQUEST], engine=engine, clock=clock, processing_limit=LIMIT)
+            for _ in range(2))
+    sid, _ = a.open(Engagement.new().uri)
+    a.store.claim(sid, clock())
+    clock.now += LIMIT * 2
+    out = ReaderOutcome(VerificationResult((Check("session", False, "first"),)))
+    assert b.store.interrupt(sid, clock() - LIMIT, out, verdict_json(out)) is True
+    assert a.store.interrupt(sid, clock() - LIMIT, out, b"other") is False
+    assert a.result(sid) == b.result(sid) == verdict_json(out)
 
 
 def test_sessions_of_a_database_from_before_claimed_at_carry_on(db_url):

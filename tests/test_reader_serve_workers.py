@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -15,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
 from test_iaca_profiles import make_iaca
-from test_present_http import free_port
+from test_present_http import answer_when_up, free_port
 from test_reader_sessions_shared import _wallet_reply
 from typer.testing import CliRunner
 
@@ -51,17 +50,9 @@ def test_two_workers_share_the_sessions_through_the_database(iaca_pem, db_url):
     url = f"http://127.0.0.1:{port}"
     proc = _serve(iaca_pem, db_url, port)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            assert time.monotonic() < deadline, "the reader did not answer within 60 s"
-            try:
-                ready = httpx.get(f"{url}/readyz", timeout=5)  # what a load balancer asks
-                if ready.status_code == 200:
-                    assert set(ready.json()["checks"]) == {"trust", "sessions"}
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        ready = answer_when_up(proc, lambda: httpx.get(f"{url}/readyz", timeout=5),  # what a balancer asks
+                               "the reader")
+        assert set(ready.json()["checks"]) == {"trust", "sessions"}
         answers = []
         for _ in range(PRESENTATIONS):
             engagement = Engagement.new()

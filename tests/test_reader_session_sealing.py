@@ -14,7 +14,6 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
 from test_reader_sessions_shared import NoVerifier, StepClock, _wallet_reply
 
-from mcred.db import make_engine, migrate
 from mcred.present import ReaderServeConfig, ReaderServeError, session_sealer
 from protocols.mdoc import SessionData
 from reader.errors import ReaderSessionError
@@ -24,14 +23,6 @@ from reader.sessions import AesGcmSealer, ReaderSessionRow
 from wallet_sim.engagement import Engagement
 
 KEY_A, KEY_B = bytes(range(32)), bytes(range(1, 33))
-
-
-@pytest.fixture
-def engine(db_url):
-    engine = make_engine(db_url)
-    migrate(engine)
-    yield engine
-    engine.dispose()
 
 
 def _service(engine, key: bytes | None, clock=None) -> ReaderService:

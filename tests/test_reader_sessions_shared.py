@@ -109,14 +109,6 @@ class NoVerifier:
         return VerificationResult((Check("response_status", False, f"{len(response)} byte(s), not verified"),))
 
 
-@pytest.fixture
-def engine(db_url):
-    engine = make_engine(db_url)
-    migrate(engine)
-    yield engine
-    engine.dispose()
-
-
 def _service(engine, clock, **kwargs) -> ReaderService:
     return ReaderService(NoVerifier(), [REQUEST], engine=engine, clock=clock, **kwargs)
 

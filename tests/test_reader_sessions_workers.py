@@ -8,12 +8,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
-from test_present_http import free_port
+from test_present_http import answer_when_up, free_port
 from test_reader_sessions_shared import _wallet_reply
 
 from issuer.api.auth import create_token
@@ -44,16 +43,8 @@ def service(request, home: Path):
         env=dict(os.environ, MCRED_HOME=str(home), MCRED_JOB_WORKERS="1"),
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            assert time.monotonic() < deadline, "uvicorn did not answer within 60 s"
-            try:
-                # the IACA is made by the first request that needs it: here, before the test
-                if httpx.get(f"{url}/trust/iaca.pem", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        # the IACA is made by the first request that needs it: here, before the test
+        answer_when_up(proc, lambda: httpx.get(f"{url}/trust/iaca.pem", timeout=5), "uvicorn")
         yield url, {"Authorization": f"Bearer {token}"}, request.param, {"Authorization": f"Bearer {operator}"}
     finally:
         proc.terminate()

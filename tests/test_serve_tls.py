@@ -9,7 +9,6 @@ import ipaddress
 import ssl
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -18,7 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from test_present_http import free_port
+from test_present_http import answer_when_up, free_port
 from test_reader_serve_workers import iaca_pem  # noqa: F401 - fixture
 from test_reader_sessions_shared import _wallet_reply
 from typer.testing import CliRunner
@@ -57,15 +56,7 @@ def test_a_session_over_https(tmp_path, iaca_pem):  # noqa: F811
     trusting = ssl.create_default_context(cafile=str(cert))
     try:
         with httpx.Client(base_url=url, verify=trusting, timeout=10) as client:
-            deadline = time.monotonic() + 60
-            while True:
-                assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-                assert time.monotonic() < deadline, "the reader did not answer within 60 s"
-                try:
-                    if client.get("/healthz").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
+            answer_when_up(proc, lambda: client.get("/healthz"), "the reader")
             engagement = Engagement.new()
             r = client.post("/sessions", content=engagement.uri.encode())
             assert r.status_code == 201
