@@ -121,28 +121,32 @@ def migrate(engine: Engine, target: str = "heads") -> None:
     command.upgrade(_alembic_config(engine), target)
 
 
+def _applied_heads(engine: Engine) -> set[str]:
+    """The revision heads the database's ``alembic_version`` holds."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return set(MigrationContext.configure(conn).get_current_heads())
+
+
+def _scripts(engine: Engine):  # noqa: ANN202
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_alembic_config(engine))
+
+
 def schema_status(engine: Engine) -> tuple[set[str], set[str]]:
     """``(applied, newest)`` revision heads: the database's and the code's. Equal when the
     schema is current (``mcred serve``'s readiness check)."""
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
-
-    newest = set(ScriptDirectory.from_config(_alembic_config(engine)).get_heads())
-    with engine.connect() as conn:
-        applied = set(MigrationContext.configure(conn).get_current_heads())
-    return applied, newest
+    newest = set(_scripts(engine).get_heads())
+    return _applied_heads(engine), newest
 
 
 def branch_status(engine: Engine, branch: str) -> tuple[set[str], str]:
     """``(applied, newest)``: the database's revision heads and the code's head of one
     party's branch (``"reader"``); current when ``newest in applied``."""
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
-
-    (head,) = ScriptDirectory.from_config(_alembic_config(engine)).get_revisions(f"{branch}@head")
-    with engine.connect() as conn:
-        applied = set(MigrationContext.configure(conn).get_current_heads())
-    return applied, head.revision
+    (head,) = _scripts(engine).get_revisions(f"{branch}@head")
+    return _applied_heads(engine), head.revision
 
 
 def open_database(home: Path, url: str | None = None) -> tuple[Engine, sessionmaker[Session]]:
