@@ -11,6 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from mcred.cli.export_cmds import export_app
+from mcred.cli.state import open_context
 
 jpki_app = typer.Typer(help="JPKI signing certificates: sign with a phone, verify as a relying party.",
                        no_args_is_help=True)
@@ -18,16 +19,10 @@ jpki_app = typer.Typer(help="JPKI signing certificates: sign with a phone, verif
 SLOT = typer.Option("sign", "--slot", help="sign (signing certificate) or auth (user authentication).")
 
 
-def _ctx():
-    from mcred.context import Context
-
-    return Context.open()
-
-
 def _issuer():
     from mcred.jpki_flow import jpki_issuer
 
-    return jpki_issuer(_ctx())
+    return jpki_issuer(open_context())
 
 
 def _check_slot(slot: str) -> str:
@@ -78,7 +73,7 @@ def sign(file: Path = typer.Argument(..., exists=True, dir_okay=False),
 
     pin = pin_file.read_bytes().strip()
     try:
-        cms, _cert = sign_file(phone, _check_slot(slot), pin, file.read_bytes(), _ctx().home)
+        cms, _cert = sign_file(phone, _check_slot(slot), pin, file.read_bytes(), open_context().home)
     except (SeError, PhoneNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -197,7 +192,7 @@ def revoke(phone: str = typer.Option(..., "--phone"),
     from issuer.revocation import revoke as do_revoke
 
     try:
-        changes = do_revoke(_ctx().sessions, phone, reason, credential)
+        changes = do_revoke(open_context().sessions, phone, reason, credential)
     except RevocationError as exc:
         raise typer.BadParameter(str(exc)) from None
     for c in changes:
@@ -213,7 +208,7 @@ def release(phone: str = typer.Option(..., "--phone"),
     from issuer.revocation import release as do_release
 
     try:
-        changes = do_release(_ctx().sessions, phone, credential)
+        changes = do_release(open_context().sessions, phone, credential)
     except RevocationError as exc:
         raise typer.BadParameter(str(exc)) from None
     for c in changes:

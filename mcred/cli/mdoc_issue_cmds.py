@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from rich.console import Console
 from rich.table import Table
 
+from mcred.cli.state import open_context
 from protocols import cardsub, certs
 from protocols.cose import key_signer
 from protocols.mdoc import DeviceResponse, IssuerSigned, MdocError, build_document
@@ -47,17 +48,13 @@ console = Console()
 # not at start-up: `mcred --help`, `mcred inspect` or `mcred mdoc verify` load none of them.
 
 
-def _context() -> Context:
-    from mcred.context import Context
-
-    return Context.open()
-
-
 def _mdoc_service() -> tuple[Context, MdocService]:
     from mcred.mdoc_flow import mdoc_service
 
-    ctx = _context()
+    ctx = open_context()
     return ctx, mdoc_service(ctx)
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
     console.print(f"[red]error:[/red] {message}", highlight=False)
     return typer.Exit(code)
@@ -315,7 +312,7 @@ def credential_list(
 
     from issuer.db import Credential
 
-    ctx = _context()
+    ctx = open_context()
     q = select(Credential).order_by(Credential.issued_at, Credential.id)
     if phone:
         q = q.where(Credential.phone_id == phone)
@@ -340,7 +337,7 @@ def credential_show(
     """Show one credential; for an mdoc also its MSO (docType, validity, status reference)."""
     from issuer.db import Credential
 
-    ctx = _context()
+    ctx = open_context()
     with ctx.sessions() as s:
         c = s.get(Credential, credential_id)
         if c is None:

@@ -8,17 +8,11 @@ from __future__ import annotations
 import typer
 
 from issuer.api.scopes import SCOPES
+from mcred.cli.state import open_context
 
 token_app = typer.Typer(help="Bearer tokens of the HTTP API (scopes: "
                         + ", ".join(SCOPES) + "; operator implies all).",
                         no_args_is_help=True)
-
-
-def _sessions():  # noqa: ANN202
-    # the database (and FastAPI's auth module) are loaded on use, not at start-up
-    from mcred.context import Context
-
-    return Context.open().sessions
 
 
 @token_app.command("create")
@@ -29,7 +23,7 @@ def create(scope: list[str] = typer.Option(..., "--scope", help="operator | issu
     from issuer.api.auth import TokenError, create_token
 
     try:
-        token_id, token = create_token(_sessions(), scope, name, actor="cli")
+        token_id, token = create_token(open_context().sessions, scope, name, actor="cli")
     except TokenError as exc:
         raise typer.BadParameter(str(exc), param_hint="--scope") from None
     typer.echo(token)
@@ -42,7 +36,7 @@ def list_() -> None:
     """Every token (id, name, scopes, state); never the secrets."""
     from issuer.api.auth import list_tokens
 
-    for t in list_tokens(_sessions()):
+    for t in list_tokens(open_context().sessions):
         state = "revoked" if t.revoked else "active"
         typer.echo(f"{t.id}  {state:7}  {' '.join(t.scopes):28}  {t.name}  {t.created_at}")
 
@@ -53,7 +47,7 @@ def revoke(token_id: str = typer.Argument(..., help="the token's id")) -> None:
     from issuer.api.auth import TokenError, revoke_token
 
     try:
-        changed = revoke_token(_sessions(), token_id, actor="cli")
+        changed = revoke_token(open_context().sessions, token_id, actor="cli")
     except TokenError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
