@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -254,14 +254,21 @@ class SqlSessionStore:
             row = conn.execute(select(t.c.state, t.c.transcript, t.c.e_reader_key).where(live)).first()
         if row is None:
             return None
-        if taken != 1 or row.e_reader_key is None:
+        if taken != 1:
             return row.state if row.state != AWAITING else PROCESSING
         stored = row.e_reader_key
+        if stored is None:  # erased only when done: a row damaged outside this code
+            raise ReaderSessionError("the session's key is missing from its row")
         if self.sealer is not None:
             stored = self.sealer.unseal(stored, sid.encode())
         elif stored.startswith(SEALED_V1):
             raise ReaderSessionError("the session's key is sealed and this reader has no session key")
-        key = serialization.load_der_private_key(stored, None)
+        try:
+            key = serialization.load_der_private_key(stored, None)
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+            raise ReaderSessionError(f"the session's key in its row is not a PKCS#8 key ({exc})") from None
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ReaderSessionError(f"the session's key in its row is a {type(key).__name__}, not an EC key")
         return self.resume(key, row.transcript)
 
     def finish(self, sid: str, outcome: ReaderOutcome, verdict: bytes | None) -> None:

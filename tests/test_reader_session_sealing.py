@@ -111,3 +111,32 @@ def test_the_stand_alone_reader_seals_with_its_key_file(tmp_path, engine, db_url
         assert session_sealer(key_file).unseal(stored, sid.encode())[:1] == b"\x30"  # the PKCS#8 key
     finally:
         service.store.engine.dispose()
+
+
+def _rsa_pkcs8() -> bytes:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    return rsa.generate_private_key(public_exponent=65537, key_size=1024).private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+
+@pytest.mark.parametrize(("column", "value", "why"), [
+    ("e_reader_key", b"\x30\x03\x02\x01\x00", "not a PKCS#8 key"),
+    ("e_reader_key", b"", "not a PKCS#8 key"),
+    ("e_reader_key", None, "missing from its row"),
+    ("e_reader_key", "rsa", "not an EC key"),
+    ("transcript", b"\x83\xf6\xf6\xf6", "resume"),
+    ("transcript", b"\xff", "resume"),
+], ids=["key-not-pkcs8", "key-empty", "key-missing", "key-rsa", "transcript-nulls", "transcript-not-cbor"])
+def test_a_damaged_clear_row_ends_failed_and_is_not_an_error(engine, column, value, why):
+    """A row damaged in the database (no sealing key, so nothing authenticates it) is a
+    failed session with the reason, like a row another key wrote; never an exception."""
+    service = _service(engine, None)
+    sid, _ = service.open(Engagement.new().uri)
+    t = ReaderSessionRow.__table__
+    with engine.begin() as conn:
+        conn.execute(sa.update(t).where(t.c.id == sid).values({column: _rsa_pkcs8() if value == "rsa" else value}))
+    reply = service.message(sid, b"\xa0")
+    assert SessionData.decode(reply).status == 20
+    check = json.loads(service.verdict(sid))["checks"][0]
+    assert check["name"] == "session" and not check["passed"] and why in check["reason"], check
