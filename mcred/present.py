@@ -217,15 +217,13 @@ def reader_session_key_path(home: Path) -> Path:
 def session_sealer(key_file: Path) -> reader_sessions.AesGcmSealer:
     """The reader sessions' sealing key from ``key_file`` (64 hex digits; created, mode 0600,
     if absent): every process that shares a sessions database must read the same file."""
-    from tsm.keys import create_key_file
+    from tsm.keys import load_key_file
 
     key_file = Path(key_file)
-    if not key_file.exists():
-        create_key_file(key_file, 32)
     try:
-        key = bytes.fromhex(key_file.read_text().strip())
-    except (OSError, ValueError) as exc:
-        raise ReaderServeError(f"session key file {key_file}: unreadable or not hex ({exc})") from None
+        key = load_key_file(key_file, 32)
+    except ValueError as exc:
+        raise ReaderServeError(f"session {exc}") from None
     try:
         return reader_sessions.AesGcmSealer(key)
     except ValueError as exc:

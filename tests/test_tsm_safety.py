@@ -24,6 +24,7 @@ from tsm.errors import (
     KeysetRollbackError,
     LockBusyError,
     LockLostError,
+    MasterKeyError,
     MasterKeyMismatchError,
     SeQuarantinedError,
     SequenceCounterRegressionError,
@@ -174,6 +175,27 @@ def test_file_master_key_is_private_and_stable(tmp_path):
     with pytest.raises(TsmError):
         InMemoryMasterKey(bytes(16)).unseal(sealed, b"job")
     shutil.rmtree(tmp_path / "tsm")
+
+
+@pytest.mark.parametrize(("make", "why"), [
+    (lambda p: p.write_text("zz\n"), "not hex"),
+    (lambda p: p.write_bytes(b"\xff\xfe"), "cannot be made or read"),
+    (lambda p: p.mkdir(), "cannot be made or read"),  # a directory where the file should be
+    (lambda p: p.parent.chmod(0o500), "cannot be made or read"),  # nowhere to make it
+    (lambda p: p.write_text("00" * 7 + "\n"), "7 bytes"),
+])
+def test_a_bad_master_key_file_is_a_master_key_error_naming_it(tmp_path, make, why):
+    path = tmp_path / "tsm" / "master.key"
+    path.parent.mkdir()
+    make(path)
+    try:
+        if os.geteuid() == 0 and why == "cannot be made or read" and not path.exists():
+            pytest.skip("root writes into a read-only directory")
+        with pytest.raises(MasterKeyError, match=why) as err:
+            FileMasterKey(path)
+        assert "master key" in str(err.value)
+    finally:
+        path.parent.chmod(0o700)
 
 
 @settings(max_examples=200, deadline=None)

@@ -163,12 +163,10 @@ class FileMasterKey(InMemoryMasterKey):
 
     def __init__(self, path: Path) -> None:
         path = Path(path)
-        if not path.exists():
-            create_key_file(path)
         try:
-            key = bytes.fromhex(path.read_text().strip())
-        except (OSError, ValueError) as exc:
-            raise MasterKeyError(f"master key file {path} is unreadable or not hex") from exc
+            key = load_key_file(path, 16)
+        except ValueError as exc:
+            raise MasterKeyError(f"master {exc}") from None
         super().__init__(key)
         self.path = path
 
@@ -195,6 +193,21 @@ def create_key_file(path: Path, nbytes: int = 16) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def load_key_file(path: Path, create_bytes: int) -> bytes:
+    """The key in a key file (hex, one line), made first (``create_bytes`` random bytes,
+    mode 0600) when there is none. ``ValueError`` naming the file when it cannot be made or
+    read, or is not hex; the caller checks the length its cipher wants."""
+    path = Path(path)
+    try:
+        if not path.exists():
+            create_key_file(path, create_bytes)
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"key file {path}: cannot be made or read ({exc.__class__.__name__}: {exc})") from None
+    try:
+        return bytes.fromhex(text.strip())
+    except ValueError:
+        raise ValueError(f"key file {path}: not hex (one line of hex digits expected)") from None
 
 def master_key_path(data_home: Path) -> Path:
     """Where the installation's file master key lives: ``<data_home>/tsm/master.key``."""
