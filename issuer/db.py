@@ -12,7 +12,6 @@ import uuid
 
 from sqlalchemy import (
     JSON,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -21,6 +20,8 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from dbtypes import UtcDateTime
 
 
 def new_id() -> str:
@@ -45,7 +46,7 @@ class Holder(IssuerBase):
     #: Card serial the credentials derive from (16 digits, simulated).
     card_number: Mapped[str] = mapped_column(String(32), unique=True)
     card_expiry: Mapped[dt.date] = mapped_column()
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class Phone(IssuerBase):
@@ -56,7 +57,7 @@ class Phone(IssuerBase):
     holder_id: Mapped[str | None] = mapped_column(ForeignKey("holders.id"), index=True)
     #: active | retired (handed over) | lost | revoked
     state: Mapped[str] = mapped_column(String(16), default="active")
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class Credential(IssuerBase):
@@ -71,10 +72,10 @@ class Credential(IssuerBase):
     #: valid | hold | revoked
     status: Mapped[str] = mapped_column(String(16), default="valid")
     reason: Mapped[str | None] = mapped_column(String(32))
-    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    issued_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    not_before: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-    not_after: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+    issued_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    not_before: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    not_after: Mapped[dt.datetime] = mapped_column(UtcDateTime())
     #: Certificate serial (hex, unique per issuing key) for JPKI; None for mdocs.
     serial: Mapped[str | None] = mapped_column(String(64))
     #: Key label of the issuing key (CA key for certificates, DS key for mdocs).
@@ -109,9 +110,9 @@ class IssuerKey(IssuerBase):
     certificate: Mapped[bytes | None] = mapped_column(LargeBinary)
     #: The newest key of a purpose is the active one; older generations stay for verification.
     active: Mapped[bool] = mapped_column(default=True)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
     #: Set when the certificate was revoked (mdoc signers: listed on the IACA CRL).
-    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
     #: RFC 5280 5.3.1 CRLReason name of that revocation.
     revocation_reason: Mapped[str | None] = mapped_column(String(32))
 
@@ -129,7 +130,7 @@ class StatusList(IssuerBase):
     period: Mapped[str] = mapped_column(String(32))
     #: Bumped on every status change: the published token is rebuilt when it moved.
     version: Mapped[int] = mapped_column(Integer, default=0)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class CrlState(IssuerBase):
@@ -139,7 +140,7 @@ class CrlState(IssuerBase):
     purpose: Mapped[str] = mapped_column(String(16), primary_key=True)
     partition: Mapped[str] = mapped_column(String(128), primary_key=True)
     crl_number: Mapped[int] = mapped_column(Integer, default=0)
-    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class Handover(IssuerBase):
@@ -155,8 +156,8 @@ class Handover(IssuerBase):
     step: Mapped[str] = mapped_column(String(32), default="created")
     state: Mapped[str] = mapped_column(String(16), default="running")
     detail: Mapped[dict] = mapped_column(JSON, default=dict)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class ApiToken(IssuerBase):
@@ -168,7 +169,7 @@ class ApiToken(IssuerBase):
     scopes: Mapped[str] = mapped_column(String(128))
     secret_hash: Mapped[str] = mapped_column(String(128))
     revoked: Mapped[bool] = mapped_column(default=False)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class AuditEvent(IssuerBase):
@@ -176,7 +177,7 @@ class AuditEvent(IssuerBase):
 
     __tablename__ = "issuer_audit"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)
     actor: Mapped[str] = mapped_column(String(128))
     action: Mapped[str] = mapped_column(String(64))
     subject: Mapped[str] = mapped_column(String(128), index=True)

@@ -33,9 +33,10 @@ from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import DateTime, Engine, LargeBinary, String, delete, func, select, update
+from sqlalchemy import Engine, LargeBinary, String, delete, func, select, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from dbtypes import UtcDateTime
 from reader.errors import ReaderSessionError
 from reader.session import ReaderOutcome, ReaderSession
 
@@ -198,7 +199,7 @@ class ReaderBase(DeclarativeBase):
 class ReaderSessionRow(ReaderBase):
     __tablename__ = "reader_sessions"
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), index=True)
     #: awaiting_response | processing | done
     state: Mapped[str] = mapped_column(String(24))
     #: SessionTranscript array bytes (DeviceEngagementBytes and EReaderKeyBytes inside).
@@ -208,7 +209,7 @@ class ReaderSessionRow(ReaderBase):
     #: The verdict JSON, byte for byte as the result route answers it.
     verdict: Mapped[bytes | None] = mapped_column(LargeBinary)
     #: When a worker took the SessionData to verify it (NULL while awaiting it).
-    claimed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    claimed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
 
 
 class SqlSessionStore:
@@ -291,9 +292,4 @@ class SqlSessionStore:
         with self.engine.connect() as conn:
             row = conn.execute(select(t.c.state, t.c.verdict, t.c.claimed_at)
                                .where((t.c.id == sid) & (t.c.created_at > now - self.ttl))).first()
-        return None if row is None else SessionView(row.state, row.verdict, claimed_at=_aware(row.claimed_at))
-
-
-def _aware(when: dt.datetime | None) -> dt.datetime | None:
-    """SQLite gives back what DateTime(timezone=True) stored without its zone: UTC."""
-    return when.replace(tzinfo=dt.UTC) if when is not None and when.tzinfo is None else when
+        return None if row is None else SessionView(row.state, row.verdict, claimed_at=row.claimed_at)

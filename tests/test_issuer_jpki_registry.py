@@ -315,3 +315,21 @@ def test_revoke_ids_revokes_exactly_the_named_live_credentials_with_audit(issuer
         audit = s.scalars(select(AuditEvent).where(AuditEvent.subject == rows["jpki-sign"],
                                                    AuditEvent.action == "credential.revoke")).one()
         assert audit.actor == "handover" and audit.detail["reason"] == "superseded"
+
+
+def test_a_revocation_time_in_jst_is_the_same_instant_in_crl_ocsp_and_registry(issuer):
+    """A caller in Japan passes aware local times. SQLite stores a DateTime without its
+    offset, so a +09:00 time must be turned into UTC before it is stored, or it comes back
+    nine hours off (PostgreSQL converts it itself): both backends must agree."""
+    jst = dt.timezone(dt.timedelta(hours=9), "JST")
+    phone = provision(issuer)
+    cert = x509.load_der_x509_certificate(phone.certs["auth"])
+    at = dt.datetime.now(jst).replace(microsecond=0) - dt.timedelta(minutes=5)
+    revocation.revoke(issuer.sessions, phone.phone_id, "keyCompromise", "auth", now=at)
+    entry = x509.load_der_x509_crl(issuer.crl("auth", "131016")).get_revoked_certificate_by_serial_number(
+        cert.serial_number)
+    assert entry.revocation_date_utc == at
+    assert _status(issuer, cert, issuer.root("auth")).revocation_time_utc == at
+    with issuer.sessions() as s:
+        row = s.scalar(select(Credential).where(Credential.serial == format(cert.serial_number, "x")))
+        assert row.revoked_at == at and row.revoked_at.utcoffset() == dt.timedelta(0)

@@ -22,9 +22,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, String, select, update
+from sqlalchemy import JSON, Float, String, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
+from dbtypes import UtcDateTime
 from issuer.db import IssuerBase, new_id, utcnow
 
 log = logging.getLogger("mcred.jobs")
@@ -53,10 +54,10 @@ class Job(IssuerBase):
     error: Mapped[dict | None] = mapped_column(JSON)
     actor: Mapped[str] = mapped_column(String(128))
     runner: Mapped[str] = mapped_column(String(32))
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    heartbeat_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+    heartbeat_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ class JobView:
     @classmethod
     def of(cls, j: Job) -> JobView:
         def iso(t: dt.datetime | None) -> str | None:
-            return _aware(t).isoformat() if t else None
+            return t.isoformat() if t else None
 
         return cls(j.id, j.kind, j.scope, j.state, j.progress, j.note, dict(j.params or {}),
                    j.result, j.error, iso(j.created_at) or "", iso(j.started_at),
@@ -94,11 +95,6 @@ class JobView:
 
 class UnknownJobKind(Exception):
     """No work function is registered for a job kind."""
-
-
-def _aware(t: dt.datetime) -> dt.datetime:
-    # SQLite hands timestamps back naive (they were written as UTC).
-    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
 class JobRunner:
@@ -205,7 +201,7 @@ class JobRunner:
             if job is None:
                 return None
             if job.state in LIVE and job.runner != self.runner_id and \
-                    _aware(job.heartbeat_at) < utcnow() - self._stale_after:
+                    job.heartbeat_at < utcnow() - self._stale_after:
                 self.recover()
                 s.refresh(job)
             return JobView.of(job)

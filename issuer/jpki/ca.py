@@ -93,10 +93,6 @@ class Responder:
     certificate: x509.Certificate
 
 
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-
-
 @dataclass
 class JpkiCa:
     """The issuer's JPKI CAs over a registry (``sessions``) and a keystore."""
@@ -123,7 +119,7 @@ class JpkiCa:
                 rows = s.scalars(query).all()
         return [Generation(r.label, purpose, r.algorithm,
                            x509.load_der_x509_certificate(r.certificate), r.active,
-                           _aware(r.created_at)) for r in rows if r.certificate]
+                           r.created_at) for r in rows if r.certificate]
 
     def active(self, purpose: Purpose, session: Session | None = None) -> Generation:
         active = [g for g in self.generations(purpose, session) if g.active]

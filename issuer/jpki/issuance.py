@@ -131,9 +131,7 @@ def _issue_once(ca: JpkiCa, job_ref: str, phone_id: str, purpose: Purpose,
             raise ProofOfPossessionError(
                 f"no challenge was handed out for job {job_ref!r} slot {purpose.value} "
                 f"on phone {phone_id!r}")
-        created = chal.created_at if chal.created_at.tzinfo else chal.created_at.replace(
-            tzinfo=dt.UTC)
-        if now - created > CHALLENGE_TTL:
+        if now - chal.created_at > CHALLENGE_TTL:
             raise ProofOfPossessionError(f"challenge of job {job_ref!r} expired")
         subject_key = verify_proof(spki_der, chal.nonce, proof)
         phone = s.get(Phone, phone_id)

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import DateTime, LargeBinary, String, UniqueConstraint
+from sqlalchemy import LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from dbtypes import UtcDateTime
 from issuer.db import IssuerBase, new_id, utcnow
 
 
@@ -26,7 +27,7 @@ class JpkiChallenge(IssuerBase):
     phone_id: Mapped[str] = mapped_column(String(64))
     slot: Mapped[str] = mapped_column(String(8))
     nonce: Mapped[bytes] = mapped_column(LargeBinary)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
     __table_args__ = (UniqueConstraint("job_ref", "slot", name="uq_jpki_challenge_job_slot"),)
 
@@ -44,6 +45,6 @@ class JpkiCrlCache(IssuerBase):
     partition: Mapped[str] = mapped_column(String(128), primary_key=True)
     crl_number: Mapped[int] = mapped_column()
     body: Mapped[bytes] = mapped_column(LargeBinary)
-    this_update: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-    next_update: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    this_update: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    next_update: Mapped[dt.datetime] = mapped_column(UtcDateTime())
     stale: Mapped[bool] = mapped_column(default=False)

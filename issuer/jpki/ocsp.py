@@ -36,10 +36,6 @@ CACHE_SECONDS = 60.0
 RESPONSE_VALIDITY = dt.timedelta(minutes=10)
 
 
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-
-
 _STATUS = (select(Credential.status, Credential.reason, Credential.revoked_at)
            .where(Credential.kind == bindparam("kind"), Credential.issuer_key == bindparam("key"),
                   Credential.serial == bindparam("serial")))
@@ -95,7 +91,7 @@ class OcspService:
             return Good()
         why = (RevocationReason.CERTIFICATE_HOLD if status == "hold"
                else RevocationReason.parse(reason or "cessationOfOperation"))
-        return Revoked(_aware(revoked_at), why)
+        return Revoked(revoked_at, why)
 
     def respond(self, request_der: bytes, now: dt.datetime | None = None) -> bytes:
         """A DER OCSPResponse; never raises (malformedRequest / unauthorized / internalError)."""

@@ -32,10 +32,6 @@ VALIDITY = dt.timedelta(hours=24)
 REFRESH = dt.timedelta(hours=1)
 
 
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-
-
 def revocations(session, generation: Generation, partition: str, now: dt.datetime
                 ) -> list[Revocation]:
     rows = session.execute(
@@ -50,7 +46,7 @@ def revocations(session, generation: Generation, partition: str, now: dt.datetim
     for serial, revoked_at, reason, status in rows:
         why = (RevocationReason.CERTIFICATE_HOLD if status == "hold"
                else RevocationReason.parse(reason or "cessationOfOperation"))
-        out.append(Revocation(int(serial, 16), _aware(revoked_at), why))
+        out.append(Revocation(int(serial, 16), revoked_at, why))
     return out
 
 
@@ -65,7 +61,7 @@ def crl(ca: JpkiCa, purpose: Purpose, partition: str, *, generation: Generation 
             raise UnknownCredential(f"no CRL partition {partition!r}")
         cached = s.get(JpkiCrlCache, (purpose.value, key))
         if (cached is not None and not force and not cached.stale
-                and _aware(cached.next_update) - now > REFRESH):
+                and cached.next_update - now > REFRESH):
             return cached.body
     for _attempt in range(3):
         try:

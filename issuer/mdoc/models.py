@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, LargeBinary, String
+from sqlalchemy import BigInteger, ForeignKey, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from dbtypes import UtcDateTime
 from issuer.db import IssuerBase, utcnow
 
 
@@ -33,7 +34,7 @@ class MdocIssuance(IssuerBase):
     credential_id: Mapped[str] = mapped_column(ForeignKey("credentials.id"), unique=True)
     #: SHA-256 (hex) of the device public key's SubjectPublicKeyInfo DER.
     device_key_sha256: Mapped[str] = mapped_column(String(64), index=True)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class _PublishedToken:
@@ -44,8 +45,8 @@ class _PublishedToken:
     version: Mapped[int] = mapped_column(Integer)
     token: Mapped[bytes] = mapped_column(LargeBinary)
     etag: Mapped[str] = mapped_column(String(80))
-    issued_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    issued_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
 
 
 class StatusListToken(_PublishedToken, IssuerBase):
@@ -65,7 +66,7 @@ class MdocChallenge(IssuerBase):
     slot: Mapped[int] = mapped_column(Integer, primary_key=True)
     phone_id: Mapped[str] = mapped_column(String(64))
     challenge: Mapped[bytes] = mapped_column(LargeBinary)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class IacaCrl(IssuerBase):
@@ -74,6 +75,6 @@ class IacaCrl(IssuerBase):
     #: RFC 5280 5.2.3: only grows (never below the Unix time of the build, as before).
     crl_number: Mapped[int] = mapped_column(BigInteger)
     body: Mapped[bytes] = mapped_column(LargeBinary)
-    this_update: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-    next_update: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    this_update: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    next_update: Mapped[dt.datetime] = mapped_column(UtcDateTime())
     stale: Mapped[bool] = mapped_column(default=False)

@@ -298,12 +298,12 @@ class MdocPki:
         :data:`CRL_REFRESH` remains before its nextUpdate. The CRL number only grows."""
         root = self.ensure_iaca(session, now)
         stored = session.get(IacaCrl, root.label)
-        if stored is not None and not stored.stale and _aware(stored.next_update) - now > CRL_REFRESH:
+        if stored is not None and not stored.stale and stored.next_update - now > CRL_REFRESH:
             return self._crl(stored.body)
         stored = session.get(IacaCrl, root.label, with_for_update=True)
         if stored is not None:
             session.refresh(stored)
-            if not stored.stale and _aware(stored.next_update) - now > CRL_REFRESH:
+            if not stored.stale and stored.next_update - now > CRL_REFRESH:
                 return self._crl(stored.body)  # another process rebuilt it meanwhile
         this_update = now.astimezone(dt.UTC).replace(microsecond=0)
         number = max((stored.crl_number + 1) if stored else 1, int(this_update.timestamp()))
@@ -318,7 +318,7 @@ class MdocPki:
         )
         for cert, row in self.revoked_signers(session, root.certificate, now):
             entry = (x509.RevokedCertificateBuilder().serial_number(cert.serial_number)
-                     .revocation_date(_aware(row.revoked_at).replace(microsecond=0)))
+                     .revocation_date(row.revoked_at.replace(microsecond=0)))
             if row.revocation_reason and row.revocation_reason != "unspecified":
                 entry = entry.add_extension(
                     x509.CRLReason(x509.ReasonFlags[_REASON_FLAGS[row.revocation_reason]]),
@@ -352,8 +352,3 @@ _REASON_FLAGS = {"keyCompromise": "key_compromise", "superseded": "superseded",
 #: A stored IACA CRL is rebuilt when its nextUpdate is closer than this (readers keep a CRL
 #: until its nextUpdate, 24 h after thisUpdate: the longest a DS revocation takes to reach them).
 CRL_REFRESH = dt.timedelta(hours=1)
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    # SQLite hands back naive datetimes for timezone-aware columns: they are UTC.
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)

@@ -73,11 +73,6 @@ def _http_date(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).strftime("%a, %d %b %Y %H:%M:%S GMT")
 
 
-def _aware(value: dt.datetime) -> dt.datetime:
-    # SQLite hands back naive datetimes for timezone-aware columns: they are UTC.
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
-
-
 class StatusPublisher:
     """Builds, stores and serves the token of each list."""
 
@@ -92,7 +87,7 @@ class StatusPublisher:
     def _fresh(self, version: int, stored: StatusListToken | None, now: dt.datetime) -> bool:
         if stored is None or stored.version != version:
             return False
-        issued, expires = _aware(stored.issued_at), _aware(stored.expires_at)
+        issued, expires = stored.issued_at, stored.expires_at
         return issued - dt.timedelta(seconds=60) <= now and now + dt.timedelta(
             seconds=self.registry.policy.ttl) < expires
 
@@ -149,7 +144,7 @@ class StatusPublisher:
     def _remember(self, list_id: str, uri: str,
                   stored: StatusListToken | IdentifierListToken) -> PublishedToken:
         published = PublishedToken(list_id, uri, stored.version, stored.token, stored.etag,
-                                    _aware(stored.issued_at), _aware(stored.expires_at),
+                                    stored.issued_at, stored.expires_at,
                                     self.registry.policy.ttl)
         self._memory[list_id] = published
         return published

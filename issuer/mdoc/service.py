@@ -123,8 +123,6 @@ class MdocService:
             Credential.kind == "mdoc", Credential.issuer_key == row.label,
             Credential.status == "valid")) or 0
         revoked_at = row.revoked_at
-        if revoked_at is not None and revoked_at.tzinfo is None:
-            revoked_at = revoked_at.replace(tzinfo=dt.UTC)
         return SignerInfo(row.label, row.purpose, format(cert.serial_number, "x"),
                           cert.subject.rfc4514_string(), cert.not_valid_before_utc,
                           cert.not_valid_after_utc, bool(row.active and row.revoked_at is None),

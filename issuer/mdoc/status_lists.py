@@ -263,8 +263,7 @@ class StatusRegistry:
                 Credential.status_list_id == row.id, Credential.status != "valid")
         ):
             ident = (meta or {}).get("identifier")
-            end = not_after if not_after.tzinfo else not_after.replace(tzinfo=dt.UTC)
-            if ident and end >= now:
+            if ident and not_after >= now:
                 found.add(bytes.fromhex(ident))
         return IdentifierList(frozenset(found))
 
