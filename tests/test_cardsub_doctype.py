@@ -171,3 +171,38 @@ def test_fuzzed_holder_gives_holder_error_or_holder(data):
         parse_holder(merged)
     except HolderError as exc:
         assert exc.field in merged or exc.field in HOLDER or exc.field.endswith("_roman")
+
+
+def test_text_is_composed_and_half_width_kana_made_full_width():
+    """A holder file written on macOS carries decomposed kana (ダ as タ + U+3099); a
+    half-width reading (ﾔﾏﾀﾞ) is the same reading. Both are issued as the card writes them,
+    so a reader comparing names sees one name, not two."""
+    import unicodedata
+
+    nfd = lambda s: unicodedata.normalize("NFD", s)  # noqa: E731
+    holder = parse_holder({**HOLDER, "family_name": nfd("山田ガ"), "family_name_kana": nfd("ヤマダ"),
+                           "given_name_kana": "ﾊﾅｺ", "address": nfd("東京都千代田区霞が関")})
+    assert holder.family_name == "山田ガ" and holder.family_name_kana == "ヤマダ"
+    assert holder.given_name_kana == "ハナコ" and holder.address == "東京都千代田区霞が関"
+    for text in (holder.family_name, holder.family_name_kana, holder.given_name_kana, holder.address):
+        assert unicodedata.is_normalized("NFC", text)
+
+
+def test_a_compatibility_ideograph_in_a_name_is_kept_as_registered():
+    """U+FA19 (神, a registered variant) would become U+795E under NFC: the name keeps it."""
+    holder = parse_holder({**HOLDER, "family_name": "\ufa19田", "given_name": "\U0002f81a" + "子"})
+    assert holder.family_name == "\ufa19田" and holder.given_name == "\U0002f81a子"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=20))
+def test_normalized_text_is_stable_and_nfc_outside_compatibility_ideographs(text):
+    import re
+    import unicodedata
+
+    from protocols.cardsub.holder import normalize_text
+
+    once = normalize_text(text)
+    assert normalize_text(once) == once
+    if not re.search("[\uf900-\ufaff\U0002f800-\U0002fa1f]", text):
+        assert once == unicodedata.normalize("NFC", text)

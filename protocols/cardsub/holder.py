@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -52,10 +53,36 @@ _OPTIONAL = ("portrait", "family_name_roman", "given_name_roman", "card_expiry_d
 FIELDS = _REQUIRED + _OPTIONAL
 
 
+#: CJK compatibility ideographs (U+F900..U+FAFF, U+2F800..U+2FA1F): most have a singleton
+#: canonical decomposition, so NFC would turn a registered variant such as U+FA19 into its
+#: unified form U+795E, changing how the holder's name is written. They are kept as given.
+_COMPAT_IDEOGRAPHS = re.compile("([\uF900-\uFAFF\U0002F800-\U0002FA1F]+)")
+
+
+def normalize_text(value: str) -> str:
+    """NFC, except for CJK compatibility ideographs (kept as given): a name typed or copied
+    on macOS arrives decomposed (``ダ`` as ``タ`` + U+3099), and a reader comparing it with
+    the composed form would see another name. The ideographs are starters that combine
+    with nothing, so normalizing the runs between them is NFC everywhere else."""
+    if value.isascii():
+        return value
+    parts = _COMPAT_IDEOGRAPHS.split(value)
+    return "".join(p if i % 2 else unicodedata.normalize("NFC", p) for i, p in enumerate(parts))
+
+
+def normalize_kana(value: str) -> str:
+    """:func:`normalize_text`, and half-width katakana (``ﾔﾏﾀﾞ``) in full width (``ヤマダ``),
+    as the card and the family register write the reading."""
+    return unicodedata.normalize("NFKC", value) if _HALF_WIDTH_KANA.search(value) else normalize_text(value)
+
+
+_HALF_WIDTH_KANA = re.compile("[\uFF61-\uFF9F]")
+
+
 def _text(name: str, value: Any) -> str:
     if not isinstance(value, str):
         raise HolderError(name, f"must be a string, got {type(value).__name__}")
-    value = value.strip()
+    value = normalize_text(value.strip())
     if not value:
         raise HolderError(name, "must not be empty")
     if len(value) > 150:
@@ -75,6 +102,8 @@ def _date(name: str, value: Any) -> dt.date:
 
 def _pattern(name: str, value: Any, pattern: re.Pattern, what: str) -> str:
     text = _text(name, value)
+    if pattern is _KANA:
+        text = normalize_kana(text)
     if not pattern.match(text):
         raise HolderError(name, f"must be {what}")
     return text
