@@ -1,0 +1,145 @@
+// Test-only bridge to @owf/mdoc (OpenWallet Foundation, TypeScript; the mdoc library of
+// Credo): reads one JSON request on stdin, writes one JSON answer on stdout. Used by
+// tests/test_mdoc_interop_owf.py.
+//
+//   {"iaca": [PEM, ...], "cases": [{"name", "response": hex, "transcript": hex
+//     (the SessionTranscript array), "readerKey": hex COSE_Key with d | null, "now": ISO,
+//     "emptyExternalAad": bool}]}
+//   -> {"cases": {name: {"valid", "error", "failed": [check, ...], "passed": [check, ...],
+//                        "elements": {ns: {id: value}}, "deviceMac": true | false | null}}}
+//
+// "deviceMac" is the library's own DeviceMac.verify on the first document (null without a
+// deviceMac). @owf/mdoc 0.6.0 cannot accept any deviceMac through DeviceResponse.verify:
+// it compares the alg name "HS256" with the number 5, and after a valid MAC still reports
+// "No Device Signature or Device Mac found". One level down, its MAC_structure leaves out
+// external_aad when none is set, where RFC 9052 section 6.3 puts an empty bstr, so a case
+// with "emptyExternalAad": true sets that empty bstr first (the standard structure).
+//
+// The library leaves every cryptographic operation to a context object (MdocContext): this
+// one is node:crypto only (digests, ECDSA in IEEE P1363 form, ECDH + HKDF-SHA256 for
+// EMacKey, HMAC-SHA256, X509Certificate for the chain), written here from the context's
+// types; nothing of mcred's.
+import * as nodeCrypto from "node:crypto";
+import { CoseKey, DeviceAuthentication, DeviceResponse, SessionTranscript } from "@owf/mdoc";
+
+const chunks = [];
+for await (const c of process.stdin) chunks.push(c);
+const req = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+
+const HASH = { "SHA-256": "sha256", "SHA-384": "sha384", "SHA-512": "sha512" };
+const SIGN_HASH = { [-7]: "sha256", [-35]: "sha384", [-36]: "sha512" };
+const der = (pemOrDer) => new nodeCrypto.X509Certificate(Buffer.from(pemOrDer));
+const publicKeyOf = (coseKey) => nodeCrypto.createPublicKey({ key: publicJwk(coseKey), format: "jwk" });
+const publicJwk = (coseKey) => {
+  const { kty, crv, x, y } = coseKey.jwk;
+  return { kty, crv, x, y };
+};
+
+const ctx = {
+  crypto: {
+    random: (length) => new Uint8Array(nodeCrypto.randomBytes(length)),
+    digest: ({ digestAlgorithm, bytes }) =>
+      new Uint8Array(nodeCrypto.createHash(HASH[digestAlgorithm]).update(bytes).digest()),
+    calculateEphemeralMacKey: ({ privateKey, publicKey, sessionTranscriptBytes, info }) => {
+      const ecdh = nodeCrypto.createECDH("prime256v1");
+      ecdh.setPrivateKey(Buffer.from(privateKey));
+      const shared = ecdh.computeSecret(Buffer.from(publicKey));
+      const salt = nodeCrypto.createHash("sha256").update(sessionTranscriptBytes).digest();
+      const k = new Uint8Array(nodeCrypto.hkdfSync("sha256", shared, salt, Buffer.from(info), 32));
+      return CoseKey.create({ keyType: 4, k });
+    },
+  },
+  cose: {
+    sign1: {
+      sign: () => { throw new Error("the bridge only verifies"); },
+      verify: ({ key, sign1 }) => {
+        const alg = sign1.protectedHeaders.headers.get(1);
+        return nodeCrypto.verify(SIGN_HASH[alg], sign1.toBeSigned,
+          { key: publicKeyOf(key), dsaEncoding: "ieee-p1363" }, sign1.signature);
+      },
+    },
+    mac0: {
+      sign: ({ key, toBeAuthenticated }) =>
+        new Uint8Array(nodeCrypto.createHmac("sha256", key.k).update(toBeAuthenticated).digest()),
+      verify: ({ mac0, key }) => {
+        const tag = nodeCrypto.createHmac("sha256", key.k).update(mac0.toBeAuthenticated).digest();
+        return tag.length === mac0.tag.length && nodeCrypto.timingSafeEqual(tag, Buffer.from(mac0.tag));
+      },
+    },
+  },
+  x509: {
+    getIssuerNameField: ({ certificate, field }) =>
+      der(certificate).issuer.split("\n").filter((l) => l.startsWith(`${field}=`)).map((l) => l.slice(field.length + 1)),
+    getPublicKey: ({ certificate }) =>
+      CoseKey.fromJwk(der(certificate).publicKey.export({ format: "jwk" })),
+    verifyCertificateChain: ({ trustedCertificates, x5chain, now }) => {
+      const at = now ?? new Date();
+      const chain = x5chain.map(der);
+      const anchors = trustedCertificates.map(der);
+      for (const [i, cert] of chain.entries()) {
+        if (at < new Date(cert.validFrom) || at > new Date(cert.validTo)) {
+          throw new Error(`certificate ${i} (${cert.subject}) is not valid at ${at.toISOString()}`);
+        }
+        const next = chain[i + 1];
+        if (next !== undefined) {
+          if (!cert.checkIssued(next) || !cert.verify(next.publicKey)) throw new Error(`certificate ${i} is not issued by ${i + 1}`);
+          continue;
+        }
+        const anchor = anchors.find((a) => cert.checkIssued(a) && cert.verify(a.publicKey));
+        if (anchor === undefined) throw new Error(`certificate ${i} (${cert.subject}) chains to no trusted certificate`);
+        if (at < new Date(anchor.validFrom) || at > new Date(anchor.validTo)) throw new Error("the trust anchor is not valid now");
+      }
+    },
+    getCertificateData: ({ certificate }) => {
+      const c = der(certificate);
+      return { issuerName: c.issuer, subjectName: c.subject, serialNumber: c.serialNumber,
+        thumbprint: c.fingerprint256, notBefore: new Date(c.validFrom), notAfter: new Date(c.validTo),
+        pem: c.toString() };
+    },
+  },
+};
+
+const plain = (v) => (typeof v === "bigint" ? v.toString()
+  : v instanceof Date ? v.toISOString()
+  : v instanceof Uint8Array ? Buffer.from(v).toString("hex")
+  : v !== null && typeof v === "object" && typeof v.toString === "function" && v.constructor?.name === "DateOnly" ? v.toString()
+  : v);
+
+async function one(c) {
+  const out = { valid: false, error: null, failed: [], passed: [], elements: {} };
+  try {
+    const response = DeviceResponse.decode(Buffer.from(c.response, "hex"));
+    await response.verify({
+      sessionTranscript: SessionTranscript.decode(Buffer.from(c.transcript, "hex")),
+      trustedCertificates: req.iaca.map((pem) => new Uint8Array(der(pem).raw)),
+      ephemeralReaderKey: c.readerKey ? CoseKey.decode(Buffer.from(c.readerKey, "hex")) : undefined,
+      now: c.now ? new Date(c.now) : undefined,
+      onCheck: (a) => (a.status === "FAILED" ? out.failed : out.passed).push(`${a.category}: ${a.check}${a.reason ? ` (${a.reason})` : ""}`),
+    }, ctx);
+    out.valid = out.failed.length === 0;
+    const doc = response.documents?.[0];
+    const mac = doc?.deviceSigned.deviceAuth.deviceMac;
+    out.deviceMac = null;
+    if (mac && c.readerKey) {
+      const sessionTranscript = SessionTranscript.decode(Buffer.from(c.transcript, "hex"));
+      mac.detachedPayload = DeviceAuthentication.create({ sessionTranscript, docType: doc.docType,
+        deviceNamespaces: doc.deviceSigned.deviceNamespaces }).encode({ asDataItem: true });
+      if (c.emptyExternalAad) mac.externalAad = new Uint8Array(0);
+      out.deviceMac = await mac.verify({
+        publicKey: doc.issuerSigned.issuerAuth.mobileSecurityObject.deviceKeyInfo.deviceKey,
+        privateKey: CoseKey.decode(Buffer.from(c.readerKey, "hex")), sessionTranscript, info: "EMacKey" }, ctx);
+    }
+    for (const doc of response.documents ?? []) {
+      for (const [ns, items] of doc.issuerSigned.issuerNamespaces.issuerNamespaces) {
+        out.elements[ns] = Object.fromEntries(items.map((i) => [i.elementIdentifier, plain(i.elementValue)]));
+      }
+    }
+  } catch (e) {
+    out.valid = false;
+    out.error = `${e?.name ?? "Error"}: ${e?.message ?? e}`;
+  }
+  return [c.name, out];
+}
+
+const cases = Object.fromEntries(await Promise.all(req.cases.map(one)));
+process.stdout.write(JSON.stringify({ cases }));
