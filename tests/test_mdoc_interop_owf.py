@@ -136,3 +136,50 @@ def test_owf_on_the_annex_d_device_mac_shows_its_mac_structure_lacks_external_aa
     assert answer["as-built"]["deviceMac"] is False and answer["rfc9052"]["deviceMac"] is True
     assert any(p.startswith("ISSUER_AUTH") for p in answer["rfc9052"]["passed"])
     assert not [f for f in answer["rfc9052"]["failed"] if f.startswith(("ISSUER_AUTH", "DATA_INTEGRITY"))]
+
+
+def test_an_mdoc_owf_issues_and_presents_for_our_request_verifies_with_our_reader():
+    """The other way round: @owf/mdoc issues an mDL under an Annex B IACA / DS pair of ours
+    (its own encoder: random 32-bit digestIDs, full-date as tag 1004, cbor-x) and answers our
+    reader's DeviceRequest with a device signature over our SessionTranscript; our reader
+    pipeline verifies it and lists exactly what it was asked for, and another session's
+    transcript fails device authentication."""
+    from test_mdoc_interop_auth0 import _jwk
+
+    from protocols.iaca.builders import document_signer_builder, iaca_builder, sign
+    from protocols.mdoc.request import DeviceRequest, DocRequest, ItemsRequest
+    from reader.pipeline import PipelineConfig, ReaderPipeline
+    from reader.trust import TrustStore
+
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    iaca_key, ds_key, device = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    iaca = sign(iaca_builder(iaca_key.public_key(), common_name="owf interop IACA",
+                             not_before=now - dt.timedelta(days=1), not_after=now + dt.timedelta(days=3000),
+                             issuer_alt_name_uri="http://issuer.test/iaca", crl_uri="http://issuer.test/iaca.crl"),
+                iaca_key)
+    ds = sign(document_signer_builder(ds_key.public_key(), iaca, common_name="owf interop DS",
+                                      not_before=now - dt.timedelta(hours=1), not_after=now + dt.timedelta(days=300),
+                                      crl_uri="http://issuer.test/iaca.crl"), iaca_key)
+    _reader, st = _session()
+    mdl, doc_type = "org.iso.18013.5.1", "org.iso.18013.5.1.mDL"
+    asked = {mdl: {"family_name": False, "birth_date": False, "age_over_18": False}}
+    request = DeviceRequest((DocRequest.build(ItemsRequest.build(doc_type, asked)),)).encode()
+    answer = OWF.call({"mode": "issue", "docType": doc_type,
+                       "nameSpaces": {mdl: {"family_name": "山田", "given_name": "花子",
+                                            "birth_date": {"fullDate": "1990-04-01"}, "issuing_country": "JP",
+                                            "age_over_18": True, "document_number": "JP123"}},
+                       "validFrom": (now - dt.timedelta(minutes=1)).isoformat(),
+                       "validUntil": (now + dt.timedelta(days=30)).isoformat(),
+                       "issuerKey": _jwk(ds_key), "issuerCertificate": ds.public_bytes(PEM).decode(),
+                       "deviceKey": _jwk(device), "transcript": st.raw.hex(), "deviceRequest": request.hex()})
+    response = bytes.fromhex(answer["response"])
+    store = TrustStore()
+    store.add(iaca)
+    result = ReaderPipeline(store, config=PipelineConfig()).verify(response, session_transcript=st, now=now)
+    assert result.valid, [c for c in result.checks if not c.passed]
+    (doc,) = result.documents
+    assert doc.doc_type == doc_type
+    assert doc.elements == {mdl: {"family_name": "山田", "birth_date": dt.date(1990, 4, 1), "age_over_18": True}}
+    _other, other_st = _session()
+    refused = ReaderPipeline(store).verify(response, session_transcript=other_st, now=now)
+    assert not refused.valid and "device_authentication" in {c.name for c in refused.checks if not c.passed}

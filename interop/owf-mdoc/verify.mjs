@@ -7,6 +7,11 @@
 //     "emptyExternalAad": bool}]}
 //   -> {"cases": {name: {"valid", "error", "failed": [check, ...], "passed": [check, ...],
 //                        "elements": {ns: {id: value}}, "deviceMac": true | false | null}}}
+//   {"mode": "issue", "docType", "nameSpaces": {ns: {id: value | {"fullDate": "YYYY-MM-DD"}}},
+//    "validFrom", "validUntil" (ISO), "issuerKey": JWK (private), "issuerCertificate": PEM,
+//    "deviceKey": JWK (private), "transcript": hex (array), "deviceRequest": hex}
+//   -> {"response": hex}  (an mdoc @owf/mdoc issues, answering our DeviceRequest with a
+//                          device signature over our SessionTranscript)
 //
 // "deviceMac" is the library's own DeviceMac.verify on the first document (null without a
 // deviceMac). @owf/mdoc 0.6.0 cannot accept any deviceMac through DeviceResponse.verify:
@@ -20,7 +25,8 @@
 // EMacKey, HMAC-SHA256, X509Certificate for the chain), written here from the context's
 // types; nothing of mcred's.
 import * as nodeCrypto from "node:crypto";
-import { CoseKey, DeviceAuthentication, DeviceResponse, SessionTranscript } from "@owf/mdoc";
+import { CoseKey, DateOnly, DeviceAuthentication, DeviceKey, DeviceRequest, DeviceResponse, IssuerSignedBuilder,
+  SessionTranscript } from "@owf/mdoc";
 
 const chunks = [];
 for await (const c of process.stdin) chunks.push(c);
@@ -51,7 +57,9 @@ const ctx = {
   },
   cose: {
     sign1: {
-      sign: () => { throw new Error("the bridge only verifies"); },
+      sign: ({ toBeSigned, key, algorithm }) => new Uint8Array(nodeCrypto.sign(
+        SIGN_HASH[algorithm ?? key.algorithm], toBeSigned,
+        { key: nodeCrypto.createPrivateKey({ key: key.jwk, format: "jwk" }), dsaEncoding: "ieee-p1363" })),
       verify: ({ key, sign1 }) => {
         const alg = sign1.protectedHeaders.headers.get(1);
         return nodeCrypto.verify(SIGN_HASH[alg], sign1.toBeSigned,
@@ -141,5 +149,31 @@ async function one(c) {
   return [c.name, out];
 }
 
-const cases = Object.fromEntries(await Promise.all(req.cases.map(one)));
-process.stdout.write(JSON.stringify({ cases }));
+async function issue(r) {
+  const value = (v) => (v !== null && typeof v === "object" && "fullDate" in v ? new DateOnly(v.fullDate) : v);
+  const builder = new IssuerSignedBuilder(r.docType, ctx);
+  for (const [ns, values] of Object.entries(r.nameSpaces)) {
+    builder.addIssuerNamespace(ns, Object.fromEntries(Object.entries(values).map(([k, v]) => [k, value(v)])));
+  }
+  const deviceKey = CoseKey.fromJwk({ ...r.deviceKey, alg: "ES256" });
+  const issuerSigned = await builder.sign({
+    signingKey: CoseKey.fromJwk({ ...r.issuerKey, alg: "ES256" }), algorithm: -7, digestAlgorithm: "SHA-256",
+    validityInfo: { signed: new Date(r.validFrom), validFrom: new Date(r.validFrom), validUntil: new Date(r.validUntil) },
+    deviceKeyInfo: { deviceKey: DeviceKey.fromJwk(publicJwk(deviceKey)) },
+    certificates: [new Uint8Array(der(r.issuerCertificate).raw)],
+  });
+  const response = await DeviceResponse.createWithDeviceRequest({
+    deviceRequest: DeviceRequest.decode(Buffer.from(r.deviceRequest, "hex")),
+    sessionTranscript: SessionTranscript.decode(Buffer.from(r.transcript, "hex")),
+    issuerSigned: [issuerSigned],
+    signature: { signingKey: deviceKey },
+  }, ctx);
+  return { response: Buffer.from(response.encode()).toString("hex") };
+}
+
+if (req.mode === "issue") {
+  process.stdout.write(JSON.stringify(await issue(req)));
+} else {
+  const cases = Object.fromEntries(await Promise.all(req.cases.map(one)));
+  process.stdout.write(JSON.stringify({ cases }));
+}
