@@ -14,9 +14,10 @@ verifier's per-MSO cache (the same mdoc presented again) is timed apart, on one 
 verified over and over, and reported without a target.
 
 Peers, on the same DeviceResponse: pymdoccbor (Python; checks less: no device
-authentication) and, where node and the pinned package are installed (``npm install --no-save`` in
-interop/auth0-mdl, as .ci/run does), @auth0/mdl (TypeScript, ``Verifier.verify``: chain,
-issuer signature, digests, device signature), timed inside its own node process.
+authentication) and, where node and the pinned packages are installed (``npm install --no-save`` in
+interop/auth0-mdl and interop/owf-mdoc, as .ci/run does), @auth0/mdl (TypeScript, ``Verifier.verify``: chain,
+issuer signature, digests, device signature) and @owf/mdoc (TypeScript, ``DeviceResponse.verify``, the
+same checks, its crypto node:crypto), each timed inside its own node process.
 
 A yardstick between the floor and us: :mod:`benchmarks.bare`'s sketches, the least a
 CPython issuer and reader do with cbor2 and cryptography (the decodes, encodes, key load
@@ -78,24 +79,40 @@ def make_pki(now: dt.datetime):
     return iaca, ds_key, ds
 
 
-AUTH0 = Path(__file__).resolve().parents[1] / "interop" / "auth0-mdl"
+INTEROP = Path(__file__).resolve().parents[1] / "interop"
+
+
+def _node_peer(folder: str, package: str, request: dict) -> tuple[float | None, str]:
+    """Median seconds a TypeScript peer under interop/ reports for ``request`` (its
+    ``verify.mjs`` in ``bench`` mode, timed inside node), or None and why not."""
+    where = INTEROP / folder
+    if shutil.which("node") is None:
+        return None, "no node"
+    if not (where / "node_modules" / package).is_dir():
+        return None, f"not installed: cd {where} && npm install --no-save --ignore-scripts"
+    done = subprocess.run(["node", "verify.mjs"], cwd=where, input=json.dumps({"mode": "bench", **request}),
+                          capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        return None, f"node failed: {done.stderr.strip()[-200:]}"
+    return json.loads(done.stdout)["median_us"] / 1e6, ""
 
 
 def auth0_verify(response: bytes, session_transcript: mdoc.SessionTranscript | bytes,
                  iaca: x509.Certificate, runs: int) -> tuple[float | None, str]:
     """Median seconds of one @auth0/mdl full verification (in node), or None and why not."""
-    if shutil.which("node") is None:
-        return None, "no node"
-    if not (AUTH0 / "node_modules" / "@auth0" / "mdl").is_dir():
-        return None, f"not installed: cd {AUTH0} && npm install --no-save --ignore-scripts"
-    request = {"mode": "bench", "iaca": [iaca.public_bytes(Encoding.PEM).decode()],
-               "response": response.hex(), "runs": runs,
-               "transcript": mdoc.SessionTranscript.coerce(session_transcript).tagged.hex()}
-    done = subprocess.run(["node", "verify.mjs"], cwd=AUTH0, input=json.dumps(request),
-                          capture_output=True, text=True, timeout=600)
-    if done.returncode != 0:
-        return None, f"node failed: {done.stderr.strip()[-200:]}"
-    return json.loads(done.stdout)["median_us"] / 1e6, ""
+    return _node_peer("auth0-mdl", "@auth0/mdl", {
+        "iaca": [iaca.public_bytes(Encoding.PEM).decode()], "response": response.hex(), "runs": runs,
+        "transcript": mdoc.SessionTranscript.coerce(session_transcript).tagged.hex()})
+
+
+def owf_verify(response: bytes, session_transcript: mdoc.SessionTranscript | bytes,
+               iaca: x509.Certificate, runs: int) -> tuple[float | None, str]:
+    """Median seconds of one @owf/mdoc full verification (``DeviceResponse.verify``: chain,
+    issuer signature, digests, validity, device signature; node:crypto in its context), or
+    None and why not."""
+    return _node_peer("owf-mdoc", "@owf/mdoc", {
+        "iaca": [iaca.public_bytes(Encoding.PEM).decode()], "response": response.hex(), "runs": runs,
+        "transcript": mdoc.SessionTranscript.coerce(session_transcript).raw.hex()})
 
 
 def main() -> int:
@@ -197,6 +214,7 @@ def main() -> int:
         pass
 
     t_auth0, auth0_note = auth0_verify(response, st, iaca, runs)
+    t_owf, owf_note = owf_verify(response, st, iaca, runs)
 
     floor_issue = t_sign + t_sha
     floor_full = 3 * t_verify + t_sha
@@ -219,6 +237,8 @@ def main() -> int:
         ]
     if t_auth0 is not None:
         rows.append(("verify (@auth0/mdl, node)", t_auth0, floor_full, "3 verifies + digests", None))
+    if t_owf is not None:
+        rows.append(("verify (@owf/mdoc, node)", t_owf, floor_full, "3 verifies + digests", None))
     for label, t, floor, what, target in rows:
         goal = f"  target <= {target}x {'met' if t / floor <= target else 'MISSED'}" if target else ""
         print(f"  {label:42s} {t * us:9.1f} us  = {t / floor:5.2f}x floor ({what}){goal}")
@@ -231,4 +251,8 @@ def main() -> int:
         print(f"  @auth0/mdl / ours: verify {t_auth0 / t_full:5.2f}x (full)")
     else:
         print(f"  @auth0/mdl: not run ({auth0_note})")
+    if t_owf is not None:
+        print(f"  @owf/mdoc / ours: verify {t_owf / t_full:5.2f}x (full)")
+    else:
+        print(f"  @owf/mdoc: not run ({owf_note})")
     return 0

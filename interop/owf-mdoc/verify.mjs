@@ -12,6 +12,8 @@
 //    "deviceKey": JWK (private), "transcript": hex (array), "deviceRequest": hex}
 //   -> {"response": hex}  (an mdoc @owf/mdoc issues, answering our DeviceRequest with a
 //                          device signature over our SessionTranscript)
+//   {"mode": "bench", "iaca": [PEM, ...], "response": hex, "transcript": hex (array), "runs": N}
+//   -> {"runs": N, "median_us": x}   (DeviceResponse.verify, full)
 //
 // "deviceMac" is the library's own DeviceMac.verify on the first document (null without a
 // deviceMac). @owf/mdoc 0.6.0 cannot accept any deviceMac through DeviceResponse.verify:
@@ -171,7 +173,35 @@ async function issue(r) {
   return { response: Buffer.from(response.encode()).toString("hex") };
 }
 
-if (req.mode === "issue") {
+async function bench(r) {
+  // DeviceResponse.decode + verify (chain, issuer signature, digests, validity, device
+  // signature), timed in this process; the first run must pass
+  const bytes = Buffer.from(r.response, "hex");
+  const trustedCertificates = r.iaca.map((pem) => new Uint8Array(der(pem).raw));
+  const transcript = Buffer.from(r.transcript, "hex");
+  const once = async () => {
+    const failed = [];
+    await DeviceResponse.decode(bytes).verify({
+      sessionTranscript: SessionTranscript.decode(transcript), trustedCertificates,
+      onCheck: (a) => { if (a.status === "FAILED") failed.push(a.check); },
+    }, ctx);
+    return failed;
+  };
+  const failed = await once();
+  if (failed.length) throw new Error(`the response does not verify: ${failed.join("; ")}`);
+  const times = [];
+  for (let i = 0; i < r.runs; i++) {
+    const t0 = performance.now();
+    await once();
+    times.push((performance.now() - t0) * 1000);
+  }
+  times.sort((a, b) => a - b);
+  return { runs: r.runs, median_us: times[Math.floor(times.length / 2)] };
+}
+
+if (req.mode === "bench") {
+  process.stdout.write(JSON.stringify(await bench(req)));
+} else if (req.mode === "issue") {
   process.stdout.write(JSON.stringify(await issue(req)));
 } else {
   const cases = Object.fromEntries(await Promise.all(req.cases.map(one)));
