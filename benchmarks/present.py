@@ -4,7 +4,7 @@ One complete presentation (engagement -> SessionEstablishment -> encrypted Devic
 consent -> SE-signed DeviceResponse -> decryption -> full reader pipeline -> verdict) per
 second, in-process and over HTTP (reader service in uvicorn on 127.0.0.1), and one reader
 verification alone; each next to the sum of its raw crypto operations measured in the same
-run, and next to pymdoccbor and @auth0/mdl (node; see benchmarks/mdoc.py) verifying the same
+run, and next to pymdoccbor, @auth0/mdl and @owf/mdoc (node; see benchmarks/mdoc.py) verifying the same
 DeviceResponse.
 
 Floors (``cryptography`` calls, same run):
@@ -342,9 +342,10 @@ def main() -> int:
             t_py = median_time(py_verify, max(20, runs // 2))
         except Exception as exc:  # noqa: BLE001 - report, do not fail the benchmark
             py_error = f"{type(exc).__name__}: {exc}"
-        from benchmarks.mdoc import auth0_verify
+        from benchmarks.mdoc import auth0_verify, owf_verify
 
         t_auth0, auth0_note = auth0_verify(response, transcript, iaca_cert, max(20, runs // 2))
+        t_owf, owf_note = owf_verify(response, transcript, iaca_cert, max(20, runs // 2))
 
     us = 1e6
     print(f"presentation benchmark: {len(ITEMS)} items requested and released, P-256, median of {runs} runs")
@@ -380,6 +381,11 @@ def main() -> int:
               f"3-verify floor; ours (warm) is {t_auth0 / t_verify:.2f}x faster, ours (cold) {t_auth0 / t_cold:.2f}x")
     else:
         print(f"  @auth0/mdl: not run ({auth0_note})")
+    if t_owf is not None:
+        print(f"  @owf/mdoc verify (node), same response  {t_owf * us:9.1f} us  = {t_owf / floor_cold:5.2f}x the "
+              f"3-verify floor; ours (warm) is {t_owf / t_verify:.2f}x faster, ours (cold) {t_owf / t_cold:.2f}x")
+    else:
+        print(f"  @owf/mdoc: not run ({owf_note})")
     return 0
 
 
