@@ -135,32 +135,41 @@ def _hsm() -> Finding:
                    "" if not missing else "pip install '.[hsm]'; apt-get install -y softhsm2 (or your HSM's module)")
 
 
-def _auth0_bridge() -> Path | None:
-    """interop/auth0-mdl of the source checkout: beside this package when it runs from the
+#: The TypeScript peers under interop/ (folder, npm package, what they check).
+NODE_PEERS = (
+    ("auth0-mdl", "@auth0/mdl", "a second mdoc implementation (TypeScript) in the tests and benchmarks"),
+    ("owf-mdoc", "@owf/mdoc", "a third mdoc implementation (OpenWallet Foundation, TypeScript) in the tests "
+                              "and benchmarks"),
+    ("sd-jwt-status-list", "@sd-jwt/jwt-status-list", "a second Token Status List implementation (TypeScript) "
+                                                       "in the tests"),
+)
+
+
+def _interop(folder: str) -> Path | None:
+    """interop/<folder> of the source checkout: beside this package when it runs from the
     checkout (editable install), else above the working directory; None when neither (a
     plain ``pip install .`` copies no interop/ into site-packages)."""
     here = Path(__file__).resolve().parents[1]
     cwd = Path.cwd().resolve()
     for root in (here, cwd, *cwd.parents):
-        bridge = root / "interop" / "auth0-mdl"
+        bridge = root / "interop" / folder
         if (bridge / "package.json").is_file():
             return bridge
     return None
 
 
-def _node() -> Finding:
+def _node_peer(folder: str, package: str, enables: str) -> Finding:
+    name = f"{package} interop"
     node = _which("node")
-    bridge = _auth0_bridge()
+    bridge = _interop(folder)
     if bridge is None:
-        return Finding("@auth0/mdl interop", False, "no source checkout here (interop/auth0-mdl)",
-                       "a second mdoc implementation (TypeScript) in the tests and benchmarks",
+        return Finding(name, False, f"no source checkout here (interop/{folder})", enables,
                        "run mcred doctor inside a checkout of the mcred repository")
-    installed = (bridge / "node_modules" / "@auth0" / "mdl").is_dir()
+    installed = (bridge / "node_modules" / package).is_dir()
     ok = bool(node) and installed
-    detail = ("node and @auth0/mdl installed" if ok else
-              "no node" if not node else f"@auth0/mdl not installed in {bridge}")
-    return Finding("@auth0/mdl interop", ok, detail,
-                   "a second mdoc implementation (TypeScript) in the tests and benchmarks",
+    detail = (f"node and {package} installed" if ok else
+              "no node" if not node else f"{package} not installed in {bridge}")
+    return Finding(name, ok, detail, enables,
                    "" if ok else f"apt-get install -y nodejs npm; cd {bridge} && npm install --no-save --ignore-scripts")
 
 
@@ -189,8 +198,8 @@ _OWN = 4
 
 def diagnose(ctx) -> list[Finding]:  # noqa: ANN001
     """Every finding, the installation's own first."""
-    return [_database(ctx), _keystore(ctx), _master_key(ctx), _reader_session_key(ctx), _postgres(), _pcsc(), _hsm(), _node(),
-            _yubikit(), _openssl()]
+    return [_database(ctx), _keystore(ctx), _master_key(ctx), _reader_session_key(ctx), _postgres(), _pcsc(), _hsm(),
+            *(_node_peer(*peer) for peer in NODE_PEERS), _yubikit(), _openssl()]
 
 
 def as_json(findings: list[Finding], home: Path) -> dict:

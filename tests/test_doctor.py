@@ -22,8 +22,8 @@ def test_doctor_reports_each_component(home):
     assert list(found)[:4] == ["database", "issuer key store", "TSM master key", "reader session key"]
     assert "none yet" in found["reader session key"]["detail"]
     assert found["database"]["ok"] and found["database"]["detail"] == "sqlite, schema current"
-    assert {"PostgreSQL", "PC/SC bridge and OpenSC", "HSM (PKCS#11)", "@auth0/mdl interop", "yubikit SCP03 host",
-            "openssl"} <= set(found)
+    assert {"PostgreSQL", "PC/SC bridge and OpenSC", "HSM (PKCS#11)", "@auth0/mdl interop", "@owf/mdoc interop",
+            "@sd-jwt/jwt-status-list interop", "yubikit SCP03 host", "openssl"} <= set(found)
     for f in report["findings"]:
         assert f["enables"] and (f["ok"] or f["fix"]), f  # anything missing says how to get it
 
@@ -61,8 +61,9 @@ def test_the_typescript_peer_is_found_from_a_checkout_even_when_installed_elsewh
     checkout = Path(__file__).resolve().parents[1]
     monkeypatch.setattr(doctor, "__file__", str(tmp_path / "site-packages" / "mcred" / "doctor.py"))
     monkeypatch.chdir(checkout / "specs")
-    assert doctor._auth0_bridge() == checkout / "interop" / "auth0-mdl"
+    for folder, *_ in doctor.NODE_PEERS:
+        assert doctor._interop(folder) == checkout / "interop" / folder
     monkeypatch.chdir(tmp_path)
-    assert doctor._auth0_bridge() is None
-    finding = doctor._node()
-    assert not finding.ok and "no source checkout" in finding.detail
+    assert doctor._interop("auth0-mdl") is None
+    finding = doctor._node_peer(*doctor.NODE_PEERS[1])
+    assert not finding.ok and "no source checkout" in finding.detail and finding.name == "@owf/mdoc interop"
