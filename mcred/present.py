@@ -337,7 +337,15 @@ def present_over_http(wallet: Wallet, reader_url: str, *, client: httpx.Client |
 
 
 def verify_saved(data: bytes, pipeline: ReaderPipeline, *, now: dt.datetime | None = None) -> VerificationResult:
-    """Verify a saved transcript (see :meth:`Presentation.saved`) with the reader pipeline."""
+    """Verify a saved transcript (see :meth:`Presentation.saved`) with the reader pipeline;
+    or an IssuerSigned on its own (CBOR, or the base64url text OpenID4VCI carries), as
+    issued: every check but device authentication, its status included."""
+    from protocols.cbor import from_text_or_raw
+    from protocols.mdoc import is_issuer_signed
+
+    issued = from_text_or_raw(data)
+    if is_issuer_signed(issued):
+        return pipeline.verify_issuer_signed(issued, now=now)
     try:
         m = cbor.loads(data)
         response, transcript = m["deviceResponse"], m["sessionTranscript"]

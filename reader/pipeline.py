@@ -42,6 +42,7 @@ from protocols.mdoc import (
 )
 from protocols.mdoc.verify import (
     KEY_AUTHORIZATIONS,
+    MSO_STRUCTURE,
     RESPONSE_STATUS,
     VALIDITY,
     key_authorizations_apply,
@@ -337,6 +338,21 @@ class ReaderPipeline:
             return VerificationResult((Check(RESPONSE_STATUS, False,
                                              f"unverifiable: {type(exc).__name__}: {exc}"),))
 
+    def verify_issuer_signed(self, issuer_signed: bytes, *, now: dt.datetime | None = None,
+                             doc_type: str | None = None) -> VerificationResult:
+        """An IssuerSigned on its own (as issued, before any presentation) through the same
+        pipeline: chain, signature, digests, validity with the skew, the MSO signed within
+        the DS validity, the Annex B profiles, the trust anchor's scope and the revocation
+        status. No device authentication: there is no presentation (see
+        :meth:`MdocVerifier.verify_issuer_signed`)."""
+        now = now or self.clock()
+        try:
+            return self._verifier.verify_issuer_signed(issuer_signed, now=now, doc_type=doc_type)
+        except MdocError as exc:
+            return VerificationResult((Check(MSO_STRUCTURE, False, f"not an IssuerSigned: {exc}"),))
+        except Exception as exc:  # noqa: BLE001 - the reader's boundary, as in verify()
+            return VerificationResult((Check(MSO_STRUCTURE, False, f"unverifiable: {type(exc).__name__}: {exc}"),))
+
     # -- checks, per document --------------------------------------------------------------
 
     def _validity(self, mso: MobileSecurityObject, chain: VerifiedChain | None, now: dt.datetime,
@@ -419,8 +435,8 @@ class ReaderPipeline:
         """The core's ``key_authorizations`` check (protocols.mdoc) runs when keyAuthorizations
         is declared or anything is device-signed; otherwise say so, so that the reader's
         verdict always lists the check."""
-        if key_authorizations_apply(ctx.document, ctx.mso):  # the core reported it
-            return []
+        if key_authorizations_apply(ctx.document, ctx.mso) or ctx.document.device_signed is None:
+            return []  # the core reported it, or an IssuerSigned alone: nothing is device-signed yet
         return [_NOTHING_TO_AUTHORIZE]
 
     def _status(self, ctx: DocumentContext) -> list[Check]:

@@ -88,3 +88,32 @@ def test_inspect_unreadable(tmp_path):
     p = tmp_path / "x"
     p.write_bytes(b"\x01\x02")
     assert CliRunner().invoke(app, ["inspect", str(p)]).exit_code == 2
+
+
+@pytest.mark.parametrize("form", ["cbor", "base64url"])
+def test_verify_an_issuer_signed_on_its_own(files, tmp_path, form):
+    """The Annex D document's IssuerSigned alone, as CBOR or as the base64url text OpenID4VCI
+    carries: the issuer-side checks pass, none of device authentication is listed; a wrong
+    --doc-type fails doc_type."""
+    import base64
+
+    from protocols import mdoc
+
+    issued = mdoc.DeviceResponse.decode(hexv("device_response")).documents[0].issuer_signed.encode()
+    path = tmp_path / "issuer_signed"
+    path.write_bytes(issued if form == "cbor" else base64.urlsafe_b64encode(issued).rstrip(b"=") + b"\n")
+    base = ["mdoc", "verify", str(path), "--trust-anchor", str(files["iaca"]), "--at", "2021-01-01T00:00:00Z"]
+    result = CliRunner().invoke(app, [*base, "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert set(out) == {"valid", "checks", "documents"} and out["valid"]
+    assert [c["name"] for c in out["checks"]] == ["issuer_certificate_chain", "issuer_signature", "mso_structure",
+                                                  "doc_type", "value_digests", "validity"]
+    assert out["documents"][0]["elements"]["org.iso.18013.5.1"]["family_name"] == "Doe"
+    table = CliRunner().invoke(app, base)
+    assert table.exit_code == 0 and "IssuerSigned on its own" in table.output and "VALID" in table.output
+    wrong = CliRunner().invoke(app, [*base, "--doc-type", "org.iso.23220.photoid.1", "--json"])
+    assert wrong.exit_code == 1
+    assert [c["name"] for c in json.loads(wrong.output)["checks"] if not c["passed"]] == ["doc_type"]
+    shown = CliRunner().invoke(app, ["inspect", str(path)])
+    assert shown.exit_code == 0 and "issuerAuth" in shown.output

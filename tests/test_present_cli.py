@@ -110,3 +110,34 @@ def test_verify_saved_transcript_without_status_reference(world, tmp_path, monke
     (tmp_path / "bad.cbor").write_bytes(b"\x00")
     r = CliRunner().invoke(cli(), ["verify", str(tmp_path / "bad.cbor"), "--trust", str(pem), "--json"])
     assert r.exit_code == 1 and json.loads(r.stdout)["checks"][0]["name"] == "saved_transcript"
+
+
+def test_verify_an_issuer_signed_as_issued(world, tmp_path, monkeypatch):
+    """``mcred verify`` on an IssuerSigned alone (as base64url, the OpenID4VCI form): the
+    reader pipeline's checks but device authentication, the status list included."""
+    from protocols import cbor
+    from protocols.mdoc import DeviceResponse
+
+    monkeypatch.setenv("MCRED_HOME", str(world["home"]))
+    rules = tmp_path / "consent.json"
+    rules.write_text(json.dumps({"documents": {"*": {"*": "*"}}}))
+    pem = tmp_path / "iaca.pem"
+    pem.write_bytes(world["pki"].iaca_pem())
+    at = (T0 + dt.timedelta(hours=1)).isoformat()
+    for phone, offline_failures in ((world["nostatus"], set()),
+                                    (world["phone"], {"status_list_signature", "status_list_freshness",
+                                                      "revocation_status"})):
+        r = CliRunner().invoke(cli(), ["present", "--phone", phone, "--reader", world["url"],
+                                       "--consent", str(rules), "--save", str(tmp_path / "t.cbor")])
+        assert r.exit_code == 0, r.output
+        saved = cbor.loads((tmp_path / "t.cbor").read_bytes())
+        issued = DeviceResponse.decode(saved["deviceResponse"]).documents[0].issuer_signed.encode()
+        (tmp_path / "issued.txt").write_bytes(base64.urlsafe_b64encode(issued).rstrip(b"="))
+        r = CliRunner().invoke(cli(), ["verify", str(tmp_path / "issued.txt"), "--trust", str(pem), "--at", at,
+                                       "--json", "--offline"])
+        out = json.loads(r.stdout)
+        names = [c["name"] for c in out["checks"]]
+        assert "device_authentication" not in names and "response_status" not in names
+        assert {"issuer_signature", "value_digests", "validity", "ds_profile", "revocation_status"} <= set(names)
+        assert {c["name"] for c in out["checks"] if not c["passed"]} == offline_failures, out["checks"]
+        assert r.exit_code == (1 if offline_failures else 0)

@@ -80,14 +80,21 @@ def _print_result(console: Console, result: mdoc.VerificationResult) -> None:
 
 
 def verify_cmd(
-    response: Path = typer.Argument(..., help="DeviceResponse (CBOR file)."),
+    response: Path = typer.Argument(..., help="DeviceResponse, or an IssuerSigned on its own (CBOR file, or its "
+                                                "base64url text as OpenID4VCI/VP carry it)."),
     trust_anchor: list[Path] = typer.Option(..., "--trust-anchor", help="IACA certificate (PEM or DER); repeatable."),
     session_transcript: Path | None = typer.Option(None, "--session-transcript", help="CBOR SessionTranscript, with or without its tag 24."),
     reader_key: Path | None = typer.Option(None, "--reader-key", help="Reader ephemeral private key (PEM), needed for a deviceMac."),
     at: str | None = typer.Option(None, "--at", help="Verification time (ISO 8601); default now."),
+    doc_type: str | None = typer.Option(None, "--doc-type", help="For an IssuerSigned: the docType it must be "
+                                                                     "(default: the MSO's)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Verify a DeviceResponse and print every check and the disclosed elements."""
+    """Verify a DeviceResponse and print every check and the disclosed elements.
+
+    An IssuerSigned on its own (as an issuer hands it to a wallet) gets the issuer-side
+    checks: chain, issuer signature, MSO, docType, digests, validity. There is no
+    presentation in it, so no device authentication is checked or listed."""
     console = Console()
     try:
         anchors = [c for p in trust_anchor for c in _load_certs(p)]
@@ -99,11 +106,14 @@ def verify_cmd(
                 raise _Unreadable(f"{session_transcript}: {exc}") from exc
         key = _load_key(reader_key) if reader_key is not None else None
         now = _parse_time(at)
+        data = cbor.from_text_or_raw(_read(response, "response"))
+        issuer_signed = mdoc.is_issuer_signed(data)
         try:
-            result = mdoc.verify_device_response(
-                _read(response, "response"), trust_anchors=anchors, session_transcript=transcript,
-                now=now, reader_private_key=key,
-            )
+            if issuer_signed:
+                result = mdoc.verify_issuer_signed(data, trust_anchors=anchors, now=now, doc_type=doc_type)
+            else:
+                result = mdoc.verify_device_response(
+                    data, trust_anchors=anchors, session_transcript=transcript, now=now, reader_private_key=key)
         except mdoc.MdocError as exc:
             raise _Unreadable(f"{response}: {exc}") from exc
     except _Unreadable as exc:
@@ -115,14 +125,18 @@ def verify_cmd(
     if as_json:
         print(json.dumps(result.to_json(), ensure_ascii=False))
     else:
+        if issuer_signed:
+            console.print("IssuerSigned on its own: issuer-side checks only (no presentation, so no device "
+                          "authentication)")
         _print_result(console, result)
     raise typer.Exit(EXIT_OK if result.valid else EXIT_FAILED)
 
 
-def inspect_cmd(file: Path = typer.Argument(..., help="Any CBOR file (DeviceResponse, MSO, SessionData...).")) -> None:
+def inspect_cmd(file: Path = typer.Argument(..., help="Any CBOR file (DeviceResponse, MSO, SessionData...), or "
+                                                       "its base64url text.")) -> None:
     """Print CBOR diagnostic notation, tag 24 contents unwrapped."""
     try:
-        value = cbor.loads(file.read_bytes())
+        value = cbor.loads(cbor.from_text_or_raw(file.read_bytes()))
     except (OSError, cbor.CborError) as exc:
         Console(stderr=True).print(f"[red]unreadable input:[/] {exc}")
         raise typer.Exit(EXIT_UNREADABLE) from None

@@ -210,7 +210,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("verify")
     def verify_cmd(
-        saved: Path = typer.Argument(..., help="A saved transcript (mcred present --save / reader --save-dir)."),
+        saved: Path = typer.Argument(..., help="A saved transcript (mcred present --save / reader --save-dir), or "
+                                               "an IssuerSigned on its own (CBOR or base64url) to check as issued."),
         trust: list[Path] = typer.Option(..., "--trust", help="IACA certificate (PEM); repeatable."),
         at: str | None = typer.Option(None, "--at", help="Verify as of this ISO time (default now)."),
         offline: bool = typer.Option(False, "--offline", help="Do not fetch status lists."),
@@ -218,7 +219,8 @@ def register(app: typer.Typer) -> None:
         portrait: Path | None = typer.Option(None, "--portrait", help="Save a disclosed portrait here."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     ) -> None:
-        """Verify a saved presentation with the full reader pipeline (status included)."""
+        """Verify a saved presentation with the full reader pipeline (status included); an IssuerSigned
+        on its own gets every check but device authentication."""
         from mcred.present import reader_pipeline, verify_saved
         from reader.trust import TrustError
 

@@ -19,9 +19,12 @@ A thin layer over :mod:`cbor2`:
 
 from __future__ import annotations
 
+import base64 as _base64
+import binascii as _binascii
 import datetime as _dt
 import functools
 import io
+import re as _re
 import struct
 from collections.abc import Sequence
 from typing import Any
@@ -39,6 +42,7 @@ __all__ = [
     "TAG_TDATE",
     "dumps",
     "embed",
+    "from_text_or_raw",
     "full_date",
     "loads",
     "loads_many",
@@ -355,3 +359,21 @@ def _describe(value: Any) -> str:
     if isinstance(value, CBORTag):
         return f"tag {value.tag}"
     return type(value).__name__
+
+
+_BASE64URL = _re.compile(rb"[A-Za-z0-9_\-]+={0,2}")
+
+
+def from_text_or_raw(data: bytes) -> bytes:
+    """The CBOR in ``data``: as it is, or decoded from base64url text, the form OpenID4VCI
+    gives an mso_mdoc credential (base64url of its IssuerSigned) and OpenID4VP a
+    DeviceResponse. Text is recognised safely: a CBOR map or array starts with a byte of
+    0x80 or more, which base64url text never contains; anything else is returned unchanged
+    for the decoder to judge."""
+    text = data.strip()
+    if text and text[0] < 0x80 and _BASE64URL.fullmatch(text):
+        try:
+            return _base64.urlsafe_b64decode(text + b"=" * (-len(text.rstrip(b"=")) % 4))
+        except (ValueError, _binascii.Error):
+            pass
+    return data

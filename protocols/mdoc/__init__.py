@@ -22,7 +22,12 @@ from protocols.mdoc.errors import (
     SessionDecryptError,
     SessionError,
 )
-from protocols.mdoc.issuer_signed import IssuerSigned, IssuerSignedItem, item_digest
+from protocols.mdoc.issuer_signed import (
+    IssuerSigned,
+    IssuerSignedItem,
+    is_issuer_signed,
+    item_digest,
+)
 from protocols.mdoc.issuing import build_issuer_signed, issue_mso, make_items, sign_mso
 from protocols.mdoc.mso import (
     DeviceKeyInfo,
@@ -64,11 +69,13 @@ from protocols.mdoc.verify import (
     DisclosedDocument,
     DocumentCheck,
     DocumentContext,
+    IssuerSignedDocument,
     MdocVerifier,
     VerificationResult,
     json_value,
     key_authorizations_check,
     verify_device_response,
+    verify_issuer_signed,
     verify_reader_auth,
 )
 
@@ -92,6 +99,7 @@ __all__ = [
     "IdentifierListRef",
     "IssuerSigned",
     "IssuerSignedItem",
+    "IssuerSignedDocument",
     "IssuingError",
     "ItemsRequest",
     "MdocDecodeError",
@@ -124,6 +132,7 @@ __all__ = [
     "derive_session_keys",
     "device_authentication_bytes",
     "ecdh",
+    "is_issuer_signed",
     "issue_mso",
     "item_digest",
     "json_value",
@@ -133,5 +142,6 @@ __all__ = [
     "sign_mso",
     "verify_chain",
     "verify_device_response",
+    "verify_issuer_signed",
     "verify_reader_auth",
 ]

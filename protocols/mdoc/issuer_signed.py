@@ -293,3 +293,13 @@ def _encode_issued(issued: IssuerSigned) -> bytes | None:
               else p.encode(unprotected),
               bstr_head(len(payload)), payload, bstr_head(len(signature)), signature)
     return b"".join(parts)
+
+
+def is_issuer_signed(data: bytes) -> bool:
+    """Whether ``data`` is shaped as an IssuerSigned (a map with ``issuerAuth``, no
+    ``documents``) rather than a DeviceResponse, to choose the verifier; nothing is checked."""
+    try:
+        top = cbor.loads(data)
+    except cbor.CborError:
+        return False
+    return isinstance(top, dict) and "issuerAuth" in top and "documents" not in top

@@ -30,7 +30,7 @@ from protocols.mdoc.chain import (
     verify_chain,
 )
 from protocols.mdoc.errors import MdocDecodeError, MdocError
-from protocols.mdoc.issuer_signed import _ITEM_KEYS, HASHES, IssuerSignedItem
+from protocols.mdoc.issuer_signed import _ITEM_KEYS, HASHES, IssuerSigned, IssuerSignedItem
 from protocols.mdoc.mso import MobileSecurityObject
 from protocols.mdoc.request import DeviceRequest
 from protocols.mdoc.response import STATUS_OK, DeviceResponse, Document
@@ -285,7 +285,41 @@ class MdocVerifier:
                 docs.append(disclosed)
         return VerificationResult._of(tuple(checks), tuple(docs))
 
-    def _document(self, doc, st, now, reader_private_key, emac_key_provider):
+    def verify_issuer_signed(
+        self,
+        issuer_signed: bytes | IssuerSigned,
+        *,
+        now: dt.datetime,
+        doc_type: str | None = None,
+    ) -> VerificationResult:
+        """Verify an IssuerSigned on its own, as an issuer hands it to a wallet (ISO 18013-5
+        issuance, or OpenID4VCI's ``mso_mdoc`` credential once base64url-decoded): DS chain,
+        issuer signature, MSO structure, docType, every item's digest and validity at
+        ``now``, and the caller's extra checks. There is no presentation, so there is no
+        device authentication to check and no ``device_authentication`` check in the result:
+        VALID says the credential is sound as issued, not that a holder presented it.
+
+        ``doc_type`` is the docType the caller expects; without it the MSO's docType is taken
+        and the ``doc_type`` check says so. Raises :class:`MdocDecodeError` only when the
+        bytes are not an IssuerSigned at all."""
+        if now.tzinfo is None:
+            raise MdocError("now must be an aware datetime")
+        signed = issuer_signed if isinstance(issuer_signed, IssuerSigned) else IssuerSigned.from_cbor(issuer_signed)
+        expected = doc_type
+        if expected is None:
+            try:  # the MSO's own docType, read before its signature is checked: only compared with itself
+                expected = signed.mso().doc_type
+            except MdocError:
+                expected = ""  # mso_structure fails below and says why
+        doc = IssuerSignedDocument(expected, signed)
+        checks, disclosed = self._document(doc, None, now, None, None, issuer_only=True)
+        if doc_type is None:
+            checks = [Check(DOC_TYPE, c.passed, f"{expected!r}, the MSO's (no docType given to compare)")
+                      if c.name == DOC_TYPE and c.passed else c for c in checks]
+        docs = (disclosed,) if disclosed is not None and all(c.passed for c in checks) else ()
+        return VerificationResult._of(tuple(checks), docs)
+
+    def _document(self, doc, st, now, reader_private_key, emac_key_provider, issuer_only=False):
         checks: list[Check] = []
         pre = f"{doc.doc_type}: " if doc.doc_type else ""
 
@@ -306,7 +340,7 @@ class MdocVerifier:
         # The signature is checked with the DS key even when the chain failed, to report both.
         # (A chain that verified is reported with the checks after it, in the same order.)
         ds_key = chain.public_key if chain else _leaf_key(auth.x5chain)
-        later = (MSO_STRUCTURE, DOC_TYPE, VALUE_DIGESTS, VALIDITY, DEVICE_AUTHENTICATION)
+        later = _AFTER_SIGNATURE_ISSUER_ONLY if issuer_only else _AFTER_SIGNATURE
         # key_authorizations is reported only when it applies, which needs the MSO
         if ds_key is None:
             add(ISSUER_SIGNATURE, False, "no usable document signer key in x5chain")
@@ -340,7 +374,8 @@ class MdocVerifier:
             self._validity(entry, chain, now, add)
         else:
             checks.append(self.validity(mso, chain, now, doc.doc_type))
-        self._device_auth(doc, entry, st, reader_private_key, emac_key_provider, add, checks, pre)
+        if not issuer_only:
+            self._device_auth(doc, entry, st, reader_private_key, emac_key_provider, add, checks, pre)
         key_authorizations_check(doc, mso, add)
         if self.extra_checks:
             ctx = object.__new__(DocumentContext)  # the frozen __init__ without its setattr per field
@@ -433,6 +468,8 @@ class MdocVerifier:
 def key_authorizations_apply(doc: Document, mso: MobileSecurityObject) -> bool:
     """Whether :func:`key_authorizations_check` reports on this document: keyAuthorizations
     is present or something is device-signed (DeviceNameSpaces not the empty map)."""
+    if doc.device_signed is None:  # an IssuerSigned on its own: nothing is device-signed yet
+        return False
     return mso.device_key_info.key_authorizations is not None or doc.device_signed.name_spaces_bytes != b"\xa0"
 
 
@@ -476,6 +513,10 @@ def key_authorizations_check(doc: Document, mso: MobileSecurityObject, add) -> N
     n = sum(map(len, signed.values()))
     add(KEY_AUTHORIZATIONS, True, f"{n} device-signed element(s) authorized")
 
+
+_AFTER_SIGNATURE = (MSO_STRUCTURE, DOC_TYPE, VALUE_DIGESTS, VALIDITY, DEVICE_AUTHENTICATION)
+"""The checks reported "not checked" when the issuer signature cannot be verified."""
+_AFTER_SIGNATURE_ISSUER_ONLY = _AFTER_SIGNATURE[:-1]
 
 _STATUS_OK = (None, *(Check(RESPONSE_STATUS, True, f"status 0, {n} document(s)") for n in range(1, 8)))
 """The passed ``response_status`` check for 1..7 documents (immutable, handed out again)."""
@@ -688,6 +729,31 @@ def _leaf_key(ders: list[bytes]) -> ec.EllipticCurvePublicKey | None:
     except (certs.CertificateParseError, IndexError):
         return None
     return key if isinstance(key, ec.EllipticCurvePublicKey) else None
+
+
+@dataclass(frozen=True)
+class IssuerSignedDocument:
+    """An IssuerSigned standing where a Document would, for
+    :meth:`MdocVerifier.verify_issuer_signed` and the extra checks it runs: no DeviceSigned
+    (``device_signed`` is None) and no errors."""
+
+    doc_type: str
+    issuer_signed: IssuerSigned
+    device_signed: None = None
+    errors: None = None
+
+
+def verify_issuer_signed(
+    issuer_signed: bytes | IssuerSigned,
+    *,
+    trust_anchors: Sequence[x509.Certificate],
+    now: dt.datetime,
+    doc_type: str | None = None,
+    extra_checks: Sequence[DocumentCheck] = (),
+) -> VerificationResult:
+    """One-shot :meth:`MdocVerifier.verify_issuer_signed` (no chain cache)."""
+    return MdocVerifier(trust_anchors, extra_checks=extra_checks, cache_chains=False).verify_issuer_signed(
+        issuer_signed, now=now, doc_type=doc_type)
 
 
 def verify_device_response(
