@@ -164,3 +164,18 @@ def test_the_reader_pipeline_checks_an_issued_card_substitute_mdoc_and_its_statu
     assert later.failed() == ["revocation_status"], later.checks
     garbage = ReaderPipeline(store).verify_issuer_signed(b"\xff\x00")
     assert not garbage.valid and garbage.checks[0].name == "mso_structure"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8) | st.binary(max_size=8),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+                    max_leaves=8))
+def test_cbor_maps_and_arrays_pass_through_and_their_base64url_text_decodes(value):
+    import base64
+
+    data = cbor.dumps({"v": value})
+    assert cbor.from_text_or_raw(data) == data  # a map starts with 0xa1: never taken for text
+    text = base64.urlsafe_b64encode(data).rstrip(b"=")
+    assert cbor.from_text_or_raw(text) == data
+    assert cbor.from_text_or_raw(b"  " + text + b"\n") == data
+    assert cbor.from_text_or_raw(base64.urlsafe_b64encode(data)) == data  # padded too
