@@ -66,3 +66,23 @@ def test_postgres_in_another_session_time_zone_still_answers_utc(db_url):
 def test_as_utc_keeps_the_instant(t):
     u = as_utc(t)
     assert u == t and u.utcoffset() == dt.timedelta(0)
+
+
+def test_every_issuer_and_reader_timestamp_column_is_utc():
+    """A new DateTime column without UtcDateTime would bring back the nine-hour SQLite shift
+    for aware non-UTC times: every timestamp of the issuer's and the reader's tables uses it."""
+    import issuer.api.jobs  # noqa: F401 - registers the jobs table on the issuer's metadata
+    import issuer.jpki.models  # noqa: F401
+    import issuer.mdoc.models  # noqa: F401
+    from issuer.db import IssuerBase
+    from reader.sessions import ReaderBase
+
+    plain = [f"{table.name}.{column.name}"
+             for base in (IssuerBase, ReaderBase) for table in base.metadata.tables.values()
+             for column in table.columns
+             if isinstance(column.type, sa.DateTime) and not isinstance(column.type, UtcDateTime)]
+    stamped = [f"{table.name}.{column.name}"
+               for base in (IssuerBase, ReaderBase) for table in base.metadata.tables.values()
+               for column in table.columns if isinstance(column.type, UtcDateTime)]
+    assert not plain, f"timestamp columns without UtcDateTime: {plain}"
+    assert len(stamped) >= 20 and "reader_sessions.claimed_at" in stamped
