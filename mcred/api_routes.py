@@ -596,6 +596,9 @@ class _LazyReader:
     def outcome(self, sid: str):  # noqa: ANN201
         return self._get().outcome(sid)
 
+    def verify_issuer_signed(self, data: bytes):  # noqa: ANN201
+        return self._get().verify_issuer_signed(data)
+
     #: The sessions are in the database: the result route looks verdicts up in the thread pool.
     verdict_blocks = True
 

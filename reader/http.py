@@ -40,7 +40,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from protocols import cbor
-from protocols.mdoc import Check, SessionData, VerificationResult
+from protocols.mdoc import Check, SessionData, VerificationResult, is_issuer_signed
 from protocols.mdoc.session import SESSION_STATUS_TERMINATION
 from reader.errors import ReaderSessionError
 from reader.relying_party import RelyingPartyService
@@ -160,6 +160,12 @@ class ReaderService:
 
     def _resume(self, key, transcript: bytes) -> ReaderSession:  # noqa: ANN001
         return ReaderSession.resume(self.requests, self.verifier, key, transcript)
+
+    def verify_issuer_signed(self, data: bytes) -> VerificationResult | None:
+        """The verifier's verdict on an IssuerSigned as issued (no session, no device
+        authentication); None when the verifier cannot check one on its own."""
+        verify = getattr(self.verifier, "verify_issuer_signed", None)
+        return None if verify is None else verify(data)
 
     def open(self, engagement: bytes | str) -> tuple[str, bytes]:
         session = ReaderSession(self.requests, self.verifier, reader_signer=self.reader_signer,
@@ -289,6 +295,19 @@ def reader_router(service: ReaderService) -> APIRouter:
         if verdict == PROCESSING:
             raise HTTPException(409, "the wallet's response is being verified")
         return Response(verdict, media_type="application/json")
+
+    @router.post("/issuer-signed/verify", response_class=JSONResponse,
+                 summary="Verify an IssuerSigned as issued (CBOR, or the base64url text of an "
+                 "OpenID4VCI mso_mdoc credential): every reader check but device authentication",
+                 responses={200: {}, 422: {}, 501: {}})
+    async def verify_issuer_signed(request: Request) -> Response:
+        data = cbor.from_text_or_raw(await _body(request))
+        if not is_issuer_signed(data):
+            raise HTTPException(422, "not an IssuerSigned (a CBOR map with issuerAuth), as CBOR or base64url text")
+        result = await run_in_threadpool(service.verify_issuer_signed, data)
+        if result is None:
+            raise HTTPException(501, "this reader's verifier does not check an IssuerSigned on its own")
+        return Response(json.dumps(result.to_json(), ensure_ascii=False), media_type="application/json")
 
     return router
 

@@ -95,3 +95,36 @@ def test_provision_hold_release_and_death_through_the_api(home: Path):
         assert {x["reason"] for x in creds if x["id"] != superseded} == {"affiliationChanged"}
         actions = {e["action"] for e in c.get("/audit", headers=tok["operator"]).json()["events"]}
         assert {"credential.revoke", "credential.hold", "credential.release"} <= actions
+
+
+def test_the_issuer_service_reader_checks_an_issuer_signed_as_issued(home: Path, tmp_path: Path, monkeypatch):
+    """POST /reader/issuer-signed/verify (reader scope) on an mdoc from `mcred mdoc issue`:
+    the installation's reader trusts its IACA, so the issuer-side checks and the profiles
+    pass; no device authentication is listed."""
+    import json
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from typer.testing import CliRunner
+
+    from mcred.cli.main import app as cli
+
+    monkeypatch.setenv("MCRED_HOME", str(home))
+    (tmp_path / "holder.json").write_text(json.dumps(HOLDER, ensure_ascii=False))
+    (tmp_path / "device.pem").write_bytes(ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    r = CliRunner().invoke(cli, ["mdoc", "issue", "--holder", str(tmp_path / "holder.json"), "--device-key",
+                                 str(tmp_path / "device.pem"), "--out", str(tmp_path / "issued.cbor")])
+    assert r.exit_code == 0, r.output
+    ctx = Context.open(home)
+    reader = {"Authorization": f"Bearer {create_token(ctx.sessions, ['reader'])[1]}"}
+    with TestClient(create_app(ctx, job_workers=1)) as c:
+        issued = (tmp_path / "issued.cbor").read_bytes()
+        assert c.post("/reader/issuer-signed/verify", content=issued).status_code == 401
+        answer = c.post("/reader/issuer-signed/verify", content=issued, headers=reader)
+        assert answer.status_code == 200, answer.text
+        checks = {x["name"]: x for x in answer.json()["checks"]}
+        for name in ("issuer_certificate_chain", "issuer_signature", "value_digests", "validity", "iaca_profile",
+                     "ds_profile", "trust_anchor_scope"):
+            assert checks[name]["passed"], checks[name]
+        assert "device_authentication" not in checks

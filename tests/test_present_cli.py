@@ -141,3 +141,42 @@ def test_verify_an_issuer_signed_as_issued(world, tmp_path, monkeypatch):
         assert {"issuer_signature", "value_digests", "validity", "ds_profile", "revocation_status"} <= set(names)
         assert {c["name"] for c in out["checks"] if not c["passed"]} == offline_failures, out["checks"]
         assert r.exit_code == (1 if offline_failures else 0)
+
+
+def test_the_reader_service_verifies_an_issuer_signed_over_http(world, tmp_path, monkeypatch):
+    """POST /issuer-signed/verify: the IssuerSigned as CBOR or base64url text, the verdict in
+    the result shape; what is not an IssuerSigned is a 422 naming the expected form."""
+    import httpx
+
+    from protocols import cbor
+    from protocols.mdoc import DeviceResponse
+
+    monkeypatch.setenv("MCRED_HOME", str(world["home"]))
+    rules = tmp_path / "consent.json"
+    rules.write_text(json.dumps({"documents": {"*": {"*": "*"}}}))
+    r = CliRunner().invoke(cli(), ["present", "--phone", world["phone"], "--reader", world["url"],
+                                   "--consent", str(rules), "--save", str(tmp_path / "t.cbor")])
+    assert r.exit_code == 0, r.output
+    saved = cbor.loads((tmp_path / "t.cbor").read_bytes())
+    issued = DeviceResponse.decode(saved["deviceResponse"]).documents[0].issuer_signed.encode()
+    url = f"{world['url']}/issuer-signed/verify"
+    for body in (issued, base64.urlsafe_b64encode(issued).rstrip(b"=")):
+        answer = httpx.post(url, content=body, headers={"Content-Type": "application/cbor"})
+        assert answer.status_code == 200, answer.text
+        verdict = answer.json()
+        assert verdict["valid"], [c for c in verdict["checks"] if not c["passed"]]
+        names = {c["name"] for c in verdict["checks"]}
+        assert "revocation_status" in names and "device_authentication" not in names
+    bad = httpx.post(url, content=b"\xa1\x01\x02")
+    assert bad.status_code == 422 and "issuerAuth" in bad.text
+
+
+def test_a_reader_whose_verifier_cannot_check_an_issuer_signed_says_so():
+    from fastapi.testclient import TestClient
+    from test_reader_sessions_shared import NoVerifier
+
+    client = TestClient(reader_app(ReaderService(NoVerifier(), [REQUEST])))
+    from protocols import cbor
+
+    answer = client.post("/issuer-signed/verify", content=cbor.dumps({"issuerAuth": []}))
+    assert answer.status_code == 501 and "IssuerSigned" in answer.text
