@@ -260,13 +260,33 @@ def open_session(link: SeLink, *, with_step: bool = False) -> CardSession:
             iu = InitializeUpdateResponse.parse(raw[:-2])
         except GpError as exc:
             raise SecureChannelError(f"SE {link.se_id}: INITIALIZE UPDATE answer: {exc}") from exc
+        # Nothing in this answer is authenticated until the card cryptogram verifies (and,
+        # with a pseudo-random card challenge, the challenge matches the sequence counter):
+        # a damaged or forged answer must end the session, never quarantine the SE. The
+        # keys come from the KDD on record, so a card that is not this SE fails the
+        # cryptogram. The KDD field itself is covered by no cryptogram: a card that
+        # authenticates with the keys of the recorded KDD is this SE whatever the field says
+        # (a damaged answer now, or one at first contact that the record took: the keyset
+        # was derived from it all the same), so the session goes on, audited.
+        try:
+            ea = host.on_initialize_update_response(raw)
+            failed = None
+        except GpError as exc:
+            failed = exc
         if rec.kdd is not None and iu.key_diversification_data != rec.kdd:
-            link.audit.event("identity-mismatch", "key diversification data differs",
-                             seen=iu.key_diversification_data.hex())
-            link.mark_suspect()
-            raise SeIdentityError(
-                f"SE {link.se_id} answered key diversification data "
-                f"{iu.key_diversification_data.hex().upper()}, the record says {rec.kdd.hex().upper()}")
+            seen = iu.key_diversification_data.hex()
+            if failed is not None:
+                link.audit.event("identity-mismatch", "key diversification data differs, answer not "
+                                 "authenticated", seen=seen)
+                raise SeIdentityError(
+                    f"SE {link.se_id} answered key diversification data {seen.upper()}, the record says "
+                    f"{rec.kdd.hex().upper()}, and the answer does not authenticate with this SE's keys: another "
+                    "card, or a damaged answer; nothing was sent after it") from failed
+            link.audit.event("identity-mismatch", "key diversification data differs; the card authenticated "
+                             "with the keys of the recorded KDD, the session goes on", seen=seen)
+        if failed is not None:
+            link.audit.event("session-failed", "card cryptogram", kvn=kvn, error=str(failed))
+            raise SecureChannelError(f"SE {link.se_id}: {failed}") from failed
         counter = int.from_bytes(iu.sequence_counter, "big") if iu.sequence_counter else None
         last = counters.get(kvn)
         if counter is not None and last is not None and counter <= last:
@@ -275,11 +295,6 @@ def open_session(link: SeLink, *, with_step: bool = False) -> CardSession:
             link.audit.flush_now(link.engine)
             link.mark_suspect()
             raise SequenceCounterRegressionError(link.se_id, kvn, last, counter)
-        try:
-            ea = host.on_initialize_update_response(raw)
-        except GpError as exc:
-            link.audit.event("session-failed", "card cryptogram", kvn=kvn, error=str(exc))
-            raise SecureChannelError(f"SE {link.se_id}: {exc}") from exc
         ea_cmd = CommandApdu.parse(ea)
         try:
             raw = link.xmit(ea)

@@ -1,0 +1,124 @@
+"""A link that corrupts one answer of the SE (a flipped bit, a cut, other bytes) at any
+command of a provisioning job: the TSM stops with one of its own errors and no other
+exception, its job row stays in a state it can act on, and once the link is honest again
+the job completes with exactly one key pair per slot and one applet each, or (a refusal
+it cannot judge safe to retry) stays failed without having issued anything twice."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_tsm_jobs import check_provisioned, engine, provision, world  # noqa: F401 - fixtures
+
+from tsm.audit import audit_rows
+from tsm.errors import SecureChannelError, TsmError
+
+
+class CorruptingLink:
+    """Passes every command to the SE; the answer to command ``at`` is changed by ``damage``."""
+
+    def __init__(self, se, at: int, damage) -> None:  # noqa: ANN001
+        self.se, self.at, self.damage, self.sent = se, at, damage, 0
+
+    def __call__(self, apdu: bytes) -> bytes:
+        n = self.sent
+        self.sent += 1
+        answer = self.se.transmit(apdu)
+        return self.damage(answer) if n == self.at else answer
+
+
+def _flip(bit: int):
+    def damage(answer: bytes) -> bytes:
+        out = bytearray(answer)
+        i = bit % (len(out) * 8)
+        out[i // 8] ^= 1 << (i % 8)
+        return bytes(out)
+    return damage
+
+
+_DAMAGE = st.one_of(
+    st.integers(0, 4096).map(_flip),
+    st.integers(0, 8).map(lambda keep: (lambda answer: answer[:keep])),
+    st.binary(max_size=40).map(lambda other: (lambda answer: other)),
+)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(at=st.integers(0, 40), damage=_DAMAGE)
+def test_a_corrupted_answer_stops_the_job_with_a_tsm_error_and_a_retry_completes(world, at, damage):  # noqa: F811
+    pid, se = world.phone()
+    job = provision(world, pid)
+    link = CorruptingLink(se, at, damage)
+    try:
+        view = world.tsm.run(job, link)
+    except TsmError:
+        pass  # its own error, naming what was wrong
+    except Exception as exc:  # noqa: BLE001 - any other exception is the failure this test looks for
+        raise AssertionError(f"not a TsmError: {type(exc).__name__}: {exc}") from exc
+    else:  # the damage fell after the last command, or changed nothing the TSM reads
+        assert view.state == "done"
+        check_provisioned(world, pid)
+        return
+    state = world.tsm.job(job).state
+    with open("/tmp/hostile_states.txt", "a") as f:
+        f.write(f"{at} {state} {type(world.tsm.job(job)).__name__}\n")
+    assert state in ("interrupted", "failed"), state
+    if state == "interrupted":
+        assert world.tsm.run(job, se.transmit).state == "done"
+        check_provisioned(world, pid)
+    else:  # nothing was issued twice, whatever was issued
+        assert all(n == 1 for n in world.issuer.issued.values()), world.issuer.issued
+
+
+#: INITIALIZE UPDATE answer: KDD (10) | key information (3) | card challenge (8) | card
+#: cryptogram (8) | sequence counter (3) | SW1 SW2
+KDD_BYTE, COUNTER_BYTE = 0, 10 + 3 + 8 + 8 + 2
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(("byte", "error", "event"), [
+    (KDD_BYTE, None, "identity-mismatch"),  # the card authenticates: this SE, the session goes on
+    (COUNTER_BYTE, SecureChannelError, "session-failed"),  # the challenge no longer matches the counter
+])
+def test_a_damaged_initialize_update_answer_quarantines_nothing(world, byte, error, event):  # noqa: F811
+    """Neither the KDD nor the sequence counter of an INITIALIZE UPDATE answer is trusted
+    before the answer authenticated. A flipped bit in either used to quarantine the SE (an
+    identity mismatch, or a counter regression when the damage lowered it): anyone able to
+    damage one answer could lock a phone out until an operator cleared it."""
+    pid, se = world.phone()
+    world.tsm.run(world.tsm.create_job(pid, "rotate-keys"), se.transmit)  # identity and counter on record
+    job = world.tsm.create_job(pid, "rotate-keys")
+
+    def damage(answer: bytes) -> bytes:  # a bit of the KDD flipped; the counter made 0
+        out = bytearray(answer)
+        if byte == KDD_BYTE:
+            out[byte] ^= 0x01
+        else:
+            out[byte] = 0
+        return bytes(out)
+
+    if error is None:
+        assert world.tsm.run(job, CorruptingLink(se, 1, damage)).state == "done"  # command 1: INITIALIZE UPDATE
+    else:
+        with pytest.raises(error):
+            world.tsm.run(job, CorruptingLink(se, 1, damage))
+        assert world.tsm.run(job, se.transmit).state == "done"  # not quarantined: the honest answer goes on
+    events = [r.event for r in audit_rows(world.tsm.engine, pid)]
+    assert event in events and "counter-regression" not in events
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_kdd_damaged_at_first_contact_leaves_a_working_se(world):  # noqa: F811
+    """At first contact the factory keys do not depend on the KDD, so a damaged KDD in that
+    answer authenticates and is recorded; the diversified keyset is derived from it. Every
+    later session then meets the true KDD in the answer: it must go on (the card holds the
+    keys of the recorded KDD), not stop for ever."""
+    pid, se = world.phone()
+    job = provision(world, pid)
+    flip = CorruptingLink(se, 1, lambda answer: bytes([answer[0] ^ 0x01]) + answer[1:])
+    assert world.tsm.run(job, flip).state == "done"
+    check_provisioned(world, pid)
+    again = world.tsm.create_job(pid, "rotate-keys")  # a later session on keyset 31: nothing to rotate
+    assert world.tsm.run(again, se.transmit).state == "done"
