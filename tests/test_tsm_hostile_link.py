@@ -16,16 +16,19 @@ from tsm.errors import SecureChannelError, TsmError
 
 
 class CorruptingLink:
-    """Passes every command to the SE; the answer to command ``at`` is changed by ``damage``."""
+    """Passes every command to the SE; the answer to command ``at`` (or, with
+    ``command=True``, that command on its way to the SE) is changed by ``damage``."""
 
-    def __init__(self, se, at: int, damage) -> None:  # noqa: ANN001
-        self.se, self.at, self.damage, self.sent = se, at, damage, 0
+    def __init__(self, se, at: int, damage, *, command: bool = False) -> None:  # noqa: ANN001
+        self.se, self.at, self.damage, self.command, self.sent = se, at, damage, command, 0
 
     def __call__(self, apdu: bytes) -> bytes:
         n = self.sent
         self.sent += 1
+        if n == self.at and self.command:
+            apdu = self.damage(apdu)
         answer = self.se.transmit(apdu)
-        return self.damage(answer) if n == self.at else answer
+        return self.damage(answer) if n == self.at and not self.command else answer
 
 
 def _flip(bit: int):
@@ -45,12 +48,14 @@ _DAMAGE = st.one_of(
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(at=st.integers(0, 40), damage=_DAMAGE)
-def test_a_corrupted_answer_stops_the_job_with_a_tsm_error_and_a_retry_completes(world, at, damage):  # noqa: F811
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(at=st.integers(0, 40), damage=_DAMAGE, command=st.booleans())
+def test_a_corrupted_answer_stops_the_job_with_a_tsm_error_and_a_retry_completes(world, at, damage, command):  # noqa: F811
+    """The answer, or the command on its way (the SE must refuse it: C-MAC, or a malformed
+    APDU), damaged once anywhere in the job."""
     pid, se = world.phone()
     job = provision(world, pid)
-    link = CorruptingLink(se, at, damage)
+    link = CorruptingLink(se, at, damage, command=command)
     try:
         view = world.tsm.run(job, link)
     except TsmError:
@@ -59,7 +64,7 @@ def test_a_corrupted_answer_stops_the_job_with_a_tsm_error_and_a_retry_completes
         raise AssertionError(f"not a TsmError: {type(exc).__name__}: {exc}") from exc
     else:  # the damage fell after the last command, or changed nothing the TSM reads
         assert view.state == "done"
-        check_provisioned(world, pid)
+        check_provisioned(world, pid, sent_once=not command)
         return
     state = world.tsm.job(job).state
     with open("/tmp/hostile_states.txt", "a") as f:
@@ -67,7 +72,7 @@ def test_a_corrupted_answer_stops_the_job_with_a_tsm_error_and_a_retry_completes
     assert state in ("interrupted", "failed"), state
     if state == "interrupted":
         assert world.tsm.run(job, se.transmit).state == "done"
-        check_provisioned(world, pid)
+        check_provisioned(world, pid, sent_once=not command)
     else:  # nothing was issued twice, whatever was issued
         assert all(n == 1 for n in world.issuer.issued.values()), world.issuer.issued
 

@@ -61,7 +61,11 @@ def apdu_whats(engine, se_id):
     return [r.what for r in audit_rows(engine, se_id) if r.event == "apdu"]
 
 
-def check_provisioned(w, pid, mdoc_count=2):
+def check_provisioned(w, pid, mdoc_count=2, *, sent_once=True):
+    """The SE holds one JPKI applet (and one mdoc applet) with one key pair per slot, each
+    certified once by the issuer. ``sent_once``: also, every changing command reached the
+    SE once in the audit (true when answers were lost; not when a damaged command was
+    refused by the SE and sent again)."""
     d = w.describe(pid)
     se = d["secure_element"]
     apps = [a["aid"] for a in se["applets"]]
@@ -78,6 +82,10 @@ def check_provisioned(w, pid, mdoc_count=2):
         assert jpki["slots"][name]["public_key_sha256"] == hashlib.sha256(spki).hexdigest()
         assert jpki["certificates"][fid]["serial"] == f"{cert.serial_number:X}"
     assert all(s["set"] and not s["blocked"] for s in jpki["secrets"].values())
+    if mdoc_count:
+        assert all(w.issuer.issued[(pid, f"mdoc{i}")] == 1 for i in range(mdoc_count))
+    if not sent_once:
+        return
     whats = apdu_whats(w.tsm.engine, pid)
     # each changing command reached the SE exactly once (a lost answer is audited too)
     assert whats.count("STORE DATA jpki GENERATE KEY sign") == 1
