@@ -308,7 +308,7 @@ def present_over_http(wallet: Wallet, reader_url: str, *, client: httpx.Client |
         r = fetch(client, "POST", f"{base}/sessions", max_bytes=SESSION_MAX_BYTES,
                   content=session.engagement.uri.encode(), headers={"Content-Type": "text/plain", **auth})
         if r.status != 201:
-            raise PresentError(f"reader refused the engagement: HTTP {r.status} {r.text(200)}")
+            raise PresentError(f"reader refused the engagement: HTTP {r.status} {r.preview()}")
         sid = r.headers.get("x-session-id")
         location = r.headers.get("location") or (f"/sessions/{sid}" if sid else None)
         if location is None:
@@ -317,12 +317,17 @@ def present_over_http(wallet: Wallet, reader_url: str, *, client: httpx.Client |
         reply = session.receive(r.body)
         r = fetch(client, "POST", url, max_bytes=SESSION_MAX_BYTES, content=reply or b"",
                   headers={"Content-Type": "application/cbor", **auth})
+        if session.state == "terminated":  # the wallet could not use the reader's first message
+            why = next((e for e in reversed(session.events) if e.kind == "error"), None)
+            raise PresentError(f"reader at {base}: its SessionEstablishment was not usable "
+                               f"({why.detail if why else 'session ended'}); the wallet answered status "
+                               f"{why.status if why else '?'} and ended the session")
         if r.status != 200:
-            raise PresentError(f"reader refused SessionData: HTTP {r.status} {r.text(200)}")
+            raise PresentError(f"reader refused SessionData: HTTP {r.status} {r.preview()}")
         session.receive(r.body)
         r = fetch(client, "GET", f"{url}/result", max_bytes=SESSION_MAX_BYTES, headers=auth)
         if r.status != 200:
-            raise PresentError(f"no verdict: HTTP {r.status} {r.text(200)}")
+            raise PresentError(f"no verdict: HTTP {r.status} {r.preview()}")
         try:
             result = json.loads(r.body)
         except ValueError as exc:

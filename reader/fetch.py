@@ -63,6 +63,21 @@ class HttpAnswer:
         """The body as text (undecodable bytes replaced), cut at ``limit`` characters."""
         return self.body[: None if limit is None else 4 * limit].decode("utf-8", "replace")[:limit]
 
+    def preview(self, limit: int = 200) -> str:
+        """The body for an error message shown to a person: its text when it is text, with
+        control characters escaped (a hostile server's escape sequences never reach the
+        terminal), else its first bytes in hex, with the length."""
+        head = self.body[: 4 * limit]
+        try:
+            text = head.decode("utf-8")
+        except UnicodeDecodeError as exc:  # text cut inside a character at the end is still text
+            text = head[: exc.start].decode("utf-8") if exc.start >= len(head) - 3 and exc.start else None
+        if text is None or sum(not (c.isprintable() or c in "\n\t") for c in text) > len(text) // 10:
+            cut = self.body[: min(32, limit)]
+            return f"({len(self.body)} bytes, not text: {cut.hex()}{'...' if len(self.body) > len(cut) else ''})"
+        shown = "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text[:limit])
+        return shown + ("..." if len(self.body) > len(head) or len(text) > limit else "")
+
 
 def fetch(client: httpx.Client | None, method: str, url: str, *, max_bytes: int,
           headers: Mapping[str, str] | None = None, content: bytes | None = None,
