@@ -75,8 +75,15 @@ class HttpAnswer:
         if text is None or sum(not (c.isprintable() or c in "\n\t") for c in text) > len(text) // 10:
             cut = self.body[: min(32, limit)]
             return f"({len(self.body)} bytes, not text: {cut.hex()}{'...' if len(self.body) > len(cut) else ''})"
-        shown = "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text[:limit])
-        return shown + ("..." if len(self.body) > len(head) or len(text) > limit else "")
+        return printable(text[:limit]) + ("..." if len(self.body) > len(head) or len(text) > limit else "")
+
+
+def printable(text: str) -> str:
+    """``text`` with every character that is not printable escaped (``\\x1b``, ``\\n``):
+    what a peer sent, fit to show on a terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def fetch(client: httpx.Client | None, method: str, url: str, *, max_bytes: int,

@@ -66,3 +66,10 @@ def test_the_credential_survives_a_hostile_reader(world):  # noqa: F811
 def test_a_preview_never_carries_a_control_character(body, limit):
     shown = HttpAnswer(500, body).preview(limit)
     assert all(c.isprintable() for c in shown), repr(shown)
+
+
+def test_printable_escapes_what_a_terminal_would_act_on():
+    from reader.fetch import printable
+
+    assert printable("ok: 山田") == "ok: 山田"
+    assert printable("a\x1b[2Jb\nc\x07") == "a\\x1b[2Jb\\nc\\x07"

@@ -167,12 +167,13 @@ def _ask_rp(url: str, token: str | None, content: bytes, signature: bytes, slot:
                        "started with `mcred reader serve --jpki-roots FILE`; the issuer service's "
                        "is at <issuer>/reader")
     if answer.status != 200:
+        from reader.fetch import printable
+
         try:
-            detail = json.loads(answer.body).get("detail", answer.text())
+            detail = printable(str(json.loads(answer.body).get("detail", answer.preview(300))))[:300]
         except (ValueError, AttributeError):
-            detail = answer.text()
-        raise unusable(f"relying party at {target}: HTTP {answer.status}: "
-                       f"{str(detail)[:300]}")
+            detail = answer.preview(300)
+        raise unusable(f"relying party at {target}: HTTP {answer.status}: {detail}")
     try:
         result = json.loads(answer.body)
         if not isinstance(result, dict) or not isinstance(result.get("checks"), list):
