@@ -117,3 +117,27 @@ def test_verify_an_issuer_signed_on_its_own(files, tmp_path, form):
     assert [c["name"] for c in json.loads(wrong.output)["checks"] if not c["passed"]] == ["doc_type"]
     shown = CliRunner().invoke(app, ["inspect", str(path)])
     assert shown.exit_code == 0 and "issuerAuth" in shown.output
+
+
+def test_a_hostile_doctype_and_element_name_cannot_drive_the_terminal(tmp_path):
+    """Text an mdoc carries (docType, element identifiers) reaches the verifier's terminal
+    with its control characters escaped and its rich markup left as text."""
+    import datetime as dt
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from test_mdoc_issuing import NOW, issue, make_pki, present, transcript
+
+    evil = "x\x1b]0;pwned\x07[link=http://evil.test]click[/link]"
+    pki = make_pki()
+    device = ec.generate_private_key(ec.SECP256R1())
+    st = transcript()
+    signed = issue(pki, device, doc_type=evil, elements={evil: {evil: "v\x1b[2J"}})
+    (tmp_path / "r.cbor").write_bytes(present(signed, device, st))
+    (tmp_path / "st.cbor").write_bytes(st.tagged)
+    (tmp_path / "iaca.pem").write_bytes(pki[0].public_bytes(Encoding.PEM))
+    result = CliRunner().invoke(app, ["mdoc", "verify", str(tmp_path / "r.cbor"), "--trust-anchor",
+                                      str(tmp_path / "iaca.pem"), "--session-transcript", str(tmp_path / "st.cbor"),
+                                      "--at", (NOW + dt.timedelta(hours=1)).isoformat()])
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output and "\x07" not in result.output
+    assert "\\x1b]0;pwned" in result.output and "[link=http://evil.test]" in result.output

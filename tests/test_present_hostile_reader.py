@@ -73,3 +73,21 @@ def test_printable_escapes_what_a_terminal_would_act_on():
 
     assert printable("ok: 山田") == "ok: 山田"
     assert printable("a\x1b[2Jb\nc\x07") == "a\\x1b[2Jb\\nc\\x07"
+
+
+def test_a_hostile_reader_verdict_is_rendered_inert():
+    """`mcred present` prints the verdict a reader sent: its strings cannot drive the
+    terminal or inject rich markup."""
+    import io
+
+    from rich.console import Console
+
+    from mcred.cli.present_cmds import render
+
+    evil = "\x1b]0;pwned\x07[bold red]fake PASS[/]"
+    out = io.StringIO()
+    render(Console(file=out, width=200), {"valid": False, "checks": [{"name": evil, "passed": True, "reason": evil}],
+                                         "documents": [{"docType": evil, "elements": {evil: {evil: evil}}}]})
+    text = out.getvalue()
+    assert "\x1b" not in text and "\x07" not in text
+    assert "[bold red]fake PASS[/]" in text and "\\x1b]0;pwned" in text

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.serialization import load_der_private_key, l
 from rich.console import Console
 from rich.table import Table
 
+from mcred.cli.text import cell, markup_safe
 from protocols import cbor, certs, mdoc
 from protocols.cbor.diag import diagnostic
 
@@ -67,15 +68,15 @@ def _print_result(console: Console, result: mdoc.VerificationResult) -> None:
     for col in ("check", "result", "reason"):
         table.add_column(col)
     for c in result.checks:
-        table.add_row(c.name, "[green]pass[/]" if c.passed else "[red]FAIL[/]", c.reason)
+        table.add_row(cell(c.name), "[green]pass[/]" if c.passed else "[red]FAIL[/]", cell(c.reason))
     console.print(table)
     for doc in result.to_json()["documents"]:
-        console.print(f"[bold]{doc['docType']}[/]")
+        console.print(f"[bold]{markup_safe(doc['docType'])}[/]")
         for ns, elements in doc["elements"].items():
-            console.print(f"  {ns}")
+            console.print(cell(f"  {ns}"))
             for ident, value in elements.items():
                 text = json.dumps(value, ensure_ascii=False)
-                console.print(f"    {ident}: {text if len(text) < 100 else text[:97] + '...'}", markup=False)
+                console.print(cell(f"    {ident}: {text if len(text) < 100 else text[:97] + '...'}"))
     console.print("[green]VALID[/]" if result.valid else "[red]INVALID[/]")
 
 
@@ -120,7 +121,7 @@ def verify_cmd(
         if as_json:
             print(json.dumps({"valid": False, "error": str(exc), "checks": [], "documents": []}))
         else:
-            console.print(f"[red]unreadable input:[/] {exc}", markup=True)
+            console.print(f"[red]unreadable input:[/] {markup_safe(exc)}", markup=True)
         raise typer.Exit(EXIT_UNREADABLE) from None
     if as_json:
         print(json.dumps(result.to_json(), ensure_ascii=False))
@@ -138,7 +139,7 @@ def inspect_cmd(file: Path = typer.Argument(..., help="Any CBOR file (DeviceResp
     try:
         value = cbor.loads(cbor.from_text_or_raw(file.read_bytes()))
     except (OSError, cbor.CborError) as exc:
-        Console(stderr=True).print(f"[red]unreadable input:[/] {exc}")
+        Console(stderr=True).print(f"[red]unreadable input:[/] {markup_safe(exc)}")
         raise typer.Exit(EXIT_UNREADABLE) from None
     print(diagnostic(value))
 

@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from mcred.cli.text import cell, markup_safe
 from protocols import certs as x509certs
 
 EXIT_OK, EXIT_FAILED, EXIT_UNUSABLE = 0, 1, 2
@@ -28,17 +29,17 @@ def render(console: Console, result: dict) -> None:
     table.add_column("")
     table.add_column("reason", overflow="fold")
     for c in result.get("checks", []):
-        table.add_row(c["name"], "[green]pass[/]" if c["passed"] else "[red]FAIL[/]", c["reason"])
+        table.add_row(cell(c["name"]), "[green]pass[/]" if c["passed"] else "[red]FAIL[/]", cell(c["reason"]))
     console.print(table)
     for doc in result.get("documents", []):
-        items = Table(title=doc["docType"])
+        items = Table(title=cell(doc["docType"]))
         items.add_column("namespace")
         items.add_column("element")
         items.add_column("value", overflow="fold")
         for ns, elements in doc["elements"].items():
             for ident, value in elements.items():
                 text = json.dumps(value, ensure_ascii=False)
-                items.add_row(ns, ident, text if len(text) <= 80 else f"<{len(text)} characters>")
+                items.add_row(cell(ns), cell(ident), cell(text if len(text) <= 80 else f"<{len(text)} characters>"))
         console.print(items)
     console.print("[bold green]VALID[/]" if result.get("valid") else "[bold red]INVALID[/]")
 
@@ -67,7 +68,7 @@ def _unusable(console: Console, as_json: bool, message: str) -> None:
     if as_json:
         print(json.dumps({"valid": False, "error": message, "checks": [], "documents": []}, ensure_ascii=False))
     else:
-        console.print(f"[red]{message}[/]", markup=True)
+        console.print(f"[red]{markup_safe(message)}[/]", markup=True)
     raise typer.Exit(EXIT_UNUSABLE)
 
 
