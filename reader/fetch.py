@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from reader.text import printable
+
 #: Default limits. A status list of 100 million 2-bit entries compresses to a few MB; the
 #: IACA's CRL and an OCSP response are small; a JPKI CRL can be large (one entry per revoked
 #: certificate of the nation).
@@ -76,14 +78,6 @@ class HttpAnswer:
             cut = self.body[: min(32, limit)]
             return f"({len(self.body)} bytes, not text: {cut.hex()}{'...' if len(self.body) > len(cut) else ''})"
         return printable(text[:limit]) + ("..." if len(self.body) > len(head) or len(text) > limit else "")
-
-
-def printable(text: str) -> str:
-    """``text`` with every character that is not printable escaped (``\\x1b``, ``\\n``):
-    what a peer sent, fit to show on a terminal."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def fetch(client: httpx.Client | None, method: str, url: str, *, max_bytes: int,

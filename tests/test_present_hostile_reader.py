@@ -69,7 +69,7 @@ def test_a_preview_never_carries_a_control_character(body, limit):
 
 
 def test_printable_escapes_what_a_terminal_would_act_on():
-    from reader.fetch import printable
+    from reader.text import printable
 
     assert printable("ok: 山田") == "ok: 山田"
     assert printable("a\x1b[2Jb\nc\x07") == "a\\x1b[2Jb\\nc\\x07"

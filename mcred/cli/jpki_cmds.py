@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from mcred.cli.export_cmds import export_app
 from mcred.cli.state import open_context
+from reader.text import printable
 
 jpki_app = typer.Typer(help="JPKI signing certificates: sign with a phone, verify as a relying party.",
                        no_args_is_help=True)
@@ -126,7 +127,7 @@ def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False),
         typer.echo(json.dumps(result, ensure_ascii=False, indent=2))
     else:
         for c in result["checks"]:
-            typer.echo(f"{'ok  ' if c['passed'] else 'FAIL'} {c['name']}: {c['reason']}")
+            typer.echo(f"{'ok  ' if c['passed'] else 'FAIL'} {printable(str(c['name']))}: {printable(str(c['reason']))}")
         typer.echo("VALID" if result["valid"] else "INVALID")
     raise typer.Exit(0 if result["valid"] else 1)
 
@@ -143,7 +144,7 @@ def _ask_rp(url: str, token: str | None, content: bytes, signature: bytes, slot:
             typer.echo(json.dumps({"valid": False, "error": message, "checks": [],
                                    "documents": []}, ensure_ascii=False))
         else:
-            typer.echo(f"error: {message}", err=True)
+            typer.echo(f"error: {printable(message)}", err=True)
         return typer.Exit(2)
 
     if revocation not in ("ocsp", "crl", "auto"):
@@ -167,8 +168,6 @@ def _ask_rp(url: str, token: str | None, content: bytes, signature: bytes, slot:
                        "started with `mcred reader serve --jpki-roots FILE`; the issuer service's "
                        "is at <issuer>/reader")
     if answer.status != 200:
-        from reader.fetch import printable
-
         try:
             detail = printable(str(json.loads(answer.body).get("detail", answer.preview(300))))[:300]
         except (ValueError, AttributeError):

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mcred.cli.state import open_context
+from mcred.cli.text import cell, markup_safe
 from protocols import cardsub, certs
 from protocols.cose import key_signer
 from protocols.mdoc import DeviceResponse, IssuerSigned, MdocError, build_document
@@ -56,7 +57,7 @@ def _mdoc_service() -> tuple[Context, MdocService]:
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}", highlight=False)
+    console.print(f"[red]error:[/red] {markup_safe(message)}", highlight=False)
     return typer.Exit(code)
 
 
@@ -256,8 +257,8 @@ def _show(facts: dict, verified: str | None, as_json: bool) -> None:
     if as_json:
         print(json.dumps(facts, ensure_ascii=False))
     else:
-        for k, v in facts.items():
-            console.print(f"{k}: {v}", highlight=False)
+        for k, v in facts.items():  # a fetched token's claims: a peer's text
+            console.print(cell(f"{k}: {v}"), highlight=False)
     if verified and verified != "valid":
         raise typer.Exit(1)
 

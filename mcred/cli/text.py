@@ -8,7 +8,7 @@ from __future__ import annotations
 from rich.markup import escape
 from rich.text import Text
 
-from reader.fetch import printable
+from reader.text import printable
 
 
 def cell(value: object) -> Text:
