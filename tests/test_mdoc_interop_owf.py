@@ -11,14 +11,19 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from node_bridge import NodeBridge
-from test_mdoc_interop_auth0 import DISCLOSE, PEM, _cose_private, issued  # noqa: F401 - fixture
+from test_mdoc_interop_auth0 import (  # noqa: F401 - issued is a fixture
+    DISCLOSE,
+    PEM,
+    _cose_private,
+    assert_sees_what_we_disclosed,
+    issued,
+    refusal_cases,
+    signed_and_maced,
+)
 
 from protocols import cose
-from protocols.cardsub import DEFAULT_NAMES, ISO_NAMESPACE
 from protocols.mdoc import (
     DeviceEngagement,
     DeviceResponse,
@@ -54,12 +59,7 @@ def _call(iaca, *cases) -> dict:  # noqa: ANN001
 
 def test_owf_verifies_our_mdoc_signed_and_maced_and_sees_exactly_the_disclosed_items(issued):  # noqa: F811
     iaca, device, signed = issued
-    _reader, st = _session()
-    by_signature = DeviceResponse((build_document(signed, st, disclose=DISCLOSE,
-                                                  signer=cose.key_signer(device)),)).encode()
-    reader, st_mac = _session()
-    emac = derive_emac_key(device.exchange(ec.ECDH(), reader.public_key()), st_mac)
-    by_mac = DeviceResponse((build_document(signed, st_mac, disclose=DISCLOSE, emac_key=emac),)).encode()
+    by_signature, st, by_mac, st_mac, reader = signed_and_maced(signed, device, _session)
     answer = _call(iaca, _case("signature", by_signature, st), _case("mac", by_mac, st_mac, reader))
     ours = verify_device_response(by_signature, trust_anchors=[iaca], session_transcript=st,
                                   now=dt.datetime.now(dt.UTC))
@@ -78,30 +78,12 @@ def test_owf_verifies_our_mdoc_signed_and_maced_and_sees_exactly_the_disclosed_i
         got = answer[name]
         assert any(p.startswith("ISSUER_AUTH") for p in got["passed"]), got["passed"]
         assert any(p.startswith("DATA_INTEGRITY") for p in got["passed"]), got["passed"]
-        assert {ns: set(ids) for ns, ids in got["elements"].items()} == \
-            {ns: set(ids) for ns, ids in DISCLOSE.items()}, name
-        assert got["elements"][DEFAULT_NAMES.namespace]["family_name"] == "佐藤"
-        assert got["elements"][ISO_NAMESPACE]["age_over_18"] is True
-        for ns, values in doc.elements.items():
-            for ident, value in values.items():
-                if isinstance(value, str | bool | int):
-                    assert got["elements"][ns][ident] == value, (ns, ident)
+        assert_sees_what_we_disclosed(got["elements"], doc, name)
 
 
 def test_owf_refuses_what_it_should(issued):  # noqa: F811
     iaca, device, signed = issued
-    _reader, st = _session()
-    good = DeviceResponse((build_document(signed, st, disclose=DISCLOSE,
-                                          signer=cose.key_signer(device)),)).encode()
-    tampered = good.replace("佐藤".encode(), "佐籐".encode(), 1)
-    _other_reader, other_st = _session()
-    stranger = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    foreign = (x509.CertificateBuilder().subject_name(iaca.subject).issuer_name(iaca.subject)
-               .public_key(stranger.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=30))
-               .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-               .sign(stranger, hashes.SHA256()))
+    good, st, tampered, other_st, foreign = refusal_cases(signed, device, iaca, _session)
     answer = _call(iaca, _case("good", good, st), _case("tampered", tampered, st),
                    _case("other-session", good, other_st))
     assert answer["good"]["valid"], answer["good"]
@@ -144,22 +126,12 @@ def test_an_mdoc_owf_issues_and_presents_for_our_request_verifies_with_our_reade
     reader's DeviceRequest with a device signature over our SessionTranscript; our reader
     pipeline verifies it and lists exactly what it was asked for, and another session's
     transcript fails device authentication."""
-    from test_mdoc_interop_auth0 import _jwk
+    from test_mdoc_interop_auth0 import _jwk, interop_pki, our_reader_verifies
 
-    from protocols.iaca.builders import document_signer_builder, iaca_builder, sign
     from protocols.mdoc.request import DeviceRequest, DocRequest, ItemsRequest
-    from reader.pipeline import PipelineConfig, ReaderPipeline
-    from reader.trust import TrustStore
 
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    iaca_key, ds_key, device = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
-    iaca = sign(iaca_builder(iaca_key.public_key(), common_name="owf interop IACA",
-                             not_before=now - dt.timedelta(days=1), not_after=now + dt.timedelta(days=3000),
-                             issuer_alt_name_uri="http://issuer.test/iaca", crl_uri="http://issuer.test/iaca.crl"),
-                iaca_key)
-    ds = sign(document_signer_builder(ds_key.public_key(), iaca, common_name="owf interop DS",
-                                      not_before=now - dt.timedelta(hours=1), not_after=now + dt.timedelta(days=300),
-                                      crl_uri="http://issuer.test/iaca.crl"), iaca_key)
+    iaca, ds_key, ds, device = interop_pki(now, "owf interop")
     _reader, st = _session()
     mdl, doc_type = "org.iso.18013.5.1", "org.iso.18013.5.1.mDL"
     asked = {mdl: {"family_name": False, "birth_date": False, "age_over_18": False}}
@@ -172,14 +144,6 @@ def test_an_mdoc_owf_issues_and_presents_for_our_request_verifies_with_our_reade
                        "validUntil": (now + dt.timedelta(days=30)).isoformat(),
                        "issuerKey": _jwk(ds_key), "issuerCertificate": ds.public_bytes(PEM).decode(),
                        "deviceKey": _jwk(device), "transcript": st.raw.hex(), "deviceRequest": request.hex()})
-    response = bytes.fromhex(answer["response"])
-    store = TrustStore()
-    store.add(iaca)
-    result = ReaderPipeline(store, config=PipelineConfig()).verify(response, session_transcript=st, now=now)
-    assert result.valid, [c for c in result.checks if not c.passed]
-    (doc,) = result.documents
+    doc = our_reader_verifies(bytes.fromhex(answer["response"]), iaca, st, now, _session)
     assert doc.doc_type == doc_type
     assert doc.elements == {mdl: {"family_name": "山田", "birth_date": dt.date(1990, 4, 1), "age_over_18": True}}
-    _other, other_st = _session()
-    refused = ReaderPipeline(store).verify(response, session_transcript=other_st, now=now)
-    assert not refused.valid and "device_authentication" in {c.name for c in refused.checks if not c.passed}

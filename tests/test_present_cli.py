@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+from pathlib import Path
 
 import pytest
 import typer
@@ -112,26 +113,36 @@ def test_verify_saved_transcript_without_status_reference(world, tmp_path, monke
     assert r.exit_code == 1 and json.loads(r.stdout)["checks"][0]["name"] == "saved_transcript"
 
 
-def test_verify_an_issuer_signed_as_issued(world, tmp_path, monkeypatch):
-    """``mcred verify`` on an IssuerSigned alone (as base64url, the OpenID4VCI form): the
-    reader pipeline's checks but device authentication, the status list included."""
-    from protocols import cbor
-    from protocols.mdoc import DeviceResponse
-
+def _present_and_save(world, tmp_path, monkeypatch, phone: str) -> Path:
+    """Present ``phone`` to the world's reader releasing everything asked; the saved
+    transcript's path."""
     monkeypatch.setenv("MCRED_HOME", str(world["home"]))
     rules = tmp_path / "consent.json"
     rules.write_text(json.dumps({"documents": {"*": {"*": "*"}}}))
+    r = CliRunner().invoke(cli(), ["present", "--phone", phone, "--reader", world["url"],
+                                   "--consent", str(rules), "--save", str(tmp_path / "t.cbor")])
+    assert r.exit_code == 0, r.output
+    return tmp_path / "t.cbor"
+
+
+def _issued(saved: Path) -> bytes:
+    """The IssuerSigned of the first document of a saved transcript."""
+    from protocols import cbor
+    from protocols.mdoc import DeviceResponse
+
+    return DeviceResponse.decode(cbor.loads(saved.read_bytes())["deviceResponse"]).documents[0].issuer_signed.encode()
+
+
+def test_verify_an_issuer_signed_as_issued(world, tmp_path, monkeypatch):
+    """``mcred verify`` on an IssuerSigned alone (as base64url, the OpenID4VCI form): the
+    reader pipeline's checks but device authentication, the status list included."""
     pem = tmp_path / "iaca.pem"
     pem.write_bytes(world["pki"].iaca_pem())
     at = (T0 + dt.timedelta(hours=1)).isoformat()
     for phone, offline_failures in ((world["nostatus"], set()),
                                     (world["phone"], {"status_list_signature", "status_list_freshness",
                                                       "revocation_status"})):
-        r = CliRunner().invoke(cli(), ["present", "--phone", phone, "--reader", world["url"],
-                                       "--consent", str(rules), "--save", str(tmp_path / "t.cbor")])
-        assert r.exit_code == 0, r.output
-        saved = cbor.loads((tmp_path / "t.cbor").read_bytes())
-        issued = DeviceResponse.decode(saved["deviceResponse"]).documents[0].issuer_signed.encode()
+        issued = _issued(_present_and_save(world, tmp_path, monkeypatch, phone))
         (tmp_path / "issued.txt").write_bytes(base64.urlsafe_b64encode(issued).rstrip(b"="))
         r = CliRunner().invoke(cli(), ["verify", str(tmp_path / "issued.txt"), "--trust", str(pem), "--at", at,
                                        "--json", "--offline"])
@@ -148,17 +159,7 @@ def test_the_reader_service_verifies_an_issuer_signed_over_http(world, tmp_path,
     the result shape; what is not an IssuerSigned is a 422 naming the expected form."""
     import httpx
 
-    from protocols import cbor
-    from protocols.mdoc import DeviceResponse
-
-    monkeypatch.setenv("MCRED_HOME", str(world["home"]))
-    rules = tmp_path / "consent.json"
-    rules.write_text(json.dumps({"documents": {"*": {"*": "*"}}}))
-    r = CliRunner().invoke(cli(), ["present", "--phone", world["phone"], "--reader", world["url"],
-                                   "--consent", str(rules), "--save", str(tmp_path / "t.cbor")])
-    assert r.exit_code == 0, r.output
-    saved = cbor.loads((tmp_path / "t.cbor").read_bytes())
-    issued = DeviceResponse.decode(saved["deviceResponse"]).documents[0].issuer_signed.encode()
+    issued = _issued(_present_and_save(world, tmp_path, monkeypatch, world["phone"]))
     url = f"{world['url']}/issuer-signed/verify"
     for body in (issued, base64.urlsafe_b64encode(issued).rstrip(b"=")):
         answer = httpx.post(url, content=body, headers={"Content-Type": "application/cbor"})
