@@ -47,11 +47,17 @@ class MdocPkiConfig:
     iaca_validity: dt.timedelta = dt.timedelta(days=10 * 365)
     signer_validity: dt.timedelta = dt.timedelta(days=365)
     rollover_margin: dt.timedelta = dt.timedelta(days=90)
+    #: A new certificate's notBefore is this long before it is made, as CAs do: a reader
+    #: whose clock runs a little behind the issuer's (or that took its time just before
+    #: the issuer made a status list signer) would otherwise refuse it as not yet valid.
+    backdate: dt.timedelta = dt.timedelta(minutes=5)
 
     def __post_init__(self) -> None:
         if self.algorithm not in _ALGORITHMS:
             raise MdocKeyError(f"mdoc algorithm {self.algorithm!r}: use ES256 or ES384")
-        if self.signer_validity > iaca.DS_MAX_VALIDITY:
+        if not dt.timedelta(0) <= self.backdate <= dt.timedelta(days=1):
+            raise MdocKeyError(f"backdate {self.backdate}: between 0 and one day")
+        if self.signer_validity + self.backdate > iaca.DS_MAX_VALIDITY:
             raise MdocKeyError(f"signer validity {self.signer_validity} beyond Annex B's 457 days")
         if not dt.timedelta(0) < self.rollover_margin < self.signer_validity:
             raise MdocKeyError("rollover margin must be positive and shorter than the signer validity")
@@ -178,7 +184,7 @@ class MdocPki:
         c = self.config
         builder = iaca.iaca_builder(
             signer.public_key(), common_name=f"mcred IACA {label.rsplit('-', 1)[1]} (simulated)",
-            not_before=now, not_after=now + c.iaca_validity, issuer_alt_name_uri=self.iaca_uri,
+            not_before=now - c.backdate, not_after=now + c.iaca_validity, issuer_alt_name_uri=self.iaca_uri,
             crl_uri=self.crl_uri, country=c.country, organization=c.organization,
         )
         cert = signer.sign_certificate(builder)
@@ -206,7 +212,7 @@ class MdocPki:
         builder = make(
             signer.public_key(), root.certificate,
             common_name=f"mcred {what} {label.rsplit('-', 1)[1]} (simulated)",
-            not_before=max(now, root.certificate.not_valid_before_utc), not_after=end,
+            not_before=max(now - self.config.backdate, root.certificate.not_valid_before_utc), not_after=end,
             crl_uri=self.crl_uri, organization=self.config.organization,
         )
         iaca_signer = self.keystore.signer(root.label)
