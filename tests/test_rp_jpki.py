@@ -252,3 +252,30 @@ def test_crl_cache_keeps_a_current_crl_and_refetches_a_stale_one(issuer):
     assert cache.get("http://x/d.crl", t0, fetch) is crl
     with pytest.raises(ValueError):
         CrlCache(size=0)
+
+
+def test_a_certificate_issued_a_moment_ago_by_a_clock_ahead_is_valid():
+    """The JPKI profile puts notBefore at the moment of issuance; a relying party whose clock
+    runs a little behind the issuer's accepts it within CLOCK_SKEW, not beyond."""
+    import datetime as dt
+
+    from cryptography import x509 as _x509
+    from cryptography.hazmat.primitives import hashes as _hashes
+    from cryptography.hazmat.primitives.asymmetric import ec as _ec
+    from cryptography.x509.oid import NameOID
+
+    from protocols.jpki.relying_party import CLOCK_SKEW, check_validity
+
+    at = dt.datetime(2026, 12, 4, 12, tzinfo=dt.UTC)
+    key = _ec.generate_private_key(_ec.SECP256R1())
+    name = _x509.Name([_x509.NameAttribute(NameOID.COMMON_NAME, "t")])
+
+    def issued(not_before):  # noqa: ANN001, ANN202
+        return (_x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                .serial_number(1).not_valid_before(not_before).not_valid_after(at + dt.timedelta(days=1))
+                .sign(key, _hashes.SHA256()))
+
+    assert check_validity(issued(at + dt.timedelta(seconds=30)), at).passed
+    assert check_validity(issued(at + CLOCK_SKEW), at).passed
+    late = check_validity(issued(at + CLOCK_SKEW + dt.timedelta(seconds=1)), at)
+    assert not late.passed and "not valid before" in late.reason

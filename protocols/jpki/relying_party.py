@@ -93,16 +93,20 @@ def check_key_usage(cert: x509.Certificate, required: Purpose) -> Check:
 
 
 def check_validity(cert: x509.Certificate, at: datetime) -> Check:
-    if at < cert.not_valid_before_utc:
+    """notBefore within :data:`CLOCK_SKEW` after ``at`` (the JPKI profile puts notBefore at
+    the moment of issuance: a certificate issued a moment ago by an issuer whose clock runs
+    ahead is not "not yet valid"); notAfter gets none."""
+    if at + CLOCK_SKEW < cert.not_valid_before_utc:
         return Check("validity", False, f"not valid before {cert.not_valid_before_utc}")
     if at > cert.not_valid_after_utc:
         return Check("validity", False, f"expired at {cert.not_valid_after_utc}")
     return Check("validity", True, f"valid until {cert.not_valid_after_utc}")
 
 
-#: How far a CRL's thisUpdate may lie after the relying party's clock: the issuer's clock
-#: may run ahead, and a CRL made on request is stamped after the relying party read its
-#: clock (the same allowance as for OCSP responses). nextUpdate gets none.
+#: How far a CRL's thisUpdate (or a certificate's notBefore) may lie after the relying
+#: party's clock: the issuer's clock may run ahead, and a CRL made on request is stamped
+#: after the relying party read its clock (the same allowance as for OCSP responses).
+#: nextUpdate (and notAfter) get none.
 CLOCK_SKEW = timedelta(minutes=5)
 
 
