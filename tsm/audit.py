@@ -35,7 +35,8 @@ class AuditLog:
     def event(self, event: str, what: str | None = None, **detail: object) -> None:
         self.pending.append(dict(
             at=utcnow(), actor=self.actor, se_id=self.se_id, job_id=self.job_id,
-            step=self.step, event=event, what=what, cla=None, ins=None, p1=None, p2=None,
+            step=self.step, event=event, what=None if what is None else what[:96],  # the column's width
+            cla=None, ins=None, p1=None, p2=None,
             lc=None, sw=None, detail=detail))  # **detail: a new dict per call
 
     def command(self, cmd: CommandApdu, sw: int | None, what: str, **detail: object) -> None:

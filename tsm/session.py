@@ -282,8 +282,8 @@ def open_session(link: SeLink, *, with_step: bool = False) -> CardSession:
                     f"SE {link.se_id} answered key diversification data {seen.upper()}, the record says "
                     f"{rec.kdd.hex().upper()}, and the answer does not authenticate with this SE's keys: another "
                     "card, or a damaged answer; nothing was sent after it") from failed
-            link.audit.event("identity-mismatch", "key diversification data differs; the card authenticated "
-                             "with the keys of the recorded KDD, the session goes on", seen=seen)
+            link.audit.event("identity-mismatch", "key diversification data differs, card authenticated",
+                             seen=seen, outcome="the card holds the recorded KDD's keys: the session goes on")
         if failed is not None:
             link.audit.event("session-failed", "card cryptogram", kvn=kvn, error=str(failed))
             raise SecureChannelError(f"SE {link.se_id}: {failed}") from failed
