@@ -206,3 +206,18 @@ def test_normalized_text_is_stable_and_nfc_outside_compatibility_ideographs(text
     assert normalize_text(once) == once
     if not re.search("[\uf900-\ufaff\U0002f800-\U0002fa1f]", text):
         assert once == unicodedata.normalize("NFC", text)
+
+
+@pytest.mark.parametrize(("field", "longest", "why"), [
+    ("prefecture", "県" * 32, "longer than 32 characters"),
+    ("municipality", "市" * 19, "longer than 58 bytes of UTF-8"),
+    ("municipality", "m" * 58, "longer than 58 bytes of UTF-8"),
+])
+def test_prefecture_and_municipality_are_refused_at_the_door_beyond_what_can_be_issued(field, longest, why):
+    """They end up in the JPKI CRL distribution point name (CN "<municipality> CRLDP": 64
+    bytes at most) and in the registry's partition row; a longer value used to pass here and
+    fail later, at issuance or, on PostgreSQL, as a DataError."""
+    assert getattr(parse_holder({**HOLDER, field: longest}), field) == longest
+    with pytest.raises(HolderError, match=why) as err:
+        parse_holder({**HOLDER, field: longest + longest[0]})
+    assert err.value.field == field

@@ -333,3 +333,15 @@ def test_a_revocation_time_in_jst_is_the_same_instant_in_crl_ocsp_and_registry(i
     with issuer.sessions() as s:
         row = s.scalar(select(Credential).where(Credential.serial == format(cert.serial_number, "x")))
         assert row.revoked_at == at and row.revoked_at.utcoffset() == dt.timedelta(0)
+
+
+def test_the_longest_prefecture_and_municipality_the_holder_allows_are_issued(issuer):
+    """On both backends: the limits of parse_holder fit the certificate profile and the
+    registry columns (a 32-character prefecture, a 19-kanji municipality)."""
+    from protocols.cardsub import parse_holder
+    from protocols.cardsub.holder import MAX_CHARS, MUNICIPALITY_MAX_UTF8
+
+    holder = dict(HOLDER, prefecture="県" * MAX_CHARS["prefecture"], municipality="市" * (MUNICIPALITY_MAX_UTF8 // 3))
+    parse_holder({k: v for k, v in holder.items() if k != "municipality_code"})
+    phone = provision(issuer, holder)
+    assert phone.certs["sign"] and phone.certs["auth"]

@@ -79,14 +79,28 @@ def normalize_kana(value: str) -> str:
 _HALF_WIDTH_KANA = re.compile("[\uFF61-\uFF9F]")
 
 
+#: Longest text per field (characters). 150 by default; the prefecture (32) and the
+#: municipality name the JPKI CRL partition, whose registry row keeps them and whose
+#: distribution point name holds them in X.509 attributes (OU=<prefecture>,
+#: CN="<municipality> CRLDP"; a CN is at most 64 bytes of UTF-8, so the municipality gets
+#: :data:`MUNICIPALITY_MAX_UTF8` bytes: 19 kanji). The limits refuse at the door what could
+#: not be issued later; real names are a few characters (神奈川県, いちき串木野市).
+MAX_CHARS = {"prefecture": 32}
+MUNICIPALITY_MAX_UTF8 = 64 - len(" CRLDP")
+
+
 def _text(name: str, value: Any) -> str:
     if not isinstance(value, str):
         raise HolderError(name, f"must be a string, got {type(value).__name__}")
     value = normalize_text(value.strip())
     if not value:
         raise HolderError(name, "must not be empty")
-    if len(value) > 150:
-        raise HolderError(name, "longer than 150 characters")
+    limit = MAX_CHARS.get(name, 150)
+    if len(value) > limit:
+        raise HolderError(name, f"longer than {limit} characters")
+    if name == "municipality" and len(value.encode()) > MUNICIPALITY_MAX_UTF8:
+        raise HolderError(name, f"longer than {MUNICIPALITY_MAX_UTF8} bytes of UTF-8 "
+                                f"({MUNICIPALITY_MAX_UTF8 // 3} kanji): it names the JPKI CRL partition")
     return value
 
 
