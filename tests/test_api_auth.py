@@ -277,3 +277,20 @@ def test_token_cli_prints_once_lists_without_secrets_and_revokes(home: Path):
     r = runner.invoke(cli, ["token", "revoke", p.token_id])
     assert r.exit_code == 0 and verify_token(ctx.sessions, token) is None
     assert "revoked" in runner.invoke(cli, ["token", "list"]).output
+
+
+def test_a_token_name_longer_than_its_column_is_refused_on_every_backend(db_url):
+    """SQLite keeps a VARCHAR longer than declared; PostgreSQL refuses it with a DataError.
+    The name is checked first, so both backends give the same TokenError."""
+    from sqlalchemy.orm import sessionmaker
+
+    from issuer.api.auth import NAME_MAX, TokenError
+    from mcred.db import make_engine, migrate
+
+    engine = make_engine(db_url)
+    migrate(engine)
+    sessions = sessionmaker(engine)
+    create_token(sessions, ["operator"], "n" * NAME_MAX)
+    with pytest.raises(TokenError, match=f"at most {NAME_MAX}"):
+        create_token(sessions, ["operator"], "n" * (NAME_MAX + 1))
+    engine.dispose()

@@ -77,6 +77,10 @@ def _digest(token_id: str, secret: str) -> str:
     return "sha256$" + h.hexdigest()
 
 
+#: Longest token name (``api_tokens.name``).
+NAME_MAX = 128
+
+
 def parse_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
     out = []
     for sc in scopes:
@@ -91,8 +95,12 @@ def parse_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
 
 def create_token(sessions: sessionmaker[Session], scopes: Iterable[str], name: str = "",
                  *, actor: str = "cli") -> tuple[str, str]:
-    """A new token; returns ``(id, token)``. The token is not stored and cannot be shown again."""
+    """A new token; returns ``(id, token)``. The token is not stored and cannot be shown again.
+    ``name``: a label of at most :data:`NAME_MAX` characters (the column's width: SQLite would
+    keep a longer one, PostgreSQL refuses it)."""
     scopes = parse_scopes(scopes)
+    if len(name) > NAME_MAX:
+        raise TokenError(f"the token name is {len(name)} characters; at most {NAME_MAX}")
     token_id = new_id()
     secret = secrets.token_urlsafe(32)
     with sessions.begin() as s:

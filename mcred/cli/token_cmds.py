@@ -25,7 +25,7 @@ def create(scope: list[str] = typer.Option(..., "--scope", help="operator | issu
     try:
         token_id, token = create_token(open_context().sessions, scope, name, actor="cli")
     except TokenError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--scope") from None
+        raise typer.BadParameter(str(exc), param_hint="--name" if "name" in str(exc) else "--scope") from None
     typer.echo(token)
     typer.echo(f"token id {token_id}, scopes {' '.join(dict.fromkeys(scope))}: "
                "store it now, it is not shown again", err=True)
