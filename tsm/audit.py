@@ -19,6 +19,9 @@ from sqlalchemy import Engine, insert, select
 from protocols.gp.apdu import CommandApdu
 from tsm.db import AuditRow, Bind, DriverStatement, transaction, utcnow
 
+#: Longest ``what`` an audit record keeps (its column's width).
+_WHAT = AuditRow.__table__.c.what.type.length
+
 _INSERT = DriverStatement(insert(AuditRow.__table__))
 
 
@@ -35,7 +38,7 @@ class AuditLog:
     def event(self, event: str, what: str | None = None, **detail: object) -> None:
         self.pending.append(dict(
             at=utcnow(), actor=self.actor, se_id=self.se_id, job_id=self.job_id,
-            step=self.step, event=event, what=None if what is None else what[:96],  # the column's width
+            step=self.step, event=event, what=None if what is None else what[:_WHAT],
             cla=None, ins=None, p1=None, p2=None,
             lc=None, sw=None, detail=detail))  # **detail: a new dict per call
 
@@ -43,7 +46,7 @@ class AuditLog:
         """One command: header, plain data length, status word (None: no answer came)."""
         self.pending.append(dict(
             at=utcnow(), actor=self.actor, se_id=self.se_id, job_id=self.job_id,
-            step=self.step, event="apdu", what=what[:96], cla=cmd.cla, ins=cmd.ins,
+            step=self.step, event="apdu", what=what[:_WHAT], cla=cmd.cla, ins=cmd.ins,
             p1=cmd.p1, p2=cmd.p2, lc=len(cmd.data), sw=sw, detail=detail))
 
     def flush(self, conn) -> None:

@@ -209,6 +209,7 @@ def load_key_file(path: Path, create_bytes: int) -> bytes:
     except ValueError:
         raise ValueError(f"key file {path}: not hex (one line of hex digits expected)") from None
 
+
 def master_key_path(data_home: Path) -> Path:
     """Where the installation's file master key lives: ``<data_home>/tsm/master.key``."""
     return Path(data_home) / "tsm" / "master.key"

@@ -77,8 +77,8 @@ def _digest(token_id: str, secret: str) -> str:
     return "sha256$" + h.hexdigest()
 
 
-#: Longest token name (``api_tokens.name``).
-NAME_MAX = 128
+#: Longest token name (the width of ``api_tokens.name``).
+NAME_MAX = ApiToken.__table__.c.name.type.length
 
 
 def parse_scopes(scopes: Iterable[str]) -> tuple[str, ...]:

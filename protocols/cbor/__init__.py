@@ -371,9 +371,10 @@ def from_text_or_raw(data: bytes) -> bytes:
     0x80 or more, which base64url text never contains; anything else is returned unchanged
     for the decoder to judge."""
     text = data.strip()
-    if text and text[0] < 0x80 and _BASE64URL.fullmatch(text):
+    if _BASE64URL.fullmatch(text):
+        unpadded = text.rstrip(b"=")
         try:
-            return _base64.urlsafe_b64decode(text + b"=" * (-len(text.rstrip(b"=")) % 4))
+            return _base64.urlsafe_b64decode(unpadded + b"=" * (-len(unpadded) % 4))
         except (ValueError, _binascii.Error):
             pass
     return data
