@@ -116,7 +116,7 @@ class AuditRow(TsmBase):
     job_id: Mapped[str | None] = mapped_column(String(32), index=True)
     step: Mapped[str | None] = mapped_column(String(48))
     #: apdu | session-open | session-failed | keys-rotated | counter-regression |
-    #: keyset-rollback | identity-mismatch | job-created | step-done | job-done | job-failed
+    #: keyset-rollback | keyset-unknown | identity-mismatch | job-created | step-done | job-done | job-failed
     event: Mapped[str] = mapped_column(String(32))
     #: What the command was for, in words (e.g. "INSTALL [for install] jpki").
     what: Mapped[str | None] = mapped_column(String(96))

@@ -204,6 +204,33 @@ def _keys_for(link: SeLink, rec: records.SeRecord, kvn: int) -> StaticKeys:
     return link.se_keys(rec.kdd)
 
 
+def _authenticates_with_factory_keys(link: SeLink) -> bool:
+    """INITIALIZE UPDATE on the factory keyset, and nothing after it: whether the card's
+    answer authenticates with the factory keys (its card cryptogram, and a pseudo-random
+    card challenge, verify). The factory keys are published, so this tells a card reset
+    to them (or one that is not this SE) from a damaged answer, not from a forger that
+    knows them; such a forger on the link could stop every session anyway."""
+    host = HostChannel(FACTORY_KEYS, link.security_level, link.rng(8), FACTORY_KVN, sd_aid=ISD_AID)
+    iu_cmd = host.initialize_update()
+    cmd = CommandApdu.parse(iu_cmd)
+    try:
+        raw = link.xmit(iu_cmd)
+    except TransportError:
+        link.audit.command(cmd, None, "INITIALIZE UPDATE (factory keyset probe)", kvn=FACTORY_KVN, lost=True)
+        raise
+    sw = int.from_bytes(raw[-2:], "big")
+    link.audit.command(cmd, sw, "INITIALIZE UPDATE (factory keyset probe)", kvn=FACTORY_KVN)
+    if link.trace:
+        trace_plain(link.trace, iu_cmd, raw)
+    if sw != 0x9000:
+        return False
+    try:
+        host.on_initialize_update_response(raw)
+    except GpError:
+        return False
+    return True
+
+
 def open_session(link: SeLink, *, with_step: bool = False) -> CardSession:
     """Select the ISD and authenticate (see module docstring).
 
@@ -250,10 +277,22 @@ def open_session(link: SeLink, *, with_step: bool = False) -> CardSession:
         if sw == SW_REFERENCED_DATA_NOT_FOUND and n + 1 < len(candidates):
             continue  # a PUT KEY whose answer was lost did land: try the new keyset
         if sw == SW_REFERENCED_DATA_NOT_FOUND and kvn != FACTORY_KVN:
-            link.audit.event("keyset-rollback", f"keyset {kvn:02X} unknown to the SE", kvn=kvn)
-            link.mark_suspect()
-            raise KeysetRollbackError(
-                f"SE {link.se_id} no longer knows keyset {kvn:02X} that the TSM put on it")
+            # a status word authenticates nothing: a forged 6A88, or a command whose key
+            # version a link damaged, must not quarantine the SE. Only a card that
+            # authenticates with the factory keyset shows the keyset was rolled back.
+            if _authenticates_with_factory_keys(link):
+                link.audit.event("keyset-rollback", f"keyset {kvn:02X} unknown to the SE, factory keys "
+                                 "authenticate", kvn=kvn)
+                link.mark_suspect()
+                raise KeysetRollbackError(
+                    f"SE {link.se_id} no longer knows keyset {kvn:02X} that the TSM put on it and "
+                    "authenticates with the factory keys: a reset or replaced SE")
+            link.audit.event("keyset-unknown", f"keyset {kvn:02X} unknown to the SE, factory keys do not "
+                             "authenticate", kvn=kvn, outcome="not quarantined: nothing authenticated")
+            raise SecureChannelError(
+                f"SE {link.se_id} answered 6A88 (keyset {kvn:02X} not found) and does not authenticate "
+                "with the factory keys either: a damaged or forged answer, or another card; the SE "
+                "is not quarantined", sw)
         if sw != 0x9000:
             raise SecureChannelError(f"SE {link.se_id}: INITIALIZE UPDATE refused (SW {sw:04X})", sw)
         try:
