@@ -128,3 +128,42 @@ def test_the_issuer_service_reader_checks_an_issuer_signed_as_issued(home: Path,
                      "ds_profile", "trust_anchor_scope"):
             assert checks[name]["passed"], checks[name]
         assert "device_authentication" not in checks
+
+
+def test_the_longest_token_name_acts_through_the_api_on_every_backend(home: Path, db_url: str):
+    """Every write a token makes records its actor, ``token:<id>:<name>``: the issuer's
+    audit, the API's job, the TSM's job and its SE lock (``<actor>/<8 hex>``). PostgreSQL
+    refuses a value longer than its column where SQLite keeps it: a token with a name of 90
+    to 128 characters (all that tokens allowed) got HTTP 500 from every such write on
+    PostgreSQL, and one of 81 to 89 a refresh job failed as "SE locked by another worker"."""
+    from issuer.api.auth import NAME_MAX
+
+    ctx = Context.open(home, db_url)
+    name = "長" * NAME_MAX  # PostgreSQL counts characters, not bytes
+    token_id, token = create_token(ctx.sessions, ["operator"], name)
+    tok = {"Authorization": f"Bearer {token}"}
+    with TestClient(create_app(ctx, job_workers=2)) as c:
+        phone = c.post("/phones", headers=tok, json={"model": "actor"}).json()["id"]
+        r = c.post("/provisioning", headers=tok, json={
+            "phone_id": phone, "holder": HOLDER, "key_type": "p384", "mdoc_batch": 1,
+            "pin": "4321", "password": "FLOW42", "puk": "87654321"})
+        assert r.status_code == 202, r.text
+        job = _wait(c, tok, r.json()["id"])
+        assert job["state"] == "succeeded", job["error"]
+        r = c.post("/mdoc-refreshes", headers=tok, json={"phone_id": phone, "keep_keys": True})
+        assert r.status_code == 202, r.text
+        job = _wait(c, tok, r.json()["id"])
+        assert job["state"] == "succeeded", job["error"]
+        assert c.post("/holds", headers=tok, json={"phone_id": phone}).status_code == 200
+        actors = {e["actor"] for e in c.get("/audit", headers=tok).json()["events"]}
+    assert f"token:{token_id}:{name}" in actors
+
+
+def test_an_actor_always_fits_the_columns_that_record_it():
+    """A name stored before its bound (SQLite kept any length) is cut, never the token id."""
+    from issuer.api.auth import ACTOR_MAX, NAME_MAX, Principal
+
+    longest = Principal("a" * 32, "n" * NAME_MAX, frozenset())
+    assert len(longest.actor) == ACTOR_MAX
+    legacy = Principal("a" * 32, "n" * 128, frozenset())
+    assert len(legacy.actor) == ACTOR_MAX and legacy.actor.startswith(f"token:{'a' * 32}:n")

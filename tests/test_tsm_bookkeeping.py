@@ -279,3 +279,17 @@ def test_the_driver_paths_datetime_text_is_sqlalchemys():
         assert fast(other) == process(other)
     custom = sqlite.DATETIME(storage_format="%(year)04d/%(month)02d/%(day)02d").bind_processor(d)
     assert _iso_datetime_once(custom) is custom  # another storage format: left as it is
+
+
+def test_only_a_lock_wait_that_ran_out_is_called_busy(engine):  # noqa: F811
+    """PostgreSQL's row lock: another failure of the statement (here an owner longer than
+    its column) used to be reported as "locked by another worker (waited 30 s)"."""
+    from sqlalchemy.exc import DataError
+
+    from tsm.lock import acquire
+
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a VARCHAR's width is enforced by PostgreSQL only")
+    with pytest.raises(DataError):
+        acquire(engine, "se-long-owner", "o" * 200, timeout_s=0.2)
+    acquire(engine, "se-long-owner", "o", timeout_s=1).release()  # nothing was left held

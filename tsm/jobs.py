@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from tsm import records
 from tsm.audit import AuditLog
-from tsm.db import Bind, DriverStatement, JobRow, transaction, utcnow
+from tsm.db import Bind, DriverStatement, JobRow, SeLockRow, transaction, utcnow
 from tsm.errors import JobError, JobInputError, LockLostError, TsmError
 from tsm.keys import MasterKey
 from tsm.lock import FENCE, acquire, holds_row_lock
@@ -42,6 +42,8 @@ KINDS = ("provision", "provision-mdoc", "refresh-mdoc", "delete-credentials", "r
 _PIN = re.compile(r"[0-9]{4}")
 _PASSWORD = re.compile(r"[A-Z0-9]{6,16}")
 _PUK = re.compile(r"[0-9]{8}")
+#: Width of a lock's owner: the worker's actor, "/" and 8 hex digits
+_OWNER_MAX = SeLockRow.__table__.c.owner.type.length
 
 
 @dataclass(frozen=True)
@@ -311,7 +313,7 @@ class Tsm:
                     db.close()
                 return job
             who = actor or self.actor
-            owner = f"{who}/{uuid.uuid4().hex[:8]}"
+            owner = f"{who[:_OWNER_MAX - 9]}/{uuid.uuid4().hex[:8]}"  # fits its column
             lock = acquire(self.engine, se_id, owner, timeout_s=self.lock_timeout_s,
                            lease_s=self.lease_s, clock=self.clock, bind=db,
                            with_lease=with_lease if db is not None else None)

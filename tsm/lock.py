@@ -29,6 +29,8 @@ from tsm.db import Bind, DriverStatement, SeLockRow, transaction
 from tsm.errors import LockBusyError, LockLostError
 
 _LOCKS = SeLockRow.__table__
+#: PostgreSQL's SQLSTATE when lock_timeout ran out (lock_not_available)
+_LOCK_NOT_AVAILABLE = "55P03"
 _MINE = (_LOCKS.c.se_id == bindparam("b_se_id"), _LOCKS.c.owner == bindparam("b_owner"),
          _LOCKS.c.token == bindparam("b_token"))
 _RENEW = update(_LOCKS).where(*_MINE, _LOCKS.c.expires_ms > bindparam("b_now")).values(
@@ -211,6 +213,8 @@ def acquire(engine: Engine, se_id: str, owner: str, *, timeout_s: float = 10.0,
         except DBAPIError as exc:
             conn.rollback()
             conn.close()
+            if getattr(exc.orig, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
+                raise  # not a wait that ran out (a value its column refuses, a lost server)
             raise LockBusyError(
                 f"SE {se_id} is locked by another worker (waited {timeout_s:g} s)") from exc
         except BaseException:

@@ -58,7 +58,10 @@ class Principal:
 
     @property
     def actor(self) -> str:
-        return f"token:{self.token_id}:{self.name}"
+        """``token:<id>:<name>``, cut to the width of the actor columns (a name longer
+        than :data:`NAME_MAX`, kept by SQLite before that bound, loses its tail; the
+        token id, which identifies the caller, always stays whole)."""
+        return f"token:{self.token_id}:{self.name}"[:ACTOR_MAX]
 
 
 @dataclass(frozen=True)
@@ -77,8 +80,13 @@ def _digest(token_id: str, secret: str) -> str:
     return "sha256$" + h.hexdigest()
 
 
-#: Longest token name (the width of ``api_tokens.name``).
-NAME_MAX = ApiToken.__table__.c.name.type.length
+#: Width of the columns that record who acted (``issuer_audit.actor``, ``api_jobs.actor``
+#: and the TSM's; the TSM cuts its lock owner, the actor and a suffix, to its column).
+ACTOR_MAX = AuditEvent.__table__.c.actor.type.length
+#: Longest token name: the caller's actor ``token:<32 hex id>:<name>`` fits those columns
+#: (and the name its own, ``api_tokens.name``). A longer name was stored by SQLite and
+#: refused by PostgreSQL on the first write that recorded the actor (HTTP 500).
+NAME_MAX = min(ApiToken.__table__.c.name.type.length, ACTOR_MAX - len("token:") - 32 - 1)
 
 
 def parse_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
@@ -96,8 +104,8 @@ def parse_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
 def create_token(sessions: sessionmaker[Session], scopes: Iterable[str], name: str = "",
                  *, actor: str = "cli") -> tuple[str, str]:
     """A new token; returns ``(id, token)``. The token is not stored and cannot be shown again.
-    ``name``: a label of at most :data:`NAME_MAX` characters (the column's width: SQLite would
-    keep a longer one, PostgreSQL refuses it)."""
+    ``name``: a label of at most :data:`NAME_MAX` characters (so that the actor it names
+    fits the columns that record it: SQLite would keep a longer one, PostgreSQL refuses it)."""
     scopes = parse_scopes(scopes)
     if len(name) > NAME_MAX:
         raise TokenError(f"the token name is {len(name)} characters; at most {NAME_MAX}")
