@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import re
 import secrets
 from collections.abc import Mapping
 
@@ -24,6 +25,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from issuer.db import AuditEvent, Holder, Phone, utcnow
 from protocols.jpki.validity import nth_birthday_after
+
+#: A phone id the issuer records (``phones.id``, 64 wide): lower-case letters, digits and
+#: hyphens, at most 63, as the HTTP API and the wallet simulator take them.
+PHONE_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+_PHONE_ID = re.compile(PHONE_ID_PATTERN)
 
 FIELDS = ("family_name", "given_name", "family_name_kana", "given_name_kana", "birth_date",
           "sex", "address", "prefecture", "municipality")
@@ -103,9 +109,18 @@ def register(sessions: sessionmaker[Session], holder, *, actor: str = "issuer", 
         raise HolderError(f"card number {card_number} is already registered") from None
 
 
+def check_phone_id(phone_id: str) -> None:
+    """Raise :class:`HolderError` unless ``phone_id`` matches :data:`PHONE_ID_PATTERN`
+    (SQLite would keep a longer id, PostgreSQL refuses it)."""
+    if not isinstance(phone_id, str) or not _PHONE_ID.match(phone_id):
+        raise HolderError(f"phone id {str(phone_id)[:80]!r}: use 1 to 63 lower-case letters, digits and "
+                          "hyphens, not starting with a hyphen")
+
+
 def attach_phone(sessions: sessionmaker[Session], holder_id: str, phone_id: str, *,
                  actor: str = "issuer") -> None:
     """Record that ``phone_id`` carries the holder's credentials (idempotent)."""
+    check_phone_id(phone_id)
     with sessions.begin() as s:
         phone = s.get(Phone, phone_id)
         if phone is None:

@@ -31,11 +31,12 @@ from issuer.api.auth import principal_of
 from issuer.api.jobs import JobRunner, JobView
 from issuer.api.problems import NOT_FOUND, NOT_IMPLEMENTED, ProblemException
 from issuer.db import AuditEvent, Credential, Handover, Phone
+from issuer.holders import PHONE_ID_PATTERN
 from mcred.context import Context
 from wallet_sim.phone import phone_dir
 from wallet_sim.se.store import SE_FILE
 
-PhoneId = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", max_length=63)]
+PhoneId = Annotated[str, Path(pattern=PHONE_ID_PATTERN, max_length=63)]
 Hex32 = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
 CredentialSel = Literal["sign", "auth", "mdoc", "jpki", "all"]
 Reason = Literal["keyCompromise", "affiliationChanged", "superseded", "cessationOfOperation",
@@ -52,7 +53,7 @@ class NewPhone(_Body):
 
 
 class ProvisionRequest(_Body):
-    phone_id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    phone_id: str = Field(pattern=PHONE_ID_PATTERN)
     #: The holder record (issue 4 item 3 field names), or ``holder_id`` of a registered one.
     holder: dict[str, Any] | None = None
     holder_id: str | None = Field(None, pattern=r"^[0-9a-f]{32}$")
@@ -65,7 +66,7 @@ class ProvisionRequest(_Body):
 
 
 class RefreshRequest(_Body):
-    phone_id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    phone_id: str = Field(pattern=PHONE_ID_PATTERN)
     #: Slots 0..N-1 to refresh (default: every slot holding a valid mdoc).
     mdoc_batch: int | None = Field(None, ge=1, le=16)
     #: Re-sign over the slots' device keys instead of generating new ones in the SE.
@@ -73,13 +74,13 @@ class RefreshRequest(_Body):
 
 
 class RevocationRequest(_Body):
-    phone_id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    phone_id: str = Field(pattern=PHONE_ID_PATTERN)
     reason: Reason
     credential: CredentialSel = "all"
 
 
 class HoldRequest(_Body):
-    phone_id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    phone_id: str = Field(pattern=PHONE_ID_PATTERN)
     credential: CredentialSel = "all"
 
 
@@ -87,8 +88,8 @@ class HandoverRequest(_Body):
     kind: Literal["model_change", "resale_report", "lost_hold", "found", "lost_confirmed",
                   "renewal", "death"]
     holder_id: str = Field(pattern=r"^[0-9a-f]{32}$")
-    old_phone_id: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
-    new_phone_id: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    old_phone_id: str | None = Field(None, pattern=PHONE_ID_PATTERN)
+    new_phone_id: str | None = Field(None, pattern=PHONE_ID_PATTERN)
 
 
 class SignerRevocationRequest(_Body):

@@ -33,9 +33,33 @@ def master_key_store() -> str:
     return kind
 
 
+class ConfigError(ValueError):
+    """A setting in the environment that cannot work, named with what it must be."""
+
+
 def public_url() -> str:
-    """Base URL put into every credential and certificate (``$MCRED_PUBLIC_URL``)."""
-    return os.environ.get("MCRED_PUBLIC_URL", DEFAULT_PUBLIC_URL).rstrip("/")
+    """Base URL put into every credential and certificate (``$MCRED_PUBLIC_URL``): http or
+    https, with a host, short enough for the status lists' URIs it starts."""
+    from urllib.parse import urlsplit
+
+    from issuer.mdoc.status_lists import PUBLIC_URL_MAX
+
+    url = os.environ.get("MCRED_PUBLIC_URL", DEFAULT_PUBLIC_URL).rstrip("/")
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError as exc:
+        raise ConfigError(f"MCRED_PUBLIC_URL={url[:80]!r}: not a URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise ConfigError(f"MCRED_PUBLIC_URL={url[:80]!r}: give an http or https URL with a host, "
+                          f"e.g. {DEFAULT_PUBLIC_URL}")
+    if parts.query or parts.fragment:
+        raise ConfigError(f"MCRED_PUBLIC_URL={url[:80]!r}: a base URL has no query or fragment "
+                          "(paths such as /status/<id> are appended to it)")
+    if len(url) > PUBLIC_URL_MAX:
+        raise ConfigError(f"MCRED_PUBLIC_URL is {len(url)} characters; at most {PUBLIC_URL_MAX} "
+                          "(a status list's URI, the URL and /status/<32 hex>, is stored)")
+    return url
 
 
 @dataclass
@@ -45,8 +69,11 @@ class Context:
     public_url: str = field(default_factory=public_url)
 
     @classmethod
-    def open(cls, home: Path | None = None, database: str | None = None) -> Context:
+    def open(cls, home: Path | None = None, database: str | None = None, *,
+             public_url: str | None = None) -> Context:
         h = data_home(home)
+        if public_url is not None:
+            return cls(home=h, database=database or database_url(h), public_url=public_url)
         return cls(home=h, database=database or database_url(h))
 
     @cached_property

@@ -55,6 +55,17 @@ def _database(ctx) -> Finding:  # noqa: ANN001
     return Finding("database", True, f"{dialect}, schema current", "everything")
 
 
+def _public_url() -> Finding:
+    from mcred.context import ConfigError, public_url
+
+    try:
+        url = public_url()
+    except ConfigError as exc:
+        return Finding("public URL", False, str(exc), "the URLs in every credential and certificate "
+                       "(status lists, CRLs, OCSP)", "set MCRED_PUBLIC_URL to the issuer's http(s) base URL")
+    return Finding("public URL", True, url, "the URLs in every credential and certificate (status lists, CRLs, OCSP)")
+
+
 def _key_store(ctx, name: str, check, setting: str, enables: str, fix: str) -> Finding:  # noqa: ANN001
     """A key store's readiness check, prefixed with the store ``setting`` chooses."""
     kind = os.environ.get(setting, "file")
@@ -191,14 +202,14 @@ def _openssl() -> Finding:
                    "" if path else "apt-get install -y openssl")
 
 
-#: The first findings are the installation's own (database, issuer key store, TSM master
-#: key, reader session key): the installation is ready when they are.
-_OWN = 4
+#: The first findings are the installation's own (database, public URL, issuer key store,
+#: TSM master key, reader session key): the installation is ready when they are.
+_OWN = 5
 
 
 def diagnose(ctx) -> list[Finding]:  # noqa: ANN001
     """Every finding, the installation's own first."""
-    return [_database(ctx), _keystore(ctx), _master_key(ctx), _reader_session_key(ctx), _postgres(), _pcsc(), _hsm(),
+    return [_database(ctx), _public_url(), _keystore(ctx), _master_key(ctx), _reader_session_key(ctx), _postgres(), _pcsc(), _hsm(),
             *(_node_peer(*peer) for peer in NODE_PEERS), _yubikit(), _openssl()]
 
 

@@ -19,7 +19,8 @@ def test_doctor_reports_each_component(home):
     code, report = _run()
     assert code == 0 and report["ready"] and report["home"] == str(home)
     found = {f["name"]: f for f in report["findings"]}
-    assert list(found)[:4] == ["database", "issuer key store", "TSM master key", "reader session key"]
+    assert list(found)[:5] == ["database", "public URL", "issuer key store", "TSM master key", "reader session key"]
+    assert found["public URL"]["ok"] and found["public URL"]["detail"] == "http://127.0.0.1:8470"
     assert "none yet" in found["reader session key"]["detail"]
     assert found["database"]["ok"] and found["database"]["detail"] == "sqlite, schema current"
     assert {"PostgreSQL", "PC/SC bridge and OpenSC", "HSM (PKCS#11)", "@auth0/mdl interop", "@owf/mdoc interop",
@@ -44,6 +45,11 @@ def test_doctor_names_what_is_missing_and_fails_for_an_unusable_key_store(home, 
     assert code == 1 and not report["ready"] and "MCRED_TSM_MASTER_KEY='vault'" in master["detail"]
     assert master["fix"]
     monkeypatch.delenv("MCRED_TSM_MASTER_KEY")
+    monkeypatch.setenv("MCRED_PUBLIC_URL", "issuer.example")  # no scheme: no URL in a credential works
+    code, report = _run()
+    url = next(f for f in report["findings"] if f["name"] == "public URL")
+    assert code == 1 and not report["ready"] and "http or https" in url["detail"] and url["fix"]
+    monkeypatch.delenv("MCRED_PUBLIC_URL")
     (home / "reader").mkdir(parents=True)
     (home / "reader" / "session.key").write_text("00" * 8 + "\n")
     code, report = _run()

@@ -91,3 +91,67 @@ def test_bad_inputs_exit_2_naming_the_problem(home, tmp_path):
     assert r.exit_code == 2 and "familyname" in r.output
     r = run(app, ["status-list", "show", str(key)])
     assert r.exit_code == 2
+
+
+def _holder_and_key(tmp_path):
+    holder = tmp_path / "holder.json"
+    holder.write_text(json.dumps(HOLDER, ensure_ascii=False))
+    key = tmp_path / "device.pem"
+    key.write_bytes(ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return holder, key
+
+
+def test_a_phone_id_the_registry_cannot_keep_is_refused_before_anything_is_written(home, tmp_path, db_url,
+                                                                                   monkeypatch):
+    """``--phone`` takes the ids the HTTP API and the wallet simulator take (at most 63
+    lower-case letters, digits and hyphens). A longer one was kept by SQLite; PostgreSQL
+    raised a DataError out of the command after the holder had been registered."""
+    from sqlalchemy import func, select
+
+    from issuer.db import Holder, Phone
+    from mcred.context import Context
+
+    monkeypatch.setenv("MCRED_DATABASE_URL", db_url)
+    holder, key = _holder_and_key(tmp_path)
+    issue = ["mdoc", "issue", "--holder", str(holder), "--device-key", str(key), "--out", str(tmp_path / "o")]
+    for bad in ("p" * 64, "Phone-1", "-p", "ph_1"):
+        r = CliRunner().invoke(app, [*issue, "--phone", bad])
+        assert r.exit_code == 2 and "phone id" in r.output, (bad, r.output)
+    ctx = Context.open(home)
+    with ctx.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Holder)) == 0  # nothing half-written
+    r = CliRunner().invoke(app, [*issue, "--phone", "p" * 63])
+    assert r.exit_code == 0, r.output
+    with ctx.sessions() as s:
+        assert s.get(Phone, "p" * 63) is not None
+    ctx.engine.dispose()
+
+
+def test_a_public_url_that_cannot_work_is_named_before_anything_is_issued(home, tmp_path, monkeypatch, capsys):
+    """``MCRED_PUBLIC_URL`` starts every status list's URI (``<url>/status/<id>``, stored in a
+    512-wide column: 473 characters and more were a DataError on PostgreSQL), every CRL
+    distribution point and OCSP address: one that cannot work is named, exit 2."""
+    import sys
+
+    import pytest
+
+    from issuer.mdoc.status_lists import PUBLIC_URL_MAX
+    from mcred.cli.main import run
+
+    holder, key = _holder_and_key(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["mcred", "mdoc", "issue", "--holder", str(holder), "--device-key", str(key),
+                                      "--out", str(tmp_path / "o")])
+    longest = "https://issuer.example/" + "x" * (PUBLIC_URL_MAX - len("https://issuer.example/"))
+    for bad, says in (("ftp://issuer.example", "http or https"), ("issuer.example", "http or https"),
+                      ("http://:8470", "with a host"), ("https://issuer.example/?a=1", "no query"),
+                      (longest + "x", f"at most {PUBLIC_URL_MAX}")):
+        monkeypatch.setenv("MCRED_PUBLIC_URL", bad)
+        with pytest.raises(SystemExit) as e:
+            run()
+        assert e.value.code == 2 and says in capsys.readouterr().err, bad
+        assert not (tmp_path / "o").exists()
+    monkeypatch.setenv("MCRED_PUBLIC_URL", longest)
+    with pytest.raises(SystemExit) as e:
+        run()
+    assert e.value.code == 0 and (tmp_path / "o").exists()

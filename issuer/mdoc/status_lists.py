@@ -125,6 +125,11 @@ class _UsedInList:
         return found is not None
 
 
+#: The longest public base URL: a list's URI, ``<url>/status/<32 hex id>``, fits its
+#: column (``status_lists.uri``; SQLite would keep a longer one, PostgreSQL refuses it).
+PUBLIC_URL_MAX = StatusList.__table__.c.uri.type.length - len("/status/") - 32
+
+
 class StatusRegistry:
     """Allocates status-list indices and says what a list currently holds."""
 
@@ -135,6 +140,9 @@ class StatusRegistry:
         rng: RandomSource | None = None,
     ) -> None:
         self.public_url = public_url.rstrip("/")
+        if len(self.public_url) > PUBLIC_URL_MAX:
+            raise ValueError(f"public URL of {len(self.public_url)} characters; at most {PUBLIC_URL_MAX} "
+                             "(a status list's URI is stored)")
         self.policy = policy or StatusListPolicy()
         self._rng = rng or secrets.SystemRandom()
 

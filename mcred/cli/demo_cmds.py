@@ -41,11 +41,15 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from mcred.context import Context
+        from mcred.context import DEFAULT_PUBLIC_URL, ConfigError, Context, public_url
         from mcred.doctor import as_json as to_json
         from mcred.doctor import diagnose
 
-        ctx = Context.open()
+        try:
+            url = public_url()
+        except ConfigError:  # a finding of its own names it
+            url = DEFAULT_PUBLIC_URL
+        ctx = Context.open(public_url=url)
         findings = diagnose(ctx)
         report = to_json(findings, ctx.home)
         if as_json:

@@ -85,10 +85,14 @@ def run() -> None:
     import sys
 
     from issuer.keystore import KeyStoreError
+    from mcred.context import ConfigError
     from tsm.errors import MasterKeyError
 
     try:
         app()
+    except ConfigError as exc:  # a setting in the environment that cannot work: name it
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     except KeyStoreError as exc:  # the issuer's keys cannot be reached (HSM, passphrase): say so
         print(f"error: issuer key store: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

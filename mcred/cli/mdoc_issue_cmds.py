@@ -107,7 +107,7 @@ def issue(
     spki = public.public_bytes(serialization.Encoding.DER,
                                serialization.PublicFormat.SubjectPublicKeyInfo)
     from issuer.db import Holder, Phone
-    from issuer.holders import HolderError, attach_phone, holder_data
+    from issuer.holders import HolderError, attach_phone, check_phone_id, holder_data
     from issuer.holders import register as register_holder
     from issuer.mdoc.errors import IssuerMdocError
     from issuer.mdoc.issuance import make_proof
@@ -115,6 +115,10 @@ def issue(
     ctx, svc = _mdoc_service()
     key_id = hashlib.sha256(spki).hexdigest()
     phone_id = phone or f"cli-{key_id[:16]}"
+    try:
+        check_phone_id(phone_id)  # before the holder is registered: nothing left half-written
+    except HolderError as exc:
+        raise _fail(f"--phone: {exc}") from None
     with ctx.sessions() as s:  # the same holder and key again: the same record, issued once
         known = s.get(Phone, phone_id)
         holder_row = s.get(Holder, known.holder_id) if known and known.holder_id else None
