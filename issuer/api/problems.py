@@ -215,6 +215,25 @@ class CatchAllMiddleware:
             await response(scope, receive, send)
 
 
+class NulInUrlMiddleware:
+    """A NUL character in the path or the query (``%00``) is answered 400 before any route
+    runs. No parameter of these services takes one, and PostgreSQL refuses a string holding
+    one in any statement (SQLite does not), so a lookup by such a value was a 500 there."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            query = scope.get("query_string", b"")
+            if "\x00" in scope.get("path", "") or b"\x00" in query or b"%00" in query:
+                response = problem_response(BAD_REQUEST, "the request URL holds a NUL character (%00), "
+                                            "which no parameter of this service takes")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def install(app: FastAPI) -> None:
     """Attach every problem+json handler to ``app`` (call before serving)."""
     global _issuer_registered
@@ -231,3 +250,4 @@ def install(app: FastAPI) -> None:
     for cls in list(_ERRORS):
         app.add_exception_handler(cls, _on_typed)
     app.add_middleware(CatchAllMiddleware)
+    app.add_middleware(NulInUrlMiddleware)
