@@ -4,6 +4,7 @@ parser refuses bad fields by name."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
 import pytest
@@ -221,3 +222,21 @@ def test_prefecture_and_municipality_are_refused_at_the_door_beyond_what_can_be_
     with pytest.raises(HolderError, match=why) as err:
         parse_holder({**HOLDER, field: longest + longest[0]})
     assert err.value.field == field
+
+
+@pytest.mark.parametrize(("text", "what"), [
+    ("山\x00田", "a control character, U+0000, at position 2"),
+    ("山\n田", "a control character, U+000A, at position 2"),
+    ("山\x7f田", "a control character, U+007F"),
+    ("山\x85田", "a control character, U+0085"),
+    ("山\ud800田", "a lone surrogate, U+D800"),
+    ("山\u2028田", "a line separator, U+2028"),
+    ("山\u2029田", "a paragraph separator, U+2029"),
+])
+def test_a_text_holding_what_no_name_or_address_holds_is_refused_naming_it(text, what):
+    """NUL was issued, and on PostgreSQL refused by the database after the request was
+    taken (a 500); a lone surrogate (JSON's ``\\ud800``) cannot be encoded in CBOR at all."""
+    for field in ("family_name", "address", "municipality"):
+        with pytest.raises(HolderError, match=f"{field}.*holds {re.escape(what)}"):
+            parse_holder({**HOLDER, field: text})
+    assert parse_holder({**HOLDER, "family_name": " 山田\n"}).family_name == "山田"  # trimmed, as before

@@ -89,10 +89,22 @@ MAX_CHARS = {"prefecture": 32}
 MUNICIPALITY_MAX_UTF8 = 64 - len(" CRLDP")
 
 
+#: Unicode categories no holder text may hold: control characters (NUL among them, which
+#: PostgreSQL refuses in any text), lone surrogates (no UTF-8 encodes them, so neither
+#: CBOR nor the database can) and line or paragraph separators (every field is one line).
+_REFUSED_CATEGORIES = {"Cc": "a control character", "Cs": "a lone surrogate",
+                       "Zl": "a line separator", "Zp": "a paragraph separator"}
+
+
 def _text(name: str, value: Any) -> str:
     if not isinstance(value, str):
         raise HolderError(name, f"must be a string, got {type(value).__name__}")
-    value = normalize_text(value.strip())
+    value = value.strip()  # white space around the text (a line end too) is no part of it
+    for i, ch in enumerate(value):
+        what = _REFUSED_CATEGORIES.get(unicodedata.category(ch))
+        if what:
+            raise HolderError(name, f"holds {what}, U+{ord(ch):04X}, at position {i + 1}")
+    value = normalize_text(value)
     if not value:
         raise HolderError(name, "must not be empty")
     limit = MAX_CHARS.get(name, 150)
