@@ -225,9 +225,17 @@ def test_workers_racing_for_one_message_verify_it_once(db_url):
 
 
 def test_ids_no_session_can_have_are_unknown_not_a_database_error(workers):
-    """Path ids with a NUL (PostgreSQL text refuses it), other odd characters or a kilobyte
-    answer 404 like any unknown session, on the message and the result route."""
+    """Path ids with odd characters or a kilobyte answer 404 like any unknown session, on the
+    message and the result route. An id with a NUL (PostgreSQL text refuses it) is refused
+    as a bad request before any route runs, as a NUL anywhere in a URL is (specs/api.md)."""
     a, _ = workers
-    for sid in ("%00", "a%00b", "%E2%98%83", "x" * 1024, "a.b"):
+    for sid in ("%E2%98%83", "x" * 1024, "a.b"):
         assert a.post(f"/reader/sessions/{sid}", content=b"\xa0").status_code == 404
         assert a.get(f"/reader/sessions/{sid}/result").status_code == 404
+    for sid in ("%00", "a%00b"):
+        for r in (a.post(f"/reader/sessions/{sid}", content=b"\xa0"),
+                  a.get(f"/reader/sessions/{sid}/result")):
+            assert r.status_code == 400
+            assert r.headers["content-type"].startswith("application/problem+json")
+            assert r.json()["type"] == "/problems/bad-request"
+            assert "NUL" in r.json()["detail"]
