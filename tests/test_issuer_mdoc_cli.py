@@ -115,7 +115,7 @@ def test_a_phone_id_the_registry_cannot_keep_is_refused_before_anything_is_writt
     monkeypatch.setenv("MCRED_DATABASE_URL", db_url)
     holder, key = _holder_and_key(tmp_path)
     issue = ["mdoc", "issue", "--holder", str(holder), "--device-key", str(key), "--out", str(tmp_path / "o")]
-    for bad in ("p" * 64, "Phone-1", "-p", "ph_1"):
+    for bad in ("p" * 64, "Phone-1", "-p", "ph_1", ""):  # "" is no id, not the default
         r = CliRunner().invoke(app, [*issue, "--phone", bad])
         assert r.exit_code == 2 and "phone id" in r.output, (bad, r.output)
     ctx = Context.open(home)

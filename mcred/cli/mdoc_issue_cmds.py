@@ -114,7 +114,7 @@ def issue(
 
     ctx, svc = _mdoc_service()
     key_id = hashlib.sha256(spki).hexdigest()
-    phone_id = phone or f"cli-{key_id[:16]}"
+    phone_id = phone if phone is not None else f"cli-{key_id[:16]}"
     try:
         check_phone_id(phone_id)  # before the holder is registered: nothing left half-written
     except HolderError as exc:
