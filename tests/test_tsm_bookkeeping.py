@@ -293,3 +293,33 @@ def test_only_a_lock_wait_that_ran_out_is_called_busy(engine):  # noqa: F811
     with pytest.raises(DataError):
         acquire(engine, "se-long-owner", "o" * 200, timeout_s=0.2)
     acquire(engine, "se-long-owner", "o", timeout_s=1).release()  # nothing was left held
+
+
+def test_an_se_id_or_actor_the_tables_cannot_keep_is_refused_before_anything_is_written(world):  # noqa: F811
+    """The job and audit tables keep an SE id 64 wide and an actor 128 wide. A Python caller
+    of the TSM passing longer ones got a DataError from PostgreSQL (SQLite kept them): now a
+    JobInputError naming the field, on both backends, and no job row or audit record."""
+    from tsm.errors import JobInputError
+    from tsm.jobs import ACTOR_MAX, SE_ID_MAX, Tsm
+
+    tsm = world.tsm
+    before = len(tsm.jobs())
+    cases = [
+        (lambda: tsm.create_job("s" * (SE_ID_MAX + 1), "delete-credentials"), "SE id"),
+        (lambda: tsm.create_job("", "delete-credentials"), "SE id"),
+        (lambda: tsm.create_job("se\x00x", "delete-credentials"), "SE id"),
+        (lambda: tsm.create_job("se-ok", "delete-credentials", actor="a" * (ACTOR_MAX + 1)), "actor"),
+        (lambda: tsm.create_job("se-ok", "delete-credentials", actor=""), "actor"),
+        (lambda: tsm.clear_quarantine("se-ok", "a" * (ACTOR_MAX + 1), "checked"), "actor"),
+        (lambda: Tsm(tsm.engine, tsm.master, actor="a" * (ACTOR_MAX + 1)), "actor"),
+    ]
+    for call, named in cases:
+        with pytest.raises(JobInputError, match=named):
+            call()
+    assert len(tsm.jobs()) == before
+    assert audit_rows(tsm.engine, "se-ok") == []
+    job = tsm.create_job("s" * SE_ID_MAX, "delete-credentials", actor="a" * ACTOR_MAX)  # the widths fit
+    assert tsm.job(job).actor == "a" * ACTOR_MAX
+    with pytest.raises(JobInputError, match="actor"):
+        tsm.run(job, lambda apdu: b"\x6f\x00", actor="a" * (ACTOR_MAX + 1))
+    assert tsm.job(job).state == "pending"  # the run never started

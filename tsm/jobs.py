@@ -44,6 +44,22 @@ _PASSWORD = re.compile(r"[A-Z0-9]{6,16}")
 _PUK = re.compile(r"[0-9]{8}")
 #: Width of a lock's owner: the worker's actor, "/" and 8 hex digits
 _OWNER_MAX = SeLockRow.__table__.c.owner.type.length
+#: Widths of an SE id and an actor as the job and audit tables keep them (SQLite would keep a
+#: longer one, PostgreSQL refuses it: checked here so that both backends answer alike)
+SE_ID_MAX = JobRow.__table__.c.se_id.type.length
+ACTOR_MAX = JobRow.__table__.c.actor.type.length
+
+
+def _check_text(what: str, value: object, width: int) -> str:
+    """``value`` as a non-empty str of at most ``width`` characters without a NUL, or
+    :class:`JobInputError` naming ``what``."""
+    if not isinstance(value, str) or not value:
+        raise JobInputError(f"{what} {value!r} is not a non-empty string")
+    if len(value) > width:
+        raise JobInputError(f"{what} {value[:40]!r}... has {len(value)} characters; at most {width} are kept")
+    if "\x00" in value:
+        raise JobInputError(f"{what} {value[:40]!r} holds a NUL character")
+    return value
 
 
 @dataclass(frozen=True)
@@ -233,7 +249,7 @@ class Tsm:
         self.engine = engine
         self.master = master
         self.issuer = issuer
-        self.actor = actor
+        self.actor = _check_text("actor", actor, ACTOR_MAX)
         self.security_level = security_level
         self.lock_timeout_s = lock_timeout_s
         self.lease_s = lease_s
@@ -244,11 +260,12 @@ class Tsm:
 
     def create_job(self, se_id: str, kind: str, job_input: dict | None = None,
                    secrets: JobSecrets | None = None, actor: str | None = None) -> str:
+        _check_text("SE id", se_id, SE_ID_MAX)
+        who = self.actor if actor is None else _check_text("actor", actor, ACTOR_MAX)
         clean = _check_input(kind, se_id, dict(job_input or {}), secrets)
         job_id = uuid.uuid4().hex
         sealed = self.master.seal(secrets.to_bytes(), job_id.encode()) if secrets else None
         steps = script(kind, clean)
-        who = actor or self.actor
         audit = AuditLog(who, se_id, job_id)
         audit.event("job-created", kind, steps=len(steps))
         with Session(self.engine) as s, s.begin():
@@ -267,6 +284,8 @@ class Tsm:
 
     def clear_quarantine(self, se_id: str, actor: str, reason: str) -> None:
         """An operator's decision that a flagged SE may be used again (audited)."""
+        _check_text("SE id", se_id, SE_ID_MAX)
+        _check_text("actor", actor, ACTOR_MAX)
         records.update_se(self.engine, se_id, state="active")
         log = AuditLog(actor, se_id)
         log.event("quarantine-cleared", reason[:96])
@@ -290,6 +309,7 @@ class Tsm:
         (a pool sized for one connection per worker must not run dry); once the lock is
         held, one transaction marks the job running and reads (at first contact: creates)
         the SE's record, as the lease's does."""
+        who = self.actor if actor is None else _check_text("actor", actor, ACTOR_MAX)
         # a lease's run connection serves from the first read to the release
         db: Connection | None = None if holds_row_lock(self.engine) else self.engine.connect()
         # what the lease's transaction did under it: the job started (or None: done), and
@@ -312,7 +332,6 @@ class Tsm:
                 if db is not None:
                     db.close()
                 return job
-            who = actor or self.actor
             owner = f"{who[:_OWNER_MAX - 9]}/{uuid.uuid4().hex[:8]}"  # fits its column
             lock = acquire(self.engine, se_id, owner, timeout_s=self.lock_timeout_s,
                            lease_s=self.lease_s, clock=self.clock, bind=db,
