@@ -35,6 +35,8 @@ BAD = [
     ["credential", "show", "nope"],
     ["verify", "{garbage}", "--trust", "{garbage}"],
     ["handover", "--phone", "nope", "--to", "nope2"],
+    ["handover", "--phone", "nope", "--to", "nope2", "--resume", ""],
+    ["handover", "--phone", "nope", "--to", "nope2", "--resume", "no-such-handover"],
     ["drill", "bogus", "--phones", "1"],
     ["token", "revoke", "nope"],
 ]
@@ -69,3 +71,16 @@ def test_bad_input_exits_non_zero_with_a_message(setting, argv):
 def test_revoking_an_unknown_phone_is_an_error_not_a_no_op(home):
     with pytest.raises(revocation.UnknownPhone):
         revocation.revoke(Context.open(home).sessions, "nope", "superseded")
+
+
+@pytest.mark.parametrize("resume", ["", "no-such-handover"])
+def test_resuming_a_handover_that_does_not_exist_says_so(setting, resume):
+    """``--resume ''`` started a new handover (the empty id read as none given); an unknown
+    id failed as a workflow error telling the user to resume with that same id."""
+    import wallet_sim
+
+    phones = wallet_sim.list_phones(Context.open().home)
+    r = CliRunner().invoke(app, ["handover", "--phone", setting["phone"], "--to", "new", "--resume", resume])
+    assert r.exit_code == 2, r.output
+    assert "no such handover" in r.output
+    assert wallet_sim.list_phones(Context.open().home) == phones  # no new phone made for nothing

@@ -121,18 +121,20 @@ def handover_cmd(
     from mcred.handover_actions import HandoverActions
 
     ctx = Context.open()
-    if to == "new":
-        to = wallet_sim.create_phone(ctx.home)
     with ctx.sessions() as s:
         old = s.get(Phone, phone)
         holder_id = old.holder_id if old else None
+        if resume_id is not None and s.get(wf.Handover, resume_id) is None:
+            raise _fail(f"--resume {resume_id!r}: no such handover (a failed handover prints the id to resume)")
     if holder_id is None:
         raise _fail(f"phone {phone!r} carries no holder's credentials")
+    if to == "new":  # only once the handover can start: a refusal leaves no phone behind
+        to = wallet_sim.create_phone(ctx.home)
     if to not in wallet_sim.list_phones(ctx.home):
         raise _fail(f"no phone {to!r} under {ctx.home}")
     actions = HandoverActions(ctx, key_type=key_type, mdoc_batch=mdoc_batch)
-    hid = resume_id or wf.create(ctx.sessions, kind="model_change", holder_id=holder_id,
-                                 old_phone_id=phone, new_phone_id=to, actor="cli")
+    hid = resume_id if resume_id is not None else wf.create(
+        ctx.sessions, kind="model_change", holder_id=holder_id, old_phone_id=phone, new_phone_id=to, actor="cli")
     try:
         h = actions.runner("cli").run(hid)
     except wf.WorkflowError as exc:
