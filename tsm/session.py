@@ -204,6 +204,27 @@ def _keys_for(link: SeLink, rec: records.SeRecord, kvn: int) -> StaticKeys:
     return link.se_keys(rec.kdd)
 
 
+def _authentication_command(link: SeLink, apdu: bytes, what: str, **detail: object) -> tuple[bytes, int]:
+    """Send a command of the channel's opening (in plain: the channel is not open yet), audit
+    it with ``detail`` (lost, or with its status word) and trace it. Returns the answer and
+    its status word."""
+    cmd = CommandApdu.parse(apdu)
+    try:
+        raw = link.xmit(apdu)
+    except TransportError:
+        link.audit.command(cmd, None, what, lost=True, **detail)
+        raise
+    sw = int.from_bytes(raw[-2:], "big")
+    link.audit.command(cmd, sw, what, **detail)
+    if link.trace:
+        trace_plain(link.trace, apdu, raw)
+    return raw, sw
+
+
+def _initialize_update(link: SeLink, host: HostChannel, kvn: int, what: str) -> tuple[bytes, int]:
+    return _authentication_command(link, host.initialize_update(), what, kvn=kvn)
+
+
 def _authenticates_with_factory_keys(link: SeLink) -> bool:
     """INITIALIZE UPDATE on the factory keyset, and nothing after it: whether the card's
     answer authenticates with the factory keys (its card cryptogram, and a pseudo-random
@@ -211,17 +232,7 @@ def _authenticates_with_factory_keys(link: SeLink) -> bool:
     to them (or one that is not this SE) from a damaged answer, not from a forger that
     knows them; such a forger on the link could stop every session anyway."""
     host = HostChannel(FACTORY_KEYS, link.security_level, link.rng(8), FACTORY_KVN, sd_aid=ISD_AID)
-    iu_cmd = host.initialize_update()
-    cmd = CommandApdu.parse(iu_cmd)
-    try:
-        raw = link.xmit(iu_cmd)
-    except TransportError:
-        link.audit.command(cmd, None, "INITIALIZE UPDATE (factory keyset probe)", kvn=FACTORY_KVN, lost=True)
-        raise
-    sw = int.from_bytes(raw[-2:], "big")
-    link.audit.command(cmd, sw, "INITIALIZE UPDATE (factory keyset probe)", kvn=FACTORY_KVN)
-    if link.trace:
-        trace_plain(link.trace, iu_cmd, raw)
+    raw, sw = _initialize_update(link, host, FACTORY_KVN, "INITIALIZE UPDATE (factory keyset probe)")
     if sw != 0x9000:
         return False
     try:
@@ -263,17 +274,7 @@ def open_session(link: SeLink, *, with_step: bool = False) -> CardSession:
                 "installation's own; specs/tsm.md)")
         host = HostChannel(_keys_for(link, rec, kvn), link.security_level, link.rng(8), kvn,
                            sd_aid=ISD_AID)
-        iu_cmd = host.initialize_update()
-        cmd = CommandApdu.parse(iu_cmd)
-        try:
-            raw = link.xmit(iu_cmd)
-        except TransportError:
-            link.audit.command(cmd, None, "INITIALIZE UPDATE", kvn=kvn, lost=True)
-            raise
-        sw = int.from_bytes(raw[-2:], "big")
-        link.audit.command(cmd, sw, "INITIALIZE UPDATE", kvn=kvn)
-        if link.trace:
-            trace_plain(link.trace, iu_cmd, raw)
+        raw, sw = _initialize_update(link, host, kvn, "INITIALIZE UPDATE")
         if sw == SW_REFERENCED_DATA_NOT_FOUND and n + 1 < len(candidates):
             continue  # a PUT KEY whose answer was lost did land: try the new keyset
         if sw == SW_REFERENCED_DATA_NOT_FOUND and kvn != FACTORY_KVN:
@@ -334,16 +335,7 @@ def open_session(link: SeLink, *, with_step: bool = False) -> CardSession:
             link.audit.flush_now(link.engine)
             link.mark_suspect()
             raise SequenceCounterRegressionError(link.se_id, kvn, last, counter)
-        ea_cmd = CommandApdu.parse(ea)
-        try:
-            raw = link.xmit(ea)
-        except TransportError:
-            link.audit.command(ea_cmd, None, "EXTERNAL AUTHENTICATE", lost=True)
-            raise
-        sw = int.from_bytes(raw[-2:], "big")
-        link.audit.command(ea_cmd, sw, "EXTERNAL AUTHENTICATE", level=link.security_level)
-        if link.trace:
-            trace_plain(link.trace, ea, raw)
+        raw, sw = _authentication_command(link, ea, "EXTERNAL AUTHENTICATE", level=link.security_level)
         try:
             host.on_external_authenticate_response(raw)
         except GpError as exc:
