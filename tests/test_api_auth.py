@@ -294,3 +294,27 @@ def test_a_token_name_longer_than_its_column_is_refused_on_every_backend(db_url)
     with pytest.raises(TokenError, match=f"at most {NAME_MAX}"):
         create_token(sessions, ["operator"], "n" * (NAME_MAX + 1))
     engine.dispose()
+
+
+@pytest.mark.parametrize("bad", ["ci\x00bot", "\x1b]0;owned\x07", "a\nb", "x\ud800"])
+def test_a_token_name_with_a_control_character_is_refused_on_every_backend(db_url, bad):
+    """A NUL was a DataError on PostgreSQL (SQLite kept it); an escape sequence or a line
+    break in a name reached every audit line and terminal that shows the token's actor."""
+    from sqlalchemy import func, select
+    from sqlalchemy.orm import sessionmaker
+
+    from issuer.api.auth import TokenError
+    from issuer.db import ApiToken
+    from mcred.db import make_engine, migrate
+
+    engine = make_engine(db_url)
+    migrate(engine)
+    sessions = sessionmaker(engine)
+    with sessions() as s:
+        before = s.scalar(select(func.count()).select_from(ApiToken))
+    with pytest.raises(TokenError, match="U\\+"):
+        create_token(sessions, ["operator"], bad)
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(ApiToken)) == before
+    create_token(sessions, ["operator"], "山田 ci-bot (テスト)")  # any other text is a name
+    engine.dispose()

@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -109,6 +110,12 @@ def create_token(sessions: sessionmaker[Session], scopes: Iterable[str], name: s
     scopes = parse_scopes(scopes)
     if len(name) > NAME_MAX:
         raise TokenError(f"the token name is {len(name)} characters; at most {NAME_MAX}")
+    for i, ch in enumerate(name):
+        # a control character (NUL among them: PostgreSQL refuses it, SQLite keeps it) or a
+        # lone surrogate would reach every audit line and terminal that shows the actor
+        if unicodedata.category(ch) in ("Cc", "Cs"):
+            raise TokenError(f"the token name holds U+{ord(ch):04X} at position {i}; "
+                             "control characters are not allowed")
     token_id = new_id()
     secret = secrets.token_urlsafe(32)
     with sessions.begin() as s:
