@@ -91,3 +91,27 @@ def test_bad_certificate_and_key_pairs_are_refused_before_serving(tmp_path, iaca
     assert r.exit_code == 2 and "--ssl-certfile" in r.output
     r = runner.invoke(app, ["serve", "--ssl-keyfile", str(key)])
     assert r.exit_code == 2 and "go together" in r.output
+
+
+def test_a_port_that_cannot_be_listened_on_is_named_before_serving(home, iaca_pem):  # noqa: F811
+    """uvicorn's own report of a taken port is a log line and exit 3; both services now name
+    the port (exit 2) before anything starts, and a port out of range or an unknown host too."""
+    import socket
+
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    held.listen()
+    port = held.getsockname()[1]
+    runner = CliRunner()
+    try:
+        for argv in (["serve", "--port", str(port)],
+                     ["reader", "serve", "--trust", str(iaca_pem), "--offline", "--port", str(port)]):
+            r = runner.invoke(app, argv)
+            assert r.exit_code == 2, (argv, r.output)
+            assert f"127.0.0.1:{port}" in r.output and "--port" in r.output, r.output
+    finally:
+        held.close()
+    r = runner.invoke(app, ["serve", "--port", "70000"])
+    assert r.exit_code == 2 and "not a TCP port" in r.output, r.output
+    r = runner.invoke(app, ["serve", "--host", "no-such-host.invalid"])
+    assert r.exit_code == 2 and "--host" in r.output, r.output

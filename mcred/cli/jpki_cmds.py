@@ -11,7 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from mcred.cli.export_cmds import export_app
-from mcred.cli.state import open_context
+from mcred.cli.state import check_can_listen, open_context
 from reader.text import printable
 
 jpki_app = typer.Typer(help="JPKI signing certificates: sign with a phone, verify as a relying party.",
@@ -237,6 +237,7 @@ def serve(port: int = typer.Option(8470, "--port"),
         tls = tls_options(ssl_certfile, ssl_keyfile)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    check_can_listen(host, port)
     if workers == 1:
         uvicorn.run(create_app(), host=host, port=port, log_level="warning", **tls)
         return

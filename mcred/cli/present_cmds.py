@@ -158,6 +158,7 @@ def register(app: typer.Typer) -> None:
 
         import uvicorn
 
+        from mcred.cli.state import check_can_listen
         from mcred.present import (
             READER_SERVE_ENV,
             ReaderServeConfig,
@@ -177,6 +178,7 @@ def register(app: typer.Typer) -> None:
         if workers > 1 and db is None:
             _unusable(console, False, f"--workers {workers} needs --db: sessions kept in one process's "
                       "memory cannot be continued by another")
+        check_can_listen(host, port)
         config = ReaderServeConfig(
             trust=tuple(map(str, trust)), vical=str(vical) if vical else None,
             vical_trust=tuple(map(str, vical_trust)), request=tuple(request), doctype=doctype,

@@ -24,3 +24,32 @@ def open_context() -> Context:
     from mcred.context import Context
 
     return Context.open()
+
+
+def check_can_listen(host: str, port: int) -> None:
+    """Raise ``typer.BadParameter`` (exit 2, naming the option) unless a server can listen on
+    ``host``:``port`` now: uvicorn's own report of a taken port is a log line and exit 3. The
+    socket is set up as uvicorn's (SO_REUSEADDR), so a port in TIME_WAIT is not called taken;
+    the port can still be taken between this check and uvicorn's bind."""
+    import socket
+
+    import typer
+
+    if not 0 <= port <= 65535:
+        raise typer.BadParameter(f"{port} is not a TCP port (0 to 65535)", param_hint="--port")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise typer.BadParameter(f"{host!r} is not an address of this machine ({exc})",
+                                 param_hint="--host") from None
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            where = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
+            hint = ("another server holds it; choose another --port" if exc.errno == 98
+                    else "choose another --host or --port")
+            raise typer.BadParameter(f"cannot listen on {where}: {exc.strerror} ({hint})",
+                                     param_hint="--port") from None
