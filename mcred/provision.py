@@ -150,12 +150,16 @@ def parse_holder(data: Mapping[str, Any], *, base: Path | None = None) -> cardsu
         if not p.is_absolute() and base is not None:
             p = base / p
         try:
-            head = p.read_bytes()[:3]
+            jpeg = p.read_bytes()
         except OSError as exc:
             raise HolderFileError("portrait", f"holder field 'portrait': cannot read {p}: "
                                               f"{exc.strerror}") from None
-        if head != b"\xff\xd8\xff":
+        if jpeg[:3] != b"\xff\xd8\xff":
             raise HolderFileError("portrait", f"holder field 'portrait': {p} is not a JPEG")
+        try:  # its size too, here: past the bound it failed the job at the mdoc's write
+            cardsub.check_portrait(jpeg)
+        except cardsub.CardSubError as exc:
+            raise HolderFileError("portrait", f"holder field 'portrait': {p}: {exc}") from None
         holder = _replace(holder, portrait=str(p))
     return holder
 

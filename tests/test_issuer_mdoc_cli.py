@@ -155,3 +155,24 @@ def test_a_public_url_that_cannot_work_is_named_before_anything_is_issued(home, 
     with pytest.raises(SystemExit) as e:
         run()
     assert e.value.code == 0 and (tmp_path / "o").exists()
+
+
+def test_a_portrait_past_the_bound_is_refused_before_the_holder_is_registered(home, tmp_path, monkeypatch):
+    import os
+
+    from sqlalchemy import func, select
+
+    from issuer.db import Holder
+    from mcred.context import Context
+    from protocols.cardsub import PORTRAIT_MAX
+
+    holder, key = _holder_and_key(tmp_path)
+    holder.write_text(json.dumps(dict(HOLDER, portrait="face.jpg"), ensure_ascii=False))
+    (tmp_path / "face.jpg").write_bytes(b"\xff\xd8\xff" + os.urandom(PORTRAIT_MAX - 2))
+    r = CliRunner().invoke(app, ["mdoc", "issue", "--holder", str(holder), "--device-key", str(key),
+                                 "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and f"{PORTRAIT_MAX:,}" in r.output, r.output
+    ctx = Context.open(home)
+    with ctx.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Holder)) == 0
+    ctx.engine.dispose()

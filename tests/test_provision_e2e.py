@@ -281,3 +281,73 @@ def test_cli_after_a_crash_names_the_job_and_resumes_it(ctx, tmp_path):
     assert CliRunner().invoke(app, ["provision", "--resume", "nope"]).exit_code == 2
     assert CliRunner().invoke(app, ["provision", "--resume", job_id, "--phone", pid]).exit_code == 2
     assert CliRunner().invoke(app, ["provision", "--phone", pid]).exit_code == 2
+
+
+def _longest_holder() -> dict:
+    """Every text field at its longest (3-byte kanji), both Roman names, a card expiry."""
+    k = "龍" * 150
+    return {"family_name": k, "given_name": k, "family_name_kana": "ヴ" * 150, "given_name_kana": "ヴ" * 150,
+            "birth_date": "1990-04-01", "sex": 2, "address": k, "prefecture": "龍" * 32, "municipality": "龍" * 19,
+            "family_name_roman": "A" * 150, "given_name_roman": "B" * 150, "card_expiry_date": "2035-04-01",
+            "pin": "1234", "password": "ABC123"}
+
+
+def test_the_largest_portrait_fits_the_se_beside_the_longest_elements():
+    """The SE takes an IssuerSigned in one DGI (at most 65535 bytes) and the mdoc carries the
+    portrait twice: PORTRAIT_MAX must fit with every other element at its longest, a P-384
+    device key and a status URI as long as the registry keeps (512)."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from sqlalchemy.orm import sessionmaker
+
+    from issuer.keystore import MemoryKeyStore
+    from issuer.mdoc.issuance import sign_card_substitute
+    from issuer.mdoc.service import MdocService
+    from mcred.db import make_engine, migrate
+    from protocols.cardsub import PORTRAIT_MAX
+    from protocols.cardsub import parse_holder as parse
+    from protocols.gp.dgi import parse_all
+    from tsm.applets import mdoc_write
+
+    engine = make_engine("sqlite://")
+    migrate(engine)
+    _, ds, _ = MdocService(sessionmaker(engine), MemoryKeyStore(), "http://127.0.0.1:8470").setup()
+    uri = "http://" + "h" * (512 - len("http://") - len("/status/") - 32) + "/status/" + "f" * 32
+    issued = sign_card_substitute(
+        parse({k: v for k, v in _longest_holder().items() if k not in ("pin", "password")}),
+        b"\xff\xd8\xff" + os.urandom(PORTRAIT_MAX - 3), ec.generate_private_key(ec.SECP384R1()).public_key(),
+        ds, now=dt.datetime.now(dt.UTC), record_expiry=dt.date(2035, 4, 1), document_no="JPCS0123456789AB",
+        status=mdoc.MsoStatus(mdoc.StatusListRef(2**31, uri)))
+    body = issued.encode()
+    assert len(uri) == 512 and len(body) > 2 * PORTRAIT_MAX
+    assert parse_all(mdoc_write(15, body))[0].value.endswith(body)  # one DGI holds it
+    engine.dispose()
+
+
+def test_a_portrait_past_the_bound_is_refused_before_anything_is_written(ctx, tmp_path):
+    """A 2 MB portrait passed the holder check and stopped the job at the mdoc's write, with
+    the JPKI certificates issued and a resume that could only fail again. The largest portrait
+    the bound allows is provisioned beside the longest elements, and the wallet holds it."""
+    from protocols.cardsub import PORTRAIT_MAX
+
+    f = tmp_path / "holder.json"
+    f.write_text(json.dumps(dict(_longest_holder(), portrait="face.jpg"), ensure_ascii=False), encoding="utf-8")
+    big = b"\xff\xd8\xff" + os.urandom(PORTRAIT_MAX - 2)
+    (tmp_path / "face.jpg").write_bytes(big)
+    pid = wallet_sim.create_phone(ctx.home)
+    r = CliRunner().invoke(app, ["provision", "--phone", pid, "--holder", str(f), "--key-type", "p384"])
+    assert r.exit_code == 2, r.output
+    assert "'portrait'" in r.output and f"{PORTRAIT_MAX:,}" in r.output
+    assert rows(ctx) == []
+    with ctx.sessions() as s:
+        assert s.scalars(select(Holder)).all() == []
+    from tsm.jobs import list_jobs
+
+    assert list_jobs(ctx.engine) == []
+    (tmp_path / "face.jpg").write_bytes(big[:-1])  # at the bound
+    r = CliRunner().invoke(app, ["provision", "--phone", pid, "--holder", str(f), "--key-type", "p384",
+                                 "--mdoc-batch", "1", "--json"])
+    assert r.exit_code == 0, r.output
+    assert [k for k, _ in sorted((c.kind, c.status) for c in rows(ctx, pid))] == ["jpki-auth", "jpki-sign", "mdoc"]
+    se = wallet_sim.describe(pid, ctx.home)["secure_element"]
+    slots = next(a for a in se["applets"] if a["aid"] == MDOC_AID.hex().upper())["details"]["slots"]
+    assert len(slots) == 1 and next(iter(slots.values()))["credential_bytes"] > 2 * (PORTRAIT_MAX - 1)

@@ -103,6 +103,10 @@ def issue(
     portrait = None
     if parsed.portrait:
         portrait = _read((holder.parent / parsed.portrait), "portrait")
+        try:
+            cardsub.check_portrait(portrait)  # before the holder is registered
+        except cardsub.CardSubError as exc:
+            raise _fail(f"holder file {holder}: {exc}") from None
     public, private = _load_key(device_key)
     spki = public.public_bytes(serialization.Encoding.DER,
                                serialization.PublicFormat.SubjectPublicKeyInfo)

@@ -10,10 +10,12 @@ from protocols.cardsub.namespaces import (
     DEFAULT_NAMES,
     ISO_NAMESPACE,
     JST,
+    PORTRAIT_MAX,
     DocNames,
     age_on,
     build_namespaces,
     card_expiry,
+    check_portrait,
 )
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "FIELDS",
     "ISO_NAMESPACE",
     "JST",
+    "PORTRAIT_MAX",
     "SEX_CODES",
     "CardSubError",
     "DocNames",
@@ -31,5 +34,6 @@ __all__ = [
     "age_on",
     "build_namespaces",
     "card_expiry",
+    "check_portrait",
     "parse_holder",
 ]

@@ -23,7 +23,26 @@ ISO_NAMESPACE = "org.iso.18013.5.1"
 DEFAULT_AGE_THRESHOLDS = (18, 20)
 JST = dt.timezone(dt.timedelta(hours=9), "JST")
 _MY_NUMBER = re.compile(r"^[0-9]{12}$")
+#: The largest portrait (bytes of JPEG) the profile issues. An mdoc carries it twice (this
+#: doctype's ``portrait`` and its ISO mirror) and the phone's SE takes an IssuerSigned in one
+#: personalisation record (a DGI of at most 65535 bytes): with every other element at its
+#: longest, a P-384 device key and the longest status URI the rest is about 9.9 KB, so at
+#: most about 27.8 KB are left for each copy. 24 KiB keeps room for a longer DS chain;
+#: ISO/IEC 18013-2 Annex D's 192 x 240 portrait is a few KB.
+PORTRAIT_MAX = 24 * 1024
 _DEFAULT_AGES = tuple((f"age_over_{n:02d}", n) for n in sorted(set(DEFAULT_AGE_THRESHOLDS)))
+
+
+def check_portrait(portrait: bytes | None) -> None:
+    """Raise :class:`ElementError` unless ``portrait`` is None or a JPEG of at most
+    :data:`PORTRAIT_MAX` bytes."""
+    if portrait is None:
+        return
+    if not portrait.startswith(b"\xff\xd8\xff"):
+        raise ElementError("portrait is not a JPEG (no SOI marker FFD8FF)")
+    if len(portrait) > PORTRAIT_MAX:
+        raise ElementError(f"portrait is {len(portrait):,} bytes; at most {PORTRAIT_MAX:,} are issued "
+                           "(the mdoc carries it twice and the SE takes an mdoc of at most 64 KiB)")
 
 
 @dataclass(frozen=True)
@@ -88,8 +107,7 @@ def build_namespaces(
                            "(the record number is never the individual number)")
     if expiry_date <= issue_date:
         raise ElementError(f"expiry_date {expiry_date} is not after issue_date {issue_date}")
-    if portrait is not None and not portrait.startswith(b"\xff\xd8\xff"):
-        raise ElementError("portrait is not a JPEG (no SOI marker FFD8FF)")
+    check_portrait(portrait)
     today = now.astimezone(JST).date()
     age = age_on(holder.birth_date, today)
     if age_thresholds is DEFAULT_AGE_THRESHOLDS:  # names worked out once, below
