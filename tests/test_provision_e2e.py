@@ -351,3 +351,33 @@ def test_a_portrait_past_the_bound_is_refused_before_anything_is_written(ctx, tm
     se = wallet_sim.describe(pid, ctx.home)["secure_element"]
     slots = next(a for a in se["applets"] if a["aid"] == MDOC_AID.hex().upper())["details"]["slots"]
     assert len(slots) == 1 and next(iter(slots.values()))["credential_bytes"] > 2 * (PORTRAIT_MAX - 1)
+
+
+def test_a_quarantined_phone_is_named_listed_and_cleared_from_the_cli(ctx, tmp_path):
+    """An SE image restored from a few sessions back: the refresh names the quarantine and
+    the command that clears it; `mcred tsm ses` lists the SE as suspect; once cleared (with a
+    reason, audited) the SE as it is now is used again; clearing an active SE is refused."""
+    from tsm.audit import audit_rows
+
+    f = tmp_path / "holder.json"
+    f.write_text(json.dumps(dict(HOLDER, pin="1234", password="ABC123"), ensure_ascii=False), encoding="utf-8")
+    pid = wallet_sim.create_phone(ctx.home)
+    runner = CliRunner()
+    assert runner.invoke(app, ["provision", "--phone", pid, "--holder", str(f), "--key-type", "p384",
+                               "--mdoc-batch", "1"]).exit_code == 0
+    image = ctx.home / "phones" / pid / "se.cbor"
+    saved = image.read_bytes()
+    for _ in range(2):
+        assert runner.invoke(app, ["mdoc", "refresh", "--phone", pid]).exit_code == 0
+    image.write_bytes(saved)
+    r = runner.invoke(app, ["mdoc", "refresh", "--phone", pid])
+    assert r.exit_code == 1 and "clear-quarantine" in r.output and pid in r.output, r.output
+    listed = json.loads(runner.invoke(app, ["tsm", "ses", "--json"]).output)
+    assert [(s["phone"], s["state"]) for s in listed] == [(pid, "suspect")]
+    r = runner.invoke(app, ["tsm", "clear-quarantine", "--phone", pid, "--reason", "restored on purpose"])
+    assert r.exit_code == 0, r.output
+    cleared = [x for x in audit_rows(ctx.engine, pid) if x.event == "quarantine-cleared"]
+    assert len(cleared) == 1 and cleared[0].what == "restored on purpose" and cleared[0].actor == "cli"
+    assert runner.invoke(app, ["mdoc", "refresh", "--phone", pid]).exit_code == 0
+    r = runner.invoke(app, ["tsm", "clear-quarantine", "--phone", pid, "--reason", "again"])
+    assert r.exit_code == 2 and "not quarantined" in r.output, r.output

@@ -116,6 +116,26 @@ def test_counter_regression_is_flagged_and_audited(world):  # noqa: F811
         world.tsm.run(job, se.transmit)
     world.tsm.clear_quarantine(pid, "operator", "investigated")
     assert "quarantine-cleared" in [r.event for r in audit_rows(world.tsm.engine, pid)]
+    assert world.tsm.run(job, se.transmit).state == "done"  # the SE as it is now is accepted
+    assert world.tsm.run(world.tsm.create_job(pid, "rotate-keys"), se.transmit).state == "done"
+
+
+def test_an_se_rolled_back_further_is_usable_once_cleared(world):  # noqa: F811
+    """An SE image restored from several sessions back answers counters below the baseline
+    for as many sessions: clearing forgets the baseline, so the next session sets it again
+    (before, each new attempt was one more regression until the card caught up)."""
+    pid, se = world.phone()
+    world.tsm.run(world.tsm.create_job(pid, "rotate-keys"), se.transmit)
+    saved = _se_file(world.home, pid).read_bytes()
+    for _ in range(4):
+        world.tsm.run(world.tsm.create_job(pid, "rotate-keys"), se.transmit)
+    _se_file(world.home, pid).write_bytes(saved)
+    se = wallet_sim.open_secure_element(pid, world.home)
+    job = world.tsm.create_job(pid, "rotate-keys")
+    with pytest.raises(SequenceCounterRegressionError):
+        world.tsm.run(job, se.transmit)
+    world.tsm.clear_quarantine(pid, "operator", "restored from a backup on purpose")
+    assert world.tsm.run(job, se.transmit).state == "done"
 
 
 def test_factory_keys_back_is_a_keyset_rollback(world):  # noqa: F811
@@ -124,9 +144,34 @@ def test_factory_keys_back_is_a_keyset_rollback(world):  # noqa: F811
     world.tsm.run(world.tsm.create_job(pid, "rotate-keys"), se.transmit)
     _se_file(world.home, pid).write_bytes(saved)
     se = wallet_sim.open_secure_element(pid, world.home)
+    job = world.tsm.create_job(pid, "rotate-keys")
     with pytest.raises(KeysetRollbackError):
-        world.tsm.run(world.tsm.create_job(pid, "rotate-keys"), se.transmit)
+        world.tsm.run(job, se.transmit)
     assert "keyset-rollback" in [r.event for r in audit_rows(world.tsm.engine, pid)]
+    with pytest.raises(SeQuarantinedError):
+        world.tsm.run(job, se.transmit)
+    # the operator finds the phone was reset on purpose: cleared, the SE is keyed again (it
+    # stayed quarantined for good before: every session met the factory keys again)
+    world.tsm.clear_quarantine(pid, "operator", "reset by its owner")
+    assert world.tsm.run(job, se.transmit).state == "done"
+    from tsm import records
+
+    assert records.load(world.tsm.engine, pid).kvn == 0x31
+    assert world.tsm.run(world.tsm.create_job(pid, "rotate-keys"), se.transmit).state == "done"
+
+
+def test_only_a_quarantined_se_is_cleared_and_with_a_reason(world):  # noqa: F811
+    from tsm.errors import JobInputError
+
+    pid, se = world.phone()
+    with pytest.raises(JobInputError, match="no record"):
+        world.tsm.clear_quarantine(pid, "operator", "checked")
+    world.tsm.run(world.tsm.create_job(pid, "rotate-keys"), se.transmit)
+    with pytest.raises(JobInputError, match="not quarantined"):
+        world.tsm.clear_quarantine(pid, "operator", "checked")
+    with pytest.raises(JobInputError, match="reason"):
+        world.tsm.clear_quarantine(pid, "operator", " ")
+    assert "quarantine-cleared" not in [r.event for r in audit_rows(world.tsm.engine, pid)]
 
 
 def test_another_master_key_is_named_before_any_cryptogram_is_tried(world):  # noqa: F811

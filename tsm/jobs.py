@@ -283,13 +283,28 @@ class Tsm:
         return list_jobs(self.engine, se_id)
 
     def clear_quarantine(self, se_id: str, actor: str, reason: str) -> None:
-        """An operator's decision that a flagged SE may be used again (audited)."""
+        """An operator's decision that a quarantined SE may be used again, as it is now
+        (audited): see :func:`tsm.records.reenrol`. Under the SE's lock; an SE the TSM does
+        not know, or one not quarantined, is a :class:`JobInputError`."""
         _check_text("SE id", se_id, SE_ID_MAX)
         _check_text("actor", actor, ACTOR_MAX)
-        records.update_se(self.engine, se_id, state="active")
-        log = AuditLog(actor, se_id)
-        log.event("quarantine-cleared", reason[:96])
-        log.flush_now(self.engine)
+        if not isinstance(reason, str) or not reason.strip():
+            raise JobInputError("clearing a quarantine needs a reason (it is audited)")
+        lock = acquire(self.engine, se_id, f"{actor[:_OWNER_MAX - 9]}/{uuid.uuid4().hex[:8]}",
+                       timeout_s=self.lock_timeout_s, lease_s=self.lease_s, clock=self.clock)
+        try:
+            rec = records.load(self.engine, se_id)
+            if rec is None:
+                raise JobInputError(f"the TSM has no record of SE {se_id}")
+            if rec.state != "suspect":
+                raise JobInputError(f"SE {se_id} is not quarantined (state {rec.state})")
+            records.reenrol(self.engine, se_id)
+            log = AuditLog(actor, se_id)
+            log.event("quarantine-cleared", reason.replace("\x00", "")[:96], kvn_was=rec.kvn,
+                      outcome="back to the factory keyset record, counters forgotten")
+            log.flush_now(self.engine)
+        finally:
+            lock.release()
 
     # --- running ---------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -129,6 +129,18 @@ def load_or_create_with_counters(bind: Bind, se_id: str) -> tuple[SeRecord, dict
 def update_se(bind: Bind, se_id: str, **values: object) -> None:
     with transaction(bind) as conn:
         _UPDATE.execute(conn, {"b_se_id": se_id, "updated_at": utcnow(), **values})
+
+
+def reenrol(bind: Bind, se_id: str) -> None:
+    """An operator's clearing of a quarantine, in one transaction: the SE is active again,
+    its record goes back to the factory keyset (a card reset to the factory keys is keyed
+    again by the next job; one that kept the diversified keyset answers 6A88 to the factory
+    KVN and the session goes on with it, as after a lost PUT KEY answer) and its counter
+    baseline is forgotten (the next authenticated session sets it again)."""
+    with transaction(bind) as conn:
+        conn.execute(update(_SE).where(_SE.c.se_id == se_id)
+                     .values(state="active", kvn=FACTORY_KVN, updated_at=utcnow()))
+        conn.execute(delete(_COUNTERS).where(_COUNTERS.c.se_id == se_id))
 
 
 def last_counter(bind: Bind, se_id: str, kvn: int) -> int | None:

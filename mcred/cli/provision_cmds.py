@@ -13,6 +13,18 @@ console = Console()
 err = Console(stderr=True)
 
 
+def _quarantine_hint(exc: Exception, phone: str | None) -> str:
+    """For the errors that quarantine an SE (or meet a quarantined one): what the operator
+    can do, once the cause is known."""
+    from tsm.errors import KeysetRollbackError, SeQuarantinedError, SequenceCounterRegressionError
+
+    if not isinstance(exc, (KeysetRollbackError, SeQuarantinedError, SequenceCounterRegressionError)):
+        return ""
+    who = phone or "ID"
+    return (f"; the SE is quarantined: once investigated, `mcred tsm clear-quarantine --phone {who} "
+            "--reason TEXT` accepts it as it is now (`mcred tsm ses` lists the quarantined)")
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
     err.print(f"[red]error:[/red] {message}", highlight=False)
     return typer.Exit(code)
@@ -51,7 +63,7 @@ def provision_cmd(
             raise _fail(f"job {resume_id}: {exc}") from None
         except (ProvisionError, TsmError) as exc:
             raise _fail(f"resuming job {resume_id}: {exc} (run `mcred provision --resume {resume_id}` "
-                        "again once the cause is gone)", 1) from None
+                        f"again once the cause is gone{_quarantine_hint(exc, None)})", 1) from None
         _show(result, as_json)
         return
     if phone is None or holder is None:
@@ -78,7 +90,8 @@ def provision_cmd(
         raise _fail(f"provisioning {phone}: {exc}", 1) from None
     except TsmError as exc:
         job = unfinished_job(ctx, phone)
-        hint = f" (job {job.id} stopped: resume it with `mcred provision --resume {job.id}`)" if job else ""
+        hint = (f" (job {job.id} stopped: resume it with `mcred provision --resume {job.id}`"
+                f"{_quarantine_hint(exc, phone)})" if job else "")
         raise _fail(f"provisioning {phone}: {exc}{hint}", 1) from None
     _show(result, as_json)
 
@@ -234,7 +247,8 @@ def refresh_cmd(
     except MasterKeyError:
         raise  # the installation's key, not this phone: mcred.cli.main.run says so, exit 2
     except TsmError as exc:
-        raise _fail(f"refreshing {phone}: {exc}", 1) from None
+        hint = _quarantine_hint(exc, phone)
+        raise _fail(f"refreshing {phone}: {exc}" + (f" ({hint[2:]})" if hint else ""), 1) from None
     if as_json:
         typer.echo(json.dumps(result.summary(), ensure_ascii=False, indent=2))
         return

@@ -1,9 +1,10 @@
-"""``mcred tsm``: the SP-TSM's own keys."""
+"""``mcred tsm``: the SP-TSM's own keys, its jobs and its record of each SE."""
 
 from __future__ import annotations
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 tsm_app = typer.Typer(help="The SP-TSM: its master key (SCP03 key diversification, sealed job secrets).",
                       no_args_is_help=True)
@@ -81,6 +82,56 @@ def jobs(
         table.add_row(r["id"], r["phone"], r["kind"], r["state"], f"{r['steps_done']}/{r['steps']}",
                       r["next_step"] or "-", (r["error"] or "")[:60])
     Console().print(table)
+
+
+@tsm_app.command("ses")
+def ses(as_json: bool = typer.Option(False, "--json")) -> None:
+    """The TSM's record of each SE: state (new, active, or suspect: quarantined after a
+    sequence counter regression or a keyset rollback), the keyset it opens sessions with,
+    the master key that diversified it. Reads the registry only."""
+    import json
+
+    from rich.table import Table
+    from sqlalchemy import select
+
+    from mcred.context import Context
+    from tsm.db import SecureElementRow
+
+    with Context.open().engine.connect() as conn:
+        rows = [{"phone": r.se_id, "state": r.state, "kvn": f"{r.kvn:02X}", "kdd": r.kdd,
+                 "master_key_id": r.master_key_id, "updated_at": r.updated_at.isoformat()}
+                for r in conn.execute(select(SecureElementRow).order_by(SecureElementRow.se_id))]
+    if as_json:
+        typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    table = Table("phone", "state", "keyset", "master key", "updated")
+    for r in rows:
+        state = "[red]suspect (quarantined)[/red]" if r["state"] == "suspect" else r["state"]
+        table.add_row(r["phone"], state, r["kvn"], r["master_key_id"] or "-", r["updated_at"][:19])
+    Console().print(table)
+
+
+@tsm_app.command("clear-quarantine")
+def clear_quarantine(
+    phone: str = typer.Option(..., "--phone", help="The quarantined phone (its SE)."),
+    reason: str = typer.Option(..., "--reason", help="Why it may be used again (audited)."),
+) -> None:
+    """Accept a quarantined SE as it is now (specs/tsm.md): its record goes back to the
+    factory keyset, so that a card reset to the factory keys is keyed again by the next job,
+    and its sequence counter baseline is set again by the next session. Audited
+    (quarantine-cleared); the job that stopped can then be resumed."""
+    from mcred.context import Context
+    from tsm.errors import TsmError
+    from tsm.jobs import Tsm
+
+    ctx = Context.open()
+    try:
+        Tsm(ctx.engine, ctx.master_key, actor="cli").clear_quarantine(phone, "cli", reason)
+    except TsmError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
+    typer.echo(f"{phone}: quarantine cleared; the next job opens it with the factory keyset record "
+               "and sets its counter baseline again")
 
 
 def register(app: typer.Typer) -> None:
