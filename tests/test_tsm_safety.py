@@ -116,6 +116,9 @@ def test_counter_regression_is_flagged_and_audited(world):  # noqa: F811
         world.tsm.run(job, se.transmit)
     world.tsm.clear_quarantine(pid, "operator", "investigated")
     assert "quarantine-cleared" in [r.event for r in audit_rows(world.tsm.engine, pid)]
+    from tsm import records
+
+    assert records.load(world.tsm.engine, pid).kvn == 0x31  # not sent back to the factory keys
     assert world.tsm.run(job, se.transmit).state == "done"  # the SE as it is now is accepted
     assert world.tsm.run(world.tsm.create_job(pid, "rotate-keys"), se.transmit).state == "done"
 
@@ -153,9 +156,10 @@ def test_factory_keys_back_is_a_keyset_rollback(world):  # noqa: F811
     # the operator finds the phone was reset on purpose: cleared, the SE is keyed again (it
     # stayed quarantined for good before: every session met the factory keys again)
     world.tsm.clear_quarantine(pid, "operator", "reset by its owner")
-    assert world.tsm.run(job, se.transmit).state == "done"
     from tsm import records
 
+    assert records.load(world.tsm.engine, pid).kvn == 0x30  # keyed again by the next job
+    assert world.tsm.run(job, se.transmit).state == "done"
     assert records.load(world.tsm.engine, pid).kvn == 0x31
     assert world.tsm.run(world.tsm.create_job(pid, "rotate-keys"), se.transmit).state == "done"
 

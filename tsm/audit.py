@@ -73,6 +73,16 @@ def audit_rows(engine: Engine, se_id: str | None = None) -> list[AuditRow]:
         return list(s.scalars(q))
 
 
+def last_quarantine_cause(engine: Engine, se_id: str) -> str | None:
+    """The event that last quarantined ``se_id``: ``keyset-rollback``, ``counter-regression``,
+    or None when the audit holds neither."""
+    with engine.connect() as conn:
+        return conn.execute(select(AuditRow.event)
+                            .where(AuditRow.se_id == se_id,
+                                   AuditRow.event.in_(("keyset-rollback", "counter-regression")))
+                            .order_by(AuditRow.id.desc()).limit(1)).scalar()
+
+
 def format_row(row: AuditRow) -> str:
     head = ""
     if row.ins is not None:

@@ -28,7 +28,7 @@ from sqlalchemy import Connection, Engine, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from tsm import records
-from tsm.audit import AuditLog
+from tsm.audit import AuditLog, last_quarantine_cause
 from tsm.db import Bind, DriverStatement, JobRow, SeLockRow, transaction, utcnow
 from tsm.errors import JobError, JobInputError, LockLostError, TsmError
 from tsm.keys import MasterKey
@@ -298,10 +298,15 @@ class Tsm:
                 raise JobInputError(f"the TSM has no record of SE {se_id}")
             if rec.state != "suspect":
                 raise JobInputError(f"SE {se_id} is not quarantined (state {rec.state})")
-            records.reenrol(self.engine, se_id)
+            # only an SE quarantined for answering with the factory keys is keyed again:
+            # after a counter regression the keyset on record stays the one it must answer
+            cause = last_quarantine_cause(self.engine, se_id)
+            rekey = cause == "keyset-rollback"
+            records.reenrol(self.engine, se_id, factory_keys=rekey)
             log = AuditLog(actor, se_id)
-            log.event("quarantine-cleared", reason.replace("\x00", "")[:96], kvn_was=rec.kvn,
-                      outcome="back to the factory keyset record, counters forgotten")
+            log.event("quarantine-cleared", reason.replace("\x00", "")[:96], cause=cause, kvn_was=rec.kvn,
+                      outcome="counters forgotten" + ("; factory keyset on record, keyed again by the next "
+                                                      "job" if rekey else ""))
             log.flush_now(self.engine)
         finally:
             lock.release()

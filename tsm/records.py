@@ -131,15 +131,18 @@ def update_se(bind: Bind, se_id: str, **values: object) -> None:
         _UPDATE.execute(conn, {"b_se_id": se_id, "updated_at": utcnow(), **values})
 
 
-def reenrol(bind: Bind, se_id: str) -> None:
-    """An operator's clearing of a quarantine, in one transaction: the SE is active again,
-    its record goes back to the factory keyset (a card reset to the factory keys is keyed
-    again by the next job; one that kept the diversified keyset answers 6A88 to the factory
-    KVN and the session goes on with it, as after a lost PUT KEY answer) and its counter
-    baseline is forgotten (the next authenticated session sets it again)."""
+def reenrol(bind: Bind, se_id: str, *, factory_keys: bool) -> None:
+    """An operator's clearing of a quarantine, in one transaction: the SE is active again
+    and its counter baseline is forgotten (the next authenticated session sets it again).
+    ``factory_keys`` (the SE was quarantined for answering with them): its record goes back
+    to the factory keyset, so that the next job keys it again (a card that kept the
+    diversified keyset after all answers 6A88 to the factory KVN and the session goes on
+    with it, as after a lost PUT KEY answer)."""
+    values: dict[str, object] = {"state": "active", "updated_at": utcnow()}
+    if factory_keys:
+        values["kvn"] = FACTORY_KVN
     with transaction(bind) as conn:
-        conn.execute(update(_SE).where(_SE.c.se_id == se_id)
-                     .values(state="active", kvn=FACTORY_KVN, updated_at=utcnow()))
+        conn.execute(update(_SE).where(_SE.c.se_id == se_id).values(**values))
         conn.execute(delete(_COUNTERS).where(_COUNTERS.c.se_id == se_id))
 
 
