@@ -38,6 +38,13 @@ BAD = [
     ["handover", "--phone", "nope", "--to", "nope2", "--resume", ""],
     ["handover", "--phone", "nope", "--to", "nope2", "--resume", "no-such-handover"],
     ["drill", "bogus", "--phones", "1"],
+    # a drill of no phone "PASSED"; a ttl of 0 was a ValueError traceback; a bad key type
+    # failed every phone's drill instead of the command
+    ["drill", "model_change", "--phones", "0"],
+    ["drill", "model_change", "--workers", "0"],
+    ["drill", "model_change", "--ttl", "0"],
+    ["drill", "model_change", "--ttl", "86401"],
+    ["drill", "pin_lock", "--key-type", "foo"],
     ["token", "revoke", "nope"],
 ]
 

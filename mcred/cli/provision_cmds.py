@@ -171,10 +171,11 @@ def handover_cmd(
 def drill_cmd(
     scenario: str = typer.Argument(..., help="model_change | resale | lost_found | lost_not_found | "
                                              "renewal | death | pin_lock | ds_compromise | all"),
-    phones: int = typer.Option(1, "--phones", help="Subject phones, run in parallel workers."),
+    phones: int = typer.Option(1, "--phones", min=1, help="Subject phones, run in parallel workers."),
     report: list[Path] = typer.Option([], "--report", help="Write the report (.json or .md); repeatable."),
-    workers: int = typer.Option(4, "--workers", help="Parallel workers."),
-    ttl: int = typer.Option(2, "--ttl", help="Status List Token ttl the drill installation publishes (s)."),
+    workers: int = typer.Option(4, "--workers", min=1, help="Parallel workers."),
+    ttl: int = typer.Option(2, "--ttl", min=1, max=86_400, help="Status List Token ttl the drill installation "
+                            "publishes (s), at most a token's lifetime (one day)."),
     key_type: str = typer.Option("p384", "--key-type", help="rsa2048 or p384."),
 ) -> None:
     """Run a handover / revocation drill and report step durations and propagation times."""
@@ -188,6 +189,8 @@ def drill_cmd(
     names = list(SCENARIOS) if scenario == "all" else [scenario]
     if any(n not in SCENARIOS for n in names):
         raise _fail(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}, all")
+    if key_type not in ("rsa2048", "p384"):  # each phone's drill failed on it, and the run said FAILED
+        raise _fail(f"--key-type {key_type!r} is neither rsa2048 nor p384")
     for p in report:
         if p.suffix.lower() not in (".json", ".md", ".markdown"):
             raise _fail(f"--report {p}: the extension must be .json or .md")
