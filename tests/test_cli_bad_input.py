@@ -45,6 +45,12 @@ BAD = [
     ["drill", "model_change", "--ttl", "0"],
     ["drill", "model_change", "--ttl", "86401"],
     ["drill", "pin_lock", "--key-type", "foo"],
+    # a handover with a batch or key type its provisioning step refuses made the new phone,
+    # started the workflow and failed at that step, offering a resume that could only fail
+    ["handover", "--phone", "{phone}", "--to", "new", "--mdoc-batch", "0"],
+    ["handover", "--phone", "{phone}", "--to", "new", "--mdoc-batch", "17"],
+    ["handover", "--phone", "{phone}", "--to", "new", "--key-type", "foo"],
+    ["mdoc", "refresh", "--phone", "{phone}", "--batch", "0"],
     ["token", "revoke", "nope"],
 ]
 

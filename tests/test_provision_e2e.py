@@ -381,3 +381,23 @@ def test_a_quarantined_phone_is_named_listed_and_cleared_from_the_cli(ctx, tmp_p
     assert runner.invoke(app, ["mdoc", "refresh", "--phone", pid]).exit_code == 0
     r = runner.invoke(app, ["tsm", "clear-quarantine", "--phone", pid, "--reason", "again"])
     assert r.exit_code == 2 and "not quarantined" in r.output, r.output
+
+
+@pytest.mark.parametrize("bad", [["--mdoc-batch", "0"], ["--mdoc-batch", "17"], ["--key-type", "foo"]])
+def test_a_handover_its_provisioning_would_refuse_is_refused_before_it_starts(ctx, tmp_path, bad):
+    """It made the new phone, started the workflow and failed at its provisioning step,
+    offering a resume that could only fail again."""
+    from issuer.db import Handover
+
+    f = tmp_path / "holder.json"
+    f.write_text(json.dumps(dict(HOLDER, pin="1234", password="ABC123"), ensure_ascii=False), encoding="utf-8")
+    pid = wallet_sim.create_phone(ctx.home)
+    runner = CliRunner()
+    assert runner.invoke(app, ["provision", "--phone", pid, "--holder", str(f), "--key-type", "p384",
+                               "--mdoc-batch", "1"]).exit_code == 0
+    phones = wallet_sim.list_phones(ctx.home)
+    r = runner.invoke(app, ["handover", "--phone", pid, "--to", "new", *bad])
+    assert r.exit_code == 2, r.output
+    assert wallet_sim.list_phones(ctx.home) == phones
+    with ctx.sessions() as s:
+        assert s.scalars(select(Handover)).all() == []

@@ -122,7 +122,8 @@ def handover_cmd(
     phone: str = typer.Option(..., "--phone", help="The old phone."),
     to: str = typer.Option(..., "--to", help="The new phone (`new` to make one)."),
     key_type: str = typer.Option("rsa2048", "--key-type", help="rsa2048 or p384."),
-    mdoc_batch: int = typer.Option(2, "--mdoc-batch"),
+    mdoc_batch: int = typer.Option(2, "--mdoc-batch", min=1, max=16,
+                                   help="mdocs (distinct device keys) the new phone gets, 1..16."),
     resume_id: str = typer.Option(None, "--resume", help="Resume the handover with this id."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -133,6 +134,8 @@ def handover_cmd(
     from mcred.context import Context
     from mcred.handover_actions import HandoverActions
 
+    if key_type not in ("rsa2048", "p384"):  # the workflow failed on it at its provisioning step
+        raise _fail(f"--key-type {key_type!r} is neither rsa2048 nor p384")
     ctx = Context.open()
     with ctx.sessions() as s:
         old = s.get(Phone, phone)
@@ -227,7 +230,7 @@ def drill_cmd(
 
 def refresh_cmd(
     phone: str = typer.Option(..., "--phone", help="The provisioned phone whose mdocs to refresh."),
-    batch: int | None = typer.Option(None, "--batch", help="Slots 0..N-1 to refresh, 1..16 "
+    batch: int | None = typer.Option(None, "--batch", min=1, max=16, help="Slots 0..N-1 to refresh, 1..16 "
                                      "(default: every slot holding a valid mdoc)."),
     keep_keys: bool = typer.Option(False, "--keep-keys", help="Re-sign over the slots' device "
                                    "keys instead of generating new ones in the SE."),
