@@ -106,6 +106,9 @@ def reader_app(service: ReaderService, rp: RelyingPartyService | None = None) ->
 READER_SERVE_ENV = "MCRED_READER_SERVE"
 
 
+_DAY, _YEAR = 86_400, 366 * 86_400
+
+
 class ReaderServeError(ValueError):
     """The reader service's settings are unusable (a file unreadable, a missing anchor, ...)."""
 
@@ -151,6 +154,15 @@ class ReaderServeConfig:
         from reader.relying_party import load_roots
         from reader.trust import TrustError
 
+        for name, value, most in (("--skew", self.skew, _DAY), ("--max-offline-age", self.max_offline_age, _YEAR),
+                                  ("--ds-crl-max-age", self.ds_crl_max_age, _YEAR)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= most:
+                raise ReaderServeError(f"{name} {value!r}: seconds from 0 to {most}")
+        if not self.doctype:
+            raise ReaderServeError("--doctype: an empty docType")
+        if self.doctype != DEFAULT_REQUEST.doc_type and not self.request:
+            raise ReaderServeError(f"--doctype {self.doctype}: give the items to ask for with --request NS:ID "
+                                   "(the default request asks for the card substitute's)")
         try:
             store = TrustStore.from_pem_files([Path(p) for p in self.trust])
             if self.vical is not None:

@@ -115,3 +115,22 @@ def test_a_port_that_cannot_be_listened_on_is_named_before_serving(home, iaca_pe
     assert r.exit_code == 2 and "not a TCP port" in r.output, r.output
     r = runner.invoke(app, ["serve", "--host", "no-such-host.invalid"])
     assert r.exit_code == 2 and "--host" in r.output, r.output
+
+
+@pytest.mark.parametrize(("argv", "named"), [
+    (["--skew", "-5"], "--skew"),  # stricter than the clock: every credential "not yet valid"
+    (["--skew", "99999999999"], "--skew"),  # an OverflowError at the first verification
+    (["--max-offline-age", "-1"], "--max-offline-age"),
+    (["--ds-crl-max-age", "99999999999"], "--ds-crl-max-age"),
+    (["--doctype", ""], "--doctype"),
+    (["--doctype", "org.iso.18013.5.1.mDL"], "--request"),  # was ignored: the default request was asked
+])
+def test_reader_settings_that_cannot_work_are_named_before_serving(iaca_pem, argv, named):  # noqa: F811
+    from mcred.present import ReaderServeConfig, ReaderServeError
+
+    r = CliRunner().invoke(app, ["reader", "serve", "--trust", str(iaca_pem), "--offline", *argv])
+    assert r.exit_code == 2 and named in r.output, r.output
+    option = argv[0].lstrip("-").replace("-", "_")
+    value = argv[1] if option == "doctype" else int(argv[1])
+    with pytest.raises(ReaderServeError, match=named):
+        ReaderServeConfig(trust=(str(iaca_pem),), offline=True, **{option: value}).build()
