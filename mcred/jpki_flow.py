@@ -12,6 +12,7 @@ detached SignedData around it.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +52,26 @@ class SeError(Exception):
     def __init__(self, step: str, sw: int) -> None:
         super().__init__(f"{step}: SE answered {sw:04X}" + _explain(sw))
         self.step, self.sw = step, sw
+
+
+class SecretFormatError(ValueError):
+    """A PIN or password that the JPKI applet's format rules can never accept: refused before
+    VERIFY, so no try of the retry counter is spent on it."""
+
+
+#: slot -> (the format the JPKI applet takes, what to call it): the user-authentication PIN
+#: is 4 digits, the signing password 6 to 16 of A-Z and 0-9 (specs/jpki-applet.md)
+SECRET_FORMATS = {"auth": (re.compile(rb"[0-9]{4}"), "the user-authentication PIN is 4 digits"),
+                  "sign": (re.compile(rb"[A-Z0-9]{6,16}"), "the signing password is 6 to 16 upper-case "
+                                                           "letters A-Z and digits")}
+
+
+def check_secret(slot: str, secret: bytes) -> None:
+    """Raise :class:`SecretFormatError` unless ``secret`` has the format of ``slot``'s."""
+    pattern, rule = SECRET_FORMATS[slot]
+    if not pattern.fullmatch(secret):
+        what = "empty" if not secret else f"{len(secret)} byte(s), not of that form"
+        raise SecretFormatError(f"{rule}; this one is {what} (nothing was sent to the SE: no try used)")
 
 
 def _explain(sw: int) -> str:
@@ -109,6 +130,7 @@ def sign_with_se(transmit, slot: str, pin: bytes, content: bytes, *,  # noqa: AN
                  now: dt.datetime | None = None) -> tuple[bytes, bytes]:
     """(CMS detached signature DER, signer certificate DER) made by the phone's applet."""
     pin_ef, cert_ef, key_ef = EFS[slot]
+    check_secret(slot, pin)
     card = JpkiCard(transmit)
     card.select_ap()
     card.verify(pin_ef, pin)

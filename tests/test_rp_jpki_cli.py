@@ -81,3 +81,29 @@ def test_wrong_password_is_counted_and_reported(home, tmp_path):
     pin.write_text("WRONG1")
     out = _run("jpki", "sign", "--phone", phone, "--pin-file", str(pin), str(doc), code=2)
     assert "4 tries left" in out
+
+
+def test_a_secret_of_the_wrong_form_or_an_unwritable_output_spends_no_try(home, tmp_path):
+    """A lower-case or empty password, a PIN for the password, or an --out in no directory
+    used to reach the SE: VERIFY spent a try on a value the applet can never take, and the
+    missing directory was a FileNotFoundError after the SE had signed."""
+    from mcred.provision import provision
+
+    ctx = Context.open(home)
+    phone = wallet_sim.create_phone(home)
+    provision(ctx, phone, parse_holder(HOLDER), mdoc_batch=1)
+    doc, pin = tmp_path / "doc.txt", tmp_path / "pw"
+    doc.write_text("x")
+    for bad in ("abc123", "", "1234", "ABC12345678901234"):
+        pin.write_text(bad)
+        out = _run("jpki", "sign", "--phone", phone, "--pin-file", str(pin), str(doc), code=2)
+        assert "no try used" in out, out
+    pin.write_text("abcd")
+    out = _run("jpki", "sign", "--phone", phone, "--slot", "auth", "--pin-file", str(pin), str(doc), code=2)
+    assert "4 digits" in out
+    pin.write_text("ABC123")
+    out = _run("jpki", "sign", "--phone", phone, "--pin-file", str(pin), str(doc),
+               "--out", str(tmp_path / "missing" / "x.p7s"), code=2)
+    assert "no directory" in out
+    pin.write_text("WRONG1")  # the right form, the wrong value: the first try the applet counts
+    assert "4 tries left" in _run("jpki", "sign", "--phone", phone, "--pin-file", str(pin), str(doc), code=2)

@@ -69,17 +69,28 @@ def sign(file: Path = typer.Argument(..., exists=True, dir_okay=False),
          pin_file: Path = typer.Option(..., "--pin-file", exists=True, dir_okay=False),
          out: Path | None = typer.Option(None, "--out", help="default: FILE.p7s")) -> None:
     """Sign FILE with the phone's SE: CMS detached signature (DER, .p7s)."""
-    from mcred.jpki_flow import SeError, sign_file
+    from mcred.jpki_flow import SecretFormatError, SeError, sign_file
     from wallet_sim.se.errors import PhoneNotFoundError
 
     pin = pin_file.read_bytes().strip()
+    target = out or file.with_name(file.name + ".p7s")
+    if not target.parent.is_dir() or target.is_dir():  # before the SE signs (and a try is used)
+        typer.echo(f"error: --out {target}: " + ("a directory" if target.is_dir() else
+                                                 f"no directory {target.parent}"), err=True)
+        raise typer.Exit(2)
     try:
         cms, _cert = sign_file(phone, _check_slot(slot), pin, file.read_bytes(), open_context().home)
+    except SecretFormatError as exc:
+        typer.echo(f"error: --pin-file {pin_file}: {exc}", err=True)
+        raise typer.Exit(2) from None
     except (SeError, PhoneNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    target = out or file.with_name(file.name + ".p7s")
-    target.write_bytes(cms)
+    try:
+        target.write_bytes(cms)
+    except OSError as exc:
+        typer.echo(f"error: --out {target}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(2) from None
     typer.echo(f"wrote {target} ({len(cms)} bytes)")
 
 
