@@ -51,6 +51,12 @@ BAD = [
     ["handover", "--phone", "{phone}", "--to", "new", "--mdoc-batch", "17"],
     ["handover", "--phone", "{phone}", "--to", "new", "--key-type", "foo"],
     ["mdoc", "refresh", "--phone", "{phone}", "--batch", "0"],
+    # a file to write in no directory, or a directory: named before the work (it was a
+    # FileNotFoundError traceback after the issuance, the drill or the SE's signature)
+    ["export", "iaca", "--out", "{tmp}/missing/iaca.pem"],
+    ["export", "jpki-root", "--slot", "sign", "--out", "{tmp}"],
+    ["export", "crl", "--slot", "sign", "--out", "{garbage}/x.crl"],
+    ["drill", "pin_lock", "--report", "{tmp}/missing/r.md"],
     ["token", "revoke", "nope"],
 ]
 
@@ -97,3 +103,18 @@ def test_resuming_a_handover_that_does_not_exist_says_so(setting, resume):
     assert r.exit_code == 2, r.output
     assert "no such handover" in r.output
     assert wallet_sim.list_phones(Context.open().home) == phones  # no new phone made for nothing
+
+
+def test_a_file_error_no_option_foresaw_is_a_message_not_a_traceback(monkeypatch, capsys):
+    """The last resort in ``mcred.cli.main.run``: an OSError (a file that could not be read
+    or written) is named with exit 2."""
+    import mcred.cli.main as main
+
+    def app():
+        raise FileNotFoundError(2, "No such file or directory", "/nowhere/x.pem")
+
+    monkeypatch.setattr(main, "app", app)
+    with pytest.raises(SystemExit) as info:
+        main.run()
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip() == "error: /nowhere/x.pem: No such file or directory"

@@ -176,3 +176,21 @@ def test_a_portrait_past_the_bound_is_refused_before_the_holder_is_registered(ho
     with ctx.sessions() as s:
         assert s.scalar(select(func.count()).select_from(Holder)) == 0
     ctx.engine.dispose()
+
+
+def test_an_out_file_in_no_directory_is_refused_before_anything_is_issued(home, tmp_path):
+    """It was a FileNotFoundError after the holder was registered and the mdoc issued."""
+    from sqlalchemy import func, select
+
+    from issuer.db import Credential, Holder
+    from mcred.context import Context
+
+    holder, key = _holder_and_key(tmp_path)
+    r = CliRunner().invoke(app, ["mdoc", "issue", "--holder", str(holder), "--device-key", str(key),
+                                 "--out", str(tmp_path / "missing" / "o.cbor")])
+    assert r.exit_code == 2 and "no directory" in r.output, r.output
+    ctx = Context.open(home)
+    with ctx.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Holder)) == 0
+        assert s.scalar(select(func.count()).select_from(Credential)) == 0
+    ctx.engine.dispose()

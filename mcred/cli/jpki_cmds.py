@@ -11,7 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from mcred.cli.export_cmds import export_app
-from mcred.cli.state import check_can_listen, open_context
+from mcred.cli.state import check_can_listen, open_context, out_path
 from reader.text import printable
 
 jpki_app = typer.Typer(help="JPKI signing certificates: sign with a phone, verify as a relying party.",
@@ -67,7 +67,7 @@ def rollover(slot: str = SLOT, key_type: str = typer.Option("rsa2048", help="rsa
 def sign(file: Path = typer.Argument(..., exists=True, dir_okay=False),
          phone: str = typer.Option(..., "--phone"), slot: str = SLOT,
          pin_file: Path = typer.Option(..., "--pin-file", exists=True, dir_okay=False),
-         out: Path | None = typer.Option(None, "--out", help="default: FILE.p7s")) -> None:
+         out: Path | None = typer.Option(None, "--out", callback=out_path, help="default: FILE.p7s")) -> None:
     """Sign FILE with the phone's SE: CMS detached signature (DER, .p7s)."""
     from mcred.jpki_flow import SecretFormatError, SeError, sign_file
     from wallet_sim.se.errors import PhoneNotFoundError
@@ -264,7 +264,7 @@ def serve(port: int = typer.Option(8470, "--port"),
 
 
 @export_app.command("jpki-root")
-def export_root(slot: str = SLOT, out: Path = typer.Option(..., "--out")) -> None:
+def export_root(slot: str = SLOT, out: Path = typer.Option(..., "--out", callback=out_path)) -> None:
     """The active root of a slot (PEM or DER by extension; .pem holds every generation)."""
     roots = _issuer().roots(_check_slot(slot))
     if out.suffix.lower() == ".pem":
@@ -276,7 +276,7 @@ def export_root(slot: str = SLOT, out: Path = typer.Option(..., "--out")) -> Non
 
 @export_app.command("jpki-cert")
 def export_cert(phone: str = typer.Option(..., "--phone"), slot: str = SLOT,
-                out: Path = typer.Option(..., "--out")) -> None:
+                out: Path = typer.Option(..., "--out", callback=out_path)) -> None:
     """The phone's newest certificate of a slot."""
     from issuer.jpki.errors import UnknownCredential
 
@@ -294,7 +294,7 @@ def export_crl(slot: str = SLOT, partition: str | None = typer.Option(
                    "the only one)"),
                phone: str | None = typer.Option(None, "--phone", help="the partition of this "
                                                 "phone's certificate"),
-               out: Path = typer.Option(..., "--out")) -> None:
+               out: Path = typer.Option(..., "--out", callback=out_path)) -> None:
     """The current full CRL of a partition (PEM or DER by extension)."""
     from issuer.jpki import partitions
 

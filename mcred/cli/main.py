@@ -99,6 +99,11 @@ def run() -> None:
     except MasterKeyError as exc:  # the TSM master key (file, HSM) cannot be reached: say so
         print(f"error: TSM master key: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    except OSError as exc:  # a file a command could not read or write (the last resort: the
+        # options that name files to write are checked before the work, mcred.cli.state.out_path)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from rich.console import Console
 from rich.table import Table
 
-from mcred.cli.state import open_context
+from mcred.cli.state import open_context, out_path
 from mcred.cli.text import cell, markup_safe
 from protocols import cardsub, certs
 from protocols.cose import key_signer
@@ -88,7 +88,7 @@ def _load_key(path: Path) -> tuple[ec.EllipticCurvePublicKey, ec.EllipticCurvePr
 def issue(
     holder: Path = typer.Option(..., "--holder", help="Holder JSON file (issue 4 format)."),
     device_key: Path = typer.Option(..., "--device-key", help="Device key PEM (private: proof of possession is made; public: attested)."),
-    out: Path = typer.Option(..., "--out", help="Where to write the IssuerSigned CBOR."),
+    out: Path = typer.Option(..., "--out", callback=out_path, help="Where to write the IssuerSigned CBOR."),
     phone: str | None = typer.Option(None, "--phone", help="Phone id to record it under (default derived from the key)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -162,7 +162,7 @@ def respond(
     device_key: Path = typer.Option(..., "--device-key", help="The device private key (PEM)."),
     session_transcript: Path = typer.Option(..., "--session-transcript", help="SessionTranscript CBOR (with or without tag 24)."),
     elements: str | None = typer.Option(None, "--elements", help="NS:ID,... to disclose (default all)."),
-    out: Path = typer.Option(..., "--out", help="Where to write the DeviceResponse CBOR."),
+    out: Path = typer.Option(..., "--out", callback=out_path, help="Where to write the DeviceResponse CBOR."),
 ) -> None:
     """Wrap an IssuerSigned into a DeviceResponse with a device signature over the transcript."""
     try:
@@ -193,7 +193,7 @@ def respond(
 
 
 def export_iaca(
-    out: Path = typer.Option(..., "--out", help="File to write the IACA certificate to."),
+    out: Path = typer.Option(..., "--out", callback=out_path, help="File to write the IACA certificate to."),
     der: bool = typer.Option(False, "--der", help="DER instead of PEM."),
 ) -> None:
     """Write the mdoc trust anchor (IACA certificate) a reader needs."""

@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from mcred.cli.state import out_path
 from mcred.cli.text import cell, markup_safe
 from protocols import certs as x509certs
 
@@ -80,9 +81,9 @@ def register(app: typer.Typer) -> None:
         consent: Path | None = typer.Option(None, "--consent", help="Consent rules (JSON); default: ask."),
         reader_trust: list[Path] = typer.Option([], "--reader-trust", help="Reader CA (PEM) the wallet trusts for readerAuth."),
         mac: bool = typer.Option(False, "--mac", help="Device authentication by deviceMac, not deviceSignature."),
-        qr: Path | None = typer.Option(None, "--qr", help="Also write the engagement QR code as PNG."),
-        portrait: Path | None = typer.Option(None, "--portrait", help="Save a disclosed portrait here."),
-        save: Path | None = typer.Option(None, "--save", help="Save the transcript for `mcred verify`."),
+        qr: Path | None = typer.Option(None, "--qr", callback=out_path, help="Also write the engagement QR code as PNG."),
+        portrait: Path | None = typer.Option(None, "--portrait", callback=out_path, help="Save a disclosed portrait here."),
+        save: Path | None = typer.Option(None, "--save", callback=out_path, help="Save the transcript for `mcred verify`."),
         token: str | None = typer.Option(None, "--token", envvar="MCRED_API_TOKEN",
                                          help="bearer token (scope reader) for a reader mounted in "
                                               "`mcred serve` (URL .../reader); env MCRED_API_TOKEN"),
@@ -219,7 +220,7 @@ def register(app: typer.Typer) -> None:
         at: str | None = typer.Option(None, "--at", help="Verify as of this ISO time (default now)."),
         offline: bool = typer.Option(False, "--offline", help="Do not fetch status lists."),
         ds_crl: bool = typer.Option(False, "--ds-crl", help="Also check the IACA CRL for a revoked document signer (ds_revocation)."),
-        portrait: Path | None = typer.Option(None, "--portrait", help="Save a disclosed portrait here."),
+        portrait: Path | None = typer.Option(None, "--portrait", callback=out_path, help="Save a disclosed portrait here."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     ) -> None:
         """Verify a saved presentation with the full reader pipeline (status included); an IssuerSigned

@@ -9,6 +9,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from mcred.cli.state import out_path
+
 console = Console()
 err = Console(stderr=True)
 
@@ -175,7 +177,7 @@ def drill_cmd(
     scenario: str = typer.Argument(..., help="model_change | resale | lost_found | lost_not_found | "
                                              "renewal | death | pin_lock | ds_compromise | all"),
     phones: int = typer.Option(1, "--phones", min=1, help="Subject phones, run in parallel workers."),
-    report: list[Path] = typer.Option([], "--report", help="Write the report (.json or .md); repeatable."),
+    report: list[Path] = typer.Option([], "--report", callback=out_path, help="Write the report (.json or .md); repeatable."),
     workers: int = typer.Option(4, "--workers", min=1, help="Parallel workers."),
     ttl: int = typer.Option(2, "--ttl", min=1, max=86_400, help="Status List Token ttl the drill installation "
                             "publishes (s), at most a token's lifetime (one day)."),

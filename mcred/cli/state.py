@@ -53,3 +53,17 @@ def check_can_listen(host: str, port: int) -> None:
                     else "choose another --host or --port")
             raise typer.BadParameter(f"cannot listen on {where}: {exc.strerror} ({hint})",
                                      param_hint="--port") from None
+
+
+def out_path(value):  # noqa: ANN001, ANN201 - a typer option callback: Path, list of Path or None
+    """Typer callback for an option naming a file to write: its directory must exist and the
+    path must not be a directory, checked before the command does its work (a presentation,
+    an issuance, a drill, a signature with the SE) rather than failing at the end."""
+    import typer
+
+    for path in value if isinstance(value, list) else [] if value is None else [value]:
+        if path.is_dir():
+            raise typer.BadParameter(f"{path} is a directory; name a file")
+        if not path.parent.is_dir():
+            raise typer.BadParameter(f"{path}: no directory {path.parent}")
+    return value
