@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from issuer.db import AuditEvent, Handover, utcnow
+from issuer.db import AuditEvent, Handover, Phone, utcnow
 
 #: The step lists of every workflow kind (specs/handover.md names the reason each uses).
 WORKFLOWS: dict[str, tuple[str, ...]] = {
@@ -96,7 +96,18 @@ def create(
         raise WorkflowError("model_change needs the new phone")
     if kind != "renewal" and kind != "found" and not old_phone_id:
         raise WorkflowError(f"{kind} needs the old phone")
+    if old_phone_id and old_phone_id == new_phone_id:
+        raise WorkflowError(f"the old and the new phone are both {old_phone_id}")
     with sessions.begin() as s:
+        # the phones must be this holder's (or, the new one, nobody's yet): a workflow names a
+        # holder and acts on the phones, so another holder's phone would have its credentials
+        # revoked or wiped under this holder's workflow
+        for role, phone_id in (("old", old_phone_id), ("new", new_phone_id)):
+            row = s.get(Phone, phone_id) if phone_id else None
+            if role == "old" and phone_id and (row is None or row.holder_id != holder_id):
+                raise WorkflowError(f"the old phone {phone_id} does not carry holder {holder_id}'s credentials")
+            if role == "new" and row is not None and row.holder_id not in (None, holder_id):
+                raise WorkflowError(f"the new phone {phone_id} carries another holder's credentials")
         h = Handover(
             holder_id=holder_id,
             old_phone_id=old_phone_id,

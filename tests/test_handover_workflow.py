@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy.orm import sessionmaker
 
 from issuer import handover
-from issuer.db import AuditEvent, Handover, Holder
+from issuer.db import AuditEvent, Handover, Holder, Phone
 from mcred.db import make_engine, migrate
 
 
@@ -19,12 +19,21 @@ def sessions(db_url):
     engine.dispose()
 
 
-def _holder(sessions) -> str:
+def _holder(sessions, *phones: str) -> str:
+    """A holder, carried by ``phones`` (the old phone a workflow names must be the holder's)."""
     with sessions.begin() as s:
         h = Holder(data={}, card_number=uuid.uuid4().hex[:16], card_expiry=dt.date(2030, 1, 1))
         s.add(h)
         s.flush()
+        s.add_all(Phone(id=p, holder_id=h.id) for p in phones)
         return h.id
+
+
+def _model_change(sessions) -> str:
+    """A model_change workflow of a new holder, from the phone it carries to a new one."""
+    old, new = f"o-{uuid.uuid4().hex[:12]}", f"n-{uuid.uuid4().hex[:12]}"
+    return handover.create(sessions, kind="model_change", holder_id=_holder(sessions, old),
+                           old_phone_id=old, new_phone_id=new)
 
 
 class Crash(Exception):
@@ -61,8 +70,7 @@ def _final(world):
 
 
 def test_uninterrupted_model_change_runs_every_step_in_order(sessions):
-    hid = handover.create(sessions, kind="model_change", holder_id=_holder(sessions),
-                          old_phone_id="old", new_phone_id="new")
+    hid = _model_change(sessions)
     world: dict = {}
     h = handover.WorkflowRunner(sessions, _actions(world)).run(hid)
     assert h.state == "done" and h.step == "done"
@@ -74,13 +82,11 @@ def test_uninterrupted_model_change_runs_every_step_in_order(sessions):
 @pytest.mark.parametrize("crash_after", handover.WORKFLOWS["model_change"][:-1])
 def test_crash_after_each_step_then_resume_ends_in_the_same_state(sessions, crash_after):
     reference: dict = {}
-    hid0 = handover.create(sessions, kind="model_change", holder_id=_holder(sessions),
-                           old_phone_id="o", new_phone_id="n")
+    hid0 = _model_change(sessions)
     handover.WorkflowRunner(sessions, _actions(reference)).run(hid0)
 
     world: dict = {}
-    hid = handover.create(sessions, kind="model_change", holder_id=_holder(sessions),
-                          old_phone_id="o", new_phone_id="n")
+    hid = _model_change(sessions)
     handover.WorkflowRunner(sessions, _actions(world)).run(hid, stop_after=crash_after)
     # A new process picks the workflow up from the database.
     h = handover.WorkflowRunner(sessions, _actions(world)).run(hid)
@@ -89,8 +95,7 @@ def test_crash_after_each_step_then_resume_ends_in_the_same_state(sessions, cras
 
 
 def test_failing_step_is_recorded_and_resumable(sessions):
-    hid = handover.create(sessions, kind="model_change", holder_id=_holder(sessions),
-                          old_phone_id="o", new_phone_id="n")
+    hid = _model_change(sessions)
     world: dict = {}
     with pytest.raises(handover.StepFailed):
         handover.WorkflowRunner(sessions, _actions(world, crash_in="provision_new")).run(hid)
@@ -111,3 +116,19 @@ def test_refuses_unknown_kinds_and_missing_phones(sessions):
         handover.create(sessions, kind="model_change", holder_id=hid, old_phone_id="o")
     with pytest.raises(handover.WorkflowError):
         handover.create(sessions, kind="death", holder_id=hid)
+
+
+def test_the_phones_must_be_the_holders(sessions):
+    """A workflow names a holder and acts on the phones: another holder's old phone would have
+    its credentials revoked and its SE wiped under this holder's workflow."""
+    mine, theirs = f"m-{uuid.uuid4().hex[:12]}", f"t-{uuid.uuid4().hex[:12]}"
+    me, _ = _holder(sessions, mine), _holder(sessions, theirs)
+    for kind, old, new, why in (("lost_confirmed", theirs, None, "does not carry"),
+                                ("lost_confirmed", "p-unknown", None, "does not carry"),
+                                ("model_change", mine, theirs, "another holder"),
+                                ("model_change", mine, mine, "both")):
+        with pytest.raises(handover.WorkflowError, match=why):
+            handover.create(sessions, kind=kind, holder_id=me, old_phone_id=old, new_phone_id=new)
+    with sessions() as s:
+        assert s.query(Handover).filter_by(holder_id=me).count() == 0
+    assert handover.create(sessions, kind="lost_confirmed", holder_id=me, old_phone_id=mine)

@@ -401,3 +401,26 @@ def test_a_handover_its_provisioning_would_refuse_is_refused_before_it_starts(ct
     assert wallet_sim.list_phones(ctx.home) == phones
     with ctx.sessions() as s:
         assert s.scalars(select(Handover)).all() == []
+
+
+def test_a_handover_onto_another_holders_phone_is_refused(ctx, tmp_path):
+    """`mcred handover --to` a phone carrying another holder's credentials started the
+    workflow and provisioned the first holder's credentials over them."""
+    from issuer.db import Handover
+
+    runner = CliRunner()
+    phones = []
+    for i, name in enumerate(("太郎", "次郎")):
+        f = tmp_path / f"h{i}.json"
+        f.write_text(json.dumps(dict(HOLDER, given_name=name, pin="1234", password="ABC123"), ensure_ascii=False),
+                     encoding="utf-8")
+        pid = wallet_sim.create_phone(ctx.home)
+        assert runner.invoke(app, ["provision", "--phone", pid, "--holder", str(f), "--key-type", "p384",
+                                   "--mdoc-batch", "1"]).exit_code == 0
+        phones.append(pid)
+    before = sorted((c.id, c.status) for c in rows(ctx, phones[1]))
+    r = runner.invoke(app, ["handover", "--phone", phones[0], "--to", phones[1]])
+    assert r.exit_code == 2 and "another holder" in r.output, r.output
+    with ctx.sessions() as s:
+        assert s.scalars(select(Handover)).all() == []
+    assert sorted((c.id, c.status) for c in rows(ctx, phones[1])) == before

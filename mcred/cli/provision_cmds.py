@@ -151,8 +151,12 @@ def handover_cmd(
     if to not in wallet_sim.list_phones(ctx.home):
         raise _fail(f"no phone {to!r} under {ctx.home}")
     actions = HandoverActions(ctx, key_type=key_type, mdoc_batch=mdoc_batch)
-    hid = resume_id if resume_id is not None else wf.create(
-        ctx.sessions, kind="model_change", holder_id=holder_id, old_phone_id=phone, new_phone_id=to, actor="cli")
+    try:
+        hid = resume_id if resume_id is not None else wf.create(
+            ctx.sessions, kind="model_change", holder_id=holder_id, old_phone_id=phone, new_phone_id=to,
+            actor="cli")
+    except wf.WorkflowError as exc:  # e.g. --to another holder's phone
+        raise _fail(str(exc)) from None
     try:
         h = actions.runner("cli").run(hid)
     except wf.WorkflowError as exc:
