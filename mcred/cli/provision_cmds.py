@@ -236,7 +236,7 @@ def drill_cmd(
 
 def refresh_cmd(
     phone: str = typer.Option(..., "--phone", help="The provisioned phone whose mdocs to refresh."),
-    batch: int | None = typer.Option(None, "--batch", min=1, max=16, help="Slots 0..N-1 to refresh, 1..16 "
+    batch: int | None = typer.Option(None, "--batch", help="Slots 0..N-1 to refresh, 1..16 "
                                      "(default: every slot holding a valid mdoc)."),
     keep_keys: bool = typer.Option(False, "--keep-keys", help="Re-sign over the slots' device "
                                    "keys instead of generating new ones in the SE."),
