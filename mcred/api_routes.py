@@ -465,6 +465,10 @@ def operator_router(ctx: Context) -> APIRouter:
 
             if s.get(Holder, body.holder_id) is None:
                 raise ProblemException(NOT_FOUND, f"no holder {body.holder_id}")
+        if body.new_phone_id and not (phone_dir(body.new_phone_id, ctx.home) / SE_FILE).is_file():
+            # its provisioning step would fail on it, with the workflow half run
+            raise ProblemException(problems.ProblemType(404, "unknown-phone", "Unknown phone"),
+                                   f"no simulated phone {body.new_phone_id!r} to hand over to")
         hid = handover.create(ctx.sessions, kind=body.kind, holder_id=body.holder_id,
                               old_phone_id=body.old_phone_id, new_phone_id=body.new_phone_id,
                               actor=_actor(request))

@@ -78,6 +78,19 @@ def test_provision_hold_release_and_death_through_the_api(home: Path):
                           json={"phone_id": phone, "credential": "auth"}).json()
         assert [x["kind"] for x in released["changes"]] == ["jpki-auth"]
 
+        # A workflow acts on its holder's phones only, and hands over to a phone that exists;
+        # a refusal records nothing
+        other = c.post("/phones", headers=tok["tsm"], json={"model": "flow"}).json()["id"]
+        for bad, status, slug in (
+                ({"kind": "lost_confirmed", "old_phone_id": other}, 409, "workflow-error"),
+                ({"kind": "model_change", "old_phone_id": phone, "new_phone_id": phone}, 409, "workflow-error"),
+                ({"kind": "model_change", "old_phone_id": phone, "new_phone_id": "ph-nope"}, 404,
+                 "unknown-phone")):
+            r = c.post("/handovers", headers=tok["operator"], json={"holder_id": holder_id, **bad})
+            assert r.status_code == status and r.json()["type"] == f"/problems/{slug}", r.json()
+        audit = c.get("/audit", headers=tok["operator"]).json()["events"]
+        assert not any(e["action"].startswith("workflow.create") for e in audit)
+
         # An issuer token may not run workflows; an operator token may.
         body = {"kind": "death", "holder_id": holder_id, "old_phone_id": phone}
         assert c.post("/handovers", headers=tok["issuer"], json=body).status_code == 403
