@@ -255,7 +255,8 @@ class MdocPki:
         for row in rows:
             if serial is not None and self._cert(row).serial_number == serial:
                 return row
-        raise UnknownSigner(f"no {' or '.join(purposes)} signer with label or serial {ref!r}")
+        names = {PURPOSE_DS: "document signer", PURPOSE_STATUS: "status list signer"}
+        raise UnknownSigner(f"no {' or '.join(names.get(p, p) for p in purposes)} with label or serial {ref!r}")
 
     def revoke_signer(self, session: Session, ref: str, reason: str, now: dt.datetime,
                       purposes: tuple[str, ...] = (PURPOSE_DS,)) -> tuple[IssuerKey, bool]:
