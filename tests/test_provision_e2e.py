@@ -54,6 +54,19 @@ def rows(ctx, phone_id=None):
         return list(s.scalars(q.order_by(Credential.issued_at)))
 
 
+def _cli_provisioned(ctx, tmp_path, name: str = "h", **holder) -> str:
+    """A new phone provisioned by ``mcred provision`` (P-384, one mdoc) for HOLDER with
+    ``holder``'s changes; its id."""
+    f = tmp_path / f"{name}.json"
+    f.write_text(json.dumps(dict(HOLDER, pin="1234", password="ABC123", **holder), ensure_ascii=False),
+                 encoding="utf-8")
+    pid = wallet_sim.create_phone(ctx.home)
+    r = CliRunner().invoke(app, ["provision", "--phone", pid, "--holder", str(f), "--key-type", "p384",
+                                 "--mdoc-batch", "1"])
+    assert r.exit_code == 0, r.output
+    return pid
+
+
 def jpki_details(ctx, pid):
     se = wallet_sim.describe(pid, ctx.home)["secure_element"]
     return next(a for a in se["applets"] if a["aid"] == "D392F000260100000001")["details"]
@@ -359,12 +372,8 @@ def test_a_quarantined_phone_is_named_listed_and_cleared_from_the_cli(ctx, tmp_p
     reason, audited) the SE as it is now is used again; clearing an active SE is refused."""
     from tsm.audit import audit_rows
 
-    f = tmp_path / "holder.json"
-    f.write_text(json.dumps(dict(HOLDER, pin="1234", password="ABC123"), ensure_ascii=False), encoding="utf-8")
-    pid = wallet_sim.create_phone(ctx.home)
+    pid = _cli_provisioned(ctx, tmp_path)
     runner = CliRunner()
-    assert runner.invoke(app, ["provision", "--phone", pid, "--holder", str(f), "--key-type", "p384",
-                               "--mdoc-batch", "1"]).exit_code == 0
     image = ctx.home / "phones" / pid / "se.cbor"
     saved = image.read_bytes()
     for _ in range(2):
@@ -389,12 +398,8 @@ def test_a_handover_its_provisioning_would_refuse_is_refused_before_it_starts(ct
     offering a resume that could only fail again."""
     from issuer.db import Handover
 
-    f = tmp_path / "holder.json"
-    f.write_text(json.dumps(dict(HOLDER, pin="1234", password="ABC123"), ensure_ascii=False), encoding="utf-8")
-    pid = wallet_sim.create_phone(ctx.home)
+    pid = _cli_provisioned(ctx, tmp_path)
     runner = CliRunner()
-    assert runner.invoke(app, ["provision", "--phone", pid, "--holder", str(f), "--key-type", "p384",
-                               "--mdoc-batch", "1"]).exit_code == 0
     phones = wallet_sim.list_phones(ctx.home)
     r = runner.invoke(app, ["handover", "--phone", pid, "--to", "new", *bad])
     assert r.exit_code == 2, r.output
@@ -409,15 +414,7 @@ def test_a_handover_onto_another_holders_phone_is_refused(ctx, tmp_path):
     from issuer.db import Handover
 
     runner = CliRunner()
-    phones = []
-    for i, name in enumerate(("太郎", "次郎")):
-        f = tmp_path / f"h{i}.json"
-        f.write_text(json.dumps(dict(HOLDER, given_name=name, pin="1234", password="ABC123"), ensure_ascii=False),
-                     encoding="utf-8")
-        pid = wallet_sim.create_phone(ctx.home)
-        assert runner.invoke(app, ["provision", "--phone", pid, "--holder", str(f), "--key-type", "p384",
-                                   "--mdoc-batch", "1"]).exit_code == 0
-        phones.append(pid)
+    phones = [_cli_provisioned(ctx, tmp_path, f"h{i}", given_name=name) for i, name in enumerate(("太郎", "次郎"))]
     before = sorted((c.id, c.status) for c in rows(ctx, phones[1]))
     r = runner.invoke(app, ["handover", "--phone", phones[0], "--to", phones[1]])
     assert r.exit_code == 2 and "another holder" in r.output, r.output

@@ -99,13 +99,18 @@ def _se_file(home, pid):
     return home / "phones" / pid / "se.cbor"
 
 
+def _rolled_back(w, pid, saved: bytes):  # noqa: ANN001, ANN202
+    """The phone's SE image put back to ``saved`` (a backup restored, or a clone), reopened."""
+    _se_file(w.home, pid).write_bytes(saved)
+    return wallet_sim.open_secure_element(pid, w.home)
+
+
 def test_counter_regression_is_flagged_and_audited(world):  # noqa: F811
     pid, se = world.phone()
     world.tsm.run(world.tsm.create_job(pid, "rotate-keys"), se.transmit)
     saved = _se_file(world.home, pid).read_bytes()
     world.tsm.run(world.tsm.create_job(pid, "rotate-keys"), se.transmit)
-    _se_file(world.home, pid).write_bytes(saved)  # the SE is rolled back (or a clone)
-    se = wallet_sim.open_secure_element(pid, world.home)
+    se = _rolled_back(world, pid, saved)  # the SE is rolled back (or a clone)
     job = world.tsm.create_job(pid, "rotate-keys")
     with pytest.raises(SequenceCounterRegressionError) as e:
         world.tsm.run(job, se.transmit)
@@ -132,8 +137,7 @@ def test_an_se_rolled_back_further_is_usable_once_cleared(world):  # noqa: F811
     saved = _se_file(world.home, pid).read_bytes()
     for _ in range(4):
         world.tsm.run(world.tsm.create_job(pid, "rotate-keys"), se.transmit)
-    _se_file(world.home, pid).write_bytes(saved)
-    se = wallet_sim.open_secure_element(pid, world.home)
+    se = _rolled_back(world, pid, saved)
     job = world.tsm.create_job(pid, "rotate-keys")
     with pytest.raises(SequenceCounterRegressionError):
         world.tsm.run(job, se.transmit)
@@ -145,8 +149,7 @@ def test_factory_keys_back_is_a_keyset_rollback(world):  # noqa: F811
     pid, se = world.phone()
     saved = _se_file(world.home, pid).read_bytes()
     world.tsm.run(world.tsm.create_job(pid, "rotate-keys"), se.transmit)
-    _se_file(world.home, pid).write_bytes(saved)
-    se = wallet_sim.open_secure_element(pid, world.home)
+    se = _rolled_back(world, pid, saved)
     job = world.tsm.create_job(pid, "rotate-keys")
     with pytest.raises(KeysetRollbackError):
         world.tsm.run(job, se.transmit)
