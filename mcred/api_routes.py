@@ -334,6 +334,12 @@ def issuer_router(ctx: Context) -> APIRouter:
         if not (phone_dir(body.phone_id, ctx.home) / SE_FILE).is_file():
             raise ProblemException(problems.ProblemType(404, "unknown-phone", "Unknown phone"),
                                    f"no phone {body.phone_id!r}")
+        if body.holder_id is not None:  # now, not as the job's failure
+            from issuer.db import Holder
+
+            with ctx.sessions() as s:
+                if s.get(Holder, body.holder_id) is None:
+                    raise ProblemException(NOT_FOUND, f"no holder {body.holder_id}")
         jobs = _jobs(request)
         jobs.register("provision", _provision_work(ctx))
         # The holder record and the secrets go to the work function, not into the job row.

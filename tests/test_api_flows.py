@@ -47,6 +47,10 @@ def test_provision_hold_release_and_death_through_the_api(home: Path):
         for secret in ("4321", "FLOW42", "87654321"):
             assert not re.search(rf"(?<![0-9A-Za-z]){secret}(?![0-9A-Za-z])", str(job)), secret
         holder_id = job["result"]["holder_id"]
+        # a holder the registry does not have is named at the door, not as the job's failure
+        r = c.post("/provisioning", headers=tok["issuer"], json={
+            "phone_id": phone, "holder_id": "0" * 32, "pin": "4321", "password": "FLOW42", "puk": "87654321"})
+        assert r.status_code == 404 and r.json()["type"] == "/problems/not-found", r.json()
 
         creds = c.get("/credentials", headers=tok["issuer"],
                       params={"phone_id": phone}).json()["credentials"]
