@@ -202,6 +202,34 @@ def _openssl() -> Finding:
                    "" if path else "apt-get install -y openssl")
 
 
+def _secure_elements(ctx) -> Finding:  # noqa: ANN001
+    """The TSM's record: quarantined SEs (every job on them stops until an operator clears
+    them) and jobs that have not finished. Reads the registry only."""
+    from sqlalchemy import func, select
+
+    from tsm.db import SecureElementRow
+    from tsm.jobs import list_jobs
+
+    enables = "provisioning, refreshes and handovers on every phone"
+    try:
+        with ctx.engine.connect() as conn:
+            total = conn.execute(select(func.count()).select_from(SecureElementRow)).scalar_one()
+            suspect = list(conn.execute(select(SecureElementRow.se_id).where(SecureElementRow.state == "suspect")
+                                        .order_by(SecureElementRow.se_id)).scalars())
+        unfinished = len(list_jobs(ctx.engine, unfinished=True))
+    except Exception as exc:  # noqa: BLE001 - reported (the database finding says why)
+        return Finding("TSM secure elements", False, f"cannot read the TSM's record: {type(exc).__name__}",
+                       enables, "see the database finding")
+    detail = (f"{total} on record, {len(suspect)} quarantined"
+              + (f" ({', '.join(suspect[:5])}{', ...' if len(suspect) > 5 else ''})" if suspect else "")
+              + f", {unfinished} unfinished job(s)")
+    fix = ("investigate (mcred tsm ses), then mcred tsm clear-quarantine --phone ID --reason TEXT"
+           if suspect else "")
+    if unfinished:
+        fix = "; ".join(filter(None, (fix, "mcred tsm jobs --unfinished lists the jobs to resume")))
+    return Finding("TSM secure elements", not suspect, detail, enables, fix)
+
+
 #: The first findings are the installation's own (database, public URL, issuer key store,
 #: TSM master key, reader session key): the installation is ready when they are.
 _OWN = 5
@@ -209,7 +237,8 @@ _OWN = 5
 
 def diagnose(ctx) -> list[Finding]:  # noqa: ANN001
     """Every finding, the installation's own first."""
-    return [_database(ctx), _public_url(), _keystore(ctx), _master_key(ctx), _reader_session_key(ctx), _postgres(), _pcsc(), _hsm(),
+    return [_database(ctx), _public_url(), _keystore(ctx), _master_key(ctx), _reader_session_key(ctx),
+            _secure_elements(ctx), _postgres(), _pcsc(), _hsm(),
             *(_node_peer(*peer) for peer in NODE_PEERS), _yubikit(), _openssl()]
 
 

@@ -23,6 +23,8 @@ def test_doctor_reports_each_component(home):
     assert found["public URL"]["ok"] and found["public URL"]["detail"] == "http://127.0.0.1:8470"
     assert "none yet" in found["reader session key"]["detail"]
     assert found["database"]["ok"] and found["database"]["detail"] == "sqlite, schema current"
+    assert found["TSM secure elements"]["ok"]
+    assert found["TSM secure elements"]["detail"] == "0 on record, 0 quarantined, 0 unfinished job(s)"
     assert {"PostgreSQL", "PC/SC bridge and OpenSC", "HSM (PKCS#11)", "@auth0/mdl interop", "@owf/mdoc interop",
             "@sd-jwt/jwt-status-list interop", "yubikit SCP03 host", "openssl"} <= set(found)
     for f in report["findings"]:
@@ -73,3 +75,21 @@ def test_the_typescript_peer_is_found_from_a_checkout_even_when_installed_elsewh
     assert doctor._interop("auth0-mdl") is None
     finding = doctor._node_peer(*doctor.NODE_PEERS[1])
     assert not finding.ok and "no source checkout" in finding.detail and finding.name == "@owf/mdoc interop"
+
+
+def test_a_quarantined_se_is_named_with_how_to_clear_it_and_the_installation_stays_ready(home):
+    """Every job on a quarantined SE stops until an operator clears it: doctor names it and
+    the command, without calling the installation unusable."""
+    from mcred.context import Context
+    from tsm import records
+
+    ctx = Context.open(home)
+    records.load_or_create(ctx.engine, "ph-quarantined")
+    records.update_se(ctx.engine, "ph-quarantined", state="suspect")
+    records.load_or_create(ctx.engine, "ph-fine")
+    ctx.engine.dispose()
+    code, report = _run()
+    se = next(f for f in report["findings"] if f["name"] == "TSM secure elements")
+    assert code == 0 and report["ready"]
+    assert not se["ok"] and se["detail"] == "2 on record, 1 quarantined (ph-quarantined), 0 unfinished job(s)"
+    assert "mcred tsm clear-quarantine" in se["fix"]

@@ -34,8 +34,9 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def doctor(as_json: bool = typer.Option(False, "--json")) -> None:
         """What this installation and this machine can do (database, keys, PostgreSQL, PC/SC
-        and OpenSC, HSM, the TypeScript mdoc peer, OpenSSL), and how to install the rest.
-        Exit 1 when the installation itself (database, key stores) is not usable."""
+        and OpenSC, HSM, the TypeScript mdoc peer, OpenSSL), and how to install the rest; the
+        TSM's quarantined SEs and unfinished jobs. Exit 1 when the installation itself
+        (database, key stores) is not usable."""
         import json
 
         from rich.console import Console
