@@ -57,6 +57,7 @@ BAD = [
     ["export", "jpki-root", "--slot", "sign", "--out", "{tmp}"],
     ["export", "crl", "--slot", "sign", "--out", "{garbage}/x.crl"],
     ["drill", "pin_lock", "--report", "{tmp}/missing/r.md"],
+    ["jpki", "verify", "{garbage}", "--signature", "{garbage}", "--roots", "{garbage}"],  # a traceback
     ["token", "revoke", "nope"],
 ]
 

@@ -129,7 +129,12 @@ def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False),
         result = _ask_rp(rp, token, file.read_bytes(), signature.read_bytes(), slot,
                          certificate.read_bytes() if certificate else None, revocation, as_json)
     else:
-        trust = load_roots(roots.read_bytes()) if roots else _issuer().roots(slot)
+        from protocols.certs import CertificateParseError
+
+        try:
+            trust = load_roots(roots.read_bytes()) if roots else _issuer().roots(slot)
+        except (CertificateParseError, OSError) as exc:
+            raise typer.BadParameter(f"{roots}: {exc}", param_hint="--roots") from None
         result = rp_verify(file.read_bytes(), signature.read_bytes(), roots=trust, slot=slot,
                            certificate=certificate.read_bytes() if certificate else None,
                            revocation=revocation, ocsp_url=ocsp_url,
