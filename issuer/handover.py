@@ -102,12 +102,12 @@ def create(
         # the phones must be this holder's (or, the new one, nobody's yet): a workflow names a
         # holder and acts on the phones, so another holder's phone would have its credentials
         # revoked or wiped under this holder's workflow
-        for role, phone_id in (("old", old_phone_id), ("new", new_phone_id)):
-            row = s.get(Phone, phone_id) if phone_id else None
-            if role == "old" and phone_id and (row is None or row.holder_id != holder_id):
-                raise WorkflowError(f"the old phone {phone_id} does not carry holder {holder_id}'s credentials")
-            if role == "new" and row is not None and row.holder_id not in (None, holder_id):
-                raise WorkflowError(f"the new phone {phone_id} carries another holder's credentials")
+        old = s.get(Phone, old_phone_id) if old_phone_id else None
+        if old_phone_id and (old is None or old.holder_id != holder_id):
+            raise WorkflowError(f"the old phone {old_phone_id} does not carry holder {holder_id}'s credentials")
+        new = s.get(Phone, new_phone_id) if new_phone_id else None
+        if new is not None and new.holder_id not in (None, holder_id):
+            raise WorkflowError(f"the new phone {new_phone_id} carries another holder's credentials")
         h = Handover(
             holder_id=holder_id,
             old_phone_id=old_phone_id,

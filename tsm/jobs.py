@@ -50,6 +50,11 @@ SE_ID_MAX = JobRow.__table__.c.se_id.type.length
 ACTOR_MAX = JobRow.__table__.c.actor.type.length
 
 
+def _lock_owner(actor: str) -> str:
+    """The SE lock's owner for ``actor``: cut to fit its column, with 8 hex digits of its own."""
+    return f"{actor[:_OWNER_MAX - 9]}/{uuid.uuid4().hex[:8]}"
+
+
 def _check_text(what: str, value: object, width: int) -> str:
     """``value`` as a non-empty str of at most ``width`` characters without a NUL, or
     :class:`JobInputError` naming ``what``."""
@@ -290,8 +295,8 @@ class Tsm:
         _check_text("actor", actor, ACTOR_MAX)
         if not isinstance(reason, str) or not reason.strip():
             raise JobInputError("clearing a quarantine needs a reason (it is audited)")
-        lock = acquire(self.engine, se_id, f"{actor[:_OWNER_MAX - 9]}/{uuid.uuid4().hex[:8]}",
-                       timeout_s=self.lock_timeout_s, lease_s=self.lease_s, clock=self.clock)
+        lock = acquire(self.engine, se_id, _lock_owner(actor), timeout_s=self.lock_timeout_s,
+                       lease_s=self.lease_s, clock=self.clock)
         try:
             rec = records.load(self.engine, se_id)
             if rec is None:
@@ -352,8 +357,7 @@ class Tsm:
                 if db is not None:
                     db.close()
                 return job
-            owner = f"{who[:_OWNER_MAX - 9]}/{uuid.uuid4().hex[:8]}"  # fits its column
-            lock = acquire(self.engine, se_id, owner, timeout_s=self.lock_timeout_s,
+            lock = acquire(self.engine, se_id, _lock_owner(who), timeout_s=self.lock_timeout_s,
                            lease_s=self.lease_s, clock=self.clock, bind=db,
                            with_lease=with_lease if db is not None else None)
         except BaseException:

@@ -73,11 +73,7 @@ def sign(file: Path = typer.Argument(..., exists=True, dir_okay=False),
     from wallet_sim.se.errors import PhoneNotFoundError
 
     pin = pin_file.read_bytes().strip()
-    target = out or file.with_name(file.name + ".p7s")
-    if not target.parent.is_dir() or target.is_dir():  # before the SE signs (and a try is used)
-        typer.echo(f"error: --out {target}: " + ("a directory" if target.is_dir() else
-                                                 f"no directory {target.parent}"), err=True)
-        raise typer.Exit(2)
+    target = out_path(out or file.with_name(file.name + ".p7s"))  # the default too, before the SE signs
     try:
         cms, _cert = sign_file(phone, _check_slot(slot), pin, file.read_bytes(), open_context().home)
     except SecretFormatError as exc:

@@ -15,16 +15,23 @@ console = Console()
 err = Console(stderr=True)
 
 
-def _quarantine_hint(exc: Exception, phone: str | None) -> str:
+def _quarantine_hint(exc: Exception, phone: str | None) -> str | None:
     """For the errors that quarantine an SE (or meet a quarantined one): what the operator
-    can do, once the cause is known."""
+    can do, once the cause is known; None for any other error."""
     from tsm.errors import KeysetRollbackError, SeQuarantinedError, SequenceCounterRegressionError
 
     if not isinstance(exc, (KeysetRollbackError, SeQuarantinedError, SequenceCounterRegressionError)):
-        return ""
+        return None
     who = phone or "ID"
-    return (f"; the SE is quarantined: once investigated, `mcred tsm clear-quarantine --phone {who} "
+    return (f"the SE is quarantined: once investigated, `mcred tsm clear-quarantine --phone {who} "
             "--reason TEXT` accepts it as it is now (`mcred tsm ses` lists the quarantined)")
+
+
+def _check_key_type(key_type: str) -> None:
+    from mcred.provision import KEY_TYPES
+
+    if key_type not in KEY_TYPES:
+        raise _fail(f"--key-type {key_type!r} is neither rsa2048 nor p384")
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -64,14 +71,14 @@ def provision_cmd(
         except JobError as exc:
             raise _fail(f"job {resume_id}: {exc}") from None
         except (ProvisionError, TsmError) as exc:
-            raise _fail(f"resuming job {resume_id}: {exc} (run `mcred provision --resume {resume_id}` "
-                        f"again once the cause is gone{_quarantine_hint(exc, None)})", 1) from None
+            hints = (f"run `mcred provision --resume {resume_id}` again once the cause is gone",
+                     _quarantine_hint(exc, None))
+            raise _fail(f"resuming job {resume_id}: {exc} ({'; '.join(filter(None, hints))})", 1) from None
         _show(result, as_json)
         return
     if phone is None or holder is None:
         raise _fail("give --phone and --holder (or --resume JOB to finish an interrupted job)")
-    if key_type not in ("rsa2048", "p384"):
-        raise _fail(f"--key-type {key_type!r} is neither rsa2048 nor p384")
+    _check_key_type(key_type)
     if not 1 <= mdoc_batch <= 16:
         raise _fail(f"--mdoc-batch {mdoc_batch} is not in 1..16")
     try:
@@ -92,8 +99,9 @@ def provision_cmd(
         raise _fail(f"provisioning {phone}: {exc}", 1) from None
     except TsmError as exc:
         job = unfinished_job(ctx, phone)
-        hint = (f" (job {job.id} stopped: resume it with `mcred provision --resume {job.id}`"
-                f"{_quarantine_hint(exc, phone)})" if job else "")
+        hints = (f"job {job.id} stopped: resume it with `mcred provision --resume {job.id}`",
+                 _quarantine_hint(exc, phone)) if job else ()
+        hint = f" ({'; '.join(filter(None, hints))})" if hints else ""
         raise _fail(f"provisioning {phone}: {exc}{hint}", 1) from None
     _show(result, as_json)
 
@@ -136,8 +144,7 @@ def handover_cmd(
     from mcred.context import Context
     from mcred.handover_actions import HandoverActions
 
-    if key_type not in ("rsa2048", "p384"):  # the workflow failed on it at its provisioning step
-        raise _fail(f"--key-type {key_type!r} is neither rsa2048 nor p384")
+    _check_key_type(key_type)  # the workflow failed on it at its provisioning step
     ctx = Context.open()
     with ctx.sessions() as s:
         old = s.get(Phone, phone)
@@ -198,8 +205,7 @@ def drill_cmd(
     names = list(SCENARIOS) if scenario == "all" else [scenario]
     if any(n not in SCENARIOS for n in names):
         raise _fail(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}, all")
-    if key_type not in ("rsa2048", "p384"):  # each phone's drill failed on it, and the run said FAILED
-        raise _fail(f"--key-type {key_type!r} is neither rsa2048 nor p384")
+    _check_key_type(key_type)  # each phone's drill failed on it, and the run said FAILED
     for p in report:
         if p.suffix.lower() not in (".json", ".md", ".markdown"):
             raise _fail(f"--report {p}: the extension must be .json or .md")
@@ -260,7 +266,7 @@ def refresh_cmd(
         raise  # the installation's key, not this phone: mcred.cli.main.run says so, exit 2
     except TsmError as exc:
         hint = _quarantine_hint(exc, phone)
-        raise _fail(f"refreshing {phone}: {exc}" + (f" ({hint[2:]})" if hint else ""), 1) from None
+        raise _fail(f"refreshing {phone}: {exc}" + (f" ({hint})" if hint else ""), 1) from None
     if as_json:
         typer.echo(json.dumps(result.summary(), ensure_ascii=False, indent=2))
         return

@@ -116,9 +116,9 @@ def clear_quarantine(
     phone: str = typer.Option(..., "--phone", help="The quarantined phone (its SE)."),
     reason: str = typer.Option(..., "--reason", help="Why it may be used again (audited)."),
 ) -> None:
-    """Accept a quarantined SE as it is now (specs/tsm.md): its record goes back to the
-    factory keyset, so that a card reset to the factory keys is keyed again by the next job,
-    and its sequence counter baseline is set again by the next session. Audited
+    """Accept a quarantined SE as it is now (specs/tsm.md): its sequence counter baseline is
+    set again by the next session, and after a keyset rollback its record goes back to the
+    factory keyset, so that the next job keys the reset card again. Audited
     (quarantine-cleared); the job that stopped can then be resumed."""
     from mcred.context import Context
     from tsm.errors import TsmError
@@ -130,8 +130,8 @@ def clear_quarantine(
     except TsmError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
-    typer.echo(f"{phone}: quarantine cleared; the next job opens it with the factory keyset record "
-               "and sets its counter baseline again")
+    typer.echo(f"{phone}: quarantine cleared; its next session sets the counter baseline again "
+               "(after a keyset rollback, the next job keys it again)")
 
 
 def register(app: typer.Typer) -> None:
