@@ -119,7 +119,8 @@ def check_phone_id(phone_id: str) -> None:
 
 def attach_phone(sessions: sessionmaker[Session], holder_id: str, phone_id: str, *,
                  actor: str = "issuer") -> None:
-    """Record that ``phone_id`` carries the holder's credentials (idempotent)."""
+    """Record that ``phone_id`` carries the holder's credentials (idempotent). A phone let go
+    of its holder (an abandoned provisioning: ``mcred.provision.abandon``) is taken again."""
     check_phone_id(phone_id)
     with sessions.begin() as s:
         phone = s.get(Phone, phone_id)
@@ -127,5 +128,9 @@ def attach_phone(sessions: sessionmaker[Session], holder_id: str, phone_id: str,
             s.add(Phone(id=phone_id, holder_id=holder_id, state="active"))
             s.add(AuditEvent(actor=actor, action="phone.attach", subject=phone_id,
                              detail={"holder": holder_id}))
+        elif phone.holder_id is None:
+            phone.holder_id, phone.state = holder_id, "active"
+            s.add(AuditEvent(actor=actor, action="phone.attach", subject=phone_id,
+                             detail={"holder": holder_id, "again": True}))
         elif phone.holder_id != holder_id:
             raise HolderError(f"phone {phone_id!r} belongs to holder {phone.holder_id}")

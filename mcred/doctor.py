@@ -226,7 +226,8 @@ def _secure_elements(ctx) -> Finding:  # noqa: ANN001
     fix = ("investigate (mcred tsm ses), then mcred tsm clear-quarantine --phone ID --reason TEXT"
            if suspect else "")
     if unfinished:
-        fix = "; ".join(filter(None, (fix, "mcred tsm jobs --unfinished lists the jobs to resume")))
+        fix = "; ".join(filter(None, (fix, "mcred tsm jobs --unfinished lists the jobs to resume "
+                                           "(or to give up: mcred tsm abandon JOB --reason TEXT)")))
     return Finding("TSM secure elements", not suspect, detail, enables, fix)
 
 

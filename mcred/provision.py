@@ -258,6 +258,22 @@ def provision(ctx: Context, phone_id: str, holder: cardsub.Holder | str, *,
     return _result(view, holder_id, job_secrets, generated, time.perf_counter() - t0)
 
 
+def check_holder_for_new_phone(ctx: Context, holder_id: str) -> None:
+    """Refuse (:class:`ProvisionError`, naming what to do instead) provisioning a registered
+    holder afresh when the registry has no such holder, or when one of the holder's phones
+    still has live credentials (moving them is a handover: ``mcred handover``)."""
+    from issuer.db import Holder
+
+    with ctx.sessions() as s:
+        if not isinstance(holder_id, str) or len(holder_id) > 32 or s.get(Holder, holder_id) is None:
+            raise ProvisionError(f"no holder {str(holder_id)[:40]!r} in the issuer's registry")
+        busy = s.scalar(select(Credential.phone_id).where(Credential.holder_id == holder_id,
+                                                          Credential.status.in_(_LIVE)).limit(1))
+    if busy is not None:
+        raise ProvisionError(f"holder {holder_id} has live credentials on phone {busy}: to move them to "
+                             f"another phone use `mcred handover --phone {busy} --to ID`")
+
+
 def unfinished_job(ctx: Context, phone_id: str, bind: Connection | None = None) -> JobView | None:
     """The phone's provisioning job that has not finished (crashed, lost answer), if any:
     read from the registry, no key opened (in ``bind``'s transaction if given)."""
@@ -277,7 +293,8 @@ def _check_phone_free(ctx: Context, phone_id: str, holder: cardsub.Holder | str)
         where = f"stopped before step {job.current_step}" if job.current_step else "at its end"
         raise ProvisioningUnfinishedError(
             f"phone {phone_id} has an unfinished provisioning job {job.id} ({job.state}, {where}"
-            + (f": {job.error}" if job.error else "") + f"); resume it with `mcred provision --resume {job.id}`",
+            + (f": {job.error}" if job.error else "") + f"); resume it with `mcred provision --resume {job.id}`"
+            f", or give it up with `mcred tsm abandon {job.id} --reason TEXT`",
             job.id)
     if owner and owner != holder:
         raise ProvisionError(f"phone {phone_id} already belongs to holder {owner}: a phone carries one "
@@ -425,3 +442,96 @@ def live_credentials(ctx: Context, phone_id: str) -> list[Credential]:
     with ctx.sessions() as s:
         return list(s.scalars(select(Credential).where(Credential.phone_id == phone_id,
                                                        Credential.status.in_(_LIVE))))
+
+
+# --- giving a job up ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AbandonResult:
+    """What abandoning a job undid: the credentials it had issued (revoked), the wipe of
+    the phone's SE, and whether the phone was let go of its holder."""
+
+    job_id: str
+    phone_id: str
+    kind: str
+    #: ``(credential id, kind)`` of each credential the job issued that was still live
+    revoked: tuple[tuple[str, str], ...]
+    #: the delete-credentials job that wipes the SE (a provisioning job on a reachable
+    #: phone), or None
+    wipe_job: str | None
+    #: whether the SE was wiped (the wipe job ran to its end)
+    wiped: bool
+    #: why it was not (an unreachable phone, a quarantined SE, ...), or None
+    wipe_error: str | None
+    #: the holder the phone was let go of, or None
+    released_holder: str | None
+
+    def summary(self) -> dict[str, Any]:
+        return {"job": self.job_id, "phone": self.phone_id, "kind": self.kind,
+                "revoked": [{"credential": c, "kind": k} for c, k in self.revoked],
+                "wipe_job": self.wipe_job, "wiped": self.wiped, "wipe_error": self.wipe_error,
+                "released_holder": self.released_holder}
+
+
+#: The revocation reason of what an abandoned job had issued (it may never have reached
+#: the holder: the job did not finish writing it)
+ABANDON_REASON = "cessationOfOperation"
+
+
+def abandon(ctx: Context, job_id: str, reason: str, *, actor: str = "mcred") -> AbandonResult:
+    """Give up a TSM job that cannot finish (specs/tsm.md, "Abandoning a job").
+
+    The job ends for good (:meth:`tsm.jobs.Tsm.abandon`: audited, its sealed secrets
+    erased). Every credential issued under it that is still live is revoked
+    (cessationOfOperation): it may sit in the issuer's registry without ever having reached
+    the phone, and nothing else would end it.
+
+    For a ``provision`` job the phone is also cleared, so that it can be provisioned again:
+    its SE is wiped by a ``delete-credentials`` job, and the phone, left with no live
+    credential, is let go of its holder (who stays registered: ``mcred provision
+    --holder-id`` provisions them again). A phone that is not reachable (gone from the data
+    directory) is let go of without a wipe. A wipe that fails (a quarantined SE, a lost
+    answer) is reported, not raised, and the phone stays with its holder: calling this
+    again, once the cause is gone, resumes the same wipe job and then lets the phone go.
+    """
+    from issuer import revocation
+    from issuer.db import AuditEvent
+    from tsm.errors import TsmError
+
+    tsm = Tsm(ctx.engine, ctx.master_key, actor=actor)
+    view = tsm.abandon(job_id, actor, reason)
+    with ctx.sessions() as s:
+        ids = list(s.scalars(select(Credential.id).where(Credential.job_ref == job_id,
+                                                         Credential.status.in_(_LIVE))))
+    changes = revocation.revoke_ids(ctx.sessions, ids, ABANDON_REASON, actor=f"{actor}:abandon")
+    revoked = tuple(sorted((c.credential_id, c.kind) for c in changes))
+    if view.kind != "provision":
+        return AbandonResult(job_id, view.se_id, view.kind, revoked, None, False, None, None)
+    wipe_job = wipe_error = None
+    wiped = False
+    reachable = view.se_id in wallet_sim.list_phones(ctx.home)
+    if not reachable:
+        wipe_error = f"phone {view.se_id} is not under {ctx.home}: nothing to wipe"
+    else:
+        wiper = f"abandon:{job_id}"  # the wipe job's actor: a second call finds it again
+        earlier = [j for j in list_jobs(ctx.engine, view.se_id, kind="delete-credentials")
+                   if j.actor == wiper]
+        try:
+            wipe_job = earlier[-1].id if earlier else tsm.create_job(view.se_id, "delete-credentials",
+                                                                     actor=wiper)
+            se = wallet_sim.open_secure_element(view.se_id, ctx.home)
+            wiped = tsm.run(wipe_job, se.transmit, actor=wiper).state == "done"
+        except (TsmError, wallet_sim.SeError) as exc:
+            wipe_error = f"{type(exc).__name__}: {exc}"
+    released = None
+    if wiped or not reachable:
+        with ctx.sessions.begin() as s:
+            phone = s.get(Phone, view.se_id)
+            live = s.scalar(select(Credential.id).where(Credential.phone_id == view.se_id,
+                                                        Credential.status.in_(_LIVE)).limit(1))
+            if phone is not None and phone.holder_id is not None and live is None:
+                released, phone.holder_id = phone.holder_id, None
+                s.add(AuditEvent(actor=actor, action="phone.detach", subject=view.se_id,
+                                 detail={"holder": released, "job": job_id, "why": "job abandoned"}))
+    return AbandonResult(job_id, view.se_id, view.kind, revoked, wipe_job, wiped, wipe_error, released)

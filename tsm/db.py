@@ -88,7 +88,7 @@ class JobRow(TsmBase):
     se_id: Mapped[str] = mapped_column(String(64), index=True)
     #: provision | provision-mdoc | refresh-mdoc | delete-credentials | rotate-keys
     kind: Mapped[str] = mapped_column(String(32))
-    #: pending | running | done | failed
+    #: pending | running | interrupted | done | abandoned
     state: Mapped[str] = mapped_column(String(16), default="pending")
     #: The ordered step ids of the job's script.
     steps: Mapped[list] = mapped_column(JSON)
@@ -116,7 +116,8 @@ class AuditRow(TsmBase):
     job_id: Mapped[str | None] = mapped_column(String(32), index=True)
     step: Mapped[str | None] = mapped_column(String(48))
     #: apdu | session-open | session-failed | keys-rotated | counter-regression |
-    #: keyset-rollback | keyset-unknown | identity-mismatch | job-created | step-done | job-done | job-failed
+    #: keyset-rollback | keyset-unknown | identity-mismatch | job-created | step-done | job-done | job-failed |
+    #: job-abandoned | quarantine-cleared
     event: Mapped[str] = mapped_column(String(32))
     #: What the command was for, in words (e.g. "INSTALL [for install] jpki").
     what: Mapped[str | None] = mapped_column(String(96))

@@ -39,6 +39,9 @@ from tsm.steps import STEPS, script
 from tsm.trace import Sink
 
 KINDS = ("provision", "provision-mdoc", "refresh-mdoc", "delete-credentials", "rotate-keys")
+#: States a job never leaves: done (its last step committed) and abandoned (an operator's
+#: decision that it will not finish: :meth:`Tsm.abandon`)
+ENDED = ("done", "abandoned")
 _PIN = re.compile(r"[0-9]{4}")
 _PASSWORD = re.compile(r"[A-Z0-9]{6,16}")
 _PUK = re.compile(r"[0-9]{8}")
@@ -128,7 +131,7 @@ def list_jobs(bind: Bind, se_id: str | None = None, *, kind: str | None = None,
     if kind is not None:
         q = q.where(JobRow.kind == kind)
     if unfinished:
-        q = q.where(JobRow.state != "done")
+        q = q.where(JobRow.state.not_in(ENDED))
     with Session(bind) as s, s.begin():  # committed: see issuer.jpki.ca.JpkiCa.generations
         return [_view(r) for r in s.scalars(q)]
 
@@ -316,6 +319,43 @@ class Tsm:
         finally:
             lock.release()
 
+    def abandon(self, job_id: str, actor: str, reason: str) -> JobView:
+        """An operator's decision that a job will not finish (its phone is gone, its SE
+        stays quarantined, the holder withdrew): under the SE's lock, the job's state
+        becomes ``abandoned`` for good and its sealed secrets are erased; audited
+        (job-abandoned). What its steps already did stays as it is: the caller revokes what
+        was issued under the job and wipes the SE (:func:`mcred.provision.abandon`).
+
+        A finished job is a :class:`JobInputError` (there is nothing left to abandon); an
+        abandoned one is returned as it is (a retried call changes nothing)."""
+        _check_text("actor", actor, ACTOR_MAX)
+        if not isinstance(reason, str) or not reason.strip():
+            raise JobInputError("abandoning a job needs a reason (it is audited)")
+        se_id, state = _job_se(self.engine, job_id)
+        if state == "abandoned":
+            return self.job(job_id)
+        if state == "done":
+            raise JobInputError(f"job {job_id} is done: only an unfinished job can be abandoned")
+        lock = acquire(self.engine, se_id, _lock_owner(actor), timeout_s=self.lock_timeout_s,
+                       lease_s=self.lease_s, clock=self.clock)
+        try:
+            job = self.job(job_id)  # again under the lock: a run may have finished it
+            if job.state == "done":
+                raise JobInputError(f"job {job_id} finished meanwhile: there is nothing to abandon")
+            if job.state == "abandoned":
+                return job
+            text = reason.replace("\x00", "")[:200]
+            log = AuditLog(actor, se_id, job_id)
+            log.event("job-abandoned", job.kind, reason=text[:96], stopped_before=job.current_step,
+                      steps_done=job.next_step)
+            with transaction(self.engine) as conn:
+                conn.execute(_UPDATE_JOB, {"b_id": job_id, "updated_at": utcnow(), "state": "abandoned",
+                                           "sealed_secrets": None, "error": f"abandoned by {actor}: {text}"})
+                log.flush(conn)
+            return self.job(job_id)
+        finally:
+            lock.release()
+
     # --- running ---------------------------------------------------------------------------
 
     def run(self, job_id: str, transmit: Transmit, *, secrets: JobSecrets | None = None,
@@ -352,6 +392,9 @@ class Tsm:
         try:
             # the SE and state only (the whole row comes back from _start_job under the lock)
             se_id, state = _job_se(db if db is not None else self.engine, job_id)
+            if state == "abandoned":
+                raise JobError(f"job {job_id} was abandoned: it does not run again "
+                               "(`mcred tsm jobs` shows by whom and why)")
             if state == "done":
                 job = _read_job(db if db is not None else self.engine, job_id)[0]
                 if db is not None:
@@ -376,8 +419,11 @@ class Tsm:
                           self.security_level, self.rng, known=known)
             # re-read under the lock (in the transaction that took a lease, or just above)
             started = under_lease[0]
-            if started is None:  # done meanwhile
-                return _read_job(bind, job_id)[0]
+            if started is None:  # done (or abandoned) meanwhile
+                ended = _read_job(bind, job_id)[0]
+                if ended.state == "abandoned":
+                    raise JobError(f"job {job_id} was abandoned while this run waited for the SE")
+                return ended
             job, sealed = started
             if secrets is None and sealed is not None:
                 secrets = JobSecrets.from_bytes(self.master.unseal(sealed, job_id.encode()))
@@ -484,7 +530,8 @@ def _read_job(bind: Bind, job_id: str) -> tuple[JobView, bytes | None]:
 _UPDATE_JOB_FENCED = _UPDATE_JOB.where(FENCE)
 #: a step's progress (the hot loop: on SQLite straight on the driver, see DriverStatement)
 _STEP, _STEP_FENCED = DriverStatement(_UPDATE_JOB), DriverStatement(_UPDATE_JOB_FENCED)
-_START_JOB = (update(_JOBS).where(_JOBS.c.id == bindparam("b_id"), _JOBS.c.state != "done")
+# a job not in ENDED, spelt without an IN list (a DriverStatement binds no list)
+_START_JOB = (update(_JOBS).where(_JOBS.c.id == bindparam("b_id"), *(_JOBS.c.state != e for e in ENDED))
               .values(state="running", attempts=_JOBS.c.attempts + 1, error=None,
                       updated_at=bindparam("b_now")))
 _START_JOB_RETURNING = DriverStatement(_START_JOB.returning(*_JOBS.c))
@@ -492,8 +539,8 @@ _START_JOB_RETURNING = DriverStatement(_START_JOB.returning(*_JOBS.c))
 
 def _start_job(bind: Bind, job_id: str) -> tuple[JobView, bytes | None] | None:
     """Mark a job running (one more attempt) and return its view and sealed secrets, in
-    one statement where the database can return the row it updated; None when the job is
-    done."""
+    one statement where the database can return the row it updated; None when the job has
+    ended (done or abandoned)."""
     with transaction(bind) as conn:
         if conn.dialect.update_returning:
             rows = _START_JOB_RETURNING.rows(conn, {"b_id": job_id, "b_now": utcnow()})
@@ -503,7 +550,7 @@ def _start_job(bind: Bind, job_id: str) -> tuple[JobView, bytes | None] | None:
                 return None
             return _view(row), row.sealed_secrets
         job, sealed = _read_job(conn, job_id)
-        if job.state == "done":
+        if job.state in ENDED:
             return None
         conn.execute(_START_JOB, {"b_id": job_id, "b_now": utcnow()})
     return dataclasses.replace(job, state="running", attempts=job.attempts + 1, error=None), sealed

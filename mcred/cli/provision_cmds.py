@@ -42,6 +42,8 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 def provision_cmd(
     phone: str = typer.Option(None, "--phone", help="Phone id (`mcred phone create`), or `new` to make one."),
     holder: Path = typer.Option(None, "--holder", help="Holder JSON file (issue 4 item 3 fields)."),
+    holder_id: str = typer.Option(None, "--holder-id", help="A holder already registered, none of whose "
+                                  "phones has live credentials (after `mcred tsm abandon`), instead of --holder."),
     key_type: str = typer.Option("rsa2048", "--key-type", help="JPKI key type: rsa2048 or p384."),
     mdoc_batch: int = typer.Option(2, "--mdoc-batch", help="mdocs (distinct device keys) to issue, 1..16."),
     resume_id: str = typer.Option(None, "--resume", help="Finish an interrupted provisioning job "
@@ -53,16 +55,18 @@ def provision_cmd(
     from mcred.context import Context
     from mcred.provision import (
         ProvisionError,
+        check_holder_for_new_phone,
         load_holder_file,
         provision,
         resume,
         unfinished_job,
     )
+    from protocols import cardsub
     from tsm.errors import JobError, MasterKeyError, TsmError
 
     if resume_id is not None:
-        if phone is not None or holder is not None:
-            raise _fail("--resume takes no --phone or --holder: the job knows its phone and holder")
+        if phone is not None or holder is not None or holder_id is not None:
+            raise _fail("--resume takes no --phone, --holder or --holder-id: the job knows its phone and holder")
         ctx = Context.open()
         try:
             result = resume(ctx, resume_id)
@@ -71,21 +75,29 @@ def provision_cmd(
         except JobError as exc:
             raise _fail(f"job {resume_id}: {exc}") from None
         except (ProvisionError, TsmError) as exc:
-            hints = (f"run `mcred provision --resume {resume_id}` again once the cause is gone",
+            hints = (f"run `mcred provision --resume {resume_id}` again once the cause is gone, or give "
+                     f"the job up with `mcred tsm abandon {resume_id} --reason TEXT`",
                      _quarantine_hint(exc, None))
             raise _fail(f"resuming job {resume_id}: {exc} ({'; '.join(filter(None, hints))})", 1) from None
         _show(result, as_json)
         return
-    if phone is None or holder is None:
-        raise _fail("give --phone and --holder (or --resume JOB to finish an interrupted job)")
+    if phone is None or (holder is None) == (holder_id is None):
+        raise _fail("give --phone and one of --holder or --holder-id (or --resume JOB to finish an "
+                    "interrupted job)")
     _check_key_type(key_type)
     if not 1 <= mdoc_batch <= 16:
         raise _fail(f"--mdoc-batch {mdoc_batch} is not in 1..16")
+    ctx: Context | None = None
     try:
-        parsed = load_holder_file(holder)  # refused here, before anything is issued
+        if holder is not None:
+            parsed: cardsub.Holder | str = load_holder_file(holder)  # refused before anything is issued
+        else:
+            ctx = Context.open()
+            check_holder_for_new_phone(ctx, holder_id)
+            parsed = holder_id
     except ProvisionError as exc:
         raise _fail(str(exc)) from None
-    ctx = Context.open()
+    ctx = ctx or Context.open()
     if phone == "new":
         phone = wallet_sim.create_phone(ctx.home)
     elif phone not in wallet_sim.list_phones(ctx.home):
@@ -99,7 +111,8 @@ def provision_cmd(
         raise _fail(f"provisioning {phone}: {exc}", 1) from None
     except TsmError as exc:
         job = unfinished_job(ctx, phone)
-        hints = (f"job {job.id} stopped: resume it with `mcred provision --resume {job.id}`",
+        hints = (f"job {job.id} stopped: resume it with `mcred provision --resume {job.id}`, or give "
+                 f"it up with `mcred tsm abandon {job.id} --reason TEXT`",
                  _quarantine_hint(exc, phone)) if job else ()
         hint = f" ({'; '.join(filter(None, hints))})" if hints else ""
         raise _fail(f"provisioning {phone}: {exc}{hint}", 1) from None

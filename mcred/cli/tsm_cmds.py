@@ -134,5 +134,53 @@ def clear_quarantine(
                "(after a keyset rollback, the next job keys it again)")
 
 
+@tsm_app.command("abandon")
+def abandon(
+    job: str = typer.Argument(..., help="The job to give up (`mcred tsm jobs --unfinished`)."),
+    reason: str = typer.Option(..., "--reason", help="Why it will not finish (audited)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Give up a job that cannot finish (its phone is gone, its SE stays quarantined, the
+    holder withdrew): it never runs again, and the credentials issued under it are revoked
+    (cessationOfOperation). For a provisioning job the phone's SE is also wiped and the
+    phone let go of its holder, so that it can be provisioned again; the holder stays
+    registered (`mcred provision --holder-id`). Run it again to finish a wipe that failed."""
+    import json
+
+    from mcred.context import Context
+    from mcred.provision import abandon as abandon_job
+    from tsm.errors import JobError, JobInputError
+
+    ctx = Context.open()
+    try:
+        result = abandon_job(ctx, job, reason, actor="cli")
+    except (JobError, JobInputError) as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps(result.summary(), indent=2))
+        return
+    out = Console()
+    out.print(f"job {job} ({result.kind} of phone {result.phone_id}) abandoned; "
+              f"{len(result.revoked)} credential(s) it issued revoked", highlight=False)
+    for cid, kind in result.revoked:
+        out.print(f"  revoked {kind} {cid} (cessationOfOperation)", highlight=False)
+    if result.wiped:
+        out.print(f"  SE wiped (job {result.wipe_job})", highlight=False)
+    elif result.wipe_error:
+        out.print(f"  [yellow]SE not wiped[/yellow]: {escape(result.wipe_error)}", highlight=False)
+    if result.released_holder:
+        out.print(f"  phone {result.phone_id} let go of holder {result.released_holder}: provision it "
+                  f"again with `mcred provision --phone ID --holder-id {result.released_holder}`",
+                  highlight=False)
+    elif result.kind == "provision" and result.wipe_job and not result.wiped:
+        quarantined = (result.wipe_error or "").split(":")[0] in (
+            "SeQuarantinedError", "SequenceCounterRegressionError", "KeysetRollbackError")
+        cause = (f"`mcred tsm clear-quarantine --phone {result.phone_id} --reason TEXT` accepts the SE as "
+                 "it is now; then" if quarantined else "once the cause is gone,")
+        out.print(f"  phone {result.phone_id} stays with its holder until its SE is wiped: {cause} run "
+                  f"`mcred tsm abandon {job} --reason TEXT` again", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(tsm_app, name="tsm")
