@@ -84,6 +84,11 @@ class HoldRequest(_Body):
     credential: CredentialSel = "all"
 
 
+class AbandonRequest(_Body):
+    #: Why the job will not finish (audited with the job and the revocations).
+    reason: str = Field(min_length=1, max_length=200, pattern=r"\S")
+
+
 class HandoverRequest(_Body):
     kind: Literal["model_change", "resale_report", "lost_hold", "found", "lost_confirmed",
                   "renewal", "death"]
@@ -251,20 +256,67 @@ _ADVISORY_KEY = 0x6D63726564_5345
 
 def _provision_work(ctx: Context):  # noqa: ANN202
     def work(params: dict, progress) -> dict:  # noqa: ANN001
-        from mcred.provision import parse_holder, provision
+        from mcred.provision import (
+            ProvisioningUnfinishedError,
+            parse_holder,
+            provision,
+            unfinished_job,
+        )
+        from tsm.errors import MasterKeyError, TsmError
 
         _issuers_set_up(ctx)
         holder = params["holder_id"] or parse_holder(params["holder"])
         progress(0.05, "provisioning")
-        res = provision(ctx, params["phone_id"], holder, key_type=params["key_type"],
-                        mdoc_batch=params["mdoc_batch"], pin=params["pin"],
-                        password=params["password"], puk=params["puk"])
-        summary = res.summary() if hasattr(res, "summary") else {}
-        return _jsonable({"phone_id": res.phone_id, "holder_id": res.holder_id,
-                          "tsm_job_id": res.job_id, "key_type": res.key_type,
-                          "mdocs": len(res.mdocs), "seconds": res.seconds,
-                          **{k: v for k, v in summary.items()
-                             if k.endswith("_certificate")}})
+        try:
+            res = provision(ctx, params["phone_id"], holder, key_type=params["key_type"],
+                            mdoc_batch=params["mdoc_batch"], pin=params["pin"],
+                            password=params["password"], puk=params["puk"])
+        except (ProvisioningUnfinishedError, TsmError) as exc:
+            job = unfinished_job(ctx, params["phone_id"])
+            if job is not None and not isinstance(exc, MasterKeyError):  # the job's failure names it
+                exc.add_note(f"TSM job {job.id} stopped: POST /tsm-jobs/{job.id}/resume finishes it, "
+                             f"POST /tsm-jobs/{job.id}/abandon gives it up")
+            raise
+        return _provisioned(res)
+
+    return work
+
+
+def _provisioned(res) -> dict[str, Any]:  # noqa: ANN001 - mcred.provision.ProvisionResult
+    """A provisioning job's result: what was issued, no secret."""
+    summary = res.summary()
+    return _jsonable({"phone_id": res.phone_id, "holder_id": res.holder_id,
+                      "tsm_job_id": res.job_id, "key_type": res.key_type,
+                      "mdocs": len(res.mdocs), "seconds": res.seconds,
+                      **{k: v for k, v in summary.items() if k.endswith("_certificate")}})
+
+
+def _tsm_job(j) -> dict[str, Any]:  # noqa: ANN001 - tsm.jobs.JobView
+    return {"id": j.id, "phone_id": j.se_id, "kind": j.kind, "state": j.state,
+            "next_step": j.current_step, "steps_done": j.next_step, "steps": len(j.steps),
+            "attempts": j.attempts, "actor": j.actor, "error": j.error}
+
+
+def _tsm_job_or_404(ctx: Context, job_id: str):  # noqa: ANN202
+    from tsm.errors import JobError
+    from tsm.jobs import read_job
+
+    try:
+        return read_job(ctx.engine, job_id)
+    except JobError:
+        raise ProblemException(NOT_FOUND, f"no TSM job {job_id}") from None
+
+
+def _resume_work(ctx: Context):  # noqa: ANN202
+    def work(params: dict, progress) -> dict:  # noqa: ANN001
+        from mcred.provision import refresh_mdocs, resume
+
+        _issuers_set_up(ctx)
+        progress(0.05, f"resuming TSM job {params['tsm_job_id']}")
+        if params["kind"] == "refresh-mdoc":
+            res = refresh_mdocs(ctx, params["phone_id"], job_id=params["tsm_job_id"])
+            return _jsonable(res.summary())
+        return _provisioned(resume(ctx, params["tsm_job_id"]))
 
     return work
 
@@ -351,6 +403,41 @@ def issuer_router(ctx: Context) -> APIRouter:
         view = jobs.submit("provision", public, private=private, scope="issuer",
                            actor=_actor(request))
         return _accepted(view, response)
+
+    @router.get("/tsm-jobs", summary="The TSM's jobs (oldest first): kind, state, the step "
+                "it stopped before, attempts, error")
+    def tsm_jobs(phone_id: Annotated[str | None, Query(pattern=PHONE_ID_PATTERN, max_length=63)] = None,
+                 unfinished: bool = False) -> dict[str, Any]:
+        from tsm.jobs import list_jobs
+
+        return {"jobs": [_tsm_job(j) for j in list_jobs(ctx.engine, phone_id, unfinished=unfinished)]}
+
+    @router.post("/tsm-jobs/{job_id}/resume", status_code=202,
+                 summary="Finish a provisioning or an mdoc refresh whose TSM job stopped (a job)")
+    def resume_tsm_job(job_id: Hex32, request: Request, response: Response) -> dict[str, Any]:
+        job = _tsm_job_or_404(ctx, job_id)
+        if job.kind not in ("provision", "refresh-mdoc"):
+            raise ProblemException(problems.CONFLICT, f"TSM job {job_id} is a {job.kind}: it is "
+                                   "resumed by the workflow that made it")
+        if job.state in ("done", "abandoned"):
+            raise ProblemException(problems.CONFLICT, f"TSM job {job_id} is {job.state}: nothing to resume")
+        jobs = _jobs(request)
+        jobs.register("tsm-resume", _resume_work(ctx))
+        view = jobs.submit("tsm-resume", {"tsm_job_id": job_id, "kind": job.kind, "phone_id": job.se_id},
+                           scope="issuer", actor=_actor(request))
+        return _accepted(view, response)
+
+    @router.post("/tsm-jobs/{job_id}/abandon", summary="Give up a TSM job that cannot finish: "
+                 "revoke what it issued; a provisioning's SE is wiped and its phone let go")
+    def abandon_tsm_job(job_id: Hex32, body: AbandonRequest, request: Request) -> dict[str, Any]:
+        from mcred.provision import abandon
+        from tsm.errors import JobInputError
+
+        _tsm_job_or_404(ctx, job_id)
+        try:
+            return abandon(ctx, job_id, body.reason, actor=_actor(request)).summary()
+        except JobInputError as exc:  # done (or finished while this call waited for the SE)
+            raise ProblemException(problems.CONFLICT, str(exc)) from None
 
     @router.post("/mdoc-refreshes", status_code=202, summary="Issue fresh MSOs into a "
                  "provisioned phone, new device keys in its SE (a job); the old MSOs are "

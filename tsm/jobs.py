@@ -136,6 +136,11 @@ def list_jobs(bind: Bind, se_id: str | None = None, *, kind: str | None = None,
         return [_view(r) for r in s.scalars(q)]
 
 
+def read_job(bind: Bind, job_id: str) -> JobView:
+    """One job from the registry (no key needed); :class:`JobError` when there is none."""
+    return _read_job(bind, job_id)[0]
+
+
 def _view(row: JobRow) -> JobView:
     return JobView(row.id, row.se_id, row.kind, row.state, tuple(row.steps), row.next_step,
                    dict(row.input), dict(row.results), row.actor, row.attempts, row.error)

@@ -191,7 +191,8 @@ class JobRunner:
             log.exception("job %s failed", job_id)
             try:
                 self._set(job_id, state=FAILED, finished_at=utcnow(),
-                          error={"type": type(exc).__name__, "detail": str(exc)[:2000]})
+                          error={"type": type(exc).__name__, "detail": "; ".join(
+                              (str(exc), *getattr(exc, "__notes__", ())))[:2000]})
             except Exception:  # noqa: BLE001
                 log.exception("could not record the failure of job %s", job_id)
 

@@ -1,0 +1,114 @@
+"""A provisioning whose TSM job stopped, through the API (specs/api.md, "TSM jobs"): the
+failed API job names the TSM job and the two ways out; `GET /tsm-jobs` lists it; `POST
+/tsm-jobs/{id}/resume` finishes it as a new API job; `POST /tsm-jobs/{id}/abandon` gives it
+up (what it issued revoked, the SE wiped, the phone let go). Before, a client could neither
+finish nor give up such a job, and the phone refused every new provisioning."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+import wallet_sim
+from issuer.api.auth import create_token
+from mcred.context import Context
+from mcred.provision import parse_holder, provision
+from mcred.service import create_app
+
+HOLDER = {"family_name": "途中", "given_name": "止子", "family_name_kana": "トチュウ",
+          "given_name_kana": "トメコ", "birth_date": "1979-12-24", "sex": 2,
+          "address": "京都府京都市中京区1-1", "prefecture": "京都府", "municipality": "京都市"}
+SECRETS = {"pin": "4321", "password": "STOP42", "puk": "87654321"}
+
+
+class Crash(Exception):
+    pass
+
+
+def _wait(c: TestClient, h: dict, job_id: str) -> dict:
+    for _ in range(600):
+        j = c.get(f"/jobs/{job_id}", headers=h).json()
+        if j["state"] not in ("queued", "running"):
+            return j
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} still {j['state']}")
+
+
+def _stopped(ctx: Context, at: str = "issue-auth-cert", **holder: str) -> str:
+    """A phone whose provisioning (of HOLDER with ``holder``'s changes) died after ``at``
+    ran; its id."""
+    pid = wallet_sim.create_phone(ctx.home)
+
+    def crash(step: str) -> None:
+        if step == at:
+            raise Crash(step)
+
+    with pytest.raises(Crash):
+        provision(ctx, pid, parse_holder(dict(HOLDER, **holder)), key_type="p384", mdoc_batch=1, after_step=crash)
+    return pid
+
+
+def test_a_stopped_provisioning_is_resumed_or_abandoned_over_the_api(home: Path, monkeypatch):
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
+    ctx = Context.open(home)
+    tok = {s: {"Authorization": f"Bearer {create_token(ctx.sessions, [s])[1]}"}
+           for s in ("tsm", "issuer", "reader")}
+    first = _stopped(ctx)
+    with TestClient(create_app(ctx, job_workers=2)) as c:
+        listed = c.get("/tsm-jobs", headers=tok["issuer"], params={"unfinished": True}).json()["jobs"]
+        assert [(j["phone_id"], j["kind"], j["next_step"]) for j in listed] == [
+            (first, "provision", "issue-auth-cert")]
+        tsm_job = listed[0]["id"]
+        for scope in ("tsm", "reader"):
+            assert c.get("/tsm-jobs", headers=tok[scope]).status_code == 403
+            assert c.post(f"/tsm-jobs/{tsm_job}/abandon", headers=tok[scope],
+                          json={"reason": "x"}).status_code == 403
+        # a new provisioning of the phone fails, naming the TSM job and both ways out
+        r = c.post("/provisioning", headers=tok["issuer"],
+                   json={"phone_id": first, "holder": HOLDER, "key_type": "p384", **SECRETS})
+        failed = _wait(c, tok["issuer"], r.json()["id"])
+        assert failed["state"] == "failed" and failed["error"]["type"] == "ProvisioningUnfinishedError"
+        assert f"/tsm-jobs/{tsm_job}/resume" in failed["error"]["detail"]
+        assert f"/tsm-jobs/{tsm_job}/abandon" in failed["error"]["detail"]
+        # resumed: a new API job, the sealed secrets reused, none shown
+        r = c.post(f"/tsm-jobs/{tsm_job}/resume", headers=tok["issuer"])
+        assert r.status_code == 202, r.json()
+        done = _wait(c, tok["issuer"], r.json()["id"])
+        assert done["state"] == "succeeded", done["error"]
+        assert done["result"]["tsm_job_id"] == tsm_job and done["result"]["mdocs"] == 1
+        assert "4321" not in str(done["result"])
+        r = c.post(f"/tsm-jobs/{tsm_job}/resume", headers=tok["issuer"])
+        assert r.status_code == 409 and r.json()["type"] == "/problems/conflict"
+        r = c.post(f"/tsm-jobs/{tsm_job}/abandon", headers=tok["issuer"], json={"reason": "late"})
+        assert r.status_code == 409 and "is done" in r.json()["detail"]
+
+        # another phone stops; this one is given up
+        second = _stopped(ctx, "write-sign-cert", given_name="次子")
+        (job2,) = [j["id"] for j in c.get("/tsm-jobs", headers=tok["issuer"],
+                                          params={"phone_id": second}).json()["jobs"]]
+        for bad in ({}, {"reason": ""}, {"reason": "   "}, {"reason": "x" * 201}, {"reason": "x", "y": 1}):
+            r = c.post(f"/tsm-jobs/{job2}/abandon", headers=tok["issuer"], json=bad)
+            assert r.status_code == 422, (bad, r.json())
+        assert c.post(f"/tsm-jobs/{'0' * 32}/abandon", headers=tok["issuer"],
+                      json={"reason": "x"}).status_code == 404
+        assert c.post("/tsm-jobs/nope/abandon", headers=tok["issuer"], json={"reason": "x"}).status_code == 422
+        r = c.post(f"/tsm-jobs/{job2}/abandon", headers=tok["issuer"], json={"reason": "device returned"})
+        assert r.status_code == 200, r.json()
+        out = r.json()
+        assert out["phone"] == second and out["wiped"] is True and out["released_holder"]
+        assert [x["kind"] for x in out["revoked"]] == ["jpki-sign"]
+        creds = c.get("/credentials", headers=tok["issuer"], params={"phone_id": second}).json()["credentials"]
+        assert [(x["status"], x["reason"]) for x in creds] == [("revoked", "cessationOfOperation")]
+        r = c.post(f"/tsm-jobs/{job2}/resume", headers=tok["issuer"])
+        assert r.status_code == 409 and "abandoned" in r.json()["detail"]
+        assert c.get("/tsm-jobs", headers=tok["issuer"], params={"unfinished": True}).json()["jobs"] == []
+        # the phone takes its holder again
+        r = c.post("/provisioning", headers=tok["issuer"], json={
+            "phone_id": second, "holder_id": out["released_holder"], "key_type": "p384", "mdoc_batch": 1,
+            **SECRETS})
+        again = _wait(c, tok["issuer"], r.json()["id"])
+        assert again["state"] == "succeeded", again["error"]
