@@ -388,10 +388,15 @@ def issuer_router(ctx: Context) -> APIRouter:
                                    f"no phone {body.phone_id!r}")
         if body.holder_id is not None:  # now, not as the job's failure
             from issuer.db import Holder
+            from mcred.provision import ProvisionError, check_holder_for_new_phone
 
             with ctx.sessions() as s:
                 if s.get(Holder, body.holder_id) is None:
                     raise ProblemException(NOT_FOUND, f"no holder {body.holder_id}")
+            try:  # a holder whose phone has live credentials moves by a handover
+                check_holder_for_new_phone(ctx, body.holder_id)
+            except ProvisionError as exc:
+                raise ProblemException(problems.CONFLICT, str(exc)) from None
         jobs = _jobs(request)
         jobs.register("provision", _provision_work(ctx))
         # The holder record and the secrets go to the work function, not into the job row.

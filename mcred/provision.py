@@ -270,8 +270,9 @@ def check_holder_for_new_phone(ctx: Context, holder_id: str) -> None:
         busy = s.scalar(select(Credential.phone_id).where(Credential.holder_id == holder_id,
                                                           Credential.status.in_(_LIVE)).limit(1))
     if busy is not None:
-        raise ProvisionError(f"holder {holder_id} has live credentials on phone {busy}: to move them to "
-                             f"another phone use `mcred handover --phone {busy} --to ID`")
+        raise ProvisionError(f"holder {holder_id} has live credentials on phone {busy}: moving them to "
+                             f"another phone is a handover (`mcred handover --phone {busy} --to ID`, "
+                             "or POST /handovers)")
 
 
 def unfinished_job(ctx: Context, phone_id: str, bind: Connection | None = None) -> JobView | None:

@@ -85,6 +85,11 @@ def test_a_stopped_provisioning_is_resumed_or_abandoned_over_the_api(home: Path,
         assert r.status_code == 409 and r.json()["type"] == "/problems/conflict"
         r = c.post(f"/tsm-jobs/{tsm_job}/abandon", headers=tok["issuer"], json={"reason": "late"})
         assert r.status_code == 409 and "is done" in r.json()["detail"]
+        # the provisioned holder is not provisioned afresh onto another phone: that is a handover
+        other = wallet_sim.create_phone(ctx.home)
+        r = c.post("/provisioning", headers=tok["issuer"], json={
+            "phone_id": other, "holder_id": done["result"]["holder_id"], "key_type": "p384", **SECRETS})
+        assert r.status_code == 409 and "handover" in r.json()["detail"], r.json()
 
         # another phone stops; this one is given up
         second = _stopped(ctx, "write-sign-cert", given_name="次子")
