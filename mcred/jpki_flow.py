@@ -66,6 +66,17 @@ SECRET_FORMATS = {"auth": (re.compile(rb"[0-9]{4}"), "the user-authentication PI
                                                            "letters A-Z and digits")}
 
 
+_PUK = re.compile(rb"[0-9]{8}")
+
+
+def check_puk(puk: bytes) -> None:
+    """Raise :class:`SecretFormatError` unless ``puk`` is 8 ASCII digits (the applet's PUK)."""
+    if not _PUK.fullmatch(puk):
+        what = "empty" if not puk else f"{len(puk)} byte(s), not of that form"
+        raise SecretFormatError(f"the PUK is 8 digits; this one is {what} (nothing was sent to the SE: "
+                                "no try used)")
+
+
 def check_secret(slot: str, secret: bytes) -> None:
     """Raise :class:`SecretFormatError` unless ``secret`` has the format of ``slot``'s."""
     pattern, rule = SECRET_FORMATS[slot]
@@ -75,9 +86,12 @@ def check_secret(slot: str, secret: bytes) -> None:
 
 
 def _explain(sw: int) -> str:
+    if sw == 0x63C0:
+        return " (wrong PIN, and that was its last try: it is locked now; `mcred jpki pin unblock` with the PUK)"
     if sw & 0xFFF0 == 0x63C0:
-        return f" (wrong PIN, {sw & 0x0F} tries left)"
-    return {0x6984: " (PIN locked: unlock with the PUK)", 0x6982: " (PIN not verified)",
+        left = sw & 0x0F
+        return f" (wrong PIN, {left} {'try' if left == 1 else 'tries'} left)"
+    return {0x6984: " (PIN locked: `mcred jpki pin unblock` with the PUK)", 0x6982: " (PIN not verified)",
             0x6A82: " (not present: is the phone provisioned?)"}.get(sw, "")
 
 
@@ -120,6 +134,29 @@ class JpkiCard:
             out += self._send("READ BINARY", bytes([0, 0xB0, off >> 8, off & 0xFF, n & 0xFF]))
         return bytes(out)
 
+    def tries_left(self, pin_ef: int) -> int | None:
+        """The secret's tries left (VERIFY without data: no try spent), 0 when locked; None
+        when the secret was never set (the phone is not provisioned)."""
+        self.select_ef(pin_ef)
+        try:
+            self._send("VERIFY (retry query)", bytes([0, 0x20, 0, 0x80]))
+        except SeError as exc:
+            if exc.sw & 0xFFF0 == 0x63C0:
+                return exc.sw & 0x0F
+            if exc.sw == 0x6984:
+                return None
+            raise
+        raise SeError("VERIFY (retry query)", 0x9000)  # pragma: no cover - the applet never does
+
+    def change_reference_data(self, new: bytes) -> None:
+        """CHANGE REFERENCE DATA of the current PIN EF (verified in this selection)."""
+        self._send("CHANGE REFERENCE DATA", bytes([0, 0x24, 1, 0x80, len(new)]) + new)
+
+    def reset_retry_counter(self, puk: bytes, new: bytes | None = None) -> None:
+        """RESET RETRY COUNTER of the current PIN EF with the PUK, and a new value if given."""
+        data = puk + (new or b"")
+        self._send("RESET RETRY COUNTER", bytes([0, 0x2C, 0 if new else 1, 0x80, len(data)]) + data)
+
     def sign_digest_info(self, key_ef: int, digest_info: bytes) -> bytes:
         self.select_ef(key_ef)
         return self._send("COMPUTE DIGITAL SIGNATURE",
@@ -157,3 +194,37 @@ def sign_file(phone_id: str, slot: str, pin: bytes, content: bytes,
 
     se = wallet_sim.open_secure_element(phone_id, home)
     return sign_with_se(se.transmit, slot, pin, content)
+
+
+# --- the holder's secrets ----------------------------------------------------------------
+
+
+def pin_status(transmit) -> dict[str, int | None]:  # noqa: ANN001
+    """Tries left of the user-authentication PIN and of the signing password (no try spent);
+    0: locked (`mcred jpki pin unblock`); None: never set."""
+    card = JpkiCard(transmit)
+    card.select_ap()
+    return {slot: card.tries_left(EFS[slot][0]) for slot in ("auth", "sign")}
+
+
+def change_pin(transmit, slot: str, old: bytes, new: bytes) -> None:  # noqa: ANN001
+    """The holder changes ``slot``'s secret: VERIFY the old one, CHANGE REFERENCE DATA.
+    Both are checked against the slot's format first (no try is spent on a malformed one)."""
+    check_secret(slot, old)
+    check_secret(slot, new)
+    card = JpkiCard(transmit)
+    card.select_ap()
+    card.verify(EFS[slot][0], old)
+    card.change_reference_data(new)
+
+
+def unblock_pin(transmit, slot: str, puk: bytes, new: bytes | None = None) -> None:  # noqa: ANN001
+    """RESET RETRY COUNTER with the PUK: ``slot``'s secret gets its tries back (and a new
+    value if ``new`` is given). Formats are checked first (no PUK try spent on a bad one)."""
+    check_puk(puk)
+    if new is not None:
+        check_secret(slot, new)
+    card = JpkiCard(transmit)
+    card.select_ap()
+    card.select_ef(EFS[slot][0])
+    card.reset_retry_counter(puk, new)

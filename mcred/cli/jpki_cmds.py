@@ -1,4 +1,4 @@
-"""``mcred jpki sign|verify|setup|rollover``, ``mcred revoke``, ``mcred release``,
+"""``mcred jpki sign|verify|setup|rollover|pin``, ``mcred revoke``, ``mcred release``,
 ``mcred serve`` and the JPKI exports (``jpki-root``, ``jpki-cert``, ``crl``)."""
 
 from __future__ import annotations
@@ -88,6 +88,103 @@ def sign(file: Path = typer.Argument(..., exists=True, dir_okay=False),
         typer.echo(f"error: --out {target}: {exc.strerror or exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"wrote {target} ({len(cms)} bytes)")
+
+
+pin_app = typer.Typer(help="The holder's PIN and password on the phone: tries left, change, unblock "
+                       "with the PUK (specs/jpki-applet.md section 3).", no_args_is_help=True)
+jpki_app.add_typer(pin_app, name="pin")
+
+
+def _secret(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes().strip()
+    except OSError as exc:
+        raise typer.BadParameter(f"{path}: {exc.strerror or exc}", param_hint=what) from None
+
+
+def _pin_transmit(phone: str):  # noqa: ANN202
+    import wallet_sim
+
+    try:
+        return wallet_sim.open_secure_element(phone, open_context().home).transmit
+    except wallet_sim.SeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _pin_fail(exc: Exception, puk: bool = False) -> typer.Exit:
+    """The SE's refusal in the holder's words (a wrong PUK is not a wrong PIN)."""
+    from mcred.jpki_flow import SeError
+
+    text = str(exc)
+    if isinstance(exc, SeError) and puk and exc.step == "RESET RETRY COUNTER":
+        if exc.sw & 0xFFF0 == 0x63C0:
+            left = exc.sw & 0x0F
+            text = (f"wrong PUK, {left} {'try' if left == 1 else 'tries'} left" if left else
+                    "wrong PUK, and that was its last try: the PUK is locked for good; only the "
+                    "issuer can set the secrets again (a new provisioning)")
+        elif exc.sw == 0x6984:
+            text = ("the PUK is locked, or this secret was never set (is the phone provisioned?): "
+                    "only the issuer can set them again")
+    typer.echo(f"error: {text}", err=True)
+    return typer.Exit(1 if isinstance(exc, SeError) else 2)
+
+
+@pin_app.command("status")
+def pin_status(phone: str = typer.Option(..., "--phone"),
+               as_json: bool = typer.Option(False, "--json")) -> None:
+    """Tries left of the user-authentication PIN (of 3) and the signing password (of 5);
+    no try is spent. 0: locked, `mcred jpki pin unblock` with the PUK."""
+    from mcred.jpki_flow import SeError
+    from mcred.jpki_flow import pin_status as status
+
+    try:
+        left = status(_pin_transmit(phone))
+    except SeError as exc:
+        raise _pin_fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps(left))
+        return
+    names = {"auth": "user-auth PIN   ", "sign": "signing password"}
+    for slot, n in left.items():
+        state = "not set (not provisioned)" if n is None else "LOCKED (unblock with the PUK)" if n == 0 \
+            else f"{n} tries left"
+        typer.echo(f"{names[slot]} {state}")
+
+
+@pin_app.command("change")
+def pin_change(phone: str = typer.Option(..., "--phone"), slot: str = SLOT,
+               pin_file: Path = typer.Option(..., "--pin-file", dir_okay=False, help="The secret now."),
+               new_pin_file: Path = typer.Option(..., "--new-pin-file", dir_okay=False,
+                                                 help="The new secret (same format).")) -> None:
+    """Change the PIN (--slot auth, 4 digits) or the signing password (--slot sign, 6-16 of
+    A-Z 0-9): the old one is verified first (a wrong one spends a try)."""
+    from mcred.jpki_flow import SecretFormatError, SeError, change_pin
+
+    old, new = _secret(pin_file, "--pin-file"), _secret(new_pin_file, "--new-pin-file")
+    try:
+        change_pin(_pin_transmit(phone), _check_slot(slot), old, new)
+    except (SecretFormatError, SeError) as exc:
+        raise _pin_fail(exc) from None
+    typer.echo(f"{phone}: {slot} secret changed")
+
+
+@pin_app.command("unblock")
+def pin_unblock(phone: str = typer.Option(..., "--phone"), slot: str = SLOT,
+                puk_file: Path = typer.Option(..., "--puk-file", dir_okay=False, help="The PUK (8 digits)."),
+                new_pin_file: Path | None = typer.Option(None, "--new-pin-file", dir_okay=False,
+                                                         help="Also set a new secret.")) -> None:
+    """Give a locked (or any) PIN or signing password its tries back with the PUK (RESET
+    RETRY COUNTER), optionally setting a new value. A wrong PUK spends one of its 10 tries."""
+    from mcred.jpki_flow import SecretFormatError, SeError, unblock_pin
+
+    puk = _secret(puk_file, "--puk-file")
+    new = _secret(new_pin_file, "--new-pin-file") if new_pin_file is not None else None
+    try:
+        unblock_pin(_pin_transmit(phone), _check_slot(slot), puk, new)
+    except (SecretFormatError, SeError) as exc:
+        raise _pin_fail(exc, puk=True) from None
+    typer.echo(f"{phone}: {slot} secret unblocked" + (" and set anew" if new is not None else ""))
 
 
 @jpki_app.command("verify")

@@ -1,0 +1,111 @@
+"""The holder's secrets from the command line (`mcred jpki pin status|change|unblock`,
+specs/jpki-applet.md section 3): tries left without spending one, a change that verifies the
+old secret first, a lock after the last wrong try, and the PUK giving the tries back (and a
+new value). A malformed secret or PUK is refused before the SE sees it: no try is spent."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from typer.testing import CliRunner
+
+import wallet_sim
+from mcred.cli.main import app
+from mcred.context import Context
+from mcred.provision import parse_holder, provision
+
+HOLDER = {"family_name": "暗証", "given_name": "番号", "family_name_kana": "アンショウ",
+          "given_name_kana": "バンゴウ", "birth_date": "1970-01-01", "sex": 1,
+          "address": "北海道札幌市中央区1-1", "prefecture": "北海道", "municipality": "札幌市"}
+
+
+@pytest.fixture
+def phone(home, monkeypatch):
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
+    ctx = Context.open(home)
+    pid = wallet_sim.create_phone(ctx.home)
+    provision(ctx, pid, parse_holder(HOLDER), key_type="p384", mdoc_batch=1, pin="1234",
+              password="PASS1234", puk="12345678")
+    return pid
+
+
+def _files(tmp_path, **values: str) -> dict[str, str]:
+    out = {}
+    for name, value in values.items():
+        (tmp_path / name).write_text(value + "\n")
+        out[name] = str(tmp_path / name)
+    return out
+
+
+def _status(pid: str) -> dict:
+    r = CliRunner().invoke(app, ["jpki", "pin", "status", "--phone", pid, "--json"])
+    assert r.exit_code == 0, r.output
+    return json.loads(r.output)
+
+
+def _sign(pid: str, slot: str, pin_file: str, tmp_path) -> CliRunner:
+    doc = tmp_path / "doc.txt"
+    doc.write_text("契約書")
+    return CliRunner().invoke(app, ["jpki", "sign", str(doc), "--phone", pid, "--slot", slot,
+                                    "--pin-file", pin_file, "--out", str(tmp_path / "doc.p7s")])
+
+
+def test_status_change_lock_and_unblock(phone, tmp_path):
+    f = _files(tmp_path, pin="1234", bad="9999", new="4321", newer="5678", puk="12345678",
+               wrongpuk="87654321", short="12", pw="PASS1234", newpw="NEWPASS9")
+    run = CliRunner().invoke
+    assert _status(phone) == {"auth": 3, "sign": 5}
+    # a change verifies the old secret first: a wrong one spends a try
+    r = run(app, ["jpki", "pin", "change", "--phone", phone, "--slot", "auth", "--pin-file", f["bad"],
+                  "--new-pin-file", f["new"]])
+    assert r.exit_code == 1 and "wrong PIN, 2 tries left" in r.output, r.output
+    assert _status(phone) == {"auth": 2, "sign": 5}
+    # malformed: refused before the SE, no try spent
+    for args in (["--pin-file", f["short"], "--new-pin-file", f["new"]],
+                 ["--pin-file", f["pin"], "--new-pin-file", f["short"]],
+                 ["--pin-file", f["pin"], "--new-pin-file", f["pw"]]):
+        r = run(app, ["jpki", "pin", "change", "--phone", phone, "--slot", "auth", *args])
+        assert r.exit_code == 2 and "no try used" in r.output, (args, r.output)
+    assert _status(phone) == {"auth": 2, "sign": 5}
+    r = run(app, ["jpki", "pin", "change", "--phone", phone, "--slot", "auth", "--pin-file", f["pin"],
+                  "--new-pin-file", f["new"]])
+    assert r.exit_code == 0, r.output
+    assert _status(phone) == {"auth": 3, "sign": 5}  # the counter is back to its maximum
+    assert _sign(phone, "auth", f["new"], tmp_path).exit_code == 0
+    assert _sign(phone, "auth", f["pin"], tmp_path).exit_code != 0  # the old one is gone (a try spent)
+    assert _status(phone) == {"auth": 2, "sign": 5}
+    r = run(app, ["jpki", "pin", "change", "--phone", phone, "--slot", "sign", "--pin-file", f["pw"],
+                  "--new-pin-file", f["newpw"]])
+    assert r.exit_code == 0 and _sign(phone, "sign", f["newpw"], tmp_path).exit_code == 0, r.output
+    # locked after the last wrong try; the right PIN is refused while locked
+    assert _sign(phone, "auth", f["bad"], tmp_path).exit_code != 0
+    last = _sign(phone, "auth", f["bad"], tmp_path)
+    assert "last try" in " ".join(last.output.split()) and "pin unblock" in last.output, last.output
+    assert _status(phone) == {"auth": 0, "sign": 5}
+    assert _sign(phone, "auth", f["new"], tmp_path).exit_code != 0
+    table = run(app, ["jpki", "pin", "status", "--phone", phone])
+    assert "LOCKED" in table.output
+    # the PUK: a wrong one spends one of its ten tries, a malformed one none
+    r = run(app, ["jpki", "pin", "unblock", "--phone", phone, "--slot", "auth", "--puk-file", f["wrongpuk"]])
+    assert r.exit_code == 1 and "wrong PUK, 9 tries left" in r.output, r.output
+    r = run(app, ["jpki", "pin", "unblock", "--phone", phone, "--slot", "auth", "--puk-file", f["short"]])
+    assert r.exit_code == 2 and "the PUK is 8 digits" in r.output, r.output
+    r = run(app, ["jpki", "pin", "unblock", "--phone", phone, "--slot", "auth", "--puk-file", f["puk"],
+                  "--new-pin-file", f["newer"]])
+    assert r.exit_code == 0 and "set anew" in r.output, r.output
+    assert _status(phone) == {"auth": 3, "sign": 5}
+    assert _sign(phone, "auth", f["newer"], tmp_path).exit_code == 0
+
+
+def test_a_phone_without_the_applet_or_no_phone_is_named(home, tmp_path):
+    ctx = Context.open(home)
+    pid = wallet_sim.create_phone(ctx.home)
+    r = CliRunner().invoke(app, ["jpki", "pin", "status", "--phone", pid])
+    assert r.exit_code == 1 and "provisioned" in r.output, r.output
+    r = CliRunner().invoke(app, ["jpki", "pin", "status", "--phone", "nope"])
+    assert r.exit_code == 2 and "no phone" in r.output, r.output
+    r = CliRunner().invoke(app, ["jpki", "pin", "change", "--phone", pid, "--slot", "x", "--pin-file", "a",
+                                 "--new-pin-file", "b"])
+    assert r.exit_code == 2
