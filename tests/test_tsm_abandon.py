@@ -176,3 +176,26 @@ def test_provision_holder_id_is_checked_at_the_door(ctx, tmp_path):
         r = runner.invoke(app, ["provision", "--phone", other, *args])
         assert r.exit_code == 2 and said in " ".join(r.output.split()), (args, r.output)
     assert _creds(ctx, other) == {}
+
+
+def test_holder_list_and_show_name_the_holder_to_provision_again(ctx):
+    """`mcred holder list|show`: where an operator finds the id `--holder-id` takes. After an
+    abandoned provisioning the holder is listed with no phone and nothing live."""
+    pid, job = _stopped(ctx)
+    holder = _holder_of(ctx, pid)
+    runner = CliRunner()
+    (row,) = json.loads(runner.invoke(app, ["holder", "list", "--json"]).output)
+    assert row["id"] == holder and row["phones"] == [{"id": pid, "state": "active"}] and row["live"] == 3
+    assert row["name"] == "山田 太郎" and len(row["card_number"]) == 16
+    assert runner.invoke(app, ["tsm", "abandon", job, "--reason", "x"]).exit_code == 0
+    (row,) = json.loads(runner.invoke(app, ["holder", "list", "--json"]).output)
+    assert row["phones"] == [] and row["live"] == 0 and row["credentials"]["jpki-sign:revoked"] == 1
+    table = runner.invoke(app, ["holder", "list"])
+    assert table.exit_code == 0 and holder in table.output  # whole, never cut
+    shown = json.loads(runner.invoke(app, ["holder", "show", holder, "--json"]).output)
+    assert shown["data"]["family_name_kana"] == "やまだ" and shown["id"] == holder
+    r = runner.invoke(app, ["holder", "show", holder])
+    assert r.exit_code == 0 and "千代田区" in r.output
+    for bad in ("nope", "x" * 300, ""):
+        r = runner.invoke(app, ["holder", "show", bad])
+        assert r.exit_code == 2 and "no holder" in r.output, (bad, r.output)

@@ -57,6 +57,7 @@ _AREAS = [
     "mcred.cli.provision_cmds",
     "mcred.cli.token_cmds",
     "mcred.cli.tsm_cmds",
+    "mcred.cli.holder_cmds",
     "mcred.cli.present_cmds",
 ]
 

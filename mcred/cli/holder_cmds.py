@@ -1,0 +1,107 @@
+"""``mcred holder list|show``: the issuer's registered holders, their phones and how many of
+their credentials are live (what an operator needs to provision a holder again with
+``mcred provision --holder-id``, or to start a handover from the right phone)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+holder_app = typer.Typer(help="Holders in the issuer's registry: their phones and live credentials.",
+                         no_args_is_help=True)
+
+
+def _name(data: dict) -> str:
+    return f"{data.get('family_name', '')} {data.get('given_name', '')}".strip()
+
+
+def _holders(holder_id: str | None = None) -> list[dict[str, Any]]:
+    from sqlalchemy import func, select
+
+    from issuer.db import Credential, Holder, Phone
+    from mcred.cli.state import open_context
+
+    ctx = open_context()
+    with ctx.sessions() as s:
+        q = select(Holder).order_by(Holder.created_at)
+        if holder_id is not None:
+            q = q.where(Holder.id == holder_id)
+        holders = list(s.scalars(q))
+        ids = [h.id for h in holders]
+        phones: dict[str, list[dict]] = {}
+        for p in s.scalars(select(Phone).where(Phone.holder_id.in_(ids)).order_by(Phone.created_at)):
+            phones.setdefault(p.holder_id, []).append({"id": p.id, "state": p.state})
+        counts: dict[str, dict[str, int]] = {}
+        for hid, kind, status, n in s.execute(
+                select(Credential.holder_id, Credential.kind, Credential.status, func.count())
+                .where(Credential.holder_id.in_(ids))
+                .group_by(Credential.holder_id, Credential.kind, Credential.status)):
+            c = counts.setdefault(hid, {})
+            c[f"{kind}:{status}"] = n
+    return [{"id": h.id, "name": _name(h.data), "card_number": h.card_number,
+             "card_expiry": h.card_expiry.isoformat(), "registered_at": h.created_at.isoformat(),
+             "phones": phones.get(h.id, []), "credentials": counts.get(h.id, {}),
+             "live": sum(n for k, n in counts.get(h.id, {}).items() if k.endswith((":valid", ":hold")))}
+            for h in holders]
+
+
+@holder_app.command("list")
+def holder_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Every registered holder, oldest first: name, phones (a phone let go after an
+    abandoned provisioning is no longer listed), live credentials; --json adds the card."""
+    from rich import box
+    from rich.table import Column, Table
+
+    rows = _holders()
+    if as_json:
+        typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    # ids are to be copied: folded, never cut with an ellipsis
+    # ids are to be copied: folded, never cut with an ellipsis (the card: `mcred holder show`)
+    table = Table(Column("holder", overflow="fold", min_width=32), "name",
+                  Column("phones", overflow="fold"), Column("live", justify="right"),
+                  box=box.SIMPLE_HEAD)
+    for r in rows:
+        table.add_row(r["id"], escape(r["name"]),
+                      "\n".join(f"{p['id']} ({p['state']})" for p in r["phones"]) or "-", str(r["live"]))
+    Console().print(table)
+
+
+@holder_app.command("show")
+def holder_show(holder_id: str = typer.Argument(..., help="The holder's id (`mcred holder list`)."),
+                as_json: bool = typer.Option(False, "--json")) -> None:
+    """One holder: the card-substitute data as registered (no portrait bytes), phones and
+    credentials by kind and status."""
+    from sqlalchemy import select
+
+    from issuer.db import Holder
+    from mcred.cli.state import open_context
+
+    rows = _holders(holder_id) if len(holder_id) <= 32 else []
+    if not rows:
+        typer.echo(f"error: no holder {holder_id[:40]!r} in the issuer's registry (`mcred holder list`)",
+                   err=True)
+        raise typer.Exit(2)
+    with open_context().sessions() as s:
+        data = s.scalar(select(Holder.data).where(Holder.id == holder_id)) or {}
+    out = {**rows[0], "data": {k: v for k, v in data.items() if k != "portrait"}}
+    if as_json:
+        typer.echo(json.dumps(out, ensure_ascii=False, indent=2, default=str))
+        return
+    con = Console()
+    con.print(f"[bold]{out['id']}[/bold] {escape(out['name'])}  card {out['card_number']} until "
+              f"{out['card_expiry']}", highlight=False)
+    for k, v in out["data"].items():
+        con.print(f"  {k:<20} {escape(str(v))}", highlight=False)
+    con.print("  phones: " + (", ".join(f"{p['id']} ({p['state']})" for p in out["phones"]) or "none"),
+              highlight=False)
+    for k, n in sorted(out["credentials"].items()):
+        con.print(f"  {k:<24} {n}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(holder_app, name="holder")
