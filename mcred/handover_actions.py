@@ -82,7 +82,9 @@ class HandoverActions:
         return tsm_for(self.ctx, issuer_port(self.ctx), actor)
 
     def _jobs(self, phone_id: str, actor: str) -> list[JobView]:
-        return [j for j in self._tsm(actor).jobs(phone_id) if j.actor == actor]
+        """The workflow's own TSM jobs on the phone; an abandoned one is not its any more (a
+        re-run makes a new one: ``mcred tsm abandon`` is how an operator unsticks a step)."""
+        return [j for j in self._tsm(actor).jobs(phone_id) if j.actor == actor and j.state != "abandoned"]
 
     def _run_job(self, phone_id: str, kind: str, actor: str) -> JobView:
         """Run (or resume, or return) the one ``kind`` job this workflow owns on the phone."""

@@ -120,3 +120,31 @@ def test_crash_inside_a_step_then_resume(ctx, kind, tsm_step):
     assert h.state == "done"
     got = final_state(ctx, phones)
     assert got == reference, (got, reference)
+
+
+def test_a_handover_whose_provisioning_was_abandoned_provisions_anew(ctx):
+    """The new phone's provisioning stopped inside the handover and the operator gave that
+    TSM job up (`mcred tsm abandon`): the handover's next run does not resume the abandoned
+    job (which can only fail) but provisions the new phone with a job of its own, and ends
+    as an uninterrupted run does, but for the abandoned job's certificate, revoked."""
+    from mcred.provision import abandon
+    from tsm.jobs import list_jobs
+
+    reference = run(ctx, "model_change", None)
+    holder_id, old, new, phones = setup(ctx, "model_change")
+    hid = wf.create(ctx.sessions, kind="model_change", holder_id=holder_id, old_phone_id=old,
+                    new_phone_id=new)
+    with pytest.raises(wf.StepFailed):
+        HandoverActions(ctx, key_type="p384", mdoc_batch=1,
+                        tsm_hook=CrashInside("write-sign-cert")).runner().run(hid)
+    (stuck,) = list_jobs(ctx.engine, new, unfinished=True)
+    gave_up = abandon(ctx, stuck.id, "new phone's job stuck")
+    assert gave_up.wiped and gave_up.released_holder == holder_id
+    h = HandoverActions(ctx, key_type="p384", mdoc_batch=1).runner().run(hid)
+    assert h.state == "done"
+    got = final_state(ctx, phones)
+    assert got["old"] == reference["old"]
+    extra = ("jpki-sign", "revoked", "cessationOfOperation")
+    assert extra in got["new"]["credentials"]
+    got["new"]["credentials"].remove(extra)
+    assert got["new"] == reference["new"]
