@@ -34,7 +34,7 @@ from issuer.db import AuditEvent, Credential, Handover, Phone
 from issuer.holders import PHONE_ID_PATTERN
 from mcred.context import Context
 from wallet_sim.phone import phone_dir
-from wallet_sim.se.store import SE_FILE
+from wallet_sim.se.store import DEFAULT_NVM, NVM_MAX, NVM_MIN, SE_FILE
 
 PhoneId = Annotated[str, Path(pattern=PHONE_ID_PATTERN, max_length=63)]
 Hex32 = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
@@ -50,6 +50,8 @@ class _Body(BaseModel):
 class NewPhone(_Body):
     model: str = Field("mcred-sim-1", min_length=1, max_length=64,
                        pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")
+    #: The SE's non-volatile memory in bytes (a command that needs more is refused, 6A84).
+    nvm_bytes: int = Field(DEFAULT_NVM, ge=NVM_MIN, le=NVM_MAX, strict=True)
 
 
 class ProvisionRequest(_Body):
@@ -178,9 +180,9 @@ def phones_router(ctx: Context) -> APIRouter:
     @router.post("/phones", status_code=201, summary="Create a simulated phone with a "
                  "factory-fresh GP-SE")
     def create_phone(body: NewPhone | None = None) -> dict[str, Any]:
-        model = (body or NewPhone()).model
-        phone_id = wallet_sim.create_phone(ctx.home, model=model)
-        return {"id": phone_id, "model": model}
+        body = body or NewPhone()
+        phone_id = wallet_sim.create_phone(ctx.home, model=body.model, nvm_bytes=body.nvm_bytes)
+        return {"id": phone_id, "model": body.model, "nvm_bytes": body.nvm_bytes}
 
     @router.get("/phones", summary="Every simulated phone of the installation")
     def list_phones() -> dict[str, Any]:

@@ -91,6 +91,13 @@ def test_a_stopped_provisioning_is_resumed_or_abandoned_over_the_api(home: Path,
             "phone_id": other, "holder_id": done["result"]["holder_id"], "key_type": "p384", **SECRETS})
         assert r.status_code == 409 and "handover" in r.json()["detail"], r.json()
 
+        # a phone with a small SE through the API: its memory is what was asked
+        small = c.post("/phones", headers=tok["tsm"], json={"nvm_bytes": 65536})
+        assert small.status_code == 201 and small.json()["nvm_bytes"] == 65536
+        shown = c.get(f"/phones/{small.json()['id']}", headers=tok["tsm"]).json()
+        assert shown["secure_element"]["memory"]["nvm_capacity"] == 65536
+        for bad in (1, (64 << 20) + 1, "64K", 65536.0, True):
+            assert c.post("/phones", headers=tok["tsm"], json={"nvm_bytes": bad}).status_code == 422, bad
         # another phone stops; this one is given up
         second = _stopped(ctx, "write-sign-cert", given_name="次子")
         (job2,) = [j["id"] for j in c.get("/tsm-jobs", headers=tok["issuer"],

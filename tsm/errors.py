@@ -76,6 +76,11 @@ class CardStatusError(TsmError):
         self.sw = sw
 
 
+class SeMemoryError(CardStatusError):
+    """The SE has not enough memory for what a step writes (6A84): the step's effect was
+    undone on the card; the job stops, resumable once memory is freed, or abandoned."""
+
+
 class CardDataError(TsmError):
     """The SE answered bytes the TSM cannot parse (GET STATUS, READ STATE, key records)."""
 

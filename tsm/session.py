@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from protocols.gp.apdu import CommandApdu, ResponseApdu
-from protocols.gp.codes import INS_STORE_DATA, SW_REFERENCED_DATA_NOT_FOUND
+from protocols.gp.codes import INS_STORE_DATA, SW_NOT_ENOUGH_MEMORY, SW_REFERENCED_DATA_NOT_FOUND
 from protocols.gp.errors import GpError
 from protocols.gp.scp03 import HostChannel, InitializeUpdateResponse, StaticKeys
 from tsm import records
@@ -28,6 +28,7 @@ from tsm.errors import (
     MasterKeyMismatchError,
     SecureChannelError,
     SeIdentityError,
+    SeMemoryError,
     SeQuarantinedError,
     SequenceCounterRegressionError,
     TransportError,
@@ -188,6 +189,10 @@ class CardSession:
             trace_plain(link.trace, cmd.to_bytes(), r.to_bytes(), secret)
         link.audit.command(cmd, r.sw, what)
         if expect is not None and r.sw not in expect:
+            if r.sw == SW_NOT_ENOUGH_MEMORY:
+                raise SeMemoryError(f"SE {link.se_id}: {what} refused, the SE is out of memory (`mcred "
+                                    f"phone show {link.se_id}` gives what is free); free some, then "
+                                    "resume the job, or give it up", r.sw)
             raise CardStatusError(f"SE {link.se_id}: {what} refused", r.sw)
         if cmd.ins == INS_STORE_DATA and r.sw == 0x9000:
             self.perso_target = target

@@ -20,7 +20,16 @@ from wallet_sim.se.applet import Applet
 from wallet_sim.se.constants import DEFAULT_MAX_FAILED_AUTHENTICATIONS
 from wallet_sim.se.errors import PhoneNotFoundError
 from wallet_sim.se.runtime import SecureElement
-from wallet_sim.se.store import SE_FILE, ImageFile, encode_state, factory_state, write_atomically
+from wallet_sim.se.store import (
+    DEFAULT_NVM,
+    NVM_MAX,
+    NVM_MIN,
+    SE_FILE,
+    ImageFile,
+    encode_state,
+    factory_state,
+    write_atomically,
+)
 
 DEFAULT_MODEL = "mcred-sim-1"
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -56,14 +65,17 @@ def app_dir(phone_id: str, home: Path | None = None) -> Path:
 
 def create_phone(home: Path | None = None, model: str = DEFAULT_MODEL, *,
                  max_failed_authentications: int = DEFAULT_MAX_FAILED_AUTHENTICATIONS,
-                 initial_sequence_counter: int = 0) -> str:
+                 initial_sequence_counter: int = 0, nvm_bytes: int = DEFAULT_NVM) -> str:
     """Make a new phone with a factory-fresh SE; return its id.
 
     ``max_failed_authentications`` is the number of consecutive failed EXTERNAL
     AUTHENTICATEs after which a keyset is blocked; ``initial_sequence_counter`` exists so
-    tests can reach counter exhaustion."""
+    tests can reach counter exhaustion; ``nvm_bytes`` is the SE's non-volatile memory
+    (NVM_MIN..NVM_MAX: a command that would need more is refused with 6A84)."""
     if max_failed_authentications < 1:
         raise ValueError("max_failed_authentications must be at least 1")
+    if type(nvm_bytes) is not int or not NVM_MIN <= nvm_bytes <= NVM_MAX:
+        raise ValueError(f"nvm_bytes {nvm_bytes!r} is not an integer {NVM_MIN}..{NVM_MAX}")
     root = data_home(home) / "phones"
     root.mkdir(parents=True, exist_ok=True)
     while True:
@@ -77,7 +89,7 @@ def create_phone(home: Path | None = None, model: str = DEFAULT_MODEL, *,
     (d / "app").mkdir()
     write_atomically(d / "phone.cbor", cbor2.dumps({"id": phone_id, "model": model}, canonical=True))
     state = factory_state(max_failed_authentications=max_failed_authentications,
-                          sequence_counter=initial_sequence_counter)
+                          sequence_counter=initial_sequence_counter, nvm_capacity=nvm_bytes)
     ImageFile(d / SE_FILE).create(encode_state(state))  # both NVM banks, se.cbor the first
     return phone_id
 

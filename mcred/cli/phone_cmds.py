@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sys
 import threading
@@ -68,6 +69,21 @@ def _parse_atr(value: str) -> bytes:
     return atr
 
 
+_SIZE = re.compile(r"([0-9]{1,9})\s*(|K|KIB|M|MIB)", re.IGNORECASE)
+
+
+def _parse_nvm(value: str) -> int:
+    """``--nvm``: bytes, or KiB / MiB with a K or M suffix, within the SE's bounds."""
+    from wallet_sim.se.store import NVM_MAX, NVM_MIN
+
+    m = _SIZE.fullmatch(value.strip())
+    size = int(m[1]) * {"": 1, "k": 1024, "kib": 1024, "m": 1 << 20, "mib": 1 << 20}[m[2].lower()] if m else -1
+    if not NVM_MIN <= size <= NVM_MAX:
+        raise typer.BadParameter(f"{value!r} is not a size of {NVM_MIN} bytes to {NVM_MAX >> 20}M "
+                                 "(bytes, or with K or M: 64K, 1M)")
+    return size
+
+
 def _fail(msg: str) -> None:
     typer.echo(f"error: {msg}", err=True)
     raise typer.Exit(1)
@@ -79,9 +95,12 @@ def register(app: typer.Typer) -> None:
 
     @phone.command("new")
     def new(model: str = typer.Option("mcred-sim-1", "--model", help="Phone model name."),
+            nvm: str = typer.Option("1M", "--nvm", callback=_parse_nvm,
+                                    help="The SE's non-volatile memory: bytes, or with K / M (KiB, MiB), "
+                                    "2K..64M. A command that needs more is refused with 6A84."),
             as_json: bool = typer.Option(False, "--json", help="Print {\"id\": ...}.")) -> None:
         """Make a phone with a factory-fresh SE (keyset 30 = the GP test key)."""
-        pid = wallet_sim.create_phone(data_home(), model=model)
+        pid = wallet_sim.create_phone(data_home(), model=model, nvm_bytes=nvm)
         typer.echo(json.dumps({"id": pid}) if as_json else pid)
 
     @phone.command("list")

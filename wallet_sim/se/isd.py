@@ -189,7 +189,25 @@ def _get_data(se: SecureElement, ch: Channel, cmd: CommandApdu) -> tuple[bytes, 
         return key_information_template(infos), SW_OK
     if tag == 0x00C1:
         return encode(0xC1, st["sequence_counter"].to_bytes(3, "big")), SW_OK
+    if tag == 0xFF21:
+        return extended_card_resources(se), SW_OK
     return b"", SW_REFERENCED_DATA_NOT_FOUND
+
+
+#: Volatile memory reported free (the simulator keeps transient state in Python objects)
+VOLATILE_FREE = 4096
+
+
+def _uint(n: int) -> bytes:
+    return n.to_bytes(max(1, (n.bit_length() + 7) // 8), "big")
+
+
+def extended_card_resources(se: SecureElement) -> bytes:
+    """GET DATA FF21, Extended Card Resources Information (ETSI TS 102 226 8.2.1.7.2, as GP
+    cards give it): 81 installed applications, 82 free non-volatile memory (bytes left in
+    the NVM image), 83 free volatile memory; unsigned big-endian, shortest form."""
+    return encode(0xFF21, [Tlv(0x81, _uint(len(se.state["applications"]))),
+                           Tlv(0x82, _uint(se.nvm_free())), Tlv(0x83, _uint(VOLATILE_FREE))])
 
 
 def _aid_filter(data: bytes) -> bytes:

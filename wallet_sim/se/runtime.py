@@ -32,12 +32,13 @@ from wallet_sim.se.constants import (
     SW_FILE_NOT_FOUND,
     SW_FUNCTION_NOT_SUPPORTED,
     SW_INCORRECT_P1P2,
+    SW_NOT_ENOUGH_MEMORY,
     SW_OK,
     SW_SM_NOT_SUPPORTED,
     SW_WRONG_LENGTH,
 )
 from wallet_sim.se.errors import SeStateError
-from wallet_sim.se.store import ImageFile, StateEncoder, decode_state
+from wallet_sim.se.store import DEFAULT_NVM, ImageFile, StateEncoder, decode_state
 
 
 def _default_applet_classes() -> tuple[dict[bytes, type[Applet]], dict[bytes, tuple[bytes, ...]]]:
@@ -60,6 +61,10 @@ class Channel:
     session: CardChannel | None = None
     perso_target: bytes | None = None
     extra: dict = field(default_factory=dict)
+
+
+class _NvmFull(Exception):
+    """The image a command left is larger than the SE's NVM (and than before it)."""
 
 
 class SecureElement:
@@ -106,6 +111,27 @@ class SecureElement:
         except OSError:
             pass
 
+    @property
+    def nvm_capacity(self) -> int:
+        """Bytes of NVM for the image (an image made before capacities: the default)."""
+        cap = self.state.get("nvm_capacity", DEFAULT_NVM)
+        return cap if type(cap) is int and cap > 0 else DEFAULT_NVM
+
+    def nvm_free(self) -> int:
+        """NVM left after the image as last written (GET DATA FF21, `mcred phone show`)."""
+        return max(0, self.nvm_capacity - len(self._saved_bytes))
+
+    def _roll_back(self) -> None:
+        """Drop the effects of the command being processed: the state and the encoder's
+        record go back to the image as last written, and every applet object is rebuilt
+        from it at its next use (its volatile state, such as a verified PIN, is lost, as
+        when a card aborts a transaction). Channels, selections and secure channel
+        sessions stay: the command failed, the session did not."""
+        raw = self._saved_bytes
+        self.state = decode_state(raw, self.path)
+        self._encoder = StateEncoder(decode_state(raw, self.path))
+        self._applets = {}
+
     def _persist(self) -> None:
         """Write the NVM image if this command changed it, before the answer leaves.
 
@@ -130,6 +156,9 @@ class SecureElement:
             raise
         if data is None or (data == self._saved_bytes and not self._unsaved):
             return  # unchanged, or equal once encoded (a tuple where the image has a list)
+        if len(data) > self.nvm_capacity and len(data) > len(self._saved_bytes):
+            # more than the NVM holds (a command that frees or keeps the size always may)
+            raise _NvmFull(len(data))
         self._unsaved = True  # until the write below is known to have landed
         # the image this object last wrote or read is the active one: transmit() checked
         # the file's stamp on entry (another writer makes it reload first)
@@ -197,7 +226,13 @@ class SecureElement:
             else:
                 out = self._to_applet(ch, apdu)
         finally:
-            self._persist()
+            try:
+                self._persist()
+            except _NvmFull:
+                # the command would not fit: undone, and refused with 6A84 (bare, as an
+                # error status word travels in a secure channel session)
+                self._roll_back()
+                out = response(SW_NOT_ENOUGH_MEMORY)
         return out
 
     def _to_applet(self, ch: Channel, apdu: bytes) -> bytes:
@@ -321,6 +356,8 @@ class SecureElement:
                 "sequence_counter": f"{st['sequence_counter']:06X}",
             }],
             "applets": apps,
+            "memory": {"nvm_capacity": self.nvm_capacity, "nvm_used": len(self._saved_bytes),
+                       "nvm_free": self.nvm_free()},
         }
 
 

@@ -79,11 +79,20 @@ def key_diversification_data(cplc: bytes) -> bytes:
     return bytes.fromhex(f["ic_fabricator"] + f["ic_type"] + f["ic_serial_number"] + f["ic_batch_identifier"])
 
 
+#: Non-volatile memory of a simulated SE (bytes of its NVM image, specs/secure-element.md
+#: "Memory"): room for both applets with 16 mdocs carrying the largest portrait, and more
+DEFAULT_NVM = 1 << 20
+#: Bounds of a phone's NVM: above the factory image, below what a phone's eSE offers
+NVM_MIN, NVM_MAX = 2048, 64 << 20
+
+
 def factory_state(*, max_failed_authentications: int = DEFAULT_MAX_FAILED_AUTHENTICATIONS,
-                  sequence_counter: int = 0) -> dict:
-    """The image of an SE fresh from the factory: ISD with the factory keyset only."""
+                  sequence_counter: int = 0, nvm_capacity: int = DEFAULT_NVM) -> dict:
+    """The image of an SE fresh from the factory: ISD with the factory keyset only, and
+    ``nvm_capacity`` bytes of NVM for its image."""
     cplc = new_cplc()
     return {
+        "nvm_capacity": nvm_capacity,
         "version": STATE_VERSION,
         "cplc": cplc,
         "kdd": key_diversification_data(cplc),

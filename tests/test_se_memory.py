@@ -1,0 +1,118 @@
+"""The SE's non-volatile memory (specs/secure-element.md, "Memory"): a phone is made with a
+capacity; GET DATA FF21 reports what is free; a command that would need more is refused
+with 6A84 and undone, while its secure channel session goes on; a command that frees memory
+always runs. Through the TSM, a job that meets a full SE stops with SeMemoryError (nothing
+torn on the card), and abandoning it wipes the SE and frees the phone."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from test_se_runtime import INST, install_apdu, open_se, send, session
+from test_tsm_abandon import HOLDER
+from typer.testing import CliRunner
+
+import wallet_sim
+from mcred.cli.main import app
+from mcred.context import Context
+from mcred.provision import abandon, parse_holder, provision
+from protocols.gp.tlv import parse_all
+from tsm.errors import SeMemoryError
+from tsm.jobs import list_jobs
+from wallet_sim.se.store import DEFAULT_NVM, NVM_MAX, NVM_MIN
+
+
+def _resources(se, host=None) -> dict[int, int]:
+    out = send(se, host, "80CAFF2100") if host else se.transmit(bytes.fromhex("80CAFF2100"))
+    assert out[-2:] == b"\x90\x00", out.hex()
+    # tag FF21 (ETSI TS 102 226): a first tag byte FF, which ISO/IEC 7816-4 BER-TLV parsers
+    # take for padding, so the template is taken apart by hand
+    assert out[:2] == b"\xff\x21" and out[2] == len(out) - 5, out.hex()
+    return {t.tag: int.from_bytes(t.value, "big") for t in parse_all(out[3:-2])}
+
+
+def test_ff21_reports_the_free_memory_of_the_image(tmp_path: Path):
+    pid = wallet_sim.create_phone(tmp_path, nvm_bytes=8192)
+    se = open_se(pid, tmp_path)
+    image = (tmp_path / "phones" / pid / "se.cbor").stat().st_size
+    assert _resources(se) == {0x81: 0, 0x82: 8192 - image, 0x83: 4096}
+    host = session(se)
+    assert send(se, host, install_apdu(0x0C)) == b"\x00\x90\x00"
+    after = _resources(se, host)
+    assert after[0x81] == 1 and after[0x82] < 8192 - image
+    mem = wallet_sim.describe(pid, tmp_path)["secure_element"]["memory"]
+    assert mem == {"nvm_capacity": 8192, "nvm_used": 8192 - after[0x82], "nvm_free": after[0x82]}
+    assert wallet_sim.describe(wallet_sim.create_phone(tmp_path), tmp_path)["secure_element"][
+        "memory"]["nvm_capacity"] == DEFAULT_NVM
+
+
+def test_a_command_that_does_not_fit_is_refused_and_undone_and_the_session_goes_on(tmp_path: Path):
+    pid = wallet_sim.create_phone(tmp_path, nvm_bytes=NVM_MIN)
+    se = open_se(pid, tmp_path)
+    host = session(se)
+    assert send(se, host, install_apdu(0x0C)) == b"\x00\x90\x00"
+    perso = b"\x00\x00" + bytes([len(INST)]) + INST + b"\x00\x00\x00"
+    assert send(se, host, bytes([0x80, 0xE6, 0x20, 0x00, len(perso)]) + perso) == b"\x00\x90\x00"
+    path = tmp_path / "phones" / pid / "se.cbor"
+    blocks = 0
+    while True:  # STORE DATA blocks of 200 bytes until the NVM is full
+        before = path.read_bytes()
+        out = send(se, host, bytes([0x80, 0xE2, 0x00, blocks & 0xFF, 200]) + os.urandom(200))
+        if out == b"\x6a\x84":
+            break
+        assert out == bytes([blocks + 1]) + b"\x90\x00"
+        blocks += 1
+        assert blocks < 20
+    assert blocks >= 1
+    assert path.read_bytes() == before  # undone: the image is the one before the command
+    assert _resources(se, host)[0x82] < 200 + 8
+    # the session goes on, and the refused block was not kept: a small one still fits
+    assert send(se, host, bytes([0x80, 0xE2, 0x00, 0x00, 1]) + b"x") == bytes([blocks + 1]) + b"\x90\x00"
+    assert open_se(pid, tmp_path).applet(INST).blocks == se.applet(INST).blocks
+    assert len(se.applet(INST).blocks) == blocks + 1
+    # a command that frees memory always runs
+    assert send(se, host, b"\x80\xe4\x00\x00\x08\x4f\x06" + INST) == b"\x00\x90\x00"
+    assert _resources(se, host)[0x81] == 0
+
+
+@pytest.mark.parametrize("bad", [NVM_MIN - 1, NVM_MAX + 1, 0, "64K", True])
+def test_a_capacity_out_of_bounds_is_refused(tmp_path: Path, bad):
+    with pytest.raises(ValueError, match="nvm_bytes"):
+        wallet_sim.create_phone(tmp_path, nvm_bytes=bad)
+    assert wallet_sim.list_phones(tmp_path) == []
+
+
+def test_cli_phone_new_takes_a_size(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("MCRED_HOME", str(tmp_path))
+    run = CliRunner().invoke
+    for size, want in (("64K", 65536), ("1M", 1 << 20), ("300000", 300000), ("16KiB", 16384)):
+        r = run(app, ["phone", "new", "--nvm", size, "--json"])
+        assert r.exit_code == 0, r.output
+        pid = json.loads(r.output)["id"]
+        assert wallet_sim.describe(pid, tmp_path)["secure_element"]["memory"]["nvm_capacity"] == want
+    for bad in ("1K", "65M", "lots", "-5", "1.5M"):
+        r = run(app, ["phone", "new", "--nvm", bad])
+        assert r.exit_code == 2 and "--nvm" in r.output, (bad, r.output)
+    assert len(wallet_sim.list_phones(tmp_path)) == 4
+
+
+def test_a_provisioning_that_meets_a_full_se_stops_and_is_given_up(home, monkeypatch):
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
+    ctx = Context.open(home)
+    pid = wallet_sim.create_phone(ctx.home, nvm_bytes=9000)  # the JPKI applet fits, an mdoc not
+    with pytest.raises(SeMemoryError, match="out of memory") as err:
+        provision(ctx, pid, parse_holder(HOLDER), key_type="p384", mdoc_batch=1)
+    assert err.value.sw == 0x6A84 and f"phone show {pid}" in str(err.value)
+    (job,) = list_jobs(ctx.engine, pid, unfinished=True)
+    se = wallet_sim.describe(pid, ctx.home)["secure_element"]
+    mdoc = [a for a in se["applets"] if a["aid"].startswith("F06D6372")]
+    slots = mdoc[0]["details"]["slots"]
+    assert slots and all(v["credential_bytes"] == 0 for v in slots.values())  # nothing torn
+    with pytest.raises(SeMemoryError):  # resuming meets the same wall
+        provision(ctx, pid, parse_holder(HOLDER), job_id=job.id)
+    gone = abandon(ctx, job.id, "SE too small for an mdoc")
+    assert gone.wiped and gone.released_holder
+    assert wallet_sim.describe(pid, ctx.home)["secure_element"]["applets"] == []
