@@ -19,11 +19,11 @@ import re
 import secrets
 from collections.abc import Mapping
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from issuer.db import AuditEvent, Holder, Phone, utcnow
+from issuer.db import AuditEvent, Credential, Holder, Phone, utcnow
 from protocols.jpki.validity import nth_birthday_after
 
 #: A phone id the issuer records (``phones.id``, 64 wide): lower-case letters, digits and
@@ -134,3 +134,38 @@ def attach_phone(sessions: sessionmaker[Session], holder_id: str, phone_id: str,
                              detail={"holder": holder_id, "again": True}))
         elif phone.holder_id != holder_id:
             raise HolderError(f"phone {phone_id!r} belongs to holder {phone.holder_id}")
+
+
+def summaries(sessions: sessionmaker[Session], holder_id: str | None = None, *,
+              with_data: bool = False) -> list[dict]:
+    """Registered holders, oldest first (or the one ``holder_id``; none when it is unknown):
+    id, name, card number and expiry, the phones attached to them with their states, their
+    credentials counted by ``kind:status`` and how many are live (valid or on hold);
+    ``with_data`` adds the registered card-substitute data. One read transaction."""
+    with sessions() as s, s.begin():
+        q = select(Holder).order_by(Holder.created_at, Holder.id)
+        if holder_id is not None:
+            q = q.where(Holder.id == holder_id)
+        holders = list(s.scalars(q))
+        ids = [h.id for h in holders]
+        phones: dict[str, list[dict]] = {}
+        for p in s.scalars(select(Phone).where(Phone.holder_id.in_(ids)).order_by(Phone.created_at, Phone.id)):
+            phones.setdefault(p.holder_id, []).append({"id": p.id, "state": p.state})
+        counts: dict[str, dict[str, int]] = {}
+        for hid, kind, status, n in s.execute(
+                select(Credential.holder_id, Credential.kind, Credential.status, func.count())
+                .where(Credential.holder_id.in_(ids))
+                .group_by(Credential.holder_id, Credential.kind, Credential.status)):
+            counts.setdefault(hid, {})[f"{kind}:{status}"] = n
+        out = []
+        for h in holders:
+            c = counts.get(h.id, {})
+            row = {"id": h.id, "name": f"{h.data.get('family_name', '')} {h.data.get('given_name', '')}".strip(),
+                   "card_number": h.card_number, "card_expiry": h.card_expiry.isoformat(),
+                   "registered_at": h.created_at.isoformat(), "phones": phones.get(h.id, []),
+                   "credentials": dict(sorted(c.items())),
+                   "live": sum(n for k, n in c.items() if k.endswith((":valid", ":hold")))}
+            if with_data:
+                row["data"] = {k: v for k, v in h.data.items() if k != "portrait"}
+            out.append(row)
+        return out

@@ -411,6 +411,23 @@ def issuer_router(ctx: Context) -> APIRouter:
                            actor=_actor(request))
         return _accepted(view, response)
 
+    @router.get("/holders", summary="Registered holders: name, card, phones, credentials by "
+                "kind and status")
+    def holders() -> dict[str, Any]:
+        from issuer.holders import summaries
+
+        return {"holders": summaries(ctx.sessions)}
+
+    @router.get("/holders/{holder_id}", summary="One holder, with the registered card-substitute "
+                "data (no portrait)")
+    def holder(holder_id: Hex32) -> dict[str, Any]:
+        from issuer.holders import summaries
+
+        rows = summaries(ctx.sessions, holder_id, with_data=True)
+        if not rows:
+            raise ProblemException(NOT_FOUND, f"no holder {holder_id}")
+        return _jsonable(rows[0])
+
     @router.get("/tsm-jobs", summary="The TSM's jobs (oldest first): kind, state, the step "
                 "it stopped before, attempts, error")
     def tsm_jobs(phone_id: Annotated[str | None, Query(pattern=PHONE_ID_PATTERN, max_length=63)] = None,

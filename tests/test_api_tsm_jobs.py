@@ -118,6 +118,14 @@ def test_a_stopped_provisioning_is_resumed_or_abandoned_over_the_api(home: Path,
         r = c.post(f"/tsm-jobs/{job2}/resume", headers=tok["issuer"])
         assert r.status_code == 409 and "abandoned" in r.json()["detail"]
         assert c.get("/tsm-jobs", headers=tok["issuer"], params={"unfinished": True}).json()["jobs"] == []
+        # the holder is found over the API as from the CLI (`mcred holder list`)
+        listed = {h["id"]: h for h in c.get("/holders", headers=tok["issuer"]).json()["holders"]}
+        released = listed[out["released_holder"]]
+        assert released["phones"] == [] and released["live"] == 0 and released["name"] == "途中 次子"
+        one = c.get(f"/holders/{out['released_holder']}", headers=tok["issuer"]).json()
+        assert one["data"]["given_name_kana"] == "トメコ" and "portrait" not in one["data"]
+        assert c.get(f"/holders/{'0' * 32}", headers=tok["issuer"]).status_code == 404
+        assert c.get("/holders", headers=tok["tsm"]).status_code == 403
         # the phone takes its holder again
         r = c.post("/provisioning", headers=tok["issuer"], json={
             "phone_id": second, "holder_id": out["released_holder"], "key_type": "p384", "mdoc_batch": 1,

@@ -15,38 +15,11 @@ holder_app = typer.Typer(help="Holders in the issuer's registry: their phones an
                          no_args_is_help=True)
 
 
-def _name(data: dict) -> str:
-    return f"{data.get('family_name', '')} {data.get('given_name', '')}".strip()
-
-
-def _holders(holder_id: str | None = None) -> list[dict[str, Any]]:
-    from sqlalchemy import func, select
-
-    from issuer.db import Credential, Holder, Phone
+def _holders(holder_id: str | None = None, *, with_data: bool = False) -> list[dict[str, Any]]:
+    from issuer.holders import summaries
     from mcred.cli.state import open_context
 
-    ctx = open_context()
-    with ctx.sessions() as s:
-        q = select(Holder).order_by(Holder.created_at)
-        if holder_id is not None:
-            q = q.where(Holder.id == holder_id)
-        holders = list(s.scalars(q))
-        ids = [h.id for h in holders]
-        phones: dict[str, list[dict]] = {}
-        for p in s.scalars(select(Phone).where(Phone.holder_id.in_(ids)).order_by(Phone.created_at)):
-            phones.setdefault(p.holder_id, []).append({"id": p.id, "state": p.state})
-        counts: dict[str, dict[str, int]] = {}
-        for hid, kind, status, n in s.execute(
-                select(Credential.holder_id, Credential.kind, Credential.status, func.count())
-                .where(Credential.holder_id.in_(ids))
-                .group_by(Credential.holder_id, Credential.kind, Credential.status)):
-            c = counts.setdefault(hid, {})
-            c[f"{kind}:{status}"] = n
-    return [{"id": h.id, "name": _name(h.data), "card_number": h.card_number,
-             "card_expiry": h.card_expiry.isoformat(), "registered_at": h.created_at.isoformat(),
-             "phones": phones.get(h.id, []), "credentials": counts.get(h.id, {}),
-             "live": sum(n for k, n in counts.get(h.id, {}).items() if k.endswith((":valid", ":hold")))}
-            for h in holders]
+    return summaries(open_context().sessions, holder_id, with_data=with_data)
 
 
 @holder_app.command("list")
@@ -76,19 +49,12 @@ def holder_show(holder_id: str = typer.Argument(..., help="The holder's id (`mcr
                 as_json: bool = typer.Option(False, "--json")) -> None:
     """One holder: the card-substitute data as registered (no portrait bytes), phones and
     credentials by kind and status."""
-    from sqlalchemy import select
-
-    from issuer.db import Holder
-    from mcred.cli.state import open_context
-
-    rows = _holders(holder_id) if len(holder_id) <= 32 else []
+    rows = _holders(holder_id, with_data=True) if len(holder_id) <= 32 else []
     if not rows:
         typer.echo(f"error: no holder {holder_id[:40]!r} in the issuer's registry (`mcred holder list`)",
                    err=True)
         raise typer.Exit(2)
-    with open_context().sessions() as s:
-        data = s.scalar(select(Holder.data).where(Holder.id == holder_id)) or {}
-    out = {**rows[0], "data": {k: v for k, v in data.items() if k != "portrait"}}
+    out = rows[0]
     if as_json:
         typer.echo(json.dumps(out, ensure_ascii=False, indent=2, default=str))
         return
