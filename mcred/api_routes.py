@@ -88,7 +88,8 @@ class HoldRequest(_Body):
 
 class AbandonRequest(_Body):
     #: Why the job will not finish (audited with the job and the revocations).
-    reason: str = Field(min_length=1, max_length=200, pattern=r"\S")
+    reason: str = Field(min_length=1, max_length=200,
+                        pattern=r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$")
 
 
 class HandoverRequest(_Body):

@@ -102,7 +102,8 @@ def test_a_stopped_provisioning_is_resumed_or_abandoned_over_the_api(home: Path,
         second = _stopped(ctx, "write-sign-cert", given_name="次子")
         (job2,) = [j["id"] for j in c.get("/tsm-jobs", headers=tok["issuer"],
                                           params={"phone_id": second}).json()["jobs"]]
-        for bad in ({}, {"reason": ""}, {"reason": "   "}, {"reason": "x" * 201}, {"reason": "x", "y": 1}):
+        for bad in ({}, {"reason": ""}, {"reason": "   "}, {"reason": "x" * 201}, {"reason": "x", "y": 1},
+                    {"reason": "\x00"}, {"reason": "a\nb"}, {"reason": 5}):
             r = c.post(f"/tsm-jobs/{job2}/abandon", headers=tok["issuer"], json=bad)
             assert r.status_code == 422, (bad, r.json())
         assert c.post(f"/tsm-jobs/{'0' * 32}/abandon", headers=tok["issuer"],
