@@ -199,3 +199,24 @@ def test_holder_list_and_show_name_the_holder_to_provision_again(ctx):
     for bad in ("nope", "x" * 300, ""):
         r = runner.invoke(app, ["holder", "show", bad])
         assert r.exit_code == 2 and "no holder" in r.output, (bad, r.output)
+
+
+def test_an_se_held_by_another_worker_changes_nothing(ctx, monkeypatch):
+    """The SE's lock is busy (a worker is running the job): abandon changes nothing, says
+    so and exits 1, and works once the lock is free."""
+    import tsm.jobs
+    from tsm.errors import LockBusyError
+
+    pid, job = _stopped(ctx)
+
+    def busy(*a, **k):
+        raise LockBusyError(f"SE {pid} is locked by another worker")
+
+    real = tsm.jobs.acquire
+    monkeypatch.setattr(tsm.jobs, "acquire", busy)
+    r = CliRunner().invoke(app, ["tsm", "abandon", job, "--reason", "x"])
+    assert r.exit_code == 1 and "nothing was changed" in " ".join(r.output.split()), r.output
+    assert {st for _, st, _ in _creds(ctx, pid).values()} == {"valid"}
+    assert list_jobs(ctx.engine, pid, unfinished=True)[0].id == job
+    monkeypatch.setattr(tsm.jobs, "acquire", real)
+    assert CliRunner().invoke(app, ["tsm", "abandon", job, "--reason", "x"]).exit_code == 0

@@ -149,14 +149,17 @@ def abandon(
 
     from mcred.context import Context
     from mcred.provision import abandon as abandon_job
-    from tsm.errors import JobError, JobInputError
+    from tsm.errors import JobError, TsmError
 
     ctx = Context.open()
     try:
         result = abandon_job(ctx, job, reason, actor="cli")
-    except (JobError, JobInputError) as exc:
+    except JobError as exc:  # no such job, a finished one, no reason: the command as given
         err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
+    except TsmError as exc:  # e.g. another worker holds the SE: try again later
+        err.print(f"[red]error:[/red] {escape(str(exc))} (nothing was changed: run it again)", highlight=False)
+        raise typer.Exit(1) from None
     if as_json:
         typer.echo(json.dumps(result.summary(), indent=2))
         return
