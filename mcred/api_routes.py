@@ -791,7 +791,9 @@ def _reader_mounts(ctx: Context) -> list:
         return []
     from reader.http import reader_router, relying_party_router
     from reader.relying_party import RelyingPartyService
+    from reader.rp_auth import SqlChallengeStore
 
-    rp = RelyingPartyService(_installation_jpki_roots(ctx))
+    # challenges in the installation's database: any worker takes back what another handed out
+    rp = RelyingPartyService(_installation_jpki_roots(ctx), challenges=SqlChallengeStore(ctx.engine))
     return [Mount(reader_router(_LazyReader(ctx)), scope="reader", prefix="/reader"),
             Mount(relying_party_router(rp), scope="reader", prefix="/reader")]

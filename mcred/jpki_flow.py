@@ -187,6 +187,25 @@ def sign_with_se(transmit, slot: str, pin: bytes, content: bytes, *,  # noqa: AN
     return cms, cert_der
 
 
+def sign_challenge(transmit, pin: bytes, nonce: bytes) -> tuple[bytes, bytes]:  # noqa: ANN001
+    """JPKI user authentication on the phone: the user-authentication PIN verified in the SE,
+    the relying party's ``nonce`` signed with the user-authentication key (PKCS#1 v1.5 over
+    the SHA-256 DigestInfo, or ECDSA over SHA-384, DER); returns (signature, certificate DER)."""
+    pin_ef, cert_ef, key_ef = EFS["auth"]
+    check_secret("auth", pin)
+    card = JpkiCard(transmit)
+    card.select_ap()
+    card.verify(pin_ef, pin)
+    cert_der = card.read_ef(cert_ef)
+    key_type = KeyType.of(x509.load_der_x509_certificate(cert_der).public_key())
+    hash_name, algorithm = (("sha256", hashes.SHA256()) if key_type is KeyType.RSA_2048
+                            else ("sha384", hashes.SHA384()))
+    h = hashes.Hash(algorithm)
+    h.update(nonce)
+    answer = card.sign_digest_info(key_ef, _DIGEST_INFO[hash_name] + h.finalize())
+    return (answer if key_type is KeyType.RSA_2048 else ecdsa_raw_to_der(answer)), cert_der
+
+
 def sign_file(phone_id: str, slot: str, pin: bytes, content: bytes,
               home: Path | None = None) -> tuple[bytes, bytes]:
     """Open the phone's SE (wallet_sim) and sign ``content`` with its JPKI ``slot``."""

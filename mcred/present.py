@@ -205,7 +205,12 @@ class ReaderServeConfig:
         service = ReaderService(pipeline, [spec], save_dir=Path(self.save_dir) if self.save_dir else None,
                                 reader_signer=signer, reader_chain=chain, engine=engine,
                                 session_sealer=sealer)
-        rp = RelyingPartyService(rp_roots) if rp_roots else None
+        challenges = None
+        if engine is not None:  # shared by the workers, as the sessions are
+            from reader.rp_auth import SqlChallengeStore
+
+            challenges = SqlChallengeStore(engine)
+        rp = RelyingPartyService(rp_roots, challenges=challenges) if rp_roots else None
         where = f"sessions in {_redacted(self.db)}" if self.db else "sessions in memory"
         return service, rp, (f"trusting {len(store)} IACA(s), asking {spec.to_json()}, {where}"
                              + (f"; JPKI relying party trusting {len(rp_roots)} root(s)" if rp else ""))

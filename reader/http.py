@@ -344,6 +344,20 @@ class RpVerifyRequest(BaseModel):
         "only when the responder gave no verified answer")
 
 
+class RpAuthRequest(BaseModel):
+    """A phone's answer to a user-authentication challenge: bytes in base64."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    challenge_id: str = Field(pattern=r"^[0-9a-f]{32}$", description="as `POST /rp/jpki/challenges` gave it")
+    signature: str = Field(min_length=1, max_length=MAX_BLOB_B64, pattern=_B64,
+                           description="raw signature over the challenge's nonce by the user-"
+                           "authentication key (PKCS#1 v1.5 / SHA-256, or ECDSA / SHA-384 DER); base64")
+    certificate: str = Field(min_length=1, max_length=MAX_BLOB_B64, pattern=_B64,
+                             description="the user-authentication certificate (DER), base64")
+    revocation: Literal["ocsp", "crl", "auto"] = Field("ocsp", description="as for /rp/jpki/verify")
+
+
 def _b64(value: str, what: str) -> bytes:
     text = "".join(value.split())
     try:
@@ -354,8 +368,29 @@ def _b64(value: str, what: str) -> bytes:
 
 
 def relying_party_router(rp: RelyingPartyService) -> APIRouter:
-    """``POST /rp/jpki/verify`` (no scope of its own: the composition root mounts it)."""
+    """``POST /rp/jpki/verify``, ``POST /rp/jpki/challenges`` and ``POST
+    /rp/jpki/authentications`` (no scope of their own: the composition root mounts them)."""
     router = APIRouter(tags=["relying party"])
+
+    @router.post("/rp/jpki/challenges", status_code=201,
+                 summary="A user-authentication challenge (利用者証明): a nonce for the phone's "
+                 "user-authentication key to sign, answerable once before it expires")
+    async def new_challenge() -> JSONResponse:
+        c = await run_in_threadpool(rp.challenge) if rp.challenges.blocking else rp.challenge()
+        return JSONResponse(c.to_json(lambda b: base64.b64encode(b).decode()), status_code=201)
+
+    @router.post("/rp/jpki/authentications",
+                 summary="Authenticate a phone's holder: the challenge taken back once, the "
+                 "signature over its nonce, the user-authentication certificate's chain, "
+                 "policy, validity and revocation")
+    async def authenticate(body: RpAuthRequest) -> JSONResponse:
+        signature = _b64(body.signature, "signature")
+        certificate = _b64(body.certificate, "certificate")
+        if not signature or not certificate:
+            raise HTTPException(422, "signature and certificate: not empty")
+        result = await run_in_threadpool(rp.authenticate, body.challenge_id, signature, certificate,
+                                         revocation=body.revocation)
+        return JSONResponse(result)
 
     @router.post("/rp/jpki/verify", summary="Verify a signature made with a phone's JPKI "
                  "certificate: signature, chain, policy, key usage, validity, revocation",

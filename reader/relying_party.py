@@ -56,6 +56,7 @@ from protocols.jpki.relying_party import (
 )
 from reader.crl_cache import CrlCache
 from reader.fetch import JPKI_CRL_MAX_BYTES, OCSP_MAX_BYTES, FetchError, fetch
+from reader.rp_auth import Challenge, ChallengeRefused, ChallengeStore, MemoryChallengeStore
 
 SKEW = dt.timedelta(minutes=5)
 TIMEOUT = 10.0
@@ -299,11 +300,33 @@ class RelyingPartyService:
     def __init__(self, roots: Sequence[x509.Certificate] | Callable[[], Sequence[x509.Certificate]],
                  *, client: httpx.Client | None = None,
                  clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
-                 crl_cache: CrlCache | None = None) -> None:
+                 crl_cache: CrlCache | None = None,
+                 challenges: ChallengeStore | None = None) -> None:
         self._roots = roots
         self.client = client
         self.clock = clock
         self.crl_cache = crl_cache if crl_cache is not None else CrlCache()
+        #: the user-authentication challenges handed out (:mod:`reader.rp_auth`)
+        self.challenges: ChallengeStore = challenges if challenges is not None else MemoryChallengeStore()
+
+    def challenge(self) -> Challenge:
+        """A user-authentication challenge for a phone to sign (:mod:`reader.rp_auth`)."""
+        return self.challenges.issue(self.clock())
+
+    def authenticate(self, challenge_id: str, signature: bytes, certificate: bytes, *,
+                     revocation: str = "ocsp") -> dict[str, Any]:
+        """JPKI user authentication: the challenge taken back (once, before it expires), then
+        the raw ``signature`` over its nonce verified with the user-authentication
+        ``certificate`` (chain, policy, key usage, validity, revocation). The verdict's first
+        check is ``challenge``; a refused challenge ends the verdict there."""
+        try:
+            nonce = self.challenges.take(challenge_id, self.clock())
+        except ChallengeRefused as exc:
+            return _result([Check("challenge", False, str(exc))], None)
+        verdict = self.verify(nonce, signature, slot="auth", certificate=certificate, revocation=revocation)
+        checks = [Check("challenge", True, "handed out here, answered once, in time").to_dict(),
+                  *verdict["checks"]]
+        return {**verdict, "valid": verdict["valid"], "checks": checks}
 
     def roots(self) -> list[x509.Certificate]:
         return list(self._roots() if callable(self._roots) else self._roots)

@@ -212,6 +212,18 @@ class ReaderSessionRow(ReaderBase):
     claimed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
 
 
+class RpChallengeRow(ReaderBase):
+    """A challenge of the JPKI relying party's user authentication (:mod:`reader.rp_auth`):
+    handed out once, answered at most once, before it expires."""
+
+    __tablename__ = "rp_challenges"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    nonce: Mapped[bytes] = mapped_column(LargeBinary)
+    expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), index=True)
+    #: When a signature over it was presented (NULL while unanswered): one answer only.
+    used_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+
+
 class SqlSessionStore:
     """Sessions in ``reader_sessions``: shared by every process on the same database.
     ``resume`` rebuilds a session from its row (:meth:`ReaderSession.resume` with the

@@ -87,7 +87,7 @@ def test_two_workers_share_the_sessions_through_the_database(iaca_pem, db_url):
                                         "AND e_reader_key IS NULL")).scalar_one()
     finally:
         engine.dispose()
-    assert names == {"reader_sessions", "alembic_version"}  # the reader's table, nobody else's
+    assert names == {"reader_sessions", "rp_challenges", "alembic_version"}  # the reader's tables, nobody else's
     assert done == PRESENTATIONS
 
 

@@ -250,3 +250,75 @@ def test_mdoc_presented_to_the_issuer_services_reader_with_a_token(world, tmp_pa
     failed = {c["name"]: c["reason"] for c in result["checks"] if not c["passed"]}
     assert list(failed) == ["ds_revocation"], failed
     assert "revoked (keyCompromise)" in failed["ds_revocation"]
+
+
+def test_user_authentication_by_challenge(world, tmp_path):
+    """利用者証明 (specs/presentation.md section 3): the relying party hands out a challenge,
+    the phone signs it with its user-authentication key (PIN verified in the SE), the
+    relying party takes it back once and checks signature, chain, policy, validity and OCSP.
+    A replayed answer, an answer to another challenge and an unknown challenge are refused
+    by the named check; so is the holder once the certificate is revoked. Over the
+    stand-alone reader (challenges in memory) and the issuer service's mount (in its
+    database)."""
+    from issuer.revocation import revoke
+    from mcred.jpki_flow import sign_challenge
+
+    pin = tmp_path / "pin"
+    pin.write_text("1234\n")
+    args = ("jpki", "auth", "--phone", world["phone"], "--pin-file", str(pin), "--json")
+    local = _cli(*args, code=0)  # a relying party in this process, OCSP asked of the issuer
+    assert _checks(local)["revocation"]["reason"].startswith("OCSP good (")
+    result = _cli(*args, "--rp", world["reader_url"], code=0)
+    assert list(_checks(result)) == ["challenge", "signature", "chain", "policy", "key_usage",
+                                     "validity", "revocation"]
+    assert result["documents"][0]["purpose"] == "auth"
+    assert _checks(result)["revocation"]["reason"].startswith("OCSP good (")
+    mounted = world["issuer_url"] + "/reader"
+    assert _cli(*args, "--rp", mounted, "--token", world["token"], code=0)["valid"]
+    head = {"Authorization": f"Bearer {world['token']}"}
+    assert httpx.post(mounted + "/rp/jpki/challenges").status_code == 401
+
+    transmit = wallet_sim.open_secure_element(world["phone"], world["ctx"].home).transmit
+    for base, headers in ((world["reader_url"], {}), (mounted, head)):
+        first, second = (httpx.post(base + "/rp/jpki/challenges", headers=headers) for _ in range(2))
+        assert first.status_code == 201, first.text
+        a, b = first.json(), second.json()
+        assert a["challenge_id"] != b["challenge_id"] and len(base64.b64decode(a["nonce"])) == 32
+        sig, cert = sign_challenge(transmit, b"1234", base64.b64decode(a["nonce"]))
+        answer = {"challenge_id": a["challenge_id"], "signature": base64.b64encode(sig).decode(),
+                  "certificate": base64.b64encode(cert).decode()}
+        r = httpx.post(base + "/rp/jpki/authentications", json=answer, headers=headers)
+        assert r.status_code == 200 and r.json()["valid"], r.json()
+        replay = httpx.post(base + "/rp/jpki/authentications", json=answer, headers=headers).json()
+        assert not replay["valid"] and _checks(replay)["challenge"]["reason"].endswith("(a replay)")
+        assert list(_checks(replay)) == ["challenge"]
+        # the signature over a's nonce does not answer b
+        crossed = httpx.post(base + "/rp/jpki/authentications", headers=headers,
+                             json={**answer, "challenge_id": b["challenge_id"]}).json()
+        c = _checks(crossed)
+        assert c["challenge"]["passed"] and not c["signature"]["passed"] and not crossed["valid"]
+        unknown = httpx.post(base + "/rp/jpki/authentications", headers=headers,
+                             json={**answer, "challenge_id": "0" * 32}).json()
+        assert _checks(unknown)["challenge"]["reason"] == "unknown or expired challenge"
+        for bad in ({**answer, "challenge_id": "x"}, {k: v for k, v in answer.items() if k != "certificate"},
+                    {**answer, "signature": "***"}, {**answer, "revocation": "none"}):
+            r = httpx.post(base + "/rp/jpki/authentications", json=bad, headers=headers)
+            assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
+
+    # a wrong PIN is the SE's refusal, before any relying party sees a signature
+    wrong = tmp_path / "wrong"
+    wrong.write_text("9999")
+    out = CliRunner().invoke(cli, ["jpki", "auth", "--phone", world["phone"], "--pin-file", str(wrong),
+                                   "--rp", world["reader_url"]])
+    assert out.exit_code == 1 and "wrong PIN, 2 tries left" in out.output, out.output
+    assert _cli(*args, "--rp", world["reader_url"], code=0)["valid"]  # the right one resets it
+
+    revoke(world["ctx"].sessions, world["phone"], "keyCompromise", "auth")
+    for where in (("--rp", world["reader_url"]), ()):
+        result = _cli(*args, *where, code=1)
+        failed = {n: c["reason"] for n, c in _checks(result).items() if not c["passed"]}
+        assert list(failed) == ["revocation"] and "keyCompromise" in failed["revocation"]
+    # a service asked for no revocation is refused at the door; the local one may skip it
+    out = CliRunner().invoke(cli, [*args, "--rp", world["reader_url"], "--revocation", "none"])
+    assert out.exit_code == 2, out.output
+    assert _cli(*args, "--revocation", "none", code=0)["valid"]

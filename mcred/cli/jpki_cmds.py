@@ -232,6 +232,76 @@ def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False),
                            certificate=certificate.read_bytes() if certificate else None,
                            revocation=revocation, ocsp_url=ocsp_url,
                            crl=crl.read_bytes() if crl else None)
+    _print_verdict(result, as_json)
+
+
+def _unusable(message: str, as_json: bool) -> typer.Exit:
+    """No verdict: said (as JSON with ``--json``), exit 2."""
+    if as_json:
+        typer.echo(json.dumps({"valid": False, "error": message, "checks": [], "documents": []},
+                              ensure_ascii=False))
+    else:
+        typer.echo(f"error: {printable(message)}", err=True)
+    return typer.Exit(2)
+
+
+def _rp_post(url: str, path: str, body: dict | None, token: str | None, as_json: bool,
+             status: int = 200) -> dict:
+    """POST ``body`` as JSON to a relying-party service's ``path`` and return the JSON object
+    it answers with ``status``; exit 2 (:func:`_unusable`) for anything else."""
+    from reader.fetch import SESSION_MAX_BYTES, FetchError, fetch
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    target = url.rstrip("/") + path
+    try:
+        answer = fetch(None, "POST", target, max_bytes=SESSION_MAX_BYTES, timeout=30,
+                       content=json.dumps(body or {}).encode(),
+                       headers={"Content-Type": "application/json", **headers})
+    except FetchError as exc:
+        raise _unusable(f"relying party at {target}: {exc}", as_json) from None
+    if answer.status == 404:
+        raise _unusable(f"no relying party at {target} (HTTP 404): a reader serves one only when "
+                        "started with `mcred reader serve --jpki-roots FILE`; the issuer service's "
+                        "is at <issuer>/reader", as_json)
+    if answer.status != status:
+        try:
+            detail = printable(str(json.loads(answer.body).get("detail", answer.preview(300))))[:300]
+        except (ValueError, AttributeError):
+            detail = answer.preview(300)
+        raise _unusable(f"relying party at {target}: HTTP {answer.status}: {detail}", as_json)
+    try:
+        result = json.loads(answer.body)
+        if not isinstance(result, dict):
+            raise ValueError("not an object")
+    except ValueError:
+        raise _unusable(f"relying party at {target}: not JSON", as_json) from None
+    return result
+
+
+def _ask_rp(url: str, token: str | None, content: bytes, signature: bytes, slot: str,
+            certificate: bytes | None, revocation: str, as_json: bool) -> dict:
+    """POST the signature to ``<url>/rp/jpki/verify``; exit 2 when there is no verdict."""
+    import base64
+
+    if revocation not in ("ocsp", "crl", "auto"):
+        raise _unusable(f"--revocation {revocation}: a relying-party service checks ocsp, crl "
+                        "or auto", as_json)
+    body = {"content": base64.b64encode(content).decode(),
+            "signature": base64.b64encode(signature).decode(), "slot": slot,
+            "revocation": revocation}
+    if certificate is not None:
+        body["certificate"] = base64.b64encode(certificate).decode()
+    return _verdict(_rp_post(url, "/rp/jpki/verify", body, token, as_json), url, as_json)
+
+
+def _verdict(result: dict, url: str, as_json: bool) -> dict:
+    if not isinstance(result.get("checks"), list):
+        raise _unusable(f"relying party at {url}: not a verdict", as_json)
+    return result
+
+
+def _print_verdict(result: dict, as_json: bool) -> None:
+    """The verdict, check by check (or as JSON); exit 0 only when valid."""
     if as_json:
         typer.echo(json.dumps(result, ensure_ascii=False, indent=2))
     else:
@@ -241,54 +311,64 @@ def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False),
     raise typer.Exit(0 if result["valid"] else 1)
 
 
-def _ask_rp(url: str, token: str | None, content: bytes, signature: bytes, slot: str,
-            certificate: bytes | None, revocation: str, as_json: bool) -> dict:
-    """POST the signature to ``<url>/rp/jpki/verify``; exit 2 when there is no verdict."""
+@jpki_app.command("auth")
+def auth(phone: str = typer.Option(..., "--phone"),
+         pin_file: Path = typer.Option(..., "--pin-file", dir_okay=False,
+                                       help="The user-authentication PIN (4 digits)."),
+         rp: str | None = typer.Option(None, "--rp", help="The relying-party service: the reader's URL "
+                                       "(`mcred reader serve --jpki-roots`) or <issuer>/reader; "
+                                       "default: a relying party in this process over this "
+                                       "installation's roots"),
+         token: str | None = typer.Option(None, "--token", envvar="MCRED_API_TOKEN",
+                                          help="bearer token (scope reader) for --rp on the issuer service"),
+         revocation: str = typer.Option("ocsp", help="ocsp, crl or auto (and none for the local "
+                                        "relying party)"),
+         as_json: bool = typer.Option(False, "--json")) -> None:
+    """利用者証明: authenticate the phone's holder to a relying party. The relying party hands
+    out a challenge; the phone signs it with its user-authentication key (the PIN verified in
+    the SE); the relying party takes the challenge back once and checks the signature, the
+    certificate's chain, policy, validity and revocation. Exit 0 only when valid."""
     import base64
 
-    from reader.fetch import SESSION_MAX_BYTES, FetchError, fetch
+    from mcred.jpki_flow import SecretFormatError, SeError, sign_challenge
+    from reader.relying_party import RelyingPartyService
+    from wallet_sim.se.errors import PhoneNotFoundError
 
-    def unusable(message: str) -> typer.Exit:
-        if as_json:
-            typer.echo(json.dumps({"valid": False, "error": message, "checks": [],
-                                   "documents": []}, ensure_ascii=False))
-        else:
-            typer.echo(f"error: {printable(message)}", err=True)
-        return typer.Exit(2)
-
-    if revocation not in ("ocsp", "crl", "auto"):
-        raise unusable(f"--revocation {revocation}: a relying-party service checks ocsp, crl "
-                       "or auto")
-    body = {"content": base64.b64encode(content).decode(),
-            "signature": base64.b64encode(signature).decode(), "slot": slot,
-            "revocation": revocation}
-    if certificate is not None:
-        body["certificate"] = base64.b64encode(certificate).decode()
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    target = url.rstrip("/") + "/rp/jpki/verify"
-    try:
-        answer = fetch(None, "POST", target, max_bytes=SESSION_MAX_BYTES, timeout=30,
-                       content=json.dumps(body).encode(),
-                       headers={"Content-Type": "application/json", **headers})
-    except FetchError as exc:
-        raise unusable(f"relying party at {target}: {exc}") from None
-    if answer.status == 404:
-        raise unusable(f"no relying party at {target} (HTTP 404): a reader serves one only when "
-                       "started with `mcred reader serve --jpki-roots FILE`; the issuer service's "
-                       "is at <issuer>/reader")
-    if answer.status != 200:
+    if revocation not in ("ocsp", "crl", "auto", "none") or (rp and revocation == "none"):
+        raise _unusable(f"--revocation {revocation}: ocsp, crl or auto" + ("" if rp else " (or none)"), as_json)
+    pin = _secret(pin_file, "--pin-file")
+    local = None
+    if rp is None:
+        local = RelyingPartyService(lambda: _issuer().roots("auth"))
+        challenge = local.challenge()
+        cid, nonce = challenge.id, challenge.nonce
+    else:
+        got = _rp_post(rp, "/rp/jpki/challenges", None, token, as_json, status=201)
         try:
-            detail = printable(str(json.loads(answer.body).get("detail", answer.preview(300))))[:300]
-        except (ValueError, AttributeError):
-            detail = answer.preview(300)
-        raise unusable(f"relying party at {target}: HTTP {answer.status}: {detail}")
+            cid, nonce = str(got["challenge_id"]), _b64decode(str(got["nonce"]))
+        except (KeyError, ValueError):
+            raise _unusable(f"relying party at {rp}: not a challenge", as_json) from None
     try:
-        result = json.loads(answer.body)
-        if not isinstance(result, dict) or not isinstance(result.get("checks"), list):
-            raise ValueError("no checks")
-    except ValueError:
-        raise unusable(f"relying party at {target}: not a verdict") from None
-    return result
+        signature, cert = sign_challenge(_pin_transmit(phone), pin, nonce)
+    except (SecretFormatError, SeError, PhoneNotFoundError) as exc:
+        raise _pin_fail(exc) from None
+    if local is not None:
+        result = local.authenticate(cid, signature, cert, revocation=revocation)
+    else:
+        body = {"challenge_id": cid, "signature": base64.b64encode(signature).decode(),
+                "certificate": base64.b64encode(cert).decode(), "revocation": revocation}
+        result = _verdict(_rp_post(rp, "/rp/jpki/authentications", body, token, as_json), rp, as_json)
+    _print_verdict(result, as_json)
+
+
+def _b64decode(text: str) -> bytes:
+    import base64
+    import binascii
+
+    try:
+        return base64.b64decode(text, validate=True)
+    except binascii.Error as exc:
+        raise ValueError(str(exc)) from None
 
 
 def revoke(phone: str = typer.Option(..., "--phone"),
