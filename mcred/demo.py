@@ -1,7 +1,8 @@
 """``mcred demo``: the main job on embedded defaults, told as a story (issue 7 item 4).
 
 Two phones are provisioned (JPKI signing + user-auth certificates with keys born in the
-SE, and an mdoc), each presents to a reader and signs for a relying party, the first is
+SE, and an mdoc), each presents to a reader, signs for a relying party and logs in to it
+with its user-authentication certificate (利用者証明), the first is
 handed over to a new phone (機種変更), and the reader and the OCSP relying party are shown
 refusing the old phone while accepting the new one; the second phone is untouched.
 """
@@ -53,6 +54,10 @@ def run_demo(ctx: Context, say: Say, *, key_type: str = "p384") -> dict:
         assert ok, why
         say(f"3.{i} Phone {r.phone_id} signs a document (CMS, key in the SE, password checked); "
             f"the relying party verifies the chain and asks OCSP: {why}.")
+        ok, why = env.login(r.phone_id, r.pin)
+        assert ok, why
+        say(f"    ... and logs in with its user-authentication certificate (利用者証明): the relying "
+            f"party's challenge signed in the SE after the PIN, taken back once, OCSP asked: {why}.")
 
     old = results[0]
     captured = env.present(old.phone_id)
@@ -82,7 +87,9 @@ def run_demo(ctx: Context, say: Say, *, key_type: str = "p384") -> dict:
     assert not ok and "INVALID" in why, why
     ok, ocsp_why = env.rp_verdict(old_cms)
     assert not ok and "cessationOfOperation" in ocsp_why, ocsp_why
-    say(f"6. The relying party refuses the old phone's signature: {ocsp_why}.")
+    ok, login_why = env.login(old.phone_id, old.pin)
+    assert not ok and "cessationOfOperation" in login_why, login_why
+    say(f"6. The relying party refuses the old phone's signature: {ocsp_why}; and its login: {login_why}.")
 
     h = actions.runner("demo").run(hid)
     say(f"7. The TSM wiped the old phone's SE (wipe_old {h.detail['timings']['wipe_old']['seconds']:.2f} s); "
@@ -93,7 +100,9 @@ def run_demo(ctx: Context, say: Say, *, key_type: str = "p384") -> dict:
     assert ok, why
     ok2, why2 = env.rp_verdict(env.sign(new, secret))
     assert ok2, why2
-    say(f"8. The new phone {new} is accepted: reader {why}, relying party {why2}.")
+    ok3, why3 = env.login(new, actions.secrets[new].pin)
+    assert ok3, why3
+    say(f"8. The new phone {new} is accepted: reader {why}, relying party {why2}, login {why3}.")
     other = results[1]
     response, st = env.present(other.phone_id)
     ok, why = env.reader_verdict(response, st)

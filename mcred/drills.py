@@ -127,6 +127,19 @@ class Env:
         failed = [c for c in r.checks if not c.passed]
         return r.valid, "; ".join(f"{c.name}: {c.reason}" for c in failed) or "VALID"
 
+    def login(self, phone_id: str, pin: str) -> tuple[bool, str]:
+        """利用者証明: a challenge of the relying party signed by the phone's user-authentication
+        key (PIN verified in the SE), taken back once and checked with OCSP."""
+        from mcred.jpki_flow import sign_challenge
+        from reader.relying_party import RelyingPartyService
+
+        rp = RelyingPartyService(self.roots, client=self.http)
+        c = rp.challenge()
+        se = wallet_sim.open_secure_element(phone_id, self.ctx.home)
+        out = rp.authenticate(c.id, *sign_challenge(se.transmit, pin.encode(), c.nonce))
+        failed = [x for x in out["checks"] if not x["passed"]]
+        return out["valid"], "; ".join(f"{x['name']}: {x['reason']}" for x in failed) or "good"
+
     def rp_verdict(self, cms: bytes, slot: str = "sign") -> tuple[bool, str]:
         from reader.relying_party import verify
 
