@@ -37,6 +37,8 @@ def _run(*args: str) -> str:
     (("scp03",), ("yubikit", "TSM full session (Tsm.run)", "p384", "rsa2048")),
     (("tsm", "--parts"), ("p384", "rsa2048", "database commits", "NVM image writes", "in-SE key generations")),
     (("provision", "--db", "sqlite", "--runs", "2"), ("sqlite", "round trips per provision", "commit")),
+    (("rp_auth", "--seconds", "0.05"), ("verify, memory", "verify, SQLite", "verify + OCSP",
+                                        "login (phone + RP)")),
 ])
 def test_benchmark_runs_and_prints_every_row(args, rows):
     out = _run(*args)
