@@ -220,6 +220,33 @@ def test_no_body_makes_the_relying_party_fail(body):
 
 
 _CLIENT: list[TestClient] = []
+_hex32 = st.text("0123456789abcdef", min_size=32, max_size=32)
+
+
+@settings(max_examples=150, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(body=st.one_of(
+    st.fixed_dictionaries({"challenge_id": st.one_of(_hex32, _field), "signature": _field,
+                           "certificate": _field}, optional={"revocation": _field}),
+    st.dictionaries(st.text(max_size=12), _field, max_size=4),
+    st.binary(max_size=64)), issue=st.booleans())
+def test_no_answer_makes_the_authentication_fail(body, issue):
+    """Random answers to a challenge (of a real one when ``issue``): a verdict that is not
+    valid, or a 422 problem, never a 5xx."""
+    if not _CLIENT:
+        _CLIENT.append(TestClient(_rp_app(RelyingPartyService([])), raise_server_exceptions=False))
+    client = _CLIENT[0]
+    if issue and isinstance(body, dict) and "challenge_id" in body:
+        body = {**body, "challenge_id": client.post("/rp/jpki/challenges").json()["challenge_id"]}
+    if isinstance(body, bytes):
+        r = client.post("/rp/jpki/authentications", content=body, headers={"Content-Type": "application/json"})
+    else:
+        r = client.post("/rp/jpki/authentications", json=body)
+    assert r.status_code < 500, r.text
+    if r.status_code >= 400:
+        assert r.headers["content-type"].startswith("application/problem+json")
+    else:
+        assert r.json()["valid"] is False and r.json()["checks"][0]["name"] == "challenge"
 
 
 def test_mdoc_presented_to_the_issuer_services_reader_with_a_token(world, tmp_path, monkeypatch):
