@@ -86,6 +86,17 @@ class HoldRequest(_Body):
     credential: CredentialSel = "all"
 
 
+class PinResetRequest(_Body):
+    phone_id: str = Field(pattern=PHONE_ID_PATTERN)
+    #: What to reset: the user-authentication PIN (auth), the signing password (sign).
+    slots: list[Literal["auth", "sign"]] = Field(["auth", "sign"], min_length=1, max_length=2)
+    pin: str | None = Field(None, pattern=r"^[0-9]{4}$", description="the new user-auth PIN (never stored)")
+    password: str | None = Field(None, pattern=r"^[A-Z0-9]{6,16}$",
+                                 description="the new signing password (never stored)")
+    puk: str | None = Field(None, pattern=r"^[0-9]{8}$",
+                            description="a new PUK: the PUK is reset too (never stored)")
+
+
 class AbandonRequest(_Body):
     #: Why the job will not finish (audited with the job and the revocations).
     reason: str = Field(min_length=1, max_length=200,
@@ -324,6 +335,19 @@ def _resume_work(ctx: Context):  # noqa: ANN202
     return work
 
 
+def _pin_reset_work(ctx: Context):  # noqa: ANN202
+    def work(params: dict, progress) -> dict:  # noqa: ANN001
+        from mcred.provision import reset_secrets
+
+        progress(0.05, "resetting the holder's secrets")
+        res = reset_secrets(ctx, params["phone_id"], slots=tuple(params["slots"]), puk=params["puk"],
+                            pin=params["pin"], password=params["password"], new_puk=params["puk_value"],
+                            actor=params.get("actor", "api"))
+        return res.summary()
+
+    return work
+
+
 def _refresh_work(ctx: Context):  # noqa: ANN202
     def work(params: dict, progress) -> dict:  # noqa: ANN001
         from mcred.provision import refresh_mdocs
@@ -410,6 +434,26 @@ def issuer_router(ctx: Context) -> APIRouter:
                    "puk": body.puk}
         view = jobs.submit("provision", public, private=private, scope="issuer",
                            actor=_actor(request))
+        return _accepted(view, response)
+
+    @router.post("/pin-resets", status_code=202, summary="Reset a holder's JPKI secrets on the "
+                 "phone through the TSM (a job): new values, fresh retry counters; nothing revoked")
+    def start_pin_reset(body: PinResetRequest, request: Request, response: Response) -> dict[str, Any]:
+        if len(set(body.slots)) != len(body.slots):
+            raise ProblemException(problems.VALIDATION, "slots: each of auth and sign at most once")
+        for slot, value, name in (("auth", body.pin, "pin"), ("sign", body.password, "password")):
+            if (slot in body.slots) != (value is not None):
+                raise ProblemException(problems.VALIDATION, f"{name}: given exactly when {slot} is reset "
+                                       "(a generated secret could not be shown over HTTP without storing it)")
+        if not (phone_dir(body.phone_id, ctx.home) / SE_FILE).is_file():
+            raise ProblemException(problems.ProblemType(404, "unknown-phone", "Unknown phone"),
+                                   f"no phone {body.phone_id!r}")
+        jobs = _jobs(request)
+        jobs.register("pin-reset", _pin_reset_work(ctx))
+        view = jobs.submit("pin-reset", {"phone_id": body.phone_id, "slots": list(body.slots),
+                                         "puk": body.puk is not None},
+                           private={"pin": body.pin, "password": body.password, "puk_value": body.puk},
+                           scope="issuer", actor=_actor(request))
         return _accepted(view, response)
 
     @router.get("/holders", summary="Registered holders: name, card, phones, credentials by "

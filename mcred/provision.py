@@ -536,3 +536,74 @@ def abandon(ctx: Context, job_id: str, reason: str, *, actor: str = "mcred") -> 
                 s.add(AuditEvent(actor=actor, action="phone.detach", subject=view.se_id,
                                  detail={"holder": released, "job": job_id, "why": "job abandoned"}))
     return AbandonResult(job_id, view.se_id, view.kind, revoked, wipe_job, wiped, wipe_error, released)
+
+
+# --- resetting the holder's secrets --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResetResult:
+    """What a reset of the holder's secrets set: the new values of those reset (shown once
+    by the CLI when they were generated; never in ``repr``)."""
+
+    phone_id: str
+    job_id: str
+    #: what was reset: "auth" (the user-authentication PIN), "sign" (the signing
+    #: password), "puk"
+    reset: tuple[str, ...]
+    values: dict[str, str] = field(repr=False)
+    #: which of ``values`` were generated here (to be shown once)
+    generated: tuple[str, ...] = ()
+
+    def summary(self) -> dict[str, Any]:
+        return {"phone": self.phone_id, "job": self.job_id, "reset": list(self.reset)}
+
+
+_SLOT_SECRET = {"auth": "pin", "sign": "password"}
+
+
+def reset_secrets(ctx: Context, phone_id: str, *, slots: tuple[str, ...] = ("auth", "sign"),
+                  puk: bool = False, pin: str | None = None, password: str | None = None,
+                  new_puk: str | None = None, actor: str = "mcred") -> ResetResult:
+    """The issuer resets a holder's forgotten or locked secrets on the phone (at the
+    municipal counter, or in an app after the holder proved who they are with the card):
+    a TSM ``reset-secrets`` job sets the user-authentication PIN (``auth``), the signing
+    password (``sign``) and, with ``puk``, the PUK anew, with fresh retry counters. The keys
+    and certificates stay: nothing is revoked. Values not given are generated. Refused
+    before anything runs for a phone that is not registered, not active, or holds no live
+    JPKI certificate. Audited in the issuer's trail (``jpki.secrets-reset``: what, not the
+    values)."""
+    from issuer.db import AuditEvent
+
+    if not slots or len(set(slots)) != len(slots) or not set(slots) <= set(_SLOT_SECRET):
+        raise ProvisionError(f"slots {slots!r}: one or both of auth and sign")
+    for name, value, slot in (("pin", pin, "auth"), ("password", password, "sign")):
+        if value is not None and slot not in slots:
+            raise ProvisionError(f"a new {name} was given but {slot} is not reset")
+    if new_puk is not None and not puk:
+        raise ProvisionError("a new PUK was given but the PUK is not reset")
+    job_secrets, generated = generate_secrets(pin, password, new_puk)
+    generated = tuple(g for g in generated if g in {_SLOT_SECRET[s] for s in slots} | ({"puk"} if puk else set()))
+    se = wallet_sim.open_secure_element(phone_id, ctx.home)  # the phone exists, or refuse now
+    with ctx.sessions() as s:
+        phone = s.get(Phone, phone_id)
+        if phone is None or phone.holder_id is None:
+            raise ProvisionError(f"phone {phone_id!r} is not registered to a holder: nothing to reset")
+        if phone.state != "active":
+            raise ProvisionError(f"phone {phone_id!r} is {phone.state}, not active: its secrets are not reset")
+        live = s.scalar(select(Credential.id).where(Credential.phone_id == phone_id,
+                                                    Credential.kind.in_(("jpki-sign", "jpki-auth")),
+                                                    Credential.status.in_(_LIVE)).limit(1))
+        if live is None:
+            raise ProvisionError(f"phone {phone_id!r} holds no live JPKI certificate: nothing to protect")
+    tsm = Tsm(ctx.engine, ctx.master_key, actor=actor)
+    job = tsm.create_job(phone_id, "reset-secrets", {"slots": list(slots), "puk": puk}, job_secrets)
+    view = tsm.run(job, se.transmit, secrets=job_secrets)
+    reset = tuple(view.results.get("reset-secrets", {}).get("reset", ()))
+    with ctx.sessions.begin() as s:
+        s.add(AuditEvent(actor=actor, action="jpki.secrets-reset", subject=phone_id,
+                         detail={"job": job, "reset": list(reset)}))
+    values = {"pin": job_secrets.user_auth_pin, "password": job_secrets.signing_password,
+              "puk": job_secrets.puk or ""}
+    wanted = {_SLOT_SECRET[x] for x in slots} | ({"puk"} if puk else set())
+    return ResetResult(phone_id, job, reset, {k: v for k, v in values.items() if k in wanted}, generated)

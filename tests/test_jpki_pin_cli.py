@@ -109,3 +109,61 @@ def test_a_phone_without_the_applet_or_no_phone_is_named(home, tmp_path):
     r = CliRunner().invoke(app, ["jpki", "pin", "change", "--phone", pid, "--slot", "x", "--pin-file", "a",
                                  "--new-pin-file", "b"])
     assert r.exit_code == 2
+
+
+def test_the_issuer_resets_locked_secrets_without_touching_the_certificates(phone, tmp_path):
+    """Both the PIN and the PUK locked: only the issuer can help. `mcred jpki pin reset`
+    sets new secrets through the TSM (shown once), with fresh counters; the certificates
+    and keys are the same, nothing is revoked, and the old PIN no longer works."""
+    from sqlalchemy import select
+
+    from issuer.db import AuditEvent, Credential
+    from tsm.jobs import list_jobs
+
+    ctx = Context.open()
+    f = _files(tmp_path, pin="1234", bad="9999", wrongpuk="87654321")
+    run = CliRunner().invoke
+    for _ in range(3):
+        _sign(phone, "auth", f["bad"], tmp_path)
+    for _ in range(10):
+        run(app, ["jpki", "pin", "unblock", "--phone", phone, "--slot", "auth", "--puk-file", f["wrongpuk"]])
+    r = run(app, ["jpki", "pin", "unblock", "--phone", phone, "--slot", "auth", "--puk-file", f["wrongpuk"]])
+    assert r.exit_code == 1 and "PUK is locked" in " ".join(r.output.split()), r.output
+    before = wallet_sim.describe(phone, ctx.home)["secure_element"]
+    r = run(app, ["jpki", "pin", "reset", "--phone", phone, "--slot", "auth", "--puk", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["reset"] == ["auth", "puk"] and set(out["secrets_shown_once"]) == {"pin", "puk"}
+    new = _files(tmp_path, newpin=out["secrets_shown_once"]["pin"], newpuk=out["secrets_shown_once"]["puk"],
+                 pw="PASS1234")
+    assert _status(phone) == {"auth": 3, "sign": 5}
+    assert _sign(phone, "auth", new["newpin"], tmp_path).exit_code == 0
+    assert _sign(phone, "sign", new["pw"], tmp_path).exit_code == 0  # the password was not touched
+    assert _sign(phone, "auth", f["pin"], tmp_path).exit_code != 0
+    r = run(app, ["jpki", "pin", "unblock", "--phone", phone, "--slot", "auth", "--puk-file", new["newpuk"]])
+    assert r.exit_code == 0, r.output
+    after = wallet_sim.describe(phone, ctx.home)["secure_element"]
+    jpki = [a["details"] for a in (before, after) for a in a["applets"] if a["aid"] == "D392F000260100000001"]
+    assert jpki[0]["certificates"] == jpki[1]["certificates"] and jpki[0]["slots"] == jpki[1]["slots"]
+    with ctx.sessions() as s:
+        assert {c.status for c in s.scalars(select(Credential).where(Credential.phone_id == phone))} == {"valid"}
+        (event,) = s.scalars(select(AuditEvent).where(AuditEvent.action == "jpki.secrets-reset")).all()
+        assert event.detail["reset"] == ["auth", "puk"] and out["secrets_shown_once"]["pin"] not in str(event.detail)
+    (job,) = [j for j in list_jobs(ctx.engine, phone) if j.kind == "reset-secrets"]
+    assert job.state == "done" and tsm_sealed(ctx, job.id) is None  # the secrets erased as it ended
+
+
+def tsm_sealed(ctx, job_id):
+    from tsm.jobs import _read_job
+
+    return _read_job(ctx.engine, job_id)[1]
+
+
+def test_a_reset_is_refused_where_there_is_nothing_to_reset(home, tmp_path):
+    ctx = Context.open(home)
+    bare = wallet_sim.create_phone(ctx.home)
+    run = CliRunner().invoke
+    for args, said in ((["--phone", bare], "not registered"), (["--phone", "nope"], "no phone"),
+                       (["--phone", bare, "--slot", "x"], "use auth, sign or both")):
+        r = run(app, ["jpki", "pin", "reset", *args])
+        assert r.exit_code == 2 and said in " ".join(r.output.split()), (args, r.output)

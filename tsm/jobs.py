@@ -38,7 +38,8 @@ from tsm.session import DEFAULT_SECURITY_LEVEL, CardSession, SeLink, Transmit, o
 from tsm.steps import STEPS, script
 from tsm.trace import Sink
 
-KINDS = ("provision", "provision-mdoc", "refresh-mdoc", "delete-credentials", "rotate-keys")
+KINDS = ("provision", "provision-mdoc", "refresh-mdoc", "delete-credentials", "rotate-keys",
+         "reset-secrets")
 #: States a job never leaves: done (its last step committed) and abandoned (an operator's
 #: decision that it will not finish: :meth:`Tsm.abandon`)
 ENDED = ("done", "abandoned")
@@ -169,8 +170,22 @@ def _check_input(kind: str, se_id: str, job_input: dict, secrets: JobSecrets | N
             if secrets is None:
                 raise JobInputError("a provision job needs the PIN and password (JobSecrets)")
             out.update(puk=secrets.puk is not None)
+    if kind == "reset-secrets":
+        slots = job_input.get("slots", ["auth", "sign"])
+        if (not isinstance(slots, list | tuple) or not slots or len(set(slots)) != len(slots)
+                or not set(slots) <= {"auth", "sign"}):
+            raise JobInputError(f"slots {slots!r}: one or both of auth and sign")
+        puk = job_input.get("puk", False)
+        if not isinstance(puk, bool):
+            raise JobInputError(f"puk {puk!r} is not a boolean")
+        if secrets is None:
+            raise JobInputError("a reset-secrets job needs the new secrets (JobSecrets)")
+        if puk and secrets.puk is None:
+            raise JobInputError("resetting the PUK needs a new PUK in the job's secrets")
+        out.update(slots=sorted(slots), puk=puk)
     unknown = set(job_input) - {"phone_id", "algorithm", "mdoc_count"} - (
-        {"rotate"} if kind == "refresh-mdoc" else set())
+        {"rotate"} if kind == "refresh-mdoc" else set()) - (
+        {"slots", "puk"} if kind == "reset-secrets" else set())
     if unknown:
         raise JobInputError(f"unknown job input field(s): {', '.join(sorted(unknown))}")
     return out

@@ -299,6 +299,26 @@ def set_pins(ctx: StepContext) -> None:
     ctx.results.update(set=True)
 
 
+def reset_secrets(ctx: StepContext) -> None:
+    """An issuer's reset of the holder's secrets (the counter, after the holder proved who
+    they are): the secrets the job names (``slots``, and the PUK when ``puk``) set anew with
+    fresh retry counters, in one STORE DATA sequence; the others are left as they are, and
+    so are the keys and certificates. Run again, it sets the same values again."""
+    sec = ctx.secrets
+    if sec is None:
+        raise SecretsRequiredError(f"job {ctx.job_id}: reset-secrets needs the new secrets")
+    if not registry(ctx).get(ap.JPKI.instance_aid):
+        raise JobError(f"SE {ctx.se_id} holds no JPKI applet: there is nothing to reset (provision it)")
+    values = {"auth": (ap.SLOT_AUTH, sec.user_auth_pin), "sign": (ap.SLOT_SIGN, sec.signing_password)}
+    stream = b"".join(ap.jpki_set_pin(values[s][0], values[s][1].encode("ascii")) for s in ctx.input["slots"])
+    if ctx.input.get("puk"):
+        if not sec.puk:
+            raise SecretsRequiredError(f"job {ctx.job_id}: reset-secrets needs the PUK")
+        stream += ap.jpki_set_puk(sec.puk.encode("ascii"))
+    personalise(ctx, ap.JPKI, stream, "jpki SET PINS (reset)", secret=True, keeps_keys=True)
+    ctx.results.update(reset=list(ctx.input["slots"]) + (["puk"] if ctx.input.get("puk") else []))
+
+
 # --- mdoc ----------------------------------------------------------------------------------
 
 def generate_device_keys(ctx: StepContext) -> None:
@@ -423,6 +443,7 @@ STEPS: dict[str, Callable[[StepContext], None]] = {
     "issue-auth-cert": _issue_jpki("auth"),
     "write-auth-cert": _write_jpki("auth"),
     "set-pins": set_pins,
+    "reset-secrets": reset_secrets,
     "install-mdoc": _install(ap.MDOC),
     "generate-device-keys": generate_device_keys,
     "note-device-keys": note_device_keys,
@@ -454,4 +475,6 @@ def script(kind: str, job_input: dict) -> list[str]:
         return PREAMBLE + ["delete-jpki", "delete-mdoc", "done"]
     if kind == "rotate-keys":
         return PREAMBLE + ["done"]
+    if kind == "reset-secrets":
+        return PREAMBLE + ["reset-secrets", "done"]
     raise JobError(f"unknown job kind {kind!r}")

@@ -187,6 +187,42 @@ def pin_unblock(phone: str = typer.Option(..., "--phone"), slot: str = SLOT,
     typer.echo(f"{phone}: {slot} secret unblocked" + (" and set anew" if new is not None else ""))
 
 
+@pin_app.command("reset")
+def pin_reset(phone: str = typer.Option(..., "--phone"),
+              slot: str = typer.Option("both", "--slot", help="auth (the user-authentication PIN), sign "
+                                       "(the signing password) or both."),
+              puk: bool = typer.Option(False, "--puk", help="Also set a new PUK (when it is locked too)."),
+              as_json: bool = typer.Option(False, "--json")) -> None:
+    """The issuer's side, once the holder has proved who they are (at the counter, or with
+    the card): new secrets set through the TSM, with fresh retry counters; the keys and
+    certificates stay, nothing is revoked. The new values are generated and shown once."""
+    from mcred.provision import ProvisionError, reset_secrets
+    from tsm.errors import TsmError
+    from wallet_sim.se.errors import PhoneNotFoundError
+
+    if slot not in ("auth", "sign", "both"):
+        raise typer.BadParameter(f"slot {slot!r}: use auth, sign or both", param_hint="--slot")
+    ctx = open_context()
+    try:
+        result = reset_secrets(ctx, phone, slots=("auth", "sign") if slot == "both" else (slot,), puk=puk,
+                               actor="cli")
+    except (ProvisionError, PhoneNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except TsmError as exc:
+        typer.echo(f"error: resetting the secrets of {phone}: {exc} (run it again once the cause is gone)",
+                   err=True)
+        raise typer.Exit(1) from None
+    shown = {k: result.values[k] for k in result.generated}
+    if as_json:
+        typer.echo(json.dumps({**result.summary(), "secrets_shown_once": shown}))
+        return
+    typer.echo(f"{phone}: reset {', '.join(result.reset)} (job {result.job_id}); shown once:")
+    labels = {"pin": "user-auth PIN   ", "password": "signing password", "puk": "PUK             "}
+    for k, v in shown.items():
+        typer.echo(f"  {labels[k]} {v}")
+
+
 @jpki_app.command("verify")
 def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False),
            signature: Path = typer.Option(..., "--signature", exists=True, dir_okay=False),
