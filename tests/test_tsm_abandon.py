@@ -90,6 +90,10 @@ def test_abandoning_a_stopped_provisioning_frees_the_phone_for_the_same_holder(c
     jobs = {j.id: j for j in list_jobs(ctx.engine, pid)}
     assert jobs[job].state == "abandoned" and "holder withdrew" in jobs[job].error
     assert list_jobs(ctx.engine, pid, unfinished=True) == []
+    listed = runner.invoke(app, ["tsm", "jobs", "--phone", pid]).output.splitlines()
+    assert listed[0].startswith(f"{job}  {pid}  provision abandoned ")  # the whole id, to copy
+    assert listed[1].strip() == "abandoned by cli: holder withdrew"
+    assert runner.invoke(app, ["tsm", "jobs", "--unfinished"]).output.strip() == "no unfinished job"
     assert tsm_for(ctx)._unseal(job) is None
     events = [(a.event, a.actor) for a in audit_rows(ctx.engine, pid) if a.job_id == job]
     assert ("job-abandoned", "cli") in events

@@ -66,9 +66,8 @@ def jobs(
     Reads the registry only (no key is opened, no SE is touched)."""
     import json
 
-    from rich.table import Table
-
     from mcred.context import Context
+    from reader.text import printable
     from tsm.jobs import list_jobs
 
     rows = [{"id": j.id, "phone": j.se_id, "kind": j.kind, "state": j.state, "next_step": j.current_step,
@@ -77,11 +76,15 @@ def jobs(
     if as_json:
         typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
-    table = Table("job", "phone", "kind", "state", "steps", "next step", "error")
+    # one line per job, never cut (ids are to be copied for --resume and abandon), its error
+    # on the next
     for r in rows:
-        table.add_row(r["id"], r["phone"], r["kind"], r["state"], f"{r['steps_done']}/{r['steps']}",
-                      r["next_step"] or "-", (r["error"] or "")[:60])
-    Console().print(table)
+        typer.echo(f"{r['id']}  {r['phone']}  {r['kind']} {r['state']} {r['steps_done']}/{r['steps']}"
+                   + (f" next {r['next_step']}" if r["next_step"] else ""))
+        if r["error"]:
+            typer.echo(f"    {printable(r['error'][:500])}")
+    if not rows:
+        typer.echo(("no unfinished job" if unfinished else "no job") + (f" on {phone}" if phone else ""))
 
 
 @tsm_app.command("ses")
