@@ -332,11 +332,13 @@ def credential_list(
     if as_json:
         print(json.dumps(rows, ensure_ascii=False))
         return
-    table = Table("id", "kind", "status", "phone", "valid until", "status ref / serial")
+    # one line per credential, never cut: the id is what `credential show` takes
     for r in rows:
-        ref = f"{r['status_list']}#{r['status_idx']}" if r["status_list"] else (r["serial"] or "")
-        table.add_row(r["id"], r["kind"], r["status"], r["phone"], r["not_after"], ref)
-    console.print(table)
+        ref = f"status {r['status_list']}#{r['status_idx']}" if r["status_list"] else f"serial {r['serial']}"
+        status = r["status"] + (f" ({r['reason']})" if r["reason"] else "")
+        typer.echo(f"{r['id']}  {r['kind']:<9}  {status}  {r['phone']}  until {r['not_after'][:10]}  {ref}")
+    if not rows:
+        typer.echo("no credential" + (f" on {phone}" if phone else "") + (f" of kind {kind}" if kind else ""))
 
 
 def credential_show(
