@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, select
+from sqlalchemy.orm import Session
 
 import wallet_sim
 from issuer.db import Credential, Phone
@@ -389,11 +390,7 @@ def refresh_mdocs(ctx: Context, phone_id: str, *, batch: int | None = None, rota
         raise ProvisionError(f"mdoc batch {batch!r} is not an integer 1..16")
     se = wallet_sim.open_secure_element(phone_id, ctx.home)  # the phone exists, or refuse now
     with ctx.sessions() as s:
-        phone = s.get(Phone, phone_id)
-        if phone is None or phone.holder_id is None:
-            raise ProvisionError(f"phone {phone_id!r} is not registered to a holder: provision it first")
-        if phone.state != "active":
-            raise ProvisionError(f"phone {phone_id!r} is {phone.state}, not active: nothing is refreshed")
+        _check_active(s, phone_id, "provision it first", "nothing is refreshed")
         held = s.scalar(select(Credential.id).where(Credential.phone_id == phone_id,
                                                     Credential.status == "hold").limit(1))
         if held is not None:
@@ -411,6 +408,16 @@ def refresh_mdocs(ctx: Context, phone_id: str, *, batch: int | None = None, rota
     except JobInputError as exc:
         raise ProvisionError(str(exc)) from exc
     return _refreshed(ctx, phone_id, tsm.run(job, se.transmit, after_step=after_step, trace=trace), t0)
+
+
+def _check_active(s: Session, phone_id: str, if_unregistered: str, if_inactive: str) -> None:
+    """Refuse (:class:`ProvisionError`) a phone the registry does not give a holder, or one
+    that is not active (retired, lost, revoked), each with what that means for the caller."""
+    phone = s.get(Phone, phone_id)
+    if phone is None or phone.holder_id is None:
+        raise ProvisionError(f"phone {phone_id!r} is not registered to a holder: {if_unregistered}")
+    if phone.state != "active":
+        raise ProvisionError(f"phone {phone_id!r} is {phone.state}, not active: {if_inactive}")
 
 
 def _refreshed(ctx: Context, phone_id: str, view: JobView, t0: float) -> RefreshResult:
@@ -586,11 +593,7 @@ def reset_secrets(ctx: Context, phone_id: str, *, slots: tuple[str, ...] = ("aut
     generated = tuple(g for g in generated if g in {_SLOT_SECRET[s] for s in slots} | ({"puk"} if puk else set()))
     se = wallet_sim.open_secure_element(phone_id, ctx.home)  # the phone exists, or refuse now
     with ctx.sessions() as s:
-        phone = s.get(Phone, phone_id)
-        if phone is None or phone.holder_id is None:
-            raise ProvisionError(f"phone {phone_id!r} is not registered to a holder: nothing to reset")
-        if phone.state != "active":
-            raise ProvisionError(f"phone {phone_id!r} is {phone.state}, not active: its secrets are not reset")
+        _check_active(s, phone_id, "nothing to reset", "its secrets are not reset")
         live = s.scalar(select(Credential.id).where(Credential.phone_id == phone_id,
                                                     Credential.kind.in_(("jpki-sign", "jpki-auth")),
                                                     Credential.status.in_(_LIVE)).limit(1))

@@ -7,11 +7,11 @@ finish nor give up such a job, and the phone refused every new provisioning."""
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from test_api_flows import _wait
 
 import wallet_sim
 from issuer.api.auth import create_token
@@ -27,15 +27,6 @@ SECRETS = {"pin": "4321", "password": "STOP42", "puk": "87654321"}
 
 class Crash(Exception):
     pass
-
-
-def _wait(c: TestClient, h: dict, job_id: str) -> dict:
-    for _ in range(600):
-        j = c.get(f"/jobs/{job_id}", headers=h).json()
-        if j["state"] not in ("queued", "running"):
-            return j
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} still {j['state']}")
 
 
 def _stopped(ctx: Context, at: str = "issue-auth-cert", **holder: str) -> str:
