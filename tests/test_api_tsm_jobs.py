@@ -124,3 +124,29 @@ def test_a_stopped_provisioning_is_resumed_or_abandoned_over_the_api(home: Path,
             **SECRETS})
         again = _wait(c, tok["issuer"], r.json()["id"])
         assert again["state"] == "succeeded", again["error"]
+
+
+def test_a_stopped_mdoc_refresh_is_resumed_over_the_api(home: Path, monkeypatch):
+    from mcred.provision import refresh_mdocs
+
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
+    ctx = Context.open(home)
+    tok = {"Authorization": f"Bearer {create_token(ctx.sessions, ['issuer'])[1]}"}
+    pid = wallet_sim.create_phone(ctx.home)
+    provision(ctx, pid, parse_holder(HOLDER), key_type="p384", mdoc_batch=1)
+
+    def crash(step: str) -> None:
+        if step == "write-mdoc":
+            raise Crash(step)
+
+    with pytest.raises(Crash):
+        refresh_mdocs(ctx, pid, after_step=crash)
+    with TestClient(create_app(ctx, job_workers=1)) as c:
+        (job,) = c.get("/tsm-jobs", headers=tok, params={"phone_id": pid, "unfinished": True}).json()["jobs"]
+        assert job["kind"] == "refresh-mdoc" and job["next_step"] == "write-mdoc"
+        r = c.post(f"/tsm-jobs/{job['id']}/resume", headers=tok)
+        assert r.status_code == 202, r.json()
+        done = _wait(c, tok, r.json()["id"])
+        assert done["state"] == "succeeded", done["error"]
+        assert done["result"]["job"] == job["id"] and len(done["result"]["superseded"]) == 1
+        assert c.get("/tsm-jobs", headers=tok, params={"unfinished": True}).json()["jobs"] == []
