@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_se_runtime import INST, install_apdu, open_se, send, session
 from test_tsm_abandon import HOLDER
 from typer.testing import CliRunner
@@ -116,3 +118,38 @@ def test_a_provisioning_that_meets_a_full_se_stops_and_is_given_up(home, monkeyp
     gone = abandon(ctx, job.id, "SE too small for an mdoc")
     assert gone.wiped and gone.released_holder
     assert wallet_sim.describe(pid, ctx.home)["secure_element"]["applets"] == []
+
+
+@settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(sizes=st.lists(st.integers(0, 255), min_size=1, max_size=30), capacity=st.integers(NVM_MIN, 6000),
+       deletes=st.lists(st.integers(0, 29), max_size=3))
+def test_random_writes_never_outgrow_the_nvm_and_the_image_is_what_the_applet_holds(tmp_path_factory, sizes,
+                                                                                   capacity, deletes):
+    """Random STORE DATA blocks (and a DELETE and re-INSTALL now and then) on a small SE:
+    the image never grows past the capacity, every 6A84 leaves the image as it was, and
+    what a fresh process reads back is what the live SE holds."""
+    home = tmp_path_factory.mktemp("nvm")
+    pid = wallet_sim.create_phone(home, nvm_bytes=capacity)
+    se = open_se(pid, home)
+    host = session(se)
+    path = home / "phones" / pid / "se.cbor"
+    perso = b"\x00\x00" + bytes([len(INST)]) + INST + b"\x00\x00\x00"
+    installed = send(se, host, install_apdu(0x0C)) == b"\x00\x90\x00"
+    if installed:
+        assert send(se, host, bytes([0x80, 0xE6, 0x20, 0x00, len(perso)]) + perso) == b"\x00\x90\x00"
+    for i, n in enumerate(sizes):
+        before = path.read_bytes()
+        if i in deletes and installed:
+            assert send(se, host, b"\x80\xe4\x00\x00\x08\x4f\x06" + INST) == b"\x00\x90\x00"  # always runs
+            installed = send(se, host, install_apdu(0x0C)) == b"\x00\x90\x00"
+            if installed:
+                assert send(se, host, bytes([0x80, 0xE6, 0x20, 0x00, len(perso)]) + perso) == b"\x00\x90\x00"
+            continue
+        out = send(se, host, bytes([0x80, 0xE2, 0x00, i & 0xFF, n]) + os.urandom(n)) if installed else b"\x6a\x84"
+        if out == b"\x6a\x84":
+            assert path.read_bytes() == before
+        else:
+            assert out[-2:] == b"\x90\x00", out.hex()
+        assert len(path.read_bytes()) <= max(capacity, len(before))
+    if installed:
+        assert open_se(pid, home).applet(INST).blocks == se.applet(INST).blocks
