@@ -101,23 +101,75 @@ def test_cli_phone_new_takes_a_size(tmp_path: Path, monkeypatch):
     assert len(wallet_sim.list_phones(tmp_path)) == 4
 
 
-def test_a_provisioning_that_meets_a_full_se_stops_and_is_given_up(home, monkeypatch):
+def test_an_se_too_small_for_a_provisioning_is_refused_before_anything_is_issued(home, monkeypatch):
+    """The TSM reads the free memory (GET DATA FF21) in its survey: a fresh provisioning
+    onto an SE reporting less than the least it takes stops there, before a certificate is
+    issued; abandoning it has nothing to revoke and frees the phone."""
+    from sqlalchemy import select
+
+    from issuer.db import Credential
+    from mcred.cli.main import app as cli_app
+
     monkeypatch.setattr(os, "fsync", lambda fd: None)
     ctx = Context.open(home)
-    pid = wallet_sim.create_phone(ctx.home, nvm_bytes=9000)  # the JPKI applet fits, an mdoc not
-    with pytest.raises(SeMemoryError, match="out of memory") as err:
+    pid = wallet_sim.create_phone(ctx.home, nvm_bytes=9000)
+    with pytest.raises(SeMemoryError, match="reports 8[0-9]{3} bytes of free memory") as err:
         provision(ctx, pid, parse_holder(HOLDER), key_type="p384", mdoc_batch=1)
+    assert err.value.sw == 0x6A84 and "nothing was issued" in str(err.value)
+    (job,) = list_jobs(ctx.engine, pid, unfinished=True)
+    assert job.current_step == "survey"
+    with ctx.sessions() as s:
+        assert s.scalars(select(Credential).where(Credential.phone_id == pid)).all() == []
+    r = CliRunner().invoke(cli_app, ["tsm", "abandon", job.id, "--reason", "SE too small", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["revoked"] == [] and out["wiped"] and out["released_holder"]
+
+
+def test_a_write_that_outgrows_the_se_stops_the_job_and_is_given_up(home, monkeypatch, tmp_path):
+    """The survey's lower bound passes (a portrait makes the mdoc larger than the least an
+    mdoc takes) and the SE refuses the credential's write with 6A84: nothing torn on the
+    card, a resume meets the same wall, abandoning revokes what was issued and wipes."""
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
+    ctx = Context.open(home)
+    (tmp_path / "face.jpg").write_bytes(b"\xff\xd8\xff" + os.urandom(12_000))
+    pid = wallet_sim.create_phone(ctx.home, nvm_bytes=20_000)
+    holder = parse_holder(dict(HOLDER, portrait="face.jpg"), base=tmp_path)
+    with pytest.raises(SeMemoryError, match="out of memory") as err:
+        provision(ctx, pid, holder, key_type="p384", mdoc_batch=1)
     assert err.value.sw == 0x6A84 and f"phone show {pid}" in str(err.value)
     (job,) = list_jobs(ctx.engine, pid, unfinished=True)
+    assert job.current_step == "write-mdoc" and job.results["survey"]["nvm_free"] > 9400
     se = wallet_sim.describe(pid, ctx.home)["secure_element"]
     mdoc = [a for a in se["applets"] if a["aid"].startswith("F06D6372")]
     slots = mdoc[0]["details"]["slots"]
     assert slots and all(v["credential_bytes"] == 0 for v in slots.values())  # nothing torn
     with pytest.raises(SeMemoryError):  # resuming meets the same wall
-        provision(ctx, pid, parse_holder(HOLDER), job_id=job.id)
-    gone = abandon(ctx, job.id, "SE too small for an mdoc")
+        provision(ctx, pid, holder, job_id=job.id)
+    gone = abandon(ctx, job.id, "SE too small for the portrait")
+    assert sorted(k for _, k in gone.revoked) == ["jpki-auth", "jpki-sign", "mdoc"]
     assert gone.wiped and gone.released_holder
     assert wallet_sim.describe(pid, ctx.home)["secure_element"]["applets"] == []
+
+
+@pytest.mark.parametrize("key_type", ["p384", "rsa2048"])
+def test_the_survey_bound_never_refuses_what_fits(home, monkeypatch, key_type):
+    """The least a provisioning takes, as the survey assumes it, stays below what the
+    shortest holder record really takes (one and two mdocs): the bound refuses only what
+    could not fit."""
+    from tsm.steps import NVM_JPKI_AT_LEAST, NVM_MDOC_AT_LEAST
+
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
+    ctx = Context.open(home)
+    shortest = {"family_name": "山", "given_name": "太", "family_name_kana": "や", "given_name_kana": "た",
+                "birth_date": "1990-04-01", "sex": 1, "address": "都", "prefecture": "東京都",
+                "municipality": "区"}
+    for n in (1, 2):
+        pid = wallet_sim.create_phone(ctx.home)
+        before = wallet_sim.describe(pid, ctx.home)["secure_element"]["memory"]["nvm_used"]
+        provision(ctx, pid, parse_holder(dict(shortest, given_name="太" * n)), key_type=key_type, mdoc_batch=n)
+        taken = wallet_sim.describe(pid, ctx.home)["secure_element"]["memory"]["nvm_used"] - before
+        assert taken >= NVM_JPKI_AT_LEAST[key_type] + n * NVM_MDOC_AT_LEAST, (n, taken)
 
 
 @settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))

@@ -17,8 +17,9 @@ from protocols.gp import codes
 from protocols.gp.crypto import kcv
 from protocols.gp.errors import GpError
 from protocols.gp.keys import parse_key_information_template, put_key_command
+from protocols.gp.tlv import parse_all
 from tsm import applets as ap
-from tsm.errors import CardDataError, CardStatusError, JobError, SecretsRequiredError
+from tsm.errors import CardDataError, CardStatusError, JobError, SecretsRequiredError, SeMemoryError
 from tsm.gp_commands import (
     STATUS_APPS,
     delete,
@@ -190,10 +191,49 @@ def check_keys(ctx: StepContext) -> None:
     ctx.results.update(kvns=kvns)
 
 
+#: Lower bounds of the NVM a provisioning takes on an SE (bytes of the simulator's image, for
+#: the shortest holder record without a portrait; measured, rounded down: tests check they
+#: stay below what a provisioning really takes): the JPKI applet with both keys, both
+#: certificates and the secrets, by key type; each mdoc slot (device key and IssuerSigned)
+NVM_JPKI_AT_LEAST = {"p384": 5_000, "rsa2048": 7_500}
+NVM_MDOC_AT_LEAST = 4_400
+
+
+def free_memory(ctx: StepContext) -> int | None:
+    """Free non-volatile memory the SE reports (GET DATA FF21, Extended Card Resources
+    Information: tag 82), or None when it does not say (6A88, or no 82 in the answer)."""
+    r = ctx.session.send(get_data(0xFF21), "GET DATA FF21", expect=(0x9000, 0x6A88))
+    data = r.data
+    if r.sw != 0x9000:
+        return None
+    # FF21 L {81, 82, 83}: a first tag byte FF, which ISO/IEC 7816-4 parsers take for padding
+    if len(data) < 3 or data[:2] != b"\xff\x21" or data[2] != len(data) - 3:
+        raise CardDataError(f"SE {ctx.se_id}: GET DATA FF21 answered {data[:40].hex()}, not an FF21 template")
+    try:
+        items = {t.tag: t.value for t in parse_all(data[3:])}
+    except GpError as exc:
+        raise CardDataError(f"SE {ctx.se_id}: GET DATA FF21: {exc}") from None
+    free = items.get(0x82)
+    return int.from_bytes(free, "big") if free else None
+
+
 def survey(ctx: StepContext) -> None:
-    """Record which of our applets the SE holds before this job installs anything."""
+    """Record which of our applets the SE holds before this job installs anything, and the
+    free memory it reports. A fresh provisioning onto an SE reporting less than the least
+    it can take (:data:`NVM_JPKI_AT_LEAST`, :data:`NVM_MDOC_AT_LEAST`) stops here, before
+    any certificate is issued (:class:`SeMemoryError`)."""
+    free = free_memory(ctx)  # first: the registry read below is then reused by the installs
     reg = registry(ctx)
-    ctx.results.update(jpki=ap.JPKI.instance_aid in reg, mdoc=ap.MDOC.instance_aid in reg)
+    jpki, mdoc = ap.JPKI.instance_aid in reg, ap.MDOC.instance_aid in reg
+    ctx.results.update(jpki=jpki, mdoc=mdoc, nvm_free=free)
+    if free is None or jpki or mdoc:
+        return
+    need = (NVM_JPKI_AT_LEAST.get(ctx.input.get("algorithm", ""), 0) if ctx.kind == "provision" else 0) \
+        + NVM_MDOC_AT_LEAST * ctx.input.get("mdoc_count", 0)
+    if need > free:
+        raise SeMemoryError(f"SE {ctx.se_id} reports {free} bytes of free memory; this {ctx.kind} takes at "
+                            f"least {need}: nothing was issued (free memory on the SE, or give the job up)",
+                            0x6A84)
 
 
 def _install(applet: ap.AppletRef) -> Callable[[StepContext], None]:
