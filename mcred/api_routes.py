@@ -323,13 +323,15 @@ def _tsm_job_or_404(ctx: Context, job_id: str):  # noqa: ANN202
 
 def _resume_work(ctx: Context):  # noqa: ANN202
     def work(params: dict, progress) -> dict:  # noqa: ANN001
-        from mcred.provision import refresh_mdocs, resume
+        from mcred.provision import refresh_mdocs, resume, resume_reset
 
         _issuers_set_up(ctx)
         progress(0.05, f"resuming TSM job {params['tsm_job_id']}")
         if params["kind"] == "refresh-mdoc":
             res = refresh_mdocs(ctx, params["phone_id"], job_id=params["tsm_job_id"])
             return _jsonable(res.summary())
+        if params["kind"] == "reset-secrets":  # the values the client gave stay unreturned
+            return resume_reset(ctx, params["tsm_job_id"], actor=params.get("actor", "api")).summary()
         return _provisioned(resume(ctx, params["tsm_job_id"]))
 
     return work
@@ -482,10 +484,10 @@ def issuer_router(ctx: Context) -> APIRouter:
         return {"jobs": [_tsm_job(j) for j in list_jobs(ctx.engine, phone_id, unfinished=unfinished)]}
 
     @router.post("/tsm-jobs/{job_id}/resume", status_code=202,
-                 summary="Finish a provisioning or an mdoc refresh whose TSM job stopped (a job)")
+                 summary="Finish a provisioning, an mdoc refresh or a secrets reset whose TSM job stopped (a job)")
     def resume_tsm_job(job_id: Hex32, request: Request, response: Response) -> dict[str, Any]:
         job = _tsm_job_or_404(ctx, job_id)
-        if job.kind not in ("provision", "refresh-mdoc"):
+        if job.kind not in ("provision", "refresh-mdoc", "reset-secrets"):
             raise ProblemException(problems.CONFLICT, f"TSM job {job_id} is a {job.kind}: it is "
                                    "resumed by the workflow that made it")
         if job.state in ("done", "abandoned"):

@@ -36,7 +36,7 @@ from mcred.mdoc_flow import mdoc_service, portrait_path
 from protocols import cardsub
 from protocols.cardsub import HolderError
 from tsm.errors import JobInputError
-from tsm.jobs import JobSecrets, JobView, StepHook, Tsm, list_jobs
+from tsm.jobs import ENDED, JobSecrets, JobView, StepHook, Tsm, list_jobs
 
 KEY_TYPES = ("rsa2048", "p384")
 #: The reason recorded when a new phone's issuance ends the old phone's credential.
@@ -309,6 +309,9 @@ def resume(ctx: Context, job_id: str, *, after_step: StepHook | None = None,
     t0 = time.perf_counter()
     tsm = tsm_for(ctx)
     job = tsm.job(job_id)
+    if job.kind != "provision":
+        raise ProvisionError(f"job {job_id} is a {job.kind} job, not a provisioning"
+                             + (": `mcred jpki pin reset --resume` finishes it" if job.kind == "reset-secrets" else ""))
     sealed = tsm._unseal(job_id) if job.state != "done" else None
     se = wallet_sim.open_secure_element(job.se_id, ctx.home)
     view = tsm.run(job_id, se.transmit, after_step=after_step, trace=trace)
@@ -580,7 +583,6 @@ def reset_secrets(ctx: Context, phone_id: str, *, slots: tuple[str, ...] = ("aut
     before anything runs for a phone that is not registered, not active, or holds no live
     JPKI certificate. Audited in the issuer's trail (``jpki.secrets-reset``: what, not the
     values)."""
-    from issuer.db import AuditEvent
 
     if not slots or len(set(slots)) != len(slots) or not set(slots) <= set(_SLOT_SECRET):
         raise ProvisionError(f"slots {slots!r}: one or both of auth and sign")
@@ -602,11 +604,36 @@ def reset_secrets(ctx: Context, phone_id: str, *, slots: tuple[str, ...] = ("aut
     tsm = Tsm(ctx.engine, ctx.master_key, actor=actor)
     job = tsm.create_job(phone_id, "reset-secrets", {"slots": list(slots), "puk": puk}, job_secrets)
     view = tsm.run(job, se.transmit, secrets=job_secrets)
+    return _reset_done(ctx, view, job_secrets, generated, actor)
+
+
+def resume_reset(ctx: Context, job_id: str, *, actor: str = "mcred",
+                 after_step: StepHook | None = None) -> ResetResult:
+    """Finish a reset of the holder's secrets that stopped (a crash, a lost answer: the SE
+    may already hold the new values). Its values are unsealed from the job and all shown:
+    the stopped run never showed them, and the job erases them as it ends."""
+    tsm = Tsm(ctx.engine, ctx.master_key, actor=actor)
+    job = tsm.job(job_id)
+    if job.kind != "reset-secrets":
+        raise ProvisionError(f"job {job_id} is a {job.kind} job, not a reset of the holder's secrets")
+    sealed = tsm._unseal(job_id) if job.state not in ENDED else None
+    se = wallet_sim.open_secure_element(job.se_id, ctx.home)
+    view = tsm.run(job_id, se.transmit, after_step=after_step)
+    if sealed is None:  # it had ended before: nothing left to show
+        return ResetResult(view.se_id, view.id, tuple(view.results.get("reset-secrets", {}).get("reset", ())), {})
+    wanted = tuple(_SLOT_SECRET[x] for x in view.input["slots"]) + (("puk",) if view.input.get("puk") else ())
+    return _reset_done(ctx, view, sealed, wanted, actor)
+
+
+def _reset_done(ctx: Context, view: JobView, sec: JobSecrets, shown: tuple[str, ...], actor: str) -> ResetResult:
+    """The finished reset job's result (the values of what it reset), audited."""
+    from issuer.db import AuditEvent
+
     reset = tuple(view.results.get("reset-secrets", {}).get("reset", ()))
     with ctx.sessions.begin() as s:
-        s.add(AuditEvent(actor=actor, action="jpki.secrets-reset", subject=phone_id,
-                         detail={"job": job, "reset": list(reset)}))
-    values = {"pin": job_secrets.user_auth_pin, "password": job_secrets.signing_password,
-              "puk": job_secrets.puk or ""}
-    wanted = {_SLOT_SECRET[x] for x in slots} | ({"puk"} if puk else set())
-    return ResetResult(phone_id, job, reset, {k: v for k, v in values.items() if k in wanted}, generated)
+        s.add(AuditEvent(actor=actor, action="jpki.secrets-reset", subject=view.se_id,
+                         detail={"job": view.id, "reset": list(reset)}))
+    values = {"pin": sec.user_auth_pin, "password": sec.signing_password, "puk": sec.puk or ""}
+    wanted = {_SLOT_SECRET[x] for x in view.input["slots"]} | ({"puk"} if view.input.get("puk") else set())
+    return ResetResult(view.se_id, view.id, reset, {k: v for k, v in values.items() if k in wanted},
+                       tuple(k for k in shown if k in wanted))

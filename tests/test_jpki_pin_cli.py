@@ -167,3 +167,38 @@ def test_a_reset_is_refused_where_there_is_nothing_to_reset(home, tmp_path):
                        (["--phone", bare, "--slot", "x"], "use auth, sign or both")):
         r = run(app, ["jpki", "pin", "reset", *args])
         assert r.exit_code == 2 and said in " ".join(r.output.split()), (args, r.output)
+
+
+def test_a_reset_that_stopped_is_resumed_and_shows_its_values(phone, tmp_path, monkeypatch):
+    """The answer to the reset's STORE DATA is lost (here: the process dies after the step
+    ran): the SE may hold values nobody has seen. The error names the job; `--resume`
+    finishes it and shows the values, which then verify; `provision --resume` refuses it."""
+    import tsm.jobs
+    from mcred.provision import reset_secrets, resume_reset
+
+    ctx = Context.open()
+    real_run = tsm.jobs.Tsm.run
+
+    def dying(self, job_id, transmit, **kw):
+        def after(step):
+            if step == "reset-secrets":
+                raise RuntimeError("power lost")
+        return real_run(self, job_id, transmit, **{**kw, "after_step": after})
+
+    monkeypatch.setattr(tsm.jobs.Tsm, "run", dying)
+    with pytest.raises(RuntimeError):
+        reset_secrets(ctx, phone, slots=("auth",))
+    monkeypatch.setattr(tsm.jobs.Tsm, "run", real_run)
+    (job,) = [j for j in tsm.jobs.list_jobs(ctx.engine, phone, unfinished=True) if j.kind == "reset-secrets"]
+    r = CliRunner().invoke(app, ["provision", "--resume", job.id])
+    assert r.exit_code != 0 and "jpki pin reset --resume" in " ".join(r.output.split()), r.output
+    r = CliRunner().invoke(app, ["jpki", "pin", "reset", "--resume", job.id, "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["reset"] == ["auth"] and list(out["secrets_shown_once"]) == ["pin"]
+    f = _files(tmp_path, newpin=out["secrets_shown_once"]["pin"])
+    assert _sign(phone, "auth", f["newpin"], tmp_path).exit_code == 0
+    again = resume_reset(ctx, job.id)  # done: nothing left to show
+    assert again.values == {} and again.reset == ("auth",)
+    r = CliRunner().invoke(app, ["jpki", "pin", "reset", "--resume", job.id, "--phone", phone])
+    assert r.exit_code == 2

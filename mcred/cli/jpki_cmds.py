@@ -188,30 +188,41 @@ def pin_unblock(phone: str = typer.Option(..., "--phone"), slot: str = SLOT,
 
 
 @pin_app.command("reset")
-def pin_reset(phone: str = typer.Option(..., "--phone"),
+def pin_reset(phone: str = typer.Option(None, "--phone"),
               slot: str = typer.Option("both", "--slot", help="auth (the user-authentication PIN), sign "
                                        "(the signing password) or both."),
               puk: bool = typer.Option(False, "--puk", help="Also set a new PUK (when it is locked too)."),
+              resume_id: str = typer.Option(None, "--resume", help="Finish a reset that stopped (its id is "
+                                            "in the error); its values are shown then."),
               as_json: bool = typer.Option(False, "--json")) -> None:
     """The issuer's side, once the holder has proved who they are (at the counter, or with
     the card): new secrets set through the TSM, with fresh retry counters; the keys and
     certificates stay, nothing is revoked. The new values are generated and shown once."""
-    from mcred.provision import ProvisionError, reset_secrets
-    from tsm.errors import TsmError
+    from mcred.provision import ProvisionError, reset_secrets, resume_reset
+    from tsm.errors import JobError, TsmError
+    from tsm.jobs import list_jobs
     from wallet_sim.se.errors import PhoneNotFoundError
 
+    if (phone is None) == (resume_id is None):
+        raise typer.BadParameter("give --phone, or --resume JOB to finish a reset that stopped")
     if slot not in ("auth", "sign", "both"):
         raise typer.BadParameter(f"slot {slot!r}: use auth, sign or both", param_hint="--slot")
     ctx = open_context()
     try:
-        result = reset_secrets(ctx, phone, slots=("auth", "sign") if slot == "both" else (slot,), puk=puk,
-                               actor="cli")
-    except (ProvisionError, PhoneNotFoundError) as exc:
+        if resume_id is not None:
+            result = resume_reset(ctx, resume_id, actor="cli")
+            phone = result.phone_id
+        else:
+            result = reset_secrets(ctx, phone, slots=("auth", "sign") if slot == "both" else (slot,), puk=puk,
+                                   actor="cli")
+    except (ProvisionError, PhoneNotFoundError, JobError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     except TsmError as exc:
-        typer.echo(f"error: resetting the secrets of {phone}: {exc} (run it again once the cause is gone)",
-                   err=True)
+        stopped = [j for j in list_jobs(ctx.engine, phone, kind="reset-secrets", unfinished=True)]
+        hint = (f"job {stopped[-1].id} stopped: `mcred jpki pin reset --resume {stopped[-1].id}` finishes it "
+                "and shows the new values (the SE may hold them already)" if stopped else "run it again")
+        typer.echo(f"error: resetting the secrets of {phone}: {exc} ({hint})", err=True)
         raise typer.Exit(1) from None
     shown = {k: result.values[k] for k in result.generated}
     if as_json:
