@@ -23,11 +23,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from sqlalchemy import func, select
+
 import wallet_sim
 from issuer import handover as wf
 from mcred.context import Context
 from mcred.handover_actions import HandoverActions
-from mcred.jpki_flow import JpkiCard, SeError, sign_with_se
+from mcred.jpki_flow import SeError, sign_challenge, sign_with_se, unblock_pin
 from mcred.provision import (
     ProvisionResult,
     issuer_port,
@@ -35,12 +37,13 @@ from mcred.provision import (
     mdoc_service,
     provision,
     refresh_mdocs,
+    reset_secrets,
 )
 from protocols import cose, mdoc
 from protocols.cardsub import parse_holder
 
 SCENARIOS = ("model_change", "resale", "lost_found", "lost_not_found", "renewal", "death",
-             "pin_lock", "ds_compromise")
+             "pin_lock", "puk_lock", "ds_compromise")
 #: The Status List Token ttl the drill installation publishes (seconds): short, so that a
 #: reader holding a cached list sees a change within a drill; the report states it.
 DRILL_TTL = 2
@@ -464,13 +467,62 @@ def pin_lock(env: Env, i: int) -> SubjectReport:
 
 
 def _puk_unlock(env: Env, r: ProvisionResult, slot: str) -> None:
-    from mcred.jpki_flow import EFS
-
     se = wallet_sim.open_secure_element(r.phone_id, env.ctx.home)
-    card = JpkiCard(se.transmit)
-    card.select_ap()
-    card.select_ef(EFS[slot][0])
-    card._send("RESET RETRY COUNTER", bytes([0, 0x2C, 1, 0x80, 8]) + r.puk.encode())  # noqa: SLF001
+    unblock_pin(se.transmit, slot, r.puk.encode())
+
+
+def puk_lock(env: Env, i: int) -> SubjectReport:
+    """The user-authentication PIN locked (three wrong tries at a login), then the PUK too
+    (ten wrong PUKs): only the issuer can help. It resets the PIN and the PUK through the
+    TSM (a reset-secrets job); the same keys and certificates log in again. Nothing is
+    revoked."""
+    rep = SubjectReport(phone="")
+    r = _new_subject(env, rep, i, "pk")
+    _capture(env, rep, r)
+    transmit = wallet_sim.open_secure_element(r.phone_id, env.ctx.home).transmit
+    wrong_pin = "0000" if r.pin != "0000" else "1111"
+    wrong_puk = "00000000" if r.puk != "00000000" else "11111111"
+
+    def refusals(attempt: Callable[[], Any], n: int) -> list[int]:
+        sws = []
+        for _ in range(n):
+            try:
+                attempt()
+            except SeError as exc:
+                sws.append(exc.sw)
+        return sws
+
+    sws = rep.timed("auth: 3 wrong PINs at a login",
+                    lambda: refusals(lambda: sign_challenge(transmit, wrong_pin.encode(), b"n" * 32), 4))
+    _require(sws[2:] == [0x63C0, 0x6984], f"PIN: status words {[hex(s) for s in sws]}")
+    sws = rep.timed("10 wrong PUKs", lambda: refusals(lambda: unblock_pin(transmit, "auth", wrong_puk.encode()), 11))
+    _require(sws[9:] == [0x63C0, 0x6984], f"PUK: status words {[hex(s) for s in sws]}")
+    try:
+        unblock_pin(transmit, "auth", r.puk.encode())
+        raise DrillFailure("a locked PUK unblocked the PIN")
+    except SeError as exc:
+        _require(exc.sw == 0x6984, f"the right PUK, locked, answered {exc.sw:04X}")
+    rep.final["puk_locked"] = "the right PUK refused (6984)"
+    try:
+        env.login(r.phone_id, r.pin)
+        raise DrillFailure("the right PIN, locked, logged in")
+    except SeError as exc:
+        _require(exc.sw == 0x6984, f"the right PIN, locked, answered {exc.sw:04X}")
+    reset = rep.timed("issuer reset (TSM reset-secrets)",
+                      lambda: reset_secrets(env.ctx, r.phone_id, slots=("auth",), puk=True, actor="drill"))
+    ok, why = env.login(r.phone_id, reset.values["pin"])
+    _require(ok, f"refused after the reset: {why}")
+    unblock_pin(transmit, "auth", reset.values["puk"].encode())  # the new PUK works
+    rep.final["after_reset"] = "login accepted with the new PIN; the new PUK unblocks"
+    from issuer.db import Credential
+
+    with env.ctx.sessions() as s:
+        revoked = s.scalar(select(func.count()).select_from(Credential).where(
+            Credential.phone_id == r.phone_id, Credential.status != "valid"))
+    _require(revoked == 0, f"{revoked} credential(s) of {r.phone_id} not valid after a reset")
+    rep.final["revoked"] = "none"
+    _accepted(env, r.phone_id, r.password, "phone after the reset")
+    return rep
 
 
 def _ds_compromise(env: Env, report: DrillReport, workers: int,
@@ -544,6 +596,7 @@ def _ds_compromise(env: Env, report: DrillReport, workers: int,
 SUBJECTS: dict[str, Callable[[Env, int], SubjectReport]] = {
     "model_change": model_change, "resale": resale, "lost_found": lost_found,
     "lost_not_found": lost_not_found, "renewal": renewal, "death": death, "pin_lock": pin_lock,
+    "puk_lock": puk_lock,
 }
 
 

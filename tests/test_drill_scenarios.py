@@ -41,6 +41,11 @@ def test_scenario(env, scenario):
         assert "6984" in subject.final["auth_locked"] and "6984" in subject.final["sign_locked"]
         assert subject.final["sign_after_puk"] == "accepted"
         return
+    if scenario == "puk_lock":
+        assert "6984" in subject.final["puk_locked"] and subject.final["revoked"] == "none"
+        assert subject.final["after_reset"].startswith("login accepted")
+        assert "issuer reset (TSM reset-secrets)" in [s.name for s in subject.steps]
+        return
     assert WORDS[scenario] in subject.ocsp_reason
     assert ("SUSPENDED" if "lost" in scenario else "INVALID") in subject.reader_reason
     # a reader holding a cached list sees the change within its ttl plus the workflow's time
