@@ -32,18 +32,20 @@ from mcred.handover_actions import HandoverActions
 from mcred.jpki_flow import SeError, sign_challenge, sign_with_se, unblock_pin
 from mcred.provision import (
     ProvisionResult,
+    abandon,
     issuer_port,
     jpki_issuer,
     mdoc_service,
     provision,
     refresh_mdocs,
     reset_secrets,
+    unfinished_job,
 )
 from protocols import cose, mdoc
 from protocols.cardsub import parse_holder
 
 SCENARIOS = ("model_change", "resale", "lost_found", "lost_not_found", "renewal", "death",
-             "pin_lock", "puk_lock", "ds_compromise")
+             "pin_lock", "puk_lock", "abandoned", "ds_compromise")
 #: The Status List Token ttl the drill installation publishes (seconds): short, so that a
 #: reader holding a cached list sees a change within a drill; the report states it.
 DRILL_TTL = 2
@@ -238,12 +240,16 @@ def _new_subject(env: Env, rep: SubjectReport, i: int, tag: str) -> ProvisionRes
 def _capture(env: Env, rep: SubjectReport, r: ProvisionResult) -> tuple[bytes, Any, bytes]:
     """A presentation and a signature made while valid, each accepted (warms the reader's
     status-list cache, as a venue's reader that saw the phone before)."""
-    response, st = rep.timed("present (valid)", lambda: env.present(r.phone_id))
+    return _capture_phone(env, rep, r.phone_id, r.password)
+
+
+def _capture_phone(env: Env, rep: SubjectReport, phone_id: str, password: str) -> tuple[bytes, Any, bytes]:
+    response, st = rep.timed("present (valid)", lambda: env.present(phone_id))
     ok, why = env.reader_verdict(response, st)
-    _require(ok, f"{r.phone_id}: fresh presentation refused: {why}")
-    cms = rep.timed("sign (valid)", lambda: env.sign(r.phone_id, r.password))
+    _require(ok, f"{phone_id}: fresh presentation refused: {why}")
+    cms = rep.timed("sign (valid)", lambda: env.sign(phone_id, password))
     ok, why = env.rp_verdict(cms)
-    _require(ok, f"{r.phone_id}: fresh signature refused: {why}")
+    _require(ok, f"{phone_id}: fresh signature refused: {why}")
     return response, st, cms
 
 
@@ -593,10 +599,70 @@ def _ds_compromise(env: Env, report: DrillReport, workers: int,
     report.subjects.extend(rep for rep, _, _, _ in subjects)
 
 
+class _WorkerDied(Exception):
+    """The drill's stand-in for a TSM worker that died between a step and its commit."""
+
+
+#: The secrets of the abandoned drill's provisioning (its run never shows generated ones)
+_PIN, _PASSWORD = "2468", "DRILL246"
+
+
+def _holder_of(env: Env, phone_id: str) -> str:
+    from issuer.db import Phone
+
+    with env.ctx.sessions() as s:
+        holder_id = s.scalar(select(Phone.holder_id).where(Phone.id == phone_id))
+    _require(holder_id is not None, f"{phone_id}: no holder")
+    return holder_id
+
+
+def abandoned(env: Env, i: int) -> SubjectReport:
+    """A provisioning that never finished: the TSM wrote everything into the phone but the
+    job stopped before its last step (here the worker died), and the operator gives it up
+    (`mcred tsm abandon`). What the job issued is revoked (cessationOfOperation) and readers
+    and relying parties refuse what the phone presented before; the SE is wiped; the holder,
+    still registered, is provisioned onto a new phone and accepted there."""
+    rep = SubjectReport(phone="")
+    pid = wallet_sim.create_phone(env.ctx.home)
+    rep.phone = pid
+
+    def stop_before_done(step: str) -> None:
+        if step == "write-mdoc":
+            raise _WorkerDied(step)
+
+    def provision_until_it_dies() -> bool:
+        try:
+            provision(env.ctx, pid, _holder(i, "ab"), key_type=env.key_type, mdoc_batch=env.mdoc_batch,
+                      pin=_PIN, password=_PASSWORD, after_step=stop_before_done)
+        except _WorkerDied:
+            return True
+        return False
+
+    _require(rep.timed("provision (dies before its last step)", provision_until_it_dies),
+             f"{pid}: the provisioning did not stop")
+    job = unfinished_job(env.ctx, pid)
+    _require(job is not None, f"{pid}: no unfinished job")
+    holder_id = _holder_of(env, pid)
+    captured = _capture_phone(env, rep, pid, _PASSWORD)
+    t0 = time.perf_counter()
+    gone = rep.timed("abandon (revoke, wipe, let go)", lambda: abandon(env.ctx, job.id, "drill", actor="drill"))
+    _require(gone.wiped and gone.released_holder == holder_id, f"{pid}: abandon left {gone.summary()}")
+    _propagate(env, rep, captured, t0, "revoked (INVALID)", "cessationOfOperation")
+    rep.final["revoked"] = f"{len(gone.revoked)} credential(s) issued by the job"
+    rep.final["old_after_wipe"] = _holds_nothing(env, pid)
+    new = wallet_sim.create_phone(env.ctx.home)
+    rep.new_phone = new
+    again = rep.timed("provision the holder onto a new phone",
+                      lambda: provision(env.ctx, new, holder_id, key_type=env.key_type, mdoc_batch=env.mdoc_batch))
+    _accepted(env, new, again.password, "new phone")
+    rep.final["new_phone"] = "accepted"
+    return rep
+
+
 SUBJECTS: dict[str, Callable[[Env, int], SubjectReport]] = {
     "model_change": model_change, "resale": resale, "lost_found": lost_found,
     "lost_not_found": lost_not_found, "renewal": renewal, "death": death, "pin_lock": pin_lock,
-    "puk_lock": puk_lock,
+    "puk_lock": puk_lock, "abandoned": abandoned,
 }
 
 

@@ -16,7 +16,7 @@ from mcred.drills import SCENARIOS, Env, render_markdown, run_drill
 
 WORDS = {"model_change": "cessationOfOperation", "resale": "cessationOfOperation",
          "lost_found": "certificateHold", "lost_not_found": "certificateHold",
-         "renewal": "superseded", "death": "affiliationChanged"}
+         "renewal": "superseded", "death": "affiliationChanged", "abandoned": "cessationOfOperation"}
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_scenario(env, scenario):
     assert ("SUSPENDED" if "lost" in scenario else "INVALID") in subject.reader_reason
     # a reader holding a cached list sees the change within its ttl plus the workflow's time
     assert 0 < subject.reader_propagation_s and 0 < subject.ocsp_propagation_s
-    if scenario == "model_change":
+    if scenario in ("model_change", "abandoned"):
         assert "presents nothing" in subject.final["old_after_wipe"]
         assert subject.final["new_phone"] == "accepted"
     if scenario == "resale":
