@@ -18,7 +18,6 @@ import typer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from rich.console import Console
-from rich.table import Table
 
 from mcred.cli.state import open_context, out_path
 from mcred.cli.text import cell, markup_safe
@@ -369,13 +368,13 @@ def credential_show(
 
 
 def _signer_table(rows: list, signs: str = "mdocs") -> None:
-    table = Table("label", "serial", "valid until", "state", "valid mdocs signed" if signs == "mdocs" else "")
+    """One plain line per signer generation: label and serial whole (the revoke commands
+    take either), validity, state, and for a DS the valid mdocs it signed."""
     for r in rows:
-        state = (f"[red]revoked[/] ({r.reason}, {r.revoked_at:%Y-%m-%d %H:%M}Z)" if r.revoked_at
-                 else "[green]active[/]" if r.active else "retired")
-        table.add_row(r.label, r.serial, f"{r.not_after:%Y-%m-%d}", state,
-                      str(r.affected_mdocs) if signs == "mdocs" else "")
-    console.print(table)
+        state = (f"revoked ({r.reason}, {r.revoked_at:%Y-%m-%d %H:%M}Z)" if r.revoked_at
+                 else "active" if r.active else "retired")
+        typer.echo(f"{r.label}  serial {r.serial}  until {r.not_after:%Y-%m-%d}  {state}"
+                   + (f"  {r.affected_mdocs} valid mdoc(s) signed" if signs == "mdocs" else ""))
 
 
 def ds_list(as_json: bool = typer.Option(False, "--json")) -> None:
