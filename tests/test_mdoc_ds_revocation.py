@@ -215,6 +215,8 @@ def test_cli_revoke_openssl_reads_the_crl_and_refuses_the_ds(home, tmp_path):
         return out.output
 
     (ds_info,) = json.loads(run("mdoc", "ds", "list", "--json"))
+    # the plain listing gives the serial whole: the revoke command takes it
+    assert run("mdoc", "ds", "list").startswith(f"{ds_info['label']}  serial {ds_info['serial']}  until ")
     ctx = Context.open(home)
     svc = mdoc_service(ctx)
     iaca, ds = svc.iaca_certificate(), svc.document_signer().certificate
