@@ -515,7 +515,8 @@ def abandon(ctx: Context, job_id: str, reason: str, *, actor: str = "mcred") -> 
     with ctx.sessions() as s:
         ids = list(s.scalars(select(Credential.id).where(Credential.job_ref == job_id,
                                                          Credential.status.in_(_LIVE))))
-    changes = revocation.revoke_ids(ctx.sessions, ids, ABANDON_REASON, actor=f"{actor}:abandon")
+    # the revocations' actor names the abandon, cut to fit the audit's column (128)
+    changes = revocation.revoke_ids(ctx.sessions, ids, ABANDON_REASON, actor=f"{actor[:120]}:abandon")
     revoked = tuple(sorted((c.credential_id, c.kind) for c in changes))
     if view.kind != "provision":
         return AbandonResult(job_id, view.se_id, view.kind, revoked, None, False, None, None)

@@ -227,3 +227,20 @@ def test_an_se_held_by_another_worker_changes_nothing(ctx, monkeypatch):
     assert list_jobs(ctx.engine, pid, unfinished=True)[0].id == job
     monkeypatch.setattr(tsm.jobs, "acquire", real)
     assert CliRunner().invoke(app, ["tsm", "abandon", job, "--reason", "x"]).exit_code == 0
+
+
+def test_abandon_and_reset_on_each_backend(home, db_url, monkeypatch):
+    """The abandon (under the SE's lock: a lease on SQLite, a row lock on PostgreSQL), the
+    wipe, the re-provisioning by holder id and a secrets reset, on both backends."""
+    from mcred.provision import reset_secrets
+
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
+    ctx = Context.open(home, db_url)
+    pid, job = _stopped(ctx, "issue-auth-cert")
+    gone = abandon(ctx, job, "x" * 300, actor="a" * 128)  # a long reason is cut, the widest actor fits
+    assert gone.wiped and sorted(k for _, k in gone.revoked) == ["jpki-auth", "jpki-sign"]
+    assert abandon(ctx, job, "again").revoked == ()
+    r = provision(ctx, pid, gone.released_holder, key_type="p384", mdoc_batch=1)
+    assert r.holder_id == gone.released_holder
+    reset = reset_secrets(ctx, pid, slots=("auth", "sign"), puk=True)
+    assert set(reset.values) == {"pin", "password", "puk"} and reset.reset == ("auth", "sign", "puk")
