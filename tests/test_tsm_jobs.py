@@ -229,3 +229,54 @@ def test_put_key_answer_with_wrong_key_check_values_fails_the_job(world, monkeyp
     job = provision(world, pid)
     with pytest.raises(CardDataError, match="key check values"):
         world.tsm.run(job, se.transmit)
+
+
+def test_a_reset_of_the_secrets_survives_a_lost_answer_after_every_command(world):
+    """A reset-secrets job (the issuer's reset of a holder's PIN and PUK) loses the answer
+    to each of its commands in turn; resumed, it ends with the new values set, fresh
+    counters, and the keys and certificates as they were."""
+    from mcred.jpki_flow import SeError, change_pin, pin_status, sign_challenge, unblock_pin
+
+    new = JobSecrets("2580", "XXXXXX", "97531864")  # the password is not reset: a placeholder
+
+    def reset(pid):
+        return world.tsm.create_job(pid, "reset-secrets", {"slots": ["auth"], "puk": True}, new)
+
+    pid, se = world.phone()
+    world.tsm.run(provision(world, pid, mdoc_count=0), se.transmit)
+    reference = FlakyLink(se)
+    world.tsm.run(reset(pid), reference)
+    total = reference.sent
+    stride = 1 if world.tsm.engine.dialect.name == "sqlite" else 3
+    for k in range(0, total, stride):
+        pid, se = world.phone()
+        world.tsm.run(provision(world, pid, mdoc_count=0), se.transmit)
+        before = world.describe(pid)["secure_element"]["applets"][0]["details"]
+        for _ in range(3):  # the holder locks the PIN
+            with pytest.raises(SeError):
+                sign_challenge(se.transmit, b"0000", b"n" * 32)
+        job = reset(pid)
+        with pytest.raises(TransportError):
+            world.tsm.run(job, FlakyLink(se, lose_at=k))
+        assert world.tsm.run(job, se.transmit).state == "done", f"lost answer {k}"
+        assert pin_status(se.transmit) == {"auth": 3, "sign": 5}
+        sign_challenge(se.transmit, b"2580", b"n" * 32)  # the new PIN
+        unblock_pin(se.transmit, "auth", b"97531864")  # the new PUK
+        after = world.describe(pid)["secure_element"]["applets"][0]["details"]
+        assert after["certificates"] == before["certificates"] and after["slots"] == before["slots"]
+        with pytest.raises(SeError, match="63C4"):  # the password was not touched: the placeholder is wrong
+            change_pin(se.transmit, "sign", b"XXXXXX", b"YYYYYY")
+
+
+@pytest.mark.parametrize("job_input", [
+    {"slots": []}, {"slots": ["auth", "auth"]}, {"slots": ["pin"]}, {"slots": "auth"}, {"puk": "yes"},
+    {"slots": ["auth"], "extra": 1}, {"slots": ["auth"], "puk": True, "mdoc_count": 1},
+])
+def test_a_reset_job_with_bad_input_is_refused_before_a_row_is_written(world, job_input):
+    from tsm.errors import JobInputError
+    from tsm.jobs import list_jobs
+
+    pid, _ = world.phone()
+    with pytest.raises(JobInputError):
+        world.tsm.create_job(pid, "reset-secrets", job_input, JobSecrets("2580", "XXXXXX", None))
+    assert list_jobs(world.tsm.engine, pid) == []
