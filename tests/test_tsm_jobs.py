@@ -270,7 +270,7 @@ def test_a_reset_of_the_secrets_survives_a_lost_answer_after_every_command(world
 
 @pytest.mark.parametrize("job_input", [
     {"slots": []}, {"slots": ["auth", "auth"]}, {"slots": ["pin"]}, {"slots": "auth"}, {"puk": "yes"},
-    {"slots": ["auth"], "extra": 1}, {"slots": ["auth"], "puk": True, "mdoc_count": 1},
+    {"slots": ["auth"], "extra": 1}, {"slots": ["auth"], "mdoc_count": 1}, {"slots": ["auth"], "puk": True},
 ])
 def test_a_reset_job_with_bad_input_is_refused_before_a_row_is_written(world, job_input):
     from tsm.errors import JobInputError

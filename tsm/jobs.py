@@ -183,9 +183,9 @@ def _check_input(kind: str, se_id: str, job_input: dict, secrets: JobSecrets | N
         if puk and secrets.puk is None:
             raise JobInputError("resetting the PUK needs a new PUK in the job's secrets")
         out.update(slots=sorted(slots), puk=puk)
-    unknown = set(job_input) - {"phone_id", "algorithm", "mdoc_count"} - (
-        {"rotate"} if kind == "refresh-mdoc" else set()) - (
-        {"slots", "puk"} if kind == "reset-secrets" else set())
+    known = ({"phone_id", "slots", "puk"} if kind == "reset-secrets" else
+             {"phone_id", "algorithm", "mdoc_count"} | ({"rotate"} if kind == "refresh-mdoc" else set()))
+    unknown = set(job_input) - known
     if unknown:
         raise JobInputError(f"unknown job input field(s): {', '.join(sorted(unknown))}")
     return out
