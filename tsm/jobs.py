@@ -534,7 +534,7 @@ def _job_se(bind: Bind, job_id: str) -> tuple[str, str]:
     with transaction(bind) as conn:
         rows = _JOB_SE.rows(conn, {"b_id": job_id})
     if not rows:
-        raise JobError(f"no job {job_id}")
+        raise JobError(f"no job {job_id[:40]!r}")
     return rows[0].se_id, rows[0].state
 
 
@@ -543,7 +543,7 @@ def _read_job(bind: Bind, job_id: str) -> tuple[JobView, bytes | None]:
     with transaction(bind) as conn:
         row = conn.execute(_READ_JOB, {"b_id": job_id}).first()
     if row is None:
-        raise JobError(f"no job {job_id}")
+        raise JobError(f"no job {job_id[:40]!r}")
     return _view(row), row.sealed_secrets
 
 

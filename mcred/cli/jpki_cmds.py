@@ -384,6 +384,7 @@ def auth(phone: str = typer.Option(..., "--phone"),
     if revocation not in ("ocsp", "crl", "auto", "none") or (rp and revocation == "none"):
         raise _unusable(f"--revocation {revocation}: ocsp, crl or auto" + ("" if rp else " (or none)"), as_json)
     pin = _secret(pin_file, "--pin-file")
+    transmit = _pin_transmit(phone)  # the phone exists, before a relying party is asked
     local = None
     if rp is None:
         local = RelyingPartyService(lambda: _issuer().roots("auth"))
@@ -396,7 +397,7 @@ def auth(phone: str = typer.Option(..., "--phone"),
         except (KeyError, ValueError):
             raise _unusable(f"relying party at {rp}: not a challenge", as_json) from None
     try:
-        signature, cert = sign_challenge(_pin_transmit(phone), pin, nonce)
+        signature, cert = sign_challenge(transmit, pin, nonce)
     except (SecretFormatError, SeError, PhoneNotFoundError) as exc:
         raise _pin_fail(exc) from None
     if local is not None:
