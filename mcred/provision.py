@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
 
 import wallet_sim
@@ -375,8 +375,9 @@ def refresh_mdocs(ctx: Context, phone_id: str, *, batch: int | None = None, rota
     validity, salts, status index), written over the old one; the old MSOs are revoked as
     superseded in the issuing transaction. ``batch`` defaults to the slots holding a valid
     mdoc now. Refused before anything changes when the phone is not active, not registered,
-    has no valid mdoc to refresh, or has credentials on hold (lift the hold first: the
-    rotation erases the old MSOs). ``job_id`` resumes an interrupted refresh of this phone;
+    has credentials on hold (lift the hold first: the rotation erases the old MSOs), or, with
+    no ``batch``, holds no valid mdoc (with a ``batch``, a phone whose MSOs were all revoked
+    gets new ones: the operator's decision). ``job_id`` resumes an interrupted refresh of this phone;
     ``after_step`` is the TSM's test hook (crash injection)."""
     from issuer.mdoc.models import MdocIssuance
 
@@ -402,8 +403,15 @@ def refresh_mdocs(ctx: Context, phone_id: str, *, batch: int | None = None, rota
         slots = sorted(set(s.scalars(select(MdocIssuance.slot).join(
             Credential, Credential.id == MdocIssuance.credential_id).where(
             MdocIssuance.phone_id == phone_id, Credential.status == "valid"))))
-    if not slots:
-        raise ProvisionError(f"phone {phone_id!r} holds no valid mdoc to refresh: provision it")
+        issued_before = s.scalar(select(func.max(MdocIssuance.slot)).where(MdocIssuance.phone_id == phone_id))
+    if not slots and batch is None:
+        if issued_before is None:
+            raise ProvisionError(f"phone {phone_id!r} holds no valid mdoc to refresh: provision it")
+        # its MSOs were all revoked (say, by an abandoned refresh that had superseded them):
+        # new ones are issued only when asked with the number of slots
+        raise ProvisionError(f"phone {phone_id!r} holds no valid mdoc: its last ones were revoked; "
+                             f"`mcred mdoc refresh --phone {phone_id} --batch {issued_before + 1}` issues new "
+                             "ones into its slots")
     count = batch if batch is not None else max(slots) + 1
     tsm = tsm_for(ctx, issuer_port(ctx), actor)
     try:

@@ -205,3 +205,29 @@ def test_random_writes_never_outgrow_the_nvm_and_the_image_is_what_the_applet_ho
         assert len(path.read_bytes()) <= max(capacity, len(before))
     if installed:
         assert open_se(pid, home).applet(INST).blocks == se.applet(INST).blocks
+
+
+def test_an_se_that_does_not_report_its_memory_is_not_checked_before(home, monkeypatch):
+    """An SE that answers GET DATA FF21 with 6A88 (it keeps its resources to itself): the
+    survey records no free memory and lets the job go on; the SE's own 6A84 still stops it."""
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
+    ctx = Context.open(home)
+    pid = wallet_sim.create_phone(ctx.home, nvm_bytes=9000)
+    se = wallet_sim.open_secure_element(pid, ctx.home)
+
+    def silent(apdu: bytes) -> bytes:
+        answer = se.transmit(apdu)  # the SE sees every command (its MAC chain goes on)
+        return b"\x6a\x88" if apdu[1] == 0xCA and apdu[2:4] == b"\xff\x21" else answer
+
+    from mcred.provision import tsm_for
+    from tsm.jobs import JobSecrets
+
+    tsm = tsm_for(ctx)
+    from mcred.provision import register
+
+    register(ctx, parse_holder(HOLDER), pid)
+    job = tsm.create_job(pid, "provision", {"algorithm": "p384", "mdoc_count": 1}, JobSecrets("1234", "ABC123"))
+    with pytest.raises(SeMemoryError, match="out of memory"):
+        tsm.run(job, silent)
+    view = tsm.job(job)
+    assert view.results["survey"]["nvm_free"] is None and view.current_step == "write-mdoc"

@@ -153,6 +153,10 @@ def test_a_wipe_that_cannot_run_keeps_the_phone_until_the_second_call(ctx, tmp_p
     assert first.wipe_error.startswith("SequenceCounterRegressionError"), first.wipe_error
     assert _holder_of(ctx, pid) is not None
     runner = CliRunner()
+    r = runner.invoke(app, ["tsm", "abandon", job, "--reason", "phone sent back"])  # still quarantined
+    said = " ".join(r.output.split())
+    assert r.exit_code == 0 and "SE not wiped" in said and "stays with its holder" in said, r.output
+    assert f"clear-quarantine --phone {pid}" in said and f"tsm abandon {job}" in said
     assert runner.invoke(app, ["tsm", "clear-quarantine", "--phone", pid, "--reason", "image restored"]).exit_code == 0
     r = runner.invoke(app, ["tsm", "abandon", job, "--reason", "phone sent back"])
     assert r.exit_code == 0 and "let go of holder" in " ".join(r.output.split()), r.output
@@ -244,3 +248,47 @@ def test_abandon_and_reset_on_each_backend(home, db_url, monkeypatch):
     assert r.holder_id == gone.released_holder
     reset = reset_secrets(ctx, pid, slots=("auth", "sign"), puk=True)
     assert set(reset.values) == {"pin", "password", "puk"} and reset.reset == ("auth", "sign", "puk")
+
+
+def test_an_abandoned_refresh_revokes_its_new_msos_and_leaves_the_phone(ctx):
+    """Not a provisioning: the MSOs the stopped refresh issued are revoked, the SE is not
+    wiped and the phone keeps its holder (the refresh can simply run again)."""
+    from mcred.provision import refresh_mdocs
+
+    pid = wallet_sim.create_phone(ctx.home)
+    provision(ctx, pid, parse_holder(HOLDER), key_type="p384", mdoc_batch=1)
+
+    def crash(step: str) -> None:
+        if step == "issue-mdoc":
+            raise Crash(step)
+
+    with pytest.raises(Crash):
+        refresh_mdocs(ctx, pid, after_step=crash)
+    (job,) = list_jobs(ctx.engine, pid, unfinished=True)
+    gone = abandon(ctx, job.id, "refresh given up")
+    assert gone.kind == "refresh-mdoc" and [k for _, k in gone.revoked] == ["mdoc"]
+    assert gone.wipe_job is None and not gone.wiped and gone.released_holder is None
+    assert _holder_of(ctx, pid) is not None and JPKI_AID in _applets(ctx, pid)
+    # the refresh had superseded the old MSO: none is valid now. A plain refresh says how to
+    # get new ones (it used to say "provision it", which the phone refuses); with the slots
+    # named, it issues them
+    from mcred.provision import ProvisionError
+
+    with pytest.raises(ProvisionError, match="--batch 1"):
+        refresh_mdocs(ctx, pid)
+    r = CliRunner().invoke(app, ["mdoc", "refresh", "--phone", pid, "--batch", "1", "--json"])
+    assert r.exit_code == 0, r.output
+    assert [st for k, st, _ in _creds(ctx, pid).values() if k == "mdoc"].count("valid") == 1
+
+
+@pytest.mark.parametrize(("kwargs", "said"), [
+    ({"slots": ()}, "one or both"), ({"slots": ("auth", "auth")}, "one or both"), ({"slots": ("pin",)}, "one or both"),
+    ({"slots": ("auth",), "password": "ABCDEF"}, "password was given but sign"),
+    ({"slots": ("sign",), "pin": "1234"}, "pin was given but auth"),
+    ({"new_puk": "12345678"}, "PUK is not reset"),
+])
+def test_a_reset_asked_wrongly_is_refused_before_the_phone_is_touched(ctx, kwargs, said):
+    from mcred.provision import ProvisionError, reset_secrets
+
+    with pytest.raises(ProvisionError, match=said):
+        reset_secrets(ctx, "no-such-phone", **kwargs)
