@@ -423,7 +423,7 @@ def issuer_router(ctx: Context) -> APIRouter:
                 if s.get(Holder, body.holder_id) is None:
                     raise ProblemException(NOT_FOUND, f"no holder {body.holder_id}")
             try:  # a holder whose phone has live credentials moves by a handover
-                check_holder_for_new_phone(ctx, body.holder_id)
+                check_holder_for_new_phone(ctx, body.holder_id, body.phone_id)
             except ProvisionError as exc:
                 raise ProblemException(problems.CONFLICT, str(exc)) from None
         jobs = _jobs(request)

@@ -259,7 +259,7 @@ def provision(ctx: Context, phone_id: str, holder: cardsub.Holder | str, *,
     return _result(view, holder_id, job_secrets, generated, time.perf_counter() - t0)
 
 
-def check_holder_for_new_phone(ctx: Context, holder_id: str) -> None:
+def check_holder_for_new_phone(ctx: Context, holder_id: str, phone_id: str | None = None) -> None:
     """Refuse (:class:`ProvisionError`, naming what to do instead) provisioning a registered
     holder afresh when the registry has no such holder, or when one of the holder's phones
     still has live credentials (moving them is a handover: ``mcred handover``)."""
@@ -270,6 +270,10 @@ def check_holder_for_new_phone(ctx: Context, holder_id: str) -> None:
             raise ProvisionError(f"no holder {str(holder_id)[:40]!r} in the issuer's registry")
         busy = s.scalar(select(Credential.phone_id).where(Credential.holder_id == holder_id,
                                                           Credential.status.in_(_LIVE)).limit(1))
+    if busy is not None and busy == phone_id:
+        raise ProvisionError(f"phone {busy} already holds holder {holder_id}'s live credentials: fresh MSOs "
+                             f"come from `mcred mdoc refresh --phone {busy}`, new certificates from a "
+                             "renewal (POST /handovers, kind renewal)")
     if busy is not None:
         raise ProvisionError(f"holder {holder_id} has live credentials on phone {busy}: moving them to "
                              f"another phone is a handover (`mcred handover --phone {busy} --to ID`, "

@@ -180,6 +180,8 @@ def test_provision_holder_id_is_checked_at_the_door(ctx, tmp_path):
     f = tmp_path / "h.json"
     f.write_text(json.dumps(HOLDER, ensure_ascii=False), encoding="utf-8")
     runner = CliRunner()
+    r = runner.invoke(app, ["provision", "--phone", pid, "--holder-id", done.holder_id])
+    assert r.exit_code == 2 and "mdoc refresh" in " ".join(r.output.split()), r.output  # its own phone
     for args, said in ((["--holder-id", done.holder_id], "mcred handover"),
                        (["--holder-id", "nope"], "no holder"),
                        (["--holder-id", "x" * 200], "no holder"),

@@ -93,7 +93,7 @@ def provision_cmd(
             parsed: cardsub.Holder | str = load_holder_file(holder)  # refused before anything is issued
         else:
             ctx = Context.open()
-            check_holder_for_new_phone(ctx, holder_id)
+            check_holder_for_new_phone(ctx, holder_id, phone)
             parsed = holder_id
     except ProvisionError as exc:
         raise _fail(str(exc)) from None
