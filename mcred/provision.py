@@ -6,6 +6,12 @@ TSM ``provision`` job (JPKI signing + user-auth certificates, then a batch of md
 the phone's ``transmit``. The TSM reaches the issuer through :class:`CompositeIssuer`,
 this module's :class:`tsm.ports.IssuerPort` over ``issuer.jpki`` and ``issuer.mdoc``.
 
+:func:`resume` finishes a provisioning that stopped, :func:`abandon` gives up any TSM job
+that cannot finish (revoking what it issued; for a provisioning, wiping the SE and letting
+the phone go of its holder), :func:`refresh_mdocs` issues fresh MSOs, and
+:func:`reset_secrets` / :func:`resume_reset` set a holder's forgotten or locked secrets anew
+(specs/tsm.md).
+
 One phone per person (specs/handover.md, policy 1) is the issuer's own rule
 (``issuer.revocation.supersede_other_phones``, applied by both issuance paths); nothing
 here needs to install it.
