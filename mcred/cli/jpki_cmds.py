@@ -399,6 +399,10 @@ def auth(phone: str = typer.Option(..., "--phone"),
     try:
         signature, cert = sign_challenge(transmit, pin, nonce)
     except (SecretFormatError, SeError, PhoneNotFoundError) as exc:
+        if as_json:  # no verdict: said as JSON too, with the same exit status
+            typer.echo(json.dumps({"valid": False, "error": str(exc), "checks": [], "documents": []},
+                                  ensure_ascii=False))
+            raise typer.Exit(1 if isinstance(exc, SeError) else 2) from None
         raise _pin_fail(exc) from None
     if local is not None:
         result = local.authenticate(cid, signature, cert, revocation=revocation)
