@@ -231,3 +231,24 @@ def test_an_se_that_does_not_report_its_memory_is_not_checked_before(home, monke
         tsm.run(job, silent)
     view = tsm.job(job)
     assert view.results["survey"]["nvm_free"] is None and view.current_step == "write-mdoc"
+
+
+def test_the_survey_counts_only_the_applets_a_job_adds(home, monkeypatch):
+    """A phone holding its JPKI applet gets an mdoc batch (provision-mdoc): the survey counts
+    what the mdoc applet will take, not the JPKI applet already there, and refuses a batch
+    the SE cannot hold before an MSO is issued."""
+    from mcred.provision import register, tsm_for
+    from tsm.jobs import JobSecrets
+
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
+    ctx = Context.open(home)
+    pid = wallet_sim.create_phone(ctx.home, nvm_bytes=8000)
+    register(ctx, parse_holder(HOLDER), pid)
+    tsm = tsm_for(ctx)
+    se = wallet_sim.open_secure_element(pid, ctx.home)
+    jpki_only = tsm.create_job(pid, "provision", {"algorithm": "p384", "mdoc_count": 0}, JobSecrets("1234", "ABC123"))
+    assert tsm.run(jpki_only, se.transmit).state == "done"  # 5,000 at least, of about 7,700 free
+    batch = tsm.create_job(pid, "provision-mdoc", {"mdoc_count": 1})
+    with pytest.raises(SeMemoryError, match="takes at least 4400"):
+        tsm.run(batch, se.transmit)
+    assert tsm.job(batch).current_step == "survey"

@@ -219,17 +219,19 @@ def free_memory(ctx: StepContext) -> int | None:
 
 def survey(ctx: StepContext) -> None:
     """Record which of our applets the SE holds before this job installs anything, and the
-    free memory it reports. A fresh provisioning onto an SE reporting less than the least
-    it can take (:data:`NVM_JPKI_AT_LEAST`, :data:`NVM_MDOC_AT_LEAST`) stops here, before
-    any certificate is issued (:class:`SeMemoryError`)."""
+    free memory it reports. A provisioning whose applets, not yet on the SE, need more than
+    the SE reports free (at least :data:`NVM_JPKI_AT_LEAST`, :data:`NVM_MDOC_AT_LEAST` per
+    mdoc) stops here, before any credential is issued (:class:`SeMemoryError`)."""
     free = free_memory(ctx)  # first: the registry read below is then reused by the installs
     reg = registry(ctx)
     jpki, mdoc = ap.JPKI.instance_aid in reg, ap.MDOC.instance_aid in reg
     ctx.results.update(jpki=jpki, mdoc=mdoc, nvm_free=free)
-    if free is None or jpki or mdoc:
+    if free is None or ctx.kind not in ("provision", "provision-mdoc"):
         return
-    need = (NVM_JPKI_AT_LEAST.get(ctx.input.get("algorithm", ""), 0) if ctx.kind == "provision" else 0) \
-        + NVM_MDOC_AT_LEAST * ctx.input.get("mdoc_count", 0)
+    # what the job will add: the applets it installs (one already there is not counted, nor
+    # what a resumed job already wrote into it)
+    need = (NVM_JPKI_AT_LEAST.get(ctx.input.get("algorithm", ""), 0) if ctx.kind == "provision" and not jpki else 0) \
+        + (NVM_MDOC_AT_LEAST * ctx.input.get("mdoc_count", 0) if not mdoc else 0)
     if need > free:
         raise SeMemoryError(f"SE {ctx.se_id} reports {free} bytes of free memory; this {ctx.kind} takes at "
                             f"least {need}: nothing was issued (free memory on the SE, or give the job up)",
