@@ -137,15 +137,19 @@ def attach_phone(sessions: sessionmaker[Session], holder_id: str, phone_id: str,
 
 
 def summaries(sessions: sessionmaker[Session], holder_id: str | None = None, *,
-              with_data: bool = False) -> list[dict]:
-    """Registered holders, oldest first (or the one ``holder_id``; none when it is unknown):
-    id, name, card number and expiry, the phones attached to them with their states, their
-    credentials counted by ``kind:status`` and how many are live (valid or on hold);
-    ``with_data`` adds the registered card-substitute data. One read transaction."""
+              with_data: bool = False, card_number: str | None = None, limit: int | None = None,
+              offset: int = 0) -> list[dict]:
+    """Registered holders, oldest first (or the one ``holder_id``, or the one holding
+    ``card_number``; none when unknown), ``limit`` of them from ``offset``: id, name, card
+    number and expiry, the phones attached to them with their states, their credentials
+    counted by ``kind:status`` and how many are live (valid or on hold); ``with_data`` adds
+    the registered card-substitute data. One read transaction."""
     with sessions() as s, s.begin():
-        q = select(Holder).order_by(Holder.created_at, Holder.id)
+        q = select(Holder).order_by(Holder.created_at, Holder.id).offset(offset).limit(limit)
         if holder_id is not None:
             q = q.where(Holder.id == holder_id)
+        if card_number is not None:
+            q = q.where(Holder.card_number == card_number)
         holders = list(s.scalars(q))
         ids = [h.id for h in holders]
         phones: dict[str, list[dict]] = {}

@@ -458,12 +458,15 @@ def issuer_router(ctx: Context) -> APIRouter:
                            scope="issuer", actor=_actor(request))
         return _accepted(view, response)
 
-    @router.get("/holders", summary="Registered holders: name, card, phones, credentials by "
-                "kind and status")
-    def holders() -> dict[str, Any]:
+    @router.get("/holders", summary="Registered holders, oldest first (limit / offset), or the one "
+                "holding a card number: name, card, phones, credentials by kind and status")
+    def holders(card_number: Annotated[str | None, Query(pattern=r"^[0-9]{16}$")] = None,
+                limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> dict[str, Any]:
         from issuer.holders import summaries
 
-        return {"holders": summaries(ctx.sessions)}
+        return {"holders": summaries(ctx.sessions, card_number=card_number, limit=limit, offset=offset),
+                "limit": limit, "offset": offset}
 
     @router.get("/holders/{holder_id}", summary="One holder, with the registered card-substitute "
                 "data (no portrait)")

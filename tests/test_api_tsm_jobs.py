@@ -117,6 +117,12 @@ def test_a_stopped_provisioning_is_resumed_or_abandoned_over_the_api(home: Path,
         one = c.get(f"/holders/{out['released_holder']}", headers=tok["issuer"]).json()
         assert one["data"]["given_name_kana"] == "トメコ" and "portrait" not in one["data"]
         assert c.get(f"/holders/{'0' * 32}", headers=tok["issuer"]).status_code == 404
+        by_card = c.get("/holders", headers=tok["issuer"], params={"card_number": released["card_number"]}).json()
+        assert [h["id"] for h in by_card["holders"]] == [out["released_holder"]]
+        paged = c.get("/holders", headers=tok["issuer"], params={"limit": 1, "offset": 1}).json()
+        assert len(paged["holders"]) == 1 and paged["limit"] == 1 and paged["offset"] == 1
+        for bad in ({"limit": 0}, {"limit": 1001}, {"offset": -1}, {"card_number": "12"}):
+            assert c.get("/holders", headers=tok["issuer"], params=bad).status_code == 422, bad
         assert c.get("/holders", headers=tok["tsm"]).status_code == 403
         # the phone takes its holder again
         r = c.post("/provisioning", headers=tok["issuer"], json={

@@ -212,6 +212,16 @@ def test_holder_list_and_show_name_the_holder_to_provision_again(ctx):
     for bad in ("nope", "x" * 300, ""):
         r = runner.invoke(app, ["holder", "show", bad])
         assert r.exit_code == 2 and "no holder" in r.output, (bad, r.output)
+    # found by the card at the counter; listed a page at a time
+    other = wallet_sim.create_phone(ctx.home)
+    provision(ctx, other, parse_holder(dict(HOLDER, given_name="次郎")), key_type="p384", mdoc_batch=1)
+    (found,) = json.loads(runner.invoke(app, ["holder", "list", "--card", row["card_number"], "--json"]).output)
+    assert found["id"] == holder
+    assert json.loads(runner.invoke(app, ["holder", "list", "--card", "0" * 16, "--json"]).output) == []
+    page = json.loads(runner.invoke(app, ["holder", "list", "--limit", "1", "--offset", "1", "--json"]).output)
+    assert [h["name"] for h in page] == ["山田 次郎"]
+    for bad in (["--card", "１２３４５６７８９０１２３４５６"], ["--card", "123"], ["--limit", "0"], ["--offset", "-1"]):
+        assert runner.invoke(app, ["holder", "list", *bad]).exit_code == 2, bad
 
 
 def test_an_se_held_by_another_worker_changes_nothing(ctx, monkeypatch):

@@ -5,6 +5,7 @@ their credentials are live (what an operator needs to provision a holder again w
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import typer
@@ -15,21 +16,26 @@ holder_app = typer.Typer(help="Holders in the issuer's registry: their phones an
                          no_args_is_help=True)
 
 
-def _holders(holder_id: str | None = None, *, with_data: bool = False) -> list[dict[str, Any]]:
+def _holders(holder_id: str | None = None, **kwargs: Any) -> list[dict[str, Any]]:
     from issuer.holders import summaries
     from mcred.cli.state import open_context
 
-    return summaries(open_context().sessions, holder_id, with_data=with_data)
+    return summaries(open_context().sessions, holder_id, **kwargs)
 
 
 @holder_app.command("list")
-def holder_list(as_json: bool = typer.Option(False, "--json")) -> None:
+def holder_list(card: str = typer.Option(None, "--card", help="Only the holder of this card number (16 digits)."),
+                limit: int = typer.Option(1000, "--limit", min=1, help="At most this many (oldest first)."),
+                offset: int = typer.Option(0, "--offset", min=0, help="Skip this many first."),
+                as_json: bool = typer.Option(False, "--json")) -> None:
     """Every registered holder, oldest first: name, phones (a phone let go after an
     abandoned provisioning is no longer listed), live credentials; --json adds the card."""
     from rich import box
     from rich.table import Column, Table
 
-    rows = _holders()
+    if card is not None and not re.fullmatch(r"[0-9]{16}", card):
+        raise typer.BadParameter(f"{card[:40]!r} is not a card number (16 digits)", param_hint="--card")
+    rows = _holders(card_number=card, limit=limit, offset=offset)
     if as_json:
         typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
