@@ -36,15 +36,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 
+from benchmarks.timing import rate
+
 
 def _rate(fn, seconds: float = 1.0) -> float:
-    n, t0 = 0, time.perf_counter()
-    while True:
-        fn()
-        n += 1
-        elapsed = time.perf_counter() - t0
-        if elapsed >= seconds:
-            return n / elapsed
+    return rate(fn, seconds)
 
 
 def _raw_sign_rate(key_type: str, seconds: float) -> float:

@@ -41,3 +41,17 @@ def interleaved(fns: dict[str, Callable[[], object]], runs: int) -> dict[str, fl
             fn()
             samples[name].append(time.perf_counter() - start)
     return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def rate(fn: Callable[[], object], seconds: float, *, warmup: bool = False) -> float:
+    """Calls per second of ``fn`` called again and again for at least ``seconds`` (after one
+    unmeasured call when ``warmup``)."""
+    if warmup:
+        fn()
+    n, t0 = 0, time.perf_counter()
+    while True:
+        fn()
+        n += 1
+        elapsed = time.perf_counter() - t0
+        if elapsed >= seconds:
+            return n / elapsed

@@ -133,20 +133,12 @@ def test_a_stopped_provisioning_is_resumed_or_abandoned_over_the_api(home: Path,
 
 
 def test_a_stopped_mdoc_refresh_is_resumed_over_the_api(home: Path, monkeypatch):
-    from mcred.provision import refresh_mdocs
+    from test_tsm_abandon import _stopped_refresh
 
     monkeypatch.setattr(os, "fsync", lambda fd: None)
     ctx = Context.open(home)
     tok = {"Authorization": f"Bearer {create_token(ctx.sessions, ['issuer'])[1]}"}
-    pid = wallet_sim.create_phone(ctx.home)
-    provision(ctx, pid, parse_holder(HOLDER), key_type="p384", mdoc_batch=1)
-
-    def crash(step: str) -> None:
-        if step == "write-mdoc":
-            raise Crash(step)
-
-    with pytest.raises(Crash):
-        refresh_mdocs(ctx, pid, after_step=crash)
+    pid = _stopped_refresh(ctx, "write-mdoc")
     with TestClient(create_app(ctx, job_workers=1)) as c:
         (job,) = c.get("/tsm-jobs", headers=tok, params={"phone_id": pid, "unfinished": True}).json()["jobs"]
         assert job["kind"] == "refresh-mdoc" and job["next_step"] == "write-mdoc"

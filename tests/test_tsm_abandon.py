@@ -53,6 +53,23 @@ def _stopped(ctx, step: str = "write-mdoc") -> tuple[str, str]:
     return pid, job.id
 
 
+def _stopped_refresh(ctx, step: str) -> str:
+    """A provisioned phone (P-384, one mdoc) whose mdoc refresh died after ``step`` ran
+    (before it was committed); its id."""
+    from mcred.provision import refresh_mdocs
+
+    pid = wallet_sim.create_phone(ctx.home)
+    provision(ctx, pid, parse_holder(HOLDER), key_type="p384", mdoc_batch=1)
+
+    def crash(s: str) -> None:
+        if s == step:
+            raise Crash(s)
+
+    with pytest.raises(Crash):
+        refresh_mdocs(ctx, pid, after_step=crash)
+    return pid
+
+
 def _creds(ctx, pid):
     with ctx.sessions() as s:
         return {c.id: (c.kind, c.status, c.reason) for c in s.scalars(
@@ -267,15 +284,7 @@ def test_an_abandoned_refresh_revokes_its_new_msos_and_leaves_the_phone(ctx):
     wiped and the phone keeps its holder (the refresh can simply run again)."""
     from mcred.provision import refresh_mdocs
 
-    pid = wallet_sim.create_phone(ctx.home)
-    provision(ctx, pid, parse_holder(HOLDER), key_type="p384", mdoc_batch=1)
-
-    def crash(step: str) -> None:
-        if step == "issue-mdoc":
-            raise Crash(step)
-
-    with pytest.raises(Crash):
-        refresh_mdocs(ctx, pid, after_step=crash)
+    pid = _stopped_refresh(ctx, "issue-mdoc")
     (job,) = list_jobs(ctx.engine, pid, unfinished=True)
     gone = abandon(ctx, job.id, "refresh given up")
     assert gone.kind == "refresh-mdoc" and [k for _, k in gone.revoked] == ["mdoc"]
