@@ -478,13 +478,15 @@ def issuer_router(ctx: Context) -> APIRouter:
             raise ProblemException(NOT_FOUND, f"no holder {holder_id}")
         return _jsonable(rows[0])
 
-    @router.get("/tsm-jobs", summary="The TSM's jobs (oldest first): kind, state, the step "
-                "it stopped before, attempts, error")
+    @router.get("/tsm-jobs", summary="The TSM's jobs, oldest first (limit / offset): kind, "
+                "state, the step it stopped before, attempts, error")
     def tsm_jobs(phone_id: Annotated[str | None, Query(pattern=PHONE_ID_PATTERN, max_length=63)] = None,
-                 unfinished: bool = False) -> dict[str, Any]:
+                 unfinished: bool = False, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                 offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> dict[str, Any]:
         from tsm.jobs import list_jobs
 
-        return {"jobs": [_tsm_job(j) for j in list_jobs(ctx.engine, phone_id, unfinished=unfinished)]}
+        jobs = list_jobs(ctx.engine, phone_id, unfinished=unfinished, limit=limit, offset=offset)
+        return {"jobs": [_tsm_job(j) for j in jobs], "limit": limit, "offset": offset}
 
     @router.post("/tsm-jobs/{job_id}/resume", status_code=202,
                  summary="Finish a provisioning, an mdoc refresh or a secrets reset whose TSM job stopped (a job)")

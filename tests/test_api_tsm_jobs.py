@@ -148,3 +148,9 @@ def test_a_stopped_mdoc_refresh_is_resumed_over_the_api(home: Path, monkeypatch)
         assert done["state"] == "succeeded", done["error"]
         assert done["result"]["job"] == job["id"] and len(done["result"]["superseded"]) == 1
         assert c.get("/tsm-jobs", headers=tok, params={"unfinished": True}).json()["jobs"] == []
+        every = c.get("/tsm-jobs", headers=tok).json()["jobs"]
+        assert len(every) == 2  # the provisioning and the refresh, oldest first
+        page = c.get("/tsm-jobs", headers=tok, params={"limit": 1, "offset": 1}).json()
+        assert [j["id"] for j in page["jobs"]] == [every[1]["id"]] == [job["id"]]
+        for bad in ({"limit": 0}, {"limit": 1001}, {"offset": -1}):
+            assert c.get("/tsm-jobs", headers=tok, params=bad).status_code == 422, bad

@@ -114,6 +114,8 @@ def test_abandoning_a_stopped_provisioning_frees_the_phone_for_the_same_holder(c
     assert listed[0].startswith(f"{job}  {pid}  provision abandoned ")  # the whole id, to copy
     assert listed[1].strip() == "abandoned by cli: holder withdrew"
     assert runner.invoke(app, ["tsm", "jobs", "--unfinished"]).output.strip() == "no unfinished job"
+    paged = runner.invoke(app, ["tsm", "jobs", "--phone", pid, "--limit", "1", "--offset", "1"]).output.splitlines()
+    assert len(paged) == 1 and "delete-credentials done" in paged[0]  # the wipe, after the provisioning
     assert tsm_for(ctx)._unseal(job) is None
     events = [(a.event, a.actor) for a in audit_rows(ctx.engine, pid) if a.job_id == job]
     assert ("job-abandoned", "cli") in events

@@ -122,11 +122,11 @@ class JobView:
 
 
 def list_jobs(bind: Bind, se_id: str | None = None, *, kind: str | None = None,
-              unfinished: bool = False) -> list[JobView]:
-    """Jobs from the registry, oldest first (no key needed: ``mcred tsm jobs``, and
-    finding the job to resume after a failure); on a Connection in a transaction, read in
-    that transaction."""
-    q = select(JobRow).order_by(JobRow.created_at)
+              unfinished: bool = False, limit: int | None = None, offset: int = 0) -> list[JobView]:
+    """Jobs from the registry, oldest first, ``limit`` of them from ``offset`` (no key
+    needed: ``mcred tsm jobs``, and finding the job to resume after a failure); on a
+    Connection in a transaction, read in that transaction."""
+    q = select(JobRow).order_by(JobRow.created_at, JobRow.id).offset(offset).limit(limit)
     if se_id is not None:
         q = q.where(JobRow.se_id == se_id)
     if kind is not None:

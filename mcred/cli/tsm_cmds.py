@@ -60,6 +60,8 @@ def jobs(
     phone: str = typer.Option(None, "--phone", help="Only this phone's jobs."),
     unfinished: bool = typer.Option(False, "--unfinished", help="Only jobs that have not finished "
                                     "(to resume: `mcred provision --resume JOB` for a provisioning)."),
+    limit: int = typer.Option(None, "--limit", min=1, help="At most this many (oldest first)."),
+    offset: int = typer.Option(0, "--offset", min=0, help="Skip this many first."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """The TSM's jobs, oldest first: kind, state, the step it stopped before, attempts, error.
@@ -72,7 +74,7 @@ def jobs(
 
     rows = [{"id": j.id, "phone": j.se_id, "kind": j.kind, "state": j.state, "next_step": j.current_step,
              "steps_done": j.next_step, "steps": len(j.steps), "attempts": j.attempts, "error": j.error}
-            for j in list_jobs(Context.open().engine, phone, unfinished=unfinished)]
+            for j in list_jobs(Context.open().engine, phone, unfinished=unfinished, limit=limit, offset=offset)]
     if as_json:
         typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
