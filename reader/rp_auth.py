@@ -1,4 +1,4 @@
-"""JPKI user authentication at the relying party (利用者証明, specs/presentation.md section 3).
+"""JPKI user authentication at the relying party (利用者証明, specs/presentation.md section 2, "User authentication").
 
 The relying party hands out a challenge (a random nonce with an id and an expiry); the
 holder's phone signs the nonce with the user-authentication key in its JPKI applet (PIN

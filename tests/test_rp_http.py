@@ -280,7 +280,7 @@ def test_mdoc_presented_to_the_issuer_services_reader_with_a_token(world, tmp_pa
 
 
 def test_user_authentication_by_challenge(world, tmp_path):
-    """利用者証明 (specs/presentation.md section 3): the relying party hands out a challenge,
+    """利用者証明 (specs/presentation.md section 2, "User authentication"): the relying party hands out a challenge,
     the phone signs it with its user-authentication key (PIN verified in the SE), the
     relying party takes it back once and checks signature, chain, policy, validity and OCSP.
     A replayed answer, an answer to another challenge and an unknown challenge are refused
