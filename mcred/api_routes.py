@@ -533,8 +533,10 @@ def issuer_router(ctx: Context) -> APIRouter:
     def list_credentials(phone_id: Annotated[str | None, Query(max_length=64)] = None,
                          kind: Literal["jpki-sign", "jpki-auth", "mdoc"] | None = None,
                          status: Literal["valid", "hold", "revoked"] | None = None,
-                         limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
-        q = select(Credential).order_by(Credential.issued_at).limit(limit)
+                         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                         offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> dict[str, Any]:
+        # a stable order (issuance times can tie), so that pages neither skip nor repeat
+        q = select(Credential).order_by(Credential.issued_at, Credential.id).offset(offset).limit(limit)
         if phone_id:
             q = q.where(Credential.phone_id == phone_id)
         if kind:

@@ -154,3 +154,8 @@ def test_a_stopped_mdoc_refresh_is_resumed_over_the_api(home: Path, monkeypatch)
         assert [j["id"] for j in page["jobs"]] == [every[1]["id"]] == [job["id"]]
         for bad in ({"limit": 0}, {"limit": 1001}, {"offset": -1}):
             assert c.get("/tsm-jobs", headers=tok, params=bad).status_code == 422, bad
+        # credentials page the same way, in a stable order
+        every = [x["id"] for x in c.get("/credentials", headers=tok).json()["credentials"]]
+        paged = [x["id"] for o in range(len(every)) for x in c.get(
+            "/credentials", headers=tok, params={"limit": 1, "offset": o}).json()["credentials"]]
+        assert paged == every and len(every) == 4  # 2 JPKI, the old MSO and the refreshed one

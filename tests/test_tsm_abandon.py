@@ -102,6 +102,8 @@ def test_abandoning_a_stopped_provisioning_frees_the_phone_for_the_same_holder(c
     assert {v for v in _creds(ctx, pid).values()} == {(k, "revoked", "cessationOfOperation")
                                                        for k, _, _ in issued.values()}
     listed = runner.invoke(app, ["credential", "list", "--phone", pid]).output.splitlines()
+    assert runner.invoke(app, ["credential", "list", "--phone", pid, "--limit", "1", "--offset", "2"]
+                         ).output.splitlines() == listed[2:3]
     assert sorted(line.split()[0] for line in listed) == sorted(issued)  # whole ids, for `credential show`
     assert all("revoked (cessationOfOperation)" in line for line in listed)
     assert JPKI_AID not in _applets(ctx, pid)  # wiped by a delete-credentials job

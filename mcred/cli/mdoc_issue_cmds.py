@@ -313,15 +313,17 @@ def _credential_facts(c: Credential) -> dict:
 def credential_list(
     phone: str | None = typer.Option(None, "--phone"),
     kind: str | None = typer.Option(None, "--kind", help="mdoc, jpki-sign or jpki-auth."),
+    limit: int = typer.Option(None, "--limit", min=1, help="At most this many (oldest first)."),
+    offset: int = typer.Option(0, "--offset", min=0, help="Skip this many first."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """List issued credentials (JPKI certificates and mdocs)."""
+    """List issued credentials (JPKI certificates and mdocs), oldest first."""
     from sqlalchemy import select
 
     from issuer.db import Credential
 
     ctx = open_context()
-    q = select(Credential).order_by(Credential.issued_at, Credential.id)
+    q = select(Credential).order_by(Credential.issued_at, Credential.id).offset(offset).limit(limit)
     if phone:
         q = q.where(Credential.phone_id == phone)
     if kind:
