@@ -91,14 +91,19 @@ class SecureElement:
             raw = self.path.read_bytes()
         except OSError as e:
             raise SeStateError(f"cannot read SE image {self.path}: {e}") from e
+        self._take_image(raw)
+        self._unsaved = False
+        self._stamp = self._file_stamp()
+        self.channels: dict[int, Channel] = {0: Channel(0)}
+
+    def _take_image(self, raw: bytes) -> None:
+        """The state as ``raw`` (the image) holds it; every applet object rebuilt from it at
+        its next use."""
         self.state = decode_state(raw, self.path)
         # what the image holds, to compare with (a second decode: nothing aliases the state)
         self._encoder = StateEncoder(decode_state(raw, self.path))
         self._saved_bytes = raw
-        self._unsaved = False
-        self._stamp = self._file_stamp()
         self._applets: dict[bytes, Applet] = {}
-        self.channels: dict[int, Channel] = {0: Channel(0)}
 
     def _file_stamp(self) -> tuple[int, int, int]:
         st = os.stat(self._path_str)  # per command: without pathlib's own overhead
@@ -127,10 +132,7 @@ class SecureElement:
         from it at its next use (its volatile state, such as a verified PIN, is lost, as
         when a card aborts a transaction). Channels, selections and secure channel
         sessions stay: the command failed, the session did not."""
-        raw = self._saved_bytes
-        self.state = decode_state(raw, self.path)
-        self._encoder = StateEncoder(decode_state(raw, self.path))
-        self._applets = {}
+        self._take_image(self._saved_bytes)
 
     def _persist(self) -> None:
         """Write the NVM image if this command changed it, before the answer leaves.
