@@ -21,7 +21,7 @@ import wallet_sim
 from mcred.cli.main import app
 from mcred.context import Context
 from mcred.provision import abandon, parse_holder, provision
-from protocols.gp.tlv import parse_all
+from protocols.gp.resources import parse_resources
 from tsm.errors import SeMemoryError
 from tsm.jobs import list_jobs
 from wallet_sim.se.store import DEFAULT_NVM, NVM_MAX, NVM_MIN
@@ -30,10 +30,7 @@ from wallet_sim.se.store import DEFAULT_NVM, NVM_MAX, NVM_MIN
 def _resources(se, host=None) -> dict[int, int]:
     out = send(se, host, "80CAFF2100") if host else se.transmit(bytes.fromhex("80CAFF2100"))
     assert out[-2:] == b"\x90\x00", out.hex()
-    # tag FF21 (ETSI TS 102 226): a first tag byte FF, which ISO/IEC 7816-4 BER-TLV parsers
-    # take for padding, so the template is taken apart by hand
-    assert out[:2] == b"\xff\x21" and out[2] == len(out) - 5, out.hex()
-    return {t.tag: int.from_bytes(t.value, "big") for t in parse_all(out[3:-2])}
+    return parse_resources(out[:-2])
 
 
 def test_ff21_reports_the_free_memory_of_the_image(tmp_path: Path):
@@ -252,3 +249,15 @@ def test_the_survey_counts_only_the_applets_a_job_adds(home, monkeypatch):
     with pytest.raises(SeMemoryError, match="takes at least 4400"):
         tsm.run(batch, se.transmit)
     assert tsm.job(batch).current_step == "survey"
+
+
+def test_the_ff21_template_round_trips_and_refuses_what_is_not_one():
+    from protocols.gp.errors import TlvError
+    from protocols.gp.resources import encode_resources
+
+    raw = encode_resources(2, 70_000, 4096)
+    assert raw[:2] == b"\xff\x21" and parse_resources(raw) == {0x81: 2, 0x82: 70_000, 0x83: 4096}
+    for bad in (b"", b"\xff\x21", raw[:-1], b"\x9f\x21" + raw[2:], raw + b"\x00"):
+        with pytest.raises(TlvError):
+            parse_resources(bad)
+    assert parse_resources(b"\xff\x21\x02\x82\x00") == {}  # an empty 82 says nothing

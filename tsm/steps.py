@@ -13,11 +13,10 @@ import hashlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from protocols.gp import codes
+from protocols.gp import codes, resources
 from protocols.gp.crypto import kcv
 from protocols.gp.errors import GpError
 from protocols.gp.keys import parse_key_information_template, put_key_command
-from protocols.gp.tlv import parse_all
 from tsm import applets as ap
 from tsm.errors import CardDataError, CardStatusError, JobError, SecretsRequiredError, SeMemoryError
 from tsm.gp_commands import (
@@ -202,19 +201,13 @@ NVM_MDOC_AT_LEAST = 4_400
 def free_memory(ctx: StepContext) -> int | None:
     """Free non-volatile memory the SE reports (GET DATA FF21, Extended Card Resources
     Information: tag 82), or None when it does not say (6A88, or no 82 in the answer)."""
-    r = ctx.session.send(get_data(0xFF21), "GET DATA FF21", expect=(0x9000, 0x6A88))
-    data = r.data
+    r = ctx.session.send(get_data(resources.TAG), "GET DATA FF21", expect=(0x9000, 0x6A88))
     if r.sw != 0x9000:
         return None
-    # FF21 L {81, 82, 83}: a first tag byte FF, which ISO/IEC 7816-4 parsers take for padding
-    if len(data) < 3 or data[:2] != b"\xff\x21" or data[2] != len(data) - 3:
-        raise CardDataError(f"SE {ctx.se_id}: GET DATA FF21 answered {data[:40].hex()}, not an FF21 template")
     try:
-        items = {t.tag: t.value for t in parse_all(data[3:])}
+        return resources.parse_resources(r.data).get(resources.FREE_NON_VOLATILE)
     except GpError as exc:
         raise CardDataError(f"SE {ctx.se_id}: GET DATA FF21: {exc}") from None
-    free = items.get(0x82)
-    return int.from_bytes(free, "big") if free else None
 
 
 def survey(ctx: StepContext) -> None:

@@ -16,6 +16,7 @@ from protocols.gp.errors import (
     Scp03ProtocolError,
 )
 from protocols.gp.keys import KeyInfo, key_information_template, parse_put_key_data
+from protocols.gp.resources import encode_resources
 from protocols.gp.scp03 import SEQUENCE_COUNTER_MAX, CardChannel, CardKeyset, StaticKeys
 from protocols.gp.tlv import Tlv, encode, parse_all
 from wallet_sim.se.constants import (
@@ -198,16 +199,10 @@ def _get_data(se: SecureElement, ch: Channel, cmd: CommandApdu) -> tuple[bytes, 
 VOLATILE_FREE = 4096
 
 
-def _uint(n: int) -> bytes:
-    return n.to_bytes(max(1, (n.bit_length() + 7) // 8), "big")
-
-
 def extended_card_resources(se: SecureElement) -> bytes:
-    """GET DATA FF21, Extended Card Resources Information (ETSI TS 102 226 8.2.1.7.2, as GP
-    cards give it): 81 installed applications, 82 free non-volatile memory (bytes left in
-    the NVM image), 83 free volatile memory; unsigned big-endian, shortest form."""
-    return encode(0xFF21, [Tlv(0x81, _uint(len(se.state["applications"]))),
-                           Tlv(0x82, _uint(se.nvm_free())), Tlv(0x83, _uint(VOLATILE_FREE))])
+    """GET DATA FF21 (:mod:`protocols.gp.resources`): installed applications, free
+    non-volatile memory (bytes left in the NVM image), free volatile memory."""
+    return encode_resources(len(se.state["applications"]), se.nvm_free(), VOLATILE_FREE)
 
 
 def _aid_filter(data: bytes) -> bytes:
