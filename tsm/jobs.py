@@ -71,6 +71,14 @@ def _check_text(what: str, value: object, width: int) -> str:
     return value
 
 
+def _reason(what: str, reason: object) -> str:
+    """An operator's reason, as the audit keeps it (no NUL), or :class:`JobInputError` when
+    there is none: ``what`` names the decision it is for."""
+    if not isinstance(reason, str) or not reason.strip():
+        raise JobInputError(f"{what} needs a reason (it is audited)")
+    return reason.replace("\x00", "")
+
+
 @dataclass(frozen=True)
 class JobSecrets:
     """PINs for a provisioning run; kept in memory, sealed in the DB, never logged."""
@@ -316,8 +324,7 @@ class Tsm:
         not know, or one not quarantined, is a :class:`JobInputError`."""
         _check_text("SE id", se_id, SE_ID_MAX)
         _check_text("actor", actor, ACTOR_MAX)
-        if not isinstance(reason, str) or not reason.strip():
-            raise JobInputError("clearing a quarantine needs a reason (it is audited)")
+        text = _reason("clearing a quarantine", reason)
         lock = acquire(self.engine, se_id, _lock_owner(actor), timeout_s=self.lock_timeout_s,
                        lease_s=self.lease_s, clock=self.clock)
         try:
@@ -332,7 +339,7 @@ class Tsm:
             rekey = cause == "keyset-rollback"
             records.reenrol(self.engine, se_id, factory_keys=rekey)
             log = AuditLog(actor, se_id)
-            log.event("quarantine-cleared", reason.replace("\x00", "")[:96], cause=cause, kvn_was=rec.kvn,
+            log.event("quarantine-cleared", text[:96], cause=cause, kvn_was=rec.kvn,
                       outcome="counters forgotten" + ("; factory keyset on record, keyed again by the next "
                                                       "job" if rekey else ""))
             log.flush_now(self.engine)
@@ -349,8 +356,7 @@ class Tsm:
         A finished job is a :class:`JobInputError` (there is nothing left to abandon); an
         abandoned one is returned as it is (a retried call changes nothing)."""
         _check_text("actor", actor, ACTOR_MAX)
-        if not isinstance(reason, str) or not reason.strip():
-            raise JobInputError("abandoning a job needs a reason (it is audited)")
+        text = _reason("abandoning a job", reason)[:200]
         se_id, state = _job_se(self.engine, job_id)
         if state == "abandoned":
             return self.job(job_id)
@@ -364,7 +370,6 @@ class Tsm:
                 raise JobInputError(f"job {job_id} finished meanwhile: there is nothing to abandon")
             if job.state == "abandoned":
                 return job
-            text = reason.replace("\x00", "")[:200]
             log = AuditLog(actor, se_id, job_id)
             log.event("job-abandoned", job.kind, reason=text[:96], stopped_before=job.current_step,
                       steps_done=job.next_step)
