@@ -176,6 +176,16 @@ def _accepted(view: JobView, response: Response) -> dict[str, Any]:
     return view.as_dict()
 
 
+UNKNOWN_PHONE = problems.ProblemType(404, "unknown-phone", "Unknown phone")
+
+
+def _require_simulated_phone(ctx: Context, phone_id: str, detail: str | None = None) -> None:
+    """A 404 problem unless the simulator has ``phone_id`` (its SE image): checked at the
+    door, not as the job's failure."""
+    if not (phone_dir(phone_id, ctx.home) / SE_FILE).is_file():
+        raise ProblemException(UNKNOWN_PHONE, detail or f"no phone {phone_id!r}")
+
+
 def _available(module: str) -> bool:
     try:
         return importlib.util.find_spec(module) is not None
@@ -412,18 +422,18 @@ def issuer_router(ctx: Context) -> APIRouter:
                 raise ProblemException(problems.VALIDATION, "holder.portrait: portraits are "
                                        "not accepted over HTTP (a server path); use the CLI")
             parse_holder(body.holder)  # refuse a bad holder now, naming the field
-        if not (phone_dir(body.phone_id, ctx.home) / SE_FILE).is_file():
-            raise ProblemException(problems.ProblemType(404, "unknown-phone", "Unknown phone"),
-                                   f"no phone {body.phone_id!r}")
+        _require_simulated_phone(ctx, body.phone_id)
         if body.holder_id is not None:  # now, not as the job's failure
-            from issuer.db import Holder
-            from mcred.provision import ProvisionError, check_holder_for_new_phone
+            from mcred.provision import (
+                ProvisionError,
+                UnknownHolderError,
+                check_holder_for_new_phone,
+            )
 
-            with ctx.sessions() as s:
-                if s.get(Holder, body.holder_id) is None:
-                    raise ProblemException(NOT_FOUND, f"no holder {body.holder_id}")
             try:  # a holder whose phone has live credentials moves by a handover
                 check_holder_for_new_phone(ctx, body.holder_id, body.phone_id)
+            except UnknownHolderError as exc:
+                raise ProblemException(NOT_FOUND, str(exc)) from None
             except ProvisionError as exc:
                 raise ProblemException(problems.CONFLICT, str(exc)) from None
         jobs = _jobs(request)
@@ -447,9 +457,7 @@ def issuer_router(ctx: Context) -> APIRouter:
             if (slot in body.slots) != (value is not None):
                 raise ProblemException(problems.VALIDATION, f"{name}: given exactly when {slot} is reset "
                                        "(a generated secret could not be shown over HTTP without storing it)")
-        if not (phone_dir(body.phone_id, ctx.home) / SE_FILE).is_file():
-            raise ProblemException(problems.ProblemType(404, "unknown-phone", "Unknown phone"),
-                                   f"no phone {body.phone_id!r}")
+        _require_simulated_phone(ctx, body.phone_id)
         jobs = _jobs(request)
         jobs.register("pin-reset", _pin_reset_work(ctx))
         view = jobs.submit("pin-reset", {"phone_id": body.phone_id, "slots": list(body.slots),
@@ -491,11 +499,13 @@ def issuer_router(ctx: Context) -> APIRouter:
     @router.post("/tsm-jobs/{job_id}/resume", status_code=202,
                  summary="Finish a provisioning, an mdoc refresh or a secrets reset whose TSM job stopped (a job)")
     def resume_tsm_job(job_id: Hex32, request: Request, response: Response) -> dict[str, Any]:
+        from tsm.jobs import ENDED
+
         job = _tsm_job_or_404(ctx, job_id)
         if job.kind not in ("provision", "refresh-mdoc", "reset-secrets"):
             raise ProblemException(problems.CONFLICT, f"TSM job {job_id} is a {job.kind}: it is "
                                    "resumed by the workflow that made it")
-        if job.state in ("done", "abandoned"):
+        if job.state in ENDED:
             raise ProblemException(problems.CONFLICT, f"TSM job {job_id} is {job.state}: nothing to resume")
         jobs = _jobs(request)
         jobs.register("tsm-resume", _resume_work(ctx))
@@ -519,9 +529,7 @@ def issuer_router(ctx: Context) -> APIRouter:
                  "provisioned phone, new device keys in its SE (a job); the old MSOs are "
                  "superseded")
     def start_refresh(body: RefreshRequest, request: Request, response: Response) -> dict[str, Any]:
-        if not (phone_dir(body.phone_id, ctx.home) / SE_FILE).is_file():
-            raise ProblemException(problems.ProblemType(404, "unknown-phone", "Unknown phone"),
-                                   f"no phone {body.phone_id!r}")
+        _require_simulated_phone(ctx, body.phone_id)
         jobs = _jobs(request)
         jobs.register("mdoc-refresh", _refresh_work(ctx))
         view = jobs.submit("mdoc-refresh", {"phone_id": body.phone_id, "mdoc_batch": body.mdoc_batch,
@@ -557,9 +565,7 @@ def issuer_router(ctx: Context) -> APIRouter:
     def _phone_known(phone_id: str) -> None:
         with ctx.sessions() as s:
             if s.get(Phone, phone_id) is None:
-                raise ProblemException(problems.ProblemType(404, "unknown-phone",
-                                                            "Unknown phone"),
-                                       f"the registry has no phone {phone_id!r}")
+                raise ProblemException(UNKNOWN_PHONE, f"the registry has no phone {phone_id!r}")
 
     def _changes(changes: list) -> dict[str, Any]:
         return {"changes": [{"credential_id": c.credential_id, "kind": c.kind,
@@ -636,10 +642,9 @@ def operator_router(ctx: Context) -> APIRouter:
 
             if s.get(Holder, body.holder_id) is None:
                 raise ProblemException(NOT_FOUND, f"no holder {body.holder_id}")
-        if body.new_phone_id and not (phone_dir(body.new_phone_id, ctx.home) / SE_FILE).is_file():
-            # its provisioning step would fail on it, with the workflow half run
-            raise ProblemException(problems.ProblemType(404, "unknown-phone", "Unknown phone"),
-                                   f"no simulated phone {body.new_phone_id!r} to hand over to")
+        if body.new_phone_id:  # its provisioning step would fail on it, with the workflow half run
+            _require_simulated_phone(ctx, body.new_phone_id,
+                                     f"no simulated phone {body.new_phone_id!r} to hand over to")
         hid = handover.create(ctx.sessions, kind=body.kind, holder_id=body.holder_id,
                               old_phone_id=body.old_phone_id, new_phone_id=body.new_phone_id,
                               actor=_actor(request))

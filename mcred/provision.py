@@ -63,6 +63,10 @@ class ProvisioningUnfinishedError(ProvisionError):
         self.job_id = job_id
 
 
+class UnknownHolderError(ProvisionError):
+    """No such holder in the issuer's registry."""
+
+
 class HolderFileError(ProvisionError):
     """The holder file is unreadable, or a field is missing, misspelt or ill-typed;
     ``field`` names it."""
@@ -273,7 +277,7 @@ def check_holder_for_new_phone(ctx: Context, holder_id: str, phone_id: str | Non
 
     with ctx.sessions() as s:
         if not isinstance(holder_id, str) or len(holder_id) > 32 or s.get(Holder, holder_id) is None:
-            raise ProvisionError(f"no holder {str(holder_id)[:40]!r} in the issuer's registry")
+            raise UnknownHolderError(f"no holder {str(holder_id)[:40]!r} in the issuer's registry")
         busy = s.scalar(select(Credential.phone_id).where(Credential.holder_id == holder_id,
                                                           Credential.status.in_(_LIVE)).limit(1))
     if busy is not None and busy == phone_id:
