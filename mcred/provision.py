@@ -615,7 +615,6 @@ def reset_secrets(ctx: Context, phone_id: str, *, slots: tuple[str, ...] = ("aut
     if new_puk is not None and not puk:
         raise ProvisionError("a new PUK was given but the PUK is not reset")
     job_secrets, generated = generate_secrets(pin, password, new_puk)
-    generated = tuple(g for g in generated if g in {_SLOT_SECRET[s] for s in slots} | ({"puk"} if puk else set()))
     se = wallet_sim.open_secure_element(phone_id, ctx.home)  # the phone exists, or refuse now
     with ctx.sessions() as s:
         _check_active(s, phone_id, "nothing to reset", "its secrets are not reset")
@@ -643,20 +642,26 @@ def resume_reset(ctx: Context, job_id: str, *, actor: str = "mcred",
     se = wallet_sim.open_secure_element(job.se_id, ctx.home)
     view = tsm.run(job_id, se.transmit, after_step=after_step)
     if sealed is None:  # it had ended before: nothing left to show
-        return ResetResult(view.se_id, view.id, tuple(view.results.get("reset-secrets", {}).get("reset", ())), {})
-    wanted = tuple(_SLOT_SECRET[x] for x in view.input["slots"]) + (("puk",) if view.input.get("puk") else ())
-    return _reset_done(ctx, view, sealed, wanted, actor)
+        return ResetResult(view.se_id, view.id, _reset_of(view), {})
+    return _reset_done(ctx, view, sealed, None, actor)
 
 
-def _reset_done(ctx: Context, view: JobView, sec: JobSecrets, shown: tuple[str, ...], actor: str) -> ResetResult:
-    """The finished reset job's result (the values of what it reset), audited."""
+def _reset_of(view: JobView) -> tuple[str, ...]:
+    """What a finished reset job set: "auth", "sign", "puk"."""
+    return tuple(view.results.get("reset-secrets", {}).get("reset", ()))
+
+
+def _reset_done(ctx: Context, view: JobView, sec: JobSecrets, shown: tuple[str, ...] | None,
+                actor: str) -> ResetResult:
+    """The finished reset job's result, audited: the values of what it reset, of which
+    ``shown`` (all when None) are to be shown once."""
     from issuer.db import AuditEvent
 
-    reset = tuple(view.results.get("reset-secrets", {}).get("reset", ()))
+    reset = _reset_of(view)
     with ctx.sessions.begin() as s:
         s.add(AuditEvent(actor=actor, action="jpki.secrets-reset", subject=view.se_id,
                          detail={"job": view.id, "reset": list(reset)}))
     values = {"pin": sec.user_auth_pin, "password": sec.signing_password, "puk": sec.puk or ""}
-    wanted = {_SLOT_SECRET[x] for x in view.input["slots"]} | ({"puk"} if view.input.get("puk") else set())
-    return ResetResult(view.se_id, view.id, reset, {k: v for k, v in values.items() if k in wanted},
-                       tuple(k for k in shown if k in wanted))
+    wanted = [_SLOT_SECRET.get(x, x) for x in reset]  # auth -> pin, sign -> password, puk
+    return ResetResult(view.se_id, view.id, reset, {k: values[k] for k in wanted},
+                       tuple(k for k in wanted if shown is None or k in shown))
