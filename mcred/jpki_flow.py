@@ -71,17 +71,17 @@ _PUK = re.compile(rb"[0-9]{8}")
 
 def check_puk(puk: bytes) -> None:
     """Raise :class:`SecretFormatError` unless ``puk`` is 8 ASCII digits (the applet's PUK)."""
-    if not _PUK.fullmatch(puk):
-        what = "empty" if not puk else f"{len(puk)} byte(s), not of that form"
-        raise SecretFormatError(f"the PUK is 8 digits; this one is {what} (nothing was sent to the SE: "
-                                "no try used)")
+    _check_form(_PUK, "the PUK is 8 digits", puk)
 
 
 def check_secret(slot: str, secret: bytes) -> None:
     """Raise :class:`SecretFormatError` unless ``secret`` has the format of ``slot``'s."""
-    pattern, rule = SECRET_FORMATS[slot]
-    if not pattern.fullmatch(secret):
-        what = "empty" if not secret else f"{len(secret)} byte(s), not of that form"
+    _check_form(*SECRET_FORMATS[slot], secret)
+
+
+def _check_form(pattern: re.Pattern[bytes], rule: str, value: bytes) -> None:
+    if not pattern.fullmatch(value):
+        what = "empty" if not value else f"{len(value)} byte(s), not of that form"
         raise SecretFormatError(f"{rule}; this one is {what} (nothing was sent to the SE: no try used)")
 
 

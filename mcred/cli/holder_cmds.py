@@ -39,7 +39,6 @@ def holder_list(card: str = typer.Option(None, "--card", help="Only the holder o
     if as_json:
         typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
-    # ids are to be copied: folded, never cut with an ellipsis
     # ids are to be copied: folded, never cut with an ellipsis (the card: `mcred holder show`)
     table = Table(Column("holder", overflow="fold", min_width=32), "name",
                   Column("phones", overflow="fold"), Column("live", justify="right"),

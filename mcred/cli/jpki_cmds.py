@@ -282,14 +282,14 @@ def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False),
     _print_verdict(result, as_json)
 
 
-def _unusable(message: str, as_json: bool) -> typer.Exit:
-    """No verdict: said (as JSON with ``--json``), exit 2."""
+def _unusable(message: str, as_json: bool, code: int = 2) -> typer.Exit:
+    """No verdict: said (as JSON with ``--json``), exit ``code``."""
     if as_json:
         typer.echo(json.dumps({"valid": False, "error": message, "checks": [], "documents": []},
                               ensure_ascii=False))
     else:
         typer.echo(f"error: {printable(message)}", err=True)
-    return typer.Exit(2)
+    return typer.Exit(code)
 
 
 def _rp_post(url: str, path: str, body: dict | None, token: str | None, as_json: bool,
@@ -379,7 +379,6 @@ def auth(phone: str = typer.Option(..., "--phone"),
 
     from mcred.jpki_flow import SecretFormatError, SeError, sign_challenge
     from reader.relying_party import RelyingPartyService
-    from wallet_sim.se.errors import PhoneNotFoundError
 
     if revocation not in ("ocsp", "crl", "auto", "none") or (rp and revocation == "none"):
         raise _unusable(f"--revocation {revocation}: ocsp, crl or auto" + ("" if rp else " (or none)"), as_json)
@@ -393,16 +392,14 @@ def auth(phone: str = typer.Option(..., "--phone"),
     else:
         got = _rp_post(rp, "/rp/jpki/challenges", None, token, as_json, status=201)
         try:
-            cid, nonce = str(got["challenge_id"]), _b64decode(str(got["nonce"]))
-        except (KeyError, ValueError):
+            cid, nonce = str(got["challenge_id"]), base64.b64decode(str(got["nonce"]), validate=True)
+        except (KeyError, ValueError):  # binascii.Error is a ValueError
             raise _unusable(f"relying party at {rp}: not a challenge", as_json) from None
     try:
         signature, cert = sign_challenge(transmit, pin, nonce)
-    except (SecretFormatError, SeError, PhoneNotFoundError) as exc:
+    except (SecretFormatError, SeError) as exc:
         if as_json:  # no verdict: said as JSON too, with the same exit status
-            typer.echo(json.dumps({"valid": False, "error": str(exc), "checks": [], "documents": []},
-                                  ensure_ascii=False))
-            raise typer.Exit(1 if isinstance(exc, SeError) else 2) from None
+            raise _unusable(str(exc), True, 1 if isinstance(exc, SeError) else 2) from None
         raise _pin_fail(exc) from None
     if local is not None:
         result = local.authenticate(cid, signature, cert, revocation=revocation)
@@ -411,16 +408,6 @@ def auth(phone: str = typer.Option(..., "--phone"),
                 "certificate": base64.b64encode(cert).decode(), "revocation": revocation}
         result = _verdict(_rp_post(rp, "/rp/jpki/authentications", body, token, as_json), rp, as_json)
     _print_verdict(result, as_json)
-
-
-def _b64decode(text: str) -> bytes:
-    import base64
-    import binascii
-
-    try:
-        return base64.b64decode(text, validate=True)
-    except binascii.Error as exc:
-        raise ValueError(str(exc)) from None
 
 
 def revoke(phone: str = typer.Option(..., "--phone"),
