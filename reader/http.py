@@ -377,7 +377,7 @@ def relying_party_router(rp: RelyingPartyService) -> APIRouter:
                  "user-authentication key to sign, answerable once before it expires")
     async def new_challenge() -> JSONResponse:
         c = await run_in_threadpool(rp.challenge) if rp.challenges.blocking else rp.challenge()
-        return JSONResponse(c.to_json(lambda b: base64.b64encode(b).decode()), status_code=201)
+        return JSONResponse(c.to_json(), status_code=201)
 
     @router.post("/rp/jpki/authentications",
                  summary="Authenticate a phone's holder: the challenge taken back once, the "

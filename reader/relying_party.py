@@ -326,7 +326,7 @@ class RelyingPartyService:
         verdict = self.verify(nonce, signature, slot="auth", certificate=certificate, revocation=revocation)
         checks = [Check("challenge", True, "handed out here, answered once, in time").to_dict(),
                   *verdict["checks"]]
-        return {**verdict, "valid": verdict["valid"], "checks": checks}
+        return {**verdict, "checks": checks}
 
     def roots(self) -> list[x509.Certificate]:
         return list(self._roots() if callable(self._roots) else self._roots)

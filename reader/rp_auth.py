@@ -15,6 +15,7 @@ answers racing for it, exactly one wins.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import re
 import secrets
@@ -45,8 +46,10 @@ class Challenge:
     nonce: bytes
     expires_at: dt.datetime
 
-    def to_json(self, b64) -> dict:  # noqa: ANN001 - the caller's base64 encoder
-        return {"challenge_id": self.id, "nonce": b64(self.nonce), "expires_at": self.expires_at.isoformat()}
+    def to_json(self) -> dict:
+        """As ``POST /rp/jpki/challenges`` answers it (the nonce in base64)."""
+        return {"challenge_id": self.id, "nonce": base64.b64encode(self.nonce).decode(),
+                "expires_at": self.expires_at.isoformat()}
 
 
 class ChallengeRefused(Exception):  # noqa: N818 - a verdict's reason, not a fault
