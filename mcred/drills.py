@@ -446,16 +446,8 @@ def pin_lock(env: Env, i: int) -> SubjectReport:
              "sign": "WRONG000" if r.password != "WRONG000" else "WRONG111"}
     right = {"auth": r.pin, "sign": r.password}
     for slot, tries in (("auth", 3), ("sign", 5)):
-        def attempts(slot: str = slot, tries: int = tries) -> list[int]:
-            sws = []
-            for _ in range(tries + 1):
-                try:
-                    env.sign(r.phone_id, wrong[slot], slot)
-                except SeError as exc:
-                    sws.append(exc.sw)
-            return sws
-
-        sws = rep.timed(f"{slot}: {tries} wrong PINs", attempts)
+        sws = rep.timed(f"{slot}: {tries} wrong PINs", lambda slot=slot, tries=tries: _refusals(
+            lambda: env.sign(r.phone_id, wrong[slot], slot), tries + 1))
         _require(sws[tries - 1] == 0x63C0 and sws[tries] == 0x6984,
                  f"{slot}: status words {[hex(s) for s in sws]}")
         try:
@@ -470,6 +462,18 @@ def pin_lock(env: Env, i: int) -> SubjectReport:
         rep.final[f"{slot}_after_puk"] = "accepted"
     _accepted(env, r.phone_id, r.password, "phone after PUK")
     return rep
+
+
+def _refusals(attempt: Callable[[], Any], n: int) -> list[int]:
+    """The status words of the SE's refusals over ``n`` calls of ``attempt`` (a wrong PIN,
+    a wrong PUK)."""
+    sws = []
+    for _ in range(n):
+        try:
+            attempt()
+        except SeError as exc:
+            sws.append(exc.sw)
+    return sws
 
 
 def _puk_unlock(env: Env, r: ProvisionResult, slot: str) -> None:
@@ -488,20 +492,10 @@ def puk_lock(env: Env, i: int) -> SubjectReport:
     transmit = wallet_sim.open_secure_element(r.phone_id, env.ctx.home).transmit
     wrong_pin = "0000" if r.pin != "0000" else "1111"
     wrong_puk = "00000000" if r.puk != "00000000" else "11111111"
-
-    def refusals(attempt: Callable[[], Any], n: int) -> list[int]:
-        sws = []
-        for _ in range(n):
-            try:
-                attempt()
-            except SeError as exc:
-                sws.append(exc.sw)
-        return sws
-
     sws = rep.timed("auth: 3 wrong PINs at a login",
-                    lambda: refusals(lambda: sign_challenge(transmit, wrong_pin.encode(), b"n" * 32), 4))
+                    lambda: _refusals(lambda: sign_challenge(transmit, wrong_pin.encode(), b"n" * 32), 4))
     _require(sws[2:] == [0x63C0, 0x6984], f"PIN: status words {[hex(s) for s in sws]}")
-    sws = rep.timed("10 wrong PUKs", lambda: refusals(lambda: unblock_pin(transmit, "auth", wrong_puk.encode()), 11))
+    sws = rep.timed("10 wrong PUKs", lambda: _refusals(lambda: unblock_pin(transmit, "auth", wrong_puk.encode()), 11))
     _require(sws[9:] == [0x63C0, 0x6984], f"PUK: status words {[hex(s) for s in sws]}")
     try:
         unblock_pin(transmit, "auth", r.puk.encode())
