@@ -499,6 +499,9 @@ class AbandonResult:
     wipe_error: str | None
     #: the holder the phone was let go of, or None
     released_holder: str | None
+    #: the wipe met a quarantined SE (:data:`tsm.errors.QUARANTINE_ERRORS`): only clearing
+    #: the quarantine lets it run
+    wipe_quarantined: bool = False
 
     def summary(self) -> dict[str, Any]:
         return {"job": self.job_id, "phone": self.phone_id, "kind": self.kind,
@@ -530,7 +533,7 @@ def abandon(ctx: Context, job_id: str, reason: str, *, actor: str = "mcred") -> 
     """
     from issuer import revocation
     from issuer.db import AuditEvent
-    from tsm.errors import TsmError
+    from tsm.errors import QUARANTINE_ERRORS, TsmError
 
     tsm = Tsm(ctx.engine, ctx.master_key, actor=actor)
     view = tsm.abandon(job_id, actor, reason)
@@ -543,7 +546,7 @@ def abandon(ctx: Context, job_id: str, reason: str, *, actor: str = "mcred") -> 
     if view.kind != "provision":
         return AbandonResult(job_id, view.se_id, view.kind, revoked, None, False, None, None)
     wipe_job = wipe_error = None
-    wiped = False
+    wiped = quarantined = False
     reachable = view.se_id in wallet_sim.list_phones(ctx.home)
     if not reachable:
         wipe_error = f"phone {view.se_id} is not under {ctx.home}: nothing to wipe"
@@ -558,6 +561,7 @@ def abandon(ctx: Context, job_id: str, reason: str, *, actor: str = "mcred") -> 
             wiped = tsm.run(wipe_job, se.transmit, actor=wiper).state == "done"
         except (TsmError, wallet_sim.SeError) as exc:
             wipe_error = f"{type(exc).__name__}: {exc}"
+            quarantined = isinstance(exc, QUARANTINE_ERRORS)
     released = None
     if wiped or not reachable:
         with ctx.sessions.begin() as s:
@@ -568,7 +572,8 @@ def abandon(ctx: Context, job_id: str, reason: str, *, actor: str = "mcred") -> 
                 released, phone.holder_id = phone.holder_id, None
                 s.add(AuditEvent(actor=actor, action="phone.detach", subject=view.se_id,
                                  detail={"holder": released, "job": job_id, "why": "job abandoned"}))
-    return AbandonResult(job_id, view.se_id, view.kind, revoked, wipe_job, wiped, wipe_error, released)
+    return AbandonResult(job_id, view.se_id, view.kind, revoked, wipe_job, wiped, wipe_error, released,
+                         quarantined)
 
 
 # --- resetting the holder's secrets --------------------------------------------------------

@@ -172,6 +172,7 @@ def test_a_wipe_that_cannot_run_keeps_the_phone_until_the_second_call(ctx, tmp_p
     assert {k for _, k in first.revoked} == {"jpki-sign", "jpki-auth"}
     assert not first.wiped and first.wipe_job and first.released_holder is None
     assert first.wipe_error.startswith("SequenceCounterRegressionError"), first.wipe_error
+    assert first.wipe_quarantined
     assert _holder_of(ctx, pid) is not None
     runner = CliRunner()
     r = runner.invoke(app, ["tsm", "abandon", job, "--reason", "phone sent back"])  # still quarantined

@@ -104,3 +104,8 @@ class IssuerPortError(TsmError):
 class SeQuarantinedError(TsmError):
     """The SE was flagged (counter regression, keyset rollback, identity mismatch) and the
     TSM refuses to talk to it until an operator clears it."""
+
+
+#: The errors that quarantine an SE, or meet a quarantined one: what only an operator's
+#: `mcred tsm clear-quarantine` ends
+QUARANTINE_ERRORS = (SequenceCounterRegressionError, KeysetRollbackError, SeQuarantinedError)

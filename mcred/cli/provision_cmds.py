@@ -18,9 +18,9 @@ err = Console(stderr=True)
 def _quarantine_hint(exc: Exception, phone: str | None) -> str | None:
     """For the errors that quarantine an SE (or meet a quarantined one): what the operator
     can do, once the cause is known; None for any other error."""
-    from tsm.errors import KeysetRollbackError, SeQuarantinedError, SequenceCounterRegressionError
+    from tsm.errors import QUARANTINE_ERRORS
 
-    if not isinstance(exc, (KeysetRollbackError, SeQuarantinedError, SequenceCounterRegressionError)):
+    if not isinstance(exc, QUARANTINE_ERRORS):
         return None
     who = phone or "ID"
     return (f"the SE is quarantined: once investigated, `mcred tsm clear-quarantine --phone {who} "

@@ -182,10 +182,8 @@ def abandon(
                   f"again with `mcred provision --phone ID --holder-id {result.released_holder}`",
                   highlight=False)
     elif result.kind == "provision" and result.wipe_job and not result.wiped:
-        quarantined = (result.wipe_error or "").split(":")[0] in (
-            "SeQuarantinedError", "SequenceCounterRegressionError", "KeysetRollbackError")
         cause = (f"`mcred tsm clear-quarantine --phone {result.phone_id} --reason TEXT` accepts the SE as "
-                 "it is now; then" if quarantined else "once the cause is gone,")
+                 "it is now; then" if result.wipe_quarantined else "once the cause is gone,")
         out.print(f"  phone {result.phone_id} stays with its holder until its SE is wiped: {cause} run "
                   f"`mcred tsm abandon {job} --reason TEXT` again", highlight=False)
 
