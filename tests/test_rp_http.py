@@ -204,22 +204,35 @@ _field = st.one_of(_b64, st.text(max_size=40), st.integers(), st.none(), st.bool
     st.dictionaries(st.text(max_size=12), _field, max_size=4),
     st.binary(max_size=64)))
 def test_no_body_makes_the_relying_party_fail(body):
-    if not _CLIENT:
-        _CLIENT.append(TestClient(_rp_app(RelyingPartyService([])), raise_server_exceptions=False))
-    client = _CLIENT[0]
-    if isinstance(body, bytes):
-        r = client.post("/rp/jpki/verify", content=body, headers={"Content-Type": "application/json"})
-    else:
-        r = client.post("/rp/jpki/verify", json=body)
-    assert r.status_code < 500, r.text
-    if r.status_code >= 400:
-        assert r.headers["content-type"].startswith("application/problem+json")
-        assert {"type", "title", "status", "detail"} <= r.json().keys()
-    else:
+    r = _post_any(_rp_client(), "/rp/jpki/verify", body)
+    if _a_verdict(r):
         assert r.json()["valid"] is False
 
 
 _CLIENT: list[TestClient] = []
+
+
+def _rp_client() -> TestClient:
+    """One stand-alone relying party for the hypothesis tests (no root: nothing is valid)."""
+    if not _CLIENT:
+        _CLIENT.append(TestClient(_rp_app(RelyingPartyService([])), raise_server_exceptions=False))
+    return _CLIENT[0]
+
+
+def _post_any(client: TestClient, path: str, body) -> object:  # noqa: ANN001 - bytes or JSON
+    if isinstance(body, bytes):
+        return client.post(path, content=body, headers={"Content-Type": "application/json"})
+    return client.post(path, json=body)
+
+
+def _a_verdict(r) -> bool:  # noqa: ANN001
+    """Never a 5xx; a 4xx is an RFC 9457 problem. True when the answer is a verdict (200)."""
+    assert r.status_code < 500, r.text
+    if r.status_code >= 400:
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert {"type", "title", "status", "detail"} <= r.json().keys()
+        return False
+    return True
 _hex32 = st.text("0123456789abcdef", min_size=32, max_size=32)
 
 
@@ -233,19 +246,11 @@ _hex32 = st.text("0123456789abcdef", min_size=32, max_size=32)
 def test_no_answer_makes_the_authentication_fail(body, issue):
     """Random answers to a challenge (of a real one when ``issue``): a verdict that is not
     valid, or a 422 problem, never a 5xx."""
-    if not _CLIENT:
-        _CLIENT.append(TestClient(_rp_app(RelyingPartyService([])), raise_server_exceptions=False))
-    client = _CLIENT[0]
+    client = _rp_client()
     if issue and isinstance(body, dict) and "challenge_id" in body:
         body = {**body, "challenge_id": client.post("/rp/jpki/challenges").json()["challenge_id"]}
-    if isinstance(body, bytes):
-        r = client.post("/rp/jpki/authentications", content=body, headers={"Content-Type": "application/json"})
-    else:
-        r = client.post("/rp/jpki/authentications", json=body)
-    assert r.status_code < 500, r.text
-    if r.status_code >= 400:
-        assert r.headers["content-type"].startswith("application/problem+json")
-    else:
+    r = _post_any(client, "/rp/jpki/authentications", body)
+    if _a_verdict(r):
         assert r.json()["valid"] is False and r.json()["checks"][0]["name"] == "challenge"
 
 
