@@ -27,6 +27,12 @@ def _quarantine_hint(exc: Exception, phone: str | None) -> str | None:
             "--reason TEXT` accepts it as it is now (`mcred tsm ses` lists the quarantined)")
 
 
+def _hinted(text: str, *hints: str | None) -> str:
+    """``text`` with the hints that apply, in parentheses (none: ``text`` alone)."""
+    given = [h for h in hints if h]
+    return f"{text} ({'; '.join(given)})" if given else text
+
+
 def _check_key_type(key_type: str) -> None:
     from mcred.provision import KEY_TYPES
 
@@ -75,10 +81,10 @@ def provision_cmd(
         except JobError as exc:
             raise _fail(f"job {resume_id}: {exc}") from None
         except (ProvisionError, TsmError) as exc:
-            hints = (f"run `mcred provision --resume {resume_id}` again once the cause is gone, or give "
-                     f"the job up with `mcred tsm abandon {resume_id} --reason TEXT`",
-                     _quarantine_hint(exc, None))
-            raise _fail(f"resuming job {resume_id}: {exc} ({'; '.join(filter(None, hints))})", 1) from None
+            raise _fail(_hinted(f"resuming job {resume_id}: {exc}",
+                                f"run `mcred provision --resume {resume_id}` again once the cause is gone, or "
+                                f"give the job up with `mcred tsm abandon {resume_id} --reason TEXT`",
+                                _quarantine_hint(exc, None)), 1) from None
         _show(result, as_json)
         return
     if phone is None or (holder is None) == (holder_id is None):
@@ -111,11 +117,11 @@ def provision_cmd(
         raise _fail(f"provisioning {phone}: {exc}", 1) from None
     except TsmError as exc:
         job = unfinished_job(ctx, phone)
-        hints = (f"job {job.id} stopped: resume it with `mcred provision --resume {job.id}`, or give "
-                 f"it up with `mcred tsm abandon {job.id} --reason TEXT`",
-                 _quarantine_hint(exc, phone)) if job else ()
-        hint = f" ({'; '.join(filter(None, hints))})" if hints else ""
-        raise _fail(f"provisioning {phone}: {exc}{hint}", 1) from None
+        text = f"provisioning {phone}: {exc}"
+        if job is not None:
+            text = _hinted(text, f"job {job.id} stopped: resume it with `mcred provision --resume {job.id}`, or "
+                           f"give it up with `mcred tsm abandon {job.id} --reason TEXT`", _quarantine_hint(exc, phone))
+        raise _fail(text, 1) from None
     _show(result, as_json)
 
 
@@ -278,8 +284,7 @@ def refresh_cmd(
     except MasterKeyError:
         raise  # the installation's key, not this phone: mcred.cli.main.run says so, exit 2
     except TsmError as exc:
-        hint = _quarantine_hint(exc, phone)
-        raise _fail(f"refreshing {phone}: {exc}" + (f" ({hint})" if hint else ""), 1) from None
+        raise _fail(_hinted(f"refreshing {phone}: {exc}", _quarantine_hint(exc, phone)), 1) from None
     if as_json:
         typer.echo(json.dumps(result.summary(), ensure_ascii=False, indent=2))
         return
