@@ -323,9 +323,9 @@ def resume(ctx: Context, job_id: str, *, after_step: StepHook | None = None,
     t0 = time.perf_counter()
     tsm = tsm_for(ctx)
     job = tsm.job(job_id)
-    if job.kind != "provision":
-        raise ProvisionError(f"job {job_id} is a {job.kind} job, not a provisioning"
-                             + (": `mcred jpki pin reset --resume` finishes it" if job.kind == "reset-secrets" else ""))
+    if job.kind != "provision":  # the command as given: nothing ran, nothing to try again
+        raise JobInputError(f"job {job_id} is a {job.kind} job, not a provisioning"
+                            + (": `mcred jpki pin reset --resume` finishes it" if job.kind == "reset-secrets" else ""))
     sealed = tsm._unseal(job_id) if job.state != "done" else None
     se = wallet_sim.open_secure_element(job.se_id, ctx.home)
     view = tsm.run(job_id, se.transmit, after_step=after_step, trace=trace)
