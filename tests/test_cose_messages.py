@@ -103,6 +103,36 @@ def test_sign1_wrong_curve_key_is_refused():
         msg.verify(ec.generate_private_key(ec.SECP384R1()).public_key())
 
 
+@pytest.mark.parametrize(("alg", "curve", "wrong"), [
+    (cose.ESP256, ec.SECP256R1(), ec.SECP384R1()),
+    (cose.ESP384, ec.SECP384R1(), ec.SECP256R1()),
+    (cose.ESP512, ec.SECP521R1(), ec.SECP384R1()),
+])
+def test_fully_specified_ecdsa_algorithms_verify_on_their_curve_only(alg, curve, wrong):
+    """RFC 9864 §2.1: ESP256/384/512 are ES256/384/512 with the curve fixed; multipaz signs
+    its reader authentication with ESP256 (-9). A signer announcing one is verified; the
+    same signature under a key of another curve is refused by name."""
+    sk = ec.generate_private_key(curve)
+    inner = cose.key_signer(sk)
+
+    class Fully:
+        def sign(self, tbs: bytes) -> bytes:
+            return inner.sign(tbs)
+
+    Fully.alg = alg
+    msg = cose.Sign1.decode(cose.Sign1.create(Fully(), b"payload").encode())
+    assert msg.alg == alg
+    msg.verify(sk.public_key())
+    verify_sign1(msg, sk.public_key())
+    name = cose.ECDSA_ALGORITHMS[alg].name
+    with pytest.raises(cose.CoseSignatureError, match=name):
+        msg.verify(ec.generate_private_key(wrong).public_key())
+    with pytest.raises(cose.CoseSignatureError, match=f"{name} signature does not verify"):
+        msg.verify(ec.generate_private_key(curve).public_key())
+    # we sign with the identifiers ISO/IEC 18013-5 lists
+    assert cose.algorithm_for_curve(curve).name.startswith("ES") and not cose.algorithm_for_curve(curve).name.startswith("ESP")
+
+
 def test_der_raw_round_trip():
     sk = ec.generate_private_key(ec.SECP256R1())
     der = sk.sign(b"m", ec.ECDSA(hashes.SHA256()))

@@ -1,6 +1,10 @@
 """COSE algorithms used by ISO/IEC 18013-5 (clause 9.1.3.6 / 9.1.3.5; RFC 9053 §2.1, §3.1).
 
 ECDSA ES256 / ES384 / ES512 (raw ``r||s`` signatures, RFC 9053 §2.1) and HMAC 256/256.
+The fully-specified ECDSA identifiers of RFC 9864 §2.1 (ESP256 -9, ESP384 -51, ESP512 -52:
+the same signatures with the curve named by the algorithm) are verified too, as multipaz
+and other current mdoc implementations sign with them; we sign with ES256/384/512, the
+identifiers ISO/IEC 18013-5:2021 §9.1.3.6 lists.
 Keys stay behind :class:`CoseSigner`: whoever signs (a key file, a secure element)
 returns the signature, never the key.
 """
@@ -23,6 +27,9 @@ from protocols.cose.errors import CoseKeyError, CoseSignatureError
 ES256 = -7
 ES384 = -35
 ES512 = -36
+ESP256 = -9
+ESP384 = -51
+ESP512 = -52
 HMAC_256_256 = 5
 
 # COSE header labels (RFC 9052 §3.1, RFC 9360 §2)
@@ -44,8 +51,12 @@ ECDSA_ALGORITHMS: dict[int, EcdsaAlgorithm] = {
     ES256: EcdsaAlgorithm(ES256, "ES256", ec.SECP256R1, hashes.SHA256, 32),
     ES384: EcdsaAlgorithm(ES384, "ES384", ec.SECP384R1, hashes.SHA384, 48),
     ES512: EcdsaAlgorithm(ES512, "ES512", ec.SECP521R1, hashes.SHA512, 66),
+    ESP256: EcdsaAlgorithm(ESP256, "ESP256", ec.SECP256R1, hashes.SHA256, 32),
+    ESP384: EcdsaAlgorithm(ESP384, "ESP384", ec.SECP384R1, hashes.SHA384, 48),
+    ESP512: EcdsaAlgorithm(ESP512, "ESP512", ec.SECP521R1, hashes.SHA512, 66),
 }
-_BY_CURVE = {a.curve.name: a for a in ECDSA_ALGORITHMS.values()}
+"""What :func:`ecdsa_verify` accepts. Signing picks ES256/384/512 by the key's curve."""
+_BY_CURVE = {a.curve.name: a for a in ECDSA_ALGORITHMS.values() if a.alg in (ES256, ES384, ES512)}
 _SIZE_BY_CURVE = {a.curve.name: a.size for a in ECDSA_ALGORITHMS.values()}
 _ECDSA = {alg: ec.ECDSA(a.hash()) for alg, a in ECDSA_ALGORITHMS.items()}
 """The ``cryptography`` signature algorithm objects, built once (they are immutable)."""
@@ -117,7 +128,7 @@ def ecdsa_verify(alg: int, public_key: ec.EllipticCurvePublicKey, signature: byt
     """Verify a raw COSE ECDSA signature; raise :class:`CoseSignatureError` on any failure."""
     algorithm = ECDSA_ALGORITHMS.get(alg)
     if algorithm is None:
-        raise CoseSignatureError(f"unsupported signature algorithm {alg!r}: need ES256/ES384/ES512")
+        raise CoseSignatureError(f"unsupported signature algorithm {alg!r}: need ES256/ES384/ES512 (or ESP256/ESP384/ESP512)")
     if type(public_key) not in _EC_PUBLIC_TYPES:
         if not isinstance(public_key, ec.EllipticCurvePublicKey):
             raise CoseKeyError(f"{algorithm.name} needs an EC public key, got {type(public_key).__name__}")
