@@ -763,13 +763,24 @@ class _LazyReader:
                 # the checks of `mcred reader serve` online (status lists, the IACA CRL); the
                 # sessions in the installation's database, so that any worker continues any
                 # session, each EReaderKey sealed under <home>/reader/session.key
+                from mcred.context import public_url
+                from reader.online import origin_of
+
                 self._service = ReaderService(reader_pipeline(trust=store, ds_crl=True), [DEFAULT_REQUEST],
                                               engine=self._ctx.engine,
-                                              session_sealer=session_sealer(reader_session_key_path(self._ctx.home)))
+                                              session_sealer=session_sealer(reader_session_key_path(self._ctx.home)),
+                                              origin=origin_of(public_url()))
             return self._service
 
     def open(self, engagement):  # noqa: ANN001, ANN201
         return self._get().open(engagement)
+
+    def open_online(self):  # noqa: ANN201
+        return self._get().open_online()
+
+    @property
+    def origin(self) -> str | None:
+        return self._get().origin
 
     def message(self, sid: str, data: bytes):  # noqa: ANN201
         return self._get().message(sid, data)

@@ -25,11 +25,13 @@ from fastapi import FastAPI
 from protocols import cbor
 from protocols import certs as x509certs
 from protocols.gp import HostChannel, StaticKeys
-from protocols.mdoc import Check, SessionTranscript, VerificationResult
+from protocols.mdoc import Check, SessionTranscript, VerificationResult, dcapi
 from reader import sessions as reader_sessions
 from reader.ds_crl import DsCrlCheck
+from reader.errors import ReaderSessionError
 from reader.fetch import SESSION_MAX_BYTES, FetchError, fetch, new_client
 from reader.http import ReaderService, reader_router, relying_party_router
+from reader.online import OnlineReaderSession, origin_of
 from reader.pipeline import PipelineConfig, ReaderPipeline, StatusListCache
 from reader.relying_party import RelyingPartyService
 from reader.session import DEFAULT_REQUEST, ReaderSession, RequestSpec
@@ -39,7 +41,7 @@ from tsm import gp_commands
 from wallet_sim import app_dir, open_secure_element
 from wallet_sim.consent import ConsentPolicy
 from wallet_sim.engagement import Engagement
-from wallet_sim.wallet import DeviceAuthMode, Wallet, WalletEvent
+from wallet_sim.wallet import DeviceAuthMode, OnlineRequestError, Wallet, WalletEvent
 
 WALLET_STATE_FILE = "wallet.json"
 
@@ -139,6 +141,9 @@ class ReaderServeConfig:
     #: The key that seals each session's EReaderKey in the database (a file every process
     #: on that database shares; created if absent). None: a key of this process's own.
     session_key_file: str | None = None
+    #: The web origin of the page that makes online requests (ISO/IEC TS 18013-7 Annex C,
+    #: POST /online/sessions); None: none are served.
+    origin: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__)
@@ -202,9 +207,12 @@ class ReaderServeConfig:
         if engine is not None:
             sealer = (session_sealer(Path(self.session_key_file)) if self.session_key_file
                       else reader_sessions.AesGcmSealer(secrets.token_bytes(32)))
-        service = ReaderService(pipeline, [spec], save_dir=Path(self.save_dir) if self.save_dir else None,
-                                reader_signer=signer, reader_chain=chain, engine=engine,
-                                session_sealer=sealer)
+        try:
+            service = ReaderService(pipeline, [spec], save_dir=Path(self.save_dir) if self.save_dir else None,
+                                    reader_signer=signer, reader_chain=chain, engine=engine,
+                                    session_sealer=sealer, origin=self.origin)
+        except ReaderSessionError as exc:
+            raise ReaderServeError(f"--origin: {exc}") from None
         challenges = None
         if engine is not None:  # shared by the workers, as the sessions are
             from reader.rp_auth import SqlChallengeStore
@@ -212,6 +220,8 @@ class ReaderServeConfig:
             challenges = SqlChallengeStore(engine)
         rp = RelyingPartyService(rp_roots, challenges=challenges) if rp_roots else None
         where = f"sessions in {_redacted(self.db)}" if self.db else "sessions in memory"
+        if self.origin:
+            where += f", online requests for {self.origin}"
         return service, rp, (f"trusting {len(store)} IACA(s), asking {spec.to_json()}, {where}"
                              + (f"; JPKI relying party trusting {len(rp_roots)} root(s)" if rp else ""))
 
@@ -345,6 +355,67 @@ def present_over_http(wallet: Wallet, reader_url: str, *, client: httpx.Client |
         r = fetch(client, "GET", f"{url}/result", max_bytes=SESSION_MAX_BYTES, headers=auth)
         if r.status != 200:
             raise PresentError(f"no verdict: HTTP {r.status} {r.preview()}")
+        try:
+            result = json.loads(r.body)
+        except ValueError as exc:
+            raise PresentError(f"reader at {base}: the verdict is not JSON: {exc}") from None
+    except FetchError as exc:
+        raise PresentError(f"reader at {base}: {exc}") from exc
+    finally:
+        if own:
+            client.close()
+    return Presentation(result, tuple(session.events), session.device_response,
+                        session.transcript.raw if session.transcript else None)
+
+
+def present_online_in_process(wallet: Wallet, reader: OnlineReaderSession, *, origin: str | None = None) -> Presentation:
+    """An online presentation (ISO/IEC TS 18013-7 Annex C) with the browser left out: the
+    page's request goes to the wallet with ``origin`` (the reader's own unless given: a
+    relaying site would give its own), the wallet's answer back to the reader."""
+    request = reader.start()
+    session = wallet.online(origin or reader.origin)
+    answer = session.respond(request)
+    outcome = reader.receive(dcapi.parse_response_json(answer).encode())
+    st = outcome.session_transcript
+    return Presentation(outcome.result.to_json(), tuple(session.events), outcome.device_response,
+                        st.raw if st else None)
+
+
+def present_online_over_http(wallet: Wallet, reader_url: str, *, origin: str | None = None,
+                             client: httpx.Client | None = None, timeout: float = 30.0,
+                             token: str | None = None) -> Presentation:
+    """An online presentation over HTTP, this process playing the browser: ``POST
+    /online/sessions`` for the page's request, the wallet answers it for ``origin`` (default:
+    the reader URL's own), ``POST /online/sessions/{id}`` with the credential, the verdict."""
+    own = client is None
+    client = client or new_client(timeout=timeout)
+    auth = {"Authorization": f"Bearer {token}"} if token else {}
+    base = reader_url.rstrip("/")
+    try:
+        origin = origin or origin_of(base)
+    except ReaderSessionError as exc:
+        raise PresentError(f"reader URL {exc}") from None
+    try:
+        r = fetch(client, "POST", f"{base}/online/sessions", max_bytes=SESSION_MAX_BYTES, headers=auth)
+        if r.status != 201:
+            raise PresentError(f"reader refused an online request: HTTP {r.status} {r.preview()}")
+        try:
+            opened = json.loads(r.body)
+            sid, request = opened["session"], opened["request"]
+            if not isinstance(sid, str) or not sid.replace("-", "").replace("_", "").isalnum():
+                raise ValueError(f"session id {sid!r}")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise PresentError(f"reader at {base}: its online request is not usable: {type(exc).__name__}: {exc}") \
+                from None
+        session = wallet.online(origin)
+        try:
+            answer = session.respond(request)
+        except OnlineRequestError as exc:
+            raise PresentError(f"reader at {base}: the wallet cannot answer its request: {exc}") from None
+        r = fetch(client, "POST", f"{base}/online/sessions/{sid}", max_bytes=SESSION_MAX_BYTES,
+                  content=json.dumps(answer).encode(), headers={"Content-Type": "application/json", **auth})
+        if r.status != 200:
+            raise PresentError(f"reader refused the credential: HTTP {r.status} {r.preview()}")
         try:
             result = json.loads(r.body)
         except ValueError as exc:

@@ -8,6 +8,18 @@ bodies, byte for byte (a transport adapter around :class:`reader.session.ReaderS
   (status 20: the reader has what it asked for and ends the session).
 * ``GET /sessions/{id}/result``: the verdict, ``{"valid", "checks", "documents"}``.
 
+Online presentation (ISO/IEC TS 18013-7 Annex C, :mod:`reader.online`), for the web page
+of the service's origin:
+
+* ``POST /online/sessions``: answers ``201`` with ``{"session", "origin", "request"}``,
+  ``request`` being what the page passes to ``navigator.credentials.get`` (``{"protocol":
+  "org-iso-mdoc", "data": {"deviceRequest", "encryptionInfo"}}``), ``Location:
+  /online/sessions/{id}``.
+* ``POST /online/sessions/{id}``: body the credential the browser returned (JSON
+  ``{"protocol", "data": {"response"}}``, or ``{"response"}``); answers the verdict, as
+  ``GET /sessions/{id}/result`` does afterwards. ``400`` for a body that is not such JSON
+  (the session stays open); an EncryptedResponse that does not open ends it, failed.
+
 Sessions live in a :mod:`reader.sessions` store: this process's memory by default, or the
 database when the service is given an engine (any worker continues any session; the
 SessionData is verified once, by the worker that claims it).
@@ -40,9 +52,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from protocols import cbor
-from protocols.mdoc import Check, SessionData, VerificationResult, is_issuer_signed
+from protocols.mdoc import Check, SessionData, VerificationResult, dcapi, is_issuer_signed
 from protocols.mdoc.session import SESSION_STATUS_TERMINATION
 from reader.errors import ReaderSessionError
+from reader.online import OnlineReaderSession, check_origin, resume_any
 from reader.relying_party import RelyingPartyService
 from reader.session import SESSION, ReaderOutcome, ReaderSession, RequestSpec, Verifier
 from reader.sessions import (
@@ -136,8 +149,11 @@ class ReaderService:
         processing_limit: dt.timedelta = PROCESSING_LIMIT,
         on_outcome: Callable[[ReaderOutcome, float], None] | None = None,
         session_sealer: SessionSealer | None = None,
+        origin: str | None = None,
     ) -> None:
         self.verifier = verifier
+        #: The web origin whose page makes online requests (Annex C); None: no online sessions.
+        self.origin = None if origin is None else check_origin(origin)
         self.requests = list(requests)
         self.reader_signer = reader_signer
         self.reader_chain = list(reader_chain)
@@ -159,7 +175,7 @@ class ReaderService:
         return self.store.blocking
 
     def _resume(self, key, transcript: bytes) -> ReaderSession:  # noqa: ANN001
-        return ReaderSession.resume(self.requests, self.verifier, key, transcript)
+        return resume_any(self.requests, self.verifier, key, transcript)
 
     def verify_issuer_signed(self, data: bytes) -> VerificationResult | None:
         """The verifier's verdict on an IssuerSigned as issued (no session, no device
@@ -174,6 +190,18 @@ class ReaderService:
         sid = secrets.token_urlsafe(16)
         self.store.add(sid, session, self.clock())
         return sid, establishment
+
+    def open_online(self) -> tuple[str, dict]:
+        """A new online (Annex C) session: its id and the request object for the page."""
+        if self.origin is None:
+            raise ReaderSessionError("this reader serves no web origin: online requests need its origin "
+                                     "(mcred reader serve --origin https://rp.example)")
+        session = OnlineReaderSession(self.requests, self.verifier, self.origin, reader_signer=self.reader_signer,
+                                      reader_chain=self.reader_chain)
+        request = session.start()
+        sid = secrets.token_urlsafe(16)
+        self.store.add(sid, session, self.clock())
+        return sid, request
 
     def message(self, sid: str, data: bytes) -> bytes | None:
         """The reader's SessionData for the wallet's ``data``; None for an unknown session.
@@ -279,6 +307,34 @@ def reader_router(service: ReaderService) -> APIRouter:
         if reply is None:
             raise HTTPException(404, "no such session")
         return Response(reply, media_type=CBOR)
+
+    @router.post("/online/sessions", status_code=201, response_class=JSONResponse,
+                 summary="Open an online presentation (ISO/IEC TS 18013-7 Annex C): the request "
+                         "object for navigator.credentials.get, protocol org-iso-mdoc")
+    async def open_online() -> Response:
+        try:
+            sid, request = await run_in_threadpool(service.open_online)
+        except ReaderSessionError as exc:
+            raise HTTPException(409, str(exc)) from None
+        return JSONResponse({"session": sid, "origin": service.origin, "request": request}, status_code=201,
+                            headers={"Location": f"/online/sessions/{sid}", "X-Session-Id": sid})
+
+    @router.post("/online/sessions/{sid}", response_class=JSONResponse,
+                 summary="The credential the browser returned (org-iso-mdoc): verified, and the "
+                         "verdict answered")
+    async def online_response(sid: str, request: Request) -> Response:
+        body = await _body(request)
+        try:
+            sealed = dcapi.parse_response_json(json.loads(body))
+        except (ValueError, dcapi.DcApiError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise HTTPException(400, f"not an org-iso-mdoc credential response: {exc}") from None
+        reply = await run_in_threadpool(service.message, sid, sealed.encode())
+        if reply is None:
+            raise HTTPException(404, "no such session")
+        verdict = await run_in_threadpool(service.result, sid)
+        if not isinstance(verdict, bytes):
+            raise HTTPException(409, "the session was answered already and is being verified")
+        return Response(verdict, media_type="application/json")
 
     @router.get("/sessions/{sid}/result", response_class=JSONResponse)
     async def result(sid: str) -> Response:

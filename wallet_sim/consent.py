@@ -11,7 +11,12 @@ Rules file::
     {"documents": {"<docType or *>": {"<namespace or *>": ["<id>", ...] | "*"}},
      "refuse_intent_to_retain": false,
      "require_reader_authentication": false,
-     "trusted_readers_only": false}
+     "trusted_readers_only": false,
+     "origins": ["https://rp.example", ...]}
+
+``origins``, when given, lists the web origins whose online requests (ISO/IEC TS 18013-7
+Annex C) may be answered; an online request from any other origin gets nothing. Proximity
+requests have no origin and are not affected.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ class ConsentRequest:
     reader: ReaderIdentity | None = None
     available: Mapping[str, frozenset[str]] = field(default_factory=dict, hash=False)
     """what the wallet holds for this docType: namespace -> identifiers"""
+    origin: str | None = None
+    """the web origin that asks, as the browser reports it (online requests only)"""
 
 
 Released = dict[str, set[str]]
@@ -70,6 +77,7 @@ class RulesConsent:
     refuse_intent_to_retain: bool = False
     require_reader_authentication: bool = False
     trusted_readers_only: bool = False
+    origins: tuple[str, ...] | None = None
 
     @classmethod
     def allow_all(cls) -> RulesConsent:
@@ -80,7 +88,7 @@ class RulesConsent:
         if not isinstance(value, Mapping):
             raise ConsentError(f"{where}: expected a JSON object")
         known = ("documents", "refuse_intent_to_retain", "require_reader_authentication",
-                 "trusted_readers_only")
+                 "trusted_readers_only", "origins")
         unknown = set(value) - set(known)
         if unknown:
             raise ConsentError(f"{where}: unknown keys {sorted(unknown)}; the keys are "
@@ -101,7 +109,12 @@ class RulesConsent:
             if not isinstance(v, bool):
                 raise ConsentError(f"{where}.{k}: expected true or false")
             flags[k] = v
-        return cls({d: dict(n) for d, n in docs.items()}, **flags)
+        origins = value.get("origins")
+        if origins is not None:
+            if not (isinstance(origins, list) and all(isinstance(o, str) and o for o in origins)):
+                raise ConsentError(f"{where}.origins: expected a list of web origins (\"https://rp.example\")")
+            origins = tuple(o.rstrip("/") for o in origins)
+        return cls({d: dict(n) for d, n in docs.items()}, **flags, origins=origins)
 
     @classmethod
     def from_file(cls, path: Path | str) -> RulesConsent:
@@ -128,6 +141,8 @@ class RulesConsent:
             return {}
         if self.trusted_readers_only and (r is None or not r.trusted):
             return {}
+        if request.origin is not None and self.origins is not None and request.origin not in self.origins:
+            return {}
         out: Released = {}
         for ns, ids in request.items.items():
             for ident, retain in ids.items():
@@ -146,6 +161,8 @@ class InteractiveConsent:
     show: Callable[[str], None] = print
 
     def decide(self, request: ConsentRequest) -> Released:
+        if request.origin is not None:
+            self.show(f"web site: {request.origin} (online request, as the browser reports it)")
         self.show(_reader_text(request.reader))
         self.show(f"asks for {request.doc_type}:")
         out: Released = {}

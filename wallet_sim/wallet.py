@@ -46,6 +46,7 @@ from protocols.mdoc import (
     SessionEstablishment,
     SessionTranscript,
     build_document,
+    dcapi,
     derive_emac_key,
     verify_reader_auth,
 )
@@ -254,14 +255,21 @@ class Wallet:
         """A new presentation: fresh EDeviceKey and DeviceEngagement."""
         return WalletSession(self, Engagement.new())
 
+    def online(self, origin: str) -> OnlineWalletSession:
+        """A new online presentation (ISO/IEC TS 18013-7 Annex C) for the web page at
+        ``origin``, as the browser reports it."""
+        return OnlineWalletSession(self, origin)
+
 
 class WalletSession:
     """One presentation, sans-I/O: :meth:`receive` takes the reader's message, returns the
     message to send back (or None when there is nothing to send)."""
 
-    def __init__(self, wallet: Wallet, engagement: Engagement) -> None:
+    def __init__(self, wallet: Wallet, engagement: Engagement | None) -> None:
         self.wallet = wallet
         self.engagement = engagement
+        self.origin: str | None = None
+        """The web origin of an online request (the browser's word), shown to the holder."""
         self.state: Literal["engaged", "open", "terminated"] = "engaged"
         self.transcript: SessionTranscript | None = None
         self.events: list[WalletEvent] = []
@@ -392,7 +400,7 @@ class WalletSession:
             self.events.append(WalletEvent("response", "docType not held", items.doc_type, reader,
                                            refused=requested))
             return None
-        consent_request = ConsentRequest(items.doc_type, items.name_spaces, reader, held.elements)
+        consent_request = ConsentRequest(items.doc_type, items.name_spaces, reader, held.elements, self.origin)
         try:
             decided = self.wallet.consent.decide(consent_request)
         except Exception as exc:  # noqa: BLE001 - a failing prompt refuses everything
@@ -408,7 +416,8 @@ class WalletSession:
                                            refused=refused, slot=held.slot))
             return None
         errors = {ns: {i: ERROR_DATA_NOT_RETURNED for i in sorted(ids)} for ns, ids in refused.items()}
-        if self.wallet.device_auth == "signature":
+        if self.wallet.device_auth == "signature" or self._e_reader_point is None:
+            # online (Annex C) there is no reader key to agree a MAC key with: a signature
             doc = build_document(held.issuer_signed, self.transcript, disclose=released,
                                  signer=SeSigner(self.wallet.applet, held.slot), errors=errors or None)
         else:
@@ -420,3 +429,43 @@ class WalletSession:
                                        items.doc_type, reader, released, refused, slot=held.slot))
         return doc
 
+
+
+class OnlineRequestError(WalletError):
+    """An online request the wallet cannot answer at all: its envelope (protocol,
+    encryptionInfo, base64url) is not Annex C's. A malformed DeviceRequest inside a sound
+    envelope is answered, with a DeviceResponse status (§8.3.2.1.2.3)."""
+
+
+class OnlineWalletSession(WalletSession):
+    """One online presentation (ISO/IEC TS 18013-7 Annex C), sans-I/O: :meth:`respond` takes
+    the request object the page passed to the Digital Credentials API (``{"protocol":
+    "org-iso-mdoc", "data": {"deviceRequest", "encryptionInfo"}}``) and gives the
+    credential's answer (``{"protocol", "data": {"response"}}``), the DeviceResponse sealed
+    with HPKE to the page's key. Everything is bound to the SessionTranscript of the request
+    and of the origin the browser vouches for, which the holder is shown at consent; the
+    device key signs (there is no reader key for a MAC)."""
+
+    def __init__(self, wallet: Wallet, origin: str) -> None:
+        super().__init__(wallet, None)
+        self.origin = origin
+
+    def respond(self, request: Mapping) -> dict:
+        if self.state == "terminated":
+            raise OnlineRequestError("this online presentation has already answered")
+        try:
+            parsed = dcapi.DcApiRequest.parse(request)
+            self.transcript = dcapi.session_transcript(parsed.encryption_info, self.origin)
+        except dcapi.DcApiError as exc:
+            self.events.append(WalletEvent("error", f"online request: {exc}"))
+            self._end("online request refused")
+            raise OnlineRequestError(str(exc)) from None
+        self.state = "open"
+        try:
+            response = self._respond(parsed.device_request)
+        except Exception as exc:  # noqa: BLE001 - the wallet's boundary: a status, never a crash
+            response = self._error_response(STATUS_GENERAL_ERROR, f"internal error: {type(exc).__name__}: {exc}")
+        self.device_response = response
+        sealed = dcapi.seal(response, parsed.encryption_info, self.transcript)
+        self._end("response sent to " + self.origin)
+        return dcapi.response_json(sealed)

@@ -88,13 +88,26 @@ def register(app: typer.Typer) -> None:
                                          help="bearer token (scope reader) for a reader mounted in "
                                               "`mcred serve` (URL .../reader); env MCRED_API_TOKEN"),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+        online: bool = typer.Option(False, "--online", help="Present online, as to a web page through the Digital Credentials API (ISO/IEC TS 18013-7 Annex C, org-iso-mdoc: the response sealed with HPKE, bound to the page's origin) instead of in proximity; this command plays the browser."),
+        origin: str | None = typer.Option(None, "--origin", help="With --online: the web origin the browser reports to the wallet (default: the reader URL's own). Another origin than the reader's, as a relaying site would give, is refused by the reader."),
     ) -> None:
-        """Present the phone's mdoc to a reader over HTTP; exit 0 only if the verdict is VALID."""
-        from mcred.present import PresentError, open_wallet, present_over_http
+        """Present the phone's mdoc to a reader over HTTP; exit 0 only if the verdict is VALID.
+        In proximity by default (engagement QR code, session encryption); online with --online."""
+        from mcred.present import (
+            PresentError,
+            open_wallet,
+            present_online_over_http,
+            present_over_http,
+        )
         from wallet_sim import PhoneNotFoundError
         from wallet_sim.consent import ConsentError, InteractiveConsent, RulesConsent
 
         console = Console(stderr=as_json)
+        if online and (mac or qr is not None):
+            _unusable(console, as_json, "--online presents without an engagement or a reader key: "
+                      "--mac and --qr are for proximity")
+        if origin is not None and not online:
+            _unusable(console, as_json, "--origin is the web page's origin of an online presentation: add --online")
         try:
             policy = RulesConsent.from_file(consent) if consent else InteractiveConsent(
                 ask=lambda q: console.input(q), show=console.print)
@@ -117,7 +130,10 @@ def register(app: typer.Typer) -> None:
                 console.print(engagement.uri, highlight=False, markup=False, soft_wrap=True)
 
         try:
-            out = present_over_http(wallet, reader, on_engagement=show, token=token)
+            if online:
+                out = present_online_over_http(wallet, reader, origin=origin, token=token)
+            else:
+                out = present_over_http(wallet, reader, on_engagement=show, token=token)
         except PresentError as exc:
             _unusable(console, as_json, str(exc))
         if save is not None:
@@ -152,9 +168,12 @@ def register(app: typer.Typer) -> None:
         session_key_file: Path | None = typer.Option(None, "--session-key-file", help="With --db: the key (hex; created, mode 0600, if absent) that seals each session's EReaderKey in the database; every reader process on that database must use the same file. Default: a key made for this run (sessions do not outlive it)."),
         ssl_certfile: Path | None = typer.Option(None, "--ssl-certfile", help="Serve HTTPS with this certificate chain (PEM, leaf first); needs --ssl-keyfile."),
         ssl_keyfile: Path | None = typer.Option(None, "--ssl-keyfile", help="The private key of --ssl-certfile (PEM)."),
+        origin: str | None = typer.Option(None, "--origin", help="The web origin of the page that asks online (ISO/IEC TS 18013-7 Annex C: POST /online/sessions), e.g. https://rp.example; default: this service's own, http(s)://HOST:PORT."),
     ) -> None:
-        """Run the reader service: POST /sessions, POST /sessions/{id}, GET /sessions/{id}/result
-        (and POST /rp/jpki/verify with --jpki-roots)."""
+        """Run the reader service: POST /sessions, POST /sessions/{id}, GET /sessions/{id}/result;
+        online presentation (ISO/IEC TS 18013-7 Annex C, the Digital Credentials API's
+        org-iso-mdoc) with POST /online/sessions, POST /online/sessions/{id}; and POST
+        /rp/jpki/verify with --jpki-roots."""
         import os
 
         import uvicorn
@@ -180,6 +199,13 @@ def register(app: typer.Typer) -> None:
             _unusable(console, False, f"--workers {workers} needs --db: sessions kept in one process's "
                       "memory cannot be continued by another")
         check_can_listen(host, port)
+        from reader.errors import ReaderSessionError
+        from reader.online import origin_of
+
+        try:
+            origin = origin or origin_of(f"{'https' if tls else 'http'}://{host}:{port}")
+        except ReaderSessionError as exc:
+            _unusable(console, False, f"--origin: {exc}")
         config = ReaderServeConfig(
             trust=tuple(map(str, trust)), vical=str(vical) if vical else None,
             vical_trust=tuple(map(str, vical_trust)), request=tuple(request), doctype=doctype,
@@ -188,7 +214,7 @@ def register(app: typer.Typer) -> None:
             reader_cert=str(reader_cert) if reader_cert else None,
             reader_key=str(reader_key) if reader_key else None, ds_crl=ds_crl,
             ds_crl_max_age=ds_crl_max_age, jpki_roots=tuple(map(str, jpki_roots)), db=db,
-            session_key_file=str(session_key_file) if session_key_file else None)
+            session_key_file=str(session_key_file) if session_key_file else None, origin=origin)
         try:
             service, rp, what = config.build()  # every worker builds the same; this one checks it
         except ReaderServeError as exc:

@@ -1,0 +1,151 @@
+"""The reader's side of an online presentation, sans-I/O: ISO/IEC TS 18013-7 Annex C, the
+``org-iso-mdoc`` protocol of the W3C Digital Credentials API (:mod:`protocols.mdoc.dcapi`).
+
+``start()`` makes the request object the web page hands to ``navigator.credentials.get``:
+a DeviceRequest (reader-authenticated when the reader has a key) and an EncryptionInfo
+with a fresh nonce and an HPKE recipient key of this session. ``receive(encrypted)``
+takes the EncryptedResponse (CBOR) the wallet answered through the browser, opens it with
+HPKE and runs the same pipeline as a proximity session over THIS request's
+SessionTranscript, which binds the page's origin: a response made for another origin (a
+relaying site) neither opens nor verifies. There is no engagement and no session
+encryption after the response; device authentication is by signature.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from protocols.cose import CoseSigner
+from protocols.mdoc import (
+    Check,
+    DeviceRequest,
+    DocRequest,
+    ItemsRequest,
+    MdocError,
+    SessionTranscript,
+    VerificationResult,
+    dcapi,
+)
+from reader.errors import ReaderSessionError
+from reader.session import SESSION, ReaderOutcome, ReaderSession, RequestSpec, Verifier
+
+
+def check_origin(origin: str) -> str:
+    """A web origin as browsers serialize it (``scheme://host[:port]``, no path, no slash at
+    the end); the transcript hashes the exact text, so nothing else is accepted."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(origin, str) or not origin:
+        raise ReaderSessionError("origin: empty")
+    parts = urlsplit(origin)
+    if parts.scheme not in ("https", "http") or not parts.netloc or parts.path or parts.query or parts.fragment \
+            or "@" in parts.netloc:
+        raise ReaderSessionError(f"origin {origin!r}: expected scheme://host[:port] (a web origin, "
+                                 "e.g. https://rp.example), as the browser reports it")
+    if parts.netloc != parts.netloc.lower():
+        raise ReaderSessionError(f"origin {origin!r}: a serialized origin has a lower-case host")
+    return origin
+
+
+def origin_of(url: str) -> str:
+    """The web origin of ``url`` as a browser serializes it: lower-case scheme and host, the
+    port only when it is not the scheme's default, no path."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError as exc:
+        raise ReaderSessionError(f"{url[:80]!r}: not a URL ({exc})") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not host:
+        raise ReaderSessionError(f"{url[:80]!r}: an http or https URL with a host has an origin")
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    default = {"http": 80, "https": 443}[scheme]
+    return f"{scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
+
+
+class OnlineReaderSession(ReaderSession):
+    """One Annex C presentation. Kept by the reader service's session stores like a proximity
+    session: :attr:`e_reader_private_key` is the HPKE recipient key, :attr:`transcript` the
+    dcapi SessionTranscript (it carries everything needed to continue elsewhere)."""
+
+    def __init__(self, requests: Sequence[RequestSpec], verifier: Verifier, origin: str, *,
+                 reader_signer: CoseSigner | None = None, reader_chain: Sequence[bytes] = ()) -> None:
+        super().__init__(requests, verifier, reader_signer=reader_signer, reader_chain=reader_chain)
+        self.origin = check_origin(origin)
+        self.request: dcapi.DcApiRequest | None = None
+
+    @classmethod
+    def resume(cls, requests: Sequence[RequestSpec], verifier: Verifier,
+               e_reader_private_key: ec.EllipticCurvePrivateKey, session_transcript: bytes) -> OnlineReaderSession:
+        """A session :meth:`start` began in another worker, from its HPKE key and transcript."""
+        session = cls.__new__(cls)
+        ReaderSession.__init__(session, requests, verifier)
+        session.origin = ""  # hashed into the transcript; not needed to continue
+        session.request = None
+        try:
+            transcript = SessionTranscript.decode(session_transcript)
+        except MdocError as exc:
+            raise ReaderSessionError(f"resume: {exc}") from exc
+        if not dcapi.is_dcapi_transcript(transcript):
+            raise ReaderSessionError("resume: not an Annex C (dcapi) SessionTranscript")
+        if not isinstance(e_reader_private_key, ec.EllipticCurvePrivateKey) \
+                or not isinstance(e_reader_private_key.curve, ec.SECP256R1):
+            raise ReaderSessionError("resume: the HPKE recipient key is not a P-256 key")
+        session._key = e_reader_private_key
+        session.transcript = transcript
+        session.state = "awaiting_response"
+        return session
+
+    def start(self, engagement: bytes | str | None = None) -> dict:  # type: ignore[override]
+        """The request object for the Digital Credentials API (``{"protocol", "data"}``)."""
+        if self.state != "idle":
+            raise ReaderSessionError(f"start: session is {self.state}")
+        if engagement is not None:
+            raise ReaderSessionError("an online session has no device engagement")
+        self._key = ec.generate_private_key(ec.SECP256R1())
+        info = dcapi.EncryptionInfo.build(self._key.public_key())
+        self.transcript = dcapi.session_transcript(info, self.origin)
+        docs = [DocRequest.build(ItemsRequest.build(r.doc_type, r.items), reader_signer=self.reader_signer,
+                                 reader_chain=self.reader_chain or None,
+                                 session_transcript=self.transcript if self.reader_signer else None)
+                for r in self.requests]
+        self.request = dcapi.DcApiRequest(DeviceRequest(tuple(docs)).encode(), info)
+        self.state = "awaiting_response"
+        return self.request.to_json()
+
+    def receive(self, message: bytes) -> ReaderOutcome:
+        """``message``: the EncryptedResponse (CBOR), out of the credential's base64url."""
+        if self.state != "awaiting_response":
+            return self.outcome or self._failed(f"no response expected: session is {self.state}")
+        try:
+            sealed = dcapi.EncryptedResponse.decode(message)
+            plaintext = dcapi.open_response(sealed, self._key, self.transcript)
+        except dcapi.DcApiError as exc:
+            return self._failed(f"EncryptedResponse: {exc}")
+        except Exception as exc:  # noqa: BLE001 - the reader's boundary
+            return self._failed(f"EncryptedResponse unreadable: {type(exc).__name__}")
+        session_check = Check(SESSION, True, "EncryptedResponse opened (HPKE DHKEM(P-256), AES-128-GCM) "
+                                             "for this request and origin (ISO/IEC TS 18013-7 Annex C)")
+        try:
+            result = self.verifier.verify(plaintext, session_transcript=self.transcript, reader_private_key=None)
+        except Exception as exc:  # noqa: BLE001 - a verifier bug must not take the reader down
+            result = VerificationResult((Check("response_status", False, f"verifier error: {type(exc).__name__}: {exc}"),))
+        result = VerificationResult((session_check, *result.checks, *self._matches(result)), result.documents)
+        return self._finish(ReaderOutcome(result, plaintext, self.transcript, None))
+
+
+def resume_any(requests: Sequence[RequestSpec], verifier: Verifier, key: ec.EllipticCurvePrivateKey,
+               session_transcript: bytes) -> ReaderSession:
+    """A stored session of either kind, told apart by its transcript (an Annex C one has no
+    DeviceEngagement and a dcapi handover)."""
+    try:
+        online = dcapi.is_dcapi_transcript(SessionTranscript.decode(session_transcript))
+    except MdocError as exc:
+        raise ReaderSessionError(f"resume: {exc}") from exc
+    cls = OnlineReaderSession if online else ReaderSession
+    return cls.resume(list(requests), verifier, key, session_transcript)
