@@ -1,7 +1,7 @@
 """``mcred demo``: the main job on embedded defaults, told as a story (issue 7 item 4).
 
 Two phones are provisioned (JPKI signing + user-auth certificates with keys born in the
-SE, and an mdoc), each presents to a reader, signs for a relying party and logs in to it
+SE, and an mdoc), each presents to a reader (the first also online, to a web page), signs for a relying party and logs in to it
 with its user-authentication certificate (利用者証明), the first is
 handed over to a new phone (機種変更), and the reader and the OCSP relying party are shown
 refusing the old phone while accepting the new one; the second phone is untouched.
@@ -21,6 +21,7 @@ from mcred.provision import provision, refresh_mdocs
 from protocols.cardsub import parse_holder
 
 Say = Callable[[str], None]
+SHOP = "https://shop.example"
 
 
 def run_demo(ctx: Context, say: Say, *, key_type: str = "p384") -> dict:
@@ -50,6 +51,15 @@ def run_demo(ctx: Context, say: Say, *, key_type: str = "p384") -> dict:
         assert ok, why
         say(f"2.{i} Phone {r.phone_id} presents its mdoc; the reader checks the DS chain, MSO, "
             f"digests, device signature (made in the SE) and the status list: {why}.")
+        if i == 1:
+            ok, why = env.present_online(r.phone_id, SHOP)
+            assert ok, why
+            bad, relayed = env.present_online(r.phone_id, SHOP, via="https://shop.example.relay.test")
+            assert not bad and relayed.startswith("session:"), relayed
+            say(f"    ... and online, to the web page of {SHOP} through the Digital Credentials API "
+                f"(ISO/IEC TS 18013-7 Annex C: the response sealed with HPKE for that origin): {why}; "
+                "the same request relayed through another site is refused (session: the response "
+                "does not open for the shop).")
         ok, why = env.rp_verdict(env.sign(r.phone_id, r.password))
         assert ok, why
         say(f"3.{i} Phone {r.phone_id} signs a document (CMS, key in the SE, password checked); "
@@ -85,6 +95,9 @@ def run_demo(ctx: Context, say: Say, *, key_type: str = "p384") -> dict:
     response, st = env.present(old.phone_id)
     ok, why = env.reader_verdict(response, st)
     assert not ok and "INVALID" in why, why
+    ok, online_why = env.present_online(old.phone_id, SHOP)
+    assert not ok and "INVALID" in online_why, online_why
+    say(f"    ... and online, the web page's reader too: {online_why}.")
     ok, ocsp_why = env.rp_verdict(old_cms)
     assert not ok and "cessationOfOperation" in ocsp_why, ocsp_why
     ok, login_why = env.login(old.phone_id, old.pin)

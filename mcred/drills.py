@@ -119,6 +119,20 @@ class Env:
         doc = mdoc.build_document(issued, st, signer=SeSigner(applet, slot))
         return mdoc.DeviceResponse((doc,)).encode(), st
 
+    def present_online(self, phone_id: str, origin: str, *, via: str | None = None) -> tuple[bool, str]:
+        """The phone's wallet answers a web page at ``origin`` online (ISO/IEC TS 18013-7
+        Annex C: the response sealed with HPKE, bound to the origin the browser reports,
+        ``via`` a relaying site's); the reader's verdict, as :meth:`reader_verdict` says it."""
+        from mcred.present import open_wallet, present_online_in_process
+        from reader.online import OnlineReaderSession
+        from reader.session import DEFAULT_REQUEST
+        from wallet_sim.consent import RulesConsent
+
+        wallet = open_wallet(phone_id, self.ctx.home, RulesConsent.allow_all())
+        out = present_online_in_process(wallet, OnlineReaderSession([DEFAULT_REQUEST], self.reader, origin), origin=via)
+        failed = [c for c in out.result["checks"] if not c["passed"]]
+        return out.valid, "; ".join(f"{c['name']}: {c['reason']}" for c in failed) or "VALID"
+
     def sign(self, phone_id: str, secret: str, slot: str = "sign") -> bytes:
         se = wallet_sim.open_secure_element(phone_id, self.ctx.home)
         cms, _cert = sign_with_se(se.transmit, slot, secret.encode(), CONTENT)
