@@ -26,7 +26,8 @@ def _run(*args: str) -> str:
 @pytest.mark.parametrize(("args", "rows"), [
     (("mdoc", "--runs", "3"), ("issue (ours)", "verify full (ours)", "verify cached chain (ours)",
                                "verify same mdoc again (ours)")),
-    (("present", "--runs", "3"), ("presentation in-process", "presentation over HTTP",
+    (("present", "--runs", "3"), ("presentation in-process", "presentation over HTTP", "online (Annex C) in-process",
+                                  "online (Annex C) over HTTP",
                                   "reader verification (warm, new mdoc)", "reader verification (cold DS chain)",
                                   "reader verification (same mdoc again)")),
     (("issue", "--runs", "3", "--entries", "1000000"), ("the batch's later slots", "end to end through the registry",
