@@ -91,6 +91,29 @@ def test_a_session_opened_on_one_worker_continues_on_another(workers, home, db_u
     assert b.get("/reader/sessions/nope/result").status_code == 404
 
 
+def test_an_online_session_opened_on_one_worker_continues_on_another(workers, monkeypatch):
+    """Annex C through the issuer service's reader (scope reader): its origin is that of
+    MCRED_PUBLIC_URL; the HPKE key sealed in the row like an EReaderKey, opened by the other
+    worker."""
+    from protocols.mdoc import dcapi
+
+    a, b = workers
+    assert TestClient(a.app).post("/reader/online/sessions").status_code == 401
+    r = a.post("/reader/online/sessions")
+    assert r.status_code == 201
+    opened = r.json()
+    assert opened["origin"] == "http://127.0.0.1:8470"
+    request = dcapi.DcApiRequest.parse(opened["request"])
+    transcript = dcapi.session_transcript(request.encryption_info, opened["origin"])
+    sealed = dcapi.seal(b"\xa0", request.encryption_info, transcript)  # opens; not a DeviceResponse
+    r = b.post(f"/reader/online/sessions/{opened['session']}", json=dcapi.response_json(sealed))
+    assert r.status_code == 200
+    checks = r.json()["checks"]
+    assert checks[0]["name"] == "session" and checks[0]["passed"], checks[0]
+    assert r.json()["valid"] is False
+    assert a.get(f"/reader/sessions/{opened['session']}/result").content == r.content
+
+
 # -- the store itself ------------------------------------------------------------------------
 
 
