@@ -95,7 +95,8 @@ def test_reader_service_no_5xx_and_every_4xx_is_problem_json(mode: GenerationMod
     root = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
             .sign(key, hashes.SHA256()))
-    app = reader_app(ReaderService(reader_pipeline(trust=TrustStore()), [DEFAULT_REQUEST]),
+    app = reader_app(ReaderService(reader_pipeline(trust=TrustStore()), [DEFAULT_REQUEST],
+                                   origin="https://rp.example"),  # the online (Annex C) routes too
                      RelyingPartyService([root]))
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [r.ok() for r in schema.get_all_operations()]

@@ -20,6 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_present_kit import DOCTYPE, NS, Clock, StatusPublisher, make_phone, make_pki
 
 import wallet_sim
@@ -194,6 +196,33 @@ def test_origin_of_a_url_is_what_a_browser_serializes():
     assert origin_of("https://Shop.Example:443/reader/") == "https://shop.example"
     assert origin_of("http://127.0.0.1:8471/x") == "http://127.0.0.1:8471"
     assert origin_of("http://[::1]:80") == "http://[::1]"
+
+
+FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@FUZZ
+@given(data=st.binary(max_size=300))
+def test_fuzzed_encrypted_responses_give_a_failed_session_check(world, data):
+    r = reader(world)
+    r.start()
+    outcome = r.receive(data)
+    assert not outcome.valid and [c.name for c in outcome.result.checks] == ["session"]
+
+
+@FUZZ
+@given(plain=st.binary(max_size=300) | st.builds(cbor.dumps, st.recursive(
+    st.none() | st.integers() | st.text(max_size=5) | st.binary(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=10)))
+def test_a_sound_envelope_around_anything_never_crashes_the_reader(world, plain):
+    """The response opens (it was sealed to this request), the plaintext is anything."""
+    r = reader(world)
+    request = dcapi.DcApiRequest.parse(r.start())
+    sealed = dcapi.seal(plain, request.encryption_info, r.transcript)
+    outcome = r.receive(sealed.encode())
+    assert not outcome.valid
+    assert outcome.result.checks[0].name == "session" and outcome.result.checks[0].passed
 
 
 # -- over HTTP ----------------------------------------------------------------------------------
