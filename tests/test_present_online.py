@@ -360,3 +360,32 @@ def test_present_online_option_mistakes_exit_2(world, served, tmp_path, monkeypa
     r = _cli("present", "--phone", world["phone"], "--reader", served, "--consent", str(rules), "--json", *args)
     assert r.exit_code == 2
     assert "--online" in json.loads(r.stdout)["error"]
+
+
+def test_our_wallet_answers_a_request_of_the_multipaz_online_verifier(world):
+    """A request multipaz's verifier made (tests/vectors): the wallet checks its reader
+    authentication (ESP256 over the Annex C transcript of its origin) and answers, sealed to
+    multipaz's key. It asks for an mDL, which this phone does not hold: documentErrors."""
+    from pathlib import Path
+
+
+    vector = json.loads((Path(__file__).parent / "vectors" / "annex-c-multipaz-request.json").read_text())
+    signed_at = dt.datetime.fromisoformat(vector["signedAt"])
+    se = wallet_sim.open_secure_element(world["phone"], world["home"])
+    w = Wallet(se.transmit, RulesConsent.allow_all(), clock=lambda: signed_at)
+    session = w.online(vector["origin"])
+    answer = session.respond({"protocol": "org-iso-mdoc", "data": {
+        "deviceRequest": vector["deviceRequestB64"], "encryptionInfo": vector["encryptionInfoB64"]}})
+    sealed = dcapi.parse_response_json(answer)
+    assert len(sealed.enc) == 65
+    event = next(e for e in session.events if e.kind == "response")
+    assert event.doc_type == "org.iso.18013.5.1.mDL" and event.detail == "docType not held"
+    assert event.reader.subject == "CN=OWF Multipaz Online Verifier Single-Use Reader Key"
+    assert event.reader.signature_valid and not event.reader.trusted
+    assert DeviceResponse.decode(session.device_response).document_errors == ({"org.iso.18013.5.1.mDL": 0},)
+    # through another origin the same request's reader signature does not verify
+    session = w.online("https://relay.example")
+    session.respond({"protocol": "org-iso-mdoc", "data": {
+        "deviceRequest": vector["deviceRequestB64"], "encryptionInfo": vector["encryptionInfoB64"]}})
+    event = next(e for e in session.events if e.kind == "response")
+    assert not event.reader.signature_valid
