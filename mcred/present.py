@@ -30,7 +30,7 @@ from reader import sessions as reader_sessions
 from reader.ds_crl import DsCrlCheck
 from reader.errors import ReaderSessionError
 from reader.fetch import SESSION_MAX_BYTES, FetchError, fetch, new_client
-from reader.http import ReaderService, reader_router, relying_party_router
+from reader.http import ReaderService, online_page_router, reader_router, relying_party_router
 from reader.online import OnlineReaderSession, origin_of
 from reader.pipeline import PipelineConfig, ReaderPipeline, StatusListCache
 from reader.relying_party import RelyingPartyService
@@ -92,6 +92,7 @@ def reader_app(service: ReaderService, rp: RelyingPartyService | None = None) ->
     app = FastAPI(title="mcred reader", version="0.1.0", max_body_size=max_body_size())
     problems.install(app)
     app.include_router(reader_router(service))
+    app.include_router(online_page_router(service))
     if rp is not None:
         app.include_router(relying_party_router(rp))
     trust = getattr(service.verifier, "trust", None)  # a ReaderPipeline's store, on its clock

@@ -279,6 +279,38 @@ async def _body(request: Request) -> bytes:
     return body
 
 
+_PAGE_DIR = Path(__file__).resolve().parent
+#: The test page's policy: its own script and requests only; the portrait as a data: image.
+PAGE_CSP = ("default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; "
+            "img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
+def online_page_router(service: ReaderService) -> APIRouter:
+    """``GET /online``: a page that asks the browser's wallet (Digital Credentials API,
+    ``org-iso-mdoc``) through this reader's online sessions and shows the verdict; ``GET
+    /online/page.js`` its script (``reader/online_page.js``). For the stand-alone reader,
+    whose pages a browser opens at the reader's origin."""
+    import html
+
+    router = APIRouter(tags=["reader"])
+
+    @router.get("/online", response_class=Response, include_in_schema=False)
+    async def online_page() -> Response:
+        if service.origin is None:
+            raise HTTPException(404, "this reader serves no web origin: start it with --origin")
+        page = (_PAGE_DIR / "online_page.html").read_text(encoding="utf-8")
+        return Response(page.replace("@@ORIGIN@@", html.escape(service.origin)), media_type="text/html; charset=utf-8",
+                        headers={"Content-Security-Policy": PAGE_CSP, "X-Content-Type-Options": "nosniff",
+                                 "Cache-Control": "no-store"})
+
+    @router.get("/online/page.js", response_class=Response, include_in_schema=False)
+    async def online_script() -> Response:
+        return Response((_PAGE_DIR / "online_page.js").read_bytes(), media_type="text/javascript; charset=utf-8",
+                        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"})
+
+    return router
+
+
 def reader_router(service: ReaderService) -> APIRouter:
     router = APIRouter(tags=["reader"])
 

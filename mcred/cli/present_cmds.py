@@ -172,8 +172,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the reader service: POST /sessions, POST /sessions/{id}, GET /sessions/{id}/result;
         online presentation (ISO/IEC TS 18013-7 Annex C, the Digital Credentials API's
-        org-iso-mdoc) with POST /online/sessions, POST /online/sessions/{id}; and POST
-        /rp/jpki/verify with --jpki-roots."""
+        org-iso-mdoc) with POST /online/sessions, POST /online/sessions/{id}, and a test page
+        for a browser's own wallet at GET /online; and POST /rp/jpki/verify with --jpki-roots."""
         import os
 
         import uvicorn

@@ -1,0 +1,92 @@
+// The online test page of the mcred reader (GET /online): a web page asks a wallet for the
+// card substitute through the W3C Digital Credentials API (protocol "org-iso-mdoc", ISO/IEC
+// TS 18013-7 Annex C) and shows the reader's verdict. The page is served from the reader's
+// own origin, the origin the browser reports to the wallet and the reader binds.
+//
+// present() is the whole exchange and touches no DOM (tests/test_present_online_page.py runs
+// it in node, with the browser's credential picker as its edge); the rest draws the page.
+
+export async function present(base, { fetchFn = (...a) => fetch(...a), get = (o) => navigator.credentials.get(o) } = {}) {
+  const opened = await fetchFn(`${base}/online/sessions`, { method: "POST" });
+  const session = await opened.json();
+  if (opened.status !== 201) {
+    throw new Error(`the reader did not open a session: HTTP ${opened.status} ${session.detail ?? ""}`);
+  }
+  const credential = await get({ mediation: "required", digital: { requests: [session.request] } });
+  if (!credential || credential.protocol !== session.request.protocol) {
+    throw new Error(`the browser returned no ${session.request.protocol} credential`);
+  }
+  const data = typeof credential.data === "string" ? JSON.parse(credential.data) : credential.data;
+  const answered = await fetchFn(`${base}/online/sessions/${encodeURIComponent(session.session)}`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ protocol: credential.protocol, data }),
+  });
+  const verdict = await answered.json();
+  if (answered.status !== 200) {
+    throw new Error(`the reader refused the credential: HTTP ${answered.status} ${verdict.detail ?? ""}`);
+  }
+  return verdict;
+}
+
+function el(tag, text, cls) {
+  const e = document.createElement(tag);
+  if (text !== undefined) e.textContent = text;  // never innerHTML: the wallet's values are data
+  if (cls) e.className = cls;
+  return e;
+}
+
+function render(out, verdict) {
+  out.replaceChildren();
+  out.append(el("h2", verdict.valid ? "VALID" : "INVALID", verdict.valid ? "ok" : "bad"));
+  const checks = el("table");
+  for (const c of verdict.checks ?? []) {
+    const row = el("tr");
+    row.append(el("td", c.name), el("td", c.passed ? "pass" : "FAIL", c.passed ? "ok" : "bad"), el("td", c.reason));
+    checks.append(row);
+  }
+  out.append(checks);
+  for (const doc of verdict.documents ?? []) {
+    out.append(el("h3", doc.docType));
+    const items = el("table");
+    for (const [ns, elements] of Object.entries(doc.elements ?? {})) {
+      for (const [id, value] of Object.entries(elements)) {
+        const row = el("tr");
+        const cell = el("td");
+        if (id === "portrait" && typeof value === "string") {
+          const img = el("img");
+          img.src = `data:image/jpeg;base64,${value}`;
+          img.alt = "portrait";
+          cell.append(img);
+        } else {
+          cell.textContent = JSON.stringify(value);
+        }
+        row.append(el("td", ns), el("td", id), cell);
+        items.append(row);
+      }
+    }
+    out.append(items);
+  }
+}
+
+if (typeof document !== "undefined") {
+  const base = location.pathname.replace(/\/online\/?$/, "");
+  const button = document.getElementById("present");
+  const out = document.getElementById("out");
+  if (!navigator.credentials || typeof DigitalCredential === "undefined") {
+    out.append(el("p", "This browser has no Digital Credentials API (navigator.credentials.get with " +
+      "digital requests): use a browser that has it, on https or http://localhost.", "bad"));
+    button.disabled = true;
+  }
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    out.replaceChildren(el("p", "waiting for the wallet..."));
+    try {
+      render(out, await present(base));
+    } catch (e) {
+      out.replaceChildren(el("p", `${e.name}: ${e.message}`, "bad"));
+    } finally {
+      button.disabled = false;
+    }
+  });
+}

@@ -1,0 +1,100 @@
+"""The stand-alone reader's online test page (GET /online, reader/online_page.js): served
+with a strict content security policy, and its exchange (``present()``) run in node against
+a live reader, the browser's credential picker being the test's edge: a wallet behind a
+small HTTP endpoint answers the request the page passes to ``navigator.credentials.get``,
+for the origin the browser would report."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI, Request
+from fastapi.testclient import TestClient
+from test_present_http import Server, free_port
+from test_present_kit import DOCTYPE, NS, Clock, StatusPublisher, make_phone, make_pki
+
+import wallet_sim
+from mcred.present import reader_app, reader_pipeline
+from reader.http import PAGE_CSP, ReaderService
+from reader.session import RequestSpec
+from wallet_sim.consent import RulesConsent
+from wallet_sim.wallet import Wallet
+
+PAGE_JS = Path(__file__).resolve().parents[1] / "reader" / "online_page.js"
+REQUEST = RequestSpec(DOCTYPE, {NS: {"family_name": False, "age_over_20": False}})
+
+
+def _service(pki, origin: str | None) -> ReaderService:
+    clock = Clock()
+    return ReaderService(reader_pipeline(trust=pki.trust(), clock=clock, fetcher=StatusPublisher(pki, clock)),
+                         [REQUEST], origin=origin)
+
+
+def test_the_page_is_served_with_its_origin_and_a_strict_policy():
+    pki = make_pki()
+    client = TestClient(reader_app(_service(pki, "https://shop.example")))
+    page = client.get("/online")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.headers["content-security-policy"] == PAGE_CSP and "script-src 'self'" in PAGE_CSP
+    assert "<code>https://shop.example</code>" in page.text and 'src="online/page.js"' in page.text
+    script = client.get("/online/page.js")
+    assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+    assert script.content == PAGE_JS.read_bytes()
+    assert "innerHTML" not in script.text.replace("never innerHTML", "")  # values drawn as text only
+    # a reader without an origin serves no page (its online sessions are off)
+    assert TestClient(reader_app(_service(pki, None))).get("/online").status_code == 404
+    # not in the issuer service: its reader routes need a bearer token, which a page has not
+    schema = client.get("/openapi.json").json()
+    assert "/online" not in schema["paths"] and "/online/sessions" in schema["paths"]
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node (Debian package nodejs) to run the page's script")
+def test_the_page_script_presents_through_a_live_reader(tmp_path):
+    pki = make_pki()
+    home = tmp_path / "home"
+    home.mkdir()
+    phone = make_phone(home, pki)
+    port = free_port()
+    origin = f"http://127.0.0.1:{port}"
+
+    wallet_app = FastAPI()  # the phone's wallet, as the browser's picker reaches it
+
+    @wallet_app.post("/wallet")
+    async def answer(request: Request) -> dict:
+        body = await request.json()
+        se = wallet_sim.open_secure_element(phone, home)
+        consent = RulesConsent.from_mapping({"documents": {DOCTYPE: {NS: ["family_name"]}}})
+        return Wallet(se.transmit, consent, clock=Clock()).online(body["origin"]).respond(body["request"])
+
+    script = """
+import { present } from @@PAGE@@;
+const [base, walletUrl, origin] = process.argv.slice(1);
+const get = async (options) => {
+  const r = await fetch(walletUrl, { method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ request: options.digital.requests[0], origin }) });
+  const answer = await r.json();
+  return { protocol: answer.protocol, data: answer.data };  // a DigitalCredential's members
+};
+try {
+  console.log(JSON.stringify(await present(base, { get })));
+} catch (e) {
+  console.log(JSON.stringify({ error: String(e) }));
+}
+""".replace("@@PAGE@@", json.dumps(PAGE_JS.as_uri()))
+    with Server(reader_app(_service(pki, origin)), port) as reader, Server(wallet_app, free_port()) as wallet:
+        def run(as_origin: str) -> dict:
+            done = subprocess.run(["node", "--input-type=module", "-e", script, reader.url, f"{wallet.url}/wallet",
+                                   as_origin], capture_output=True, text=True, timeout=60)
+            assert done.returncode == 0, done.stderr
+            return json.loads(done.stdout)
+
+        verdict = run(origin)
+        assert verdict["valid"], verdict
+        assert verdict["documents"][0]["elements"] == {NS: {"family_name": "山田"}}
+        # the same page opened on another origin (a relay): the reader cannot open the answer
+        relayed = run("http://relay.example")
+        assert not relayed["valid"] and relayed["checks"][0]["name"] == "session"
