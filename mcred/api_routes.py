@@ -30,7 +30,7 @@ from issuer.api import problems
 from issuer.api.auth import principal_of
 from issuer.api.jobs import JobRunner, JobView
 from issuer.api.problems import NOT_FOUND, NOT_IMPLEMENTED, ProblemException
-from issuer.db import AuditEvent, Credential, Handover, Phone
+from issuer.db import Credential, Handover, Phone
 from issuer.holders import PHONE_ID_PATTERN
 from mcred.context import Context
 from wallet_sim.phone import phone_dir
@@ -692,16 +692,25 @@ def operator_router(ctx: Context) -> APIRouter:
                            scope="operator", actor=_actor(request))
         return _accepted(view, response)
 
-    @router.get("/audit", summary="The issuer's audit trail (newest first)")
+    @router.get("/audit", summary="The issuer's audit trail (newest first): of a subject, of "
+                "an action or its family (credential: credential.revoke, credential.hold, ...)")
     def audit(subject: Annotated[str | None, Query(max_length=128)] = None,
+              action: Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")] = None,
               limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
-        q = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
-        if subject:
-            q = q.where(AuditEvent.subject == subject)
-        with ctx.sessions() as s:
-            return {"events": [{"id": e.id, "at": _iso(e.at), "actor": e.actor,
-                                "action": e.action, "subject": e.subject,
-                                "detail": _jsonable(e.detail)} for e in s.scalars(q)]}
+        from issuer.audit import events
+
+        return {"events": _jsonable(events(ctx.sessions, subject=subject or None, action=action, limit=limit))}
+
+    @router.get("/tsm-audit", summary="The TSM's audit trail, the last records in the order "
+                "written: sessions, every command's header, length and status word (never its "
+                "data), job events; of a phone, a job, an event")
+    def tsm_audit(phone_id: Annotated[str | None, Query(pattern=PHONE_ID_PATTERN, max_length=63)] = None,
+                  job_id: Annotated[str | None, Query(pattern=r"^[0-9a-f]{32}$")] = None,
+                  event: Annotated[str | None, Query(max_length=32, pattern=r"^[a-z-]+$")] = None,
+                  limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> dict[str, Any]:
+        from tsm.audit import recent
+
+        return {"records": _jsonable(recent(ctx.engine, se_id=phone_id, job_id=job_id, event=event, limit=limit))}
 
     @router.post("/trust/ds-rollover", summary="Roll the mdoc document signer over to a new "
                  "key (trust material)")

@@ -11,6 +11,7 @@ progress (at each step boundary and whenever a run ends, successfully or not).
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -71,6 +72,32 @@ def audit_rows(engine: Engine, se_id: str | None = None) -> list[AuditRow]:
         if se_id is not None:
             q = q.where(AuditRow.se_id == se_id)
         return list(s.scalars(q))
+
+
+def _utc(at: dt.datetime) -> dt.datetime:
+    """Written in UTC; SQLite gives it back without its zone."""
+    return at.replace(tzinfo=dt.UTC) if at.tzinfo is None else at.astimezone(dt.UTC)
+
+
+def recent(bind: Bind, *, se_id: str | None = None, job_id: str | None = None, event: str | None = None,
+           limit: int = 200) -> list[dict]:
+    """The last ``limit`` audit records matching the filters, in the order written, as plain
+    values (``mcred tsm audit``, ``GET /tsm-audit``): when, who, which SE, job and step, the
+    event, a command's header, plain data length and status word, the description and the
+    detail the TSM recorded (never a command's data)."""
+    from sqlalchemy.orm import Session
+
+    q = select(AuditRow).order_by(AuditRow.id.desc()).limit(limit)
+    for column, value in ((AuditRow.se_id, se_id), (AuditRow.job_id, job_id), (AuditRow.event, event)):
+        if value is not None:
+            q = q.where(column == value)
+    with Session(bind) as s:
+        rows = list(s.scalars(q))
+    return [{"id": r.id, "at": _utc(r.at).isoformat(timespec="seconds"), "actor": r.actor, "phone": r.se_id,
+             "job": r.job_id, "step": r.step, "event": r.event,
+             "command": None if r.ins is None else f"{r.cla:02X}{r.ins:02X}{r.p1:02X}{r.p2:02X}",
+             "lc": r.lc, "sw": None if r.sw is None else f"{r.sw:04X}", "what": r.what,
+             "detail": dict(r.detail or {})} for r in reversed(rows)]
 
 
 def last_quarantine_cause(engine: Engine, se_id: str) -> str | None:

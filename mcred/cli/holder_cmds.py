@@ -74,5 +74,32 @@ def holder_show(holder_id: str = typer.Argument(..., help="The holder's id (`mcr
         con.print(f"  {k:<24} {n}", highlight=False)
 
 
+def audit(
+    subject: str = typer.Option(None, "--subject", help="Only events about this credential, phone, holder or "
+                                "workflow id."),
+    action: str = typer.Option(None, "--action", help="Only this action or its family: credential gives "
+                               "credential.revoke, credential.hold, ...; workflow, holder, phone, ..."),
+    limit: int = typer.Option(100, "--limit", min=1, max=100_000, help="At most this many (newest first)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """The issuer's audit trail, newest first: who issued, revoked, held, released, handed
+    over or let go of what, with the reasons (never a secret)."""
+    from issuer.audit import events
+    from mcred.cli.state import open_context
+    from reader.text import printable
+
+    rows = events(open_context().sessions, subject=subject, action=action, limit=limit)
+    if as_json:
+        typer.echo(json.dumps(rows, ensure_ascii=False, indent=2, default=str))
+        return
+    for r in rows:
+        detail = json.dumps(r["detail"], ensure_ascii=False, separators=(",", ":"), default=str)
+        typer.echo(printable(f"{r['at'][:19]}  {r['actor']}  {r['action']}  {r['subject']}"
+                             + (f"  {detail[:300]}" if r["detail"] else "")))
+    if not rows:
+        typer.echo("no audit event" + (f" about {subject}" if subject else "") + (f" for {action}" if action else ""))
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(holder_app, name="holder")
+    app.command("audit")(audit)

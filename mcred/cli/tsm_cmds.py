@@ -188,5 +188,40 @@ def abandon(
                   f"`mcred tsm abandon {job} --reason TEXT` again", highlight=False)
 
 
+@tsm_app.command("audit")
+def audit(
+    phone: str = typer.Option(None, "--phone", help="Only this phone's SE."),
+    job: str = typer.Option(None, "--job", help="Only this job's records."),
+    event: str = typer.Option(None, "--event", help="Only this event: apdu, session-open, session-failed, "
+                              "keys-rotated, counter-regression, keyset-rollback, job-created, step-done, "
+                              "job-done, job-failed, job-abandoned, quarantine-cleared, ..."),
+    limit: int = typer.Option(200, "--limit", min=1, max=100_000, help="The last this many records."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """The TSM's audit trail, the last records in the order written: SCP03 sessions, every
+    command by its header, plain data length and status word (never its data: no key, PIN
+    or certificate is in the log), and the jobs' events. What happened to a phone's SE."""
+    import json
+
+    from mcred.cli.state import open_context
+    from reader.text import printable
+    from tsm.audit import recent
+
+    rows = recent(open_context().engine, se_id=phone, job_id=job, event=event, limit=limit)
+    if as_json:
+        typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    for r in rows:
+        command = f" {r['command']} Lc={r['lc']}" if r["command"] else ""
+        sw = f" -> {r['sw']}" if r["sw"] else (" -> no answer" if r["event"] == "apdu" else "")
+        detail = " ".join(f"{k}={v}" for k, v in r["detail"].items())
+        typer.echo(printable(f"{r['at']}  {r['phone']}  {r['job'] or '-'} {r['step'] or '-'}  "
+                             f"{r['event']}{command}{sw}  {r['what'] or ''}"
+                             + (f"  ({detail[:300]})" if detail else "")).rstrip())
+    if not rows:
+        which = " and ".join(f"{k} {v}" for k, v in (("phone", phone), ("job", job), ("event", event)) if v)
+        typer.echo("no audit record" + (f" for {which}" if which else ""))
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(tsm_app, name="tsm")

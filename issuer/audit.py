@@ -1,0 +1,32 @@
+"""The issuer's audit trail, read back (``mcred audit``, ``GET /audit``): who did what to
+which credential, phone, holder or workflow, newest first. Records are written where the
+acts happen (issuance, revocation, handover workflows, holders); none holds a secret."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from issuer.db import AuditEvent
+
+
+def events(sessions: sessionmaker[Session], *, subject: str | None = None, action: str | None = None,
+           since: dt.datetime | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    """At most ``limit`` events, newest first: of ``subject`` (a credential, phone, holder or
+    workflow id), whose action is ``action`` or starts with it followed by a dot
+    (``credential`` gives ``credential.revoke``, ``credential.hold``, ...), at or after ``since``."""
+    q = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
+    if subject is not None:
+        q = q.where(AuditEvent.subject == subject)
+    if action is not None:
+        prefix = action.rstrip(".")
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        q = q.where((AuditEvent.action == prefix) | AuditEvent.action.like(escaped + ".%", escape="\\"))
+    if since is not None:
+        q = q.where(AuditEvent.at >= since)
+    with sessions() as s:
+        return [{"id": e.id, "at": e.at.isoformat(), "actor": e.actor, "action": e.action, "subject": e.subject,
+                 "detail": dict(e.detail or {})} for e in s.scalars(q)]

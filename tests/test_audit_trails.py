@@ -1,0 +1,99 @@
+"""The audit trails read back: ``mcred audit`` (the issuer's: who issued, revoked, held what,
+why) and ``mcred tsm audit`` (the TSM's: sessions, every command's header, length and status
+word, job events), on the CLI and over the API (scope operator), with their filters. Neither
+carries a secret: the holder's password never appears."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+import wallet_sim
+from issuer.api.auth import create_token
+from issuer.revocation import revoke
+from mcred.cli.main import app
+from mcred.context import Context
+from mcred.provision import parse_holder, provision
+from mcred.service import create_app
+
+HOLDER = {"family_name": "監査", "given_name": "記録", "family_name_kana": "カンサ",
+          "given_name_kana": "キロク", "birth_date": "1970-01-02", "sex": 1,
+          "address": "福岡県福岡市中央区1-1", "prefecture": "福岡県", "municipality": "福岡市"}
+PASSWORD = "ZQXW9876AUDIT"
+
+
+@pytest.fixture
+def provisioned(home: Path, monkeypatch):
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
+    ctx = Context.open(home)
+    pid = wallet_sim.create_phone(home)
+    result = provision(ctx, pid, parse_holder(HOLDER), key_type="p384", mdoc_batch=1, pin="2580", password=PASSWORD)
+    revoke(ctx.sessions, pid, "cessationOfOperation", actor="test-operator")
+    return ctx, pid, result
+
+
+def _cli(*args: str):
+    r = CliRunner().invoke(app, list(args))
+    assert r.exit_code == 0, r.output
+    return r.stdout
+
+
+def test_the_issuer_audit_names_acts_and_reasons_newest_first(provisioned):
+    ctx, pid, _ = provisioned
+    rows = json.loads(_cli("audit", "--json"))
+    assert rows == sorted(rows, key=lambda r: r["id"], reverse=True)
+    revoked = json.loads(_cli("audit", "--action", "credential", "--json"))
+    assert revoked and all(r["action"].startswith("credential.") for r in revoked)
+    assert {r["detail"]["reason"] for r in revoked} == {"cessationOfOperation"}
+    assert {r["actor"] for r in revoked} == {"test-operator"}
+    one = revoked[0]["subject"]
+    assert [r["subject"] for r in json.loads(_cli("audit", "--subject", one, "--json"))] == [one] * len(
+        [r for r in rows if r["subject"] == one])
+    assert len(json.loads(_cli("audit", "--limit", "2", "--json"))) == 2
+    # "cred" is no family of "credential": only whole dotted parts match
+    assert json.loads(_cli("audit", "--action", "cred", "--json")) == []
+    text = _cli("audit", "--action", "credential.revoke")
+    assert "test-operator  credential.revoke" in text and "cessationOfOperation" in text
+    assert "no audit event about nobody" in _cli("audit", "--subject", "nobody")
+
+
+def test_the_tsm_audit_shows_a_phones_commands_and_jobs_never_data(provisioned):
+    ctx, pid, result = provisioned
+    rows = json.loads(_cli("tsm", "audit", "--phone", pid, "--limit", "100000", "--json"))
+    assert rows == sorted(rows, key=lambda r: r["id"])
+    events = {r["event"] for r in rows}
+    assert {"session-open", "apdu", "job-created", "job-done"} <= events
+    apdus = [r for r in rows if r["event"] == "apdu"]
+    assert all(len(r["command"]) == 8 and r["sw"] for r in apdus)
+    assert any(r["command"].startswith("80E6") for r in apdus)  # INSTALL
+    assert PASSWORD not in json.dumps(rows) and PASSWORD.encode().hex().upper() not in json.dumps(rows).upper()
+    job = next(r["job"] for r in rows if r["event"] == "job-done")
+    only_job = json.loads(_cli("tsm", "audit", "--job", job, "--limit", "100000", "--json"))
+    assert only_job and {r["job"] for r in only_job} == {job}
+    last = json.loads(_cli("tsm", "audit", "--phone", pid, "--limit", "3", "--json"))
+    assert last == rows[-3:]
+    assert {r["event"] for r in json.loads(_cli("tsm", "audit", "--event", "job-done", "--json"))} == {"job-done"}
+    text = _cli("tsm", "audit", "--phone", pid, "--limit", "50")
+    assert f"  {pid}  {job}" in text and "-> 9000" in text
+    assert "no audit record for phone ph-none" in _cli("tsm", "audit", "--phone", "ph-none")
+
+
+def test_both_trails_over_the_api_for_operators_only(provisioned):
+    ctx, pid, _ = provisioned
+    client = TestClient(create_app(ctx, job_workers=1))
+    operator = {"Authorization": f"Bearer {create_token(ctx.sessions, ['operator'])[1]}"}
+    issuer = {"Authorization": f"Bearer {create_token(ctx.sessions, ['issuer'])[1]}"}
+    r = client.get("/audit", params={"action": "credential.revoke"}, headers=operator)
+    assert r.status_code == 200 and r.json()["events"]
+    assert {e["action"] for e in r.json()["events"]} == {"credential.revoke"}
+    r = client.get("/tsm-audit", params={"phone_id": pid, "event": "job-done"}, headers=operator)
+    assert r.status_code == 200 and {x["event"] for x in r.json()["records"]} == {"job-done"}
+    assert client.get("/tsm-audit", headers=issuer).status_code == 403
+    assert client.get("/tsm-audit").status_code == 401
+    bad = client.get("/tsm-audit", params={"job_id": "not-a-job"}, headers=operator)
+    assert bad.status_code == 422 and bad.headers["content-type"].startswith("application/problem+json")
