@@ -1,0 +1,394 @@
+"""Online presentation of mdocs with OpenID for Verifiable Presentations 1.0 over the W3C
+Digital Credentials API (protocol ``openid4vp-v1-unsigned``): the other online flow beside
+ISO/IEC TS 18013-7 Annex C (:mod:`protocols.mdoc.dcapi`), the one EU and Android wallets
+answer. Sans-I/O, JSON values and bytes in and out.
+
+* **Request** (OID4VP 1.0 Appendix A, section 5): ``{"response_type": "vp_token",
+  "response_mode": "dc_api.jwt", "nonce", "client_metadata": {"jwks": {"keys": [the
+  verifier's P-256 encryption key, "alg": "ECDH-ES", "use": "enc", "kid"]},
+  "encrypted_response_enc_values_supported": ["A128GCM"], "vp_formats_supported":
+  {"mso_mdoc": ...}}, "dcql_query"}``. Unsigned: no ``client_id``, the wallet takes the
+  verifier to be the origin the browser reports.
+* **DCQL** (section 6), the ``mso_mdoc`` part: a credential query per docType
+  (``meta.doctype_value``) with claims by ``path: [namespace, element]`` and
+  ``intent_to_retain``; ``claim_sets`` are honoured (the first set the wallet can fill).
+* **Response** (section 8.3, ``dc_api.jwt``): a JWE (``ECDH-ES``, ``A128GCM`` unless the
+  verifier lists another) encrypted to that key, its payload ``{"vp_token": {credential
+  query id: [base64url DeviceResponse]}}``; one DeviceResponse per mdoc.
+* **SessionTranscript** (Appendix B.2.6.2)::
+
+      [null, null, ["OpenID4VPDCAPIHandover", SHA-256(CBOR([origin, nonce, jwkThumbprint]))]]
+
+  ``jwkThumbprint`` the RFC 7638 SHA-256 thumbprint (bytes) of the verifier's encryption
+  key (null when the response is not encrypted). The device signs over it, so a response
+  for another origin, nonce or key does not verify. Reproduced byte for byte from the
+  specification's example (tests/test_mdoc_oid4vp.py).
+
+JOSE (JWK thumbprints, JWE with ECDH-ES) comes from jwcrypto, itself over ``cryptography``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from protocols.mdoc import _parse as p
+from protocols.mdoc.errors import MdocError
+from protocols.mdoc.transcript import SessionTranscript
+
+PROTOCOL = "openid4vp-v1-unsigned"
+"""The Digital Credentials API protocol identifier of an unsigned OID4VP 1.0 request."""
+HANDOVER = "OpenID4VPDCAPIHandover"
+RESPONSE_MODE = "dc_api.jwt"
+PLAIN_RESPONSE_MODE = "dc_api"
+JWE_ALG = "ECDH-ES"
+DEFAULT_ENC = "A128GCM"
+ENCS = ("A128GCM", "A192GCM", "A256GCM")
+FORMAT = "mso_mdoc"
+_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_JWE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+MAX_JWE = 4 * 1024 * 1024
+
+
+class Oid4vpError(MdocError):
+    """An OpenID4VP request or response is not what OID4VP 1.0 defines (for mdocs); the
+    message says where."""
+
+
+class Oid4vpDecryptError(Oid4vpError):
+    """The response's JWE does not decrypt with the verifier's key."""
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64url(text: Any, where: str) -> bytes:
+    if not isinstance(text, str) or not text or re.fullmatch(r"[A-Za-z0-9_-]+={0,2}", text) is None:
+        raise Oid4vpError(f"{where}: expected base64url text")
+    raw = text.rstrip("=").encode("ascii")
+    try:
+        return base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise Oid4vpError(f"{where}: not base64url ({exc})") from None
+
+
+# -- keys -------------------------------------------------------------------------------------
+
+
+def public_jwk(key: ec.EllipticCurvePublicKey, *, kid: str) -> dict[str, str]:
+    """The verifier's encryption key as the request carries it (P-256, ECDH-ES, use enc)."""
+    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise Oid4vpError("the response encryption key must be an EC P-256 public key")
+    n = key.public_numbers()
+    return {"kty": "EC", "crv": "P-256", "x": _b64url(n.x.to_bytes(32, "big")), "y": _b64url(n.y.to_bytes(32, "big")),
+            "use": "enc", "alg": JWE_ALG, "kid": kid}
+
+
+def jwk_thumbprint(jwk: Mapping[str, Any]) -> bytes:
+    """RFC 7638 SHA-256 thumbprint of an EC public JWK (its crv, kty, x, y), as bytes."""
+    from jwcrypto import jwk as jwcrypto_jwk
+
+    try:
+        key = jwcrypto_jwk.JWK(**{k: jwk[k] for k in ("kty", "crv", "x", "y")})
+        return _unb64url(key.thumbprint(), "thumbprint")
+    except (KeyError, TypeError, ValueError, jwcrypto_jwk.InvalidJWKValue) as exc:
+        raise Oid4vpError(f"client_metadata.jwks: not an EC public key ({type(exc).__name__}: {exc})") from None
+
+
+# -- the transcript -----------------------------------------------------------------------------
+
+
+def session_transcript(origin: str, nonce: str, thumbprint: bytes | None) -> SessionTranscript:
+    """``[null, null, ["OpenID4VPDCAPIHandover", SHA-256(CBOR([origin, nonce, thumbprint]))]]``;
+    ``origin`` not prefixed (``https://rp.example``), ``thumbprint`` None for ``dc_api``."""
+    if not isinstance(origin, str) or not origin or not isinstance(nonce, str) or not nonce:
+        raise Oid4vpError("SessionTranscript: origin and nonce are non-empty strings")
+    if thumbprint is not None and (not isinstance(thumbprint, bytes) or len(thumbprint) != 32):
+        raise Oid4vpError("SessionTranscript: the JWK thumbprint is 32 bytes (SHA-256)")
+    info = p.encode([origin, nonce, thumbprint])
+    return SessionTranscript.build(None, None, [HANDOVER, hashlib.sha256(info).digest()])
+
+
+def is_oid4vp_transcript(transcript: SessionTranscript) -> bool:
+    h = transcript.handover
+    return (transcript.device_engagement_bytes is None and transcript.e_reader_key_bytes is None
+            and isinstance(h, list | tuple) and len(h) == 2 and h[0] == HANDOVER
+            and isinstance(h[1], bytes) and len(h[1]) == 32)
+
+
+# -- DCQL for mso_mdoc --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClaimQuery:
+    namespace: str
+    identifier: str
+    intent_to_retain: bool = False
+    id: str | None = None
+
+
+@dataclass(frozen=True)
+class CredentialQuery:
+    """One DCQL credential query of format ``mso_mdoc``."""
+
+    id: str
+    doctype: str
+    claims: tuple[ClaimQuery, ...]
+    claim_sets: tuple[tuple[str, ...], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "format": FORMAT, "meta": {"doctype_value": self.doctype},
+                               "claims": [{**({"id": c.id} if c.id else {}), "path": [c.namespace, c.identifier],
+                                           "intent_to_retain": c.intent_to_retain} for c in self.claims]}
+        if self.claim_sets:
+            out["claim_sets"] = [list(s) for s in self.claim_sets]
+        return out
+
+    def items(self, held: Mapping[str, frozenset[str]] | None = None) -> dict[str, dict[str, bool]]:
+        """namespace -> element -> intent to retain, as an ItemsRequest has them: all claims,
+        or with ``claim_sets`` the first set whose claims are all ``held`` (the first set
+        when ``held`` is not given, or when none can be filled)."""
+        chosen = self.claims
+        if self.claim_sets:
+            by_id = {c.id: c for c in self.claims}
+            sets = [[by_id[i] for i in s] for s in self.claim_sets]
+            chosen = next((s for s in sets if held is not None
+                           and all(c.identifier in held.get(c.namespace, ()) for c in s)), sets[0])
+        out: dict[str, dict[str, bool]] = {}
+        for c in chosen:
+            out.setdefault(c.namespace, {})[c.identifier] = c.intent_to_retain
+        return out
+
+
+def _parse_credential(value: Any, where: str) -> CredentialQuery:
+    if not isinstance(value, Mapping):
+        raise Oid4vpError(f"{where}: expected an object")
+    qid = value.get("id")
+    if not isinstance(qid, str) or _ID.fullmatch(qid) is None:
+        raise Oid4vpError(f"{where}.id: 1-64 characters of A-Z a-z 0-9 _ -")
+    if value.get("format") != FORMAT:
+        raise Oid4vpError(f"{where}.format: {value.get('format')!r:.40}: only {FORMAT!r} is answered here")
+    meta = value.get("meta")
+    doctype = meta.get("doctype_value") if isinstance(meta, Mapping) else None
+    if not isinstance(doctype, str) or not doctype:
+        raise Oid4vpError(f"{where}.meta.doctype_value: a docType string")
+    raw_claims = value.get("claims")
+    if not isinstance(raw_claims, list) or not raw_claims:
+        raise Oid4vpError(f"{where}.claims: a non-empty array (a request for the whole mdoc is not answered)")
+    claims = []
+    for i, c in enumerate(raw_claims):
+        w = f"{where}.claims[{i}]"
+        if not isinstance(c, Mapping):
+            raise Oid4vpError(f"{w}: expected an object")
+        path = c.get("path")
+        if not (isinstance(path, list) and len(path) == 2 and all(isinstance(x, str) and x for x in path)):
+            raise Oid4vpError(f"{w}.path: [namespace, element identifier] for mso_mdoc")
+        retain = c.get("intent_to_retain", False)
+        cid = c.get("id")
+        if not isinstance(retain, bool) or (cid is not None and (not isinstance(cid, str) or _ID.fullmatch(cid) is None)):
+            raise Oid4vpError(f"{w}: intent_to_retain is true or false, id an identifier")
+        if "values" in c:
+            raise Oid4vpError(f"{w}.values: value matching is not supported for mso_mdoc here")
+        claims.append(ClaimQuery(path[0], path[1], retain, cid))
+    sets: tuple[tuple[str, ...], ...] = ()
+    if "claim_sets" in value:
+        ids = {c.id for c in claims if c.id}
+        raw_sets = value["claim_sets"]
+        if not (isinstance(raw_sets, list) and raw_sets and all(
+                isinstance(s, list) and s and all(isinstance(i, str) and i in ids for i in s) for s in raw_sets)):
+            raise Oid4vpError(f"{where}.claim_sets: non-empty arrays of the ids of its claims")
+        sets = tuple(tuple(s) for s in raw_sets)
+    return CredentialQuery(qid, doctype, tuple(claims), sets)
+
+
+def parse_dcql(value: Any) -> tuple[CredentialQuery, ...]:
+    """The ``mso_mdoc`` credential queries of a DCQL query (``credential_sets``, which make
+    some credentials optional, are not answered: every query is taken as asked)."""
+    if not isinstance(value, Mapping):
+        raise Oid4vpError("dcql_query: expected an object")
+    creds = value.get("credentials")
+    if not isinstance(creds, list) or not creds:
+        raise Oid4vpError("dcql_query.credentials: a non-empty array")
+    if "credential_sets" in value:
+        raise Oid4vpError("dcql_query.credential_sets: not supported here (ask for each credential)")
+    out = tuple(_parse_credential(c, f"dcql_query.credentials[{i}]") for i, c in enumerate(creds))
+    if len({q.id for q in out}) != len(out):
+        raise Oid4vpError("dcql_query.credentials: ids must be unique")
+    return out
+
+
+# -- the request --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Oid4vpRequest:
+    """An unsigned OID4VP 1.0 request for mdocs over the Digital Credentials API."""
+
+    nonce: str
+    queries: tuple[CredentialQuery, ...]
+    encryption_jwk: Mapping[str, Any] | None  # None: response_mode dc_api (not encrypted)
+    encs: tuple[str, ...] = (DEFAULT_ENC,)
+
+    @classmethod
+    def build(cls, queries: Sequence[CredentialQuery], encryption_key: ec.EllipticCurvePublicKey | None, *,
+              nonce: str | None = None, kid: str | None = None) -> Oid4vpRequest:
+        jwk = None if encryption_key is None else public_jwk(encryption_key, kid=kid or secrets.token_urlsafe(8))
+        return cls(nonce or secrets.token_urlsafe(32), tuple(queries), jwk)
+
+    @property
+    def response_mode(self) -> str:
+        return PLAIN_RESPONSE_MODE if self.encryption_jwk is None else RESPONSE_MODE
+
+    @property
+    def thumbprint(self) -> bytes | None:
+        return None if self.encryption_jwk is None else jwk_thumbprint(self.encryption_jwk)
+
+    def to_json(self) -> dict[str, Any]:
+        metadata: dict[str, Any] = {"vp_formats_supported": {FORMAT: {
+            "issuerauth_alg_values": [-7, -35, -36, -9], "deviceauth_alg_values": [-7, -35, -36, -9]}}}
+        if self.encryption_jwk is not None:
+            metadata["jwks"] = {"keys": [dict(self.encryption_jwk)]}
+            metadata["encrypted_response_enc_values_supported"] = list(self.encs)
+        return {"protocol": PROTOCOL, "data": {
+            "response_type": "vp_token", "response_mode": self.response_mode, "nonce": self.nonce,
+            "client_metadata": metadata, "dcql_query": {"credentials": [q.to_json() for q in self.queries]}}}
+
+    @classmethod
+    def parse(cls, value: Any) -> Oid4vpRequest:
+        """From the request object (or its ``data`` member alone)."""
+        if not isinstance(value, Mapping):
+            raise Oid4vpError(f"request: expected a JSON object, got {type(value).__name__}")
+        data = value
+        if "protocol" in value or ("data" in value and "nonce" not in value):
+            if value.get("protocol") != PROTOCOL:
+                raise Oid4vpError(f"request.protocol: expected {PROTOCOL!r}, got {value.get('protocol')!r:.60}")
+            data = value.get("data")
+            if not isinstance(data, Mapping):
+                raise Oid4vpError("request.data: expected a JSON object")
+        if "request" in data or "client_id" in data:
+            raise Oid4vpError("a signed request (request, client_id) is not answered here: openid4vp-v1-unsigned")
+        if data.get("response_type") != "vp_token":
+            raise Oid4vpError(f"response_type: expected 'vp_token', got {data.get('response_type')!r:.40}")
+        nonce = data.get("nonce")
+        if not isinstance(nonce, str) or not nonce or len(nonce) > 512:
+            raise Oid4vpError("nonce: a non-empty string")
+        mode = data.get("response_mode", PLAIN_RESPONSE_MODE)
+        if mode not in (RESPONSE_MODE, PLAIN_RESPONSE_MODE):
+            raise Oid4vpError(f"response_mode: {mode!r:.40}: expected {RESPONSE_MODE!r} or {PLAIN_RESPONSE_MODE!r}")
+        queries = parse_dcql(data.get("dcql_query"))
+        jwk, encs = None, (DEFAULT_ENC,)
+        if mode == RESPONSE_MODE:
+            metadata = data.get("client_metadata")
+            keys = metadata.get("jwks", {}).get("keys") if isinstance(metadata, Mapping) and isinstance(
+                metadata.get("jwks"), Mapping) else None
+            if not isinstance(keys, list):
+                raise Oid4vpError("client_metadata.jwks.keys: dc_api.jwt needs the verifier's encryption key")
+            jwk = next((k for k in keys if isinstance(k, Mapping) and k.get("kty") == "EC" and k.get("crv") == "P-256"
+                        and k.get("alg", JWE_ALG) == JWE_ALG and k.get("use", "enc") == "enc"), None)
+            if jwk is None:
+                raise Oid4vpError("client_metadata.jwks.keys: no EC P-256 key for ECDH-ES")
+            jwk_thumbprint(jwk)  # a key that is one
+            offered = metadata.get("encrypted_response_enc_values_supported", [DEFAULT_ENC])
+            if not isinstance(offered, list) or not any(e in ENCS for e in offered):
+                raise Oid4vpError(f"client_metadata.encrypted_response_enc_values_supported: none of {', '.join(ENCS)}")
+            encs = tuple(e for e in offered if e in ENCS)
+        return cls(nonce, queries, None if jwk is None else dict(jwk), encs)
+
+
+# -- the response -------------------------------------------------------------------------------
+
+
+def vp_token(documents: Mapping[str, Sequence[bytes]]) -> dict[str, list[str]]:
+    """``{query id: [base64url DeviceResponse, ...]}``."""
+    return {qid: [_b64url(d) for d in docs] for qid, docs in documents.items()}
+
+
+def seal(token: Mapping[str, list[str]], request: Oid4vpRequest) -> dict[str, Any]:
+    """The wallet's answer for the page: ``{"protocol", "data": {"response": JWE}}`` (or
+    ``{"vp_token"}`` in the clear for ``dc_api``)."""
+    payload = {"vp_token": dict(token)}
+    if request.encryption_jwk is None:
+        return {"protocol": PROTOCOL, "data": payload}
+    from jwcrypto import jwe, jwk
+
+    key = jwk.JWK(**{k: request.encryption_jwk[k] for k in ("kty", "crv", "x", "y")})
+    header = {"alg": JWE_ALG, "enc": request.encs[0]}
+    if isinstance(request.encryption_jwk.get("kid"), str):
+        header["kid"] = request.encryption_jwk["kid"]
+    token_ = jwe.JWE(json.dumps(payload, separators=(",", ":")).encode(), protected=header)
+    token_.add_recipient(key)
+    return {"protocol": PROTOCOL, "data": {"response": token_.serialize(compact=True)}}
+
+
+def response_payload(value: Any) -> str | dict:
+    """From the page's credential ``{"protocol", "data": {...}}`` (or ``data`` alone): the
+    JWE compact text, or the clear payload (``dc_api``)."""
+    if not isinstance(value, Mapping):
+        raise Oid4vpError(f"response: expected a JSON object, got {type(value).__name__}")
+    data = value
+    if "data" in value:
+        if value.get("protocol", PROTOCOL) != PROTOCOL:
+            raise Oid4vpError(f"response.protocol: expected {PROTOCOL!r}, got {value.get('protocol')!r:.60}")
+        data = value["data"]
+    if not isinstance(data, Mapping):
+        raise Oid4vpError("response.data: expected a JSON object")
+    if "response" in data:
+        jwe_text = data["response"]
+        if not isinstance(jwe_text, str) or len(jwe_text) > MAX_JWE or _JWE.fullmatch(jwe_text) is None:
+            raise Oid4vpError("response.data.response: a JWE in compact serialization (five base64url parts)")
+        return jwe_text
+    if "vp_token" in data:
+        return dict(data)
+    raise Oid4vpError("response.data: neither 'response' (a JWE) nor 'vp_token'")
+
+
+def open_response(jwe_text: str, private_key: ec.EllipticCurvePrivateKey, *, encs: Sequence[str] = ENCS) -> dict:
+    """The verifier's side: the JWE's JSON payload, decrypted with ECDH-ES and one of ``encs``."""
+    from jwcrypto import jwe, jwk
+    from jwcrypto.common import JWException
+
+    key = jwk.JWK.from_pyca(private_key)
+    token = jwe.JWE()
+    token.allowed_algs = [JWE_ALG, *encs]
+    try:
+        token.deserialize(jwe_text, key=key)
+        header = json.loads(token.objects.get("protected") or "{}")
+    except (JWException, ValueError, TypeError) as exc:
+        raise Oid4vpDecryptError(f"JWE: does not decrypt with this request's key ({type(exc).__name__}: "
+                                 f"{str(exc)[:120]})") from None
+    if header.get("alg") != JWE_ALG:
+        raise Oid4vpDecryptError(f"JWE alg {header.get('alg')!r:.20}: expected {JWE_ALG}")
+    try:
+        payload = json.loads(token.payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Oid4vpError(f"JWE payload: not JSON ({exc})") from None
+    if not isinstance(payload, dict):
+        raise Oid4vpError("JWE payload: expected a JSON object")
+    return payload
+
+
+def documents(payload: Mapping[str, Any], query_ids: Sequence[str]) -> dict[str, list[bytes]]:
+    """The DeviceResponse bytes of each asked query id, out of ``{"vp_token": {id: [b64, ...]}}``
+    (a query the wallet did not answer is left out; an id not asked is refused)."""
+    token = payload.get("vp_token")
+    if not isinstance(token, Mapping):
+        raise Oid4vpError("vp_token: expected an object of credential query ids")
+    unknown = [k for k in token if k not in query_ids]
+    if unknown:
+        raise Oid4vpError(f"vp_token: not asked for: {', '.join(map(str, unknown[:5]))}")
+    out = {}
+    for qid, presentations in token.items():
+        if not isinstance(presentations, list) or not presentations:
+            raise Oid4vpError(f"vp_token.{qid}: a non-empty array of presentations")
+        out[qid] = [_unb64url(x, f"vp_token.{qid}[{i}]") for i, x in enumerate(presentations)]
+    return out
