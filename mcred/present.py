@@ -17,6 +17,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx
 from cryptography.hazmat.primitives import serialization
@@ -25,13 +26,13 @@ from fastapi import FastAPI
 from protocols import cbor
 from protocols import certs as x509certs
 from protocols.gp import HostChannel, StaticKeys
-from protocols.mdoc import Check, SessionTranscript, VerificationResult, dcapi
+from protocols.mdoc import Check, SessionTranscript, VerificationResult, dcapi, oid4vp
 from reader import sessions as reader_sessions
 from reader.ds_crl import DsCrlCheck
 from reader.errors import ReaderSessionError
 from reader.fetch import SESSION_MAX_BYTES, FetchError, fetch, new_client
 from reader.http import ReaderService, online_page_router, reader_router, relying_party_router
-from reader.online import OnlineReaderSession, origin_of
+from reader.online import Oid4vpReaderSession, OnlineReaderSession, origin_of
 from reader.pipeline import PipelineConfig, ReaderPipeline, StatusListCache
 from reader.relying_party import RelyingPartyService
 from reader.session import DEFAULT_REQUEST, ReaderSession, RequestSpec
@@ -369,14 +370,18 @@ def present_over_http(wallet: Wallet, reader_url: str, *, client: httpx.Client |
                         session.transcript.raw if session.transcript else None)
 
 
-def present_online_in_process(wallet: Wallet, reader: OnlineReaderSession, *, origin: str | None = None) -> Presentation:
-    """An online presentation (ISO/IEC TS 18013-7 Annex C) with the browser left out: the
-    page's request goes to the wallet with ``origin`` (the reader's own unless given: a
-    relaying site would give its own), the wallet's answer back to the reader."""
+def present_online_in_process(wallet: Wallet, reader: OnlineReaderSession | Oid4vpReaderSession, *,
+                              origin: str | None = None) -> Presentation:
+    """An online presentation (ISO/IEC TS 18013-7 Annex C, or OpenID4VP 1.0 with an
+    :class:`Oid4vpReaderSession`) with the browser left out: the page's request goes to the
+    wallet with ``origin`` (the reader's own unless given: a relaying site would give its
+    own), the wallet's answer back to the reader."""
     request = reader.start()
     session = wallet.online(origin or reader.origin)
     answer = session.respond(request)
-    outcome = reader.receive(dcapi.parse_response_json(answer).encode())
+    message = (json.dumps(answer).encode() if answer.get("protocol") == oid4vp.PROTOCOL
+               else dcapi.parse_response_json(answer).encode())
+    outcome = reader.receive(message)
     st = outcome.session_transcript
     return Presentation(outcome.result.to_json(), tuple(session.events), outcome.device_response,
                         st.raw if st else None)
@@ -384,10 +389,11 @@ def present_online_in_process(wallet: Wallet, reader: OnlineReaderSession, *, or
 
 def present_online_over_http(wallet: Wallet, reader_url: str, *, origin: str | None = None,
                              client: httpx.Client | None = None, timeout: float = 30.0,
-                             token: str | None = None) -> Presentation:
+                             token: str | None = None, protocol: str = dcapi.PROTOCOL) -> Presentation:
     """An online presentation over HTTP, this process playing the browser: ``POST
-    /online/sessions`` for the page's request, the wallet answers it for ``origin`` (default:
-    the reader URL's own), ``POST /online/sessions/{id}`` with the credential, the verdict."""
+    /online/sessions?protocol=...`` for the page's request (``org-iso-mdoc`` or
+    ``openid4vp-v1-unsigned``), the wallet answers it for ``origin`` (default: the reader
+    URL's own), ``POST /online/sessions/{id}`` with the credential, the verdict."""
     own = client is None
     client = client or new_client(timeout=timeout)
     auth = {"Authorization": f"Bearer {token}"} if token else {}
@@ -397,7 +403,8 @@ def present_online_over_http(wallet: Wallet, reader_url: str, *, origin: str | N
     except ReaderSessionError as exc:
         raise PresentError(f"reader URL {exc}") from None
     try:
-        r = fetch(client, "POST", f"{base}/online/sessions", max_bytes=SESSION_MAX_BYTES, headers=auth)
+        r = fetch(client, "POST", f"{base}/online/sessions?{urlencode({'protocol': protocol})}",
+                  max_bytes=SESSION_MAX_BYTES, headers=auth)
         if r.status != 201:
             raise PresentError(f"reader refused an online request: HTTP {r.status} {r.preview()}")
         try:

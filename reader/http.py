@@ -52,10 +52,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from protocols import cbor
-from protocols.mdoc import Check, SessionData, VerificationResult, dcapi, is_issuer_signed
+from protocols.mdoc import Check, SessionData, VerificationResult, dcapi, is_issuer_signed, oid4vp
 from protocols.mdoc.session import SESSION_STATUS_TERMINATION
 from reader.errors import ReaderSessionError
-from reader.online import OnlineReaderSession, check_origin, resume_any
+from reader.online import ONLINE_KINDS, check_origin, resume_any
 from reader.relying_party import RelyingPartyService
 from reader.session import SESSION, ReaderOutcome, ReaderSession, RequestSpec, Verifier
 from reader.sessions import (
@@ -191,13 +191,17 @@ class ReaderService:
         self.store.add(sid, session, self.clock())
         return sid, establishment
 
-    def open_online(self) -> tuple[str, dict]:
-        """A new online (Annex C) session: its id and the request object for the page."""
+    def open_online(self, protocol: str = dcapi.PROTOCOL) -> tuple[str, dict]:
+        """A new online session: its id and the request object for the page, in ``protocol``
+        (``org-iso-mdoc``: ISO/IEC TS 18013-7 Annex C; ``openid4vp-v1-unsigned``: OpenID4VP 1.0)."""
         if self.origin is None:
             raise ReaderSessionError("this reader serves no web origin: online requests need its origin "
                                      "(mcred reader serve --origin https://rp.example)")
-        session = OnlineReaderSession(self.requests, self.verifier, self.origin, reader_signer=self.reader_signer,
-                                      reader_chain=self.reader_chain)
+        kind = ONLINE_KINDS.get(protocol)
+        if kind is None:
+            raise ReaderSessionError(f"protocol {protocol!r:.60}: one of {', '.join(ONLINE_KINDS)}")
+        session = kind(self.requests, self.verifier, self.origin, reader_signer=self.reader_signer,
+                       reader_chain=self.reader_chain)
         request = session.start()
         sid = secrets.token_urlsafe(16)
         self.store.add(sid, session, self.clock())
@@ -343,9 +347,9 @@ def reader_router(service: ReaderService) -> APIRouter:
     @router.post("/online/sessions", status_code=201, response_class=JSONResponse,
                  summary="Open an online presentation (ISO/IEC TS 18013-7 Annex C): the request "
                          "object for navigator.credentials.get, protocol org-iso-mdoc")
-    async def open_online() -> Response:
+    async def open_online(protocol: Literal["org-iso-mdoc", "openid4vp-v1-unsigned"] = "org-iso-mdoc") -> Response:
         try:
-            sid, request = await run_in_threadpool(service.open_online)
+            sid, request = await run_in_threadpool(service.open_online, protocol)
         except ReaderSessionError as exc:
             raise HTTPException(409, str(exc)) from None
         return JSONResponse({"session": sid, "origin": service.origin, "request": request}, status_code=201,
@@ -357,10 +361,16 @@ def reader_router(service: ReaderService) -> APIRouter:
     async def online_response(sid: str, request: Request) -> Response:
         body = await _body(request)
         try:
-            sealed = dcapi.parse_response_json(json.loads(body))
-        except (ValueError, dcapi.DcApiError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-            raise HTTPException(400, f"not an org-iso-mdoc credential response: {exc}") from None
-        reply = await run_in_threadpool(service.message, sid, sealed.encode())
+            value = json.loads(body)
+            if isinstance(value, dict) and value.get("protocol") == oid4vp.PROTOCOL:
+                if not isinstance(value.get("data"), dict):
+                    raise oid4vp.Oid4vpError("data: expected a JSON object")
+                message = body  # the OpenID4VP session reads the credential's JSON itself
+            else:
+                message = dcapi.parse_response_json(value).encode()
+        except (ValueError, dcapi.DcApiError, oid4vp.Oid4vpError) as exc:  # JSONDecodeError is a ValueError
+            raise HTTPException(400, f"not a credential response (org-iso-mdoc or {oid4vp.PROTOCOL}): {exc}") from None
+        reply = await run_in_threadpool(service.message, sid, message)
         if reply is None:
             raise HTTPException(404, "no such session")
         verdict = await run_in_threadpool(service.result, sid)

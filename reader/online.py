@@ -13,6 +13,7 @@ encryption after the response; device authentication is by signature.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -27,6 +28,7 @@ from protocols.mdoc import (
     SessionTranscript,
     VerificationResult,
     dcapi,
+    oid4vp,
 )
 from reader.errors import ReaderSessionError
 from reader.session import SESSION, ReaderOutcome, ReaderSession, RequestSpec, Verifier
@@ -139,13 +141,109 @@ class OnlineReaderSession(ReaderSession):
         return self._finish(ReaderOutcome(result, plaintext, self.transcript, None))
 
 
+class Oid4vpReaderSession(ReaderSession):
+    """One OpenID4VP 1.0 presentation over the Digital Credentials API
+    (``openid4vp-v1-unsigned``, :mod:`protocols.mdoc.oid4vp`): ``start()`` gives the request
+    (a DCQL credential query ``q0``, ``q1``, ... per RequestSpec, the response encrypted to
+    this session's P-256 key with ECDH-ES); ``receive()`` takes the page's credential as JSON
+    bytes (``{"protocol", "data": {"response": JWE}}``), decrypts it and verifies each
+    DeviceResponse of the vp_token over the OpenID4VPDCAPIHandover transcript."""
+
+    def __init__(self, requests: Sequence[RequestSpec], verifier: Verifier, origin: str, *,
+                 reader_signer: CoseSigner | None = None, reader_chain: Sequence[bytes] = ()) -> None:
+        super().__init__(requests, verifier, reader_signer=reader_signer, reader_chain=reader_chain)
+        self.origin = check_origin(origin)
+        self.request: oid4vp.Oid4vpRequest | None = None
+
+    @property
+    def query_ids(self) -> list[str]:
+        return [f"q{i}" for i in range(len(self.requests))]
+
+    @classmethod
+    def resume(cls, requests: Sequence[RequestSpec], verifier: Verifier,
+               e_reader_private_key: ec.EllipticCurvePrivateKey, session_transcript: bytes) -> Oid4vpReaderSession:
+        session = cls.__new__(cls)
+        ReaderSession.__init__(session, requests, verifier)
+        session.origin, session.request = "", None
+        try:
+            transcript = SessionTranscript.decode(session_transcript)
+        except MdocError as exc:
+            raise ReaderSessionError(f"resume: {exc}") from exc
+        if not oid4vp.is_oid4vp_transcript(transcript):
+            raise ReaderSessionError("resume: not an OpenID4VPDCAPIHandover SessionTranscript")
+        if not isinstance(e_reader_private_key, ec.EllipticCurvePrivateKey) \
+                or not isinstance(e_reader_private_key.curve, ec.SECP256R1):
+            raise ReaderSessionError("resume: the response encryption key is not a P-256 key")
+        session._key, session.transcript, session.state = e_reader_private_key, transcript, "awaiting_response"
+        return session
+
+    def start(self, engagement: bytes | str | None = None) -> dict:  # type: ignore[override]
+        if self.state != "idle":
+            raise ReaderSessionError(f"start: session is {self.state}")
+        if engagement is not None:
+            raise ReaderSessionError("an online session has no device engagement")
+        self._key = ec.generate_private_key(ec.SECP256R1())
+        queries = [oid4vp.CredentialQuery(qid, r.doc_type, tuple(
+            oid4vp.ClaimQuery(ns, ident, retain) for ns, items in r.items.items() for ident, retain in items.items()))
+            for qid, r in zip(self.query_ids, self.requests, strict=True)]
+        self.request = oid4vp.Oid4vpRequest.build(queries, self._key.public_key())
+        self.transcript = oid4vp.session_transcript(self.origin, self.request.nonce, self.request.thumbprint)
+        self.state = "awaiting_response"
+        return self.request.to_json()
+
+    def receive(self, message: bytes) -> ReaderOutcome:
+        """``message``: the credential the page received, as JSON bytes."""
+        if self.state != "awaiting_response":
+            return self.outcome or self._failed(f"no response expected: session is {self.state}")
+        try:
+            value = json.loads(message)
+            if isinstance(value, dict) and isinstance(value.get("data"), dict) and "error" in value["data"]:
+                error = value["data"]
+                return self._failed(f"the wallet answered {str(error.get('error'))[:40]!r}: "
+                                    f"{str(error.get('error_description', ''))[:200]}")
+            payload = oid4vp.response_payload(value)
+            if isinstance(payload, str):
+                payload = oid4vp.open_response(payload, self._key)
+            else:
+                return self._failed("vp_token in the clear: this reader asked for an encrypted response (dc_api.jwt)")
+            documents = oid4vp.documents(payload, self.query_ids)
+        except (ValueError, oid4vp.Oid4vpError) as exc:  # JSONDecodeError is a ValueError
+            return self._failed(f"OpenID4VP response: {exc}")
+        except Exception as exc:  # noqa: BLE001 - the reader's boundary
+            return self._failed(f"OpenID4VP response unreadable: {type(exc).__name__}")
+        if not documents:
+            return self._failed("vp_token: no credential query answered")
+        session_check = Check(SESSION, True, "JWE decrypted (ECDH-ES) for this request (OpenID4VP 1.0 over the "
+                                             "Digital Credentials API); vp_token answers "
+                                             + ", ".join(sorted(documents)))
+        checks, docs, first = [], [], None
+        for qid in sorted(documents):
+            for response in documents[qid]:
+                first = first or response
+                try:
+                    result = self.verifier.verify(response, session_transcript=self.transcript, reader_private_key=None)
+                except Exception as exc:  # noqa: BLE001 - a verifier bug must not take the reader down
+                    result = VerificationResult((Check("response_status", False,
+                                                       f"verifier error: {type(exc).__name__}: {exc}"),))
+                checks += result.checks
+                docs += result.documents
+        result = VerificationResult(tuple(checks), tuple(docs))
+        result = VerificationResult((session_check, *result.checks, *self._matches(result)), result.documents)
+        return self._finish(ReaderOutcome(result, first, self.transcript, None))
+
+
+ONLINE_KINDS = {dcapi.PROTOCOL: OnlineReaderSession, oid4vp.PROTOCOL: Oid4vpReaderSession}
+"""The online session class of each Digital Credentials API protocol the reader asks with."""
+
+
 def resume_any(requests: Sequence[RequestSpec], verifier: Verifier, key: ec.EllipticCurvePrivateKey,
                session_transcript: bytes) -> ReaderSession:
-    """A stored session of either kind, told apart by its transcript (an Annex C one has no
-    DeviceEngagement and a dcapi handover)."""
+    """A stored session of any kind, told apart by its transcript (an online one has no
+    DeviceEngagement, and a dcapi or an OpenID4VPDCAPIHandover handover)."""
     try:
-        online = dcapi.is_dcapi_transcript(SessionTranscript.decode(session_transcript))
+        transcript = SessionTranscript.decode(session_transcript)
     except MdocError as exc:
         raise ReaderSessionError(f"resume: {exc}") from exc
-    cls = OnlineReaderSession if online else ReaderSession
+    cls = (OnlineReaderSession if dcapi.is_dcapi_transcript(transcript)
+           else Oid4vpReaderSession if oid4vp.is_oid4vp_transcript(transcript) else ReaderSession)
     return cls.resume(list(requests), verifier, key, session_transcript)

@@ -38,6 +38,7 @@ from protocols.mdoc import (
     DeviceResponse,
     DocRequest,
     IssuerSigned,
+    ItemsRequest,
     MdocDecodeError,
     MdocError,
     MobileSecurityObject,
@@ -48,6 +49,7 @@ from protocols.mdoc import (
     build_document,
     dcapi,
     derive_emac_key,
+    oid4vp,
     verify_reader_auth,
 )
 from protocols.mdoc.session import (
@@ -438,28 +440,41 @@ class OnlineRequestError(WalletError):
 
 
 class OnlineWalletSession(WalletSession):
-    """One online presentation (ISO/IEC TS 18013-7 Annex C), sans-I/O: :meth:`respond` takes
-    the request object the page passed to the Digital Credentials API (``{"protocol":
-    "org-iso-mdoc", "data": {"deviceRequest", "encryptionInfo"}}``) and gives the
-    credential's answer (``{"protocol", "data": {"response"}}``), the DeviceResponse sealed
-    with HPKE to the page's key. Everything is bound to the SessionTranscript of the request
-    and of the origin the browser vouches for, which the holder is shown at consent; the
-    device key signs (there is no reader key for a MAC)."""
+    """One online presentation, sans-I/O: :meth:`respond` takes the request object the page
+    passed to the Digital Credentials API and gives the credential's answer, for either
+    protocol a web page may ask with:
+
+    * ``org-iso-mdoc`` (ISO/IEC TS 18013-7 Annex C): ``{"deviceRequest", "encryptionInfo"}``
+      in, the DeviceResponse sealed with HPKE to the page's key out;
+    * ``openid4vp-v1-unsigned`` (OpenID4VP 1.0, Appendix A and B.2): a DCQL query in, a
+      ``vp_token`` of one DeviceResponse per answered credential query out, as a JWE to the
+      page's key (``dc_api.jwt``) or in the clear (``dc_api``).
+
+    Everything is bound to the SessionTranscript of the request and of the origin the
+    browser vouches for, which the holder is shown at consent; the device key signs (there
+    is no reader key for a MAC). :attr:`device_response` is the last DeviceResponse made."""
 
     def __init__(self, wallet: Wallet, origin: str) -> None:
         super().__init__(wallet, None)
         self.origin = origin
+        self.protocol: str | None = None
+
+    def _refuse(self, exc: Exception) -> OnlineRequestError:
+        self.events.append(WalletEvent("error", f"online request: {exc}"))
+        self._end("online request refused")
+        return OnlineRequestError(str(exc))
 
     def respond(self, request: Mapping) -> dict:
         if self.state == "terminated":
             raise OnlineRequestError("this online presentation has already answered")
+        self.protocol = request.get("protocol") if isinstance(request, Mapping) else None
+        if self.protocol == oid4vp.PROTOCOL:
+            return self._respond_oid4vp(request)
         try:
             parsed = dcapi.DcApiRequest.parse(request)
             self.transcript = dcapi.session_transcript(parsed.encryption_info, self.origin)
         except dcapi.DcApiError as exc:
-            self.events.append(WalletEvent("error", f"online request: {exc}"))
-            self._end("online request refused")
-            raise OnlineRequestError(str(exc)) from None
+            raise self._refuse(exc) from None
         self.state = "open"
         try:
             response = self._respond(parsed.device_request)
@@ -469,3 +484,29 @@ class OnlineWalletSession(WalletSession):
         sealed = dcapi.seal(response, parsed.encryption_info, self.transcript)
         self._end("response sent to " + self.origin)
         return dcapi.response_json(sealed)
+
+    def _respond_oid4vp(self, request: Mapping) -> dict:
+        try:
+            parsed = oid4vp.Oid4vpRequest.parse(request)
+            self.transcript = oid4vp.session_transcript(self.origin, parsed.nonce, parsed.thumbprint)
+        except oid4vp.Oid4vpError as exc:
+            raise self._refuse(exc) from None
+        self.state = "open"
+        answered: dict[str, list[bytes]] = {}
+        try:
+            for query in parsed.queries:
+                held = self.wallet.choose(query.doctype, self.wallet.clock())
+                items = query.items(held.elements if held is not None else None)
+                doc = self._document(DocRequest.build(ItemsRequest.build(query.doctype, items)))
+                if doc is not None:
+                    self.device_response = DeviceResponse((doc,)).encode()
+                    answered[query.id] = [self.device_response]
+        except WalletSeError as exc:
+            self.events.append(WalletEvent("error", f"secure element: {exc}"))
+        except Exception as exc:  # noqa: BLE001 - the wallet's boundary
+            self.events.append(WalletEvent("error", f"internal error: {type(exc).__name__}: {exc}"))
+        self._end("response sent to " + self.origin)
+        if not answered:  # OAuth's error response (OID4VP 1.0 section 8.5): no credential leaves
+            return {"protocol": oid4vp.PROTOCOL, "data": {
+                "error": "access_denied", "error_description": "the holder released none of the requested claims"}}
+        return oid4vp.seal(oid4vp.vp_token(answered), parsed)

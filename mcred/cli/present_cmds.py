@@ -90,6 +90,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
         online: bool = typer.Option(False, "--online", help="Present online, as to a web page through the Digital Credentials API (ISO/IEC TS 18013-7 Annex C, org-iso-mdoc: the response sealed with HPKE, bound to the page's origin) instead of in proximity; this command plays the browser."),
         origin: str | None = typer.Option(None, "--origin", help="With --online: the web origin the browser reports to the wallet (default: the reader URL's own). Another origin than the reader's, as a relaying site would give, is refused by the reader."),
+        protocol: str = typer.Option("org-iso-mdoc", "--protocol", help="With --online: the Digital Credentials API protocol the page asks with: org-iso-mdoc (ISO/IEC TS 18013-7 Annex C, HPKE) or openid4vp (OpenID4VP 1.0, openid4vp-v1-unsigned: DCQL, a JWE response)."),
     ) -> None:
         """Present the phone's mdoc to a reader over HTTP; exit 0 only if the verdict is VALID.
         In proximity by default (engagement QR code, session encryption); online with --online."""
@@ -108,6 +109,12 @@ def register(app: typer.Typer) -> None:
                       "--mac and --qr are for proximity")
         if origin is not None and not online:
             _unusable(console, as_json, "--origin is the web page's origin of an online presentation: add --online")
+        protocols = {"org-iso-mdoc": "org-iso-mdoc", "annex-c": "org-iso-mdoc", "openid4vp": "openid4vp-v1-unsigned",
+                     "openid4vp-v1-unsigned": "openid4vp-v1-unsigned"}
+        if protocol not in protocols:
+            _unusable(console, as_json, f"--protocol {protocol!r}: org-iso-mdoc or openid4vp")
+        if protocol != "org-iso-mdoc" and not online:
+            _unusable(console, as_json, "--protocol is the protocol of an online presentation: add --online")
         try:
             policy = RulesConsent.from_file(consent) if consent else InteractiveConsent(
                 ask=lambda q: console.input(q), show=console.print)
@@ -131,7 +138,8 @@ def register(app: typer.Typer) -> None:
 
         try:
             if online:
-                out = present_online_over_http(wallet, reader, origin=origin, token=token)
+                out = present_online_over_http(wallet, reader, origin=origin, token=token,
+                                               protocol=protocols[protocol])
             else:
                 out = present_over_http(wallet, reader, on_engagement=show, token=token)
         except PresentError as exc:

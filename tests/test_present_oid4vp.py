@@ -1,0 +1,184 @@
+"""Online presentation with OpenID4VP 1.0 over the Digital Credentials API
+(``openid4vp-v1-unsigned``): the wallet answers a DCQL query with a vp_token encrypted to the
+page's key (dc_api.jwt), the reader decrypts it and verifies each DeviceResponse over the
+OpenID4VPDCAPIHandover transcript of its origin, nonce and key.
+
+Each refusal asserted by name: a relayed origin fails device authentication (the JWE opens,
+the device signature is over another transcript); a replay into another request does not
+decrypt; a holder who releases nothing answers access_denied. Over HTTP the protocol is
+chosen per session, and a session opened by one reader process is finished by another."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+from test_present_kit import DOCTYPE, NS, Clock, StatusPublisher, make_phone, make_pki
+
+import wallet_sim
+from mcred.present import (
+    present_online_in_process,
+    present_online_over_http,
+    reader_app,
+    reader_pipeline,
+)
+from protocols.mdoc import DeviceResponse, oid4vp
+from reader.http import ReaderService
+from reader.online import Oid4vpReaderSession
+from reader.session import RequestSpec
+from wallet_sim.consent import RulesConsent
+from wallet_sim.wallet import OnlineRequestError, Wallet
+
+ORIGIN = "https://shop.example"
+REQUEST = RequestSpec(DOCTYPE, {NS: {"family_name": False, "age_over_20": True, "portrait": False}})
+CONSENT = {"documents": {DOCTYPE: {NS: ["family_name", "age_over_20"]}}}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    pki = make_pki()
+    return {"home": home, "pki": pki, "phone": make_phone(home, pki, slots=(0, 1))}
+
+
+def wallet(world, consent=CONSENT) -> Wallet:
+    se = wallet_sim.open_secure_element(world["phone"], world["home"])
+    return Wallet(se.transmit, RulesConsent.from_mapping(consent), clock=Clock())
+
+
+def pipeline(world):
+    clock = Clock()
+    return reader_pipeline(trust=world["pki"].trust(), clock=clock, fetcher=StatusPublisher(world["pki"], clock))
+
+
+def reader(world) -> Oid4vpReaderSession:
+    return Oid4vpReaderSession([REQUEST], pipeline(world), ORIGIN)
+
+
+def failed(result: dict) -> list[str]:
+    return [c["name"] for c in result["checks"] if not c["passed"]]
+
+
+def test_valid_with_exactly_the_consented_items(world):
+    r = reader(world)
+    out = present_online_in_process(wallet(world), r)
+    assert out.valid, failed(out.result)
+    assert out.result["documents"][0]["elements"] == {NS: {"family_name": "山田", "age_over_20": True}}
+    assert "JWE decrypted" in out.result["checks"][0]["reason"]
+    # the request was OID4VP 1.0's; the one DeviceResponse names the refused portrait
+    data = r.request.to_json()["data"]
+    assert data["response_mode"] == "dc_api.jwt" and data["dcql_query"]["credentials"][0]["id"] == "q0"
+    assert DeviceResponse.decode(out.device_response).documents[0].errors == {NS: {"portrait": 0}}
+
+
+def test_a_relayed_origin_fails_device_authentication(world):
+    out = present_online_in_process(wallet(world), reader(world), origin="https://shop.example.relay.test")
+    assert failed(out.result) == ["device_authentication"]
+
+
+def test_a_response_replayed_into_another_request_does_not_decrypt(world):
+    first, second = reader(world), reader(world)
+    answer = wallet(world).online(ORIGIN).respond(first.start())
+    second.start()
+    outcome = second.receive(json.dumps(answer).encode())
+    assert not outcome.valid and [c.name for c in outcome.result.checks] == ["session"]
+    assert "does not decrypt" in outcome.result.checks[0].reason
+    assert first.receive(json.dumps(answer).encode()).valid
+
+
+def test_a_holder_who_releases_nothing_answers_access_denied(world):
+    r = reader(world)
+    session = wallet(world, {"documents": {}}).online(ORIGIN)
+    answer = session.respond(r.start())
+    assert answer["data"]["error"] == "access_denied" and "response" not in answer["data"]
+    outcome = r.receive(json.dumps(answer).encode())
+    assert [c.name for c in outcome.result.checks] == ["session"] and "access_denied" in outcome.result.checks[0].reason
+
+
+def test_the_wallet_fills_the_first_claim_set_it_can(world):
+    request = {"protocol": "openid4vp-v1-unsigned", "data": {
+        "response_type": "vp_token", "response_mode": "dc_api", "nonce": "n-1",
+        "dcql_query": {"credentials": [{"id": "card", "format": "mso_mdoc", "meta": {"doctype_value": DOCTYPE},
+                                        "claims": [{"id": "a", "path": [NS, "no_such_element"]},
+                                                   {"id": "b", "path": [NS, "family_name"]}],
+                                        "claim_sets": [["a"], ["b"]]}]}}}
+    answer = wallet(world, {"documents": {"*": {"*": "*"}}}).online(ORIGIN).respond(request)
+    (presentation,) = answer["data"]["vp_token"]["card"]  # dc_api: in the clear
+    doc = DeviceResponse.decode(oid4vp._unb64url(presentation, "x")).documents[0]
+    assert {i.element_identifier for i in doc.issuer_signed.items()[NS]} == {"family_name"}
+
+
+@pytest.mark.parametrize("request_value", [
+    {"protocol": "openid4vp-v1-unsigned", "data": {"response_type": "vp_token", "nonce": "n",
+                                                   "dcql_query": {"credentials": [{"id": "x", "format": "dc+sd-jwt"}]}}},
+    {"protocol": "openid4vp-v1-unsigned", "data": {"request": "eyJ..."}},
+])
+def test_requests_the_wallet_cannot_answer_raise_a_typed_error(world, request_value):
+    with pytest.raises(OnlineRequestError):
+        wallet(world).online(ORIGIN).respond(request_value)
+
+
+def test_over_http_the_protocol_is_chosen_per_session(world):
+    service = ReaderService(pipeline(world), [REQUEST], origin=ORIGIN)
+    with TestClient(reader_app(service), base_url="http://reader.test") as client:
+        out = present_online_over_http(wallet(world), "http://reader.test", origin=ORIGIN, client=client,
+                                       protocol="openid4vp-v1-unsigned")
+        assert out.valid, failed(out.result)
+        opened = client.post("/online/sessions", params={"protocol": "openid4vp-v1-unsigned"}).json()
+        assert opened["request"]["protocol"] == "openid4vp-v1-unsigned"
+        assert client.post("/online/sessions", params={"protocol": "openid4vp"}).status_code == 422
+        url = f"/online/sessions/{opened['session']}"
+        bad = client.post(url, json={"protocol": "openid4vp-v1-unsigned", "data": "x"})
+        assert bad.status_code == 400
+        # an Annex C answer to an OpenID4VP session fails it, by name
+        from protocols.mdoc import dcapi
+
+        annex_c = dcapi.response_json(dcapi.EncryptedResponse(b"\x04" + bytes(64), bytes(32)))
+        r = client.post(url, json=annex_c)
+        assert r.status_code == 200 and failed(r.json()) == ["session"]
+        assert "OpenID4VP response" in r.json()["checks"][0]["reason"]
+
+
+def test_an_oid4vp_session_opened_by_one_reader_is_finished_by_another(world, engine):
+    from reader.sessions import AesGcmSealer
+
+    sealer = AesGcmSealer(bytes(32))
+    a = ReaderService(pipeline(world), [REQUEST], origin=ORIGIN, engine=engine, session_sealer=sealer)
+    b = ReaderService(pipeline(world), [REQUEST], origin=ORIGIN, engine=engine, session_sealer=sealer)
+    sid, request = a.open_online("openid4vp-v1-unsigned")
+    answer = wallet(world).online(ORIGIN).respond(request)
+    assert b.message(sid, json.dumps(answer).encode()) is not None
+    verdict = json.loads(a.result(sid))
+    assert verdict["valid"], failed(verdict)
+
+
+def test_present_online_cli_with_openid4vp(world, tmp_path, monkeypatch):
+    import typer
+    from test_present_http import Server, free_port
+    from typer.testing import CliRunner
+
+    from mcred.cli.present_cmds import register
+
+    app = typer.Typer()
+    register(app)
+
+    @app.callback()
+    def _main() -> None: ...
+
+    monkeypatch.setenv("MCRED_HOME", str(world["home"]))
+    rules = tmp_path / "consent.json"
+    rules.write_text(json.dumps(CONSENT))
+    port = free_port()
+    service = ReaderService(pipeline(world), [REQUEST], origin=f"http://127.0.0.1:{port}")
+    with Server(reader_app(service), port) as server:
+        r = CliRunner().invoke(app, ["present", "--phone", world["phone"], "--reader", server.url, "--online",
+                                     "--protocol", "openid4vp", "--consent", str(rules), "--json"])
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.stdout.strip().splitlines()[-1])["valid"]
+        r = CliRunner().invoke(app, ["present", "--phone", world["phone"], "--reader", server.url,
+                                     "--protocol", "openid4vp", "--consent", str(rules), "--json"])
+        assert r.exit_code == 2 and "--online" in json.loads(r.stdout)["error"]
+        r = CliRunner().invoke(app, ["present", "--phone", world["phone"], "--reader", server.url, "--online",
+                                     "--protocol", "carrier-pigeon", "--consent", str(rules), "--json"])
+        assert r.exit_code == 2
