@@ -1,20 +1,30 @@
 // The online test page of the mcred reader (GET /online): a web page asks a wallet for the
-// card substitute through the W3C Digital Credentials API (protocol "org-iso-mdoc", ISO/IEC
-// TS 18013-7 Annex C) and shows the reader's verdict. The page is served from the reader's
+// card substitute through the W3C Digital Credentials API, offering both protocols a wallet
+// may answer ("org-iso-mdoc", ISO/IEC TS 18013-7 Annex C; "openid4vp-v1-unsigned",
+// OpenID4VP 1.0), and shows the reader's verdict. The page is served from the reader's
 // own origin, the origin the browser reports to the wallet and the reader binds.
 //
 // present() is the whole exchange and touches no DOM (tests/test_present_online_page.py runs
 // it in node, with the browser's credential picker as its edge); the rest draws the page.
 
-export async function present(base, { fetchFn = (...a) => fetch(...a), get = (o) => navigator.credentials.get(o) } = {}) {
-  const opened = await fetchFn(`${base}/online/sessions`, { method: "POST" });
-  const session = await opened.json();
-  if (opened.status !== 201) {
-    throw new Error(`the reader did not open a session: HTTP ${opened.status} ${session.detail ?? ""}`);
+export const PROTOCOLS = ["org-iso-mdoc", "openid4vp-v1-unsigned"];
+
+export async function present(base, { fetchFn = (...a) => fetch(...a), get = (o) => navigator.credentials.get(o),
+                                      protocols = PROTOCOLS } = {}) {
+  // one session per protocol; the browser and the wallet choose which to answer
+  const sessions = [];
+  for (const protocol of protocols) {
+    const opened = await fetchFn(`${base}/online/sessions?protocol=${encodeURIComponent(protocol)}`, { method: "POST" });
+    const session = await opened.json();
+    if (opened.status !== 201) {
+      throw new Error(`the reader did not open a ${protocol} session: HTTP ${opened.status} ${session.detail ?? ""}`);
+    }
+    sessions.push(session);
   }
-  const credential = await get({ mediation: "required", digital: { requests: [session.request] } });
-  if (!credential || credential.protocol !== session.request.protocol) {
-    throw new Error(`the browser returned no ${session.request.protocol} credential`);
+  const credential = await get({ mediation: "required", digital: { requests: sessions.map((s) => s.request) } });
+  const session = sessions.find((s) => credential && s.request.protocol === credential.protocol);
+  if (!session) {
+    throw new Error(`the browser returned no credential of the protocols asked (${protocols.join(", ")})`);
   }
   const data = typeof credential.data === "string" ? JSON.parse(credential.data) : credential.data;
   const answered = await fetchFn(`${base}/online/sessions/${encodeURIComponent(session.session)}`, {
@@ -26,7 +36,7 @@ export async function present(base, { fetchFn = (...a) => fetch(...a), get = (o)
   if (answered.status !== 200) {
     throw new Error(`the reader refused the credential: HTTP ${answered.status} ${verdict.detail ?? ""}`);
   }
-  return verdict;
+  return { protocol: credential.protocol, ...verdict };
 }
 
 function el(tag, text, cls) {
@@ -39,6 +49,7 @@ function el(tag, text, cls) {
 function render(out, verdict) {
   out.replaceChildren();
   out.append(el("h2", verdict.valid ? "VALID" : "INVALID", verdict.valid ? "ok" : "bad"));
+  out.append(el("p", `answered with ${verdict.protocol}`));
   const checks = el("table");
   for (const c of verdict.checks ?? []) {
     const row = el("tr");

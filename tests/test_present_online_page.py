@@ -65,17 +65,18 @@ def test_the_page_script_presents_through_a_live_reader(tmp_path):
 
     @wallet_app.post("/wallet")
     async def answer(request: Request) -> dict:
-        body = await request.json()
+        body = await request.json()  # the requests the page offered, and the one this wallet answers
         se = wallet_sim.open_secure_element(phone, home)
         consent = RulesConsent.from_mapping({"documents": {DOCTYPE: {NS: ["family_name"]}}})
-        return Wallet(se.transmit, consent, clock=Clock()).online(body["origin"]).respond(body["request"])
+        chosen = next(r for r in body["requests"] if r["protocol"] == body["protocol"])
+        return Wallet(se.transmit, consent, clock=Clock()).online(body["origin"]).respond(chosen)
 
     script = """
 import { present } from @@PAGE@@;
-const [base, walletUrl, origin] = process.argv.slice(1);
+const [base, walletUrl, origin, protocol] = process.argv.slice(1);
 const get = async (options) => {
   const r = await fetch(walletUrl, { method: "POST", headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ request: options.digital.requests[0], origin }) });
+    body: JSON.stringify({ requests: options.digital.requests, protocol, origin }) });
   const answer = await r.json();
   return { protocol: answer.protocol, data: answer.data };  // a DigitalCredential's members
 };
@@ -86,15 +87,18 @@ try {
 }
 """.replace("@@PAGE@@", json.dumps(PAGE_JS.as_uri()))
     with Server(reader_app(_service(pki, origin)), port) as reader, Server(wallet_app, free_port()) as wallet:
-        def run(as_origin: str) -> dict:
+        def run(as_origin: str, protocol: str) -> dict:
             done = subprocess.run(["node", "--input-type=module", "-e", script, reader.url, f"{wallet.url}/wallet",
-                                   as_origin], capture_output=True, text=True, timeout=60)
+                                   as_origin, protocol], capture_output=True, text=True, timeout=60)
             assert done.returncode == 0, done.stderr
             return json.loads(done.stdout)
 
-        verdict = run(origin)
-        assert verdict["valid"], verdict
-        assert verdict["documents"][0]["elements"] == {NS: {"family_name": "山田"}}
-        # the same page opened on another origin (a relay): the reader cannot open the answer
-        relayed = run("http://relay.example")
+        for protocol in ("org-iso-mdoc", "openid4vp-v1-unsigned"):  # the wallet answers one of the two
+            verdict = run(origin, protocol)
+            assert verdict["valid"] and verdict["protocol"] == protocol, verdict
+            assert verdict["documents"][0]["elements"] == {NS: {"family_name": "山田"}}
+        # the same page opened on another origin (a relay): refused either way
+        relayed = run("http://relay.example", "org-iso-mdoc")
         assert not relayed["valid"] and relayed["checks"][0]["name"] == "session"
+        relayed = run("http://relay.example", "openid4vp-v1-unsigned")
+        assert [c["name"] for c in relayed["checks"] if not c["passed"]] == ["device_authentication"]
