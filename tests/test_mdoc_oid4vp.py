@@ -112,6 +112,10 @@ def _request(**data):
     (_request(response_mode="dc_api.jwt"), "jwks"),
     (_request(response_mode="dc_api.jwt", client_metadata={"jwks": {"keys": [{"kty": "OKP", "crv": "X25519"}]}}),
      "no EC P-256 key"),
+    (_request(response_mode="dc_api.jwt", client_metadata={"jwks": {"keys": [
+        {**VECTOR["jwk"], "x": VECTOR["jwk"]["x"] + "="}]}}), "without padding"),
+    (_request(response_mode="dc_api.jwt", client_metadata={"jwks": {"keys": [
+        {**VECTOR["jwk"], "y": VECTOR["jwk"]["x"]}]}}), "not an EC P-256 public key"),
     (_request(dcql_query={"credentials": []}), "non-empty"),
     (_request(dcql_query={"credentials": [{**QUERY.to_json(), "format": "dc+sd-jwt"}]}), "only 'mso_mdoc'"),
     (_request(dcql_query={"credentials": [{**QUERY.to_json(), "claims": [{"path": ["only-one"]}]}]}), "path"),

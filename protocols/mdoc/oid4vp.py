@@ -24,13 +24,16 @@ answer. Sans-I/O, JSON values and bytes in and out.
   for another origin, nonce or key does not verify. Reproduced byte for byte from the
   specification's example (tests/test_mdoc_oid4vp.py).
 
-JOSE (JWK thumbprints, JWE with ECDH-ES) comes from jwcrypto, itself over ``cryptography``.
+The JWE (ECDH-ES key agreement, Concat KDF, AES-GCM) is joserfc's, itself over
+``cryptography`` (jwcrypto, tried first, took twice as long to seal and open); the RFC 7638
+thumbprint is its canonical JSON hashed here.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import re
@@ -95,14 +98,23 @@ def public_jwk(key: ec.EllipticCurvePublicKey, *, kid: str) -> dict[str, str]:
 
 
 def jwk_thumbprint(jwk: Mapping[str, Any]) -> bytes:
-    """RFC 7638 SHA-256 thumbprint of an EC public JWK (its crv, kty, x, y), as bytes."""
-    from jwcrypto import jwk as jwcrypto_jwk
-
+    """RFC 7638 SHA-256 thumbprint of an EC P-256 public JWK, as bytes: the SHA-256 of its
+    required members ``crv, kty, x, y`` in that order, as JSON without whitespace (section
+    3.2). The point is checked to be on the curve first (``cryptography``)."""
     try:
-        key = jwcrypto_jwk.JWK(**{k: jwk[k] for k in ("kty", "crv", "x", "y")})
-        return _unb64url(key.thumbprint(), "thumbprint")
-    except (KeyError, TypeError, ValueError, jwcrypto_jwk.InvalidJWKValue) as exc:
-        raise Oid4vpError(f"client_metadata.jwks: not an EC public key ({type(exc).__name__}: {exc})") from None
+        if jwk.get("kty") != "EC" or jwk.get("crv") != "P-256":
+            raise ValueError(f"kty {jwk.get('kty')!r:.10} crv {jwk.get('crv')!r:.10}: need EC P-256")
+        if any(not isinstance(jwk.get(c), str) or "=" in jwk[c] for c in ("x", "y")):
+            raise ValueError("x and y are base64url without padding (RFC 7518 6.2.1, RFC 7515 2)")
+        x, y = (_unb64url(jwk.get(c), f"jwk.{c}") for c in ("x", "y"))
+        if len(x) != 32 or len(y) != 32:
+            raise ValueError("x and y are 32 bytes each on P-256")
+        ec.EllipticCurvePublicNumbers(int.from_bytes(x, "big"), int.from_bytes(y, "big"), ec.SECP256R1()).public_key()
+    except (AttributeError, ValueError, Oid4vpError) as exc:
+        raise Oid4vpError(f"client_metadata.jwks: not an EC P-256 public key ({exc})") from None
+    canonical = json.dumps({"crv": jwk["crv"], "kty": jwk["kty"], "x": jwk["x"], "y": jwk["y"]},
+                           separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("ascii")).digest()
 
 
 # -- the transcript -----------------------------------------------------------------------------
@@ -249,8 +261,9 @@ class Oid4vpRequest:
     def response_mode(self) -> str:
         return PLAIN_RESPONSE_MODE if self.encryption_jwk is None else RESPONSE_MODE
 
-    @property
+    @functools.cached_property
     def thumbprint(self) -> bytes | None:
+        """RFC 7638 thumbprint of the encryption key (None for dc_api), computed once."""
         return None if self.encryption_jwk is None else jwk_thumbprint(self.encryption_jwk)
 
     def to_json(self) -> dict[str, Any]:
@@ -297,12 +310,13 @@ class Oid4vpRequest:
                         and k.get("alg", JWE_ALG) == JWE_ALG and k.get("use", "enc") == "enc"), None)
             if jwk is None:
                 raise Oid4vpError("client_metadata.jwks.keys: no EC P-256 key for ECDH-ES")
-            jwk_thumbprint(jwk)  # a key that is one
             offered = metadata.get("encrypted_response_enc_values_supported", [DEFAULT_ENC])
             if not isinstance(offered, list) or not any(e in ENCS for e in offered):
                 raise Oid4vpError(f"client_metadata.encrypted_response_enc_values_supported: none of {', '.join(ENCS)}")
             encs = tuple(e for e in offered if e in ENCS)
-        return cls(nonce, queries, None if jwk is None else dict(jwk), encs)
+        request = cls(nonce, queries, None if jwk is None else dict(jwk), encs)
+        request.thumbprint  # noqa: B018 - a key that is one: refused here, not when first used
+        return request
 
 
 # -- the response -------------------------------------------------------------------------------
@@ -319,15 +333,16 @@ def seal(token: Mapping[str, list[str]], request: Oid4vpRequest) -> dict[str, An
     payload = {"vp_token": dict(token)}
     if request.encryption_jwk is None:
         return {"protocol": PROTOCOL, "data": payload}
-    from jwcrypto import jwe, jwk
+    from joserfc import jwe
+    from joserfc.jwk import ECKey
 
-    key = jwk.JWK(**{k: request.encryption_jwk[k] for k in ("kty", "crv", "x", "y")})
+    key = ECKey.import_key({k: request.encryption_jwk[k] for k in ("kty", "crv", "x", "y")})
     header = {"alg": JWE_ALG, "enc": request.encs[0]}
     if isinstance(request.encryption_jwk.get("kid"), str):
         header["kid"] = request.encryption_jwk["kid"]
-    token_ = jwe.JWE(json.dumps(payload, separators=(",", ":")).encode(), protected=header)
-    token_.add_recipient(key)
-    return {"protocol": PROTOCOL, "data": {"response": token_.serialize(compact=True)}}
+    text = jwe.encrypt_compact(header, json.dumps(payload, separators=(",", ":")).encode(), key,
+                               algorithms=[JWE_ALG, request.encs[0]])
+    return {"protocol": PROTOCOL, "data": {"response": text}}
 
 
 def response_payload(value: Any) -> str | dict:
@@ -354,23 +369,18 @@ def response_payload(value: Any) -> str | dict:
 
 def open_response(jwe_text: str, private_key: ec.EllipticCurvePrivateKey, *, encs: Sequence[str] = ENCS) -> dict:
     """The verifier's side: the JWE's JSON payload, decrypted with ECDH-ES and one of ``encs``."""
-    from jwcrypto import jwe, jwk
-    from jwcrypto.common import JWException
+    from joserfc import jwe
+    from joserfc.errors import JoseError
+    from joserfc.jwk import ECKey
 
-    key = jwk.JWK.from_pyca(private_key)
-    token = jwe.JWE()
-    token.allowed_algs = [JWE_ALG, *encs]
     try:
-        token.deserialize(jwe_text, key=key)
-        header = json.loads(token.objects.get("protected") or "{}")
-    except (JWException, ValueError, TypeError) as exc:
+        opened = jwe.decrypt_compact(jwe_text, ECKey.import_key(private_key), algorithms=[JWE_ALG, *encs])
+    except (JoseError, ValueError, TypeError, KeyError) as exc:
         raise Oid4vpDecryptError(f"JWE: does not decrypt with this request's key ({type(exc).__name__}: "
                                  f"{str(exc)[:120]})") from None
-    if header.get("alg") != JWE_ALG:
-        raise Oid4vpDecryptError(f"JWE alg {header.get('alg')!r:.20}: expected {JWE_ALG}")
     try:
-        payload = json.loads(token.payload)
-    except (ValueError, UnicodeDecodeError) as exc:
+        payload = json.loads(opened.plaintext)
+    except (ValueError, UnicodeDecodeError, TypeError) as exc:
         raise Oid4vpError(f"JWE payload: not JSON ({exc})") from None
     if not isinstance(payload, dict):
         raise Oid4vpError("JWE payload: expected a JSON object")
