@@ -12,7 +12,9 @@ Online presentation (ISO/IEC TS 18013-7 Annex C, ``present_online_in_process`` a
 request, consent, SE-signed response sealed with HPKE, opened and verified. Its floor is one
 P-256 key generation (the reader's HPKE key) + one HPKE seal and one open of the response
 (``cryptography``'s single-shot HPKE: ephemeral key, ECDH, key schedule, AES-128-GCM)
-+ 1 ECDSA sign + 2 verifies + the digests.
++ 1 ECDSA sign + 2 verifies + the digests. OpenID4VP 1.0 over the same API
+(``Oid4vpReaderSession``: DCQL, the response a JWE with ECDH-ES and A128GCM by joserfc)
+is timed in-process against the same floor, the JWE's key agreement standing for HPKE's.
 
 Floors (``cryptography`` calls, same run):
   presentation  = 2 P-256 key generations (EDeviceKey, EReaderKey) + 2 ECDH + 4 HKDF
@@ -92,7 +94,7 @@ from protocols import cardsub, cbor, cose, iaca
 from protocols.mdoc import DeviceResponse, MsoStatus, StatusListRef, build_document, dcapi
 from protocols.status import StatusList, build_status_list_token
 from reader.http import ReaderService
-from reader.online import OnlineReaderSession
+from reader.online import Oid4vpReaderSession, OnlineReaderSession
 from reader.pipeline import HttpAnswer, ReaderPipeline
 from reader.session import ReaderSession, RequestSpec
 from reader.trust import TrustStore
@@ -225,6 +227,12 @@ def main() -> int:
             assert out.valid, out.result
 
         t_online = median_time(online_in_process, runs)
+
+        def oid4vp_in_process():
+            out = present_online_in_process(wallet, Oid4vpReaderSession([request], pipeline, ORIGIN))
+            assert out.valid, out.result
+
+        t_oid4vp = median_time(oid4vp_in_process, runs)
         sample = in_process()
         response, transcript = sample.device_response, sample.session_transcript
 
@@ -390,6 +398,7 @@ def main() -> int:
         ("presentation over HTTP (a client each)", t_http_own, floor_present, "same floor; as `mcred present`"),
         ("online (Annex C) in-process", t_online, floor_online, "keygen+HPKE seal+open+sign+2 verify+digests"),
         ("online (Annex C) over HTTP (reader process)", t_online_http, floor_online, "same floor"),
+        ("online (OpenID4VP 1.0) in-process", t_oid4vp, floor_online, "same floor (JWE ECDH-ES in place of HPKE)"),
         ("reader verification (warm, new mdoc)", t_verify, floor_verify, "2 verifies + digests"),
         ("reader verification (cold DS chain)", t_cold, floor_cold, "3 verifies + digests"),
         ("reader verification (same mdoc again)", t_again, floor_again, "2 verifies + digests, no target"),

@@ -60,6 +60,14 @@ def run_demo(ctx: Context, say: Say, *, key_type: str = "p384") -> dict:
                 f"(ISO/IEC TS 18013-7 Annex C: the response sealed with HPKE for that origin): {why}; "
                 "the same request relayed through another site is refused (session: the response "
                 "does not open for the shop).")
+            ok, why = env.present_online(r.phone_id, SHOP, protocol="openid4vp-v1-unsigned")
+            assert ok, why
+            bad, relayed = env.present_online(r.phone_id, SHOP, via="https://shop.example.relay.test",
+                                              protocol="openid4vp-v1-unsigned")
+            assert not bad and relayed.startswith("device_authentication:"), relayed
+            say(f"    ... and with OpenID4VP 1.0 (a DCQL query, the answer a JWE to the shop's key): {why}; "
+                "relayed through another site, the device signature is over that site's origin and "
+                "fails device_authentication.")
         ok, why = env.rp_verdict(env.sign(r.phone_id, r.password))
         assert ok, why
         say(f"3.{i} Phone {r.phone_id} signs a document (CMS, key in the SE, password checked); "

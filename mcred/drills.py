@@ -119,17 +119,20 @@ class Env:
         doc = mdoc.build_document(issued, st, signer=SeSigner(applet, slot))
         return mdoc.DeviceResponse((doc,)).encode(), st
 
-    def present_online(self, phone_id: str, origin: str, *, via: str | None = None) -> tuple[bool, str]:
+    def present_online(self, phone_id: str, origin: str, *, via: str | None = None,
+                       protocol: str = "org-iso-mdoc") -> tuple[bool, str]:
         """The phone's wallet answers a web page at ``origin`` online (ISO/IEC TS 18013-7
-        Annex C: the response sealed with HPKE, bound to the origin the browser reports,
-        ``via`` a relaying site's); the reader's verdict, as :meth:`reader_verdict` says it."""
+        Annex C: the response sealed with HPKE; or OpenID4VP 1.0, ``openid4vp-v1-unsigned``:
+        a JWE), bound to the origin the browser reports (``via`` a relaying site's); the
+        reader's verdict, as :meth:`reader_verdict` says it."""
         from mcred.present import open_wallet, present_online_in_process
-        from reader.online import OnlineReaderSession
+        from reader.online import ONLINE_KINDS
         from reader.session import DEFAULT_REQUEST
         from wallet_sim.consent import RulesConsent
 
         wallet = open_wallet(phone_id, self.ctx.home, RulesConsent.allow_all())
-        out = present_online_in_process(wallet, OnlineReaderSession([DEFAULT_REQUEST], self.reader, origin), origin=via)
+        reader = ONLINE_KINDS[protocol]([DEFAULT_REQUEST], self.reader, origin)
+        out = present_online_in_process(wallet, reader, origin=via)
         failed = [c for c in out.result["checks"] if not c["passed"]]
         return out.valid, "; ".join(f"{c['name']}: {c['reason']}" for c in failed) or "VALID"
 

@@ -27,7 +27,7 @@ def _run(*args: str) -> str:
     (("mdoc", "--runs", "3"), ("issue (ours)", "verify full (ours)", "verify cached chain (ours)",
                                "verify same mdoc again (ours)")),
     (("present", "--runs", "3"), ("presentation in-process", "presentation over HTTP", "online (Annex C) in-process",
-                                  "online (Annex C) over HTTP",
+                                  "online (Annex C) over HTTP", "online (OpenID4VP 1.0) in-process",
                                   "reader verification (warm, new mdoc)", "reader verification (cold DS chain)",
                                   "reader verification (same mdoc again)")),
     (("issue", "--runs", "3", "--entries", "1000000"), ("the batch's later slots", "end to end through the registry",
