@@ -1,0 +1,231 @@
+// Test-only bridge for an independent cross-check of OpenID4VP 1.0 over the W3C Digital
+// Credentials API (protocol "openid4vp-v1-unsigned", response_mode "dc_api.jwt"): reads one
+// JSON request on stdin, writes one JSON answer on stdout. Used by
+// tests/test_mdoc_interop_oid4vp.py.
+//
+//   {"mode": "open", "verifierKey": JWK (P-256, with d), "request": {"protocol", "data": {...}}
+//    (the request object the reader made), "origin": text, "response": {"protocol", "data":
+//    {"response": JWE}}, "iaca": [PEM, ...], "now": ISO}
+//   -> {"decrypted", "error", "header": {JWE protected header}, "headerProblems": [text, ...],
+//       "transcriptHex", "owfTranscriptHex", "thumbprintHex", "keyMatches", "queries": [id, ...],
+//       "valid", "failed": [check, ...], "passed": [check, ...], "elements": {ns: {id: value}}}
+//   {"mode": "seal", "request": {...}, "vpToken": {queryId: [base64url DeviceResponse, ...]}}
+//   -> {"response": {"protocol": "openid4vp-v1-unsigned", "data": {"response": JWE}}, "header"}
+//   {"mode": "transcript", "origin", "nonce", "jwk": JWK (public)}
+//   -> {"thumbprintHex", "handoverInfoHex", "transcriptHex", "owfTranscriptHex"}
+//
+// Nothing of mcred's is used. The RFC 7638 SHA-256 thumbprint of the request's encryption key
+// is jose's calculateJwkThumbprint (base64url, decoded to its 32 bytes here); the
+// SessionTranscript
+//   [null, null, ["OpenID4VPDCAPIHandover", SHA-256(CBOR([origin, nonce, jwkThumbprint]))]]
+// (OpenID4VP 1.0 Appendix B.2.6.2) is made twice: by @owf/mdoc 0.6.0's own
+// SessionTranscript.forOid4VpDcApi({origin, nonce, jwkThumbprint}, ctx) ("owfTranscriptHex"),
+// and by hand with cbor-x and node:crypto ("transcriptHex"). The JWE (ECDH-ES, A*GCM) is
+// opened and made by jose (compactDecrypt, CompactEncrypt); the DeviceResponse of each
+// vp_token entry is verified by @owf/mdoc DeviceResponse.verify over @owf/mdoc's transcript.
+//
+// The crypto context for @owf/mdoc (node:crypto) is the one of ../dcapi-hpke/dcapi.mjs, cut to
+// what a device-signed response needs.
+import * as nodeCrypto from "node:crypto";
+import { CoseKey, DeviceResponse, SessionTranscript } from "@owf/mdoc";
+import { Encoder } from "cbor-x";
+import { calculateJwkThumbprint, CompactEncrypt, compactDecrypt, decodeProtectedHeader, importJWK } from "jose";
+
+const PROTOCOL = "openid4vp-v1-unsigned";
+const ENCS = ["A128GCM", "A192GCM", "A256GCM"];
+
+const chunks = [];
+for await (const c of process.stdin) chunks.push(c);
+const req = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+
+// plain CBOR: byte strings untagged, maps as maps with their real length, no records
+const cbor = new Encoder({ useRecords: false, tagUint8Array: false, mapsAsObjects: false, variableMapSize: true });
+const unb64url = (text) => new Uint8Array(Buffer.from(text, "base64url"));
+const hex = (bytes) => Buffer.from(bytes).toString("hex");
+
+// the verifier's encryption key as a wallet would pick it out of client_metadata.jwks: the
+// first EC P-256 key meant for encryption with ECDH-ES
+function requestKey(request) {
+  const keys = request?.data?.client_metadata?.jwks?.keys ?? [];
+  return keys.find((k) => k?.kty === "EC" && k?.crv === "P-256" && (k.use ?? "enc") === "enc"
+    && (k.alg ?? "ECDH-ES") === "ECDH-ES") ?? null;
+}
+
+async function thumbprint(jwk) {
+  return unb64url(await calculateJwkThumbprint({ kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y }, "sha256"));
+}
+
+function handTranscript(origin, nonce, jwkThumbprint) {
+  const info = new Uint8Array(cbor.encode([origin, nonce, jwkThumbprint]));
+  const hash = new Uint8Array(nodeCrypto.createHash("sha256").update(info).digest());
+  return { info, bytes: new Uint8Array(cbor.encode([null, null, ["OpenID4VPDCAPIHandover", hash]])) };
+}
+
+const HASH = { "SHA-256": "sha256", "SHA-384": "sha384", "SHA-512": "sha512" };
+const SIGN_HASH = { [-7]: "sha256", [-35]: "sha384", [-36]: "sha512" };
+const der = (pemOrDer) => new nodeCrypto.X509Certificate(Buffer.from(pemOrDer));
+const publicKeyOf = (coseKey) => {
+  const { kty, crv, x, y } = coseKey.jwk;
+  return nodeCrypto.createPublicKey({ key: { kty, crv, x, y }, format: "jwk" });
+};
+
+const ctx = {
+  crypto: {
+    random: (length) => new Uint8Array(nodeCrypto.randomBytes(length)),
+    digest: ({ digestAlgorithm, bytes }) =>
+      new Uint8Array(nodeCrypto.createHash(HASH[digestAlgorithm]).update(bytes).digest()),
+    calculateEphemeralMacKey: () => {
+      throw new Error("no device MAC online (OpenID4VP over the DC API): the device signs");
+    },
+  },
+  cose: {
+    sign1: {
+      sign: () => {
+        throw new Error("this bridge only verifies");
+      },
+      verify: ({ key, sign1 }) => {
+        const alg = sign1.protectedHeaders.headers.get(1);
+        return nodeCrypto.verify(SIGN_HASH[alg], sign1.toBeSigned,
+          { key: publicKeyOf(key), dsaEncoding: "ieee-p1363" }, sign1.signature);
+      },
+    },
+    mac0: {
+      sign: () => {
+        throw new Error("no device MAC online (OpenID4VP over the DC API)");
+      },
+      verify: () => false,
+    },
+  },
+  x509: {
+    getIssuerNameField: ({ certificate, field }) =>
+      der(certificate).issuer.split("\n").filter((l) => l.startsWith(`${field}=`)).map((l) => l.slice(field.length + 1)),
+    getPublicKey: ({ certificate }) =>
+      CoseKey.fromJwk(der(certificate).publicKey.export({ format: "jwk" })),
+    verifyCertificateChain: ({ trustedCertificates, x5chain, now }) => {
+      const at = now ?? new Date();
+      const chain = x5chain.map(der);
+      const anchors = trustedCertificates.map(der);
+      for (const [i, cert] of chain.entries()) {
+        if (at < new Date(cert.validFrom) || at > new Date(cert.validTo)) {
+          throw new Error(`certificate ${i} (${cert.subject}) is not valid at ${at.toISOString()}`);
+        }
+        const next = chain[i + 1];
+        if (next !== undefined) {
+          if (!cert.checkIssued(next) || !cert.verify(next.publicKey)) throw new Error(`certificate ${i} is not issued by ${i + 1}`);
+          continue;
+        }
+        const anchor = anchors.find((a) => cert.checkIssued(a) && cert.verify(a.publicKey));
+        if (anchor === undefined) throw new Error(`certificate ${i} (${cert.subject}) chains to no trusted certificate`);
+        if (at < new Date(anchor.validFrom) || at > new Date(anchor.validTo)) throw new Error("the trust anchor is not valid now");
+      }
+    },
+    getCertificateData: ({ certificate }) => {
+      const c = der(certificate);
+      return { issuerName: c.issuer, subjectName: c.subject, serialNumber: c.serialNumber,
+        thumbprint: c.fingerprint256, notBefore: new Date(c.validFrom), notAfter: new Date(c.validTo),
+        pem: c.toString() };
+    },
+  },
+};
+
+const plain = (v) => (typeof v === "bigint" ? v.toString()
+  : v instanceof Date ? v.toISOString()
+  : v instanceof Uint8Array ? hex(v)
+  : v !== null && typeof v === "object" && v.constructor?.name === "DateOnly" ? v.toString()
+  : v);
+
+async function transcripts(origin, nonce, jwk) {
+  const jwkThumbprint = jwk === null ? null : await thumbprint(jwk);
+  const byHand = handTranscript(origin, nonce, jwkThumbprint);
+  const owf = await SessionTranscript.forOid4VpDcApi({ origin, nonce, jwkThumbprint: jwkThumbprint ?? undefined }, ctx);
+  return { jwkThumbprint, byHand, owf };
+}
+
+async function open(r) {
+  const data = r.request?.protocol === PROTOCOL ? r.request.data : null;
+  const key = requestKey(r.request);
+  const { jwkThumbprint, byHand, owf } = await transcripts(r.origin, data?.nonce, key);
+  const out = { decrypted: false, error: null, header: null, headerProblems: [], transcriptHex: hex(byHand.bytes),
+    owfTranscriptHex: hex(owf.encode()), thumbprintHex: jwkThumbprint === null ? null : hex(jwkThumbprint),
+    keyMatches: key !== null && key.x === r.verifierKey.x && key.y === r.verifierKey.y,
+    queries: [], valid: false, failed: [], passed: [], elements: {} };
+  const offered = data?.client_metadata?.encrypted_response_enc_values_supported ?? ["A128GCM"];
+  let payload;
+  try {
+    const jwe = r.response?.protocol === PROTOCOL ? r.response.data?.response : undefined;
+    if (typeof jwe !== "string") throw new Error("response.data.response: no JWE");
+    out.header = decodeProtectedHeader(jwe);
+    const privateKey = await importJWK(r.verifierKey, "ECDH-ES");
+    const { plaintext, protectedHeader } = await compactDecrypt(jwe, privateKey,
+      { keyManagementAlgorithms: ["ECDH-ES"], contentEncryptionAlgorithms: ENCS });
+    out.decrypted = true;
+    if (protectedHeader.alg !== "ECDH-ES") out.headerProblems.push(`alg ${protectedHeader.alg}`);
+    if (!offered.includes(protectedHeader.enc)) out.headerProblems.push(`enc ${protectedHeader.enc} not offered`);
+    if (key?.kid !== undefined && protectedHeader.kid !== key.kid) {
+      out.headerProblems.push(`kid ${protectedHeader.kid} is not the request key's ${key.kid}`);
+    }
+    payload = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(plaintext));
+  } catch (e) {
+    out.error = `${e?.code ?? e?.name ?? "Error"}: ${e?.message ?? e}`;
+    return out;
+  }
+  try {
+    const trustedCertificates = r.iaca.map((pem) => new Uint8Array(der(pem).raw));
+    const token = payload?.vp_token;
+    if (token === null || typeof token !== "object") throw new Error("payload: no vp_token object");
+    let verified = 0;
+    for (const query of data.dcql_query.credentials) {
+      const presentations = token[query.id];
+      if (presentations === undefined) continue;
+      out.queries.push(query.id);
+      for (const presentation of presentations) {
+        const response = DeviceResponse.decode(unb64url(presentation));
+        await response.verify({
+          sessionTranscript: owf,
+          trustedCertificates,
+          now: r.now ? new Date(r.now) : undefined,
+          onCheck: (a) => (a.status === "FAILED" ? out.failed : out.passed).push(
+            `${a.category}: ${a.check}${a.reason ? ` (${a.reason})` : ""}`),
+        }, ctx);
+        verified += 1;
+        for (const doc of response.documents ?? []) {
+          for (const [ns, items] of doc.issuerSigned.issuerNamespaces.issuerNamespaces) {
+            out.elements[ns] = { ...out.elements[ns],
+              ...Object.fromEntries(items.map((i) => [i.elementIdentifier, plain(i.elementValue)])) };
+          }
+        }
+      }
+    }
+    const unasked = Object.keys(token).filter((id) => !out.queries.includes(id));
+    if (unasked.length > 0) throw new Error(`vp_token: not asked for: ${unasked.join(", ")}`);
+    out.valid = verified > 0 && out.failed.length === 0;
+  } catch (e) {
+    out.valid = false;
+    out.error = `${e?.name ?? "Error"}: ${e?.message ?? e}`;
+  }
+  return out;
+}
+
+async function seal(r) {
+  const data = r.request?.protocol === PROTOCOL ? r.request.data : null;
+  const key = requestKey(r.request);
+  if (data === null || key === null) throw new Error("request: no openid4vp-v1-unsigned data with an EC P-256 key");
+  const offered = data.client_metadata.encrypted_response_enc_values_supported ?? ["A128GCM"];
+  const enc = offered.find((e) => ENCS.includes(e));
+  const header = { alg: "ECDH-ES", enc, ...(key.kid !== undefined ? { kid: key.kid } : {}) };
+  const publicKey = await importJWK({ kty: key.kty, crv: key.crv, x: key.x, y: key.y }, "ECDH-ES");
+  const jwe = await new CompactEncrypt(new TextEncoder().encode(JSON.stringify({ vp_token: r.vpToken })))
+    .setProtectedHeader(header)
+    .encrypt(publicKey);
+  return { response: { protocol: PROTOCOL, data: { response: jwe } }, header: decodeProtectedHeader(jwe) };
+}
+
+async function transcriptOnly(r) {
+  const { jwkThumbprint, byHand, owf } = await transcripts(r.origin, r.nonce, r.jwk ?? null);
+  return { thumbprintHex: jwkThumbprint === null ? null : hex(jwkThumbprint), handoverInfoHex: hex(byHand.info),
+    transcriptHex: hex(byHand.bytes), owfTranscriptHex: hex(owf.encode()) };
+}
+
+const MODES = { open, seal, transcript: transcriptOnly };
+if (!(req.mode in MODES)) throw new Error(`unknown mode ${JSON.stringify(req.mode)}: "open", "seal" or "transcript"`);
+process.stdout.write(JSON.stringify(await MODES[req.mode](req)));
