@@ -153,6 +153,10 @@ NODE_PEERS = (
                               "and benchmarks"),
     ("sd-jwt-status-list", "@sd-jwt/jwt-status-list", "a second Token Status List implementation (TypeScript) "
                                                        "in the tests"),
+    ("dcapi-hpke", "@hpke/core", "a second HPKE and Annex C transcript (online presentation, org-iso-mdoc) "
+                                 "in the tests"),
+    ("oid4vp-jose", "jose", "a second JWE and OpenID4VP transcript (online presentation, openid4vp-v1-unsigned) "
+                            "in the tests"),
 )
 
 

@@ -26,7 +26,8 @@ def test_doctor_reports_each_component(home):
     assert found["TSM secure elements"]["ok"]
     assert found["TSM secure elements"]["detail"] == "0 on record, 0 quarantined, 0 unfinished job(s)"
     assert {"PostgreSQL", "PC/SC bridge and OpenSC", "HSM (PKCS#11)", "@auth0/mdl interop", "@owf/mdoc interop",
-            "@sd-jwt/jwt-status-list interop", "yubikit SCP03 host", "openssl"} <= set(found)
+            "@sd-jwt/jwt-status-list interop", "@hpke/core interop", "jose interop", "yubikit SCP03 host",
+            "openssl"} <= set(found)
     for f in report["findings"]:
         assert f["enables"] and (f["ok"] or f["fix"]), f  # anything missing says how to get it
 
