@@ -784,8 +784,8 @@ class _LazyReader:
     def open(self, engagement):  # noqa: ANN001, ANN201
         return self._get().open(engagement)
 
-    def open_online(self):  # noqa: ANN201
-        return self._get().open_online()
+    def open_online(self, protocol: str = "org-iso-mdoc"):  # noqa: ANN201
+        return self._get().open_online(protocol)
 
     @property
     def origin(self) -> str | None:

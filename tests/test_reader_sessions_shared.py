@@ -112,6 +112,9 @@ def test_an_online_session_opened_on_one_worker_continues_on_another(workers, mo
     assert checks[0]["name"] == "session" and checks[0]["passed"], checks[0]
     assert r.json()["valid"] is False
     assert a.get(f"/reader/sessions/{opened['session']}/result").content == r.content
+    # and with OpenID4VP 1.0: the request names the service's origin's transcript key
+    r = a.post("/reader/online/sessions", params={"protocol": "openid4vp-v1-unsigned"})
+    assert r.status_code == 201 and r.json()["request"]["protocol"] == "openid4vp-v1-unsigned"
 
 
 # -- the store itself ------------------------------------------------------------------------
