@@ -355,17 +355,27 @@ def present_over_http(wallet: Wallet, reader_url: str, *, client: httpx.Client |
             raise PresentError(f"reader refused SessionData: HTTP {r.status} {r.preview()}")
         session.receive(r.body)
         r = fetch(client, "GET", f"{url}/result", max_bytes=SESSION_MAX_BYTES, headers=auth)
-        if r.status != 200:
-            raise PresentError(f"no verdict: HTTP {r.status} {r.preview()}")
-        try:
-            result = json.loads(r.body)
-        except ValueError as exc:
-            raise PresentError(f"reader at {base}: the verdict is not JSON: {exc}") from None
+        result = _verdict(r, base, "no verdict")
     except FetchError as exc:
         raise PresentError(f"reader at {base}: {exc}") from exc
     finally:
         if own:
             client.close()
+    return _presented(result, session)
+
+
+def _verdict(r, base: str, refused: str) -> dict:  # noqa: ANN001 - reader.fetch.HttpAnswer
+    """The reader's verdict out of its answer ``r``; :class:`PresentError` naming ``refused``
+    for another status than 200, or a body that is not JSON."""
+    if r.status != 200:
+        raise PresentError(f"{refused}: HTTP {r.status} {r.preview()}")
+    try:
+        return json.loads(r.body)
+    except ValueError as exc:
+        raise PresentError(f"reader at {base}: the verdict is not JSON: {exc}") from None
+
+
+def _presented(result: dict, session) -> Presentation:  # noqa: ANN001 - a WalletSession
     return Presentation(result, tuple(session.events), session.device_response,
                         session.transcript.raw if session.transcript else None)
 
@@ -422,19 +432,13 @@ def present_online_over_http(wallet: Wallet, reader_url: str, *, origin: str | N
             raise PresentError(f"reader at {base}: the wallet cannot answer its request: {exc}") from None
         r = fetch(client, "POST", f"{base}/online/sessions/{sid}", max_bytes=SESSION_MAX_BYTES,
                   content=json.dumps(answer).encode(), headers={"Content-Type": "application/json", **auth})
-        if r.status != 200:
-            raise PresentError(f"reader refused the credential: HTTP {r.status} {r.preview()}")
-        try:
-            result = json.loads(r.body)
-        except ValueError as exc:
-            raise PresentError(f"reader at {base}: the verdict is not JSON: {exc}") from None
+        result = _verdict(r, base, "reader refused the credential")
     except FetchError as exc:
         raise PresentError(f"reader at {base}: {exc}") from exc
     finally:
         if own:
             client.close()
-    return Presentation(result, tuple(session.events), session.device_response,
-                        session.transcript.raw if session.transcript else None)
+    return _presented(result, session)
 
 
 def verify_saved(data: bytes, pipeline: ReaderPipeline, *, now: dt.datetime | None = None) -> VerificationResult:

@@ -70,47 +70,88 @@ def origin_of(url: str) -> str:
     return f"{scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
 
 
-class OnlineReaderSession(ReaderSession):
-    """One Annex C presentation. Kept by the reader service's session stores like a proximity
-    session: :attr:`e_reader_private_key` is the HPKE recipient key, :attr:`transcript` the
-    dcapi SessionTranscript (it carries everything needed to continue elsewhere)."""
+class _WebSession(ReaderSession):
+    """What both online kinds share: the page's origin, a P-256 key of the session's own
+    (HPKE's recipient key, or the JWE's), a transcript with no engagement; kept by the
+    reader service's session stores like a proximity session (:attr:`e_reader_private_key`
+    is that key, :attr:`transcript` carries everything needed to continue elsewhere)."""
+
+    #: What the transcript of this kind is, for :meth:`resume`'s refusal; and its test.
+    kind = "online"
+
+    @staticmethod
+    def _is_own(transcript: SessionTranscript) -> bool:
+        raise NotImplementedError
 
     def __init__(self, requests: Sequence[RequestSpec], verifier: Verifier, origin: str, *,
                  reader_signer: CoseSigner | None = None, reader_chain: Sequence[bytes] = ()) -> None:
         super().__init__(requests, verifier, reader_signer=reader_signer, reader_chain=reader_chain)
         self.origin = check_origin(origin)
-        self.request: dcapi.DcApiRequest | None = None
+        self.request = None
 
     @classmethod
     def resume(cls, requests: Sequence[RequestSpec], verifier: Verifier,
-               e_reader_private_key: ec.EllipticCurvePrivateKey, session_transcript: bytes) -> OnlineReaderSession:
-        """A session :meth:`start` began in another worker, from its HPKE key and transcript."""
+               e_reader_private_key: ec.EllipticCurvePrivateKey, session_transcript: bytes) -> _WebSession:
+        """A session :meth:`start` began in another worker, from its key and transcript (the
+        origin is hashed into the transcript: not needed to continue)."""
         session = cls.__new__(cls)
         ReaderSession.__init__(session, requests, verifier)
-        session.origin = ""  # hashed into the transcript; not needed to continue
-        session.request = None
+        session.origin, session.request = "", None
         try:
             transcript = SessionTranscript.decode(session_transcript)
         except MdocError as exc:
             raise ReaderSessionError(f"resume: {exc}") from exc
-        if not dcapi.is_dcapi_transcript(transcript):
-            raise ReaderSessionError("resume: not an Annex C (dcapi) SessionTranscript")
+        if not cls._is_own(transcript):
+            raise ReaderSessionError(f"resume: not an {cls.kind} SessionTranscript")
         if not isinstance(e_reader_private_key, ec.EllipticCurvePrivateKey) \
                 or not isinstance(e_reader_private_key.curve, ec.SECP256R1):
-            raise ReaderSessionError("resume: the HPKE recipient key is not a P-256 key")
-        session._key = e_reader_private_key
-        session.transcript = transcript
-        session.state = "awaiting_response"
+            raise ReaderSessionError(f"resume: the {cls.kind} session's key is not a P-256 key")
+        session._key, session.transcript, session.state = e_reader_private_key, transcript, "awaiting_response"
         return session
 
-    def start(self, engagement: bytes | str | None = None) -> dict:  # type: ignore[override]
-        """The request object for the Digital Credentials API (``{"protocol", "data"}``)."""
+    def _begin(self, engagement: bytes | str | None) -> ec.EllipticCurvePublicKey:
+        """Checks that the session may start; its new key's public half."""
         if self.state != "idle":
             raise ReaderSessionError(f"start: session is {self.state}")
         if engagement is not None:
             raise ReaderSessionError("an online session has no device engagement")
         self._key = ec.generate_private_key(ec.SECP256R1())
-        info = dcapi.EncryptionInfo.build(self._key.public_key())
+        return self._key.public_key()
+
+    def _verified(self, responses: Sequence[bytes], session_check: Check) -> ReaderOutcome:
+        """The pipeline's verdict on each DeviceResponse over this transcript, merged, after
+        the ``session`` check and before the request match."""
+        checks: list[Check] = []
+        docs: list = []
+        for response in responses:
+            try:
+                result = self.verifier.verify(response, session_transcript=self.transcript, reader_private_key=None)
+            except Exception as exc:  # noqa: BLE001 - a verifier bug must not take the reader down
+                result = VerificationResult((Check("response_status", False,
+                                                   f"verifier error: {type(exc).__name__}: {exc}"),))
+            checks += result.checks
+            docs += result.documents
+        merged = VerificationResult(tuple(checks), tuple(docs))
+        result = VerificationResult((session_check, *merged.checks, *self._matches(merged)), merged.documents)
+        return self._finish(ReaderOutcome(result, responses[0] if responses else None, self.transcript, None))
+
+    def _done_already(self) -> ReaderOutcome | None:
+        if self.state != "awaiting_response":
+            return self.outcome or self._failed(f"no response expected: session is {self.state}")
+        return None
+
+
+class OnlineReaderSession(_WebSession):
+    """One Annex C presentation (``org-iso-mdoc``): :attr:`e_reader_private_key` is the HPKE
+    recipient key, :attr:`transcript` the dcapi SessionTranscript."""
+
+    kind = "Annex C (dcapi)"
+    _is_own = staticmethod(dcapi.is_dcapi_transcript)
+    request: dcapi.DcApiRequest | None
+
+    def start(self, engagement: bytes | str | None = None) -> dict:  # type: ignore[override]
+        """The request object for the Digital Credentials API (``{"protocol", "data"}``)."""
+        info = dcapi.EncryptionInfo.build(self._begin(engagement))
         self.transcript = dcapi.session_transcript(info, self.origin)
         docs = [DocRequest.build(ItemsRequest.build(r.doc_type, r.items), reader_signer=self.reader_signer,
                                  reader_chain=self.reader_chain or None,
@@ -122,8 +163,9 @@ class OnlineReaderSession(ReaderSession):
 
     def receive(self, message: bytes) -> ReaderOutcome:
         """``message``: the EncryptedResponse (CBOR), out of the credential's base64url."""
-        if self.state != "awaiting_response":
-            return self.outcome or self._failed(f"no response expected: session is {self.state}")
+        done = self._done_already()
+        if done is not None:
+            return done
         try:
             sealed = dcapi.EncryptedResponse.decode(message)
             plaintext = dcapi.open_response(sealed, self._key, self.transcript)
@@ -131,17 +173,12 @@ class OnlineReaderSession(ReaderSession):
             return self._failed(f"EncryptedResponse: {exc}")
         except Exception as exc:  # noqa: BLE001 - the reader's boundary
             return self._failed(f"EncryptedResponse unreadable: {type(exc).__name__}")
-        session_check = Check(SESSION, True, "EncryptedResponse opened (HPKE DHKEM(P-256), AES-128-GCM) "
-                                             "for this request and origin (ISO/IEC TS 18013-7 Annex C)")
-        try:
-            result = self.verifier.verify(plaintext, session_transcript=self.transcript, reader_private_key=None)
-        except Exception as exc:  # noqa: BLE001 - a verifier bug must not take the reader down
-            result = VerificationResult((Check("response_status", False, f"verifier error: {type(exc).__name__}: {exc}"),))
-        result = VerificationResult((session_check, *result.checks, *self._matches(result)), result.documents)
-        return self._finish(ReaderOutcome(result, plaintext, self.transcript, None))
+        return self._verified([plaintext], Check(
+            SESSION, True, "EncryptedResponse opened (HPKE DHKEM(P-256), AES-128-GCM) for this request and "
+                           "origin (ISO/IEC TS 18013-7 Annex C)"))
 
 
-class Oid4vpReaderSession(ReaderSession):
+class Oid4vpReaderSession(_WebSession):
     """One OpenID4VP 1.0 presentation over the Digital Credentials API
     (``openid4vp-v1-unsigned``, :mod:`protocols.mdoc.oid4vp`): ``start()`` gives the request
     (a DCQL credential query ``q0``, ``q1``, ... per RequestSpec, the response encrypted to
@@ -149,52 +186,29 @@ class Oid4vpReaderSession(ReaderSession):
     bytes (``{"protocol", "data": {"response": JWE}}``), decrypts it and verifies each
     DeviceResponse of the vp_token over the OpenID4VPDCAPIHandover transcript."""
 
-    def __init__(self, requests: Sequence[RequestSpec], verifier: Verifier, origin: str, *,
-                 reader_signer: CoseSigner | None = None, reader_chain: Sequence[bytes] = ()) -> None:
-        super().__init__(requests, verifier, reader_signer=reader_signer, reader_chain=reader_chain)
-        self.origin = check_origin(origin)
-        self.request: oid4vp.Oid4vpRequest | None = None
+    kind = "OpenID4VPDCAPIHandover"
+    _is_own = staticmethod(oid4vp.is_oid4vp_transcript)
+    request: oid4vp.Oid4vpRequest | None
 
     @property
     def query_ids(self) -> list[str]:
         return [f"q{i}" for i in range(len(self.requests))]
 
-    @classmethod
-    def resume(cls, requests: Sequence[RequestSpec], verifier: Verifier,
-               e_reader_private_key: ec.EllipticCurvePrivateKey, session_transcript: bytes) -> Oid4vpReaderSession:
-        session = cls.__new__(cls)
-        ReaderSession.__init__(session, requests, verifier)
-        session.origin, session.request = "", None
-        try:
-            transcript = SessionTranscript.decode(session_transcript)
-        except MdocError as exc:
-            raise ReaderSessionError(f"resume: {exc}") from exc
-        if not oid4vp.is_oid4vp_transcript(transcript):
-            raise ReaderSessionError("resume: not an OpenID4VPDCAPIHandover SessionTranscript")
-        if not isinstance(e_reader_private_key, ec.EllipticCurvePrivateKey) \
-                or not isinstance(e_reader_private_key.curve, ec.SECP256R1):
-            raise ReaderSessionError("resume: the response encryption key is not a P-256 key")
-        session._key, session.transcript, session.state = e_reader_private_key, transcript, "awaiting_response"
-        return session
-
     def start(self, engagement: bytes | str | None = None) -> dict:  # type: ignore[override]
-        if self.state != "idle":
-            raise ReaderSessionError(f"start: session is {self.state}")
-        if engagement is not None:
-            raise ReaderSessionError("an online session has no device engagement")
-        self._key = ec.generate_private_key(ec.SECP256R1())
+        key = self._begin(engagement)
         queries = [oid4vp.CredentialQuery(qid, r.doc_type, tuple(
             oid4vp.ClaimQuery(ns, ident, retain) for ns, items in r.items.items() for ident, retain in items.items()))
             for qid, r in zip(self.query_ids, self.requests, strict=True)]
-        self.request = oid4vp.Oid4vpRequest.build(queries, self._key.public_key())
+        self.request = oid4vp.Oid4vpRequest.build(queries, key)
         self.transcript = oid4vp.session_transcript(self.origin, self.request.nonce, self.request.thumbprint)
         self.state = "awaiting_response"
         return self.request.to_json()
 
     def receive(self, message: bytes) -> ReaderOutcome:
         """``message``: the credential the page received, as JSON bytes."""
-        if self.state != "awaiting_response":
-            return self.outcome or self._failed(f"no response expected: session is {self.state}")
+        done = self._done_already()
+        if done is not None:
+            return done
         try:
             value = json.loads(message)
             if isinstance(value, dict) and isinstance(value.get("data"), dict) and "error" in value["data"]:
@@ -202,34 +216,18 @@ class Oid4vpReaderSession(ReaderSession):
                 return self._failed(f"the wallet answered {str(error.get('error'))[:40]!r}: "
                                     f"{str(error.get('error_description', ''))[:200]}")
             payload = oid4vp.response_payload(value)
-            if isinstance(payload, str):
-                payload = oid4vp.open_response(payload, self._key)
-            else:
+            if not isinstance(payload, str):
                 return self._failed("vp_token in the clear: this reader asked for an encrypted response (dc_api.jwt)")
-            documents = oid4vp.documents(payload, self.query_ids)
+            documents = oid4vp.documents(oid4vp.open_response(payload, self._key), self.query_ids)
         except (ValueError, oid4vp.Oid4vpError) as exc:  # JSONDecodeError is a ValueError
             return self._failed(f"OpenID4VP response: {exc}")
         except Exception as exc:  # noqa: BLE001 - the reader's boundary
             return self._failed(f"OpenID4VP response unreadable: {type(exc).__name__}")
         if not documents:
             return self._failed("vp_token: no credential query answered")
-        session_check = Check(SESSION, True, "JWE decrypted (ECDH-ES) for this request (OpenID4VP 1.0 over the "
-                                             "Digital Credentials API); vp_token answers "
-                                             + ", ".join(sorted(documents)))
-        checks, docs, first = [], [], None
-        for qid in sorted(documents):
-            for response in documents[qid]:
-                first = first or response
-                try:
-                    result = self.verifier.verify(response, session_transcript=self.transcript, reader_private_key=None)
-                except Exception as exc:  # noqa: BLE001 - a verifier bug must not take the reader down
-                    result = VerificationResult((Check("response_status", False,
-                                                       f"verifier error: {type(exc).__name__}: {exc}"),))
-                checks += result.checks
-                docs += result.documents
-        result = VerificationResult(tuple(checks), tuple(docs))
-        result = VerificationResult((session_check, *result.checks, *self._matches(result)), result.documents)
-        return self._finish(ReaderOutcome(result, first, self.transcript, None))
+        return self._verified([r for qid in sorted(documents) for r in documents[qid]], Check(
+            SESSION, True, "JWE decrypted (ECDH-ES) for this request (OpenID4VP 1.0 over the Digital Credentials "
+                           "API); vp_token answers " + ", ".join(sorted(documents))))
 
 
 ONLINE_KINDS = {dcapi.PROTOCOL: OnlineReaderSession, oid4vp.PROTOCOL: Oid4vpReaderSession}

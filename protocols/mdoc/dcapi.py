@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
 from protocols.cose import CoseKey, CoseKeyError
 from protocols.mdoc import _parse as p
 from protocols.mdoc.errors import MdocDecodeError, MdocError
-from protocols.mdoc.transcript import SessionTranscript
+from protocols.mdoc.transcript import SessionTranscript, is_hashed_handover
 
 PROTOCOL = "org-iso-mdoc"
 """The Digital Credentials API protocol identifier of Annex C."""
@@ -145,10 +145,7 @@ def session_transcript(encryption_info: EncryptionInfo | str, origin: str) -> Se
 
 def is_dcapi_transcript(transcript: SessionTranscript) -> bool:
     """Whether ``transcript`` is an Annex C one (no engagement, no reader key, a dcapi handover)."""
-    h = transcript.handover
-    return (transcript.device_engagement_bytes is None and transcript.e_reader_key_bytes is None
-            and isinstance(h, list | tuple) and len(h) == 2 and h[0] == DCAPI
-            and isinstance(h[1], bytes) and len(h[1]) == 32)
+    return is_hashed_handover(transcript, DCAPI)
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from protocols.mdoc import _parse as p
 from protocols.mdoc.errors import MdocError
-from protocols.mdoc.transcript import SessionTranscript
+from protocols.mdoc.transcript import SessionTranscript, is_hashed_handover
 
 PROTOCOL = "openid4vp-v1-unsigned"
 """The Digital Credentials API protocol identifier of an unsigned OID4VP 1.0 request."""
@@ -132,10 +132,7 @@ def session_transcript(origin: str, nonce: str, thumbprint: bytes | None) -> Ses
 
 
 def is_oid4vp_transcript(transcript: SessionTranscript) -> bool:
-    h = transcript.handover
-    return (transcript.device_engagement_bytes is None and transcript.e_reader_key_bytes is None
-            and isinstance(h, list | tuple) and len(h) == 2 and h[0] == HANDOVER
-            and isinstance(h[1], bytes) and len(h[1]) == 32)
+    return is_hashed_handover(transcript, HANDOVER)
 
 
 # -- DCQL for mso_mdoc --------------------------------------------------------------------------

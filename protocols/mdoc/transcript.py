@@ -69,6 +69,16 @@ class SessionTranscript:
         return value if isinstance(value, SessionTranscript) else cls.decode(value)
 
 
+def is_hashed_handover(transcript: SessionTranscript, identifier: str) -> bool:
+    """Whether ``transcript`` is ``[null, null, [identifier, 32-byte hash]]``: the shape of the
+    online presentations' transcripts (ISO/IEC TS 18013-7 Annex C ``"dcapi"``, OpenID4VP's
+    ``"OpenID4VPDCAPIHandover"``), which have no engagement and no reader key."""
+    h = transcript.handover
+    return (transcript.device_engagement_bytes is None and transcript.e_reader_key_bytes is None
+            and isinstance(h, list | tuple) and len(h) == 2 and h[0] == identifier
+            and isinstance(h[1], bytes) and len(h[1]) == 32)
+
+
 def _embed_raw_array(parts: Sequence[bytes]) -> bytes:
     head = cbor.dumps([None] * len(parts))[:-len(parts)]  # array header for len(parts)
     return cbor.dumps(cbor.CBORTag(24, head + b"".join(parts)))
