@@ -46,3 +46,24 @@ class NodeBridge:
                               capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)
+
+
+def jwk(key) -> dict:  # noqa: ANN001 - an EC private or public key of cryptography
+    """RFC 7518 section 6.2 JWK of an EC P-256/384/521 key, with ``d`` for a private key: how
+    the bridges hand keys to the TypeScript peers."""
+    import base64
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    public = key.public_key() if isinstance(key, ec.EllipticCurvePrivateKey) else key
+    size = (public.curve.key_size + 7) // 8
+    crv = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}[public.curve.name]
+
+    def b64(n: int) -> str:
+        return base64.urlsafe_b64encode(n.to_bytes(size, "big")).rstrip(b"=").decode()
+
+    numbers = public.public_numbers()
+    out = {"kty": "EC", "crv": crv, "x": b64(numbers.x), "y": b64(numbers.y)}
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        out["d"] = b64(key.private_numbers().private_value)
+    return out

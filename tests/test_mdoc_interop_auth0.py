@@ -16,6 +16,7 @@ from auth0_bridge import call, unavailable
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from node_bridge import jwk
 from sqlalchemy.orm import sessionmaker
 
 from issuer.holders import attach_phone, register
@@ -163,18 +164,6 @@ def test_auth0_refuses_what_it_should(issued):
     assert not verify_device_response(good, trust_anchors=[foreign], session_transcript=st, now=now).valid
 
 
-def _jwk(key: ec.EllipticCurvePrivateKey) -> dict:
-    """RFC 7518 6.2 JWK of a P-256 private key (the bridge gives @auth0/mdl keys as JWK)."""
-    import base64
-
-    def b64(n: int) -> str:
-        return base64.urlsafe_b64encode(n.to_bytes(32, "big")).rstrip(b"=").decode()
-
-    pub = key.public_key().public_numbers()
-    return {"kty": "EC", "crv": "P-256", "x": b64(pub.x), "y": b64(pub.y),
-            "d": b64(key.private_numbers().private_value)}
-
-
 def interop_pki(now: dt.datetime, name: str):
     """An Annex B IACA and document signer of ours for a peer to issue under, and a device
     key: (iaca certificate, DS key, DS certificate, device key)."""
@@ -206,8 +195,8 @@ def test_an_mdoc_issued_and_presented_by_auth0_verifies_with_our_reader():
                                         "age_over_18": True, "document_number": "JP123"}},
                    "validFrom": (now - dt.timedelta(minutes=1)).isoformat(),
                    "validUntil": (now + dt.timedelta(days=30)).isoformat(),
-                   "issuerKey": _jwk(ds_key), "issuerCertificate": ds.public_bytes(PEM).decode(),
-                   "deviceKey": _jwk(device), "transcript": st.tagged.hex(),
+                   "issuerKey": jwk(ds_key), "issuerCertificate": ds.public_bytes(PEM).decode(),
+                   "deviceKey": jwk(device), "transcript": st.tagged.hex(),
                    "disclose": {mdl: ["family_name", "birth_date", "age_over_18"]}})
     doc = our_reader_verifies(bytes.fromhex(answer["response"]), iaca, st, now)
     assert doc.doc_type == "org.iso.18013.5.1.mDL"

@@ -17,7 +17,7 @@ import datetime as dt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from node_bridge import NodeBridge
+from node_bridge import NodeBridge, jwk
 from test_present_kit import DOCTYPE, NS, T0, Clock, StatusPublisher, make_phone, make_pki
 
 import wallet_sim
@@ -57,28 +57,14 @@ def _reader(world) -> OnlineReaderSession:
     return OnlineReaderSession([REQUEST], pipeline, ORIGIN)
 
 
-def _jwk(key: ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) -> dict:
-    """RFC 7518 section 6.2 JWK of a P-256 key (with d for a private key)."""
-
-    def b64(n: int) -> str:
-        return base64.urlsafe_b64encode(n.to_bytes(32, "big")).rstrip(b"=").decode()
-
-    public = key.public_key() if isinstance(key, ec.EllipticCurvePrivateKey) else key
-    numbers = public.public_numbers()
-    jwk = {"kty": "EC", "crv": "P-256", "x": b64(numbers.x), "y": b64(numbers.y)}
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        jwk["d"] = b64(key.private_numbers().private_value)
-    return jwk
-
-
 def _open(world, reader: OnlineReaderSession, request: dict, answer: dict, origin: str = ORIGIN) -> dict:
-    return NODE.call({"mode": "open", "recipientKey": _jwk(reader.e_reader_private_key),
+    return NODE.call({"mode": "open", "recipientKey": jwk(reader.e_reader_private_key),
                       "encryptionInfo": request["data"]["encryptionInfo"], "origin": origin,
                       "response": answer, "iaca": [world["pki"].iaca_pem().decode()], "now": NOW.isoformat()})
 
 
 def _seal(public_key: ec.EllipticCurvePublicKey, encryption_info: str, plaintext: bytes, origin: str = ORIGIN) -> dict:
-    return NODE.call({"mode": "seal", "recipientKey": _jwk(public_key), "encryptionInfo": encryption_info,
+    return NODE.call({"mode": "seal", "recipientKey": jwk(public_key), "encryptionInfo": encryption_info,
                       "origin": origin, "plaintextHex": plaintext.hex()})
 
 

@@ -13,14 +13,12 @@ and a vp_token node encrypts to our reader's key, our reader finds VALID."""
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
-from node_bridge import NodeBridge
+from node_bridge import NodeBridge, jwk
 from test_present_kit import DOCTYPE, NS, T0, Clock, StatusPublisher, make_phone, make_pki
 
 import wallet_sim
@@ -61,19 +59,8 @@ def _reader(world) -> Oid4vpReaderSession:
     return Oid4vpReaderSession([REQUEST], pipeline, ORIGIN)
 
 
-def _jwk(key: ec.EllipticCurvePrivateKey) -> dict:
-    """RFC 7518 section 6.2 JWK of a P-256 private key (with d)."""
-
-    def b64(n: int) -> str:
-        return base64.urlsafe_b64encode(n.to_bytes(32, "big")).rstrip(b"=").decode()
-
-    numbers = key.public_key().public_numbers()
-    return {"kty": "EC", "crv": "P-256", "x": b64(numbers.x), "y": b64(numbers.y),
-            "d": b64(key.private_numbers().private_value)}
-
-
 def _open(world, reader: Oid4vpReaderSession, request: dict, answer: dict, origin: str = ORIGIN) -> dict:
-    return NODE.call({"mode": "open", "verifierKey": _jwk(reader.e_reader_private_key), "request": request,
+    return NODE.call({"mode": "open", "verifierKey": jwk(reader.e_reader_private_key), "request": request,
                       "origin": origin, "response": answer, "iaca": [world["pki"].iaca_pem().decode()],
                       "now": NOW.isoformat()})
 

@@ -126,7 +126,8 @@ def test_an_mdoc_owf_issues_and_presents_for_our_request_verifies_with_our_reade
     reader's DeviceRequest with a device signature over our SessionTranscript; our reader
     pipeline verifies it and lists exactly what it was asked for, and another session's
     transcript fails device authentication."""
-    from test_mdoc_interop_auth0 import _jwk, interop_pki, our_reader_verifies
+    from node_bridge import jwk
+    from test_mdoc_interop_auth0 import interop_pki, our_reader_verifies
 
     from protocols.mdoc.request import DeviceRequest, DocRequest, ItemsRequest
 
@@ -142,8 +143,8 @@ def test_an_mdoc_owf_issues_and_presents_for_our_request_verifies_with_our_reade
                                             "age_over_18": True, "document_number": "JP123"}},
                        "validFrom": (now - dt.timedelta(minutes=1)).isoformat(),
                        "validUntil": (now + dt.timedelta(days=30)).isoformat(),
-                       "issuerKey": _jwk(ds_key), "issuerCertificate": ds.public_bytes(PEM).decode(),
-                       "deviceKey": _jwk(device), "transcript": st.raw.hex(), "deviceRequest": request.hex()})
+                       "issuerKey": jwk(ds_key), "issuerCertificate": ds.public_bytes(PEM).decode(),
+                       "deviceKey": jwk(device), "transcript": st.raw.hex(), "deviceRequest": request.hex()})
     doc = our_reader_verifies(bytes.fromhex(answer["response"]), iaca, st, now, _session)
     assert doc.doc_type == doc_type
     assert doc.elements == {mdl: {"family_name": "山田", "birth_date": dt.date(1990, 4, 1), "age_over_18": True}}
