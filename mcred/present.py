@@ -389,7 +389,7 @@ def present_online_in_process(wallet: Wallet, reader: OnlineReaderSession | Oid4
     request = reader.start()
     session = wallet.online(origin or reader.origin)
     answer = session.respond(request)
-    message = (json.dumps(answer).encode() if answer.get("protocol") == oid4vp.PROTOCOL
+    message = (json.dumps(answer).encode() if answer.get("protocol") in oid4vp.PROTOCOLS
                else dcapi.parse_response_json(answer).encode())
     outcome = reader.receive(message)
     st = outcome.session_transcript

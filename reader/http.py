@@ -347,7 +347,8 @@ def reader_router(service: ReaderService) -> APIRouter:
     @router.post("/online/sessions", status_code=201, response_class=JSONResponse,
                  summary="Open an online presentation (ISO/IEC TS 18013-7 Annex C): the request "
                          "object for navigator.credentials.get, protocol org-iso-mdoc")
-    async def open_online(protocol: Literal["org-iso-mdoc", "openid4vp-v1-unsigned"] = "org-iso-mdoc") -> Response:
+    async def open_online(protocol: Literal["org-iso-mdoc", "openid4vp-v1-unsigned",
+                                            "openid4vp-v1-signed"] = "org-iso-mdoc") -> Response:
         try:
             sid, request = await run_in_threadpool(service.open_online, protocol)
         except ReaderSessionError as exc:
@@ -362,7 +363,7 @@ def reader_router(service: ReaderService) -> APIRouter:
         body = await _body(request)
         try:
             value = json.loads(body)
-            if isinstance(value, dict) and value.get("protocol") == oid4vp.PROTOCOL:
+            if isinstance(value, dict) and value.get("protocol") in oid4vp.PROTOCOLS:
                 if not isinstance(value.get("data"), dict):
                     raise oid4vp.Oid4vpError("data: expected a JSON object")
                 message = body  # the OpenID4VP session reads the credential's JSON itself

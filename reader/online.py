@@ -13,6 +13,7 @@ encryption after the response; device authentication is by signature.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 
@@ -190,6 +191,18 @@ class Oid4vpReaderSession(_WebSession):
     _is_own = staticmethod(oid4vp.is_oid4vp_transcript)
     request: oid4vp.Oid4vpRequest | None
 
+    def __init__(self, requests: Sequence[RequestSpec], verifier: Verifier, origin: str, *,
+                 reader_signer: CoseSigner | None = None, reader_chain: Sequence[bytes] = (),
+                 signed: bool = False) -> None:
+        """``signed``: the request a JWS by the reader's certificate (``openid4vp-v1-signed``,
+        ``client_id`` from the certificate, ``expected_origins`` this origin), which needs
+        ``reader_signer`` and ``reader_chain``."""
+        super().__init__(requests, verifier, origin, reader_signer=reader_signer, reader_chain=reader_chain)
+        if signed and (reader_signer is None or not self.reader_chain):
+            raise ReaderSessionError("a signed OpenID4VP request needs the reader's certificate and key "
+                                     "(mcred reader serve --reader-cert, --reader-key)")
+        self.signed = signed
+
     @property
     def query_ids(self) -> list[str]:
         return [f"q{i}" for i in range(len(self.requests))]
@@ -202,6 +215,9 @@ class Oid4vpReaderSession(_WebSession):
         self.request = oid4vp.Oid4vpRequest.build(queries, key)
         self.transcript = oid4vp.session_transcript(self.origin, self.request.nonce, self.request.thumbprint)
         self.state = "awaiting_response"
+        if getattr(self, "signed", False):
+            return oid4vp.sign_request(self.request, self.reader_signer, self.reader_chain,
+                                       expected_origins=[self.origin])
         return self.request.to_json()
 
     def receive(self, message: bytes) -> ReaderOutcome:
@@ -230,7 +246,8 @@ class Oid4vpReaderSession(_WebSession):
                            "API); vp_token answers " + ", ".join(sorted(documents))))
 
 
-ONLINE_KINDS = {dcapi.PROTOCOL: OnlineReaderSession, oid4vp.PROTOCOL: Oid4vpReaderSession}
+ONLINE_KINDS = {dcapi.PROTOCOL: OnlineReaderSession, oid4vp.PROTOCOL: Oid4vpReaderSession,
+                oid4vp.SIGNED_PROTOCOL: functools.partial(Oid4vpReaderSession, signed=True)}
 """The online session class of each Digital Credentials API protocol the reader asks with."""
 
 

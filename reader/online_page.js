@@ -7,7 +7,8 @@
 // present() is the whole exchange and touches no DOM (tests/test_present_online_page.py runs
 // it in node, with the browser's credential picker as its edge); the rest draws the page.
 
-export const PROTOCOLS = ["org-iso-mdoc", "openid4vp-v1-unsigned"];
+// openid4vp-v1-signed only where the reader has a certificate to sign with (409 otherwise)
+export const PROTOCOLS = ["org-iso-mdoc", "openid4vp-v1-signed", "openid4vp-v1-unsigned"];
 
 export async function present(base, { fetchFn = (...a) => fetch(...a), get = (o) => navigator.credentials.get(o),
                                       protocols = PROTOCOLS } = {}) {
@@ -16,6 +17,9 @@ export async function present(base, { fetchFn = (...a) => fetch(...a), get = (o)
   for (const protocol of protocols) {
     const opened = await fetchFn(`${base}/online/sessions?protocol=${encodeURIComponent(protocol)}`, { method: "POST" });
     const session = await opened.json();
+    if (opened.status === 409 && protocol === "openid4vp-v1-signed") {
+      continue;  // this reader signs no requests
+    }
     if (opened.status !== 201) {
       throw new Error(`the reader did not open a ${protocol} session: HTTP ${opened.status} ${session.detail ?? ""}`);
     }

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
 from test_present_kit import DOCTYPE, NS, Clock, StatusPublisher, make_phone, make_pki
 
@@ -182,3 +183,132 @@ def test_present_online_cli_with_openid4vp(world, tmp_path, monkeypatch):
         r = CliRunner().invoke(app, ["present", "--phone", world["phone"], "--reader", server.url, "--online",
                                      "--protocol", "carrier-pigeon", "--consent", str(rules), "--json"])
         assert r.exit_code == 2
+
+
+# -- signed requests (openid4vp-v1-signed) -----------------------------------------------------
+
+
+def _reader_pki(dns: str | None = "shop.example"):
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+    from test_present_kit import T0
+
+    now = T0  # the kit's clock, which the wallets here run on
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+
+    def name(cn):
+        return x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"), x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    ca = (x509.CertificateBuilder().subject_name(name("Shop CA")).issuer_name(name("Shop CA"))
+          .public_key(ca_key.public_key()).serial_number(1).not_valid_before(now - dt.timedelta(days=1))
+          .not_valid_after(now + dt.timedelta(days=365))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True).sign(ca_key, hashes.SHA256()))
+    leaf = (x509.CertificateBuilder().subject_name(name("Shop Web Verifier")).issuer_name(ca.subject)
+            .public_key(key.public_key()).serial_number(2).not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=300)))
+    if dns:
+        leaf = leaf.add_extension(x509.SubjectAlternativeName([x509.DNSName(dns)]), critical=False)
+    leaf = leaf.sign(ca_key, hashes.SHA256())
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return ca, key, [leaf.public_bytes(Encoding.DER)]
+
+
+def _signed_reader(world, key, chain) -> Oid4vpReaderSession:
+    from protocols import cose
+
+    return Oid4vpReaderSession([REQUEST], pipeline(world), ORIGIN, reader_signer=cose.key_signer(key),
+                               reader_chain=chain, signed=True)
+
+
+def test_a_signed_request_names_its_verifier_to_the_holder(world):
+    from wallet_sim.consent import InteractiveConsent
+
+    ca, key, chain = _reader_pki()
+    r = _signed_reader(world, key, chain)
+    request = r.start()
+    assert request["protocol"] == "openid4vp-v1-signed" and set(request["data"]) == {"request"}
+    # the JWS verifies with joserfc too (an implementation other than our hand-made framing)
+    from joserfc import jws
+    from joserfc.jwk import ECKey
+
+    registry = jws.JWSRegistry(algorithms=["ES256"])
+    registry.max_header_length = 8192  # the x5c chain is in the header
+    checked = jws.deserialize_compact(request["data"]["request"], ECKey.import_key(key.public_key()), registry=registry)
+    claims = json.loads(checked.payload)
+    assert checked.headers()["typ"] == "oauth-authz-req+jwt" and checked.headers()["alg"] == "ES256"
+    assert claims["client_id"] == "x509_san_dns:shop.example" and claims["expected_origins"] == [ORIGIN]
+    shown = []
+    se = wallet_sim.open_secure_element(world["phone"], world["home"])
+    w = Wallet(se.transmit, InteractiveConsent(ask=lambda q: "y", show=shown.append), clock=Clock(),
+               reader_trust_anchors=[ca])
+    answer = w.online(ORIGIN).respond(request)
+    assert answer["protocol"] == "openid4vp-v1-signed"
+    assert shown[:2] == [f"web site: {ORIGIN} (online request, as the browser reports it)",
+                         "reader: CN=Shop Web Verifier,C=JP (verified)"]
+    outcome = r.receive(json.dumps(answer).encode())
+    assert outcome.valid, [c for c in outcome.result.checks if not c.passed]
+    # a wallet that does not know the verifier's CA is told so, and a rule can refuse it
+    refusing = Wallet(se.transmit, RulesConsent.from_mapping({"documents": {"*": {"*": "*"}},
+                                                              "trusted_readers_only": True}), clock=Clock())
+    r2 = _signed_reader(world, key, chain)
+    answer = refusing.online(ORIGIN).respond(r2.start())
+    assert answer["data"]["error"] == "access_denied"
+
+
+def test_a_signed_request_from_another_origin_or_altered_is_refused(world):
+    import base64
+
+    ca, key, chain = _reader_pki()
+    request = _signed_reader(world, key, chain).start()
+    with pytest.raises(OnlineRequestError, match="replayed from another site"):
+        wallet(world).online("https://relay.example").respond(request)
+    head, body, sig = request["data"]["request"].split(".")
+    claims = json.loads(base64.urlsafe_b64decode(body + "=="))
+    claims["dcql_query"]["credentials"][0]["claims"].append({"path": [NS, "portrait"]})
+    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    with pytest.raises(OnlineRequestError, match="signature does not verify"):
+        wallet(world).online(ORIGIN).respond({"protocol": "openid4vp-v1-signed",
+                                              "data": {"request": f"{head}.{forged}.{sig}"}})
+
+
+def test_a_certificate_without_a_dns_name_gives_an_x509_hash_client_id(world):
+    import base64
+    import hashlib
+
+    ca, key, chain = _reader_pki(dns=None)
+    request = _signed_reader(world, key, chain).start()
+    body = json.loads(base64.urlsafe_b64decode(request["data"]["request"].split(".")[1] + "=="))
+    digest = base64.urlsafe_b64encode(hashlib.sha256(chain[0]).digest()).rstrip(b"=").decode()
+    assert body["client_id"] == f"x509_hash:{digest}"
+    assert wallet(world).online(ORIGIN).respond(request)["data"]["response"]
+
+
+def test_a_claimed_client_id_that_is_not_the_certificates_is_refused(world):
+    import base64
+
+    from protocols import cose
+
+    ca, key, chain = _reader_pki()
+    request = _signed_reader(world, key, chain).start()
+    head, body, _ = request["data"]["request"].split(".")
+    claims = json.loads(base64.urlsafe_b64decode(body + "=="))
+    claims["client_id"] = "x509_san_dns:bank.example"
+    body = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    sig = base64.urlsafe_b64encode(cose.key_signer(key).sign(f"{head}.{body}".encode())).rstrip(b"=").decode()
+    with pytest.raises(OnlineRequestError, match="not the one its certificate gives"):
+        wallet(world).online(ORIGIN).respond({"protocol": "openid4vp-v1-signed",
+                                              "data": {"request": f"{head}.{body}.{sig}"}})
+
+
+def test_a_signed_session_needs_the_readers_certificate(world):
+    from reader.errors import ReaderSessionError
+
+    with pytest.raises(ReaderSessionError, match="--reader-cert"):
+        Oid4vpReaderSession([REQUEST], pipeline(world), ORIGIN, signed=True)
+    with TestClient(reader_app(ReaderService(pipeline(world), [REQUEST], origin=ORIGIN))) as client:
+        r = client.post("/online/sessions", params={"protocol": "openid4vp-v1-signed"})
+        assert r.status_code == 409 and "--reader-cert" in r.json()["detail"]

@@ -392,9 +392,9 @@ class WalletSession:
         return ReaderIdentity(subject, bool(sig and sig.passed), bool(chain and chain.passed),
                               "" if chain is None or chain.passed else chain.reason)
 
-    def _document(self, doc_request: DocRequest):
+    def _document(self, doc_request: DocRequest, reader: ReaderIdentity | None = None):
         items = doc_request.items_request
-        reader = self._reader(doc_request)
+        reader = reader if reader is not None else self._reader(doc_request)
         now = self.wallet.clock()
         held = self.wallet.choose(items.doc_type, now)
         requested = {ns: frozenset(ids) for ns, ids in items.name_spaces.items()}
@@ -468,7 +468,7 @@ class OnlineWalletSession(WalletSession):
         if self.state == "terminated":
             raise OnlineRequestError("this online presentation has already answered")
         self.protocol = request.get("protocol") if isinstance(request, Mapping) else None
-        if self.protocol == oid4vp.PROTOCOL:
+        if self.protocol in oid4vp.PROTOCOLS:
             return self._respond_oid4vp(request)
         try:
             parsed = dcapi.DcApiRequest.parse(request)
@@ -485,9 +485,27 @@ class OnlineWalletSession(WalletSession):
         self._end("response sent to " + self.origin)
         return dcapi.response_json(sealed)
 
-    def _respond_oid4vp(self, request: Mapping) -> dict:
+    def _verifier(self, signed: oid4vp.SignedBy) -> ReaderIdentity:
+        """The verifier of a signed request, as the holder is shown it: its certificate's
+        subject, the signature (checked already), whether it chains to a reader CA the wallet
+        trusts."""
+        from protocols.mdoc.chain import ChainError, verify_chain
+
+        subject = x509.load_der_x509_certificate(signed.chain[0]).subject.rfc4514_string()
         try:
-            parsed = oid4vp.Oid4vpRequest.parse(request)
+            verify_chain(signed.chain, self.wallet.reader_trust_anchors, self.wallet.clock())
+            return ReaderIdentity(subject, True, True)
+        except ChainError as exc:
+            return ReaderIdentity(subject, True, False, str(exc))
+
+    def _respond_oid4vp(self, request: Mapping) -> dict:
+        reader = None
+        try:
+            if self.protocol == oid4vp.SIGNED_PROTOCOL:
+                parsed, signed = oid4vp.parse_signed(request, self.origin)
+                reader = self._verifier(signed)
+            else:
+                parsed = oid4vp.Oid4vpRequest.parse(request)
             self.transcript = oid4vp.session_transcript(self.origin, parsed.nonce, parsed.thumbprint)
         except oid4vp.Oid4vpError as exc:
             raise self._refuse(exc) from None
@@ -497,7 +515,7 @@ class OnlineWalletSession(WalletSession):
             for query in parsed.queries:
                 held = self.wallet.choose(query.doctype, self.wallet.clock())
                 items = query.items(held.elements if held is not None else None)
-                doc = self._document(DocRequest.build(ItemsRequest.build(query.doctype, items)))
+                doc = self._document(DocRequest.build(ItemsRequest.build(query.doctype, items)), reader)
                 if doc is not None:
                     self.device_response = DeviceResponse((doc,)).encode()
                     answered[query.id] = [self.device_response]
@@ -507,6 +525,6 @@ class OnlineWalletSession(WalletSession):
             self.events.append(WalletEvent("error", f"internal error: {type(exc).__name__}: {exc}"))
         self._end("response sent to " + self.origin)
         if not answered:  # OAuth's error response (OID4VP 1.0 section 8.5): no credential leaves
-            return {"protocol": oid4vp.PROTOCOL, "data": {
+            return {"protocol": self.protocol, "data": {
                 "error": "access_denied", "error_description": "the holder released none of the requested claims"}}
-        return oid4vp.seal(oid4vp.vp_token(answered), parsed)
+        return oid4vp.seal(oid4vp.vp_token(answered), parsed, protocol=self.protocol)

@@ -90,7 +90,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
         online: bool = typer.Option(False, "--online", help="Present online, as to a web page through the Digital Credentials API (ISO/IEC TS 18013-7 Annex C, org-iso-mdoc: the response sealed with HPKE, bound to the page's origin) instead of in proximity; this command plays the browser."),
         origin: str | None = typer.Option(None, "--origin", help="With --online: the web origin the browser reports to the wallet (default: the reader URL's own). Another origin than the reader's, as a relaying site would give, is refused by the reader."),
-        protocol: str = typer.Option("org-iso-mdoc", "--protocol", help="With --online: the Digital Credentials API protocol the page asks with: org-iso-mdoc (ISO/IEC TS 18013-7 Annex C, HPKE) or openid4vp (OpenID4VP 1.0, openid4vp-v1-unsigned: DCQL, a JWE response)."),
+        protocol: str = typer.Option("org-iso-mdoc", "--protocol", help="With --online: the Digital Credentials API protocol the page asks with: org-iso-mdoc (ISO/IEC TS 18013-7 Annex C, HPKE), openid4vp (OpenID4VP 1.0, openid4vp-v1-unsigned: DCQL, a JWE response) or openid4vp-signed (openid4vp-v1-signed: the request signed by the reader's certificate, which the wallet checks against --reader-trust)."),
     ) -> None:
         """Present the phone's mdoc to a reader over HTTP; exit 0 only if the verdict is VALID.
         In proximity by default (engagement QR code, session encryption); online with --online."""
@@ -110,9 +110,10 @@ def register(app: typer.Typer) -> None:
         if origin is not None and not online:
             _unusable(console, as_json, "--origin is the web page's origin of an online presentation: add --online")
         protocols = {"org-iso-mdoc": "org-iso-mdoc", "annex-c": "org-iso-mdoc", "openid4vp": "openid4vp-v1-unsigned",
-                     "openid4vp-v1-unsigned": "openid4vp-v1-unsigned"}
+                     "openid4vp-v1-unsigned": "openid4vp-v1-unsigned", "openid4vp-signed": "openid4vp-v1-signed",
+                     "openid4vp-v1-signed": "openid4vp-v1-signed"}
         if protocol not in protocols:
-            _unusable(console, as_json, f"--protocol {protocol!r}: org-iso-mdoc or openid4vp")
+            _unusable(console, as_json, f"--protocol {protocol!r}: org-iso-mdoc, openid4vp or openid4vp-signed")
         if protocol != "org-iso-mdoc" and not online:
             _unusable(console, as_json, "--protocol is the protocol of an online presentation: add --online")
         try:

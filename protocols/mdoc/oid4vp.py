@@ -50,6 +50,12 @@ from protocols.mdoc.transcript import SessionTranscript, is_hashed_handover
 
 PROTOCOL = "openid4vp-v1-unsigned"
 """The Digital Credentials API protocol identifier of an unsigned OID4VP 1.0 request."""
+SIGNED_PROTOCOL = "openid4vp-v1-signed"
+"""... of a signed one: the request object a JWS (``typ`` oauth-authz-req+jwt) by the
+verifier's certificate (``x5c``), naming itself in ``client_id`` and the origins it may be
+used from in ``expected_origins`` (OID4VP 1.0 A.3.2, 5.9.3)."""
+PROTOCOLS = (PROTOCOL, SIGNED_PROTOCOL)
+REQUEST_TYP = "oauth-authz-req+jwt"
 HANDOVER = "OpenID4VPDCAPIHandover"
 RESPONSE_MODE = "dc_api.jwt"
 PLAIN_RESPONSE_MODE = "dc_api"
@@ -275,7 +281,8 @@ class Oid4vpRequest:
 
     @classmethod
     def parse(cls, value: Any) -> Oid4vpRequest:
-        """From the request object (or its ``data`` member alone)."""
+        """From an unsigned request object (or its ``data`` member alone); a signed one goes
+        through :func:`parse_signed`."""
         if not isinstance(value, Mapping):
             raise Oid4vpError(f"request: expected a JSON object, got {type(value).__name__}")
         data = value
@@ -286,7 +293,11 @@ class Oid4vpRequest:
             if not isinstance(data, Mapping):
                 raise Oid4vpError("request.data: expected a JSON object")
         if "request" in data or "client_id" in data:
-            raise Oid4vpError("a signed request (request, client_id) is not answered here: openid4vp-v1-unsigned")
+            raise Oid4vpError(f"a signed request (request, client_id) comes as {SIGNED_PROTOCOL!r}")
+        return cls._of_data(data)
+
+    @classmethod
+    def _of_data(cls, data: Mapping[str, Any]) -> Oid4vpRequest:
         if data.get("response_type") != "vp_token":
             raise Oid4vpError(f"response_type: expected 'vp_token', got {data.get('response_type')!r:.40}")
         nonce = data.get("nonce")
@@ -316,6 +327,109 @@ class Oid4vpRequest:
         return request
 
 
+# -- signed requests ------------------------------------------------------------------------------
+
+
+def client_id_for(leaf_der: bytes) -> str:
+    """The client identifier a verifier certificate gives (OID4VP 1.0 5.9.3):
+    ``x509_san_dns:<its first DNS name>``, or ``x509_hash:<base64url SHA-256 of its DER>``
+    when it has none."""
+    from cryptography import x509
+
+    try:
+        names = x509.load_der_x509_certificate(leaf_der).extensions.get_extension_for_class(
+            x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    except (x509.ExtensionNotFound, ValueError):
+        names = []
+    return f"x509_san_dns:{names[0]}" if names else f"x509_hash:{_b64url(hashlib.sha256(leaf_der).digest())}"
+
+
+def sign_request(request: Oid4vpRequest, signer: Any, chain: Sequence[bytes], *,
+                 expected_origins: Sequence[str]) -> dict[str, Any]:
+    """``{"protocol": "openid4vp-v1-signed", "data": {"request": JWS}}``: the request's
+    parameters with ``client_id`` (from the leaf of ``chain``) and ``expected_origins``,
+    signed by ``signer`` (a :class:`~protocols.cose.CoseSigner`: ES256 gives JWS's ``r||s``
+    as COSE does, the key stays behind it) with ``x5c`` the chain (leaf first)."""
+    from protocols.cose import ES256, ES384, ES512
+
+    alg = {ES256: "ES256", ES384: "ES384", ES512: "ES512"}.get(getattr(signer, "alg", None))
+    if alg is None or not chain:
+        raise Oid4vpError("a signed request needs an ES256/384/512 signer and its certificate chain")
+    claims = {**request.to_json()["data"], "client_id": client_id_for(chain[0]),
+              "expected_origins": list(expected_origins)}
+    header = {"alg": alg, "typ": REQUEST_TYP, "x5c": [base64.b64encode(c).decode("ascii") for c in chain]}
+    signing_input = (_b64url(json.dumps(header, separators=(",", ":")).encode()) + "."
+                     + _b64url(json.dumps(claims, separators=(",", ":"), ensure_ascii=False).encode()))
+    jws = signing_input + "." + _b64url(signer.sign(signing_input.encode("ascii")))
+    return {"protocol": SIGNED_PROTOCOL, "data": {"request": jws}}
+
+
+@dataclass(frozen=True)
+class SignedBy:
+    """Who signed a request, as far as its JWS says: its certificates (leaf first), the
+    ``client_id`` it claims (checked against the leaf), the origins it may be used from."""
+
+    chain: tuple[bytes, ...]
+    client_id: str
+    expected_origins: tuple[str, ...]
+
+
+def parse_signed(value: Any, origin: str) -> tuple[Oid4vpRequest, SignedBy]:
+    """A signed request, for the page at ``origin``: its JWS verified with its ``x5c`` leaf
+    key, ``typ`` oauth-authz-req+jwt, ``client_id`` the leaf's (x509_san_dns or x509_hash),
+    ``origin`` among ``expected_origins`` (a request replayed from another site is refused).
+    Whether the leaf chains to a trusted verifier CA is the caller's (reader trust anchors)."""
+    from cryptography import x509
+
+    from protocols.cose import CoseError, ecdsa_verify
+
+    if not isinstance(value, Mapping) or value.get("protocol") != SIGNED_PROTOCOL:
+        raise Oid4vpError(f"request.protocol: expected {SIGNED_PROTOCOL!r}")
+    data = value.get("data")
+    jws = data.get("request") if isinstance(data, Mapping) else None
+    if not isinstance(jws, str) or len(jws) > MAX_JWE or re.fullmatch(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+",
+                                                                     jws) is None:
+        raise Oid4vpError("request.data.request: a JWS in compact serialization (three base64url parts)")
+    head_b64, body_b64, sig_b64 = jws.split(".")
+    try:
+        header = json.loads(_unb64url(head_b64, "JWS header"))
+        claims = json.loads(_unb64url(body_b64, "JWS payload"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Oid4vpError(f"request JWS: header or payload not JSON ({exc})") from None
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        raise Oid4vpError("request JWS: header and payload are JSON objects")
+    if header.get("typ") != REQUEST_TYP:
+        raise Oid4vpError(f"request JWS typ: expected {REQUEST_TYP!r}, got {header.get('typ')!r:.40}")
+    algs = {"ES256": -7, "ES384": -35, "ES512": -36}
+    if header.get("alg") not in algs:
+        raise Oid4vpError(f"request JWS alg: {header.get('alg')!r:.20}: ES256, ES384 or ES512")
+    x5c = header.get("x5c")
+    if not (isinstance(x5c, list) and x5c and all(isinstance(c, str) for c in x5c)) or len(x5c) > 5:
+        raise Oid4vpError("request JWS x5c: the verifier's certificates, leaf first")
+    try:
+        chain = tuple(base64.b64decode(c, validate=True) for c in x5c)
+        leaf = x509.load_der_x509_certificate(chain[0])
+        key = leaf.public_key()
+        ecdsa_verify(algs[header["alg"]], key, _unb64url(sig_b64, "JWS signature"),
+                     f"{head_b64}.{body_b64}".encode("ascii"))
+    except (binascii.Error, ValueError) as exc:
+        raise Oid4vpError(f"request JWS x5c: not a certificate ({exc})") from None
+    except CoseError as exc:
+        raise Oid4vpError(f"request JWS: the signature does not verify with its x5c leaf ({exc})") from None
+    client_id = claims.get("client_id")
+    if client_id != client_id_for(chain[0]):
+        raise Oid4vpError(f"request client_id {client_id!r:.80}: not the one its certificate gives "
+                          f"({client_id_for(chain[0])})")
+    origins = claims.get("expected_origins")
+    if not (isinstance(origins, list) and all(isinstance(o, str) for o in origins)):
+        raise Oid4vpError("request expected_origins: an array of origins (required in a signed request)")
+    if origin not in origins:
+        raise Oid4vpError(f"request expected_origins {origins[:5]!r:.200}: this page's origin {origin!r:.80} is not "
+                          "among them (a request replayed from another site)")
+    request = Oid4vpRequest._of_data({k: v for k, v in claims.items() if k not in ("client_id", "expected_origins")})
+    return request, SignedBy(chain, client_id, tuple(origins))
+
+
 # -- the response -------------------------------------------------------------------------------
 
 
@@ -324,12 +438,12 @@ def vp_token(documents: Mapping[str, Sequence[bytes]]) -> dict[str, list[str]]:
     return {qid: [_b64url(d) for d in docs] for qid, docs in documents.items()}
 
 
-def seal(token: Mapping[str, list[str]], request: Oid4vpRequest) -> dict[str, Any]:
+def seal(token: Mapping[str, list[str]], request: Oid4vpRequest, *, protocol: str = PROTOCOL) -> dict[str, Any]:
     """The wallet's answer for the page: ``{"protocol", "data": {"response": JWE}}`` (or
-    ``{"vp_token"}`` in the clear for ``dc_api``)."""
+    ``{"vp_token"}`` in the clear for ``dc_api``), ``protocol`` the request's."""
     payload = {"vp_token": dict(token)}
     if request.encryption_jwk is None:
-        return {"protocol": PROTOCOL, "data": payload}
+        return {"protocol": protocol, "data": payload}
     from joserfc import jwe
     from joserfc.jwk import ECKey
 
@@ -339,7 +453,7 @@ def seal(token: Mapping[str, list[str]], request: Oid4vpRequest) -> dict[str, An
         header["kid"] = request.encryption_jwk["kid"]
     text = jwe.encrypt_compact(header, json.dumps(payload, separators=(",", ":")).encode(), key,
                                algorithms=[JWE_ALG, request.encs[0]])
-    return {"protocol": PROTOCOL, "data": {"response": text}}
+    return {"protocol": protocol, "data": {"response": text}}
 
 
 def response_payload(value: Any) -> str | dict:
@@ -349,8 +463,9 @@ def response_payload(value: Any) -> str | dict:
         raise Oid4vpError(f"response: expected a JSON object, got {type(value).__name__}")
     data = value
     if "data" in value:
-        if value.get("protocol", PROTOCOL) != PROTOCOL:
-            raise Oid4vpError(f"response.protocol: expected {PROTOCOL!r}, got {value.get('protocol')!r:.60}")
+        if value.get("protocol", PROTOCOL) not in PROTOCOLS:
+            raise Oid4vpError(f"response.protocol: expected {PROTOCOL!r} or {SIGNED_PROTOCOL!r}, "
+                              f"got {value.get('protocol')!r:.60}")
         data = value["data"]
     if not isinstance(data, Mapping):
         raise Oid4vpError("response.data: expected a JSON object")
