@@ -152,3 +152,22 @@ def test_arbitrary_jwe_text_only_raises_oid4vp_errors(text):
         oid4vp.open_response(text, key)
     except oid4vp.Oid4vpError:
         pass
+
+
+_b64 = st.binary(max_size=120).map(lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode())
+
+
+@settings(max_examples=300, deadline=None)
+@given(head=_json | st.just({"alg": "ES256", "typ": "oauth-authz-req+jwt", "x5c": ["AAAA"]}),
+       body=_json, sig=_b64, raw=st.booleans())
+def test_arbitrary_signed_requests_only_raise_oid4vp_errors(head, body, sig, raw):
+    """The signed request's JWS, from its parts: any header, payload and signature (or any
+    text) is refused with Oid4vpError, never anything else."""
+    def part(v):
+        return base64.urlsafe_b64encode(json.dumps(v).encode()).rstrip(b"=").decode()
+
+    jws = sig if raw else f"{part(head)}.{part(body)}.{sig}"
+    try:
+        oid4vp.parse_signed({"protocol": "openid4vp-v1-signed", "data": {"request": jws}}, "https://rp.example")
+    except oid4vp.Oid4vpError:
+        pass
