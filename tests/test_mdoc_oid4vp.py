@@ -171,3 +171,17 @@ def test_arbitrary_signed_requests_only_raise_oid4vp_errors(head, body, sig, raw
         oid4vp.parse_signed({"protocol": "openid4vp-v1-signed", "data": {"request": jws}}, "https://rp.example")
     except oid4vp.Oid4vpError:
         pass
+
+
+def test_the_specifications_mso_mdoc_query_example_parses():
+    """OID4VP 1.0 Appendix D's mso_mdoc example (a vehicle registration), with members of 1.0
+    the wallet need not act on for an mdoc (multiple, require_cryptographic_holder_binding,
+    trusted_authorities): parsed, the claims by namespace."""
+    query = {"credentials": [{
+        "id": "my_credential", "format": "mso_mdoc", "meta": {"doctype_value": "org.iso.7367.1.mVRC"},
+        "multiple": False, "require_cryptographic_holder_binding": True,
+        "trusted_authorities": [{"type": "aki", "values": ["s9tIpPmhxdiuNkHMEWNpYim8S8Y"]}],
+        "claims": [{"path": ["org.iso.7367.1", "vehicle_holder"]}, {"path": ["org.iso.18013.5.1", "first_name"]}]}]}
+    (parsed,) = oid4vp.parse_dcql(query)
+    assert parsed.id == "my_credential" and parsed.doctype == "org.iso.7367.1.mVRC"
+    assert parsed.items() == {"org.iso.7367.1": {"vehicle_holder": False}, "org.iso.18013.5.1": {"first_name": False}}
