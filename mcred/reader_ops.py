@@ -9,7 +9,8 @@ monitoring in front of a reader fleet ask of it.
   ``application/problem+json`` naming those that failed.
 * ``GET /metrics``: Prometheus text: the HTTP requests by route template and status (as the
   issuer service counts them, :mod:`mcred.metrics`), and the verdicts:
-  ``mcred_reader_verdicts_total{valid}``, ``mcred_reader_failed_checks_total{check}`` (a
+  ``mcred_reader_verdicts_total{valid}``, ``mcred_reader_presentations_total{mode, valid}``
+  (mode ``proximity``, ``org-iso-mdoc``, ``openid4vp``), ``mcred_reader_failed_checks_total{check}`` (a
   check's name, never its reason: the series stay few and carry no holder data) and
   ``mcred_reader_verification_seconds`` (decryption and verification of the wallet's
   SessionData). With ``--workers N`` every worker's counts, summed (``prometheus_client``'s
@@ -49,6 +50,9 @@ class ReaderMetrics(Metrics):
                                 registry=self.registry)
         self.failed_checks = Counter("mcred_reader_failed_checks", "failed checks of mdoc verdicts, by check name",
                                      ["check"], registry=self.registry)
+        self.presentations = Counter("mcred_reader_presentations", "verdicts by the way the mdoc was presented: "
+                                     "proximity (ISO/IEC 18013-5), org-iso-mdoc (18013-7 Annex C), openid4vp",
+                                     ["mode", "valid"], registry=self.registry)
         self.verification = Histogram("mcred_reader_verification_seconds",
                                       "decryption and verification of the wallet's SessionData",
                                       buckets=_VERIFY_BUCKETS, registry=self.registry)
@@ -57,10 +61,26 @@ class ReaderMetrics(Metrics):
         """:attr:`reader.http.ReaderService.on_outcome`."""
         result = outcome.result
         self.verdicts.labels("true" if result.valid else "false").inc()
+        self.presentations.labels(presentation_mode(outcome), "true" if result.valid else "false").inc()
         for check in result.checks:
             if not check.passed:
                 self.failed_checks.labels(check.name).inc()
         self.verification.observe(seconds)
+
+
+def presentation_mode(outcome: ReaderOutcome) -> str:
+    """``proximity``, ``org-iso-mdoc`` or ``openid4vp``, told by the session's transcript;
+    ``unknown`` for a session that ended before it had one."""
+    from protocols.mdoc import dcapi, oid4vp
+
+    transcript = outcome.session_transcript
+    if transcript is None:
+        return "unknown"
+    if dcapi.is_dcapi_transcript(transcript):
+        return "org-iso-mdoc"
+    if oid4vp.is_oid4vp_transcript(transcript):
+        return "openid4vp"
+    return "proximity"
 
 
 def check_trust(store: TrustStore, rp: RelyingPartyService | None, now: dt.datetime) -> str:

@@ -69,6 +69,26 @@ def test_health_readiness_and_verdicts_counted(world):
     assert not any(sid in str(labels) for _, labels in samples)
 
 
+def test_verdicts_are_counted_by_the_way_the_mdoc_was_presented(world):
+    """mcred_reader_presentations_total{mode, valid}: proximity, and online by protocol."""
+    service = ReaderService(world["pipeline"], [REQUEST], origin="https://shop.example")
+    client = TestClient(reader_app(service))
+    assert _present(world, client)["valid"] is True
+    se = wallet_sim.open_secure_element(world["phone"], world["home"])
+    wallet = Wallet(se.transmit, RulesConsent.allow_all(), clock=world["clock"])
+    for protocol in ("org-iso-mdoc", "openid4vp-v1-unsigned"):
+        opened = client.post("/online/sessions", params={"protocol": protocol}).json()
+        answer = wallet.online("https://shop.example").respond(opened["request"])
+        assert client.post(f"/online/sessions/{opened['session']}", json=answer).json()["valid"]
+    opened = client.post("/online/sessions").json()  # answered for another origin: refused
+    answer = wallet.online("https://relay.example").respond(opened["request"])
+    assert not client.post(f"/online/sessions/{opened['session']}", json=answer).json()["valid"]
+    samples = _samples(client)
+    for mode, valid, count in (("proximity", "true", 1), ("org-iso-mdoc", "true", 1), ("openid4vp", "true", 1),
+                               ("org-iso-mdoc", "false", 1)):
+        assert samples[("mcred_reader_presentations_total", (("mode", mode), ("valid", valid)))] == count
+
+
 def test_a_reader_whose_every_iaca_expired_is_not_ready():
     old = dt.datetime(2001, 1, 1, tzinfo=dt.UTC)
     _, cert = make_iaca(not_before=old, not_after=old + dt.timedelta(days=365))
