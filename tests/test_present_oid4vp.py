@@ -312,3 +312,14 @@ def test_a_signed_session_needs_the_readers_certificate(world):
     with TestClient(reader_app(ReaderService(pipeline(world), [REQUEST], origin=ORIGIN))) as client:
         r = client.post("/online/sessions", params={"protocol": "openid4vp-v1-signed"})
         assert r.status_code == 409 and "--reader-cert" in r.json()["detail"]
+
+
+def test_a_saved_openid4vp_presentation_verifies_again(world, tmp_path):
+    """``mcred present --save`` keeps the DeviceResponse and the OpenID4VPDCAPIHandover
+    transcript: ``mcred verify``'s pipeline checks the device signature over it again."""
+    from mcred.present import verify_saved
+
+    out = present_online_in_process(wallet(world), reader(world))
+    result = verify_saved(out.saved(), pipeline(world))
+    checks = {c.name: c.passed for c in result.checks}
+    assert checks["device_authentication"] and checks["issuer_signature"] and result.valid
