@@ -389,3 +389,25 @@ def test_our_wallet_answers_a_request_of_the_multipaz_online_verifier(world):
         "deviceRequest": vector["deviceRequestB64"], "encryptionInfo": vector["encryptionInfoB64"]}})
     event = next(e for e in session.events if e.kind == "response")
     assert not event.reader.signature_valid
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.one_of(st.binary(max_size=200), st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(["protocol", "data", "response", "vp_token", "error"]) | st.text(max_size=6), inner, max_size=4),
+    max_leaves=10).map(lambda v: json.dumps(v).encode())),
+    protocol=st.sampled_from(["org-iso-mdoc", "openid4vp-v1-unsigned"]))
+def test_any_body_posted_to_an_online_session_is_a_400_or_a_verdict(world, body, protocol):
+    """No body the browser (or anyone) posts makes the reader answer 5xx: a 400 problem for
+    what is no credential response, else a verdict, failed unless the wallet made it."""
+    service = ReaderService(pipeline(world), [REQUEST], origin=ORIGIN)
+    with _client(service) as client:
+        opened = client.post("/online/sessions", params={"protocol": protocol}).json()
+        r = client.post(f"/online/sessions/{opened['session']}", content=body,
+                        headers={"Content-Type": "application/json"})
+        assert r.status_code in (200, 400), r.text
+        if r.status_code == 400:
+            assert r.headers["content-type"].startswith("application/problem+json")
+        else:
+            assert r.json()["valid"] is False

@@ -5,6 +5,7 @@ code and the SE image (the stored credential) is unchanged."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 
 import pytest
@@ -259,4 +260,46 @@ def test_fuzzed_device_requests_get_status_codes_and_leave_the_se_intact(world, 
     except cbor.CborDecodeError:
         parsed = False
     assert response.status in ((0, 12) if parsed else (11,))
+    assert se(world).persisted_image() == s0
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 2**40) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=16), inner, max_size=5),
+    max_leaves=16,
+)
+_dcql_like = st.fixed_dictionaries({"credentials": st.lists(st.fixed_dictionaries({
+    "id": st.sampled_from(["q0", "x", ""]), "format": st.sampled_from(["mso_mdoc", "dc+sd-jwt"]),
+    "meta": st.fixed_dictionaries({"doctype_value": st.sampled_from([DOCTYPE, "org.iso.18013.5.1.mDL", ""])}),
+    "claims": st.lists(st.fixed_dictionaries({"path": st.lists(st.sampled_from([NS, "family_name", "portrait", ""]),
+                                                                max_size=3)}), max_size=3)}), max_size=2)})
+online_requests = st.one_of(
+    json_values,
+    st.fixed_dictionaries({"protocol": st.sampled_from(["org-iso-mdoc", "openid4vp-v1-unsigned", "openid4vp-v1-signed"]),
+                           "data": json_values}),
+    st.fixed_dictionaries({"protocol": st.just("openid4vp-v1-unsigned"), "data": st.fixed_dictionaries({
+        "response_type": st.just("vp_token"), "response_mode": st.sampled_from(["dc_api", "dc_api.jwt"]),
+        "nonce": st.text(min_size=1, max_size=8), "dcql_query": _dcql_like})}),
+    st.fixed_dictionaries({"protocol": st.just("org-iso-mdoc"), "data": st.fixed_dictionaries({
+        "deviceRequest": st.one_of(st.text(max_size=12), cbor_values.map(
+            lambda v: base64.urlsafe_b64encode(cbor.dumps(v)).rstrip(b"=").decode())),
+        "encryptionInfo": st.text(max_size=40)})}),
+)
+
+
+@FUZZ
+@given(request=online_requests)
+def test_fuzzed_online_requests_get_an_answer_or_a_typed_refusal_and_leave_the_se_intact(world, request):
+    """A web page's request, of either protocol or neither: the wallet answers (a credential
+    or OAuth's access_denied) or raises OnlineRequestError, nothing else, and the SE keeps
+    its content."""
+    from wallet_sim.wallet import OnlineRequestError
+
+    s0 = se(world).persisted_image()
+    try:
+        answer = make_wallet(world).online("https://shop.example").respond(request)
+        assert isinstance(answer, dict) and answer["protocol"] in ("org-iso-mdoc", "openid4vp-v1-unsigned",
+                                                                   "openid4vp-v1-signed")
+    except OnlineRequestError:
+        pass
     assert se(world).persisted_image() == s0
