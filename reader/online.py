@@ -190,6 +190,7 @@ class Oid4vpReaderSession(_WebSession):
     kind = "OpenID4VPDCAPIHandover"
     _is_own = staticmethod(oid4vp.is_oid4vp_transcript)
     request: oid4vp.Oid4vpRequest | None
+    signed = False  # a resumed session has sent its request already: how does not matter
 
     def __init__(self, requests: Sequence[RequestSpec], verifier: Verifier, origin: str, *,
                  reader_signer: CoseSigner | None = None, reader_chain: Sequence[bytes] = (),
@@ -215,7 +216,7 @@ class Oid4vpReaderSession(_WebSession):
         self.request = oid4vp.Oid4vpRequest.build(queries, key)
         self.transcript = oid4vp.session_transcript(self.origin, self.request.nonce, self.request.thumbprint)
         self.state = "awaiting_response"
-        if getattr(self, "signed", False):
+        if self.signed:
             return oid4vp.sign_request(self.request, self.reader_signer, self.reader_chain,
                                        expected_origins=[self.origin])
         return self.request.to_json()
