@@ -38,7 +38,8 @@ def test_phone_new_list_show_reset(home):
     assert run.invoke(app, ["phone", "reset", pid]).exit_code == 0
     assert not (wallet_sim.app_dir(pid, home) / "wallet.db").exists()
     bad = run.invoke(app, ["phone", "show", "no-such-phone"])
-    assert bad.exit_code == 1
+    assert bad.exit_code == 2  # unusable input, as every command says an unknown phone
+    assert run.invoke(app, ["phone", "reset", "no-such-phone"]).exit_code == 2
 
 
 def test_tracing_transmit_prints_pairs():

@@ -85,8 +85,10 @@ def _parse_nvm(value: str) -> int:
 
 
 def _fail(msg: str) -> None:
+    """A phone that is not there, or whose SE cannot be read: unusable input, exit 2 as
+    every other command says it (``mcred present --phone``, ``mcred jpki ...``)."""
     typer.echo(f"error: {msg}", err=True)
-    raise typer.Exit(1)
+    raise typer.Exit(2)
 
 
 def register(app: typer.Typer) -> None:
