@@ -68,6 +68,9 @@ def test_the_tsm_audit_shows_a_phones_commands_and_jobs_never_data(provisioned):
     assert rows == sorted(rows, key=lambda r: r["id"])
     events = {r["event"] for r in rows}
     assert {"session-open", "apdu", "job-created", "job-done"} <= events
+    assert {r["phone_id"] for r in rows} == {pid}  # the API's name for it, as GET /tsm-jobs says it
+    jobs = json.loads(_cli("tsm", "jobs", "--phone", pid, "--json"))
+    assert jobs and all(j["phone_id"] == j["phone"] == pid for j in jobs)
     apdus = [r for r in rows if r["event"] == "apdu"]
     assert all(len(r["command"]) == 8 and r["sw"] for r in apdus)
     assert any(r["command"].startswith("80E6") for r in apdus)  # INSTALL

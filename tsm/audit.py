@@ -93,7 +93,7 @@ def recent(bind: Bind, *, se_id: str | None = None, job_id: str | None = None, e
             q = q.where(column == value)
     with Session(bind) as s:
         rows = list(s.scalars(q))
-    return [{"id": r.id, "at": _utc(r.at).isoformat(timespec="seconds"), "actor": r.actor, "phone": r.se_id,
+    return [{"id": r.id, "at": _utc(r.at).isoformat(timespec="seconds"), "actor": r.actor, "phone_id": r.se_id,
              "job": r.job_id, "step": r.step, "event": r.event,
              "command": None if r.ins is None else f"{r.cla:02X}{r.ins:02X}{r.p1:02X}{r.p2:02X}",
              "lc": r.lc, "sw": None if r.sw is None else f"{r.sw:04X}", "what": r.what,

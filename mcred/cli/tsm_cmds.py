@@ -72,7 +72,7 @@ def jobs(
     from reader.text import printable
     from tsm.jobs import list_jobs
 
-    rows = [{"id": j.id, "phone": j.se_id, "kind": j.kind, "state": j.state, "next_step": j.current_step,
+    rows = [{"id": j.id, "phone": j.se_id, "phone_id": j.se_id, "kind": j.kind, "state": j.state, "next_step": j.current_step,
              "steps_done": j.next_step, "steps": len(j.steps), "attempts": j.attempts, "error": j.error}
             for j in list_jobs(Context.open().engine, phone, unfinished=unfinished, limit=limit, offset=offset)]
     if as_json:
@@ -103,7 +103,7 @@ def ses(as_json: bool = typer.Option(False, "--json")) -> None:
     from tsm.db import SecureElementRow
 
     with Context.open().engine.connect() as conn:
-        rows = [{"phone": r.se_id, "state": r.state, "kvn": f"{r.kvn:02X}", "kdd": r.kdd,
+        rows = [{"phone": r.se_id, "phone_id": r.se_id, "state": r.state, "kvn": f"{r.kvn:02X}", "kdd": r.kdd,
                  "master_key_id": r.master_key_id, "updated_at": r.updated_at.isoformat()}
                 for r in conn.execute(select(SecureElementRow).order_by(SecureElementRow.se_id))]
     if as_json:
@@ -215,7 +215,7 @@ def audit(
         command = f" {r['command']} Lc={r['lc']}" if r["command"] else ""
         sw = f" -> {r['sw']}" if r["sw"] else (" -> no answer" if r["event"] == "apdu" else "")
         detail = " ".join(f"{k}={v}" for k, v in r["detail"].items())
-        typer.echo(printable(f"{r['at']}  {r['phone']}  {r['job'] or '-'} {r['step'] or '-'}  "
+        typer.echo(printable(f"{r['at']}  {r['phone_id']}  {r['job'] or '-'} {r['step'] or '-'}  "
                              f"{r['event']}{command}{sw}  {r['what'] or ''}"
                              + (f"  ({detail[:300]})" if detail else "")).rstrip())
     if not rows:
