@@ -258,8 +258,8 @@ class Wallet:
         return WalletSession(self, Engagement.new())
 
     def online(self, origin: str) -> OnlineWalletSession:
-        """A new online presentation (ISO/IEC TS 18013-7 Annex C) for the web page at
-        ``origin``, as the browser reports it."""
+        """A new online presentation (ISO/IEC TS 18013-7 Annex C, or OpenID4VP 1.0) for the
+        web page at ``origin``, as the browser reports it."""
         return OnlineWalletSession(self, origin)
 
 
@@ -434,9 +434,11 @@ class WalletSession:
 
 
 class OnlineRequestError(WalletError):
-    """An online request the wallet cannot answer at all: its envelope (protocol,
-    encryptionInfo, base64url) is not Annex C's. A malformed DeviceRequest inside a sound
-    envelope is answered, with a DeviceResponse status (§8.3.2.1.2.3)."""
+    """An online request the wallet cannot answer at all: its envelope is not Annex C's
+    (protocol, encryptionInfo, base64url) nor OpenID4VP 1.0's (a DCQL query it supports, a
+    signed request whose signature, client_id or expected_origins do not hold). A malformed
+    DeviceRequest inside a sound Annex C envelope is answered, with a DeviceResponse status
+    (§8.3.2.1.2.3)."""
 
 
 class OnlineWalletSession(WalletSession):
@@ -448,7 +450,10 @@ class OnlineWalletSession(WalletSession):
       in, the DeviceResponse sealed with HPKE to the page's key out;
     * ``openid4vp-v1-unsigned`` (OpenID4VP 1.0, Appendix A and B.2): a DCQL query in, a
       ``vp_token`` of one DeviceResponse per answered credential query out, as a JWE to the
-      page's key (``dc_api.jwt``) or in the clear (``dc_api``).
+      page's key (``dc_api.jwt``) or in the clear (``dc_api``);
+    * ``openid4vp-v1-signed``: the same, the request a JWS by the verifier's certificate,
+      which the holder is shown (as readerAuth's) once its signature, client_id and
+      expected_origins hold.
 
     Everything is bound to the SessionTranscript of the request and of the origin the
     browser vouches for, which the holder is shown at consent; the device key signs (there
