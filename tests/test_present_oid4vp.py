@@ -323,3 +323,25 @@ def test_a_saved_openid4vp_presentation_verifies_again(world, tmp_path):
     result = verify_saved(out.saved(), pipeline(world))
     checks = {c.name: c.passed for c in result.checks}
     assert checks["device_authentication"] and checks["issuer_signature"] and result.valid
+
+
+@pytest.mark.parametrize(("data", "reason"), [
+    ({"vp_token": {"q0": ["oA"]}}, "in the clear"),
+    ({"response": "a.b.c"}, "JWE in compact serialization"),
+    ({"response": "aaaa..bbbb.cccc.dddd"}, "does not decrypt"),
+    ({}, "neither 'response'"),
+])
+def test_the_reader_names_what_is_wrong_with_an_answer(world, data, reason):
+    r = reader(world)
+    r.start()
+    outcome = r.receive(json.dumps({"protocol": "openid4vp-v1-unsigned", "data": data}).encode())
+    assert [c.name for c in outcome.result.checks] == ["session"]
+    assert reason in outcome.result.checks[0].reason
+
+
+def test_a_jwe_with_an_empty_vp_token_is_named(world):
+    r = reader(world)
+    request = oid4vp.Oid4vpRequest.parse(r.start())
+    answer = oid4vp.seal({}, request)
+    outcome = r.receive(json.dumps(answer).encode())
+    assert outcome.result.checks[0].reason == "vp_token: no credential query answered"
