@@ -164,7 +164,9 @@ def summaries(sessions: sessionmaker[Session], holder_id: str | None = None, *,
         out = []
         for h in holders:
             c = counts.get(h.id, {})
-            row = {"id": h.id, "name": f"{h.data.get('family_name', '')} {h.data.get('given_name', '')}".strip(),
+            name = ("(erased)" if is_erased(h.data)
+                    else f"{h.data.get('family_name', '')} {h.data.get('given_name', '')}".strip())
+            row = {"id": h.id, "name": name, "erased": is_erased(h.data),
                    "card_number": h.card_number, "card_expiry": h.card_expiry.isoformat(),
                    "registered_at": h.created_at.isoformat(), "phones": phones.get(h.id, []),
                    "credentials": dict(sorted(c.items())),
@@ -173,3 +175,55 @@ def summaries(sessions: sessionmaker[Session], holder_id: str | None = None, *,
                 row["data"] = {k: v for k, v in h.data.items() if k != "portrait"}
             out.append(row)
         return out
+
+
+# -- erasure ---------------------------------------------------------------------------------------
+
+#: The registered data of a holder whose personal data was erased (:func:`forget`).
+ERASED = {"erased": True}
+
+
+class HolderBusyError(HolderError):
+    """The holder still has live credentials (valid or on hold): erasing what they derive
+    from would leave credentials nobody can renew, hand over or answer for."""
+
+
+def is_erased(data: Mapping) -> bool:
+    return bool(data.get("erased"))
+
+
+def forget(sessions: sessionmaker[Session], holder_id: str, *, actor: str, reason: str) -> dict | None:
+    """Erase a holder's personal data once none of their credentials is live (APPI: personal
+    data kept no longer than its purpose needs): the registered card data (names, kana,
+    address, birth date, sex, municipality) and the card number are replaced, and the
+    IssuerSigned kept for each of their mdocs (which carries the same data and the portrait)
+    is dropped. Their JPKI certificates stay: they are the certification authority's register
+    of what it issued, which the CRLs and OCSP answer for (the signing certificate carries the
+    basic four data; J-LIS keeps its register for the period the law sets). The holder's id,
+    phones and credential records (status, serials, status-list slots) stay, so the trails
+    still read. Audited (``holder.forget``, with ``reason``). Returns what was done, or None
+    when the holder was erased already; :class:`HolderError` for an unknown holder,
+    :class:`HolderBusyError` while a credential is live."""
+    with sessions.begin() as s:
+        holder = s.get(Holder, holder_id, with_for_update=True) if isinstance(holder_id, str) else None
+        if holder is None:
+            raise HolderError(f"no holder {str(holder_id)[:40]!r} in the issuer's registry")
+        if is_erased(holder.data):
+            return None
+        live = s.scalar(select(func.count()).select_from(Credential).where(
+            Credential.holder_id == holder_id, Credential.status.in_(("valid", "hold"))))
+        if live:
+            raise HolderBusyError(f"holder {holder_id} has {live} live credential(s): revoke them first "
+                                  "(mcred revoke --phone ID --reason ...), then erase")
+        mdocs = list(s.scalars(select(Credential).where(Credential.holder_id == holder_id,
+                                                        Credential.kind == "mdoc", Credential.body != b"")))
+        for c in mdocs:
+            c.body, c.meta = b"", {**(c.meta or {}), "body_erased": True}
+        certificates = s.scalar(select(func.count()).select_from(Credential).where(
+            Credential.holder_id == holder_id, Credential.kind != "mdoc"))
+        holder.data = {**ERASED, "erased_at": utcnow().isoformat()}
+        holder.card_number = f"erased-{holder.id[:25]}"
+        done = {"holder": holder_id, "mdoc_bodies_erased": len(mdocs), "certificates_kept": certificates}
+        s.add(AuditEvent(actor=actor, action="holder.forget", subject=holder_id,
+                         detail={**done, "reason": reason[:200]}))
+    return done

@@ -103,6 +103,12 @@ class AbandonRequest(_Body):
                         pattern=r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$")
 
 
+class ForgetRequest(_Body):
+    #: Why the holder's personal data is erased (audited), e.g. the retention period ended.
+    reason: str = Field(min_length=1, max_length=200,
+                        pattern=r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$")
+
+
 class HandoverRequest(_Body):
     kind: Literal["model_change", "resale_report", "lost_hold", "found", "lost_confirmed",
                   "renewal", "death"]
@@ -700,6 +706,22 @@ def operator_router(ctx: Context) -> APIRouter:
         from issuer.audit import events
 
         return {"events": _jsonable(events(ctx.sessions, subject=subject or None, action=action, limit=limit))}
+
+    @router.post("/holders/{holder_id}/forget", summary="Erase a holder's personal data once none of "
+                 "their credentials is live (the card data, card number and mdoc bodies; certificates stay)")
+    def forget_holder_route(holder_id: Hex32, body: ForgetRequest, request: Request) -> dict[str, Any]:
+        from issuer.holders import HolderBusyError, HolderError
+        from mcred.provision import ProvisionError, forget_holder
+
+        try:
+            done = forget_holder(ctx, holder_id, actor=_actor(request), reason=body.reason)
+        except HolderBusyError as exc:
+            raise ProblemException(problems.CONFLICT, str(exc)) from None
+        except HolderError as exc:
+            raise ProblemException(NOT_FOUND, str(exc)) from None
+        except ProvisionError as exc:
+            raise ProblemException(problems.CONFLICT, str(exc)) from None
+        return {"holder": holder_id, "erased": True, "already": done is None, **(done or {})}
 
     @router.get("/tsm-audit", summary="The TSM's audit trail, the last records in the order "
                 "written: sessions, every command's header, length and status word (never its "

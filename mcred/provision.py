@@ -274,10 +274,15 @@ def check_holder_for_new_phone(ctx: Context, holder_id: str, phone_id: str | Non
     holder afresh when the registry has no such holder, or when one of the holder's phones
     still has live credentials (moving them is a handover: ``mcred handover``)."""
     from issuer.db import Holder
+    from issuer.holders import is_erased
 
     with ctx.sessions() as s:
-        if not isinstance(holder_id, str) or len(holder_id) > 32 or s.get(Holder, holder_id) is None:
+        holder = s.get(Holder, holder_id) if isinstance(holder_id, str) and len(holder_id) <= 32 else None
+        if holder is None:
             raise UnknownHolderError(f"no holder {str(holder_id)[:40]!r} in the issuer's registry")
+        if is_erased(holder.data):
+            raise ProvisionError(f"holder {holder_id}'s personal data was erased (mcred holder forget): "
+                                 "provision from the holder's card again (--holder FILE.json)")
         busy = s.scalar(select(Credential.phone_id).where(Credential.holder_id == holder_id,
                                                           Credential.status.in_(_LIVE)).limit(1))
     if busy is not None and busy == phone_id:
@@ -288,6 +293,25 @@ def check_holder_for_new_phone(ctx: Context, holder_id: str, phone_id: str | Non
         raise ProvisionError(f"holder {holder_id} has live credentials on phone {busy}: moving them to "
                              f"another phone is a handover (`mcred handover --phone {busy} --to ID`, "
                              "or POST /handovers)")
+
+
+def forget_holder(ctx: Context, holder_id: str, *, actor: str, reason: str) -> dict | None:
+    """Erase a holder's personal data (:func:`issuer.holders.forget`) once nothing can issue
+    from it again: no live credential, and no unfinished TSM job on any of the holder's
+    phones (a resumed provisioning would issue from the data; ``mcred tsm abandon`` it
+    first). :class:`ProvisionError` naming the job; the issuer's errors as they are."""
+    from issuer.holders import forget
+
+    with ctx.sessions() as s:
+        phones = list(s.scalars(select(Phone.id).where(Phone.holder_id == holder_id)))
+        phones += list(s.scalars(select(Credential.phone_id).where(Credential.holder_id == holder_id).distinct()))
+    for phone_id in sorted(set(phones)):
+        left = [j for j in list_jobs(ctx.engine, phone_id, unfinished=True) if j.kind != "delete-credentials"]
+        if left:
+            raise ProvisionError(f"phone {phone_id} has an unfinished TSM job {left[0].id} ({left[0].kind}), which "
+                                 f"would issue from the holder's data if resumed: `mcred tsm abandon {left[0].id} "
+                                 "--reason TEXT` first")
+    return forget(ctx.sessions, holder_id, actor=actor, reason=reason)
 
 
 def unfinished_job(ctx: Context, phone_id: str, bind: Connection | None = None) -> JobView | None:

@@ -74,6 +74,32 @@ def holder_show(holder_id: str = typer.Argument(..., help="The holder's id (`mcr
         con.print(f"  {k:<24} {n}", highlight=False)
 
 
+@holder_app.command("forget")
+def holder_forget(holder_id: str = typer.Argument(..., help="The holder (mcred holder list)."),
+                  reason: str = typer.Option(..., "--reason", help="Why (audited), e.g. the retention period ended.")) -> None:
+    """Erase a holder's personal data once none of their credentials is live and no TSM job
+    could issue from it again: the card data and number, and the IssuerSigned of their mdocs
+    (portrait included). Their JPKI certificates stay, as the certification authority's
+    register that the CRLs and OCSP answer for; their id, phones and credential records stay,
+    so the audit trail still reads. Audited (holder.forget). Exit 2 when refused."""
+    from issuer.holders import HolderError
+    from mcred.cli.state import open_context
+    from mcred.provision import ProvisionError, forget_holder
+
+    if not reason.strip():
+        raise typer.BadParameter("give the reason (it is audited)", param_hint="--reason")
+    try:
+        done = forget_holder(open_context(), holder_id, actor="cli", reason=reason)
+    except (HolderError, ProvisionError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if done is None:
+        typer.echo(f"holder {holder_id}: already erased")
+        return
+    typer.echo(f"holder {holder_id}: personal data erased; {done['mdoc_bodies_erased']} mdoc(s) dropped, "
+               f"{done['certificates_kept']} certificate(s) kept in the CA's register")
+
+
 def audit(
     subject: str = typer.Option(None, "--subject", help="Only events about this credential, phone, holder or "
                                 "workflow id."),

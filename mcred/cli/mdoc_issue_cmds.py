@@ -356,7 +356,9 @@ def credential_show(
             raise _fail(f"no credential {credential_id!r}", 1)
         facts = _credential_facts(c)
         body = c.body
-    if facts["kind"] == "mdoc":
+    if facts["kind"] == "mdoc" and not body:
+        facts["mso"] = "erased with its holder's personal data (mcred holder forget)"
+    elif facts["kind"] == "mdoc":
         mso = IssuerSigned.from_cbor(body).mso()
         facts["mso"] = {"docType": mso.doc_type, "digestAlgorithm": mso.digest_algorithm,
                         "validFrom": mso.validity_info.valid_from.isoformat(),
