@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from issuer.db import AuditEvent, Handover, Phone, utcnow
+from issuer.db import AuditEvent, Handover, Holder, Phone, utcnow
+from issuer.holders import is_erased
 
 #: The step lists of every workflow kind (specs/handover.md names the reason each uses).
 WORKFLOWS: dict[str, tuple[str, ...]] = {
@@ -99,6 +100,10 @@ def create(
     if old_phone_id and old_phone_id == new_phone_id:
         raise WorkflowError(f"the old and the new phone are both {old_phone_id}")
     with sessions.begin() as s:
+        holder = s.get(Holder, holder_id)
+        if holder is not None and is_erased(holder.data):
+            raise WorkflowError(f"holder {holder_id}'s personal data was erased (mcred holder forget): "
+                                "nothing can be issued from it")
         # the phones must be this holder's (or, the new one, nobody's yet): a workflow names a
         # holder and acts on the phones, so another holder's phone would have its credentials
         # revoked or wiped under this holder's workflow

@@ -67,9 +67,13 @@ def test_forget_after_revocation_erases_the_data_and_keeps_the_register(provisio
     audit = json.loads(_cli("audit", "--action", "holder.forget", "--json").stdout)
     assert audit[0]["subject"] == hid and audit[0]["detail"]["reason"] == "retention ended"
     assert "already erased" in _cli("holder", "forget", hid, "--reason", "again").stdout
-    # the registry cannot provision the holder again: their data is gone
+    # the registry cannot provision the holder again, nor start a workflow: their data is gone
     r = _cli("provision", "--phone", wallet_sim.create_phone(ctx.home), "--holder-id", hid)
     assert r.exit_code != 0 and "erased" in r.output
+    from issuer import handover as wf
+
+    with pytest.raises(wf.WorkflowError, match="erased"):
+        wf.create(ctx.sessions, kind="renewal", holder_id=hid, old_phone_id=pid, new_phone_id=None, actor="test")
 
 
 def test_an_unfinished_tsm_job_blocks_the_erasure(home: Path, monkeypatch):
