@@ -139,6 +139,15 @@ def register(app: typer.Typer) -> None:
 
         try:
             if online:
+                if not as_json:
+                    from reader.online import origin_of
+
+                    try:
+                        shown = origin or origin_of(reader)
+                    except ValueError:
+                        shown = origin or reader
+                    console.print(f"online presentation ({protocols[protocol]}) as the page at {shown}",
+                                  highlight=False, markup=False)
                 out = present_online_over_http(wallet, reader, origin=origin, token=token,
                                                protocol=protocols[protocol])
             else:
