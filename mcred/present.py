@@ -441,6 +441,31 @@ def present_online_over_http(wallet: Wallet, reader_url: str, *, origin: str | N
     return _presented(result, session)
 
 
+ONLINE_PROTOCOLS = (dcapi.PROTOCOL, oid4vp.SIGNED_PROTOCOL, oid4vp.PROTOCOL)
+"""The Digital Credentials API protocols the wallet answers, in the order it prefers them."""
+
+
+def pick_online_request(value, protocol: str | None = None) -> dict:  # noqa: ANN001 - JSON
+    """One request the wallet can answer out of what a page passes to the Digital Credentials
+    API: a request object (``{"protocol", "data"}``), or the argument of
+    ``navigator.credentials.get`` (``{"digital": {"requests": [...]}}``, or ``{"requests":
+    [...]}``), from which the first of ``protocol`` (or of :data:`ONLINE_PROTOCOLS`, in that
+    order) is taken. :class:`OnlineRequestError` naming what was offered otherwise."""
+    if isinstance(value, dict) and isinstance(value.get("digital"), dict):
+        value = value["digital"]
+    offered = value.get("requests") if isinstance(value, dict) and "protocol" not in value else [value]
+    if not isinstance(offered, list) or not all(isinstance(r, dict) for r in offered):
+        raise OnlineRequestError("not a Digital Credentials API request: expected {\"protocol\", \"data\"} or "
+                                 "{\"digital\": {\"requests\": [...]}}")
+    wanted = (protocol,) if protocol else ONLINE_PROTOCOLS
+    for name in wanted:
+        for request in offered:
+            if request.get("protocol") == name:
+                return request
+    names = ", ".join(str(r.get("protocol"))[:40] for r in offered) or "none"
+    raise OnlineRequestError(f"no request this wallet answers ({', '.join(wanted)}) among those offered: {names}")
+
+
 def verify_saved(data: bytes, pipeline: ReaderPipeline, *, now: dt.datetime | None = None) -> VerificationResult:
     """Verify a saved transcript (see :meth:`Presentation.saved`) with the reader pipeline;
     or an IssuerSigned on its own (CBOR, or the base64url text OpenID4VCI carries), as

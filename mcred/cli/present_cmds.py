@@ -256,6 +256,53 @@ def register(app: typer.Typer) -> None:
             uvicorn.run("mcred.present:reader_app_from_env", factory=True, workers=workers, host=host,
                         port=port, log_level="warning", **tls)
 
+    wallet_app = typer.Typer(help="The phone's wallet app, on its own.", no_args_is_help=True)
+    app.add_typer(wallet_app, name="wallet")
+
+    @wallet_app.command("respond")
+    def wallet_respond_cmd(
+        phone: str = typer.Option(..., "--phone", help="The phone whose wallet answers."),
+        request: Path = typer.Option(..., "--request", help="The page's request, JSON: a {protocol, data} object, or "
+                                     "navigator.credentials.get's argument ({digital: {requests: [...]}}); - for stdin."),
+        origin: str = typer.Option(..., "--origin", help="The web origin of the page that asks, as the browser would report it."),
+        consent: Path | None = typer.Option(None, "--consent", help="Consent rules (JSON); default: ask."),
+        reader_trust: list[Path] = typer.Option([], "--reader-trust", help="Reader / verifier CA (PEM) the wallet trusts."),
+        protocol: str | None = typer.Option(None, "--protocol", help="Answer this protocol of those offered "
+                                            "(default: org-iso-mdoc, then openid4vp-v1-signed, then openid4vp-v1-unsigned)."),
+        out: Path | None = typer.Option(None, "--out", callback=out_path, help="Write the credential here (default: stdout)."),
+    ) -> None:
+        """Answer a web page's Digital Credentials API request from any verifier, as the browser
+        would hand it to this phone's wallet: prints the credential ({protocol, data}) the page
+        receives, to give to that verifier. ISO/IEC TS 18013-7 Annex C and OpenID4VP 1.0
+        (unsigned and signed). Exit 0 answered (a credential, or OAuth's access_denied when
+        nothing is released), 2 a request the wallet cannot answer."""
+        from mcred.present import open_wallet, pick_online_request
+        from wallet_sim import PhoneNotFoundError
+        from wallet_sim.consent import ConsentError, InteractiveConsent, RulesConsent
+        from wallet_sim.wallet import OnlineRequestError
+
+        console = Console(stderr=True)
+        if consent is None and (str(request) == "-" or not sys.stdin.isatty()):
+            console.print("error: no --consent rules file and no terminal to ask the holder: pass --consent "
+                          "FILE.json (e.g. {\"documents\": {\"*\": {\"*\": \"*\"}}})", highlight=False, markup=False)
+            raise typer.Exit(EXIT_UNUSABLE)
+        try:
+            text = sys.stdin.read() if str(request) == "-" else request.read_text(encoding="utf-8")
+            chosen = pick_online_request(json.loads(text), protocol)
+            policy = RulesConsent.from_file(consent) if consent else InteractiveConsent(
+                ask=lambda q: console.input(q), show=console.print)
+            anchors = [c for p in reader_trust for c in x509certs.load_pem_all(p.read_bytes())]
+            wallet = open_wallet(phone, None, policy, reader_trust_anchors=anchors)
+            answer = wallet.online(origin).respond(chosen)
+        except (OnlineRequestError, ConsentError, PhoneNotFoundError, OSError, ValueError) as exc:
+            console.print(f"error: {exc}", highlight=False, markup=False)
+            raise typer.Exit(EXIT_UNUSABLE) from None
+        text = json.dumps(answer, ensure_ascii=False)
+        if out is not None:
+            out.write_text(text + "\n", encoding="utf-8")
+        else:
+            print(text)
+
     @app.command("verify")
     def verify_cmd(
         saved: Path = typer.Argument(..., help="A saved transcript (mcred present --save / reader --save-dir), or "
