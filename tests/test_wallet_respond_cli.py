@@ -73,3 +73,17 @@ def test_a_real_request_of_the_multipaz_verifier_is_answered(world):
 def test_requests_the_wallet_cannot_answer_exit_2_naming_why(world, request_value, message):
     r = _respond(world, request_value)
     assert r.exit_code == 2 and message in r.stderr
+
+
+def test_the_request_can_come_on_stdin_and_the_answer_go_to_a_file(world):
+    annex_c = OnlineReaderSession([REQUEST], world["pipeline"], ORIGIN)
+    out = world["home"] / "credential.json"
+    r = CliRunner().invoke(app, ["wallet", "respond", "--phone", world["phone"], "--request", "-", "--origin", ORIGIN,
+                                 "--consent", str(world["consent"]), "--out", str(out)],
+                           input=json.dumps(annex_c.start()))
+    assert r.exit_code == 0, r.output
+    assert annex_c.receive(dcapi.parse_response_json(json.loads(out.read_text())).encode()).valid
+    # without consent rules, stdin cannot also be the holder's terminal
+    r = CliRunner().invoke(app, ["wallet", "respond", "--phone", world["phone"], "--request", "-", "--origin", ORIGIN],
+                           input="{}")
+    assert r.exit_code == 2 and "--consent" in r.stderr
