@@ -303,7 +303,11 @@ def online_page_router(service: ReaderService) -> APIRouter:
         if service.origin is None:
             raise HTTPException(404, "this reader serves no web origin: start it with --origin")
         page = (_PAGE_DIR / "online_page.html").read_text(encoding="utf-8")
-        return Response(page.replace("@@ORIGIN@@", html.escape(service.origin)), media_type="text/html; charset=utf-8",
+        # what this reader can ask with: a signed OpenID4VP request needs its certificate
+        offered = ["org-iso-mdoc", *(["openid4vp-v1-signed"] if service.reader_signer is not None else []),
+                   "openid4vp-v1-unsigned"]
+        page = page.replace("@@ORIGIN@@", html.escape(service.origin)).replace("@@PROTOCOLS@@", " ".join(offered))
+        return Response(page, media_type="text/html; charset=utf-8",
                         headers={"Content-Security-Policy": PAGE_CSP, "X-Content-Type-Options": "nosniff",
                                  "Cache-Control": "no-store"})
 

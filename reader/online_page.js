@@ -97,7 +97,9 @@ if (typeof document !== "undefined") {
     button.disabled = true;
     out.replaceChildren(el("p", "waiting for the wallet..."));
     try {
-      render(out, await present(base));
+      // the protocols this reader asks with, as its page says (else each is tried)
+      const offered = document.body.dataset.protocols?.split(" ").filter((p) => PROTOCOLS.includes(p));
+      render(out, await present(base, offered?.length ? { protocols: offered } : {}));
     } catch (e) {
       out.replaceChildren(el("p", `${e.name}: ${e.message}`, "bad"));
     } finally {

@@ -41,6 +41,8 @@ def test_the_page_is_served_with_its_origin_and_a_strict_policy():
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert page.headers["content-security-policy"] == PAGE_CSP and "script-src 'self'" in PAGE_CSP
     assert "<code>https://shop.example</code>" in page.text and 'src="online/page.js"' in page.text
+    # the protocols it asks with: no signed OpenID4VP request without the reader's certificate
+    assert '<body data-protocols="org-iso-mdoc openid4vp-v1-unsigned">' in page.text
     script = client.get("/online/page.js")
     assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
     assert script.content == PAGE_JS.read_bytes()
