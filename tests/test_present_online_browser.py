@@ -1,0 +1,48 @@
+"""The reader's online test page in a real browser (headless Chromium, Debian's, through
+interop/browser/page.mjs): it loads with its script under its CSP and no console error, the
+click opens one reader session per protocol the reader asks with, and the browser's Digital
+Credentials API takes the page's requests to its credential picker (a malformed request is
+refused at once with a TypeError; ours stay pending: no wallet answers here). Skips, saying
+why, where Chromium or node is not installed (.ci/run installs Debian's chromium where it can).
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from node_bridge import NodeBridge
+from test_present_http import Server, free_port
+from test_present_kit import DOCTYPE, NS, Clock, StatusPublisher, make_pki
+
+from mcred.present import reader_app, reader_pipeline
+from reader.http import ReaderService
+from reader.session import RequestSpec
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+NODE = NodeBridge("browser", "puppeteer-core", "page.mjs")
+why = "needs Chromium (Debian package chromium)" if CHROMIUM is None else NODE.unavailable()
+pytestmark = pytest.mark.skipif(why is not None, reason=f"online page in a browser: {why}")
+
+
+def test_the_page_takes_both_requests_to_the_browsers_credential_picker():
+    pki = make_pki()
+    clock = Clock()
+    port = free_port()
+    service = ReaderService(reader_pipeline(trust=pki.trust(), clock=clock, fetcher=StatusPublisher(pki, clock)),
+                            [RequestSpec(DOCTYPE, {NS: {"family_name": False}})], origin=f"http://127.0.0.1:{port}")
+    with Server(reader_app(service), port) as server:
+        seen = NODE.call({"url": f"{server.url}/online", "chromium": CHROMIUM})
+    assert seen["logs"] == [], seen["logs"]  # no CSP violation, no script error, no failed request
+    assert "GET /online/page.js 200" in seen["seen"]
+    if not seen["hasApi"]:
+        pytest.skip("this Chromium has no Digital Credentials API (DigitalCredential)")
+    assert [s for s in seen["seen"] if s.startswith("POST")] == [
+        "POST /online/sessions?protocol=org-iso-mdoc 201", "POST /online/sessions?protocol=openid4vp-v1-unsigned 201"]
+    (call,) = seen["calls"]
+    assert call["mediation"] == "required"
+    assert [r["protocol"] for r in call["digital"]["requests"]] == ["org-iso-mdoc", "openid4vp-v1-unsigned"]
+    # taken to the picker: neither refused as malformed (TypeError) nor as an unknown protocol
+    assert seen["outcome"] == "pending", seen["outcome"]
+    assert seen["malformed"] == "TypeError"  # the control: what the API does refuse at once
+    assert seen["out"] == "waiting for the wallet..."
