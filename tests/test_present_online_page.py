@@ -104,3 +104,31 @@ try {
         assert not relayed["valid"] and relayed["checks"][0]["name"] == "session"
         relayed = run("http://relay.example", "openid4vp-v1-unsigned")
         assert [c["name"] for c in relayed["checks"] if not c["passed"]] == ["device_authentication"]
+
+
+def test_a_reader_with_a_certificate_offers_the_signed_request_too():
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from cryptography.x509.oid import NameOID
+    from test_present_kit import T0
+
+    from protocols import cose
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Shop Web Verifier")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(7).not_valid_before(T0).not_valid_after(T0.replace(year=T0.year + 1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("shop.example")]), critical=False)
+            .sign(key, hashes.SHA256()))
+    pki = make_pki()
+    clock = Clock()
+    service = ReaderService(reader_pipeline(trust=pki.trust(), clock=clock, fetcher=StatusPublisher(pki, clock)),
+                            [REQUEST], origin="https://shop.example", reader_signer=cose.key_signer(key),
+                            reader_chain=[cert.public_bytes(Encoding.DER)])
+    client = TestClient(reader_app(service))
+    page = client.get("/online")
+    assert '<body data-protocols="org-iso-mdoc openid4vp-v1-signed openid4vp-v1-unsigned">' in page.text
+    signed = client.post("/online/sessions", params={"protocol": "openid4vp-v1-signed"})
+    assert signed.status_code == 201 and signed.json()["request"]["protocol"] == "openid4vp-v1-signed"
