@@ -518,7 +518,8 @@ class OnlineWalletSession(WalletSession):
         answered: dict[str, list[bytes]] = {}
         try:
             for query in parsed.queries:
-                held = self.wallet.choose(query.doctype, self.wallet.clock())
+                # what the wallet holds matters only to pick among claim_sets (one SE listing less)
+                held = self.wallet.choose(query.doctype, self.wallet.clock()) if query.claim_sets else None
                 items = query.items(held.elements if held is not None else None)
                 doc = self._document(DocRequest.build(ItemsRequest.build(query.doctype, items)), reader)
                 if doc is not None:
