@@ -27,6 +27,7 @@ import * as nodeCrypto from "node:crypto";
 import { Aes128Gcm, CipherSuite, DhkemP256HkdfSha256, HkdfSha256 } from "@hpke/core";
 import { CoseKey, DeviceResponse, QrHandover, SessionTranscript } from "@owf/mdoc";
 import { Encoder } from "cbor-x";
+import { owfContext } from "../owf-context.mjs";
 
 const chunks = [];
 for await (const c of process.stdin) chunks.push(c);
@@ -73,72 +74,9 @@ class DcapiHandover extends Handover {
   }
 }
 
-const HASH = { "SHA-256": "sha256", "SHA-384": "sha384", "SHA-512": "sha512" };
-const SIGN_HASH = { [-7]: "sha256", [-35]: "sha384", [-36]: "sha512" };
 const der = (pemOrDer) => new nodeCrypto.X509Certificate(Buffer.from(pemOrDer));
-const publicKeyOf = (coseKey) => {
-  const { kty, crv, x, y } = coseKey.jwk;
-  return nodeCrypto.createPublicKey({ key: { kty, crv, x, y }, format: "jwk" });
-};
 
-const ctx = {
-  crypto: {
-    random: (length) => new Uint8Array(nodeCrypto.randomBytes(length)),
-    digest: ({ digestAlgorithm, bytes }) =>
-      new Uint8Array(nodeCrypto.createHash(HASH[digestAlgorithm]).update(bytes).digest()),
-    calculateEphemeralMacKey: () => {
-      throw new Error("no device MAC online (Annex C): the device signs");
-    },
-  },
-  cose: {
-    sign1: {
-      sign: () => {
-        throw new Error("this bridge only verifies");
-      },
-      verify: ({ key, sign1 }) => {
-        const alg = sign1.protectedHeaders.headers.get(1);
-        return nodeCrypto.verify(SIGN_HASH[alg], sign1.toBeSigned,
-          { key: publicKeyOf(key), dsaEncoding: "ieee-p1363" }, sign1.signature);
-      },
-    },
-    mac0: {
-      sign: () => {
-        throw new Error("no device MAC online (Annex C)");
-      },
-      verify: () => false,
-    },
-  },
-  x509: {
-    getIssuerNameField: ({ certificate, field }) =>
-      der(certificate).issuer.split("\n").filter((l) => l.startsWith(`${field}=`)).map((l) => l.slice(field.length + 1)),
-    getPublicKey: ({ certificate }) =>
-      CoseKey.fromJwk(der(certificate).publicKey.export({ format: "jwk" })),
-    verifyCertificateChain: ({ trustedCertificates, x5chain, now }) => {
-      const at = now ?? new Date();
-      const chain = x5chain.map(der);
-      const anchors = trustedCertificates.map(der);
-      for (const [i, cert] of chain.entries()) {
-        if (at < new Date(cert.validFrom) || at > new Date(cert.validTo)) {
-          throw new Error(`certificate ${i} (${cert.subject}) is not valid at ${at.toISOString()}`);
-        }
-        const next = chain[i + 1];
-        if (next !== undefined) {
-          if (!cert.checkIssued(next) || !cert.verify(next.publicKey)) throw new Error(`certificate ${i} is not issued by ${i + 1}`);
-          continue;
-        }
-        const anchor = anchors.find((a) => cert.checkIssued(a) && cert.verify(a.publicKey));
-        if (anchor === undefined) throw new Error(`certificate ${i} (${cert.subject}) chains to no trusted certificate`);
-        if (at < new Date(anchor.validFrom) || at > new Date(anchor.validTo)) throw new Error("the trust anchor is not valid now");
-      }
-    },
-    getCertificateData: ({ certificate }) => {
-      const c = der(certificate);
-      return { issuerName: c.issuer, subjectName: c.subject, serialNumber: c.serialNumber,
-        thumbprint: c.fingerprint256, notBefore: new Date(c.validFrom), notAfter: new Date(c.validTo),
-        pem: c.toString() };
-    },
-  },
-};
+const ctx = owfContext(CoseKey, { online: "an Annex C presentation is device-signed" });
 
 const plain = (v) => (typeof v === "bigint" ? v.toString()
   : v instanceof Date ? v.toISOString()
