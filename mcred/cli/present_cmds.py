@@ -239,6 +239,8 @@ def register(app: typer.Typer) -> None:
             _unusable(console, False, str(exc))
         console.print(f"reader on {'https' if tls else 'http'}://{host}:{port} {what}"
                       + (f", {workers} workers" if workers > 1 else ""))
+        console.print(f"online test page for a browser's own wallet: {'https' if tls else 'http'}://{host}:{port}/online "
+                      f"(requests bound to {origin})", highlight=False)
         if workers == 1:
             uvicorn.run(build_app(service, rp), host=host, port=port, log_level="warning", **tls)
             return
