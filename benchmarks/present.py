@@ -267,6 +267,13 @@ def main() -> int:
                     assert out.valid, out.result
 
                 t_online_http = median_time(online_over_http, http_runs)
+
+                def oid4vp_over_http():
+                    out = present_online_over_http(wallet, f"http://127.0.0.1:{port}", client=client,
+                                                   protocol="openid4vp-v1-unsigned")
+                    assert out.valid, out.result
+
+                t_oid4vp_http = median_time(oid4vp_over_http, http_runs)
         finally:
             reader.terminate()
             reader.join(5)
@@ -399,6 +406,7 @@ def main() -> int:
         ("online (Annex C) in-process", t_online, floor_online, "keygen+HPKE seal+open+sign+2 verify+digests"),
         ("online (Annex C) over HTTP (reader process)", t_online_http, floor_online, "same floor"),
         ("online (OpenID4VP 1.0) in-process", t_oid4vp, floor_online, "same floor (JWE ECDH-ES in place of HPKE)"),
+        ("online (OpenID4VP 1.0) over HTTP (reader process)", t_oid4vp_http, floor_online, "same floor"),
         ("reader verification (warm, new mdoc)", t_verify, floor_verify, "2 verifies + digests"),
         ("reader verification (cold DS chain)", t_cold, floor_cold, "3 verifies + digests"),
         ("reader verification (same mdoc again)", t_again, floor_again, "2 verifies + digests, no target"),

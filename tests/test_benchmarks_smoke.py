@@ -28,6 +28,7 @@ def _run(*args: str) -> str:
                                "verify same mdoc again (ours)")),
     (("present", "--runs", "3"), ("presentation in-process", "presentation over HTTP", "online (Annex C) in-process",
                                   "online (Annex C) over HTTP", "online (OpenID4VP 1.0) in-process",
+                                  "online (OpenID4VP 1.0) over HTTP",
                                   "reader verification (warm, new mdoc)", "reader verification (cold DS chain)",
                                   "reader verification (same mdoc again)")),
     (("issue", "--runs", "3", "--entries", "1000000"), ("the batch's later slots", "end to end through the registry",
