@@ -106,7 +106,7 @@ def test_the_wallet_fills_the_first_claim_set_it_can(world):
                                         "claim_sets": [["a"], ["b"]]}]}}}
     answer = wallet(world, {"documents": {"*": {"*": "*"}}}).online(ORIGIN).respond(request)
     (presentation,) = answer["data"]["vp_token"]["card"]  # dc_api: in the clear
-    doc = DeviceResponse.decode(oid4vp._unb64url(presentation, "x")).documents[0]
+    doc = DeviceResponse.decode(oid4vp.unb64url(presentation, "x")).documents[0]
     assert {i.element_identifier for i in doc.issuer_signed.items()[NS]} == {"family_name"}
 
 

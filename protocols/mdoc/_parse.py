@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -88,6 +91,31 @@ def embedded_raw(value: Any, where: str) -> bytes:
     if not isinstance(value.value, bytes):
         raise MdocDecodeError(f"{where}: tag 24 must wrap a byte string")
     return value.value
+
+
+_B64URL = re.compile(r"[A-Za-z0-9_-]+={0,2}")
+
+
+def b64url(data: bytes) -> str:
+    """base64url without padding, as JSON carries CBOR and keys in the online protocols
+    (ISO/IEC TS 18013-7 Annex C, OpenID4VP)."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def unb64url(text: Any, where: str, error: type[Exception] = MdocDecodeError) -> bytes:
+    """The bytes of a base64url string (padding tolerated, nothing else); ``error`` names
+    what was wrong and where."""
+    if not isinstance(text, str):
+        raise error(f"{where}: expected a base64url string, got {type(text).__name__}")
+    if not text:
+        raise error(f"{where}: empty")
+    if _B64URL.fullmatch(text) is None:
+        raise error(f"{where}: not base64url (only A-Z a-z 0-9 - _, then at most two '=')")
+    try:
+        raw = text.rstrip("=").encode("ascii")
+        return base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise error(f"{where}: not base64url ({exc})") from None
 
 
 def _names(types: type | tuple[type, ...]) -> str:

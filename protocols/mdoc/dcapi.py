@@ -22,10 +22,7 @@ a request the multipaz online verifier signed (tests/test_mdoc_dcapi.py).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -60,27 +57,13 @@ class DcApiDecryptError(DcApiError):
     made for another request, another origin, or altered on the way."""
 
 
-_B64URL = re.compile(r"[A-Za-z0-9_-]+={0,2}")
-
-
-def b64url(data: bytes) -> str:
-    """base64url without padding, as Annex C carries every CBOR value in JSON."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+b64url = p.b64url
+"""base64url without padding, as Annex C carries every CBOR value in JSON."""
 
 
 def unb64url(text: Any, where: str) -> bytes:
-    """The bytes of a base64url string (padding tolerated, nothing else)."""
-    if not isinstance(text, str):
-        raise DcApiError(f"{where}: expected a base64url string, got {type(text).__name__}")
-    if not text:
-        raise DcApiError(f"{where}: empty")
-    if _B64URL.fullmatch(text) is None:
-        raise DcApiError(f"{where}: not base64url (only A-Z a-z 0-9 - _, then at most two '=')")
-    try:
-        raw = text.rstrip("=").encode("ascii")
-        return base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4))
-    except (binascii.Error, ValueError) as exc:
-        raise DcApiError(f"{where}: not base64url ({exc})") from None
+    """The bytes of a base64url string (padding tolerated, nothing else), or :class:`DcApiError`."""
+    return p.unb64url(text, where, DcApiError)
 
 
 @dataclass(frozen=True)

@@ -77,18 +77,12 @@ class Oid4vpDecryptError(Oid4vpError):
     """The response's JWE does not decrypt with the verifier's key."""
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+_b64url = p.b64url
 
 
-def _unb64url(text: Any, where: str) -> bytes:
-    if not isinstance(text, str) or not text or re.fullmatch(r"[A-Za-z0-9_-]+={0,2}", text) is None:
-        raise Oid4vpError(f"{where}: expected base64url text")
-    raw = text.rstrip("=").encode("ascii")
-    try:
-        return base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4))
-    except (binascii.Error, ValueError) as exc:
-        raise Oid4vpError(f"{where}: not base64url ({exc})") from None
+def unb64url(text: Any, where: str) -> bytes:
+    """The bytes of a base64url string (padding tolerated, nothing else), or :class:`Oid4vpError`."""
+    return p.unb64url(text, where, Oid4vpError)
 
 
 # -- keys -------------------------------------------------------------------------------------
@@ -112,7 +106,7 @@ def jwk_thumbprint(jwk: Mapping[str, Any]) -> bytes:
             raise ValueError(f"kty {jwk.get('kty')!r:.10} crv {jwk.get('crv')!r:.10}: need EC P-256")
         if any(not isinstance(jwk.get(c), str) or "=" in jwk[c] for c in ("x", "y")):
             raise ValueError("x and y are base64url without padding (RFC 7518 6.2.1, RFC 7515 2)")
-        x, y = (_unb64url(jwk.get(c), f"jwk.{c}") for c in ("x", "y"))
+        x, y = (unb64url(jwk.get(c), f"jwk.{c}") for c in ("x", "y"))
         if len(x) != 32 or len(y) != 32:
             raise ValueError("x and y are 32 bytes each on P-256")
         ec.EllipticCurvePublicNumbers(int.from_bytes(x, "big"), int.from_bytes(y, "big"), ec.SECP256R1()).public_key()
@@ -392,8 +386,8 @@ def parse_signed(value: Any, origin: str) -> tuple[Oid4vpRequest, SignedBy]:
         raise Oid4vpError("request.data.request: a JWS in compact serialization (three base64url parts)")
     head_b64, body_b64, sig_b64 = jws.split(".")
     try:
-        header = json.loads(_unb64url(head_b64, "JWS header"))
-        claims = json.loads(_unb64url(body_b64, "JWS payload"))
+        header = json.loads(unb64url(head_b64, "JWS header"))
+        claims = json.loads(unb64url(body_b64, "JWS payload"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise Oid4vpError(f"request JWS: header or payload not JSON ({exc})") from None
     if not isinstance(header, dict) or not isinstance(claims, dict):
@@ -410,7 +404,7 @@ def parse_signed(value: Any, origin: str) -> tuple[Oid4vpRequest, SignedBy]:
         chain = tuple(base64.b64decode(c, validate=True) for c in x5c)
         leaf = x509.load_der_x509_certificate(chain[0])
         key = leaf.public_key()
-        ecdsa_verify(algs[header["alg"]], key, _unb64url(sig_b64, "JWS signature"),
+        ecdsa_verify(algs[header["alg"]], key, unb64url(sig_b64, "JWS signature"),
                      f"{head_b64}.{body_b64}".encode("ascii"))
     except (binascii.Error, ValueError) as exc:
         raise Oid4vpError(f"request JWS x5c: not a certificate ({exc})") from None
@@ -512,5 +506,5 @@ def documents(payload: Mapping[str, Any], query_ids: Sequence[str]) -> dict[str,
     for qid, presentations in token.items():
         if not isinstance(presentations, list) or not presentations:
             raise Oid4vpError(f"vp_token.{qid}: a non-empty array of presentations")
-        out[qid] = [_unb64url(x, f"vp_token.{qid}[{i}]") for i, x in enumerate(presentations)]
+        out[qid] = [unb64url(x, f"vp_token.{qid}[{i}]") for i, x in enumerate(presentations)]
     return out
