@@ -32,7 +32,7 @@ from reader.ds_crl import DsCrlCheck
 from reader.errors import ReaderSessionError
 from reader.fetch import SESSION_MAX_BYTES, FetchError, fetch, new_client
 from reader.http import ReaderService, online_page_router, reader_router, relying_party_router
-from reader.online import Oid4vpReaderSession, OnlineReaderSession, origin_of
+from reader.online import Oid4vpReaderSession, OnlineReaderSession, credential_message, origin_of
 from reader.pipeline import PipelineConfig, ReaderPipeline, StatusListCache
 from reader.relying_party import RelyingPartyService
 from reader.session import DEFAULT_REQUEST, ReaderSession, RequestSpec
@@ -389,9 +389,7 @@ def present_online_in_process(wallet: Wallet, reader: OnlineReaderSession | Oid4
     request = reader.start()
     session = wallet.online(origin or reader.origin)
     answer = session.respond(request)
-    message = (json.dumps(answer).encode() if answer.get("protocol") in oid4vp.PROTOCOLS
-               else dcapi.parse_response_json(answer).encode())
-    outcome = reader.receive(message)
+    outcome = reader.receive(credential_message(answer))
     st = outcome.session_transcript
     return Presentation(outcome.result.to_json(), tuple(session.events), outcome.device_response,
                         st.raw if st else None)

@@ -55,7 +55,7 @@ from protocols import cbor
 from protocols.mdoc import Check, SessionData, VerificationResult, dcapi, is_issuer_signed, oid4vp
 from protocols.mdoc.session import SESSION_STATUS_TERMINATION
 from reader.errors import ReaderSessionError
-from reader.online import ONLINE_KINDS, check_origin, resume_any
+from reader.online import ONLINE_KINDS, check_origin, credential_message, resume_any
 from reader.relying_party import RelyingPartyService
 from reader.session import SESSION, ReaderOutcome, ReaderSession, RequestSpec, Verifier
 from reader.sessions import (
@@ -366,13 +366,7 @@ def reader_router(service: ReaderService) -> APIRouter:
     async def online_response(sid: str, request: Request) -> Response:
         body = await _body(request)
         try:
-            value = json.loads(body)
-            if isinstance(value, dict) and value.get("protocol") in oid4vp.PROTOCOLS:
-                if not isinstance(value.get("data"), dict):
-                    raise oid4vp.Oid4vpError("data: expected a JSON object")
-                message = body  # the OpenID4VP session reads the credential's JSON itself
-            else:
-                message = dcapi.parse_response_json(value).encode()
+            message = credential_message(json.loads(body))
         except (ValueError, dcapi.DcApiError, oid4vp.Oid4vpError) as exc:  # JSONDecodeError is a ValueError
             raise HTTPException(400, f"not a credential response (org-iso-mdoc or {oid4vp.PROTOCOL}): {exc}") from None
         reply = await run_in_threadpool(service.message, sid, message)

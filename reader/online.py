@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -245,6 +246,19 @@ class Oid4vpReaderSession(_WebSession):
         return self._verified([r for qid in sorted(documents) for r in documents[qid]], Check(
             SESSION, True, "JWE decrypted (ECDH-ES) for this request (OpenID4VP 1.0 over the Digital Credentials "
                            "API); vp_token answers " + ", ".join(sorted(documents))))
+
+
+def credential_message(credential: Any) -> bytes:
+    """What an online session's ``receive`` takes, from the credential the page received
+    (``{"protocol", "data"}``): an OpenID4VP one as its JSON (the session reads it whole:
+    an error answer, a JWE or a clear vp_token), an Annex C one as its EncryptedResponse
+    (CBOR). :class:`~protocols.mdoc.dcapi.DcApiError` or
+    :class:`~protocols.mdoc.oid4vp.Oid4vpError` for what is no credential at all."""
+    if isinstance(credential, Mapping) and credential.get("protocol") in oid4vp.PROTOCOLS:
+        if not isinstance(credential.get("data"), Mapping):
+            raise oid4vp.Oid4vpError("data: expected a JSON object")
+        return json.dumps(credential).encode()
+    return dcapi.parse_response_json(credential).encode()
 
 
 ONLINE_KINDS = {dcapi.PROTOCOL: OnlineReaderSession, oid4vp.PROTOCOL: Oid4vpReaderSession,
