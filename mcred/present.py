@@ -10,6 +10,7 @@ applet's own STORE DATA records (specs/mdoc-applet.md section 4).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -326,14 +327,10 @@ def present_over_http(wallet: Wallet, reader_url: str, *, client: httpx.Client |
     """The phone side over HTTP: POST the engagement (``mdoc:`` URI), answer the
     SessionEstablishment, receive the reader's SessionData, fetch the verdict. ``token``:
     a bearer token, for the reader mounted in the issuer service (scope ``reader``)."""
-    own = client is None
-    client = client or new_client(timeout=timeout)  # the CA bundle loaded once per process
-    auth = {"Authorization": f"Bearer {token}"} if token else {}
-    base = reader_url.rstrip("/")
     session = wallet.start()
     if on_engagement is not None:
         on_engagement(session.engagement)  # the QR code the holder shows
-    try:
+    with _at_reader(reader_url, client, timeout, token) as (client, base, auth):
         r = fetch(client, "POST", f"{base}/sessions", max_bytes=SESSION_MAX_BYTES,
                   content=session.engagement.uri.encode(), headers={"Content-Type": "text/plain", **auth})
         if r.status != 201:
@@ -356,12 +353,24 @@ def present_over_http(wallet: Wallet, reader_url: str, *, client: httpx.Client |
         session.receive(r.body)
         r = fetch(client, "GET", f"{url}/result", max_bytes=SESSION_MAX_BYTES, headers=auth)
         result = _verdict(r, base, "no verdict")
+    return _presented(result, session)
+
+
+@contextlib.contextmanager
+def _at_reader(reader_url: str, client: httpx.Client | None, timeout: float, token: str | None):
+    """``(client, base URL, auth headers)`` for talking to the reader at ``reader_url``: the
+    given client, or one made here (the CA bundle loaded once per process) and closed after;
+    a transport failure becomes :class:`PresentError` naming the reader."""
+    own = client is None
+    http = client or new_client(timeout=timeout)
+    base = reader_url.rstrip("/")
+    try:
+        yield http, base, ({"Authorization": f"Bearer {token}"} if token else {})
     except FetchError as exc:
         raise PresentError(f"reader at {base}: {exc}") from exc
     finally:
         if own:
-            client.close()
-    return _presented(result, session)
+            http.close()
 
 
 def _verdict(r, base: str, refused: str) -> dict:  # noqa: ANN001 - reader.fetch.HttpAnswer
@@ -402,15 +411,11 @@ def present_online_over_http(wallet: Wallet, reader_url: str, *, origin: str | N
     /online/sessions?protocol=...`` for the page's request (``org-iso-mdoc`` or
     ``openid4vp-v1-unsigned``), the wallet answers it for ``origin`` (default: the reader
     URL's own), ``POST /online/sessions/{id}`` with the credential, the verdict."""
-    own = client is None
-    client = client or new_client(timeout=timeout)
-    auth = {"Authorization": f"Bearer {token}"} if token else {}
-    base = reader_url.rstrip("/")
     try:
-        origin = origin or origin_of(base)
+        origin = origin or origin_of(reader_url.rstrip("/"))
     except ReaderSessionError as exc:
         raise PresentError(f"reader URL {exc}") from None
-    try:
+    with _at_reader(reader_url, client, timeout, token) as (client, base, auth):
         r = fetch(client, "POST", f"{base}/online/sessions?{urlencode({'protocol': protocol})}",
                   max_bytes=SESSION_MAX_BYTES, headers=auth)
         if r.status != 201:
@@ -431,11 +436,6 @@ def present_online_over_http(wallet: Wallet, reader_url: str, *, origin: str | N
         r = fetch(client, "POST", f"{base}/online/sessions/{sid}", max_bytes=SESSION_MAX_BYTES,
                   content=json.dumps(answer).encode(), headers={"Content-Type": "application/json", **auth})
         result = _verdict(r, base, "reader refused the credential")
-    except FetchError as exc:
-        raise PresentError(f"reader at {base}: {exc}") from exc
-    finally:
-        if own:
-            client.close()
     return _presented(result, session)
 
 
