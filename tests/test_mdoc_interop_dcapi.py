@@ -18,10 +18,17 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from node_bridge import NodeBridge, jwk
-from test_present_kit import DOCTYPE, NS, T0, Clock, StatusPublisher, make_phone, make_pki
+from test_present_kit import (
+    DOCTYPE,
+    NS,
+    T0,
+    Clock,
+    kit_pipeline,
+    make_phone,
+    make_pki,
+)
 
 import wallet_sim
-from mcred.present import reader_pipeline
 from protocols.mdoc import DeviceResponse, dcapi
 from reader.online import OnlineReaderSession
 from reader.session import RequestSpec
@@ -51,9 +58,7 @@ def _wallet(world) -> Wallet:
 
 
 def _reader(world) -> OnlineReaderSession:
-    clock = Clock()
-    pipeline = reader_pipeline(trust=world["pki"].trust(), clock=clock,
-                               fetcher=StatusPublisher(world["pki"], clock))
+    pipeline = kit_pipeline(world["pki"])
     return OnlineReaderSession([REQUEST], pipeline, ORIGIN)
 
 

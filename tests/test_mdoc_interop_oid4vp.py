@@ -19,10 +19,17 @@ from pathlib import Path
 
 import pytest
 from node_bridge import NodeBridge, jwk
-from test_present_kit import DOCTYPE, NS, T0, Clock, StatusPublisher, make_phone, make_pki
+from test_present_kit import (
+    DOCTYPE,
+    NS,
+    T0,
+    Clock,
+    kit_pipeline,
+    make_phone,
+    make_pki,
+)
 
 import wallet_sim
-from mcred.present import reader_pipeline
 from protocols.mdoc import DeviceResponse, oid4vp
 from reader.online import Oid4vpReaderSession
 from reader.session import RequestSpec
@@ -53,9 +60,7 @@ def _wallet(world) -> Wallet:
 
 
 def _reader(world) -> Oid4vpReaderSession:
-    clock = Clock()
-    pipeline = reader_pipeline(trust=world["pki"].trust(), clock=clock,
-                               fetcher=StatusPublisher(world["pki"], clock))
+    pipeline = kit_pipeline(world["pki"])
     return Oid4vpReaderSession([REQUEST], pipeline, ORIGIN)
 
 

@@ -165,12 +165,20 @@ class Clock:
         self.now += dt.timedelta(**kw)
 
 
+def kit_pipeline(pki: Pki, clock: Clock | None = None):
+    """A reader pipeline trusting ``pki``, its status lists from ``pki``'s publisher, on
+    ``clock`` (a new kit clock, at T0 + 1 min, unless given)."""
+    from mcred.present import reader_pipeline
+
+    clock = clock or Clock()
+    return reader_pipeline(trust=pki.trust(), clock=clock, fetcher=StatusPublisher(pki, clock))
+
+
 def reader_world(home: Path) -> dict:
     """A phone holding an mdoc of a test PKI, and an online reader pipeline trusting that
     PKI (status lists from its publisher), on one clock: what the reader tests start from."""
-    from mcred.present import reader_pipeline
 
     pki = make_pki()
     clock = Clock()
-    pipe = reader_pipeline(trust=pki.trust(), clock=clock, fetcher=StatusPublisher(pki, clock))
+    pipe = kit_pipeline(pki, clock)
     return {"home": home, "pki": pki, "phone": make_phone(home, pki), "pipeline": pipe, "clock": clock}

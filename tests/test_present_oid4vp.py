@@ -15,14 +15,13 @@ import json
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
-from test_present_kit import DOCTYPE, NS, Clock, StatusPublisher, make_phone, make_pki
+from test_present_kit import DOCTYPE, NS, Clock, kit_pipeline, make_phone, make_pki
 
 import wallet_sim
 from mcred.present import (
     present_online_in_process,
     present_online_over_http,
     reader_app,
-    reader_pipeline,
 )
 from protocols.mdoc import DeviceResponse, oid4vp
 from reader.http import ReaderService
@@ -49,8 +48,7 @@ def wallet(world, consent=CONSENT) -> Wallet:
 
 
 def pipeline(world):
-    clock = Clock()
-    return reader_pipeline(trust=world["pki"].trust(), clock=clock, fetcher=StatusPublisher(world["pki"], clock))
+    return kit_pipeline(world["pki"])
 
 
 def reader(world) -> Oid4vpReaderSession:

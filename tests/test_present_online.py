@@ -22,7 +22,7 @@ from cryptography.x509.oid import NameOID
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_present_kit import DOCTYPE, NS, Clock, StatusPublisher, make_phone, make_pki
+from test_present_kit import DOCTYPE, NS, Clock, kit_pipeline, make_phone, make_pki
 
 import wallet_sim
 from mcred.present import (
@@ -30,7 +30,6 @@ from mcred.present import (
     present_online_in_process,
     present_online_over_http,
     reader_app,
-    reader_pipeline,
 )
 from protocols import cbor, cose
 from protocols.mdoc import DeviceResponse, dcapi
@@ -58,8 +57,7 @@ def wallet(world, consent=None, **kw) -> Wallet:
 
 
 def pipeline(world):
-    clock = Clock()
-    return reader_pipeline(trust=world["pki"].trust(), clock=clock, fetcher=StatusPublisher(world["pki"], clock))
+    return kit_pipeline(world["pki"])
 
 
 def reader(world, **kw) -> OnlineReaderSession:

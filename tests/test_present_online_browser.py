@@ -13,9 +13,9 @@ import shutil
 import pytest
 from node_bridge import NodeBridge
 from test_present_http import Server, free_port
-from test_present_kit import DOCTYPE, NS, Clock, StatusPublisher, make_pki
+from test_present_kit import DOCTYPE, NS, kit_pipeline, make_pki
 
-from mcred.present import reader_app, reader_pipeline
+from mcred.present import reader_app
 from reader.http import ReaderService
 from reader.session import RequestSpec
 
@@ -27,9 +27,8 @@ pytestmark = pytest.mark.skipif(why is not None, reason=f"online page in a brows
 
 def test_the_page_takes_both_requests_to_the_browsers_credential_picker():
     pki = make_pki()
-    clock = Clock()
     port = free_port()
-    service = ReaderService(reader_pipeline(trust=pki.trust(), clock=clock, fetcher=StatusPublisher(pki, clock)),
+    service = ReaderService(kit_pipeline(pki),
                             [RequestSpec(DOCTYPE, {NS: {"family_name": False}})], origin=f"http://127.0.0.1:{port}")
     with Server(reader_app(service), port) as server:
         seen = NODE.call({"url": f"{server.url}/online", "chromium": CHROMIUM})

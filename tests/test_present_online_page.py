@@ -15,10 +15,10 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from test_present_http import Server, free_port
-from test_present_kit import DOCTYPE, NS, Clock, StatusPublisher, make_phone, make_pki
+from test_present_kit import DOCTYPE, NS, Clock, kit_pipeline, make_phone, make_pki
 
 import wallet_sim
-from mcred.present import reader_app, reader_pipeline
+from mcred.present import reader_app
 from reader.http import PAGE_CSP, ReaderService
 from reader.session import RequestSpec
 from wallet_sim.consent import RulesConsent
@@ -29,8 +29,7 @@ REQUEST = RequestSpec(DOCTYPE, {NS: {"family_name": False, "age_over_20": False}
 
 
 def _service(pki, origin: str | None) -> ReaderService:
-    clock = Clock()
-    return ReaderService(reader_pipeline(trust=pki.trust(), clock=clock, fetcher=StatusPublisher(pki, clock)),
+    return ReaderService(kit_pipeline(pki),
                          [REQUEST], origin=origin)
 
 
@@ -123,8 +122,7 @@ def test_a_reader_with_a_certificate_offers_the_signed_request_too():
             .add_extension(x509.SubjectAlternativeName([x509.DNSName("shop.example")]), critical=False)
             .sign(key, hashes.SHA256()))
     pki = make_pki()
-    clock = Clock()
-    service = ReaderService(reader_pipeline(trust=pki.trust(), clock=clock, fetcher=StatusPublisher(pki, clock)),
+    service = ReaderService(kit_pipeline(pki),
                             [REQUEST], origin="https://shop.example", reader_signer=cose.key_signer(key),
                             reader_chain=[cert.public_bytes(Encoding.DER)])
     client = TestClient(reader_app(service))

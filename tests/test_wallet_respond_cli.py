@@ -8,11 +8,10 @@ import json
 from pathlib import Path
 
 import pytest
-from test_present_kit import DOCTYPE, NS, Clock, StatusPublisher, make_phone, make_pki
+from test_present_kit import DOCTYPE, NS, kit_pipeline, make_phone, make_pki
 from typer.testing import CliRunner
 
 from mcred.cli.main import app
-from mcred.present import reader_pipeline
 from protocols.mdoc import dcapi
 from reader.online import Oid4vpReaderSession, OnlineReaderSession
 from reader.session import RequestSpec
@@ -24,8 +23,7 @@ REQUEST = RequestSpec(DOCTYPE, {NS: {"family_name": False, "age_over_20": False}
 @pytest.fixture
 def world(home: Path):
     pki = make_pki()
-    clock = Clock()
-    pipeline = reader_pipeline(trust=pki.trust(), clock=clock, fetcher=StatusPublisher(pki, clock))
+    pipeline = kit_pipeline(pki)
     consent = home / "consent.json"
     consent.write_text(json.dumps({"documents": {"*": {"*": "*"}}}))
     return {"home": home, "phone": make_phone(home, pki), "pipeline": pipeline, "consent": consent}

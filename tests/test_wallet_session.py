@@ -15,10 +15,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_present_kit import DOCTYPE, NS, Clock, StatusPublisher, make_phone, make_pki
+from test_present_kit import DOCTYPE, NS, Clock, kit_pipeline, make_phone, make_pki
 
 import wallet_sim
-from mcred.present import present_in_process, reader_pipeline
+from mcred.present import present_in_process
 from protocols import cbor, cose
 from protocols.mdoc import (
     DeviceEngagement,
@@ -56,9 +56,7 @@ def make_wallet(world, consent=None, **kw):
 
 
 def pipeline(world, clock=None):
-    clock = clock or Clock()
-    return reader_pipeline(trust=world["pki"].trust(), clock=clock,
-                           fetcher=StatusPublisher(world["pki"], clock))
+    return kit_pipeline(world["pki"], clock)
 
 
 class Peer:
