@@ -88,3 +88,21 @@ export function owfContext(CoseKey, { online = null } = {}) {
     },
   };
 }
+
+// A decoded element value as JSON the Python side compares: integers, dates and byte strings
+// as text (hex).
+export const plain = (v) => (typeof v === "bigint" ? v.toString()
+  : v instanceof Date ? v.toISOString()
+  : v instanceof Uint8Array ? Buffer.from(v).toString("hex")
+  : v !== null && typeof v === "object" && v.constructor?.name === "DateOnly" ? v.toString()
+  : v);
+
+// Merge the disclosed elements of a DeviceResponse into `into`: {namespace: {identifier: value}}.
+export function addElements(into, response) {
+  for (const doc of response.documents ?? []) {
+    for (const [ns, items] of doc.issuerSigned.issuerNamespaces.issuerNamespaces) {
+      into[ns] = { ...into[ns], ...Object.fromEntries(items.map((i) => [i.elementIdentifier, plain(i.elementValue)])) };
+    }
+  }
+  return into;
+}

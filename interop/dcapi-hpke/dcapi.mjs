@@ -27,7 +27,7 @@ import * as nodeCrypto from "node:crypto";
 import { Aes128Gcm, CipherSuite, DhkemP256HkdfSha256, HkdfSha256 } from "@hpke/core";
 import { CoseKey, DeviceResponse, QrHandover, SessionTranscript } from "@owf/mdoc";
 import { Encoder } from "cbor-x";
-import { owfContext } from "../owf-context.mjs";
+import { addElements, owfContext } from "../owf-context.mjs";
 
 const chunks = [];
 for await (const c of process.stdin) chunks.push(c);
@@ -78,11 +78,6 @@ const der = (pemOrDer) => new nodeCrypto.X509Certificate(Buffer.from(pemOrDer));
 
 const ctx = owfContext(CoseKey, { online: "an Annex C presentation is device-signed" });
 
-const plain = (v) => (typeof v === "bigint" ? v.toString()
-  : v instanceof Date ? v.toISOString()
-  : v instanceof Uint8Array ? hex(v)
-  : v !== null && typeof v === "object" && v.constructor?.name === "DateOnly" ? v.toString()
-  : v);
 
 async function open(r) {
   const { hash, bytes } = transcript(r.encryptionInfo, r.origin);
@@ -115,11 +110,7 @@ async function open(r) {
       onCheck: (a) => (a.status === "FAILED" ? out.failed : out.passed).push(`${a.category}: ${a.check}${a.reason ? ` (${a.reason})` : ""}`),
     }, ctx);
     out.valid = out.failed.length === 0;
-    for (const doc of response.documents ?? []) {
-      for (const [ns, items] of doc.issuerSigned.issuerNamespaces.issuerNamespaces) {
-        out.elements[ns] = Object.fromEntries(items.map((i) => [i.elementIdentifier, plain(i.elementValue)]));
-      }
-    }
+    addElements(out.elements, response);
   } catch (e) {
     out.valid = false;
     out.error = `${e?.name ?? "Error"}: ${e?.message ?? e}`;

@@ -30,7 +30,7 @@ import * as nodeCrypto from "node:crypto";
 import { CoseKey, DeviceResponse, SessionTranscript } from "@owf/mdoc";
 import { Encoder } from "cbor-x";
 import { calculateJwkThumbprint, CompactEncrypt, compactDecrypt, decodeProtectedHeader, importJWK } from "jose";
-import { owfContext } from "../owf-context.mjs";
+import { addElements, owfContext } from "../owf-context.mjs";
 
 const PROTOCOL = "openid4vp-v1-unsigned";
 const ENCS = ["A128GCM", "A192GCM", "A256GCM"];
@@ -66,11 +66,6 @@ const der = (pemOrDer) => new nodeCrypto.X509Certificate(Buffer.from(pemOrDer));
 
 const ctx = owfContext(CoseKey, { online: "an OpenID4VP presentation over the DC API is device-signed" });
 
-const plain = (v) => (typeof v === "bigint" ? v.toString()
-  : v instanceof Date ? v.toISOString()
-  : v instanceof Uint8Array ? hex(v)
-  : v !== null && typeof v === "object" && v.constructor?.name === "DateOnly" ? v.toString()
-  : v);
 
 async function transcripts(origin, nonce, jwk) {
   const jwkThumbprint = jwk === null ? null : await thumbprint(jwk);
@@ -126,12 +121,7 @@ async function open(r) {
             `${a.category}: ${a.check}${a.reason ? ` (${a.reason})` : ""}`),
         }, ctx);
         verified += 1;
-        for (const doc of response.documents ?? []) {
-          for (const [ns, items] of doc.issuerSigned.issuerNamespaces.issuerNamespaces) {
-            out.elements[ns] = { ...out.elements[ns],
-              ...Object.fromEntries(items.map((i) => [i.elementIdentifier, plain(i.elementValue)])) };
-          }
-        }
+        addElements(out.elements, response);
       }
     }
     const unasked = Object.keys(token).filter((id) => !out.queries.includes(id));

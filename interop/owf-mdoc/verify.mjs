@@ -29,7 +29,7 @@
 import * as nodeCrypto from "node:crypto";
 import { CoseKey, DateOnly, DeviceAuthentication, DeviceKey, DeviceRequest, DeviceResponse, IssuerSignedBuilder,
   SessionTranscript } from "@owf/mdoc";
-import { owfContext } from "../owf-context.mjs";
+import { addElements, owfContext } from "../owf-context.mjs";
 
 const chunks = [];
 for await (const c of process.stdin) chunks.push(c);
@@ -43,11 +43,6 @@ const publicJwk = (coseKey) => {
 
 const ctx = owfContext(CoseKey);
 
-const plain = (v) => (typeof v === "bigint" ? v.toString()
-  : v instanceof Date ? v.toISOString()
-  : v instanceof Uint8Array ? Buffer.from(v).toString("hex")
-  : v !== null && typeof v === "object" && typeof v.toString === "function" && v.constructor?.name === "DateOnly" ? v.toString()
-  : v);
 
 async function one(c) {
   const out = { valid: false, error: null, failed: [], passed: [], elements: {} };
@@ -73,11 +68,7 @@ async function one(c) {
         publicKey: doc.issuerSigned.issuerAuth.mobileSecurityObject.deviceKeyInfo.deviceKey,
         privateKey: CoseKey.decode(Buffer.from(c.readerKey, "hex")), sessionTranscript, info: "EMacKey" }, ctx);
     }
-    for (const doc of response.documents ?? []) {
-      for (const [ns, items] of doc.issuerSigned.issuerNamespaces.issuerNamespaces) {
-        out.elements[ns] = Object.fromEntries(items.map((i) => [i.elementIdentifier, plain(i.elementValue)]));
-      }
-    }
+    addElements(out.elements, response);
   } catch (e) {
     out.valid = false;
     out.error = `${e?.name ?? "Error"}: ${e?.message ?? e}`;
