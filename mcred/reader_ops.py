@@ -32,6 +32,7 @@ from sqlalchemy import text
 
 from mcred.health import readiness
 from mcred.metrics import Metrics
+from protocols.mdoc import dcapi, oid4vp
 from reader.http import ReaderService
 from reader.relying_party import RelyingPartyService
 from reader.session import ReaderOutcome
@@ -71,8 +72,6 @@ class ReaderMetrics(Metrics):
 def presentation_mode(outcome: ReaderOutcome) -> str:
     """``proximity``, ``org-iso-mdoc`` or ``openid4vp``, told by the session's transcript;
     ``unknown`` for a session that ended before it had one."""
-    from protocols.mdoc import dcapi, oid4vp
-
     transcript = outcome.session_transcript
     if transcript is None:
         return "unknown"
