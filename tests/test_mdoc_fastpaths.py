@@ -25,6 +25,9 @@ KEYS = {c: cose.CoseKey.from_public_key(ec.generate_private_key(c()).public_key(
 
 aware = st.datetimes(min_value=dt.datetime(1000, 1, 1), max_value=dt.datetime(9999, 1, 1),
                      timezones=st.sampled_from([dt.UTC, dt.timezone(dt.timedelta(hours=9))]))
+#: A signing time from which a validity of up to 903 days still ends in year 9999 at most.
+signing_times = st.datetimes(min_value=dt.datetime(1000, 1, 1), max_value=dt.datetime(9996, 1, 1),
+                             timezones=st.sampled_from([dt.UTC, dt.timezone(dt.timedelta(hours=9))]))
 scalars = (st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.text(max_size=20)
            | st.binary(max_size=40) | st.dates() | aware | st.floats(allow_nan=False))
 values = st.recursive(scalars, lambda i: st.lists(i, max_size=3) | st.dictionaries(st.text(max_size=3), i, max_size=3),
@@ -148,7 +151,8 @@ statuses = st.none() | st.builds(mso_mod.MsoStatus, st.builds(mso_mod.StatusList
 
 
 @SETTINGS
-@given(issued_namespaces, st.text(max_size=20), st.sampled_from(list(DEVICE_KEYS)), aware, st.timedeltas(dt.timedelta(0), dt.timedelta(days=3)),
+@given(issued_namespaces, st.text(max_size=20), st.sampled_from(list(DEVICE_KEYS)), signing_times,
+       st.timedeltas(dt.timedelta(0), dt.timedelta(days=3)),
        st.timedeltas(dt.timedelta(seconds=1), dt.timedelta(days=900)), st.none() | aware, statuses,
        st.sampled_from(["SHA-256", "SHA-384", "SHA-512"]), st.integers(0, 2**32), st.integers(1, 3))
 def test_issuing_fast_path_equals_general_path(namespaces, doc_type, curve, signed, to_start, to_end, expected_update,
