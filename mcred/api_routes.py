@@ -800,8 +800,16 @@ class _LazyReader:
                 self._service = ReaderService(reader_pipeline(trust=store, ds_crl=True), [DEFAULT_REQUEST],
                                               engine=self._ctx.engine,
                                               session_sealer=session_sealer(reader_session_key_path(self._ctx.home)),
-                                              origin=origin_of(public_url()))
+                                              origin=origin_of(public_url()), public_url=public_url() + "/reader")
             return self._service
+
+    def __getattr__(self, name: str):  # noqa: ANN204
+        """Any other method of :class:`reader.http.ReaderService` (the cross-device routes'
+        included), on the service built on first use: a route added to the reader cannot
+        find this proxy short of a method (it once answered 500 for want of one)."""
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._get(), name)
 
     def open(self, engagement):  # noqa: ANN001, ANN201
         return self._get().open(engagement)
@@ -889,11 +897,14 @@ def _reader_mounts(ctx: Context) -> list:
 
     if not (_available("reader.http") and _available("mcred.present")):
         return []
-    from reader.http import reader_router, relying_party_router
+    from reader.http import cross_device_router, reader_router, relying_party_router
     from reader.relying_party import RelyingPartyService
     from reader.rp_auth import SqlChallengeStore
 
     # challenges in the installation's database: any worker takes back what another handed out
     rp = RelyingPartyService(_installation_jpki_roots(ctx), challenges=SqlChallengeStore(ctx.engine))
-    return [Mount(reader_router(_LazyReader(ctx)), scope="reader", prefix="/reader"),
+    reader = _LazyReader(ctx)
+    return [Mount(reader_router(reader), scope="reader", prefix="/reader"),
+            # what a phone's wallet calls in a cross-device session: the session id is its capability
+            Mount(cross_device_router(reader), scope=None, prefix="/reader"),
             Mount(relying_party_router(rp), scope="reader", prefix="/reader")]

@@ -32,8 +32,21 @@ from reader import sessions as reader_sessions
 from reader.ds_crl import DsCrlCheck
 from reader.errors import ReaderSessionError
 from reader.fetch import SESSION_MAX_BYTES, FetchError, fetch, new_client
-from reader.http import ReaderService, online_page_router, reader_router, relying_party_router
-from reader.online import Oid4vpReaderSession, OnlineReaderSession, credential_message, origin_of
+from reader.http import (
+    CROSS_DEVICE,
+    ReaderService,
+    cross_device_router,
+    online_page_router,
+    reader_router,
+    relying_party_router,
+)
+from reader.online import (
+    Oid4vpReaderSession,
+    Oid4vpRedirectReaderSession,
+    OnlineReaderSession,
+    credential_message,
+    origin_of,
+)
 from reader.pipeline import PipelineConfig, ReaderPipeline, StatusListCache
 from reader.relying_party import RelyingPartyService
 from reader.session import DEFAULT_REQUEST, ReaderSession, RequestSpec
@@ -43,7 +56,14 @@ from tsm import gp_commands
 from wallet_sim import app_dir, open_secure_element
 from wallet_sim.consent import ConsentPolicy
 from wallet_sim.engagement import Engagement
-from wallet_sim.wallet import DeviceAuthMode, OnlineRequestError, Wallet, WalletEvent
+from wallet_sim.wallet import (
+    CrossDeviceWalletSession,
+    DeviceAuthMode,
+    HttpExchange,
+    OnlineRequestError,
+    Wallet,
+    WalletEvent,
+)
 
 WALLET_STATE_FILE = "wallet.json"
 
@@ -94,6 +114,7 @@ def reader_app(service: ReaderService, rp: RelyingPartyService | None = None) ->
     app = FastAPI(title="mcred reader", version="0.1.0", max_body_size=max_body_size())
     problems.install(app)
     app.include_router(reader_router(service))
+    app.include_router(cross_device_router(service))
     app.include_router(online_page_router(service))
     if rp is not None:
         app.include_router(relying_party_router(rp))
@@ -147,6 +168,9 @@ class ReaderServeConfig:
     #: The web origin of the page that makes online requests (ISO/IEC TS 18013-7 Annex C,
     #: POST /online/sessions); None: none are served.
     origin: str | None = None
+    #: The URL a phone reaches this reader at (the base of a cross-device session's
+    #: request_uri and response_uri); None: no cross-device sessions.
+    public_url: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__)
@@ -213,9 +237,9 @@ class ReaderServeConfig:
         try:
             service = ReaderService(pipeline, [spec], save_dir=Path(self.save_dir) if self.save_dir else None,
                                     reader_signer=signer, reader_chain=chain, engine=engine,
-                                    session_sealer=sealer, origin=self.origin)
+                                    session_sealer=sealer, origin=self.origin, public_url=self.public_url)
         except ReaderSessionError as exc:
-            raise ReaderServeError(f"--origin: {exc}") from None
+            raise ReaderServeError(f"--origin / --public-url: {exc}") from None
         challenges = None
         if engine is not None:  # shared by the workers, as the sessions are
             from reader.rp_auth import SqlChallengeStore
@@ -437,6 +461,115 @@ def present_online_over_http(wallet: Wallet, reader_url: str, *, origin: str | N
                   content=json.dumps(answer).encode(), headers={"Content-Type": "application/json", **auth})
         result = _verdict(r, base, "reader refused the credential")
     return _presented(result, session)
+
+
+def present_cross_device_in_process(wallet: Wallet, reader: Oid4vpRedirectReaderSession) -> Presentation:
+    """A cross-device OpenID4VP presentation with HTTP left out: the reader's authorization
+    request URI (the QR code) to the wallet, its request object (signed by the reader, with
+    the wallet's nonce when it asked with POST) when it goes by reference, the wallet's form
+    back to the reader."""
+    from urllib.parse import urlencode as form_encode
+
+    opened = reader.start()
+    session = wallet.cross_device(opened["uri"])
+    jws = None
+    if session.fetch is not None:
+        jws = reader.request_object(reader.request_claims, reader.reader_signer, reader.reader_chain,
+                                    wallet_nonce=session.wallet_nonce)
+    post = session.respond(jws)
+    outcome = reader.receive(form_encode(post.form).encode())
+    st = outcome.session_transcript
+    return Presentation(outcome.result.to_json(), tuple(session.events), outcome.device_response,
+                        st.raw if st else None)
+
+
+@dataclass(frozen=True)
+class CrossDeviceAnswer:
+    """What the wallet app did with a scanned request: its session (events, transcript) and
+    the verifier's answer to the POST (``redirect_uri`` when it sends the holder on)."""
+
+    session: CrossDeviceWalletSession
+    status: int
+    answer: dict
+
+
+def _exchange(client: httpx.Client, ex: HttpExchange):  # noqa: ANN202 - reader.fetch.HttpAnswer
+    headers = {"Accept": ex.accept}
+    content = None
+    if ex.form is not None:
+        content = urlencode(ex.form).encode()
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    return fetch(client, ex.method, ex.url, max_bytes=SESSION_MAX_BYTES, content=content, headers=headers)
+
+
+def wallet_cross_device(wallet: Wallet, uri: str, *, client: httpx.Client | None = None,
+                        timeout: float = 30.0) -> CrossDeviceAnswer:
+    """The phone's wallet app with a verifier's QR code scanned (``openid4vp://?...``): it
+    fetches the request object from ``request_uri`` (when the request is by reference),
+    asks the holder, and posts its answer to the request's ``response_uri``; over real HTTP,
+    with no credentials of its own. :class:`OnlineRequestError` for a request it refuses,
+    :class:`PresentError` for a verifier that does not answer as OpenID4VP 1.0 says."""
+    session = wallet.cross_device(uri)
+    own = client is None
+    http = client or new_client(timeout=timeout)
+    try:
+        body = None
+        if session.fetch is not None:
+            r = _exchange(http, session.fetch)
+            if r.status != 200:  # OID4VP 1.0 5.10.2: the wallet MUST terminate
+                raise PresentError(f"request_uri {session.fetch.url[:100]}: HTTP {r.status} {r.preview()}")
+            kind = r.headers.get("content-type", "").split(";")[0].strip().lower()
+            if kind != "application/oauth-authz-req+jwt":
+                raise PresentError(f"request_uri {session.fetch.url[:100]}: content type {kind!r}, not "
+                                   "application/oauth-authz-req+jwt")
+            body = r.body
+        post = session.respond(body)
+        r = _exchange(http, post)
+        try:
+            answer = json.loads(r.body) if r.body else {}
+        except ValueError:
+            answer = {}
+        if r.status != 200:
+            raise PresentError(f"response_uri {post.url[:100]}: the verifier refused the answer: HTTP {r.status} "
+                               f"{r.preview()}")
+        return CrossDeviceAnswer(session, r.status, answer if isinstance(answer, dict) else {})
+    except FetchError as exc:
+        raise PresentError(f"verifier: {exc}") from exc
+    finally:
+        if own:
+            http.close()
+
+
+def present_cross_device_over_http(wallet: Wallet, reader_url: str, *, client: httpx.Client | None = None,
+                                   timeout: float = 30.0, token: str | None = None,
+                                   on_uri: Callable[[str], None] | None = None) -> Presentation:
+    """A cross-device OpenID4VP presentation over HTTP: this process plays the verifier's
+    page (``POST /online/sessions?protocol=openid4vp-cross-device``, the URI shown through
+    ``on_uri``, the verdict polled at ``GET /sessions/{id}/result``) and the phone, which
+    scans the URI and talks to the reader's request_uri and response_uri itself."""
+    with _at_reader(reader_url, client, timeout, token) as (client, base, auth):
+        r = fetch(client, "POST", f"{base}/online/sessions?{urlencode({'protocol': CROSS_DEVICE})}",
+                  max_bytes=SESSION_MAX_BYTES, headers=auth)
+        if r.status != 201:
+            raise PresentError(f"reader refused a cross-device request: HTTP {r.status} {r.preview()}")
+        try:
+            opened = json.loads(r.body)
+            sid, uri = opened["session"], opened["request"]["uri"]
+            if not isinstance(sid, str) or not sid.replace("-", "").replace("_", "").isalnum() \
+                    or not isinstance(uri, str):
+                raise ValueError(f"session id {sid!r}")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise PresentError(f"reader at {base}: its cross-device request is not usable: {type(exc).__name__}: "
+                               f"{exc}") from None
+        if on_uri is not None:
+            on_uri(uri)
+        try:
+            done = wallet_cross_device(wallet, uri, client=client)
+        except OnlineRequestError as exc:
+            raise PresentError(f"reader at {base}: the wallet cannot answer its request: {exc}") from None
+        r = fetch(client, "GET", f"{base}/sessions/{sid}/result", max_bytes=SESSION_MAX_BYTES, headers=auth)
+        result = _verdict(r, base, "no verdict")
+    return _presented(result, done.session)
 
 
 ONLINE_PROTOCOLS = (dcapi.PROTOCOL, oid4vp.SIGNED_PROTOCOL, oid4vp.PROTOCOL)

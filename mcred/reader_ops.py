@@ -32,7 +32,7 @@ from sqlalchemy import text
 
 from mcred.health import readiness
 from mcred.metrics import Metrics
-from protocols.mdoc import dcapi, oid4vp
+from protocols.mdoc import dcapi, oid4vp, oid4vp_redirect
 from reader.http import ReaderService
 from reader.relying_party import RelyingPartyService
 from reader.session import ReaderOutcome
@@ -70,8 +70,8 @@ class ReaderMetrics(Metrics):
 
 
 def presentation_mode(outcome: ReaderOutcome) -> str:
-    """``proximity``, ``org-iso-mdoc`` or ``openid4vp``, told by the session's transcript;
-    ``unknown`` for a session that ended before it had one."""
+    """``proximity``, ``org-iso-mdoc``, ``openid4vp`` or ``openid4vp-cross-device``, told by
+    the session's transcript; ``unknown`` for a session that ended before it had one."""
     transcript = outcome.session_transcript
     if transcript is None:
         return "unknown"
@@ -79,6 +79,8 @@ def presentation_mode(outcome: ReaderOutcome) -> str:
         return "org-iso-mdoc"
     if oid4vp.is_oid4vp_transcript(transcript):
         return "openid4vp"
+    if oid4vp_redirect.is_redirect_transcript(transcript):
+        return "openid4vp-cross-device"
     return "proximity"
 
 

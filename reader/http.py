@@ -52,10 +52,24 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from protocols import cbor
-from protocols.mdoc import Check, SessionData, VerificationResult, dcapi, is_issuer_signed, oid4vp
+from protocols.mdoc import (
+    Check,
+    SessionData,
+    VerificationResult,
+    dcapi,
+    is_issuer_signed,
+    oid4vp,
+    oid4vp_redirect,
+)
 from protocols.mdoc.session import SESSION_STATUS_TERMINATION
 from reader.errors import ReaderSessionError
-from reader.online import ONLINE_KINDS, check_origin, credential_message, resume_any
+from reader.online import (
+    ONLINE_KINDS,
+    Oid4vpRedirectReaderSession,
+    check_origin,
+    credential_message,
+    resume_any,
+)
 from reader.relying_party import RelyingPartyService
 from reader.session import SESSION, ReaderOutcome, ReaderSession, RequestSpec, Verifier
 from reader.sessions import (
@@ -71,6 +85,24 @@ from reader.sessions import (
 
 CBOR = "application/cbor"
 MAX_BODY = 1024 * 1024
+#: Where a cross-device OpenID4VP session's request object is served and its answer posted.
+REQUESTS_PATH, RESPONSES_PATH = "/oid4vp/requests", "/oid4vp/responses"
+
+
+def _public_url(url: str) -> str:
+    """A base URL for the reader's routes: http(s), a host, no query or fragment; without
+    its trailing slash."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme in ("http", "https") and parts.hostname and not parts.query and not parts.fragment
+    except ValueError:
+        ok = False
+    if not ok or "@" in parts.netloc:
+        raise ReaderSessionError(f"public URL {url[:80]!r}: an http(s) URL with a host, no query (e.g. "
+                                 "https://rp.example or https://rp.example/reader)")
+    return url.rstrip("/")
 
 
 def verdict_json(outcome: ReaderOutcome) -> bytes:
@@ -150,8 +182,13 @@ class ReaderService:
         on_outcome: Callable[[ReaderOutcome, float], None] | None = None,
         session_sealer: SessionSealer | None = None,
         origin: str | None = None,
+        public_url: str | None = None,
     ) -> None:
         self.verifier = verifier
+        #: The URL the reader's routes are reached at from a phone (``https://rp.example`` or
+        #: ``.../reader``): the base of a cross-device session's request_uri and response_uri;
+        #: None: no cross-device sessions.
+        self.public_url = None if public_url is None else _public_url(public_url)
         #: The web origin whose page makes online requests (Annex C); None: no online sessions.
         self.origin = None if origin is None else check_origin(origin)
         self.requests = list(requests)
@@ -174,8 +211,8 @@ class ReaderService:
         """True when looking a verdict up waits on the database (not on the event loop, then)."""
         return self.store.blocking
 
-    def _resume(self, key, transcript: bytes) -> ReaderSession:  # noqa: ANN001
-        return resume_any(self.requests, self.verifier, key, transcript)
+    def _resume(self, key, transcript: bytes, request: bytes | None = None) -> ReaderSession:  # noqa: ANN001
+        return resume_any(self.requests, self.verifier, key, transcript, request)
 
     def verify_issuer_signed(self, data: bytes) -> VerificationResult | None:
         """The verifier's verdict on an IssuerSigned as issued (no session, no device
@@ -206,6 +243,45 @@ class ReaderService:
         sid = secrets.token_urlsafe(16)
         self.store.add(sid, session, self.clock())
         return sid, request
+
+    def open_cross_device(self) -> tuple[str, dict]:
+        """A new cross-device OpenID4VP session (:class:`reader.online.Oid4vpRedirectReaderSession`):
+        its id and ``{"uri", "client_id", "response_uri", ? "request_uri"}``, ``uri`` the
+        authorization request the page shows as a QR code. Signed (by reference) when the
+        reader has a certificate, unsigned by value (``redirect_uri:``) when it has none."""
+        if self.public_url is None:
+            raise ReaderSessionError("this reader has no public URL for a phone to reach it: cross-device "
+                                     "requests need one (mcred reader serve --public-url https://rp.example)")
+        sid = secrets.token_urlsafe(16)
+        session = Oid4vpRedirectReaderSession(
+            self.requests, self.verifier, response_uri=f"{self.public_url}{RESPONSES_PATH}/{sid}",
+            request_uri=f"{self.public_url}{REQUESTS_PATH}/{sid}" if self.reader_signer is not None else None,
+            reader_signer=self.reader_signer, reader_chain=self.reader_chain)
+        request = session.start()
+        self.store.add(sid, session, self.clock())
+        return sid, request
+
+    def request_object(self, sid: str, wallet_nonce: str | None = None) -> str | None:
+        """The signed request object a cross-device session's ``request_uri`` serves (any
+        worker, while the session awaits its answer); None for no such session, one that is
+        answered already, or one with its request by value."""
+        view = self.store.view(sid, self.clock())
+        if view is None or view.state != AWAITING or view.request is None or self.reader_signer is None:
+            return None
+        return Oid4vpRedirectReaderSession.request_object(view.request, self.reader_signer, self.reader_chain,
+                                                          wallet_nonce=wallet_nonce)
+
+    def direct_post(self, sid: str, body: bytes) -> bool | None:
+        """A wallet's form posted to a cross-device session's ``response_uri``: verified (by
+        :meth:`message`) when the session awaits it; False when it was answered already, None
+        when there is no such cross-device session."""
+        view = self.store.view(sid, self.clock())
+        if view is None or view.request is None:
+            return None
+        if view.state != AWAITING:
+            return False
+        self.message(sid, body)
+        return True
 
     def message(self, sid: str, data: bytes) -> bytes | None:
         """The reader's SessionData for the wallet's ``data``; None for an unknown session.
@@ -319,6 +395,74 @@ def online_page_router(service: ReaderService) -> APIRouter:
     return router
 
 
+CROSS_DEVICE = "openid4vp-cross-device"
+
+
+def _oauth_error(status: int, error: str, description: str) -> JSONResponse:
+    """An OAuth error response as a wallet of the cross-device flow reads one (``error``,
+    ``error_description``), which is also an RFC 9457 problem like every 4xx of ours
+    (``application/problem+json`` is JSON; the OAuth members are its extension members)."""
+    return JSONResponse({"type": f"/problems/oauth-{error.replace('_', '-')}", "title": f"OAuth {error}",
+                         "status": status, "detail": description, "error": error, "error_description": description},
+                        status_code=status, media_type="application/problem+json", headers={"Cache-Control": "no-store"})
+
+
+def cross_device_router(service: ReaderService) -> APIRouter:
+    """The two routes a phone's wallet calls in a cross-device OpenID4VP session
+    (:meth:`ReaderService.open_cross_device`), without credentials of its own: ``GET|POST
+    /oid4vp/requests/{id}`` (the request_uri) and ``POST /oid4vp/responses/{id}`` (the
+    response_uri). Public wherever the reader is mounted: a session id is the capability."""
+    router = APIRouter(tags=["reader: cross-device wallet"])
+
+    async def serve(sid: str, wallet_nonce: str | None) -> Response:
+        try:
+            jws = await run_in_threadpool(service.request_object, sid, wallet_nonce)
+        except ReaderSessionError as exc:
+            return _oauth_error(400, "invalid_request_object", str(exc))
+        if jws is None:
+            raise HTTPException(404, "no such request: unknown, expired, answered already, or sent by value")
+        return Response(jws, media_type=oid4vp_redirect.REQUEST_OBJECT_TYPE, headers={"Cache-Control": "no-store"})
+
+    request_object_doc = {200: {"content": {oid4vp_redirect.REQUEST_OBJECT_TYPE: {}}}, 400: {}, 404: {}}
+
+    @router.get(REQUESTS_PATH + "/{sid}", response_class=Response, responses=request_object_doc,
+                summary="A cross-device session's request object (its request_uri): a JWS, "
+                        "application/oauth-authz-req+jwt")
+    async def request_object(sid: str) -> Response:
+        return await serve(sid, None)
+
+    @router.post(REQUESTS_PATH + "/{sid}", response_class=Response, responses=request_object_doc,
+                 summary="The request object for a wallet that asks with POST (request_uri_method=post): its "
+                         "wallet_nonce signed into it (form body, OID4VP 1.0 5.10)")
+    async def request_object_posted(sid: str, request: Request) -> Response:
+        body = await _body(request)
+        try:
+            form = oid4vp_redirect.parse_form(body) if body else {}
+        except oid4vp.Oid4vpError as exc:
+            return _oauth_error(400, "invalid_request", str(exc))
+        return await serve(sid, form.get("wallet_nonce") or None)
+
+    @router.post(RESPONSES_PATH + "/{sid}", response_class=JSONResponse,
+                 summary="A cross-device session's response_uri: the wallet's direct_post.jwt form "
+                         "(response=JWE, or an error); 200 {} once taken, the verdict at GET /sessions/{id}/result",
+                 responses={200: {}, 400: {}, 404: {}})
+    async def direct_post(sid: str, request: Request) -> Response:
+        body = await _body(request)
+        try:
+            oid4vp_redirect.parse_form(body)
+        except oid4vp.Oid4vpError as exc:
+            return _oauth_error(400, "invalid_request", str(exc))
+        taken = await run_in_threadpool(service.direct_post, sid, body)
+        if taken is None:
+            return _oauth_error(404, "invalid_request", "no such cross-device session (unknown or expired)")
+        if not taken:
+            return _oauth_error(400, "invalid_request", "this request was answered already")
+        # the verdict is for the verifier's page (GET /sessions/{id}/result), not for the wallet
+        return JSONResponse({}, headers={"Cache-Control": "no-store"})
+
+    return router
+
+
 def reader_router(service: ReaderService) -> APIRouter:
     router = APIRouter(tags=["reader"])
 
@@ -349,16 +493,21 @@ def reader_router(service: ReaderService) -> APIRouter:
         return Response(reply, media_type=CBOR)
 
     @router.post("/online/sessions", status_code=201, response_class=JSONResponse,
-                 summary="Open an online presentation (ISO/IEC TS 18013-7 Annex C): the request "
-                         "object for navigator.credentials.get, protocol org-iso-mdoc")
-    async def open_online(protocol: Literal["org-iso-mdoc", "openid4vp-v1-unsigned",
-                                            "openid4vp-v1-signed"] = "org-iso-mdoc") -> Response:
+                 summary="Open an online presentation: the request object for navigator.credentials.get "
+                         "(org-iso-mdoc, ISO/IEC TS 18013-7 Annex C; openid4vp-v1-unsigned or -signed, OpenID4VP "
+                         "1.0), or with openid4vp-cross-device the authorization request URI for a QR code")
+    async def open_online(protocol: Literal["org-iso-mdoc", "openid4vp-v1-unsigned", "openid4vp-v1-signed",
+                                            "openid4vp-cross-device"] = "org-iso-mdoc") -> Response:
         try:
-            sid, request = await run_in_threadpool(service.open_online, protocol)
+            if protocol == CROSS_DEVICE:
+                sid, request = await run_in_threadpool(service.open_cross_device)
+            else:
+                sid, request = await run_in_threadpool(service.open_online, protocol)
         except ReaderSessionError as exc:
             raise HTTPException(409, str(exc)) from None
+        location = f"/sessions/{sid}/result" if protocol == CROSS_DEVICE else f"/online/sessions/{sid}"
         return JSONResponse({"session": sid, "origin": service.origin, "request": request}, status_code=201,
-                            headers={"Location": f"/online/sessions/{sid}", "X-Session-Id": sid})
+                            headers={"Location": location, "X-Session-Id": sid})
 
     @router.post("/online/sessions/{sid}", response_class=JSONResponse,
                  summary="The credential the browser returned (org-iso-mdoc): verified, and the "

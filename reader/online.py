@@ -31,6 +31,7 @@ from protocols.mdoc import (
     VerificationResult,
     dcapi,
     oid4vp,
+    oid4vp_redirect,
 )
 from reader.errors import ReaderSessionError
 from reader.session import SESSION, ReaderOutcome, ReaderSession, RequestSpec, Verifier
@@ -54,22 +55,11 @@ def check_origin(origin: str) -> str:
 
 
 def origin_of(url: str) -> str:
-    """The web origin of ``url`` as a browser serializes it: lower-case scheme and host, the
-    port only when it is not the scheme's default, no path."""
-    from urllib.parse import urlsplit
-
+    """The web origin of ``url`` as a browser serializes it (:func:`protocols.mdoc.dcapi.origin_of`)."""
     try:
-        parts = urlsplit(url)
-        host, port = parts.hostname, parts.port
-    except ValueError as exc:
-        raise ReaderSessionError(f"{url[:80]!r}: not a URL ({exc})") from None
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https") or not host:
-        raise ReaderSessionError(f"{url[:80]!r}: an http or https URL with a host has an origin")
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    default = {"http": 80, "https": 443}[scheme]
-    return f"{scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
+        return dcapi.origin_of(url)
+    except dcapi.DcApiError as exc:
+        raise ReaderSessionError(str(exc)) from None
 
 
 class _WebSession(ReaderSession):
@@ -91,9 +81,14 @@ class _WebSession(ReaderSession):
         self.origin = check_origin(origin)
         self.request = None
 
+    #: The request's parameters as the session store keeps them (JSON bytes) for a kind that
+    #: needs them to continue elsewhere; None for the others.
+    request_claims: bytes | None = None
+
     @classmethod
     def resume(cls, requests: Sequence[RequestSpec], verifier: Verifier,
-               e_reader_private_key: ec.EllipticCurvePrivateKey, session_transcript: bytes) -> _WebSession:
+               e_reader_private_key: ec.EllipticCurvePrivateKey, session_transcript: bytes,
+               request_claims: bytes | None = None) -> _WebSession:
         """A session :meth:`start` began in another worker, from its key and transcript (the
         origin is hashed into the transcript: not needed to continue)."""
         session = cls.__new__(cls)
@@ -109,7 +104,11 @@ class _WebSession(ReaderSession):
                 or not isinstance(e_reader_private_key.curve, ec.SECP256R1):
             raise ReaderSessionError(f"resume: the {cls.kind} session's key is not a P-256 key")
         session._key, session.transcript, session.state = e_reader_private_key, transcript, "awaiting_response"
+        session._resumed(request_claims)
         return session
+
+    def _resumed(self, request_claims: bytes | None) -> None:
+        """What a kind restores of its request, from :attr:`request_claims` as stored."""
 
     def _begin(self, engagement: bytes | str | None) -> ec.EllipticCurvePublicKey:
         """Checks that the session may start; its new key's public half."""
@@ -209,12 +208,15 @@ class Oid4vpReaderSession(_WebSession):
     def query_ids(self) -> list[str]:
         return [f"q{i}" for i in range(len(self.requests))]
 
-    def start(self, engagement: bytes | str | None = None) -> dict:  # type: ignore[override]
-        key = self._begin(engagement)
-        queries = [oid4vp.CredentialQuery(qid, r.doc_type, tuple(
+    def _queries(self) -> list[oid4vp.CredentialQuery]:
+        """A DCQL credential query per RequestSpec, ``q0``, ``q1``, ..."""
+        return [oid4vp.CredentialQuery(qid, r.doc_type, tuple(
             oid4vp.ClaimQuery(ns, ident, retain) for ns, items in r.items.items() for ident, retain in items.items()))
             for qid, r in zip(self.query_ids, self.requests, strict=True)]
-        self.request = oid4vp.Oid4vpRequest.build(queries, key)
+
+    def start(self, engagement: bytes | str | None = None) -> dict:  # type: ignore[override]
+        key = self._begin(engagement)
+        self.request = oid4vp.Oid4vpRequest.build(self._queries(), key)
         self.transcript = oid4vp.session_transcript(self.origin, self.request.nonce, self.request.thumbprint)
         self.state = "awaiting_response"
         if self.signed:
@@ -248,6 +250,111 @@ class Oid4vpReaderSession(_WebSession):
                            "API); vp_token answers " + ", ".join(sorted(documents))))
 
 
+class Oid4vpRedirectReaderSession(Oid4vpReaderSession):
+    """One OpenID4VP 1.0 presentation without the Digital Credentials API: the cross-device
+    flow (:mod:`protocols.mdoc.oid4vp_redirect`). :meth:`start` gives the authorization
+    request URI the verifier's page shows as a QR code: with a reader certificate a short
+    ``openid4vp://?client_id=x509_...&request_uri=...`` whose request object
+    :meth:`request_object` signs when the wallet fetches it; without one, the unsigned
+    request by value (``client_id`` ``redirect_uri:<response_uri>``). The wallet posts
+    ``response=<JWE>`` to ``response_uri``; :meth:`receive` takes that form body, checks its
+    ``state``, decrypts it and verifies each DeviceResponse over the OpenID4VPHandover
+    transcript (client_id, nonce, key thumbprint, response_uri)."""
+
+    kind = "OpenID4VPHandover"
+    _is_own = staticmethod(oid4vp_redirect.is_redirect_transcript)
+    redirect: oid4vp_redirect.RedirectRequest | None = None
+
+    def __init__(self, requests: Sequence[RequestSpec], verifier: Verifier, *, response_uri: str,
+                 request_uri: str | None = None, reader_signer: CoseSigner | None = None,
+                 reader_chain: Sequence[bytes] = ()) -> None:
+        """``response_uri``: where this session's answer is posted; ``request_uri``: where
+        its signed request object is served (needed with ``reader_signer``)."""
+        super().__init__(requests, verifier, origin_of(response_uri), reader_signer=reader_signer,
+                         reader_chain=reader_chain)
+        if reader_signer is not None and (not self.reader_chain or request_uri is None):
+            raise ReaderSessionError("a signed cross-device request needs the reader's certificate chain and "
+                                     "the request_uri it is served at")
+        self.response_uri, self.request_uri = response_uri, request_uri
+
+    def start(self, engagement: bytes | str | None = None) -> dict:  # type: ignore[override]
+        """``{"uri", "client_id", "response_uri", ? "request_uri"}``: ``uri`` for the QR code."""
+        key = self._begin(engagement)
+        signed = self.reader_signer is not None
+        try:
+            client_id = (oid4vp_redirect.client_id_for_uri(self.reader_chain[0], self.response_uri) if signed
+                         else oid4vp_redirect.redirect_client_id(self.response_uri))
+            self.redirect = oid4vp_redirect.RedirectRequest.build(
+                self._queries(), key, client_id=client_id, response_uri=self.response_uri)
+        except oid4vp.Oid4vpError as exc:
+            raise ReaderSessionError(f"cross-device request: {exc}") from None
+        self.request = self.redirect.request
+        self.transcript = self.redirect.transcript
+        self.request_claims = json.dumps(self.redirect.claims(), separators=(",", ":")).encode()
+        self.state = "awaiting_response"
+        out = {"client_id": client_id, "response_uri": self.response_uri}
+        if signed:
+            out["request_uri"] = self.request_uri
+            out["uri"] = oid4vp_redirect.authorization_uri(client_id, self.request_uri)
+        else:
+            out["uri"] = self.redirect.by_value_uri()
+        return out
+
+    def _resumed(self, request_claims: bytes | None) -> None:
+        self.redirect, self.request_claims = self.restore(request_claims), request_claims
+        self.request = self.redirect.request
+
+    @staticmethod
+    def restore(request_claims: bytes | None) -> oid4vp_redirect.RedirectRequest:
+        if request_claims is None:
+            raise ReaderSessionError("resume: a cross-device session's request is missing from its row")
+        try:
+            return oid4vp_redirect.RedirectRequest.of_claims(json.loads(request_claims))
+        except (ValueError, oid4vp.Oid4vpError) as exc:
+            raise ReaderSessionError(f"resume: the cross-device session's request does not parse ({exc})") from None
+
+    @staticmethod
+    def request_object(request_claims: bytes, signer: CoseSigner, chain: Sequence[bytes], *,
+                       wallet_nonce: str | None = None) -> str:
+        """The signed request object of a session, from its stored parameters: what
+        ``request_uri`` answers (any worker, any number of times while the session awaits
+        its answer; with the wallet's ``wallet_nonce`` when it POSTed one)."""
+        try:
+            return Oid4vpRedirectReaderSession.restore(request_claims).sign(signer, chain, wallet_nonce=wallet_nonce)
+        except oid4vp.Oid4vpError as exc:
+            raise ReaderSessionError(f"request object: {exc}") from None
+
+    def receive(self, message: bytes) -> ReaderOutcome:
+        """``message``: the form body the wallet posted to ``response_uri``."""
+        done = self._done_already()
+        if done is not None:
+            return done
+        expected = self.redirect.state if self.redirect is not None else None
+        try:
+            form = oid4vp_redirect.parse_form(message)
+            if form.get("state") is not None and form.get("state") != expected:
+                return self._failed("state: not this session's request (a response for another request)")
+            if "error" in form:
+                return self._failed(f"the wallet answered {form['error'][:40]!r}: "
+                                    f"{form.get('error_description', '')[:200]}")
+            if "response" not in form:
+                return self._failed("vp_token in the clear: this reader asked for an encrypted response "
+                                    "(direct_post.jwt)" if "vp_token" in form else "the form has no response")
+            payload = oid4vp.open_response(form["response"], self._key)
+            if payload.get("state") != expected:
+                return self._failed("state: the encrypted response does not carry this session's state")
+            documents = oid4vp.documents(payload, self.query_ids)
+        except oid4vp.Oid4vpError as exc:
+            return self._failed(f"OpenID4VP response: {exc}")
+        except Exception as exc:  # noqa: BLE001 - the reader's boundary
+            return self._failed(f"OpenID4VP response unreadable: {type(exc).__name__}")
+        if not documents:
+            return self._failed("vp_token: no credential query answered")
+        return self._verified([r for qid in sorted(documents) for r in documents[qid]], Check(
+            SESSION, True, "JWE decrypted (ECDH-ES) for this request, posted to its response_uri with its state "
+                           "(OpenID4VP 1.0 direct_post.jwt, cross-device); vp_token answers " + ", ".join(sorted(documents))))
+
+
 def credential_message(credential: Any) -> bytes:
     """What an online session's ``receive`` takes, from the credential the page received
     (``{"protocol", "data"}``): an OpenID4VP one as its JSON (the session reads it whole:
@@ -267,13 +374,16 @@ ONLINE_KINDS = {dcapi.PROTOCOL: OnlineReaderSession, oid4vp.PROTOCOL: Oid4vpRead
 
 
 def resume_any(requests: Sequence[RequestSpec], verifier: Verifier, key: ec.EllipticCurvePrivateKey,
-               session_transcript: bytes) -> ReaderSession:
+               session_transcript: bytes, request_claims: bytes | None = None) -> ReaderSession:
     """A stored session of any kind, told apart by its transcript (an online one has no
-    DeviceEngagement, and a dcapi or an OpenID4VPDCAPIHandover handover)."""
+    DeviceEngagement, and a dcapi, an OpenID4VPDCAPIHandover or an OpenID4VPHandover
+    handover)."""
     try:
         transcript = SessionTranscript.decode(session_transcript)
     except MdocError as exc:
         raise ReaderSessionError(f"resume: {exc}") from exc
+    if oid4vp_redirect.is_redirect_transcript(transcript):
+        return Oid4vpRedirectReaderSession.resume(list(requests), verifier, key, session_transcript, request_claims)
     cls = (OnlineReaderSession if dcapi.is_dcapi_transcript(transcript)
            else Oid4vpReaderSession if oid4vp.is_oid4vp_transcript(transcript) else ReaderSession)
     return cls.resume(list(requests), verifier, key, session_transcript)

@@ -55,6 +55,9 @@ class SessionView:
     verdict: bytes | None = None  # the verdict JSON, when done (None: not serializable then)
     outcome: ReaderOutcome | None = None  # only the in-memory store keeps the object
     claimed_at: dt.datetime | None = None  # when a worker took the SessionData (processing, done)
+    #: The request's parameters (JSON) of a kind that keeps them (cross-device OpenID4VP):
+    #: what its request_uri signs and serves while the session awaits its answer.
+    request: bytes | None = None
 
 
 class SessionStore(Protocol):
@@ -144,7 +147,8 @@ class MemorySessionStore:
     def view(self, sid: str, now: dt.datetime) -> SessionView | None:
         with self._lock:
             entry = self._get(sid, now)
-            return None if entry is None else SessionView(entry.state, entry.verdict, entry.outcome, entry.claimed_at)
+            return None if entry is None else SessionView(entry.state, entry.verdict, entry.outcome, entry.claimed_at,
+                                                          getattr(entry.session, "request_claims", None))
 
 
 # -- in the database -----------------------------------------------------------------------
@@ -210,6 +214,8 @@ class ReaderSessionRow(ReaderBase):
     verdict: Mapped[bytes | None] = mapped_column(LargeBinary)
     #: When a worker took the SessionData to verify it (NULL while awaiting it).
     claimed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+    #: A cross-device OpenID4VP session's request parameters (JSON); NULL for other kinds.
+    request: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class RpChallengeRow(ReaderBase):
@@ -227,12 +233,13 @@ class RpChallengeRow(ReaderBase):
 class SqlSessionStore:
     """Sessions in ``reader_sessions``: shared by every process on the same database.
     ``resume`` rebuilds a session from its row (:meth:`ReaderSession.resume` with the
-    service's requests and verifier)."""
+    service's requests and verifier): ``resume(key, transcript)``, with the request's
+    parameters as a third argument for a kind that keeps them."""
 
     blocking = True
 
     def __init__(self, engine: Engine, ttl: dt.timedelta, max_sessions: int,
-                 resume: Callable[[ec.EllipticCurvePrivateKey, bytes], ReaderSession] | None,
+                 resume: Callable[..., ReaderSession] | None,
                  sealer: SessionSealer | None = None) -> None:
         self.engine = engine
         self.ttl = ttl
@@ -254,7 +261,8 @@ class SqlSessionStore:
                 oldest = select(t.c.id).order_by(t.c.created_at, t.c.id).limit(over).scalar_subquery()
                 conn.execute(delete(t).where(t.c.id.in_(oldest)))
             conn.execute(t.insert().values(id=sid, created_at=now, state=AWAITING,
-                                           transcript=session.transcript.raw, e_reader_key=key))
+                                           transcript=session.transcript.raw, e_reader_key=key,
+                                           request=getattr(session, "request_claims", None)))
 
     def claim(self, sid: str, now: dt.datetime) -> ReaderSession | State | None:
         if not _SID.fullmatch(sid):
@@ -264,7 +272,7 @@ class SqlSessionStore:
         with self.engine.begin() as conn:
             taken = conn.execute(update(t).where(live & (t.c.state == AWAITING))
                                  .values(state=PROCESSING, claimed_at=now)).rowcount
-            row = conn.execute(select(t.c.state, t.c.transcript, t.c.e_reader_key).where(live)).first()
+            row = conn.execute(select(t.c.state, t.c.transcript, t.c.e_reader_key, t.c.request).where(live)).first()
         if row is None:
             return None
         if taken != 1:
@@ -282,6 +290,8 @@ class SqlSessionStore:
             raise ReaderSessionError(f"the session's key in its row is not a PKCS#8 key ({exc})") from None
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise ReaderSessionError(f"the session's key in its row is a {type(key).__name__}, not an EC key")
+        if row.request is not None:
+            return self.resume(key, row.transcript, row.request)
         return self.resume(key, row.transcript)
 
     def finish(self, sid: str, outcome: ReaderOutcome, verdict: bytes | None) -> None:
@@ -302,6 +312,7 @@ class SqlSessionStore:
             return None
         t = ReaderSessionRow.__table__
         with self.engine.connect() as conn:
-            row = conn.execute(select(t.c.state, t.c.verdict, t.c.claimed_at)
+            row = conn.execute(select(t.c.state, t.c.verdict, t.c.claimed_at, t.c.request)
                                .where((t.c.id == sid) & (t.c.created_at > now - self.ttl))).first()
-        return None if row is None else SessionView(row.state, row.verdict, claimed_at=row.claimed_at)
+        return None if row is None else SessionView(row.state, row.verdict, claimed_at=row.claimed_at,
+                                                    request=row.request)

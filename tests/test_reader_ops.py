@@ -71,8 +71,8 @@ def test_health_readiness_and_verdicts_counted(world):
 
 def test_verdicts_are_counted_by_the_way_the_mdoc_was_presented(world):
     """mcred_reader_presentations_total{mode, valid}: proximity, and online by protocol."""
-    service = ReaderService(world["pipeline"], [REQUEST], origin="https://shop.example")
-    client = TestClient(reader_app(service))
+    service = ReaderService(world["pipeline"], [REQUEST], origin="https://shop.example", public_url="http://localhost")
+    client = TestClient(reader_app(service), base_url="http://localhost")
     assert _present(world, client)["valid"] is True
     se = wallet_sim.open_secure_element(world["phone"], world["home"])
     wallet = Wallet(se.transmit, RulesConsent.allow_all(), clock=world["clock"])
@@ -83,9 +83,12 @@ def test_verdicts_are_counted_by_the_way_the_mdoc_was_presented(world):
     opened = client.post("/online/sessions").json()  # answered for another origin: refused
     answer = wallet.online("https://relay.example").respond(opened["request"])
     assert not client.post(f"/online/sessions/{opened['session']}", json=answer).json()["valid"]
+    from mcred.present import present_cross_device_over_http  # the phone scans the page's QR code
+
+    assert present_cross_device_over_http(wallet, "http://localhost", client=client).valid
     samples = _samples(client)
     for mode, valid, count in (("proximity", "true", 1), ("org-iso-mdoc", "true", 1), ("openid4vp", "true", 1),
-                               ("org-iso-mdoc", "false", 1)):
+                               ("org-iso-mdoc", "false", 1), ("openid4vp-cross-device", "true", 1)):
         assert samples[("mcred_reader_presentations_total", (("mode", mode), ("valid", valid)))] == count
 
 

@@ -51,7 +51,10 @@ class ConsentRequest:
     available: Mapping[str, frozenset[str]] = field(default_factory=dict, hash=False)
     """what the wallet holds for this docType: namespace -> identifiers"""
     origin: str | None = None
-    """the web origin that asks, as the browser reports it (online requests only)"""
+    """the web origin that asks, as the browser reports it (online requests only); for a
+    cross-device request, the origin its answer is posted to (its response_uri's)"""
+    cross_device: bool = False
+    """an OpenID4VP request scanned from a QR code, not handed over by a browser"""
 
 
 Released = dict[str, set[str]]
@@ -161,7 +164,9 @@ class InteractiveConsent:
     show: Callable[[str], None] = print
 
     def decide(self, request: ConsentRequest) -> Released:
-        if request.origin is not None:
+        if request.origin is not None and request.cross_device:
+            self.show(f"web site: {request.origin} (cross-device request: the answer is posted there)")
+        elif request.origin is not None:
             self.show(f"web site: {request.origin} (online request, as the browser reports it)")
         self.show(_reader_text(request.reader))
         self.show(f"asks for {request.doc_type}:")

@@ -21,10 +21,12 @@ import datetime as dt
 import hashlib
 import json
 import os
+import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from cryptography import x509
 
@@ -50,6 +52,7 @@ from protocols.mdoc import (
     dcapi,
     derive_emac_key,
     oid4vp,
+    oid4vp_redirect,
     verify_reader_auth,
 )
 from protocols.mdoc.session import (
@@ -257,6 +260,11 @@ class Wallet:
         """A new presentation: fresh EDeviceKey and DeviceEngagement."""
         return WalletSession(self, Engagement.new())
 
+    def cross_device(self, uri: str) -> CrossDeviceWalletSession:
+        """An OpenID4VP request scanned from a verifier's QR code (``openid4vp://?...``): see
+        :class:`CrossDeviceWalletSession`. :class:`OnlineRequestError` for a URI it cannot use."""
+        return CrossDeviceWalletSession(self, uri)
+
     def online(self, origin: str) -> OnlineWalletSession:
         """A new online presentation (ISO/IEC TS 18013-7 Annex C, or OpenID4VP 1.0) for the
         web page at ``origin``, as the browser reports it."""
@@ -402,7 +410,8 @@ class WalletSession:
             self.events.append(WalletEvent("response", "docType not held", items.doc_type, reader,
                                            refused=requested))
             return None
-        consent_request = ConsentRequest(items.doc_type, items.name_spaces, reader, held.elements, self.origin)
+        consent_request = ConsentRequest(items.doc_type, items.name_spaces, reader, held.elements, self.origin,
+                                         cross_device=isinstance(self, CrossDeviceWalletSession))
         try:
             decided = self.wallet.consent.decide(consent_request)
         except Exception as exc:  # noqa: BLE001 - a failing prompt refuses everything
@@ -514,10 +523,20 @@ class OnlineWalletSession(WalletSession):
             self.transcript = oid4vp.session_transcript(self.origin, parsed.nonce, parsed.thumbprint)
         except oid4vp.Oid4vpError as exc:
             raise self._refuse(exc) from None
+        answered = self._answer_queries(parsed.queries, reader)
+        if not answered:  # OAuth's error response (OID4VP 1.0 section 8.5): no credential leaves
+            return {"protocol": self.protocol, "data": {
+                "error": "access_denied", "error_description": NOTHING_RELEASED}}
+        return oid4vp.seal(oid4vp.vp_token(answered), parsed, protocol=self.protocol)
+
+    def _answer_queries(self, queries: Sequence[oid4vp.CredentialQuery],
+                        reader: ReaderIdentity | None) -> dict[str, list[bytes]]:
+        """A DeviceResponse per DCQL credential query the holder releases something of, over
+        :attr:`transcript`; the session ends."""
         self.state = "open"
         answered: dict[str, list[bytes]] = {}
         try:
-            for query in parsed.queries:
+            for query in queries:
                 # what the wallet holds matters only to pick among claim_sets (one SE listing less)
                 held = self.wallet.choose(query.doctype, self.wallet.clock()) if query.claim_sets else None
                 items = query.items(held.elements if held is not None else None)
@@ -530,7 +549,93 @@ class OnlineWalletSession(WalletSession):
         except Exception as exc:  # noqa: BLE001 - the wallet's boundary
             self.events.append(WalletEvent("error", f"internal error: {type(exc).__name__}: {exc}"))
         self._end("response sent to " + self.origin)
-        if not answered:  # OAuth's error response (OID4VP 1.0 section 8.5): no credential leaves
-            return {"protocol": self.protocol, "data": {
-                "error": "access_denied", "error_description": "the holder released none of the requested claims"}}
-        return oid4vp.seal(oid4vp.vp_token(answered), parsed, protocol=self.protocol)
+        return answered
+
+
+NOTHING_RELEASED = "the holder released none of the requested claims"
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass(frozen=True)
+class HttpExchange:
+    """An HTTP request the wallet app makes for a :class:`CrossDeviceWalletSession`: GET
+    ``url`` (``form`` None) or POST ``form`` to it (``application/x-www-form-urlencoded``),
+    with ``accept`` as the Accept header."""
+
+    method: Literal["GET", "POST"]
+    url: str
+    form: Mapping[str, str] | None = None
+    accept: str = "application/json"
+
+
+class CrossDeviceWalletSession(OnlineWalletSession):
+    """An OpenID4VP 1.0 request scanned from a verifier's QR code, answered straight to the
+    verifier (:mod:`protocols.mdoc.oid4vp_redirect`); sans-I/O, the wallet app makes the two
+    HTTP requests it names:
+
+    1. :attr:`fetch`: the request object at ``request_uri`` (GET, or POST with a
+       ``wallet_nonce`` when the URI says ``request_uri_method=post``); None when the URI
+       carries an unsigned request by value (``redirect_uri:``);
+    2. :meth:`respond` with that body (or None) gives the POST of the answer to the
+       request's ``response_uri``: ``response=<JWE>`` (``direct_post.jwt``), or OAuth's
+       ``access_denied`` when the holder releases nothing.
+
+    A signed request is checked (signature, ``client_id`` the URI's and the certificate's,
+    the ``response_uri`` on the certified host for ``x509_san_dns:``) and its verifier shown
+    to the holder as readerAuth's is. The answer goes only to https, or to http on this
+    machine (a lab's reader). The device signs over the OpenID4VPHandover transcript, which
+    binds the client_id, nonce, encryption key and response_uri."""
+
+    protocol_name = "openid4vp-cross-device"
+
+    def __init__(self, wallet: Wallet, uri: str) -> None:
+        super().__init__(wallet, "")
+        self.protocol = self.protocol_name
+        self.redirect: oid4vp_redirect.RedirectRequest | None = None
+        try:
+            self.authorization = oid4vp_redirect.parse_authorization_uri(uri)
+        except oid4vp.Oid4vpError as exc:
+            raise self._refuse(exc) from None
+        self.wallet_nonce = (secrets.token_urlsafe(16) if self.authorization.request_uri_method == "post" else None)
+
+    @property
+    def fetch(self) -> HttpExchange | None:
+        auth = self.authorization
+        if auth.by_value:
+            return None
+        form = {"wallet_nonce": self.wallet_nonce} if self.wallet_nonce is not None else None
+        return HttpExchange("POST" if form else "GET", auth.request_uri, form,
+                            accept=oid4vp_redirect.REQUEST_OBJECT_TYPE)
+
+    def respond(self, request_object: str | bytes | None = None) -> HttpExchange:  # type: ignore[override]
+        """The POST of the answer, for the request object :attr:`fetch` got (its body)."""
+        if self.state == "terminated":
+            raise OnlineRequestError("this presentation has already answered")
+        reader = None
+        try:
+            if self.authorization.by_value:
+                if request_object is not None:
+                    raise oid4vp.Oid4vpError("this authorization request carries its request by value")
+                redirect = oid4vp_redirect.parse_by_value(self.authorization)
+            else:
+                if isinstance(request_object, bytes):
+                    request_object = request_object.decode("ascii", "replace").strip()
+                redirect, signed = oid4vp_redirect.parse_request_object(
+                    request_object, self.authorization, wallet_nonce=self.wallet_nonce)
+                reader = self._verifier(signed)
+            where = urlsplit(redirect.response_uri)
+            if where.scheme != "https" and where.hostname not in _LOOPBACK:
+                raise oid4vp.Oid4vpError(f"response_uri {redirect.response_uri[:80]!r}: an answer leaves this phone "
+                                         "only over https (http only to this machine's own reader)")
+            self.origin = dcapi.origin_of(redirect.response_uri)
+            self.transcript = redirect.transcript
+        except (oid4vp.Oid4vpError, dcapi.DcApiError) as exc:
+            raise self._refuse(exc) from None
+        self.redirect = redirect
+        answered = self._answer_queries(redirect.request.queries, reader)
+        try:
+            form = (oid4vp_redirect.response_form(oid4vp.vp_token(answered), redirect) if answered
+                    else oid4vp_redirect.error_form("access_denied", NOTHING_RELEASED, redirect.state))
+        except oid4vp.Oid4vpError as exc:
+            raise OnlineRequestError(str(exc)) from None
+        return HttpExchange("POST", redirect.response_uri, form)

@@ -90,13 +90,14 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
         online: bool = typer.Option(False, "--online", help="Present online, as to a web page through the Digital Credentials API (ISO/IEC TS 18013-7 Annex C, org-iso-mdoc: the response sealed with HPKE, bound to the page's origin) instead of in proximity; this command plays the browser."),
         origin: str | None = typer.Option(None, "--origin", help="With --online: the web origin the browser reports to the wallet (default: the reader URL's own). Another origin than the reader's, as a relaying site would give, is refused by the reader."),
-        protocol: str = typer.Option("org-iso-mdoc", "--protocol", help="With --online: the Digital Credentials API protocol the page asks with: org-iso-mdoc (ISO/IEC TS 18013-7 Annex C, HPKE), openid4vp (OpenID4VP 1.0, openid4vp-v1-unsigned: DCQL, a JWE response) or openid4vp-signed (openid4vp-v1-signed: the request signed by the reader's certificate, which the wallet checks against --reader-trust)."),
+        protocol: str = typer.Option("org-iso-mdoc", "--protocol", help="With --online: the Digital Credentials API protocol the page asks with: org-iso-mdoc (ISO/IEC TS 18013-7 Annex C, HPKE), openid4vp (OpenID4VP 1.0, openid4vp-v1-unsigned: DCQL, a JWE response) or openid4vp-signed (openid4vp-v1-signed: the request signed by the reader's certificate, which the wallet checks against --reader-trust); or cross-device (OpenID4VP 1.0 without the browser: the page's QR code, openid4vp://, which the phone scans, fetching the request from the reader and posting its answer there, direct_post.jwt)."),
     ) -> None:
         """Present the phone's mdoc to a reader over HTTP; exit 0 only if the verdict is VALID.
         In proximity by default (engagement QR code, session encryption); online with --online."""
         from mcred.present import (
             PresentError,
             open_wallet,
+            present_cross_device_over_http,
             present_online_over_http,
             present_over_http,
         )
@@ -111,9 +112,11 @@ def register(app: typer.Typer) -> None:
             _unusable(console, as_json, "--origin is the web page's origin of an online presentation: add --online")
         protocols = {"org-iso-mdoc": "org-iso-mdoc", "annex-c": "org-iso-mdoc", "openid4vp": "openid4vp-v1-unsigned",
                      "openid4vp-v1-unsigned": "openid4vp-v1-unsigned", "openid4vp-signed": "openid4vp-v1-signed",
-                     "openid4vp-v1-signed": "openid4vp-v1-signed"}
+                     "openid4vp-v1-signed": "openid4vp-v1-signed", "cross-device": "openid4vp-cross-device",
+                     "openid4vp-cross-device": "openid4vp-cross-device"}
         if protocol not in protocols:
-            _unusable(console, as_json, f"--protocol {protocol!r}: org-iso-mdoc, openid4vp or openid4vp-signed")
+            _unusable(console, as_json, f"--protocol {protocol!r}: org-iso-mdoc, openid4vp, openid4vp-signed or "
+                      "cross-device")
         if protocol != "org-iso-mdoc" and not online:
             _unusable(console, as_json, "--protocol is the protocol of an online presentation: add --online")
         try:
@@ -137,8 +140,28 @@ def register(app: typer.Typer) -> None:
                 console.print(engagement.terminal(), highlight=False, markup=False)
                 console.print(engagement.uri, highlight=False, markup=False, soft_wrap=True)
 
+        def show_uri(uri: str) -> None:
+            if not as_json:
+                import io
+
+                import segno
+
+                text = io.StringIO()
+                segno.make(uri, error="l").terminal(out=text, compact=True)
+                console.print("the verifier's page shows (the phone scans it):", highlight=False)
+                console.print(text.getvalue(), highlight=False, markup=False)
+                console.print(uri, highlight=False, markup=False, soft_wrap=True)
+
         try:
-            if online:
+            if online and protocols[protocol] == "openid4vp-cross-device":
+                if origin is not None:
+                    _unusable(console, as_json, "--origin is what a browser reports; a cross-device request has "
+                              "none (the answer goes to the reader's response_uri)")
+                if not as_json:
+                    console.print("cross-device presentation (OpenID4VP 1.0, direct_post.jwt): the phone scans the "
+                                  "page's QR code", highlight=False, markup=False)
+                out = present_cross_device_over_http(wallet, reader, token=token, on_uri=show_uri)
+            elif online:
                 if not as_json:
                     from reader.online import origin_of
 
@@ -187,6 +210,7 @@ def register(app: typer.Typer) -> None:
         ssl_certfile: Path | None = typer.Option(None, "--ssl-certfile", help="Serve HTTPS with this certificate chain (PEM, leaf first); needs --ssl-keyfile."),
         ssl_keyfile: Path | None = typer.Option(None, "--ssl-keyfile", help="The private key of --ssl-certfile (PEM)."),
         origin: str | None = typer.Option(None, "--origin", help="The web origin of the page that asks online (ISO/IEC TS 18013-7 Annex C: POST /online/sessions), e.g. https://rp.example; default: this service's own, http(s)://HOST:PORT."),
+        public_url: str | None = typer.Option(None, "--public-url", help="The URL a phone reaches this reader at, the base of a cross-device OpenID4VP session's request_uri and response_uri (e.g. https://rp.example); default: http(s)://HOST:PORT. With --reader-cert, name its host in the certificate's DNS SAN for an x509_san_dns: client_id (else x509_hash:)."),
     ) -> None:
         """Run the reader service: POST /sessions, POST /sessions/{id}, GET /sessions/{id}/result;
         online presentation (ISO/IEC TS 18013-7 Annex C, the Digital Credentials API's
@@ -220,8 +244,9 @@ def register(app: typer.Typer) -> None:
         from reader.errors import ReaderSessionError
         from reader.online import origin_of
 
+        own_url = f"{'https' if tls else 'http'}://{host}:{port}"
         try:
-            origin = origin or origin_of(f"{'https' if tls else 'http'}://{host}:{port}")
+            origin = origin or origin_of(own_url)
         except ReaderSessionError as exc:
             _unusable(console, False, f"--origin: {exc}")
         config = ReaderServeConfig(
@@ -232,7 +257,8 @@ def register(app: typer.Typer) -> None:
             reader_cert=str(reader_cert) if reader_cert else None,
             reader_key=str(reader_key) if reader_key else None, ds_crl=ds_crl,
             ds_crl_max_age=ds_crl_max_age, jpki_roots=tuple(map(str, jpki_roots)), db=db,
-            session_key_file=str(session_key_file) if session_key_file else None, origin=origin)
+            session_key_file=str(session_key_file) if session_key_file else None, origin=origin,
+            public_url=public_url or own_url)
         try:
             service, rp, what = config.build()  # every worker builds the same; this one checks it
         except ReaderServeError as exc:
@@ -264,9 +290,11 @@ def register(app: typer.Typer) -> None:
     @wallet_app.command("respond")
     def wallet_respond_cmd(
         phone: str = typer.Option(..., "--phone", help="The phone whose wallet answers."),
-        request: Path = typer.Option(..., "--request", help="The page's request, JSON: a {protocol, data} object, or "
-                                     "navigator.credentials.get's argument ({digital: {requests: [...]}}); - for stdin."),
-        origin: str = typer.Option(..., "--origin", help="The web origin of the page that asks, as the browser would report it."),
+        request: str = typer.Option(..., "--request", help="The page's request, JSON: a {protocol, data} object, or "
+                                    "navigator.credentials.get's argument ({digital: {requests: [...]}}); - for stdin. "
+                                    "Or a verifier's QR code as its URI (openid4vp://?client_id=...): the wallet then "
+                                    "fetches the request and posts its answer to the verifier itself (cross-device)."),
+        origin: str | None = typer.Option(None, "--origin", help="The web origin of the page that asks, as the browser would report it (Digital Credentials API requests; a cross-device URI has none)."),
         consent: Path | None = typer.Option(None, "--consent", help="Consent rules (JSON); default: ask."),
         reader_trust: list[Path] = typer.Option([], "--reader-trust", help="Reader / verifier CA (PEM) the wallet trusts."),
         protocol: str | None = typer.Option(None, "--protocol", help="Answer this protocol of those offered "
@@ -276,28 +304,49 @@ def register(app: typer.Typer) -> None:
         """Answer a web page's Digital Credentials API request from any verifier, as the browser
         would hand it to this phone's wallet: prints the credential ({protocol, data}) the page
         receives, to give to that verifier. ISO/IEC TS 18013-7 Annex C and OpenID4VP 1.0
-        (unsigned and signed). Exit 0 answered (a credential, or OAuth's access_denied when
-        nothing is released), 2 a request the wallet cannot answer."""
-        from mcred.present import open_wallet, pick_online_request
+        (unsigned and signed). Or answer a verifier's QR code (openid4vp://...) cross-device,
+        over HTTP to that verifier: prints its answer. Exit 0 answered (a credential, or
+        OAuth's access_denied when nothing is released), 2 a request the wallet cannot answer
+        or a verifier that refused the answer."""
+        from mcred.present import (
+            PresentError,
+            open_wallet,
+            pick_online_request,
+            wallet_cross_device,
+        )
         from wallet_sim import PhoneNotFoundError
         from wallet_sim.consent import ConsentError, InteractiveConsent, RulesConsent
         from wallet_sim.wallet import OnlineRequestError
 
         console = Console(stderr=True)
-        if consent is None and (str(request) == "-" or not sys.stdin.isatty()):
+        scanned = _is_uri(request)
+        if consent is None and (request == "-" or not sys.stdin.isatty()):
             console.print("error: no --consent rules file and no terminal to ask the holder: pass --consent "
                           "FILE.json (e.g. {\"documents\": {\"*\": {\"*\": \"*\"}}})", highlight=False, markup=False)
             raise typer.Exit(EXIT_UNUSABLE)
+        if scanned and (origin is not None or protocol is not None):
+            console.print("error: --origin and --protocol are for a page's Digital Credentials API request; a "
+                          "cross-device URI names its verifier itself", highlight=False, markup=False)
+            raise typer.Exit(EXIT_UNUSABLE)
+        if not scanned and origin is None:
+            console.print("error: --origin: the web origin of the page that asks (a Digital Credentials API request "
+                          "is bound to it)", highlight=False, markup=False)
+            raise typer.Exit(EXIT_UNUSABLE)
         try:
-            text = sys.stdin.read() if str(request) == "-" else request.read_text(encoding="utf-8")
-            chosen = pick_online_request(json.loads(text), protocol)
             policy = RulesConsent.from_file(consent) if consent else InteractiveConsent(
                 ask=lambda q: console.input(q), show=console.print)
             anchors = [c for p in reader_trust for c in x509certs.load_pem_all(p.read_bytes())]
             wallet = open_wallet(phone, None, policy, reader_trust_anchors=anchors)
-            answer = wallet.online(origin).respond(chosen)
-        except (OnlineRequestError, ConsentError, PhoneNotFoundError, OSError, ValueError) as exc:
-            console.print(f"error: {exc}", highlight=False, markup=False)
+            if scanned:
+                done = wallet_cross_device(wallet, request)
+                answer = {"answered": done.session.redirect.response_uri if done.session.redirect else None,
+                          "status": done.status, "verifier": done.answer}
+            else:
+                text = sys.stdin.read() if request == "-" else Path(request).read_text(encoding="utf-8")
+                chosen = pick_online_request(json.loads(text), protocol)
+                answer = wallet.online(origin).respond(chosen)
+        except (OnlineRequestError, PresentError, ConsentError, PhoneNotFoundError, OSError, ValueError) as exc:
+            console.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
             raise typer.Exit(EXIT_UNUSABLE) from None
         text = json.dumps(answer, ensure_ascii=False)
         if out is not None:
@@ -331,3 +380,16 @@ def register(app: typer.Typer) -> None:
         except (OSError, ValueError, TrustError) as exc:
             _unusable(console, as_json, str(exc))
         _finish(console, verify_saved(data, pipeline, now=now).to_json(), as_json, portrait)
+
+
+def _is_uri(text: str) -> bool:
+    """A scanned authorization request (``openid4vp://?...``, another wallet scheme, or an
+    https link with a query), not a file name."""
+    import re
+
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", text) is None or "?" not in text:
+        return False
+    try:
+        return not Path(text).exists()
+    except OSError:  # a name too long for a file: a URI
+        return True

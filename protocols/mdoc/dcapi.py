@@ -252,3 +252,23 @@ __all__ = [
     "session_transcript",
     "unb64url",
 ]
+
+
+def origin_of(url: str) -> str:
+    """The web origin of ``url`` as a browser serializes it: lower-case scheme and host, the
+    port only when it is not the scheme's default, no path. :class:`DcApiError` for what is
+    not an http(s) URL with a host."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise DcApiError(f"{str(url)[:80]!r}: not a URL ({exc})") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not host:
+        raise DcApiError(f"{url[:80]!r}: an http or https URL with a host has an origin")
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    default = {"http": 80, "https": 443}[scheme]
+    return f"{scheme}://{host}" + (f":{port}" if port is not None and port != default else "")

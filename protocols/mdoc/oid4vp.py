@@ -291,23 +291,26 @@ class Oid4vpRequest:
         return cls._of_data(data)
 
     @classmethod
-    def _of_data(cls, data: Mapping[str, Any]) -> Oid4vpRequest:
+    def _of_data(cls, data: Mapping[str, Any], modes: tuple[str, str] = (RESPONSE_MODE, PLAIN_RESPONSE_MODE)
+                 ) -> Oid4vpRequest:
+        """From the request's parameters; ``modes`` the encrypted and the clear response
+        modes it may ask for (``dc_api.jwt``/``dc_api``, or ``direct_post.jwt``/``direct_post``)."""
         if data.get("response_type") != "vp_token":
             raise Oid4vpError(f"response_type: expected 'vp_token', got {data.get('response_type')!r:.40}")
         nonce = data.get("nonce")
         if not isinstance(nonce, str) or not nonce or len(nonce) > 512:
             raise Oid4vpError("nonce: a non-empty string")
-        mode = data.get("response_mode", PLAIN_RESPONSE_MODE)
-        if mode not in (RESPONSE_MODE, PLAIN_RESPONSE_MODE):
-            raise Oid4vpError(f"response_mode: {mode!r:.40}: expected {RESPONSE_MODE!r} or {PLAIN_RESPONSE_MODE!r}")
+        mode = data.get("response_mode", modes[1])
+        if mode not in modes:
+            raise Oid4vpError(f"response_mode: {mode!r:.40}: expected {modes[0]!r} or {modes[1]!r}")
         queries = parse_dcql(data.get("dcql_query"))
         jwk, encs = None, (DEFAULT_ENC,)
-        if mode == RESPONSE_MODE:
+        if mode == modes[0]:
             metadata = data.get("client_metadata")
             keys = metadata.get("jwks", {}).get("keys") if isinstance(metadata, Mapping) and isinstance(
                 metadata.get("jwks"), Mapping) else None
             if not isinstance(keys, list):
-                raise Oid4vpError("client_metadata.jwks.keys: dc_api.jwt needs the verifier's encryption key")
+                raise Oid4vpError(f"client_metadata.jwks.keys: {mode} needs the verifier's encryption key")
             jwk = next((k for k in keys if isinstance(k, Mapping) and k.get("kty") == "EC" and k.get("crv") == "P-256"
                         and k.get("alg", JWE_ALG) == JWE_ALG and k.get("use", "enc") == "enc"), None)
             if jwk is None:
@@ -344,18 +347,26 @@ def sign_request(request: Oid4vpRequest, signer: Any, chain: Sequence[bytes], *,
     parameters with ``client_id`` (from the leaf of ``chain``) and ``expected_origins``,
     signed by ``signer`` (a :class:`~protocols.cose.CoseSigner`: ES256 gives JWS's ``r||s``
     as COSE does, the key stays behind it) with ``x5c`` the chain (leaf first)."""
+    if not chain:
+        raise Oid4vpError("a signed request needs an ES256/384/512 signer and its certificate chain")
+    claims = {**request.to_json()["data"], "client_id": client_id_for(chain[0]),
+              "expected_origins": list(expected_origins)}
+    return {"protocol": SIGNED_PROTOCOL, "data": {"request": sign_request_object(claims, signer, chain)}}
+
+
+def sign_request_object(claims: Mapping[str, Any], signer: Any, chain: Sequence[bytes]) -> str:
+    """A request object (RFC 9101 as OID4VP 1.0 section 5 uses it): ``claims`` as a JWS in
+    compact serialization, header ``typ`` oauth-authz-req+jwt, ``alg`` the signer's, ``x5c``
+    the chain (leaf first)."""
     from protocols.cose import ES256, ES384, ES512
 
     alg = {ES256: "ES256", ES384: "ES384", ES512: "ES512"}.get(getattr(signer, "alg", None))
     if alg is None or not chain:
         raise Oid4vpError("a signed request needs an ES256/384/512 signer and its certificate chain")
-    claims = {**request.to_json()["data"], "client_id": client_id_for(chain[0]),
-              "expected_origins": list(expected_origins)}
     header = {"alg": alg, "typ": REQUEST_TYP, "x5c": [base64.b64encode(c).decode("ascii") for c in chain]}
     signing_input = (_b64url(json.dumps(header, separators=(",", ":")).encode()) + "."
-                     + _b64url(json.dumps(claims, separators=(",", ":"), ensure_ascii=False).encode()))
-    jws = signing_input + "." + _b64url(signer.sign(signing_input.encode("ascii")))
-    return {"protocol": SIGNED_PROTOCOL, "data": {"request": jws}}
+                     + _b64url(json.dumps(dict(claims), separators=(",", ":"), ensure_ascii=False).encode()))
+    return signing_input + "." + _b64url(signer.sign(signing_input.encode("ascii")))
 
 
 @dataclass(frozen=True)
@@ -368,22 +379,18 @@ class SignedBy:
     expected_origins: tuple[str, ...]
 
 
-def parse_signed(value: Any, origin: str) -> tuple[Oid4vpRequest, SignedBy]:
-    """A signed request, for the page at ``origin``: its JWS verified with its ``x5c`` leaf
-    key, ``typ`` oauth-authz-req+jwt, ``client_id`` the leaf's (x509_san_dns or x509_hash),
-    ``origin`` among ``expected_origins`` (a request replayed from another site is refused).
-    Whether the leaf chains to a trusted verifier CA is the caller's (reader trust anchors)."""
+def verify_request_object(jws: Any) -> tuple[dict[str, Any], tuple[bytes, ...]]:
+    """A signed request object's claims and its ``x5c`` chain (leaf first), once its JWS
+    verifies with the leaf's key and its ``typ`` is oauth-authz-req+jwt (OID4VP 1.0 section
+    5: a wallet MUST NOT process another). Whether the leaf chains to a trusted verifier CA,
+    and what its ``client_id`` may be, are the caller's."""
     from cryptography import x509
 
     from protocols.cose import CoseError, ecdsa_verify
 
-    if not isinstance(value, Mapping) or value.get("protocol") != SIGNED_PROTOCOL:
-        raise Oid4vpError(f"request.protocol: expected {SIGNED_PROTOCOL!r}")
-    data = value.get("data")
-    jws = data.get("request") if isinstance(data, Mapping) else None
     if not isinstance(jws, str) or len(jws) > MAX_JWE or re.fullmatch(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+",
                                                                      jws) is None:
-        raise Oid4vpError("request.data.request: a JWS in compact serialization (three base64url parts)")
+        raise Oid4vpError("request object: a JWS in compact serialization (three base64url parts)")
     head_b64, body_b64, sig_b64 = jws.split(".")
     try:
         header = json.loads(unb64url(head_b64, "JWS header"))
@@ -410,6 +417,21 @@ def parse_signed(value: Any, origin: str) -> tuple[Oid4vpRequest, SignedBy]:
         raise Oid4vpError(f"request JWS x5c: not a certificate ({exc})") from None
     except CoseError as exc:
         raise Oid4vpError(f"request JWS: the signature does not verify with its x5c leaf ({exc})") from None
+    return claims, chain
+
+
+def parse_signed(value: Any, origin: str) -> tuple[Oid4vpRequest, SignedBy]:
+    """A signed request, for the page at ``origin``: its JWS verified with its ``x5c`` leaf
+    key, ``typ`` oauth-authz-req+jwt, ``client_id`` the leaf's (x509_san_dns or x509_hash),
+    ``origin`` among ``expected_origins`` (a request replayed from another site is refused).
+    Whether the leaf chains to a trusted verifier CA is the caller's (reader trust anchors)."""
+    if not isinstance(value, Mapping) or value.get("protocol") != SIGNED_PROTOCOL:
+        raise Oid4vpError(f"request.protocol: expected {SIGNED_PROTOCOL!r}")
+    data = value.get("data")
+    jws = data.get("request") if isinstance(data, Mapping) else None
+    if not isinstance(jws, str):
+        raise Oid4vpError("request.data.request: a JWS in compact serialization (three base64url parts)")
+    claims, chain = verify_request_object(jws)
     client_id = claims.get("client_id")
     if client_id != client_id_for(chain[0]):
         raise Oid4vpError(f"request client_id {client_id!r:.80}: not the one its certificate gives "
@@ -438,16 +460,23 @@ def seal(token: Mapping[str, list[str]], request: Oid4vpRequest, *, protocol: st
     payload = {"vp_token": dict(token)}
     if request.encryption_jwk is None:
         return {"protocol": protocol, "data": payload}
+    return {"protocol": protocol, "data": {"response": encrypt(payload, request)}}
+
+
+def encrypt(payload: Mapping[str, Any], request: Oid4vpRequest) -> str:
+    """``payload`` (JSON) as a JWE in compact serialization to the request's encryption key:
+    ECDH-ES, the first ``enc`` both sides support, the key's ``kid`` in the header."""
     from joserfc import jwe
     from joserfc.jwk import ECKey
 
+    if request.encryption_jwk is None:
+        raise Oid4vpError("this request asks for its response in the clear: nothing to encrypt to")
     key = ECKey.import_key({k: request.encryption_jwk[k] for k in ("kty", "crv", "x", "y")})
     header = {"alg": JWE_ALG, "enc": request.encs[0]}
     if isinstance(request.encryption_jwk.get("kid"), str):
         header["kid"] = request.encryption_jwk["kid"]
-    text = jwe.encrypt_compact(header, json.dumps(payload, separators=(",", ":")).encode(), key,
+    return jwe.encrypt_compact(header, json.dumps(dict(payload), separators=(",", ":")).encode(), key,
                                algorithms=[JWE_ALG, request.encs[0]])
-    return {"protocol": protocol, "data": {"response": text}}
 
 
 def response_payload(value: Any) -> str | dict:

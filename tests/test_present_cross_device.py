@@ -1,0 +1,316 @@
+"""Cross-device presentation with OpenID4VP 1.0 (no Digital Credentials API): the verifier's
+page shows an ``openid4vp://`` QR code, the phone's wallet fetches the request object from
+the reader's request_uri (signed with the reader's certificate, x509_san_dns or x509_hash)
+or reads it from the URI (unsigned, redirect_uri:), and posts ``response=<JWE>``
+(direct_post.jwt) to the reader's response_uri; the page reads the verdict from the reader.
+
+Refusals asserted by name: a response posted into another session does not decrypt; a
+device response made for another verifier fails device authentication; a form with another
+session's state is refused; a second answer is refused; a request object that sends the
+answer to a host its certificate does not name is refused by the wallet. Over HTTP with
+real processes, and a session opened by one reader process is finished by another."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import pytest
+from fastapi.testclient import TestClient
+from test_present_kit import NS, make_phone, make_pki
+from test_present_oid4vp import CONSENT, REQUEST, _reader_pki, failed, pipeline, wallet
+
+from mcred.present import (
+    present_cross_device_in_process,
+    present_cross_device_over_http,
+    reader_app,
+    wallet_cross_device,
+)
+from protocols import cose
+from protocols.mdoc import DeviceResponse, oid4vp_redirect
+from reader.http import ReaderService
+from reader.online import Oid4vpRedirectReaderSession
+from wallet_sim.wallet import OnlineRequestError
+
+BASE = "https://shop.example"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    pki = make_pki()
+    return {"home": home, "pki": pki, "phone": make_phone(home, pki, slots=(0, 1))}
+
+
+def unsigned(world, sid="s1") -> Oid4vpRedirectReaderSession:
+    return Oid4vpRedirectReaderSession([REQUEST], pipeline(world), response_uri=f"{BASE}/oid4vp/responses/{sid}")
+
+
+def signed(world, key, chain, sid="s1", base=BASE) -> Oid4vpRedirectReaderSession:
+    return Oid4vpRedirectReaderSession([REQUEST], pipeline(world), response_uri=f"{base}/oid4vp/responses/{sid}",
+                                       request_uri=f"{base}/oid4vp/requests/{sid}", reader_signer=cose.key_signer(key),
+                                       reader_chain=chain)
+
+
+def test_unsigned_by_value_valid_with_exactly_the_consented_items(world):
+    r = unsigned(world)
+    out = present_cross_device_in_process(wallet(world), r)
+    assert out.valid, failed(out.result)
+    assert out.result["documents"][0]["elements"] == {NS: {"family_name": "山田", "age_over_20": True}}
+    assert "cross-device" in out.result["checks"][0]["reason"]
+    assert r.redirect.client_id == f"redirect_uri:{BASE}/oid4vp/responses/s1"
+    assert oid4vp_redirect.is_redirect_transcript(r.transcript)
+    assert DeviceResponse.decode(out.device_response).documents[0].errors == {NS: {"portrait": 0}}
+
+
+def test_signed_by_reference_names_the_verifier_to_the_holder(world):
+    from wallet_sim.consent import InteractiveConsent
+    from wallet_sim.wallet import Wallet
+
+    ca, key, chain = _reader_pki()
+    r = signed(world, key, chain)
+    opened = r.start()
+    assert opened["client_id"] == "x509_san_dns:shop.example"
+    assert parse_qs(urlsplit(opened["uri"]).query) == {"client_id": ["x509_san_dns:shop.example"],
+                                                       "request_uri": [f"{BASE}/oid4vp/requests/s1"]}
+    shown: list[str] = []
+    base = wallet(world)
+    holder = Wallet(base.applet._transmit, InteractiveConsent(ask=lambda q: "y", show=shown.append),
+                    clock=base.clock, reader_trust_anchors=[ca])
+    session = holder.cross_device(opened["uri"])
+    assert session.fetch.method == "GET" and session.fetch.accept == "application/oauth-authz-req+jwt"
+    post = session.respond(r.request_object(r.request_claims, r.reader_signer, r.reader_chain))
+    assert "reader: CN=Shop Web Verifier,C=JP (verified)" in shown, shown
+    assert any("web site: https://shop.example (cross-device" in line for line in shown), shown
+    outcome = r.receive(urlencode(post.form).encode())
+    assert outcome.result.valid, failed(outcome.result.to_json())
+
+
+def test_request_uri_method_post_binds_the_wallets_nonce(world):
+    ca, key, chain = _reader_pki()
+    r = signed(world, key, chain)
+    opened = r.start()
+    session = wallet(world).cross_device(opened["uri"] + "&request_uri_method=post")
+    assert session.fetch.method == "POST" and set(session.fetch.form) == {"wallet_nonce"}
+    stale = r.request_object(r.request_claims, r.reader_signer, r.reader_chain)  # fetched without the nonce
+    with pytest.raises(OnlineRequestError, match="wallet_nonce"):
+        session.respond(stale)
+    session = wallet(world).cross_device(opened["uri"] + "&request_uri_method=post")
+    post = session.respond(r.request_object(r.request_claims, r.reader_signer, r.reader_chain,
+                                            wallet_nonce=session.wallet_nonce))
+    assert r.receive(urlencode(post.form).encode()).result.valid
+
+
+def test_a_reader_whose_certificate_does_not_name_its_host_signs_with_the_hash(world):
+    ca, key, chain = _reader_pki(dns="other.example")
+    r = signed(world, key, chain)
+    out = present_cross_device_in_process(wallet(world), r)
+    assert r.redirect.client_id.startswith("x509_hash:")
+    assert out.valid, failed(out.result)
+
+
+def test_the_wallet_refuses_an_answer_to_a_host_the_certificate_does_not_name(world):
+    ca, key, chain = _reader_pki()
+    r = signed(world, key, chain, base="https://collector.example")
+    # the reader picks the hash (its certificate names shop.example); forge the DNS one
+    opened = r.start()
+    forged = oid4vp_redirect.RedirectRequest(r.redirect.request, "x509_san_dns:shop.example",
+                                             r.redirect.response_uri, r.redirect.state)
+    uri = oid4vp_redirect.authorization_uri("x509_san_dns:shop.example", opened["request_uri"])
+    session = wallet(world).cross_device(uri)
+    with pytest.raises(OnlineRequestError, match="certified host"):
+        session.respond(forged.sign(r.reader_signer, chain))
+    assert session.state == "terminated" and session.device_response is None
+
+
+def test_the_wallet_sends_answers_over_https_or_to_this_machine_only(world):
+    r = Oid4vpRedirectReaderSession([REQUEST], pipeline(world), response_uri="http://shop.example/oid4vp/responses/1")
+    session = wallet(world).cross_device(r.start()["uri"])
+    with pytest.raises(OnlineRequestError, match="https"):
+        session.respond(None)
+    local = Oid4vpRedirectReaderSession([REQUEST], pipeline(world),
+                                        response_uri="http://127.0.0.1:8471/oid4vp/responses/1")
+    assert present_cross_device_in_process(wallet(world), local).valid
+
+
+def test_an_answer_posted_into_another_session_does_not_decrypt(world):
+    first, second = unsigned(world, "a"), unsigned(world, "b")
+    session = wallet(world).cross_device(first.start()["uri"])
+    second.start()
+    post = session.respond(None)
+    outcome = second.receive(urlencode(post.form).encode())
+    assert failed(outcome.result.to_json()) == ["session"]
+    reason = outcome.result.to_json()["checks"][0]["reason"]
+    assert "state" in reason or "decrypt" in reason
+
+
+def test_a_device_response_made_for_another_verifier_fails_device_authentication(world):
+    """The relay: a form re-encrypted to this reader's key and state around a DeviceResponse
+    the phone made for another verifier's request (another client_id and response_uri)."""
+    victim, relay = unsigned(world, "victim"), unsigned(world, "relay")
+    victim.start()
+    relay_uri = relay.start()["uri"]
+    made = wallet(world).cross_device(relay_uri)
+    made.respond(None)
+    token = oid4vp_redirect.response_form({"q0": [oid4vp_redirect.p.b64url(made.device_response)]}, victim.redirect)
+    outcome = victim.receive(urlencode(token).encode())
+    assert failed(outcome.result.to_json()) == ["device_authentication"]
+
+
+def test_a_form_with_another_state_is_refused(world):
+    r = unsigned(world)
+    r.start()
+    outcome = r.receive(urlencode({"error": "access_denied", "state": "not-it"}).encode())
+    assert failed(outcome.result.to_json()) == ["session"] and "state" in outcome.result.checks[0].reason
+
+
+def test_a_holder_who_releases_nothing_answers_access_denied(world):
+    r = unsigned(world)
+    session = wallet(world, consent={"documents": {}}).cross_device(r.start()["uri"])
+    post = session.respond(None)
+    assert post.form["error"] == "access_denied" and post.form["state"] == r.redirect.state
+    outcome = r.receive(urlencode(post.form).encode())
+    assert "access_denied" in outcome.result.checks[0].reason
+
+
+@pytest.mark.parametrize("uri", ["https://shop.example/", "openid4vp://?client_id=x509_san_dns%3Ashop.example",
+                                 "openid4vp://?client_id=redirect_uri%3Ahttps%3A%2F%2Fa.example%2Fr"])
+def test_uris_the_wallet_cannot_use_raise_a_typed_error(world, uri):
+    with pytest.raises(OnlineRequestError):
+        wallet(world).cross_device(uri).respond(None)
+
+
+def test_a_session_needs_its_request_to_be_resumed(world):
+    r = unsigned(world)
+    r.start()
+    resumed = Oid4vpRedirectReaderSession.resume([REQUEST], pipeline(world), r.e_reader_private_key, r.transcript.raw,
+                                                 r.request_claims)
+    assert resumed.redirect == r.redirect
+    from reader.errors import ReaderSessionError
+
+    with pytest.raises(ReaderSessionError, match="request is missing"):
+        Oid4vpRedirectReaderSession.resume([REQUEST], pipeline(world), r.e_reader_private_key, r.transcript.raw)
+
+
+# -- over HTTP ------------------------------------------------------------------------------------
+
+
+def test_over_http_the_wallet_refuses_to_answer_in_clear_http_to_another_machine(world):
+    from mcred.present import PresentError
+
+    ca, key, chain = _reader_pki(dns="reader.test")
+    service = ReaderService(pipeline(world), [REQUEST], origin=BASE, public_url="http://reader.test/",
+                            reader_signer=cose.key_signer(key), reader_chain=chain)
+    with TestClient(reader_app(service), base_url="http://reader.test") as client:
+        with pytest.raises(PresentError, match="only over https"):
+            present_cross_device_over_http(wallet(world), "http://reader.test", client=client)
+
+
+def _service(world, *, dns="localhost", base="http://localhost", signed_=True, engine=None, sealer=None):
+    if not signed_:
+        return ReaderService(pipeline(world), [REQUEST], origin=BASE, public_url=base, engine=engine,
+                             session_sealer=sealer)
+    ca, key, chain = _reader_pki(dns=dns)
+    return ReaderService(pipeline(world), [REQUEST], origin=BASE, public_url=base, reader_signer=cose.key_signer(key),
+                         reader_chain=chain, engine=engine, session_sealer=sealer)
+
+
+@pytest.mark.parametrize("signed_", [True, False])
+def test_over_http_valid_and_the_routes_answer_as_oid4vp_says(world, signed_):
+    service = _service(world, signed_=signed_)
+    shown: list[str] = []
+    with TestClient(reader_app(service), base_url="http://localhost") as client:
+        out = present_cross_device_over_http(wallet(world), "http://localhost", client=client, on_uri=shown.append)
+        assert out.valid, failed(out.result)
+        assert shown and shown[0].startswith("openid4vp://?client_id=")
+        opened = client.post("/online/sessions", params={"protocol": "openid4vp-cross-device"})
+        assert opened.status_code == 201
+        sid = opened.json()["session"]
+        assert opened.headers["location"] == f"/sessions/{sid}/result"
+        r = client.get(f"/oid4vp/requests/{sid}")
+        if signed_:
+            assert r.status_code == 200 and r.headers["content-type"] == "application/oauth-authz-req+jwt"
+            claims = json.loads(oid4vp_redirect.p.unb64url(r.text.split(".")[1], "c"))
+            assert claims["response_uri"] == f"http://localhost/oid4vp/responses/{sid}"
+            posted = client.post(f"/oid4vp/requests/{sid}", data={"wallet_nonce": "wn1"})
+            assert json.loads(oid4vp_redirect.p.unb64url(posted.text.split(".")[1], "c"))["wallet_nonce"] == "wn1"
+        else:
+            assert r.status_code == 404  # by value: nothing to fetch
+        assert client.get(f"/sessions/{sid}/result").status_code == 409  # no answer yet
+        # a body that is no form: the OAuth error, the session still open
+        bad = client.post(f"/oid4vp/responses/{sid}", content=b"%%%", headers={"Content-Type": "text/plain"})
+        assert bad.status_code == 400 and bad.json()["error"] == "invalid_request"
+        assert client.post("/oid4vp/responses/nope", data={"response": "x"}).status_code == 404
+        done = wallet_cross_device(wallet(world), opened.json()["request"]["uri"], client=client)
+        assert done.status == 200 and done.answer == {}
+        assert client.get(f"/sessions/{sid}/result").json()["valid"]
+        # answered: the request object is gone, and a second answer is refused
+        assert client.get(f"/oid4vp/requests/{sid}").status_code == 404
+        again = client.post(f"/oid4vp/responses/{sid}", data={"error": "access_denied"})
+        assert again.status_code == 400 and "answered already" in again.json()["error_description"]
+
+
+def test_a_reader_without_a_public_url_opens_no_cross_device_session(world):
+    service = ReaderService(pipeline(world), [REQUEST], origin=BASE)
+    with TestClient(reader_app(service)) as client:
+        r = client.post("/online/sessions", params={"protocol": "openid4vp-cross-device"})
+        assert r.status_code == 409 and "--public-url" in r.json()["detail"]
+
+
+def test_a_cross_device_session_opened_by_one_reader_is_served_and_finished_by_another(world, engine):
+    from reader.sessions import AesGcmSealer
+
+    sealer = AesGcmSealer(bytes(32))
+    ca, key, chain = _reader_pki(dns="localhost")
+    kw = dict(origin=BASE, public_url="http://localhost", reader_signer=cose.key_signer(key), reader_chain=chain,
+              engine=engine, session_sealer=sealer)
+    a, b = ReaderService(pipeline(world), [REQUEST], **kw), ReaderService(pipeline(world), [REQUEST], **kw)
+    sid, opened = a.open_cross_device()
+    session = wallet(world).cross_device(opened["uri"])
+    post = session.respond(b.request_object(sid))  # the request object from the other worker
+    assert b.direct_post(sid, urlencode(post.form).encode()) is True
+    verdict = json.loads(a.result(sid))
+    assert verdict["valid"], failed(verdict)
+    assert b.request_object(sid) is None and b.direct_post(sid, b"error=x") is False
+
+
+def test_present_and_wallet_respond_cli_cross_device(world, tmp_path, monkeypatch):
+    import typer
+    from test_present_http import Server, free_port
+    from typer.testing import CliRunner
+
+    from mcred.cli.present_cmds import register
+
+    app = typer.Typer()
+    register(app)
+
+    @app.callback()
+    def _main() -> None: ...
+
+    monkeypatch.setenv("MCRED_HOME", str(world["home"]))
+    rules = tmp_path / "consent.json"
+    rules.write_text(json.dumps(CONSENT))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    service = ReaderService(pipeline(world), [REQUEST], origin=base, public_url=base)
+    with Server(reader_app(service), port) as server:
+        r = CliRunner().invoke(app, ["present", "--phone", world["phone"], "--reader", server.url, "--online",
+                                     "--protocol", "cross-device", "--consent", str(rules)])
+        assert r.exit_code == 0, r.output
+        assert "openid4vp://?" in r.output and "VALID" in r.output
+        # the wallet on its own, given the page's QR code as its URI
+        import httpx
+
+        opened = httpx.post(f"{base}/online/sessions", params={"protocol": "openid4vp-cross-device"}).json()
+        r = CliRunner().invoke(app, ["wallet", "respond", "--phone", world["phone"], "--request",
+                                     opened["request"]["uri"], "--consent", str(rules)])
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.stdout)["status"] == 200
+        assert httpx.get(f"{base}/sessions/{opened['session']}/result").json()["valid"]
+        # answered already: the verifier refuses a second answer, and the wallet says so
+        r = CliRunner().invoke(app, ["wallet", "respond", "--phone", world["phone"], "--request",
+                                     opened["request"]["uri"], "--consent", str(rules)])
+        assert r.exit_code == 2 and "answered already" in r.output
+        r = CliRunner().invoke(app, ["wallet", "respond", "--phone", world["phone"], "--request",
+                                     opened["request"]["uri"], "--consent", str(rules), "--origin", base])
+        assert r.exit_code == 2 and "--origin" in r.output
