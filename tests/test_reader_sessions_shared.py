@@ -117,6 +117,31 @@ def test_an_online_session_opened_on_one_worker_continues_on_another(workers, mo
     assert r.status_code == 201 and r.json()["request"]["protocol"] == "openid4vp-v1-unsigned"
 
 
+def test_a_cross_device_session_of_the_issuer_service_takes_the_phones_post_without_a_token(workers):
+    """The wallet-facing routes of a cross-device session are public under /reader (a phone
+    has no token; the session id is the capability): opened on A with scope reader, the
+    phone's form posted to B with no credentials, the verdict read on A."""
+    from urllib.parse import parse_qs, urlsplit
+
+    a, b = workers
+    assert TestClient(a.app).post("/reader/online/sessions", params={"protocol": "openid4vp-cross-device"}
+                                  ).status_code == 401
+    r = a.post("/reader/online/sessions", params={"protocol": "openid4vp-cross-device"})
+    assert r.status_code == 201, r.text
+    opened = r.json()
+    sid, request = opened["session"], opened["request"]
+    assert request["response_uri"] == f"http://127.0.0.1:8470/reader/oid4vp/responses/{sid}"
+    assert request["client_id"] == "redirect_uri:" + request["response_uri"]  # no reader certificate: unsigned
+    state = parse_qs(urlsplit(request["uri"]).query)["state"][0]
+    phone = TestClient(b.app)  # no Authorization header
+    assert phone.get(f"/reader/oid4vp/requests/{sid}").status_code == 404  # by value: nothing to fetch
+    r = phone.post(f"/reader/oid4vp/responses/{sid}", data={"error": "access_denied", "state": state})
+    assert r.status_code == 200 and r.json() == {}
+    verdict = a.get(f"/reader/sessions/{sid}/result").json()
+    assert verdict["valid"] is False and "access_denied" in verdict["checks"][0]["reason"]
+    assert TestClient(a.app).get(f"/reader/sessions/{sid}/result").status_code == 401  # the verdict is not public
+
+
 # -- the store itself ------------------------------------------------------------------------
 
 
