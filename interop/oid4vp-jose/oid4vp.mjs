@@ -14,6 +14,16 @@
 //   {"mode": "transcript", "origin", "nonce", "jwk": JWK (public)}
 //   -> {"thumbprintHex", "handoverInfoHex", "transcriptHex", "owfTranscriptHex"}
 //
+// Without the DC API, the cross-device flow (OpenID4VP 1.0 B.2.6.1, response_mode
+// "direct_post.jwt"), the request given as its parameters ("claims": client_id, nonce,
+// response_uri, state, dcql_query, client_metadata):
+//   {"mode": "redirect-transcript", "clientId", "nonce", "jwk", "responseUri"} -> as "transcript"
+//   {"mode": "verify-request", "requestObject": JWS} -> {"verified", "header", "claims", "error"}
+//       (jose's compactVerify with the x5c leaf's key, typ oauth-authz-req+jwt)
+//   {"mode": "redirect-open", "verifierKey", "claims", "form": {"response": JWE}, "iaca", "now"}
+//   -> as "open", and "state" (the JWE payload's)
+//   {"mode": "redirect-seal", "claims", "vpToken"} -> {"form": {"response": JWE}, "header"}
+//
 // Nothing of mcred's is used. The RFC 7638 SHA-256 thumbprint of the request's encryption key
 // is jose's calculateJwkThumbprint (base64url, decoded to its 32 bytes here); the
 // SessionTranscript
@@ -29,7 +39,8 @@
 import * as nodeCrypto from "node:crypto";
 import { CoseKey, DeviceResponse, SessionTranscript } from "@owf/mdoc";
 import { Encoder } from "cbor-x";
-import { calculateJwkThumbprint, CompactEncrypt, compactDecrypt, decodeProtectedHeader, importJWK } from "jose";
+import { calculateJwkThumbprint, CompactEncrypt, compactDecrypt, compactVerify, decodeProtectedHeader, importJWK,
+  importX509 } from "jose";
 import { addElements, owfContext } from "../owf-context.mjs";
 
 const PROTOCOL = "openid4vp-v1-unsigned";
@@ -57,9 +68,13 @@ async function thumbprint(jwk) {
 }
 
 function handTranscript(origin, nonce, jwkThumbprint) {
-  const info = new Uint8Array(cbor.encode([origin, nonce, jwkThumbprint]));
+  return handover("OpenID4VPDCAPIHandover", [origin, nonce, jwkThumbprint]);
+}
+
+function handover(name, fields) {
+  const info = new Uint8Array(cbor.encode(fields));
   const hash = new Uint8Array(nodeCrypto.createHash("sha256").update(info).digest());
-  return { info, bytes: new Uint8Array(cbor.encode([null, null, ["OpenID4VPDCAPIHandover", hash]])) };
+  return { info, bytes: new Uint8Array(cbor.encode([null, null, [name, hash]])) };
 }
 
 const der = (pemOrDer) => new nodeCrypto.X509Certificate(Buffer.from(pemOrDer));
@@ -78,6 +93,60 @@ async function open(r) {
   const data = r.request?.protocol === PROTOCOL ? r.request.data : null;
   const key = requestKey(r.request);
   const { jwkThumbprint, byHand, owf } = await transcripts(r.origin, data?.nonce, key);
+  const jwe = r.response?.protocol === PROTOCOL ? r.response.data?.response : undefined;
+  const out = await openWith(r, data, key, jwe, { jwkThumbprint, byHand, owf });
+  delete out.payload;
+  return out;
+}
+
+async function redirectTranscripts(clientId, nonce, jwk, responseUri) {
+  const jwkThumbprint = jwk === null ? null : await thumbprint(jwk);
+  const byHand = handover("OpenID4VPHandover", [clientId, nonce, jwkThumbprint, responseUri]);
+  const owf = await SessionTranscript.forOid4Vp({ clientId, nonce, jwkThumbprint: jwkThumbprint ?? undefined,
+    responseUri }, ctx);
+  return { jwkThumbprint, byHand, owf };
+}
+
+async function redirectOpen(r) {
+  const data = r.claims;
+  const key = requestKey({ data });
+  const t = await redirectTranscripts(data.client_id, data.nonce, key, data.response_uri);
+  const out = await openWith(r, data, key, r.form?.response, t);
+  out.state = out.payload?.state ?? null;
+  delete out.payload;
+  return out;
+}
+
+async function verifyRequest(r) {
+  const out = { verified: false, header: null, claims: null, error: null };
+  try {
+    out.header = decodeProtectedHeader(r.requestObject);
+    const leaf = new nodeCrypto.X509Certificate(Buffer.from(out.header.x5c[0], "base64"));
+    const key = await importX509(leaf.toString(), out.header.alg);
+    const { payload, protectedHeader } = await compactVerify(r.requestObject, key, { algorithms: ["ES256", "ES384", "ES512"] });
+    if (protectedHeader.typ !== "oauth-authz-req+jwt") throw new Error(`typ ${protectedHeader.typ}`);
+    out.claims = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(payload));
+    out.verified = true;
+  } catch (e) {
+    out.error = `${e?.code ?? e?.name ?? "Error"}: ${e?.message ?? e}`;
+  }
+  return out;
+}
+
+async function redirectSeal(r) {
+  const key = requestKey({ data: r.claims });
+  const offered = r.claims.client_metadata.encrypted_response_enc_values_supported ?? ["A128GCM"];
+  const enc = offered.find((e) => ENCS.includes(e));
+  const header = { alg: "ECDH-ES", enc, ...(key.kid !== undefined ? { kid: key.kid } : {}) };
+  const publicKey = await importJWK({ kty: key.kty, crv: key.crv, x: key.x, y: key.y }, "ECDH-ES");
+  const payload = { vp_token: r.vpToken, ...(r.claims.state !== undefined ? { state: r.claims.state } : {}) };
+  const jwe = await new CompactEncrypt(new TextEncoder().encode(JSON.stringify(payload)))
+    .setProtectedHeader(header)
+    .encrypt(publicKey);
+  return { form: { response: jwe }, header: decodeProtectedHeader(jwe) };
+}
+
+async function openWith(r, data, key, jwe, { jwkThumbprint, byHand, owf }) {
   const out = { decrypted: false, error: null, header: null, headerProblems: [], transcriptHex: hex(byHand.bytes),
     owfTranscriptHex: hex(owf.encode()), thumbprintHex: jwkThumbprint === null ? null : hex(jwkThumbprint),
     keyMatches: key !== null && key.x === r.verifierKey.x && key.y === r.verifierKey.y,
@@ -85,8 +154,7 @@ async function open(r) {
   const offered = data?.client_metadata?.encrypted_response_enc_values_supported ?? ["A128GCM"];
   let payload;
   try {
-    const jwe = r.response?.protocol === PROTOCOL ? r.response.data?.response : undefined;
-    if (typeof jwe !== "string") throw new Error("response.data.response: no JWE");
+    if (typeof jwe !== "string") throw new Error("response: no JWE");
     out.header = decodeProtectedHeader(jwe);
     const privateKey = await importJWK(r.verifierKey, "ECDH-ES");
     const { plaintext, protectedHeader } = await compactDecrypt(jwe, privateKey,
@@ -98,6 +166,7 @@ async function open(r) {
       out.headerProblems.push(`kid ${protectedHeader.kid} is not the request key's ${key.kid}`);
     }
     payload = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(plaintext));
+    out.payload = payload;
   } catch (e) {
     out.error = `${e?.code ?? e?.name ?? "Error"}: ${e?.message ?? e}`;
     return out;
@@ -154,6 +223,13 @@ async function transcriptOnly(r) {
     transcriptHex: hex(byHand.bytes), owfTranscriptHex: hex(owf.encode()) };
 }
 
-const MODES = { open, seal, transcript: transcriptOnly };
-if (!(req.mode in MODES)) throw new Error(`unknown mode ${JSON.stringify(req.mode)}: "open", "seal" or "transcript"`);
+async function redirectTranscriptOnly(r) {
+  const { jwkThumbprint, byHand, owf } = await redirectTranscripts(r.clientId, r.nonce, r.jwk ?? null, r.responseUri);
+  return { thumbprintHex: jwkThumbprint === null ? null : hex(jwkThumbprint), handoverInfoHex: hex(byHand.info),
+    transcriptHex: hex(byHand.bytes), owfTranscriptHex: hex(owf.encode()) };
+}
+
+const MODES = { open, seal, transcript: transcriptOnly, "redirect-transcript": redirectTranscriptOnly,
+  "verify-request": verifyRequest, "redirect-open": redirectOpen, "redirect-seal": redirectSeal };
+if (!(req.mode in MODES)) throw new Error(`unknown mode ${JSON.stringify(req.mode)}: ${Object.keys(MODES).join(", ")}`);
 process.stdout.write(JSON.stringify(await MODES[req.mode](req)));
