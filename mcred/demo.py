@@ -68,6 +68,11 @@ def run_demo(ctx: Context, say: Say, *, key_type: str = "p384") -> dict:
             say(f"    ... and with OpenID4VP 1.0 (a DCQL query, the answer a JWE to the shop's key): {why}; "
                 "relayed through another site, the device signature is over that site's origin and "
                 "fails device_authentication.")
+            ok, why = env.present_cross_device(r.phone_id, SHOP)
+            assert ok, why
+            say(f"    ... and cross-device, from a counter PC without a wallet: the phone scans the shop page's "
+                f"QR code (openid4vp://) and posts its answer to the shop's reader (direct_post.jwt, the device "
+                f"signature over the shop's client_id and response_uri): {why}.")
         ok, why = env.rp_verdict(env.sign(r.phone_id, r.password))
         assert ok, why
         say(f"3.{i} Phone {r.phone_id} signs a document (CMS, key in the SE, password checked); "
@@ -105,7 +110,9 @@ def run_demo(ctx: Context, say: Say, *, key_type: str = "p384") -> dict:
     assert not ok and "INVALID" in why, why
     ok, online_why = env.present_online(old.phone_id, SHOP)
     assert not ok and "INVALID" in online_why, online_why
-    say(f"    ... and online, the web page's reader too: {online_why}.")
+    ok, cross_why = env.present_cross_device(old.phone_id, SHOP)
+    assert not ok and "INVALID" in cross_why, cross_why
+    say(f"    ... and online, the web page's reader too: {online_why}; cross-device as well.")
     ok, ocsp_why = env.rp_verdict(old_cms)
     assert not ok and "cessationOfOperation" in ocsp_why, ocsp_why
     ok, login_why = env.login(old.phone_id, old.pin)

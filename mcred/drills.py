@@ -16,6 +16,7 @@ in-process transport (``fastapi.testclient``), so a drill needs no port and no s
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -133,6 +134,23 @@ class Env:
         wallet = open_wallet(phone_id, self.ctx.home, RulesConsent.allow_all())
         reader = ONLINE_KINDS[protocol]([DEFAULT_REQUEST], self.reader, origin)
         out = present_online_in_process(wallet, reader, origin=via)
+        failed = [c for c in out.result["checks"] if not c["passed"]]
+        return out.valid, "; ".join(f"{c['name']}: {c['reason']}" for c in failed) or "VALID"
+
+    def present_cross_device(self, phone_id: str, site: str) -> tuple[bool, str]:
+        """The phone scans the QR code of a page at ``site`` whose browser has no wallet
+        (OpenID4VP 1.0, unsigned by value: ``redirect_uri:`` the reader's response_uri there)
+        and posts its answer straight to the reader (``direct_post.jwt``); the verdict, as
+        :meth:`reader_verdict` says it."""
+        from mcred.present import open_wallet, present_cross_device_in_process
+        from reader.online import Oid4vpRedirectReaderSession
+        from reader.session import DEFAULT_REQUEST
+        from wallet_sim.consent import RulesConsent
+
+        wallet = open_wallet(phone_id, self.ctx.home, RulesConsent.allow_all())
+        reader = Oid4vpRedirectReaderSession([DEFAULT_REQUEST], self.reader,
+                                             response_uri=f"{site}/oid4vp/responses/{secrets.token_urlsafe(8)}")
+        out = present_cross_device_in_process(wallet, reader)
         failed = [c for c in out.result["checks"] if not c["passed"]]
         return out.valid, "; ".join(f"{c['name']}: {c['reason']}" for c in failed) or "VALID"
 
