@@ -15,6 +15,10 @@ P-256 key generation (the reader's HPKE key) + one HPKE seal and one open of the
 + 1 ECDSA sign + 2 verifies + the digests. OpenID4VP 1.0 over the same API
 (``Oid4vpReaderSession``: DCQL, the response a JWE with ECDH-ES and A128GCM by joserfc)
 is timed in-process against the same floor, the JWE's key agreement standing for HPKE's.
+The cross-device flow (``Oid4vpRedirectReaderSession``: the QR code's URI, the request by
+value or a signed request object, the answer posted as direct_post.jwt) is timed against
+the same floor, plus one sign and one verify for the signed request object; over HTTP the
+phone's POST goes to the reader process's response_uri.
 
 Floors (``cryptography`` calls, same run):
   presentation  = 2 P-256 key generations (EDeviceKey, EReaderKey) + 2 ECDH + 4 HKDF
@@ -83,6 +87,8 @@ from issuer.mdoc.issuance import device_key_from_spki, sign_card_substitute
 from issuer.mdoc.pki import ActiveKey
 from mcred.present import (
     personalise_mdoc_directly,
+    present_cross_device_in_process,
+    present_cross_device_over_http,
     present_in_process,
     present_online_in_process,
     present_online_over_http,
@@ -94,7 +100,7 @@ from protocols import cardsub, cbor, cose, iaca
 from protocols.mdoc import DeviceResponse, MsoStatus, StatusListRef, build_document, dcapi
 from protocols.status import StatusList, build_status_list_token
 from reader.http import ReaderService
-from reader.online import Oid4vpReaderSession, OnlineReaderSession
+from reader.online import Oid4vpReaderSession, Oid4vpRedirectReaderSession, OnlineReaderSession
 from reader.pipeline import HttpAnswer, ReaderPipeline
 from reader.session import ReaderSession, RequestSpec
 from reader.trust import TrustStore
@@ -153,6 +159,24 @@ def _setup(home: Path, now: dt.datetime):
     return se, store, ic, token, signed
 
 
+def _verifier_certificate():
+    """A verifier's P-256 key (behind a CoseSigner) and self-signed certificate naming the
+    benchmark's origin, for signed cross-device requests."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    from protocols import cose
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "benchmark verifier")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(ORIGIN.split("://")[1])]), critical=False)
+            .sign(key, hashes.SHA256()))
+    return cose.key_signer(key), [cert.public_bytes(Encoding.DER)]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -175,7 +199,7 @@ def _reader_process(iaca_der: bytes, token: bytes, port: int) -> None:
     fetcher = lambda uri, etag: HttpAnswer(200, token, {"etag": '"1"'})  # noqa: E731
     request = RequestSpec(DOC_TYPE, {NS: {i: False for i in ITEMS}})
     service = ReaderService(reader_pipeline(trust=store, fetcher=fetcher), [request],
-                            origin=f"http://127.0.0.1:{port}")
+                            origin=f"http://127.0.0.1:{port}", public_url=f"http://127.0.0.1:{port}")
     uvicorn.Server(_reader_config(reader_app(service), port)).run()
 
 
@@ -233,6 +257,23 @@ def main() -> int:
             assert out.valid, out.result
 
         t_oid4vp = median_time(oid4vp_in_process, runs)
+
+        def cross_device_in_process():
+            reader = Oid4vpRedirectReaderSession([request], pipeline, response_uri=f"{ORIGIN}/oid4vp/responses/b")
+            out = present_cross_device_in_process(wallet, reader)
+            assert out.valid, out.result
+
+        t_cross = median_time(cross_device_in_process, runs)
+        verifier_key, verifier_chain = _verifier_certificate()
+
+        def cross_device_signed():
+            reader = Oid4vpRedirectReaderSession([request], pipeline, response_uri=f"{ORIGIN}/oid4vp/responses/b",
+                                                 request_uri=f"{ORIGIN}/oid4vp/requests/b",
+                                                 reader_signer=verifier_key, reader_chain=verifier_chain)
+            out = present_cross_device_in_process(wallet, reader)
+            assert out.valid, out.result
+
+        t_cross_signed = median_time(cross_device_signed, runs)
         sample = in_process()
         response, transcript = sample.device_response, sample.session_transcript
 
@@ -274,6 +315,12 @@ def main() -> int:
                     assert out.valid, out.result
 
                 t_oid4vp_http = median_time(oid4vp_over_http, http_runs)
+
+                def cross_device_over_http():
+                    out = present_cross_device_over_http(wallet, f"http://127.0.0.1:{port}", client=client)
+                    assert out.valid, out.result
+
+                t_cross_http = median_time(cross_device_over_http, http_runs)
         finally:
             reader.terminate()
             reader.join(5)
@@ -407,6 +454,11 @@ def main() -> int:
         ("online (Annex C) over HTTP (reader process)", t_online_http, floor_online, "same floor"),
         ("online (OpenID4VP 1.0) in-process", t_oid4vp, floor_online, "same floor (JWE ECDH-ES in place of HPKE)"),
         ("online (OpenID4VP 1.0) over HTTP (reader process)", t_oid4vp_http, floor_online, "same floor"),
+        ("cross-device (OpenID4VP, by value) in-process", t_cross, floor_online, "same floor (direct_post.jwt)"),
+        ("cross-device (OpenID4VP, by value) over HTTP", t_cross_http, floor_online,
+         "same floor; 3 requests: open, the phone's POST, the verdict"),
+        ("cross-device (OpenID4VP, signed) in-process", t_cross_signed, floor_online + t_sign + t_ver,
+         "+1 sign +1 verify (the request object)"),
         ("reader verification (warm, new mdoc)", t_verify, floor_verify, "2 verifies + digests"),
         ("reader verification (cold DS chain)", t_cold, floor_cold, "3 verifies + digests"),
         ("reader verification (same mdoc again)", t_again, floor_again, "2 verifies + digests, no target"),
