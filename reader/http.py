@@ -36,6 +36,7 @@ The JPKI relying party (:func:`relying_party_router`) joins the same service:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import datetime as dt
@@ -46,7 +47,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -85,6 +86,9 @@ from reader.sessions import (
 
 CBOR = "application/cbor"
 MAX_BODY = 1024 * 1024
+#: The longest a result request may wait for a pending verdict, and how often it looks
+#: (in memory; in the database, less often).
+MAX_WAIT, WAIT_STEP, WAIT_STEP_DB = 60.0, 0.05, 0.25
 #: Where a cross-device OpenID4VP session's request object is served and its answer posted.
 REQUESTS_PATH, RESPONSES_PATH = "/oid4vp/requests", "/oid4vp/responses"
 
@@ -382,7 +386,8 @@ def online_page_router(service: ReaderService) -> APIRouter:
         # what this reader can ask with: a signed OpenID4VP request needs its certificate
         offered = ["org-iso-mdoc", *(["openid4vp-v1-signed"] if service.reader_signer is not None else []),
                    "openid4vp-v1-unsigned"]
-        page = page.replace("@@ORIGIN@@", html.escape(service.origin)).replace("@@PROTOCOLS@@", " ".join(offered))
+        page = (page.replace("@@ORIGIN@@", html.escape(service.origin)).replace("@@PROTOCOLS@@", " ".join(offered))
+                .replace("@@CROSS_DEVICE@@", "true" if service.public_url is not None else "false"))
         return Response(page, media_type="text/html; charset=utf-8",
                         headers={"Content-Security-Policy": PAGE_CSP, "X-Content-Type-Options": "nosniff",
                                  "Cache-Control": "no-store"})
@@ -396,6 +401,13 @@ def online_page_router(service: ReaderService) -> APIRouter:
 
 
 CROSS_DEVICE = "openid4vp-cross-device"
+
+
+def qr_data_uri(uri: str) -> str:
+    """The QR code of ``uri`` as an SVG ``data:`` URI (segno), for a page to show as an image."""
+    import segno
+
+    return segno.make(uri, error="l").svg_data_uri(scale=4, border=4)
 
 
 def _oauth_error(status: int, error: str, description: str) -> JSONResponse:
@@ -497,10 +509,14 @@ def reader_router(service: ReaderService) -> APIRouter:
                          "(org-iso-mdoc, ISO/IEC TS 18013-7 Annex C; openid4vp-v1-unsigned or -signed, OpenID4VP "
                          "1.0), or with openid4vp-cross-device the authorization request URI for a QR code")
     async def open_online(protocol: Literal["org-iso-mdoc", "openid4vp-v1-unsigned", "openid4vp-v1-signed",
-                                            "openid4vp-cross-device"] = "org-iso-mdoc") -> Response:
+                                            "openid4vp-cross-device"] = "org-iso-mdoc",
+                          qr: bool = Query(False, description="openid4vp-cross-device: also the QR code of the "
+                                           "authorization request URI, as an SVG data: URI (request.qr)")) -> Response:
         try:
             if protocol == CROSS_DEVICE:
                 sid, request = await run_in_threadpool(service.open_cross_device)
+                if qr:
+                    request["qr"] = await run_in_threadpool(qr_data_uri, request["uri"])
             else:
                 sid, request = await run_in_threadpool(service.open_online, protocol)
         except ReaderSessionError as exc:
@@ -527,13 +543,20 @@ def reader_router(service: ReaderService) -> APIRouter:
         return Response(verdict, media_type="application/json")
 
     @router.get("/sessions/{sid}/result", response_class=JSONResponse)
-    async def result(sid: str) -> Response:
+    async def result(sid: str, wait: float = Query(0, ge=0, le=MAX_WAIT, description=(
+            "seconds to wait for a pending session's verdict before answering 409 (a long poll: a page "
+            "waiting for a phone asks once, not every second)"))) -> Response:
         # on the event loop: the verdict was serialized when the SessionData was verified
         # (a database look-up goes to the thread pool)
-        if getattr(service, "verdict_blocks", False):
-            verdict = await run_in_threadpool(service.result, sid)
-        else:
-            verdict = service.result(sid)
+        deadline = time.monotonic() + wait
+        while True:
+            if getattr(service, "verdict_blocks", False):
+                verdict = await run_in_threadpool(service.result, sid)
+            else:
+                verdict = service.result(sid)
+            if verdict not in (AWAITING, PROCESSING) or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(WAIT_STEP_DB if getattr(service, "verdict_blocks", False) else WAIT_STEP)
         if verdict is None:
             raise HTTPException(404, "no such session")
         if verdict == AWAITING:

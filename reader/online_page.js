@@ -43,6 +43,31 @@ export async function present(base, { fetchFn = (...a) => fetch(...a), get = (o)
   return { protocol: credential.protocol, ...verdict };
 }
 
+// the cross-device flow: the reader's authorization request URI shown as a QR code
+// (onRequest), then the verdict asked of the reader (a long poll of waitS seconds at a time)
+// until the phone has answered
+export async function crossDevice(base, { fetchFn = (...a) => fetch(...a), onRequest = () => {},
+                                          waitS = 25, timeoutMs = 300000 } = {}) {
+  const opened = await fetchFn(`${base}/online/sessions?protocol=openid4vp-cross-device&qr=true`, { method: "POST" });
+  const session = await opened.json();
+  if (opened.status !== 201) {
+    throw new Error(`the reader did not open a cross-device session: HTTP ${opened.status} ${session.detail ?? ""}`);
+  }
+  onRequest(session.request);
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const r = await fetchFn(`${base}/sessions/${encodeURIComponent(session.session)}/result?wait=${waitS}`);
+    if (r.status === 200) {
+      return { protocol: "openid4vp-cross-device", ...(await r.json()) };
+    }
+    if (r.status !== 409) {  // 409: no answer yet, or being verified
+      const body = await r.json().catch(() => ({}));
+      throw new Error(`the reader gave no verdict: HTTP ${r.status} ${body.detail ?? ""}`);
+    }
+  }
+  throw new Error("no phone answered before the session expired");
+}
+
 function el(tag, text, cls) {
   const e = document.createElement(tag);
   if (text !== undefined) e.textContent = text;  // never innerHTML: the wallet's values are data
@@ -90,9 +115,32 @@ if (typeof document !== "undefined") {
   const out = document.getElementById("out");
   if (!navigator.credentials || typeof DigitalCredential === "undefined") {
     out.append(el("p", "This browser has no Digital Credentials API (navigator.credentials.get with " +
-      "digital requests): use a browser that has it, on https or http://localhost.", "bad"));
+      "digital requests): use a browser that has it, on https or http://localhost; or a phone, by its QR code.", "bad"));
     button.disabled = true;
   }
+  const cross = document.getElementById("cross-device");
+  if (document.body.dataset.crossDevice !== "true") {
+    cross.disabled = true;
+    cross.title = "this reader has no public URL for a phone to reach (mcred reader serve --public-url)";
+  }
+  cross.addEventListener("click", async () => {
+    cross.disabled = true;
+    try {
+      render(out, await crossDevice(base, {
+        onRequest: (request) => {
+          const img = el("img", undefined, "qr");
+          img.src = request.qr;
+          img.alt = "QR code of the authorization request";
+          const uri = el("code", request.uri, "uri");
+          out.replaceChildren(el("p", "scan with the phone's wallet; waiting for its answer..."), img, el("p"), uri);
+        },
+      }));
+    } catch (e) {
+      out.replaceChildren(el("p", `${e.name}: ${e.message}`, "bad"));
+    } finally {
+      cross.disabled = false;
+    }
+  });
   button.addEventListener("click", async () => {
     button.disabled = true;
     out.replaceChildren(el("p", "waiting for the wallet..."));

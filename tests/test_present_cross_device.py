@@ -237,13 +237,21 @@ def test_over_http_valid_and_the_routes_answer_as_oid4vp_says(world, signed_):
         else:
             assert r.status_code == 404  # by value: nothing to fetch
         assert client.get(f"/sessions/{sid}/result").status_code == 409  # no answer yet
+        assert client.get(f"/sessions/{sid}/result", params={"wait": 0.1}).status_code == 409  # waited, still none
+        assert client.get(f"/sessions/{sid}/result", params={"wait": 61}).status_code == 422
+        assert client.get("/sessions/nope/result", params={"wait": 5}).status_code == 404  # not waited for
         # a body that is no form: the OAuth error, the session still open
         bad = client.post(f"/oid4vp/responses/{sid}", content=b"%%%", headers={"Content-Type": "text/plain"})
         assert bad.status_code == 400 and bad.json()["error"] == "invalid_request"
         assert client.post("/oid4vp/responses/nope", data={"response": "x"}).status_code == 404
-        done = wallet_cross_device(wallet(world), opened.json()["request"]["uri"], client=client)
-        assert done.status == 200 and done.answer == {}
-        assert client.get(f"/sessions/{sid}/result").json()["valid"]
+        import threading
+
+        phone = threading.Timer(0.2, wallet_cross_device, (wallet(world), opened.json()["request"]["uri"]),
+                                {"client": client})
+        phone.start()  # the phone answers while the page waits for the verdict (a long poll)
+        waited = client.get(f"/sessions/{sid}/result", params={"wait": 30})
+        phone.join()
+        assert waited.status_code == 200 and waited.json()["valid"]
         # answered: the request object is gone, and a second answer is refused
         assert client.get(f"/oid4vp/requests/{sid}").status_code == 404
         again = client.post(f"/oid4vp/responses/{sid}", data={"error": "access_denied"})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from fastapi import FastAPI, Request
 from node_bridge import NodeBridge
 from test_present_http import Server, free_port
 from test_present_kit import DOCTYPE, NS, kit_pipeline, make_pki
@@ -45,3 +46,49 @@ def test_the_page_takes_both_requests_to_the_browsers_credential_picker():
     assert seen["outcome"] == "pending", seen["outcome"]
     assert seen["malformed"] == "TypeError"  # the control: what the API does refuse at once
     assert seen["out"] == "waiting for the wallet..."
+
+
+def test_the_page_shows_a_qr_code_a_phone_answers_and_draws_the_verdict(tmp_path):
+    """Cross-device in the real browser: the QR code (an SVG data: URI) loads under the page's
+    CSP, the phone (our wallet, behind a small endpoint) scans the URI the page shows and
+    posts its answer to the reader, and the page, polling, draws VALID."""
+    from test_present_kit import Clock, make_phone
+
+    import wallet_sim
+    from mcred.present import wallet_cross_device
+    from wallet_sim.consent import RulesConsent
+    from wallet_sim.wallet import Wallet
+
+    pki = make_pki()
+    home = tmp_path / "home"
+    home.mkdir()
+    phone = make_phone(home, pki)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    service = ReaderService(kit_pipeline(pki), [RequestSpec(DOCTYPE, {NS: {"family_name": False}})], origin=base,
+                            public_url=base)
+    phone_app = FastAPI()
+
+    @phone_app.post("/scan")
+    async def scan(request: Request) -> dict:
+        from fastapi.concurrency import run_in_threadpool
+
+        uri = (await request.json())["uri"]
+        se = wallet_sim.open_secure_element(phone, home)
+        wallet = Wallet(se.transmit, RulesConsent.allow_all(), clock=Clock())
+        try:
+            done = await run_in_threadpool(wallet_cross_device, wallet, uri)
+        except Exception as exc:  # noqa: BLE001 - reported to the test through the bridge
+            return {"status": 0, "error": f"{type(exc).__name__}: {exc}"}
+        return {"status": done.status}
+
+    with Server(reader_app(service), port) as server, Server(phone_app, free_port()) as phone_server:
+        seen = NODE.call({"url": f"{server.url}/online", "chromium": CHROMIUM, "crossDevice": True,
+                          "phone": f"{phone_server.url}/scan"})
+    assert seen["logs"] == [], seen["logs"]  # the data: SVG is allowed by img-src; no script error
+    assert "error" not in seen, seen
+    assert seen["qrWidth"] > 100 and seen["uri"].startswith("openid4vp://?client_id=redirect_uri")
+    assert seen["phone"] == {"status": 200}, seen["phone"]
+    assert "POST /online/sessions?protocol=openid4vp-cross-device&qr=true 201" in seen["seen"]
+    assert seen["verdict"] == "VALID", seen["out"]
+    assert "answered with openid4vp-cross-device" in seen["out"] and "山田" in seen["out"]

@@ -41,7 +41,7 @@ def test_the_page_is_served_with_its_origin_and_a_strict_policy():
     assert page.headers["content-security-policy"] == PAGE_CSP and "script-src 'self'" in PAGE_CSP
     assert "<code>https://shop.example</code>" in page.text and 'src="online/page.js"' in page.text
     # the protocols it asks with: no signed OpenID4VP request without the reader's certificate
-    assert '<body data-protocols="org-iso-mdoc openid4vp-v1-unsigned">' in page.text
+    assert '<body data-protocols="org-iso-mdoc openid4vp-v1-unsigned" data-cross-device="false">' in page.text
     script = client.get("/online/page.js")
     assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
     assert script.content == PAGE_JS.read_bytes()
@@ -127,6 +127,57 @@ def test_a_reader_with_a_certificate_offers_the_signed_request_too():
                             reader_chain=[cert.public_bytes(Encoding.DER)])
     client = TestClient(reader_app(service))
     page = client.get("/online")
-    assert '<body data-protocols="org-iso-mdoc openid4vp-v1-signed openid4vp-v1-unsigned">' in page.text
+    assert '<body data-protocols="org-iso-mdoc openid4vp-v1-signed openid4vp-v1-unsigned" data-cross-device="false">' \
+        in page.text
     signed = client.post("/online/sessions", params={"protocol": "openid4vp-v1-signed"})
     assert signed.status_code == 201 and signed.json()["request"]["protocol"] == "openid4vp-v1-signed"
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node (Debian package nodejs) to run the page's script")
+def test_the_page_shows_a_qr_code_and_draws_the_verdict_the_phone_posted(tmp_path):
+    """The cross-device button: the page opens a session with its QR code (an SVG data: URI,
+    allowed by the page's img-src), polls the verdict; meanwhile the phone scans the URI and
+    talks to the reader itself (request by value, direct_post.jwt)."""
+    import threading
+    from urllib.parse import unquote
+
+    from mcred.present import wallet_cross_device
+
+    pki = make_pki()
+    home = tmp_path / "home"
+    home.mkdir()
+    phone = make_phone(home, pki)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    service = ReaderService(kit_pipeline(pki), [REQUEST], origin=base, public_url=base)
+    assert 'data-cross-device="true"' in TestClient(reader_app(service)).get("/online").text
+    script = """
+import { crossDevice } from @@PAGE@@;
+const [base] = process.argv.slice(1);
+try {
+  const verdict = await crossDevice(base, { waitS: 1, onRequest: (r) => console.log(JSON.stringify(r)) });
+  console.log(JSON.stringify(verdict));
+} catch (e) {
+  console.log(JSON.stringify({ error: String(e) }));
+}
+""".replace("@@PAGE@@", json.dumps(PAGE_JS.as_uri()))
+    with Server(reader_app(service), port) as reader:
+        node = subprocess.Popen(["node", "--input-type=module", "-e", script, reader.url], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        timer = threading.Timer(60, node.kill)
+        timer.start()
+        try:
+            shown = json.loads(node.stdout.readline())
+            assert shown["qr"].startswith("data:image/svg+xml") and "<svg" in unquote(shown["qr"])
+            assert shown["uri"].startswith("openid4vp://?client_id=redirect_uri")
+            se = wallet_sim.open_secure_element(phone, home)
+            consent = RulesConsent.from_mapping({"documents": {DOCTYPE: {NS: ["family_name"]}}})
+            done = wallet_cross_device(Wallet(se.transmit, consent, clock=Clock()), shown["uri"])
+            assert done.status == 200
+            verdict = json.loads(node.stdout.readline())
+        finally:
+            timer.cancel()
+            node.kill()
+            node.wait()
+    assert verdict.get("valid") and verdict["protocol"] == "openid4vp-cross-device", verdict
+    assert verdict["documents"][0]["elements"] == {NS: {"family_name": "山田"}}

@@ -4,6 +4,10 @@
 // requests it sent, console messages and page errors, the Digital Credentials API's presence,
 // and whether navigator.credentials.get took the page's requests to the credential picker
 // (still pending after a while: no wallet answers here) or refused them at once.
+// With {"crossDevice": true, "phone": URL}: clicks the cross-device button instead, waits for
+// the QR code image to load under the page's CSP, hands the URI the page shows to the "phone"
+// (a POST of {"uri"} to that URL, where the test's wallet scans it and answers the reader),
+// and reports the verdict the page then draws.
 import puppeteer from "puppeteer-core";
 
 const chunks = [];
@@ -36,6 +40,32 @@ try {
     };
   });
   await page.goto(req.url, { waitUntil: "networkidle0" });
+  if (req.crossDevice) {
+    await page.click("#cross-device");
+    try {
+      await page.waitForSelector("img.qr", { timeout: 20000 });
+    } catch (e) {
+      const out = await page.$eval("#out", (d) => d.textContent);
+      console.log(JSON.stringify({ seen, logs, qrWidth: 0, error: `no QR code: ${e.message}`, out }));
+      process.exit(0);
+    }
+    const qrWidth = await page.$eval("img.qr", (img) => img.decode().then(() => img.naturalWidth, () => 0));
+    const uri = await page.$eval("code.uri", (c) => c.textContent);
+    const scanned = await fetch(req.phone, { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ uri }) });
+    const phone = await scanned.json();
+    try {
+      await page.waitForSelector("#out h2", { timeout: 20000 });
+    } catch (e) {
+      const out = await page.$eval("#out", (d) => d.textContent);
+      console.log(JSON.stringify({ seen, logs, qrWidth, uri, phone, error: `no verdict: ${e.message}`, out }));
+      process.exit(0);
+    }
+    const verdict = await page.$eval("#out h2", (h) => h.textContent);
+    const out = await page.$eval("#out", (d) => d.textContent);
+    console.log(JSON.stringify({ seen, logs, qrWidth, uri, phone, verdict, out }));
+    process.exit(0);
+  }
   const hasApi = await page.evaluate(() => typeof DigitalCredential !== "undefined");
   await page.click("#present");
   await new Promise((r) => setTimeout(r, 2500));
