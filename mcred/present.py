@@ -440,18 +440,7 @@ def present_online_over_http(wallet: Wallet, reader_url: str, *, origin: str | N
     except ReaderSessionError as exc:
         raise PresentError(f"reader URL {exc}") from None
     with _at_reader(reader_url, client, timeout, token) as (client, base, auth):
-        r = fetch(client, "POST", f"{base}/online/sessions?{urlencode({'protocol': protocol})}",
-                  max_bytes=SESSION_MAX_BYTES, headers=auth)
-        if r.status != 201:
-            raise PresentError(f"reader refused an online request: HTTP {r.status} {r.preview()}")
-        try:
-            opened = json.loads(r.body)
-            sid, request = opened["session"], opened["request"]
-            if not isinstance(sid, str) or not sid.replace("-", "").replace("_", "").isalnum():
-                raise ValueError(f"session id {sid!r}")
-        except (ValueError, KeyError, TypeError) as exc:
-            raise PresentError(f"reader at {base}: its online request is not usable: {type(exc).__name__}: {exc}") \
-                from None
+        sid, request = _open_online_session(client, base, auth, protocol)
         session = wallet.online(origin)
         try:
             answer = session.respond(request)
@@ -548,19 +537,10 @@ def present_cross_device_over_http(wallet: Wallet, reader_url: str, *, client: h
     ``on_uri``, the verdict polled at ``GET /sessions/{id}/result``) and the phone, which
     scans the URI and talks to the reader's request_uri and response_uri itself."""
     with _at_reader(reader_url, client, timeout, token) as (client, base, auth):
-        r = fetch(client, "POST", f"{base}/online/sessions?{urlencode({'protocol': CROSS_DEVICE})}",
-                  max_bytes=SESSION_MAX_BYTES, headers=auth)
-        if r.status != 201:
-            raise PresentError(f"reader refused a cross-device request: HTTP {r.status} {r.preview()}")
-        try:
-            opened = json.loads(r.body)
-            sid, uri = opened["session"], opened["request"]["uri"]
-            if not isinstance(sid, str) or not sid.replace("-", "").replace("_", "").isalnum() \
-                    or not isinstance(uri, str):
-                raise ValueError(f"session id {sid!r}")
-        except (ValueError, KeyError, TypeError) as exc:
-            raise PresentError(f"reader at {base}: its cross-device request is not usable: {type(exc).__name__}: "
-                               f"{exc}") from None
+        sid, request = _open_online_session(client, base, auth, CROSS_DEVICE)
+        uri = request.get("uri") if isinstance(request, dict) else None
+        if not isinstance(uri, str):
+            raise PresentError(f"reader at {base}: its cross-device request names no authorization request URI")
         if on_uri is not None:
             on_uri(uri)
         try:
@@ -570,6 +550,24 @@ def present_cross_device_over_http(wallet: Wallet, reader_url: str, *, client: h
         r = fetch(client, "GET", f"{base}/sessions/{sid}/result", max_bytes=SESSION_MAX_BYTES, headers=auth)
         result = _verdict(r, base, "no verdict")
     return _presented(result, done.session)
+
+
+def _open_online_session(client: httpx.Client, base: str, auth: dict, protocol: str) -> tuple[str, object]:
+    """``POST /online/sessions?protocol=...`` at the reader: the session id and its request;
+    :class:`PresentError` naming what is wrong with the reader's answer."""
+    r = fetch(client, "POST", f"{base}/online/sessions?{urlencode({'protocol': protocol})}",
+              max_bytes=SESSION_MAX_BYTES, headers=auth)
+    if r.status != 201:
+        raise PresentError(f"reader refused an online request: HTTP {r.status} {r.preview()}")
+    try:
+        opened = json.loads(r.body)
+        sid, request = opened["session"], opened["request"]
+        if not isinstance(sid, str) or not sid.replace("-", "").replace("_", "").isalnum():
+            raise ValueError(f"session id {sid!r}")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PresentError(f"reader at {base}: its online request is not usable: {type(exc).__name__}: {exc}") \
+            from None
+    return sid, request
 
 
 ONLINE_PROTOCOLS = (dcapi.PROTOCOL, oid4vp.SIGNED_PROTOCOL, oid4vp.PROTOCOL)

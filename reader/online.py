@@ -243,11 +243,16 @@ class Oid4vpReaderSession(_WebSession):
             return self._failed(f"OpenID4VP response: {exc}")
         except Exception as exc:  # noqa: BLE001 - the reader's boundary
             return self._failed(f"OpenID4VP response unreadable: {type(exc).__name__}")
+        return self._verified_token(documents, "JWE decrypted (ECDH-ES) for this request (OpenID4VP 1.0 over the "
+                                               "Digital Credentials API)")
+
+    def _verified_token(self, documents: Mapping[str, list[bytes]], how: str) -> ReaderOutcome:
+        """The verdict on a decrypted vp_token's DeviceResponses (query by query), ``how`` it
+        was opened the ``session`` check's reason; a vp_token that answers nothing fails."""
         if not documents:
             return self._failed("vp_token: no credential query answered")
         return self._verified([r for qid in sorted(documents) for r in documents[qid]], Check(
-            SESSION, True, "JWE decrypted (ECDH-ES) for this request (OpenID4VP 1.0 over the Digital Credentials "
-                           "API); vp_token answers " + ", ".join(sorted(documents))))
+            SESSION, True, f"{how}; vp_token answers " + ", ".join(sorted(documents))))
 
 
 class Oid4vpRedirectReaderSession(Oid4vpReaderSession):
@@ -348,11 +353,8 @@ class Oid4vpRedirectReaderSession(Oid4vpReaderSession):
             return self._failed(f"OpenID4VP response: {exc}")
         except Exception as exc:  # noqa: BLE001 - the reader's boundary
             return self._failed(f"OpenID4VP response unreadable: {type(exc).__name__}")
-        if not documents:
-            return self._failed("vp_token: no credential query answered")
-        return self._verified([r for qid in sorted(documents) for r in documents[qid]], Check(
-            SESSION, True, "JWE decrypted (ECDH-ES) for this request, posted to its response_uri with its state "
-                           "(OpenID4VP 1.0 direct_post.jwt, cross-device); vp_token answers " + ", ".join(sorted(documents))))
+        return self._verified_token(documents, "JWE decrypted (ECDH-ES) for this request, posted to its response_uri "
+                                               "with its state (OpenID4VP 1.0 direct_post.jwt, cross-device)")
 
 
 def credential_message(credential: Any) -> bytes:

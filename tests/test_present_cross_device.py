@@ -16,6 +16,7 @@ import json
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
+from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from test_present_kit import NS, make_phone, make_pki
 from test_present_oid4vp import CONSENT, REQUEST, _reader_pki, failed, pipeline, wallet
@@ -283,18 +284,11 @@ def test_a_cross_device_session_opened_by_one_reader_is_served_and_finished_by_a
 
 
 def test_present_and_wallet_respond_cli_cross_device(world, tmp_path, monkeypatch):
-    import typer
+    from test_present_cli import cli
     from test_present_http import Server, free_port
     from typer.testing import CliRunner
 
-    from mcred.cli.present_cmds import register
-
-    app = typer.Typer()
-    register(app)
-
-    @app.callback()
-    def _main() -> None: ...
-
+    app = cli()
     monkeypatch.setenv("MCRED_HOME", str(world["home"]))
     rules = tmp_path / "consent.json"
     rules.write_text(json.dumps(CONSENT))
@@ -322,3 +316,54 @@ def test_present_and_wallet_respond_cli_cross_device(world, tmp_path, monkeypatc
         r = CliRunner().invoke(app, ["wallet", "respond", "--phone", world["phone"], "--request",
                                      opened["request"]["uri"], "--consent", str(rules), "--origin", base])
         assert r.exit_code == 2 and "--origin" in r.output
+
+
+# -- hostile verifiers and arbitrary requests ------------------------------------------------------
+
+
+def test_a_verifier_that_does_not_answer_as_oid4vp_says_is_named(world):
+    """The request_uri answers an HTTP error, another content type, or a request object that
+    does not verify; the response_uri refuses the answer: each a PresentError or a typed
+    refusal naming it, nothing posted after a bad request object."""
+    from fastapi.responses import PlainTextResponse
+
+    from mcred.present import PresentError
+
+    ca, key, chain = _reader_pki(dns="localhost")
+    honest = signed(world, key, chain, sid="h", base="http://localhost")
+    opened = honest.start()
+    posted: list[bytes] = []
+    app = FastAPI()
+
+    @app.get("/oid4vp/requests/{sid}")
+    def request_object(sid: str):
+        if sid == "gone":
+            return PlainTextResponse("no", status_code=404)
+        if sid == "text":
+            return PlainTextResponse(honest.request_object(honest.request_claims, honest.reader_signer, chain))
+        if sid == "forged":
+            head, body, sig = honest.request_object(honest.request_claims, honest.reader_signer, chain).split(".")
+            return PlainTextResponse(f"{head}.{body}.{sig[::-1]}", media_type="application/oauth-authz-req+jwt")
+        return PlainTextResponse(honest.request_object(honest.request_claims, honest.reader_signer, chain),
+                                 media_type="application/oauth-authz-req+jwt")
+
+    @app.post("/oid4vp/responses/{sid}")
+    async def refuse(sid: str, request: Request):
+        posted.append(await request.body())
+        return PlainTextResponse("busy", status_code=503)
+
+    with TestClient(app, base_url="http://localhost") as client:
+        def scan(sid: str):
+            uri = oid4vp_redirect.authorization_uri(opened["client_id"], f"http://localhost/oid4vp/requests/{sid}")
+            return wallet_cross_device(wallet(world), uri, client=client)
+
+        with pytest.raises(PresentError, match="HTTP 404"):
+            scan("gone")
+        with pytest.raises(PresentError, match="content type"):
+            scan("text")
+        with pytest.raises(OnlineRequestError, match="does not verify"):
+            scan("forged")
+        assert posted == []  # nothing left the phone for a request it refused
+        with pytest.raises(PresentError, match="refused the answer: HTTP 503"):
+            scan("fine")
+        assert len(posted) == 1 and posted[0].startswith(b"response=")

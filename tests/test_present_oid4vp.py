@@ -153,18 +153,11 @@ def test_an_oid4vp_session_opened_by_one_reader_is_finished_by_another(world, en
 
 
 def test_present_online_cli_with_openid4vp(world, tmp_path, monkeypatch):
-    import typer
+    from test_present_cli import cli
     from test_present_http import Server, free_port
     from typer.testing import CliRunner
 
-    from mcred.cli.present_cmds import register
-
-    app = typer.Typer()
-    register(app)
-
-    @app.callback()
-    def _main() -> None: ...
-
+    app = cli()
     monkeypatch.setenv("MCRED_HOME", str(world["home"]))
     rules = tmp_path / "consent.json"
     rules.write_text(json.dumps(CONSENT))

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
+from urllib.parse import urlencode
 
 import pytest
 from cryptography import x509
@@ -298,6 +300,34 @@ def test_fuzzed_online_requests_get_an_answer_or_a_typed_refusal_and_leave_the_s
         answer = make_wallet(world).online("https://shop.example").respond(request)
         assert isinstance(answer, dict) and answer["protocol"] in ("org-iso-mdoc", "openid4vp-v1-unsigned",
                                                                    "openid4vp-v1-signed")
+    except OnlineRequestError:
+        pass
+    assert se(world).persisted_image() == s0
+
+
+_PARAMS = ["client_id", "request_uri", "request_uri_method", "response_uri", "response_mode", "response_type", "nonce",
+           "state", "dcql_query", "client_metadata", "redirect_uri"]
+scanned_uris = st.one_of(
+    st.text(max_size=200),
+    st.dictionaries(st.sampled_from(_PARAMS), st.one_of(
+        st.text(max_size=40), st.sampled_from(["redirect_uri:https://rp.example/r", "https://rp.example/r",
+                                               "x509_san_dns:rp.example", "direct_post.jwt", "vp_token"]),
+        json_values.map(json.dumps))).map(lambda q: "openid4vp://?" + urlencode(q)))
+
+
+@FUZZ
+@given(uri=scanned_uris, request_object=st.none() | st.text(max_size=300))
+def test_fuzzed_cross_device_requests_get_a_post_or_a_typed_refusal_and_leave_the_se_intact(world, uri,
+                                                                                           request_object):
+    """A scanned QR code (any URI) and whatever its request_uri answered: the wallet names
+    the POST of its answer or raises OnlineRequestError, nothing else, and the SE keeps its
+    content."""
+    from wallet_sim.wallet import HttpExchange, OnlineRequestError
+
+    s0 = se(world).persisted_image()
+    try:
+        post = make_wallet(world).cross_device(uri).respond(request_object)
+        assert isinstance(post, HttpExchange) and post.method == "POST" and post.form
     except OnlineRequestError:
         pass
     assert se(world).persisted_image() == s0
