@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
@@ -23,6 +24,7 @@ from protocols.mdoc import SessionData
 from wallet_sim.engagement import Engagement
 
 PRESENTATIONS = 16
+CROSS_DEVICE = 4
 
 
 @pytest.fixture
@@ -75,6 +77,19 @@ def test_two_workers_share_the_sessions_through_the_database(iaca_pem, db_url):
             assert f'mcred_reader_verdicts_total{{valid="false"}} {float(PRESENTATIONS)}' in scraped, scraped
             assert (f'mcred_http_requests_total{{method="POST",route="/sessions",status="201"}} '
                     f"{float(PRESENTATIONS)}") in scraped
+        # cross-device: opened by one worker, the phone's form taken by whichever, the verdict by
+        # whichever (the request's state kept in the database; the public URL the default)
+        for _ in range(CROSS_DEVICE):
+            r = _on_a_new_connection(url, "POST", "/online/sessions?protocol=openid4vp-cross-device")
+            assert r.status_code == 201, r.text
+            sid, request = r.json()["session"], r.json()["request"]
+            assert request["response_uri"] == f"{url}/oid4vp/responses/{sid}"
+            state = parse_qs(urlsplit(request["uri"]).query)["state"][0]
+            r = _on_a_new_connection(url, "POST", f"/oid4vp/responses/{sid}",
+                                     urlencode({"error": "access_denied", "state": state}).encode())
+            assert r.status_code == 200 and r.json() == {}
+            r = _on_a_new_connection(url, "GET", f"/sessions/{sid}/result?wait=10")
+            assert r.status_code == 200 and "access_denied" in r.json()["checks"][0]["reason"]
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=20)
@@ -88,7 +103,7 @@ def test_two_workers_share_the_sessions_through_the_database(iaca_pem, db_url):
     finally:
         engine.dispose()
     assert names == {"reader_sessions", "rp_challenges", "alembic_version"}  # the reader's tables, nobody else's
-    assert done == PRESENTATIONS
+    assert done == PRESENTATIONS + CROSS_DEVICE
 
 
 def test_workers_without_a_database_or_with_a_bad_one_are_refused(iaca_pem):

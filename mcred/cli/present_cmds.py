@@ -266,7 +266,8 @@ def register(app: typer.Typer) -> None:
         console.print(f"reader on {'https' if tls else 'http'}://{host}:{port} {what}"
                       + (f", {workers} workers" if workers > 1 else ""))
         console.print(f"online test page for a browser's own wallet: {'https' if tls else 'http'}://{host}:{port}/online "
-                      f"(requests bound to {origin})", highlight=False)
+                      f"(requests bound to {origin}); phones reach it cross-device at {config.public_url}/oid4vp/...",
+                      highlight=False)
         if workers == 1:
             uvicorn.run(build_app(service, rp), host=host, port=port, log_level="warning", **tls)
             return
