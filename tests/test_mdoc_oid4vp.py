@@ -121,6 +121,13 @@ def _request(**data):
     (_request(dcql_query={"credentials": [{**QUERY.to_json(), "claims": [{"path": ["only-one"]}]}]}), "path"),
     (_request(dcql_query={"credentials": [QUERY.to_json(), QUERY.to_json()]}), "unique"),
     (_request(dcql_query={"credentials": [QUERY.to_json()], "credential_sets": []}), "credential_sets"),
+    (_request(dcql_query={"credentials": [QUERY.to_json()], "credential_sets": [{"options": [["nope"]]}]}),
+     r"credential_sets\[0\]\.options"),
+    (_request(dcql_query={"credentials": [QUERY.to_json()], "credential_sets": [
+        {"options": [[QUERY.id]], "required": "yes"}]}), "required"),
+    (_request(dcql_query={"credentials": [{**QUERY.to_json(), "claims": [
+        {"path": ["org.iso.18013.5.1", "family_name"], "values": [{"nested": 1}]}]}]}), "values"),
+    (_request(dcql_query={"credentials": [{**QUERY.to_json(), "format": ""}]}), "format"),
     (_request(dcql_query={"credentials": [{**QUERY.to_json(), "claim_sets": [["nope"]]}]}), "claim_sets"),
 ])
 def test_bad_requests_are_refused_by_name(value, message):
@@ -185,3 +192,25 @@ def test_the_specifications_mso_mdoc_query_example_parses():
     (parsed,) = oid4vp.parse_dcql(query)
     assert parsed.id == "my_credential" and parsed.doctype == "org.iso.7367.1.mVRC"
     assert parsed.items() == {"org.iso.7367.1": {"vehicle_holder": False}, "org.iso.18013.5.1": {"first_name": False}}
+
+
+def test_credential_sets_and_values_parse_and_round_trip():
+    dcql = {"credentials": [
+        {"id": "pid", "format": "dc+sd-jwt", "meta": {"vct_values": ["urn:eudi:pid:1"]}, "claims": [{"path": ["x"]}]},
+        {**QUERY.to_json(), "claims": [{"path": ["org.iso.18013.5.1", "family_name"], "intent_to_retain": False,
+                                        "values": ["Doe", 7, True]}]}],
+        "credential_sets": [{"options": [["pid"], [QUERY.id]]}, {"options": [[QUERY.id]], "required": False}]}
+    request = oid4vp.Oid4vpRequest.parse(_request(dcql_query=dcql))
+    pid, mdl = request.queries
+    assert pid.format == "dc+sd-jwt" and not pid.satisfiable({"x": frozenset({"x"})})  # held nothing of that format
+    assert mdl.claims[0].values == ("Doe", 7, True)
+    assert mdl.claims[0].matches("Doe") and mdl.claims[0].matches(True) and not mdl.claims[0].matches(1)
+    assert [(c.options, c.required) for c in request.credential_sets] == [((("pid",), (QUERY.id,)), True),
+                                                                          (((QUERY.id,),), False)]
+    again = oid4vp.Oid4vpRequest.parse(request.to_json())
+    assert again.credential_sets == request.credential_sets and again.queries[1] == mdl
+    # the first option the wallet can answer, per set; a required set it cannot answer is named
+    assert [q.id for q in oid4vp.select_queries(request.queries, request.credential_sets,
+                                                lambda q: q.format == "mso_mdoc")] == [QUERY.id]
+    with pytest.raises(oid4vp.Oid4vpError, match=r"credential_sets\[0\]: no option"):
+        oid4vp.select_queries(request.queries, request.credential_sets, lambda q: False)

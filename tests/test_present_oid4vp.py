@@ -108,6 +108,63 @@ def test_the_wallet_fills_the_first_claim_set_it_can(world):
     assert {i.element_identifier for i in doc.issuer_signed.items()[NS]} == {"family_name"}
 
 
+def _clear_request(dcql: dict) -> dict:
+    return {"protocol": "openid4vp-v1-unsigned", "data": {
+        "response_type": "vp_token", "response_mode": "dc_api", "nonce": "n-1", "dcql_query": dcql}}
+
+
+def _released(answer: dict) -> dict[str, set[str]]:
+    """query id -> the element identifiers its DeviceResponse discloses (dc_api: in the clear)."""
+    out = {}
+    for qid, (presentation,) in answer["data"]["vp_token"].items():
+        doc = DeviceResponse.decode(oid4vp.unb64url(presentation, "x")).documents[0]
+        out[qid] = {i.element_identifier for items in doc.issuer_signed.items().values() for i in items}
+    return out
+
+
+CARD = {"id": "card", "format": "mso_mdoc", "meta": {"doctype_value": DOCTYPE},
+        "claims": [{"path": [NS, "family_name"]}]}
+MDL = {"id": "mdl", "format": "mso_mdoc", "meta": {"doctype_value": "org.iso.18013.5.1.mDL"},
+       "claims": [{"path": ["org.iso.18013.5.1", "family_name"]}]}
+PID_SD_JWT = {"id": "pid", "format": "dc+sd-jwt", "meta": {"vct_values": ["urn:eudi:pid:1"]},
+              "claims": [{"path": ["family_name"]}]}
+
+
+def test_credential_sets_take_the_first_option_the_wallet_holds_and_leave_other_formats_unanswered(world):
+    """A verifier that accepts a PID (SD-JWT), an mDL or our card substitute, and would like an
+    mDL besides: the wallet holds only the card substitute and answers with it alone."""
+    answer = wallet(world, {"documents": {"*": {"*": "*"}}}).online(ORIGIN).respond(_clear_request({
+        "credentials": [PID_SD_JWT, MDL, CARD],
+        "credential_sets": [{"options": [["pid"], ["mdl"], ["card"]]}, {"options": [["mdl"]], "required": False}]}))
+    assert _released(answer) == {"card": {"family_name"}}
+
+
+def test_a_required_credential_set_the_wallet_cannot_answer_gets_access_denied(world):
+    session = wallet(world, {"documents": {"*": {"*": "*"}}}).online(ORIGIN)
+    answer = session.respond(_clear_request({"credentials": [PID_SD_JWT, MDL, CARD],
+                                             "credential_sets": [{"options": [["pid"], ["mdl"]]}]}))
+    assert answer["data"]["error"] == "access_denied"
+    assert any("credential_sets[0]: no option" in e.detail for e in session.events)
+
+
+def test_claim_values_release_a_claim_only_when_its_value_is_one_of_them(world):
+    """DCQL values (OID4VP 1.0 6.3): type and value both; True is not 1; in a claim set the
+    first set whose values all match."""
+    held_sex = 2  # the kit's holder
+    answer = wallet(world, {"documents": {"*": {"*": "*"}}}).online(ORIGIN).respond(_clear_request({"credentials": [
+        {"id": "card", "format": "mso_mdoc", "meta": {"doctype_value": DOCTYPE}, "claims": [
+            {"path": [NS, "family_name"], "values": ["山田", "佐藤"]},
+            {"path": [NS, "sex"], "values": [held_sex + 1]},
+            {"path": [NS, "age_over_20"], "values": [1]}]},
+        {"id": "adult", "format": "mso_mdoc", "meta": {"doctype_value": DOCTYPE}, "claims": [
+            {"id": "a", "path": [NS, "age_over_20"], "values": [False]},
+            {"id": "b", "path": [NS, "age_over_18"], "values": [True]}], "claim_sets": [["a"], ["b"]]}]}))
+    assert _released(answer) == {"card": {"family_name"}, "adult": {"age_over_18"}}
+    with pytest.raises(OnlineRequestError, match="values"):
+        wallet(world).online(ORIGIN).respond(_clear_request({"credentials": [
+            {**CARD, "claims": [{"path": [NS, "family_name"], "values": [1.5]}]}]}))
+
+
 @pytest.mark.parametrize("request_value", [
     {"protocol": "openid4vp-v1-unsigned", "data": {"response_type": "vp_token", "nonce": "n",
                                                    "dcql_query": {"credentials": [{"id": "x", "format": "dc+sd-jwt"}]}}},

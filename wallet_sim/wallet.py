@@ -523,23 +523,46 @@ class OnlineWalletSession(WalletSession):
             self.transcript = oid4vp.session_transcript(self.origin, parsed.nonce, parsed.thumbprint)
         except oid4vp.Oid4vpError as exc:
             raise self._refuse(exc) from None
-        answered = self._answer_queries(parsed.queries, reader)
+        answered = self._answer_queries(parsed, reader)
         if not answered:  # OAuth's error response (OID4VP 1.0 section 8.5): no credential leaves
             return {"protocol": self.protocol, "data": {
                 "error": "access_denied", "error_description": NOTHING_RELEASED}}
         return oid4vp.seal(oid4vp.vp_token(answered), parsed, protocol=self.protocol)
 
-    def _answer_queries(self, queries: Sequence[oid4vp.CredentialQuery],
-                        reader: ReaderIdentity | None) -> dict[str, list[bytes]]:
+    def _answer_queries(self, request: oid4vp.Oid4vpRequest, reader: ReaderIdentity | None) -> dict[str, list[bytes]]:
         """A DeviceResponse per DCQL credential query the holder releases something of, over
-        :attr:`transcript`; the session ends."""
+        :attr:`transcript`: every query, or with credential sets the first option of each
+        that the wallet's credentials answer whole (claim sets and ``values`` judged against
+        what it holds); the session ends."""
         self.state = "open"
         answered: dict[str, list[bytes]] = {}
+        held: dict[str, HeldCredential | None] = {}
+
+        def holding(doctype: str) -> HeldCredential | None:
+            if doctype not in held:
+                held[doctype] = self.wallet.choose(doctype, self.wallet.clock())
+            return held[doctype]
+
+        def satisfiable(query: oid4vp.CredentialQuery) -> bool:
+            h = holding(query.doctype) if query.format == oid4vp.FORMAT else None
+            return h is not None and query.satisfiable(h.elements, _values_of(h))
+
         try:
+            try:
+                queries = oid4vp.select_queries(request.queries, request.credential_sets, satisfiable)
+            except oid4vp.Oid4vpError as exc:
+                self.events.append(WalletEvent("response", f"nothing answered: {exc}"))
+                queries = ()
             for query in queries:
-                # what the wallet holds matters only to pick among claim_sets (one SE listing less)
-                held = self.wallet.choose(query.doctype, self.wallet.clock()) if query.claim_sets else None
-                items = query.items(held.elements if held is not None else None)
+                if query.format != oid4vp.FORMAT:
+                    continue  # a format this wallet holds nothing of
+                # what the wallet holds decides the items only with claim sets or values (one SE listing less)
+                h = holding(query.doctype) if query.needs_holdings else None
+                items = query.items(h.elements if h is not None else None, _values_of(h) if h is not None else None)
+                if not items:
+                    self.events.append(WalletEvent("response", "no claim held with the values asked", query.doctype,
+                                                   reader))
+                    continue
                 doc = self._document(DocRequest.build(ItemsRequest.build(query.doctype, items)), reader)
                 if doc is not None:
                     self.device_response = DeviceResponse((doc,)).encode()
@@ -550,6 +573,20 @@ class OnlineWalletSession(WalletSession):
             self.events.append(WalletEvent("error", f"internal error: {type(exc).__name__}: {exc}"))
         self._end("response sent to " + self.origin)
         return answered
+
+
+def _values_of(held: HeldCredential | None) -> oid4vp.ValueOf | None:
+    """The element values of a held credential, for DCQL ``values`` (looked up on demand)."""
+    if held is None:
+        return None
+
+    def value_of(namespace: str, identifier: str):  # noqa: ANN202 - a CBOR value
+        for item in held.issuer_signed.items().get(namespace, ()):
+            if item.element_identifier == identifier:
+                return item.element_value
+        return None
+
+    return value_of
 
 
 NOTHING_RELEASED = "the holder released none of the requested claims"
@@ -632,7 +669,7 @@ class CrossDeviceWalletSession(OnlineWalletSession):
         except (oid4vp.Oid4vpError, dcapi.DcApiError) as exc:
             raise self._refuse(exc) from None
         self.redirect = redirect
-        answered = self._answer_queries(redirect.request.queries, reader)
+        answered = self._answer_queries(redirect.request, reader)
         try:
             form = (oid4vp_redirect.response_form(oid4vp.vp_token(answered), redirect) if answered
                     else oid4vp_redirect.error_form("access_denied", NOTHING_RELEASED, redirect.state))

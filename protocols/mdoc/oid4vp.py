@@ -11,7 +11,10 @@ answer. Sans-I/O, JSON values and bytes in and out.
   verifier to be the origin the browser reports.
 * **DCQL** (section 6), the ``mso_mdoc`` part: a credential query per docType
   (``meta.doctype_value``) with claims by ``path: [namespace, element]`` and
-  ``intent_to_retain``; ``claim_sets`` are honoured (the first set the wallet can fill).
+  ``intent_to_retain``; ``claim_sets`` are honoured (the first set the wallet can fill),
+  ``values`` (a claim only with one of those values) and ``credential_sets`` (for each set
+  the first option the wallet answers whole: :func:`select_queries`); queries of another
+  format are kept, to be left unanswered.
 * **Response** (section 8.3, ``dc_api.jwt``): a JWE (``ECDH-ES``, ``A128GCM`` unless the
   verifier lists another) encrypted to that key, its payload ``{"vp_token": {credential
   query id: [base64url DeviceResponse]}}``; one DeviceResponse per mdoc.
@@ -38,7 +41,7 @@ import hashlib
 import json
 import re
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,37 +147,89 @@ class ClaimQuery:
     identifier: str
     intent_to_retain: bool = False
     id: str | None = None
+    #: DCQL ``values``: the claim is to be returned only when its value is one of these,
+    #: of the same type (OID4VP 1.0 6.3); None: any value.
+    values: tuple[str | int | bool, ...] | None = None
+
+    def matches(self, value: Any) -> bool:
+        """``value`` is one of :attr:`values`, type and value both (``True`` is not ``1``)."""
+        return self.values is None or any(type(v) is type(value) and v == value for v in self.values)
+
+
+@dataclass(frozen=True)
+class CredentialSet:
+    """A DCQL credential set query (OID4VP 1.0 6.2): ``options``, each a list of credential
+    query ids that together satisfy it; ``required`` false for one the wallet may leave out."""
+
+    options: tuple[tuple[str, ...], ...]
+    required: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {"options": [list(o) for o in self.options], **({} if self.required else {"required": False})}
+
+
+#: What a wallet knows of a claim it holds: namespace, element -> its value (for ``values``).
+ValueOf = Callable[[str, str], Any]
 
 
 @dataclass(frozen=True)
 class CredentialQuery:
-    """One DCQL credential query of format ``mso_mdoc``."""
+    """One DCQL credential query; of format ``mso_mdoc`` unless :attr:`format` says another,
+    which this wallet holds nothing of (such a query is kept, to be left unanswered)."""
 
     id: str
     doctype: str
     claims: tuple[ClaimQuery, ...]
     claim_sets: tuple[tuple[str, ...], ...] = ()
+    format: str = FORMAT
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "format": FORMAT, "meta": {"doctype_value": self.doctype},
+        out: dict[str, Any] = {"id": self.id, "format": self.format, "meta": {"doctype_value": self.doctype},
                                "claims": [{**({"id": c.id} if c.id else {}), "path": [c.namespace, c.identifier],
-                                           "intent_to_retain": c.intent_to_retain} for c in self.claims]}
+                                           "intent_to_retain": c.intent_to_retain,
+                                           **({"values": list(c.values)} if c.values is not None else {})}
+                                          for c in self.claims]}
         if self.claim_sets:
             out["claim_sets"] = [list(s) for s in self.claim_sets]
         return out
 
-    def items(self, held: Mapping[str, frozenset[str]] | None = None) -> dict[str, dict[str, bool]]:
+    @property
+    def needs_holdings(self) -> bool:
+        """Whether what the wallet holds decides the items (claim sets, value matching)."""
+        return bool(self.claim_sets) or any(c.values is not None for c in self.claims)
+
+    def _options(self) -> list[list[ClaimQuery]]:
+        if not self.claim_sets:
+            return [list(self.claims)]
+        by_id = {c.id: c for c in self.claims}
+        return [[by_id[i] for i in s] for s in self.claim_sets]
+
+    @staticmethod
+    def _available(c: ClaimQuery, held: Mapping[str, frozenset[str]], value_of: ValueOf | None) -> bool:
+        if c.identifier not in held.get(c.namespace, ()):
+            return False
+        return c.values is None or (value_of is not None and c.matches(value_of(c.namespace, c.identifier)))
+
+    def satisfiable(self, held: Mapping[str, frozenset[str]] | None, value_of: ValueOf | None = None) -> bool:
+        """Whether a credential holding ``held`` (its values by ``value_of``) answers this
+        query whole: every claim, or every claim of one of its claim sets."""
+        return self.format == FORMAT and held is not None and any(
+            all(self._available(c, held, value_of) for c in option) for option in self._options())
+
+    def items(self, held: Mapping[str, frozenset[str]] | None = None,
+              value_of: ValueOf | None = None) -> dict[str, dict[str, bool]]:
         """namespace -> element -> intent to retain, as an ItemsRequest has them: all claims,
         or with ``claim_sets`` the first set whose claims are all ``held`` (the first set
-        when ``held`` is not given, or when none can be filled)."""
-        chosen = self.claims
-        if self.claim_sets:
-            by_id = {c.id: c for c in self.claims}
-            sets = [[by_id[i] for i in s] for s in self.claim_sets]
-            chosen = next((s for s in sets if held is not None
-                           and all(c.identifier in held.get(c.namespace, ()) for c in s)), sets[0])
+        when ``held`` is not given, or when none can be filled); a claim with ``values`` only
+        when its held value is one of them (checked when ``held`` is given)."""
+        options = self._options()
+        chosen = options[0]
+        if held is not None and self.claim_sets:
+            chosen = next((o for o in options if all(self._available(c, held, value_of) for c in o)), options[0])
         out: dict[str, dict[str, bool]] = {}
         for c in chosen:
+            if c.values is not None and held is not None and not self._available(c, held, value_of):
+                continue  # "return the claim only if ... the value match[es]" (OID4VP 1.0 6.3)
             out.setdefault(c.namespace, {})[c.identifier] = c.intent_to_retain
         return out
 
@@ -185,8 +240,11 @@ def _parse_credential(value: Any, where: str) -> CredentialQuery:
     qid = value.get("id")
     if not isinstance(qid, str) or _ID.fullmatch(qid) is None:
         raise Oid4vpError(f"{where}.id: 1-64 characters of A-Z a-z 0-9 _ -")
-    if value.get("format") != FORMAT:
-        raise Oid4vpError(f"{where}.format: {value.get('format')!r:.40}: only {FORMAT!r} is answered here")
+    fmt = value.get("format")
+    if not isinstance(fmt, str) or not fmt:
+        raise Oid4vpError(f"{where}.format: a credential format identifier")
+    if fmt != FORMAT:  # another format: this wallet holds none of it, and leaves the query unanswered
+        return CredentialQuery(qid, "", (), (), fmt)
     meta = value.get("meta")
     doctype = meta.get("doctype_value") if isinstance(meta, Mapping) else None
     if not isinstance(doctype, str) or not doctype:
@@ -206,9 +264,11 @@ def _parse_credential(value: Any, where: str) -> CredentialQuery:
         cid = c.get("id")
         if not isinstance(retain, bool) or (cid is not None and (not isinstance(cid, str) or _ID.fullmatch(cid) is None)):
             raise Oid4vpError(f"{w}: intent_to_retain is true or false, id an identifier")
-        if "values" in c:
-            raise Oid4vpError(f"{w}.values: value matching is not supported for mso_mdoc here")
-        claims.append(ClaimQuery(path[0], path[1], retain, cid))
+        values = c.get("values")
+        if values is not None and not (isinstance(values, list) and values and all(
+                type(v) in (str, int, bool) for v in values)):
+            raise Oid4vpError(f"{w}.values: a non-empty array of strings, integers or booleans")
+        claims.append(ClaimQuery(path[0], path[1], retain, cid, None if values is None else tuple(values)))
     sets: tuple[tuple[str, ...], ...] = ()
     if "claim_sets" in value:
         ids = {c.id for c in claims if c.id}
@@ -221,19 +281,61 @@ def _parse_credential(value: Any, where: str) -> CredentialQuery:
 
 
 def parse_dcql(value: Any) -> tuple[CredentialQuery, ...]:
-    """The ``mso_mdoc`` credential queries of a DCQL query (``credential_sets``, which make
-    some credentials optional, are not answered: every query is taken as asked)."""
+    """The credential queries of a DCQL query: ``mso_mdoc`` ones parsed, those of another
+    format kept as unanswerable (a request of none but other formats is refused)."""
     if not isinstance(value, Mapping):
         raise Oid4vpError("dcql_query: expected an object")
     creds = value.get("credentials")
     if not isinstance(creds, list) or not creds:
         raise Oid4vpError("dcql_query.credentials: a non-empty array")
-    if "credential_sets" in value:
-        raise Oid4vpError("dcql_query.credential_sets: not supported here (ask for each credential)")
     out = tuple(_parse_credential(c, f"dcql_query.credentials[{i}]") for i, c in enumerate(creds))
     if len({q.id for q in out}) != len(out):
         raise Oid4vpError("dcql_query.credentials: ids must be unique")
+    if all(q.format != FORMAT for q in out):
+        raise Oid4vpError(f"dcql_query.credentials: formats {', '.join(sorted({q.format[:40] for q in out}))}: only "
+                          f"{FORMAT!r} is answered here")
     return out
+
+
+def parse_credential_sets(value: Any, queries: Sequence[CredentialQuery]) -> tuple[CredentialSet, ...]:
+    """A DCQL query's ``credential_sets`` (absent: none, every query is asked for)."""
+    if not isinstance(value, Mapping) or "credential_sets" not in value:
+        return ()
+    raw = value["credential_sets"]
+    ids = {q.id for q in queries}
+    if not isinstance(raw, list) or not raw:
+        raise Oid4vpError("dcql_query.credential_sets: a non-empty array of credential set queries")
+    out = []
+    for i, cs in enumerate(raw):
+        options = cs.get("options") if isinstance(cs, Mapping) else None
+        required = cs.get("required", True) if isinstance(cs, Mapping) else None
+        if not (isinstance(options, list) and options and all(
+                isinstance(o, list) and o and all(isinstance(q, str) and q in ids for q in o) for o in options)):
+            raise Oid4vpError(f"dcql_query.credential_sets[{i}].options: non-empty arrays of credential query ids")
+        if not isinstance(required, bool):
+            raise Oid4vpError(f"dcql_query.credential_sets[{i}].required: true or false")
+        out.append(CredentialSet(tuple(tuple(o) for o in options), required))
+    return tuple(out)
+
+
+def select_queries(queries: Sequence[CredentialQuery], sets: Sequence[CredentialSet],
+                   satisfiable: Callable[[CredentialQuery], bool]) -> tuple[CredentialQuery, ...]:
+    """The credential queries to answer (OID4VP 1.0 6.4.2): without credential sets, every
+    query; with them, for each set the first option whose queries are all ``satisfiable``
+    (a set with none: left out when optional, :class:`Oid4vpError` when required)."""
+    if not sets:
+        return tuple(queries)
+    by_id = {q.id: q for q in queries}
+    chosen: dict[str, CredentialQuery] = {}
+    for i, cs in enumerate(sets):
+        option = next((o for o in cs.options if all(satisfiable(by_id[q]) for q in o)), None)
+        if option is None:
+            if cs.required:
+                raise Oid4vpError(f"dcql_query.credential_sets[{i}]: no option this wallet can answer (options "
+                                  f"{[list(o) for o in cs.options]!r:.200})")
+            continue
+        chosen.update((q, by_id[q]) for q in option)
+    return tuple(q for q in queries if q.id in chosen)
 
 
 # -- the request --------------------------------------------------------------------------------
@@ -247,6 +349,7 @@ class Oid4vpRequest:
     queries: tuple[CredentialQuery, ...]
     encryption_jwk: Mapping[str, Any] | None  # None: response_mode dc_api (not encrypted)
     encs: tuple[str, ...] = (DEFAULT_ENC,)
+    credential_sets: tuple[CredentialSet, ...] = ()
 
     @classmethod
     def build(cls, queries: Sequence[CredentialQuery], encryption_key: ec.EllipticCurvePublicKey | None, *,
@@ -271,7 +374,9 @@ class Oid4vpRequest:
             metadata["encrypted_response_enc_values_supported"] = list(self.encs)
         return {"protocol": PROTOCOL, "data": {
             "response_type": "vp_token", "response_mode": self.response_mode, "nonce": self.nonce,
-            "client_metadata": metadata, "dcql_query": {"credentials": [q.to_json() for q in self.queries]}}}
+            "client_metadata": metadata, "dcql_query": {
+                "credentials": [q.to_json() for q in self.queries],
+                **({"credential_sets": [c.to_json() for c in self.credential_sets]} if self.credential_sets else {})}}}
 
     @classmethod
     def parse(cls, value: Any) -> Oid4vpRequest:
@@ -304,6 +409,7 @@ class Oid4vpRequest:
         if mode not in modes:
             raise Oid4vpError(f"response_mode: {mode!r:.40}: expected {modes[0]!r} or {modes[1]!r}")
         queries = parse_dcql(data.get("dcql_query"))
+        sets = parse_credential_sets(data.get("dcql_query"), queries)
         jwk, encs = None, (DEFAULT_ENC,)
         if mode == modes[0]:
             metadata = data.get("client_metadata")
@@ -319,7 +425,7 @@ class Oid4vpRequest:
             if not isinstance(offered, list) or not any(e in ENCS for e in offered):
                 raise Oid4vpError(f"client_metadata.encrypted_response_enc_values_supported: none of {', '.join(ENCS)}")
             encs = tuple(e for e in offered if e in ENCS)
-        request = cls(nonce, queries, None if jwk is None else dict(jwk), encs)
+        request = cls(nonce, queries, None if jwk is None else dict(jwk), encs, sets)
         request.thumbprint  # noqa: B018 - a key that is one: refused here, not when first used
         return request
 
