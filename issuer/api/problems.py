@@ -23,6 +23,7 @@ the service, RFC 9457 3.1.1), a ``title`` that names the class of error, the HTT
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -215,6 +216,43 @@ class CatchAllMiddleware:
             await response(scope, receive, send)
 
 
+class TooLargeAsProblemMiddleware:
+    """Starlette answers a body over ``max_body_size`` that its Content-Length announces with
+    a plain-text 413 ("Content Too Large") before any handler of ours runs; this turns that
+    answer into the 413 problem every other refusal of a large body is (RFC 9457), so that
+    a client reads one error format whatever the way its body was too large."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        replaced = False
+
+        async def _send(message: Message) -> None:
+            nonlocal replaced
+            if message["type"] == "http.response.start" and message["status"] == 413:
+                media = dict(message.get("headers") or []).get(b"content-type", b"")
+                if not media.startswith(MEDIA_TYPE.encode()):
+                    replaced = True
+                    kind = for_status(413)
+                    body = json.dumps({"type": kind.uri, "title": kind.title, "status": 413,
+                                       "detail": "the request body is over this route's size limit "
+                                                 "(MCRED_MAX_BODY; specs/api.md)"}).encode()
+                    await send({"type": "http.response.start", "status": 413,
+                                "headers": [(b"content-type", MEDIA_TYPE.encode()),
+                                            (b"content-length", str(len(body)).encode())]})
+                    await send({"type": "http.response.body", "body": body})
+                    return
+            if replaced:  # the plain text's body: already answered
+                return
+            await send(message)
+
+        await self.app(scope, receive, _send)
+
+
 class NulInUrlMiddleware:
     """A NUL character in the path or the query (``%00``) is answered 400 before any route
     runs. No parameter of these services takes one, and PostgreSQL refuses a string holding
@@ -251,3 +289,6 @@ def install(app: FastAPI) -> None:
         app.add_exception_handler(cls, _on_typed)
     app.add_middleware(CatchAllMiddleware)
     app.add_middleware(NulInUrlMiddleware)
+    # outermost: FastAPI's own body limit stands outside every middleware added above
+    build = app.build_middleware_stack
+    app.build_middleware_stack = lambda: TooLargeAsProblemMiddleware(build())
