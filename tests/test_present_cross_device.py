@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
-from test_present_kit import NS, make_phone, make_pki
+from test_present_kit import DOCTYPE, NS, make_phone, make_pki
 from test_present_oid4vp import CONSENT, REQUEST, _reader_pki, failed, pipeline, wallet
 
 from mcred.present import (
@@ -307,7 +307,10 @@ def test_present_and_wallet_respond_cli_cross_device(world, tmp_path, monkeypatc
         r = CliRunner().invoke(app, ["wallet", "respond", "--phone", world["phone"], "--request",
                                      opened["request"]["uri"], "--consent", str(rules)])
         assert r.exit_code == 0, r.output
-        assert json.loads(r.stdout)["status"] == 200
+        printed = json.loads(r.stdout)
+        assert printed["status"] == 200 and printed["client_id"].startswith("redirect_uri:")
+        assert printed["documents"] == [{"docType": DOCTYPE, "released": {NS: ["age_over_20", "family_name"]},
+                                         "refused": {NS: ["portrait"]}}]
         assert httpx.get(f"{base}/sessions/{opened['session']}/result").json()["valid"]
         # answered already: the verifier refuses a second answer, and the wallet says so
         r = CliRunner().invoke(app, ["wallet", "respond", "--phone", world["phone"], "--request",

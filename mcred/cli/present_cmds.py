@@ -340,8 +340,13 @@ def register(app: typer.Typer) -> None:
             wallet = open_wallet(phone, None, policy, reader_trust_anchors=anchors)
             if scanned:
                 done = wallet_cross_device(wallet, request)
-                answer = {"answered": done.session.redirect.response_uri if done.session.redirect else None,
-                          "status": done.status, "verifier": done.answer}
+                redirect = done.session.redirect
+                released = [{"docType": e.doc_type, "released": {ns: sorted(ids) for ns, ids in e.released.items()},
+                             "refused": {ns: sorted(ids) for ns, ids in e.refused.items()}}
+                            for e in done.session.events if e.kind == "response" and e.doc_type]
+                answer = {"answered": redirect.response_uri if redirect else None,
+                          "client_id": redirect.client_id if redirect else None, "status": done.status,
+                          "verifier": done.answer, "documents": released}
             else:
                 text = sys.stdin.read() if request == "-" else Path(request).read_text(encoding="utf-8")
                 chosen = pick_online_request(json.loads(text), protocol)
