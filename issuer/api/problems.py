@@ -23,7 +23,6 @@ the service, RFC 9457 3.1.1), a ``title`` that names the class of error, the HTT
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -237,14 +236,8 @@ class TooLargeAsProblemMiddleware:
                 media = dict(message.get("headers") or []).get(b"content-type", b"")
                 if not media.startswith(MEDIA_TYPE.encode()):
                     replaced = True
-                    kind = for_status(413)
-                    body = json.dumps({"type": kind.uri, "title": kind.title, "status": 413,
-                                       "detail": "the request body is over this route's size limit "
-                                                 "(MCRED_MAX_BODY; specs/api.md)"}).encode()
-                    await send({"type": "http.response.start", "status": 413,
-                                "headers": [(b"content-type", MEDIA_TYPE.encode()),
-                                            (b"content-length", str(len(body)).encode())]})
-                    await send({"type": "http.response.body", "body": body})
+                    await problem_response(for_status(413), "the request body is over this route's size limit "
+                                           "(MCRED_MAX_BODY; specs/api.md)")(scope, receive, send)
                     return
             if replaced:  # the plain text's body: already answered
                 return
