@@ -370,3 +370,21 @@ def test_a_verifier_that_does_not_answer_as_oid4vp_says_is_named(world):
         with pytest.raises(PresentError, match="refused the answer: HTTP 503"):
             scan("fine")
         assert len(posted) == 1 and posted[0].startswith(b"response=")
+
+
+def test_a_saved_cross_device_presentation_verifies_again(world):
+    """``mcred present --save`` keeps the DeviceResponse and the OpenID4VPHandover transcript:
+    ``mcred verify``'s pipeline checks the device signature over it again (and a transcript
+    of another response_uri does not verify)."""
+    from mcred.present import verify_saved
+    from protocols import cbor
+
+    out = present_cross_device_in_process(wallet(world), unsigned(world, "saved"))
+    result = verify_saved(out.saved(), pipeline(world))
+    assert result.valid and {c.name: c.passed for c in result.checks}["device_authentication"]
+    saved = cbor.loads(out.saved())
+    other = unsigned(world, "other")
+    other.start()
+    saved["sessionTranscript"] = other.transcript.raw
+    result = verify_saved(cbor.dumps(saved), pipeline(world))
+    assert [c.name for c in result.checks if not c.passed] == ["device_authentication"]

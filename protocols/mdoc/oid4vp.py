@@ -393,10 +393,10 @@ class Oid4vpRequest:
                 raise Oid4vpError("request.data: expected a JSON object")
         if "request" in data or "client_id" in data:
             raise Oid4vpError(f"a signed request (request, client_id) comes as {SIGNED_PROTOCOL!r}")
-        return cls._of_data(data)
+        return cls.of_params(data)
 
     @classmethod
-    def _of_data(cls, data: Mapping[str, Any], modes: tuple[str, str] = (RESPONSE_MODE, PLAIN_RESPONSE_MODE)
+    def of_params(cls, data: Mapping[str, Any], modes: tuple[str, str] = (RESPONSE_MODE, PLAIN_RESPONSE_MODE)
                  ) -> Oid4vpRequest:
         """From the request's parameters; ``modes`` the encrypted and the clear response
         modes it may ask for (``dc_api.jwt``/``dc_api``, or ``direct_post.jwt``/``direct_post``)."""
@@ -548,7 +548,7 @@ def parse_signed(value: Any, origin: str) -> tuple[Oid4vpRequest, SignedBy]:
     if origin not in origins:
         raise Oid4vpError(f"request expected_origins {origins[:5]!r:.200}: this page's origin {origin!r:.80} is not "
                           "among them (a request replayed from another site)")
-    request = Oid4vpRequest._of_data({k: v for k, v in claims.items() if k not in ("client_id", "expected_origins")})
+    request = Oid4vpRequest.of_params({k: v for k, v in claims.items() if k not in ("client_id", "expected_origins")})
     return request, SignedBy(chain, client_id, tuple(origins))
 
 

@@ -181,7 +181,7 @@ class RedirectRequest:
         state = claims.get("state")
         if state is not None and (not isinstance(state, str) or not state or len(state) > 512):
             raise Oid4vpError("state: a non-empty string")
-        request = Oid4vpRequest._of_data(claims, modes=(RESPONSE_MODE, PLAIN_RESPONSE_MODE))
+        request = Oid4vpRequest.of_params(claims, modes=(RESPONSE_MODE, PLAIN_RESPONSE_MODE))
         return cls(request, client_id, response_uri, state)
 
 
