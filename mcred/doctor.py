@@ -146,6 +146,19 @@ def _hsm() -> Finding:
                    "" if not missing else "pip install '.[hsm]'; apt-get install -y softhsm2 (or your HSM's module)")
 
 
+def _scan() -> Finding:
+    missing = []
+    for module, package in (("zxingcpp", "zxing-cpp"), ("PIL", "Pillow")):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(package)
+    return Finding("QR scanning", not missing,
+                   "zxing-cpp and Pillow present" if not missing else f"missing {', '.join(missing)}",
+                   "mcred wallet respond --qr PICTURE: the phone scans a verifier's QR code from a screenshot",
+                   "" if not missing else "pip install '.[scan]'")
+
+
 #: The TypeScript peers under interop/ (folder, npm package, what they check).
 NODE_PEERS = (
     ("auth0-mdl", "@auth0/mdl", "a second mdoc implementation (TypeScript) in the tests and benchmarks"),
@@ -243,7 +256,7 @@ _OWN = 5
 def diagnose(ctx) -> list[Finding]:  # noqa: ANN001
     """Every finding, the installation's own first."""
     return [_database(ctx), _public_url(), _keystore(ctx), _master_key(ctx), _reader_session_key(ctx),
-            _secure_elements(ctx), _postgres(), _pcsc(), _hsm(),
+            _secure_elements(ctx), _postgres(), _pcsc(), _hsm(), _scan(),
             *(_node_peer(*peer) for peer in NODE_PEERS), _yubikit(), _openssl()]
 
 

@@ -319,6 +319,25 @@ def test_present_and_wallet_respond_cli_cross_device(world, tmp_path, monkeypatc
         r = CliRunner().invoke(app, ["wallet", "respond", "--phone", world["phone"], "--request",
                                      opened["request"]["uri"], "--consent", str(rules), "--origin", base])
         assert r.exit_code == 2 and "--origin" in r.output
+        # the phone's camera: a picture of the page's QR code (the scan extra)
+        pytest.importorskip("zxingcpp", reason="the scan extra (zxing-cpp, Pillow) is not installed")
+        import segno
+
+        opened = httpx.post(f"{base}/online/sessions", params={"protocol": "openid4vp-cross-device"}).json()
+        picture = tmp_path / "page-qr.png"
+        segno.make(opened["request"]["uri"], error="l").save(picture, scale=4)
+        r = CliRunner().invoke(app, ["wallet", "respond", "--phone", world["phone"], "--qr", str(picture),
+                                     "--consent", str(rules)])
+        assert r.exit_code == 0, r.output
+        assert httpx.get(f"{base}/sessions/{opened['session']}/result").json()["valid"]
+        engagement = tmp_path / "engagement.png"  # a phone's own engagement QR code is no verifier's request
+        segno.make("mdoc:owBjMS4wAYIB2BhYS6QBAiABIVgg", error="l").save(engagement, scale=4)
+        r = CliRunner().invoke(app, ["wallet", "respond", "--phone", world["phone"], "--qr", str(engagement),
+                                     "--consent", str(rules)])
+        assert r.exit_code == 2 and "not a verifier's authorization request" in r.output
+        r = CliRunner().invoke(app, ["wallet", "respond", "--phone", world["phone"], "--qr", str(picture),
+                                     "--request", opened["request"]["uri"], "--consent", str(rules)])
+        assert r.exit_code == 2 and "one of the two" in r.output
 
 
 # -- hostile verifiers and arbitrary requests ------------------------------------------------------

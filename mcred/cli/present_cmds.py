@@ -291,10 +291,11 @@ def register(app: typer.Typer) -> None:
     @wallet_app.command("respond")
     def wallet_respond_cmd(
         phone: str = typer.Option(..., "--phone", help="The phone whose wallet answers."),
-        request: str = typer.Option(..., "--request", help="The page's request, JSON: a {protocol, data} object, or "
-                                    "navigator.credentials.get's argument ({digital: {requests: [...]}}); - for stdin. "
-                                    "Or a verifier's QR code as its URI (openid4vp://?client_id=...): the wallet then "
-                                    "fetches the request and posts its answer to the verifier itself (cross-device)."),
+        request: str | None = typer.Option(None, "--request", help="The page's request, JSON: a {protocol, data} object, or "
+                                           "navigator.credentials.get's argument ({digital: {requests: [...]}}); - for stdin. "
+                                           "Or a verifier's QR code as its URI (openid4vp://?client_id=...): the wallet then "
+                                           "fetches the request and posts its answer to the verifier itself (cross-device)."),
+        qr: Path | None = typer.Option(None, "--qr", help="Or a picture of the verifier's QR code (a screenshot of its page, a photo: PNG, JPEG, ...), scanned as the phone's camera would (needs the scan extra: zxing-cpp, Pillow); then as a URI given to --request."),
         origin: str | None = typer.Option(None, "--origin", help="The web origin of the page that asks, as the browser would report it (Digital Credentials API requests; a cross-device URI has none)."),
         consent: Path | None = typer.Option(None, "--consent", help="Consent rules (JSON); default: ask."),
         reader_trust: list[Path] = typer.Option([], "--reader-trust", help="Reader / verifier CA (PEM) the wallet trusts."),
@@ -320,7 +321,23 @@ def register(app: typer.Typer) -> None:
         from wallet_sim.wallet import OnlineRequestError
 
         console = Console(stderr=True)
-        scanned = _is_uri(request)
+        if (request is None) == (qr is None):
+            console.print("error: give the request (--request FILE|-|URI) or a picture of its QR code (--qr FILE), "
+                          "one of the two", highlight=False, markup=False)
+            raise typer.Exit(EXIT_UNUSABLE)
+        if qr is not None:
+            from wallet_sim.scan import ScanError, read_qr
+
+            try:
+                request = read_qr(qr)
+            except ScanError as exc:
+                console.print(f"error: {qr}: {exc}", highlight=False, markup=False, soft_wrap=True)
+                raise typer.Exit(EXIT_UNUSABLE) from None
+            if not _is_uri(request):
+                console.print(f"error: {qr}: the QR code holds {request[:60]!r}, not a verifier's authorization "
+                              "request (openid4vp://?client_id=...)", highlight=False, markup=False, soft_wrap=True)
+                raise typer.Exit(EXIT_UNUSABLE)
+        scanned = qr is not None or _is_uri(request)
         if consent is None and (request == "-" or not sys.stdin.isatty()):
             console.print("error: no --consent rules file and no terminal to ask the holder: pass --consent "
                           "FILE.json (e.g. {\"documents\": {\"*\": {\"*\": \"*\"}}})", highlight=False, markup=False)
