@@ -552,6 +552,31 @@ def present_cross_device_over_http(wallet: Wallet, reader_url: str, *, client: h
     return _presented(result, done.session)
 
 
+def ask_cross_device(reader_url: str, *, on_uri: Callable[[str], None], token: str | None = None,
+                     wait: float = 300.0, client: httpx.Client | None = None) -> dict:
+    """The verifier's page without a page: opens a cross-device session at the reader, shows
+    its authorization request URI through ``on_uri`` (for any wallet to scan), and waits up
+    to ``wait`` seconds for the verdict (long polls of ``GET /sessions/{id}/result?wait=``).
+    :class:`PresentError` when the reader refuses, or no wallet answered in time."""
+    import time
+
+    deadline = time.monotonic() + wait
+    with _at_reader(reader_url, client, max(wait, 30.0) + 30.0, token) as (client, base, auth):
+        sid, request = _open_online_session(client, base, auth, CROSS_DEVICE)
+        uri = request.get("uri") if isinstance(request, dict) else None
+        if not isinstance(uri, str):
+            raise PresentError(f"reader at {base}: its cross-device request names no authorization request URI")
+        on_uri(uri)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise PresentError(f"no wallet answered within {wait:.0f} s (session {sid})")
+            r = fetch(client, "GET", f"{base}/sessions/{sid}/result?wait={min(25.0, left):.1f}",
+                      max_bytes=SESSION_MAX_BYTES, headers=auth, timeout=60.0)
+            if r.status != 409:
+                return _verdict(r, base, "no verdict")
+
+
 def _open_online_session(client: httpx.Client, base: str, auth: dict, protocol: str) -> tuple[str, object]:
     """``POST /online/sessions?protocol=...`` at the reader: the session id and its request;
     :class:`PresentError` naming what is wrong with the reader's answer."""

@@ -407,3 +407,43 @@ def test_a_saved_cross_device_presentation_verifies_again(world):
     saved["sessionTranscript"] = other.transcript.raw
     result = verify_saved(cbor.dumps(saved), pipeline(world))
     assert [c.name for c in result.checks if not c.passed] == ["device_authentication"]
+
+
+def test_reader_ask_shows_a_qr_code_any_wallet_can_scan_and_prints_the_verdict(world, tmp_path):
+    """``mcred reader ask``: the verifier's page on the command line, for a real wallet app to
+    scan; here our phone scans the PNG it writes (the scan extra) and answers the reader."""
+    pytest.importorskip("zxingcpp", reason="the scan extra (zxing-cpp, Pillow) is not installed")
+    import threading
+    import time
+
+    from test_present_cli import cli
+    from test_present_http import Server, free_port
+    from typer.testing import CliRunner
+
+    from wallet_sim.scan import read_qr
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    service = ReaderService(pipeline(world), [REQUEST], origin=base, public_url=base)
+    picture = tmp_path / "ask.png"
+    with Server(reader_app(service), port):
+        done: dict = {}
+        asking = threading.Thread(target=lambda: done.update(r=CliRunner().invoke(
+            cli(), ["reader", "ask", "--reader", base, "--qr", str(picture), "--wait", "60", "--json"])))
+        asking.start()
+        deadline = time.monotonic() + 30
+        while not picture.exists() or picture.stat().st_size == 0:
+            assert time.monotonic() < deadline and asking.is_alive(), done
+            time.sleep(0.05)
+        time.sleep(0.1)  # the PNG written whole
+        answered = wallet_cross_device(wallet(world), read_qr(picture))
+        asking.join(60)
+        assert answered.status == 200
+        r = done["r"]
+        assert r.exit_code == 0, r.output
+        verdict = json.loads(r.stdout.strip().splitlines()[-1])
+        assert verdict["valid"] and verdict["documents"][0]["elements"] == {NS: {"family_name": "山田",
+                                                                                 "age_over_20": True}}
+        r = CliRunner().invoke(cli(), ["reader", "ask", "--reader", base, "--wait", "1", "--json"])
+        assert r.exit_code == 2 and "no wallet answered within 1 s" in json.loads(r.stdout.strip().splitlines()[-1])[
+            "error"]

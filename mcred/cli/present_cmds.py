@@ -285,6 +285,45 @@ def register(app: typer.Typer) -> None:
             uvicorn.run("mcred.present:reader_app_from_env", factory=True, workers=workers, host=host,
                         port=port, log_level="warning", **tls)
 
+    @reader_app.command("ask")
+    def ask_cmd(
+        reader: str = typer.Option(..., "--reader", help="Reader service URL (its --public-url must be reachable by the phone), e.g. https://rp.example"),
+        token: str | None = typer.Option(None, "--token", envvar="MCRED_API_TOKEN",
+                                         help="bearer token (scope reader) for a reader mounted in `mcred serve` "
+                                              "(URL .../reader); env MCRED_API_TOKEN"),
+        qr: Path | None = typer.Option(None, "--qr", callback=out_path, help="Also write the QR code as PNG."),
+        wait: int = typer.Option(300, "--wait", min=1, max=3600, help="Seconds to wait for a wallet's answer."),
+        portrait: Path | None = typer.Option(None, "--portrait", callback=out_path, help="Save a disclosed portrait here."),
+        as_json: bool = typer.Option(False, "--json", help="Print one JSON object (the QR code goes to stderr)."),
+    ) -> None:
+        """Ask any wallet for the card substitute cross-device (OpenID4VP 1.0, direct_post.jwt):
+        the reader's QR code is shown here for a phone to scan (a real wallet app, or `mcred
+        wallet respond --qr`), and its verdict printed when the phone has answered; exit 0
+        only if it is VALID."""
+        import io
+
+        import segno
+
+        from mcred.present import PresentError, ask_cross_device
+
+        console = Console(stderr=as_json)
+
+        def show(uri: str) -> None:
+            code = segno.make(uri, error="l")
+            if qr is not None:
+                code.save(qr, scale=4)
+            text = io.StringIO()
+            code.terminal(out=text, compact=True)
+            console.print(text.getvalue(), highlight=False, markup=False)
+            console.print(uri, highlight=False, markup=False, soft_wrap=True)
+            console.print(f"waiting up to {wait} s for a wallet to answer...", highlight=False)
+
+        try:
+            result = ask_cross_device(reader, on_uri=show, token=token, wait=float(wait))
+        except PresentError as exc:
+            _unusable(console, as_json, str(exc))
+        _finish(console, result, as_json, portrait)
+
     wallet_app = typer.Typer(help="The phone's wallet app, on its own.", no_args_is_help=True)
     app.add_typer(wallet_app, name="wallet")
 
