@@ -296,10 +296,15 @@ def test_present_and_wallet_respond_cli_cross_device(world, tmp_path, monkeypatc
     base = f"http://127.0.0.1:{port}"
     service = ReaderService(pipeline(world), [REQUEST], origin=base, public_url=base)
     with Server(reader_app(service), port) as server:
+        page_qr = tmp_path / "page.png"
         r = CliRunner().invoke(app, ["present", "--phone", world["phone"], "--reader", server.url, "--online",
-                                     "--protocol", "cross-device", "--consent", str(rules)])
+                                     "--protocol", "cross-device", "--consent", str(rules), "--qr", str(page_qr)])
         assert r.exit_code == 0, r.output
         assert "openid4vp://?" in r.output and "VALID" in r.output
+        assert page_qr.read_bytes().startswith(b"\x89PNG")
+        r = CliRunner().invoke(app, ["present", "--phone", world["phone"], "--reader", server.url, "--online",
+                                     "--consent", str(rules), "--qr", str(page_qr)])
+        assert r.exit_code == 2 and "--qr" in r.output  # Annex C has no code to show
         # the wallet on its own, given the page's QR code as its URI
         import httpx
 

@@ -81,7 +81,7 @@ def register(app: typer.Typer) -> None:
         consent: Path | None = typer.Option(None, "--consent", help="Consent rules (JSON); default: ask."),
         reader_trust: list[Path] = typer.Option([], "--reader-trust", help="Reader CA (PEM) the wallet trusts for readerAuth."),
         mac: bool = typer.Option(False, "--mac", help="Device authentication by deviceMac, not deviceSignature."),
-        qr: Path | None = typer.Option(None, "--qr", callback=out_path, help="Also write the engagement QR code as PNG."),
+        qr: Path | None = typer.Option(None, "--qr", callback=out_path, help="Also write the engagement QR code as PNG (cross-device: the page's QR code)."),
         portrait: Path | None = typer.Option(None, "--portrait", callback=out_path, help="Save a disclosed portrait here."),
         save: Path | None = typer.Option(None, "--save", callback=out_path, help="Save the transcript for `mcred verify`."),
         token: str | None = typer.Option(None, "--token", envvar="MCRED_API_TOKEN",
@@ -105,9 +105,6 @@ def register(app: typer.Typer) -> None:
         from wallet_sim.consent import ConsentError, InteractiveConsent, RulesConsent
 
         console = Console(stderr=as_json)
-        if online and (mac or qr is not None):
-            _unusable(console, as_json, "--online presents without an engagement or a reader key: "
-                      "--mac and --qr are for proximity")
         if origin is not None and not online:
             _unusable(console, as_json, "--origin is the web page's origin of an online presentation: add --online")
         protocols = {"org-iso-mdoc": "org-iso-mdoc", "annex-c": "org-iso-mdoc", "openid4vp": "openid4vp-v1-unsigned",
@@ -117,6 +114,10 @@ def register(app: typer.Typer) -> None:
         if protocol not in protocols:
             _unusable(console, as_json, f"--protocol {protocol!r}: org-iso-mdoc, openid4vp, openid4vp-signed or "
                       "cross-device")
+        cross_device = online and protocols[protocol] == "openid4vp-cross-device"
+        if online and (mac or (qr is not None and not cross_device)):
+            _unusable(console, as_json, "--online presents without an engagement or a reader key: "
+                      "--mac and --qr are for proximity (and --qr for the page's code cross-device)")
         if protocol != "org-iso-mdoc" and not online:
             _unusable(console, as_json, "--protocol is the protocol of an online presentation: add --online")
         try:
@@ -141,6 +142,10 @@ def register(app: typer.Typer) -> None:
                 console.print(engagement.uri, highlight=False, markup=False, soft_wrap=True)
 
         def show_uri(uri: str) -> None:
+            if qr is not None:
+                import segno
+
+                segno.make(uri, error="l").save(qr, scale=4)
             if not as_json:
                 import io
 
@@ -153,7 +158,7 @@ def register(app: typer.Typer) -> None:
                 console.print(uri, highlight=False, markup=False, soft_wrap=True)
 
         try:
-            if online and protocols[protocol] == "openid4vp-cross-device":
+            if cross_device:
                 if origin is not None:
                     _unusable(console, as_json, "--origin is what a browser reports; a cross-device request has "
                               "none (the answer goes to the reader's response_uri)")
