@@ -6,19 +6,25 @@ bodies, byte for byte (a transport adapter around :class:`reader.session.ReaderS
   ``Location: /sessions/{id}``.
 * ``POST /sessions/{id}``: body the wallet's SessionData; answers the reader's SessionData
   (status 20: the reader has what it asked for and ends the session).
-* ``GET /sessions/{id}/result``: the verdict, ``{"valid", "checks", "documents"}``.
+* ``GET /sessions/{id}/result[?wait=S]``: the verdict, ``{"valid", "checks", "documents"}``
+  (``409`` while pending; ``wait``: a long poll of up to 60 s).
 
-Online presentation (ISO/IEC TS 18013-7 Annex C, :mod:`reader.online`), for the web page
-of the service's origin:
+Online presentation (:mod:`reader.online`), for the web page of the service's origin:
 
-* ``POST /online/sessions``: answers ``201`` with ``{"session", "origin", "request"}``,
-  ``request`` being what the page passes to ``navigator.credentials.get`` (``{"protocol":
-  "org-iso-mdoc", "data": {"deviceRequest", "encryptionInfo"}}``), ``Location:
-  /online/sessions/{id}``.
+* ``POST /online/sessions?protocol=...``: answers ``201`` with ``{"session", "origin",
+  "request"}``, ``request`` being what the page passes to ``navigator.credentials.get``
+  (``org-iso-mdoc``, ISO/IEC TS 18013-7 Annex C: ``{"protocol", "data": {"deviceRequest",
+  "encryptionInfo"}}``; ``openid4vp-v1-unsigned`` or ``-signed``, OpenID4VP 1.0),
+  ``Location: /online/sessions/{id}``; or, with ``openid4vp-cross-device``, the
+  authorization request URI a page shows as a QR code (``{"uri", "client_id",
+  "response_uri", ? "request_uri", ? "qr"}``), ``Location: /sessions/{id}/result``.
 * ``POST /online/sessions/{id}``: body the credential the browser returned (JSON
   ``{"protocol", "data": {"response"}}``, or ``{"response"}``); answers the verdict, as
   ``GET /sessions/{id}/result`` does afterwards. ``400`` for a body that is not such JSON
   (the session stays open); an EncryptedResponse that does not open ends it, failed.
+* Cross-device (:func:`cross_device_router`, public: a phone has no token):
+  ``GET|POST /oid4vp/requests/{id}`` the signed request object (the request_uri), and
+  ``POST /oid4vp/responses/{id}`` the wallet's ``direct_post.jwt`` form (the response_uri).
 
 Sessions live in a :mod:`reader.sessions` store: this process's memory by default, or the
 database when the service is given an engine (any worker continues any session; the

@@ -1,5 +1,8 @@
 """The reader's side of an online presentation, sans-I/O: ISO/IEC TS 18013-7 Annex C, the
-``org-iso-mdoc`` protocol of the W3C Digital Credentials API (:mod:`protocols.mdoc.dcapi`).
+``org-iso-mdoc`` protocol of the W3C Digital Credentials API (:mod:`protocols.mdoc.dcapi`),
+described here; OpenID4VP 1.0 over the same API (:class:`Oid4vpReaderSession`); and
+OpenID4VP 1.0 cross-device, a QR code and ``direct_post.jwt`` without the browser
+(:class:`Oid4vpRedirectReaderSession`).
 
 ``start()`` makes the request object the web page hands to ``navigator.credentials.get``:
 a DeviceRequest (reader-authenticated when the reader has a key) and an EncryptionInfo
