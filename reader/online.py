@@ -227,35 +227,43 @@ class Oid4vpReaderSession(_WebSession):
                                        expected_origins=[self.origin])
         return self.request.to_json()
 
+    #: The ``session`` check's reason once an answer of this kind is opened.
+    opened = "JWE decrypted (ECDH-ES) for this request (OpenID4VP 1.0 over the Digital Credentials API)"
+
     def receive(self, message: bytes) -> ReaderOutcome:
-        """``message``: the credential the page received, as JSON bytes."""
+        """``message``: the answer as this kind takes it (:meth:`_open`); each DeviceResponse
+        of its vp_token verified, or the ``session`` check failed naming what it is instead."""
         done = self._done_already()
         if done is not None:
             return done
         try:
-            value = json.loads(message)
-            if isinstance(value, dict) and isinstance(value.get("data"), dict) and "error" in value["data"]:
-                error = value["data"]
-                return self._failed(f"the wallet answered {str(error.get('error'))[:40]!r}: "
-                                    f"{str(error.get('error_description', ''))[:200]}")
-            payload = oid4vp.response_payload(value)
-            if not isinstance(payload, str):
-                return self._failed("vp_token in the clear: this reader asked for an encrypted response (dc_api.jwt)")
-            documents = oid4vp.documents(oid4vp.open_response(payload, self._key), self.query_ids)
+            opened = self._open(message)
         except (ValueError, oid4vp.Oid4vpError) as exc:  # JSONDecodeError is a ValueError
             return self._failed(f"OpenID4VP response: {exc}")
         except Exception as exc:  # noqa: BLE001 - the reader's boundary
             return self._failed(f"OpenID4VP response unreadable: {type(exc).__name__}")
-        return self._verified_token(documents, "JWE decrypted (ECDH-ES) for this request (OpenID4VP 1.0 over the "
-                                               "Digital Credentials API)")
-
-    def _verified_token(self, documents: Mapping[str, list[bytes]], how: str) -> ReaderOutcome:
-        """The verdict on a decrypted vp_token's DeviceResponses (query by query), ``how`` it
-        was opened the ``session`` check's reason; a vp_token that answers nothing fails."""
-        if not documents:
+        if isinstance(opened, ReaderOutcome):
+            return opened
+        if not opened:
             return self._failed("vp_token: no credential query answered")
-        return self._verified([r for qid in sorted(documents) for r in documents[qid]], Check(
-            SESSION, True, f"{how}; vp_token answers " + ", ".join(sorted(documents))))
+        return self._verified([r for qid in sorted(opened) for r in opened[qid]], Check(
+            SESSION, True, f"{self.opened}; vp_token answers " + ", ".join(sorted(opened))))
+
+    def _open(self, message: bytes) -> dict[str, list[bytes]] | ReaderOutcome:
+        """The credential the page received, as JSON bytes: the DeviceResponses of its
+        vp_token by query id, or the failed outcome of an answer that carries none."""
+        value = json.loads(message)
+        if isinstance(value, dict) and isinstance(value.get("data"), dict) and "error" in value["data"]:
+            error = value["data"]
+            return self._wallet_refused(error.get("error"), error.get("error_description", ""))
+        payload = oid4vp.response_payload(value)
+        if not isinstance(payload, str):
+            return self._failed("vp_token in the clear: this reader asked for an encrypted response (dc_api.jwt)")
+        return oid4vp.documents(oid4vp.open_response(payload, self._key), self.query_ids)
+
+    def _wallet_refused(self, error: Any, description: Any) -> ReaderOutcome:
+        """OAuth's error response (``access_denied``, ...), named in the ``session`` check."""
+        return self._failed(f"the wallet answered {str(error)[:40]!r}: {str(description)[:200]}")
 
 
 class Oid4vpRedirectReaderSession(Oid4vpReaderSession):
@@ -332,32 +340,25 @@ class Oid4vpRedirectReaderSession(Oid4vpReaderSession):
         except oid4vp.Oid4vpError as exc:
             raise ReaderSessionError(f"request object: {exc}") from None
 
-    def receive(self, message: bytes) -> ReaderOutcome:
-        """``message``: the form body the wallet posted to ``response_uri``."""
-        done = self._done_already()
-        if done is not None:
-            return done
+    opened = ("JWE decrypted (ECDH-ES) for this request, posted to its response_uri with its state (OpenID4VP 1.0 "
+              "direct_post.jwt, cross-device)")
+
+    def _open(self, message: bytes) -> dict[str, list[bytes]] | ReaderOutcome:
+        """``message``: the form body the wallet posted to ``response_uri``; its ``state`` this
+        session's, in the clear and inside the JWE."""
         expected = self.redirect.state if self.redirect is not None else None
-        try:
-            form = oid4vp_redirect.parse_form(message)
-            if form.get("state") is not None and form.get("state") != expected:
-                return self._failed("state: not this session's request (a response for another request)")
-            if "error" in form:
-                return self._failed(f"the wallet answered {form['error'][:40]!r}: "
-                                    f"{form.get('error_description', '')[:200]}")
-            if "response" not in form:
-                return self._failed("vp_token in the clear: this reader asked for an encrypted response "
-                                    "(direct_post.jwt)" if "vp_token" in form else "the form has no response")
-            payload = oid4vp.open_response(form["response"], self._key)
-            if payload.get("state") != expected:
-                return self._failed("state: the encrypted response does not carry this session's state")
-            documents = oid4vp.documents(payload, self.query_ids)
-        except oid4vp.Oid4vpError as exc:
-            return self._failed(f"OpenID4VP response: {exc}")
-        except Exception as exc:  # noqa: BLE001 - the reader's boundary
-            return self._failed(f"OpenID4VP response unreadable: {type(exc).__name__}")
-        return self._verified_token(documents, "JWE decrypted (ECDH-ES) for this request, posted to its response_uri "
-                                               "with its state (OpenID4VP 1.0 direct_post.jwt, cross-device)")
+        form = oid4vp_redirect.parse_form(message)
+        if form.get("state") is not None and form.get("state") != expected:
+            return self._failed("state: not this session's request (a response for another request)")
+        if "error" in form:
+            return self._wallet_refused(form["error"], form.get("error_description", ""))
+        if "response" not in form:
+            return self._failed("vp_token in the clear: this reader asked for an encrypted response "
+                                "(direct_post.jwt)" if "vp_token" in form else "the form has no response")
+        payload = oid4vp.open_response(form["response"], self._key)
+        if payload.get("state") != expected:
+            return self._failed("state: the encrypted response does not carry this session's state")
+        return oid4vp.documents(payload, self.query_ids)
 
 
 def credential_message(credential: Any) -> bytes:
