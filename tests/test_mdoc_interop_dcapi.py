@@ -24,8 +24,7 @@ from test_present_kit import (
     T0,
     Clock,
     kit_pipeline,
-    make_phone,
-    make_pki,
+    kit_world,
 )
 
 import wallet_sim
@@ -47,9 +46,7 @@ NOW = T0 + dt.timedelta(minutes=1)  # the kit's Clock: its mdocs are valid aroun
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    home = tmp_path_factory.mktemp("home")
-    pki = make_pki()
-    return {"home": home, "pki": pki, "phone": make_phone(home, pki)}
+    return kit_world(tmp_path_factory)
 
 
 def _wallet(world) -> Wallet:

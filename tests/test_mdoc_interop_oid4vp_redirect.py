@@ -12,23 +12,19 @@ and a vp_token node encrypts with the session's state, our reader finds VALID.""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 from node_bridge import NodeBridge, jwk
-from test_present_kit import DOCTYPE, NS, T0, Clock, kit_pipeline, make_phone, make_pki
+from test_mdoc_interop_oid4vp import NOW, REQUEST, _wallet  # the same request, consent and clock
+from test_present_kit import NS, kit_pipeline, kit_world
 from test_present_oid4vp import _reader_pki
 
-import wallet_sim
 from protocols import cose
 from protocols.mdoc import _parse as p
 from reader.online import Oid4vpRedirectReaderSession
-from reader.session import RequestSpec
-from wallet_sim.consent import RulesConsent
-from wallet_sim.wallet import Wallet
 
 NODE = NodeBridge("oid4vp-jose", "jose", "oid4vp.mjs")
 why = NODE.unavailable()
@@ -36,21 +32,11 @@ pytestmark = pytest.mark.skipif(why is not None, reason=f"OpenID4VP interop (jos
 
 VECTOR = json.loads((Path(__file__).parent / "vectors" / "oid4vp-1.0-redirect-handover.json").read_text())
 BASE = "https://shop.example"
-REQUEST = RequestSpec(DOCTYPE, {NS: {"family_name": False, "age_over_20": True, "portrait": False}})
-CONSENTED = {"documents": {DOCTYPE: {NS: ["family_name", "age_over_20"]}}}
-NOW = T0 + dt.timedelta(minutes=1)
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    home = tmp_path_factory.mktemp("home")
-    pki = make_pki()
-    return {"home": home, "pki": pki, "phone": make_phone(home, pki)}
-
-
-def _wallet(world) -> Wallet:
-    se = wallet_sim.open_secure_element(world["phone"], world["home"])
-    return Wallet(se.transmit, RulesConsent.from_mapping(CONSENTED), clock=Clock())
+    return kit_world(tmp_path_factory)
 
 
 def _signed_reader(world) -> Oid4vpRedirectReaderSession:

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
-from test_present_kit import DOCTYPE, NS, make_phone, make_pki
+from test_present_kit import DOCTYPE, NS, kit_world
 from test_present_oid4vp import CONSENT, REQUEST, _reader_pki, failed, pipeline, wallet
 
 from mcred.present import (
@@ -38,9 +38,7 @@ BASE = "https://shop.example"
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    home = tmp_path_factory.mktemp("home")
-    pki = make_pki()
-    return {"home": home, "pki": pki, "phone": make_phone(home, pki, slots=(0, 1))}
+    return kit_world(tmp_path_factory, slots=(0, 1))
 
 
 def unsigned(world, sid="s1") -> Oid4vpRedirectReaderSession:

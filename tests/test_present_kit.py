@@ -165,6 +165,14 @@ class Clock:
         self.now += dt.timedelta(**kw)
 
 
+def kit_world(tmp_path_factory, **phone) -> dict:
+    """A module's world: a data directory, the kit's PKI and one provisioned phone
+    (``phone``: :func:`make_phone`'s keywords, e.g. ``slots=(0, 1)``)."""
+    home = tmp_path_factory.mktemp("home")
+    pki = make_pki()
+    return {"home": home, "pki": pki, "phone": make_phone(home, pki, **phone)}
+
+
 def kit_pipeline(pki: Pki, clock: Clock | None = None):
     """A reader pipeline trusting ``pki``, its status lists from ``pki``'s publisher, on
     ``clock`` (a new kit clock, at T0 + 1 min, unless given)."""

@@ -15,7 +15,7 @@ import json
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
-from test_present_kit import DOCTYPE, NS, Clock, kit_pipeline, make_phone, make_pki
+from test_present_kit import DOCTYPE, NS, Clock, kit_pipeline, kit_world
 
 import wallet_sim
 from mcred.present import (
@@ -37,9 +37,7 @@ CONSENT = {"documents": {DOCTYPE: {NS: ["family_name", "age_over_20"]}}}
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    home = tmp_path_factory.mktemp("home")
-    pki = make_pki()
-    return {"home": home, "pki": pki, "phone": make_phone(home, pki, slots=(0, 1))}
+    return kit_world(tmp_path_factory, slots=(0, 1))
 
 
 def wallet(world, consent=CONSENT) -> Wallet:

@@ -22,7 +22,7 @@ from cryptography.x509.oid import NameOID
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_present_kit import DOCTYPE, NS, Clock, kit_pipeline, make_phone, make_pki
+from test_present_kit import DOCTYPE, NS, Clock, kit_pipeline, kit_world
 
 import wallet_sim
 from mcred.present import (
@@ -46,9 +46,7 @@ REQUEST = RequestSpec(DOCTYPE, {NS: {"family_name": False, "age_over_20": False,
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    home = tmp_path_factory.mktemp("home")
-    pki = make_pki()
-    return {"home": home, "pki": pki, "phone": make_phone(home, pki, slots=(0, 1))}
+    return kit_world(tmp_path_factory, slots=(0, 1))
 
 
 def wallet(world, consent=None, **kw) -> Wallet:

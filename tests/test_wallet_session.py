@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_present_kit import DOCTYPE, NS, Clock, kit_pipeline, make_phone, make_pki
+from test_present_kit import DOCTYPE, NS, Clock, kit_pipeline, kit_world
 
 import wallet_sim
 from mcred.present import present_in_process
@@ -44,9 +44,7 @@ FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCh
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    home = tmp_path_factory.mktemp("home")
-    pki = make_pki()
-    return {"home": home, "pki": pki, "phone": make_phone(home, pki, slots=(0, 1, 2))}
+    return kit_world(tmp_path_factory, slots=(0, 1, 2))
 
 
 def se(world):
