@@ -22,7 +22,6 @@ a request the multipaz online verifier signed (tests/test_mdoc_dcapi.py).
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
 from protocols.cose import CoseKey, CoseKeyError
 from protocols.mdoc import _parse as p
 from protocols.mdoc.errors import MdocDecodeError, MdocError
-from protocols.mdoc.transcript import SessionTranscript, is_hashed_handover
+from protocols.mdoc.transcript import SessionTranscript, hashed_handover, is_hashed_handover
 
 PROTOCOL = "org-iso-mdoc"
 """The Digital Credentials API protocol identifier of Annex C."""
@@ -122,8 +121,7 @@ def session_transcript(encryption_info: EncryptionInfo | str, origin: str) -> Se
         raise DcApiError("SessionTranscript: the encryptionInfo text and the origin are strings")
     if not origin:
         raise DcApiError("SessionTranscript: empty origin")
-    info_hash = hashlib.sha256(p.encode([text, origin])).digest()
-    return SessionTranscript.build(None, None, [DCAPI, info_hash])
+    return hashed_handover(DCAPI, [text, origin])
 
 
 def is_dcapi_transcript(transcript: SessionTranscript) -> bool:

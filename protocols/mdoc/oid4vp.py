@@ -49,7 +49,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from protocols.mdoc import _parse as p
 from protocols.mdoc.errors import MdocError
-from protocols.mdoc.transcript import SessionTranscript, is_hashed_handover
+from protocols.mdoc.transcript import SessionTranscript, hashed_handover, is_hashed_handover
 
 PROTOCOL = "openid4vp-v1-unsigned"
 """The Digital Credentials API protocol identifier of an unsigned OID4VP 1.0 request."""
@@ -130,8 +130,7 @@ def session_transcript(origin: str, nonce: str, thumbprint: bytes | None) -> Ses
         raise Oid4vpError("SessionTranscript: origin and nonce are non-empty strings")
     if thumbprint is not None and (not isinstance(thumbprint, bytes) or len(thumbprint) != 32):
         raise Oid4vpError("SessionTranscript: the JWK thumbprint is 32 bytes (SHA-256)")
-    info = p.encode([origin, nonce, thumbprint])
-    return SessionTranscript.build(None, None, [HANDOVER, hashlib.sha256(info).digest()])
+    return hashed_handover(HANDOVER, [origin, nonce, thumbprint])
 
 
 def is_oid4vp_transcript(transcript: SessionTranscript) -> bool:

@@ -48,7 +48,7 @@ from protocols.mdoc.oid4vp import (
     sign_request_object,
     verify_request_object,
 )
-from protocols.mdoc.transcript import SessionTranscript, is_hashed_handover
+from protocols.mdoc.transcript import SessionTranscript, hashed_handover, is_hashed_handover
 
 HANDOVER = "OpenID4VPHandover"
 SCHEME = "openid4vp"
@@ -81,8 +81,7 @@ def session_transcript(client_id: str, nonce: str, thumbprint: bytes | None, res
             raise Oid4vpError(f"SessionTranscript: {name} is a non-empty string")
     if thumbprint is not None and (not isinstance(thumbprint, bytes) or len(thumbprint) != 32):
         raise Oid4vpError("SessionTranscript: the JWK thumbprint is 32 bytes (SHA-256)")
-    info = p.encode([client_id, nonce, thumbprint, response_uri])
-    return SessionTranscript.build(None, None, [HANDOVER, hashlib.sha256(info).digest()])
+    return hashed_handover(HANDOVER, [client_id, nonce, thumbprint, response_uri])
 
 
 def is_redirect_transcript(transcript: SessionTranscript) -> bool:

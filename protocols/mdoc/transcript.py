@@ -8,6 +8,7 @@ transcript is never re-encoded on the way into a signature or a MAC.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,10 +70,17 @@ class SessionTranscript:
         return value if isinstance(value, SessionTranscript) else cls.decode(value)
 
 
+def hashed_handover(identifier: str, info: Sequence[Any]) -> SessionTranscript:
+    """``[null, null, [identifier, SHA-256(CBOR(info))]]``: the transcript of the online
+    presentations, its handover the hash of what binds it (origin, nonce, key, ...)."""
+    return SessionTranscript.build(None, None, [identifier, hashlib.sha256(p.encode(list(info))).digest()])
+
+
 def is_hashed_handover(transcript: SessionTranscript, identifier: str) -> bool:
     """Whether ``transcript`` is ``[null, null, [identifier, 32-byte hash]]``: the shape of the
     online presentations' transcripts (ISO/IEC TS 18013-7 Annex C ``"dcapi"``, OpenID4VP's
-    ``"OpenID4VPDCAPIHandover"``), which have no engagement and no reader key."""
+    ``"OpenID4VPDCAPIHandover"`` and ``"OpenID4VPHandover"``), which have no engagement and no
+    reader key."""
     h = transcript.handover
     return (transcript.device_engagement_bytes is None and transcript.e_reader_key_bytes is None
             and isinstance(h, list | tuple) and len(h) == 2 and h[0] == identifier
