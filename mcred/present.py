@@ -49,7 +49,7 @@ from reader.online import (
 )
 from reader.pipeline import PipelineConfig, ReaderPipeline, StatusListCache
 from reader.relying_party import RelyingPartyService
-from reader.session import DEFAULT_REQUEST, ReaderSession, RequestSpec
+from reader.session import DEFAULT_REQUEST, ReaderOutcome, ReaderSession, RequestSpec
 from reader.trust import TrustStore
 from tsm import applets as tsm_applets
 from tsm import gp_commands
@@ -335,9 +335,7 @@ def present_in_process(wallet: Wallet, reader: ReaderSession) -> Presentation:
     reply = session.receive(establishment)
     outcome = reader.receive(reply or b"")
     session.receive(reader.terminate())
-    st = outcome.session_transcript
-    return Presentation(outcome.result.to_json(), tuple(session.events), outcome.device_response,
-                        st.raw if st else None, _pkcs8(reader.e_reader_private_key))
+    return _from_outcome(outcome, session, _pkcs8(reader.e_reader_private_key))
 
 
 class PresentError(Exception):
@@ -408,6 +406,13 @@ def _verdict(r, base: str, refused: str) -> dict:  # noqa: ANN001 - reader.fetch
         raise PresentError(f"reader at {base}: the verdict is not JSON: {exc}") from None
 
 
+def _from_outcome(outcome: ReaderOutcome, session, key: bytes | None = None) -> Presentation:  # noqa: ANN001
+    """An in-process presentation: the reader's outcome and the wallet session's events."""
+    st = outcome.session_transcript
+    return Presentation(outcome.result.to_json(), tuple(session.events), outcome.device_response,
+                        st.raw if st else None, key)
+
+
 def _presented(result: dict, session) -> Presentation:  # noqa: ANN001 - a WalletSession
     return Presentation(result, tuple(session.events), session.device_response,
                         session.transcript.raw if session.transcript else None)
@@ -423,9 +428,7 @@ def present_online_in_process(wallet: Wallet, reader: OnlineReaderSession | Oid4
     session = wallet.online(origin or reader.origin)
     answer = session.respond(request)
     outcome = reader.receive(credential_message(answer))
-    st = outcome.session_transcript
-    return Presentation(outcome.result.to_json(), tuple(session.events), outcome.device_response,
-                        st.raw if st else None)
+    return _from_outcome(outcome, session)
 
 
 def present_online_over_http(wallet: Wallet, reader_url: str, *, origin: str | None = None,
@@ -457,8 +460,6 @@ def present_cross_device_in_process(wallet: Wallet, reader: Oid4vpRedirectReader
     request URI (the QR code) to the wallet, its request object (signed by the reader, with
     the wallet's nonce when it asked with POST) when it goes by reference, the wallet's form
     back to the reader."""
-    from urllib.parse import urlencode as form_encode
-
     opened = reader.start()
     session = wallet.cross_device(opened["uri"])
     jws = None
@@ -466,10 +467,8 @@ def present_cross_device_in_process(wallet: Wallet, reader: Oid4vpRedirectReader
         jws = reader.request_object(reader.request_claims, reader.reader_signer, reader.reader_chain,
                                     wallet_nonce=session.wallet_nonce)
     post = session.respond(jws)
-    outcome = reader.receive(form_encode(post.form).encode())
-    st = outcome.session_transcript
-    return Presentation(outcome.result.to_json(), tuple(session.events), outcome.device_response,
-                        st.raw if st else None)
+    outcome = reader.receive(urlencode(post.form).encode())
+    return _from_outcome(outcome, session)
 
 
 @dataclass(frozen=True)
