@@ -65,6 +65,23 @@ def _finish(console: Console, result: dict, as_json: bool, portrait: Path | None
     raise typer.Exit(EXIT_OK if result.get("valid") else EXIT_FAILED)
 
 
+def _show_qr(console: Console | None, uri: str, png: Path | None) -> None:
+    """A cross-device authorization request as a QR code: written as PNG to ``png`` when
+    given, and printed (half blocks, then the URI as text) on ``console`` when given."""
+    import io
+
+    import segno
+
+    code = segno.make(uri, error="l")
+    if png is not None:
+        code.save(png, scale=4)
+    if console is not None:
+        text = io.StringIO()
+        code.terminal(out=text, compact=True)
+        console.print(text.getvalue(), highlight=False, markup=False)
+        console.print(uri, highlight=False, markup=False, soft_wrap=True)
+
+
 def _unusable(console: Console, as_json: bool, message: str) -> None:
     if as_json:
         print(json.dumps({"valid": False, "error": message, "checks": [], "documents": []}, ensure_ascii=False))
@@ -142,20 +159,9 @@ def register(app: typer.Typer) -> None:
                 console.print(engagement.uri, highlight=False, markup=False, soft_wrap=True)
 
         def show_uri(uri: str) -> None:
-            if qr is not None:
-                import segno
-
-                segno.make(uri, error="l").save(qr, scale=4)
             if not as_json:
-                import io
-
-                import segno
-
-                text = io.StringIO()
-                segno.make(uri, error="l").terminal(out=text, compact=True)
                 console.print("the verifier's page shows (the phone scans it):", highlight=False)
-                console.print(text.getvalue(), highlight=False, markup=False)
-                console.print(uri, highlight=False, markup=False, soft_wrap=True)
+            _show_qr(None if as_json else console, uri, qr)
 
         try:
             if cross_device:
@@ -305,22 +311,12 @@ def register(app: typer.Typer) -> None:
         the reader's QR code is shown here for a phone to scan (a real wallet app, or `mcred
         wallet respond --qr`), and its verdict printed when the phone has answered; exit 0
         only if it is VALID."""
-        import io
-
-        import segno
-
         from mcred.present import PresentError, ask_cross_device
 
         console = Console(stderr=as_json)
 
         def show(uri: str) -> None:
-            code = segno.make(uri, error="l")
-            if qr is not None:
-                code.save(qr, scale=4)
-            text = io.StringIO()
-            code.terminal(out=text, compact=True)
-            console.print(text.getvalue(), highlight=False, markup=False)
-            console.print(uri, highlight=False, markup=False, soft_wrap=True)
+            _show_qr(console, uri, qr)
             console.print(f"waiting up to {wait} s for a wallet to answer...", highlight=False)
 
         try:
