@@ -233,13 +233,13 @@ class RpChallengeRow(ReaderBase):
 class SqlSessionStore:
     """Sessions in ``reader_sessions``: shared by every process on the same database.
     ``resume`` rebuilds a session from its row (:meth:`ReaderSession.resume` with the
-    service's requests and verifier): ``resume(key, transcript)``, with the request's
-    parameters as a third argument for a kind that keeps them."""
+    service's requests and verifier): ``resume(key, transcript, request)``, ``request`` the
+    request's parameters of a kind that keeps them (None for the others)."""
 
     blocking = True
 
     def __init__(self, engine: Engine, ttl: dt.timedelta, max_sessions: int,
-                 resume: Callable[..., ReaderSession] | None,
+                 resume: Callable[[ec.EllipticCurvePrivateKey, bytes, bytes | None], ReaderSession] | None,
                  sealer: SessionSealer | None = None) -> None:
         self.engine = engine
         self.ttl = ttl
@@ -290,9 +290,7 @@ class SqlSessionStore:
             raise ReaderSessionError(f"the session's key in its row is not a PKCS#8 key ({exc})") from None
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise ReaderSessionError(f"the session's key in its row is a {type(key).__name__}, not an EC key")
-        if row.request is not None:
-            return self.resume(key, row.transcript, row.request)
-        return self.resume(key, row.transcript)
+        return self.resume(key, row.transcript, row.request)
 
     def finish(self, sid: str, outcome: ReaderOutcome, verdict: bytes | None) -> None:
         t = ReaderSessionRow.__table__

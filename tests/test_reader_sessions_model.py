@@ -50,7 +50,7 @@ class Stores(RuleBasedStateMachine):
         self.engine = make_engine(f"sqlite:///{self.dir.name}/s.sqlite3")
         migrate(self.engine, "reader@head")
         self.stores = [MemorySessionStore(TTL, 1000),
-                       SqlSessionStore(self.engine, TTL, 1000, resume=lambda key, transcript: "resumed")]
+                       SqlSessionStore(self.engine, TTL, 1000, resume=lambda key, transcript, request: "resumed")]
         self.now = T0
         self.model: dict[str, dict] = {}
         self.tags = 0
