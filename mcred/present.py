@@ -27,7 +27,7 @@ from fastapi import FastAPI
 from protocols import cbor
 from protocols import certs as x509certs
 from protocols.gp import HostChannel, StaticKeys
-from protocols.mdoc import Check, SessionTranscript, VerificationResult, dcapi, oid4vp
+from protocols.mdoc import Check, SessionTranscript, VerificationResult, dcapi, nfc, oid4vp
 from reader import sessions as reader_sessions
 from reader.ds_crl import DsCrlCheck
 from reader.errors import ReaderSessionError
@@ -40,6 +40,8 @@ from reader.http import (
     reader_router,
     relying_party_router,
 )
+from reader.nfc import NfcReaderSession
+from reader.nfc import tap as nfc_tap
 from reader.online import (
     Oid4vpReaderSession,
     Oid4vpRedirectReaderSession,
@@ -56,6 +58,7 @@ from tsm import gp_commands
 from wallet_sim import app_dir, open_secure_element
 from wallet_sim.consent import ConsentPolicy
 from wallet_sim.engagement import Engagement
+from wallet_sim.nfc import WALLET_AIDS, AidRouter, NfcTag
 from wallet_sim.wallet import (
     CrossDeviceWalletSession,
     DeviceAuthMode,
@@ -336,6 +339,34 @@ def present_in_process(wallet: Wallet, reader: ReaderSession) -> Presentation:
     outcome = reader.receive(reply or b"")
     session.receive(reader.terminate())
     return _from_outcome(outcome, session, _pkcs8(reader.e_reader_private_key))
+
+
+def present_nfc_in_process(wallet: Wallet, reader: ReaderSession, *,
+                           trace: Callable[[str, bytes], None] | None = None,
+                           carrier: nfc.NfcCarrier | None = None, **tap_options) -> Presentation:
+    """A tap: the reader's NFC engagement and data retrieval against the phone's wallet,
+    through the phone's NFC controller (:class:`wallet_sim.nfc.AidRouter`, the wallet's
+    AIDs to its HCE service). ``trace(direction, apdu)`` sees every APDU (``">"`` to the
+    phone, ``"<"`` back); ``tap_options`` go to :class:`reader.nfc.NfcReaderSession`."""
+    tag = NfcTag(wallet, carrier=carrier)
+    route = AidRouter(_no_secure_element, {aid: tag.transmit for aid in WALLET_AIDS})
+
+    def transmit(apdu: bytes) -> bytes:
+        if trace:
+            trace(">", apdu)
+        answer = route.transmit(apdu)
+        if trace:
+            trace("<", answer)
+        return answer
+
+    outcome = nfc_tap(transmit, NfcReaderSession(reader, **tap_options))
+    tag.deactivate()
+    return _from_outcome(outcome, tag.session or wallet.start(), _pkcs8(reader.e_reader_private_key))
+
+
+def _no_secure_element(apdu: bytes) -> bytes:
+    """The default route of an in-process tap: no applet of the SE answers a reader of mdocs."""
+    return b"\x6a\x82"
 
 
 class PresentError(Exception):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -143,7 +143,10 @@ class ReaderSession:
         """The ephemeral key (kept to verify a deviceMac, and for saved transcripts)."""
         return self._key
 
-    def start(self, engagement: bytes | str) -> bytes:
+    def start(self, engagement: bytes | str, *, handover: Any = None) -> bytes:
+        """The SessionEstablishment for this DeviceEngagement (bytes, or the QR code's
+        ``mdoc:`` URI). ``handover``: the SessionTranscript's Handover, null after a QR code,
+        ``NFCHandover`` after an NFC tap (:func:`protocols.mdoc.nfc.nfc_handover`)."""
         if self.state != "idle":
             raise ReaderSessionError(f"start: session is {self.state}")
         try:
@@ -156,7 +159,7 @@ class ReaderSession:
             raise ReaderSessionError(f"DeviceEngagement EDeviceKey: {exc}") from exc
         self._key = ec.generate_private_key(curve)
         e_reader_key = CoseKey.from_public_key(self._key.public_key())
-        self.transcript = SessionTranscript.build(de.encode(), e_reader_key, None)
+        self.transcript = SessionTranscript.build(de.encode(), e_reader_key, handover)
         try:
             self._crypto = SessionEncryption.for_reader(self._key, de.e_device_key, self.transcript)
         except MdocError as exc:
@@ -175,6 +178,11 @@ class ReaderSession:
         self.state = "done"
         self.outcome = outcome
         return outcome
+
+    def fail(self, reason: str) -> ReaderOutcome:
+        """End the session with a failed ``session`` check (its transport failed, say)."""
+        self._crypto = None
+        return self._failed(reason)
 
     def _failed(self, reason: str, status: int | None = None) -> ReaderOutcome:
         return self._finish(ReaderOutcome(VerificationResult((Check(SESSION, False, reason),)),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import segno
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -25,6 +26,9 @@ class Engagement:
 
     device_engagement: DeviceEngagement
     e_device_private_key: ec.EllipticCurvePrivateKey = field(repr=False, compare=False)
+    handover: Any = field(default=None, compare=False)
+    """The SessionTranscript's Handover: null after a QR code, ``[HandoverSelect bytes,
+    null]`` after an NFC tap (static handover, :mod:`wallet_sim.nfc`)."""
 
     @classmethod
     def new(cls, curve: ec.EllipticCurve | None = None) -> Engagement:

@@ -256,9 +256,10 @@ class Wallet:
             return None
         return min(pool, key=lambda c: (self._uses.get(c.slot, 0), c.slot))
 
-    def start(self) -> WalletSession:
-        """A new presentation: fresh EDeviceKey and DeviceEngagement."""
-        return WalletSession(self, Engagement.new())
+    def start(self, engagement: Engagement | None = None) -> WalletSession:
+        """A new presentation: fresh EDeviceKey and DeviceEngagement (or ``engagement``, as
+        an NFC tap made it, with its handover)."""
+        return WalletSession(self, engagement or Engagement.new())
 
     def cross_device(self, uri: str) -> CrossDeviceWalletSession:
         """An OpenID4VP request scanned from a verifier's QR code (``openid4vp://?...``): see
@@ -327,7 +328,8 @@ class WalletSession:
         if self.state == "engaged":
             try:
                 est = SessionEstablishment.decode(message)
-                self.transcript = SessionTranscript.build(self.engagement.bytes, est.e_reader_key_bytes, None)
+                self.transcript = SessionTranscript.build(self.engagement.bytes, est.e_reader_key_bytes,
+                                                         self.engagement.handover)
                 self._crypto = SessionEncryption.for_mdoc(
                     self.engagement.e_device_private_key, est.e_reader_key, self.transcript)
                 self._e_reader_point = b"\x04" + est.e_reader_key.x + est.e_reader_key.y

@@ -30,6 +30,7 @@ SW_REFERENCED_DATA_NOT_FOUND = 0x6A88
 SW_WRONG_P1P2_OFFSET = 0x6B00
 SW_INS_NOT_SUPPORTED = 0x6D00
 SW_CLA_NOT_SUPPORTED = 0x6E00
+SW_NO_PRECISE_DIAGNOSIS = 0x6F00
 
 # --- instructions -----------------------------------------------------------------------
 CLA_GP = 0x80

@@ -1,0 +1,474 @@
+"""NFC engagement and NFC data retrieval (ISO/IEC 18013-5:2021 §8.2.2.1, §8.3.3.1.2, §9.1.5.1).
+
+A reader taps the phone. The phone answers as an NFC Forum Type 4 Tag (the NDEF application
+``D2760000850101``): its NDEF file holds a Connection Handover Select message (static
+handover, NFC Forum Connection Handover 1.5) with
+
+- a Handover Select record ``Hs`` listing the alternative carriers, each naming its carrier
+  configuration record and the auxiliary record ``mdoc``;
+- the DeviceEngagement, an NFC Forum external record ``iso.org:18013:deviceengagement``
+  with id ``mdoc`` (no DeviceRetrievalMethods inside: the carriers say how to connect);
+- the carrier configuration records: ``iso.org:18013:nfc`` (id ``nfc``) for data retrieval
+  over NFC, or a Bluetooth LE OOB record, or a Wi-Fi Aware one.
+
+The SessionTranscript's Handover is then ``NFCHandover = [HandoverSelect message bytes,
+HandoverRequest message bytes or null]`` (null for static handover): the bytes as read.
+
+Data retrieval over NFC selects the mdoc application ``A0000002480400`` and carries each
+session message in BER-TLV data object ``53``, sent in ENVELOPE commands (INS ``C3``,
+CLA ``10`` while more follow, ``00`` on the last, whose Le is the longest response wanted)
+and answered by Le-sized pieces: ``90 00`` on the last, else ``61 XX`` (XX more bytes, at
+most 255) or ``61 00`` (more than Le + 255), each fetched with GET RESPONSE (INS ``C0``).
+
+Pure: the NDEF records come from ndeflib (nfcpy's NDEF library); the two flows are sans-I/O
+(a generator for the reader's side, :class:`TransferCard` for the mdoc's).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+
+import ndef
+
+from protocols.gp import codes
+from protocols.gp.apdu import ApduError, CommandApdu, ResponseApdu
+from protocols.mdoc.engagement import DeviceEngagement
+from protocols.mdoc.errors import MdocDecodeError, MdocError
+
+NDEF_APPLICATION_AID = bytes.fromhex("D2760000850101")
+"""NFC Forum Type 4 Tag NDEF application (T4T 2.0)."""
+MDOC_NFC_AID = bytes.fromhex("A0000002480400")
+"""ISO/IEC 18013-5 NFC data transfer application (§8.3.3.1.2)."""
+CC_FILE_ID = 0xE103
+NDEF_FILE_ID = 0xE104
+INS_SELECT, INS_READ_BINARY, INS_ENVELOPE, INS_GET_RESPONSE = 0xA4, 0xB0, 0xC3, 0xC0
+CLA_LAST, CLA_CHAINING = 0x00, 0x10
+DO_53 = 0x53
+
+DEVICE_ENGAGEMENT_TYPE = "urn:nfc:ext:iso.org:18013:deviceengagement"
+NFC_CARRIER_TYPE = "urn:nfc:ext:iso.org:18013:nfc"
+BLE_CARRIER_TYPE = "application/vnd.bluetooth.le.oob"
+WIFI_AWARE_CARRIER_TYPE = "application/vnd.wfa.nan"
+CARRIER_KINDS = {NFC_CARRIER_TYPE: "nfc", BLE_CARRIER_TYPE: "ble", WIFI_AWARE_CARRIER_TYPE: "wifi-aware"}
+
+MAX_MESSAGE = 4 * 1024 * 1024
+"""The longest session message either side takes (a DeviceResponse with portraits fits)."""
+
+
+class NfcError(MdocError):
+    """An NFC engagement or transfer went wrong; the message says at which step and why."""
+
+
+class NfcHandoverError(NfcError, MdocDecodeError):
+    """A Handover Select / Request message, or one of its records, is not what §8.2.2.1 says."""
+
+
+# -- carriers ----------------------------------------------------------------------------------
+
+_MAX_COMMAND_TYPE, _MAX_RESPONSE_TYPE = 0x01, 0x02
+
+
+@dataclass(frozen=True)
+class NfcCarrier:
+    """The ``iso.org:18013:nfc`` carrier configuration (§8.2.2.2): the longest command and
+    response data fields the mdoc takes in data retrieval over NFC."""
+
+    max_command: int = 0xFFFF
+    max_response: int = 0xFFFF
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_command <= 0xFFFF or not 1 <= self.max_response <= 0xFFFFFF:
+            raise NfcError(f"NFC carrier: lengths {self.max_command}/{self.max_response} out of range")
+
+    def payload(self) -> bytes:
+        """Version 01, then two length-type-value entries (type 01 command, 02 response)."""
+        cmd = self.max_command.to_bytes(2, "big")
+        rsp = self.max_response.to_bytes(2 if self.max_response <= 0xFFFF else 3, "big")
+        return (b"\x01" + bytes([1 + len(cmd), _MAX_COMMAND_TYPE]) + cmd
+                + bytes([1 + len(rsp), _MAX_RESPONSE_TYPE]) + rsp)
+
+    @classmethod
+    def from_payload(cls, data: bytes) -> NfcCarrier:
+        if len(data) < 1 or data[0] != 0x01:
+            raise NfcHandoverError(f"NFC carrier record: version {data[:1].hex() or 'missing'}, expected 01")
+        values: dict[int, int] = {}
+        i = 1
+        while i < len(data):
+            n = data[i]
+            if n < 2 or i + 1 + n > len(data):
+                raise NfcHandoverError(f"NFC carrier record: entry at offset {i} of length {n} overruns "
+                                       f"the {len(data)}-byte payload")
+            values[data[i + 1]] = int.from_bytes(data[i + 2 : i + 1 + n], "big")
+            i += 1 + n
+        if _MAX_COMMAND_TYPE not in values or _MAX_RESPONSE_TYPE not in values:
+            raise NfcHandoverError("NFC carrier record: needs both the maximum command (01) and response (02) "
+                                   "data lengths")
+        try:
+            return cls(values[_MAX_COMMAND_TYPE], values[_MAX_RESPONSE_TYPE])
+        except NfcError as exc:
+            raise NfcHandoverError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class Carrier:
+    """One alternative carrier of a handover message, with its configuration record."""
+
+    kind: str
+    """``nfc``, ``ble``, ``wifi-aware``, or the record type of one this module does not know."""
+    reference: str
+    power_state: str
+    auxiliary: tuple[str, ...]
+    record_type: str
+    payload: bytes = field(repr=False)
+    nfc: NfcCarrier | None = None
+
+
+def _records(data: bytes, what: str) -> list:
+    if not isinstance(data, bytes | bytearray) or not data:
+        raise NfcHandoverError(f"{what}: empty")
+    try:
+        return list(ndef.message_decoder(bytes(data), errors="strict"))
+    except (ndef.DecodeError, ValueError, TypeError, IndexError, KeyError) as exc:
+        raise NfcHandoverError(f"{what}: not an NDEF message: {exc}") from None
+
+
+def _carriers(head, records: list, what: str, *, lengths: bool = True) -> tuple[Carrier, ...]:  # noqa: ANN001
+    """The alternative carriers of a handover message's first record (``head``), each with
+    its configuration record. ``lengths``: an NFC carrier must give its lengths (the mdoc's
+    select does; the reader's request may send the version alone)."""
+    by_id: dict[str, object] = {}
+    for r in records[1:]:
+        by_id.setdefault(r.name, r)
+    out = []
+    for ac in head.alternative_carriers:
+        ref = ac.carrier_data_reference
+        record = by_id.get(ref)
+        if record is None:
+            raise NfcHandoverError(f"{what}: alternative carrier {ref!r} names no carrier configuration record")
+        aux = tuple(ac.auxiliary_data_reference)
+        kind = CARRIER_KINDS.get(record.type, record.type)
+        nfc = None
+        if kind == "nfc" and (lengths or len(record.data) > 1):
+            nfc = NfcCarrier.from_payload(bytes(record.data))
+        out.append(Carrier(kind, ref, ac.carrier_power_state, aux, record.type, bytes(record.data), nfc))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class HandoverSelect:
+    """A Handover Select message of NFC engagement (§8.2.2.1), kept as the bytes read: they
+    go verbatim into the SessionTranscript."""
+
+    version: str
+    device_engagement: DeviceEngagement
+    carriers: tuple[Carrier, ...]
+    raw: bytes = field(repr=False)
+
+    @property
+    def nfc_carrier(self) -> NfcCarrier | None:
+        return next((c.nfc for c in self.carriers if c.nfc is not None), None)
+
+    @classmethod
+    def build(cls, device_engagement: DeviceEngagement, nfc: NfcCarrier) -> HandoverSelect:
+        """Static handover offering data retrieval over NFC: ``Hs`` (1.5) with one
+        alternative carrier ``nfc`` (power state active, auxiliary ``mdoc``), the
+        DeviceEngagement record, the NFC carrier configuration record."""
+        hs = ndef.HandoverSelectRecord("1.5")
+        hs.add_alternative_carrier("active", "nfc", "mdoc")
+        de = ndef.Record(DEVICE_ENGAGEMENT_TYPE, "mdoc", device_engagement.encode())
+        carrier = ndef.Record(NFC_CARRIER_TYPE, "nfc", nfc.payload())
+        return cls.decode(b"".join(ndef.message_encoder([hs, de, carrier])))
+
+    @classmethod
+    def decode(cls, data: bytes) -> HandoverSelect:
+        what = "Handover Select message"
+        records = _records(data, what)
+        head = records[0]
+        if not isinstance(head, ndef.HandoverSelectRecord):
+            raise NfcHandoverError(f"{what}: first record is {head.type!r}, not a Handover Select record (Hs)")
+        if head.error is not None:
+            raise NfcHandoverError(f"{what}: the mdoc reports a handover error {head.error}")
+        engagements = [r for r in records[1:] if r.type == DEVICE_ENGAGEMENT_TYPE]
+        if len(engagements) != 1:
+            raise NfcHandoverError(f"{what}: {len(engagements)} DeviceEngagement records "
+                                   "(iso.org:18013:deviceengagement), expected one")
+        try:
+            de = DeviceEngagement.decode(bytes(engagements[0].data))
+        except MdocDecodeError as exc:
+            raise NfcHandoverError(f"{what}: {exc}") from None
+        carriers = _carriers(head, records, what)
+        if not carriers:
+            raise NfcHandoverError(f"{what}: no alternative carrier")
+        return cls(head.version_string, de, carriers, bytes(data))
+
+
+@dataclass(frozen=True)
+class HandoverRequest:
+    """A Handover Request message (negotiated handover: the reader's carriers), as read."""
+
+    version: str
+    carriers: tuple[Carrier, ...]
+    raw: bytes = field(repr=False)
+
+    @classmethod
+    def decode(cls, data: bytes) -> HandoverRequest:
+        what = "Handover Request message"
+        records = _records(data, what)
+        head = records[0]
+        if not isinstance(head, ndef.HandoverRequestRecord):
+            raise NfcHandoverError(f"{what}: first record is {head.type!r}, not a Handover Request record (Hr)")
+        return cls(head.version_string, _carriers(head, records, what, lengths=False), bytes(data))
+
+
+def nfc_handover(select: HandoverSelect | bytes, request: HandoverRequest | bytes | None = None) -> list:
+    """``NFCHandover = [HandoverSelect bytes, HandoverRequest bytes / null]``, the
+    SessionTranscript's Handover after NFC engagement (§9.1.5.1)."""
+    hs = select.raw if isinstance(select, HandoverSelect) else bytes(select)
+    hr = request.raw if isinstance(request, HandoverRequest) else request
+    return [hs, None if hr is None else bytes(hr)]
+
+
+# -- NFC Forum Type 4 Tag: the capability container ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class CapabilityContainer:
+    """The Type 4 Tag's CC file (T4T 2.0, mapping version 2.0): the longest READ BINARY
+    answer (MLe) and UPDATE BINARY data (MLc), and the NDEF file's id, size and access."""
+
+    max_read: int = 0x00FF
+    max_update: int = 0x00FF
+    ndef_file_id: int = NDEF_FILE_ID
+    ndef_max_size: int = 0x7FFF
+    read_access: int = 0x00
+    write_access: int = 0xFF
+    mapping_version: int = 0x20
+
+    def encode(self) -> bytes:
+        tlv = bytes([0x04, 0x06]) + self.ndef_file_id.to_bytes(2, "big") + self.ndef_max_size.to_bytes(2, "big")
+        return (b"\x00\x0f" + bytes([self.mapping_version]) + self.max_read.to_bytes(2, "big")
+                + self.max_update.to_bytes(2, "big") + tlv + bytes([self.read_access, self.write_access]))
+
+    @classmethod
+    def decode(cls, data: bytes) -> CapabilityContainer:
+        if len(data) < 15:
+            raise NfcError(f"capability container: {len(data)} bytes, expected at least 15")
+        if data[7:9] != b"\x04\x06":
+            raise NfcError(f"capability container: NDEF File Control TLV starts {data[7:9].hex()}, expected 0406")
+        cc = cls(int.from_bytes(data[3:5], "big"), int.from_bytes(data[5:7], "big"),
+                 int.from_bytes(data[9:11], "big"), int.from_bytes(data[11:13], "big"), data[13], data[14], data[2])
+        if cc.mapping_version >> 4 not in (2, 3):
+            raise NfcError(f"capability container: mapping version {cc.mapping_version:02X}, expected 2.x or 3.x")
+        if cc.max_read < 0x0F:
+            raise NfcError(f"capability container: MLe {cc.max_read} is below 15")
+        if cc.read_access != 0x00:
+            raise NfcError(f"capability container: the NDEF file is not readable (access {cc.read_access:02X})")
+        return cc
+
+
+# -- data object 53 ------------------------------------------------------------------------------
+
+
+def encapsulate(message: bytes) -> bytes:
+    """Data object ``53`` around a session message (BER-TLV length, at most 3 bytes)."""
+    n = len(message)
+    if n < 0x80:
+        length = bytes([n])
+    elif n < 0x100:
+        length = bytes([0x81, n])
+    elif n < 0x10000:
+        length = b"\x82" + n.to_bytes(2, "big")
+    elif n < 0x1000000:
+        length = b"\x83" + n.to_bytes(3, "big")
+    else:
+        raise NfcError(f"a message of {n} bytes does not fit data object 53")
+    return bytes([DO_53]) + length + bytes(message)
+
+
+def decapsulate(data: bytes) -> bytes:
+    """The session message inside data object ``53`` (nothing may follow it)."""
+    if len(data) < 2 or data[0] != DO_53:
+        raise NfcError(f"expected data object 53, got {bytes(data[:2]).hex() or 'nothing'}")
+    first = data[1]
+    if first < 0x80:
+        n, start = first, 2
+    elif 0x81 <= first <= 0x83:
+        k = first - 0x80
+        if len(data) < 2 + k:
+            raise NfcError("data object 53: length field cut short")
+        n, start = int.from_bytes(data[2 : 2 + k], "big"), 2 + k
+    else:
+        raise NfcError(f"data object 53: length byte {first:02X} is not a definite length of up to 3 bytes")
+    if len(data) - start != n:
+        raise NfcError(f"data object 53: length {n}, but {len(data) - start} bytes follow")
+    return bytes(data[start:])
+
+
+# -- the reader's side, as generators: yield a command APDU, get its response APDU ---------------
+
+Exchange = Generator[bytes, bytes, "bytes"]
+
+
+def _answer(raw: bytes, what: str) -> ResponseApdu:
+    try:
+        return ResponseApdu.parse(raw)
+    except ApduError as exc:
+        raise NfcError(f"{what}: {exc}") from None
+
+
+def _select(aid_or_file: bytes, *, by_name: bool) -> bytes:
+    return CommandApdu(0x00, INS_SELECT, 0x04 if by_name else 0x00, 0x00 if by_name else 0x0C, aid_or_file,
+                       ne=256 if by_name else None).to_bytes()
+
+
+def select_application(aid: bytes, what: str) -> Generator[bytes, bytes, None]:
+    r = _answer((yield _select(aid, by_name=True)), f"SELECT {what}")
+    if r.sw != codes.SW_OK:
+        raise NfcError(f"SELECT {what} ({aid.hex().upper()}) answered {r.sw:04X}")
+
+
+def _read_file(file_id: int, length: int, chunk: int, what: str) -> Exchange:
+    r = _answer((yield _select(file_id.to_bytes(2, "big"), by_name=False)), f"SELECT {what}")
+    if r.sw != codes.SW_OK:
+        raise NfcError(f"SELECT {what} ({file_id:04X}) answered {r.sw:04X}")
+    out = b""
+    while len(out) < length:
+        n = min(chunk, length - len(out))
+        offset = len(out)
+        if offset > 0x7FFF:
+            raise NfcError(f"{what}: offset {offset} beyond READ BINARY's 15 bits")
+        cmd = CommandApdu(0x00, INS_READ_BINARY, offset >> 8, offset & 0xFF, ne=n).to_bytes()
+        r = _answer((yield cmd), f"READ BINARY {what}")
+        if r.sw != codes.SW_OK:
+            raise NfcError(f"READ BINARY {what} at {offset} answered {r.sw:04X}")
+        if not r.data or len(r.data) > n:
+            raise NfcError(f"READ BINARY {what} at {offset}: {len(r.data)} bytes for {n} asked")
+        out += r.data
+    return out
+
+
+def read_handover_select(*, max_read: int = 0xFF) -> Exchange:
+    """The reader's NFC engagement (static handover): select the NDEF application, read the
+    capability container and the NDEF file; returns the NDEF message (not yet decoded)."""
+    yield from select_application(NDEF_APPLICATION_AID, "NDEF application")
+    head = yield from _read_file(CC_FILE_ID, 15, 15, "capability container")
+    cc = CapabilityContainer.decode(head)
+    chunk = max(1, min(cc.max_read, max_read))
+    r = _answer((yield _select(cc.ndef_file_id.to_bytes(2, "big"), by_name=False)), "SELECT NDEF file")
+    if r.sw != codes.SW_OK:
+        raise NfcError(f"SELECT NDEF file ({cc.ndef_file_id:04X}) answered {r.sw:04X}")
+    nlen = _answer((yield CommandApdu(0x00, INS_READ_BINARY, 0, 0, ne=2).to_bytes()), "READ BINARY NLEN")
+    if nlen.sw != codes.SW_OK or len(nlen.data) != 2:
+        raise NfcError(f"READ BINARY NLEN answered {nlen.sw:04X} with {len(nlen.data)} bytes")
+    size = int.from_bytes(nlen.data, "big")
+    if size == 0:
+        raise NfcError("the NDEF file is empty: the phone offers no static handover "
+                       "(negotiated handover, TNEP, is not supported)")
+    if size + 2 > cc.ndef_max_size or size > 0x7FFD:
+        raise NfcError(f"NDEF message length {size} exceeds the file's {cc.ndef_max_size} bytes")
+    out = b""
+    while len(out) < size:
+        n = min(chunk, size - len(out))
+        offset = 2 + len(out)
+        r = _answer((yield CommandApdu(0x00, INS_READ_BINARY, offset >> 8, offset & 0xFF, ne=n).to_bytes()),
+                    "READ BINARY NDEF")
+        if r.sw != codes.SW_OK or not r.data or len(r.data) > n:
+            raise NfcError(f"READ BINARY NDEF at {offset} answered {r.sw:04X} with {len(r.data)} bytes")
+        out += r.data
+    return out
+
+
+def transceive(message: bytes, *, max_command: int, max_response: int,
+               max_message: int = MAX_MESSAGE) -> Exchange:
+    """One session message over NFC (§8.3.3.1.2): the ENVELOPE chain, then GET RESPONSE
+    while the mdoc says more is available; returns the mdoc's message (``b""`` when it
+    answered with no data). ``max_command`` / ``max_response``: the lengths both sides take."""
+    data = encapsulate(message)
+    step = max(1, min(max_command, 0xFFFF))
+    le = max(1, min(max_response, 0x10000))
+    pieces = [data[i : i + step] for i in range(0, len(data), step)]
+    r = None
+    for i, piece in enumerate(pieces):
+        last = i == len(pieces) - 1
+        cmd = CommandApdu(CLA_LAST if last else CLA_CHAINING, INS_ENVELOPE, 0, 0, piece,
+                          ne=le if last else None, extended=le > 256 or len(piece) > 255)
+        r = _answer((yield cmd.to_bytes()), "ENVELOPE")
+        if not last and r.sw != codes.SW_OK:
+            raise NfcError(f"ENVELOPE (chained, piece {i + 1} of {len(pieces)}) answered {r.sw:04X}")
+    assert r is not None
+    out, what = bytearray(r.data), "ENVELOPE"
+    while r.sw != codes.SW_OK:
+        if r.sw >> 8 != 0x61:
+            raise NfcError(f"{what} answered {r.sw:04X}")
+        if len(out) > max_message + 4:
+            raise NfcError(f"the mdoc's answer exceeds {max_message} bytes")
+        want = r.sw & 0xFF or le
+        cmd = CommandApdu(0x00, INS_GET_RESPONSE, 0, 0, ne=want, extended=want > 256)
+        what = "GET RESPONSE"
+        r = _answer((yield cmd.to_bytes()), what)
+        out += r.data
+    if not out:
+        return b""
+    return decapsulate(bytes(out))
+
+
+# -- the mdoc's side -------------------------------------------------------------------------------
+
+
+class TransferCard:
+    """The mdoc's half of data retrieval over NFC, after SELECT of the mdoc application:
+    ENVELOPE pieces are gathered; a complete message is handed to ``answer`` (the wallet),
+    whose reply goes out in Le-sized pieces under ``61 XX`` / ``61 00`` and GET RESPONSE.
+    Every fault is a status word; nothing is raised."""
+
+    def __init__(self, answer: Callable[[bytes], bytes | None], *, max_message: int = MAX_MESSAGE) -> None:
+        self.answer = answer
+        self.max_message = max_message
+        self._incoming = bytearray()
+        self._outgoing = b""
+
+    def handle(self, cmd: CommandApdu) -> bytes:
+        if cmd.ins == INS_ENVELOPE:
+            return self._envelope(cmd)
+        if cmd.ins == INS_GET_RESPONSE:
+            if cmd.cla != 0x00 or cmd.data:
+                return _sw(codes.SW_WRONG_DATA if cmd.data else codes.SW_CLA_NOT_SUPPORTED)
+            if not self._outgoing:
+                return _sw(codes.SW_CONDITIONS_NOT_SATISFIED)
+            return self._piece(cmd.ne or 256)
+        return _sw(codes.SW_INS_NOT_SUPPORTED)
+
+    def _envelope(self, cmd: CommandApdu) -> bytes:
+        if cmd.cla not in (CLA_LAST, CLA_CHAINING):
+            return _sw(codes.SW_CLA_NOT_SUPPORTED)
+        if cmd.p1 or cmd.p2:
+            return _sw(codes.SW_INCORRECT_P1P2)
+        if len(self._incoming) + len(cmd.data) > self.max_message + 4:
+            self._incoming.clear()
+            return _sw(codes.SW_NOT_ENOUGH_MEMORY)
+        self._outgoing = b""  # a new message: an answer not fetched is dropped
+        self._incoming += cmd.data
+        if cmd.cla == CLA_CHAINING:
+            return _sw(codes.SW_OK)
+        data, self._incoming = bytes(self._incoming), bytearray()
+        try:
+            message = decapsulate(data)
+        except NfcError:
+            return _sw(codes.SW_WRONG_DATA)
+        reply = self.answer(message)
+        if not reply:
+            return _sw(codes.SW_OK)
+        self._outgoing = encapsulate(reply)
+        return self._piece(cmd.ne or 256)
+
+    def _piece(self, le: int) -> bytes:
+        piece, self._outgoing = self._outgoing[:le], self._outgoing[le:]
+        left = len(self._outgoing)
+        if not left:
+            return piece + b"\x90\x00"
+        return piece + bytes([0x61, left if left <= 255 else 0])
+
+
+def _sw(sw: int) -> bytes:
+    return sw.to_bytes(2, "big")

@@ -1,0 +1,113 @@
+"""The reader taps a phone: NFC engagement and data retrieval over NFC (ISO/IEC 18013-5:2021
+§8.2.2.1 static handover, §8.3.3.1.2), around a :class:`~reader.session.ReaderSession`.
+
+Sans-I/O, in the shape of h11: :meth:`NfcReaderSession.start` gives the first command APDU,
+:meth:`NfcReaderSession.receive` takes each response APDU and gives the next command, or
+None when the tap is over; :attr:`NfcReaderSession.outcome` then holds the verdict. Any
+transport carries the bytes: an in-process tag, or a PC/SC reader (:mod:`reader.pcsc`);
+:func:`tap` drives one with a ``transmit`` function.
+
+The steps: SELECT the NDEF application, read the capability container and the NDEF file
+(the Handover Select message), pick its NFC carrier, start the session with
+``NFCHandover = [HandoverSelect, null]`` in the SessionTranscript, SELECT the mdoc
+application, send the SessionEstablishment in ENVELOPE commands and fetch the SessionData
+with GET RESPONSE. The reader then lifts the field rather than sending a termination
+message: over NFC there is no answer to wait for, and the phone ends its session with the
+field. A step that fails ends the tap with a failed ``session`` check that names it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from typing import Literal
+
+from protocols.mdoc import MdocError, nfc
+from reader.errors import ReaderSessionError
+from reader.session import ReaderOutcome, ReaderSession
+
+Transmit = Callable[[bytes], bytes]
+
+
+class NfcReaderSession:
+    """One tap. ``max_command`` / ``max_response``: the longest command and response data
+    fields this reader's antenna takes (extended length by default); the phone's NFC
+    carrier may lower them. ``max_read``: the longest READ BINARY of the NDEF file."""
+
+    def __init__(self, session: ReaderSession, *, max_command: int = 0xFFFF, max_response: int = 0x10000,
+                 max_read: int = 0xFF, max_message: int = nfc.MAX_MESSAGE) -> None:
+        self.session = session
+        self.max_command = max_command
+        self.max_response = max_response
+        self.max_read = max_read
+        self.max_message = max_message
+        self.state: Literal["idle", "tapping", "done"] = "idle"
+        self.handover_select: nfc.HandoverSelect | None = None
+        self.steps: list[str] = []
+        self.outcome: ReaderOutcome | None = None
+        self._flow: Generator[bytes, bytes, ReaderOutcome] | None = None
+
+    def start(self) -> bytes:
+        if self.state != "idle":
+            raise ReaderSessionError(f"start: the tap is {self.state}")
+        self.state = "tapping"
+        self._flow = self._run()
+        return next(self._flow)
+
+    def receive(self, response: bytes) -> bytes | None:
+        """The answer to the last command; the next command, or None when the tap is over."""
+        if self.state != "tapping" or self._flow is None:
+            return None
+        try:
+            return self._flow.send(bytes(response))
+        except StopIteration as stop:
+            self._done(stop.value)
+        except (MdocError, ReaderSessionError) as exc:
+            self._done(self.session.fail(f"NFC: {exc}"))
+        except Exception as exc:  # noqa: BLE001 - the reader's boundary: a bad tag never crashes it
+            self._done(self.session.fail(f"NFC: {type(exc).__name__}: {exc}"))
+        return None
+
+    def abort(self, reason: str) -> ReaderOutcome:
+        """The transport failed (the phone left the field, the reader went away)."""
+        if self.state != "done":
+            self._done(self.session.fail(f"NFC: {reason}"))
+        assert self.outcome is not None
+        return self.outcome
+
+    def _done(self, outcome: ReaderOutcome) -> None:
+        self.state, self.outcome, self._flow = "done", outcome, None
+
+    def _run(self) -> Generator[bytes, bytes, ReaderOutcome]:
+        raw = yield from nfc.read_handover_select(max_read=self.max_read)
+        hs = self.handover_select = nfc.HandoverSelect.decode(raw)
+        kinds = ", ".join(c.kind for c in hs.carriers)
+        self.steps.append(f"engagement read: Handover Select {hs.version}, {len(raw)} bytes, carriers {kinds}")
+        carrier = hs.nfc_carrier
+        if carrier is None:
+            raise nfc.NfcError(f"the phone offers no data retrieval over NFC (carriers: {kinds}); "
+                               "this reader has no BLE or Wi-Fi Aware")
+        establishment = self.session.start(hs.device_engagement.encode(), handover=nfc.nfc_handover(hs))
+        yield from nfc.select_application(nfc.MDOC_NFC_AID, "mdoc application")
+        command = min(self.max_command, carrier.max_command)
+        response = min(self.max_response, carrier.max_response)
+        self.steps.append(f"data retrieval over NFC: commands up to {command} bytes, responses up to {response}")
+        reply = yield from nfc.transceive(establishment, max_command=command, max_response=response,
+                                          max_message=self.max_message)
+        self.steps.append(f"SessionEstablishment of {len(establishment)} bytes answered with {len(reply)}")
+        if not reply:
+            raise nfc.NfcError("the phone answered the request with no SessionData")
+        return self.session.receive(reply)
+
+
+def tap(transmit: Transmit, session: NfcReaderSession) -> ReaderOutcome:
+    """Drive one tap over ``transmit`` (command APDU in, response APDU out). A transport
+    error (``OSError`` and the like from ``transmit``) ends it with a failed check."""
+    command: bytes | None = session.start()
+    while command is not None:
+        try:
+            answer = transmit(command)
+        except Exception as exc:  # noqa: BLE001 - any transport's error: the tap is over
+            return session.abort(f"transport: {type(exc).__name__}: {exc}")
+        command = session.receive(answer)
+    assert session.outcome is not None
+    return session.outcome

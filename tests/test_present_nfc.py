@@ -1,0 +1,175 @@
+"""A reader taps the phone (issue 6, NFC engagement and data retrieval over NFC): the wallet's
+HCE service behind the phone's AID routing, against the reader's sans-I/O tap, in-process.
+VALID with the NFC handover in the SessionTranscript; the phone's fuzzed APDUs never crash it;
+a broken or hostile tag ends the reader's tap with a failed check that names the step."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_wallet_session import REQUEST, make_wallet, pipeline, se, world  # noqa: F401 - fixtures
+
+from mcred.present import present_nfc_in_process, verify_saved
+from protocols.mdoc import SessionTranscript, nfc
+from reader.nfc import NfcReaderSession, tap
+from reader.session import ReaderSession
+from wallet_sim.consent import RulesConsent
+from wallet_sim.nfc import WALLET_AIDS, AidRouter, NfcTag
+
+ISD_AID = bytes.fromhex("A000000151000000")
+
+
+def reader(world):  # noqa: F811
+    return ReaderSession([REQUEST], pipeline(world))
+
+
+def test_a_tap_is_valid_with_the_nfc_handover_in_the_transcript(world):  # noqa: F811
+    apdus = []
+    out = present_nfc_in_process(make_wallet(world), reader(world), trace=lambda d, a: apdus.append((d, a)))
+    assert out.valid, out.result
+    transcript = SessionTranscript.decode(out.session_transcript)
+    hs, hr = transcript.handover
+    assert hr is None  # static handover
+    assert nfc.HandoverSelect.decode(hs).device_engagement.encode() == transcript.device_engagement_bytes
+    sent = [a for d, a in apdus if d == ">"]
+    assert sent[0] == bytes.fromhex("00A4040007D276000085010100")  # SELECT the NDEF application
+    assert any(a[1] == nfc.INS_ENVELOPE for a in sent)
+    names = {c["name"]: c["passed"] for c in out.result["checks"]}
+    assert names["device_authentication"] and names["revocation_status"]
+    # the saved transcript verifies again, handover and all
+    assert verify_saved(out.saved(), pipeline(world)).valid
+
+
+@pytest.mark.parametrize("lengths", [(1, 1), (20, 17), (255, 256), (0xFFFF, 0x10000)])
+def test_any_carrier_lengths_carry_the_presentation(world, lengths):  # noqa: F811
+    """The phone's carrier (or the reader's antenna) as small as one byte a command."""
+    out = present_nfc_in_process(make_wallet(world), reader(world),
+                                 carrier=nfc.NfcCarrier(min(lengths[0], 0xFFFF), min(lengths[1], 0xFFFF)),
+                                 max_command=lengths[0], max_response=lengths[1])
+    assert out.valid, out.result
+
+
+def test_mac_device_authentication_over_nfc(world):  # noqa: F811
+    out = present_nfc_in_process(make_wallet(world, device_auth="mac"), reader(world))
+    assert out.valid, out.result
+    assert any(c["name"] == "device_authentication" and "deviceMac" in c["reason"] for c in out.result["checks"])
+
+
+def test_the_holder_refusing_ends_invalid_not_broken(world):  # noqa: F811
+    refuse = RulesConsent.from_mapping({"documents": {}})
+    out = present_nfc_in_process(make_wallet(world, consent=refuse), reader(world))
+    assert not out.valid
+    assert out.result["checks"][0]["name"] == "session"
+
+
+def test_the_aid_router_sends_the_wallet_aids_to_the_wallet_and_the_rest_to_the_se(world):  # noqa: F811
+    tag = NfcTag(make_wallet(world))
+    router = AidRouter(se(world).transmit, {aid: tag.transmit for aid in WALLET_AIDS})
+    assert router.transmit(bytes.fromhex("00A4040007D276000085010100")) == b"\x90\x00"  # the wallet
+    assert router.transmit(bytes.fromhex("00A4000C02E103")) == b"\x90\x00"  # still the wallet's file
+    isd = router.transmit(bytes.fromhex("00A4040008") + ISD_AID + b"\x00")
+    assert isd[-2:] == b"\x90\x00" and isd[:1] == b"\x6f"  # the SE's ISD answers with its FCI
+    assert tag.transmit(bytes.fromhex("00A4040008") + ISD_AID + b"\x00") == b"\x6a\x82"
+    assert router.transmit(bytes.fromhex("00B0000002")) != tag.transmit(bytes.fromhex("00B0000002"))
+
+
+def test_select_of_the_mdoc_application_before_the_engagement_is_refused(world):  # noqa: F811
+    tag = NfcTag(make_wallet(world))
+    assert tag.transmit(bytes.fromhex("00A4040007A000000248040000")) == b"\x69\x85"
+    assert tag.transmit(bytes.fromhex("00C3000003530100")) == b"\x69\x85"
+
+
+@settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(__import__("hypothesis").HealthCheck))
+@given(st.lists(st.one_of(
+    st.binary(max_size=40),
+    st.builds(lambda ins, p1, p2, data: bytes([0, ins, p1, p2, len(data)]) + data,
+              st.sampled_from([0xA4, 0xB0, 0xC3, 0xC0, 0xD6, 0x20]), st.integers(0, 255), st.integers(0, 255),
+              st.binary(max_size=20)),
+    st.sampled_from([bytes.fromhex("00A4040007D276000085010100"), bytes.fromhex("00A4000C02E104"),
+                     bytes.fromhex("00A4040007A000000248040000"), bytes.fromhex("00B0000002"),
+                     bytes.fromhex("00B00002FF"), bytes.fromhex("00C3000003530100"),
+                     bytes.fromhex("10C3000002530500")])), max_size=12))
+def test_fuzzed_apdus_never_crash_the_tag_and_a_new_tap_still_works(world, apdus):  # noqa: F811
+    wallet = make_wallet(world)
+    tag = NfcTag(wallet)
+    for apdu in apdus:
+        answer = tag.transmit(apdu)
+        assert isinstance(answer, bytes) and len(answer) >= 2
+    tag.deactivate()
+    assert not [e for e in tag.events if e.startswith("fault")], tag.events
+    out = present_nfc_in_process(wallet, reader(world))
+    assert out.valid, out.result
+
+
+class Hostile:
+    """A tag that answers like the phone's, then does one thing wrong at step ``at``."""
+
+    def __init__(self, world, at: int, answer: bytes) -> None:  # noqa: F811
+        self.tag = NfcTag(make_wallet(world))
+        self.at, self.answer, self.n = at, answer, 0
+
+    def transmit(self, apdu: bytes) -> bytes:
+        self.n += 1
+        real = self.tag.transmit(apdu)
+        return self.answer if self.n == self.at else real
+
+
+@pytest.mark.parametrize("at, answer, reason", [
+    (1, b"\x6a\x82", "SELECT NDEF application .* answered 6A82"),
+    (3, nfc.CapabilityContainer(mapping_version=0x10).encode() + b"\x90\x00", "mapping version 10"),
+    (5, b"\x00\x03\x90\x00", "Handover Select message: not an NDEF message"),
+    (7, b"\x6a\x82", "SELECT mdoc application .* answered 6A82"),
+    (8, b"\x53\x03\xa0\x90\x00", "length 3, but 1 bytes follow"),
+    (8, b"\x53\x01\xa0\x90\x00", "SessionData"),
+    (8, b"\x90\x00", "no SessionData"),
+    (8, b"\x61", "no status word"),
+])
+def test_a_hostile_tag_ends_the_tap_with_a_named_failure(world, at, answer, reason):  # noqa: F811
+    hostile = Hostile(world, at, answer)
+    outcome = tap(hostile.transmit, NfcReaderSession(reader(world)))
+    assert not outcome.valid
+    check = outcome.result.checks[0]
+    assert check.name == "session" and not check.passed
+    assert __import__("re").search(reason, check.reason), check.reason
+
+
+def test_a_phone_that_hands_over_to_bluetooth_only_is_named(world):  # noqa: F811
+    import json
+    from pathlib import Path
+
+    vectors = json.loads((Path(__file__).parents[2] / "shared" / "vectors" / "iso18013-5-annex-d.json").read_text())
+    hs = bytes.fromhex(vectors["vectors"]["handover_select"]["hex"])
+    ndef_file = len(hs).to_bytes(2, "big") + hs
+
+    def annex_d_phone(apdu: bytes) -> bytes:
+        if apdu[1] == 0xB0 and apdu[2:4] == b"\x00\x00" and apdu[4] == 15:
+            return nfc.CapabilityContainer().encode() + b"\x90\x00"
+        if apdu[1] == 0xB0:
+            offset = (apdu[2] << 8) | apdu[3]
+            return ndef_file[offset : offset + (apdu[4] or 256)] + b"\x90\x00"
+        return b"\x90\x00"
+
+    outcome = tap(annex_d_phone, NfcReaderSession(reader(world)))
+    assert "no data retrieval over NFC (carriers: ble)" in outcome.result.checks[0].reason
+
+
+def test_a_transport_that_fails_mid_tap_is_named(world):  # noqa: F811
+    tag = NfcTag(make_wallet(world))
+
+    def flaky(apdu: bytes) -> bytes:
+        if apdu[1] == nfc.INS_ENVELOPE:
+            raise OSError("the phone left the field")
+        return tag.transmit(apdu)
+
+    outcome = tap(flaky, NfcReaderSession(reader(world)))
+    assert "transport: OSError: the phone left the field" in outcome.result.checks[0].reason
+
+
+def test_the_field_going_away_ends_the_wallet_session(world):  # noqa: F811
+    tag = NfcTag(make_wallet(world))
+    for apdu in ("00A4040007D276000085010100", "00A4000C02E104", "00B0000002"):
+        assert tag.transmit(bytes.fromhex(apdu))[-2:] == b"\x90\x00"
+    assert tag.session is not None and tag.session.state == "engaged"
+    tag.deactivate()
+    assert tag.session.state == "terminated"

@@ -1,0 +1,174 @@
+"""The wallet on the NFC antenna: engagement and data retrieval by tapping (ISO/IEC 18013-5:2021
+§8.2.2.1 static handover, §8.3.3.1.2 data retrieval over NFC).
+
+The phone answers a reader's tap as Android host card emulation does:
+
+- :class:`NfcTag` is the wallet's HCE service. It is an NFC Forum Type 4 Tag (NDEF
+  application ``D2760000850101``: capability container ``E103``, NDEF file ``E104`` holding
+  the Handover Select message with a fresh DeviceEngagement and the NFC carrier) and the
+  mdoc application ``A0000002480400`` (ENVELOPE / GET RESPONSE, :class:`TransferCard`),
+  behind which a :class:`~wallet_sim.wallet.WalletSession` answers.
+- :class:`AidRouter` is the phone's NFC controller: a SELECT by AID of one of the wallet's
+  AIDs routes the APDUs that follow to the wallet, any other SELECT by AID (the JPKI
+  applet, the ISD) to the secure element, as an AID routing table with the eSE as the
+  default route does.
+
+Sans-I/O, bytes in and bytes out: ``transmit(command APDU) -> response APDU``. The tag never
+raises: a fault is a status word, recorded in ``events``. A tap ends with the field
+(:meth:`NfcTag.deactivate`): the session and its keys are gone, as with a real phone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+
+from protocols.gp import codes
+from protocols.gp.apdu import ApduError, CommandApdu, channel_of
+from protocols.mdoc import nfc
+from wallet_sim.engagement import Engagement
+from wallet_sim.wallet import Wallet, WalletSession
+
+Transmit = Callable[[bytes], bytes]
+
+WALLET_AIDS = (nfc.NDEF_APPLICATION_AID, nfc.MDOC_NFC_AID)
+"""The AIDs the wallet registers for host card emulation."""
+
+
+def _sw(sw: int) -> bytes:
+    return sw.to_bytes(2, "big")
+
+
+class NfcTag:
+    """One activation of the wallet's HCE service (a tap). ``carrier``: the lengths the
+    phone takes in data retrieval over NFC, announced in the Handover Select message."""
+
+    def __init__(self, wallet: Wallet, *, carrier: nfc.NfcCarrier | None = None,
+                 capability: nfc.CapabilityContainer | None = None,
+                 engagement: Callable[[], Engagement] = Engagement.new) -> None:
+        self.wallet = wallet
+        self.carrier = carrier or nfc.NfcCarrier()
+        self.capability = capability or nfc.CapabilityContainer()
+        self._new_engagement = engagement
+        self.session: WalletSession | None = None
+        self.events: list[str] = []
+        self._app: bytes | None = None
+        self._file: bytes | None = None
+        self._ndef: bytes | None = None
+        self._transfer = nfc.TransferCard(self._answer)
+
+    @property
+    def handover_select(self) -> bytes | None:
+        """The Handover Select message this tap offered (None before the reader read it)."""
+        return self._ndef
+
+    def deactivate(self) -> None:
+        """The field is gone: the session ends, its keys with it."""
+        if self.session is not None and self.session.state != "terminated":
+            self.session._end("the reader's field went away")  # noqa: SLF001 - the wallet's own session
+        self._app = self._file = None
+
+    def transmit(self, apdu: bytes) -> bytes:
+        try:
+            cmd = CommandApdu.parse(apdu)
+        except (ApduError, TypeError) as exc:
+            self.events.append(f"malformed APDU: {exc}")
+            return _sw(codes.SW_WRONG_LENGTH)
+        try:
+            return self._handle(cmd)
+        except Exception as exc:  # noqa: BLE001 - the tag's boundary: a fault is a status word
+            self.events.append(f"fault: {type(exc).__name__}: {exc}")
+            return _sw(codes.SW_NO_PRECISE_DIAGNOSIS)
+
+    # -- dispatch ------------------------------------------------------------------------
+
+    def _handle(self, cmd: CommandApdu) -> bytes:
+        if cmd.ins == nfc.INS_SELECT:
+            return self._select(cmd)
+        if self._app == nfc.MDOC_NFC_AID:
+            return self._transfer.handle(cmd)
+        if self._app == nfc.NDEF_APPLICATION_AID:
+            if cmd.ins == nfc.INS_READ_BINARY:
+                return self._read_binary(cmd)
+            return _sw(codes.SW_INS_NOT_SUPPORTED)
+        return _sw(codes.SW_CONDITIONS_NOT_SATISFIED)
+
+    def _select(self, cmd: CommandApdu) -> bytes:
+        if cmd.cla != 0x00:
+            return _sw(codes.SW_CLA_NOT_SUPPORTED)
+        if cmd.p1 == 0x04:
+            if cmd.data not in WALLET_AIDS:
+                return _sw(codes.SW_FILE_NOT_FOUND)
+            if cmd.data == nfc.MDOC_NFC_AID and self.session is None:
+                self.events.append("SELECT mdoc application before the engagement was read")
+                return _sw(codes.SW_CONDITIONS_NOT_SATISFIED)
+            self._app, self._file = bytes(cmd.data), None
+            self.events.append(f"selected {'mdoc' if cmd.data == nfc.MDOC_NFC_AID else 'NDEF'} application")
+            return _sw(codes.SW_OK)
+        if cmd.p1 == 0x00 and self._app == nfc.NDEF_APPLICATION_AID:
+            if len(cmd.data) != 2:
+                return _sw(codes.SW_WRONG_LENGTH)
+            fid = int.from_bytes(cmd.data, "big")
+            if fid == nfc.CC_FILE_ID:
+                self._file = self.capability.encode()
+            elif fid == self.capability.ndef_file_id:
+                self._file = self._ndef_file()
+            else:
+                return _sw(codes.SW_FILE_NOT_FOUND)
+            return _sw(codes.SW_OK)
+        return _sw(codes.SW_INCORRECT_P1P2)
+
+    def _ndef_file(self) -> bytes:
+        """NLEN and the Handover Select message: made once per tap, with a fresh
+        EDeviceKey; the wallet's session starts on it."""
+        if self._ndef is None:
+            engagement = self._new_engagement()
+            hs = nfc.HandoverSelect.build(engagement.device_engagement, self.carrier)
+            self._ndef = hs.raw
+            engagement = dataclasses.replace(engagement, handover=nfc.nfc_handover(hs))
+            self.session = self.wallet.start(engagement)
+            self.events.append(f"engagement offered: Handover Select of {len(hs.raw)} bytes, NFC carrier "
+                               f"{self.carrier.max_command}/{self.carrier.max_response}")
+        return len(self._ndef).to_bytes(2, "big") + self._ndef
+
+    def _read_binary(self, cmd: CommandApdu) -> bytes:
+        if self._file is None:
+            return _sw(codes.SW_NO_CURRENT_EF)
+        if cmd.data:
+            return _sw(codes.SW_WRONG_LENGTH)
+        offset = (cmd.p1 << 8) | cmd.p2
+        if cmd.p1 & 0x80 or offset > len(self._file):
+            return _sw(codes.SW_WRONG_P1P2_OFFSET)
+        n = min(cmd.ne or 256, self.capability.max_read)
+        return self._file[offset : offset + n] + b"\x90\x00"
+
+    def _answer(self, message: bytes) -> bytes | None:
+        assert self.session is not None  # SELECT of the mdoc application needs it
+        reply = self.session.receive(message)
+        self.events.append(f"session message of {len(message)} bytes answered with "
+                           f"{len(reply) if reply else 0}")
+        return reply
+
+
+class AidRouter:
+    """The phone's NFC controller (routing by AID): SELECT by AID of a routed AID sends what
+    follows to that service; any other SELECT by AID, and every command on a logical channel
+    other than the basic one, go to ``default`` (the secure element). Services are made per
+    activation by the caller (a new :class:`AidRouter` per tap)."""
+
+    def __init__(self, default: Transmit, routes: Mapping[bytes, Transmit]) -> None:
+        self.default = default
+        self.routes = {bytes(k): v for k, v in routes.items()}
+        self._current: Transmit = default
+
+    def transmit(self, apdu: bytes) -> bytes:
+        apdu = bytes(apdu)
+        if len(apdu) >= 4 and channel_of(apdu[0]) != 0:
+            return self.default(apdu)
+        if len(apdu) >= 5 and apdu[1] == nfc.INS_SELECT and apdu[2] == 0x04:
+            try:
+                aid = CommandApdu.parse(apdu).data
+            except ApduError:
+                aid = b""
+            self._current = self.routes.get(aid, self.default)
+        return self._current(apdu)
