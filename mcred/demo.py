@@ -1,7 +1,7 @@
 """``mcred demo``: the main job on embedded defaults, told as a story (issue 7 item 4).
 
 Two phones are provisioned (JPKI signing + user-auth certificates with keys born in the
-SE, and an mdoc), each presents to a reader (the first also online, to a web page), signs for a relying party and logs in to it
+SE, and an mdoc), each presents to a reader (the first also by an NFC tap and online, to a web page), signs for a relying party and logs in to it
 with its user-authentication certificate (利用者証明), the first is
 handed over to a new phone (機種変更), and the reader and the OCSP relying party are shown
 refusing the old phone while accepting the new one; the second phone is untouched.
@@ -52,6 +52,10 @@ def run_demo(ctx: Context, say: Say, *, key_type: str = "p384") -> dict:
         say(f"2.{i} Phone {r.phone_id} presents its mdoc; the reader checks the DS chain, MSO, "
             f"digests, device signature (made in the SE) and the status list: {why}.")
         if i == 1:
+            ok, why = env.present_nfc(r.phone_id)
+            assert ok, why
+            say(f"    ... and by a tap on an NFC reader (ISO/IEC 18013-5 NFC engagement, static handover, and data "
+                f"retrieval over NFC: ENVELOPE / GET RESPONSE to the wallet's HCE service): {why}.")
             ok, why = env.present_online(r.phone_id, SHOP)
             assert ok, why
             bad, relayed = env.present_online(r.phone_id, SHOP, via="https://shop.example.relay.test")
@@ -112,7 +116,9 @@ def run_demo(ctx: Context, say: Say, *, key_type: str = "p384") -> dict:
     assert not ok and "INVALID" in online_why, online_why
     ok, cross_why = env.present_cross_device(old.phone_id, SHOP)
     assert not ok and "INVALID" in cross_why, cross_why
-    say(f"    ... and online, the web page's reader too: {online_why}; cross-device as well.")
+    ok, tap_why = env.present_nfc(old.phone_id)
+    assert not ok and "INVALID" in tap_why, tap_why
+    say(f"    ... and online, the web page's reader too: {online_why}; cross-device and by an NFC tap as well.")
     ok, ocsp_why = env.rp_verdict(old_cms)
     assert not ok and "cessationOfOperation" in ocsp_why, ocsp_why
     ok, login_why = env.login(old.phone_id, old.pin)

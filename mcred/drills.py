@@ -154,6 +154,18 @@ class Env:
         failed = [c for c in out.result["checks"] if not c["passed"]]
         return out.valid, "; ".join(f"{c['name']}: {c['reason']}" for c in failed) or "VALID"
 
+    def present_nfc(self, phone_id: str) -> tuple[bool, str]:
+        """The phone tapped on a reader: NFC engagement (static handover) and data retrieval
+        over NFC (ISO/IEC 18013-5 8.2.2.1, 8.3.3.1.2), the wallet behind the phone's AID
+        routing; the verdict, as :meth:`reader_verdict` says it."""
+        from mcred.present import new_reader_session, open_wallet, present_nfc_in_process
+        from wallet_sim.consent import RulesConsent
+
+        wallet = open_wallet(phone_id, self.ctx.home, RulesConsent.allow_all())
+        out = present_nfc_in_process(wallet, new_reader_session(self.reader))
+        failed = [c for c in out.result["checks"] if not c["passed"]]
+        return out.valid, "; ".join(f"{c['name']}: {c['reason']}" for c in failed) or "VALID"
+
     def sign(self, phone_id: str, secret: str, slot: str = "sign") -> bytes:
         se = wallet_sim.open_secure_element(phone_id, self.ctx.home)
         cms, _cert = sign_with_se(se.transmit, slot, secret.encode(), CONTENT)

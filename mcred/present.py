@@ -18,6 +18,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlencode
 
 import httpx
@@ -142,6 +143,16 @@ class ReaderServeError(ValueError):
     """The reader service's settings are unusable (a file unreadable, a missing anchor, ...)."""
 
 
+class ReaderParts(NamedTuple):
+    """What a reader of given settings is made of (:meth:`ReaderServeConfig.parts`)."""
+
+    pipeline: ReaderPipeline
+    request: RequestSpec
+    reader_signer: object | None
+    reader_chain: list[bytes]
+    jpki_roots: list
+
+
 @dataclass(frozen=True)
 class ReaderServeConfig:
     """What ``mcred reader serve`` runs: its options, as data (files by path), so that each
@@ -183,9 +194,10 @@ class ReaderServeConfig:
         m = json.loads(text)
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in m.items()})
 
-    def build(self) -> tuple[ReaderService, RelyingPartyService | None, str]:
-        """The service, the relying party (with ``jpki_roots``) and a line saying what runs.
-        Raises :class:`ReaderServeError` naming what is wrong."""
+    def parts(self) -> ReaderParts:
+        """The pipeline, the request, readerAuth's signer and chain, and the JPKI roots, as
+        every reader of these settings uses them (the service, and a tap over NFC). Raises
+        :class:`ReaderServeError` naming what is wrong."""
         from reader.relying_party import load_roots
         from reader.trust import TrustError
 
@@ -219,6 +231,19 @@ class ReaderServeConfig:
         if not len(store) and not rp_roots:
             raise ReaderServeError("no trust anchor: give --trust IACA.pem (mcred export iaca) "
                                    "and/or --jpki-roots roots.pem (mcred export jpki-root)")
+        pipeline = reader_pipeline(trust=store, offline=self.offline,
+                                   max_offline_age=dt.timedelta(seconds=self.max_offline_age),
+                                   skew=dt.timedelta(seconds=self.skew), require_status=self.require_status,
+                                   ds_crl=(not self.offline) if self.ds_crl is None else self.ds_crl,
+                                   ds_crl_max_age=dt.timedelta(seconds=self.ds_crl_max_age))
+        return ReaderParts(pipeline, spec, signer, chain, rp_roots)
+
+    def build(self) -> tuple[ReaderService, RelyingPartyService | None, str]:
+        """The service, the relying party (with ``jpki_roots``) and a line saying what runs.
+        Raises :class:`ReaderServeError` naming what is wrong."""
+        parts = self.parts()
+        pipeline, spec, signer, chain, rp_roots = parts
+        store = pipeline.trust
         engine = None
         if self.db is not None:
             from mcred.db import make_engine, migrate
@@ -228,11 +253,6 @@ class ReaderServeConfig:
                 migrate(engine, "reader@head")  # the reader's own table; no issuer's, no TSM's
             except Exception as exc:  # noqa: BLE001 - any driver's error: the URL is unusable
                 raise ReaderServeError(f"--db {_redacted(self.db)}: {type(exc).__name__}: {exc}") from exc
-        pipeline = reader_pipeline(trust=store, offline=self.offline,
-                                   max_offline_age=dt.timedelta(seconds=self.max_offline_age),
-                                   skew=dt.timedelta(seconds=self.skew), require_status=self.require_status,
-                                   ds_crl=(not self.offline) if self.ds_crl is None else self.ds_crl,
-                                   ds_crl_max_age=dt.timedelta(seconds=self.ds_crl_max_age))
         sealer = None
         if engine is not None:
             sealer = (session_sealer(Path(self.session_key_file)) if self.session_key_file
@@ -343,7 +363,8 @@ def present_in_process(wallet: Wallet, reader: ReaderSession) -> Presentation:
 
 def present_nfc_in_process(wallet: Wallet, reader: ReaderSession, *,
                            trace: Callable[[str, bytes], None] | None = None,
-                           carrier: nfc.NfcCarrier | None = None, **tap_options) -> Presentation:
+                           carrier: nfc.NfcCarrier | None = None,
+                           on_steps: Callable[[list[str]], None] | None = None, **tap_options) -> Presentation:
     """A tap: the reader's NFC engagement and data retrieval against the phone's wallet,
     through the phone's NFC controller (:class:`wallet_sim.nfc.AidRouter`, the wallet's
     AIDs to its HCE service). ``trace(direction, apdu)`` sees every APDU (``">"`` to the
@@ -359,9 +380,44 @@ def present_nfc_in_process(wallet: Wallet, reader: ReaderSession, *,
             trace("<", answer)
         return answer
 
-    outcome = nfc_tap(transmit, NfcReaderSession(reader, **tap_options))
+    tap_session = NfcReaderSession(reader, **tap_options)
+    outcome = nfc_tap(transmit, tap_session)
     tag.deactivate()
+    if on_steps:
+        on_steps(tap_session.steps)
     return _from_outcome(outcome, tag.session or wallet.start(), _pkcs8(reader.e_reader_private_key))
+
+
+def nfc_presentation(parts: ReaderParts, *, wallet: Wallet | None = None, pcsc_reader: str | None = None,
+                     wait: float = 30.0, short: bool = False,
+                     trace: Callable[[str, bytes], None] | None = None) -> tuple[Presentation, list[str]]:
+    """``mcred reader nfc``: a reader of ``parts`` taps ``wallet`` in-process, or else the
+    phone on the PC/SC reader ``pcsc_reader`` (:mod:`reader.pcsc`); the presentation and
+    the tap's steps. :class:`reader.pcsc.PcscError` when no phone could be read."""
+    session = ReaderSession([parts.request], parts.pipeline, reader_signer=parts.reader_signer,
+                            reader_chain=parts.reader_chain)
+    lengths = {"max_command": 255, "max_response": 256} if short else {}
+    if wallet is not None:
+        steps: list[str] = []
+        out = present_nfc_in_process(wallet, session, trace=trace, on_steps=steps.extend, **lengths)
+        return out, steps
+    from reader.pcsc import tapped
+
+    tap_session = NfcReaderSession(session, **lengths)
+    with tapped(pcsc_reader, wait=wait) as card:
+        def transmit(apdu: bytes) -> bytes:
+            if trace:
+                trace(">", apdu)
+            answer = card.transmit(apdu)
+            if trace:
+                trace("<", answer)
+            return answer
+
+        outcome = nfc_tap(transmit, tap_session)
+    st = outcome.session_transcript
+    out = Presentation(outcome.result.to_json(), (), outcome.device_response, st.raw if st else None,
+                       _pkcs8(session.e_reader_private_key))
+    return out, [f"phone on {card.reader} (ATR {card.atr.hex().upper()})", *tap_session.steps]
 
 
 def _no_secure_element(apdu: bytes) -> bytes:

@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import typer
 
@@ -147,18 +148,44 @@ def register(app: typer.Typer) -> None:
                                      help="'phone' (3B 80 80 01 01, OpenSC probes with SELECT), "
                                           "'jpki-card' (the card's contact ATR) or hex."),
              once: bool = typer.Option(False, "--once",
-                                       help="Serve one vpcd connection, then exit.")) -> None:
+                                       help="Serve one vpcd connection, then exit."),
+             wallet: bool = typer.Option(True, "--wallet/--no-wallet",
+                                         help="Also answer an mdoc reader's tap with the wallet (NFC "
+                                              "engagement and data retrieval, ISO/IEC 18013-5 8.2.2.1 / "
+                                              "8.3.3.1.2), routed by AID as a phone's NFC controller does."),
+             consent: Path | None = typer.Option(None, "--consent",
+                                                 help="The wallet's consent rules (JSON); default: ask "
+                                                      "here, or no wallet without a terminal.")) -> None:
         """Put the phone in pcscd's virtual reader (vsmartcard vpcd): PC/SC applications such
-        as OpenSC then reach its secure element. Stop with Ctrl-C."""
+        as OpenSC then reach its secure element, and an mdoc reader (`mcred reader nfc`) its
+        wallet. Stop with Ctrl-C."""
+        from mcred.present import open_wallet
+        from wallet_sim.consent import ConsentError, InteractiveConsent, RulesConsent
+        from wallet_sim.nfc import WALLET_AIDS, AidRouter, NfcTag
+
         home = data_home()
         atr_bytes = _parse_atr(atr)
         try:
             wallet_sim.open_secure_element(phone_id, home)
         except wallet_sim.SeError as exc:
             _fail(str(exc))
+        policy = None
+        if wallet:
+            try:
+                if consent is not None:
+                    policy = RulesConsent.from_file(consent)
+                elif sys.stdin.isatty():
+                    policy = InteractiveConsent(ask=typer.prompt, show=typer.echo)
+            except (ConsentError, OSError, ValueError) as exc:
+                _fail(f"--consent: {exc}")
 
         def insert() -> Callable[[bytes], bytes]:
-            return _pcsc_transport(wallet_sim.open_secure_element(phone_id, home).transmit)
+            se = wallet_sim.open_secure_element(phone_id, home)
+            if policy is None:
+                return _pcsc_transport(se.transmit)
+            tag = NfcTag(open_wallet(phone_id, home, policy))  # a tap: a new activation of the wallet
+            router = AidRouter(se.transmit, {aid: tag.transmit for aid in WALLET_AIDS})
+            return _pcsc_transport(router.transmit)
 
         def say(line: str) -> None:
             typer.echo(f"{phone_id}: {line}")
@@ -168,6 +195,10 @@ def register(app: typer.Typer) -> None:
                for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             say(f"bridging the secure element to vpcd at {host}:{port} (Ctrl-C stops)")
+            if wallet:
+                say("the wallet answers mdoc readers (NFC engagement, AIDs D2760000850101 and A0000002480400)"
+                    if policy is not None else
+                    "no wallet on NFC: no --consent rules and no terminal to ask the holder")
             wallet_sim.pcsc.serve(insert, host=host, port=port, atr=atr_bytes, once=once,
                                   say=say, stop=stop)
         finally:

@@ -325,6 +325,89 @@ def register(app: typer.Typer) -> None:
             _unusable(console, as_json, str(exc))
         _finish(console, result, as_json, portrait)
 
+    @reader_app.command("nfc")
+    def nfc_cmd(
+        pcsc_reader: str | None = typer.Option(None, "--pcsc-reader", help="The PC/SC reader the phone is tapped on (a part of its name, or its index); default: the first. `mcred phone pcsc` puts a simulated phone in vpcd's."),
+        phone: str | None = typer.Option(None, "--phone", help="Tap this simulated phone in-process instead of reading PC/SC."),
+        consent: Path | None = typer.Option(None, "--consent", help="With --phone: the wallet's consent rules (JSON)."),
+        trust: list[Path] = typer.Option([], "--trust", help="IACA certificate (PEM); repeatable."),
+        vical: Path | None = typer.Option(None, "--vical", help="A VICAL to import (needs --vical-trust)."),
+        vical_trust: list[Path] = typer.Option([], "--vical-trust", help="VICAL signer anchor (PEM)."),
+        request: list[str] = typer.Option([], "--request", help="NS:ID[!] items to ask for (! = retain)."),
+        doctype: str = typer.Option("jp.mcred.mynumber.cardsub.1", "--doctype"),
+        offline: bool = typer.Option(False, "--offline", help="Use cached status lists only."),
+        skew: int = typer.Option(300, "--skew", help="Clock skew allowed on validity, seconds (0 to a day)."),
+        require_status: bool = typer.Option(True, "--require-status/--no-require-status",
+                                            help="Refuse an MSO without a status list reference."),
+        reader_cert: Path | None = typer.Option(None, "--reader-cert", help="readerAuth: certificate chain (PEM, leaf first)."),
+        reader_key: Path | None = typer.Option(None, "--reader-key", help="readerAuth: the reader's private key (PEM)."),
+        ds_crl: bool | None = typer.Option(None, "--ds-crl/--no-ds-crl", help="Check the IACA CRL for a revoked document signer; default on unless --offline."),
+        short: bool = typer.Option(False, "--short", help="Short APDUs only (commands of 255 bytes, answers of 256): for antennas without extended length."),
+        wait: int = typer.Option(30, "--wait", min=1, max=3600, help="Seconds to wait for a phone on the PC/SC reader."),
+        portrait: Path | None = typer.Option(None, "--portrait", callback=out_path, help="Save a disclosed portrait here."),
+        save: Path | None = typer.Option(None, "--save", callback=out_path, help="Save the transcript for `mcred verify`."),
+        as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    ) -> None:
+        """Read a phone by NFC (ISO/IEC 18013-5: NFC engagement by static handover, data
+        retrieval over NFC): tapped on a PC/SC contactless reader, or a simulated phone with
+        --phone; print the verdict, exit 0 only if it is VALID. --trace prints every APDU."""
+        from mcred.cli.state import OPTIONS
+        from mcred.present import (
+            PresentError,
+            ReaderServeConfig,
+            ReaderServeError,
+            nfc_presentation,
+            open_wallet,
+        )
+        from reader.pcsc import PcscError
+        from wallet_sim import PhoneNotFoundError
+        from wallet_sim.consent import ConsentError, RulesConsent
+
+        console = Console(stderr=as_json)
+        if phone is not None and pcsc_reader is not None:
+            _unusable(console, as_json, "--phone taps a simulated phone in-process; --pcsc-reader reads one over "
+                      "PC/SC: give one of them")
+        if consent is not None and phone is None:
+            _unusable(console, as_json, "--consent is the simulated phone's (--phone); a phone on a PC/SC reader "
+                      "asks its holder itself")
+        config = ReaderServeConfig(
+            trust=tuple(map(str, trust)), vical=str(vical) if vical else None,
+            vical_trust=tuple(map(str, vical_trust)), request=tuple(request), doctype=doctype,
+            offline=offline, skew=skew, require_status=require_status,
+            reader_cert=str(reader_cert) if reader_cert else None,
+            reader_key=str(reader_key) if reader_key else None, ds_crl=ds_crl)
+        try:
+            parts = config.parts()
+            if not len(parts.pipeline.trust):
+                raise ReaderServeError("no IACA to trust: give --trust IACA.pem (mcred export iaca)")
+            wallet = None
+            if phone is not None:
+                if consent is None:
+                    raise ConsentError("--phone needs --consent FILE.json: nobody is there to ask the holder "
+                                       "(e.g. {\"documents\": {\"*\": {\"*\": \"*\"}}})")
+                wallet = open_wallet(phone, None, RulesConsent.from_file(consent))
+        except (ReaderServeError, ConsentError, PhoneNotFoundError, OSError, ValueError) as exc:
+            _unusable(console, as_json, str(exc))
+
+        def trace(direction: str, apdu: bytes) -> None:
+            print(f"{'A>>' if direction == '>' else 'A<<'} nfc   ({len(apdu):04}) {apdu.hex().upper()}",
+                  file=sys.stderr, flush=True)
+
+        if not as_json:
+            console.print("tap the phone on the reader..." if wallet is None else f"tapping {phone}",
+                          highlight=False)
+        try:
+            out, steps = nfc_presentation(parts, wallet=wallet, pcsc_reader=pcsc_reader, wait=float(wait),
+                                          short=short, trace=trace if OPTIONS.trace else None)
+        except (PcscError, PresentError) as exc:
+            _unusable(console, as_json, str(exc))
+        if not as_json:
+            for step in steps:
+                console.print(f"  {step}", highlight=False, markup=False)
+        if save is not None:
+            save.write_bytes(out.saved())
+        _finish(console, out.result, as_json, portrait)
+
     wallet_app = typer.Typer(help="The phone's wallet app, on its own.", no_args_is_help=True)
     app.add_typer(wallet_app, name="wallet")
 

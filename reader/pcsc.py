@@ -1,0 +1,98 @@
+"""The reader's NFC antenna as a PC/SC reader (pyscard, the ``nfc`` extra): a thin I/O
+adapter that gives :func:`reader.nfc.tap` its ``transmit``. A contactless PC/SC reader
+(ACR122U, Identiv, ...) presents a tapped phone as a card; so does vsmartcard's vpcd with
+``mcred phone pcsc`` on the other end.
+
+``transmit`` sends each APDU as it is (T=1 or the contactless protocol, no automatic GET
+RESPONSE: the NFC flow fetches the rest itself). Leaving the context unpowers the card,
+which is how the reader lifts its field.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+
+class PcscError(Exception):
+    """No PC/SC, no such reader, no phone in time, or a transmit failed; the message says which."""
+
+
+def _pyscard():  # noqa: ANN202 - the smartcard modules
+    try:
+        import smartcard.System
+        from smartcard import Exceptions, scard
+        from smartcard.CardConnection import CardConnection
+    except ImportError as exc:
+        raise PcscError("PC/SC needs pyscard: pip install 'mcred[nfc]' (it builds against the PC/SC "
+                        f"headers: Debian's libpcsclite-dev and swig) ({exc})") from None
+    return smartcard.System, Exceptions, scard, CardConnection
+
+
+def reader_names() -> list[str]:
+    system, exceptions, _, _ = _pyscard()
+    try:
+        return [str(r) for r in system.readers()]
+    except exceptions.SmartcardException as exc:
+        raise PcscError(f"PC/SC: {exc} (is pcscd running?)") from None
+
+
+@dataclass
+class PcscCard:
+    """A connected card (the tapped phone) in a named reader."""
+
+    reader: str
+    atr: bytes
+    _connection: object
+
+    def transmit(self, apdu: bytes) -> bytes:
+        _, exceptions, _, _ = _pyscard()
+        try:
+            data, sw1, sw2 = self._connection.transmit(list(apdu))
+        except exceptions.SmartcardException as exc:
+            raise PcscError(f"{self.reader}: transmit failed: {exc}") from None
+        return bytes(data) + bytes([sw1, sw2])
+
+
+def _pick(names: list[str], wanted: str | None) -> str:
+    if not names:
+        raise PcscError("no PC/SC reader (is pcscd running, is the reader plugged in?)")
+    if wanted is None:
+        return names[0]
+    if wanted.isdigit() and int(wanted) < len(names):
+        return names[int(wanted)]
+    matching = [n for n in names if wanted.lower() in n.lower()]
+    if not matching:
+        raise PcscError(f"no PC/SC reader matches {wanted!r}; readers: {', '.join(names)}")
+    return matching[0]
+
+
+@contextlib.contextmanager
+def tapped(wanted: str | None = None, *, wait: float = 30.0, poll: float = 0.1) -> Iterator[PcscCard]:
+    """Wait up to ``wait`` seconds for a card (a phone) in the reader named ``wanted`` (a
+    name's part or an index; the first reader if None), connect, and unpower it when done."""
+    import time
+
+    system, exceptions, scard, card_connection = _pyscard()
+    name = _pick(reader_names(), wanted)
+    reader = next(r for r in system.readers() if str(r) == name)
+    deadline = time.monotonic() + wait
+    connection = reader.createConnection()
+    while True:
+        try:
+            connection.connect(card_connection.T1_protocol, disposition=scard.SCARD_UNPOWER_CARD)
+            break
+        except exceptions.NoCardException:
+            pass
+        except exceptions.CardConnectionException as exc:
+            if "no smart card" not in str(exc).lower() and "removed" not in str(exc).lower():
+                raise PcscError(f"{name}: cannot connect: {exc}") from None
+        if time.monotonic() >= deadline:
+            raise PcscError(f"{name}: no phone tapped within {wait:g} s")
+        time.sleep(poll)
+    try:
+        yield PcscCard(name, bytes(connection.getATR()), connection)
+    finally:
+        with contextlib.suppress(Exception):
+            connection.disconnect()
