@@ -90,6 +90,7 @@ from mcred.present import (
     present_cross_device_in_process,
     present_cross_device_over_http,
     present_in_process,
+    present_nfc_in_process,
     present_online_in_process,
     present_online_over_http,
     present_over_http,
@@ -245,6 +246,12 @@ def main() -> int:
             return out
 
         t_inproc = median_time(in_process, runs)
+
+        def nfc_in_process():
+            out = present_nfc_in_process(wallet, ReaderSession([request], pipeline))
+            assert out.valid, out.result
+
+        t_nfc = median_time(nfc_in_process, runs)
 
         def online_in_process():
             out = present_online_in_process(wallet, OnlineReaderSession([request], pipeline, ORIGIN))
@@ -450,6 +457,8 @@ def main() -> int:
         ("presentation over HTTP (reader process)", t_http, floor_present, "same floor"),
         ("presentation over HTTP (reader thread)", t_http_thread, floor_present, "same floor; shares our GIL"),
         ("presentation over HTTP (a client each)", t_http_own, floor_present, "same floor; as `mcred present`"),
+        ("proximity by an NFC tap in-process", t_nfc, floor_present,
+         "same floor; NDEF engagement, ENVELOPE / GET RESPONSE APDUs"),
         ("online (Annex C) in-process", t_online, floor_online, "keygen+HPKE seal+open+sign+2 verify+digests"),
         ("online (Annex C) over HTTP (reader process)", t_online_http, floor_online, "same floor"),
         ("online (OpenID4VP 1.0) in-process", t_oid4vp, floor_online, "same floor (JWE ECDH-ES in place of HPKE)"),

@@ -130,6 +130,17 @@ def _pcsc() -> Finding:
                    "" if not missing else "apt-get install -y pcscd vsmartcard-vpcd opensc")
 
 
+def _nfc() -> Finding:
+    try:
+        import smartcard  # noqa: F401 - pyscard, only whether it imports
+        have = True
+    except ImportError:
+        have = False
+    return Finding("NFC reader (PC/SC)", have, "pyscard present" if have else "missing pyscard",
+                   "mcred reader nfc: read a phone tapped on a PC/SC contactless reader (or `mcred phone pcsc`'s)",
+                   "" if have else "apt-get install -y libpcsclite-dev swig; pip install '.[nfc]'")
+
+
 def _hsm() -> Finding:
     try:
         import pkcs11  # noqa: F401
@@ -256,7 +267,7 @@ _OWN = 5
 def diagnose(ctx) -> list[Finding]:  # noqa: ANN001
     """Every finding, the installation's own first."""
     return [_database(ctx), _public_url(), _keystore(ctx), _master_key(ctx), _reader_session_key(ctx),
-            _secure_elements(ctx), _postgres(), _pcsc(), _hsm(), _scan(),
+            _secure_elements(ctx), _postgres(), _pcsc(), _nfc(), _hsm(), _scan(),
             *(_node_peer(*peer) for peer in NODE_PEERS), _yubikit(), _openssl()]
 
 

@@ -178,7 +178,9 @@ class HandoverSelect:
         hs.add_alternative_carrier("active", "nfc", "mdoc")
         de = ndef.Record(DEVICE_ENGAGEMENT_TYPE, "mdoc", device_engagement.encode())
         carrier = ndef.Record(NFC_CARRIER_TYPE, "nfc", nfc.payload())
-        return cls.decode(b"".join(ndef.message_encoder([hs, de, carrier])))
+        raw = b"".join(ndef.message_encoder([hs, de, carrier]))
+        return cls("1.5", device_engagement,
+                   (Carrier("nfc", "nfc", "active", ("mdoc",), NFC_CARRIER_TYPE, carrier.data, nfc),), raw)
 
     @classmethod
     def decode(cls, data: bytes) -> HandoverSelect:
