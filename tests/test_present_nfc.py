@@ -173,3 +173,23 @@ def test_the_field_going_away_ends_the_wallet_session(world):  # noqa: F811
     assert tag.session is not None and tag.session.state == "engaged"
     tag.deactivate()
     assert tag.session.state == "terminated"
+
+
+@settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(__import__("hypothesis").HealthCheck))
+@given(st.lists(st.one_of(st.binary(max_size=30), st.sampled_from([b"\x90\x00", b"\x61\x00", b"\x61\x05",
+                                                                  b"\x6a\x82", b"\x53\x00\x90\x00"])),
+                min_size=1, max_size=14))
+def test_a_fuzzed_tag_never_crashes_the_reader(world, answers):  # noqa: F811
+    """Whatever a tag answers, the reader's tap goes on with a command or ends with an
+    outcome that is not VALID; it never raises."""
+    session = NfcReaderSession(reader(world))
+    command = session.start()
+    for answer in answers:
+        assert isinstance(command, bytes)
+        command = session.receive(answer)
+        if command is None:
+            break
+    if command is None:
+        assert session.outcome is not None and not session.outcome.valid
+    else:
+        assert session.abort("the phone left the field").result.checks[0].reason.endswith("left the field")
