@@ -372,16 +372,8 @@ def present_nfc_in_process(wallet: Wallet, reader: ReaderSession, *,
     tag = NfcTag(wallet, carrier=carrier)
     route = AidRouter(_no_secure_element, {aid: tag.transmit for aid in WALLET_AIDS})
 
-    def transmit(apdu: bytes) -> bytes:
-        if trace:
-            trace(">", apdu)
-        answer = route.transmit(apdu)
-        if trace:
-            trace("<", answer)
-        return answer
-
     tap_session = NfcReaderSession(reader, **tap_options)
-    outcome = nfc_tap(transmit, tap_session)
+    outcome = nfc_tap(_traced(route.transmit, trace), tap_session)
     tag.deactivate()
     if on_steps:
         on_steps(tap_session.steps)
@@ -405,19 +397,26 @@ def nfc_presentation(parts: ReaderParts, *, wallet: Wallet | None = None, pcsc_r
 
     tap_session = NfcReaderSession(session, **lengths)
     with tapped(pcsc_reader, wait=wait) as card:
-        def transmit(apdu: bytes) -> bytes:
-            if trace:
-                trace(">", apdu)
-            answer = card.transmit(apdu)
-            if trace:
-                trace("<", answer)
-            return answer
-
-        outcome = nfc_tap(transmit, tap_session)
+        outcome = nfc_tap(_traced(card.transmit, trace), tap_session)
     st = outcome.session_transcript
     out = Presentation(outcome.result.to_json(), (), outcome.device_response, st.raw if st else None,
                        _pkcs8(session.e_reader_private_key))
     return out, [f"phone on {card.reader} (ATR {card.atr.hex().upper()})", *tap_session.steps]
+
+
+def _traced(transmit: Callable[[bytes], bytes],
+            trace: Callable[[str, bytes], None] | None) -> Callable[[bytes], bytes]:
+    """``transmit`` that shows each command (``">"``) and answer (``"<"``) to ``trace``."""
+    if trace is None:
+        return transmit
+
+    def traced(apdu: bytes) -> bytes:
+        trace(">", apdu)
+        answer = transmit(apdu)
+        trace("<", answer)
+        return answer
+
+    return traced
 
 
 def _no_secure_element(apdu: bytes) -> bytes:

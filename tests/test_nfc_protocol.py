@@ -98,7 +98,7 @@ def test_a_handover_select_without_engagement_or_with_a_dangling_carrier_is_refu
     with pytest.raises(nfc.NfcHandoverError, match="names no carrier configuration record"):
         nfc.HandoverSelect.decode(b"".join(ndef.message_encoder([hs, de])))
     text = ndef.TextRecord("hello")
-    with pytest.raises(nfc.NfcHandoverError, match="not a Handover Select record"):
+    with pytest.raises(nfc.NfcHandoverError, match="not a Handover Select .Hs. record"):
         nfc.HandoverSelect.decode(b"".join(ndef.message_encoder([text, de])))
     with pytest.raises(nfc.NfcHandoverError, match="DeviceEngagement"):
         nfc.HandoverSelect.decode(b"".join(ndef.message_encoder(

@@ -23,6 +23,15 @@ from protocols import certs as x509certs
 
 EXIT_OK, EXIT_FAILED, EXIT_UNUSABLE = 0, 1, 2
 
+# The reader's options that `mcred reader serve` and `mcred reader nfc` share.
+_TRUST = typer.Option([], "--trust", help="IACA certificate (PEM); repeatable.")
+_VICAL = typer.Option(None, "--vical", help="A VICAL to import (needs --vical-trust).")
+_VICAL_TRUST = typer.Option([], "--vical-trust", help="VICAL signer anchor (PEM).")
+_REQUEST = typer.Option([], "--request", help="NS:ID[!] items to ask for (! = retain).")
+_DOCTYPE = typer.Option("jp.mcred.mynumber.cardsub.1", "--doctype")
+_OFFLINE = typer.Option(False, "--offline", help="Use cached status lists only.")
+_SKEW = typer.Option(300, "--skew", help="Clock skew allowed on validity, seconds (0 to a day).")
+
 
 def render(console: Console, result: dict) -> None:
     table = Table(title="reader verdict")
@@ -199,14 +208,14 @@ def register(app: typer.Typer) -> None:
     def serve_cmd(
         port: int = typer.Option(8471, "--port"),
         host: str = typer.Option("127.0.0.1", "--host"),
-        trust: list[Path] = typer.Option([], "--trust", help="IACA certificate (PEM); repeatable."),
-        vical: Path | None = typer.Option(None, "--vical", help="A VICAL to import (needs --vical-trust)."),
-        vical_trust: list[Path] = typer.Option([], "--vical-trust", help="VICAL signer anchor (PEM)."),
-        request: list[str] = typer.Option([], "--request", help="NS:ID[!] items to ask for (! = retain)."),
-        doctype: str = typer.Option("jp.mcred.mynumber.cardsub.1", "--doctype"),
-        offline: bool = typer.Option(False, "--offline", help="Use cached status lists only."),
+        trust: list[Path] = _TRUST,
+        vical: Path | None = _VICAL,
+        vical_trust: list[Path] = _VICAL_TRUST,
+        request: list[str] = _REQUEST,
+        doctype: str = _DOCTYPE,
+        offline: bool = _OFFLINE,
         max_offline_age: int = typer.Option(86400, "--max-offline-age", help="Seconds, up to 366 days."),
-        skew: int = typer.Option(300, "--skew", help="Clock skew allowed on validity, seconds (0 to a day)."),
+        skew: int = _SKEW,
         save_dir: Path | None = typer.Option(None, "--save-dir", help="Save each session's transcript."),
         require_status: bool = typer.Option(True, "--require-status/--no-require-status",
                                             help="Refuse an MSO without a status list reference."),
@@ -330,13 +339,13 @@ def register(app: typer.Typer) -> None:
         pcsc_reader: str | None = typer.Option(None, "--pcsc-reader", help="The PC/SC reader the phone is tapped on (a part of its name, or its index); default: the first. `mcred phone pcsc` puts a simulated phone in vpcd's."),
         phone: str | None = typer.Option(None, "--phone", help="Tap this simulated phone in-process instead of reading PC/SC."),
         consent: Path | None = typer.Option(None, "--consent", help="With --phone: the wallet's consent rules (JSON)."),
-        trust: list[Path] = typer.Option([], "--trust", help="IACA certificate (PEM); repeatable."),
-        vical: Path | None = typer.Option(None, "--vical", help="A VICAL to import (needs --vical-trust)."),
-        vical_trust: list[Path] = typer.Option([], "--vical-trust", help="VICAL signer anchor (PEM)."),
-        request: list[str] = typer.Option([], "--request", help="NS:ID[!] items to ask for (! = retain)."),
-        doctype: str = typer.Option("jp.mcred.mynumber.cardsub.1", "--doctype"),
-        offline: bool = typer.Option(False, "--offline", help="Use cached status lists only."),
-        skew: int = typer.Option(300, "--skew", help="Clock skew allowed on validity, seconds (0 to a day)."),
+        trust: list[Path] = _TRUST,
+        vical: Path | None = _VICAL,
+        vical_trust: list[Path] = _VICAL_TRUST,
+        request: list[str] = _REQUEST,
+        doctype: str = _DOCTYPE,
+        offline: bool = _OFFLINE,
+        skew: int = _SKEW,
         require_status: bool = typer.Option(True, "--require-status/--no-require-status",
                                             help="Refuse an MSO without a status list reference."),
         reader_cert: Path | None = typer.Option(None, "--reader-cert", help="readerAuth: certificate chain (PEM, leaf first)."),

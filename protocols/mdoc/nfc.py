@@ -124,13 +124,17 @@ class Carrier:
     nfc: NfcCarrier | None = None
 
 
-def _records(data: bytes, what: str) -> list:
+def _records(data: bytes, what: str, head: type, short: str) -> list:
+    """The NDEF records of a handover message whose first record must be a ``head``."""
     if not isinstance(data, bytes | bytearray) or not data:
         raise NfcHandoverError(f"{what}: empty")
     try:
-        return list(ndef.message_decoder(bytes(data), errors="strict"))
+        records = list(ndef.message_decoder(bytes(data), errors="strict"))
     except (ndef.DecodeError, ValueError, TypeError, IndexError, KeyError) as exc:
         raise NfcHandoverError(f"{what}: not an NDEF message: {exc}") from None
+    if not isinstance(records[0], head):
+        raise NfcHandoverError(f"{what}: first record is {records[0].type!r}, not a {short} record")
+    return records
 
 
 def _carriers(head, records: list, what: str, *, lengths: bool = True) -> tuple[Carrier, ...]:  # noqa: ANN001
@@ -185,10 +189,8 @@ class HandoverSelect:
     @classmethod
     def decode(cls, data: bytes) -> HandoverSelect:
         what = "Handover Select message"
-        records = _records(data, what)
+        records = _records(data, what, ndef.HandoverSelectRecord, "Handover Select (Hs)")
         head = records[0]
-        if not isinstance(head, ndef.HandoverSelectRecord):
-            raise NfcHandoverError(f"{what}: first record is {head.type!r}, not a Handover Select record (Hs)")
         if head.error is not None:
             raise NfcHandoverError(f"{what}: the mdoc reports a handover error {head.error}")
         engagements = [r for r in records[1:] if r.type == DEVICE_ENGAGEMENT_TYPE]
@@ -216,11 +218,8 @@ class HandoverRequest:
     @classmethod
     def decode(cls, data: bytes) -> HandoverRequest:
         what = "Handover Request message"
-        records = _records(data, what)
-        head = records[0]
-        if not isinstance(head, ndef.HandoverRequestRecord):
-            raise NfcHandoverError(f"{what}: first record is {head.type!r}, not a Handover Request record (Hr)")
-        return cls(head.version_string, _carriers(head, records, what, lengths=False), bytes(data))
+        records = _records(data, what, ndef.HandoverRequestRecord, "Handover Request (Hr)")
+        return cls(records[0].version_string, _carriers(records[0], records, what, lengths=False), bytes(data))
 
 
 def nfc_handover(select: HandoverSelect | bytes, request: HandoverRequest | bytes | None = None) -> list:
