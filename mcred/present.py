@@ -363,13 +363,14 @@ def present_in_process(wallet: Wallet, reader: ReaderSession) -> Presentation:
 
 def present_nfc_in_process(wallet: Wallet, reader: ReaderSession, *,
                            trace: Callable[[str, bytes], None] | None = None,
-                           carrier: nfc.NfcCarrier | None = None,
+                           carrier: nfc.NfcCarrier | None = None, handover: str = "static",
                            on_steps: Callable[[list[str]], None] | None = None, **tap_options) -> Presentation:
     """A tap: the reader's NFC engagement and data retrieval against the phone's wallet,
     through the phone's NFC controller (:class:`wallet_sim.nfc.AidRouter`, the wallet's
     AIDs to its HCE service). ``trace(direction, apdu)`` sees every APDU (``">"`` to the
-    phone, ``"<"`` back); ``tap_options`` go to :class:`reader.nfc.NfcReaderSession`."""
-    tag = NfcTag(wallet, carrier=carrier)
+    phone, ``"<"`` back); ``handover``: the phone's NFC engagement, ``static`` or
+    ``negotiated`` (TNEP); ``tap_options`` go to :class:`reader.nfc.NfcReaderSession`."""
+    tag = NfcTag(wallet, carrier=carrier, handover=handover)
     route = AidRouter(_no_secure_element, {aid: tag.transmit for aid in WALLET_AIDS})
 
     tap_session = NfcReaderSession(reader, **tap_options)
@@ -381,7 +382,7 @@ def present_nfc_in_process(wallet: Wallet, reader: ReaderSession, *,
 
 
 def nfc_presentation(parts: ReaderParts, *, wallet: Wallet | None = None, pcsc_reader: str | None = None,
-                     wait: float = 30.0, short: bool = False,
+                     wait: float = 30.0, short: bool = False, handover: str = "static",
                      trace: Callable[[str, bytes], None] | None = None) -> tuple[Presentation, list[str]]:
     """``mcred reader nfc``: a reader of ``parts`` taps ``wallet`` in-process, or else the
     phone on the PC/SC reader ``pcsc_reader`` (:mod:`reader.pcsc`); the presentation and
@@ -391,7 +392,8 @@ def nfc_presentation(parts: ReaderParts, *, wallet: Wallet | None = None, pcsc_r
     lengths = {"max_command": 255, "max_response": 256} if short else {}
     if wallet is not None:
         steps: list[str] = []
-        out = present_nfc_in_process(wallet, session, trace=trace, on_steps=steps.extend, **lengths)
+        out = present_nfc_in_process(wallet, session, trace=trace, on_steps=steps.extend, handover=handover,
+                                     **lengths)
         return out, steps
     from reader.pcsc import tapped
 

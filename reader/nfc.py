@@ -7,9 +7,12 @@ None when the tap is over; :attr:`NfcReaderSession.outcome` then holds the verdi
 transport carries the bytes: an in-process tag, or a PC/SC reader (:mod:`reader.pcsc`);
 :func:`tap` drives one with a ``transmit`` function.
 
-The steps: SELECT the NDEF application, read the capability container and the NDEF file
-(the Handover Select message), pick its NFC carrier, start the session with
-``NFCHandover = [HandoverSelect, null]`` in the SessionTranscript, SELECT the mdoc
+The steps: SELECT the NDEF application, read the capability container and the NDEF file:
+a Handover Select message (static handover), or a TNEP Service Parameter record, after
+which the reader selects the handover service and writes its Handover Request, offering
+data retrieval over NFC with its lengths, and reads the phone's Handover Select
+(negotiated handover). Then it picks the NFC carrier, starts the session with
+``NFCHandover = [HandoverSelect, HandoverRequest or null]`` in the SessionTranscript, SELECTs the mdoc
 application, send the SessionEstablishment in ENVELOPE commands and fetch the SessionData
 with GET RESPONSE. The reader then lifts the field rather than sending a termination
 message: over NFC there is no answer to wait for, and the phone ends its session with the
@@ -42,6 +45,7 @@ class NfcReaderSession:
         self.max_message = max_message
         self.state: Literal["idle", "tapping", "done"] = "idle"
         self.handover_select: nfc.HandoverSelect | None = None
+        self.handover_request: bytes | None = None
         self.steps: list[str] = []
         self.outcome: ReaderOutcome | None = None
         self._flow: Generator[bytes, bytes, ReaderOutcome] | None = None
@@ -78,15 +82,19 @@ class NfcReaderSession:
         self.state, self.outcome, self._flow = "done", outcome, None
 
     def _run(self) -> Generator[bytes, bytes, ReaderOutcome]:
-        raw = yield from nfc.read_handover_select(max_read=self.max_read)
+        offer = nfc.NfcCarrier(min(self.max_command, 0xFFFF), min(self.max_response, 0xFFFF))
+        raw, request = yield from nfc.nfc_engagement(max_read=self.max_read, carrier=offer)
         hs = self.handover_select = nfc.HandoverSelect.decode(raw)
+        self.handover_request = request
         kinds = ", ".join(c.kind for c in hs.carriers)
-        self.steps.append(f"engagement read: Handover Select {hs.version}, {len(raw)} bytes, carriers {kinds}")
+        how = "static handover" if request is None else "negotiated handover (TNEP)"
+        self.steps.append(f"engagement read ({how}): Handover Select {hs.version}, {len(raw)} bytes, "
+                          f"carriers {kinds}")
         carrier = hs.nfc_carrier
         if carrier is None:
             raise nfc.NfcError(f"the phone offers no data retrieval over NFC (carriers: {kinds}); "
                                "this reader has no BLE or Wi-Fi Aware")
-        establishment = self.session.start(hs.device_engagement.encode(), handover=nfc.nfc_handover(hs))
+        establishment = self.session.start(hs.device_engagement.encode(), handover=nfc.nfc_handover(hs, request))
         yield from nfc.select_application(nfc.MDOC_NFC_AID, "mdoc application")
         command = min(self.max_command, carrier.max_command)
         response = min(self.max_response, carrier.max_response)

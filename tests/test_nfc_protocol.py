@@ -229,7 +229,7 @@ def _run(flow, answers):
 ])
 def test_the_reader_names_a_broken_tag(answers, message):
     with pytest.raises(nfc.NfcError, match=message):
-        _run(nfc.read_handover_select(), answers)
+        _run(nfc.nfc_engagement(), answers)
 
 
 def test_transceive_names_a_broken_answer():
@@ -241,3 +241,39 @@ def test_transceive_names_a_broken_answer():
         _run(nfc.transceive(b"x", max_command=255, max_response=256), [b"\x53\x04\x61\x02", b"\x6f\x00"])
     with pytest.raises(nfc.NfcError, match="length 4, but 2 bytes follow"):
         _run(nfc.transceive(b"x", max_command=255, max_response=256), [b"\x53\x04\x00\x00\x90\x00"])
+
+
+def test_tnep_service_parameter_round_trips_and_is_found_only_for_handover():
+    parameter = nfc.ServiceParameter(wt_int=8, n_wait=3, max_ndef=0x1000)
+    message = parameter.message()
+    assert list(ndef.message_decoder(message))[0].type == "urn:nfc:wkt:Tp"
+    assert nfc.ServiceParameter.find(message) == parameter
+    other = nfc.ServiceParameter(service="urn:nfc:sn:other").message()
+    assert nfc.ServiceParameter.find(other) is None
+    assert nfc.ServiceParameter.find(V["handover_select"]) is None
+    assert nfc.ServiceParameter.find(b"\xd1\x02") is None
+
+
+def test_tnep_select_and_status_messages():
+    assert nfc.selected_service(nfc.service_select(nfc.HANDOVER_SERVICE)) == nfc.HANDOVER_SERVICE
+    assert nfc.tnep_status(nfc.tnep_status_message(0)) == 0
+    assert nfc.tnep_status(nfc.tnep_status_message(1)) == 1
+    with pytest.raises(nfc.NfcHandoverError, match="expected one Te record"):
+        nfc.tnep_status(nfc.service_select(nfc.HANDOVER_SERVICE))
+    with pytest.raises(nfc.NfcHandoverError, match="not one Ts record"):
+        nfc.selected_service(nfc.tnep_status_message(0))
+
+
+def test_our_handover_request_reads_like_annex_ds():
+    """Hr 1.5, a collision resolution number, the NFC carrier's record with the version
+    alone (Annex D's form) or with the reader's lengths."""
+    annex = nfc.HandoverRequest.decode(V["handover_request"])
+    ours = nfc.HandoverRequest.decode(nfc.handover_request(collision=0x0102))
+    assert ours.version == annex.version == "1.5"
+    nfc_annex = next(c for c in annex.carriers if c.kind == "nfc")
+    (nfc_ours,) = ours.carriers
+    assert (nfc_ours.record_type, nfc_ours.reference, nfc_ours.payload) == \
+        (nfc_annex.record_type, nfc_annex.reference, nfc_annex.payload) == (nfc.NFC_CARRIER_TYPE, "nfc", b"\x01")
+    with_lengths = nfc.HandoverRequest.decode(nfc.handover_request(nfc.NfcCarrier(255, 256)))
+    assert with_lengths.carriers[0].nfc == nfc.NfcCarrier(255, 256)
+    assert list(ndef.message_decoder(nfc.handover_request(collision=0x0102)))[0].collision_resolution_number == 0x0102

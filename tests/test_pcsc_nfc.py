@@ -121,13 +121,14 @@ def test_mcred_reader_nfc_reads_the_tapped_phone_valid(world, bridge):
     assert "A>> pcsc  (0013) 00A40400 07 A000000248040000" in log
 
 
-def test_short_apdus_read_the_phone_too(world, bridge):
-    bridge("--consent", str(world["consent"]))
+def test_short_apdus_and_negotiated_handover_read_the_phone_too(world, bridge):
+    bridge("--consent", str(world["consent"]), "--handover", "negotiated")
     done = read(world, "--short")
     assert done.returncode == 0, done.stdout + done.stderr
     lengths = [int(line.split("(")[1].split(")")[0]) for line in done.stderr.splitlines()
                if line.startswith("A>> nfc")]
     assert max(lengths) <= 5 + 255 + 1  # header, Lc, data, Le: no extended length
+    assert " 00D60000" in done.stderr  # the reader wrote its Service Select and Handover Request
 
 
 def test_a_phone_without_its_wallet_on_nfc_is_named(world, bridge):
@@ -148,8 +149,9 @@ def test_no_phone_on_the_reader_is_unusable_not_invalid(world, pcscd):  # noqa: 
 def test_the_cli_taps_a_simulated_phone_in_process(world):
     env = dict(os.environ, MCRED_HOME=str(world["home"]))
     done = subprocess.run([sys.executable, "-m", "mcred", "reader", "nfc", "--phone", world["phone"],
-                           "--consent", str(world["consent"]), "--trust", str(world["iaca"])],
+                           "--consent", str(world["consent"]), "--trust", str(world["iaca"]),
+                           "--handover", "negotiated"],
                           capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "engagement read: Handover Select 1.5" in done.stdout
+    assert "engagement read (negotiated handover (TNEP)): Handover Select 1.5" in done.stdout
     assert "VALID" in done.stdout

@@ -89,16 +89,18 @@ def test_select_of_the_mdoc_application_before_the_engagement_is_refused(world):
     st.sampled_from([bytes.fromhex("00A4040007D276000085010100"), bytes.fromhex("00A4000C02E104"),
                      bytes.fromhex("00A4040007A000000248040000"), bytes.fromhex("00B0000002"),
                      bytes.fromhex("00B00002FF"), bytes.fromhex("00C3000003530100"),
-                     bytes.fromhex("10C3000002530500")])), max_size=12))
-def test_fuzzed_apdus_never_crash_the_tag_and_a_new_tap_still_works(world, apdus):  # noqa: F811
+                     bytes.fromhex("10C3000002530500"), bytes.fromhex("00D60000020000"),
+                     bytes.fromhex("00D6000002001A"), bytes.fromhex("00B0000002")])), max_size=12),
+       st.sampled_from(["static", "negotiated"]))
+def test_fuzzed_apdus_never_crash_the_tag_and_a_new_tap_still_works(world, apdus, handover):  # noqa: F811
     wallet = make_wallet(world)
-    tag = NfcTag(wallet)
+    tag = NfcTag(wallet, handover=handover)
     for apdu in apdus:
         answer = tag.transmit(apdu)
         assert isinstance(answer, bytes) and len(answer) >= 2
     tag.deactivate()
     assert not [e for e in tag.events if e.startswith("fault")], tag.events
-    out = present_nfc_in_process(wallet, reader(world))
+    out = present_nfc_in_process(wallet, reader(world), handover=handover)
     assert out.valid, out.result
 
 
@@ -193,3 +195,71 @@ def test_a_fuzzed_tag_never_crashes_the_reader(world, answers):  # noqa: F811
         assert session.outcome is not None and not session.outcome.valid
     else:
         assert session.abort("the phone left the field").result.checks[0].reason.endswith("left the field")
+
+
+def test_negotiated_handover_puts_both_messages_in_the_transcript(world):  # noqa: F811
+    """The phone offers TNEP's connection handover service; the reader selects it, writes its
+    Handover Request (NFC, its lengths) and reads the Handover Select: NFCHandover =
+    [Hs, Hr], as in Annex D."""
+    apdus = []
+    out = present_nfc_in_process(make_wallet(world), reader(world), handover="negotiated",
+                                 trace=lambda d, a: apdus.append((d, a)))
+    assert out.valid, out.result
+    hs, hr = SessionTranscript.decode(out.session_transcript).handover
+    request = nfc.HandoverRequest.decode(hr)
+    assert [c.kind for c in request.carriers] == ["nfc"]
+    assert request.carriers[0].nfc == nfc.NfcCarrier(0xFFFF, 0xFFFF)  # the reader's lengths
+    assert nfc.HandoverSelect.decode(hs).nfc_carrier is not None
+    writes = [a for d, a in apdus if d == ">" and a[1] == nfc.INS_UPDATE_BINARY]
+    assert len(writes) == 6  # Service Select and Handover Request: NLEN 0, the message, NLEN
+
+
+@pytest.mark.parametrize("service, status", [("urn:nfc:sn:other", 0x01), (nfc.HANDOVER_SERVICE, 0x00)])
+def test_the_tag_answers_a_service_select_with_a_tnep_status(world, service, status):  # noqa: F811
+    tag = NfcTag(make_wallet(world), handover="negotiated")
+    for apdu in ("00A4040007D276000085010100", "00A4000C02E104"):
+        assert tag.transmit(bytes.fromhex(apdu)) == b"\x90\x00"
+    message = nfc.service_select(service)
+    single = bytes.fromhex("00D60000") + bytes([len(message) + 2]) + len(message).to_bytes(2, "big") + message
+    assert tag.transmit(single) == b"\x90\x00"
+    nlen = tag.transmit(bytes.fromhex("00B0000002"))
+    answer = tag.transmit(bytes.fromhex("00B00002") + nlen[:2][1:])
+    assert nfc.tnep_status(answer[:-2]) == status
+
+
+def test_the_tag_refuses_writes_out_of_order_or_to_a_static_file(world):  # noqa: F811
+    static = NfcTag(make_wallet(world))
+    for apdu in ("00A4040007D276000085010100", "00A4000C02E104"):
+        static.transmit(bytes.fromhex(apdu))
+    assert static.transmit(bytes.fromhex("00D60000020000")) == b"\x69\x82"  # read-only NDEF file
+    tag = NfcTag(make_wallet(world), handover="negotiated")
+    for apdu in ("00A4040007D276000085010100", "00A4000C02E104"):
+        tag.transmit(bytes.fromhex(apdu))
+    assert tag.transmit(bytes.fromhex("00D6000502AAAA")) == b"\x69\x85"  # no NLEN 0 first
+    assert tag.transmit(bytes.fromhex("00D60000020000")) == b"\x90\x00"
+    assert tag.transmit(bytes.fromhex("00D6000902AAAA")) == b"\x69\x85"  # not sequential
+    assert tag.transmit(bytes.fromhex("00D60000020005")) == b"\x6a\x80"  # NLEN of nothing written
+    assert tag.transmit(bytes.fromhex("00D6000004000201FF")) == b"\x6a\x80"  # not a Service Select
+
+
+def test_a_reader_handover_request_without_nfc_gets_an_empty_select(world):  # noqa: F811
+    """A reader offering only Bluetooth (Annex D's request, less its NFC carrier) gets a
+    Handover Select with no carrier; our reader names that."""
+    tag = NfcTag(make_wallet(world), handover="negotiated")
+    import ndef
+
+    hr = ndef.HandoverRequestRecord("1.5", 7)
+    hr.add_alternative_carrier("active", "0")
+    ble = ndef.BluetoothLowEnergyRecord()
+    ble.name = "0"
+    request = b"".join(ndef.message_encoder([hr, ble]))
+    for apdu in ("00A4040007D276000085010100", "00A4000C02E104"):
+        tag.transmit(bytes.fromhex(apdu))
+    for message in (nfc.service_select(nfc.HANDOVER_SERVICE), request):
+        data = len(message).to_bytes(2, "big") + message
+        assert tag.transmit(bytes.fromhex("00D60000") + bytes([len(data)]) + data) == b"\x90\x00"
+    nlen = tag.transmit(bytes.fromhex("00B0000002"))
+    answer = tag.transmit(bytes.fromhex("00B00002") + nlen[1:2])[:-2]
+    with pytest.raises(nfc.NfcHandoverError, match="no alternative carrier"):
+        nfc.HandoverSelect.decode(answer)
+    assert tag.session is None

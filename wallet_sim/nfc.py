@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
+from typing import Literal
+
+import ndef
 
 from protocols.gp import codes
 from protocols.gp.apdu import ApduError, CommandApdu, channel_of
@@ -44,23 +47,32 @@ class NfcTag:
     phone takes in data retrieval over NFC, announced in the Handover Select message."""
 
     def __init__(self, wallet: Wallet, *, carrier: nfc.NfcCarrier | None = None,
+                 handover: Literal["static", "negotiated"] = "static",
                  capability: nfc.CapabilityContainer | None = None,
                  engagement: Callable[[], Engagement] = Engagement.new) -> None:
+        if handover not in ("static", "negotiated"):
+            raise ValueError(f"handover {handover!r}: static or negotiated")
         self.wallet = wallet
         self.carrier = carrier or nfc.NfcCarrier()
-        self.capability = capability or nfc.CapabilityContainer()
+        self.handover = handover
+        self.capability = capability or nfc.CapabilityContainer(
+            write_access=0x00 if handover == "negotiated" else 0xFF)
         self._new_engagement = engagement
         self.session: WalletSession | None = None
         self.events: list[str] = []
         self._app: bytes | None = None
         self._file: bytes | None = None
+        self._writable = False
         self._ndef: bytes | None = None
+        self._hs: bytes | None = None
+        self._tnep: Literal["service", "request", "done"] = "service"
+        self._written: bytearray | None = None
         self._transfer = nfc.TransferCard(self._answer)
 
     @property
     def handover_select(self) -> bytes | None:
-        """The Handover Select message this tap offered (None before the reader read it)."""
-        return self._ndef
+        """The Handover Select message this tap offered (None before there was one)."""
+        return self._hs
 
     def deactivate(self) -> None:
         """The field is gone: the session ends, its keys with it."""
@@ -90,6 +102,8 @@ class NfcTag:
         if self._app == nfc.NDEF_APPLICATION_AID:
             if cmd.ins == nfc.INS_READ_BINARY:
                 return self._read_binary(cmd)
+            if cmd.ins == nfc.INS_UPDATE_BINARY:
+                return self._update_binary(cmd)
             return _sw(codes.SW_INS_NOT_SUPPORTED)
         return _sw(codes.SW_CONDITIONS_NOT_SATISFIED)
 
@@ -109,27 +123,97 @@ class NfcTag:
             if len(cmd.data) != 2:
                 return _sw(codes.SW_WRONG_LENGTH)
             fid = int.from_bytes(cmd.data, "big")
+            self._writable = False
             if fid == nfc.CC_FILE_ID:
                 self._file = self.capability.encode()
             elif fid == self.capability.ndef_file_id:
                 self._file = self._ndef_file()
+                self._writable = self.handover == "negotiated"
             else:
                 return _sw(codes.SW_FILE_NOT_FOUND)
             return _sw(codes.SW_OK)
         return _sw(codes.SW_INCORRECT_P1P2)
 
     def _ndef_file(self) -> bytes:
-        """NLEN and the Handover Select message: made once per tap, with a fresh
-        EDeviceKey; the wallet's session starts on it."""
+        """NLEN and the NDEF message: static handover, the Handover Select (made once per
+        tap); negotiated, the TNEP Service Parameter record until the reader wrote its
+        request, then the tag's answers."""
         if self._ndef is None:
-            engagement = self._new_engagement()
-            hs = nfc.HandoverSelect.build(engagement.device_engagement, self.carrier)
-            self._ndef = hs.raw
-            engagement = dataclasses.replace(engagement, handover=nfc.nfc_handover(hs))
-            self.session = self.wallet.start(engagement)
-            self.events.append(f"engagement offered: Handover Select of {len(hs.raw)} bytes, NFC carrier "
-                               f"{self.carrier.max_command}/{self.carrier.max_response}")
+            if self.handover == "static":
+                self._ndef = self._offer(None)
+            else:
+                self._ndef = nfc.ServiceParameter().message()
+                self.events.append("negotiated handover offered (TNEP service urn:nfc:sn:handover)")
         return len(self._ndef).to_bytes(2, "big") + self._ndef
+
+    def _offer(self, request: nfc.HandoverRequest | None) -> bytes:
+        """The Handover Select, on a fresh EDeviceKey; the wallet's session starts on it."""
+        engagement = self._new_engagement()
+        hs = nfc.HandoverSelect.build(engagement.device_engagement, self.carrier)
+        self._hs = hs.raw
+        engagement = dataclasses.replace(engagement, handover=nfc.nfc_handover(hs, request))
+        self.session = self.wallet.start(engagement)
+        self.events.append(f"engagement offered: Handover Select of {len(hs.raw)} bytes, NFC carrier "
+                           f"{self.carrier.max_command}/{self.carrier.max_response}")
+        return hs.raw
+
+    def _update_binary(self, cmd: CommandApdu) -> bytes:
+        """The T4T NDEF write procedure (NLEN 0, the message from offset 2, NLEN), or one
+        write of NLEN and the message; a complete message goes to :meth:`_tnep_message`."""
+        if self._file is None or not self._writable:
+            return _sw(codes.SW_SECURITY_NOT_SATISFIED if self._file is not None else codes.SW_NO_CURRENT_EF)
+        offset, data = (cmd.p1 << 8) | cmd.p2, bytes(cmd.data)
+        if cmd.p1 & 0x80 or not data:
+            return _sw(codes.SW_INCORRECT_P1P2 if data else codes.SW_WRONG_LENGTH)
+        if offset == 0 and len(data) == 2:
+            n = int.from_bytes(data, "big")
+            if n == 0:
+                self._written = bytearray()
+                return _sw(codes.SW_OK)
+            if self._written is None or n != len(self._written):
+                self._written = None
+                return _sw(codes.SW_WRONG_DATA)
+            message, self._written = bytes(self._written), None
+            return self._tnep_message(message)
+        if offset == 0:
+            if int.from_bytes(data[:2], "big") != len(data) - 2:
+                return _sw(codes.SW_WRONG_DATA)
+            self._written = None
+            return self._tnep_message(data[2:])
+        if self._written is None or offset != 2 + len(self._written):
+            self._written = None
+            return _sw(codes.SW_CONDITIONS_NOT_SATISFIED)
+        if len(self._written) + len(data) > self.capability.ndef_max_size:
+            self._written = None
+            return _sw(codes.SW_NOT_ENOUGH_MEMORY)
+        self._written += data
+        return _sw(codes.SW_OK)
+
+    def _tnep_message(self, message: bytes) -> bytes:
+        """Negotiated handover (TNEP single response): the Service Select gets a TNEP status,
+        the Handover Request the Handover Select; the NDEF file holds the answer."""
+        try:
+            if self._tnep == "service":
+                service = nfc.selected_service(message)
+                ok = service == nfc.HANDOVER_SERVICE
+                self._ndef = nfc.tnep_status_message(0x00 if ok else 0x01)
+                self._tnep = "request" if ok else "service"
+                self.events.append(f"TNEP service {service!r} {'selected' if ok else 'unknown'}")
+            elif self._tnep == "request":
+                request = nfc.HandoverRequest.decode(message)
+                if not any(c.kind == "nfc" for c in request.carriers):
+                    self.events.append("the reader's Handover Request offers no NFC carrier")
+                    self._ndef = b"".join(ndef.message_encoder([ndef.HandoverSelectRecord("1.5")]))
+                else:
+                    self._ndef = self._offer(request)
+                self._tnep = "done"
+            else:
+                return _sw(codes.SW_CONDITIONS_NOT_SATISFIED)
+        except nfc.NfcError as exc:
+            self.events.append(f"negotiated handover: {exc}")
+            return _sw(codes.SW_WRONG_DATA)
+        self._file = self._ndef_file()
+        return _sw(codes.SW_OK)
 
     def _read_binary(self, cmd: CommandApdu) -> bytes:
         if self._file is None:

@@ -155,7 +155,11 @@ def register(app: typer.Typer) -> None:
                                               "8.3.3.1.2), routed by AID as a phone's NFC controller does."),
              consent: Path | None = typer.Option(None, "--consent",
                                                  help="The wallet's consent rules (JSON); default: ask "
-                                                      "here, or no wallet without a terminal.")) -> None:
+                                                      "here, or no wallet without a terminal."),
+             handover: str = typer.Option("static", "--handover",
+                                          help="The wallet's NFC engagement: static (a Handover Select in "
+                                               "its NDEF file) or negotiated (TNEP: the reader writes its "
+                                               "Handover Request first).")) -> None:
         """Put the phone in pcscd's virtual reader (vsmartcard vpcd): PC/SC applications such
         as OpenSC then reach its secure element, and an mdoc reader (`mcred reader nfc`) its
         wallet. Stop with Ctrl-C."""
@@ -165,6 +169,8 @@ def register(app: typer.Typer) -> None:
 
         home = data_home()
         atr_bytes = _parse_atr(atr)
+        if handover not in ("static", "negotiated"):
+            _fail(f"--handover {handover!r}: static or negotiated")
         try:
             wallet_sim.open_secure_element(phone_id, home)
         except wallet_sim.SeError as exc:
@@ -183,7 +189,7 @@ def register(app: typer.Typer) -> None:
             se = wallet_sim.open_secure_element(phone_id, home)
             if policy is None:
                 return _pcsc_transport(se.transmit)
-            tag = NfcTag(open_wallet(phone_id, home, policy))  # a tap: a new activation of the wallet
+            tag = NfcTag(open_wallet(phone_id, home, policy), handover=handover)  # a tap: a new activation
             router = AidRouter(se.transmit, {aid: tag.transmit for aid in WALLET_AIDS})
             return _pcsc_transport(router.transmit)
 
@@ -196,7 +202,8 @@ def register(app: typer.Typer) -> None:
         try:
             say(f"bridging the secure element to vpcd at {host}:{port} (Ctrl-C stops)")
             if wallet:
-                say("the wallet answers mdoc readers (NFC engagement, AIDs D2760000850101 and A0000002480400)"
+                say(f"the wallet answers mdoc readers (NFC engagement, {handover} handover; AIDs D2760000850101 "
+                    "and A0000002480400)"
                     if policy is not None else
                     "no wallet on NFC: no --consent rules and no terminal to ask the holder")
             wallet_sim.pcsc.serve(insert, host=host, port=port, atr=atr_bytes, once=once,

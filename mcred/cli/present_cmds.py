@@ -339,6 +339,7 @@ def register(app: typer.Typer) -> None:
         pcsc_reader: str | None = typer.Option(None, "--pcsc-reader", help="The PC/SC reader the phone is tapped on (a part of its name, or its index); default: the first. `mcred phone pcsc` puts a simulated phone in vpcd's."),
         phone: str | None = typer.Option(None, "--phone", help="Tap this simulated phone in-process instead of reading PC/SC."),
         consent: Path | None = typer.Option(None, "--consent", help="With --phone: the wallet's consent rules (JSON)."),
+        handover: str = typer.Option("static", "--handover", help="With --phone: the simulated phone's NFC engagement, static or negotiated (TNEP). A phone on a PC/SC reader chooses its own; the reader follows either."),
         trust: list[Path] = _TRUST,
         vical: Path | None = _VICAL,
         vical_trust: list[Path] = _VICAL_TRUST,
@@ -376,9 +377,11 @@ def register(app: typer.Typer) -> None:
         if phone is not None and pcsc_reader is not None:
             _unusable(console, as_json, "--phone taps a simulated phone in-process; --pcsc-reader reads one over "
                       "PC/SC: give one of them")
-        if consent is not None and phone is None:
-            _unusable(console, as_json, "--consent is the simulated phone's (--phone); a phone on a PC/SC reader "
-                      "asks its holder itself")
+        if handover not in ("static", "negotiated"):
+            _unusable(console, as_json, f"--handover {handover!r}: static or negotiated")
+        if (consent is not None or handover != "static") and phone is None:
+            _unusable(console, as_json, "--consent and --handover are the simulated phone's (--phone); a phone on "
+                      "a PC/SC reader asks its holder and chooses its handover itself")
         config = ReaderServeConfig(
             trust=tuple(map(str, trust)), vical=str(vical) if vical else None,
             vical_trust=tuple(map(str, vical_trust)), request=tuple(request), doctype=doctype,
@@ -407,7 +410,8 @@ def register(app: typer.Typer) -> None:
                           highlight=False)
         try:
             out, steps = nfc_presentation(parts, wallet=wallet, pcsc_reader=pcsc_reader, wait=float(wait),
-                                          short=short, trace=trace if OPTIONS.trace else None)
+                                          short=short, trace=trace if OPTIONS.trace else None,
+                                          handover=handover)
         except (PcscError, PresentError) as exc:
             _unusable(console, as_json, str(exc))
         if not as_json:

@@ -11,8 +11,12 @@ handover, NFC Forum Connection Handover 1.5) with
 - the carrier configuration records: ``iso.org:18013:nfc`` (id ``nfc``) for data retrieval
   over NFC, or a Bluetooth LE OOB record, or a Wi-Fi Aware one.
 
-The SessionTranscript's Handover is then ``NFCHandover = [HandoverSelect message bytes,
-HandoverRequest message bytes or null]`` (null for static handover): the bytes as read.
+In negotiated handover the NDEF file first holds a TNEP Service Parameter record (NFC
+Forum Tag NDEF Exchange Protocol 1.0) for ``urn:nfc:sn:handover``; the reader selects that
+service and writes its Handover Request (UPDATE BINARY), and the phone's Handover Select
+then takes its place. The SessionTranscript's Handover is ``NFCHandover = [HandoverSelect
+message bytes, HandoverRequest message bytes or null]`` (null for static handover): the
+bytes as read and written.
 
 Data retrieval over NFC selects the mdoc application ``A0000002480400`` and carries each
 session message in BER-TLV data object ``53``, sent in ENVELOPE commands (INS ``C3``,
@@ -193,6 +197,8 @@ class HandoverSelect:
         head = records[0]
         if head.error is not None:
             raise NfcHandoverError(f"{what}: the mdoc reports a handover error {head.error}")
+        if not head.alternative_carriers:
+            raise NfcHandoverError(f"{what}: no alternative carrier (the phone takes none of those offered)")
         engagements = [r for r in records[1:] if r.type == DEVICE_ENGAGEMENT_TYPE]
         if len(engagements) != 1:
             raise NfcHandoverError(f"{what}: {len(engagements)} DeviceEngagement records "
@@ -201,10 +207,7 @@ class HandoverSelect:
             de = DeviceEngagement.decode(bytes(engagements[0].data))
         except MdocDecodeError as exc:
             raise NfcHandoverError(f"{what}: {exc}") from None
-        carriers = _carriers(head, records, what)
-        if not carriers:
-            raise NfcHandoverError(f"{what}: no alternative carrier")
-        return cls(head.version_string, de, carriers, bytes(data))
+        return cls(head.version_string, de, _carriers(head, records, what), bytes(data))
 
 
 @dataclass(frozen=True)
@@ -228,6 +231,90 @@ def nfc_handover(select: HandoverSelect | bytes, request: HandoverRequest | byte
     hs = select.raw if isinstance(select, HandoverSelect) else bytes(select)
     hr = request.raw if isinstance(request, HandoverRequest) else request
     return [hs, None if hr is None else bytes(hr)]
+
+
+# -- negotiated handover: NFC Forum Tag NDEF Exchange Protocol (TNEP 1.0) --------------------
+
+HANDOVER_SERVICE = "urn:nfc:sn:handover"
+TNEP_PARAMETER_TYPE, TNEP_SELECT_TYPE, TNEP_STATUS_TYPE = "urn:nfc:wkt:Tp", "urn:nfc:wkt:Ts", "urn:nfc:wkt:Te"
+INS_UPDATE_BINARY = 0xD6
+
+
+@dataclass(frozen=True)
+class ServiceParameter:
+    """A TNEP Service Parameter record (TNEP 1.0 §4.1.2): the phone offers a service (here
+    connection handover) that the reader selects by writing to the NDEF file."""
+
+    service: str = HANDOVER_SERVICE
+    version: int = 0x10
+    mode: int = 0x00
+    """Communication mode: 00 single response."""
+    wt_int: int = 0
+    """Minimum waiting time, coded: 2^(WT_INT / 4 - 1) ms."""
+    n_wait: int = 15
+    max_ndef: int = 0xFFFF
+
+    def message(self) -> bytes:
+        name = self.service.encode()
+        payload = (bytes([self.version, len(name)]) + name + bytes([self.mode, self.wt_int, self.n_wait])
+                   + self.max_ndef.to_bytes(2, "big"))
+        return b"".join(ndef.message_encoder([ndef.Record(TNEP_PARAMETER_TYPE, "", payload)]))
+
+    @classmethod
+    def find(cls, message: bytes) -> ServiceParameter | None:
+        """The connection handover service's record in an NDEF message, if there is one."""
+        try:
+            records = list(ndef.message_decoder(bytes(message), errors="strict"))
+        except (ndef.DecodeError, ValueError, TypeError, IndexError, KeyError):
+            return None
+        for r in records:
+            p = bytes(r.data)
+            if r.type != TNEP_PARAMETER_TYPE or len(p) < 2 or len(p) != p[1] + 7:
+                continue
+            n = p[1]
+            if p[2 : 2 + n] == HANDOVER_SERVICE.encode():
+                return cls(HANDOVER_SERVICE, p[0], p[2 + n], p[3 + n], p[4 + n] & 0x0F,
+                           int.from_bytes(p[5 + n : 7 + n], "big"))
+        return None
+
+
+def service_select(service: str) -> bytes:
+    """The Service Select message (TNEP 1.0 §4.2.2)."""
+    name = service.encode()
+    return b"".join(ndef.message_encoder([ndef.Record(TNEP_SELECT_TYPE, "", bytes([len(name)]) + name)]))
+
+
+def selected_service(message: bytes) -> str:
+    records = _records(message, "Service Select message", ndef.Record, "Service Select (Ts)")
+    p = bytes(records[0].data)
+    if records[0].type != TNEP_SELECT_TYPE or len(p) < 1 or len(p) != 1 + p[0]:
+        raise NfcHandoverError("Service Select message: not one Ts record with a service name")
+    return p[1:].decode("utf-8", "replace")
+
+
+def tnep_status_message(status: int) -> bytes:
+    """The TNEP Status message (TNEP 1.0 §4.3): 00 success, 01 protocol error."""
+    return b"".join(ndef.message_encoder([ndef.Record(TNEP_STATUS_TYPE, "", bytes([status]))]))
+
+
+def tnep_status(message: bytes) -> int:
+    records = _records(message, "TNEP Status message", ndef.Record, "TNEP Status (Te)")
+    status = [bytes(r.data) for r in records if r.type == TNEP_STATUS_TYPE]
+    if len(status) != 1 or len(status[0]) != 1:
+        raise NfcHandoverError("TNEP Status message: expected one Te record of one byte")
+    return status[0][0]
+
+
+def handover_request(carrier: NfcCarrier | None = None, *, collision: int | None = None) -> bytes:
+    """The reader's Handover Request (negotiated handover): ``Hr`` 1.5 with a collision
+    resolution number and one alternative carrier, data retrieval over NFC, whose
+    configuration record gives the version alone (as Annex D's) or the reader's lengths."""
+    import secrets
+
+    hr = ndef.HandoverRequestRecord("1.5", secrets.randbelow(0x10000) if collision is None else collision)
+    hr.add_alternative_carrier("active", "nfc")
+    record = ndef.Record(NFC_CARRIER_TYPE, "nfc", carrier.payload() if carrier else b"\x01")
+    return b"".join(ndef.message_encoder([hr, record]))
 
 
 # -- NFC Forum Type 4 Tag: the capability container ---------------------------------------------
@@ -349,23 +436,12 @@ def _read_file(file_id: int, length: int, chunk: int, what: str) -> Exchange:
     return out
 
 
-def read_handover_select(*, max_read: int = 0xFF) -> Exchange:
-    """The reader's NFC engagement (static handover): select the NDEF application, read the
-    capability container and the NDEF file; returns the NDEF message (not yet decoded)."""
-    yield from select_application(NDEF_APPLICATION_AID, "NDEF application")
-    head = yield from _read_file(CC_FILE_ID, 15, 15, "capability container")
-    cc = CapabilityContainer.decode(head)
-    chunk = max(1, min(cc.max_read, max_read))
-    r = _answer((yield _select(cc.ndef_file_id.to_bytes(2, "big"), by_name=False)), "SELECT NDEF file")
-    if r.sw != codes.SW_OK:
-        raise NfcError(f"SELECT NDEF file ({cc.ndef_file_id:04X}) answered {r.sw:04X}")
+def _read_ndef(cc: CapabilityContainer, chunk: int) -> Exchange:
+    """The NDEF message in the selected NDEF file (``b""`` when NLEN is 0)."""
     nlen = _answer((yield CommandApdu(0x00, INS_READ_BINARY, 0, 0, ne=2).to_bytes()), "READ BINARY NLEN")
     if nlen.sw != codes.SW_OK or len(nlen.data) != 2:
         raise NfcError(f"READ BINARY NLEN answered {nlen.sw:04X} with {len(nlen.data)} bytes")
     size = int.from_bytes(nlen.data, "big")
-    if size == 0:
-        raise NfcError("the NDEF file is empty: the phone offers no static handover "
-                       "(negotiated handover, TNEP, is not supported)")
     if size + 2 > cc.ndef_max_size or size > 0x7FFD:
         raise NfcError(f"NDEF message length {size} exceeds the file's {cc.ndef_max_size} bytes")
     out = b""
@@ -378,6 +454,66 @@ def read_handover_select(*, max_read: int = 0xFF) -> Exchange:
             raise NfcError(f"READ BINARY NDEF at {offset} answered {r.sw:04X} with {len(r.data)} bytes")
         out += r.data
     return out
+
+
+def _write_ndef(message: bytes, chunk: int, what: str) -> Generator[bytes, bytes, None]:
+    """T4T NDEF write procedure: NLEN 0000, the message from offset 2, then its NLEN."""
+    def update(offset: int, data: bytes, step: str) -> Generator[bytes, bytes, None]:
+        r = _answer((yield CommandApdu(0x00, INS_UPDATE_BINARY, offset >> 8, offset & 0xFF, data).to_bytes()),
+                    f"UPDATE BINARY {what}")
+        if r.sw != codes.SW_OK:
+            raise NfcError(f"UPDATE BINARY {what} ({step}) answered {r.sw:04X}")
+
+    if len(message) > 0x7FFD:
+        raise NfcError(f"{what}: {len(message)} bytes do not fit an NDEF file")
+    yield from update(0, b"\x00\x00", "NLEN 0")
+    for i in range(0, len(message), chunk):
+        yield from update(2 + i, message[i : i + chunk], f"at {2 + i}")
+    yield from update(0, len(message).to_bytes(2, "big"), "NLEN")
+
+
+def _transact(cc: CapabilityContainer, message: bytes, parameter: ServiceParameter, chunk: int,
+              what: str) -> Exchange:
+    """TNEP single response: write ``message``, read the tag's answer (read again while the
+    NDEF file is still empty, at most N_wait + 1 times: the transport is the wait)."""
+    yield from _write_ndef(message, max(1, min(chunk, cc.max_update)), what)
+    for _ in range(parameter.n_wait + 1):
+        answer = yield from _read_ndef(cc, chunk)
+        if answer:
+            return answer
+    raise NfcError(f"no answer to the {what} after {parameter.n_wait + 1} reads")
+
+
+def nfc_engagement(*, max_read: int = 0xFF, carrier: NfcCarrier | None = None) -> Generator[
+        bytes, bytes, tuple[bytes, bytes | None]]:
+    """The reader's NFC engagement: select the NDEF application, read the capability
+    container and the NDEF file. A Handover Select there is static handover; a TNEP Service
+    Parameter record for ``urn:nfc:sn:handover`` is negotiated handover: select the service,
+    write our Handover Request (data retrieval over NFC, ``carrier``), read the phone's
+    Handover Select. Returns ``(Handover Select, Handover Request or None)``, as read and
+    written: the SessionTranscript's NFCHandover."""
+    yield from select_application(NDEF_APPLICATION_AID, "NDEF application")
+    head = yield from _read_file(CC_FILE_ID, 15, 15, "capability container")
+    cc = CapabilityContainer.decode(head)
+    chunk = max(1, min(cc.max_read, max_read))
+    r = _answer((yield _select(cc.ndef_file_id.to_bytes(2, "big"), by_name=False)), "SELECT NDEF file")
+    if r.sw != codes.SW_OK:
+        raise NfcError(f"SELECT NDEF file ({cc.ndef_file_id:04X}) answered {r.sw:04X}")
+    first = yield from _read_ndef(cc, chunk)
+    if not first:
+        raise NfcError("the NDEF file is empty: the phone offers no handover")
+    parameter = ServiceParameter.find(first)
+    if parameter is None:
+        return first, None
+    if cc.write_access != 0x00:
+        raise NfcError("the phone asks for negotiated handover but its NDEF file is not writable")
+    status = yield from _transact(cc, service_select(HANDOVER_SERVICE), parameter, chunk, "Service Select")
+    code = tnep_status(status)
+    if code != 0:
+        raise NfcError(f"the phone refused the connection handover service: TNEP status {code:02X}")
+    request = handover_request(carrier)
+    select = yield from _transact(cc, request, parameter, chunk, "Handover Request")
+    return select, request
 
 
 def transceive(message: bytes, *, max_command: int, max_response: int,
