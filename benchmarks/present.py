@@ -253,6 +253,12 @@ def main() -> int:
 
         t_nfc = median_time(nfc_in_process, runs)
 
+        def nfc_negotiated():
+            out = present_nfc_in_process(wallet, ReaderSession([request], pipeline), handover="negotiated")
+            assert out.valid, out.result
+
+        t_nfc_negotiated = median_time(nfc_negotiated, runs)
+
         def online_in_process():
             out = present_online_in_process(wallet, OnlineReaderSession([request], pipeline, ORIGIN))
             assert out.valid, out.result
@@ -459,6 +465,8 @@ def main() -> int:
         ("presentation over HTTP (a client each)", t_http_own, floor_present, "same floor; as `mcred present`"),
         ("proximity by an NFC tap in-process", t_nfc, floor_present,
          "same floor; NDEF engagement, ENVELOPE / GET RESPONSE APDUs"),
+        ("proximity by an NFC tap, negotiated handover", t_nfc_negotiated, floor_present,
+         "same floor; + TNEP service select and Handover Request"),
         ("online (Annex C) in-process", t_online, floor_online, "keygen+HPKE seal+open+sign+2 verify+digests"),
         ("online (Annex C) over HTTP (reader process)", t_online_http, floor_online, "same floor"),
         ("online (OpenID4VP 1.0) in-process", t_oid4vp, floor_online, "same floor (JWE ECDH-ES in place of HPKE)"),

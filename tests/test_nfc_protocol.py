@@ -239,6 +239,10 @@ def test_transceive_names_a_broken_answer():
         _run(nfc.transceive(bytes(300), max_command=255, max_response=256), [b"\x67\x00"])
     with pytest.raises(nfc.NfcError, match="GET RESPONSE answered 6F00"):
         _run(nfc.transceive(b"x", max_command=255, max_response=256), [b"\x53\x04\x61\x02", b"\x6f\x00"])
+    with pytest.raises(nfc.NfcError, match="does not advance"):  # a tag that never ends its answer
+        _run(nfc.transceive(b"x", max_command=255, max_response=256), [b"\x53\x04\x61\x00", b"\x61\x00"])
+    with pytest.raises(nfc.NfcError, match="3 bytes for 2 asked"):
+        _run(nfc.transceive(b"x", max_command=255, max_response=256), [b"\x53\x04\x61\x02", b"\x00\x00\x00\x90\x00"])
     with pytest.raises(nfc.NfcError, match="length 4, but 2 bytes follow"):
         _run(nfc.transceive(b"x", max_command=255, max_response=256), [b"\x53\x04\x00\x00\x90\x00"])
 

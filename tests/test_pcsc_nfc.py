@@ -146,12 +146,18 @@ def test_no_phone_on_the_reader_is_unusable_not_invalid(world, pcscd):  # noqa: 
     assert "no phone tapped within 1 s" in json.loads(done.stdout)["error"]
 
 
-def test_the_cli_taps_a_simulated_phone_in_process(world):
+def test_the_cli_taps_a_simulated_phone_in_process_and_the_saved_tap_verifies(world, tmp_path):
     env = dict(os.environ, MCRED_HOME=str(world["home"]))
+    saved = tmp_path / "tap.cbor"
     done = subprocess.run([sys.executable, "-m", "mcred", "reader", "nfc", "--phone", world["phone"],
                            "--consent", str(world["consent"]), "--trust", str(world["iaca"]),
-                           "--handover", "negotiated"],
+                           "--handover", "negotiated", "--save", str(saved)],
                           capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "engagement read (negotiated handover (TNEP)): Handover Select 1.5" in done.stdout
     assert "VALID" in done.stdout
+    again = subprocess.run([sys.executable, "-m", "mcred", "verify", str(saved), "--trust", str(world["iaca"]),
+                            "--json"], capture_output=True, text=True, env=env, timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr
+    checks = {c["name"]: c["passed"] for c in json.loads(again.stdout)["checks"]}
+    assert checks["device_authentication"]  # over the saved NFC transcript, handover and all

@@ -263,3 +263,27 @@ def test_a_reader_handover_request_without_nfc_gets_an_empty_select(world):  # n
     with pytest.raises(nfc.NfcHandoverError, match="no alternative carrier"):
         nfc.HandoverSelect.decode(answer)
     assert tag.session is None
+
+
+@pytest.mark.parametrize("handover", ["static", "negotiated"])
+def test_reader_authentication_over_nfc_signs_the_nfc_transcript(world, handover):  # noqa: F811
+    """readerAuth is over ReaderAuthentication with the NFC handover in the transcript: the
+    wallet verifies it (and shows the reader as verified) for either engagement."""
+    from cryptography.hazmat.primitives import serialization
+    from test_wallet_session import Clock, _reader_pki
+
+    from protocols import cose
+    from wallet_sim.consent import InteractiveConsent
+    from wallet_sim.wallet import Wallet
+
+    ca, leaf, key = _reader_pki()
+    shown = []
+    consent = InteractiveConsent(ask=lambda q: "y", show=shown.append)
+    wallet = Wallet(se(world).transmit, consent, clock=Clock(), reader_trust_anchors=[ca])
+    session = ReaderSession([REQUEST], pipeline(world), reader_signer=cose.key_signer(key),
+                            reader_chain=[leaf.public_bytes(serialization.Encoding.DER)])
+    out = present_nfc_in_process(wallet, session, handover=handover)
+    assert out.valid, out.result
+    assert shown[0] == "reader: CN=Shop Reader 1,C=JP (verified)"
+    event = next(e for e in out.wallet_events if e.kind == "response")
+    assert event.reader.signature_valid

@@ -544,6 +544,10 @@ def transceive(message: bytes, *, max_command: int, max_response: int,
         cmd = CommandApdu(0x00, INS_GET_RESPONSE, 0, 0, ne=want, extended=want > 256)
         what = "GET RESPONSE"
         r = _answer((yield cmd.to_bytes()), what)
+        if r.sw >> 8 == 0x61 and not r.data:
+            raise NfcError(f"GET RESPONSE answered {r.sw:04X} with no data: the mdoc's answer does not advance")
+        if len(r.data) > want:
+            raise NfcError(f"GET RESPONSE answered {len(r.data)} bytes for {want} asked")
         out += r.data
     if not out:
         return b""
