@@ -281,3 +281,21 @@ def test_our_handover_request_reads_like_annex_ds():
     with_lengths = nfc.HandoverRequest.decode(nfc.handover_request(nfc.NfcCarrier(255, 256)))
     assert with_lengths.carriers[0].nfc == nfc.NfcCarrier(255, 256)
     assert list(ndef.message_decoder(nfc.handover_request(collision=0x0102)))[0].collision_resolution_number == 0x0102
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(st.sampled_from(["handover_select", "handover_request"]),
+       st.lists(st.tuples(st.integers(0, 300), st.integers(0, 255)), min_size=1, max_size=4),
+       st.integers(0, 8))
+def test_mutated_handover_messages_raise_only_the_decode_error(which, flips, cut):
+    """Annex D's messages with bytes changed and the tail cut: deeper paths through the
+    NDEF and handover parsers than random bytes reach."""
+    data = bytearray(V[which])
+    for at, value in flips:
+        data[at % len(data)] = value
+    data = bytes(data[: len(data) - cut])
+    for decode in (nfc.HandoverSelect.decode, nfc.HandoverRequest.decode, nfc.ServiceParameter.find):
+        try:
+            decode(data)
+        except MdocDecodeError:
+            pass

@@ -221,7 +221,7 @@ class NfcTag:
         if cmd.data:
             return _sw(codes.SW_WRONG_LENGTH)
         offset = (cmd.p1 << 8) | cmd.p2
-        if cmd.p1 & 0x80 or offset > len(self._file):
+        if cmd.p1 & 0x80 or offset >= len(self._file):
             return _sw(codes.SW_WRONG_P1P2_OFFSET)
         n = min(cmd.ne or 256, self.capability.max_read)
         return self._file[offset : offset + n] + b"\x90\x00"
