@@ -68,6 +68,35 @@ def _pick(names: list[str], wanted: str | None) -> str:
     return matching[0]
 
 
+def _present(name: str) -> bool | None:
+    """Whether a card is in the reader ``name`` (None: PC/SC cannot tell)."""
+    _, _, scard, _ = _pyscard()
+    rc, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+    if rc != scard.SCARD_S_SUCCESS:
+        return None
+    try:
+        rc, states = scard.SCardGetStatusChange(context, 0, [(name, scard.SCARD_STATE_UNAWARE)])
+        if rc != scard.SCARD_S_SUCCESS or not states:
+            return None
+        return bool(states[0][1] & scard.SCARD_STATE_PRESENT)
+    finally:
+        scard.SCardReleaseContext(context)
+
+
+def wait_until_removed(wanted: str | None = None, *, wait: float = 30.0, poll: float = 0.1) -> bool:
+    """Wait up to ``wait`` seconds for the reader to be empty (the phone taken away): True
+    when it is."""
+    import time
+
+    name = _pick(reader_names(), wanted)
+    deadline = time.monotonic() + wait
+    while _present(name):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll)
+    return True
+
+
 @contextlib.contextmanager
 def tapped(wanted: str | None = None, *, wait: float = 30.0, poll: float = 0.1) -> Iterator[PcscCard]:
     """Wait up to ``wait`` seconds for a card (a phone) in the reader named ``wanted`` (a

@@ -304,6 +304,34 @@ def test_serve_relays_reconnects_and_stops(home):
     assert text.count("connected to vpcd") == 2
 
 
+def test_a_tapping_phone_leaves_after_the_power_off_that_ends_its_reading(home):
+    """``tap=True``: a power-off with no APDU since power-on keeps the phone (pcscd probing
+    it); the first power-off after APDUs takes it away, and it comes back (a new connection)."""
+    pid = wallet_sim.create_phone(home)
+    vpcd = FakeVpcd()
+    t, stop, said, result = _run_serve(
+        insert=lambda: wallet_sim.open_secure_element(pid, home).transmit, port=vpcd.port, tap=True)
+    try:
+        conn = vpcd.accept()
+        conn.sendall(frame(b"\x01") + frame(b"\x00"))  # a probe: power on, off, no APDU
+        assert FakeVpcd.ask(conn, b"\x04") == pcsc.PHONE_ATR  # still there
+        conn.sendall(frame(b"\x01"))
+        assert FakeVpcd.ask(conn, SELECT_ISD)[-2:] == b"\x90\x00"
+        conn.sendall(frame(b"\x00"))  # the reader lifts its field: the phone goes
+        conn.settimeout(5)
+        assert conn.recv(16) == b""  # the bridge closed its connection: the card is removed
+        conn.close()
+        again = vpcd.accept()  # and it comes back for the next tap
+        assert FakeVpcd.ask(again, b"\x04") == pcsc.PHONE_ATR
+        stop.set()
+        t.join(5)
+        again.close()
+    finally:
+        stop.set()
+        vpcd.close()
+    assert "the phone is taken away from the reader" in "\n".join(said)
+
+
 def test_serve_once_and_waiting_for_vpcd(home):
     pid = wallet_sim.create_phone(home)
     probe = socket.create_server(("127.0.0.1", 0))

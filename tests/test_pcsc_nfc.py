@@ -161,3 +161,15 @@ def test_the_cli_taps_a_simulated_phone_in_process_and_the_saved_tap_verifies(wo
     assert again.returncode == 0, again.stdout + again.stderr
     checks = {c["name"]: c["passed"] for c in json.loads(again.stdout)["checks"]}
     assert checks["device_authentication"]  # over the saved NFC transcript, handover and all
+
+
+def test_a_counter_reader_reads_tap_after_tap(world, bridge):
+    """`mcred phone pcsc --tap`: the phone leaves the reader after each reading and comes back;
+    `mcred reader nfc --loop` waits for it to go, then reads the next tap: a verdict a line,
+    each tap its own session (a fresh EDeviceKey, so a new transcript)."""
+    b = bridge("--consent", str(world["consent"]), "--tap", "--tap-gap", "0.5")
+    done = read(world, "--loop", "--count", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    taps = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [t["tap"] for t in taps] == [1, 2] and all(t["valid"] for t in taps)
+    assert b.log.read_text(errors="replace").count("the phone is taken away from the reader") >= 2

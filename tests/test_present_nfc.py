@@ -287,3 +287,18 @@ def test_reader_authentication_over_nfc_signs_the_nfc_transcript(world, handover
     assert shown[0] == "reader: CN=Shop Reader 1,C=JP (verified)"
     event = next(e for e in out.wallet_events if e.kind == "response")
     assert event.reader.signature_valid
+
+
+def test_a_reader_that_sends_termination_over_nfc_gets_9000_and_ends_the_session(world):  # noqa: F811
+    """Our reader lifts the field; a reader that sends SessionData {status: 20} in an
+    ENVELOPE instead gets 9000 with no data, and the wallet's session is over."""
+    from protocols.mdoc import SessionData
+    from protocols.mdoc.session import SESSION_STATUS_TERMINATION
+
+    tag = NfcTag(make_wallet(world))
+    session = NfcReaderSession(reader(world))
+    outcome = tap(tag.transmit, session)
+    assert outcome.valid
+    end = nfc.encapsulate(SessionData(status=SESSION_STATUS_TERMINATION).encode())
+    assert tag.transmit(bytes([0, nfc.INS_ENVELOPE, 0, 0, len(end)]) + end + b"\x00") == b"\x90\x00"
+    assert tag.session.state == "terminated"

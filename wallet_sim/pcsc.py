@@ -350,13 +350,17 @@ def _quick_ack(sock: socket.socket) -> None:
 
 
 def serve_connection(sock: socket.socket, card: VirtualCard, *, say: Say = lambda s: None,
-                     stop: threading.Event | None = None, poll_interval: float = 0.25) -> int:
+                     stop: threading.Event | None = None, poll_interval: float = 0.25,
+                     leave_after_tap: bool = False) -> int:
     """Relay one connected vpcd socket until vpcd closes it, the stream breaks, or ``stop``
-    is set; return the number of APDUs answered. The socket is left to the caller to close."""
+    is set; return the number of APDUs answered. The socket is left to the caller to close.
+    ``leave_after_tap``: the phone leaves the reader (the relay ends) at the first power-off
+    or reset that follows an APDU, as a phone taps a contactless reader and is taken away."""
     stop = stop or threading.Event()
     bridge = Bridge(card)
     sock.settimeout(poll_interval)
     apdus = 0
+    since_power = 0
     while not stop.is_set():
         _quick_ack(sock)
         try:
@@ -367,8 +371,12 @@ def serve_connection(sock: socket.socket, card: VirtualCard, *, say: Say = lambd
             say(f"connection lost: {exc}")
             data = b""
         step = bridge.feed(data)
+        tapped = False
         for event in step.events:
             apdus += isinstance(event, Command)
+            since_power += isinstance(event, Command)
+            if isinstance(event, PowerOff | Reset):
+                tapped, since_power = tapped or since_power > 0, 0
             text = _describe(event)
             if text:
                 say(text)
@@ -384,17 +392,21 @@ def serve_connection(sock: socket.socket, card: VirtualCard, *, say: Say = lambd
                 break
         if step.closed:
             break
+        if tapped and leave_after_tap:
+            say("the phone is taken away from the reader")
+            break
     return apdus
 
 
 def serve(insert: Callable[[], Transmit], *, host: str = DEFAULT_HOST,
           port: int = DEFAULT_PORT, atr: bytes = PHONE_ATR, once: bool = False,
           say: Say = lambda s: None, stop: threading.Event | None = None,
-          retry_interval: float = 1.0, poll_interval: float = 0.25) -> int:
+          retry_interval: float = 1.0, poll_interval: float = 0.25, tap: bool = False) -> int:
     """Connect to vpcd as its virtual card and relay APDUs to ``insert()``'s transmit,
     reconnecting whenever vpcd goes away, until ``stop`` is set (or, with ``once``, after
     one connection). Waits for vpcd while it is not listening. Returns the number of
-    connections served."""
+    connections served. ``tap``: the phone leaves the reader after each tap (the first
+    power-off after APDUs) and comes back ``retry_interval`` seconds later."""
     stop = stop or threading.Event()
     served = 0
     waiting_said = False
@@ -412,7 +424,7 @@ def serve(insert: Callable[[], Transmit], *, host: str = DEFAULT_HOST,
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             say(f"connected to vpcd at {host}:{port}: the phone is in the reader (ATR {atr.hex().upper()})")
             apdus = serve_connection(sock, VirtualCard(insert, atr), say=say, stop=stop,
-                                     poll_interval=poll_interval)
+                                     poll_interval=poll_interval, leave_after_tap=tap)
         served += 1
         say(f"disconnected from vpcd after {apdus} APDUs: the phone is out of the reader")
         if once:

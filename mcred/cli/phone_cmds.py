@@ -156,6 +156,12 @@ def register(app: typer.Typer) -> None:
              consent: Path | None = typer.Option(None, "--consent",
                                                  help="The wallet's consent rules (JSON); default: ask "
                                                       "here, or no wallet without a terminal."),
+             tap: bool = typer.Option(False, "--tap",
+                                      help="Tap, do not stay: the phone leaves the reader after each "
+                                           "reading (the first power-off after APDUs) and comes back "
+                                           "--tap-gap seconds later, as at a counter."),
+             tap_gap: float = typer.Option(1.0, "--tap-gap", min=0.1, max=3600,
+                                           help="With --tap: seconds out of the reader between taps."),
              handover: str = typer.Option("static", "--handover",
                                           help="The wallet's NFC engagement: static (a Handover Select in "
                                                "its NDEF file) or negotiated (TNEP: the reader writes its "
@@ -207,7 +213,7 @@ def register(app: typer.Typer) -> None:
                     if policy is not None else
                     "no wallet on NFC: no --consent rules and no terminal to ask the holder")
             wallet_sim.pcsc.serve(insert, host=host, port=port, atr=atr_bytes, once=once,
-                                  say=say, stop=stop)
+                                  say=say, stop=stop, tap=tap, **({"retry_interval": tap_gap} if tap else {}))
         finally:
             for sig, handler in old.items():
                 signal.signal(sig, handler)

@@ -99,6 +99,46 @@ def _unusable(console: Console, as_json: bool, message: str) -> None:
     raise typer.Exit(EXIT_UNUSABLE)
 
 
+def _nfc_loop(console: Console, parts, *, pcsc_reader: str | None, wait: float, short: bool,  # noqa: ANN001
+              count: int, as_json: bool, trace) -> None:  # noqa: ANN001
+    """``mcred reader nfc --loop``: tap after tap on one PC/SC reader; never returns."""
+    from mcred.present import nfc_presentation
+    from reader.pcsc import PcscError, wait_until_removed
+
+    verdicts: list[bool] = []
+    try:
+        while count == 0 or len(verdicts) < count:
+            if verdicts:
+                if not as_json:
+                    console.print("take the phone away, then tap the next one...", highlight=False)
+                if not wait_until_removed(pcsc_reader, wait=wait):
+                    console.print(f"[yellow]the phone was not taken away within {wait:g} s[/]")
+                    break
+            elif not as_json:
+                console.print("tap a phone on the reader...", highlight=False)
+            try:
+                out, steps = nfc_presentation(parts, pcsc_reader=pcsc_reader, wait=wait, short=short, trace=trace)
+            except PcscError as exc:
+                if not verdicts:
+                    _unusable(console, as_json, str(exc))
+                if not as_json:
+                    console.print(markup_safe(str(exc)), highlight=False)
+                break
+            verdicts.append(out.valid)
+            if as_json:
+                print(json.dumps({"tap": len(verdicts), **out.result}, ensure_ascii=False), flush=True)
+            else:
+                console.print(f"tap {len(verdicts)}", style="bold", highlight=False)
+                for step in steps:
+                    console.print(f"  {step}", highlight=False, markup=False)
+                render(console, out.result)
+    except KeyboardInterrupt:
+        pass
+    if not as_json:
+        console.print(f"{len(verdicts)} tap(s), {sum(verdicts)} VALID", highlight=False)
+    raise typer.Exit(EXIT_UNUSABLE if not verdicts else EXIT_OK if all(verdicts) else EXIT_FAILED)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("present")
     def present_cmd(
@@ -353,6 +393,8 @@ def register(app: typer.Typer) -> None:
         reader_key: Path | None = typer.Option(None, "--reader-key", help="readerAuth: the reader's private key (PEM)."),
         ds_crl: bool | None = typer.Option(None, "--ds-crl/--no-ds-crl", help="Check the IACA CRL for a revoked document signer; default on unless --offline."),
         short: bool = typer.Option(False, "--short", help="Short APDUs only (commands of 255 bytes, answers of 256): for antennas without extended length."),
+        loop: bool = typer.Option(False, "--loop", help="A counter's reader: read tap after tap (each phone must leave the reader before the next tap counts), a verdict each (with --json, one JSON object a line), until --count taps, Ctrl-C, or no phone within --wait; exit 0 if every tap was VALID, 1 if one was not, 2 if none was read."),
+        count: int = typer.Option(0, "--count", min=0, help="With --loop: stop after this many taps (0: no limit)."),
         wait: int = typer.Option(30, "--wait", min=1, max=3600, help="Seconds to wait for a phone on the PC/SC reader."),
         portrait: Path | None = typer.Option(None, "--portrait", callback=out_path, help="Save a disclosed portrait here."),
         save: Path | None = typer.Option(None, "--save", callback=out_path, help="Save the transcript for `mcred verify`."),
@@ -405,6 +447,12 @@ def register(app: typer.Typer) -> None:
             print(f"{'A>>' if direction == '>' else 'A<<'} nfc   ({len(apdu):04}) {apdu.hex().upper()}",
                   file=sys.stderr, flush=True)
 
+        if loop:
+            if phone is not None or save is not None or portrait is not None:
+                _unusable(console, as_json, "--loop reads phones on a PC/SC reader, one verdict a tap: not with "
+                          "--phone, --save or --portrait")
+            _nfc_loop(console, parts, pcsc_reader=pcsc_reader, wait=float(wait), short=short, count=count,
+                      as_json=as_json, trace=trace if OPTIONS.trace else None)
         if not as_json:
             console.print("tap the phone on the reader..." if wallet is None else f"tapping {phone}",
                           highlight=False)
