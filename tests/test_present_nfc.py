@@ -302,3 +302,25 @@ def test_a_reader_that_sends_termination_over_nfc_gets_9000_and_ends_the_session
     end = nfc.encapsulate(SessionData(status=SESSION_STATUS_TERMINATION).encode())
     assert tag.transmit(bytes([0, nfc.INS_ENVELOPE, 0, 0, len(end)]) + end + b"\x00") == b"\x90\x00"
     assert tag.session.state == "terminated"
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "no IACA to trust: give --trust IACA.pem"),
+    (["--phone", "p", "--pcsc-reader", "0", "--trust", "x.pem"], "give one of them"),
+    (["--consent", "c.json", "--trust", "x.pem"], "are the simulated phone's"),
+    (["--handover", "both", "--trust", "x.pem"], "--handover 'both': static or negotiated"),
+    (["--loop", "--phone", "p", "--trust", "x.pem"], "--loop reads phones on a PC/SC reader"),
+])
+def test_mcred_reader_nfc_names_unusable_options(args, message, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from mcred.cli.main import app
+
+    pem = tmp_path / "x.pem"
+    pem.write_text("")
+    args = [str(pem) if a == "x.pem" else a for a in args]
+    result = CliRunner().invoke(app, ["reader", "nfc", "--json", *args])
+    assert result.exit_code == 2, result.output
+    assert message in json.loads(result.stdout)["error"]

@@ -424,6 +424,11 @@ def register(app: typer.Typer) -> None:
         if (consent is not None or handover != "static") and phone is None:
             _unusable(console, as_json, "--consent and --handover are the simulated phone's (--phone); a phone on "
                       "a PC/SC reader asks its holder and chooses its handover itself")
+        if loop and (phone is not None or save is not None or portrait is not None):
+            _unusable(console, as_json, "--loop reads phones on a PC/SC reader, one verdict a tap: not with "
+                      "--phone, --save or --portrait")
+        if not trust and vical is None:
+            _unusable(console, as_json, "no IACA to trust: give --trust IACA.pem (mcred export iaca)")
         config = ReaderServeConfig(
             trust=tuple(map(str, trust)), vical=str(vical) if vical else None,
             vical_trust=tuple(map(str, vical_trust)), request=tuple(request), doctype=doctype,
@@ -448,9 +453,6 @@ def register(app: typer.Typer) -> None:
                   file=sys.stderr, flush=True)
 
         if loop:
-            if phone is not None or save is not None or portrait is not None:
-                _unusable(console, as_json, "--loop reads phones on a PC/SC reader, one verdict a tap: not with "
-                          "--phone, --save or --portrait")
             _nfc_loop(console, parts, pcsc_reader=pcsc_reader, wait=float(wait), short=short, count=count,
                       as_json=as_json, trace=trace if OPTIONS.trace else None)
         if not as_json:
