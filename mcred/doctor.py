@@ -181,6 +181,7 @@ NODE_PEERS = (
                                  "in the tests"),
     ("oid4vp-jose", "jose", "a second JWE and OpenID4VP transcript (online presentation, openid4vp-v1-unsigned) "
                             "in the tests"),
+    ("ndef-js", "ndef", "a second NDEF implementation (NFC engagement's handover messages) in the tests"),
 )
 
 

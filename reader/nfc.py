@@ -37,12 +37,15 @@ class NfcReaderSession:
     carrier may lower them. ``max_read``: the longest READ BINARY of the NDEF file."""
 
     def __init__(self, session: ReaderSession, *, max_command: int = 0xFFFF, max_response: int = 0x10000,
-                 max_read: int = 0xFF, max_message: int = nfc.MAX_MESSAGE) -> None:
+                 max_read: int = 0xFF, max_message: int = nfc.MAX_MESSAGE,
+                 handover_request: bytes | None = None) -> None:
         self.session = session
         self.max_command = max_command
         self.max_response = max_response
         self.max_read = max_read
         self.max_message = max_message
+        self._request = handover_request
+        """A Handover Request of the caller's own for negotiated handover (default: ours)."""
         self.state: Literal["idle", "tapping", "done"] = "idle"
         self.handover_select: nfc.HandoverSelect | None = None
         self.handover_request: bytes | None = None
@@ -83,7 +86,7 @@ class NfcReaderSession:
 
     def _run(self) -> Generator[bytes, bytes, ReaderOutcome]:
         offer = nfc.NfcCarrier(min(self.max_command, 0xFFFF), min(self.max_response, 0xFFFF))
-        raw, request = yield from nfc.nfc_engagement(max_read=self.max_read, carrier=offer)
+        raw, request = yield from nfc.nfc_engagement(max_read=self.max_read, carrier=offer, request=self._request)
         hs = self.handover_select = nfc.HandoverSelect.decode(raw)
         self.handover_request = request
         kinds = ", ".join(c.kind for c in hs.carriers)

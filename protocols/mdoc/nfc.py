@@ -484,14 +484,15 @@ def _transact(cc: CapabilityContainer, message: bytes, parameter: ServiceParamet
     raise NfcError(f"no answer to the {what} after {parameter.n_wait + 1} reads")
 
 
-def nfc_engagement(*, max_read: int = 0xFF, carrier: NfcCarrier | None = None) -> Generator[
-        bytes, bytes, tuple[bytes, bytes | None]]:
+def nfc_engagement(*, max_read: int = 0xFF, carrier: NfcCarrier | None = None,
+                   request: bytes | None = None) -> Generator[bytes, bytes, tuple[bytes, bytes | None]]:
     """The reader's NFC engagement: select the NDEF application, read the capability
     container and the NDEF file. A Handover Select there is static handover; a TNEP Service
     Parameter record for ``urn:nfc:sn:handover`` is negotiated handover: select the service,
     write our Handover Request (data retrieval over NFC, ``carrier``), read the phone's
-    Handover Select. Returns ``(Handover Select, Handover Request or None)``, as read and
-    written: the SessionTranscript's NFCHandover."""
+    Handover Select (``request``: a Handover Request message of the caller's own instead).
+    Returns ``(Handover Select, Handover Request or None)``, as read and written: the
+    SessionTranscript's NFCHandover."""
     yield from select_application(NDEF_APPLICATION_AID, "NDEF application")
     head = yield from _read_file(CC_FILE_ID, 15, 15, "capability container")
     cc = CapabilityContainer.decode(head)
@@ -511,7 +512,7 @@ def nfc_engagement(*, max_read: int = 0xFF, carrier: NfcCarrier | None = None) -
     code = tnep_status(status)
     if code != 0:
         raise NfcError(f"the phone refused the connection handover service: TNEP status {code:02X}")
-    request = handover_request(carrier)
+    request = handover_request(carrier) if request is None else bytes(request)
     select = yield from _transact(cc, request, parameter, chunk, "Handover Request")
     return select, request
 
