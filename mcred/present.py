@@ -185,6 +185,9 @@ class ReaderServeConfig:
     #: The URL a phone reaches this reader at (the base of a cross-device session's
     #: request_uri and response_uri); None: no cross-device sessions.
     public_url: str | None = None
+    #: The PC/SC reader (a part of its name, or an index) whose taps POST /nfc/taps reads;
+    #: None: no NFC reader.
+    pcsc_reader: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__)
@@ -258,9 +261,15 @@ class ReaderServeConfig:
             sealer = (session_sealer(Path(self.session_key_file)) if self.session_key_file
                       else reader_sessions.AesGcmSealer(secrets.token_bytes(32)))
         try:
+            tapper = None
+            if self.pcsc_reader is not None:
+                from reader import pcsc
+
+                tapper = pcsc.tapper(self.pcsc_reader)
             service = ReaderService(pipeline, [spec], save_dir=Path(self.save_dir) if self.save_dir else None,
                                     reader_signer=signer, reader_chain=chain, engine=engine,
-                                    session_sealer=sealer, origin=self.origin, public_url=self.public_url)
+                                    session_sealer=sealer, origin=self.origin, public_url=self.public_url,
+                                    tapper=tapper)
         except ReaderSessionError as exc:
             raise ReaderServeError(f"--origin / --public-url: {exc}") from None
         challenges = None
@@ -272,6 +281,8 @@ class ReaderServeConfig:
         where = f"sessions in {_redacted(self.db)}" if self.db else "sessions in memory"
         if self.origin:
             where += f", online requests for {self.origin}"
+        if self.pcsc_reader is not None:
+            where += f", taps on the PC/SC reader {self.pcsc_reader!r} (POST /nfc/taps)"
         return service, rp, (f"trusting {len(store)} IACA(s), asking {spec.to_json()}, {where}"
                              + (f"; JPKI relying party trusting {len(rp_roots)} root(s)" if rp else ""))
 

@@ -10,7 +10,7 @@ monitoring in front of a reader fleet ask of it.
 * ``GET /metrics``: Prometheus text: the HTTP requests by route template and status (as the
   issuer service counts them, :mod:`mcred.metrics`), and the verdicts:
   ``mcred_reader_verdicts_total{valid}``, ``mcred_reader_presentations_total{mode, valid}``
-  (mode ``proximity``, ``org-iso-mdoc``, ``openid4vp``), ``mcred_reader_failed_checks_total{check}`` (a
+  (mode ``proximity``, ``nfc``, ``org-iso-mdoc``, ``openid4vp``), ``mcred_reader_failed_checks_total{check}`` (a
   check's name, never its reason: the series stay few and carry no holder data) and
   ``mcred_reader_verification_seconds`` (decryption and verification of the wallet's
   SessionData). With ``--workers N`` every worker's counts, summed (``prometheus_client``'s
@@ -32,7 +32,7 @@ from sqlalchemy import text
 
 from mcred.health import readiness
 from mcred.metrics import Metrics
-from protocols.mdoc import dcapi, oid4vp, oid4vp_redirect
+from protocols.mdoc import dcapi, nfc, oid4vp, oid4vp_redirect
 from reader.http import ReaderService
 from reader.relying_party import RelyingPartyService
 from reader.session import ReaderOutcome
@@ -70,7 +70,8 @@ class ReaderMetrics(Metrics):
 
 
 def presentation_mode(outcome: ReaderOutcome) -> str:
-    """``proximity``, ``org-iso-mdoc``, ``openid4vp`` or ``openid4vp-cross-device``, told by
+    """``proximity`` (QR code), ``nfc`` (a tap), ``org-iso-mdoc``, ``openid4vp`` or
+    ``openid4vp-cross-device``, told by
     the session's transcript; ``unknown`` for a session that ended before it had one."""
     transcript = outcome.session_transcript
     if transcript is None:
@@ -81,6 +82,8 @@ def presentation_mode(outcome: ReaderOutcome) -> str:
         return "openid4vp"
     if oid4vp_redirect.is_redirect_transcript(transcript):
         return "openid4vp-cross-device"
+    if nfc.is_nfc_transcript(transcript):
+        return "nfc"
     return "proximity"
 
 

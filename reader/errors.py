@@ -13,3 +13,16 @@ class ReaderSessionError(ReaderError):
 
 class RequestSpecError(ReaderError):
     """A requested item list cannot be read (``NS:ID`` expected)."""
+
+
+class NfcReaderError(ReaderError):
+    """A tap on the reader's own NFC reader cannot be read: none attached, busy with another
+    tap, or no phone in time; the message says which."""
+
+
+class NfcReaderBusy(NfcReaderError):
+    """The NFC reader is reading another tap."""
+
+
+class NoNfcReader(NfcReaderError):
+    """This reader has no NFC reader attached."""

@@ -48,6 +48,7 @@ import binascii
 import datetime as dt
 import json
 import secrets
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -69,7 +70,8 @@ from protocols.mdoc import (
     oid4vp_redirect,
 )
 from protocols.mdoc.session import SESSION_STATUS_TERMINATION
-from reader.errors import ReaderSessionError
+from reader.errors import NfcReaderBusy, NfcReaderError, NoNfcReader, ReaderSessionError
+from reader.nfc import NfcReaderSession
 from reader.online import (
     ONLINE_KINDS,
     Oid4vpRedirectReaderSession,
@@ -193,8 +195,14 @@ class ReaderService:
         session_sealer: SessionSealer | None = None,
         origin: str | None = None,
         public_url: str | None = None,
+        tapper: Callable[[NfcReaderSession, float], ReaderOutcome] | None = None,
     ) -> None:
         self.verifier = verifier
+        #: How a tap reaches a phone on this reader's own NFC reader (:func:`reader.pcsc.tapper`):
+        #: called with the tap's session and the seconds to wait for a phone, it returns the
+        #: outcome or raises :class:`reader.errors.NfcReaderError`. None: no NFC reader.
+        self.tapper = tapper
+        self._tap_lock = threading.Lock()
         #: The URL the reader's routes are reached at from a phone (``https://rp.example`` or
         #: ``.../reader``): the base of a cross-device session's request_uri and response_uri;
         #: None: no cross-device sessions.
@@ -237,6 +245,29 @@ class ReaderService:
         sid = secrets.token_urlsafe(16)
         self.store.add(sid, session, self.clock())
         return sid, establishment
+
+    def tap(self, wait: float) -> ReaderOutcome:
+        """Read the phone tapped on this reader's NFC reader (one tap at a time), waiting up
+        to ``wait`` seconds for one: the outcome, counted and saved as a session's is.
+        :class:`NoNfcReader`, :class:`NfcReaderBusy`, or the tapper's
+        :class:`reader.errors.NfcReaderError` when no phone was read."""
+        if self.tapper is None:
+            raise NoNfcReader("this reader has no NFC reader (mcred reader serve --pcsc-reader NAME)")
+        if not self._tap_lock.acquire(blocking=False):
+            raise NfcReaderBusy("the NFC reader is reading another tap")
+        try:
+            session = ReaderSession(self.requests, self.verifier, reader_signer=self.reader_signer,
+                                    reader_chain=self.reader_chain)
+            t0 = time.perf_counter()
+            outcome = self.tapper(NfcReaderSession(session), wait)
+            spent = time.perf_counter() - t0
+        finally:
+            self._tap_lock.release()
+        if self.on_outcome is not None:
+            self.on_outcome(outcome, spent)
+        if self.save_dir is not None and outcome.device_response is not None:
+            self._save(f"nfc-{secrets.token_urlsafe(8)}", outcome, session.e_reader_private_key)
+        return outcome
 
     def open_online(self, protocol: str = dcapi.PROTOCOL) -> tuple[str, dict]:
         """A new online session: its id and the request object for the page, in ``protocol``
@@ -509,6 +540,24 @@ def reader_router(service: ReaderService) -> APIRouter:
         if reply is None:
             raise HTTPException(404, "no such session")
         return Response(reply, media_type=CBOR)
+
+    @router.post("/nfc/taps", response_class=JSONResponse,
+                 responses={404: {"description": "this reader has no NFC reader"},
+                            409: {"description": "the NFC reader is reading another tap"},
+                            503: {"description": "no phone was read (none tapped in time, no PC/SC)"}},
+                 summary="Read the phone tapped on this reader's NFC reader (ISO/IEC 18013-5 NFC engagement, "
+                         "data retrieval over NFC): the verdict, as GET /sessions/{id}/result gives it")
+    async def nfc_tap(wait: float = Query(30, gt=0, le=MAX_WAIT, description=(
+            "seconds to wait for a phone on the reader"))) -> Response:
+        try:
+            outcome = await run_in_threadpool(service.tap, wait)
+        except NoNfcReader as exc:
+            raise HTTPException(404, str(exc)) from None
+        except NfcReaderBusy as exc:
+            raise HTTPException(409, str(exc)) from None
+        except NfcReaderError as exc:
+            raise HTTPException(503, str(exc)) from None
+        return Response(verdict_json(outcome), media_type="application/json")
 
     @router.post("/online/sessions", status_code=201, response_class=JSONResponse,
                  summary="Open an online presentation: the request object for navigator.credentials.get "

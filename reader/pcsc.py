@@ -11,11 +11,13 @@ which is how the reader lifts its field.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from reader.errors import NfcReaderError
 
-class PcscError(Exception):
+
+class PcscError(NfcReaderError):
     """No PC/SC, no such reader, no phone in time, or a transmit failed; the message says which."""
 
 
@@ -125,3 +127,15 @@ def tapped(wanted: str | None = None, *, wait: float = 30.0, poll: float = 0.1) 
     finally:
         with contextlib.suppress(Exception):
             connection.disconnect()
+
+
+def tapper(wanted: str | None = None) -> Callable[[object, float], object]:
+    """For :class:`reader.http.ReaderService`: a tap (an :class:`reader.nfc.NfcReaderSession`)
+    read from the phone on the PC/SC reader ``wanted``, waiting up to the given seconds."""
+    from reader.nfc import tap
+
+    def read(session, wait: float):  # noqa: ANN001, ANN202 - NfcReaderSession -> ReaderOutcome
+        with tapped(wanted, wait=wait) as card:
+            return tap(card.transmit, session)
+
+    return read

@@ -173,3 +173,28 @@ def test_a_counter_reader_reads_tap_after_tap(world, bridge):
     taps = [json.loads(line) for line in done.stdout.splitlines()]
     assert [t["tap"] for t in taps] == [1, 2] and all(t["valid"] for t in taps)
     assert b.log.read_text(errors="replace").count("the phone is taken away from the reader") >= 2
+
+
+def test_mcred_reader_serve_reads_taps_for_a_counter_page(world, bridge, tmp_path):
+    """`mcred reader serve --pcsc-reader`: a counter's web page POSTs /nfc/taps and gets the
+    verdict of the phone tapped on the PC/SC reader (here `mcred phone pcsc`'s)."""
+    import httpx
+    from test_present_http import answer_when_up
+
+    bridge("--consent", str(world["consent"]))
+    port = free_port()
+    env = dict(os.environ, MCRED_HOME=str(world["home"]))
+    proc = subprocess.Popen([sys.executable, "-m", "mcred", "reader", "serve", "--port", str(port),
+                             "--trust", str(world["iaca"]), "--pcsc-reader", "Virtual PCD"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        answer_when_up(proc, lambda: httpx.get(f"{url}/healthz", timeout=5), "mcred reader serve")
+        r = httpx.post(f"{url}/nfc/taps", params={"wait": 10}, timeout=60)
+        assert r.status_code == 200, r.text
+        checks = {c["name"]: c["passed"] for c in r.json()["checks"]}
+        assert r.json()["valid"] and checks["revocation_status"] and checks["device_authentication"]
+        metrics = httpx.get(f"{url}/metrics", timeout=5).text
+        assert 'mcred_reader_presentations_total{mode="nfc",valid="true"} 1.0' in metrics
+    finally:
+        _stop(proc)

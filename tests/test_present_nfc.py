@@ -324,3 +324,66 @@ def test_mcred_reader_nfc_names_unusable_options(args, message, tmp_path):
     result = CliRunner().invoke(app, ["reader", "nfc", "--json", *args])
     assert result.exit_code == 2, result.output
     assert message in json.loads(result.stdout)["error"]
+
+
+def _service(world, tapper):  # noqa: F811
+    from fastapi.testclient import TestClient
+
+    from mcred.present import reader_app
+    from reader.http import ReaderService
+
+    return TestClient(reader_app(ReaderService(pipeline(world), [REQUEST], tapper=tapper)))
+
+
+def test_the_reader_service_reads_a_tap_for_a_counter_page(world):  # noqa: F811
+    """POST /nfc/taps: the reader reads the phone tapped on its own NFC reader (here a
+    simulated phone in-process; `mcred reader serve --pcsc-reader` wires PC/SC) and answers
+    the verdict; counted as mode nfc."""
+    taps = []
+
+    def tapper(session, wait):
+        taps.append(wait)
+        return tap(NfcTag(make_wallet(world)).transmit, session)
+
+    client = _service(world, tapper)
+    r = client.post("/nfc/taps", params={"wait": 5})
+    assert r.status_code == 200, r.text
+    assert r.json()["valid"] and taps == [5.0]
+    assert 'mcred_reader_presentations_total{mode="nfc",valid="true"} 1.0' in client.get("/metrics").text
+
+
+def test_the_reader_service_without_an_nfc_reader_or_phone_says_so(world):  # noqa: F811
+    from reader.pcsc import PcscError
+
+    r = _service(world, None).post("/nfc/taps")
+    assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
+    assert "no NFC reader" in r.json()["detail"]
+
+    def nobody(session, wait):
+        raise PcscError(f"Virtual PCD 00 00: no phone tapped within {wait:g} s")
+
+    r = _service(world, nobody).post("/nfc/taps", params={"wait": 0.5})
+    assert r.status_code == 503 and "no phone tapped within 0.5 s" in r.json()["detail"]
+    assert _service(world, nobody).post("/nfc/taps", params={"wait": 0}).status_code == 422
+
+
+def test_one_tap_at_a_time(world):  # noqa: F811
+    import threading
+
+    entered, go = threading.Event(), threading.Event()
+
+    def slow(session, wait):
+        entered.set()
+        go.wait(10)
+        return tap(NfcTag(make_wallet(world)).transmit, session)
+
+    client = _service(world, slow)
+    first: dict = {}
+    t = threading.Thread(target=lambda: first.setdefault("r", client.post("/nfc/taps")))
+    t.start()
+    assert entered.wait(10)
+    second = client.post("/nfc/taps")
+    go.set()
+    t.join(10)
+    assert second.status_code == 409 and "reading another tap" in second.json()["detail"]
+    assert first["r"].status_code == 200 and first["r"].json()["valid"]

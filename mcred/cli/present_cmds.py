@@ -270,6 +270,7 @@ def register(app: typer.Typer) -> None:
         ssl_certfile: Path | None = typer.Option(None, "--ssl-certfile", help="Serve HTTPS with this certificate chain (PEM, leaf first); needs --ssl-keyfile."),
         ssl_keyfile: Path | None = typer.Option(None, "--ssl-keyfile", help="The private key of --ssl-certfile (PEM)."),
         origin: str | None = typer.Option(None, "--origin", help="The web origin of the page that asks online (ISO/IEC TS 18013-7 Annex C: POST /online/sessions), e.g. https://rp.example; default: this service's own, http(s)://HOST:PORT."),
+        pcsc_reader: str | None = typer.Option(None, "--pcsc-reader", help="Read phones tapped on this PC/SC reader (a part of its name, or its index) for POST /nfc/taps: a counter's web page asks the reader to read the next tap and gets the verdict (needs pip install '.[nfc]'; one process)."),
         public_url: str | None = typer.Option(None, "--public-url", help="The URL a phone reaches this reader at, the base of a cross-device OpenID4VP session's request_uri and response_uri (e.g. https://rp.example); default: http(s)://HOST:PORT. With --reader-cert, name its host in the certificate's DNS SAN for an x509_san_dns: client_id (else x509_hash:)."),
     ) -> None:
         """Run the reader service: POST /sessions, POST /sessions/{id}, GET /sessions/{id}/result;
@@ -297,6 +298,8 @@ def register(app: typer.Typer) -> None:
             _unusable(console, False, str(exc))
         if session_key_file is not None and db is None:
             _unusable(console, False, "--session-key-file seals sessions kept in a database: give --db too")
+        if workers > 1 and pcsc_reader is not None:
+            _unusable(console, False, f"--pcsc-reader with --workers {workers}: one process owns the PC/SC reader")
         if workers > 1 and db is None:
             _unusable(console, False, f"--workers {workers} needs --db: sessions kept in one process's "
                       "memory cannot be continued by another")
@@ -318,7 +321,7 @@ def register(app: typer.Typer) -> None:
             reader_key=str(reader_key) if reader_key else None, ds_crl=ds_crl,
             ds_crl_max_age=ds_crl_max_age, jpki_roots=tuple(map(str, jpki_roots)), db=db,
             session_key_file=str(session_key_file) if session_key_file else None, origin=origin,
-            public_url=public_url or own_url)
+            public_url=public_url or own_url, pcsc_reader=pcsc_reader)
         try:
             service, rp, what = config.build()  # every worker builds the same; this one checks it
         except ReaderServeError as exc:

@@ -317,6 +317,14 @@ def handover_request(carrier: NfcCarrier | None = None, *, collision: int | None
     return b"".join(ndef.message_encoder([hr, record]))
 
 
+def is_nfc_transcript(transcript) -> bool:  # noqa: ANN001 - a SessionTranscript
+    """Whether a SessionTranscript followed NFC engagement: its Handover is NFCHandover,
+    ``[HandoverSelect bytes, HandoverRequest bytes or null]``."""
+    h = transcript.handover
+    return (isinstance(h, list) and len(h) == 2 and isinstance(h[0], bytes)
+            and (h[1] is None or isinstance(h[1], bytes)) and transcript.device_engagement_bytes is not None)
+
+
 # -- NFC Forum Type 4 Tag: the capability container ---------------------------------------------
 
 
