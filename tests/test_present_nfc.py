@@ -118,7 +118,7 @@ class Hostile:
 
 
 @pytest.mark.parametrize("at, answer, reason", [
-    (1, b"\x6a\x82", "SELECT NDEF application .* answered 6A82"),
+    (1, b"\x6a\x82", "SELECT NDEF application .* answered 6A82: no NFC engagement .*unlock it and tap again"),
     (3, nfc.CapabilityContainer(mapping_version=0x10).encode() + b"\x90\x00", "mapping version 10"),
     (5, b"\x00\x03\x90\x00", "Handover Select message: not an NDEF message"),
     (7, b"\x6a\x82", "SELECT mdoc application .* answered 6A82"),

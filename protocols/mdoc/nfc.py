@@ -418,10 +418,12 @@ def _select(aid_or_file: bytes, *, by_name: bool) -> bytes:
                        ne=256 if by_name else None).to_bytes()
 
 
-def select_application(aid: bytes, what: str) -> Generator[bytes, bytes, None]:
+def select_application(aid: bytes, what: str, *, not_found: str = "") -> Generator[bytes, bytes, None]:
+    """SELECT by AID; ``not_found``: what a 6A82 answer means, for the message."""
     r = _answer((yield _select(aid, by_name=True)), f"SELECT {what}")
     if r.sw != codes.SW_OK:
-        raise NfcError(f"SELECT {what} ({aid.hex().upper()}) answered {r.sw:04X}")
+        hint = f": {not_found}" if not_found and r.sw == codes.SW_FILE_NOT_FOUND else ""
+        raise NfcError(f"SELECT {what} ({aid.hex().upper()}) answered {r.sw:04X}{hint}")
 
 
 def _read_file(file_id: int, length: int, chunk: int, what: str) -> Exchange:
@@ -501,7 +503,9 @@ def nfc_engagement(*, max_read: int = 0xFF, carrier: NfcCarrier | None = None,
     Handover Select (``request``: a Handover Request message of the caller's own instead).
     Returns ``(Handover Select, Handover Request or None)``, as read and written: the
     SessionTranscript's NFCHandover."""
-    yield from select_application(NDEF_APPLICATION_AID, "NDEF application")
+    yield from select_application(NDEF_APPLICATION_AID, "NDEF application",
+                                  not_found="no NFC engagement (no mdoc wallet on this phone, or the phone is "
+                                            "locked: unlock it and tap again)")
     head = yield from _read_file(CC_FILE_ID, 15, 15, "capability container")
     cc = CapabilityContainer.decode(head)
     chunk = max(1, min(cc.max_read, max_read))
