@@ -424,7 +424,8 @@ def online_page_router(service: ReaderService) -> APIRouter:
         offered = ["org-iso-mdoc", *(["openid4vp-v1-signed"] if service.reader_signer is not None else []),
                    "openid4vp-v1-unsigned"]
         page = (page.replace("@@ORIGIN@@", html.escape(service.origin)).replace("@@PROTOCOLS@@", " ".join(offered))
-                .replace("@@CROSS_DEVICE@@", "true" if service.public_url is not None else "false"))
+                .replace("@@CROSS_DEVICE@@", "true" if service.public_url is not None else "false")
+                .replace("@@NFC@@", "true" if service.tapper is not None else "false"))
         return Response(page, media_type="text/html; charset=utf-8",
                         headers={"Content-Security-Policy": PAGE_CSP, "X-Content-Type-Options": "nosniff",
                                  "Cache-Control": "no-store"})

@@ -68,6 +68,17 @@ export async function crossDevice(base, { fetchFn = (...a) => fetch(...a), onReq
   throw new Error("no phone answered before the session expired");
 }
 
+// a phone tapped on the reader's own NFC reader (mcred reader serve --pcsc-reader): the
+// reader waits up to waitS seconds for it and answers the verdict
+export async function nfcTap(base, { fetchFn = (...a) => fetch(...a), waitS = 30 } = {}) {
+  const r = await fetchFn(`${base}/nfc/taps?wait=${waitS}`, { method: "POST" });
+  const body = await r.json().catch(() => ({}));
+  if (r.status !== 200) {
+    throw new Error(`no tap was read: HTTP ${r.status} ${body.detail ?? ""}`);
+  }
+  return { protocol: "nfc", ...body };
+}
+
 function el(tag, text, cls) {
   const e = document.createElement(tag);
   if (text !== undefined) e.textContent = text;  // never innerHTML: the wallet's values are data
@@ -139,6 +150,22 @@ if (typeof document !== "undefined") {
       out.replaceChildren(el("p", `${e.name}: ${e.message}`, "bad"));
     } finally {
       cross.disabled = false;
+    }
+  });
+  const nfc = document.getElementById("nfc");
+  if (document.body.dataset.nfc !== "true") {
+    nfc.disabled = true;
+    nfc.title = "this reader has no NFC reader (mcred reader serve --pcsc-reader)";
+  }
+  nfc.addEventListener("click", async () => {
+    nfc.disabled = true;
+    out.replaceChildren(el("p", "tap a phone on the reader..."));
+    try {
+      render(out, await nfcTap(base));
+    } catch (e) {
+      out.replaceChildren(el("p", `${e.name}: ${e.message}`, "bad"));
+    } finally {
+      nfc.disabled = false;
     }
   });
   button.addEventListener("click", async () => {

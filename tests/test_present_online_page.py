@@ -41,7 +41,8 @@ def test_the_page_is_served_with_its_origin_and_a_strict_policy():
     assert page.headers["content-security-policy"] == PAGE_CSP and "script-src 'self'" in PAGE_CSP
     assert "<code>https://shop.example</code>" in page.text and 'src="online/page.js"' in page.text
     # the protocols it asks with: no signed OpenID4VP request without the reader's certificate
-    assert '<body data-protocols="org-iso-mdoc openid4vp-v1-unsigned" data-cross-device="false">' in page.text
+    assert ('<body data-protocols="org-iso-mdoc openid4vp-v1-unsigned" data-cross-device="false" data-nfc="false">'
+            in page.text)
     script = client.get("/online/page.js")
     assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
     assert script.content == PAGE_JS.read_bytes()
@@ -127,7 +128,7 @@ def test_a_reader_with_a_certificate_offers_the_signed_request_too():
                             reader_chain=[cert.public_bytes(Encoding.DER)])
     client = TestClient(reader_app(service))
     page = client.get("/online")
-    assert '<body data-protocols="org-iso-mdoc openid4vp-v1-signed openid4vp-v1-unsigned" data-cross-device="false">' \
+    assert '<body data-protocols="org-iso-mdoc openid4vp-v1-signed openid4vp-v1-unsigned" data-cross-device="false" data-nfc="false">' \
         in page.text
     signed = client.post("/online/sessions", params={"protocol": "openid4vp-v1-signed"})
     assert signed.status_code == 201 and signed.json()["request"]["protocol"] == "openid4vp-v1-signed"
@@ -181,3 +182,47 @@ try {
             node.wait()
     assert verdict.get("valid") and verdict["protocol"] == "openid4vp-cross-device", verdict
     assert verdict["documents"][0]["elements"] == {NS: {"family_name": "山田"}}
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node (Debian package nodejs) to run the page's script")
+def test_the_page_reads_a_tap_on_the_readers_nfc_reader(tmp_path):
+    """The NFC button: the page POSTs /nfc/taps and draws the verdict of the phone tapped on
+    the reader's own NFC reader (here a simulated phone as the tapper's transport)."""
+    from reader.nfc import tap
+    from wallet_sim.nfc import NfcTag
+
+    pki = make_pki()
+    home = tmp_path / "home"
+    home.mkdir()
+    phone = make_phone(home, pki)
+    consent = RulesConsent.from_mapping({"documents": {DOCTYPE: {NS: ["family_name"]}}})
+
+    def tapper(session, wait):
+        se = wallet_sim.open_secure_element(phone, home)
+        return tap(NfcTag(Wallet(se.transmit, consent, clock=Clock())).transmit, session)
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    service = ReaderService(kit_pipeline(pki), [REQUEST], origin=base, tapper=tapper)
+    assert 'data-nfc="true"' in TestClient(reader_app(service)).get("/online").text
+    script = """
+import { nfcTap } from @@PAGE@@;
+const [base] = process.argv.slice(1);
+try {
+  console.log(JSON.stringify(await nfcTap(base, { waitS: 5 })));
+} catch (e) {
+  console.log(JSON.stringify({ error: String(e) }));
+}
+""".replace("@@PAGE@@", json.dumps(PAGE_JS.as_uri()))
+    with Server(reader_app(service), port) as reader:
+        done = subprocess.run(["node", "--input-type=module", "-e", script, reader.url], capture_output=True,
+                              text=True, timeout=60)
+    verdict = json.loads(done.stdout)
+    assert verdict.get("valid") and verdict["protocol"] == "nfc", verdict
+    assert verdict["documents"][0]["elements"] == {NS: {"family_name": "山田"}}
+    # a reader without an NFC reader: the page says why
+    service.tapper = None
+    with Server(reader_app(service), free_port()) as reader:
+        done = subprocess.run(["node", "--input-type=module", "-e", script, reader.url], capture_output=True,
+                              text=True, timeout=60)
+    assert "HTTP 404 this reader has no NFC reader" in json.loads(done.stdout)["error"]
