@@ -1,5 +1,6 @@
 """The reader taps a phone: NFC engagement and data retrieval over NFC (ISO/IEC 18013-5:2021
-§8.2.2.1 static handover, §8.3.3.1.2), around a :class:`~reader.session.ReaderSession`.
+§8.2.2.1 static and negotiated handover, §8.3.3.1.2), around a
+:class:`~reader.session.ReaderSession`.
 
 Sans-I/O, in the shape of h11: :meth:`NfcReaderSession.start` gives the first command APDU,
 :meth:`NfcReaderSession.receive` takes each response APDU and gives the next command, or
@@ -12,9 +13,9 @@ a Handover Select message (static handover), or a TNEP Service Parameter record,
 which the reader selects the handover service and writes its Handover Request, offering
 data retrieval over NFC with its lengths, and reads the phone's Handover Select
 (negotiated handover). Then it picks the NFC carrier, starts the session with
-``NFCHandover = [HandoverSelect, HandoverRequest or null]`` in the SessionTranscript, SELECTs the mdoc
-application, send the SessionEstablishment in ENVELOPE commands and fetch the SessionData
-with GET RESPONSE. The reader then lifts the field rather than sending a termination
+``NFCHandover = [HandoverSelect, HandoverRequest or null]`` in the SessionTranscript,
+SELECTs the mdoc application, sends the SessionEstablishment in ENVELOPE commands and
+fetches the SessionData with GET RESPONSE. The reader then lifts the field rather than sending a termination
 message: over NFC there is no answer to wait for, and the phone ends its session with the
 field. A step that fails ends the tap with a failed ``session`` check that names it.
 """
