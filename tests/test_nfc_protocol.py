@@ -21,6 +21,8 @@ from protocols.mdoc import DeviceEngagement, MdocDecodeError, SessionTranscript,
 VECTORS = json.loads((Path(__file__).parents[2] / "shared" / "vectors" / "iso18013-5-annex-d.json").read_text())
 V = {k: bytes.fromhex(v["hex"]) for k, v in VECTORS["vectors"].items() if "hex" in v}
 BOUNDED = settings(max_examples=150, deadline=None, database=None)
+MULTIPAZ_REQUEST = bytes.fromhex(json.loads((Path(__file__).parent / "vectors" / "multipaz-nfc-engagement.json")
+                                            .read_text())["negotiated"]["handover_request"])  # no cr record
 
 
 def test_annex_d_handover_select_is_read():
@@ -284,13 +286,13 @@ def test_our_handover_request_reads_like_annex_ds():
 
 
 @settings(max_examples=400, deadline=None, database=None)
-@given(st.sampled_from(["handover_select", "handover_request"]),
+@given(st.sampled_from(["handover_select", "handover_request", "multipaz_request"]),
        st.lists(st.tuples(st.integers(0, 300), st.integers(0, 255)), min_size=1, max_size=4),
        st.integers(0, 8))
 def test_mutated_handover_messages_raise_only_the_decode_error(which, flips, cut):
     """Annex D's messages with bytes changed and the tail cut: deeper paths through the
     NDEF and handover parsers than random bytes reach."""
-    data = bytearray(V[which])
+    data = bytearray(MULTIPAZ_REQUEST if which == "multipaz_request" else V[which])
     for at, value in flips:
         data[at % len(data)] = value
     data = bytes(data[: len(data) - cut])

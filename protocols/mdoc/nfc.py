@@ -128,12 +128,12 @@ class Carrier:
     nfc: NfcCarrier | None = None
 
 
-def _records(data: bytes, what: str, head: type, short: str) -> list:
+def _records(data: bytes, what: str, head: type, short: str, *, errors: str = "strict") -> list:
     """The NDEF records of a handover message whose first record must be a ``head``."""
     if not isinstance(data, bytes | bytearray) or not data:
         raise NfcHandoverError(f"{what}: empty")
     try:
-        records = list(ndef.message_decoder(bytes(data), errors="strict"))
+        records = list(ndef.message_decoder(bytes(data), errors=errors))
     except (ndef.DecodeError, ValueError, TypeError, IndexError, KeyError) as exc:
         raise NfcHandoverError(f"{what}: not an NDEF message: {exc}") from None
     if not isinstance(records[0], head):
@@ -212,17 +212,29 @@ class HandoverSelect:
 
 @dataclass(frozen=True)
 class HandoverRequest:
-    """A Handover Request message (negotiated handover: the reader's carriers), as read."""
+    """A Handover Request message (negotiated handover: the reader's carriers), as read.
+
+    Read leniently in one respect: a request without the collision resolution record that
+    Connection Handover 1.5 asks for is taken (``collision`` None), as multipaz's reader
+    sends one; the phone is always the selector, so it has no collision to resolve."""
 
     version: str
     carriers: tuple[Carrier, ...]
     raw: bytes = field(repr=False)
+    collision: int | None = None
 
     @classmethod
     def decode(cls, data: bytes) -> HandoverRequest:
         what = "Handover Request message"
-        records = _records(data, what, ndef.HandoverRequestRecord, "Handover Request (Hr)")
-        return cls(records[0].version_string, _carriers(records[0], records, what, lengths=False), bytes(data))
+        try:
+            records = _records(data, what, ndef.HandoverRequestRecord, "Handover Request (Hr)")
+        except NfcHandoverError as exc:
+            if "without collision resolution record" not in str(exc):
+                raise
+            records = _records(data, what, ndef.HandoverRequestRecord, "Handover Request (Hr)", errors="relax")
+        head = records[0]
+        return cls(head.version_string, _carriers(head, records, what, lengths=False), bytes(data),
+                   head.collision_resolution_number)
 
 
 def nfc_handover(select: HandoverSelect | bytes, request: HandoverRequest | bytes | None = None) -> list:
