@@ -32,11 +32,20 @@ def _pyscard():  # noqa: ANN202 - the smartcard modules
     return smartcard.System, Exceptions, scard, CardConnection
 
 
+def _failures() -> tuple[type[Exception], ...]:
+    """What pyscard raises for a PC/SC failure: its own exceptions, and the PC/SC layer's
+    (no pcscd: "Failed to establish context: Service not available")."""
+    _, exceptions, _, _ = _pyscard()
+    from smartcard.pcsc.PCSCExceptions import BaseSCardException
+
+    return exceptions.SmartcardException, BaseSCardException
+
+
 def reader_names() -> list[str]:
-    system, exceptions, _, _ = _pyscard()
+    system, _, _, _ = _pyscard()
     try:
         return [str(r) for r in system.readers()]
-    except exceptions.SmartcardException as exc:
+    except _failures() as exc:
         raise PcscError(f"PC/SC: {exc} (is pcscd running?)") from None
 
 
@@ -49,10 +58,9 @@ class PcscCard:
     _connection: object
 
     def transmit(self, apdu: bytes) -> bytes:
-        _, exceptions, _, _ = _pyscard()
         try:
             data, sw1, sw2 = self._connection.transmit(list(apdu))
-        except exceptions.SmartcardException as exc:
+        except _failures() as exc:
             raise PcscError(f"{self.reader}: transmit failed: {exc}") from None
         return bytes(data) + bytes([sw1, sw2])
 
@@ -85,6 +93,11 @@ def _present(name: str) -> bool | None:
         scard.SCardReleaseContext(context)
 
 
+def readers() -> list[tuple[str, bool | None]]:
+    """Every PC/SC reader's name, and whether a card (a phone) is in it (None: unknown)."""
+    return [(name, _present(name)) for name in reader_names()]
+
+
 def wait_until_removed(wanted: str | None = None, *, wait: float = 30.0, poll: float = 0.1) -> bool:
     """Wait up to ``wait`` seconds for the reader to be empty (the phone taken away): True
     when it is."""
@@ -107,7 +120,12 @@ def tapped(wanted: str | None = None, *, wait: float = 30.0, poll: float = 0.1) 
 
     system, exceptions, scard, card_connection = _pyscard()
     name = _pick(reader_names(), wanted)
-    reader = next(r for r in system.readers() if str(r) == name)
+    try:
+        reader = next((r for r in system.readers() if str(r) == name), None)
+    except _failures() as exc:
+        raise PcscError(f"PC/SC: {exc} (is pcscd running?)") from None
+    if reader is None:
+        raise PcscError(f"PC/SC reader {name!r} went away")
     deadline = time.monotonic() + wait
     connection = reader.createConnection()
     while True:
@@ -119,6 +137,8 @@ def tapped(wanted: str | None = None, *, wait: float = 30.0, poll: float = 0.1) 
         except exceptions.CardConnectionException as exc:
             if "no smart card" not in str(exc).lower() and "removed" not in str(exc).lower():
                 raise PcscError(f"{name}: cannot connect: {exc}") from None
+        except _failures() as exc:
+            raise PcscError(f"{name}: cannot connect: {exc}") from None
         if time.monotonic() >= deadline:
             raise PcscError(f"{name}: no phone tapped within {wait:g} s")
         time.sleep(poll)

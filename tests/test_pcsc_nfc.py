@@ -198,3 +198,13 @@ def test_mcred_reader_serve_reads_taps_for_a_counter_page(world, bridge, tmp_pat
         assert 'mcred_reader_presentations_total{mode="nfc",valid="true"} 1.0' in metrics
     finally:
         _stop(proc)
+
+
+def test_mcred_reader_nfc_lists_the_readers(world, bridge):
+    bridge("--consent", str(world["consent"]))
+    env = dict(os.environ, MCRED_HOME=str(world["home"]))
+    done = subprocess.run([sys.executable, "-m", "mcred", "reader", "nfc", "--list", "--json"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    found = json.loads(done.stdout)
+    assert any(r["name"].startswith("Virtual PCD") and r["card"] for r in found), found

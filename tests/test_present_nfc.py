@@ -387,3 +387,22 @@ def test_one_tap_at_a_time(world):  # noqa: F811
     t.join(10)
     assert second.status_code == 409 and "reading another tap" in second.json()["detail"]
     assert first["r"].status_code == 200 and first["r"].json()["valid"]
+
+
+def test_no_pcscd_is_a_named_pcsc_error_not_a_crash(monkeypatch):
+    """pyscard's PC/SC layer raises its own exceptions (no pcscd: "Failed to establish
+    context"); the reader turns them into PcscError, which the CLI and the HTTP route name."""
+    pytest.importorskip("smartcard", reason="pyscard is not installed")
+    import smartcard.System
+    from smartcard.pcsc.PCSCExceptions import EstablishContextException
+
+    from reader import pcsc
+
+    def no_service(*_a):
+        raise EstablishContextException(0x8010001D)
+
+    monkeypatch.setattr(smartcard.System, "readers", no_service)
+    with pytest.raises(pcsc.PcscError, match="is pcscd running"):
+        pcsc.reader_names()
+    with pytest.raises(pcsc.PcscError, match="is pcscd running"), pcsc.tapped(wait=0.1):
+        pass

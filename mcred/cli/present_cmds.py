@@ -398,6 +398,7 @@ def register(app: typer.Typer) -> None:
         short: bool = typer.Option(False, "--short", help="Short APDUs only (commands of 255 bytes, answers of 256): for antennas without extended length."),
         loop: bool = typer.Option(False, "--loop", help="A counter's reader: read tap after tap (each phone must leave the reader before the next tap counts), a verdict each (with --json, one JSON object a line), until --count taps, Ctrl-C, or no phone within --wait; exit 0 if every tap was VALID, 1 if one was not, 2 if none was read."),
         count: int = typer.Option(0, "--count", min=0, help="With --loop: stop after this many taps (0: no limit)."),
+        list_readers: bool = typer.Option(False, "--list", help="List the PC/SC readers (index, name, whether a phone or card is in it) and exit."),
         wait: int = typer.Option(30, "--wait", min=1, max=3600, help="Seconds to wait for a phone on the PC/SC reader."),
         portrait: Path | None = typer.Option(None, "--portrait", callback=out_path, help="Save a disclosed portrait here."),
         save: Path | None = typer.Option(None, "--save", callback=out_path, help="Save the transcript for `mcred verify`."),
@@ -419,6 +420,21 @@ def register(app: typer.Typer) -> None:
         from wallet_sim.consent import ConsentError, RulesConsent
 
         console = Console(stderr=as_json)
+        if list_readers:
+            from reader.pcsc import readers
+
+            try:
+                found = readers()
+            except PcscError as exc:
+                _unusable(console, as_json, str(exc))
+            if as_json:
+                print(json.dumps([{"index": i, "name": n, "card": c} for i, (n, c) in enumerate(found)]))
+            for i, (name, card) in enumerate([] if as_json else found):
+                state = "a phone or card in it" if card else "empty" if card is False else "state unknown"
+                console.print(f"{i}  {name}  ({state})", highlight=False, markup=False)
+            if not found and not as_json:
+                console.print("no PC/SC reader", highlight=False)
+            raise typer.Exit(EXIT_OK)
         if phone is not None and pcsc_reader is not None:
             _unusable(console, as_json, "--phone taps a simulated phone in-process; --pcsc-reader reads one over "
                       "PC/SC: give one of them")
