@@ -16,14 +16,8 @@ import sys
 import time
 
 import pytest
-from fastapi import FastAPI
 from test_pcsc_opensc import BridgeProcess, _stop, pcscd  # noqa: F401 - the pcscd fixture
-from test_present_http import HOLDER, Server, free_port
-
-import wallet_sim
-from issuer.api.mdoc import routers as issuer_mdoc_routers
-from mcred.context import Context
-from mcred.provision import mdoc_service, parse_holder, provision
+from test_present_http import HOLDER, free_port, provisioned_issuer
 
 pytest.importorskip("smartcard", reason="pyscard (pip install 'mcred[nfc]'; needs libpcsclite-dev and swig) "
                     "is not installed")
@@ -33,28 +27,15 @@ CONSENT = {"documents": {"*": {"*": "*"}}}
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    home = tmp_path_factory.mktemp("home")
-    issuer_port = free_port()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MCRED_HOME", str(home))
-        mp.setenv("MCRED_PUBLIC_URL", f"http://127.0.0.1:{issuer_port}")
-        mp.delenv("MCRED_DATABASE_URL", raising=False)
-        ctx = Context.open(home)
-        phone = wallet_sim.create_phone(home)
-        provision(ctx, phone, parse_holder(HOLDER), key_type="p384", mdoc_batch=1,
-                  pin="1234", password="ABCD1234")
-        service = mdoc_service(ctx)
-        iaca = home / "iaca.pem"
-        from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives import serialization
 
+    home = tmp_path_factory.mktemp("home")
+    with provisioned_issuer(home, mdoc_batch=1) as (_ctx, phone, service):
+        iaca = home / "iaca.pem"
         iaca.write_bytes(service.iaca_certificate().public_bytes(serialization.Encoding.PEM))
         consent = home / "consent.json"
         consent.write_text(json.dumps(CONSENT))
-        issuer_app = FastAPI()
-        for r in issuer_mdoc_routers(lambda: service):
-            issuer_app.include_router(r)
-        with Server(issuer_app, issuer_port):
-            yield {"home": home, "phone": phone, "iaca": iaca, "consent": consent}
+        yield {"home": home, "phone": phone, "iaca": iaca, "consent": consent}
 
 
 def _card_in_vpcd() -> bool:

@@ -6,11 +6,13 @@ issuer reach the reader once its cached list is past the TTL (If-None-Match reva
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import socket
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -97,9 +99,11 @@ class ReaderClock:
         return dt.datetime.now(dt.UTC) + self.offset
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    home = tmp_path_factory.mktemp("home")
+@contextlib.contextmanager
+def provisioned_issuer(home: Path, *, mdoc_batch: int):
+    """A data directory ``home`` with one phone provisioned (P-384, ``mdoc_batch`` mdocs) by
+    an issuer whose public URL is a free local port, and its mdoc routes served there (the
+    status lists a reader fetches): yields ``(ctx, phone, service)`` while that runs."""
     issuer_port = free_port()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MCRED_HOME", str(home))
@@ -108,18 +112,26 @@ def world(tmp_path_factory):
         mp.setattr(os, "fsync", lambda fd: None)
         ctx = Context.open(home)
         phone = wallet_sim.create_phone(home)
-        provision(ctx, phone, parse_holder(HOLDER), key_type="p384", mdoc_batch=2,
+        provision(ctx, phone, parse_holder(HOLDER), key_type="p384", mdoc_batch=mdoc_batch,
                   pin="1234", password="ABCD1234")
         service = mdoc_service(ctx)
         issuer_app = FastAPI()
         for r in issuer_mdoc_routers(lambda: service):
             issuer_app.include_router(r)
+        with Server(issuer_app, issuer_port):
+            yield ctx, phone, service
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    with provisioned_issuer(home, mdoc_batch=2) as (ctx, phone, service):
         trust = TrustStore()
         trust.add(service.iaca_certificate())
         clock = ReaderClock()
         pipeline = reader_pipeline(trust=trust, clock=clock, require_status=True)
         reader = ReaderService(pipeline, [REQUEST])
-        with Server(issuer_app, issuer_port), Server(reader_app(reader), free_port()) as rs:
+        with Server(reader_app(reader), free_port()) as rs:
             yield {"ctx": ctx, "home": home, "phone": phone, "reader_url": rs.url,
                    "pipeline": pipeline, "clock": clock}
 
