@@ -438,22 +438,25 @@ def select_application(aid: bytes, what: str, *, not_found: str = "") -> Generat
         raise NfcError(f"SELECT {what} ({aid.hex().upper()}) answered {r.sw:04X}{hint}")
 
 
-def _read_file(file_id: int, length: int, chunk: int, what: str) -> Exchange:
+def _select_file(file_id: int, what: str) -> Generator[bytes, bytes, None]:
     r = _answer((yield _select(file_id.to_bytes(2, "big"), by_name=False)), f"SELECT {what}")
     if r.sw != codes.SW_OK:
         raise NfcError(f"SELECT {what} ({file_id:04X}) answered {r.sw:04X}")
+
+
+def _read_binary(start: int, length: int, chunk: int, what: str) -> Exchange:
+    """``length`` bytes of the selected file from ``start``, READ BINARY ``chunk`` at a time."""
     out = b""
     while len(out) < length:
         n = min(chunk, length - len(out))
-        offset = len(out)
+        offset = start + len(out)
         if offset > 0x7FFF:
             raise NfcError(f"{what}: offset {offset} beyond READ BINARY's 15 bits")
-        cmd = CommandApdu(0x00, INS_READ_BINARY, offset >> 8, offset & 0xFF, ne=n).to_bytes()
-        r = _answer((yield cmd), f"READ BINARY {what}")
-        if r.sw != codes.SW_OK:
-            raise NfcError(f"READ BINARY {what} at {offset} answered {r.sw:04X}")
-        if not r.data or len(r.data) > n:
-            raise NfcError(f"READ BINARY {what} at {offset}: {len(r.data)} bytes for {n} asked")
+        r = _answer((yield CommandApdu(0x00, INS_READ_BINARY, offset >> 8, offset & 0xFF, ne=n).to_bytes()),
+                    f"READ BINARY {what}")
+        if r.sw != codes.SW_OK or not r.data or len(r.data) > n:
+            raise NfcError(f"READ BINARY {what} at {offset} answered {r.sw:04X} with {len(r.data)} bytes "
+                           f"({n} asked)")
         out += r.data
     return out
 
@@ -466,16 +469,7 @@ def _read_ndef(cc: CapabilityContainer, chunk: int) -> Exchange:
     size = int.from_bytes(nlen.data, "big")
     if size + 2 > cc.ndef_max_size or size > 0x7FFD:
         raise NfcError(f"NDEF message length {size} exceeds the file's {cc.ndef_max_size} bytes")
-    out = b""
-    while len(out) < size:
-        n = min(chunk, size - len(out))
-        offset = 2 + len(out)
-        r = _answer((yield CommandApdu(0x00, INS_READ_BINARY, offset >> 8, offset & 0xFF, ne=n).to_bytes()),
-                    "READ BINARY NDEF")
-        if r.sw != codes.SW_OK or not r.data or len(r.data) > n:
-            raise NfcError(f"READ BINARY NDEF at {offset} answered {r.sw:04X} with {len(r.data)} bytes")
-        out += r.data
-    return out
+    return (yield from _read_binary(2, size, chunk, "NDEF"))
 
 
 def _write_ndef(message: bytes, chunk: int, what: str) -> Generator[bytes, bytes, None]:
@@ -518,12 +512,10 @@ def nfc_engagement(*, max_read: int = 0xFF, carrier: NfcCarrier | None = None,
     yield from select_application(NDEF_APPLICATION_AID, "NDEF application",
                                   not_found="no NFC engagement (no mdoc wallet on this phone, or the phone is "
                                             "locked: unlock it and tap again)")
-    head = yield from _read_file(CC_FILE_ID, 15, 15, "capability container")
-    cc = CapabilityContainer.decode(head)
+    yield from _select_file(CC_FILE_ID, "capability container")
+    cc = CapabilityContainer.decode((yield from _read_binary(0, 15, 15, "capability container")))
     chunk = max(1, min(cc.max_read, max_read))
-    r = _answer((yield _select(cc.ndef_file_id.to_bytes(2, "big"), by_name=False)), "SELECT NDEF file")
-    if r.sw != codes.SW_OK:
-        raise NfcError(f"SELECT NDEF file ({cc.ndef_file_id:04X}) answered {r.sw:04X}")
+    yield from _select_file(cc.ndef_file_id, "NDEF file")
     first = yield from _read_ndef(cc, chunk)
     if not first:
         raise NfcError("the NDEF file is empty: the phone offers no handover")
