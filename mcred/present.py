@@ -389,7 +389,7 @@ def present_nfc_in_process(wallet: Wallet, reader: ReaderSession, *,
     tag.deactivate()
     if on_steps:
         on_steps(tap_session.steps)
-    return _from_outcome(outcome, tag.session or wallet.start(), _pkcs8(reader.e_reader_private_key))
+    return _from_outcome(outcome, tag.session, _pkcs8(reader.e_reader_private_key))
 
 
 def nfc_presentation(parts: ReaderParts, *, wallet: Wallet | None = None, pcsc_reader: str | None = None,
@@ -411,9 +411,7 @@ def nfc_presentation(parts: ReaderParts, *, wallet: Wallet | None = None, pcsc_r
     tap_session = NfcReaderSession(session, **lengths)
     with tapped(pcsc_reader, wait=wait) as card:
         outcome = nfc_tap(_traced(card.transmit, trace), tap_session)
-    st = outcome.session_transcript
-    out = Presentation(outcome.result.to_json(), (), outcome.device_response, st.raw if st else None,
-                       _pkcs8(session.e_reader_private_key))
+    out = _from_outcome(outcome, None, _pkcs8(session.e_reader_private_key))
     return out, [f"phone on {card.reader} (ATR {card.atr.hex().upper()})", *tap_session.steps]
 
 
@@ -506,10 +504,11 @@ def _verdict(r, base: str, refused: str) -> dict:  # noqa: ANN001 - reader.fetch
 
 
 def _from_outcome(outcome: ReaderOutcome, session, key: bytes | None = None) -> Presentation:  # noqa: ANN001
-    """An in-process presentation: the reader's outcome and the wallet session's events."""
+    """A presentation from the reader's outcome and the wallet session's events (None: the
+    wallet is not ours to see, or no session began)."""
     st = outcome.session_transcript
-    return Presentation(outcome.result.to_json(), tuple(session.events), outcome.device_response,
-                        st.raw if st else None, key)
+    return Presentation(outcome.result.to_json(), tuple(session.events) if session is not None else (),
+                        outcome.device_response, st.raw if st else None, key)
 
 
 def _presented(result: dict, session) -> Presentation:  # noqa: ANN001 - a WalletSession
