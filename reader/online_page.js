@@ -129,56 +129,43 @@ if (typeof document !== "undefined") {
       "digital requests): use a browser that has it, on https or http://localhost; or a phone, by its QR code.", "bad"));
     button.disabled = true;
   }
+  // a button runs one exchange at a time and draws its verdict, or what went wrong
+  const onClick = (b, waiting, run) => b.addEventListener("click", async () => {
+    b.disabled = true;
+    if (waiting) out.replaceChildren(el("p", waiting));
+    try {
+      render(out, await run());
+    } catch (e) {
+      out.replaceChildren(el("p", `${e.name}: ${e.message}`, "bad"));
+    } finally {
+      b.disabled = false;
+    }
+  });
+  const unavailable = (b, why) => {
+    b.disabled = true;
+    b.title = why;
+  };
   const cross = document.getElementById("cross-device");
   if (document.body.dataset.crossDevice !== "true") {
-    cross.disabled = true;
-    cross.title = "this reader has no public URL for a phone to reach (mcred reader serve --public-url)";
+    unavailable(cross, "this reader has no public URL for a phone to reach (mcred reader serve --public-url)");
   }
-  cross.addEventListener("click", async () => {
-    cross.disabled = true;
-    try {
-      render(out, await crossDevice(base, {
-        onRequest: (request) => {
-          const img = el("img", undefined, "qr");
-          img.src = request.qr;
-          img.alt = "QR code of the authorization request";
-          const uri = el("code", request.uri, "uri");
-          out.replaceChildren(el("p", "scan with the phone's wallet; waiting for its answer..."), img, el("p"), uri);
-        },
-      }));
-    } catch (e) {
-      out.replaceChildren(el("p", `${e.name}: ${e.message}`, "bad"));
-    } finally {
-      cross.disabled = false;
-    }
-  });
+  onClick(cross, null, () => crossDevice(base, {
+    onRequest: (request) => {
+      const img = el("img", undefined, "qr");
+      img.src = request.qr;
+      img.alt = "QR code of the authorization request";
+      const uri = el("code", request.uri, "uri");
+      out.replaceChildren(el("p", "scan with the phone's wallet; waiting for its answer..."), img, el("p"), uri);
+    },
+  }));
   const nfc = document.getElementById("nfc");
   if (document.body.dataset.nfc !== "true") {
-    nfc.disabled = true;
-    nfc.title = "this reader has no NFC reader (mcred reader serve --pcsc-reader)";
+    unavailable(nfc, "this reader has no NFC reader (mcred reader serve --pcsc-reader)");
   }
-  nfc.addEventListener("click", async () => {
-    nfc.disabled = true;
-    out.replaceChildren(el("p", "tap a phone on the reader..."));
-    try {
-      render(out, await nfcTap(base));
-    } catch (e) {
-      out.replaceChildren(el("p", `${e.name}: ${e.message}`, "bad"));
-    } finally {
-      nfc.disabled = false;
-    }
-  });
-  button.addEventListener("click", async () => {
-    button.disabled = true;
-    out.replaceChildren(el("p", "waiting for the wallet..."));
-    try {
-      // the protocols this reader asks with, as its page says (else each is tried)
-      const offered = document.body.dataset.protocols?.split(" ").filter((p) => PROTOCOLS.includes(p));
-      render(out, await present(base, offered?.length ? { protocols: offered } : {}));
-    } catch (e) {
-      out.replaceChildren(el("p", `${e.name}: ${e.message}`, "bad"));
-    } finally {
-      button.disabled = false;
-    }
+  onClick(nfc, "tap a phone on the reader...", () => nfcTap(base));
+  onClick(button, "waiting for the wallet...", () => {
+    // the protocols this reader asks with, as its page says (else each is tried)
+    const offered = document.body.dataset.protocols?.split(" ").filter((p) => PROTOCOLS.includes(p));
+    return present(base, offered?.length ? { protocols: offered } : {});
   });
 }
