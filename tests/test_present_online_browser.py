@@ -52,17 +52,15 @@ def test_the_page_shows_a_qr_code_a_phone_answers_and_draws_the_verdict(tmp_path
     """Cross-device in the real browser: the QR code (an SVG data: URI) loads under the page's
     CSP, the phone (our wallet, behind a small endpoint) scans the URI the page shows and
     posts its answer to the reader, and the page, polling, draws VALID."""
-    from test_present_kit import Clock, make_phone
+    from test_present_kit import Clock, reader_world
 
     import wallet_sim
     from mcred.present import wallet_cross_device
     from wallet_sim.consent import RulesConsent
     from wallet_sim.wallet import Wallet
 
-    pki = make_pki()
-    home = tmp_path / "home"
-    home.mkdir()
-    phone = make_phone(home, pki)
+    world = reader_world(tmp_path)
+    pki, home, phone = world["pki"], world["home"], world["phone"]
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     service = ReaderService(kit_pipeline(pki), [RequestSpec(DOCTYPE, {NS: {"family_name": False}})], origin=base,

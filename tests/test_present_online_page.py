@@ -15,7 +15,7 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from test_present_http import Server, free_port
-from test_present_kit import DOCTYPE, NS, Clock, kit_pipeline, make_phone, make_pki
+from test_present_kit import DOCTYPE, NS, Clock, kit_pipeline, make_pki, reader_world
 
 import wallet_sim
 from mcred.present import reader_app
@@ -26,6 +26,21 @@ from wallet_sim.wallet import Wallet
 
 PAGE_JS = Path(__file__).resolve().parents[1] / "reader" / "online_page.js"
 REQUEST = RequestSpec(DOCTYPE, {NS: {"family_name": False, "age_over_20": False}})
+
+
+def page_script(name: str, args: str, call: str, prelude: str = "") -> str:
+    """A node module that imports ``name`` from the page's script, takes ``args`` from its
+    command line, and prints as JSON what awaiting ``call`` gives (or ``{"error"}``)."""
+    return f"""
+import {{ {name} }} from {json.dumps(PAGE_JS.as_uri())};
+const [{args}] = process.argv.slice(1);
+{prelude}
+try {{
+  console.log(JSON.stringify(await {call}));
+}} catch (e) {{
+  console.log(JSON.stringify({{ error: String(e) }}));
+}}
+"""
 
 
 def _service(pki, origin: str | None) -> ReaderService:
@@ -56,10 +71,8 @@ def test_the_page_is_served_with_its_origin_and_a_strict_policy():
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="needs node (Debian package nodejs) to run the page's script")
 def test_the_page_script_presents_through_a_live_reader(tmp_path):
-    pki = make_pki()
-    home = tmp_path / "home"
-    home.mkdir()
-    phone = make_phone(home, pki)
+    world = reader_world(tmp_path)
+    pki, home, phone = world["pki"], world["home"], world["phone"]
     port = free_port()
     origin = f"http://127.0.0.1:{port}"
 
@@ -73,21 +86,13 @@ def test_the_page_script_presents_through_a_live_reader(tmp_path):
         chosen = next(r for r in body["requests"] if r["protocol"] == body["protocol"])
         return Wallet(se.transmit, consent, clock=Clock()).online(body["origin"]).respond(chosen)
 
-    script = """
-import { present } from @@PAGE@@;
-const [base, walletUrl, origin, protocol] = process.argv.slice(1);
+    script = page_script("present", "base, walletUrl, origin, protocol", "present(base, { get })", prelude="""
 const get = async (options) => {
   const r = await fetch(walletUrl, { method: "POST", headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ requests: options.digital.requests, protocol, origin }) });
   const answer = await r.json();
   return { protocol: answer.protocol, data: answer.data };  // a DigitalCredential's members
-};
-try {
-  console.log(JSON.stringify(await present(base, { get })));
-} catch (e) {
-  console.log(JSON.stringify({ error: String(e) }));
-}
-""".replace("@@PAGE@@", json.dumps(PAGE_JS.as_uri()))
+};""")
     with Server(reader_app(_service(pki, origin)), port) as reader, Server(wallet_app, free_port()) as wallet:
         def run(as_origin: str, protocol: str) -> dict:
             done = subprocess.run(["node", "--input-type=module", "-e", script, reader.url, f"{wallet.url}/wallet",
@@ -144,24 +149,14 @@ def test_the_page_shows_a_qr_code_and_draws_the_verdict_the_phone_posted(tmp_pat
 
     from mcred.present import wallet_cross_device
 
-    pki = make_pki()
-    home = tmp_path / "home"
-    home.mkdir()
-    phone = make_phone(home, pki)
+    world = reader_world(tmp_path)
+    pki, home, phone = world["pki"], world["home"], world["phone"]
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     service = ReaderService(kit_pipeline(pki), [REQUEST], origin=base, public_url=base)
     assert 'data-cross-device="true"' in TestClient(reader_app(service)).get("/online").text
-    script = """
-import { crossDevice } from @@PAGE@@;
-const [base] = process.argv.slice(1);
-try {
-  const verdict = await crossDevice(base, { waitS: 1, onRequest: (r) => console.log(JSON.stringify(r)) });
-  console.log(JSON.stringify(verdict));
-} catch (e) {
-  console.log(JSON.stringify({ error: String(e) }));
-}
-""".replace("@@PAGE@@", json.dumps(PAGE_JS.as_uri()))
+    script = page_script("crossDevice", "base",
+                         "crossDevice(base, { waitS: 1, onRequest: (r) => console.log(JSON.stringify(r)) })")
     with Server(reader_app(service), port) as reader:
         node = subprocess.Popen(["node", "--input-type=module", "-e", script, reader.url], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
@@ -191,10 +186,8 @@ def test_the_page_reads_a_tap_on_the_readers_nfc_reader(tmp_path):
     from reader.nfc import tap
     from wallet_sim.nfc import NfcTag
 
-    pki = make_pki()
-    home = tmp_path / "home"
-    home.mkdir()
-    phone = make_phone(home, pki)
+    world = reader_world(tmp_path)
+    pki, home, phone = world["pki"], world["home"], world["phone"]
     consent = RulesConsent.from_mapping({"documents": {DOCTYPE: {NS: ["family_name"]}}})
 
     def tapper(session, wait):
@@ -205,24 +198,19 @@ def test_the_page_reads_a_tap_on_the_readers_nfc_reader(tmp_path):
     base = f"http://127.0.0.1:{port}"
     service = ReaderService(kit_pipeline(pki), [REQUEST], origin=base, tapper=tapper)
     assert 'data-nfc="true"' in TestClient(reader_app(service)).get("/online").text
-    script = """
-import { nfcTap } from @@PAGE@@;
-const [base] = process.argv.slice(1);
-try {
-  console.log(JSON.stringify(await nfcTap(base, { waitS: 5 })));
-} catch (e) {
-  console.log(JSON.stringify({ error: String(e) }));
-}
-""".replace("@@PAGE@@", json.dumps(PAGE_JS.as_uri()))
+    script = page_script("nfcTap", "base", "nfcTap(base, { waitS: 5 })")
+
+    def run(url: str) -> dict:
+        done = subprocess.run(["node", "--input-type=module", "-e", script, url], capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
     with Server(reader_app(service), port) as reader:
-        done = subprocess.run(["node", "--input-type=module", "-e", script, reader.url], capture_output=True,
-                              text=True, timeout=60)
-    verdict = json.loads(done.stdout)
+        verdict = run(reader.url)
     assert verdict.get("valid") and verdict["protocol"] == "nfc", verdict
     assert verdict["documents"][0]["elements"] == {NS: {"family_name": "山田"}}
     # a reader without an NFC reader: the page says why
     service.tapper = None
     with Server(reader_app(service), free_port()) as reader:
-        done = subprocess.run(["node", "--input-type=module", "-e", script, reader.url], capture_output=True,
-                              text=True, timeout=60)
-    assert "HTTP 404 this reader has no NFC reader" in json.loads(done.stdout)["error"]
+        assert "HTTP 404 this reader has no NFC reader" in run(reader.url)["error"]
