@@ -263,10 +263,7 @@ class ReaderService:
             spent = time.perf_counter() - t0
         finally:
             self._tap_lock.release()
-        if self.on_outcome is not None:
-            self.on_outcome(outcome, spent)
-        if self.save_dir is not None and outcome.device_response is not None:
-            self._save(f"nfc-{secrets.token_urlsafe(8)}", outcome, session.e_reader_private_key)
+        self._verified(f"nfc-{secrets.token_urlsafe(8)}", outcome, spent, session.e_reader_private_key)
         return outcome
 
     def open_online(self, protocol: str = dcapi.PROTOCOL) -> tuple[str, dict]:
@@ -350,11 +347,15 @@ class ReaderService:
         except ValueError:  # nothing json_value makes; should it happen, the route renders (and fails) itself
             verdict = None
         self.store.finish(sid, outcome, verdict)
+        self._verified(sid, outcome, spent, session.e_reader_private_key)
+        return session.terminate()
+
+    def _verified(self, name: str, outcome: ReaderOutcome, spent: float, key) -> None:  # noqa: ANN001
+        """A verdict reached (a session's or a tap's): counted, and its transcript saved."""
         if self.on_outcome is not None:
             self.on_outcome(outcome, spent)
         if self.save_dir is not None and outcome.device_response is not None:
-            self._save(sid, outcome, session.e_reader_private_key)
-        return session.terminate()
+            self._save(name, outcome, key)
 
     def outcome(self, sid: str) -> ReaderOutcome | None | bool:
         """The outcome, None for an unknown session, False while pending. Only the in-memory
