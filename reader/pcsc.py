@@ -41,12 +41,17 @@ def _failures() -> tuple[type[Exception], ...]:
     return exceptions.SmartcardException, BaseSCardException
 
 
-def reader_names() -> list[str]:
+def _readers() -> list:
+    """pyscard's reader objects."""
     system, _, _, _ = _pyscard()
     try:
-        return [str(r) for r in system.readers()]
+        return list(system.readers())
     except _failures() as exc:
         raise PcscError(f"PC/SC: {exc} (is pcscd running?)") from None
+
+
+def reader_names() -> list[str]:
+    return [str(r) for r in _readers()]
 
 
 @dataclass
@@ -118,14 +123,10 @@ def tapped(wanted: str | None = None, *, wait: float = 30.0, poll: float = 0.1) 
     name's part or an index; the first reader if None), connect, and unpower it when done."""
     import time
 
-    system, exceptions, scard, card_connection = _pyscard()
-    name = _pick(reader_names(), wanted)
-    try:
-        reader = next((r for r in system.readers() if str(r) == name), None)
-    except _failures() as exc:
-        raise PcscError(f"PC/SC: {exc} (is pcscd running?)") from None
-    if reader is None:
-        raise PcscError(f"PC/SC reader {name!r} went away")
+    _, exceptions, scard, card_connection = _pyscard()
+    found = {str(r): r for r in _readers()}
+    name = _pick(list(found), wanted)
+    reader = found[name]
     deadline = time.monotonic() + wait
     connection = reader.createConnection()
     while True:
