@@ -108,17 +108,15 @@ def _nfc_loop(console: Console, parts, *, pcsc_reader: str | None, wait: float, 
     verdicts: list[bool] = []
     try:
         while count == 0 or len(verdicts) < count:
-            if verdicts:
-                if not as_json:
-                    console.print("take the phone away, then tap the next one...", highlight=False)
-                if not wait_until_removed(pcsc_reader, wait=wait):
+            if not as_json:
+                console.print("take the phone away, then tap the next one..." if verdicts
+                              else "tap a phone on the reader...", highlight=False)
+            try:
+                if verdicts and not wait_until_removed(pcsc_reader, wait=wait):
                     console.print(f"[yellow]the phone was not taken away within {wait:g} s[/]")
                     break
-            elif not as_json:
-                console.print("tap a phone on the reader...", highlight=False)
-            try:
                 out, steps = nfc_presentation(parts, pcsc_reader=pcsc_reader, wait=wait, short=short, trace=trace)
-            except PcscError as exc:
+            except PcscError as exc:  # no reader, no phone in time, pcscd gone between two taps
                 if not verdicts:
                     _unusable(console, as_json, str(exc))
                 if not as_json:
