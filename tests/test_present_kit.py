@@ -190,3 +190,43 @@ def reader_world(home: Path) -> dict:
     clock = Clock()
     pipe = kit_pipeline(pki, clock)
     return {"home": home, "pki": pki, "phone": make_phone(home, pki), "pipeline": pipe, "clock": clock}
+
+
+@dataclass
+class ReaderPki:
+    """A reader CA and one reader certificate (EKU mdlReaderAuth), for readerAuth."""
+
+    ca: x509.Certificate
+    leaf: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+
+    @property
+    def chain(self) -> list[bytes]:
+        return [self.leaf.public_bytes(serialization.Encoding.DER)]
+
+    @property
+    def signer(self):
+        return cose.key_signer(self.key)
+
+
+def reader_pki(cn: str = "Shop Reader 1", now: dt.datetime = T0) -> ReaderPki:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+
+    def name(common_name: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
+                          x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+    ca = (x509.CertificateBuilder().subject_name(name("Reader CA")).issuer_name(name("Reader CA"))
+          .public_key(ca_key.public_key()).serial_number(1).not_valid_before(now - dt.timedelta(days=1))
+          .not_valid_after(now + dt.timedelta(days=900))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    leaf = (x509.CertificateBuilder().subject_name(name(cn)).issuer_name(ca.subject)
+            .public_key(key.public_key()).serial_number(2).not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=300))
+            .add_extension(x509.ExtendedKeyUsage([x509.ObjectIdentifier("1.0.18013.5.1.6")]), critical=True)
+            .sign(ca_key, hashes.SHA256()))
+    return ReaderPki(ca, leaf, key)

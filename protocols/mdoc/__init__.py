@@ -37,7 +37,15 @@ from protocols.mdoc.mso import (
     StatusListRef,
     ValidityInfo,
 )
-from protocols.mdoc.request import DeviceRequest, DocRequest, ItemsRequest
+from protocols.mdoc.request import (
+    AlternativeDataElements,
+    DeviceRequest,
+    DeviceRequestInfo,
+    DocRequest,
+    DocRequestInfo,
+    ItemsRequest,
+    UseCase,
+)
 from protocols.mdoc.response import (
     STATUS_CBOR_DECODING_ERROR,
     STATUS_CBOR_VALIDATION_ERROR,
@@ -62,6 +70,7 @@ from protocols.mdoc.session import (
 from protocols.mdoc.transcript import (
     SessionTranscript,
     device_authentication_bytes,
+    reader_authentication_all_bytes,
     reader_authentication_bytes,
 )
 from protocols.mdoc.verify import (
@@ -86,11 +95,14 @@ __all__ = [
     "DeviceAuth",
     "DeviceEngagement",
     "DeviceKeyInfo",
+    "AlternativeDataElements",
     "DeviceRequest",
+    "DeviceRequestInfo",
     "DeviceResponse",
     "DeviceSigned",
     "DisclosedDocument",
     "DocRequest",
+    "DocRequestInfo",
     "Document",
     "DocumentCheck",
     "DocumentContext",
@@ -122,6 +134,7 @@ __all__ = [
     "SessionEstablishment",
     "SessionTranscript",
     "StatusListRef",
+    "UseCase",
     "ValidityInfo",
     "VerificationResult",
     "VerifiedChain",
@@ -138,6 +151,7 @@ __all__ = [
     "json_value",
     "key_authorizations_check",
     "make_items",
+    "reader_authentication_all_bytes",
     "reader_authentication_bytes",
     "sign_mso",
     "verify_chain",

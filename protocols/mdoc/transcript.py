@@ -127,3 +127,19 @@ def reader_authentication_bytes(session_transcript: SessionTranscript | bytes, i
     return _embed_raw_array(
         [cbor.dumps("ReaderAuthentication"), st.raw, cbor.dumps(cbor.CBORTag(24, items_request_bytes))]
     )
+
+
+def reader_authentication_all_bytes(
+    session_transcript: SessionTranscript | bytes,
+    items_request_bytes: Sequence[bytes],
+    device_request_info_bytes: bytes | None = None,
+) -> bytes:
+    """``ReaderAuthenticationAllBytes = #6.24(bstr .cbor ["ReaderAuthenticationAll",
+    SessionTranscript, [+ ItemsRequestBytes], DeviceRequestInfoBytes / null])``, what a
+    readerAuthAll signature covers (ISO/IEC 18013-5 second edition): every DocRequest's
+    ItemsRequest bytes in order, and the DeviceRequestInfo's (each inside its tag 24)."""
+    st = SessionTranscript.coerce(session_transcript)
+    items = [cbor.dumps(cbor.CBORTag(24, raw)) for raw in items_request_bytes]
+    head = cbor.dumps([None] * len(items))[:-len(items)] if items else b"\x80"
+    info = cbor.dumps(None if device_request_info_bytes is None else cbor.CBORTag(24, device_request_info_bytes))
+    return _embed_raw_array([cbor.dumps("ReaderAuthenticationAll"), st.raw, head + b"".join(items), info])

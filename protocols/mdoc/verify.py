@@ -783,29 +783,46 @@ def verify_reader_auth(
     trust_anchors: Sequence[x509.Certificate],
     now: dt.datetime,
 ) -> VerificationResult:
-    """readerAuth of every DocRequest (§9.1.4): chain to a reader CA, signature over
-    ReaderAuthenticationBytes. A DocRequest without readerAuth fails both checks."""
+    """Reader authentication of a DeviceRequest: each readerAuthAll signature (second
+    edition) over ReaderAuthenticationAllBytes, and each DocRequest's readerAuth (§9.1.4)
+    over its ReaderAuthenticationBytes; for each, the chain to a reader CA and the
+    signature. A DocRequest without readerAuth fails both checks, unless readerAuthAll
+    covers it."""
     req = device_request if isinstance(device_request, DeviceRequest) else DeviceRequest.decode(device_request)
     st = SessionTranscript.coerce(session_transcript)
     checks: list[Check] = []
+    if req.reader_auth_all:
+        detached = req.reader_authentication_all_bytes(st)
+        for i, auth in enumerate(req.reader_auth_all):
+            checks += _reader_signature(auth, detached, f"readerAuthAll[{i}]: ", "ReaderAuthenticationAllBytes",
+                                        trust_anchors, now)
     for doc in req.doc_requests:
         pre = f"{doc.items_request.doc_type}: "
         if doc.reader_auth is None:
-            checks += [Check(n, False, pre + "no readerAuth") for n in (READER_CERTIFICATE_CHAIN, READER_AUTHENTICATION)]
+            if not req.reader_auth_all:
+                checks += [Check(n, False, pre + "no readerAuth") for n in (READER_CERTIFICATE_CHAIN, READER_AUTHENTICATION)]
             continue
-        try:
-            chain = verify_chain(doc.reader_auth.x5chain, trust_anchors, now, eku=EKU_MDL_READER_AUTH)
-            checks.append(Check(READER_CERTIFICATE_CHAIN, True, pre + chain.leaf.subject.rfc4514_string()))
-            key = chain.public_key
-        except (ChainError, CoseError) as exc:
-            checks.append(Check(READER_CERTIFICATE_CHAIN, False, pre + str(exc)))
-            key = _leaf_key(doc.reader_auth.x5chain) if doc.reader_auth.x5chain else None
-        if key is None:
-            checks.append(Check(READER_AUTHENTICATION, False, pre + "no usable reader key"))
-            continue
-        try:
-            doc.reader_auth.verify(key, detached=reader_authentication_bytes(st, doc.items_request.raw))
-            checks.append(Check(READER_AUTHENTICATION, True, pre + f"alg {doc.reader_auth.alg} over ReaderAuthenticationBytes"))
-        except CoseError as exc:
-            checks.append(Check(READER_AUTHENTICATION, False, pre + str(exc)))
+        checks += _reader_signature(doc.reader_auth, reader_authentication_bytes(st, doc.items_request.raw), pre,
+                                    "ReaderAuthenticationBytes", trust_anchors, now)
     return VerificationResult(tuple(checks))
+
+
+def _reader_signature(auth: Sign1, detached: bytes, pre: str, what: str,
+                      trust_anchors: Sequence[x509.Certificate], now: dt.datetime) -> list[Check]:
+    checks = []
+    try:
+        chain = verify_chain(auth.x5chain, trust_anchors, now, eku=EKU_MDL_READER_AUTH)
+        checks.append(Check(READER_CERTIFICATE_CHAIN, True, pre + chain.leaf.subject.rfc4514_string()))
+        key = chain.public_key
+    except (ChainError, CoseError) as exc:
+        checks.append(Check(READER_CERTIFICATE_CHAIN, False, pre + str(exc)))
+        key = _leaf_key(auth.x5chain) if auth.x5chain else None
+    if key is None:
+        checks.append(Check(READER_AUTHENTICATION, False, pre + "no usable reader key"))
+        return checks
+    try:
+        auth.verify(key, detached=detached)
+        checks.append(Check(READER_AUTHENTICATION, True, pre + f"alg {auth.alg} over {what}"))
+    except CoseError as exc:
+        checks.append(Check(READER_AUTHENTICATION, False, pre + str(exc)))
+    return checks
