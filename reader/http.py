@@ -63,6 +63,7 @@ from protocols import cbor
 from protocols.mdoc import (
     Check,
     SessionData,
+    UseCase,
     VerificationResult,
     dcapi,
     is_issuer_signed,
@@ -196,8 +197,14 @@ class ReaderService:
         origin: str | None = None,
         public_url: str | None = None,
         tapper: Callable[[NfcReaderSession, float], ReaderOutcome] | None = None,
+        reader_auth_all: bool = False,
+        use_cases: Sequence[UseCase] = (),
     ) -> None:
         self.verifier = verifier
+        #: ISO 18013-5 second edition: sign every DeviceRequest once (readerAuthAll), and
+        #: the use cases its deviceRequestInfo carries (proximity, taps and Annex C)
+        self.reader_auth_all = reader_auth_all
+        self.use_cases = tuple(use_cases)
         #: How a tap reaches a phone on this reader's own NFC reader (:func:`reader.pcsc.tapper`):
         #: called with the tap's session and the seconds to wait for a phone, it returns the
         #: outcome or raises :class:`reader.errors.NfcReaderError`. None: no NFC reader.
@@ -230,7 +237,14 @@ class ReaderService:
         return self.store.blocking
 
     def _resume(self, key, transcript: bytes, request: bytes | None = None) -> ReaderSession:  # noqa: ANN001
-        return resume_any(self.requests, self.verifier, key, transcript, request)
+        session = resume_any(self.requests, self.verifier, key, transcript, request)
+        session.use_cases = self.use_cases  # what its answer is matched against
+        return session
+
+    def _iso(self) -> dict:
+        """How this reader's ISO DeviceRequests are made: readerAuth, readerAuthAll, use cases."""
+        return {"reader_signer": self.reader_signer, "reader_chain": self.reader_chain,
+                "reader_auth_all": self.reader_auth_all, "use_cases": self.use_cases}
 
     def verify_issuer_signed(self, data: bytes) -> VerificationResult | None:
         """The verifier's verdict on an IssuerSigned as issued (no session, no device
@@ -239,8 +253,7 @@ class ReaderService:
         return None if verify is None else verify(data)
 
     def open(self, engagement: bytes | str) -> tuple[str, bytes]:
-        session = ReaderSession(self.requests, self.verifier, reader_signer=self.reader_signer,
-                                reader_chain=self.reader_chain)
+        session = ReaderSession(self.requests, self.verifier, **self._iso())
         establishment = session.start(engagement)
         sid = secrets.token_urlsafe(16)
         self.store.add(sid, session, self.clock())
@@ -256,8 +269,7 @@ class ReaderService:
         if not self._tap_lock.acquire(blocking=False):
             raise NfcReaderBusy("the NFC reader is reading another tap")
         try:
-            session = ReaderSession(self.requests, self.verifier, reader_signer=self.reader_signer,
-                                    reader_chain=self.reader_chain)
+            session = ReaderSession(self.requests, self.verifier, **self._iso())
             t0 = time.perf_counter()
             outcome = self.tapper(NfcReaderSession(session), wait)
             spent = time.perf_counter() - t0
@@ -275,8 +287,7 @@ class ReaderService:
         kind = ONLINE_KINDS.get(protocol)
         if kind is None:
             raise ReaderSessionError(f"protocol {protocol!r:.60}: one of {', '.join(ONLINE_KINDS)}")
-        session = kind(self.requests, self.verifier, self.origin, reader_signer=self.reader_signer,
-                       reader_chain=self.reader_chain)
+        session = kind(self.requests, self.verifier, self.origin, **self._iso())
         request = session.start()
         sid = secrets.token_urlsafe(16)
         self.store.add(sid, session, self.clock())

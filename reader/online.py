@@ -26,11 +26,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from protocols.cose import CoseSigner
 from protocols.mdoc import (
     Check,
-    DeviceRequest,
-    DocRequest,
-    ItemsRequest,
     MdocError,
     SessionTranscript,
+    UseCase,
     VerificationResult,
     dcapi,
     oid4vp,
@@ -79,8 +77,10 @@ class _WebSession(ReaderSession):
         raise NotImplementedError
 
     def __init__(self, requests: Sequence[RequestSpec], verifier: Verifier, origin: str, *,
-                 reader_signer: CoseSigner | None = None, reader_chain: Sequence[bytes] = ()) -> None:
-        super().__init__(requests, verifier, reader_signer=reader_signer, reader_chain=reader_chain)
+                 reader_signer: CoseSigner | None = None, reader_chain: Sequence[bytes] = (),
+                 reader_auth_all: bool = False, use_cases: Sequence[UseCase] = ()) -> None:
+        super().__init__(requests, verifier, reader_signer=reader_signer, reader_chain=reader_chain,
+                         reader_auth_all=reader_auth_all, use_cases=use_cases)
         self.origin = check_origin(origin)
         self.request = None
 
@@ -157,11 +157,7 @@ class OnlineReaderSession(_WebSession):
         """The request object for the Digital Credentials API (``{"protocol", "data"}``)."""
         info = dcapi.EncryptionInfo.build(self._begin(engagement))
         self.transcript = dcapi.session_transcript(info, self.origin)
-        docs = [DocRequest.build(ItemsRequest.build(r.doc_type, r.items), reader_signer=self.reader_signer,
-                                 reader_chain=self.reader_chain or None,
-                                 session_transcript=self.transcript if self.reader_signer else None)
-                for r in self.requests]
-        self.request = dcapi.DcApiRequest(DeviceRequest(tuple(docs)).encode(), info)
+        self.request = dcapi.DcApiRequest(self._device_request().encode(), info)
         self.state = "awaiting_response"
         return self.request.to_json()
 
@@ -197,11 +193,13 @@ class Oid4vpReaderSession(_WebSession):
 
     def __init__(self, requests: Sequence[RequestSpec], verifier: Verifier, origin: str, *,
                  reader_signer: CoseSigner | None = None, reader_chain: Sequence[bytes] = (),
-                 signed: bool = False) -> None:
+                 signed: bool = False, reader_auth_all: bool = False, use_cases: Sequence[UseCase] = ()) -> None:
         """``signed``: the request a JWS by the reader's certificate (``openid4vp-v1-signed``,
         ``client_id`` from the certificate, ``expected_origins`` this origin), which needs
-        ``reader_signer`` and ``reader_chain``."""
-        super().__init__(requests, verifier, origin, reader_signer=reader_signer, reader_chain=reader_chain)
+        ``reader_signer`` and ``reader_chain``. ``reader_auth_all`` does not apply (a DCQL
+        query has no readerAuth); ``use_cases`` still judge the answer."""
+        super().__init__(requests, verifier, origin, reader_signer=reader_signer, reader_chain=reader_chain,
+                         use_cases=use_cases)
         if signed and (reader_signer is None or not self.reader_chain):
             raise ReaderSessionError("a signed OpenID4VP request needs the reader's certificate and key "
                                      "(mcred reader serve --reader-cert, --reader-key)")

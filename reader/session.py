@@ -20,16 +20,20 @@ from protocols.mdoc import (
     Check,
     DeviceEngagement,
     DeviceRequest,
+    DeviceRequestInfo,
     DocRequest,
+    DocRequestInfo,
     ItemsRequest,
     MdocError,
     SessionData,
     SessionEncryption,
     SessionEstablishment,
     SessionTranscript,
+    UseCase,
     VerificationResult,
 )
 from protocols.mdoc.session import SESSION_STATUS_TERMINATION
+from protocols.mdoc.verify import json_value
 from reader.errors import ReaderSessionError, RequestSpecError
 
 SESSION = "session"
@@ -43,6 +47,23 @@ class RequestSpec:
 
     doc_type: str
     items: Mapping[str, Mapping[str, bool]] = field(hash=False)
+    info: DocRequestInfo | None = None
+    """the second edition's requestInfo: alternatives, issuer identifiers, a size limit"""
+
+    def with_info(self, info: DocRequestInfo | None) -> RequestSpec:
+        return RequestSpec(self.doc_type, self.items, info)
+
+    def allowed(self) -> dict[str, set[str]]:
+        """What a document may disclose for this request: the items asked and, for each,
+        the elements of its alternativeDataElements sets."""
+        out = {ns: set(ids) for ns, ids in self.items.items()}
+        if self.info is not None:
+            for alt in self.info.alternative_data_elements:
+                if alt.requested[1] in self.items.get(alt.requested[0], {}):
+                    for s in alt.alternatives:
+                        for ns, ident in s:
+                            out.setdefault(ns, set()).add(ident)
+        return out
 
     @classmethod
     def parse(cls, doc_type: str, specs: Sequence[str], *, retain: bool = False) -> RequestSpec:
@@ -60,7 +81,10 @@ class RequestSpec:
         return cls(doc_type, items)
 
     def to_json(self) -> dict:
-        return {"docType": self.doc_type, "nameSpaces": {ns: dict(v) for ns, v in self.items.items()}}
+        out: dict[str, Any] = {"docType": self.doc_type, "nameSpaces": {ns: dict(v) for ns, v in self.items.items()}}
+        if self.info is not None:
+            out["requestInfo"] = json_value(self.info.to_cbor())
+        return out
 
 
 DEFAULT_REQUEST = RequestSpec(CARDSUB_DOCTYPE, {CARDSUB_DOCTYPE: {
@@ -94,15 +118,29 @@ class ReaderSession:
         *,
         reader_signer: CoseSigner | None = None,
         reader_chain: Sequence[bytes] = (),
+        reader_auth_all: bool = False,
+        use_cases: Sequence[UseCase] = (),
     ) -> None:
+        """``reader_auth_all``: sign once over every DocRequest (second edition's
+        readerAuthAll) instead of each DocRequest's readerAuth. ``use_cases``: the second
+        edition's deviceRequestInfo use cases (document sets by index into ``requests``)."""
         if not requests:
             raise ReaderSessionError("a reader session needs at least one RequestSpec")
         if reader_signer is not None and not reader_chain:
             raise ReaderSessionError("readerAuth needs the reader certificate chain")
+        if reader_auth_all and reader_signer is None:
+            raise ReaderSessionError("readerAuthAll needs a reader key (reader_signer)")
+        for n, case in enumerate(use_cases):
+            for ids in case.document_sets:
+                if not ids or any(not 0 <= i < len(requests) for i in ids):
+                    raise ReaderSessionError(f"use case {n}: a document set names requests {list(ids)}, "
+                                             f"there are {len(requests)}")
         self.requests = tuple(requests)
         self.verifier = verifier
         self.reader_signer = reader_signer
         self.reader_chain = list(reader_chain)
+        self.reader_auth_all = reader_auth_all
+        self.use_cases = tuple(use_cases)
         self.state: Literal["idle", "awaiting_response", "done"] = "idle"
         self.transcript: SessionTranscript | None = None
         self.outcome: ReaderOutcome | None = None
@@ -164,15 +202,23 @@ class ReaderSession:
             self._crypto = SessionEncryption.for_reader(self._key, de.e_device_key, self.transcript)
         except MdocError as exc:
             raise ReaderSessionError(f"session keys: {exc}") from exc
-        docs = []
-        for r in self.requests:
-            items = ItemsRequest.build(r.doc_type, r.items)
-            docs.append(DocRequest.build(items, reader_signer=self.reader_signer,
-                                         reader_chain=self.reader_chain or None,
-                                         session_transcript=self.transcript if self.reader_signer else None))
-        request = DeviceRequest(tuple(docs)).encode()
+        request = self._device_request().encode()
         self.state = "awaiting_response"
         return SessionEstablishment.build(e_reader_key, self._crypto.encrypt(request)).encode()
+
+    def _device_request(self) -> DeviceRequest:
+        """The DeviceRequest for :attr:`requests` in this session's transcript: each
+        DocRequest signed (readerAuth), or all at once (readerAuthAll), or none."""
+        each = self.reader_signer is not None and not self.reader_auth_all
+        docs = [DocRequest.build(ItemsRequest.build(r.doc_type, r.items, info=r.info),
+                                 reader_signer=self.reader_signer if each else None,
+                                 reader_chain=self.reader_chain or None,
+                                 session_transcript=self.transcript if each else None)
+                for r in self.requests]
+        return DeviceRequest.build(
+            docs, device_request_info=DeviceRequestInfo.build(self.use_cases) if self.use_cases else None,
+            reader_signer=self.reader_signer if self.reader_auth_all else None,
+            reader_chain=self.reader_chain, session_transcript=self.transcript if self.reader_auth_all else None)
 
     def _finish(self, outcome: ReaderOutcome) -> ReaderOutcome:
         self.state = "done"
@@ -214,13 +260,15 @@ class ReaderSession:
 
     def _matches(self, result: VerificationResult) -> tuple[Check, ...]:
         """Every disclosed document and element was asked for (the mdoc returns nothing else,
-        §8.3.2.1.2.2), and every disclosed document of a requested docType carries at least
-        one requested element: IssuerSigned may lawfully omit nameSpaces, but a reader that
-        asked for items must not see "valid" over none (specs/mdoc-encoding.md). Checked only
-        when documents were disclosed (no documents fails other checks already)."""
+        §8.3.2.1.2.2; an element of an alternativeDataElements set of an asked element counts
+        as asked), every disclosed document of a requested docType carries at least one
+        requested element: IssuerSigned may lawfully omit nameSpaces, but a reader that asked
+        for items must not see "valid" over none (specs/mdoc-encoding.md), and with use cases,
+        each mandatory one has a document set wholly disclosed. Checked only when documents
+        were disclosed (no documents fails other checks already)."""
         if not result.documents:
             return ()
-        asked = {r.doc_type: r.items for r in self.requests}
+        asked = {r.doc_type: r.allowed() for r in self.requests}
         extra, empty = [], []
         for doc in result.documents:
             items = asked.get(doc.doc_type)
@@ -228,13 +276,19 @@ class ReaderSession:
                 extra.append(f"docType {doc.doc_type} not requested")
                 continue
             for ns, elements in doc.elements.items():
-                extra += [f"{ns}/{e}" for e in elements if e not in items.get(ns, {})]
+                extra += [f"{ns}/{e}" for e in elements if e not in items.get(ns, ())]
             if not any(doc.elements.values()):
                 empty.append(doc.doc_type)
         if extra:
             return (Check(MATCHES_REQUEST, False, "not requested: " + ", ".join(extra[:10])),)
         if empty:
             return (Check(MATCHES_REQUEST, False, "no requested element disclosed in " + ", ".join(empty)),)
+        returned = {d.doc_type for d in result.documents}
+        for n, case in enumerate(self.use_cases):
+            if case.mandatory and not any(all(self.requests[i].doc_type in returned for i in ids)
+                                          for ids in case.document_sets):
+                sets = " or ".join("+".join(self.requests[i].doc_type for i in ids) for ids in case.document_sets)
+                return (Check(MATCHES_REQUEST, False, f"mandatory use case {n} not met: none of {sets} disclosed"),)
         n = sum(len(e) for d in result.documents for e in d.elements.values())
         return (Check(MATCHES_REQUEST, True, f"{n} disclosed element(s), all requested"),)
 

@@ -55,6 +55,9 @@ class ConsentRequest:
     cross-device request, the origin its answer is posted to (its response_uri's)"""
     cross_device: bool = False
     """an OpenID4VP request scanned from a QR code, not handed over by a browser"""
+    instead_of: Mapping[tuple[str, str], tuple[str, str]] = field(default_factory=dict, hash=False)
+    """(namespace, identifier) of an item in ``items`` -> the asked item it stands in for,
+    which this document does not hold (a second-edition request's alternativeDataElements)"""
 
 
 Released = dict[str, set[str]]
@@ -175,6 +178,8 @@ class InteractiveConsent:
             for ident, retain in ids.items():
                 held = ident in request.available.get(ns, frozenset())
                 note = " (will be RETAINED)" if retain else ""
+                if (ns, ident) in request.instead_of:
+                    note += " (in place of {} / {}, which this document does not hold)".format(*request.instead_of[(ns, ident)])
                 if not held:
                     self.show(f"  {ns} / {ident}: not held")
                     continue

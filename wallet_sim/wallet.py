@@ -18,6 +18,7 @@ decoding), 12 (CBOR validation), §8.3.2.1.2.3. Refused items go into the Docume
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
@@ -158,6 +159,28 @@ class HeldCredential:
     def doc_type(self) -> str:
         return self.mso.doc_type
 
+    @functools.cached_property
+    def issuer_key_ids(self) -> frozenset[bytes]:
+        """The key identifiers of the authorities above the document signer, as a second-
+        edition request's ``issuerIdentifiers`` name them: each x5chain certificate's
+        authorityKeyIdentifier, and each CA certificate's subjectKeyIdentifier."""
+        ids: set[bytes] = set()
+        try:
+            chain = [x509.load_der_x509_certificate(c) for c in self.issuer_signed.issuer_auth.x5chain]
+        except Exception:  # noqa: BLE001 - an unreadable chain names no issuer
+            return frozenset()
+        for i, cert in enumerate(chain):
+            for ext, attr in ((x509.AuthorityKeyIdentifier, "key_identifier"), (x509.SubjectKeyIdentifier, "digest")):
+                if ext is x509.SubjectKeyIdentifier and i == 0:
+                    continue  # the document signer's own key is not an issuing authority's
+                try:
+                    value = getattr(cert.extensions.get_extension_for_class(ext).value, attr)
+                except (x509.ExtensionNotFound, ValueError):
+                    continue
+                if value:
+                    ids.add(bytes(value))
+        return frozenset(ids)
+
 
 # -- what happened in a session (for the UI and the tests) -------------------------------
 
@@ -247,9 +270,11 @@ class Wallet:
             out.append(held)
         return out
 
-    def choose(self, doc_type: str, now: dt.datetime) -> HeldCredential | None:
-        """The least presented valid credential of ``doc_type`` (fresh MSO per presentation)."""
-        held = [c for c in self.credentials() if c.doc_type == doc_type]
+    def choose(self, doc_type: str, now: dt.datetime, issuers: Sequence[bytes] = ()) -> HeldCredential | None:
+        """The least presented valid credential of ``doc_type`` (fresh MSO per presentation);
+        with ``issuers`` (a request's issuerIdentifiers), only one those authorities issued."""
+        held = [c for c in self.credentials() if c.doc_type == doc_type
+                and (not issuers or not c.issuer_key_ids.isdisjoint(issuers))]
         valid = [c for c in held if c.mso.validity_info.valid_from <= now <= c.mso.validity_info.valid_until]
         pool = valid or held
         if not pool:
@@ -375,9 +400,22 @@ class WalletSession:
         except MdocError as exc:
             return self._error_response(STATUS_CBOR_VALIDATION_ERROR, f"DeviceRequest: {exc}")
         documents, doc_errors = [], []
+        everyone = self._reader_all(request)
+        now = self.wallet.clock()
+
+        def can_answer(_: int, doc_request: DocRequest) -> bool:
+            items = doc_request.items_request
+            issuers = items.info.issuer_identifiers if items.info is not None else ()
+            return self.wallet.choose(items.doc_type, now, issuers) is not None
+
+        chosen, unmet = request.chosen(can_answer)
+        if unmet:
+            self.events.append(WalletEvent("use_cases", "no document set of use case(s) "
+                                           + ", ".join(map(str, unmet)) + " can be answered"))
         try:
-            for doc_request in request.doc_requests:
-                doc = self._document(doc_request)
+            for i in chosen:
+                doc_request = request.doc_requests[i]
+                doc = self._document(doc_request, everyone if doc_request.reader_auth is None else None)
                 if doc is None:
                     doc_errors.append({doc_request.items_request.doc_type: ERROR_DATA_NOT_RETURNED})
                 else:
@@ -386,41 +424,62 @@ class WalletSession:
             return self._error_response(STATUS_GENERAL_ERROR, f"secure element: {exc}")
         return DeviceResponse(tuple(documents), tuple(doc_errors)).encode()
 
-    def _reader(self, doc_request: DocRequest) -> ReaderIdentity | None:
-        auth = doc_request.reader_auth
-        if auth is None:
+    def _reader_all(self, request: DeviceRequest) -> ReaderIdentity | None:
+        """Who the reader is by readerAuthAll (second edition), if it signed that way: the
+        first signature's certificate; verified only if every signature is."""
+        if not request.reader_auth_all:
             return None
-        subject = None
+        # the DocRequests' own readerAuth, if any, are the per-document identities' business
+        bare = DeviceRequest(tuple(DocRequest(d.items_request) for d in request.doc_requests), request.version,
+                             request.device_request_info, request.reader_auth_all)
+        result = verify_reader_auth(bare, session_transcript=self.transcript,
+                                    trust_anchors=self.wallet.reader_trust_anchors, now=self.wallet.clock())
+        return self._identity(request.reader_auth_all[0], result.checks)
+
+    def _identity(self, auth, checks) -> ReaderIdentity:
         try:
             subject = x509.load_der_x509_certificate(auth.x5chain[0]).subject.rfc4514_string()
         except (ValueError, IndexError, MdocError, Exception):  # noqa: BLE001 - shown as unknown
             subject = None
+        sigs = [c for c in checks if c.name == READER_AUTHENTICATION]
+        chains = [c for c in checks if c.name == READER_CERTIFICATE_CHAIN]
+        failed = next((c for c in chains if not c.passed), None)
+        return ReaderIdentity(subject, bool(sigs) and all(c.passed for c in sigs),
+                              bool(chains) and failed is None, "" if failed is None else failed.reason)
+
+    def _reader(self, doc_request: DocRequest) -> ReaderIdentity | None:
+        auth = doc_request.reader_auth
+        if auth is None:
+            return None
         result = verify_reader_auth(DeviceRequest((doc_request,)), session_transcript=self.transcript,
                                     trust_anchors=self.wallet.reader_trust_anchors, now=self.wallet.clock())
-        sig = result.check(READER_AUTHENTICATION)
-        chain = result.check(READER_CERTIFICATE_CHAIN)
-        return ReaderIdentity(subject, bool(sig and sig.passed), bool(chain and chain.passed),
-                              "" if chain is None or chain.passed else chain.reason)
+        return self._identity(auth, result.checks)
 
     def _document(self, doc_request: DocRequest, reader: ReaderIdentity | None = None):
         items = doc_request.items_request
+        info = items.info
         reader = reader if reader is not None else self._reader(doc_request)
         now = self.wallet.clock()
-        held = self.wallet.choose(items.doc_type, now)
+        held = self.wallet.choose(items.doc_type, now, info.issuer_identifiers if info is not None else ())
         requested = {ns: frozenset(ids) for ns, ids in items.name_spaces.items()}
         if held is None:
-            self.events.append(WalletEvent("response", "docType not held", items.doc_type, reader,
-                                           refused=requested))
+            why = ("docType not held" if info is None or not info.issuer_identifiers
+                   or self.wallet.choose(items.doc_type, now) is None
+                   else "docType not held from any of the reader's issuerIdentifiers")
+            self.events.append(WalletEvent("response", why, items.doc_type, reader, refused=requested))
             return None
-        consent_request = ConsentRequest(items.doc_type, items.name_spaces, reader, held.elements, self.origin,
-                                         cross_device=isinstance(self, CrossDeviceWalletSession))
+        asked, instead_of = self._with_alternatives(items.name_spaces, info, held)
+        consent_request = ConsentRequest(items.doc_type, asked, reader, held.elements, self.origin,
+                                         cross_device=isinstance(self, CrossDeviceWalletSession),
+                                         instead_of=instead_of)
         try:
             decided = self.wallet.consent.decide(consent_request)
         except Exception as exc:  # noqa: BLE001 - a failing prompt refuses everything
             decided = {}
             self.events.append(WalletEvent("error", f"consent: {type(exc).__name__}: {exc}"))
+        wanted = {ns: frozenset(ids) for ns, ids in asked.items()}
         released = {ns: frozenset(ids & set(decided.get(ns, ())) & held.elements.get(ns, frozenset()))
-                    for ns, ids in requested.items()}
+                    for ns, ids in wanted.items()}
         released = {ns: ids for ns, ids in released.items() if ids}
         refused = {ns: frozenset(ids - released.get(ns, frozenset())) for ns, ids in requested.items()}
         refused = {ns: ids for ns, ids in refused.items() if ids}
@@ -437,10 +496,42 @@ class WalletSession:
             z = self.wallet.applet.key_agreement(held.slot, self._e_reader_point)
             doc = build_document(held.issuer_signed, self.transcript, disclose=released,
                                  emac_key=derive_emac_key(z, self.transcript), errors=errors or None)
+        if info is not None and info.maximum_response_size is not None:
+            size = len(cbor.dumps(doc.to_cbor()))
+            if size > info.maximum_response_size:
+                self.events.append(WalletEvent(
+                    "response", f"document of {size} bytes is over the reader's maximumResponseSize "
+                    f"({info.maximum_response_size})", items.doc_type, reader, refused=requested, slot=held.slot))
+                return None
         self.wallet._note_use(held.slot)
-        self.events.append(WalletEvent("response", f"released {sum(map(len, released.values()))} item(s)",
+        stood_in = [f"{a[1]} in place of {r[1]}" for a, r in instead_of.items() if a[1] in released.get(a[0], ())]
+        self.events.append(WalletEvent("response", f"released {sum(map(len, released.values()))} item(s)"
+                                       + (f" ({', '.join(stood_in)})" if stood_in else ""),
                                        items.doc_type, reader, released, refused, slot=held.slot))
         return doc
+
+    @staticmethod
+    def _with_alternatives(name_spaces, info, held: HeldCredential):
+        """The items to put to the holder: those asked, and for each asked element this
+        document does not hold, the first of its alternativeDataElements sets (second
+        edition) whose elements it all holds, with the asked element's intent to retain.
+        Also which alternative stands in for which asked element (shown to the holder)."""
+        asked = {ns: dict(ids) for ns, ids in name_spaces.items()}
+        instead_of: dict[tuple[str, str], tuple[str, str]] = {}
+        if info is None or not info.alternative_data_elements:
+            return asked, instead_of
+        for ns, ids in name_spaces.items():
+            for ident, retain in ids.items():
+                if ident in held.elements.get(ns, frozenset()):
+                    continue
+                for alternative in info.alternatives_for((ns, ident)):
+                    if all(e in held.elements.get(n, frozenset()) for n, e in alternative):
+                        for ref in alternative:
+                            if ref[1] not in asked.get(ref[0], {}):
+                                asked.setdefault(ref[0], {})[ref[1]] = retain
+                                instead_of[ref] = (ns, ident)
+                        break
+        return asked, instead_of
 
 
 
