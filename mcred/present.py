@@ -11,6 +11,7 @@ applet's own STORE DATA records (specs/mdoc-applet.md section 4).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -22,13 +23,22 @@ from typing import NamedTuple
 from urllib.parse import urlencode
 
 import httpx
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from fastapi import FastAPI
 
 from protocols import cbor
 from protocols import certs as x509certs
 from protocols.gp import HostChannel, StaticKeys
-from protocols.mdoc import Check, SessionTranscript, VerificationResult, dcapi, nfc, oid4vp
+from protocols.mdoc import (
+    Check,
+    DocRequestInfo,
+    SessionTranscript,
+    VerificationResult,
+    dcapi,
+    nfc,
+    oid4vp,
+)
 from reader import sessions as reader_sessions
 from reader.ds_crl import DsCrlCheck
 from reader.errors import ReaderSessionError
@@ -151,6 +161,7 @@ class ReaderParts(NamedTuple):
     reader_signer: object | None
     reader_chain: list[bytes]
     jpki_roots: list
+    reader_auth_all: bool = False
 
 
 @dataclass(frozen=True)
@@ -188,6 +199,15 @@ class ReaderServeConfig:
     #: The PC/SC reader (a part of its name, or an index) whose taps POST /nfc/taps reads;
     #: None: no NFC reader.
     pcsc_reader: str | None = None
+    #: ISO/IEC 18013-5 second edition (DeviceRequest 1.1): one readerAuthAll signature over
+    #: the whole request instead of a readerAuth per DocRequest (needs the reader's key)
+    reader_auth_all: bool = False
+    #: alternativeDataElements, ``NS:ID=NS:ID[+NS:ID][|NS:ID...]`` each
+    alternatives: tuple[str, ...] = ()
+    #: issuerIdentifiers: ask only for documents of the trusted IACAs (their key identifiers)
+    issuer_identifiers: bool = False
+    #: maximumResponseSize (bytes) of the document asked for; None: no limit
+    max_response_size: int | None = None
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__)
@@ -219,6 +239,7 @@ class ReaderServeConfig:
                 anchors = [c for p in self.vical_trust for c in x509certs.load_pem_all(Path(p).read_bytes())]
                 store.import_vical(Path(self.vical).read_bytes(), vical_anchors=anchors, now=dt.datetime.now(dt.UTC))
             spec = RequestSpec.parse(self.doctype, list(self.request)) if self.request else DEFAULT_REQUEST
+            spec = self._second_edition(spec, store)
             signer, chain = None, []
             if (self.reader_cert is None) != (self.reader_key is None):
                 raise ValueError("--reader-cert and --reader-key go together")
@@ -234,18 +255,44 @@ class ReaderServeConfig:
         if not len(store) and not rp_roots:
             raise ReaderServeError("no trust anchor: give --trust IACA.pem (mcred export iaca) "
                                    "and/or --jpki-roots roots.pem (mcred export jpki-root)")
+        if self.reader_auth_all and signer is None:
+            raise ReaderServeError("--reader-auth-all signs the request: give --reader-cert and --reader-key")
         pipeline = reader_pipeline(trust=store, offline=self.offline,
                                    max_offline_age=dt.timedelta(seconds=self.max_offline_age),
                                    skew=dt.timedelta(seconds=self.skew), require_status=self.require_status,
                                    ds_crl=(not self.offline) if self.ds_crl is None else self.ds_crl,
                                    ds_crl_max_age=dt.timedelta(seconds=self.ds_crl_max_age))
-        return ReaderParts(pipeline, spec, signer, chain, rp_roots)
+        return ReaderParts(pipeline, spec, signer, chain, rp_roots, self.reader_auth_all)
+
+    def _second_edition(self, spec: RequestSpec, store: TrustStore) -> RequestSpec:
+        """``spec`` with the second edition's requestInfo these settings ask for."""
+        if self.alternatives:
+            spec = spec.with_alternatives(list(self.alternatives))
+        if not self.issuer_identifiers and self.max_response_size is None:
+            return spec
+        ids: tuple[bytes, ...] = ()
+        if self.issuer_identifiers:
+            for cert in store.certificates:
+                try:
+                    ids += (cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest,)
+                except x509.ExtensionNotFound:
+                    raise ValueError(f"--issuer-identifiers: the IACA {cert.subject.rfc4514_string()} has no "
+                                     "subjectKeyIdentifier to name it by") from None
+            if not ids:
+                raise ValueError("--issuer-identifiers names the trusted IACAs: give --trust IACA.pem")
+        if self.max_response_size is not None and (isinstance(self.max_response_size, bool)
+                                                   or not isinstance(self.max_response_size, int)
+                                                   or self.max_response_size < 1):
+            raise ValueError(f"--max-response-size {self.max_response_size!r}: a number of bytes, at least 1")
+        info = spec.info or DocRequestInfo()
+        return spec.with_info(dataclasses.replace(info, issuer_identifiers=ids,
+                                                  maximum_response_size=self.max_response_size))
 
     def build(self) -> tuple[ReaderService, RelyingPartyService | None, str]:
         """The service, the relying party (with ``jpki_roots``) and a line saying what runs.
         Raises :class:`ReaderServeError` naming what is wrong."""
         parts = self.parts()
-        pipeline, spec, signer, chain, rp_roots = parts
+        pipeline, spec, signer, chain, rp_roots = parts[:5]
         store = pipeline.trust
         engine = None
         if self.db is not None:
@@ -269,7 +316,7 @@ class ReaderServeConfig:
             service = ReaderService(pipeline, [spec], save_dir=Path(self.save_dir) if self.save_dir else None,
                                     reader_signer=signer, reader_chain=chain, engine=engine,
                                     session_sealer=sealer, origin=self.origin, public_url=self.public_url,
-                                    tapper=tapper)
+                                    tapper=tapper, reader_auth_all=self.reader_auth_all)
         except ReaderSessionError as exc:
             raise ReaderServeError(f"--origin / --public-url: {exc}") from None
         challenges = None
@@ -399,7 +446,7 @@ def nfc_presentation(parts: ReaderParts, *, wallet: Wallet | None = None, pcsc_r
     phone on the PC/SC reader ``pcsc_reader`` (:mod:`reader.pcsc`); the presentation and
     the tap's steps. :class:`reader.pcsc.PcscError` when no phone could be read."""
     session = ReaderSession([parts.request], parts.pipeline, reader_signer=parts.reader_signer,
-                            reader_chain=parts.reader_chain)
+                            reader_chain=parts.reader_chain, reader_auth_all=parts.reader_auth_all)
     lengths = {"max_command": 255, "max_response": 256} if short else {}
     if wallet is not None:
         steps: list[str] = []

@@ -9,6 +9,7 @@ readerAuth §9.1.4); ``receive(session_data)`` takes the wallet's SessionData an
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -17,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from protocols.cose import CoseKey, CoseSigner
 from protocols.mdoc import (
+    AlternativeDataElements,
     Check,
     DeviceEngagement,
     DeviceRequest,
@@ -79,6 +81,35 @@ class RequestSpec:
         if not items:
             raise RequestSpecError("no items requested")
         return cls(doc_type, items)
+
+    @staticmethod
+    def parse_alternative(text: str) -> AlternativeDataElements:
+        """``NS:ID=NS:ID+NS:ID|NS:ID``: the asked element, then its alternative sets in order
+        of preference (``|`` between sets, ``+`` between the elements of one set)."""
+
+        def ref(part: str) -> tuple[str, str]:
+            ns, sep, ident = part.strip().rpartition(":")
+            if not sep or not ns or not ident:
+                raise RequestSpecError(f"--alternative {text!r}: {part.strip()!r} is not NAMESPACE:IDENTIFIER")
+            return (ns, ident)
+
+        asked, sep, rest = text.partition("=")
+        if not sep or not rest.strip():
+            raise RequestSpecError(f"--alternative {text!r}: expected NS:ID=NS:ID[+NS:ID][|NS:ID...]")
+        sets = tuple(tuple(ref(e) for e in s.split("+")) for s in rest.split("|"))
+        return AlternativeDataElements(ref(asked), sets)
+
+    def with_alternatives(self, texts: Sequence[str]) -> RequestSpec:
+        """This request with ``--alternative`` texts (:meth:`parse_alternative`) added to its
+        requestInfo; each must stand in for an element the request asks for."""
+        alts = [self.parse_alternative(t) for t in texts]
+        for t, a in zip(texts, alts, strict=True):
+            if a.requested[1] not in self.items.get(a.requested[0], {}):
+                raise RequestSpecError(f"--alternative {t!r}: {a.requested[0]}:{a.requested[1]} is not asked for "
+                                       "(--request)")
+        info = self.info or DocRequestInfo()
+        return self.with_info(dataclasses.replace(
+            info, alternative_data_elements=info.alternative_data_elements + tuple(alts)))
 
     def to_json(self) -> dict:
         out: dict[str, Any] = {"docType": self.doc_type, "nameSpaces": {ns: dict(v) for ns, v in self.items.items()}}

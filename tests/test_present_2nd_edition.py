@@ -6,6 +6,8 @@ one; issuerIdentifiers keep a document of another issuer back; maximumResponseSi
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from cryptography import x509
 from hypothesis import HealthCheck, given, settings
@@ -284,3 +286,86 @@ def test_mutated_second_edition_requests_get_status_codes_and_leave_the_se_intac
         parsed = False
     assert response.status in ((0, 12) if parsed else (11,))
     assert se.persisted_image() == s0
+
+
+# -- the commands -----------------------------------------------------------------------------------
+
+
+def _pem_files(tmp_path, world, pki):
+    from cryptography.hazmat.primitives import serialization
+
+    files = {"iaca": world["pki"].iaca_pem(),
+             "cert": pki.leaf.public_bytes(serialization.Encoding.PEM),
+             "key": pki.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()),
+             "consent": b'{"documents": {"*": {"*": "*"}}}'}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    return {name: str(tmp_path / name) for name in files}
+
+
+def test_mcred_reader_nfc_asks_with_the_second_edition(world, tmp_path, monkeypatch):
+    import json
+
+    from test_present_kit import make_phone
+    from typer.testing import CliRunner
+
+    from mcred.cli.main import app
+
+    monkeypatch.setenv("MCRED_HOME", str(world["home"]))
+    # no status list to fetch from here; valid at the command's own clock
+    phone = make_phone(world["home"], world["pki"], idx=None, now=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1))
+    f = _pem_files(tmp_path, world, reader_pki())
+    base = ["reader", "nfc", "--json", "--phone", phone, "--consent", f["consent"], "--trust", f["iaca"],
+            "--no-require-status", "--no-ds-crl", "--request", f"{NS}:family_name,{NS}:age_over_21!"]
+    result = CliRunner().invoke(app, [*base, "--reader-cert", f["cert"], "--reader-key", f["key"], "--reader-auth-all",
+                                      "--alternative", f"{NS}:age_over_21={NS}:age_in_years|{NS}:birth_date",
+                                      "--issuer-identifiers", "--max-response-size", "20000"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["valid"] and set(out["documents"][0]["elements"][NS]) == {"family_name", "birth_date"}
+    # an issuer the reader does not trust: the wallet keeps the document back
+    other = tmp_path / "other.pem"
+    from test_present_kit import make_pki
+
+    other.write_bytes(make_pki("Other").iaca_pem())
+    result = CliRunner().invoke(app, ["reader", "nfc", "--json", "--phone", phone, "--consent", f["consent"],
+                                      "--trust", str(other), "--no-require-status", "--no-ds-crl", "--issuer-identifiers"])
+    assert result.exit_code == 1 and not json.loads(result.stdout)["valid"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--reader-auth-all"], "--reader-auth-all signs the request: give --reader-cert and --reader-key"),
+    (["--alternative", f"{NS}:age_over_21"], "expected NS:ID=NS:ID"),
+    (["--alternative", f"{NS}:age_over_21={NS}:birth_date"], "is not asked for (--request)"),
+    (["--alternative", f"{NS}:family_name=birth_date"], "'birth_date' is not NAMESPACE:IDENTIFIER"),
+])
+def test_second_edition_options_name_what_is_wrong(world, tmp_path, args, message):
+    import json
+
+    from typer.testing import CliRunner
+
+    from mcred.cli.main import app
+
+    iaca = tmp_path / "iaca.pem"
+    iaca.write_bytes(world["pki"].iaca_pem())
+    result = CliRunner().invoke(app, ["reader", "nfc", "--json", "--phone", "ph-x", "--consent", str(iaca),
+                                      "--trust", str(iaca), "--request", f"{NS}:family_name", *args])
+    assert result.exit_code == 2, result.output
+    assert message in json.loads(result.stdout)["error"]
+
+
+def test_mcred_reader_serve_settings_carry_the_second_edition(world, tmp_path):
+    from mcred.present import ReaderServeConfig
+
+    f = _pem_files(tmp_path, world, reader_pki())
+    config = ReaderServeConfig(trust=(f["iaca"],), reader_cert=f["cert"], reader_key=f["key"], reader_auth_all=True,
+                               request=(f"{NS}:family_name", f"{NS}:age_over_21"),
+                               alternatives=(f"{NS}:age_over_21={NS}:birth_date",), issuer_identifiers=True,
+                               max_response_size=5000)
+    service, _, what = ReaderServeConfig.from_json(config.to_json()).build()  # as each worker builds it
+    info = service.requests[0].info
+    assert service.reader_auth_all
+    assert info.issuer_identifiers == (_ski(world["pki"].iaca),) and info.maximum_response_size == 5000
+    assert info.alternatives_for((NS, "age_over_21")) == (((NS, "birth_date"),),)
+    assert "'requestInfo'" in what and "'maximumResponseSize': 5000" in what

@@ -31,6 +31,11 @@ _REQUEST = typer.Option([], "--request", help="NS:ID[!] items to ask for (! = re
 _DOCTYPE = typer.Option("jp.mcred.mynumber.cardsub.1", "--doctype")
 _OFFLINE = typer.Option(False, "--offline", help="Use cached status lists only.")
 _SKEW = typer.Option(300, "--skew", help="Clock skew allowed on validity, seconds (0 to a day).")
+# ISO/IEC 18013-5 second edition (DeviceRequest 1.1)
+_READER_AUTH_ALL = typer.Option(False, "--reader-auth-all", help="Second edition: sign the whole request once (readerAuthAll) instead of each document request (readerAuth); needs --reader-cert and --reader-key.")
+_ALTERNATIVE = typer.Option([], "--alternative", help="Second edition: what the wallet may send in place of an asked element it does not hold, NS:ID=NS:ID[+NS:ID][|NS:ID...] (| between sets in order of preference, + within a set); repeatable.")
+_ISSUER_IDS = typer.Option(False, "--issuer-identifiers", help="Second edition: ask only for documents issued under the trusted IACAs (issuerIdentifiers, their key identifiers).")
+_MAX_RESPONSE_SIZE = typer.Option(None, "--max-response-size", min=1, help="Second edition: the largest document (bytes) the wallet may send (maximumResponseSize).")
 
 
 def render(console: Console, result: dict) -> None:
@@ -270,6 +275,10 @@ def register(app: typer.Typer) -> None:
         origin: str | None = typer.Option(None, "--origin", help="The web origin of the page that asks online (ISO/IEC TS 18013-7 Annex C: POST /online/sessions), e.g. https://rp.example; default: this service's own, http(s)://HOST:PORT."),
         pcsc_reader: str | None = typer.Option(None, "--pcsc-reader", help="Read phones tapped on this PC/SC reader (a part of its name, or its index) for POST /nfc/taps: a counter's web page asks the reader to read the next tap and gets the verdict (needs pip install '.[nfc]'; one process)."),
         public_url: str | None = typer.Option(None, "--public-url", help="The URL a phone reaches this reader at, the base of a cross-device OpenID4VP session's request_uri and response_uri (e.g. https://rp.example); default: http(s)://HOST:PORT. With --reader-cert, name its host in the certificate's DNS SAN for an x509_san_dns: client_id (else x509_hash:)."),
+        reader_auth_all: bool = _READER_AUTH_ALL,
+        alternative: list[str] = _ALTERNATIVE,
+        issuer_identifiers: bool = _ISSUER_IDS,
+        max_response_size: int | None = _MAX_RESPONSE_SIZE,
     ) -> None:
         """Run the reader service: POST /sessions, POST /sessions/{id}, GET /sessions/{id}/result;
         online presentation (ISO/IEC TS 18013-7 Annex C, the Digital Credentials API's
@@ -319,7 +328,8 @@ def register(app: typer.Typer) -> None:
             reader_key=str(reader_key) if reader_key else None, ds_crl=ds_crl,
             ds_crl_max_age=ds_crl_max_age, jpki_roots=tuple(map(str, jpki_roots)), db=db,
             session_key_file=str(session_key_file) if session_key_file else None, origin=origin,
-            public_url=public_url or own_url, pcsc_reader=pcsc_reader)
+            public_url=public_url or own_url, pcsc_reader=pcsc_reader, reader_auth_all=reader_auth_all,
+            alternatives=tuple(alternative), issuer_identifiers=issuer_identifiers, max_response_size=max_response_size)
         try:
             service, rp, what = config.build()  # every worker builds the same; this one checks it
         except ReaderServeError as exc:
@@ -401,6 +411,10 @@ def register(app: typer.Typer) -> None:
         portrait: Path | None = typer.Option(None, "--portrait", callback=out_path, help="Save a disclosed portrait here."),
         save: Path | None = typer.Option(None, "--save", callback=out_path, help="Save the transcript for `mcred verify`."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+        reader_auth_all: bool = _READER_AUTH_ALL,
+        alternative: list[str] = _ALTERNATIVE,
+        issuer_identifiers: bool = _ISSUER_IDS,
+        max_response_size: int | None = _MAX_RESPONSE_SIZE,
     ) -> None:
         """Read a phone by NFC (ISO/IEC 18013-5: NFC engagement by static handover, data
         retrieval over NFC): tapped on a PC/SC contactless reader, or a simulated phone with
@@ -451,7 +465,8 @@ def register(app: typer.Typer) -> None:
             vical_trust=tuple(map(str, vical_trust)), request=tuple(request), doctype=doctype,
             offline=offline, skew=skew, require_status=require_status,
             reader_cert=str(reader_cert) if reader_cert else None,
-            reader_key=str(reader_key) if reader_key else None, ds_crl=ds_crl)
+            reader_key=str(reader_key) if reader_key else None, ds_crl=ds_crl, reader_auth_all=reader_auth_all,
+            alternatives=tuple(alternative), issuer_identifiers=issuer_identifiers, max_response_size=max_response_size)
         try:
             parts = config.parts()
             if not len(parts.pipeline.trust):
