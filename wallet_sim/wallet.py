@@ -13,6 +13,11 @@ error), 20 (termination), §9.1.1.4; DeviceResponse ``status`` 10 (general error
 decoding), 12 (CBOR validation), §8.3.2.1.2.3. Refused items go into the Document's
 ``errors`` (ErrorCode 0, data not returned); a docType not held or nothing released into
 ``documentErrors``.
+
+Second-edition requests (DeviceRequest 1.1) are answered too: readerAuthAll is shown to
+the holder as readerAuth is, use cases choose the document set answered, an alternative
+stands in for an element the document does not hold, issuerIdentifiers and
+maximumResponseSize can keep a document back (specs/presentation.md section 14).
 """
 
 from __future__ import annotations
