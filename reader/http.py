@@ -305,7 +305,7 @@ class ReaderService:
         session = Oid4vpRedirectReaderSession(
             self.requests, self.verifier, response_uri=f"{self.public_url}{RESPONSES_PATH}/{sid}",
             request_uri=f"{self.public_url}{REQUESTS_PATH}/{sid}" if self.reader_signer is not None else None,
-            reader_signer=self.reader_signer, reader_chain=self.reader_chain)
+            reader_signer=self.reader_signer, reader_chain=self.reader_chain, use_cases=self.use_cases)
         request = session.start()
         self.store.add(sid, session, self.clock())
         return sid, request

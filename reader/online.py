@@ -197,7 +197,7 @@ class Oid4vpReaderSession(_WebSession):
         """``signed``: the request a JWS by the reader's certificate (``openid4vp-v1-signed``,
         ``client_id`` from the certificate, ``expected_origins`` this origin), which needs
         ``reader_signer`` and ``reader_chain``. ``reader_auth_all`` does not apply (a DCQL
-        query has no readerAuth); ``use_cases`` still judge the answer."""
+        query has no readerAuth); ``use_cases`` are asked as DCQL credential sets."""
         super().__init__(requests, verifier, origin, reader_signer=reader_signer, reader_chain=reader_chain,
                          use_cases=use_cases)
         if signed and (reader_signer is None or not self.reader_chain):
@@ -210,14 +210,19 @@ class Oid4vpReaderSession(_WebSession):
         return [f"q{i}" for i in range(len(self.requests))]
 
     def _queries(self) -> list[oid4vp.CredentialQuery]:
-        """A DCQL credential query per RequestSpec, ``q0``, ``q1``, ..."""
-        return [oid4vp.CredentialQuery(qid, r.doc_type, tuple(
-            oid4vp.ClaimQuery(ns, ident, retain) for ns, items in r.items.items() for ident, retain in items.items()))
-            for qid, r in zip(self.query_ids, self.requests, strict=True)]
+        """A DCQL credential query per RequestSpec, ``q0``, ``q1``, ...; a second-edition
+        requestInfo's alternatives as claim sets, its issuer identifiers as trusted
+        authorities (:func:`protocols.mdoc.oid4vp.credential_query`)."""
+        return [oid4vp.credential_query(qid, r.doc_type, r.items, r.info)
+                for qid, r in zip(self.query_ids, self.requests, strict=True)]
+
+    def _credential_sets(self) -> tuple[oid4vp.CredentialSet, ...]:
+        """The use cases as DCQL credential sets."""
+        return oid4vp.credential_sets_of(self.use_cases, self.query_ids)
 
     def start(self, engagement: bytes | str | None = None) -> dict:  # type: ignore[override]
         key = self._begin(engagement)
-        self.request = oid4vp.Oid4vpRequest.build(self._queries(), key)
+        self.request = oid4vp.Oid4vpRequest.build(self._queries(), key, credential_sets=self._credential_sets())
         self.transcript = oid4vp.session_transcript(self.origin, self.request.nonce, self.request.thumbprint)
         self.state = "awaiting_response"
         if self.signed:
@@ -281,11 +286,12 @@ class Oid4vpRedirectReaderSession(Oid4vpReaderSession):
 
     def __init__(self, requests: Sequence[RequestSpec], verifier: Verifier, *, response_uri: str,
                  request_uri: str | None = None, reader_signer: CoseSigner | None = None,
-                 reader_chain: Sequence[bytes] = ()) -> None:
+                 reader_chain: Sequence[bytes] = (), use_cases: Sequence[UseCase] = ()) -> None:
         """``response_uri``: where this session's answer is posted; ``request_uri``: where
-        its signed request object is served (needed with ``reader_signer``)."""
+        its signed request object is served (needed with ``reader_signer``); ``use_cases``
+        asked as DCQL credential sets."""
         super().__init__(requests, verifier, origin_of(response_uri), reader_signer=reader_signer,
-                         reader_chain=reader_chain)
+                         reader_chain=reader_chain, use_cases=use_cases)
         if reader_signer is not None and (not self.reader_chain or request_uri is None):
             raise ReaderSessionError("a signed cross-device request needs the reader's certificate chain and "
                                      "the request_uri it is served at")
@@ -299,7 +305,8 @@ class Oid4vpRedirectReaderSession(Oid4vpReaderSession):
             client_id = (oid4vp_redirect.client_id_for_uri(self.reader_chain[0], self.response_uri) if signed
                          else oid4vp_redirect.redirect_client_id(self.response_uri))
             self.redirect = oid4vp_redirect.RedirectRequest.build(
-                self._queries(), key, client_id=client_id, response_uri=self.response_uri)
+                self._queries(), key, client_id=client_id, response_uri=self.response_uri,
+                credential_sets=self._credential_sets())
         except oid4vp.Oid4vpError as exc:
             raise ReaderSessionError(f"cross-device request: {exc}") from None
         self.request = self.redirect.request

@@ -41,6 +41,8 @@ def _run(*args: str) -> str:
     (("provision", "--db", "sqlite", "--runs", "2"), ("sqlite", "round trips per provision", "commit")),
     (("rp_auth", "--seconds", "0.05"), ("verify, memory", "verify, SQLite", "verify + OCSP",
                                         "login (phone + RP)")),
+    (("request", "--runs", "3"), ("readerAuth per DocRequest (3 signs)", "readerAuthAll (1 sign)",
+                                  "wallet verifies, readerAuthAll", "readerAuthAll against a readerAuth each")),
 ])
 def test_benchmark_runs_and_prints_every_row(args, rows):
     out = _run(*args)

@@ -369,3 +369,77 @@ def test_mcred_reader_serve_settings_carry_the_second_edition(world, tmp_path):
     assert info.issuer_identifiers == (_ski(world["pki"].iaca),) and info.maximum_response_size == 5000
     assert info.alternatives_for((NS, "age_over_21")) == (((NS, "birth_date"),),)
     assert "'requestInfo'" in what and "'maximumResponseSize': 5000" in what
+
+
+# -- the same asked in DCQL (OpenID4VP): claim sets, credential sets, trusted authorities -----------
+
+
+def test_alternatives_become_dcql_claim_sets_as_multipaz_converts_them():
+    from protocols.mdoc import oid4vp
+
+    info = DocRequestInfo(alternative_data_elements=(AlternativeDataElements(
+        (ISO_NAMESPACE, "age_over_18"), (((ISO_NAMESPACE, "age_in_years"),), ((ISO_NAMESPACE, "birth_date"),))),),
+        issuer_identifiers=(b"\xaa" * 20,))
+    q = oid4vp.credential_query("cred0", "org.iso.18013.5.1.mDL",
+                                {ISO_NAMESPACE: {"given_name": False, "age_over_18": False}}, info)
+    assert q.to_json() == {
+        "id": "cred0", "format": "mso_mdoc", "meta": {"doctype_value": "org.iso.18013.5.1.mDL"},
+        "claims": [{"id": f"c{i}", "path": [ISO_NAMESPACE, e], "intent_to_retain": False}
+                   for i, e in enumerate(("given_name", "age_over_18", "age_in_years", "birth_date"))],
+        "claim_sets": [["c0", "c1"], ["c0", "c2"], ["c0", "c3"]],
+        "trusted_authorities": [{"type": "aki", "values": ["qqqqqqqqqqqqqqqqqqqqqqqqqqo"]}]}
+    assert oid4vp.parse_dcql({"credentials": [q.to_json()]})[0] == q
+    # no second-edition info: the plain query of before
+    assert "claim_sets" not in oid4vp.credential_query("q0", "d", {"n": {"e": True}}).to_json()
+
+
+@pytest.mark.parametrize("bad", [
+    [], [{"type": "aki"}], [{"type": "aki", "values": []}], [{"type": "", "values": ["x"]}],
+    [{"type": "aki", "values": ["not base64url!"]}], "aki",
+])
+def test_malformed_trusted_authorities_are_named(bad):
+    from protocols.mdoc import oid4vp
+
+    query = {"id": "q0", "format": "mso_mdoc", "meta": {"doctype_value": DOCTYPE},
+             "claims": [{"path": [NS, "family_name"]}], "trusted_authorities": bad}
+    with pytest.raises(oid4vp.Oid4vpError, match=r"trusted_authorities"):
+        oid4vp.parse_dcql({"credentials": [query]})
+
+
+def _oid4vp_reader(world, requests, **kw):
+    from reader.online import Oid4vpReaderSession
+
+    return Oid4vpReaderSession(list(requests), kit_pipeline(world["pki"]), "https://shop.example", **kw)
+
+
+def test_an_openid4vp_reader_asks_the_second_edition_in_dcql(world):
+    ours = _ski(world["pki"].iaca)
+    spec = _age_21_or(("birth_date",)).with_info(DocRequestInfo(
+        alternative_data_elements=_age_21_or(("birth_date",)).info.alternative_data_elements, issuer_identifiers=(ours,)))
+    r = _oid4vp_reader(world, (MDL, spec), use_cases=[UseCase(True, ((0,), (1,)))])
+    out = present_online_in_process(wallet(world), r)
+    assert out.valid, out.result
+    assert disclosed(out) == {DOCTYPE: {NS: {"family_name", "birth_date"}}}
+    dcql = r.request.to_json()["data"]["dcql_query"]
+    assert dcql["credential_sets"] == [{"options": [["q0"], ["q1"]]}]
+    assert dcql["credentials"][1]["claim_sets"] == [["c0", "c1"], ["c0", "c2"]]
+    assert dcql["credentials"][1]["trusted_authorities"][0]["type"] == "aki"
+
+
+def test_an_openid4vp_query_for_another_issuer_gets_nothing(world):
+    r = _oid4vp_reader(world, (REQUEST.with_info(DocRequestInfo(issuer_identifiers=(b"\x01" * 20,))),))
+    out = present_online_in_process(wallet(world), r)
+    assert not out.valid
+    assert response_event(out)[0].detail == "docType not held from any of the reader's issuerIdentifiers"
+
+
+def test_a_cross_device_reader_asks_the_second_edition_in_dcql(world):
+    from mcred.present import present_cross_device_in_process
+    from reader.online import Oid4vpRedirectReaderSession
+
+    r = Oid4vpRedirectReaderSession([MDL, _age_21_or(("birth_date",))], kit_pipeline(world["pki"]),
+                                    response_uri="https://shop.example/oid4vp/responses/1",
+                                    use_cases=[UseCase(True, ((0,), (1,)))])
+    out = present_cross_device_in_process(wallet(world), r)
+    assert out.valid, out.result
+    assert disclosed(out) == {DOCTYPE: {NS: {"family_name", "birth_date"}}}

@@ -45,6 +45,7 @@ from protocols.mdoc import (
     DeviceRequest,
     DeviceResponse,
     DocRequest,
+    DocRequestInfo,
     IssuerSigned,
     ItemsRequest,
     MdocDecodeError,
@@ -634,15 +635,20 @@ class OnlineWalletSession(WalletSession):
         what it holds); the session ends."""
         self.state = "open"
         answered: dict[str, list[bytes]] = {}
-        held: dict[str, HeldCredential | None] = {}
+        held: dict[tuple[str, tuple[bytes, ...] | None], HeldCredential | None] = {}
 
-        def holding(doctype: str) -> HeldCredential | None:
-            if doctype not in held:
-                held[doctype] = self.wallet.choose(doctype, self.wallet.clock())
-            return held[doctype]
+        def holding(query: oid4vp.CredentialQuery) -> HeldCredential | None:
+            """The credential that answers ``query``: of its docType, and with
+            trusted_authorities, issued under one of them (none when it names only types
+            this wallet cannot judge)."""
+            akis = query.authority_key_ids
+            key = (query.doctype, akis)
+            if key not in held:
+                held[key] = None if akis == () else self.wallet.choose(query.doctype, self.wallet.clock(), akis or ())
+            return held[key]
 
         def satisfiable(query: oid4vp.CredentialQuery) -> bool:
-            h = holding(query.doctype) if query.format == oid4vp.FORMAT else None
+            h = holding(query) if query.format == oid4vp.FORMAT else None
             return h is not None and query.satisfiable(h.elements, _values_of(h))
 
         try:
@@ -655,13 +661,19 @@ class OnlineWalletSession(WalletSession):
                 if query.format != oid4vp.FORMAT:
                     continue  # a format this wallet holds nothing of
                 # what the wallet holds decides the items only with claim sets or values (one SE listing less)
-                h = holding(query.doctype) if query.needs_holdings else None
+                h = holding(query) if query.needs_holdings else None
                 items = query.items(h.elements if h is not None else None, _values_of(h) if h is not None else None)
                 if not items:
                     self.events.append(WalletEvent("response", "no claim held with the values asked", query.doctype,
                                                    reader))
                     continue
-                doc = self._document(DocRequest.build(ItemsRequest.build(query.doctype, items)), reader)
+                akis = query.authority_key_ids
+                if akis == ():
+                    self.events.append(WalletEvent("response", "no trusted_authorities of a type this wallet judges "
+                                                   "(aki)", query.doctype, reader))
+                    continue
+                info = DocRequestInfo(issuer_identifiers=akis) if akis else None
+                doc = self._document(DocRequest.build(ItemsRequest.build(query.doctype, items, info=info)), reader)
                 if doc is not None:
                     self.device_response = DeviceResponse((doc,)).encode()
                     answered[query.id] = [self.device_response]

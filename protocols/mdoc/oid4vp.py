@@ -38,6 +38,7 @@ import base64
 import binascii
 import functools
 import hashlib
+import itertools
 import json
 import re
 import secrets
@@ -181,6 +182,19 @@ class CredentialQuery:
     claims: tuple[ClaimQuery, ...]
     claim_sets: tuple[tuple[str, ...], ...] = ()
     format: str = FORMAT
+    #: DCQL ``trusted_authorities`` (OID4VP 1.0 6.1.1): (type, values) each; a credential
+    #: is answered only if one of them names its issuer. This wallet judges type ``aki``
+    #: (base64url KeyIdentifiers of an authority in the issuer's chain); others match nothing.
+    trusted_authorities: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    @property
+    def authority_key_ids(self) -> tuple[bytes, ...] | None:
+        """The ``aki`` key identifiers of :attr:`trusted_authorities`; None: no restriction
+        (no trusted_authorities); empty: none this wallet can judge, so nothing matches."""
+        if not self.trusted_authorities:
+            return None
+        return tuple(unb64url(v, "trusted_authorities.values") for t, vs in self.trusted_authorities
+                     if t == "aki" for v in vs)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "format": self.format, "meta": {"doctype_value": self.doctype},
@@ -190,6 +204,8 @@ class CredentialQuery:
                                           for c in self.claims]}
         if self.claim_sets:
             out["claim_sets"] = [list(s) for s in self.claim_sets]
+        if self.trusted_authorities:
+            out["trusted_authorities"] = [{"type": t, "values": list(vs)} for t, vs in self.trusted_authorities]
         return out
 
     @property
@@ -276,7 +292,79 @@ def _parse_credential(value: Any, where: str) -> CredentialQuery:
                 isinstance(s, list) and s and all(isinstance(i, str) and i in ids for i in s) for s in raw_sets)):
             raise Oid4vpError(f"{where}.claim_sets: non-empty arrays of the ids of its claims")
         sets = tuple(tuple(s) for s in raw_sets)
-    return CredentialQuery(qid, doctype, tuple(claims), sets)
+    authorities: list[tuple[str, tuple[str, ...]]] = []
+    if "trusted_authorities" in value:
+        raw = value["trusted_authorities"]
+        if not isinstance(raw, list) or not raw:
+            raise Oid4vpError(f"{where}.trusted_authorities: a non-empty array of {{type, values}} objects")
+        for i, ta in enumerate(raw):
+            kind = ta.get("type") if isinstance(ta, Mapping) else None
+            vals = ta.get("values") if isinstance(ta, Mapping) else None
+            if not (isinstance(kind, str) and kind and isinstance(vals, list) and vals
+                    and all(isinstance(v, str) and v for v in vals)):
+                raise Oid4vpError(f"{where}.trusted_authorities[{i}]: expected {{\"type\": string, \"values\": "
+                                  "[non-empty strings]}")
+            if kind == "aki":
+                for j, v in enumerate(vals):
+                    unb64url(v, f"{where}.trusted_authorities[{i}].values[{j}]")
+            authorities.append((kind, tuple(vals)))
+    return CredentialQuery(qid, doctype, tuple(claims), sets, trusted_authorities=tuple(authorities))
+
+
+def credential_query(qid: str, doctype: str, items: Mapping[str, Mapping[str, bool]],
+                     info: Any = None, *, limit: int = 64) -> CredentialQuery:
+    """An ISO request for one docType as a DCQL credential query: its items as claims, and
+    what an ISO/IEC 18013-5 second-edition requestInfo (``info``, a
+    :class:`~protocols.mdoc.request.DocRequestInfo`) adds, in DCQL's terms:
+    ``alternativeDataElements`` as ``claim_sets`` (the items asked first, then each choice
+    of alternatives in the reader's order of preference, at most ``limit`` sets), and
+    ``issuerIdentifiers`` as ``trusted_authorities`` of type ``aki``."""
+    asked = [(ns, ident, retain) for ns, ids in items.items() for ident, retain in ids.items()]
+    alternatives = []
+    if info is not None:
+        keys = {(ns, ident) for ns, ident, _ in asked}
+        alternatives = [a for a in info.alternative_data_elements if a.requested in keys]
+    authorities = ()
+    if info is not None and info.issuer_identifiers:
+        authorities = (("aki", tuple(_b64url(i) for i in info.issuer_identifiers)),)
+    if not alternatives:
+        return CredentialQuery(qid, doctype, tuple(ClaimQuery(ns, i, r) for ns, i, r in asked),
+                               trusted_authorities=authorities)
+    retain_of = {(ns, ident): r for ns, ident, r in asked}
+    ids: dict[tuple[str, str], str] = {}
+    claims: list[ClaimQuery] = []
+
+    def claim(ref: tuple[str, str], retain: bool) -> str:
+        if ref not in ids:
+            ids[ref] = f"c{len(ids)}"
+            claims.append(ClaimQuery(ref[0], ref[1], retain, ids[ref]))
+        return ids[ref]
+
+    for ns, ident, retain in asked:
+        claim((ns, ident), retain)
+    # per alternative group: the asked element itself first, then each of its sets
+    choices = [[(a.requested,)] + [tuple(s) for s in a.alternatives] for a in alternatives]
+    replaced = {a.requested for a in alternatives}
+    base = [ids[(ns, ident)] for ns, ident, _ in asked if (ns, ident) not in replaced]
+    sets: list[tuple[str, ...]] = []
+    for combo in itertools.product(*choices):
+        if len(sets) == limit:
+            break
+        chosen = list(base)
+        for a, pick in zip(alternatives, combo, strict=True):
+            for ref in pick:
+                cid = claim(ref, retain_of[a.requested])
+                if cid not in chosen:
+                    chosen.append(cid)
+        sets.append(tuple(chosen))
+    return CredentialQuery(qid, doctype, tuple(claims), tuple(sets), trusted_authorities=authorities)
+
+
+def credential_sets_of(use_cases: Sequence[Any], query_ids: Sequence[str]) -> tuple[CredentialSet, ...]:
+    """ISO/IEC 18013-5 second-edition use cases (:class:`~protocols.mdoc.request.UseCase`,
+    document sets by request index) as DCQL ``credential_sets`` over ``query_ids``."""
+    return tuple(CredentialSet(tuple(tuple(query_ids[i] for i in s) for s in u.document_sets), u.mandatory)
+                 for u in use_cases)
 
 
 def parse_dcql(value: Any) -> tuple[CredentialQuery, ...]:
@@ -352,9 +440,10 @@ class Oid4vpRequest:
 
     @classmethod
     def build(cls, queries: Sequence[CredentialQuery], encryption_key: ec.EllipticCurvePublicKey | None, *,
-              nonce: str | None = None, kid: str | None = None) -> Oid4vpRequest:
+              nonce: str | None = None, kid: str | None = None,
+              credential_sets: Sequence[CredentialSet] = ()) -> Oid4vpRequest:
         jwk = None if encryption_key is None else public_jwk(encryption_key, kid=kid or secrets.token_urlsafe(8))
-        return cls(nonce or secrets.token_urlsafe(32), tuple(queries), jwk)
+        return cls(nonce or secrets.token_urlsafe(32), tuple(queries), jwk, credential_sets=tuple(credential_sets))
 
     @property
     def response_mode(self) -> str:

@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from protocols.mdoc import _parse as p
 from protocols.mdoc.oid4vp import (
     CredentialQuery,
+    CredentialSet,
     Oid4vpError,
     Oid4vpRequest,
     SignedBy,
@@ -118,9 +119,10 @@ class RedirectRequest:
     @classmethod
     def build(cls, queries: Sequence[CredentialQuery], encryption_key: ec.EllipticCurvePublicKey, *,
               client_id: str, response_uri: str, nonce: str | None = None, state: str | None = None,
-              kid: str | None = None) -> RedirectRequest:
+              kid: str | None = None, credential_sets: Sequence[CredentialSet] = ()) -> RedirectRequest:
         jwk = public_jwk(encryption_key, kid=kid or secrets.token_urlsafe(8))
-        request = Oid4vpRequest(nonce or secrets.token_urlsafe(32), tuple(queries), jwk)
+        request = Oid4vpRequest(nonce or secrets.token_urlsafe(32), tuple(queries), jwk,
+                                credential_sets=tuple(credential_sets))
         return cls(request, client_id, _check_uri(response_uri, "response_uri"),
                    secrets.token_urlsafe(16) if state is None else state)
 

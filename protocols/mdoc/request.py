@@ -236,7 +236,8 @@ class ItemsRequest:
             if merged or request_info is not None:
                 m["requestInfo"] = merged
         ri = m.get("requestInfo")
-        parsed = DocRequestInfo.from_cbor(ri) if ri is not None else None
+        # what the caller gave needs no reading back; merged with other keys, it is read
+        parsed = None if ri is None else info if request_info is None else DocRequestInfo.from_cbor(ri)
         return cls(doc_type, m["nameSpaces"], ri, p.encode(m), parsed)
 
     @classmethod
