@@ -209,7 +209,10 @@ class ReaderPki:
         return cose.key_signer(self.key)
 
 
-def reader_pki(cn: str = "Shop Reader 1", now: dt.datetime = T0) -> ReaderPki:
+def reader_pki(cn: str = "Shop Reader 1", now: dt.datetime = T0, *, ca_cn: str = "Reader CA",
+               dns: str | None = None, eku: bool = True) -> ReaderPki:
+    """A reader CA and its reader certificate, valid around the kit's clock: with EKU
+    mdlReaderAuth (``eku``), and a DNS SAN (``dns``, as a verifier's x509_san_dns needs)."""
     from cryptography.hazmat.primitives import hashes
     from cryptography.x509.oid import NameOID
 
@@ -219,14 +222,16 @@ def reader_pki(cn: str = "Shop Reader 1", now: dt.datetime = T0) -> ReaderPki:
         return x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
                           x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
-    ca = (x509.CertificateBuilder().subject_name(name("Reader CA")).issuer_name(name("Reader CA"))
+    ca = (x509.CertificateBuilder().subject_name(name(ca_cn)).issuer_name(name(ca_cn))
           .public_key(ca_key.public_key()).serial_number(1).not_valid_before(now - dt.timedelta(days=1))
-          .not_valid_after(now + dt.timedelta(days=900))
+          .not_valid_after(now + dt.timedelta(days=365))
           .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
           .sign(ca_key, hashes.SHA256()))
     leaf = (x509.CertificateBuilder().subject_name(name(cn)).issuer_name(ca.subject)
             .public_key(key.public_key()).serial_number(2).not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=300))
-            .add_extension(x509.ExtendedKeyUsage([x509.ObjectIdentifier("1.0.18013.5.1.6")]), critical=True)
-            .sign(ca_key, hashes.SHA256()))
-    return ReaderPki(ca, leaf, key)
+            .not_valid_after(now + dt.timedelta(days=300)))
+    if eku:
+        leaf = leaf.add_extension(x509.ExtendedKeyUsage([x509.ObjectIdentifier("1.0.18013.5.1.6")]), critical=True)
+    if dns:
+        leaf = leaf.add_extension(x509.SubjectAlternativeName([x509.DNSName(dns)]), critical=False)
+    return ReaderPki(ca, leaf.sign(ca_key, hashes.SHA256()), key)

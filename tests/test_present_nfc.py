@@ -269,19 +269,16 @@ def test_a_reader_handover_request_without_nfc_gets_an_empty_select(world):  # n
 def test_reader_authentication_over_nfc_signs_the_nfc_transcript(world, handover):  # noqa: F811
     """readerAuth is over ReaderAuthentication with the NFC handover in the transcript: the
     wallet verifies it (and shows the reader as verified) for either engagement."""
-    from cryptography.hazmat.primitives import serialization
-    from test_wallet_session import Clock, _reader_pki
+    from test_present_kit import Clock, reader_pki
 
-    from protocols import cose
     from wallet_sim.consent import InteractiveConsent
     from wallet_sim.wallet import Wallet
 
-    ca, leaf, key = _reader_pki()
+    pki = reader_pki()
     shown = []
     consent = InteractiveConsent(ask=lambda q: "y", show=shown.append)
-    wallet = Wallet(se(world).transmit, consent, clock=Clock(), reader_trust_anchors=[ca])
-    session = ReaderSession([REQUEST], pipeline(world), reader_signer=cose.key_signer(key),
-                            reader_chain=[leaf.public_bytes(serialization.Encoding.DER)])
+    wallet = Wallet(se(world).transmit, consent, clock=Clock(), reader_trust_anchors=[pki.ca])
+    session = ReaderSession([REQUEST], pipeline(world), reader_signer=pki.signer, reader_chain=pki.chain)
     out = present_nfc_in_process(wallet, session, handover=handover)
     assert out.valid, out.result
     assert shown[0] == "reader: CN=Shop Reader 1,C=JP (verified)"

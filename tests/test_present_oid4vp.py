@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
 from test_present_kit import DOCTYPE, NS, Clock, kit_pipeline, kit_world
 
@@ -235,32 +234,12 @@ def test_present_online_cli_with_openid4vp(world, tmp_path, monkeypatch):
 
 
 def _reader_pki(dns: str | None = "shop.example"):
-    import datetime as dt
+    """A verifier's certificate (no mdlReaderAuth EKU: it signs request objects) and its CA,
+    as (CA, key, chain)."""
+    from test_present_kit import reader_pki
 
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.x509.oid import NameOID
-    from test_present_kit import T0
-
-    now = T0  # the kit's clock, which the wallets here run on
-    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-
-    def name(cn):
-        return x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"), x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-    ca = (x509.CertificateBuilder().subject_name(name("Shop CA")).issuer_name(name("Shop CA"))
-          .public_key(ca_key.public_key()).serial_number(1).not_valid_before(now - dt.timedelta(days=1))
-          .not_valid_after(now + dt.timedelta(days=365))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True).sign(ca_key, hashes.SHA256()))
-    leaf = (x509.CertificateBuilder().subject_name(name("Shop Web Verifier")).issuer_name(ca.subject)
-            .public_key(key.public_key()).serial_number(2).not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=300)))
-    if dns:
-        leaf = leaf.add_extension(x509.SubjectAlternativeName([x509.DNSName(dns)]), critical=False)
-    leaf = leaf.sign(ca_key, hashes.SHA256())
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    return ca, key, [leaf.public_bytes(Encoding.DER)]
+    pki = reader_pki("Shop Web Verifier", ca_cn="Shop CA", dns=dns, eku=False)
+    return pki.ca, pki.key, pki.chain
 
 
 def _signed_reader(world, key, chain) -> Oid4vpReaderSession:

@@ -6,18 +6,14 @@ code and the SE image (the stored credential) is unchanged."""
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import json
 from urllib.parse import urlencode
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_present_kit import DOCTYPE, NS, Clock, kit_pipeline, kit_world
+from test_present_kit import DOCTYPE, NS, Clock, kit_pipeline, kit_world, reader_pki
 
 import wallet_sim
 from mcred.present import present_in_process
@@ -138,31 +134,12 @@ def test_batch_rotation_takes_the_least_used_mso(world, tmp_path):
     assert sum(again._uses.values()) == 4
 
 
-def _reader_pki():
-    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    name = lambda cn: x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),  # noqa: E731
-                                 x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    ca = (x509.CertificateBuilder().subject_name(name("Reader CA")).issuer_name(name("Reader CA"))
-          .public_key(ca_key.public_key()).serial_number(1).not_valid_before(now)
-          .not_valid_after(now + dt.timedelta(days=900))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-    leaf = (x509.CertificateBuilder().subject_name(name("Shop Reader 1")).issuer_name(ca.subject)
-            .public_key(key.public_key()).serial_number(2).not_valid_before(now)
-            .not_valid_after(now + dt.timedelta(days=300))
-            .add_extension(x509.ExtendedKeyUsage([x509.ObjectIdentifier("1.0.18013.5.1.6")]), critical=True)
-            .sign(ca_key, hashes.SHA256()))
-    return ca, leaf, key
-
-
 def test_reader_certificate_is_shown_to_the_holder_before_consent(world):
-    ca, leaf, key = _reader_pki()
+    pki = reader_pki()
     shown, asked = [], []
     consent = InteractiveConsent(ask=lambda q: asked.append(q) or "y", show=shown.append)
-    wallet = Wallet(se(world).transmit, consent, clock=Clock(), reader_trust_anchors=[ca])
-    reader = ReaderSession([REQUEST], pipeline(world), reader_signer=cose.key_signer(key),
-                           reader_chain=[leaf.public_bytes(serialization.Encoding.DER)])
+    wallet = Wallet(se(world).transmit, consent, clock=Clock(), reader_trust_anchors=[pki.ca])
+    reader = ReaderSession([REQUEST], pipeline(world), reader_signer=pki.signer, reader_chain=pki.chain)
     out = present_in_process(wallet, reader)
     assert out.valid
     assert shown[0] == "reader: CN=Shop Reader 1,C=JP (verified)"
@@ -172,8 +149,7 @@ def test_reader_certificate_is_shown_to_the_holder_before_consent(world):
     # without the reader CA the holder is told the issuer is not trusted
     shown.clear()
     wallet = Wallet(se(world).transmit, consent, clock=Clock())
-    reader = ReaderSession([REQUEST], pipeline(world), reader_signer=cose.key_signer(key),
-                           reader_chain=[leaf.public_bytes(serialization.Encoding.DER)])
+    reader = ReaderSession([REQUEST], pipeline(world), reader_signer=pki.signer, reader_chain=pki.chain)
     present_in_process(wallet, reader)
     assert "NOT trusted" in shown[0]
 
