@@ -226,7 +226,7 @@ def _with_device_info(info) -> bytes:
     (cbor.CBORTag(24, cbor.dumps({"useCases": [{"mandatory": True, "documentSets": [[]]}]})),
      r"documentSets\[0\]: empty"),
     (cbor.CBORTag(24, cbor.dumps({"useCases": [{"mandatory": True, "documentSets": [[-1]]}]})),
-     r"expected docRequest indices"),
+     r"documentSets\[0\]\[0\]: expected a docRequest index"),
     (cbor.CBORTag(24, cbor.dumps({"useCases": [{"mandatory": True, "documentSets": [[0]], "purposeHints": {"a": "b"}}]})),
      r"purposeHints: expected \{tstr => int\}"),
     (cbor.CBORTag(24, b"\xa1"), r"deviceRequestInfo"),

@@ -56,6 +56,26 @@ def _element_ref(value: Any, where: str) -> ElementRef:
     return (ref[0], ref[1])
 
 
+def _doc_request_index(value: Any, where: str) -> int:
+    if type(value) is not int or value < 0:
+        raise MdocDecodeError(f"{where}: expected a docRequest index (uint), got {value!r}")
+    return value
+
+
+def _sets(value: Any, where: str, item: Callable[[Any, str], Any]) -> tuple[tuple[Any, ...], ...]:
+    """``[+ [+ item]]``: a non-empty array of non-empty arrays, each element read by ``item``."""
+    sets = p.as_array(value, where)
+    if not sets:
+        raise MdocDecodeError(f"{where}: empty")
+    out = []
+    for i, s in enumerate(sets):
+        elements = p.as_array(s, f"{where}[{i}]")
+        if not elements:
+            raise MdocDecodeError(f"{where}[{i}]: empty")
+        out.append(tuple(item(e, f"{where}[{i}][{j}]") for j, e in enumerate(elements)))
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class AlternativeDataElements:
     """``AlternativeDataElementSet = {"requestedElement": ElementReference,
@@ -73,16 +93,7 @@ class AlternativeDataElements:
     def from_cbor(cls, value: Any, where: str) -> AlternativeDataElements:
         m = p.as_map(value, where)
         requested = _element_ref(m.get("requestedElement"), f"{where}.requestedElement")
-        sets = p.as_array(m.get("alternativeElementSets"), f"{where}.alternativeElementSets")
-        if not sets:
-            raise MdocDecodeError(f"{where}.alternativeElementSets: empty")
-        out = []
-        for i, s in enumerate(sets):
-            refs = p.as_array(s, f"{where}.alternativeElementSets[{i}]")
-            if not refs:
-                raise MdocDecodeError(f"{where}.alternativeElementSets[{i}]: empty")
-            out.append(tuple(_element_ref(r, f"{where}.alternativeElementSets[{i}][{j}]") for j, r in enumerate(refs)))
-        return cls(requested, tuple(out))
+        return cls(requested, _sets(m.get("alternativeElementSets"), f"{where}.alternativeElementSets", _element_ref))
 
 
 _DOC_INFO_KEYS = ("alternativeDataElements", "issuerIdentifiers", "uniqueDocSetRequired", "maximumResponseSize")
@@ -165,23 +176,12 @@ class UseCase:
     def from_cbor(cls, value: Any, where: str) -> UseCase:
         m = p.as_map(value, where)
         mandatory = p.field(m, "mandatory", bool, where)
-        sets = p.as_array(m.get("documentSets"), f"{where}.documentSets")
-        if not sets:
-            raise MdocDecodeError(f"{where}.documentSets: empty")
-        out = []
-        for i, s in enumerate(sets):
-            ids = p.as_array(s, f"{where}.documentSets[{i}]")
-            if not ids:
-                raise MdocDecodeError(f"{where}.documentSets[{i}]: empty")
-            for x in ids:
-                if type(x) is not int or x < 0:
-                    raise MdocDecodeError(f"{where}.documentSets[{i}]: expected docRequest indices (uint), got {x!r}")
-            out.append(tuple(ids))
+        out = _sets(m.get("documentSets"), f"{where}.documentSets", _doc_request_index)
         hints = p.field(m, "purposeHints", Mapping, where, optional=True) or {}
         for k, v in hints.items():
             if type(k) is not str or type(v) is not int:
                 raise MdocDecodeError(f"{where}.purposeHints: expected {{tstr => int}}")
-        return cls(mandatory, tuple(out), dict(hints))
+        return cls(mandatory, out, dict(hints))
 
 
 @dataclass(frozen=True)
