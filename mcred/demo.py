@@ -77,6 +77,11 @@ def run_demo(ctx: Context, say: Say, *, key_type: str = "p384") -> dict:
             say(f"    ... and cross-device, from a counter PC without a wallet: the phone scans the shop page's "
                 f"QR code (openid4vp://) and posts its answer to the shop's reader (direct_post.jwt, the device "
                 f"signature over the shop's client_id and response_uri): {why}.")
+            ok, why, told = env.present_second_edition(r.phone_id)
+            assert ok, why
+            say(f"    ... and to a second-edition reader (ISO/IEC 18013-5 DeviceRequest 1.1: one readerAuthAll "
+                f"signature; an mDL or the card substitute, only under this issuer's IACA; age_over_21 or, in its "
+                f"place, birth_date): {told}; {why}.")
         ok, why = env.rp_verdict(env.sign(r.phone_id, r.password))
         assert ok, why
         say(f"3.{i} Phone {r.phone_id} signs a document (CMS, key in the SE, password checked); "

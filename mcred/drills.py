@@ -58,6 +58,12 @@ HOLDER = {"family_name": "試験", "given_name": "太郎", "family_name_kana": "
           "address": "東京都千代田区霞が関2-1-2", "prefecture": "東京都", "municipality": "千代田区"}
 
 
+def _said(out) -> tuple[bool, str]:  # noqa: ANN001 - a mcred.present.Presentation
+    """A presentation's verdict as the drills say it: VALID, or each failed check."""
+    failed = [c for c in out.result["checks"] if not c["passed"]]
+    return out.valid, "; ".join(f"{c['name']}: {c['reason']}" for c in failed) or "VALID"
+
+
 class DrillFailure(AssertionError):
     """A drill's end-of-scenario assertion did not hold."""
 
@@ -134,8 +140,7 @@ class Env:
         wallet = open_wallet(phone_id, self.ctx.home, RulesConsent.allow_all())
         reader = ONLINE_KINDS[protocol]([DEFAULT_REQUEST], self.reader, origin)
         out = present_online_in_process(wallet, reader, origin=via)
-        failed = [c for c in out.result["checks"] if not c["passed"]]
-        return out.valid, "; ".join(f"{c['name']}: {c['reason']}" for c in failed) or "VALID"
+        return _said(out)
 
     def present_cross_device(self, phone_id: str, site: str) -> tuple[bool, str]:
         """The phone scans the QR code of a page at ``site`` whose browser has no wallet
@@ -151,8 +156,7 @@ class Env:
         reader = Oid4vpRedirectReaderSession([DEFAULT_REQUEST], self.reader,
                                              response_uri=f"{site}/oid4vp/responses/{secrets.token_urlsafe(8)}")
         out = present_cross_device_in_process(wallet, reader)
-        failed = [c for c in out.result["checks"] if not c["passed"]]
-        return out.valid, "; ".join(f"{c['name']}: {c['reason']}" for c in failed) or "VALID"
+        return _said(out)
 
     def present_nfc(self, phone_id: str) -> tuple[bool, str]:
         """The phone tapped on a reader: NFC engagement (static handover) and data retrieval
@@ -163,8 +167,48 @@ class Env:
 
         wallet = open_wallet(phone_id, self.ctx.home, RulesConsent.allow_all())
         out = present_nfc_in_process(wallet, new_reader_session(self.reader))
-        failed = [c for c in out.result["checks"] if not c["passed"]]
-        return out.valid, "; ".join(f"{c['name']}: {c['reason']}" for c in failed) or "VALID"
+        return _said(out)
+
+    def present_second_edition(self, phone_id: str) -> tuple[bool, str, str]:
+        """The phone answers a second-edition reader (ISO/IEC 18013-5 DeviceRequest 1.1): the
+        request signed once (readerAuthAll) by a reader certificate the wallet trusts; an
+        mDL or the card substitute (use cases), only under this issuer's IACA
+        (issuerIdentifiers), asking for age_over_21, which the card substitute does not
+        carry, or in its place birth_date (alternativeDataElements). The verdict, as
+        :meth:`reader_verdict` says it, and what the wallet made of the request."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        from mcred.present import open_wallet, present_in_process
+        from protocols import iaca
+        from reader.session import DEFAULT_REQUEST, ReaderSession, RequestSpec
+        from wallet_sim.consent import RulesConsent
+
+        now = dt.datetime.now(dt.UTC)
+        ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+        ca = iaca.sign(iaca.reader_ca_builder(ca_key.public_key(), common_name="Drill reader CA",
+                                              not_before=now - dt.timedelta(minutes=5),
+                                              not_after=now + dt.timedelta(days=1)), ca_key)
+        cert = iaca.sign(iaca.reader_auth_builder(key.public_key(), ca, common_name="Drill counter reader",
+                                                  not_before=now - dt.timedelta(minutes=5),
+                                                  not_after=now + dt.timedelta(days=1)), ca_key)
+        ns = DEFAULT_REQUEST.doc_type
+        ours = self.iaca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+        cardsub = RequestSpec(ns, {ns: {"family_name": False, "age_over_21": False}}, mdoc.DocRequestInfo(
+            alternative_data_elements=(mdoc.AlternativeDataElements((ns, "age_over_21"), (((ns, "birth_date"),),)),),
+            issuer_identifiers=(ours,)))
+        mdl = RequestSpec("org.iso.18013.5.1.mDL", {"org.iso.18013.5.1": {"family_name": False, "age_over_21": False}})
+        reader = ReaderSession([mdl, cardsub], self.reader, reader_signer=cose.key_signer(key),
+                               reader_chain=[cert.public_bytes(serialization.Encoding.DER)], reader_auth_all=True,
+                               use_cases=[mdoc.UseCase(True, ((0,), (1,)))])
+        wallet = open_wallet(phone_id, self.ctx.home, RulesConsent.allow_all(), reader_trust_anchors=[ca])
+        out = present_in_process(wallet, reader)
+        event = next((e for e in out.wallet_events if e.kind == "response"), None)
+        told = "no document answered" if event is None else (
+            f"the wallet saw {event.reader.subject if event.reader else 'an anonymous reader'}"
+            f"{' (verified by readerAuthAll)' if event.reader and event.reader.trusted else ''} and {event.detail}")
+        return (*_said(out), told)
 
     def sign(self, phone_id: str, secret: str, slot: str = "sign") -> bytes:
         se = wallet_sim.open_secure_element(phone_id, self.ctx.home)

@@ -356,6 +356,42 @@ def register(app: typer.Typer) -> None:
             uvicorn.run("mcred.present:reader_app_from_env", factory=True, workers=workers, host=host,
                         port=port, log_level="warning", **tls)
 
+    @reader_app.command("certificate")
+    def certificate_cmd(
+        out_dir: Path = typer.Option(..., "--out-dir", help="Directory for reader.pem, reader.key (and reader-ca.pem, reader-ca.key); nothing there is overwritten."),
+        cn: str = typer.Option("mcred test reader", "--cn", help="The reader's name, as the wallet shows it to the holder."),
+        dns: list[str] = typer.Option([], "--dns", help="A DNS name for subjectAltName (the host of the reader's --public-url, for an x509_san_dns: client_id); repeatable."),
+        days: int = typer.Option(365, "--days", min=1, max=1187, help="Validity of the reader certificate (Annex B.1.7: at most 1187 days)."),
+        curve: str = typer.Option("p256", "--curve", help="p256 or p384."),
+        ca_cert: Path | None = typer.Option(None, "--ca-cert", help="Issue under this reader CA (PEM) instead of making a new one; needs --ca-key."),
+        ca_key: Path | None = typer.Option(None, "--ca-key", help="The private key of --ca-cert (PEM)."),
+        crl_uri: str | None = typer.Option(None, "--crl-uri", help="A CRL distribution point to write into the certificates."),
+        as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    ) -> None:
+        """Make a reader authentication certificate (ISO/IEC 18013-5 Annex B.1.7, EKU
+        1.0.18013.5.1.6) and, unless --ca-cert is given, the reader CA above it: for `mcred
+        reader serve|nfc --reader-cert reader.pem --reader-key reader.key`, with the CA for the
+        wallet (`mcred present --reader-trust reader-ca.pem`)."""
+        from mcred.reader_pki import ReaderPkiError, make_reader_certificate
+
+        console = Console(stderr=as_json)
+        if (ca_cert is None) != (ca_key is None):
+            _unusable(console, as_json, "--ca-cert and --ca-key go together")
+        try:
+            made = make_reader_certificate(out_dir, common_name=cn, dns_names=tuple(dns), days=days, curve=curve,
+                                           ca=(ca_cert, ca_key) if ca_cert is not None else None, crl_uri=crl_uri)
+        except ReaderPkiError as exc:
+            _unusable(console, as_json, str(exc))
+        if as_json:
+            print(json.dumps({"subject": made.subject, "not_after": made.not_after.isoformat(),
+                              "reader_cert": str(made.cert), "reader_key": str(made.key),
+                              "reader_ca": str(made.ca_cert), "reader_ca_key": str(made.ca_key) if made.ca_key else None}))
+            raise typer.Exit(EXIT_OK)
+        console.print(f"reader certificate {made.subject}, valid until {made.not_after:%Y-%m-%d}: {made.cert} "
+                      f"(key {made.key}); reader CA {made.ca_cert}", highlight=False, markup=False)
+        console.print(f"reader: mcred reader serve --reader-cert {made.cert} --reader-key {made.key} ...; "
+                      f"wallet: mcred present --reader-trust {made.ca_cert} ...", highlight=False, markup=False)
+
     @reader_app.command("ask")
     def ask_cmd(
         reader: str = typer.Option(..., "--reader", help="Reader service URL (its --public-url must be reachable by the phone), e.g. https://rp.example"),

@@ -7,9 +7,12 @@ Builders (unsigned :class:`x509.CertificateBuilder`, signed by the issuer's key 
 from protocols.iaca.builders import (
     DS_MAX_VALIDITY,
     IACA_MAX_VALIDITY,
+    READER_MAX_VALIDITY,
     document_signer_builder,
     hash_for_key,
     iaca_builder,
+    reader_auth_builder,
+    reader_ca_builder,
     sign,
     status_list_signer_builder,
 )
@@ -23,13 +26,15 @@ from protocols.iaca.checks import (
     iaca_profile,
 )
 from protocols.iaca.errors import IacaError, IacaProfileError
-from protocols.iaca.oids import EKU_MDL_DS, EKU_STATUS_LIST_SIGNER
+from protocols.iaca.oids import EKU_MDL_DS, EKU_MDL_READER_AUTH, EKU_STATUS_LIST_SIGNER
 
 __all__ = [
     "DS_MAX_VALIDITY",
     "EKU_MDL_DS",
+    "EKU_MDL_READER_AUTH",
     "EKU_STATUS_LIST_SIGNER",
     "IACA_MAX_VALIDITY",
+    "READER_MAX_VALIDITY",
     "Check",
     "IacaError",
     "IacaProfile",
@@ -42,6 +47,8 @@ __all__ = [
     "hash_for_key",
     "iaca_profile",
     "iaca_builder",
+    "reader_auth_builder",
+    "reader_ca_builder",
     "sign",
     "status_list_signer_builder",
 ]

@@ -14,6 +14,13 @@ Profile choices (see ``specs/status-list.md`` for the status-list signer):
   distribution point, subject C (the IACA's) + CN, validity inside the IACA's and at most
   :data:`DS_MAX_VALIDITY`.
 * Status-list signer: the document signer profile with the status-list EKU instead.
+* Reader CA (the root a wallet trusts for readerAuth; the 2021 edition sets no profile for
+  it): self-signed, basicConstraints critical CA pathlen 0, keyUsage critical keyCertSign +
+  cRLSign, SKI, CRL distribution point when given, subject C + CN.
+* Reader authentication certificate (Annex B.1.7): keyUsage critical digitalSignature,
+  extKeyUsage critical 1.0.18013.5.1.6, AKI = the reader CA's SKI, SKI, subjectAltName DNS
+  names when given (a verifier's ``x509_san_dns`` client_id), CRL distribution point when
+  given, validity inside the CA's and at most :data:`READER_MAX_VALIDITY` (1187 days).
 * ES256 (P-256 / SHA-256) by default, ES384 (P-384 / SHA-384) and P-521 available.
 """
 
@@ -27,10 +34,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from protocols.iaca.errors import IacaProfileError
-from protocols.iaca.oids import EKU_MDL_DS, EKU_STATUS_LIST_SIGNER
+from protocols.iaca.oids import EKU_MDL_DS, EKU_MDL_READER_AUTH, EKU_STATUS_LIST_SIGNER
 
 IACA_MAX_VALIDITY = dt.timedelta(days=20 * 365 + 5)  # Annex B: at most 20 years
 DS_MAX_VALIDITY = dt.timedelta(days=457)  # Annex B: at most 457 days
+READER_MAX_VALIDITY = dt.timedelta(days=1187)  # Annex B.1.7: at most 1187 days
 _CURVES = {"secp256r1": hashes.SHA256, "secp384r1": hashes.SHA384, "secp521r1": hashes.SHA512}
 
 
@@ -229,3 +237,98 @@ def status_list_signer_builder(
         crl_uri=crl_uri, eku=eku, organization=organization, serial_number=serial_number,
         what="status-list signer",
     )
+
+
+def reader_ca_builder(
+    public_key: ec.EllipticCurvePublicKey,
+    *,
+    common_name: str,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+    crl_uri: str | None = None,
+    country: str = "JP",
+    organization: str | None = None,
+    serial_number: int | None = None,
+) -> x509.CertificateBuilder:
+    """A reader CA root (the anchor a wallet trusts for readerAuth), self-signed by the key
+    of ``public_key``; at most as long-lived as an IACA."""
+    _check_key(public_key, "reader CA")
+    start, end = _window(not_before, not_after, IACA_MAX_VALIDITY, "reader CA")
+    name = _name(country, common_name, organization, None)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(public_key)
+        .serial_number(serial_number or x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                crl_sign=True, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+    )
+    return builder.add_extension(_crl_dp(crl_uri), critical=False) if crl_uri else builder
+
+
+def reader_auth_builder(
+    public_key: ec.EllipticCurvePublicKey,
+    reader_ca: x509.Certificate,
+    *,
+    common_name: str,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+    dns_names: tuple[str, ...] = (),
+    crl_uri: str | None = None,
+    organization: str | None = None,
+    serial_number: int | None = None,
+) -> x509.CertificateBuilder:
+    """A reader authentication certificate (Annex B.1.7) issued by ``reader_ca``: what a
+    reader signs readerAuth, readerAuthAll and OpenID4VP request objects with."""
+    what = "reader certificate"
+    _check_key(public_key, what)
+    start, end = _window(not_before, not_after, READER_MAX_VALIDITY, what)
+    if start < reader_ca.not_valid_before_utc or end > reader_ca.not_valid_after_utc:
+        raise IacaProfileError(
+            f"{what}: validity {start}..{end} is not within the reader CA's "
+            f"{reader_ca.not_valid_before_utc}..{reader_ca.not_valid_after_utc}"
+        )
+    try:
+        ski = reader_ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        raise IacaProfileError(f"{what}: the reader CA certificate has no subjectKeyIdentifier") from None
+    countries = reader_ca.subject.get_attributes_for_oid(NameOID.COUNTRY_NAME)
+    subject = _name(str(countries[0].value) if countries else "JP", common_name, organization, None)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(reader_ca.subject)
+        .public_key(public_key)
+        .serial_number(serial_number or x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                crl_sign=False, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([EKU_MDL_READER_AUTH]), critical=True)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+    )
+    if dns_names:
+        try:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]), critical=False)
+        except ValueError as exc:
+            raise IacaProfileError(f"{what}: DNS name: {exc}") from None
+    return builder.add_extension(_crl_dp(crl_uri), critical=False) if crl_uri else builder

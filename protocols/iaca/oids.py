@@ -1,6 +1,7 @@
 """Object identifiers of the mdoc issuer PKI.
 
 ``EKU_MDL_DS``: ISO/IEC 18013-5:2021 Annex B, Table B.3 (document signer), ``1.0.18013.5.1.2``.
+``EKU_MDL_READER_AUTH``: Annex B.1.7 (mdoc reader authentication), ``1.0.18013.5.1.6``.
 
 ``EKU_STATUS_LIST_SIGNER`` is **project-defined**. draft-ietf-oauth-status-list (section
 "X.509 Certificate Extended Key Usage Extension", from -10 on) defines
@@ -16,6 +17,7 @@ from __future__ import annotations
 from cryptography.x509 import ObjectIdentifier
 
 EKU_MDL_DS = ObjectIdentifier("1.0.18013.5.1.2")
+EKU_MDL_READER_AUTH = ObjectIdentifier("1.0.18013.5.1.6")  # Annex B.1.7, mdoc reader authentication
 
 # 2.25.<uuid as integer>; uuid 6d637265-642d-7374-6174-75736c697374 ("mcred-statuslist")
 _STATUS_LIST_UUID = 0x6D637265642D7374617475736C697374
