@@ -88,12 +88,15 @@ WALLET_STATE_FILE = "wallet.json"
 def open_wallet(phone_id: str, home: Path | None, consent: ConsentPolicy, *,
                 device_auth: DeviceAuthMode = "signature",
                 clock: Callable[[], dt.datetime] | None = None,
-                reader_trust_anchors: Sequence = ()) -> Wallet:
-    """The wallet app of a simulated phone, over its SE, its state in the app directory."""
+                reader_trust_anchors: Sequence = (), fault: str | None = None) -> Wallet:
+    """The wallet app of a simulated phone, over its SE, its state in the app directory;
+    ``fault``: a hostile phone on purpose (:data:`wallet_sim.faults.FAULTS`)."""
+    from wallet_sim.faults import fault as named_fault
+
     se = open_secure_element(phone_id, home)
     kwargs = {"clock": clock} if clock else {}
     return Wallet(se.transmit, consent, device_auth=device_auth, reader_trust_anchors=reader_trust_anchors,
-                  state_path=app_dir(phone_id, home) / WALLET_STATE_FILE, **kwargs)
+                  state_path=app_dir(phone_id, home) / WALLET_STATE_FILE, fault=named_fault(fault), **kwargs)
 
 
 def reader_pipeline(trust_pems: Sequence[Path | str] = (), *, trust: TrustStore | None = None,

@@ -112,6 +112,16 @@ def test_short_apdus_and_negotiated_handover_read_the_phone_too(world, bridge):
     assert " 00D60000" in done.stderr  # the reader wrote its Service Select and Handover Request
 
 
+def test_a_hostile_phone_on_the_reader_is_refused_by_the_check_its_fault_names(world, bridge):
+    """`mcred phone pcsc --fault`: what a reader maker puts on their NFC reader to see it
+    refuse a forged presentation (here an MSO re-signed by a stranger's document signer)."""
+    bridge("--consent", str(world["consent"]), "--fault", "untrusted-issuer")
+    done = read(world)
+    assert done.returncode == 1, done.stdout + done.stderr
+    checks = {c["name"]: c["passed"] for c in json.loads(done.stdout)["checks"]}
+    assert checks["issuer_certificate_chain"] is False and checks["value_digests"] is True
+
+
 def test_a_phone_without_its_wallet_on_nfc_is_named(world, bridge):
     bridge("--no-wallet")
     done = read(world)

@@ -46,6 +46,7 @@ from protocols.mdoc import (
     DeviceResponse,
     DocRequest,
     DocRequestInfo,
+    Document,
     IssuerSigned,
     ItemsRequest,
     MdocDecodeError,
@@ -68,8 +69,10 @@ from protocols.mdoc.session import (
     SESSION_STATUS_TERMINATION,
 )
 from protocols.mdoc.verify import READER_AUTHENTICATION, READER_CERTIFICATE_CHAIN
+from wallet_sim import faults
 from wallet_sim.consent import ConsentPolicy, ConsentRequest, ReaderIdentity
 from wallet_sim.engagement import Engagement
+from wallet_sim.faults import Fault
 
 MDOC_AID = bytes.fromhex("F06D63726564020101")
 ERROR_DATA_NOT_RETURNED = 0
@@ -219,9 +222,14 @@ class Wallet:
         reader_trust_anchors: Sequence[x509.Certificate] = (),
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         state_path: Path | None = None,
+        fault: Fault | None = None,
     ) -> None:
+        """``fault``: a hostile phone on purpose (:mod:`wallet_sim.faults`), for checking
+        that readers refuse what it sends; None for an honest one."""
         if device_auth not in ("signature", "mac"):
             raise ValueError(f"device_auth must be 'signature' or 'mac', got {device_auth!r}")
+        self.fault = fault
+        self._replay: Document | None = None  # the fault "replay": the Document it repeats
         self.applet = SeMdocApplet(transmit)
         self.consent = consent
         self.device_auth = device_auth
@@ -238,16 +246,30 @@ class Wallet:
         try:
             data = json.loads(self.state_path.read_text())
             self._uses = {int(k): int(v) for k, v in data.get("slot_uses", {}).items()}
-        except (OSError, ValueError, AttributeError, TypeError):
-            self._uses = {}
+            replay = data.get("replay")
+            self._replay = Document.from_cbor(cbor.loads(bytes.fromhex(replay))) if replay else None
+        except (OSError, ValueError, AttributeError, TypeError, MdocError, cbor.CborDecodeError):
+            self._uses, self._replay = {}, None
+
+    def _save_state(self) -> None:
+        if self.state_path is None:
+            return
+        state: dict = {"slot_uses": {str(k): v for k, v in self._uses.items()}}
+        if self._replay is not None:
+            state["replay"] = cbor.dumps(self._replay.to_cbor()).hex()
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, self.state_path)
 
     def _note_use(self, slot: int) -> None:
         self._uses[slot] = self._uses.get(slot, 0) + 1
-        if self.state_path is None:
-            return
-        tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"slot_uses": {str(k): v for k, v in self._uses.items()}}))
-        os.replace(tmp, self.state_path)
+        self._save_state()
+
+    def _keep_for_replay(self, doc: Document) -> None:
+        """The fault "replay": the Document its next presentations repeat (kept with the
+        wallet's state, so a phone replays across taps and runs)."""
+        self._replay = doc
+        self._save_state()
 
     def credentials(self) -> list[HeldCredential]:
         """Every slot whose IssuerSigned parses (a slot that does not is skipped).
@@ -494,14 +516,7 @@ class WalletSession:
                                            refused=refused, slot=held.slot))
             return None
         errors = {ns: {i: ERROR_DATA_NOT_RETURNED for i in sorted(ids)} for ns, ids in refused.items()}
-        if self.wallet.device_auth == "signature" or self._e_reader_point is None:
-            # online (Annex C) there is no reader key to agree a MAC key with: a signature
-            doc = build_document(held.issuer_signed, self.transcript, disclose=released,
-                                 signer=SeSigner(self.wallet.applet, held.slot), errors=errors or None)
-        else:
-            z = self.wallet.applet.key_agreement(held.slot, self._e_reader_point)
-            doc = build_document(held.issuer_signed, self.transcript, disclose=released,
-                                 emac_key=derive_emac_key(z, self.transcript), errors=errors or None)
+        doc = self._build(held, released, errors)
         if info is not None and info.maximum_response_size is not None:
             size = len(cbor.dumps(doc.to_cbor()))
             if size > info.maximum_response_size:
@@ -515,6 +530,36 @@ class WalletSession:
                                        + (f" ({', '.join(stood_in)})" if stood_in else ""),
                                        items.doc_type, reader, released, refused, slot=held.slot))
         return doc
+
+    def _build(self, held: HeldCredential, released: Mapping[str, frozenset[str]],
+               errors: Mapping[str, Mapping[str, int]]) -> Document:
+        """The Document of ``released``, device-authenticated in the SE (a signature, or a
+        MAC from the SE's key agreement); as the wallet's fault, if it has one, makes it."""
+        f = self.wallet.fault
+        name = f.name if f is not None else None
+        if name == "replay" and self.wallet._replay is not None:
+            return self.wallet._replay
+        doc_type = held.doc_type + ".forged" if name == "doc-type" else None
+        if name == "unrequested":
+            extra = next(((ns, e) for ns in sorted(held.elements) for e in sorted(held.elements[ns])
+                          if e not in released.get(ns, ())), None)
+            if extra is not None:
+                released = {**released, extra[0]: released.get(extra[0], frozenset()) | {extra[1]}}
+        if self.wallet.device_auth == "signature" or self._e_reader_point is None:
+            # online (Annex C) there is no reader key to agree a MAC key with: a signature
+            signer = faults.stranger_signer() if name == "device-signature" else SeSigner(self.wallet.applet,
+                                                                                           held.slot)
+            doc = build_document(held.issuer_signed, self.transcript, disclose=released, signer=signer,
+                                 errors=errors or None, doc_type=doc_type)
+        else:
+            z = (secrets.token_bytes(32) if name == "device-signature"
+                 else self.wallet.applet.key_agreement(held.slot, self._e_reader_point))
+            doc = build_document(held.issuer_signed, self.transcript, disclose=released,
+                                 emac_key=derive_emac_key(z, self.transcript), errors=errors or None,
+                                 doc_type=doc_type)
+        if name == "replay":
+            self.wallet._keep_for_replay(doc)
+        return faults.after_build(f, doc, self.wallet.clock)
 
     @staticmethod
     def _with_alternatives(name_spaces, info, held: HeldCredential):

@@ -165,7 +165,11 @@ def register(app: typer.Typer) -> None:
              handover: str = typer.Option("static", "--handover",
                                           help="The wallet's NFC engagement: static (a Handover Select in "
                                                "its NDEF file) or negotiated (TNEP: the reader writes its "
-                                               "Handover Request first).")) -> None:
+                                               "Handover Request first)."),
+             fault: str | None = typer.Option(None, "--fault",
+                                              help="A hostile phone on purpose: its wallet makes this fault in "
+                                                   "what it presents, for checking that a reader refuses it "
+                                                   "(`mcred wallet faults`).")) -> None:
         """Put the phone in pcscd's virtual reader (vsmartcard vpcd): PC/SC applications such
         as OpenSC then reach its secure element, and an mdoc reader (`mcred reader nfc`) its
         wallet. Stop with Ctrl-C."""
@@ -177,6 +181,15 @@ def register(app: typer.Typer) -> None:
         atr_bytes = _parse_atr(atr)
         if handover not in ("static", "negotiated"):
             _fail(f"--handover {handover!r}: static or negotiated")
+        from wallet_sim.faults import FaultError
+        from wallet_sim.faults import fault as named_fault
+
+        try:
+            named_fault(fault)
+        except FaultError as exc:
+            _fail(str(exc))
+        if fault is not None and not wallet:
+            _fail("--fault is the wallet's: not with --no-wallet")
         try:
             wallet_sim.open_secure_element(phone_id, home)
         except wallet_sim.SeError as exc:
@@ -195,7 +208,7 @@ def register(app: typer.Typer) -> None:
             se = wallet_sim.open_secure_element(phone_id, home)
             if policy is None:
                 return _pcsc_transport(se.transmit)
-            tag = NfcTag(open_wallet(phone_id, home, policy), handover=handover)  # a tap: a new activation
+            tag = NfcTag(open_wallet(phone_id, home, policy, fault=fault), handover=handover)  # a tap: a new activation
             router = AidRouter(se.transmit, {aid: tag.transmit for aid in WALLET_AIDS})
             return _pcsc_transport(router.transmit)
 

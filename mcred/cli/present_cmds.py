@@ -31,6 +31,7 @@ _REQUEST = typer.Option([], "--request", help="NS:ID[!] items to ask for (! = re
 _DOCTYPE = typer.Option("jp.mcred.mynumber.cardsub.1", "--doctype")
 _OFFLINE = typer.Option(False, "--offline", help="Use cached status lists only.")
 _SKEW = typer.Option(300, "--skew", help="Clock skew allowed on validity, seconds (0 to a day).")
+_FAULT = typer.Option(None, "--fault", help="A hostile phone on purpose, to check that a reader refuses it: the wallet makes this fault in what it presents (`mcred wallet faults` lists them, and the check each must fail).")
 # ISO/IEC 18013-5 second edition (DeviceRequest 1.1)
 _READER_AUTH_ALL = typer.Option(False, "--reader-auth-all", help="Second edition: sign the whole request once (readerAuthAll) instead of each document request (readerAuth); needs --reader-cert and --reader-key.")
 _ALTERNATIVE = typer.Option([], "--alternative", help="Second edition: what the wallet may send in place of an asked element it does not hold, NS:ID=NS:ID[+NS:ID][|NS:ID...] (| between sets in order of preference, + within a set); repeatable.")
@@ -160,6 +161,7 @@ def register(app: typer.Typer) -> None:
         online: bool = typer.Option(False, "--online", help="Present online, as to a web page through the Digital Credentials API (ISO/IEC TS 18013-7 Annex C, org-iso-mdoc: the response sealed with HPKE, bound to the page's origin) instead of in proximity; this command plays the browser."),
         origin: str | None = typer.Option(None, "--origin", help="With --online: the web origin the browser reports to the wallet (default: the reader URL's own). Another origin than the reader's, as a relaying site would give, is refused by the reader."),
         protocol: str = typer.Option("org-iso-mdoc", "--protocol", help="With --online: the Digital Credentials API protocol the page asks with: org-iso-mdoc (ISO/IEC TS 18013-7 Annex C, HPKE), openid4vp (OpenID4VP 1.0, openid4vp-v1-unsigned: DCQL, a JWE response) or openid4vp-signed (openid4vp-v1-signed: the request signed by the reader's certificate, which the wallet checks against --reader-trust); or cross-device (OpenID4VP 1.0 without the browser: the page's QR code, openid4vp://, which the phone scans, fetching the request from the reader and posting its answer there, direct_post.jwt)."),
+        fault: str | None = _FAULT,
     ) -> None:
         """Present the phone's mdoc to a reader over HTTP; exit 0 only if the verdict is VALID.
         In proximity by default (engagement QR code, session encryption); online with --online."""
@@ -195,7 +197,7 @@ def register(app: typer.Typer) -> None:
 
             anchors = [c for p in reader_trust for c in x509certs.load_pem_all(p.read_bytes())]
             wallet = open_wallet(phone, None, policy, device_auth="mac" if mac else "signature",
-                                 reader_trust_anchors=anchors)
+                                 reader_trust_anchors=anchors, fault=fault)
         except (ConsentError, PhoneNotFoundError, OSError, ValueError) as exc:
             _unusable(console, as_json, str(exc))
         if consent is None and not sys.stdin.isatty():
@@ -451,6 +453,7 @@ def register(app: typer.Typer) -> None:
         alternative: list[str] = _ALTERNATIVE,
         issuer_identifiers: bool = _ISSUER_IDS,
         max_response_size: int | None = _MAX_RESPONSE_SIZE,
+        fault: str | None = _FAULT,
     ) -> None:
         """Read a phone by NFC (ISO/IEC 18013-5: NFC engagement by static handover, data
         retrieval over NFC): tapped on a PC/SC contactless reader, or a simulated phone with
@@ -488,6 +491,9 @@ def register(app: typer.Typer) -> None:
                       "PC/SC: give one of them")
         if handover not in ("static", "negotiated"):
             _unusable(console, as_json, f"--handover {handover!r}: static or negotiated")
+        if fault is not None and phone is None:
+            _unusable(console, as_json, "--fault is the simulated phone's (--phone, or `mcred phone pcsc --fault` for a "
+                      "phone on the PC/SC reader)")
         if (consent is not None or handover != "static") and phone is None:
             _unusable(console, as_json, "--consent and --handover are the simulated phone's (--phone); a phone on "
                       "a PC/SC reader asks its holder and chooses its handover itself")
@@ -512,7 +518,7 @@ def register(app: typer.Typer) -> None:
                 if consent is None:
                     raise ConsentError("--phone needs --consent FILE.json: nobody is there to ask the holder "
                                        "(e.g. {\"documents\": {\"*\": {\"*\": \"*\"}}})")
-                wallet = open_wallet(phone, None, RulesConsent.from_file(consent))
+                wallet = open_wallet(phone, None, RulesConsent.from_file(consent), fault=fault)
         except (ReaderServeError, ConsentError, PhoneNotFoundError, OSError, ValueError) as exc:
             _unusable(console, as_json, str(exc))
 
@@ -542,6 +548,23 @@ def register(app: typer.Typer) -> None:
     wallet_app = typer.Typer(help="The phone's wallet app, on its own.", no_args_is_help=True)
     app.add_typer(wallet_app, name="wallet")
 
+    @wallet_app.command("faults")
+    def wallet_faults_cmd(as_json: bool = typer.Option(False, "--json", help="Print one JSON array.")) -> None:
+        """The faults a hostile phone can make (--fault of `mcred present`, `mcred wallet
+        respond`, `mcred phone pcsc`, `mcred reader nfc --phone`), and the reader check each
+        must fail: a reader that accepts one of them is broken."""
+        from rich.table import Table
+
+        from wallet_sim.faults import describe
+
+        if as_json:
+            print(json.dumps(describe(), ensure_ascii=False))
+            return
+        table = Table("fault", "what the phone does", "a reader must fail")
+        for row in describe():
+            table.add_row(row["fault"], row["does"], row["refused_by"])
+        Console().print(table)
+
     @wallet_app.command("respond")
     def wallet_respond_cmd(
         phone: str = typer.Option(..., "--phone", help="The phone whose wallet answers."),
@@ -556,6 +579,7 @@ def register(app: typer.Typer) -> None:
         protocol: str | None = typer.Option(None, "--protocol", help="Answer this protocol of those offered "
                                             "(default: org-iso-mdoc, then openid4vp-v1-signed, then openid4vp-v1-unsigned)."),
         out: Path | None = typer.Option(None, "--out", callback=out_path, help="Write the credential here (default: stdout)."),
+        fault: str | None = _FAULT,
     ) -> None:
         """Answer a web page's Digital Credentials API request from any verifier, as the browser
         would hand it to this phone's wallet: prints the credential ({protocol, data}) the page
@@ -608,7 +632,7 @@ def register(app: typer.Typer) -> None:
             policy = RulesConsent.from_file(consent) if consent else InteractiveConsent(
                 ask=lambda q: console.input(q), show=console.print)
             anchors = [c for p in reader_trust for c in x509certs.load_pem_all(p.read_bytes())]
-            wallet = open_wallet(phone, None, policy, reader_trust_anchors=anchors)
+            wallet = open_wallet(phone, None, policy, reader_trust_anchors=anchors, fault=fault)
             if scanned:
                 done = wallet_cross_device(wallet, request)
                 redirect = done.session.redirect
