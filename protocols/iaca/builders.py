@@ -92,6 +92,53 @@ def _crl_dp(crl_uri: str) -> x509.CRLDistributionPoints:
     )
 
 
+_KU_CA = x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
+                       data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+                       encipher_only=False, decipher_only=False)
+"""keyCertSign + cRLSign: an IACA's, a reader CA's"""
+_KU_SIGN = x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                         data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+                         encipher_only=False, decipher_only=False)
+"""digitalSignature: a document signer's, a status-list signer's, a reader's"""
+
+
+def _root(public_key: ec.EllipticCurvePublicKey, name: x509.Name, start: dt.datetime, end: dt.datetime,
+          serial_number: int | None) -> x509.CertificateBuilder:
+    """A self-signed CA of path length 0 (keyCertSign + cRLSign, SKI): an IACA's or a reader CA's skeleton."""
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(public_key)
+        .serial_number(serial_number or x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_KU_CA, critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+    )
+
+
+def _leaf(public_key: ec.EllipticCurvePublicKey, issuer: x509.Name, subject: x509.Name, start: dt.datetime,
+          end: dt.datetime, serial_number: int | None, eku: x509.ObjectIdentifier,
+          issuer_ski: x509.SubjectKeyIdentifier) -> x509.CertificateBuilder:
+    """An end-entity signer (digitalSignature, one critical EKU, AKI, SKI): a document
+    signer's, a status-list signer's or a reader's skeleton."""
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(serial_number or x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(_KU_SIGN, critical=True)
+        .add_extension(x509.ExtendedKeyUsage([eku]), critical=True)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer_ski), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+    )
+
+
 def _check_key(public_key: object, what: str) -> ec.EllipticCurvePublicKey:
     if not isinstance(public_key, ec.EllipticCurvePublicKey):
         raise IacaProfileError(f"{what}: Annex B needs an EC public key, got {type(public_key).__name__}")
@@ -115,25 +162,8 @@ def iaca_builder(
     """An IACA root certificate (Table B.1), self-signed by the key of ``public_key``."""
     _check_key(public_key, "IACA")
     start, end = _window(not_before, not_after, IACA_MAX_VALIDITY, "IACA")
-    name = _name(country, common_name, organization, state)
     return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(public_key)
-        .serial_number(serial_number or x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                crl_sign=True, encipher_only=False, decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        _root(public_key, _name(country, common_name, organization, state), start, end, serial_number)
         .add_extension(
             x509.IssuerAlternativeName([x509.UniformResourceIdentifier(issuer_alt_name_uri)]),
             critical=False,
@@ -175,26 +205,7 @@ def _signer_builder(
         str(countries[0].value), common_name, organization, str(states[0].value) if states else None
     )
     return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(iaca.subject)
-        .public_key(public_key)
-        .serial_number(serial_number or x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                crl_sign=False, encipher_only=False, decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([eku]), critical=True)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        _leaf(public_key, iaca.subject, subject, start, end, serial_number, eku, ski)
         .add_extension(x509.IssuerAlternativeName(list(ian)), critical=False)
         .add_extension(_crl_dp(crl_uri), critical=False)
     )
@@ -254,26 +265,7 @@ def reader_ca_builder(
     of ``public_key``; at most as long-lived as an IACA."""
     _check_key(public_key, "reader CA")
     start, end = _window(not_before, not_after, IACA_MAX_VALIDITY, "reader CA")
-    name = _name(country, common_name, organization, None)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(public_key)
-        .serial_number(serial_number or x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                crl_sign=True, encipher_only=False, decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-    )
+    builder = _root(public_key, _name(country, common_name, organization, None), start, end, serial_number)
     return builder.add_extension(_crl_dp(crl_uri), critical=False) if crl_uri else builder
 
 
@@ -305,26 +297,7 @@ def reader_auth_builder(
         raise IacaProfileError(f"{what}: the reader CA certificate has no subjectKeyIdentifier") from None
     countries = reader_ca.subject.get_attributes_for_oid(NameOID.COUNTRY_NAME)
     subject = _name(str(countries[0].value) if countries else "JP", common_name, organization, None)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(reader_ca.subject)
-        .public_key(public_key)
-        .serial_number(serial_number or x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                crl_sign=False, encipher_only=False, decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([EKU_MDL_READER_AUTH]), critical=True)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-    )
+    builder = _leaf(public_key, reader_ca.subject, subject, start, end, serial_number, EKU_MDL_READER_AUTH, ski)
     if dns_names:
         try:
             builder = builder.add_extension(
