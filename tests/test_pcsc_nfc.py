@@ -122,6 +122,28 @@ def test_a_hostile_phone_on_the_reader_is_refused_by_the_check_its_fault_names(w
     assert checks["issuer_certificate_chain"] is False and checks["value_digests"] is True
 
 
+def test_a_hostile_phone_cycles_through_every_fault_tap_after_tap(world, bridge):
+    """`mcred phone pcsc --fault all --tap`: a reader maker taps again and again and meets an
+    honest phone, then each fault (replay twice: genuine, then repeated); our counter reader
+    judges each as it must."""
+    from wallet_sim.faults import FAULTS
+
+    b = bridge("--consent", str(world["consent"]), "--fault", "all", "--tap", "--tap-gap", "0.3")
+    expected = [None, *(n for n in FAULTS for _ in range(2 if n == "replay" else 1))]
+    done = read(world, "--loop", "--count", str(len(expected)))
+    assert done.returncode == 1, done.stdout + done.stderr  # not every tap was VALID
+    taps = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(taps) == len(expected)
+    for tap, name in zip(taps, expected, strict=True):
+        failed = {c["name"] for c in tap["checks"] if not c["passed"]}
+        if name is None or (name == "replay" and tap is taps[expected.index("replay")]):
+            assert tap["valid"], (name, failed)
+        else:
+            assert not tap["valid"] and FAULTS[name].refused_by in failed, (name, failed)
+    assert "next tap: fault untrusted-issuer (a reader must fail issuer_certificate_chain)" in b.log.read_text(
+        errors="replace")
+
+
 def test_a_phone_without_its_wallet_on_nfc_is_named(world, bridge):
     bridge("--no-wallet")
     done = read(world)

@@ -169,7 +169,9 @@ def register(app: typer.Typer) -> None:
              fault: str | None = typer.Option(None, "--fault",
                                               help="A hostile phone on purpose: its wallet makes this fault in "
                                                    "what it presents, for checking that a reader refuses it "
-                                                   "(`mcred wallet faults`).")) -> None:
+                                                   "(`mcred wallet faults`); all: tap after tap, an honest "
+                                                   "phone, then each fault in turn (with --tap, each is said "
+                                                   "as the tap begins).")) -> None:
         """Put the phone in pcscd's virtual reader (vsmartcard vpcd): PC/SC applications such
         as OpenSC then reach its secure element, and an mdoc reader (`mcred reader nfc`) its
         wallet. Stop with Ctrl-C."""
@@ -181,15 +183,19 @@ def register(app: typer.Typer) -> None:
         atr_bytes = _parse_atr(atr)
         if handover not in ("static", "negotiated"):
             _fail(f"--handover {handover!r}: static or negotiated")
-        from wallet_sim.faults import FaultError
+        from wallet_sim.faults import FAULTS, FaultError
         from wallet_sim.faults import fault as named_fault
 
         try:
-            named_fault(fault)
+            named_fault(None if fault == "all" else fault)
         except FaultError as exc:
-            _fail(str(exc))
+            _fail(f"{exc}, or all")
         if fault is not None and not wallet:
             _fail("--fault is the wallet's: not with --no-wallet")
+        # --fault all: tap after tap, honest first, then each fault (replay twice: the first
+        # time it presents genuinely, and keeps that Document to repeat)
+        cycle = [None, *(n for n in FAULTS for _ in range(2 if n == "replay" else 1))] if fault == "all" else [fault]
+        turn = {"index": 0, "tag": None, "said": -1}  # the cycle moves on once a tap has presented
         try:
             wallet_sim.open_secure_element(phone_id, home)
         except wallet_sim.SeError as exc:
@@ -208,7 +214,16 @@ def register(app: typer.Typer) -> None:
             se = wallet_sim.open_secure_element(phone_id, home)
             if policy is None:
                 return _pcsc_transport(se.transmit)
-            tag = NfcTag(open_wallet(phone_id, home, policy, fault=fault), handover=handover)  # a tap: a new activation
+            last = turn["tag"]
+            if last is not None and last.session is not None and last.session.device_response is not None:
+                turn["index"] += 1
+            name = cycle[turn["index"] % len(cycle)]
+            if fault == "all" and turn["said"] != turn["index"]:
+                turn["said"] = turn["index"]
+                say("next tap: an honest phone (a reader must find it VALID)" if name is None else
+                    f"next tap: fault {name} (a reader must fail {FAULTS[name].refused_by})")
+            tag = NfcTag(open_wallet(phone_id, home, policy, fault=name), handover=handover)  # a tap: a new activation
+            turn["tag"] = tag
             router = AidRouter(se.transmit, {aid: tag.transmit for aid in WALLET_AIDS})
             return _pcsc_transport(router.transmit)
 

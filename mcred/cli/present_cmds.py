@@ -80,6 +80,39 @@ def _finish(console: Console, result: dict, as_json: bool, portrait: Path | None
     raise typer.Exit(EXIT_OK if result.get("valid") else EXIT_FAILED)
 
 
+def _refusals(console: Console, as_json: bool, present, make_wallet) -> None:  # noqa: ANN001
+    """``--fault all``: one honest presentation, which must be VALID, then one with each
+    fault of :data:`wallet_sim.faults.FAULTS`, which the reader must refuse by the check the
+    fault names (replay: the second presentation of a phone that replays). Prints each, and
+    exits 0 only if the reader judged all of them so."""
+    from rich.table import Table
+
+    from wallet_sim.faults import FAULTS
+
+    runs = []
+    for f in (None, *FAULTS.values()):
+        w = make_wallet(f.name if f else None)
+        out = present(w)
+        if f is not None and f.name == "replay":
+            out = present(w)  # the first was genuine, and kept
+        failed = [c["name"] for c in out.result["checks"] if not c["passed"]]
+        ok = out.valid if f is None else (not out.valid and f.refused_by in failed)
+        runs.append({"fault": f.name if f else None, "must": "VALID" if f is None else f"fail {f.refused_by}",
+                     "valid": out.valid, "failed": failed, "ok": ok})
+    conformant = all(r["ok"] for r in runs)
+    if as_json:
+        print(json.dumps({"conformant": conformant, "runs": runs}, ensure_ascii=False))
+    else:
+        table = Table("the phone", "the reader must", "verdict", "failed checks", "")
+        for r in runs:
+            table.add_row(r["fault"] or "honest", r["must"], "VALID" if r["valid"] else "INVALID",
+                          ", ".join(r["failed"]) or "-", "ok" if r["ok"] else "[red]WRONG[/]")
+        console.print(table)
+        console.print("the reader refused every fault by its check" if conformant
+                      else "[red]the reader judged some presentations wrongly[/]")
+    raise typer.Exit(EXIT_OK if conformant else EXIT_FAILED)
+
+
 def _show_qr(console: Console | None, uri: str, png: Path | None) -> None:
     """A cross-device authorization request as a QR code: written as PNG to ``png`` when
     given, and printed (half blocks, then the URI as text) on ``console`` when given."""
@@ -161,7 +194,7 @@ def register(app: typer.Typer) -> None:
         online: bool = typer.Option(False, "--online", help="Present online, as to a web page through the Digital Credentials API (ISO/IEC TS 18013-7 Annex C, org-iso-mdoc: the response sealed with HPKE, bound to the page's origin) instead of in proximity; this command plays the browser."),
         origin: str | None = typer.Option(None, "--origin", help="With --online: the web origin the browser reports to the wallet (default: the reader URL's own). Another origin than the reader's, as a relaying site would give, is refused by the reader."),
         protocol: str = typer.Option("org-iso-mdoc", "--protocol", help="With --online: the Digital Credentials API protocol the page asks with: org-iso-mdoc (ISO/IEC TS 18013-7 Annex C, HPKE), openid4vp (OpenID4VP 1.0, openid4vp-v1-unsigned: DCQL, a JWE response) or openid4vp-signed (openid4vp-v1-signed: the request signed by the reader's certificate, which the wallet checks against --reader-trust); or cross-device (OpenID4VP 1.0 without the browser: the page's QR code, openid4vp://, which the phone scans, fetching the request from the reader and posting its answer there, direct_post.jwt)."),
-        fault: str | None = _FAULT,
+        fault: str | None = typer.Option(None, "--fault", help="A hostile phone on purpose: the wallet makes this fault in what it presents (`mcred wallet faults`). --fault all: a conformance run, one honest presentation (must be VALID) and one with each fault (each must be refused by the check it names); exit 0 only if the reader judged every one so."),
     ) -> None:
         """Present the phone's mdoc to a reader over HTTP; exit 0 only if the verdict is VALID.
         In proximity by default (engagement QR code, session encryption); online with --online."""
@@ -196,10 +229,17 @@ def register(app: typer.Typer) -> None:
                 ask=lambda q: console.input(q), show=console.print)
 
             anchors = [c for p in reader_trust for c in x509certs.load_pem_all(p.read_bytes())]
-            wallet = open_wallet(phone, None, policy, device_auth="mac" if mac else "signature",
-                                 reader_trust_anchors=anchors, fault=fault)
+
+            def make_wallet(name: str | None):  # noqa: ANN202
+                return open_wallet(phone, None, policy, device_auth="mac" if mac else "signature",
+                                   reader_trust_anchors=anchors, fault=name)
+
+            wallet = make_wallet(None if fault == "all" else fault)
         except (ConsentError, PhoneNotFoundError, OSError, ValueError) as exc:
             _unusable(console, as_json, str(exc))
+        if fault == "all" and (consent is None or save is not None or portrait is not None):
+            _unusable(console, as_json, "--fault all presents once honestly and once with each fault: it needs "
+                      "--consent (nobody is asked), and takes no --save or --portrait")
         if consent is None and not sys.stdin.isatty():
             # Asking nobody would refuse every item and end in an INVALID verdict that
             # looks like the reader's doing; say what is missing instead.
@@ -217,17 +257,20 @@ def register(app: typer.Typer) -> None:
                 console.print("the verifier's page shows (the phone scans it):", highlight=False)
             _show_qr(None if as_json else console, uri, qr)
 
-        try:
+        if cross_device and origin is not None:
+            _unusable(console, as_json, "--origin is what a browser reports; a cross-device request has "
+                      "none (the answer goes to the reader's response_uri)")
+        quiet = as_json or fault == "all"
+
+        def present(w):  # noqa: ANN001, ANN202 - one presentation of wallet w, as the options say
             if cross_device:
-                if origin is not None:
-                    _unusable(console, as_json, "--origin is what a browser reports; a cross-device request has "
-                              "none (the answer goes to the reader's response_uri)")
-                if not as_json:
+                if not quiet:
                     console.print("cross-device presentation (OpenID4VP 1.0, direct_post.jwt): the phone scans the "
                                   "page's QR code", highlight=False, markup=False)
-                out = present_cross_device_over_http(wallet, reader, token=token, on_uri=show_uri)
-            elif online:
-                if not as_json:
+                return present_cross_device_over_http(w, reader, token=token,
+                                                      on_uri=(lambda uri: None) if quiet else show_uri)
+            if online:
+                if not quiet:
                     from reader.online import origin_of
 
                     try:
@@ -236,10 +279,13 @@ def register(app: typer.Typer) -> None:
                         shown = origin or reader
                     console.print(f"online presentation ({protocols[protocol]}) as the page at {shown}",
                                   highlight=False, markup=False)
-                out = present_online_over_http(wallet, reader, origin=origin, token=token,
-                                               protocol=protocols[protocol])
-            else:
-                out = present_over_http(wallet, reader, on_engagement=show, token=token)
+                return present_online_over_http(w, reader, origin=origin, token=token, protocol=protocols[protocol])
+            return present_over_http(w, reader, on_engagement=(lambda e: None) if quiet else show, token=token)
+
+        try:
+            if fault == "all":
+                _refusals(console, as_json, present, make_wallet)
+            out = present(wallet)
         except PresentError as exc:
             _unusable(console, as_json, str(exc))
         if save is not None:
