@@ -214,3 +214,18 @@ def test_credential_sets_and_values_parse_and_round_trip():
                                                 lambda q: q.format == "mso_mdoc")] == [QUERY.id]
     with pytest.raises(oid4vp.Oid4vpError, match=r"credential_sets\[0\]: no option"):
         oid4vp.select_queries(request.queries, request.credential_sets, lambda q: False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(authorities=_json | st.lists(st.fixed_dictionaries(
+    {"type": st.sampled_from(["aki", "etsi_tl", ""]), "values": st.lists(st.text(max_size=30), max_size=3)}),
+    max_size=3), claim_sets=st.none() | _json)
+def test_arbitrary_trusted_authorities_and_claim_sets_only_raise_oid4vp_errors(authorities, claim_sets):
+    query = dict(QUERY.to_json(), trusted_authorities=authorities)
+    if claim_sets is not None:
+        query["claim_sets"] = claim_sets
+    try:
+        (parsed,) = oid4vp.parse_dcql({"credentials": [query]})
+    except oid4vp.Oid4vpError:
+        return
+    parsed.authority_key_ids  # judged values decode: nothing raises  # noqa: B018

@@ -260,7 +260,7 @@ def register(app: typer.Typer) -> None:
         if cross_device and origin is not None:
             _unusable(console, as_json, "--origin is what a browser reports; a cross-device request has "
                       "none (the answer goes to the reader's response_uri)")
-        quiet = as_json or fault == "all"
+        quiet = as_json or fault == "all"  # nothing said but the verdict (show, show_uri: QR files all the same)
 
         def present(w):  # noqa: ANN001, ANN202 - one presentation of wallet w, as the options say
             if cross_device:
@@ -268,7 +268,7 @@ def register(app: typer.Typer) -> None:
                     console.print("cross-device presentation (OpenID4VP 1.0, direct_post.jwt): the phone scans the "
                                   "page's QR code", highlight=False, markup=False)
                 return present_cross_device_over_http(w, reader, token=token,
-                                                      on_uri=(lambda uri: None) if quiet else show_uri)
+                                                      on_uri=(lambda uri: None) if fault == "all" else show_uri)
             if online:
                 if not quiet:
                     from reader.online import origin_of
@@ -280,7 +280,8 @@ def register(app: typer.Typer) -> None:
                     console.print(f"online presentation ({protocols[protocol]}) as the page at {shown}",
                                   highlight=False, markup=False)
                 return present_online_over_http(w, reader, origin=origin, token=token, protocol=protocols[protocol])
-            return present_over_http(w, reader, on_engagement=(lambda e: None) if quiet else show, token=token)
+            return present_over_http(w, reader, on_engagement=(lambda e: None) if fault == "all" else show,
+                                     token=token)
 
         try:
             if fault == "all":
