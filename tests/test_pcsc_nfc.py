@@ -144,6 +144,23 @@ def test_a_hostile_phone_cycles_through_every_fault_tap_after_tap(world, bridge)
         errors="replace")
 
 
+def test_a_phone_that_trusts_the_readers_ca_answers_its_reader_auth_all(world, bridge, tmp_path):
+    """`mcred reader certificate` for the reader, `mcred phone pcsc --reader-trust` for the
+    phone: a holder who answers trusted readers only answers this one, signed readerAuthAll."""
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    made = subprocess.run([sys.executable, "-m", "mcred", "reader", "certificate", "--out-dir", str(certs)],
+                          capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stdout + made.stderr
+    rules = tmp_path / "trusted-only.json"
+    rules.write_text('{"documents": {"*": {"*": "*"}}, "trusted_readers_only": true}')
+    bridge("--consent", str(rules), "--reader-trust", str(certs / "reader-ca.pem"))
+    done = read(world, "--reader-cert", str(certs / "reader.pem"), "--reader-key", str(certs / "reader.key"),
+                "--reader-auth-all")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout)["valid"]
+
+
 def test_a_phone_without_its_wallet_on_nfc_is_named(world, bridge):
     bridge("--no-wallet")
     done = read(world)

@@ -166,6 +166,10 @@ def register(app: typer.Typer) -> None:
                                           help="The wallet's NFC engagement: static (a Handover Select in "
                                                "its NDEF file) or negotiated (TNEP: the reader writes its "
                                                "Handover Request first)."),
+             reader_trust: list[Path] = typer.Option([], "--reader-trust",
+                                                     help="A reader CA (PEM) the wallet trusts for readerAuth / "
+                                                          "readerAuthAll (`mcred reader certificate` makes one); "
+                                                          "the holder sees such a reader as verified. Repeatable."),
              fault: str | None = typer.Option(None, "--fault",
                                               help="A hostile phone on purpose: its wallet makes this fault in "
                                                    "what it presents, for checking that a reader refuses it "
@@ -192,6 +196,12 @@ def register(app: typer.Typer) -> None:
             _fail(f"{exc}, or all")
         if fault is not None and not wallet:
             _fail("--fault is the wallet's: not with --no-wallet")
+        from protocols import certs as x509certs
+
+        try:
+            anchors = [c for path in reader_trust for c in x509certs.load_pem_all(path.read_bytes())]
+        except (OSError, ValueError) as exc:
+            _fail(f"--reader-trust: {exc}")
         # --fault all: tap after tap, honest first, then each fault (replay twice: the first
         # time it presents genuinely, and keeps that Document to repeat)
         cycle = [None, *(n for n in FAULTS for _ in range(2 if n == "replay" else 1))] if fault == "all" else [fault]
@@ -222,7 +232,8 @@ def register(app: typer.Typer) -> None:
                 turn["said"] = turn["index"]
                 say("next tap: an honest phone (a reader must find it VALID)" if name is None else
                     f"next tap: fault {name} (a reader must fail {FAULTS[name].refused_by})")
-            tag = NfcTag(open_wallet(phone_id, home, policy, fault=name), handover=handover)  # a tap: a new activation
+            tag = NfcTag(open_wallet(phone_id, home, policy, fault=name, reader_trust_anchors=anchors),
+                         handover=handover)  # a tap: a new activation
             turn["tag"] = tag
             router = AidRouter(se.transmit, {aid: tag.transmit for aid in WALLET_AIDS})
             return _pcsc_transport(router.transmit)

@@ -420,7 +420,7 @@ def register(app: typer.Typer) -> None:
         """Make a reader authentication certificate (ISO/IEC 18013-5 Annex B.1.7, EKU
         1.0.18013.5.1.6) and, unless --ca-cert is given, the reader CA above it: for `mcred
         reader serve|nfc --reader-cert reader.pem --reader-key reader.key`, with the CA for the
-        wallet (`mcred present --reader-trust reader-ca.pem`)."""
+        wallet (`mcred present|phone pcsc --reader-trust reader-ca.pem`)."""
         from mcred.reader_pki import ReaderPkiError, make_reader_certificate
 
         console = Console(stderr=as_json)
@@ -475,6 +475,7 @@ def register(app: typer.Typer) -> None:
         pcsc_reader: str | None = typer.Option(None, "--pcsc-reader", help="The PC/SC reader the phone is tapped on (a part of its name, or its index); default: the first. `mcred phone pcsc` puts a simulated phone in vpcd's."),
         phone: str | None = typer.Option(None, "--phone", help="Tap this simulated phone in-process instead of reading PC/SC."),
         consent: Path | None = typer.Option(None, "--consent", help="With --phone: the wallet's consent rules (JSON)."),
+        phone_reader_trust: list[Path] = typer.Option([], "--reader-trust", help="With --phone: a reader CA (PEM) the simulated phone's wallet trusts for readerAuth."),
         handover: str = typer.Option("static", "--handover", help="With --phone: the simulated phone's NFC engagement, static or negotiated (TNEP). A phone on a PC/SC reader chooses its own; the reader follows either."),
         trust: list[Path] = _TRUST,
         vical: Path | None = _VICAL,
@@ -538,6 +539,9 @@ def register(app: typer.Typer) -> None:
                       "PC/SC: give one of them")
         if handover not in ("static", "negotiated"):
             _unusable(console, as_json, f"--handover {handover!r}: static or negotiated")
+        if phone_reader_trust and phone is None:
+            _unusable(console, as_json, "--reader-trust is the simulated phone's (--phone; `mcred phone pcsc "
+                      "--reader-trust` for a phone on the PC/SC reader)")
         if fault is not None and phone is None:
             _unusable(console, as_json, "--fault is the simulated phone's (--phone, or `mcred phone pcsc --fault` for a "
                       "phone on the PC/SC reader)")
@@ -565,7 +569,9 @@ def register(app: typer.Typer) -> None:
                 if consent is None:
                     raise ConsentError("--phone needs --consent FILE.json: nobody is there to ask the holder "
                                        "(e.g. {\"documents\": {\"*\": {\"*\": \"*\"}}})")
-                wallet = open_wallet(phone, None, RulesConsent.from_file(consent), fault=fault)
+                anchors = [c for p in phone_reader_trust for c in x509certs.load_pem_all(p.read_bytes())]
+                wallet = open_wallet(phone, None, RulesConsent.from_file(consent), fault=fault,
+                                     reader_trust_anchors=anchors)
         except (ReaderServeError, ConsentError, PhoneNotFoundError, OSError, ValueError) as exc:
             _unusable(console, as_json, str(exc))
 
