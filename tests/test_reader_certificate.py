@@ -99,6 +99,26 @@ def test_the_wallet_shows_a_reader_certified_this_way_as_verified(world, tmp_pat
                                reader_chain=[cert.public_bytes(serialization.Encoding.DER)], reader_auth_all=auth_all)
         present_in_process(wallet, reader)
         assert shown[0] == "reader: CN=Counter 3\\, Shibuya ward office,C=JP (verified)"
+        assert not any("breaks" in line for line in shown)  # its certificate keeps Annex B.1.7
+    assert iaca.failed(iaca.check_reader_certificate(cert, ca, dt.datetime.now(dt.UTC))) == []
+
+
+def test_the_holder_is_told_which_annex_b_rules_a_trusted_readers_certificate_breaks(world):
+    from test_present_kit import reader_pki
+
+    pki = reader_pki()  # the kit's: a 2-bit serial, no keyUsage, no key identifiers
+    shown = []
+    se = wallet_sim.open_secure_element(world["phone"], world["home"])
+    wallet = Wallet(se.transmit, InteractiveConsent(ask=lambda q: "y", show=shown.append), clock=Clock(),
+                    reader_trust_anchors=[pki.ca])
+    present_in_process(wallet, ReaderSession([RequestSpec(DOCTYPE, {NS: {"family_name": False}})],
+                                             kit_pipeline(world["pki"]), reader_signer=pki.signer,
+                                             reader_chain=pki.chain))
+    assert shown[0].endswith("(verified)")
+    assert shown[1].startswith("  its certificate breaks ISO/IEC 18013-5 Annex B.1.7: reader.serial_number: ")
+    for rule in ("reader.key_usage", "reader.authority_key_identifier", "reader.subject_key_identifier"):
+        assert rule in shown[1]
+    assert "reader.extended_key_usage" not in shown[1]
 
 
 def test_a_second_reader_under_the_same_ca(tmp_path):

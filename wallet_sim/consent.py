@@ -40,6 +40,9 @@ class ReaderIdentity:
     signature_valid: bool
     trusted: bool
     reason: str = ""
+    profile: tuple[str, ...] = ()
+    """the ISO/IEC 18013-5 Annex B.1.7 rules its certificate breaks (``rule: why``), judged
+    for a trusted reader against its reader CA"""
 
 
 @dataclass(frozen=True)
@@ -172,6 +175,8 @@ class InteractiveConsent:
         elif request.origin is not None:
             self.show(f"web site: {request.origin} (online request, as the browser reports it)")
         self.show(_reader_text(request.reader))
+        if request.reader is not None and request.reader.profile:
+            self.show("  its certificate breaks ISO/IEC 18013-5 Annex B.1.7: " + "; ".join(request.reader.profile))
         self.show(f"asks for {request.doc_type}:")
         out: Released = {}
         for ns, ids in request.items.items():

@@ -38,6 +38,7 @@ from cryptography import x509
 
 from protocols import cbor
 from protocols.cose import ES256
+from protocols.iaca import check_reader_certificate
 from protocols.mdoc import (
     STATUS_CBOR_DECODING_ERROR,
     STATUS_CBOR_VALIDATION_ERROR,
@@ -466,14 +467,26 @@ class WalletSession:
 
     def _identity(self, auth, checks) -> ReaderIdentity:
         try:
-            subject = x509.load_der_x509_certificate(auth.x5chain[0]).subject.rfc4514_string()
+            leaf = x509.load_der_x509_certificate(auth.x5chain[0])
+            subject = leaf.subject.rfc4514_string()
         except (ValueError, IndexError, MdocError, Exception):  # noqa: BLE001 - shown as unknown
-            subject = None
+            leaf, subject = None, None
         sigs = [c for c in checks if c.name == READER_AUTHENTICATION]
         chains = [c for c in checks if c.name == READER_CERTIFICATE_CHAIN]
         failed = next((c for c in chains if not c.passed), None)
-        return ReaderIdentity(subject, bool(sigs) and all(c.passed for c in sigs),
-                              bool(chains) and failed is None, "" if failed is None else failed.reason)
+        trusted = bool(chains) and failed is None
+        return ReaderIdentity(subject, bool(sigs) and all(c.passed for c in sigs), trusted,
+                              "" if failed is None else failed.reason,
+                              self._profile(leaf) if trusted and leaf is not None else ())
+
+    def _profile(self, leaf: x509.Certificate) -> tuple[str, ...]:
+        """The Annex B.1.7 rules a trusted reader's certificate breaks, against the reader CA
+        that issued it (none found: none judged)."""
+        ca = next((a for a in self.wallet.reader_trust_anchors if a.subject == leaf.issuer), None)
+        if ca is None:
+            return ()
+        return tuple(f"{c.name}: {c.reason}" for c in check_reader_certificate(leaf, ca, self.wallet.clock())
+                     if not c.passed)
 
     def _reader(self, doc_request: DocRequest) -> ReaderIdentity | None:
         auth = doc_request.reader_auth

@@ -3,7 +3,7 @@
 Each validator returns one :class:`Check` per rule, passed or not, so a reader can put
 them into its verdict as they are. Rules for the IACA follow Table B.1, for the document
 signer Table B.3; the status-list signer is the document signer profile with its own EKU
-(see :mod:`protocols.iaca.oids`). A malformed certificate yields failed checks, never an
+(see :mod:`protocols.iaca.oids`); a reader authentication certificate B.1.7. A malformed certificate yields failed checks, never an
 exception.
 """
 
@@ -17,8 +17,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
 
-from protocols.iaca.builders import DS_MAX_VALIDITY, IACA_MAX_VALIDITY
-from protocols.iaca.oids import DISALLOWED_EXTENSIONS, EKU_MDL_DS, EKU_STATUS_LIST_SIGNER
+from protocols.iaca.builders import DS_MAX_VALIDITY, IACA_MAX_VALIDITY, READER_MAX_VALIDITY
+from protocols.iaca.oids import (
+    DISALLOWED_EXTENSIONS,
+    EKU_MDL_DS,
+    EKU_MDL_READER_AUTH,
+    EKU_STATUS_LIST_SIGNER,
+)
 
 _ECDSA_SIGNATURES = (
     SignatureAlgorithmOID.ECDSA_WITH_SHA256,
@@ -271,21 +276,26 @@ def check_iaca(cert: x509.Certificate, now: dt.datetime, *, country: str | None 
 
 def _check_signer(
     cert: x509.Certificate, iaca: x509.Certificate, now: dt.datetime, prefix: str,
-    eku: x509.ObjectIdentifier, signature_verified: bool = False,
+    eku: x509.ObjectIdentifier, signature_verified: bool = False, *, reader: bool = False,
 ) -> list[Check]:
+    """The signer rules under ``iaca``: Table B.3's (a document signer, a status-list
+    signer), or with ``reader`` B.1.7's for a reader authentication certificate under its
+    reader CA (at most 1187 days; no issuerAltName or CRL distribution point required, no
+    country tied to the CA's; the reader EKU among others allowed)."""
     now = _aware(now)
     exts = _Extensions(cert)
+    ca = "reader CA" if reader else "IACA"
 
     def issued_by() -> str:
         if cert.issuer != iaca.subject:
-            raise _Fail(f"issuer {cert.issuer.rfc4514_string()} is not the IACA "
+            raise _Fail(f"issuer {cert.issuer.rfc4514_string()} is not the {ca} "
                         f"{iaca.subject.rfc4514_string()}")
         if signature_verified:  # the caller's chain check verified this very pair directly
             return f"issued by {iaca.subject.rfc4514_string()}"
         try:
             cert.verify_directly_issued_by(iaca)
         except Exception as exc:  # noqa: BLE001 - any failure to verify is a failed rule
-            raise _Fail(f"signature by the IACA does not verify: {exc or type(exc).__name__}") from None
+            raise _Fail(f"signature by the {ca} does not verify: {exc or type(exc).__name__}") from None
         return f"issued by {iaca.subject.rfc4514_string()}"
 
     def aki() -> str:
@@ -293,9 +303,9 @@ def _check_signer(
         try:
             iaca_ski = iaca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
         except x509.ExtensionNotFound:
-            raise _Fail("the IACA has no subjectKeyIdentifier to match") from None
+            raise _Fail(f"the {ca} has no subjectKeyIdentifier to match") from None
         if value.key_identifier != iaca_ski.digest:
-            raise _Fail("authorityKeyIdentifier does not match the IACA's subjectKeyIdentifier")
+            raise _Fail(f"authorityKeyIdentifier does not match the {ca}'s subjectKeyIdentifier")
         return value.key_identifier.hex()
 
     def key_usage() -> str:
@@ -307,11 +317,15 @@ def _check_signer(
 
     def extended_key_usage() -> str:
         usages = list(exts.value(x509.ExtendedKeyUsage, critical=True))
-        if usages != [eku]:
+        if (eku not in usages) if reader else (usages != [eku]):
             raise _Fail(f"extKeyUsage {[u.dotted_string for u in usages]}, need [{eku.dotted_string}]")
         return eku.dotted_string
 
     def country() -> str:
+        if reader:
+            if not cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME):
+                raise _Fail("subject has no commonName")
+            return cert.subject.rfc4514_string()
         mine = cert.subject.get_attributes_for_oid(NameOID.COUNTRY_NAME)
         theirs = iaca.subject.get_attributes_for_oid(NameOID.COUNTRY_NAME)
         if [a.value for a in mine] != [a.value for a in theirs] or not mine:
@@ -328,25 +342,27 @@ def _check_signer(
     def within_iaca() -> str:
         if cert.not_valid_before_utc < iaca.not_valid_before_utc or \
                 cert.not_valid_after_utc > iaca.not_valid_after_utc:
-            raise _Fail("validity is not within the IACA's validity")
-        return "within the IACA's validity"
+            raise _Fail(f"validity is not within the {ca}'s validity")
+        return f"within the {ca}'s validity"
 
-    return [
+    rules = [
         _run(f"{prefix}.version", lambda: _version(cert)),
         _run(f"{prefix}.serial_number", lambda: _serial(cert)),
         _run(f"{prefix}.key", lambda: _key(cert)),
         _run(f"{prefix}.subject", country),
-        _run(f"{prefix}.issued_by_iaca", issued_by),
+        _run(f"{prefix}.issued_by_{'ca' if reader else 'iaca'}", issued_by),
         _run(f"{prefix}.validity", lambda: _validity_at(cert, now)),
-        _run(f"{prefix}.validity_period", lambda: _period(cert, DS_MAX_VALIDITY)),
-        _run(f"{prefix}.validity_within_iaca", within_iaca),
+        _run(f"{prefix}.validity_period", lambda: _period(cert, READER_MAX_VALIDITY if reader else DS_MAX_VALIDITY)),
+        _run(f"{prefix}.validity_within_{'ca' if reader else 'iaca'}", within_iaca),
         _run(f"{prefix}.key_usage", key_usage),
         _run(f"{prefix}.extended_key_usage", extended_key_usage),
         _run(f"{prefix}.authority_key_identifier", aki),
         _run(f"{prefix}.subject_key_identifier", lambda: _ski(exts)),
-        _run(f"{prefix}.issuer_alt_name", lambda: _ian(exts)),
-        _run(f"{prefix}.crl_distribution_points", lambda: _crldp(exts)),
     ]
+    if not reader:
+        rules += [_run(f"{prefix}.issuer_alt_name", lambda: _ian(exts)),
+                  _run(f"{prefix}.crl_distribution_points", lambda: _crldp(exts))]
+    return rules
 
 
 def check_document_signer(cert: x509.Certificate, iaca: x509.Certificate, now: dt.datetime, *,
@@ -366,6 +382,14 @@ def check_status_list_signer(
 ) -> list[Check]:
     """The document signer rules with the status-list EKU (``specs/status-list.md``)."""
     return _check_signer(cert, iaca, now, "status_signer", eku)
+
+
+def check_reader_certificate(cert: x509.Certificate, reader_ca: x509.Certificate, now: dt.datetime) -> list[Check]:
+    """Annex B.1.7 rules for a reader authentication certificate under ``reader_ca``: v3,
+    an unpredictable serial, an EC key, a commonName, issued by the CA (names, signature, AKI
+    = its SKI, inside its validity), valid at ``now`` for at most 1187 days, keyUsage
+    digitalSignature (critical) and EKU 1.0.18013.5.1.6 (critical), an SKI."""
+    return _check_signer(cert, reader_ca, now, "reader", EKU_MDL_READER_AUTH, reader=True)
 
 
 def failed(checks: list[Check]) -> list[Check]:
