@@ -148,8 +148,8 @@ class RulesConsent:
         r = request.reader
         if self.require_reader_authentication and (r is None or not r.signature_valid):
             return {}
-        if self.trusted_readers_only and (r is None or not r.trusted):
-            return {}
+        if self.trusted_readers_only and (r is None or not r.trusted or not r.signature_valid):
+            return {}  # a trusted certificate on a signature that does not verify is anyone's
         if request.origin is not None and self.origins is not None and request.origin not in self.origins:
             return {}
         out: Released = {}
