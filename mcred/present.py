@@ -444,12 +444,17 @@ def present_nfc_in_process(wallet: Wallet, reader: ReaderSession, *,
 
 def nfc_presentation(parts: ReaderParts, *, wallet: Wallet | None = None, pcsc_reader: str | None = None,
                      wait: float = 30.0, short: bool = False, handover: str = "static",
-                     trace: Callable[[str, bytes], None] | None = None) -> tuple[Presentation, list[str]]:
+                     trace: Callable[[str, bytes], None] | None = None,
+                     hostile: str | None = None) -> tuple[Presentation, list[str]]:
     """``mcred reader nfc``: a reader of ``parts`` taps ``wallet`` in-process, or else the
     phone on the PC/SC reader ``pcsc_reader`` (:mod:`reader.pcsc`); the presentation and
-    the tap's steps. :class:`reader.pcsc.PcscError` when no phone could be read."""
+    the tap's steps. :class:`reader.pcsc.PcscError` when no phone could be read.
+    ``hostile``: a reader wrong on purpose (:data:`reader.hostile.HOSTILE`)."""
+    from reader.hostile import hostile as named_hostile
+
     session = ReaderSession([parts.request], parts.pipeline, reader_signer=parts.reader_signer,
-                            reader_chain=parts.reader_chain, reader_auth_all=parts.reader_auth_all)
+                            reader_chain=parts.reader_chain, reader_auth_all=parts.reader_auth_all,
+                            hostile=named_hostile(hostile))
     lengths = {"max_command": 255, "max_response": 256} if short else {}
     if wallet is not None:
         steps: list[str] = []

@@ -23,6 +23,7 @@ from protocols.mdoc import (
     DeviceEngagement,
     DeviceRequest,
     DeviceRequestInfo,
+    DeviceResponse,
     DocRequest,
     DocRequestInfo,
     ItemsRequest,
@@ -36,10 +37,13 @@ from protocols.mdoc import (
 )
 from protocols.mdoc.session import SESSION_STATUS_TERMINATION
 from protocols.mdoc.verify import json_value
+from reader import hostile as hostile_faults
 from reader.errors import ReaderSessionError, RequestSpecError
+from reader.hostile import Hostile
 
 SESSION = "session"
 MATCHES_REQUEST = "matches_request"
+WALLET_REFUSAL = "wallet_refusal"  # a hostile reader's verdict on the phone's answer (reader.hostile)
 CARDSUB_DOCTYPE = "jp.mcred.mynumber.cardsub.1"
 
 
@@ -151,16 +155,22 @@ class ReaderSession:
         reader_chain: Sequence[bytes] = (),
         reader_auth_all: bool = False,
         use_cases: Sequence[UseCase] = (),
+        hostile: Hostile | None = None,
     ) -> None:
         """``reader_auth_all``: sign once over every DocRequest (second edition's
         readerAuthAll) instead of each DocRequest's readerAuth. ``use_cases``: the second
-        edition's deviceRequestInfo use cases (document sets by index into ``requests``)."""
+        edition's deviceRequestInfo use cases (document sets by index into ``requests``).
+        ``hostile``: a reader that is wrong on purpose (:mod:`reader.hostile`); the verdict
+        is then on the phone's refusal where the standard says how the phone answers."""
         if not requests:
             raise ReaderSessionError("a reader session needs at least one RequestSpec")
         if reader_signer is not None and not reader_chain:
             raise ReaderSessionError("readerAuth needs the reader certificate chain")
         if reader_auth_all and reader_signer is None:
             raise ReaderSessionError("readerAuthAll needs a reader key (reader_signer)")
+        if hostile is not None and hostile.needs_reader_key and reader_signer is None:
+            raise ReaderSessionError(f"hostile {hostile.name} forges readerAuth: it needs a reader key and "
+                                     "certificate (--reader-cert, --reader-key)")
         for n, case in enumerate(use_cases):
             for ids in case.document_sets:
                 if not ids or any(not 0 <= i < len(requests) for i in ids):
@@ -172,6 +182,7 @@ class ReaderSession:
         self.reader_chain = list(reader_chain)
         self.reader_auth_all = reader_auth_all
         self.use_cases = tuple(use_cases)
+        self.hostile = hostile
         self.state: Literal["idle", "awaiting_response", "done"] = "idle"
         self.transcript: SessionTranscript | None = None
         self.outcome: ReaderOutcome | None = None
@@ -235,21 +246,35 @@ class ReaderSession:
             raise ReaderSessionError(f"session keys: {exc}") from exc
         request = self._device_request().encode()
         self.state = "awaiting_response"
-        return SessionEstablishment.build(e_reader_key, self._crypto.encrypt(request)).encode()
+        crypto = self._crypto
+        if self.hostile is not None:
+            request = hostile_faults.request_bytes(self.hostile, request)
+            if self.hostile.name == "wrong-session-key":
+                crypto = hostile_faults.stranger_encryption(self.transcript)
+        return SessionEstablishment.build(e_reader_key, crypto.encrypt(request)).encode()
 
     def _device_request(self) -> DeviceRequest:
         """The DeviceRequest for :attr:`requests` in this session's transcript: each
         DocRequest signed (readerAuth), or all at once (readerAuthAll), or none."""
         each = self.reader_signer is not None and not self.reader_auth_all
+        name = self.hostile.name if self.hostile is not None else None
+        signed_over = hostile_faults.other_transcript() if name == "reader-auth-transcript" else self.transcript
         docs = [DocRequest.build(ItemsRequest.build(r.doc_type, r.items, info=r.info),
                                  reader_signer=self.reader_signer if each else None,
                                  reader_chain=self.reader_chain or None,
-                                 session_transcript=self.transcript if each else None)
+                                 session_transcript=signed_over if each else None)
                 for r in self.requests]
-        return DeviceRequest.build(
+        request = DeviceRequest.build(
             docs, device_request_info=DeviceRequestInfo.build(self.use_cases) if self.use_cases else None,
             reader_signer=self.reader_signer if self.reader_auth_all else None,
-            reader_chain=self.reader_chain, session_transcript=self.transcript if self.reader_auth_all else None)
+            reader_chain=self.reader_chain, session_transcript=signed_over if self.reader_auth_all else None)
+        if name == "reader-auth-signature":
+            flip = hostile_faults.flip_signature
+            request = dataclasses.replace(
+                request, reader_auth_all=tuple(flip(a) for a in request.reader_auth_all),
+                doc_requests=tuple(DocRequest(d.items_request, flip(d.reader_auth) if d.reader_auth else None)
+                                   for d in request.doc_requests))
+        return request
 
     def _finish(self, outcome: ReaderOutcome) -> ReaderOutcome:
         self.state = "done"
@@ -274,6 +299,13 @@ class ReaderSession:
             return self._failed(f"SessionData: {exc}")
         except Exception as exc:  # noqa: BLE001 - the reader's boundary
             return self._failed(f"SessionData unreadable: {type(exc).__name__}")
+        h = self.hostile
+        if h is not None and h.session_status is not None:
+            ok = sd.data is None and sd.status == h.session_status
+            got = f"SessionData status {sd.status}" if sd.data is None else "SessionData with data"
+            return self._finish(ReaderOutcome(VerificationResult((Check(
+                WALLET_REFUSAL, ok, f"{h.name}: the phone answered {got}; it must {h.phone_must}"),)),
+                session_transcript=self.transcript, wallet_status=sd.status))
         if sd.data is None:
             return self._failed(f"wallet ended the session with status {sd.status}", sd.status)
         try:
@@ -281,6 +313,16 @@ class ReaderSession:
         except MdocError as exc:
             return self._failed(f"SessionData: {exc}", sd.status)
         session_check = Check(SESSION, True, "SessionData decrypted (AES-256-GCM, SKDevice)")
+        if h is not None and h.response_status is not None:
+            try:
+                response = DeviceResponse.decode(plaintext)
+                got = f"a DeviceResponse with status {response.status} and {len(response.documents)} document(s)"
+                ok = response.status == h.response_status and not response.documents
+            except MdocError as exc:
+                got, ok = f"no DeviceResponse ({exc})", False
+            return self._finish(ReaderOutcome(VerificationResult((session_check, Check(
+                WALLET_REFUSAL, ok, f"{h.name}: the phone answered {got}; it must {h.phone_must}"))),
+                plaintext, self.transcript, sd.status))
         try:
             result = self.verifier.verify(plaintext, session_transcript=self.transcript,
                                           reader_private_key=self._key)

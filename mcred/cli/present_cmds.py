@@ -405,6 +405,23 @@ def register(app: typer.Typer) -> None:
             uvicorn.run("mcred.present:reader_app_from_env", factory=True, workers=workers, host=host,
                         port=port, log_level="warning", **tls)
 
+    @reader_app.command("hostile")
+    def reader_hostile_cmd(as_json: bool = typer.Option(False, "--json", help="Print one JSON array.")) -> None:
+        """The faults a hostile reader can make (`mcred reader nfc --hostile`), and what a
+        phone's wallet must do with each: a wallet that does otherwise is broken."""
+        from rich.table import Table
+
+        from reader.hostile import HOSTILE
+
+        rows = [{"hostile": h.name, "does": h.does, "phone_must": h.phone_must} for h in HOSTILE.values()]
+        if as_json:
+            print(json.dumps(rows, ensure_ascii=False))
+            return
+        table = Table("hostile", "what the reader does", "the phone must")
+        for r in rows:
+            table.add_row(r["hostile"], r["does"], r["phone_must"])
+        Console().print(table)
+
     @reader_app.command("certificate")
     def certificate_cmd(
         out_dir: Path = typer.Option(..., "--out-dir", help="Directory for reader.pem, reader.key (and reader-ca.pem, reader-ca.key); nothing there is overwritten."),
@@ -502,6 +519,7 @@ def register(app: typer.Typer) -> None:
         issuer_identifiers: bool = _ISSUER_IDS,
         max_response_size: int | None = _MAX_RESPONSE_SIZE,
         fault: str | None = _FAULT,
+        hostile: str | None = typer.Option(None, "--hostile", help="A hostile reader on purpose, to check that a phone's wallet refuses it: the reader makes this fault in what it sends (`mcred reader hostile` lists them and what the phone must do); the verdict is then on the phone's answer."),
     ) -> None:
         """Read a phone by NFC (ISO/IEC 18013-5: NFC engagement by static handover, data
         retrieval over NFC): tapped on a PC/SC contactless reader, or a simulated phone with
@@ -548,6 +566,8 @@ def register(app: typer.Typer) -> None:
         if (consent is not None or handover != "static") and phone is None:
             _unusable(console, as_json, "--consent and --handover are the simulated phone's (--phone); a phone on "
                       "a PC/SC reader asks its holder and chooses its handover itself")
+        if hostile is not None and loop:
+            _unusable(console, as_json, "--hostile reads one tap: not with --loop")
         if loop and (phone is not None or save is not None or portrait is not None):
             _unusable(console, as_json, "--loop reads phones on a PC/SC reader, one verdict a tap: not with "
                       "--phone, --save or --portrait")
@@ -588,12 +608,17 @@ def register(app: typer.Typer) -> None:
         try:
             out, steps = nfc_presentation(parts, wallet=wallet, pcsc_reader=pcsc_reader, wait=float(wait),
                                           short=short, trace=trace if OPTIONS.trace else None,
-                                          handover=handover)
-        except (PcscError, PresentError) as exc:
+                                          handover=handover, hostile=hostile)
+        except (PcscError, PresentError, ValueError) as exc:  # HostileError, ReaderSessionError are ValueErrors
             _unusable(console, as_json, str(exc))
         if not as_json:
             for step in steps:
                 console.print(f"  {step}", highlight=False, markup=False)
+            from reader.hostile import HOSTILE
+
+            if hostile is not None and HOSTILE[hostile].needs_reader_key:
+                console.print(f"  hostile {hostile}: look at the phone: it must {HOSTILE[hostile].phone_must}",
+                              highlight=False, markup=False)
         if save is not None:
             save.write_bytes(out.saved())
         _finish(console, out.result, as_json, portrait)
