@@ -161,6 +161,17 @@ def test_a_phone_that_trusts_the_readers_ca_answers_its_reader_auth_all(world, b
     assert json.loads(done.stdout)["valid"]
 
 
+def test_a_hostile_reader_gets_the_answers_the_standard_prescribes_from_a_phone_on_pcsc(world, bridge):
+    """`mcred reader nfc --hostile` against a phone on the PC/SC reader (a phone maker's own
+    phone, here ours): a DeviceRequest that is not CBOR gets DeviceResponse status 11."""
+    bridge("--consent", str(world["consent"]), "--tap", "--tap-gap", "0.3")
+    for name, status in (("garbage-request", "status 11"), ("wrong-session-key", "SessionData status 10")):
+        done = read(world, "--hostile", name)
+        assert done.returncode == 0, done.stdout + done.stderr
+        (check,) = [c for c in json.loads(done.stdout)["checks"] if c["name"] == "wallet_refusal"]
+        assert check["passed"] and status in check["reason"], check
+
+
 def test_a_phone_without_its_wallet_on_nfc_is_named(world, bridge):
     bridge("--no-wallet")
     done = read(world)
