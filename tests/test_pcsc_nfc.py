@@ -170,6 +170,11 @@ def test_a_hostile_reader_gets_the_answers_the_standard_prescribes_from_a_phone_
         assert done.returncode == 0, done.stdout + done.stderr
         (check,) = [c for c in json.loads(done.stdout)["checks"] if c["name"] == "wallet_refusal"]
         assert check["passed"] and status in check["reason"], check
+    done = read(world, "--hostile", "all", "--loop", "--count", "3")  # tap after tap, each in turn
+    assert done.returncode == 0, done.stdout + done.stderr
+    taps = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [t["hostile"] for t in taps] == ["wrong-session-key", "garbage-request", "invalid-request"]
+    assert all(t["valid"] for t in taps)
 
 
 def test_a_phone_without_its_wallet_on_nfc_is_named(world, bridge):

@@ -107,3 +107,29 @@ def test_mcred_reader_nfc_hostile(world, tmp_path, monkeypatch):
     assert result.exit_code == 2 and "one of wrong-session-key" in json.loads(result.stdout)["error"]
     listed = json.loads(CliRunner().invoke(app, ["reader", "hostile", "--json"]).stdout)
     assert [h["hostile"] for h in listed] == list(HOSTILE)
+
+
+def test_mcred_reader_nfc_hostile_all_in_process(world, tmp_path, monkeypatch):
+    from cryptography.hazmat.primitives import serialization
+
+    monkeypatch.setenv("MCRED_HOME", str(world["home"]))
+    iaca = tmp_path / "iaca.pem"
+    iaca.write_bytes(world["pki"].iaca_pem())
+    rules = tmp_path / "consent.json"
+    rules.write_text('{"documents": {"*": {"*": "*"}}}')
+    base = ["reader", "nfc", "--json", "--phone", world["phone"], "--consent", str(rules), "--trust", str(iaca),
+            "--hostile", "all"]
+    report = json.loads(CliRunner().invoke(app, base).stdout)
+    assert report["valid"] and [r["hostile"] for r in report["runs"]] == [h.name for h in STATUS_FAULTS]
+    pki = reader_pki()
+    (tmp_path / "r.pem").write_bytes(pki.leaf.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "r.key").write_bytes(pki.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                           serialization.NoEncryption()))
+    result = CliRunner().invoke(app, [*base, "--reader-cert", str(tmp_path / "r.pem"), "--reader-key",
+                                      str(tmp_path / "r.key")])
+    assert result.exit_code == 0, result.output
+    runs = json.loads(result.stdout)["runs"]
+    assert [r["hostile"] for r in runs] == list(HOSTILE)
+    assert [r["judged"] for r in runs] == [True, True, True, False, False]  # readerAuth: the phone's screen
+    result = CliRunner().invoke(app, ["reader", "nfc", "--json", "--trust", str(iaca), "--hostile", "all"])
+    assert result.exit_code == 2 and "with --loop" in json.loads(result.stdout)["error"]

@@ -139,9 +139,11 @@ def _unusable(console: Console, as_json: bool, message: str) -> None:
 
 
 def _nfc_loop(console: Console, parts, *, pcsc_reader: str | None, wait: float, short: bool,  # noqa: ANN001
-              count: int, as_json: bool, trace) -> None:  # noqa: ANN001
-    """``mcred reader nfc --loop``: tap after tap on one PC/SC reader; never returns."""
+              count: int, as_json: bool, trace, hostiles: list[str] | None = None) -> None:  # noqa: ANN001
+    """``mcred reader nfc --loop``: tap after tap on one PC/SC reader; never returns.
+    ``hostiles``: the reader is hostile, tap after tap, in each of these ways in turn."""
     from mcred.present import nfc_presentation
+    from reader.hostile import HOSTILE
     from reader.pcsc import PcscError, wait_until_removed
 
     verdicts: list[bool] = []
@@ -150,11 +152,16 @@ def _nfc_loop(console: Console, parts, *, pcsc_reader: str | None, wait: float, 
             if not as_json:
                 console.print("take the phone away, then tap the next one..." if verdicts
                               else "tap a phone on the reader...", highlight=False)
+            name = hostiles[len(verdicts) % len(hostiles)] if hostiles else None
+            if name is not None and not as_json:
+                console.print(f"this tap: hostile {name} (the phone must {HOSTILE[name].phone_must})",
+                              highlight=False, markup=False)
             try:
                 if verdicts and not wait_until_removed(pcsc_reader, wait=wait):
                     console.print(f"[yellow]the phone was not taken away within {wait:g} s[/]")
                     break
-                out, steps = nfc_presentation(parts, pcsc_reader=pcsc_reader, wait=wait, short=short, trace=trace)
+                out, steps = nfc_presentation(parts, pcsc_reader=pcsc_reader, wait=wait, short=short, trace=trace,
+                                              hostile=name)
             except PcscError as exc:  # no reader, no phone in time, pcscd gone between two taps
                 if not verdicts:
                     _unusable(console, as_json, str(exc))
@@ -163,7 +170,8 @@ def _nfc_loop(console: Console, parts, *, pcsc_reader: str | None, wait: float, 
                 break
             verdicts.append(out.valid)
             if as_json:
-                print(json.dumps({"tap": len(verdicts), **out.result}, ensure_ascii=False), flush=True)
+                print(json.dumps({"tap": len(verdicts), **({"hostile": name} if name else {}), **out.result},
+                                 ensure_ascii=False), flush=True)
             else:
                 console.print(f"tap {len(verdicts)}", style="bold", highlight=False)
                 for step in steps:
@@ -519,7 +527,7 @@ def register(app: typer.Typer) -> None:
         issuer_identifiers: bool = _ISSUER_IDS,
         max_response_size: int | None = _MAX_RESPONSE_SIZE,
         fault: str | None = _FAULT,
-        hostile: str | None = typer.Option(None, "--hostile", help="A hostile reader on purpose, to check that a phone's wallet refuses it: the reader makes this fault in what it sends (`mcred reader hostile` lists them and what the phone must do); the verdict is then on the phone's answer."),
+        hostile: str | None = typer.Option(None, "--hostile", help="A hostile reader on purpose, to check that a phone's wallet refuses it: the reader makes this fault in what it sends (`mcred reader hostile` lists them and what the phone must do); the verdict is then on the phone's answer. all: each in turn, tap after tap with --loop, or in-process with --phone (readerAuth faults only with --reader-cert)."),
     ) -> None:
         """Read a phone by NFC (ISO/IEC 18013-5: NFC engagement by static handover, data
         retrieval over NFC): tapped on a PC/SC contactless reader, or a simulated phone with
@@ -566,8 +574,17 @@ def register(app: typer.Typer) -> None:
         if (consent is not None or handover != "static") and phone is None:
             _unusable(console, as_json, "--consent and --handover are the simulated phone's (--phone); a phone on "
                       "a PC/SC reader asks its holder and chooses its handover itself")
-        if hostile is not None and loop:
-            _unusable(console, as_json, "--hostile reads one tap: not with --loop")
+        from reader.hostile import HOSTILE
+
+        if hostile not in (None, "all") and loop:
+            _unusable(console, as_json, f"--hostile {hostile} reads one tap; --hostile all --loop cycles through "
+                      "them tap after tap")
+        if hostile == "all" and not loop and phone is None:
+            _unusable(console, as_json, "--hostile all: with --loop (tap after tap, a phone on the PC/SC reader) "
+                      "or with --phone (each in turn, in-process)")
+        hostiles = None
+        if hostile == "all":
+            hostiles = [h.name for h in HOSTILE.values() if not h.needs_reader_key or reader_cert is not None]
         if loop and (phone is not None or save is not None or portrait is not None):
             _unusable(console, as_json, "--loop reads phones on a PC/SC reader, one verdict a tap: not with "
                       "--phone, --save or --portrait")
@@ -601,7 +618,28 @@ def register(app: typer.Typer) -> None:
 
         if loop:
             _nfc_loop(console, parts, pcsc_reader=pcsc_reader, wait=float(wait), short=short, count=count,
-                      as_json=as_json, trace=trace if OPTIONS.trace else None)
+                      as_json=as_json, trace=trace if OPTIONS.trace else None, hostiles=hostiles)
+        if hostiles is not None:  # --phone: each in turn, in-process
+            runs = []
+            for name in hostiles:
+                out, _ = nfc_presentation(parts, wallet=wallet, short=short, handover=handover, hostile=name,
+                                          trace=trace if OPTIONS.trace else None)
+                judged = not HOSTILE[name].needs_reader_key  # readerAuth: only the phone's screen can tell
+                failed = [f"{c['name']}: {c['reason']}" for c in out.result["checks"] if not c["passed"]]
+                runs.append({"hostile": name, "phone_must": HOSTILE[name].phone_must, "judged": judged,
+                             "valid": out.valid if judged else None, "failed": failed if judged else []})
+            ok = all(r["valid"] for r in runs if r["judged"])
+            if as_json:
+                print(json.dumps({"valid": ok, "runs": runs}, ensure_ascii=False))
+            else:
+                from rich.table import Table
+
+                table = Table("hostile", "the phone must", "verdict")
+                for r in runs:
+                    table.add_row(r["hostile"], r["phone_must"], "look at the phone" if not r["judged"]
+                                  else "ok" if r["valid"] else "; ".join(r["failed"]))
+                console.print(table)
+            raise typer.Exit(EXIT_OK if ok else EXIT_FAILED)
         if not as_json:
             console.print("tap the phone on the reader..." if wallet is None else f"tapping {phone}",
                           highlight=False)
@@ -614,8 +652,6 @@ def register(app: typer.Typer) -> None:
         if not as_json:
             for step in steps:
                 console.print(f"  {step}", highlight=False, markup=False)
-            from reader.hostile import HOSTILE
-
             if hostile is not None and HOSTILE[hostile].needs_reader_key:
                 console.print(f"  hostile {hostile}: look at the phone: it must {HOSTILE[hostile].phone_must}",
                               highlight=False, markup=False)
