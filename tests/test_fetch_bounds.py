@@ -36,6 +36,13 @@ CHUNK = 64 * 1024
 LIMIT = 256 * 1024
 
 
+class _QuietServer(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:  # noqa: ANN001
+        """The clients here hang up on purpose (a body over the limit, a certificate refused
+        in the TLS handshake); socketserver would print each to stderr from its thread,
+        outside any test's capture."""
+
+
 class _Hostile(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     sent: dict[str, int] = {}
@@ -91,7 +98,7 @@ class _Hostile(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def hostile() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hostile)
+    server = _QuietServer(("127.0.0.1", 0), _Hostile)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -227,7 +234,7 @@ def test_clients_made_here_share_one_tls_context_and_still_verify(tmp_path):
     (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                          serialization.NoEncryption()))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hostile)
+    server = _QuietServer(("127.0.0.1", 0), _Hostile)
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_ctx.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
     server.socket = server_ctx.wrap_socket(server.socket, server_side=True)
