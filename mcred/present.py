@@ -85,6 +85,12 @@ WALLET_STATE_FILE = "wallet.json"
 # -- wiring ----------------------------------------------------------------------------------
 
 
+def pem_certificates(paths: Sequence[Path | str]) -> list[x509.Certificate]:
+    """Every certificate of these PEM files (trust anchors given on the command line).
+    Raises OSError or ValueError naming what could not be read."""
+    return [c for p in paths for c in x509certs.load_pem_all(Path(p).read_bytes())]
+
+
 def open_wallet(phone_id: str, home: Path | None, consent: ConsentPolicy, *,
                 device_auth: DeviceAuthMode = "signature",
                 clock: Callable[[], dt.datetime] | None = None,
@@ -239,7 +245,7 @@ class ReaderServeConfig:
         try:
             store = TrustStore.from_pem_files([Path(p) for p in self.trust])
             if self.vical is not None:
-                anchors = [c for p in self.vical_trust for c in x509certs.load_pem_all(Path(p).read_bytes())]
+                anchors = pem_certificates(self.vical_trust)
                 store.import_vical(Path(self.vical).read_bytes(), vical_anchors=anchors, now=dt.datetime.now(dt.UTC))
             spec = RequestSpec.parse(self.doctype, list(self.request)) if self.request else DEFAULT_REQUEST
             spec = self._second_edition(spec, store)

@@ -179,7 +179,7 @@ def register(app: typer.Typer) -> None:
         """Put the phone in pcscd's virtual reader (vsmartcard vpcd): PC/SC applications such
         as OpenSC then reach its secure element, and an mdoc reader (`mcred reader nfc`) its
         wallet. Stop with Ctrl-C."""
-        from mcred.present import open_wallet
+        from mcred.present import open_wallet, pem_certificates
         from wallet_sim.consent import ConsentError, InteractiveConsent, RulesConsent
         from wallet_sim.nfc import WALLET_AIDS, AidRouter, NfcTag
 
@@ -196,10 +196,8 @@ def register(app: typer.Typer) -> None:
             _fail(f"{exc}, or all")
         if fault is not None and not wallet:
             _fail("--fault is the wallet's: not with --no-wallet")
-        from protocols import certs as x509certs
-
         try:
-            anchors = [c for path in reader_trust for c in x509certs.load_pem_all(path.read_bytes())]
+            anchors = pem_certificates(reader_trust)
         except (OSError, ValueError) as exc:
             _fail(f"--reader-trust: {exc}")
         # --fault all: tap after tap, honest first, then each fault (replay twice: the first

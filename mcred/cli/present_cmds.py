@@ -19,7 +19,6 @@ from rich.table import Table
 
 from mcred.cli.state import out_path
 from mcred.cli.text import cell, markup_safe
-from protocols import certs as x509certs
 
 EXIT_OK, EXIT_FAILED, EXIT_UNUSABLE = 0, 1, 2
 
@@ -209,6 +208,7 @@ def register(app: typer.Typer) -> None:
         from mcred.present import (
             PresentError,
             open_wallet,
+            pem_certificates,
             present_cross_device_over_http,
             present_online_over_http,
             present_over_http,
@@ -236,7 +236,7 @@ def register(app: typer.Typer) -> None:
             policy = RulesConsent.from_file(consent) if consent else InteractiveConsent(
                 ask=lambda q: console.input(q), show=console.print)
 
-            anchors = [c for p in reader_trust for c in x509certs.load_pem_all(p.read_bytes())]
+            anchors = pem_certificates(reader_trust)
 
             def make_wallet(name: str | None):  # noqa: ANN202
                 return open_wallet(phone, None, policy, device_auth="mac" if mac else "signature",
@@ -539,6 +539,7 @@ def register(app: typer.Typer) -> None:
             ReaderServeError,
             nfc_presentation,
             open_wallet,
+            pem_certificates,
         )
         from reader.pcsc import PcscError
         from wallet_sim import PhoneNotFoundError
@@ -606,9 +607,8 @@ def register(app: typer.Typer) -> None:
                 if consent is None:
                     raise ConsentError("--phone needs --consent FILE.json: nobody is there to ask the holder "
                                        "(e.g. {\"documents\": {\"*\": {\"*\": \"*\"}}})")
-                anchors = [c for p in phone_reader_trust for c in x509certs.load_pem_all(p.read_bytes())]
                 wallet = open_wallet(phone, None, RulesConsent.from_file(consent), fault=fault,
-                                     reader_trust_anchors=anchors)
+                                     reader_trust_anchors=pem_certificates(phone_reader_trust))
         except (ReaderServeError, ConsentError, PhoneNotFoundError, OSError, ValueError) as exc:
             _unusable(console, as_json, str(exc))
 
@@ -705,6 +705,7 @@ def register(app: typer.Typer) -> None:
         from mcred.present import (
             PresentError,
             open_wallet,
+            pem_certificates,
             pick_online_request,
             wallet_cross_device,
         )
@@ -745,8 +746,8 @@ def register(app: typer.Typer) -> None:
         try:
             policy = RulesConsent.from_file(consent) if consent else InteractiveConsent(
                 ask=lambda q: console.input(q), show=console.print)
-            anchors = [c for p in reader_trust for c in x509certs.load_pem_all(p.read_bytes())]
-            wallet = open_wallet(phone, None, policy, reader_trust_anchors=anchors, fault=fault)
+            wallet = open_wallet(phone, None, policy, reader_trust_anchors=pem_certificates(reader_trust),
+                                 fault=fault)
             if scanned:
                 done = wallet_cross_device(wallet, request)
                 redirect = done.session.redirect
