@@ -178,21 +178,14 @@ class Env:
         :meth:`reader_verdict` says it, and what the wallet made of the request."""
         from cryptography import x509
         from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
 
         from mcred.present import open_wallet, present_in_process
-        from protocols import iaca
+        from mcred.reader_pki import issue_reader_certificate, new_reader_ca
         from reader.session import DEFAULT_REQUEST, ReaderSession, RequestSpec
         from wallet_sim.consent import RulesConsent
 
-        now = dt.datetime.now(dt.UTC)
-        ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-        ca = iaca.sign(iaca.reader_ca_builder(ca_key.public_key(), common_name="Drill reader CA",
-                                              not_before=now - dt.timedelta(minutes=5),
-                                              not_after=now + dt.timedelta(days=1)), ca_key)
-        cert = iaca.sign(iaca.reader_auth_builder(key.public_key(), ca, common_name="Drill counter reader",
-                                                  not_before=now - dt.timedelta(minutes=5),
-                                                  not_after=now + dt.timedelta(days=1)), ca_key)
+        ca, ca_key = new_reader_ca("Drill reader CA", years=1)
+        cert, key = issue_reader_certificate(ca, ca_key, "Drill counter reader", days=1)
         ns = DEFAULT_REQUEST.doc_type
         ours = self.iaca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
         cardsub = RequestSpec(ns, {ns: {"family_name": False, "age_over_21": False}}, mdoc.DocRequestInfo(

@@ -75,6 +75,34 @@ def _load_ca(cert_path: Path, key_path: Path) -> tuple[x509.Certificate, ec.Elli
     return cert, key
 
 
+def _start(now: dt.datetime | None) -> dt.datetime:
+    """Validity starts a little before now, for the clocks of those who check it."""
+    return (now or dt.datetime.now(dt.UTC)).replace(microsecond=0) - dt.timedelta(minutes=5)
+
+
+def new_reader_ca(common_name: str, *, curve: str = "p256", crl_uri: str | None = None, years: int = CA_YEARS,
+                  now: dt.datetime | None = None) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A reader CA and its key, in memory. Raises :class:`protocols.iaca.IacaProfileError`."""
+    start = _start(now)
+    key = ec.generate_private_key(CURVES[curve]())
+    return iaca.sign(iaca.reader_ca_builder(key.public_key(), common_name=common_name, not_before=start,
+                                            not_after=start + dt.timedelta(days=365 * years), crl_uri=crl_uri),
+                     key), key
+
+
+def issue_reader_certificate(ca_cert: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, common_name: str, *,
+                             dns_names: tuple[str, ...] = (), days: int = 365, curve: str = "p256",
+                             crl_uri: str | None = None, now: dt.datetime | None = None,
+                             ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A reader authentication certificate under the CA, and its key, in memory. Raises
+    :class:`protocols.iaca.IacaProfileError`."""
+    start = _start(now)
+    key = ec.generate_private_key(CURVES[curve]())
+    return iaca.sign(iaca.reader_auth_builder(key.public_key(), ca_cert, common_name=common_name, not_before=start,
+                                              not_after=start + dt.timedelta(days=days), dns_names=dns_names,
+                                              crl_uri=crl_uri), ca_key), key
+
+
 def make_reader_certificate(
     out_dir: Path,
     *,
@@ -93,20 +121,13 @@ def make_reader_certificate(
         raise ReaderPkiError(f"--curve {curve!r}: one of {', '.join(CURVES)}")
     if not out_dir.is_dir():
         raise ReaderPkiError(f"--out-dir {out_dir}: not a directory")
-    now = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0)
-    start = now - dt.timedelta(minutes=5)  # a little slack for the clocks of those who check it
     try:
         if ca is None:
-            ca_key = ec.generate_private_key(CURVES[curve]())
-            ca_cert = iaca.sign(iaca.reader_ca_builder(
-                ca_key.public_key(), common_name=ca_common_name, not_before=start,
-                not_after=start + dt.timedelta(days=365 * CA_YEARS), crl_uri=crl_uri), ca_key)
+            ca_cert, ca_key = new_reader_ca(ca_common_name, curve=curve, crl_uri=crl_uri, now=now)
         else:
             ca_cert, ca_key = _load_ca(*ca)
-        key = ec.generate_private_key(CURVES[curve]())
-        cert = iaca.sign(iaca.reader_auth_builder(
-            key.public_key(), ca_cert, common_name=common_name, not_before=start,
-            not_after=start + dt.timedelta(days=days), dns_names=tuple(dns_names), crl_uri=crl_uri), ca_key)
+        cert, key = issue_reader_certificate(ca_cert, ca_key, common_name, dns_names=tuple(dns_names), days=days,
+                                             curve=curve, crl_uri=crl_uri, now=now)
     except iaca.IacaProfileError as exc:
         raise ReaderPkiError(str(exc)) from None
     pem = serialization.Encoding.PEM
