@@ -201,6 +201,14 @@ class DeviceRequestInfo:
         m.update({k: v for k, v in (other or {}).items() if k != "useCases"})
         return cls(tuple(use_cases), dict(other or {}), p.encode(m))
 
+    def check_indices(self, doc_requests: int, where: str = "DeviceRequest.deviceRequestInfo") -> None:
+        """Every document set names one of ``doc_requests`` docRequests, or :class:`MdocDecodeError`."""
+        for n, u in enumerate(self.use_cases):
+            for k, ids in enumerate(u.document_sets):
+                if max(ids) >= doc_requests:
+                    raise MdocDecodeError(f"{where}.useCases[{n}].documentSets[{k}]: docRequest {max(ids)} does "
+                                          f"not exist (there are {doc_requests})")
+
     @classmethod
     def decode(cls, raw: bytes, where: str = "DeviceRequest.deviceRequestInfo") -> DeviceRequestInfo:
         m = p.as_map(p.load(raw, where), where)
@@ -330,11 +338,8 @@ class DeviceRequest:
         docs = tuple(doc_requests)
         if not docs:
             raise MdocDecodeError("DeviceRequest.build: no DocRequest")
-        for u in (device_request_info.use_cases if device_request_info else ()):
-            for s in u.document_sets:
-                if any(i >= len(docs) for i in s):
-                    raise MdocDecodeError(f"DeviceRequest.build: a document set names docRequest {max(s)}, "
-                                          f"there are {len(docs)}")
+        if device_request_info is not None:
+            device_request_info.check_indices(len(docs), "DeviceRequest.build: deviceRequestInfo")
         auth_all: tuple[Sign1, ...] = ()
         if reader_signer is not None:
             if session_transcript is None:
@@ -407,12 +412,7 @@ class DeviceRequest:
             if "deviceRequestInfo" in m:
                 raw = p.embedded_raw(m["deviceRequestInfo"], "DeviceRequest.deviceRequestInfo")
                 info = DeviceRequestInfo.decode(raw)
-                for n, u in enumerate(info.use_cases):
-                    for k, s in enumerate(u.document_sets):
-                        if max(s) >= len(doc_requests):
-                            raise MdocDecodeError(
-                                f"DeviceRequest.deviceRequestInfo.useCases[{n}].documentSets[{k}]: docRequest "
-                                f"{max(s)} does not exist (there are {len(doc_requests)})")
+                info.check_indices(len(doc_requests))
             if "readerAuthAll" in m:
                 seq = p.as_array(m["readerAuthAll"], "DeviceRequest.readerAuthAll")
                 out = []
