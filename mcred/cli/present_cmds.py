@@ -79,6 +79,19 @@ def _finish(console: Console, result: dict, as_json: bool, portrait: Path | None
     raise typer.Exit(EXIT_OK if result.get("valid") else EXIT_FAILED)
 
 
+def _listing(rows: list[dict], columns: dict[str, str], as_json: bool) -> None:
+    """``rows`` as one JSON array, or as a table of ``columns`` (key: heading)."""
+    from rich.table import Table
+
+    if as_json:
+        print(json.dumps(rows, ensure_ascii=False))
+        return
+    table = Table(*columns.values())
+    for row in rows:
+        table.add_row(*(str(row[k]) for k in columns))
+    Console().print(table)
+
+
 def _refusals(console: Console, as_json: bool, present, make_wallet) -> None:  # noqa: ANN001
     """``--fault all``: one honest presentation, which must be VALID, then one with each
     fault of :data:`wallet_sim.faults.FAULTS`, which the reader must refuse by the check the
@@ -417,18 +430,10 @@ def register(app: typer.Typer) -> None:
     def reader_hostile_cmd(as_json: bool = typer.Option(False, "--json", help="Print one JSON array.")) -> None:
         """The faults a hostile reader can make (`mcred reader nfc --hostile`), and what a
         phone's wallet must do with each: a wallet that does otherwise is broken."""
-        from rich.table import Table
-
         from reader.hostile import HOSTILE
 
-        rows = [{"hostile": h.name, "does": h.does, "phone_must": h.phone_must} for h in HOSTILE.values()]
-        if as_json:
-            print(json.dumps(rows, ensure_ascii=False))
-            return
-        table = Table("hostile", "what the reader does", "the phone must")
-        for r in rows:
-            table.add_row(r["hostile"], r["does"], r["phone_must"])
-        Console().print(table)
+        _listing([{"hostile": h.name, "does": h.does, "phone_must": h.phone_must} for h in HOSTILE.values()],
+                 {"hostile": "hostile", "does": "what the reader does", "phone_must": "the phone must"}, as_json)
 
     @reader_app.command("certificate")
     def certificate_cmd(
@@ -667,17 +672,10 @@ def register(app: typer.Typer) -> None:
         """The faults a hostile phone can make (--fault of `mcred present`, `mcred wallet
         respond`, `mcred phone pcsc`, `mcred reader nfc --phone`), and the reader check each
         must fail: a reader that accepts one of them is broken."""
-        from rich.table import Table
-
         from wallet_sim.faults import describe
 
-        if as_json:
-            print(json.dumps(describe(), ensure_ascii=False))
-            return
-        table = Table("fault", "what the phone does", "a reader must fail")
-        for row in describe():
-            table.add_row(row["fault"], row["does"], row["refused_by"])
-        Console().print(table)
+        _listing(describe(), {"fault": "fault", "does": "what the phone does", "refused_by": "a reader must fail"},
+                 as_json)
 
     @wallet_app.command("respond")
     def wallet_respond_cmd(
