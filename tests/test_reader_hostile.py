@@ -90,13 +90,19 @@ def test_reader_auth_faults_need_a_reader_key_and_unknown_ones_are_named(world):
         hostile("nope")
 
 
-def test_mcred_reader_nfc_hostile(world, tmp_path, monkeypatch):
+def _nfc_command(world, tmp_path, monkeypatch) -> list[str]:
+    """`mcred reader nfc` tapping the world's phone in-process, trusting its IACA, the
+    holder releasing everything."""
     monkeypatch.setenv("MCRED_HOME", str(world["home"]))
     iaca = tmp_path / "iaca.pem"
     iaca.write_bytes(world["pki"].iaca_pem())
     rules = tmp_path / "consent.json"
     rules.write_text('{"documents": {"*": {"*": "*"}}}')
-    base = ["reader", "nfc", "--json", "--phone", world["phone"], "--consent", str(rules), "--trust", str(iaca)]
+    return ["reader", "nfc", "--json", "--phone", world["phone"], "--consent", str(rules), "--trust", str(iaca)]
+
+
+def test_mcred_reader_nfc_hostile(world, tmp_path, monkeypatch):
+    base = _nfc_command(world, tmp_path, monkeypatch)
     result = CliRunner().invoke(app, [*base, "--hostile", "wrong-session-key"])
     assert result.exit_code == 0, result.output
     (check,) = json.loads(result.stdout)["checks"]
@@ -112,13 +118,7 @@ def test_mcred_reader_nfc_hostile(world, tmp_path, monkeypatch):
 def test_mcred_reader_nfc_hostile_all_in_process(world, tmp_path, monkeypatch):
     from cryptography.hazmat.primitives import serialization
 
-    monkeypatch.setenv("MCRED_HOME", str(world["home"]))
-    iaca = tmp_path / "iaca.pem"
-    iaca.write_bytes(world["pki"].iaca_pem())
-    rules = tmp_path / "consent.json"
-    rules.write_text('{"documents": {"*": {"*": "*"}}}')
-    base = ["reader", "nfc", "--json", "--phone", world["phone"], "--consent", str(rules), "--trust", str(iaca),
-            "--hostile", "all"]
+    base = [*_nfc_command(world, tmp_path, monkeypatch), "--hostile", "all"]
     report = json.loads(CliRunner().invoke(app, base).stdout)
     assert report["valid"] and [r["hostile"] for r in report["runs"]] == [h.name for h in STATUS_FAULTS]
     pki = reader_pki()
@@ -131,5 +131,6 @@ def test_mcred_reader_nfc_hostile_all_in_process(world, tmp_path, monkeypatch):
     runs = json.loads(result.stdout)["runs"]
     assert [r["hostile"] for r in runs] == list(HOSTILE)
     assert [r["judged"] for r in runs] == [True, True, True, False, False]  # readerAuth: the phone's screen
-    result = CliRunner().invoke(app, ["reader", "nfc", "--json", "--trust", str(iaca), "--hostile", "all"])
+    result = CliRunner().invoke(app, ["reader", "nfc", "--json", "--trust", str(tmp_path / "iaca.pem"), "--hostile",
+                                      "all"])
     assert result.exit_code == 2 and "with --loop" in json.loads(result.stdout)["error"]
