@@ -88,8 +88,7 @@ def is_hashed_handover(transcript: SessionTranscript, identifier: str) -> bool:
 
 
 def _embed_raw_array(parts: Sequence[bytes]) -> bytes:
-    head = cbor.dumps([None] * len(parts))[:-len(parts)]  # array header for len(parts)
-    return cbor.dumps(cbor.CBORTag(24, head + b"".join(parts)))
+    return cbor.tag24_bytes(cbor.array_head(len(parts)) + b"".join(parts))
 
 
 def device_authentication_bytes(
@@ -139,7 +138,6 @@ def reader_authentication_all_bytes(
     readerAuthAll signature covers (ISO/IEC 18013-5 second edition): every DocRequest's
     ItemsRequest bytes in order, and the DeviceRequestInfo's (each inside its tag 24)."""
     st = SessionTranscript.coerce(session_transcript)
-    items = [cbor.dumps(cbor.CBORTag(24, raw)) for raw in items_request_bytes]
-    head = cbor.dumps([None] * len(items))[:-len(items)] if items else b"\x80"
-    info = cbor.dumps(None if device_request_info_bytes is None else cbor.CBORTag(24, device_request_info_bytes))
-    return _embed_raw_array([cbor.dumps("ReaderAuthenticationAll"), st.raw, head + b"".join(items), info])
+    items = cbor.array_head(len(items_request_bytes)) + b"".join(map(cbor.tag24_bytes, items_request_bytes))
+    info = b"\xf6" if device_request_info_bytes is None else cbor.tag24_bytes(device_request_info_bytes)  # null
+    return _embed_raw_array([cbor.dumps("ReaderAuthenticationAll"), st.raw, items, info])
