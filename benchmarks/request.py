@@ -33,24 +33,14 @@ from protocols.mdoc import (
 
 
 def _reader_pki(now: dt.datetime):
-    from cryptography import x509
     from cryptography.hazmat.primitives import serialization
-    from cryptography.x509.oid import NameOID
 
+    from mcred.reader_pki import issue_reader_certificate, new_reader_ca
     from protocols import cose
 
-    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    name = lambda cn: x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])  # noqa: E731
-    ca = (x509.CertificateBuilder().subject_name(name("Bench Reader CA")).issuer_name(name("Bench Reader CA"))
-          .public_key(ca_key.public_key()).serial_number(1).not_valid_before(now - dt.timedelta(days=1))
-          .not_valid_after(now + dt.timedelta(days=30))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True).sign(ca_key, hashes.SHA256()))
-    leaf = (x509.CertificateBuilder().subject_name(name("Bench Reader")).issuer_name(ca.subject)
-            .public_key(key.public_key()).serial_number(2).not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=30))
-            .add_extension(x509.ExtendedKeyUsage([x509.ObjectIdentifier("1.0.18013.5.1.6")]), critical=True)
-            .sign(ca_key, hashes.SHA256()))
-    return ca, cose.key_signer(key), [leaf.public_bytes(serialization.Encoding.DER)]
+    ca, ca_key = new_reader_ca("Bench Reader CA", years=1, now=now)
+    cert, key = issue_reader_certificate(ca, ca_key, "Bench Reader", days=30, now=now)
+    return ca, cose.key_signer(key), [cert.public_bytes(serialization.Encoding.DER)]
 
 
 def main() -> int:
