@@ -87,6 +87,19 @@ def public_key_of(cert: x509.Certificate):
         raise CertificateParseError(f"certificate public key unreadable: {exc}") from None
 
 
+def ocsp_url(cert: x509.Certificate) -> str | None:
+    """The first OCSP responder of the certificate's authorityInfoAccess (RFC 5280
+    4.2.2.1); None when it names none."""
+    try:
+        aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    except (x509.ExtensionNotFound, ValueError):
+        return None
+    for d in aia:
+        if d.access_method == x509.AuthorityInformationAccessOID.OCSP:
+            return d.access_location.value
+    return None
+
+
 def crl_url(cert: x509.Certificate) -> str | None:
     """The first http(s) URI of the certificate's cRLDistributionPoints (RFC 5280
     4.2.1.13), where a relying party can fetch its issuer's CRL; None when it names none."""

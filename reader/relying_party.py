@@ -31,6 +31,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -82,17 +83,6 @@ def _verify_raw(cert: x509.Certificate, signature: bytes, content: bytes) -> Che
     return Check("signature", True, "raw signature verifies")
 
 
-def _ocsp_url(cert: x509.Certificate) -> str | None:
-    try:
-        aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
-    except (x509.ExtensionNotFound, ValueError):
-        return None
-    for d in aia:
-        if d.access_method == x509.AuthorityInformationAccessOID.OCSP:
-            return d.access_location.value
-    return None
-
-
 def _check_responder(resp: ocsp.OCSPResponse, root: x509.Certificate) -> str | None:
     """Why the response's signer is not acceptable (None: fine). RFC 6960 4.2.2.2."""
     signers = [c for c in resp.certificates
@@ -129,14 +119,34 @@ def check_ocsp(cert: x509.Certificate, root: x509.Certificate, at: dt.datetime, 
     return _ask_ocsp(cert, root, at, url=url, client=client)[0]
 
 
-def _ask_ocsp(cert: x509.Certificate, root: x509.Certificate, at: dt.datetime, *,
-              url: str | None = None, client: httpx.Client | None = None) -> tuple[Check, bool]:
-    """:func:`check_ocsp`'s check, and whether it rests on a verified answer about ``cert``
-    (good, revoked or unknown from an acceptable responder, current, nonce and serial
-    matched); ``False`` means the responder gave no such answer."""
-    url = url or _ocsp_url(cert)
+@dataclass(frozen=True)
+class OcspAnswer:
+    """A verified OCSP answer about one certificate: from an acceptable responder, current,
+    nonce and serial matched."""
+
+    url: str
+    status: str  # good | revoked | unknown
+    this_update: dt.datetime
+    reason: str | None = None  # the CRLReason name, when revoked
+    revoked_at: dt.datetime | None = None
+
+    def check(self) -> Check:
+        if self.status == "good":
+            return Check("revocation", True, f"OCSP good ({self.url})")
+        if self.status == "revoked":
+            return Check("revocation", False,
+                         f"revoked ({self.reason}) at {self.revoked_at.isoformat()} (OCSP)")
+        return Check("revocation", False, "OCSP status unknown")
+
+
+def ocsp_answer(cert: x509.Certificate, root: x509.Certificate, at: dt.datetime, *,
+                url: str | None = None, client: httpx.Client | None = None) -> OcspAnswer | Check:
+    """Ask the OCSP responder (POST, SHA-256 CertID, random nonce): its verified answer about
+    ``cert``, or the failed ``revocation`` check saying why there is none (unreachable, HTTP
+    error, unparseable, unsuccessful, badly signed, nonce or serial mismatch, stale)."""
+    url = url or certs.ocsp_url(cert)
     if not url:
-        return Check("revocation", False, "certificate names no OCSP responder"), False
+        return Check("revocation", False, "certificate names no OCSP responder")
     nonce = os.urandom(16)
     req = (ocsp.OCSPRequestBuilder().add_certificate(cert, root, hashes.SHA256())
            .add_extension(x509.OCSPNonce(nonce), critical=False).build())
@@ -145,36 +155,44 @@ def _ask_ocsp(cert: x509.Certificate, root: x509.Certificate, at: dt.datetime, *
                        content=req.public_bytes(serialization.Encoding.DER),
                        headers={"Content-Type": "application/ocsp-request"})
     except FetchError as exc:
-        return Check("revocation", False, f"OCSP responder {url} unreachable: {exc}"), False
+        return Check("revocation", False, f"OCSP responder {url} unreachable: {exc}")
     if answer.status != 200:
-        return Check("revocation", False, f"OCSP responder answered HTTP {answer.status}"), False
+        return Check("revocation", False, f"OCSP responder answered HTTP {answer.status}")
     try:
         resp = ocsp.load_der_ocsp_response(answer.body)
     except ValueError as exc:
-        return Check("revocation", False, f"OCSP response does not parse: {exc}"), False
+        return Check("revocation", False, f"OCSP response does not parse: {exc}")
     if resp.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
-        return Check("revocation", False, f"OCSP responder said {resp.response_status.name}"), False
+        return Check("revocation", False, f"OCSP responder said {resp.response_status.name}")
     why = _check_responder(resp, root)
     if why:
-        return Check("revocation", False, why), False
+        return Check("revocation", False, why)
     try:
         got = resp.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
     except x509.ExtensionNotFound:
         got = None
     if got != nonce:
-        return Check("revocation", False, "OCSP nonce does not match the request"), False
+        return Check("revocation", False, "OCSP nonce does not match the request")
     if resp.serial_number != cert.serial_number:
-        return Check("revocation", False, "OCSP response is about another certificate"), False
+        return Check("revocation", False, "OCSP response is about another certificate")
     if resp.this_update_utc - SKEW > at or (resp.next_update_utc and resp.next_update_utc < at):
-        return Check("revocation", False, "OCSP response is not current"), False
+        return Check("revocation", False, "OCSP response is not current")
     status = resp.certificate_status
     if status is ocsp.OCSPCertStatus.GOOD:
-        return Check("revocation", True, f"OCSP good ({url})"), True
+        return OcspAnswer(url, "good", resp.this_update_utc)
     if status is ocsp.OCSPCertStatus.REVOKED:
         reason = resp.revocation_reason.value if resp.revocation_reason else "unspecified"
-        return Check("revocation", False,
-                     f"revoked ({reason}) at {resp.revocation_time_utc.isoformat()} (OCSP)"), True
-    return Check("revocation", False, "OCSP status unknown"), True
+        return OcspAnswer(url, "revoked", resp.this_update_utc, reason, resp.revocation_time_utc)
+    return OcspAnswer(url, "unknown", resp.this_update_utc)
+
+
+def _ask_ocsp(cert: x509.Certificate, root: x509.Certificate, at: dt.datetime, *,
+              url: str | None = None, client: httpx.Client | None = None) -> tuple[Check, bool]:
+    """:func:`check_ocsp`'s check, and whether it rests on a verified answer about ``cert``
+    (good, revoked or unknown from an acceptable responder, current, nonce and serial
+    matched); ``False`` means the responder gave no such answer."""
+    got = ocsp_answer(cert, root, at, url=url, client=client)
+    return (got, False) if isinstance(got, Check) else (got.check(), True)
 
 
 def _parse_crl(data: bytes) -> x509.CertificateRevocationList | Check:

@@ -50,6 +50,7 @@ def test_the_migrated_schema_is_the_one_the_models_declare(db_url):
     import issuer.api.jobs
     import issuer.jpki.models
     import issuer.mdoc.models  # noqa: F401 - their tables join IssuerBase's metadata
+    import reader.rp_watch  # noqa: F401 - its tables join ReaderBase's metadata
     from issuer.db import IssuerBase
     from reader.sessions import ReaderBase
     from tsm.db import TsmBase

@@ -74,6 +74,7 @@ def test_every_issuer_and_reader_timestamp_column_is_utc():
     import issuer.api.jobs  # noqa: F401 - registers the jobs table on the issuer's metadata
     import issuer.jpki.models  # noqa: F401
     import issuer.mdoc.models  # noqa: F401
+    import reader.rp_watch  # noqa: F401 - its tables join ReaderBase's metadata
     from issuer.db import IssuerBase
     from reader.sessions import ReaderBase
 

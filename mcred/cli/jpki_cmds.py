@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from mcred.cli.export_cmds import export_app
 from mcred.cli.state import check_can_listen, open_context, out_path
+from mcred.cli.watch_cmds import watch_app
 from reader.text import printable
 
 jpki_app = typer.Typer(help="JPKI signing certificates: sign with a phone, verify as a relying party.",
@@ -93,6 +94,7 @@ def sign(file: Path = typer.Argument(..., exists=True, dir_okay=False),
 pin_app = typer.Typer(help="The holder's PIN and password on the phone: tries left, change, unblock "
                        "with the PUK (specs/jpki-applet.md section 3).", no_args_is_help=True)
 jpki_app.add_typer(pin_app, name="pin")
+jpki_app.add_typer(watch_app, name="watch")
 
 
 def _secret(path: Path, what: str) -> bytes:

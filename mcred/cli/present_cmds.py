@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mcred.cli.state import out_path
-from mcred.cli.text import cell, markup_safe
+from mcred.cli.text import cell, listing, markup_safe
 
 EXIT_OK, EXIT_FAILED, EXIT_UNUSABLE = 0, 1, 2
 
@@ -77,19 +77,6 @@ def _finish(console: Console, result: dict, as_json: bool, portrait: Path | None
         if portrait:
             console.print(f"portrait saved to {portrait}" if saved else "[yellow]no portrait disclosed[/]")
     raise typer.Exit(EXIT_OK if result.get("valid") else EXIT_FAILED)
-
-
-def _listing(rows: list[dict], columns: dict[str, str], as_json: bool) -> None:
-    """``rows`` as one JSON array, or as a table of ``columns`` (key: heading)."""
-    from rich.table import Table
-
-    if as_json:
-        print(json.dumps(rows, ensure_ascii=False))
-        return
-    table = Table(*columns.values())
-    for row in rows:
-        table.add_row(*(str(row[k]) for k in columns))
-    Console().print(table)
 
 
 def _refusals(console: Console, as_json: bool, present, make_wallet) -> None:  # noqa: ANN001
@@ -432,7 +419,7 @@ def register(app: typer.Typer) -> None:
         phone's wallet must do with each: a wallet that does otherwise is broken."""
         from reader.hostile import HOSTILE
 
-        _listing([{"hostile": h.name, "does": h.does, "phone_must": h.phone_must} for h in HOSTILE.values()],
+        listing([{"hostile": h.name, "does": h.does, "phone_must": h.phone_must} for h in HOSTILE.values()],
                  {"hostile": "hostile", "does": "what the reader does", "phone_must": "the phone must"}, as_json)
 
     @reader_app.command("certificate")
@@ -674,7 +661,7 @@ def register(app: typer.Typer) -> None:
         must fail: a reader that accepts one of them is broken."""
         from wallet_sim.faults import describe
 
-        _listing(describe(), {"fault": "fault", "does": "what the phone does", "refused_by": "a reader must fail"},
+        listing(describe(), {"fault": "fault", "does": "what the phone does", "refused_by": "a reader must fail"},
                  as_json)
 
     @wallet_app.command("respond")

@@ -5,6 +5,8 @@ peer chose acts on the terminal, and never read as rich markup, so that ``[link=
 
 from __future__ import annotations
 
+import json
+
 from rich.markup import escape
 from rich.text import Text
 
@@ -19,3 +21,18 @@ def cell(value: object) -> Text:
 def markup_safe(value: object) -> str:
     """A peer's text to embed in a markup string (``f"[red]{markup_safe(msg)}[/]"``)."""
     return escape(printable(str(value)))
+
+
+def listing(rows: list[dict], columns: dict[str, str], as_json: bool) -> None:
+    """``rows`` as one JSON array, or as a table of ``columns`` (key: heading); a value
+    ``None`` shows as an empty cell."""
+    from rich.console import Console
+    from rich.table import Table
+
+    if as_json:
+        print(json.dumps(rows, ensure_ascii=False))
+        return
+    table = Table(*columns.values())
+    for row in rows:
+        table.add_row(*(cell("" if row[k] is None else row[k]) for k in columns))
+    Console().print(table)

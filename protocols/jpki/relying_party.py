@@ -110,10 +110,11 @@ def check_validity(cert: x509.Certificate, at: datetime) -> Check:
 CLOCK_SKEW = timedelta(minutes=5)
 
 
-def check_crl(cert: x509.Certificate, root: x509.Certificate,
-              crl: x509.CertificateRevocationList, at: datetime) -> Check:
-    """Revocation from a full CRL: signed by the root, current (thisUpdate within
-    :data:`CLOCK_SKEW` of ``at``, nextUpdate not passed), in scope (IDP), no entry."""
+def judge_crl(crl: x509.CertificateRevocationList, root: x509.Certificate, at: datetime
+              ) -> Check | None:
+    """Why a full CRL cannot be relied on at ``at`` (None: it can): not signed by ``root``,
+    or not current (thisUpdate within :data:`CLOCK_SKEW` of ``at``, nextUpdate not passed).
+    The checks of the CRL itself, made once however many certificates are then looked up."""
     if crl.issuer != root.subject or not crl.is_signature_valid(root.public_key()):
         return Check("revocation", False, "CRL is not signed by the certificate's root")
     if at + CLOCK_SKEW < crl.last_update_utc:
@@ -121,27 +122,46 @@ def check_crl(cert: x509.Certificate, root: x509.Certificate,
                      f"is more than {CLOCK_SKEW} after {at}")
     if crl.next_update_utc and at > crl.next_update_utc:
         return Check("revocation", False, f"CRL is not current: nextUpdate {crl.next_update_utc} passed")
+    return None
+
+
+def crl_scope(cert: x509.Certificate, crl: x509.CertificateRevocationList) -> Check | None:
+    """Why ``crl`` does not speak for ``cert`` (None: it does): its issuingDistributionPoint
+    names none of the certificate's distribution points (another partition's CRL)."""
     try:
         idp = crl.extensions.get_extension_for_class(x509.IssuingDistributionPoint).value
     except x509.ExtensionNotFound:
-        idp = None
-    if idp is not None:
-        try:
-            dps = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
-        except x509.ExtensionNotFound:
-            dps = []
-        names = {n for dp in dps for n in (dp.full_name or [])}
-        if not names & set(idp.full_name or []):
-            return Check("revocation", False, "different CRL scope: the CRL's "
-                         "issuingDistributionPoint does not name the certificate's partition")
+        return None
+    try:
+        dps = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    except x509.ExtensionNotFound:
+        dps = []
+    names = {n for dp in dps for n in (dp.full_name or [])}
+    if not names & set(idp.full_name or []):
+        return Check("revocation", False, "different CRL scope: the CRL's "
+                     "issuingDistributionPoint does not name the certificate's partition")
+    return None
+
+
+def crl_reason(entry: x509.RevokedCertificate) -> str:
+    """The entry's CRLReason by its RFC 5280 name (``unspecified`` when it gives none)."""
+    try:
+        return entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.value
+    except x509.ExtensionNotFound:
+        return "unspecified"
+
+
+def check_crl(cert: x509.Certificate, root: x509.Certificate,
+              crl: x509.CertificateRevocationList, at: datetime) -> Check:
+    """Revocation from a full CRL: signed by the root, current (thisUpdate within
+    :data:`CLOCK_SKEW` of ``at``, nextUpdate not passed), in scope (IDP), no entry."""
+    refused = judge_crl(crl, root, at) or crl_scope(cert, crl)
+    if refused is not None:
+        return refused
     entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
     if entry is None:
         return Check("revocation", True, "not on the CRL")
-    try:
-        reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.value
-    except x509.ExtensionNotFound:
-        reason = "unspecified"
-    return Check("revocation", False, f"revoked ({reason}) at {entry.revocation_date_utc}")
+    return Check("revocation", False, f"revoked ({crl_reason(entry)}) at {entry.revocation_date_utc}")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,557 @@
+"""The JPKI relying party's revocation watch (失効情報の活用; specs/presentation.md section 17).
+
+A relying party that keeps its customers' JPKI certificates (the signing certificate that
+signed an application or a consent, the user-authentication certificate of a login) asks
+J-LIS's revocation information about them again and again, not only when the customer next
+comes: life insurers do it to learn of deaths (``affiliationChanged``: death, or moving
+abroad) and, from a certificate still valid, that a pensioner lives (no 現況届 needed); a
+``superseded`` signing certificate tells that a basic four datum (name, birth date, sex,
+address) changed, so the customer's record needs the new one; ``certificateHold`` says the
+card or phone was reported lost, and its disappearance from the CRL that it was found.
+
+:class:`RevocationWatch` keeps the watch list in the reader's tables ``rp_watch`` (one row
+per customer reference and certificate, with its last known status) and ``rp_watch_events``
+(every change of status, when it was seen and on which evidence), and sweeps it:
+
+* by CRL (the default, what a relying party with many customers does): the certificates are
+  grouped by CRL distribution point and issuing root; each CRL is fetched once, its
+  signature and currency judged once (:func:`protocols.jpki.relying_party.judge_crl`), then
+  each certificate is looked up in it after its scope (issuingDistributionPoint) is checked;
+* by OCSP: one signed, nonced request per certificate (:func:`reader.relying_party.ocsp_answer`).
+
+A certificate that could not be judged (distribution point unreachable, CRL not signed by
+its root or stale, responder without a verified answer) keeps its last status and is
+reported with the reason; nothing is written for it. A revoked certificate (any reason but
+``certificateHold``) and an expired one are final and no longer asked about; a certificate
+on hold is asked again and goes back to ``good`` when the hold is lifted.
+
+Each status change is an UPDATE conditional on the status it changes from, and its event is
+written only when that UPDATE changed a row: two sweeps racing (two cron jobs, two workers)
+record each change once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from sqlalchemy import (
+    Engine,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    and_,
+    delete,
+    select,
+    update,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from dbtypes import UtcDateTime
+from protocols import certs
+from protocols.jpki.errors import JpkiError
+from protocols.jpki.parse import classify, load_certificate
+from protocols.jpki.relying_party import Check, check_chain, crl_reason, crl_scope, judge_crl
+from reader.errors import ReaderError
+from reader.fetch import JPKI_CRL_MAX_BYTES, FetchError, fetch
+from reader.relying_party import TIMEOUT, ocsp_answer
+from reader.sessions import ReaderBase
+
+Status = Literal["unchecked", "good", "hold", "revoked", "expired", "unknown"]
+#: Statuses that never change again: nothing more is asked about them.
+FINAL: frozenset[str] = frozenset({"revoked", "expired"})
+VIA = ("crl", "ocsp")
+#: The longest customer reference kept.
+REF_MAX = 128
+
+#: What each revocation reason tells a relying party (DOMAIN.md, "Revocation as the
+#: national PKI does it"); any other reason is shown by its name.
+REASON_MEANINGS = {
+    "affiliationChanged": "death, or moving abroad (the two cannot be told apart)",
+    "cessationOfOperation": "card lost, or moving abroad",
+    "superseded": "certificate renewed: a basic four datum (name, birth date, sex, address) "
+                  "changed; ask the customer for the new one",
+    "certificateHold": "suspended: the card or phone was reported lost",
+}
+
+
+def meaning(status: str, reason: str | None, before: str | None = None) -> str:
+    """What a status (with its revocation reason) tells the relying party."""
+    if status == "good":
+        return ("hold lifted: valid again" if before == "hold"
+                else "valid: neither revoked nor suspended (the holder lives)")
+    if status in ("revoked", "hold"):
+        return REASON_MEANINGS.get(reason or "", f"revoked ({reason or 'unspecified'})")
+    return {"unchecked": "not yet asked about",
+            "expired": "expired: past its notAfter, nothing more will be published about it",
+            "unknown": "the OCSP responder does not know this certificate"}.get(status, status)
+
+
+class WatchError(ReaderError):
+    """A certificate cannot be put on the watch list, or the list cannot be swept as asked;
+    the message says why."""
+
+
+class RpWatchRow(ReaderBase):
+    """A customer's certificate on the relying party's watch list, with its last status."""
+
+    __tablename__ = "rp_watch"
+    __table_args__ = (UniqueConstraint("ref", "issuer_key_id", "serial", name="uq_rp_watch_cert"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    #: The relying party's own reference for the customer (a policy number, an account).
+    ref: Mapped[str] = mapped_column(String(REF_MAX), index=True)
+    purpose: Mapped[str] = mapped_column(String(4))  # sign | auth
+    serial: Mapped[str] = mapped_column(String(42))  # hex, no leading zeros
+    issuer_key_id: Mapped[str] = mapped_column(String(128))  # the root's SKI, hex
+    certificate: Mapped[bytes] = mapped_column(LargeBinary)  # DER
+    not_after: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    crl_url: Mapped[str | None] = mapped_column(Text)
+    ocsp_url: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    reason: Mapped[str | None] = mapped_column(String(32))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+    #: The evidence's own time: the CRL's thisUpdate, the OCSP response's thisUpdate.
+    as_of: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+    checked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+    added_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    #: Why the last sweep could not judge it (NULL when it could).
+    problem: Mapped[str | None] = mapped_column(Text)
+
+
+class RpWatchEventRow(ReaderBase):
+    """One change of a watched certificate's status (kept when the certificate is removed
+    from the list: the relying party's record of what it learnt, and when)."""
+
+    __tablename__ = "rp_watch_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ref: Mapped[str] = mapped_column(String(REF_MAX), index=True)
+    serial: Mapped[str] = mapped_column(String(42))
+    purpose: Mapped[str] = mapped_column(String(4))
+    seen_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), index=True)
+    before: Mapped[str | None] = mapped_column(String(16))
+    after: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(32))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+    as_of: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+    #: Where it was learnt: ``CRL <url>``, ``OCSP <url>``, ``notAfter``, ``added``.
+    source: Mapped[str] = mapped_column(Text)
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+@dataclass(frozen=True)
+class Watched:
+    """A watched certificate as the list shows it."""
+
+    ref: str
+    purpose: str
+    serial: str
+    issuer_key_id: str
+    not_after: dt.datetime
+    status: str
+    reason: str | None
+    revoked_at: dt.datetime | None
+    as_of: dt.datetime | None
+    checked_at: dt.datetime | None
+    added_at: dt.datetime
+    problem: str | None
+
+    @classmethod
+    def of(cls, row: RpWatchRow) -> Watched:
+        return cls(row.ref, row.purpose, row.serial, row.issuer_key_id, row.not_after, row.status,
+                   row.reason, row.revoked_at, row.as_of, row.checked_at, row.added_at, row.problem)
+
+    @property
+    def meaning(self) -> str:
+        return meaning(self.status, self.reason)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ref": self.ref, "purpose": self.purpose, "serial": self.serial,
+                "issuer_key_id": self.issuer_key_id, "not_after": _iso(self.not_after),
+                "status": self.status, "reason": self.reason, "meaning": self.meaning,
+                "revoked_at": _iso(self.revoked_at), "as_of": _iso(self.as_of),
+                "checked_at": _iso(self.checked_at), "added_at": _iso(self.added_at),
+                "problem": self.problem}
+
+
+@dataclass(frozen=True)
+class Change:
+    """A status change, as a sweep found it or the event log keeps it."""
+
+    ref: str
+    serial: str
+    purpose: str
+    before: str | None
+    after: str
+    reason: str | None
+    revoked_at: dt.datetime | None
+    as_of: dt.datetime | None
+    seen_at: dt.datetime
+    source: str
+
+    @classmethod
+    def of(cls, row: RpWatchEventRow) -> Change:
+        return cls(row.ref, row.serial, row.purpose, row.before, row.after, row.reason,
+                   row.revoked_at, row.as_of, row.seen_at, row.source)
+
+    @property
+    def meaning(self) -> str:
+        return meaning(self.after, self.reason, self.before)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ref": self.ref, "serial": self.serial, "purpose": self.purpose,
+                "before": self.before, "after": self.after, "reason": self.reason,
+                "meaning": self.meaning, "revoked_at": _iso(self.revoked_at),
+                "as_of": _iso(self.as_of), "seen_at": _iso(self.seen_at), "source": self.source}
+
+
+@dataclass(frozen=True)
+class Unjudged:
+    """A watched certificate a sweep could not judge; its last status stands."""
+
+    ref: str
+    serial: str
+    problem: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ref": self.ref, "serial": self.serial, "problem": self.problem}
+
+
+@dataclass(frozen=True)
+class Source:
+    """One CRL a sweep read (or could not)."""
+
+    url: str
+    issuer_key_id: str
+    certificates: int
+    this_update: dt.datetime | None = None
+    next_update: dt.datetime | None = None
+    entries: int | None = None
+    problem: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"url": self.url, "issuer_key_id": self.issuer_key_id,
+                "certificates": self.certificates, "this_update": _iso(self.this_update),
+                "next_update": _iso(self.next_update), "entries": self.entries,
+                "problem": self.problem}
+
+
+@dataclass
+class SweepReport:
+    """What one sweep of the watch list found."""
+
+    at: dt.datetime
+    via: str
+    asked: int = 0
+    changes: list[Change] = field(default_factory=list)
+    unjudged: list[Unjudged] = field(default_factory=list)
+    sources: list[Source] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        """Every certificate asked about was judged."""
+        return not self.unjudged
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"at": _iso(self.at), "via": self.via, "asked": self.asked,
+                "complete": self.complete, "changes": [c.to_dict() for c in self.changes],
+                "unjudged": [u.to_dict() for u in self.unjudged],
+                "sources": [s.to_dict() for s in self.sources], "counts": dict(self.counts)}
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    status: str
+    reason: str | None = None
+    revoked_at: dt.datetime | None = None
+    as_of: dt.datetime | None = None
+    source: str = ""
+
+
+def check_ref(ref: str) -> str:
+    """A customer reference as kept: 1 to :data:`REF_MAX` printable characters."""
+    if not isinstance(ref, str) or not 0 < len(ref) <= REF_MAX or not ref.isprintable():
+        raise WatchError(f"a customer reference is 1 to {REF_MAX} printable characters")
+    return ref
+
+
+def serial_hex(value: int) -> str:
+    return format(value, "x")
+
+
+class RevocationWatch:
+    """The watch list on ``engine`` (the reader's tables, migrated by the composition root)
+    and the sweeps over it. ``roots`` are the trusted JPKI roots (a sequence, or a callable
+    read at each use so that a root rollover is seen): a certificate is put on the list only
+    when it chains to one, and a CRL is believed only when that root signed it."""
+
+    def __init__(self, engine: Engine,
+                 roots: Sequence[x509.Certificate] | Callable[[], Sequence[x509.Certificate]], *,
+                 client: httpx.Client | None = None,
+                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
+        self.engine = engine
+        self._roots = roots
+        self.client = client
+        self.clock = clock
+
+    def roots(self) -> list[x509.Certificate]:
+        return list(self._roots() if callable(self._roots) else self._roots)
+
+    # -- the list ------------------------------------------------------------------------
+
+    def add(self, ref: str, certificate: bytes) -> tuple[Watched, bool]:
+        """Put ``certificate`` (DER or PEM) on the list under ``ref``: it must chain to a
+        trusted root, carry a JPKI policy and not be expired. ``(entry, added)``: ``added``
+        is False when the same reference already watches the same certificate (nothing is
+        written then)."""
+        ref = check_ref(ref)
+        at = self.clock()
+        try:
+            cert = load_certificate(certificate)
+            purpose = classify(cert).value
+        except JpkiError as exc:
+            raise WatchError(str(exc)) from None
+        chain, root = check_chain(cert, self.roots(), at)
+        if root is None:
+            raise WatchError(f"not a certificate of a trusted JPKI root: {chain.reason}")
+        if cert.not_valid_after_utc < at:
+            raise WatchError(f"expired at {cert.not_valid_after_utc.isoformat()}: nothing left to watch")
+        key_id = _ski(root)
+        serial = serial_hex(cert.serial_number)
+        with Session(self.engine) as db, db.begin():
+            row = db.scalar(select(RpWatchRow).where(
+                RpWatchRow.ref == ref, RpWatchRow.issuer_key_id == key_id, RpWatchRow.serial == serial))
+            if row is not None:
+                return Watched.of(row), False
+            row = RpWatchRow(ref=ref, purpose=purpose, serial=serial, issuer_key_id=key_id,
+                             certificate=cert.public_bytes(Encoding.DER),
+                             not_after=cert.not_valid_after_utc, crl_url=certs.crl_url(cert),
+                             ocsp_url=certs.ocsp_url(cert), status="unchecked", added_at=at)
+            db.add(row)
+            db.add(RpWatchEventRow(ref=ref, serial=serial, purpose=purpose, seen_at=at, before=None,
+                                   after="unchecked", source="added"))
+            db.flush()
+            return Watched.of(row), True
+
+    def remove(self, ref: str, serial: str | None = None) -> int:
+        """Take ``ref``'s certificates (only the one with ``serial``, hex, when given) off
+        the list; how many. Their events stay."""
+        ref = check_ref(ref)
+        query = delete(RpWatchRow).where(RpWatchRow.ref == ref)
+        if serial is not None:
+            query = query.where(RpWatchRow.serial == _norm_serial(serial))
+        with Session(self.engine) as db, db.begin():
+            return db.execute(query).rowcount
+
+    def entries(self, ref: str | None = None, status: str | None = None) -> list[Watched]:
+        """The list (one reference's, one status's), by reference then addition."""
+        query = select(RpWatchRow).order_by(RpWatchRow.ref, RpWatchRow.id)
+        if ref is not None:
+            query = query.where(RpWatchRow.ref == check_ref(ref))
+        if status is not None:
+            query = query.where(RpWatchRow.status == status)
+        with Session(self.engine) as db:
+            return [Watched.of(r) for r in db.scalars(query)]
+
+    def events(self, ref: str | None = None, since: dt.datetime | None = None) -> list[Change]:
+        """The changes recorded (one reference's; seen at or after ``since``), oldest first."""
+        query = select(RpWatchEventRow).order_by(RpWatchEventRow.id)
+        if ref is not None:
+            query = query.where(RpWatchEventRow.ref == check_ref(ref))
+        if since is not None:
+            query = query.where(RpWatchEventRow.seen_at >= since)
+        with Session(self.engine) as db:
+            return [Change.of(r) for r in db.scalars(query)]
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = defaultdict(int)
+        with Session(self.engine) as db:
+            for status in db.scalars(select(RpWatchRow.status)):
+                out[status] += 1
+        return dict(sorted(out.items()))
+
+    # -- sweeps --------------------------------------------------------------------------
+
+    def sweep(self, via: str = "crl") -> SweepReport:
+        """Ask about every certificate whose status can still change (module docstring) and
+        record what changed."""
+        if via not in VIA:
+            raise WatchError(f"unknown sweep {via!r}: one of {', '.join(VIA)}")
+        at = self.clock()
+        report = SweepReport(at=at, via=via)
+        with Session(self.engine) as db:
+            rows = list(db.scalars(select(RpWatchRow).where(RpWatchRow.status.not_in(FINAL))
+                                   .order_by(RpWatchRow.id)))
+        report.asked = len(rows)
+        live, expired = [], []
+        for row in rows:
+            if row.not_after < at:
+                expired.append((row, _Verdict("expired", as_of=row.not_after, source="notAfter")))
+            else:
+                live.append(row)
+        self._record(expired, at, report)
+        roots = {_ski(r): r for r in self.roots()}
+        if via == "crl":
+            self._sweep_crl(live, roots, at, report)
+        else:
+            self._sweep_ocsp(live, roots, at, report)
+        report.counts = self.counts()
+        return report
+
+    def _sweep_crl(self, rows: list[RpWatchRow], roots: dict[str, x509.Certificate],
+                   at: dt.datetime, report: SweepReport) -> None:
+        groups: dict[tuple[str | None, str], list[RpWatchRow]] = defaultdict(list)
+        for row in rows:
+            groups[(row.crl_url, row.issuer_key_id)].append(row)
+        for (url, key_id), members in groups.items():
+            root = roots.get(key_id)
+            if url is None:
+                self._unjudged(members, "certificate names no CRL distribution point", at, report)
+                continue
+            if root is None:
+                problem = f"root {key_id} is no longer trusted"
+                report.sources.append(Source(url, key_id, len(members), problem=problem))
+                self._unjudged(members, problem, at, report)
+                continue
+            got = self._fetch_crl(url)
+            if isinstance(got, str):
+                report.sources.append(Source(url, key_id, len(members), problem=got))
+                self._unjudged(members, got, at, report)
+                continue
+            refused = judge_crl(got, root, at)
+            revoked = {} if refused else {e.serial_number: e for e in got}
+            report.sources.append(Source(url, key_id, len(members), got.last_update_utc,
+                                         got.next_update_utc, len(revoked) if not refused else None,
+                                         refused.reason if refused else None))
+            if refused:
+                self._unjudged(members, f"CRL at {url}: {refused.reason}", at, report)
+                continue
+            source, good = f"CRL {url}", _Verdict("good", as_of=got.last_update_utc, source=f"CRL {url}")
+            verdicts = []
+            for row in members:
+                cert = x509.load_der_x509_certificate(row.certificate)
+                out_of_scope = crl_scope(cert, got)
+                if out_of_scope:
+                    self._unjudged([row], f"CRL at {url}: {out_of_scope.reason}", at, report)
+                    continue
+                entry = revoked.get(cert.serial_number)
+                if entry is None:
+                    verdicts.append((row, good))
+                else:
+                    reason = crl_reason(entry)
+                    verdicts.append((row, _Verdict("hold" if reason == "certificateHold" else "revoked",
+                                                   reason, entry.revocation_date_utc,
+                                                   got.last_update_utc, source)))
+            self._record(verdicts, at, report)
+
+    def _fetch_crl(self, url: str) -> x509.CertificateRevocationList | str:
+        try:
+            answer = fetch(self.client, "GET", url, max_bytes=JPKI_CRL_MAX_BYTES, timeout=TIMEOUT,
+                           headers={"Accept": "application/pkix-crl"})
+        except FetchError as exc:
+            return f"CRL at {url} unreachable: {exc}"
+        if answer.status != 200:
+            return f"CRL at {url}: HTTP {answer.status}"
+        try:
+            body = answer.body
+            return (x509.load_pem_x509_crl(body) if body.lstrip().startswith(b"-----")
+                    else x509.load_der_x509_crl(body))
+        except ValueError as exc:
+            return f"CRL at {url} does not parse: {exc}"
+
+    def _sweep_ocsp(self, rows: list[RpWatchRow], roots: dict[str, x509.Certificate],
+                    at: dt.datetime, report: SweepReport) -> None:
+        for row in rows:
+            root = roots.get(row.issuer_key_id)
+            if root is None:
+                self._unjudged([row], f"root {row.issuer_key_id} is no longer trusted", at, report)
+                continue
+            cert = x509.load_der_x509_certificate(row.certificate)
+            got = ocsp_answer(cert, root, at, url=row.ocsp_url, client=self.client)
+            if isinstance(got, Check):
+                self._unjudged([row], got.reason, at, report)
+                continue
+            status = {"good": "good", "unknown": "unknown"}.get(got.status, "revoked")
+            if status == "revoked" and got.reason == "certificateHold":
+                status = "hold"
+            self._record([(row, _Verdict(status, got.reason, got.revoked_at, got.this_update,
+                                         f"OCSP {got.url}"))], at, report)
+
+    def _unjudged(self, rows: Iterable[RpWatchRow], problem: str, at: dt.datetime,
+                  report: SweepReport) -> None:
+        ids = []
+        for row in rows:
+            report.unjudged.append(Unjudged(row.ref, row.serial, problem))
+            ids.append(row.id)
+        with Session(self.engine) as db, db.begin():
+            for i in range(0, len(ids), _BATCH):
+                db.execute(update(RpWatchRow).where(RpWatchRow.id.in_(ids[i:i + _BATCH]))
+                           .values(problem=problem[:2000], checked_at=at))
+
+    def _record(self, verdicts: list[tuple[RpWatchRow, _Verdict]], at: dt.datetime,
+                report: SweepReport) -> None:
+        """Write the verdicts in one transaction. A certificate whose status and reason stay
+        as read is refreshed (evidence time, check time) with the others alike, in batches;
+        one whose status moved gets its own UPDATE, conditional on the status read, and an
+        event (and a change in ``report``) only when that UPDATE was the one that moved it."""
+        if not verdicts:
+            return
+        same: dict[tuple, list[int]] = defaultdict(list)
+        with Session(self.engine) as db, db.begin():
+            for row, verdict in verdicts:
+                if (verdict.status, verdict.reason) == (row.status, row.reason):
+                    same[(row.status, row.reason, verdict.revoked_at, verdict.as_of)].append(row.id)
+                    continue
+                done = db.execute(update(RpWatchRow).where(_as_read(row)).values(
+                    status=verdict.status, reason=verdict.reason, revoked_at=verdict.revoked_at,
+                    as_of=verdict.as_of, checked_at=at, problem=None)).rowcount
+                if not done:
+                    continue  # another sweep moved it first and recorded the change
+                event = RpWatchEventRow(ref=row.ref, serial=row.serial, purpose=row.purpose,
+                                        seen_at=at, before=row.status, after=verdict.status,
+                                        reason=verdict.reason, revoked_at=verdict.revoked_at,
+                                        as_of=verdict.as_of, source=verdict.source)
+                db.add(event)
+                db.flush()
+                report.changes.append(Change.of(event))
+            for (status, reason, revoked_at, as_of), ids in same.items():
+                for i in range(0, len(ids), _BATCH):
+                    db.execute(update(RpWatchRow).where(
+                        RpWatchRow.id.in_(ids[i:i + _BATCH]), RpWatchRow.status == status,
+                        RpWatchRow.reason.is_(None) if reason is None else RpWatchRow.reason == reason,
+                    ).values(revoked_at=revoked_at, as_of=as_of, checked_at=at, problem=None))
+
+
+#: Rows refreshed by one UPDATE at most (SQLite binds at most 32766 parameters).
+_BATCH = 500
+
+
+def _as_read(row: RpWatchRow):  # noqa: ANN202 - a SQL condition
+    """The row still has the status and reason it was read with."""
+    return and_(RpWatchRow.id == row.id, RpWatchRow.status == row.status,
+                RpWatchRow.reason.is_(None) if row.reason is None else RpWatchRow.reason == row.reason)
+
+
+def _ski(root: x509.Certificate) -> str:
+    try:
+        return root.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest.hex()
+    except x509.ExtensionNotFound:
+        return x509.SubjectKeyIdentifier.from_public_key(root.public_key()).digest.hex()
+
+
+def _norm_serial(serial: str) -> str:
+    try:
+        return serial_hex(int(serial.removeprefix("0x"), 16))
+    except ValueError:
+        raise WatchError(f"serial {serial!r} is not hexadecimal") from None

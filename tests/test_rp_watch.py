@@ -1,0 +1,237 @@
+"""The JPKI relying party's revocation watch (reader.rp_watch, specs/presentation.md section
+17): customers' certificates on a list in the relying party's own database, swept against
+the live issuer service's CRLs and OCSP responder (``mcred serve``'s app on a real port), each
+change of status recorded once with what it means (death or moving abroad, renewal, loss)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import socket
+import threading
+import time
+
+import pytest
+import uvicorn
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from test_issuer_jpki_support import OTHER_TOWN, open_issuer, provision
+from typer.testing import CliRunner
+
+from issuer import revocation
+from mcred.cli.main import app as cli
+from mcred.context import Context
+from mcred.db import make_engine, migrate
+from mcred.jpki_flow import jpki_issuer
+from mcred.service import create_app
+from reader.rp_watch import RevocationWatch, WatchError
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    """An installation with three provisioned phones, its service live on a free port."""
+    home = tmp_path_factory.mktemp("home")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MCRED_HOME", str(home))
+    mp.setenv("MCRED_PUBLIC_URL", url)
+    mp.delenv("MCRED_DATABASE_URL", raising=False)
+    ctx = Context.open(home)
+    issuer = jpki_issuer(ctx)
+    phones = {"tokyo": provision(issuer), "osaka": provision(issuer, OTHER_TOWN),
+              "rsa": provision(issuer, algorithm="rsa2048")}
+    server = uvicorn.Server(uvicorn.Config(create_app(ctx), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    yield {"home": home, "url": url, "issuer": issuer, "phones": phones}
+    server.should_exit = True
+    thread.join(10)
+    mp.undo()
+
+
+def _roots(issuer) -> list[x509.Certificate]:
+    return [*issuer.roots("sign"), *issuer.roots("auth")]
+
+
+def _watch(db_url: str, issuer, **kwargs) -> RevocationWatch:
+    engine = make_engine(db_url)
+    migrate(engine, "reader@head")
+    return RevocationWatch(engine, lambda: _roots(issuer), **kwargs)
+
+
+def _changes(report) -> dict[tuple[str, str], tuple[str | None, str, str | None]]:
+    return {(c.ref, c.purpose): (c.before, c.after, c.reason) for c in report.changes}
+
+
+def test_a_sweep_tells_death_loss_and_its_end_once_each(live, db_url):
+    """Three customers watched (signing and user-authentication certificates); the issuer
+    revokes one for a death (affiliationChanged) and holds another (lost phone): one CRL
+    sweep reports exactly those changes with their meaning, a second sweep nothing new, and
+    the hold lifted comes back as good. The events keep each change once."""
+    issuer = live["issuer"]
+    phones = {"tokyo": provision(issuer), "osaka": provision(issuer, OTHER_TOWN)}
+    watch = _watch(db_url, issuer)
+    for ref, phone in (("policy-1", phones["tokyo"]), ("policy-2", phones["osaka"])):
+        for slot in ("sign", "auth"):
+            entry, added = watch.add(ref, phone.certs[slot])
+            assert added and entry.status == "unchecked" and entry.purpose == slot
+    assert watch.add("policy-1", phones["tokyo"].certs["sign"])[1] is False  # idempotent
+    assert watch.counts() == {"unchecked": 4}
+
+    first = watch.sweep()
+    assert first.complete and first.asked == 4
+    assert _changes(first) == {(r, s): ("unchecked", "good", None)
+                               for r in ("policy-1", "policy-2") for s in ("sign", "auth")}
+    assert [s.certificates for s in first.sources] and all(s.problem is None for s in first.sources)
+    # both partitions (Tokyo and Osaka) of both purposes: four CRLs, each fetched once
+    assert len(first.sources) == 4 and sum(s.certificates for s in first.sources) == 4
+    assert watch.sweep().changes == []
+
+    revocation.revoke(issuer.sessions, phones["tokyo"].phone_id, "affiliationChanged")
+    revocation.hold(issuer.sessions, phones["osaka"].phone_id, "sign")
+    report = watch.sweep()
+    assert report.complete
+    assert _changes(report) == {("policy-1", "sign"): ("good", "revoked", "affiliationChanged"),
+                                ("policy-1", "auth"): ("good", "revoked", "affiliationChanged"),
+                                ("policy-2", "sign"): ("good", "hold", "certificateHold")}
+    death = next(c for c in report.changes if c.ref == "policy-1")
+    assert death.meaning == "death, or moving abroad (the two cannot be told apart)"
+    assert death.revoked_at is not None and death.source.startswith("CRL http://127.0.0.1:")
+    assert report.counts == {"good": 1, "hold": 1, "revoked": 2}
+
+    revocation.release(issuer.sessions, phones["osaka"].phone_id, "sign")
+    report = watch.sweep()
+    assert report.asked == 2  # the revoked ones are final: not asked about again
+    assert _changes(report) == {("policy-2", "sign"): ("hold", "good", None)}
+    assert report.changes[0].meaning == "hold lifted: valid again"
+
+    events = watch.events("policy-2")
+    assert [(e.before, e.after) for e in events if e.purpose == "sign"] == [
+        (None, "unchecked"), ("unchecked", "good"), ("good", "hold"), ("hold", "good")]
+    assert watch.remove("policy-1") == 2 and watch.entries("policy-1") == []
+    assert len(watch.events("policy-1")) == 6  # what was learnt stays on record
+
+
+def test_ocsp_sweeps_agree_with_the_crl(live, tmp_path):
+    """Swept by OCSP (one nonced request per certificate), the statuses are the CRL's."""
+    issuer, phones = live["issuer"], live["phones"]
+    by_crl, by_ocsp = (_watch(f"sqlite:///{tmp_path / n}", issuer) for n in ("crl.db", "ocsp.db"))
+    for watch in (by_crl, by_ocsp):
+        for name, phone in phones.items():
+            watch.add(name, phone.certs["sign"])
+    crl, ocsp = by_crl.sweep("crl"), by_ocsp.sweep("ocsp")
+    assert crl.complete and ocsp.complete, (crl.unjudged, ocsp.unjudged)
+    strip = [(w.ref, w.status, w.reason) for w in by_crl.entries()]
+    assert strip == [(w.ref, w.status, w.reason) for w in by_ocsp.entries()]
+    assert {c.source.split()[0] for c in ocsp.changes} == {"OCSP"}
+    with pytest.raises(WatchError, match="unknown sweep 'both'"):
+        by_crl.sweep("both")
+
+
+def test_what_cannot_be_judged_keeps_its_status_and_says_why(live, tmp_path):
+    """A partition whose CRL is unreachable, and a root no longer trusted: those certificates
+    keep their last status and each is reported with the reason; the rest are judged."""
+    issuer, phones = live["issuer"], live["phones"]
+    dead = open_issuer(f"sqlite:///{tmp_path / 'dead.sqlite3'}", f"http://127.0.0.1:{_free_port()}")
+    stranded = provision(dead)
+    trusted = [*_roots(issuer), *dead.roots("sign")]
+    engine = make_engine(f"sqlite:///{tmp_path / 'rp.db'}")
+    migrate(engine, "reader@head")
+    watch = RevocationWatch(engine, lambda: trusted)
+    watch.add("here", phones["osaka"].certs["sign"])
+    watch.add("there", stranded.certs["sign"])
+    report = watch.sweep()
+    assert not report.complete
+    assert [(u.ref, u.problem.split(" unreachable")[0][:7]) for u in report.unjudged] == [("there", "CRL at ")]
+    assert {w.ref: w.status for w in watch.entries()} == {"here": "good", "there": "unchecked"}
+    assert "unreachable" in watch.entries("there")[0].problem
+    trusted[:] = _roots(issuer)  # the other root withdrawn
+    report = watch.sweep("ocsp")
+    assert [u.ref for u in report.unjudged] == ["there"]
+    assert "no longer trusted" in report.unjudged[0].problem
+
+
+def test_only_trusted_current_jpki_certificates_go_on_the_list(live, tmp_path):
+    issuer, phones = live["issuer"], live["phones"]
+    watch = _watch(f"sqlite:///{tmp_path / 'rp.db'}", issuer)
+    other = open_issuer(f"sqlite:///{tmp_path / 'other.sqlite3'}")
+    with pytest.raises(WatchError, match="not a certificate of a trusted JPKI root"):
+        watch.add("x", provision(other).certs["sign"])
+    with pytest.raises(WatchError, match="not an X.509 certificate"):
+        watch.add("x", b"\x30\x03junk")
+    for bad in ("", "x" * 129, "line\nbreak"):
+        with pytest.raises(WatchError, match="1 to 128 printable characters"):
+            watch.add(bad, phones["tokyo"].certs["sign"])
+    pem = x509.load_der_x509_certificate(phones["rsa"].certs["auth"]).public_bytes(serialization.Encoding.PEM)
+    assert watch.add("pem", pem)[0].purpose == "auth"
+    later = RevocationWatch(watch.engine, lambda: _roots(issuer),
+                            clock=lambda: dt.datetime.now(dt.UTC) + dt.timedelta(days=365 * 11))
+    with pytest.raises(WatchError, match="expired at .*nothing left to watch"):
+        later.add("late", phones["tokyo"].certs["sign"])
+    # ... and one watched until it expires becomes "expired", final, without a fetch
+    report = later.sweep()
+    assert _changes(report) == {("pem", "auth"): ("unchecked", "expired", None)}
+    assert report.sources == [] and later.sweep().asked == 0
+    assert watch.entries()[0].meaning.startswith("expired")
+    with pytest.raises(WatchError, match="not hexadecimal"):
+        watch.remove("pem", serial="zz")
+
+
+def test_two_sweeps_racing_record_each_change_once(live, db_url):
+    """Two processes sweeping the same list at once (two cron jobs): every status change is
+    one conditional UPDATE, so each is recorded by exactly one of them."""
+    issuer, phones = live["issuer"], live["phones"]
+    watch = _watch(db_url, issuer)
+    for name, phone in phones.items():
+        for slot in ("sign", "auth"):
+            watch.add(name, phone.certs[slot])
+    other = RevocationWatch(watch.engine, lambda: _roots(issuer))
+    reports = []
+    threads = [threading.Thread(target=lambda w=w: reports.append(w.sweep())) for w in (watch, other)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(reports) == 2 and all(r.complete for r in reports)
+    assert sum(len(r.changes) for r in reports) == 6
+    assert len([e for e in watch.events() if e.after != "unchecked"]) == 6
+
+
+def test_the_cli_watches_sweeps_and_lists(live, tmp_path):
+    """``mcred jpki watch add|sweep|list|events|remove`` on the installation's database and
+    roots; ``sweep`` exits 0 when every certificate was judged."""
+    phones, home = live["phones"], live["home"]
+    runner = CliRunner()
+    cert = tmp_path / "c.pem"
+    cert.write_bytes(x509.load_der_x509_certificate(phones["osaka"].certs["sign"])
+                     .public_bytes(serialization.Encoding.PEM))
+    db = f"sqlite:///{tmp_path / 'rp.db'}"
+
+    def run(*args: str, code: int = 0) -> str:
+        result = runner.invoke(cli, ["jpki", "watch", *args], env={"MCRED_HOME": str(home)})
+        assert result.exit_code == code, result.output
+        return result.output
+
+    assert "added" in run("add", "cust-9", "--certificate", str(cert), "--db", db)
+    assert "already watched" in run("add", "cust-9", "--certificate", str(cert), "--db", db)
+    out = json.loads(run("sweep", "--db", db, "--json"))
+    assert out["complete"] and [c["after"] for c in out["changes"]] == ["good"]
+    listed = json.loads(run("list", "--db", db, "--json"))
+    assert [(e["ref"], e["status"]) for e in listed] == [("cust-9", "good")]
+    assert "cust-9" in run("list", "--db", db) and "good" in run("events", "--db", db)
+    bad = tmp_path / "bad.pem"
+    bad.write_bytes(b"junk")
+    assert "not an X.509 certificate" in run("add", "x", "--certificate", str(bad), "--db", db, code=2)
+    assert "removed 1" in run("remove", "cust-9", "--db", db)
