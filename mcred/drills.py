@@ -107,6 +107,19 @@ class Env:
         jp = jpki_issuer(ctx)
         self.roots = jp.roots("sign") + jp.roots("auth")
         self._lock = threading.Lock()
+        # a relying party's revocation watch (an insurer's CRL sweeps), its list in a database
+        # of its own that lives as long as this environment
+        import tempfile
+        import weakref
+
+        from mcred.db import make_engine, migrate
+        from reader.rp_watch import RevocationWatch
+
+        where = tempfile.TemporaryDirectory(prefix="mcred-drill-rp-")
+        engine = make_engine(f"sqlite:///{where.name}/rp-watch.sqlite3")
+        migrate(engine, "reader@head")
+        weakref.finalize(self, lambda: (engine.dispose(), where.cleanup()))
+        self.rp_watch = RevocationWatch(engine, self.roots, client=self.http)
 
     # the phone side -------------------------------------------------------------------------
 
@@ -229,6 +242,26 @@ class Env:
         failed = [x for x in out["checks"] if not x["passed"]]
         return out["valid"], "; ".join(f"{x['name']}: {x['reason']}" for x in failed) or "good"
 
+    def watch_signer(self, cms: bytes) -> str:
+        """Put the signer of ``cms`` on the relying party's watch list (its customer
+        reference: the certificate's serial); the reference."""
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        from protocols.jpki.cms import verify_detached_signature
+
+        cert = verify_detached_signature(cms, CONTENT).signer_certificate
+        ref = _customer(cert.serial_number)
+        self.rp_watch.add(ref, cert.public_bytes(Encoding.DER))
+        return ref
+
+    def watch_verdict(self, ref: str) -> tuple[bool, str]:
+        """One CRL sweep of ``ref``'s certificates: good, or their status and reason."""
+        report = self.rp_watch.sweep("crl", refs=[ref])
+        if report.unjudged:
+            return False, f"not judged: {report.unjudged[0].problem}"
+        (entry,) = self.rp_watch.entries(ref)
+        return entry.status == "good", "good" if entry.status == "good" else f"{entry.status} ({entry.reason})"
+
     def rp_verdict(self, cms: bytes, slot: str = "sign") -> tuple[bool, str]:
         from reader.relying_party import verify
 
@@ -263,8 +296,11 @@ class SubjectReport:
     #: seconds from the revocation (or hold) request to the first refusal
     reader_propagation_s: float | None = None
     ocsp_propagation_s: float | None = None
+    #: ... to the relying party's watch (a CRL sweep of the signer's certificate)
+    watch_propagation_s: float | None = None
     reader_reason: str = ""
     ocsp_reason: str = ""
+    watch_reason: str = ""
     final: dict[str, Any] = field(default_factory=dict)
 
     def timed(self, name: str, fn: Callable[[], Any]) -> Any:
@@ -295,10 +331,9 @@ class DrillReport:
             return {"min": v[0], "median": v[len(v) // 2], "max": v[-1],
                     "p95": v[min(len(v) - 1, int(0.95 * len(v)))]}
 
-        return {"reader": stats([s.reader_propagation_s for s in self.subjects
-                                 if s.reader_propagation_s is not None]),
-                "ocsp": stats([s.ocsp_propagation_s for s in self.subjects
-                               if s.ocsp_propagation_s is not None])}
+        return {who: stats([v for s in self.subjects
+                            if (v := getattr(s, f"{who}_propagation_s")) is not None])
+                for who in ("reader", "ocsp", "watch")}
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -334,6 +369,8 @@ def _capture_phone(env: Env, rep: SubjectReport, phone_id: str, password: str) -
     cms = rep.timed("sign (valid)", lambda: env.sign(phone_id, password))
     ok, why = env.rp_verdict(cms)
     _require(ok, f"{phone_id}: fresh signature refused: {why}")
+    ok, why = env.watch_verdict(env.watch_signer(cms))
+    _require(ok, f"{phone_id}: the relying party's watch sees {why} before the revocation")
     return response, st, cms
 
 
@@ -344,12 +381,18 @@ def _require(cond: bool, message: str) -> None:
 
 def _propagate(env: Env, rep: SubjectReport, captured: tuple[bytes, Any, bytes], t0: float,
                reader_word: str, ocsp_word: str) -> None:
-    """Poll the reader and the relying party together until each refuses the captured
-    presentation / signature for its word; record the seconds since ``t0`` of each."""
+    """Poll the reader, the relying party (OCSP) and its revocation watch (a CRL sweep)
+    together until each refuses the captured presentation / signature / signer for its word
+    (the watch: the OCSP word, the CRL's reason being the same); record the seconds since
+    ``t0`` of each."""
     response, st, cms = captured
     timeout = env.ttl + 30
+    from protocols.jpki.cms import verify_detached_signature
+
+    ref = _customer(verify_detached_signature(cms, CONTENT).signer_certificate.serial_number)
     checks = {"reader": (lambda: env.reader_verdict(response, st), reader_word),
-              "ocsp": (lambda: env.rp_verdict(cms), ocsp_word)}
+              "ocsp": (lambda: env.rp_verdict(cms), ocsp_word),
+              "watch": (lambda: env.watch_verdict(ref), ocsp_word)}
     seen: dict[str, tuple[float, str]] = {}
     while len(seen) < len(checks):
         for name, (check, word) in checks.items():
@@ -365,6 +408,12 @@ def _propagate(env: Env, rep: SubjectReport, captured: tuple[bytes, Any, bytes],
             time.sleep(POLL_S)
     rep.reader_propagation_s, rep.reader_reason = seen["reader"]
     rep.ocsp_propagation_s, rep.ocsp_reason = seen["ocsp"]
+    rep.watch_propagation_s, rep.watch_reason = seen["watch"]
+
+
+def _customer(serial: int) -> str:
+    """The relying party's reference for the holder of the signing certificate ``serial``."""
+    return f"customer-{serial:x}"
 
 
 def _run_workflow(env: Env, rep: SubjectReport, kind: str, holder_id: str, *,
@@ -803,7 +852,7 @@ def render_markdown(reports: list[DrillReport]) -> str:
                   f"- published TTLs: status list {r.status_list_ttl_s} s; OCSP {r.ocsp_ttl_s} s "
                   "(live responder)"]
         prop = r.propagation()
-        for who in ("reader", "ocsp"):
+        for who in ("reader", "ocsp", "watch"):
             s = prop[who]
             if s:
                 lines.append(f"- propagation to the {who}: min {s['min']:.3f} s, median "
@@ -818,13 +867,14 @@ def render_markdown(reports: list[DrillReport]) -> str:
         for s in r.subjects:
             for st in s.steps:
                 lines.append(f"| {s.phone} | {st.name} | {st.seconds:.3f} |")
-        lines += ["", "| phone | reader propagation s | reader reason | OCSP propagation s | OCSP reason |",
-                  "|---|---|---|---|---|"]
+        lines += ["", "| phone | reader propagation s | reader reason | OCSP propagation s | OCSP reason "
+                  "| watch (CRL sweep) propagation s | watch reason |",
+                  "|---|---|---|---|---|---|---|"]
         for s in r.subjects:
-            rp = "" if s.reader_propagation_s is None else f"{s.reader_propagation_s:.3f}"
-            op = "" if s.ocsp_propagation_s is None else f"{s.ocsp_propagation_s:.3f}"
+            rp, op, wp = ("" if v is None else f"{v:.3f}" for v in
+                          (s.reader_propagation_s, s.ocsp_propagation_s, s.watch_propagation_s))
             lines.append(f"| {s.phone} | {rp} | {_cell(s.reader_reason)} | {op} | "
-                         f"{_cell(s.ocsp_reason)} |")
+                         f"{_cell(s.ocsp_reason)} | {wp} | {_cell(s.watch_reason)} |")
         lines.append("")
     return "\n".join(lines)
 

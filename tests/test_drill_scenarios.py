@@ -50,6 +50,8 @@ def test_scenario(env, scenario):
     assert ("SUSPENDED" if "lost" in scenario else "INVALID") in subject.reader_reason
     # a reader holding a cached list sees the change within its ttl plus the workflow's time
     assert 0 < subject.reader_propagation_s and 0 < subject.ocsp_propagation_s
+    # ... and so does a relying party sweeping the CRL for its customers' certificates
+    assert 0 < subject.watch_propagation_s and WORDS[scenario] in subject.watch_reason
     if scenario in ("model_change", "abandoned"):
         assert "presents nothing" in subject.final["old_after_wipe"]
         assert subject.final["new_phone"] == "accepted"

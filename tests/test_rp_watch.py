@@ -112,6 +112,7 @@ def test_a_sweep_tells_death_loss_and_its_end_once_each(live, db_url):
     assert report.counts == {"good": 1, "hold": 1, "revoked": 2}
 
     revocation.release(issuer.sessions, phones["osaka"].phone_id, "sign")
+    assert watch.sweep(refs=["policy-1"]).asked == 0  # one customer's: theirs are final
     report = watch.sweep()
     assert report.asked == 2  # the revoked ones are final: not asked about again
     assert _changes(report) == {("policy-2", "sign"): ("hold", "good", None)}

@@ -243,12 +243,11 @@ def drill_cmd(
                                      progress=lambda n, t=task: progress.advance(t, n)))
     for r in reports:
         prop = r.propagation()
-        rd = prop["reader"]["max"] if prop["reader"] else None
-        oc = prop["ocsp"]["max"] if prop["ocsp"] else None
+        rd, oc, wa = (prop[who]["max"] if prop[who] else None for who in ("reader", "ocsp", "watch"))
         mark = "[green]PASSED[/green]" if r.passed else "[red]FAILED[/red]"
-        console.print(f"{r.scenario:<15} {mark} {r.seconds:7.2f} s  reader max "
-                      f"{'-' if rd is None else f'{rd:.3f} s'} (ttl {r.status_list_ttl_s} s)  OCSP max "
-                      f"{'-' if oc is None else f'{oc:.3f} s'}" + (f"  {r.error}" if r.error else ""))
+        console.print(f"{r.scenario:<15} {mark} {r.seconds:6.2f} s  max: reader {_sec(rd)} "
+                      f"(ttl {r.status_list_ttl_s} s), OCSP {_sec(oc)}, CRL watch {_sec(wa)}"
+                      + (f"  {r.error}" if r.error else ""), soft_wrap=True)
     for p in report:
         if p.suffix.lower() == ".json":
             p.write_text(json.dumps({"home": str(home), "reports": [r.to_json() for r in reports]},
@@ -304,3 +303,7 @@ def register(app: typer.Typer) -> None:
     app.command("provision")(provision_cmd)
     app.command("handover")(handover_cmd)
     app.command("drill")(drill_cmd)
+
+
+def _sec(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.3f} s"
