@@ -53,13 +53,19 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, Session, defer, mapped_column
 
 from dbtypes import UtcDateTime
 from protocols import certs
 from protocols.jpki.errors import JpkiError
 from protocols.jpki.parse import classify, load_certificate
-from protocols.jpki.relying_party import Check, check_chain, crl_reason, crl_scope, judge_crl
+from protocols.jpki.relying_party import (
+    Check,
+    check_chain,
+    crl_reason,
+    crl_scope,
+    judge_crl,
+)
 from reader.errors import ReaderError
 from reader.fetch import JPKI_CRL_MAX_BYTES, FetchError, fetch
 from reader.relying_party import TIMEOUT, ocsp_answer
@@ -114,6 +120,9 @@ class RpWatchRow(ReaderBase):
     certificate: Mapped[bytes] = mapped_column(LargeBinary)  # DER
     not_after: Mapped[dt.datetime] = mapped_column(UtcDateTime())
     crl_url: Mapped[str | None] = mapped_column(Text)
+    #: Every name of its cRLDistributionPoints, canonical (:func:`_dp_names`): certificates
+    #: with the same names are in the same CRL scope, checked once for all of them.
+    dp_names: Mapped[str] = mapped_column(Text)
     ocsp_url: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), index=True)
     reason: Mapped[str | None] = mapped_column(String(32))
@@ -337,7 +346,8 @@ class RevocationWatch:
             row = RpWatchRow(ref=ref, purpose=purpose, serial=serial, issuer_key_id=key_id,
                              certificate=cert.public_bytes(Encoding.DER),
                              not_after=cert.not_valid_after_utc, crl_url=certs.crl_url(cert),
-                             ocsp_url=certs.ocsp_url(cert), status="unchecked", added_at=at)
+                             dp_names=_dp_names(cert), ocsp_url=certs.ocsp_url(cert),
+                             status="unchecked", added_at=at)
             db.add(row)
             db.add(RpWatchEventRow(ref=ref, serial=serial, purpose=purpose, seen_at=at, before=None,
                                    after="unchecked", source="added"))
@@ -393,6 +403,8 @@ class RevocationWatch:
         query = select(RpWatchRow).where(RpWatchRow.status.not_in(FINAL)).order_by(RpWatchRow.id)
         if refs is not None:
             query = query.where(RpWatchRow.ref.in_([check_ref(r) for r in refs]))
+        if via == "crl":  # a CRL sweep reads one certificate per scope, not each row's
+            query = query.options(defer(RpWatchRow.certificate))
         with Session(self.engine) as db:
             rows = list(db.scalars(query))
         report.asked = len(rows)
@@ -421,41 +433,49 @@ class RevocationWatch:
             if url is None:
                 self._unjudged(members, "certificate names no CRL distribution point", at, report)
                 continue
-            if root is None:
-                problem = f"root {key_id} is no longer trusted"
-                report.sources.append(Source(url, key_id, len(members), problem=problem))
-                self._unjudged(members, problem, at, report)
+            problem = None if root is not None else f"root {key_id} is no longer trusted"
+            crl = self._fetch_crl(url) if problem is None else problem
+            if isinstance(crl, str):
+                report.sources.append(Source(url, key_id, len(members), problem=crl))
+                self._unjudged(members, crl, at, report)
                 continue
-            got = self._fetch_crl(url)
-            if isinstance(got, str):
-                report.sources.append(Source(url, key_id, len(members), problem=got))
-                self._unjudged(members, got, at, report)
-                continue
-            refused = judge_crl(got, root, at)
-            revoked = {} if refused else {e.serial_number: e for e in got}
-            report.sources.append(Source(url, key_id, len(members), got.last_update_utc,
-                                         got.next_update_utc, len(revoked) if not refused else None,
-                                         refused.reason if refused else None))
+            refused = judge_crl(crl, root, at)
             if refused:
+                report.sources.append(Source(url, key_id, len(members), crl.last_update_utc,
+                                             crl.next_update_utc, problem=refused.reason))
                 self._unjudged(members, f"CRL at {url}: {refused.reason}", at, report)
                 continue
-            source, good = f"CRL {url}", _Verdict("good", as_of=got.last_update_utc, source=f"CRL {url}")
-            verdicts = []
+            revoked = {e.serial_number: e for e in crl}
+            report.sources.append(Source(url, key_id, len(members), crl.last_update_utc,
+                                         crl.next_update_utc, len(revoked)))
+            source = f"CRL {url}"
+            good = _Verdict("good", as_of=crl.last_update_utc, source=source)
+            scopes: dict[str, list[RpWatchRow]] = defaultdict(list)
             for row in members:
-                cert = x509.load_der_x509_certificate(row.certificate)
-                out_of_scope = crl_scope(cert, got)
+                scopes[row.dp_names].append(row)
+            verdicts = []
+            for same_names in scopes.values():
+                # certificates naming the same distribution points are in the CRL's scope
+                # (issuingDistributionPoint) or out of it together: one is checked for all
+                out_of_scope = crl_scope(self._certificate(same_names[0]), crl)
                 if out_of_scope:
-                    self._unjudged([row], f"CRL at {url}: {out_of_scope.reason}", at, report)
+                    self._unjudged(same_names, f"CRL at {url}: {out_of_scope.reason}", at, report)
                     continue
-                entry = revoked.get(cert.serial_number)
-                if entry is None:
-                    verdicts.append((row, good))
-                else:
+                for row in same_names:
+                    entry = revoked.get(int(row.serial, 16))
+                    if entry is None:
+                        verdicts.append((row, good))
+                        continue
                     reason = crl_reason(entry)
                     verdicts.append((row, _Verdict("hold" if reason == "certificateHold" else "revoked",
                                                    reason, entry.revocation_date_utc,
-                                                   got.last_update_utc, source)))
+                                                   crl.last_update_utc, source)))
             self._record(verdicts, at, report)
+
+    def _certificate(self, row: RpWatchRow) -> x509.Certificate:
+        with Session(self.engine) as db:
+            der = db.scalar(select(RpWatchRow.certificate).where(RpWatchRow.id == row.id))
+        return x509.load_der_x509_certificate(der)
 
     def _fetch_crl(self, url: str) -> x509.CertificateRevocationList | str:
         try:
@@ -550,6 +570,22 @@ def _ski(root: x509.Certificate) -> str:
         return root.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest.hex()
     except x509.ExtensionNotFound:
         return x509.SubjectKeyIdentifier.from_public_key(root.public_key()).digest.hex()
+
+
+def _dp_names(cert: x509.Certificate) -> str:
+    """The names of the certificate's cRLDistributionPoints, one canonical string (sorted;
+    a directory name as RFC 4514, a URI as it is): equal for two certificates exactly when
+    the CRL scope check sees the same names."""
+    try:
+        dps = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    except (x509.ExtensionNotFound, ValueError):
+        return ""
+    names = set()
+    for dp in dps:
+        for name in dp.full_name or []:
+            value = name.value.rfc4514_string() if isinstance(name, x509.DirectoryName) else str(name.value)
+            names.add(f"{type(name).__name__}:{value}")
+    return "\n".join(sorted(names))
 
 
 def _norm_serial(serial: str) -> str:

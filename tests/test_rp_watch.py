@@ -15,6 +15,8 @@ import pytest
 import uvicorn
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_issuer_jpki_support import OTHER_TOWN, open_issuer, provision
 from typer.testing import CliRunner
 
@@ -236,3 +238,32 @@ def test_the_cli_watches_sweeps_and_lists(live, tmp_path):
     bad.write_bytes(b"junk")
     assert "not an X.509 certificate" in run("add", "x", "--certificate", str(bad), "--db", db, code=2)
     assert "removed 1" in run("remove", "cust-9", "--db", db)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_hostile_certificates_and_references_are_a_watch_error_and_write_nothing(live, tmp_path_factory, data):
+    """Bytes from anywhere (junk, a real certificate with one byte changed or cut short) and
+    any reference: added when valid, else a WatchError naming why; never another exception,
+    and a refusal writes no row and no event."""
+    issuer, phones = live["issuer"], live["phones"]
+    watch = _WATCHES.get("fuzz") or _WATCHES.setdefault(
+        "fuzz", _watch(f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'rp.db'}", issuer))
+    real = phones["osaka"].certs["sign"]
+    blob = data.draw(st.one_of(
+        st.binary(max_size=300),
+        st.builds(lambda i, b: real[:i] + bytes([b]) + real[i + 1:],
+                  st.integers(0, len(real) - 1), st.integers(0, 255)),
+        st.builds(lambda n: real[:n], st.integers(0, len(real)))))
+    ref = data.draw(st.one_of(st.just("fuzz"), st.text(max_size=140)))
+    before = (len(watch.entries()), len(watch.events()))
+    try:
+        entry, _added = watch.add(ref, blob)
+    except WatchError as exc:
+        assert str(exc)
+        assert (len(watch.entries()), len(watch.events())) == before
+    else:
+        assert entry.serial == format(x509.load_der_x509_certificate(real).serial_number, "x")
+
+
+_WATCHES: dict[str, RevocationWatch] = {}

@@ -125,19 +125,27 @@ def judge_crl(crl: x509.CertificateRevocationList, root: x509.Certificate, at: d
     return None
 
 
-def crl_scope(cert: x509.Certificate, crl: x509.CertificateRevocationList) -> Check | None:
-    """Why ``crl`` does not speak for ``cert`` (None: it does): its issuingDistributionPoint
-    names none of the certificate's distribution points (another partition's CRL)."""
+def crl_scope_names(crl: x509.CertificateRevocationList) -> set[x509.GeneralName] | None:
+    """The distribution point names the CRL's issuingDistributionPoint speaks for (None: it
+    has none, and so speaks for every certificate of its issuer)."""
     try:
         idp = crl.extensions.get_extension_for_class(x509.IssuingDistributionPoint).value
     except x509.ExtensionNotFound:
+        return None
+    return set(idp.full_name or [])
+
+
+def crl_scope(cert: x509.Certificate, crl: x509.CertificateRevocationList) -> Check | None:
+    """Why ``crl`` does not speak for ``cert`` (None: it does): its issuingDistributionPoint
+    names none of the certificate's distribution points (another partition's CRL)."""
+    scope = crl_scope_names(crl)
+    if scope is None:
         return None
     try:
         dps = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
     except x509.ExtensionNotFound:
         dps = []
-    names = {n for dp in dps for n in (dp.full_name or [])}
-    if not names & set(idp.full_name or []):
+    if not {n for dp in dps for n in (dp.full_name or [])} & scope:
         return Check("revocation", False, "different CRL scope: the CRL's "
                      "issuingDistributionPoint does not name the certificate's partition")
     return None

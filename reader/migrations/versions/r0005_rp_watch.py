@@ -25,6 +25,7 @@ def upgrade() -> None:
     sa.Column('certificate', sa.LargeBinary(), nullable=False),
     sa.Column('not_after', sa.DateTime(timezone=True), nullable=False),
     sa.Column('crl_url', sa.Text(), nullable=True),
+    sa.Column('dp_names', sa.Text(), nullable=False),
     sa.Column('ocsp_url', sa.Text(), nullable=True),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('reason', sa.String(length=32), nullable=True),
