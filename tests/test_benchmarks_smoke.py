@@ -43,6 +43,8 @@ def _run(*args: str) -> str:
                                         "login (phone + RP)")),
     (("request", "--runs", "3"), ("readerAuth per DocRequest (3 signs)", "readerAuthAll (1 sign)",
                                   "wallet verifies, readerAuthAll", "readerAuthAll against a readerAuth each")),
+    (("rp_watch", "--certs", "60", "--runs", "1", "--sample", "2"), ("sweep by CRL, SQLite", "floor: fetch + parse",
+                                                                    "sweep by OCSP, SQLite")),
 ])
 def test_benchmark_runs_and_prints_every_row(args, rows):
     out = _run(*args)

@@ -267,3 +267,45 @@ def test_hostile_certificates_and_references_are_a_watch_error_and_write_nothing
 
 
 _WATCHES: dict[str, RevocationWatch] = {}
+
+
+def test_the_cli_watches_the_signer_of_a_valid_consent_only(live, tmp_path):
+    """``add REF --signature APP.p7s --content APP``: the customer's signed consent is
+    verified in full (chain, policy, validity, revocation) before its signer is watched; a
+    consent that does not verify watches nothing (exit 2, the failed checks named)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from protocols.jpki.cms import build_detached_signature
+
+    issuer = live["issuer"]
+    phone = provision(issuer)
+    cert = x509.load_der_x509_certificate(phone.certs["sign"])
+    consent = "保険契約 第123号: 失効情報の照会に同意します".encode()
+    p7s = build_detached_signature(content=consent, certificate=cert,
+                                   sign=lambda d: phone.keys["sign"].sign(d, ec.ECDSA(hashes.SHA384())),
+                                   signing_time=dt.datetime.now(dt.UTC))
+    (tmp_path / "consent.txt").write_bytes(consent)
+    (tmp_path / "consent.p7s").write_bytes(p7s)
+    (tmp_path / "other.txt").write_bytes(consent + b"!")
+    db = f"sqlite:///{tmp_path / 'rp.db'}"
+    runner = CliRunner()
+
+    def run(*args: str) -> object:
+        return runner.invoke(cli, ["jpki", "watch", *args, "--db", db, "--json"],
+                             env={"MCRED_HOME": str(live["home"])})
+
+    refused = run("add", "policy-123", "--signature", str(tmp_path / "consent.p7s"),
+                  "--content", str(tmp_path / "other.txt"))
+    assert refused.exit_code == 2 and "signature: " in json.loads(refused.output)["error"]
+    added = run("add", "policy-123", "--signature", str(tmp_path / "consent.p7s"),
+                "--content", str(tmp_path / "consent.txt"))
+    assert added.exit_code == 0, added.output
+    out = json.loads(added.output)
+    assert out["added"] and out["serial"] == format(cert.serial_number, "x") and out["purpose"] == "sign"
+    revocation.revoke(issuer.sessions, phone.phone_id, "superseded", "sign")
+    swept = json.loads(run("sweep").output)
+    (change,) = swept["changes"]
+    assert (change["before"], change["after"], change["reason"]) == ("unchecked", "revoked", "superseded")
+    assert change["meaning"].startswith("certificate renewed: a basic four datum")
+    assert run("add", "x", "--signature", str(tmp_path / "consent.p7s")).exit_code == 2  # no --content
