@@ -37,6 +37,11 @@ WORKFLOWS: dict[str, tuple[str, ...]] = {
     "renewal": ("prepare", "reissue_all", "publish", "done"),
     # Death: affiliationChanged, everything revoked, nothing re-issued.
     "death": ("prepare", "revoke_old", "publish", "done"),
+    # 異動: a basic four datum changed (moved, name changed; the registry holds the new data,
+    # issuer.holders.update): the signing certificate, which carries them, superseded and
+    # re-issued on a new SE key; the mdoc re-issued with the new card data; the
+    # user-authentication certificate, which carries none, untouched.
+    "basic_four_change": ("prepare", "reissue_sign", "reissue_mdoc", "publish", "done"),
 }
 
 #: The revocation reason each workflow records (RFC 5280 names, as J-LIS uses them).
@@ -48,6 +53,7 @@ REASONS: dict[str, str] = {
     "lost_confirmed": "cessationOfOperation",
     "renewal": "superseded",
     "death": "affiliationChanged",
+    "basic_four_change": "superseded",
 }
 
 

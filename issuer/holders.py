@@ -109,6 +109,61 @@ def register(sessions: sessionmaker[Session], holder, *, actor: str = "issuer", 
         raise HolderError(f"card number {card_number} is already registered") from None
 
 
+#: What a change of the holder's record may touch (異動: a move, a change of name, a
+#: correction); the card number and its expiry stay.
+CHANGEABLE = (*FIELDS, *OPTIONAL)
+
+
+def update(sessions: sessionmaker[Session], holder_id: str, changes: Mapping, *, actor: str,
+           reason: str) -> list[str]:
+    """Record a change of a holder's card data (a move, a change of name): ``changes`` maps
+    fields of :data:`CHANGEABLE` to their new values (``None`` drops an optional one). The
+    merged record is checked as a new holder's is (``protocols.cardsub.parse_holder``); a
+    move to another municipality drops a ``municipality_code`` the change does not give
+    again. Returns the names of the fields that changed (empty: nothing did, nothing is
+    written); audited (``holder.update``, the field names and ``reason``, never the values).
+    :class:`HolderError` for an unknown or erased holder, an unknown field or a value the
+    card data cannot hold. The credentials issued from the old data are the caller's to
+    re-issue (the ``basic_four_change`` workflow)."""
+    from protocols.cardsub import errors as cardsub_errors
+    from protocols.cardsub.holder import parse_holder
+
+    unknown = sorted(str(k) for k in changes if k not in CHANGEABLE)
+    if unknown:
+        raise HolderError(f"cannot change {', '.join(unknown)}: one of {', '.join(CHANGEABLE)}")
+    with sessions.begin() as s:
+        holder = s.get(Holder, holder_id, with_for_update=True) if isinstance(holder_id, str) else None
+        if holder is None:
+            raise HolderError(f"no holder {str(holder_id)[:40]!r} in the issuer's registry")
+        if is_erased(holder.data):
+            raise HolderError(f"holder {holder_id}'s personal data was erased: nothing to change")
+        merged = dict(holder.data)
+        for key, value in changes.items():
+            if value is None or value == "":
+                if key in FIELDS:
+                    raise HolderError(f"{key} cannot be removed")
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        moved = any(merged.get(k) != holder.data.get(k) for k in ("prefecture", "municipality"))
+        if moved and "municipality_code" not in changes:
+            merged.pop("municipality_code", None)
+        try:
+            parsed = parse_holder({k: v for k, v in merged.items() if k != "municipality_code"})
+        except cardsub_errors.HolderError as exc:
+            raise HolderError(str(exc)) from None
+        data = holder_data(parsed)
+        if merged.get("municipality_code"):
+            data["municipality_code"] = str(merged["municipality_code"])
+        changed = sorted(k for k in set(data) | set(holder.data) if data.get(k) != holder.data.get(k))
+        if not changed:
+            return []
+        holder.data = data
+        s.add(AuditEvent(actor=actor, action="holder.update", subject=holder_id,
+                         detail={"fields": changed, "reason": reason[:200]}))
+    return changed
+
+
 def check_phone_id(phone_id: str) -> None:
     """Raise :class:`HolderError` unless ``phone_id`` matches :data:`PHONE_ID_PATTERN`
     (SQLite would keep a longer id, PostgreSQL refuses it)."""

@@ -29,7 +29,7 @@ from sqlalchemy import func, select
 import wallet_sim
 from issuer import handover as wf
 from mcred.context import Context
-from mcred.handover_actions import HandoverActions
+from mcred.handover_actions import HandoverActions, change_basic_four
 from mcred.jpki_flow import SeError, sign_challenge, sign_with_se, unblock_pin
 from mcred.provision import (
     ProvisionResult,
@@ -45,7 +45,7 @@ from mcred.provision import (
 from protocols import cose, mdoc
 from protocols.cardsub import parse_holder
 
-SCENARIOS = ("model_change", "resale", "lost_found", "lost_not_found", "renewal", "death",
+SCENARIOS = ("model_change", "resale", "lost_found", "lost_not_found", "renewal", "moved", "death",
              "pin_lock", "puk_lock", "abandoned", "ds_compromise")
 #: The Status List Token ttl the drill installation publishes (seconds): short, so that a
 #: reader holding a cached list sees a change within a drill; the report states it.
@@ -557,6 +557,38 @@ def renewal(env: Env, i: int) -> SubjectReport:
     return rep
 
 
+def moved(env: Env, i: int) -> SubjectReport:
+    """転居 (異動): the holder moves to another municipality. The signing certificate (it
+    carries the address) is superseded and re-issued with the new address on a new SE key,
+    the mdoc re-issued; the user-authentication certificate, which carries no basic four
+    data, keeps working."""
+    from protocols.jpki.cms import verify_detached_signature
+    from protocols.jpki.parse import read_basic_four
+
+    rep = SubjectReport(phone="")
+    r = _new_subject(env, rep, i, "mv")
+    captured = _capture(env, rep, r)
+    address = f"大阪府大阪市北区中之島1-3-20 mv-{i}"
+    actions = HandoverActions(env.ctx, key_type=env.key_type, mdoc_batch=env.mdoc_batch)
+    t0 = time.perf_counter()
+    out = change_basic_four(env.ctx, r.holder_id, {"address": address, "prefecture": "大阪府",
+                                                   "municipality": "大阪市"},
+                            reason="drill: 転居届", actor="drill", actions=actions)
+    with env.ctx.sessions() as s:
+        h = s.get(wf.Handover, out["handover"])
+        rep.steps += [Step(f"moved.{step}", t["seconds"], t["started"]) for step, t in h.detail["timings"].items()]
+    _propagate(env, rep, captured, t0, "revoked (INVALID)", "superseded")
+    ok, why = env.login(r.phone_id, r.pin)
+    _require(ok, f"{r.phone_id}: user authentication refused after the move: {why}")
+    rep.final["login_after_move"] = "accepted (user-authentication certificate kept)"
+    _accepted(env, r.phone_id, r.password, "moved phone")
+    signer = verify_detached_signature(env.sign(r.phone_id, r.password), CONTENT).signer_certificate
+    got = read_basic_four(signer).address
+    _require(got == address, f"{r.phone_id}: the new signing certificate says {got!r}, not the new address")
+    rep.final["new_signing_certificate"] = "carries the new address"
+    return rep
+
+
 def death(env: Env, i: int) -> SubjectReport:
     rep = SubjectReport(phone="")
     r = _new_subject(env, rep, i, "dt")
@@ -788,7 +820,8 @@ def abandoned(env: Env, i: int) -> SubjectReport:
 
 SUBJECTS: dict[str, Callable[[Env, int], SubjectReport]] = {
     "model_change": model_change, "resale": resale, "lost_found": lost_found,
-    "lost_not_found": lost_not_found, "renewal": renewal, "death": death, "pin_lock": pin_lock,
+    "lost_not_found": lost_not_found, "renewal": renewal, "moved": moved, "death": death,
+    "pin_lock": pin_lock,
     "puk_lock": puk_lock, "abandoned": abandoned,
 }
 

@@ -71,6 +71,7 @@ class HandoverActions:
             "reissue_sign": self.reissue_sign,
             "release_mdoc": self.release_mdoc,
             "reissue_all": self.reissue_all,
+            "reissue_mdoc": self.reissue_mdoc,
         }
 
     def runner(self, actor: str = "operator") -> wf.WorkflowRunner:
@@ -128,7 +129,7 @@ class HandoverActions:
         later steps can tell their own effect from the state they started from."""
         out: dict[str, Any] = {"at": _stamp()}
         phone = c.old_phone_id or c.new_phone_id
-        if phone and c.kind == "found":
+        if phone and c.kind in ("found", "basic_four_change"):
             try:
                 st = _jpki_state(self.ctx, phone)
                 key = st.keys.get(ap.SLOT_SIGN)
@@ -176,13 +177,16 @@ class HandoverActions:
         return out
 
     def reissue_sign(self, c: wf.StepContext) -> dict:
-        """A found phone's signing key was out of the holder's control: revoke its signing
-        certificate (cessationOfOperation), generate a new signing key in the SE, issue and
-        write its certificate. The signing password stays as the holder set it."""
+        """Revoke the phone's signing certificate, generate a new signing key in the SE, issue
+        and write its certificate: a found phone's signing key was out of the holder's
+        control (cessationOfOperation); after a basic four change the certificate carries
+        data that no longer hold (superseded), and the new one carries the registry's. The
+        signing password stays as the holder set it."""
         phone = c.old_phone_id or c.new_phone_id
         assert phone
         before = set(c.results.get("prepare", {}).get("credentials", []))
-        revoked = self._revoke_ids(before, "jpki-sign", "cessationOfOperation")
+        reason = "superseded" if c.kind == "basic_four_change" else "cessationOfOperation"
+        revoked = self._revoke_ids(before, "jpki-sign", reason)
         old_key = c.results.get("prepare", {}).get("sign_key_sha256")
         job_ref = f"handover:{c.handover_id}:sign"
         with _se_steps(self.ctx, phone, job_ref, self.tsm_hook) as run:
@@ -194,6 +198,20 @@ class HandoverActions:
             run.step("issue-sign-cert")
             run.step("write-sign-cert")
         return {"revoked": revoked, "generated": generated, "at": _stamp()}
+
+    def reissue_mdoc(self, c: wf.StepContext) -> dict:
+        """New MSOs with the registry's card data on new SE device keys, into the slots that
+        held a valid mdoc (a TSM ``refresh-mdoc`` job; its issuance supersedes the old ones).
+        A re-run resumes this workflow's job rather than starting another."""
+        from mcred.provision import refresh_mdocs
+
+        phone = c.old_phone_id or c.new_phone_id
+        assert phone
+        actor = f"handover:{c.handover_id}:mdoc"
+        started = [j for j in self._jobs(phone, actor) if j.kind == "refresh-mdoc"]
+        result = refresh_mdocs(self.ctx, phone, actor=actor, after_step=self.tsm_hook,
+                               job_id=started[-1].id if started else None)
+        return {"job": result.job_id, "mdocs": len(result.issued), "at": _stamp()}
 
     def _revoke_ids(self, ids: set[str], kind: str | None, reason: str) -> int:
         """Revoke the live credentials among ``ids`` (of ``kind``), not any issued since:
@@ -320,3 +338,46 @@ def _ref(text: str) -> str:
     """A job reference of the issuer's length limits (stable for the same text)."""
     return "h" + hashlib.sha256(text.encode()).hexdigest()[:31]
 
+
+
+# --- 異動: a change of the holder's basic four data -------------------------------------------
+
+
+def change_basic_four(ctx: Context, holder_id: str, changes: Mapping[str, Any], *, reason: str,
+                      actor: str = "operator", resume: str | None = None,
+                      actions: HandoverActions | None = None) -> dict[str, Any]:
+    """Record the holder's new card data (:func:`issuer.holders.update`) and bring the phone
+    that carries their credentials in line: a ``basic_four_change`` workflow (the signing
+    certificate superseded and re-issued with the new data on a new SE key, the mdocs
+    re-issued, the user-authentication certificate untouched). ``resume``: the id of such a
+    workflow that stopped, run to its end (nothing is recorded again). Returns ``{"fields",
+    "phone", "handover", "state", "steps"}``; ``phone`` None when no phone of theirs is active
+    (their next provisioning carries the new data). :class:`issuer.holders.HolderError` or
+    :class:`issuer.handover.WorkflowError` when refused; a workflow that stops raises
+    :class:`issuer.handover.StepFailed`, whose message names the workflow to resume."""
+    from issuer import holders
+
+    actions = actions or HandoverActions(ctx)
+    if resume is not None:
+        with ctx.sessions() as s:
+            h = s.get(wf.Handover, resume)
+            if h is None or h.kind != "basic_four_change" or h.holder_id != holder_id:
+                raise wf.WorkflowError(f"{resume!r} is not a basic four change of holder {holder_id}")
+            phone, fields = h.old_phone_id, []
+        hid = resume
+    else:
+        fields = holders.update(ctx.sessions, holder_id, changes, actor=actor, reason=reason)
+        if not fields:
+            return {"fields": [], "phone": None, "handover": None, "state": "unchanged", "steps": {}}
+        with ctx.sessions() as s:
+            phone = s.scalar(select(Phone.id).where(Phone.holder_id == holder_id, Phone.state == "active")
+                             .order_by(Phone.id).limit(1))
+            live = phone is not None and s.scalar(select(Credential.id).where(
+                Credential.phone_id == phone, Credential.status == "valid").limit(1)) is not None
+        if not live:
+            return {"fields": fields, "phone": None, "handover": None, "state": "registry only", "steps": {}}
+        hid = wf.create(ctx.sessions, kind="basic_four_change", holder_id=holder_id,
+                        old_phone_id=phone, actor=actor)
+    h = actions.runner(actor).run(hid)
+    return {"fields": fields, "phone": phone, "handover": hid, "state": h.state,
+            "steps": {k: round(v["seconds"], 3) for k, v in h.detail["timings"].items()}}

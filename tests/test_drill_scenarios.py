@@ -16,7 +16,7 @@ from mcred.drills import SCENARIOS, Env, render_markdown, run_drill
 
 WORDS = {"model_change": "cessationOfOperation", "resale": "cessationOfOperation",
          "lost_found": "certificateHold", "lost_not_found": "certificateHold",
-         "renewal": "superseded", "death": "affiliationChanged", "abandoned": "cessationOfOperation"}
+         "renewal": "superseded", "moved": "superseded", "death": "affiliationChanged", "abandoned": "cessationOfOperation"}
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +57,9 @@ def test_scenario(env, scenario):
         assert subject.final["new_phone"] == "accepted"
     if scenario == "resale":
         assert "still accepted" in subject.final["after_reset_before_report"]
+    if scenario == "moved":
+        assert subject.final["login_after_move"].startswith("accepted")
+        assert subject.final["new_signing_certificate"] == "carries the new address"
     if scenario == "lost_found":
         assert "cessationOfOperation" in subject.final["old_signature_after_found"]
     md = render_markdown([report])

@@ -1,6 +1,7 @@
-"""``mcred holder list|show``: the issuer's registered holders, their phones and how many of
-their credentials are live (what an operator needs to provision a holder again with
-``mcred provision --holder-id``, or to start a handover from the right phone)."""
+"""``mcred holder list|show|update|forget``: the issuer's registered holders, their phones and
+how many of their credentials are live (what an operator needs to provision a holder again
+with ``mcred provision --holder-id``, or to start a handover from the right phone); a change of
+their card data (異動) and the erasure of it."""
 
 from __future__ import annotations
 
@@ -98,6 +99,72 @@ def holder_forget(holder_id: str = typer.Argument(..., help="The holder (mcred h
         return
     typer.echo(f"holder {holder_id}: personal data erased; {done['mdoc_bodies_erased']} mdoc(s) dropped, "
                f"{done['certificates_kept']} certificate(s) kept in the CA's register")
+
+
+@holder_app.command("update")
+def holder_update(
+    holder_id: str = typer.Argument(..., help="The holder (mcred holder list)."),
+    reason: str = typer.Option(None, "--reason", help="Why (audited), e.g. 転居届 2026-12-01."),
+    family_name: str = typer.Option(None, "--family-name"),
+    given_name: str = typer.Option(None, "--given-name"),
+    family_name_kana: str = typer.Option(None, "--family-name-kana"),
+    given_name_kana: str = typer.Option(None, "--given-name-kana"),
+    family_name_roman: str = typer.Option(None, "--family-name-roman"),
+    given_name_roman: str = typer.Option(None, "--given-name-roman"),
+    address: str = typer.Option(None, "--address"),
+    prefecture: str = typer.Option(None, "--prefecture"),
+    municipality: str = typer.Option(None, "--municipality"),
+    municipality_code: str = typer.Option(None, "--municipality-code", help="The new municipality's "
+                                          "code (its CRL partition); dropped on a move that gives none."),
+    birth_date: str = typer.Option(None, "--birth-date", help="A correction, YYYY-MM-DD."),
+    sex: int = typer.Option(None, "--sex", help="A correction, ISO/IEC 5218 (0, 1, 2, 9)."),
+    resume: str = typer.Option(None, "--resume", help="Finish the change whose workflow stopped (its id)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """異動: the holder moved or changed name. The registry takes the new card data; the phone
+    carrying their credentials gets a new signing certificate with it (the old one revoked as
+    superseded, the key generated anew in the SE) and new mdocs; the user-authentication
+    certificate, which carries no basic four data, stays valid. Exit 2 when refused, 1 when
+    the workflow stopped (resume it with --resume)."""
+    from issuer.handover import WorkflowError
+    from issuer.holders import HolderError
+    from mcred.cli.state import open_context
+    from mcred.handover_actions import change_basic_four
+
+    changes = {k: v for k, v in {
+        "family_name": family_name, "given_name": given_name, "family_name_kana": family_name_kana,
+        "given_name_kana": given_name_kana, "family_name_roman": family_name_roman,
+        "given_name_roman": given_name_roman, "address": address, "prefecture": prefecture,
+        "municipality": municipality, "municipality_code": municipality_code,
+        "birth_date": birth_date, "sex": sex}.items() if v is not None}
+    if resume is None and not changes:
+        raise typer.BadParameter("give at least one new value (--address, --family-name, ...)")
+    if resume is None and not (reason or "").strip():
+        raise typer.BadParameter("give the reason (it is audited)", param_hint="--reason")
+    try:
+        out = change_basic_four(open_context(), holder_id, changes, reason=reason or "", actor="cli",
+                                resume=resume)
+    except (HolderError, WorkflowError) as exc:
+        from issuer.handover import StepFailed
+
+        typer.echo(f"error: {exc}" + (f" (resume: mcred holder update {holder_id} --resume ...)"
+                                      if isinstance(exc, StepFailed) else ""), err=True)
+        raise typer.Exit(1 if isinstance(exc, StepFailed) else 2) from None
+    if as_json:
+        typer.echo(json.dumps(out, ensure_ascii=False))
+        return
+    if not out["fields"] and out["handover"] is None:
+        typer.echo(f"holder {holder_id}: nothing changed")
+        return
+    if out["fields"]:
+        typer.echo(f"holder {holder_id}: {', '.join(out['fields'])} changed")
+    if out["phone"] is None:
+        typer.echo("no active phone carries their credentials: the next provisioning carries the new data")
+        return
+    typer.echo(f"phone {out['phone']}: workflow {out['handover']} {out['state']} (signing certificate "
+               f"superseded and re-issued, mdocs re-issued, user authentication kept)")
+    for step, seconds in out["steps"].items():
+        typer.echo(f"  {step:<14} {seconds:.3f} s")
 
 
 def audit(

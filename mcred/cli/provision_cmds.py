@@ -205,7 +205,7 @@ def handover_cmd(
 
 def drill_cmd(
     scenario: str = typer.Argument(..., help="model_change | resale | lost_found | lost_not_found | "
-                                             "renewal | death | pin_lock | puk_lock | abandoned | ds_compromise | all"),
+                                             "renewal | moved | death | pin_lock | puk_lock | abandoned | ds_compromise | all"),
     phones: int = typer.Option(1, "--phones", min=1, help="Subject phones, run in parallel workers."),
     report: list[Path] = typer.Option([], "--report", callback=out_path, help="Write the report (.json or .md); repeatable."),
     workers: int = typer.Option(4, "--workers", min=1, help="Parallel workers."),

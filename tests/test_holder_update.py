@@ -1,0 +1,196 @@
+"""異動: a holder moves (or changes name). The registry takes the new card data, and the phone
+that carries their credentials is brought in line over the TSM (the basic_four_change
+workflow): the signing certificate, which carries the basic four data, is revoked as
+superseded and re-issued with the new data on a key generated anew in the SE; the mdocs are
+re-issued with the new address; the user-authentication certificate, which carries none,
+stays valid. A crash inside the workflow resumes to the same end."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from cryptography import x509
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+import wallet_sim
+from issuer import handover as wf
+from issuer import holders
+from issuer.db import AuditEvent, Credential, Holder
+from issuer.mdoc.models import MdocIssuance
+from mcred.cli.main import app as cli
+from mcred.context import Context
+from mcred.handover_actions import HandoverActions, change_basic_four
+from mcred.provision import parse_holder, provision
+from protocols.jpki.parse import read_basic_four
+
+HOLDER = {"family_name": "山田", "given_name": "花子", "family_name_kana": "やまだ",
+          "given_name_kana": "はなこ", "birth_date": "1990-04-01", "sex": 2,
+          "address": "東京都千代田区千代田1-1", "prefecture": "東京都", "municipality": "千代田区"}
+MOVE = {"address": "大阪府大阪市北区中之島1-3-20", "prefecture": "大阪府", "municipality": "大阪市"}
+
+
+@pytest.fixture(scope="module")
+def ctx(tmp_path_factory):
+    saved = os.fsync
+    os.fsync = lambda fd: None
+    try:
+        yield Context.open(tmp_path_factory.mktemp("move"))
+    finally:
+        os.fsync = saved
+
+
+def _provisioned(ctx):
+    phone = wallet_sim.create_phone(ctx.home)
+    r = provision(ctx, phone, parse_holder(HOLDER), key_type="p384", mdoc_batch=2)
+    return r
+
+
+def _credentials(ctx, phone: str) -> list[Credential]:
+    with ctx.sessions() as s:
+        return list(s.scalars(select(Credential).where(Credential.phone_id == phone)
+                              .order_by(Credential.issued_at)))
+
+
+def _card_certificate(ctx, phone: str, kind: str) -> x509.Certificate:
+    (c,) = [c for c in _credentials(ctx, phone) if c.kind == kind and c.status == "valid"]
+    return x509.load_der_x509_certificate(c.body)
+
+
+def _mdoc_addresses(ctx, phone: str) -> list[str]:
+    """The resident address element of each valid mdoc's IssuerSigned, as issued."""
+    from protocols.mdoc import IssuerSigned
+
+    out = []
+    with ctx.sessions() as s:
+        for c in s.scalars(select(Credential).join(MdocIssuance, MdocIssuance.credential_id == Credential.id)
+                           .where(Credential.phone_id == phone, Credential.status == "valid")):
+            signed = IssuerSigned.decode(c.body)
+            out += [item.element_value for items in signed.items().values() for item in items
+                    if item.element_identifier in ("address", "resident_address")]
+    return out
+
+
+def test_a_move_supersedes_the_signing_certificate_and_the_mdocs_only(ctx):
+    r = _provisioned(ctx)
+    before = {c.id: (c.kind, c.status) for c in _credentials(ctx, r.phone_id)}
+    old_sign = _card_certificate(ctx, r.phone_id, "jpki-sign")
+    old_auth = _card_certificate(ctx, r.phone_id, "jpki-auth")
+    assert read_basic_four(old_sign).address == HOLDER["address"]
+
+    out = change_basic_four(ctx, r.holder_id, MOVE, reason="転居届", actor="test")
+    assert out["state"] == "done" and out["phone"] == r.phone_id
+    assert out["fields"] == ["address", "municipality", "prefecture"]
+    assert list(out["steps"]) == ["prepare", "reissue_sign", "reissue_mdoc", "publish", "done"]
+
+    after = {c.id: c for c in _credentials(ctx, r.phone_id)}
+    old_ids = {kind: [i for i, (k, _st) in before.items() if k == kind] for kind in ("jpki-sign", "jpki-auth", "mdoc")}
+    assert all((after[i].status, after[i].reason) == ("revoked", "superseded")
+               for i in old_ids["jpki-sign"] + old_ids["mdoc"])
+    assert [after[i].status for i in old_ids["jpki-auth"]] == ["valid"]  # no basic four in it
+    new_sign = _card_certificate(ctx, r.phone_id, "jpki-sign")
+    assert new_sign.serial_number != old_sign.serial_number
+    four = read_basic_four(new_sign)
+    assert four.address == MOVE["address"] and four.name == "山田\u3000花子"
+    assert new_sign.public_key().public_numbers() != old_sign.public_key().public_numbers()  # a new SE key
+    assert _card_certificate(ctx, r.phone_id, "jpki-auth").serial_number == old_auth.serial_number
+    # the new certificate is in the new municipality's CRL partition
+    new_part = [c for c in after.values() if c.kind == "jpki-sign" and c.status == "valid"][0].partition
+    assert new_part != [after[i] for i in old_ids["jpki-sign"]][0].partition
+    assert _mdoc_addresses(ctx, r.phone_id) == [MOVE["address"]] * 2
+
+    with ctx.sessions() as s:
+        assert s.get(Holder, r.holder_id).data["address"] == MOVE["address"]
+        (event,) = s.scalars(select(AuditEvent).where(AuditEvent.action == "holder.update",
+                                                      AuditEvent.subject == r.holder_id)).all()
+    assert event.detail == {"fields": ["address", "municipality", "prefecture"], "reason": "転居届"}
+    assert MOVE["address"] not in json.dumps(event.detail, ensure_ascii=False)  # never the values
+
+    # the same values again change nothing and start no workflow
+    assert change_basic_four(ctx, r.holder_id, MOVE, reason="again")["state"] == "unchanged"
+
+
+def test_the_phone_signs_with_the_new_certificate_and_logs_in_with_the_old(ctx):
+    """After the move the phone's signature carries the new address (the relying party reads
+    it from the certificate) and its user authentication still passes, unchanged."""
+    from mcred.jpki_flow import jpki_issuer, sign_challenge, sign_with_se
+    from reader.relying_party import RelyingPartyService, verify
+
+    r = _provisioned(ctx)
+    change_basic_four(ctx, r.holder_id, {"family_name": "佐藤", "family_name_kana": "さとう"},
+                      reason="婚姻", actor="test")
+    jp = jpki_issuer(ctx)
+    se = wallet_sim.open_secure_element(r.phone_id, ctx.home)
+    cms, _cert = sign_with_se(se.transmit, "sign", r.password.encode(), b"contract")
+    verdict = verify(b"contract", cms, roots=jp.roots("sign"), revocation="none")
+    assert verdict["valid"], verdict
+    assert verdict["documents"][0]["basic_four"]["name"] == "佐藤\u3000花子"
+    rp = RelyingPartyService(jp.roots("auth"))
+    challenge = rp.challenge()
+    login = rp.authenticate(challenge.id, *sign_challenge(se.transmit, r.pin.encode(), challenge.nonce),
+                            revocation="none")
+    assert login["valid"], login
+
+
+def test_refusals_change_nothing(ctx):
+    r = _provisioned(ctx)
+    with ctx.sessions() as s:
+        data = dict(s.get(Holder, r.holder_id).data)
+    for changes, message in (({"card_number": "1"}, "cannot change card_number"),
+                             ({"family_name_kana": "Yamada"}, "family_name_kana"),
+                             ({"address": None}, "address cannot be removed"),
+                             ({"sex": 7}, "sex")):
+        with pytest.raises(holders.HolderError, match=message):
+            change_basic_four(ctx, r.holder_id, changes, reason="x")
+    with pytest.raises(holders.HolderError, match="no holder"):
+        change_basic_four(ctx, "nobody", MOVE, reason="x")
+    with ctx.sessions() as s:
+        assert s.get(Holder, r.holder_id).data == data
+    assert all(c.status == "valid" for c in _credentials(ctx, r.phone_id))
+
+
+class _CrashOnce:
+    def __init__(self, at: str) -> None:
+        self.at, self.fired = at, False
+
+    def __call__(self, step: str) -> None:
+        if step == self.at and not self.fired:
+            self.fired = True
+            raise RuntimeError(f"crash after {step}")
+
+
+@pytest.mark.parametrize("tsm_step", ["issue-sign-cert", "issue-mdoc"])
+def test_a_crash_inside_the_workflow_resumes_to_the_same_end(ctx, tsm_step):
+    r = _provisioned(ctx)
+    hook = _CrashOnce(tsm_step)
+    with pytest.raises(wf.StepFailed) as failed:
+        change_basic_four(ctx, r.holder_id, MOVE, reason="転居届",
+                          actions=HandoverActions(ctx, tsm_hook=hook))
+    assert hook.fired
+    hid = str(failed.value).split("of workflow ")[1].split()[0]
+    out = change_basic_four(ctx, r.holder_id, {}, reason="", resume=hid)
+    assert out["state"] == "done"
+    kinds = sorted((c.kind, c.status, c.reason) for c in _credentials(ctx, r.phone_id))
+    assert kinds == [("jpki-auth", "valid", None), ("jpki-sign", "revoked", "superseded"),
+                     ("jpki-sign", "valid", None), ("mdoc", "revoked", "superseded"),
+                     ("mdoc", "revoked", "superseded"), ("mdoc", "valid", None), ("mdoc", "valid", None)]
+    assert _mdoc_addresses(ctx, r.phone_id) == [MOVE["address"]] * 2
+    assert read_basic_four(_card_certificate(ctx, r.phone_id, "jpki-sign")).address == MOVE["address"]
+
+
+def test_the_cli_moves_a_holder(ctx, monkeypatch):
+    r = _provisioned(ctx)
+    monkeypatch.setenv("MCRED_HOME", str(ctx.home))
+    monkeypatch.delenv("MCRED_DATABASE_URL", raising=False)
+    runner = CliRunner()
+    refused = runner.invoke(cli, ["holder", "update", r.holder_id, "--address", "x"])
+    assert refused.exit_code == 2 and "reason" in refused.output
+    out = runner.invoke(cli, ["holder", "update", r.holder_id, "--address", MOVE["address"], "--prefecture",
+                              "大阪府", "--municipality", "大阪市", "--reason", "転居届", "--json"])
+    assert out.exit_code == 0, out.output
+    got = json.loads(out.output)
+    assert got["state"] == "done" and got["phone"] == r.phone_id
+    bad = runner.invoke(cli, ["holder", "update", r.holder_id, "--given-name-kana", "Hanako", "--reason", "x"])
+    assert bad.exit_code == 2 and "given_name_kana" in bad.output
