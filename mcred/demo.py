@@ -4,7 +4,8 @@ Two phones are provisioned (JPKI signing + user-auth certificates with keys born
 SE, and an mdoc), each presents to a reader (the first also by an NFC tap and online, to a web page), signs for a relying party and logs in to it
 with its user-authentication certificate (利用者証明), the first is
 handed over to a new phone (機種変更), and the reader and the OCSP relying party are shown
-refusing the old phone while accepting the new one; the second phone is untouched.
+refusing the old phone while accepting the new one; the second phone is untouched until its
+holder moves (異動), which an insurer's CRL watch sees.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import wallet_sim
 from issuer import handover as wf
 from mcred.context import Context
 from mcred.drills import HOLDER, Env
-from mcred.handover_actions import HandoverActions
+from mcred.handover_actions import HandoverActions, change_basic_four
 from mcred.provision import provision, refresh_mdocs
 from protocols.cardsub import parse_holder
 
@@ -158,6 +159,28 @@ def run_demo(ctx: Context, say: Say, *, key_type: str = "p384") -> dict:
     say(f"10. The new phone's MSOs are refreshed before they expire ({refreshed.rotated} new device "
         f"key(s) generated in its SE, {len(refreshed.issued)} new MSO(s), {refreshed.seconds:.2f} s): "
         f"it presents a fresh one, {why}; a reader refuses its previous MSO ({why_old}).")
+    # the other holder moves: an insurer that holds her signed application watches her
+    # signing certificate by CRL, and learns of the move at its next sweep
+    ref = env.watch_signer(env.sign(other.phone_id, other.password))
+    env.watch_verdict(ref)
+    address = "大阪府大阪市北区中之島1-3-20"
+    moved = change_basic_four(ctx, other.holder_id, {"address": address, "prefecture": "大阪府",
+                                                     "municipality": "大阪市"},
+                              reason="demo: 転居届", actor="demo", actions=HandoverActions(ctx, key_type=key_type))
+    ok, watch_why = env.watch_verdict(ref)
+    assert not ok and "superseded" in watch_why, watch_why
+    ok, login_why = env.login(other.phone_id, other.pin)
+    assert ok, login_why
+    ok, sign_why = env.rp_verdict(env.sign(other.phone_id, other.password))
+    assert ok, sign_why
+    response, st = env.present(other.phone_id)
+    ok, why = env.reader_verdict(response, st)
+    assert ok, why
+    say(f"11. The other holder moves to Osaka (異動, {sum(moved['steps'].values()):.2f} s): her signing "
+        f"certificate, which carries her address, is superseded and re-issued with the new one on a new key "
+        f"in the SE, her mdoc re-issued; an insurer sweeping the CRL for its customers' certificates sees "
+        f"{watch_why}. Her user-authentication certificate is kept: login {login_why}; she signs ({sign_why}) "
+        f"and presents ({why}) with the new data.")
     total = time.perf_counter() - t_start
     say(f"Done in {total:.1f} s.")
     return {"phones": phones, "new_phone": new, "handover": hid, "reader_refused_after_s": reader_s,
