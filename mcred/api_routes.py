@@ -109,6 +109,21 @@ class ForgetRequest(_Body):
                         pattern=r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$")
 
 
+class ConsentRegistration(_Body):
+    """A holder's consent to the latest basic four data service, as they signed it."""
+
+    document: str = Field(max_length=8192, pattern=r"^[A-Za-z0-9+/]*={0,2}$",
+                          description="the consent document (protocols.jpki.consent), base64")
+    signature: str = Field(max_length=65536, pattern=r"^[A-Za-z0-9+/]*={0,2}$",
+                           description="its detached CMS signature by the holder's signing certificate, base64")
+
+
+class WithdrawRequest(_Body):
+    #: Why (audited): the holder's request, say.
+    reason: str = Field(min_length=1, max_length=200,
+                        pattern=r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$")
+
+
 class HandoverRequest(_Body):
     kind: Literal["model_change", "resale_report", "lost_hold", "found", "lost_confirmed",
                   "renewal", "death"]
@@ -876,6 +891,83 @@ def _installation_jpki_roots(ctx: Context):  # noqa: ANN202
     return roots
 
 
+def consents_router(ctx: Context) -> APIRouter:
+    """The latest basic four data service for relying parties (scope ``reader``): a relying
+    party is its token's name, and sees only the consents made out to that name."""
+    import base64
+
+    from issuer.jpki import consents
+
+    router = APIRouter(tags=["latest basic four"])
+
+    def party(request: Request) -> str:
+        p = principal_of(request)
+        if p is None or not p.name:
+            raise ProblemException(problems.VALIDATION, "a relying party's token needs a name: the "
+                                   "consent document names the relying party it is given to")
+        return p.name
+
+    def refused(exc: consents.ConsentRefused) -> ProblemException:
+        kind = {404: NOT_FOUND, 403: problems.FORBIDDEN, 409: problems.CONFLICT}.get(exc.status,
+                                                                                 problems.VALIDATION)
+        return ProblemException(kind, str(exc))
+
+    @router.post("/jpki/consents", status_code=201,
+                 summary="Register a holder's signed consent to the latest basic four data service "
+                 "(最新の利用者情報提供): the signature, its signing certificate (valid, of this issuer) "
+                 "and the relying party it names (this token's name) are checked")
+    def register_consent(body: ConsentRegistration, request: Request, response: Response) -> dict[str, Any]:
+        try:
+            document, signature = base64.b64decode(body.document), base64.b64decode(body.signature)
+        except ValueError as exc:
+            raise ProblemException(problems.VALIDATION, f"not base64: {exc}") from None
+        try:
+            view, registered = consents.register(ctx.sessions, document, signature, relying_party=party(request),
+                                                 actor=_actor(request))
+        except consents.ConsentRefused as exc:
+            raise refused(exc) from None
+        if not registered:
+            response.status_code = 200
+        return {**view.to_dict(), "registered": registered}
+
+    @router.get("/jpki/consents/{consent_id}/basic-four",
+                summary="A consenting holder's basic four data now (name, birth date, sex, address), "
+                "what changed since the consent's certificate, and their signing certificate now")
+    def basic_four(consent_id: Hex32, request: Request) -> dict[str, Any]:
+        try:
+            return consents.latest_basic_four(ctx.sessions, consent_id, relying_party=party(request),
+                                              actor=_actor(request))
+        except consents.ConsentRefused as exc:
+            raise refused(exc) from None
+
+    return router
+
+
+def holder_consents_router(ctx: Context) -> APIRouter:
+    """The holder's side (scope ``issuer``): their consents, and withdrawing one."""
+    from issuer.jpki import consents
+
+    router = APIRouter(tags=["latest basic four"])
+
+    @router.get("/holders/{holder_id}/consents", summary="A holder's consents to the latest basic four "
+                "data service, with their state (active, withdrawn, expired)")
+    def list_consents(holder_id: Hex32) -> dict[str, Any]:
+        return {"consents": [c.to_dict() for c in consents.of_holder(ctx.sessions, holder_id)]}
+
+    @router.post("/holders/{holder_id}/consents/{consent_id}/withdraw",
+                 summary="The holder withdraws a consent: its relying party is refused from then on")
+    def withdraw_consent(holder_id: Hex32, consent_id: Hex32, body: WithdrawRequest,
+                         request: Request) -> dict[str, Any]:
+        try:
+            view = consents.withdraw(ctx.sessions, consent_id, holder_id=holder_id,
+                                     actor=_actor(request), reason=body.reason)
+        except consents.ConsentRefused as exc:
+            raise ProblemException(NOT_FOUND, str(exc)) from None
+        return view.to_dict()
+
+    return router
+
+
 def api_mounts(ctx: Context) -> list:
     """The composition's own mounts, with their scopes."""
     from mcred.service import Mount
@@ -885,6 +977,8 @@ def api_mounts(ctx: Context) -> list:
         Mount(issuer_router(ctx), scope="issuer"),
         Mount(jobs_router(), scope="issuer"),
         Mount(operator_router(ctx), scope="operator"),
+        Mount(consents_router(ctx), scope="reader"),
+        Mount(holder_consents_router(ctx), scope="issuer"),
         *_reader_mounts(ctx),
     ]
 

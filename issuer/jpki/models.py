@@ -7,13 +7,15 @@
 * ``jpki_crl_cache``: the last CRL published per (purpose, partition), rebuilt when a
   revocation marked it stale or its nextUpdate draws near; the CRL number lives in
   ``crl_state`` (RFC 5280 5.2.3).
+* ``jpki_consents``: holders' consents to the latest basic four data service
+  (:mod:`issuer.jpki.consents`; revision ``i0006consent``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import LargeBinary, String, UniqueConstraint
+from sqlalchemy import ForeignKey, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dbtypes import UtcDateTime
@@ -48,3 +50,24 @@ class JpkiCrlCache(IssuerBase):
     this_update: Mapped[dt.datetime] = mapped_column(UtcDateTime())
     next_update: Mapped[dt.datetime] = mapped_column(UtcDateTime())
     stale: Mapped[bool] = mapped_column(default=False)
+
+
+class JpkiConsent(IssuerBase):
+    """A holder's registered consent to the latest basic four data service."""
+
+    __tablename__ = "jpki_consents"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    holder_id: Mapped[str] = mapped_column(ForeignKey("holders.id"), index=True)
+    relying_party: Mapped[str] = mapped_column(String(128), index=True)
+    purpose: Mapped[str] = mapped_column(Text)
+    #: The signing certificate that signed it (hex serial, and the credential).
+    signer_serial: Mapped[str] = mapped_column(String(64))
+    signer_credential: Mapped[str] = mapped_column(ForeignKey("credentials.id"))
+    #: SHA-256 of the document: one registration per document.
+    document_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    document: Mapped[bytes] = mapped_column(LargeBinary)
+    signature: Mapped[bytes] = mapped_column(LargeBinary)
+    granted_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    withdrawn_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+    withdrawn_by: Mapped[str | None] = mapped_column(String(160))

@@ -194,5 +194,8 @@ def audit(
 
 
 def register(app: typer.Typer) -> None:
+    from mcred.cli.consent_cmds import holder_consents
+
+    holder_app.command("consents")(holder_consents)
     app.add_typer(holder_app, name="holder")
     app.command("audit")(audit)

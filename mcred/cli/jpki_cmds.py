@@ -10,6 +10,7 @@ import typer
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from mcred.cli.consent_cmds import consent_app
 from mcred.cli.export_cmds import export_app
 from mcred.cli.state import check_can_listen, open_context, out_path
 from mcred.cli.watch_cmds import watch_app
@@ -95,6 +96,7 @@ pin_app = typer.Typer(help="The holder's PIN and password on the phone: tries le
                        "with the PUK (specs/jpki-applet.md section 3).", no_args_is_help=True)
 jpki_app.add_typer(pin_app, name="pin")
 jpki_app.add_typer(watch_app, name="watch")
+jpki_app.add_typer(consent_app, name="consent")
 
 
 def _secret(path: Path, what: str) -> bytes:
