@@ -5,18 +5,15 @@ own relying party; the CLI's revoke / release / export commands drive the change
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
-import threading
-import time
 
 import httpx
 import pytest
-import uvicorn
 from cryptography.x509 import ocsp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_issuer_jpki_support import OTHER_TOWN, provision
+from test_present_http import Server, free_port
 from typer.testing import CliRunner
 
 from mcred.cli.main import app as cli
@@ -28,17 +25,11 @@ from reader.relying_party import check_ocsp
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
     """A data directory, its issuer with two phones (Tokyo, Osaka) and the live service."""
     home = tmp_path_factory.mktemp("home")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     mp = pytest.MonkeyPatch()
     mp.setenv("MCRED_HOME", str(home))
@@ -47,18 +38,9 @@ def live(tmp_path_factory):
     ctx = Context.open(home)
     issuer = jpki_issuer(ctx)
     tokyo, osaka = provision(issuer, algorithm="rsa2048"), provision(issuer, OTHER_TOWN)
-    server = uvicorn.Server(uvicorn.Config(create_app(ctx), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if server.started:
-            break
-        time.sleep(0.05)
-    yield {"home": home, "url": url, "issuer": issuer, "tokyo": tokyo, "osaka": osaka,
-           "dir": tmp_path_factory.mktemp("files")}
-    server.should_exit = True
-    thread.join(10)
+    with Server(create_app(ctx), port):
+        yield {"home": home, "url": url, "issuer": issuer, "tokyo": tokyo, "osaka": osaka,
+               "dir": tmp_path_factory.mktemp("files")}
     mp.undo()
 
 

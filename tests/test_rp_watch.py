@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import socket
 import threading
-import time
 
 import pytest
-import uvicorn
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_issuer_jpki_support import OTHER_TOWN, open_issuer, provision
+from test_present_http import Server, free_port
 from typer.testing import CliRunner
 
 from issuer import revocation
@@ -29,17 +27,11 @@ from mcred.service import create_app
 from reader.rp_watch import RevocationWatch, WatchError
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
     """An installation with three provisioned phones, its service live on a free port."""
     home = tmp_path_factory.mktemp("home")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     mp = pytest.MonkeyPatch()
     mp.setenv("MCRED_HOME", str(home))
@@ -49,17 +41,8 @@ def live(tmp_path_factory):
     issuer = jpki_issuer(ctx)
     phones = {"tokyo": provision(issuer), "osaka": provision(issuer, OTHER_TOWN),
               "rsa": provision(issuer, algorithm="rsa2048")}
-    server = uvicorn.Server(uvicorn.Config(create_app(ctx), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if server.started:
-            break
-        time.sleep(0.05)
-    yield {"home": home, "url": url, "issuer": issuer, "phones": phones}
-    server.should_exit = True
-    thread.join(10)
+    with Server(create_app(ctx), port):
+        yield {"home": home, "url": url, "issuer": issuer, "phones": phones}
     mp.undo()
 
 
@@ -147,7 +130,7 @@ def test_what_cannot_be_judged_keeps_its_status_and_says_why(live, tmp_path):
     """A partition whose CRL is unreachable, and a root no longer trusted: those certificates
     keep their last status and each is reported with the reason; the rest are judged."""
     issuer, phones = live["issuer"], live["phones"]
-    dead = open_issuer(f"sqlite:///{tmp_path / 'dead.sqlite3'}", f"http://127.0.0.1:{_free_port()}")
+    dead = open_issuer(f"sqlite:///{tmp_path / 'dead.sqlite3'}", f"http://127.0.0.1:{free_port()}")
     stranded = provision(dead)
     trusted = [*_roots(issuer), *dead.roots("sign")]
     engine = make_engine(f"sqlite:///{tmp_path / 'rp.db'}")
