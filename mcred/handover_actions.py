@@ -366,6 +366,13 @@ def change_basic_four(ctx: Context, holder_id: str, changes: Mapping[str, Any], 
             phone, fields = h.old_phone_id, []
         hid = resume
     else:
+        with ctx.sessions() as s:
+            held = s.scalar(select(Credential.phone_id).where(Credential.holder_id == holder_id,
+                                                              Credential.status == "hold").limit(1))
+        if held is not None:
+            # the found workflow would release an mdoc that carries the old data
+            raise wf.WorkflowError(f"phone {held} of holder {holder_id} has credentials on hold (lost): "
+                                   "settle that first (found, or lost_confirmed), then record the change")
         fields = holders.update(ctx.sessions, holder_id, changes, actor=actor, reason=reason)
         if not fields:
             return {"fields": [], "phone": None, "handover": None, "state": "unchanged", "steps": {}}

@@ -149,6 +149,14 @@ def test_refusals_change_nothing(ctx):
     with ctx.sessions() as s:
         assert s.get(Holder, r.holder_id).data == data
     assert all(c.status == "valid" for c in _credentials(ctx, r.phone_id))
+    # a phone reported lost (on hold) is settled first: nothing is changed meanwhile
+    from issuer import revocation
+
+    revocation.hold(ctx.sessions, r.phone_id)
+    with pytest.raises(wf.WorkflowError, match="on hold"):
+        change_basic_four(ctx, r.holder_id, MOVE, reason="転居届")
+    with ctx.sessions() as s:
+        assert s.get(Holder, r.holder_id).data == data
 
 
 class _CrashOnce:
