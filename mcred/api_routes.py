@@ -109,6 +109,25 @@ class ForgetRequest(_Body):
                         pattern=r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$")
 
 
+class BasicFourChange(_Body):
+    """異動: the holder's new card data (only the fields that change) and why."""
+
+    reason: str = Field(min_length=1, max_length=200,
+                        pattern=r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$")
+    family_name: str | None = Field(None, max_length=200)
+    given_name: str | None = Field(None, max_length=200)
+    family_name_kana: str | None = Field(None, max_length=200)
+    given_name_kana: str | None = Field(None, max_length=200)
+    family_name_roman: str | None = Field(None, max_length=200)
+    given_name_roman: str | None = Field(None, max_length=200)
+    address: str | None = Field(None, max_length=400)
+    prefecture: str | None = Field(None, max_length=64)
+    municipality: str | None = Field(None, max_length=128)
+    municipality_code: str | None = Field(None, pattern=r"^[0-9]{6}$")
+    birth_date: str | None = Field(None, pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+    sex: Literal[0, 1, 2, 9] | None = None
+
+
 class ConsentRegistration(_Body):
     """A holder's consent to the latest basic four data service, as they signed it."""
 
@@ -695,6 +714,43 @@ def operator_router(ctx: Context) -> APIRouter:
         view = jobs.submit("handover", {"handover_id": handover_id}, scope="operator",
                            actor=_actor(request))
         return _accepted(view, response)
+
+    @router.post("/holders/{holder_id}/changes", status_code=202,
+                 summary="異動: record a holder's new card data (a move, a change of name) and run the "
+                 "workflow that re-issues their signing certificate and mdocs (a job); 200 when no phone "
+                 "of theirs needed it", responses={501: {"description": "not in this build"}})
+    def change_holder(holder_id: Hex32, body: BasicFourChange, request: Request,
+                      response: Response) -> dict[str, Any]:
+        from issuer import handover
+        from issuer.holders import HolderError
+
+        if not _available("mcred.handover_actions"):
+            raise ProblemException(NOT_IMPLEMENTED, "the workflow actions (mcred.handover_actions) "
+                                   "are not part of this build")
+        from mcred.handover_actions import record_basic_four_change
+
+        with ctx.sessions() as s:
+            from issuer.db import Holder
+
+            if s.get(Holder, holder_id) is None:
+                raise ProblemException(NOT_FOUND, f"no holder {holder_id}")
+        changes = body.model_dump(exclude_none=True, exclude={"reason"})
+        if not changes:
+            raise ProblemException(problems.VALIDATION, "give at least one field to change")
+        try:
+            out = record_basic_four_change(ctx, holder_id, changes, reason=body.reason, actor=_actor(request))
+        except HolderError as exc:
+            raise ProblemException(problems.VALIDATION, str(exc)) from None
+        except handover.WorkflowError as exc:
+            raise ProblemException(problems.CONFLICT, str(exc)) from None
+        if out["handover"] is None:
+            response.status_code = 200
+            return out
+        jobs = _jobs(request)
+        jobs.register("handover", _handover_work(ctx))
+        view = jobs.submit("handover", {"handover_id": out["handover"]}, scope="operator",
+                           actor=_actor(request))
+        return {**out, "job": _accepted(view, response)}
 
     @router.post("/drills", status_code=202, summary="Run a revocation drill (a job)",
                  responses={501: {"description": "not in this build"}})

@@ -343,48 +343,59 @@ def _ref(text: str) -> str:
 # --- 異動: a change of the holder's basic four data -------------------------------------------
 
 
+def record_basic_four_change(ctx: Context, holder_id: str, changes: Mapping[str, Any], *, reason: str,
+                             actor: str = "operator") -> dict[str, Any]:
+    """Record the holder's new card data (:func:`issuer.holders.update`) and, when a phone of
+    theirs carries live credentials, the ``basic_four_change`` workflow that brings it in
+    line (created, not run). ``{"fields", "phone", "handover", "state"}``: state
+    ``unchanged`` (the same values), ``registry only`` (no active phone: their next
+    provisioning carries the new data) or ``running`` (the workflow waits to be run).
+    Refused before anything changes (:class:`issuer.holders.HolderError`, or
+    :class:`issuer.handover.WorkflowError` while a phone of theirs is on hold)."""
+    from issuer import holders
+
+    with ctx.sessions() as s:
+        held = s.scalar(select(Credential.phone_id).where(Credential.holder_id == holder_id,
+                                                          Credential.status == "hold").limit(1))
+    if held is not None:
+        # the found workflow would release an mdoc that carries the old data
+        raise wf.WorkflowError(f"phone {held} of holder {holder_id} has credentials on hold (lost): "
+                               "settle that first (found, or lost_confirmed), then record the change")
+    fields = holders.update(ctx.sessions, holder_id, changes, actor=actor, reason=reason)
+    if not fields:
+        return {"fields": [], "phone": None, "handover": None, "state": "unchanged"}
+    with ctx.sessions() as s:
+        phone = s.scalar(select(Phone.id).where(Phone.holder_id == holder_id, Phone.state == "active")
+                         .order_by(Phone.id).limit(1))
+        live = phone is not None and s.scalar(select(Credential.id).where(
+            Credential.phone_id == phone, Credential.status == "valid").limit(1)) is not None
+    if not live:
+        return {"fields": fields, "phone": None, "handover": None, "state": "registry only"}
+    hid = wf.create(ctx.sessions, kind="basic_four_change", holder_id=holder_id, old_phone_id=phone,
+                    actor=actor)
+    return {"fields": fields, "phone": phone, "handover": hid, "state": "running"}
+
+
 def change_basic_four(ctx: Context, holder_id: str, changes: Mapping[str, Any], *, reason: str,
                       actor: str = "operator", resume: str | None = None,
                       actions: HandoverActions | None = None) -> dict[str, Any]:
-    """Record the holder's new card data (:func:`issuer.holders.update`) and bring the phone
-    that carries their credentials in line: a ``basic_four_change`` workflow (the signing
+    """:func:`record_basic_four_change`, then its workflow run to its end (the signing
     certificate superseded and re-issued with the new data on a new SE key, the mdocs
     re-issued, the user-authentication certificate untouched). ``resume``: the id of such a
     workflow that stopped, run to its end (nothing is recorded again). Returns ``{"fields",
-    "phone", "handover", "state", "steps"}``; ``phone`` None when no phone of theirs is active
-    (their next provisioning carries the new data). :class:`issuer.holders.HolderError` or
-    :class:`issuer.handover.WorkflowError` when refused; a workflow that stops raises
+    "phone", "handover", "state", "steps"}``. A workflow that stops raises
     :class:`issuer.handover.StepFailed`, whose message names the workflow to resume."""
-    from issuer import holders
-
     actions = actions or HandoverActions(ctx)
     if resume is not None:
         with ctx.sessions() as s:
             h = s.get(wf.Handover, resume)
             if h is None or h.kind != "basic_four_change" or h.holder_id != holder_id:
                 raise wf.WorkflowError(f"{resume!r} is not a basic four change of holder {holder_id}")
-            phone, fields = h.old_phone_id, []
-        hid = resume
+            out = {"fields": [], "phone": h.old_phone_id, "handover": resume}
     else:
-        with ctx.sessions() as s:
-            held = s.scalar(select(Credential.phone_id).where(Credential.holder_id == holder_id,
-                                                              Credential.status == "hold").limit(1))
-        if held is not None:
-            # the found workflow would release an mdoc that carries the old data
-            raise wf.WorkflowError(f"phone {held} of holder {holder_id} has credentials on hold (lost): "
-                                   "settle that first (found, or lost_confirmed), then record the change")
-        fields = holders.update(ctx.sessions, holder_id, changes, actor=actor, reason=reason)
-        if not fields:
-            return {"fields": [], "phone": None, "handover": None, "state": "unchanged", "steps": {}}
-        with ctx.sessions() as s:
-            phone = s.scalar(select(Phone.id).where(Phone.holder_id == holder_id, Phone.state == "active")
-                             .order_by(Phone.id).limit(1))
-            live = phone is not None and s.scalar(select(Credential.id).where(
-                Credential.phone_id == phone, Credential.status == "valid").limit(1)) is not None
-        if not live:
-            return {"fields": fields, "phone": None, "handover": None, "state": "registry only", "steps": {}}
-        hid = wf.create(ctx.sessions, kind="basic_four_change", holder_id=holder_id,
-                        old_phone_id=phone, actor=actor)
-    h = actions.runner(actor).run(hid)
-    return {"fields": fields, "phone": phone, "handover": hid, "state": h.state,
+        out = record_basic_four_change(ctx, holder_id, changes, reason=reason, actor=actor)
+        if out["handover"] is None:
+            return {**out, "steps": {}}
+    h = actions.runner(actor).run(out["handover"])
+    return {**out, "state": h.state,
             "steps": {k: round(v["seconds"], 3) for k, v in h.detail["timings"].items()}}

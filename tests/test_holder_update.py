@@ -202,3 +202,40 @@ def test_the_cli_moves_a_holder(ctx, monkeypatch):
     assert got["state"] == "done" and got["phone"] == r.phone_id
     bad = runner.invoke(cli, ["holder", "update", r.holder_id, "--given-name-kana", "Hanako", "--reason", "x"])
     assert bad.exit_code == 2 and "given_name_kana" in bad.output
+
+
+def test_the_api_records_a_move_and_runs_its_workflow_as_a_job(ctx):
+    """``POST /holders/{id}/changes`` (operator): 202 with the workflow's job, which ends
+    with the signing certificate re-issued; bad data 422, unknown holder 404, no change 200."""
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from issuer.api.auth import create_token
+    from mcred.service import create_app
+
+    r = _provisioned(ctx)
+    _id, token = create_token(ctx.sessions, ["operator"], "back-office")
+    auth = {"Authorization": f"Bearer {token}"}
+    with TestClient(create_app(ctx, job_workers=1), base_url=ctx.public_url) as client:
+        path = f"/holders/{r.holder_id}/changes"
+        bad = client.post(path, json={"reason": "x", "family_name_kana": "Yamada"}, headers=auth)
+        assert bad.status_code == 422 and "family_name_kana" in bad.json()["detail"]
+        assert client.post(f"/holders/{'0' * 32}/changes", json={"reason": "x", "address": "y"},
+                           headers=auth).status_code == 404
+        assert client.post(path, json={"reason": "x"}, headers=auth).status_code == 422
+        started = client.post(path, json={"reason": "転居届", **MOVE}, headers=auth)
+        assert started.status_code == 202, started.text
+        body = started.json()
+        assert body["fields"] == ["address", "municipality", "prefecture"] and body["phone"] == r.phone_id
+        job = body["job"]["id"]
+        for _ in range(300):
+            view = client.get(f"/jobs/{job}", headers=auth).json()
+            if view["state"] in ("succeeded", "failed"):
+                break
+            time.sleep(0.05)
+        assert view["state"] == "succeeded", view
+        assert view["result"]["state"] == "done"
+        again = client.post(path, json={"reason": "again", **MOVE}, headers=auth)
+        assert again.status_code == 200 and again.json()["state"] == "unchanged"
+    assert read_basic_four(_card_certificate(ctx, r.phone_id, "jpki-sign")).address == MOVE["address"]
