@@ -164,6 +164,45 @@ def update(sessions: sessionmaker[Session], holder_id: str, changes: Mapping, *,
     return changed
 
 
+def renew_card(sessions: sessionmaker[Session], holder_id: str, *, actor: str, reason: str,
+               card_number: str | None = None, card_expiry: dt.date | None = None,
+               now: dt.datetime | None = None) -> dict:
+    """The holder received a new card (カードの更新): a new card number (16 digits; random
+    when not given) and expiry (the 10th birthday after today when not given). Returns
+    ``{"card_number", "card_expiry", "previous_card_number"}``; audited (``holder.renew_card``,
+    both card numbers and ``reason``). The credentials issued from the old card are the
+    caller's to re-issue (the ``renewal`` workflow). :class:`HolderError` for an unknown or
+    erased holder, a card number that is not 16 digits or is taken, an expiry not after
+    today."""
+    now = now or utcnow()
+    if card_number is not None and not re.fullmatch(r"[0-9]{16}", str(card_number)):
+        raise HolderError(f"a card number is 16 digits, not {str(card_number)[:40]!r}")
+    number = str(card_number) if card_number is not None else "".join(
+        secrets.choice("0123456789") for _ in range(16))
+    try:
+        with sessions.begin() as s:
+            holder = s.get(Holder, holder_id, with_for_update=True) if isinstance(holder_id, str) else None
+            if holder is None:
+                raise HolderError(f"no holder {str(holder_id)[:40]!r} in the issuer's registry")
+            if is_erased(holder.data):
+                raise HolderError(f"holder {holder_id}'s personal data was erased: no card to renew")
+            expiry = card_expiry or simulated_card_expiry(dt.date.fromisoformat(holder.data["birth_date"]),
+                                                          now.date())
+            if expiry <= now.date():
+                raise HolderError(f"a new card expires after today, not on {expiry.isoformat()}")
+            previous = holder.card_number
+            if number == previous:
+                raise HolderError(f"card {number} is the holder's card already")
+            holder.card_number, holder.card_expiry = number, expiry
+            s.add(AuditEvent(actor=actor, action="holder.renew_card", subject=holder_id,
+                             detail={"card_number": number, "previous_card_number": previous,
+                                     "reason": reason[:200]}))
+            s.flush()
+    except IntegrityError:
+        raise HolderError(f"card number {number} is already registered") from None
+    return {"card_number": number, "card_expiry": expiry.isoformat(), "previous_card_number": previous}
+
+
 def check_phone_id(phone_id: str) -> None:
     """Raise :class:`HolderError` unless ``phone_id`` matches :data:`PHONE_ID_PATTERN`
     (SQLite would keep a longer id, PostgreSQL refuses it)."""

@@ -29,7 +29,7 @@ from sqlalchemy import func, select
 import wallet_sim
 from issuer import handover as wf
 from mcred.context import Context
-from mcred.handover_actions import HandoverActions, change_basic_four
+from mcred.handover_actions import HandoverActions, change_basic_four, renew_card
 from mcred.jpki_flow import SeError, sign_challenge, sign_with_se, unblock_pin
 from mcred.provision import (
     ProvisionResult,
@@ -543,18 +543,29 @@ def lost_not_found(env: Env, i: int) -> SubjectReport:
 
 
 def renewal(env: Env, i: int) -> SubjectReport:
-    """Card renewed / basic four changed: everything superseded and re-issued on the phone."""
+    """カードの更新: the holder gets a new card (new number, new expiry); everything on the
+    phone is superseded and issued anew from it (mcred.handover_actions.renew_card)."""
     rep = SubjectReport(phone="")
     r = _new_subject(env, rep, i, "rn")
     captured = _capture(env, rep, r)
     actions = HandoverActions(env.ctx, key_type=env.key_type, mdoc_batch=env.mdoc_batch)
     t0 = time.perf_counter()
-    _run_workflow(env, rep, "renewal", r.holder_id, new=r.phone_id, actions=actions)
+    out = renew_card(env.ctx, r.holder_id, reason="drill: カードの更新", key_type=env.key_type,
+                     actor="drill", actions=actions)
+    _steps(env, rep, "renewal", out["handover"])
     _propagate(env, rep, captured, t0, "revoked (INVALID)", "superseded")
-    _accepted(env, r.phone_id, actions.secrets[r.phone_id].password, "renewed phone")
+    _accepted(env, r.phone_id, out["secrets"]["password"], "renewed phone")
     rep.new_phone = r.phone_id
     rep.final["renewed_phone"] = "accepted with new credentials"
+    rep.final["new_card"] = f"card {out['card']['card_number']} until {out['card']['card_expiry']}"
     return rep
+
+
+def _steps(env: Env, rep: SubjectReport, kind: str, handover_id: str) -> None:
+    """The workflow's persisted step timings into the subject's report."""
+    with env.ctx.sessions() as s:
+        h = s.get(wf.Handover, handover_id)
+        rep.steps += [Step(f"{kind}.{step}", t["seconds"], t["started"]) for step, t in h.detail["timings"].items()]
 
 
 def moved(env: Env, i: int) -> SubjectReport:
@@ -574,9 +585,7 @@ def moved(env: Env, i: int) -> SubjectReport:
     out = change_basic_four(env.ctx, r.holder_id, {"address": address, "prefecture": "大阪府",
                                                    "municipality": "大阪市"},
                             reason="drill: 転居届", actor="drill", actions=actions)
-    with env.ctx.sessions() as s:
-        h = s.get(wf.Handover, out["handover"])
-        rep.steps += [Step(f"moved.{step}", t["seconds"], t["started"]) for step, t in h.detail["timings"].items()]
+    _steps(env, rep, "moved", out["handover"])
     _propagate(env, rep, captured, t0, "revoked (INVALID)", "superseded")
     ok, why = env.login(r.phone_id, r.pin)
     _require(ok, f"{r.phone_id}: user authentication refused after the move: {why}")

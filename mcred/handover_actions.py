@@ -354,26 +354,37 @@ def record_basic_four_change(ctx: Context, holder_id: str, changes: Mapping[str,
     :class:`issuer.handover.WorkflowError` while a phone of theirs is on hold)."""
     from issuer import holders
 
+    # the found workflow would release an mdoc that carries the old data
+    _refuse_held(ctx, holder_id, "record the change")
+    fields = holders.update(ctx.sessions, holder_id, changes, actor=actor, reason=reason)
+    if not fields:
+        return {"fields": [], "phone": None, "handover": None, "state": "unchanged"}
+    phone = _live_phone(ctx, holder_id)
+    if phone is None:
+        return {"fields": fields, "phone": None, "handover": None, "state": "registry only"}
+    hid = wf.create(ctx.sessions, kind="basic_four_change", holder_id=holder_id, old_phone_id=phone,
+                    actor=actor)
+    return {"fields": fields, "phone": phone, "handover": hid, "state": "running"}
+
+
+def _refuse_held(ctx: Context, holder_id: str, then: str) -> None:
+    """:class:`issuer.handover.WorkflowError` while a phone of the holder is on hold (lost)."""
     with ctx.sessions() as s:
         held = s.scalar(select(Credential.phone_id).where(Credential.holder_id == holder_id,
                                                           Credential.status == "hold").limit(1))
     if held is not None:
-        # the found workflow would release an mdoc that carries the old data
         raise wf.WorkflowError(f"phone {held} of holder {holder_id} has credentials on hold (lost): "
-                               "settle that first (found, or lost_confirmed), then record the change")
-    fields = holders.update(ctx.sessions, holder_id, changes, actor=actor, reason=reason)
-    if not fields:
-        return {"fields": [], "phone": None, "handover": None, "state": "unchanged"}
+                               f"settle that first (found, or lost_confirmed), then {then}")
+
+
+def _live_phone(ctx: Context, holder_id: str) -> str | None:
+    """The holder's active phone that carries valid credentials, if any (one per person)."""
     with ctx.sessions() as s:
         phone = s.scalar(select(Phone.id).where(Phone.holder_id == holder_id, Phone.state == "active")
                          .order_by(Phone.id).limit(1))
         live = phone is not None and s.scalar(select(Credential.id).where(
             Credential.phone_id == phone, Credential.status == "valid").limit(1)) is not None
-    if not live:
-        return {"fields": fields, "phone": None, "handover": None, "state": "registry only"}
-    hid = wf.create(ctx.sessions, kind="basic_four_change", holder_id=holder_id, old_phone_id=phone,
-                    actor=actor)
-    return {"fields": fields, "phone": phone, "handover": hid, "state": "running"}
+    return phone if live else None
 
 
 def change_basic_four(ctx: Context, holder_id: str, changes: Mapping[str, Any], *, reason: str,
@@ -398,4 +409,51 @@ def change_basic_four(ctx: Context, holder_id: str, changes: Mapping[str, Any], 
             return {**out, "steps": {}}
     h = actions.runner(actor).run(out["handover"])
     return {**out, "state": h.state,
+            "steps": {k: round(v["seconds"], 3) for k, v in h.detail["timings"].items()}}
+
+
+def renew_card(ctx: Context, holder_id: str, *, reason: str, key_type: str = "p384",
+               card_number: str | None = None, actor: str = "operator", resume: str | None = None,
+               actions: HandoverActions | None = None) -> dict[str, Any]:
+    """カードの更新: the holder received a new card (:func:`issuer.holders.renew_card`: a new
+    number and expiry) and the phone that carries their credentials gets everything anew from
+    it: the ``renewal`` workflow (the TSM deletes the applets, provisions both certificates
+    with keys of ``key_type`` generated in the SE and new mdocs whose card validity is the new
+    card's, and revokes all that the phone held before as superseded). ``key_type`` p384 is
+    the next card's: the way an RSA-2048 phone is moved to ECDSA P-384 before RSA-2048 is
+    retired. The new PIN, password and PUK are generated and returned once (``secrets``).
+    ``resume``: the id of such a workflow that stopped. Refused before anything changes while
+    a phone of theirs is on hold."""
+    from issuer import holders
+    from mcred.provision import KEY_TYPES
+
+    if key_type not in KEY_TYPES:
+        raise wf.WorkflowError(f"key type {key_type!r} is neither rsa2048 nor p384")
+    if resume is not None:
+        with ctx.sessions() as s:
+            h = s.get(wf.Handover, resume)
+            if h is None or h.kind != "renewal" or h.holder_id != holder_id:
+                raise wf.WorkflowError(f"{resume!r} is not a card renewal of holder {holder_id}")
+            out: dict[str, Any] = {"card": None, "phone": h.new_phone_id, "handover": resume}
+    else:
+        _refuse_held(ctx, holder_id, "renew the card")
+        card = holders.renew_card(ctx.sessions, holder_id, actor=actor, reason=reason, card_number=card_number)
+        phone = _live_phone(ctx, holder_id)
+        if phone is None:
+            return {"card": card, "phone": None, "handover": None, "state": "registry only", "steps": {},
+                    "secrets": {}}
+        with ctx.sessions() as s:
+            from issuer.mdoc.models import MdocIssuance
+
+            slots = len(set(s.scalars(select(MdocIssuance.slot).join(
+                Credential, Credential.id == MdocIssuance.credential_id).where(
+                MdocIssuance.phone_id == phone, Credential.status == "valid")))) or 1
+        hid = wf.create(ctx.sessions, kind="renewal", holder_id=holder_id, new_phone_id=phone, actor=actor)
+        out = {"card": card, "phone": phone, "handover": hid}
+        actions = actions or HandoverActions(ctx, key_type=key_type, mdoc_batch=slots)
+    actions = actions or HandoverActions(ctx, key_type=key_type)
+    h = actions.runner(actor).run(out["handover"])
+    got = actions.secrets.get(out["phone"])
+    shown = {k: getattr(got, k) for k in got.generated} if got is not None else {}
+    return {**out, "state": h.state, "key_type": key_type, "secrets": shown,
             "steps": {k: round(v["seconds"], 3) for k, v in h.detail["timings"].items()}}

@@ -57,6 +57,8 @@ def test_scenario(env, scenario):
         assert subject.final["new_phone"] == "accepted"
     if scenario == "resale":
         assert "still accepted" in subject.final["after_reset_before_report"]
+    if scenario == "renewal":
+        assert subject.final["new_card"].startswith("card ")
     if scenario == "moved":
         assert subject.final["login_after_move"].startswith("accepted")
         assert subject.final["new_signing_certificate"] == "carries the new address"

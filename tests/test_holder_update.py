@@ -239,3 +239,89 @@ def test_the_api_records_a_move_and_runs_its_workflow_as_a_job(ctx):
         again = client.post(path, json={"reason": "again", **MOVE}, headers=auth)
         assert again.status_code == 200 and again.json()["state"] == "unchanged"
     assert read_basic_four(_card_certificate(ctx, r.phone_id, "jpki-sign")).address == MOVE["address"]
+
+
+def _mdoc_elements(ctx, phone: str, name: str) -> list:
+    from protocols.mdoc import IssuerSigned
+
+    with ctx.sessions() as s:
+        bodies = [c.body for c in s.scalars(select(Credential).where(
+            Credential.phone_id == phone, Credential.kind == "mdoc", Credential.status == "valid"))]
+    return [item.element_value for body in bodies for items in IssuerSigned.decode(body).items().values()
+            for item in items if item.element_identifier == name]
+
+
+def test_a_renewed_card_moves_an_rsa_phone_to_p384_with_everything_anew(ctx):
+    """カードの更新 onto the next card: a new card number and expiry; the phone's RSA-2048
+    certificates and mdocs all superseded and issued anew with P-384 keys born in the SE, the
+    mdocs carrying the new card's expiry; new secrets shown once, the new PIN logs in."""
+    import datetime as dt
+
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    from mcred.handover_actions import renew_card
+    from mcred.jpki_flow import jpki_issuer, sign_challenge
+    from reader.relying_party import RelyingPartyService
+
+    phone = wallet_sim.create_phone(ctx.home)
+    r = provision(ctx, phone, parse_holder(HOLDER), key_type="rsa2048", mdoc_batch=1)
+    assert isinstance(_card_certificate(ctx, phone, "jpki-sign").public_key(), rsa.RSAPublicKey)
+    with ctx.sessions() as s:
+        old_card = s.get(Holder, r.holder_id).card_number
+    out = renew_card(ctx, r.holder_id, reason="有効期限の更新", key_type="p384", actor="test")
+    assert out["state"] == "done" and out["phone"] == phone and out["key_type"] == "p384"
+    assert out["card"]["previous_card_number"] == old_card != out["card"]["card_number"]
+    assert sorted(out["secrets"]) == ["password", "pin", "puk"]
+    kinds = sorted((c.kind, c.status, c.reason) for c in _credentials(ctx, phone))
+    assert kinds == [("jpki-auth", "revoked", "superseded"), ("jpki-auth", "valid", None),
+                     ("jpki-sign", "revoked", "superseded"), ("jpki-sign", "valid", None),
+                     ("mdoc", "revoked", "superseded"), ("mdoc", "valid", None)]
+    for kind in ("jpki-sign", "jpki-auth"):
+        key = _card_certificate(ctx, phone, kind).public_key()
+        assert isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp384r1"
+    with ctx.sessions() as s:
+        row = s.get(Holder, r.holder_id)
+        assert row.card_number == out["card"]["card_number"]
+        expiry = row.card_expiry
+    assert _mdoc_elements(ctx, phone, "card_expiry_date") in ([expiry], [dt.date.fromisoformat(str(expiry))])
+    rp = RelyingPartyService(jpki_issuer(ctx).roots("auth"))
+    challenge = rp.challenge()
+    se = wallet_sim.open_secure_element(phone, ctx.home)
+    login = rp.authenticate(challenge.id, *sign_challenge(se.transmit, out["secrets"]["pin"].encode(),
+                                                          challenge.nonce), revocation="none")
+    assert login["valid"], login
+
+
+def test_a_card_renewal_is_refused_before_anything_changes(ctx):
+    from issuer import revocation
+    from mcred.handover_actions import renew_card
+
+    r = _provisioned(ctx)
+    with ctx.sessions() as s:
+        card = s.get(Holder, r.holder_id).card_number
+    with pytest.raises(holders.HolderError, match="16 digits"):
+        renew_card(ctx, r.holder_id, reason="x", card_number="12")
+    with pytest.raises(holders.HolderError, match="is the holder's card already"):
+        renew_card(ctx, r.holder_id, reason="x", card_number=card)
+    with pytest.raises(wf.WorkflowError, match="neither rsa2048 nor p384"):
+        renew_card(ctx, r.holder_id, reason="x", key_type="ed25519")
+    revocation.hold(ctx.sessions, r.phone_id)
+    with pytest.raises(wf.WorkflowError, match="on hold"):
+        renew_card(ctx, r.holder_id, reason="x")
+    with ctx.sessions() as s:
+        assert s.get(Holder, r.holder_id).card_number == card
+
+
+def test_the_cli_renews_a_card(ctx, monkeypatch):
+    r = _provisioned(ctx)
+    monkeypatch.setenv("MCRED_HOME", str(ctx.home))
+    monkeypatch.delenv("MCRED_DATABASE_URL", raising=False)
+    runner = CliRunner()
+    assert runner.invoke(cli, ["holder", "renew-card", r.holder_id]).exit_code == 2  # no reason
+    out = runner.invoke(cli, ["holder", "renew-card", r.holder_id, "--reason", "更新", "--card-number",
+                              "1234567812345678"])
+    assert out.exit_code == 0, out.output
+    assert "card 1234567812345678 until" in out.output and "new user-auth PIN (shown once):" in out.output
+    taken = runner.invoke(cli, ["holder", "renew-card", r.holder_id, "--reason", "x", "--card-number",
+                                "1234567812345678"])
+    assert taken.exit_code == 2 and "already" in taken.output

@@ -167,6 +167,54 @@ def holder_update(
         typer.echo(f"  {step:<14} {seconds:.3f} s")
 
 
+@holder_app.command("renew-card")
+def holder_renew_card(
+    holder_id: str = typer.Argument(..., help="The holder (mcred holder list)."),
+    reason: str = typer.Option(None, "--reason", help="Why (audited), e.g. 有効期限の更新."),
+    key_type: str = typer.Option("p384", "--key-type", help="The new card's JPKI keys: p384 (the next "
+                                 "card's; how an RSA-2048 phone is moved off RSA) or rsa2048."),
+    card_number: str = typer.Option(None, "--card-number", help="The new card's number (16 digits); "
+                                    "default: a random one."),
+    resume: str = typer.Option(None, "--resume", help="Finish the renewal whose workflow stopped (its "
+                               "id; give the same --key-type)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """カードの更新: the holder received a new card (new number, new expiry). The phone that
+    carries their credentials gets everything anew through the TSM: both certificates with
+    keys of --key-type generated in the SE, mdocs with the new card's validity; all it held
+    before is revoked as superseded. New PIN, password and PUK are shown once. Exit 2 when
+    refused, 1 when the workflow stopped (resume it with --resume)."""
+    from issuer.handover import StepFailed, WorkflowError
+    from issuer.holders import HolderError
+    from mcred.cli.state import open_context
+    from mcred.handover_actions import renew_card
+
+    if resume is None and not (reason or "").strip():
+        raise typer.BadParameter("give the reason (it is audited)", param_hint="--reason")
+    try:
+        out = renew_card(open_context(), holder_id, reason=reason or "", key_type=key_type,
+                         card_number=card_number, actor="cli", resume=resume)
+    except (HolderError, WorkflowError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1 if isinstance(exc, StepFailed) else 2) from None
+    if as_json:
+        typer.echo(json.dumps(out, ensure_ascii=False))
+        return
+    if out["card"]:
+        typer.echo(f"holder {holder_id}: card {out['card']['card_number']} until {out['card']['card_expiry']} "
+                   f"(was {out['card']['previous_card_number']})")
+    if out["phone"] is None:
+        typer.echo("no active phone carries their credentials: their next provisioning uses the new card")
+        return
+    typer.echo(f"phone {out['phone']}: renewal {out['handover']} {out['state']} ({out['key_type']} keys "
+               "generated in the SE, certificates and mdocs issued anew, the old ones superseded)")
+    for step, seconds in out["steps"].items():
+        typer.echo(f"  {step:<14} {seconds:.3f} s")
+    labels = {"pin": "user-auth PIN", "password": "signing password", "puk": "PUK"}
+    for k, v in out["secrets"].items():
+        typer.echo(f"  new {labels.get(k, k)} (shown once): {v}")
+
+
 def audit(
     subject: str = typer.Option(None, "--subject", help="Only events about this credential, phone, holder or "
                                 "workflow id."),
