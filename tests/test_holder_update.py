@@ -266,6 +266,15 @@ def test_a_renewed_card_moves_an_rsa_phone_to_p384_with_everything_anew(ctx):
     phone = wallet_sim.create_phone(ctx.home)
     r = provision(ctx, phone, parse_holder(HOLDER), key_type="rsa2048", mdoc_batch=1)
     assert isinstance(_card_certificate(ctx, phone, "jpki-sign").public_key(), rsa.RSAPublicKey)
+
+    def still_rsa() -> list[str]:
+        """``mcred credential list --key-type rsa2048 --status valid``: what is to move off RSA."""
+        out = CliRunner().invoke(cli, ["credential", "list", "--key-type", "rsa2048", "--status", "valid",
+                                       "--phone", phone, "--json"], env={"MCRED_HOME": str(ctx.home)})
+        assert out.exit_code == 0, out.output
+        return sorted(c["kind"] for c in json.loads(out.output))
+
+    assert still_rsa() == ["jpki-auth", "jpki-sign"]
     with ctx.sessions() as s:
         old_card = s.get(Holder, r.holder_id).card_number
     out = renew_card(ctx, r.holder_id, reason="有効期限の更新", key_type="p384", actor="test")
@@ -276,6 +285,7 @@ def test_a_renewed_card_moves_an_rsa_phone_to_p384_with_everything_anew(ctx):
     assert kinds == [("jpki-auth", "revoked", "superseded"), ("jpki-auth", "valid", None),
                      ("jpki-sign", "revoked", "superseded"), ("jpki-sign", "valid", None),
                      ("mdoc", "revoked", "superseded"), ("mdoc", "valid", None)]
+    assert still_rsa() == []
     for kind in ("jpki-sign", "jpki-auth"):
         key = _card_certificate(ctx, phone, kind).public_key()
         assert isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp384r1"

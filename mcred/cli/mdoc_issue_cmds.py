@@ -310,9 +310,28 @@ def _credential_facts(c: Credential) -> dict:
             "meta": c.meta}
 
 
+def _key_type(c) -> str | None:  # noqa: ANN001 - a Credential
+    """rsa2048 or p384 for a JPKI certificate (from its public key), None for an mdoc."""
+    if not c.kind.startswith("jpki-") or not c.body:
+        return None
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    key = x509.load_der_x509_certificate(c.body).public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        return f"rsa{key.key_size}"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return {"secp384r1": "p384", "secp256r1": "p256"}.get(key.curve.name, key.curve.name)
+    return type(key).__name__
+
+
 def credential_list(
     phone: str | None = typer.Option(None, "--phone"),
     kind: str | None = typer.Option(None, "--kind", help="mdoc, jpki-sign or jpki-auth."),
+    status: str | None = typer.Option(None, "--status", help="valid, hold or revoked."),
+    key_type: str | None = typer.Option(None, "--key-type", help="Only JPKI certificates with this key: "
+                                        "rsa2048 or p384 (`--key-type rsa2048 --status valid`: what is "
+                                        "still to move off RSA-2048 before 2030; mcred holder renew-card)."),
     limit: int = typer.Option(None, "--limit", min=1, help="At most this many (oldest first)."),
     offset: int = typer.Option(0, "--offset", min=0, help="Skip this many first."),
     as_json: bool = typer.Option(False, "--json"),
@@ -323,23 +342,34 @@ def credential_list(
     from issuer.db import Credential
 
     ctx = open_context()
-    q = select(Credential).order_by(Credential.issued_at, Credential.id).offset(offset).limit(limit)
+    q = select(Credential).order_by(Credential.issued_at, Credential.id)
+    if key_type is None:
+        q = q.offset(offset).limit(limit)
+    else:
+        q = q.where(Credential.kind.in_(("jpki-sign", "jpki-auth")))
     if phone:
         q = q.where(Credential.phone_id == phone)
     if kind:
         q = q.where(Credential.kind == kind)
+    if status:
+        q = q.where(Credential.status == status)
     with ctx.sessions() as s:
-        rows = [_credential_facts(c) for c in s.scalars(q)]
+        found = list(s.scalars(q))
+        if key_type is not None:  # read off each certificate, then the page
+            found = [c for c in found if _key_type(c) == key_type][offset:][:limit]
+        rows = [{**_credential_facts(c), "key_type": _key_type(c)} for c in found]
     if as_json:
         print(json.dumps(rows, ensure_ascii=False))
         return
     # one line per credential, never cut: the id is what `credential show` takes
     for r in rows:
         ref = f"status {r['status_list']}#{r['status_idx']}" if r["status_list"] else f"serial {r['serial']}"
-        status = r["status"] + (f" ({r['reason']})" if r["reason"] else "")
-        typer.echo(f"{r['id']}  {r['kind']:<9}  {status}  {r['phone']}  until {r['not_after'][:10]}  {ref}")
+        state = r["status"] + (f" ({r['reason']})" if r["reason"] else "")
+        key = f"  {r['key_type']}" if r["key_type"] else ""
+        typer.echo(f"{r['id']}  {r['kind']:<9}  {state}  {r['phone']}  until {r['not_after'][:10]}  {ref}{key}")
     if not rows:
-        typer.echo("no credential" + (f" on {phone}" if phone else "") + (f" of kind {kind}" if kind else ""))
+        typer.echo("no credential" + (f" on {phone}" if phone else "") + (f" of kind {kind}" if kind else "")
+                   + (f" {status}" if status else "") + (f" with a {key_type} key" if key_type else ""))
 
 
 def credential_show(
