@@ -5,7 +5,8 @@ SE, and an mdoc), each presents to a reader (the first also by an NFC tap and on
 with its user-authentication certificate (利用者証明), the first is
 handed over to a new phone (機種変更), and the reader and the OCSP relying party are shown
 refusing the old phone while accepting the new one; the second phone is untouched until its
-holder moves (異動), which an insurer's CRL watch sees.
+holder moves (異動), which an insurer's CRL watch sees, and the new address its consent
+gives it.
 """
 
 from __future__ import annotations
@@ -163,6 +164,16 @@ def run_demo(ctx: Context, say: Say, *, key_type: str = "p384") -> dict:
     # signing certificate by CRL, and learns of the move at its next sweep
     ref = env.watch_signer(env.sign(other.phone_id, other.password))
     env.watch_verdict(ref)
+    # ... and holds her consent to the latest basic four data service, signed in her SE
+    from issuer.jpki import consents
+    from mcred.jpki_flow import sign_with_se
+    from protocols.jpki.consent import build_consent
+
+    insurer = "ひまわり生命保険"
+    document = build_consent(insurer, "保険金・年金のお支払いのため")
+    p7s, _cert = sign_with_se(wallet_sim.open_secure_element(other.phone_id, ctx.home).transmit, "sign",
+                              other.password.encode(), document)
+    consent, _new = consents.register(ctx.sessions, document, p7s, relying_party=insurer, actor="demo")
     address = "大阪府大阪市北区中之島1-3-20"
     moved = change_basic_four(ctx, other.holder_id, {"address": address, "prefecture": "大阪府",
                                                      "municipality": "大阪市"},
@@ -176,11 +187,14 @@ def run_demo(ctx: Context, say: Say, *, key_type: str = "p384") -> dict:
     response, st = env.present(other.phone_id)
     ok, why = env.reader_verdict(response, st)
     assert ok, why
+    latest = consents.latest_basic_four(ctx.sessions, consent.id, relying_party=insurer, actor="demo")
+    assert latest["changed"] == ["address"] and latest["basic_four"]["address"] == address, latest
     say(f"11. The other holder moves to Osaka (異動, {sum(moved['steps'].values()):.2f} s): her signing "
         f"certificate, which carries her address, is superseded and re-issued with the new one on a new key "
         f"in the SE, her mdoc re-issued; an insurer sweeping the CRL for its customers' certificates sees "
-        f"{watch_why}. Her user-authentication certificate is kept: login {login_why}; she signs ({sign_why}) "
-        f"and presents ({why}) with the new data.")
+        f"{watch_why}, and with the consent she signed in her SE (最新の利用者情報提供) it learns what changed: "
+        f"{', '.join(latest['changed'])}, now {latest['basic_four']['address']}. Her user-authentication "
+        f"certificate is kept: login {login_why}; she signs ({sign_why}) and presents ({why}) with the new data.")
     total = time.perf_counter() - t_start
     say(f"Done in {total:.1f} s.")
     return {"phones": phones, "new_phone": new, "handover": hid, "reader_refused_after_s": reader_s,

@@ -19,6 +19,6 @@ def test_demo_runs(tmp_path, monkeypatch):
     for marker in ("1.1 Provisioned", "2.2 Phone", "3.2 Phone", "4. Handover",
                    "5. The reader refuses", "revoked (INVALID)", "cessationOfOperation",
                    "8. The new phone", "9. The other holder's phone", "10. The new phone's MSOs are refreshed",
-                   "11. The other holder moves", "sees revoked (superseded)",
+                   "11. The other holder moves", "sees revoked (superseded)", "it learns what changed: address",
                    "Done in"):
         assert marker in out, marker
