@@ -109,6 +109,18 @@ def register(sessions: sessionmaker[Session], holder, *, actor: str = "issuer", 
         raise HolderError(f"card number {card_number} is already registered") from None
 
 
+def _locked(s: Session, holder_id: str, if_erased: str | None = None) -> Holder:
+    """The holder's row, locked for this transaction (PostgreSQL: FOR UPDATE);
+    :class:`HolderError` for an unknown one, and for an erased one when ``if_erased`` says
+    why that refuses the caller."""
+    holder = s.get(Holder, holder_id, with_for_update=True) if isinstance(holder_id, str) else None
+    if holder is None:
+        raise HolderError(f"no holder {str(holder_id)[:40]!r} in the issuer's registry")
+    if if_erased is not None and is_erased(holder.data):
+        raise HolderError(f"holder {holder_id}'s personal data was erased: {if_erased}")
+    return holder
+
+
 #: What a change of the holder's record may touch (異動: a move, a change of name, a
 #: correction); the card number and its expiry stay.
 CHANGEABLE = (*FIELDS, *OPTIONAL)
@@ -132,11 +144,7 @@ def update(sessions: sessionmaker[Session], holder_id: str, changes: Mapping, *,
     if unknown:
         raise HolderError(f"cannot change {', '.join(unknown)}: one of {', '.join(CHANGEABLE)}")
     with sessions.begin() as s:
-        holder = s.get(Holder, holder_id, with_for_update=True) if isinstance(holder_id, str) else None
-        if holder is None:
-            raise HolderError(f"no holder {str(holder_id)[:40]!r} in the issuer's registry")
-        if is_erased(holder.data):
-            raise HolderError(f"holder {holder_id}'s personal data was erased: nothing to change")
+        holder = _locked(s, holder_id, "nothing to change")
         merged = dict(holder.data)
         for key, value in changes.items():
             if value is None or value == "":
@@ -181,11 +189,7 @@ def renew_card(sessions: sessionmaker[Session], holder_id: str, *, actor: str, r
         secrets.choice("0123456789") for _ in range(16))
     try:
         with sessions.begin() as s:
-            holder = s.get(Holder, holder_id, with_for_update=True) if isinstance(holder_id, str) else None
-            if holder is None:
-                raise HolderError(f"no holder {str(holder_id)[:40]!r} in the issuer's registry")
-            if is_erased(holder.data):
-                raise HolderError(f"holder {holder_id}'s personal data was erased: no card to renew")
+            holder = _locked(s, holder_id, "no card to renew")
             expiry = card_expiry or simulated_card_expiry(dt.date.fromisoformat(holder.data["birth_date"]),
                                                           now.date())
             if expiry <= now.date():
@@ -299,9 +303,7 @@ def forget(sessions: sessionmaker[Session], holder_id: str, *, actor: str, reaso
     when the holder was erased already; :class:`HolderError` for an unknown holder,
     :class:`HolderBusyError` while a credential is live."""
     with sessions.begin() as s:
-        holder = s.get(Holder, holder_id, with_for_update=True) if isinstance(holder_id, str) else None
-        if holder is None:
-            raise HolderError(f"no holder {str(holder_id)[:40]!r} in the issuer's registry")
+        holder = _locked(s, holder_id)
         if is_erased(holder.data):
             return None
         live = s.scalar(select(func.count()).select_from(Credential).where(

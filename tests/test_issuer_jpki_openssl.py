@@ -12,14 +12,10 @@ import pytest
 from cryptography.x509 import ocsp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_issuer_jpki_support import OTHER_TOWN, provision
-from test_present_http import Server, free_port
+from test_issuer_jpki_support import OTHER_TOWN, live_installation, provision
 from typer.testing import CliRunner
 
 from mcred.cli.main import app as cli
-from mcred.context import Context
-from mcred.jpki_flow import jpki_issuer
-from mcred.service import create_app
 from reader.relying_party import check_ocsp
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
@@ -29,19 +25,10 @@ pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl
 def live(tmp_path_factory):
     """A data directory, its issuer with two phones (Tokyo, Osaka) and the live service."""
     home = tmp_path_factory.mktemp("home")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MCRED_HOME", str(home))
-    mp.setenv("MCRED_PUBLIC_URL", url)
-    mp.delenv("MCRED_DATABASE_URL", raising=False)
-    ctx = Context.open(home)
-    issuer = jpki_issuer(ctx)
-    tokyo, osaka = provision(issuer, algorithm="rsa2048"), provision(issuer, OTHER_TOWN)
-    with Server(create_app(ctx), port):
+    with live_installation(home) as (_ctx, issuer, url):
+        tokyo, osaka = provision(issuer, algorithm="rsa2048"), provision(issuer, OTHER_TOWN)
         yield {"home": home, "url": url, "issuer": issuer, "tokyo": tokyo, "osaka": osaka,
                "dir": tmp_path_factory.mktemp("files")}
-    mp.undo()
 
 
 def _cli(*args: str) -> str:

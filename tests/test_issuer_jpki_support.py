@@ -6,9 +6,13 @@ for the SE (the SE integration is exercised where wallet_sim's applet is availab
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from sqlalchemy.orm import sessionmaker
@@ -83,3 +87,29 @@ def provision(issuer: JpkiIssuer, holder: dict | None = None, algorithm: str = "
                                                     prove(key, nonce))
         keys[slot], certs[slot] = key, cert
     return IssuedPhone(phone_id, keys, certs)
+
+
+@contextlib.contextmanager
+def live_installation(home: Path) -> Iterator[tuple]:
+    """An installation in ``home`` (the environment's MCRED_HOME and MCRED_PUBLIC_URL point at
+    it, SQLite) and its ``mcred serve`` app on a free port while inside: ``(ctx, issuer, url)``,
+    ``issuer`` its JPKI issuer."""
+    from test_present_http import Server, free_port
+
+    from mcred.context import Context
+    from mcred.jpki_flow import jpki_issuer
+    from mcred.service import create_app
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MCRED_HOME", str(home))
+    mp.setenv("MCRED_PUBLIC_URL", url)
+    mp.delenv("MCRED_DATABASE_URL", raising=False)
+    try:
+        ctx = Context.open(home)
+        issuer = jpki_issuer(ctx)
+        with Server(create_app(ctx), port):
+            yield ctx, issuer, url
+    finally:
+        mp.undo()

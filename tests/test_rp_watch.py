@@ -14,16 +14,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_issuer_jpki_support import OTHER_TOWN, open_issuer, provision
-from test_present_http import Server, free_port
+from test_issuer_jpki_support import OTHER_TOWN, live_installation, open_issuer, provision
+from test_present_http import free_port
 from typer.testing import CliRunner
 
 from issuer import revocation
 from mcred.cli.main import app as cli
-from mcred.context import Context
 from mcred.db import make_engine, migrate
-from mcred.jpki_flow import jpki_issuer
-from mcred.service import create_app
 from reader.rp_watch import RevocationWatch, WatchError
 
 
@@ -31,19 +28,10 @@ from reader.rp_watch import RevocationWatch, WatchError
 def live(tmp_path_factory):
     """An installation with three provisioned phones, its service live on a free port."""
     home = tmp_path_factory.mktemp("home")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MCRED_HOME", str(home))
-    mp.setenv("MCRED_PUBLIC_URL", url)
-    mp.delenv("MCRED_DATABASE_URL", raising=False)
-    ctx = Context.open(home)
-    issuer = jpki_issuer(ctx)
-    phones = {"tokyo": provision(issuer), "osaka": provision(issuer, OTHER_TOWN),
-              "rsa": provision(issuer, algorithm="rsa2048")}
-    with Server(create_app(ctx), port):
+    with live_installation(home) as (_ctx, issuer, url):
+        phones = {"tokyo": provision(issuer), "osaka": provision(issuer, OTHER_TOWN),
+                  "rsa": provision(issuer, algorithm="rsa2048")}
         yield {"home": home, "url": url, "issuer": issuer, "phones": phones}
-    mp.undo()
 
 
 def _roots(issuer) -> list[x509.Certificate]:
