@@ -35,7 +35,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import httpx
@@ -77,6 +77,8 @@ FINAL: frozenset[str] = frozenset({"revoked", "expired"})
 VIA = ("crl", "ocsp")
 #: The longest customer reference kept.
 REF_MAX = 128
+#: Watch-list rows a sweep reads and judges at a time.
+CHUNK = 5000
 
 #: What each revocation reason tells a relying party (DOMAIN.md, "Revocation as the
 #: national PKI does it"); any other reason is shown by its name.
@@ -396,7 +398,9 @@ class RevocationWatch:
 
     def sweep(self, via: str = "crl", refs: Sequence[str] | None = None) -> SweepReport:
         """Ask about every certificate whose status can still change (module docstring), or
-        only those of the customers ``refs``, and record what changed."""
+        only those of the customers ``refs``, and record what changed. The list is read
+        :data:`CHUNK` rows at a time (memory stays bounded however long it is); each CRL is
+        fetched and judged once per sweep."""
         if via not in VIA:
             raise WatchError(f"unknown sweep {via!r}: one of {', '.join(VIA)}")
         at = self.clock()
@@ -406,51 +410,68 @@ class RevocationWatch:
             query = query.where(RpWatchRow.ref.in_([check_ref(r) for r in refs]))
         if via == "crl":  # a CRL sweep reads one certificate per scope, not each row's
             query = query.options(defer(RpWatchRow.certificate))
-        with Session(self.engine) as db:
-            rows = list(db.scalars(query))
-        report.asked = len(rows)
-        live, expired = [], []
-        for row in rows:
-            if row.not_after < at:
-                expired.append((row, _Verdict("expired", as_of=row.not_after, source="notAfter")))
-            else:
-                live.append(row)
-        self._record(expired, at, report)
         roots = {_ski(r): r for r in self.roots()}
-        if via == "crl":
-            self._sweep_crl(live, roots, at, report)
-        else:
-            self._sweep_ocsp(live, roots, at, report)
+        crls: dict[tuple[str, str], tuple[Source, tuple[x509.CertificateRevocationList, dict] | None]] = {}
+        last = 0
+        while True:
+            with Session(self.engine) as db:
+                rows = list(db.scalars(query.where(RpWatchRow.id > last).limit(CHUNK)))
+            if not rows:
+                break
+            last = rows[-1].id
+            report.asked += len(rows)
+            live, expired = [], []
+            for row in rows:
+                if row.not_after < at:
+                    expired.append((row, _Verdict("expired", as_of=row.not_after, source="notAfter")))
+                else:
+                    live.append(row)
+            self._record(expired, at, report)
+            if via == "crl":
+                self._sweep_crl(live, roots, at, report, crls)
+            else:
+                self._sweep_ocsp(live, roots, at, report)
+        report.sources = [source for source, _judged in crls.values()]
         report.counts = self.counts()
         return report
 
-    def _sweep_crl(self, rows: list[RpWatchRow], roots: dict[str, x509.Certificate],
-                   at: dt.datetime, report: SweepReport) -> None:
+    def _judged_crl(self, url: str, key_id: str, root: x509.Certificate | None, at: dt.datetime
+                    ) -> tuple[Source, tuple[x509.CertificateRevocationList, dict] | None]:
+        """The CRL at ``url`` fetched and judged (signed by ``root``, current), its entries
+        by serial; or None, with the problem in the :class:`Source`."""
+        if root is None:
+            return Source(url, key_id, 0, problem=f"root {key_id} is no longer trusted"), None
+        crl = self._fetch_crl(url)
+        if isinstance(crl, str):
+            return Source(url, key_id, 0, problem=crl), None
+        refused = judge_crl(crl, root, at)
+        if refused:
+            return Source(url, key_id, 0, crl.last_update_utc, crl.next_update_utc,
+                          problem=f"CRL at {url}: {refused.reason}"), None
+        revoked = {e.serial_number: e for e in crl}
+        return Source(url, key_id, 0, crl.last_update_utc, crl.next_update_utc, len(revoked)), (crl, revoked)
+
+    def _sweep_crl(self, rows: list[RpWatchRow], roots: dict[str, x509.Certificate], at: dt.datetime,
+                   report: SweepReport,
+                   crls: dict[tuple[str, str], tuple[Source, tuple[x509.CertificateRevocationList, dict] | None]]
+                   ) -> None:
         groups: dict[tuple[str | None, str], list[RpWatchRow]] = defaultdict(list)
         for row in rows:
             groups[(row.crl_url, row.issuer_key_id)].append(row)
         for (url, key_id), members in groups.items():
-            root = roots.get(key_id)
             if url is None:
                 self._unjudged(members, "certificate names no CRL distribution point", at, report)
                 continue
-            problem = None if root is not None else f"root {key_id} is no longer trusted"
-            crl = self._fetch_crl(url) if problem is None else problem
-            if isinstance(crl, str):
-                report.sources.append(Source(url, key_id, len(members), problem=crl))
-                self._unjudged(members, crl, at, report)
+            if (url, key_id) not in crls:
+                crls[(url, key_id)] = self._judged_crl(url, key_id, roots.get(key_id), at)
+            source, judged = crls[(url, key_id)]
+            crls[(url, key_id)] = (replace(source, certificates=source.certificates + len(members)), judged)
+            if judged is None:
+                self._unjudged(members, source.problem or "", at, report)
                 continue
-            refused = judge_crl(crl, root, at)
-            if refused:
-                report.sources.append(Source(url, key_id, len(members), crl.last_update_utc,
-                                             crl.next_update_utc, problem=refused.reason))
-                self._unjudged(members, f"CRL at {url}: {refused.reason}", at, report)
-                continue
-            revoked = {e.serial_number: e for e in crl}
-            report.sources.append(Source(url, key_id, len(members), crl.last_update_utc,
-                                         crl.next_update_utc, len(revoked)))
-            source = f"CRL {url}"
-            good = _Verdict("good", as_of=crl.last_update_utc, source=source)
+            crl, revoked = judged
+            evidence = f"CRL {url}"
+            good = _Verdict("good", as_of=crl.last_update_utc, source=evidence)
             scopes: dict[str, list[RpWatchRow]] = defaultdict(list)
             for row in members:
                 scopes[row.dp_names].append(row)
@@ -470,7 +491,7 @@ class RevocationWatch:
                     reason = crl_reason(entry)
                     verdicts.append((row, _Verdict("hold" if reason == "certificateHold" else "revoked",
                                                    reason, entry.revocation_date_utc,
-                                                   crl.last_update_utc, source)))
+                                                   crl.last_update_utc, evidence)))
             self._record(verdicts, at, report)
 
     def _certificate(self, row: RpWatchRow) -> x509.Certificate:

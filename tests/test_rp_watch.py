@@ -280,3 +280,23 @@ def test_the_cli_watches_the_signer_of_a_valid_consent_only(live, tmp_path):
     assert (change["before"], change["after"], change["reason"]) == ("unchecked", "revoked", "superseded")
     assert change["meaning"].startswith("certificate renewed: a basic four datum")
     assert run("add", "x", "--signature", str(tmp_path / "consent.p7s")).exit_code == 2  # no --content
+
+
+def test_a_long_list_is_swept_in_chunks_with_each_crl_fetched_once(live, tmp_path, monkeypatch):
+    """The list is read CHUNK rows at a time; a CRL met again in a later chunk is not fetched
+    again, and its source counts every certificate it judged."""
+    import reader.rp_watch as rp_watch
+
+    issuer, phones = live["issuer"], live["phones"]
+    watch = _watch(f"sqlite:///{tmp_path / 'rp.db'}", issuer)
+    for name, phone in phones.items():
+        for slot in ("sign", "auth"):
+            watch.add(name, phone.certs[slot])
+    fetched: list[str] = []
+    fetch = watch._fetch_crl
+    monkeypatch.setattr(watch, "_fetch_crl", lambda url: fetched.append(url) or fetch(url))
+    monkeypatch.setattr(rp_watch, "CHUNK", 2)
+    report = watch.sweep()
+    assert report.complete and report.asked == 6 and len(report.changes) == 6
+    assert len(fetched) == len(set(fetched)) == len(report.sources) == 4  # Tokyo and Osaka, both purposes
+    assert sum(s.certificates for s in report.sources) == 6
