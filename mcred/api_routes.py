@@ -128,6 +128,19 @@ class BasicFourChange(_Body):
     sex: Literal[0, 1, 2, 9] | None = None
 
 
+class CardRenewal(_Body):
+    """カードの更新: the holder's new card, and the secrets its credentials get."""
+
+    reason: str = Field(min_length=1, max_length=200,
+                        pattern=r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$")
+    key_type: Literal["rsa2048", "p384"] = Field("p384", description="the new card's JPKI keys (p384: "
+                                                 "the next card's)")
+    card_number: str | None = Field(None, pattern=r"^[0-9]{16}$", description="default: a random one")
+    pin: str = Field(pattern=r"^[0-9]{4}$", description="user-auth PIN (never stored)")
+    password: str = Field(pattern=r"^[A-Z0-9]{6,16}$", description="signing password (never stored)")
+    puk: str = Field(pattern=r"^[0-9]{8}$", description="PIN unlock key (never stored)")
+
+
 class ConsentRegistration(_Body):
     """A holder's consent to the latest basic four data service, as they signed it."""
 
@@ -423,6 +436,19 @@ def _handover_work(ctx: Context):  # noqa: ANN202
         # New phones' generated secrets stay out of the job row (see specs/api.md).
         return {"handover_id": h.id, "step": h.step, "state": h.state,
                 "new_phones_with_generated_secrets": sorted(actions.secrets)}
+
+    return work
+
+
+def _card_renewal_work(ctx: Context):  # noqa: ANN202
+    def work(params: dict, progress) -> dict:  # noqa: ANN001
+        from mcred.handover_actions import HandoverActions
+
+        actions = HandoverActions(ctx, key_type=params["key_type"], mdoc_batch=params["mdoc_batch"],
+                                  given={params["phone_id"]: {k: params[k] for k in ("pin", "password", "puk")}})
+        progress(0.05, "re-issuing the phone's credentials from the new card")
+        h = actions.runner(params.get("actor", "api")).run(params["handover_id"])
+        return {"handover_id": h.id, "step": h.step, "state": h.state}
 
     return work
 
@@ -750,6 +776,44 @@ def operator_router(ctx: Context) -> APIRouter:
         jobs.register("handover", _handover_work(ctx))
         view = jobs.submit("handover", {"handover_id": out["handover"]}, scope="operator",
                            actor=_actor(request))
+        return {**out, "job": _accepted(view, response)}
+
+    @router.post("/holders/{holder_id}/card-renewals", status_code=202,
+                 summary="カードの更新: record a holder's new card (number, expiry) and re-issue everything on "
+                 "their phone from it with keys of key_type (a job); 200 when no phone of theirs needed it",
+                 responses={501: {"description": "not in this build"}})
+    def renew_holder_card(holder_id: Hex32, body: CardRenewal, request: Request,
+                          response: Response) -> dict[str, Any]:
+        from issuer import handover
+        from issuer.holders import HolderError
+
+        if not _available("mcred.handover_actions"):
+            raise ProblemException(NOT_IMPLEMENTED, "the workflow actions (mcred.handover_actions) "
+                                   "are not part of this build")
+        from mcred.handover_actions import record_card_renewal
+
+        with ctx.sessions() as s:
+            from issuer.db import Holder
+
+            if s.get(Holder, holder_id) is None:
+                raise ProblemException(NOT_FOUND, f"no holder {holder_id}")
+        try:
+            out = record_card_renewal(ctx, holder_id, reason=body.reason, card_number=body.card_number,
+                                      actor=_actor(request))
+        except HolderError as exc:
+            raise ProblemException(problems.CONFLICT if "already" in str(exc) else problems.VALIDATION,
+                                   str(exc)) from None
+        except handover.WorkflowError as exc:
+            raise ProblemException(problems.CONFLICT, str(exc)) from None
+        if out["handover"] is None:
+            response.status_code = 200
+            return out
+        jobs = _jobs(request)
+        jobs.register("card-renewal", _card_renewal_work(ctx))
+        view = jobs.submit("card-renewal", {"handover_id": out["handover"], "phone_id": out["phone"],
+                                            "key_type": body.key_type, "mdoc_batch": out["mdoc_batch"]},
+                           private={"pin": body.pin, "password": body.password, "puk": body.puk},
+                           scope="operator", actor=_actor(request))
         return {**out, "job": _accepted(view, response)}
 
     @router.post("/drills", status_code=202, summary="Run a revocation drill (a job)",

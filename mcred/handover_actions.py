@@ -58,6 +58,10 @@ class HandoverActions:
     tsm_hook: Callable[[str], None] | None = None
     #: Secrets generated for new phones / re-provisioned phones, by phone id (shown once).
     secrets: dict[str, ProvisionResult] = field(default_factory=dict)
+    #: Secrets to set instead of generating them, by phone id (``pin``, ``password``,
+    #: ``puk``): what an API caller gives, since a generated one could not be shown to it.
+    #: Never written into the workflow's results (the TSM job seals them).
+    given: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def actions(self) -> Mapping[str, wf.Action]:
         return {
@@ -101,7 +105,8 @@ class HandoverActions:
             result = resume(self.ctx, done[-1].id, after_step=self.tsm_hook)
         else:
             result = provision(self.ctx, phone_id, holder_id, key_type=self.key_type,
-                               mdoc_batch=self.mdoc_batch, after_step=self.tsm_hook, actor=actor)
+                               mdoc_batch=self.mdoc_batch, after_step=self.tsm_hook, actor=actor,
+                               **self.given.get(phone_id, {}))
         if result.pin:
             self.secrets[phone_id] = result
         return result
@@ -412,19 +417,40 @@ def change_basic_four(ctx: Context, holder_id: str, changes: Mapping[str, Any], 
             "steps": {k: round(v["seconds"], 3) for k, v in h.detail["timings"].items()}}
 
 
+def record_card_renewal(ctx: Context, holder_id: str, *, reason: str, card_number: str | None = None,
+                        actor: str = "operator") -> dict[str, Any]:
+    """Record the holder's new card (:func:`issuer.holders.renew_card`) and, when a phone of
+    theirs carries live credentials, the ``renewal`` workflow that re-issues them (created,
+    not run). ``{"card", "phone", "handover", "mdoc_batch", "state"}``: state ``registry
+    only`` (no active phone) or ``running``; ``mdoc_batch`` the number of mdoc slots the
+    phone holds valid now (what the workflow issues again). Refused before anything changes
+    while a phone of theirs is on hold."""
+    from issuer import holders
+    from issuer.mdoc.models import MdocIssuance
+
+    _refuse_held(ctx, holder_id, "renew the card")
+    card = holders.renew_card(ctx.sessions, holder_id, actor=actor, reason=reason, card_number=card_number)
+    phone = _live_phone(ctx, holder_id)
+    if phone is None:
+        return {"card": card, "phone": None, "handover": None, "mdoc_batch": 0, "state": "registry only"}
+    with ctx.sessions() as s:
+        slots = len(set(s.scalars(select(MdocIssuance.slot).join(
+            Credential, Credential.id == MdocIssuance.credential_id).where(
+            MdocIssuance.phone_id == phone, Credential.status == "valid")))) or 1
+    hid = wf.create(ctx.sessions, kind="renewal", holder_id=holder_id, new_phone_id=phone, actor=actor)
+    return {"card": card, "phone": phone, "handover": hid, "mdoc_batch": slots, "state": "running"}
+
+
 def renew_card(ctx: Context, holder_id: str, *, reason: str, key_type: str = "p384",
                card_number: str | None = None, actor: str = "operator", resume: str | None = None,
                actions: HandoverActions | None = None) -> dict[str, Any]:
-    """カードの更新: the holder received a new card (:func:`issuer.holders.renew_card`: a new
-    number and expiry) and the phone that carries their credentials gets everything anew from
-    it: the ``renewal`` workflow (the TSM deletes the applets, provisions both certificates
-    with keys of ``key_type`` generated in the SE and new mdocs whose card validity is the new
-    card's, and revokes all that the phone held before as superseded). ``key_type`` p384 is
-    the next card's: the way an RSA-2048 phone is moved to ECDSA P-384 before RSA-2048 is
-    retired. The new PIN, password and PUK are generated and returned once (``secrets``).
-    ``resume``: the id of such a workflow that stopped. Refused before anything changes while
-    a phone of theirs is on hold."""
-    from issuer import holders
+    """カードの更新: :func:`record_card_renewal`, then its ``renewal`` workflow run to its end
+    (the TSM deletes the applets, provisions both certificates with keys of ``key_type``
+    generated in the SE and new mdocs whose card validity is the new card's, and revokes all
+    that the phone held before as superseded). ``key_type`` p384 is the next card's: the way
+    an RSA-2048 phone is moved to ECDSA P-384 before RSA-2048 is retired. The new PIN,
+    password and PUK are generated and returned once (``secrets``) unless ``actions.given``
+    has them for the phone. ``resume``: the id of such a workflow that stopped."""
     from mcred.provision import KEY_TYPES
 
     if key_type not in KEY_TYPES:
@@ -435,23 +461,12 @@ def renew_card(ctx: Context, holder_id: str, *, reason: str, key_type: str = "p3
             if h is None or h.kind != "renewal" or h.holder_id != holder_id:
                 raise wf.WorkflowError(f"{resume!r} is not a card renewal of holder {holder_id}")
             out: dict[str, Any] = {"card": None, "phone": h.new_phone_id, "handover": resume}
+        actions = actions or HandoverActions(ctx, key_type=key_type)
     else:
-        _refuse_held(ctx, holder_id, "renew the card")
-        card = holders.renew_card(ctx.sessions, holder_id, actor=actor, reason=reason, card_number=card_number)
-        phone = _live_phone(ctx, holder_id)
-        if phone is None:
-            return {"card": card, "phone": None, "handover": None, "state": "registry only", "steps": {},
-                    "secrets": {}}
-        with ctx.sessions() as s:
-            from issuer.mdoc.models import MdocIssuance
-
-            slots = len(set(s.scalars(select(MdocIssuance.slot).join(
-                Credential, Credential.id == MdocIssuance.credential_id).where(
-                MdocIssuance.phone_id == phone, Credential.status == "valid")))) or 1
-        hid = wf.create(ctx.sessions, kind="renewal", holder_id=holder_id, new_phone_id=phone, actor=actor)
-        out = {"card": card, "phone": phone, "handover": hid}
-        actions = actions or HandoverActions(ctx, key_type=key_type, mdoc_batch=slots)
-    actions = actions or HandoverActions(ctx, key_type=key_type)
+        out = record_card_renewal(ctx, holder_id, reason=reason, card_number=card_number, actor=actor)
+        if out["handover"] is None:
+            return {**out, "steps": {}, "secrets": {}}
+        actions = actions or HandoverActions(ctx, key_type=key_type, mdoc_batch=out["mdoc_batch"])
     h = actions.runner(actor).run(out["handover"])
     got = actions.secrets.get(out["phone"])
     shown = {k: getattr(got, k) for k in got.generated} if got is not None else {}

@@ -335,3 +335,43 @@ def test_the_cli_renews_a_card(ctx, monkeypatch):
     taken = runner.invoke(cli, ["holder", "renew-card", r.holder_id, "--reason", "x", "--card-number",
                                 "1234567812345678"])
     assert taken.exit_code == 2 and "already" in taken.output
+
+
+def test_the_api_renews_a_card_with_the_secrets_it_is_given(ctx):
+    """``POST /holders/{id}/card-renewals`` (operator): 202 and a job; the phone ends with P-384
+    certificates and the PIN the body gave (nothing generated, nothing returned)."""
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from issuer.api.auth import create_token
+    from mcred.jpki_flow import jpki_issuer, sign_challenge
+    from mcred.service import create_app
+    from reader.relying_party import RelyingPartyService
+
+    phone = wallet_sim.create_phone(ctx.home)
+    r = provision(ctx, phone, parse_holder(HOLDER), key_type="rsa2048", mdoc_batch=1)
+    _id, token = create_token(ctx.sessions, ["operator"], "counter")
+    auth = {"Authorization": f"Bearer {token}"}
+    body = {"reason": "更新", "key_type": "p384", "pin": "4321", "password": "NEWPASS1", "puk": "87654321"}
+    with TestClient(create_app(ctx, job_workers=1), base_url=ctx.public_url) as client:
+        path = f"/holders/{r.holder_id}/card-renewals"
+        assert client.post(path, json={**body, "pin": "12"}, headers=auth).status_code == 422
+        started = client.post(path, json=body, headers=auth)
+        assert started.status_code == 202, started.text
+        assert "4321" not in started.text
+        job = started.json()["job"]["id"]
+        for _ in range(400):
+            view = client.get(f"/jobs/{job}", headers=auth).json()
+            if view["state"] in ("succeeded", "failed"):
+                break
+            time.sleep(0.05)
+        assert view["state"] == "succeeded", view
+        assert "4321" not in str(view)
+    key = _card_certificate(ctx, phone, "jpki-auth").public_key()
+    assert key.curve.name == "secp384r1"
+    rp = RelyingPartyService(jpki_issuer(ctx).roots("auth"))
+    challenge = rp.challenge()
+    se = wallet_sim.open_secure_element(phone, ctx.home)
+    assert rp.authenticate(challenge.id, *sign_challenge(se.transmit, b"4321", challenge.nonce),
+                           revocation="none")["valid"]
