@@ -50,10 +50,11 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
     delete,
+    func,
     select,
     update,
 )
-from sqlalchemy.orm import Mapped, Session, defer, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from dbtypes import UtcDateTime
 from protocols import certs
@@ -79,6 +80,9 @@ VIA = ("crl", "ocsp")
 REF_MAX = 128
 #: Watch-list rows a sweep reads and judges at a time.
 CHUNK = 5000
+#: A watch-list row as a sweep reads it: a plain row of ``rp_watch``'s columns (``id``,
+#: ``ref``, ``serial``, ``status``, ...), not an ORM object.
+_Row = Any
 
 #: What each revocation reason tells a relying party (DOMAIN.md, "Revocation as the
 #: national PKI does it"); any other reason is shown by its name.
@@ -388,11 +392,10 @@ class RevocationWatch:
             return [Change.of(r) for r in db.scalars(query)]
 
     def counts(self) -> dict[str, int]:
-        out: dict[str, int] = defaultdict(int)
-        with Session(self.engine) as db:
-            for status in db.scalars(select(RpWatchRow.status)):
-                out[status] += 1
-        return dict(sorted(out.items()))
+        """How many watched certificates have each status."""
+        with self.engine.connect() as conn:
+            return dict(sorted(conn.execute(select(RpWatchRow.status, func.count())
+                                            .group_by(RpWatchRow.status)).all()))
 
     # -- sweeps --------------------------------------------------------------------------
 
@@ -405,17 +408,22 @@ class RevocationWatch:
             raise WatchError(f"unknown sweep {via!r}: one of {', '.join(VIA)}")
         at = self.clock()
         report = SweepReport(at=at, via=via)
-        query = select(RpWatchRow).where(RpWatchRow.status.not_in(FINAL)).order_by(RpWatchRow.id)
+        # plain rows of the columns a sweep reads (no ORM objects: a list may be long); a CRL
+        # sweep reads one certificate per scope, not each row's
+        columns = [RpWatchRow.id, RpWatchRow.ref, RpWatchRow.purpose, RpWatchRow.serial,
+                   RpWatchRow.issuer_key_id, RpWatchRow.not_after, RpWatchRow.crl_url,
+                   RpWatchRow.dp_names, RpWatchRow.ocsp_url, RpWatchRow.status, RpWatchRow.reason]
+        if via == "ocsp":
+            columns.append(RpWatchRow.certificate)
+        query = select(*columns).where(RpWatchRow.status.not_in(FINAL)).order_by(RpWatchRow.id)
         if refs is not None:
             query = query.where(RpWatchRow.ref.in_([check_ref(r) for r in refs]))
-        if via == "crl":  # a CRL sweep reads one certificate per scope, not each row's
-            query = query.options(defer(RpWatchRow.certificate))
         roots = {_ski(r): r for r in self.roots()}
         crls: dict[tuple[str, str], tuple[Source, tuple[x509.CertificateRevocationList, dict] | None]] = {}
         last = 0
         while True:
-            with Session(self.engine) as db:
-                rows = list(db.scalars(query.where(RpWatchRow.id > last).limit(CHUNK)))
+            with self.engine.connect() as conn:
+                rows = list(conn.execute(query.where(RpWatchRow.id > last).limit(CHUNK)))
             if not rows:
                 break
             last = rows[-1].id
@@ -451,11 +459,11 @@ class RevocationWatch:
         revoked = {e.serial_number: e for e in crl}
         return Source(url, key_id, 0, crl.last_update_utc, crl.next_update_utc, len(revoked)), (crl, revoked)
 
-    def _sweep_crl(self, rows: list[RpWatchRow], roots: dict[str, x509.Certificate], at: dt.datetime,
+    def _sweep_crl(self, rows: list[_Row], roots: dict[str, x509.Certificate], at: dt.datetime,
                    report: SweepReport,
                    crls: dict[tuple[str, str], tuple[Source, tuple[x509.CertificateRevocationList, dict] | None]]
                    ) -> None:
-        groups: dict[tuple[str | None, str], list[RpWatchRow]] = defaultdict(list)
+        groups: dict[tuple[str | None, str], list[_Row]] = defaultdict(list)
         for row in rows:
             groups[(row.crl_url, row.issuer_key_id)].append(row)
         for (url, key_id), members in groups.items():
@@ -472,7 +480,7 @@ class RevocationWatch:
             crl, revoked = judged
             evidence = f"CRL {url}"
             good = _Verdict("good", as_of=crl.last_update_utc, source=evidence)
-            scopes: dict[str, list[RpWatchRow]] = defaultdict(list)
+            scopes: dict[str, list[_Row]] = defaultdict(list)
             for row in members:
                 scopes[row.dp_names].append(row)
             verdicts = []
@@ -494,7 +502,7 @@ class RevocationWatch:
                                                    crl.last_update_utc, evidence)))
             self._record(verdicts, at, report)
 
-    def _certificate(self, row: RpWatchRow) -> x509.Certificate:
+    def _certificate(self, row: _Row) -> x509.Certificate:
         with Session(self.engine) as db:
             der = db.scalar(select(RpWatchRow.certificate).where(RpWatchRow.id == row.id))
         return x509.load_der_x509_certificate(der)
@@ -514,7 +522,7 @@ class RevocationWatch:
         except ValueError as exc:
             return f"CRL at {url} does not parse: {exc}"
 
-    def _sweep_ocsp(self, rows: list[RpWatchRow], roots: dict[str, x509.Certificate],
+    def _sweep_ocsp(self, rows: list[_Row], roots: dict[str, x509.Certificate],
                     at: dt.datetime, report: SweepReport) -> None:
         for row in rows:
             root = roots.get(row.issuer_key_id)
@@ -532,7 +540,7 @@ class RevocationWatch:
             self._record([(row, _Verdict(status, got.reason, got.revoked_at, got.this_update,
                                          f"OCSP {got.url}"))], at, report)
 
-    def _unjudged(self, rows: Iterable[RpWatchRow], problem: str, at: dt.datetime,
+    def _unjudged(self, rows: Iterable[_Row], problem: str, at: dt.datetime,
                   report: SweepReport) -> None:
         ids = []
         for row in rows:
@@ -543,7 +551,7 @@ class RevocationWatch:
                 db.execute(update(RpWatchRow).where(RpWatchRow.id.in_(ids[i:i + _BATCH]))
                            .values(problem=problem[:2000], checked_at=at))
 
-    def _record(self, verdicts: list[tuple[RpWatchRow, _Verdict]], at: dt.datetime,
+    def _record(self, verdicts: list[tuple[_Row, _Verdict]], at: dt.datetime,
                 report: SweepReport) -> None:
         """Write the verdicts in one transaction. A certificate whose status and reason stay
         as read is refreshed (evidence time, check time) with the others alike, in batches;
@@ -581,7 +589,7 @@ class RevocationWatch:
 _BATCH = 500
 
 
-def _as_read(row: RpWatchRow):  # noqa: ANN202 - a SQL condition
+def _as_read(row: _Row):  # noqa: ANN202 - a SQL condition
     """The row still has the status and reason it was read with."""
     return and_(RpWatchRow.id == row.id, RpWatchRow.status == row.status,
                 RpWatchRow.reason.is_(None) if row.reason is None else RpWatchRow.reason == row.reason)
