@@ -54,6 +54,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from dbtypes import UtcDateTime
@@ -345,21 +346,26 @@ class RevocationWatch:
             raise WatchError(f"expired at {cert.not_valid_after_utc.isoformat()}: nothing left to watch")
         key_id = _ski(root)
         serial = serial_hex(cert.serial_number)
-        with Session(self.engine) as db, db.begin():
-            row = db.scalar(select(RpWatchRow).where(
-                RpWatchRow.ref == ref, RpWatchRow.issuer_key_id == key_id, RpWatchRow.serial == serial))
-            if row is not None:
-                return Watched.of(row), False
-            row = RpWatchRow(ref=ref, purpose=purpose, serial=serial, issuer_key_id=key_id,
-                             certificate=cert.public_bytes(Encoding.DER),
-                             not_after=cert.not_valid_after_utc, crl_url=certs.crl_url(cert),
-                             dp_names=_dp_names(cert), ocsp_url=certs.ocsp_url(cert),
-                             status="unchecked", added_at=at)
-            db.add(row)
-            db.add(RpWatchEventRow(ref=ref, serial=serial, purpose=purpose, seen_at=at, before=None,
-                                   after="unchecked", source="added"))
-            db.flush()
-            return Watched.of(row), True
+        same = select(RpWatchRow).where(RpWatchRow.ref == ref, RpWatchRow.issuer_key_id == key_id,
+                                        RpWatchRow.serial == serial)
+        try:
+            with Session(self.engine) as db, db.begin():
+                row = db.scalar(same)
+                if row is not None:
+                    return Watched.of(row), False
+                row = RpWatchRow(ref=ref, purpose=purpose, serial=serial, issuer_key_id=key_id,
+                                 certificate=cert.public_bytes(Encoding.DER),
+                                 not_after=cert.not_valid_after_utc, crl_url=certs.crl_url(cert),
+                                 dp_names=_dp_names(cert), ocsp_url=certs.ocsp_url(cert),
+                                 status="unchecked", added_at=at)
+                db.add(row)
+                db.add(RpWatchEventRow(ref=ref, serial=serial, purpose=purpose, seen_at=at, before=None,
+                                       after="unchecked", source="added"))
+                db.flush()
+                return Watched.of(row), True
+        except IntegrityError:  # the same certificate added for the same customer at the same moment
+            with Session(self.engine) as db:
+                return Watched.of(db.scalar(same)), False
 
     def remove(self, ref: str, serial: str | None = None) -> int:
         """Take ``ref``'s certificates (only the one with ``serial``, hex, when given) off

@@ -217,3 +217,25 @@ def test_the_cli_makes_registers_asks_and_withdraws(world, tmp_path, monkeypatch
     listed = json.loads(run("holder", "consents", r.holder_id, "--json"))
     assert [(c["id"], c["state"]) for c in listed] == [(got["id"], "withdrawn")]
     assert "withdrawn" in run("jpki", "consent", "basic-four", got["id"], "--rp", INSURER, code=1)
+
+
+def test_the_same_consent_registered_at_once_is_registered_once(world):
+    import threading
+
+    ctx = world["ctx"]
+    r = _phone(ctx)
+    document, p7s = _signed(ctx, r)
+    barrier = threading.Barrier(4)
+    results: list = []
+
+    def register() -> None:
+        barrier.wait()
+        results.append(consents.register(ctx.sessions, document, p7s, relying_party=INSURER, actor="test"))
+
+    threads = [threading.Thread(target=register) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(new for _view, new in results) == [False, False, False, True]
+    assert len({view.id for view, _new in results}) == 1

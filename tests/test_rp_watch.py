@@ -300,3 +300,24 @@ def test_a_long_list_is_swept_in_chunks_with_each_crl_fetched_once(live, tmp_pat
     assert report.complete and report.asked == 6 and len(report.changes) == 6
     assert len(fetched) == len(set(fetched)) == len(report.sources) == 4  # Tokyo and Osaka, both purposes
     assert sum(s.certificates for s in report.sources) == 6
+
+
+def test_the_same_certificate_added_at_once_is_added_once(live, db_url):
+    """Two processes putting the same customer's certificate on the list at the same moment:
+    one adds it, the other gets it back as already watched (no error), one 'added' event."""
+    issuer, phones = live["issuer"], live["phones"]
+    watch = _watch(db_url, issuer)
+    barrier = threading.Barrier(4)
+    results: list = []
+
+    def add() -> None:
+        barrier.wait()
+        results.append(watch.add("policy-9", phones["osaka"].certs["auth"])[1])
+
+    threads = [threading.Thread(target=add) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(results) == [False, False, False, True]
+    assert [e.after for e in watch.events("policy-9")] == ["unchecked"]

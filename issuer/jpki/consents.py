@@ -29,6 +29,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from issuer.db import AuditEvent, Credential, Holder, utcnow
@@ -100,6 +101,19 @@ def register(sessions: sessionmaker[Session], document: bytes, signature: bytes,
                              f"register it within {MAX_AGE.days} days of that")
     der = signer.public_bytes(Encoding.DER)
     digest = hashlib.sha256(bytes(document)).hexdigest()
+    try:
+        return _register(sessions, document, signature, signer, der, digest, consent, relying_party, actor, now)
+    except IntegrityError:  # the same document registered by another request at the same moment
+        with sessions() as s:
+            known = s.scalar(select(JpkiConsent).where(JpkiConsent.document_sha256 == digest))
+        if known is None or known.relying_party != relying_party:
+            raise ConsentRefused("this consent document is registered to another relying party", 403) from None
+        return ConsentView.of(known), False
+
+
+def _register(sessions: sessionmaker[Session], document: bytes, signature: bytes, signer: x509.Certificate,
+              der: bytes, digest: str, consent, relying_party: str, actor: str,  # noqa: ANN001
+              now: dt.datetime) -> tuple[ConsentView, bool]:
     with sessions.begin() as s:
         known = s.scalar(select(JpkiConsent).where(JpkiConsent.document_sha256 == digest))
         if known is not None:
