@@ -375,3 +375,42 @@ def test_the_api_renews_a_card_with_the_secrets_it_is_given(ctx):
     se = wallet_sim.open_secure_element(phone, ctx.home)
     assert rp.authenticate(challenge.id, *sign_challenge(se.transmit, b"4321", challenge.nonce),
                            revocation="none")["valid"]
+
+
+_FIELDS = [*holders.CHANGEABLE, "card_number", "erased", "x"]
+
+
+@pytest.fixture(scope="module")
+def registered(ctx):
+    """One holder, registered only (no phone): the registry side of a change."""
+    return holders.register(ctx.sessions, parse_holder(dict(HOLDER, family_name="変更")))
+
+
+def test_any_change_leaves_a_record_the_card_can_hold(ctx, registered):
+    """Changes from anywhere (known and unknown fields, any value): refused with a HolderError
+    and nothing written, or written as a record that parses as a new holder's would."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from protocols.cardsub.holder import parse_holder as parse_card
+
+    values = st.one_of(st.none(), st.text(max_size=30), st.integers(-3, 12),
+                       st.sampled_from(["やまだ", "Yamada", "1999-02-30", "2001-01-01", "大阪府", "131016"]))
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.dictionaries(st.sampled_from(_FIELDS), values, max_size=4))
+    def run(changes):
+        with ctx.sessions() as s:
+            before = dict(s.get(Holder, registered).data)
+        try:
+            holders.update(ctx.sessions, registered, changes, actor="fuzz", reason="fuzz")
+        except holders.HolderError as exc:
+            assert str(exc)
+            with ctx.sessions() as s:
+                assert s.get(Holder, registered).data == before
+            return
+        with ctx.sessions() as s:
+            data = dict(s.get(Holder, registered).data)
+        parse_card({k: v for k, v in data.items() if k != "municipality_code"})
+
+    run()
