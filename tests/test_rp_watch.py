@@ -321,3 +321,36 @@ def test_the_same_certificate_added_at_once_is_added_once(live, db_url):
         t.join(30)
     assert sorted(results) == [False, False, False, True]
     assert [e.after for e in watch.events("policy-9")] == ["unchecked"]
+
+
+def test_the_cli_imports_a_csv_and_sweeps_one_customer(live, tmp_path):
+    """``mcred jpki watch import FILE.csv``: every good line added, each bad one refused with
+    its reason while the others go on (exit 1); ``sweep --ref`` asks about one customer."""
+    phones, home = live["phones"], live["home"]
+    runner = CliRunner()
+    for name in ("tokyo", "osaka"):
+        (tmp_path / f"{name}.pem").write_bytes(x509.load_der_x509_certificate(phones[name].certs["sign"])
+                                              .public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "junk.pem").write_bytes(b"junk")
+    (tmp_path / "customers.csv").write_text(
+        "ref,certificate\nA-1,tokyo.pem\nA-2,osaka.pem\nA-2,osaka.pem\nA-3,missing.pem\nA-4,junk.pem\n,tokyo.pem\n",
+        encoding="utf-8")
+    db = f"sqlite:///{tmp_path / 'rp.db'}"
+
+    def run(*args: str, code: int = 0) -> str:
+        result = runner.invoke(cli, ["jpki", "watch", *args, "--db", db], env={"MCRED_HOME": str(home)})
+        assert result.exit_code == code, result.output
+        return result.output
+
+    out = json.loads(run("import", str(tmp_path / "customers.csv"), "--json", code=1))
+    assert [(r["line"], r["result"]) for r in out] == [(2, "added"), (3, "added"), (4, "already watched"),
+                                                        (5, "refused"), (6, "refused"), (7, "refused")]
+    assert "No such file" in out[3]["reason"] and "not an X.509 certificate" in out[4]["reason"]
+    assert "printable characters" in out[5]["reason"]
+    # the same file again: nothing new, the same refusals
+    assert "0 added, 3 already watched, 3 refused" in run("import", str(tmp_path / "customers.csv"), code=1)
+    swept = json.loads(run("sweep", "--ref", "A-2", "--json"))
+    assert swept["asked"] == 1 and [c["ref"] for c in swept["changes"]] == ["A-2"]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,file\nx,y\n", encoding="utf-8")
+    assert "header row must name ref and certificate" in run("import", str(bad), code=2)

@@ -1,4 +1,4 @@
-"""``mcred jpki watch add|sweep|list|events|remove``: the JPKI relying party's revocation
+"""``mcred jpki watch add|import|sweep|list|events|remove``: the JPKI relying party's revocation
 watch over its customers' certificates (reader.rp_watch; specs/presentation.md section 17)."""
 
 from __future__ import annotations
@@ -116,9 +116,59 @@ def add(ref: str = typer.Argument(..., help="Your reference for the customer (a 
                    f"(until {entry.not_after:%Y-%m-%d}), {entry.status}")
 
 
+@watch_app.command("import")
+def import_(csv_file: Path = typer.Argument(..., exists=True, dir_okay=False, help="CSV with a header "
+                                            "row: ref,certificate (a PEM or DER file, relative to the CSV's "
+                                            "directory)."),
+            db: str | None = DB, roots: Path | None = ROOTS, as_json: bool = JSON) -> None:
+    """Put many customers' certificates on the list at once. A line that cannot be added (no such
+    file, not a trusted JPKI certificate, a bad reference) is reported with its reason and the
+    others are added. Exit 0 when every line was added or already watched, 1 otherwise."""
+    import csv
+
+    from reader.rp_watch import WatchError
+
+    watch = _open(db, roots)
+    try:
+        with csv_file.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames is None or not {"ref", "certificate"} <= set(reader.fieldnames):
+                raise _fail(f"{csv_file}: the header row must name ref and certificate", as_json)
+            lines = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise _fail(f"{csv_file}: {exc}", as_json) from None
+    results = []
+    for number, line in enumerate(lines, start=2):
+        ref, name = line.get("ref") or "", line.get("certificate") or ""
+        try:
+            path = csv_file.parent / name
+            entry, added = watch.add(ref, path.read_bytes())
+            results.append({"line": number, "ref": ref, "result": "added" if added else "already watched",
+                            "serial": entry.serial})
+        except (WatchError, OSError) as exc:
+            results.append({"line": number, "ref": ref, "result": "refused",
+                            "reason": exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)})
+    refused = [r for r in results if r["result"] == "refused"]
+    if as_json:
+        typer.echo(json.dumps(results, ensure_ascii=False))
+    else:
+        from rich.console import Console
+
+        console = Console()
+        for r in refused:
+            console.print(f"  [yellow]line {r['line']}[/] {markup_safe(r['ref'])}: {markup_safe(r['reason'])}",
+                          highlight=False)
+        added = sum(r["result"] == "added" for r in results)
+        console.print(f"{added} added, {len(results) - added - len(refused)} already watched, "
+                      f"{len(refused)} refused", highlight=False)
+    raise typer.Exit(1 if refused else 0)
+
+
 @watch_app.command("sweep")
 def sweep(via: str = typer.Option("crl", "--via", help="crl (each partition's CRL fetched "
                                   "once: many customers) or ocsp (one request per certificate)."),
+          refs: list[str] = typer.Option([], "--ref", help="Only this customer's certificates "
+                                         "(repeatable); default: the whole list."),
           db: str | None = DB, roots: Path | None = ROOTS, as_json: bool = JSON) -> None:
     """Ask about every watched certificate whose status can still change; print what changed.
     Exit 0 when every one was judged, 1 when some could not be (their status is kept)."""
@@ -128,7 +178,12 @@ def sweep(via: str = typer.Option("crl", "--via", help="crl (each partition's CR
 
     if via not in VIA:
         raise typer.BadParameter(f"{via!r}: one of {', '.join(VIA)}", param_hint="--via")
-    report = _open(db, roots).sweep(via)
+    from reader.rp_watch import WatchError
+
+    try:
+        report = _open(db, roots).sweep(via, refs=refs or None)
+    except WatchError as exc:
+        raise _fail(str(exc), as_json) from None
     if as_json:
         typer.echo(json.dumps(report.to_dict(), ensure_ascii=False))
     else:
