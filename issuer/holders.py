@@ -40,6 +40,10 @@ class HolderError(Exception):
     """A holder record is incomplete or conflicts with the registry."""
 
 
+class CardNumberTaken(HolderError):
+    """The card number is registered already (to another holder, or it is this holder's card)."""
+
+
 def _plain(value):  # noqa: ANN001, ANN202
     if isinstance(value, dt.date):
         return value.isoformat()
@@ -106,7 +110,7 @@ def register(sessions: sessionmaker[Session], holder, *, actor: str = "issuer", 
                              detail={"card_number": card_number}))
             return row.id
     except IntegrityError:
-        raise HolderError(f"card number {card_number} is already registered") from None
+        raise CardNumberTaken(f"card number {card_number} is already registered") from None
 
 
 def _locked(s: Session, holder_id: str, if_erased: str | None = None) -> Holder:
@@ -196,14 +200,14 @@ def renew_card(sessions: sessionmaker[Session], holder_id: str, *, actor: str, r
                 raise HolderError(f"a new card expires after today, not on {expiry.isoformat()}")
             previous = holder.card_number
             if number == previous:
-                raise HolderError(f"card {number} is the holder's card already")
+                raise CardNumberTaken(f"card {number} is the holder's card already")
             holder.card_number, holder.card_expiry = number, expiry
             s.add(AuditEvent(actor=actor, action="holder.renew_card", subject=holder_id,
                              detail={"card_number": number, "previous_card_number": previous,
                                      "reason": reason[:200]}))
             s.flush()
     except IntegrityError:
-        raise HolderError(f"card number {number} is already registered") from None
+        raise CardNumberTaken(f"card number {number} is already registered") from None
     return {"card_number": number, "card_expiry": expiry.isoformat(), "previous_card_number": previous}
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+from collections.abc import Callable
 from contextlib import contextmanager
 from typing import Annotated, Any, Literal
 
@@ -741,30 +742,27 @@ def operator_router(ctx: Context) -> APIRouter:
                            actor=_actor(request))
         return _accepted(view, response)
 
-    @router.post("/holders/{holder_id}/changes", status_code=202,
-                 summary="異動: record a holder's new card data (a move, a change of name) and run the "
-                 "workflow that re-issues their signing certificate and mdocs (a job); 200 when no phone "
-                 "of theirs needed it", responses={501: {"description": "not in this build"}})
-    def change_holder(holder_id: Hex32, body: BasicFourChange, request: Request,
-                      response: Response) -> dict[str, Any]:
+    def holder_workflow(holder_id: str, request: Request, response: Response, record: Callable[[], dict],
+                        submit: Callable[[dict], JobView]) -> dict[str, Any]:
+        """A change of a registered holder that re-issues on their phone: ``record`` writes it
+        (the registry and the workflow, refused before anything is written: 422, or 409 for a
+        card number taken, a phone on hold), ``submit`` hands the workflow to a job; 202 with
+        the job, or 200 when no phone of theirs needed one."""
         from issuer import handover
-        from issuer.holders import HolderError
+        from issuer.holders import CardNumberTaken, HolderError
 
         if not _available("mcred.handover_actions"):
             raise ProblemException(NOT_IMPLEMENTED, "the workflow actions (mcred.handover_actions) "
                                    "are not part of this build")
-        from mcred.handover_actions import record_basic_four_change
-
         with ctx.sessions() as s:
             from issuer.db import Holder
 
             if s.get(Holder, holder_id) is None:
                 raise ProblemException(NOT_FOUND, f"no holder {holder_id}")
-        changes = body.model_dump(exclude_none=True, exclude={"reason"})
-        if not changes:
-            raise ProblemException(problems.VALIDATION, "give at least one field to change")
         try:
-            out = record_basic_four_change(ctx, holder_id, changes, reason=body.reason, actor=_actor(request))
+            out = record()
+        except CardNumberTaken as exc:
+            raise ProblemException(problems.CONFLICT, str(exc)) from None
         except HolderError as exc:
             raise ProblemException(problems.VALIDATION, str(exc)) from None
         except handover.WorkflowError as exc:
@@ -772,11 +770,29 @@ def operator_router(ctx: Context) -> APIRouter:
         if out["handover"] is None:
             response.status_code = 200
             return out
-        jobs = _jobs(request)
-        jobs.register("handover", _handover_work(ctx))
-        view = jobs.submit("handover", {"handover_id": out["handover"]}, scope="operator",
-                           actor=_actor(request))
-        return {**out, "job": _accepted(view, response)}
+        return {**out, "job": _accepted(submit(out), response)}
+
+    @router.post("/holders/{holder_id}/changes", status_code=202,
+                 summary="異動: record a holder's new card data (a move, a change of name) and run the "
+                 "workflow that re-issues their signing certificate and mdocs (a job); 200 when no phone "
+                 "of theirs needed it", responses={501: {"description": "not in this build"}})
+    def change_holder(holder_id: Hex32, body: BasicFourChange, request: Request,
+                      response: Response) -> dict[str, Any]:
+        def record() -> dict:
+            from mcred.handover_actions import record_basic_four_change
+
+            changes = body.model_dump(exclude_none=True, exclude={"reason"})
+            if not changes:
+                raise ProblemException(problems.VALIDATION, "give at least one field to change")
+            return record_basic_four_change(ctx, holder_id, changes, reason=body.reason, actor=_actor(request))
+
+        def submit(out: dict) -> JobView:
+            jobs = _jobs(request)
+            jobs.register("handover", _handover_work(ctx))
+            return jobs.submit("handover", {"handover_id": out["handover"]}, scope="operator",
+                               actor=_actor(request))
+
+        return holder_workflow(holder_id, request, response, record, submit)
 
     @router.post("/holders/{holder_id}/card-renewals", status_code=202,
                  summary="カードの更新: record a holder's new card (number, expiry) and re-issue everything on "
@@ -784,37 +800,21 @@ def operator_router(ctx: Context) -> APIRouter:
                  responses={501: {"description": "not in this build"}})
     def renew_holder_card(holder_id: Hex32, body: CardRenewal, request: Request,
                           response: Response) -> dict[str, Any]:
-        from issuer import handover
-        from issuer.holders import HolderError
+        def record() -> dict:
+            from mcred.handover_actions import record_card_renewal
 
-        if not _available("mcred.handover_actions"):
-            raise ProblemException(NOT_IMPLEMENTED, "the workflow actions (mcred.handover_actions) "
-                                   "are not part of this build")
-        from mcred.handover_actions import record_card_renewal
+            return record_card_renewal(ctx, holder_id, reason=body.reason, card_number=body.card_number,
+                                       actor=_actor(request))
 
-        with ctx.sessions() as s:
-            from issuer.db import Holder
+        def submit(out: dict) -> JobView:
+            jobs = _jobs(request)
+            jobs.register("card-renewal", _card_renewal_work(ctx))
+            return jobs.submit("card-renewal", {"handover_id": out["handover"], "phone_id": out["phone"],
+                                                "key_type": body.key_type, "mdoc_batch": out["mdoc_batch"]},
+                               private={"pin": body.pin, "password": body.password, "puk": body.puk},
+                               scope="operator", actor=_actor(request))
 
-            if s.get(Holder, holder_id) is None:
-                raise ProblemException(NOT_FOUND, f"no holder {holder_id}")
-        try:
-            out = record_card_renewal(ctx, holder_id, reason=body.reason, card_number=body.card_number,
-                                      actor=_actor(request))
-        except HolderError as exc:
-            raise ProblemException(problems.CONFLICT if "already" in str(exc) else problems.VALIDATION,
-                                   str(exc)) from None
-        except handover.WorkflowError as exc:
-            raise ProblemException(problems.CONFLICT, str(exc)) from None
-        if out["handover"] is None:
-            response.status_code = 200
-            return out
-        jobs = _jobs(request)
-        jobs.register("card-renewal", _card_renewal_work(ctx))
-        view = jobs.submit("card-renewal", {"handover_id": out["handover"], "phone_id": out["phone"],
-                                            "key_type": body.key_type, "mdoc_batch": out["mdoc_batch"]},
-                           private={"pin": body.pin, "password": body.password, "puk": body.puk},
-                           scope="operator", actor=_actor(request))
-        return {**out, "job": _accepted(view, response)}
+        return holder_workflow(holder_id, request, response, record, submit)
 
     @router.post("/drills", status_code=202, summary="Run a revocation drill (a job)",
                  responses={501: {"description": "not in this build"}})
