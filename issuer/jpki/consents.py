@@ -101,46 +101,45 @@ def register(sessions: sessionmaker[Session], document: bytes, signature: bytes,
                              f"register it within {MAX_AGE.days} days of that")
     der = signer.public_bytes(Encoding.DER)
     digest = hashlib.sha256(bytes(document)).hexdigest()
+
+    def registered(s: Session) -> ConsentView | None:
+        """This document's consent when registered before, to this party (another's: refused)."""
+        known = s.scalar(select(JpkiConsent).where(JpkiConsent.document_sha256 == digest))
+        if known is not None and known.relying_party != relying_party:
+            raise ConsentRefused("this consent document is registered to another relying party", 403)
+        return None if known is None else ConsentView.of(known)
+
     try:
-        return _register(sessions, document, signature, signer, der, digest, consent, relying_party, actor, now)
+        with sessions.begin() as s:
+            if (known := registered(s)) is not None:
+                return known, False
+            cred = s.scalar(select(Credential).where(Credential.kind == "jpki-sign",
+                                                     Credential.serial == format(signer.serial_number, "x"),
+                                                     Credential.body == der))
+            if cred is None:
+                raise ConsentRefused("the consent is not signed with a signing certificate of this issuer")
+            if cred.status != "valid" or not cred.not_before <= now <= cred.not_after:
+                state = cred.status if cred.status != "valid" else "not valid now"
+                raise ConsentRefused(f"the consent's signing certificate is {state}"
+                                     + (f" ({cred.reason})" if cred.reason else ""))
+            holder = s.get(Holder, cred.holder_id)
+            if holder is None or is_erased(holder.data):
+                raise ConsentRefused("the consent's holder is no longer in the registry")
+            row = JpkiConsent(holder_id=cred.holder_id, relying_party=relying_party, purpose=consent.purpose,
+                              signer_serial=cred.serial, signer_credential=cred.id, document_sha256=digest,
+                              document=bytes(document), signature=bytes(signature), granted_at=now,
+                              expires_at=now + TERM)
+            s.add(row)
+            s.flush()
+            s.add(AuditEvent(actor=actor, action="consent.register", subject=row.id,
+                             detail={"holder": row.holder_id, "relying_party": relying_party}))
+            return ConsentView.of(row), True
     except IntegrityError:  # the same document registered by another request at the same moment
         with sessions() as s:
-            known = s.scalar(select(JpkiConsent).where(JpkiConsent.document_sha256 == digest))
-        if known is None or known.relying_party != relying_party:
+            known = registered(s)
+        if known is None:
             raise ConsentRefused("this consent document is registered to another relying party", 403) from None
-        return ConsentView.of(known), False
-
-
-def _register(sessions: sessionmaker[Session], document: bytes, signature: bytes, signer: x509.Certificate,
-              der: bytes, digest: str, consent, relying_party: str, actor: str,  # noqa: ANN001
-              now: dt.datetime) -> tuple[ConsentView, bool]:
-    with sessions.begin() as s:
-        known = s.scalar(select(JpkiConsent).where(JpkiConsent.document_sha256 == digest))
-        if known is not None:
-            if known.relying_party != relying_party:
-                raise ConsentRefused("this consent document is registered to another relying party", 403)
-            return ConsentView.of(known), False
-        cred = s.scalar(select(Credential).where(Credential.kind == "jpki-sign",
-                                                 Credential.serial == format(signer.serial_number, "x"),
-                                                 Credential.body == der))
-        if cred is None:
-            raise ConsentRefused("the consent is not signed with a signing certificate of this issuer")
-        if cred.status != "valid" or not cred.not_before <= now <= cred.not_after:
-            state = cred.status if cred.status != "valid" else "not valid now"
-            raise ConsentRefused(f"the consent's signing certificate is {state}"
-                                 + (f" ({cred.reason})" if cred.reason else ""))
-        holder = s.get(Holder, cred.holder_id)
-        if holder is None or is_erased(holder.data):
-            raise ConsentRefused("the consent's holder is no longer in the registry")
-        row = JpkiConsent(holder_id=cred.holder_id, relying_party=relying_party, purpose=consent.purpose,
-                          signer_serial=cred.serial, signer_credential=cred.id, document_sha256=digest,
-                          document=bytes(document), signature=bytes(signature), granted_at=now,
-                          expires_at=now + TERM)
-        s.add(row)
-        s.flush()
-        s.add(AuditEvent(actor=actor, action="consent.register", subject=row.id,
-                         detail={"holder": row.holder_id, "relying_party": relying_party}))
-        return ConsentView.of(row), True
+        return known, False
 
 
 def latest_basic_four(sessions: sessionmaker[Session], consent_id: str, *, relying_party: str,
