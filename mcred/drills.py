@@ -247,10 +247,7 @@ class Env:
         reference: the certificate's serial); the reference."""
         from cryptography.hazmat.primitives.serialization import Encoding
 
-        from protocols.jpki.cms import verify_detached_signature
-
-        cert = verify_detached_signature(cms, CONTENT).signer_certificate
-        ref = _customer(cert.serial_number)
+        ref, cert = _customer(cms)
         self.rp_watch.add(ref, cert.public_bytes(Encoding.DER))
         return ref
 
@@ -387,9 +384,7 @@ def _propagate(env: Env, rep: SubjectReport, captured: tuple[bytes, Any, bytes],
     ``t0`` of each."""
     response, st, cms = captured
     timeout = env.ttl + 30
-    from protocols.jpki.cms import verify_detached_signature
-
-    ref = _customer(verify_detached_signature(cms, CONTENT).signer_certificate.serial_number)
+    ref, _signer = _customer(cms)
     checks = {"reader": (lambda: env.reader_verdict(response, st), reader_word),
               "ocsp": (lambda: env.rp_verdict(cms), ocsp_word),
               "watch": (lambda: env.watch_verdict(ref), ocsp_word)}
@@ -411,9 +406,13 @@ def _propagate(env: Env, rep: SubjectReport, captured: tuple[bytes, Any, bytes],
     rep.watch_propagation_s, rep.watch_reason = seen["watch"]
 
 
-def _customer(serial: int) -> str:
-    """The relying party's reference for the holder of the signing certificate ``serial``."""
-    return f"customer-{serial:x}"
+def _customer(cms: bytes) -> tuple[str, Any]:
+    """The relying party's reference for the signer of ``cms`` (a drill's signature over
+    :data:`CONTENT`), and the signing certificate."""
+    from protocols.jpki.cms import verify_detached_signature
+
+    cert = verify_detached_signature(cms, CONTENT).signer_certificate
+    return f"customer-{cert.serial_number:x}", cert
 
 
 def _run_workflow(env: Env, rep: SubjectReport, kind: str, holder_id: str, *,

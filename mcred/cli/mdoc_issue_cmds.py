@@ -354,10 +354,9 @@ def credential_list(
     if status:
         q = q.where(Credential.status == status)
     with ctx.sessions() as s:
-        found = list(s.scalars(q))
-        if key_type is not None:  # read off each certificate, then the page
-            found = [c for c in found if _key_type(c) == key_type][offset:][:limit]
-        rows = [{**_credential_facts(c), "key_type": _key_type(c)} for c in found]
+        rows = [{**_credential_facts(c), "key_type": _key_type(c)} for c in s.scalars(q)]
+    if key_type is not None:  # read off each certificate, then the page
+        rows = [r for r in rows if r["key_type"] == key_type][offset:][:limit]
     if as_json:
         print(json.dumps(rows, ensure_ascii=False))
         return
