@@ -10,6 +10,8 @@ from pathlib import Path
 
 import typer
 
+from mcred.cli.text import fail
+
 consent_app = typer.Typer(
     help="The latest basic four data service (最新の利用者情報提供): a customer's signed consent "
          "registered, then their name, birth date, sex and address now, for ten years.",
@@ -23,41 +25,31 @@ RP = typer.Option(None, "--rp", help="Without --issuer: the relying party (as th
 JSON = typer.Option(False, "--json")
 
 
-def _fail(message: str, as_json: bool, code: int = 2) -> typer.Exit:
-    from reader.text import printable
-
-    if as_json:
-        typer.echo(json.dumps({"error": message}, ensure_ascii=False))
-    else:
-        typer.echo(f"error: {printable(message)}", err=True)
-    return typer.Exit(code)
-
-
 def _http(method: str, url: str, path: str, token: str | None, body: dict | None, as_json: bool) -> dict:
     from reader.fetch import SESSION_MAX_BYTES, FetchError, fetch
 
     if not token:
-        raise _fail("--issuer needs --token (scope reader, named as the relying party)", as_json)
+        raise fail("--issuer needs --token (scope reader, named as the relying party)", as_json)
     target = url.rstrip("/") + path
     try:
         answer = fetch(None, method, target, max_bytes=SESSION_MAX_BYTES, timeout=30,
                        content=json.dumps(body).encode() if body is not None else None,
                        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
     except FetchError as exc:
-        raise _fail(f"{target}: {exc}", as_json) from None
+        raise fail(f"{target}: {exc}", as_json) from None
     try:
         got = json.loads(answer.body)
     except ValueError:
-        raise _fail(f"{target}: HTTP {answer.status}, not JSON", as_json) from None
+        raise fail(f"{target}: HTTP {answer.status}, not JSON", as_json) from None
     if answer.status >= 300:
         detail = got.get("detail") if isinstance(got, dict) else None
-        raise _fail(f"{target}: HTTP {answer.status}: {detail or answer.preview(200)}", as_json, 1)
+        raise fail(f"{target}: HTTP {answer.status}: {detail or answer.preview(200)}", as_json, 1)
     return got
 
 
 def _local_rp(rp: str | None, as_json: bool) -> str:
     if not rp:
-        raise _fail("give --rp (the relying party) or --issuer with --token", as_json)
+        raise fail("give --rp (the relying party) or --issuer with --token", as_json)
     return rp
 
 
@@ -97,7 +89,7 @@ def register(content: Path = typer.Option(..., "--content", exists=True, dir_oka
             view, registered = consents.register(open_context().sessions, doc, sig,
                                                  relying_party=_local_rp(rp, as_json), actor="cli")
         except consents.ConsentRefused as exc:
-            raise _fail(str(exc), as_json, 1) from None
+            raise fail(str(exc), as_json, 1) from None
         got = {**view.to_dict(), "registered": registered}
     if as_json:
         typer.echo(json.dumps(got, ensure_ascii=False))
@@ -117,7 +109,7 @@ def basic_four(consent_id: str = typer.Argument(..., help="The consent (as regis
         import re
 
         if not re.fullmatch(r"[0-9a-f]{32}", consent_id):
-            raise _fail(f"{consent_id!r} is not a consent id (32 hex digits)", as_json)
+            raise fail(f"{consent_id!r} is not a consent id (32 hex digits)", as_json)
         got = _http("GET", issuer, f"/jpki/consents/{consent_id}/basic-four", token, None, as_json)
     else:
         from issuer.jpki import consents
@@ -127,7 +119,7 @@ def basic_four(consent_id: str = typer.Argument(..., help="The consent (as regis
             got = consents.latest_basic_four(open_context().sessions, consent_id,
                                              relying_party=_local_rp(rp, as_json), actor="cli")
         except consents.ConsentRefused as exc:
-            raise _fail(str(exc), as_json, 1) from None
+            raise fail(str(exc), as_json, 1) from None
     if as_json:
         typer.echo(json.dumps(got, ensure_ascii=False))
         return
@@ -156,7 +148,7 @@ def holder_consents(holder_id: str = typer.Argument(..., help="The holder (mcred
         try:
             consents.withdraw(sessions, withdraw, holder_id=holder_id, actor="cli", reason=reason)
         except consents.ConsentRefused as exc:
-            raise _fail(str(exc), as_json) from None
+            raise fail(str(exc), as_json) from None
     rows = [c.to_dict() for c in consents.of_holder(sessions, holder_id)]
     from mcred.cli.text import listing
 

@@ -36,3 +36,16 @@ def listing(rows: list[dict], columns: dict[str, str], as_json: bool) -> None:
     for row in rows:
         table.add_row(*(cell("" if row[k] is None else row[k]) for k in columns))
     Console().print(table)
+
+
+def fail(message: str, as_json: bool, code: int = 2):  # noqa: ANN201 - a typer.Exit to raise
+    """The command cannot do what it was asked: ``{"error": message}`` on stdout with
+    ``--json``, else ``error: message`` on stderr (a peer's text escaped); the ``typer.Exit``
+    (``code``) to raise."""
+    import typer
+
+    if as_json:
+        typer.echo(json.dumps({"error": message}, ensure_ascii=False))
+    else:
+        typer.echo(f"error: {printable(message)}", err=True)
+    return typer.Exit(code)

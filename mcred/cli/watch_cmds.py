@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from mcred.cli.text import listing, markup_safe
+from mcred.cli.text import fail, listing, markup_safe
 
 watch_app = typer.Typer(
     help="The relying party's revocation watch (失効情報の活用): its customers' JPKI "
@@ -58,16 +58,6 @@ def _short(when: dt.datetime | None) -> str | None:
     return f"{when:%Y-%m-%d %H:%M}" if when is not None else None
 
 
-def _fail(message: str, as_json: bool) -> typer.Exit:
-    if as_json:
-        typer.echo(json.dumps({"error": message}, ensure_ascii=False))
-    else:
-        from rich.console import Console
-
-        Console(stderr=True).print(f"[red]error:[/] {markup_safe(message)}")
-    return typer.Exit(2)
-
-
 @watch_app.command("add")
 def add(ref: str = typer.Argument(..., help="Your reference for the customer (a policy or "
                                   "account number), 1 to 128 printable characters."),
@@ -95,7 +85,7 @@ def add(ref: str = typer.Argument(..., help="Your reference for the customer (a 
                          slot="sign", revocation="auto")
         if not verdict["valid"]:
             failed = "; ".join(f"{c['name']}: {c['reason']}" for c in verdict["checks"] if not c["passed"])
-            raise _fail(f"the signature is not valid ({failed}): nothing watched", as_json)
+            raise fail(f"the signature is not valid ({failed}): nothing watched", as_json)
         from cryptography.hazmat.primitives.serialization import Encoding
 
         from protocols.jpki.cms import verify_detached_signature
@@ -107,7 +97,7 @@ def add(ref: str = typer.Argument(..., help="Your reference for the customer (a 
     try:
         entry, added = watch.add(ref, der)
     except WatchError as exc:
-        raise _fail(str(exc), as_json) from None
+        raise fail(str(exc), as_json) from None
     if as_json:
         typer.echo(json.dumps({**entry.to_dict(), "added": added}, ensure_ascii=False))
     else:
@@ -133,10 +123,10 @@ def import_(csv_file: Path = typer.Argument(..., exists=True, dir_okay=False, he
         with csv_file.open(newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             if reader.fieldnames is None or not {"ref", "certificate"} <= set(reader.fieldnames):
-                raise _fail(f"{csv_file}: the header row must name ref and certificate", as_json)
+                raise fail(f"{csv_file}: the header row must name ref and certificate", as_json)
             lines = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise _fail(f"{csv_file}: {exc}", as_json) from None
+        raise fail(f"{csv_file}: {exc}", as_json) from None
     results = []
     for number, line in enumerate(lines, start=2):
         ref, name = line.get("ref") or "", line.get("certificate") or ""
@@ -183,7 +173,7 @@ def sweep(via: str = typer.Option("crl", "--via", help="crl (each partition's CR
     try:
         report = _open(db, roots).sweep(via, refs=refs or None)
     except WatchError as exc:
-        raise _fail(str(exc), as_json) from None
+        raise fail(str(exc), as_json) from None
     if as_json:
         typer.echo(json.dumps(report.to_dict(), ensure_ascii=False))
     else:
@@ -214,7 +204,7 @@ def list_(ref: str | None = typer.Option(None, "--ref"),
     try:
         found = _open(db, roots).entries(ref, status)
     except WatchError as exc:
-        raise _fail(str(exc), as_json) from None
+        raise fail(str(exc), as_json) from None
     if as_json:
         listing([w.to_dict() for w in found], {}, True)
         return
@@ -236,7 +226,7 @@ def events(ref: str | None = typer.Option(None, "--ref"),
     try:
         found = _open(db, roots).events(ref, since)
     except WatchError as exc:
-        raise _fail(str(exc), as_json) from None
+        raise fail(str(exc), as_json) from None
     if as_json:
         listing([c.to_dict() for c in found], {}, True)
         return
@@ -257,5 +247,5 @@ def remove(ref: str = typer.Argument(...),
     try:
         n = _open(db, roots).remove(ref, serial)
     except WatchError as exc:
-        raise _fail(str(exc), as_json) from None
+        raise fail(str(exc), as_json) from None
     typer.echo(json.dumps({"removed": n}) if as_json else f"removed {n}")
