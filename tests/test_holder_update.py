@@ -13,6 +13,7 @@ import os
 import pytest
 from cryptography import x509
 from sqlalchemy import select
+from test_api_flows import _wait
 from typer.testing import CliRunner
 
 import wallet_sim
@@ -207,7 +208,6 @@ def test_the_cli_moves_a_holder(ctx, monkeypatch):
 def test_the_api_records_a_move_and_runs_its_workflow_as_a_job(ctx):
     """``POST /holders/{id}/changes`` (operator): 202 with the workflow's job, which ends
     with the signing certificate re-issued; bad data 422, unknown holder 404, no change 200."""
-    import time
 
     from fastapi.testclient import TestClient
 
@@ -229,11 +229,7 @@ def test_the_api_records_a_move_and_runs_its_workflow_as_a_job(ctx):
         body = started.json()
         assert body["fields"] == ["address", "municipality", "prefecture"] and body["phone"] == r.phone_id
         job = body["job"]["id"]
-        for _ in range(300):
-            view = client.get(f"/jobs/{job}", headers=auth).json()
-            if view["state"] in ("succeeded", "failed"):
-                break
-            time.sleep(0.05)
+        view = _wait(client, auth, job)
         assert view["state"] == "succeeded", view
         assert view["result"]["state"] == "done"
         again = client.post(path, json={"reason": "again", **MOVE}, headers=auth)
@@ -340,7 +336,6 @@ def test_the_cli_renews_a_card(ctx, monkeypatch):
 def test_the_api_renews_a_card_with_the_secrets_it_is_given(ctx):
     """``POST /holders/{id}/card-renewals`` (operator): 202 and a job; the phone ends with P-384
     certificates and the PIN the body gave (nothing generated, nothing returned)."""
-    import time
 
     from fastapi.testclient import TestClient
 
@@ -361,11 +356,7 @@ def test_the_api_renews_a_card_with_the_secrets_it_is_given(ctx):
         assert started.status_code == 202, started.text
         assert "4321" not in started.text
         job = started.json()["job"]["id"]
-        for _ in range(400):
-            view = client.get(f"/jobs/{job}", headers=auth).json()
-            if view["state"] in ("succeeded", "failed"):
-                break
-            time.sleep(0.05)
+        view = _wait(client, auth, job)
         assert view["state"] == "succeeded", view
         assert "4321" not in str(view)
     key = _card_certificate(ctx, phone, "jpki-auth").public_key()
