@@ -203,6 +203,19 @@ def _parse_crl(data: bytes) -> x509.CertificateRevocationList | Check:
         return Check("revocation", False, f"CRL does not parse: {exc}")
 
 
+def fetch_crl(url: str, client: httpx.Client | None = None) -> x509.CertificateRevocationList | Check:
+    """The CRL at ``url`` (GET, at most :data:`reader.fetch.JPKI_CRL_MAX_BYTES`, PEM or DER),
+    or the failed ``revocation`` check saying why not (unreachable, HTTP error, unparseable)."""
+    try:
+        answer = fetch(client, "GET", url, max_bytes=JPKI_CRL_MAX_BYTES, timeout=TIMEOUT,
+                       headers={"Accept": "application/pkix-crl"})
+    except FetchError as exc:
+        return Check("revocation", False, f"CRL at {url} unreachable: {exc}")
+    if answer.status != 200:
+        return Check("revocation", False, f"CRL at {url}: HTTP {answer.status}")
+    return _parse_crl(answer.body)
+
+
 def check_revocation_crl(cert: x509.Certificate, root: x509.Certificate, at: dt.datetime, *,
                          crl: bytes | None = None, client: httpx.Client | None = None,
                          cache: CrlCache | None = None) -> Check:
@@ -215,17 +228,8 @@ def check_revocation_crl(cert: x509.Certificate, root: x509.Certificate, at: dt.
     if not url:
         return Check("revocation", False, "certificate names no CRL distribution point")
 
-    def get_crl(where: str) -> x509.CertificateRevocationList | Check:
-        try:
-            answer = fetch(client, "GET", where, max_bytes=JPKI_CRL_MAX_BYTES, timeout=TIMEOUT,
-                           headers={"Accept": "application/pkix-crl"})
-        except FetchError as exc:
-            return Check("revocation", False, f"CRL at {where} unreachable: {exc}")
-        if answer.status != 200:
-            return Check("revocation", False, f"CRL at {where}: HTTP {answer.status}")
-        return _parse_crl(answer.body)
-
-    got = cache.get(url, at, get_crl) if cache is not None else get_crl(url)
+    got = (cache.get(url, at, lambda where: fetch_crl(where, client)) if cache is not None
+           else fetch_crl(url, client))
     if isinstance(got, Check):
         return got
     check = check_crl(cert, root, got, at)

@@ -69,8 +69,7 @@ from protocols.jpki.relying_party import (
     judge_crl,
 )
 from reader.errors import ReaderError
-from reader.fetch import JPKI_CRL_MAX_BYTES, FetchError, fetch
-from reader.relying_party import TIMEOUT, ocsp_answer
+from reader.relying_party import fetch_crl, ocsp_answer
 from reader.sessions import ReaderBase
 
 Status = Literal["unchecked", "good", "hold", "revoked", "expired", "unknown"]
@@ -514,19 +513,8 @@ class RevocationWatch:
         return x509.load_der_x509_certificate(der)
 
     def _fetch_crl(self, url: str) -> x509.CertificateRevocationList | str:
-        try:
-            answer = fetch(self.client, "GET", url, max_bytes=JPKI_CRL_MAX_BYTES, timeout=TIMEOUT,
-                           headers={"Accept": "application/pkix-crl"})
-        except FetchError as exc:
-            return f"CRL at {url} unreachable: {exc}"
-        if answer.status != 200:
-            return f"CRL at {url}: HTTP {answer.status}"
-        try:
-            body = answer.body
-            return (x509.load_pem_x509_crl(body) if body.lstrip().startswith(b"-----")
-                    else x509.load_der_x509_crl(body))
-        except ValueError as exc:
-            return f"CRL at {url} does not parse: {exc}"
+        got = fetch_crl(url, self.client)
+        return got.reason if isinstance(got, Check) else got
 
     def _sweep_ocsp(self, rows: list[_Row], roots: dict[str, x509.Certificate],
                     at: dt.datetime, report: SweepReport) -> None:
