@@ -36,7 +36,7 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 from cryptography import x509
@@ -72,7 +72,6 @@ from reader.errors import ReaderError
 from reader.relying_party import fetch_crl, ocsp_answer
 from reader.sessions import ReaderBase
 
-Status = Literal["unchecked", "good", "hold", "revoked", "expired", "unknown"]
 #: Statuses that never change again: nothing more is asked about them.
 FINAL: frozenset[str] = frozenset({"revoked", "expired"})
 VIA = ("crl", "ocsp")
