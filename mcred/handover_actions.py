@@ -403,18 +403,28 @@ def change_basic_four(ctx: Context, holder_id: str, changes: Mapping[str, Any], 
     :class:`issuer.handover.StepFailed`, whose message names the workflow to resume."""
     actions = actions or HandoverActions(ctx)
     if resume is not None:
-        with ctx.sessions() as s:
-            h = s.get(wf.Handover, resume)
-            if h is None or h.kind != "basic_four_change" or h.holder_id != holder_id:
-                raise wf.WorkflowError(f"{resume!r} is not a basic four change of holder {holder_id}")
-            out = {"fields": [], "phone": h.old_phone_id, "handover": resume}
+        phone = _resumed(ctx, resume, "basic_four_change", holder_id, "a basic four change").old_phone_id
+        out = {"fields": [], "phone": phone, "handover": resume}
     else:
         out = record_basic_four_change(ctx, holder_id, changes, reason=reason, actor=actor)
         if out["handover"] is None:
             return {**out, "steps": {}}
-    h = actions.runner(actor).run(out["handover"])
-    return {**out, "state": h.state,
-            "steps": {k: round(v["seconds"], 3) for k, v in h.detail["timings"].items()}}
+    return {**out, **_run(actions, actor, out["handover"])}
+
+
+def _resumed(ctx: Context, handover_id: str, kind: str, holder_id: str, what: str) -> wf.Handover:
+    """The workflow to resume: of ``kind`` and of this holder, else a WorkflowError."""
+    with ctx.sessions() as s:
+        h = s.get(wf.Handover, handover_id)
+    if h is None or h.kind != kind or h.holder_id != holder_id:
+        raise wf.WorkflowError(f"{handover_id!r} is not {what} of holder {holder_id}")
+    return h
+
+
+def _run(actions: HandoverActions, actor: str, handover_id: str) -> dict[str, Any]:
+    """Run the workflow to its end: ``{"state", "steps"}`` (seconds per step)."""
+    h = actions.runner(actor).run(handover_id)
+    return {"state": h.state, "steps": {k: round(v["seconds"], 3) for k, v in h.detail["timings"].items()}}
 
 
 def record_card_renewal(ctx: Context, holder_id: str, *, reason: str, card_number: str | None = None,
@@ -426,7 +436,7 @@ def record_card_renewal(ctx: Context, holder_id: str, *, reason: str, card_numbe
     phone holds valid now (what the workflow issues again). Refused before anything changes
     while a phone of theirs is on hold."""
     from issuer import holders
-    from issuer.mdoc.models import MdocIssuance
+    from mcred.provision import valid_mdoc_slots
 
     _refuse_held(ctx, holder_id, "renew the card")
     card = holders.renew_card(ctx.sessions, holder_id, actor=actor, reason=reason, card_number=card_number)
@@ -434,9 +444,7 @@ def record_card_renewal(ctx: Context, holder_id: str, *, reason: str, card_numbe
     if phone is None:
         return {"card": card, "phone": None, "handover": None, "mdoc_batch": 0, "state": "registry only"}
     with ctx.sessions() as s:
-        slots = len(set(s.scalars(select(MdocIssuance.slot).join(
-            Credential, Credential.id == MdocIssuance.credential_id).where(
-            MdocIssuance.phone_id == phone, Credential.status == "valid")))) or 1
+        slots = len(valid_mdoc_slots(s, phone)) or 1
     hid = wf.create(ctx.sessions, kind="renewal", holder_id=holder_id, new_phone_id=phone, actor=actor)
     return {"card": card, "phone": phone, "handover": hid, "mdoc_batch": slots, "state": "running"}
 
@@ -456,19 +464,15 @@ def renew_card(ctx: Context, holder_id: str, *, reason: str, key_type: str = "p3
     if key_type not in KEY_TYPES:
         raise wf.WorkflowError(f"key type {key_type!r} is neither rsa2048 nor p384")
     if resume is not None:
-        with ctx.sessions() as s:
-            h = s.get(wf.Handover, resume)
-            if h is None or h.kind != "renewal" or h.holder_id != holder_id:
-                raise wf.WorkflowError(f"{resume!r} is not a card renewal of holder {holder_id}")
-            out: dict[str, Any] = {"card": None, "phone": h.new_phone_id, "handover": resume}
+        phone = _resumed(ctx, resume, "renewal", holder_id, "a card renewal").new_phone_id
+        out: dict[str, Any] = {"card": None, "phone": phone, "handover": resume}
         actions = actions or HandoverActions(ctx, key_type=key_type)
     else:
         out = record_card_renewal(ctx, holder_id, reason=reason, card_number=card_number, actor=actor)
         if out["handover"] is None:
             return {**out, "steps": {}, "secrets": {}}
         actions = actions or HandoverActions(ctx, key_type=key_type, mdoc_batch=out["mdoc_batch"])
-    h = actions.runner(actor).run(out["handover"])
+    ran = _run(actions, actor, out["handover"])
     got = actions.secrets.get(out["phone"])
     shown = {k: getattr(got, k) for k in got.generated} if got is not None else {}
-    return {**out, "state": h.state, "key_type": key_type, "secrets": shown,
-            "steps": {k: round(v["seconds"], 3) for k, v in h.detail["timings"].items()}}
+    return {**out, **ran, "key_type": key_type, "secrets": shown}

@@ -438,9 +438,7 @@ def refresh_mdocs(ctx: Context, phone_id: str, *, batch: int | None = None, rota
         if held is not None:
             raise ProvisionError(f"phone {phone_id!r} has credentials on hold ({held}): release "
                                  "them first (mcred release) or revoke them")
-        slots = sorted(set(s.scalars(select(MdocIssuance.slot).join(
-            Credential, Credential.id == MdocIssuance.credential_id).where(
-            MdocIssuance.phone_id == phone_id, Credential.status == "valid"))))
+        slots = valid_mdoc_slots(s, phone_id)
         issued_before = s.scalar(select(func.max(MdocIssuance.slot)).where(MdocIssuance.phone_id == phone_id))
     if not slots and batch is None:
         if issued_before is None:
@@ -457,6 +455,15 @@ def refresh_mdocs(ctx: Context, phone_id: str, *, batch: int | None = None, rota
     except JobInputError as exc:
         raise ProvisionError(str(exc)) from exc
     return _refreshed(ctx, phone_id, tsm.run(job, se.transmit, after_step=after_step, trace=trace), t0)
+
+
+def valid_mdoc_slots(s: Session, phone_id: str) -> list[int]:
+    """The phone's mdoc slots that hold a valid MSO now, in order."""
+    from issuer.mdoc.models import MdocIssuance
+
+    return sorted(set(s.scalars(select(MdocIssuance.slot).join(
+        Credential, Credential.id == MdocIssuance.credential_id).where(
+        MdocIssuance.phone_id == phone_id, Credential.status == "valid"))))
 
 
 def _check_active(s: Session, phone_id: str, if_unregistered: str, if_inactive: str) -> None:
