@@ -101,6 +101,20 @@ def holder_forget(holder_id: str = typer.Argument(..., help="The holder (mcred h
                f"{done['certificates_kept']} certificate(s) kept in the CA's register")
 
 
+def _workflow_refused(exc: Exception, command: str) -> typer.Exit:
+    """A refused change (exit 2), or its workflow stopped (exit 1, with how to resume it)."""
+    from issuer.handover import StepFailed
+
+    stopped = isinstance(exc, StepFailed)
+    typer.echo(f"error: {exc}" + (f" (resume: {command} --resume ...)" if stopped else ""), err=True)
+    return typer.Exit(1 if stopped else 2)
+
+
+def _print_steps(steps: dict[str, float]) -> None:
+    for step, seconds in steps.items():
+        typer.echo(f"  {step:<14} {seconds:.3f} s")
+
+
 @holder_app.command("update")
 def holder_update(
     holder_id: str = typer.Argument(..., help="The holder (mcred holder list)."),
@@ -145,11 +159,7 @@ def holder_update(
         out = change_basic_four(open_context(), holder_id, changes, reason=reason or "", actor="cli",
                                 resume=resume)
     except (HolderError, WorkflowError) as exc:
-        from issuer.handover import StepFailed
-
-        typer.echo(f"error: {exc}" + (f" (resume: mcred holder update {holder_id} --resume ...)"
-                                      if isinstance(exc, StepFailed) else ""), err=True)
-        raise typer.Exit(1 if isinstance(exc, StepFailed) else 2) from None
+        raise _workflow_refused(exc, f"mcred holder update {holder_id}") from None
     if as_json:
         typer.echo(json.dumps(out, ensure_ascii=False))
         return
@@ -163,8 +173,7 @@ def holder_update(
         return
     typer.echo(f"phone {out['phone']}: workflow {out['handover']} {out['state']} (signing certificate "
                f"superseded and re-issued, mdocs re-issued, user authentication kept)")
-    for step, seconds in out["steps"].items():
-        typer.echo(f"  {step:<14} {seconds:.3f} s")
+    _print_steps(out["steps"])
 
 
 @holder_app.command("renew-card")
@@ -184,7 +193,7 @@ def holder_renew_card(
     keys of --key-type generated in the SE, mdocs with the new card's validity; all it held
     before is revoked as superseded. New PIN, password and PUK are shown once. Exit 2 when
     refused, 1 when the workflow stopped (resume it with --resume)."""
-    from issuer.handover import StepFailed, WorkflowError
+    from issuer.handover import WorkflowError
     from issuer.holders import HolderError
     from mcred.cli.state import open_context
     from mcred.handover_actions import renew_card
@@ -195,8 +204,7 @@ def holder_renew_card(
         out = renew_card(open_context(), holder_id, reason=reason or "", key_type=key_type,
                          card_number=card_number, actor="cli", resume=resume)
     except (HolderError, WorkflowError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1 if isinstance(exc, StepFailed) else 2) from None
+        raise _workflow_refused(exc, f"mcred holder renew-card {holder_id}") from None
     if as_json:
         typer.echo(json.dumps(out, ensure_ascii=False))
         return
@@ -208,8 +216,7 @@ def holder_renew_card(
         return
     typer.echo(f"phone {out['phone']}: renewal {out['handover']} {out['state']} ({out['key_type']} keys "
                "generated in the SE, certificates and mdocs issued anew, the old ones superseded)")
-    for step, seconds in out["steps"].items():
-        typer.echo(f"  {step:<14} {seconds:.3f} s")
+    _print_steps(out["steps"])
     labels = {"pin": "user-auth PIN", "password": "signing password", "puk": "PUK"}
     for k, v in out["secrets"].items():
         typer.echo(f"  new {labels.get(k, k)} (shown once): {v}")
