@@ -423,11 +423,15 @@ def _run_workflow(env: Env, rep: SubjectReport, kind: str, holder_id: str, *,
                                          mdoc_batch=env.mdoc_batch)
     hid = handover_id or wf.create(env.ctx.sessions, kind=kind, holder_id=holder_id,
                                    old_phone_id=old, new_phone_id=new, actor="drill")
-    h = actions.runner("drill").run(hid, stop_after=stop_after)
+    _record_steps(rep, kind, actions.runner("drill").run(hid, stop_after=stop_after))
+    return hid
+
+
+def _record_steps(rep: SubjectReport, kind: str, h: wf.Handover) -> None:
+    """The workflow's persisted step timings into the subject's report (each step once)."""
     for step, t in h.detail.get("timings", {}).items():
         if not any(s.name == f"{kind}.{step}" for s in rep.steps):
             rep.steps.append(Step(f"{kind}.{step}", t["seconds"], t["started"]))
-    return hid
 
 
 def _accepted(env: Env, phone: str, secret: str, what: str) -> None:
@@ -561,10 +565,9 @@ def renewal(env: Env, i: int) -> SubjectReport:
 
 
 def _steps(env: Env, rep: SubjectReport, kind: str, handover_id: str) -> None:
-    """The workflow's persisted step timings into the subject's report."""
+    """:func:`_record_steps` of a workflow another function ran."""
     with env.ctx.sessions() as s:
-        h = s.get(wf.Handover, handover_id)
-        rep.steps += [Step(f"{kind}.{step}", t["seconds"], t["started"]) for step, t in h.detail["timings"].items()]
+        _record_steps(rep, kind, s.get(wf.Handover, handover_id))
 
 
 def moved(env: Env, i: int) -> SubjectReport:
