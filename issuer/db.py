@@ -96,6 +96,8 @@ class Credential(IssuerBase):
         UniqueConstraint("issuer_key", "serial", name="uq_credential_serial"),
         UniqueConstraint("status_list_id", "status_idx", name="uq_credential_status_idx"),
         Index("ix_credential_phone_kind", "phone_id", "kind", "status"),
+        #: The linkage service and the consent service look certificates up by serial alone.
+        Index("ix_credential_serial", "serial"),
     )
 
 

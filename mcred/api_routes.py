@@ -151,6 +151,13 @@ class ConsentRegistration(_Body):
                            description="its detached CMS signature by the holder's signing certificate, base64")
 
 
+class LinkageRequest(_Body):
+    """Old user-authentication certificate serials whose successors a relying party asks for."""
+
+    serials: list[Annotated[str, Field(pattern=r"^(0x)?[0-9a-fA-F]{1,40}$")]] = Field(
+        min_length=1, max_length=1000, description="hex serial numbers (1 to 1000)")
+
+
 class WithdrawRequest(_Body):
     #: Why (audited): the holder's request, say.
     reason: str = Field(min_length=1, max_length=200,
@@ -1059,6 +1066,23 @@ def consents_router(ctx: Context) -> APIRouter:
                                               actor=_actor(request))
         except consents.ConsentRefused as exc:
             raise refused(exc) from None
+
+    @router.post("/jpki/linkage", tags=["user-auth linkage"],
+                 summary="The user-authentication certificate linkage service (利用者証明用電子証明書の"
+                 "新旧紐付け): for each old serial, the holder's newer user-authentication certificates "
+                 "(serial, state, certificate) and the one valid now")
+    def linkage(body: LinkageRequest, request: Request) -> dict[str, Any]:
+        from issuer.db import utcnow
+        from issuer.jpki import linkage as lk
+
+        p, now = principal_of(request), utcnow()
+        try:
+            links = lk.successors(ctx.sessions, body.serials, relying_party=(p.name if p and p.name else
+                                                                              _actor(request)),
+                                  actor=_actor(request), now=now)
+        except lk.LinkageRefused as exc:
+            raise ProblemException(problems.VALIDATION, str(exc)) from None
+        return {"links": [link.to_dict() for link in links], "as_of": now.isoformat()}
 
     return router
 

@@ -32,6 +32,7 @@ record each change once.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -79,6 +80,8 @@ VIA = ("crl", "ocsp")
 REF_MAX = 128
 #: Watch-list rows a sweep reads and judges at a time.
 CHUNK = 5000
+#: Serials asked of the linkage service at a time (its limit per request).
+LINK_BATCH = 1000
 #: A watch-list row as a sweep reads it: a plain row of ``rp_watch``'s columns (``id``,
 #: ``ref``, ``serial``, ``status``, ...), not an ORM object.
 _Row = Any
@@ -139,6 +142,10 @@ class RpWatchRow(ReaderBase):
     added_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
     #: Why the last sweep could not judge it (NULL when it could).
     problem: Mapped[str | None] = mapped_column(Text)
+    #: A replaced user-authentication certificate: the serial of the valid one the linkage
+    #: service named after it (watched under the same reference from ``linked_at`` on).
+    successor: Mapped[str | None] = mapped_column(String(42))
+    linked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
 
 
 class RpWatchEventRow(ReaderBase):
@@ -180,11 +187,14 @@ class Watched:
     checked_at: dt.datetime | None
     added_at: dt.datetime
     problem: str | None
+    successor: str | None = None
+    linked_at: dt.datetime | None = None
 
     @classmethod
     def of(cls, row: RpWatchRow) -> Watched:
         return cls(row.ref, row.purpose, row.serial, row.issuer_key_id, row.not_after, row.status,
-                   row.reason, row.revoked_at, row.as_of, row.checked_at, row.added_at, row.problem)
+                   row.reason, row.revoked_at, row.as_of, row.checked_at, row.added_at, row.problem,
+                   row.successor, row.linked_at)
 
     @property
     def meaning(self) -> str:
@@ -196,7 +206,7 @@ class Watched:
                 "status": self.status, "reason": self.reason, "meaning": self.meaning,
                 "revoked_at": _iso(self.revoked_at), "as_of": _iso(self.as_of),
                 "checked_at": _iso(self.checked_at), "added_at": _iso(self.added_at),
-                "problem": self.problem}
+                "problem": self.problem, "successor": self.successor, "linked_at": _iso(self.linked_at)}
 
 
 @dataclass(frozen=True)
@@ -240,6 +250,22 @@ class Unjudged:
 
     def to_dict(self) -> dict[str, Any]:
         return {"ref": self.ref, "serial": self.serial, "problem": self.problem}
+
+
+@dataclass(frozen=True)
+class Relinked:
+    """What the linkage service said of one replaced user-authentication certificate."""
+
+    ref: str
+    serial: str
+    #: linked | no valid successor | unknown to the issuer | refused
+    outcome: str
+    successor: str | None = None
+    problem: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ref": self.ref, "serial": self.serial, "outcome": self.outcome,
+                "successor": self.successor, "problem": self.problem}
 
 
 @dataclass(frozen=True)
@@ -325,11 +351,12 @@ class RevocationWatch:
 
     # -- the list ------------------------------------------------------------------------
 
-    def add(self, ref: str, certificate: bytes) -> tuple[Watched, bool]:
+    def add(self, ref: str, certificate: bytes, *, source: str = "added") -> tuple[Watched, bool]:
         """Put ``certificate`` (DER or PEM) on the list under ``ref``: it must chain to a
         trusted root, carry a JPKI policy and not be expired. ``(entry, added)``: ``added``
         is False when the same reference already watches the same certificate (nothing is
-        written then)."""
+        written then). ``source``: how the event log says it came (``added``; ``linked from
+        <serial>`` by :meth:`relink`)."""
         ref = check_ref(ref)
         at = self.clock()
         try:
@@ -358,7 +385,7 @@ class RevocationWatch:
                                  status="unchecked", added_at=at)
                 db.add(row)
                 db.add(RpWatchEventRow(ref=ref, serial=serial, purpose=purpose, seen_at=at, before=None,
-                                       after="unchecked", source="added"))
+                                       after="unchecked", source=source[:200]))
                 db.flush()
                 return Watched.of(row), True
         except IntegrityError:  # the same certificate added for the same customer at the same moment
@@ -400,6 +427,71 @@ class RevocationWatch:
         with self.engine.connect() as conn:
             return dict(sorted(conn.execute(select(RpWatchRow.status, func.count())
                                             .group_by(RpWatchRow.status)).all()))
+
+    def relink(self, ask: Callable[[list[str]], Sequence[dict[str, Any]]],
+               refs: Sequence[str] | None = None) -> list[Relinked]:
+        """Follow replaced user-authentication certificates to their successors (the
+        linkage service, 利用者証明用電子証明書の新旧紐付け): every watched one that is revoked,
+        on hold or expired and not linked yet (only ``refs``' when given) is asked about, at
+        most :data:`LINK_BATCH` serials per call of ``ask``, which answers as the issuer's
+        ``POST /jpki/linkage`` does (one link per serial, in order). When a link names a
+        valid successor and carries its certificate, that certificate is put on the list
+        under the same reference (:meth:`add`: it must chain to a trusted root, be a
+        user-authentication certificate and have the serial the link names) and the old
+        entry records it as its ``successor``; it is then asked about no more. What ``ask``
+        raises (the issuer unreachable, a refusal) propagates; an answer that does not fit
+        is :class:`WatchError`."""
+        query = (select(RpWatchRow.id, RpWatchRow.ref, RpWatchRow.serial)
+                 .where(RpWatchRow.purpose == "auth", RpWatchRow.status.in_(("revoked", "hold", "expired")),
+                        RpWatchRow.successor.is_(None)).order_by(RpWatchRow.id))
+        if refs is not None:
+            query = query.where(RpWatchRow.ref.in_([check_ref(r) for r in refs]))
+        out: list[Relinked] = []
+        last = 0
+        while True:
+            with self.engine.connect() as conn:
+                rows = list(conn.execute(query.where(RpWatchRow.id > last).limit(LINK_BATCH)))
+            if not rows:
+                return out
+            last = rows[-1].id
+            serials = sorted({row.serial for row in rows})
+            links = ask(serials)
+            if not isinstance(links, Sequence) or len(links) != len(serials):
+                raise WatchError(f"the linkage service answered {len(links) if isinstance(links, Sequence) else 0} "
+                                 f"links for {len(serials)} serials")
+            by_serial = dict(zip(serials, links, strict=True))
+            for row in rows:
+                out.append(self._follow(row, by_serial[row.serial]))
+
+    def _follow(self, row: _Row, link: Any) -> Relinked:
+        """One watched certificate and the link the service gave for it."""
+        try:
+            if not isinstance(link, dict) or _norm_serial(str(link.get("serial"))) != row.serial:
+                raise WatchError(f"the linkage service's answer is not about serial {row.serial}")
+            if not link.get("found"):
+                return Relinked(row.ref, row.serial, "unknown to the issuer", problem=link.get("problem"))
+            current = link.get("current")
+            chosen = next((s for s in link.get("successors") or () if isinstance(s, dict)
+                           and current is not None and s.get("serial") == current), None)
+            if chosen is None:
+                return Relinked(row.ref, row.serial, "no valid successor")
+            try:
+                der = base64.b64decode(chosen.get("certificate") or "", validate=True)
+                cert = load_certificate(der)
+                kind = classify(cert).value
+            except (ValueError, TypeError, JpkiError) as exc:
+                raise WatchError(f"the successor's certificate does not parse: {exc}") from None
+            if kind != "auth" or serial_hex(cert.serial_number) != _norm_serial(str(current)):
+                raise WatchError(f"the successor's certificate is not the user-authentication "
+                                 f"certificate {current}")
+            self.add(row.ref, der, source=f"linked from {row.serial}")
+        except WatchError as exc:
+            return Relinked(row.ref, row.serial, "refused", problem=str(exc))
+        successor = serial_hex(cert.serial_number)
+        with Session(self.engine) as db, db.begin():
+            db.execute(update(RpWatchRow).where(RpWatchRow.id == row.id, RpWatchRow.successor.is_(None))
+                       .values(successor=successor, linked_at=self.clock()))
+        return Relinked(row.ref, row.serial, "linked", successor)
 
     # -- sweeps --------------------------------------------------------------------------
 

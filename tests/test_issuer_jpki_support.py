@@ -51,6 +51,7 @@ class IssuedPhone:
     phone_id: str
     keys: dict
     certs: dict
+    holder_id: str = ""
 
 
 def spki(key) -> bytes:
@@ -72,11 +73,14 @@ def new_key(algorithm: str = "p384"):
 
 
 def provision(issuer: JpkiIssuer, holder: dict | None = None, algorithm: str = "p384",
-              phone_id: str | None = None) -> IssuedPhone:
+              phone_id: str | None = None, holder_id: str | None = None) -> IssuedPhone:
+    """Both certificates for a new phone of a new holder (of ``holder_id``'s when given)."""
     n = next(_counter)
     phone_id = phone_id or f"phone-{n}"
-    record = dict(holder or HOLDER, card_number=f"{n:016d}")
-    hid = holders.register(issuer.sessions, record)
+    if holder_id is None:
+        hid = holders.register(issuer.sessions, dict(holder or HOLDER, card_number=f"{n:016d}"))
+    else:
+        hid = holder_id
     holders.attach_phone(issuer.sessions, hid, phone_id)
     keys, certs = {}, {}
     for slot in ("sign", "auth"):
@@ -86,7 +90,7 @@ def provision(issuer: JpkiIssuer, holder: dict | None = None, algorithm: str = "
         cert, _root = issuer.issue_jpki_certificate(job, phone_id, slot, spki(key),
                                                     prove(key, nonce))
         keys[slot], certs[slot] = key, cert
-    return IssuedPhone(phone_id, keys, certs)
+    return IssuedPhone(phone_id, keys, certs, hid)
 
 
 @contextlib.contextmanager

@@ -1,6 +1,8 @@
 """``mcred jpki consent document|register|basic-four`` (the relying party's side of the latest
-basic four data service, 最新の利用者情報提供) and ``mcred holder consents`` (the holder's:
-list, withdraw). specs/jpki-profile.md, "Latest basic four data"."""
+basic four data service, 最新の利用者情報提供), ``mcred holder consents`` (the holder's:
+list, withdraw) and ``mcred jpki linkage`` (the user-authentication certificate linkage
+service, 利用者証明用電子証明書の新旧紐付け). specs/jpki-profile.md, "Latest basic four data" and
+"User-authentication certificate linkage"."""
 
 from __future__ import annotations
 
@@ -156,3 +158,40 @@ def holder_consents(holder_id: str = typer.Argument(..., help="The holder (mcred
                                   for r in rows],
             {"id": "consent", "relying_party": "relying party", "state": "state", "granted_at": "granted",
              "expires_at": "until"}, as_json)
+
+
+def linkage(serials: list[str] = typer.Argument(..., help="Old user-authentication certificate serials "
+                                                "(hex), as the relying party keeps them."),
+            issuer: str | None = ISSUER, token: str | None = TOKEN,
+            rp: str | None = typer.Option(None, "--rp", help="Without --issuer: the relying party "
+                                          "the audit names (default: cli)."),
+            as_json: bool = JSON) -> None:
+    """The user-authentication certificate linkage service (利用者証明用電子証明書の新旧紐付け):
+    for each old serial, the newer user-authentication certificates issued to the same
+    holder (a new phone, a renewed card) and the one valid now, so that an account keyed by
+    the old serial follows its holder. Exit 1 when a serial is not one of this issuer's
+    user-authentication certificates."""
+    from mcred.cli.text import listing
+
+    if issuer:
+        got = _http("POST", issuer, "/jpki/linkage", token, {"serials": serials}, as_json)["links"]
+    else:
+        from issuer.jpki import linkage as lk
+        from mcred.cli.state import open_context
+
+        try:
+            links = lk.successors(open_context().sessions, serials, relying_party=rp or "cli", actor="cli")
+        except lk.LinkageRefused as exc:
+            raise fail(str(exc), as_json) from None
+        got = [link.to_dict() for link in links]
+    rows = [{"serial": link["serial"],
+             "successors": ", ".join(f"{s['serial']} ({s['status']}{', ' + s['reason'] if s['reason'] else ''})"
+                                     for s in link["successors"]) or ("none" if link["found"] else ""),
+             "current": link["current"] or ("" if link["found"] else link["problem"])} for link in got]
+    if as_json:
+        typer.echo(json.dumps(got, ensure_ascii=False))
+    else:
+        listing(rows, {"serial": "old serial", "successors": "newer certificates (state)",
+                       "current": "valid now"}, False)
+    if not all(link["found"] for link in got):
+        raise typer.Exit(1)

@@ -10,7 +10,7 @@ import typer
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from mcred.cli.consent_cmds import consent_app
+from mcred.cli.consent_cmds import consent_app, linkage
 from mcred.cli.export_cmds import export_app
 from mcred.cli.state import check_can_listen, open_context, out_path
 from mcred.cli.watch_cmds import watch_app
@@ -97,6 +97,7 @@ pin_app = typer.Typer(help="The holder's PIN and password on the phone: tries le
 jpki_app.add_typer(pin_app, name="pin")
 jpki_app.add_typer(watch_app, name="watch")
 jpki_app.add_typer(consent_app, name="consent")
+jpki_app.command("linkage")(linkage)
 
 
 def _secret(path: Path, what: str) -> bytes:

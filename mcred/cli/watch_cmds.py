@@ -1,5 +1,6 @@
-"""``mcred jpki watch add|import|sweep|list|events|remove``: the JPKI relying party's revocation
-watch over its customers' certificates (reader.rp_watch; specs/presentation.md section 17)."""
+"""``mcred jpki watch add|import|sweep|relink|list|events|remove``: the JPKI relying party's
+revocation watch over its customers' certificates (reader.rp_watch; specs/presentation.md
+section 17)."""
 
 from __future__ import annotations
 
@@ -193,6 +194,49 @@ def sweep(via: str = typer.Option("crl", "--via", help="crl (each partition's CR
     raise typer.Exit(0 if report.complete else 1)
 
 
+@watch_app.command("relink")
+def relink(issuer: str | None = typer.Option(None, "--issuer", help="The issuer service's URL: ask its "
+                                             "linkage service over HTTP with --token (scope reader). "
+                                             "Default: this installation's issuer."),
+           token: str | None = typer.Option(None, "--token", envvar="MCRED_API_TOKEN",
+                                            help="Bearer token for --issuer."),
+           refs: list[str] = typer.Option([], "--ref", help="Only this customer's certificates "
+                                          "(repeatable); default: the whole list."),
+           db: str | None = DB, roots: Path | None = ROOTS, as_json: bool = JSON) -> None:
+    """Follow replaced user-authentication certificates (revoked, on hold or expired) to the
+    valid one the issuer's linkage service (利用者証明用電子証明書の新旧紐付け) names after each
+    (a new phone, a renewed card), and watch that one under the same reference. Exit 1 when
+    an answer was refused (it does not fit), 0 otherwise."""
+    from reader.rp_watch import WatchError
+
+    if issuer:
+        from mcred.cli.consent_cmds import _http
+
+        def ask(serials: list[str]) -> list[dict]:
+            return _http("POST", issuer, "/jpki/linkage", token, {"serials": serials}, as_json)["links"]
+    else:
+        from issuer.jpki import linkage as lk
+        from mcred.cli.state import open_context
+
+        sessions = open_context().sessions
+
+        def ask(serials: list[str]) -> list[dict]:
+            return [link.to_dict() for link in lk.successors(sessions, serials, relying_party="cli",
+                                                             actor="cli")]
+    try:
+        found = _open(db, roots).relink(ask, refs=refs or None)
+    except WatchError as exc:
+        raise fail(str(exc), as_json) from None
+    if as_json:
+        listing([r.to_dict() for r in found], {}, True)
+    else:
+        listing([{"ref": r.ref, "serial": r.serial[:12], "outcome": r.outcome,
+                  "successor": r.successor[:12] if r.successor else None, "problem": r.problem} for r in found],
+                {"ref": "ref", "serial": "old certificate", "outcome": "outcome",
+                 "successor": "now watched", "problem": "problem"}, False)
+    raise typer.Exit(1 if any(r.outcome == "refused" for r in found) else 0)
+
+
 @watch_app.command("list")
 def list_(ref: str | None = typer.Option(None, "--ref"),
           status: str | None = typer.Option(None, "--status", help="unchecked, good, hold, "
@@ -210,9 +254,9 @@ def list_(ref: str | None = typer.Option(None, "--ref"),
         return
     listing([{"ref": w.ref, "cert": f"{w.purpose} {w.serial[:12]}", "status": w.status,
               "reason": w.reason, "as_of": _short(w.as_of), "until": f"{w.not_after:%Y-%m-%d}",
-              "problem": w.problem} for w in found],
+              "successor": w.successor[:12] if w.successor else None, "problem": w.problem} for w in found],
             {"ref": "ref", "cert": "certificate", "status": "status", "reason": "reason",
-             "as_of": "as of", "until": "until", "problem": "last problem"}, False)
+             "as_of": "as of", "until": "until", "successor": "linked to", "problem": "last problem"}, False)
 
 
 @watch_app.command("events")

@@ -1,0 +1,146 @@
+"""The user-authentication certificate linkage service (利用者証明用電子証明書の新旧紐付け).
+
+A relying party that keys its customers' accounts by the serial number of their
+user-authentication certificate (e-Tax binds its user number to it, the health-insurance
+check of マイナ保険証 and the マイキープラットフォーム bind theirs) loses the customer when that
+certificate is replaced: a new phone (機種変更), a phone reported lost then replaced, a card
+renewal, a move to P-384. J-LIS therefore tells relying parties which newer
+user-authentication certificates followed an old one, by serial number, so that the account
+follows the holder without a new registration.
+
+:func:`successors` answers a batch of old serials. For each: whether it is a
+user-authentication certificate of this issuer, and the user-authentication certificates
+issued to the same holder after it, oldest first, with their state; ``current`` is the
+newest that is valid now (None when there is none: the holder died, moved abroad, or has not
+been given a new one yet). A serial of a signing certificate is answered as unknown: a
+signing certificate carries the basic four data and is followed only with the holder's
+consent (:mod:`issuer.jpki.consents`).
+
+What mcred adds to J-LIS's answer: each successor's certificate (DER). A
+user-authentication certificate carries no basic four data (``C=JP, CN=<random id>``), and
+with it the relying party can watch the new certificate at once
+(:meth:`reader.rp_watch.RevocationWatch.relink`) instead of waiting for the customer's next
+login.
+
+Serials are 159 random bits (:func:`issuer.jpki.ca.random_serial`): one that the relying
+party was not shown cannot be guessed. Every batch is audited (``linkage.query``: the relying
+party, how many serials were asked and how many were linked; never the serials).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from issuer.db import AuditEvent, Credential, utcnow
+
+KIND = "jpki-auth"
+#: Serials one request may ask about.
+MAX_BATCH = 1000
+_SERIAL = re.compile(r"(?:0x)?[0-9a-fA-F]{1,40}")
+
+
+class LinkageRefused(Exception):
+    """A linkage request cannot be answered as asked; the message says why."""
+
+
+def normal_serial(serial: str) -> str:
+    """A serial as the registry keeps it: lower-case hex without leading zeros.
+    :class:`LinkageRefused` when it is not 1 to 40 hex digits (20 octets, RFC 5280)."""
+    if not isinstance(serial, str) or not _SERIAL.fullmatch(serial):
+        raise LinkageRefused(f"serial {repr(serial)[:50]} is not 1 to 40 hexadecimal digits")
+    return format(int(serial.removeprefix("0x"), 16), "x")
+
+
+@dataclass(frozen=True)
+class Successor:
+    serial: str
+    issued_at: dt.datetime
+    not_after: dt.datetime
+    #: valid | hold | revoked | expired
+    status: str
+    reason: str | None
+    certificate: bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"serial": self.serial, "issued_at": self.issued_at.isoformat(),
+                "not_after": self.not_after.isoformat(), "status": self.status, "reason": self.reason,
+                "certificate": base64.b64encode(self.certificate).decode()}
+
+
+@dataclass(frozen=True)
+class Link:
+    """The answer about one old serial."""
+
+    serial: str
+    #: False: not a user-authentication certificate of this issuer (``problem`` says so).
+    found: bool
+    successors: list[Successor] = field(default_factory=list)
+    problem: str | None = None
+
+    @property
+    def current(self) -> Successor | None:
+        """The newest successor valid now."""
+        return next((s for s in reversed(self.successors) if s.status == "valid"), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        current = self.current
+        return {"serial": self.serial, "found": self.found,
+                "successors": [s.to_dict() for s in self.successors],
+                "current": current.serial if current else None, "problem": self.problem}
+
+
+def _state(row: Credential, now: dt.datetime) -> str:
+    if row.status == "valid" and now > row.not_after:
+        return "expired"
+    return row.status
+
+
+def successors(sessions: sessionmaker[Session], serials: Sequence[str], *, relying_party: str,
+               actor: str, now: dt.datetime | None = None) -> list[Link]:
+    """One :class:`Link` per serial asked, in the order asked (module docstring).
+    :class:`LinkageRefused` when the batch is empty, longer than :data:`MAX_BATCH` or holds a
+    serial that is not hexadecimal: nothing is answered then."""
+    now = now or utcnow()
+    if not serials:
+        raise LinkageRefused("no serial asked about")
+    if len(serials) > MAX_BATCH:
+        raise LinkageRefused(f"{len(serials)} serials asked about: at most {MAX_BATCH} a request")
+    asked = [normal_serial(s) for s in serials]
+    with sessions.begin() as s:
+        olds: dict[str, list[Credential]] = defaultdict(list)
+        for row in s.scalars(select(Credential).where(Credential.kind == KIND,
+                                                      Credential.serial.in_(set(asked)))):
+            olds[row.serial].append(row)
+        holders = {row.holder_id for rows in olds.values() for row in rows}
+        lines: dict[str, list[Credential]] = defaultdict(list)
+        if holders:
+            for row in s.scalars(select(Credential).where(Credential.kind == KIND,
+                                                          Credential.holder_id.in_(holders))
+                                 .order_by(Credential.issued_at, Credential.id)):
+                lines[row.holder_id].append(row)
+        links = []
+        for serial in asked:
+            rows = olds.get(serial, [])
+            if len(rows) != 1:
+                problem = ("not a user-authentication certificate of this issuer" if not rows else
+                           "this serial names more than one user-authentication certificate of this issuer")
+                links.append(Link(serial, False, problem=problem))
+                continue
+            old = rows[0]
+            later = [r for r in lines[old.holder_id]
+                     if (r.issued_at, r.id) > (old.issued_at, old.id)]
+            links.append(Link(serial, True, [Successor(r.serial, r.issued_at, r.not_after, _state(r, now),
+                                                       r.reason, r.body) for r in later]))
+        s.add(AuditEvent(actor=actor, action="linkage.query", subject=relying_party[:128],
+                         detail={"relying_party": relying_party, "asked": len(asked),
+                                 "linked": sum(1 for link in links if link.successors)}))
+    return links
