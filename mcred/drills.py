@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from cryptography import x509
 from sqlalchemy import func, select
 
 import wallet_sim
@@ -259,6 +260,19 @@ class Env:
         (entry,) = self.rp_watch.entries(ref)
         return entry.status == "good", "good" if entry.status == "good" else f"{entry.status} ({entry.reason})"
 
+    def login_certificate(self, phone_id: str, pin: str) -> bytes:
+        """The user-authentication certificate the phone's login sends (PIN verified in the SE)."""
+        se = wallet_sim.open_secure_element(phone_id, self.ctx.home)
+        return sign_challenge(se.transmit, pin.encode(), secrets.token_bytes(32))[1]
+
+    def linkage(self, serials: list[str]) -> list[dict]:
+        """The issuer's user-authentication certificate linkage service, as the relying party
+        asks it (``POST /jpki/linkage`` answers the same)."""
+        from issuer.jpki.linkage import successors
+
+        return [link.to_dict() for link in successors(self.ctx.sessions, serials,
+                                                      relying_party="drill relying party", actor="drill")]
+
     def rp_verdict(self, cms: bytes, slot: str = "sign") -> tuple[bool, str]:
         from reader.relying_party import verify
 
@@ -371,6 +385,29 @@ def _capture_phone(env: Env, rep: SubjectReport, phone_id: str, password: str) -
     return response, st, cms
 
 
+def _open_account(env: Env, phone_id: str, pin: str) -> str:
+    """The relying party opens an account keyed by the phone's login certificate and puts that
+    certificate on its watch; the account's reference."""
+    der = env.login_certificate(phone_id, pin)
+    ref = f"account-{x509.load_der_x509_certificate(der).serial_number:x}"[:64]
+    env.rp_watch.add(ref, der)
+    return ref
+
+
+def _account_follows(env: Env, rep: SubjectReport, ref: str, phone_id: str, pin: str) -> None:
+    """After the login certificate was replaced: a sweep sees the old one gone, the linkage
+    service (利用者証明用電子証明書の新旧紐付け) names its successor, the watch takes it on, and
+    the phone's login now sends exactly that certificate: the account followed its holder."""
+    rep.timed("relying party: sweep", lambda: env.rp_watch.sweep("crl", refs=[ref]))
+    found = rep.timed("relying party: relink", lambda: env.rp_watch.relink(env.linkage, refs=[ref]))
+    _require(len(found) == 1 and found[0].outcome == "linked",
+             f"{phone_id}: the account's login certificate was not linked: {[f.to_dict() for f in found]}")
+    now = format(x509.load_der_x509_certificate(env.login_certificate(phone_id, pin)).serial_number, "x")
+    _require(found[0].successor == now, f"{phone_id}: linked to {found[0].successor}, but the login "
+             f"sends certificate {now}")
+    rep.final["rp_account"] = f"followed to the new login certificate ({found[0].serial[:8]} -> {now[:8]})"
+
+
 def _require(cond: bool, message: str) -> None:
     if not cond:
         raise DrillFailure(message)
@@ -468,6 +505,7 @@ def model_change(env: Env, i: int) -> SubjectReport:
     rep = SubjectReport(phone="")
     r = _new_subject(env, rep, i, "mc")
     captured = _capture(env, rep, r)
+    account = _open_account(env, r.phone_id, r.pin)
     new = wallet_sim.create_phone(env.ctx.home)
     rep.new_phone = new
     actions = HandoverActions(env.ctx, key_type=env.key_type, mdoc_batch=env.mdoc_batch)
@@ -481,6 +519,7 @@ def model_change(env: Env, i: int) -> SubjectReport:
     rep.final["old_after_wipe"] = _holds_nothing(env, r.phone_id)
     _accepted(env, new, actions.secrets[new].password, "new phone")
     rep.final["new_phone"] = "accepted"
+    _account_follows(env, rep, account, new, actions.secrets[new].pin)
     return rep
 
 
@@ -551,6 +590,7 @@ def renewal(env: Env, i: int) -> SubjectReport:
     rep = SubjectReport(phone="")
     r = _new_subject(env, rep, i, "rn")
     captured = _capture(env, rep, r)
+    account = _open_account(env, r.phone_id, r.pin)
     actions = HandoverActions(env.ctx, key_type=env.key_type, mdoc_batch=env.mdoc_batch)
     t0 = time.perf_counter()
     out = renew_card(env.ctx, r.holder_id, reason="drill: カードの更新", key_type=env.key_type,
@@ -561,6 +601,7 @@ def renewal(env: Env, i: int) -> SubjectReport:
     rep.new_phone = r.phone_id
     rep.final["renewed_phone"] = "accepted with new credentials"
     rep.final["new_card"] = f"card {out['card']['card_number']} until {out['card']['card_expiry']}"
+    _account_follows(env, rep, account, r.phone_id, out["secrets"].get("pin", r.pin))
     return rep
 
 

@@ -55,6 +55,9 @@ def test_scenario(env, scenario):
     if scenario in ("model_change", "abandoned"):
         assert "presents nothing" in subject.final["old_after_wipe"]
         assert subject.final["new_phone"] == "accepted"
+    if scenario in ("model_change", "renewal"):
+        # the relying party's account keyed by the login certificate follows it (linkage service)
+        assert subject.final["rp_account"].startswith("followed to the new login certificate")
     if scenario == "resale":
         assert "still accepted" in subject.final["after_reset_before_report"]
     if scenario == "renewal":
