@@ -50,8 +50,10 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    bindparam,
     delete,
     func,
+    insert,
     select,
     update,
 )
@@ -359,8 +361,20 @@ class RevocationWatch:
         <serial>`` by :meth:`relink`)."""
         ref = check_ref(ref)
         at = self.clock()
+        admitted = self._admit(certificate, at)
         try:
-            cert = load_certificate(certificate)
+            with Session(self.engine) as db, db.begin():
+                row, added = self._insert(db, ref, admitted, at, source)
+                return Watched.of(row), added
+        except IntegrityError:  # the same certificate added for the same customer at the same moment
+            with Session(self.engine) as db:
+                return Watched.of(db.scalar(_same(ref, admitted))), False
+
+    def _admit(self, certificate: bytes | x509.Certificate, at: dt.datetime) -> _Admitted:
+        """A certificate (bytes, or one loaded by :func:`load_certificate`) that may go on the
+        list (:meth:`add`'s conditions); :class:`WatchError` naming the one it fails."""
+        try:
+            cert = certificate if isinstance(certificate, x509.Certificate) else load_certificate(certificate)
             purpose = classify(cert).value
         except JpkiError as exc:
             raise WatchError(str(exc)) from None
@@ -369,28 +383,27 @@ class RevocationWatch:
             raise WatchError(f"not a certificate of a trusted JPKI root: {chain.reason}")
         if cert.not_valid_after_utc < at:
             raise WatchError(f"expired at {cert.not_valid_after_utc.isoformat()}: nothing left to watch")
-        key_id = _ski(root)
-        serial = serial_hex(cert.serial_number)
-        same = select(RpWatchRow).where(RpWatchRow.ref == ref, RpWatchRow.issuer_key_id == key_id,
-                                        RpWatchRow.serial == serial)
-        try:
-            with Session(self.engine) as db, db.begin():
-                row = db.scalar(same)
-                if row is not None:
-                    return Watched.of(row), False
-                row = RpWatchRow(ref=ref, purpose=purpose, serial=serial, issuer_key_id=key_id,
-                                 certificate=cert.public_bytes(Encoding.DER),
-                                 not_after=cert.not_valid_after_utc, crl_url=certs.crl_url(cert),
-                                 dp_names=_dp_names(cert), ocsp_url=certs.ocsp_url(cert),
-                                 status="unchecked", added_at=at)
-                db.add(row)
-                db.add(RpWatchEventRow(ref=ref, serial=serial, purpose=purpose, seen_at=at, before=None,
-                                       after="unchecked", source=source[:200]))
-                db.flush()
-                return Watched.of(row), True
-        except IntegrityError:  # the same certificate added for the same customer at the same moment
-            with Session(self.engine) as db:
-                return Watched.of(db.scalar(same)), False
+        return _Admitted(cert, purpose, _ski(root), serial_hex(cert.serial_number))
+
+    @staticmethod
+    def _insert(db: Session, ref: str, admitted: _Admitted, at: dt.datetime,
+                source: str) -> tuple[RpWatchRow, bool]:
+        """The list's row for ``ref`` and the admitted certificate, inserted with its event
+        unless there (``(row, inserted)``), in ``db``'s transaction."""
+        row = db.scalar(_same(ref, admitted))
+        if row is not None:
+            return row, False
+        cert = admitted.cert
+        row = RpWatchRow(ref=ref, purpose=admitted.purpose, serial=admitted.serial,
+                         issuer_key_id=admitted.key_id, certificate=cert.public_bytes(Encoding.DER),
+                         not_after=cert.not_valid_after_utc, crl_url=certs.crl_url(cert),
+                         dp_names=_dp_names(cert), ocsp_url=certs.ocsp_url(cert),
+                         status="unchecked", added_at=at)
+        db.add(row)
+        db.add(RpWatchEventRow(ref=ref, serial=admitted.serial, purpose=admitted.purpose, seen_at=at,
+                               before=None, after="unchecked", source=source[:200]))
+        db.flush()
+        return row, True
 
     def remove(self, ref: str, serial: str | None = None) -> int:
         """Take ``ref``'s certificates (only the one with ``serial``, hex, when given) off
@@ -460,11 +473,62 @@ class RevocationWatch:
                 raise WatchError(f"the linkage service answered {len(links) if isinstance(links, Sequence) else 0} "
                                  f"links for {len(serials)} serials")
             by_serial = dict(zip(serials, links, strict=True))
-            for row in rows:
-                out.append(self._follow(row, by_serial[row.serial]))
+            at = self.clock()
+            judged = [self._judge_link(row, by_serial[row.serial], at) for row in rows]
+            linkable = [(row, j) for row, j in zip(rows, judged, strict=True) if isinstance(j, _Admitted)]
+            try:  # the batch's successors watched and their old rows linked in one transaction
+                with Session(self.engine) as db, db.begin():
+                    self._link_all(db, linkable, at)
+            except IntegrityError:  # a racing relink or add watched one of them first: one by one
+                for row, admitted in linkable:
+                    try:
+                        with Session(self.engine) as db, db.begin():
+                            self._link(db, row, admitted, at)
+                    except IntegrityError:
+                        with Session(self.engine) as db, db.begin():
+                            _mark_linked(db, row, admitted, at)
+            out.extend(Relinked(row.ref, row.serial, "linked", j.serial) if isinstance(j, _Admitted) else j
+                       for row, j in zip(rows, judged, strict=True))
 
-    def _follow(self, row: _Row, link: Any) -> Relinked:
-        """One watched certificate and the link the service gave for it."""
+    @staticmethod
+    def _link_all(db: Session, linkable: list[tuple[_Row, _Admitted]], at: dt.datetime) -> None:
+        """:meth:`_link` for a batch, in a few set-based statements: the successors not yet
+        watched under their reference inserted with their events, every old row marked."""
+        if not linkable:
+            return
+        refs = sorted({row.ref for row, _admitted in linkable})
+        watched: set[tuple[str, str, str]] = set()
+        for i in range(0, len(refs), _BATCH):
+            watched.update(tuple(r) for r in db.execute(
+                select(RpWatchRow.ref, RpWatchRow.issuer_key_id, RpWatchRow.serial)
+                .where(RpWatchRow.ref.in_(refs[i:i + _BATCH]))))
+        rows, events = [], []
+        for row, a in linkable:
+            if (row.ref, a.key_id, a.serial) in watched:
+                continue
+            watched.add((row.ref, a.key_id, a.serial))
+            rows.append({"ref": row.ref, "purpose": a.purpose, "serial": a.serial, "issuer_key_id": a.key_id,
+                         "certificate": a.cert.public_bytes(Encoding.DER), "not_after": a.cert.not_valid_after_utc,
+                         "crl_url": certs.crl_url(a.cert), "dp_names": _dp_names(a.cert),
+                         "ocsp_url": certs.ocsp_url(a.cert), "status": "unchecked", "added_at": at})
+            events.append({"ref": row.ref, "serial": a.serial, "purpose": a.purpose, "seen_at": at,
+                           "before": None, "after": "unchecked", "source": f"linked from {row.serial}"})
+        if rows:
+            db.execute(insert(RpWatchRow), rows)
+            db.execute(insert(RpWatchEventRow), events)
+        table = RpWatchRow.__table__
+        db.connection().execute(
+            table.update().where(table.c.id == bindparam("old_id"), table.c.successor.is_(None))
+            .values(successor=bindparam("new_serial"), linked_at=at),
+            [{"old_id": row.id, "new_serial": a.serial} for row, a in linkable])
+
+    def _link(self, db: Session, row: _Row, admitted: _Admitted, at: dt.datetime) -> None:
+        self._insert(db, row.ref, admitted, at, f"linked from {row.serial}")
+        _mark_linked(db, row, admitted, at)
+
+    def _judge_link(self, row: _Row, link: Any, at: dt.datetime) -> Relinked | _Admitted:
+        """The link the service gave for one watched certificate: its successor admitted to the
+        list, or what to report instead."""
         try:
             if not isinstance(link, dict) or _norm_serial(str(link.get("serial"))) != row.serial:
                 raise WatchError(f"the linkage service's answer is not about serial {row.serial}")
@@ -484,14 +548,9 @@ class RevocationWatch:
             if kind != "auth" or serial_hex(cert.serial_number) != _norm_serial(str(current)):
                 raise WatchError(f"the successor's certificate is not the user-authentication "
                                  f"certificate {current}")
-            self.add(row.ref, der, source=f"linked from {row.serial}")
+            return self._admit(cert, at)
         except WatchError as exc:
             return Relinked(row.ref, row.serial, "refused", problem=str(exc))
-        successor = serial_hex(cert.serial_number)
-        with Session(self.engine) as db, db.begin():
-            db.execute(update(RpWatchRow).where(RpWatchRow.id == row.id, RpWatchRow.successor.is_(None))
-                       .values(successor=successor, linked_at=self.clock()))
-        return Relinked(row.ref, row.serial, "linked", successor)
 
     # -- sweeps --------------------------------------------------------------------------
 
@@ -678,6 +737,27 @@ def _as_read(row: _Row):  # noqa: ANN202 - a SQL condition
     """The row still has the status and reason it was read with."""
     return and_(RpWatchRow.id == row.id, RpWatchRow.status == row.status,
                 RpWatchRow.reason.is_(None) if row.reason is None else RpWatchRow.reason == row.reason)
+
+
+@dataclass(frozen=True)
+class _Admitted:
+    """A certificate :meth:`RevocationWatch._admit` let on the list."""
+
+    cert: x509.Certificate
+    purpose: str
+    key_id: str
+    serial: str
+
+
+def _same(ref: str, admitted: _Admitted):  # noqa: ANN202 - a SELECT
+    return select(RpWatchRow).where(RpWatchRow.ref == ref, RpWatchRow.issuer_key_id == admitted.key_id,
+                                    RpWatchRow.serial == admitted.serial)
+
+
+def _mark_linked(db: Session, row: _Row, admitted: _Admitted, at: dt.datetime) -> None:
+    """The old row records its successor (once: a racing relink's mark stands)."""
+    db.execute(update(RpWatchRow).where(RpWatchRow.id == row.id, RpWatchRow.successor.is_(None))
+               .values(successor=admitted.serial, linked_at=at))
 
 
 def _ski(root: x509.Certificate) -> str:

@@ -43,6 +43,9 @@ def _run(*args: str) -> str:
                                         "login (phone + RP)")),
     (("request", "--runs", "3"), ("readerAuth per DocRequest (3 signs)", "readerAuthAll (1 sign)",
                                   "wallet verifies, readerAuthAll", "readerAuthAll against a readerAuth each")),
+    (("linkage", "--holders", "12", "--runs", "1"), ("issuer: successors(), SQLite", "issuer: POST /jpki/linkage",
+                                                    "floor: the two reads", "relying party: relink, SQLite",
+                                                    "floor (RP): parse + root signature")),
     (("rp_watch", "--certs", "60", "--runs", "1", "--sample", "2"), ("sweep by CRL, SQLite", "floor: fetch + parse",
                                                                     "sweep by OCSP, SQLite")),
 ])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import threading
 
 import pytest
 from cryptography import x509
@@ -174,6 +175,45 @@ def test_the_watch_follows_its_customer_to_the_new_certificate(live, db_url):
     assert watch.relink(_local(issuer)) == []
     report = watch.sweep()
     assert [(c.serial, c.after) for c in report.changes] == [(s_new, "good")]
+
+
+def test_two_relinks_racing_watch_each_successor_once(live, db_url):
+    """Two relying-party processes relinking the same list at once: each successor is watched
+    once, its 'linked from' event written once, and every old row linked, whichever process
+    got there first (a unique-key collision falls back to one row at a time)."""
+    issuer = live["issuer"]
+    watch = _watch(db_url, issuer)
+    news = {}
+    for n in range(6):
+        old = provision(issuer)
+        news[f"acct-r{n}"] = _serial(provision(issuer, holder_id=old.holder_id).certs["auth"])
+        revocation.revoke(issuer.sessions, old.phone_id, "cessationOfOperation")
+        watch.add(f"acct-r{n}", old.certs["auth"])
+    watch.sweep()
+    other = RevocationWatch(watch.engine, lambda: [*issuer.roots("sign"), *issuer.roots("auth")])
+    barrier, results, errors = threading.Barrier(2), [], []
+
+    def run(w):
+        barrier.wait()
+        try:
+            results.append(w.relink(_local(issuer)))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in (watch, other)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors and len(results) == 2
+    assert {(r.ref, r.successor) for found in results for r in found if r.outcome == "linked"} <= set(news.items())
+    for ref, new in news.items():
+        entries = {w.serial: w for w in watch.entries(ref)}
+        assert new in entries and len(entries) == 2
+        assert next(w for w in entries.values() if w.serial != new).successor == new
+        assert [e.source for e in watch.events(ref) if e.serial == new] == [
+            next(e.source for e in watch.events(ref) if e.source.startswith("linked from"))]
+    assert watch.relink(_local(issuer)) == []
 
 
 def test_an_answer_that_does_not_fit_links_nothing(live, tmp_path):
