@@ -37,20 +37,12 @@ import time
 import uuid
 from pathlib import Path
 
+from benchmarks.timing import interleaved, median_time
+
 HOLDER = {"family_name": "紐付", "given_name": "太郎", "family_name_kana": "ひもづけ",
           "given_name_kana": "たろう", "birth_date": "1980-04-01", "sex": 1,
           "address": "東京都千代田区1-1", "prefecture": "東京都", "municipality": "千代田区",
           "municipality_code": "131016"}
-
-
-def _median(fn, runs: int) -> float:
-    fn()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def _auth_certificate(issuer, phone: str) -> bytes:
@@ -146,10 +138,11 @@ def main() -> dict:
                                            Credential.holder_id.in_({o.holder_id for o in olds}))).all()
                 assert len(rows) == 2 * len(batch)
 
-    rows = [("issuer: successors(), SQLite", _median(local, args.runs)),
-            ("issuer: POST /jpki/linkage", _median(http, args.runs))]
-    t_floor = _median(floor, args.runs)
-    rows.append(("floor: the two reads", t_floor))
+    # in rotation, so that a shared machine's load slows them alike and the ratios hold
+    issuer_rows = interleaved({"issuer: successors(), SQLite": local, "issuer: POST /jpki/linkage": http,
+                               "floor: the two reads": floor}, args.runs)
+    rows = list(issuer_rows.items())
+    t_floor = issuer_rows["floor: the two reads"]
 
     roots = issuer.roots("auth")
 
@@ -176,7 +169,7 @@ def main() -> dict:
         for der in news:
             x509.load_der_x509_certificate(der).verify_directly_issued_by(roots[0])
 
-    t_rp_floor = _median(rp_floor, args.runs)
+    t_rp_floor = median_time(rp_floor, args.runs)
     rows.append(("floor (RP): parse + root signature", t_rp_floor))
     app.state.jobs.shutdown()
 

@@ -28,28 +28,19 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import subprocess
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
+from benchmarks.timing import median_time
+
 HOLDER = {"family_name": "監視", "given_name": "花子", "family_name_kana": "かんし",
           "given_name_kana": "はなこ", "birth_date": "1950-04-01", "sex": 2,
           "address": "東京都千代田区1-1", "prefecture": "東京都", "municipality": "千代田区",
           "municipality_code": "131016"}
 REASONS = ("affiliationChanged", "superseded", "cessationOfOperation", "certificateHold")
-
-
-def _median(fn, runs: int) -> float:
-    fn()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def _issue(issuer, n: int) -> list[tuple[str, bytes]]:
@@ -159,7 +150,7 @@ def main() -> dict:
         report = watch.sweep()
         assert report.complete and not report.changes
 
-    rows.append(("sweep by CRL, SQLite", _median(sweep, args.runs)))
+    rows.append(("sweep by CRL, SQLite", median_time(sweep, args.runs)))
     pg = _postgres_engine()
     if pg is not None:
         pg_watch = watch_on(pg[0])
@@ -168,7 +159,7 @@ def main() -> dict:
             report = pg_watch.sweep()
             assert report.complete and not report.changes
 
-        rows.append(("sweep by CRL, PostgreSQL", _median(sweep_pg, args.runs)))
+        rows.append(("sweep by CRL, PostgreSQL", median_time(sweep_pg, args.runs)))
         pg[1]()
 
     ders = [der for _phone, der in issued]
@@ -183,7 +174,7 @@ def main() -> dict:
         for der in ders:
             revoked.get(x509.load_der_x509_certificate(der).serial_number)
 
-    t_floor = _median(floor, args.runs)
+    t_floor = median_time(floor, args.runs)
     rows.append(("floor: fetch + parse", t_floor))
 
     openssl = shutil.which("openssl")
@@ -203,7 +194,7 @@ def main() -> dict:
                                 "-CRLfile", str(work / "crl.pem"), str(work / f"{i}.pem")],
                                capture_output=True, check=False)
 
-        rows.append(("peer: openssl verify -crl_check", _median(peer, 1) * args.certs / len(sample)))
+        rows.append(("peer: openssl verify -crl_check", median_time(peer, 1) * args.certs / len(sample)))
     ocsp_engine = make_engine(f"sqlite:///{tmp / 'rp-ocsp.sqlite3'}")
     migrate(ocsp_engine, "reader@head")
     ocsp_watch = RevocationWatch(ocsp_engine, roots, client=client)
@@ -215,7 +206,7 @@ def main() -> dict:
         report = ocsp_watch.sweep("ocsp")
         assert report.complete and not report.changes
 
-    t_ocsp = _median(sweep_ocsp, max(1, args.runs // 2))
+    t_ocsp = median_time(sweep_ocsp, max(1, args.runs // 2))
     rows.append(("sweep by OCSP, SQLite", t_ocsp * args.certs / min(200, args.certs)))
     app.state.jobs.shutdown()
 
