@@ -533,7 +533,9 @@ class RevocationWatch:
             if not isinstance(link, dict) or _norm_serial(str(link.get("serial"))) != row.serial:
                 raise WatchError(f"the linkage service's answer is not about serial {row.serial}")
             if not link.get("found"):
-                return Relinked(row.ref, row.serial, "unknown to the issuer", problem=link.get("problem"))
+                said = link.get("problem")
+                return Relinked(row.ref, row.serial, "unknown to the issuer",
+                                problem=None if said is None else str(said)[:200])
             current = link.get("current")
             chosen = next((s for s in link.get("successors") or () if isinstance(s, dict)
                            and current is not None and s.get("serial") == current), None)

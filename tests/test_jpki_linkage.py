@@ -271,6 +271,7 @@ def test_any_linkage_answer_is_judged_never_crashes(live, tmp_path_factory, answ
     except WatchError:
         return
     assert all(r.outcome in ("refused", "unknown to the issuer", "no valid successor") for r in found)
+    assert all(r.problem is None or (isinstance(r.problem, str) and len(r.problem) <= 400) for r in found)
 
 
 def _fuzz_watch(live, factory):
