@@ -393,15 +393,10 @@ class RevocationWatch:
         row = db.scalar(_same(ref, admitted))
         if row is not None:
             return row, False
-        cert = admitted.cert
-        row = RpWatchRow(ref=ref, purpose=admitted.purpose, serial=admitted.serial,
-                         issuer_key_id=admitted.key_id, certificate=cert.public_bytes(Encoding.DER),
-                         not_after=cert.not_valid_after_utc, crl_url=certs.crl_url(cert),
-                         dp_names=_dp_names(cert), ocsp_url=certs.ocsp_url(cert),
-                         status="unchecked", added_at=at)
+        values, event = _new_entry(ref, admitted, at, source)
+        row = RpWatchRow(**values)
         db.add(row)
-        db.add(RpWatchEventRow(ref=ref, serial=admitted.serial, purpose=admitted.purpose, seen_at=at,
-                               before=None, after="unchecked", source=source[:200]))
+        db.add(RpWatchEventRow(**event))
         db.flush()
         return row, True
 
@@ -483,7 +478,7 @@ class RevocationWatch:
                 for row, admitted in linkable:
                     try:
                         with Session(self.engine) as db, db.begin():
-                            self._link(db, row, admitted, at)
+                            self._link_all(db, [(row, admitted)], at)
                     except IntegrityError:
                         with Session(self.engine) as db, db.begin():
                             _mark_linked(db, row, admitted, at)
@@ -492,8 +487,9 @@ class RevocationWatch:
 
     @staticmethod
     def _link_all(db: Session, linkable: list[tuple[_Row, _Admitted]], at: dt.datetime) -> None:
-        """:meth:`_link` for a batch, in a few set-based statements: the successors not yet
-        watched under their reference inserted with their events, every old row marked."""
+        """Each admitted successor watched under its old row's reference (unless it is
+        already) with its ``linked from`` event, and every old row marked linked, in a few
+        set-based statements in ``db``'s transaction."""
         if not linkable:
             return
         refs = sorted({row.ref for row, _admitted in linkable})
@@ -507,12 +503,9 @@ class RevocationWatch:
             if (row.ref, a.key_id, a.serial) in watched:
                 continue
             watched.add((row.ref, a.key_id, a.serial))
-            rows.append({"ref": row.ref, "purpose": a.purpose, "serial": a.serial, "issuer_key_id": a.key_id,
-                         "certificate": a.cert.public_bytes(Encoding.DER), "not_after": a.cert.not_valid_after_utc,
-                         "crl_url": certs.crl_url(a.cert), "dp_names": _dp_names(a.cert),
-                         "ocsp_url": certs.ocsp_url(a.cert), "status": "unchecked", "added_at": at})
-            events.append({"ref": row.ref, "serial": a.serial, "purpose": a.purpose, "seen_at": at,
-                           "before": None, "after": "unchecked", "source": f"linked from {row.serial}"})
+            values, event = _new_entry(row.ref, a, at, f"linked from {row.serial}")
+            rows.append(values)
+            events.append(event)
         if rows:
             db.execute(insert(RpWatchRow), rows)
             db.execute(insert(RpWatchEventRow), events)
@@ -521,10 +514,6 @@ class RevocationWatch:
             table.update().where(table.c.id == bindparam("old_id"), table.c.successor.is_(None))
             .values(successor=bindparam("new_serial"), linked_at=at),
             [{"old_id": row.id, "new_serial": a.serial} for row, a in linkable])
-
-    def _link(self, db: Session, row: _Row, admitted: _Admitted, at: dt.datetime) -> None:
-        self._insert(db, row.ref, admitted, at, f"linked from {row.serial}")
-        _mark_linked(db, row, admitted, at)
 
     def _judge_link(self, row: _Row, link: Any, at: dt.datetime) -> Relinked | _Admitted:
         """The link the service gave for one watched certificate: its successor admitted to the
@@ -754,6 +743,19 @@ class _Admitted:
 def _same(ref: str, admitted: _Admitted):  # noqa: ANN202 - a SELECT
     return select(RpWatchRow).where(RpWatchRow.ref == ref, RpWatchRow.issuer_key_id == admitted.key_id,
                                     RpWatchRow.serial == admitted.serial)
+
+
+def _new_entry(ref: str, admitted: _Admitted, at: dt.datetime, source: str) -> tuple[dict, dict]:
+    """The columns of a new ``rp_watch`` row for ``ref`` and the admitted certificate, and of
+    its first event (``source``: how it came)."""
+    cert = admitted.cert
+    row = {"ref": ref, "purpose": admitted.purpose, "serial": admitted.serial, "issuer_key_id": admitted.key_id,
+           "certificate": cert.public_bytes(Encoding.DER), "not_after": cert.not_valid_after_utc,
+           "crl_url": certs.crl_url(cert), "dp_names": _dp_names(cert), "ocsp_url": certs.ocsp_url(cert),
+           "status": "unchecked", "added_at": at}
+    event = {"ref": ref, "serial": admitted.serial, "purpose": admitted.purpose, "seen_at": at,
+             "before": None, "after": "unchecked", "source": source[:200]}
+    return row, event
 
 
 def _mark_linked(db: Session, row: _Row, admitted: _Admitted, at: dt.datetime) -> None:
