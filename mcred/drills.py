@@ -268,10 +268,9 @@ class Env:
     def linkage(self, serials: list[str]) -> list[dict]:
         """The issuer's user-authentication certificate linkage service, as the relying party
         asks it (``POST /jpki/linkage`` answers the same)."""
-        from issuer.jpki.linkage import successors
+        from issuer.jpki.linkage import answer
 
-        return [link.to_dict() for link in successors(self.ctx.sessions, serials,
-                                                      relying_party="drill relying party", actor="drill")]
+        return answer(self.ctx.sessions, serials, relying_party="drill relying party", actor="drill")["links"]
 
     def rp_verdict(self, cms: bytes, slot: str = "sign") -> tuple[bool, str]:
         from reader.relying_party import verify

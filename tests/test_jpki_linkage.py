@@ -102,6 +102,15 @@ def test_a_batch_that_cannot_be_answered_is_refused_whole(tmp_path, serials, why
         assert s.scalars(select(AuditEvent).where(AuditEvent.action == "linkage.query")).all() == []
 
 
+def test_the_api_body_takes_what_the_service_takes():
+    """``POST /jpki/linkage``'s body model writes the service's serial pattern and batch bound out."""
+    from mcred.api_routes import LinkageRequest
+
+    field = LinkageRequest.model_fields["serials"]
+    assert f"^{linkage.SERIAL_PATTERN}$" in repr(field.annotation)
+    assert any(getattr(m, "max_length", None) == linkage.MAX_BATCH for m in field.metadata)
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(serials=st.lists(st.one_of(st.text(max_size=44), st.from_regex(r"(0x)?[0-9a-fA-F]{1,40}", fullmatch=True)),
                         max_size=8))
@@ -144,8 +153,7 @@ def _watch(db_url: str, issuer) -> RevocationWatch:
 
 def _local(issuer):
     def ask(serials):
-        return [link.to_dict() for link in linkage.successors(issuer.sessions, serials,
-                                                              relying_party="rp", actor="test")]
+        return linkage.answer(issuer.sessions, serials, relying_party="rp", actor="test")["links"]
     return ask
 
 
@@ -334,3 +342,45 @@ def test_over_http_and_from_the_cli(live, tmp_path):
                                             "successor": s_new, "problem": None}]
     listed = runner.invoke(cli, ["jpki", "watch", "list", *common], env={"COLUMNS": "250"})
     assert listed.exit_code == 0 and s_new[:12] in listed.output
+
+
+@pytest.mark.parametrize(("body", "linkage_says", "relink_says"), [
+    ({"nothing": 1}, "holds no list of links", "holds no list of links"),
+    ({"links": "x"}, "holds no list of links", "holds no list of links"),
+    ({"links": [{"serial": "1", "found": True, "successors": "x"}]}, "is not an object with a list of successors",
+     None),
+    ({"links": [7]}, "is not an object with a list of successors", None),
+])
+def test_an_issuer_answering_nonsense_is_a_clear_failure(live, tmp_path, body, linkage_says, relink_says):
+    """``mcred jpki linkage --issuer`` and ``mcred jpki watch relink --issuer`` against a
+    service that answers 200 with JSON of another shape: exit 1 with what is wrong, never a
+    traceback; relink judges each link it can read (a link it cannot is refused, the row
+    stays unlinked)."""
+    from fastapi import FastAPI
+    from test_present_http import Server, free_port
+
+    fake = FastAPI()
+    fake.post("/jpki/linkage")(lambda: body)
+    issuer = live["issuer"]
+    old = provision(issuer)
+    revocation.revoke(issuer.sessions, old.phone_id, "cessationOfOperation")
+    db = f"sqlite:///{tmp_path / 'bank.db'}"
+    watch = _watch(db, issuer)
+    watch.add("acct-n", old.certs["auth"])
+    watch.sweep()
+    roots = tmp_path / "roots.pem"
+    roots.write_bytes(b"".join(r.public_bytes(Encoding.PEM) for r in [*issuer.roots("sign"), *issuer.roots("auth")]))
+    runner = CliRunner()
+    with Server(fake, free_port()) as server:
+        got = runner.invoke(cli, ["jpki", "linkage", "1f", "--issuer", server.url, "--token", "t"],
+                            env={"COLUMNS": "250"})
+        assert got.exit_code == 1 and isinstance(got.exception, SystemExit | None), got.output
+        assert linkage_says in got.output
+        relinked = runner.invoke(cli, ["jpki", "watch", "relink", "--issuer", server.url, "--token", "t",
+                                       "--db", db, "--roots", str(roots), "--json"], env={"COLUMNS": "250"})
+    assert relinked.exit_code == 1 and isinstance(relinked.exception, SystemExit | None), relinked.output
+    if relink_says:
+        assert relink_says in relinked.output
+    else:
+        assert json.loads(relinked.output)[0]["outcome"] == "refused"
+    assert watch.entries("acct-n")[0].successor is None and len(watch.entries("acct-n")) == 1

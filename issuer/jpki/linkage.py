@@ -45,7 +45,9 @@ from issuer.db import AuditEvent, Credential, utcnow
 KIND = "jpki-auth"
 #: Serials one request may ask about.
 MAX_BATCH = 1000
-_SERIAL = re.compile(r"(?:0x)?[0-9a-fA-F]{1,40}")
+#: A serial as a request may give it: 1 to 40 hex digits (20 octets), ``0x`` allowed.
+SERIAL_PATTERN = r"(?:0x)?[0-9a-fA-F]{1,40}"
+_SERIAL = re.compile(SERIAL_PATTERN)
 
 
 class LinkageRefused(Exception):
@@ -144,3 +146,12 @@ def successors(sessions: sessionmaker[Session], serials: Sequence[str], *, relyi
                          detail={"relying_party": relying_party, "asked": len(asked),
                                  "linked": sum(1 for link in links if link.successors)}))
     return links
+
+
+def answer(sessions: sessionmaker[Session], serials: Sequence[str], *, relying_party: str,
+           actor: str, now: dt.datetime | None = None) -> dict[str, Any]:
+    """:func:`successors` as ``POST /jpki/linkage`` answers it: ``{"links": [each
+    :meth:`Link.to_dict`], "as_of"}``."""
+    now = now or utcnow()
+    links = successors(sessions, serials, relying_party=relying_party, actor=actor, now=now)
+    return {"links": [link.to_dict() for link in links], "as_of": now.isoformat()}

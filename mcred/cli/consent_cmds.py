@@ -49,6 +49,16 @@ def _http(method: str, url: str, path: str, token: str | None, body: dict | None
     return got
 
 
+def ask_linkage(issuer: str, token: str | None, serials: list[str], as_json: bool) -> list[dict]:
+    """The links an issuer's ``POST /jpki/linkage`` answers for ``serials`` (each judged by
+    whoever uses it); a clear failure when the answer holds no list of links."""
+    got = _http("POST", issuer, "/jpki/linkage", token, {"serials": serials}, as_json)
+    links = got.get("links") if isinstance(got, dict) else None
+    if not isinstance(links, list):
+        raise fail(f"{issuer}: the linkage answer holds no list of links", as_json, 1)
+    return links
+
+
 def _local_rp(rp: str | None, as_json: bool) -> str:
     if not rp:
         raise fail("give --rp (the relying party) or --issuer with --token", as_json)
@@ -174,24 +184,27 @@ def linkage(serials: list[str] = typer.Argument(..., help="Old user-authenticati
     from mcred.cli.text import listing
 
     if issuer:
-        got = _http("POST", issuer, "/jpki/linkage", token, {"serials": serials}, as_json)["links"]
+        got = ask_linkage(issuer, token, serials, as_json)
+        if not all(isinstance(link, dict) and isinstance(link.get("successors"), list)
+                   and all(isinstance(s, dict) for s in link["successors"]) for link in got):
+            raise fail(f"{issuer}: a link of the answer is not an object with a list of successors", as_json, 1)
     else:
         from issuer.jpki import linkage as lk
         from mcred.cli.state import open_context
 
         try:
-            links = lk.successors(open_context().sessions, serials, relying_party=rp or "cli", actor="cli")
+            got = lk.answer(open_context().sessions, serials, relying_party=rp or "cli", actor="cli")["links"]
         except lk.LinkageRefused as exc:
             raise fail(str(exc), as_json) from None
-        got = [link.to_dict() for link in links]
-    rows = [{"serial": link["serial"],
-             "successors": ", ".join(f"{s['serial']} ({s['status']}{', ' + s['reason'] if s['reason'] else ''})"
-                                     for s in link["successors"]) or ("none" if link["found"] else ""),
-             "current": link["current"] or ("" if link["found"] else link["problem"])} for link in got]
+    rows = [{"serial": link.get("serial"),
+             "successors": ", ".join(f"{s.get('serial')} ({s.get('status')}"
+                                     f"{', ' + str(s['reason']) if s.get('reason') else ''})"
+                                     for s in link["successors"]) or ("none" if link.get("found") else ""),
+             "current": link.get("current") or ("" if link.get("found") else link.get("problem"))} for link in got]
     if as_json:
         typer.echo(json.dumps(got, ensure_ascii=False))
     else:
         listing(rows, {"serial": "old serial", "successors": "newer certificates (state)",
                        "current": "valid now"}, False)
-    if not all(link["found"] for link in got):
+    if not all(link.get("found") for link in got):
         raise typer.Exit(1)

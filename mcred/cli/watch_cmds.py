@@ -210,10 +210,10 @@ def relink(issuer: str | None = typer.Option(None, "--issuer", help="The issuer 
     from reader.rp_watch import WatchError
 
     if issuer:
-        from mcred.cli.consent_cmds import _http
+        from mcred.cli.consent_cmds import ask_linkage
 
         def ask(serials: list[str]) -> list[dict]:
-            return _http("POST", issuer, "/jpki/linkage", token, {"serials": serials}, as_json)["links"]
+            return ask_linkage(issuer, token, serials, as_json)
     else:
         from issuer.jpki import linkage as lk
         from mcred.cli.state import open_context
@@ -221,8 +221,7 @@ def relink(issuer: str | None = typer.Option(None, "--issuer", help="The issuer 
         sessions = open_context().sessions
 
         def ask(serials: list[str]) -> list[dict]:
-            return [link.to_dict() for link in lk.successors(sessions, serials, relying_party="cli",
-                                                             actor="cli")]
+            return lk.answer(sessions, serials, relying_party="cli", actor="cli")["links"]
     try:
         found = _open(db, roots).relink(ask, refs=refs or None)
     except WatchError as exc:
