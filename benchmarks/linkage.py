@@ -37,7 +37,7 @@ import time
 import uuid
 from pathlib import Path
 
-from benchmarks.timing import interleaved, median_time
+from benchmarks.timing import interleaved, median_time, per_item_table
 
 HOLDER = {"family_name": "紐付", "given_name": "太郎", "family_name_kana": "ひもづけ",
           "given_name_kana": "たろう", "birth_date": "1980-04-01", "sex": 1,
@@ -175,12 +175,7 @@ def main() -> dict:
 
     print(f"linkage: {args.holders} old user-authentication serials, batches of {linkage.MAX_BATCH}; "
           f"per serial (medians of {args.runs})")
-    print(f"{'row':<34}{'total ms':>10}{'us/serial':>11}{'serials/s':>11}{'x floor':>9}")
-    out = {}
-    for name, seconds in rows:
-        per = seconds / args.holders
-        print(f"{name:<34}{seconds * 1e3:>10.1f}{per * 1e6:>11.1f}{1 / per:>11,.0f}{seconds / t_floor:>8.2f}x")
-        out[name] = {"total_s": seconds, "per_serial_us": per * 1e6, "x_floor": seconds / t_floor}
+    out = per_item_table(rows, args.holders, t_floor, unit="serial")
     print("x floor = time / the two plain SELECTs' time (no answer built, nothing audited); the "
           f"relink takes {statistics.median(relinks) / t_rp_floor:.2f}x its own floor (each successor "
           "parsed and its signature by the root verified)")

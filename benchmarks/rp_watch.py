@@ -34,7 +34,7 @@ import time
 import uuid
 from pathlib import Path
 
-from benchmarks.timing import median_time
+from benchmarks.timing import median_time, per_item_table
 
 HOLDER = {"family_name": "監視", "given_name": "花子", "family_name_kana": "かんし",
           "given_name_kana": "はなこ", "birth_date": "1950-04-01", "sex": 2,
@@ -213,12 +213,7 @@ def main() -> dict:
     root_alg = type(root.public_key()).__name__.removeprefix("_").replace("PublicKey", "")
     print(f"revocation watch: {args.certs} signing certificates, one partition, root {root_alg}; "
           f"per sweep and per certificate (medians of {args.runs})")
-    print(f"{'row':<34}{'sweep ms':>10}{'us/cert':>9}{'certs/s':>10}{'x floor':>9}")
-    out = {}
-    for name, seconds in rows:
-        per = seconds / args.certs
-        print(f"{name:<34}{seconds * 1e3:>10.1f}{per * 1e6:>9.1f}{1 / per:>10,.0f}{seconds / t_floor:>8.2f}x")
-        out[name] = {"sweep_s": seconds, "per_cert_us": per * 1e6, "x_floor": seconds / t_floor}
+    out = per_item_table(rows, args.certs, t_floor, unit="cert", total="sweep")
     print("x floor = time / the floor's time (fetch, CRL signature, entries, certificates parsed); "
           "openssl and OCSP rows timed on a sample and scaled to N")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -55,3 +55,20 @@ def rate(fn: Callable[[], object], seconds: float, *, warmup: bool = False) -> f
         elapsed = time.perf_counter() - t0
         if elapsed >= seconds:
             return n / elapsed
+
+
+def per_item_table(rows: list[tuple[str, float]], n: int, floor_s: float, *, unit: str,
+                   total: str = "total") -> dict[str, dict[str, float]]:
+    """Print rows of ``(name, seconds for n items)`` as a table (``<total> ms``, ``us/<unit>``,
+    ``<unit>s/s``, ``x floor``: each row's time over ``floor_s``) and return the figures by row
+    name: ``{"<total>_s", "per_<unit>_us", "x_floor"}``."""
+    headings = (f"{total} ms", f"us/{unit}", f"{unit}s/s", "x floor")
+    widths = [max(len(h) + 2, 9) for h in headings]
+    print(f"{'row':<34}" + "".join(f"{h:>{w}}" for h, w in zip(headings, widths, strict=True)))
+    out = {}
+    for name, seconds in rows:
+        per = seconds / n
+        cells = (f"{seconds * 1e3:.1f}", f"{per * 1e6:.1f}", f"{1 / per:,.0f}", f"{seconds / floor_s:.2f}x")
+        print(f"{name:<34}" + "".join(f"{c:>{w}}" for c, w in zip(cells, widths, strict=True)))
+        out[name] = {f"{total}_s": seconds, f"per_{unit}_us": per * 1e6, "x_floor": seconds / floor_s}
+    return out
