@@ -4,7 +4,8 @@
   library, no files through the parties' stores.
 - the parties (``issuer``, ``tsm``, ``wallet_sim``, ``reader``) never import each other or
   the composition root; they meet only through bytes.
-- the shared layers below the parties (``hsm``, ``dbtypes``) import no party.
+- the shared layers below the parties (``hsm``, ``dbtypes``, ``blelink``) import no party
+  (``blelink`` carries ``protocols.mdoc.ble``'s framing, nothing else of ours).
 - only ``mcred`` (and the benchmarks) wire parties together.
 Imports inside functions count too: a lazy import is still a dependency.
 """
@@ -18,18 +19,19 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTIES = {"issuer", "tsm", "wallet_sim", "reader"}
-SHARED = {"hsm", "dbtypes"}
+SHARED = {"hsm", "dbtypes", "blelink"}
 OURS = PARTIES | SHARED | {"protocols", "mcred", "benchmarks"}
 #: What each package may import of ours (besides itself).
 ALLOWED = {
     "protocols": set(),
     "hsm": set(),
     "dbtypes": set(),
+    "blelink": {"protocols"},  # the BLE link carries protocols.mdoc.ble's framing
     **{party: {"protocols"} | SHARED for party in PARTIES},
 }
 #: Libraries that mean I/O or a server; protocols stays pure.
 IO_LIBRARIES = {"sqlalchemy", "alembic", "httpx", "fastapi", "starlette", "uvicorn", "requests",
-                "psycopg", "pkcs11", "typer", "rich", "socket", "subprocess", "urllib"}
+                "psycopg", "pkcs11", "typer", "rich", "socket", "subprocess", "urllib", "bumble"}
 #: Modules of those libraries that only compute (URL strings parsed and built): allowed.
 PURE_MODULES = {"urllib.parse"}
 

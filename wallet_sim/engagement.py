@@ -31,9 +31,11 @@ class Engagement:
     null]`` after an NFC tap (static handover, :mod:`wallet_sim.nfc`)."""
 
     @classmethod
-    def new(cls, curve: ec.EllipticCurve | None = None) -> Engagement:
+    def new(cls, curve: ec.EllipticCurve | None = None, *, retrieval_methods: list | None = None) -> Engagement:
+        """A fresh EDeviceKey and its DeviceEngagement; ``retrieval_methods``: the
+        DeviceRetrievalMethods to name in it (data retrieval over BLE, say), none by default."""
         key = ec.generate_private_key(curve or ec.SECP256R1())
-        de = DeviceEngagement.build(CoseKey.from_public_key(key.public_key()))
+        de = DeviceEngagement.build(CoseKey.from_public_key(key.public_key()), retrieval_methods=retrieval_methods)
         return cls(de, key)
 
     @property

@@ -1,0 +1,88 @@
+"""Presentation over BLE, wired: the phone's wallet (:mod:`wallet_sim.ble`) and the reader
+(:mod:`reader.ble`) on one virtual radio in this process, or each on its own HCI transport
+(another process's virtual radio, ``mcred ble radio``, or a real controller)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import blelink
+from mcred.present import Presentation, ReaderParts, _from_outcome, _pkcs8
+from reader import ble as reader_ble
+from reader.session import ReaderSession
+from wallet_sim import ble as wallet_ble
+from wallet_sim.engagement import Engagement
+from wallet_sim.wallet import Wallet
+
+
+def _reader_session(parts: ReaderParts) -> ReaderSession:
+    return ReaderSession([parts.request], parts.pipeline, reader_signer=parts.reader_signer,
+                         reader_chain=parts.reader_chain, reader_auth_all=parts.reader_auth_all)
+
+
+def present_ble_in_process(wallet: Wallet, reader: ReaderSession, *, mode: str = "peripheral",
+                           reader_mode: str = "auto", timeout: float = blelink.DEFAULT_TIMEOUT,
+                           ) -> tuple[Presentation, list[str]]:
+    """The phone shows a QR code offering BLE in ``mode``; the reader reads it and the two
+    exchange the session over a virtual radio in this process. The presentation, and the
+    steps of both sides (``phone:`` / ``reader:``)."""
+
+    async def run() -> tuple[reader_ble.BleRead | None, wallet_ble.BleTransfer]:
+        radio = blelink.Radio()
+        shown: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+        def on_engagement(engagement: Engagement) -> None:  # the reader's camera reads the QR code
+            shown.set_result(engagement.uri)
+
+        phone = asyncio.create_task(wallet_ble.present(wallet, radio, mode=mode, on_engagement=on_engagement,
+                                                       timeout=timeout))
+        await asyncio.wait({phone, shown}, return_when=asyncio.FIRST_COMPLETED)
+        if not shown.done():  # the phone gave up before showing its code
+            return None, await phone
+        got = await reader_ble.read(reader, shown.result(), radio, mode=reader_mode, timeout=timeout)
+        return got, await phone
+
+    got, transfer = asyncio.run(run())
+    outcome = got.outcome if got is not None else reader.fail(f"BLE: the phone showed no engagement ({transfer.problem})")
+    steps = [f"phone: {s}" for s in transfer.steps] + [f"reader: {s}" for s in (got.steps if got else [])]
+    if transfer.problem:
+        steps.append(f"phone: {transfer.problem}")
+    return _from_outcome(outcome, transfer.session, _pkcs8(reader.e_reader_private_key)), steps
+
+
+def ble_presentation(parts: ReaderParts, *, wallet: Wallet | None = None, mode: str = "peripheral",
+                     reader_mode: str = "auto", hci: str | None = None, engagement: str | None = None,
+                     timeout: float = blelink.DEFAULT_TIMEOUT) -> tuple[Presentation, list[str]]:
+    """``mcred reader ble``: a reader of ``parts`` reads ``wallet`` in-process on a virtual
+    radio, or else the phone whose QR code said ``engagement`` over the HCI transport ``hci``."""
+    session = _reader_session(parts)
+    if wallet is not None:
+        return present_ble_in_process(wallet, session, mode=mode, reader_mode=reader_mode, timeout=timeout)
+    if hci is None or engagement is None:
+        raise ValueError("a phone elsewhere is read over an HCI transport (--hci) from its QR code (--engagement)")
+    got = asyncio.run(reader_ble.read(session, engagement, hci, mode=reader_mode, timeout=timeout))
+    return _from_outcome(got.outcome, None, _pkcs8(session.e_reader_private_key)), [f"reader: {s}" for s in got.steps]
+
+
+def phone_over_ble(wallet: Wallet, hci: str, *, mode: str = "peripheral",
+                   on_engagement: Callable[[Engagement], None] | None = None,
+                   timeout: float = blelink.DEFAULT_TIMEOUT) -> wallet_ble.BleTransfer:
+    """``mcred phone ble``: the phone shows its engagement and answers one reader over ``hci``."""
+    return asyncio.run(wallet_ble.present(wallet, hci, mode=mode, on_engagement=on_engagement, timeout=timeout))
+
+
+def run_radio(ports: list[int], host: str = "127.0.0.1", on_ready: Callable[[], None] | None = None) -> None:
+    """``mcred ble radio``: a virtual radio for other processes until interrupted."""
+
+    async def run() -> None:
+        transports = await blelink.serve_radio(ports, host)
+        if on_ready is not None:
+            on_ready()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            for t in transports:
+                await t.close()
+
+    asyncio.run(run())

@@ -1,0 +1,93 @@
+"""The wallet over Bluetooth Low Energy: QR engagement naming BLE, then data retrieval over
+BLE (ISO/IEC 18013-5:2021 §8.2.1.1, §8.3.3.1.1).
+
+The phone shows a QR code whose DeviceEngagement offers BLE with a fresh service UUID, then
+
+- in **mdoc peripheral server mode** (the default, what most readers use) it advertises that
+  UUID as the GATT server and waits for the reader to connect and start;
+- in **mdoc central client mode** it scans for a reader advertising the UUID, connects,
+  reads the reader's Ident and goes on only if it is the one derived from this
+  engagement's EDeviceKey (the reader that read this QR code).
+
+Either way a :class:`~wallet_sim.wallet.WalletSession` answers each session message, until
+the reader ends the session (SessionData status 20, State 0x02, or disconnection). The
+link is :mod:`blelink`: a virtual radio in this process, another process's over TCP, or a
+real controller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import blelink
+from protocols.mdoc import ble
+from wallet_sim.engagement import Engagement
+from wallet_sim.wallet import Wallet, WalletSession
+
+MODES = ("peripheral", "central")
+
+
+@dataclass
+class BleTransfer:
+    """One presentation over BLE, as the phone saw it."""
+
+    engagement: Engagement
+    mode: str
+    session: WalletSession | None = None
+    steps: list[str] = field(default_factory=list)
+    problem: str | None = None
+    """Why the link failed, if it did (no reader in time, a wrong Ident, broken framing)."""
+
+
+def ble_engagement(mode: str = "peripheral") -> Engagement:
+    """A fresh engagement offering data retrieval over BLE in ``mode`` only."""
+    if mode not in MODES:
+        raise ValueError(f"BLE mode {mode!r}: peripheral or central")
+    options = ble.BleOptions.new(peripheral=mode == "peripheral", central=mode == "central")
+    return Engagement.new(retrieval_methods=[options.retrieval_method()])
+
+
+async def present(wallet: Wallet, where: blelink.Radio | str, *, mode: str = "peripheral",
+                  on_engagement: Callable[[Engagement], Awaitable[None] | None] | None = None,
+                  timeout: float = blelink.DEFAULT_TIMEOUT, engagement: Engagement | None = None) -> BleTransfer:
+    """Show an engagement (``on_engagement`` gets it: print its QR code, hand it to a reader)
+    and answer one reader over BLE on ``where``. Never raises for what the reader or the
+    link does: the transfer says what happened."""
+    engagement = engagement or ble_engagement(mode)
+    options = ble.BleOptions.of(engagement.device_engagement)
+    gatt_mode = ble.MODES[mode]
+    out = BleTransfer(engagement, mode)
+    service_uuid = options.uuid_for(gatt_mode)
+    async with blelink.opened(where, "mdoc") as device:
+        if gatt_mode is ble.PERIPHERAL_SERVER:
+            end: blelink.GattServerEnd | blelink.GattClientEnd = blelink.GattServerEnd(device, gatt_mode, service_uuid)
+        else:
+            end = blelink.GattClientEnd(device, gatt_mode, service_uuid,
+                                        expect_ident=ble.ident(engagement.device_engagement.e_device_key_bytes))
+        try:
+            if isinstance(end, blelink.GattServerEnd):
+                await end.advertise()
+                await _shown(on_engagement, engagement)
+                await end.wait(timeout)
+            else:
+                await _shown(on_engagement, engagement)
+                await end.connect(timeout)
+            out.session = session = wallet.start(engagement)
+            while (message := await end.receive(timeout)) is not None:
+                reply = session.receive(message)
+                if reply is not None:
+                    await end.send(reply)
+        except (blelink.LinkError, ble.BleError) as exc:
+            out.problem = str(exc)
+        finally:
+            await end.end()
+            out.steps = list(end.events)
+    return out
+
+
+async def _shown(on_engagement, engagement: Engagement) -> None:  # noqa: ANN001 - callback
+    if on_engagement is not None:
+        got = on_engagement(engagement)
+        if got is not None:
+            await got
