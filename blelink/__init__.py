@@ -166,6 +166,7 @@ class _End:
             self._finish(str(exc))
             return
         if message is not None:
+            self.events.append(f"received a message of {len(message)} bytes")
             self._incoming.put_nowait(message)
 
     def _state(self, value: bytes) -> str | None:
@@ -262,8 +263,10 @@ class GattServerEnd(_End):
     async def send(self, message: bytes) -> None:
         if self.ended or self.connection is None:
             raise LinkError(f"cannot send: {self.why or 'no client connected'}")
-        for value in ble.fragments(message, self.value_size):
+        values = ble.fragments(message, self.value_size)
+        for value in values:
             await self.device.notify_subscriber(self.connection, self._s2c, value, force=True)
+        self.events.append(f"sent a message of {len(message)} bytes in {len(values)} notification(s)")
 
     async def end(self) -> None:
         """End the session: State 0x02 to the client, then drop the connection."""
@@ -353,8 +356,10 @@ class GattClientEnd(_End):
     async def send(self, message: bytes) -> None:
         if self.ended or self._c2s is None:
             raise LinkError(f"cannot send: {self.why or 'not connected'}")
-        for value in ble.fragments(message, self.value_size):
+        values = ble.fragments(message, self.value_size)
+        for value in values:
             await self._c2s.write_value(value, with_response=False)
+        self.events.append(f"sent a message of {len(message)} bytes in {len(values)} write(s)")
 
     async def end(self) -> None:
         """End the session: 0x02 written to State, then disconnect."""

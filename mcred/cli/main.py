@@ -59,6 +59,7 @@ _AREAS = [
     "mcred.cli.tsm_cmds",
     "mcred.cli.holder_cmds",
     "mcred.cli.present_cmds",
+    "mcred.cli.ble_cmds",
 ]
 
 for _name in _AREAS:

@@ -1,4 +1,4 @@
-"""``mcred phone new|list|show|reset|pcsc``: simulated phones and their secure elements.
+"""``mcred phone new|list|show|reset|pcsc|ble``: simulated phones and their secure elements.
 
 ``--trace`` (global) is honoured by the TSM's transports, built with
 :func:`tracing_transport` below, which every command that talks to an SE uses.
@@ -137,6 +137,61 @@ def register(app: typer.Typer) -> None:
         except wallet_sim.SeError as exc:
             _fail(str(exc))
         typer.echo(f"{phone_id}: app data wiped; the secure element is untouched")
+
+    @phone.command("ble")
+    def ble(phone_id: str = typer.Argument(..., help="The phone."),
+            hci: str = typer.Option(..., "--hci", help="The phone's Bluetooth controller, an HCI transport as bumble names it: tcp-client:127.0.0.1:9100 for a port of `mcred ble radio`, usb:0 for a USB dongle."),
+            consent: Path | None = typer.Option(None, "--consent", help="The wallet's consent rules (JSON); without them the holder is asked at the terminal."),
+            mode: str = typer.Option("peripheral", "--mode", help="What the QR code offers: peripheral (mdoc peripheral server mode: the phone advertises and serves) or central (mdoc central client mode: the phone scans for the reader and checks its Ident)."),
+            qr: Path | None = typer.Option(None, "--qr", help="Also write the engagement QR code as PNG."),
+            wait: int = typer.Option(60, "--wait", min=1, max=3600, help="Seconds to wait for a reader."),
+            fault: str | None = typer.Option(None, "--fault", help="A hostile phone on purpose (`mcred wallet faults`)."),
+            as_json: bool = typer.Option(False, "--json", help="Print the engagement as one JSON line first ({\"engagement\": URI}), then one JSON object for the outcome.")) -> None:
+        """Show the phone's QR code offering data retrieval over BLE and answer one reader
+        (`mcred reader ble --hci ... --engagement URI`, or any ISO 18013-5 reader on the same
+        radio); exit 0 once a reader was answered, 1 if none came or the link failed."""
+        from mcred.present import open_wallet
+        from mcred.present_ble import phone_over_ble
+        from wallet_sim.consent import ConsentError, InteractiveConsent, RulesConsent
+
+        if mode not in ("peripheral", "central"):
+            _fail(f"--mode {mode!r}: peripheral or central")
+        try:
+            if consent is not None:
+                policy = RulesConsent.from_file(consent)
+            elif sys.stdin.isatty():
+                policy = InteractiveConsent(ask=typer.prompt, show=typer.echo)
+            else:
+                raise ConsentError("no --consent rules and no terminal to ask the holder")
+            wallet = open_wallet(phone_id, data_home(), policy, fault=fault)
+        except (wallet_sim.SeError, ConsentError, OSError, ValueError) as exc:
+            _fail(str(exc))
+
+        def show(engagement) -> None:  # noqa: ANN001 - wallet_sim.engagement.Engagement
+            if qr is not None:
+                engagement.save_png(qr)
+            if as_json:
+                typer.echo(json.dumps({"engagement": engagement.uri}))
+            else:
+                typer.echo(engagement.terminal())
+                typer.echo(engagement.uri)
+                typer.echo(f"{phone_id}: waiting up to {wait} s for a reader over BLE ({mode} mode)")
+
+        transfer = phone_over_ble(wallet, hci, mode=mode, on_engagement=show, timeout=float(wait))
+        session = transfer.session
+        answered = session is not None and session.device_response is not None
+        if as_json:
+            typer.echo(json.dumps({"answered": answered, "problem": transfer.problem, "steps": transfer.steps,
+                                   "events": [e.kind + ": " + e.detail for e in session.events] if session else []},
+                                  ensure_ascii=False))
+        else:
+            for step in transfer.steps:
+                typer.echo(f"  {step}")
+            for e in session.events if session else []:
+                typer.echo(f"  wallet {e.kind}: {e.detail}")
+            if transfer.problem:
+                typer.echo(f"{phone_id}: {transfer.problem}", err=True)
+        raise typer.Exit(0 if answered else 1)
 
     @phone.command("pcsc")
     def pcsc(phone_id: str,

@@ -651,6 +651,87 @@ def register(app: typer.Typer) -> None:
             save.write_bytes(out.saved())
         _finish(console, out.result, as_json, portrait)
 
+    @reader_app.command("ble")
+    def ble_cmd(
+        phone: str | None = typer.Option(None, "--phone", help="Read this simulated phone in-process, on a virtual radio."),
+        consent: Path | None = typer.Option(None, "--consent", help="With --phone: the wallet's consent rules (JSON)."),
+        mode: str = typer.Option("peripheral", "--mode", help="With --phone: the BLE mode the phone's engagement offers: peripheral (mdoc peripheral server mode: the phone advertises, the reader connects) or central (mdoc central client mode: the reader advertises, the phone connects and checks its Ident)."),
+        hci: str | None = typer.Option(None, "--hci", help="Read a phone elsewhere through this HCI transport, as bumble names it: tcp-client:127.0.0.1:9101 for a port of `mcred ble radio`, usb:0 for a USB Bluetooth dongle."),
+        engagement: str | None = typer.Option(None, "--engagement", help="With --hci: the phone's QR code, its mdoc: URI (`mcred phone ble` prints it)."),
+        reader_mode: str = typer.Option("auto", "--reader-mode", help="auto (peripheral server mode if the phone offers it, else central client mode), peripheral or central."),
+        trust: list[Path] = _TRUST,
+        vical: Path | None = _VICAL,
+        vical_trust: list[Path] = _VICAL_TRUST,
+        request: list[str] = _REQUEST,
+        doctype: str = _DOCTYPE,
+        offline: bool = _OFFLINE,
+        skew: int = _SKEW,
+        require_status: bool = typer.Option(True, "--require-status/--no-require-status",
+                                            help="Refuse an MSO without a status list reference."),
+        reader_cert: Path | None = typer.Option(None, "--reader-cert", help="readerAuth: certificate chain (PEM, leaf first)."),
+        reader_key: Path | None = typer.Option(None, "--reader-key", help="readerAuth: the reader's private key (PEM)."),
+        ds_crl: bool | None = typer.Option(None, "--ds-crl/--no-ds-crl", help="Check the IACA CRL for a revoked document signer; default on unless --offline."),
+        wait: int = typer.Option(30, "--wait", min=1, max=3600, help="Seconds to wait for the phone at each step (found, started, answered)."),
+        portrait: Path | None = typer.Option(None, "--portrait", callback=out_path, help="Save a disclosed portrait here."),
+        save: Path | None = typer.Option(None, "--save", callback=out_path, help="Save the transcript for `mcred verify`."),
+        as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+        fault: str | None = _FAULT,
+    ) -> None:
+        """Read a phone over Bluetooth Low Energy (ISO/IEC 18013-5: QR engagement offering
+        BLE, data retrieval over BLE in mdoc peripheral server or central client mode): a
+        simulated phone with --phone, or a phone elsewhere with --hci and --engagement; print
+        the verdict, exit 0 only if it is VALID."""
+        from mcred.present import ReaderServeConfig, ReaderServeError, open_wallet
+        from mcred.present_ble import ble_presentation
+        from wallet_sim import PhoneNotFoundError
+        from wallet_sim.consent import ConsentError, RulesConsent
+
+        console = Console(stderr=as_json)
+        if (phone is None) == (hci is None):
+            _unusable(console, as_json, "give --phone (a simulated phone, in-process) or --hci with --engagement "
+                      "(a phone elsewhere)")
+        if hci is not None and not engagement:
+            _unusable(console, as_json, "--hci reads a phone elsewhere: give its QR code with --engagement mdoc:...")
+        if mode not in ("peripheral", "central") or reader_mode not in ("auto", "peripheral", "central"):
+            _unusable(console, as_json, f"--mode {mode!r}: peripheral or central; --reader-mode {reader_mode!r}: "
+                      "auto, peripheral or central")
+        if (consent is not None or fault is not None) and phone is None:
+            _unusable(console, as_json, "--consent and --fault are the simulated phone's (--phone)")
+        if not trust and vical is None:
+            _unusable(console, as_json, "no IACA to trust: give --trust IACA.pem (mcred export iaca)")
+        config = ReaderServeConfig(
+            trust=tuple(map(str, trust)), vical=str(vical) if vical else None,
+            vical_trust=tuple(map(str, vical_trust)), request=tuple(request), doctype=doctype,
+            offline=offline, skew=skew, require_status=require_status,
+            reader_cert=str(reader_cert) if reader_cert else None,
+            reader_key=str(reader_key) if reader_key else None, ds_crl=ds_crl)
+        try:
+            parts = config.parts()
+            if not len(parts.pipeline.trust):
+                raise ReaderServeError("no IACA to trust: give --trust IACA.pem (mcred export iaca)")
+            wallet = None
+            if phone is not None:
+                if consent is None:
+                    raise ConsentError("--phone needs --consent FILE.json: nobody is there to ask the holder "
+                                       "(e.g. {\"documents\": {\"*\": {\"*\": \"*\"}}})")
+                wallet = open_wallet(phone, None, RulesConsent.from_file(consent), fault=fault)
+        except (ReaderServeError, ConsentError, PhoneNotFoundError, OSError, ValueError) as exc:
+            _unusable(console, as_json, str(exc))
+        if not as_json:
+            console.print(f"reading {phone} over BLE on a virtual radio" if wallet is not None
+                          else f"reading the phone over BLE through {hci}", highlight=False, markup=False)
+        try:
+            out, steps = ble_presentation(parts, wallet=wallet, mode=mode, reader_mode=reader_mode, hci=hci,
+                                          engagement=engagement, timeout=float(wait))
+        except ValueError as exc:
+            _unusable(console, as_json, str(exc))
+        if not as_json:
+            for step in steps:
+                console.print(f"  {step}", highlight=False, markup=False)
+        if save is not None:
+            save.write_bytes(out.saved())
+        _finish(console, out.result, as_json, portrait)
+
     wallet_app = typer.Typer(help="The phone's wallet app, on its own.", no_args_is_help=True)
     app.add_typer(wallet_app, name="wallet")
 

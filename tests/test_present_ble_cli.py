@@ -1,0 +1,155 @@
+"""Presentation over BLE between processes (issue 6): `mcred ble radio` runs a virtual radio;
+`mcred phone ble` shows the phone's QR code and answers over one of its HCI transports;
+`mcred reader ble --hci ... --engagement URI` reads it over another. Each process runs its
+own Bluetooth host (bumble) over HCI on TCP, as it would over a USB dongle. Also the
+in-process `mcred reader ble --phone`, its saved transcript, and the options it refuses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from test_present_http import free_port, provisioned_issuer
+
+pytest.importorskip("bumble")
+
+CONSENT = {"documents": {"*": {"*": "*"}}}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from cryptography.hazmat.primitives import serialization
+
+    home = tmp_path_factory.mktemp("home")
+    with provisioned_issuer(home, mdoc_batch=2) as (_ctx, phone, service):
+        iaca = home / "iaca.pem"
+        iaca.write_bytes(service.iaca_certificate().public_bytes(serialization.Encoding.PEM))
+        consent = home / "consent.json"
+        consent.write_text(json.dumps(CONSENT))
+        yield {"home": home, "phone": phone, "iaca": iaca, "consent": consent,
+               "env": dict(os.environ, MCRED_HOME=str(home))}
+
+
+def _mcred(*args: str) -> list[str]:
+    return [sys.executable, "-m", "mcred", *args]
+
+
+def _first_line(proc: subprocess.Popen, what: str, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    line = proc.stdout.readline()
+    assert line, f"{what} printed nothing (exit {proc.poll()}): {proc.stderr.read() if proc.poll() is not None else ''}"
+    assert time.monotonic() < deadline
+    return json.loads(line)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def radio(world):
+    port = free_port()
+    while _busy(port + 1):  # the radio takes two ports in a row
+        port = free_port()
+    proc = subprocess.Popen(_mcred("ble", "radio", "--port", str(port), "--controllers", "2", "--json"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=world["env"])
+    try:
+        yield _first_line(proc, "mcred ble radio")["hci"]
+    finally:
+        _stop(proc)
+
+
+def _busy(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.parametrize("mode", ["peripheral", "central"])
+def test_a_phone_and_a_reader_in_two_processes_over_a_shared_radio(world, radio, mode):
+    phone = subprocess.Popen(_mcred("phone", "ble", world["phone"], "--hci", radio[0], "--consent",
+                                    str(world["consent"]), "--mode", mode, "--wait", "30", "--json"),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=world["env"])
+    try:
+        uri = _first_line(phone, "mcred phone ble")["engagement"]
+        assert uri.startswith("mdoc:")
+        read = subprocess.run(_mcred("reader", "ble", "--hci", radio[1], "--engagement", uri,
+                                     "--trust", str(world["iaca"]), "--wait", "30", "--json"),
+                              capture_output=True, text=True, env=world["env"], timeout=120)
+        assert read.returncode == 0, read.stdout + read.stderr
+        result = json.loads(read.stdout)
+        assert result["valid"]
+        assert {c["name"] for c in result["checks"] if c["passed"]} >= {"device_authentication",
+                                                                        "revocation_status"}
+        out, err = phone.communicate(timeout=60)
+        assert phone.returncode == 0, out + err
+        said = json.loads(out.strip().splitlines()[-1])
+        assert said["answered"] and said["problem"] is None
+        if mode == "central":
+            assert "Ident matches the engagement's EDeviceKey" in said["steps"]
+    finally:
+        _stop(phone)
+
+
+def test_a_reader_with_no_phone_on_the_radio_fails_the_session_check(world, radio):
+    from wallet_sim.ble import ble_engagement
+
+    uri = ble_engagement("peripheral").uri  # a QR code whose phone is not on the radio
+    read = subprocess.run(_mcred("reader", "ble", "--hci", radio[1], "--engagement", uri,
+                                 "--trust", str(world["iaca"]), "--wait", "1", "--json"),
+                          capture_output=True, text=True, env=world["env"], timeout=120)
+    assert read.returncode == 1, read.stdout + read.stderr
+    (check,) = json.loads(read.stdout)["checks"]
+    assert check["name"] == "session" and "no device advertised service" in check["reason"]
+
+
+def test_the_cli_reads_a_simulated_phone_in_process_and_the_saved_read_verifies(world, tmp_path):
+    saved = tmp_path / "ble.cbor"
+    done = subprocess.run(_mcred("reader", "ble", "--phone", world["phone"], "--consent", str(world["consent"]),
+                                 "--mode", "central", "--trust", str(world["iaca"]), "--save", str(saved)),
+                          capture_output=True, text=True, env=world["env"], timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "reader: mdoc central client mode" in done.stdout and "VALID" in done.stdout
+    again = subprocess.run(_mcred("verify", str(saved), "--trust", str(world["iaca"]), "--json"),
+                           capture_output=True, text=True, env=world["env"], timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ([], "give --phone"),
+    (["--phone", "p", "--hci", "usb:0"], "give --phone"),
+    (["--hci", "usb:0"], "--engagement"),
+    (["--phone", "p", "--mode", "sideways"], "--mode 'sideways'"),
+    (["--hci", "usb:0", "--engagement", "mdoc:x", "--consent", "c.json"], "simulated phone's"),
+    (["--phone", "p", "--consent", "c.json"], "no IACA to trust"),
+])
+def test_mcred_reader_ble_names_unusable_options(args, message):
+    done = subprocess.run(_mcred("reader", "ble", *args, "--json"), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert message in json.loads(done.stdout)["error"]
+
+
+def test_a_bad_engagement_or_transport_is_a_failed_session_not_a_traceback(world):
+    for engagement, hci, reason in (("mdoc:AAAA", "tcp-client:127.0.0.1:1", "DeviceEngagement"),
+                                    (None, f"tcp-client:127.0.0.1:{free_port()}", "HCI transport")):
+        if engagement is None:
+            from wallet_sim.ble import ble_engagement
+
+            engagement = ble_engagement().uri
+        done = subprocess.run(_mcred("reader", "ble", "--hci", hci, "--engagement", engagement,
+                                     "--trust", str(world["iaca"]), "--wait", "2", "--json"),
+                              capture_output=True, text=True, env=world["env"], timeout=60)
+        assert done.returncode == 1, done.stdout + done.stderr
+        (check,) = json.loads(done.stdout)["checks"]
+        assert check["name"] == "session" and reason in check["reason"], check
