@@ -132,6 +132,11 @@ class _End:
         self._gone.set()
         self._finish(f"disconnected (reason 0x{reason:02X})")
 
+    def _may_say_end(self) -> bool:
+        """Whether State 0x02 still has someone to tell: connected, and the peer neither
+        ended the session nor went away (also after our own refusal of broken framing)."""
+        return self.connection is not None and not self._peer_ended and not self._gone.is_set()
+
     async def _hang_up(self) -> None:
         """Drop the connection, unless the peer already did (or is about to: it ended the
         session and disconnects next, as a client does after State 0x02)."""
@@ -270,10 +275,10 @@ class GattServerEnd(_End):
 
     async def end(self) -> None:
         """End the session: State 0x02 to the client, then drop the connection."""
-        if self.connection is not None and not self.ended:
+        if self._may_say_end():
             with contextlib.suppress(Exception):
                 await self.device.notify_subscriber(self.connection, self._state_char, ble.STATE_END, force=True)
-            self._finish("we ended the session")
+        self._finish("we ended the session")
         await self._hang_up()
 
 
@@ -363,8 +368,8 @@ class GattClientEnd(_End):
 
     async def end(self) -> None:
         """End the session: 0x02 written to State, then disconnect."""
-        if self._state_char is not None and not self.ended:
+        if self._state_char is not None and self._may_say_end():
             with contextlib.suppress(Exception):
                 await self._state_char.write_value(ble.STATE_END, with_response=False)
-            self._finish("we ended the session")
+        self._finish("we ended the session")
         await self._hang_up()

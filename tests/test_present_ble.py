@@ -4,13 +4,18 @@ session over bumble's Bluetooth host stack on a virtual radio, in both modes."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from test_wallet_session import REQUEST, make_wallet, pipeline, world  # noqa: F401 - fixtures
 
+import blelink
 from mcred.present import verify_saved
 from mcred.present_ble import present_ble_in_process
 from protocols.mdoc import DeviceEngagement, SessionTranscript, ble
+from reader import ble as reader_ble
 from reader.session import ReaderSession
+from wallet_sim import ble as wallet_ble
 from wallet_sim.consent import RulesConsent
 
 pytest.importorskip("bumble")
@@ -46,3 +51,109 @@ def test_the_holder_refusing_ends_invalid_not_broken(world):  # noqa: F811
     out, _ = present_ble_in_process(make_wallet(world, consent=refuse), reader(world), timeout=10)
     assert not out.valid
     assert out.result["checks"][0]["name"] == "session"
+
+
+# -- a hostile or broken other side: named, never a crash --------------------------------------
+
+
+def _run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 30))
+
+
+def _shown(loop_future):
+    return lambda engagement: loop_future.set_result(engagement)
+
+
+def test_the_phone_refuses_a_reader_whose_ident_is_not_its_engagements(world):  # noqa: F811
+    async def run():
+        radio = blelink.Radio()
+        shown = asyncio.get_running_loop().create_future()
+        phone = asyncio.create_task(wallet_ble.present(make_wallet(world), radio, mode="central",
+                                                       on_engagement=_shown(shown), timeout=5))
+        engagement = await shown
+        options = ble.BleOptions.of(engagement.device_engagement)
+        async with blelink.opened(radio, "impostor") as dev:  # a reader that overheard the UUID only
+            end = blelink.GattServerEnd(dev, ble.CENTRAL_CLIENT, options.central_uuid, ident=bytes(16))
+            await end.advertise()
+            with pytest.raises(blelink.LinkError):
+                await end.wait(1.0)  # the phone never starts the session
+        return await phone
+
+    transfer = _run(run())
+    assert transfer.session is None  # nothing was ever answered
+    assert "Ident is 00000000000000000000000000000000" in transfer.problem
+    assert "not the reader that read the engagement" in transfer.problem
+
+
+def test_broken_framing_from_a_reader_ends_the_phones_session_with_the_reason(world):  # noqa: F811
+    async def run():
+        radio = blelink.Radio()
+        shown = asyncio.get_running_loop().create_future()
+        phone = asyncio.create_task(wallet_ble.present(make_wallet(world), radio, on_engagement=_shown(shown),
+                                                       timeout=5))
+        engagement = await shown
+        options = ble.BleOptions.of(engagement.device_engagement)
+        async with blelink.opened(radio, "hostile reader") as dev:
+            end = blelink.GattClientEnd(dev, ble.PERIPHERAL_SERVER, options.peripheral_uuid)
+            await end.connect(5)
+            await end._c2s.write_value(b"\x07not a header", with_response=False)
+            assert await end.receive(5) is None  # the phone ends the session
+            why = end.why
+        return await phone, why
+
+    transfer, why = _run(run())
+    assert "characteristic value starts with 0x07" in transfer.problem
+    assert why == "peer ended the session (State 0x02)"  # the phone says so before hanging up
+
+
+def test_a_phone_that_goes_away_before_answering_fails_the_readers_session_check(world):  # noqa: F811
+    async def run():
+        radio = blelink.Radio()
+        engagement = wallet_ble.ble_engagement("peripheral")
+        options = ble.BleOptions.of(engagement.device_engagement)
+        async with blelink.opened(radio, "phone") as dev:
+            end = blelink.GattServerEnd(dev, ble.PERIPHERAL_SERVER, options.peripheral_uuid)
+            await end.advertise()
+            session = reader(world)
+            read = asyncio.create_task(reader_ble.read(session, engagement.uri, radio, timeout=5))
+            await end.wait(5)
+            assert await end.receive(5)  # the SessionEstablishment came, and the phone hangs up
+            await end.connection.disconnect()
+            return await read
+
+    got = _run(run())
+    (check,) = got.outcome.result.checks
+    assert check.name == "session" and not check.passed
+    assert "ended the session before answering (disconnected" in check.reason
+
+
+def test_broken_framing_from_a_phone_fails_the_readers_session_check(world):  # noqa: F811
+    async def run():
+        radio = blelink.Radio()
+        engagement = wallet_ble.ble_engagement("peripheral")
+        options = ble.BleOptions.of(engagement.device_engagement)
+        async with blelink.opened(radio, "phone") as dev:
+            end = blelink.GattServerEnd(dev, ble.PERIPHERAL_SERVER, options.peripheral_uuid)
+            await end.advertise()
+            read = asyncio.create_task(reader_ble.read(reader(world), engagement.uri, radio, timeout=5))
+            await end.wait(5)
+            await end.receive(5)
+            await dev.notify_subscriber(end.connection, end._s2c, b"\x09garbage", force=True)
+            return await read
+
+    got = _run(run())
+    (check,) = got.outcome.result.checks
+    assert check.name == "session" and "BLE: characteristic value starts with 0x09" in check.reason
+
+
+@pytest.mark.parametrize("engagement", ["mdoc:AAAA", "qr"])
+def test_an_engagement_without_usable_ble_fails_the_session_check_before_any_radio(world, engagement):  # noqa: F811
+    from wallet_sim.engagement import Engagement
+
+    uri = Engagement.new().uri if engagement == "qr" else engagement  # a QR code that names no BLE
+    got = _run(reader_ble.read(reader(world), uri, "no-such-transport:x"))
+    (check,) = got.outcome.result.checks
+    assert check.name == "session" and not check.passed
+    assert ("offers no data retrieval over BLE" if engagement == "qr" else "DeviceEngagement") in check.reason
+    with pytest.raises(ble.BleError, match="does not offer mdoc central client mode"):
+        reader_ble.choose_mode(ble.BleOptions.new(), "central")
