@@ -7,6 +7,10 @@ verification alone; each next to the sum of its raw crypto operations measured i
 run, and next to pymdoccbor, @auth0/mdl and @owf/mdoc (node; see benchmarks/mdoc.py) verifying the same
 DeviceResponse.
 
+Proximity over BLE (``present_ble_in_process``: the QR code offers BLE, then the wallet and
+the reader each run a bumble Bluetooth host on one virtual radio) is timed in both modes
+against the same floor as the in-process presentation: what it adds is the link itself.
+
 Online presentation (ISO/IEC TS 18013-7 Annex C, ``present_online_in_process`` and
 ``present_online_over_http``, the reader process serving its own origin) is timed too:
 request, consent, SE-signed response sealed with HPKE, opened and verified. Its floor is one
@@ -97,6 +101,7 @@ from mcred.present import (
     reader_app,
     reader_pipeline,
 )
+from mcred.present_ble import present_ble_in_process
 from protocols import cardsub, cbor, cose, iaca
 from protocols.mdoc import DeviceResponse, MsoStatus, StatusListRef, build_document, dcapi
 from protocols.status import StatusList, build_status_list_token
@@ -258,6 +263,14 @@ def main() -> int:
             assert out.valid, out.result
 
         t_nfc_negotiated = median_time(nfc_negotiated, runs)
+
+        def ble_in_process(mode: str):
+            out, _ = present_ble_in_process(wallet, ReaderSession([request], pipeline), mode=mode)
+            assert out.valid, out.result
+
+        ble_runs = max(10, runs // 5)  # a Bluetooth host stack each side: tens of ms a presentation
+        t_ble = median_time(lambda: ble_in_process("peripheral"), ble_runs)
+        t_ble_central = median_time(lambda: ble_in_process("central"), ble_runs)
 
         def online_in_process():
             out = present_online_in_process(wallet, OnlineReaderSession([request], pipeline, ORIGIN))
@@ -467,6 +480,10 @@ def main() -> int:
          "same floor; NDEF engagement, ENVELOPE / GET RESPONSE APDUs"),
         ("proximity by an NFC tap, negotiated handover", t_nfc_negotiated, floor_present,
          "same floor; + TNEP service select and Handover Request"),
+        ("proximity over BLE, peripheral server mode", t_ble, floor_present,
+         "same floor; QR, then two bumble hosts on a virtual radio"),
+        ("proximity over BLE, central client mode", t_ble_central, floor_present,
+         "same floor; + the Ident read"),
         ("online (Annex C) in-process", t_online, floor_online, "keygen+HPKE seal+open+sign+2 verify+digests"),
         ("online (Annex C) over HTTP (reader process)", t_online_http, floor_online, "same floor"),
         ("online (OpenID4VP 1.0) in-process", t_oid4vp, floor_online, "same floor (JWE ECDH-ES in place of HPKE)"),
@@ -485,6 +502,9 @@ def main() -> int:
     split = "" if cpu_reader is None else f", reader process {cpu_reader * 1e3:.2f} ms"
     print(f"  HTTP (reader process): {(t_http - t_inproc) * 1e3:.2f} ms over in-process for 3 requests "
           f"({(t_http - t_inproc) / 3 * 1e3:.2f} ms each); CPU per presentation: client {cpu_client * 1e3:.2f} ms{split}")
+    print(f"  BLE: {(t_ble - t_inproc) * 1e3:.1f} ms over in-process for the link (power-on of two hosts, advertising, "
+          f"scan, connection, MTU exchange, discovery, subscriptions, the values, disconnection); a real radio adds "
+          f"its connection intervals")
     print(f"  for scale: a new device key (point loaded and checked, first verify with it) costs {t_new_key * us:.1f} us "
           f"more than a verify with a key object already used; in no floor")
     for label, ratio in (("warm, new mdoc", t_verify / floor_verify), ("cold DS chain", t_cold / floor_cold)):
