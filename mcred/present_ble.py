@@ -51,6 +51,49 @@ def present_ble_in_process(wallet: Wallet, reader: ReaderSession, *, mode: str =
     return _from_outcome(outcome, transfer.session, _pkcs8(reader.e_reader_private_key)), steps
 
 
+def present_tap_ble_in_process(wallet: Wallet, reader: ReaderSession, *, mode: str = "peripheral",
+                               handover: str = "static", reader_mode: str = "auto",
+                               timeout: float = blelink.DEFAULT_TIMEOUT,
+                               trace: Callable[[str, bytes], None] | None = None) -> tuple[Presentation, list[str]]:
+    """NFC engagement, then data retrieval over BLE (ISO/IEC 18013-5 §8.2.2.1 with a
+    Bluetooth LE carrier): the reader taps the phone, whose Handover Select offers BLE in
+    ``mode`` (static handover) or answers the reader's BLE offer (negotiated: central
+    client mode on the reader's UUID, as Annex D), and the two go on over a virtual radio
+    with the NFCHandover in the SessionTranscript. ``trace`` sees the tap's APDUs."""
+    from mcred.present import _no_secure_element, _traced
+    from protocols.mdoc import ble
+    from reader.nfc import NfcReaderSession
+    from reader.nfc import tap as nfc_tap
+    from wallet_sim.nfc import WALLET_AIDS, AidRouter, NfcTag
+
+    tag = NfcTag(wallet, handover=handover, nfc_retrieval=False,
+                 ble_options=ble.BleOptions.new(peripheral=mode == "peripheral", central=mode == "central"))
+    route = AidRouter(_no_secure_element, {aid: tag.transmit for aid in WALLET_AIDS})
+    tap_session = NfcReaderSession(reader, carriers=("ble",))
+    outcome = nfc_tap(_traced(route.transmit, trace), tap_session)
+    steps = [f"tap: {s}" for s in tap_session.steps]
+    if outcome is not None:  # the tap failed before any handover
+        return _from_outcome(outcome, tag.session, _pkcs8(reader.e_reader_private_key)), steps
+    assert tap_session.handover_select is not None and tag.engagement is not None
+    settled = tag.ble_selected
+    phone_mode = "central" if settled is not None and not settled.peripheral_server else "peripheral"
+
+    async def run() -> tuple[reader_ble.BleRead, wallet_ble.BleTransfer]:
+        radio = blelink.Radio()
+        phone = asyncio.create_task(wallet_ble.present(wallet, radio, mode=phone_mode, engagement=tag.engagement,
+                                                       options=settled, timeout=timeout))
+        got = await reader_ble.read(reader, tap_session.handover_select.device_engagement.encode(), radio,
+                                    mode=reader_mode, timeout=timeout, options=tap_session.ble_options,
+                                    handover=tap_session.handover)
+        return got, await phone
+
+    got, transfer = asyncio.run(run())
+    steps += [f"phone: {s}" for s in transfer.steps] + [f"reader: {s}" for s in got.steps]
+    if transfer.problem:
+        steps.append(f"phone: {transfer.problem}")
+    return _from_outcome(got.outcome, transfer.session, _pkcs8(reader.e_reader_private_key)), steps
+
+
 def ble_presentation(parts: ReaderParts, *, wallet: Wallet | None = None, mode: str = "peripheral",
                      reader_mode: str = "auto", hci: str | None = None, engagement: str | None = None,
                      timeout: float = blelink.DEFAULT_TIMEOUT) -> tuple[Presentation, list[str]]:

@@ -16,6 +16,7 @@ that fails ends the read with a failed ``session`` check that names it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import blelink
 from protocols.mdoc import DeviceEngagement, MdocError, ble
@@ -57,12 +58,16 @@ def choose_mode(options: ble.BleOptions, wanted: str = "auto") -> ble.GattServic
 
 
 async def read(session: ReaderSession, engagement: bytes | str, where: blelink.Radio | str, *,
-               mode: str = "auto", timeout: float = blelink.DEFAULT_TIMEOUT) -> BleRead:
+               mode: str = "auto", timeout: float = blelink.DEFAULT_TIMEOUT,
+               options: ble.BleOptions | None = None, handover: Any = None) -> BleRead:
     """Read the phone that showed ``engagement`` (its bytes or its ``mdoc:`` URI) over BLE on
-    ``where``. Never raises for what the phone or the link does: the outcome says."""
+    ``where``. After an NFC tap (:class:`reader.nfc.NfcReaderSession` handed over), give the
+    BLE ``options`` its Handover Select settled and the SessionTranscript's ``handover``
+    (NFCHandover): the engagement itself names no retrieval method then. Never raises for
+    what the phone or the link does: the outcome says."""
     try:
         de = _engagement(engagement)
-        options = ble.BleOptions.of(de)
+        options = options if options is not None else ble.BleOptions.of(de)
         if options is None:
             raise ble.BleError("the engagement offers no data retrieval over BLE")
         gatt_mode = choose_mode(options, mode)
@@ -78,7 +83,7 @@ async def read(session: ReaderSession, engagement: bytes | str, where: blelink.R
             else:
                 end = blelink.GattServerEnd(device, gatt_mode, service_uuid, ident=ble.ident(de.e_device_key_bytes))
             try:
-                outcome = await _exchange(session, de, end, timeout)
+                outcome = await _exchange(session, de, end, timeout, handover)
             finally:
                 await end.end()
                 steps += end.events
@@ -87,13 +92,14 @@ async def read(session: ReaderSession, engagement: bytes | str, where: blelink.R
     return BleRead(outcome, gatt_mode.mode, steps)
 
 
-async def _exchange(session: ReaderSession, de: DeviceEngagement, end, timeout: float) -> ReaderOutcome:  # noqa: ANN001
+async def _exchange(session: ReaderSession, de: DeviceEngagement, end, timeout: float,  # noqa: ANN001
+                    handover: Any) -> ReaderOutcome:
     if isinstance(end, blelink.GattClientEnd):
         await end.connect(timeout)
     else:
         await end.advertise()
         await end.wait(timeout)
-    establishment = session.start(de.encode())
+    establishment = session.start(de.encode(), handover=handover)
     await end.send(establishment)
     reply = await end.receive(timeout)
     if reply is None:

@@ -22,10 +22,11 @@ field. A step that fails ends the tap with a failed ``session`` check that names
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Generator
 from typing import Literal
 
-from protocols.mdoc import MdocError, nfc
+from protocols.mdoc import MdocError, ble, nfc
 from reader.errors import ReaderSessionError
 from reader.session import ReaderOutcome, ReaderSession
 
@@ -39,7 +40,16 @@ class NfcReaderSession:
 
     def __init__(self, session: ReaderSession, *, max_command: int = 0xFFFF, max_response: int = 0x10000,
                  max_read: int = 0xFF, max_message: int = nfc.MAX_MESSAGE,
-                 handover_request: bytes | None = None) -> None:
+                 handover_request: bytes | None = None, carriers: tuple[str, ...] = ("nfc",)) -> None:
+        """``carriers``: the data retrieval this reader takes, in its order of preference,
+        ``nfc`` and / or ``ble``. When the phone's select settles on BLE the tap ends after
+        the engagement (:attr:`state` ``handed over``, :attr:`ble_options` and
+        :attr:`handover` set): the session goes on over BLE (:func:`reader.ble.read`)."""
+        if not carriers or any(c not in ("nfc", "ble") for c in carriers):
+            raise ReaderSessionError(f"carriers {carriers!r}: nfc and / or ble")
+        self.carriers = tuple(carriers)
+        self.ble_options: ble.BleOptions | None = None
+        self.handover: list | None = None
         self.session = session
         self.max_command = max_command
         self.max_response = max_response
@@ -47,7 +57,7 @@ class NfcReaderSession:
         self.max_message = max_message
         self._request = handover_request
         """A Handover Request of the caller's own for negotiated handover (default: ours)."""
-        self.state: Literal["idle", "tapping", "done"] = "idle"
+        self.state: Literal["idle", "tapping", "done", "handed over"] = "idle"
         self.handover_select: nfc.HandoverSelect | None = None
         self.handover_request: bytes | None = None
         self.steps: list[str] = []
@@ -82,23 +92,46 @@ class NfcReaderSession:
         assert self.outcome is not None
         return self.outcome
 
-    def _done(self, outcome: ReaderOutcome) -> None:
-        self.state, self.outcome, self._flow = "done", outcome, None
+    def _done(self, outcome: ReaderOutcome | None) -> None:
+        self.state = "done" if outcome is not None else "handed over"
+        self.outcome, self._flow = outcome, None
 
-    def _run(self) -> Generator[bytes, bytes, ReaderOutcome]:
+    def _request_message(self, offer: nfc.NfcCarrier) -> bytes | None:
+        """Our Handover Request for negotiated handover: the carriers we take, in order (BLE
+        in both roles on one fresh service UUID)."""
+        if self._request is not None or self.carriers == ("nfc",):
+            return self._request
+        u = uuid.uuid4()
+        return nfc.handover_request(offer, nfc="nfc" in self.carriers,
+                                    ble_options=ble.BleOptions(True, True, u, u) if "ble" in self.carriers else None)
+
+    def _run(self) -> Generator[bytes, bytes, ReaderOutcome | None]:
         offer = nfc.NfcCarrier(min(self.max_command, 0xFFFF), min(self.max_response, 0xFFFF))
-        raw, request = yield from nfc.nfc_engagement(max_read=self.max_read, carrier=offer, request=self._request)
+        raw, request = yield from nfc.nfc_engagement(max_read=self.max_read, carrier=offer,
+                                                     request=self._request_message(offer))
         hs = self.handover_select = nfc.HandoverSelect.decode(raw)
         self.handover_request = request
         kinds = ", ".join(c.kind for c in hs.carriers)
         how = "static handover" if request is None else "negotiated handover (TNEP)"
         self.steps.append(f"engagement read ({how}): Handover Select {hs.version}, {len(raw)} bytes, "
                           f"carriers {kinds}")
+        self.handover = nfc.nfc_handover(hs, request)
+        for kind in self.carriers:
+            if kind == "ble":
+                options = hs.ble_options(nfc.HandoverRequest.decode(request) if request else None)
+                if options is not None and options.modes():
+                    self.ble_options = options
+                    modes = " and ".join(f"mdoc {m.mode} mode" for m in options.modes())
+                    self.steps.append(f"data retrieval over BLE: {modes}; the tap ends here")
+                    return None
+            elif hs.nfc_carrier is not None:
+                break
+        else:
+            takes = " or ".join(k.upper() for k in self.carriers)
+            raise nfc.NfcError(f"the phone offers no data retrieval over {takes} (carriers: {kinds}); "
+                               "this reader takes no other")
         carrier = hs.nfc_carrier
-        if carrier is None:
-            raise nfc.NfcError(f"the phone offers no data retrieval over NFC (carriers: {kinds}); "
-                               "this reader has no BLE or Wi-Fi Aware")
-        establishment = self.session.start(hs.device_engagement.encode(), handover=nfc.nfc_handover(hs, request))
+        establishment = self.session.start(hs.device_engagement.encode(), handover=self.handover)
         yield from nfc.select_application(nfc.MDOC_NFC_AID, "mdoc application")
         command = min(self.max_command, carrier.max_command)
         response = min(self.max_response, carrier.max_response)
@@ -111,9 +144,10 @@ class NfcReaderSession:
         return self.session.receive(reply)
 
 
-def tap(transmit: Transmit, session: NfcReaderSession) -> ReaderOutcome:
+def tap(transmit: Transmit, session: NfcReaderSession) -> ReaderOutcome | None:
     """Drive one tap over ``transmit`` (command APDU in, response APDU out). A transport
-    error (``OSError`` and the like from ``transmit``) ends it with a failed check."""
+    error (``OSError`` and the like from ``transmit``) ends it with a failed check. None
+    when the phone's select handed the session over to BLE (``session.ble_options``)."""
     command: bytes | None = session.start()
     while command is not None:
         try:
@@ -121,5 +155,5 @@ def tap(transmit: Transmit, session: NfcReaderSession) -> ReaderOutcome:
         except Exception as exc:  # noqa: BLE001 - any transport's error: the tap is over
             return session.abort(f"transport: {type(exc).__name__}: {exc}")
         command = session.receive(answer)
-    assert session.outcome is not None
+    assert session.outcome is not None or session.state == "handed over"
     return session.outcome

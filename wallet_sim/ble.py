@@ -50,12 +50,17 @@ def ble_engagement(mode: str = "peripheral") -> Engagement:
 
 async def present(wallet: Wallet, where: blelink.Radio | str, *, mode: str = "peripheral",
                   on_engagement: Callable[[Engagement], Awaitable[None] | None] | None = None,
-                  timeout: float = blelink.DEFAULT_TIMEOUT, engagement: Engagement | None = None) -> BleTransfer:
+                  timeout: float = blelink.DEFAULT_TIMEOUT, engagement: Engagement | None = None,
+                  options: ble.BleOptions | None = None) -> BleTransfer:
     """Show an engagement (``on_engagement`` gets it: print its QR code, hand it to a reader)
-    and answer one reader over BLE on ``where``. Never raises for what the reader or the
-    link does: the transfer says what happened."""
+    and answer one reader over BLE on ``where``. After an NFC tap, ``engagement`` is the
+    tap's (its Handover in it) and ``options`` the BLE mode and UUID its Handover Select
+    settled. Never raises for what the reader or the link does: the transfer says what
+    happened."""
     engagement = engagement or ble_engagement(mode)
-    options = ble.BleOptions.of(engagement.device_engagement)
+    options = options if options is not None else ble.BleOptions.of(engagement.device_engagement)
+    if options is None:
+        raise ValueError("the engagement offers no BLE: give the options the NFC handover settled")
     gatt_mode = ble.MODES[mode]
     out = BleTransfer(engagement, mode)
     service_uuid = options.uuid_for(gatt_mode)

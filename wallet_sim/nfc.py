@@ -28,7 +28,7 @@ import ndef
 
 from protocols.gp import codes
 from protocols.gp.apdu import ApduError, CommandApdu, channel_of
-from protocols.mdoc import nfc
+from protocols.mdoc import ble, nfc
 from wallet_sim.engagement import Engagement
 from wallet_sim.wallet import Wallet, WalletSession
 
@@ -49,10 +49,22 @@ class NfcTag:
     def __init__(self, wallet: Wallet, *, carrier: nfc.NfcCarrier | None = None,
                  handover: Literal["static", "negotiated"] = "static",
                  capability: nfc.CapabilityContainer | None = None,
-                 engagement: Callable[[], Engagement] = Engagement.new) -> None:
+                 engagement: Callable[[], Engagement] = Engagement.new,
+                 ble_options: ble.BleOptions | None = None, nfc_retrieval: bool = True) -> None:
+        """``ble_options``: also offer data retrieval over Bluetooth LE in these modes (the
+        phone then goes on over BLE once the reader chose it: :attr:`ble_selected`);
+        ``nfc_retrieval`` false: offer BLE only."""
         if handover not in ("static", "negotiated"):
             raise ValueError(f"handover {handover!r}: static or negotiated")
+        if not nfc_retrieval and ble_options is None:
+            raise ValueError("an NFC engagement offers data retrieval over NFC, BLE or both")
         self.wallet = wallet
+        self.ble_options = ble_options
+        self.nfc_retrieval = nfc_retrieval
+        self.engagement: Engagement | None = None
+        """The engagement this tap offered, its Handover in it (the BLE step's too)."""
+        self.ble_selected: ble.BleOptions | None = None
+        """After the engagement: the BLE mode and UUID the handover settled, if BLE was offered."""
         self.carrier = carrier or nfc.NfcCarrier()
         self.handover = handover
         self.capability = capability or nfc.CapabilityContainer(
@@ -140,22 +152,52 @@ class NfcTag:
         request, then the tag's answers."""
         if self._ndef is None:
             if self.handover == "static":
-                self._ndef = self._offer(None)
+                self._ndef = self._static_offer()
             else:
                 self._ndef = nfc.ServiceParameter().message()
                 self.events.append("negotiated handover offered (TNEP service urn:nfc:sn:handover)")
         return len(self._ndef).to_bytes(2, "big") + self._ndef
 
-    def _offer(self, request: nfc.HandoverRequest | None) -> bytes:
+    def _offer(self, request: nfc.HandoverRequest | None, *, nfc_retrieval: bool = True,
+               ble_options: ble.BleOptions | None = None, ble_uuid: bool = True) -> bytes:
         """The Handover Select, on a fresh EDeviceKey; the wallet's session starts on it."""
         engagement = self._new_engagement()
-        hs = nfc.HandoverSelect.build(engagement.device_engagement, self.carrier)
+        hs = nfc.HandoverSelect.build(engagement.device_engagement, self.carrier if nfc_retrieval else None,
+                                      ble_options=ble_options, ble_uuid=ble_uuid)
         self._hs = hs.raw
-        engagement = dataclasses.replace(engagement, handover=nfc.nfc_handover(hs, request))
+        self.engagement = engagement = dataclasses.replace(engagement, handover=nfc.nfc_handover(hs, request))
+        self.ble_selected = hs.ble_options(request)
         self.session = self.wallet.start(engagement)
-        self.events.append(f"engagement offered: Handover Select of {len(hs.raw)} bytes, NFC carrier "
-                           f"{self.carrier.max_command}/{self.carrier.max_response}")
+        offered = [f"NFC carrier {self.carrier.max_command}/{self.carrier.max_response}"] if nfc_retrieval else []
+        if self.ble_selected is not None:
+            offered.append("BLE " + " and ".join(f"mdoc {m.mode} mode" for m in self.ble_selected.modes()))
+        self.events.append(f"engagement offered: Handover Select of {len(hs.raw)} bytes, {', '.join(offered)}")
         return hs.raw
+
+    def _static_offer(self) -> bytes:
+        return self._offer(None, nfc_retrieval=self.nfc_retrieval, ble_options=self.ble_options)
+
+    def _negotiated_offer(self, request: nfc.HandoverRequest) -> bytes | None:
+        """What the phone selects of the reader's carriers: BLE in the first of its own modes
+        the reader takes too (central client mode on the reader's UUID, left out of the
+        select as Annex D's; peripheral server mode on the phone's own), and NFC; None if
+        none fits."""
+        nfc_ok = self.nfc_retrieval and any(c.kind == "nfc" for c in request.carriers)
+        asked = next((c.ble for c in request.carriers if c.ble is not None), None)
+        chosen = None
+        if self.ble_options is not None and asked is not None:
+            theirs = asked.modes()
+            for mode in self.ble_options.modes():
+                if mode in theirs:
+                    central = mode is ble.CENTRAL_CLIENT
+                    own = self.ble_options.uuid_for(mode)
+                    chosen = ble.BleOptions(not central, central, None if central else own,
+                                            asked.uuid_for(mode) if central else None)
+                    break
+        if not nfc_ok and chosen is None:
+            return None
+        return self._offer(request, nfc_retrieval=nfc_ok, ble_options=chosen,
+                           ble_uuid=chosen is None or not chosen.central_client)
 
     def _update_binary(self, cmd: CommandApdu) -> bytes:
         """The T4T NDEF write procedure (NLEN 0, the message from offset 2, NLEN), or one
@@ -201,11 +243,12 @@ class NfcTag:
                 self.events.append(f"TNEP service {service!r} {'selected' if ok else 'unknown'}")
             elif self._tnep == "request":
                 request = nfc.HandoverRequest.decode(message)
-                if not any(c.kind == "nfc" for c in request.carriers):
-                    self.events.append("the reader's Handover Request offers no NFC carrier")
+                offer = self._negotiated_offer(request)
+                if offer is None:
+                    self.events.append("the reader's Handover Request offers no carrier the phone takes")
                     self._ndef = b"".join(ndef.message_encoder([ndef.HandoverSelectRecord("1.5")]))
                 else:
-                    self._ndef = self._offer(request)
+                    self._ndef = offer
                 self._tnep = "done"
             else:
                 return _sw(codes.SW_CONDITIONS_NOT_SATISFIED)

@@ -30,6 +30,8 @@ Pure: the NDEF records come from ndeflib (nfcpy's NDEF library); the two flows a
 
 from __future__ import annotations
 
+import contextlib
+import uuid
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 
@@ -37,6 +39,7 @@ import ndef
 
 from protocols.gp import codes
 from protocols.gp.apdu import ApduError, CommandApdu, ResponseApdu
+from protocols.mdoc import ble
 from protocols.mdoc.engagement import DeviceEngagement
 from protocols.mdoc.errors import MdocDecodeError, MdocError
 
@@ -114,6 +117,83 @@ class NfcCarrier:
             raise NfcHandoverError(str(exc)) from None
 
 
+# -- the Bluetooth LE carrier: an LE OOB record (Bluetooth Secure Simple Pairing Using NFC 1.2 §3) --
+
+AD_COMPLETE_128_BIT_UUIDS, AD_LE_DEVICE_ADDRESS, AD_LE_ROLE = 0x07, 0x1B, 0x1C
+LE_ROLE_PERIPHERAL, LE_ROLE_CENTRAL, LE_ROLE_BOTH_PERIPHERAL_PREFERRED, LE_ROLE_BOTH_CENTRAL_PREFERRED = 0, 1, 2, 3
+"""LE Role values (Core Specification Supplement §1.17): the roles of the device whose record it is."""
+
+
+def _ad_structures(payload: bytes, what: str) -> dict[int, bytes]:
+    """The AD structures ``[length][type][data]`` of an LE OOB payload (Core Vol 3 Part C §11)."""
+    out: dict[int, bytes] = {}
+    i = 0
+    while i < len(payload):
+        n = payload[i]
+        if n == 0:  # early termination (Core Vol 3 Part C §11)
+            break
+        if i + 1 + n > len(payload):
+            raise NfcHandoverError(f"{what}: AD structure at offset {i} of length {n} overruns the "
+                                   f"{len(payload)}-byte payload")
+        out.setdefault(payload[i + 1], payload[i + 2 : i + 1 + n])
+        i += 1 + n
+    return out
+
+
+def ble_carrier_options(payload: bytes, *, of: str, uuid_from: ble.BleOptions | None = None) -> ble.BleOptions:
+    """The BLE options an LE OOB carrier record offers, in the mdoc's terms (ISO/IEC 18013-5
+    §8.2.2.1): ``of`` is whose record it is, ``mdoc`` (a Handover Select: LE Role 00, only
+    peripheral, is mdoc peripheral server mode; 01, only central, mdoc central client mode)
+    or ``reader`` (a Handover Request: the other way round); 02 / 03 both. The record's
+    128-bit service UUID serves every mode it offers; a Handover Select without one (Annex
+    D's, central client mode) takes the UUID the reader's request offered, ``uuid_from``.
+    The LE device address (type 1B: six bytes, least significant first, then its type) is
+    kept as :attr:`~protocols.mdoc.ble.BleOptions.peripheral_address`, its six bytes as
+    they came."""
+    what = f"Bluetooth LE carrier record of the {'Handover Select' if of == 'mdoc' else 'Handover Request'}"
+    ad = _ad_structures(bytes(payload), what)
+    role = ad.get(AD_LE_ROLE)
+    if role is None or len(role) != 1:
+        raise NfcHandoverError(f"{what}: no LE Role (AD type 1C, one byte)")
+    if role[0] > LE_ROLE_BOTH_CENTRAL_PREFERRED:
+        raise NfcHandoverError(f"{what}: LE Role {role[0]:02X} (00 to 03)")
+    peripheral_device = role[0] != LE_ROLE_CENTRAL
+    central_device = role[0] != LE_ROLE_PERIPHERAL
+    # the mdoc's peripheral server mode is the mdoc as peripheral: the reader as central
+    peripheral, central = ((peripheral_device, central_device) if of == "mdoc" else (central_device, peripheral_device))
+    found = None
+    uuids = ad.get(AD_COMPLETE_128_BIT_UUIDS)
+    if uuids is not None:
+        if not uuids or len(uuids) % 16:
+            raise NfcHandoverError(f"{what}: a 128-bit service UUID list of {len(uuids)} bytes")
+        found = uuid.UUID(bytes=uuids[:16][::-1])  # AD data is little-endian
+    elif uuid_from is not None:
+        found = uuid_from.central_uuid or uuid_from.peripheral_uuid
+    address = ad.get(AD_LE_DEVICE_ADDRESS)
+    if address is not None and len(address) != 7:
+        raise NfcHandoverError(f"{what}: LE device address of {len(address)} bytes (6 and a type)")
+    return ble.BleOptions(peripheral, central, found if peripheral else None, found if central else None,
+                          address[:6] if address else None)
+
+
+def ble_carrier_payload(options: ble.BleOptions, *, of: str, with_uuid: bool = True) -> bytes:
+    """The LE OOB payload offering ``options`` (:func:`ble_carrier_options` read backwards):
+    LE Role, then the service UUID unless ``with_uuid`` is false (a phone answering a reader
+    that already named one, as Annex D's does). Both modes share one UUID."""
+    modes = options.modes()
+    if not modes:
+        raise NfcError("a BLE carrier needs at least one mode with its UUID")
+    both = len(modes) == 2
+    if both and options.peripheral_uuid != options.central_uuid:
+        raise NfcError("a BLE carrier offering both modes names one UUID for both")
+    peripheral_device = ble.PERIPHERAL_SERVER in modes if of == "mdoc" else ble.CENTRAL_CLIENT in modes
+    role = (LE_ROLE_BOTH_CENTRAL_PREFERRED if both else LE_ROLE_PERIPHERAL if peripheral_device else LE_ROLE_CENTRAL)
+    out = bytes([2, AD_LE_ROLE, role])
+    if with_uuid:
+        out += bytes([17, AD_COMPLETE_128_BIT_UUIDS]) + options.uuid_for(modes[0]).bytes[::-1]
+    return out
+
+
 @dataclass(frozen=True)
 class Carrier:
     """One alternative carrier of a handover message, with its configuration record."""
@@ -126,6 +206,9 @@ class Carrier:
     record_type: str
     payload: bytes = field(repr=False)
     nfc: NfcCarrier | None = None
+    ble: ble.BleOptions | None = None
+    """A Bluetooth LE carrier's options in the mdoc's terms (its UUID still None when a
+    Handover Select leaves it to the reader's request: :meth:`HandoverSelect.ble_options`)."""
 
 
 def _records(data: bytes, what: str, head: type, short: str, *, errors: str = "strict") -> list:
@@ -144,7 +227,8 @@ def _records(data: bytes, what: str, head: type, short: str, *, errors: str = "s
 def _carriers(head, records: list, what: str, *, lengths: bool = True) -> tuple[Carrier, ...]:  # noqa: ANN001
     """The alternative carriers of a handover message's first record (``head``), each with
     its configuration record. ``lengths``: an NFC carrier must give its lengths (the mdoc's
-    select does; the reader's request may send the version alone)."""
+    select does; the reader's request may send the version alone); it also says whose
+    message it is, for a BLE carrier's LE Role (the mdoc's select, the reader's request)."""
     by_id: dict[str, object] = {}
     for r in records[1:]:
         by_id.setdefault(r.name, r)
@@ -159,7 +243,11 @@ def _carriers(head, records: list, what: str, *, lengths: bool = True) -> tuple[
         nfc = None
         if kind == "nfc" and (lengths or len(record.data) > 1):
             nfc = NfcCarrier.from_payload(bytes(record.data))
-        out.append(Carrier(kind, ref, ac.carrier_power_state, aux, record.type, bytes(record.data), nfc))
+        options = None
+        if kind == "ble":  # a malformed one is no offer; HandoverSelect.ble_options names its fault
+            with contextlib.suppress(NfcHandoverError):
+                options = ble_carrier_options(bytes(record.data), of="mdoc" if lengths else "reader")
+        out.append(Carrier(kind, ref, ac.carrier_power_state, aux, record.type, bytes(record.data), nfc, options))
     return tuple(out)
 
 
@@ -177,18 +265,41 @@ class HandoverSelect:
     def nfc_carrier(self) -> NfcCarrier | None:
         return next((c.nfc for c in self.carriers if c.nfc is not None), None)
 
+    def ble_options(self, request: HandoverRequest | None = None) -> ble.BleOptions | None:
+        """The BLE options of this select's Bluetooth LE carrier (None if it offers none),
+        with the UUID of the reader's ``request`` where the select names none;
+        :class:`NfcHandoverError` naming what is wrong with a malformed one."""
+        carrier = next((c for c in self.carriers if c.kind == "ble"), None)
+        if carrier is None:
+            return None
+        asked = next((c.ble for c in request.carriers if c.ble is not None), None) if request else None
+        return ble_carrier_options(carrier.payload, of="mdoc", uuid_from=asked)
+
     @classmethod
-    def build(cls, device_engagement: DeviceEngagement, nfc: NfcCarrier) -> HandoverSelect:
-        """Static handover offering data retrieval over NFC: ``Hs`` (1.5) with one
-        alternative carrier ``nfc`` (power state active, auxiliary ``mdoc``), the
-        DeviceEngagement record, the NFC carrier configuration record."""
+    def build(cls, device_engagement: DeviceEngagement, nfc: NfcCarrier | None = None, *,
+              ble_options: ble.BleOptions | None = None, ble_uuid: bool = True) -> HandoverSelect:
+        """A Handover Select: ``Hs`` (1.5) with an alternative carrier per offer (power state
+        active, auxiliary ``mdoc``), the DeviceEngagement record and the carriers'
+        configuration records: ``nfc`` (data retrieval over NFC, id ``nfc``) and / or
+        ``ble_options`` (a Bluetooth LE OOB record, id ``0`` as Annex D's; ``ble_uuid``
+        false leaves its UUID out, the one the reader's request named then serving)."""
+        if nfc is None and ble_options is None:
+            raise NfcError("a Handover Select offers at least one carrier")
         hs = ndef.HandoverSelectRecord("1.5")
-        hs.add_alternative_carrier("active", "nfc", "mdoc")
+        before, after, carriers = [], [], []  # Annex D: the BLE record before the engagement's
+        if ble_options is not None:
+            hs.add_alternative_carrier("active", "0", "mdoc")
+            payload = ble_carrier_payload(ble_options, of="mdoc", with_uuid=ble_uuid)
+            before.append(ndef.Record(BLE_CARRIER_TYPE, "0", payload))
+            carriers.append(Carrier("ble", "0", "active", ("mdoc",), BLE_CARRIER_TYPE, payload, None,
+                                    ble_carrier_options(payload, of="mdoc")))
+        if nfc is not None:
+            hs.add_alternative_carrier("active", "nfc", "mdoc")
+            after.append(ndef.Record(NFC_CARRIER_TYPE, "nfc", nfc.payload()))
+            carriers.append(Carrier("nfc", "nfc", "active", ("mdoc",), NFC_CARRIER_TYPE, nfc.payload(), nfc))
         de = ndef.Record(DEVICE_ENGAGEMENT_TYPE, "mdoc", device_engagement.encode())
-        carrier = ndef.Record(NFC_CARRIER_TYPE, "nfc", nfc.payload())
-        raw = b"".join(ndef.message_encoder([hs, de, carrier]))
-        return cls("1.5", device_engagement,
-                   (Carrier("nfc", "nfc", "active", ("mdoc",), NFC_CARRIER_TYPE, carrier.data, nfc),), raw)
+        raw = b"".join(ndef.message_encoder([hs, *before, de, *after]))
+        return cls("1.5", device_engagement, tuple(carriers), raw)
 
     @classmethod
     def decode(cls, data: bytes) -> HandoverSelect:
@@ -317,16 +428,26 @@ def tnep_status(message: bytes) -> int:
     return status[0][0]
 
 
-def handover_request(carrier: NfcCarrier | None = None, *, collision: int | None = None) -> bytes:
+def handover_request(carrier: NfcCarrier | None = None, *, collision: int | None = None,
+                     ble_options: ble.BleOptions | None = None, nfc: bool = True) -> bytes:
     """The reader's Handover Request (negotiated handover): ``Hr`` 1.5 with a collision
-    resolution number and one alternative carrier, data retrieval over NFC, whose
-    configuration record gives the version alone (as Annex D's) or the reader's lengths."""
+    resolution number and its alternative carriers: ``ble_options`` (a Bluetooth LE OOB
+    record with the reader's LE Role and one service UUID, id ``0``), then data retrieval
+    over NFC (unless ``nfc`` is false), whose configuration record gives the version alone
+    (as Annex D's) or the reader's lengths."""
     import secrets
 
     hr = ndef.HandoverRequestRecord("1.5", secrets.randbelow(0x10000) if collision is None else collision)
-    hr.add_alternative_carrier("active", "nfc")
-    record = ndef.Record(NFC_CARRIER_TYPE, "nfc", carrier.payload() if carrier else b"\x01")
-    return b"".join(ndef.message_encoder([hr, record]))
+    records = []
+    if ble_options is not None:
+        hr.add_alternative_carrier("active", "0")
+        records.append(ndef.Record(BLE_CARRIER_TYPE, "0", ble_carrier_payload(ble_options, of="reader")))
+    if nfc:
+        hr.add_alternative_carrier("active", "nfc")
+        records.append(ndef.Record(NFC_CARRIER_TYPE, "nfc", carrier.payload() if carrier else b"\x01"))
+    if not records:
+        raise NfcError("a Handover Request offers at least one carrier")
+    return b"".join(ndef.message_encoder([hr, *records]))
 
 
 def is_nfc_transcript(transcript) -> bool:  # noqa: ANN001 - a SessionTranscript
