@@ -96,10 +96,15 @@ def present_tap_ble_in_process(wallet: Wallet, reader: ReaderSession, *, mode: s
 
 def ble_presentation(parts: ReaderParts, *, wallet: Wallet | None = None, mode: str = "peripheral",
                      reader_mode: str = "auto", hci: str | None = None, engagement: str | None = None,
-                     timeout: float = blelink.DEFAULT_TIMEOUT) -> tuple[Presentation, list[str]]:
+                     timeout: float = blelink.DEFAULT_TIMEOUT, tap: str | None = None) -> tuple[Presentation, list[str]]:
     """``mcred reader ble``: a reader of ``parts`` reads ``wallet`` in-process on a virtual
-    radio, or else the phone whose QR code said ``engagement`` over the HCI transport ``hci``."""
+    radio (engaged by its QR code, or by an NFC tap with ``tap`` the handover, ``static``
+    or ``negotiated``), or else the phone whose QR code said ``engagement`` over the HCI
+    transport ``hci``."""
     session = _reader_session(parts)
+    if wallet is not None and tap is not None:
+        return present_tap_ble_in_process(wallet, session, mode=mode, handover=tap, reader_mode=reader_mode,
+                                          timeout=timeout)
     if wallet is not None:
         return present_ble_in_process(wallet, session, mode=mode, reader_mode=reader_mode, timeout=timeout)
     if hci is None or engagement is None:

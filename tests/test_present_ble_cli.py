@@ -126,8 +126,19 @@ def test_the_cli_reads_a_simulated_phone_in_process_and_the_saved_read_verifies(
     assert again.returncode == 0, again.stdout + again.stderr
 
 
+def test_the_cli_taps_a_simulated_phone_and_goes_on_over_ble(world):
+    done = subprocess.run(_mcred("reader", "ble", "--phone", world["phone"], "--consent", str(world["consent"]),
+                                 "--tap", "--handover", "negotiated", "--mode", "central",
+                                 "--trust", str(world["iaca"]), "--json"),
+                          capture_output=True, text=True, env=world["env"], timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout)["valid"]
+
+
 @pytest.mark.parametrize(("args", "message"), [
     ([], "give --phone"),
+    (["--hci", "usb:0", "--engagement", "mdoc:x", "--tap"], "simulated phone's"),
+    (["--phone", "p", "--handover", "negotiated"], "with --tap"),
     (["--phone", "p", "--hci", "usb:0"], "give --phone"),
     (["--hci", "usb:0"], "--engagement"),
     (["--phone", "p", "--mode", "sideways"], "--mode 'sideways'"),

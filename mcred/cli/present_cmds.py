@@ -659,6 +659,8 @@ def register(app: typer.Typer) -> None:
         hci: str | None = typer.Option(None, "--hci", help="Read a phone elsewhere through this HCI transport, as bumble names it: tcp-client:127.0.0.1:9101 for a port of `mcred ble radio`, usb:0 for a USB Bluetooth dongle."),
         engagement: str | None = typer.Option(None, "--engagement", help="With --hci: the phone's QR code, its mdoc: URI (`mcred phone ble` prints it)."),
         reader_mode: str = typer.Option("auto", "--reader-mode", help="auto (peripheral server mode if the phone offers it, else central client mode), peripheral or central."),
+        tap: bool = typer.Option(False, "--tap", help="With --phone: engage by an NFC tap instead of the QR code; the phone's Handover Select offers BLE and the session goes on over BLE."),
+        handover: str = typer.Option("static", "--handover", help="With --tap: static (the phone offers BLE in --mode) or negotiated (TNEP: the reader offers BLE in both modes on its own UUID, the phone settles --mode; central client mode then runs on the reader's UUID, as in ISO 18013-5 Annex D)."),
         trust: list[Path] = _TRUST,
         vical: Path | None = _VICAL,
         vical_trust: list[Path] = _VICAL_TRUST,
@@ -678,9 +680,10 @@ def register(app: typer.Typer) -> None:
         fault: str | None = _FAULT,
     ) -> None:
         """Read a phone over Bluetooth Low Energy (ISO/IEC 18013-5: QR engagement offering
-        BLE, data retrieval over BLE in mdoc peripheral server or central client mode): a
-        simulated phone with --phone, or a phone elsewhere with --hci and --engagement; print
-        the verdict, exit 0 only if it is VALID."""
+        BLE, or an NFC tap handing over to BLE with --tap; data retrieval over BLE in mdoc
+        peripheral server or central client mode): a simulated phone with --phone, or a
+        phone elsewhere with --hci and --engagement; print the verdict, exit 0 only if it
+        is VALID."""
         from mcred.present import ReaderServeConfig, ReaderServeError, open_wallet
         from mcred.present_ble import ble_presentation
         from wallet_sim import PhoneNotFoundError
@@ -695,8 +698,10 @@ def register(app: typer.Typer) -> None:
         if mode not in ("peripheral", "central") or reader_mode not in ("auto", "peripheral", "central"):
             _unusable(console, as_json, f"--mode {mode!r}: peripheral or central; --reader-mode {reader_mode!r}: "
                       "auto, peripheral or central")
-        if (consent is not None or fault is not None) and phone is None:
-            _unusable(console, as_json, "--consent and --fault are the simulated phone's (--phone)")
+        if (consent is not None or fault is not None or tap) and phone is None:
+            _unusable(console, as_json, "--consent, --fault and --tap are the simulated phone's (--phone)")
+        if handover not in ("static", "negotiated") or (handover != "static" and not tap):
+            _unusable(console, as_json, f"--handover {handover!r}: static or negotiated, with --tap")
         if not trust and vical is None:
             _unusable(console, as_json, "no IACA to trust: give --trust IACA.pem (mcred export iaca)")
         config = ReaderServeConfig(
@@ -722,7 +727,8 @@ def register(app: typer.Typer) -> None:
                           else f"reading the phone over BLE through {hci}", highlight=False, markup=False)
         try:
             out, steps = ble_presentation(parts, wallet=wallet, mode=mode, reader_mode=reader_mode, hci=hci,
-                                          engagement=engagement, timeout=float(wait))
+                                          engagement=engagement, timeout=float(wait),
+                                          tap=handover if tap else None)
         except ValueError as exc:
             _unusable(console, as_json, str(exc))
         if not as_json:
