@@ -41,13 +41,18 @@ class LinkError(Exception):
     peer gone, or the bumble stack or its HCI transport not available."""
 
 
+def require() -> None:
+    """:class:`LinkError` saying how to install bumble when it is not installed."""
+    _bumble()
+
+
 def _bumble() -> SimpleNamespace:
     """bumble's modules, imported when a link is used (bumble is the ``ble`` extra)."""
     try:
         from bumble import controller, core, device, gatt, hci, host, link, transport
         from bumble.transport.common import AsyncPipeSink
-    except ImportError as exc:  # pragma: no cover - the extra is part of .[test]
-        raise LinkError("BLE needs bumble: pip install 'mcred[ble]'") from exc
+    except ImportError as exc:
+        raise LinkError(f"BLE needs bumble (pip install 'mcred[ble]'): {exc}") from exc
     return SimpleNamespace(controller=controller, core=core, device=device, gatt=gatt, hci=hci, host=host,
                            link=link, transport=transport, AsyncPipeSink=AsyncPipeSink)
 

@@ -164,3 +164,23 @@ def test_a_bad_engagement_or_transport_is_a_failed_session_not_a_traceback(world
         assert done.returncode == 1, done.stdout + done.stderr
         (check,) = json.loads(done.stdout)["checks"]
         assert check["name"] == "session" and reason in check["reason"], check
+
+
+def test_without_bumble_every_ble_command_says_how_to_install_it(monkeypatch, tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    import mcred.cli.ble_cmds
+    import mcred.cli.phone_cmds
+    import mcred.cli.present_cmds
+
+    monkeypatch.setitem(sys.modules, "bumble", None)  # as on an installation without the ble extra
+    monkeypatch.setenv("MCRED_HOME", str(tmp_path))
+    app = typer.Typer()
+    for module in (mcred.cli.ble_cmds, mcred.cli.phone_cmds, mcred.cli.present_cmds):
+        module.register(app)
+    for args in (["ble", "radio"], ["phone", "ble", "ph-x", "--hci", "usb:0"],
+                 ["reader", "ble", "--phone", "ph-x", "--json"]):
+        r = CliRunner().invoke(app, args)
+        assert r.exit_code == 2, (args, r.output)
+        assert "pip install 'mcred[ble]'" in r.output, (args, r.output)

@@ -30,8 +30,14 @@ def register(app: typer.Typer) -> None:
         an HCI transport on TCP (PORT, PORT+1, ...) for one process at a time, which opens it
         as tcp-client:HOST:PORT. Advertising, connections and GATT traffic between them are
         bumble's link-layer simulation. Stop with Ctrl-C."""
+        import blelink
         from mcred.present_ble import run_radio
 
+        try:
+            blelink.require()
+        except blelink.LinkError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
         if port + controllers - 1 > 65535:
             typer.echo("error: --port + --controllers runs past port 65535", err=True)
             raise typer.Exit(2)

@@ -150,10 +150,15 @@ def register(app: typer.Typer) -> None:
         """Show the phone's QR code offering data retrieval over BLE and answer one reader
         (`mcred reader ble --hci ... --engagement URI`, or any ISO 18013-5 reader on the same
         radio); exit 0 once a reader was answered, 1 if none came or the link failed."""
+        import blelink
         from mcred.present import open_wallet
         from mcred.present_ble import phone_over_ble
         from wallet_sim.consent import ConsentError, InteractiveConsent, RulesConsent
 
+        try:
+            blelink.require()
+        except blelink.LinkError as exc:
+            _fail(str(exc))
         if mode not in ("peripheral", "central"):
             _fail(f"--mode {mode!r}: peripheral or central")
         try:

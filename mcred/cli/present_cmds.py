@@ -684,12 +684,17 @@ def register(app: typer.Typer) -> None:
         peripheral server or central client mode): a simulated phone with --phone, or a
         phone elsewhere with --hci and --engagement; print the verdict, exit 0 only if it
         is VALID."""
+        import blelink
         from mcred.present import ReaderServeConfig, ReaderServeError, open_wallet
         from mcred.present_ble import ble_presentation
         from wallet_sim import PhoneNotFoundError
         from wallet_sim.consent import ConsentError, RulesConsent
 
         console = Console(stderr=as_json)
+        try:
+            blelink.require()
+        except blelink.LinkError as exc:
+            _unusable(console, as_json, str(exc))
         if (phone is None) == (hci is None):
             _unusable(console, as_json, "give --phone (a simulated phone, in-process) or --hci with --engagement "
                       "(a phone elsewhere)")
