@@ -35,6 +35,14 @@ _FAULT = typer.Option(None, "--fault", help="A hostile phone on purpose, to chec
 _READER_AUTH_ALL = typer.Option(False, "--reader-auth-all", help="Second edition: sign the whole request once (readerAuthAll) instead of each document request (readerAuth); needs --reader-cert and --reader-key.")
 _ALTERNATIVE = typer.Option([], "--alternative", help="Second edition: what the wallet may send in place of an asked element it does not hold, NS:ID=NS:ID[+NS:ID][|NS:ID...] (| between sets in order of preference, + within a set); repeatable.")
 _ISSUER_IDS = typer.Option(False, "--issuer-identifiers", help="Second edition: ask only for documents issued under the trusted IACAs (issuerIdentifiers, their key identifiers).")
+_REQUIRE_STATUS = typer.Option(True, "--require-status/--no-require-status",
+                               help="Refuse an MSO without a status list reference.")
+_READER_CERT = typer.Option(None, "--reader-cert", help="readerAuth: certificate chain (PEM, leaf first).")
+_READER_KEY = typer.Option(None, "--reader-key", help="readerAuth: the reader's private key (PEM).")
+_DS_CRL = typer.Option(None, "--ds-crl/--no-ds-crl",
+                       help="Check the IACA CRL for a revoked document signer; default on unless --offline.")
+_PORTRAIT = typer.Option(None, "--portrait", callback=out_path, help="Save a disclosed portrait here.")
+_SAVE = typer.Option(None, "--save", callback=out_path, help="Save the transcript for `mcred verify`.")
 _MAX_RESPONSE_SIZE = typer.Option(None, "--max-response-size", min=1, help="Second edition: the largest document (bytes) the wallet may send (maximumResponseSize).")
 
 
@@ -192,8 +200,8 @@ def register(app: typer.Typer) -> None:
         reader_trust: list[Path] = typer.Option([], "--reader-trust", help="Reader CA (PEM) the wallet trusts for readerAuth."),
         mac: bool = typer.Option(False, "--mac", help="Device authentication by deviceMac, not deviceSignature."),
         qr: Path | None = typer.Option(None, "--qr", callback=out_path, help="Also write the engagement QR code as PNG (cross-device: the page's QR code)."),
-        portrait: Path | None = typer.Option(None, "--portrait", callback=out_path, help="Save a disclosed portrait here."),
-        save: Path | None = typer.Option(None, "--save", callback=out_path, help="Save the transcript for `mcred verify`."),
+        portrait: Path | None = _PORTRAIT,
+        save: Path | None = _SAVE,
         token: str | None = typer.Option(None, "--token", envvar="MCRED_API_TOKEN",
                                          help="bearer token (scope reader) for a reader mounted in "
                                               "`mcred serve` (URL .../reader); env MCRED_API_TOKEN"),
@@ -317,10 +325,9 @@ def register(app: typer.Typer) -> None:
         max_offline_age: int = typer.Option(86400, "--max-offline-age", help="Seconds, up to 366 days."),
         skew: int = _SKEW,
         save_dir: Path | None = typer.Option(None, "--save-dir", help="Save each session's transcript."),
-        require_status: bool = typer.Option(True, "--require-status/--no-require-status",
-                                            help="Refuse an MSO without a status list reference."),
-        reader_cert: Path | None = typer.Option(None, "--reader-cert", help="readerAuth: certificate chain (PEM, leaf first)."),
-        reader_key: Path | None = typer.Option(None, "--reader-key", help="readerAuth: the reader's private key (PEM)."),
+        require_status: bool = _REQUIRE_STATUS,
+        reader_cert: Path | None = _READER_CERT,
+        reader_key: Path | None = _READER_KEY,
         ds_crl: bool | None = typer.Option(None, "--ds-crl/--no-ds-crl", help="Check the IACA CRL for a revoked document signer (ds_revocation); default on unless --offline."),
         ds_crl_max_age: int = typer.Option(3600, "--ds-crl-max-age", min=0, help="Fetch the IACA CRL again after this many seconds, even before its nextUpdate."),
         jpki_roots: list[Path] = typer.Option([], "--jpki-roots", help="JPKI roots (PEM bundle, `mcred export jpki-root --out r.pem`): also serve the relying party, POST /rp/jpki/verify; repeatable."),
@@ -466,7 +473,7 @@ def register(app: typer.Typer) -> None:
                                               "(URL .../reader); env MCRED_API_TOKEN"),
         qr: Path | None = typer.Option(None, "--qr", callback=out_path, help="Also write the QR code as PNG."),
         wait: int = typer.Option(300, "--wait", min=1, max=3600, help="Seconds to wait for a wallet's answer."),
-        portrait: Path | None = typer.Option(None, "--portrait", callback=out_path, help="Save a disclosed portrait here."),
+        portrait: Path | None = _PORTRAIT,
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object (the QR code goes to stderr)."),
     ) -> None:
         """Ask any wallet for the card substitute cross-device (OpenID4VP 1.0, direct_post.jwt):
@@ -501,18 +508,17 @@ def register(app: typer.Typer) -> None:
         doctype: str = _DOCTYPE,
         offline: bool = _OFFLINE,
         skew: int = _SKEW,
-        require_status: bool = typer.Option(True, "--require-status/--no-require-status",
-                                            help="Refuse an MSO without a status list reference."),
-        reader_cert: Path | None = typer.Option(None, "--reader-cert", help="readerAuth: certificate chain (PEM, leaf first)."),
-        reader_key: Path | None = typer.Option(None, "--reader-key", help="readerAuth: the reader's private key (PEM)."),
-        ds_crl: bool | None = typer.Option(None, "--ds-crl/--no-ds-crl", help="Check the IACA CRL for a revoked document signer; default on unless --offline."),
+        require_status: bool = _REQUIRE_STATUS,
+        reader_cert: Path | None = _READER_CERT,
+        reader_key: Path | None = _READER_KEY,
+        ds_crl: bool | None = _DS_CRL,
         short: bool = typer.Option(False, "--short", help="Short APDUs only (commands of 255 bytes, answers of 256): for antennas without extended length."),
         loop: bool = typer.Option(False, "--loop", help="A counter's reader: read tap after tap (each phone must leave the reader before the next tap counts), a verdict each (with --json, one JSON object a line), until --count taps, Ctrl-C, or no phone within --wait; exit 0 if every tap was VALID, 1 if one was not, 2 if none was read."),
         count: int = typer.Option(0, "--count", min=0, help="With --loop: stop after this many taps (0: no limit)."),
         list_readers: bool = typer.Option(False, "--list", help="List the PC/SC readers (index, name, whether a phone or card is in it) and exit."),
         wait: int = typer.Option(30, "--wait", min=1, max=3600, help="Seconds to wait for a phone on the PC/SC reader."),
-        portrait: Path | None = typer.Option(None, "--portrait", callback=out_path, help="Save a disclosed portrait here."),
-        save: Path | None = typer.Option(None, "--save", callback=out_path, help="Save the transcript for `mcred verify`."),
+        portrait: Path | None = _PORTRAIT,
+        save: Path | None = _SAVE,
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
         reader_auth_all: bool = _READER_AUTH_ALL,
         alternative: list[str] = _ALTERNATIVE,
@@ -668,14 +674,13 @@ def register(app: typer.Typer) -> None:
         doctype: str = _DOCTYPE,
         offline: bool = _OFFLINE,
         skew: int = _SKEW,
-        require_status: bool = typer.Option(True, "--require-status/--no-require-status",
-                                            help="Refuse an MSO without a status list reference."),
-        reader_cert: Path | None = typer.Option(None, "--reader-cert", help="readerAuth: certificate chain (PEM, leaf first)."),
-        reader_key: Path | None = typer.Option(None, "--reader-key", help="readerAuth: the reader's private key (PEM)."),
-        ds_crl: bool | None = typer.Option(None, "--ds-crl/--no-ds-crl", help="Check the IACA CRL for a revoked document signer; default on unless --offline."),
+        require_status: bool = _REQUIRE_STATUS,
+        reader_cert: Path | None = _READER_CERT,
+        reader_key: Path | None = _READER_KEY,
+        ds_crl: bool | None = _DS_CRL,
         wait: int = typer.Option(30, "--wait", min=1, max=3600, help="Seconds to wait for the phone at each step (found, started, answered)."),
-        portrait: Path | None = typer.Option(None, "--portrait", callback=out_path, help="Save a disclosed portrait here."),
-        save: Path | None = typer.Option(None, "--save", callback=out_path, help="Save the transcript for `mcred verify`."),
+        portrait: Path | None = _PORTRAIT,
+        save: Path | None = _SAVE,
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
         fault: str | None = _FAULT,
     ) -> None:
@@ -855,7 +860,7 @@ def register(app: typer.Typer) -> None:
         at: str | None = typer.Option(None, "--at", help="Verify as of this ISO time (default now)."),
         offline: bool = typer.Option(False, "--offline", help="Do not fetch status lists."),
         ds_crl: bool = typer.Option(False, "--ds-crl", help="Also check the IACA CRL for a revoked document signer (ds_revocation)."),
-        portrait: Path | None = typer.Option(None, "--portrait", callback=out_path, help="Save a disclosed portrait here."),
+        portrait: Path | None = _PORTRAIT,
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     ) -> None:
         """Verify a saved presentation with the full reader pipeline (status included); an IssuerSigned
