@@ -137,6 +137,19 @@ def _show_qr(console: Console | None, uri: str, png: Path | None) -> None:
         console.print(uri, highlight=False, markup=False, soft_wrap=True)
 
 
+def _reader_config(trust: list[Path], vical: Path | None, vical_trust: list[Path], request: list[str],
+                   doctype: str, offline: bool, skew: int, require_status: bool, reader_cert: Path | None,
+                   reader_key: Path | None, ds_crl: bool | None, **more: object):  # noqa: ANN202 - a ReaderServeConfig
+    """The reader settings the reader commands share, as a ``ReaderServeConfig`` (paths as text)."""
+    from mcred.present import ReaderServeConfig
+
+    return ReaderServeConfig(
+        trust=tuple(map(str, trust)), vical=str(vical) if vical else None, vical_trust=tuple(map(str, vical_trust)),
+        request=tuple(request), doctype=doctype, offline=offline, skew=skew, require_status=require_status,
+        reader_cert=str(reader_cert) if reader_cert else None, reader_key=str(reader_key) if reader_key else None,
+        ds_crl=ds_crl, **more)
+
+
 def _unusable(console: Console, as_json: bool, message: str) -> None:
     if as_json:
         print(json.dumps({"valid": False, "error": message, "checks": [], "documents": []}, ensure_ascii=False))
@@ -355,7 +368,6 @@ def register(app: typer.Typer) -> None:
         from mcred.cli.state import check_can_listen
         from mcred.present import (
             READER_SERVE_ENV,
-            ReaderServeConfig,
             ReaderServeError,
             session_sealer,
         )
@@ -383,13 +395,9 @@ def register(app: typer.Typer) -> None:
             origin = origin or origin_of(own_url)
         except ReaderSessionError as exc:
             _unusable(console, False, f"--origin: {exc}")
-        config = ReaderServeConfig(
-            trust=tuple(map(str, trust)), vical=str(vical) if vical else None,
-            vical_trust=tuple(map(str, vical_trust)), request=tuple(request), doctype=doctype,
-            offline=offline, max_offline_age=max_offline_age, skew=skew,
-            save_dir=str(save_dir) if save_dir else None, require_status=require_status,
-            reader_cert=str(reader_cert) if reader_cert else None,
-            reader_key=str(reader_key) if reader_key else None, ds_crl=ds_crl,
+        config = _reader_config(
+            trust, vical, vical_trust, request, doctype, offline, skew, require_status, reader_cert, reader_key,
+            ds_crl, max_offline_age=max_offline_age, save_dir=str(save_dir) if save_dir else None,
             ds_crl_max_age=ds_crl_max_age, jpki_roots=tuple(map(str, jpki_roots)), db=db,
             session_key_file=str(session_key_file) if session_key_file else None, origin=origin,
             public_url=public_url or own_url, pcsc_reader=pcsc_reader, reader_auth_all=reader_auth_all,
@@ -533,7 +541,6 @@ def register(app: typer.Typer) -> None:
         from mcred.cli.state import OPTIONS
         from mcred.present import (
             PresentError,
-            ReaderServeConfig,
             ReaderServeError,
             nfc_presentation,
             open_wallet,
@@ -589,13 +596,10 @@ def register(app: typer.Typer) -> None:
                       "--phone, --save or --portrait")
         if not trust and vical is None:
             _unusable(console, as_json, "no IACA to trust: give --trust IACA.pem (mcred export iaca)")
-        config = ReaderServeConfig(
-            trust=tuple(map(str, trust)), vical=str(vical) if vical else None,
-            vical_trust=tuple(map(str, vical_trust)), request=tuple(request), doctype=doctype,
-            offline=offline, skew=skew, require_status=require_status,
-            reader_cert=str(reader_cert) if reader_cert else None,
-            reader_key=str(reader_key) if reader_key else None, ds_crl=ds_crl, reader_auth_all=reader_auth_all,
-            alternatives=tuple(alternative), issuer_identifiers=issuer_identifiers, max_response_size=max_response_size)
+        config = _reader_config(
+            trust, vical, vical_trust, request, doctype, offline, skew, require_status, reader_cert, reader_key,
+            ds_crl, reader_auth_all=reader_auth_all, alternatives=tuple(alternative),
+            issuer_identifiers=issuer_identifiers, max_response_size=max_response_size)
         try:
             parts = config.parts()
             if not len(parts.pipeline.trust):
@@ -690,7 +694,7 @@ def register(app: typer.Typer) -> None:
         phone elsewhere with --hci and --engagement; print the verdict, exit 0 only if it
         is VALID."""
         import blelink
-        from mcred.present import ReaderServeConfig, ReaderServeError, open_wallet
+        from mcred.present import ReaderServeError, open_wallet
         from mcred.present_ble import ble_presentation
         from wallet_sim import PhoneNotFoundError
         from wallet_sim.consent import ConsentError, RulesConsent
@@ -714,12 +718,8 @@ def register(app: typer.Typer) -> None:
             _unusable(console, as_json, f"--handover {handover!r}: static or negotiated, with --tap")
         if not trust and vical is None:
             _unusable(console, as_json, "no IACA to trust: give --trust IACA.pem (mcred export iaca)")
-        config = ReaderServeConfig(
-            trust=tuple(map(str, trust)), vical=str(vical) if vical else None,
-            vical_trust=tuple(map(str, vical_trust)), request=tuple(request), doctype=doctype,
-            offline=offline, skew=skew, require_status=require_status,
-            reader_cert=str(reader_cert) if reader_cert else None,
-            reader_key=str(reader_key) if reader_key else None, ds_crl=ds_crl)
+        config = _reader_config(trust, vical, vical_trust, request, doctype, offline, skew, require_status,
+                                reader_cert, reader_key, ds_crl)
         try:
             parts = config.parts()
             if not len(parts.pipeline.trust):
