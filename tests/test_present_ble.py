@@ -106,28 +106,10 @@ def test_broken_framing_from_a_reader_ends_the_phones_session_with_the_reason(wo
     assert why == "peer ended the session (State 0x02)"  # the phone says so before hanging up
 
 
-def test_a_phone_that_goes_away_before_answering_fails_the_readers_session_check(world):  # noqa: F811
-    async def run():
-        radio = blelink.Radio()
-        engagement = wallet_ble.ble_engagement("peripheral")
-        options = ble.BleOptions.of(engagement.device_engagement)
-        async with blelink.opened(radio, "phone") as dev:
-            end = blelink.GattServerEnd(dev, ble.PERIPHERAL_SERVER, options.peripheral_uuid)
-            await end.advertise()
-            session = reader(world)
-            read = asyncio.create_task(reader_ble.read(session, engagement.uri, radio, timeout=5))
-            await end.wait(5)
-            assert await end.receive(5)  # the SessionEstablishment came, and the phone hangs up
-            await end.connection.disconnect()
-            return await read
+def _read_a_phone_that(world, misbehave):  # noqa: F811
+    """The reader's read of a bare GATT server in the phone's place, which takes the
+    SessionEstablishment and then does ``misbehave(device, end)`` instead of answering."""
 
-    got = _run(run())
-    (check,) = got.outcome.result.checks
-    assert check.name == "session" and not check.passed
-    assert "ended the session before answering (disconnected" in check.reason
-
-
-def test_broken_framing_from_a_phone_fails_the_readers_session_check(world):  # noqa: F811
     async def run():
         radio = blelink.Radio()
         engagement = wallet_ble.ble_engagement("peripheral")
@@ -137,13 +119,27 @@ def test_broken_framing_from_a_phone_fails_the_readers_session_check(world):  # 
             await end.advertise()
             read = asyncio.create_task(reader_ble.read(reader(world), engagement.uri, radio, timeout=5))
             await end.wait(5)
-            await end.receive(5)
-            await dev.notify_subscriber(end.connection, end._s2c, b"\x09garbage", force=True)
+            assert await end.receive(5)  # the SessionEstablishment
+            await misbehave(dev, end)
             return await read
 
-    got = _run(run())
-    (check,) = got.outcome.result.checks
-    assert check.name == "session" and "BLE: characteristic value starts with 0x09" in check.reason
+    (check,) = _run(run()).outcome.result.checks
+    assert check.name == "session" and not check.passed
+    return check.reason
+
+
+def test_a_phone_that_goes_away_before_answering_fails_the_readers_session_check(world):  # noqa: F811
+    async def hang_up(dev, end):
+        await end.connection.disconnect()
+
+    assert "ended the session before answering (disconnected" in _read_a_phone_that(world, hang_up)
+
+
+def test_broken_framing_from_a_phone_fails_the_readers_session_check(world):  # noqa: F811
+    async def garble(dev, end):
+        await dev.notify_subscriber(end.connection, end._s2c, b"\x09garbage", force=True)
+
+    assert "BLE: characteristic value starts with 0x09" in _read_a_phone_that(world, garble)
 
 
 @pytest.mark.parametrize("engagement", ["mdoc:AAAA", "qr"])
