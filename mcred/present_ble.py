@@ -16,9 +16,12 @@ from wallet_sim.engagement import Engagement
 from wallet_sim.wallet import Wallet
 
 
-def _reader_session(parts: ReaderParts) -> ReaderSession:
+def _reader_session(parts: ReaderParts, hostile: str | None = None) -> ReaderSession:
+    from reader.hostile import hostile as named_hostile
+
     return ReaderSession([parts.request], parts.pipeline, reader_signer=parts.reader_signer,
-                         reader_chain=parts.reader_chain, reader_auth_all=parts.reader_auth_all)
+                         reader_chain=parts.reader_chain, reader_auth_all=parts.reader_auth_all,
+                         hostile=named_hostile(hostile))
 
 
 def present_ble_in_process(wallet: Wallet, reader: ReaderSession, *, mode: str = "peripheral",
@@ -96,12 +99,13 @@ def present_tap_ble_in_process(wallet: Wallet, reader: ReaderSession, *, mode: s
 
 def ble_presentation(parts: ReaderParts, *, wallet: Wallet | None = None, mode: str = "peripheral",
                      reader_mode: str = "auto", hci: str | None = None, engagement: str | None = None,
-                     timeout: float = blelink.DEFAULT_TIMEOUT, tap: str | None = None) -> tuple[Presentation, list[str]]:
+                     timeout: float = blelink.DEFAULT_TIMEOUT, tap: str | None = None,
+                     hostile: str | None = None) -> tuple[Presentation, list[str]]:
     """``mcred reader ble``: a reader of ``parts`` reads ``wallet`` in-process on a virtual
     radio (engaged by its QR code, or by an NFC tap with ``tap`` the handover, ``static``
     or ``negotiated``), or else the phone whose QR code said ``engagement`` over the HCI
-    transport ``hci``."""
-    session = _reader_session(parts)
+    transport ``hci``. ``hostile``: a reader wrong on purpose (:data:`reader.hostile.HOSTILE`)."""
+    session = _reader_session(parts, hostile)
     if wallet is not None and tap is not None:
         return present_tap_ble_in_process(wallet, session, mode=mode, handover=tap, reader_mode=reader_mode,
                                           timeout=timeout)

@@ -135,8 +135,25 @@ def test_the_cli_taps_a_simulated_phone_and_goes_on_over_ble(world):
     assert json.loads(done.stdout)["valid"]
 
 
+def test_the_reader_refuses_every_hostile_phone_over_ble_and_a_phone_refuses_a_hostile_reader(world):
+    done = subprocess.run(_mcred("reader", "ble", "--phone", world["phone"], "--consent", str(world["consent"]),
+                                 "--trust", str(world["iaca"]), "--fault", "all", "--json"),
+                          capture_output=True, text=True, env=world["env"], timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    said = json.loads(done.stdout)
+    assert said["conformant"] and len(said["runs"]) > 5, said
+    done = subprocess.run(_mcred("reader", "ble", "--phone", world["phone"], "--consent", str(world["consent"]),
+                                 "--trust", str(world["iaca"]), "--hostile", "garbage-request", "--json"),
+                          capture_output=True, text=True, env=world["env"], timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (check,) = [c for c in json.loads(done.stdout)["checks"] if c["name"] == "wallet_refusal"]
+    assert check["passed"] and "status 11" in check["reason"]
+
+
 @pytest.mark.parametrize(("args", "message"), [
     ([], "give --phone"),
+    (["--phone", "p", "--consent", "c.json", "--trust", "i.pem", "--fault", "all", "--save", "x"], "--fault all"),
+    (["--phone", "p", "--trust", "i.pem", "--hostile", "sideways"], "--hostile 'sideways'"),
     (["--hci", "usb:0", "--engagement", "mdoc:x", "--tap"], "simulated phone's"),
     (["--phone", "p", "--handover", "negotiated"], "with --tap"),
     (["--phone", "p", "--hci", "usb:0"], "give --phone"),

@@ -686,7 +686,8 @@ def register(app: typer.Typer) -> None:
         portrait: Path | None = _PORTRAIT,
         save: Path | None = _SAVE,
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
-        fault: str | None = _FAULT,
+        fault: str | None = typer.Option(None, "--fault", help="With --phone: a hostile phone on purpose, to check that this reader refuses it (`mcred wallet faults`); all: one honest presentation, then one with each fault, and exit 0 only if the reader judged each as it must."),
+        hostile: str | None = typer.Option(None, "--hostile", help="A hostile reader on purpose (`mcred reader hostile`): the verdict is then on the phone's refusal."),
     ) -> None:
         """Read a phone over Bluetooth Low Energy (ISO/IEC 18013-5: QR engagement offering
         BLE, or an NFC tap handing over to BLE with --tap; data retrieval over BLE in mdoc
@@ -718,27 +719,44 @@ def register(app: typer.Typer) -> None:
             _unusable(console, as_json, f"--handover {handover!r}: static or negotiated, with --tap")
         if not trust and vical is None:
             _unusable(console, as_json, "no IACA to trust: give --trust IACA.pem (mcred export iaca)")
+        if fault == "all" and (save is not None or portrait is not None or hostile is not None):
+            _unusable(console, as_json, "--fault all presents once honestly and once with each fault: no --save, "
+                      "--portrait or --hostile")
         config = _reader_config(trust, vical, vical_trust, request, doctype, offline, skew, require_status,
                                 reader_cert, reader_key, ds_crl)
         try:
+            from reader.hostile import hostile as named_hostile
+
+            named_hostile(hostile)
             parts = config.parts()
             if not len(parts.pipeline.trust):
                 raise ReaderServeError("no IACA to trust: give --trust IACA.pem (mcred export iaca)")
-            wallet = None
+            wallet = make_wallet = None
             if phone is not None:
                 if consent is None:
                     raise ConsentError("--phone needs --consent FILE.json: nobody is there to ask the holder "
                                        "(e.g. {\"documents\": {\"*\": {\"*\": \"*\"}}})")
-                wallet = open_wallet(phone, None, RulesConsent.from_file(consent), fault=fault)
+                policy = RulesConsent.from_file(consent)
+
+                def make_wallet(name: str | None):  # noqa: ANN202
+                    return open_wallet(phone, None, policy, fault=name)
+
+                wallet = make_wallet(None if fault == "all" else fault)
         except (ReaderServeError, ConsentError, PhoneNotFoundError, OSError, ValueError) as exc:
             _unusable(console, as_json, str(exc))
+
+        def present(w):  # noqa: ANN001, ANN202 - one read of wallet w, as the options say
+            return ble_presentation(parts, wallet=w, mode=mode, reader_mode=reader_mode, hci=hci,
+                                    engagement=engagement, timeout=float(wait), tap=handover if tap else None,
+                                    hostile=hostile)
+
+        if fault == "all":
+            _refusals(console, as_json, lambda w: present(w)[0], make_wallet)
         if not as_json:
             console.print(f"reading {phone} over BLE on a virtual radio" if wallet is not None
                           else f"reading the phone over BLE through {hci}", highlight=False, markup=False)
         try:
-            out, steps = ble_presentation(parts, wallet=wallet, mode=mode, reader_mode=reader_mode, hci=hci,
-                                          engagement=engagement, timeout=float(wait),
-                                          tap=handover if tap else None)
+            out, steps = present(wallet)
         except ValueError as exc:
             _unusable(console, as_json, str(exc))
         if not as_json:
