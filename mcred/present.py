@@ -451,11 +451,13 @@ def present_nfc_in_process(wallet: Wallet, reader: ReaderSession, *,
 def nfc_presentation(parts: ReaderParts, *, wallet: Wallet | None = None, pcsc_reader: str | None = None,
                      wait: float = 30.0, short: bool = False, handover: str = "static",
                      trace: Callable[[str, bytes], None] | None = None,
-                     hostile: str | None = None) -> tuple[Presentation, list[str]]:
+                     hostile: str | None = None, ble_hci: str | None = None) -> tuple[Presentation, list[str]]:
     """``mcred reader nfc``: a reader of ``parts`` taps ``wallet`` in-process, or else the
     phone on the PC/SC reader ``pcsc_reader`` (:mod:`reader.pcsc`); the presentation and
     the tap's steps. :class:`reader.pcsc.PcscError` when no phone could be read.
-    ``hostile``: a reader wrong on purpose (:data:`reader.hostile.HOSTILE`)."""
+    ``hostile``: a reader wrong on purpose (:data:`reader.hostile.HOSTILE`). ``ble_hci``:
+    the reader also takes data retrieval over BLE (preferred), on this HCI transport: when
+    the phone's Handover Select offers it, the session goes on over BLE after the tap."""
     from reader.hostile import hostile as named_hostile
 
     session = ReaderSession([parts.request], parts.pipeline, reader_signer=parts.reader_signer,
@@ -469,11 +471,22 @@ def nfc_presentation(parts: ReaderParts, *, wallet: Wallet | None = None, pcsc_r
         return out, steps
     from reader.pcsc import tapped
 
-    tap_session = NfcReaderSession(session, **lengths)
+    tap_session = NfcReaderSession(session, carriers=("ble", "nfc") if ble_hci else ("nfc",), **lengths)
     with tapped(pcsc_reader, wait=wait) as card:
         outcome = nfc_tap(_traced(card.transmit, trace), tap_session)
-    out = _from_outcome(outcome, None, _pkcs8(session.e_reader_private_key))
-    return out, [f"phone on {card.reader} (ATR {card.atr.hex().upper()})", *tap_session.steps]
+    steps = [f"phone on {card.reader} (ATR {card.atr.hex().upper()})", *tap_session.steps]
+    if outcome is None:  # the phone's select settled BLE: the session goes on over the radio
+        import asyncio
+
+        from reader import ble as reader_ble
+
+        assert ble_hci is not None and tap_session.handover_select is not None
+        got = asyncio.run(reader_ble.read(session, tap_session.handover_select.device_engagement.encode(), ble_hci,
+                                          options=tap_session.ble_options, handover=tap_session.handover,
+                                          timeout=wait))
+        outcome = got.outcome
+        steps += [f"BLE: {s}" for s in got.steps]
+    return _from_outcome(outcome, None, _pkcs8(session.e_reader_private_key)), steps
 
 
 def _traced(transmit: Callable[[bytes], bytes],

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import blelink
 from mcred.present import Presentation, ReaderParts, _from_outcome, _pkcs8
+from protocols.mdoc import ble
 from reader import ble as reader_ble
 from reader.session import ReaderSession
 from wallet_sim import ble as wallet_ble
@@ -64,7 +65,6 @@ def present_tap_ble_in_process(wallet: Wallet, reader: ReaderSession, *, mode: s
     client mode on the reader's UUID, as Annex D), and the two go on over a virtual radio
     with the NFCHandover in the SessionTranscript. ``trace`` sees the tap's APDUs."""
     from mcred.present import _no_secure_element, _traced
-    from protocols.mdoc import ble
     from reader.nfc import NfcReaderSession
     from reader.nfc import tap as nfc_tap
     from wallet_sim.nfc import WALLET_AIDS, AidRouter, NfcTag
@@ -119,9 +119,13 @@ def ble_presentation(parts: ReaderParts, *, wallet: Wallet | None = None, mode: 
 
 def phone_over_ble(wallet: Wallet, hci: str, *, mode: str = "peripheral",
                    on_engagement: Callable[[Engagement], None] | None = None,
-                   timeout: float = blelink.DEFAULT_TIMEOUT) -> wallet_ble.BleTransfer:
-    """``mcred phone ble``: the phone shows its engagement and answers one reader over ``hci``."""
-    return asyncio.run(wallet_ble.present(wallet, hci, mode=mode, on_engagement=on_engagement, timeout=timeout))
+                   timeout: float = blelink.DEFAULT_TIMEOUT, engagement: Engagement | None = None,
+                   options: ble.BleOptions | None = None) -> wallet_ble.BleTransfer:
+    """``mcred phone ble``: the phone shows its engagement and answers one reader over ``hci``;
+    ``mcred phone pcsc --ble-hci``: the BLE side of a tap's ``engagement``, in the BLE
+    ``options`` its handover settled."""
+    return asyncio.run(wallet_ble.present(wallet, hci, mode=mode, on_engagement=on_engagement, timeout=timeout,
+                                          engagement=engagement, options=options))
 
 
 def run_radio(ports: list[int], host: str = "127.0.0.1", on_ready: Callable[[], None] | None = None) -> None:

@@ -254,3 +254,26 @@ def test_mcred_reader_nfc_lists_the_readers(world, bridge):
     assert done.returncode == 0, done.stdout + done.stderr
     found = json.loads(done.stdout)
     assert any(r["name"].startswith("Virtual PCD") and r["card"] for r in found), found
+
+
+@pytest.mark.parametrize(("handover", "mode"), [("static", "peripheral"), ("negotiated", "central")])
+def test_a_tapped_phone_goes_on_over_ble_when_phone_and_reader_take_it(world, bridge, handover, mode):
+    """`mcred phone pcsc --ble-hci` offers BLE in its Handover Select and starts its BLE side
+    after the tap; `mcred reader nfc --ble-hci` prefers BLE and reads the phone over the
+    radio (`mcred ble radio`, a third process): no ENVELOPE goes over NFC."""
+    pytest.importorskip("bumble")
+    from test_present_ble_cli import ble_radio
+
+    env = dict(os.environ, MCRED_HOME=str(world["home"]))
+    with ble_radio(env) as hci:
+        b = bridge("--consent", str(world["consent"]), "--handover", handover, "--ble-hci", hci[0],
+                   "--ble-mode", mode, "--ble-wait", "20")
+        done = read(world, "--ble-hci", hci[1])
+        assert done.returncode == 0, done.stdout + done.stderr + b.log.read_text(errors="replace")
+        assert json.loads(done.stdout)["valid"]
+        assert " 00C30000" not in done.stderr  # the session did not go over NFC
+        deadline = time.monotonic() + 20
+        while "BLE (" not in b.log.read_text(errors="replace") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert f"BLE ({mode} mode): answered the reader" in b.log.read_text(errors="replace")
+

@@ -6,6 +6,7 @@ in-process `mcred reader ble --phone`, its saved transcript, and the options it 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -56,17 +57,24 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-@pytest.fixture
-def radio(world):
+@contextlib.contextmanager
+def ble_radio(env: dict):
+    """``mcred ble radio`` with two controllers, in its own process: their HCI transports."""
     port = free_port()
     while _busy(port + 1):  # the radio takes two ports in a row
         port = free_port()
     proc = subprocess.Popen(_mcred("ble", "radio", "--port", str(port), "--controllers", "2", "--json"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=world["env"])
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         yield _first_line(proc, "mcred ble radio")["hci"]
     finally:
         _stop(proc)
+
+
+@pytest.fixture
+def radio(world):
+    with ble_radio(world["env"]) as hci:
+        yield hci
 
 
 def _busy(port: int) -> bool:

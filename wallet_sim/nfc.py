@@ -50,10 +50,12 @@ class NfcTag:
                  handover: Literal["static", "negotiated"] = "static",
                  capability: nfc.CapabilityContainer | None = None,
                  engagement: Callable[[], Engagement] = Engagement.new,
-                 ble_options: ble.BleOptions | None = None, nfc_retrieval: bool = True) -> None:
+                 ble_options: ble.BleOptions | None = None, nfc_retrieval: bool = True,
+                 on_offer: Callable[[NfcTag], None] | None = None) -> None:
         """``ble_options``: also offer data retrieval over Bluetooth LE in these modes (the
         phone then goes on over BLE once the reader chose it: :attr:`ble_selected`);
-        ``nfc_retrieval`` false: offer BLE only."""
+        ``nfc_retrieval`` false: offer BLE only. ``on_offer(tag)``: called once the Handover
+        Select is offered (a phone starts its BLE side then, before the reader chooses)."""
         if handover not in ("static", "negotiated"):
             raise ValueError(f"handover {handover!r}: static or negotiated")
         if not nfc_retrieval and ble_options is None:
@@ -61,6 +63,7 @@ class NfcTag:
         self.wallet = wallet
         self.ble_options = ble_options
         self.nfc_retrieval = nfc_retrieval
+        self._on_offer = on_offer
         self.engagement: Engagement | None = None
         """The engagement this tap offered, its Handover in it (the BLE step's too)."""
         self.ble_selected: ble.BleOptions | None = None
@@ -172,6 +175,8 @@ class NfcTag:
         if self.ble_selected is not None:
             offered.append("BLE " + " and ".join(f"mdoc {m.mode} mode" for m in self.ble_selected.modes()))
         self.events.append(f"engagement offered: Handover Select of {len(hs.raw)} bytes, {', '.join(offered)}")
+        if self._on_offer is not None:
+            self._on_offer(self)
         return hs.raw
 
     def _static_offer(self) -> bytes:

@@ -235,10 +235,22 @@ def register(app: typer.Typer) -> None:
                                                    "what it presents, for checking that a reader refuses it "
                                                    "(`mcred wallet faults`); all: tap after tap, an honest "
                                                    "phone, then each fault in turn (with --tap, each is said "
-                                                   "as the tap begins).")) -> None:
+                                                   "as the tap begins)."),
+             ble_hci: str | None = typer.Option(None, "--ble-hci",
+                                                help="Also offer data retrieval over Bluetooth LE in the NFC "
+                                                     "engagement, on this HCI transport (tcp-client:127.0.0.1:9100 "
+                                                     "for `mcred ble radio`, usb:0 for a dongle): after each tap "
+                                                     "the phone starts its BLE side, and a reader that takes BLE "
+                                                     "goes on there."),
+             ble_mode: str = typer.Option("peripheral", "--ble-mode",
+                                          help="With --ble-hci: peripheral (mdoc peripheral server mode) or "
+                                               "central (mdoc central client mode)."),
+             ble_wait: float = typer.Option(30.0, "--ble-wait", min=1, max=3600,
+                                            help="With --ble-hci: seconds the BLE side waits for the reader.")
+             ) -> None:
         """Put the phone in pcscd's virtual reader (vsmartcard vpcd): PC/SC applications such
         as OpenSC then reach its secure element, and an mdoc reader (`mcred reader nfc`) its
-        wallet. Stop with Ctrl-C."""
+        wallet, over NFC, or handed over to BLE with --ble-hci. Stop with Ctrl-C."""
         from mcred.present import open_wallet, pem_certificates
         from wallet_sim.consent import ConsentError, InteractiveConsent, RulesConsent
         from wallet_sim.nfc import WALLET_AIDS, AidRouter, NfcTag
@@ -247,6 +259,17 @@ def register(app: typer.Typer) -> None:
         atr_bytes = _parse_atr(atr)
         if handover not in ("static", "negotiated"):
             _fail(f"--handover {handover!r}: static or negotiated")
+        if ble_mode not in ("peripheral", "central"):
+            _fail(f"--ble-mode {ble_mode!r}: peripheral or central")
+        if ble_hci is not None:
+            import blelink
+
+            try:
+                blelink.require()
+            except blelink.LinkError as exc:
+                _fail(str(exc))
+            if not wallet:
+                _fail("--ble-hci is the wallet's: not with --no-wallet")
         from wallet_sim.faults import FAULTS, FaultError
         from wallet_sim.faults import fault as named_fault
 
@@ -290,14 +313,47 @@ def register(app: typer.Typer) -> None:
                 turn["said"] = turn["index"]
                 say("next tap: an honest phone (a reader must find it VALID)" if name is None else
                     f"next tap: fault {name} (a reader must fail {FAULTS[name].refused_by})")
+            ble_side = None
+            if ble_hci is not None:
+                from protocols.mdoc import ble as ble_protocol
+
+                ble_side = ble_protocol.BleOptions.new(peripheral=ble_mode == "peripheral",
+                                                       central=ble_mode == "central")
             tag = NfcTag(open_wallet(phone_id, home, policy, fault=name, reader_trust_anchors=anchors),
-                         handover=handover)  # a tap: a new activation
+                         handover=handover, ble_options=ble_side,
+                         on_offer=(lambda t: start_ble(t, name)) if ble_hci else None)  # a tap: a new activation
             turn["tag"] = tag
             router = AidRouter(se.transmit, {aid: tag.transmit for aid in WALLET_AIDS})
             return _pcsc_transport(router.transmit)
 
         def say(line: str) -> None:
             typer.echo(f"{phone_id}: {line}")
+
+        ble_thread: list[threading.Thread] = []
+
+        def start_ble(tag, name: str | None) -> None:  # noqa: ANN001 - a wallet_sim.nfc.NfcTag
+            """The phone's BLE side for this tap's engagement, in the background, as a phone
+            starts advertising (or scanning) once it offered BLE; one at a time (one radio)."""
+            if tag.ble_selected is None or not tag.ble_selected.modes():
+                return
+            if ble_thread and ble_thread[-1].is_alive():
+                say("BLE: still busy with the last tap's reader; this tap's engagement is not served over BLE")
+                return
+            from mcred.present_ble import phone_over_ble
+
+            mode = "central" if not tag.ble_selected.peripheral_server else "peripheral"
+
+            def run() -> None:
+                transfer = phone_over_ble(
+                    open_wallet(phone_id, home, policy, fault=name, reader_trust_anchors=anchors), ble_hci,
+                    mode=mode, engagement=tag.engagement, options=tag.ble_selected, timeout=ble_wait)
+                answered = transfer.session is not None and transfer.session.device_response is not None
+                say(f"BLE ({mode} mode): " + ("answered the reader" if answered else
+                                              f"no reader served ({transfer.problem or 'nothing asked'})"))
+
+            say(f"BLE: mdoc {mode} mode side started for this tap's engagement on {ble_hci}")
+            ble_thread.append(threading.Thread(target=run, name="ble", daemon=True))
+            ble_thread[-1].start()
 
         stop = threading.Event()
         old = {sig: signal.signal(sig, lambda *_: stop.set())

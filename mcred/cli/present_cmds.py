@@ -159,7 +159,8 @@ def _unusable(console: Console, as_json: bool, message: str) -> None:
 
 
 def _nfc_loop(console: Console, parts, *, pcsc_reader: str | None, wait: float, short: bool,  # noqa: ANN001
-              count: int, as_json: bool, trace, hostiles: list[str] | None = None) -> None:  # noqa: ANN001
+              count: int, as_json: bool, trace, hostiles: list[str] | None = None,  # noqa: ANN001
+              ble_hci: str | None = None) -> None:
     """``mcred reader nfc --loop``: tap after tap on one PC/SC reader; never returns.
     ``hostiles``: the reader is hostile, tap after tap, in each of these ways in turn."""
     from mcred.present import nfc_presentation
@@ -181,7 +182,7 @@ def _nfc_loop(console: Console, parts, *, pcsc_reader: str | None, wait: float, 
                     console.print(f"[yellow]the phone was not taken away within {wait:g} s[/]")
                     break
                 out, steps = nfc_presentation(parts, pcsc_reader=pcsc_reader, wait=wait, short=short, trace=trace,
-                                              hostile=name)
+                                              hostile=name, ble_hci=ble_hci)
             except PcscError as exc:  # no reader, no phone in time, pcscd gone between two taps
                 if not verdicts:
                     _unusable(console, as_json, str(exc))
@@ -533,6 +534,7 @@ def register(app: typer.Typer) -> None:
         issuer_identifiers: bool = _ISSUER_IDS,
         max_response_size: int | None = _MAX_RESPONSE_SIZE,
         fault: str | None = _FAULT,
+        ble_hci: str | None = typer.Option(None, "--ble-hci", help="Also take data retrieval over Bluetooth LE (preferred to NFC), on this HCI transport (tcp-client:127.0.0.1:9101 for `mcred ble radio`, usb:0 for a dongle): a phone whose Handover Select offers BLE goes on over BLE after the tap (`mcred phone pcsc --ble-hci`). A phone on the PC/SC reader only; in-process, `mcred reader ble --phone ID --tap`."),
         hostile: str | None = typer.Option(None, "--hostile", help="A hostile reader on purpose, to check that a phone's wallet refuses it: the reader makes this fault in what it sends (`mcred reader hostile` lists them and what the phone must do); the verdict is then on the phone's answer. all: each in turn, tap after tap with --loop, or in-process with --phone (readerAuth faults only with --reader-cert)."),
     ) -> None:
         """Read a phone by NFC (ISO/IEC 18013-5: NFC engagement by static handover, data
@@ -571,6 +573,16 @@ def register(app: typer.Typer) -> None:
                       "PC/SC: give one of them")
         if handover not in ("static", "negotiated"):
             _unusable(console, as_json, f"--handover {handover!r}: static or negotiated")
+        if ble_hci is not None:
+            import blelink
+
+            if phone is not None:
+                _unusable(console, as_json, "--ble-hci reads a phone on the PC/SC reader; a simulated phone in-process "
+                          "taps and goes on over BLE with `mcred reader ble --phone ID --tap`")
+            try:
+                blelink.require()
+            except blelink.LinkError as exc:
+                _unusable(console, as_json, str(exc))
         if phone_reader_trust and phone is None:
             _unusable(console, as_json, "--reader-trust is the simulated phone's (--phone; `mcred phone pcsc "
                       "--reader-trust` for a phone on the PC/SC reader)")
@@ -620,7 +632,7 @@ def register(app: typer.Typer) -> None:
 
         if loop:
             _nfc_loop(console, parts, pcsc_reader=pcsc_reader, wait=float(wait), short=short, count=count,
-                      as_json=as_json, trace=trace if OPTIONS.trace else None, hostiles=hostiles)
+                      as_json=as_json, trace=trace if OPTIONS.trace else None, hostiles=hostiles, ble_hci=ble_hci)
         if hostiles is not None:  # --phone: each in turn, in-process
             runs = []
             for name in hostiles:
@@ -648,7 +660,7 @@ def register(app: typer.Typer) -> None:
         try:
             out, steps = nfc_presentation(parts, wallet=wallet, pcsc_reader=pcsc_reader, wait=float(wait),
                                           short=short, trace=trace if OPTIONS.trace else None,
-                                          handover=handover, hostile=hostile)
+                                          handover=handover, hostile=hostile, ble_hci=ble_hci)
         except (PcscError, PresentError, ValueError) as exc:  # HostileError, ReaderSessionError are ValueErrors
             _unusable(console, as_json, str(exc))
         if not as_json:
