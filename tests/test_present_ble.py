@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from test_wallet_session import REQUEST, make_wallet, pipeline, world  # noqa: F401 - fixtures
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_wallet_session import REQUEST, make_wallet, pipeline, se, world  # noqa: F401 - fixtures
 
 import blelink
 from mcred.present import verify_saved
@@ -153,3 +155,56 @@ def test_an_engagement_without_usable_ble_fails_the_session_check_before_any_rad
     assert ("offers no data retrieval over BLE" if engagement == "qr" else "DeviceEngagement") in check.reason
     with pytest.raises(ble.BleError, match="does not offer mdoc central client mode"):
         reader_ble.choose_mode(ble.BleOptions.new(), "central")
+
+
+@pytest.mark.parametrize("tap", [None, "negotiated"])
+def test_reader_authentication_over_ble_signs_this_sessions_transcript(world, tap):  # noqa: F811
+    """readerAuth over ReaderAuthentication with this session's transcript (Handover null
+    after the QR code, NFCHandover after a tap): the wallet verifies it and shows the reader
+    as verified, whichever engagement led to BLE."""
+    from test_present_kit import Clock, reader_pki
+
+    from mcred.present_ble import present_tap_ble_in_process
+    from wallet_sim.consent import InteractiveConsent
+    from wallet_sim.wallet import Wallet
+
+    pki = reader_pki()
+    shown = []
+    wallet = Wallet(se(world).transmit, InteractiveConsent(ask=lambda q: "y", show=shown.append), clock=Clock(),
+                    reader_trust_anchors=[pki.ca])
+    session = ReaderSession([REQUEST], pipeline(world), reader_signer=pki.signer, reader_chain=pki.chain)
+    if tap is None:
+        out, _ = present_ble_in_process(wallet, session, mode="central", timeout=10)
+    else:
+        out, _ = present_tap_ble_in_process(wallet, session, mode="central", handover=tap, timeout=10)
+    assert out.valid, out.result
+    assert shown[0] == "reader: CN=Shop Reader 1,C=JP (verified)"
+    assert next(e for e in out.wallet_events if e.kind == "response").reader.signature_valid
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["state", "c2s"]), st.binary(max_size=30)), min_size=1, max_size=8))
+def test_whatever_a_reader_writes_the_phone_ends_with_a_reason_or_waits_never_a_crash(world, writes):  # noqa: F811
+    """A fuzzing GATT client in the reader's place: any values on State and Client2Server.
+    The phone's side returns a transfer (answered, refused with a named reason, or nothing
+    asked within its wait) and never raises."""
+
+    async def run():
+        radio = blelink.Radio()
+        shown = asyncio.get_running_loop().create_future()
+        phone = asyncio.create_task(wallet_ble.present(make_wallet(world), radio, on_engagement=_shown(shown),
+                                                       timeout=0.5))
+        engagement = await shown
+        options = ble.BleOptions.of(engagement.device_engagement)
+        async with blelink.opened(radio, "fuzzer") as dev:
+            end = blelink.GattClientEnd(dev, ble.PERIPHERAL_SERVER, options.peripheral_uuid)
+            await end.connect(5)
+            for where, value in writes:
+                char = end._state_char if where == "state" else end._c2s
+                await char.write_value(value, with_response=False)
+            return await phone
+
+    transfer = _run(run())
+    assert transfer.problem is None or isinstance(transfer.problem, str)
+    if transfer.session is not None:
+        assert transfer.session.state in ("open", "engaged", "terminated")
