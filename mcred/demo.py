@@ -58,6 +58,14 @@ def run_demo(ctx: Context, say: Say, *, key_type: str = "p384") -> dict:
             assert ok, why
             say(f"    ... and by a tap on an NFC reader (ISO/IEC 18013-5 NFC engagement, static handover, and data "
                 f"retrieval over NFC: ENVELOPE / GET RESPONSE to the wallet's HCE service): {why}.")
+            by_ble = env.present_ble(r.phone_id)
+            if by_ble is None:
+                say("    ... (over Bluetooth LE too, with the ble extra: pip install 'mcred[ble]')")
+            else:
+                ok, why = by_ble
+                assert ok, why
+                say(f"    ... and by a tap that hands over to Bluetooth LE, as Annex D does (negotiated handover, "
+                    f"mdoc central client mode on the reader's UUID, two Bluetooth hosts on a virtual radio): {why}.")
             ok, why = env.present_online(r.phone_id, SHOP)
             assert ok, why
             bad, relayed = env.present_online(r.phone_id, SHOP, via="https://shop.example.relay.test")
@@ -125,7 +133,10 @@ def run_demo(ctx: Context, say: Say, *, key_type: str = "p384") -> dict:
     assert not ok and "INVALID" in cross_why, cross_why
     ok, tap_why = env.present_nfc(old.phone_id)
     assert not ok and "INVALID" in tap_why, tap_why
-    say(f"    ... and online, the web page's reader too: {online_why}; cross-device and by an NFC tap as well.")
+    by_ble = env.present_ble(old.phone_id)
+    assert by_ble is None or (not by_ble[0] and "INVALID" in by_ble[1]), by_ble
+    say(f"    ... and online, the web page's reader too: {online_why}; cross-device and by an NFC tap "
+        f"{'as well' if by_ble is None else 'over NFC and over Bluetooth LE as well'}.")
     ok, ocsp_why = env.rp_verdict(old_cms)
     assert not ok and "cessationOfOperation" in ocsp_why, ocsp_why
     ok, login_why = env.login(old.phone_id, old.pin)

@@ -183,6 +183,26 @@ class Env:
         out = present_nfc_in_process(wallet, new_reader_session(self.reader))
         return _said(out)
 
+    def present_ble(self, phone_id: str) -> tuple[bool, str] | None:
+        """The phone tapped on a reader that goes on over Bluetooth LE, as ISO/IEC 18013-5
+        Annex D does: negotiated handover, mdoc central client mode on the reader's UUID, two
+        Bluetooth hosts (bumble) on a virtual radio; the verdict, as :meth:`reader_verdict`
+        says it. None when bumble (the ``ble`` extra) is not installed."""
+        import blelink
+
+        try:
+            blelink.require()
+        except blelink.LinkError:
+            return None
+        from mcred.present import new_reader_session, open_wallet
+        from mcred.present_ble import present_tap_ble_in_process
+        from wallet_sim.consent import RulesConsent
+
+        wallet = open_wallet(phone_id, self.ctx.home, RulesConsent.allow_all())
+        out, _ = present_tap_ble_in_process(wallet, new_reader_session(self.reader), mode="central",
+                                            handover="negotiated", timeout=10)
+        return _said(out)
+
     def present_second_edition(self, phone_id: str) -> tuple[bool, str, str]:
         """The phone answers a second-edition reader (ISO/IEC 18013-5 DeviceRequest 1.1): the
         request signed once (readerAuthAll) by a reader certificate the wallet trusts; an

@@ -25,10 +25,12 @@ def register(app: typer.Typer) -> None:
         home = os.environ.get("MCRED_HOME")
         path = Path(home) if home else Path(tempfile.mkdtemp(prefix="mcred-demo-"))
         try:
-            run_demo(Context.open(path), lambda text: console.print(text, highlight=False),
+            # the steps quote reasons and commands (pip install 'mcred[ble]'): text, not markup
+            run_demo(Context.open(path), lambda text: console.print(text, highlight=False, markup=False),
                      key_type=key_type)
         except AssertionError as exc:
-            console.print(f"[red]demo failed:[/red] {exc}")
+            console.print("demo failed:", style="red", end=" ")
+            console.print(str(exc), markup=False)
             raise typer.Exit(1) from None
 
     @app.command()
