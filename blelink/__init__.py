@@ -23,7 +23,8 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -73,12 +74,35 @@ class Radio:
         return b.device.Device(name=name, address=address, host=b.host.Host(c, b.AsyncPipeSink(c)))
 
 
+@contextlib.contextmanager
+def snooping(path: Path | str | None) -> Iterator[Any]:
+    """A bumble snooper writing every HCI packet of a device to ``path``: a ``.pcap`` file
+    (link type 201, Bluetooth HCI H4 with direction) or else a btsnoop file (the format of
+    Android's ``btsnoop_hci.log``); both open in Wireshark. None: no snooping."""
+    if path is None:
+        yield None
+        return
+    from bumble import snoop
+
+    path = Path(path)
+    with open(path, "wb") as out:
+        yield snoop.PcapSnooper(out) if path.suffix.lower() in (".pcap", ".cap") else snoop.BtSnooper(out)
+
+
 @contextlib.asynccontextmanager
-async def opened(where: Radio | str, name: str) -> AsyncIterator[Any]:
+async def opened(where: Radio | str, name: str, *, snoop: Path | str | None = None) -> AsyncIterator[Any]:
     """A powered-on bumble Device on ``where``: a :class:`Radio` in this process, or an HCI
     transport name bumble opens (``tcp-client:127.0.0.1:9001``, ``usb:0``, ...). A fresh
-    random static address each time: a presentation cannot be linked to the last one."""
+    random static address each time: a presentation cannot be linked to the last one.
+    ``snoop``: write this device's HCI traffic there (:func:`snooping`)."""
     b = _bumble()
+    with snooping(snoop) as snooper:
+        async with _opened(b, where, name, snooper) as dev:
+            yield dev
+
+
+@contextlib.asynccontextmanager
+async def _opened(b: SimpleNamespace, where: Radio | str, name: str, snooper: Any) -> AsyncIterator[Any]:
     hci_transport = None
     if isinstance(where, Radio):
         dev = where.device(name)
@@ -89,6 +113,7 @@ async def opened(where: Radio | str, name: str) -> AsyncIterator[Any]:
             raise LinkError(f"HCI transport {where!r}: {type(exc).__name__}: {exc}") from exc
         dev = b.device.Device.with_hci(name, b.hci.Address.generate_static_address(),
                                      hci_transport.source, hci_transport.sink)
+    dev.host.snooper = snooper
     try:
         try:
             await asyncio.wait_for(dev.power_on(), 10)

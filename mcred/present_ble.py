@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 
 import blelink
 from mcred.present import Presentation, ReaderParts, _from_outcome, _pkcs8
@@ -27,10 +28,11 @@ def _reader_session(parts: ReaderParts, hostile: str | None = None) -> ReaderSes
 
 def present_ble_in_process(wallet: Wallet, reader: ReaderSession, *, mode: str = "peripheral",
                            reader_mode: str = "auto", timeout: float = blelink.DEFAULT_TIMEOUT,
-                           ) -> tuple[Presentation, list[str]]:
+                           snoop: Path | str | None = None) -> tuple[Presentation, list[str]]:
     """The phone shows a QR code offering BLE in ``mode``; the reader reads it and the two
     exchange the session over a virtual radio in this process. The presentation, and the
-    steps of both sides (``phone:`` / ``reader:``)."""
+    steps of both sides (``phone:`` / ``reader:``). ``snoop``: the reader's HCI traffic
+    to this file (btsnoop, or pcap by its suffix)."""
 
     async def run() -> tuple[reader_ble.BleRead | None, wallet_ble.BleTransfer]:
         radio = blelink.Radio()
@@ -44,7 +46,7 @@ def present_ble_in_process(wallet: Wallet, reader: ReaderSession, *, mode: str =
         await asyncio.wait({phone, shown}, return_when=asyncio.FIRST_COMPLETED)
         if not shown.done():  # the phone gave up before showing its code
             return None, await phone
-        got = await reader_ble.read(reader, shown.result(), radio, mode=reader_mode, timeout=timeout)
+        got = await reader_ble.read(reader, shown.result(), radio, mode=reader_mode, timeout=timeout, snoop=snoop)
         return got, await phone
 
     got, transfer = asyncio.run(run())
@@ -58,7 +60,8 @@ def present_ble_in_process(wallet: Wallet, reader: ReaderSession, *, mode: str =
 def present_tap_ble_in_process(wallet: Wallet, reader: ReaderSession, *, mode: str = "peripheral",
                                handover: str = "static", reader_mode: str = "auto",
                                timeout: float = blelink.DEFAULT_TIMEOUT,
-                               trace: Callable[[str, bytes], None] | None = None) -> tuple[Presentation, list[str]]:
+                               trace: Callable[[str, bytes], None] | None = None,
+                               snoop: Path | str | None = None) -> tuple[Presentation, list[str]]:
     """NFC engagement, then data retrieval over BLE (ISO/IEC 18013-5 §8.2.2.1 with a
     Bluetooth LE carrier): the reader taps the phone, whose Handover Select offers BLE in
     ``mode`` (static handover) or answers the reader's BLE offer (negotiated: central
@@ -87,7 +90,7 @@ def present_tap_ble_in_process(wallet: Wallet, reader: ReaderSession, *, mode: s
                                                        options=settled, timeout=timeout))
         got = await reader_ble.read(reader, tap_session.handover_select.device_engagement.encode(), radio,
                                     mode=reader_mode, timeout=timeout, options=tap_session.ble_options,
-                                    handover=tap_session.handover)
+                                    handover=tap_session.handover, snoop=snoop)
         return got, await phone
 
     got, transfer = asyncio.run(run())
@@ -100,7 +103,7 @@ def present_tap_ble_in_process(wallet: Wallet, reader: ReaderSession, *, mode: s
 def ble_presentation(parts: ReaderParts, *, wallet: Wallet | None = None, mode: str = "peripheral",
                      reader_mode: str = "auto", hci: str | None = None, engagement: str | None = None,
                      timeout: float = blelink.DEFAULT_TIMEOUT, tap: str | None = None,
-                     hostile: str | None = None) -> tuple[Presentation, list[str]]:
+                     hostile: str | None = None, snoop: Path | str | None = None) -> tuple[Presentation, list[str]]:
     """``mcred reader ble``: a reader of ``parts`` reads ``wallet`` in-process on a virtual
     radio (engaged by its QR code, or by an NFC tap with ``tap`` the handover, ``static``
     or ``negotiated``), or else the phone whose QR code said ``engagement`` over the HCI
@@ -108,24 +111,25 @@ def ble_presentation(parts: ReaderParts, *, wallet: Wallet | None = None, mode: 
     session = _reader_session(parts, hostile)
     if wallet is not None and tap is not None:
         return present_tap_ble_in_process(wallet, session, mode=mode, handover=tap, reader_mode=reader_mode,
-                                          timeout=timeout)
+                                          timeout=timeout, snoop=snoop)
     if wallet is not None:
-        return present_ble_in_process(wallet, session, mode=mode, reader_mode=reader_mode, timeout=timeout)
+        return present_ble_in_process(wallet, session, mode=mode, reader_mode=reader_mode, timeout=timeout,
+                                      snoop=snoop)
     if hci is None or engagement is None:
         raise ValueError("a phone elsewhere is read over an HCI transport (--hci) from its QR code (--engagement)")
-    got = asyncio.run(reader_ble.read(session, engagement, hci, mode=reader_mode, timeout=timeout))
+    got = asyncio.run(reader_ble.read(session, engagement, hci, mode=reader_mode, timeout=timeout, snoop=snoop))
     return _from_outcome(got.outcome, None, _pkcs8(session.e_reader_private_key)), [f"reader: {s}" for s in got.steps]
 
 
 def phone_over_ble(wallet: Wallet, hci: str, *, mode: str = "peripheral",
                    on_engagement: Callable[[Engagement], None] | None = None,
                    timeout: float = blelink.DEFAULT_TIMEOUT, engagement: Engagement | None = None,
-                   options: ble.BleOptions | None = None) -> wallet_ble.BleTransfer:
+                   options: ble.BleOptions | None = None, snoop: Path | str | None = None) -> wallet_ble.BleTransfer:
     """``mcred phone ble``: the phone shows its engagement and answers one reader over ``hci``;
     ``mcred phone pcsc --ble-hci``: the BLE side of a tap's ``engagement``, in the BLE
     ``options`` its handover settled."""
     return asyncio.run(wallet_ble.present(wallet, hci, mode=mode, on_engagement=on_engagement, timeout=timeout,
-                                          engagement=engagement, options=options))
+                                          engagement=engagement, options=options, snoop=snoop))
 
 
 def run_radio(ports: list[int], host: str = "127.0.0.1", on_ready: Callable[[], None] | None = None) -> None:

@@ -16,6 +16,7 @@ that fails ends the read with a failed ``session`` check that names it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import blelink
@@ -59,12 +60,14 @@ def choose_mode(options: ble.BleOptions, wanted: str = "auto") -> ble.GattServic
 
 async def read(session: ReaderSession, engagement: bytes | str, where: blelink.Radio | str, *,
                mode: str = "auto", timeout: float = blelink.DEFAULT_TIMEOUT,
-               options: ble.BleOptions | None = None, handover: Any = None) -> BleRead:
+               options: ble.BleOptions | None = None, handover: Any = None,
+               snoop: Path | str | None = None) -> BleRead:
     """Read the phone that showed ``engagement`` (its bytes or its ``mdoc:`` URI) over BLE on
     ``where``. After an NFC tap (:class:`reader.nfc.NfcReaderSession` handed over), give the
     BLE ``options`` its Handover Select settled and the SessionTranscript's ``handover``
     (NFCHandover): the engagement itself names no retrieval method then. Never raises for
-    what the phone or the link does: the outcome says."""
+    what the phone or the link does: the outcome says. ``snoop``: a file for the reader's
+    HCI traffic (btsnoop, or pcap by its suffix), for Wireshark."""
     try:
         de = _engagement(engagement)
         options = options if options is not None else ble.BleOptions.of(de)
@@ -76,7 +79,7 @@ async def read(session: ReaderSession, engagement: bytes | str, where: blelink.R
     service_uuid = options.uuid_for(gatt_mode)
     steps = [f"mdoc {gatt_mode.mode} mode, service {service_uuid}"]
     try:
-        async with blelink.opened(where, "reader") as device:
+        async with blelink.opened(where, "reader", snoop=snoop) as device:
             if gatt_mode is ble.PERIPHERAL_SERVER:
                 end: blelink.GattServerEnd | blelink.GattClientEnd = blelink.GattClientEnd(
                     device, gatt_mode, service_uuid)

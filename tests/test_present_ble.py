@@ -208,3 +208,44 @@ def test_whatever_a_reader_writes_the_phone_ends_with_a_reason_or_waits_never_a_
     assert transfer.problem is None or isinstance(transfer.problem, str)
     if transfer.session is not None:
         assert transfer.session.state in ("open", "engaged", "terminated")
+
+
+@pytest.mark.parametrize(("mode", "suffix"), [("peripheral", ".btsnoop"), ("central", ".pcap")])
+def test_the_readers_hci_traffic_is_a_capture_wireshark_reads(world, tmp_path, mode, suffix):  # noqa: F811
+    """``snoop``: the reader's HCI packets as btsnoop (Android's btsnoop_hci.log) or pcap
+    (link type 201). tshark decodes the session: the MTU exchange, start and end on State,
+    the SessionEstablishment in one last value, the SessionData in 512-byte values."""
+    import shutil
+    import struct
+    import subprocess
+
+    capture = tmp_path / f"reader{suffix}"
+    out, _ = present_ble_in_process(make_wallet(world), reader(world), mode=mode, timeout=10, snoop=capture)
+    assert out.valid, out.result
+    data = capture.read_bytes()
+    if suffix == ".btsnoop":
+        assert data[:16] == b"btsnoop\0" + struct.pack(">LL", 1, 1002)  # version 1, HCI H4
+    else:
+        assert struct.unpack("<IHHIIII", data[:24])[::6] == (0xA1B2C3D4, 201)  # pcap, DLT_BLUETOOTH_HCI_H4_WITH_PHDR
+    if shutil.which("tshark") is None:
+        pytest.skip("tshark (Wireshark) is not installed: the capture's headers were checked, not its decoding")
+    fields = subprocess.run(["tshark", "-r", str(capture), "-Y", "btatt", "-T", "fields", "-e", "btatt.opcode",
+                             "-e", "btatt.client_rx_mtu", "-e", "btatt.value"],
+                            capture_output=True, text=True, timeout=60, check=True).stdout
+    rows = [line.split("\t") for line in fields.splitlines()]
+    assert ["0x02", "517", ""] in rows  # Exchange MTU Request
+    ours_out = "0x52" if mode == "peripheral" else "0x1b"  # the reader writes as client, notifies as server
+    ours_in = "0x1b" if mode == "peripheral" else "0x52"
+    sent = [v for op, _, v in rows if op == ours_out and v]
+    got = [v for op, _, v in rows if op == ours_in and v]
+    state = [v for v in sent if len(v) == 2]
+    if mode == "peripheral":  # the client starts and ends on State
+        assert state[0] == "01" and state[-1] == "02"
+    else:  # the phone (client) starts; the reader (server) says the end on State
+        assert "01" in [v for v in got if len(v) == 2] and state[-1] == "02"
+    messages = [v for v in sent if len(v) > 2]
+    assert messages[0].startswith("00a26a655265616465724b6579")  # last value: {"eReaderKey": ..., "data": ...}
+    assert messages[-1] == "00a16673746174757314"  # SessionData {"status": 20}
+    answer = [v for v in got if len(v) > 2]
+    assert [v[:2] for v in answer] == ["01"] * (len(answer) - 1) + ["00"]
+    assert all(len(v) == 1024 for v in answer[:-1])  # 512-byte values

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import blelink
 from protocols.mdoc import ble
@@ -51,12 +52,12 @@ def ble_engagement(mode: str = "peripheral") -> Engagement:
 async def present(wallet: Wallet, where: blelink.Radio | str, *, mode: str = "peripheral",
                   on_engagement: Callable[[Engagement], Awaitable[None] | None] | None = None,
                   timeout: float = blelink.DEFAULT_TIMEOUT, engagement: Engagement | None = None,
-                  options: ble.BleOptions | None = None) -> BleTransfer:
+                  options: ble.BleOptions | None = None, snoop: Path | str | None = None) -> BleTransfer:
     """Show an engagement (``on_engagement`` gets it: print its QR code, hand it to a reader)
     and answer one reader over BLE on ``where``. After an NFC tap, ``engagement`` is the
     tap's (its Handover in it) and ``options`` the BLE mode and UUID its Handover Select
     settled. Never raises for what the reader or the link does: the transfer says what
-    happened."""
+    happened. ``snoop``: a file for the phone's HCI traffic (btsnoop, or pcap by its suffix)."""
     engagement = engagement or ble_engagement(mode)
     options = options if options is not None else ble.BleOptions.of(engagement.device_engagement)
     if options is None:
@@ -64,7 +65,7 @@ async def present(wallet: Wallet, where: blelink.Radio | str, *, mode: str = "pe
     gatt_mode = ble.MODES[mode]
     out = BleTransfer(engagement, mode)
     service_uuid = options.uuid_for(gatt_mode)
-    async with blelink.opened(where, "mdoc") as device:
+    async with blelink.opened(where, "mdoc", snoop=snoop) as device:
         if gatt_mode is ble.PERIPHERAL_SERVER:
             end: blelink.GattServerEnd | blelink.GattClientEnd = blelink.GattServerEnd(device, gatt_mode, service_uuid)
         else:

@@ -146,6 +146,7 @@ def register(app: typer.Typer) -> None:
             qr: Path | None = typer.Option(None, "--qr", help="Also write the engagement QR code as PNG."),
             wait: int = typer.Option(60, "--wait", min=1, max=3600, help="Seconds to wait for a reader."),
             fault: str | None = typer.Option(None, "--fault", help="A hostile phone on purpose (`mcred wallet faults`)."),
+            snoop: Path | None = typer.Option(None, "--snoop", help="Write the phone's Bluetooth HCI traffic to this file for Wireshark: btsnoop (as Android's btsnoop_hci.log), or pcap when it ends in .pcap."),
             as_json: bool = typer.Option(False, "--json", help="Print the engagement as one JSON line first ({\"engagement\": URI}), then one JSON object for the outcome.")) -> None:
         """Show the phone's QR code offering data retrieval over BLE and answer one reader
         (`mcred reader ble --hci ... --engagement URI`, or any ISO 18013-5 reader on the same
@@ -182,7 +183,7 @@ def register(app: typer.Typer) -> None:
                 typer.echo(engagement.uri)
                 typer.echo(f"{phone_id}: waiting up to {wait} s for a reader over BLE ({mode} mode)")
 
-        transfer = phone_over_ble(wallet, hci, mode=mode, on_engagement=show, timeout=float(wait))
+        transfer = phone_over_ble(wallet, hci, mode=mode, on_engagement=show, timeout=float(wait), snoop=snoop)
         session = transfer.session
         answered = session is not None and session.device_response is not None
         if as_json:

@@ -700,6 +700,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
         fault: str | None = typer.Option(None, "--fault", help="With --phone: a hostile phone on purpose, to check that this reader refuses it (`mcred wallet faults`); all: one honest presentation, then one with each fault, and exit 0 only if the reader judged each as it must."),
         hostile: str | None = typer.Option(None, "--hostile", help="A hostile reader on purpose (`mcred reader hostile`): the verdict is then on the phone's refusal."),
+        snoop: Path | None = typer.Option(None, "--snoop", callback=out_path, help="Write the reader's Bluetooth HCI traffic to this file for Wireshark: btsnoop (as Android's btsnoop_hci.log), or pcap when it ends in .pcap."),
     ) -> None:
         """Read a phone over Bluetooth Low Energy (ISO/IEC 18013-5: QR engagement offering
         BLE, or an NFC tap handing over to BLE with --tap; data retrieval over BLE in mdoc
@@ -760,7 +761,7 @@ def register(app: typer.Typer) -> None:
         def present(w):  # noqa: ANN001, ANN202 - one read of wallet w, as the options say
             return ble_presentation(parts, wallet=w, mode=mode, reader_mode=reader_mode, hci=hci,
                                     engagement=engagement, timeout=float(wait), tap=handover if tap else None,
-                                    hostile=hostile)
+                                    hostile=hostile, snoop=snoop)
 
         if fault == "all":
             _refusals(console, as_json, lambda w: present(w)[0], make_wallet)
