@@ -85,7 +85,11 @@ def snooping(path: Path | str | None) -> Iterator[Any]:
     from bumble import snoop
 
     path = Path(path)
-    with open(path, "wb") as out:
+    try:
+        out = open(path, "wb")  # noqa: SIM115 - closed below, after the device is gone
+    except OSError as exc:
+        raise LinkError(f"capture file {path}: {exc.strerror or exc}") from exc
+    with out:
         yield snoop.PcapSnooper(out) if path.suffix.lower() in (".pcap", ".cap") else snoop.BtSnooper(out)
 
 

@@ -209,3 +209,12 @@ def test_without_bumble_every_ble_command_says_how_to_install_it(monkeypatch, tm
         r = CliRunner().invoke(app, args)
         assert r.exit_code == 2, (args, r.output)
         assert "pip install 'mcred[ble]'" in r.output, (args, r.output)
+
+
+def test_a_phone_whose_controller_does_not_open_says_so_and_exits_1(world):
+    done = subprocess.run(_mcred("phone", "ble", world["phone"], "--hci", f"tcp-client:127.0.0.1:{free_port()}",
+                                 "--consent", str(world["consent"]), "--json"),
+                          capture_output=True, text=True, env=world["env"], timeout=60)
+    assert done.returncode == 1, done.stdout + done.stderr
+    said = json.loads(done.stdout.strip().splitlines()[-1])
+    assert not said["answered"] and "HCI transport" in said["problem"]

@@ -64,32 +64,42 @@ async def present(wallet: Wallet, where: blelink.Radio | str, *, mode: str = "pe
         raise ValueError("the engagement offers no BLE: give the options the NFC handover settled")
     gatt_mode = ble.MODES[mode]
     out = BleTransfer(engagement, mode)
-    service_uuid = options.uuid_for(gatt_mode)
-    async with blelink.opened(where, "mdoc", snoop=snoop) as device:
-        if gatt_mode is ble.PERIPHERAL_SERVER:
-            end: blelink.GattServerEnd | blelink.GattClientEnd = blelink.GattServerEnd(device, gatt_mode, service_uuid)
-        else:
-            end = blelink.GattClientEnd(device, gatt_mode, service_uuid,
-                                        expect_ident=ble.ident(engagement.device_engagement.e_device_key_bytes))
-        try:
-            if isinstance(end, blelink.GattServerEnd):
-                await end.advertise()
-                await _shown(on_engagement, engagement)
-                await end.wait(timeout)
-            else:
-                await _shown(on_engagement, engagement)
-                await end.connect(timeout)
-            out.session = session = wallet.start(engagement)
-            while (message := await end.receive(timeout)) is not None:
-                reply = session.receive(message)
-                if reply is not None:
-                    await end.send(reply)
-        except (blelink.LinkError, ble.BleError) as exc:
-            out.problem = str(exc)
-        finally:
-            await end.end()
-            out.steps = list(end.events)
+    try:
+        async with blelink.opened(where, "mdoc", snoop=snoop) as device:
+            await _serve(wallet, device, engagement, gatt_mode, options.uuid_for(gatt_mode), on_engagement,
+                         timeout, out)
+    except blelink.LinkError as exc:  # the controller or the capture file, before any reader
+        out.problem = str(exc)
     return out
+
+
+async def _serve(wallet: Wallet, device, engagement: Engagement, gatt_mode: ble.GattService,  # noqa: ANN001
+                 service_uuid, on_engagement, timeout: float, out: BleTransfer) -> None:  # noqa: ANN001
+    """One reader on ``device``: the GATT end of ``gatt_mode``, the engagement shown, every
+    session message answered until the reader ends; what happened goes into ``out``."""
+    if gatt_mode is ble.PERIPHERAL_SERVER:
+        end: blelink.GattServerEnd | blelink.GattClientEnd = blelink.GattServerEnd(device, gatt_mode, service_uuid)
+    else:
+        end = blelink.GattClientEnd(device, gatt_mode, service_uuid,
+                                    expect_ident=ble.ident(engagement.device_engagement.e_device_key_bytes))
+    try:
+        if isinstance(end, blelink.GattServerEnd):
+            await end.advertise()
+            await _shown(on_engagement, engagement)
+            await end.wait(timeout)
+        else:
+            await _shown(on_engagement, engagement)
+            await end.connect(timeout)
+        out.session = session = wallet.start(engagement)
+        while (message := await end.receive(timeout)) is not None:
+            reply = session.receive(message)
+            if reply is not None:
+                await end.send(reply)
+    except (blelink.LinkError, ble.BleError) as exc:
+        out.problem = str(exc)
+    finally:
+        await end.end()
+        out.steps = list(end.events)
 
 
 async def _shown(on_engagement, engagement: Engagement) -> None:  # noqa: ANN001 - callback

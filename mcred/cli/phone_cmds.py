@@ -18,7 +18,7 @@ import typer
 
 import wallet_sim
 import wallet_sim.pcsc
-from mcred.cli.state import OPTIONS
+from mcred.cli.state import OPTIONS, out_path
 from mcred.home import data_home
 from tsm.trace import trace_plain, tracing_transmit
 
@@ -146,7 +146,7 @@ def register(app: typer.Typer) -> None:
             qr: Path | None = typer.Option(None, "--qr", help="Also write the engagement QR code as PNG."),
             wait: int = typer.Option(60, "--wait", min=1, max=3600, help="Seconds to wait for a reader."),
             fault: str | None = typer.Option(None, "--fault", help="A hostile phone on purpose (`mcred wallet faults`)."),
-            snoop: Path | None = typer.Option(None, "--snoop", help="Write the phone's Bluetooth HCI traffic to this file for Wireshark: btsnoop (as Android's btsnoop_hci.log), or pcap when it ends in .pcap."),
+            snoop: Path | None = typer.Option(None, "--snoop", callback=out_path, help="Write the phone's Bluetooth HCI traffic to this file for Wireshark: btsnoop (as Android's btsnoop_hci.log), or pcap when it ends in .pcap."),
             as_json: bool = typer.Option(False, "--json", help="Print the engagement as one JSON line first ({\"engagement\": URI}), then one JSON object for the outcome.")) -> None:
         """Show the phone's QR code offering data retrieval over BLE and answer one reader
         (`mcred reader ble --hci ... --engagement URI`, or any ISO 18013-5 reader on the same
