@@ -141,6 +141,26 @@ def _nfc() -> Finding:
                    "" if have else "apt-get install -y libpcsclite-dev swig; pip install '.[nfc]'")
 
 
+def _ble() -> Finding:
+    import blelink
+
+    try:
+        blelink.require()
+    except blelink.LinkError:
+        return Finding("Bluetooth LE host (bumble)", False, "missing bumble",
+                       "mcred reader ble, mcred phone ble, mcred ble radio: data retrieval over Bluetooth LE",
+                       "pip install '.[ble]'")
+    return Finding("Bluetooth LE host (bumble)", True, "bumble present",
+                   "mcred reader ble, mcred phone ble, mcred ble radio: data retrieval over Bluetooth LE")
+
+
+def _tshark() -> Finding:
+    path = _which("tshark")
+    return Finding("tshark", bool(path), path or "not found",
+                   "the test where Wireshark decodes the BLE capture of `mcred reader ble --snoop`",
+                   "" if path else "apt-get install -y tshark")
+
+
 def _hsm() -> Finding:
     try:
         import pkcs11  # noqa: F401
@@ -268,8 +288,8 @@ _OWN = 5
 def diagnose(ctx) -> list[Finding]:  # noqa: ANN001
     """Every finding, the installation's own first."""
     return [_database(ctx), _public_url(), _keystore(ctx), _master_key(ctx), _reader_session_key(ctx),
-            _secure_elements(ctx), _postgres(), _pcsc(), _nfc(), _hsm(), _scan(),
-            *(_node_peer(*peer) for peer in NODE_PEERS), _yubikit(), _openssl()]
+            _secure_elements(ctx), _postgres(), _pcsc(), _nfc(), _ble(), _hsm(), _scan(),
+            *(_node_peer(*peer) for peer in NODE_PEERS), _yubikit(), _openssl(), _tshark()]
 
 
 def as_json(findings: list[Finding], home: Path) -> dict:

@@ -27,7 +27,7 @@ def test_doctor_reports_each_component(home):
     assert found["TSM secure elements"]["detail"] == "0 on record, 0 quarantined, 0 unfinished job(s)"
     assert {"PostgreSQL", "PC/SC bridge and OpenSC", "HSM (PKCS#11)", "@auth0/mdl interop", "@owf/mdoc interop",
             "@sd-jwt/jwt-status-list interop", "@hpke/core interop", "jose interop", "yubikit SCP03 host",
-            "openssl"} <= set(found)
+            "openssl", "Bluetooth LE host (bumble)", "tshark"} <= set(found)
     for f in report["findings"]:
         assert f["enables"] and (f["ok"] or f["fix"]), f  # anything missing says how to get it
 
@@ -94,3 +94,12 @@ def test_a_quarantined_se_is_named_with_how_to_clear_it_and_the_installation_sta
     assert code == 0 and report["ready"]
     assert not se["ok"] and se["detail"] == "2 on record, 1 quarantined (ph-quarantined), 0 unfinished job(s)"
     assert "mcred tsm clear-quarantine" in se["fix"]
+
+
+def test_doctor_says_how_to_get_the_bluetooth_host(home, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "bumble", None)  # an installation without the ble extra
+    code, report = _run()
+    ble = next(f for f in report["findings"] if f["name"] == "Bluetooth LE host (bumble)")
+    assert code == 0 and not ble["ok"] and ble["fix"] == "pip install '.[ble]'"
