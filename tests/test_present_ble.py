@@ -87,23 +87,33 @@ def test_the_phone_refuses_a_reader_whose_ident_is_not_its_engagements(world):  
     assert "not the reader that read the engagement" in transfer.problem
 
 
-def test_broken_framing_from_a_reader_ends_the_phones_session_with_the_reason(world):  # noqa: F811
+def _phone_read_by(world, act, *, timeout: float = 5):  # noqa: F811
+    """The phone (peripheral server mode) against a bare GATT client in the reader's place,
+    which connects and then does ``act(end)``: the phone's transfer and what ``act`` returned."""
+
     async def run():
         radio = blelink.Radio()
         shown = asyncio.get_running_loop().create_future()
         phone = asyncio.create_task(wallet_ble.present(make_wallet(world), radio, on_engagement=_shown(shown),
-                                                       timeout=5))
+                                                       timeout=timeout))
         engagement = await shown
         options = ble.BleOptions.of(engagement.device_engagement)
         async with blelink.opened(radio, "hostile reader") as dev:
             end = blelink.GattClientEnd(dev, ble.PERIPHERAL_SERVER, options.peripheral_uuid)
             await end.connect(5)
-            await end._c2s.write_value(b"\x07not a header", with_response=False)
-            assert await end.receive(5) is None  # the phone ends the session
-            why = end.why
-        return await phone, why
+            acted = await act(end)
+        return await phone, acted
 
-    transfer, why = _run(run())
+    return _run(run())
+
+
+def test_broken_framing_from_a_reader_ends_the_phones_session_with_the_reason(world):  # noqa: F811
+    async def garble(end):
+        await end._c2s.write_value(b"\x07not a header", with_response=False)
+        assert await end.receive(5) is None  # the phone ends the session
+        return end.why
+
+    transfer, why = _phone_read_by(world, garble)
     assert "characteristic value starts with 0x07" in transfer.problem
     assert why == "peer ended the session (State 0x02)"  # the phone says so before hanging up
 
@@ -189,22 +199,12 @@ def test_whatever_a_reader_writes_the_phone_ends_with_a_reason_or_waits_never_a_
     The phone's side returns a transfer (answered, refused with a named reason, or nothing
     asked within its wait) and never raises."""
 
-    async def run():
-        radio = blelink.Radio()
-        shown = asyncio.get_running_loop().create_future()
-        phone = asyncio.create_task(wallet_ble.present(make_wallet(world), radio, on_engagement=_shown(shown),
-                                                       timeout=0.5))
-        engagement = await shown
-        options = ble.BleOptions.of(engagement.device_engagement)
-        async with blelink.opened(radio, "fuzzer") as dev:
-            end = blelink.GattClientEnd(dev, ble.PERIPHERAL_SERVER, options.peripheral_uuid)
-            await end.connect(5)
-            for where, value in writes:
-                char = end._state_char if where == "state" else end._c2s
-                await char.write_value(value, with_response=False)
-            return await phone
+    async def write_all(end):
+        for where, value in writes:
+            char = end._state_char if where == "state" else end._c2s
+            await char.write_value(value, with_response=False)
 
-    transfer = _run(run())
+    transfer, _ = _phone_read_by(world, write_all, timeout=0.5)
     assert transfer.problem is None or isinstance(transfer.problem, str)
     if transfer.session is not None:
         assert transfer.session.state in ("open", "engaged", "terminated")

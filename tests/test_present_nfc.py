@@ -20,6 +20,22 @@ from wallet_sim.nfc import WALLET_AIDS, AidRouter, NfcTag
 ISD_AID = bytes.fromhex("A000000151000000")
 
 
+def static_phone(message: bytes):
+    """A phone whose NDEF file holds ``message`` (static handover): it answers SELECTs with
+    9000 and READ BINARY from its capability container and NDEF file, nothing more."""
+    ndef_file = len(message).to_bytes(2, "big") + message
+
+    def transmit(apdu: bytes) -> bytes:
+        if apdu[1] == 0xB0 and apdu[2:4] == b"\x00\x00" and apdu[4] == 15:
+            return nfc.CapabilityContainer().encode() + b"\x90\x00"
+        if apdu[1] == 0xB0:
+            offset = (apdu[2] << 8) | apdu[3]
+            return ndef_file[offset : offset + (apdu[4] or 256)] + b"\x90\x00"
+        return b"\x90\x00"
+
+    return transmit
+
+
 def reader(world):  # noqa: F811
     return ReaderSession([REQUEST], pipeline(world))
 
@@ -142,17 +158,7 @@ def test_a_phone_that_hands_over_to_bluetooth_only_is_named(world):  # noqa: F81
 
     vectors = json.loads((Path(__file__).parents[2] / "shared" / "vectors" / "iso18013-5-annex-d.json").read_text())
     hs = bytes.fromhex(vectors["vectors"]["handover_select"]["hex"])
-    ndef_file = len(hs).to_bytes(2, "big") + hs
-
-    def annex_d_phone(apdu: bytes) -> bytes:
-        if apdu[1] == 0xB0 and apdu[2:4] == b"\x00\x00" and apdu[4] == 15:
-            return nfc.CapabilityContainer().encode() + b"\x90\x00"
-        if apdu[1] == 0xB0:
-            offset = (apdu[2] << 8) | apdu[3]
-            return ndef_file[offset : offset + (apdu[4] or 256)] + b"\x90\x00"
-        return b"\x90\x00"
-
-    outcome = tap(annex_d_phone, NfcReaderSession(reader(world)))
+    outcome = tap(static_phone(hs), NfcReaderSession(reader(world)))
     assert "no data retrieval over NFC (carriers: ble)" in outcome.result.checks[0].reason
 
 

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_mdoc_vectors import hexv
 from test_nfc_multipaz_vectors import NEGOTIATED, STATIC, VECTORS, MultipazWallet
+from test_present_nfc import static_phone
 from test_wallet_session import REQUEST, make_wallet, pipeline, world  # noqa: F401 - fixtures
 
 from mcred.present import present_nfc_in_process, verify_saved
@@ -107,17 +108,7 @@ def test_a_malformed_ble_carrier_is_named_by_the_reader(world):  # noqa: F811
     hs = ndef.HandoverSelectRecord("1.5")
     hs.add_alternative_carrier("active", "0", "mdoc")
     de = ndef.Record(nfc.DEVICE_ENGAGEMENT_TYPE, "mdoc", hexv("device_engagement_qr"))
-    message = b"".join(ndef.message_encoder([hs, record, de]))
-    ndef_file = len(message).to_bytes(2, "big") + message
-
-    def phone(apdu: bytes) -> bytes:
-        if apdu[1] == 0xB0 and apdu[2:4] == b"\x00\x00" and apdu[4] == 15:
-            return nfc.CapabilityContainer().encode() + b"\x90\x00"
-        if apdu[1] == 0xB0:
-            offset = (apdu[2] << 8) | apdu[3]
-            return ndef_file[offset : offset + (apdu[4] or 256)] + b"\x90\x00"
-        return b"\x90\x00"
-
+    phone = static_phone(b"".join(ndef.message_encoder([hs, record, de])))
     outcome = tap(phone, NfcReaderSession(reader(world), carriers=("ble",)))
     assert "LE Role 07 (00 to 03)" in outcome.result.checks[0].reason
 
