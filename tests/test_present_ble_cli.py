@@ -58,12 +58,12 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def ble_radio(env: dict):
-    """``mcred ble radio`` with two controllers, in its own process: their HCI transports."""
+def ble_radio(env: dict, controllers: int = 2):
+    """``mcred ble radio`` with ``controllers`` controllers, in its own process: their HCI transports."""
     port = free_port()
-    while _busy(port + 1):  # the radio takes two ports in a row
+    while any(_busy(port + i) for i in range(1, controllers)):  # the radio takes ports in a row
         port = free_port()
-    proc = subprocess.Popen(_mcred("ble", "radio", "--port", str(port), "--controllers", "2", "--json"),
+    proc = subprocess.Popen(_mcred("ble", "radio", "--port", str(port), "--controllers", str(controllers), "--json"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         yield _first_line(proc, "mcred ble radio")["hci"]
@@ -158,8 +158,37 @@ def test_the_reader_refuses_every_hostile_phone_over_ble_and_a_phone_refuses_a_h
     assert check["passed"] and "status 11" in check["reason"]
 
 
+def test_a_counter_reads_phone_after_phone_from_the_lines_its_qr_scanner_types(world):
+    """`mcred reader ble --hci T --engagement -`: two phones show their QR codes; the
+    scanner types both URIs (and a blank line); a verdict a line, exit 0 as both are VALID."""
+    with ble_radio(world["env"], controllers=3) as hci:
+        phones = [subprocess.Popen(_mcred("phone", "ble", world["phone"], "--hci", hci[i], "--consent",
+                                          str(world["consent"]), "--wait", "60", "--json"),
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=world["env"])
+                  for i in (0, 1)]
+        try:
+            uris = [_first_line(p, "mcred phone ble")["engagement"] for p in phones]
+            read = subprocess.run(_mcred("reader", "ble", "--hci", hci[2], "--engagement", "-",
+                                         "--trust", str(world["iaca"]), "--json"),
+                                  input=f"{uris[0]}\n\n{uris[1]}\n", capture_output=True, text=True,
+                                  env=world["env"], timeout=180)
+            assert read.returncode == 0, read.stdout + read.stderr
+            lines = [json.loads(line) for line in read.stdout.splitlines()]
+            assert [(r["read"], r["line"], r["valid"]) for r in lines] == [(1, 1, True), (2, 3, True)]
+            for p in phones:
+                assert p.wait(60) == 0
+        finally:
+            for p in phones:
+                _stop(p)
+    empty = subprocess.run(_mcred("reader", "ble", "--hci", "usb:0", "--engagement", "-", "--trust",
+                                  str(world["iaca"]), "--json"), input="\n", capture_output=True, text=True,
+                           env=world["env"], timeout=60)
+    assert empty.returncode == 2 and "no engagement came" in json.loads(empty.stdout)["error"]
+
+
 @pytest.mark.parametrize(("args", "message"), [
     ([], "give --phone"),
+    (["--phone", "p", "--engagement", "mdoc:x"], "read it with --hci"),
     (["--phone", "p", "--consent", "c.json", "--trust", "i.pem", "--fault", "all", "--save", "x"], "--fault all"),
     (["--phone", "p", "--trust", "i.pem", "--hostile", "sideways"], "--hostile 'sideways'"),
     (["--hci", "usb:0", "--engagement", "mdoc:x", "--tap"], "simulated phone's"),

@@ -137,6 +137,30 @@ def _show_qr(console: Console | None, uri: str, png: Path | None) -> None:
         console.print(uri, highlight=False, markup=False, soft_wrap=True)
 
 
+def _ble_counter(console: Console, as_json: bool, read) -> None:  # noqa: ANN001 - uri -> (Presentation, steps)
+    """``mcred reader ble --hci T --engagement -``: a counter's reader. A QR scanner types
+    each phone's ``mdoc:`` URI as a line; each is read over BLE and judged; never returns.
+    Blank lines are skipped; a line that is not a URI is judged like any other (the
+    session check names it)."""
+    verdicts: list[bool] = []
+    for n, line in enumerate(sys.stdin, 1):
+        uri = line.strip()
+        if not uri:
+            continue
+        out, steps = read(uri)
+        verdicts.append(out.valid)
+        if as_json:
+            print(json.dumps({"read": len(verdicts), "line": n, **out.result}, ensure_ascii=False), flush=True)
+        else:
+            console.print(f"read {len(verdicts)} (line {n}): {'VALID' if out.valid else 'INVALID'}", highlight=False)
+            for c in out.result.get("checks", []):
+                if not c["passed"]:
+                    console.print(f"  {c['name']}: {c['reason']}", highlight=False, markup=False)
+    if not verdicts:
+        _unusable(console, as_json, "no engagement came on standard input")
+    raise typer.Exit(EXIT_OK if all(verdicts) else EXIT_FAILED)
+
+
 def _reader_config(trust: list[Path], vical: Path | None, vical_trust: list[Path], request: list[str],
                    doctype: str, offline: bool, skew: int, require_status: bool, reader_cert: Path | None,
                    reader_key: Path | None, ds_crl: bool | None, **more: object):  # noqa: ANN202 - a ReaderServeConfig
@@ -679,7 +703,7 @@ def register(app: typer.Typer) -> None:
         consent: Path | None = typer.Option(None, "--consent", help="With --phone: the wallet's consent rules (JSON)."),
         mode: str = typer.Option("peripheral", "--mode", help="With --phone: the BLE mode the phone's engagement offers: peripheral (mdoc peripheral server mode: the phone advertises, the reader connects) or central (mdoc central client mode: the reader advertises, the phone connects and checks its Ident)."),
         hci: str | None = typer.Option(None, "--hci", help="Read a phone elsewhere through this HCI transport, as bumble names it: tcp-client:127.0.0.1:9101 for a port of `mcred ble radio`, usb:0 for a USB Bluetooth dongle."),
-        engagement: str | None = typer.Option(None, "--engagement", help="With --hci: the phone's QR code, its mdoc: URI (`mcred phone ble` prints it)."),
+        engagement: str | None = typer.Option(None, "--engagement", help="With --hci: the phone's QR code, its mdoc: URI (`mcred phone ble` prints it); - reads one URI a line from standard input until its end, as a counter's QR scanner types them: a verdict each (with --json, one JSON object a line); exit 0 if every read was VALID, 1 if one was not, 2 if none came."),
         reader_mode: str = typer.Option("auto", "--reader-mode", help="auto (peripheral server mode if the phone offers it, else central client mode), peripheral or central."),
         tap: bool = typer.Option(False, "--tap", help="With --phone: engage by an NFC tap instead of the QR code; the phone's Handover Select offers BLE and the session goes on over BLE."),
         handover: str = typer.Option("static", "--handover", help="With --tap: static (the phone offers BLE in --mode) or negotiated (TNEP: the reader offers BLE in both modes on its own UUID, the phone settles --mode; central client mode then runs on the reader's UUID, as in ISO 18013-5 Annex D)."),
@@ -723,6 +747,8 @@ def register(app: typer.Typer) -> None:
                       "(a phone elsewhere)")
         if hci is not None and not engagement:
             _unusable(console, as_json, "--hci reads a phone elsewhere: give its QR code with --engagement mdoc:...")
+        if engagement is not None and hci is None:
+            _unusable(console, as_json, "--engagement is a phone elsewhere's QR code: read it with --hci")
         if mode not in ("peripheral", "central") or reader_mode not in ("auto", "peripheral", "central"):
             _unusable(console, as_json, f"--mode {mode!r}: peripheral or central; --reader-mode {reader_mode!r}: "
                       "auto, peripheral or central")
@@ -765,6 +791,12 @@ def register(app: typer.Typer) -> None:
 
         if fault == "all":
             _refusals(console, as_json, lambda w: present(w)[0], make_wallet)
+        if engagement == "-":
+            if save is not None or portrait is not None:
+                _unusable(console, as_json, "--engagement - reads phone after phone: no --save or --portrait")
+            _ble_counter(console, as_json, lambda uri: ble_presentation(
+                parts, mode=mode, reader_mode=reader_mode, hci=hci, engagement=uri, timeout=float(wait),
+                hostile=hostile, snoop=snoop))
         if not as_json:
             console.print(f"reading {phone} over BLE on a virtual radio" if wallet is not None
                           else f"reading the phone over BLE through {hci}", highlight=False, markup=False)
