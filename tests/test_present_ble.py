@@ -118,9 +118,9 @@ def test_broken_framing_from_a_reader_ends_the_phones_session_with_the_reason(wo
     assert why == "peer ended the session (State 0x02)"  # the phone says so before hanging up
 
 
-def _read_a_phone_that(world, misbehave):  # noqa: F811
-    """The reader's read of a bare GATT server in the phone's place, which takes the
-    SessionEstablishment and then does ``misbehave(device, end)`` instead of answering."""
+def _outcome_of_a_phone_that(world, misbehave, *, timeout: float = 5):  # noqa: F811
+    """The reader's outcome of reading a bare GATT server in the phone's place, which takes
+    the SessionEstablishment and then does ``misbehave(device, end)`` instead of answering."""
 
     async def run():
         radio = blelink.Radio()
@@ -129,13 +129,18 @@ def _read_a_phone_that(world, misbehave):  # noqa: F811
         async with blelink.opened(radio, "phone") as dev:
             end = blelink.GattServerEnd(dev, ble.PERIPHERAL_SERVER, options.peripheral_uuid)
             await end.advertise()
-            read = asyncio.create_task(reader_ble.read(reader(world), engagement.uri, radio, timeout=5))
+            read = asyncio.create_task(reader_ble.read(reader(world), engagement.uri, radio, timeout=timeout))
             await end.wait(5)
             assert await end.receive(5)  # the SessionEstablishment
             await misbehave(dev, end)
             return await read
 
-    (check,) = _run(run()).outcome.result.checks
+    return _run(run()).outcome
+
+
+def _read_a_phone_that(world, misbehave):  # noqa: F811
+    """The failed session check of :func:`_outcome_of_a_phone_that`: its reason."""
+    (check,) = _outcome_of_a_phone_that(world, misbehave).result.checks
     assert check.name == "session" and not check.passed
     return check.reason
 
@@ -249,3 +254,20 @@ def test_the_readers_hci_traffic_is_a_capture_wireshark_reads(world, tmp_path, m
     answer = [v for v in got if len(v) > 2]
     assert [v[:2] for v in answer] == ["01"] * (len(answer) - 1) + ["00"]
     assert all(len(v) == 1024 for v in answer[:-1])  # 512-byte values
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.binary(max_size=40), min_size=1, max_size=6))
+def test_whatever_a_phone_notifies_the_reader_judges_it_invalid_never_a_crash(world, values):  # noqa: F811
+    """A fuzzing GATT server in the phone's place notifies any values on Server2Client after
+    the SessionEstablishment: the reader's read ends INVALID, with its reason, and never raises."""
+
+    async def notify_all(dev, end):
+        for value in values:
+            await dev.notify_subscriber(end.connection, end._s2c, value, force=True)
+
+    outcome = _outcome_of_a_phone_that(world, notify_all, timeout=0.5)
+    assert not outcome.valid
+    failed = [c for c in outcome.result.checks if not c.passed]
+    assert failed and all(isinstance(c.reason, str) and c.reason for c in failed)
+
