@@ -208,6 +208,9 @@ class ReaderServeConfig:
     #: The PC/SC reader (a part of its name, or an index) whose taps POST /nfc/taps reads;
     #: None: no NFC reader.
     pcsc_reader: str | None = None
+    #: The HCI transport of the Bluetooth controller whose reads POST /ble/reads makes;
+    #: None: no BLE.
+    ble_hci: str | None = None
     #: ISO/IEC 18013-5 second edition (DeviceRequest 1.1): one readerAuthAll signature over
     #: the whole request instead of a readerAuth per DocRequest (needs the reader's key)
     reader_auth_all: bool = False
@@ -325,7 +328,7 @@ class ReaderServeConfig:
             service = ReaderService(pipeline, [spec], save_dir=Path(self.save_dir) if self.save_dir else None,
                                     reader_signer=signer, reader_chain=chain, engine=engine,
                                     session_sealer=sealer, origin=self.origin, public_url=self.public_url,
-                                    tapper=tapper, reader_auth_all=self.reader_auth_all)
+                                    tapper=tapper, ble_hci=self.ble_hci, reader_auth_all=self.reader_auth_all)
         except ReaderSessionError as exc:
             raise ReaderServeError(f"--origin / --public-url: {exc}") from None
         challenges = None
@@ -339,6 +342,8 @@ class ReaderServeConfig:
             where += f", online requests for {self.origin}"
         if self.pcsc_reader is not None:
             where += f", taps on the PC/SC reader {self.pcsc_reader!r} (POST /nfc/taps)"
+        if self.ble_hci is not None:
+            where += f", reads over Bluetooth LE on {self.ble_hci} (POST /ble/reads)"
         return service, rp, (f"trusting {len(store)} IACA(s), asking {spec.to_json()}, {where}"
                              + (f"; JPKI relying party trusting {len(rp_roots)} root(s)" if rp else ""))
 

@@ -26,3 +26,17 @@ class NfcReaderBusy(NfcReaderError):
 
 class NoNfcReader(NfcReaderError):
     """This reader has no NFC reader attached."""
+
+
+class BleReaderError(ReaderError):
+    """A read over the reader's own Bluetooth controller cannot start: none configured, or
+    busy with another phone; the message says which."""
+
+
+class BleReaderBusy(BleReaderError):
+    """The Bluetooth controller is reading another phone."""
+
+
+class NoBleReader(BleReaderError):
+    """This reader has no Bluetooth controller configured."""
+

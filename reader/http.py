@@ -71,7 +71,14 @@ from protocols.mdoc import (
     oid4vp_redirect,
 )
 from protocols.mdoc.session import SESSION_STATUS_TERMINATION
-from reader.errors import NfcReaderBusy, NfcReaderError, NoNfcReader, ReaderSessionError
+from reader.errors import (
+    BleReaderBusy,
+    NfcReaderBusy,
+    NfcReaderError,
+    NoBleReader,
+    NoNfcReader,
+    ReaderSessionError,
+)
 from reader.nfc import NfcReaderSession
 from reader.online import (
     ONLINE_KINDS,
@@ -197,6 +204,7 @@ class ReaderService:
         origin: str | None = None,
         public_url: str | None = None,
         tapper: Callable[[NfcReaderSession, float], ReaderOutcome] | None = None,
+        ble_hci: str | None = None,
         reader_auth_all: bool = False,
         use_cases: Sequence[UseCase] = (),
     ) -> None:
@@ -210,6 +218,10 @@ class ReaderService:
         #: outcome or raises :class:`reader.errors.NfcReaderError`. None: no NFC reader.
         self.tapper = tapper
         self._tap_lock = threading.Lock()
+        #: The HCI transport of this reader's own Bluetooth controller (``usb:0``,
+        #: ``tcp-client:127.0.0.1:9101``) for reads over BLE; None: no BLE.
+        self.ble_hci = ble_hci
+        self._ble_lock = threading.Lock()
         #: The URL the reader's routes are reached at from a phone (``https://rp.example`` or
         #: ``.../reader``): the base of a cross-device session's request_uri and response_uri;
         #: None: no cross-device sessions.
@@ -276,6 +288,30 @@ class ReaderService:
         finally:
             self._tap_lock.release()
         self._verified(f"nfc-{secrets.token_urlsafe(8)}", outcome, spent, session.e_reader_private_key)
+        return outcome
+
+    def ble_read(self, engagement: str, wait: float) -> ReaderOutcome:
+        """Read over BLE the phone whose QR code said ``engagement`` (its ``mdoc:`` URI), on
+        this reader's Bluetooth controller, one phone at a time, waiting up to ``wait``
+        seconds at each step: the outcome, counted and saved as a session's is (a phone not
+        found, or not answering, is a failed ``session`` check). :class:`NoBleReader` or
+        :class:`BleReaderBusy`. Not on the event loop: it runs one of its own."""
+        if self.ble_hci is None:
+            raise NoBleReader("this reader has no Bluetooth controller (mcred reader serve --ble-hci TRANSPORT)")
+        if not self._ble_lock.acquire(blocking=False):
+            raise BleReaderBusy("the Bluetooth controller is reading another phone")
+        try:
+            import asyncio
+
+            from reader import ble
+
+            session = ReaderSession(self.requests, self.verifier, **self._iso())
+            t0 = time.perf_counter()
+            outcome = asyncio.run(ble.read(session, engagement, self.ble_hci, timeout=wait)).outcome
+            spent = time.perf_counter() - t0
+        finally:
+            self._ble_lock.release()
+        self._verified(f"ble-{secrets.token_urlsafe(8)}", outcome, spent, session.e_reader_private_key)
         return outcome
 
     def open_online(self, protocol: str = dcapi.PROTOCOL) -> tuple[str, dict]:
@@ -572,6 +608,22 @@ def reader_router(service: ReaderService) -> APIRouter:
             raise HTTPException(503, str(exc)) from None
         return Response(verdict_json(outcome), media_type="application/json")
 
+    @router.post("/ble/reads", response_class=JSONResponse,
+                 responses={404: {"description": "this reader has no Bluetooth controller"},
+                            409: {"description": "the Bluetooth controller is reading another phone"},
+                            422: {"description": "the body is not {\"engagement\": \"mdoc:...\"}"}},
+                 summary="Read over Bluetooth LE the phone whose QR code the page scanned (ISO/IEC 18013-5 QR "
+                         "engagement, data retrieval over BLE): the verdict, as GET /sessions/{id}/result gives it")
+    async def ble_read(body: BleReadBody, wait: float = Query(30, gt=0, le=MAX_WAIT, description=(
+            "seconds to wait for the phone at each step (found, started, answered)"))) -> Response:
+        try:
+            outcome = await run_in_threadpool(service.ble_read, body.engagement, wait)
+        except NoBleReader as exc:
+            raise HTTPException(404, str(exc)) from None
+        except BleReaderBusy as exc:
+            raise HTTPException(409, str(exc)) from None
+        return Response(verdict_json(outcome), media_type="application/json")
+
     @router.post("/online/sessions", status_code=201, response_class=JSONResponse,
                  summary="Open an online presentation: the request object for navigator.credentials.get "
                          "(org-iso-mdoc, ISO/IEC TS 18013-7 Annex C; openid4vp-v1-unsigned or -signed, OpenID4VP "
@@ -658,6 +710,15 @@ MAX_BLOB_B64 = 64 * 1024
 #: base64, and the rest (FastAPI counts it as read and answers 413 past it).
 RP_MAX_BODY = MAX_CONTENT_B64 + 3 * MAX_BLOB_B64 + 4096
 _B64 = r"^[A-Za-z0-9+/_\-\s]*={0,2}\s*$"
+
+
+class BleReadBody(BaseModel):
+    """The phone's QR code, as the counter page's scanner read it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    engagement: str = Field(min_length=6, max_length=4096, pattern=r"^mdoc:[A-Za-z0-9_\-]+$",
+                            description="the phone's DeviceEngagement QR code: `mdoc:` and base64url")
 
 
 class RpVerifyRequest(BaseModel):

@@ -247,3 +247,35 @@ def test_a_phone_whose_controller_does_not_open_says_so_and_exits_1(world):
     assert done.returncode == 1, done.stdout + done.stderr
     said = json.loads(done.stdout.strip().splitlines()[-1])
     assert not said["answered"] and "HCI transport" in said["problem"]
+
+
+def test_the_reader_service_reads_a_phone_over_ble_for_a_counter_page(world, radio):
+    """`mcred reader serve --ble-hci T`: a counter's page POSTs the QR code it scanned to
+    /ble/reads and gets the verdict; no controller is 404, another read under way 409, a
+    body that is not a QR code 422."""
+    from fastapi.testclient import TestClient
+
+    from mcred.present import ReaderServeConfig, reader_app
+
+    service, _rp, what = ReaderServeConfig(trust=(str(world["iaca"]),), ble_hci=radio[1]).build()
+    assert f"reads over Bluetooth LE on {radio[1]} (POST /ble/reads)" in what
+    phone = subprocess.Popen(_mcred("phone", "ble", world["phone"], "--hci", radio[0], "--consent",
+                                    str(world["consent"]), "--wait", "30", "--json"),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=world["env"])
+    try:
+        uri = _first_line(phone, "mcred phone ble")["engagement"]
+        with TestClient(reader_app(service)) as client:
+            r = client.post("/ble/reads", json={"engagement": uri}, params={"wait": 20})
+            assert r.status_code == 200, r.text
+            assert r.json()["valid"] and r.json()["documents"]
+            for body in ({"engagement": "https://not.a.qr.code"}, {"uri": uri}, {"engagement": uri, "x": 1}):
+                assert client.post("/ble/reads", json=body).status_code == 422
+            with service._ble_lock:
+                assert client.post("/ble/reads", json={"engagement": uri}).status_code == 409
+        assert phone.wait(30) == 0
+    finally:
+        _stop(phone)
+    bare, _rp, _what = ReaderServeConfig(trust=(str(world["iaca"]),)).build()
+    with TestClient(reader_app(bare)) as client:
+        r = client.post("/ble/reads", json={"engagement": uri})
+        assert r.status_code == 404 and "--ble-hci" in r.text

@@ -376,6 +376,7 @@ def register(app: typer.Typer) -> None:
         ssl_keyfile: Path | None = typer.Option(None, "--ssl-keyfile", help="The private key of --ssl-certfile (PEM)."),
         origin: str | None = typer.Option(None, "--origin", help="The web origin of the page that asks online (ISO/IEC TS 18013-7 Annex C: POST /online/sessions), e.g. https://rp.example; default: this service's own, http(s)://HOST:PORT."),
         pcsc_reader: str | None = typer.Option(None, "--pcsc-reader", help="Read phones tapped on this PC/SC reader (a part of its name, or its index) for POST /nfc/taps: a counter's web page asks the reader to read the next tap and gets the verdict (needs pip install '.[nfc]'; one process)."),
+        ble_hci: str | None = typer.Option(None, "--ble-hci", help="Read phones over Bluetooth LE on this HCI transport (usb:0, or tcp-client:127.0.0.1:9101 for `mcred ble radio`) for POST /ble/reads: a counter's web page sends the QR code it scanned and gets the verdict (needs pip install '.[ble]'; one process)."),
         public_url: str | None = typer.Option(None, "--public-url", help="The URL a phone reaches this reader at, the base of a cross-device OpenID4VP session's request_uri and response_uri (e.g. https://rp.example); default: http(s)://HOST:PORT. With --reader-cert, name its host in the certificate's DNS SAN for an x509_san_dns: client_id (else x509_hash:)."),
         reader_auth_all: bool = _READER_AUTH_ALL,
         alternative: list[str] = _ALTERNATIVE,
@@ -408,6 +409,16 @@ def register(app: typer.Typer) -> None:
             _unusable(console, False, "--session-key-file seals sessions kept in a database: give --db too")
         if workers > 1 and pcsc_reader is not None:
             _unusable(console, False, f"--pcsc-reader with --workers {workers}: one process owns the PC/SC reader")
+        if ble_hci is not None:
+            import blelink
+
+            if workers > 1:
+                _unusable(console, False, f"--ble-hci with --workers {workers}: one process owns the Bluetooth "
+                          "controller")
+            try:
+                blelink.require()
+            except blelink.LinkError as exc:
+                _unusable(console, False, str(exc))
         if workers > 1 and db is None:
             _unusable(console, False, f"--workers {workers} needs --db: sessions kept in one process's "
                       "memory cannot be continued by another")
@@ -425,7 +436,8 @@ def register(app: typer.Typer) -> None:
             ds_crl, max_offline_age=max_offline_age, save_dir=str(save_dir) if save_dir else None,
             ds_crl_max_age=ds_crl_max_age, jpki_roots=tuple(map(str, jpki_roots)), db=db,
             session_key_file=str(session_key_file) if session_key_file else None, origin=origin,
-            public_url=public_url or own_url, pcsc_reader=pcsc_reader, reader_auth_all=reader_auth_all,
+            public_url=public_url or own_url, pcsc_reader=pcsc_reader, ble_hci=ble_hci,
+            reader_auth_all=reader_auth_all,
             alternatives=tuple(alternative), issuer_identifiers=issuer_identifiers, max_response_size=max_response_size)
         try:
             service, rp, what = config.build()  # every worker builds the same; this one checks it
