@@ -473,7 +473,8 @@ def online_page_router(service: ReaderService) -> APIRouter:
                    "openid4vp-v1-unsigned"]
         page = (page.replace("@@ORIGIN@@", html.escape(service.origin)).replace("@@PROTOCOLS@@", " ".join(offered))
                 .replace("@@CROSS_DEVICE@@", "true" if service.public_url is not None else "false")
-                .replace("@@NFC@@", "true" if service.tapper is not None else "false"))
+                .replace("@@NFC@@", "true" if service.tapper is not None else "false")
+                .replace("@@BLE@@", "true" if service.ble_hci is not None else "false"))
         return Response(page, media_type="text/html; charset=utf-8",
                         headers={"Content-Security-Policy": PAGE_CSP, "X-Content-Type-Options": "nosniff",
                                  "Cache-Control": "no-store"})

@@ -79,6 +79,21 @@ export async function nfcTap(base, { fetchFn = (...a) => fetch(...a), waitS = 30
   return { protocol: "nfc", ...body };
 }
 
+// the phone whose QR code the counter's scanner typed (mdoc:...), read over Bluetooth LE on
+// the reader's own controller (mcred reader serve --ble-hci): the reader answers the verdict
+export async function bleRead(base, engagement, { fetchFn = (...a) => fetch(...a), waitS = 30 } = {}) {
+  const r = await fetchFn(`${base}/ble/reads?wait=${waitS}`, {
+    method: "POST", headers: { "content-type": "application/json" },
+    body: JSON.stringify({ engagement: engagement.trim() }),
+  });
+  const body = await r.json().catch(() => ({}));
+  if (r.status !== 200) {
+    const why = typeof body.detail === "string" ? body.detail : "not a phone's QR code (mdoc:...)";
+    throw new Error(`no phone was read: HTTP ${r.status} ${why}`);
+  }
+  return { protocol: "ble", ...body };
+}
+
 function el(tag, text, cls) {
   const e = document.createElement(tag);
   if (text !== undefined) e.textContent = text;  // never innerHTML: the wallet's values are data
@@ -163,6 +178,15 @@ if (typeof document !== "undefined") {
     unavailable(nfc, "this reader has no NFC reader (mcred reader serve --pcsc-reader)");
   }
   onClick(nfc, "tap a phone on the reader...", () => nfcTap(base));
+  const ble = document.getElementById("ble");
+  const qr = document.getElementById("ble-qr");
+  if (document.body.dataset.ble !== "true") {
+    unavailable(ble, "this reader has no Bluetooth controller (mcred reader serve --ble-hci)");
+    qr.disabled = true;
+  }
+  onClick(ble, "reading the phone over Bluetooth...", () => bleRead(base, qr.value));
+  // a scanner types the code and Enter: read at once
+  qr.addEventListener("keydown", (e) => { if (e.key === "Enter" && !ble.disabled) ble.click(); });
   onClick(button, "waiting for the wallet...", () => {
     // the protocols this reader asks with, as its page says (else each is tried)
     const offered = document.body.dataset.protocols?.split(" ").filter((p) => PROTOCOLS.includes(p));

@@ -56,7 +56,7 @@ def test_the_page_is_served_with_its_origin_and_a_strict_policy():
     assert page.headers["content-security-policy"] == PAGE_CSP and "script-src 'self'" in PAGE_CSP
     assert "<code>https://shop.example</code>" in page.text and 'src="online/page.js"' in page.text
     # the protocols it asks with: no signed OpenID4VP request without the reader's certificate
-    assert ('<body data-protocols="org-iso-mdoc openid4vp-v1-unsigned" data-cross-device="false" data-nfc="false">'
+    assert ('<body data-protocols="org-iso-mdoc openid4vp-v1-unsigned" data-cross-device="false" data-nfc="false" data-ble="false">'
             in page.text)
     script = client.get("/online/page.js")
     assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
@@ -133,7 +133,7 @@ def test_a_reader_with_a_certificate_offers_the_signed_request_too():
                             reader_chain=[cert.public_bytes(Encoding.DER)])
     client = TestClient(reader_app(service))
     page = client.get("/online")
-    assert '<body data-protocols="org-iso-mdoc openid4vp-v1-signed openid4vp-v1-unsigned" data-cross-device="false" data-nfc="false">' \
+    assert '<body data-protocols="org-iso-mdoc openid4vp-v1-signed openid4vp-v1-unsigned" data-cross-device="false" data-nfc="false" data-ble="false">' \
         in page.text
     signed = client.post("/online/sessions", params={"protocol": "openid4vp-v1-signed"})
     assert signed.status_code == 201 and signed.json()["request"]["protocol"] == "openid4vp-v1-signed"
@@ -214,3 +214,48 @@ def test_the_page_reads_a_tap_on_the_readers_nfc_reader(tmp_path):
     service.tapper = None
     with Server(reader_app(service), free_port()) as reader:
         assert "HTTP 404 this reader has no NFC reader" in run(reader.url)["error"]
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node (Debian package nodejs) to run the page's script")
+def test_the_page_reads_a_scanned_qr_code_over_the_readers_bluetooth(tmp_path):
+    """The Bluetooth field and button: the page POSTs /ble/reads with the QR code its scanner
+    typed and draws the verdict of the phone read over BLE on the reader's own controller
+    (here a port of `mcred ble radio`, the phone `mcred phone ble` in a process of its own)."""
+    pytest.importorskip("bumble")
+    import os
+    import sys
+
+    from test_present_ble_cli import _first_line, _stop, ble_radio
+
+    world = reader_world(tmp_path)
+    consent = tmp_path / "consent.json"
+    consent.write_text(json.dumps({"documents": {DOCTYPE: {NS: ["family_name"]}}}))
+    env = dict(os.environ, MCRED_HOME=str(world["home"]))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with ble_radio(env) as hci:
+        service = ReaderService(kit_pipeline(world["pki"]), [REQUEST], origin=base, ble_hci=hci[1])
+        assert 'data-ble="true"' in TestClient(reader_app(service)).get("/online").text
+        phone = subprocess.Popen([sys.executable, "-m", "mcred", "phone", "ble", world["phone"], "--hci", hci[0],
+                                  "--consent", str(consent), "--wait", "30", "--json"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            uri = _first_line(phone, "mcred phone ble")["engagement"]
+            script = page_script("bleRead", "base, uri", "bleRead(base, ` ${uri}\\n`, { waitS: 20 })")
+            with Server(reader_app(service), port) as reader:
+                done = subprocess.run(["node", "--input-type=module", "-e", script, reader.url, uri],
+                                      capture_output=True, text=True, timeout=120)
+            assert done.returncode == 0, done.stderr
+            verdict = json.loads(done.stdout)
+            assert verdict.get("valid") and verdict["protocol"] == "ble", verdict
+            assert verdict["documents"][0]["elements"] == {NS: {"family_name": "山田"}}
+        finally:
+            _stop(phone)
+    # a reader without a controller: the page says why, and the field is off
+    service.ble_hci = None
+    assert 'data-ble="false"' in TestClient(reader_app(service)).get("/online").text
+    script = page_script("bleRead", "base", "bleRead(base, 'mdoc:AAAA', { waitS: 1 })")
+    with Server(reader_app(service), free_port()) as reader:
+        done = subprocess.run(["node", "--input-type=module", "-e", script, reader.url], capture_output=True,
+                              text=True, timeout=60)
+    assert "HTTP 404 this reader has no Bluetooth controller" in json.loads(done.stdout)["error"]
