@@ -278,17 +278,8 @@ class ReaderService:
         :class:`reader.errors.NfcReaderError` when no phone was read."""
         if self.tapper is None:
             raise NoNfcReader("this reader has no NFC reader (mcred reader serve --pcsc-reader NAME)")
-        if not self._tap_lock.acquire(blocking=False):
-            raise NfcReaderBusy("the NFC reader is reading another tap")
-        try:
-            session = ReaderSession(self.requests, self.verifier, **self._iso())
-            t0 = time.perf_counter()
-            outcome = self.tapper(NfcReaderSession(session), wait)
-            spent = time.perf_counter() - t0
-        finally:
-            self._tap_lock.release()
-        self._verified(f"nfc-{secrets.token_urlsafe(8)}", outcome, spent, session.e_reader_private_key)
-        return outcome
+        return self._read_alone(self._tap_lock, NfcReaderBusy("the NFC reader is reading another tap"), "nfc",
+                                lambda session: self.tapper(NfcReaderSession(session), wait))
 
     def ble_read(self, engagement: str, wait: float) -> ReaderOutcome:
         """Read over BLE the phone whose QR code said ``engagement`` (its ``mdoc:`` URI), on
@@ -298,20 +289,29 @@ class ReaderService:
         :class:`BleReaderBusy`. Not on the event loop: it runs one of its own."""
         if self.ble_hci is None:
             raise NoBleReader("this reader has no Bluetooth controller (mcred reader serve --ble-hci TRANSPORT)")
-        if not self._ble_lock.acquire(blocking=False):
-            raise BleReaderBusy("the Bluetooth controller is reading another phone")
+        import asyncio
+
+        from reader import ble
+
+        return self._read_alone(
+            self._ble_lock, BleReaderBusy("the Bluetooth controller is reading another phone"), "ble",
+            lambda session: asyncio.run(ble.read(session, engagement, self.ble_hci, timeout=wait)).outcome)
+
+    def _read_alone(self, lock: threading.Lock, busy: Exception, kind: str,
+                    read: Callable[[ReaderSession], ReaderOutcome]) -> ReaderOutcome:
+        """One read on a device of this reader's own (its NFC reader, its Bluetooth
+        controller) while nobody else reads on it (``busy`` raised if somebody does): a new
+        session read by ``read``, the outcome counted and saved as a session's is."""
+        if not lock.acquire(blocking=False):
+            raise busy
         try:
-            import asyncio
-
-            from reader import ble
-
             session = ReaderSession(self.requests, self.verifier, **self._iso())
             t0 = time.perf_counter()
-            outcome = asyncio.run(ble.read(session, engagement, self.ble_hci, timeout=wait)).outcome
+            outcome = read(session)
             spent = time.perf_counter() - t0
         finally:
-            self._ble_lock.release()
-        self._verified(f"ble-{secrets.token_urlsafe(8)}", outcome, spent, session.e_reader_private_key)
+            lock.release()
+        self._verified(f"{kind}-{secrets.token_urlsafe(8)}", outcome, spent, session.e_reader_private_key)
         return outcome
 
     def open_online(self, protocol: str = dcapi.PROTOCOL) -> tuple[str, dict]:
