@@ -17,25 +17,15 @@ import time
 
 import pytest
 from test_pcsc_opensc import BridgeProcess, _stop, pcscd  # noqa: F401 - the pcscd fixture
-from test_present_http import HOLDER, free_port, provisioned_issuer
+from test_present_http import HOLDER, free_port, provisioned_files
 
 pytest.importorskip("smartcard", reason="pyscard (pip install 'mcred[nfc]'; needs libpcsclite-dev and swig) "
                     "is not installed")
 
-CONSENT = {"documents": {"*": {"*": "*"}}}
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from cryptography.hazmat.primitives import serialization
-
-    home = tmp_path_factory.mktemp("home")
-    with provisioned_issuer(home, mdoc_batch=1) as (_ctx, phone, service):
-        iaca = home / "iaca.pem"
-        iaca.write_bytes(service.iaca_certificate().public_bytes(serialization.Encoding.PEM))
-        consent = home / "consent.json"
-        consent.write_text(json.dumps(CONSENT))
-        yield {"home": home, "phone": phone, "iaca": iaca, "consent": consent}
+    with provisioned_files(tmp_path_factory.mktemp("home"), mdoc_batch=1) as files:
+        yield files
 
 
 def _card_in_vpcd() -> bool:

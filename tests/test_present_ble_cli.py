@@ -14,25 +14,15 @@ import sys
 import time
 
 import pytest
-from test_present_http import free_port, provisioned_issuer
+from test_present_http import free_port, provisioned_files
 
 pytest.importorskip("bumble")
 
-CONSENT = {"documents": {"*": {"*": "*"}}}
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from cryptography.hazmat.primitives import serialization
-
     home = tmp_path_factory.mktemp("home")
-    with provisioned_issuer(home, mdoc_batch=2) as (_ctx, phone, service):
-        iaca = home / "iaca.pem"
-        iaca.write_bytes(service.iaca_certificate().public_bytes(serialization.Encoding.PEM))
-        consent = home / "consent.json"
-        consent.write_text(json.dumps(CONSENT))
-        yield {"home": home, "phone": phone, "iaca": iaca, "consent": consent,
-               "env": dict(os.environ, MCRED_HOME=str(home))}
+    with provisioned_files(home, mdoc_batch=2) as files:
+        yield {**files, "env": dict(os.environ, MCRED_HOME=str(home))}
 
 
 def _mcred(*args: str) -> list[str]:

@@ -122,6 +122,23 @@ def provisioned_issuer(home: Path, *, mdoc_batch: int):
             yield ctx, phone, service
 
 
+@contextlib.contextmanager
+def provisioned_files(home: Path, *, mdoc_batch: int):
+    """:func:`provisioned_issuer`, and beside it what a reader and a phone on the command
+    line take: the IACA (PEM) and consent rules that release everything. Yields
+    ``{"home", "phone", "iaca", "consent"}``."""
+    import json
+
+    from cryptography.hazmat.primitives import serialization
+
+    with provisioned_issuer(home, mdoc_batch=mdoc_batch) as (_ctx, phone, service):
+        iaca = home / "iaca.pem"
+        iaca.write_bytes(service.iaca_certificate().public_bytes(serialization.Encoding.PEM))
+        consent = home / "consent.json"
+        consent.write_text(json.dumps({"documents": {"*": {"*": "*"}}}))
+        yield {"home": home, "phone": phone, "iaca": iaca, "consent": consent}
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
