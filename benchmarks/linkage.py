@@ -29,14 +29,12 @@ from __future__ import annotations
 
 import argparse
 import base64
-import os
 import shutil
 import statistics
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
+from benchmarks.scratch import scratch_context
 from benchmarks.timing import interleaved, median_time, per_item_table
 
 HOLDER = {"family_name": "紐付", "given_name": "太郎", "family_name_kana": "ひもづけ",
@@ -94,16 +92,12 @@ def main() -> dict:
     from issuer.api.auth import create_token
     from issuer.db import Credential
     from issuer.jpki import linkage
-    from mcred.context import Context
     from mcred.db import make_engine, migrate
     from mcred.jpki_flow import jpki_issuer
     from mcred.service import create_app
     from reader.rp_watch import RevocationWatch
 
-    tmp = Path(tempfile.mkdtemp(prefix="mcred-linkage-"))
-    os.environ["MCRED_HOME"] = str(tmp / "home")
-    os.environ.pop("MCRED_DATABASE_URL", None)
-    ctx = Context.open(tmp / "home")
+    tmp, ctx = scratch_context("mcred-linkage-")
     issuer = jpki_issuer(ctx)
     t0 = time.perf_counter()
     olds = _issue(issuer, args.holders)

@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import time
-from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from benchmarks.scratch import scratch_context
 from benchmarks.timing import rate
 
 HOLDER = {"family_name": "速度", "given_name": "計測", "family_name_kana": "そくど",
@@ -50,16 +49,13 @@ def main() -> dict:
 
     os.fsync = lambda fd: None  # the SE image's durability is not what is measured here
     import wallet_sim
-    from mcred.context import Context
     from mcred.db import make_engine, migrate
     from mcred.jpki_flow import jpki_issuer, sign_challenge
     from mcred.provision import parse_holder, provision
     from reader.relying_party import RelyingPartyService
     from reader.rp_auth import MemoryChallengeStore, SqlChallengeStore
 
-    tmp = Path(tempfile.mkdtemp(prefix="mcred-rp-auth-"))
-    os.environ["MCRED_HOME"] = str(tmp / "home")
-    ctx = Context.open(tmp / "home")
+    tmp, ctx = scratch_context("mcred-rp-auth-")
     pid = wallet_sim.create_phone(ctx.home)
     provision(ctx, pid, parse_holder(HOLDER), key_type="p384", mdoc_batch=1, pin="1234", password="BENCH123")
     roots = jpki_issuer(ctx).roots("auth")

@@ -29,11 +29,10 @@ import argparse
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
+from benchmarks.scratch import scratch_context
 from benchmarks.timing import median_time, per_item_table
 
 HOLDER = {"family_name": "監視", "given_name": "花子", "family_name_kana": "かんし",
@@ -111,17 +110,13 @@ def main() -> dict:
         from fastapi.testclient import TestClient
 
     from issuer import revocation
-    from mcred.context import Context
     from mcred.db import make_engine, migrate
     from mcred.jpki_flow import jpki_issuer
     from mcred.service import create_app
     from protocols import certs
     from reader.rp_watch import RevocationWatch
 
-    tmp = Path(tempfile.mkdtemp(prefix="mcred-rp-watch-"))
-    os.environ["MCRED_HOME"] = str(tmp / "home")
-    os.environ.pop("MCRED_DATABASE_URL", None)
-    ctx = Context.open(tmp / "home")
+    tmp, ctx = scratch_context("mcred-rp-watch-")
     issuer = jpki_issuer(ctx)
     t0 = time.perf_counter()
     issued = _issue(issuer, args.certs)
