@@ -151,7 +151,6 @@ class _End:
 
     def __init__(self, mode: ble.GattService, max_message: int) -> None:
         self.mode = mode
-        self.att_mtu = 23
         self._incoming: asyncio.Queue[bytes | None | Exception] = asyncio.Queue()
         self._reassembler = ble.Reassembler(max_message)
         self.ended = False
@@ -185,8 +184,13 @@ class _End:
             await asyncio.wait_for(self.connection.disconnect(), 5)
 
     @property
+    def att_mtu(self) -> int:
+        """The link's ATT MTU as the stack settled it (23 before a connection)."""
+        return ble.MIN_ATT_MTU if self.connection is None else max(self.connection.att_mtu, ble.MIN_ATT_MTU)
+
+    @property
     def value_size(self) -> int:
-        return ble.value_size(max(self.att_mtu, ble.MIN_ATT_MTU))
+        return ble.value_size(self.att_mtu)
 
     def _finish(self, why: str) -> None:
         if not self.ended:
@@ -270,13 +274,11 @@ class GattServerEnd(_End):
         self.connection = connection
         self.events.append(f"connected: {connection.peer_address}")
         connection.on("disconnection", self._disconnected)
-        connection.on("connection_att_mtu_update", lambda: setattr(self, "att_mtu", connection.att_mtu))
 
     def _on_state(self, connection: Any, value: bytes) -> None:
         if connection is not self.connection:
             return
         if self._state(value) == "start" and not self._started.done():
-            self.att_mtu = connection.att_mtu
             self.events.append(f"client started the session (ATT MTU {self.att_mtu})")
             self._started.set_result(None)
 
@@ -364,7 +366,7 @@ class GattClientEnd(_End):
 
     async def _open(self, peer: Any, wanted: Any) -> None:
         core = _bumble().core
-        self.att_mtu = await peer.request_mtu(ATT_MTU_WANTED)
+        await peer.request_mtu(ATT_MTU_WANTED)
         await peer.discover_services([wanted])
         services = peer.get_services_by_uuid(wanted)
         if not services:
