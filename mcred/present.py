@@ -70,6 +70,7 @@ from wallet_sim import app_dir, open_secure_element
 from wallet_sim.consent import ConsentPolicy
 from wallet_sim.engagement import Engagement
 from wallet_sim.nfc import WALLET_AIDS, AidRouter, NfcTag
+from wallet_sim.reader_crls import ReaderCrlError, ReaderCrls
 from wallet_sim.wallet import (
     CrossDeviceWalletSession,
     DeviceAuthMode,
@@ -91,18 +92,44 @@ def pem_certificates(paths: Sequence[Path | str]) -> list[x509.Certificate]:
     return [c for p in paths for c in x509certs.load_pem_all(Path(p).read_bytes())]
 
 
+def reader_crls(sources: Sequence[Path | str], *, fetch_crl: Callable[[str], bytes] | None = None
+                ) -> ReaderCrls | None:
+    """The reader CA CRLs a wallet is given (``--reader-crl``): files (DER or PEM), and
+    http(s) URLs fetched now, bounded in time and size (``fetch_crl``: another fetcher);
+    None when there are none. Raises :class:`wallet_sim.reader_crls.ReaderCrlError` (a
+    ValueError) naming the source that cannot be had or read, or OSError for a file."""
+    if not sources:
+        return None
+    from reader.ds_crl import CrlFetchError, HttpCrlFetcher
+
+    named = []
+    for source in map(str, sources):
+        if source.startswith(("http://", "https://")):
+            fetcher = fetch_crl or HttpCrlFetcher()
+            try:
+                named.append((source, fetcher(source)))
+            except CrlFetchError as exc:
+                raise ReaderCrlError(f"--reader-crl {source}: {exc}") from None
+        else:
+            named.append((source, Path(source).read_bytes()))
+    return ReaderCrls.load(named)
+
+
 def open_wallet(phone_id: str, home: Path | None, consent: ConsentPolicy, *,
                 device_auth: DeviceAuthMode = "signature",
                 clock: Callable[[], dt.datetime] | None = None,
-                reader_trust_anchors: Sequence = (), fault: str | None = None) -> Wallet:
+                reader_trust_anchors: Sequence = (), fault: str | None = None,
+                reader_revocation: ReaderCrls | None = None) -> Wallet:
     """The wallet app of a simulated phone, over its SE, its state in the app directory;
-    ``fault``: a hostile phone on purpose (:data:`wallet_sim.faults.FAULTS`)."""
+    ``fault``: a hostile phone on purpose (:data:`wallet_sim.faults.FAULTS`);
+    ``reader_revocation``: the reader CA CRLs it holds (:func:`reader_crls`)."""
     from wallet_sim.faults import fault as named_fault
 
     se = open_secure_element(phone_id, home)
     kwargs = {"clock": clock} if clock else {}
     return Wallet(se.transmit, consent, device_auth=device_auth, reader_trust_anchors=reader_trust_anchors,
-                  state_path=app_dir(phone_id, home) / WALLET_STATE_FILE, fault=named_fault(fault), **kwargs)
+                  state_path=app_dir(phone_id, home) / WALLET_STATE_FILE, fault=named_fault(fault),
+                  reader_revocation=reader_revocation, **kwargs)
 
 
 def reader_pipeline(trust_pems: Sequence[Path | str] = (), *, trust: TrustStore | None = None,

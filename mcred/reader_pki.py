@@ -7,6 +7,10 @@ signs readerAuth, readerAuthAll and OpenID4VP request objects with. The profiles
 Files (PEM): ``reader-ca.pem`` / ``reader-ca.key`` when a CA is made here (or the CA given),
 ``reader.pem`` (the reader certificate alone: the wallet holds the root, which readerAuth's
 x5chain leaves out) and ``reader.key``. Private keys are written mode 0600 and never over an existing file.
+
+``mcred reader crl`` (:func:`update_reader_crl`) is the reader CA's CRL (RFC 5280, DER): a
+reader certificate revoked there is not trusted by a wallet that holds the list
+(``--reader-crl``, :mod:`wallet_sim.reader_crls`).
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from protocols import iaca
+from protocols.iaca import crl as iaca_crl
 
 CURVES = {"p256": ec.SECP256R1, "p384": ec.SECP384R1}
 CA_YEARS = 10
@@ -143,3 +149,99 @@ def make_reader_certificate(
     _write(paths["reader.pem"], cert.public_bytes(pem), secret=False)
     return ReaderFiles(paths["reader-ca.pem"] if ca is None else ca[0], paths["reader-ca.key"] if ca is None else None,
                        paths["reader.pem"], paths["reader.key"], cert.subject.rfc4514_string(), cert.not_valid_after_utc)
+
+
+CRL_DAYS = 7
+
+
+@dataclass(frozen=True)
+class ReaderCrlUpdate:
+    """What ``mcred reader crl`` wrote: the CRL file, its number and nextUpdate, every entry,
+    and which of the certificates asked for were newly listed or already were."""
+
+    path: Path
+    number: int
+    this_update: dt.datetime
+    next_update: dt.datetime
+    entries: tuple[iaca_crl.Revoked, ...]
+    added: tuple[int, ...]
+    already: tuple[int, ...]
+
+
+def update_reader_crl(
+    crl_path: Path | str,
+    ca: tuple[Path | str, Path | str],
+    *,
+    revoke: tuple[Path | str, ...] = (),
+    reason: str = "unspecified",
+    days: int = CRL_DAYS,
+    now: dt.datetime | None = None,
+) -> ReaderCrlUpdate:
+    """Issue the reader CA's CRL anew at ``crl_path`` (DER, RFC 5280): the entries of the CRL
+    already there (which must be this CA's: its name and a signature by its key), the
+    certificates of ``revoke`` (PEM; each must be this CA's) added with ``reason`` and the
+    time now, thisUpdate now, nextUpdate ``days`` later, the cRLNumber one above the old.
+    Written whole or not at all (a temporary file renamed over the old). Raises
+    :class:`ReaderPkiError`."""
+    if reason not in iaca_crl.REASONS:
+        raise ReaderPkiError(f"--reason {reason!r}: one of {', '.join(iaca_crl.REASONS)}")
+    if days < 1:
+        raise ReaderPkiError(f"--days {days}: at least 1")
+    crl_path = Path(crl_path)
+    ca_cert, ca_key = _load_ca(Path(ca[0]), Path(ca[1]))
+    now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).replace(microsecond=0)
+    entries: dict[int, iaca_crl.Revoked] = {}
+    old_number = 0
+    if crl_path.exists():
+        try:
+            old = iaca_crl.load(crl_path.read_bytes())
+        except (OSError, iaca_crl.CrlError) as exc:
+            raise ReaderPkiError(f"{crl_path}: {exc}") from None
+        if old.issuer != ca_cert.subject or not old.is_signature_valid(ca_key.public_key()):
+            raise ReaderPkiError(f"{crl_path} is not a CRL of {ca_cert.subject.rfc4514_string()} (its issuer or "
+                                 "signature): not overwritten")
+        try:
+            entries = {e.serial_number: iaca_crl.Revoked.of(e) for e in old}
+        except iaca_crl.CrlError as exc:
+            raise ReaderPkiError(f"{crl_path}: {exc}") from None
+        old_number = iaca_crl.number(old) or 0
+    added, already = [], []
+    for path in revoke:
+        try:
+            certs = x509.load_pem_x509_certificates(Path(path).read_bytes())
+        except (OSError, ValueError) as exc:
+            raise ReaderPkiError(f"--revoke {path}: {exc}") from None
+        for cert in certs:
+            if cert.issuer != ca_cert.subject or not _issued_by(cert, ca_cert):
+                raise ReaderPkiError(f"--revoke {path}: {cert.subject.rfc4514_string()} was not issued by "
+                                     f"{ca_cert.subject.rfc4514_string()}")
+            if cert.serial_number in entries:
+                already.append(cert.serial_number)
+            else:
+                entries[cert.serial_number] = iaca_crl.Revoked(cert.serial_number, now, reason)
+                added.append(cert.serial_number)
+    listed = tuple(sorted(entries.values(), key=lambda r: (r.revoked_at, r.serial_number)))
+    number = old_number + 1
+    try:
+        builder = iaca_crl.crl_builder(ca_cert, number=number, this_update=now,
+                                       next_update=dt.timedelta(days=days), revoked=listed)
+    except iaca_crl.CrlError as exc:
+        raise ReaderPkiError(str(exc)) from None
+    crl = builder.sign(ca_key, iaca.hash_for_key(ca_key))
+    tmp = crl_path.with_name(f".{crl_path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(crl.public_bytes(serialization.Encoding.DER))
+        os.replace(tmp, crl_path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ReaderPkiError(f"{crl_path}: {exc}") from None
+    return ReaderCrlUpdate(crl_path, number, now, now + dt.timedelta(days=days), listed, tuple(added),
+                           tuple(already))
+
+
+def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True

@@ -25,12 +25,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from protocols import certs
+from protocols.iaca import crl as iaca_crl
 from protocols.mdoc import Check, DocumentContext
 from reader.crl_cache import CrlCache
 from reader.fetch import IACA_CRL_MAX_BYTES, FetchError, fetch, new_client
 
 DS_REVOCATION = "ds_revocation"
-SKEW = dt.timedelta(minutes=5)
+SKEW = iaca_crl.SKEW
 #: A kept CRL is fetched again after this even when its nextUpdate is later (or absent:
 #: RFC 5280 requires one).
 DEFAULT_MAX_AGE = dt.timedelta(hours=1)
@@ -59,12 +60,6 @@ class HttpCrlFetcher:
         if r.status != 200:
             raise CrlFetchError(f"GET {url}: HTTP {r.status}")
         return r.body
-
-
-def _load(data: bytes) -> x509.CertificateRevocationList:
-    if data.lstrip().startswith(b"-----"):
-        return x509.load_pem_x509_crl(data)
-    return x509.load_der_x509_crl(data)
 
 
 class DsCrlCheck:
@@ -126,38 +121,17 @@ class DsCrlCheck:
             except CrlFetchError as exc:
                 return f"IACA CRL unavailable: {exc}"
             try:
-                crl = _load(data)
-            except ValueError as exc:
+                crl = iaca_crl.load(data)
+            except iaca_crl.CrlError as exc:
                 return f"IACA CRL at {url} does not parse: {exc}"
-            why = _judge(crl, iaca, now)
+            why = iaca_crl.judge(crl, iaca, now, what="the IACA")
             return f"IACA CRL at {url}: {why}" if why else crl
 
         return self.crls.get((url, iaca.fingerprint(hashes.SHA256())), now, fetch_verified)
 
 
-def _judge(crl: x509.CertificateRevocationList, iaca: x509.Certificate, now: dt.datetime
-           ) -> str | None:
-    if crl.issuer != iaca.subject:
-        return f"issued by {crl.issuer.rfc4514_string()}, not the IACA"
-    try:
-        if not crl.is_signature_valid(iaca.public_key()):
-            return "signature does not verify with the IACA key"
-    except (TypeError, ValueError) as exc:
-        return f"signature unverifiable: {exc}"
-    if crl.last_update_utc > now + SKEW:
-        return f"thisUpdate {_text(crl.last_update_utc)} is in the future"
-    if crl.next_update_utc is not None and crl.next_update_utc < now:
-        return f"out of date: nextUpdate {_text(crl.next_update_utc)} has passed"
-    return None
-
-
 def _revoked(entry: x509.RevokedCertificate, url: str) -> str:
-    try:
-        reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.value
-    except (x509.ExtensionNotFound, ValueError):
-        reason = "unspecified"
-    return f"revoked ({reason}) at {_text(entry.revocation_date_utc)} (IACA CRL {url})"
+    return f"{iaca_crl.revocation_text(entry)} (IACA CRL {url})"
 
 
-def _text(t: dt.datetime | None) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ") if t else "-"
+_text = iaca_crl.text

@@ -69,7 +69,7 @@ from protocols.mdoc.session import (
     SESSION_STATUS_ENCRYPTION_ERROR,
     SESSION_STATUS_TERMINATION,
 )
-from protocols.mdoc.verify import READER_AUTHENTICATION, READER_CERTIFICATE_CHAIN
+from protocols.mdoc.verify import READER_AUTHENTICATION, READER_CERTIFICATE_CHAIN, ReaderRevocation
 from wallet_sim import faults
 from wallet_sim.consent import ConsentPolicy, ConsentRequest, ReaderIdentity
 from wallet_sim.engagement import Engagement
@@ -224,9 +224,12 @@ class Wallet:
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         state_path: Path | None = None,
         fault: Fault | None = None,
+        reader_revocation: ReaderRevocation | None = None,
     ) -> None:
         """``fault``: a hostile phone on purpose (:mod:`wallet_sim.faults`), for checking
-        that readers refuse what it sends; None for an honest one."""
+        that readers refuse what it sends; None for an honest one. ``reader_revocation``:
+        what says a reader certificate was revoked (:class:`wallet_sim.reader_crls.ReaderCrls`,
+        the reader CAs' CRLs the wallet holds); None checks none."""
         if device_auth not in ("signature", "mac"):
             raise ValueError(f"device_auth must be 'signature' or 'mac', got {device_auth!r}")
         self.fault = fault
@@ -235,6 +238,7 @@ class Wallet:
         self.consent = consent
         self.device_auth = device_auth
         self.reader_trust_anchors = list(reader_trust_anchors)
+        self.reader_revocation = reader_revocation
         self.clock = clock
         self.state_path = state_path
         self._uses: dict[int, int] = {}
@@ -462,7 +466,8 @@ class WalletSession:
         bare = DeviceRequest(tuple(DocRequest(d.items_request) for d in request.doc_requests), request.version,
                              request.device_request_info, request.reader_auth_all)
         result = verify_reader_auth(bare, session_transcript=self.transcript,
-                                    trust_anchors=self.wallet.reader_trust_anchors, now=self.wallet.clock())
+                                    trust_anchors=self.wallet.reader_trust_anchors, now=self.wallet.clock(),
+                                    revocation=self.wallet.reader_revocation)
         return self._identity(request.reader_auth_all[0], result.checks)
 
     def _identity(self, auth, checks) -> ReaderIdentity:
@@ -493,7 +498,8 @@ class WalletSession:
         if auth is None:
             return None
         result = verify_reader_auth(DeviceRequest((doc_request,)), session_transcript=self.transcript,
-                                    trust_anchors=self.wallet.reader_trust_anchors, now=self.wallet.clock())
+                                    trust_anchors=self.wallet.reader_trust_anchors, now=self.wallet.clock(),
+                                    revocation=self.wallet.reader_revocation)
         return self._identity(auth, result.checks)
 
     def _document(self, doc_request: DocRequest, reader: ReaderIdentity | None = None):
@@ -661,13 +667,17 @@ class OnlineWalletSession(WalletSession):
         subject, the signature (checked already), whether it chains to a reader CA the wallet
         trusts."""
         from protocols.mdoc.chain import ChainError, verify_chain
+        from protocols.mdoc.verify import chain_path
 
         subject = x509.load_der_x509_certificate(signed.chain[0]).subject.rfc4514_string()
+        now = self.wallet.clock()
         try:
-            verify_chain(signed.chain, self.wallet.reader_trust_anchors, self.wallet.clock())
-            return ReaderIdentity(subject, True, True)
+            chain = verify_chain(signed.chain, self.wallet.reader_trust_anchors, now)
         except ChainError as exc:
             return ReaderIdentity(subject, True, False, str(exc))
+        revocation = self.wallet.reader_revocation
+        why = None if revocation is None else revocation(chain_path(signed.chain, chain.anchor), chain.anchor, now)
+        return ReaderIdentity(subject, True, why is None, why or "")
 
     def _respond_oid4vp(self, request: Mapping) -> dict:
         reader = None

@@ -29,6 +29,7 @@ from issuer.keystore import CoseSignerAdapter, KeyStoreError
 from issuer.mdoc.errors import MdocKeyError, MdocKeysMissing, SignerRevocationError, UnknownSigner
 from issuer.mdoc.models import IacaCrl, IdentifierListToken, StatusListToken
 from protocols import iaca
+from protocols.iaca import crl as iaca_crl
 
 PURPOSE_IACA = "iaca"
 PURPOSE_DS = "ds"
@@ -314,23 +315,10 @@ class MdocPki:
                 return self._crl(stored.body)  # another process rebuilt it meanwhile
         this_update = now.astimezone(dt.UTC).replace(microsecond=0)
         number = max((stored.crl_number + 1) if stored else 1, int(this_update.timestamp()))
-        builder = (
-            x509.CertificateRevocationListBuilder()
-            .issuer_name(root.certificate.subject)
-            .last_update(this_update)
-            .next_update(this_update + next_update)
-            .add_extension(x509.CRLNumber(number), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                root.certificate.public_key()), critical=False)
-        )
-        for cert, row in self.revoked_signers(session, root.certificate, now):
-            entry = (x509.RevokedCertificateBuilder().serial_number(cert.serial_number)
-                     .revocation_date(row.revoked_at.replace(microsecond=0)))
-            if row.revocation_reason and row.revocation_reason != "unspecified":
-                entry = entry.add_extension(
-                    x509.CRLReason(x509.ReasonFlags[_REASON_FLAGS[row.revocation_reason]]),
-                    critical=False)
-            builder = builder.add_revoked_certificate(entry.build())
+        builder = iaca_crl.crl_builder(
+            root.certificate, number=number, this_update=this_update, next_update=next_update,
+            revoked=[iaca_crl.Revoked(cert.serial_number, row.revoked_at, row.revocation_reason or "unspecified")
+                     for cert, row in self.revoked_signers(session, root.certificate, now)])
         crl = self.keystore.signer(root.label).sign_crl(builder)
         body = crl.public_bytes(serialization.Encoding.DER)
         if stored is None:
@@ -352,10 +340,6 @@ class MdocPki:
 #: RFC 5280 5.3.1 reasons a signer certificate may be revoked with (no hold for signers).
 SIGNER_REVOCATION_REASONS = ("keyCompromise", "superseded", "cessationOfOperation",
                              "affiliationChanged", "privilegeWithdrawn", "unspecified")
-_REASON_FLAGS = {"keyCompromise": "key_compromise", "superseded": "superseded",
-                 "cessationOfOperation": "cessation_of_operation",
-                 "affiliationChanged": "affiliation_changed",
-                 "privilegeWithdrawn": "privilege_withdrawn", "unspecified": "unspecified"}
 #: A stored IACA CRL is rebuilt when its nextUpdate is closer than this (readers keep a CRL
 #: until its nextUpdate, 24 h after thisUpdate: the longest a DS revocation takes to reach them).
 CRL_REFRESH = dt.timedelta(hours=1)

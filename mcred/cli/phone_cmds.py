@@ -231,6 +231,11 @@ def register(app: typer.Typer) -> None:
                                                      help="A reader CA (PEM) the wallet trusts for readerAuth / "
                                                           "readerAuthAll (`mcred reader certificate` makes one); "
                                                           "the holder sees such a reader as verified. Repeatable."),
+             reader_crl: list[str] = typer.Option([], "--reader-crl",
+                                                  help="A reader CA's CRL (DER or PEM file, or an http(s) URL "
+                                                       "fetched now) the wallet holds: a reader certificate it "
+                                                       "lists, or whose CA has no current list here, is not "
+                                                       "trusted (`mcred reader crl`). Repeatable."),
              fault: str | None = typer.Option(None, "--fault",
                                               help="A hostile phone on purpose: its wallet makes this fault in "
                                                    "what it presents, for checking that a reader refuses it "
@@ -252,7 +257,7 @@ def register(app: typer.Typer) -> None:
         """Put the phone in pcscd's virtual reader (vsmartcard vpcd): PC/SC applications such
         as OpenSC then reach its secure element, and an mdoc reader (`mcred reader nfc`) its
         wallet, over NFC, or handed over to BLE with --ble-hci. Stop with Ctrl-C."""
-        from mcred.present import open_wallet, pem_certificates
+        from mcred.present import open_wallet, pem_certificates, reader_crls
         from wallet_sim.consent import ConsentError, InteractiveConsent, RulesConsent
         from wallet_sim.nfc import WALLET_AIDS, AidRouter, NfcTag
 
@@ -284,6 +289,10 @@ def register(app: typer.Typer) -> None:
             anchors = pem_certificates(reader_trust)
         except (OSError, ValueError) as exc:
             _fail(f"--reader-trust: {exc}")
+        try:
+            revocation = reader_crls(reader_crl)
+        except (OSError, ValueError) as exc:
+            _fail(f"--reader-crl: {exc}")
         # --fault all: tap after tap, honest first, then each fault (replay twice: the first
         # time it presents genuinely, and keeps that Document to repeat)
         cycle = [None, *(n for n in FAULTS for _ in range(2 if n == "replay" else 1))] if fault == "all" else [fault]
@@ -320,7 +329,8 @@ def register(app: typer.Typer) -> None:
 
                 ble_side = ble_protocol.BleOptions.new(peripheral=ble_mode == "peripheral",
                                                        central=ble_mode == "central")
-            tag = NfcTag(open_wallet(phone_id, home, policy, fault=name, reader_trust_anchors=anchors),
+            tag = NfcTag(open_wallet(phone_id, home, policy, fault=name, reader_trust_anchors=anchors,
+                                     reader_revocation=revocation),
                          handover=handover, ble_options=ble_side,
                          on_offer=(lambda t: start_ble(t, name)) if ble_hci else None)  # a tap: a new activation
             turn["tag"] = tag
@@ -346,7 +356,8 @@ def register(app: typer.Typer) -> None:
 
             def run() -> None:
                 transfer = phone_over_ble(
-                    open_wallet(phone_id, home, policy, fault=name, reader_trust_anchors=anchors), ble_hci,
+                    open_wallet(phone_id, home, policy, fault=name, reader_trust_anchors=anchors,
+                                reader_revocation=revocation), ble_hci,
                     mode=mode, engagement=tag.engagement, options=tag.ble_selected, timeout=ble_wait)
                 answered = transfer.session is not None and transfer.session.device_response is not None
                 say(f"BLE ({mode} mode): " + ("answered the reader" if answered else

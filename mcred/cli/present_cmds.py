@@ -42,6 +42,9 @@ _READER_KEY = typer.Option(None, "--reader-key", help="readerAuth: the reader's 
 _DS_CRL = typer.Option(None, "--ds-crl/--no-ds-crl",
                        help="Check the IACA CRL for a revoked document signer; default on unless --offline.")
 _PORTRAIT = typer.Option(None, "--portrait", callback=out_path, help="Save a disclosed portrait here.")
+_READER_CRL = typer.Option([], "--reader-crl", help="A reader CA's CRL (DER or PEM file, or an http(s) URL fetched "
+                           "now) the wallet holds: a reader certificate it lists, or whose CA has no current list "
+                           "here, is not trusted; repeatable (`mcred reader crl`).")
 _SAVE = typer.Option(None, "--save", callback=out_path, help="Save the transcript for `mcred verify`.")
 _MAX_RESPONSE_SIZE = typer.Option(None, "--max-response-size", min=1, help="Second edition: the largest document (bytes) the wallet may send (maximumResponseSize).")
 
@@ -236,6 +239,7 @@ def register(app: typer.Typer) -> None:
         reader: str = typer.Option(..., "--reader", help="Reader service URL, e.g. http://127.0.0.1:8471"),
         consent: Path | None = typer.Option(None, "--consent", help="Consent rules (JSON); default: ask."),
         reader_trust: list[Path] = typer.Option([], "--reader-trust", help="Reader CA (PEM) the wallet trusts for readerAuth."),
+        reader_crl: list[str] = _READER_CRL,
         mac: bool = typer.Option(False, "--mac", help="Device authentication by deviceMac, not deviceSignature."),
         qr: Path | None = typer.Option(None, "--qr", callback=out_path, help="Also write the engagement QR code as PNG (cross-device: the page's QR code)."),
         portrait: Path | None = _PORTRAIT,
@@ -258,6 +262,7 @@ def register(app: typer.Typer) -> None:
             present_cross_device_over_http,
             present_online_over_http,
             present_over_http,
+            reader_crls,
         )
         from wallet_sim import PhoneNotFoundError
         from wallet_sim.consent import ConsentError, InteractiveConsent, RulesConsent
@@ -283,10 +288,11 @@ def register(app: typer.Typer) -> None:
                 ask=lambda q: console.input(q), show=console.print)
 
             anchors = pem_certificates(reader_trust)
+            revocation = reader_crls(reader_crl)
 
             def make_wallet(name: str | None):  # noqa: ANN202
                 return open_wallet(phone, None, policy, device_auth="mac" if mac else "signature",
-                                   reader_trust_anchors=anchors, fault=name)
+                                   reader_trust_anchors=anchors, fault=name, reader_revocation=revocation)
 
             wallet = make_wallet(None if fault == "all" else fault)
         except (ConsentError, PhoneNotFoundError, OSError, ValueError) as exc:
@@ -483,7 +489,8 @@ def register(app: typer.Typer) -> None:
         curve: str = typer.Option("p256", "--curve", help="p256 or p384."),
         ca_cert: Path | None = typer.Option(None, "--ca-cert", help="Issue under this reader CA (PEM) instead of making a new one; needs --ca-key."),
         ca_key: Path | None = typer.Option(None, "--ca-key", help="The private key of --ca-cert (PEM)."),
-        crl_uri: str | None = typer.Option(None, "--crl-uri", help="A CRL distribution point to write into the certificates."),
+        ca_cn: str = typer.Option("mcred reader CA", "--ca-cn", help="The name of the reader CA made here (not with --ca-cert)."),
+        crl_uri: str | None = typer.Option(None, "--crl-uri", help="A CRL distribution point to write into the certificates (`mcred reader crl` issues the list)."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     ) -> None:
         """Make a reader authentication certificate (ISO/IEC 18013-5 Annex B.1.7, EKU
@@ -497,7 +504,8 @@ def register(app: typer.Typer) -> None:
             _unusable(console, as_json, "--ca-cert and --ca-key go together")
         try:
             made = make_reader_certificate(out_dir, common_name=cn, dns_names=tuple(dns), days=days, curve=curve,
-                                           ca=(ca_cert, ca_key) if ca_cert is not None else None, crl_uri=crl_uri)
+                                           ca=(ca_cert, ca_key) if ca_cert is not None else None, crl_uri=crl_uri,
+                                           ca_common_name=ca_cn)
         except ReaderPkiError as exc:
             _unusable(console, as_json, str(exc))
         if as_json:
@@ -509,6 +517,43 @@ def register(app: typer.Typer) -> None:
                       f"(key {made.key}); reader CA {made.ca_cert}", highlight=False, markup=False)
         console.print(f"reader: mcred reader serve --reader-cert {made.cert} --reader-key {made.key} ...; "
                       f"wallet: mcred present --reader-trust {made.ca_cert} ...", highlight=False, markup=False)
+
+    @reader_app.command("crl")
+    def crl_cmd(
+        out: Path = typer.Option(..., "--out", help="The reader CA's CRL (DER): issued anew over the one there, whose entries it keeps."),
+        ca_cert: Path = typer.Option(..., "--ca-cert", help="The reader CA (PEM), e.g. reader-ca.pem of `mcred reader certificate`."),
+        ca_key: Path = typer.Option(..., "--ca-key", help="The private key of --ca-cert (PEM)."),
+        revoke: list[Path] = typer.Option([], "--revoke", help="A reader certificate (PEM) of this CA to list as revoked; repeatable."),
+        reason: str = typer.Option("unspecified", "--reason", help="Why, for the certificates of --revoke (RFC 5280): unspecified, keyCompromise, cACompromise, affiliationChanged, superseded, cessationOfOperation, privilegeWithdrawn."),
+        days: int = typer.Option(7, "--days", min=1, max=366, help="nextUpdate this many days after now: wallets holding the list refuse it after that."),
+        as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    ) -> None:
+        """Issue the reader CA's certificate revocation list: revoke reader certificates
+        (--revoke), or only issue the list again before its nextUpdate. A wallet given it
+        (`mcred present|phone pcsc|wallet respond --reader-crl FILE|URL`) trusts no reader
+        certificate it lists, and no reader of this CA once the list is out of date."""
+        from mcred.reader_pki import ReaderPkiError, update_reader_crl
+
+        console = Console(stderr=as_json)
+        try:
+            done = update_reader_crl(out, (ca_cert, ca_key), revoke=tuple(revoke), reason=reason, days=days)
+        except ReaderPkiError as exc:
+            _unusable(console, as_json, str(exc))
+        if as_json:
+            print(json.dumps({
+                "crl": str(done.path), "number": done.number, "this_update": done.this_update.isoformat(),
+                "next_update": done.next_update.isoformat(), "added": [f"{n:x}" for n in done.added],
+                "already": [f"{n:x}" for n in done.already],
+                "entries": [{"serial": f"{e.serial_number:x}", "revoked_at": e.revoked_at.isoformat(),
+                             "reason": e.reason} for e in done.entries]}))
+            raise typer.Exit(EXIT_OK)
+        for n in done.added:
+            console.print(f"revoked serial {n:x} ({reason})", highlight=False, markup=False)
+        for n in done.already:
+            console.print(f"serial {n:x} was listed already: kept as it was", highlight=False, markup=False)
+        console.print(f"{done.path}: CRL number {done.number}, {len(done.entries)} revoked, next update "
+                      f"{done.next_update:%Y-%m-%d %H:%M} UTC; wallets: --reader-crl {done.path}",
+                      highlight=False, markup=False)
 
     @reader_app.command("ask")
     def ask_cmd(
@@ -545,6 +590,7 @@ def register(app: typer.Typer) -> None:
         phone: str | None = typer.Option(None, "--phone", help="Tap this simulated phone in-process instead of reading PC/SC."),
         consent: Path | None = typer.Option(None, "--consent", help="With --phone: the wallet's consent rules (JSON)."),
         phone_reader_trust: list[Path] = typer.Option([], "--reader-trust", help="With --phone: a reader CA (PEM) the simulated phone's wallet trusts for readerAuth."),
+        phone_reader_crl: list[str] = typer.Option([], "--reader-crl", help="With --phone: a reader CA's CRL (file or http(s) URL) the simulated phone's wallet holds; repeatable."),
         handover: str = typer.Option("static", "--handover", help="With --phone: the simulated phone's NFC engagement, static or negotiated (TNEP). A phone on a PC/SC reader chooses its own; the reader follows either."),
         trust: list[Path] = _TRUST,
         vical: Path | None = _VICAL,
@@ -583,6 +629,7 @@ def register(app: typer.Typer) -> None:
             nfc_presentation,
             open_wallet,
             pem_certificates,
+            reader_crls,
         )
         from reader.pcsc import PcscError
         from wallet_sim import PhoneNotFoundError
@@ -619,9 +666,9 @@ def register(app: typer.Typer) -> None:
                 blelink.require()
             except blelink.LinkError as exc:
                 _unusable(console, as_json, str(exc))
-        if phone_reader_trust and phone is None:
-            _unusable(console, as_json, "--reader-trust is the simulated phone's (--phone; `mcred phone pcsc "
-                      "--reader-trust` for a phone on the PC/SC reader)")
+        if (phone_reader_trust or phone_reader_crl) and phone is None:
+            _unusable(console, as_json, "--reader-trust and --reader-crl are the simulated phone's (--phone; `mcred "
+                      "phone pcsc --reader-trust --reader-crl` for a phone on the PC/SC reader)")
         if fault is not None and phone is None:
             _unusable(console, as_json, "--fault is the simulated phone's (--phone, or `mcred phone pcsc --fault` for a "
                       "phone on the PC/SC reader)")
@@ -658,7 +705,8 @@ def register(app: typer.Typer) -> None:
                     raise ConsentError("--phone needs --consent FILE.json: nobody is there to ask the holder "
                                        "(e.g. {\"documents\": {\"*\": {\"*\": \"*\"}}})")
                 wallet = open_wallet(phone, None, RulesConsent.from_file(consent), fault=fault,
-                                     reader_trust_anchors=pem_certificates(phone_reader_trust))
+                                     reader_trust_anchors=pem_certificates(phone_reader_trust),
+                                     reader_revocation=reader_crls(phone_reader_crl))
         except (ReaderServeError, ConsentError, PhoneNotFoundError, OSError, ValueError) as exc:
             _unusable(console, as_json, str(exc))
 
@@ -847,6 +895,7 @@ def register(app: typer.Typer) -> None:
         origin: str | None = typer.Option(None, "--origin", help="The web origin of the page that asks, as the browser would report it (Digital Credentials API requests; a cross-device URI has none)."),
         consent: Path | None = typer.Option(None, "--consent", help="Consent rules (JSON); default: ask."),
         reader_trust: list[Path] = typer.Option([], "--reader-trust", help="Reader / verifier CA (PEM) the wallet trusts."),
+        reader_crl: list[str] = _READER_CRL,
         protocol: str | None = typer.Option(None, "--protocol", help="Answer this protocol of those offered "
                                             "(default: org-iso-mdoc, then openid4vp-v1-signed, then openid4vp-v1-unsigned)."),
         out: Path | None = typer.Option(None, "--out", callback=out_path, help="Write the credential here (default: stdout)."),
@@ -864,6 +913,7 @@ def register(app: typer.Typer) -> None:
             open_wallet,
             pem_certificates,
             pick_online_request,
+            reader_crls,
             wallet_cross_device,
         )
         from wallet_sim import PhoneNotFoundError
@@ -904,6 +954,7 @@ def register(app: typer.Typer) -> None:
             policy = RulesConsent.from_file(consent) if consent else InteractiveConsent(
                 ask=lambda q: console.input(q), show=console.print)
             wallet = open_wallet(phone, None, policy, reader_trust_anchors=pem_certificates(reader_trust),
+                                 reader_revocation=reader_crls(reader_crl),
                                  fault=fault)
             if scanned:
                 done = wallet_cross_device(wallet, request)

@@ -55,6 +55,11 @@ READER_CERTIFICATE_CHAIN = "reader_certificate_chain"
 READER_AUTHENTICATION = "reader_authentication"
 
 EMacKeyProvider = Callable[[CoseKey, SessionTranscript], bytes]
+#: Why a verified reader certificate path must not be trusted: ``(path, anchor, now)``,
+#: the path's certificates leaf first without the anchor, gives the reason (a certificate
+#: revoked, or no current CRL to tell) or None when it may be. The wallet's answer from the
+#: revocation lists it holds (``wallet_sim.reader_crls.ReaderCrls``).
+ReaderRevocation = Callable[[Sequence[x509.Certificate], x509.Certificate, dt.datetime], str | None]
 
 
 @dataclass(frozen=True)
@@ -723,6 +728,20 @@ def _decode_items(entry: _MsoEntry, ns: str, raws: Sequence[bytes], ids: list[in
     return out
 
 
+def chain_path(ders: Sequence[bytes], anchor: x509.Certificate) -> list[x509.Certificate]:
+    """The certificates of a chain that :func:`verify_chain` accepted under ``anchor``, leaf
+    first, up to the one ``anchor`` issued (a copy of the anchor sent along is left out)."""
+    path = []
+    for der in ders:
+        cert = certs.load_der(der)
+        if cert == anchor:
+            break
+        path.append(cert)
+        if cert.issuer == anchor.subject:
+            break
+    return path
+
+
 def _leaf_key(ders: list[bytes]) -> ec.EllipticCurvePublicKey | None:
     try:
         key = certs.public_key_of(certs.load_der(ders[0]))
@@ -782,12 +801,14 @@ def verify_reader_auth(
     session_transcript: SessionTranscript | bytes,
     trust_anchors: Sequence[x509.Certificate],
     now: dt.datetime,
+    revocation: ReaderRevocation | None = None,
 ) -> VerificationResult:
     """Reader authentication of a DeviceRequest: each readerAuthAll signature (second
     edition) over ReaderAuthenticationAllBytes, and each DocRequest's readerAuth (§9.1.4)
     over its ReaderAuthenticationBytes; for each, the chain to a reader CA and the
     signature. A DocRequest without readerAuth fails both checks, unless readerAuthAll
-    covers it."""
+    covers it. With ``revocation``, a chain whose path it refuses fails the chain check
+    with its reason (the signature is still checked, and reported)."""
     req = device_request if isinstance(device_request, DeviceRequest) else DeviceRequest.decode(device_request)
     st = SessionTranscript.coerce(session_transcript)
     checks: list[Check] = []
@@ -795,7 +816,7 @@ def verify_reader_auth(
         detached = req.reader_authentication_all_bytes(st)
         for i, auth in enumerate(req.reader_auth_all):
             checks += _reader_signature(auth, detached, f"readerAuthAll[{i}]: ", "ReaderAuthenticationAllBytes",
-                                        trust_anchors, now)
+                                        trust_anchors, now, revocation)
     for doc in req.doc_requests:
         pre = f"{doc.items_request.doc_type}: "
         if doc.reader_auth is None:
@@ -803,16 +824,19 @@ def verify_reader_auth(
                 checks += [Check(n, False, pre + "no readerAuth") for n in (READER_CERTIFICATE_CHAIN, READER_AUTHENTICATION)]
             continue
         checks += _reader_signature(doc.reader_auth, reader_authentication_bytes(st, doc.items_request.raw), pre,
-                                    "ReaderAuthenticationBytes", trust_anchors, now)
+                                    "ReaderAuthenticationBytes", trust_anchors, now, revocation)
     return VerificationResult(tuple(checks))
 
 
 def _reader_signature(auth: Sign1, detached: bytes, pre: str, what: str,
-                      trust_anchors: Sequence[x509.Certificate], now: dt.datetime) -> list[Check]:
+                      trust_anchors: Sequence[x509.Certificate], now: dt.datetime,
+                      revocation: ReaderRevocation | None) -> list[Check]:
     checks = []
     try:
         chain = verify_chain(auth.x5chain, trust_anchors, now, eku=EKU_MDL_READER_AUTH)
-        checks.append(Check(READER_CERTIFICATE_CHAIN, True, pre + chain.leaf.subject.rfc4514_string()))
+        why = None if revocation is None else revocation(chain_path(auth.x5chain, chain.anchor), chain.anchor, now)
+        subject = chain.leaf.subject.rfc4514_string()
+        checks.append(Check(READER_CERTIFICATE_CHAIN, why is None, pre + (subject if why is None else why)))
         key = chain.public_key
     except (ChainError, CoseError) as exc:
         checks.append(Check(READER_CERTIFICATE_CHAIN, False, pre + str(exc)))
