@@ -92,6 +92,11 @@ def run_demo(ctx: Context, say: Say, *, key_type: str = "p384") -> dict:
             say(f"    ... and to a second-edition reader (ISO/IEC 18013-5 DeviceRequest 1.1: one readerAuthAll "
                 f"signature; an mDL or the card substitute, only under this issuer's IACA; age_over_21 or, in its "
                 f"place, birth_date): {told}; {why}.")
+            ok, why, told = env.present_to_revoked_reader(r.phone_id)
+            assert not ok, "a reader whose certificate was revoked was answered"
+            say(f"    ... and to a reader whose certificate its reader CA revoked (keyCompromise): the wallet holds "
+                f"that CA's CRL, so the reader is {told}; a holder who answers trusted readers only gives it "
+                f"nothing ({why}).")
         ok, why = env.rp_verdict(env.sign(r.phone_id, r.password))
         assert ok, why
         say(f"3.{i} Phone {r.phone_id} signs a document (CMS, key in the SE, password checked); "

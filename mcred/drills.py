@@ -237,6 +237,38 @@ class Env:
             f"{' (verified by readerAuthAll)' if event.reader and event.reader.trusted else ''} and {event.detail}")
         return (*_said(out), told)
 
+    def present_to_revoked_reader(self, phone_id: str) -> tuple[bool, str, str]:
+        """The phone is asked by a reader whose certificate its reader CA has revoked
+        (keyCompromise); the wallet holds that CA's CRL and its holder releases to trusted
+        readers only. The verdict, and what the wallet told the holder of the reader."""
+        import datetime as dt
+
+        from cryptography.hazmat.primitives import serialization
+
+        from mcred.present import open_wallet, present_in_process
+        from mcred.reader_pki import issue_reader_certificate, new_reader_ca
+        from protocols import iaca
+        from protocols.iaca import crl as iaca_crl
+        from reader.session import DEFAULT_REQUEST, ReaderSession
+        from wallet_sim.consent import RulesConsent
+        from wallet_sim.reader_crls import ReaderCrls
+
+        ca, ca_key = new_reader_ca("Drill reader CA", years=1)
+        cert, key = issue_reader_certificate(ca, ca_key, "Leaked counter reader", days=1)
+        now = dt.datetime.now(dt.UTC)
+        crl = iaca_crl.crl_builder(ca, number=1, this_update=now, next_update=dt.timedelta(days=1), revoked=[
+            iaca_crl.Revoked(cert.serial_number, now, "keyCompromise")]).sign(ca_key, iaca.hash_for_key(ca_key))
+        reader = ReaderSession([DEFAULT_REQUEST], self.reader, reader_signer=cose.key_signer(key),
+                               reader_chain=[cert.public_bytes(serialization.Encoding.DER)])
+        cautious = RulesConsent.from_mapping({"documents": {"*": {"*": "*"}}, "trusted_readers_only": True})
+        wallet = open_wallet(phone_id, self.ctx.home, cautious, reader_trust_anchors=[ca],
+                             reader_revocation=ReaderCrls([crl]))
+        out = present_in_process(wallet, reader)
+        event = next((e for e in out.wallet_events if e.kind == "response"), None)
+        told = ("no reader shown" if event is None or event.reader is None else
+                f"{'trusted' if event.reader.trusted else 'NOT trusted'}: {event.reader.reason or 'chain verified'}")
+        return (*_said(out), told)
+
     def sign(self, phone_id: str, secret: str, slot: str = "sign") -> bytes:
         se = wallet_sim.open_secure_element(phone_id, self.ctx.home)
         cms, _cert = sign_with_se(se.transmit, slot, secret.encode(), CONTENT)

@@ -199,6 +199,8 @@ class ReaderPki:
     ca: x509.Certificate
     leaf: x509.Certificate
     key: ec.EllipticCurvePrivateKey
+    ca_key: ec.EllipticCurvePrivateKey | None = None
+    """the reader CA's key (for its CRL)"""
 
     @property
     def chain(self) -> list[bytes]:
@@ -234,4 +236,4 @@ def reader_pki(cn: str = "Shop Reader 1", now: dt.datetime = T0, *, ca_cn: str =
         leaf = leaf.add_extension(x509.ExtendedKeyUsage([x509.ObjectIdentifier("1.0.18013.5.1.6")]), critical=True)
     if dns:
         leaf = leaf.add_extension(x509.SubjectAlternativeName([x509.DNSName(dns)]), critical=False)
-    return ReaderPki(ca, leaf.sign(ca_key, hashes.SHA256()), key)
+    return ReaderPki(ca, leaf.sign(ca_key, hashes.SHA256()), key, ca_key)

@@ -284,6 +284,36 @@ def test_a_signed_request_names_its_verifier_to_the_holder(world):
     assert answer["data"]["error"] == "access_denied"
 
 
+def test_a_verifier_whose_certificate_its_ca_revoked_is_not_trusted(world):
+    """The wallet's reader CA CRLs (``--reader-crl``) apply to a signed request's certificate
+    as to readerAuth: revoked, the verifier is shown as not trusted and a cautious holder
+    answers access_denied."""
+    import datetime as dt
+
+    from cryptography.hazmat.primitives import hashes
+    from test_present_kit import T0, reader_pki
+
+    from protocols.iaca import crl as iaca_crl
+    from wallet_sim.consent import InteractiveConsent
+    from wallet_sim.reader_crls import ReaderCrls
+
+    pki = reader_pki("Shop Web Verifier", ca_cn="Shop CA", dns="shop.example", eku=False)
+    listed = iaca_crl.crl_builder(pki.ca, number=7, this_update=T0, next_update=dt.timedelta(days=7), revoked=[
+        iaca_crl.Revoked(pki.leaf.serial_number, T0, "keyCompromise")]).sign(pki.ca_key, hashes.SHA256())
+    se = wallet_sim.open_secure_element(world["phone"], world["home"])
+    shown = []
+    w = Wallet(se.transmit, InteractiveConsent(ask=lambda q: "y", show=shown.append), clock=Clock(),
+               reader_trust_anchors=[pki.ca], reader_revocation=ReaderCrls([listed]))
+    w.online(ORIGIN).respond(_signed_reader(world, pki.key, pki.chain).start())
+    assert shown[1].startswith("reader: CN=Shop Web Verifier,C=JP (signature valid, issuer NOT trusted) - ")
+    assert "revoked (keyCompromise)" in shown[1] and "CRL number 7" in shown[1]
+    cautious = Wallet(se.transmit, RulesConsent.from_mapping({"documents": {"*": {"*": "*"}},
+                                                              "trusted_readers_only": True}), clock=Clock(),
+                      reader_trust_anchors=[pki.ca], reader_revocation=ReaderCrls([listed]))
+    answer = cautious.online(ORIGIN).respond(_signed_reader(world, pki.key, pki.chain).start())
+    assert answer["data"]["error"] == "access_denied"
+
+
 def test_a_signed_request_from_another_origin_or_altered_is_refused(world):
     import base64
 
