@@ -313,7 +313,7 @@ def test_a_reader_that_sends_termination_over_nfc_gets_9000_and_ends_the_session
     (["--consent", "c.json", "--trust", "x.pem"], "are the simulated phone's"),
     (["--handover", "both", "--trust", "x.pem"], "--handover 'both': static or negotiated"),
     (["--loop", "--phone", "p", "--trust", "x.pem"], "--loop reads phones on a PC/SC reader"),
-    (["--reader-trust", "x.pem", "--trust", "x.pem"], "--reader-trust is the simulated phone's"),
+    (["--reader-trust", "x.pem", "--trust", "x.pem"], "--reader-trust and --reader-crl are the simulated phone's"),
     (["--fault", "replay", "--trust", "x.pem"], "--fault is the simulated phone's"),
 ])
 def test_mcred_reader_nfc_names_unusable_options(args, message, tmp_path):
