@@ -101,6 +101,16 @@ def run_demo(ctx: Context, say: Say, *, key_type: str = "p384") -> dict:
         assert ok, why
         say(f"3.{i} Phone {r.phone_id} signs a document (CMS, key in the SE, password checked); "
             f"the relying party verifies the chain and asks OCSP: {why}.")
+        if i == 1:
+            signed_pdf = env.sign_pdf(r.phone_id, r.password)
+            if signed_pdf is None:
+                say("    ... (a contract PDF signed inside too, with the pdf extra: pip install 'mcred[pdf]')")
+            else:
+                ok, why = env.rp_pdf_verdict(signed_pdf)
+                assert ok, why
+                say(f"    ... and signs a contract PDF inside it (PAdES: pyHanko writes the PDF, the SE signs); "
+                    f"the relying party finds the signature covers the whole file and verifies it the same way: "
+                    f"{why}.")
         ok, why = env.login(r.phone_id, r.pin)
         assert ok, why
         say(f"    ... and logs in with its user-authentication certificate (利用者証明): the relying "

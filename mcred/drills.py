@@ -274,6 +274,35 @@ class Env:
         cms, _cert = sign_with_se(se.transmit, slot, secret.encode(), CONTENT)
         return cms
 
+    def sign_pdf(self, phone_id: str, secret: str) -> bytes | None:
+        """A one-page contract PDF signed inside by the phone's signing key (PAdES,
+        :mod:`mcred.jpki_pdf`); None when pyHanko (the ``pdf`` extra) is not installed."""
+        try:
+            from pyhanko.pdf_utils import generic
+            from pyhanko.pdf_utils.writer import PdfFileWriter
+        except ImportError:
+            return None
+        import io
+
+        from mcred.jpki_pdf import sign_pdf_with_se
+
+        writer = PdfFileWriter()
+        writer.insert_page(generic.DictionaryObject({
+            generic.NameObject("/Type"): generic.NameObject("/Page"),
+            generic.NameObject("/MediaBox"): generic.ArrayObject([generic.NumberObject(n) for n in (0, 0, 595, 842)]),
+        }))
+        blank = io.BytesIO()
+        writer.write(blank)
+        se = wallet_sim.open_secure_element(phone_id, self.ctx.home)
+        return sign_pdf_with_se(se.transmit, secret.encode(), blank.getvalue(), reason="契約")
+
+    def rp_pdf_verdict(self, pdf: bytes) -> tuple[bool, str]:
+        from reader.jpki_pdf import verify_pdf
+
+        out = verify_pdf(pdf, roots=self.roots, client=self.http)
+        failed = [c for c in out["checks"] if not c["passed"]]
+        return out["valid"], "; ".join(f"{c['name']}: {c['reason']}" for c in failed) or "good"
+
     # the verifiers --------------------------------------------------------------------------
 
     def reader_verdict(self, response: bytes, st: mdoc.SessionTranscript, *,

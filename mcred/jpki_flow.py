@@ -166,6 +166,39 @@ class JpkiCard:
 def sign_with_se(transmit, slot: str, pin: bytes, content: bytes, *,  # noqa: ANN001
                  now: dt.datetime | None = None) -> tuple[bytes, bytes]:
     """(CMS detached signature DER, signer certificate DER) made by the phone's applet."""
+    signer = se_signer(transmit, slot, pin)
+    cms = build_detached_signature(content=content, certificate=signer.certificate, sign=signer.sign,
+                                   signing_time=now or dt.datetime.now(dt.UTC))
+    return cms, signer.certificate_der
+
+
+@dataclass(frozen=True)
+class SeSigner:
+    """A JPKI key of the phone's SE, its secret verified: :meth:`sign` hashes what it is
+    given (SHA-256 for RSA-2048, SHA-384 for P-384) and has the applet sign the DigestInfo;
+    the private key never leaves the SE."""
+
+    card: JpkiCard
+    key_ef: int
+    certificate_der: bytes
+    certificate: x509.Certificate
+    key_type: KeyType
+
+    @property
+    def hash_name(self) -> str:
+        return "sha256" if self.key_type is KeyType.RSA_2048 else "sha384"
+
+    def sign(self, data: bytes) -> bytes:
+        """PKCS#1 v1.5 (RSA) or ECDSA DER over the hash of ``data``."""
+        h = hashes.Hash(hashes.SHA256() if self.hash_name == "sha256" else hashes.SHA384())
+        h.update(data)
+        answer = self.card.sign_digest_info(self.key_ef, _DIGEST_INFO[self.hash_name] + h.finalize())
+        return answer if self.key_type is KeyType.RSA_2048 else ecdsa_raw_to_der(answer)
+
+
+def se_signer(transmit, slot: str, pin: bytes) -> SeSigner:  # noqa: ANN001
+    """Select the JPKI-AP, verify ``slot``'s secret and read its certificate: a signer over
+    that slot's key. Raises :class:`SecretFormatError` or :class:`SeError`."""
     pin_ef, cert_ef, key_ef = EFS[slot]
     check_secret(slot, pin)
     card = JpkiCard(transmit)
@@ -173,18 +206,7 @@ def sign_with_se(transmit, slot: str, pin: bytes, content: bytes, *,  # noqa: AN
     card.verify(pin_ef, pin)
     cert_der = card.read_ef(cert_ef)
     cert = x509.load_der_x509_certificate(cert_der)
-    key_type = KeyType.of(cert.public_key())
-    hash_name = "sha256" if key_type is KeyType.RSA_2048 else "sha384"
-
-    def sign(signed_attrs: bytes) -> bytes:
-        h = hashes.Hash(hashes.SHA256() if hash_name == "sha256" else hashes.SHA384())
-        h.update(signed_attrs)
-        answer = card.sign_digest_info(key_ef, _DIGEST_INFO[hash_name] + h.finalize())
-        return answer if key_type is KeyType.RSA_2048 else ecdsa_raw_to_der(answer)
-
-    cms = build_detached_signature(content=content, certificate=cert, sign=sign,
-                                   signing_time=now or dt.datetime.now(dt.UTC))
-    return cms, cert_der
+    return SeSigner(card, key_ef, cert_der, cert, KeyType.of(cert.public_key()))
 
 
 def sign_challenge(transmit, pin: bytes, nonce: bytes) -> tuple[bytes, bytes]:  # noqa: ANN001

@@ -38,6 +38,11 @@ The JPKI relying party (:func:`relying_party_router`) joins the same service:
   ``{"valid", "checks", "documents"}`` of :func:`reader.relying_party.verify` (revocation
   asked live: OCSP at the certificate's AIA, or its CRL distribution point); ``422`` for a
   body that is not such a request.
+* ``POST /rp/jpki/verify-pdf?revocation=ocsp``: the signed PDF itself as the body
+  (``application/pdf``, at most 16 MiB); answers ``200`` with the verdict of
+  :func:`reader.jpki_pdf.verify_pdf` over every signature in it (``signatures``: each
+  field's own); ``415`` for another content type, ``422`` for an empty body, ``501`` where
+  pyHanko (the ``pdf`` extra) is not installed.
 """
 
 from __future__ import annotations
@@ -711,6 +716,8 @@ MAX_BLOB_B64 = 64 * 1024
 #: base64, and the rest (FastAPI counts it as read and answers 413 past it).
 RP_MAX_BODY = MAX_CONTENT_B64 + 3 * MAX_BLOB_B64 + 4096
 _B64 = r"^[A-Za-z0-9+/_\-\s]*={0,2}\s*$"
+#: The largest signed PDF ``POST /rp/jpki/verify-pdf`` takes (413 past it).
+RP_MAX_PDF = 16 * 1024 * 1024
 
 
 class BleReadBody(BaseModel):
@@ -802,6 +809,23 @@ def relying_party_router(rp: RelyingPartyService) -> APIRouter:
             raise HTTPException(422, "signature: empty")
         result = await run_in_threadpool(rp.verify, content, signature, slot=body.slot,
                                          certificate=certificate, revocation=body.revocation)
+        return JSONResponse(result)
+
+    @router.post("/rp/jpki/verify-pdf", summary="Verify every signature of a PDF signed with a phone's "
+                 "JPKI signing certificate (PAdES): where each covers the file, then as /rp/jpki/verify",
+                 max_body_size=RP_MAX_PDF)
+    async def verify_jpki_pdf(request: Request, revocation: Literal["ocsp", "crl", "auto"] = Query(
+            "ocsp", description="as for /rp/jpki/verify")) -> JSONResponse:
+        kind = request.headers.get("content-type", "application/pdf").split(";")[0].strip().lower()
+        if kind not in ("application/pdf", "application/octet-stream"):
+            raise HTTPException(415, f"Content-Type {kind}: the signed PDF itself, application/pdf")
+        pdf = await request.body()
+        if not pdf:
+            raise HTTPException(422, "empty body: the signed PDF itself, application/pdf")
+        try:
+            result = await run_in_threadpool(rp.verify_pdf, pdf, revocation=revocation)
+        except ImportError:
+            raise HTTPException(501, "this relying party reads no PDF: pip install 'mcred[pdf]'") from None
         return JSONResponse(result)
 
     return router

@@ -364,3 +364,11 @@ class RelyingPartyService:
         except Exception as exc:  # noqa: BLE001 - hostile bytes end as a refusal
             return _result([Check("signature", False,
                                   f"unverifiable: {type(exc).__name__}: {exc}")], None)
+
+    def verify_pdf(self, pdf: bytes, *, revocation: str = "ocsp") -> dict[str, Any]:
+        """Every signature of a signed PDF (:func:`reader.jpki_pdf.verify_pdf`) at the
+        service's clock. Raises ImportError when pyHanko (the ``pdf`` extra) is missing."""
+        from reader.jpki_pdf import verify_pdf
+
+        return verify_pdf(pdf, roots=self.roots(), revocation=revocation, at=self.clock(), client=self.client,
+                          crl_cache=self.crl_cache)

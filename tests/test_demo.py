@@ -21,5 +21,6 @@ def test_demo_runs(tmp_path, monkeypatch):
                    "8. The new phone", "9. The other holder's phone", "10. The new phone's MSOs are refreshed",
                    "11. The other holder moves", "sees revoked (superseded)", "it learns what changed: address",
                    "reader CA revoked (keyCompromise): the wallet holds that CA's CRL, so the reader is NOT trusted",
+                   "signs a contract PDF inside it (PAdES",
                    "Done in"):
         assert marker in out, marker

@@ -69,15 +69,44 @@ def rollover(slot: str = SLOT, key_type: str = typer.Option("rsa2048", help="rsa
 def sign(file: Path = typer.Argument(..., exists=True, dir_okay=False),
          phone: str = typer.Option(..., "--phone"), slot: str = SLOT,
          pin_file: Path = typer.Option(..., "--pin-file", exists=True, dir_okay=False),
-         out: Path | None = typer.Option(None, "--out", callback=out_path, help="default: FILE.p7s")) -> None:
-    """Sign FILE with the phone's SE: CMS detached signature (DER, .p7s)."""
+         out: Path | None = typer.Option(None, "--out", callback=out_path,
+                                         help="default: FILE.p7s; with --pdf, FILE's name with .signed.pdf"),
+         pdf: bool = typer.Option(False, "--pdf", help="Sign inside the PDF FILE (PAdES baseline B-B, an "
+                                  "incremental update: what was there stays byte for byte) instead of a "
+                                  "detached .p7s; needs pip install 'mcred[pdf]'."),
+         field: str | None = typer.Option(None, "--field", help="With --pdf: the signature field's name "
+                                          "(default Signature<n>, the next free)."),
+         reason: str | None = typer.Option(None, "--reason", help="With --pdf: why it is signed, e.g. 契約"),
+         location: str | None = typer.Option(None, "--location", help="With --pdf: where it is signed."),
+         ltv: bool = typer.Option(False, "--ltv", help="With --pdf: also embed the chain and the OCSP "
+                                  "answer (fetched now from the issuer) so the signature can be checked "
+                                  "later without the network.")) -> None:
+    """Sign FILE with the phone's SE: CMS detached signature (DER, .p7s), or inside a PDF (--pdf)."""
     from mcred.jpki_flow import SecretFormatError, SeError, sign_file
     from wallet_sim.se.errors import PhoneNotFoundError
 
+    _check_slot(slot)
+    if not pdf and (field or reason or location or ltv):
+        raise typer.BadParameter("--field, --reason, --location and --ltv are for a PDF: add --pdf")
+    if pdf and slot != "sign":
+        raise typer.BadParameter("documents are signed with the signing certificate (署名用電子証明書); the "
+                                 "user-authentication certificate proves who logs in", param_hint="--slot")
     pin = pin_file.read_bytes().strip()
-    target = out_path(out or file.with_name(file.name + ".p7s"))  # the default too, before the SE signs
+    default = file.with_name(file.stem + ".signed.pdf") if pdf else file.with_name(file.name + ".p7s")
+    target = out_path(out or default)  # the default too, before the SE signs
     try:
-        cms, _cert = sign_file(phone, _check_slot(slot), pin, file.read_bytes(), open_context().home)
+        if pdf:
+            from mcred.jpki_pdf import PdfSigningError, sign_pdf_file
+
+            try:
+                signed = sign_pdf_file(phone, pin, file.read_bytes(), open_context().home, field=field,
+                                       reason=reason, location=location,
+                                       ltv_roots=_issuer().roots("sign") if ltv else None)
+            except PdfSigningError as exc:
+                typer.echo(f"error: {file}: {exc}", err=True)
+                raise typer.Exit(2) from None
+        else:
+            signed, _cert = sign_file(phone, slot, pin, file.read_bytes(), open_context().home)
     except SecretFormatError as exc:
         typer.echo(f"error: --pin-file {pin_file}: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -85,11 +114,11 @@ def sign(file: Path = typer.Argument(..., exists=True, dir_okay=False),
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     try:
-        target.write_bytes(cms)
+        target.write_bytes(signed)
     except OSError as exc:
         typer.echo(f"error: --out {target}: {exc.strerror or exc}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(f"wrote {target} ({len(cms)} bytes)")
+    typer.echo(f"wrote {target} ({len(signed)} bytes)")
 
 
 pin_app = typer.Typer(help="The holder's PIN and password on the phone: tries left, change, unblock "
@@ -241,7 +270,9 @@ def pin_reset(phone: str = typer.Option(None, "--phone"),
 
 @jpki_app.command("verify")
 def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False),
-           signature: Path = typer.Option(..., "--signature", exists=True, dir_okay=False),
+           signature: Path | None = typer.Option(None, "--signature", exists=True, dir_okay=False,
+                                                 help="the detached signature (.p7s) of FILE; without "
+                                                 "it, FILE is a PDF and its own signatures are verified"),
            slot: str = SLOT,
            certificate: Path | None = typer.Option(
                None, "--certificate", help="signer certificate: SIG is then a raw signature"),
@@ -259,7 +290,8 @@ def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False),
                                             help="bearer token (scope reader) for --rp on "
                                             "the issuer service"),
            as_json: bool = typer.Option(False, "--json")) -> None:
-    """Relying party: signature, chain to the root, policy, validity, revocation."""
+    """Relying party: signature, chain to the root, policy, validity, revocation; of a
+    detached signature (--signature), or of every signature inside a PDF (PAdES)."""
     from reader.relying_party import load_roots
     from reader.relying_party import verify as rp_verify
 
@@ -267,12 +299,25 @@ def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False),
     if revocation not in ("ocsp", "crl", "auto", "none"):
         raise typer.BadParameter(f"{revocation!r}: one of ocsp, crl, auto, none",
                                  param_hint="--revocation")
+    content = file.read_bytes()
+    in_pdf = signature is None
+    if in_pdf:
+        if certificate is not None:
+            raise typer.BadParameter("a raw signature needs --signature", param_hint="--certificate")
+        if slot != "sign":
+            raise typer.BadParameter("documents are signed with the signing certificate", param_hint="--slot")
+        if b"%PDF-" not in content[:1024]:
+            raise typer.BadParameter(f"{file} is not a PDF: give its detached signature with --signature FILE.p7s",
+                                     param_hint="--signature")
     if rp is not None:
         if roots or ocsp_url or crl:
             raise typer.BadParameter("--roots, --ocsp-url and --crl are the local relying "
                                      "party's: the service at --rp has its own", param_hint="--rp")
-        result = _ask_rp(rp, token, file.read_bytes(), signature.read_bytes(), slot,
-                         certificate.read_bytes() if certificate else None, revocation, as_json)
+        if in_pdf:
+            result = _ask_rp_pdf(rp, token, content, revocation, as_json)
+        else:
+            result = _ask_rp(rp, token, content, signature.read_bytes(), slot,
+                             certificate.read_bytes() if certificate else None, revocation, as_json)
     else:
         from protocols.certs import CertificateParseError
 
@@ -280,10 +325,18 @@ def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False),
             trust = load_roots(roots.read_bytes()) if roots else _issuer().roots(slot)
         except (CertificateParseError, OSError) as exc:
             raise typer.BadParameter(f"{roots}: {exc}", param_hint="--roots") from None
-        result = rp_verify(file.read_bytes(), signature.read_bytes(), roots=trust, slot=slot,
-                           certificate=certificate.read_bytes() if certificate else None,
-                           revocation=revocation, ocsp_url=ocsp_url,
-                           crl=crl.read_bytes() if crl else None)
+        if in_pdf:
+            try:
+                from reader.jpki_pdf import verify_pdf
+            except ImportError:
+                raise _unusable("verifying a signed PDF needs pyHanko: pip install 'mcred[pdf]'", as_json) from None
+            result = verify_pdf(content, roots=trust, revocation=revocation, ocsp_url=ocsp_url,
+                                crl=crl.read_bytes() if crl else None)
+        else:
+            result = rp_verify(content, signature.read_bytes(), roots=trust, slot=slot,
+                               certificate=certificate.read_bytes() if certificate else None,
+                               revocation=revocation, ocsp_url=ocsp_url,
+                               crl=crl.read_bytes() if crl else None)
     _print_verdict(result, as_json)
 
 
@@ -298,17 +351,19 @@ def _unusable(message: str, as_json: bool, code: int = 2) -> typer.Exit:
 
 
 def _rp_post(url: str, path: str, body: dict | None, token: str | None, as_json: bool,
-             status: int = 200) -> dict:
-    """POST ``body`` as JSON to a relying-party service's ``path`` and return the JSON object
-    it answers with ``status``; exit 2 (:func:`_unusable`) for anything else."""
+             status: int = 200, *, pdf: bytes | None = None) -> dict:
+    """POST ``body`` as JSON (or ``pdf`` as application/pdf) to a relying-party service's
+    ``path`` and return the JSON object it answers with ``status``; exit 2
+    (:func:`_unusable`) for anything else."""
     from reader.fetch import SESSION_MAX_BYTES, FetchError, fetch
 
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     target = url.rstrip("/") + path
+    content, kind = (pdf, "application/pdf") if pdf is not None else (json.dumps(body or {}).encode(),
+                                                                       "application/json")
     try:
-        answer = fetch(None, "POST", target, max_bytes=SESSION_MAX_BYTES, timeout=30,
-                       content=json.dumps(body or {}).encode(),
-                       headers={"Content-Type": "application/json", **headers})
+        answer = fetch(None, "POST", target, max_bytes=SESSION_MAX_BYTES, timeout=60,
+                       content=content, headers={"Content-Type": kind, **headers})
     except FetchError as exc:
         raise _unusable(f"relying party at {target}: {exc}", as_json) from None
     if answer.status == 404:
@@ -344,6 +399,15 @@ def _ask_rp(url: str, token: str | None, content: bytes, signature: bytes, slot:
     if certificate is not None:
         body["certificate"] = base64.b64encode(certificate).decode()
     return _verdict(_rp_post(url, "/rp/jpki/verify", body, token, as_json), url, as_json)
+
+
+def _ask_rp_pdf(url: str, token: str | None, pdf: bytes, revocation: str, as_json: bool) -> dict:
+    """POST the signed PDF to ``<url>/rp/jpki/verify-pdf``; exit 2 when there is no verdict."""
+    if revocation not in ("ocsp", "crl", "auto"):
+        raise _unusable(f"--revocation {revocation}: a relying-party service checks ocsp, crl "
+                        "or auto", as_json)
+    return _verdict(_rp_post(url, f"/rp/jpki/verify-pdf?revocation={revocation}", None, token, as_json, pdf=pdf),
+                    url, as_json)
 
 
 def _verdict(result: dict, url: str, as_json: bool) -> dict:

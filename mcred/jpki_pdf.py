@@ -1,0 +1,128 @@
+"""Sign a PDF with the phone's JPKI signing certificate (PAdES, ETSI EN 319 142-1 baseline B-B:
+the CMS SignedData inside the PDF, subfilter ETSI.CAdES.detached, signing-certificate-v2),
+the key in the SE: the way e-contract services have a holder sign with 署名用電子証明書.
+
+pyHanko writes the PDF (an incremental update: the signed original stays byte for byte, a
+signature field, /ByteRange over all but the signature) and builds the CMS; the SE signs the
+hash of its signed attributes through the JPKI-AP (COMPUTE DIGITAL SIGNATURE over the
+DigestInfo), as :func:`mcred.jpki_flow.sign_with_se` does for a detached signature. With
+``ltv``, the certificate chain and the OCSP answer for the signing certificate are fetched
+now and embedded in the PDF's document security store, so the signature can be checked
+later without asking the issuer. Only the signing certificate signs documents: the
+user-authentication certificate proves who logs in.
+
+Needs the ``pdf`` extra (``pip install 'mcred[pdf]'``): pyHanko.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from mcred.jpki_flow import SeSigner, se_signer
+
+#: the longest ECDSA P-384 signature in DER (two 49-byte INTEGERs), and an RSA-2048 one
+_SIGNATURE_SIZE = {"sha384": 104, "sha256": 256}
+
+
+class PdfSigningError(ValueError):
+    """The PDF cannot be signed as asked: not a PDF, encrypted, the field taken, validation
+    data not to be had; the message says which."""
+
+
+def require() -> None:
+    """Raise :class:`PdfSigningError` naming the extra when pyHanko is not installed."""
+    try:
+        import pyhanko  # noqa: F401
+    except ImportError:
+        raise PdfSigningError("PDF signatures need pyHanko: pip install 'mcred[pdf]'") from None
+
+
+def _pyhanko_signer(se: SeSigner):  # noqa: ANN202 - a pyhanko.sign.signers.Signer
+    from asn1crypto import algos
+    from asn1crypto import x509 as asn1_x509
+    from pyhanko.sign import signers
+    from pyhanko_certvalidator.registry import SimpleCertificateStore
+
+    class _SeSigner(signers.Signer):
+        """pyHanko's signer over the SE: asked for the signature of the signed attributes."""
+
+        def __init__(self) -> None:
+            mechanism = "sha256_rsa" if se.hash_name == "sha256" else "sha384_ecdsa"
+            super().__init__(signing_cert=asn1_x509.Certificate.load(se.certificate_der),
+                             cert_registry=SimpleCertificateStore(),
+                             signature_mechanism=algos.SignedDigestAlgorithm({"algorithm": mechanism}))
+
+        async def async_sign_raw(self, data: bytes, digest_algorithm: str, dry_run: bool = False) -> bytes:
+            if digest_algorithm != se.hash_name:
+                raise PdfSigningError(f"the SE's key signs over {se.hash_name}, not {digest_algorithm}")
+            return bytes(_SIGNATURE_SIZE[se.hash_name]) if dry_run else se.sign(data)
+
+    return _SeSigner()
+
+
+def sign_pdf_with_se(transmit, pin: bytes, pdf: bytes, *, field: str | None = None,  # noqa: ANN001
+                     reason: str | None = None, location: str | None = None,
+                     ltv_roots: Sequence[x509.Certificate] | None = None) -> bytes:
+    """``pdf`` signed by the SE's signing key: the signed PDF's bytes. ``field``: the new
+    signature field's name (default ``Signature<n>``, the next free); ``reason`` and
+    ``location`` go into the signature dictionary; ``ltv_roots``: embed the chain to one of
+    these JPKI roots and the OCSP answer (fetched now from the certificate's responder).
+    Raises :class:`PdfSigningError`, or the SE's errors (:class:`mcred.jpki_flow.SeError`,
+    :class:`mcred.jpki_flow.SecretFormatError`)."""
+    require()
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.sign import fields, signers
+    from pyhanko_certvalidator import ValidationContext
+
+    if b"%PDF-" not in pdf[:1024]:
+        raise PdfSigningError("not a PDF (no %PDF- header)")
+    try:
+        writer = IncrementalPdfFileWriter(io.BytesIO(pdf), strict=False)
+    except Exception as exc:  # noqa: BLE001 - pyHanko raises many kinds on a damaged file
+        raise PdfSigningError(f"the PDF cannot be read: {type(exc).__name__}: {exc}") from None
+    if writer.prev.encrypted:
+        raise PdfSigningError("the PDF is encrypted: decrypt it first")
+    taken = {name for name, _value, _ref in fields.enumerate_sig_fields(writer.prev)}
+    if field is None:
+        field = next(f"Signature{n}" for n in range(1, len(taken) + 2) if f"Signature{n}" not in taken)
+    elif field in taken:
+        raise PdfSigningError(f"the PDF has a signature field {field!r} already: choose another --field")
+    se = se_signer(transmit, "sign", pin)
+    from reader.jpki_pdf import refresh_asn1_name_maps
+
+    refresh_asn1_name_maps()  # pyHanko's names, whatever this process looked up before
+    context = None
+    if ltv_roots is not None:
+        from asn1crypto import x509 as asn1_x509
+
+        context = ValidationContext(
+            trust_roots=[asn1_x509.Certificate.load(r.public_bytes(serialization.Encoding.DER)) for r in ltv_roots],
+            allow_fetching=True, revocation_mode="hard-fail")
+    meta = signers.PdfSignatureMetadata(
+        field_name=field, md_algorithm=se.hash_name, subfilter=fields.SigSeedSubFilter.PADES, reason=reason,
+        location=location, embed_validation_info=context is not None, validation_context=context)
+    try:
+        out = signers.PdfSigner(meta, signer=_pyhanko_signer(se)).sign_pdf(writer)
+    except PdfSigningError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the SE's errors pass through below
+        from mcred.jpki_flow import SecretFormatError, SeError
+
+        if isinstance(exc, SeError | SecretFormatError):
+            raise
+        what = "the validation data (chain, OCSP) cannot be had" if context is not None else "cannot be signed"
+        raise PdfSigningError(f"the PDF {what}: {type(exc).__name__}: {exc}") from None
+    return out.getvalue()
+
+
+def sign_pdf_file(phone_id: str, pin: bytes, pdf: bytes, home: Path | None = None, **options) -> bytes:
+    """Open the phone's SE (wallet_sim) and sign ``pdf`` (:func:`sign_pdf_with_se`)."""
+    import wallet_sim
+
+    se = wallet_sim.open_secure_element(phone_id, home)
+    return sign_pdf_with_se(se.transmit, pin, pdf, **options)

@@ -1,0 +1,170 @@
+"""The relying party's side of a PDF signed with a phone's JPKI signing certificate (PAdES,
+ETSI EN 319 142-1: the CMS signature inside the PDF, over the file's bytes but its own).
+
+pyHanko reads the PDF: each signature field's /ByteRange and /Contents, whether the signed
+bytes are the whole file or an earlier revision of it, and what the revisions after it
+changed (ISO 32000-2 12.8: incremental updates; DocMDP). Our relying party
+(:func:`reader.relying_party.verify`) judges the signature itself as it judges a detached
+one: the CMS over the covered bytes, the chain to a JPKI root, the signing policy, key
+usage, validity and revocation (OCSP or CRL), and reads the basic four data.
+
+A verdict per signature field, in the order they were signed; the PDF is valid when it has
+at least one signature and every one is. One named check of the PDF's own per signature,
+``pdf_coverage``: it passes when the signature covers the whole file, or an earlier revision
+after which only what does not change the signed content was added (validation data and
+document timestamps, PAdES-LT/LTA; form filling and further signatures that the document's
+DocMDP permissions allow). Never raises on hostile bytes: what cannot be read is a failed
+``pdf`` check with the reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from asn1crypto import parser as asn1_parser
+from cryptography import x509
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.diff_analysis import ModificationLevel
+from pyhanko.sign.validation import validate_pdf_signature
+from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature, SignatureCoverageLevel
+from pyhanko_certvalidator import ValidationContext
+
+from reader.crl_cache import CrlCache
+from reader.relying_party import verify
+
+#: the largest PDF the relying party reads (a signed contract with its scans, not a library)
+MAX_PDF_BYTES = 32 * 1024 * 1024
+#: what may follow a signed revision without touching what was signed
+_HARMLESS = {ModificationLevel.NONE, ModificationLevel.LTA_UPDATES, ModificationLevel.FORM_FILLING}
+
+
+def refresh_asn1_name_maps() -> None:
+    """Let asn1crypto resolve the names that were added to its OID maps after it first
+    looked a name up. asn1crypto builds each OID class's name-to-OID map on the first
+    lookup by name and keeps it; asn1crypto.tsp, pyHanko and pyhanko-certvalidator add names
+    (signing_certificate_v2, CAdES attributes, extensions) when they are imported. In a
+    process where our own CMS or OCSP code looked a name up before pyHanko was imported
+    (``mcred demo``; a reader that verified a detached signature first), those names would
+    stay unknown ("invalid literal for int() with base 10: 'signing_certificate_v2'"). A
+    name map missing a name of its OID map is built again from the OID map."""
+    from asn1crypto import core
+
+    stack: list[type] = [core.ObjectIdentifier]
+    while stack:
+        cls = stack.pop()
+        stack.extend(cls.__subclasses__())
+        names, oids = cls.__dict__.get("_reverse_map"), getattr(cls, "_map", None)
+        if names is not None and oids and any(name not in names for name in oids.values()):
+            cls._reverse_map = {name: oid for oid, name in oids.items()}  # as asn1crypto's _setup builds it
+
+
+def is_pdf(data: bytes) -> bool:
+    """A PDF's header (ISO 32000-2 7.5.2: ``%PDF-`` within the first 1024 bytes)."""
+    return b"%PDF-" in data[:1024]
+
+
+@dataclass(frozen=True)
+class PdfSignature:
+    """One signature field as the PDF holds it."""
+
+    field: str
+    signed_bytes: bytes
+    """the bytes its /ByteRange covers (the file without the /Contents hole)"""
+    cms: bytes
+    """/Contents without its padding: the CMS SignedData DER"""
+    embedded: EmbeddedPdfSignature
+
+
+def signatures(pdf: bytes) -> list[PdfSignature]:
+    """The signature fields of ``pdf`` (document timestamps left out), in signing order.
+    Raises ValueError (or pyHanko's errors) on a PDF that cannot be read."""
+    reader = PdfFileReader(io.BytesIO(pdf), strict=False)
+    if reader.encrypted:
+        raise ValueError("the PDF is encrypted: decrypt it first")
+    out = []
+    for sig in reader.embedded_regular_signatures:
+        contents = bytes(sig.sig_object["/Contents"])
+        _cls, _method, _tag, header, body, _trailer = asn1_parser.parse(contents)
+        br = [int(x) for x in sig.byte_range]
+        if len(br) != 4 or min(br) < 0 or br[0] + br[1] > len(pdf) or br[2] + br[3] > len(pdf):
+            raise ValueError(f"{sig.field_name}: /ByteRange {br} does not fit the file")
+        out.append(PdfSignature(sig.field_name, pdf[br[0]:br[0] + br[1]] + pdf[br[2]:br[2] + br[3]],
+                                header + body, sig))
+    return out
+
+
+def _coverage(sig: PdfSignature, roots: Sequence[x509.Certificate]) -> dict[str, Any]:
+    """pyHanko's reading of the signature in the PDF: coverage, later changes, its own
+    check of the digest and signature (no network: trust and revocation are ours)."""
+    context = ValidationContext(trust_roots=[_asn1(r) for r in roots], allow_fetching=False,
+                                revocation_mode="soft-fail")
+    status = validate_pdf_signature(sig.embedded, signer_validation_context=context)
+    if not (status.intact and status.valid):
+        return _check("pdf_coverage", False, "pyHanko finds the signature broken: "
+                      + ("the digest of the signed bytes does not match" if not status.intact
+                         else "the signature does not verify"))
+    if status.coverage is SignatureCoverageLevel.ENTIRE_FILE:
+        return _check("pdf_coverage", True, "covers the whole file")
+    if status.coverage is not SignatureCoverageLevel.ENTIRE_REVISION:
+        return _check("pdf_coverage", False, f"covers neither the file nor a revision of it ({status.coverage.name})")
+    level = status.modification_level
+    if level is None or level not in _HARMLESS or not status.docmdp_ok:
+        what = "unknown changes" if level is None else level.name
+        return _check("pdf_coverage", False, f"covers an earlier revision; the file was changed after it ({what}"
+                      + ("" if status.docmdp_ok else ", beyond what its DocMDP permissions allow") + ")")
+    return _check("pdf_coverage", True, f"covers an earlier revision; only {level.name} after it")
+
+
+def verify_pdf(pdf: bytes, *, roots: Sequence[x509.Certificate], revocation: str = "ocsp",
+               ocsp_url: str | None = None, crl: bytes | None = None, at: dt.datetime | None = None,
+               client: httpx.Client | None = None, crl_cache: CrlCache | None = None) -> dict[str, Any]:
+    """The verdict on every signature of ``pdf`` (``slot`` sign: documents are signed with
+    the signing certificate), as :func:`reader.relying_party.verify` gives it for one, plus
+    ``pdf_coverage``; ``signatures`` holds each field's own verdict. Never raises."""
+    if len(pdf) > MAX_PDF_BYTES:
+        return _verdict([_check("pdf", False, f"{len(pdf)} bytes: over the {MAX_PDF_BYTES} this relying party reads")])
+    if not is_pdf(pdf):
+        return _verdict([_check("pdf", False, "not a PDF (no %PDF- header)")])
+    try:
+        found = signatures(pdf)
+    except Exception as exc:  # noqa: BLE001 - pyHanko raises many kinds on hostile bytes
+        return _verdict([_check("pdf", False, f"not a readable signed PDF: {type(exc).__name__}: {exc}")])
+    if not found:
+        return _verdict([_check("pdf", False, "no signature in this PDF")])
+    refresh_asn1_name_maps()
+    checks = [_check("pdf", True, f"{len(found)} signature(s): {', '.join(s.field for s in found)}")]
+    fields, documents = [], []
+    for sig in found:
+        try:
+            coverage = _coverage(sig, roots)
+        except Exception as exc:  # noqa: BLE001 - as above
+            coverage = _check("pdf_coverage", False, f"cannot be read: {type(exc).__name__}: {exc}")
+        ours = verify(sig.signed_bytes, sig.cms, roots=roots, slot="sign", revocation=revocation,
+                      ocsp_url=ocsp_url, crl=crl, at=at, client=client, crl_cache=crl_cache)
+        own = [coverage, *ours["checks"]]
+        fields.append({"field": sig.field, "valid": coverage["passed"] and ours["valid"], "checks": own,
+                       "documents": ours["documents"]})
+        checks += [{**c, "reason": f"{sig.field}: {c['reason']}"} for c in own]
+        documents += ours["documents"]
+    return {"valid": all(c["passed"] for c in checks), "checks": checks, "documents": documents,
+            "signatures": fields}
+
+
+def _asn1(cert: x509.Certificate):  # noqa: ANN202 - an asn1crypto certificate, as pyHanko takes it
+    from asn1crypto import x509 as asn1_x509
+    from cryptography.hazmat.primitives import serialization
+
+    return asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
+
+
+def _check(name: str, passed: bool, reason: str) -> dict[str, Any]:
+    return {"name": name, "passed": passed, "reason": reason}
+
+
+def _verdict(checks: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"valid": False, "checks": checks, "documents": [], "signatures": []}

@@ -1,0 +1,304 @@
+"""A PDF signed on the phone with its JPKI signing certificate (PAdES), end to end: `mcred
+jpki sign --pdf` (pyHanko writes the PDF, the SE signs through the JPKI-AP), `mcred jpki
+verify signed.pdf` (pyHanko reads where each signature lies, our relying party judges it:
+CMS, chain, policy, validity, OCSP at the live issuer), and `POST /rp/jpki/verify-pdf`.
+
+pyHanko's own validator (pyhanko-certvalidator: RFC 5280 paths, RFC 6960 OCSP) is the
+second opinion: it accepts our certificates and our OCSP answers, fetched live or embedded
+in the PDF (``--ltv``), and sees the revocation. Changes after signing, broken bytes and
+the wrong certificate are refused by name; hostile bytes are verdicts, never crashes."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_present_http import Server, free_port
+from typer.testing import CliRunner
+
+import wallet_sim
+from mcred.cli.main import app as cli
+from mcred.context import Context
+from mcred.jpki_flow import jpki_issuer
+from mcred.jpki_pdf import PdfSigningError, sign_pdf_file
+from mcred.provision import parse_holder, provision
+
+pyhanko = pytest.importorskip("pyhanko", reason="the pdf extra (pip install 'mcred[pdf]')")
+
+from asn1crypto import x509 as asn1_x509  # noqa: E402 - pyHanko's dependency
+from cryptography.hazmat.primitives import serialization  # noqa: E402
+from pyhanko.pdf_utils import generic  # noqa: E402
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter  # noqa: E402
+from pyhanko.pdf_utils.reader import PdfFileReader  # noqa: E402
+from pyhanko.pdf_utils.writer import PdfFileWriter  # noqa: E402
+from pyhanko.sign.validation import validate_pdf_signature  # noqa: E402
+from pyhanko.sign.validation.dss import DocumentSecurityStore  # noqa: E402
+from pyhanko_certvalidator import ValidationContext  # noqa: E402
+
+from reader.jpki_pdf import verify_pdf  # noqa: E402
+from reader.relying_party import RelyingPartyService  # noqa: E402
+
+HOLDER = {"family_name": "高橋", "given_name": "一郎", "family_name_kana": "たかはし",
+          "given_name_kana": "いちろう", "birth_date": "1975-07-07", "sex": 1,
+          "address": "大阪府大阪市北区中之島1-3-20", "prefecture": "大阪府", "municipality": "大阪市"}
+PASSWORD = "PDF2026SIGN"
+
+
+def blank_pdf(pages: int = 1) -> bytes:
+    """A PDF of ``pages`` empty A4 pages, written by pyHanko."""
+    w = PdfFileWriter()
+    for _ in range(pages):
+        w.insert_page(generic.DictionaryObject({
+            generic.NameObject("/Type"): generic.NameObject("/Page"),
+            generic.NameObject("/MediaBox"): generic.ArrayObject([generic.NumberObject(n) for n in (0, 0, 595, 842)]),
+        }))
+    out = io.BytesIO()
+    w.write(out)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from mcred.present import reader_app, reader_pipeline
+    from mcred.service import create_app
+    from reader.http import ReaderService
+    from reader.session import DEFAULT_REQUEST
+    from reader.trust import TrustStore
+
+    home = tmp_path_factory.mktemp("home")
+    files = tmp_path_factory.mktemp("files")
+    issuer_port = free_port()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MCRED_HOME", str(home))
+        mp.setenv("MCRED_PUBLIC_URL", f"http://127.0.0.1:{issuer_port}")
+        mp.delenv("MCRED_DATABASE_URL", raising=False)
+        mp.setattr(os, "fsync", lambda fd: None)
+        ctx = Context.open(home)
+        phones = {}
+        for key_type in ("p384", "rsa2048"):
+            phones[key_type] = wallet_sim.create_phone(home)
+            provision(ctx, phones[key_type], parse_holder(HOLDER), key_type=key_type, mdoc_batch=1,
+                      pin="1234", password=PASSWORD)
+        roots = jpki_issuer(ctx).roots("sign")
+        (files / "pw").write_text(PASSWORD + "\n")
+        (files / "contract.pdf").write_bytes(blank_pdf(2))
+        rp = RelyingPartyService(roots)
+        issuer_app = create_app(ctx, job_workers=1)
+        reader = reader_app(ReaderService(reader_pipeline(trust=TrustStore()), [DEFAULT_REQUEST]), rp)
+        with Server(issuer_app, issuer_port) as iss, Server(reader, free_port()) as rs:
+            yield {"ctx": ctx, "home": home, "files": files, "phones": phones, "roots": roots,
+                   "issuer_url": iss.url, "reader_url": rs.url}
+        issuer_app.state.jobs.shutdown()
+
+
+def _run(*args: str, code: int = 0) -> str:
+    out = CliRunner().invoke(cli, list(args))
+    assert out.exit_code == code, out.output
+    return out.output if code == 0 else re.sub(r"[\s│╭╮╰╯─]+", " ", out.output)
+
+
+def _checks(result: dict) -> dict[str, dict]:
+    return {c["name"]: c for c in result["checks"]}
+
+
+def _pyhanko_context(world, **kw) -> ValidationContext:
+    roots = [asn1_x509.Certificate.load(r.public_bytes(serialization.Encoding.DER)) for r in world["roots"]]
+    return ValidationContext(trust_roots=roots, revocation_mode="hard-fail", **kw)
+
+
+def _sign(world, key_type: str, pdf: bytes, **options) -> bytes:
+    return sign_pdf_file(world["phones"][key_type], PASSWORD.encode(), pdf, world["home"], **options)
+
+
+@pytest.mark.parametrize("key_type", ["p384", "rsa2048"])
+def test_signed_on_the_phone_verified_by_us_and_by_pyhanko(world, key_type):
+    files = world["files"]
+    out = files / f"contract-{key_type}.pdf"
+    _run("jpki", "sign", str(files / "contract.pdf"), "--pdf", "--phone", world["phones"][key_type],
+         "--pin-file", str(files / "pw"), "--reason", "売買契約", "--location", "大阪市", "--out", str(out))
+    signed = out.read_bytes()
+    original = (files / "contract.pdf").read_bytes()
+    assert signed.startswith(original)  # an incremental update: the original stays byte for byte
+    result = json.loads(_run("jpki", "verify", str(out), "--json"))
+    assert result["valid"], result
+    c = _checks(result)
+    assert list(c) == ["pdf", "pdf_coverage", "signature", "chain", "policy", "key_usage", "validity",
+                       "revocation"]
+    assert c["pdf_coverage"]["reason"] == "Signature1: covers the whole file"
+    assert c["revocation"]["reason"].startswith(f"Signature1: OCSP good ({world['issuer_url']}/ocsp")
+    assert result["documents"][0]["basic_four"]["address"] == HOLDER["address"]
+    # pyHanko's own validator, fetching our OCSP answer itself
+    sig = PdfFileReader(io.BytesIO(signed)).embedded_signatures[0]
+    status = validate_pdf_signature(sig, _pyhanko_context(world, allow_fetching=True))
+    assert status.bottom_line, status.pretty_print_details()
+    assert sig.sig_object["/Reason"] == "売買契約" and sig.sig_object["/SubFilter"] == "/ETSI.CAdES.detached"
+    assert status.md_algorithm == ("sha384" if key_type == "p384" else "sha256")
+
+
+def test_a_second_signature_keeps_the_first_valid(world):
+    once = _sign(world, "p384", blank_pdf())
+    twice = _sign(world, "rsa2048", once, reason="承認")
+    result = verify_pdf(twice, roots=world["roots"], revocation="ocsp")
+    assert result["valid"], result
+    assert [s["field"] for s in result["signatures"]] == ["Signature1", "Signature2"]
+    first = _checks(result["signatures"][0])
+    assert first["pdf_coverage"]["reason"].startswith("covers an earlier revision; only ")
+    with pytest.raises(PdfSigningError, match="has a signature field 'Signature1' already"):
+        _sign(world, "p384", once, field="Signature1")
+
+
+def test_changes_after_signing_and_broken_bytes_are_refused_by_name(world):
+    signed = _sign(world, "p384", blank_pdf(2))
+    # an incremental update that changes a page's size after the signature
+    w = IncrementalPdfFileWriter(io.BytesIO(signed))
+    page = w.root["/Pages"]["/Kids"][1].get_object()
+    page["/MediaBox"] = generic.ArrayObject([generic.NumberObject(n) for n in (0, 0, 100, 100)])
+    w.update_container(page)
+    later = io.BytesIO()
+    w.write(later)
+    c = _checks(verify_pdf(later.getvalue(), roots=world["roots"], revocation="none"))
+    assert not c["pdf_coverage"]["passed"]
+    assert "the file was changed after it (OTHER" in c["pdf_coverage"]["reason"]
+    assert c["signature"]["passed"]  # the signed revision itself is intact
+    # a byte of the signed content changed in place
+    broken = bytearray(signed)
+    at = broken.index(b"/MediaBox")
+    broken[at + 1] ^= 0x20
+    c = _checks(verify_pdf(bytes(broken), roots=world["roots"], revocation="none"))
+    assert not c["signature"]["passed"] and "messageDigest does not match" in c["signature"]["reason"]
+    assert not c["pdf_coverage"]["passed"]
+    # no signature, not a PDF
+    assert _checks(verify_pdf(blank_pdf(), roots=world["roots"]))["pdf"]["reason"] == "no signature in this PDF"
+    assert _checks(verify_pdf(b"hello", roots=world["roots"]))["pdf"]["reason"] == "not a PDF (no %PDF- header)"
+
+
+def test_ltv_embeds_what_a_later_verifier_needs(world):
+    signed = _sign(world, "p384", blank_pdf(), ltv_roots=world["roots"])
+    reader = PdfFileReader(io.BytesIO(signed))
+    dss = DocumentSecurityStore.read_dss(reader)
+    assert len(dss.ocsps) == 1 and len(list(dss.load_certs())) >= 2  # the OCSP answer; the certificate and root
+    # validation with no network at all: the embedded OCSP answer decides
+    roots = [asn1_x509.Certificate.load(r.public_bytes(serialization.Encoding.DER)) for r in world["roots"]]
+    context = dss.as_validation_context({"trust_roots": roots, "allow_fetching": False,
+                                         "revocation_mode": "hard-fail"})
+    status = validate_pdf_signature(reader.embedded_signatures[0], context)
+    assert status.bottom_line, status.pretty_print_details()
+    assert verify_pdf(signed, roots=world["roots"], revocation="ocsp")["valid"]
+
+
+def test_revoked_is_seen_by_us_and_by_pyhanko(world):
+    from issuer.revocation import revoke
+
+    phone = wallet_sim.create_phone(world["home"])
+    provision(world["ctx"], phone, parse_holder(HOLDER), key_type="p384", mdoc_batch=1, pin="1234",
+              password=PASSWORD)
+    signed = sign_pdf_file(phone, PASSWORD.encode(), blank_pdf(), world["home"])
+    assert verify_pdf(signed, roots=world["roots"])["valid"]
+    revoke(world["ctx"].sessions, phone, "keyCompromise", "sign")
+    c = _checks(verify_pdf(signed, roots=world["roots"]))
+    assert [n for n, v in c.items() if not v["passed"]] == ["revocation"]
+    assert "revoked (keyCompromise)" in c["revocation"]["reason"]
+    status = validate_pdf_signature(PdfFileReader(io.BytesIO(signed)).embedded_signatures[0],
+                                    _pyhanko_context(world, allow_fetching=True))
+    assert not status.bottom_line and status.revoked
+
+
+def test_the_relying_party_service_verifies_a_posted_pdf(world):
+    signed = _sign(world, "rsa2048", blank_pdf())
+    url = world["reader_url"] + "/rp/jpki/verify-pdf"
+    r = httpx.post(url, content=signed, headers={"Content-Type": "application/pdf"})
+    assert r.status_code == 200 and r.json()["valid"], r.text
+    r = httpx.post(url + "?revocation=crl", content=signed, headers={"Content-Type": "application/pdf"})
+    assert r.status_code == 200 and "CRL" in _checks(r.json())["revocation"]["reason"]
+    assert httpx.post(url, content=b"", headers={"Content-Type": "application/pdf"}).status_code == 422
+    assert httpx.post(url, json={"pdf": "x"}).status_code == 415
+    r = httpx.post(url, content=b"%PDF-1.7 nothing", headers={"Content-Type": "application/pdf"})
+    assert r.status_code == 200 and not r.json()["valid"]
+    assert "not a readable signed PDF" in _checks(r.json())["pdf"]["reason"]
+    # the same route in the issuer service, under /reader with a reader token
+    from issuer.api.auth import create_token
+
+    token = create_token(world["ctx"].sessions, ["reader"], "pdf-test")[1]
+    mounted = world["issuer_url"] + "/reader/rp/jpki/verify-pdf"
+    r = httpx.post(mounted, content=signed, headers={"Content-Type": "application/pdf",
+                                                     "Authorization": f"Bearer {token}"})
+    assert r.status_code == 200 and r.json()["valid"], r.text
+    assert httpx.post(mounted, content=signed, headers={"Content-Type": "application/pdf"}).status_code == 401
+    # the command line asks the service
+    path = world["files"] / "posted.pdf"
+    path.write_bytes(signed)
+    result = json.loads(_run("jpki", "verify", str(path), "--rp", world["reader_url"], "--json"))
+    assert result["valid"] and result["signatures"][0]["field"] == "Signature1"
+
+
+def test_the_commands_name_what_is_wrong(world):
+    files, phone = world["files"], world["phones"]["p384"]
+    base = ["jpki", "sign", "--phone", phone, "--pin-file", str(files / "pw")]
+    (files / "note.txt").write_text("not a pdf")
+    out = _run(*base, str(files / "note.txt"), "--pdf", code=2)
+    assert "not a PDF" in out and not (files / "note.signed.pdf").exists()
+    assert "documents are signed with the signing certificate" in _run(*base, str(files / "contract.pdf"), "--pdf",
+                                                                          "--slot", "auth", code=2)
+    assert "add --pdf" in _run(*base, str(files / "note.txt"), "--reason", "x", code=2)
+    out = _run("jpki", "verify", str(files / "note.txt"), code=2)
+    assert "is not a PDF: give its detached signature with --signature" in out
+    (files / "badpw").write_text("WRONG1\n")
+    out = _run("jpki", "sign", "--phone", phone, "--pin-file", str(files / "badpw"), str(files / "contract.pdf"),
+               "--pdf", "--out", str(files / "x.pdf"), code=2)
+    assert "tries left" in out and not (files / "x.pdf").exists()
+
+
+@settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_any_damage_is_a_verdict_never_a_crash(world, data):
+    signed = world.setdefault("fuzz_pdf", _sign(world, "p384", blank_pdf()))
+    how = data.draw(st.sampled_from(["flip", "truncate", "splice"]))
+    damaged = bytearray(signed)
+    if how == "flip":
+        for at in data.draw(st.lists(st.integers(0, len(signed) - 1), min_size=1, max_size=8)):
+            damaged[at] ^= data.draw(st.integers(1, 255))
+    elif how == "truncate":
+        damaged = damaged[:data.draw(st.integers(0, len(signed) - 1))]
+    else:
+        at = data.draw(st.integers(0, len(signed)))
+        damaged[at:at] = data.draw(st.binary(min_size=1, max_size=64))
+    result = verify_pdf(bytes(damaged), roots=world["roots"], revocation="none")
+    assert isinstance(result["valid"], bool) and result["checks"]
+    if how == "truncate":
+        assert not result["valid"]
+
+
+def test_a_process_that_verified_a_detached_signature_first_still_signs_and_reads_pdfs(world):
+    """asn1crypto keeps the names it first resolved; pyHanko adds names when imported. In a
+    fresh process that used our own CMS code before importing pyHanko (as `mcred demo` and a
+    reader service do), PDFs are still signed and read (reader.jpki_pdf.refresh_asn1_name_maps)."""
+    import subprocess
+    import sys
+
+    script = f"""
+import sys
+from mcred.context import Context
+from mcred.jpki_flow import jpki_issuer, sign_file
+from reader.relying_party import verify
+home, phone = {str(world["home"])!r}, {world["phones"]["p384"]!r}
+roots = jpki_issuer(Context.open(home)).roots("sign")
+cms, _ = sign_file(phone, "sign", {PASSWORD!r}.encode(), b"x", home)
+assert verify(b"x", cms, roots=roots, revocation="none")["valid"]
+assert "pyhanko" not in sys.modules
+from mcred.jpki_pdf import sign_pdf_file
+from reader.jpki_pdf import verify_pdf
+from test_jpki_pdf import blank_pdf
+signed = sign_pdf_file(phone, {PASSWORD!r}.encode(), blank_pdf(), home)
+result = verify_pdf(signed, roots=roots, revocation="none")
+assert result["valid"], result
+print("ok")
+"""
+    env = {**os.environ, "MCRED_HOME": str(world["home"]), "PYTHONPATH": os.path.dirname(__file__)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
