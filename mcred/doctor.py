@@ -154,6 +154,23 @@ def _ble() -> Finding:
                    "mcred reader ble, mcred phone ble, mcred ble radio: data retrieval over Bluetooth LE")
 
 
+def _pdf() -> Finding:
+    try:
+        import pyhanko  # noqa: F401 - present or not
+    except ImportError:
+        return Finding("PDF signatures (pyHanko)", False, "missing pyHanko",
+                       "mcred jpki sign --pdf, mcred jpki verify FILE.pdf, POST /rp/jpki/verify-pdf: PAdES",
+                       "pip install '.[pdf]'")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        detail = f"pyHanko {version('pyhanko')}"
+    except PackageNotFoundError:
+        detail = "pyHanko present"
+    return Finding("PDF signatures (pyHanko)", True, detail,
+                   "mcred jpki sign --pdf, mcred jpki verify FILE.pdf, POST /rp/jpki/verify-pdf: PAdES")
+
+
 def _tshark() -> Finding:
     path = _which("tshark")
     return Finding("tshark", bool(path), path or "not found",
@@ -288,7 +305,7 @@ _OWN = 5
 def diagnose(ctx) -> list[Finding]:  # noqa: ANN001
     """Every finding, the installation's own first."""
     return [_database(ctx), _public_url(), _keystore(ctx), _master_key(ctx), _reader_session_key(ctx),
-            _secure_elements(ctx), _postgres(), _pcsc(), _nfc(), _ble(), _hsm(), _scan(),
+            _secure_elements(ctx), _postgres(), _pcsc(), _nfc(), _ble(), _pdf(), _hsm(), _scan(),
             *(_node_peer(*peer) for peer in NODE_PEERS), _yubikit(), _openssl(), _tshark()]
 
 

@@ -29,10 +29,12 @@ import httpx
 from asn1crypto import parser as asn1_parser
 from cryptography import x509
 from pyhanko.pdf_utils.reader import PdfFileReader
-from pyhanko.sign.diff_analysis import ModificationLevel
-from pyhanko.sign.validation import validate_pdf_signature
+from pyhanko.sign.diff_analysis import (
+    DEFAULT_DIFF_POLICY,
+    ModificationLevel,
+    SuspiciousModification,
+)
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature, SignatureCoverageLevel
-from pyhanko_certvalidator import ValidationContext
 
 from reader.crl_cache import CrlCache
 from reader.relying_party import verify
@@ -98,25 +100,25 @@ def signatures(pdf: bytes) -> list[PdfSignature]:
     return out
 
 
-def _coverage(sig: PdfSignature, roots: Sequence[x509.Certificate]) -> dict[str, Any]:
-    """pyHanko's reading of the signature in the PDF: coverage, later changes, its own
-    check of the digest and signature (no network: trust and revocation are ours)."""
-    context = ValidationContext(trust_roots=[_asn1(r) for r in roots], allow_fetching=False,
-                                revocation_mode="soft-fail")
-    status = validate_pdf_signature(sig.embedded, signer_validation_context=context)
-    if not (status.intact and status.valid):
-        return _check("pdf_coverage", False, "pyHanko finds the signature broken: "
-                      + ("the digest of the signed bytes does not match" if not status.intact
-                         else "the signature does not verify"))
-    if status.coverage is SignatureCoverageLevel.ENTIRE_FILE:
+def _coverage(sig: PdfSignature) -> dict[str, Any]:
+    """pyHanko's reading of where the signature lies in the PDF: the bytes it covers, and
+    what the revisions after it changed (whether the covered bytes still match the
+    signature is the ``signature`` check's)."""
+    sig.embedded.compute_integrity_info(DEFAULT_DIFF_POLICY)
+    info = sig.embedded.summarise_integrity_info()
+    coverage, diff, docmdp_ok = info["coverage"], info.get("diff_result"), info.get("docmdp_ok", True)
+    if coverage is SignatureCoverageLevel.ENTIRE_FILE:
         return _check("pdf_coverage", True, "covers the whole file")
-    if status.coverage is not SignatureCoverageLevel.ENTIRE_REVISION:
-        return _check("pdf_coverage", False, f"covers neither the file nor a revision of it ({status.coverage.name})")
-    level = status.modification_level
-    if level is None or level not in _HARMLESS or not status.docmdp_ok:
-        what = "unknown changes" if level is None else level.name
+    if coverage is not SignatureCoverageLevel.ENTIRE_REVISION:
+        return _check("pdf_coverage", False, f"covers neither the file nor a revision of it ({coverage.name})")
+    if isinstance(diff, SuspiciousModification):  # what pyHanko's own verdict counts as OTHER
+        return _check("pdf_coverage", False, f"covers an earlier revision; the file was changed after it (OTHER: "
+                      f"{' '.join(str(diff).split())[:300]})")
+    level = getattr(diff, "modification_level", None)
+    if level is None or level not in _HARMLESS or not docmdp_ok:
+        what = "changes that cannot be judged" if level is None else level.name
         return _check("pdf_coverage", False, f"covers an earlier revision; the file was changed after it ({what}"
-                      + ("" if status.docmdp_ok else ", beyond what its DocMDP permissions allow") + ")")
+                      + ("" if docmdp_ok else ", beyond what its DocMDP permissions allow") + ")")
     return _check("pdf_coverage", True, f"covers an earlier revision; only {level.name} after it")
 
 
@@ -141,7 +143,7 @@ def verify_pdf(pdf: bytes, *, roots: Sequence[x509.Certificate], revocation: str
     fields, documents = [], []
     for sig in found:
         try:
-            coverage = _coverage(sig, roots)
+            coverage = _coverage(sig)
         except Exception as exc:  # noqa: BLE001 - as above
             coverage = _check("pdf_coverage", False, f"cannot be read: {type(exc).__name__}: {exc}")
         ours = verify(sig.signed_bytes, sig.cms, roots=roots, slot="sign", revocation=revocation,
@@ -153,13 +155,6 @@ def verify_pdf(pdf: bytes, *, roots: Sequence[x509.Certificate], revocation: str
         documents += ours["documents"]
     return {"valid": all(c["passed"] for c in checks), "checks": checks, "documents": documents,
             "signatures": fields}
-
-
-def _asn1(cert: x509.Certificate):  # noqa: ANN202 - an asn1crypto certificate, as pyHanko takes it
-    from asn1crypto import x509 as asn1_x509
-    from cryptography.hazmat.primitives import serialization
-
-    return asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
 
 
 def _check(name: str, passed: bool, reason: str) -> dict[str, Any]:

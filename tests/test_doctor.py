@@ -27,7 +27,7 @@ def test_doctor_reports_each_component(home):
     assert found["TSM secure elements"]["detail"] == "0 on record, 0 quarantined, 0 unfinished job(s)"
     assert {"PostgreSQL", "PC/SC bridge and OpenSC", "HSM (PKCS#11)", "@auth0/mdl interop", "@owf/mdoc interop",
             "@sd-jwt/jwt-status-list interop", "@hpke/core interop", "jose interop", "yubikit SCP03 host",
-            "openssl", "Bluetooth LE host (bumble)", "tshark"} <= set(found)
+            "openssl", "Bluetooth LE host (bumble)", "tshark", "PDF signatures (pyHanko)"} <= set(found)
     for f in report["findings"]:
         assert f["enables"] and (f["ok"] or f["fix"]), f  # anything missing says how to get it
 
@@ -103,3 +103,12 @@ def test_doctor_says_how_to_get_the_bluetooth_host(home, monkeypatch):
     code, report = _run()
     ble = next(f for f in report["findings"] if f["name"] == "Bluetooth LE host (bumble)")
     assert code == 0 and not ble["ok"] and ble["fix"] == "pip install '.[ble]'"
+
+
+def test_doctor_says_how_to_get_pdf_signatures(home, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pyhanko", None)  # an installation without the pdf extra
+    code, report = _run()
+    pdf = next(f for f in report["findings"] if f["name"] == "PDF signatures (pyHanko)")
+    assert code == 0 and not pdf["ok"] and pdf["fix"] == "pip install '.[pdf]'"
