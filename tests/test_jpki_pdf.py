@@ -19,7 +19,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_present_http import Server, free_port
+from test_present_http import Server, free_port, installation_env
 from typer.testing import CliRunner
 
 import wallet_sim
@@ -65,20 +65,14 @@ def blank_pdf(pages: int = 1) -> bytes:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from mcred.present import reader_app, reader_pipeline
+    from test_rp_http import rp_app
+
     from mcred.service import create_app
-    from reader.http import ReaderService
-    from reader.session import DEFAULT_REQUEST
-    from reader.trust import TrustStore
 
     home = tmp_path_factory.mktemp("home")
     files = tmp_path_factory.mktemp("files")
     issuer_port = free_port()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MCRED_HOME", str(home))
-        mp.setenv("MCRED_PUBLIC_URL", f"http://127.0.0.1:{issuer_port}")
-        mp.delenv("MCRED_DATABASE_URL", raising=False)
-        mp.setattr(os, "fsync", lambda fd: None)
+    with installation_env(home, issuer_port):
         ctx = Context.open(home)
         phones = {}
         for key_type in ("p384", "rsa2048"):
@@ -90,8 +84,7 @@ def world(tmp_path_factory):
         (files / "contract.pdf").write_bytes(blank_pdf(2))
         rp = RelyingPartyService(roots)
         issuer_app = create_app(ctx, job_workers=1)
-        reader = reader_app(ReaderService(reader_pipeline(trust=TrustStore()), [DEFAULT_REQUEST]), rp)
-        with Server(issuer_app, issuer_port) as iss, Server(reader, free_port()) as rs:
+        with Server(issuer_app, issuer_port) as iss, Server(rp_app(rp), free_port()) as rs:
             yield {"ctx": ctx, "home": home, "files": files, "phones": phones, "roots": roots,
                    "issuer_url": iss.url, "reader_url": rs.url}
         issuer_app.state.jobs.shutdown()

@@ -100,16 +100,25 @@ class ReaderClock:
 
 
 @contextlib.contextmanager
-def provisioned_issuer(home: Path, *, mdoc_batch: int):
-    """A data directory ``home`` with one phone provisioned (P-384, ``mdoc_batch`` mdocs) by
-    an issuer whose public URL is a free local port, and its mdoc routes served there (the
-    status lists a reader fetches): yields ``(ctx, phone, service)`` while that runs."""
-    issuer_port = free_port()
+def installation_env(home: Path, issuer_port: int):
+    """The environment of an installation in ``home`` (SQLite) whose public URL is
+    ``issuer_port`` on this machine, SE images written without fsync, while inside; yields
+    the MonkeyPatch."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MCRED_HOME", str(home))
         mp.setenv("MCRED_PUBLIC_URL", f"http://127.0.0.1:{issuer_port}")
         mp.delenv("MCRED_DATABASE_URL", raising=False)
         mp.setattr(os, "fsync", lambda fd: None)
+        yield mp
+
+
+@contextlib.contextmanager
+def provisioned_issuer(home: Path, *, mdoc_batch: int):
+    """A data directory ``home`` with one phone provisioned (P-384, ``mdoc_batch`` mdocs) by
+    an issuer whose public URL is a free local port, and its mdoc routes served there (the
+    status lists a reader fetches): yields ``(ctx, phone, service)`` while that runs."""
+    issuer_port = free_port()
+    with installation_env(home, issuer_port):
         ctx = Context.open(home)
         phone = wallet_sim.create_phone(home)
         provision(ctx, phone, parse_holder(HOLDER), key_type="p384", mdoc_batch=mdoc_batch,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 
 import httpx
 import pytest
@@ -18,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_present_http import Server, free_port
+from test_present_http import Server, free_port, installation_env
 from typer.testing import CliRunner
 
 import wallet_sim
@@ -41,7 +40,9 @@ PASSWORD = "ABCD1234"
 CONTENT = "転入届 2026-12-03\n".encode()
 
 
-def _rp_app(rp: RelyingPartyService) -> object:
+def rp_app(rp: RelyingPartyService) -> object:
+    """A reader service (no IACA) with the JPKI relying party ``rp``, as `mcred reader serve
+    --jpki-roots` runs it."""
     service = ReaderService(reader_pipeline(trust=TrustStore()), [DEFAULT_REQUEST])
     return reader_app(service, rp)
 
@@ -51,11 +52,7 @@ def world(tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
     files = tmp_path_factory.mktemp("files")
     issuer_port = free_port()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MCRED_HOME", str(home))
-        mp.setenv("MCRED_PUBLIC_URL", f"http://127.0.0.1:{issuer_port}")
-        mp.delenv("MCRED_DATABASE_URL", raising=False)
-        mp.setattr(os, "fsync", lambda fd: None)
+    with installation_env(home, issuer_port):
         ctx = Context.open(home)
         phone = wallet_sim.create_phone(home)
         provision(ctx, phone, parse_holder(HOLDER), key_type="p384", mdoc_batch=1,
@@ -69,7 +66,7 @@ def world(tmp_path_factory):
         token = create_token(ctx.sessions, ["reader"], "rp-test")[1]
         issuer_app = create_app(ctx, job_workers=1)
         rp = RelyingPartyService(roots)
-        with Server(issuer_app, issuer_port) as iss, Server(_rp_app(rp), free_port()) as rs:
+        with Server(issuer_app, issuer_port) as iss, Server(rp_app(rp), free_port()) as rs:
             yield {"ctx": ctx, "phone": phone, "doc": doc, "sig": sig, "cms": cms,
                    "reader_url": rs.url, "issuer_url": iss.url, "token": token,
                    "roots": roots, "rp": rp}
@@ -215,7 +212,7 @@ _CLIENT: list[TestClient] = []
 def _rp_client() -> TestClient:
     """One stand-alone relying party for the hypothesis tests (no root: nothing is valid)."""
     if not _CLIENT:
-        _CLIENT.append(TestClient(_rp_app(RelyingPartyService([])), raise_server_exceptions=False))
+        _CLIENT.append(TestClient(rp_app(RelyingPartyService([])), raise_server_exceptions=False))
     return _CLIENT[0]
 
 
