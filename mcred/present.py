@@ -96,23 +96,28 @@ def reader_crls(sources: Sequence[Path | str], *, fetch_crl: Callable[[str], byt
                 ) -> ReaderCrls | None:
     """The reader CA CRLs a wallet is given (``--reader-crl``): files (DER or PEM), and
     http(s) URLs fetched now, bounded in time and size (``fetch_crl``: another fetcher);
-    None when there are none. Raises :class:`wallet_sim.reader_crls.ReaderCrlError` (a
+    None when there are none. Its :meth:`~wallet_sim.reader_crls.ReaderCrls.refresh` reads
+    and fetches them all again. Raises :class:`wallet_sim.reader_crls.ReaderCrlError` (a
     ValueError) naming the source that cannot be had or read, or OSError for a file."""
     if not sources:
         return None
     from reader.ds_crl import CrlFetchError, HttpCrlFetcher
 
-    named = []
-    for source in map(str, sources):
-        if source.startswith(("http://", "https://")):
-            fetcher = fetch_crl or HttpCrlFetcher()
-            try:
-                named.append((source, fetcher(source)))
-            except CrlFetchError as exc:
-                raise ReaderCrlError(f"--reader-crl {source}: {exc}") from None
-        else:
-            named.append((source, Path(source).read_bytes()))
-    return ReaderCrls.load(named)
+    fetcher = fetch_crl or HttpCrlFetcher()
+
+    def named() -> list[tuple[str, bytes]]:
+        out = []
+        for source in map(str, sources):
+            if source.startswith(("http://", "https://")):
+                try:
+                    out.append((source, fetcher(source)))
+                except CrlFetchError as exc:
+                    raise ReaderCrlError(f"--reader-crl {source}: {exc}") from None
+            else:
+                out.append((source, Path(source).read_bytes()))
+        return out
+
+    return ReaderCrls.load(named(), reload=named)
 
 
 def open_wallet(phone_id: str, home: Path | None, consent: ConsentPolicy, *,

@@ -193,27 +193,38 @@ def test_the_newest_current_list_decides(tmp_path):
 def test_lists_come_from_files_and_urls_and_bad_ones_are_named(tmp_path):
     made = reader(tmp_path)
     crl(tmp_path, made)
-    body = (tmp_path / "reader-ca.crl").read_bytes()
+    served = {"/reader-ca.crl": (tmp_path / "reader-ca.crl").read_bytes()}
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 - the standard library's name
-            found = self.path == "/reader-ca.crl"
-            self.send_response(200 if found else 404)
+            body = served.get(self.path)
+            self.send_response(200 if body is not None else 404)
             self.send_header("Content-Type", "application/pkix-crl")
             self.end_headers()
-            self.wfile.write(body if found else b"")
+            self.wfile.write(body or b"")
 
         def log_message(self, *args):
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    cert = x509.load_pem_x509_certificate(open(made["reader_cert"], "rb").read())
+    ca = x509.load_pem_x509_certificate(open(made["reader_ca"], "rb").read())
     try:
         url = f"http://127.0.0.1:{server.server_port}"
         crls = reader_crls([f"{url}/reader-ca.crl", tmp_path / "reader-ca.crl"])
-        assert len(crls) == 2
+        assert len(crls) == 2 and crls([cert], ca, NOW()) is None
         with pytest.raises(ReaderCrlError, match="--reader-crl http://127.0.0.1:.*/gone.crl: .*HTTP 404"):
             reader_crls([f"{url}/gone.crl"])
+        # the CA revokes the reader and publishes; the wallet takes its lists again
+        crl(tmp_path, made, "--revoke", made["reader_cert"])
+        served["/reader-ca.crl"] = (tmp_path / "reader-ca.crl").read_bytes()
+        assert crls.refresh() and crls.last_error is None
+        assert "revoked (unspecified)" in crls([cert], ca, NOW())
+        # a list that cannot be had: the held ones stay, and the reason is kept
+        del served["/reader-ca.crl"]
+        assert not crls.refresh() and "HTTP 404" in crls.last_error
+        assert len(crls) == 2 and "revoked" in crls([cert], ca, NOW())
     finally:
         server.shutdown()
     (tmp_path / "junk").write_bytes(b"\x30\x03\x02\x01\x01")
@@ -222,6 +233,7 @@ def test_lists_come_from_files_and_urls_and_bad_ones_are_named(tmp_path):
     with pytest.raises(OSError):
         reader_crls([tmp_path / "absent.crl"])
     assert reader_crls([]) is None
+    assert not ReaderCrls([]).refresh()  # lists given as they are have nowhere to come from again
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -10,7 +10,9 @@ Fail closed, once any list is held: a reader certificate is trusted only when a 
 list of the CA that issued it (issuer name, signature by that CA's key, thisUpdate not in
 the future, nextUpdate not passed) does not name its serial. A certificate whose CA has no
 list here, or only stale ones, is not trusted, and the reason says which. Of several lists
-of one CA, the newest (cRLNumber, then thisUpdate) that is current decides.
+of one CA, the newest (cRLNumber, then thisUpdate) that is current decides. A wallet that
+runs for long takes its lists again in the background (:meth:`ReaderCrls.refresh`), as a
+wallet app does when its provider publishes new ones.
 
 :class:`ReaderCrls` is a :data:`protocols.mdoc.verify.ReaderRevocation`: the wallet passes it
 to reader authentication, where a refusal fails the ``reader_certificate_chain`` check.
@@ -19,7 +21,7 @@ to reader authentication, where a refusal fails the ``reader_certificate_chain``
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from cryptography import x509
 
@@ -34,20 +36,35 @@ class ReaderCrls:
     """The reader CA CRLs a wallet holds (parsed once; judged at every use against the CA
     of the verified path and the wallet's clock)."""
 
-    def __init__(self, crls: Iterable[x509.CertificateRevocationList]) -> None:
+    def __init__(self, crls: Iterable[x509.CertificateRevocationList], *,
+                 reload: Callable[[], Iterable[tuple[str, bytes]]] | None = None) -> None:
+        """``reload``: where the lists come from again (``(name, bytes)`` pairs, as
+        :meth:`load` takes them), for :meth:`refresh`."""
         self.crls = sorted(crls, key=_newest_first)
+        self._reload = reload
+        #: why the last :meth:`refresh` kept the lists it had, or None
+        self.last_error: str | None = None
 
     @classmethod
-    def load(cls, named: Iterable[tuple[str, bytes]]) -> ReaderCrls:
+    def load(cls, named: Iterable[tuple[str, bytes]], *,
+             reload: Callable[[], Iterable[tuple[str, bytes]]] | None = None) -> ReaderCrls:
         """From ``(name, DER or PEM bytes)`` pairs; :class:`ReaderCrlError` names the first
         that is not a CRL."""
-        out = []
-        for name, data in named:
-            try:
-                out.append(iaca_crl.load(data))
-            except iaca_crl.CrlError as exc:
-                raise ReaderCrlError(f"{name}: {exc}") from None
-        return cls(out)
+        return cls(_parsed(named), reload=reload)
+
+    def refresh(self) -> bool:
+        """Take the lists again from where they came (a wallet does this in the background,
+        never during a presentation): all of them or, when one cannot be had or read, none,
+        keeping the lists held and saying why in :attr:`last_error`. True when replaced."""
+        if self._reload is None:
+            return False
+        try:
+            fresh = _parsed(self._reload())
+        except (ReaderCrlError, OSError) as exc:
+            self.last_error = str(exc)
+            return False
+        self.crls, self.last_error = sorted(fresh, key=_newest_first), None
+        return True
 
     def __len__(self) -> int:
         return len(self.crls)
@@ -59,17 +76,20 @@ class ReaderCrls:
     def __call__(self, path: Sequence[x509.Certificate], anchor: x509.Certificate, now: dt.datetime) -> str | None:
         """Why the verified ``path`` (leaf first, ``anchor`` left out) must not be trusted
         at ``now``, or None."""
+        crls = self.crls  # one set of lists for the whole path, whatever a refresh does meanwhile
         for i, cert in enumerate(path):
             issuer = path[i + 1] if i + 1 < len(path) else anchor
-            why = self._judge(cert, issuer, now)
+            why = self._judge(crls, cert, issuer, now)
             if why is not None:
                 return why
         return None
 
-    def _judge(self, cert: x509.Certificate, issuer: x509.Certificate, now: dt.datetime) -> str | None:
+    @staticmethod
+    def _judge(crls: list[x509.CertificateRevocationList], cert: x509.Certificate, issuer: x509.Certificate,
+               now: dt.datetime) -> str | None:
         who = f"{cert.subject.rfc4514_string()} (serial {cert.serial_number:x})"
         ca = issuer.subject.rfc4514_string()
-        of_ca = [c for c in self.crls if c.issuer == cert.issuer]
+        of_ca = [c for c in crls if c.issuer == cert.issuer]
         if not of_ca:
             return f"{who}: no revocation list of reader CA {ca} is held, so it cannot be checked"
         refused = []
@@ -83,6 +103,16 @@ class ReaderCrls:
                 return None
             return f"{who} {iaca_crl.revocation_text(entry)} on reader CA {ca}'s CRL{_numbered(crl)}"
         return f"{who}: no current revocation list of reader CA {ca}: {refused[0]}"
+
+
+def _parsed(named: Iterable[tuple[str, bytes]]) -> list[x509.CertificateRevocationList]:
+    out = []
+    for name, data in named:
+        try:
+            out.append(iaca_crl.load(data))
+        except iaca_crl.CrlError as exc:
+            raise ReaderCrlError(f"{name}: {exc}") from None
+    return out
 
 
 def _newest_first(crl: x509.CertificateRevocationList) -> tuple[int, float]:

@@ -252,7 +252,12 @@ def register(app: typer.Typer) -> None:
                                           help="With --ble-hci: peripheral (mdoc peripheral server mode) or "
                                                "central (mdoc central client mode)."),
              ble_wait: float = typer.Option(30.0, "--ble-wait", min=1, max=3600,
-                                            help="With --ble-hci: seconds the BLE side waits for the reader.")
+                                            help="With --ble-hci: seconds the BLE side waits for the reader."),
+             reader_crl_refresh: float = typer.Option(3600.0, "--reader-crl-refresh", min=1, max=86400,
+                                                      help="With --reader-crl: take the lists again every so "
+                                                           "many seconds, in the background (a list that cannot "
+                                                           "be had keeps the old ones, which fail closed once "
+                                                           "out of date).")
              ) -> None:
         """Put the phone in pcscd's virtual reader (vsmartcard vpcd): PC/SC applications such
         as OpenSC then reach its secure element, and an mdoc reader (`mcred reader nfc`) its
@@ -339,6 +344,15 @@ def register(app: typer.Typer) -> None:
 
         def say(line: str) -> None:
             typer.echo(f"{phone_id}: {line}")
+
+        if revocation is not None:
+            def refresh_lists() -> None:
+                while not stop_refresh.wait(reader_crl_refresh):
+                    if not revocation.refresh():
+                        say(f"reader CA lists not taken again: {revocation.last_error}; the held ones stay")
+
+            stop_refresh = threading.Event()
+            threading.Thread(target=refresh_lists, name="reader-crls", daemon=True).start()
 
         ble_thread: list[threading.Thread] = []
 
