@@ -247,7 +247,7 @@ def test_the_commands_name_what_is_wrong(world):
     assert "tries left" in out and not (files / "x.pdf").exists()
 
 
-@settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=30, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
 def test_any_damage_is_a_verdict_never_a_crash(world, data):
     signed = world.setdefault("fuzz_pdf", _sign(world, "p384", blank_pdf()))
