@@ -25,6 +25,9 @@ from cryptography.hazmat.primitives import serialization
 
 from mcred.jpki_flow import SeSigner, se_signer
 
+#: bytes set aside in /Contents for the CMS (about 2.5 KB: the signing certificate, the
+#: signed attributes and the signature; a P-384 chain and RSA-2048 fit with room to spare)
+CMS_ROOM = 8192
 #: the longest ECDSA P-384 signature in DER (two 49-byte INTEGERs), and an RSA-2048 one
 _SIGNATURE_SIZE = {"sha384": 104, "sha256": 256}
 
@@ -107,7 +110,8 @@ def sign_pdf_with_se(transmit, pin: bytes, pdf: bytes, *, field: str | None = No
         field_name=field, md_algorithm=se.hash_name, subfilter=fields.SigSeedSubFilter.PADES, reason=reason,
         location=location, embed_validation_info=context is not None, validation_context=context)
     try:
-        out = signers.PdfSigner(meta, signer=_pyhanko_signer(se)).sign_pdf(writer)
+        # room for the CMS set aside up front: pyHanko otherwise builds it twice, once to size it
+        out = signers.PdfSigner(meta, signer=_pyhanko_signer(se)).sign_pdf(writer, bytes_reserved=CMS_ROOM)
     except PdfSigningError:
         raise
     except Exception as exc:  # noqa: BLE001 - the SE's errors pass through below
