@@ -137,7 +137,8 @@ def main() -> dict:
             soft_sign(attrs)
 
         def floor_verify() -> None:
-            hash_of(sig.signed_bytes)
+            a, n, b, m = sig.byte_range
+            hash_of(signed[a:a + n] + signed[b:b + m])
             soft_verify(sample, attrs)
             leaf.verify_directly_issued_by(root)
 

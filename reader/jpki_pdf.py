@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +36,7 @@ from pyhanko.sign.diff_analysis import (
 )
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature, SignatureCoverageLevel
 
+from protocols.jpki.errors import CmsError
 from reader.crl_cache import CrlCache
 from reader.relying_party import verify
 
@@ -75,8 +76,8 @@ class PdfSignature:
     """One signature field as the PDF holds it."""
 
     field: str
-    signed_bytes: bytes
-    """the bytes its /ByteRange covers (the file without the /Contents hole)"""
+    byte_range: tuple[int, int, int, int]
+    """what it signs: (start, length, start, length), the file without the /Contents hole"""
     cms: bytes
     """/Contents without its padding: the CMS SignedData DER"""
     embedded: EmbeddedPdfSignature
@@ -95,8 +96,7 @@ def signatures(pdf: bytes) -> list[PdfSignature]:
         br = [int(x) for x in sig.byte_range]
         if len(br) != 4 or min(br) < 0 or br[0] + br[1] > len(pdf) or br[2] + br[3] > len(pdf):
             raise ValueError(f"{sig.field_name}: /ByteRange {br} does not fit the file")
-        out.append(PdfSignature(sig.field_name, pdf[br[0]:br[0] + br[1]] + pdf[br[2]:br[2] + br[3]],
-                                header + body, sig))
+        out.append(PdfSignature(sig.field_name, (br[0], br[1], br[2], br[3]), header + body, sig))
     return out
 
 
@@ -146,7 +146,9 @@ def verify_pdf(pdf: bytes, *, roots: Sequence[x509.Certificate], revocation: str
             coverage = _coverage(sig)
         except Exception as exc:  # noqa: BLE001 - as above
             coverage = _check("pdf_coverage", False, f"cannot be read: {type(exc).__name__}: {exc}")
-        ours = verify(sig.signed_bytes, sig.cms, roots=roots, slot="sign", revocation=revocation,
+        # the CMS's messageDigest against pyHanko's digest of the byte ranges (computed once,
+        # for the coverage, and kept): the signed bytes are not copied out nor hashed twice
+        ours = verify(_digest_of(sig), sig.cms, roots=roots, slot="sign", revocation=revocation,
                       ocsp_url=ocsp_url, crl=crl, at=at, client=client, crl_cache=crl_cache)
         own = [coverage, *ours["checks"]]
         fields.append({"field": sig.field, "valid": coverage["passed"] and ours["valid"], "checks": own,
@@ -155,6 +157,16 @@ def verify_pdf(pdf: bytes, *, roots: Sequence[x509.Certificate], revocation: str
         documents += ours["documents"]
     return {"valid": all(c["passed"] for c in checks), "checks": checks, "documents": documents,
             "signatures": fields}
+
+
+def _digest_of(sig: PdfSignature) -> Callable[[str], bytes]:
+    def digest(name: str) -> bytes:
+        try:
+            return sig.embedded.compute_digest(name)
+        except Exception as exc:  # noqa: BLE001 - pyHanko's, on a damaged file
+            raise CmsError(f"the signed byte ranges cannot be hashed: {type(exc).__name__}: {exc}") from None
+
+    return digest
 
 
 def _check(name: str, passed: bool, reason: str) -> dict[str, Any]:

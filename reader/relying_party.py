@@ -249,14 +249,16 @@ def _auto(cert: x509.Certificate, root: x509.Certificate, at: dt.datetime, *,
                  f"OCSP gave no answer ({check.reason}); CRL fallback: {fallback.reason}")
 
 
-def verify(content: bytes, signature: bytes, *, roots: Sequence[x509.Certificate],
+def verify(content: bytes | Callable[[str], bytes], signature: bytes, *, roots: Sequence[x509.Certificate],
            slot: str = "sign", certificate: bytes | None = None, revocation: str = "ocsp",
            ocsp_url: str | None = None, crl: bytes | None = None,
            at: dt.datetime | None = None, client: httpx.Client | None = None,
            crl_cache: CrlCache | None = None) -> dict[str, Any]:
     """Verify ``signature`` over ``content``; never raises on bad input.
 
-    ``certificate`` given: ``signature`` is raw; otherwise it is CMS. ``revocation``:
+    ``certificate`` given: ``signature`` is raw; otherwise it is CMS, and ``content`` may be
+    what gives the signed bytes' digest by hash name instead of the bytes
+    (:func:`protocols.jpki.cms.verify_detached_signature`). ``revocation``:
     ``ocsp`` | ``crl`` | ``auto`` (OCSP, then the CRL when the responder gave no verified
     answer) | ``none``; anything else is a failed ``revocation`` check."""
     at = at or dt.datetime.now(dt.UTC)
@@ -264,6 +266,8 @@ def verify(content: bytes, signature: bytes, *, roots: Sequence[x509.Certificate
     checks: list[Check] = []
     try:
         if certificate is not None:
+            if callable(content):
+                raise JpkiError("a raw signature is checked over the content itself, not a digest of it")
             cert = load_certificate(certificate)
             checks.append(_verify_raw(cert, signature, content))
         else:

@@ -78,6 +78,27 @@ def test_cms_rejects_tampering():
         verify_detached_signature(bytes(bad), CONTENT)
 
 
+@pytest.mark.parametrize("key_type", KEY_TYPES)
+def test_content_hashed_elsewhere_is_checked_by_its_digest(key_type):
+    """A PDF's signed byte ranges are hashed once by the PDF reader: the digest stands for
+    the content, under the hash the signature names."""
+    from cryptography.hazmat.primitives import hashes
+
+    _, cert, der = sign_with(key_type, serial=502)
+    asked = []
+
+    def digest_of(name: str) -> bytes:
+        asked.append(name)
+        h = hashes.Hash({"sha256": hashes.SHA256(), "sha384": hashes.SHA384()}[name])
+        h.update(CONTENT)
+        return h.finalize()
+
+    assert verify_detached_signature(der, digest_of).signer_certificate == cert
+    assert asked == ["sha256" if key_type is KeyType.RSA_2048 else "sha384"]
+    with pytest.raises(CmsError, match="messageDigest does not match"):
+        verify_detached_signature(der, lambda name: bytes(48))
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.binary(max_size=400))
 def test_fuzz_cms_verifier(data):

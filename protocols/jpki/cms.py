@@ -116,8 +116,10 @@ class CmsSignature:
     digest_algorithm: str
 
 
-def verify_detached_signature(signature: bytes, content: bytes) -> CmsSignature:
+def verify_detached_signature(signature: bytes, content: bytes | Callable[[str], bytes]) -> CmsSignature:
     """Check digest and signature of a detached SignedData; returns the signer certificate.
+    ``content``: the signed bytes, or what gives their digest under the signature's hash
+    (``"sha256"`` or ``"sha384"``) when they were hashed elsewhere (a PDF's byte ranges).
 
     Chain, policy, validity and revocation are the relying party's checks
     (:mod:`.relying_party`); this verifies only the CMS structure and the signature."""
@@ -129,7 +131,7 @@ def verify_detached_signature(signature: bytes, content: bytes) -> CmsSignature:
         raise CmsError(f"CMS signature does not decode: {type(exc).__name__}: {exc}") from None
 
 
-def _verify(signature: bytes, content: bytes) -> CmsSignature:
+def _verify(signature: bytes, content: bytes | Callable[[str], bytes]) -> CmsSignature:
     info = asn1cms.ContentInfo.load(signature, strict=True)
     if info["content_type"].native != "signed_data":
         raise CmsError(f"ContentInfo type is {info['content_type'].native}, not signedData")
@@ -166,7 +168,8 @@ def _verify(signature: bytes, content: bytes) -> CmsSignature:
             raise CmsError(f"signed attribute {required} is missing or not single-valued")
     if found["content_type"][0].native != "data":
         raise CmsError("signed contentType attribute is not id-data")
-    if found["message_digest"][0].native != _digest(digest_name, content):
+    expected = content(digest_name) if callable(content) else _digest(digest_name, content)
+    if found["message_digest"][0].native != expected:
         raise CmsError("messageDigest does not match the content")
     signing_time = None
     if "signing_time" in found:
