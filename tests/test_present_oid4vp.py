@@ -305,7 +305,8 @@ def test_a_verifier_whose_certificate_its_ca_revoked_is_not_trusted(world):
     w = Wallet(se.transmit, InteractiveConsent(ask=lambda q: "y", show=shown.append), clock=Clock(),
                reader_trust_anchors=[pki.ca], reader_revocation=ReaderCrls([listed]))
     w.online(ORIGIN).respond(_signed_reader(world, pki.key, pki.chain).start())
-    assert shown[1].startswith("reader: CN=Shop Web Verifier,C=JP (signature valid, issuer NOT trusted) - ")
+    assert shown[1].startswith("reader: CN=Shop Web Verifier,C=JP (signature valid, certificate NOT trusted: "
+                               "revoked, or its revocation unknown) - ")
     assert "revoked (keyCompromise)" in shown[1] and "CRL number 7" in shown[1]
     cautious = Wallet(se.transmit, RulesConsent.from_mapping({"documents": {"*": {"*": "*"}},
                                                               "trusted_readers_only": True}), clock=Clock(),

@@ -141,13 +141,16 @@ def test_a_wallet_holding_the_list_no_longer_trusts_a_revoked_reader(world, tmp_
     assert shown[0] == "reader: CN=Counter r,C=JP (verified)"
     crl(tmp_path, made, "--revoke", made["reader_cert"], "--reason", "keyCompromise")
     shown, _ = _present(world, made, reader_crls([path]))
-    assert shown[0].startswith("reader: CN=Counter r,C=JP (signature valid, issuer NOT trusted) - ")
+    assert shown[0].startswith("reader: CN=Counter r,C=JP (signature valid, certificate NOT trusted: revoked, or its "
+                               "revocation unknown) - ")
     assert "revoked (keyCompromise) at " in shown[0] and "CRL number 2" in shown[0]
     # a holder who releases to trusted readers only releases nothing to it
     cautious = RulesConsent.from_mapping({"documents": {"*": {"*": "*"}}, "trusted_readers_only": True})
     _, result = _present(world, made, reader_crls([path]), cautious)
     assert not result.valid and not any(d.get("elements") for d in result.result.get("documents", []))
     assert [e.refused for e in result.wallet_events if e.kind == "response"] == [{NS: frozenset({"family_name"})}]
+    (event,) = [e for e in result.wallet_events if e.kind == "response"]
+    assert event.reader.signature_valid and not event.reader.trusted and event.reader.revocation_failed
     # without the list the wallet is as it was: it checks no revocation
     shown, _ = _present(world, made, None)
     assert shown[0].endswith("(verified)")
@@ -275,3 +278,41 @@ def test_update_reader_crl_refuses_a_bad_window(tmp_path):
         ca = x509.load_pem_x509_certificate(open(made["reader_ca"], "rb").read())
         iaca_crl.crl_builder(ca, number=1, this_update=NOW(), next_update=dt.timedelta(days=1),
                              revoked=[iaca_crl.Revoked(5, NOW()), iaca_crl.Revoked(5, NOW())])
+
+
+def test_reader_auth_reports_revocation_as_its_own_check(tmp_path):
+    """verify_reader_auth names the revocation verdict apart from the chain's (a chain that
+    verifies, a certificate its CA revoked), and only when given a revocation source."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from protocols.mdoc import (
+        DeviceEngagement,
+        DeviceRequest,
+        DocRequest,
+        ItemsRequest,
+        SessionTranscript,
+    )
+    from protocols.mdoc.verify import (
+        READER_AUTHENTICATION,
+        READER_CERTIFICATE_CHAIN,
+        READER_CERTIFICATE_REVOCATION,
+        verify_reader_auth,
+    )
+
+    made = reader(tmp_path)
+    ca = x509.load_pem_x509_certificate(open(made["reader_ca"], "rb").read())
+    cert = x509.load_pem_x509_certificate(open(made["reader_cert"], "rb").read())
+    key = serialization.load_pem_private_key(open(made["reader_key"], "rb").read(), None)
+    e_dev, e_rdr = (cose.CoseKey.from_public_key(ec.generate_private_key(ec.SECP256R1()).public_key())
+                    for _ in range(2))
+    transcript = SessionTranscript.build(DeviceEngagement.build(e_dev).encode(), e_rdr, None)
+    doc = DocRequest.build(ItemsRequest.build(DOCTYPE, {NS: {"family_name": False}}), reader_signer=cose.key_signer(key),
+                           reader_chain=[cert.public_bytes(serialization.Encoding.DER)], session_transcript=transcript)
+    request = DeviceRequest.build([doc])
+    plain = verify_reader_auth(request, session_transcript=transcript, trust_anchors=[ca], now=NOW())
+    assert [c.name for c in plain.checks] == [READER_CERTIFICATE_CHAIN, READER_AUTHENTICATION]
+    judged = verify_reader_auth(request, session_transcript=transcript, trust_anchors=[ca], now=NOW(),
+                                revocation=lambda path, anchor, now: f"{path[0].subject.rfc4514_string()} revoked")
+    assert [(c.name, c.passed) for c in judged.checks] == [
+        (READER_CERTIFICATE_CHAIN, True), (READER_CERTIFICATE_REVOCATION, False), (READER_AUTHENTICATION, True)]
+    assert judged.checks[1].reason.endswith("CN=Counter r,C=JP revoked")

@@ -43,6 +43,9 @@ class ReaderIdentity:
     profile: tuple[str, ...] = ()
     """the ISO/IEC 18013-5 Annex B.1.7 rules its certificate breaks (``rule: why``), judged
     for a trusted reader against its reader CA"""
+    revocation_failed: bool = False
+    """its certificate chains to a trusted reader CA, but the wallet's lists of that CA
+    revoke it or cannot tell (none held, or out of date): ``reason`` says which"""
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,9 @@ def _reader_text(reader: ReaderIdentity | None) -> str:
     if reader is None:
         return "reader: anonymous (no reader authentication)"
     state = "verified" if reader.signature_valid and reader.trusted else (
-        "signature valid, issuer NOT trusted" if reader.signature_valid else "NOT verified")
+        "NOT verified" if not reader.signature_valid else
+        "signature valid, certificate NOT trusted: revoked, or its revocation unknown" if reader.revocation_failed
+        else "signature valid, issuer NOT trusted")
     return f"reader: {reader.subject or '?'} ({state})" + (f" - {reader.reason}" if reader.reason and not reader.trusted else "")
 
 

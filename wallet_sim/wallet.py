@@ -69,7 +69,12 @@ from protocols.mdoc.session import (
     SESSION_STATUS_ENCRYPTION_ERROR,
     SESSION_STATUS_TERMINATION,
 )
-from protocols.mdoc.verify import READER_AUTHENTICATION, READER_CERTIFICATE_CHAIN, ReaderRevocation
+from protocols.mdoc.verify import (
+    READER_AUTHENTICATION,
+    READER_CERTIFICATE_CHAIN,
+    READER_CERTIFICATE_REVOCATION,
+    ReaderRevocation,
+)
 from wallet_sim import faults
 from wallet_sim.consent import ConsentPolicy, ConsentRequest, ReaderIdentity
 from wallet_sim.engagement import Engagement
@@ -478,11 +483,13 @@ class WalletSession:
             leaf, subject = None, None
         sigs = [c for c in checks if c.name == READER_AUTHENTICATION]
         chains = [c for c in checks if c.name == READER_CERTIFICATE_CHAIN]
-        failed = next((c for c in chains if not c.passed), None)
+        revoked = next((c for c in checks if c.name == READER_CERTIFICATE_REVOCATION and not c.passed), None)
+        failed = next((c for c in chains if not c.passed), revoked)
         trusted = bool(chains) and failed is None
         return ReaderIdentity(subject, bool(sigs) and all(c.passed for c in sigs), trusted,
                               "" if failed is None else failed.reason,
-                              self._profile(leaf) if trusted and leaf is not None else ())
+                              self._profile(leaf) if trusted and leaf is not None else (),
+                              revocation_failed=revoked is not None and failed is revoked)
 
     def _profile(self, leaf: x509.Certificate) -> tuple[str, ...]:
         """The Annex B.1.7 rules a trusted reader's certificate breaks, against the reader CA
@@ -677,7 +684,7 @@ class OnlineWalletSession(WalletSession):
             return ReaderIdentity(subject, True, False, str(exc))
         revocation = self.wallet.reader_revocation
         why = None if revocation is None else revocation(chain_path(signed.chain, chain.anchor), chain.anchor, now)
-        return ReaderIdentity(subject, True, why is None, why or "")
+        return ReaderIdentity(subject, True, why is None, why or "", revocation_failed=why is not None)
 
     def _respond_oid4vp(self, request: Mapping) -> dict:
         reader = None

@@ -53,6 +53,9 @@ DEVICE_AUTHENTICATION = "device_authentication"
 KEY_AUTHORIZATIONS = "key_authorizations"
 READER_CERTIFICATE_CHAIN = "reader_certificate_chain"
 READER_AUTHENTICATION = "reader_authentication"
+#: only with a revocation source (``verify_reader_auth(..., revocation=)``): the reader
+#: certificate path of a chain that verified is not revoked, as current lists tell
+READER_CERTIFICATE_REVOCATION = "reader_certificate_revocation"
 
 EMacKeyProvider = Callable[[CoseKey, SessionTranscript], bytes]
 #: Why a verified reader certificate path must not be trusted: ``(path, anchor, now)``,
@@ -807,8 +810,9 @@ def verify_reader_auth(
     edition) over ReaderAuthenticationAllBytes, and each DocRequest's readerAuth (§9.1.4)
     over its ReaderAuthenticationBytes; for each, the chain to a reader CA and the
     signature. A DocRequest without readerAuth fails both checks, unless readerAuthAll
-    covers it. With ``revocation``, a chain whose path it refuses fails the chain check
-    with its reason (the signature is still checked, and reported)."""
+    covers it. With ``revocation``, each chain that verified is also judged by it:
+    ``reader_certificate_revocation``, failed with its reason when it refuses the path
+    (revoked, or no current list to tell)."""
     req = device_request if isinstance(device_request, DeviceRequest) else DeviceRequest.decode(device_request)
     st = SessionTranscript.coerce(session_transcript)
     checks: list[Check] = []
@@ -834,9 +838,11 @@ def _reader_signature(auth: Sign1, detached: bytes, pre: str, what: str,
     checks = []
     try:
         chain = verify_chain(auth.x5chain, trust_anchors, now, eku=EKU_MDL_READER_AUTH)
-        why = None if revocation is None else revocation(chain_path(auth.x5chain, chain.anchor), chain.anchor, now)
-        subject = chain.leaf.subject.rfc4514_string()
-        checks.append(Check(READER_CERTIFICATE_CHAIN, why is None, pre + (subject if why is None else why)))
+        checks.append(Check(READER_CERTIFICATE_CHAIN, True, pre + chain.leaf.subject.rfc4514_string()))
+        if revocation is not None:
+            why = revocation(chain_path(auth.x5chain, chain.anchor), chain.anchor, now)
+            checks.append(Check(READER_CERTIFICATE_REVOCATION, why is None,
+                                pre + (why or "not on a current revocation list of its CA")))
         key = chain.public_key
     except (ChainError, CoseError) as exc:
         checks.append(Check(READER_CERTIFICATE_CHAIN, False, pre + str(exc)))
