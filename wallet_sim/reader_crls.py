@@ -15,7 +15,7 @@ runs for long takes its lists again in the background (:meth:`ReaderCrls.refresh
 wallet app does when its provider publishes new ones.
 
 :class:`ReaderCrls` is a :data:`protocols.mdoc.verify.ReaderRevocation`: the wallet passes it
-to reader authentication, where a refusal fails the ``reader_certificate_chain`` check.
+to reader authentication, where a refusal fails the ``reader_certificate_revocation`` check.
 """
 
 from __future__ import annotations
