@@ -148,8 +148,12 @@ def verify_pdf(pdf: bytes, *, roots: Sequence[x509.Certificate], revocation: str
             coverage = _check("pdf_coverage", False, f"cannot be read: {type(exc).__name__}: {exc}")
         # the CMS's messageDigest against pyHanko's digest of the byte ranges (computed once,
         # for the coverage, and kept): the signed bytes are not copied out nor hashed twice
-        ours = verify(_digest_of(sig), sig.cms, roots=roots, slot="sign", revocation=revocation,
-                      ocsp_url=ocsp_url, crl=crl, at=at, client=client, crl_cache=crl_cache)
+        try:
+            ours = verify(_digest_of(sig), sig.cms, roots=roots, slot="sign", revocation=revocation,
+                          ocsp_url=ocsp_url, crl=crl, at=at, client=client, crl_cache=crl_cache)
+        except Exception as exc:  # noqa: BLE001 - hostile bytes end as a refusal, as in RelyingPartyService
+            ours = {"valid": False, "documents": [],
+                    "checks": [_check("signature", False, f"unverifiable: {type(exc).__name__}: {exc}")]}
         own = [coverage, *ours["checks"]]
         fields.append({"field": sig.field, "valid": coverage["passed"] and ours["valid"], "checks": own,
                        "documents": ours["documents"]})
