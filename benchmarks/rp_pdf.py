@@ -40,24 +40,6 @@ HOLDER = {"family_name": "速度", "given_name": "署名", "family_name_kana": "
 PASSWORD = "BENCH123"
 
 
-def _document(attachment: int) -> bytes:
-    from pyhanko.pdf_utils import generic
-    from pyhanko.pdf_utils.writer import PdfFileWriter
-
-    w = PdfFileWriter()
-    page = generic.DictionaryObject({
-        generic.NameObject("/Type"): generic.NameObject("/Page"),
-        generic.NameObject("/MediaBox"): generic.ArrayObject([generic.NumberObject(n) for n in (0, 0, 595, 842)]),
-    })
-    if attachment:
-        stream = generic.StreamObject(stream_data=os.urandom(attachment))
-        page[generic.NameObject("/PieceInfo")] = w.add_object(stream)
-    w.insert_page(page)
-    out = io.BytesIO()
-    w.write(out)
-    return out.getvalue()
-
-
 def main() -> dict:
     ap = argparse.ArgumentParser(prog="python -m benchmarks rp_pdf")
     ap.add_argument("--runs", type=int, default=15)
@@ -78,7 +60,7 @@ def main() -> dict:
 
     import wallet_sim
     from mcred.jpki_flow import jpki_issuer
-    from mcred.jpki_pdf import sign_pdf_with_se
+    from mcred.jpki_pdf import blank_pdf, sign_pdf_with_se
     from mcred.provision import parse_holder, provision
     from reader.jpki_pdf import signatures, verify_pdf
 
@@ -116,7 +98,7 @@ def main() -> dict:
     print(f"PDF signatures (PAdES) with a {args.key_type} signing key, median of {args.runs}, one process")
     print(f"{'document':<22}{'row':<26}{'ms':>9}{'floor ms':>10}{'x floor':>9}")
     def measure(label: str, size: int) -> None:
-        original = _document(size)
+        original = blank_pdf(stream=os.urandom(size))
         signed = sign_pdf_with_se(transmit, PASSWORD.encode(), original)
         (sig,) = signatures(signed)
         cert = sig.embedded.signer_cert

@@ -65,6 +65,12 @@ def _said(out) -> tuple[bool, str]:  # noqa: ANN001 - a mcred.present.Presentati
     return out.valid, "; ".join(f"{c['name']}: {c['reason']}" for c in failed) or "VALID"
 
 
+def _rp_said(out: dict) -> tuple[bool, str]:
+    """A relying party's verdict as the drills say it: good, or each failed check."""
+    failed = [c for c in out["checks"] if not c["passed"]]
+    return out["valid"], "; ".join(f"{c['name']}: {c['reason']}" for c in failed) or "good"
+
+
 class DrillFailure(AssertionError):
     """A drill's end-of-scenario assertion did not hold."""
 
@@ -277,31 +283,19 @@ class Env:
     def sign_pdf(self, phone_id: str, secret: str) -> bytes | None:
         """A one-page contract PDF signed inside by the phone's signing key (PAdES,
         :mod:`mcred.jpki_pdf`); None when pyHanko (the ``pdf`` extra) is not installed."""
+        from mcred.jpki_pdf import PdfSigningError, blank_pdf, require, sign_pdf_with_se
+
         try:
-            from pyhanko.pdf_utils import generic
-            from pyhanko.pdf_utils.writer import PdfFileWriter
-        except ImportError:
+            require()
+        except PdfSigningError:
             return None
-        import io
-
-        from mcred.jpki_pdf import sign_pdf_with_se
-
-        writer = PdfFileWriter()
-        writer.insert_page(generic.DictionaryObject({
-            generic.NameObject("/Type"): generic.NameObject("/Page"),
-            generic.NameObject("/MediaBox"): generic.ArrayObject([generic.NumberObject(n) for n in (0, 0, 595, 842)]),
-        }))
-        blank = io.BytesIO()
-        writer.write(blank)
         se = wallet_sim.open_secure_element(phone_id, self.ctx.home)
-        return sign_pdf_with_se(se.transmit, secret.encode(), blank.getvalue(), reason="契約")
+        return sign_pdf_with_se(se.transmit, secret.encode(), blank_pdf(), reason="契約")
 
     def rp_pdf_verdict(self, pdf: bytes) -> tuple[bool, str]:
         from reader.jpki_pdf import verify_pdf
 
-        out = verify_pdf(pdf, roots=self.roots, client=self.http)
-        failed = [c for c in out["checks"] if not c["passed"]]
-        return out["valid"], "; ".join(f"{c['name']}: {c['reason']}" for c in failed) or "good"
+        return _rp_said(verify_pdf(pdf, roots=self.roots, client=self.http))
 
     # the verifiers --------------------------------------------------------------------------
 
@@ -356,9 +350,7 @@ class Env:
     def rp_verdict(self, cms: bytes, slot: str = "sign") -> tuple[bool, str]:
         from reader.relying_party import verify
 
-        out = verify(CONTENT, cms, roots=self.roots, slot=slot, client=self.http)
-        failed = [c for c in out["checks"] if not c["passed"]]
-        return out["valid"], "; ".join(f"{c['name']}: {c['reason']}" for c in failed) or "good"
+        return _rp_said(verify(CONTENT, cms, roots=self.roots, slot=slot, client=self.http))
 
 
 def _transcript() -> mdoc.SessionTranscript:

@@ -45,6 +45,28 @@ def require() -> None:
         raise PdfSigningError("PDF signatures need pyHanko: pip install 'mcred[pdf]'") from None
 
 
+def blank_pdf(pages: int = 1, *, stream: bytes = b"") -> bytes:
+    """A PDF of ``pages`` empty A4 pages, written by pyHanko, for the demo, the tests and the
+    benchmarks to sign; ``stream``: bytes carried in the first page's /PieceInfo (a
+    contract's attachments, by size)."""
+    require()
+    from pyhanko.pdf_utils import generic
+    from pyhanko.pdf_utils.writer import PdfFileWriter
+
+    writer = PdfFileWriter()
+    for n in range(pages):
+        page = generic.DictionaryObject({
+            generic.NameObject("/Type"): generic.NameObject("/Page"),
+            generic.NameObject("/MediaBox"): generic.ArrayObject([generic.NumberObject(v) for v in (0, 0, 595, 842)]),
+        })
+        if stream and n == 0:
+            page[generic.NameObject("/PieceInfo")] = writer.add_object(generic.StreamObject(stream_data=stream))
+        writer.insert_page(page)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
 def _pyhanko_signer(se: SeSigner):  # noqa: ANN202 - a pyhanko.sign.signers.Signer
     from asn1crypto import algos
     from asn1crypto import x509 as asn1_x509
@@ -82,7 +104,9 @@ def sign_pdf_with_se(transmit, pin: bytes, pdf: bytes, *, field: str | None = No
     from pyhanko.sign import fields, signers
     from pyhanko_certvalidator import ValidationContext
 
-    if b"%PDF-" not in pdf[:1024]:
+    from reader.jpki_pdf import is_pdf, refresh_asn1_name_maps
+
+    if not is_pdf(pdf):
         raise PdfSigningError("not a PDF (no %PDF- header)")
     try:
         writer = IncrementalPdfFileWriter(io.BytesIO(pdf), strict=False)
@@ -96,8 +120,6 @@ def sign_pdf_with_se(transmit, pin: bytes, pdf: bytes, *, field: str | None = No
     elif field in taken:
         raise PdfSigningError(f"the PDF has a signature field {field!r} already: choose another --field")
     se = se_signer(transmit, "sign", pin)
-    from reader.jpki_pdf import refresh_asn1_name_maps
-
     refresh_asn1_name_maps()  # pyHanko's names, whatever this process looked up before
     context = None
     if ltv_roots is not None:

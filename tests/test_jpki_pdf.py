@@ -19,14 +19,14 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_present_http import Server, free_port, installation_env
+from test_present_http import free_port, installation_env
 from typer.testing import CliRunner
 
 import wallet_sim
 from mcred.cli.main import app as cli
 from mcred.context import Context
 from mcred.jpki_flow import jpki_issuer
-from mcred.jpki_pdf import PdfSigningError, sign_pdf_file
+from mcred.jpki_pdf import PdfSigningError, blank_pdf, sign_pdf_file
 from mcred.provision import parse_holder, provision
 
 pyhanko = pytest.importorskip("pyhanko", reason="the pdf extra (pip install 'mcred[pdf]')")
@@ -36,13 +36,11 @@ from cryptography.hazmat.primitives import serialization  # noqa: E402
 from pyhanko.pdf_utils import generic  # noqa: E402
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter  # noqa: E402
 from pyhanko.pdf_utils.reader import PdfFileReader  # noqa: E402
-from pyhanko.pdf_utils.writer import PdfFileWriter  # noqa: E402
 from pyhanko.sign.validation import validate_pdf_signature  # noqa: E402
 from pyhanko.sign.validation.dss import DocumentSecurityStore  # noqa: E402
 from pyhanko_certvalidator import ValidationContext  # noqa: E402
 
 from reader.jpki_pdf import verify_pdf  # noqa: E402
-from reader.relying_party import RelyingPartyService  # noqa: E402
 
 HOLDER = {"family_name": "高橋", "given_name": "一郎", "family_name_kana": "たかはし",
           "given_name_kana": "いちろう", "birth_date": "1975-07-07", "sex": 1,
@@ -50,24 +48,9 @@ HOLDER = {"family_name": "高橋", "given_name": "一郎", "family_name_kana": "
 PASSWORD = "PDF2026SIGN"
 
 
-def blank_pdf(pages: int = 1) -> bytes:
-    """A PDF of ``pages`` empty A4 pages, written by pyHanko."""
-    w = PdfFileWriter()
-    for _ in range(pages):
-        w.insert_page(generic.DictionaryObject({
-            generic.NameObject("/Type"): generic.NameObject("/Page"),
-            generic.NameObject("/MediaBox"): generic.ArrayObject([generic.NumberObject(n) for n in (0, 0, 595, 842)]),
-        }))
-    out = io.BytesIO()
-    w.write(out)
-    return out.getvalue()
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from test_rp_http import rp_app
-
-    from mcred.service import create_app
+    from test_rp_http import issuer_and_relying_party
 
     home = tmp_path_factory.mktemp("home")
     files = tmp_path_factory.mktemp("files")
@@ -82,12 +65,9 @@ def world(tmp_path_factory):
         roots = jpki_issuer(ctx).roots("sign")
         (files / "pw").write_text(PASSWORD + "\n")
         (files / "contract.pdf").write_bytes(blank_pdf(2))
-        rp = RelyingPartyService(roots)
-        issuer_app = create_app(ctx, job_workers=1)
-        with Server(issuer_app, issuer_port) as iss, Server(rp_app(rp), free_port()) as rs:
+        with issuer_and_relying_party(ctx, issuer_port, roots) as (issuer_url, reader_url, _rp):
             yield {"ctx": ctx, "home": home, "files": files, "phones": phones, "roots": roots,
-                   "issuer_url": iss.url, "reader_url": rs.url}
-        issuer_app.state.jobs.shutdown()
+                   "issuer_url": issuer_url, "reader_url": reader_url}
 
 
 def _run(*args: str, code: int = 0) -> str:
@@ -286,7 +266,7 @@ assert verify(b"x", cms, roots=roots, revocation="none")["valid"]
 assert "pyhanko" not in sys.modules
 from mcred.jpki_pdf import sign_pdf_file
 from reader.jpki_pdf import verify_pdf
-from test_jpki_pdf import blank_pdf
+from mcred.jpki_pdf import blank_pdf
 signed = sign_pdf_file(phone, {PASSWORD!r}.encode(), blank_pdf(), home)
 result = verify_pdf(signed, roots=roots, revocation="none")
 assert result["valid"], result

@@ -9,7 +9,9 @@ problem+json 4xx, never 5xx (hypothesis over the route)."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -47,6 +49,20 @@ def rp_app(rp: RelyingPartyService) -> object:
     return reader_app(service, rp)
 
 
+@contextlib.contextmanager
+def issuer_and_relying_party(ctx: Context, issuer_port: int, roots) -> Iterator[tuple[str, str, RelyingPartyService]]:
+    """`mcred serve` of ``ctx`` on ``issuer_port`` and a reader service whose relying party
+    trusts ``roots`` on a free port, while inside: yields (issuer URL, reader URL, the
+    relying party)."""
+    rp = RelyingPartyService(roots)
+    issuer_app = create_app(ctx, job_workers=1)
+    try:
+        with Server(issuer_app, issuer_port) as iss, Server(rp_app(rp), free_port()) as rs:
+            yield iss.url, rs.url, rp
+    finally:
+        issuer_app.state.jobs.shutdown()
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
@@ -64,13 +80,10 @@ def world(tmp_path_factory):
         cms, _cert = sign_file(phone, "sign", PASSWORD.encode(), CONTENT, home)
         sig.write_bytes(cms)
         token = create_token(ctx.sessions, ["reader"], "rp-test")[1]
-        issuer_app = create_app(ctx, job_workers=1)
-        rp = RelyingPartyService(roots)
-        with Server(issuer_app, issuer_port) as iss, Server(rp_app(rp), free_port()) as rs:
+        with issuer_and_relying_party(ctx, issuer_port, roots) as (issuer_url, reader_url, rp):
             yield {"ctx": ctx, "phone": phone, "doc": doc, "sig": sig, "cms": cms,
-                   "reader_url": rs.url, "issuer_url": iss.url, "token": token,
+                   "reader_url": reader_url, "issuer_url": issuer_url, "token": token,
                    "roots": roots, "rp": rp}
-        issuer_app.state.jobs.shutdown()
 
 
 def _cli(*args: str, code: int) -> dict:
