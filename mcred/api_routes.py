@@ -1007,6 +1007,17 @@ class _LazyReader:
         return self._store
 
 
+def _installation_tsa_roots(ctx: Context):  # noqa: ANN202
+    """The installation's time-stamping roots, read on each call (made on first use)."""
+
+    def roots() -> list:
+        from mcred.timestamps import time_stamp_authority
+
+        return time_stamp_authority(ctx).roots()
+
+    return roots
+
+
 def _installation_jpki_roots(ctx: Context):  # noqa: ANN202
     """Every root generation of both JPKI purposes, read on each call (a rollover is seen)."""
 
@@ -1139,7 +1150,8 @@ def _reader_mounts(ctx: Context) -> list:
     from reader.rp_auth import SqlChallengeStore
 
     # challenges in the installation's database: any worker takes back what another handed out
-    rp = RelyingPartyService(_installation_jpki_roots(ctx), challenges=SqlChallengeStore(ctx.engine))
+    rp = RelyingPartyService(_installation_jpki_roots(ctx), challenges=SqlChallengeStore(ctx.engine),
+                             tsa_roots=_installation_tsa_roots(ctx))
     reader = _LazyReader(ctx)
     return [Mount(reader_router(reader), scope="reader", prefix="/reader"),
             # what a phone's wallet calls in a cross-device session: the session id is its capability

@@ -24,10 +24,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from mcred.jpki_flow import SeSigner, se_signer
+from mcred.timestamps import Stamper
 
-#: bytes set aside in /Contents for the CMS (about 2.5 KB: the signing certificate, the
-#: signed attributes and the signature; a P-384 chain and RSA-2048 fit with room to spare)
+#: hex digits set aside in /Contents for the CMS (4 KiB of DER; the CMS is about 2.5 KB: the
+#: signing certificate, the signed attributes and the signature, P-384 or RSA-2048)
 CMS_ROOM = 8192
+#: more room for a signature time-stamp (4 KiB more of DER: the TSA's token with its
+#: certificates is ~1.5-2.5 KB)
+TIMESTAMP_ROOM = 8192
 #: the longest ECDSA P-384 signature in DER (two 49-byte INTEGERs), and an RSA-2048 one
 _SIGNATURE_SIZE = {"sha384": 104, "sha256": 256}
 
@@ -90,13 +94,30 @@ def _pyhanko_signer(se: SeSigner):  # noqa: ANN202 - a pyhanko.sign.signers.Sign
     return _SeSigner()
 
 
+def _pyhanko_timestamper(stamper: Stamper):  # noqa: ANN202 - a pyhanko TimeStamper
+    from asn1crypto import tsp as asn1_tsp
+    from pyhanko.sign.timestamps.api import TimeStamper
+
+    class _Stamper(TimeStamper):
+        """pyHanko's time-stamper over a :class:`mcred.timestamps.Stamper` (in-process or HTTP)."""
+
+        async def async_request_tsa_response(self, req: asn1_tsp.TimeStampReq) -> asn1_tsp.TimeStampResp:
+            return asn1_tsp.TimeStampResp.load(stamper.respond(req.dump()))
+
+    return _Stamper()
+
+
 def sign_pdf_with_se(transmit, pin: bytes, pdf: bytes, *, field: str | None = None,  # noqa: ANN001
                      reason: str | None = None, location: str | None = None,
-                     ltv_roots: Sequence[x509.Certificate] | None = None) -> bytes:
+                     ltv_roots: Sequence[x509.Certificate] | None = None,
+                     stamper: Stamper | None = None) -> bytes:
     """``pdf`` signed by the SE's signing key: the signed PDF's bytes. ``field``: the new
     signature field's name (default ``Signature<n>``, the next free); ``reason`` and
     ``location`` go into the signature dictionary; ``ltv_roots``: embed the chain to one of
-    these JPKI roots and the OCSP answer (fetched now from the certificate's responder).
+    these JPKI roots and the OCSP answer (fetched now from the certificate's responder);
+    ``stamper``: a signature time-stamp from that TSA in the CMS (PAdES B-T; with
+    ``ltv_roots``, B-LT), so that the signature is judged at that time later, after the
+    certificate was revoked or expired.
     Raises :class:`PdfSigningError`, or the SE's errors (:class:`mcred.jpki_flow.SeError`,
     :class:`mcred.jpki_flow.SecretFormatError`)."""
     require()
@@ -133,7 +154,9 @@ def sign_pdf_with_se(transmit, pin: bytes, pdf: bytes, *, field: str | None = No
         location=location, embed_validation_info=context is not None, validation_context=context)
     try:
         # room for the CMS set aside up front: pyHanko otherwise builds it twice, once to size it
-        out = signers.PdfSigner(meta, signer=_pyhanko_signer(se)).sign_pdf(writer, bytes_reserved=CMS_ROOM)
+        out = signers.PdfSigner(meta, signer=_pyhanko_signer(se),
+                                timestamper=_pyhanko_timestamper(stamper) if stamper else None
+                                ).sign_pdf(writer, bytes_reserved=CMS_ROOM + (TIMESTAMP_ROOM if stamper else 0))
     except PdfSigningError:
         raise
     except Exception as exc:  # noqa: BLE001 - the SE's errors pass through below
@@ -141,6 +164,8 @@ def sign_pdf_with_se(transmit, pin: bytes, pdf: bytes, *, field: str | None = No
 
         if isinstance(exc, SeError | SecretFormatError):
             raise
+        if stamper is not None and type(exc).__name__ in ("TimestampRequestError", "TimestampError"):
+            raise PdfSigningError(f"no time-stamp from {stamper.where}: {exc}") from None
         what = "the validation data (chain, OCSP) cannot be had" if context is not None else "cannot be signed"
         raise PdfSigningError(f"the PDF {what}: {type(exc).__name__}: {exc}") from None
     return out.getvalue()

@@ -225,6 +225,8 @@ class ReaderServeConfig:
     ds_crl: bool | None = None
     ds_crl_max_age: int = 3600
     jpki_roots: tuple[str, ...] = ()
+    #: time-stamping roots (PEM files) a JPKI signature's time-stamp must chain to
+    tsa_roots: tuple[str, ...] = ()
     #: SQLAlchemy URL of the database that keeps the sessions (reader branch only); None:
     #: this process's memory (one process).
     db: str | None = None
@@ -368,7 +370,13 @@ class ReaderServeConfig:
             from reader.rp_auth import SqlChallengeStore
 
             challenges = SqlChallengeStore(engine)
-        rp = RelyingPartyService(rp_roots, challenges=challenges) if rp_roots else None
+        from reader.relying_party import load_roots
+
+        try:
+            tsa_roots = [c for p in self.tsa_roots for c in load_roots(Path(p).read_bytes())]
+        except (OSError, ValueError) as exc:
+            raise ReaderServeError(f"--tsa-roots: {exc}") from exc
+        rp = RelyingPartyService(rp_roots, challenges=challenges, tsa_roots=tsa_roots) if rp_roots else None
         where = f"sessions in {_redacted(self.db)}" if self.db else "sessions in memory"
         if self.origin:
             where += f", online requests for {self.origin}"

@@ -48,15 +48,18 @@ def mounts(ctx: Context) -> list[Mount]:
     """Every router of the service, with its scope. Parties add theirs here."""
     from issuer.api.jpki import jpki_router
     from issuer.api.mdoc import routers as mdoc_routers
+    from issuer.api.tsa import tsa_router
     from mcred.api_routes import api_mounts
     from mcred.health import health_router
     from mcred.jpki_flow import jpki_issuer
     from mcred.mdoc_flow import mdoc_service
+    from mcred.timestamps import time_stamp_authority
 
     return [
         Mount(health_router(ctx), scope=None),
         *[Mount(r, scope=None) for r in mdoc_routers(lambda: mdoc_service(ctx))],
         Mount(jpki_router(lambda: jpki_issuer(ctx)), scope=None),
+        Mount(tsa_router(lambda: time_stamp_authority(ctx)), scope=None),
         *api_mounts(ctx),
     ]
 

@@ -124,7 +124,8 @@ def _coverage(sig: PdfSignature) -> dict[str, Any]:
 
 def verify_pdf(pdf: bytes, *, roots: Sequence[x509.Certificate], revocation: str = "ocsp",
                ocsp_url: str | None = None, crl: bytes | None = None, at: dt.datetime | None = None,
-               client: httpx.Client | None = None, crl_cache: CrlCache | None = None) -> dict[str, Any]:
+               client: httpx.Client | None = None, crl_cache: CrlCache | None = None,
+               tsa_roots: Sequence[x509.Certificate] = ()) -> dict[str, Any]:
     """The verdict on every signature of ``pdf`` (``slot`` sign: documents are signed with
     the signing certificate), as :func:`reader.relying_party.verify` gives it for one, plus
     ``pdf_coverage``; ``signatures`` holds each field's own verdict. Never raises."""
@@ -150,7 +151,8 @@ def verify_pdf(pdf: bytes, *, roots: Sequence[x509.Certificate], revocation: str
         # for the coverage, and kept): the signed bytes are not copied out nor hashed twice
         try:
             ours = verify(_digest_of(sig), sig.cms, roots=roots, slot="sign", revocation=revocation,
-                          ocsp_url=ocsp_url, crl=crl, at=at, client=client, crl_cache=crl_cache)
+                          ocsp_url=ocsp_url, crl=crl, at=at, client=client, crl_cache=crl_cache,
+                          tsa_roots=tsa_roots)
         except Exception as exc:  # noqa: BLE001 - hostile bytes end as a refusal, as in RelyingPartyService
             ours = {"valid": False, "documents": [],
                     "checks": [_check("signature", False, f"unverifiable: {type(exc).__name__}: {exc}")]}

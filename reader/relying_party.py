@@ -42,7 +42,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from protocols import certs
+from protocols import certs, tsp
 from protocols.jpki.cms import verify_detached_signature
 from protocols.jpki.errors import JpkiError
 from protocols.jpki.parse import classify, load_certificate, read_basic_four
@@ -135,7 +135,7 @@ class OcspAnswer:
             return Check("revocation", True, f"OCSP good ({self.url})")
         if self.status == "revoked":
             return Check("revocation", False,
-                         f"revoked ({self.reason}) at {self.revoked_at.isoformat()} (OCSP)")
+                         f"revoked ({self.reason}) at {self.revoked_at.isoformat()} (OCSP)", self.revoked_at)
         return Check("revocation", False, "OCSP status unknown")
 
 
@@ -234,7 +234,7 @@ def check_revocation_crl(cert: x509.Certificate, root: x509.Certificate, at: dt.
         return got
     check = check_crl(cert, root, got, at)
     return Check(check.name, check.passed,
-                 f"{check.reason} (CRL {url}, thisUpdate {got.last_update_utc.isoformat()})")
+                 f"{check.reason} (CRL {url}, thisUpdate {got.last_update_utc.isoformat()})", check.revoked_at)
 
 
 def _auto(cert: x509.Certificate, root: x509.Certificate, at: dt.datetime, *,
@@ -246,15 +246,23 @@ def _auto(cert: x509.Certificate, root: x509.Certificate, at: dt.datetime, *,
         return check
     fallback = check_revocation_crl(cert, root, at, crl=crl, client=client, cache=cache)
     return Check("revocation", fallback.passed,
-                 f"OCSP gave no answer ({check.reason}); CRL fallback: {fallback.reason}")
+                 f"OCSP gave no answer ({check.reason}); CRL fallback: {fallback.reason}", fallback.revoked_at)
 
 
 def verify(content: bytes | Callable[[str], bytes], signature: bytes, *, roots: Sequence[x509.Certificate],
            slot: str = "sign", certificate: bytes | None = None, revocation: str = "ocsp",
            ocsp_url: str | None = None, crl: bytes | None = None,
            at: dt.datetime | None = None, client: httpx.Client | None = None,
-           crl_cache: CrlCache | None = None) -> dict[str, Any]:
+           crl_cache: CrlCache | None = None,
+           tsa_roots: Sequence[x509.Certificate] = ()) -> dict[str, Any]:
     """Verify ``signature`` over ``content``; never raises on bad input.
+
+    A CMS signature with a signature time-stamp (CAdES-T / PAdES B-T) gets the check
+    ``signature_timestamp`` (the token verified under one of ``tsa_roots``, its imprint the
+    hash of the signature value); once it passes, chain and validity are judged at the
+    token's genTime, and a certificate revoked after it (by the answer asked now) passes
+    ``revocation``: the signature was made while the certificate was valid (signatures made
+    before an address change or a handover stay valid; specs/revocation.md 5.2).
 
     ``certificate`` given: ``signature`` is raw; otherwise it is CMS, and ``content`` may be
     what gives the signed bytes' digest by hash name instead of the bytes
@@ -271,14 +279,22 @@ def verify(content: bytes | Callable[[str], bytes], signature: bytes, *, roots: 
             cert = load_certificate(certificate)
             checks.append(_verify_raw(cert, signature, content))
         else:
-            cert = verify_detached_signature(signature, content).signer_certificate
+            cms = verify_detached_signature(signature, content)
+            cert = cms.signer_certificate
             checks.append(Check("signature", True, "CMS signature verifies"))
     except JpkiError as exc:
         checks.append(Check("signature", False, str(exc)))
         return _result(checks, None)
-    chain, root = check_chain(cert, roots, at)
-    checks += [chain, check_policy(cert, required), check_key_usage(cert, required),
-               check_validity(cert, at)]
+    stamp = None
+    if certificate is None and cms.timestamp_tokens:
+        stamped, stamp = signature_timestamp(cms.timestamp_tokens, cms.signature_value, tsa_roots)
+        checks.append(stamped)
+    when = stamp.gen_time if stamp else at
+    chain, root = check_chain(cert, roots, when)
+    validity = check_validity(cert, when)
+    if stamp:
+        validity = Check(validity.name, validity.passed, f"{validity.reason}, judged at the time-stamp")
+    checks += [chain, check_policy(cert, required), check_key_usage(cert, required), validity]
     if revocation not in REVOCATION_MODES:
         checks.append(Check("revocation", False, f"unknown revocation mode {revocation!r}: "
                             f"one of {', '.join(REVOCATION_MODES)}"))
@@ -292,7 +308,39 @@ def verify(content: bytes | Callable[[str], bytes], signature: bytes, *, roots: 
         else:
             checks.append(_auto(cert, root, at, ocsp_url=ocsp_url, crl=crl, client=client,
                                 cache=crl_cache))
+        if stamp is not None:
+            checks[-1] = revoked_after(checks[-1], stamp)
     return _result(checks, cert)
+
+
+def signature_timestamp(tokens: Sequence[bytes], signature_value: bytes,
+                        tsa_roots: Sequence[x509.Certificate]) -> tuple[Check, tsp.TimeStamp | None]:
+    """The ``signature_timestamp`` check: the first of ``tokens`` that verifies as a stamp
+    of ``signature_value`` by a TSA under ``tsa_roots`` (RFC 3161 Appendix A), and it."""
+    if not tsa_roots:
+        return Check("signature_timestamp", False, "the signature carries a time-stamp, but no "
+                     "time-stamping root is trusted here"), None
+    refused = []
+    for token in tokens:
+        try:
+            stamp = tsp.verify_token(token, data=signature_value, roots=tsa_roots)
+        except tsp.TspError as exc:
+            refused.append(str(exc))
+            continue
+        return Check("signature_timestamp", True, f"signed before {stamp.gen_time.isoformat()} "
+                     f"(±{stamp.accuracy.total_seconds() if stamp.accuracy else 0:g} s), time-stamp "
+                     f"{stamp.serial:x} by {stamp.tsa_certificate.subject.rfc4514_string()}"), stamp
+    return Check("signature_timestamp", False, "; ".join(refused)), None
+
+
+def revoked_after(check: Check, stamp: tsp.TimeStamp) -> Check:
+    """A failed ``revocation`` check on a verified "revoked" at a time after the signature's
+    time-stamp (genTime + accuracy) passes: the signature was made while the certificate
+    was valid. Any other check is returned as it is."""
+    if check.passed or check.revoked_at is None or check.revoked_at <= stamp.latest:
+        return check
+    return Check("revocation", True, f"{check.reason}: after the signature's time-stamp "
+                 f"{stamp.gen_time.isoformat()}, so it was made while the certificate was valid")
 
 
 def _result(checks: list[Check], cert: x509.Certificate | None) -> dict[str, Any]:
@@ -327,8 +375,10 @@ class RelyingPartyService:
                  *, client: httpx.Client | None = None,
                  clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
                  crl_cache: CrlCache | None = None,
-                 challenges: ChallengeStore | None = None) -> None:
+                 challenges: ChallengeStore | None = None,
+                 tsa_roots: Sequence[x509.Certificate] | Callable[[], Sequence[x509.Certificate]] = ()) -> None:
         self._roots = roots
+        self._tsa_roots = tsa_roots
         self.client = client
         self.clock = clock
         self.crl_cache = crl_cache if crl_cache is not None else CrlCache()
@@ -357,6 +407,10 @@ class RelyingPartyService:
     def roots(self) -> list[x509.Certificate]:
         return list(self._roots() if callable(self._roots) else self._roots)
 
+    def tsa_roots(self) -> list[x509.Certificate]:
+        """The time-stamping roots a signature time-stamp must chain to."""
+        return list(self._tsa_roots() if callable(self._tsa_roots) else self._tsa_roots)
+
     def verify(self, content: bytes, signature: bytes, *, slot: str = "sign",
                certificate: bytes | None = None, revocation: str = "ocsp") -> dict[str, Any]:
         """:func:`verify` at the service's clock; an unexpected failure on hostile bytes is a
@@ -364,7 +418,7 @@ class RelyingPartyService:
         try:
             return verify(content, signature, roots=self.roots(), slot=slot,
                           certificate=certificate, revocation=revocation, at=self.clock(),
-                          client=self.client, crl_cache=self.crl_cache)
+                          client=self.client, crl_cache=self.crl_cache, tsa_roots=self.tsa_roots())
         except Exception as exc:  # noqa: BLE001 - hostile bytes end as a refusal
             return _result([Check("signature", False,
                                   f"unverifiable: {type(exc).__name__}: {exc}")], None)
@@ -375,4 +429,4 @@ class RelyingPartyService:
         from reader.jpki_pdf import verify_pdf
 
         return verify_pdf(pdf, roots=self.roots(), revocation=revocation, at=self.clock(), client=self.client,
-                          crl_cache=self.crl_cache)
+                          crl_cache=self.crl_cache, tsa_roots=self.tsa_roots())

@@ -28,6 +28,12 @@ def _issuer():
     return jpki_issuer(open_context())
 
 
+def _tsa():  # noqa: ANN202
+    from mcred.timestamps import time_stamp_authority
+
+    return time_stamp_authority(open_context())
+
+
 def _check_slot(slot: str) -> str:
     if slot not in ("sign", "auth"):
         raise typer.BadParameter(f"slot {slot!r}: use sign or auth", param_hint="--slot")
@@ -80,14 +86,26 @@ def sign(file: Path = typer.Argument(..., exists=True, dir_okay=False),
          location: str | None = typer.Option(None, "--location", help="With --pdf: where it is signed."),
          ltv: bool = typer.Option(False, "--ltv", help="With --pdf: also embed the chain and the OCSP "
                                   "answer (fetched now from the issuer) so the signature can be checked "
-                                  "later without the network.")) -> None:
+                                  "later without the network."),
+         timestamp: bool = typer.Option(False, "--timestamp", help="Add a signature time-stamp (RFC 3161) "
+                                        "from this installation's TSA: CAdES-T, or PAdES B-T (B-LT with "
+                                        "--ltv); the signature then stays valid after the certificate is "
+                                        "revoked (an address change, a handover) or expires."),
+         tsa: str | None = typer.Option(None, "--tsa", help="As --timestamp, from the RFC 3161 TSA at this "
+                                        "URL (e.g. <issuer>/tsa, or any public TSA)."),
+         tsa_root: Path | None = typer.Option(None, "--tsa-root", exists=True, dir_okay=False,
+                                              help="With --tsa: the TSA's root (PEM); its token is then "
+                                              "verified before it is embedded (without it, only the "
+                                              "imprint and the nonce are checked).")) -> None:
     """Sign FILE with the phone's SE: CMS detached signature (DER, .p7s), or inside a PDF (--pdf)."""
     from mcred.jpki_flow import SecretFormatError, SeError, sign_file
+    from mcred.timestamps import TimestampError
     from wallet_sim.se.errors import PhoneNotFoundError
 
     _check_slot(slot)
     if not pdf and (field or reason or location or ltv):
         raise typer.BadParameter("--field, --reason, --location and --ltv are for a PDF: add --pdf")
+    stamper = _stamper(timestamp, tsa, tsa_root)
     if pdf and slot != "sign":
         raise typer.BadParameter("documents are signed with the signing certificate (署名用電子証明書); the "
                                  "user-authentication certificate proves who logs in", param_hint="--slot")
@@ -101,12 +119,17 @@ def sign(file: Path = typer.Argument(..., exists=True, dir_okay=False),
             try:
                 signed = sign_pdf_file(phone, pin, file.read_bytes(), open_context().home, field=field,
                                        reason=reason, location=location,
-                                       ltv_roots=_issuer().roots("sign") if ltv else None)
+                                       ltv_roots=_issuer().roots("sign") if ltv else None, stamper=stamper)
             except PdfSigningError as exc:
                 typer.echo(f"error: {file}: {exc}", err=True)
                 raise typer.Exit(2) from None
         else:
             signed, _cert = sign_file(phone, slot, pin, file.read_bytes(), open_context().home)
+            if stamper is not None:
+                signed = stamper.stamp_signature(signed)
+    except TimestampError as exc:
+        typer.echo(f"error: no time-stamp: {exc}", err=True)
+        raise typer.Exit(2) from None
     except SecretFormatError as exc:
         typer.echo(f"error: --pin-file {pin_file}: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -119,6 +142,26 @@ def sign(file: Path = typer.Argument(..., exists=True, dir_okay=False),
         typer.echo(f"error: --out {target}: {exc.strerror or exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"wrote {target} ({len(signed)} bytes)")
+
+
+def _stamper(timestamp: bool, tsa: str | None, tsa_root: Path | None):  # noqa: ANN202 - a Stamper or None
+    """Where ``mcred jpki sign`` takes its time-stamp: the installation's TSA, a URL, or none."""
+    from mcred.timestamps import Stamper
+    from reader.relying_party import load_roots
+
+    if timestamp and tsa:
+        raise typer.BadParameter("--timestamp takes this installation's TSA; --tsa another: one of them")
+    if tsa_root is not None and not tsa:
+        raise typer.BadParameter("--tsa-root is the root of the TSA given with --tsa")
+    if timestamp:
+        return Stamper.local(open_context())
+    if tsa:
+        try:
+            roots = load_roots(tsa_root.read_bytes()) if tsa_root else ()
+        except (OSError, ValueError) as exc:
+            raise typer.BadParameter(f"{tsa_root}: {exc}", param_hint="--tsa-root") from None
+        return Stamper.http(tsa, roots=roots)
+    return None
 
 
 pin_app = typer.Typer(help="The holder's PIN and password on the phone: tries left, change, unblock "
@@ -283,6 +326,9 @@ def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False),
                                           "or none"),
            ocsp_url: str | None = typer.Option(None, "--ocsp-url"),
            crl: Path | None = typer.Option(None, "--crl", help="CRL file instead of fetching"),
+           tsa_roots: Path | None = typer.Option(None, "--tsa-roots", help="PEM bundle of trusted "
+                                                 "time-stamping roots (default: this installation's "
+                                                 "TSA's)"),
            rp: str | None = typer.Option(None, "--rp", help="ask a relying-party service "
                                          "instead of verifying here: the reader's URL, e.g. "
                                          "http://127.0.0.1:8471 (or <issuer>/reader)"),
@@ -310,8 +356,8 @@ def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False),
             raise typer.BadParameter(f"{file} is not a PDF: give its detached signature with --signature FILE.p7s",
                                      param_hint="--signature")
     if rp is not None:
-        if roots or ocsp_url or crl:
-            raise typer.BadParameter("--roots, --ocsp-url and --crl are the local relying "
+        if roots or ocsp_url or crl or tsa_roots:
+            raise typer.BadParameter("--roots, --tsa-roots, --ocsp-url and --crl are the local relying "
                                      "party's: the service at --rp has its own", param_hint="--rp")
         if in_pdf:
             result = _ask_rp_pdf(rp, token, content, revocation, as_json)
@@ -325,18 +371,22 @@ def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False),
             trust = load_roots(roots.read_bytes()) if roots else _issuer().roots(slot)
         except (CertificateParseError, OSError) as exc:
             raise typer.BadParameter(f"{roots}: {exc}", param_hint="--roots") from None
+        try:
+            tsa_trust = load_roots(tsa_roots.read_bytes()) if tsa_roots else _tsa().roots()
+        except (CertificateParseError, OSError) as exc:
+            raise typer.BadParameter(f"{tsa_roots}: {exc}", param_hint="--tsa-roots") from None
         if in_pdf:
             try:
                 from reader.jpki_pdf import verify_pdf
             except ImportError:
                 raise _unusable("verifying a signed PDF needs pyHanko: pip install 'mcred[pdf]'", as_json) from None
             result = verify_pdf(content, roots=trust, revocation=revocation, ocsp_url=ocsp_url,
-                                crl=crl.read_bytes() if crl else None)
+                                crl=crl.read_bytes() if crl else None, tsa_roots=tsa_trust)
         else:
             result = rp_verify(content, signature.read_bytes(), roots=trust, slot=slot,
                                certificate=certificate.read_bytes() if certificate else None,
                                revocation=revocation, ocsp_url=ocsp_url,
-                               crl=crl.read_bytes() if crl else None)
+                               crl=crl.read_bytes() if crl else None, tsa_roots=tsa_trust)
     _print_verdict(result, as_json)
 
 
@@ -558,6 +608,18 @@ def export_root(slot: str = SLOT, out: Path = typer.Option(..., "--out", callbac
         typer.echo(f"wrote {out} ({len(roots)} root generation(s))")
     else:
         _write(out, _issuer().root(slot).public_bytes(Encoding.DER), "cert")
+
+
+@export_app.command("tsa-root")
+def export_tsa_root(out: Path = typer.Option(..., "--out", callback=out_path)) -> None:
+    """The time-stamping root of this installation's TSA (PEM or DER by extension; .pem holds
+    every generation): what a relying party trusts for signature time-stamps."""
+    roots = _tsa().roots()
+    if out.suffix.lower() == ".pem":
+        out.write_bytes(b"".join(r.public_bytes(Encoding.PEM) for r in roots))
+        typer.echo(f"wrote {out} ({len(roots)} root generation(s))")
+    else:
+        _write(out, roots[-1].public_bytes(Encoding.DER), "cert")
 
 
 @export_app.command("jpki-cert")

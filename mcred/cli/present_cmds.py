@@ -375,6 +375,7 @@ def register(app: typer.Typer) -> None:
         ds_crl: bool | None = typer.Option(None, "--ds-crl/--no-ds-crl", help="Check the IACA CRL for a revoked document signer (ds_revocation); default on unless --offline."),
         ds_crl_max_age: int = typer.Option(3600, "--ds-crl-max-age", min=0, help="Fetch the IACA CRL again after this many seconds, even before its nextUpdate."),
         jpki_roots: list[Path] = typer.Option([], "--jpki-roots", help="JPKI roots (PEM bundle, `mcred export jpki-root --out r.pem`): also serve the relying party, POST /rp/jpki/verify; repeatable."),
+        tsa_roots: list[Path] = typer.Option([], "--tsa-roots", help="With --jpki-roots: time-stamping roots (PEM, `mcred export tsa-root --out t.pem`) a signature's time-stamp must chain to; a time-stamped signature is then judged at its time-stamp; repeatable."),
         db: str | None = typer.Option(None, "--db", help="Keep the sessions in this database (SQLAlchemy URL, e.g. sqlite:///reader.db or postgresql+psycopg://...; its reader_sessions table is created), so that several reader processes or --workers share them; default: this process's memory."),
         workers: int = typer.Option(1, "--workers", min=1, help="uvicorn worker processes (more than one needs --db)."),
         session_key_file: Path | None = typer.Option(None, "--session-key-file", help="With --db: the key (hex; created, mode 0600, if absent) that seals each session's EReaderKey in the database; every reader process on that database must use the same file. Default: a key made for this run (sessions do not outlive it)."),
@@ -440,7 +441,8 @@ def register(app: typer.Typer) -> None:
         config = _reader_config(
             trust, vical, vical_trust, request, doctype, offline, skew, require_status, reader_cert, reader_key,
             ds_crl, max_offline_age=max_offline_age, save_dir=str(save_dir) if save_dir else None,
-            ds_crl_max_age=ds_crl_max_age, jpki_roots=tuple(map(str, jpki_roots)), db=db,
+            ds_crl_max_age=ds_crl_max_age, jpki_roots=tuple(map(str, jpki_roots)),
+            tsa_roots=tuple(map(str, tsa_roots)), db=db,
             session_key_file=str(session_key_file) if session_key_file else None, origin=origin,
             public_url=public_url or own_url, pcsc_reader=pcsc_reader, ble_hci=ble_hci,
             reader_auth_all=reader_auth_all,

@@ -114,6 +114,11 @@ class CmsSignature:
     certificates: tuple[x509.Certificate, ...]
     signing_time: datetime | None
     digest_algorithm: str
+    #: the SignerInfo's signature octets (what a signature time-stamp stamps)
+    signature_value: bytes = b""
+    #: DER TimeStampTokens of the unsigned signature-time-stamp attribute (RFC 3161
+    #: Appendix A; CAdES-T), not yet verified: the relying party does that
+    timestamp_tokens: tuple[bytes, ...] = ()
 
 
 def verify_detached_signature(signature: bytes, content: bytes | Callable[[str], bytes]) -> CmsSignature:
@@ -176,7 +181,42 @@ def _verify(signature: bytes, content: bytes | Callable[[str], bytes]) -> CmsSig
         signing_time = found["signing_time"][0].native
     to_verify = b"\x31" + attrs.dump()[1:]  # RFC 5652 5.4: the attributes as a SET OF
     _check_signature(signer, si, digest_name, to_verify)
-    return CmsSignature(signer, tuple(certs), signing_time, digest_name)
+    tokens = tuple(value.dump() for attr in (si["unsigned_attrs"] or [])
+                   if attr["type"].native == "signature_time_stamp_token" for value in attr["values"])
+    return CmsSignature(signer, tuple(certs), signing_time, digest_name, si["signature"].native, tokens)
+
+
+def _one_signer_info(signature: bytes) -> tuple[asn1cms.ContentInfo, asn1cms.SignerInfo]:
+    try:
+        info = asn1cms.ContentInfo.load(bytes(signature), strict=True)
+        infos = info["content"]["signer_infos"] if info["content_type"].native == "signed_data" else []
+        if len(infos) != 1:
+            raise CmsError("not a SignedData with one SignerInfo")
+        return info, infos[0]
+    except _DECODE_ERRORS as exc:
+        raise CmsError(f"CMS signature does not decode: {type(exc).__name__}: {exc}") from None
+
+
+def signature_value(signature: bytes) -> bytes:
+    """The signature octets of the one SignerInfo of a SignedData: what a signature
+    time-stamp's message imprint hashes (RFC 3161 Appendix A)."""
+    return _one_signer_info(signature)[1]["signature"].native
+
+
+def add_signature_timestamp(signature: bytes, token: bytes) -> bytes:
+    """``signature`` (DER SignedData, one SignerInfo) with ``token`` added as its unsigned
+    signature-time-stamp attribute (id-aa-signatureTimeStampToken, RFC 3161 Appendix A): a
+    CAdES-T signature. The signed part is untouched; verify the token before adding it."""
+    info, si = _one_signer_info(signature)
+    try:
+        token_info = asn1cms.ContentInfo.load(bytes(token), strict=True)
+    except _DECODE_ERRORS as exc:
+        raise CmsError(f"time-stamp token does not decode: {type(exc).__name__}: {exc}") from None
+    attrs = [a for a in (si["unsigned_attrs"] or []) if a["type"].native != "signature_time_stamp_token"]
+    attrs.append(asn1cms.CMSAttribute({"type": "signature_time_stamp_token", "values": [token_info]}))
+    si["unsigned_attrs"] = asn1cms.CMSAttributes(attrs)
+    info["content"]["signer_infos"] = asn1cms.SignerInfos([si])
+    return asn1cms.ContentInfo({"content_type": "signed_data", "content": info["content"]}).dump()
 
 
 def _find_signer(sid: asn1cms.SignerIdentifier, certs: list[x509.Certificate]

@@ -28,6 +28,9 @@ class Check:
     name: str
     passed: bool
     reason: str
+    #: for a ``revocation`` check that failed on a verified "revoked": when (so that a
+    #: signature time-stamped before it can still be judged valid)
+    revoked_at: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "passed": self.passed, "reason": self.reason}
@@ -169,7 +172,8 @@ def check_crl(cert: x509.Certificate, root: x509.Certificate,
     entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
     if entry is None:
         return Check("revocation", True, "not on the CRL")
-    return Check("revocation", False, f"revoked ({crl_reason(entry)}) at {entry.revocation_date_utc}")
+    return Check("revocation", False, f"revoked ({crl_reason(entry)}) at {entry.revocation_date_utc}",
+                 entry.revocation_date_utc)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,159 @@
+"""The installation's time-stamping authority (RFC 3161): a root, a TSA unit, every token logged.
+
+A lab TSA beside the JPKI CAs, so that a JPKI signature can carry a signature time-stamp
+(CAdES-T, PAdES B-T) and a relying party can judge it at the time it was made, after the
+signing certificate was revoked for an address change or a handover (specs/revocation.md
+5.2). In Japan a TSA is a business of its own, accredited by the Minister for Internal
+Affairs; the lab runs one in the issuer's service for the drills, under its own root and
+its own policy, apart from the JPKI hierarchy.
+
+Keys sit in the issuer keystore (labels ``tsa-root-g1``, ``tsa-unit-<N>``; the signing
+interface, never exported); the ``issuer_keys`` rows (purposes ``tsa-root`` and
+``tsa-unit``) carry their certificates. A unit certificate is renewed when fewer than
+:data:`UNIT_RENEW_DAYS` remain. Each token granted is logged (audit action ``tsa.stamp``:
+serial, genTime, imprint), as a TSA must keep records of its tokens (ETSI EN 319 421 7.10).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from issuer.db import AuditEvent, IssuerKey, utcnow
+from issuer.jpki.ca import random_serial
+from issuer.jpki.keys import as_private_key
+from issuer.keystore import KeyStore
+from protocols import tsp
+from protocols.tsp.certificates import build_tsa_root, build_tsa_unit
+
+#: The lab TSA's policy: an OID under 2.25 (ITU-T X.667: a UUID as an OID, which needs no
+#: registration), UUID 2176a635-70ca-52d0-bc7a-c93781ee97a3 (version 5 of
+#: "https://github.com/mcred/tsa-policy/1" in the URL namespace).
+POLICY = "2.25.44480586004203068099401053557132007331"
+ROOT_YEARS = 20
+UNIT_DAYS = 3 * 365
+UNIT_RENEW_DAYS = 90
+ALGORITHM = "p256"
+ROOT_NAME = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
+                       x509.NameAttribute(NameOID.ORGANIZATION_NAME, "mcred lab"),
+                       x509.NameAttribute(NameOID.COMMON_NAME, "mcred Time-Stamping Root")])
+
+
+def _unit_name(n: int) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "mcred lab"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, f"mcred TSA unit {n}")])
+
+
+@dataclass
+class TimeStampAuthority:
+    """The TSA over a registry (``sessions``) and a keystore; safe to share between threads."""
+
+    sessions: sessionmaker[Session]
+    keystore: KeyStore
+    clock: Callable[[], dt.datetime] = utcnow
+    policy: str = POLICY
+    _unit: tsp.TsaUnit | None = field(default=None, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def _rows(self, purpose: str) -> list[IssuerKey]:
+        with self.sessions.begin() as s:
+            rows = s.scalars(select(IssuerKey).where(IssuerKey.purpose == purpose)
+                             .order_by(IssuerKey.created_at, IssuerKey.label)).all()
+            s.expunge_all()
+        return list(rows)
+
+    def roots(self) -> list[x509.Certificate]:
+        """Every time-stamping root (the relying party's TSA trust store), oldest first; the
+        first is created on first use."""
+        roots = [x509.load_der_x509_certificate(r.certificate) for r in self._rows("tsa-root")
+                 if r.certificate]
+        return roots or [self._create_root()]
+
+    def root(self) -> x509.Certificate:
+        """The newest root."""
+        return self.roots()[-1]
+
+    def _create_root(self) -> x509.Certificate:
+        now = self.clock()
+        label = "tsa-root-g1"
+        signer = (self.keystore.signer(label) if self.keystore.has(label)
+                  else self.keystore.create(label, ALGORITHM))
+        cert = build_tsa_root(name=ROOT_NAME, key=as_private_key(signer), serial=random_serial(),
+                              not_before=now - dt.timedelta(minutes=5),
+                              not_after=now + dt.timedelta(days=365 * ROOT_YEARS))
+        with self.sessions.begin() as s:
+            s.add(IssuerKey(label=label, purpose="tsa-root", algorithm=ALGORITHM,
+                            certificate=cert.public_bytes(Encoding.DER), active=True,
+                            created_at=now))
+            s.add(AuditEvent(actor="issuer", action="tsa.root.create", subject=label, detail={}))
+        return cert
+
+    def unit(self) -> tsp.TsaUnit:
+        """The current TSA unit, created or renewed as needed."""
+        now = self.clock()
+        unit = self._unit
+        if unit is not None and unit.certificate.not_valid_after_utc - now > dt.timedelta(days=UNIT_RENEW_DAYS):
+            return unit
+        with self._lock:
+            self._unit = self._load_or_create_unit(now)
+            return self._unit
+
+    def _load_or_create_unit(self, now: dt.datetime) -> tsp.TsaUnit:
+        root = self.root()
+        rows = self._rows("tsa-unit")
+        for row in reversed(rows):
+            cert = x509.load_der_x509_certificate(row.certificate)
+            if cert.not_valid_after_utc - now > dt.timedelta(days=UNIT_RENEW_DAYS):
+                return self._as_unit(row.label, cert, root)
+        n = len(rows) + 1
+        label = f"tsa-unit-{n}"
+        signer = (self.keystore.signer(label) if self.keystore.has(label)
+                  else self.keystore.create(label, ALGORITHM))
+        root_signer = self.keystore.signer(self._rows("tsa-root")[-1].label)
+        cert = build_tsa_unit(name=_unit_name(n), public_key=signer.public_key(), issuer=root,
+                              issuer_key=as_private_key(root_signer), serial=random_serial(),
+                              not_before=now - dt.timedelta(minutes=5),
+                              not_after=min(now + dt.timedelta(days=UNIT_DAYS),
+                                            root.not_valid_after_utc))
+        with self.sessions.begin() as s:
+            s.add(IssuerKey(label=label, purpose="tsa-unit", algorithm=ALGORITHM,
+                            certificate=cert.public_bytes(Encoding.DER), active=True,
+                            created_at=now))
+            s.add(AuditEvent(actor="issuer", action="tsa.unit.create", subject=label,
+                             detail={"serial": format(cert.serial_number, "x")}))
+        return self._as_unit(label, cert, root)
+
+    def _as_unit(self, label: str, cert: x509.Certificate, root: x509.Certificate) -> tsp.TsaUnit:
+        return tsp.TsaUnit(certificate=cert, sign=self.keystore.signer(label).sign,
+                           policy=self.policy, chain=(root,))
+
+    def respond(self, der: bytes) -> bytes:
+        """A DER TimeStampResp for a DER TimeStampReq: granted, logged, or refused with the
+        failure bit that says why (badDataFormat, badAlg, badRequest, unacceptedPolicy,
+        unacceptedExtension); systemFailure when the TSA itself could not stamp."""
+        try:
+            request = tsp.parse_request(der)
+            unit = self.unit()
+            now = self.clock()
+            serial = random_serial()
+            response = tsp.grant(request, unit=unit, serial=serial, gen_time=now)
+            with self.sessions.begin() as s:  # logged before it is handed out
+                s.add(AuditEvent(actor="tsa", action="tsa.stamp", subject=format(serial, "x"),
+                                 detail={"gen_time": now.isoformat(),
+                                         "hash_algorithm": request.hash_algorithm,
+                                         "imprint": request.message_digest.hex(),
+                                         "policy": unit.policy}))
+        except tsp.RequestRefused as exc:
+            return tsp.reject(exc.failure, str(exc))
+        except Exception as exc:  # noqa: BLE001 - a TSA answers in-band (RFC 3161 2.4.2)
+            return tsp.reject("systemFailure", f"the TSA could not stamp: {type(exc).__name__}")
+        return response

@@ -1,0 +1,93 @@
+"""Composition of time-stamping: the installation's TSA (:mod:`issuer.tsa`), and a signer's
+way of getting a token from it or from any RFC 3161 TSA over HTTP.
+
+A :class:`Stamper` is what a signing flow holds: ``respond(request_der) -> response_der``,
+in-process (the installation's TSA) or over HTTP (``POST`` as
+``application/timestamp-query``, RFC 3161 3.4). :meth:`Stamper.stamp` asks for a token over
+some bytes (a CMS signature value) and checks the answer before it is embedded: the
+imprint and the nonce always, the TSA's chain when roots are given.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import httpx
+from cryptography import x509
+
+from issuer.tsa import TimeStampAuthority
+from mcred.context import Context
+from protocols import tsp
+from protocols.jpki.cms import add_signature_timestamp, signature_value
+from reader.fetch import FetchError, fetch
+
+#: the longest TimeStampResp a signer reads (a token with a few certificates is ~2-5 KB)
+MAX_RESPONSE_BYTES = 64 * 1024
+TIMEOUT = 10.0
+
+_TSAS: dict[tuple[str, str], TimeStampAuthority] = {}
+
+
+def time_stamp_authority(ctx: Context) -> TimeStampAuthority:
+    """The installation's TSA (one per data directory and database), root made on first use."""
+    key = (str(ctx.home), ctx.database)
+    if key not in _TSAS:
+        _TSAS[key] = TimeStampAuthority(ctx.sessions, ctx.keystore)
+    return _TSAS[key]
+
+
+class TimestampError(Exception):
+    """No usable time-stamp: the TSA unreachable, refusing, or answering a wrong token."""
+
+
+@dataclass(frozen=True)
+class Stamper:
+    """Where tokens come from: ``respond`` takes a DER TimeStampReq and gives the DER
+    TimeStampResp; ``roots``, when given, are the TSA roots its tokens must chain to."""
+
+    respond: Callable[[bytes], bytes]
+    where: str
+    roots: tuple[x509.Certificate, ...] = ()
+
+    @classmethod
+    def local(cls, ctx: Context) -> Stamper:
+        """The installation's own TSA, in-process, its roots trusted."""
+        authority = time_stamp_authority(ctx)
+        return cls(authority.respond, "the installation's TSA", tuple(authority.roots()))
+
+    @classmethod
+    def http(cls, url: str, *, roots: Sequence[x509.Certificate] = (),
+             client: httpx.Client | None = None) -> Stamper:
+        """An RFC 3161 TSA at ``url``."""
+        def respond(request: bytes) -> bytes:
+            try:
+                answer = fetch(client, "POST", url, max_bytes=MAX_RESPONSE_BYTES, timeout=TIMEOUT,
+                               content=request, headers={"Content-Type": tsp.QUERY_MEDIA_TYPE})
+            except FetchError as exc:
+                raise TimestampError(f"TSA {url} unreachable: {exc}") from None
+            if answer.status != 200:
+                raise TimestampError(f"TSA {url} answered HTTP {answer.status}")
+            return answer.body
+
+        return cls(respond, url, tuple(roots))
+
+    def stamp(self, data: bytes, hash_algorithm: str = "sha256") -> bytes:
+        """A DER TimeStampToken over ``data``, checked: granted, the imprint of ``data``,
+        the nonce sent, and (with :attr:`roots`) signed by a TSA under them."""
+        nonce = secrets.randbits(64)
+        request = tsp.build_request(tsp.digest(hash_algorithm, data), hash_algorithm, nonce=nonce)
+        try:
+            token = tsp.token_of_response(self.respond(request))
+            if self.roots:
+                tsp.verify_token(token, data=data, roots=self.roots, nonce=nonce)
+            else:
+                tsp.check_imprint(token, data=data, nonce=nonce)
+        except tsp.TspError as exc:
+            raise TimestampError(f"{self.where}: {exc}") from None
+        return token
+
+    def stamp_signature(self, cms: bytes) -> bytes:
+        """A detached CMS signature with a signature time-stamp added (CAdES-T)."""
+        return add_signature_timestamp(cms, self.stamp(signature_value(cms)))

@@ -1,0 +1,432 @@
+"""The TimeStampToken (RFC 3161 2.4.2): a CMS SignedData (RFC 5652) whose eContent is a
+TSTInfo, signed by a TSA unit; built through a signing callable, verified in full.
+
+The signed attributes are contentType (id-ct-TSTInfo), messageDigest and
+signingCertificateV2 (RFC 5816: ESSCertIDv2 with SHA-256 of the TSA certificate and its
+issuer and serial), which binds the token to its certificate. The TSA certificate carries
+id-kp-timeStamping as its only, critical extended key usage (RFC 3161 2.3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from asn1crypto import cms as asn1cms
+from asn1crypto import core as asn1core
+from asn1crypto import tsp as asn1tsp
+from asn1crypto import x509 as asn1x509
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from .errors import TokenInvalid
+
+HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}
+#: Longest path from a TSA certificate to a trusted root (unit, intermediates, root).
+MAX_PATH = 4
+_DECODE_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError,
+                  UnicodeError, RecursionError, NotImplementedError)
+
+
+def digest(name: str, data: bytes) -> bytes:
+    """``data`` hashed with ``name`` (one of :data:`HASHES`)."""
+    h = hashes.Hash(HASHES[name]())
+    h.update(data)
+    return h.finalize()
+
+
+def _key_hash(key) -> str:  # noqa: ANN001
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return {"secp384r1": "sha384", "secp521r1": "sha512"}.get(key.curve.name, "sha256")
+    return "sha256"
+
+
+@dataclass(frozen=True)
+class TsaUnit:
+    """A TSA unit: its certificate, what signs with its key (``sign(data)`` returns a DER
+    ECDSA or PKCS#1 v1.5 signature with the hash of :attr:`hash_algorithm`), the policy it
+    stamps under, and the accuracy it promises."""
+
+    certificate: x509.Certificate
+    sign: Callable[[bytes], bytes]
+    policy: str
+    chain: tuple[x509.Certificate, ...] = ()
+    accuracy: timedelta = timedelta(seconds=1)
+
+    @property
+    def hash_algorithm(self) -> str:
+        return _key_hash(self.certificate.public_key())
+
+
+def _asn1_cert(cert: x509.Certificate) -> asn1x509.Certificate:
+    return asn1x509.Certificate.load(cert.public_bytes(Encoding.DER))
+
+
+def _accuracy(value: timedelta) -> asn1tsp.Accuracy:
+    micros = round(value.total_seconds() * 1_000_000)
+    fields = {}
+    if micros // 1_000_000:
+        fields["seconds"] = micros // 1_000_000
+    if (micros // 1000) % 1000:
+        fields["millis"] = (micros // 1000) % 1000
+    if micros % 1000:
+        fields["micros"] = micros % 1000
+    return asn1tsp.Accuracy(fields)
+
+
+def _signature_algorithm(cert: x509.Certificate, hash_name: str) -> dict:
+    if isinstance(cert.public_key(), rsa.RSAPublicKey):
+        return {"algorithm": "rsassa_pkcs1v15", "parameters": asn1core.Null()}
+    return {"algorithm": f"{hash_name}_ecdsa"}
+
+
+def build_token(*, unit: TsaUnit, hash_algorithm: str, message_digest: bytes, serial: int,
+                gen_time: datetime, nonce: int | None = None, include_certificates: bool = True
+                ) -> bytes:
+    """DER ContentInfo(SignedData(TSTInfo)) stamping ``message_digest`` at ``gen_time``."""
+    if gen_time.tzinfo is None:
+        raise ValueError("gen_time must be timezone-aware")
+    if hash_algorithm not in HASHES or len(message_digest) != HASHES[hash_algorithm].digest_size:
+        raise ValueError(f"message imprint is not a {hash_algorithm} digest")
+    if serial <= 0:
+        raise ValueError("serialNumber must be positive")
+    cert = _asn1_cert(unit.certificate)
+    tst = {
+        "version": "v1",
+        "policy": unit.policy,
+        "message_imprint": {"hash_algorithm": {"algorithm": hash_algorithm},
+                            "hashed_message": message_digest},
+        "serial_number": serial,
+        "gen_time": gen_time.astimezone(UTC),
+        "accuracy": _accuracy(unit.accuracy),
+        "tsa": asn1x509.GeneralName(name="directory_name", value=cert.subject),
+    }
+    if nonce is not None:
+        tst["nonce"] = nonce
+    econtent = asn1tsp.TSTInfo(tst).dump()
+    h = unit.hash_algorithm
+    attrs = [
+        asn1cms.CMSAttribute({"type": "content_type", "values": ["tst_info"]}),
+        asn1cms.CMSAttribute({"type": "message_digest", "values": [digest(h, econtent)]}),
+        asn1cms.CMSAttribute({"type": "signing_certificate_v2", "values": [{
+            "certs": [{
+                "cert_hash": digest("sha256", cert.dump()),
+                "issuer_serial": {
+                    "issuer": [asn1x509.GeneralName(name="directory_name", value=cert.issuer)],
+                    "serial_number": cert.serial_number,
+                },
+            }],
+        }]}),
+    ]
+    attrs.sort(key=lambda a: a.dump())  # DER SET OF: sorted encodings (X.690 11.6)
+    signed_attrs = asn1cms.CMSAttributes(attrs)
+    signature = unit.sign(signed_attrs.dump())
+    signer_info = asn1cms.SignerInfo({
+        "version": "v1",
+        "sid": asn1cms.SignerIdentifier(name="issuer_and_serial_number", value={
+            "issuer": cert.issuer, "serial_number": cert.serial_number}),
+        "digest_algorithm": {"algorithm": h},
+        "signed_attrs": signed_attrs,
+        "signature_algorithm": _signature_algorithm(unit.certificate, h),
+        "signature": signature,
+    })
+    signed_data = {
+        "version": "v3",  # eContentType other than id-data (RFC 5652 5.1)
+        "digest_algorithms": [{"algorithm": h}],
+        "encap_content_info": {"content_type": "tst_info",
+                               "content": asn1core.ParsableOctetString(econtent)},
+        "signer_infos": [signer_info],
+    }
+    if include_certificates:
+        signed_data["certificates"] = [cert] + [_asn1_cert(c) for c in unit.chain]
+    return asn1cms.ContentInfo({"content_type": "signed_data",
+                                "content": asn1cms.SignedData(signed_data)}).dump()
+
+
+@dataclass(frozen=True)
+class TimeStamp:
+    """A verified token: what was stamped, when, by which TSA certificate under which root."""
+
+    gen_time: datetime
+    accuracy: timedelta | None
+    serial: int
+    policy: str
+    hash_algorithm: str
+    message_digest: bytes
+    nonce: int | None
+    tsa_certificate: x509.Certificate
+    root: x509.Certificate
+
+    @property
+    def latest(self) -> datetime:
+        """The latest moment the token allows (genTime + accuracy)."""
+        return self.gen_time + (self.accuracy or timedelta(0))
+
+    def to_dict(self) -> dict:
+        return {"gen_time": self.gen_time.isoformat(),
+                "accuracy_seconds": self.accuracy.total_seconds() if self.accuracy else None,
+                "serial": format(self.serial, "x"), "policy": self.policy,
+                "tsa": self.tsa_certificate.subject.rfc4514_string(),
+                "root": self.root.subject.rfc4514_string()}
+
+
+def verify_token(token: bytes, *, roots: Sequence[x509.Certificate], data: bytes | None = None,
+                 hash_algorithm: str | None = None, message_digest: bytes | None = None,
+                 nonce: int | None = None, certificates: Sequence[x509.Certificate] = ()
+                 ) -> TimeStamp:
+    """Verify ``token`` as a stamp of ``data`` (hashed with the token's own imprint
+    algorithm), or of ``message_digest`` under ``hash_algorithm``, by a TSA under one of
+    ``roots``.
+
+    Checks: the CMS structure (id-ct-TSTInfo, one SignerInfo), messageDigest over the
+    TSTInfo, signingCertificate(V2) naming the signer certificate, the signature, the TSA
+    certificate's only and critical EKU id-kp-timeStamping, its path to one of ``roots``
+    (by key identifier, each link's signature, each certificate valid at genTime), the
+    message imprint, and ``nonce`` when one was asked. ``certificates``: where to find the
+    TSA certificate when the token does not carry it (certReq false). Raises
+    :class:`TokenInvalid` naming the first failure."""
+    if not roots:
+        raise TokenInvalid("no trusted time-stamping root given")
+    if (data is None) == (message_digest is None) or (message_digest is not None and hash_algorithm is None):
+        raise ValueError("give data, or message_digest with hash_algorithm")
+    try:
+        return _verify(bytes(token), data, hash_algorithm, message_digest, roots, nonce,
+                       certificates)
+    except TokenInvalid:
+        raise
+    except _DECODE_ERRORS as exc:
+        raise TokenInvalid(f"time-stamp token does not decode: {type(exc).__name__}: {exc}") from None
+
+
+def _verify(token: bytes, data: bytes | None, hash_algorithm: str | None,
+            message_digest: bytes | None, roots: Sequence[x509.Certificate], nonce: int | None,
+            extra: Sequence[x509.Certificate]) -> TimeStamp:
+    info = asn1cms.ContentInfo.load(token, strict=True)
+    if info["content_type"].native != "signed_data":
+        raise TokenInvalid(f"ContentInfo type is {info['content_type'].native}, not signedData")
+    sd = info["content"]
+    encap = sd["encap_content_info"]
+    if encap["content_type"].native != "tst_info":
+        raise TokenInvalid(f"eContentType is {encap['content_type'].native}, not id-ct-TSTInfo")
+    if not isinstance(encap["content"], asn1core.ParsableOctetString):
+        raise TokenInvalid("the token carries no TSTInfo (eContent absent)")
+    econtent = encap["content"].contents
+    tst = asn1tsp.TSTInfo.load(econtent, strict=True)
+    signer_infos = list(sd["signer_infos"])
+    if len(signer_infos) != 1:
+        raise TokenInvalid(f"the token has {len(signer_infos)} SignerInfos, expected 1")
+    si = signer_infos[0]
+    certs = [x509.load_der_x509_certificate(c.chosen.dump())
+             for c in (sd["certificates"] or []) if c.name == "certificate"]
+    signer = _find_signer(si["sid"], [*certs, *extra])
+    h = si["digest_algorithm"]["algorithm"].native
+    if h not in HASHES:
+        raise TokenInvalid(f"SignerInfo digest algorithm {h} is not SHA-256, SHA-384 or SHA-512")
+    attrs = _signed_attributes(si)
+    if attrs.get("content_type") != "tst_info":
+        raise TokenInvalid("signed contentType attribute is not id-ct-TSTInfo")
+    if attrs.get("message_digest") != digest(h, econtent):
+        raise TokenInvalid("messageDigest does not match the TSTInfo")
+    _check_signing_certificate(attrs, signer)
+    _check_signature(signer, si, h, b"\x31" + si["signed_attrs"].dump()[1:])
+    _check_timestamping_eku(signer)
+    gen_time = tst["gen_time"].native
+    root = _path_to_root(signer, [*certs, *extra], roots, gen_time)
+    if tst["version"].native != "v1":
+        raise TokenInvalid(f"TSTInfo version {tst['version'].native}, expected v1")
+    imprint = tst["message_imprint"]
+    got_alg = imprint["hash_algorithm"]["algorithm"].native
+    if data is not None:
+        if got_alg not in HASHES:
+            raise TokenInvalid(f"the token's imprint algorithm {got_alg} is not accepted")
+        hash_algorithm, message_digest = got_alg, digest(got_alg, data)
+    if got_alg != hash_algorithm or imprint["hashed_message"].native != message_digest:
+        raise TokenInvalid("the token's message imprint is not the digest of what it should stamp")
+    got_nonce = tst["nonce"].native
+    if nonce is not None and got_nonce != nonce:
+        raise TokenInvalid("the token's nonce is not the request's")
+    return TimeStamp(gen_time=gen_time, accuracy=_read_accuracy(tst["accuracy"]),
+                     serial=tst["serial_number"].native, policy=tst["policy"].dotted,
+                     hash_algorithm=got_alg, message_digest=bytes(message_digest), nonce=got_nonce,
+                     tsa_certificate=signer, root=root)
+
+
+def check_imprint(token: bytes, *, data: bytes, nonce: int | None = None) -> datetime:
+    """The token's genTime, after checking that it stamps ``data`` (with its own imprint
+    algorithm) and carries ``nonce``: what a signer checks of a TSA it has no root for.
+    The signature and the TSA are NOT verified (:func:`verify_token` does that)."""
+    try:
+        info = asn1cms.ContentInfo.load(bytes(token), strict=True)
+        encap = info["content"]["encap_content_info"]
+        if encap["content_type"].native != "tst_info":
+            raise TokenInvalid(f"eContentType is {encap['content_type'].native}, not id-ct-TSTInfo")
+        tst = asn1tsp.TSTInfo.load(encap["content"].contents, strict=True)
+        alg = tst["message_imprint"]["hash_algorithm"]["algorithm"].native
+        hashed = tst["message_imprint"]["hashed_message"].native
+        got_nonce, gen_time = tst["nonce"].native, tst["gen_time"].native
+    except TokenInvalid:
+        raise
+    except _DECODE_ERRORS as exc:
+        raise TokenInvalid(f"time-stamp token does not decode: {type(exc).__name__}: {exc}") from None
+    if alg not in HASHES or hashed != digest(alg, data):
+        raise TokenInvalid("the token's message imprint is not the digest of what it should stamp")
+    if nonce is not None and got_nonce != nonce:
+        raise TokenInvalid("the token's nonce is not the request's")
+    return gen_time
+
+
+def _signed_attributes(si: asn1cms.SignerInfo) -> dict:
+    attrs = si["signed_attrs"]
+    if not attrs:
+        raise TokenInvalid("SignerInfo has no signed attributes")
+    found: dict = {}
+    for attr in attrs:
+        name = attr["type"].native
+        values = list(attr["values"])
+        if name in found:
+            raise TokenInvalid(f"signed attribute {name} appears twice")
+        if len(values) != 1:
+            raise TokenInvalid(f"signed attribute {name} is not single-valued")
+        found[name] = values[0] if name.startswith("signing_certificate") else values[0].native
+    return found
+
+
+def _check_signing_certificate(attrs: dict, signer: x509.Certificate) -> None:
+    """RFC 5816 / RFC 2634 5.4: the first ESSCertID(v2) is the signer's certificate."""
+    der = signer.public_bytes(Encoding.DER)
+    if "signing_certificate_v2" in attrs:
+        first = attrs["signing_certificate_v2"]["certs"][0]
+        alg = first["hash_algorithm"]["algorithm"].native
+        if alg not in HASHES:
+            raise TokenInvalid(f"ESSCertIDv2 hash {alg} is not supported")
+        expected = digest(alg, der)
+    elif "signing_certificate" in attrs:
+        first = attrs["signing_certificate"]["certs"][0]
+        sha1 = hashes.Hash(hashes.SHA1())  # noqa: S303 - ESSCertID (v1) is SHA-1 by definition
+        sha1.update(der)
+        expected = sha1.finalize()
+    else:
+        raise TokenInvalid("no signingCertificate(V2) attribute binds the TSA certificate")
+    if first["cert_hash"].native != expected:
+        raise TokenInvalid("signingCertificate names another certificate than the signer's")
+    serial = first["issuer_serial"]
+    if serial and serial.native and serial["serial_number"].native != signer.serial_number:
+        raise TokenInvalid("signingCertificate's issuerSerial is not the signer's")
+
+
+def _find_signer(sid: asn1cms.SignerIdentifier, certs: Sequence[x509.Certificate]) -> x509.Certificate:
+    for cert in certs:
+        parsed = _asn1_cert(cert)
+        if sid.name == "issuer_and_serial_number":
+            if (parsed.issuer == sid.chosen["issuer"]
+                    and parsed.serial_number == sid.chosen["serial_number"].native):
+                return cert
+        elif sid.name == "subject_key_identifier" and parsed.key_identifier == sid.chosen.native:
+            return cert
+    raise TokenInvalid("the TSA certificate is neither in the token nor given (certReq was false?)")
+
+
+def _check_signature(cert: x509.Certificate, si: asn1cms.SignerInfo, h: str, data: bytes) -> None:
+    key = cert.public_key()
+    alg = si["signature_algorithm"]["algorithm"].native
+    sig = si["signature"].native
+    try:
+        if isinstance(key, rsa.RSAPublicKey):
+            if alg not in ("rsassa_pkcs1v15", f"{h}_rsa"):
+                raise TokenInvalid(f"signature algorithm {alg} does not fit an RSA key")
+            key.verify(sig, data, padding.PKCS1v15(), HASHES[h]())
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            if alg != f"{h}_ecdsa":
+                raise TokenInvalid(f"signature algorithm {alg} does not fit ECDSA with {h}")
+            key.verify(sig, data, ec.ECDSA(HASHES[h]()))
+        else:
+            raise TokenInvalid(f"TSA key {type(key).__name__} is not RSA or EC")
+    except InvalidSignature:
+        raise TokenInvalid("the token's signature does not verify with the TSA certificate") from None
+
+
+def _check_timestamping_eku(cert: x509.Certificate) -> None:
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+    except x509.ExtensionNotFound:
+        raise TokenInvalid("the TSA certificate has no extendedKeyUsage") from None
+    if list(ext.value) != [ExtendedKeyUsageOID.TIME_STAMPING] or not ext.critical:
+        raise TokenInvalid("the TSA certificate's extendedKeyUsage is not id-kp-timeStamping "
+                           "alone and critical (RFC 3161 2.3)")
+
+
+def _ski(cert: x509.Certificate) -> bytes | None:
+    try:
+        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _aki(cert: x509.Certificate) -> bytes | None:
+    try:
+        return cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _valid_at(cert: x509.Certificate, at: datetime, what: str) -> None:
+    if not cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
+        raise TokenInvalid(f"{what} {cert.subject.rfc4514_string()} is not valid at the "
+                           f"token's genTime {at.isoformat()}")
+
+
+def _path_to_root(leaf: x509.Certificate, pool: Sequence[x509.Certificate],
+                  roots: Sequence[x509.Certificate], at: datetime) -> x509.Certificate:
+    _valid_at(leaf, at, "TSA certificate")
+    cert = leaf
+    for _ in range(MAX_PATH):
+        aki = _aki(cert)
+        for root in roots:
+            if root.subject == cert.issuer and (aki is None or _ski(root) == aki):
+                try:
+                    cert.verify_directly_issued_by(root)
+                except (ValueError, TypeError, InvalidSignature):
+                    continue
+                _valid_at(root, at, "time-stamping root")
+                return root
+        up = [c for c in pool if c.subject == cert.issuer and c != cert
+              and (aki is None or _ski(c) == aki)]
+        if not up:
+            break
+        parent = up[0]
+        try:
+            cert.verify_directly_issued_by(parent)
+            ca = parent.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        except (ValueError, TypeError, InvalidSignature, x509.ExtensionNotFound):
+            raise TokenInvalid(f"{cert.subject.rfc4514_string()} is not issued by the CA "
+                               "certificate the token carries") from None
+        if not ca:
+            raise TokenInvalid(f"{parent.subject.rfc4514_string()} is not a CA")
+        _valid_at(parent, at, "time-stamping CA")
+        cert = parent
+    raise TokenInvalid(f"the TSA certificate {leaf.subject.rfc4514_string()} does not chain to "
+                       "a trusted time-stamping root")
+
+
+def _read_accuracy(value: asn1tsp.Accuracy) -> timedelta | None:
+    if not value or value.native is None:
+        return None
+    native = value.native
+    return timedelta(seconds=native.get("seconds") or 0, milliseconds=native.get("millis") or 0,
+                     microseconds=native.get("micros") or 0)
+
+
+def signature_imprint(signature_value: bytes, hash_algorithm: str = "sha256") -> bytes:
+    """The message imprint of a signature time-stamp (RFC 3161 Appendix A): the hash of the
+    SignerInfo's signature value (the octets, without tag and length)."""
+    return digest(hash_algorithm, signature_value)
+
+
+__all__ = ["HASHES", "TimeStamp", "TsaUnit", "build_token", "check_imprint", "digest",
+           "signature_imprint", "verify_token"]

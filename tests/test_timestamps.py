@@ -1,0 +1,265 @@
+"""Signature time-stamps, end to end: the installation's TSA (`POST /tsa`, RFC 3161 over
+HTTP), `mcred jpki sign --timestamp | --tsa URL` (CAdES-T; with --pdf, PAdES B-T) and the
+relying party judging a time-stamped signature at its time-stamp: a signature made before
+the certificate was revoked (an address change, a handover) stays valid, one made after is
+refused, and one without a time-stamp is refused once the certificate is revoked.
+
+pyHanko's own validator is the second opinion on the PDF's time-stamp; OpenSSL reads the
+TSA's answers over HTTP."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import time
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives import serialization
+from test_present_http import free_port, installation_env
+from typer.testing import CliRunner
+
+import wallet_sim
+from issuer.db import AuditEvent
+from mcred.cli.main import app as cli
+from mcred.context import Context
+from mcred.jpki_flow import jpki_issuer, sign_file
+from mcred.provision import parse_holder, provision
+from mcred.timestamps import Stamper, TimestampError, time_stamp_authority
+from protocols import tsp
+from protocols.jpki.cms import verify_detached_signature
+from reader.relying_party import RelyingPartyService, verify
+
+try:
+    import pyhanko
+except ImportError:  # the pdf extra: the PAdES B-T part of a test is left out without it
+    pyhanko = None
+
+HOLDER = {"family_name": "山本", "given_name": "花子", "family_name_kana": "やまもと",
+          "given_name_kana": "はなこ", "birth_date": "1988-03-03", "sex": 2,
+          "address": "福岡県福岡市中央区天神1-8-1", "prefecture": "福岡県", "municipality": "福岡市"}
+PASSWORD = "STAMP2026SIGN"
+CONTENT = "賃貸借契約書 2026-12-05".encode()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from test_rp_http import issuer_and_relying_party
+
+    home = tmp_path_factory.mktemp("home")
+    files = tmp_path_factory.mktemp("files")
+    issuer_port = free_port()
+    with installation_env(home, issuer_port):
+        ctx = Context.open(home)
+        phone, moving = wallet_sim.create_phone(home), wallet_sim.create_phone(home)
+        for key_type, p in (("p384", phone), ("rsa2048", moving)):
+            provision(ctx, p, parse_holder(HOLDER), key_type=key_type, mdoc_batch=1, pin="1234", password=PASSWORD)
+        roots = jpki_issuer(ctx).roots("sign")
+        (files / "pw").write_text(PASSWORD + "\n")
+        (files / "lease.txt").write_bytes(CONTENT)
+        with issuer_and_relying_party(ctx, issuer_port, roots) as (issuer_url, reader_url, _rp):
+            yield {"ctx": ctx, "home": home, "files": files, "phone": phone, "moving": moving, "roots": roots,
+                   "issuer_url": issuer_url, "tsa_roots": time_stamp_authority(ctx).roots()}
+
+
+def _run(*args: str, code: int = 0) -> str:
+    out = CliRunner().invoke(cli, list(args))
+    assert out.exit_code == code, out.output
+    return out.output if code == 0 else re.sub(r"[\s│╭╮╰╯─]+", " ", out.output)
+
+
+def _checks(result: dict) -> dict[str, dict]:
+    return {c["name"]: c for c in result["checks"]}
+
+
+def test_the_tsa_over_http_is_read_by_openssl(world, tmp_path):
+    url = f"{world['issuer_url']}/tsa"
+    root_pem = httpx.get(f"{url}/root.pem").content
+    assert root_pem.startswith(b"-----BEGIN CERTIFICATE-----")
+    assert httpx.get(f"{url}/root.der").headers["content-type"] == "application/pkix-cert"
+    request = tsp.build_request(tsp.digest("sha256", CONTENT), nonce=12345)
+    answer = httpx.post(url, content=request, headers={"Content-Type": tsp.QUERY_MEDIA_TYPE})
+    assert answer.status_code == 200 and answer.headers["content-type"] == tsp.REPLY_MEDIA_TYPE
+    assert answer.headers["cache-control"] == "no-store"
+    stamp = tsp.verify_token(tsp.token_of_response(answer.content), data=CONTENT, roots=world["tsa_roots"],
+                             nonce=12345)
+    # every token is logged, by serial, with what it stamped
+    with world["ctx"].sessions() as s:
+        logged = s.query(AuditEvent).filter_by(action="tsa.stamp", subject=format(stamp.serial, "x")).one()
+    assert logged.detail["imprint"] == tsp.digest("sha256", CONTENT).hex()
+    if shutil.which("openssl"):
+        (tmp_path / "root.pem").write_bytes(root_pem)
+        (tmp_path / "data").write_bytes(CONTENT)
+        (tmp_path / "r.tsr").write_bytes(answer.content)
+        done = subprocess.run(["openssl", "ts", "-verify", "-data", str(tmp_path / "data"), "-in",
+                               str(tmp_path / "r.tsr"), "-CAfile", str(tmp_path / "root.pem")],
+                              capture_output=True, text=True)
+        assert "Verification: OK" in done.stdout, done.stderr
+    # refusals: in-band for a bad request, HTTP 415 for a body that is not a query at all
+    refused = httpx.post(url, content=b"\x30\x00", headers={"Content-Type": tsp.QUERY_MEDIA_TYPE})
+    with pytest.raises(tsp.ResponseRefused, match="badDataFormat"):
+        tsp.token_of_response(refused.content)
+    wrong = httpx.post(url, content=request, headers={"Content-Type": "application/json"})
+    assert wrong.status_code == 415 and "application/timestamp-query" in wrong.json()["detail"]
+    big = httpx.post(url, content=bytes(20000), headers={"Content-Type": tsp.QUERY_MEDIA_TYPE})
+    with pytest.raises(tsp.ResponseRefused, match="over 16384 bytes"):
+        tsp.token_of_response(big.content)
+
+
+def test_a_stamper_checks_the_token_before_it_is_embedded(world):
+    stamper = Stamper.http(f"{world['issuer_url']}/tsa", roots=world["tsa_roots"])
+    tsp.verify_token(stamper.stamp(b"x"), data=b"x", roots=world["tsa_roots"])
+    # a TSA that answers a token for something else, or refuses, is no time-stamp
+    other = stamper.respond(tsp.build_request(tsp.digest("sha256", b"other"), nonce=1))
+    with pytest.raises(TimestampError, match="message imprint"):
+        Stamper(lambda _request: other, "a lying TSA").stamp(b"x")
+    with pytest.raises(TimestampError, match="rejection"):
+        Stamper(lambda _request: tsp.reject("systemFailure", "down"), "a broken TSA").stamp(b"x")
+    with pytest.raises(TimestampError, match="unreachable"):
+        Stamper.http(f"http://127.0.0.1:{free_port()}/tsa").stamp(b"x")
+
+
+def _sign(world, name: str, *extra: str, phone: str = "phone", what: str = "lease.txt"):
+    files = world["files"]
+    out = files / name
+    _run("jpki", "sign", str(files / what), "--phone", world[phone], "--pin-file", str(files / "pw"),
+         "--out", str(out), *extra)
+    return out
+
+
+def _verify(world, signature, *extra: str) -> dict:
+    """``mcred jpki verify --json`` of the lease's detached signature: its verdict, whatever the exit code."""
+    out = CliRunner().invoke(cli, ["jpki", "verify", str(world["files"] / "lease.txt"), "--signature",
+                                   str(signature), "--json", *extra])
+    return json.loads(out.output)
+
+
+def test_a_time_stamped_signature_outlives_the_certificates_revocation(world, tmp_path):
+    """The holder of phone ``moving`` (RSA-2048) signs a lease three ways, and a PDF with a
+    time-stamp (PAdES B-T), then moves house: the signing certificate is revoked."""
+    files = world["files"]
+    stamped = _sign(world, "stamped.p7s", "--timestamp", phone="moving")
+    over_http = _sign(world, "over-http.p7s", "--tsa", f"{world['issuer_url']}/tsa", "--tsa-root",
+                      str(_tsa_pem(world, tmp_path)), phone="moving")
+    plain = _sign(world, "plain.p7s", phone="moving")
+    pdf = None
+    if pyhanko is not None:
+        from mcred.jpki_pdf import blank_pdf
+
+        (files / "lease.pdf").write_bytes(blank_pdf())
+        pdf = _sign(world, "lease-bt.pdf", "--pdf", "--timestamp", phone="moving", what="lease.pdf")
+        _pdf_verdicts(world, pdf, revoked=False)
+    cms = verify_detached_signature(stamped.read_bytes(), CONTENT)
+    assert len(cms.timestamp_tokens) == 1
+    before = _verify(world, stamped)
+    assert before["valid"], before
+    c = _checks(before)
+    assert list(c) == ["signature", "signature_timestamp", "chain", "policy", "key_usage", "validity", "revocation"]
+    assert c["signature_timestamp"]["reason"].startswith("signed before ")
+    assert c["validity"]["reason"].endswith("judged at the time-stamp")
+    assert _verify(world, over_http)["valid"]
+    # the holder moves: the signing certificate is revoked (affiliationChanged). Revocation
+    # times are whole seconds, and the TSA promises ±1 s: a revocation within 2 s of the
+    # stamp cannot be told apart from one before it, and is refused; wait past that
+    time.sleep(2.1)
+    _run("revoke", "--phone", world["moving"], "--reason", "affiliationChanged", "--credential", "sign")
+    after = _verify(world, stamped)
+    assert after["valid"], after["checks"]
+    reason = _checks(after)["revocation"]["reason"]
+    assert "revoked (affiliationChanged)" in reason and "after the signature's time-stamp" in reason
+    assert _verify(world, over_http)["valid"]
+    # ... not a signature without a time-stamp, nor one stamped after the revocation
+    refused = _verify(world, plain)
+    assert not refused["valid"] and "revoked (affiliationChanged)" in _checks(refused)["revocation"]["reason"]
+    late = _sign(world, "late.p7s", "--timestamp", phone="moving")
+    late_verdict = _verify(world, late)
+    assert not late_verdict["valid"] and _checks(late_verdict)["signature_timestamp"]["passed"]
+    # without the TSA's root, a time-stamp is not relied on: refused by name
+    (tmp_path / "other.pem").write_bytes(world["roots"][0].public_bytes(serialization.Encoding.PEM))
+    untrusted = _verify(world, stamped, "--tsa-roots", str(tmp_path / "other.pem"))
+    assert not untrusted["valid"]
+    assert "does not chain to a trusted time-stamping root" in _checks(untrusted)["signature_timestamp"]["reason"]
+    no_roots = verify(CONTENT, stamped.read_bytes(), roots=world["roots"], revocation="none")
+    assert _checks(no_roots)["signature_timestamp"]["reason"] == ("the signature carries a time-stamp, but no "
+                                                                  "time-stamping root is trusted here")
+    # the relying-party service with the installation's TSA roots says the same over HTTP
+    rp = RelyingPartyService(world["roots"], tsa_roots=lambda: time_stamp_authority(world["ctx"]).roots())
+    assert rp.verify(CONTENT, stamped.read_bytes())["valid"]
+    assert not rp.verify(CONTENT, plain.read_bytes())["valid"]
+    if pdf is not None:
+        _pdf_verdicts(world, pdf, revoked=True)
+    _run("jpki", "sign", str(files / "lease.txt"), "--phone", world["phone"], "--pin-file", str(files / "pw"),
+         "--timestamp", "--tsa", "http://x", code=2)
+
+
+def _tsa_pem(world, tmp_path):
+    path = tmp_path / "tsa-root.pem"
+    path.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in world["tsa_roots"]))
+    return path
+
+
+def _pdf_verdicts(world, pdf, *, revoked: bool) -> None:
+    """Ours (``mcred jpki verify`` of the PDF) and pyHanko's on a PAdES B-T signature."""
+    import io
+
+    from asn1crypto import x509 as asn1_x509
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.sign.validation import validate_pdf_signature
+    from pyhanko_certvalidator import ValidationContext
+
+    ours = json.loads(CliRunner().invoke(cli, ["jpki", "verify", str(pdf), "--json"]).output)
+    assert ours["valid"], ours["checks"]
+    c = _checks(ours["signatures"][0])
+    assert c["signature_timestamp"]["passed"]
+    assert ("after the signature's time-stamp" in c["revocation"]["reason"]) is revoked
+    trusted = [asn1_x509.Certificate.load(r.public_bytes(serialization.Encoding.DER))
+               for r in [*world["roots"], *world["tsa_roots"]]]
+    sig = PdfFileReader(io.BytesIO(pdf.read_bytes())).embedded_signatures[0]
+    status = validate_pdf_signature(sig, ValidationContext(trust_roots=trusted),
+                                    ts_validation_context=ValidationContext(trust_roots=trusted))
+    assert status.timestamp_validity is not None and status.timestamp_validity.valid
+    assert status.timestamp_validity.intact and status.timestamp_validity.trusted
+
+
+def test_the_reader_serves_a_relying_party_with_tsa_roots(world, tmp_path):
+    from mcred.present import ReaderServeConfig, ReaderServeError
+
+    jpki = tmp_path / "jpki.pem"
+    jpki.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in world["roots"]))
+    config = ReaderServeConfig(jpki_roots=(str(jpki),), tsa_roots=(str(_tsa_pem(world, tmp_path)),))
+    _service, rp, _line = config.build()
+    assert rp.tsa_roots() == world["tsa_roots"]
+    stamped = _sign(world, "served.p7s", "--timestamp")
+    assert rp.verify(CONTENT, stamped.read_bytes(), revocation="none")["valid"]
+    with pytest.raises(ReaderServeError, match="--tsa-roots"):
+        ReaderServeConfig(jpki_roots=(str(jpki),), tsa_roots=(str(tmp_path / "missing.pem"),)).build()
+
+
+def test_tsa_refusals_at_signing_are_said(world):
+    files = world["files"]
+    out = _run("jpki", "sign", str(files / "lease.txt"), "--phone", world["phone"], "--pin-file",
+               str(files / "pw"), "--tsa", f"http://127.0.0.1:{free_port()}/tsa", "--out",
+               str(files / "never.p7s"), code=2)
+    assert "no time-stamp" in out and "unreachable" in out
+    assert not (files / "never.p7s").exists()
+    out = _run("jpki", "sign", str(files / "lease.txt"), "--phone", world["phone"], "--pin-file",
+               str(files / "pw"), "--tsa-root", str(files / "pw"), code=2)
+    assert "--tsa-root is the root of the TSA given with --tsa" in out
+
+
+def test_export_tsa_root(world, tmp_path):
+    _run("export", "tsa-root", "--out", str(tmp_path / "tsa.pem"))
+    assert (tmp_path / "tsa.pem").read_bytes() == b"".join(
+        c.public_bytes(serialization.Encoding.PEM) for c in world["tsa_roots"])
+    _run("export", "tsa-root", "--out", str(tmp_path / "tsa.der"))
+    assert (tmp_path / "tsa.der").read_bytes() == world["tsa_roots"][-1].public_bytes(serialization.Encoding.DER)
+
+
+def test_sign_file_then_stamp_in_process(world):
+    cms, _cert = sign_file(world["phone"], "sign", PASSWORD.encode(), CONTENT, world["home"])
+    stamped = Stamper.local(world["ctx"]).stamp_signature(cms)
+    sig = verify_detached_signature(stamped, CONTENT)
+    assert sig.signature_value == verify_detached_signature(cms, CONTENT).signature_value
+    tsp.verify_token(sig.timestamp_tokens[0], data=sig.signature_value, roots=world["tsa_roots"])
