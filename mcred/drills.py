@@ -113,6 +113,10 @@ class Env:
                                         extra_checks=[ds_crl], signer_revocation=ds_crl.signer_revoked)
         jp = jpki_issuer(ctx)
         self.roots = jp.roots("sign") + jp.roots("auth")
+        from mcred.timestamps import time_stamp_authority
+
+        #: the installation's time-stamping roots: the relying party trusts them
+        self.tsa_roots = time_stamp_authority(ctx).roots()
         self._lock = threading.Lock()
         # a relying party's revocation watch (an insurer's CRL sweeps), its list in a database
         # of its own that lives as long as this environment
@@ -275,9 +279,15 @@ class Env:
                 f"{'trusted' if event.reader.trusted else 'NOT trusted'}: {event.reader.reason or 'chain verified'}")
         return (*_said(out), told)
 
-    def sign(self, phone_id: str, secret: str, slot: str = "sign") -> bytes:
+    def sign(self, phone_id: str, secret: str, slot: str = "sign", *, timestamp: bool = False) -> bytes:
+        """The drills' document signed by the phone (CMS); with ``timestamp``, with a signature
+        time-stamp the installation's TSA gives over HTTP (``POST /tsa``): CAdES-T."""
         se = wallet_sim.open_secure_element(phone_id, self.ctx.home)
         cms, _cert = sign_with_se(se.transmit, slot, secret.encode(), CONTENT)
+        if timestamp:
+            from mcred.timestamps import Stamper
+
+            cms = Stamper.http(f"{self.ctx.public_url}/tsa", roots=self.tsa_roots, client=self.http).stamp_signature(cms)
         return cms
 
     def sign_pdf(self, phone_id: str, secret: str) -> bytes | None:
@@ -295,7 +305,7 @@ class Env:
     def rp_pdf_verdict(self, pdf: bytes) -> tuple[bool, str]:
         from reader.jpki_pdf import verify_pdf
 
-        return _rp_said(verify_pdf(pdf, roots=self.roots, client=self.http))
+        return _rp_said(verify_pdf(pdf, roots=self.roots, client=self.http, tsa_roots=self.tsa_roots))
 
     # the verifiers --------------------------------------------------------------------------
 
@@ -348,9 +358,19 @@ class Env:
         return answer(self.ctx.sessions, serials, relying_party="drill relying party", actor="drill")["links"]
 
     def rp_verdict(self, cms: bytes, slot: str = "sign") -> tuple[bool, str]:
+        return _rp_said(self._rp_verify(cms, slot))
+
+    def rp_revocation(self, cms: bytes) -> tuple[bool, str]:
+        """The relying party's verdict on ``cms``, and what its ``revocation`` check said
+        (passed or not: a time-stamped signature passes on a certificate revoked after it)."""
+        out = self._rp_verify(cms, "sign")
+        said = next((c["reason"] for c in out["checks"] if c["name"] == "revocation"), "no revocation check")
+        return out["valid"], said
+
+    def _rp_verify(self, cms: bytes, slot: str) -> dict:
         from reader.relying_party import verify
 
-        return _rp_said(verify(CONTENT, cms, roots=self.roots, slot=slot, client=self.http))
+        return verify(CONTENT, cms, roots=self.roots, slot=slot, client=self.http, tsa_roots=self.tsa_roots)
 
 
 def _transcript() -> mdoc.SessionTranscript:
