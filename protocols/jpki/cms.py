@@ -150,6 +150,9 @@ def _verify(signature: bytes, content: bytes | Callable[[str], bytes]) -> CmsSig
     if len(signer_infos) != 1:
         raise CmsError(f"SignedData has {len(signer_infos)} SignerInfos, expected 1")
     si = signer_infos[0]
+    # the signed attributes' bytes as they came, taken before their values are read:
+    # asn1crypto re-encodes a structure whose children were read (RFC 5652 5.4: SET OF)
+    to_verify = b"\x31" + si["signed_attrs"].dump()[1:] if si["signed_attrs"] else b""
     certs = []
     for choice in sd["certificates"] or []:
         if choice.name != "certificate":
@@ -179,7 +182,6 @@ def _verify(signature: bytes, content: bytes | Callable[[str], bytes]) -> CmsSig
     signing_time = None
     if "signing_time" in found:
         signing_time = found["signing_time"][0].native
-    to_verify = b"\x31" + attrs.dump()[1:]  # RFC 5652 5.4: the attributes as a SET OF
     _check_signature(signer, si, digest_name, to_verify)
     tokens = tuple(value.dump() for attr in (si["unsigned_attrs"] or [])
                    if attr["type"].native == "signature_time_stamp_token" for value in attr["values"])
@@ -221,14 +223,19 @@ def add_signature_timestamp(signature: bytes, token: bytes) -> bytes:
 
 def _find_signer(sid: asn1cms.SignerIdentifier, certs: list[x509.Certificate]
                  ) -> x509.Certificate:
-    for cert in certs:
-        parsed = asn1x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
-        if sid.name == "issuer_and_serial_number":
-            if (parsed.issuer == sid.chosen["issuer"]
-                    and parsed.serial_number == sid.chosen["serial_number"].native):
+    if sid.name == "issuer_and_serial_number":
+        issuer, serial = sid.chosen["issuer"], sid.chosen["serial_number"].native
+        issuer_der = issuer.dump()
+        for cert in certs:
+            if cert.serial_number == serial and (
+                    cert.issuer.public_bytes() == issuer_der
+                    or asn1x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER)).issuer == issuer):
                 return cert
-        elif sid.name == "subject_key_identifier" and parsed.key_identifier == sid.chosen.native:
-            return cert
+    elif sid.name == "subject_key_identifier":
+        for cert in certs:
+            parsed = asn1x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
+            if parsed.key_identifier == sid.chosen.native:
+                return cert
     raise CmsError("no certificate in the SignedData matches the SignerInfo's sid")
 
 
