@@ -18,13 +18,11 @@ from __future__ import annotations
 import importlib.util
 import threading
 from collections.abc import Callable
-from contextlib import contextmanager
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
-from sqlalchemy import text as sa_text
 
 import wallet_sim
 from issuer.api import problems
@@ -34,6 +32,7 @@ from issuer.api.problems import NOT_FOUND, NOT_IMPLEMENTED, ProblemException
 from issuer.db import Credential, Handover, Phone
 from issuer.holders import PHONE_ID_PATTERN
 from mcred.context import Context
+from mcred.db import setup_lock
 from wallet_sim.phone import phone_dir
 from wallet_sim.se.store import DEFAULT_NVM, NVM_MAX, NVM_MIN, SE_FILE
 
@@ -307,38 +306,12 @@ def _issuers_set_up(ctx: Context) -> None:
             return
         from mcred.provision import issuer_port
 
-        with _across_processes(ctx):
+        with setup_lock(ctx.engine, ctx.home):
             issuer_port(ctx)
             # The TSM master key is created on first use (a file, or keys in the token):
             # once, here, before jobs use it (found by the 200-job test).
             ctx.master_key  # noqa: B018
         _SET_UP.add(key)
-
-
-@contextmanager
-def _across_processes(ctx: Context):  # noqa: ANN202
-    if ctx.engine.dialect.name == "postgresql":
-        with ctx.engine.connect() as conn:
-            conn.execute(sa_text("SELECT pg_advisory_lock(:k)"), {"k": _ADVISORY_KEY})
-            try:
-                yield
-            finally:
-                conn.execute(sa_text("SELECT pg_advisory_unlock(:k)"), {"k": _ADVISORY_KEY})
-                conn.commit()
-        return
-    import fcntl
-
-    lock_path = ctx.home / ".issuer-setup.lock"
-    with open(lock_path, "a+b") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-#: pg_advisory_lock key of the issuers' one-time setup (any fixed 64-bit value).
-_ADVISORY_KEY = 0x6D63726564_5345
 
 
 def _provision_work(ctx: Context):  # noqa: ANN202

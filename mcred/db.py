@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy import Engine, create_engine, event, exc, text
 from sqlalchemy.orm import Session, sessionmaker
 
 import issuer
@@ -154,3 +156,31 @@ def open_database(home: Path, url: str | None = None) -> tuple[Engine, sessionma
     engine = make_engine(url or database_url(home))
     migrate(engine)
     return engine, sessionmaker(engine, expire_on_commit=False)
+
+
+#: pg_advisory_lock key of the issuers' one-time setup (any fixed 64-bit value).
+_ADVISORY_KEY = 0x6D63726564_5345
+
+
+@contextmanager
+def setup_lock(engine: Engine, home: Path) -> Iterator[None]:
+    """Held by one process of an installation at a time: a PostgreSQL advisory lock, or on
+    SQLite an exclusive lock on a file in the data directory. For first-use setup (roots,
+    the TSA, the TSM master key) that two worker processes must not both do."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _ADVISORY_KEY})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _ADVISORY_KEY})
+                conn.commit()
+        return
+    import fcntl
+
+    with open(Path(home) / ".issuer-setup.lock", "a+b") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -11,6 +11,7 @@ imprint and the nonce always, the TSA's chain when roots are given.
 from __future__ import annotations
 
 import secrets
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from cryptography import x509
 
 from issuer.tsa import TimeStampAuthority
 from mcred.context import Context
+from mcred.db import setup_lock
 from protocols import tsp
 from protocols.jpki.cms import add_signature_timestamp, signature_value
 from reader.fetch import FetchError, fetch
@@ -28,13 +30,20 @@ MAX_RESPONSE_BYTES = 64 * 1024
 TIMEOUT = 10.0
 
 _TSAS: dict[tuple[str, str], TimeStampAuthority] = {}
+_LOCK = threading.Lock()
 
 
 def time_stamp_authority(ctx: Context) -> TimeStampAuthority:
-    """The installation's TSA (one per data directory and database), root made on first use."""
+    """The installation's TSA (one per data directory and database): its root and unit made
+    on first use, by one process at a time."""
     key = (str(ctx.home), ctx.database)
     if key not in _TSAS:
-        _TSAS[key] = TimeStampAuthority(ctx.sessions, ctx.keystore)
+        with _LOCK:
+            if key not in _TSAS:
+                authority = TimeStampAuthority(ctx.sessions, ctx.keystore)
+                with setup_lock(ctx.engine, ctx.home):  # two workers must not both make the root
+                    authority.unit()
+                _TSAS[key] = authority
     return _TSAS[key]
 
 

@@ -263,3 +263,19 @@ def test_sign_file_then_stamp_in_process(world):
     sig = verify_detached_signature(stamped, CONTENT)
     assert sig.signature_value == verify_detached_signature(cms, CONTENT).signature_value
     tsp.verify_token(sig.timestamp_tokens[0], data=sig.signature_value, roots=world["tsa_roots"])
+
+
+def test_the_tsa_on_both_databases(home, db_url):
+    """The TSA's keys and log on SQLite and PostgreSQL; a second TSA over the same database
+    (another worker process) stamps under the same root and unit, not new ones."""
+    ctx = Context.open(home, db_url)
+    first = time_stamp_authority(ctx)
+    token = tsp.token_of_response(first.respond(tsp.build_request(tsp.digest("sha256", CONTENT), nonce=3)))
+    stamp = tsp.verify_token(token, data=CONTENT, roots=first.roots(), nonce=3)
+    from issuer.tsa import TimeStampAuthority
+
+    second = TimeStampAuthority(ctx.sessions, ctx.keystore)
+    assert second.roots() == first.roots() and second.unit().certificate == stamp.tsa_certificate
+    with ctx.sessions() as s:
+        assert s.query(AuditEvent).filter_by(action="tsa.stamp").count() == 1
+        assert s.query(AuditEvent).filter_by(action="tsa.root.create").count() == 1
