@@ -110,14 +110,15 @@ def _pyhanko_timestamper(stamper: Stamper):  # noqa: ANN202 - a pyhanko TimeStam
 def sign_pdf_with_se(transmit, pin: bytes, pdf: bytes, *, field: str | None = None,  # noqa: ANN001
                      reason: str | None = None, location: str | None = None,
                      ltv_roots: Sequence[x509.Certificate] | None = None,
-                     stamper: Stamper | None = None) -> bytes:
+                     stamper: Stamper | None = None, lta: bool = False) -> bytes:
     """``pdf`` signed by the SE's signing key: the signed PDF's bytes. ``field``: the new
     signature field's name (default ``Signature<n>``, the next free); ``reason`` and
     ``location`` go into the signature dictionary; ``ltv_roots``: embed the chain to one of
     these JPKI roots and the OCSP answer (fetched now from the certificate's responder);
     ``stamper``: a signature time-stamp from that TSA in the CMS (PAdES B-T; with
     ``ltv_roots``, B-LT), so that the signature is judged at that time later, after the
-    certificate was revoked or expired.
+    certificate was revoked or expired; ``lta`` (with both): a document time-stamp over the
+    whole file after the validation data (PAdES B-LTA), which a later time-stamp can renew.
     Raises :class:`PdfSigningError`, or the SE's errors (:class:`mcred.jpki_flow.SeError`,
     :class:`mcred.jpki_flow.SecretFormatError`)."""
     require()
@@ -140,6 +141,8 @@ def sign_pdf_with_se(transmit, pin: bytes, pdf: bytes, *, field: str | None = No
         field = next(f"Signature{n}" for n in range(1, len(taken) + 2) if f"Signature{n}" not in taken)
     elif field in taken:
         raise PdfSigningError(f"the PDF has a signature field {field!r} already: choose another --field")
+    if lta and (ltv_roots is None or stamper is None):
+        raise PdfSigningError("PAdES B-LTA needs the validation data (--ltv) and a time-stamp (--timestamp or --tsa)")
     se = se_signer(transmit, "sign", pin)
     refresh_asn1_name_maps()  # pyHanko's names, whatever this process looked up before
     context = None
@@ -147,11 +150,13 @@ def sign_pdf_with_se(transmit, pin: bytes, pdf: bytes, *, field: str | None = No
         from asn1crypto import x509 as asn1_x509
 
         context = ValidationContext(
-            trust_roots=[asn1_x509.Certificate.load(r.public_bytes(serialization.Encoding.DER)) for r in ltv_roots],
+            trust_roots=[asn1_x509.Certificate.load(r.public_bytes(serialization.Encoding.DER))
+                         for r in (*ltv_roots, *(stamper.roots if stamper else ()))],
             allow_fetching=True, revocation_mode="hard-fail")
     meta = signers.PdfSignatureMetadata(
         field_name=field, md_algorithm=se.hash_name, subfilter=fields.SigSeedSubFilter.PADES, reason=reason,
-        location=location, embed_validation_info=context is not None, validation_context=context)
+        location=location, embed_validation_info=context is not None, validation_context=context,
+        use_pades_lta=lta)
     try:
         # room for the CMS set aside up front: pyHanko otherwise builds it twice, once to size it
         out = signers.PdfSigner(meta, signer=_pyhanko_signer(se),

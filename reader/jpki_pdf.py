@@ -13,8 +13,10 @@ at least one signature and every one is. One named check of the PDF's own per si
 ``pdf_coverage``: it passes when the signature covers the whole file, or an earlier revision
 after which only what does not change the signed content was added (validation data and
 document timestamps, PAdES-LT/LTA; form filling and further signatures that the document's
-DocMDP permissions allow). Never raises on hostile bytes: what cannot be read is a failed
-``pdf`` check with the reason.
+DocMDP permissions allow). A document time-stamp (/DocTimeStamp, PAdES B-LTA) is judged as
+its own field: ``pdf_coverage`` and ``document_timestamp`` (the token over the bytes it
+covers, by a TSA under the relying party's time-stamping roots). Never raises on hostile
+bytes: what cannot be read is a failed ``pdf`` check with the reason.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from pyhanko.sign.diff_analysis import (
 )
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature, SignatureCoverageLevel
 
+from protocols import tsp
 from protocols.jpki.errors import CmsError
 from reader.crl_cache import CrlCache
 from reader.relying_party import verify
@@ -81,22 +84,25 @@ class PdfSignature:
     cms: bytes
     """/Contents without its padding: the CMS SignedData DER"""
     embedded: EmbeddedPdfSignature
+    kind: str = "signature"
+    """``signature``, or ``document_timestamp`` (a /DocTimeStamp: PAdES B-LTA)"""
 
 
 def signatures(pdf: bytes) -> list[PdfSignature]:
-    """The signature fields of ``pdf`` (document timestamps left out), in signing order.
+    """The signature fields of ``pdf``, document time-stamps among them, in signing order.
     Raises ValueError (or pyHanko's errors) on a PDF that cannot be read."""
     reader = PdfFileReader(io.BytesIO(pdf), strict=False)
     if reader.encrypted:
         raise ValueError("the PDF is encrypted: decrypt it first")
     out = []
-    for sig in reader.embedded_regular_signatures:
+    for sig in reader.embedded_signatures:
         contents = bytes(sig.sig_object["/Contents"])
         _cls, _method, _tag, header, body, _trailer = asn1_parser.parse(contents)
         br = [int(x) for x in sig.byte_range]
         if len(br) != 4 or min(br) < 0 or br[0] + br[1] > len(pdf) or br[2] + br[3] > len(pdf):
             raise ValueError(f"{sig.field_name}: /ByteRange {br} does not fit the file")
-        out.append(PdfSignature(sig.field_name, (br[0], br[1], br[2], br[3]), header + body, sig))
+        kind = "document_timestamp" if sig.sig_object.get("/Type") == "/DocTimeStamp" else "signature"
+        out.append(PdfSignature(sig.field_name, (br[0], br[1], br[2], br[3]), header + body, sig, kind))
     return out
 
 
@@ -150,19 +156,38 @@ def verify_pdf(pdf: bytes, *, roots: Sequence[x509.Certificate], revocation: str
         # the CMS's messageDigest against pyHanko's digest of the byte ranges (computed once,
         # for the coverage, and kept): the signed bytes are not copied out nor hashed twice
         try:
-            ours = verify(_digest_of(sig), sig.cms, roots=roots, slot="sign", revocation=revocation,
-                          ocsp_url=ocsp_url, crl=crl, at=at, client=client, crl_cache=crl_cache,
-                          tsa_roots=tsa_roots)
+            if sig.kind == "document_timestamp":
+                ours = _document_timestamp(sig, tsa_roots)
+            else:
+                ours = verify(_digest_of(sig), sig.cms, roots=roots, slot="sign", revocation=revocation,
+                              ocsp_url=ocsp_url, crl=crl, at=at, client=client, crl_cache=crl_cache,
+                              tsa_roots=tsa_roots)
         except Exception as exc:  # noqa: BLE001 - hostile bytes end as a refusal, as in RelyingPartyService
             ours = {"valid": False, "documents": [],
                     "checks": [_check("signature", False, f"unverifiable: {type(exc).__name__}: {exc}")]}
         own = [coverage, *ours["checks"]]
-        fields.append({"field": sig.field, "valid": coverage["passed"] and ours["valid"], "checks": own,
-                       "documents": ours["documents"]})
+        fields.append({"field": sig.field, "kind": sig.kind, "valid": coverage["passed"] and ours["valid"],
+                       "checks": own, "documents": ours["documents"]})
         checks += [{**c, "reason": f"{sig.field}: {c['reason']}"} for c in own]
         documents += ours["documents"]
     return {"valid": all(c["passed"] for c in checks), "checks": checks, "documents": documents,
             "signatures": fields}
+
+
+def _document_timestamp(sig: PdfSignature, tsa_roots: Sequence[x509.Certificate]) -> dict[str, Any]:
+    """A /DocTimeStamp's verdict (PAdES B-LTA): its /Contents is a TimeStampToken whose
+    imprint is the hash of the bytes it covers, by a TSA under ``tsa_roots``."""
+    if not tsa_roots:
+        checks = [_check("document_timestamp", False, "a document time-stamp, but no time-stamping root is "
+                         "trusted here")]
+    else:
+        try:
+            stamp = tsp.verify_token(sig.cms, data=_digest_of(sig), roots=tsa_roots)
+            checks = [_check("document_timestamp", True, f"the file as it was at {stamp.gen_time.isoformat()}, "
+                             f"time-stamp {stamp.serial:x} by {stamp.tsa_certificate.subject.rfc4514_string()}")]
+        except (tsp.TspError, CmsError) as exc:
+            checks = [_check("document_timestamp", False, str(exc))]
+    return {"valid": all(c["passed"] for c in checks), "checks": checks, "documents": []}
 
 
 def _digest_of(sig: PdfSignature) -> Callable[[str], bytes]:

@@ -279,3 +279,40 @@ def test_the_tsa_on_both_databases(home, db_url):
     with ctx.sessions() as s:
         assert s.query(AuditEvent).filter_by(action="tsa.stamp").count() == 1
         assert s.query(AuditEvent).filter_by(action="tsa.root.create").count() == 1
+
+
+@pytest.mark.skipif(pyhanko is None, reason="the pdf extra (pip install 'mcred[pdf]')")
+def test_a_long_term_pdf_pades_b_lta(world, tmp_path):
+    """--pdf --ltv --timestamp --lta: the signature with its time-stamp, the validation data,
+    then a document time-stamp over the whole file; each judged, by us and by pyHanko."""
+    import io
+
+    from asn1crypto import x509 as asn1_x509
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.sign.validation import validate_pdf_timestamp
+    from pyhanko_certvalidator import ValidationContext
+
+    from mcred.jpki_pdf import blank_pdf
+
+    files = world["files"]
+    (files / "archive.pdf").write_bytes(blank_pdf())
+    out = _sign(world, "archive-lta.pdf", "--pdf", "--ltv", "--timestamp", "--lta", what="archive.pdf")
+    ours = json.loads(CliRunner().invoke(cli, ["jpki", "verify", str(out), "--json"]).output)
+    assert ours["valid"], ours["checks"]
+    assert [s["kind"] for s in ours["signatures"]] == ["signature", "document_timestamp"]
+    stamp = _checks(ours["signatures"][1])
+    assert stamp["document_timestamp"]["reason"].startswith("the file as it was at ")
+    assert _checks(ours["signatures"][0])["pdf_coverage"]["reason"].startswith("covers an earlier revision; only")
+    trusted = [asn1_x509.Certificate.load(r.public_bytes(serialization.Encoding.DER)) for r in world["tsa_roots"]]
+    doc_ts = PdfFileReader(io.BytesIO(out.read_bytes())).embedded_timestamp_signatures[0]
+    status = validate_pdf_timestamp(doc_ts, ValidationContext(trust_roots=trusted))
+    assert status.intact and status.valid and status.trusted
+    # without the TSA's root, the document time-stamp is refused by name
+    (tmp_path / "other.pem").write_bytes(world["roots"][0].public_bytes(serialization.Encoding.PEM))
+    refused = json.loads(CliRunner().invoke(cli, ["jpki", "verify", str(out), "--json", "--tsa-roots",
+                                                  str(tmp_path / "other.pem")]).output)
+    assert not refused["valid"]
+    assert "does not chain" in _checks(refused["signatures"][1])["document_timestamp"]["reason"]
+    said = _run("jpki", "sign", str(files / "archive.pdf"), "--phone", world["phone"], "--pin-file",
+                str(files / "pw"), "--pdf", "--lta", "--timestamp", code=2)
+    assert "--lta (PAdES B-LTA) needs --ltv and a time-stamp" in said

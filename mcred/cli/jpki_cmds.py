@@ -96,16 +96,20 @@ def sign(file: Path = typer.Argument(..., exists=True, dir_okay=False),
          tsa_root: Path | None = typer.Option(None, "--tsa-root", exists=True, dir_okay=False,
                                               help="With --tsa: the TSA's root (PEM); its token is then "
                                               "verified before it is embedded (without it, only the "
-                                              "imprint and the nonce are checked).")) -> None:
+                                              "imprint and the nonce are checked)."),
+         lta: bool = typer.Option(False, "--lta", help="With --pdf --ltv and a time-stamp: then a document "
+                                  "time-stamp over the whole file (PAdES B-LTA), the long-term form.")) -> None:
     """Sign FILE with the phone's SE: CMS detached signature (DER, .p7s), or inside a PDF (--pdf)."""
     from mcred.jpki_flow import SecretFormatError, SeError, sign_file
     from mcred.timestamps import TimestampError
     from wallet_sim.se.errors import PhoneNotFoundError
 
     _check_slot(slot)
-    if not pdf and (field or reason or location or ltv):
-        raise typer.BadParameter("--field, --reason, --location and --ltv are for a PDF: add --pdf")
+    if not pdf and (field or reason or location or ltv or lta):
+        raise typer.BadParameter("--field, --reason, --location, --ltv and --lta are for a PDF: add --pdf")
     stamper = _stamper(timestamp, tsa, tsa_root)
+    if lta and not (ltv and stamper):
+        raise typer.BadParameter("--lta (PAdES B-LTA) needs --ltv and a time-stamp (--timestamp or --tsa)")
     if pdf and slot != "sign":
         raise typer.BadParameter("documents are signed with the signing certificate (署名用電子証明書); the "
                                  "user-authentication certificate proves who logs in", param_hint="--slot")
@@ -119,7 +123,8 @@ def sign(file: Path = typer.Argument(..., exists=True, dir_okay=False),
             try:
                 signed = sign_pdf_file(phone, pin, file.read_bytes(), open_context().home, field=field,
                                        reason=reason, location=location,
-                                       ltv_roots=_issuer().roots("sign") if ltv else None, stamper=stamper)
+                                       ltv_roots=_issuer().roots("sign") if ltv else None, stamper=stamper,
+                                       lta=lta)
             except PdfSigningError as exc:
                 typer.echo(f"error: {file}: {exc}", err=True)
                 raise typer.Exit(2) from None

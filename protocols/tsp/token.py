@@ -199,13 +199,14 @@ class TimeStamp:
                 "root": self.root.subject.rfc4514_string()}
 
 
-def verify_token(token: bytes, *, roots: Sequence[x509.Certificate], data: bytes | None = None,
+def verify_token(token: bytes, *, roots: Sequence[x509.Certificate],
+                 data: bytes | Callable[[str], bytes] | None = None,
                  hash_algorithm: str | None = None, message_digest: bytes | None = None,
                  nonce: int | None = None, certificates: Sequence[x509.Certificate] = ()
                  ) -> TimeStamp:
     """Verify ``token`` as a stamp of ``data`` (hashed with the token's own imprint
-    algorithm), or of ``message_digest`` under ``hash_algorithm``, by a TSA under one of
-    ``roots``.
+    algorithm; or a callable giving that hash by name, when the bytes are hashed elsewhere),
+    or of ``message_digest`` under ``hash_algorithm``, by a TSA under one of ``roots``.
 
     Checks: the CMS structure (id-ct-TSTInfo, one SignerInfo), messageDigest over the
     TSTInfo, signingCertificate(V2) naming the signer certificate, the signature, the TSA
@@ -227,7 +228,7 @@ def verify_token(token: bytes, *, roots: Sequence[x509.Certificate], data: bytes
         raise TokenInvalid(f"time-stamp token does not decode: {type(exc).__name__}: {exc}") from None
 
 
-def _verify(token: bytes, data: bytes | None, hash_algorithm: str | None,
+def _verify(token: bytes, data: bytes | Callable[[str], bytes] | None, hash_algorithm: str | None,
             message_digest: bytes | None, roots: Sequence[x509.Certificate], nonce: int | None,
             extra: Sequence[x509.Certificate]) -> TimeStamp:
     info = asn1cms.ContentInfo.load(token, strict=True)
@@ -271,7 +272,7 @@ def _verify(token: bytes, data: bytes | None, hash_algorithm: str | None,
     if data is not None:
         if got_alg not in HASHES:
             raise TokenInvalid(f"the token's imprint algorithm {got_alg} is not accepted")
-        hash_algorithm, message_digest = got_alg, digest(got_alg, data)
+        hash_algorithm, message_digest = got_alg, data(got_alg) if callable(data) else digest(got_alg, data)
     if got_alg != hash_algorithm or imprint["hashed_message"].native != message_digest:
         raise TokenInvalid("the token's message imprint is not the digest of what it should stamp")
     got_nonce = tst["nonce"].native
