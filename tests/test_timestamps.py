@@ -316,3 +316,28 @@ def test_a_long_term_pdf_pades_b_lta(world, tmp_path):
     said = _run("jpki", "sign", str(files / "archive.pdf"), "--phone", world["phone"], "--pin-file",
                 str(files / "pw"), "--pdf", "--lta", "--timestamp", code=2)
     assert "--lta (PAdES B-LTA) needs --ltv and a time-stamp" in said
+
+
+def test_tsa_commands_stamp_verify_log(world, tmp_path):
+    files = world["files"]
+    out = _run("tsa", "stamp", str(files / "lease.txt"), "--out", str(tmp_path / "lease.tsr"))
+    assert "stamped at" in out
+    verdict = json.loads(_run("tsa", "verify", str(tmp_path / "lease.tsr"), "--data", str(files / "lease.txt"),
+                              "--json"))
+    assert verdict["valid"] and verdict["tsa"].startswith("CN=mcred TSA unit")
+    # the log answers "did this TSA issue that token?"
+    (entry,) = json.loads(_run("tsa", "log", "--serial", verdict["serial"], "--json"))
+    assert entry["imprint"] == tsp.digest("sha256", CONTENT).hex()
+    _run("tsa", "log", "--serial", "abc123", code=1)
+    # over HTTP, sha384; another file is refused
+    _run("tsa", "stamp", str(files / "lease.txt"), "--url", f"{world['issuer_url']}/tsa", "--hash", "sha384",
+         "--out", str(tmp_path / "http.tsr"))
+    (tmp_path / "other.txt").write_bytes(b"another lease")
+    said = _run("tsa", "verify", str(tmp_path / "http.tsr"), "--data", str(tmp_path / "other.txt"), code=1)
+    assert "NOT VALID" in said and "message imprint" in said
+    if shutil.which("openssl"):
+        text = subprocess.run(["openssl", "ts", "-reply", "-in", str(tmp_path / "http.tsr"), "-text"],
+                              capture_output=True, text=True).stdout
+        assert "Status: Granted." in text and "Hash Algorithm: sha384" in text
+    said = _run("tsa", "stamp", str(files / "lease.txt"), "--url", f"http://127.0.0.1:{free_port()}/tsa", code=2)
+    assert "unreachable" in said

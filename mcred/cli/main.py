@@ -60,6 +60,7 @@ _AREAS = [
     "mcred.cli.holder_cmds",
     "mcred.cli.present_cmds",
     "mcred.cli.ble_cmds",
+    "mcred.cli.tsa_cmds",
 ]
 
 for _name in _AREAS:

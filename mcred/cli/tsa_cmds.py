@@ -1,0 +1,132 @@
+"""``mcred tsa stamp|verify|log``: the time-stamping authority from the command line (RFC 3161).
+
+``stamp`` asks a TSA (this installation's, or one at ``--url``) for a token over a file and
+writes the TimeStampResp as ``openssl ts`` writes it (``.tsr``); ``verify`` checks a reply
+or token against a file and the time-stamping roots; ``log`` lists what this installation's
+TSA stamped (its audit rows), to answer "did we issue this token?".
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from mcred.cli.state import open_context, out_path
+
+tsa_app = typer.Typer(help="RFC 3161 time-stamps: get one, check one, list what this TSA stamped "
+                      "(specs/revocation.md section 5.2).", no_args_is_help=True)
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+@tsa_app.command("stamp")
+def stamp(file: Path = typer.Argument(..., exists=True, dir_okay=False),
+          url: str | None = typer.Option(None, "--url", help="an RFC 3161 TSA (default: this "
+                                         "installation's, in-process)"),
+          hash_algorithm: str = typer.Option("sha256", "--hash", help="sha256, sha384 or sha512"),
+          out: Path | None = typer.Option(None, "--out", callback=out_path,
+                                          help="the TimeStampResp (default FILE.tsr)")) -> None:
+    """Time-stamp FILE: its hash sent with a random nonce, the reply written as openssl ts
+    writes it (openssl ts -reply -in FILE.tsr -text reads it)."""
+    import secrets
+
+    from mcred.timestamps import Stamper, TimestampError
+    from protocols import tsp
+
+    if hash_algorithm not in tsp.HASHES:
+        raise typer.BadParameter(f"{hash_algorithm!r}: one of {', '.join(tsp.HASHES)}", param_hint="--hash")
+    stamper = Stamper.http(url) if url else Stamper.local(open_context())
+    nonce = secrets.randbits(64)
+    request = tsp.build_request(tsp.digest(hash_algorithm, file.read_bytes()), hash_algorithm, nonce=nonce)
+    try:
+        reply = stamper.respond(request)
+        token = tsp.token_of_response(reply)
+        gen_time = tsp.check_imprint(token, data=file.read_bytes(), nonce=nonce)
+    except (TimestampError, tsp.TspError) as exc:
+        raise _fail(f"{stamper.where}: {exc}", 2) from None
+    target = out_path(out or file.with_name(file.name + ".tsr"))
+    target.write_bytes(reply)
+    typer.echo(f"wrote {target} ({len(reply)} bytes): {file.name} stamped at {gen_time.isoformat()}")
+
+
+@tsa_app.command("verify")
+def verify(reply: Path = typer.Argument(..., exists=True, dir_okay=False,
+                                        help="a TimeStampResp (.tsr) or a bare TimeStampToken"),
+           data: Path = typer.Option(..., "--data", exists=True, dir_okay=False, help="the file stamped"),
+           roots: Path | None = typer.Option(None, "--roots", exists=True, dir_okay=False,
+                                             help="time-stamping roots (PEM; default: this installation's TSA's)"),
+           as_json: bool = typer.Option(False, "--json")) -> None:
+    """Check a time-stamp of FILE: the token's signature, the TSA's certificate and its path
+    to a trusted root, the imprint. Exit 0 when it holds, 1 when not."""
+    from protocols import tsp
+    from protocols.certs import CertificateParseError
+    from reader.relying_party import load_roots
+
+    try:
+        trust = load_roots(roots.read_bytes()) if roots else _authority().roots()
+    except (CertificateParseError, OSError) as exc:
+        raise typer.BadParameter(f"{roots}: {exc}", param_hint="--roots") from None
+    raw = reply.read_bytes()
+    try:
+        try:
+            token = tsp.token_of_response(raw)
+        except tsp.ResponseRefused:
+            raise
+        except tsp.TspError:
+            token = raw  # a bare token (a .tst, or the attribute's value)
+        stamp = tsp.verify_token(token, data=data.read_bytes(), roots=trust)
+    except tsp.TspError as exc:
+        if as_json:
+            print(json.dumps({"valid": False, "reason": str(exc)}, ensure_ascii=False))
+        else:
+            typer.echo(f"NOT VALID: {exc}")
+        raise typer.Exit(1) from None
+    if as_json:
+        print(json.dumps({"valid": True, **stamp.to_dict()}, ensure_ascii=False))
+    else:
+        typer.echo(f"VALID: {data.name} existed at {stamp.gen_time.isoformat()} "
+                   f"(±{stamp.accuracy.total_seconds() if stamp.accuracy else 0:g} s), time-stamp "
+                   f"{stamp.serial:x} by {stamp.tsa_certificate.subject.rfc4514_string()}, policy {stamp.policy}")
+
+
+@tsa_app.command("log")
+def log(serial: str | None = typer.Option(None, "--serial", help="only this token (hex serial)"),
+        limit: int = typer.Option(50, "--limit", min=1, help="the newest N"),
+        as_json: bool = typer.Option(False, "--json")) -> None:
+    """What this installation's TSA stamped, newest first: serial, genTime, hash and imprint
+    (its audit log; every token is logged before it is handed out)."""
+    from sqlalchemy import select
+
+    from issuer.db import AuditEvent
+
+    ctx = open_context()
+    query = select(AuditEvent).where(AuditEvent.action == "tsa.stamp")
+    if serial is not None:
+        query = query.where(AuditEvent.subject == serial.lower().removeprefix("0x"))
+    with ctx.sessions() as s:
+        rows = s.scalars(query.order_by(AuditEvent.id.desc()).limit(limit)).all()
+        entries = [{"serial": r.subject, **r.detail} for r in rows]
+    if as_json:
+        print(json.dumps(entries, ensure_ascii=False))
+    else:
+        for e in entries:
+            typer.echo(f"{e['serial']}  {e['gen_time']}  {e['hash_algorithm']}:{e['imprint']}")
+        if not entries:
+            typer.echo("no token" + (f" with serial {serial}" if serial else ""))
+    if serial is not None and not entries:
+        raise typer.Exit(1)
+
+
+def _authority():  # noqa: ANN202
+    from mcred.timestamps import time_stamp_authority
+
+    return time_stamp_authority(open_context())
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(tsa_app, name="tsa")
