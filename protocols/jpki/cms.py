@@ -18,12 +18,11 @@ from asn1crypto import cms as asn1cms
 from asn1crypto import core as asn1core
 from asn1crypto import x509 as asn1x509
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from protocols import certs as x509certs
+from protocols import cms as cms_pieces
 
 from .errors import CmsError, JpkiError
 from .profile import KeyType
@@ -31,8 +30,7 @@ from .profile import KeyType
 Signer = Callable[[bytes], bytes]
 
 _HASHES = {"sha256": hashes.SHA256, "sha384": hashes.SHA384}
-_DECODE_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError,
-                  UnicodeError, RecursionError, NotImplementedError)
+_DECODE_ERRORS = cms_pieces.DECODE_ERRORS
 
 
 def ecdsa_raw_to_der(signature: bytes) -> bytes:
@@ -150,15 +148,13 @@ def _verify(signature: bytes, content: bytes | Callable[[str], bytes]) -> CmsSig
     if len(signer_infos) != 1:
         raise CmsError(f"SignedData has {len(signer_infos)} SignerInfos, expected 1")
     si = signer_infos[0]
-    # the signed attributes' bytes as they came, taken before their values are read:
-    # asn1crypto re-encodes a structure whose children were read (RFC 5652 5.4: SET OF)
-    to_verify = b"\x31" + si["signed_attrs"].dump()[1:] if si["signed_attrs"] else b""
+    to_verify = cms_pieces.signed_attributes_bytes(si) if si["signed_attrs"] else b""
     certs = []
     for choice in sd["certificates"] or []:
         if choice.name != "certificate":
             continue
         certs.append(x509certs.load_der(choice.chosen.dump()))
-    signer = _find_signer(si["sid"], certs)
+    signer = cms_pieces.find_signer(si["sid"], certs, CmsError)
     digest_name = si["digest_algorithm"]["algorithm"].native
     if digest_name not in _HASHES:
         raise CmsError(f"digest algorithm {digest_name} is not SHA-256 or SHA-384")
@@ -182,7 +178,7 @@ def _verify(signature: bytes, content: bytes | Callable[[str], bytes]) -> CmsSig
     signing_time = None
     if "signing_time" in found:
         signing_time = found["signing_time"][0].native
-    _check_signature(signer, si, digest_name, to_verify)
+    cms_pieces.check_signature(signer, si, digest_name, to_verify, CmsError)
     tokens = tuple(value.dump() for attr in (si["unsigned_attrs"] or [])
                    if attr["type"].native == "signature_time_stamp_token" for value in attr["values"])
     return CmsSignature(signer, tuple(certs), signing_time, digest_name, si["signature"].native, tokens)
@@ -219,42 +215,3 @@ def add_signature_timestamp(signature: bytes, token: bytes) -> bytes:
     si["unsigned_attrs"] = asn1cms.CMSAttributes(attrs)
     info["content"]["signer_infos"] = asn1cms.SignerInfos([si])
     return asn1cms.ContentInfo({"content_type": "signed_data", "content": info["content"]}).dump()
-
-
-def _find_signer(sid: asn1cms.SignerIdentifier, certs: list[x509.Certificate]
-                 ) -> x509.Certificate:
-    if sid.name == "issuer_and_serial_number":
-        issuer, serial = sid.chosen["issuer"], sid.chosen["serial_number"].native
-        issuer_der = issuer.dump()
-        for cert in certs:
-            if cert.serial_number == serial and (
-                    cert.issuer.public_bytes() == issuer_der
-                    or asn1x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER)).issuer == issuer):
-                return cert
-    elif sid.name == "subject_key_identifier":
-        for cert in certs:
-            parsed = asn1x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
-            if parsed.key_identifier == sid.chosen.native:
-                return cert
-    raise CmsError("no certificate in the SignedData matches the SignerInfo's sid")
-
-
-def _check_signature(cert: x509.Certificate, si: asn1cms.SignerInfo, digest_name: str,
-                     data: bytes) -> None:
-    key = cert.public_key()
-    alg = si["signature_algorithm"]["algorithm"].native
-    sig = si["signature"].native
-    h = _HASHES[digest_name]()
-    try:
-        if isinstance(key, rsa.RSAPublicKey):
-            if alg not in ("rsassa_pkcs1v15", f"{digest_name}_rsa"):
-                raise CmsError(f"signature algorithm {alg} does not fit an RSA key")
-            key.verify(sig, data, padding.PKCS1v15(), h)
-        elif isinstance(key, ec.EllipticCurvePublicKey):
-            if alg != f"{digest_name}_ecdsa":
-                raise CmsError(f"signature algorithm {alg} does not fit ECDSA with {digest_name}")
-            key.verify(sig, data, ec.ECDSA(h))
-        else:
-            raise CmsError(f"signer key {type(key).__name__} is not RSA or EC")
-    except InvalidSignature:
-        raise CmsError("CMS signature does not verify with the signer certificate") from None

@@ -21,18 +21,18 @@ from asn1crypto import x509 as asn1x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from protocols import cms as cms_pieces
+
 from .errors import TokenInvalid
 
-HASHES: dict[str, type[hashes.HashAlgorithm]] = {
-    "sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}
+HASHES = cms_pieces.HASHES
 #: Longest path from a TSA certificate to a trusted root (unit, intermediates, root).
 MAX_PATH = 4
-_DECODE_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError,
-                  UnicodeError, RecursionError, NotImplementedError)
+_DECODE_ERRORS = cms_pieces.DECODE_ERRORS
 
 
 def digest(name: str, data: bytes) -> bytes:
@@ -246,12 +246,13 @@ def _verify(token: bytes, data: bytes | Callable[[str], bytes] | None, hash_algo
     if len(signer_infos) != 1:
         raise TokenInvalid(f"the token has {len(signer_infos)} SignerInfos, expected 1")
     si = signer_infos[0]
-    # the signed attributes' bytes as they came, taken before their values are read:
-    # asn1crypto re-encodes a structure whose children were read (RFC 5652 5.4: SET OF)
-    to_verify = b"\x31" + si["signed_attrs"].dump()[1:]
+    to_verify = cms_pieces.signed_attributes_bytes(si)
     certs = [x509.load_der_x509_certificate(c.chosen.dump())
              for c in (sd["certificates"] or []) if c.name == "certificate"]
-    signer = _find_signer(si["sid"], [*certs, *extra])
+    try:
+        signer = cms_pieces.find_signer(si["sid"], [*certs, *extra], TokenInvalid)
+    except TokenInvalid:
+        raise TokenInvalid("the TSA certificate is neither in the token nor given (certReq was false?)") from None
     h = si["digest_algorithm"]["algorithm"].native
     if h not in HASHES:
         raise TokenInvalid(f"SignerInfo digest algorithm {h} is not SHA-256, SHA-384 or SHA-512")
@@ -261,7 +262,7 @@ def _verify(token: bytes, data: bytes | Callable[[str], bytes] | None, hash_algo
     if attrs.get("message_digest") != digest(h, econtent):
         raise TokenInvalid("messageDigest does not match the TSTInfo")
     _check_signing_certificate(attrs, signer)
-    _check_signature(signer, si, h, to_verify)
+    cms_pieces.check_signature(signer, si, h, to_verify, TokenInvalid, what="the token's signature")
     _check_timestamping_eku(signer)
     gen_time = tst["gen_time"].native
     root = _path_to_root(signer, [*certs, *extra], roots, gen_time)
@@ -345,40 +346,6 @@ def _check_signing_certificate(attrs: dict, signer: x509.Certificate) -> None:
     serial = first["issuer_serial"]
     if serial and serial.native and serial["serial_number"].native != signer.serial_number:
         raise TokenInvalid("signingCertificate's issuerSerial is not the signer's")
-
-
-def _find_signer(sid: asn1cms.SignerIdentifier, certs: Sequence[x509.Certificate]) -> x509.Certificate:
-    if sid.name == "issuer_and_serial_number":
-        issuer, serial = sid.chosen["issuer"], sid.chosen["serial_number"].native
-        issuer_der = issuer.dump()
-        for cert in certs:
-            if cert.serial_number == serial and (cert.issuer.public_bytes() == issuer_der
-                                                 or _asn1_cert(cert).issuer == issuer):
-                return cert
-    elif sid.name == "subject_key_identifier":
-        for cert in certs:
-            if _ski(cert) == sid.chosen.native:
-                return cert
-    raise TokenInvalid("the TSA certificate is neither in the token nor given (certReq was false?)")
-
-
-def _check_signature(cert: x509.Certificate, si: asn1cms.SignerInfo, h: str, data: bytes) -> None:
-    key = cert.public_key()
-    alg = si["signature_algorithm"]["algorithm"].native
-    sig = si["signature"].native
-    try:
-        if isinstance(key, rsa.RSAPublicKey):
-            if alg not in ("rsassa_pkcs1v15", f"{h}_rsa"):
-                raise TokenInvalid(f"signature algorithm {alg} does not fit an RSA key")
-            key.verify(sig, data, padding.PKCS1v15(), HASHES[h]())
-        elif isinstance(key, ec.EllipticCurvePublicKey):
-            if alg != f"{h}_ecdsa":
-                raise TokenInvalid(f"signature algorithm {alg} does not fit ECDSA with {h}")
-            key.verify(sig, data, ec.ECDSA(HASHES[h]()))
-        else:
-            raise TokenInvalid(f"TSA key {type(key).__name__} is not RSA or EC")
-    except InvalidSignature:
-        raise TokenInvalid("the token's signature does not verify with the TSA certificate") from None
 
 
 def _check_timestamping_eku(cert: x509.Certificate) -> None:
