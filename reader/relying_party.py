@@ -6,6 +6,9 @@ Steps, each a named check in the result (``{"valid", "checks": [{"name", "passed
 1. ``signature``: CMS detached SignedData (RFC 5652 5) or a raw signature with the signer
    certificate given separately (PKCS#1 v1.5 / SHA-256 for RSA-2048, ECDSA / SHA-384 DER for
    P-384, over the content);
+   ``signature_timestamp``, when the CMS carries a signature time-stamp (RFC 3161 Appendix
+   A; CAdES-T): the token verified under the trusted time-stamping roots; the checks below
+   are then judged at its genTime, and a revocation after it does not fail the signature;
 2. ``chain``: issued by a trusted root picked by key identifier (AKI = SKI), RFC 5280 6;
 3. ``policy`` / ``key_usage``: a user-authentication certificate is refused where a signing
    certificate is required and vice versa (policy OID, keyUsage);
