@@ -1,5 +1,6 @@
-"""Sign a PDF with the phone's JPKI signing certificate (PAdES, ETSI EN 319 142-1 baseline B-B:
-the CMS SignedData inside the PDF, subfilter ETSI.CAdES.detached, signing-certificate-v2),
+"""Sign a PDF with the phone's JPKI signing certificate (PAdES, ETSI EN 319 142-1 baseline B-B,
+B-T, B-LT or B-LTA: the CMS SignedData inside the PDF, subfilter ETSI.CAdES.detached,
+signing-certificate-v2),
 the key in the SE: the way e-contract services have a holder sign with 署名用電子証明書.
 
 pyHanko writes the PDF (an incremental update: the signed original stays byte for byte, a
@@ -8,8 +9,10 @@ hash of its signed attributes through the JPKI-AP (COMPUTE DIGITAL SIGNATURE ove
 DigestInfo), as :func:`mcred.jpki_flow.sign_with_se` does for a detached signature. With
 ``ltv``, the certificate chain and the OCSP answer for the signing certificate are fetched
 now and embedded in the PDF's document security store, so the signature can be checked
-later without asking the issuer. Only the signing certificate signs documents: the
-user-authentication certificate proves who logs in.
+later without asking the issuer. With a ``stamper`` (:mod:`mcred.timestamps`), a signature
+time-stamp goes into the CMS (B-T; B-LT with ``ltv``), and with ``lta`` a document
+time-stamp over the whole file follows the validation data (B-LTA). Only the signing
+certificate signs documents: the user-authentication certificate proves who logs in.
 
 Needs the ``pdf`` extra (``pip install 'mcred[pdf]'``): pyHanko.
 """
