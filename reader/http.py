@@ -38,7 +38,7 @@ The JPKI relying party (:func:`relying_party_router`) joins the same service:
   ``{"valid", "checks", "documents"}`` of :func:`reader.relying_party.verify` (revocation
   asked live: OCSP at the certificate's AIA, or its CRL distribution point); ``422`` for a
   body that is not such a request.
-* ``POST /rp/jpki/verify-pdf?revocation=ocsp``: the signed PDF itself as the body
+* ``POST /rp/jpki/verify-pdf?revocation=ocsp|crl|auto|embedded``: the signed PDF itself as the body
   (``application/pdf``, at most 16 MiB); answers ``200`` with the verdict of
   :func:`reader.jpki_pdf.verify_pdf` over every signature in it (``signatures``: each
   field's own); ``415`` for another content type, ``422`` for an empty body, ``501`` where
@@ -814,8 +814,10 @@ def relying_party_router(rp: RelyingPartyService) -> APIRouter:
     @router.post("/rp/jpki/verify-pdf", summary="Verify every signature of a PDF signed with a phone's "
                  "JPKI signing certificate (PAdES): where each covers the file, then as /rp/jpki/verify",
                  max_body_size=RP_MAX_PDF)
-    async def verify_jpki_pdf(request: Request, revocation: Literal["ocsp", "crl", "auto"] = Query(
-            "ocsp", description="as for /rp/jpki/verify")) -> JSONResponse:
+    async def verify_jpki_pdf(request: Request, revocation: Literal["ocsp", "crl", "auto", "embedded"] = Query(
+            "ocsp", description="as for /rp/jpki/verify, or embedded: the OCSP answers and CRLs in the PDF's "
+            "document security store (PAdES B-LT), judged at each signature's time-stamp, no network")
+            ) -> JSONResponse:
         kind = request.headers.get("content-type", "application/pdf").split(";")[0].strip().lower()
         if kind not in ("application/pdf", "application/octet-stream"):
             raise HTTPException(415, f"Content-Type {kind}: the signed PDF itself, application/pdf")

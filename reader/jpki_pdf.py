@@ -41,7 +41,7 @@ from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature, Signature
 from protocols import tsp
 from protocols.jpki.errors import CmsError
 from reader.crl_cache import CrlCache
-from reader.relying_party import verify
+from reader.relying_party import EmbeddedRevocation, verify
 
 #: the largest PDF the relying party reads (a signed contract with its scans, not a library)
 MAX_PDF_BYTES = 32 * 1024 * 1024
@@ -146,6 +146,13 @@ def verify_pdf(pdf: bytes, *, roots: Sequence[x509.Certificate], revocation: str
     if not found:
         return _verdict([_check("pdf", False, "no signature in this PDF")])
     refresh_asn1_name_maps()
+    embedded = None
+    if revocation == "embedded":
+        try:
+            embedded = embedded_validation_data(pdf)
+        except Exception as exc:  # noqa: BLE001 - pyHanko raises many kinds on hostile bytes
+            return _verdict([_check("pdf", False, f"its document security store cannot be read: "
+                                    f"{type(exc).__name__}: {exc}")])
     checks = [_check("pdf", True, f"{len(found)} signature(s): {', '.join(s.field for s in found)}")]
     fields, documents = [], []
     for sig in found:
@@ -161,7 +168,7 @@ def verify_pdf(pdf: bytes, *, roots: Sequence[x509.Certificate], revocation: str
             else:
                 ours = verify(_digest_of(sig), sig.cms, roots=roots, slot="sign", revocation=revocation,
                               ocsp_url=ocsp_url, crl=crl, at=at, client=client, crl_cache=crl_cache,
-                              tsa_roots=tsa_roots)
+                              tsa_roots=tsa_roots, embedded=embedded)
         except Exception as exc:  # noqa: BLE001 - hostile bytes end as a refusal, as in RelyingPartyService
             ours = {"valid": False, "documents": [],
                     "checks": [_check("signature", False, f"unverifiable: {type(exc).__name__}: {exc}")]}
@@ -172,6 +179,22 @@ def verify_pdf(pdf: bytes, *, roots: Sequence[x509.Certificate], revocation: str
         documents += ours["documents"]
     return {"valid": all(c["passed"] for c in checks), "checks": checks, "documents": documents,
             "signatures": fields}
+
+
+def embedded_validation_data(pdf: bytes) -> EmbeddedRevocation:
+    """The OCSP responses and CRLs in the PDF's document security store (ISO 32000-2
+    12.8.4.3, PAdES B-LT), as DER; none when it has no store."""
+    from pyhanko.sign.validation.dss import DocumentSecurityStore
+
+    reader = PdfFileReader(io.BytesIO(pdf), strict=False)
+    try:
+        dss = DocumentSecurityStore.read_dss(reader)
+    except Exception:  # noqa: BLE001 - pyHanko's NoDSSFoundError, or a damaged store
+        if "/DSS" in reader.root:
+            raise
+        return EmbeddedRevocation()
+    return EmbeddedRevocation(tuple(bytes(o.get_object().data) for o in dss.ocsps),
+                              tuple(bytes(c.get_object().data) for c in dss.crls))
 
 
 def _document_timestamp(sig: PdfSignature, tsa_roots: Sequence[x509.Certificate]) -> dict[str, Any]:

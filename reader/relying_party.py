@@ -64,7 +64,16 @@ from reader.rp_auth import Challenge, ChallengeRefused, ChallengeStore, MemoryCh
 
 SKEW = dt.timedelta(minutes=5)
 TIMEOUT = 10.0
-REVOCATION_MODES = ("ocsp", "crl", "auto", "none")
+REVOCATION_MODES = ("ocsp", "crl", "auto", "embedded", "none")
+
+
+@dataclass(frozen=True)
+class EmbeddedRevocation:
+    """Validation data that came with a signature (a PDF's document security store, PAdES
+    B-LT): DER OCSP responses and CRLs, judged at the signature's time-stamp."""
+
+    ocsp_responses: tuple[bytes, ...] = ()
+    crls: tuple[bytes, ...] = ()
 
 
 def load_roots(data: bytes) -> list[x509.Certificate]:
@@ -257,7 +266,8 @@ def verify(content: bytes | Callable[[str], bytes], signature: bytes, *, roots: 
            ocsp_url: str | None = None, crl: bytes | None = None,
            at: dt.datetime | None = None, client: httpx.Client | None = None,
            crl_cache: CrlCache | None = None,
-           tsa_roots: Sequence[x509.Certificate] = ()) -> dict[str, Any]:
+           tsa_roots: Sequence[x509.Certificate] = (),
+           embedded: EmbeddedRevocation | None = None) -> dict[str, Any]:
     """Verify ``signature`` over ``content``; never raises on bad input.
 
     A CMS signature with a signature time-stamp (CAdES-T / PAdES B-T) gets the check
@@ -271,7 +281,9 @@ def verify(content: bytes | Callable[[str], bytes], signature: bytes, *, roots: 
     what gives the signed bytes' digest by hash name instead of the bytes
     (:func:`protocols.jpki.cms.verify_detached_signature`). ``revocation``:
     ``ocsp`` | ``crl`` | ``auto`` (OCSP, then the CRL when the responder gave no verified
-    answer) | ``none``; anything else is a failed ``revocation`` check."""
+    answer) | ``embedded`` (the validation data that came with the signature, ``embedded``,
+    judged at the signature's time-stamp: no network) | ``none``; anything else is a failed
+    ``revocation`` check."""
     at = at or dt.datetime.now(dt.UTC)
     required = Purpose.SIGN if slot == "sign" else Purpose.AUTH
     checks: list[Check] = []
@@ -304,6 +316,8 @@ def verify(content: bytes | Callable[[str], bytes], signature: bytes, *, roots: 
     elif revocation != "none":
         if root is None:
             checks.append(Check("revocation", False, "no trusted root to ask about"))
+        elif revocation == "embedded":
+            checks.append(check_embedded(cert, root, stamp, embedded or EmbeddedRevocation()))
         elif revocation == "ocsp":
             checks.append(check_ocsp(cert, root, at, url=ocsp_url, client=client))
         elif revocation == "crl":
@@ -311,9 +325,57 @@ def verify(content: bytes | Callable[[str], bytes], signature: bytes, *, roots: 
         else:
             checks.append(_auto(cert, root, at, ocsp_url=ocsp_url, crl=crl, client=client,
                                 cache=crl_cache))
-        if stamp is not None:
+        if stamp is not None and revocation != "embedded":
             checks[-1] = revoked_after(checks[-1], stamp)
     return _result(checks, cert)
+
+
+def check_embedded(cert: x509.Certificate, root: x509.Certificate, stamp: tsp.TimeStamp | None,
+                   embedded: EmbeddedRevocation) -> Check:
+    """Revocation from the validation data that came with the signature, judged at its
+    time-stamp: an OCSP answer about ``cert`` from the root or its delegated responder, or a
+    CRL of the root, that was current at the time-stamp (thisUpdate at most :data:`SKEW`
+    after it, nextUpdate not before it): what a relying party asking then would have been
+    told. Without a verified time-stamp the data speaks for no known signing time."""
+    if stamp is None:
+        return Check("revocation", False, "embedded validation data needs a signature time-stamp: "
+                     "without one, nothing says when the signature was made")
+    at = stamp.gen_time
+    seen = []
+    for der in embedded.ocsp_responses:
+        try:
+            resp = ocsp.load_der_ocsp_response(der)
+            if resp.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL or resp.serial_number != cert.serial_number:
+                continue
+            if _check_responder(resp, root):
+                seen.append("an OCSP answer not signed by the root or its responder")
+                continue
+            this_update, next_update, status = resp.this_update_utc, resp.next_update_utc, resp.certificate_status
+        except (ValueError, TypeError):
+            continue
+        if this_update - SKEW > at or (next_update is not None and next_update < at):
+            seen.append(f"an OCSP answer of {this_update.isoformat()}, not current at the time-stamp")
+            continue
+        if status is ocsp.OCSPCertStatus.GOOD:
+            return Check("revocation", True, f"OCSP good at {this_update.isoformat()} (embedded), current at the "
+                         f"signature's time-stamp {at.isoformat()}")
+        if status is ocsp.OCSPCertStatus.REVOKED:
+            reason = resp.revocation_reason.value if resp.revocation_reason else "unspecified"
+            return revoked_after(Check("revocation", False, f"revoked ({reason}) at "
+                                       f"{resp.revocation_time_utc.isoformat()} (OCSP, embedded)",
+                                       resp.revocation_time_utc), stamp)
+        return Check("revocation", False, "OCSP status unknown (embedded)")
+    for der in embedded.crls:
+        parsed = _parse_crl(der)
+        if isinstance(parsed, Check) or parsed.issuer != root.subject:
+            continue
+        check = check_crl(cert, root, parsed, at)
+        if check.passed or check.revoked_at is not None:
+            return revoked_after(Check("revocation", check.passed, f"{check.reason} (CRL of "
+                                       f"{parsed.last_update_utc.isoformat()}, embedded)", check.revoked_at), stamp)
+        seen.append(check.reason)
+    return Check("revocation", False, "no embedded OCSP answer or CRL about the certificate was current at "
+                 f"the time-stamp {at.isoformat()}" + (f" ({'; '.join(seen)})" if seen else ""))
 
 
 def signature_timestamp(tokens: Sequence[bytes], signature_value: bytes,

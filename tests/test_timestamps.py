@@ -138,7 +138,8 @@ def _verify(world, signature, *extra: str) -> dict:
 
 def test_a_time_stamped_signature_outlives_the_certificates_revocation(world, tmp_path):
     """The holder of phone ``moving`` (RSA-2048) signs a lease three ways, and a PDF with a
-    time-stamp (PAdES B-T), then moves house: the signing certificate is revoked."""
+    time-stamp and its validation data (PAdES B-LT), then moves house: the signing
+    certificate is revoked."""
     files = world["files"]
     stamped = _sign(world, "stamped.p7s", "--timestamp", phone="moving")
     over_http = _sign(world, "over-http.p7s", "--tsa", f"{world['issuer_url']}/tsa", "--tsa-root",
@@ -149,7 +150,7 @@ def test_a_time_stamped_signature_outlives_the_certificates_revocation(world, tm
         from mcred.jpki_pdf import blank_pdf
 
         (files / "lease.pdf").write_bytes(blank_pdf())
-        pdf = _sign(world, "lease-bt.pdf", "--pdf", "--timestamp", phone="moving", what="lease.pdf")
+        pdf = _sign(world, "lease-blt.pdf", "--pdf", "--ltv", "--timestamp", phone="moving", what="lease.pdf")
         _pdf_verdicts(world, pdf, revoked=False)
     cms = verify_detached_signature(stamped.read_bytes(), CONTENT)
     assert len(cms.timestamp_tokens) == 1
@@ -214,6 +215,10 @@ def _pdf_verdicts(world, pdf, *, revoked: bool) -> None:
     c = _checks(ours["signatures"][0])
     assert c["signature_timestamp"]["passed"]
     assert ("after the signature's time-stamp" in c["revocation"]["reason"]) is revoked
+    # and from the OCSP answer it carries (B-LT), revoked since or not
+    offline = json.loads(CliRunner().invoke(cli, ["jpki", "verify", str(pdf), "--json", "--revocation",
+                                                  "embedded"]).output)
+    assert offline["valid"] and "(embedded)" in _checks(offline)["revocation"]["reason"], offline["checks"]
     trusted = [asn1_x509.Certificate.load(r.public_bytes(serialization.Encoding.DER))
                for r in [*world["roots"], *world["tsa_roots"]]]
     sig = PdfFileReader(io.BytesIO(pdf.read_bytes())).embedded_signatures[0]
@@ -341,3 +346,36 @@ def test_tsa_commands_stamp_verify_log(world, tmp_path):
         assert "Status: Granted." in text and "Hash Algorithm: sha384" in text
     said = _run("tsa", "stamp", str(files / "lease.txt"), "--url", f"http://127.0.0.1:{free_port()}/tsa", code=2)
     assert "unreachable" in said
+
+
+@pytest.mark.skipif(pyhanko is None, reason="the pdf extra (pip install 'mcred[pdf]')")
+def test_a_b_lt_pdf_verifies_from_its_own_validation_data(world):
+    """--revocation embedded: the OCSP answer the PDF carries (PAdES B-LT), judged at the
+    signature's time-stamp, with no network; refused by name without a time-stamp or data."""
+    from mcred.jpki_pdf import blank_pdf
+
+    files = world["files"]
+    (files / "deed.pdf").write_bytes(blank_pdf())
+    b_lt = _sign(world, "deed-lt.pdf", "--pdf", "--ltv", "--timestamp", what="deed.pdf")
+    b_t = _sign(world, "deed-t.pdf", "--pdf", "--timestamp", what="deed.pdf")
+    b_b = _sign(world, "deed-b.pdf", "--pdf", "--ltv", what="deed.pdf")
+
+    def embedded(pdf) -> dict:
+        return json.loads(CliRunner().invoke(cli, ["jpki", "verify", str(pdf), "--json", "--revocation",
+                                                   "embedded"]).output)
+
+    ours = embedded(b_lt)
+    assert ours["valid"], ours["checks"]
+    reason = _checks(ours)["revocation"]["reason"]
+    assert re.search(r"OCSP good at \S+ \(embedded\), current at the signature's time-stamp", reason), reason
+    rp = RelyingPartyService(world["roots"], tsa_roots=world["tsa_roots"])
+    assert rp.verify_pdf(b_lt.read_bytes(), revocation="embedded")["valid"]
+    no_data = embedded(b_t)
+    assert not no_data["valid"]
+    assert "no embedded OCSP answer or CRL" in _checks(no_data)["revocation"]["reason"]
+    no_stamp = embedded(b_b)
+    assert not no_stamp["valid"]
+    assert "needs a signature time-stamp" in _checks(no_stamp)["revocation"]["reason"]
+    said = _run("jpki", "verify", str(files / "lease.txt"), "--signature", str(b_lt), "--revocation", "embedded",
+                code=2)
+    assert "embedded validation data comes in a PDF" in said

@@ -327,8 +327,9 @@ def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False),
            roots: Path | None = typer.Option(None, "--roots", help="PEM bundle of trusted roots "
                                              "(default: this installation's)"),
            revocation: str = typer.Option("ocsp", help="ocsp, crl, auto (OCSP, then the "
-                                          "CRL when the responder gives no verified answer) "
-                                          "or none"),
+                                          "CRL when the responder gives no verified answer), "
+                                          "embedded (a PDF's own validation data, at each "
+                                          "signature's time-stamp: no network) or none"),
            ocsp_url: str | None = typer.Option(None, "--ocsp-url"),
            crl: Path | None = typer.Option(None, "--crl", help="CRL file instead of fetching"),
            tsa_roots: Path | None = typer.Option(None, "--tsa-roots", help="PEM bundle of trusted "
@@ -347,11 +348,14 @@ def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False),
     from reader.relying_party import verify as rp_verify
 
     _check_slot(slot)
-    if revocation not in ("ocsp", "crl", "auto", "none"):
-        raise typer.BadParameter(f"{revocation!r}: one of ocsp, crl, auto, none",
+    if revocation not in ("ocsp", "crl", "auto", "embedded", "none"):
+        raise typer.BadParameter(f"{revocation!r}: one of ocsp, crl, auto, embedded, none",
                                  param_hint="--revocation")
     content = file.read_bytes()
     in_pdf = signature is None
+    if revocation == "embedded" and not in_pdf:
+        raise typer.BadParameter("embedded validation data comes in a PDF (PAdES B-LT): a detached "
+                                 "signature carries none", param_hint="--revocation")
     if in_pdf:
         if certificate is not None:
             raise typer.BadParameter("a raw signature needs --signature", param_hint="--certificate")
@@ -458,9 +462,9 @@ def _ask_rp(url: str, token: str | None, content: bytes, signature: bytes, slot:
 
 def _ask_rp_pdf(url: str, token: str | None, pdf: bytes, revocation: str, as_json: bool) -> dict:
     """POST the signed PDF to ``<url>/rp/jpki/verify-pdf``; exit 2 when there is no verdict."""
-    if revocation not in ("ocsp", "crl", "auto"):
-        raise _unusable(f"--revocation {revocation}: a relying-party service checks ocsp, crl "
-                        "or auto", as_json)
+    if revocation not in ("ocsp", "crl", "auto", "embedded"):
+        raise _unusable(f"--revocation {revocation}: a relying-party service checks a PDF with ocsp, "
+                        "crl, auto or embedded", as_json)
     return _verdict(_rp_post(url, f"/rp/jpki/verify-pdf?revocation={revocation}", None, token, as_json, pdf=pdf),
                     url, as_json)
 
