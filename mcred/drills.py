@@ -707,15 +707,20 @@ def moved(env: Env, i: int) -> SubjectReport:
     """転居 (異動): the holder moves to another municipality. The signing certificate (it
     carries the address) is superseded and re-issued with the new address on a new SE key,
     the mdoc re-issued; the user-authentication certificate, which carries no basic four
-    data, keeps working."""
+    data, keeps working, and so does a lease signed with a time-stamp before the move."""
     from protocols.jpki.cms import verify_detached_signature
     from protocols.jpki.parse import read_basic_four
 
     rep = SubjectReport(phone="")
     r = _new_subject(env, rep, i, "mv")
     captured = _capture(env, rep, r)
+    # a lease signed before the move, with a signature time-stamp (CAdES-T)
+    stamped = rep.timed("sign with a time-stamp", lambda: env.sign(r.phone_id, r.password, timestamp=True))
+    stamped_at = time.monotonic()
     address = f"大阪府大阪市北区中之島1-3-20 mv-{i}"
     actions = HandoverActions(env.ctx, key_type=env.key_type, mdoc_batch=env.mdoc_batch)
+    # revocation times are whole seconds, the TSA's accuracy 1 s: keep the move 2 s clear of it
+    time.sleep(max(0.0, 2.1 - (time.monotonic() - stamped_at)))
     t0 = time.perf_counter()
     out = change_basic_four(env.ctx, r.holder_id, {"address": address, "prefecture": "大阪府",
                                                    "municipality": "大阪市"},
@@ -725,6 +730,10 @@ def moved(env: Env, i: int) -> SubjectReport:
     ok, why = env.login(r.phone_id, r.pin)
     _require(ok, f"{r.phone_id}: user authentication refused after the move: {why}")
     rep.final["login_after_move"] = "accepted (user-authentication certificate kept)"
+    ok, why = env.rp_revocation(stamped)
+    _require(ok and "after the signature's time-stamp" in why,
+             f"{r.phone_id}: the lease time-stamped before the move is refused: {why}")
+    rep.final["signed_before_move"] = "accepted: its time-stamp is before the certificate's revocation"
     _accepted(env, r.phone_id, r.password, "moved phone")
     signer = verify_detached_signature(env.sign(r.phone_id, r.password), CONTENT).signer_certificate
     got = read_basic_four(signer).address

@@ -65,6 +65,7 @@ def test_scenario(env, scenario):
     if scenario == "moved":
         assert subject.final["login_after_move"].startswith("accepted")
         assert subject.final["new_signing_certificate"] == "carries the new address"
+        assert subject.final["signed_before_move"].startswith("accepted: its time-stamp is before")
     if scenario == "lost_found":
         assert "cessationOfOperation" in subject.final["old_signature_after_found"]
     md = render_markdown([report])
