@@ -12,12 +12,16 @@ interface, never exported); the ``issuer_keys`` rows (purposes ``tsa-root`` and
 ``tsa-unit``) carry their certificates. A unit certificate is renewed when fewer than
 :data:`UNIT_RENEW_DAYS` remain. Each token granted is logged (audit action ``tsa.stamp``:
 serial, genTime, imprint), as a TSA must keep records of its tokens (ETSI EN 319 421 7.10).
+A unit can be revoked (:meth:`TimeStampAuthority.revoke_unit`; a new one takes over); the
+root's CRL (:meth:`TimeStampAuthority.crl`, ``GET /tsa/root.crl``) lists it, at the
+distribution point the unit certificates name.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -32,6 +36,7 @@ from issuer.jpki.ca import random_serial
 from issuer.jpki.keys import as_private_key
 from issuer.keystore import KeyStore
 from protocols import tsp
+from protocols.iaca.crl import REASONS, Revoked, crl_builder
 from protocols.tsp.certificates import build_tsa_root, build_tsa_unit
 
 #: The lab TSA's policy: an OID under 2.25 (ITU-T X.667: a UUID as an OID, which needs no
@@ -41,6 +46,10 @@ POLICY = "2.25.44480586004203068099401053557132007331"
 ROOT_YEARS = 20
 UNIT_DAYS = 3 * 365
 UNIT_RENEW_DAYS = 90
+#: how long a process keeps its unit before reading the registry again (a revocation elsewhere)
+UNIT_RECHECK_SECONDS = 30.0
+#: nextUpdate - thisUpdate of the root's CRL
+CRL_VALIDITY = dt.timedelta(days=1)
 ALGORITHM = "p256"
 ROOT_NAME = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
                        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "mcred lab"),
@@ -53,6 +62,10 @@ def _unit_name(n: int) -> x509.Name:
                       x509.NameAttribute(NameOID.COMMON_NAME, f"mcred TSA unit {n}")])
 
 
+class TsaError(ValueError):
+    """A TSA operation refused; the message says why."""
+
+
 @dataclass
 class TimeStampAuthority:
     """The TSA over a registry (``sessions``) and a keystore; safe to share between threads."""
@@ -61,7 +74,10 @@ class TimeStampAuthority:
     keystore: KeyStore
     clock: Callable[[], dt.datetime] = utcnow
     policy: str = POLICY
+    #: the CRL distribution point its unit certificates name (``<public URL>/tsa/root.crl``)
+    crl_url: str | None = None
     _unit: tsp.TsaUnit | None = field(default=None, init=False, repr=False)
+    _unit_read: float = field(default=-1e9, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def _rows(self, purpose: str) -> list[IssuerKey]:
@@ -98,13 +114,17 @@ class TimeStampAuthority:
         return cert
 
     def unit(self) -> tsp.TsaUnit:
-        """The current TSA unit, created or renewed as needed."""
+        """The current TSA unit, created or renewed as needed; read again from the registry
+        every :data:`UNIT_RECHECK_SECONDS`, so that a unit revoked by another process stops
+        stamping here too."""
         now = self.clock()
         unit = self._unit
-        if unit is not None and unit.certificate.not_valid_after_utc - now > dt.timedelta(days=UNIT_RENEW_DAYS):
+        if (unit is not None and time.monotonic() - self._unit_read < UNIT_RECHECK_SECONDS
+                and unit.certificate.not_valid_after_utc - now > dt.timedelta(days=UNIT_RENEW_DAYS)):
             return unit
         with self._lock:
             self._unit = self._load_or_create_unit(now)
+            self._unit_read = time.monotonic()
             return self._unit
 
     def _load_or_create_unit(self, now: dt.datetime) -> tsp.TsaUnit:
@@ -112,7 +132,7 @@ class TimeStampAuthority:
         rows = self._rows("tsa-unit")
         for row in reversed(rows):
             cert = x509.load_der_x509_certificate(row.certificate)
-            if cert.not_valid_after_utc - now > dt.timedelta(days=UNIT_RENEW_DAYS):
+            if row.revoked_at is None and cert.not_valid_after_utc - now > dt.timedelta(days=UNIT_RENEW_DAYS):
                 return self._as_unit(row.label, cert, root)
         n = len(rows) + 1
         label = f"tsa-unit-{n}"
@@ -123,7 +143,7 @@ class TimeStampAuthority:
                               issuer_key=as_private_key(root_signer), serial=random_serial(),
                               not_before=now - dt.timedelta(minutes=5),
                               not_after=min(now + dt.timedelta(days=UNIT_DAYS),
-                                            root.not_valid_after_utc))
+                                            root.not_valid_after_utc), crl_url=self.crl_url)
         with self.sessions.begin() as s:
             s.add(IssuerKey(label=label, purpose="tsa-unit", algorithm=ALGORITHM,
                             certificate=cert.public_bytes(Encoding.DER), active=True,
@@ -135,6 +155,47 @@ class TimeStampAuthority:
     def _as_unit(self, label: str, cert: x509.Certificate, root: x509.Certificate) -> tsp.TsaUnit:
         return tsp.TsaUnit(certificate=cert, sign=self.keystore.signer(label).sign,
                            policy=self.policy, chain=(root,))
+
+    # -- revocation of a unit ------------------------------------------------------------
+
+    def revoke_unit(self, which: str, reason: str, *, actor: str = "issuer") -> tuple[str, int, bool]:
+        """Revoke a TSA unit (its label, or its certificate's serial in hex) for ``reason``
+        (an RFC 5280 name: keyCompromise, superseded, cessationOfOperation, ...): listed on
+        the root's CRL from now on, no longer stamping (a new unit takes over). Returns
+        (label, serial, whether it was revoked now; False: it was already)."""
+        if reason not in REASONS:
+            raise TsaError(f"reason {reason!r}: one of {', '.join(REASONS)}")
+        with self.sessions.begin() as s:
+            rows = s.scalars(select(IssuerKey).where(IssuerKey.purpose == "tsa-unit")).all()
+            row = next((r for r in rows if r.label == which or format(
+                x509.load_der_x509_certificate(r.certificate).serial_number, "x") == which.lower().removeprefix("0x")),
+                None)
+            if row is None:
+                raise TsaError(f"no TSA unit {which!r} (a label tsa-unit-N, or a serial in hex)")
+            serial = x509.load_der_x509_certificate(row.certificate).serial_number
+            if row.revoked_at is not None:
+                return row.label, serial, False
+            row.revoked_at, row.revocation_reason, row.active = self.clock(), reason, False
+            s.add(AuditEvent(actor=actor, action="tsa.unit.revoke", subject=row.label,
+                             detail={"serial": format(serial, "x"), "reason": reason}))
+            label = row.label
+        with self._lock:
+            self._unit = None
+        return label, serial, True
+
+    def crl(self) -> bytes:
+        """The root's CRL (DER), made now: every revoked unit with its time and reason;
+        cRLNumber the time in seconds (it only grows), nextUpdate a day later."""
+        now = self.clock()
+        self.root()  # made on first use
+        root_row = self._rows("tsa-root")[-1]
+        root = x509.load_der_x509_certificate(root_row.certificate)
+        revoked = [Revoked(x509.load_der_x509_certificate(r.certificate).serial_number, r.revoked_at,
+                           r.revocation_reason or "unspecified")
+                   for r in self._rows("tsa-unit") if r.revoked_at is not None]
+        builder = crl_builder(root, number=int(now.timestamp()), this_update=now,
+                              next_update=CRL_VALIDITY, revoked=revoked)
+        return self.keystore.signer(root_row.label).sign_crl(builder).public_bytes(Encoding.DER)
 
     def respond(self, der: bytes) -> bytes:
         """A DER TimeStampResp for a DER TimeStampReq: granted, logged, or refused with the

@@ -40,7 +40,7 @@ def time_stamp_authority(ctx: Context) -> TimeStampAuthority:
     if key not in _TSAS:
         with _LOCK:
             if key not in _TSAS:
-                authority = TimeStampAuthority(ctx.sessions, ctx.keystore)
+                authority = TimeStampAuthority(ctx.sessions, ctx.keystore, crl_url=f"{ctx.public_url}/tsa/root.crl")
                 with setup_lock(ctx.engine, ctx.home):  # two workers must not both make the root
                     authority.unit()
                 _TSAS[key] = authority

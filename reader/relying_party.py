@@ -46,6 +46,8 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from protocols import certs, tsp
+from protocols.iaca.crl import judge as crl_judge
+from protocols.iaca.crl import reason_flag, revocation_text
 from protocols.jpki.cms import verify_detached_signature
 from protocols.jpki.errors import JpkiError
 from protocols.jpki.parse import classify, load_certificate, read_basic_four
@@ -302,7 +304,14 @@ def verify(content: bytes | Callable[[str], bytes], signature: bytes, *, roots: 
         return _result(checks, None)
     stamp = None
     if certificate is None and cms.timestamp_tokens:
-        stamped, stamp = signature_timestamp(cms.timestamp_tokens, cms.signature_value, tsa_roots)
+        def unit_revoked(s: tsp.TimeStamp) -> str | None:
+            if revocation == "none":
+                return None
+            return tsa_unit_revoked(s, at, client=client, cache=crl_cache,
+                                    embedded=embedded if revocation == "embedded" else None)
+
+        stamped, stamp = signature_timestamp(cms.timestamp_tokens, cms.signature_value, tsa_roots,
+                                             unit_revoked=unit_revoked)
         checks.append(stamped)
     when = stamp.gen_time if stamp else at
     chain, root = check_chain(cert, roots, when)
@@ -378,10 +387,46 @@ def check_embedded(cert: x509.Certificate, root: x509.Certificate, stamp: tsp.Ti
                  f"the time-stamp {at.isoformat()}" + (f" ({'; '.join(seen)})" if seen else ""))
 
 
+def tsa_unit_revoked(stamp: tsp.TimeStamp, at: dt.datetime, *, client: httpx.Client | None = None,
+                     cache: CrlCache | None = None, embedded: EmbeddedRevocation | None = None) -> str | None:
+    """Why the TSA unit that made ``stamp`` cannot be relied on for it, or None: the unit
+    names a CRL distribution point, and its root's CRL there (fetched, or with ``embedded``
+    the one the PDF carries, current at the time-stamp) lists it revoked for keyCompromise
+    (none of its time-stamps is relied on) or at or before the time-stamp; or the CRL cannot
+    be had (fail closed). A unit that names no CRL is not checked."""
+    url = certs.crl_url(stamp.tsa_certificate)
+    if not url:
+        return None
+    if embedded is not None:
+        parsed = [c for c in map(_parse_crl, embedded.crls) if not isinstance(c, Check)]
+        crl = next((c for c in parsed if not crl_judge(c, stamp.root, stamp.gen_time)), None)
+        if crl is None:
+            return "the TSA unit's revocation cannot be checked: no CRL of its root current at the time-stamp is embedded"
+    else:
+        got = cache.get(url, at, lambda where: fetch_crl(where, client)) if cache is not None else fetch_crl(url, client)
+        if isinstance(got, Check):
+            return f"the TSA unit's revocation cannot be checked: {got.reason}"
+        why = crl_judge(got, stamp.root, at, what="the time-stamping root")
+        if why:
+            return f"the TSA unit's revocation cannot be checked: its root's CRL at {url}: {why}"
+        crl = got
+    entry = crl.get_revoked_certificate_by_serial_number(stamp.tsa_certificate.serial_number)
+    if entry is None:
+        return None
+    if reason_flag(entry) is x509.ReasonFlags.key_compromise:
+        return f"the TSA unit was {revocation_text(entry)}: none of its time-stamps is relied on"
+    if entry.revocation_date_utc <= stamp.latest:
+        return f"the TSA unit was {revocation_text(entry)}, before this time-stamp"
+    return None
+
+
 def signature_timestamp(tokens: Sequence[bytes], signature_value: bytes,
-                        tsa_roots: Sequence[x509.Certificate]) -> tuple[Check, tsp.TimeStamp | None]:
+                        tsa_roots: Sequence[x509.Certificate], *,
+                        unit_revoked: Callable[[tsp.TimeStamp], str | None] | None = None
+                        ) -> tuple[Check, tsp.TimeStamp | None]:
     """The ``signature_timestamp`` check: the first of ``tokens`` that verifies as a stamp
-    of ``signature_value`` by a TSA under ``tsa_roots`` (RFC 3161 Appendix A), and it."""
+    of ``signature_value`` by a TSA under ``tsa_roots`` (RFC 3161 Appendix A) and whose unit
+    ``unit_revoked`` finds nothing against (:func:`tsa_unit_revoked`), and it."""
     if not tsa_roots:
         return Check("signature_timestamp", False, "the signature carries a time-stamp, but no "
                      "time-stamping root is trusted here"), None
@@ -391,6 +436,10 @@ def signature_timestamp(tokens: Sequence[bytes], signature_value: bytes,
             stamp = tsp.verify_token(token, data=signature_value, roots=tsa_roots)
         except tsp.TspError as exc:
             refused.append(str(exc))
+            continue
+        why = unit_revoked(stamp) if unit_revoked is not None else None
+        if why:
+            refused.append(why)
             continue
         return Check("signature_timestamp", True, f"signed before {stamp.gen_time.isoformat()} "
                      f"(±{stamp.accuracy.total_seconds() if stamp.accuracy else 0:g} s), time-stamp "

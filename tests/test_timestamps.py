@@ -79,6 +79,11 @@ def test_the_tsa_over_http_is_read_by_openssl(world, tmp_path):
     root_pem = httpx.get(f"{url}/root.pem").content
     assert root_pem.startswith(b"-----BEGIN CERTIFICATE-----")
     assert httpx.get(f"{url}/root.der").headers["content-type"] == "application/pkix-cert"
+    crl = httpx.get(f"{url}/root.crl")
+    assert crl.headers["content-type"] == "application/pkix-crl"
+    from cryptography import x509
+
+    assert x509.load_der_x509_crl(crl.content).is_signature_valid(world["tsa_roots"][-1].public_key())
     request = tsp.build_request(tsp.digest("sha256", CONTENT), nonce=12345)
     answer = httpx.post(url, content=request, headers={"Content-Type": tsp.QUERY_MEDIA_TYPE})
     assert answer.status_code == 200 and answer.headers["content-type"] == tsp.REPLY_MEDIA_TYPE
@@ -370,12 +375,83 @@ def test_a_b_lt_pdf_verifies_from_its_own_validation_data(world):
     assert re.search(r"OCSP good at \S+ \(embedded\), current at the signature's time-stamp", reason), reason
     rp = RelyingPartyService(world["roots"], tsa_roots=world["tsa_roots"])
     assert rp.verify_pdf(b_lt.read_bytes(), revocation="embedded")["valid"]
-    no_data = embedded(b_t)
+    no_data = embedded(b_t)  # B-T: no validation data, not even for the TSA's unit
     assert not no_data["valid"]
-    assert "no embedded OCSP answer or CRL" in _checks(no_data)["revocation"]["reason"]
+    assert "no CRL of its root current at the time-stamp is embedded" in \
+        _checks(no_data)["signature_timestamp"]["reason"]
     no_stamp = embedded(b_b)
     assert not no_stamp["valid"]
     assert "needs a signature time-stamp" in _checks(no_stamp)["revocation"]["reason"]
     said = _run("jpki", "verify", str(files / "lease.txt"), "--signature", str(b_lt), "--revocation", "embedded",
                 code=2)
     assert "embedded validation data comes in a PDF" in said
+
+
+def test_a_revoked_tsa_unit(home, db_url, tmp_path):
+    """A TSA unit revoked: its root's CRL lists it (OpenSSL reads it), a new unit stamps;
+    relying parties refuse its time-stamps made at or before the revocation, and every one
+    of them once it is revoked for keyCompromise."""
+    import dataclasses
+    import datetime as dt
+
+    from issuer.tsa import TimeStampAuthority, TsaError
+    from reader.crl_cache import CrlCache
+    from reader.relying_party import EmbeddedRevocation, check_embedded, tsa_unit_revoked
+
+    ctx = Context.open(home, db_url)
+    url = "http://tsa.test/tsa/root.crl"
+    tsa = TimeStampAuthority(ctx.sessions, ctx.keystore, crl_url=url)
+    roots = tsa.roots()
+
+    def stamp_of(authority) -> tsp.TimeStamp:
+        token = tsp.token_of_response(authority.respond(tsp.build_request(tsp.digest("sha256", CONTENT))))
+        return tsp.verify_token(token, data=CONTENT, roots=roots)
+
+    first = stamp_of(tsa)
+    from protocols.certs import crl_url
+
+    assert crl_url(first.tsa_certificate) == url
+    label, serial, now = tsa.revoke_unit(format(first.tsa_certificate.serial_number, "x"), "superseded")
+    assert (label, serial, now) == ("tsa-unit-1", first.tsa_certificate.serial_number, True)
+    assert tsa.revoke_unit("tsa-unit-1", "keyCompromise")[2] is False  # revoked already: kept as it was
+    with pytest.raises(TsaError, match="reason 'lost'"):
+        tsa.revoke_unit("tsa-unit-1", "lost")
+    with pytest.raises(TsaError, match="no TSA unit 'tsa-unit-9'"):
+        tsa.revoke_unit("tsa-unit-9", "superseded")
+    # another process's TSA over the same database stops using the unit too
+    second = stamp_of(TimeStampAuthority(ctx.sessions, ctx.keystore, crl_url=url))
+    assert second.tsa_certificate.serial_number != serial
+    crl_der = tsa.crl()
+    if shutil.which("openssl"):
+        (tmp_path / "root.crl").write_bytes(crl_der)
+        text = subprocess.run(["openssl", "crl", "-inform", "DER", "-in", str(tmp_path / "root.crl"), "-text",
+                               "-noout"], capture_output=True, text=True, check=True).stdout
+        assert format(serial, "X").upper() in text.replace(":", "").upper() and "Superseded" in text
+    cache = CrlCache()
+    now_t = dt.datetime.now(dt.UTC)
+    from cryptography import x509
+
+    cache.get(url, now_t, lambda _url: x509.load_der_x509_crl(crl_der))  # as a relying party fetched it
+    # superseded: a time-stamp from before the revocation stands; one within its second does not
+    earlier = dataclasses.replace(first, gen_time=first.gen_time - dt.timedelta(hours=1))
+    assert tsa_unit_revoked(earlier, now_t, cache=cache) is None
+    assert "revoked (superseded)" in tsa_unit_revoked(first, now_t, cache=cache)
+    assert tsa_unit_revoked(second, now_t, cache=cache) is None
+    # keyCompromise: none of the unit's time-stamps is relied on
+    tsa.revoke_unit(format(second.tsa_certificate.serial_number, "x"), "keyCompromise")
+    cache = CrlCache()
+    cache.get(url, now_t, lambda _url: x509.load_der_x509_crl(tsa.crl()))
+    old_second = dataclasses.replace(second, gen_time=second.gen_time - dt.timedelta(hours=1))
+    assert "none of its time-stamps is relied on" in tsa_unit_revoked(old_second, now_t, cache=cache)
+    # unreachable CRL: fail closed; embedded data without the root's CRL: said
+    assert "cannot be checked" in tsa_unit_revoked(first, now_t, cache=CrlCache())
+    assert "no CRL of its root current at the time-stamp is embedded" in tsa_unit_revoked(
+        first, now_t, embedded=EmbeddedRevocation())
+    assert "no embedded OCSP answer or CRL" in check_embedded(first.tsa_certificate, roots[0], first,
+                                                              EmbeddedRevocation()).reason
+    if db_url.startswith("sqlite"):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("MCRED_DATABASE_URL", db_url)
+            out = _run("tsa", "revoke", "tsa-unit-1", "--reason", "superseded")
+            assert "was revoked already" in out
+            _run("tsa", "revoke", "tsa-unit-7", "--reason", "superseded", code=2)

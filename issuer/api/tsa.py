@@ -4,7 +4,8 @@
   answer ``application/timestamp-reply``; a bad request is refused in-band (status
   rejection with its PKIFailureInfo, HTTP 200), as RFC 3161 answers errors;
 * ``GET /tsa/root.pem|.der``: the time-stamping roots a relying party trusts (every
-  generation as a PEM bundle, or the newest as DER).
+  generation as a PEM bundle, or the newest as DER); ``GET /tsa/root.crl``: the root's
+  CRL of revoked TSA units (DER, made on request, cacheable 5 minutes).
 
 Public as DigiCert's, Sectigo's and GlobalSign's TSAs are: stamping a hash discloses nothing
 and changes nothing but the log.
@@ -24,6 +25,7 @@ from protocols import tsp
 from protocols.tsp.messages import MAX_REQUEST_BYTES
 
 ROOT_MAX_AGE = 3600
+CRL_MAX_AGE = 300
 
 
 def tsa_router(tsa: Callable[[], TimeStampAuthority]) -> APIRouter:
@@ -47,16 +49,20 @@ def tsa_router(tsa: Callable[[], TimeStampAuthority]) -> APIRouter:
         answer = await run_in_threadpool(tsa().respond, body)
         return Response(answer, media_type=tsp.REPLY_MEDIA_TYPE, headers={"Cache-Control": "no-store"})
 
-    @router.get("/tsa/{filename}", response_class=Response, summary="Time-stamping roots")
-    def roots(filename: str) -> Response:
+    @router.get("/tsa/{filename}", response_class=Response, summary="Time-stamping roots and their CRL")
+    def roots(filename: str) -> Response:  # sync: FastAPI runs it in its threadpool
         if filename == "root.pem":
             body = b"".join(c.public_bytes(Encoding.PEM) for c in tsa().roots())
             media = "application/x-pem-file"
         elif filename == "root.der":
             body, media = tsa().root().public_bytes(Encoding.DER), "application/pkix-cert"
+        elif filename == "root.crl":
+            body = tsa().crl()
+            return Response(body, media_type="application/pkix-crl",
+                            headers={"Cache-Control": f"public, max-age={CRL_MAX_AGE}"})
         else:
             return problem(404, "/problems/not-found", "No such trust material",
-                           f"{filename}: use /tsa/root.pem or /tsa/root.der")
+                           f"{filename}: use /tsa/root.pem, /tsa/root.der or /tsa/root.crl")
         return Response(body, media_type=media, headers={"Cache-Control": f"public, max-age={ROOT_MAX_AGE}"})
 
     return router

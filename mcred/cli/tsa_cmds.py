@@ -1,9 +1,10 @@
-"""``mcred tsa stamp|verify|log``: the time-stamping authority from the command line (RFC 3161).
+"""``mcred tsa stamp|verify|log|revoke``: the time-stamping authority from the command line (RFC 3161).
 
 ``stamp`` asks a TSA (this installation's, or one at ``--url``) for a token over a file and
 writes the TimeStampResp as ``openssl ts`` writes it (``.tsr``); ``verify`` checks a reply
 or token against a file and the time-stamping roots; ``log`` lists what this installation's
-TSA stamped (its audit rows), to answer "did we issue this token?".
+TSA stamped (its audit rows), to answer "did we issue this token?"; ``revoke`` takes a TSA
+unit out of service (its root's CRL lists it).
 """
 
 from __future__ import annotations
@@ -92,6 +93,22 @@ def verify(reply: Path = typer.Argument(..., exists=True, dir_okay=False,
         typer.echo(f"VALID: {data.name} existed at {stamp.gen_time.isoformat()} "
                    f"(±{stamp.accuracy.total_seconds() if stamp.accuracy else 0:g} s), time-stamp "
                    f"{stamp.serial:x} by {stamp.tsa_certificate.subject.rfc4514_string()}, policy {stamp.policy}")
+
+
+@tsa_app.command("revoke")
+def revoke(unit: str = typer.Argument(..., help="the unit: its label (tsa-unit-N) or its certificate's serial (hex)"),
+           reason: str = typer.Option(..., "--reason", help="keyCompromise (none of its time-stamps is relied "
+                                      "on any more), superseded, cessationOfOperation, ...")) -> None:
+    """Revoke a TSA unit: the root's CRL (/tsa/root.crl) lists it, a new unit stamps from now
+    on. Relying parties refuse its time-stamps made at or after the revocation, and all of
+    them for keyCompromise."""
+    from issuer.tsa import TsaError
+
+    try:
+        label, serial, now = _authority().revoke_unit(unit, reason, actor="cli")
+    except TsaError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    typer.echo(f"{label} (serial {serial:x}): " + (f"revoked ({reason})" if now else "was revoked already"))
 
 
 @tsa_app.command("log")
