@@ -50,6 +50,8 @@ UNIT_RENEW_DAYS = 90
 UNIT_RECHECK_SECONDS = 30.0
 #: nextUpdate - thisUpdate of the root's CRL
 CRL_VALIDITY = dt.timedelta(days=1)
+#: how long a made CRL is served before it is made again (a revocation here remakes it at once)
+CRL_REMAKE_SECONDS = 60.0
 ALGORITHM = "p256"
 ROOT_NAME = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
                        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "mcred lab"),
@@ -78,6 +80,7 @@ class TimeStampAuthority:
     crl_url: str | None = None
     _unit: tsp.TsaUnit | None = field(default=None, init=False, repr=False)
     _unit_read: float = field(default=-1e9, init=False, repr=False)
+    _crl: tuple[bytes, float] | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def _rows(self, purpose: str) -> list[IssuerKey]:
@@ -181,11 +184,22 @@ class TimeStampAuthority:
             label = row.label
         with self._lock:
             self._unit = None
+            self._crl = None
         return label, serial, True
 
     def crl(self) -> bytes:
-        """The root's CRL (DER), made now: every revoked unit with its time and reason;
-        cRLNumber the time in seconds (it only grows), nextUpdate a day later."""
+        """The root's CRL (DER): every revoked unit with its time and reason; cRLNumber the
+        time in seconds (it only grows), nextUpdate a day later. Made again when
+        :data:`CRL_REMAKE_SECONDS` have passed or this process revoked a unit (a public
+        route must not sign on every request)."""
+        cached = self._crl
+        if cached is not None and time.monotonic() - cached[1] < CRL_REMAKE_SECONDS:
+            return cached[0]
+        der = self._make_crl()
+        self._crl = (der, time.monotonic())
+        return der
+
+    def _make_crl(self) -> bytes:
         now = self.clock()
         self.root()  # made on first use
         root_row = self._rows("tsa-root")[-1]
