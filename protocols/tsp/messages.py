@@ -13,8 +13,10 @@ from datetime import datetime
 from asn1crypto import core as asn1core
 from asn1crypto import tsp as asn1tsp
 
+from protocols.cms import DECODE_ERRORS as _DECODE_ERRORS
+
 from .errors import RequestRefused, ResponseRefused, TspError
-from .token import _DECODE_ERRORS, HASHES, TsaUnit, build_token
+from .token import HASHES, TsaUnit, build_token
 
 QUERY_MEDIA_TYPE = "application/timestamp-query"
 REPLY_MEDIA_TYPE = "application/timestamp-reply"
