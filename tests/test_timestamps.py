@@ -184,6 +184,11 @@ def test_a_time_stamped_signature_outlives_the_certificates_revocation(world, tm
     assert not late_verdict["valid"] and _checks(late_verdict)["signature_timestamp"]["passed"]
     # without the TSA's root, a time-stamp is not relied on: refused by name
     (tmp_path / "other.pem").write_bytes(world["roots"][0].public_bytes(serialization.Encoding.PEM))
+    own_roots = tmp_path / "jpki.pem"
+    own_roots.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in world["roots"]))
+    explicit = _verify(world, stamped, "--roots", str(own_roots))  # its own roots: no installation's TSA
+    assert "no time-stamping root is trusted here" in _checks(explicit)["signature_timestamp"]["reason"]
+    assert _verify(world, stamped, "--roots", str(own_roots), "--tsa-roots", str(_tsa_pem(world, tmp_path)))["valid"]
     untrusted = _verify(world, stamped, "--tsa-roots", str(tmp_path / "other.pem"))
     assert not untrusted["valid"]
     assert "does not chain to a trusted time-stamping root" in _checks(untrusted)["signature_timestamp"]["reason"]

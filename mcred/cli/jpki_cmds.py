@@ -334,7 +334,7 @@ def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False),
            crl: Path | None = typer.Option(None, "--crl", help="CRL file instead of fetching"),
            tsa_roots: Path | None = typer.Option(None, "--tsa-roots", help="PEM bundle of trusted "
                                                  "time-stamping roots (default: this installation's "
-                                                 "TSA's)"),
+                                                 "TSA's; none with --roots)"),
            rp: str | None = typer.Option(None, "--rp", help="ask a relying-party service "
                                          "instead of verifying here: the reader's URL, e.g. "
                                          "http://127.0.0.1:8471 (or <issuer>/reader)"),
@@ -381,7 +381,10 @@ def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False),
         except (CertificateParseError, OSError) as exc:
             raise typer.BadParameter(f"{roots}: {exc}", param_hint="--roots") from None
         try:
-            tsa_trust = load_roots(tsa_roots.read_bytes()) if tsa_roots else _tsa().roots()
+            # with roots of its own (--roots), a relying party's TSA roots are its own too:
+            # this installation is not opened (nor its TSA made) for them
+            tsa_trust = (load_roots(tsa_roots.read_bytes()) if tsa_roots
+                         else _tsa().roots() if roots is None else [])
         except (CertificateParseError, OSError) as exc:
             raise typer.BadParameter(f"{tsa_roots}: {exc}", param_hint="--tsa-roots") from None
         if in_pdf:
