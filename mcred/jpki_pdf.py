@@ -185,3 +185,40 @@ def sign_pdf_file(phone_id: str, pin: bytes, pdf: bytes, home: Path | None = Non
 
     se = wallet_sim.open_secure_element(phone_id, home)
     return sign_pdf_with_se(se.transmit, pin, pdf, **options)
+
+
+def timestamp_pdf(pdf: bytes, stamper: Stamper, *, trust_roots: Sequence[x509.Certificate]) -> bytes:
+    """``pdf`` with a document time-stamp added over the whole file (PAdES B-LTA). When it
+    has one already, the validation data of the last one (the TSA's chain and revocation
+    data, fetched now) goes into the document security store first: the renewal an archive
+    makes before that time-stamp's TSA certificate ends. ``trust_roots``: the roots the
+    validation data is gathered up to (the JPKI roots and the TSA's). Raises
+    :class:`PdfSigningError`."""
+    require()
+    from asn1crypto import x509 as asn1_x509
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.sign.signers.pdf_signer import PdfTimeStamper
+    from pyhanko_certvalidator import ValidationContext
+
+    from reader.jpki_pdf import is_pdf, refresh_asn1_name_maps
+
+    if not is_pdf(pdf):
+        raise PdfSigningError("not a PDF (no %PDF- header)")
+    refresh_asn1_name_maps()
+    try:
+        reader = PdfFileReader(io.BytesIO(pdf), strict=False)
+        if reader.encrypted:
+            raise PdfSigningError("the PDF is encrypted: decrypt it first")
+        context = ValidationContext(
+            trust_roots=[asn1_x509.Certificate.load(r.public_bytes(serialization.Encoding.DER)) for r in trust_roots],
+            allow_fetching=True, revocation_mode="hard-fail")
+        stamps = PdfTimeStamper(_pyhanko_timestamper(stamper))
+        if reader.embedded_timestamp_signatures:
+            return stamps.update_archival_timestamp_chain(reader, context, in_place=False).getvalue()
+        writer = IncrementalPdfFileWriter(io.BytesIO(pdf), strict=False)
+        return stamps.timestamp_pdf(writer, "sha256", validation_context=context).getvalue()
+    except PdfSigningError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - pyHanko raises many kinds (a damaged file, a TSA refusing)
+        raise PdfSigningError(f"the PDF cannot be time-stamped: {type(exc).__name__}: {exc}") from None

@@ -331,6 +331,26 @@ def test_a_long_term_pdf_pades_b_lta(world, tmp_path):
     said = _run("jpki", "sign", str(files / "archive.pdf"), "--phone", world["phone"], "--pin-file",
                 str(files / "pw"), "--pdf", "--lta", "--timestamp", code=2)
     assert "--lta (PAdES B-LTA) needs --ltv and a time-stamp" in said
+    # the archive renews it: the last time-stamp's validation data, then a new document time-stamp
+    renewed = tmp_path / "archive-renewed.pdf"
+    assert "a document time-stamp over" in _run("tsa", "stamp", str(out), "--pdf", "--out", str(renewed))
+    again = json.loads(CliRunner().invoke(cli, ["jpki", "verify", str(renewed), "--json"]).output)
+    assert again["valid"], again["checks"]
+    assert [s["kind"] for s in again["signatures"]] == ["signature", "document_timestamp", "document_timestamp"]
+    assert _checks(again["signatures"][1])["pdf_coverage"]["reason"].startswith("covers an earlier revision; only")
+    offline = json.loads(CliRunner().invoke(cli, ["jpki", "verify", str(renewed), "--json", "--revocation",
+                                                  "embedded"]).output)
+    assert offline["valid"], offline["checks"]
+    for doc_ts in PdfFileReader(io.BytesIO(renewed.read_bytes())).embedded_timestamp_signatures:
+        status = validate_pdf_timestamp(doc_ts, ValidationContext(trust_roots=trusted))
+        assert status.intact and status.valid and status.trusted
+    # a PDF without a document time-stamp gets its first; what is not a PDF is refused
+    first = tmp_path / "first.pdf"
+    _run("tsa", "stamp", str(files / "archive.pdf"), "--pdf", "--out", str(first))
+    assert [s["kind"] for s in json.loads(CliRunner().invoke(cli, ["jpki", "verify", str(first), "--json"]).output)[
+        "signatures"]] == ["document_timestamp"]
+    said = _run("tsa", "stamp", str(files / "lease.txt"), "--pdf", "--out", str(tmp_path / "x.pdf"), code=2)
+    assert "not a PDF" in said
 
 
 def test_tsa_commands_stamp_verify_log(world, tmp_path):

@@ -30,18 +30,32 @@ def stamp(file: Path = typer.Argument(..., exists=True, dir_okay=False),
           url: str | None = typer.Option(None, "--url", help="an RFC 3161 TSA (default: this "
                                          "installation's, in-process)"),
           hash_algorithm: str = typer.Option("sha256", "--hash", help="sha256, sha384 or sha512"),
+          pdf: bool = typer.Option(False, "--pdf", help="A document time-stamp inside the PDF FILE instead "
+                                   "(PAdES B-LTA; when it has one, the last one's validation data first: "
+                                   "the renewal before its TSA certificate ends)."),
+          tsa_root: Path | None = typer.Option(None, "--tsa-root", exists=True, dir_okay=False,
+                                               help="With --url: the TSA's root (PEM)."),
           out: Path | None = typer.Option(None, "--out", callback=out_path,
-                                          help="the TimeStampResp (default FILE.tsr)")) -> None:
+                                          help="the TimeStampResp (default FILE.tsr); with --pdf the "
+                                          "time-stamped PDF (default FILE's name with .stamped.pdf)")) -> None:
     """Time-stamp FILE: its hash sent with a random nonce, the reply written as openssl ts
-    writes it (openssl ts -reply -in FILE.tsr -text reads it)."""
+    writes it (openssl ts -reply -in FILE.tsr -text reads it); or, with --pdf, a document
+    time-stamp inside it."""
     import secrets
 
     from mcred.timestamps import Stamper, TimestampError
     from protocols import tsp
+    from reader.relying_party import load_roots
 
     if hash_algorithm not in tsp.HASHES:
         raise typer.BadParameter(f"{hash_algorithm!r}: one of {', '.join(tsp.HASHES)}", param_hint="--hash")
-    stamper = Stamper.http(url) if url else Stamper.local(open_context())
+    if tsa_root is not None and not url:
+        raise typer.BadParameter("--tsa-root is the root of the TSA given with --url")
+    stamper = (Stamper.http(url, roots=load_roots(tsa_root.read_bytes()) if tsa_root else ())
+               if url else Stamper.local(open_context()))
+    if pdf:
+        _stamp_pdf(file, stamper, out)
+        return
     nonce = secrets.randbits(64)
     request = tsp.build_request(tsp.digest(hash_algorithm, file.read_bytes()), hash_algorithm, nonce=nonce)
     try:
@@ -53,6 +67,20 @@ def stamp(file: Path = typer.Argument(..., exists=True, dir_okay=False),
     target = out_path(out or file.with_name(file.name + ".tsr"))
     target.write_bytes(reply)
     typer.echo(f"wrote {target} ({len(reply)} bytes): {file.name} stamped at {gen_time.isoformat()}")
+
+
+def _stamp_pdf(file: Path, stamper, out: Path | None) -> None:  # noqa: ANN001 - a mcred.timestamps.Stamper
+    from mcred.jpki_flow import jpki_issuer
+    from mcred.jpki_pdf import PdfSigningError, timestamp_pdf
+
+    trust = [*jpki_issuer(open_context()).roots("sign"), *stamper.roots]
+    try:
+        stamped = timestamp_pdf(file.read_bytes(), stamper, trust_roots=trust)
+    except PdfSigningError as exc:
+        raise _fail(f"{file}: {exc}", 2) from None
+    target = out_path(out or file.with_name(file.stem + ".stamped.pdf"))
+    target.write_bytes(stamped)
+    typer.echo(f"wrote {target} ({len(stamped)} bytes): a document time-stamp over {file.name}")
 
 
 @tsa_app.command("verify")
