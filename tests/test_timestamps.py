@@ -480,3 +480,28 @@ def test_a_revoked_tsa_unit(home, db_url, tmp_path):
             out = _run("tsa", "revoke", "tsa-unit-1", "--reason", "superseded")
             assert "was revoked already" in out
             _run("tsa", "revoke", "tsa-unit-7", "--reason", "superseded", code=2)
+
+
+def test_the_issuer_services_relying_party_trusts_its_tsa(world):
+    """POST /reader/rp/jpki/verify and /verify-pdf of `mcred serve` (scope reader): the
+    installation's TSA roots are trusted there without configuration."""
+    import base64
+
+    from issuer.api.auth import create_token
+
+    token = create_token(world["ctx"].sessions, ["reader"], "timestamps-test")[1]
+    headers = {"Authorization": f"Bearer {token}"}
+    stamped = _sign(world, "served-http.p7s", "--timestamp")
+    got = httpx.post(f"{world['issuer_url']}/reader/rp/jpki/verify", headers=headers, json={
+        "content": base64.b64encode(CONTENT).decode(), "signature": base64.b64encode(stamped.read_bytes()).decode()})
+    assert got.status_code == 200 and got.json()["valid"], got.text
+    assert _checks(got.json())["signature_timestamp"]["passed"]
+    if pyhanko is not None:
+        from mcred.jpki_pdf import blank_pdf
+
+        (world["files"] / "served.pdf").write_bytes(blank_pdf())
+        pdf = _sign(world, "served-blt.pdf", "--pdf", "--ltv", "--timestamp", what="served.pdf")
+        for mode in ("ocsp", "embedded"):
+            got = httpx.post(f"{world['issuer_url']}/reader/rp/jpki/verify-pdf?revocation={mode}",
+                             headers={**headers, "Content-Type": "application/pdf"}, content=pdf.read_bytes())
+            assert got.status_code == 200 and got.json()["valid"], (mode, got.text)
