@@ -297,6 +297,44 @@ def _secure_elements(ctx) -> Finding:  # noqa: ANN001
     return Finding("TSM secure elements", not suspect, detail, enables, fix)
 
 
+def _tsa(ctx) -> Finding:  # noqa: ANN001
+    """The installation's time-stamping authority, from the registry only (nothing made
+    here): its current unit, whether that unit names the CRL relying parties check, how
+    many units were revoked and how many tokens were stamped."""
+    from cryptography import x509
+    from sqlalchemy import func, select
+
+    from issuer.db import AuditEvent, IssuerKey
+    from protocols.certs import crl_url
+
+    enables = "signature time-stamps (mcred jpki sign --timestamp, POST /tsa, PAdES B-T/B-LT/B-LTA)"
+    try:
+        with ctx.sessions() as s:
+            units = s.scalars(select(IssuerKey).where(IssuerKey.purpose == "tsa-unit")
+                              .order_by(IssuerKey.created_at)).all()
+            has_root = s.scalar(select(func.count()).select_from(IssuerKey).where(IssuerKey.purpose == "tsa-root"))
+            stamped = s.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "tsa.stamp"))
+            current = next((u for u in reversed(units) if u.revoked_at is None), None)
+            revoked = sum(1 for u in units if u.revoked_at is not None)
+            cert = x509.load_der_x509_certificate(current.certificate) if current is not None else None
+            label = current.label if current is not None else None
+    except Exception as exc:  # noqa: BLE001 - reported (the database finding says why)
+        return Finding("time-stamping authority", False, f"cannot read the registry: {type(exc).__name__}",
+                       enables, "see the database finding")
+    if not has_root or cert is None:
+        return Finding("time-stamping authority", True, "not made yet: its root and unit are made on first use",
+                       enables)
+    where = crl_url(cert)
+    detail = (f"{label} valid until {cert.not_valid_after_utc.date().isoformat()}, "
+              + (f"its revocation at {where}" if where else "naming no CRL")
+              + f"; {revoked} unit(s) revoked, {stamped} token(s) stamped")
+    if where is None:
+        return Finding("time-stamping authority", False, detail, enables,
+                       f"relying parties cannot learn of {label}'s revocation: mcred tsa revoke {label} "
+                       "--reason superseded (the next unit names the root's CRL)")
+    return Finding("time-stamping authority", True, detail, enables)
+
+
 #: The first findings are the installation's own (database, public URL, issuer key store,
 #: TSM master key, reader session key): the installation is ready when they are.
 _OWN = 5
@@ -305,7 +343,7 @@ _OWN = 5
 def diagnose(ctx) -> list[Finding]:  # noqa: ANN001
     """Every finding, the installation's own first."""
     return [_database(ctx), _public_url(), _keystore(ctx), _master_key(ctx), _reader_session_key(ctx),
-            _secure_elements(ctx), _postgres(), _pcsc(), _nfc(), _ble(), _pdf(), _hsm(), _scan(),
+            _secure_elements(ctx), _tsa(ctx), _postgres(), _pcsc(), _nfc(), _ble(), _pdf(), _hsm(), _scan(),
             *(_node_peer(*peer) for peer in NODE_PEERS), _yubikit(), _openssl(), _tshark()]
 
 

@@ -112,3 +112,29 @@ def test_doctor_says_how_to_get_pdf_signatures(home, monkeypatch):
     code, report = _run()
     pdf = next(f for f in report["findings"] if f["name"] == "PDF signatures (pyHanko)")
     assert code == 0 and not pdf["ok"] and pdf["fix"] == "pip install '.[pdf]'"
+
+
+def test_doctor_reads_the_tsa_and_names_a_unit_without_a_crl(home):
+    """The TSA finding reads the registry only: not made yet; a unit naming its root's CRL;
+    a unit from before units named one, with the command that replaces it."""
+    from issuer.tsa import TimeStampAuthority
+    from mcred.context import Context
+    from protocols import tsp
+
+    def finding() -> dict:
+        return next(f for f in _run()[1]["findings"] if f["name"] == "time-stamping authority")
+
+    assert finding()["detail"] == "not made yet: its root and unit are made on first use"
+    ctx = Context.open(home)
+    old = TimeStampAuthority(ctx.sessions, ctx.keystore)  # as before this session: no CRL named
+    old.respond(tsp.build_request(bytes(32)))
+    f = finding()
+    assert not f["ok"] and "naming no CRL; 0 unit(s) revoked, 1 token(s) stamped" in f["detail"]
+    assert f["fix"].startswith("relying parties cannot learn of tsa-unit-1's revocation: mcred tsa revoke tsa-unit-1")
+    new = TimeStampAuthority(ctx.sessions, ctx.keystore, crl_url="http://127.0.0.1:8470/tsa/root.crl")
+    new.revoke_unit("tsa-unit-1", "superseded")
+    new.respond(tsp.build_request(bytes(32)))
+    f = finding()
+    assert f["ok"] and f["detail"].startswith("tsa-unit-2 valid until ")
+    assert "its revocation at http://127.0.0.1:8470/tsa/root.crl; 1 unit(s) revoked, 2 token(s) stamped" in f["detail"]
+    ctx.engine.dispose()
