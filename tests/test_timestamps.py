@@ -505,3 +505,22 @@ def test_the_issuer_services_relying_party_trusts_its_tsa(world):
             got = httpx.post(f"{world['issuer_url']}/reader/rp/jpki/verify-pdf?revocation={mode}",
                              headers={**headers, "Content-Type": "application/pdf"}, content=pdf.read_bytes())
             assert got.status_code == 200 and got.json()["valid"], (mode, got.text)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="the openssl command is not installed")
+def test_openssl_reads_a_cades_t_signature(world, tmp_path):
+    """OpenSSL verifies the CMS of a time-stamped signature (the unsigned attribute changes
+    nothing signed), and the token inside it as a time-stamp of the signature value."""
+    stamped = _sign(world, "openssl.p7s", "--timestamp")
+    sig = verify_detached_signature(stamped.read_bytes(), CONTENT)
+    chain = tmp_path / "jpki.pem"
+    chain.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in world["roots"]))
+    cms_ok = subprocess.run(["openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", str(stamped),
+                             "-content", str(world["files"] / "lease.txt"), "-CAfile", str(chain),
+                             "-purpose", "any", "-out", "/dev/null"], capture_output=True, text=True)
+    assert cms_ok.returncode == 0, cms_ok.stderr
+    (tmp_path / "token.der").write_bytes(sig.timestamp_tokens[0])
+    ts_ok = subprocess.run(["openssl", "ts", "-verify", "-token_in", "-in", str(tmp_path / "token.der"),
+                            "-digest", tsp.digest("sha256", sig.signature_value).hex(),
+                            "-CAfile", str(_tsa_pem(world, tmp_path))], capture_output=True, text=True)
+    assert "Verification: OK" in ts_ok.stdout, ts_ok.stderr
