@@ -35,6 +35,9 @@ CMS_ROOM = 8192
 #: more room for a signature time-stamp (4 KiB more of DER: the TSA's token with its
 #: certificates is ~1.5-2.5 KB)
 TIMESTAMP_ROOM = 8192
+#: what a failure to gather validation data most often means in the lab
+_FETCHED = ("the validation data is fetched from the OCSP and CRL addresses in the certificates: "
+            "is the issuer's service (mcred serve) answering at the installation's public URL?")
 #: the longest ECDSA P-384 signature in DER (two 49-byte INTEGERs), and an RSA-2048 one
 _SIGNATURE_SIZE = {"sha384": 104, "sha256": 256}
 
@@ -174,8 +177,10 @@ def sign_pdf_with_se(transmit, pin: bytes, pdf: bytes, *, field: str | None = No
             raise
         if stamper is not None and type(exc).__name__ in ("TimestampRequestError", "TimestampError"):
             raise PdfSigningError(f"no time-stamp from {stamper.where}: {exc}") from None
-        what = "the validation data (chain, OCSP) cannot be had" if context is not None else "cannot be signed"
-        raise PdfSigningError(f"the PDF {what}: {type(exc).__name__}: {exc}") from None
+        if context is None:
+            raise PdfSigningError(f"the PDF cannot be signed: {type(exc).__name__}: {exc}") from None
+        raise PdfSigningError(f"the PDF's validation data (chain, OCSP) cannot be had: {type(exc).__name__}: {exc} "
+                              f"({_FETCHED})") from None
     return out.getvalue()
 
 
@@ -221,4 +226,4 @@ def timestamp_pdf(pdf: bytes, stamper: Stamper, *, trust_roots: Sequence[x509.Ce
     except PdfSigningError:
         raise
     except Exception as exc:  # noqa: BLE001 - pyHanko raises many kinds (a damaged file, a TSA refusing)
-        raise PdfSigningError(f"the PDF cannot be time-stamped: {type(exc).__name__}: {exc}") from None
+        raise PdfSigningError(f"the PDF cannot be time-stamped: {type(exc).__name__}: {exc} ({_FETCHED})") from None

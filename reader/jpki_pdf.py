@@ -153,7 +153,9 @@ def verify_pdf(pdf: bytes, *, roots: Sequence[x509.Certificate], revocation: str
         except Exception as exc:  # noqa: BLE001 - pyHanko raises many kinds on hostile bytes
             return _verdict([_check("pdf", False, f"its document security store cannot be read: "
                                     f"{type(exc).__name__}: {exc}")])
-    checks = [_check("pdf", True, f"{len(found)} signature(s): {', '.join(s.field for s in found)}")]
+    stamps = sum(1 for s in found if s.kind == "document_timestamp")
+    counted = f"{len(found) - stamps} signature(s)" + (f" and {stamps} document time-stamp(s)" if stamps else "")
+    checks = [_check("pdf", True, f"{counted}: {', '.join(s.field for s in found)}")]
     fields, documents = [], []
     for sig in found:
         try:

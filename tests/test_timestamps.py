@@ -315,6 +315,7 @@ def test_a_long_term_pdf_pades_b_lta(world, tmp_path):
     ours = json.loads(CliRunner().invoke(cli, ["jpki", "verify", str(out), "--json"]).output)
     assert ours["valid"], ours["checks"]
     assert [s["kind"] for s in ours["signatures"]] == ["signature", "document_timestamp"]
+    assert _checks(ours)["pdf"]["reason"].startswith("1 signature(s) and 1 document time-stamp(s): Signature1, ")
     stamp = _checks(ours["signatures"][1])
     assert stamp["document_timestamp"]["reason"].startswith("the file as it was at ")
     assert _checks(ours["signatures"][0])["pdf_coverage"]["reason"].startswith("covers an earlier revision; only")
@@ -524,3 +525,21 @@ def test_openssl_reads_a_cades_t_signature(world, tmp_path):
                             "-digest", tsp.digest("sha256", sig.signature_value).hex(),
                             "-CAfile", str(_tsa_pem(world, tmp_path))], capture_output=True, text=True)
     assert "Verification: OK" in ts_ok.stdout, ts_ok.stderr
+
+
+@pytest.mark.skipif(pyhanko is None, reason="the pdf extra (pip install 'mcred[pdf]')")
+def test_validation_data_from_an_issuer_that_does_not_answer_is_said(home):
+    """--ltv and a PDF's document time-stamp gather the validation data at the addresses in
+    the certificates: with no issuer service answering there, the error says so."""
+    from mcred.jpki_pdf import PdfSigningError, blank_pdf, sign_pdf_file, timestamp_pdf
+
+    with installation_env(home, free_port()):  # the public URL's port: nothing listens there
+        ctx = Context.open(home)
+        phone = wallet_sim.create_phone(home)
+        provision(ctx, phone, parse_holder(HOLDER), key_type="p384", mdoc_batch=1, pin="1234", password=PASSWORD)
+        roots = jpki_issuer(ctx).roots("sign")
+        with pytest.raises(PdfSigningError, match=r"is the issuer's service \(mcred serve\) answering"):
+            sign_pdf_file(phone, PASSWORD.encode(), blank_pdf(), home, ltv_roots=roots)
+        stamper = Stamper.local(ctx)
+        with pytest.raises(PdfSigningError, match=r"cannot be time-stamped: .*is the issuer's service"):
+            timestamp_pdf(blank_pdf(), stamper, trust_roots=[*roots, *stamper.roots])
