@@ -284,8 +284,8 @@ def verify(content: bytes | Callable[[str], bytes], signature: bytes, *, roots: 
     (:func:`protocols.jpki.cms.verify_detached_signature`). ``revocation``:
     ``ocsp`` | ``crl`` | ``auto`` (OCSP, then the CRL when the responder gave no verified
     answer) | ``embedded`` (the validation data that came with the signature, ``embedded``,
-    judged at the signature's time-stamp: no network) | ``none``; anything else is a failed
-    ``revocation`` check."""
+    or the CMS's own ``crls`` field, judged at the signature's time-stamp: no network) |
+    ``none``; anything else is a failed ``revocation`` check."""
     at = at or dt.datetime.now(dt.UTC)
     required = Purpose.SIGN if slot == "sign" else Purpose.AUTH
     checks: list[Check] = []
@@ -302,6 +302,9 @@ def verify(content: bytes | Callable[[str], bytes], signature: bytes, *, roots: 
     except JpkiError as exc:
         checks.append(Check("signature", False, str(exc)))
         return _result(checks, None)
+    if revocation == "embedded" and embedded is None and certificate is None:
+        # a detached signature's own validation data (its SignedData's crls field)
+        embedded = EmbeddedRevocation(cms.ocsp_responses, cms.crls)
     stamp = None
     if certificate is None and cms.timestamp_tokens:
         def unit_revoked(s: tsp.TimeStamp) -> str | None:

@@ -147,6 +147,7 @@ def test_a_time_stamped_signature_outlives_the_certificates_revocation(world, tm
     certificate is revoked."""
     files = world["files"]
     stamped = _sign(world, "stamped.p7s", "--timestamp", phone="moving")
+    with_data = _sign(world, "stamped-lt.p7s", "--timestamp", "--ltv", phone="moving")  # CAdES-LT: its OCSP answer inside
     over_http = _sign(world, "over-http.p7s", "--tsa", f"{world['issuer_url']}/tsa", "--tsa-root",
                       str(_tsa_pem(world, tmp_path)), phone="moving")
     plain = _sign(world, "plain.p7s", phone="moving")
@@ -176,6 +177,9 @@ def test_a_time_stamped_signature_outlives_the_certificates_revocation(world, tm
     reason = _checks(after)["revocation"]["reason"]
     assert "revoked (affiliationChanged)" in reason and "after the signature's time-stamp" in reason
     assert _verify(world, over_http)["valid"]
+    offline = _verify(world, with_data, "--revocation", "embedded")
+    assert offline["valid"] and "(embedded), current at the signature's time-stamp" in \
+        _checks(offline)["revocation"]["reason"], offline["checks"]
     # ... not a signature without a time-stamp, nor one stamped after the revocation
     refused = _verify(world, plain)
     assert not refused["valid"] and "revoked (affiliationChanged)" in _checks(refused)["revocation"]["reason"]
@@ -262,6 +266,9 @@ def test_tsa_refusals_at_signing_are_said(world):
     out = _run("jpki", "sign", str(files / "lease.txt"), "--phone", world["phone"], "--pin-file",
                str(files / "pw"), "--tsa-root", str(files / "pw"), code=2)
     assert "--tsa-root is the root of the TSA given with --tsa" in out
+    out = _run("jpki", "sign", str(files / "lease.txt"), "--phone", world["phone"], "--pin-file",
+               str(files / "pw"), "--ltv", code=2)
+    assert "--ltv on a detached signature needs its time-stamp" in out
 
 
 def test_export_tsa_root(world, tmp_path):
@@ -408,9 +415,12 @@ def test_a_b_lt_pdf_verifies_from_its_own_validation_data(world):
     no_stamp = embedded(b_b)
     assert not no_stamp["valid"]
     assert "needs a signature time-stamp" in _checks(no_stamp)["revocation"]["reason"]
-    said = _run("jpki", "verify", str(files / "lease.txt"), "--signature", str(b_lt), "--revocation", "embedded",
-                code=2)
-    assert "embedded validation data comes in a PDF" in said
+    # a detached signature without validation data of its own: said by name
+    plain = _sign(world, "no-data.p7s", "--timestamp")
+    said = json.loads(CliRunner().invoke(cli, ["jpki", "verify", str(files / "lease.txt"), "--signature", str(plain),
+                                               "--json", "--revocation", "embedded"]).output)
+    assert not said["valid"]
+    assert "no CRL of its root current at the time-stamp is embedded" in _checks(said)["signature_timestamp"]["reason"]
 
 
 def test_a_revoked_tsa_unit(home, db_url, tmp_path):
@@ -512,8 +522,9 @@ def test_the_issuer_services_relying_party_trusts_its_tsa(world):
 def test_openssl_reads_a_cades_t_signature(world, tmp_path):
     """OpenSSL verifies the CMS of a time-stamped signature (the unsigned attribute changes
     nothing signed), and the token inside it as a time-stamp of the signature value."""
-    stamped = _sign(world, "openssl.p7s", "--timestamp")
+    stamped = _sign(world, "openssl.p7s", "--timestamp", "--ltv")  # its crls field holds an OCSP answer and a CRL
     sig = verify_detached_signature(stamped.read_bytes(), CONTENT)
+    assert len(sig.ocsp_responses) == 1 and len(sig.crls) == 1
     chain = tmp_path / "jpki.pem"
     chain.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in world["roots"]))
     cms_ok = subprocess.run(["openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", str(stamped),

@@ -84,9 +84,10 @@ def sign(file: Path = typer.Argument(..., exists=True, dir_okay=False),
                                           "(default Signature<n>, the next free)."),
          reason: str | None = typer.Option(None, "--reason", help="With --pdf: why it is signed, e.g. 契約"),
          location: str | None = typer.Option(None, "--location", help="With --pdf: where it is signed."),
-         ltv: bool = typer.Option(False, "--ltv", help="With --pdf: also embed the chain and the OCSP "
-                                  "answer (fetched now from the issuer) so the signature can be checked "
-                                  "later without the network."),
+         ltv: bool = typer.Option(False, "--ltv", help="Also embed the validation data (fetched now: the "
+                                  "chain and the OCSP answer; with a time-stamp, its TSA unit's CRL) so the "
+                                  "signature can be checked later without the network: in the PDF (--pdf), or "
+                                  "in the detached signature's SignedData (with a time-stamp)."),
          timestamp: bool = typer.Option(False, "--timestamp", help="Add a signature time-stamp (RFC 3161) "
                                         "from this installation's TSA: CAdES-T, or PAdES B-T (B-LT with "
                                         "--ltv); the signature then stays valid after the certificate is "
@@ -101,13 +102,16 @@ def sign(file: Path = typer.Argument(..., exists=True, dir_okay=False),
                                   "time-stamp over the whole file (PAdES B-LTA), the long-term form.")) -> None:
     """Sign FILE with the phone's SE: CMS detached signature (DER, .p7s), or inside a PDF (--pdf)."""
     from mcred.jpki_flow import SecretFormatError, SeError, sign_file
-    from mcred.timestamps import TimestampError
+    from mcred.timestamps import TimestampError, ValidationDataError
     from wallet_sim.se.errors import PhoneNotFoundError
 
     _check_slot(slot)
-    if not pdf and (field or reason or location or ltv or lta):
-        raise typer.BadParameter("--field, --reason, --location, --ltv and --lta are for a PDF: add --pdf")
+    if not pdf and (field or reason or location or lta):
+        raise typer.BadParameter("--field, --reason, --location and --lta are for a PDF: add --pdf")
     stamper = _stamper(timestamp, tsa, tsa_root)
+    if ltv and not pdf and stamper is None:
+        raise typer.BadParameter("--ltv on a detached signature needs its time-stamp (--timestamp or --tsa): "
+                                 "the validation data speaks for the time the signature was made")
     if lta and not (ltv and stamper):
         raise typer.BadParameter("--lta (PAdES B-LTA) needs --ltv and a time-stamp (--timestamp or --tsa)")
     if pdf and slot != "sign":
@@ -132,8 +136,16 @@ def sign(file: Path = typer.Argument(..., exists=True, dir_okay=False),
             signed, _cert = sign_file(phone, slot, pin, file.read_bytes(), open_context().home)
             if stamper is not None:
                 signed = stamper.stamp_signature(signed)
+            if ltv:
+                from mcred.timestamps import add_validation_data
+
+                signed = add_validation_data(signed, file.read_bytes(), roots=_issuer().roots(slot),
+                                             tsa_roots=stamper.roots)
     except TimestampError as exc:
         typer.echo(f"error: no time-stamp: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except ValidationDataError as exc:
+        typer.echo(f"error: no validation data (--ltv): {exc}", err=True)
         raise typer.Exit(2) from None
     except SecretFormatError as exc:
         typer.echo(f"error: --pin-file {pin_file}: {exc}", err=True)
@@ -328,8 +340,9 @@ def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False),
                                              "(default: this installation's)"),
            revocation: str = typer.Option("ocsp", help="ocsp, crl, auto (OCSP, then the "
                                           "CRL when the responder gives no verified answer), "
-                                          "embedded (a PDF's own validation data, at each "
-                                          "signature's time-stamp: no network) or none"),
+                                          "embedded (the validation data the PDF or the "
+                                          "signature carries, at its time-stamp: no network) "
+                                          "or none"),
            ocsp_url: str | None = typer.Option(None, "--ocsp-url"),
            crl: Path | None = typer.Option(None, "--crl", help="CRL file instead of fetching"),
            tsa_roots: Path | None = typer.Option(None, "--tsa-roots", help="PEM bundle of trusted "
@@ -353,9 +366,7 @@ def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False),
                                  param_hint="--revocation")
     content = file.read_bytes()
     in_pdf = signature is None
-    if revocation == "embedded" and not in_pdf:
-        raise typer.BadParameter("embedded validation data comes in a PDF (PAdES B-LT): a detached "
-                                 "signature carries none", param_hint="--revocation")
+
     if in_pdf:
         if certificate is not None:
             raise typer.BadParameter("a raw signature needs --signature", param_hint="--certificate")
