@@ -113,3 +113,20 @@ def crl_url(cert: x509.Certificate) -> str | None:
                     ("http://", "https://")):
                 return name.value
     return None
+
+
+def subject_key_id(cert: x509.Certificate) -> bytes | None:
+    """The certificate's subjectKeyIdentifier (RFC 5280 4.2.1.2); None when it has none."""
+    try:
+        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    except (x509.ExtensionNotFound, ValueError):
+        return None
+
+
+def authority_key_id(cert: x509.Certificate) -> bytes | None:
+    """The keyIdentifier of the certificate's authorityKeyIdentifier (RFC 5280 4.2.1.1);
+    None when it has none."""
+    try:
+        return cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+    except (x509.ExtensionNotFound, ValueError):
+        return None

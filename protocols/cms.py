@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from protocols.certs import subject_key_id
+
 HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}
 #: What asn1crypto raises on bytes that do not decode as the structure asked for, and what
@@ -25,6 +27,22 @@ HASHES: dict[str, type[hashes.HashAlgorithm]] = {
 DECODE_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError,
                  UnicodeError, RecursionError, NotImplementedError, x509.InvalidVersion,
                  UnsupportedAlgorithm)
+
+
+def digest(name: str, data: bytes) -> bytes:
+    """``data`` hashed with ``name`` (one of :data:`HASHES`)."""
+    h = hashes.Hash(HASHES[name]())
+    h.update(data)
+    return h.finalize()
+
+
+def signed_data_of(der: bytes, error: type[Exception]) -> asn1cms.SignedData:
+    """The SignedData of a DER ContentInfo (RFC 5652 3, 5.1); ``error`` when it holds
+    another content type. Decoding errors are the caller's to map."""
+    info = asn1cms.ContentInfo.load(bytes(der), strict=True)
+    if info["content_type"].native != "signed_data":
+        raise error(f"ContentInfo type is {info['content_type'].native}, not signedData")
+    return info["content"]
 
 
 def signed_attributes_bytes(si: asn1cms.SignerInfo) -> bytes:
@@ -49,11 +67,7 @@ def find_signer(sid: asn1cms.SignerIdentifier, certs: Sequence[x509.Certificate]
                 return cert
     elif sid.name == "subject_key_identifier":
         for cert in certs:
-            try:
-                ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
-            except x509.ExtensionNotFound:
-                continue
-            if ski == sid.chosen.native:
+            if subject_key_id(cert) == sid.chosen.native:
                 return cert
     raise error("no certificate at hand matches the SignerInfo's sid")
 

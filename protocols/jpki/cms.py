@@ -44,10 +44,7 @@ def ecdsa_raw_to_der(signature: bytes) -> bytes:
                                 int.from_bytes(signature[half:], "big"))
 
 
-def _digest(name: str, data: bytes) -> bytes:
-    h = hashes.Hash(_HASHES[name]())
-    h.update(data)
-    return h.finalize()
+_digest = cms_pieces.digest
 
 
 def _algorithms(cert: x509.Certificate) -> tuple[str, dict]:
@@ -141,10 +138,7 @@ def verify_detached_signature(signature: bytes, content: bytes | Callable[[str],
 
 
 def _verify(signature: bytes, content: bytes | Callable[[str], bytes]) -> CmsSignature:
-    info = asn1cms.ContentInfo.load(signature, strict=True)
-    if info["content_type"].native != "signed_data":
-        raise CmsError(f"ContentInfo type is {info['content_type'].native}, not signedData")
-    sd = info["content"]
+    sd = cms_pieces.signed_data_of(signature, CmsError)
     encap = sd["encap_content_info"]
     if encap["content_type"].native != "data":
         raise CmsError(f"eContentType is {encap['content_type'].native}, not id-data")

@@ -16,6 +16,8 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
+from protocols.certs import authority_key_id, subject_key_id
+
 from .certificates import BasicFour
 from .cms import verify_detached_signature
 from .errors import JpkiError
@@ -36,22 +38,14 @@ class Check:
         return {"name": self.name, "passed": self.passed, "reason": self.reason}
 
 
-def _key_id(cert: x509.Certificate, ext_type: type) -> bytes | None:
-    try:
-        value = cert.extensions.get_extension_for_class(ext_type).value
-    except (x509.ExtensionNotFound, ValueError):
-        return None
-    return value.key_identifier if ext_type is x509.AuthorityKeyIdentifier else value.digest
-
-
 def find_issuer(cert: x509.Certificate, roots: Sequence[x509.Certificate]
                 ) -> x509.Certificate | None:
     """The root whose SKI equals the certificate's AKI (never chosen by name alone)."""
-    aki = _key_id(cert, x509.AuthorityKeyIdentifier)
+    aki = authority_key_id(cert)
     if aki is None:
         return None
     for root in roots:
-        if _key_id(root, x509.SubjectKeyIdentifier) == aki:
+        if subject_key_id(root) == aki:
             return root
     return None
 

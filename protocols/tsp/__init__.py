@@ -30,7 +30,6 @@ from .token import (
     build_token,
     check_imprint,
     digest,
-    signature_imprint,
     verify_token,
 )
 
@@ -38,5 +37,5 @@ __all__ = [
     "FAILURES", "HASHES", "QUERY_MEDIA_TYPE", "REPLY_MEDIA_TYPE", "RequestRefused",
     "ResponseRefused", "TimeStamp", "TimeStampRequest", "TokenInvalid", "TsaUnit", "TspError",
     "build_request", "build_token", "check_imprint", "digest", "grant", "parse_request", "reject",
-    "signature_imprint", "token_of_response", "verify_token",
+    "token_of_response", "verify_token",
 ]

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from protocols import cms as cms_pieces
+from protocols.certs import authority_key_id, subject_key_id
 
 from .errors import TokenInvalid
 
@@ -35,11 +36,7 @@ MAX_PATH = 4
 _DECODE_ERRORS = cms_pieces.DECODE_ERRORS
 
 
-def digest(name: str, data: bytes) -> bytes:
-    """``data`` hashed with ``name`` (one of :data:`HASHES`)."""
-    h = hashes.Hash(HASHES[name]())
-    h.update(data)
-    return h.finalize()
+digest = cms_pieces.digest
 
 
 def _key_hash(key) -> str:  # noqa: ANN001
@@ -231,17 +228,8 @@ def verify_token(token: bytes, *, roots: Sequence[x509.Certificate],
 def _verify(token: bytes, data: bytes | Callable[[str], bytes] | None, hash_algorithm: str | None,
             message_digest: bytes | None, roots: Sequence[x509.Certificate], nonce: int | None,
             extra: Sequence[x509.Certificate]) -> TimeStamp:
-    info = asn1cms.ContentInfo.load(token, strict=True)
-    if info["content_type"].native != "signed_data":
-        raise TokenInvalid(f"ContentInfo type is {info['content_type'].native}, not signedData")
-    sd = info["content"]
-    encap = sd["encap_content_info"]
-    if encap["content_type"].native != "tst_info":
-        raise TokenInvalid(f"eContentType is {encap['content_type'].native}, not id-ct-TSTInfo")
-    if not isinstance(encap["content"], asn1core.ParsableOctetString):
-        raise TokenInvalid("the token carries no TSTInfo (eContent absent)")
-    econtent = encap["content"].contents
-    tst = asn1tsp.TSTInfo.load(econtent, strict=True)
+    sd = cms_pieces.signed_data_of(token, TokenInvalid)
+    econtent, tst = _tst_info(sd)
     signer_infos = list(sd["signer_infos"])
     if len(signer_infos) != 1:
         raise TokenInvalid(f"the token has {len(signer_infos)} SignerInfos, expected 1")
@@ -268,6 +256,31 @@ def _verify(token: bytes, data: bytes | Callable[[str], bytes] | None, hash_algo
     root = _path_to_root(signer, [*certs, *extra], roots, gen_time)
     if tst["version"].native != "v1":
         raise TokenInvalid(f"TSTInfo version {tst['version'].native}, expected v1")
+    got_alg, message_digest = _check_imprint(tst, data, hash_algorithm, message_digest, nonce)
+    return TimeStamp(gen_time=gen_time, accuracy=_read_accuracy(tst["accuracy"]),
+                     serial=tst["serial_number"].native, policy=tst["policy"].dotted,
+                     hash_algorithm=got_alg, message_digest=message_digest, nonce=tst["nonce"].native,
+                     tsa_certificate=signer, root=root)
+
+
+def _tst_info(sd: asn1cms.SignedData) -> tuple[bytes, asn1tsp.TSTInfo]:
+    """The TSTInfo a token's SignedData encapsulates: its bytes (what messageDigest is over)
+    and the parsed value."""
+    encap = sd["encap_content_info"]
+    if encap["content_type"].native != "tst_info":
+        raise TokenInvalid(f"eContentType is {encap['content_type'].native}, not id-ct-TSTInfo")
+    if not isinstance(encap["content"], asn1core.ParsableOctetString):
+        raise TokenInvalid("the token carries no TSTInfo (eContent absent)")
+    econtent = encap["content"].contents
+    return econtent, asn1tsp.TSTInfo.load(econtent, strict=True)
+
+
+def _check_imprint(tst: asn1tsp.TSTInfo, data: bytes | Callable[[str], bytes] | None,
+                   hash_algorithm: str | None, message_digest: bytes | None,
+                   nonce: int | None) -> tuple[str, bytes]:
+    """The TSTInfo's imprint is of ``data`` (hashed with the imprint's own algorithm), or is
+    ``message_digest`` under ``hash_algorithm``, and its nonce is ``nonce`` when one was
+    asked: returns the imprint's algorithm and digest."""
     imprint = tst["message_imprint"]
     got_alg = imprint["hash_algorithm"]["algorithm"].native
     if data is not None:
@@ -276,13 +289,9 @@ def _verify(token: bytes, data: bytes | Callable[[str], bytes] | None, hash_algo
         hash_algorithm, message_digest = got_alg, data(got_alg) if callable(data) else digest(got_alg, data)
     if got_alg != hash_algorithm or imprint["hashed_message"].native != message_digest:
         raise TokenInvalid("the token's message imprint is not the digest of what it should stamp")
-    got_nonce = tst["nonce"].native
-    if nonce is not None and got_nonce != nonce:
+    if nonce is not None and tst["nonce"].native != nonce:
         raise TokenInvalid("the token's nonce is not the request's")
-    return TimeStamp(gen_time=gen_time, accuracy=_read_accuracy(tst["accuracy"]),
-                     serial=tst["serial_number"].native, policy=tst["policy"].dotted,
-                     hash_algorithm=got_alg, message_digest=bytes(message_digest), nonce=got_nonce,
-                     tsa_certificate=signer, root=root)
+    return got_alg, bytes(message_digest)
 
 
 def check_imprint(token: bytes, *, data: bytes, nonce: int | None = None) -> datetime:
@@ -290,23 +299,13 @@ def check_imprint(token: bytes, *, data: bytes, nonce: int | None = None) -> dat
     algorithm) and carries ``nonce``: what a signer checks of a TSA it has no root for.
     The signature and the TSA are NOT verified (:func:`verify_token` does that)."""
     try:
-        info = asn1cms.ContentInfo.load(bytes(token), strict=True)
-        encap = info["content"]["encap_content_info"]
-        if encap["content_type"].native != "tst_info":
-            raise TokenInvalid(f"eContentType is {encap['content_type'].native}, not id-ct-TSTInfo")
-        tst = asn1tsp.TSTInfo.load(encap["content"].contents, strict=True)
-        alg = tst["message_imprint"]["hash_algorithm"]["algorithm"].native
-        hashed = tst["message_imprint"]["hashed_message"].native
-        got_nonce, gen_time = tst["nonce"].native, tst["gen_time"].native
+        _econtent, tst = _tst_info(cms_pieces.signed_data_of(token, TokenInvalid))
+        _check_imprint(tst, data, None, None, nonce)
+        return tst["gen_time"].native
     except TokenInvalid:
         raise
     except _DECODE_ERRORS as exc:
         raise TokenInvalid(f"time-stamp token does not decode: {type(exc).__name__}: {exc}") from None
-    if alg not in HASHES or hashed != digest(alg, data):
-        raise TokenInvalid("the token's message imprint is not the digest of what it should stamp")
-    if nonce is not None and got_nonce != nonce:
-        raise TokenInvalid("the token's nonce is not the request's")
-    return gen_time
 
 
 def _signed_attributes(si: asn1cms.SignerInfo) -> dict:
@@ -358,20 +357,6 @@ def _check_timestamping_eku(cert: x509.Certificate) -> None:
                            "alone and critical (RFC 3161 2.3)")
 
 
-def _ski(cert: x509.Certificate) -> bytes | None:
-    try:
-        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
-    except x509.ExtensionNotFound:
-        return None
-
-
-def _aki(cert: x509.Certificate) -> bytes | None:
-    try:
-        return cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
-    except x509.ExtensionNotFound:
-        return None
-
-
 def _valid_at(cert: x509.Certificate, at: datetime, what: str) -> None:
     if not cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
         raise TokenInvalid(f"{what} {cert.subject.rfc4514_string()} is not valid at the "
@@ -383,9 +368,9 @@ def _path_to_root(leaf: x509.Certificate, pool: Sequence[x509.Certificate],
     _valid_at(leaf, at, "TSA certificate")
     cert = leaf
     for _ in range(MAX_PATH):
-        aki = _aki(cert)
+        aki = authority_key_id(cert)
         for root in roots:
-            if root.subject == cert.issuer and (aki is None or _ski(root) == aki):
+            if root.subject == cert.issuer and (aki is None or subject_key_id(root) == aki):
                 try:
                     cert.verify_directly_issued_by(root)
                 except (ValueError, TypeError, InvalidSignature):
@@ -393,7 +378,7 @@ def _path_to_root(leaf: x509.Certificate, pool: Sequence[x509.Certificate],
                 _valid_at(root, at, "time-stamping root")
                 return root
         up = [c for c in pool if c.subject == cert.issuer and c != cert
-              and (aki is None or _ski(c) == aki)]
+              and (aki is None or subject_key_id(c) == aki)]
         if not up:
             break
         parent = up[0]
@@ -419,11 +404,4 @@ def _read_accuracy(value: asn1tsp.Accuracy) -> timedelta | None:
                      microseconds=native.get("micros") or 0)
 
 
-def signature_imprint(signature_value: bytes, hash_algorithm: str = "sha256") -> bytes:
-    """The message imprint of a signature time-stamp (RFC 3161 Appendix A): the hash of the
-    SignerInfo's signature value (the octets, without tag and length)."""
-    return digest(hash_algorithm, signature_value)
-
-
-__all__ = ["HASHES", "TimeStamp", "TsaUnit", "build_token", "check_imprint", "digest",
-           "signature_imprint", "verify_token"]
+__all__ = ["HASHES", "TimeStamp", "TsaUnit", "build_token", "check_imprint", "digest", "verify_token"]
