@@ -176,28 +176,42 @@ def ocsp_answer(cert: x509.Certificate, root: x509.Certificate, at: dt.datetime,
         resp = ocsp.load_der_ocsp_response(answer.body)
     except ValueError as exc:
         return Check("revocation", False, f"OCSP response does not parse: {exc}")
-    if resp.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
-        return Check("revocation", False, f"OCSP responder said {resp.response_status.name}")
-    why = _check_responder(resp, root)
-    if why:
-        return Check("revocation", False, why)
+    return judge_ocsp(resp, cert, root, at, where=url, nonce=nonce)
+
+
+def judge_ocsp(resp: ocsp.OCSPResponse, cert: x509.Certificate, root: x509.Certificate, at: dt.datetime,
+               *, where: str, nonce: bytes | None = None) -> OcspAnswer | Check:
+    """``resp``'s verified answer about ``cert`` at ``at``, or the failed ``revocation``
+    check saying why there is none: successful, signed by ``root`` or its delegated
+    responder, carrying ``nonce`` when one was sent (an answer kept with a signature was
+    asked with none), about ``cert``, current (thisUpdate at most :data:`SKEW` after ``at``,
+    nextUpdate not before it). ``where``: the responder's URL, or where the answer was kept."""
     try:
-        got = resp.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
-    except x509.ExtensionNotFound:
-        got = None
-    if got != nonce:
-        return Check("revocation", False, "OCSP nonce does not match the request")
-    if resp.serial_number != cert.serial_number:
-        return Check("revocation", False, "OCSP response is about another certificate")
-    if resp.this_update_utc - SKEW > at or (resp.next_update_utc and resp.next_update_utc < at):
-        return Check("revocation", False, "OCSP response is not current")
-    status = resp.certificate_status
+        if resp.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
+            return Check("revocation", False, f"OCSP responder said {resp.response_status.name}")
+        why = _check_responder(resp, root)
+        if why:
+            return Check("revocation", False, why)
+        if nonce is not None:
+            try:
+                got = resp.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
+            except x509.ExtensionNotFound:
+                got = None
+            if got != nonce:
+                return Check("revocation", False, "OCSP nonce does not match the request")
+        if resp.serial_number != cert.serial_number:
+            return Check("revocation", False, "OCSP response is about another certificate")
+        if resp.this_update_utc - SKEW > at or (resp.next_update_utc and resp.next_update_utc < at):
+            return Check("revocation", False, "OCSP response is not current")
+        status = resp.certificate_status
+    except (ValueError, TypeError) as exc:
+        return Check("revocation", False, f"OCSP response unreadable: {exc}")
     if status is ocsp.OCSPCertStatus.GOOD:
-        return OcspAnswer(url, "good", resp.this_update_utc)
+        return OcspAnswer(where, "good", resp.this_update_utc)
     if status is ocsp.OCSPCertStatus.REVOKED:
         reason = resp.revocation_reason.value if resp.revocation_reason else "unspecified"
-        return OcspAnswer(url, "revoked", resp.this_update_utc, reason, resp.revocation_time_utc)
-    return OcspAnswer(url, "unknown", resp.this_update_utc)
+        return OcspAnswer(where, "revoked", resp.this_update_utc, reason, resp.revocation_time_utc)
+    return OcspAnswer(where, "unknown", resp.this_update_utc)
 
 
 def _ask_ocsp(cert: x509.Certificate, root: x509.Certificate, at: dt.datetime, *,
@@ -358,25 +372,20 @@ def check_embedded(cert: x509.Certificate, root: x509.Certificate, stamp: tsp.Ti
         try:
             resp = ocsp.load_der_ocsp_response(der)
             if resp.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL or resp.serial_number != cert.serial_number:
-                continue
-            if _check_responder(resp, root):
-                seen.append("an OCSP answer not signed by the root or its responder")
-                continue
-            this_update, next_update, status = resp.this_update_utc, resp.next_update_utc, resp.certificate_status
+                continue  # another certificate's answer (a chain's, a time-stamp's)
         except (ValueError, TypeError):
             continue
-        if this_update - SKEW > at or (next_update is not None and next_update < at):
-            seen.append(f"an OCSP answer of {this_update.isoformat()}, not current at the time-stamp")
-            continue
-        if status is ocsp.OCSPCertStatus.GOOD:
-            return Check("revocation", True, f"OCSP good at {this_update.isoformat()} (embedded), current at the "
-                         f"signature's time-stamp {at.isoformat()}")
-        if status is ocsp.OCSPCertStatus.REVOKED:
-            reason = resp.revocation_reason.value if resp.revocation_reason else "unspecified"
-            return revoked_after(Check("revocation", False, f"revoked ({reason}) at "
-                                       f"{resp.revocation_time_utc.isoformat()} (OCSP, embedded)",
-                                       resp.revocation_time_utc), stamp)
-        return Check("revocation", False, "OCSP status unknown (embedded)")
+        got = judge_ocsp(resp, cert, root, at, where="embedded")
+        if isinstance(got, Check):
+            seen.append(f"{got.reason} (an answer of {resp.this_update_utc.isoformat()})")
+        elif got.status == "good":
+            return Check("revocation", True, f"OCSP good at {got.this_update.isoformat()} (embedded), current at "
+                         f"the signature's time-stamp {at.isoformat()}")
+        elif got.status == "revoked":
+            return revoked_after(Check("revocation", False, f"revoked ({got.reason}) at "
+                                       f"{got.revoked_at.isoformat()} (OCSP, embedded)", got.revoked_at), stamp)
+        else:
+            return Check("revocation", False, "OCSP status unknown (embedded)")
     for der in embedded.crls:
         parsed = _parse_crl(der)
         if isinstance(parsed, Check) or parsed.issuer != root.subject:
