@@ -101,6 +101,12 @@ class TimeStampAuthority:
         """The newest root."""
         return self.roots()[-1]
 
+    def _root(self) -> tuple[x509.Certificate, str]:
+        """The newest root and its key's label (made on first use)."""
+        self.roots()
+        row = self._rows("tsa-root")[-1]
+        return x509.load_der_x509_certificate(row.certificate), row.label
+
     def _create_root(self) -> x509.Certificate:
         now = self.clock()
         label = "tsa-root-g1"
@@ -131,17 +137,19 @@ class TimeStampAuthority:
             return self._unit
 
     def _load_or_create_unit(self, now: dt.datetime) -> tsp.TsaUnit:
-        root = self.root()
+        root, root_label = self._root()
         rows = self._rows("tsa-unit")
         for row in reversed(rows):
             cert = x509.load_der_x509_certificate(row.certificate)
             if row.revoked_at is None and cert.not_valid_after_utc - now > dt.timedelta(days=UNIT_RENEW_DAYS):
+                if self._unit is not None and self._unit.certificate == cert:
+                    return self._unit  # the same unit: keep its encoded parts (TsaUnit._parts)
                 return self._as_unit(row.label, cert, root)
         n = len(rows) + 1
         label = f"tsa-unit-{n}"
         signer = (self.keystore.signer(label) if self.keystore.has(label)
                   else self.keystore.create(label, ALGORITHM))
-        root_signer = self.keystore.signer(self._rows("tsa-root")[-1].label)
+        root_signer = self.keystore.signer(root_label)
         cert = build_tsa_unit(name=_unit_name(n), public_key=signer.public_key(), issuer=root,
                               issuer_key=as_private_key(root_signer), serial=random_serial(),
                               not_before=now - dt.timedelta(minutes=5),
@@ -201,15 +209,13 @@ class TimeStampAuthority:
 
     def _make_crl(self) -> bytes:
         now = self.clock()
-        self.root()  # made on first use
-        root_row = self._rows("tsa-root")[-1]
-        root = x509.load_der_x509_certificate(root_row.certificate)
+        root, root_label = self._root()
         revoked = [Revoked(x509.load_der_x509_certificate(r.certificate).serial_number, r.revoked_at,
                            r.revocation_reason or "unspecified")
                    for r in self._rows("tsa-unit") if r.revoked_at is not None]
         builder = crl_builder(root, number=int(now.timestamp()), this_update=now,
                               next_update=CRL_VALIDITY, revoked=revoked)
-        return self.keystore.signer(root_row.label).sign_crl(builder).public_bytes(Encoding.DER)
+        return self.keystore.signer(root_label).sign_crl(builder).public_bytes(Encoding.DER)
 
     def respond(self, der: bytes) -> bytes:
         """A DER TimeStampResp for a DER TimeStampReq: granted, logged, or refused with the

@@ -298,6 +298,9 @@ def test_the_tsa_on_both_databases(home, db_url):
 
     second = TimeStampAuthority(ctx.sessions, ctx.keystore)
     assert second.roots() == first.roots() and second.unit().certificate == stamp.tsa_certificate
+    unit = first.unit()
+    first._unit_read = -1e9  # due to read its unit again: the registry still names it, the object is kept
+    assert first.unit() is unit
     with ctx.sessions() as s:
         assert s.query(AuditEvent).filter_by(action="tsa.stamp").count() == 1
         assert s.query(AuditEvent).filter_by(action="tsa.root.create").count() == 1
