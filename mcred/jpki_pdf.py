@@ -113,6 +113,17 @@ def _pyhanko_timestamper(stamper: Stamper):  # noqa: ANN202 - a pyhanko TimeStam
     return _Stamper()
 
 
+def _validation_context(roots: Sequence[x509.Certificate]):  # noqa: ANN202 - pyhanko_certvalidator's
+    """What pyHanko gathers validation data with: ``roots`` trusted, fetching on, a
+    revocation answer that cannot be had an error."""
+    from asn1crypto import x509 as asn1_x509
+    from pyhanko_certvalidator import ValidationContext
+
+    return ValidationContext(
+        trust_roots=[asn1_x509.Certificate.load(r.public_bytes(serialization.Encoding.DER)) for r in roots],
+        allow_fetching=True, revocation_mode="hard-fail")
+
+
 def sign_pdf_with_se(transmit, pin: bytes, pdf: bytes, *, field: str | None = None,  # noqa: ANN001
                      reason: str | None = None, location: str | None = None,
                      ltv_roots: Sequence[x509.Certificate] | None = None,
@@ -130,7 +141,6 @@ def sign_pdf_with_se(transmit, pin: bytes, pdf: bytes, *, field: str | None = No
     require()
     from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
     from pyhanko.sign import fields, signers
-    from pyhanko_certvalidator import ValidationContext
 
     from reader.jpki_pdf import is_pdf, refresh_asn1_name_maps
 
@@ -153,12 +163,7 @@ def sign_pdf_with_se(transmit, pin: bytes, pdf: bytes, *, field: str | None = No
     refresh_asn1_name_maps()  # pyHanko's names, whatever this process looked up before
     context = None
     if ltv_roots is not None:
-        from asn1crypto import x509 as asn1_x509
-
-        context = ValidationContext(
-            trust_roots=[asn1_x509.Certificate.load(r.public_bytes(serialization.Encoding.DER))
-                         for r in (*ltv_roots, *(stamper.roots if stamper else ()))],
-            allow_fetching=True, revocation_mode="hard-fail")
+        context = _validation_context((*ltv_roots, *(stamper.roots if stamper else ())))
     meta = signers.PdfSignatureMetadata(
         field_name=field, md_algorithm=se.hash_name, subfilter=fields.SigSeedSubFilter.PADES, reason=reason,
         location=location, embed_validation_info=context is not None, validation_context=context,
@@ -200,11 +205,9 @@ def timestamp_pdf(pdf: bytes, stamper: Stamper, *, trust_roots: Sequence[x509.Ce
     validation data is gathered up to (the JPKI roots and the TSA's). Raises
     :class:`PdfSigningError`."""
     require()
-    from asn1crypto import x509 as asn1_x509
     from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
     from pyhanko.pdf_utils.reader import PdfFileReader
     from pyhanko.sign.signers.pdf_signer import PdfTimeStamper
-    from pyhanko_certvalidator import ValidationContext
 
     from reader.jpki_pdf import is_pdf, refresh_asn1_name_maps
 
@@ -215,9 +218,7 @@ def timestamp_pdf(pdf: bytes, stamper: Stamper, *, trust_roots: Sequence[x509.Ce
         reader = PdfFileReader(io.BytesIO(pdf), strict=False)
         if reader.encrypted:
             raise PdfSigningError("the PDF is encrypted: decrypt it first")
-        context = ValidationContext(
-            trust_roots=[asn1_x509.Certificate.load(r.public_bytes(serialization.Encoding.DER)) for r in trust_roots],
-            allow_fetching=True, revocation_mode="hard-fail")
+        context = _validation_context(trust_roots)
         stamps = PdfTimeStamper(_pyhanko_timestamper(stamper))
         if reader.embedded_timestamp_signatures:
             return stamps.update_archival_timestamp_chain(reader, context, in_place=False).getvalue()

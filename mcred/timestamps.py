@@ -10,6 +10,7 @@ imprint and the nonce always, the TSA's chain when roots are given.
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 import threading
 from collections.abc import Callable, Sequence
@@ -83,19 +84,25 @@ class Stamper:
         return cls(respond, url, tuple(roots))
 
     def stamp(self, data: bytes, hash_algorithm: str = "sha256") -> bytes:
-        """A DER TimeStampToken over ``data``, checked: granted, the imprint of ``data``,
-        the nonce sent, and (with :attr:`roots`) signed by a TSA under them."""
+        """A DER TimeStampToken over ``data``, checked as :meth:`exchange` checks it."""
+        return self.exchange(data, hash_algorithm)[1]
+
+    def exchange(self, data: bytes, hash_algorithm: str = "sha256") -> tuple[bytes, bytes, dt.datetime]:
+        """Ask for a time-stamp of ``data`` (its hash and a random 64-bit nonce): the DER
+        TimeStampResp, its token and genTime, checked: granted, the imprint of ``data``, the
+        nonce sent, and (with :attr:`roots`) signed by a TSA under them."""
         nonce = secrets.randbits(64)
         request = tsp.build_request(tsp.digest(hash_algorithm, data), hash_algorithm, nonce=nonce)
         try:
-            token = tsp.token_of_response(self.respond(request))
+            reply = self.respond(request)
+            token = tsp.token_of_response(reply)
             if self.roots:
-                tsp.verify_token(token, data=data, roots=self.roots, nonce=nonce)
+                gen_time = tsp.verify_token(token, data=data, roots=self.roots, nonce=nonce).gen_time
             else:
-                tsp.check_imprint(token, data=data, nonce=nonce)
+                gen_time = tsp.check_imprint(token, data=data, nonce=nonce)
         except tsp.TspError as exc:
             raise TimestampError(f"{self.where}: {exc}") from None
-        return token
+        return reply, token, gen_time
 
     def stamp_signature(self, cms: bytes) -> bytes:
         """A detached CMS signature with a signature time-stamp added (CAdES-T)."""

@@ -387,6 +387,9 @@ def test_tsa_commands_stamp_verify_log(world, tmp_path):
         assert "Status: Granted." in text and "Hash Algorithm: sha384" in text
     said = _run("tsa", "stamp", str(files / "lease.txt"), "--url", f"http://127.0.0.1:{free_port()}/tsa", code=2)
     assert "unreachable" in said
+    said = _run("tsa", "stamp", str(files / "lease.txt"), "--url", f"{world['issuer_url']}/tsa", "--tsa-root",
+                str(files / "lease.txt"), code=2)  # not a certificate: a bad parameter, not a traceback
+    assert "Invalid value for --tsa-root" in said and "not a DER X.509 certificate" in said
 
 
 @pytest.mark.skipif(pyhanko is None, reason="the pdf extra (pip install 'mcred[pdf]')")

@@ -163,22 +163,13 @@ def sign(file: Path = typer.Argument(..., exists=True, dir_okay=False),
 
 def _stamper(timestamp: bool, tsa: str | None, tsa_root: Path | None):  # noqa: ANN202 - a Stamper or None
     """Where ``mcred jpki sign`` takes its time-stamp: the installation's TSA, a URL, or none."""
-    from mcred.timestamps import Stamper
-    from reader.relying_party import load_roots
+    from mcred.cli.tsa_cmds import stamper_for
 
     if timestamp and tsa:
         raise typer.BadParameter("--timestamp takes this installation's TSA; --tsa another: one of them")
-    if tsa_root is not None and not tsa:
-        raise typer.BadParameter("--tsa-root is the root of the TSA given with --tsa")
-    if timestamp:
-        return Stamper.local(open_context())
-    if tsa:
-        try:
-            roots = load_roots(tsa_root.read_bytes()) if tsa_root else ()
-        except (OSError, ValueError) as exc:
-            raise typer.BadParameter(f"{tsa_root}: {exc}", param_hint="--tsa-root") from None
-        return Stamper.http(tsa, roots=roots)
-    return None
+    if not (timestamp or tsa) and tsa_root is None:
+        return None
+    return stamper_for(tsa, tsa_root, url_option="--tsa")
 
 
 pin_app = typer.Typer(help="The holder's PIN and password on the phone: tries left, change, unblock "

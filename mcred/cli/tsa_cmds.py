@@ -41,32 +41,40 @@ def stamp(file: Path = typer.Argument(..., exists=True, dir_okay=False),
     """Time-stamp FILE: its hash sent with a random nonce, the reply written as openssl ts
     writes it (openssl ts -reply -in FILE.tsr -text reads it); or, with --pdf, a document
     time-stamp inside it."""
-    import secrets
-
-    from mcred.timestamps import Stamper, TimestampError
+    from mcred.timestamps import TimestampError
     from protocols import tsp
-    from reader.relying_party import load_roots
 
     if hash_algorithm not in tsp.HASHES:
         raise typer.BadParameter(f"{hash_algorithm!r}: one of {', '.join(tsp.HASHES)}", param_hint="--hash")
-    if tsa_root is not None and not url:
-        raise typer.BadParameter("--tsa-root is the root of the TSA given with --url")
-    stamper = (Stamper.http(url, roots=load_roots(tsa_root.read_bytes()) if tsa_root else ())
-               if url else Stamper.local(open_context()))
+    stamper = stamper_for(url, tsa_root, url_option="--url")
     if pdf:
         _stamp_pdf(file, stamper, out)
         return
-    nonce = secrets.randbits(64)
-    request = tsp.build_request(tsp.digest(hash_algorithm, file.read_bytes()), hash_algorithm, nonce=nonce)
     try:
-        reply = stamper.respond(request)
-        token = tsp.token_of_response(reply)
-        gen_time = tsp.check_imprint(token, data=file.read_bytes(), nonce=nonce)
-    except (TimestampError, tsp.TspError) as exc:
-        raise _fail(f"{stamper.where}: {exc}", 2) from None
+        reply, _token, gen_time = stamper.exchange(file.read_bytes(), hash_algorithm)
+    except TimestampError as exc:
+        raise _fail(str(exc), 2) from None
     target = out_path(out or file.with_name(file.name + ".tsr"))
     target.write_bytes(reply)
     typer.echo(f"wrote {target} ({len(reply)} bytes): {file.name} stamped at {gen_time.isoformat()}")
+
+
+def stamper_for(url: str | None, tsa_root: Path | None, *, url_option: str):  # noqa: ANN201 - a Stamper
+    """The TSA a command takes its time-stamps from: this installation's (no ``url``), or
+    the one at ``url``, its tokens verified under ``tsa_root`` when given. A ``tsa_root``
+    without a ``url``, or one that is no PEM certificate, is a bad parameter."""
+    from mcred.timestamps import Stamper
+    from reader.relying_party import load_roots
+
+    if tsa_root is not None and not url:
+        raise typer.BadParameter(f"--tsa-root is the root of the TSA given with {url_option}")
+    if not url:
+        return Stamper.local(open_context())
+    try:
+        roots = load_roots(tsa_root.read_bytes()) if tsa_root else ()
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(f"{tsa_root}: {exc}", param_hint="--tsa-root") from None
+    return Stamper.http(url, roots=roots)
 
 
 def _stamp_pdf(file: Path, stamper, out: Path | None) -> None:  # noqa: ANN001 - a mcred.timestamps.Stamper
