@@ -20,6 +20,7 @@ from mcred.context import Context
 from mcred.drills import HOLDER, Env
 from mcred.handover_actions import HandoverActions, change_basic_four
 from mcred.provision import provision, refresh_mdocs
+from mcred.timestamps import wait_clear_of_stamp
 from protocols.cardsub import parse_holder
 
 Say = Callable[[str], None]
@@ -127,9 +128,7 @@ def run_demo(ctx: Context, say: Say, *, key_type: str = "p384") -> dict:
     old_cms = env.sign(old.phone_id, old.password)
     new = wallet_sim.create_phone(ctx.home)
     actions = HandoverActions(ctx, key_type=key_type, mdoc_batch=1)
-    # revocation times are whole seconds and the TSA promises ±1 s: a revocation within 2 s
-    # of the time-stamp could not be told from one before it (and would refuse the lease)
-    time.sleep(max(0.0, 2.1 - (time.monotonic() - stamped_at)))
+    wait_clear_of_stamp(stamped_at)  # else the handover's revocation could not be told from one before the lease
     t0 = time.perf_counter()
     hid = wf.create(ctx.sessions, kind="model_change", holder_id=old.holder_id,
                     old_phone_id=old.phone_id, new_phone_id=new, actor="demo")

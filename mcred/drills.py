@@ -43,6 +43,7 @@ from mcred.provision import (
     reset_secrets,
     unfinished_job,
 )
+from mcred.timestamps import Stamper, time_stamp_authority, wait_clear_of_stamp
 from protocols import cose, mdoc
 from protocols.cardsub import parse_holder
 
@@ -113,8 +114,6 @@ class Env:
                                         extra_checks=[ds_crl], signer_revocation=ds_crl.signer_revoked)
         jp = jpki_issuer(ctx)
         self.roots = jp.roots("sign") + jp.roots("auth")
-        from mcred.timestamps import time_stamp_authority
-
         #: the installation's time-stamping roots: the relying party trusts them
         self.tsa_roots = time_stamp_authority(ctx).roots()
         self._lock = threading.Lock()
@@ -285,8 +284,6 @@ class Env:
         se = wallet_sim.open_secure_element(phone_id, self.ctx.home)
         cms, _cert = sign_with_se(se.transmit, slot, secret.encode(), CONTENT)
         if timestamp:
-            from mcred.timestamps import Stamper
-
             cms = Stamper.http(f"{self.ctx.public_url}/tsa", roots=self.tsa_roots, client=self.http).stamp_signature(cms)
         return cms
 
@@ -719,8 +716,7 @@ def moved(env: Env, i: int) -> SubjectReport:
     stamped_at = time.monotonic()
     address = f"大阪府大阪市北区中之島1-3-20 mv-{i}"
     actions = HandoverActions(env.ctx, key_type=env.key_type, mdoc_batch=env.mdoc_batch)
-    # revocation times are whole seconds, the TSA's accuracy 1 s: keep the move 2 s clear of it
-    time.sleep(max(0.0, 2.1 - (time.monotonic() - stamped_at)))
+    wait_clear_of_stamp(stamped_at)  # else the move's revocation could not be told from one before the lease
     t0 = time.perf_counter()
     out = change_basic_four(env.ctx, r.holder_id, {"address": address, "prefecture": "大阪府",
                                                    "municipality": "大阪市"},

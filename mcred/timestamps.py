@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -46,6 +47,18 @@ def time_stamp_authority(ctx: Context) -> TimeStampAuthority:
                     authority.unit()
                 _TSAS[key] = authority
     return _TSAS[key]
+
+
+#: How long after a time-stamp a revocation must come to be told apart from one before it:
+#: revocation times are whole seconds (RFC 5280, RFC 6960) and the TSA promises ±1 s.
+CLEAR_OF_STAMP_SECONDS = 2.1
+
+
+def wait_clear_of_stamp(stamped_at: float) -> None:
+    """Sleep until :data:`CLEAR_OF_STAMP_SECONDS` have passed since ``stamped_at`` (a
+    ``time.monotonic()`` reading taken at the time-stamp): what a drill does before it
+    revokes a certificate whose time-stamped signature must stay valid."""
+    time.sleep(max(0.0, CLEAR_OF_STAMP_SECONDS - (time.monotonic() - stamped_at)))
 
 
 class TimestampError(Exception):

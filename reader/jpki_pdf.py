@@ -149,7 +149,7 @@ def verify_pdf(pdf: bytes, *, roots: Sequence[x509.Certificate], revocation: str
     embedded = None
     if revocation == "embedded":
         try:
-            embedded = embedded_validation_data(pdf)
+            embedded = embedded_validation_data(found[0].embedded.reader)  # the reader signatures() opened
         except Exception as exc:  # noqa: BLE001 - pyHanko raises many kinds on hostile bytes
             return _verdict([_check("pdf", False, f"its document security store cannot be read: "
                                     f"{type(exc).__name__}: {exc}")])
@@ -183,12 +183,11 @@ def verify_pdf(pdf: bytes, *, roots: Sequence[x509.Certificate], revocation: str
             "signatures": fields}
 
 
-def embedded_validation_data(pdf: bytes) -> EmbeddedRevocation:
-    """The OCSP responses and CRLs in the PDF's document security store (ISO 32000-2
-    12.8.4.3, PAdES B-LT), as DER; none when it has no store."""
+def embedded_validation_data(reader: PdfFileReader) -> EmbeddedRevocation:
+    """The OCSP responses and CRLs in the document security store of the PDF ``reader``
+    reads (ISO 32000-2 12.8.4.3, PAdES B-LT), as DER; none when it has no store."""
     from pyhanko.sign.validation.dss import DocumentSecurityStore
 
-    reader = PdfFileReader(io.BytesIO(pdf), strict=False)
     try:
         dss = DocumentSecurityStore.read_dss(reader)
     except Exception:  # noqa: BLE001 - pyHanko's NoDSSFoundError, or a damaged store

@@ -27,7 +27,7 @@ from mcred.cli.main import app as cli
 from mcred.context import Context
 from mcred.jpki_flow import jpki_issuer, sign_file
 from mcred.provision import parse_holder, provision
-from mcred.timestamps import Stamper, TimestampError, time_stamp_authority
+from mcred.timestamps import CLEAR_OF_STAMP_SECONDS, Stamper, TimestampError, time_stamp_authority
 from protocols import tsp
 from protocols.jpki.cms import verify_detached_signature
 from reader.relying_party import RelyingPartyService, verify
@@ -170,7 +170,7 @@ def test_a_time_stamped_signature_outlives_the_certificates_revocation(world, tm
     # the holder moves: the signing certificate is revoked (affiliationChanged). Revocation
     # times are whole seconds, and the TSA promises ±1 s: a revocation within 2 s of the
     # stamp cannot be told apart from one before it, and is refused; wait past that
-    time.sleep(2.1)
+    time.sleep(CLEAR_OF_STAMP_SECONDS)
     _run("revoke", "--phone", world["moving"], "--reason", "affiliationChanged", "--credential", "sign")
     after = _verify(world, stamped)
     assert after["valid"], after["checks"]
