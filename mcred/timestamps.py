@@ -131,33 +131,25 @@ def add_validation_data(cms: bytes, content: bytes, *, roots: Sequence[x509.Cert
                         tsa_roots: Sequence[x509.Certificate] = (), client: httpx.Client | None = None) -> bytes:
     """``cms`` (a detached signature over ``content``) with the data a relying party needs
     to judge it later with no network, in the SignedData's ``crls`` field: the signing
-    certificate's OCSP answer, asked now of its responder, and for each signature
-    time-stamp that verifies under ``tsa_roots``, its TSA unit's CRL (the CAdES-LT idea;
-    ``mcred jpki verify --revocation embedded`` reads it)."""
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.x509 import ocsp
+    certificate's OCSP answer, asked now of its responder and verified as a relying party
+    verifies it, and for each signature time-stamp that verifies under ``tsa_roots``, its
+    TSA unit's CRL (the CAdES-LT idea; ``mcred jpki verify --revocation embedded`` reads it)."""
+    import datetime as dt
+
+    from cryptography.hazmat.primitives.serialization import Encoding
 
     from protocols import certs
     from protocols.jpki.cms import add_revocation_info, verify_detached_signature
-    from protocols.jpki.relying_party import find_issuer
-    from reader.fetch import JPKI_CRL_MAX_BYTES, OCSP_MAX_BYTES
+    from protocols.jpki.relying_party import Check, find_issuer
+    from reader.relying_party import fetch_crl, ocsp_answer
 
     sig = verify_detached_signature(cms, content)
-    cert = sig.signer_certificate
-    root = find_issuer(cert, roots)
-    url = certs.ocsp_url(cert)
-    if root is None or not url:
-        raise ValidationDataError("the signing certificate's root is not among the given roots, or it names no "
-                                  "OCSP responder")
-    request = (ocsp.OCSPRequestBuilder().add_certificate(cert, root, hashes.SHA256()).build()
-               .public_bytes(serialization.Encoding.DER))
-    answer = _fetched("POST", url, OCSP_MAX_BYTES, client, content=request,
-                      headers={"Content-Type": "application/ocsp-request"})
-    try:
-        if ocsp.load_der_ocsp_response(answer).response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
-            raise ValidationDataError(f"the OCSP responder at {url} did not answer successfully")
-    except ValueError as exc:
-        raise ValidationDataError(f"the OCSP responder at {url} sent no OCSP response: {exc}") from None
+    root = find_issuer(sig.signer_certificate, roots)
+    if root is None:
+        raise ValidationDataError("the signing certificate's root is not among the given roots")
+    answer = ocsp_answer(sig.signer_certificate, root, dt.datetime.now(dt.UTC), client=client)
+    if isinstance(answer, Check):
+        raise ValidationDataError(answer.reason)
     crls = []
     for token in sig.timestamp_tokens:
         try:
@@ -166,16 +158,8 @@ def add_validation_data(cms: bytes, content: bytes, *, roots: Sequence[x509.Cert
             continue
         where = certs.crl_url(stamp.tsa_certificate) if stamp else None
         if where:
-            crls.append(_fetched("GET", where, JPKI_CRL_MAX_BYTES, client,
-                                 headers={"Accept": "application/pkix-crl"}))
-    return add_revocation_info(cms, ocsp_responses=[answer], crls=crls)
-
-
-def _fetched(method: str, url: str, limit: int, client: httpx.Client | None, **kw) -> bytes:
-    try:
-        got = fetch(client, method, url, max_bytes=limit, timeout=TIMEOUT, **kw)
-    except FetchError as exc:
-        raise ValidationDataError(f"{url} unreachable: {exc}") from None
-    if got.status != 200:
-        raise ValidationDataError(f"{url} answered HTTP {got.status}")
-    return got.body
+            crl = fetch_crl(where, client)
+            if isinstance(crl, Check):
+                raise ValidationDataError(crl.reason)
+            crls.append(crl.public_bytes(Encoding.DER))
+    return add_revocation_info(cms, ocsp_responses=[answer.der], crls=crls)

@@ -31,6 +31,7 @@ The pure checks are :mod:`protocols.jpki.relying_party`; this module adds the tr
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 from collections.abc import Callable, Sequence
@@ -143,6 +144,8 @@ class OcspAnswer:
     this_update: dt.datetime
     reason: str | None = None  # the CRLReason name, when revoked
     revoked_at: dt.datetime | None = None
+    #: the response as the responder sent it (DER): what a signer keeps with its signature
+    der: bytes = b""
 
     def check(self) -> Check:
         if self.status == "good":
@@ -176,7 +179,8 @@ def ocsp_answer(cert: x509.Certificate, root: x509.Certificate, at: dt.datetime,
         resp = ocsp.load_der_ocsp_response(answer.body)
     except ValueError as exc:
         return Check("revocation", False, f"OCSP response does not parse: {exc}")
-    return judge_ocsp(resp, cert, root, at, where=url, nonce=nonce)
+    got = judge_ocsp(resp, cert, root, at, where=url, nonce=nonce)
+    return got if isinstance(got, Check) else dataclasses.replace(got, der=answer.body)
 
 
 def judge_ocsp(resp: ocsp.OCSPResponse, cert: x509.Certificate, root: x509.Certificate, at: dt.datetime,
