@@ -209,6 +209,20 @@ def se_signer(transmit, slot: str, pin: bytes) -> SeSigner:  # noqa: ANN001
     return SeSigner(card, key_ef, cert_der, cert, KeyType.of(cert.public_key()))
 
 
+def sign_xml_with_se(transmit, pin: bytes, document: bytes, *, xades: bool = False,  # noqa: ANN001
+                     now: dt.datetime | None = None) -> bytes:
+    """``document`` with an enveloped XML signature (XAdES B-B with ``xades``) made by the
+    phone's signing key (:mod:`protocols.jpki.xmlsig`): the password verified in the SE, the
+    SE signing the hash of the canonical SignedInfo. Raises :class:`SecretFormatError`,
+    :class:`SeError` or :class:`~protocols.jpki.xmlsig.XmlSignatureError`."""
+    from protocols.jpki.xmlsig import require, sign_enveloped
+
+    require()
+    signer = se_signer(transmit, "sign", pin)
+    return sign_enveloped(document, certificate=signer.certificate, sign=signer.sign, xades=xades,
+                          signing_time=now)
+
+
 def sign_challenge(transmit, pin: bytes, nonce: bytes) -> tuple[bytes, bytes]:  # noqa: ANN001
     """JPKI user authentication on the phone: the user-authentication PIN verified in the SE,
     the relying party's ``nonce`` signed with the user-authentication key (PKCS#1 v1.5 over
@@ -235,6 +249,15 @@ def sign_file(phone_id: str, slot: str, pin: bytes, content: bytes,
 
     se = wallet_sim.open_secure_element(phone_id, home)
     return sign_with_se(se.transmit, slot, pin, content)
+
+
+def sign_xml_file(phone_id: str, pin: bytes, document: bytes, home: Path | None = None, *,
+                  xades: bool = False) -> bytes:
+    """Open the phone's SE (wallet_sim) and sign the XML ``document`` inside (enveloped)."""
+    import wallet_sim
+
+    se = wallet_sim.open_secure_element(phone_id, home)
+    return sign_xml_with_se(se.transmit, pin, document, xades=xades)
 
 
 # --- the holder's secrets ----------------------------------------------------------------

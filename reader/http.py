@@ -43,6 +43,10 @@ The JPKI relying party (:func:`relying_party_router`) joins the same service:
   :func:`reader.jpki_pdf.verify_pdf` over every signature in it (``signatures``: each
   field's own); ``415`` for another content type, ``422`` for an empty body, ``501`` where
   pyHanko (the ``pdf`` extra) is not installed.
+* ``POST /rp/jpki/verify-xml?revocation=ocsp|crl|auto``: an XML document signed inside (an
+  enveloped XML signature or XAdES B-B, ``application/xml``, at most 16 MiB); answers ``200``
+  with the verdict of :func:`reader.jpki_xml.verify_xml`; ``415`` for another content type,
+  ``422`` for an empty body, ``501`` where signxml (the ``xml`` extra) is not installed.
 """
 
 from __future__ import annotations
@@ -718,6 +722,8 @@ RP_MAX_BODY = MAX_CONTENT_B64 + 3 * MAX_BLOB_B64 + 4096
 _B64 = r"^[A-Za-z0-9+/_\-\s]*={0,2}\s*$"
 #: The largest signed PDF ``POST /rp/jpki/verify-pdf`` takes (413 past it).
 RP_MAX_PDF = 16 * 1024 * 1024
+#: The largest signed XML document ``POST /rp/jpki/verify-xml`` takes (413 past it).
+RP_MAX_XML = 16 * 1024 * 1024
 
 
 class BleReadBody(BaseModel):
@@ -828,6 +834,24 @@ def relying_party_router(rp: RelyingPartyService) -> APIRouter:
             result = await run_in_threadpool(rp.verify_pdf, pdf, revocation=revocation)
         except ImportError:
             raise HTTPException(501, "this relying party reads no PDF: pip install 'mcred[pdf]'") from None
+        return JSONResponse(result)
+
+    @router.post("/rp/jpki/verify-xml", summary="Verify an XML document signed inside with a phone's JPKI "
+                 "signing certificate (an enveloped XML signature or XAdES B-B, as e-Gov and e-Tax filings): "
+                 "the signature over the whole document, then as /rp/jpki/verify",
+                 max_body_size=RP_MAX_XML)
+    async def verify_jpki_xml(request: Request, revocation: Literal["ocsp", "crl", "auto"] = Query(
+            "ocsp", description="as for /rp/jpki/verify")) -> JSONResponse:
+        kind = request.headers.get("content-type", "application/xml").split(";")[0].strip().lower()
+        if kind not in ("application/xml", "text/xml", "application/octet-stream"):
+            raise HTTPException(415, f"Content-Type {kind}: the signed XML document itself, application/xml")
+        document = await request.body()
+        if not document:
+            raise HTTPException(422, "empty body: the signed XML document itself, application/xml")
+        try:
+            result = await run_in_threadpool(rp.verify_xml, document, revocation=revocation)
+        except ImportError:
+            raise HTTPException(501, "this relying party reads no XML signature: pip install 'mcred[xml]'") from None
         return JSONResponse(result)
 
     return router

@@ -334,29 +334,9 @@ def verify(content: bytes | Callable[[str], bytes], signature: bytes, *, roots: 
         stamped, stamp = signature_timestamp(cms.timestamp_tokens, cms.signature_value, tsa_roots,
                                              unit_revoked=unit_revoked)
         checks.append(stamped)
-    when = stamp.gen_time if stamp else at
-    chain, root = check_chain(cert, roots, when)
-    validity = check_validity(cert, when)
-    if stamp:
-        validity = Check(validity.name, validity.passed, f"{validity.reason}, judged at the time-stamp")
-    checks += [chain, check_policy(cert, required), check_key_usage(cert, required), validity]
-    if revocation not in REVOCATION_MODES:
-        checks.append(Check("revocation", False, f"unknown revocation mode {revocation!r}: "
-                            f"one of {', '.join(REVOCATION_MODES)}"))
-    elif revocation != "none":
-        if root is None:
-            checks.append(Check("revocation", False, "no trusted root to ask about"))
-        elif revocation == "embedded":
-            checks.append(check_embedded(cert, root, stamp, embedded or EmbeddedRevocation()))
-        elif revocation == "ocsp":
-            checks.append(check_ocsp(cert, root, at, url=ocsp_url, client=client))
-        elif revocation == "crl":
-            checks.append(check_revocation_crl(cert, root, at, crl=crl, client=client, cache=crl_cache))
-        else:
-            checks.append(_auto(cert, root, at, ocsp_url=ocsp_url, crl=crl, client=client,
-                                cache=crl_cache))
-        if stamp is not None and revocation != "embedded":
-            checks[-1] = revoked_after(checks[-1], stamp)
+    checks += judge_certificate(cert, roots=roots, required=required, revocation=revocation, at=at,
+                                stamp=stamp, ocsp_url=ocsp_url, crl=crl, client=client, crl_cache=crl_cache,
+                                embedded=embedded)
     return _result(checks, cert)
 
 
@@ -473,6 +453,41 @@ def revoked_after(check: Check, stamp: tsp.TimeStamp) -> Check:
                  f"{stamp.gen_time.isoformat()}, so it was made while the certificate was valid")
 
 
+def judge_certificate(cert: x509.Certificate, *, roots: Sequence[x509.Certificate], required: Purpose,
+                      revocation: str, at: dt.datetime, stamp: tsp.TimeStamp | None = None,
+                      ocsp_url: str | None = None, crl: bytes | None = None, client: httpx.Client | None = None,
+                      crl_cache: CrlCache | None = None,
+                      embedded: EmbeddedRevocation | None = None) -> list[Check]:
+    """What a relying party asks of a signer's certificate once the signature verifies: the
+    chain to one of ``roots``, the policy and key usage of ``required``, validity and
+    revocation (``revocation`` as :func:`verify` takes it), all at ``stamp``'s genTime when
+    a time-stamp vouches for the signature (a revocation after it then passes)."""
+    when = stamp.gen_time if stamp else at
+    chain, root = check_chain(cert, roots, when)
+    validity = check_validity(cert, when)
+    if stamp:
+        validity = Check(validity.name, validity.passed, f"{validity.reason}, judged at the time-stamp")
+    checks = [chain, check_policy(cert, required), check_key_usage(cert, required), validity]
+    if revocation not in REVOCATION_MODES:
+        checks.append(Check("revocation", False, f"unknown revocation mode {revocation!r}: "
+                            f"one of {', '.join(REVOCATION_MODES)}"))
+    elif revocation != "none":
+        if root is None:
+            checks.append(Check("revocation", False, "no trusted root to ask about"))
+        elif revocation == "embedded":
+            checks.append(check_embedded(cert, root, stamp, embedded or EmbeddedRevocation()))
+        elif revocation == "ocsp":
+            checks.append(check_ocsp(cert, root, at, url=ocsp_url, client=client))
+        elif revocation == "crl":
+            checks.append(check_revocation_crl(cert, root, at, crl=crl, client=client, cache=crl_cache))
+        else:
+            checks.append(_auto(cert, root, at, ocsp_url=ocsp_url, crl=crl, client=client,
+                                cache=crl_cache))
+        if stamp is not None and revocation != "embedded":
+            checks[-1] = revoked_after(checks[-1], stamp)
+    return checks
+
+
 def _result(checks: list[Check], cert: x509.Certificate | None) -> dict[str, Any]:
     documents = []
     if cert is not None:
@@ -560,3 +575,11 @@ class RelyingPartyService:
 
         return verify_pdf(pdf, roots=self.roots(), revocation=revocation, at=self.clock(), client=self.client,
                           crl_cache=self.crl_cache, tsa_roots=self.tsa_roots())
+
+    def verify_xml(self, document: bytes, *, revocation: str = "ocsp") -> dict[str, Any]:
+        """The enveloped signature of an XML document (:func:`reader.jpki_xml.verify_xml`) at
+        the service's clock. Raises ImportError when signxml (the ``xml`` extra) is missing."""
+        from reader.jpki_xml import verify_xml
+
+        return verify_xml(document, roots=self.roots(), revocation=revocation, at=self.clock(),
+                          client=self.client, crl_cache=self.crl_cache)

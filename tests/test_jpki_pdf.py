@@ -19,13 +19,10 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_present_http import free_port, installation_env
 from typer.testing import CliRunner
 
 import wallet_sim
 from mcred.cli.main import app as cli
-from mcred.context import Context
-from mcred.jpki_flow import jpki_issuer
 from mcred.jpki_pdf import PdfSigningError, blank_pdf, sign_pdf_file
 from mcred.provision import parse_holder, provision
 
@@ -50,24 +47,11 @@ PASSWORD = "PDF2026SIGN"
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from test_rp_http import issuer_and_relying_party
+    from test_rp_http import served_installation
 
-    home = tmp_path_factory.mktemp("home")
-    files = tmp_path_factory.mktemp("files")
-    issuer_port = free_port()
-    with installation_env(home, issuer_port):
-        ctx = Context.open(home)
-        phones = {}
-        for key_type in ("p384", "rsa2048"):
-            phones[key_type] = wallet_sim.create_phone(home)
-            provision(ctx, phones[key_type], parse_holder(HOLDER), key_type=key_type, mdoc_batch=1,
-                      pin="1234", password=PASSWORD)
-        roots = jpki_issuer(ctx).roots("sign")
-        (files / "pw").write_text(PASSWORD + "\n")
-        (files / "contract.pdf").write_bytes(blank_pdf(2))
-        with issuer_and_relying_party(ctx, issuer_port, roots) as (issuer_url, reader_url, _rp):
-            yield {"ctx": ctx, "home": home, "files": files, "phones": phones, "roots": roots,
-                   "issuer_url": issuer_url, "reader_url": reader_url}
+    with served_installation(tmp_path_factory, HOLDER, PASSWORD, ("p384", "rsa2048")) as w:
+        (w["files"] / "contract.pdf").write_bytes(blank_pdf(2))
+        yield w
 
 
 def _run(*args: str, code: int = 0) -> str:
@@ -220,7 +204,7 @@ def test_the_commands_name_what_is_wrong(world):
                                                                           "--slot", "auth", code=2)
     assert "add --pdf" in _run(*base, str(files / "note.txt"), "--reason", "x", code=2)
     out = _run("jpki", "verify", str(files / "note.txt"), code=2)
-    assert "is not a PDF: give its detached signature with --signature" in out
+    assert "is neither a PDF nor an XML document: give its detached signature with --signature" in out
     (files / "badpw").write_text("WRONG1\n")
     out = _run("jpki", "sign", "--phone", phone, "--pin-file", str(files / "badpw"), str(files / "contract.pdf"),
                "--pdf", "--out", str(files / "x.pdf"), code=2)

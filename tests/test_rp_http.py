@@ -63,27 +63,44 @@ def issuer_and_relying_party(ctx: Context, issuer_port: int, roots) -> Iterator[
         issuer_app.state.jobs.shutdown()
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
+@contextlib.contextmanager
+def served_installation(tmp_path_factory, holder: dict, password: str, key_types: tuple[str, ...] = ("p384",),
+                        slots: tuple[str, ...] = ("sign",)) -> Iterator[dict]:
+    """An installation with one phone per key type provisioned for ``holder`` (PIN 1234,
+    signing ``password``, also in ``files/pw``), `mcred serve` on its public URL and a reader
+    whose relying party trusts the JPKI roots of ``slots``, while inside: yields ``ctx``,
+    ``home``, ``files``, ``phones`` (by key type), ``roots``, ``issuer_url``,
+    ``reader_url`` and ``rp``."""
     home = tmp_path_factory.mktemp("home")
     files = tmp_path_factory.mktemp("files")
     issuer_port = free_port()
     with installation_env(home, issuer_port):
         ctx = Context.open(home)
-        phone = wallet_sim.create_phone(home)
-        provision(ctx, phone, parse_holder(HOLDER), key_type="p384", mdoc_batch=1,
-                  pin="1234", password=PASSWORD)
+        phones = {}
+        for key_type in key_types:
+            phones[key_type] = wallet_sim.create_phone(home)
+            provision(ctx, phones[key_type], parse_holder(holder), key_type=key_type, mdoc_batch=1,
+                      pin="1234", password=password)
         issuer = jpki_issuer(ctx)
-        roots = [*issuer.roots("sign"), *issuer.roots("auth")]
-        doc, sig = files / "todoke.txt", files / "todoke.txt.p7s"
-        doc.write_bytes(CONTENT)
-        cms, _cert = sign_file(phone, "sign", PASSWORD.encode(), CONTENT, home)
-        sig.write_bytes(cms)
-        token = create_token(ctx.sessions, ["reader"], "rp-test")[1]
+        roots = [root for slot in slots for root in issuer.roots(slot)]
+        (files / "pw").write_text(password + "\n")
         with issuer_and_relying_party(ctx, issuer_port, roots) as (issuer_url, reader_url, rp):
-            yield {"ctx": ctx, "phone": phone, "doc": doc, "sig": sig, "cms": cms,
-                   "reader_url": reader_url, "issuer_url": issuer_url, "token": token,
-                   "roots": roots, "rp": rp}
+            yield {"ctx": ctx, "home": home, "files": files, "phones": phones, "roots": roots,
+                   "issuer_url": issuer_url, "reader_url": reader_url, "rp": rp}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    with served_installation(tmp_path_factory, HOLDER, PASSWORD, slots=("sign", "auth")) as w:
+        phone = w["phones"]["p384"]
+        doc, sig = w["files"] / "todoke.txt", w["files"] / "todoke.txt.p7s"
+        doc.write_bytes(CONTENT)
+        cms, _cert = sign_file(phone, "sign", PASSWORD.encode(), CONTENT, w["home"])
+        sig.write_bytes(cms)
+        token = create_token(w["ctx"].sessions, ["reader"], "rp-test")[1]
+        yield {"ctx": w["ctx"], "phone": phone, "doc": doc, "sig": sig, "cms": cms,
+               "reader_url": w["reader_url"], "issuer_url": w["issuer_url"], "token": token,
+               "roots": w["roots"], "rp": w["rp"]}
 
 
 def _cli(*args: str, code: int) -> dict:

@@ -46,22 +46,12 @@ CONTENT = "賃貸借契約書 2026-12-05".encode()
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from test_rp_http import issuer_and_relying_party
+    from test_rp_http import served_installation
 
-    home = tmp_path_factory.mktemp("home")
-    files = tmp_path_factory.mktemp("files")
-    issuer_port = free_port()
-    with installation_env(home, issuer_port):
-        ctx = Context.open(home)
-        phone, moving = wallet_sim.create_phone(home), wallet_sim.create_phone(home)
-        for key_type, p in (("p384", phone), ("rsa2048", moving)):
-            provision(ctx, p, parse_holder(HOLDER), key_type=key_type, mdoc_batch=1, pin="1234", password=PASSWORD)
-        roots = jpki_issuer(ctx).roots("sign")
-        (files / "pw").write_text(PASSWORD + "\n")
-        (files / "lease.txt").write_bytes(CONTENT)
-        with issuer_and_relying_party(ctx, issuer_port, roots) as (issuer_url, reader_url, _rp):
-            yield {"ctx": ctx, "home": home, "files": files, "phone": phone, "moving": moving, "roots": roots,
-                   "issuer_url": issuer_url, "tsa_roots": time_stamp_authority(ctx).roots()}
+    with served_installation(tmp_path_factory, HOLDER, PASSWORD, ("p384", "rsa2048")) as w:
+        (w["files"] / "lease.txt").write_bytes(CONTENT)
+        yield {**w, "phone": w["phones"]["p384"], "moving": w["phones"]["rsa2048"],
+               "tsa_roots": time_stamp_authority(w["ctx"]).roots()}
 
 
 def _run(*args: str, code: int = 0) -> str:

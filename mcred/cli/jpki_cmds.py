@@ -76,10 +76,16 @@ def sign(file: Path = typer.Argument(..., exists=True, dir_okay=False),
          phone: str = typer.Option(..., "--phone"), slot: str = SLOT,
          pin_file: Path = typer.Option(..., "--pin-file", exists=True, dir_okay=False),
          out: Path | None = typer.Option(None, "--out", callback=out_path,
-                                         help="default: FILE.p7s; with --pdf, FILE's name with .signed.pdf"),
+                                         help="default: FILE.p7s; with --pdf, FILE's name with .signed.pdf; "
+                                         "with --xml, .signed.xml"),
          pdf: bool = typer.Option(False, "--pdf", help="Sign inside the PDF FILE (PAdES baseline B-B, an "
                                   "incremental update: what was there stays byte for byte) instead of a "
                                   "detached .p7s; needs pip install 'mcred[pdf]'."),
+         xml: bool = typer.Option(False, "--xml", help="Sign inside the XML document FILE: an enveloped "
+                                  "XML signature over the whole document (as e-Gov and e-Tax filings are "
+                                  "signed); needs pip install 'mcred[xml]'."),
+         xades: bool = typer.Option(False, "--xades", help="With --xml: XAdES baseline B-B (signed "
+                                    "properties: signing time, the signing certificate's digest)."),
          field: str | None = typer.Option(None, "--field", help="With --pdf: the signature field's name "
                                           "(default Signature<n>, the next free)."),
          reason: str | None = typer.Option(None, "--reason", help="With --pdf: why it is signed, e.g. 契約"),
@@ -100,7 +106,8 @@ def sign(file: Path = typer.Argument(..., exists=True, dir_okay=False),
                                               "imprint and the nonce are checked)."),
          lta: bool = typer.Option(False, "--lta", help="With --pdf --ltv and a time-stamp: then a document "
                                   "time-stamp over the whole file (PAdES B-LTA), the long-term form.")) -> None:
-    """Sign FILE with the phone's SE: CMS detached signature (DER, .p7s), or inside a PDF (--pdf)."""
+    """Sign FILE with the phone's SE: CMS detached signature (DER, .p7s), or inside a PDF (--pdf)
+    or an XML document (--xml)."""
     from mcred.jpki_flow import SecretFormatError, SeError, sign_file
     from mcred.timestamps import TimestampError, ValidationDataError
     from wallet_sim.se.errors import PhoneNotFoundError
@@ -108,6 +115,14 @@ def sign(file: Path = typer.Argument(..., exists=True, dir_okay=False),
     _check_slot(slot)
     if not pdf and (field or reason or location or lta):
         raise typer.BadParameter("--field, --reason, --location and --lta are for a PDF: add --pdf")
+    if xades and not xml:
+        raise typer.BadParameter("--xades is a form of XML signature: add --xml")
+    if xml and (pdf or ltv or timestamp or tsa):
+        raise typer.BadParameter("--xml signs inside the XML document: no --pdf, and no time-stamp or validation "
+                                 "data (XAdES-T and -LT are not built here)")
+    if xml and slot != "sign":
+        raise typer.BadParameter("documents are signed with the signing certificate (署名用電子証明書); the "
+                                 "user-authentication certificate proves who logs in", param_hint="--slot")
     stamper = _stamper(timestamp, tsa, tsa_root)
     if ltv and not pdf and stamper is None:
         raise typer.BadParameter("--ltv on a detached signature needs its time-stamp (--timestamp or --tsa): "
@@ -118,7 +133,8 @@ def sign(file: Path = typer.Argument(..., exists=True, dir_okay=False),
         raise typer.BadParameter("documents are signed with the signing certificate (署名用電子証明書); the "
                                  "user-authentication certificate proves who logs in", param_hint="--slot")
     pin = pin_file.read_bytes().strip()
-    default = file.with_name(file.stem + ".signed.pdf") if pdf else file.with_name(file.name + ".p7s")
+    default = (file.with_name(file.stem + ".signed.pdf") if pdf else file.with_name(file.stem + ".signed.xml")
+               if xml else file.with_name(file.name + ".p7s"))
     target = out_path(out or default)  # the default too, before the SE signs
     try:
         if pdf:
@@ -130,6 +146,15 @@ def sign(file: Path = typer.Argument(..., exists=True, dir_okay=False),
                                        ltv_roots=_issuer().roots("sign") if ltv else None, stamper=stamper,
                                        lta=lta)
             except PdfSigningError as exc:
+                typer.echo(f"error: {file}: {exc}", err=True)
+                raise typer.Exit(2) from None
+        elif xml:
+            from mcred.jpki_flow import sign_xml_file
+            from protocols.jpki.xmlsig import XmlSignatureError
+
+            try:
+                signed = sign_xml_file(phone, pin, file.read_bytes(), open_context().home, xades=xades)
+            except XmlSignatureError as exc:
                 typer.echo(f"error: {file}: {exc}", err=True)
                 raise typer.Exit(2) from None
         else:
@@ -323,7 +348,8 @@ def pin_reset(phone: str = typer.Option(None, "--phone"),
 def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False),
            signature: Path | None = typer.Option(None, "--signature", exists=True, dir_okay=False,
                                                  help="the detached signature (.p7s) of FILE; without "
-                                                 "it, FILE is a PDF and its own signatures are verified"),
+                                                 "it, FILE is a PDF or an XML document and the "
+                                                 "signatures inside it are verified"),
            slot: str = SLOT,
            certificate: Path | None = typer.Option(
                None, "--certificate", help="signer certificate: SIG is then a raw signature"),
@@ -347,7 +373,8 @@ def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False),
                                             "the issuer service"),
            as_json: bool = typer.Option(False, "--json")) -> None:
     """Relying party: signature, chain to the root, policy, validity, revocation; of a
-    detached signature (--signature), or of every signature inside a PDF (PAdES)."""
+    detached signature (--signature), of every signature inside a PDF (PAdES), or of the
+    enveloped signature of an XML document (XML signature, XAdES)."""
     from reader.relying_party import load_roots
     from reader.relying_party import verify as rp_verify
 
@@ -356,21 +383,28 @@ def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False),
         raise typer.BadParameter(f"{revocation!r}: one of ocsp, crl, auto, embedded, none",
                                  param_hint="--revocation")
     content = file.read_bytes()
-    in_pdf = signature is None
+    inside = signature is None  # the signature is inside FILE: a PDF, or an XML document
+    in_xml = False
 
-    if in_pdf:
+    if inside:
         if certificate is not None:
             raise typer.BadParameter("a raw signature needs --signature", param_hint="--certificate")
         if slot != "sign":
             raise typer.BadParameter("documents are signed with the signing certificate", param_hint="--slot")
-        if b"%PDF-" not in content[:1024]:
-            raise typer.BadParameter(f"{file} is not a PDF: give its detached signature with --signature FILE.p7s",
-                                     param_hint="--signature")
+        in_xml = _looks_like_xml(content)
+        if not in_xml and b"%PDF-" not in content[:1024]:
+            raise typer.BadParameter(f"{file} is neither a PDF nor an XML document: give its detached signature "
+                                     "with --signature FILE.p7s", param_hint="--signature")
+        if in_xml and revocation == "embedded":
+            raise typer.BadParameter("an XML signature carries no validation data here: ocsp, crl, auto or none",
+                                     param_hint="--revocation")
     if rp is not None:
         if roots or ocsp_url or crl or tsa_roots:
             raise typer.BadParameter("--roots, --tsa-roots, --ocsp-url and --crl are the local relying "
                                      "party's: the service at --rp has its own", param_hint="--rp")
-        if in_pdf:
+        if in_xml:
+            result = _ask_rp_xml(rp, token, content, revocation, as_json)
+        elif inside:
             result = _ask_rp_pdf(rp, token, content, revocation, as_json)
         else:
             result = _ask_rp(rp, token, content, signature.read_bytes(), slot,
@@ -386,10 +420,19 @@ def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False),
             # with roots of its own (--roots), a relying party's TSA roots are its own too:
             # this installation is not opened (nor its TSA made) for them
             tsa_trust = (load_roots(tsa_roots.read_bytes()) if tsa_roots
-                         else _tsa().roots() if roots is None else [])
+                         else _tsa().roots() if roots is None and not in_xml else [])
         except (CertificateParseError, OSError) as exc:
             raise typer.BadParameter(f"{tsa_roots}: {exc}", param_hint="--tsa-roots") from None
-        if in_pdf:
+        if in_xml:
+            from reader.jpki_xml import verify_xml
+
+            try:
+                result = verify_xml(content, roots=trust, revocation=revocation, ocsp_url=ocsp_url,
+                                    crl=crl.read_bytes() if crl else None)
+            except ImportError:
+                raise _unusable("verifying a signed XML document needs signxml: pip install 'mcred[xml]'",
+                                as_json) from None
+        elif inside:
             try:
                 from reader.jpki_pdf import verify_pdf
             except ImportError:
@@ -415,16 +458,19 @@ def _unusable(message: str, as_json: bool, code: int = 2) -> typer.Exit:
 
 
 def _rp_post(url: str, path: str, body: dict | None, token: str | None, as_json: bool,
-             status: int = 200, *, pdf: bytes | None = None) -> dict:
-    """POST ``body`` as JSON (or ``pdf`` as application/pdf) to a relying-party service's
+             status: int = 200, *, pdf: bytes | None = None,
+             document: tuple[bytes, str] | None = None) -> dict:
+    """POST ``body`` as JSON (or ``pdf`` as application/pdf, or ``document``: bytes and their
+    content type) to a relying-party service's
     ``path`` and return the JSON object it answers with ``status``; exit 2
     (:func:`_unusable`) for anything else."""
     from reader.fetch import SESSION_MAX_BYTES, FetchError, fetch
 
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     target = url.rstrip("/") + path
-    content, kind = (pdf, "application/pdf") if pdf is not None else (json.dumps(body or {}).encode(),
-                                                                       "application/json")
+    if pdf is not None:
+        document = (pdf, "application/pdf")
+    content, kind = document if document is not None else (json.dumps(body or {}).encode(), "application/json")
     try:
         answer = fetch(None, "POST", target, max_bytes=SESSION_MAX_BYTES, timeout=60,
                        content=content, headers={"Content-Type": kind, **headers})
@@ -472,6 +518,21 @@ def _ask_rp_pdf(url: str, token: str | None, pdf: bytes, revocation: str, as_jso
                         "crl, auto or embedded", as_json)
     return _verdict(_rp_post(url, f"/rp/jpki/verify-pdf?revocation={revocation}", None, token, as_json, pdf=pdf),
                     url, as_json)
+
+
+def _ask_rp_xml(url: str, token: str | None, document: bytes, revocation: str, as_json: bool) -> dict:
+    """POST the signed XML document to ``<url>/rp/jpki/verify-xml``; exit 2 when there is no verdict."""
+    if revocation not in ("ocsp", "crl", "auto"):
+        raise _unusable(f"--revocation {revocation}: a relying-party service checks an XML signature with "
+                        "ocsp, crl or auto", as_json)
+    return _verdict(_rp_post(url, f"/rp/jpki/verify-xml?revocation={revocation}", None, token, as_json,
+                             document=(document, "application/xml")), url, as_json)
+
+
+def _looks_like_xml(content: bytes) -> bool:
+    """An XML document (after a BOM and white space, a ``<``), not a PDF."""
+    head = content[:1024].lstrip(b"\xef\xbb\xbf").lstrip()
+    return head.startswith(b"<") and b"%PDF-" not in content[:1024]
 
 
 def _verdict(result: dict, url: str, as_json: bool) -> dict:

@@ -1,0 +1,327 @@
+"""XML signatures made with a JPKI certificate: W3C XML Signature (enveloped), or XAdES
+baseline B-B (ETSI EN 319 132-1), the form Japan's government XML filings take (e-Gov 電子申請
+and e-Tax sign the filing's XML with the holder's 署名用電子証明書).
+
+The shape (specs/jpki-profile.md, "XML signatures"):
+
+* one ``ds:Signature`` as the last child of the document's root, its first reference
+  ``URI=""`` (the whole document) with the enveloped-signature transform, so nothing of the
+  document lies outside what is signed (no signature wrapping);
+* Canonical XML 1.0 (inclusive, REC-xml-c14n-20010315) for SignedInfo and the references;
+* RSA-2048 keys: ``rsa-sha256`` and SHA-256 digests; P-384 keys: ``ecdsa-sha384`` and SHA-384
+  digests (r || s, XML Signature 1.1 4.4.2.3), as the card signs;
+* ``ds:KeyInfo/ds:X509Data`` carries the signer's certificate only (a relying party has the
+  JPKI roots);
+* XAdES adds ``xades:SignedProperties`` (SigningTime, SigningCertificateV2 and the
+  DataObjectFormat of the document), covered by a second reference, and a third over
+  KeyInfo.
+
+The key signs on request (:data:`Sign`: the bytes in, the signature out, DER for ECDSA), so
+the private key stays where it lives (the phone's SE). signxml (with lxml) does the XML; it
+is the ``xml`` extra (``pip install 'mcred[xml]'``). Verification here is the signature
+alone (:func:`verify_enveloped`); chain, policy, validity and revocation are the relying
+party's (:mod:`reader.jpki_xml`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
+
+from .errors import JpkiError
+from .profile import KeyType
+
+#: the largest document this module signs or verifies
+XML_MAX_BYTES = 16 * 1024 * 1024
+#: every certificate in KeyInfo: one signer and a few more are plenty
+_MAX_CERTIFICATES = 8
+
+_DS = "http://www.w3.org/2000/09/xmldsig#"
+_XADES = "http://uri.etsi.org/01903/v1.3.2#"
+_ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
+_SIGNED_PROPERTIES = "http://uri.etsi.org/01903#SignedProperties"
+C14N = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315"
+#: key type -> (SignatureMethod, DigestMethod) URIs
+ALGORITHMS = {
+    KeyType.RSA_2048: ("http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+                       "http://www.w3.org/2001/04/xmlenc#sha256"),
+    KeyType.EC_P384: ("http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384",
+                      "http://www.w3.org/2001/04/xmldsig-more#sha384"),
+}
+_HASH = {KeyType.RSA_2048: hashes.SHA256, KeyType.EC_P384: hashes.SHA384}
+
+#: what signs: the bytes to sign in, the signature out (PKCS#1 v1.5, or ECDSA DER), hashed
+#: with the key type's hash (SHA-256 for RSA-2048, SHA-384 for P-384)
+Sign = Callable[[bytes], bytes]
+
+
+class XmlSignatureError(JpkiError, ValueError):
+    """An XML document cannot be signed, or its signature is not one this profile accepts or
+    does not verify; the message says which."""
+
+
+class XmlExtraMissing(XmlSignatureError, ImportError):
+    """signxml (the ``xml`` extra) is not installed."""
+
+
+@dataclass(frozen=True)
+class XmlSignature:
+    """A verified enveloped signature: who signed (the certificate in KeyInfo), with what,
+    the document's root element, and for XAdES the signing time the signer claims."""
+
+    signer_certificate: x509.Certificate
+    signature_method: str
+    root: str
+    xades: bool
+    claimed_signing_time: dt.datetime | None
+
+
+def require() -> None:
+    """Raise :class:`XmlExtraMissing` naming the extra when signxml is not installed."""
+    try:
+        import signxml  # noqa: F401
+    except ImportError:
+        raise XmlExtraMissing("XML signatures need signxml: pip install 'mcred[xml]'") from None
+
+
+def _classes() -> tuple[type, type, type, type]:
+    """signxml's signers and verifiers, serializing as UTF-8: signxml copies trees through
+    ``etree.tostring`` in ASCII, which writes a non-ASCII element name (``<申請書>``) as a
+    character reference no parser takes back."""
+    require()
+    from lxml import etree
+    from signxml import XMLSigner, XMLVerifier
+    from signxml.xades import XAdESSigner, XAdESVerifier
+
+    class Utf8:
+        def _tostring(self, node: Any, **kwargs: Any) -> bytes:
+            kwargs.setdefault("encoding", "UTF-8")
+            return etree.tostring(node, **kwargs)
+
+    class Signer(Utf8, XMLSigner):
+        pass
+
+    class Verifier(Utf8, XMLVerifier):
+        pass
+
+    class XadesSigner(Utf8, XAdESSigner):
+        signing_time: dt.datetime
+
+        def add_signing_time(self, signed_signature_properties: Any, sig_root: Any, signing_settings: Any) -> None:
+            from signxml.util import xades_tag
+
+            element = etree.SubElement(signed_signature_properties, xades_tag("SigningTime"), nsmap=self.namespaces)
+            element.text = self.signing_time.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+    class XadesVerifier(Utf8, XAdESVerifier):
+        pass
+
+    return Signer, Verifier, XadesSigner, XadesVerifier
+
+
+class _KeyInSe:
+    """What signxml signs with: a private key's ``sign`` and ``key_size`` over :data:`Sign`,
+    refusing any hash but the key type's."""
+
+    def __init__(self, certificate: x509.Certificate, key_type: KeyType, sign: Sign) -> None:
+        self._public = certificate.public_key()
+        self._key_type, self._sign = key_type, sign
+        self.key_size = self._public.key_size if key_type is KeyType.RSA_2048 else 384
+
+    def public_key(self):  # noqa: ANN201 - the certificate's key
+        return self._public
+
+    def sign(self, data: bytes, signature_algorithm: Any = None, padding: Any = None,
+             algorithm: Any = None) -> bytes:
+        wanted = signature_algorithm.algorithm if isinstance(signature_algorithm, ec.ECDSA) else algorithm
+        if (self._key_type is KeyType.RSA_2048) != isinstance(padding, PKCS1v15) or \
+                not isinstance(wanted, _HASH[self._key_type]):
+            raise XmlSignatureError(f"the {self._key_type.value} key signs "
+                                    f"{'PKCS#1 v1.5' if self._key_type is KeyType.RSA_2048 else 'ECDSA'} over "
+                                    f"{_HASH[self._key_type].name}, not {getattr(wanted, 'name', wanted)}")
+        return self._sign(data)
+
+
+def sign_enveloped(document: bytes, *, certificate: x509.Certificate, sign: Sign, xades: bool = False,
+                   signing_time: dt.datetime | None = None, description: str = "signed document") -> bytes:
+    """``document`` (XML bytes, UTF-8 or as declared) with an enveloped signature by the key
+    of ``certificate`` appended to its root; with ``xades``, XAdES B-B (``signing_time``,
+    default now, and ``description`` of the document in its DataObjectFormat). The result is
+    UTF-8 with an XML declaration. Raises :class:`XmlSignatureError` for what is not XML or
+    not signable (a DTD, entities, a root that already carries a signature)."""
+    if len(document) > XML_MAX_BYTES:
+        raise XmlSignatureError(f"document of {len(document)} bytes: at most {XML_MAX_BYTES}")
+    key_type = KeyType.of(certificate.public_key())
+    signature_method, digest_method = ALGORITHMS[key_type]
+    signer_class, _, xades_class, _ = _classes()
+    from lxml import etree
+    from signxml import CanonicalizationMethod, DigestAlgorithm, SignatureMethod, methods
+    from signxml.exceptions import SignXMLException
+    from signxml.xades import XAdESDataObjectFormat
+
+    root = _parse(document)
+    if root.find(f"{{{_DS}}}Signature") is not None:
+        raise XmlSignatureError("the document's root already carries a ds:Signature: one signature per document")
+    options = dict(method=methods.enveloped, signature_algorithm=SignatureMethod(signature_method),
+                   digest_algorithm=DigestAlgorithm(digest_method),
+                   c14n_algorithm=CanonicalizationMethod(C14N))
+    if xades:
+        signer = xades_class(data_object_format=XAdESDataObjectFormat(Description=description,
+                                                                       MimeType="text/xml"), **options)
+        signer.signing_time = signing_time or dt.datetime.now(dt.UTC)
+    else:
+        signer = signer_class(**options)
+    try:
+        signed = signer.sign(root, key=_KeyInSe(certificate, key_type, sign), cert=[certificate],
+                             always_add_key_value=False)
+    except SignXMLException as exc:
+        raise XmlSignatureError(f"cannot sign: {exc}") from None
+    return etree.tostring(signed, xml_declaration=True, encoding="UTF-8")
+
+
+def _parse(document: bytes):  # noqa: ANN202 - an lxml element
+    """The root element; no DTD, no entities, no network."""
+    from lxml import etree
+
+    if len(document) > XML_MAX_BYTES:
+        raise XmlSignatureError(f"document of {len(document)} bytes: at most {XML_MAX_BYTES}")
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, remove_comments=False)
+    try:
+        root = etree.fromstring(document, parser=parser)
+    except (etree.XMLSyntaxError, ValueError) as exc:
+        raise XmlSignatureError(f"not well-formed XML: {exc}") from None
+    info = etree.ElementTree(root).docinfo
+    if info.internalDTD is not None or info.externalDTD is not None or info.doctype:
+        raise XmlSignatureError("a document type declaration (DTD) is not accepted")
+    for _ in root.iter(etree.Entity):
+        raise XmlSignatureError("entity references are not accepted")
+    for sibling in (*root.itersiblings(preceding=True), *root.itersiblings()):
+        if isinstance(sibling, etree._ProcessingInstruction):
+            # URI="" signs the whole document, these too; signxml signs from the root element:
+            # refused, so that no part of the document is outside what both sides check
+            raise XmlSignatureError(f"processing instruction <?{sibling.target} ...?> outside the root element: "
+                                    "not accepted")
+    return root
+
+
+def _signer_certificate(signature: Any) -> x509.Certificate:
+    """The one end-entity certificate of ``ds:KeyInfo/ds:X509Data``."""
+    import base64
+    import binascii
+
+    texts = [e.text or "" for e in signature.iterfind(f"{{{_DS}}}KeyInfo/{{{_DS}}}X509Data/{{{_DS}}}X509Certificate")]
+    if not texts:
+        raise XmlSignatureError("ds:KeyInfo carries no ds:X509Certificate: a JPKI signature names its certificate")
+    if len(texts) > _MAX_CERTIFICATES:
+        raise XmlSignatureError(f"ds:KeyInfo carries {len(texts)} certificates: at most {_MAX_CERTIFICATES}")
+    leaves = []
+    for n, text in enumerate(texts, 1):
+        try:
+            cert = x509.load_der_x509_certificate(base64.b64decode("".join(text.split()), validate=True))
+        except (binascii.Error, ValueError) as exc:
+            raise XmlSignatureError(f"ds:X509Certificate {n} is not a certificate: {exc}") from None
+        try:
+            is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        except x509.ExtensionNotFound:
+            is_ca = False
+        except ValueError as exc:
+            raise XmlSignatureError(f"ds:X509Certificate {n}: {exc}") from None
+        if not is_ca:
+            leaves.append(cert)
+    if len(leaves) != 1:
+        raise XmlSignatureError(f"ds:KeyInfo carries {len(leaves)} end-entity certificates: exactly one signs")
+    return leaves[0]
+
+
+def verify_enveloped(document: bytes) -> XmlSignature:
+    """Verify the enveloped signature of ``document`` with the certificate in its KeyInfo:
+    SignedInfo's signature, every reference's digest, the shape above (one signature, the
+    root's last child; the first reference the whole document, enveloped; XAdES: the
+    signed properties and the signing certificate's digest). Raises
+    :class:`XmlSignatureError` naming the first thing wrong; trust in the certificate is the
+    caller's."""
+    _, verifier_class, _, xades_class = _classes()
+    from lxml import etree
+    from signxml import DigestAlgorithm, SignatureConfiguration, SignatureMethod
+    from signxml.exceptions import SignXMLException
+    from signxml.xades import XAdESSignatureConfiguration
+
+    root = _parse(document)
+    signatures = list(root.iter(f"{{{_DS}}}Signature"))
+    if len(signatures) != 1:
+        raise XmlSignatureError(f"{len(signatures)} ds:Signature elements: exactly one, enveloped in the root")
+    signature = signatures[0]
+    if signature.getparent() is not root:
+        raise XmlSignatureError("the ds:Signature is not a child of the document's root: not an enveloped signature")
+    references = signature.findall(f"{{{_DS}}}SignedInfo/{{{_DS}}}Reference")
+    if not references or references[0].get("URI") != "":
+        raise XmlSignatureError('the first reference is not URI="" (the whole document): what is signed '
+                                "must be the document itself")
+    transforms = [t.get("Algorithm") for t in references[0].iterfind(f"{{{_DS}}}Transforms/{{{_DS}}}Transform")]
+    if _ENVELOPED not in transforms:
+        raise XmlSignatureError("the document's reference lacks the enveloped-signature transform")
+    method = signature.find(f"{{{_DS}}}SignedInfo/{{{_DS}}}SignatureMethod")
+    method_uri = method.get("Algorithm") if method is not None else None
+    if method_uri not in {m for m, _ in ALGORITHMS.values()}:
+        raise XmlSignatureError(f"signature method {method_uri!r}: one of "
+                                f"{', '.join(m for m, _ in ALGORITHMS.values())}")
+    certificate = _signer_certificate(signature)
+    try:
+        key_type = KeyType.of(certificate.public_key())
+    except JpkiError as exc:
+        raise XmlSignatureError(f"the signer's key: {exc}") from None
+    if ALGORITHMS[key_type][0] != method_uri:
+        raise XmlSignatureError(f"signature method {method_uri} does not fit the certificate's "
+                                f"{key_type.value} key ({ALGORITHMS[key_type][0]})")
+    qualifying = signature.findall(f"{{{_DS}}}Object/{{{_XADES}}}QualifyingProperties")
+    xades = bool(qualifying)
+    if len(qualifying) > 1:
+        raise XmlSignatureError(f"{len(qualifying)} xades:QualifyingProperties: one per signature")
+    if xades and (not signature.get("Id") or qualifying[0].get("Target") != "#" + signature.get("Id")):
+        raise XmlSignatureError(f"xades:QualifyingProperties Target {qualifying[0].get('Target')!r} does not "
+                                f"name this ds:Signature (Id {signature.get('Id')!r})")
+    methods = frozenset({SignatureMethod(m) for m, _ in ALGORITHMS.values()})
+    digests = frozenset({DigestAlgorithm(d) for _, d in ALGORITHMS.values()})
+    try:
+        if xades:
+            if not any(r.get("Type") == _SIGNED_PROPERTIES for r in references):
+                raise XmlSignatureError("XAdES properties that no reference signs")
+            config = XAdESSignatureConfiguration(expect_references=len(references), signature_methods=methods,
+                                                 digest_algorithms=digests)
+            results = xades_class().verify(document, x509_cert=certificate, expect_config=config)
+            claimed = _signing_time(results)
+        else:
+            config = SignatureConfiguration(expect_references=len(references), signature_methods=methods,
+                                            digest_algorithms=digests)
+            verifier_class().verify(document, x509_cert=certificate, expect_config=config)
+            claimed = None
+    except SignXMLException as exc:
+        raise XmlSignatureError(f"signature does not verify: {exc}") from None
+    except etree.DocumentInvalid as exc:  # signxml checks ds:Signature against the XML Signature schema
+        raise XmlSignatureError(f"ds:Signature is not as the XML Signature schema says: {exc}") from None
+    except (ValueError, TypeError, KeyError, etree.LxmlError) as exc:
+        raise XmlSignatureError(f"signature unreadable: {type(exc).__name__}: {exc}") from None
+    return XmlSignature(certificate, method_uri, root.tag, xades, claimed)
+
+
+def _signing_time(results: Any) -> dt.datetime | None:
+    for result in results if isinstance(results, list) else [results]:
+        props = getattr(result, "signed_properties", None)
+        if props is None:
+            continue
+        element = props.find(f"{{{_XADES}}}SigningTime")
+        if element is None or not element.text:
+            return None
+        try:
+            t = dt.datetime.fromisoformat(element.text.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise XmlSignatureError(f"xades:SigningTime {element.text.strip()!r} is not a time") from None
+        return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+    return None

@@ -1,0 +1,242 @@
+"""An XML filing signed on the phone with its JPKI signing certificate, end to end, as e-Gov
+電子申請 and e-Tax filings are signed: `mcred jpki sign --xml [--xades]` (signxml writes the
+enveloped signature, the SE signs SignedInfo through the JPKI-AP), `mcred jpki verify
+filing.signed.xml` (the signature over the whole document, chain, policy, validity, OCSP at
+the live issuer), `POST /rp/jpki/verify-xml`, and `--rp`.
+
+xmlsec1 (libxmlsec1 over OpenSSL, the reference C implementation) is the second opinion: it
+verifies our signatures, both key types, plain and XAdES, with the JPKI root as its only
+trust. Changes after signing, a signature moved into a wrapper (signature wrapping), a
+second signature, DTDs and entities, the user-authentication certificate and a revoked
+certificate are refused by name; hostile bytes are verdicts, never crashes."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives import serialization
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+import wallet_sim
+from mcred.cli.main import app as cli
+from mcred.jpki_flow import se_signer, sign_xml_file
+from mcred.provision import parse_holder, provision
+
+pytest.importorskip("signxml", reason="the xml extra (pip install 'mcred[xml]')")
+
+from lxml import etree  # noqa: E402 - signxml's dependency
+
+from protocols.jpki.xmlsig import XmlSignatureError, sign_enveloped, verify_enveloped  # noqa: E402
+from reader.jpki_xml import verify_xml  # noqa: E402
+
+HOLDER = {"family_name": "山田", "given_name": "次郎", "family_name_kana": "やまだ",
+          "given_name_kana": "じろう", "birth_date": "1969-11-03", "sex": 1,
+          "address": "福岡県福岡市中央区天神1-8-1", "prefecture": "福岡県", "municipality": "福岡市"}
+PASSWORD = "XML2026SIGN"
+FILING = """<?xml version="1.0" encoding="UTF-8"?>
+<申請書 xmlns="urn:example:e-gov:tennyu" 様式="転入届">
+  <申請者><氏名>山田 次郎</氏名><住所>福岡県福岡市中央区天神1-8-1</住所></申請者>
+  <届出日>2026-12-05</届出日>
+</申請書>
+""".encode()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from test_rp_http import served_installation
+
+    with served_installation(tmp_path_factory, HOLDER, PASSWORD, ("p384", "rsa2048")) as w:
+        (w["files"] / "filing.xml").write_bytes(FILING)
+        signed = {(kt, xades): sign_xml_file(phone, PASSWORD.encode(), FILING, w["home"], xades=xades)
+                  for kt, phone in w["phones"].items() for xades in (False, True)}
+        roots_pem = w["files"] / "roots.pem"
+        roots_pem.write_bytes(b"".join(r.public_bytes(serialization.Encoding.PEM) for r in w["roots"]))
+        yield {**w, "signed": signed, "roots_pem": roots_pem}
+
+
+def _run(*args: str, code: int = 0) -> str:
+    out = CliRunner().invoke(cli, list(args))
+    assert out.exit_code == code, out.output
+    return out.output if code == 0 else re.sub(r"[\s│╭╮╰╯─]+", " ", out.output)
+
+
+def _checks(result: dict) -> dict[str, dict]:
+    return {c["name"]: c for c in result["checks"]}
+
+
+def test_signed_on_the_phone_and_verified_by_the_command_line(world):
+    files, phone = world["files"], world["phones"]["p384"]
+    out = _run("jpki", "sign", "--phone", phone, "--pin-file", str(files / "pw"), str(files / "filing.xml"),
+               "--xml", "--xades")
+    target = files / "filing.signed.xml"
+    assert f"wrote {target}" in out
+    signed = target.read_bytes()
+    assert signed.startswith(b"<?xml") and "<氏名>山田 次郎</氏名>".encode() in signed
+    result = json.loads(_run("jpki", "verify", str(target), "--json"))
+    checks = _checks(result)
+    assert result["valid"], result
+    assert list(checks) == ["signature", "chain", "policy", "key_usage", "validity", "revocation"]
+    assert "XAdES B-B" in checks["signature"]["reason"] and "ecdsa-sha384" in checks["signature"]["reason"]
+    assert "OCSP" in checks["revocation"]["reason"] and "good" in checks["revocation"]["reason"]
+    doc = result["documents"][0]
+    assert doc["purpose"] == "sign" and doc["basic_four"]["name"] == "山田\u3000次郎"
+    assert doc["xml"]["root"] == "{urn:example:e-gov:tennyu}申請書" and doc["xml"]["claimed_signing_time"]
+    text = _run("jpki", "verify", str(target))
+    assert "ok   signature" in text and text.rstrip().endswith("VALID")
+
+
+@pytest.mark.parametrize("key_type", ["p384", "rsa2048"])
+@pytest.mark.parametrize("xades", [False, True], ids=["xmldsig", "xades"])
+def test_both_key_types_both_forms(world, key_type, xades):
+    signed = world["signed"][(key_type, xades)]
+    parsed = verify_enveloped(signed)
+    assert parsed.xades is xades and parsed.signature_method.endswith(
+        "ecdsa-sha384" if key_type == "p384" else "rsa-sha256")
+    result = verify_xml(signed, roots=world["roots"], revocation="crl")
+    assert result["valid"], result
+    root = etree.fromstring(signed)
+    assert root[-1].tag == "{http://www.w3.org/2000/09/xmldsig#}Signature"
+    assert len(root.findall(".//{http://www.w3.org/2000/09/xmldsig#}X509Certificate")) == 1
+
+
+@pytest.mark.skipif(shutil.which("xmlsec1") is None, reason="xmlsec1 not installed (apt-get install xmlsec1)")
+@pytest.mark.parametrize("key_type", ["p384", "rsa2048"])
+@pytest.mark.parametrize("xades", [False, True], ids=["xmldsig", "xades"])
+def test_xmlsec1_verifies_our_signatures(world, tmp_path, key_type, xades):
+    path = tmp_path / "signed.xml"
+    path.write_bytes(world["signed"][(key_type, xades)])
+    out = subprocess.run(["xmlsec1", "--verify", "--trusted-pem", str(world["roots_pem"]), str(path)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "OK" in out.stdout + out.stderr, out.stdout + out.stderr
+    # and refuses one changed after signing
+    path.write_bytes(path.read_bytes().replace("天神1-8-1</住所>".encode(), "天神9-9-9</住所>".encode()))
+    bad = subprocess.run(["xmlsec1", "--verify", "--trusted-pem", str(world["roots_pem"]), str(path)],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0
+
+
+def test_what_is_wrong_is_named(world):
+    signed = world["signed"][("p384", True)]
+    roots = world["roots"]
+
+    def reason(document: bytes) -> str:
+        result = verify_xml(document, roots=roots, revocation="none")
+        assert not result["valid"] and result["checks"][0]["name"] == "signature", result
+        return result["checks"][0]["reason"]
+
+    changed = signed.replace("山田 次郎</氏名>".encode(), "山田 三郎</氏名>".encode())
+    assert "does not verify" in reason(changed)
+    # signature wrapping: the signed document moved under a new root, new content beside it
+    root = etree.fromstring(signed)
+    wrapper = etree.Element("{urn:example:e-gov:tennyu}申請書")
+    etree.SubElement(wrapper, "{urn:example:e-gov:tennyu}氏名").text = "悪意 太郎"
+    wrapper.append(root)
+    assert "not a child of the document's root" in reason(etree.tostring(wrapper, encoding="UTF-8"))
+    # a second signature
+    twice = etree.fromstring(signed)
+    twice.insert(0, etree.fromstring(signed)[-1])
+    assert "2 ds:Signature elements" in reason(etree.tostring(twice, encoding="UTF-8"))
+    # no certificate
+    bare = etree.fromstring(signed)
+    for x509data in bare.iter("{http://www.w3.org/2000/09/xmldsig#}X509Data"):
+        x509data.getparent().remove(x509data)
+    assert "no ds:X509Certificate" in reason(etree.tostring(bare, encoding="UTF-8"))
+    assert "DTD" in reason(b'<?xml version="1.0"?><!DOCTYPE a [<!ENTITY e "x">]><a>&e;</a>')
+    assert "not well-formed" in reason(b"<a><b></a>")
+    assert "0 ds:Signature" in reason(FILING)
+    assert "not well-formed" in reason("申請書".encode())
+    with pytest.raises(XmlSignatureError, match="not well-formed"):
+        sign_enveloped(b"<a", certificate=verify_enveloped(signed).signer_certificate, sign=lambda b: b)
+
+
+def test_the_user_authentication_certificate_signs_no_filing(world):
+    transmit = wallet_sim.open_secure_element(world["phones"]["p384"], world["home"]).transmit
+    auth = se_signer(transmit, "auth", b"1234")
+    signed = sign_enveloped(FILING, certificate=auth.certificate, sign=auth.sign)
+    assert verify_enveloped(signed).signer_certificate == auth.certificate  # the signature itself is sound
+    result = verify_xml(signed, roots=[*world["roots"]], revocation="none")
+    assert not result["valid"] and not _checks(result)["policy"]["passed"]
+
+
+def test_a_revoked_certificate_is_refused(world):
+    ctx, home = world["ctx"], world["home"]
+    phone = wallet_sim.create_phone(home)
+    provision(ctx, phone, parse_holder(HOLDER), key_type="p384", mdoc_batch=1, pin="1234", password=PASSWORD)
+    signed = sign_xml_file(phone, PASSWORD.encode(), FILING, home)
+    assert verify_xml(signed, roots=world["roots"])["valid"]
+    _run("revoke", "--phone", phone, "--reason", "cessationOfOperation")
+    for mode in ("ocsp", "crl", "auto"):
+        result = verify_xml(signed, roots=world["roots"], revocation=mode)
+        assert not result["valid"], mode
+        assert "cessationOfOperation" in _checks(result)["revocation"]["reason"], result
+
+
+def test_the_relying_party_service_and_rp_flag(world, tmp_path):
+    signed = world["signed"][("rsa2048", False)]
+    url = world["reader_url"] + "/rp/jpki/verify-xml"
+    answer = httpx.post(url, content=signed, headers={"Content-Type": "application/xml"}, timeout=30)
+    assert answer.status_code == 200 and answer.json()["valid"], answer.text
+    assert httpx.post(url + "?revocation=crl", content=signed, headers={"Content-Type": "text/xml"},
+                      timeout=30).json()["valid"]
+    assert httpx.post(url, content=signed, headers={"Content-Type": "application/pdf"}, timeout=30).status_code == 415
+    assert httpx.post(url, content=b"", headers={"Content-Type": "application/xml"}, timeout=30).status_code == 422
+    assert httpx.post(url + "?revocation=embedded", content=signed, headers={"Content-Type": "application/xml"},
+                      timeout=30).status_code == 422
+    refused = httpx.post(url, content=b"<a/>", headers={"Content-Type": "application/xml"}, timeout=30)
+    assert refused.status_code == 200 and not refused.json()["valid"]
+    path = tmp_path / "posted.xml"
+    path.write_bytes(signed)
+    result = json.loads(_run("jpki", "verify", str(path), "--rp", world["reader_url"], "--json"))
+    assert result["valid"] and result["documents"][0]["xml"]["form"] == "XML signature"
+
+
+def test_the_commands_name_what_is_wrong(world):
+    files, phone = world["files"], world["phones"]["p384"]
+    base = ["jpki", "sign", "--phone", phone, "--pin-file", str(files / "pw")]
+    (files / "note.txt").write_text("not xml")
+    assert "not well-formed XML" in _run(*base, str(files / "note.txt"), "--xml", code=2)
+    assert not (files / "note.signed.xml").exists()
+    assert "add --xml" in _run(*base, str(files / "filing.xml"), "--xades", code=2)
+    assert "no --pdf" in _run(*base, str(files / "filing.xml"), "--xml", "--timestamp", code=2)
+    assert "signing certificate" in _run(*base, str(files / "filing.xml"), "--xml", "--slot", "auth", code=2)
+    signed = files / "twice.xml"
+    signed.write_bytes(world["signed"][("p384", False)])
+    assert "already carries a ds:Signature" in _run(*base, str(signed), "--xml", "--out", str(files / "t2.xml"),
+                                                    code=2)
+    assert "ocsp, crl, auto or none" in _run("jpki", "verify", str(signed), "--revocation", "embedded", code=2)
+    out = _run("jpki", "verify", str(files / "filing.xml"), code=1)
+    assert "FAIL signature: 0 ds:Signature elements" in out and out.rstrip().endswith("INVALID")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_hostile_documents_are_verdicts_never_crashes(world, data):
+    signed = world["signed"][("p384", True)]
+    kind = data.draw(st.sampled_from(["bytes", "flip", "cut", "splice"]))
+    if kind == "bytes":
+        document = data.draw(st.binary(max_size=300))
+    elif kind == "flip":
+        i = data.draw(st.integers(0, len(signed) - 1))
+        document = signed[:i] + bytes([signed[i] ^ data.draw(st.integers(1, 255))]) + signed[i + 1:]
+    elif kind == "cut":
+        document = signed[:data.draw(st.integers(0, len(signed)))]
+    else:
+        i = data.draw(st.integers(0, len(signed)))
+        document = signed[:i] + data.draw(st.binary(min_size=1, max_size=40)) + signed[i:]
+    result = verify_xml(document, roots=world["roots"], revocation="none")
+    assert isinstance(result["valid"], bool)
+    if result["valid"]:  # then what was signed is unchanged: the document without its signature
+        assert _content(document) == _content(signed)
+
+
+def _content(document: bytes) -> bytes:
+    root = etree.fromstring(document)
+    root.remove(root.find("{http://www.w3.org/2000/09/xmldsig#}Signature"))
+    return etree.tostring(root, method="c14n")
