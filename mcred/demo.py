@@ -118,6 +118,14 @@ def run_demo(ctx: Context, say: Say, *, key_type: str = "p384") -> dict:
                 say(f"    ... and signs a contract PDF inside it (PAdES: pyHanko writes the PDF, the SE signs); "
                     f"the relying party finds the signature covers the whole file and verifies it the same way: "
                     f"{why}.")
+            signed_xml = env.sign_xml(r.phone_id, r.password)
+            if signed_xml is None:
+                say("    ... (an XML filing signed inside too, with the xml extra: pip install 'mcred[xml]')")
+            else:
+                ok, why = env.rp_xml_verdict(signed_xml)
+                assert ok, why
+                say(f"    ... and signs an XML filing as e-Gov and e-Tax filings are signed (XAdES: an enveloped "
+                    f"signature over the whole document, SignedInfo signed in the SE); the relying party: {why}.")
         ok, why = env.login(r.phone_id, r.pin)
         assert ok, why
         say(f"    ... and logs in with its user-authentication certificate (利用者証明): the relying "

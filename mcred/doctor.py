@@ -171,6 +171,21 @@ def _pdf() -> Finding:
                    "mcred jpki sign --pdf, mcred jpki verify FILE.pdf, POST /rp/jpki/verify-pdf: PAdES")
 
 
+def _xml() -> Finding:
+    what = "mcred jpki sign --xml, mcred jpki verify FILE.xml, POST /rp/jpki/verify-xml: XML signatures, XAdES"
+    try:
+        import signxml  # noqa: F401 - present or not
+    except ImportError:
+        return Finding("XML signatures (signxml)", False, "missing signxml", what, "pip install '.[xml]'")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        detail = f"signxml {version('signxml')}"
+    except PackageNotFoundError:
+        detail = "signxml present"
+    return Finding("XML signatures (signxml)", True, detail, what)
+
+
 def _tshark() -> Finding:
     path = _which("tshark")
     return Finding("tshark", bool(path), path or "not found",
@@ -343,7 +358,7 @@ _OWN = 5
 def diagnose(ctx) -> list[Finding]:  # noqa: ANN001
     """Every finding, the installation's own first."""
     return [_database(ctx), _public_url(), _keystore(ctx), _master_key(ctx), _reader_session_key(ctx),
-            _secure_elements(ctx), _tsa(ctx), _postgres(), _pcsc(), _nfc(), _ble(), _pdf(), _hsm(), _scan(),
+            _secure_elements(ctx), _tsa(ctx), _postgres(), _pcsc(), _nfc(), _ble(), _pdf(), _xml(), _hsm(), _scan(),
             *(_node_peer(*peer) for peer in NODE_PEERS), _yubikit(), _openssl(), _tshark()]
 
 

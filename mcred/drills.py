@@ -59,6 +59,10 @@ HOLDER = {"family_name": "試験", "given_name": "太郎", "family_name_kana": "
           "given_name_kana": "たろう", "birth_date": "1985-06-15", "sex": 1,
           "address": "東京都千代田区霞が関2-1-2", "prefecture": "東京都", "municipality": "千代田区"}
 
+#: the XML filing the demo signs (as an e-Gov 電子申請 form is an XML document)
+DEMO_FILING = ("<?xml version='1.0' encoding='UTF-8'?>\n"
+               "<申請書 xmlns=\"urn:example:mcred:demo\" 様式=\"転入届\"><届出日>2026-12-05</届出日></申請書>\n").encode()
+
 
 def _said(out) -> tuple[bool, str]:  # noqa: ANN001 - a mcred.present.Presentation
     """A presentation's verdict as the drills say it: VALID, or each failed check."""
@@ -303,6 +307,25 @@ class Env:
         from reader.jpki_pdf import verify_pdf
 
         return _rp_said(verify_pdf(pdf, roots=self.roots, client=self.http, tsa_roots=self.tsa_roots))
+
+    def sign_xml(self, phone_id: str, secret: str) -> bytes | None:
+        """A moving-in notification (転入届) as XML, signed inside by the phone's signing key
+        (XAdES B-B, :mod:`protocols.jpki.xmlsig`); None when signxml (the ``xml`` extra) is
+        not installed."""
+        from mcred.jpki_flow import sign_xml_with_se
+        from protocols.jpki.xmlsig import XmlExtraMissing, require
+
+        try:
+            require()
+        except XmlExtraMissing:
+            return None
+        se = wallet_sim.open_secure_element(phone_id, self.ctx.home)
+        return sign_xml_with_se(se.transmit, secret.encode(), DEMO_FILING, xades=True)
+
+    def rp_xml_verdict(self, document: bytes) -> tuple[bool, str]:
+        from reader.jpki_xml import verify_xml
+
+        return _rp_said(verify_xml(document, roots=self.roots, client=self.http))
 
     # the verifiers --------------------------------------------------------------------------
 
