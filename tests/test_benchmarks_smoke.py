@@ -43,6 +43,8 @@ def _run(*args: str) -> str:
     (("rp_pdf", "--runs", "1", "--attachment", "4096"), ("sign (pyHanko + SE)", "verify, ours",
                                                          "verify, pyHanko alone", "verify + OCSP, ours",
                                                          "ours / pyHanko alone")),
+    (("rp_xml", "--runs", "1", "--items", "20", "--xades"), ("sign (signxml + SE)", "verify, ours",
+                                                             "verify, signxml alone", "ours / signxml alone")),
     (("tsa", "--runs", "3"), ("stamp, TSA (parse, sign, log)", "stamp, protocols.tsp alone",
                               "stamp, RSA-2048, pyHanko's Dummy", "verify token, ours", "verify token, pyHanko",
                               "CAdES-T signature, relying party")),

@@ -26,6 +26,7 @@ party's (:mod:`reader.jpki_xml`).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -91,10 +92,11 @@ def require() -> None:
         raise XmlExtraMissing("XML signatures need signxml: pip install 'mcred[xml]'") from None
 
 
+@functools.cache
 def _classes() -> tuple[type, type, type, type]:
     """signxml's signers and verifiers, serializing as UTF-8: signxml copies trees through
     ``etree.tostring`` in ASCII, which writes a non-ASCII element name (``<申請書>``) as a
-    character reference no parser takes back."""
+    character reference no parser takes back. Made once (signxml's import, four classes)."""
     require()
     from lxml import etree
     from signxml import XMLSigner, XMLVerifier
