@@ -34,9 +34,8 @@ import tempfile
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from benchmarks.scratch import scratch_context
+from benchmarks.scratch import scratch_context, software_key
 from benchmarks.timing import interleaved
 
 HOLDER = {"family_name": "速度", "given_name": "申請", "family_name_kana": "そくど",
@@ -87,19 +86,7 @@ def main() -> dict:
     roots_pem.write_bytes(b"".join(r.public_bytes(serialization.Encoding.PEM) for r in roots))
     xmlsec1 = shutil.which("xmlsec1")
 
-    rsa_key = args.key_type == "rsa2048"
-    soft = rsa.generate_private_key(65537, 2048) if rsa_key else ec.generate_private_key(ec.SECP384R1())
-    digest = hashes.SHA256() if rsa_key else hashes.SHA384()
-
-    def soft_sign(data: bytes) -> bytes:
-        return soft.sign(data, padding.PKCS1v15(), digest) if rsa_key else soft.sign(data, ec.ECDSA(digest))
-
-    def soft_verify(sig: bytes, data: bytes) -> None:
-        pub = soft.public_key()
-        if rsa_key:
-            pub.verify(sig, data, padding.PKCS1v15(), digest)
-        else:
-            pub.verify(sig, data, ec.ECDSA(digest))
+    soft_sign, soft_verify, digest = software_key(args.key_type)
 
     signed_info = os.urandom(600)
     sample = soft_sign(signed_info)

@@ -17,3 +17,26 @@ def scratch_context(prefix: str):  # noqa: ANN201 - (Path, mcred.context.Context
     os.environ["MCRED_HOME"] = str(tmp / "home")
     os.environ.pop("MCRED_DATABASE_URL", None)
     return tmp, Context.open(tmp / "home")
+
+
+def software_key(key_type: str):  # noqa: ANN201 - (sign, verify, hash algorithm)
+    """A JPKI key type's key in software, the floor an SE signature is measured against:
+    ``sign(data)`` (PKCS#1 v1.5 over SHA-256 for ``rsa2048``, ECDSA P-384 over SHA-384 for
+    ``p384``), ``verify(signature, data)`` and the hash algorithm."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+    rsa_key = key_type == "rsa2048"
+    key = rsa.generate_private_key(65537, 2048) if rsa_key else ec.generate_private_key(ec.SECP384R1())
+    digest = hashes.SHA256() if rsa_key else hashes.SHA384()
+
+    def sign(data: bytes) -> bytes:
+        return key.sign(data, padding.PKCS1v15(), digest) if rsa_key else key.sign(data, ec.ECDSA(digest))
+
+    def verify(signature: bytes, data: bytes) -> None:
+        if rsa_key:
+            key.public_key().verify(signature, data, padding.PKCS1v15(), digest)
+        else:
+            key.public_key().verify(signature, data, ec.ECDSA(digest))
+
+    return sign, verify, digest

@@ -726,6 +726,19 @@ RP_MAX_PDF = 16 * 1024 * 1024
 RP_MAX_XML = 16 * 1024 * 1024
 
 
+async def _signed_document(request: Request, kinds: tuple[str, ...], what: str) -> bytes:
+    """The body of a relying-party route that takes a signed document itself: 415 for a
+    Content-Type other than ``kinds`` (or application/octet-stream; none given is the first),
+    422 for an empty body."""
+    kind = request.headers.get("content-type", kinds[0]).split(";")[0].strip().lower()
+    if kind not in (*kinds, "application/octet-stream"):
+        raise HTTPException(415, f"Content-Type {kind}: {what}, {kinds[0]}")
+    body = await request.body()
+    if not body:
+        raise HTTPException(422, f"empty body: {what}, {kinds[0]}")
+    return body
+
+
 class BleReadBody(BaseModel):
     """The phone's QR code, as the counter page's scanner read it."""
 
@@ -824,12 +837,7 @@ def relying_party_router(rp: RelyingPartyService) -> APIRouter:
             "ocsp", description="as for /rp/jpki/verify, or embedded: the OCSP answers and CRLs in the PDF's "
             "document security store (PAdES B-LT), judged at each signature's time-stamp, no network")
             ) -> JSONResponse:
-        kind = request.headers.get("content-type", "application/pdf").split(";")[0].strip().lower()
-        if kind not in ("application/pdf", "application/octet-stream"):
-            raise HTTPException(415, f"Content-Type {kind}: the signed PDF itself, application/pdf")
-        pdf = await request.body()
-        if not pdf:
-            raise HTTPException(422, "empty body: the signed PDF itself, application/pdf")
+        pdf = await _signed_document(request, ("application/pdf",), "the signed PDF itself")
         try:
             result = await run_in_threadpool(rp.verify_pdf, pdf, revocation=revocation)
         except ImportError:
@@ -842,12 +850,7 @@ def relying_party_router(rp: RelyingPartyService) -> APIRouter:
                  max_body_size=RP_MAX_XML)
     async def verify_jpki_xml(request: Request, revocation: Literal["ocsp", "crl", "auto"] = Query(
             "ocsp", description="as for /rp/jpki/verify")) -> JSONResponse:
-        kind = request.headers.get("content-type", "application/xml").split(";")[0].strip().lower()
-        if kind not in ("application/xml", "text/xml", "application/octet-stream"):
-            raise HTTPException(415, f"Content-Type {kind}: the signed XML document itself, application/xml")
-        document = await request.body()
-        if not document:
-            raise HTTPException(422, "empty body: the signed XML document itself, application/xml")
+        document = await _signed_document(request, ("application/xml", "text/xml"), "the signed XML document itself")
         try:
             result = await run_in_threadpool(rp.verify_xml, document, revocation=revocation)
         except ImportError:

@@ -13,16 +13,14 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
+from test_rp_http import run_cli
 
 import wallet_sim
-from mcred.cli.main import app as cli
 from mcred.jpki_pdf import PdfSigningError, blank_pdf, sign_pdf_file
 from mcred.provision import parse_holder, provision
 
@@ -54,12 +52,6 @@ def world(tmp_path_factory):
         yield w
 
 
-def _run(*args: str, code: int = 0) -> str:
-    out = CliRunner().invoke(cli, list(args))
-    assert out.exit_code == code, out.output
-    return out.output if code == 0 else re.sub(r"[\s│╭╮╰╯─]+", " ", out.output)
-
-
 def _checks(result: dict) -> dict[str, dict]:
     return {c["name"]: c for c in result["checks"]}
 
@@ -77,12 +69,12 @@ def _sign(world, key_type: str, pdf: bytes, **options) -> bytes:
 def test_signed_on_the_phone_verified_by_us_and_by_pyhanko(world, key_type):
     files = world["files"]
     out = files / f"contract-{key_type}.pdf"
-    _run("jpki", "sign", str(files / "contract.pdf"), "--pdf", "--phone", world["phones"][key_type],
+    run_cli("jpki", "sign", str(files / "contract.pdf"), "--pdf", "--phone", world["phones"][key_type],
          "--pin-file", str(files / "pw"), "--reason", "売買契約", "--location", "大阪市", "--out", str(out))
     signed = out.read_bytes()
     original = (files / "contract.pdf").read_bytes()
     assert signed.startswith(original)  # an incremental update: the original stays byte for byte
-    result = json.loads(_run("jpki", "verify", str(out), "--json"))
+    result = json.loads(run_cli("jpki", "verify", str(out), "--json"))
     assert result["valid"], result
     c = _checks(result)
     assert list(c) == ["pdf", "pdf_coverage", "signature", "chain", "policy", "key_usage", "validity",
@@ -190,7 +182,7 @@ def test_the_relying_party_service_verifies_a_posted_pdf(world):
     # the command line asks the service
     path = world["files"] / "posted.pdf"
     path.write_bytes(signed)
-    result = json.loads(_run("jpki", "verify", str(path), "--rp", world["reader_url"], "--json"))
+    result = json.loads(run_cli("jpki", "verify", str(path), "--rp", world["reader_url"], "--json"))
     assert result["valid"] and result["signatures"][0]["field"] == "Signature1"
 
 
@@ -198,15 +190,15 @@ def test_the_commands_name_what_is_wrong(world):
     files, phone = world["files"], world["phones"]["p384"]
     base = ["jpki", "sign", "--phone", phone, "--pin-file", str(files / "pw")]
     (files / "note.txt").write_text("not a pdf")
-    out = _run(*base, str(files / "note.txt"), "--pdf", code=2)
+    out = run_cli(*base, str(files / "note.txt"), "--pdf", code=2)
     assert "not a PDF" in out and not (files / "note.signed.pdf").exists()
-    assert "documents are signed with the signing certificate" in _run(*base, str(files / "contract.pdf"), "--pdf",
+    assert "documents are signed with the signing certificate" in run_cli(*base, str(files / "contract.pdf"), "--pdf",
                                                                           "--slot", "auth", code=2)
-    assert "add --pdf" in _run(*base, str(files / "note.txt"), "--reason", "x", code=2)
-    out = _run("jpki", "verify", str(files / "note.txt"), code=2)
+    assert "add --pdf" in run_cli(*base, str(files / "note.txt"), "--reason", "x", code=2)
+    out = run_cli("jpki", "verify", str(files / "note.txt"), code=2)
     assert "is neither a PDF nor an XML document: give its detached signature with --signature" in out
     (files / "badpw").write_text("WRONG1\n")
-    out = _run("jpki", "sign", "--phone", phone, "--pin-file", str(files / "badpw"), str(files / "contract.pdf"),
+    out = run_cli("jpki", "sign", "--phone", phone, "--pin-file", str(files / "badpw"), str(files / "contract.pdf"),
                "--pdf", "--out", str(files / "x.pdf"), code=2)
     assert "tries left" in out and not (files / "x.pdf").exists()
 

@@ -13,7 +13,6 @@ certificate are refused by name; hostile bytes are verdicts, never crashes."""
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 
@@ -22,10 +21,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
+from test_rp_http import run_cli
 
 import wallet_sim
-from mcred.cli.main import app as cli
 from mcred.jpki_flow import se_signer, sign_xml_file
 from mcred.provision import parse_holder, provision
 
@@ -61,25 +59,19 @@ def world(tmp_path_factory):
         yield {**w, "signed": signed, "roots_pem": roots_pem}
 
 
-def _run(*args: str, code: int = 0) -> str:
-    out = CliRunner().invoke(cli, list(args))
-    assert out.exit_code == code, out.output
-    return out.output if code == 0 else re.sub(r"[\s│╭╮╰╯─]+", " ", out.output)
-
-
 def _checks(result: dict) -> dict[str, dict]:
     return {c["name"]: c for c in result["checks"]}
 
 
 def test_signed_on_the_phone_and_verified_by_the_command_line(world):
     files, phone = world["files"], world["phones"]["p384"]
-    out = _run("jpki", "sign", "--phone", phone, "--pin-file", str(files / "pw"), str(files / "filing.xml"),
+    out = run_cli("jpki", "sign", "--phone", phone, "--pin-file", str(files / "pw"), str(files / "filing.xml"),
                "--xml", "--xades")
     target = files / "filing.signed.xml"
     assert f"wrote {target}" in out
     signed = target.read_bytes()
     assert signed.startswith(b"<?xml") and "<氏名>山田 次郎</氏名>".encode() in signed
-    result = json.loads(_run("jpki", "verify", str(target), "--json"))
+    result = json.loads(run_cli("jpki", "verify", str(target), "--json"))
     checks = _checks(result)
     assert result["valid"], result
     assert list(checks) == ["signature", "chain", "policy", "key_usage", "validity", "revocation"]
@@ -88,7 +80,7 @@ def test_signed_on_the_phone_and_verified_by_the_command_line(world):
     doc = result["documents"][0]
     assert doc["purpose"] == "sign" and doc["basic_four"]["name"] == "山田\u3000次郎"
     assert doc["xml"]["root"] == "{urn:example:e-gov:tennyu}申請書" and doc["xml"]["claimed_signing_time"]
-    text = _run("jpki", "verify", str(target))
+    text = run_cli("jpki", "verify", str(target))
     assert "ok   signature" in text and text.rstrip().endswith("VALID")
 
 
@@ -171,7 +163,7 @@ def test_a_revoked_certificate_is_refused(world):
     provision(ctx, phone, parse_holder(HOLDER), key_type="p384", mdoc_batch=1, pin="1234", password=PASSWORD)
     signed = sign_xml_file(phone, PASSWORD.encode(), FILING, home)
     assert verify_xml(signed, roots=world["roots"])["valid"]
-    _run("revoke", "--phone", phone, "--reason", "cessationOfOperation")
+    run_cli("revoke", "--phone", phone, "--reason", "cessationOfOperation")
     for mode in ("ocsp", "crl", "auto"):
         result = verify_xml(signed, roots=world["roots"], revocation=mode)
         assert not result["valid"], mode
@@ -193,7 +185,7 @@ def test_the_relying_party_service_and_rp_flag(world, tmp_path):
     assert refused.status_code == 200 and not refused.json()["valid"]
     path = tmp_path / "posted.xml"
     path.write_bytes(signed)
-    result = json.loads(_run("jpki", "verify", str(path), "--rp", world["reader_url"], "--json"))
+    result = json.loads(run_cli("jpki", "verify", str(path), "--rp", world["reader_url"], "--json"))
     assert result["valid"] and result["documents"][0]["xml"]["form"] == "XML signature"
 
 
@@ -201,17 +193,17 @@ def test_the_commands_name_what_is_wrong(world):
     files, phone = world["files"], world["phones"]["p384"]
     base = ["jpki", "sign", "--phone", phone, "--pin-file", str(files / "pw")]
     (files / "note.txt").write_text("not xml")
-    assert "not well-formed XML" in _run(*base, str(files / "note.txt"), "--xml", code=2)
+    assert "not well-formed XML" in run_cli(*base, str(files / "note.txt"), "--xml", code=2)
     assert not (files / "note.signed.xml").exists()
-    assert "add --xml" in _run(*base, str(files / "filing.xml"), "--xades", code=2)
-    assert "no --pdf" in _run(*base, str(files / "filing.xml"), "--xml", "--timestamp", code=2)
-    assert "signing certificate" in _run(*base, str(files / "filing.xml"), "--xml", "--slot", "auth", code=2)
+    assert "add --xml" in run_cli(*base, str(files / "filing.xml"), "--xades", code=2)
+    assert "no --pdf" in run_cli(*base, str(files / "filing.xml"), "--xml", "--timestamp", code=2)
+    assert "signing certificate" in run_cli(*base, str(files / "filing.xml"), "--xml", "--slot", "auth", code=2)
     signed = files / "twice.xml"
     signed.write_bytes(world["signed"][("p384", False)])
-    assert "already carries a ds:Signature" in _run(*base, str(signed), "--xml", "--out", str(files / "t2.xml"),
+    assert "already carries a ds:Signature" in run_cli(*base, str(signed), "--xml", "--out", str(files / "t2.xml"),
                                                     code=2)
-    assert "ocsp, crl, auto or none" in _run("jpki", "verify", str(signed), "--revocation", "embedded", code=2)
-    out = _run("jpki", "verify", str(files / "filing.xml"), code=1)
+    assert "ocsp, crl, auto or none" in run_cli("jpki", "verify", str(signed), "--revocation", "embedded", code=2)
+    out = run_cli("jpki", "verify", str(files / "filing.xml"), code=1)
     assert "FAIL signature: 0 ds:Signature elements" in out and out.rstrip().endswith("INVALID")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import re
 from collections.abc import Iterator
 
 import httpx
@@ -61,6 +62,14 @@ def issuer_and_relying_party(ctx: Context, issuer_port: int, roots) -> Iterator[
             yield iss.url, rs.url, rp
     finally:
         issuer_app.state.jobs.shutdown()
+
+
+def run_cli(*args: str, code: int = 0) -> str:
+    """``mcred ARGS`` in-process, asserting its exit ``code``; a failure's output with rich's
+    frame and line breaks folded to single spaces (a message may be cut across lines)."""
+    out = CliRunner().invoke(cli, list(args))
+    assert out.exit_code == code, out.output
+    return out.output if code == 0 else re.sub(r"[\s│╭╮╰╯─]+", " ", out.output)
 
 
 @contextlib.contextmanager

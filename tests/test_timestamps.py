@@ -19,6 +19,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from test_present_http import free_port, installation_env
+from test_rp_http import run_cli
 from typer.testing import CliRunner
 
 import wallet_sim
@@ -52,12 +53,6 @@ def world(tmp_path_factory):
         (w["files"] / "lease.txt").write_bytes(CONTENT)
         yield {**w, "phone": w["phones"]["p384"], "moving": w["phones"]["rsa2048"],
                "tsa_roots": time_stamp_authority(w["ctx"]).roots()}
-
-
-def _run(*args: str, code: int = 0) -> str:
-    out = CliRunner().invoke(cli, list(args))
-    assert out.exit_code == code, out.output
-    return out.output if code == 0 else re.sub(r"[\s│╭╮╰╯─]+", " ", out.output)
 
 
 def _checks(result: dict) -> dict[str, dict]:
@@ -119,7 +114,7 @@ def test_a_stamper_checks_the_token_before_it_is_embedded(world):
 def _sign(world, name: str, *extra: str, phone: str = "phone", what: str = "lease.txt"):
     files = world["files"]
     out = files / name
-    _run("jpki", "sign", str(files / what), "--phone", world[phone], "--pin-file", str(files / "pw"),
+    run_cli("jpki", "sign", str(files / what), "--phone", world[phone], "--pin-file", str(files / "pw"),
          "--out", str(out), *extra)
     return out
 
@@ -161,7 +156,7 @@ def test_a_time_stamped_signature_outlives_the_certificates_revocation(world, tm
     # times are whole seconds, and the TSA promises ±1 s: a revocation within 2 s of the
     # stamp cannot be told apart from one before it, and is refused; wait past that
     time.sleep(CLEAR_OF_STAMP_SECONDS)
-    _run("revoke", "--phone", world["moving"], "--reason", "affiliationChanged", "--credential", "sign")
+    run_cli("revoke", "--phone", world["moving"], "--reason", "affiliationChanged", "--credential", "sign")
     after = _verify(world, stamped)
     assert after["valid"], after["checks"]
     reason = _checks(after)["revocation"]["reason"]
@@ -195,7 +190,7 @@ def test_a_time_stamped_signature_outlives_the_certificates_revocation(world, tm
     assert not rp.verify(CONTENT, plain.read_bytes())["valid"]
     if pdf is not None:
         _pdf_verdicts(world, pdf, revoked=True)
-    _run("jpki", "sign", str(files / "lease.txt"), "--phone", world["phone"], "--pin-file", str(files / "pw"),
+    run_cli("jpki", "sign", str(files / "lease.txt"), "--phone", world["phone"], "--pin-file", str(files / "pw"),
          "--timestamp", "--tsa", "http://x", code=2)
 
 
@@ -248,24 +243,24 @@ def test_the_reader_serves_a_relying_party_with_tsa_roots(world, tmp_path):
 
 def test_tsa_refusals_at_signing_are_said(world):
     files = world["files"]
-    out = _run("jpki", "sign", str(files / "lease.txt"), "--phone", world["phone"], "--pin-file",
+    out = run_cli("jpki", "sign", str(files / "lease.txt"), "--phone", world["phone"], "--pin-file",
                str(files / "pw"), "--tsa", f"http://127.0.0.1:{free_port()}/tsa", "--out",
                str(files / "never.p7s"), code=2)
     assert "no time-stamp" in out and "unreachable" in out
     assert not (files / "never.p7s").exists()
-    out = _run("jpki", "sign", str(files / "lease.txt"), "--phone", world["phone"], "--pin-file",
+    out = run_cli("jpki", "sign", str(files / "lease.txt"), "--phone", world["phone"], "--pin-file",
                str(files / "pw"), "--tsa-root", str(files / "pw"), code=2)
     assert "--tsa-root is the root of the TSA given with --tsa" in out
-    out = _run("jpki", "sign", str(files / "lease.txt"), "--phone", world["phone"], "--pin-file",
+    out = run_cli("jpki", "sign", str(files / "lease.txt"), "--phone", world["phone"], "--pin-file",
                str(files / "pw"), "--ltv", code=2)
     assert "--ltv on a detached signature needs its time-stamp" in out
 
 
 def test_export_tsa_root(world, tmp_path):
-    _run("export", "tsa-root", "--out", str(tmp_path / "tsa.pem"))
+    run_cli("export", "tsa-root", "--out", str(tmp_path / "tsa.pem"))
     assert (tmp_path / "tsa.pem").read_bytes() == b"".join(
         c.public_bytes(serialization.Encoding.PEM) for c in world["tsa_roots"])
-    _run("export", "tsa-root", "--out", str(tmp_path / "tsa.der"))
+    run_cli("export", "tsa-root", "--out", str(tmp_path / "tsa.der"))
     assert (tmp_path / "tsa.der").read_bytes() == world["tsa_roots"][-1].public_bytes(serialization.Encoding.DER)
 
 
@@ -329,12 +324,12 @@ def test_a_long_term_pdf_pades_b_lta(world, tmp_path):
                                                   str(tmp_path / "other.pem")]).output)
     assert not refused["valid"]
     assert "does not chain" in _checks(refused["signatures"][1])["document_timestamp"]["reason"]
-    said = _run("jpki", "sign", str(files / "archive.pdf"), "--phone", world["phone"], "--pin-file",
+    said = run_cli("jpki", "sign", str(files / "archive.pdf"), "--phone", world["phone"], "--pin-file",
                 str(files / "pw"), "--pdf", "--lta", "--timestamp", code=2)
     assert "--lta (PAdES B-LTA) needs --ltv and a time-stamp" in said
     # the archive renews it: the last time-stamp's validation data, then a new document time-stamp
     renewed = tmp_path / "archive-renewed.pdf"
-    assert "a document time-stamp over" in _run("tsa", "stamp", str(out), "--pdf", "--out", str(renewed))
+    assert "a document time-stamp over" in run_cli("tsa", "stamp", str(out), "--pdf", "--out", str(renewed))
     again = json.loads(CliRunner().invoke(cli, ["jpki", "verify", str(renewed), "--json"]).output)
     assert again["valid"], again["checks"]
     assert [s["kind"] for s in again["signatures"]] == ["signature", "document_timestamp", "document_timestamp"]
@@ -347,37 +342,37 @@ def test_a_long_term_pdf_pades_b_lta(world, tmp_path):
         assert status.intact and status.valid and status.trusted
     # a PDF without a document time-stamp gets its first; what is not a PDF is refused
     first = tmp_path / "first.pdf"
-    _run("tsa", "stamp", str(files / "archive.pdf"), "--pdf", "--out", str(first))
+    run_cli("tsa", "stamp", str(files / "archive.pdf"), "--pdf", "--out", str(first))
     assert [s["kind"] for s in json.loads(CliRunner().invoke(cli, ["jpki", "verify", str(first), "--json"]).output)[
         "signatures"]] == ["document_timestamp"]
-    said = _run("tsa", "stamp", str(files / "lease.txt"), "--pdf", "--out", str(tmp_path / "x.pdf"), code=2)
+    said = run_cli("tsa", "stamp", str(files / "lease.txt"), "--pdf", "--out", str(tmp_path / "x.pdf"), code=2)
     assert "not a PDF" in said
 
 
 def test_tsa_commands_stamp_verify_log(world, tmp_path):
     files = world["files"]
-    out = _run("tsa", "stamp", str(files / "lease.txt"), "--out", str(tmp_path / "lease.tsr"))
+    out = run_cli("tsa", "stamp", str(files / "lease.txt"), "--out", str(tmp_path / "lease.tsr"))
     assert "stamped at" in out
-    verdict = json.loads(_run("tsa", "verify", str(tmp_path / "lease.tsr"), "--data", str(files / "lease.txt"),
+    verdict = json.loads(run_cli("tsa", "verify", str(tmp_path / "lease.tsr"), "--data", str(files / "lease.txt"),
                               "--json"))
     assert verdict["valid"] and verdict["tsa"].startswith("CN=mcred TSA unit")
     # the log answers "did this TSA issue that token?"
-    (entry,) = json.loads(_run("tsa", "log", "--serial", verdict["serial"], "--json"))
+    (entry,) = json.loads(run_cli("tsa", "log", "--serial", verdict["serial"], "--json"))
     assert entry["imprint"] == tsp.digest("sha256", CONTENT).hex()
-    _run("tsa", "log", "--serial", "abc123", code=1)
+    run_cli("tsa", "log", "--serial", "abc123", code=1)
     # over HTTP, sha384; another file is refused
-    _run("tsa", "stamp", str(files / "lease.txt"), "--url", f"{world['issuer_url']}/tsa", "--hash", "sha384",
+    run_cli("tsa", "stamp", str(files / "lease.txt"), "--url", f"{world['issuer_url']}/tsa", "--hash", "sha384",
          "--out", str(tmp_path / "http.tsr"))
     (tmp_path / "other.txt").write_bytes(b"another lease")
-    said = _run("tsa", "verify", str(tmp_path / "http.tsr"), "--data", str(tmp_path / "other.txt"), code=1)
+    said = run_cli("tsa", "verify", str(tmp_path / "http.tsr"), "--data", str(tmp_path / "other.txt"), code=1)
     assert "NOT VALID" in said and "message imprint" in said
     if shutil.which("openssl"):
         text = subprocess.run(["openssl", "ts", "-reply", "-in", str(tmp_path / "http.tsr"), "-text"],
                               capture_output=True, text=True).stdout
         assert "Status: Granted." in text and "Hash Algorithm: sha384" in text
-    said = _run("tsa", "stamp", str(files / "lease.txt"), "--url", f"http://127.0.0.1:{free_port()}/tsa", code=2)
+    said = run_cli("tsa", "stamp", str(files / "lease.txt"), "--url", f"http://127.0.0.1:{free_port()}/tsa", code=2)
     assert "unreachable" in said
-    said = _run("tsa", "stamp", str(files / "lease.txt"), "--url", f"{world['issuer_url']}/tsa", "--tsa-root",
+    said = run_cli("tsa", "stamp", str(files / "lease.txt"), "--url", f"{world['issuer_url']}/tsa", "--tsa-root",
                 str(files / "lease.txt"), code=2)  # not a certificate: a bad parameter, not a traceback
     assert "Invalid value for --tsa-root" in said and "not a DER X.509 certificate" in said
 
@@ -484,9 +479,9 @@ def test_a_revoked_tsa_unit(home, db_url, tmp_path):
     if db_url.startswith("sqlite"):
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("MCRED_DATABASE_URL", db_url)
-            out = _run("tsa", "revoke", "tsa-unit-1", "--reason", "superseded")
+            out = run_cli("tsa", "revoke", "tsa-unit-1", "--reason", "superseded")
             assert "was revoked already" in out
-            _run("tsa", "revoke", "tsa-unit-7", "--reason", "superseded", code=2)
+            run_cli("tsa", "revoke", "tsa-unit-7", "--reason", "superseded", code=2)
 
 
 def test_the_issuer_services_relying_party_trusts_its_tsa(world):
