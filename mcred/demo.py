@@ -124,8 +124,9 @@ def run_demo(ctx: Context, say: Say, *, key_type: str = "p384") -> dict:
             else:
                 ok, why = env.rp_xml_verdict(signed_xml)
                 assert ok, why
-                say(f"    ... and signs an XML filing as e-Gov and e-Tax filings are signed (XAdES: an enveloped "
-                    f"signature over the whole document, SignedInfo signed in the SE); the relying party: {why}.")
+                say(f"    ... and signs an XML filing as e-Gov and e-Tax filings are signed (XAdES B-T: an enveloped "
+                    f"signature over the whole document, SignedInfo signed in the SE, then time-stamped); the "
+                    f"relying party: {why}.")
         ok, why = env.login(r.phone_id, r.pin)
         assert ok, why
         say(f"    ... and logs in with its user-authentication certificate (利用者証明): the relying "

@@ -310,8 +310,8 @@ class Env:
 
     def sign_xml(self, phone_id: str, secret: str) -> bytes | None:
         """A moving-in notification (転入届) as XML, signed inside by the phone's signing key
-        (XAdES B-B, :mod:`protocols.jpki.xmlsig`); None when signxml (the ``xml`` extra) is
-        not installed."""
+        with a signature time-stamp from the issuer's TSA (XAdES B-T,
+        :mod:`protocols.jpki.xmlsig`); None when signxml (the ``xml`` extra) is not installed."""
         from mcred.jpki_flow import sign_xml_with_se
         from protocols.jpki.xmlsig import XmlExtraMissing, require
 
@@ -320,12 +320,13 @@ class Env:
         except XmlExtraMissing:
             return None
         se = wallet_sim.open_secure_element(phone_id, self.ctx.home)
-        return sign_xml_with_se(se.transmit, secret.encode(), DEMO_FILING, xades=True)
+        stamper = Stamper.http(f"{self.ctx.public_url}/tsa", roots=self.tsa_roots, client=self.http)
+        return sign_xml_with_se(se.transmit, secret.encode(), DEMO_FILING, xades=True, stamper=stamper)
 
     def rp_xml_verdict(self, document: bytes) -> tuple[bool, str]:
         from reader.jpki_xml import verify_xml
 
-        return _rp_said(verify_xml(document, roots=self.roots, client=self.http))
+        return _rp_said(verify_xml(document, roots=self.roots, client=self.http, tsa_roots=self.tsa_roots))
 
     # the verifiers --------------------------------------------------------------------------
 

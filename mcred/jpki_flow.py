@@ -15,6 +15,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -23,6 +24,9 @@ from issuer.jpki import JpkiIssuer, profile_for
 from mcred.context import Context
 from protocols.jpki.cms import build_detached_signature, ecdsa_raw_to_der
 from protocols.jpki.profile import KeyType
+
+if TYPE_CHECKING:
+    from mcred.timestamps import Stamper
 
 JPKI_AP = bytes.fromhex("D392F000260100000001")
 #: slot -> (PIN EF, certificate EF, key EF)
@@ -210,17 +214,30 @@ def se_signer(transmit, slot: str, pin: bytes) -> SeSigner:  # noqa: ANN001
 
 
 def sign_xml_with_se(transmit, pin: bytes, document: bytes, *, xades: bool = False,  # noqa: ANN001
-                     now: dt.datetime | None = None) -> bytes:
-    """``document`` with an enveloped XML signature (XAdES B-B with ``xades``) made by the
-    phone's signing key (:mod:`protocols.jpki.xmlsig`): the password verified in the SE, the
-    SE signing the hash of the canonical SignedInfo. Raises :class:`SecretFormatError`,
-    :class:`SeError` or :class:`~protocols.jpki.xmlsig.XmlSignatureError`."""
-    from protocols.jpki.xmlsig import require, sign_enveloped
+                     now: dt.datetime | None = None, stamper: Stamper | None = None) -> bytes:
+    """``document`` with an enveloped XML signature (XAdES B-B with ``xades``; B-T with a
+    ``stamper`` too: a signature time-stamp over its ds:SignatureValue) made by the phone's
+    signing key (:mod:`protocols.jpki.xmlsig`): the password verified in the SE, the SE
+    signing the hash of the canonical SignedInfo. Raises :class:`SecretFormatError`,
+    :class:`SeError`, :class:`~protocols.jpki.xmlsig.XmlSignatureError` or
+    :class:`mcred.timestamps.TimestampError`."""
+    from protocols.jpki.xmlsig import (
+        XmlSignatureError,
+        add_signature_timestamp,
+        require,
+        sign_enveloped,
+        timestamp_data,
+    )
 
     require()
+    if stamper is not None and not xades:
+        raise XmlSignatureError("a signature time-stamp goes into XAdES unsigned properties: sign with XAdES")
     signer = se_signer(transmit, "sign", pin)
-    return sign_enveloped(document, certificate=signer.certificate, sign=signer.sign, xades=xades,
-                          signing_time=now)
+    signed = sign_enveloped(document, certificate=signer.certificate, sign=signer.sign, xades=xades,
+                            signing_time=now)
+    if stamper is not None:
+        signed = add_signature_timestamp(signed, stamper.stamp(timestamp_data(signed)))
+    return signed
 
 
 def sign_challenge(transmit, pin: bytes, nonce: bytes) -> tuple[bytes, bytes]:  # noqa: ANN001
@@ -252,12 +269,12 @@ def sign_file(phone_id: str, slot: str, pin: bytes, content: bytes,
 
 
 def sign_xml_file(phone_id: str, pin: bytes, document: bytes, home: Path | None = None, *,
-                  xades: bool = False) -> bytes:
+                  xades: bool = False, stamper: Stamper | None = None) -> bytes:
     """Open the phone's SE (wallet_sim) and sign the XML ``document`` inside (enveloped)."""
     import wallet_sim
 
     se = wallet_sim.open_secure_element(phone_id, home)
-    return sign_xml_with_se(se.transmit, pin, document, xades=xades)
+    return sign_xml_with_se(se.transmit, pin, document, xades=xades, stamper=stamper)
 
 
 # --- the holder's secrets ----------------------------------------------------------------

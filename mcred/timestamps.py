@@ -127,33 +127,30 @@ class ValidationDataError(Exception):
     or refusing); the message says which."""
 
 
-def add_validation_data(cms: bytes, content: bytes, *, roots: Sequence[x509.Certificate],
-                        tsa_roots: Sequence[x509.Certificate] = (), client: httpx.Client | None = None) -> bytes:
-    """``cms`` (a detached signature over ``content``) with the data a relying party needs
-    to judge it later with no network, in the SignedData's ``crls`` field: the signing
-    certificate's OCSP answer, asked now of its responder and verified as a relying party
-    verifies it, and for each signature time-stamp that verifies under ``tsa_roots``, its
-    TSA unit's CRL (the CAdES-LT idea; ``mcred jpki verify --revocation embedded`` reads it)."""
-    import datetime as dt
-
+def gather_validation_data(certificate: x509.Certificate, stamps: Sequence[tuple[bytes, bytes]], *,
+                           roots: Sequence[x509.Certificate], tsa_roots: Sequence[x509.Certificate] = (),
+                           client: httpx.Client | None = None) -> tuple[list[bytes], list[bytes]]:
+    """What a relying party needs to judge a signature by ``certificate`` later with no
+    network: the certificate's OCSP answer, asked now of its responder and verified as a
+    relying party verifies it, and for each of ``stamps`` (a token and the bytes it stamps)
+    that verifies under ``tsa_roots``, its TSA unit's CRL. Returns (DER OCSP responses, DER
+    CRLs); raises :class:`ValidationDataError` naming what could not be had."""
     from cryptography.hazmat.primitives.serialization import Encoding
 
     from protocols import certs
-    from protocols.jpki.cms import add_revocation_info, verify_detached_signature
     from protocols.jpki.relying_party import Check, find_issuer
     from reader.relying_party import fetch_crl, ocsp_answer
 
-    sig = verify_detached_signature(cms, content)
-    root = find_issuer(sig.signer_certificate, roots)
+    root = find_issuer(certificate, roots)
     if root is None:
         raise ValidationDataError("the signing certificate's root is not among the given roots")
-    answer = ocsp_answer(sig.signer_certificate, root, dt.datetime.now(dt.UTC), client=client)
+    answer = ocsp_answer(certificate, root, dt.datetime.now(dt.UTC), client=client)
     if isinstance(answer, Check):
         raise ValidationDataError(answer.reason)
     crls = []
-    for token in sig.timestamp_tokens:
+    for token, data in stamps:
         try:
-            stamp = tsp.verify_token(token, data=sig.signature_value, roots=tsa_roots) if tsa_roots else None
+            stamp = tsp.verify_token(token, data=data, roots=tsa_roots) if tsa_roots else None
         except tsp.TspError:
             continue
         where = certs.crl_url(stamp.tsa_certificate) if stamp else None
@@ -162,4 +159,34 @@ def add_validation_data(cms: bytes, content: bytes, *, roots: Sequence[x509.Cert
             if isinstance(crl, Check):
                 raise ValidationDataError(crl.reason)
             crls.append(crl.public_bytes(Encoding.DER))
-    return add_revocation_info(cms, ocsp_responses=[answer.der], crls=crls)
+    return [answer.der], crls
+
+
+def add_validation_data(cms: bytes, content: bytes, *, roots: Sequence[x509.Certificate],
+                        tsa_roots: Sequence[x509.Certificate] = (), client: httpx.Client | None = None) -> bytes:
+    """``cms`` (a detached signature over ``content``) with its validation data
+    (:func:`gather_validation_data`) in the SignedData's ``crls`` field (the CAdES-LT idea;
+    ``mcred jpki verify --revocation embedded`` reads it)."""
+    from protocols.jpki.cms import add_revocation_info, verify_detached_signature
+
+    sig = verify_detached_signature(cms, content)
+    ocsp_responses, crls = gather_validation_data(
+        sig.signer_certificate, [(token, sig.signature_value) for token in sig.timestamp_tokens],
+        roots=roots, tsa_roots=tsa_roots, client=client)
+    return add_revocation_info(cms, ocsp_responses=ocsp_responses, crls=crls)
+
+
+def add_xml_validation_data(document: bytes, *, roots: Sequence[x509.Certificate],
+                            tsa_roots: Sequence[x509.Certificate] = (), client: httpx.Client | None = None) -> bytes:
+    """A XAdES-T ``document`` with its validation data (:func:`gather_validation_data`) in
+    its unsigned properties' xades:RevocationValues: XAdES B-LT
+    (:func:`protocols.jpki.xmlsig.add_revocation_values`)."""
+    from protocols.jpki.xmlsig import XmlSignatureError, add_revocation_values, verify_enveloped
+
+    try:
+        signed = verify_enveloped(document)
+    except XmlSignatureError as exc:
+        raise ValidationDataError(f"the signature: {exc}") from None
+    ocsp_responses, crls = gather_validation_data(signed.signer_certificate, signed.timestamps, roots=roots,
+                                                  tsa_roots=tsa_roots, client=client)
+    return add_revocation_values(document, ocsp_responses=ocsp_responses, crls=crls)

@@ -43,7 +43,7 @@ The JPKI relying party (:func:`relying_party_router`) joins the same service:
   :func:`reader.jpki_pdf.verify_pdf` over every signature in it (``signatures``: each
   field's own); ``415`` for another content type, ``422`` for an empty body, ``501`` where
   pyHanko (the ``pdf`` extra) is not installed.
-* ``POST /rp/jpki/verify-xml?revocation=ocsp|crl|auto``: an XML document signed inside (an
+* ``POST /rp/jpki/verify-xml?revocation=ocsp|crl|auto|embedded``: an XML document signed inside (an
   enveloped XML signature or XAdES B-B, ``application/xml``, at most 16 MiB); answers ``200``
   with the verdict of :func:`reader.jpki_xml.verify_xml`; ``415`` for another content type,
   ``422`` for an empty body, ``501`` where signxml (the ``xml`` extra) is not installed.
@@ -848,8 +848,9 @@ def relying_party_router(rp: RelyingPartyService) -> APIRouter:
                  "signing certificate (an enveloped XML signature or XAdES B-B, as e-Gov and e-Tax filings): "
                  "the signature over the whole document, then as /rp/jpki/verify",
                  max_body_size=RP_MAX_XML)
-    async def verify_jpki_xml(request: Request, revocation: Literal["ocsp", "crl", "auto"] = Query(
-            "ocsp", description="as for /rp/jpki/verify")) -> JSONResponse:
+    async def verify_jpki_xml(request: Request, revocation: Literal["ocsp", "crl", "auto", "embedded"] = Query(
+            "ocsp", description="as for /rp/jpki/verify, or embedded: the OCSP answers and CRLs in the signature's "
+            "xades:RevocationValues (XAdES B-LT), judged at its time-stamp, no network")) -> JSONResponse:
         document = await _signed_document(request, ("application/xml", "text/xml"), "the signed XML document itself")
         try:
             result = await run_in_threadpool(rp.verify_xml, document, revocation=revocation)

@@ -6,9 +6,13 @@ enveloped signature verifies with the certificate its KeyInfo carries, every ref
 digest matches, the first reference is the whole document), then the certificate judged as
 for any JPKI signature: chain, policy (a signing certificate: a user-authentication
 certificate signs no document), key usage, validity, revocation (``ocsp``, ``crl``,
-``auto`` or ``none``). ``documents`` adds the document's root element, the signature form
-and, for XAdES, the signing time the signer claims (claimed only: no time-stamp vouches for
-it, so every check is judged now).
+``auto`` or ``none``). A XAdES-T signature also gets ``signature_timestamp`` (the token
+verified under ``tsa_roots``, its imprint the hash of the canonical ds:SignatureValue, its
+TSA unit not revoked before it); once it passes, chain and validity are judged at its
+genTime and a revocation after it passes, as for a CAdES-T signature (specs/revocation.md
+5.2). ``embedded`` judges revocation from the signature's own xades:RevocationValues
+(XAdES-LT) at its time-stamp, with no network. ``documents`` adds the document's root element, the signature form and, for XAdES,
+the signing time the signer claims (claimed only: never trusted).
 """
 
 from __future__ import annotations
@@ -20,19 +24,27 @@ from typing import Any
 import httpx
 from cryptography import x509
 
+from protocols import tsp
 from protocols.jpki.profile import Purpose
 from protocols.jpki.relying_party import Check
 from protocols.jpki.xmlsig import XmlExtraMissing, XmlSignatureError, verify_enveloped
 from reader.crl_cache import CrlCache
-from reader.relying_party import _result, judge_certificate
+from reader.relying_party import (
+    EmbeddedRevocation,
+    _result,
+    judge_certificate,
+    signature_timestamp,
+    tsa_unit_revoked,
+)
 
-#: the revocation modes of an XML signature: no validation data travels with it
-XML_REVOCATION_MODES = ("ocsp", "crl", "auto", "none")
+#: the revocation modes of an XML signature (embedded: its xades:RevocationValues, XAdES-LT)
+XML_REVOCATION_MODES = ("ocsp", "crl", "auto", "embedded", "none")
 
 
 def verify_xml(document: bytes, *, roots: Sequence[x509.Certificate], revocation: str = "ocsp",
                ocsp_url: str | None = None, crl: bytes | None = None, at: dt.datetime | None = None,
-               client: httpx.Client | None = None, crl_cache: CrlCache | None = None) -> dict[str, Any]:
+               client: httpx.Client | None = None, crl_cache: CrlCache | None = None,
+               tsa_roots: Sequence[x509.Certificate] = ()) -> dict[str, Any]:
     """Verify the enveloped signature of ``document`` and judge its signer; never raises on
     bad input (a document that is no signed XML is a failed ``signature`` check). Raises
     :class:`~protocols.jpki.xmlsig.XmlExtraMissing` (an ImportError) when signxml, the
@@ -44,19 +56,46 @@ def verify_xml(document: bytes, *, roots: Sequence[x509.Certificate], revocation
         raise
     except XmlSignatureError as exc:
         return _result([Check("signature", False, str(exc))], None)
-    form = "XAdES B-B" if signed.xades else "XML signature"
+    form = ((("XAdES B-LT" if signed.ocsp_responses or signed.crls else "XAdES B-T") if signed.timestamps
+             else "XAdES B-B") if signed.xades else "XML signature")
     checks = [Check("signature", True, f"{form} (enveloped, {signed.signature_method.rsplit('#', 1)[-1]}) "
                     "verifies over the whole document")]
     if revocation not in XML_REVOCATION_MODES:
         checks.append(Check("revocation", False, f"revocation mode {revocation!r} for an XML signature: "
                             f"one of {', '.join(XML_REVOCATION_MODES)}"))
         revocation = "none"
+    embedded = EmbeddedRevocation(signed.ocsp_responses, signed.crls) if revocation == "embedded" else None
+    stamp = None
+    if signed.timestamps:
+        stamped, stamp = _signature_timestamp(signed.timestamps, tsa_roots, revocation, at, client, crl_cache,
+                                              embedded)
+        checks.append(stamped)
     checks += judge_certificate(signed.signer_certificate, roots=roots, required=Purpose.SIGN,
-                                revocation=revocation, at=at, ocsp_url=ocsp_url, crl=crl, client=client,
-                                crl_cache=crl_cache)
+                                revocation=revocation, at=at, stamp=stamp, ocsp_url=ocsp_url, crl=crl,
+                                client=client, crl_cache=crl_cache, embedded=embedded)
     result = _result(checks, signed.signer_certificate)
     for doc in result["documents"]:
         doc["xml"] = {"root": signed.root, "form": form, "signature_method": signed.signature_method,
                       "claimed_signing_time": (signed.claimed_signing_time.isoformat()
                                                if signed.claimed_signing_time else None)}
     return result
+
+
+def _signature_timestamp(timestamps: Sequence[tuple[bytes, bytes]], tsa_roots: Sequence[x509.Certificate],
+                         revocation: str, at: dt.datetime, client: httpx.Client | None,
+                         crl_cache: CrlCache | None,
+                         embedded: EmbeddedRevocation | None) -> tuple[Check, tsp.TimeStamp | None]:
+    """The ``signature_timestamp`` check over XAdES-T stamps, as for a CMS signature
+    (:func:`reader.relying_party.signature_timestamp`): the first that verifies over its
+    canonical ds:SignatureValue and whose TSA unit is not revoked before it, and it."""
+    def unit_revoked(s: tsp.TimeStamp) -> str | None:
+        return None if revocation == "none" else tsa_unit_revoked(s, at, client=client, cache=crl_cache,
+                                                                  embedded=embedded)
+
+    refused = []
+    for token, data in timestamps:
+        check, stamp = signature_timestamp([token], data, tsa_roots, unit_revoked=unit_revoked)
+        if stamp is not None or not tsa_roots:
+            return check, stamp
+        refused.append(check.reason)
+    return Check("signature_timestamp", False, "; ".join(refused)), None

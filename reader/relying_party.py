@@ -582,4 +582,4 @@ class RelyingPartyService:
         from reader.jpki_xml import verify_xml
 
         return verify_xml(document, roots=self.roots(), revocation=revocation, at=self.clock(),
-                          client=self.client, crl_cache=self.crl_cache)
+                          client=self.client, crl_cache=self.crl_cache, tsa_roots=self.tsa_roots())

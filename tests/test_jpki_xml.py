@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 
 import httpx
 import pytest
@@ -26,13 +27,20 @@ from test_rp_http import run_cli
 import wallet_sim
 from mcred.jpki_flow import se_signer, sign_xml_file
 from mcred.provision import parse_holder, provision
+from mcred.timestamps import Stamper, time_stamp_authority, wait_clear_of_stamp
 
 pytest.importorskip("signxml", reason="the xml extra (pip install 'mcred[xml]')")
 
 from lxml import etree  # noqa: E402 - signxml's dependency
 
-from protocols.jpki.xmlsig import XmlSignatureError, sign_enveloped, verify_enveloped  # noqa: E402
+from protocols.jpki.xmlsig import (  # noqa: E402
+    XmlSignatureError,
+    add_signature_timestamp,
+    sign_enveloped,
+    verify_enveloped,
+)
 from reader.jpki_xml import verify_xml  # noqa: E402
+from reader.relying_party import RelyingPartyService  # noqa: E402
 
 HOLDER = {"family_name": "山田", "given_name": "次郎", "family_name_kana": "やまだ",
           "given_name_kana": "じろう", "birth_date": "1969-11-03", "sex": 1,
@@ -54,9 +62,11 @@ def world(tmp_path_factory):
         (w["files"] / "filing.xml").write_bytes(FILING)
         signed = {(kt, xades): sign_xml_file(phone, PASSWORD.encode(), FILING, w["home"], xades=xades)
                   for kt, phone in w["phones"].items() for xades in (False, True)}
+        signed["p384", "T"] = sign_xml_file(w["phones"]["p384"], PASSWORD.encode(), FILING, w["home"], xades=True,
+                                            stamper=Stamper.local(w["ctx"]))
         roots_pem = w["files"] / "roots.pem"
         roots_pem.write_bytes(b"".join(r.public_bytes(serialization.Encoding.PEM) for r in w["roots"]))
-        yield {**w, "signed": signed, "roots_pem": roots_pem}
+        yield {**w, "signed": signed, "roots_pem": roots_pem, "tsa_roots": time_stamp_authority(w["ctx"]).roots()}
 
 
 def _checks(result: dict) -> dict[str, dict]:
@@ -170,6 +180,77 @@ def test_a_revoked_certificate_is_refused(world):
         assert "cessationOfOperation" in _checks(result)["revocation"]["reason"], result
 
 
+def test_a_time_stamped_filing_outlives_the_certificates_revocation(world, tmp_path):
+    """XAdES B-T: a signature time-stamp from the installation's TSA (or over HTTP) over the
+    canonical ds:SignatureValue; after the holder moves, the stamped filing stays valid, the
+    unstamped one is refused; a broken or borrowed token is refused by name."""
+    ctx, home, files = world["ctx"], world["home"], world["files"]
+    phone = wallet_sim.create_phone(home)
+    provision(ctx, phone, parse_holder(HOLDER), key_type="rsa2048", mdoc_batch=1, pin="1234", password=PASSWORD)
+    tsa_roots = time_stamp_authority(ctx).roots()
+    tsa_pem = tmp_path / "tsa.pem"
+    tsa_pem.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in tsa_roots))
+    base = ["jpki", "sign", "--phone", phone, "--pin-file", str(files / "pw"), str(files / "filing.xml"), "--xml"]
+    run_cli(*base, "--xades", "--timestamp", "--out", str(tmp_path / "stamped.xml"))
+    run_cli(*base, "--xades", "--tsa", f"{world['issuer_url']}/tsa", "--tsa-root", str(tsa_pem),
+            "--out", str(tmp_path / "over-http.xml"))
+    run_cli(*base, "--xades", "--out", str(tmp_path / "plain.xml"))
+    run_cli(*base, "--xades", "--timestamp", "--ltv", "--out", str(tmp_path / "lt.xml"))  # XAdES B-LT
+    lt = verify_enveloped((tmp_path / "lt.xml").read_bytes())
+    assert len(lt.timestamps) == 1 and len(lt.ocsp_responses) == 1 and len(lt.crls) == 1  # the TSA unit's CRL
+    assert "add --xades" in run_cli(*base, "--timestamp", "--out", str(tmp_path / "x.xml"), code=2)
+    stamped, over_http = (tmp_path / "stamped.xml").read_bytes(), (tmp_path / "over-http.xml").read_bytes()
+    parsed = verify_enveloped(stamped)
+    assert len(parsed.timestamps) == 1 and parsed.timestamps[0][1].startswith(b"<ds:SignatureValue xmlns=")
+
+    def verdict(path, *extra: str, code: int = 0) -> dict:
+        return json.loads(run_cli("jpki", "verify", str(path), "--json", *extra, code=code))
+
+    before = verdict(tmp_path / "stamped.xml")
+    assert before["valid"], before
+    c = _checks(before)
+    assert list(c) == ["signature", "signature_timestamp", "chain", "policy", "key_usage", "validity", "revocation"]
+    assert "XAdES B-T" in c["signature"]["reason"] and c["signature_timestamp"]["reason"].startswith("signed before ")
+    assert c["validity"]["reason"].endswith("judged at the time-stamp")
+    assert verify_xml(over_http, roots=world["roots"], tsa_roots=tsa_roots)["valid"]
+    if shutil.which("xmlsec1"):  # the unsigned properties leave the signature as xmlsec1 reads it
+        out = subprocess.run(["xmlsec1", "--verify", "--trusted-pem", str(world["roots_pem"]),
+                              str(tmp_path / "stamped.xml")], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+    # the holder moves: revoked (affiliationChanged), clear of the stamp's whole second
+    wait_clear_of_stamp(time.monotonic())
+    run_cli("revoke", "--phone", phone, "--reason", "affiliationChanged", "--credential", "sign")
+    for mode in ("ocsp", "crl", "auto"):
+        after = verify_xml(stamped, roots=world["roots"], tsa_roots=tsa_roots, revocation=mode)
+        assert after["valid"], (mode, after["checks"])
+        assert "after the signature's time-stamp" in _checks(after)["revocation"]["reason"]
+    assert verdict(tmp_path / "over-http.xml")["valid"]
+    offline = verdict(tmp_path / "lt.xml", "--revocation", "embedded")  # no network: its own validation data
+    assert "XAdES B-LT" in _checks(offline)["signature"]["reason"]
+    assert "(embedded), current at the signature's time-stamp" in _checks(offline)["revocation"]["reason"], offline
+    assert "validation data needs a signature time-stamp" in _checks(
+        verify_xml(world["signed"][("p384", True)], roots=world["roots"], revocation="embedded"))["revocation"]["reason"]
+    refused = verdict(tmp_path / "plain.xml", "--revocation", "ocsp", code=1)
+    assert not refused["valid"] and "revoked (affiliationChanged)" in _checks(refused)["revocation"]["reason"]
+    # the service with the installation's TSA roots says the same
+    rp = RelyingPartyService(world["roots"], tsa_roots=tsa_roots)
+    assert rp.verify_xml(stamped)["valid"] and not rp.verify_xml(tmp_path.joinpath("plain.xml").read_bytes())["valid"]
+    # no trusted TSA root, a token of another signature, a broken token
+    no_roots = verify_xml(stamped, roots=world["roots"], revocation="none")
+    assert "no time-stamping root is trusted here" in _checks(no_roots)["signature_timestamp"]["reason"]
+    token = parsed.timestamps[0][0]
+    other = add_signature_timestamp(sign_xml_file(world["phones"]["p384"], PASSWORD.encode(), FILING, home,
+                                                  xades=True), token)
+    borrowed = verify_xml(other, roots=world["roots"], tsa_roots=tsa_roots, revocation="none")
+    assert not borrowed["valid"] and "imprint" in _checks(borrowed)["signature_timestamp"]["reason"], borrowed
+    broken = stamped.replace(b"<xades:EncapsulatedTimeStamp>MI", b"<xades:EncapsulatedTimeStamp>MA")
+    assert broken != stamped
+    assert not _checks(verify_xml(broken, roots=world["roots"], tsa_roots=tsa_roots,
+                                  revocation="none"))["signature_timestamp"]["passed"]
+    with pytest.raises(XmlSignatureError, match="sign with XAdES"):
+        add_signature_timestamp(world["signed"][("p384", False)], token)
+
+
 def test_the_relying_party_service_and_rp_flag(world, tmp_path):
     signed = world["signed"][("rsa2048", False)]
     url = world["reader_url"] + "/rp/jpki/verify-xml"
@@ -179,8 +260,11 @@ def test_the_relying_party_service_and_rp_flag(world, tmp_path):
                       timeout=30).json()["valid"]
     assert httpx.post(url, content=signed, headers={"Content-Type": "application/pdf"}, timeout=30).status_code == 415
     assert httpx.post(url, content=b"", headers={"Content-Type": "application/xml"}, timeout=30).status_code == 422
-    assert httpx.post(url + "?revocation=embedded", content=signed, headers={"Content-Type": "application/xml"},
+    assert httpx.post(url + "?revocation=everything", content=signed, headers={"Content-Type": "application/xml"},
                       timeout=30).status_code == 422
+    embedded = httpx.post(url + "?revocation=embedded", content=signed, headers={"Content-Type": "application/xml"},
+                          timeout=30).json()  # no time-stamp, so the validation data speaks for no time
+    assert not embedded["valid"] and "needs a signature time-stamp" in _checks(embedded)["revocation"]["reason"]
     refused = httpx.post(url, content=b"<a/>", headers={"Content-Type": "application/xml"}, timeout=30)
     assert refused.status_code == 200 and not refused.json()["valid"]
     path = tmp_path / "posted.xml"
@@ -196,21 +280,23 @@ def test_the_commands_name_what_is_wrong(world):
     assert "not well-formed XML" in run_cli(*base, str(files / "note.txt"), "--xml", code=2)
     assert not (files / "note.signed.xml").exists()
     assert "add --xml" in run_cli(*base, str(files / "filing.xml"), "--xades", code=2)
-    assert "no --pdf" in run_cli(*base, str(files / "filing.xml"), "--xml", "--timestamp", code=2)
+    assert "no --pdf" in run_cli(*base, str(files / "filing.xml"), "--xml", "--pdf", code=2)
+    assert "add --xades" in run_cli(*base, str(files / "filing.xml"), "--xml", "--ltv", code=2)
+    assert "--ltv on an XML signature needs its time-stamp" in run_cli(*base, str(files / "filing.xml"), "--xml",
+                                                                         "--xades", "--ltv", code=2)
     assert "signing certificate" in run_cli(*base, str(files / "filing.xml"), "--xml", "--slot", "auth", code=2)
     signed = files / "twice.xml"
     signed.write_bytes(world["signed"][("p384", False)])
     assert "already carries a ds:Signature" in run_cli(*base, str(signed), "--xml", "--out", str(files / "t2.xml"),
                                                     code=2)
-    assert "ocsp, crl, auto or none" in run_cli("jpki", "verify", str(signed), "--revocation", "embedded", code=2)
     out = run_cli("jpki", "verify", str(files / "filing.xml"), code=1)
     assert "FAIL signature: 0 ds:Signature elements" in out and out.rstrip().endswith("INVALID")
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
 def test_hostile_documents_are_verdicts_never_crashes(world, data):
-    signed = world["signed"][("p384", True)]
+    signed = world["signed"][data.draw(st.sampled_from([("p384", True), ("p384", "T")]))]  # XAdES B-B, B-T
     kind = data.draw(st.sampled_from(["bytes", "flip", "cut", "splice"]))
     if kind == "bytes":
         document = data.draw(st.binary(max_size=300))
@@ -222,7 +308,7 @@ def test_hostile_documents_are_verdicts_never_crashes(world, data):
     else:
         i = data.draw(st.integers(0, len(signed)))
         document = signed[:i] + data.draw(st.binary(min_size=1, max_size=40)) + signed[i:]
-    result = verify_xml(document, roots=world["roots"], revocation="none")
+    result = verify_xml(document, roots=world["roots"], revocation="none", tsa_roots=world["tsa_roots"])
     assert isinstance(result["valid"], bool)
     if result["valid"]:  # then what was signed is unchanged: the document without its signature
         assert _content(document) == _content(signed)

@@ -85,18 +85,20 @@ def sign(file: Path = typer.Argument(..., exists=True, dir_okay=False),
                                   "XML signature over the whole document (as e-Gov and e-Tax filings are "
                                   "signed); needs pip install 'mcred[xml]'."),
          xades: bool = typer.Option(False, "--xades", help="With --xml: XAdES baseline B-B (signed "
-                                    "properties: signing time, the signing certificate's digest)."),
+                                    "properties: signing time, the signing certificate's digest); with "
+                                    "--timestamp or --tsa, B-T."),
          field: str | None = typer.Option(None, "--field", help="With --pdf: the signature field's name "
                                           "(default Signature<n>, the next free)."),
          reason: str | None = typer.Option(None, "--reason", help="With --pdf: why it is signed, e.g. 契約"),
          location: str | None = typer.Option(None, "--location", help="With --pdf: where it is signed."),
          ltv: bool = typer.Option(False, "--ltv", help="Also embed the validation data (fetched now: the "
                                   "chain and the OCSP answer; with a time-stamp, its TSA unit's CRL) so the "
-                                  "signature can be checked later without the network: in the PDF (--pdf), or "
-                                  "in the detached signature's SignedData (with a time-stamp)."),
+                                  "signature can be checked later without the network: in the PDF (--pdf), "
+                                  "in the detached signature's SignedData (with a time-stamp), or in the XAdES "
+                                  "signature's RevocationValues (--xml --xades, with a time-stamp: B-LT)."),
          timestamp: bool = typer.Option(False, "--timestamp", help="Add a signature time-stamp (RFC 3161) "
-                                        "from this installation's TSA: CAdES-T, or PAdES B-T (B-LT with "
-                                        "--ltv); the signature then stays valid after the certificate is "
+                                        "from this installation's TSA: CAdES-T, PAdES B-T (B-LT with "
+                                        "--ltv), or XAdES B-T (--xml --xades); the signature then stays valid after the certificate is "
                                         "revoked (an address change, a handover) or expires."),
          tsa: str | None = typer.Option(None, "--tsa", help="As --timestamp, from the RFC 3161 TSA at this "
                                         "URL (e.g. <issuer>/tsa, or any public TSA)."),
@@ -117,15 +119,18 @@ def sign(file: Path = typer.Argument(..., exists=True, dir_okay=False),
         raise typer.BadParameter("--field, --reason, --location and --lta are for a PDF: add --pdf")
     if xades and not xml:
         raise typer.BadParameter("--xades is a form of XML signature: add --xml")
-    if xml and (pdf or ltv or timestamp or tsa):
-        raise typer.BadParameter("--xml signs inside the XML document: no --pdf, and no time-stamp or validation "
-                                 "data (XAdES-T and -LT are not built here)")
+    if xml and pdf:
+        raise typer.BadParameter("--xml signs inside the XML document: no --pdf")
+    if xml and (timestamp or tsa or ltv) and not xades:
+        raise typer.BadParameter("a signature time-stamp (and validation data) on an XML signature is XAdES-T "
+                                 "(-LT): add --xades")
     if xml and slot != "sign":
         raise typer.BadParameter("documents are signed with the signing certificate (署名用電子証明書); the "
                                  "user-authentication certificate proves who logs in", param_hint="--slot")
     stamper = _stamper(timestamp, tsa, tsa_root)
     if ltv and not pdf and stamper is None:
-        raise typer.BadParameter("--ltv on a detached signature needs its time-stamp (--timestamp or --tsa): "
+        raise typer.BadParameter(f"--ltv on {'an XML' if xml else 'a detached'} signature needs its time-stamp "
+                                 "(--timestamp or --tsa): "
                                  "the validation data speaks for the time the signature was made")
     if lta and not (ltv and stamper):
         raise typer.BadParameter("--lta (PAdES B-LTA) needs --ltv and a time-stamp (--timestamp or --tsa)")
@@ -153,7 +158,12 @@ def sign(file: Path = typer.Argument(..., exists=True, dir_okay=False),
             from protocols.jpki.xmlsig import XmlSignatureError
 
             try:
-                signed = sign_xml_file(phone, pin, file.read_bytes(), open_context().home, xades=xades)
+                signed = sign_xml_file(phone, pin, file.read_bytes(), open_context().home, xades=xades,
+                                       stamper=stamper)
+                if ltv:
+                    from mcred.timestamps import add_xml_validation_data
+
+                    signed = add_xml_validation_data(signed, roots=_issuer().roots("sign"), tsa_roots=stamper.roots)
             except XmlSignatureError as exc:
                 typer.echo(f"error: {file}: {exc}", err=True)
                 raise typer.Exit(2) from None
@@ -395,9 +405,6 @@ def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False),
         if not in_xml and b"%PDF-" not in content[:1024]:
             raise typer.BadParameter(f"{file} is neither a PDF nor an XML document: give its detached signature "
                                      "with --signature FILE.p7s", param_hint="--signature")
-        if in_xml and revocation == "embedded":
-            raise typer.BadParameter("an XML signature carries no validation data here: ocsp, crl, auto or none",
-                                     param_hint="--revocation")
     if rp is not None:
         if roots or ocsp_url or crl or tsa_roots:
             raise typer.BadParameter("--roots, --tsa-roots, --ocsp-url and --crl are the local relying "
@@ -420,7 +427,7 @@ def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False),
             # with roots of its own (--roots), a relying party's TSA roots are its own too:
             # this installation is not opened (nor its TSA made) for them
             tsa_trust = (load_roots(tsa_roots.read_bytes()) if tsa_roots
-                         else _tsa().roots() if roots is None and not in_xml else [])
+                         else _tsa().roots() if roots is None else [])
         except (CertificateParseError, OSError) as exc:
             raise typer.BadParameter(f"{tsa_roots}: {exc}", param_hint="--tsa-roots") from None
         if in_xml:
@@ -428,7 +435,7 @@ def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False),
 
             try:
                 result = verify_xml(content, roots=trust, revocation=revocation, ocsp_url=ocsp_url,
-                                    crl=crl.read_bytes() if crl else None)
+                                    crl=crl.read_bytes() if crl else None, tsa_roots=tsa_trust)
             except ImportError:
                 raise _unusable("verifying a signed XML document needs signxml: pip install 'mcred[xml]'",
                                 as_json) from None
@@ -522,9 +529,9 @@ def _ask_rp_pdf(url: str, token: str | None, pdf: bytes, revocation: str, as_jso
 
 def _ask_rp_xml(url: str, token: str | None, document: bytes, revocation: str, as_json: bool) -> dict:
     """POST the signed XML document to ``<url>/rp/jpki/verify-xml``; exit 2 when there is no verdict."""
-    if revocation not in ("ocsp", "crl", "auto"):
+    if revocation not in ("ocsp", "crl", "auto", "embedded"):
         raise _unusable(f"--revocation {revocation}: a relying-party service checks an XML signature with "
-                        "ocsp, crl or auto", as_json)
+                        "ocsp, crl, auto or embedded", as_json)
     return _verdict(_rp_post(url, f"/rp/jpki/verify-xml?revocation={revocation}", None, token, as_json,
                              document=(document, "application/xml")), url, as_json)
 
