@@ -36,7 +36,7 @@ from issuer.jpki.ca import random_serial
 from issuer.jpki.keys import as_private_key
 from issuer.keystore import KeyStore
 from protocols import tsp
-from protocols.iaca.crl import REASONS, Revoked, crl_builder
+from protocols.crl import REASONS, Revoked, crl_builder
 from protocols.tsp.certificates import build_tsa_root, build_tsa_unit
 
 #: The lab TSA's policy: an OID under 2.25 (ITU-T X.667: a UUID as an OID, which needs no

@@ -260,8 +260,8 @@ class Env:
 
         from mcred.present import open_wallet, present_in_process
         from mcred.reader_pki import issue_reader_certificate, new_reader_ca
+        from protocols import crl as ca_crl
         from protocols import iaca
-        from protocols.iaca import crl as iaca_crl
         from reader.session import DEFAULT_REQUEST, ReaderSession
         from wallet_sim.consent import RulesConsent
         from wallet_sim.reader_crls import ReaderCrls
@@ -269,8 +269,8 @@ class Env:
         ca, ca_key = new_reader_ca("Drill reader CA", years=1)
         cert, key = issue_reader_certificate(ca, ca_key, "Leaked counter reader", days=1)
         now = dt.datetime.now(dt.UTC)
-        crl = iaca_crl.crl_builder(ca, number=1, this_update=now, next_update=dt.timedelta(days=1), revoked=[
-            iaca_crl.Revoked(cert.serial_number, now, "keyCompromise")]).sign(ca_key, iaca.hash_for_key(ca_key))
+        crl = ca_crl.crl_builder(ca, number=1, this_update=now, next_update=dt.timedelta(days=1), revoked=[
+            ca_crl.Revoked(cert.serial_number, now, "keyCompromise")]).sign(ca_key, iaca.hash_for_key(ca_key))
         reader = ReaderSession([DEFAULT_REQUEST], self.reader, reader_signer=cose.key_signer(key),
                                reader_chain=[cert.public_bytes(serialization.Encoding.DER)])
         cautious = RulesConsent.from_mapping({"documents": {"*": {"*": "*"}}, "trusted_readers_only": True})

@@ -25,8 +25,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from protocols import crl as ca_crl
 from protocols import iaca
-from protocols.iaca import crl as iaca_crl
 
 CURVES = {"p256": ec.SECP256R1, "p384": ec.SECP384R1}
 CA_YEARS = 10
@@ -163,7 +163,7 @@ class ReaderCrlUpdate:
     number: int
     this_update: dt.datetime
     next_update: dt.datetime
-    entries: tuple[iaca_crl.Revoked, ...]
+    entries: tuple[ca_crl.Revoked, ...]
     added: tuple[int, ...]
     already: tuple[int, ...]
 
@@ -183,28 +183,28 @@ def update_reader_crl(
     time now, thisUpdate now, nextUpdate ``days`` later, the cRLNumber one above the old.
     Written whole or not at all (a temporary file renamed over the old). Raises
     :class:`ReaderPkiError`."""
-    if reason not in iaca_crl.REASONS:
-        raise ReaderPkiError(f"--reason {reason!r}: one of {', '.join(iaca_crl.REASONS)}")
+    if reason not in ca_crl.REASONS:
+        raise ReaderPkiError(f"--reason {reason!r}: one of {', '.join(ca_crl.REASONS)}")
     if days < 1:
         raise ReaderPkiError(f"--days {days}: at least 1")
     crl_path = Path(crl_path)
     ca_cert, ca_key = _load_ca(Path(ca[0]), Path(ca[1]))
     now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).replace(microsecond=0)
-    entries: dict[int, iaca_crl.Revoked] = {}
+    entries: dict[int, ca_crl.Revoked] = {}
     old_number = 0
     if crl_path.exists():
         try:
-            old = iaca_crl.load(crl_path.read_bytes())
-        except (OSError, iaca_crl.CrlError) as exc:
+            old = ca_crl.load(crl_path.read_bytes())
+        except (OSError, ca_crl.CrlError) as exc:
             raise ReaderPkiError(f"{crl_path}: {exc}") from None
         if old.issuer != ca_cert.subject or not old.is_signature_valid(ca_key.public_key()):
             raise ReaderPkiError(f"{crl_path} is not a CRL of {ca_cert.subject.rfc4514_string()} (its issuer or "
                                  "signature): not overwritten")
         try:
-            entries = {e.serial_number: iaca_crl.Revoked.of(e) for e in old}
-        except iaca_crl.CrlError as exc:
+            entries = {e.serial_number: ca_crl.Revoked.of(e) for e in old}
+        except ca_crl.CrlError as exc:
             raise ReaderPkiError(f"{crl_path}: {exc}") from None
-        old_number = iaca_crl.number(old) or 0
+        old_number = ca_crl.number(old) or 0
     added, already = [], []
     for path in revoke:
         try:
@@ -218,14 +218,14 @@ def update_reader_crl(
             if cert.serial_number in entries:
                 already.append(cert.serial_number)
             else:
-                entries[cert.serial_number] = iaca_crl.Revoked(cert.serial_number, now, reason)
+                entries[cert.serial_number] = ca_crl.Revoked(cert.serial_number, now, reason)
                 added.append(cert.serial_number)
     listed = tuple(sorted(entries.values(), key=lambda r: (r.revoked_at, r.serial_number)))
     number = old_number + 1
     try:
-        builder = iaca_crl.crl_builder(ca_cert, number=number, this_update=now,
+        builder = ca_crl.crl_builder(ca_cert, number=number, this_update=now,
                                        next_update=dt.timedelta(days=days), revoked=listed)
-    except iaca_crl.CrlError as exc:
+    except ca_crl.CrlError as exc:
         raise ReaderPkiError(str(exc)) from None
     crl = builder.sign(ca_key, iaca.hash_for_key(ca_key))
     tmp = crl_path.with_name(f".{crl_path.name}.{os.getpid()}.tmp")

@@ -25,13 +25,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from protocols import certs
-from protocols.iaca import crl as iaca_crl
+from protocols import crl as ca_crl
 from protocols.mdoc import Check, DocumentContext
 from reader.crl_cache import CrlCache
 from reader.fetch import IACA_CRL_MAX_BYTES, FetchError, fetch, new_client
 
 DS_REVOCATION = "ds_revocation"
-SKEW = iaca_crl.SKEW
+SKEW = ca_crl.SKEW
 #: A kept CRL is fetched again after this even when its nextUpdate is later (or absent:
 #: RFC 5280 requires one).
 DEFAULT_MAX_AGE = dt.timedelta(hours=1)
@@ -121,17 +121,17 @@ class DsCrlCheck:
             except CrlFetchError as exc:
                 return f"IACA CRL unavailable: {exc}"
             try:
-                crl = iaca_crl.load(data)
-            except iaca_crl.CrlError as exc:
+                crl = ca_crl.load(data)
+            except ca_crl.CrlError as exc:
                 return f"IACA CRL at {url} does not parse: {exc}"
-            why = iaca_crl.judge(crl, iaca, now, what="the IACA")
+            why = ca_crl.judge(crl, iaca, now, what="the IACA")
             return f"IACA CRL at {url}: {why}" if why else crl
 
         return self.crls.get((url, iaca.fingerprint(hashes.SHA256())), now, fetch_verified)
 
 
 def _revoked(entry: x509.RevokedCertificate, url: str) -> str:
-    return f"{iaca_crl.revocation_text(entry)} (IACA CRL {url})"
+    return f"{ca_crl.revocation_text(entry)} (IACA CRL {url})"
 
 
-_text = iaca_crl.text
+_text = ca_crl.text

@@ -47,8 +47,8 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from protocols import certs, tsp
-from protocols.iaca.crl import judge as crl_judge
-from protocols.iaca.crl import reason_flag, revocation_text
+from protocols.crl import judge as crl_judge
+from protocols.crl import reason_flag, revocation_text
 from protocols.jpki.cms import verify_detached_signature
 from protocols.jpki.errors import JpkiError
 from protocols.jpki.parse import classify, load_certificate, read_basic_four

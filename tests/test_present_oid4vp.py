@@ -293,13 +293,13 @@ def test_a_verifier_whose_certificate_its_ca_revoked_is_not_trusted(world):
     from cryptography.hazmat.primitives import hashes
     from test_present_kit import T0, reader_pki
 
-    from protocols.iaca import crl as iaca_crl
+    from protocols import crl as ca_crl
     from wallet_sim.consent import InteractiveConsent
     from wallet_sim.reader_crls import ReaderCrls
 
     pki = reader_pki("Shop Web Verifier", ca_cn="Shop CA", dns="shop.example", eku=False)
-    listed = iaca_crl.crl_builder(pki.ca, number=7, this_update=T0, next_update=dt.timedelta(days=7), revoked=[
-        iaca_crl.Revoked(pki.leaf.serial_number, T0, "keyCompromise")]).sign(pki.ca_key, hashes.SHA256())
+    listed = ca_crl.crl_builder(pki.ca, number=7, this_update=T0, next_update=dt.timedelta(days=7), revoked=[
+        ca_crl.Revoked(pki.leaf.serial_number, T0, "keyCompromise")]).sign(pki.ca_key, hashes.SHA256())
     se = wallet_sim.open_secure_element(world["phone"], world["home"])
     shown = []
     w = Wallet(se.transmit, InteractiveConsent(ask=lambda q: "y", show=shown.append), clock=Clock(),

@@ -26,7 +26,7 @@ from mcred.cli.main import app
 from mcred.present import present_in_process, reader_crls
 from mcred.reader_pki import ReaderPkiError, update_reader_crl
 from protocols import cose
-from protocols.iaca import crl as iaca_crl
+from protocols import crl as ca_crl
 from reader.session import ReaderSession, RequestSpec
 from wallet_sim.consent import InteractiveConsent, RulesConsent
 from wallet_sim.reader_crls import ReaderCrlError, ReaderCrls
@@ -75,7 +75,7 @@ def test_the_crl_lists_what_was_revoked_and_openssl_reads_it(tmp_path):
     assert code == 0 and third["number"] == 3 and third["already"] == [serial] and len(third["added"]) == 1
     assert {e["serial"]: e["reason"] for e in third["entries"]} == {serial: "keyCompromise",
                                                                      third["added"][0]: "cessationOfOperation"}
-    listed = iaca_crl.load((tmp_path / "reader-ca.crl").read_bytes())
+    listed = ca_crl.load((tmp_path / "reader-ca.crl").read_bytes())
     assert listed.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier)
     if shutil.which("openssl"):
         der = str(tmp_path / "reader-ca.crl")
@@ -274,10 +274,10 @@ def test_update_reader_crl_refuses_a_bad_window(tmp_path):
     made = reader(tmp_path)
     with pytest.raises(ReaderPkiError, match="--days 0"):
         update_reader_crl(tmp_path / "c.crl", (made["reader_ca"], made["reader_ca_key"]), days=0)
-    with pytest.raises(iaca_crl.CrlError, match="listed twice"):
+    with pytest.raises(ca_crl.CrlError, match="listed twice"):
         ca = x509.load_pem_x509_certificate(open(made["reader_ca"], "rb").read())
-        iaca_crl.crl_builder(ca, number=1, this_update=NOW(), next_update=dt.timedelta(days=1),
-                             revoked=[iaca_crl.Revoked(5, NOW()), iaca_crl.Revoked(5, NOW())])
+        ca_crl.crl_builder(ca, number=1, this_update=NOW(), next_update=dt.timedelta(days=1),
+                             revoked=[ca_crl.Revoked(5, NOW()), ca_crl.Revoked(5, NOW())])
 
 
 def test_reader_auth_reports_revocation_as_its_own_check(tmp_path):

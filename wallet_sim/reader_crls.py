@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from cryptography import x509
 
-from protocols.iaca import crl as iaca_crl
+from protocols import crl as ca_crl
 
 
 class ReaderCrlError(ValueError):
@@ -94,14 +94,14 @@ class ReaderCrls:
             return f"{who}: no revocation list of reader CA {ca} is held, so it cannot be checked"
         refused = []
         for crl in of_ca:
-            why = iaca_crl.judge(crl, issuer, now, what="the reader CA")
+            why = ca_crl.judge(crl, issuer, now, what="the reader CA")
             if why is not None:
                 refused.append(why)
                 continue
             entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
             if entry is None:
                 return None
-            return f"{who} {iaca_crl.revocation_text(entry)} on reader CA {ca}'s CRL{_numbered(crl)}"
+            return f"{who} {ca_crl.revocation_text(entry)} on reader CA {ca}'s CRL{_numbered(crl)}"
         return f"{who}: no current revocation list of reader CA {ca}: {refused[0]}"
 
 
@@ -109,16 +109,16 @@ def _parsed(named: Iterable[tuple[str, bytes]]) -> list[x509.CertificateRevocati
     out = []
     for name, data in named:
         try:
-            out.append(iaca_crl.load(data))
-        except iaca_crl.CrlError as exc:
+            out.append(ca_crl.load(data))
+        except ca_crl.CrlError as exc:
             raise ReaderCrlError(f"{name}: {exc}") from None
     return out
 
 
 def _newest_first(crl: x509.CertificateRevocationList) -> tuple[int, float]:
-    return -(iaca_crl.number(crl) or 0), -crl.last_update_utc.timestamp()
+    return -(ca_crl.number(crl) or 0), -crl.last_update_utc.timestamp()
 
 
 def _numbered(crl: x509.CertificateRevocationList) -> str:
-    n = iaca_crl.number(crl)
+    n = ca_crl.number(crl)
     return "" if n is None else f" number {n}"

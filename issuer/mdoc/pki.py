@@ -28,8 +28,8 @@ from issuer.db import IssuerKey
 from issuer.keystore import CoseSignerAdapter, KeyStoreError
 from issuer.mdoc.errors import MdocKeyError, MdocKeysMissing, SignerRevocationError, UnknownSigner
 from issuer.mdoc.models import IacaCrl, IdentifierListToken, StatusListToken
+from protocols import crl as ca_crl
 from protocols import iaca
-from protocols.iaca import crl as iaca_crl
 
 PURPOSE_IACA = "iaca"
 PURPOSE_DS = "ds"
@@ -315,9 +315,9 @@ class MdocPki:
                 return self._crl(stored.body)  # another process rebuilt it meanwhile
         this_update = now.astimezone(dt.UTC).replace(microsecond=0)
         number = max((stored.crl_number + 1) if stored else 1, int(this_update.timestamp()))
-        builder = iaca_crl.crl_builder(
+        builder = ca_crl.crl_builder(
             root.certificate, number=number, this_update=this_update, next_update=next_update,
-            revoked=[iaca_crl.Revoked(cert.serial_number, row.revoked_at, row.revocation_reason or "unspecified")
+            revoked=[ca_crl.Revoked(cert.serial_number, row.revoked_at, row.revocation_reason or "unspecified")
                      for cert, row in self.revoked_signers(session, root.certificate, now)])
         crl = self.keystore.signer(root.label).sign_crl(builder)
         body = crl.public_bytes(serialization.Encoding.DER)

@@ -1,5 +1,7 @@
-"""CRLs of the mdoc PKI's certification authorities (RFC 5280 5): the IACA's (document and
-status-list signers) and a reader CA's (reader authentication certificates, Annex B.1.7).
+"""CRLs of the certification authorities other than the JPKI roots (RFC 5280 5): the IACA's
+(document and status-list signers), a reader CA's (reader authentication certificates,
+ISO/IEC 18013-5 Annex B.1.7) and the time-stamping root's (TSA units). The JPKI CAs'
+partitioned CRLs, with certificateHold, are :mod:`protocols.jpki.crl`.
 
 Building: :func:`crl_builder` gives an unsigned :class:`x509.CertificateRevocationListBuilder`
 with what RFC 5280 5.2 requires of a conforming CA (authorityKeyIdentifier, cRLNumber) and
@@ -17,8 +19,6 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from protocols.iaca.errors import IacaError
-
 #: Clocks of an issuer and of a relying party may differ by this much.
 SKEW = dt.timedelta(minutes=5)
 
@@ -35,7 +35,7 @@ REASONS: dict[str, x509.ReasonFlags] = {
 }
 
 
-class CrlError(IacaError):
+class CrlError(ValueError):
     """A CRL cannot be read or built; the message says why."""
 
 
