@@ -728,7 +728,8 @@ def moved(env: Env, i: int) -> SubjectReport:
     """転居 (異動): the holder moves to another municipality. The signing certificate (it
     carries the address) is superseded and re-issued with the new address on a new SE key,
     the mdoc re-issued; the user-authentication certificate, which carries no basic four
-    data, keeps working, and so does a lease signed with a time-stamp before the move."""
+    data, keeps working, and so does a lease signed with a time-stamp before the move (and
+    an XML filing, XAdES B-T, where the xml extra is installed)."""
     from protocols.jpki.cms import verify_detached_signature
     from protocols.jpki.parse import read_basic_four
 
@@ -737,6 +738,8 @@ def moved(env: Env, i: int) -> SubjectReport:
     captured = _capture(env, rep, r)
     # a lease signed before the move, with a signature time-stamp (CAdES-T)
     stamped = rep.timed("sign with a time-stamp", lambda: env.sign(r.phone_id, r.password, timestamp=True))
+    # and a filing (XAdES B-T), where the xml extra is installed
+    filing = rep.timed("sign a filing with a time-stamp", lambda: env.sign_xml(r.phone_id, r.password))
     stamped_at = time.monotonic()
     address = f"大阪府大阪市北区中之島1-3-20 mv-{i}"
     actions = HandoverActions(env.ctx, key_type=env.key_type, mdoc_batch=env.mdoc_batch)
@@ -754,6 +757,10 @@ def moved(env: Env, i: int) -> SubjectReport:
     _require(ok and "after the signature's time-stamp" in why,
              f"{r.phone_id}: the lease time-stamped before the move is refused: {why}")
     rep.final["signed_before_move"] = "accepted: its time-stamp is before the certificate's revocation"
+    if filing is not None:
+        ok, why = env.rp_xml_verdict(filing)
+        _require(ok, f"{r.phone_id}: the filing (XAdES B-T) signed before the move is refused: {why}")
+        rep.final["filing_signed_before_move"] = "accepted: XAdES B-T, stamped before the revocation"
     _accepted(env, r.phone_id, r.password, "moved phone")
     signer = verify_detached_signature(env.sign(r.phone_id, r.password), CONTENT).signer_certificate
     got = read_basic_four(signer).address
