@@ -66,6 +66,7 @@ def test_scenario(env, scenario):
         assert subject.final["login_after_move"].startswith("accepted")
         assert subject.final["new_signing_certificate"] == "carries the new address"
         assert subject.final["signed_before_move"].startswith("accepted: its time-stamp is before")
+        assert subject.final["filing_signed_before_move"].startswith("accepted: XAdES B-T")  # the test extra has xml
     if scenario == "lost_found":
         assert "cessationOfOperation" in subject.final["old_signature_after_found"]
     md = render_markdown([report])
