@@ -6,12 +6,14 @@ the live issuer), `POST /rp/jpki/verify-xml`, and `--rp`.
 
 xmlsec1 (libxmlsec1 over OpenSSL, the reference C implementation) is the second opinion: it
 verifies our signatures, both key types, plain and XAdES, with the JPKI root as its only
-trust. Changes after signing, a signature moved into a wrapper (signature wrapping), a
+trust. xadesjs (TypeScript, over WebCrypto) is the third: it verifies ours, XAdES B-T
+included, and we verify what it signs. Changes after signing, a signature moved into a wrapper (signature wrapping), a
 second signature, DTDs and entities, the user-authentication certificate and a revoked
 certificate are refused by name; hostile bytes are verdicts, never crashes."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 import subprocess
@@ -22,6 +24,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from node_bridge import NodeBridge
 from test_rp_http import run_cli
 
 import wallet_sim
@@ -122,6 +125,69 @@ def test_xmlsec1_verifies_our_signatures(world, tmp_path, key_type, xades):
     bad = subprocess.run(["xmlsec1", "--verify", "--trusted-pem", str(world["roots_pem"]), str(path)],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0
+
+
+XADESJS = NodeBridge("xadesjs", "xadesjs", "verify.mjs")
+
+
+@pytest.mark.parametrize("key_type", ["p384", "rsa2048"])
+@pytest.mark.parametrize("form", ["xmldsig", "xades", "xades-t"])
+def test_xadesjs_verifies_our_signatures(world, key_type, form):
+    """xadesjs (PeculiarVentures, over xmldsigjs and node's WebCrypto), a second independent
+    implementation: the signature and every reference, and for XAdES the SigningTime it reads
+    and the unsigned properties it finds (the SignatureTimeStamp)."""
+    if (why := XADESJS.unavailable()) is not None:
+        pytest.skip(f"xadesjs interop: {why}")
+    signed = world["signed"][("p384", "T")] if form == "xades-t" and key_type == "p384" else \
+        world["signed"][(key_type, form != "xmldsig")] if form != "xades-t" else None
+    if signed is None:
+        signed = sign_xml_file(world["phones"][key_type], PASSWORD.encode(), FILING, world["home"], xades=True,
+                               stamper=Stamper.local(world["ctx"]))
+    answer = XADESJS.call({"verify": signed.decode()})
+    assert answer["valid"] is True and answer["signatures"] == 1, answer
+    if form != "xmldsig":
+        claimed = verify_enveloped(signed).claimed_signing_time
+        assert answer["signingTime"] == claimed.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        assert answer["unsignedProperties"] == (1 if form == "xades-t" else 0)
+    changed = signed.replace("山田 次郎</氏名>".encode(), "山田 三郎</氏名>".encode())
+    assert XADESJS.call({"verify": changed.decode()})["valid"] is False
+
+
+@pytest.mark.parametrize("key_type", ["p384", "rsa2048"])
+def test_we_read_xadesjs_signatures(key_type):
+    """The other way: a filing signed by xadesjs (XAdES-BES, SigningCertificate v1 with its
+    IssuerSerial) verifies here, its SigningTime read; one whose reference omits URI (xadesjs's
+    default) is refused by name, and so is one changed after signing."""
+    if (why := XADESJS.unavailable()) is not None:
+        pytest.skip(f"xadesjs interop: {why}")
+    import base64
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP384R1()) if key_type == "p384" else rsa.generate_private_key(65537, 2048)
+    now = dt.datetime.now(dt.UTC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "xadesjs peer")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA256()))
+    request = {"sign": FILING.decode(), "uri": "",
+               "pkcs8": base64.b64encode(key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                                           serialization.NoEncryption())).decode(),
+               "certificate": base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode(),
+               **({"algorithm": "ECDSA", "namedCurve": "P-384", "hash": "SHA-384"} if key_type == "p384"
+                  else {"algorithm": "RSASSA-PKCS1-v1_5", "hash": "SHA-256"})}
+    document = XADESJS.call(request)["xml"].encode()
+    parsed = verify_enveloped(document)
+    assert parsed.xades and parsed.signer_certificate == cert and parsed.root == "{urn:example:e-gov:tennyu}申請書"
+    assert abs(parsed.claimed_signing_time - now) < dt.timedelta(minutes=1)
+    with pytest.raises(XmlSignatureError, match="does not verify"):
+        verify_enveloped(document.replace("山田 次郎</氏名>".encode(), "山田 三郎</氏名>".encode()))
+    implied = XADESJS.call({**request, "uri": None})["xml"].encode()
+    with pytest.raises(XmlSignatureError, match="the first reference has no URI"):
+        verify_enveloped(implied)
 
 
 def test_what_is_wrong_is_named(world):

@@ -272,6 +272,9 @@ def verify_enveloped(document: bytes) -> XmlSignature:
     if signature.getparent() is not root:
         raise XmlSignatureError("the ds:Signature is not a child of the document's root: not an enveloped signature")
     references = signature.findall(f"{{{_DS}}}SignedInfo/{{{_DS}}}Reference")
+    if references and references[0].get("URI") is None:
+        raise XmlSignatureError('the first reference has no URI (the object left to the application, as some '
+                                'signers write it): a JPKI relying party takes URI="", the whole document')
     if not references or references[0].get("URI") != "":
         raise XmlSignatureError('the first reference is not URI="" (the whole document): what is signed '
                                 "must be the document itself")
