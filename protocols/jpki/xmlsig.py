@@ -167,8 +167,6 @@ def sign_enveloped(document: bytes, *, certificate: x509.Certificate, sign: Sign
     default now, and ``description`` of the document in its DataObjectFormat). The result is
     UTF-8 with an XML declaration. Raises :class:`XmlSignatureError` for what is not XML or
     not signable (a DTD, entities, a root that already carries a signature)."""
-    if len(document) > XML_MAX_BYTES:
-        raise XmlSignatureError(f"document of {len(document)} bytes: at most {XML_MAX_BYTES}")
     key_type = KeyType.of(certificate.public_key())
     signature_method, digest_method = ALGORITHMS[key_type]
     signer_class, _, xades_class, _ = _classes()
