@@ -18,7 +18,11 @@ P-256 root (as the installation's TSA makes them):
    (the token, the unit's certificate) and two SHA-256s.
 5. ``verify token, pyHanko``: ``validate_tst_signed_data`` with a validation context
    trusting the root (the peer). Same floor.
-6. ``CAdES-T signature, relying party``: :func:`reader.relying_party.verify` of a P-384
+6. ``stamp, as a signer asks``: :meth:`mcred.timestamps.Stamper.exchange` on that TSA in
+   the same process, what ``mcred jpki sign --timestamp`` does: the request built, row 1,
+   the token taken out of the response and verified under the root with its nonce. Floor:
+   rows 1's and 4's.
+7. ``CAdES-T signature, relying party``: :func:`reader.relying_party.verify` of a P-384
    JPKI-shaped signature with its time-stamp, revocation ``none``, next to the same
    signature without the time-stamp: what the time-stamp adds.
 
@@ -49,6 +53,7 @@ def main() -> dict:
     from cryptography.x509.oid import NameOID
 
     from issuer.tsa import TimeStampAuthority
+    from mcred.timestamps import Stamper
     from protocols import tsp
     from protocols.jpki.cms import build_detached_signature
     from reader.relying_party import verify
@@ -151,8 +156,16 @@ def main() -> dict:
     stamped = add_signature_timestamp(cms, tsp.token_of_response(authority.respond(
         tsp.build_request(tsp.digest("sha256", signature_value(cms))))))
 
+    stamper = Stamper(authority.respond, "bench", tuple(roots))
+
+    def floor_exchange() -> None:
+        floor_stamp()
+        floor_verify()
+
     fns = {
         "stamp": lambda: authority.respond(request_der),
+        "exchange": lambda: stamper.exchange(data),
+        "floor exchange": floor_exchange,
         "grant": lambda: tsp.grant(request, unit=unit, serial=99, gen_time=now),
         "floor stamp": floor_stamp,
         "verify": lambda: tsp.verify_token(token, data=data, roots=roots, nonce=nonce),
@@ -168,6 +181,7 @@ def main() -> dict:
         rows += [("stamp, RSA-2048, protocols.tsp", times["ours rsa"], times["floor rsa"]),
                  ("stamp, RSA-2048, pyHanko's Dummy", times["peer stamp"], times["floor rsa"])]
     rows.append(("verify token, ours", times["verify"], times["floor verify"]))
+    rows.append(("stamp, as a signer asks", times["exchange"], times["floor exchange"]))
     if peer:
         rows.append(("verify token, pyHanko", times["peer verify"], times["floor verify"]))
     print(f"RFC 3161 time-stamps, P-256 TSA unit, median of {args.runs}, one process")
