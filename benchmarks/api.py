@@ -22,7 +22,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,8 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from benchmarks.scratch import free_port
 
 PG_URL = os.environ.get("MCRED_BENCH_POSTGRES_URL", os.environ.get(
     "MCRED_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
@@ -141,12 +142,6 @@ def pg_schema(url: str) -> tuple[str, Callable[[], None]]:
 
     sep = "&" if "?" in url else "?"
     return f"{url}{sep}options=-csearch_path%3D{name}", drop
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def _in_process(ctx, jobs: int, seconds: float) -> tuple[dict, bytes, str]:  # noqa: ANN001
@@ -274,7 +269,7 @@ def _floor(port: int, workers: int, seconds: float, procs: int, threads: int) ->
         proc.wait(15)
 
 
-def _serve(home: Path, url: str, port: int, workers: int, job_threads: int):  # noqa: ANN202
+def serve(home: Path, url: str, port: int, workers: int, job_threads: int):  # noqa: ANN202
     env = dict(os.environ, MCRED_HOME=str(home), MCRED_DATABASE_URL=url,
                MCRED_JOB_WORKERS=str(job_threads))
     proc = subprocess.Popen(
@@ -323,15 +318,15 @@ def main(argv: list[str] | None = None) -> int:
             issuer_port(ctx)  # CAs and IACA set up once, before any worker starts
             _, token = create_token(ctx.sessions, ["operator"], "benchmark")
             inproc, der, list_id = _in_process(ctx, args.jobs, args.seconds)
-            port = _free_port()
-            proc = _serve(home, url, port, args.workers, args.job_threads)
+            port = free_port()
+            proc = serve(home, url, port, args.workers, args.job_threads)
             http = _over_http(f"http://{HOST}:{port}", token, args.jobs, args.seconds, der,
                               list_id, args.client_procs, args.client_threads, args.workers)
             ctx.engine.dispose()
             proc.terminate()
             proc.wait(15)
             proc = None
-            floor = _floor(_free_port(), args.workers, args.seconds, args.client_procs,
+            floor = _floor(free_port(), args.workers, args.seconds, args.client_procs,
                            args.client_threads)
     finally:
         if proc is not None:

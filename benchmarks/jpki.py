@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -36,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 
+from benchmarks.scratch import free_port
 from benchmarks.timing import rate
 
 
@@ -164,12 +164,6 @@ def bench_pure_build_crl(sizes: list[int]) -> list[tuple[int, float]]:
     return out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def bench_ocsp(tmp: Path, seconds: float) -> dict:
     import httpx
     import uvicorn
@@ -193,7 +187,7 @@ def bench_ocsp(tmp: Path, seconds: float) -> dict:
     in_process = _rate(lambda: issuer.ocsp_respond(der), seconds)
     app = FastAPI()
     app.include_router(jpki_router(lambda: issuer))
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -277,7 +271,7 @@ def bench_openssl_ocsp(tmp: Path, seconds: float) -> float | None:
             .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=5))
             .sign(ca_key, hashes.SHA256()))
     (d / "index.txt").write_text("V\t301231000000Z\t\t77\tunknown\t/CN=l\n")
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(["openssl", "ocsp", "-index", "index.txt", "-port", str(port),
                                "-rsigner", "ca.pem", "-rkey", "ca.key", "-CA", "ca.pem", "-ignore_err"],
                               cwd=d, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -324,7 +318,7 @@ def bench_ocsp_service(tmp: Path, seconds: float) -> float | None:
     cert = x509.load_der_x509_certificate(done.sign_certificate)
     root = x509.load_der_x509_certificate(done.sign_ca)
     der = ocsp.OCSPRequestBuilder().add_certificate(cert, root, hashes.SHA256()).build().public_bytes(Encoding.DER)
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "mcred.cli.main", "serve", "--port", str(port)],
                               env={**os.environ, "MCRED_HOME": str(home)},
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

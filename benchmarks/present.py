@@ -86,6 +86,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 import wallet_sim
+from benchmarks.scratch import free_port
 from benchmarks.timing import interleaved, median_time
 from issuer.mdoc.issuance import device_key_from_spki, sign_card_substitute
 from issuer.mdoc.pki import ActiveKey
@@ -181,12 +182,6 @@ def _verifier_certificate():
             .add_extension(x509.SubjectAlternativeName([x509.DNSName(ORIGIN.split("://")[1])]), critical=False)
             .sign(key, hashes.SHA256()))
     return cose.key_signer(key), [cert.public_bytes(Encoding.DER)]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _reader_config(app, port: int):
@@ -305,7 +300,7 @@ def main() -> int:
 
         http_runs = max(20, runs // 2)
         # the reader as deployed: a process of its own
-        port = _free_port()
+        port = free_port()
         reader = multiprocessing.get_context("spawn").Process(
             target=_reader_process, args=(iaca_cert.public_bytes(Encoding.DER), token, port), daemon=True)
         reader.start()
@@ -352,7 +347,7 @@ def main() -> int:
             reader.join(5)
 
         # the former setup: the reader in a thread of this process (one GIL for both sides)
-        port = _free_port()
+        port = free_port()
         server = uvicorn.Server(_reader_config(reader_app(ReaderService(pipeline, [request])), port))
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()

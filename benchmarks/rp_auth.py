@@ -13,7 +13,11 @@ Rows (a P-384 user-authentication certificate, as a phone provisioned with ``p38
    issuer service as an ASGI app; the responder signs with its own P-384 key). Floor: the
    two verifications, the responder's signature and its verification, and the verification
    of the delegated responder certificate.
-4. ``login (phone + RP)``: the phone's part too: the PIN verified in the simulated SE, the
+4. ``verify + OCSP, HTTP``: row 3 with the issuer's service as a deployment runs it
+   (``uvicorn --factory mcred.service:app_from_env``, one worker, another process) and the
+   relying party asking it over a keep-alive HTTP connection on 127.0.0.1. Same floor.
+   Row 3 pays Starlette's TestClient thread portal instead of a socket.
+5. ``login (phone + RP)``: the phone's part too: the PIN verified in the simulated SE, the
    user-authentication certificate read, the nonce signed by the SE's key; then row 1.
    Floor: row 1's plus one ECDSA P-384 signature.
 
@@ -30,7 +34,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from benchmarks.scratch import scratch_context
+from benchmarks.scratch import free_port, scratch_context
 from benchmarks.timing import rate
 
 HOLDER = {"family_name": "速度", "given_name": "計測", "family_name_kana": "そくど",
@@ -55,6 +59,9 @@ def main() -> dict:
     from reader.relying_party import RelyingPartyService
     from reader.rp_auth import MemoryChallengeStore, SqlChallengeStore
 
+    # the issuer's public URL is where the HTTP row's server listens: certificates carry it
+    port = free_port()
+    os.environ["MCRED_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
     tmp, ctx = scratch_context("mcred-rp-auth-")
     pid = wallet_sim.create_phone(ctx.home)
     provision(ctx, pid, parse_holder(HOLDER), key_type="p384", mdoc_batch=1, pin="1234", password="BENCH123")
@@ -134,6 +141,19 @@ def main() -> dict:
     rows = [("verify, memory", rate_excluding(rp_only(memory), args.seconds), floor2),
             ("verify, SQLite", rate_excluding(rp_only(sql), args.seconds), floor2),
             ("verify + OCSP", rate_excluding(rp_only(with_ocsp, "ocsp"), args.seconds), floor_ocsp)]
+    import httpx
+
+    from benchmarks.api import serve
+
+    server = serve(ctx.home, ctx.database, port, 1, 1)
+    try:
+        with httpx.Client(timeout=30) as http:
+            over_http = RelyingPartyService(roots, client=http)
+            rows.append(("verify + OCSP, HTTP", rate_excluding(rp_only(over_http, "ocsp"), args.seconds),
+                         floor_ocsp))
+    finally:
+        server.terminate()
+        server.wait(15)
 
     def login() -> None:
         ch = memory.challenge()

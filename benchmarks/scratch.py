@@ -40,3 +40,12 @@ def software_key(key_type: str):  # noqa: ANN201 - (sign, verify, hash algorithm
             key.public_key().verify(signature, data, ec.ECDSA(digest))
 
     return sign, verify, digest
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -49,7 +49,7 @@ def _run(*args: str) -> str:
                               "stamp, RSA-2048, pyHanko's Dummy", "verify token, ours", "verify token, pyHanko",
                               "CAdES-T signature, relying party")),
     (("rp_auth", "--seconds", "0.05"), ("verify, memory", "verify, SQLite", "verify + OCSP",
-                                        "login (phone + RP)")),
+                                        "verify + OCSP, HTTP", "login (phone + RP)")),
     (("request", "--runs", "3"), ("readerAuth per DocRequest (3 signs)", "readerAuthAll (1 sign)",
                                   "wallet verifies, readerAuthAll", "readerAuthAll against a readerAuth each")),
     (("linkage", "--holders", "12", "--runs", "1"), ("issuer: successors(), SQLite", "issuer: POST /jpki/linkage",
