@@ -28,6 +28,7 @@ from node_bridge import NodeBridge
 from test_rp_http import run_cli
 
 import wallet_sim
+from issuer.api.auth import create_token
 from mcred.jpki_flow import se_signer, sign_xml_file
 from mcred.provision import parse_holder, provision
 from mcred.timestamps import Stamper, time_stamp_authority, wait_clear_of_stamp
@@ -333,6 +334,16 @@ def test_the_relying_party_service_and_rp_flag(world, tmp_path):
     assert not embedded["valid"] and "needs a signature time-stamp" in _checks(embedded)["revocation"]["reason"]
     refused = httpx.post(url, content=b"<a/>", headers={"Content-Type": "application/xml"}, timeout=30)
     assert refused.status_code == 200 and not refused.json()["valid"]
+    # the issuer service's own relying party (/reader, scope reader) trusts the installation's
+    # TSA: a XAdES B-T filing is judged at its time-stamp there
+    token = create_token(world["ctx"].sessions, ["reader"], "xml-test")[1]
+    at_issuer = world["issuer_url"] + "/reader/rp/jpki/verify-xml"
+    stamped = httpx.post(at_issuer, content=world["signed"][("p384", "T")], timeout=30,
+                         headers={"Content-Type": "application/xml", "Authorization": f"Bearer {token}"})
+    assert stamped.status_code == 200 and stamped.json()["valid"], stamped.text
+    assert _checks(stamped.json())["signature_timestamp"]["passed"]
+    assert httpx.post(at_issuer, content=signed, headers={"Content-Type": "application/xml"},
+                      timeout=30).status_code == 401
     path = tmp_path / "posted.xml"
     path.write_bytes(signed)
     result = json.loads(run_cli("jpki", "verify", str(path), "--rp", world["reader_url"], "--json"))
