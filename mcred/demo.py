@@ -109,24 +109,22 @@ def run_demo(ctx: Context, say: Say, *, key_type: str = "p384") -> dict:
             assert ok, why
             say("    ... and signs a lease with a signature time-stamp from the issuer's TSA (RFC 3161, "
                 "CAdES-T): the relying party verifies the time-stamp and judges the certificate at it.")
-            signed_pdf = env.sign_pdf(r.phone_id, r.password)
-            if signed_pdf is None:
-                say("    ... (a contract PDF signed inside too, with the pdf extra: pip install 'mcred[pdf]')")
-            else:
-                ok, why = env.rp_pdf_verdict(signed_pdf)
+            # documents signed inside, where their extra is installed (None: it is not)
+            for signed, verdict, missing, done in (
+                    (env.sign_pdf(r.phone_id, r.password), env.rp_pdf_verdict,
+                     "a contract PDF signed inside too, with the pdf extra: pip install 'mcred[pdf]'",
+                     "signs a contract PDF inside it (PAdES: pyHanko writes the PDF, the SE signs); the relying "
+                     "party finds the signature covers the whole file and verifies it the same way"),
+                    (env.sign_xml(r.phone_id, r.password), env.rp_xml_verdict,
+                     "an XML filing signed inside too, with the xml extra: pip install 'mcred[xml]'",
+                     "signs an XML filing as e-Gov and e-Tax filings are signed (XAdES B-T: an enveloped signature "
+                     "over the whole document, SignedInfo signed in the SE, then time-stamped); the relying party")):
+                if signed is None:
+                    say(f"    ... ({missing})")
+                    continue
+                ok, why = verdict(signed)
                 assert ok, why
-                say(f"    ... and signs a contract PDF inside it (PAdES: pyHanko writes the PDF, the SE signs); "
-                    f"the relying party finds the signature covers the whole file and verifies it the same way: "
-                    f"{why}.")
-            signed_xml = env.sign_xml(r.phone_id, r.password)
-            if signed_xml is None:
-                say("    ... (an XML filing signed inside too, with the xml extra: pip install 'mcred[xml]')")
-            else:
-                ok, why = env.rp_xml_verdict(signed_xml)
-                assert ok, why
-                say(f"    ... and signs an XML filing as e-Gov and e-Tax filings are signed (XAdES B-T: an enveloped "
-                    f"signature over the whole document, SignedInfo signed in the SE, then time-stamped); the "
-                    f"relying party: {why}.")
+                say(f"    ... and {done}: {why}.")
         ok, why = env.login(r.phone_id, r.pin)
         assert ok, why
         say(f"    ... and logs in with its user-authentication certificate (利用者証明): the relying "
