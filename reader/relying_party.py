@@ -578,8 +578,15 @@ class RelyingPartyService:
 
     def verify_xml(self, document: bytes, *, revocation: str = "ocsp") -> dict[str, Any]:
         """The enveloped signature of an XML document (:func:`reader.jpki_xml.verify_xml`) at
-        the service's clock. Raises ImportError when signxml (the ``xml`` extra) is missing."""
+        the service's clock; an unexpected failure on hostile bytes is a failed ``signature``
+        check, never an exception. Raises ImportError when signxml (the ``xml`` extra) is
+        missing."""
         from reader.jpki_xml import verify_xml
 
-        return verify_xml(document, roots=self.roots(), revocation=revocation, at=self.clock(),
-                          client=self.client, crl_cache=self.crl_cache, tsa_roots=self.tsa_roots())
+        try:
+            return verify_xml(document, roots=self.roots(), revocation=revocation, at=self.clock(),
+                              client=self.client, crl_cache=self.crl_cache, tsa_roots=self.tsa_roots())
+        except ImportError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - hostile bytes end as a refusal, as in verify
+            return _result([Check("signature", False, f"unverifiable: {type(exc).__name__}: {exc}")], None)

@@ -268,7 +268,8 @@ def test_a_time_stamped_filing_outlives_the_certificates_revocation(world, tmp_p
     assert "add --xades" in run_cli(*base, "--timestamp", "--out", str(tmp_path / "x.xml"), code=2)
     stamped, over_http = (tmp_path / "stamped.xml").read_bytes(), (tmp_path / "over-http.xml").read_bytes()
     parsed = verify_enveloped(stamped)
-    assert len(parsed.timestamps) == 1 and parsed.timestamps[0][1].startswith(b"<ds:SignatureValue xmlns=")
+    assert len(parsed.timestamps) == 1  # over the exclusive canonical form of ds:SignatureValue
+    assert parsed.timestamps[0][1].startswith(b'<ds:SignatureValue xmlns:ds="http://www.w3.org/2000/09/xmldsig#">')
 
     def verdict(path, *extra: str, code: int = 0) -> dict:
         return json.loads(run_cli("jpki", "verify", str(path), "--json", *extra, code=code))
@@ -395,3 +396,135 @@ def _content(document: bytes) -> bytes:
     root = etree.fromstring(document)
     root.remove(root.find("{http://www.w3.org/2000/09/xmldsig#}Signature"))
     return etree.tostring(root, method="c14n", with_comments=False)  # URI="" signs no comment
+
+
+def _software_signer(tmp_path_factory):  # noqa: ANN202 - (certificate, sign, trusted PEM path)
+    """A P-384 key in software with a self-signed certificate: for the property test, where the
+    SE's round trips would cost more than the documents."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP384R1())
+    now = dt.datetime.now(dt.UTC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "property signer")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA384()))
+    pem = tmp_path_factory.mktemp("signer") / "signer.pem"
+    pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return cert, (lambda data: key.sign(data, ec.ECDSA(hashes.SHA384()))), pem
+
+
+_NAMES = st.sampled_from(["a", "b", "申請", "氏名", "x-y", "z.1"])
+_TEXT = st.lists(st.sampled_from(list("ab 和&<>\"'\t\n\r]") + ["]]>", "\u3000"]), max_size=12).map("".join)
+
+
+@st.composite
+def _documents(draw, depth: int = 0) -> str:
+    """A well-formed document's root element: names (ASCII and Japanese), default and
+    prefixed namespaces (declared, redeclared, undeclared), attributes with characters that
+    must be escaped, xml:lang, text, CDATA, comments, nested to depth 3."""
+    from xml.sax.saxutils import escape, quoteattr
+
+    name = draw(_NAMES)
+    prefix = draw(st.sampled_from(["", "", "p:", "q:"]))
+    attrs = []
+    if prefix or draw(st.booleans()):
+        attrs.append(f"xmlns:{(prefix or 'p:')[:-1]}={quoteattr(draw(st.sampled_from(['urn:p', 'urn:q', 'urn:和'])))}")
+    if draw(st.booleans()):
+        attrs.append(f"xmlns={quoteattr(draw(st.sampled_from(['urn:d', 'urn:e', ''])))}" if depth else
+                     f"xmlns={quoteattr(draw(st.sampled_from(['urn:d', 'urn:e'])))}")
+    for n, value in enumerate(draw(st.lists(_TEXT, max_size=3))):
+        attrs.append(f"{'zyx'[n]}={quoteattr(value)}")
+    if draw(st.booleans()):
+        attrs.append(f"xml:lang={quoteattr(draw(st.sampled_from(['ja', 'en'])))}")
+    parts = []
+    for _ in range(draw(st.integers(0, 3 if depth < 3 else 0))):
+        kind = draw(st.sampled_from(["text", "child", "cdata", "comment"]))
+        if kind == "text":
+            parts.append(escape(draw(_TEXT)))
+        elif kind == "child":
+            parts.append(draw(_documents(depth + 1)))
+        elif kind == "cdata":
+            parts.append(f"<![CDATA[{draw(_TEXT).replace(']]>', '')}]]>")
+        else:
+            parts.append(f"<!--{draw(_TEXT).replace('--', '').rstrip('-')}-->")
+    tag = f"{prefix}{name}"
+    return f"<{tag}{''.join(' ' + a for a in attrs)}>{''.join(parts)}</{tag}>"
+
+
+@pytest.mark.skipif(shutil.which("xmlsec1") is None, reason="xmlsec1 not installed (apt-get install xmlsec1)")
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(body=_documents(), xades=st.booleans())
+def test_any_document_we_sign_verifies_here_and_in_xmlsec1(tmp_path_factory, body, xades):
+    """Canonicalization is where XML signature implementations part ways: documents with
+    namespaces declared, redeclared and undeclared, escaped characters, CRs, CDATA, comments
+    and xml:lang, signed here, verify here, in xmlsec1 and in xadesjs. It found that with
+    inclusive C14N a root carrying xml:lang or xml:space was signed over other bytes than
+    xmlsec1 canonicalizes (lxml's C14N of an element leaves out the xml:* attributes it
+    inherits; so does xadesjs), hence exclusive C14N for what we sign."""
+    document = ("<?xml version='1.0' encoding='UTF-8'?>\n" + body).encode()
+    if not hasattr(test_any_document_we_sign_verifies_here_and_in_xmlsec1, "signer"):
+        test_any_document_we_sign_verifies_here_and_in_xmlsec1.signer = _software_signer(tmp_path_factory)
+    cert, sign, pem = test_any_document_we_sign_verifies_here_and_in_xmlsec1.signer
+    try:
+        signed = sign_enveloped(document, certificate=cert, sign=sign, xades=xades)
+    except XmlSignatureError as exc:  # a namespace the generator made unbound: not well-formed
+        assert "not well-formed" in str(exc)
+        return
+    assert verify_enveloped(signed).signer_certificate == cert
+    path = tmp_path_factory.mktemp("doc") / "signed.xml"
+    path.write_bytes(signed)
+    out = subprocess.run(["xmlsec1", "--verify", "--trusted-pem", str(pem), str(path)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, (signed, out.stderr)
+    # xmldsigjs (under xadesjs) keeps a superfluous xmlns="" that C14N drops (a child
+    # undeclaring a default namespace its parent never had): such a document is left to xmlsec1
+    if b'xmlns=""' not in document and XADESJS.unavailable() is None:
+        answer = XADESJS.call({"verify": signed.decode()})
+        assert answer["valid"] is True, (signed, answer)
+
+
+@pytest.mark.skipif(shutil.which("xmlsec1") is None, reason="xmlsec1 not installed (apt-get install xmlsec1)")
+@pytest.mark.parametrize("root_attributes", ['xml:lang="ja"', 'xml:space="preserve" xml:lang="en" xmlns="urn:d"', ""])
+def test_we_read_what_xmlsec1_signs_with_inclusive_c14n(tmp_path, root_attributes):
+    """The other way round with xmlsec1: a filing whose template asks inclusive C14N 1.0,
+    signed by xmlsec1 with a key in software. Where the root carries xml:lang or xml:space,
+    SignedInfo's canonical form carries them too (C14N 1.0 section 2.4): we verify it, where
+    signxml alone (no inheritance) finds the signature does not verify."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP384R1())
+    now = dt.datetime.now(dt.UTC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "xmlsec1 signer")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA384()))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                         serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    c14n = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315"
+    template = f"""<?xml version="1.0" encoding="UTF-8"?>
+<申請書 {root_attributes}><氏名>山田 次郎</氏名><Signature xmlns="http://www.w3.org/2000/09/xmldsig#"><SignedInfo>\
+<CanonicalizationMethod Algorithm="{c14n}"/>\
+<SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384"/>\
+<Reference URI=""><Transforms><Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/>\
+<Transform Algorithm="{c14n}"/></Transforms>\
+<DigestMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#sha384"/><DigestValue/></Reference></SignedInfo>\
+<SignatureValue/><KeyInfo><X509Data/></KeyInfo></Signature></申請書>"""
+    (tmp_path / "template.xml").write_text(template, encoding="utf-8")
+    done = subprocess.run(["xmlsec1", "--sign", "--privkey-pem", f"{tmp_path / 'key.pem'},{tmp_path / 'cert.pem'}",
+                           "--output", str(tmp_path / "signed.xml"), str(tmp_path / "template.xml")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    signed = (tmp_path / "signed.xml").read_bytes()
+    parsed = verify_enveloped(signed)
+    assert parsed.signer_certificate == cert and parsed.root.endswith("申請書")
+    with pytest.raises(XmlSignatureError, match="does not verify"):
+        verify_enveloped(signed.replace("山田 次郎".encode(), "山田 三郎".encode()))

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
@@ -50,6 +51,7 @@ _ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
 _SIGNED_PROPERTIES = "http://uri.etsi.org/01903#SignedProperties"
 C14N = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315"
 EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
+_XML_NS = "{http://www.w3.org/XML/1998/namespace}"
 #: the most signature time-stamps one signature may carry
 _MAX_TIMESTAMPS = 4
 #: key type -> (SignatureMethod, DigestMethod) URIs
@@ -112,9 +114,30 @@ def _classes() -> tuple[type, type, type, type]:
     from signxml.xades import XAdESSigner, XAdESVerifier
 
     class Utf8:
+        #: the XML-namespace attributes the node signxml is about to copy apart from the
+        #: document inherited there (the ds:Signature, then each reference's target): signxml
+        #: canonicalizes SignedInfo and the references in such copies
+        _outside: dict[str, str] = {}
+
         def _tostring(self, node: Any, **kwargs: Any) -> bytes:
             kwargs.setdefault("encoding", "UTF-8")
             return etree.tostring(node, **kwargs)
+
+        def _get_signature(self, root: Any) -> Any:
+            signature = super()._get_signature(root)
+            self._outside = inherited_xml_attributes(signature)
+            return signature
+
+        def _resolve_reference(self, doc_root: Any, reference: Any, uri_resolver: Any = None) -> Any:
+            target = super()._resolve_reference(doc_root, reference, uri_resolver=uri_resolver)
+            self._outside = inherited_xml_attributes(target) if hasattr(target, "iterancestors") else {}
+            return target
+
+        def _c14n(self, nodes: Any, algorithm: Any, inclusive_ns_prefixes: Any = None) -> bytes:
+            nodes = nodes if isinstance(nodes, list) else [nodes]
+            if not algorithm.value.startswith(EXC_C14N):
+                nodes = [c14n_apex(n, self._outside) if hasattr(n, "iterancestors") else n for n in nodes]
+            return super()._c14n(nodes, algorithm, inclusive_ns_prefixes=inclusive_ns_prefixes)
 
     class Signer(Utf8, XMLSigner):
         pass
@@ -131,10 +154,79 @@ def _classes() -> tuple[type, type, type, type]:
             element = etree.SubElement(signed_signature_properties, xades_tag("SigningTime"), nsmap=self.namespaces)
             element.text = self.signing_time.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
+        def _add_reference_to_signed_info(self, sig_root: Any, node_to_reference: Any, **attrs: Any) -> None:
+            """The SignedProperties and KeyInfo references, with their canonicalization
+            written out as a Transform: signxml digests them by the signer's
+            canonicalization but writes none, and a reference without one is read with
+            inclusive C14N 1.0 (XML Signature 4.4.3.2), so an exclusive one would not verify
+            elsewhere."""
+            import base64
+
+            from signxml.util import ds_tag
+
+            reference = etree.SubElement(self._find(sig_root, "SignedInfo"), ds_tag("Reference"), nsmap=self.namespaces)
+            reference.set("URI", f"#{node_to_reference.get('Id')}")
+            for name, value in attrs.items():
+                reference.set(name, value)
+            transforms = etree.SubElement(reference, ds_tag("Transforms"), nsmap=self.namespaces)
+            etree.SubElement(transforms, ds_tag("Transform"), nsmap=self.namespaces, Algorithm=self.c14n_alg.value)
+            etree.SubElement(reference, ds_tag("DigestMethod"), nsmap=self.namespaces, Algorithm=self.digest_alg.value)
+            digest = self._get_digest(self._c14n(node_to_reference, algorithm=self.c14n_alg), algorithm=self.digest_alg)
+            etree.SubElement(reference, ds_tag("DigestValue"), nsmap=self.namespaces).text = \
+                base64.b64encode(digest).decode()
+
     class XadesVerifier(Utf8, XAdESVerifier):
         pass
 
     return Signer, Verifier, XadesSigner, XadesVerifier
+
+
+def inherited_xml_attributes(node: Any) -> dict[str, str]:
+    """The attributes in the XML namespace (xml:lang, xml:space, xml:base, ...) ``node``
+    inherits from its ancestors and lacks itself, the nearest ancestor's first."""
+    inherited: dict[str, str] = {}
+    for ancestor in node.iterancestors():
+        for name, value in ancestor.attrib.items():
+            if name.startswith(_XML_NS) and name not in node.attrib and name not in inherited:
+                inherited[name] = value
+    return inherited
+
+
+def c14n_apex(node: Any, outside: dict[str, str] | None = None) -> Any:
+    """A copy of ``node`` as the root of a tree of its own, fit for inclusive Canonical XML
+    1.0 of the document subset it heads: every namespace in scope declared on it (used or
+    not), the XML-namespace attributes it inherits (xml:lang, xml:space, ...; section 2.4)
+    set on it, and for a node at the top of a tree copied apart from its document (or of a
+    ds:Signature so copied), ``outside``: what it inherited there.
+
+    lxml (6.2 over libxml2 2.14) canonicalizes an element inside a larger tree wrongly on
+    both counts: it leaves the inherited xml:* attributes out, and below an inherited default
+    namespace it writes ``xmlns=""`` on the grandchildren. A ds:Signature in the default
+    namespace (as xmlsec1, .NET and Java write it) and a root with xml:lang were thus read
+    over other bytes than the signer signed. A copy made this way canonicalizes right."""
+    import copy
+
+    from lxml import etree
+
+    inherited = inherited_xml_attributes(node)
+    ancestors = list(node.iterancestors())
+    top = ancestors[-1] if ancestors else node
+    if outside and (top is node or top.tag == f"{{{_DS}}}Signature"):
+        inherited = {**{k: v for k, v in outside.items() if k not in node.attrib}, **inherited}
+    apex = etree.Element(node.tag, attrib=dict(node.attrib), nsmap=dict(node.nsmap))
+    apex.text = node.text
+    for child in node:
+        apex.append(copy.deepcopy(child))
+    for name, value in inherited.items():
+        apex.set(name, value)
+    return apex
+
+
+def _c14n_inclusive(node: Any) -> bytes:
+    """Inclusive Canonical XML 1.0 of ``node`` as a document subset, comments left out."""
+    from lxml import etree
+
+    return etree.tostring(c14n_apex(node), method="c14n", with_comments=False)
 
 
 class _KeyInSe:
@@ -180,7 +272,7 @@ def sign_enveloped(document: bytes, *, certificate: x509.Certificate, sign: Sign
         raise XmlSignatureError("the document's root already carries a ds:Signature: one signature per document")
     options = dict(method=methods.enveloped, signature_algorithm=SignatureMethod(signature_method),
                    digest_algorithm=DigestAlgorithm(digest_method),
-                   c14n_algorithm=CanonicalizationMethod(C14N))
+                   c14n_algorithm=CanonicalizationMethod(EXC_C14N))
     if xades:
         signer = xades_class(data_object_format=XAdESDataObjectFormat(Description=description,
                                                                        MimeType="text/xml"), **options)
@@ -289,6 +381,8 @@ def verify_enveloped(document: bytes) -> XmlSignature:
         key_type = KeyType.of(certificate.public_key())
     except JpkiError as exc:
         raise XmlSignatureError(f"the signer's key: {exc}") from None
+    except (ValueError, UnsupportedAlgorithm) as exc:  # a certificate whose key does not decode
+        raise XmlSignatureError(f"the signer's certificate carries no usable key: {exc}") from None
     if ALGORITHMS[key_type][0] != method_uri:
         raise XmlSignatureError(f"signature method {method_uri} does not fit the certificate's "
                                 f"{key_type.value} key ({ALGORITHMS[key_type][0]})")
@@ -411,17 +505,20 @@ def _timestamps(signature: Any, qualifying: list) -> tuple[tuple[bytes, bytes], 
             token = base64.b64decode("".join((encapsulated[0].text or "").split()), validate=True)
         except (binascii.Error, ValueError) as exc:
             raise XmlSignatureError(f"xades:SignatureTimeStamp {n}: not base64: {exc}") from None
-        out.append((token, etree.tostring(value, method="c14n", exclusive=uri == EXC_C14N, with_comments=False)))
+        out.append((token, etree.tostring(value, method="c14n", exclusive=True, with_comments=False)
+                    if uri == EXC_C14N else _c14n_inclusive(value)))
     return tuple(out)
 
 
 def timestamp_data(document: bytes) -> bytes:
     """What a signature time-stamp of ``document``'s signature is over (XAdES-T): its
-    ``ds:SignatureValue`` element in Canonical XML 1.0, whose hash goes to the TSA."""
+    ``ds:SignatureValue`` element in Exclusive XML Canonicalization (as the stamp declares it),
+    whose hash goes to the TSA."""
     from lxml import etree
 
     signature = _the_signature(_parse(document))
-    return etree.tostring(signature.find(f"{{{_DS}}}SignatureValue"), method="c14n", with_comments=False)
+    return etree.tostring(signature.find(f"{{{_DS}}}SignatureValue"), method="c14n", exclusive=True,
+                          with_comments=False)
 
 
 def add_signature_timestamp(document: bytes, token: bytes) -> bytes:
@@ -447,7 +544,7 @@ def add_signature_timestamp(document: bytes, token: bytes) -> bytes:
     count = len(properties.findall(f"{{{_XADES}}}SignatureTimeStamp"))
     stamp = etree.SubElement(properties, f"{{{_XADES}}}SignatureTimeStamp",
                              Id=f"{signature.get('Id') or 'Signature'}-SignatureTimeStamp{count + 1}")
-    etree.SubElement(stamp, f"{{{_DS}}}CanonicalizationMethod", Algorithm=C14N)
+    etree.SubElement(stamp, f"{{{_DS}}}CanonicalizationMethod", Algorithm=EXC_C14N)
     etree.SubElement(stamp, f"{{{_XADES}}}EncapsulatedTimeStamp").text = base64.b64encode(token).decode()
     return etree.tostring(signature.getroottree(), xml_declaration=True, encoding="UTF-8")
 
