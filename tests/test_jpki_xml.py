@@ -414,7 +414,22 @@ def _software_signer(tmp_path_factory):  # noqa: ANN202 - (certificate, sign, tr
             .not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA384()))
     pem = tmp_path_factory.mktemp("signer") / "signer.pem"
     pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pem.with_name("signer.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                              serialization.PrivateFormat.PKCS8,
+                                                              serialization.NoEncryption()))
     return cert, (lambda data: key.sign(data, ec.ECDSA(hashes.SHA384()))), pem
+
+
+#: an enveloped signature template for xmlsec1 --sign: inclusive C14N 1.0, the ds:Signature in
+#: the default namespace (as xmlsec1, .NET and Java write it)
+_TEMPLATE = ("<Signature xmlns='http://www.w3.org/2000/09/xmldsig#'><SignedInfo>"
+             "<CanonicalizationMethod Algorithm='http://www.w3.org/TR/2001/REC-xml-c14n-20010315'/>"
+             "<SignatureMethod Algorithm='http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384'/>"
+             "<Reference URI=''><Transforms>"
+             "<Transform Algorithm='http://www.w3.org/2000/09/xmldsig#enveloped-signature'/>"
+             "<Transform Algorithm='http://www.w3.org/TR/2001/REC-xml-c14n-20010315'/></Transforms>"
+             "<DigestMethod Algorithm='http://www.w3.org/2001/04/xmldsig-more#sha384'/><DigestValue/></Reference>"
+             "</SignedInfo><SignatureValue/><KeyInfo><X509Data/></KeyInfo></Signature>")
 
 
 _NAMES = st.sampled_from(["a", "b", "申請", "氏名", "x-y", "z.1"])
@@ -461,7 +476,8 @@ def _documents(draw, depth: int = 0) -> str:
 def test_any_document_we_sign_verifies_here_and_in_xmlsec1(tmp_path_factory, body, xades):
     """Canonicalization is where XML signature implementations part ways: documents with
     namespaces declared, redeclared and undeclared, escaped characters, CRs, CDATA, comments
-    and xml:lang, signed here, verify here, in xmlsec1 and in xadesjs. It found that with
+    and xml:lang, signed here, verify here, in xmlsec1 and in xadesjs; signed by xmlsec1
+    with inclusive C14N and a default-namespace ds:Signature, verify here. It found that with
     inclusive C14N a root carrying xml:lang or xml:space was signed over other bytes than
     xmlsec1 canonicalizes (lxml's C14N of an element leaves out the xml:* attributes it
     inherits; so does xadesjs), hence exclusive C14N for what we sign."""
@@ -485,6 +501,16 @@ def test_any_document_we_sign_verifies_here_and_in_xmlsec1(tmp_path_factory, bod
     if b'xmlns=""' not in document and XADESJS.unavailable() is None:
         answer = XADESJS.call({"verify": signed.decode()})
         assert answer["valid"] is True, (signed, answer)
+    # and the other way: xmlsec1 signs the same document with inclusive C14N, we verify it
+    root = etree.fromstring(document)
+    root.append(etree.fromstring(_TEMPLATE))
+    template = path.with_name("template.xml")
+    template.write_bytes(etree.tostring(root.getroottree(), xml_declaration=True, encoding="UTF-8"))
+    theirs = path.with_name("theirs.xml")
+    done = subprocess.run(["xmlsec1", "--sign", "--privkey-pem", f"{pem.with_name('signer.key')},{pem}",
+                           "--output", str(theirs), str(template)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert verify_enveloped(theirs.read_bytes()).signer_certificate == cert
 
 
 @pytest.mark.skipif(shutil.which("xmlsec1") is None, reason="xmlsec1 not installed (apt-get install xmlsec1)")

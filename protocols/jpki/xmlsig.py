@@ -193,18 +193,20 @@ def inherited_xml_attributes(node: Any) -> dict[str, str]:
 
 
 def c14n_apex(node: Any, outside: dict[str, str] | None = None) -> Any:
-    """A copy of ``node`` as the root of a tree of its own, fit for inclusive Canonical XML
-    1.0 of the document subset it heads: every namespace in scope declared on it (used or
-    not), the XML-namespace attributes it inherits (xml:lang, xml:space, ...; section 2.4)
-    set on it, and for a node at the top of a tree copied apart from its document (or of a
-    ds:Signature so copied), ``outside``: what it inherited there.
+    """``node`` as the root of a tree of its own, fit for inclusive Canonical XML 1.0 of the
+    document subset it heads: every namespace in scope declared on it (used or not), the
+    XML-namespace attributes it inherits (xml:lang, xml:space, ...; section 2.4) set on it,
+    and for a node at the top of a tree copied apart from its document (or of a ds:Signature
+    so copied), ``outside``: what it inherited there. A tree's own root is returned as it is.
 
     lxml (6.2 over libxml2 2.14) canonicalizes an element inside a larger tree wrongly on
     both counts: it leaves the inherited xml:* attributes out, and below an inherited default
     namespace it writes ``xmlns=""`` on the grandchildren. A ds:Signature in the default
     namespace (as xmlsec1, .NET and Java write it) and a root with xml:lang were thus read
-    over other bytes than the signer signed. A copy made this way canonicalizes right."""
-    import copy
+    over other bytes than were signed. The copy is made by serializing the element (which
+    keeps every prefix as written; moving elements between trees would not) and declaring
+    what it lacks on its start tag before parsing it again."""
+    from xml.sax.saxutils import quoteattr
 
     from lxml import etree
 
@@ -213,13 +215,19 @@ def c14n_apex(node: Any, outside: dict[str, str] | None = None) -> Any:
     top = ancestors[-1] if ancestors else node
     if outside and (top is node or top.tag == f"{{{_DS}}}Signature"):
         inherited = {**{k: v for k, v in outside.items() if k not in node.attrib}, **inherited}
-    apex = etree.Element(node.tag, attrib=dict(node.attrib), nsmap=dict(node.nsmap))
-    apex.text = node.text
-    for child in node:
-        apex.append(copy.deepcopy(child))
-    for name, value in inherited.items():
-        apex.set(name, value)
-    return apex
+    if not ancestors and not inherited:
+        return node
+    text = etree.tostring(node, encoding="unicode", with_tail=False)
+    reparse = etree.XMLParser(resolve_entities=False, no_network=True)
+    declared = etree.fromstring(text, parser=reparse).nsmap
+    extra = [f"xmlns{':' + prefix if prefix else ''}={quoteattr(uri)}"
+             for prefix, uri in node.nsmap.items() if prefix not in declared]
+    extra += [f"xml:{name[len(_XML_NS):]}={quoteattr(value)}" for name, value in inherited.items()]
+    if not extra:
+        return etree.fromstring(text, parser=reparse)
+    cut = len(node.prefix) + 1 + len(etree.QName(node).localname) + 1 if node.prefix else \
+        len(etree.QName(node).localname) + 1
+    return etree.fromstring(text[:cut] + " " + " ".join(extra) + text[cut:], parser=reparse)
 
 
 def _c14n_inclusive(node: Any) -> bytes:
