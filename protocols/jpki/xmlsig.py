@@ -7,7 +7,10 @@ The shape (specs/jpki-profile.md, "XML signatures"):
 * one ``ds:Signature`` as the last child of the document's root, its first reference
   ``URI=""`` (the whole document) with the enveloped-signature transform, so nothing of the
   document lies outside what is signed (no signature wrapping);
-* Canonical XML 1.0 (inclusive, REC-xml-c14n-20010315) for SignedInfo and the references;
+* Exclusive XML Canonicalization for SignedInfo, every reference (written out as its
+  transform) and the time-stamp's imprint: with it, what each implementation canonicalizes
+  does not depend on the ancestors' xml:* attributes and unused namespaces (see
+  :func:`c14n_apex` for how inclusive C14N 1.0, which others sign with, is read right);
 * RSA-2048 keys: ``rsa-sha256`` and SHA-256 digests; P-384 keys: ``ecdsa-sha384`` and SHA-384
   digests (r || s, XML Signature 1.1 4.4.2.3), as the card signs;
 * ``ds:KeyInfo/ds:X509Data`` carries the signer's certificate only (a relying party has the
