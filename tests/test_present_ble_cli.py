@@ -49,14 +49,24 @@ def _stop(proc: subprocess.Popen) -> None:
 
 @contextlib.contextmanager
 def ble_radio(env: dict, controllers: int = 2):
-    """``mcred ble radio`` with ``controllers`` controllers, in its own process: their HCI transports."""
-    port = free_port()
-    while any(_busy(port + i) for i in range(1, controllers)):  # the radio takes ports in a row
+    """``mcred ble radio`` with ``controllers`` controllers, in its own process: their HCI
+    transports. A free port can be taken by another process between the test's look and the
+    radio's bind; the radio then exits naming it, and is started again on other ports."""
+    for attempt in range(5):
         port = free_port()
-    proc = subprocess.Popen(_mcred("ble", "radio", "--port", str(port), "--controllers", str(controllers), "--json"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        while any(_busy(port + i) for i in range(1, controllers)):  # the radio takes ports in a row
+            port = free_port()
+        proc = subprocess.Popen(_mcred("ble", "radio", "--port", str(port), "--controllers", str(controllers),
+                                       "--json"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        line = proc.stdout.readline()
+        if line or attempt == 4:
+            break
+        proc.wait(10)
+        error = proc.stderr.read()
+        assert "address already in use" in error, f"mcred ble radio printed nothing (exit {proc.returncode}): {error}"
     try:
-        yield _first_line(proc, "mcred ble radio")["hci"]
+        assert line, f"mcred ble radio printed nothing (exit {proc.poll()})"
+        yield json.loads(line)["hci"]
     finally:
         _stop(proc)
 
