@@ -122,9 +122,17 @@ def _classes() -> tuple[type, type, type, type]:
         #: canonicalizes SignedInfo and the references in such copies
         _outside: dict[str, str] = {}
 
+        #: the document and the tree :func:`verify_enveloped` parsed (and checked) from it
+        _parsed: tuple[bytes, Any] | None = None
+
         def _tostring(self, node: Any, **kwargs: Any) -> bytes:
             kwargs.setdefault("encoding", "UTF-8")
             return etree.tostring(node, **kwargs)
+
+        def get_root(self, data: Any) -> Any:
+            if self._parsed is not None and data is self._parsed[0]:
+                return self._parsed[1]  # parsed once, not again (signxml copies what it changes)
+            return super().get_root(data)
 
         def _get_signature(self, root: Any) -> Any:
             signature = super()._get_signature(root)
@@ -412,12 +420,16 @@ def verify_enveloped(document: bytes) -> XmlSignature:
                 raise XmlSignatureError("XAdES properties that no reference signs")
             config = XAdESSignatureConfiguration(expect_references=len(references), signature_methods=methods,
                                                  digest_algorithms=digests)
-            results = xades_class().verify(document, x509_cert=certificate, expect_config=config)
+            verifier = xades_class()
+            verifier._parsed = (document, root)
+            results = verifier.verify(document, x509_cert=certificate, expect_config=config)
             claimed = _signing_time(results)
         else:
             config = SignatureConfiguration(expect_references=len(references), signature_methods=methods,
                                             digest_algorithms=digests)
-            verifier_class().verify(document, x509_cert=certificate, expect_config=config)
+            verifier = verifier_class()
+            verifier._parsed = (document, root)
+            verifier.verify(document, x509_cert=certificate, expect_config=config)
             claimed = None
     except SignXMLException as exc:
         raise XmlSignatureError(f"signature does not verify: {exc}") from None
