@@ -17,7 +17,9 @@ The shape (specs/jpki-profile.md, "XML signatures"):
   JPKI roots);
 * XAdES adds ``xades:SignedProperties`` (SigningTime, SigningCertificateV2 and the
   DataObjectFormat of the document), covered by a second reference, and a third over
-  KeyInfo.
+  KeyInfo; B-T a ``xades:SignatureTimeStamp`` (:func:`add_signature_timestamp` over
+  :func:`timestamp_data`) and B-LT ``xades:RevocationValues``
+  (:func:`add_revocation_values`), both unsigned properties outside every reference.
 
 The key signs on request (:data:`Sign`: the bytes in, the signature out, DER for ECDSA), so
 the private key stays where it lives (the phone's SE). signxml (with lxml) does the XML; it
