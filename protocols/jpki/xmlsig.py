@@ -216,9 +216,10 @@ def c14n_apex(node: Any, outside: dict[str, str] | None = None) -> Any:
     both counts: it leaves the inherited xml:* attributes out, and below an inherited default
     namespace it writes ``xmlns=""`` on the grandchildren. A ds:Signature in the default
     namespace (as xmlsec1, .NET and Java write it) and a root with xml:lang were thus read
-    over other bytes than were signed. The copy is made by serializing the element (which
-    keeps every prefix as written; moving elements between trees would not) and declaring
-    what it lacks on its start tag before parsing it again."""
+    over other bytes than were signed. The copy is made by serializing the element (lxml
+    writes every namespace in scope on its start tag, and keeps every prefix as written;
+    moving elements between trees would not) with the inherited xml:* attributes added to
+    that start tag, and parsing it again."""
     from xml.sax.saxutils import quoteattr
 
     from lxml import etree
@@ -231,22 +232,20 @@ def c14n_apex(node: Any, outside: dict[str, str] | None = None) -> Any:
     if not ancestors and not inherited:
         return node
     text = etree.tostring(node, encoding="unicode", with_tail=False)
-    reparse = etree.XMLParser(resolve_entities=False, no_network=True)
-    declared = etree.fromstring(text, parser=reparse).nsmap
-    extra = [f"xmlns{':' + prefix if prefix else ''}={quoteattr(uri)}"
-             for prefix, uri in node.nsmap.items() if prefix not in declared]
-    extra += [f"xml:{name[len(_XML_NS):]}={quoteattr(value)}" for name, value in inherited.items()]
-    if not extra:
-        return etree.fromstring(text, parser=reparse)
-    cut = len(node.prefix) + 1 + len(etree.QName(node).localname) + 1 if node.prefix else \
-        len(etree.QName(node).localname) + 1
-    return etree.fromstring(text[:cut] + " " + " ".join(extra) + text[cut:], parser=reparse)
+    if inherited:
+        cut = 1 + len(f"{node.prefix}:" if node.prefix else "") + len(etree.QName(node).localname)
+        added = " ".join(f"xml:{name[len(_XML_NS):]}={quoteattr(value)}" for name, value in inherited.items())
+        text = f"{text[:cut]} {added}{text[cut:]}"
+    return etree.fromstring(text, parser=etree.XMLParser(resolve_entities=False, no_network=True))
 
 
-def _c14n_inclusive(node: Any) -> bytes:
-    """Inclusive Canonical XML 1.0 of ``node`` as a document subset, comments left out."""
+def _canonical(node: Any, method: str) -> bytes:
+    """``node`` as a document subset in Canonical XML 1.0 (inclusive, :func:`c14n_apex`) or
+    Exclusive XML Canonicalization, comments left out."""
     from lxml import etree
 
+    if method == EXC_C14N:
+        return etree.tostring(node, method="c14n", exclusive=True, with_comments=False)
     return etree.tostring(c14n_apex(node), method="c14n", with_comments=False)
 
 
@@ -257,7 +256,7 @@ class _KeyInSe:
     def __init__(self, certificate: x509.Certificate, key_type: KeyType, sign: Sign) -> None:
         self._public = certificate.public_key()
         self._key_type, self._sign = key_type, sign
-        self.key_size = self._public.key_size if key_type is KeyType.RSA_2048 else 384
+        self.key_size = self._public.key_size
 
     def public_key(self):  # noqa: ANN201 - the certificate's key
         return self._public
@@ -333,11 +332,19 @@ def _parse(document: bytes):  # noqa: ANN202 - an lxml element
     return root
 
 
-def _signer_certificate(signature: Any) -> x509.Certificate:
-    """The one end-entity certificate of ``ds:KeyInfo/ds:X509Data``."""
+def _base64(text: str | None, what: str) -> bytes:
+    """The bytes of an XML base64 text (white space allowed, as XML Signature writes it)."""
     import base64
     import binascii
 
+    try:
+        return base64.b64decode("".join((text or "").split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise XmlSignatureError(f"{what}: not base64: {exc}") from None
+
+
+def _signer_certificate(signature: Any) -> x509.Certificate:
+    """The one end-entity certificate of ``ds:KeyInfo/ds:X509Data``."""
     texts = [e.text or "" for e in signature.iterfind(f"{{{_DS}}}KeyInfo/{{{_DS}}}X509Data/{{{_DS}}}X509Certificate")]
     if not texts:
         raise XmlSignatureError("ds:KeyInfo carries no ds:X509Certificate: a JPKI signature names its certificate")
@@ -345,9 +352,10 @@ def _signer_certificate(signature: Any) -> x509.Certificate:
         raise XmlSignatureError(f"ds:KeyInfo carries {len(texts)} certificates: at most {_MAX_CERTIFICATES}")
     leaves = []
     for n, text in enumerate(texts, 1):
+        der = _base64(text, f"ds:X509Certificate {n}")
         try:
-            cert = x509.load_der_x509_certificate(base64.b64decode("".join(text.split()), validate=True))
-        except (binascii.Error, ValueError) as exc:
+            cert = x509.load_der_x509_certificate(der)
+        except ValueError as exc:
             raise XmlSignatureError(f"ds:X509Certificate {n} is not a certificate: {exc}") from None
         try:
             is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
@@ -376,12 +384,7 @@ def verify_enveloped(document: bytes) -> XmlSignature:
     from signxml.xades import XAdESSignatureConfiguration
 
     root = _parse(document)
-    signatures = list(root.iter(f"{{{_DS}}}Signature"))
-    if len(signatures) != 1:
-        raise XmlSignatureError(f"{len(signatures)} ds:Signature elements: exactly one, enveloped in the root")
-    signature = signatures[0]
-    if signature.getparent() is not root:
-        raise XmlSignatureError("the ds:Signature is not a child of the document's root: not an enveloped signature")
+    signature = _the_signature(root)
     references = signature.findall(f"{{{_DS}}}SignedInfo/{{{_DS}}}Reference")
     if references and references[0].get("URI") is None:
         raise XmlSignatureError('the first reference has no URI (the object left to the application, as some '
@@ -416,23 +419,15 @@ def verify_enveloped(document: bytes) -> XmlSignature:
                                 f"name this ds:Signature (Id {signature.get('Id')!r})")
     methods = frozenset({SignatureMethod(m) for m, _ in ALGORITHMS.values()})
     digests = frozenset({DigestAlgorithm(d) for _, d in ALGORITHMS.values()})
+    if xades and not any(r.get("Type") == _SIGNED_PROPERTIES for r in references):
+        raise XmlSignatureError("XAdES properties that no reference signs")
+    config = (XAdESSignatureConfiguration if xades else SignatureConfiguration)(
+        expect_references=len(references), signature_methods=methods, digest_algorithms=digests)
+    verifier = xades_class() if xades else verifier_class()
+    verifier._parsed = (document, root)
     try:
-        if xades:
-            if not any(r.get("Type") == _SIGNED_PROPERTIES for r in references):
-                raise XmlSignatureError("XAdES properties that no reference signs")
-            config = XAdESSignatureConfiguration(expect_references=len(references), signature_methods=methods,
-                                                 digest_algorithms=digests)
-            verifier = xades_class()
-            verifier._parsed = (document, root)
-            results = verifier.verify(document, x509_cert=certificate, expect_config=config)
-            claimed = _signing_time(results)
-        else:
-            config = SignatureConfiguration(expect_references=len(references), signature_methods=methods,
-                                            digest_algorithms=digests)
-            verifier = verifier_class()
-            verifier._parsed = (document, root)
-            verifier.verify(document, x509_cert=certificate, expect_config=config)
-            claimed = None
+        results = verifier.verify(document, x509_cert=certificate, expect_config=config)
+        claimed = _signing_time(results) if xades else None
     except SignXMLException as exc:
         raise XmlSignatureError(f"signature does not verify: {exc}") from None
     except etree.DocumentInvalid as exc:  # signxml checks ds:Signature against the XML Signature schema
@@ -454,9 +449,6 @@ def _unsigned_signature_properties(qualifying: Any) -> Any:
 def _revocation_values(qualifying: list) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
     """The DER OCSP responses and CRLs of xades:RevocationValues (EN 319 132-1 5.4.2),
     undecoded: a relying party judges them."""
-    import base64
-    import binascii
-
     properties = _unsigned_signature_properties(qualifying[0]) if qualifying else None
     if properties is None:
         return (), ()
@@ -466,10 +458,7 @@ def _revocation_values(qualifying: list) -> tuple[tuple[bytes, ...], tuple[bytes
                                                       f"{{{_XADES}}}Encapsulated{kind}Value"), 1):
             if n > _MAX_VALUES:
                 raise XmlSignatureError(f"more than {_MAX_VALUES} xades:Encapsulated{kind}Value")
-            try:
-                found[kind].append(base64.b64decode("".join((value.text or "").split()), validate=True))
-            except (binascii.Error, ValueError) as exc:
-                raise XmlSignatureError(f"xades:Encapsulated{kind}Value {n}: not base64: {exc}") from None
+            found[kind].append(_base64(value.text, f"xades:Encapsulated{kind}Value {n}"))
     return tuple(found["OCSP"]), tuple(found["CRL"])
 
 
@@ -483,9 +472,7 @@ def add_revocation_values(document: bytes, *, ocsp_responses: Sequence[bytes] = 
 
     from lxml import etree
 
-    require()
-    signature = _the_signature(_parse(document))
-    qualifying = signature.find(f"{{{_DS}}}Object/{{{_XADES}}}QualifyingProperties")
+    signature, qualifying = _qualifying(document)
     properties = _unsigned_signature_properties(qualifying) if qualifying is not None else None
     if properties is None or properties.find(f"{{{_XADES}}}SignatureTimeStamp") is None:
         raise XmlSignatureError("validation data speaks for the time of a signature time-stamp: XAdES-T first")
@@ -497,18 +484,13 @@ def add_revocation_values(document: bytes, *, ocsp_responses: Sequence[bytes] = 
             holder = etree.SubElement(values, f"{{{_XADES}}}{kind}Values")
             for der in items:
                 etree.SubElement(holder, f"{{{_XADES}}}Encapsulated{kind}Value").text = base64.b64encode(der).decode()
-    return etree.tostring(signature.getroottree(), xml_declaration=True, encoding="UTF-8")
+    return _written(signature)
 
 
 def _timestamps(signature: Any, qualifying: list) -> tuple[tuple[bytes, bytes], ...]:
     """Each xades:SignatureTimeStamp's token and the canonical ds:SignatureValue it stamps
     (ETSI EN 319 132-1 5.3: by the stamp's own CanonicalizationMethod, C14N 1.0 inclusive or
     exclusive here)."""
-    import base64
-    import binascii
-
-    from lxml import etree
-
     if not qualifying:
         return ()
     properties = _unsigned_signature_properties(qualifying[0])
@@ -526,12 +508,8 @@ def _timestamps(signature: Any, qualifying: list) -> tuple[tuple[bytes, bytes], 
         if len(encapsulated) != 1:
             raise XmlSignatureError(f"xades:SignatureTimeStamp {n}: {len(encapsulated)} EncapsulatedTimeStamp, "
                                     "exactly one (an RFC 3161 token)")
-        try:
-            token = base64.b64decode("".join((encapsulated[0].text or "").split()), validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise XmlSignatureError(f"xades:SignatureTimeStamp {n}: not base64: {exc}") from None
-        out.append((token, etree.tostring(value, method="c14n", exclusive=True, with_comments=False)
-                    if uri == EXC_C14N else _c14n_inclusive(value)))
+        token = _base64(encapsulated[0].text, f"xades:SignatureTimeStamp {n}")
+        out.append((token, _canonical(value, uri)))
     return tuple(out)
 
 
@@ -539,11 +517,7 @@ def timestamp_data(document: bytes) -> bytes:
     """What a signature time-stamp of ``document``'s signature is over (XAdES-T): its
     ``ds:SignatureValue`` element in Exclusive XML Canonicalization (as the stamp declares it),
     whose hash goes to the TSA."""
-    from lxml import etree
-
-    signature = _the_signature(_parse(document))
-    return etree.tostring(signature.find(f"{{{_DS}}}SignatureValue"), method="c14n", exclusive=True,
-                          with_comments=False)
+    return _canonical(_the_signature(_parse(document)).find(f"{{{_DS}}}SignatureValue"), EXC_C14N)
 
 
 def add_signature_timestamp(document: bytes, token: bytes) -> bytes:
@@ -555,9 +529,7 @@ def add_signature_timestamp(document: bytes, token: bytes) -> bytes:
 
     from lxml import etree
 
-    require()
-    signature = _the_signature(_parse(document))
-    qualifying = signature.find(f"{{{_DS}}}Object/{{{_XADES}}}QualifyingProperties")
+    signature, qualifying = _qualifying(document)
     if qualifying is None:
         raise XmlSignatureError("a signature time-stamp goes into XAdES unsigned properties: sign with XAdES")
     unsigned = qualifying.find(f"{{{_XADES}}}UnsignedProperties")
@@ -571,13 +543,31 @@ def add_signature_timestamp(document: bytes, token: bytes) -> bytes:
                              Id=f"{signature.get('Id') or 'Signature'}-SignatureTimeStamp{count + 1}")
     etree.SubElement(stamp, f"{{{_DS}}}CanonicalizationMethod", Algorithm=EXC_C14N)
     etree.SubElement(stamp, f"{{{_XADES}}}EncapsulatedTimeStamp").text = base64.b64encode(token).decode()
+    return _written(signature)
+
+
+def _qualifying(document: bytes) -> tuple[Any, Any]:
+    """The document's signature and its xades:QualifyingProperties (None: not XAdES), in a
+    tree the caller may add unsigned properties to and write back with :func:`_written`."""
+    require()
+    signature = _the_signature(_parse(document))
+    return signature, signature.find(f"{{{_DS}}}Object/{{{_XADES}}}QualifyingProperties")
+
+
+def _written(signature: Any) -> bytes:
+    """The document of ``signature``, UTF-8 with an XML declaration."""
+    from lxml import etree
+
     return etree.tostring(signature.getroottree(), xml_declaration=True, encoding="UTF-8")
 
 
 def _the_signature(root: Any) -> Any:
+    """The document's one ds:Signature, a child of its root (enveloped)."""
     signatures = list(root.iter(f"{{{_DS}}}Signature"))
-    if len(signatures) != 1 or signatures[0].getparent() is not root:
+    if len(signatures) != 1:
         raise XmlSignatureError(f"{len(signatures)} ds:Signature elements: exactly one, enveloped in the root")
+    if signatures[0].getparent() is not root:
+        raise XmlSignatureError("the ds:Signature is not a child of the document's root: not an enveloped signature")
     return signatures[0]
 
 
