@@ -24,18 +24,11 @@ from typing import Any
 import httpx
 from cryptography import x509
 
-from protocols import tsp
 from protocols.jpki.profile import Purpose
 from protocols.jpki.relying_party import Check
 from protocols.jpki.xmlsig import XmlExtraMissing, XmlSignatureError, verify_enveloped
 from reader.crl_cache import CrlCache
-from reader.relying_party import (
-    EmbeddedRevocation,
-    _result,
-    judge_certificate,
-    signature_timestamp,
-    tsa_unit_revoked,
-)
+from reader.relying_party import EmbeddedRevocation, _result, judge_certificate, signature_timestamp
 
 #: the revocation modes of an XML signature (embedded: its xades:RevocationValues, XAdES-LT)
 XML_REVOCATION_MODES = ("ocsp", "crl", "auto", "embedded", "none")
@@ -67,8 +60,8 @@ def verify_xml(document: bytes, *, roots: Sequence[x509.Certificate], revocation
     embedded = EmbeddedRevocation(signed.ocsp_responses, signed.crls) if revocation == "embedded" else None
     stamp = None
     if signed.timestamps:
-        stamped, stamp = _signature_timestamp(signed.timestamps, tsa_roots, revocation, at, client, crl_cache,
-                                              embedded)
+        stamped, stamp = signature_timestamp(signed.timestamps, tsa_roots, revocation=revocation, at=at,
+                                             client=client, cache=crl_cache, embedded=embedded)
         checks.append(stamped)
     checks += judge_certificate(signed.signer_certificate, roots=roots, required=Purpose.SIGN,
                                 revocation=revocation, at=at, stamp=stamp, ocsp_url=ocsp_url, crl=crl,
@@ -80,22 +73,3 @@ def verify_xml(document: bytes, *, roots: Sequence[x509.Certificate], revocation
                                                if signed.claimed_signing_time else None)}
     return result
 
-
-def _signature_timestamp(timestamps: Sequence[tuple[bytes, bytes]], tsa_roots: Sequence[x509.Certificate],
-                         revocation: str, at: dt.datetime, client: httpx.Client | None,
-                         crl_cache: CrlCache | None,
-                         embedded: EmbeddedRevocation | None) -> tuple[Check, tsp.TimeStamp | None]:
-    """The ``signature_timestamp`` check over XAdES-T stamps, as for a CMS signature
-    (:func:`reader.relying_party.signature_timestamp`): the first that verifies over its
-    canonical ds:SignatureValue and whose TSA unit is not revoked before it, and it."""
-    def unit_revoked(s: tsp.TimeStamp) -> str | None:
-        return None if revocation == "none" else tsa_unit_revoked(s, at, client=client, cache=crl_cache,
-                                                                  embedded=embedded)
-
-    refused = []
-    for token, data in timestamps:
-        check, stamp = signature_timestamp([token], data, tsa_roots, unit_revoked=unit_revoked)
-        if stamp is not None or not tsa_roots:
-            return check, stamp
-        refused.append(check.reason)
-    return Check("signature_timestamp", False, "; ".join(refused)), None

@@ -325,14 +325,9 @@ def verify(content: bytes | Callable[[str], bytes], signature: bytes, *, roots: 
         embedded = EmbeddedRevocation(cms.ocsp_responses, cms.crls)
     stamp = None
     if certificate is None and cms.timestamp_tokens:
-        def unit_revoked(s: tsp.TimeStamp) -> str | None:
-            if revocation == "none":
-                return None
-            return tsa_unit_revoked(s, at, client=client, cache=crl_cache,
-                                    embedded=embedded if revocation == "embedded" else None)
-
-        stamped, stamp = signature_timestamp(cms.timestamp_tokens, cms.signature_value, tsa_roots,
-                                             unit_revoked=unit_revoked)
+        stamped, stamp = signature_timestamp([(token, cms.signature_value) for token in cms.timestamp_tokens],
+                                             tsa_roots, revocation=revocation, at=at, client=client,
+                                             cache=crl_cache, embedded=embedded)
         checks.append(stamped)
     checks += judge_certificate(cert, roots=roots, required=required, revocation=revocation, at=at,
                                 stamp=stamp, ocsp_url=ocsp_url, crl=crl, client=client, crl_cache=crl_cache,
@@ -416,24 +411,28 @@ def tsa_unit_revoked(stamp: tsp.TimeStamp, at: dt.datetime, *, client: httpx.Cli
     return None
 
 
-def signature_timestamp(tokens: Sequence[bytes], signature_value: bytes,
-                        tsa_roots: Sequence[x509.Certificate], *,
-                        unit_revoked: Callable[[tsp.TimeStamp], str | None] | None = None
-                        ) -> tuple[Check, tsp.TimeStamp | None]:
-    """The ``signature_timestamp`` check: the first of ``tokens`` that verifies as a stamp
-    of ``signature_value`` by a TSA under ``tsa_roots`` (RFC 3161 Appendix A) and whose unit
-    ``unit_revoked`` finds nothing against (:func:`tsa_unit_revoked`), and it."""
+def signature_timestamp(stamps: Sequence[tuple[bytes, bytes]], tsa_roots: Sequence[x509.Certificate], *,
+                        revocation: str = "none", at: dt.datetime | None = None,
+                        client: httpx.Client | None = None, cache: CrlCache | None = None,
+                        embedded: EmbeddedRevocation | None = None) -> tuple[Check, tsp.TimeStamp | None]:
+    """The ``signature_timestamp`` check: the first of ``stamps`` (each a token and the bytes
+    it stamps: a CMS signature value, a canonical ds:SignatureValue) that verifies under
+    ``tsa_roots`` (RFC 3161 Appendix A) and whose TSA unit is not revoked before it
+    (:func:`tsa_unit_revoked`; not asked with ``revocation`` none, from ``embedded`` with
+    embedded), and it."""
     if not tsa_roots:
         return Check("signature_timestamp", False, "the signature carries a time-stamp, but no "
                      "time-stamping root is trusted here"), None
+    at = at or dt.datetime.now(dt.UTC)
     refused = []
-    for token in tokens:
+    for token, data in stamps:
         try:
-            stamp = tsp.verify_token(token, data=signature_value, roots=tsa_roots)
+            stamp = tsp.verify_token(token, data=data, roots=tsa_roots)
         except tsp.TspError as exc:
             refused.append(str(exc))
             continue
-        why = unit_revoked(stamp) if unit_revoked is not None else None
+        why = None if revocation == "none" else tsa_unit_revoked(
+            stamp, at, client=client, cache=cache, embedded=embedded if revocation == "embedded" else None)
         if why:
             refused.append(why)
             continue
