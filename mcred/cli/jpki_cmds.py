@@ -124,9 +124,6 @@ def sign(file: Path = typer.Argument(..., exists=True, dir_okay=False),
     if xml and (timestamp or tsa or ltv) and not xades:
         raise typer.BadParameter("a signature time-stamp (and validation data) on an XML signature is XAdES-T "
                                  "(-LT): add --xades")
-    if xml and slot != "sign":
-        raise typer.BadParameter("documents are signed with the signing certificate (署名用電子証明書); the "
-                                 "user-authentication certificate proves who logs in", param_hint="--slot")
     stamper = _stamper(timestamp, tsa, tsa_root)
     if ltv and not pdf and stamper is None:
         raise typer.BadParameter(f"--ltv on {'an XML' if xml else 'a detached'} signature needs its time-stamp "
@@ -134,7 +131,7 @@ def sign(file: Path = typer.Argument(..., exists=True, dir_okay=False),
                                  "the validation data speaks for the time the signature was made")
     if lta and not (ltv and stamper):
         raise typer.BadParameter("--lta (PAdES B-LTA) needs --ltv and a time-stamp (--timestamp or --tsa)")
-    if pdf and slot != "sign":
+    if (pdf or xml) and slot != "sign":
         raise typer.BadParameter("documents are signed with the signing certificate (署名用電子証明書); the "
                                  "user-authentication certificate proves who logs in", param_hint="--slot")
     pin = pin_file.read_bytes().strip()
@@ -409,10 +406,8 @@ def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False),
         if roots or ocsp_url or crl or tsa_roots:
             raise typer.BadParameter("--roots, --tsa-roots, --ocsp-url and --crl are the local relying "
                                      "party's: the service at --rp has its own", param_hint="--rp")
-        if in_xml:
-            result = _ask_rp_xml(rp, token, content, revocation, as_json)
-        elif inside:
-            result = _ask_rp_pdf(rp, token, content, revocation, as_json)
+        if inside:
+            result = _ask_rp_inside(rp, token, content, in_xml, revocation, as_json)
         else:
             result = _ask_rp(rp, token, content, signature.read_bytes(), slot,
                              certificate.read_bytes() if certificate else None, revocation, as_json)
@@ -465,18 +460,14 @@ def _unusable(message: str, as_json: bool, code: int = 2) -> typer.Exit:
 
 
 def _rp_post(url: str, path: str, body: dict | None, token: str | None, as_json: bool,
-             status: int = 200, *, pdf: bytes | None = None,
-             document: tuple[bytes, str] | None = None) -> dict:
-    """POST ``body`` as JSON (or ``pdf`` as application/pdf, or ``document``: bytes and their
-    content type) to a relying-party service's
-    ``path`` and return the JSON object it answers with ``status``; exit 2
-    (:func:`_unusable`) for anything else."""
+             status: int = 200, *, document: tuple[bytes, str] | None = None) -> dict:
+    """POST ``body`` as JSON (or ``document``: bytes and their content type) to a
+    relying-party service's ``path`` and return the JSON object it answers with ``status``;
+    exit 2 (:func:`_unusable`) for anything else."""
     from reader.fetch import SESSION_MAX_BYTES, FetchError, fetch
 
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     target = url.rstrip("/") + path
-    if pdf is not None:
-        document = (pdf, "application/pdf")
     content, kind = document if document is not None else (json.dumps(body or {}).encode(), "application/json")
     try:
         answer = fetch(None, "POST", target, max_bytes=SESSION_MAX_BYTES, timeout=60,
@@ -518,22 +509,17 @@ def _ask_rp(url: str, token: str | None, content: bytes, signature: bytes, slot:
     return _verdict(_rp_post(url, "/rp/jpki/verify", body, token, as_json), url, as_json)
 
 
-def _ask_rp_pdf(url: str, token: str | None, pdf: bytes, revocation: str, as_json: bool) -> dict:
-    """POST the signed PDF to ``<url>/rp/jpki/verify-pdf``; exit 2 when there is no verdict."""
+def _ask_rp_inside(url: str, token: str | None, content: bytes, in_xml: bool, revocation: str,
+                   as_json: bool) -> dict:
+    """POST a document signed inside, the PDF or the XML document itself, to
+    ``<url>/rp/jpki/verify-pdf`` or ``verify-xml``; exit 2 when there is no verdict."""
+    what, route, kind = (("an XML signature", "verify-xml", "application/xml") if in_xml
+                         else ("a PDF", "verify-pdf", "application/pdf"))
     if revocation not in ("ocsp", "crl", "auto", "embedded"):
-        raise _unusable(f"--revocation {revocation}: a relying-party service checks a PDF with ocsp, "
-                        "crl, auto or embedded", as_json)
-    return _verdict(_rp_post(url, f"/rp/jpki/verify-pdf?revocation={revocation}", None, token, as_json, pdf=pdf),
-                    url, as_json)
-
-
-def _ask_rp_xml(url: str, token: str | None, document: bytes, revocation: str, as_json: bool) -> dict:
-    """POST the signed XML document to ``<url>/rp/jpki/verify-xml``; exit 2 when there is no verdict."""
-    if revocation not in ("ocsp", "crl", "auto", "embedded"):
-        raise _unusable(f"--revocation {revocation}: a relying-party service checks an XML signature with "
-                        "ocsp, crl, auto or embedded", as_json)
-    return _verdict(_rp_post(url, f"/rp/jpki/verify-xml?revocation={revocation}", None, token, as_json,
-                             document=(document, "application/xml")), url, as_json)
+        raise _unusable(f"--revocation {revocation}: a relying-party service checks {what} with ocsp, crl, "
+                        "auto or embedded", as_json)
+    return _verdict(_rp_post(url, f"/rp/jpki/{route}?revocation={revocation}", None, token, as_json,
+                             document=(content, kind)), url, as_json)
 
 
 def _looks_like_xml(content: bytes) -> bool:
