@@ -163,17 +163,11 @@ def test_we_read_xadesjs_signatures(key_type):
         pytest.skip(f"xadesjs interop: {why}")
     import base64
 
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
-    from cryptography.x509.oid import NameOID
 
     key = ec.generate_private_key(ec.SECP384R1()) if key_type == "p384" else rsa.generate_private_key(65537, 2048)
     now = dt.datetime.now(dt.UTC)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "xadesjs peer")])
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA256()))
+    cert = _self_signed(key, "xadesjs peer")
     request = {"sign": FILING.decode(), "uri": "",
                "pkcs8": base64.b64encode(key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
                                                            serialization.NoEncryption())).decode(),
@@ -398,21 +392,30 @@ def _content(document: bytes) -> bytes:
     return etree.tostring(root, method="c14n", with_comments=False)  # URI="" signs no comment
 
 
-def _software_signer(tmp_path_factory):  # noqa: ANN202 - (certificate, sign, trusted PEM path)
-    """A P-384 key in software with a self-signed certificate: for the property test, where the
-    SE's round trips would cost more than the documents."""
+def _self_signed(key, name: str):  # noqa: ANN001, ANN202 - a private key; its certificate
+    """A self-signed end-entity certificate of ``key``, valid from yesterday to tomorrow: a
+    signer outside the JPKI, for the tests where another implementation signs or the SE's
+    round trips would cost more than the documents."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    key = ec.generate_private_key(ec.SECP384R1())
     now = dt.datetime.now(dt.UTC)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "property signer")])
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    return (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
             .not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA384()))
-    pem = tmp_path_factory.mktemp("signer") / "signer.pem"
+
+
+def _software_signer(directory):  # noqa: ANN001, ANN202 - (certificate, sign, trusted PEM path)
+    """A P-384 key in software with a self-signed certificate, written to ``directory`` as
+    ``signer.pem`` and its key as ``signer.key`` (PKCS#8)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP384R1())
+    cert = _self_signed(key, "property signer")
+    pem = directory / "signer.pem"
     pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     pem.with_name("signer.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
                                                               serialization.PrivateFormat.PKCS8,
@@ -483,7 +486,8 @@ def test_any_document_we_sign_verifies_here_and_in_xmlsec1(tmp_path_factory, bod
     inherits; so does xadesjs), hence exclusive C14N for what we sign."""
     document = ("<?xml version='1.0' encoding='UTF-8'?>\n" + body).encode()
     if not hasattr(test_any_document_we_sign_verifies_here_and_in_xmlsec1, "signer"):
-        test_any_document_we_sign_verifies_here_and_in_xmlsec1.signer = _software_signer(tmp_path_factory)
+        test_any_document_we_sign_verifies_here_and_in_xmlsec1.signer = _software_signer(
+            tmp_path_factory.mktemp("signer"))
     cert, sign, pem = test_any_document_we_sign_verifies_here_and_in_xmlsec1.signer
     try:
         signed = sign_enveloped(document, certificate=cert, sign=sign, xades=xades)
@@ -520,21 +524,7 @@ def test_we_read_what_xmlsec1_signs_with_inclusive_c14n(tmp_path, root_attribute
     signed by xmlsec1 with a key in software. Where the root carries xml:lang or xml:space,
     SignedInfo's canonical form carries them too (C14N 1.0 section 2.4): we verify it, where
     signxml alone (no inheritance) finds the signature does not verify."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP384R1())
-    now = dt.datetime.now(dt.UTC)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "xmlsec1 signer")])
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA384()))
-    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                                         serialization.PrivateFormat.PKCS8,
-                                                         serialization.NoEncryption()))
-    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    cert, _sign, pem = _software_signer(tmp_path)
     c14n = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315"
     template = f"""<?xml version="1.0" encoding="UTF-8"?>
 <申請書 {root_attributes}><氏名>山田 次郎</氏名><Signature xmlns="http://www.w3.org/2000/09/xmldsig#"><SignedInfo>\
@@ -545,7 +535,7 @@ def test_we_read_what_xmlsec1_signs_with_inclusive_c14n(tmp_path, root_attribute
 <DigestMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#sha384"/><DigestValue/></Reference></SignedInfo>\
 <SignatureValue/><KeyInfo><X509Data/></KeyInfo></Signature></申請書>"""
     (tmp_path / "template.xml").write_text(template, encoding="utf-8")
-    done = subprocess.run(["xmlsec1", "--sign", "--privkey-pem", f"{tmp_path / 'key.pem'},{tmp_path / 'cert.pem'}",
+    done = subprocess.run(["xmlsec1", "--sign", "--privkey-pem", f"{pem.with_name('signer.key')},{pem}",
                            "--output", str(tmp_path / "signed.xml"), str(tmp_path / "template.xml")],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
