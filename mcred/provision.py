@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -241,15 +241,18 @@ def provision(ctx: Context, phone_id: str, holder: cardsub.Holder | str, *,
               key_type: str = "rsa2048", mdoc_batch: int = 2, pin: str | None = None,
               password: str | None = None, puk: str | None = None,
               after_step: StepHook | None = None, job_id: str | None = None,
-              trace: Any = None, actor: str = "mcred") -> ProvisionResult:
+              trace: Any = None, actor: str = "mcred",
+              transmit: Callable[[bytes], bytes] | None = None) -> ProvisionResult:
     """Provision both credentials into ``phone_id`` for ``holder`` (a parsed holder, or the
     id of a registered one: a handover's new phone) and return what was issued.
 
     ``job_id`` resumes an interrupted run (its secrets are unsealed from the job);
-    ``after_step`` is the TSM's test hook (crash injection)."""
+    ``after_step`` is the TSM's test hook (crash injection). ``transmit`` reaches the SE
+    another way than opening the phone here (over the air: mcred/ota.py); the phone need
+    not be this installation's simulator then."""
     t0 = time.perf_counter()
     if job_id is not None:
-        return resume(ctx, job_id, after_step=after_step, trace=trace)
+        return resume(ctx, job_id, after_step=after_step, trace=trace, transmit=transmit)
     if key_type not in KEY_TYPES:
         raise ProvisionError(f"key type {key_type!r} is neither rsa2048 nor p384")
     if type(mdoc_batch) is not int or not 1 <= mdoc_batch <= 16:
@@ -258,14 +261,15 @@ def provision(ctx: Context, phone_id: str, holder: cardsub.Holder | str, *,
         pin = pin if pin is not None else holder.pin
         password = password if password is not None else holder.password
     job_secrets, generated = generate_secrets(pin, password, puk)
-    se = wallet_sim.open_secure_element(phone_id, ctx.home)  # the phone exists, or refuse now
+    if transmit is None:
+        transmit = wallet_sim.open_secure_element(phone_id, ctx.home).transmit  # the phone exists, or refuse now
     port = issuer_port(ctx)
     tsm = tsm_for(ctx, port, actor)  # the issuer's keys and the TSM master key open, or refuse now
     _check_phone_free(ctx, phone_id, holder)  # before anything is registered
     holder_id = register(ctx, holder, phone_id)
     job = tsm.create_job(phone_id, "provision",
                          {"algorithm": key_type, "mdoc_count": mdoc_batch}, job_secrets)
-    view = tsm.run(job, se.transmit, secrets=job_secrets, after_step=after_step, trace=trace)
+    view = tsm.run(job, transmit, secrets=job_secrets, after_step=after_step, trace=trace)
     return _result(view, holder_id, job_secrets, generated, time.perf_counter() - t0)
 
 
@@ -342,8 +346,9 @@ def _check_phone_free(ctx: Context, phone_id: str, holder: cardsub.Holder | str)
 
 
 def resume(ctx: Context, job_id: str, *, after_step: StepHook | None = None,
-           trace: Any = None) -> ProvisionResult:
-    """Finish an interrupted provisioning job (a crash, a lost answer)."""
+           trace: Any = None, transmit: Callable[[bytes], bytes] | None = None) -> ProvisionResult:
+    """Finish an interrupted provisioning job (a crash, a lost answer); ``transmit`` as for
+    :func:`provision`."""
     t0 = time.perf_counter()
     tsm = tsm_for(ctx)
     job = tsm.job(job_id)
@@ -351,8 +356,9 @@ def resume(ctx: Context, job_id: str, *, after_step: StepHook | None = None,
         raise JobInputError(f"job {job_id} is a {job.kind} job, not a provisioning"
                             + (": `mcred jpki pin reset --resume` finishes it" if job.kind == "reset-secrets" else ""))
     sealed = tsm._unseal(job_id) if job.state != "done" else None
-    se = wallet_sim.open_secure_element(job.se_id, ctx.home)
-    view = tsm.run(job_id, se.transmit, after_step=after_step, trace=trace)
+    if transmit is None:
+        transmit = wallet_sim.open_secure_element(job.se_id, ctx.home).transmit
+    view = tsm.run(job_id, transmit, after_step=after_step, trace=trace)
     with ctx.sessions() as s:
         holder_id = s.scalar(select(Phone.holder_id).where(Phone.id == job.se_id)) or ""
     secrets_ = sealed or JobSecrets("0000", "XXXXXX", None)

@@ -33,6 +33,12 @@ class LockLostError(TsmError):
     """This worker's lease on the SE expired and another worker may have taken it."""
 
 
+class LinkError(Exception):
+    """What a transport of ours raises when the SE could not be reached, with a message
+    written for the operator (no APDU data): the TSM's :class:`TransportError` repeats it.
+    Anything else a transport raises is named by its type only."""
+
+
 class TransportError(TsmError):
     """The transport lost a command or its response (the SE may or may not have acted)."""
 

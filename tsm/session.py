@@ -25,6 +25,7 @@ from tsm.db import Bind, transaction
 from tsm.errors import (
     CardStatusError,
     KeysetRollbackError,
+    LinkError,
     MasterKeyMismatchError,
     SecureChannelError,
     SeIdentityError,
@@ -111,8 +112,8 @@ class SeLink:
         try:
             resp = self.transmit(apdu)
         except Exception as exc:  # the transport is an edge: whatever it raises is a loss
-            raise TransportError(
-                f"SE {self.se_id}: no answer to {apdu[:4].hex().upper()}: {type(exc).__name__}") from exc
+            why = f"{type(exc).__name__}: {exc}" if isinstance(exc, LinkError) else type(exc).__name__
+            raise TransportError(f"SE {self.se_id}: no answer to {apdu[:4].hex().upper()}: {why}") from exc
         if len(resp) < 2:
             raise TransportError(f"SE {self.se_id}: answer of {len(resp)} bytes has no status word")
         return resp

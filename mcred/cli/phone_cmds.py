@@ -129,6 +129,49 @@ def register(app: typer.Typer) -> None:
             return
         _print_tree(info)
 
+    @phone.command("agent")
+    def agent(phone_id: str,
+              remote: str = typer.Option(..., "--remote", help="The TSM's GP SERAM endpoint, e.g. "
+                                         "http://127.0.0.1:8472/gp/seram (what `mcred provision "
+                                         "--over-the-air` prints)."),
+              session: str = typer.Option(..., "--session", help="The management session's id, as the "
+                                          "TSM handed it to the phone's device application."),
+              as_json: bool = typer.Option(False, "--json", help="Print the session's summary as JSON."),
+              ) -> None:
+        """Let a TSM manage this phone's SE over the air: the phone's GP SERAM Local Agent
+        polls the Remote Agent and forwards its C-APDUs to the SE until the Stop command
+        (specs/tsm.md, "Over the air")."""
+        from wallet_sim.seram_agent import LocalAgentError, run_local_agent, secure_element_of
+
+        if not remote.startswith(("http://", "https://")):
+            _fail(f"--remote {remote!r} is not an http(s) URL")
+        try:
+            se = wallet_sim.open_secure_element(phone_id, data_home())
+        except wallet_sim.SeError as exc:
+            _fail(str(exc))
+        ref = secure_element_of(se)
+
+        def event(kind: str, text: str) -> None:
+            if as_json or kind == "apdu":
+                return
+            typer.echo({"start": f"session {text} started by the TSM",
+                        "notification": f"TSM: {text}", "stop": "the TSM ended the session"}[kind], err=True)
+
+        if not as_json:
+            typer.echo(f"phone {phone_id}: {ref.se_type} {ref.se_id} -> {remote} (session {session})", err=True)
+        try:
+            result = run_local_agent(remote, session, tracing_transport(se.transmit), ref, on_event=event)
+        except LocalAgentError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
+        if as_json:
+            typer.echo(json.dumps(result.summary(), ensure_ascii=False))
+        else:
+            typer.echo(f"{result.apdus} APDUs in {result.orders} orders, {result.seconds:.2f} s; "
+                       f"last word: {result.notifications[-1] if result.notifications else '-'}")
+        failed = any("/stopped/" in n for n in result.notifications[-1:])
+        raise typer.Exit(1 if failed else 0)
+
     @phone.command("reset")
     def reset(phone_id: str) -> None:
         """Factory reset: wipes the phone's app data; the SE keeps its content."""

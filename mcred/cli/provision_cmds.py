@@ -55,6 +55,15 @@ def provision_cmd(
     resume_id: str = typer.Option(None, "--resume", help="Finish an interrupted provisioning job "
                                   "(its id is in the error that stopped it) instead of starting one."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    over_the_air: bool = typer.Option(False, "--over-the-air", help="Reach the phone's SE through its "
+                                      "GP SERAM Local Agent (`mcred phone agent`, another process or "
+                                      "machine) instead of opening it here (specs/tsm.md, \"Over the air\")."),
+    listen: str = typer.Option("127.0.0.1:8472", "--listen", help="With --over-the-air: where the TSM's "
+                               "Remote Agent listens for the phone, HOST:PORT."),
+    public_url: str = typer.Option(None, "--public-url", help="With --over-the-air: the base URL a phone "
+                                   "reaches --listen at (default http://HOST:PORT)."),
+    session_id: str = typer.Option(None, "--session-id", help="With --over-the-air: the management "
+                                   "session's id (default a random UUID, printed)."),
 ) -> None:
     """Provision the JPKI signing and user-auth certificates and a batch of mdocs into a phone."""
     import wallet_sim
@@ -70,12 +79,24 @@ def provision_cmd(
     from protocols import cardsub
     from tsm.errors import JobError, MasterKeyError, TsmError
 
+    ota = _Ota(listen, public_url, session_id, as_json) if over_the_air else None
+    if ota is None and (public_url is not None or session_id is not None):
+        raise _fail("--public-url and --session-id go with --over-the-air")
     if resume_id is not None:
         if phone is not None or holder is not None or holder_id is not None:
             raise _fail("--resume takes no --phone, --holder or --holder-id: the job knows its phone and holder")
         ctx = Context.open()
         try:
-            result = resume(ctx, resume_id)
+            if ota is not None:
+                from tsm.jobs import read_job
+
+                try:
+                    se_id = read_job(ctx.engine, resume_id).se_id
+                except JobError as exc:
+                    raise _fail(f"job {resume_id}: {exc}") from None
+                result = ota.run(se_id, lambda transmit: resume(ctx, resume_id, transmit=transmit))
+            else:
+                result = resume(ctx, resume_id)
         except MasterKeyError:
             raise
         except JobError as exc:
@@ -104,13 +125,21 @@ def provision_cmd(
     except ProvisionError as exc:
         raise _fail(str(exc)) from None
     ctx = ctx or Context.open()
-    if phone == "new":
+    if ota is not None:
+        if phone == "new":
+            raise _fail("--phone new makes a phone here; over the air the phone is made where it runs "
+                        "(`mcred phone new` there), and its id given")
+    elif phone == "new":
         phone = wallet_sim.create_phone(ctx.home)
     elif phone not in wallet_sim.list_phones(ctx.home):
         raise _fail(f"no phone {phone!r} under {ctx.home} (make one with `mcred phone create` "
                     "or pass --phone new)")
     try:
-        result = provision(ctx, phone, parsed, key_type=key_type, mdoc_batch=mdoc_batch)
+        if ota is not None:
+            result = ota.run(phone, lambda transmit: provision(
+                ctx, phone, parsed, key_type=key_type, mdoc_batch=mdoc_batch, transmit=transmit))
+        else:
+            result = provision(ctx, phone, parsed, key_type=key_type, mdoc_batch=mdoc_batch)
     except MasterKeyError:
         raise  # the installation's key, not this phone: mcred.cli.main.run says so, exit 2
     except ProvisionError as exc:
@@ -123,6 +152,40 @@ def provision_cmd(
                            f"give it up with `mcred tsm abandon {job.id} --reason TEXT`", _quarantine_hint(exc, phone))
         raise _fail(text, 1) from None
     _show(result, as_json)
+
+
+class _Ota:
+    """``--over-the-air``: a GP SERAM Remote Agent served for the length of the job."""
+
+    def __init__(self, listen: str, public_url: str | None, session_id: str | None, as_json: bool) -> None:
+        from mcred.ota import OtaError, parse_listen
+
+        try:
+            parse_listen(listen)
+        except OtaError as exc:
+            raise _fail(str(exc)) from None
+        if public_url is not None and not public_url.startswith(("http://", "https://")):
+            raise _fail(f"--public-url {public_url!r} is not an http(s) URL")
+        self.listen, self.public_url, self.session_id, self.as_json = listen, public_url, session_id, as_json
+
+    def run(self, phone_id: str, job):  # noqa: ANN001, ANN202 - job(transmit) -> the job's result
+        from mcred.ota import OtaError, agent_command, over_the_air, seram_endpoint
+        from protocols.gp.seram import SeramError
+
+        def announce(link) -> None:  # noqa: ANN001 - tsm.seram.SeramLink
+            command = agent_command(phone_id, endpoint.url, link.session_id)
+            if self.as_json:  # one line first, for a script to start the phone with
+                typer.echo(json.dumps({"seram": {"session": link.session_id, "endpoint": endpoint.url,
+                                                 "phone": phone_id, "agent": command}}))
+            else:
+                err.print(f"GP SERAM session [bold]{link.session_id}[/bold] for phone {phone_id}: on the phone, run\n"
+                          f"  {command}\nwaiting for it ({link.connect_timeout_s:g} s) ...", highlight=False, soft_wrap=True)
+
+        try:
+            with seram_endpoint(self.listen, public_url=self.public_url) as endpoint:
+                return over_the_air(endpoint.hub, phone_id, job, on_session=announce, session_id=self.session_id)
+        except (OtaError, SeramError) as exc:  # before the job: nothing was registered
+            raise _fail(str(exc)) from None
 
 
 def _show(result, as_json: bool) -> None:  # noqa: ANN001 - mcred.provision.ProvisionResult

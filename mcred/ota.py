@@ -1,0 +1,105 @@
+"""Over the air: TSM jobs whose SE is reached through the phone's GP SERAM Local Agent.
+
+Wires ``tsm.seram`` (the Remote Agent) into a provisioning: the job's transmit is a
+:class:`tsm.seram.SeramLink`, the phone is whoever holds the session id and answers, in
+another process or on another machine (``mcred phone agent``). The endpoint is served
+here by uvicorn for the length of the job (:func:`seram_endpoint`), or by ``mcred serve``
+under ``/gp/seram`` (mcred/service.py). specs/tsm.md, "Over the air".
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from tsm.seram import SeramHub, SeramLink
+
+SERAM_PREFIX = "/gp/seram"
+DEFAULT_LISTEN = "127.0.0.1:8472"
+#: how long a finished job's session waits for the phone to collect its Stop order
+STOP_WAIT_S = 30.0
+
+
+class OtaError(Exception):
+    """The over-the-air endpoint cannot be set up (the address is taken or malformed)."""
+
+
+@dataclass
+class SeramEndpoint:
+    hub: SeramHub
+    url: str  # the Remote Agent's endpoint, as a phone reaches it
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise OtaError(f"--listen {listen!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+@contextmanager
+def seram_endpoint(listen: str = DEFAULT_LISTEN, *, public_url: str | None = None,
+                   hub: SeramHub | None = None) -> Iterator[SeramEndpoint]:
+    """A GP SERAM Remote Agent served on ``listen`` while the block runs."""
+    import uvicorn
+    from fastapi import FastAPI
+
+    from tsm.seram_http import router
+
+    host, port = parse_listen(listen)
+    hub = hub or SeramHub()
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    app.include_router(router(hub), prefix=SERAM_PREFIX)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                           timeout_graceful_shutdown=2))
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            server.run()
+        except BaseException as exc:  # noqa: BLE001 - SystemExit from a bind failure, reported below
+            failed.append(exc)
+
+    thread = threading.Thread(target=run, name="seram-endpoint", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if failed or not thread.is_alive():
+            raise OtaError(f"cannot serve GP SERAM on {listen} (the address is taken, or not this machine's)")
+        if time.monotonic() > deadline:
+            raise OtaError(f"the GP SERAM endpoint on {listen} did not start within 10 s")
+        time.sleep(0.02)
+    base = (public_url.rstrip("/") if public_url else f"http://{listen}") + SERAM_PREFIX
+    try:
+        yield SeramEndpoint(hub, base)
+    finally:
+        server.should_exit = True
+        thread.join(5)
+
+
+def agent_command(phone_id: str, endpoint: str, session_id: str) -> str:
+    """What the phone runs to take part (for the operator to hand on)."""
+    return f"mcred phone agent {phone_id} --remote {endpoint} --session {session_id}"
+
+
+def over_the_air(hub: SeramHub, phone_id: str, run: Callable[[Callable[[bytes], bytes]], Any], *,
+                 on_session: Callable[[SeramLink], None] | None = None, what: str = "provision",
+                 session_id: str | None = None, stop_wait_s: float = STOP_WAIT_S) -> Any:
+    """``run(transmit)`` with a transmit that reaches ``phone_id``'s SE through a new SERAM
+    session; the session ends with a notification of the outcome (``provision/done/OK``,
+    ``provision/stopped/<error>``) and the Stop command, which the phone is given
+    ``stop_wait_s`` to collect."""
+    link = hub.open(phone_id, session_id=session_id)
+    if on_session is not None:
+        on_session(link)
+    try:
+        result = run(link.transmit)
+    except BaseException as exc:
+        link.close(f"{what}/stopped/{type(exc).__name__}", wait_s=stop_wait_s)
+        raise
+    link.close(f"{what}/done/OK", wait_s=stop_wait_s)
+    return result

@@ -1,0 +1,557 @@
+"""Over the air: the TSM reaches a phone's SE through GP SERAM (HTTP REST binding 2.0.0).
+
+The messages and both sans-I/O sides (protocols/gp/seram.py), the Remote Agent's hub and
+routes (tsm/seram.py, tsm/seram_http.py) on a real uvicorn server, the phone's Local Agent
+(wallet_sim/seram_agent.py) over real httpx: a provisioning whose phone lives in another
+data directory, lost requests and lost answers that deliver no APDU twice, a phone that
+goes away and a job resumed in a new session, an SE that fails, every refusal by its HTTP
+status, and the two commands as two processes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+from test_provision_e2e import HOLDER, SeSigner, _transcript, jpki_details
+
+import wallet_sim
+from issuer.db import Credential
+from mcred.context import Context
+from mcred.ota import agent_command, over_the_air, seram_endpoint
+from mcred.provision import parse_holder, provision, resume
+from protocols import mdoc
+from protocols.gp import seram
+from protocols.gp.seram import (
+    Accepted,
+    HandshakeCommand,
+    LocalAgent,
+    NotificationCommand,
+    Notify,
+    Order,
+    RemoteAgentSession,
+    Report,
+    Resend,
+    SecureElementRef,
+    SeRamCommand,
+    SeramError,
+    SeramNegotiationError,
+    SeRamResponse,
+    SeramStateError,
+    StartCommand,
+    Started,
+    StopCommand,
+    Stopped,
+    Transmit,
+)
+from tsm.errors import TransportError
+from tsm.seram import SeramHub
+from wallet_sim.seram_agent import LocalAgentError, run_local_agent, secure_element_of
+
+SE = SecureElementRef("eSE", "89001012012341234012345678901224", "SAM")
+
+
+# --- the messages ----------------------------------------------------------------------------
+
+# The texts of GlobalPlatform's examples (spec/examples in github.com/GlobalPlatform/SERAM).
+HANDSHAKE_EXAMPLE = """{"secureElements": [{"seType": "eSE", "seId": "89001012012341234012345678901224",
+ "seExtraInfo": "SAM"}], "supportedTransportProtocols": ["HTTPS"], "supportedDataFormats":
+ ["application/json"], "supportedVersion": ["2.0.0"]}"""
+REPORT_EXAMPLE = """{"localAgentStatus": {"localAgentStatusEnum": "PROCESSED", "executedSeRamCommands": 2},
+ "ramResponses": [{"ramResponseType": "seRamResponse", "listOfRAPDU": ["9000", "9000"]},
+ {"ramResponseType": "seRamResponse", "listOfRAPDU": ["9000"]}]}"""
+ALL_COMMANDS_EXAMPLE = """{"delay": 0, "chosenSecureElement": {"seType": "eSE",
+ "seId": "89001012012341234012345678901224", "seExtraInfo": "SAM"}, "ramCommands": [
+ {"ramCommandType": "startCommand"}, {"ramCommandType": "seRamCommand", "listOfCAPDU":
+ ["00A40400OA0001020304050607080900A"]}, {"ramCommandType": "notificationCommand",
+ "deviceAppNotification": "step1/action2/OK"}, {"ramCommandType": "stopCommand"}]}"""
+
+
+def test_the_standards_examples_read_as_they_mean():
+    hs = seram.parse_handshake_command(HANDSHAKE_EXAMPLE)
+    assert hs.secure_elements == (SE,) and hs.versions == ("2.0.0",)
+    report = seram.parse_report(REPORT_EXAMPLE)
+    assert report.status == "PROCESSED" and report.executed == 2
+    assert [r.rapdus for r in report.responses] == [(b"\x90\x00", b"\x90\x00"), (b"\x90\x00",)]
+    # the example's C-APDU has a letter O for a zero and an odd length: refused by name
+    with pytest.raises(SeramError, match=r"ramCommands\[1\]\.listOfCAPDU\[0\]: an odd number of hex digits"):
+        seram.parse_order(ALL_COMMANDS_EXAMPLE)
+    fixed = ALL_COMMANDS_EXAMPLE.replace("00A40400OA0001020304050607080900A", "00A404000A0001020304050607080900")
+    order = seram.parse_order(fixed)
+    assert order.delay_ms == 0 and order.chosen_se == SE
+    assert order.commands == (StartCommand(), SeRamCommand((bytes.fromhex("00A404000A0001020304050607080900"),)),
+                              NotificationCommand("step1/action2/OK"), StopCommand())
+    # the schema's other names for the same things
+    assert seram.parse_order('{"ramCommands": [{"ramCommandType": "ramStartCommand"}, '
+                             '{"ramCommandType": "ramStopCommand"}]}').commands == (StartCommand(), StopCommand())
+    assert seram.parse_report('{"localAgentStatus": {"localAgentStatusEnum": "POLLING", '
+                              '"executedRamCommands": 0}}') == Report()
+
+
+def test_what_we_write_carries_both_names_where_the_texts_differ():
+    status = Report("PROCESSED", 1, (SeRamResponse((b"\x90\x00",)),)).to_json()["localAgentStatus"]
+    assert status["executedSeRamCommands"] == status["executedRamCommands"] == 1
+    answer = seram.HandshakeResponse().to_json()
+    assert answer["chosenDataFormat"] == answer["chosenDataProtocol"] == "application/json"
+    assert SeRamCommand((b"\x00\xa4\x04\x00",)).to_json()["listOfCAPDU"] == ["00A40400"]
+    hs = HandshakeCommand((SE,)).to_json()
+    assert hs["supportedVersions"] == ["2.0.0"] and hs["secureElements"][0]["seType"] == "eSE"
+
+
+@pytest.mark.parametrize("text, where", [
+    ("[]", "a JSON object is expected"),
+    ("{", "not JSON"),
+    ('{"localAgentStatus": {}}', "localAgentStatusEnum: missing"),
+    ('{"localAgentStatus": {"localAgentStatusEnum": "DONE"}}', "'DONE' is not one of"),
+    ('{"localAgentStatus": {"localAgentStatusEnum": "POLLING", "executedSeRamCommands": 1}}', "POLLING report"),
+    ('{"localAgentStatus": {"localAgentStatusEnum": "PROCESSED", "executedSeRamCommands": true}}',
+     "an integer is expected"),
+    ('{"localAgentStatus": {"localAgentStatusEnum": "PROCESSED", "executedSeRamCommands": 1, '
+     '"executedRamCommands": 2}}', "disagree"),
+    ('{"localAgentStatus": {"localAgentStatusEnum": "PROCESSED", "executedSeRamCommands": 1}, '
+     '"ramResponses": [{"ramResponseType": "x", "listOfRAPDU": []}]}', "is not seRamResponse"),
+    ('{"localAgentStatus": {"localAgentStatusEnum": "PROCESSED", "executedSeRamCommands": 1}, '
+     '"ramResponses": [{"ramResponseType": "seRamResponse", "listOfRAPDU": ["90 0"]}]}', "not hexadecimal"),
+    ('{"localAgentStatus": {"localAgentStatusEnum": "POLLING"}, "localAgentStatus": {}}', "appears twice"),
+])
+def test_a_malformed_report_is_refused_by_name(text, where):
+    with pytest.raises(SeramError, match=where):
+        seram.parse_report(text)
+
+
+@pytest.mark.parametrize("text, where", [
+    ('{"secureElements": []}', "secureElements: empty"),
+    ('{"secureElements": [{"seType": "SIM", "seId": "1"}]}', "'SIM' is not one of"),
+    ('{"secureElements": [{"seType": "eSE"}]}', r"secureElements\[0\]\.seId: missing"),
+    ('{}', "secureElements: missing"),
+    ('{"secureElements": [{"seType": "eSE", "seId": "1"}], "supportedVersions": []}', "supportedVersions: empty"),
+])
+def test_a_malformed_handshake_is_refused_by_name(text, where):
+    with pytest.raises(SeramError, match=where):
+        seram.parse_handshake_command(text)
+
+
+@pytest.mark.parametrize("text, where", [
+    ('{"delay": -1}', r"delay: -1 is not in"),
+    ('{"ramCommands": [{"ramCommandType": "seRamCommand", "listOfCAPDU": []}]}', "listOfCAPDU: empty"),
+    ('{"ramCommands": [{"ramCommandType": "seRamCommand", "listOfCAPDU": ["00A4"]}]}', "at least 4 bytes"),
+    ('{"ramCommands": [{"ramCommandType": "format"}]}', "'format' is not startCommand"),
+    ('{"ramCommands": [{"ramCommandType": "notificationCommand"}]}', "deviceAppNotification: missing"),
+    ('{"ramCommands": {}}', "an array is expected"),
+])
+def test_a_malformed_order_is_refused_by_name(text, where):
+    with pytest.raises(SeramError, match=where):
+        seram.parse_order(text)
+
+
+apdus = st.binary(min_size=4, max_size=300)
+commands = st.one_of(st.builds(SeRamCommand, st.lists(apdus, min_size=1, max_size=5).map(tuple)),
+                     st.builds(NotificationCommand, st.text(max_size=40)),
+                     st.just(StartCommand()), st.just(StopCommand()))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(commands, max_size=6).map(tuple), st.none() | st.integers(0, 5000), st.none() | st.just(SE))
+def test_every_order_reads_back_as_written(cmds, delay, chosen):
+    order = Order(cmds, delay, chosen)
+    assert seram.parse_order(seram.encode(order)) == order
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.binary(min_size=2, max_size=64), max_size=4).map(tuple), min_size=1, max_size=4),
+       st.sampled_from(seram.ERROR_STATUSES), st.text(max_size=30))
+def test_every_report_reads_back_as_written(rapdus, status, error):
+    for report in (Report("PROCESSED", len(rapdus), tuple(SeRamResponse(r) for r in rapdus)),
+                   Report(status, len(rapdus) - 1, tuple(SeRamResponse(r) for r in rapdus[:-1]), error)):
+        assert seram.parse_report(seram.encode(report)) == report
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.sampled_from(["localAgentStatus", "localAgentStatusEnum", "executedSeRamCommands", "ramResponses",
+                         "ramResponseType", "listOfRAPDU", "ramCommands", "ramCommandType", "listOfCAPDU",
+                         "secureElements", "seType", "seId", "delay", "chosenSecureElement", "x"]),
+        inner, max_size=5), max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(json_values.map(lambda v: json.dumps(v).encode()), st.binary(max_size=64)))
+def test_any_bytes_are_a_message_or_a_seram_error(raw):
+    for parse in (seram.parse_report, seram.parse_order, seram.parse_handshake_command,
+                  seram.parse_handshake_response):
+        try:
+            parse(raw)
+        except SeramError:
+            pass
+
+
+# --- the two sides, without I/O ---------------------------------------------------------------
+
+
+def _agreed() -> tuple[LocalAgent, RemoteAgentSession]:
+    la, ra = LocalAgent((SE,)), RemoteAgentSession("s-1")
+    la.accept_handshake(ra.receive_handshake(la.handshake()))
+    return la, ra
+
+
+def test_a_session_from_handshake_to_stop():
+    la, ra = _agreed()
+    assert isinstance(ra.receive_report(la.poll(), None), Accepted)
+    order = ra.next_order((SeRamCommand((b"\x00\xa4\x04\x00",)),))
+    assert order.commands[0] == StartCommand() and order.chosen_se == SE
+    assert la.receive_order(order) == (Started(), Transmit((b"\x00\xa4\x04\x00",)))
+    outcome = ra.receive_report(la.report([(b"\x90\x00",)]), 1)
+    assert outcome == Accepted(((b"\x90\x00",),))
+    last = ra.next_order((NotificationCommand("done"), StopCommand()))
+    assert la.receive_order(last) == (Notify("done"), Stopped())
+    with pytest.raises(SeramStateError, match="no report after the Stop"):
+        la.report()
+    # the Stop order lost: the report before it comes again and gets it again
+    assert ra.receive_report(Report("PROCESSED", 1, (SeRamResponse((b"\x90\x00",)),)), 1) == Resend(last)
+    with pytest.raises(SeramStateError, match="after the Stop"):
+        ra.receive_report(Report(), 2)
+
+
+def test_a_lost_order_is_sent_again_and_a_repeated_report_delivers_nothing():
+    la, ra = _agreed()
+    ra.receive_report(la.poll(), None)
+    first = ra.next_order((SeRamCommand((b"\x80\xca\x9f\x7f",)),))
+    # the phone never got order 1 and polls again with what it last got (nothing: 0)
+    assert ra.receive_report(Report(), 0) == Resend(first)
+    la.receive_order(first)
+    report = la.report([(b"\x01\x90\x00",)])
+    assert ra.receive_report(report, 1) == Accepted(((b"\x01\x90\x00",),))
+    # the answer to it lost before order 2 was made: the same report again is no new answer
+    assert ra.receive_report(report, 1) == Resend(None)
+    second = ra.next_order((SeRamCommand((b"\x80\xca\x00\x66",)),))
+    assert ra.receive_report(report, 1) == Resend(second)
+    with pytest.raises(SeramStateError, match="a report for order 5"):
+        ra.receive_report(report, 5)
+    with pytest.raises(SeramStateError, match="still awaits its report"):
+        ra.next_order()
+
+
+def test_the_local_agent_keeps_the_session_in_order():
+    la = LocalAgent((SE,))
+    with pytest.raises(SeramStateError):
+        la.poll()
+    la.handshake()
+    la.accept_handshake(seram.HandshakeResponse())
+    with pytest.raises(SeramStateError, match="before the Start"):
+        la.receive_order(Order((SeRamCommand((b"\x00\x00\x00\x00",)),)))
+    la.receive_order(Order((StartCommand(),)))
+    with pytest.raises(SeramStateError, match="a second Start"):
+        la.receive_order(Order((StartCommand(),)))
+    with pytest.raises(SeramError, match="is not an SE this Local Agent offered"):
+        la.receive_order(Order((), chosen_se=SecureElementRef("uicc", "1")))
+    with pytest.raises(SeramStateError, match="after the Stop"):
+        la.receive_order(Order((StopCommand(), NotificationCommand("late"))))
+    other = LocalAgent((SE,), versions=("2.0.0",))
+    other.handshake()
+    with pytest.raises(SeramNegotiationError, match="version '3.0.0'"):
+        other.accept_handshake(seram.HandshakeResponse(version="3.0.0"))
+
+
+def test_the_remote_agent_refuses_what_it_cannot_serve_and_counts_what_comes_back():
+    ra = RemoteAgentSession("s-2")
+    with pytest.raises(SeramStateError, match="before the handshake"):
+        ra.receive_report(Report(), None)
+    with pytest.raises(SeramNegotiationError, match="speaks 1.0.0"):
+        ra.receive_handshake(HandshakeCommand((SE,), versions=("1.0.0",)))
+    with pytest.raises(SeramNegotiationError, match="of a type this platform manages"):
+        ra.receive_handshake(HandshakeCommand((SecureElementRef("uicc", "1"),)))
+    la, ra = _agreed()
+    ra.receive_report(la.poll(), None)
+    ra.next_order((SeRamCommand((b"\x00\x00\x00\x00", b"\x00\x00\x00\x01")),))
+    with pytest.raises(SeramError, match="3 R-APDUs for 2 C-APDUs"):
+        ra.receive_report(Report("PROCESSED", 1, (SeRamResponse((b"\x90\x00",) * 3),)), 1)
+    with pytest.raises(SeramError, match="executedSeRamCommands is 2"):
+        ra.receive_report(Report("PROCESSED", 2, (SeRamResponse((b"\x90\x00",)),)), 1)
+    short = ra.receive_report(Report("PROCESSED", 1, (SeRamResponse((b"\x90\x00",)),)), 1)
+    assert short.failure[0] == "UNKNOWN_FAILURE" and "without every response" in short.failure[1]
+
+
+# --- over HTTP: the hub, the routes and the phone's agent --------------------------------------
+
+
+def _free_listen() -> str:
+    from benchmarks.scratch import free_port
+
+    return f"127.0.0.1:{free_port()}"
+
+
+@pytest.fixture
+def ctx(home, monkeypatch):
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
+    return Context.open(home)
+
+
+@pytest.fixture
+def phone(tmp_path):
+    """A phone in a data directory of its own: not the operator's."""
+    phone_home = tmp_path / "phone-home"
+    phone_home.mkdir()
+    return wallet_sim.create_phone(phone_home), phone_home
+
+
+class PhoneThread:
+    """The phone's Local Agent in a thread (its own process in the CLI test)."""
+
+    def __init__(self, endpoint: str, pid: str, phone_home, *, client: httpx.Client | None = None,
+                 transmit=None) -> None:
+        self.se = wallet_sim.open_secure_element(pid, phone_home)
+        self.endpoint, self.client, self.transmit = endpoint, client, transmit or self.se.transmit
+        self.result, self.error, self.sent = None, None, []
+
+    def start(self, session_id: str) -> PhoneThread:
+        def counted(capdu: bytes) -> bytes:
+            self.sent.append(capdu)
+            return self.transmit(capdu)
+
+        def run() -> None:
+            try:
+                self.result = run_local_agent(self.endpoint, session_id, counted, secure_element_of(self.se),
+                                              client=self.client, retry_for_s=10)
+            except Exception as exc:  # noqa: BLE001 - kept for the test to look at
+                self.error = exc
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        return self
+
+    def join(self) -> PhoneThread:
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+        return self
+
+
+def _provision_over_the_air(ctx, endpoint, pid, phone_home, **phone_kw):
+    agent = PhoneThread(endpoint.url, pid, phone_home, **phone_kw)
+
+    def started(link):  # noqa: ANN001
+        agent.link = link
+        agent.start(link.session_id)
+
+    result = over_the_air(endpoint.hub, pid, lambda transmit: provision(
+        ctx, pid, parse_holder(dict(HOLDER, pin="1234", password="ABC123")), key_type="p384",
+        mdoc_batch=1, transmit=transmit), on_session=started)
+    return result, agent.join()
+
+
+def _assert_provisioned(ctx, result, pid, phone_home):
+    with ctx.sessions() as s:
+        kinds = sorted((c.kind, c.status) for c in s.scalars(select(Credential).where(Credential.phone_id == pid)))
+    assert kinds == [("jpki-auth", "valid"), ("jpki-sign", "valid"), ("mdoc", "valid")]
+    jpki = jpki_details(type("C", (), {"home": phone_home})(), pid)
+    assert set(jpki["slots"]) == {"signing", "user_authentication"}
+    from mcred.provision import mdoc_service
+
+    se = wallet_sim.open_secure_element(pid, phone_home)
+    st_ = _transcript()
+    doc = mdoc.build_document(mdoc.IssuerSigned.from_cbor(result.mdocs[0]), st_, signer=SeSigner(se.transmit, 0))
+    verdict = mdoc.verify_device_response(mdoc.DeviceResponse((doc,)).encode(),
+                                          trust_anchors=[mdoc_service(ctx).iaca_certificate()],
+                                          session_transcript=st_, now=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5))
+    assert verdict.valid, verdict.to_json()
+
+
+def test_a_phone_in_another_data_directory_is_provisioned_over_the_air(ctx, phone):
+    pid, phone_home = phone
+    assert pid not in wallet_sim.list_phones(ctx.home)
+    with seram_endpoint(_free_listen()) as endpoint:
+        result, agent = _provision_over_the_air(ctx, endpoint, pid, phone_home)
+    assert agent.error is None and agent.result.stopped
+    assert agent.result.notifications == ["provision/done/OK"]
+    assert agent.result.apdus == len(agent.sent) > 40
+    assert agent.result.se.se_id.startswith("4D435345")  # the CPLC's "MC" "SE"
+    _assert_provisioned(ctx, result, pid, phone_home)
+
+
+class Lossy(httpx.HTTPTransport):
+    """Loses some requests on the way (never sent) and the answers of others (sent, done,
+    the answer gone), by their number among the remoteManagement requests."""
+
+    def __init__(self, drop_request: set[int], drop_answer: set[int]) -> None:
+        super().__init__()
+        self.n, self.drop_request, self.drop_answer = 0, drop_request, drop_answer
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/remoteManagement"):
+            self.n += 1
+            if self.n in self.drop_request:
+                raise httpx.ConnectError("lost on the way", request=request)
+            if self.n in self.drop_answer:
+                super().handle_request(request).read()
+                raise httpx.ReadError("answer lost", request=request)
+        return super().handle_request(request)
+
+
+def test_lost_requests_and_lost_answers_deliver_no_apdu_twice(ctx, phone):
+    pid, phone_home = phone
+    lossy = Lossy(drop_request={3, 10, 11}, drop_answer={2, 5, 20, 21, 40})
+    with seram_endpoint(_free_listen()) as endpoint, httpx.Client(transport=lossy, timeout=40) as client:
+        result, agent = _provision_over_the_air(ctx, endpoint, pid, phone_home, client=client)
+    assert agent.error is None and agent.result.notifications == ["provision/done/OK"]
+    # every C-APDU went to the SE once (a second delivery would also break SCP03's MAC
+    # chain): what the TSM had answered equals what the SE was sent
+    assert lossy.n > agent.result.orders  # the losses happened
+    assert agent.link.apdus == agent.result.apdus == len(agent.sent)
+    _assert_provisioned(ctx, result, pid, phone_home)
+
+
+def test_a_local_agent_without_cookies_still_works(ctx, phone):
+    pid, phone_home = phone
+
+    class NoCookies(httpx.Cookies):
+        def set_cookie_header(self, request):  # noqa: ANN001
+            return None
+
+    with seram_endpoint(_free_listen()) as endpoint, httpx.Client(timeout=40) as client:
+        client._cookies = NoCookies()
+        result, agent = _provision_over_the_air(ctx, endpoint, pid, phone_home, client=client)
+    assert agent.error is None
+    _assert_provisioned(ctx, result, pid, phone_home)
+
+
+def test_a_phone_that_goes_away_stops_the_job_and_a_new_session_finishes_it(ctx, phone):
+    pid, phone_home = phone
+    hub = SeramHub(answer_timeout_s=1.0, connect_timeout_s=5.0, poll_wait_s=0.5)
+    se = wallet_sim.open_secure_element(pid, phone_home)
+    calls = []
+
+    def vanishing(capdu: bytes) -> bytes:
+        calls.append(capdu)
+        if len(calls) == 30:
+            time.sleep(3)  # the phone is gone (the TSM gives up after 1 s), and comes back late
+        return se.transmit(capdu)
+
+    with seram_endpoint(_free_listen(), hub=hub) as endpoint:
+        with pytest.raises(TransportError):
+            _provision_over_the_air(ctx, endpoint, pid, phone_home, transmit=vanishing)
+        from mcred.provision import unfinished_job
+
+        job = unfinished_job(ctx, pid)
+        assert job is not None and job.state == "interrupted"
+        agent = PhoneThread(endpoint.url, pid, phone_home)
+        result = over_the_air(hub, pid, lambda transmit: resume(ctx, job.id, transmit=transmit),
+                              on_session=lambda link: agent.start(link.session_id))
+        agent.join()
+    assert agent.error is None and agent.result.notifications == ["provision/done/OK"]
+    _assert_provisioned(ctx, result, pid, phone_home)
+
+
+def test_an_se_that_fails_is_reported_and_the_job_stops_resumable(ctx, phone):
+    pid, phone_home = phone
+    se = wallet_sim.open_secure_element(pid, phone_home)
+    count = []
+
+    def failing(capdu: bytes) -> bytes:
+        count.append(1)
+        if len(count) == 12:
+            raise OSError("OMAPI: channel not available")
+        return se.transmit(capdu)
+
+    with seram_endpoint(_free_listen()) as endpoint:
+        with pytest.raises(TransportError, match="UNKNOWN_FAILURE: the SE did not take a C-APDU .*OMAPI"):
+            _provision_over_the_air(ctx, endpoint, pid, phone_home, transmit=failing)
+        job_id = __import__("mcred.provision", fromlist=["x"]).unfinished_job(ctx, pid).id
+        agent = PhoneThread(endpoint.url, pid, phone_home)
+        result = over_the_air(endpoint.hub, pid, lambda transmit: resume(ctx, job_id, transmit=transmit),
+                              on_session=lambda link: agent.start(link.session_id))
+        agent.join()
+    _assert_provisioned(ctx, result, pid, phone_home)
+
+
+def test_every_refusal_has_its_status(tmp_path):
+    hub = SeramHub(poll_wait_s=0.2)
+    link = hub.open("ph-1", session_id="known-session")
+    hs = seram.encode(HandshakeCommand((SE,)))
+    with seram_endpoint(_free_listen(), hub=hub) as endpoint, httpx.Client(timeout=10) as c:
+        url = endpoint.url
+
+        def post(path, body, sid="known-session", **kw):
+            return c.post(f"{url}/{path}", params={"sessionId": sid}, content=body, **kw)
+
+        r = post("remoteManagement", seram.encode(Report()))
+        assert r.status_code == 409 and "before the handshake" in r.json()["detail"]
+        assert post("handshake", hs, sid="nobody").status_code == 404
+        r = post("handshake", seram.encode(HandshakeCommand((SecureElementRef("uicc", "1"),))))
+        assert r.status_code == 406 and r.headers["content-type"] == "application/problem+json"
+        r = post("handshake", b"{not json")
+        assert r.status_code == 400 and "not JSON" in r.json()["detail"]
+        r = post("handshake", hs, headers={"Content-Type": "text/plain"})
+        assert r.status_code == 415
+        r = post("handshake", b" " * (seram.MAX_MESSAGE_BYTES + 1))
+        assert r.status_code == 413
+        assert c.post(f"{url}/handshake", content=hs).status_code == 422  # no sessionId
+        r = post("handshake", hs)
+        assert r.status_code == 200 and r.json()["chosenVersion"] == "2.0.0"
+        r = post("remoteManagement", seram.encode(Report()))
+        assert r.status_code == 200 and r.json() == {"delay": 0}  # void: nothing to order yet
+        assert r.cookies.get("seram-order-known-session") == "1"
+        c.cookies.set("seram-order-known-session", "77")
+        r = post("remoteManagement", seram.encode(Report()))
+        assert r.status_code == 409 and "order 77" in r.json()["detail"]
+    assert link.session.se == SE
+
+
+def test_the_two_commands_as_two_processes(ctx, phone, tmp_path):
+    pid, phone_home = phone
+    holder = tmp_path / "holder.json"
+    holder.write_text(json.dumps(dict(HOLDER, pin="1234", password="ABC123"), ensure_ascii=False), encoding="utf-8")
+    listen = _free_listen()
+    env = dict(os.environ, MCRED_HOME=str(ctx.home))
+    tsm = subprocess.Popen([sys.executable, "-m", "mcred", "provision", "--phone", pid, "--holder", str(holder),
+                            "--key-type", "p384", "--mdoc-batch", "1", "--over-the-air", "--listen", listen,
+                            "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = json.loads(tsm.stdout.readline())["seram"]
+        assert first["agent"] == agent_command(pid, f"http://{listen}/gp/seram", first["session"])
+        phone_run = subprocess.run([sys.executable, "-m", "mcred", "phone", "agent", pid, "--remote",
+                                    first["endpoint"], "--session", first["session"], "--json"],
+                                   env=dict(os.environ, MCRED_HOME=str(phone_home)), capture_output=True,
+                                   text=True, timeout=120)
+        out, errors = tsm.communicate(timeout=120)
+    finally:
+        tsm.kill()
+    assert phone_run.returncode == 0, phone_run.stderr
+    summary = json.loads(phone_run.stdout)
+    assert summary["stopped"] and summary["notifications"] == ["provision/done/OK"] and summary["apdus"] > 40
+    assert tsm.returncode == 0, errors
+    assert json.loads(out)["phone"] == pid
+
+
+def test_over_the_air_refusals_on_the_command_line(ctx, tmp_path):
+    from typer.testing import CliRunner
+
+    from mcred.cli.main import app
+
+    holder = tmp_path / "holder.json"
+    holder.write_text(json.dumps(HOLDER, ensure_ascii=False), encoding="utf-8")
+    r = CliRunner().invoke(app, ["provision", "--phone", "new", "--holder", str(holder), "--over-the-air"])
+    assert r.exit_code == 2 and "made where it runs" in " ".join(r.output.split())
+    r = CliRunner().invoke(app, ["provision", "--phone", "p", "--holder", str(holder), "--over-the-air",
+                                 "--listen", "nowhere"])
+    assert r.exit_code == 2 and "is not HOST:PORT" in " ".join(r.output.split())
+    r = CliRunner().invoke(app, ["provision", "--phone", "p", "--holder", str(holder), "--session-id", "abcdefgh"])
+    assert r.exit_code == 2 and "go with --over-the-air" in " ".join(r.output.split())
+    r = CliRunner().invoke(app, ["phone", "agent", "nope", "--remote", "ftp://x", "--session", "s"])
+    assert r.exit_code == 2 and "not an http(s) URL" in r.output
+
+
+def test_the_agent_names_a_session_the_tsm_does_not_know(phone):
+    pid, phone_home = phone
+    se = wallet_sim.open_secure_element(pid, phone_home)
+    with seram_endpoint(_free_listen()) as endpoint:
+        with pytest.raises(LocalAgentError, match="handshake refused: HTTP 404: no management session 'ghost-session'"):
+            run_local_agent(endpoint.url, "ghost-session", se.transmit, secure_element_of(se))

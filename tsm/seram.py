@@ -1,0 +1,276 @@
+"""The TSM's Remote Agent: its SCP03 sessions reach a phone's SE over GP SERAM.
+
+A TSM job runs with a ``transmit(apdu) -> bytes`` (specs/tsm.md). Over the air that
+transmit is a :class:`SeramLink`: each C-APDU becomes an order's SE RAM command, handed to
+the phone's Local Agent in the answer to its next report, and the call returns when the
+phone reports the R-APDU (``protocols.gp.seram`` judges every message). The job's thread
+blocks in ``transmit``; the HTTP handlers (``tsm.seram_http``) block in
+:meth:`SeramHub.exchange`, a long poll, until there is something to order. Both meet under
+one lock per session. Nothing here imports the phone: the phone is whoever holds the
+``sessionId`` and answers (and SCP03's cryptograms say whether its SE is the one the TSM
+keeps keys for).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from protocols.gp import seram
+from protocols.gp.seram import (
+    Accepted,
+    NotificationCommand,
+    Order,
+    RamCommand,
+    RemoteAgentSession,
+    SeRamCommand,
+    SeramError,
+    StopCommand,
+)
+from tsm.errors import LinkError
+
+#: how long a Remote Agent holds a poll open before a void order (the binding: under 30 s)
+POLL_WAIT_S = 25.0
+#: how long a C-APDU waits for its R-APDU once ordered (the binding: a Local Agent waits 40 s
+#: for an answer, and reconnects)
+ANSWER_TIMEOUT_S = 60.0
+#: how long a job waits for the phone's first report (the binding: a Remote Agent gives a
+#: Local Agent up after 5 minutes)
+CONNECT_TIMEOUT_S = 300.0
+#: how long a stopped session still answers a Local Agent that lost the Stop order
+LINGER_S = 120.0
+
+
+_SESSION_ID = re.compile(r"[A-Za-z0-9._-]{8,128}")
+
+
+class UnknownSession(SeramError):
+    """No management session has this ``sessionId`` (HTTP 404)."""
+
+
+class SeramLinkError(LinkError):
+    """The phone did not answer a C-APDU (it never came, went away, or reported a failure).
+    The TSM takes it as a lost answer (``tsm.errors.TransportError``)."""
+
+
+@dataclass
+class SeramLink:
+    """One management session, as a TSM job's transmit. Made by :meth:`SeramHub.open`."""
+
+    hub: SeramHub
+    session: RemoteAgentSession
+    se_id: str
+    created: float
+    connect_timeout_s: float
+    answer_timeout_s: float
+    _outbox: list[RamCommand] = field(default_factory=list, repr=False)
+    _inflight: bool = field(default=False, repr=False)  # a C-APDU waits for its R-APDU
+    _ordered: bool = field(default=False, repr=False)  # ... and went out in an order
+    _result: bytes | SeramLinkError | None = field(default=None, repr=False)
+    _reported: bool = field(default=False, repr=False)  # the phone's first report came
+    _closing: bool = field(default=False, repr=False)
+    stopped_at: float | None = None
+    apdus: int = 0
+    notifications: list[str] = field(default_factory=list)
+
+    @property
+    def session_id(self) -> str:
+        return self.session.session_id
+
+    @property
+    def secure_element(self) -> seram.SecureElementRef | None:
+        """The SE the phone offered and this session manages (after the handshake)."""
+        return self.session.se
+
+    def transmit(self, capdu: bytes) -> bytes:
+        """Order ``capdu`` and wait for its R-APDU; :class:`SeramLinkError` when none comes."""
+        cond = self.hub._cond
+        with cond:
+            if self._closing:
+                raise SeramLinkError(f"SERAM session {self.session_id} is closed")
+            self._outbox.append(SeRamCommand((bytes(capdu),)))
+            self._inflight, self._ordered, self._result = True, False, None
+            cond.notify_all()
+            # first the order must go out: at the phone's first report, or its next one
+            limit = self.answer_timeout_s if self._reported else self.connect_timeout_s
+            deadline = self.hub.clock() + limit
+            while not self._ordered and not self._closing:
+                if not self._wait(deadline):
+                    self._outbox = [c for c in self._outbox if not isinstance(c, SeRamCommand)]
+                    self._inflight = False
+                    raise SeramLinkError(
+                        f"the phone did not poll SERAM session {self.session_id} within {limit:g} s"
+                        if not self._reported else
+                        f"the phone did not come back to SERAM session {self.session_id} within {limit:g} s")
+            deadline = self.hub.clock() + self.answer_timeout_s
+            while self._result is None and not self._closing:
+                if not self._wait(deadline):
+                    self._inflight = False
+                    raise SeramLinkError(f"no answer to a C-APDU in SERAM session {self.session_id} "
+                                         f"within {self.answer_timeout_s:g} s")
+            result, self._result, self._inflight = self._result, None, False
+            if result is None:
+                raise SeramLinkError(f"SERAM session {self.session_id} was closed")
+            if isinstance(result, SeramLinkError):
+                raise result
+            self.apdus += 1
+            return result
+
+    def notify(self, text: str) -> None:
+        """A notification for the device application, sent with the next order."""
+        with self.hub._cond:
+            if not self._closing:
+                self._outbox.append(NotificationCommand(text))
+                self.hub._cond.notify_all()
+
+    def close(self, text: str | None = None, *, wait_s: float = 0.0) -> bool:
+        """End the session: a last notification (``text``) and the Stop command go with the
+        next order; wait up to ``wait_s`` for that order to be handed over. True once the
+        Stop went out (or the phone never came: nothing to stop)."""
+        cond = self.hub._cond
+        with cond:
+            if not self._closing:
+                self._closing = True
+                self._outbox = [c for c in self._outbox if isinstance(c, NotificationCommand)]
+                if text is not None:
+                    self._outbox.append(NotificationCommand(text))
+                self._outbox.append(StopCommand())
+                if self._inflight and self._result is None:
+                    self._result = SeramLinkError(f"SERAM session {self.session_id} was closed")
+                cond.notify_all()
+            deadline = self.hub.clock() + wait_s
+            while self.session.state != "stopped" and self.session.state != "new":
+                if not self._wait(deadline):
+                    break
+            if self.stopped_at is None:
+                self.stopped_at = self.hub.clock()
+            return self.session.state in ("stopped", "new")
+
+    def _wait(self, deadline: float) -> bool:
+        left = deadline - self.hub.clock()
+        if left <= 0:
+            return False
+        self.hub._cond.wait(min(left, 1.0))
+        return True
+
+    # --- the HTTP side, under the hub's lock ---
+
+    def _deliver(self, accepted: Accepted) -> None:
+        if not (self._inflight and self._ordered) or self._result is not None:
+            return  # nothing waits (it timed out, or the order carried no APDU)
+        if accepted.failure is not None:
+            status, message = accepted.failure
+            self._result = SeramLinkError(f"the phone's Local Agent reported {status}"
+                                          + (f": {message}" if message else ""))
+        elif accepted.responses and accepted.responses[0] and accepted.responses[0][0]:
+            self._result = accepted.responses[0][0]
+        else:
+            self._result = SeramLinkError("the phone's Local Agent reported no R-APDU for the C-APDU")
+
+    def _take_order(self) -> Order | None:
+        if not self._outbox:
+            return None
+        commands, self._outbox = tuple(self._outbox), []
+        order = self.session.next_order(commands, delay_ms=0)
+        if any(isinstance(c, SeRamCommand) for c in commands):
+            self._ordered = True
+        self.notifications.extend(c.text for c in commands if isinstance(c, NotificationCommand))
+        return order
+
+
+class SeramHub:
+    """The Remote Agent's sessions, by ``sessionId``."""
+
+    def __init__(self, *, poll_wait_s: float = POLL_WAIT_S, answer_timeout_s: float = ANSWER_TIMEOUT_S,
+                 connect_timeout_s: float = CONNECT_TIMEOUT_S, linger_s: float = LINGER_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.poll_wait_s = poll_wait_s
+        self.answer_timeout_s = answer_timeout_s
+        self.connect_timeout_s = connect_timeout_s
+        self.linger_s = linger_s
+        self.clock = clock
+        self._cond = threading.Condition()
+        self._links: dict[str, SeramLink] = {}
+
+    def open(self, se_id: str, *, session_id: str | None = None) -> SeramLink:
+        """A new management session for the TSM's SE ``se_id``; its ``session_id`` (a random
+        UUID unless given: 8 to 128 of ``A-Z a-z 0-9 - _ .``) goes to the phone's device
+        application (the standard's initialization step). A session id in use is refused."""
+        if session_id is not None and not _SESSION_ID.fullmatch(session_id):
+            raise SeramError(f"session id {session_id!r}: 8 to 128 of A-Z a-z 0-9 - _ .")
+        with self._cond:
+            now = self.clock()
+            for sid in [s for s, link in self._links.items()
+                        if link.stopped_at is not None and now - link.stopped_at > self.linger_s]:
+                del self._links[sid]
+            sid = session_id or str(uuid.uuid4())
+            if sid in self._links:
+                raise SeramError(f"session id {sid!r} is in use")
+            link = SeramLink(self, RemoteAgentSession(sid), se_id, now, self.connect_timeout_s,
+                             self.answer_timeout_s)
+            self._links[sid] = link
+            return link
+
+    def _link(self, session_id: str) -> SeramLink:
+        link = self._links.get(session_id)
+        if link is not None and link.stopped_at is not None and self.clock() - link.stopped_at > self.linger_s:
+            del self._links[session_id]
+            link = None
+        if link is None:
+            raise UnknownSession(f"no management session {session_id!r} (it ended, or never was)")
+        return link
+
+    def handshake(self, session_id: str, body: bytes) -> bytes:
+        """The answer to ``POST /handshake``; :class:`UnknownSession`, or a
+        ``SeramNegotiationError`` (406) or another :class:`SeramError` (400, 409)."""
+        command = seram.parse_handshake_command(body)
+        with self._cond:
+            link = self._link(session_id)
+            response = link.session.receive_handshake(command)
+            self._cond.notify_all()
+        return seram.encode(response)
+
+    def exchange(self, session_id: str, body: bytes, seen: int | None,
+                 wait_s: float | None = None) -> tuple[bytes, int]:
+        """The answer to ``POST /remoteManagement``: the order (JSON) and its number. Blocks
+        up to ``wait_s`` (default :attr:`poll_wait_s`) for something to order."""
+        report = seram.parse_report(body)
+        wait = self.poll_wait_s if wait_s is None else wait_s
+        with self._cond:
+            link = self._link(session_id)
+            outcome = link.session.receive_report(report, seen)
+            if isinstance(outcome, seram.Resend) and outcome.order is not None:
+                return seram.encode(outcome.order), link.session.sent
+            if isinstance(outcome, Accepted):
+                link._reported = True
+                link._deliver(outcome)
+                self._cond.notify_all()
+            # else a repeat of the report just taken, whose order another request is making
+            order = self._next(link, self.clock() + wait)
+            return seram.encode(order), link.session.sent
+
+    def _next(self, link: SeramLink, deadline: float) -> Order:
+        """The order after the accepted report: the first thing to order before
+        ``deadline``, else a void one; or the one another request made meanwhile."""
+        while True:
+            if link.session.awaiting and link.session.last_order is not None:
+                order = link.session.last_order  # made by another request for this report
+                break
+            order = link._take_order()
+            if order is not None:
+                break
+            if not link._wait(deadline):
+                order = link.session.next_order(delay_ms=0)  # void: poll again at once
+                break
+        if link.session.state == "stopped" and link.stopped_at is None:
+            link.stopped_at = self.clock()
+        self._cond.notify_all()
+        return order
+
+    def link(self, session_id: str) -> SeramLink:
+        with self._cond:
+            return self._link(session_id)
