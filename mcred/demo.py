@@ -1,7 +1,7 @@
 """``mcred demo``: the main job on embedded defaults, told as a story (issue 7 item 4).
 
 Two phones are provisioned (JPKI signing + user-auth certificates with keys born in the
-SE, and an mdoc), each presents to a reader (the first also by an NFC tap and online, to a web page), signs for a relying party and logs in to it
+SE, and an mdoc; the second over the air, through GP SERAM), each presents to a reader (the first also by an NFC tap and online, to a web page), signs for a relying party and logs in to it
 with its user-authentication certificate (利用者証明), the first is
 handed over to a new phone (機種変更), and the reader and the OCSP relying party are shown
 refusing the old phone while accepting the new one; the second phone is untouched until its
@@ -27,6 +27,19 @@ Say = Callable[[str], None]
 SHOP = "https://shop.example"
 
 
+def _over_the_air(ctx: Context, pid: str, person: dict, key_type: str):  # noqa: ANN202
+    """Provision ``pid`` through a GP SERAM endpoint on a free local port, the phone's Local
+    Agent in a thread (``mcred phone agent`` on the phone's machine)."""
+    from mcred.ota import PhoneAgentThread, over_the_air, seram_endpoint
+
+    with seram_endpoint("127.0.0.1:0") as endpoint:
+        agent = PhoneAgentThread(endpoint.url, pid, ctx.home)
+        r = over_the_air(endpoint.hub, pid, lambda transmit: provision(
+            ctx, pid, parse_holder(person), key_type=key_type, mdoc_batch=1, transmit=transmit),
+            on_session=agent.start)
+        return r, agent.join()
+
+
 def run_demo(ctx: Context, say: Say, *, key_type: str = "p384") -> dict:
     """Run the story; return the facts the narrative showed. Raises AssertionError if a
     phone is judged otherwise than the story says."""
@@ -41,12 +54,19 @@ def run_demo(ctx: Context, say: Say, *, key_type: str = "p384") -> dict:
     for i, person in enumerate(people, 1):
         pid = wallet_sim.create_phone(ctx.home)
         t0 = time.perf_counter()
-        r = provision(ctx, pid, parse_holder(person), key_type=key_type, mdoc_batch=1)
+        if i == 1:
+            r = provision(ctx, pid, parse_holder(person), key_type=key_type, mdoc_batch=1)
+            how = ""
+        else:  # the way a TSM reaches a phone in the field: over the network
+            r, agent = _over_the_air(ctx, pid, person, key_type)
+            how = (f", over the air: the TSM's SCP03 session carried by GP SERAM over HTTP to the phone's "
+                   f"Local Agent, {agent.apdus} APDUs in {agent.orders} polls, "
+                   f"last word {agent.notifications[-1]!r}")
         phones.append(pid)
         results.append(r)
         say(f"1.{i} Provisioned phone {pid} for {person['family_name']} {person['given_name']}: "
             f"SCP03 session, keys generated in the SE, signing + user-auth certificates "
-            f"({key_type}) and one mdoc written ({time.perf_counter() - t0:.2f} s).")
+            f"({key_type}) and one mdoc written{how} ({time.perf_counter() - t0:.2f} s).")
 
     for i, r in enumerate(results, 1):
         response, st = env.present(r.phone_id)

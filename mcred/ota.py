@@ -35,8 +35,9 @@ class SeramEndpoint:
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
+    """``HOST:PORT`` (port 0: any free one, as the endpoint's URL then says)."""
     host, sep, port = listen.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise OtaError(f"--listen {listen!r} is not HOST:PORT")
     return host.strip("[]"), int(port)
 
@@ -73,7 +74,9 @@ def seram_endpoint(listen: str = DEFAULT_LISTEN, *, public_url: str | None = Non
         if time.monotonic() > deadline:
             raise OtaError(f"the GP SERAM endpoint on {listen} did not start within 10 s")
         time.sleep(0.02)
-    base = (public_url.rstrip("/") if public_url else f"http://{listen}") + SERAM_PREFIX
+    if port == 0:  # the port the system gave
+        port = server.servers[0].sockets[0].getsockname()[1]
+    base = (public_url.rstrip("/") if public_url else f"http://{host}:{port}") + SERAM_PREFIX
     try:
         yield SeramEndpoint(hub, base)
     finally:
@@ -103,3 +106,47 @@ def over_the_air(hub: SeramHub, phone_id: str, run: Callable[[Callable[[bytes], 
         raise
     link.close(f"{what}/done/OK", wait_s=stop_wait_s)
     return result
+
+
+class PhoneAgentThread:
+    """A phone's Local Agent run in a thread of this process (the demo, the benchmarks and
+    the tests; ``mcred phone agent`` runs it as a process of its own). ``start`` with the
+    session id, ``join`` for its :class:`wallet_sim.seram_agent.AgentResult`."""
+
+    def __init__(self, endpoint: str, phone_id: str, home: Any, *,
+                 transmit: Callable[[bytes], bytes] | None = None, **agent_kw: Any) -> None:
+        import wallet_sim
+        from wallet_sim.seram_agent import secure_element_of
+
+        se = wallet_sim.open_secure_element(phone_id, home)
+        self.se_ref = secure_element_of(se)
+        self.endpoint, self.transmit, self.agent_kw = endpoint, transmit or se.transmit, agent_kw
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.link: SeramLink | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self, link: SeramLink) -> None:
+        from wallet_sim.seram_agent import run_local_agent
+
+        self.link = link
+
+        def run() -> None:
+            try:
+                self.result = run_local_agent(self.endpoint, link.session_id, self.transmit, self.se_ref,
+                                              **self.agent_kw)
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever joins
+                self.error = exc
+
+        self._thread = threading.Thread(target=run, name="phone-agent", daemon=True)
+        self._thread.start()
+
+    def join(self, timeout: float = 60.0) -> Any:
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                raise OtaError(f"the phone's agent did not end within {timeout:g} s")
+        if self.error is not None:
+            raise self.error
+        return self.result
+

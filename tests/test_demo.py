@@ -16,7 +16,7 @@ def test_demo_runs(tmp_path, monkeypatch):
     r = CliRunner().invoke(app, ["demo"])
     assert r.exit_code == 0, r.output
     out = r.output
-    for marker in ("1.1 Provisioned", "2.2 Phone", "3.2 Phone", "4. Handover",
+    for marker in ("1.1 Provisioned", "over the air: the TSM's SCP03 session carried by GP SERAM", "2.2 Phone", "3.2 Phone", "4. Handover",
                    "5. The reader refuses", "revoked (INVALID)", "cessationOfOperation",
                    "8. The new phone", "9. The other holder's phone", "10. The new phone's MSOs are refreshed",
                    "11. The other holder moves", "sees revoked (superseded)", "it learns what changed: address",

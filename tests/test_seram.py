@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 
 import httpx
@@ -27,7 +26,7 @@ from test_provision_e2e import HOLDER, SeSigner, _transcript, jpki_details
 import wallet_sim
 from issuer.db import Credential
 from mcred.context import Context
-from mcred.ota import agent_command, over_the_air, seram_endpoint
+from mcred.ota import PhoneAgentThread, agent_command, over_the_air, seram_endpoint
 from mcred.provision import parse_holder, provision, resume
 from protocols import mdoc
 from protocols.gp import seram
@@ -304,48 +303,29 @@ def phone(tmp_path):
     return wallet_sim.create_phone(phone_home), phone_home
 
 
-class PhoneThread:
-    """The phone's Local Agent in a thread (its own process in the CLI test)."""
+class PhoneThread(PhoneAgentThread):
+    """The phone's Local Agent in a thread (its own process in the CLI test), counting the
+    C-APDUs that reach its SE."""
 
     def __init__(self, endpoint: str, pid: str, phone_home, *, client: httpx.Client | None = None,
                  transmit=None) -> None:
-        self.se = wallet_sim.open_secure_element(pid, phone_home)
-        self.endpoint, self.client, self.transmit = endpoint, client, transmit or self.se.transmit
-        self.result, self.error, self.sent = None, None, []
+        self.sent: list[bytes] = []
+        inner = transmit or wallet_sim.open_secure_element(pid, phone_home).transmit
 
-    def start(self, session_id: str) -> PhoneThread:
         def counted(capdu: bytes) -> bytes:
             self.sent.append(capdu)
-            return self.transmit(capdu)
+            return inner(capdu)
 
-        def run() -> None:
-            try:
-                self.result = run_local_agent(self.endpoint, session_id, counted, secure_element_of(self.se),
-                                              client=self.client, retry_for_s=10)
-            except Exception as exc:  # noqa: BLE001 - kept for the test to look at
-                self.error = exc
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-        return self
-
-    def join(self) -> PhoneThread:
-        self.thread.join(30)
-        assert not self.thread.is_alive()
-        return self
+        super().__init__(endpoint, pid, phone_home, transmit=counted, client=client, retry_for_s=10)
 
 
 def _provision_over_the_air(ctx, endpoint, pid, phone_home, **phone_kw):
     agent = PhoneThread(endpoint.url, pid, phone_home, **phone_kw)
-
-    def started(link):  # noqa: ANN001
-        agent.link = link
-        agent.start(link.session_id)
-
     result = over_the_air(endpoint.hub, pid, lambda transmit: provision(
         ctx, pid, parse_holder(dict(HOLDER, pin="1234", password="ABC123")), key_type="p384",
-        mdoc_batch=1, transmit=transmit), on_session=started)
-    return result, agent.join()
+        mdoc_batch=1, transmit=transmit), on_session=agent.start)
+    agent.join()
+    return result, agent
 
 
 def _assert_provisioned(ctx, result, pid, phone_home):
@@ -370,7 +350,7 @@ def test_a_phone_in_another_data_directory_is_provisioned_over_the_air(ctx, phon
     assert pid not in wallet_sim.list_phones(ctx.home)
     with seram_endpoint(_free_listen()) as endpoint:
         result, agent = _provision_over_the_air(ctx, endpoint, pid, phone_home)
-    assert agent.error is None and agent.result.stopped
+    assert agent.result.stopped
     assert agent.result.notifications == ["provision/done/OK"]
     assert agent.result.apdus == len(agent.sent) > 40
     assert agent.result.se.se_id.startswith("4D435345")  # the CPLC's "MC" "SE"
@@ -401,7 +381,7 @@ def test_lost_requests_and_lost_answers_deliver_no_apdu_twice(ctx, phone):
     lossy = Lossy(drop_request={3, 10, 11}, drop_answer={2, 5, 20, 21, 40})
     with seram_endpoint(_free_listen()) as endpoint, httpx.Client(transport=lossy, timeout=40) as client:
         result, agent = _provision_over_the_air(ctx, endpoint, pid, phone_home, client=client)
-    assert agent.error is None and agent.result.notifications == ["provision/done/OK"]
+    assert agent.result.notifications == ["provision/done/OK"]
     # every C-APDU went to the SE once (a second delivery would also break SCP03's MAC
     # chain): what the TSM had answered equals what the SE was sent
     assert lossy.n > agent.result.orders  # the losses happened
@@ -419,7 +399,6 @@ def test_a_local_agent_without_cookies_still_works(ctx, phone):
     with seram_endpoint(_free_listen()) as endpoint, httpx.Client(timeout=40) as client:
         client._cookies = NoCookies()
         result, agent = _provision_over_the_air(ctx, endpoint, pid, phone_home, client=client)
-    assert agent.error is None
     _assert_provisioned(ctx, result, pid, phone_home)
 
 
@@ -444,9 +423,9 @@ def test_a_phone_that_goes_away_stops_the_job_and_a_new_session_finishes_it(ctx,
         assert job is not None and job.state == "interrupted"
         agent = PhoneThread(endpoint.url, pid, phone_home)
         result = over_the_air(hub, pid, lambda transmit: resume(ctx, job.id, transmit=transmit),
-                              on_session=lambda link: agent.start(link.session_id))
+                              on_session=agent.start)
         agent.join()
-    assert agent.error is None and agent.result.notifications == ["provision/done/OK"]
+    assert agent.result.notifications == ["provision/done/OK"]
     _assert_provisioned(ctx, result, pid, phone_home)
 
 
@@ -467,7 +446,7 @@ def test_an_se_that_fails_is_reported_and_the_job_stops_resumable(ctx, phone):
         job_id = __import__("mcred.provision", fromlist=["x"]).unfinished_job(ctx, pid).id
         agent = PhoneThread(endpoint.url, pid, phone_home)
         result = over_the_air(endpoint.hub, pid, lambda transmit: resume(ctx, job_id, transmit=transmit),
-                              on_session=lambda link: agent.start(link.session_id))
+                              on_session=agent.start)
         agent.join()
     _assert_provisioned(ctx, result, pid, phone_home)
 
