@@ -2,7 +2,10 @@
 (open SCP03 at SL 33, rotate the factory keys to the diversified keyset with PUT KEY,
 install the JPKI and mdoc applets, generate both JPKI keys and one mdoc device key), with
 P-384 and with RSA-2048 JPKI keys, next to the cryptography such a session must do,
-measured in the same run, and the ratio of the two (the target of issue 3 is 1.5x).
+measured in the same run, and the ratio of the two (the target of issue 3 is 1.5x). Then
+the P-384 session over the air (GP SERAM over HTTP on loopback, specs/tsm.md "Over the
+air") beside the same session in-process: the extra time per poll against a bare HTTP
+round trip of the same client and server, measured in the same run.
 
 The session runs exactly as ``mcred`` runs a job: :meth:`tsm.jobs.Tsm.run` on a job row
 holding the session's steps, so it includes the per-SE lock, the per-step commit of the
@@ -92,6 +95,93 @@ def _session(tsm: Tsm, home: Path, alg: str) -> tuple[float, Traffic]:
     elapsed = time.perf_counter() - t0
     assert view.state == "done", view
     return elapsed, traffic
+
+
+def _ota_session(tsm: Tsm, home: Path, alg: str, endpoint) -> tuple[float, int, int]:  # noqa: ANN001
+    """One session as :func:`_session`, but over the air: the job's transmit is a GP SERAM
+    session and the phone's Local Agent (in a thread) polls for each C-APDU over HTTP.
+    Returns (seconds, APDUs, polls)."""
+    from mcred.ota import PhoneAgentThread, over_the_air
+
+    pid = wallet_sim.create_phone(home)
+    job_id = uuid.uuid4().hex
+    with Session(tsm.engine) as s, s.begin():
+        s.add(JobRow(id=job_id, se_id=pid, kind="provision", state="pending", steps=SESSION_STEPS,
+                     next_step=0, input={"phone_id": pid, "algorithm": alg, "mdoc_count": 1},
+                     sealed_secrets=None, results={}, actor="bench", attempts=0))
+    agent = PhoneAgentThread(endpoint.url, pid, home)
+    t0 = time.perf_counter()
+    view = over_the_air(endpoint.hub, pid, lambda transmit: tsm.run(job_id, transmit), on_session=agent.start)
+    result = agent.join()
+    elapsed = time.perf_counter() - t0
+    assert view.state == "done", view
+    return elapsed, result.apdus, result.orders
+
+
+def _http_floor(n: int) -> float:
+    """The median of ``n`` bare HTTP round trips on loopback, with the same client and server
+    (httpx, uvicorn) and a body of a poll's size: an ASGI app that answers at once."""
+    import threading
+
+    import httpx
+    import uvicorn
+
+    from benchmarks.scratch import free_port
+
+    body = b'{"delay":0,"ramCommands":[{"ramCommandType":"seRamCommand","listOfCAPDU":["' + b"00" * 40 + b'"]}]}'
+
+    async def app(scope, receive, send):  # noqa: ANN001, ANN202
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    try:
+        with httpx.Client() as client:
+            url = f"http://127.0.0.1:{port}/gp/seram/remoteManagement?sessionId=x"
+            report = b'{"localAgentStatus":{"localAgentStatusEnum":"PROCESSED","executedSeRamCommands":1},' \
+                     b'"ramResponses":[{"ramResponseType":"seRamResponse","listOfRAPDU":["' + b"00" * 20 + b'"]}]}'
+            for _ in range(20):
+                client.post(url, content=report)
+            times = []
+            for _ in range(n):
+                t = time.perf_counter()
+                client.post(url, content=report)
+                times.append(time.perf_counter() - t)
+    finally:
+        server.should_exit = True
+        thread.join(5)
+    return statistics.median(times)
+
+
+def _over_the_air(tsm: Tsm, home: Path, runs: int) -> None:
+    from mcred.ota import seram_endpoint
+
+    print("\nThe same P-384 session over the air (GP SERAM, HTTP on loopback: the phone's Local Agent in a "
+          "thread polls the TSM's Remote Agent, one C-APDU an order)")
+    with seram_endpoint("127.0.0.1:0") as endpoint:
+        _ota_session(tsm, home, "p384", endpoint)  # warm up
+        local, ota, polls, apdus = [], [], 0, 0
+        for _ in range(runs):
+            local.append(_session(tsm, home, "p384")[0])
+            t, apdus, polls = _ota_session(tsm, home, "p384", endpoint)
+            ota.append(t)
+    rtt = _http_floor(400)
+    t_local, t_ota = statistics.median(local), statistics.median(ota)
+    extra = (t_ota - t_local) / polls
+    print(f"{'in-process ms':>14} {'over the air ms':>16} {'APDUs':>6} {'polls':>6} {'extra ms/poll':>14} "
+          f"{'bare HTTP RTT ms':>17} {'ratio':>6}")
+    print(f"{t_local * 1000:14.2f} {t_ota * 1000:16.2f} {apdus:6d} {polls:6d} {extra * 1000:14.3f} "
+          f"{rtt * 1000:17.3f} {extra / rtt:6.2f}x")
 
 
 def _time(fn, n: int) -> float:
@@ -223,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks tsm")
     ap.add_argument("--parts", action="store_true",
                     help="also time the parts of a P-384 session (commits, NVM writes, key generation)")
+    ap.add_argument("--ota-runs", type=int, default=20, help="P-384 sessions over the air (and in-process "
+                    "beside each)")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as d:
         home = Path(d)
@@ -250,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{traffic.total:6d} {floor * 1000:10.2f} {t / floor:6.2f}x")
         if args.parts:
             _parts(tsm, home, "p384", 100)
+        _over_the_air(tsm, home, args.ota_runs)
         engine.dispose()
     return 0
 
