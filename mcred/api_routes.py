@@ -16,6 +16,7 @@ to the work function only: they are never stored in the job row nor returned.
 from __future__ import annotations
 
 import importlib.util
+import os
 import threading
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
@@ -65,6 +66,9 @@ class ProvisionRequest(_Body):
     password: str = Field(pattern=r"^[A-Z0-9]{6,16}$", description="signing password (never "
                                                                    "stored)")
     puk: str = Field(pattern=r"^[0-9]{8}$", description="PIN unlock key (never stored)")
+    #: Reach the phone's SE through its GP SERAM Local Agent (the answer's ``seram``) instead
+    #: of the simulator in this installation's data directory (specs/tsm.md, "Over the air").
+    over_the_air: bool = False
 
 
 class RefreshRequest(_Body):
@@ -223,6 +227,13 @@ def _handover(h: Handover) -> dict[str, Any]:
             "updated_at": _iso(h.updated_at)}
 
 
+def serve_workers() -> int:
+    """How many processes ``mcred serve --workers N`` started (it says so in
+    ``MCRED_SERVE_WORKERS``; 1 otherwise)."""
+    raw = os.environ.get("MCRED_SERVE_WORKERS", "1")
+    return int(raw) if raw.isdigit() and int(raw) > 0 else 1
+
+
 def _jobs(request: Request) -> JobRunner:
     return request.app.state.jobs
 
@@ -324,13 +335,21 @@ def _provision_work(ctx: Context):  # noqa: ANN202
         )
         from tsm.errors import MasterKeyError, TsmError
 
-        _issuers_set_up(ctx)
-        holder = params["holder_id"] or parse_holder(params["holder"])
-        progress(0.05, "provisioning")
+        def run(transmit):  # noqa: ANN001, ANN202 - None: the simulator here
+            _issuers_set_up(ctx)
+            holder = params["holder_id"] or parse_holder(params["holder"])
+            progress(0.05, "provisioning")
+            return provision(ctx, params["phone_id"], holder, key_type=params["key_type"],
+                             mdoc_batch=params["mdoc_batch"], pin=params["pin"],
+                             password=params["password"], puk=params["puk"], transmit=transmit)
+
         try:
-            res = provision(ctx, params["phone_id"], holder, key_type=params["key_type"],
-                            mdoc_batch=params["mdoc_batch"], pin=params["pin"],
-                            password=params["password"], puk=params["puk"])
+            if params.get("seram") is not None:  # over the air: the session the answer named,
+                from mcred.ota import run_over  # ended with the outcome whatever it is
+
+                res = run_over(params["seram"], run)
+            else:
+                res = run(None)
         except (ProvisioningUnfinishedError, TsmError) as exc:
             job = unfinished_job(ctx, params["phone_id"])
             if job is not None and not isinstance(exc, MasterKeyError):  # the job's failure names it
@@ -471,7 +490,13 @@ def issuer_router(ctx: Context) -> APIRouter:
                 raise ProblemException(problems.VALIDATION, "holder.portrait: portraits are "
                                        "not accepted over HTTP (a server path); use the CLI")
             parse_holder(body.holder)  # refuse a bad holder now, naming the field
-        _require_simulated_phone(ctx, body.phone_id)
+        if body.over_the_air:
+            if serve_workers() > 1:
+                raise ProblemException(problems.CONFLICT, "over_the_air needs `mcred serve` in one process: "
+                                       "the phone's polls must reach the process that runs its job, and "
+                                       f"this service runs {serve_workers()} workers")
+        else:
+            _require_simulated_phone(ctx, body.phone_id)
         if body.holder_id is not None:  # now, not as the job's failure
             from mcred.provision import (
                 ProvisionError,
@@ -493,9 +518,21 @@ def issuer_router(ctx: Context) -> APIRouter:
                   "key_type": body.key_type, "mdoc_batch": body.mdoc_batch}
         private = {"holder": body.holder, "pin": body.pin, "password": body.password,
                    "puk": body.puk}
+        link = None
+        if body.over_the_air:  # opened now, so that the answer can name it
+            link = request.app.state.seram_hub.open(body.phone_id)
+            public["over_the_air"] = True
+            private["seram"] = link
         view = jobs.submit("provision", public, private=private, scope="issuer",
                            actor=_actor(request))
-        return _accepted(view, response)
+        accepted = _accepted(view, response)
+        if link is not None:
+            from mcred.ota import SERAM_PREFIX
+
+            endpoint = ctx.public_url.rstrip("/") + SERAM_PREFIX
+            accepted["seram"] = {"session": link.session_id, "endpoint": endpoint,
+                                 "wait_s": link.connect_timeout_s}
+        return accepted
 
     @router.post("/pin-resets", status_code=202, summary="Reset a holder's JPKI secrets on the "
                  "phone through the TSM (a job): new values, fresh retry counters; nothing revoked")

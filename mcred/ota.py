@@ -99,6 +99,13 @@ def over_the_air(hub: SeramHub, phone_id: str, run: Callable[[Callable[[bytes], 
     link = hub.open(phone_id, session_id=session_id)
     if on_session is not None:
         on_session(link)
+    return run_over(link, run, what=what, stop_wait_s=stop_wait_s)
+
+
+def run_over(link: SeramLink, run: Callable[[Callable[[bytes], bytes]], Any], *, what: str = "provision",
+             stop_wait_s: float = STOP_WAIT_S) -> Any:
+    """``run(link.transmit)``, then the session's last notification and Stop (as
+    :func:`over_the_air`, for a session opened beforehand)."""
     try:
         result = run(link.transmit)
     except BaseException as exc:

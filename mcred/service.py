@@ -185,7 +185,14 @@ def create_app(ctx: Context | None = None, *, job_workers: int | None = None,
     metrics = Metrics(ctx)
     metrics.install(app)
     app.state.metrics = metrics
-    for m in [*mounts(ctx), Mount(metrics_router(metrics), scope="operator"), *(extra_mounts or [])]:
+    from mcred.ota import SERAM_PREFIX
+    from tsm.seram import SeramHub
+    from tsm.seram_http import router as seram_router
+
+    # the TSM's GP SERAM Remote Agent: phones reach it with a session id, their capability
+    app.state.seram_hub = SeramHub()
+    seram = Mount(seram_router(app.state.seram_hub), scope=None, prefix=SERAM_PREFIX)
+    for m in [*mounts(ctx), seram, Mount(metrics_router(metrics), scope="operator"), *(extra_mounts or [])]:
         _include(app, auth, m)
     check_scopes(app)
     return app

@@ -534,3 +534,46 @@ def test_the_agent_names_a_session_the_tsm_does_not_know(phone):
     with seram_endpoint(_free_listen()) as endpoint:
         with pytest.raises(LocalAgentError, match="handshake refused: HTTP 404: no management session 'ghost-session'"):
             run_local_agent(endpoint.url, "ghost-session", se.transmit, secure_element_of(se))
+
+
+def test_the_issuer_service_provisions_over_the_air(home, phone, monkeypatch):
+    """`POST /provisioning` with `over_the_air`: the answer names the session and the
+    endpoint under `mcred serve` (`/gp/seram`, public: the session id is the capability);
+    the phone in its own data directory polls it; the job succeeds."""
+    from test_present_http import Server
+
+    from benchmarks.scratch import free_port
+    from issuer.api.auth import create_token
+    from mcred.service import create_app
+
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
+    pid, phone_home = phone
+    port = free_port()
+    monkeypatch.setenv("MCRED_PUBLIC_URL", f"http://127.0.0.1:{port}")
+    ctx = Context.open(home)
+    issuer = {"Authorization": f"Bearer {create_token(ctx.sessions, ['issuer'])[1]}"}
+    body = {"phone_id": pid, "holder": HOLDER, "key_type": "p384", "mdoc_batch": 1, "pin": "1234",
+            "password": "ABC123", "puk": "12345678", "over_the_air": True}
+    with Server(create_app(ctx, job_workers=2), port) as server, httpx.Client(base_url=server.url) as c:
+        assert c.post("/provisioning", json={**body, "over_the_air": False}, headers=issuer).status_code == 404
+        r = c.post("/provisioning", json=body, headers=issuer)
+        assert r.status_code == 202, r.text
+        seram_ = r.json()["seram"]
+        assert seram_["endpoint"] == f"{server.url}/gp/seram"
+        agent = PhoneThread(seram_["endpoint"], pid, phone_home)
+        agent.start(type("Link", (), {"session_id": seram_["session"]})())
+        summary = agent.join()
+        for _ in range(600):
+            job = c.get(f"/jobs/{r.json()['id']}", headers=issuer).json()
+            if job["state"] not in ("queued", "running"):
+                break
+            time.sleep(0.05)
+        assert job["state"] == "succeeded", job
+        assert summary.notifications == ["provision/done/OK"] and summary.apdus == len(agent.sent)
+        assert job["result"]["mdocs"] == 1
+        spec = c.get("/openapi.json").json()["paths"]
+        assert spec["/gp/seram/remoteManagement"]["post"].get("x-mcred-scope") is None  # public
+        # several worker processes would not share the session: refused, naming why
+        monkeypatch.setenv("MCRED_SERVE_WORKERS", "4")
+        r = c.post("/provisioning", json=body, headers=issuer)
+        assert r.status_code == 409 and "one process" in r.json()["detail"]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
@@ -662,6 +663,7 @@ def serve(port: int = typer.Option(8470, "--port"),
                f"{ctx.engine.url.render_as_string(hide_password=True)}")
     from mcred.metrics import shared_across_workers
 
+    os.environ["MCRED_SERVE_WORKERS"] = str(workers)  # each worker's app knows it is not alone
     with shared_across_workers():  # /metrics sums every worker's counts
         uvicorn.run("mcred.service:app_from_env", factory=True, workers=workers, host=host, port=port,
                     log_level="warning", **tls)
