@@ -25,7 +25,6 @@ import datetime as dt
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -35,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 
-from benchmarks.scratch import free_port
+from benchmarks.scratch import free_port, served
 from benchmarks.timing import rate
 
 
@@ -166,7 +165,6 @@ def bench_pure_build_crl(sizes: list[int]) -> list[tuple[int, float]]:
 
 def bench_ocsp(tmp: Path, seconds: float) -> dict:
     import httpx
-    import uvicorn
     from fastapi import FastAPI
 
     from issuer.api.jpki import jpki_router
@@ -187,20 +185,10 @@ def bench_ocsp(tmp: Path, seconds: float) -> dict:
     in_process = _rate(lambda: issuer.ocsp_respond(der), seconds)
     app = FastAPI()
     app.include_router(jpki_router(lambda: issuer))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    try:
-        with httpx.Client() as client:
-            url = f"http://127.0.0.1:{port}/ocsp"
-            headers = {"Content-Type": "application/ocsp-request"}
-            http = _rate(lambda: client.post(url, content=der, headers=headers), seconds)
-    finally:
-        server.should_exit = True
-        thread.join(5)
+    with served(app, log_level="error") as base, httpx.Client() as client:
+        url = f"{base}/ocsp"
+        headers = {"Content-Type": "application/ocsp-request"}
+        http = _rate(lambda: client.post(url, content=der, headers=headers), seconds)
     return {"http": http, "in_process": in_process,
             "raw_sign": _raw_sign_rate("rsa2048", seconds)}
 

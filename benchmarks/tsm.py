@@ -121,12 +121,9 @@ def _ota_session(tsm: Tsm, home: Path, alg: str, endpoint) -> tuple[float, int, 
 def _http_floor(n: int) -> float:
     """The median of ``n`` bare HTTP round trips on loopback, with the same client and server
     (httpx, uvicorn) and a body of a poll's size: an ASGI app that answers at once."""
-    import threading
-
     import httpx
-    import uvicorn
 
-    from benchmarks.scratch import free_port
+    from benchmarks.scratch import served
 
     body = b'{"delay":0,"ramCommands":[{"ramCommandType":"seRamCommand","listOfCAPDU":["' + b"00" * 40 + b'"]}]}'
 
@@ -139,27 +136,17 @@ def _http_floor(n: int) -> float:
                     "headers": [(b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": body})
 
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    try:
-        with httpx.Client() as client:
-            url = f"http://127.0.0.1:{port}/gp/seram/remoteManagement?sessionId=x"
-            report = b'{"localAgentStatus":{"localAgentStatusEnum":"PROCESSED","executedSeRamCommands":1},' \
-                     b'"ramResponses":[{"ramResponseType":"seRamResponse","listOfRAPDU":["' + b"00" * 20 + b'"]}]}'
-            for _ in range(20):
-                client.post(url, content=report)
-            times = []
-            for _ in range(n):
-                t = time.perf_counter()
-                client.post(url, content=report)
-                times.append(time.perf_counter() - t)
-    finally:
-        server.should_exit = True
-        thread.join(5)
+    with served(app) as base, httpx.Client() as client:
+        url = f"{base}/gp/seram/remoteManagement?sessionId=x"
+        report = b'{"localAgentStatus":{"localAgentStatusEnum":"PROCESSED","executedSeRamCommands":1},' \
+                 b'"ramResponses":[{"ramResponseType":"seRamResponse","listOfRAPDU":["' + b"00" * 20 + b'"]}]}'
+        for _ in range(20):
+            client.post(url, content=report)
+        times = []
+        for _ in range(n):
+            t = time.perf_counter()
+            client.post(url, content=report)
+            times.append(time.perf_counter() - t)
     return statistics.median(times)
 
 
@@ -167,7 +154,7 @@ def _over_the_air(tsm: Tsm, home: Path, runs: int) -> None:
     from mcred.ota import seram_endpoint
 
     print("\nThe same P-384 session over the air (GP SERAM, HTTP on loopback: the phone's Local Agent in a "
-          "thread polls the TSM's Remote Agent, one C-APDU an order)")
+          "thread polls the TSM's Remote Agent; STORE DATA sequences pipelined)")
     with seram_endpoint("127.0.0.1:0") as endpoint:
         _ota_session(tsm, home, "p384", endpoint)  # warm up
         local, ota, polls, apdus = [], [], 0, 0

@@ -107,7 +107,7 @@ def run_over(link: SeramLink, run: Callable[[Callable[[bytes], bytes]], Any], *,
     """``run(link.transmit)``, then the session's last notification and Stop (as
     :func:`over_the_air`, for a session opened beforehand)."""
     try:
-        result = run(link.transmit)
+        result = run(link)  # a transmit that also takes several C-APDUs in one order
     except BaseException as exc:
         link.close(f"{what}/stopped/{type(exc).__name__}", wait_s=stop_wait_s)
         raise

@@ -79,6 +79,32 @@ def test_random_apdus_interoperate(level, klen, s16, channel, cmds) -> None:
             assert out == rdata + sw.to_bytes(2, "big")
 
 
+@given(level=st.sampled_from(LEVELS), s16=st.booleans(),
+       cmds=st.lists(st.tuples(st.integers(0, 0x7F), st.binary(max_size=300), st.binary(max_size=300),
+                               st.sampled_from([0x9000, 0x6200, 0x63C2, 0x6A80])), min_size=1, max_size=6),
+       order=st.randoms(use_true_random=False))
+@settings(max_examples=60, deadline=None)
+def test_pipelined_commands_are_the_sequential_ones_and_their_answers_unwrap_in_any_order(
+        level, s16, cmds, order) -> None:
+    """Several commands wrapped before any answer comes (one GP SERAM order carries them):
+    the card sees exactly the commands a one-at-a-time host sends, and each answer, taken
+    in any order, unwraps with its own command's chaining value and counter."""
+    host, card = _open(level, 16, s16)
+    plains = [CommandApdu(0x80, ins, 1, 2, data) for ins, data, _, _ in cmds]
+    batch = [host.wrap_pipelined(p) for p in plains]  # all wrapped before the card answers one
+    answers = []
+    for p, b, (_, _, rdata, sw) in zip(plains, batch, cmds, strict=True):
+        got = card.unwrap(CommandApdu.parse(b.wrapped))  # the card's C-MAC chain accepts them
+        assert (got.ins, got.data) == (p.ins, p.data)
+        answers.append((card.wrap_response(rdata, sw), rdata, sw, b))
+    shuffled = list(answers)
+    order.shuffle(shuffled)
+    for raw, rdata, sw, b in shuffled:
+        out = host.unwrap_apdu(raw, command=b)
+        want = b"" if level & 0x10 and sw == 0x6A80 else rdata
+        assert (out.data, out.sw) == (want, sw)
+
+
 @pytest.mark.parametrize("level", [0x01, 0x03, 0x11, 0x13, 0x33])
 def test_tampered_command_closes_card_session(level: int) -> None:
     host, card = _open(level, 16, False)

@@ -577,3 +577,78 @@ def test_the_issuer_service_provisions_over_the_air(home, phone, monkeypatch):
         monkeypatch.setenv("MCRED_SERVE_WORKERS", "4")
         r = c.post("/provisioning", json=body, headers=issuer)
         assert r.status_code == 409 and "one process" in r.json()["detail"]
+
+
+def test_store_data_blocks_ride_one_order_and_a_block_the_se_refuses_tears_nothing(ctx, tmp_path):
+    """Over the air a STORE DATA sequence is pipelined: its blocks go in one order (SCP03
+    chains C-MACs only), so a provisioning takes well under one poll a command. When the SE
+    runs out of memory at the mdoc's last block, the job stops on the 6A84, nothing is torn
+    on the card, and the TSM's audit holds every command once."""
+    from mcred.provision import unfinished_job
+    from tsm.audit import audit_rows
+    from tsm.errors import SeMemoryError
+
+    phone_home = tmp_path / "small-phone"
+    phone_home.mkdir()
+    (tmp_path / "face.jpg").write_bytes(b"\xff\xd8\xff" + os.urandom(12_000))
+    pid = wallet_sim.create_phone(phone_home, nvm_bytes=20_000)
+    holder = parse_holder(dict(HOLDER, pin="1234", password="ABC123", portrait="face.jpg"), base=tmp_path)
+    with seram_endpoint(_free_listen()) as endpoint:
+        agent = PhoneThread(endpoint.url, pid, phone_home)
+        with pytest.raises(SeMemoryError, match="out of memory"):
+            over_the_air(endpoint.hub, pid, lambda transmit: provision(
+                ctx, pid, holder, key_type="p384", mdoc_batch=1, transmit=transmit), on_session=agent.start)
+        agent.join()
+    assert agent.result.notifications == ["provision/stopped/SeMemoryError"]
+    assert agent.result.orders < agent.result.apdus  # several C-APDUs an order
+    job = unfinished_job(ctx, pid)
+    assert job.current_step == "write-mdoc"
+    slots = [a for a in wallet_sim.describe(pid, phone_home)["secure_element"]["applets"]
+             if a["aid"].startswith("F06D6372")][0]["details"]["slots"]
+    assert slots and all(v["credential_bytes"] == 0 for v in slots.values())  # nothing torn
+    rows = [r for r in audit_rows(ctx.engine, pid) if r.event == "apdu"]
+    assert len(rows) == agent.result.apdus  # every command the SE saw, audited once
+    # the SE checks its memory when the last block completes the credential
+    assert [(r.ins, r.p1, r.sw) for r in rows[-1:]] == [(0xE2, 0x88, 0x6A84)]
+
+
+class Pipe:
+    """A transport that pipelines (``transmit_many``) straight into a phone's SE, and can
+    spoil the R-MAC of the n-th answer of its batches."""
+
+    def __init__(self, se, spoil_batch: int | None = None, spoil_at: int = 1) -> None:
+        self.se, self.batches, self.spoil_batch, self.spoil_at = se, [], spoil_batch, spoil_at
+
+    def __call__(self, apdu: bytes) -> bytes:
+        return self.se.transmit(apdu)
+
+    def transmit_many(self, apdus: list[bytes]) -> list[bytes]:
+        self.batches.append(len(apdus))
+        out = [self.se.transmit(a) for a in apdus]
+        if len(self.batches) == self.spoil_batch:
+            r = out[self.spoil_at]
+            out[self.spoil_at] = r[:-3] + bytes([r[-3] ^ 1]) + r[-2:]  # the R-MAC's last byte
+        return out
+
+
+def test_a_spoilt_answer_in_a_pipelined_batch_stops_the_step_and_the_rest_is_audited_unjudged(ctx):
+    """A batch whose second answer fails its R-MAC: the step stops with SecureChannelError,
+    the answers after it are audited as unjudged, and the job, resumed, completes."""
+    from mcred.provision import unfinished_job
+    from tsm.audit import audit_rows
+    from tsm.errors import SecureChannelError
+
+    pid = wallet_sim.create_phone(ctx.home)
+    se = wallet_sim.open_secure_element(pid, ctx.home)
+    pipe = Pipe(se, spoil_batch=1)
+    with pytest.raises(SecureChannelError, match="failed R-MAC"):
+        provision(ctx, pid, parse_holder(dict(HOLDER, pin="1234", password="ABC123")), key_type="p384",
+                  mdoc_batch=1, transmit=pipe)
+    assert pipe.batches[0] > 2
+    rows = [r for r in audit_rows(ctx.engine, pid) if r.event == "apdu"]
+    batch = rows[-pipe.batches[0]:]
+    assert (batch[1].detail or {}).get("rmac") == "failed"
+    assert all((r.detail or {}).get("unjudged") for r in batch[2:])
+    job = unfinished_job(ctx, pid)
+    done = resume(ctx, job.id, transmit=Pipe(se))
+    assert done.mdocs and len(pipe.batches) == 1

@@ -70,11 +70,13 @@ class SeramLink:
     _outbox: list[RamCommand] = field(default_factory=list, repr=False)
     _inflight: bool = field(default=False, repr=False)  # a C-APDU waits for its R-APDU
     _ordered: bool = field(default=False, repr=False)  # ... and went out in an order
-    _result: bytes | SeramLinkError | None = field(default=None, repr=False)
+    _result: tuple[bytes, ...] | SeramLinkError | None = field(default=None, repr=False)
+    _expect: int = field(default=0, repr=False)  # R-APDUs the C-APDUs in flight want
     _reported: bool = field(default=False, repr=False)  # the phone's first report came
     _closing: bool = field(default=False, repr=False)
     stopped_at: float | None = None
-    apdus: int = 0
+    apdus: int = 0  # C-APDUs answered
+    exchanges: int = 0  # the orders that carried them
     notifications: list[str] = field(default_factory=list)
 
     @property
@@ -86,13 +88,25 @@ class SeramLink:
         """The SE the phone offered and this session manages (after the handshake)."""
         return self.session.se
 
+    def __call__(self, capdu: bytes) -> bytes:
+        """The link as a TSM job's ``transmit`` (with :meth:`transmit_many` beside it)."""
+        return self.transmit(capdu)
+
     def transmit(self, capdu: bytes) -> bytes:
         """Order ``capdu`` and wait for its R-APDU; :class:`SeramLinkError` when none comes."""
+        return self.transmit_many([capdu])[0]
+
+    def transmit_many(self, capdus: list[bytes]) -> list[bytes]:
+        """Order ``capdus`` as one SE RAM command (one poll carries them all) and wait for
+        all their R-APDUs; :class:`SeramLinkError` when any does not come."""
+        if not capdus:
+            return []
         cond = self.hub._cond
         with cond:
             if self._closing:
                 raise SeramLinkError(f"SERAM session {self.session_id} is closed")
-            self._outbox.append(SeRamCommand((bytes(capdu),)))
+            self._outbox.append(SeRamCommand(tuple(bytes(c) for c in capdus)))
+            self._expect = len(capdus)
             self._inflight, self._ordered, self._result = True, False, None
             cond.notify_all()
             # first the order must go out: at the phone's first report, or its next one
@@ -117,8 +131,9 @@ class SeramLink:
                 raise SeramLinkError(f"SERAM session {self.session_id} was closed")
             if isinstance(result, SeramLinkError):
                 raise result
-            self.apdus += 1
-            return result
+            self.apdus += len(result)
+            self.exchanges += 1
+            return list(result)
 
     def notify(self, text: str) -> None:
         """A notification for the device application, sent with the next order."""
@@ -166,10 +181,13 @@ class SeramLink:
             status, message = accepted.failure
             self._result = SeramLinkError(f"the phone's Local Agent reported {status}"
                                           + (f": {message}" if message else ""))
-        elif accepted.responses and accepted.responses[0] and accepted.responses[0][0]:
-            self._result = accepted.responses[0][0]
+        elif (accepted.responses and len(accepted.responses[0]) == self._expect
+              and all(accepted.responses[0])):
+            self._result = accepted.responses[0]
         else:
-            self._result = SeramLinkError("the phone's Local Agent reported no R-APDU for the C-APDU")
+            got = len(accepted.responses[0]) if accepted.responses else 0
+            self._result = SeramLinkError(f"the phone's Local Agent reported {got} R-APDUs for "
+                                          f"{self._expect} C-APDUs")
 
     def _take_order(self) -> Order | None:
         if not self._outbox:

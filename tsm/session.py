@@ -118,6 +118,26 @@ class SeLink:
             raise TransportError(f"SE {self.se_id}: answer of {len(resp)} bytes has no status word")
         return resp
 
+    @property
+    def pipelines(self) -> bool:
+        """The transport takes several commands in one exchange (``transmit.transmit_many``:
+        over the air, one GP SERAM order for them all)."""
+        return callable(getattr(self.transmit, "transmit_many", None))
+
+    def xmit_many(self, apdus: list[bytes]) -> list[bytes]:
+        """Several commands in one exchange (:attr:`pipelines` only); a failure is a
+        :class:`TransportError` as in :meth:`xmit`, for all of them."""
+        try:
+            resps = list(self.transmit.transmit_many(apdus))  # type: ignore[attr-defined]
+        except Exception as exc:  # the transport is an edge: whatever it raises is a loss
+            why = f"{type(exc).__name__}: {exc}" if isinstance(exc, LinkError) else type(exc).__name__
+            raise TransportError(f"SE {self.se_id}: no answer to {len(apdus)} commands from "
+                                 f"{apdus[0][:4].hex().upper()}: {why}") from exc
+        if len(resps) != len(apdus) or any(len(r) < 2 for r in resps):
+            raise TransportError(f"SE {self.se_id}: {len(resps)} answers to {len(apdus)} commands, "
+                                 "or one without a status word")
+        return resps
+
     def plain(self, cmd: CommandApdu, what: str) -> ResponseApdu:
         """Send one command outside secure messaging (SELECT before the session)."""
         raw = cmd.to_bytes()
@@ -165,39 +185,66 @@ class CardSession:
         """Wrap, transmit, unwrap. ``expect`` lists acceptable status words (None: any);
         another one raises :class:`CardStatusError`. ``secret`` hides the data from the
         plain trace (the audit log never has data)."""
+        return self.send_many([cmd], what, secret=secret, expect=expect)[0]
+
+    def send_many(self, cmds: list[CommandApdu], what: str, *, secret: bool = False,
+                  expect: tuple[int, ...] | None = (0x9000,)) -> list[ResponseApdu]:
+        """:meth:`send` for commands that go one after the other whatever the answers (the
+        blocks of one STORE DATA sequence): when the transport pipelines, all are wrapped
+        (SCP03 chains C-MACs only) and sent in one exchange, each answer then unwrapped and
+        judged in order; otherwise one at a time. The first answer that is not expected
+        raises, after every answer has been audited; a later command the SE took anyway
+        changes nothing a retry of the step does not redo."""
         link = self.link
+        if len(cmds) > 1 and not link.pipelines:
+            return [self.send(c, what, secret=secret, expect=expect) for c in cmds]
         # anything but a STORE DATA that succeeds ends what we know of the card's
         # personalisation target (set again by the caller after INSTALL [for perso])
         target, self.perso_target = self.perso_target, None
         self.known_registry = None  # set again by the caller (a GET STATUS read, an INSTALL)
         self.known_keys = {}  # likewise, by a caller whose command changes no key slot
         try:
-            wrapped = self.host.wrap_apdu(cmd)
+            batch = [self.host.wrap_pipelined(c) for c in cmds]
         except GpError as exc:
             raise SecureChannelError(f"SE {link.se_id}: cannot wrap {what}: {exc}") from exc
         try:
-            raw = link.xmit(wrapped)
+            raws = [link.xmit(batch[0].wrapped)] if len(cmds) == 1 else \
+                link.xmit_many([b.wrapped for b in batch])
         except TransportError:
-            link.audit.command(cmd, None, what, lost=True)
+            for c in cmds:
+                link.audit.command(c, None, what, lost=True)
             self.host.close()
             raise
-        try:
-            r = self.host.unwrap_apdu(raw)
-        except GpError as exc:
-            link.audit.command(cmd, int.from_bytes(raw[-2:], "big"), what, rmac="failed")
-            raise SecureChannelError(f"SE {link.se_id}: answer to {what} failed R-MAC/R-ENC: {exc}") from exc
-        if link.trace:
-            trace_plain(link.trace, cmd.to_bytes(), r.to_bytes(), secret)
-        link.audit.command(cmd, r.sw, what)
-        if expect is not None and r.sw not in expect:
-            if r.sw == SW_NOT_ENOUGH_MEMORY:
-                raise SeMemoryError(f"SE {link.se_id}: {what} refused, the SE is out of memory (`mcred "
-                                    f"phone show {link.se_id}` gives what is free); free some, then "
-                                    "resume the job, or give it up", r.sw)
-            raise CardStatusError(f"SE {link.se_id}: {what} refused", r.sw)
-        if cmd.ins == INS_STORE_DATA and r.sw == 0x9000:
+        out: list[ResponseApdu] = []
+        failure: Exception | None = None
+        for cmd, b, raw in zip(cmds, batch, raws, strict=True):
+            if failure is not None:  # answered after the first failure: audited, not judged
+                link.audit.command(cmd, int.from_bytes(raw[-2:], "big"), what, unjudged=True)
+                continue
+            try:
+                r = self.host.unwrap_apdu(raw, command=b)
+            except GpError as exc:
+                link.audit.command(cmd, int.from_bytes(raw[-2:], "big"), what, rmac="failed")
+                failure = SecureChannelError(f"SE {link.se_id}: answer to {what} failed R-MAC/R-ENC: {exc}")
+                failure.__cause__ = exc
+                continue
+            if link.trace:
+                trace_plain(link.trace, cmd.to_bytes(), r.to_bytes(), secret)
+            link.audit.command(cmd, r.sw, what)
+            if expect is not None and r.sw not in expect:
+                if r.sw == SW_NOT_ENOUGH_MEMORY:
+                    failure = SeMemoryError(f"SE {link.se_id}: {what} refused, the SE is out of memory (`mcred "
+                                            f"phone show {link.se_id}` gives what is free); free some, then "
+                                            "resume the job, or give it up", r.sw)
+                else:
+                    failure = CardStatusError(f"SE {link.se_id}: {what} refused", r.sw)
+                continue
+            out.append(r)
+        if failure is not None:
+            raise failure
+        if all(c.ins == INS_STORE_DATA for c in cmds) and all(r.sw == 0x9000 for r in out):
             self.perso_target = target
-        return r
+        return out
 
     def close(self) -> None:
         self.host.close()

@@ -233,8 +233,9 @@ class SecureMessaging:
     def _command_icv(self) -> bytes:
         return self._enc.ecb_block(self._command_icv_block())
 
-    def _response_icv(self) -> bytes:
-        return self._enc.ecb_block(self._response_icv_block())
+    def _response_icv(self, counter: int | None = None) -> bytes:
+        c = self.counter if counter is None else counter
+        return self._enc.ecb_block(b"\x80" + c.to_bytes(15, "big"))
 
     # -- host side
     def wrap_fields(self, cla: int, ins: int, p1: int, p2: int, data: bytes,
@@ -280,9 +281,12 @@ class SecureMessaging:
         data, sw = self.unwrap_parts(resp.data, resp.sw)
         return ResponseApdu(data, sw)
 
-    def unwrap_parts(self, data: bytes, sw: int) -> tuple[bytes, int]:
+    def unwrap_parts(self, data: bytes, sw: int, *, command: tuple[bytes, int] | None = None) -> tuple[bytes, int]:
         """:meth:`unwrap_response` on a response given as its data field and status word;
-        returns the plain data and the status word."""
+        returns the plain data and the status word. ``command``: the MAC chaining value and
+        encryption counter of the command this answers, when others were wrapped since
+        (pipelined commands, :meth:`HostChannel.wrap_pipelined`); else the current ones."""
+        chaining, counter = command if command is not None else (self.chaining_value, self.counter)
         if not self.level & R_MAC:
             return data, sw
         if not sw_is_success_or_warning(sw):
@@ -297,13 +301,13 @@ class SecureMessaging:
             )
         body, mac = data[: -self.mac_len], data[-self.mac_len :]
         assert self._rmac is not None  # checked in __init__ for levels with R-MAC
-        want = self._rmac.cmac(self.chaining_value + body + sw.to_bytes(2, "big"))
+        want = self._rmac.cmac(chaining + body + sw.to_bytes(2, "big"))
         if not hmac.compare_digest(want[: self.mac_len], mac):
             raise Scp03MacError(f"R-MAC of the response with SW {sw:04X} does not verify")
         if self.level & R_ENCRYPTION and body:
             if len(body) % 16:
                 raise Scp03PaddingError(f"R-ENC data of {len(body)} bytes is not a multiple of 16")
-            body = unpad80(self._enc.cbc_decrypt(self._response_icv(), body))
+            body = unpad80(self._enc.cbc_decrypt(self._response_icv(counter), body))
         return body, sw
 
     # -- card side
@@ -357,6 +361,15 @@ class HostState(Enum):
     EXTERNAL_AUTHENTICATE_SENT = "external_authenticate_sent"
     OPEN = "open"
     CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class Pipelined:
+    """A command wrapped by :meth:`HostChannel.wrap_pipelined`: its bytes, and the MAC
+    chaining value and encryption counter its answer is unwrapped with."""
+
+    wrapped: bytes
+    state: tuple[bytes, int]
 
 
 class HostChannel:
@@ -499,17 +512,29 @@ class HostChannel:
         return self._sm.wrap_fields(plain.cla, plain.ins, plain.p1, plain.p2, plain.data,
                                     plain.ne, plain.extended)
 
-    def unwrap_apdu(self, resp: bytes) -> ResponseApdu:
-        """:meth:`unwrap` returning the plain response as a :class:`ResponseApdu`."""
+    def unwrap_apdu(self, resp: bytes, *, command: Pipelined | None = None) -> ResponseApdu:
+        """:meth:`unwrap` returning the plain response as a :class:`ResponseApdu`;
+        ``command``: the pipelined command it answers (:meth:`wrap_pipelined`)."""
         if self.state is not HostState.OPEN or self._sm is None:
             raise Scp03StateError(f"secure channel is not open (state {self.state.value})")
         if len(resp) < 2:
             raise self._fail(Scp03ProtocolError(f"response APDU of {len(resp)} bytes has no status word"))
         try:
-            data, sw = self._sm.unwrap_parts(bytes(resp[:-2]), (resp[-2] << 8) | resp[-1])
+            data, sw = self._sm.unwrap_parts(bytes(resp[:-2]), (resp[-2] << 8) | resp[-1],
+                                             command=None if command is None else command.state)
         except Scp03Error as e:
             raise self._fail(e) from e
         return ResponseApdu(data, sw)
+
+    def wrap_pipelined(self, plain: CommandApdu) -> Pipelined:
+        """:meth:`wrap_apdu`, keeping what the answer's R-MAC and R-ENC depend on (this
+        command's C-MAC, the chaining value, and the encryption counter), so that several
+        commands can be wrapped and sent before their answers come: each answer is then
+        unwrapped with ``unwrap_apdu(resp, command=that)``, in any order. Amendment D
+        chains the C-MACs only, so the wrapped commands are the ones sent one at a time."""
+        wrapped = self.wrap_apdu(plain)
+        assert self._sm is not None
+        return Pipelined(wrapped, (self._sm.chaining_value, self._sm.counter))
 
     def unwrap(self, resp: bytes) -> bytes:
         """Verify and decipher one response; return plain ``data || SW``. A bad R-MAC closes
