@@ -44,8 +44,9 @@ def parse_listen(listen: str) -> tuple[str, int]:
 
 @contextmanager
 def seram_endpoint(listen: str = DEFAULT_LISTEN, *, public_url: str | None = None,
-                   hub: SeramHub | None = None) -> Iterator[SeramEndpoint]:
-    """A GP SERAM Remote Agent served on ``listen`` while the block runs."""
+                   hub: SeramHub | None = None, tls: dict[str, str] | None = None) -> Iterator[SeramEndpoint]:
+    """A GP SERAM Remote Agent served on ``listen`` while the block runs; over HTTPS (the
+    binding's transport) with ``tls`` (``mcred.service.tls_options``)."""
     import uvicorn
     from fastapi import FastAPI
 
@@ -56,7 +57,7 @@ def seram_endpoint(listen: str = DEFAULT_LISTEN, *, public_url: str | None = Non
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     app.include_router(router(hub), prefix=SERAM_PREFIX)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
-                                           timeout_graceful_shutdown=2))
+                                           timeout_graceful_shutdown=2, **(tls or {})))
     failed: list[BaseException] = []
 
     def run() -> None:
@@ -76,7 +77,8 @@ def seram_endpoint(listen: str = DEFAULT_LISTEN, *, public_url: str | None = Non
         time.sleep(0.02)
     if port == 0:  # the port the system gave
         port = server.servers[0].sockets[0].getsockname()[1]
-    base = (public_url.rstrip("/") if public_url else f"http://{host}:{port}") + SERAM_PREFIX
+    scheme = "https" if tls else "http"
+    base = (public_url.rstrip("/") if public_url else f"{scheme}://{host}:{port}") + SERAM_PREFIX
     try:
         yield SeramEndpoint(hub, base)
     finally:

@@ -484,22 +484,28 @@ def test_every_refusal_has_its_status(tmp_path):
     assert link.session.se == SE
 
 
-def test_the_two_commands_as_two_processes(ctx, phone, tmp_path):
+def test_the_two_commands_as_two_processes_over_https(ctx, phone, tmp_path):
+    """The binding's transport: the operator's command serves the Remote Agent over HTTPS,
+    the phone's command trusts its certificate (SSL_CERT_FILE) and reaches it."""
+    from test_serve_tls import _self_signed
+
     pid, phone_home = phone
+    cert, key = _self_signed(tmp_path)
     holder = tmp_path / "holder.json"
     holder.write_text(json.dumps(dict(HOLDER, pin="1234", password="ABC123"), ensure_ascii=False), encoding="utf-8")
     listen = _free_listen()
     env = dict(os.environ, MCRED_HOME=str(ctx.home))
     tsm = subprocess.Popen([sys.executable, "-m", "mcred", "provision", "--phone", pid, "--holder", str(holder),
                             "--key-type", "p384", "--mdoc-batch", "1", "--over-the-air", "--listen", listen,
-                            "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            "--ssl-certfile", str(cert), "--ssl-keyfile", str(key), "--json"],
+                           env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         first = json.loads(tsm.stdout.readline())["seram"]
-        assert first["agent"] == agent_command(pid, f"http://{listen}/gp/seram", first["session"])
+        assert first["agent"] == agent_command(pid, f"https://{listen}/gp/seram", first["session"])
         phone_run = subprocess.run([sys.executable, "-m", "mcred", "phone", "agent", pid, "--remote",
                                     first["endpoint"], "--session", first["session"], "--json"],
-                                   env=dict(os.environ, MCRED_HOME=str(phone_home)), capture_output=True,
-                                   text=True, timeout=120)
+                                   env=dict(os.environ, MCRED_HOME=str(phone_home), SSL_CERT_FILE=str(cert)),
+                                   capture_output=True, text=True, timeout=120)
         out, errors = tsm.communicate(timeout=120)
     finally:
         tsm.kill()
@@ -652,3 +658,36 @@ def test_a_spoilt_answer_in_a_pipelined_batch_stops_the_step_and_the_rest_is_aud
     job = unfinished_job(ctx, pid)
     done = resume(ctx, job.id, transmit=Pipe(se))
     assert done.mdocs and len(pipe.batches) == 1
+
+
+def test_a_stopped_job_is_resumed_over_the_air_from_the_command_line(ctx, phone, tmp_path):
+    """`mcred provision --resume JOB --over-the-air --session-id S`: the phone, started
+    first with that session id, finds the session open as soon as the endpoint answers."""
+    from typer.testing import CliRunner
+
+    from mcred.cli.main import app
+    from mcred.provision import unfinished_job
+
+    pid, phone_home = phone
+    se = wallet_sim.open_secure_element(pid, phone_home)
+    count = []
+
+    def failing(capdu: bytes) -> bytes:
+        count.append(1)
+        if len(count) == 20:
+            raise OSError("the phone went into a tunnel")
+        return se.transmit(capdu)
+
+    with seram_endpoint(_free_listen()) as endpoint, pytest.raises(TransportError):
+        _provision_over_the_air(ctx, endpoint, pid, phone_home, transmit=failing)
+    job = unfinished_job(ctx, pid)
+    listen = _free_listen()
+    agent = PhoneThread(f"http://{listen}/gp/seram", pid, phone_home)
+    agent.start(type("Link", (), {"session_id": "resume-session-1"})())
+    r = CliRunner().invoke(app, ["provision", "--resume", job.id, "--over-the-air", "--listen", listen,
+                                 "--session-id", "resume-session-1", "--json"])
+    assert r.exit_code == 0, r.output
+    assert agent.join().notifications == ["provision/done/OK"]
+    assert json.loads(r.output.split("\n", 1)[1])["phone"] == pid
+    r = CliRunner().invoke(app, ["provision", "--resume", "f" * 32, "--over-the-air"])
+    assert r.exit_code == 2 and "f" * 32 in r.output

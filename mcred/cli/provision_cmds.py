@@ -64,6 +64,9 @@ def provision_cmd(
                                    "reaches --listen at (default http://HOST:PORT)."),
     session_id: str = typer.Option(None, "--session-id", help="With --over-the-air: the management "
                                    "session's id (default a random UUID, printed)."),
+    ssl_certfile: Path = typer.Option(None, "--ssl-certfile", help="With --over-the-air: serve the "
+                                      "Remote Agent over HTTPS, as GP SERAM's binding has it (PEM chain)."),
+    ssl_keyfile: Path = typer.Option(None, "--ssl-keyfile", help="With --ssl-certfile: its key (PEM)."),
 ) -> None:
     """Provision the JPKI signing and user-auth certificates and a batch of mdocs into a phone."""
     import wallet_sim
@@ -79,9 +82,9 @@ def provision_cmd(
     from protocols import cardsub
     from tsm.errors import JobError, MasterKeyError, TsmError
 
-    ota = _Ota(listen, public_url, session_id, as_json) if over_the_air else None
-    if ota is None and (public_url is not None or session_id is not None):
-        raise _fail("--public-url and --session-id go with --over-the-air")
+    ota = _Ota(listen, public_url, session_id, as_json, ssl_certfile, ssl_keyfile) if over_the_air else None
+    if ota is None and (public_url is not None or session_id is not None or ssl_certfile or ssl_keyfile):
+        raise _fail("--public-url, --session-id and --ssl-certfile/--ssl-keyfile go with --over-the-air")
     if resume_id is not None:
         if phone is not None or holder is not None or holder_id is not None:
             raise _fail("--resume takes no --phone, --holder or --holder-id: the job knows its phone and holder")
@@ -157,20 +160,24 @@ def provision_cmd(
 class _Ota:
     """``--over-the-air``: a GP SERAM Remote Agent served for the length of the job."""
 
-    def __init__(self, listen: str, public_url: str | None, session_id: str | None, as_json: bool) -> None:
+    def __init__(self, listen: str, public_url: str | None, session_id: str | None, as_json: bool,
+                 certfile: Path | None, keyfile: Path | None) -> None:
         from mcred.ota import OtaError, parse_listen
+        from mcred.service import tls_options
 
         try:
             parse_listen(listen)
-        except OtaError as exc:
+            self.tls = tls_options(certfile, keyfile)
+        except (OtaError, ValueError) as exc:
             raise _fail(str(exc)) from None
         if public_url is not None and not public_url.startswith(("http://", "https://")):
             raise _fail(f"--public-url {public_url!r} is not an http(s) URL")
         self.listen, self.public_url, self.session_id, self.as_json = listen, public_url, session_id, as_json
 
     def run(self, phone_id: str, job):  # noqa: ANN001, ANN202 - job(transmit) -> the job's result
-        from mcred.ota import OtaError, agent_command, over_the_air, seram_endpoint
+        from mcred.ota import OtaError, agent_command, run_over, seram_endpoint
         from protocols.gp.seram import SeramError
+        from tsm.seram import SeramHub
 
         def announce(link) -> None:  # noqa: ANN001 - tsm.seram.SeramLink
             command = agent_command(phone_id, endpoint.url, link.session_id)
@@ -181,9 +188,12 @@ class _Ota:
                 err.print(f"GP SERAM session [bold]{link.session_id}[/bold] for phone {phone_id}: on the phone, run\n"
                           f"  {command}\nwaiting for it ({link.connect_timeout_s:g} s) ...", highlight=False, soft_wrap=True)
 
-        try:
-            with seram_endpoint(self.listen, public_url=self.public_url) as endpoint:
-                return over_the_air(endpoint.hub, phone_id, job, on_session=announce, session_id=self.session_id)
+        hub = SeramHub()
+        try:  # the session is open before the endpoint answers: a phone started early finds it
+            link = hub.open(phone_id, session_id=self.session_id)
+            with seram_endpoint(self.listen, public_url=self.public_url, hub=hub, tls=self.tls) as endpoint:
+                announce(link)
+                return run_over(link, job)
         except (OtaError, SeramError) as exc:  # before the job: nothing was registered
             raise _fail(str(exc)) from None
 
