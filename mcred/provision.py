@@ -413,7 +413,8 @@ class RefreshResult:
 
 def refresh_mdocs(ctx: Context, phone_id: str, *, batch: int | None = None, rotate: bool = True,
                   trace: Any = None, actor: str = "mcred", job_id: str | None = None,
-                  after_step: StepHook | None = None) -> RefreshResult:
+                  after_step: StepHook | None = None,
+                  transmit: Callable[[bytes], bytes] | None = None) -> RefreshResult:
     """Issue fresh MSOs into the phone's mdoc slots 0..N-1 (a TSM ``refresh-mdoc`` job): new
     device keys generated in the SE unless ``rotate`` is False, a new MSO per slot (new
     validity, salts, status index), written over the old one; the old MSOs are revoked as
@@ -422,7 +423,8 @@ def refresh_mdocs(ctx: Context, phone_id: str, *, batch: int | None = None, rota
     has credentials on hold (lift the hold first: the rotation erases the old MSOs), or, with
     no ``batch``, holds no valid mdoc (with a ``batch``, a phone whose MSOs were all revoked
     gets new ones: the operator's decision). ``job_id`` resumes an interrupted refresh of this phone;
-    ``after_step`` is the TSM's test hook (crash injection)."""
+    ``after_step`` is the TSM's test hook (crash injection); ``transmit`` as for
+    :func:`provision` (over the air)."""
     from issuer.mdoc.models import MdocIssuance
 
     t0 = time.perf_counter()
@@ -431,12 +433,14 @@ def refresh_mdocs(ctx: Context, phone_id: str, *, batch: int | None = None, rota
         job = tsm.job(job_id)
         if job.kind != "refresh-mdoc" or job.se_id != phone_id:
             raise ProvisionError(f"job {job_id} is not a refresh of phone {phone_id!r}")
-        se = wallet_sim.open_secure_element(phone_id, ctx.home)
-        return _refreshed(ctx, phone_id, tsm.run(job_id, se.transmit, after_step=after_step,
+        if transmit is None:
+            transmit = wallet_sim.open_secure_element(phone_id, ctx.home).transmit
+        return _refreshed(ctx, phone_id, tsm.run(job_id, transmit, after_step=after_step,
                                                  trace=trace), t0)
     if batch is not None and (type(batch) is not int or not 1 <= batch <= 16):
         raise ProvisionError(f"mdoc batch {batch!r} is not an integer 1..16")
-    se = wallet_sim.open_secure_element(phone_id, ctx.home)  # the phone exists, or refuse now
+    if transmit is None:
+        transmit = wallet_sim.open_secure_element(phone_id, ctx.home).transmit  # the phone exists, or refuse now
     with ctx.sessions() as s:
         _check_active(s, phone_id, "provision it first", "nothing is refreshed")
         held = s.scalar(select(Credential.id).where(Credential.phone_id == phone_id,
@@ -460,7 +464,7 @@ def refresh_mdocs(ctx: Context, phone_id: str, *, batch: int | None = None, rota
         job = tsm.create_job(phone_id, "refresh-mdoc", {"mdoc_count": count, "rotate": rotate})
     except JobInputError as exc:
         raise ProvisionError(str(exc)) from exc
-    return _refreshed(ctx, phone_id, tsm.run(job, se.transmit, after_step=after_step, trace=trace), t0)
+    return _refreshed(ctx, phone_id, tsm.run(job, transmit, after_step=after_step, trace=trace), t0)
 
 
 def valid_mdoc_slots(s: Session, phone_id: str) -> list[int]:
@@ -639,7 +643,8 @@ _SLOT_SECRET = {"auth": "pin", "sign": "password"}
 
 def reset_secrets(ctx: Context, phone_id: str, *, slots: tuple[str, ...] = ("auth", "sign"),
                   puk: bool = False, pin: str | None = None, password: str | None = None,
-                  new_puk: str | None = None, actor: str = "mcred") -> ResetResult:
+                  new_puk: str | None = None, actor: str = "mcred",
+                  transmit: Callable[[bytes], bytes] | None = None) -> ResetResult:
     """The issuer resets a holder's forgotten or locked secrets on the phone (at the
     municipal counter, or in an app after the holder proved who they are with the card):
     a TSM ``reset-secrets`` job sets the user-authentication PIN (``auth``), the signing
@@ -647,7 +652,7 @@ def reset_secrets(ctx: Context, phone_id: str, *, slots: tuple[str, ...] = ("aut
     and certificates stay: nothing is revoked. Values not given are generated. Refused
     before anything runs for a phone that is not registered, not active, or holds no live
     JPKI certificate. Audited in the issuer's trail (``jpki.secrets-reset``: what, not the
-    values)."""
+    values). ``transmit`` as for :func:`provision` (over the air)."""
 
     if not slots or len(set(slots)) != len(slots) or not set(slots) <= set(_SLOT_SECRET):
         raise ProvisionError(f"slots {slots!r}: one or both of auth and sign")
@@ -657,7 +662,8 @@ def reset_secrets(ctx: Context, phone_id: str, *, slots: tuple[str, ...] = ("aut
     if new_puk is not None and not puk:
         raise ProvisionError("a new PUK was given but the PUK is not reset")
     job_secrets, generated = generate_secrets(pin, password, new_puk)
-    se = wallet_sim.open_secure_element(phone_id, ctx.home)  # the phone exists, or refuse now
+    if transmit is None:
+        transmit = wallet_sim.open_secure_element(phone_id, ctx.home).transmit  # the phone exists, or refuse now
     with ctx.sessions() as s:
         _check_active(s, phone_id, "nothing to reset", "its secrets are not reset")
         live = s.scalar(select(Credential.id).where(Credential.phone_id == phone_id,
@@ -667,12 +673,13 @@ def reset_secrets(ctx: Context, phone_id: str, *, slots: tuple[str, ...] = ("aut
             raise ProvisionError(f"phone {phone_id!r} holds no live JPKI certificate: nothing to protect")
     tsm = Tsm(ctx.engine, ctx.master_key, actor=actor)
     job = tsm.create_job(phone_id, "reset-secrets", {"slots": list(slots), "puk": puk}, job_secrets)
-    view = tsm.run(job, se.transmit, secrets=job_secrets)
+    view = tsm.run(job, transmit, secrets=job_secrets)
     return _reset_done(ctx, view, job_secrets, generated, actor)
 
 
 def resume_reset(ctx: Context, job_id: str, *, actor: str = "mcred",
-                 after_step: StepHook | None = None) -> ResetResult:
+                 after_step: StepHook | None = None,
+                 transmit: Callable[[bytes], bytes] | None = None) -> ResetResult:
     """Finish a reset of the holder's secrets that stopped (a crash, a lost answer: the SE
     may already hold the new values). Its values are unsealed from the job and all shown:
     the stopped run never showed them, and the job erases them as it ends."""
@@ -681,8 +688,9 @@ def resume_reset(ctx: Context, job_id: str, *, actor: str = "mcred",
     if job.kind != "reset-secrets":
         raise ProvisionError(f"job {job_id} is a {job.kind} job, not a reset of the holder's secrets")
     sealed = tsm._unseal(job_id) if job.state not in ENDED else None
-    se = wallet_sim.open_secure_element(job.se_id, ctx.home)
-    view = tsm.run(job_id, se.transmit, after_step=after_step)
+    if transmit is None:
+        transmit = wallet_sim.open_secure_element(job.se_id, ctx.home).transmit
+    view = tsm.run(job_id, transmit, after_step=after_step)
     if sealed is None:  # it had ended before: nothing left to show
         return ResetResult(view.se_id, view.id, _reset_of(view), {})
     return _reset_done(ctx, view, sealed, None, actor)

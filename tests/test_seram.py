@@ -691,3 +691,69 @@ def test_a_stopped_job_is_resumed_over_the_air_from_the_command_line(ctx, phone,
     assert json.loads(r.output.split("\n", 1)[1])["phone"] == pid
     r = CliRunner().invoke(app, ["provision", "--resume", "f" * 32, "--over-the-air"])
     assert r.exit_code == 2 and "f" * 32 in r.output
+
+
+order_values = st.one_of(
+    json_values,
+    st.fixed_dictionaries({}, optional={
+        "delay": st.one_of(st.integers(-5, 10), st.text(max_size=3)),
+        "chosenSecureElement": st.one_of(st.just(SE.to_json()), json_values),
+        "ramCommands": st.lists(st.one_of(
+            st.sampled_from([{"ramCommandType": "startCommand"}, {"ramCommandType": "stopCommand"},
+                             {"ramCommandType": "notificationCommand", "deviceAppNotification": "x"},
+                             {"ramCommandType": "seRamCommand", "listOfCAPDU": ["80CA9F7F00"]},
+                             {"ramCommandType": "seRamCommand", "listOfCAPDU": ["zz"]}]),
+            json_values), max_size=4)}))
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(order_values.map(lambda v: (200, json.dumps(v).encode())),
+                          st.tuples(st.sampled_from([200, 404, 409, 500]), st.binary(max_size=40))),
+                min_size=1, max_size=6))
+def test_a_hostile_remote_agent_gets_a_local_agent_error_never_a_crash(answers):
+    """Whatever a Remote Agent answers (random orders, garbage, errors), the phone's agent
+    ends with a LocalAgentError or a Stop, and its SE sees only the C-APDUs of orders that
+    were well formed and in order."""
+    queue = list(answers)
+    seen: list[bytes] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/handshake"):
+            return httpx.Response(200, content=seram.encode(seram.HandshakeResponse()))
+        status, body = queue.pop(0) if queue else (200, b'{"ramCommands": [{"ramCommandType": "stopCommand"}]}')
+        return httpx.Response(status, content=body)
+
+    with httpx.Client(transport=httpx.MockTransport(handler)) as client:
+        try:
+            result = run_local_agent("http://ra.test/gp/seram", "s-1", lambda c: seen.append(c) or b"\x90\x00",
+                                     SE, client=client, sleep=lambda s: None, retry_for_s=0)
+        except LocalAgentError:
+            return
+    assert result.stopped and len(seen) == result.apdus
+
+
+def test_mdocs_refreshed_and_secrets_reset_over_the_air_from_the_command_line(ctx, phone):
+    """The TSM's other jobs on a phone in the field: fresh MSOs (`mcred mdoc refresh`) and
+    the holder's secrets set anew (`mcred jpki pin reset`), each over the air."""
+    from typer.testing import CliRunner
+
+    from mcred.cli.main import app
+
+    pid, phone_home = phone
+    with seram_endpoint(_free_listen()) as endpoint:
+        _provision_over_the_air(ctx, endpoint, pid, phone_home)
+    for n, (args, word) in enumerate(((["mdoc", "refresh", "--phone", pid], "refresh/done/OK"),
+                                      (["jpki", "pin", "reset", "--phone", pid, "--slot", "auth"], "reset/done/OK"))):
+        listen, sid = _free_listen(), f"other-job-{n}"
+        agent = PhoneThread(f"http://{listen}/gp/seram", pid, phone_home)
+        agent.start(type("Link", (), {"session_id": sid})())
+        r = CliRunner().invoke(app, [*args, "--over-the-air", "--listen", listen, "--session-id", sid, "--json"])
+        assert r.exit_code == 0, r.output
+        assert agent.join().notifications == [word]
+        first, rest = r.output.split("\n", 1)
+        assert json.loads(first)["seram"]["session"] == sid
+        out = json.loads(rest)
+        if n == 0:
+            assert len(out["issued"]) == 1 and len(out["superseded"]) == 1
+        else:
+            assert out["reset"] == ["auth"] and len(out["secrets_shown_once"]["pin"]) == 4

@@ -13,6 +13,15 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from mcred.cli.consent_cmds import consent_app, linkage
 from mcred.cli.export_cmds import export_app
+from mcred.cli.ota_cli import (
+    LISTEN,
+    OVER_THE_AIR,
+    PUBLIC_URL,
+    SESSION_ID,
+    SSL_CERTFILE,
+    SSL_KEYFILE,
+    over_the_air_options,
+)
 from mcred.cli.state import check_can_listen, open_context, out_path
 from mcred.cli.watch_cmds import watch_app
 from reader.text import printable
@@ -312,27 +321,38 @@ def pin_reset(phone: str = typer.Option(None, "--phone"),
               puk: bool = typer.Option(False, "--puk", help="Also set a new PUK (when it is locked too)."),
               resume_id: str = typer.Option(None, "--resume", help="Finish a reset that stopped (its id is "
                                             "in the error); its values are shown then."),
-              as_json: bool = typer.Option(False, "--json")) -> None:
+              as_json: bool = typer.Option(False, "--json"),
+              over_the_air: bool = OVER_THE_AIR, listen: str = LISTEN, public_url: str = PUBLIC_URL,
+              session_id: str = SESSION_ID, ssl_certfile: Path = SSL_CERTFILE,
+              ssl_keyfile: Path = SSL_KEYFILE) -> None:
     """The issuer's side, once the holder has proved who they are (at the counter, or with
     the card): new secrets set through the TSM, with fresh retry counters; the keys and
     certificates stay, nothing is revoked. The new values are generated and shown once."""
     from mcred.provision import ProvisionError, reset_secrets, resume_reset
     from tsm.errors import JobError, TsmError
-    from tsm.jobs import list_jobs
+    from tsm.jobs import list_jobs, read_job
     from wallet_sim.se.errors import PhoneNotFoundError
 
     if (phone is None) == (resume_id is None):
         raise typer.BadParameter("give --phone, or --resume JOB to finish a reset that stopped")
     if slot not in ("auth", "sign", "both"):
         raise typer.BadParameter(f"slot {slot!r}: use auth, sign or both", param_hint="--slot")
+    ota = over_the_air_options(over_the_air, listen, public_url, session_id, ssl_certfile, ssl_keyfile, as_json)
     ctx = open_context()
+
+    def run(job):  # noqa: ANN001, ANN202 - job(transmit), here or over the air
+        return job(None) if ota is None else ota.run(phone, job, what="reset")
+
     try:
         if resume_id is not None:
-            result = resume_reset(ctx, resume_id, actor="cli")
+            if ota is not None:
+                phone = read_job(ctx.engine, resume_id).se_id
+            result = run(lambda transmit: resume_reset(ctx, resume_id, actor="cli", transmit=transmit))
             phone = result.phone_id
         else:
-            result = reset_secrets(ctx, phone, slots=("auth", "sign") if slot == "both" else (slot,), puk=puk,
-                                   actor="cli")
+            result = run(lambda transmit: reset_secrets(
+                ctx, phone, slots=("auth", "sign") if slot == "both" else (slot,), puk=puk, actor="cli",
+                transmit=transmit))
     except (ProvisionError, PhoneNotFoundError, JobError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

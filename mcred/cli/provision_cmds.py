@@ -9,6 +9,15 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from mcred.cli.ota_cli import (
+    LISTEN,
+    OVER_THE_AIR,
+    PUBLIC_URL,
+    SESSION_ID,
+    SSL_CERTFILE,
+    SSL_KEYFILE,
+    over_the_air_options,
+)
 from mcred.cli.state import out_path
 
 console = Console()
@@ -55,18 +64,12 @@ def provision_cmd(
     resume_id: str = typer.Option(None, "--resume", help="Finish an interrupted provisioning job "
                                   "(its id is in the error that stopped it) instead of starting one."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-    over_the_air: bool = typer.Option(False, "--over-the-air", help="Reach the phone's SE through its "
-                                      "GP SERAM Local Agent (`mcred phone agent`, another process or "
-                                      "machine) instead of opening it here (specs/tsm.md, \"Over the air\")."),
-    listen: str = typer.Option("127.0.0.1:8472", "--listen", help="With --over-the-air: where the TSM's "
-                               "Remote Agent listens for the phone, HOST:PORT."),
-    public_url: str = typer.Option(None, "--public-url", help="With --over-the-air: the base URL a phone "
-                                   "reaches --listen at (default http://HOST:PORT)."),
-    session_id: str = typer.Option(None, "--session-id", help="With --over-the-air: the management "
-                                   "session's id (default a random UUID, printed)."),
-    ssl_certfile: Path = typer.Option(None, "--ssl-certfile", help="With --over-the-air: serve the "
-                                      "Remote Agent over HTTPS, as GP SERAM's binding has it (PEM chain)."),
-    ssl_keyfile: Path = typer.Option(None, "--ssl-keyfile", help="With --ssl-certfile: its key (PEM)."),
+    over_the_air: bool = OVER_THE_AIR,
+    listen: str = LISTEN,
+    public_url: str = PUBLIC_URL,
+    session_id: str = SESSION_ID,
+    ssl_certfile: Path = SSL_CERTFILE,
+    ssl_keyfile: Path = SSL_KEYFILE,
 ) -> None:
     """Provision the JPKI signing and user-auth certificates and a batch of mdocs into a phone."""
     import wallet_sim
@@ -82,9 +85,7 @@ def provision_cmd(
     from protocols import cardsub
     from tsm.errors import JobError, MasterKeyError, TsmError
 
-    ota = _Ota(listen, public_url, session_id, as_json, ssl_certfile, ssl_keyfile) if over_the_air else None
-    if ota is None and (public_url is not None or session_id is not None or ssl_certfile or ssl_keyfile):
-        raise _fail("--public-url, --session-id and --ssl-certfile/--ssl-keyfile go with --over-the-air")
+    ota = over_the_air_options(over_the_air, listen, public_url, session_id, ssl_certfile, ssl_keyfile, as_json)
     if resume_id is not None:
         if phone is not None or holder is not None or holder_id is not None:
             raise _fail("--resume takes no --phone, --holder or --holder-id: the job knows its phone and holder")
@@ -155,47 +156,6 @@ def provision_cmd(
                            f"give it up with `mcred tsm abandon {job.id} --reason TEXT`", _quarantine_hint(exc, phone))
         raise _fail(text, 1) from None
     _show(result, as_json)
-
-
-class _Ota:
-    """``--over-the-air``: a GP SERAM Remote Agent served for the length of the job."""
-
-    def __init__(self, listen: str, public_url: str | None, session_id: str | None, as_json: bool,
-                 certfile: Path | None, keyfile: Path | None) -> None:
-        from mcred.ota import OtaError, parse_listen
-        from mcred.service import tls_options
-
-        try:
-            parse_listen(listen)
-            self.tls = tls_options(certfile, keyfile)
-        except (OtaError, ValueError) as exc:
-            raise _fail(str(exc)) from None
-        if public_url is not None and not public_url.startswith(("http://", "https://")):
-            raise _fail(f"--public-url {public_url!r} is not an http(s) URL")
-        self.listen, self.public_url, self.session_id, self.as_json = listen, public_url, session_id, as_json
-
-    def run(self, phone_id: str, job):  # noqa: ANN001, ANN202 - job(transmit) -> the job's result
-        from mcred.ota import OtaError, agent_command, run_over, seram_endpoint
-        from protocols.gp.seram import SeramError
-        from tsm.seram import SeramHub
-
-        def announce(link) -> None:  # noqa: ANN001 - tsm.seram.SeramLink
-            command = agent_command(phone_id, endpoint.url, link.session_id)
-            if self.as_json:  # one line first, for a script to start the phone with
-                typer.echo(json.dumps({"seram": {"session": link.session_id, "endpoint": endpoint.url,
-                                                 "phone": phone_id, "agent": command}}))
-            else:
-                err.print(f"GP SERAM session [bold]{link.session_id}[/bold] for phone {phone_id}: on the phone, run\n"
-                          f"  {command}\nwaiting for it ({link.connect_timeout_s:g} s) ...", highlight=False, soft_wrap=True)
-
-        hub = SeramHub()
-        try:  # the session is open before the endpoint answers: a phone started early finds it
-            link = hub.open(phone_id, session_id=self.session_id)
-            with seram_endpoint(self.listen, public_url=self.public_url, hub=hub, tls=self.tls) as endpoint:
-                announce(link)
-                return run_over(link, job)
-        except (OtaError, SeramError) as exc:  # before the job: nothing was registered
-            raise _fail(str(exc)) from None
 
 
 def _show(result, as_json: bool) -> None:  # noqa: ANN001 - mcred.provision.ProvisionResult
@@ -338,19 +298,32 @@ def refresh_cmd(
     keep_keys: bool = typer.Option(False, "--keep-keys", help="Re-sign over the slots' device "
                                    "keys instead of generating new ones in the SE."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    over_the_air: bool = OVER_THE_AIR,
+    listen: str = LISTEN,
+    public_url: str = PUBLIC_URL,
+    session_id: str = SESSION_ID,
+    ssl_certfile: Path = SSL_CERTFILE,
+    ssl_keyfile: Path = SSL_KEYFILE,
 ) -> None:
     """Issue fresh MSOs into a phone (new validity window, new device keys born in the SE
-    unless --keep-keys); the MSOs they replace are revoked as superseded."""
+    unless --keep-keys); the MSOs they replace are revoked as superseded. With
+    --over-the-air the phone is reached through its GP SERAM Local Agent, as a TSM renews
+    short-lived MSOs in the field."""
     import wallet_sim
     from mcred.context import Context
     from mcred.provision import ProvisionError, refresh_mdocs
     from tsm.errors import MasterKeyError, TsmError
 
+    ota = over_the_air_options(over_the_air, listen, public_url, session_id, ssl_certfile, ssl_keyfile, as_json)
     ctx = Context.open()
-    if phone not in wallet_sim.list_phones(ctx.home):
+    if ota is None and phone not in wallet_sim.list_phones(ctx.home):
         raise _fail(f"no phone {phone!r} under {ctx.home}")
     try:
-        result = refresh_mdocs(ctx, phone, batch=batch, rotate=not keep_keys)
+        if ota is not None:
+            result = ota.run(phone, lambda transmit: refresh_mdocs(ctx, phone, batch=batch, rotate=not keep_keys,
+                                                                   transmit=transmit), what="refresh")
+        else:
+            result = refresh_mdocs(ctx, phone, batch=batch, rotate=not keep_keys)
     except ProvisionError as exc:
         raise _fail(f"refreshing {phone}: {exc}") from None
     except MasterKeyError:

@@ -1,0 +1,84 @@
+"""``--over-the-air`` for the commands that run a TSM job (``mcred provision``, ``mcred mdoc
+refresh``, ``mcred jpki pin reset``): the same options everywhere, and the GP SERAM Remote
+Agent they serve for the length of the job (specs/tsm.md, "Over the air")."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+err = Console(stderr=True)
+
+OVER_THE_AIR = typer.Option(False, "--over-the-air", help="Reach the phone's SE through its GP SERAM Local "
+                            "Agent (`mcred phone agent`, another process or machine) instead of opening it "
+                            "here (specs/tsm.md, \"Over the air\").")
+LISTEN = typer.Option("127.0.0.1:8472", "--listen", help="With --over-the-air: where the TSM's Remote Agent "
+                      "listens for the phone, HOST:PORT.")
+PUBLIC_URL = typer.Option(None, "--public-url", help="With --over-the-air: the base URL a phone reaches "
+                          "--listen at (default http(s)://HOST:PORT).")
+SESSION_ID = typer.Option(None, "--session-id", help="With --over-the-air: the management session's id "
+                          "(default a random UUID, printed).")
+SSL_CERTFILE = typer.Option(None, "--ssl-certfile", help="With --over-the-air: serve the Remote Agent over "
+                            "HTTPS, as GP SERAM's binding has it (PEM chain).")
+SSL_KEYFILE = typer.Option(None, "--ssl-keyfile", help="With --ssl-certfile: its key (PEM).")
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def over_the_air_options(over_the_air: bool, listen: str, public_url: str | None, session_id: str | None,
+                         certfile: Path | None, keyfile: Path | None, as_json: bool) -> OverTheAir | None:
+    """The options checked together: an :class:`OverTheAir`, or None without
+    ``--over-the-air`` (when the others, which go with it, must be absent)."""
+    if not over_the_air:
+        if public_url is not None or session_id is not None or certfile or keyfile:
+            raise fail("--public-url, --session-id and --ssl-certfile/--ssl-keyfile go with --over-the-air")
+        return None
+    return OverTheAir(listen, public_url, session_id, as_json, certfile, keyfile)
+
+
+class OverTheAir:
+    """``--over-the-air``: a GP SERAM Remote Agent served for the length of the job."""
+
+    def __init__(self, listen: str, public_url: str | None, session_id: str | None, as_json: bool,
+                 certfile: Path | None, keyfile: Path | None) -> None:
+        from mcred.ota import OtaError, parse_listen
+        from mcred.service import tls_options
+
+        try:
+            parse_listen(listen)
+            self.tls = tls_options(certfile, keyfile)
+        except (OtaError, ValueError) as exc:
+            raise fail(str(exc)) from None
+        if public_url is not None and not public_url.startswith(("http://", "https://")):
+            raise fail(f"--public-url {public_url!r} is not an http(s) URL")
+        self.listen, self.public_url, self.session_id, self.as_json = listen, public_url, session_id, as_json
+
+    def run(self, phone_id: str, job, *, what: str = "provision"):  # noqa: ANN001, ANN202
+        """``job(transmit)`` with the phone reached over the air; its result."""
+        from mcred.ota import OtaError, agent_command, run_over, seram_endpoint
+        from protocols.gp.seram import SeramError
+        from tsm.seram import SeramHub
+
+        def announce(link) -> None:  # noqa: ANN001 - tsm.seram.SeramLink
+            command = agent_command(phone_id, endpoint.url, link.session_id)
+            if self.as_json:  # one line first, for a script to start the phone with
+                typer.echo(json.dumps({"seram": {"session": link.session_id, "endpoint": endpoint.url,
+                                                 "phone": phone_id, "agent": command}}))
+            else:
+                err.print(f"GP SERAM session [bold]{link.session_id}[/bold] for phone {phone_id}: on the phone, run\n"
+                          f"  {command}\nwaiting for it ({link.connect_timeout_s:g} s) ...", highlight=False, soft_wrap=True)
+
+        hub = SeramHub()
+        try:  # the session is open before the endpoint answers: a phone started early finds it
+            link = hub.open(phone_id, session_id=self.session_id)
+            with seram_endpoint(self.listen, public_url=self.public_url, hub=hub, tls=self.tls) as endpoint:
+                announce(link)
+                return run_over(link, job, what=what)
+        except (OtaError, SeramError) as exc:  # before the job: nothing was registered
+            raise fail(str(exc)) from None
