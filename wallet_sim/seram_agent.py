@@ -44,6 +44,32 @@ def secure_element_of(se: SecureElement) -> SecureElementRef:
                             + c["ic_batch_identifier"], "SCP03")
 
 
+def secure_element_by_cplc(transmit: Callable[[bytes], bytes]) -> SecureElementRef:
+    """An SE's reference read from the SE itself, as a device application would through
+    its SE access API: SELECT the issuer security domain, GET DATA 9F7F (the CPLC); its
+    ``seId`` as :func:`secure_element_of` makes it. :class:`LocalAgentError` when the SE
+    does not give its CPLC."""
+    from protocols.gp.tlv import parse_all
+
+    isd = bytes.fromhex("A000000151000000")
+    try:
+        transmit(bytes([0x00, 0xA4, 0x04, 0x00, len(isd)]) + isd + b"\x00")
+        r = transmit(bytes.fromhex("80CA9F7F00"))
+    except Exception as exc:  # noqa: BLE001 - the SE access API's failure, named
+        raise LocalAgentError(f"the SE does not answer: {type(exc).__name__}: {exc}") from None
+    if len(r) < 2 or r[-2:] != b"\x90\x00":
+        raise LocalAgentError(f"the SE gives no CPLC (GET DATA 9F7F answered {r[-2:].hex().upper() or 'nothing'})")
+    try:  # the 9F7F template, or (some cards) the bare 42 bytes
+        cplc = parse_all(r[:-2])[0].value if r[:2] == b"\x9f\x7f" else r[:-2]
+    except Exception:  # noqa: BLE001 - a malformed answer, named below
+        cplc = b""
+    if len(cplc) != 42:
+        raise LocalAgentError(f"the SE's CPLC is {len(cplc)} bytes, not 42")
+    c = decode_cplc(cplc)
+    return SecureElementRef("eSE", c["ic_fabricator"] + c["ic_type"] + c["ic_serial_number"]
+                            + c["ic_batch_identifier"], "SCP03")
+
+
 class LocalAgentError(Exception):
     """The management session could not go on: the Remote Agent refused a message, answered
     something that is not GP SERAM, or could not be reached."""

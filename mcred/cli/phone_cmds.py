@@ -130,26 +130,34 @@ def register(app: typer.Typer) -> None:
         _print_tree(info)
 
     @phone.command("agent")
-    def agent(phone_id: str,
+    def agent(phone_id: str = typer.Argument(None, help="The simulated phone (none with --pcsc-reader)."),
               remote: str = typer.Option(..., "--remote", help="The TSM's GP SERAM endpoint, e.g. "
                                          "http://127.0.0.1:8472/gp/seram (what `mcred provision "
                                          "--over-the-air` prints)."),
               session: str = typer.Option(..., "--session", help="The management session's id, as the "
                                           "TSM handed it to the phone's device application."),
+              pcsc_reader: str = typer.Option(None, "--pcsc-reader", help="Forward the C-APDUs to the card "
+                                              "in this PC/SC reader (a name's part or an index) instead of "
+                                              "a simulated phone: a development SE, or a phone bridged by "
+                                              "`mcred phone pcsc` (pip install '.[nfc]')."),
               as_json: bool = typer.Option(False, "--json", help="Print the session's summary as JSON."),
               ) -> None:
         """Let a TSM manage this phone's SE over the air: the phone's GP SERAM Local Agent
         polls the Remote Agent and forwards its C-APDUs to the SE until the Stop command
         (specs/tsm.md, "Over the air")."""
-        from wallet_sim.seram_agent import LocalAgentError, run_local_agent, secure_element_of
+        import contextlib
+
+        from wallet_sim.seram_agent import (
+            LocalAgentError,
+            run_local_agent,
+            secure_element_by_cplc,
+            secure_element_of,
+        )
 
         if not remote.startswith(("http://", "https://")):
             _fail(f"--remote {remote!r} is not an http(s) URL")
-        try:
-            se = wallet_sim.open_secure_element(phone_id, data_home())
-        except wallet_sim.SeError as exc:
-            _fail(str(exc))
-        ref = secure_element_of(se)
+        if (phone_id is None) == (pcsc_reader is None):
+            _fail("give a phone id, or --pcsc-reader for a card in a PC/SC reader")
 
         def event(kind: str, text: str) -> None:
             if as_json or kind == "apdu":
@@ -157,13 +165,32 @@ def register(app: typer.Typer) -> None:
             typer.echo({"start": f"session {text} started by the TSM",
                         "notification": f"TSM: {text}", "stop": "the TSM ended the session"}[kind], err=True)
 
-        if not as_json:
-            typer.echo(f"phone {phone_id}: {ref.se_type} {ref.se_id} -> {remote} (session {session})", err=True)
-        try:
-            result = run_local_agent(remote, session, tracing_transport(se.transmit), ref, on_event=event)
-        except LocalAgentError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from None
+        with contextlib.ExitStack() as stack:
+            if pcsc_reader is not None:
+                from reader.pcsc import PcscError, tapped
+
+                try:
+                    card = stack.enter_context(tapped(pcsc_reader, wait=10))
+                except PcscError as exc:
+                    _fail(str(exc))
+                transmit, where = card.transmit, f"the card in {card.reader}"
+                try:
+                    ref = secure_element_by_cplc(transmit)
+                except LocalAgentError as exc:
+                    _fail(f"{where}: {exc}")
+            else:
+                try:
+                    se = wallet_sim.open_secure_element(phone_id, data_home())
+                except wallet_sim.SeError as exc:
+                    _fail(str(exc))
+                transmit, where, ref = se.transmit, f"phone {phone_id}", secure_element_of(se)
+            if not as_json:
+                typer.echo(f"{where}: {ref.se_type} {ref.se_id} -> {remote} (session {session})", err=True)
+            try:
+                result = run_local_agent(remote, session, tracing_transport(transmit), ref, on_event=event)
+            except LocalAgentError as exc:
+                typer.echo(f"error: {exc}", err=True)
+                raise typer.Exit(1) from None
         if as_json:
             typer.echo(json.dumps(result.summary(), ensure_ascii=False))
         else:
