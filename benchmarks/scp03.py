@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks scp03")
     ap.add_argument("--no-session", action="store_true",
                     help="skip the full TSM sessions (benchmarks/tsm.py) after the APDU rates")
+    ap.add_argument("--session-runs", type=int, default=None,
+                    help="sessions per key type in the TSM part, and over the air (default: tsm's own)")
     args = ap.parse_args(argv)
     key = os.urandom(16)
     payload = os.urandom(DATA_LEN + 16)
@@ -117,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import tsm
 
         print()
-        tsm.main([])
+        tsm.main([] if args.session_runs is None else
+                 ["--runs", str(args.session_runs), "--ota-runs", str(args.session_runs)])
     return 0
 
 

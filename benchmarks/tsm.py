@@ -162,7 +162,7 @@ def _over_the_air(tsm: Tsm, home: Path, runs: int) -> None:
             local.append(_session(tsm, home, "p384")[0])
             t, apdus, polls = _ota_session(tsm, home, "p384", endpoint)
             ota.append(t)
-    rtt = _http_floor(400)
+    rtt = _http_floor(max(50, 20 * runs))
     t_local, t_ota = statistics.median(local), statistics.median(ota)
     extra = (t_ota - t_local) / polls
     print(f"{'in-process ms':>14} {'over the air ms':>16} {'APDUs':>6} {'polls':>6} {'extra ms/poll':>14} "
@@ -302,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="also time the parts of a P-384 session (commits, NVM writes, key generation)")
     ap.add_argument("--ota-runs", type=int, default=20, help="P-384 sessions over the air (and in-process "
                     "beside each)")
+    ap.add_argument("--runs", type=int, default=None, help="sessions per key type (default 30 P-384, "
+                    "20 RSA-2048)")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as d:
         home = Path(d)
@@ -312,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'keys':10} {'sessions/s':>11} {'ms/session':>11} {'in SE ms':>9} {'APDUs':>6} "
               f"{'crypto ms':>10} {'ratio':>6}")
         # RSA key generation is heavy-tailed (a random prime search): more sessions for a steady median
-        for alg, runs in (("p384", 30), ("rsa2048", 20)):
+        for alg, runs in (("p384", args.runs or 30), ("rsa2048", args.runs or 20)):
             _session(tsm, home, alg)  # warm up
             times, in_se, floors, traffic = [], [], [], Traffic()
             for _ in range(runs):
@@ -328,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{alg:10} {1 / t:11.1f} {t * 1000:11.2f} {statistics.median(in_se) * 1000:9.2f} "
                   f"{traffic.total:6d} {floor * 1000:10.2f} {t / floor:6.2f}x")
         if args.parts:
-            _parts(tsm, home, "p384", 100)
+            _parts(tsm, home, "p384", args.runs or 100)
         _over_the_air(tsm, home, args.ota_runs)
         engine.dispose()
     return 0
