@@ -62,6 +62,9 @@ class HandoverActions:
     #: ``puk``): what an API caller gives, since a generated one could not be shown to it.
     #: Never written into the workflow's results (the TSM job seals them).
     given: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: How to reach a phone's SE other than opening it in this data directory, by phone id:
+    #: a transmit (over the air, a GP SERAM session: mcred/ota.py).
+    reach: dict[str, Callable[[bytes], bytes]] = field(default_factory=dict)
 
     def actions(self) -> Mapping[str, wf.Action]:
         return {
@@ -96,17 +99,18 @@ class HandoverActions:
         tsm = self._tsm(actor)
         mine = [j for j in self._jobs(phone_id, actor) if j.kind == kind]
         job_id = mine[-1].id if mine else tsm.create_job(phone_id, kind)
-        se = wallet_sim.open_secure_element(phone_id, self.ctx.home)
-        return tsm.run(job_id, se.transmit, after_step=self.tsm_hook)
+        transmit = self.reach.get(phone_id) or wallet_sim.open_secure_element(phone_id, self.ctx.home).transmit
+        return tsm.run(job_id, transmit, after_step=self.tsm_hook)
 
     def _provision(self, phone_id: str, holder_id: str, actor: str) -> ProvisionResult:
         done = [j for j in self._jobs(phone_id, actor) if j.kind == "provision"]
+        transmit = self.reach.get(phone_id)
         if done:
-            result = resume(self.ctx, done[-1].id, after_step=self.tsm_hook)
+            result = resume(self.ctx, done[-1].id, after_step=self.tsm_hook, transmit=transmit)
         else:
             result = provision(self.ctx, phone_id, holder_id, key_type=self.key_type,
                                mdoc_batch=self.mdoc_batch, after_step=self.tsm_hook, actor=actor,
-                               **self.given.get(phone_id, {}))
+                               transmit=transmit, **self.given.get(phone_id, {}))
         if result.pin:
             self.secrets[phone_id] = result
         return result
@@ -262,7 +266,7 @@ class HandoverActions:
     def wipe_old(self, c: wf.StepContext) -> dict:
         """Delete the old SE's applets through the TSM if the phone is reachable."""
         assert c.old_phone_id
-        if c.old_phone_id not in wallet_sim.list_phones(self.ctx.home):
+        if c.old_phone_id not in self.reach and c.old_phone_id not in wallet_sim.list_phones(self.ctx.home):
             return {"reachable": False, "at": _stamp()}
         view = self._run_job(c.old_phone_id, "delete-credentials", f"handover:{c.handover_id}:wipe")
         return {"reachable": True, "job": view.id, "at": _stamp()}

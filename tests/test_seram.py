@@ -757,3 +757,33 @@ def test_mdocs_refreshed_and_secrets_reset_over_the_air_from_the_command_line(ct
             assert len(out["issued"]) == 1 and len(out["superseded"]) == 1
         else:
             assert out["reset"] == ["auth"] and len(out["secrets_shown_once"]["pin"]) == 4
+
+
+def test_a_model_change_over_the_air_provisions_the_new_phone_where_the_holder_has_it(ctx, phone):
+    """機種変更 with both phones away from the operator: `mcred handover --over-the-air` revokes
+    the old phone's credentials, provisions the new one through its Local Agent, and names
+    the old phone unreachable for its wipe (it is not in the operator's data directory)."""
+    from typer.testing import CliRunner
+
+    from mcred.cli.main import app
+
+    old, phone_home = phone
+    with seram_endpoint(_free_listen()) as endpoint:
+        _provision_over_the_air(ctx, endpoint, old, phone_home)
+    new = wallet_sim.create_phone(phone_home)
+    listen = _free_listen()
+    agent = PhoneThread(f"http://{listen}/gp/seram", new, phone_home)
+    agent.start(type("Link", (), {"session_id": "model-change-1"})())
+    r = CliRunner().invoke(app, ["handover", "--phone", old, "--to", new, "--key-type", "p384", "--over-the-air",
+                                 "--listen", listen, "--session-id", "model-change-1", "--json"])
+    assert r.exit_code == 0, r.output
+    assert agent.join().notifications == ["handover/done/OK"]
+    out = json.loads(r.output.split("\n", 1)[1])
+    assert out["state"] == "done" and out["new"] == new
+    with ctx.sessions() as s:
+        states = {(c.phone_id, c.kind): c.status for c in s.scalars(select(Credential))}
+    assert {k: v for k, v in states.items() if k[0] == old} == {
+        (old, "jpki-auth"): "revoked", (old, "jpki-sign"): "revoked", (old, "mdoc"): "revoked"}
+    assert {v for k, v in states.items() if k[0] == new} == {"valid"}
+    r = CliRunner().invoke(app, ["handover", "--phone", new, "--to", "new", "--over-the-air"])
+    assert r.exit_code == 2 and "made where it runs" in " ".join(r.output.split())

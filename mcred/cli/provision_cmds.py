@@ -188,8 +188,16 @@ def handover_cmd(
                                    help="mdocs (distinct device keys) the new phone gets, 1..16."),
     resume_id: str = typer.Option(None, "--resume", help="Resume the handover with this id."),
     as_json: bool = typer.Option(False, "--json"),
+    over_the_air: bool = OVER_THE_AIR,
+    listen: str = LISTEN,
+    public_url: str = PUBLIC_URL,
+    session_id: str = SESSION_ID,
+    ssl_certfile: Path = SSL_CERTFILE,
+    ssl_keyfile: Path = SSL_KEYFILE,
 ) -> None:
-    """機種変更: move a holder's credentials from --phone to --to (specs/handover.md)."""
+    """機種変更: move a holder's credentials from --phone to --to (specs/handover.md). With
+    --over-the-air the new phone is provisioned through its GP SERAM Local Agent, where the
+    holder has it; the old one is revoked, and wiped when it is in this data directory."""
     import wallet_sim
     from issuer import handover as wf
     from issuer.db import Phone
@@ -197,6 +205,7 @@ def handover_cmd(
     from mcred.handover_actions import HandoverActions
 
     _check_key_type(key_type)  # the workflow failed on it at its provisioning step
+    ota = over_the_air_options(over_the_air, listen, public_url, session_id, ssl_certfile, ssl_keyfile, as_json)
     ctx = Context.open()
     with ctx.sessions() as s:
         old = s.get(Phone, phone)
@@ -205,9 +214,13 @@ def handover_cmd(
             raise _fail(f"--resume {resume_id!r}: no such handover (a failed handover prints the id to resume)")
     if holder_id is None:
         raise _fail(f"phone {phone!r} carries no holder's credentials")
-    if to == "new":  # only once the handover can start: a refusal leaves no phone behind
+    if ota is not None:
+        if to == "new":
+            raise _fail("--to new makes a phone here; over the air the new phone is made where it runs "
+                        "(`mcred phone new` there), and its id given")
+    elif to == "new":  # only once the handover can start: a refusal leaves no phone behind
         to = wallet_sim.create_phone(ctx.home)
-    if to not in wallet_sim.list_phones(ctx.home):
+    if ota is None and to not in wallet_sim.list_phones(ctx.home):
         raise _fail(f"no phone {to!r} under {ctx.home}")
     actions = HandoverActions(ctx, key_type=key_type, mdoc_batch=mdoc_batch)
     try:
@@ -216,10 +229,15 @@ def handover_cmd(
             actor="cli")
     except wf.WorkflowError as exc:  # e.g. --to another holder's phone
         raise _fail(str(exc)) from None
+    def run(transmit):  # noqa: ANN001, ANN202 - the new phone's, over the air (None: here)
+        if transmit is not None:
+            actions.reach[to] = transmit
+        return actions.runner("cli").run(hid)
+
     try:
-        h = actions.runner("cli").run(hid)
+        h = run(None) if ota is None else ota.run(to, run, what="handover")
     except wf.WorkflowError as exc:
-        raise _fail(f"{exc} (resume with --resume {hid})", 1) from None
+        raise _fail(f"{exc} (resume with --resume {hid}" + (" --over-the-air" if ota else "") + ")", 1) from None
     timings = {k: round(v["seconds"], 3) for k, v in h.detail["timings"].items()}
     out = {"handover": hid, "old": phone, "new": to, "state": h.state, "steps": timings}
     shown = {}
