@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import httpx
@@ -787,3 +788,34 @@ def test_a_model_change_over_the_air_provisions_the_new_phone_where_the_holder_h
     assert {v for k, v in states.items() if k[0] == new} == {"valid"}
     r = CliRunner().invoke(app, ["handover", "--phone", new, "--to", "new", "--over-the-air"])
     assert r.exit_code == 2 and "made where it runs" in " ".join(r.output.split())
+
+
+def test_sixty_phones_wait_at_once_and_each_gets_its_stop(tmp_path):
+    """A waiting poll holds no thread: sixty phones' polls wait on the event loop at the same
+    time (a worker thread each would stop at anyio's 40), and each gets its session's Stop
+    as soon as the TSM ends it."""
+    hub = SeramHub(poll_wait_s=20)
+    links = [hub.open(f"ph-{i}") for i in range(60)]
+    answers: list[dict] = []
+
+    def phone(link) -> None:  # noqa: ANN001
+        with httpx.Client(base_url=endpoint.url, timeout=30) as c:
+            c.post("/handshake", params={"sessionId": link.session_id}, content=seram.encode(HandshakeCommand((SE,))))
+            answers.append(c.post("/remoteManagement", params={"sessionId": link.session_id},
+                                  content=seram.encode(Report())).json())
+
+    with seram_endpoint(_free_listen(), hub=hub) as endpoint:
+        threads = [threading.Thread(target=phone, args=(link,), daemon=True) for link in links]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 20
+        while len(hub._waiters) < 60:
+            assert time.monotonic() < deadline, f"{len(hub._waiters)} polls waiting"
+            time.sleep(0.05)
+        for link in links:
+            link.close("drill/done/OK")
+        for t in threads:
+            t.join(20)
+    assert len(answers) == 60
+    assert all([c["ramCommandType"] for c in a["ramCommands"]] ==
+               ["startCommand", "notificationCommand", "stopCommand"] for a in answers)

@@ -13,6 +13,8 @@ keeps keys for).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import threading
 import time
@@ -108,7 +110,7 @@ class SeramLink:
             self._outbox.append(SeRamCommand(tuple(bytes(c) for c in capdus)))
             self._expect = len(capdus)
             self._inflight, self._ordered, self._result = True, False, None
-            cond.notify_all()
+            self.hub._notify()
             # first the order must go out: at the phone's first report, or its next one
             limit = self.answer_timeout_s if self._reported else self.connect_timeout_s
             deadline = self.hub.clock() + limit
@@ -140,7 +142,7 @@ class SeramLink:
         with self.hub._cond:
             if not self._closing:
                 self._outbox.append(NotificationCommand(text))
-                self.hub._cond.notify_all()
+                self.hub._notify()
 
     def close(self, text: str | None = None, *, wait_s: float = 0.0) -> bool:
         """End the session: a last notification (``text``) and the Stop command go with the
@@ -156,7 +158,7 @@ class SeramLink:
                 self._outbox.append(StopCommand())
                 if self._inflight and self._result is None:
                     self._result = SeramLinkError(f"SERAM session {self.session_id} was closed")
-                cond.notify_all()
+                self.hub._notify()
             deadline = self.hub.clock() + wait_s
             while self.session.state != "stopped" and self.session.state != "new":
                 if not self._wait(deadline):
@@ -200,6 +202,11 @@ class SeramLink:
         return order
 
 
+def _wake(woken: asyncio.Future) -> None:
+    if not woken.done():
+        woken.set_result(None)
+
+
 class SeramHub:
     """The Remote Agent's sessions, by ``sessionId``."""
 
@@ -213,6 +220,8 @@ class SeramHub:
         self.clock = clock
         self._cond = threading.Condition()
         self._links: dict[str, SeramLink] = {}
+        #: polls waiting for an order: (their event loop, the future that wakes them)
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
 
     def open(self, se_id: str, *, session_id: str | None = None) -> SeramLink:
         """A new management session for the TSM's SE ``se_id``; its ``session_id`` (a random
@@ -252,12 +261,14 @@ class SeramHub:
             self._cond.notify_all()
         return seram.encode(response)
 
-    def exchange(self, session_id: str, body: bytes, seen: int | None,
-                 wait_s: float | None = None) -> tuple[bytes, int]:
-        """The answer to ``POST /remoteManagement``: the order (JSON) and its number. Blocks
-        up to ``wait_s`` (default :attr:`poll_wait_s`) for something to order."""
+    async def exchange(self, session_id: str, body: bytes, seen: int | None,
+                       wait_s: float | None = None) -> tuple[bytes, int]:
+        """The answer to ``POST /remoteManagement``: the order (JSON) and its number. Waits up
+        to ``wait_s`` (default :attr:`poll_wait_s`) for something to order, on the event
+        loop: a waiting poll holds no thread, whatever number of phones poll at once."""
         report = seram.parse_report(body)
-        wait = self.poll_wait_s if wait_s is None else wait_s
+        deadline = self.clock() + (self.poll_wait_s if wait_s is None else wait_s)
+        loop = asyncio.get_running_loop()
         with self._cond:
             link = self._link(session_id)
             outcome = link.session.receive_report(report, seen)
@@ -266,28 +277,42 @@ class SeramHub:
             if isinstance(outcome, Accepted):
                 link._reported = True
                 link._deliver(outcome)
-                self._cond.notify_all()
+                self._notify()
             # else a repeat of the report just taken, whose order another request is making
-            order = self._next(link, self.clock() + wait)
-            return seram.encode(order), link.session.sent
-
-    def _next(self, link: SeramLink, deadline: float) -> Order:
-        """The order after the accepted report: the first thing to order before
-        ``deadline``, else a void one; or the one another request made meanwhile."""
         while True:
-            if link.session.awaiting and link.session.last_order is not None:
-                order = link.session.last_order  # made by another request for this report
-                break
+            with self._cond:
+                order = self._ready(link, final=self.clock() >= deadline)
+                if order is not None:
+                    return seram.encode(order), link.session.sent
+                woken = loop.create_future()
+                self._waiters.append((loop, woken))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken, max(0.0, deadline - self.clock()))
+
+    def _ready(self, link: SeramLink, *, final: bool) -> Order | None:
+        """Under the lock: the order after the accepted report if there is one to give (the
+        one another request made meanwhile, or the first thing to order), a void one when
+        ``final``, else None."""
+        if link.session.awaiting and link.session.last_order is not None:
+            order = link.session.last_order  # made by another request for this report
+        else:
             order = link._take_order()
-            if order is not None:
-                break
-            if not link._wait(deadline):
+            if order is None and final:
                 order = link.session.next_order(delay_ms=0)  # void: poll again at once
-                break
-        if link.session.state == "stopped" and link.stopped_at is None:
-            link.stopped_at = self.clock()
-        self._cond.notify_all()
+        if order is not None:
+            if link.session.state == "stopped" and link.stopped_at is None:
+                link.stopped_at = self.clock()
+            self._notify()
         return order
+
+    def _notify(self) -> None:
+        """Under the lock: wake the job threads waiting on a link and the polls waiting for
+        an order."""
+        self._cond.notify_all()
+        waiters, self._waiters = self._waiters, []
+        for loop, woken in waiters:
+            with contextlib.suppress(RuntimeError):  # a loop that has closed meanwhile
+                loop.call_soon_threadsafe(_wake, woken)
 
     def link(self, session_id: str) -> SeramLink:
         with self._cond:

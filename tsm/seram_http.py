@@ -12,7 +12,6 @@ report re-sent after a lost answer recognized, so that no R-APDU reaches the TSM
 
 from __future__ import annotations
 
-import anyio.to_thread
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
@@ -81,9 +80,8 @@ def router(hub: SeramHub) -> APIRouter:
         if isinstance(body, Response):
             return body
         try:
-            # a long poll: the hub blocks until there is something to order
-            answer, number = await anyio.to_thread.run_sync(hub.exchange, session_id, body,
-                                                           _seen(request, session_id))
+            # a long poll: the hub waits (on this event loop) until there is something to order
+            answer, number = await hub.exchange(session_id, body, _seen(request, session_id))
         except seram.SeramError as exc:
             return _refusal(exc)
         response = Response(answer, media_type="application/json", headers={"Cache-Control": "no-store"})
