@@ -77,6 +77,8 @@ class RefreshRequest(_Body):
     mdoc_batch: int | None = Field(None, ge=1, le=16)
     #: Re-sign over the slots' device keys instead of generating new ones in the SE.
     keep_keys: bool = False
+    #: Reach the phone through its GP SERAM Local Agent (as ``POST /provisioning``).
+    over_the_air: bool = False
 
 
 class RevocationRequest(_Body):
@@ -99,6 +101,13 @@ class PinResetRequest(_Body):
                                  description="the new signing password (never stored)")
     puk: str | None = Field(None, pattern=r"^[0-9]{8}$",
                             description="a new PUK: the PUK is reset too (never stored)")
+    #: Reach the phone through its GP SERAM Local Agent (as ``POST /provisioning``).
+    over_the_air: bool = False
+
+
+class ResumeRequest(_Body):
+    #: Reach the phone through its GP SERAM Local Agent, in a new session (the answer's ``seram``).
+    over_the_air: bool = False
 
 
 class AbandonRequest(_Body):
@@ -227,6 +236,40 @@ def _handover(h: Handover) -> dict[str, Any]:
             "updated_at": _iso(h.updated_at)}
 
 
+def _phone_link(request: Request, ctx: Context, phone_id: str, over_the_air: bool):  # noqa: ANN202
+    """How a job will reach the phone: a GP SERAM session opened now (so that the answer can
+    name it: :func:`_with_seram`), or None for the simulator here (a 404 unless it has the
+    phone)."""
+    if not over_the_air:
+        _require_simulated_phone(ctx, phone_id)
+        return None
+    if serve_workers() > 1:
+        raise ProblemException(problems.CONFLICT, "over_the_air needs `mcred serve` in one process: "
+                               "the phone's polls must reach the process that runs its job, and "
+                               f"this service runs {serve_workers()} workers")
+    return request.app.state.seram_hub.open(phone_id)
+
+
+def _with_seram(ctx: Context, accepted: dict[str, Any], link) -> dict[str, Any]:  # noqa: ANN001
+    """The 202 answer, with the session the phone is to join (``seram``) when there is one."""
+    if link is not None:
+        from mcred.ota import SERAM_PREFIX
+
+        accepted["seram"] = {"session": link.session_id, "endpoint": ctx.public_url.rstrip("/") + SERAM_PREFIX,
+                             "wait_s": link.connect_timeout_s}
+    return accepted
+
+
+def _reaching(params: dict, run, what: str):  # noqa: ANN001, ANN202
+    """``run(transmit)``: over the job's GP SERAM session if it has one (ended with the
+    outcome whatever it is), else with the simulator here (``transmit`` None)."""
+    if params.get("seram") is None:
+        return run(None)
+    from mcred.ota import run_over
+
+    return run_over(params["seram"], run, what=what)
+
+
 def serve_workers() -> int:
     """How many processes ``mcred serve --workers N`` started (it says so in
     ``MCRED_SERVE_WORKERS``; 1 otherwise)."""
@@ -344,12 +387,7 @@ def _provision_work(ctx: Context):  # noqa: ANN202
                              password=params["password"], puk=params["puk"], transmit=transmit)
 
         try:
-            if params.get("seram") is not None:  # over the air: the session the answer named,
-                from mcred.ota import run_over  # ended with the outcome whatever it is
-
-                res = run_over(params["seram"], run)
-            else:
-                res = run(None)
+            res = _reaching(params, run, "provision")
         except (ProvisioningUnfinishedError, TsmError) as exc:
             job = unfinished_job(ctx, params["phone_id"])
             if job is not None and not isinstance(exc, MasterKeyError):  # the job's failure names it
@@ -390,14 +428,18 @@ def _resume_work(ctx: Context):  # noqa: ANN202
     def work(params: dict, progress) -> dict:  # noqa: ANN001
         from mcred.provision import refresh_mdocs, resume, resume_reset
 
-        _issuers_set_up(ctx)
-        progress(0.05, f"resuming TSM job {params['tsm_job_id']}")
-        if params["kind"] == "refresh-mdoc":
-            res = refresh_mdocs(ctx, params["phone_id"], job_id=params["tsm_job_id"])
-            return _jsonable(res.summary())
-        if params["kind"] == "reset-secrets":  # the values the client gave stay unreturned
-            return resume_reset(ctx, params["tsm_job_id"], actor=params.get("actor", "api")).summary()
-        return _provisioned(resume(ctx, params["tsm_job_id"]))
+        def run(transmit):  # noqa: ANN001, ANN202
+            _issuers_set_up(ctx)
+            progress(0.05, f"resuming TSM job {params['tsm_job_id']}")
+            if params["kind"] == "refresh-mdoc":
+                res = refresh_mdocs(ctx, params["phone_id"], job_id=params["tsm_job_id"], transmit=transmit)
+                return _jsonable(res.summary())
+            if params["kind"] == "reset-secrets":  # the values the client gave stay unreturned
+                return resume_reset(ctx, params["tsm_job_id"], actor=params.get("actor", "api"),
+                                    transmit=transmit).summary()
+            return _provisioned(resume(ctx, params["tsm_job_id"], transmit=transmit))
+
+        return _reaching(params, run, "resume")
 
     return work
 
@@ -407,9 +449,10 @@ def _pin_reset_work(ctx: Context):  # noqa: ANN202
         from mcred.provision import reset_secrets
 
         progress(0.05, "resetting the holder's secrets")
-        res = reset_secrets(ctx, params["phone_id"], slots=tuple(params["slots"]), puk=params["puk"],
-                            pin=params["pin"], password=params["password"], new_puk=params["puk_value"],
-                            actor=params.get("actor", "api"))
+        res = _reaching(params, lambda transmit: reset_secrets(
+            ctx, params["phone_id"], slots=tuple(params["slots"]), puk=params["puk"], pin=params["pin"],
+            password=params["password"], new_puk=params["puk_value"], actor=params.get("actor", "api"),
+            transmit=transmit), "reset")
         return res.summary()
 
     return work
@@ -419,11 +462,14 @@ def _refresh_work(ctx: Context):  # noqa: ANN202
     def work(params: dict, progress) -> dict:  # noqa: ANN001
         from mcred.provision import refresh_mdocs
 
-        _issuers_set_up(ctx)
-        progress(0.05, "refreshing the phone's MSOs")
-        res = refresh_mdocs(ctx, params["phone_id"], batch=params["mdoc_batch"],
-                            rotate=not params["keep_keys"], actor=params.get("actor", "api"))
-        return _jsonable(res.summary())
+        def run(transmit):  # noqa: ANN001, ANN202
+            _issuers_set_up(ctx)
+            progress(0.05, "refreshing the phone's MSOs")
+            return refresh_mdocs(ctx, params["phone_id"], batch=params["mdoc_batch"],
+                                 rotate=not params["keep_keys"], actor=params.get("actor", "api"),
+                                 transmit=transmit)
+
+        return _jsonable(_reaching(params, run, "refresh").summary())
 
     return work
 
@@ -490,13 +536,10 @@ def issuer_router(ctx: Context) -> APIRouter:
                 raise ProblemException(problems.VALIDATION, "holder.portrait: portraits are "
                                        "not accepted over HTTP (a server path); use the CLI")
             parse_holder(body.holder)  # refuse a bad holder now, naming the field
-        if body.over_the_air:
-            if serve_workers() > 1:
-                raise ProblemException(problems.CONFLICT, "over_the_air needs `mcred serve` in one process: "
-                                       "the phone's polls must reach the process that runs its job, and "
-                                       f"this service runs {serve_workers()} workers")
-        else:
+        if not body.over_the_air:
             _require_simulated_phone(ctx, body.phone_id)
+        elif serve_workers() > 1:
+            _phone_link(request, ctx, body.phone_id, True)  # refused, naming why
         if body.holder_id is not None:  # now, not as the job's failure
             from mcred.provision import (
                 ProvisionError,
@@ -518,21 +561,11 @@ def issuer_router(ctx: Context) -> APIRouter:
                   "key_type": body.key_type, "mdoc_batch": body.mdoc_batch}
         private = {"holder": body.holder, "pin": body.pin, "password": body.password,
                    "puk": body.puk}
-        link = None
-        if body.over_the_air:  # opened now, so that the answer can name it
-            link = request.app.state.seram_hub.open(body.phone_id)
-            public["over_the_air"] = True
-            private["seram"] = link
-        view = jobs.submit("provision", public, private=private, scope="issuer",
+        link = _phone_link(request, ctx, body.phone_id, True) if body.over_the_air else None
+        public["over_the_air"] = body.over_the_air
+        view = jobs.submit("provision", public, private={**private, "seram": link}, scope="issuer",
                            actor=_actor(request))
-        accepted = _accepted(view, response)
-        if link is not None:
-            from mcred.ota import SERAM_PREFIX
-
-            endpoint = ctx.public_url.rstrip("/") + SERAM_PREFIX
-            accepted["seram"] = {"session": link.session_id, "endpoint": endpoint,
-                                 "wait_s": link.connect_timeout_s}
-        return accepted
+        return _with_seram(ctx, _accepted(view, response), link)
 
     @router.post("/pin-resets", status_code=202, summary="Reset a holder's JPKI secrets on the "
                  "phone through the TSM (a job): new values, fresh retry counters; nothing revoked")
@@ -543,14 +576,15 @@ def issuer_router(ctx: Context) -> APIRouter:
             if (slot in body.slots) != (value is not None):
                 raise ProblemException(problems.VALIDATION, f"{name}: given exactly when {slot} is reset "
                                        "(a generated secret could not be shown over HTTP without storing it)")
-        _require_simulated_phone(ctx, body.phone_id)
+        link = _phone_link(request, ctx, body.phone_id, body.over_the_air)
         jobs = _jobs(request)
         jobs.register("pin-reset", _pin_reset_work(ctx))
         view = jobs.submit("pin-reset", {"phone_id": body.phone_id, "slots": list(body.slots),
-                                         "puk": body.puk is not None},
-                           private={"pin": body.pin, "password": body.password, "puk_value": body.puk},
+                                         "puk": body.puk is not None, "over_the_air": body.over_the_air},
+                           private={"pin": body.pin, "password": body.password, "puk_value": body.puk,
+                                    "seram": link},
                            scope="issuer", actor=_actor(request))
-        return _accepted(view, response)
+        return _with_seram(ctx, _accepted(view, response), link)
 
     @router.get("/holders", summary="Registered holders, oldest first (limit / offset), or the one "
                 "holding a card number: name, card, phones, credentials by kind and status")
@@ -584,7 +618,8 @@ def issuer_router(ctx: Context) -> APIRouter:
 
     @router.post("/tsm-jobs/{job_id}/resume", status_code=202,
                  summary="Finish a provisioning, an mdoc refresh or a secrets reset whose TSM job stopped (a job)")
-    def resume_tsm_job(job_id: Hex32, request: Request, response: Response) -> dict[str, Any]:
+    def resume_tsm_job(job_id: Hex32, request: Request, response: Response,
+                       body: ResumeRequest | None = None) -> dict[str, Any]:
         from tsm.jobs import ENDED
 
         job = _tsm_job_or_404(ctx, job_id)
@@ -593,11 +628,14 @@ def issuer_router(ctx: Context) -> APIRouter:
                                    "resumed by the workflow that made it")
         if job.state in ENDED:
             raise ProblemException(problems.CONFLICT, f"TSM job {job_id} is {job.state}: nothing to resume")
+        ota = body is not None and body.over_the_air
+        link = _phone_link(request, ctx, job.se_id, True) if ota else None
         jobs = _jobs(request)
         jobs.register("tsm-resume", _resume_work(ctx))
-        view = jobs.submit("tsm-resume", {"tsm_job_id": job_id, "kind": job.kind, "phone_id": job.se_id},
-                           scope="issuer", actor=_actor(request))
-        return _accepted(view, response)
+        view = jobs.submit("tsm-resume", {"tsm_job_id": job_id, "kind": job.kind, "phone_id": job.se_id,
+                                          "over_the_air": ota},
+                           private={"seram": link}, scope="issuer", actor=_actor(request))
+        return _with_seram(ctx, _accepted(view, response), link)
 
     @router.post("/tsm-jobs/{job_id}/abandon", summary="Give up a TSM job that cannot finish: "
                  "revoke what it issued; a provisioning's SE is wiped and its phone let go")
@@ -615,13 +653,14 @@ def issuer_router(ctx: Context) -> APIRouter:
                  "provisioned phone, new device keys in its SE (a job); the old MSOs are "
                  "superseded")
     def start_refresh(body: RefreshRequest, request: Request, response: Response) -> dict[str, Any]:
-        _require_simulated_phone(ctx, body.phone_id)
+        link = _phone_link(request, ctx, body.phone_id, body.over_the_air)
         jobs = _jobs(request)
         jobs.register("mdoc-refresh", _refresh_work(ctx))
         view = jobs.submit("mdoc-refresh", {"phone_id": body.phone_id, "mdoc_batch": body.mdoc_batch,
-                                            "keep_keys": body.keep_keys, "actor": _actor(request)},
-                           scope="issuer", actor=_actor(request))
-        return _accepted(view, response)
+                                            "keep_keys": body.keep_keys, "actor": _actor(request),
+                                            "over_the_air": body.over_the_air},
+                           private={"seram": link}, scope="issuer", actor=_actor(request))
+        return _with_seram(ctx, _accepted(view, response), link)
 
     @router.get("/credentials", summary="Credentials in the registry")
     def list_credentials(phone_id: Annotated[str | None, Query(max_length=64)] = None,

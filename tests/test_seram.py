@@ -543,6 +543,16 @@ def test_the_agent_names_a_session_the_tsm_does_not_know(phone):
             run_local_agent(endpoint.url, "ghost-session", se.transmit, secure_element_of(se))
 
 
+def _ended(c: httpx.Client, headers: dict, job_id: str) -> dict:
+    """The API job once it has ended."""
+    for _ in range(600):
+        job = c.get(f"/jobs/{job_id}", headers=headers).json()
+        if job["state"] not in ("queued", "running"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} still {job['state']}")
+
+
 def test_the_issuer_service_provisions_over_the_air(home, phone, monkeypatch):
     """`POST /provisioning` with `over_the_air`: the answer names the session and the
     endpoint under `mcred serve` (`/gp/seram`, public: the session id is the capability);
@@ -570,14 +580,47 @@ def test_the_issuer_service_provisions_over_the_air(home, phone, monkeypatch):
         agent = PhoneThread(seram_["endpoint"], pid, phone_home)
         agent.start(type("Link", (), {"session_id": seram_["session"]})())
         summary = agent.join()
-        for _ in range(600):
-            job = c.get(f"/jobs/{r.json()['id']}", headers=issuer).json()
-            if job["state"] not in ("queued", "running"):
-                break
-            time.sleep(0.05)
+        job = _ended(c, issuer, r.json()["id"])
         assert job["state"] == "succeeded", job
         assert summary.notifications == ["provision/done/OK"] and summary.apdus == len(agent.sent)
         assert job["result"]["mdocs"] == 1
+        # the TSM's other jobs over the API, over the air too: fresh MSOs, the secrets reset
+        for route, req, word in (("/mdoc-refreshes", {"phone_id": pid, "over_the_air": True}, "refresh/done/OK"),
+                                 ("/pin-resets", {"phone_id": pid, "slots": ["auth"], "pin": "9876",
+                                                  "over_the_air": True}, "reset/done/OK")):
+            r = c.post(route, json=req, headers=issuer)
+            assert r.status_code == 202, r.text
+            agent = PhoneThread(r.json()["seram"]["endpoint"], pid, phone_home)
+            agent.start(type("Link", (), {"session_id": r.json()["seram"]["session"]})())
+            assert agent.join().notifications == [word]
+            job = _ended(c, issuer, r.json()["id"])
+            assert job["state"] == "succeeded", job
+        # a provisioning whose phone failed half way, resumed over the API in a new session
+        other = wallet_sim.create_phone(phone_home)
+        se = wallet_sim.open_secure_element(other, phone_home)
+        count = []
+
+        def failing(capdu: bytes) -> bytes:
+            count.append(1)
+            if len(count) == 20:
+                raise OSError("the phone went into a tunnel")
+            return se.transmit(capdu)
+
+        r = c.post("/provisioning", json={**body, "phone_id": other,
+                                          "holder": dict(HOLDER, family_name="別人")}, headers=issuer)
+        agent = PhoneThread(r.json()["seram"]["endpoint"], other, phone_home, transmit=failing)
+        agent.start(type("Link", (), {"session_id": r.json()["seram"]["session"]})())
+        assert agent.join().notifications == ["provision/stopped/TransportError"]
+        job = _ended(c, issuer, r.json()["id"])
+        assert job["state"] == "failed"
+        (stopped,) = c.get("/tsm-jobs", params={"phone_id": other, "unfinished": True}, headers=issuer).json()["jobs"]
+        r = c.post(f"/tsm-jobs/{stopped['id']}/resume", json={"over_the_air": True}, headers=issuer)
+        assert r.status_code == 202, r.text
+        agent = PhoneThread(r.json()["seram"]["endpoint"], other, phone_home)
+        agent.start(type("Link", (), {"session_id": r.json()["seram"]["session"]})())
+        assert agent.join().notifications == ["resume/done/OK"]
+        job = _ended(c, issuer, r.json()["id"])
+        assert job["state"] == "succeeded", job
         spec = c.get("/openapi.json").json()["paths"]
         assert spec["/gp/seram/remoteManagement"]["post"].get("x-mcred-scope") is None  # public
         # several worker processes would not share the session: refused, naming why
