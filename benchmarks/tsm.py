@@ -68,6 +68,16 @@ class Traffic:
         return self.plain + self.wrapped
 
 
+def _session_job(tsm: Tsm, pid: str, alg: str) -> str:
+    """A job row holding the session's steps for phone ``pid``; its id."""
+    job_id = uuid.uuid4().hex
+    with Session(tsm.engine) as s, s.begin():
+        s.add(JobRow(id=job_id, se_id=pid, kind="provision", state="pending", steps=SESSION_STEPS,
+                     next_step=0, input={"phone_id": pid, "algorithm": alg, "mdoc_count": 1},
+                     sealed_secrets=None, results={}, actor="bench", attempts=0))
+    return job_id
+
+
 def _session(tsm: Tsm, home: Path, alg: str) -> tuple[float, Traffic]:
     pid = wallet_sim.create_phone(home)
     se = wallet_sim.open_secure_element(pid, home)
@@ -86,11 +96,7 @@ def _session(tsm: Tsm, home: Path, alg: str) -> tuple[float, Traffic]:
             traffic.handshakes += apdu[1] == 0x50
         return resp
 
-    job_id = uuid.uuid4().hex
-    with Session(tsm.engine) as s, s.begin():
-        s.add(JobRow(id=job_id, se_id=pid, kind="provision", state="pending", steps=SESSION_STEPS,
-                     next_step=0, input={"phone_id": pid, "algorithm": alg, "mdoc_count": 1},
-                     sealed_secrets=None, results={}, actor="bench", attempts=0))
+    job_id = _session_job(tsm, pid, alg)
     t0 = time.perf_counter()
     view = tsm.run(job_id, transmit)
     elapsed = time.perf_counter() - t0
@@ -105,11 +111,7 @@ def _ota_session(tsm: Tsm, home: Path, alg: str, endpoint) -> tuple[float, int, 
     from mcred.ota import PhoneAgentThread, over_the_air
 
     pid = wallet_sim.create_phone(home)
-    job_id = uuid.uuid4().hex
-    with Session(tsm.engine) as s, s.begin():
-        s.add(JobRow(id=job_id, se_id=pid, kind="provision", state="pending", steps=SESSION_STEPS,
-                     next_step=0, input={"phone_id": pid, "algorithm": alg, "mdoc_count": 1},
-                     sealed_secrets=None, results={}, actor="bench", attempts=0))
+    job_id = _session_job(tsm, pid, alg)
     agent = PhoneAgentThread(endpoint.url, pid, home)
     t0 = time.perf_counter()
     view = over_the_air(endpoint.hub, pid, lambda transmit: tsm.run(job_id, transmit), on_session=agent.start)
@@ -162,11 +164,7 @@ def _ota_session_apart(tsm: Tsm, home: Path, alg: str, endpoint, agent: _AgentPr
     from mcred.ota import over_the_air
 
     pid = wallet_sim.create_phone(home)
-    job_id = uuid.uuid4().hex
-    with Session(tsm.engine) as s, s.begin():
-        s.add(JobRow(id=job_id, se_id=pid, kind="provision", state="pending", steps=SESSION_STEPS,
-                     next_step=0, input={"phone_id": pid, "algorithm": alg, "mdoc_count": 1},
-                     sealed_secrets=None, results={}, actor="bench", attempts=0))
+    job_id = _session_job(tsm, pid, alg)
     t0 = time.perf_counter()
     view = over_the_air(endpoint.hub, pid, lambda transmit: tsm.run(job_id, transmit),
                         on_session=agent.start(endpoint.url, pid, home))

@@ -358,6 +358,19 @@ def test_a_phone_in_another_data_directory_is_provisioned_over_the_air(ctx, phon
     _assert_provisioned(ctx, result, pid, phone_home)
 
 
+def _failing_at(se, n: int, why: str):  # noqa: ANN001, ANN202
+    """The SE's transmit, whose ``n``-th C-APDU fails as the SE access API would (OSError)."""
+    count = []
+
+    def failing(capdu: bytes) -> bytes:
+        count.append(1)
+        if len(count) == n:
+            raise OSError(why)
+        return se.transmit(capdu)
+
+    return failing
+
+
 class Lossy(httpx.HTTPTransport):
     """Loses some requests on the way (never sent) and the answers of others (sent, done,
     the answer gone), by their number among the remoteManagement requests."""
@@ -432,14 +445,7 @@ def test_a_phone_that_goes_away_stops_the_job_and_a_new_session_finishes_it(ctx,
 
 def test_an_se_that_fails_is_reported_and_the_job_stops_resumable(ctx, phone):
     pid, phone_home = phone
-    se = wallet_sim.open_secure_element(pid, phone_home)
-    count = []
-
-    def failing(capdu: bytes) -> bytes:
-        count.append(1)
-        if len(count) == 12:
-            raise OSError("OMAPI: channel not available")
-        return se.transmit(capdu)
+    failing = _failing_at(wallet_sim.open_secure_element(pid, phone_home), 12, "OMAPI: channel not available")
 
     with seram_endpoint(_free_listen()) as endpoint:
         with pytest.raises(TransportError, match="UNKNOWN_FAILURE: the SE did not take a C-APDU .*OMAPI"):
@@ -597,14 +603,7 @@ def test_the_issuer_service_provisions_over_the_air(home, phone, monkeypatch):
             assert job["state"] == "succeeded", job
         # a provisioning whose phone failed half way, resumed over the API in a new session
         other = wallet_sim.create_phone(phone_home)
-        se = wallet_sim.open_secure_element(other, phone_home)
-        count = []
-
-        def failing(capdu: bytes) -> bytes:
-            count.append(1)
-            if len(count) == 20:
-                raise OSError("the phone went into a tunnel")
-            return se.transmit(capdu)
+        failing = _failing_at(wallet_sim.open_secure_element(other, phone_home), 20, "the phone went into a tunnel")
 
         r = c.post("/provisioning", json={**body, "phone_id": other,
                                           "holder": dict(HOLDER, family_name="別人")}, headers=issuer)
@@ -713,14 +712,7 @@ def test_a_stopped_job_is_resumed_over_the_air_from_the_command_line(ctx, phone,
     from mcred.provision import unfinished_job
 
     pid, phone_home = phone
-    se = wallet_sim.open_secure_element(pid, phone_home)
-    count = []
-
-    def failing(capdu: bytes) -> bytes:
-        count.append(1)
-        if len(count) == 20:
-            raise OSError("the phone went into a tunnel")
-        return se.transmit(capdu)
+    failing = _failing_at(wallet_sim.open_secure_element(pid, phone_home), 20, "the phone went into a tunnel")
 
     with seram_endpoint(_free_listen()) as endpoint, pytest.raises(TransportError):
         _provision_over_the_air(ctx, endpoint, pid, phone_home, transmit=failing)

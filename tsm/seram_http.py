@@ -63,29 +63,32 @@ def router(hub: SeramHub) -> APIRouter:
     r = APIRouter()
     sid_query = Query(..., alias="sessionId", min_length=1, max_length=_SESSION_ID_MAX)
 
-    @r.post("/handshake", response_class=JSONResponse)
-    async def handshake(request: Request, session_id: str = sid_query) -> Response:
+    async def answer(request: Request, make) -> Response:  # noqa: ANN001 - make(body) -> Response
         body = await _body(request)
         if isinstance(body, Response):
             return body
         try:
-            answer = hub.handshake(session_id, body)
+            return await make(body)
         except seram.SeramError as exc:
             return _refusal(exc)
-        return Response(answer, media_type="application/json", headers={"Cache-Control": "no-store"})
+
+    @r.post("/handshake", response_class=JSONResponse)
+    async def handshake(request: Request, session_id: str = sid_query) -> Response:
+        async def make(body: bytes) -> Response:
+            return Response(hub.handshake(session_id, body), media_type="application/json",
+                            headers={"Cache-Control": "no-store"})
+
+        return await answer(request, make)
 
     @r.post("/remoteManagement", response_class=JSONResponse)
     async def remote_management(request: Request, session_id: str = sid_query) -> Response:
-        body = await _body(request)
-        if isinstance(body, Response):
-            return body
-        try:
+        async def make(body: bytes) -> Response:
             # a long poll: the hub waits (on this event loop) until there is something to order
-            answer, number = await hub.exchange(session_id, body, _seen(request, session_id))
-        except seram.SeramError as exc:
-            return _refusal(exc)
-        response = Response(answer, media_type="application/json", headers={"Cache-Control": "no-store"})
-        response.set_cookie(COOKIE_PREFIX + session_id, str(number), httponly=True, samesite="strict")
-        return response
+            order, number = await hub.exchange(session_id, body, _seen(request, session_id))
+            response = Response(order, media_type="application/json", headers={"Cache-Control": "no-store"})
+            response.set_cookie(COOKIE_PREFIX + session_id, str(number), httponly=True, samesite="strict")
+            return response
+
+        return await answer(request, make)
 
     return r
