@@ -105,8 +105,9 @@ class PinResetRequest(_Body):
     over_the_air: bool = False
 
 
-class ResumeRequest(_Body):
-    #: Reach the phone through its GP SERAM Local Agent, in a new session (the answer's ``seram``).
+class OverTheAirRequest(_Body):
+    #: Reach the (new) phone through its GP SERAM Local Agent, in a new session (the answer's
+    #: ``seram``).
     over_the_air: bool = False
 
 
@@ -184,6 +185,9 @@ class HandoverRequest(_Body):
     holder_id: str = Field(pattern=r"^[0-9a-f]{32}$")
     old_phone_id: str | None = Field(None, pattern=PHONE_ID_PATTERN)
     new_phone_id: str | None = Field(None, pattern=PHONE_ID_PATTERN)
+    #: The new phone is reached over the air when the workflow runs (``POST
+    #: /handovers/{id}/run`` with ``{"over_the_air": true}``): not looked for here.
+    over_the_air: bool = False
 
 
 class SignerRevocationRequest(_Body):
@@ -480,7 +484,13 @@ def _handover_work(ctx: Context):  # noqa: ANN202
 
         actions = HandoverActions(ctx)
         progress(0.05, "running the workflow's remaining steps")
-        h = actions.runner(params.get("actor", "api")).run(params["handover_id"])
+
+        def run(transmit):  # noqa: ANN001, ANN202 - the new phone's, over the air (None: here)
+            if transmit is not None:
+                actions.reach[params["new_phone_id"]] = transmit
+            return actions.runner(params.get("actor", "api")).run(params["handover_id"])
+
+        h = _reaching(params, run, "handover")
         # New phones' generated secrets stay out of the job row (see specs/api.md).
         return {"handover_id": h.id, "step": h.step, "state": h.state,
                 "new_phones_with_generated_secrets": sorted(actions.secrets)}
@@ -619,7 +629,7 @@ def issuer_router(ctx: Context) -> APIRouter:
     @router.post("/tsm-jobs/{job_id}/resume", status_code=202,
                  summary="Finish a provisioning, an mdoc refresh or a secrets reset whose TSM job stopped (a job)")
     def resume_tsm_job(job_id: Hex32, request: Request, response: Response,
-                       body: ResumeRequest | None = None) -> dict[str, Any]:
+                       body: OverTheAirRequest | None = None) -> dict[str, Any]:
         from tsm.jobs import ENDED
 
         job = _tsm_job_or_404(ctx, job_id)
@@ -767,7 +777,7 @@ def operator_router(ctx: Context) -> APIRouter:
 
             if s.get(Holder, body.holder_id) is None:
                 raise ProblemException(NOT_FOUND, f"no holder {body.holder_id}")
-        if body.new_phone_id:  # its provisioning step would fail on it, with the workflow half run
+        if body.new_phone_id and not body.over_the_air:  # its provisioning step would fail on it
             _require_simulated_phone(ctx, body.new_phone_id,
                                      f"no simulated phone {body.new_phone_id!r} to hand over to")
         hid = handover.create(ctx.sessions, kind=body.kind, holder_id=body.holder_id,
@@ -787,18 +797,27 @@ def operator_router(ctx: Context) -> APIRouter:
     @router.post("/handovers/{handover_id}/run", status_code=202,
                  summary="Run a workflow's remaining steps (a job)",
                  responses={501: {"description": "not in this build"}})
-    def run_handover(handover_id: Hex32, request: Request, response: Response) -> dict[str, Any]:
+    def run_handover(handover_id: Hex32, request: Request, response: Response,
+                     body: OverTheAirRequest | None = None) -> dict[str, Any]:
         with ctx.sessions() as s:
-            if s.get(Handover, handover_id) is None:
+            h = s.get(Handover, handover_id)
+            if h is None:
                 raise ProblemException(NOT_FOUND, f"no handover {handover_id}")
+            new_phone = h.new_phone_id
         if not _available("mcred.handover_actions"):
             raise ProblemException(NOT_IMPLEMENTED, "the handover step actions "
                                    "(mcred.handover_actions) are not part of this build")
+        ota = body is not None and body.over_the_air
+        if ota and new_phone is None:
+            raise ProblemException(problems.CONFLICT, f"handover {handover_id} provisions no new phone: "
+                                   "nothing to reach over the air")
+        link = _phone_link(request, ctx, new_phone, True) if ota else None
         jobs = _jobs(request)
         jobs.register("handover", _handover_work(ctx))
-        view = jobs.submit("handover", {"handover_id": handover_id}, scope="operator",
+        view = jobs.submit("handover", {"handover_id": handover_id, "over_the_air": ota},
+                           private={"seram": link, "new_phone_id": new_phone}, scope="operator",
                            actor=_actor(request))
-        return _accepted(view, response)
+        return _with_seram(ctx, _accepted(view, response), link)
 
     def holder_workflow(holder_id: str, request: Request, response: Response, record: Callable[[], dict],
                         submit: Callable[[dict], JobView]) -> dict[str, Any]:

@@ -590,6 +590,7 @@ def test_the_issuer_service_provisions_over_the_air(home, phone, monkeypatch):
         assert job["state"] == "succeeded", job
         assert summary.notifications == ["provision/done/OK"] and summary.apdus == len(agent.sent)
         assert job["result"]["mdocs"] == 1
+        holder_id = job["result"]["holder_id"]
         # the TSM's other jobs over the API, over the air too: fresh MSOs, the secrets reset
         for route, req, word in (("/mdoc-refreshes", {"phone_id": pid, "over_the_air": True}, "refresh/done/OK"),
                                  ("/pin-resets", {"phone_id": pid, "slots": ["auth"], "pin": "9876",
@@ -601,6 +602,22 @@ def test_the_issuer_service_provisions_over_the_air(home, phone, monkeypatch):
             assert agent.join().notifications == [word]
             job = _ended(c, issuer, r.json()["id"])
             assert job["state"] == "succeeded", job
+        # 機種変更 over the API: the new phone reached over the air when the workflow runs
+        operator = {"Authorization": f"Bearer {create_token(ctx.sessions, ['operator'])[1]}"}
+        new = wallet_sim.create_phone(phone_home)
+        r = c.post("/handovers", json={"kind": "model_change", "holder_id": holder_id, "old_phone_id": pid,
+                                       "new_phone_id": new, "over_the_air": True}, headers=operator)
+        assert r.status_code == 201, r.text
+        r = c.post(f"/handovers/{r.json()['id']}/run", json={"over_the_air": True}, headers=operator)
+        assert r.status_code == 202, r.text
+        agent = PhoneThread(r.json()["seram"]["endpoint"], new, phone_home)
+        agent.start(type("Link", (), {"session_id": r.json()["seram"]["session"]})())
+        assert agent.join().notifications == ["handover/done/OK"]
+        job = _ended(c, operator, r.json()["id"])
+        assert job["state"] == "succeeded" and job["result"]["state"] == "done", job
+        states = {(c_["phone_id"], c_["status"]) for c_ in c.get("/credentials", headers=issuer).json()["credentials"]
+                  if c_["phone_id"] in (pid, new)}
+        assert states == {(pid, "revoked"), (new, "valid")}
         # a provisioning whose phone failed half way, resumed over the API in a new session
         other = wallet_sim.create_phone(phone_home)
         failing = _failing_at(wallet_sim.open_secure_element(other, phone_home), 20, "the phone went into a tunnel")
