@@ -871,3 +871,43 @@ def test_sixty_phones_wait_at_once_and_each_gets_its_stop(tmp_path):
     assert len(answers) == 60
     assert all([c["ramCommandType"] for c in a["ramCommands"]] ==
                ["startCommand", "notificationCommand", "stopCommand"] for a in answers)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@given(garbage=st.lists(st.one_of(st.binary(max_size=80), json_values.map(lambda v: json.dumps(v).encode()),
+                                  order_values.map(lambda v: json.dumps(v).encode()),
+                                  st.just(seram.encode(HandshakeCommand((SE,)))), st.just(seram.encode(Report()))),
+                        min_size=1, max_size=6),
+       cookie=st.none() | st.text(alphabet="0123456789-x", max_size=4))
+def test_garbage_on_a_session_is_refused_and_the_phone_then_goes_on(served_hub, garbage, cookie):
+    """Whatever a stranger posts to a session's routes (its id leaked), each answer is a 4xx
+    problem or a well-formed GP SERAM answer, never a 5xx; the real phone then joins and
+    the TSM's C-APDU reaches it and comes back."""
+    hub, url = served_hub
+    link = hub.open("ph-garbage")
+    with httpx.Client(base_url=url, timeout=10) as c:
+        for body in garbage:
+            for route in ("/handshake", "/remoteManagement"):
+                if cookie is not None:
+                    c.cookies.set(f"seram-order-{link.session_id}", cookie)
+                r = c.post(route, params={"sessionId": link.session_id}, content=body)
+                assert r.status_code == 200 or (400 <= r.status_code < 500 and
+                                                r.headers["content-type"] == "application/problem+json"), r.text
+                c.cookies.clear()
+    answers: list[bytes] = []
+    tsm_side = threading.Thread(target=lambda: answers.append(link.transmit(b"\x80\xca\x9f\x7f\x00")), daemon=True)
+    tsm_side.start()
+    phone = threading.Thread(target=run_local_agent, args=(url, link.session_id, lambda c: b"\x9f\x7f\x90\x00", SE),
+                             kwargs={"retry_for_s": 0}, daemon=True)
+    phone.start()
+    tsm_side.join(10)
+    link.close("x/done/OK", wait_s=5)
+    phone.join(10)
+    assert answers == [b"\x9f\x7f\x90\x00"] and not phone.is_alive()
+
+
+@pytest.fixture(scope="module")
+def served_hub():
+    hub = SeramHub(poll_wait_s=0.2, answer_timeout_s=5, connect_timeout_s=5)
+    with seram_endpoint(_free_listen(), hub=hub) as endpoint:
+        yield hub, endpoint.url
