@@ -187,17 +187,19 @@ class CardSession:
         plain trace (the audit log never has data)."""
         return self.send_many([cmd], what, secret=secret, expect=expect)[0]
 
-    def send_many(self, cmds: list[CommandApdu], what: str, *, secret: bool = False,
+    def send_many(self, cmds: list[CommandApdu], what: str | list[str], *, secret: bool = False,
                   expect: tuple[int, ...] | None = (0x9000,)) -> list[ResponseApdu]:
         """:meth:`send` for commands that go one after the other whatever the answers (the
         blocks of one STORE DATA sequence): when the transport pipelines, all are wrapped
         (SCP03 chains C-MACs only) and sent in one exchange, each answer then unwrapped and
         judged in order; otherwise one at a time. The first answer that is not expected
         raises, after every answer has been audited; a later command the SE took anyway
-        changes nothing a retry of the step does not redo."""
+        changes nothing a retry of the step does not redo. ``what``: the audit's label, one for
+        all or one a command."""
         link = self.link
+        whats = what if isinstance(what, list) else [what] * len(cmds)
         if len(cmds) > 1 and not link.pipelines:
-            return [self.send(c, what, secret=secret, expect=expect) for c in cmds]
+            return [self.send(c, w, secret=secret, expect=expect) for c, w in zip(cmds, whats, strict=True)]
         # anything but a STORE DATA that succeeds ends what we know of the card's
         # personalisation target (set again by the caller after INSTALL [for perso])
         target, self.perso_target = self.perso_target, None
@@ -206,18 +208,18 @@ class CardSession:
         try:
             batch = [self.host.wrap_pipelined(c) for c in cmds]
         except GpError as exc:
-            raise SecureChannelError(f"SE {link.se_id}: cannot wrap {what}: {exc}") from exc
+            raise SecureChannelError(f"SE {link.se_id}: cannot wrap {whats[0]}: {exc}") from exc
         try:
             raws = [link.xmit(batch[0].wrapped)] if len(cmds) == 1 else \
                 link.xmit_many([b.wrapped for b in batch])
         except TransportError:
-            for c in cmds:
-                link.audit.command(c, None, what, lost=True)
+            for c, w in zip(cmds, whats, strict=True):
+                link.audit.command(c, None, w, lost=True)
             self.host.close()
             raise
         out: list[ResponseApdu] = []
         failure: Exception | None = None
-        for cmd, b, raw in zip(cmds, batch, raws, strict=True):
+        for cmd, b, raw, what in zip(cmds, batch, raws, whats, strict=True):  # noqa: B020 - one label each
             if failure is not None:  # answered after the first failure: audited, not judged
                 link.audit.command(cmd, int.from_bytes(raw[-2:], "big"), what, unjudged=True)
                 continue

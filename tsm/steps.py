@@ -90,15 +90,17 @@ def personalise(ctx: StepContext, applet: ap.AppletRef, stream: bytes, what: str
     personalization] changes no applet's content."""
     s = ctx.session
     known = s.known_keys
+    blocks = store_data_blocks(stream)
+    cmds, whats = blocks, [f"STORE DATA {what}"] * len(blocks)
     if s.perso_target != applet.instance_aid:
-        s.send(install_for_personalization(applet.instance_aid),
-               f"INSTALL [for personalization] {applet.name}")
-        s.perso_target = applet.instance_aid
-        s.known_keys = known
-    # one sequence: the blocks go one after the other whatever each answers (a block that
-    # fails leaves the sequence to be sent again from block 00), so a transport that
-    # pipelines carries them in one exchange (over the air: one GP SERAM order)
-    answers = s.send_many(store_data_blocks(stream), f"STORE DATA {what}", secret=secret)
+        cmds = [install_for_personalization(applet.instance_aid), *blocks]
+        whats = [f"INSTALL [for personalization] {applet.name}", *whats]
+    # one sequence: the INSTALL and the blocks go one after the other whatever each answers
+    # (a block that fails leaves the sequence to be sent again from block 00, and after a
+    # failed INSTALL the card has no target for them), so a transport that pipelines carries
+    # them in one exchange (over the air: one GP SERAM order)
+    answers = s.send_many(cmds, whats, secret=secret)
+    s.perso_target = applet.instance_aid  # every answer was 9000
     if keeps_keys:
         s.known_keys = known
     return answers[-1].data
