@@ -210,7 +210,7 @@ def _over_the_air(tsm: Tsm, home: Path, runs: int) -> None:
     from mcred.ota import seram_endpoint
 
     print("\nThe same P-384 session over the air (GP SERAM, HTTP on loopback: the phone's Local Agent polls "
-          "the TSM's Remote Agent; STORE DATA sequences pipelined)")
+          "the TSM's Remote Agent; personalisations pipelined)")
     agent = _AgentProcess()
     try:
         with seram_endpoint("127.0.0.1:0") as endpoint:
