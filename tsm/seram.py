@@ -3,12 +3,13 @@
 A TSM job runs with a ``transmit(apdu) -> bytes`` (specs/tsm.md). Over the air that
 transmit is a :class:`SeramLink`: each C-APDU becomes an order's SE RAM command, handed to
 the phone's Local Agent in the answer to its next report, and the call returns when the
-phone reports the R-APDU (``protocols.gp.seram`` judges every message). The job's thread
-blocks in ``transmit``; the HTTP handlers (``tsm.seram_http``) block in
-:meth:`SeramHub.exchange`, a long poll, until there is something to order. Both meet under
-one lock per session. Nothing here imports the phone: the phone is whoever holds the
-``sessionId`` and answers (and SCP03's cryptograms say whether its SE is the one the TSM
-keeps keys for).
+phone reports the R-APDU (``protocols.gp.seram`` judges every message);
+:meth:`SeramLink.transmit_many` puts several C-APDUs in one order. The job's thread blocks
+in ``transmit`` on the hub's condition; the HTTP handlers (``tsm.seram_http``) await
+:meth:`SeramHub.exchange`, a long poll on the event loop, until there is something to
+order. Both meet under the hub's one lock. Nothing here imports the phone: the phone is
+whoever holds the ``sessionId`` and answers (and, once its keys are rotated, SCP03's
+cryptograms say whether its SE is the one the TSM keeps keys for).
 """
 
 from __future__ import annotations
