@@ -933,3 +933,19 @@ def served_hub():
     hub = SeramHub(poll_wait_s=0.2, answer_timeout_s=1, connect_timeout_s=2)
     with seram_endpoint(_free_listen(), hub=hub) as endpoint:
         yield hub, endpoint.url
+
+
+def test_over_the_air_on_sqlite_and_postgresql(home, db_url, phone, monkeypatch):
+    """The same provisioning over the air, with lost answers, on each database: on
+    PostgreSQL the job holds its SE's row lock (and so one pooled connection) for the length
+    of the session, network waits included."""
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
+    ctx = Context.open(home, database=db_url)
+    pid, phone_home = phone
+    lossy = Lossy(drop_request={4}, drop_answer={7})
+    with seram_endpoint(_free_listen()) as endpoint, httpx.Client(transport=lossy, timeout=40) as client:
+        result, agent = _provision_over_the_air(ctx, endpoint, pid, phone_home, client=client)
+    assert agent.result.notifications == ["provision/done/OK"]
+    assert agent.link.apdus == agent.result.apdus == len(agent.sent)
+    _assert_provisioned(ctx, result, pid, phone_home)
+    ctx.engine.dispose()
