@@ -106,14 +106,24 @@ def over_the_air(hub: SeramHub, phone_id: str, run: Callable[[Callable[[bytes], 
 
 def run_over(link: SeramLink, run: Callable[[Callable[[bytes], bytes]], Any], *, what: str = "provision",
              stop_wait_s: float = STOP_WAIT_S) -> Any:
-    """``run(link.transmit)``, then the session's last notification and Stop (as
-    :func:`over_the_air`, for a session opened beforehand)."""
+    """``run(link)`` (a transmit that also takes several C-APDUs in one order), then the
+    session's last notification and Stop (as :func:`over_the_air`, for a session opened
+    beforehand)."""
+    return run_over_all([link], run, what=what, stop_wait_s=stop_wait_s)
+
+
+def run_over_all(links: list[SeramLink], run: Callable[..., Any], *, what: str = "provision",
+                 stop_wait_s: float = STOP_WAIT_S) -> Any:
+    """``run(*links)`` for a job that reaches several phones (a handover that also wipes
+    the old one), then each session's last notification and Stop."""
     try:
-        result = run(link)  # a transmit that also takes several C-APDUs in one order
+        result = run(*links)
     except BaseException as exc:
-        link.close(f"{what}/stopped/{type(exc).__name__}", wait_s=stop_wait_s)
+        for link in links:
+            link.close(f"{what}/stopped/{type(exc).__name__}", wait_s=stop_wait_s)
         raise
-    link.close(f"{what}/done/OK", wait_s=stop_wait_s)
+    for link in links:
+        link.close(f"{what}/done/OK", wait_s=stop_wait_s)
     return result
 
 

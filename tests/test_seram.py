@@ -949,3 +949,32 @@ def test_over_the_air_on_sqlite_and_postgresql(home, db_url, phone, monkeypatch)
     assert agent.link.apdus == agent.result.apdus == len(agent.sent)
     _assert_provisioned(ctx, result, pid, phone_home)
     ctx.engine.dispose()
+
+
+def test_a_model_change_at_the_shop_wipes_the_old_phone_over_the_air_too(ctx, phone):
+    """Both phones at the shop: `--wipe-over-the-air` reaches the old phone in a session of
+    its own (S-2 beside S), and the workflow's wipe empties its SE through its agent."""
+    from typer.testing import CliRunner
+
+    from mcred.cli.main import app
+
+    old, phone_home = phone
+    with seram_endpoint(_free_listen()) as endpoint:
+        _provision_over_the_air(ctx, endpoint, old, phone_home)
+    new = wallet_sim.create_phone(phone_home)
+    listen = _free_listen()
+    agents = {pid: PhoneThread(f"http://{listen}/gp/seram", pid, phone_home) for pid in (new, old)}
+    agents[new].start(type("Link", (), {"session_id": "shop-session-1"})())
+    agents[old].start(type("Link", (), {"session_id": "shop-session-1-2"})())
+    r = CliRunner().invoke(app, ["handover", "--phone", old, "--to", new, "--key-type", "p384", "--over-the-air",
+                                 "--wipe-over-the-air", "--listen", listen, "--session-id", "shop-session-1", "--json"])
+    assert r.exit_code == 0, r.output
+    lines = r.output.split("\n")
+    assert [json.loads(line)["seram"]["phone"] for line in lines[:2]] == [new, old]
+    assert json.loads("\n".join(lines[2:]))["state"] == "done"
+    for pid in (new, old):
+        assert agents[pid].join().notifications == ["handover/done/OK"]
+    assert wallet_sim.describe(old, phone_home)["secure_element"]["applets"] == []  # wiped through its agent
+    assert len(wallet_sim.describe(new, phone_home)["secure_element"]["applets"]) == 2
+    r = CliRunner().invoke(app, ["handover", "--phone", new, "--to", old, "--wipe-over-the-air"])
+    assert r.exit_code == 2 and "goes with --over-the-air" in " ".join(r.output.split())

@@ -61,11 +61,16 @@ class OverTheAir:
 
     def run(self, phone_id: str, job, *, what: str = "provision"):  # noqa: ANN001, ANN202
         """``job(transmit)`` with the phone reached over the air; its result."""
-        from mcred.ota import OtaError, agent_command, run_over, seram_endpoint
+        return self.run_all([phone_id], job, what=what)
+
+    def run_all(self, phone_ids: list[str], job, *, what: str = "provision"):  # noqa: ANN001, ANN202
+        """``job(*transmits)`` with each phone reached over the air, in a session of its own
+        on the one endpoint (``--session-id S``: the first phone's; the others' S-2, S-3 ...)."""
+        from mcred.ota import OtaError, agent_command, run_over_all, seram_endpoint
         from protocols.gp.seram import SeramError
         from tsm.seram import SeramHub
 
-        def announce(link) -> None:  # noqa: ANN001 - tsm.seram.SeramLink
+        def announce(phone_id: str, link) -> None:  # noqa: ANN001 - tsm.seram.SeramLink
             command = agent_command(phone_id, endpoint.url, link.session_id)
             if self.as_json:  # one line first, for a script to start the phone with
                 typer.echo(json.dumps({"seram": {"session": link.session_id, "endpoint": endpoint.url,
@@ -75,10 +80,13 @@ class OverTheAir:
                           f"  {command}\nwaiting for it ({link.connect_timeout_s:g} s) ...", highlight=False, soft_wrap=True)
 
         hub = SeramHub()
-        try:  # the session is open before the endpoint answers: a phone started early finds it
-            link = hub.open(phone_id, session_id=self.session_id)
+        try:  # the sessions are open before the endpoint answers: a phone started early finds its own
+            links = [hub.open(pid, session_id=None if self.session_id is None else
+                              self.session_id if n == 0 else f"{self.session_id}-{n + 1}")
+                     for n, pid in enumerate(phone_ids)]
             with seram_endpoint(self.listen, public_url=self.public_url, hub=hub, tls=self.tls) as endpoint:
-                announce(link)
-                return run_over(link, job, what=what)
+                for pid, link in zip(phone_ids, links, strict=True):
+                    announce(pid, link)
+                return run_over_all(links, job, what=what)
         except (OtaError, SeramError) as exc:  # before the job: nothing was registered
             raise fail(str(exc)) from None

@@ -194,10 +194,15 @@ def handover_cmd(
     session_id: str = SESSION_ID,
     ssl_certfile: Path = SSL_CERTFILE,
     ssl_keyfile: Path = SSL_KEYFILE,
+    wipe_over_the_air: bool = typer.Option(False, "--wipe-over-the-air", help="With --over-the-air: "
+                                           "the old phone is at hand too (the holder brought both to the "
+                                           "shop): its SE is wiped through its own Local Agent, in a second "
+                                           "session."),
 ) -> None:
     """機種変更: move a holder's credentials from --phone to --to (specs/handover.md). With
     --over-the-air the new phone is provisioned through its GP SERAM Local Agent, where the
-    holder has it; the old one is revoked, and wiped when it is in this data directory."""
+    holder has it; the old one is revoked, and wiped when it is in this data directory or,
+    with --wipe-over-the-air, through its own agent."""
     import wallet_sim
     from issuer import handover as wf
     from issuer.db import Phone
@@ -206,6 +211,8 @@ def handover_cmd(
 
     _check_key_type(key_type)  # the workflow failed on it at its provisioning step
     ota = over_the_air_options(over_the_air, listen, public_url, session_id, ssl_certfile, ssl_keyfile, as_json)
+    if wipe_over_the_air and ota is None:
+        raise _fail("--wipe-over-the-air goes with --over-the-air")
     ctx = Context.open()
     with ctx.sessions() as s:
         old = s.get(Phone, phone)
@@ -229,13 +236,13 @@ def handover_cmd(
             actor="cli")
     except wf.WorkflowError as exc:  # e.g. --to another holder's phone
         raise _fail(str(exc)) from None
-    def run(transmit):  # noqa: ANN001, ANN202 - the new phone's, over the air (None: here)
-        if transmit is not None:
-            actions.reach[to] = transmit
+    def run(*transmits):  # noqa: ANN002, ANN202 - the new phone's (and the old one's), over the air
+        actions.reach.update(zip((to, phone), transmits, strict=False))  # none, the new, or both
         return actions.runner("cli").run(hid)
 
     try:
-        h = run(None) if ota is None else ota.run(to, run, what="handover")
+        h = run() if ota is None else ota.run_all([to, phone] if wipe_over_the_air else [to], run,
+                                                  what="handover")
     except wf.WorkflowError as exc:
         raise _fail(f"{exc} (resume with --resume {hid}" + (" --over-the-air" if ota else "") + ")", 1) from None
     timings = {k: round(v["seconds"], 3) for k, v in h.detail["timings"].items()}
