@@ -978,3 +978,28 @@ def test_a_model_change_at_the_shop_wipes_the_old_phone_over_the_air_too(ctx, ph
     assert len(wallet_sim.describe(new, phone_home)["secure_element"]["applets"]) == 2
     r = CliRunner().invoke(app, ["handover", "--phone", new, "--to", old, "--wipe-over-the-air"])
     assert r.exit_code == 2 and "goes with --over-the-air" in " ".join(r.output.split())
+
+
+def test_the_documented_bodies_hold_what_the_parties_write_and_the_standards_examples():
+    """The OpenAPI document's schemas for the two routes (tsm/seram_http.py) accept every
+    message our parties write and the standard's examples, and refuse what the decoders
+    refuse by type (jsonschema-rs, Draft 2020-12)."""
+    import jsonschema_rs
+
+    from tsm.seram_http import _HANDSHAKE, _HANDSHAKE_ANSWER, _ORDER, _REPORT
+
+    fixed = json.loads(ALL_COMMANDS_EXAMPLE.replace("00A40400OA0001020304050607080900A",
+                                                    "00A404000A0001020304050607080900"))
+    cases = {
+        "handshake": (_HANDSHAKE, [HandshakeCommand((SE,)).to_json(), json.loads(HANDSHAKE_EXAMPLE)]),
+        "answer": (_HANDSHAKE_ANSWER, [seram.HandshakeResponse().to_json()]),
+        "report": (_REPORT, [Report().to_json(), Report("PROCESSED", 1, (SeRamResponse((b"\x90\x00",)),)).to_json(),
+                             Report("UNKNOWN_FAILURE", 0, (), "x").to_json(), json.loads(REPORT_EXAMPLE)]),
+        "order": (_ORDER, [Order((StartCommand(), SeRamCommand((b"\x80\xca\x9f\x7f",)), NotificationCommand("a"),
+                                  StopCommand()), 0, SE).to_json(), Order().to_json(), fixed]),
+    }
+    for name, (schema, values) in cases.items():
+        for value in values:
+            assert jsonschema_rs.is_valid(schema, value), (name, value)
+    assert not jsonschema_rs.is_valid(_REPORT, {"localAgentStatus": {"localAgentStatusEnum": "DONE"}})
+    assert not jsonschema_rs.is_valid(_ORDER, json.loads(ALL_COMMANDS_EXAMPLE))  # the letter O

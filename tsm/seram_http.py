@@ -22,6 +22,45 @@ COOKIE_PREFIX = "seram-order-"
 _SESSION_ID_MAX = 128
 
 
+# The bodies, as JSON Schema for the OpenAPI document: written from the standard's texts
+# (its examples' member names; the readers in protocols.gp.seram also take the schema's
+# other names, specs/tsm.md "Where the texts disagree").
+_HEX = {"type": "string", "pattern": "^([0-9A-Fa-f]{2})*$"}
+_SE = {"type": "object", "required": ["seType", "seId"], "properties": {
+    "seType": {"type": "string", "enum": list(seram.SE_TYPES)}, "seId": {"type": "string"},
+    "seExtraInfo": {"type": "string"}}}
+_HANDSHAKE = {"type": "object", "required": ["secureElements"], "properties": {
+    "secureElements": {"type": "array", "items": _SE, "minItems": 1, "maxItems": seram.MAX_SECURE_ELEMENTS},
+    "supportedTransportProtocols": {"type": "array", "items": {"type": "string"}},
+    "supportedDataFormats": {"type": "array", "items": {"type": "string"}},
+    "supportedVersions": {"type": "array", "items": {"type": "string"}}}}
+_HANDSHAKE_ANSWER = {"type": "object", "properties": {
+    "chosenTransportProtocol": {"type": "string"}, "chosenDataFormat": {"type": "string"},
+    "chosenDataProtocol": {"type": "string"}, "chosenVersion": {"type": "string"}}}
+_REPORT = {"type": "object", "required": ["localAgentStatus"], "properties": {
+    "localAgentStatus": {"type": "object", "required": ["localAgentStatusEnum"], "properties": {
+        "localAgentStatusEnum": {"type": "string", "enum": list(seram.STATUSES)},
+        "executedSeRamCommands": {"type": "integer", "minimum": 0},
+        "executedRamCommands": {"type": "integer", "minimum": 0},
+        "errorMsg": {"type": "string"}}},
+    "ramResponses": {"type": "array", "items": {"type": "object", "required": ["ramResponseType", "listOfRAPDU"],
+                                                "properties": {"ramResponseType": {"const": "seRamResponse"},
+                                                               "listOfRAPDU": {"type": "array", "items": _HEX}}}}}}
+_ORDER = {"type": "object", "properties": {
+    "delay": {"type": "integer", "minimum": 0}, "chosenSecureElement": _SE,
+    "ramCommands": {"type": "array", "items": {"type": "object", "required": ["ramCommandType"], "properties": {
+        "ramCommandType": {"type": "string", "enum": ["startCommand", "seRamCommand", "notificationCommand",
+                                                      "stopCommand"]},
+        "listOfCAPDU": {"type": "array", "items": _HEX}, "deviceAppNotification": {"type": "string"}}}}}}
+
+
+def _documented(body: dict, answer: dict, summary: str) -> dict:
+    """``openapi_extra`` for a route that reads its JSON body itself."""
+    return {"summary": summary,
+            "requestBody": {"required": True, "content": {seram.DATA_FORMAT: {"schema": body}}},
+            "responses": {"200": {"description": "OK", "content": {seram.DATA_FORMAT: {"schema": answer}}}}}
+
+
 def _problem(status: int, kind: str, title: str, detail: str) -> JSONResponse:
     return JSONResponse({"type": f"/problems/{kind}", "title": title, "status": status, "detail": detail},
                         status_code=status, media_type="application/problem+json",
@@ -72,7 +111,8 @@ def router(hub: SeramHub) -> APIRouter:
         except seram.SeramError as exc:
             return _refusal(exc)
 
-    @r.post("/handshake", response_class=JSONResponse)
+    @r.post("/handshake", response_class=JSONResponse, openapi_extra=_documented(
+        _HANDSHAKE, _HANDSHAKE_ANSWER, "GP SERAM handshake: the phone's SEs and protocols in, the choice out"))
     async def handshake(request: Request, session_id: str = sid_query) -> Response:
         async def make(body: bytes) -> Response:
             return Response(hub.handshake(session_id, body), media_type="application/json",
@@ -80,7 +120,8 @@ def router(hub: SeramHub) -> APIRouter:
 
         return await answer(request, make)
 
-    @r.post("/remoteManagement", response_class=JSONResponse)
+    @r.post("/remoteManagement", response_class=JSONResponse, openapi_extra=_documented(
+        _REPORT, _ORDER, "GP SERAM command exchange: a report in (a long poll), the next order out"))
     async def remote_management(request: Request, session_id: str = sid_query) -> Response:
         async def make(body: bytes) -> Response:
             # a long poll: the hub waits (on this event loop) until there is something to order
