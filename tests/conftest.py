@@ -91,3 +91,12 @@ def engine(db_url):
     migrate(engine)
     yield engine
     engine.dispose()
+
+
+def reveals(text: str, secret: str) -> bool:
+    """Whether ``text`` (an answer, a job's view) carries ``secret`` as a value of its own:
+    the secret with no letter or digit either side. A short numeric PIN also turns up inside
+    timestamps and hex serials by chance ("...01.743218" holds 4321), which says nothing."""
+    import re
+
+    return re.search(rf"(?<![0-9A-Za-z]){re.escape(secret)}(?![0-9A-Za-z])", text) is not None
