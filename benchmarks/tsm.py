@@ -104,21 +104,30 @@ def _session(tsm: Tsm, home: Path, alg: str) -> tuple[float, Traffic]:
     return elapsed, traffic
 
 
-def _ota_session(tsm: Tsm, home: Path, alg: str, endpoint) -> tuple[float, int, int]:  # noqa: ANN001
+def _ota_session(tsm: Tsm, home: Path, alg: str, endpoint,  # noqa: ANN001
+                 apart: _AgentProcess | None = None) -> tuple[float, int, int]:
     """One session as :func:`_session`, but over the air: the job's transmit is a GP SERAM
-    session and the phone's Local Agent (in a thread) polls for each C-APDU over HTTP.
-    Returns (seconds, APDUs, polls)."""
+    session and the phone's Local Agent polls for each C-APDU over HTTP, in a thread, or
+    in the process ``apart`` (no shared GIL). Returns (seconds, APDUs, polls)."""
     from mcred.ota import PhoneAgentThread, over_the_air
 
     pid = wallet_sim.create_phone(home)
     job_id = _session_job(tsm, pid, alg)
-    agent = PhoneAgentThread(endpoint.url, pid, home)
+    if apart is None:
+        agent = PhoneAgentThread(endpoint.url, pid, home)
+        on_session = agent.start
+
+        def join() -> tuple[int, int]:
+            result = agent.join()
+            return result.apdus, result.orders
+    else:
+        on_session, join = apart.start(endpoint.url, pid, home), apart.join
     t0 = time.perf_counter()
-    view = over_the_air(endpoint.hub, pid, lambda transmit: tsm.run(job_id, transmit), on_session=agent.start)
-    result = agent.join()
+    view = over_the_air(endpoint.hub, pid, lambda transmit: tsm.run(job_id, transmit), on_session=on_session)
+    apdus, polls = join()
     elapsed = time.perf_counter() - t0
     assert view.state == "done", view
-    return elapsed, result.apdus, result.orders
+    return elapsed, apdus, polls
 
 
 def agent_worker() -> None:
@@ -157,21 +166,6 @@ class _AgentProcess:
     def close(self) -> None:
         self.proc.stdin.close()
         self.proc.wait(10)
-
-
-def _ota_session_apart(tsm: Tsm, home: Path, alg: str, endpoint, agent: _AgentProcess) -> float:  # noqa: ANN001
-    """:func:`_ota_session` with the phone's agent in its own process (no shared GIL)."""
-    from mcred.ota import over_the_air
-
-    pid = wallet_sim.create_phone(home)
-    job_id = _session_job(tsm, pid, alg)
-    t0 = time.perf_counter()
-    view = over_the_air(endpoint.hub, pid, lambda transmit: tsm.run(job_id, transmit),
-                        on_session=agent.start(endpoint.url, pid, home))
-    agent.join()
-    elapsed = time.perf_counter() - t0
-    assert view.state == "done", view
-    return elapsed
 
 
 def _http_floor(n: int) -> float:
@@ -215,13 +209,13 @@ def _over_the_air(tsm: Tsm, home: Path, runs: int) -> None:
     try:
         with seram_endpoint("127.0.0.1:0") as endpoint:
             _ota_session(tsm, home, "p384", endpoint)  # warm up
-            _ota_session_apart(tsm, home, "p384", endpoint, agent)
+            _ota_session(tsm, home, "p384", endpoint, agent)
             local, ota, apart, polls, apdus = [], [], [], 0, 0
             for _ in range(runs):
                 local.append(_session(tsm, home, "p384")[0])
                 t, apdus, polls = _ota_session(tsm, home, "p384", endpoint)
                 ota.append(t)
-                apart.append(_ota_session_apart(tsm, home, "p384", endpoint, agent))
+                apart.append(_ota_session(tsm, home, "p384", endpoint, agent)[0])
     finally:
         agent.close()
     rtt = _http_floor(max(50, 20 * runs))

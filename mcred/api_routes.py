@@ -240,18 +240,28 @@ def _handover(h: Handover) -> dict[str, Any]:
             "updated_at": _iso(h.updated_at)}
 
 
-def _phone_link(request: Request, ctx: Context, phone_id: str, over_the_air: bool):  # noqa: ANN202
-    """How a job will reach the phone: a GP SERAM session opened now (so that the answer can
-    name it: :func:`_with_seram`), or None for the simulator here (a 404 unless it has the
-    phone)."""
+def _check_reach(ctx: Context, phone_id: str, over_the_air: bool) -> None:
+    """Refuse now what a job could not reach: a 404 for a phone the simulator here lacks, a
+    409 for over the air under several worker processes (they would not share its
+    session)."""
     if not over_the_air:
         _require_simulated_phone(ctx, phone_id)
-        return None
-    if serve_workers() > 1:
+    elif serve_workers() > 1:
         raise ProblemException(problems.CONFLICT, "over_the_air needs `mcred serve` in one process: "
                                "the phone's polls must reach the process that runs its job, and "
                                f"this service runs {serve_workers()} workers")
-    return request.app.state.seram_hub.open(phone_id)
+
+
+def _open_session(request: Request, phone_id: str, over_the_air: bool):  # noqa: ANN202
+    """The GP SERAM session a job will reach the phone by, opened now so that the answer can
+    name it (:func:`_with_seram`); None for the simulator here."""
+    return request.app.state.seram_hub.open(phone_id) if over_the_air else None
+
+
+def _phone_link(request: Request, ctx: Context, phone_id: str, over_the_air: bool):  # noqa: ANN202
+    """:func:`_check_reach`, then :func:`_open_session`."""
+    _check_reach(ctx, phone_id, over_the_air)
+    return _open_session(request, phone_id, over_the_air)
 
 
 def _with_seram(ctx: Context, accepted: dict[str, Any], link) -> dict[str, Any]:  # noqa: ANN001
@@ -546,10 +556,7 @@ def issuer_router(ctx: Context) -> APIRouter:
                 raise ProblemException(problems.VALIDATION, "holder.portrait: portraits are "
                                        "not accepted over HTTP (a server path); use the CLI")
             parse_holder(body.holder)  # refuse a bad holder now, naming the field
-        if not body.over_the_air:
-            _require_simulated_phone(ctx, body.phone_id)
-        elif serve_workers() > 1:
-            _phone_link(request, ctx, body.phone_id, True)  # refused, naming why
+        _check_reach(ctx, body.phone_id, body.over_the_air)
         if body.holder_id is not None:  # now, not as the job's failure
             from mcred.provision import (
                 ProvisionError,
@@ -571,7 +578,7 @@ def issuer_router(ctx: Context) -> APIRouter:
                   "key_type": body.key_type, "mdoc_batch": body.mdoc_batch}
         private = {"holder": body.holder, "pin": body.pin, "password": body.password,
                    "puk": body.puk}
-        link = _phone_link(request, ctx, body.phone_id, True) if body.over_the_air else None
+        link = _open_session(request, body.phone_id, body.over_the_air)  # reach checked above
         public["over_the_air"] = body.over_the_air
         view = jobs.submit("provision", public, private={**private, "seram": link}, scope="issuer",
                            actor=_actor(request))

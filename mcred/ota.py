@@ -130,7 +130,8 @@ def run_over_all(links: list[SeramLink], run: Callable[..., Any], *, what: str =
 class PhoneAgentThread:
     """A phone's Local Agent run in a thread of this process (the demo, the benchmarks and
     the tests; ``mcred phone agent`` runs it as a process of its own). ``start`` with the
-    session id, ``join`` for its :class:`wallet_sim.seram_agent.AgentResult`."""
+    session's link (or ``start_session`` with its id), ``join`` for its
+    :class:`wallet_sim.seram_agent.AgentResult`."""
 
     def __init__(self, endpoint: str, phone_id: str, home: Any, *,
                  transmit: Callable[[bytes], bytes] | None = None, **agent_kw: Any) -> None:
@@ -146,13 +147,18 @@ class PhoneAgentThread:
         self._thread: threading.Thread | None = None
 
     def start(self, link: SeramLink) -> None:
-        from wallet_sim.seram_agent import run_local_agent
-
+        """Join ``link``'s session (an ``on_session`` for :func:`over_the_air`)."""
         self.link = link
+        self.start_session(link.session_id)
+
+    def start_session(self, session_id: str) -> None:
+        """Join the session ``session_id``, as handed to the phone (a 202 answer's
+        ``seram``, or the operator's ``--session-id``)."""
+        from wallet_sim.seram_agent import run_local_agent
 
         def run() -> None:
             try:
-                self.result = run_local_agent(self.endpoint, link.session_id, self.transmit, self.se_ref,
+                self.result = run_local_agent(self.endpoint, session_id, self.transmit, self.se_ref,
                                               **self.agent_kw)
             except BaseException as exc:  # noqa: BLE001 - handed to whoever joins
                 self.error = exc

@@ -549,14 +549,17 @@ def test_the_agent_names_a_session_the_tsm_does_not_know(phone):
             run_local_agent(endpoint.url, "ghost-session", se.transmit, secure_element_of(se))
 
 
-def _ended(c: httpx.Client, headers: dict, job_id: str) -> dict:
-    """The API job once it has ended."""
-    for _ in range(600):
-        job = c.get(f"/jobs/{job_id}", headers=headers).json()
-        if job["state"] not in ("queued", "running"):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} still {job['state']}")
+def _answered_over_the_air(c: httpx.Client, headers: dict, accepted: httpx.Response, pid: str, phone_home,
+                           **phone_kw) -> tuple[dict, PhoneThread]:
+    """The phone joins the session a 202 answer names; the API job once it has ended, and
+    the phone (its ``result``, what it ``sent``)."""
+    from test_api_flows import _wait
+
+    assert accepted.status_code == 202, accepted.text
+    agent = PhoneThread(accepted.json()["seram"]["endpoint"], pid, phone_home, **phone_kw)
+    agent.start_session(accepted.json()["seram"]["session"])
+    agent.join()
+    return _wait(c, headers, accepted.json()["id"]), agent
 
 
 def test_the_issuer_service_provisions_over_the_air(home, phone, monkeypatch):
@@ -580,27 +583,19 @@ def test_the_issuer_service_provisions_over_the_air(home, phone, monkeypatch):
     with Server(create_app(ctx, job_workers=2), port) as server, httpx.Client(base_url=server.url) as c:
         assert c.post("/provisioning", json={**body, "over_the_air": False}, headers=issuer).status_code == 404
         r = c.post("/provisioning", json=body, headers=issuer)
-        assert r.status_code == 202, r.text
-        seram_ = r.json()["seram"]
-        assert seram_["endpoint"] == f"{server.url}/gp/seram"
-        agent = PhoneThread(seram_["endpoint"], pid, phone_home)
-        agent.start(type("Link", (), {"session_id": seram_["session"]})())
-        summary = agent.join()
-        job = _ended(c, issuer, r.json()["id"])
+        assert r.status_code == 202 and r.json()["seram"]["endpoint"] == f"{server.url}/gp/seram", r.text
+        job, agent = _answered_over_the_air(c, issuer, r, pid, phone_home)
         assert job["state"] == "succeeded", job
-        assert summary.notifications == ["provision/done/OK"] and summary.apdus == len(agent.sent)
+        assert agent.result.notifications == ["provision/done/OK"] and agent.result.apdus == len(agent.sent)
         assert job["result"]["mdocs"] == 1
         holder_id = job["result"]["holder_id"]
         # the TSM's other jobs over the API, over the air too: fresh MSOs, the secrets reset
         for route, req, word in (("/mdoc-refreshes", {"phone_id": pid, "over_the_air": True}, "refresh/done/OK"),
                                  ("/pin-resets", {"phone_id": pid, "slots": ["auth"], "pin": "9876",
                                                   "over_the_air": True}, "reset/done/OK")):
-            r = c.post(route, json=req, headers=issuer)
-            assert r.status_code == 202, r.text
-            agent = PhoneThread(r.json()["seram"]["endpoint"], pid, phone_home)
-            agent.start(type("Link", (), {"session_id": r.json()["seram"]["session"]})())
-            assert agent.join().notifications == [word]
-            job = _ended(c, issuer, r.json()["id"])
+            job, agent = _answered_over_the_air(c, issuer, c.post(route, json=req, headers=issuer), pid,
+                                                phone_home)
+            assert agent.result.notifications == [word]
             assert job["state"] == "succeeded", job
         # 機種変更 over the API: the new phone reached over the air when the workflow runs
         operator = {"Authorization": f"Bearer {create_token(ctx.sessions, ['operator'])[1]}"}
@@ -609,11 +604,8 @@ def test_the_issuer_service_provisions_over_the_air(home, phone, monkeypatch):
                                        "new_phone_id": new, "over_the_air": True}, headers=operator)
         assert r.status_code == 201, r.text
         r = c.post(f"/handovers/{r.json()['id']}/run", json={"over_the_air": True}, headers=operator)
-        assert r.status_code == 202, r.text
-        agent = PhoneThread(r.json()["seram"]["endpoint"], new, phone_home)
-        agent.start(type("Link", (), {"session_id": r.json()["seram"]["session"]})())
-        assert agent.join().notifications == ["handover/done/OK"]
-        job = _ended(c, operator, r.json()["id"])
+        job, agent = _answered_over_the_air(c, operator, r, new, phone_home)
+        assert agent.result.notifications == ["handover/done/OK"]
         assert job["state"] == "succeeded" and job["result"]["state"] == "done", job
         states = {(c_["phone_id"], c_["status"]) for c_ in c.get("/credentials", headers=issuer).json()["credentials"]
                   if c_["phone_id"] in (pid, new)}
@@ -624,18 +616,13 @@ def test_the_issuer_service_provisions_over_the_air(home, phone, monkeypatch):
 
         r = c.post("/provisioning", json={**body, "phone_id": other,
                                           "holder": dict(HOLDER, family_name="別人")}, headers=issuer)
-        agent = PhoneThread(r.json()["seram"]["endpoint"], other, phone_home, transmit=failing)
-        agent.start(type("Link", (), {"session_id": r.json()["seram"]["session"]})())
-        assert agent.join().notifications == ["provision/stopped/TransportError"]
-        job = _ended(c, issuer, r.json()["id"])
+        job, agent = _answered_over_the_air(c, issuer, r, other, phone_home, transmit=failing)
+        assert agent.result.notifications == ["provision/stopped/TransportError"]
         assert job["state"] == "failed"
         (stopped,) = c.get("/tsm-jobs", params={"phone_id": other, "unfinished": True}, headers=issuer).json()["jobs"]
         r = c.post(f"/tsm-jobs/{stopped['id']}/resume", json={"over_the_air": True}, headers=issuer)
-        assert r.status_code == 202, r.text
-        agent = PhoneThread(r.json()["seram"]["endpoint"], other, phone_home)
-        agent.start(type("Link", (), {"session_id": r.json()["seram"]["session"]})())
-        assert agent.join().notifications == ["resume/done/OK"]
-        job = _ended(c, issuer, r.json()["id"])
+        job, agent = _answered_over_the_air(c, issuer, r, other, phone_home)
+        assert agent.result.notifications == ["resume/done/OK"]
         assert job["state"] == "succeeded", job
         spec = c.get("/openapi.json").json()["paths"]
         assert spec["/gp/seram/remoteManagement"]["post"].get("x-mcred-scope") is None  # public
@@ -737,7 +724,7 @@ def test_a_stopped_job_is_resumed_over_the_air_from_the_command_line(ctx, phone,
     job = unfinished_job(ctx, pid)
     listen = _free_listen()
     agent = PhoneThread(f"http://{listen}/gp/seram", pid, phone_home)
-    agent.start(type("Link", (), {"session_id": "resume-session-1"})())
+    agent.start_session("resume-session-1")
     r = CliRunner().invoke(app, ["provision", "--resume", job.id, "--over-the-air", "--listen", listen,
                                  "--session-id", "resume-session-1", "--json"])
     assert r.exit_code == 0, r.output
@@ -800,7 +787,7 @@ def test_mdocs_refreshed_and_secrets_reset_over_the_air_from_the_command_line(ct
                                       (["jpki", "pin", "reset", "--phone", pid, "--slot", "auth"], "reset/done/OK"))):
         listen, sid = _free_listen(), f"other-job-{n}"
         agent = PhoneThread(f"http://{listen}/gp/seram", pid, phone_home)
-        agent.start(type("Link", (), {"session_id": sid})())
+        agent.start_session(sid)
         r = CliRunner().invoke(app, [*args, "--over-the-air", "--listen", listen, "--session-id", sid, "--json"])
         assert r.exit_code == 0, r.output
         assert agent.join().notifications == [word]
@@ -827,7 +814,7 @@ def test_a_model_change_over_the_air_provisions_the_new_phone_where_the_holder_h
     new = wallet_sim.create_phone(phone_home)
     listen = _free_listen()
     agent = PhoneThread(f"http://{listen}/gp/seram", new, phone_home)
-    agent.start(type("Link", (), {"session_id": "model-change-1"})())
+    agent.start_session("model-change-1")
     r = CliRunner().invoke(app, ["handover", "--phone", old, "--to", new, "--key-type", "p384", "--over-the-air",
                                  "--listen", listen, "--session-id", "model-change-1", "--json"])
     assert r.exit_code == 0, r.output
@@ -964,8 +951,8 @@ def test_a_model_change_at_the_shop_wipes_the_old_phone_over_the_air_too(ctx, ph
     new = wallet_sim.create_phone(phone_home)
     listen = _free_listen()
     agents = {pid: PhoneThread(f"http://{listen}/gp/seram", pid, phone_home) for pid in (new, old)}
-    agents[new].start(type("Link", (), {"session_id": "shop-session-1"})())
-    agents[old].start(type("Link", (), {"session_id": "shop-session-1-2"})())
+    agents[new].start_session("shop-session-1")
+    agents[old].start_session("shop-session-1-2")
     r = CliRunner().invoke(app, ["handover", "--phone", old, "--to", new, "--key-type", "p384", "--over-the-air",
                                  "--wipe-over-the-air", "--listen", listen, "--session-id", "shop-session-1", "--json"])
     assert r.exit_code == 0, r.output

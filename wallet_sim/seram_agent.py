@@ -39,7 +39,11 @@ def secure_element_of(se: SecureElement) -> SecureElementRef:
     """How the phone names its SE to a Remote Agent: an embedded SE whose ``seId`` is its
     CPLC's IC fabricator, IC type, IC serial number and batch (hex), as a device
     application reads them through OMAPI (GET DATA 9F7F); it speaks SCP03."""
-    c = decode_cplc(se.state["cplc"])
+    return _named_by(se.state["cplc"])
+
+
+def _named_by(cplc: bytes) -> SecureElementRef:
+    c = decode_cplc(cplc)
     return SecureElementRef("eSE", c["ic_fabricator"] + c["ic_type"] + c["ic_serial_number"]
                             + c["ic_batch_identifier"], "SCP03")
 
@@ -65,9 +69,7 @@ def secure_element_by_cplc(transmit: Callable[[bytes], bytes]) -> SecureElementR
         cplc = b""
     if len(cplc) != 42:
         raise LocalAgentError(f"the SE's CPLC is {len(cplc)} bytes, not 42")
-    c = decode_cplc(cplc)
-    return SecureElementRef("eSE", c["ic_fabricator"] + c["ic_type"] + c["ic_serial_number"]
-                            + c["ic_batch_identifier"], "SCP03")
+    return _named_by(cplc)
 
 
 class LocalAgentError(Exception):
