@@ -19,6 +19,7 @@ import platformdirs
 from wallet_sim.se.applet import Applet
 from wallet_sim.se.constants import DEFAULT_MAX_FAILED_AUTHENTICATIONS
 from wallet_sim.se.errors import PhoneNotFoundError
+from wallet_sim.se.maker import se_maker
 from wallet_sim.se.runtime import SecureElement
 from wallet_sim.se.store import (
     DEFAULT_NVM,
@@ -89,7 +90,8 @@ def create_phone(home: Path | None = None, model: str = DEFAULT_MODEL, *,
     (d / "app").mkdir()
     write_atomically(d / "phone.cbor", cbor2.dumps({"id": phone_id, "model": model}, canonical=True))
     state = factory_state(max_failed_authentications=max_failed_authentications,
-                          sequence_counter=initial_sequence_counter, nvm_capacity=nvm_bytes)
+                          sequence_counter=initial_sequence_counter, nvm_capacity=nvm_bytes,
+                          maker=se_maker(data_home(home)))
     ImageFile(d / SE_FILE).create(encode_state(state))  # both NVM banks, se.cbor the first
     return phone_id
 

@@ -59,3 +59,28 @@ class Scp03PaddingError(Scp03Error):
 class Scp03SecurityLevelError(Scp03Error):
     """A security level is not one of 00 01 03 11 13 33, or needs an option the card's
     ``i`` parameter does not offer (Amendment D 5.1, 7.1.2.1)."""
+
+
+class Scp11Error(GpError):
+    """An SCP11 failure (GlobalPlatform Card Specification v2.3 Amendment F)."""
+
+
+class Scp11StateError(Scp11Error):
+    """The SCP11 channel is not in a state where this operation is allowed."""
+
+
+class Scp11ProtocolError(Scp11Error):
+    """INTERNAL AUTHENTICATE or its answer is malformed, or the peer refused it; ``sw`` is
+    the status word the card answers (card side) or answered (host side)."""
+
+    def __init__(self, message: str, sw: int | None = None) -> None:
+        super().__init__(message)
+        self.sw = sw
+
+
+class Scp11AuthenticationError(Scp11Error):
+    """The receipt did not verify: the card does not hold the certified key."""
+
+
+class Scp11CertificateError(Scp11Error):
+    """The SD's certificate bundle is malformed, or does not chain to a trusted root."""

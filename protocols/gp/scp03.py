@@ -359,6 +359,8 @@ class HostState(Enum):
     IDLE = "idle"
     INITIALIZE_UPDATE_SENT = "initialize_update_sent"
     EXTERNAL_AUTHENTICATE_SENT = "external_authenticate_sent"
+    #: SCP11 (protocols.gp.scp11): INTERNAL or MUTUAL AUTHENTICATE sent
+    AUTHENTICATE_SENT = "authenticate_sent"
     OPEN = "open"
     CLOSED = "closed"
 
@@ -372,7 +374,88 @@ class Pipelined:
     state: tuple[bytes, int]
 
 
-class HostChannel:
+class SecureHost:
+    """The off-card side of an open secure channel, whatever authenticated it (SCP03 here,
+    SCP11 in :mod:`protocols.gp.scp11`): plain commands in, wrapped commands out, and the
+    card's answers verified and deciphered. A subclass runs the handshake and sets
+    ``_sm`` and the state ``OPEN``."""
+
+    channel: int
+    state: HostState
+    _sm: SecureMessaging | None
+
+    @property
+    def mac_chaining_value(self) -> bytes:
+        return self._sm.chaining_value if self._sm else b"\x00" * 16
+
+    @property
+    def encryption_counter(self) -> int:
+        return self._sm.counter if self._sm else 0
+
+    @property
+    def key_dek(self) -> bytes:
+        """The key that enciphers key components for this session's PUT KEY."""
+        raise NotImplementedError
+
+    def _fail(self, err: Scp03Error) -> Scp03Error:
+        self.state = HostState.CLOSED
+        self._sm = None
+        return err
+
+    def wrap(self, apdu: bytes) -> bytes:
+        """Secure one plain command APDU for the card."""
+        if self.state is not HostState.OPEN or self._sm is None:
+            raise Scp03StateError(f"secure channel is not open (state {self.state.value})")
+        return self.wrap_apdu(CommandApdu.parse(apdu))
+
+    def wrap_apdu(self, plain: CommandApdu) -> bytes:
+        """:meth:`wrap` for a command already held as a :class:`CommandApdu` (no encoding
+        and parsing of the plain command in between)."""
+        if self.state is not HostState.OPEN or self._sm is None:
+            raise Scp03StateError(f"secure channel is not open (state {self.state.value})")
+        if has_secure_messaging(plain.cla):
+            raise Scp03Error(f"plain command CLA {plain.cla:02X} already indicates secure messaging")
+        if channel_of(plain.cla) != self.channel:
+            raise Scp03Error(
+                f"command on logical channel {channel_of(plain.cla)}, session on {self.channel}")
+        return self._sm.wrap_fields(plain.cla, plain.ins, plain.p1, plain.p2, plain.data,
+                                    plain.ne, plain.extended)
+
+    def unwrap_apdu(self, resp: bytes, *, command: Pipelined | None = None) -> ResponseApdu:
+        """:meth:`unwrap` returning the plain response as a :class:`ResponseApdu`;
+        ``command``: the pipelined command it answers (:meth:`wrap_pipelined`)."""
+        if self.state is not HostState.OPEN or self._sm is None:
+            raise Scp03StateError(f"secure channel is not open (state {self.state.value})")
+        if len(resp) < 2:
+            raise self._fail(Scp03ProtocolError(f"response APDU of {len(resp)} bytes has no status word"))
+        try:
+            data, sw = self._sm.unwrap_parts(bytes(resp[:-2]), (resp[-2] << 8) | resp[-1],
+                                             command=None if command is None else command.state)
+        except Scp03Error as e:
+            raise self._fail(e) from e
+        return ResponseApdu(data, sw)
+
+    def wrap_pipelined(self, plain: CommandApdu) -> Pipelined:
+        """:meth:`wrap_apdu`, keeping what the answer's R-MAC and R-ENC depend on (this
+        command's C-MAC, the chaining value, and the encryption counter), so that several
+        commands can be wrapped and sent before their answers come: each answer is then
+        unwrapped with ``unwrap_apdu(resp, command=that)``, in any order. Amendment D
+        chains the C-MACs only, so the wrapped commands are the ones sent one at a time."""
+        wrapped = self.wrap_apdu(plain)
+        assert self._sm is not None
+        return Pipelined(wrapped, (self._sm.chaining_value, self._sm.counter))
+
+    def unwrap(self, resp: bytes) -> bytes:
+        """Verify and decipher one response; return plain ``data || SW``. A bad R-MAC closes
+        the channel."""
+        return self.unwrap_apdu(resp).to_bytes()
+
+    def close(self) -> None:
+        self.state = HostState.CLOSED
+        self._sm = None
+
+
+class HostChannel(SecureHost):
     """Off-card side of SCP03. Typical use::
 
         host = HostChannel(keys, 0x33, host_challenge=os.urandom(8))
@@ -410,17 +493,8 @@ class HostChannel:
         return len(self.host_challenge)
 
     @property
-    def mac_chaining_value(self) -> bytes:
-        return self._sm.chaining_value if self._sm else b"\x00" * 16
-
-    @property
-    def encryption_counter(self) -> int:
-        return self._sm.counter if self._sm else 0
-
-    def _fail(self, err: Scp03Error) -> Scp03Error:
-        self.state = HostState.CLOSED
-        self._sm = None
-        return err
+    def key_dek(self) -> bytes:
+        return self.static_keys.dek
 
     def _answer_to(self, outstanding: HostState, command: str, resp: bytes) -> ResponseApdu:
         """The card's 9000 answer to the ``command`` sent in state ``outstanding``; any
@@ -493,59 +567,6 @@ class HostChannel:
     def open_with(self, ea_response: bytes) -> None:  # pragma: no cover - alias
         self.on_external_authenticate_response(ea_response)
 
-    def wrap(self, apdu: bytes) -> bytes:
-        """Secure one plain command APDU for the card."""
-        if self.state is not HostState.OPEN or self._sm is None:
-            raise Scp03StateError(f"secure channel is not open (state {self.state.value})")
-        return self.wrap_apdu(CommandApdu.parse(apdu))
-
-    def wrap_apdu(self, plain: CommandApdu) -> bytes:
-        """:meth:`wrap` for a command already held as a :class:`CommandApdu` (no encoding
-        and parsing of the plain command in between)."""
-        if self.state is not HostState.OPEN or self._sm is None:
-            raise Scp03StateError(f"secure channel is not open (state {self.state.value})")
-        if has_secure_messaging(plain.cla):
-            raise Scp03Error(f"plain command CLA {plain.cla:02X} already indicates secure messaging")
-        if channel_of(plain.cla) != self.channel:
-            raise Scp03Error(
-                f"command on logical channel {channel_of(plain.cla)}, session on {self.channel}")
-        return self._sm.wrap_fields(plain.cla, plain.ins, plain.p1, plain.p2, plain.data,
-                                    plain.ne, plain.extended)
-
-    def unwrap_apdu(self, resp: bytes, *, command: Pipelined | None = None) -> ResponseApdu:
-        """:meth:`unwrap` returning the plain response as a :class:`ResponseApdu`;
-        ``command``: the pipelined command it answers (:meth:`wrap_pipelined`)."""
-        if self.state is not HostState.OPEN or self._sm is None:
-            raise Scp03StateError(f"secure channel is not open (state {self.state.value})")
-        if len(resp) < 2:
-            raise self._fail(Scp03ProtocolError(f"response APDU of {len(resp)} bytes has no status word"))
-        try:
-            data, sw = self._sm.unwrap_parts(bytes(resp[:-2]), (resp[-2] << 8) | resp[-1],
-                                             command=None if command is None else command.state)
-        except Scp03Error as e:
-            raise self._fail(e) from e
-        return ResponseApdu(data, sw)
-
-    def wrap_pipelined(self, plain: CommandApdu) -> Pipelined:
-        """:meth:`wrap_apdu`, keeping what the answer's R-MAC and R-ENC depend on (this
-        command's C-MAC, the chaining value, and the encryption counter), so that several
-        commands can be wrapped and sent before their answers come: each answer is then
-        unwrapped with ``unwrap_apdu(resp, command=that)``, in any order. Amendment D
-        chains the C-MACs only, so the wrapped commands are the ones sent one at a time."""
-        wrapped = self.wrap_apdu(plain)
-        assert self._sm is not None
-        return Pipelined(wrapped, (self._sm.chaining_value, self._sm.counter))
-
-    def unwrap(self, resp: bytes) -> bytes:
-        """Verify and decipher one response; return plain ``data || SW``. A bad R-MAC closes
-        the channel."""
-        return self.unwrap_apdu(resp).to_bytes()
-
-    def close(self) -> None:
-        self.state = HostState.CLOSED
-        self._sm = None
-
-
 class CardState(Enum):
     IDLE = "idle"
     INITIALIZED = "initialized"
@@ -564,11 +585,16 @@ class CardKeyset:
 class CardChannel:
     """Security domain side of SCP03 for one session.
 
+    SCP03 authenticates both sides (:attr:`oce_authenticated`).
+
     The caller (the SE runtime) has already chosen the keyset for INITIALIZE UPDATE's P1
     and the sequence counter value this session uses; it persists the counter and counts
     failed authentications. ``card_challenge`` is required for a random challenge
     (``i`` without 10) and otherwise overrides the pseudo-random one (test vectors only).
     """
+
+    #: the host proved it holds the keyset (its cryptogram verified)
+    oce_authenticated = True
 
     def __init__(self, keyset: CardKeyset, *, i: int, key_diversification_data: bytes,
                  sd_aid: bytes, sequence_counter: int, card_challenge: bytes | None = None) -> None:
@@ -603,6 +629,11 @@ class CardChannel:
     @property
     def encryption_counter(self) -> int:
         return self._sm.counter if self._sm else 0
+
+    @property
+    def key_dek(self) -> bytes:
+        """The key that deciphers PUT KEY's key components in this session: the keyset's K-DEK."""
+        return self.keyset.keys.dek
 
     def close(self) -> None:
         self.state = CardState.CLOSED

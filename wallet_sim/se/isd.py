@@ -8,16 +8,27 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from protocols.gp.apdu import CommandApdu, ResponseApdu, has_secure_messaging, response
+from protocols.gp.codes import INS_INTERNAL_AUTHENTICATE
 from protocols.gp.errors import (
     GpError,
     KeyError_,
     Scp03Error,
     Scp03ProtocolError,
+    Scp11ProtocolError,
 )
 from protocols.gp.keys import KeyInfo, key_information_template, parse_put_key_data
 from protocols.gp.resources import encode_resources
 from protocols.gp.scp03 import SEQUENCE_COUNTER_MAX, CardChannel, CardKeyset, StaticKeys
+from protocols.gp.scp11 import (
+    SCP11B_KID,
+    TAG_CERTIFICATE_STORE,
+    Scp11bCard,
+    parse_certificate_store_query,
+)
 from protocols.gp.tlv import Tlv, encode, parse_all
 from wallet_sim.se.constants import (
     APP_INSTALLED,
@@ -25,6 +36,7 @@ from wallet_sim.se.constants import (
     CARD_LOCKED,
     CARD_SECURED,
     ELF_LOADED,
+    FACTORY_KVN,
     INS_DELETE,
     INS_EXTERNAL_AUTHENTICATE,
     INS_GET_DATA,
@@ -38,6 +50,7 @@ from wallet_sim.se.constants import (
     ISD_PRIVILEGES,
     LOCKED_BIT,
     SCP03_I,
+    SCP11B_UNAUTHENTICATED,
     SECURITY_FLOORS,
     SW_AUTH_METHOD_BLOCKED,
     SW_CONDITIONS_NOT_SATISFIED,
@@ -83,6 +96,8 @@ def process(se: SecureElement, ch: Channel, cmd: CommandApdu) -> bytes:
     """One command to the ISD selected on ``ch``."""
     if cmd.ins == INS_INITIALIZE_UPDATE and cmd.cla & 0x80:
         return _initialize_update(se, ch, cmd)
+    if cmd.ins == INS_INTERNAL_AUTHENTICATE and cmd.cla & 0x80 and not has_secure_messaging(cmd.cla):
+        return _internal_authenticate(se, ch, cmd)
     if cmd.ins == INS_EXTERNAL_AUTHENTICATE and cmd.cla & 0x80:
         return _external_authenticate(se, ch, cmd)
     sess = ch.session
@@ -95,6 +110,11 @@ def process(se: SecureElement, ch: Channel, cmd: CommandApdu) -> bytes:
         except Scp03Error:
             _end_session(ch)  # tampered MAC / padding: the session is gone
             return response(SW_SECURITY_NOT_SATISFIED)
+        if not sess.oce_authenticated and FACTORY_KVN not in se.state["keysets"] \
+                and plain.ins not in SCP11B_UNAUTHENTICATED:
+            # SCP11b authenticated the card, not the host: once the published factory keys
+            # are gone, nobody unauthenticated changes the card (specs/secure-element.md)
+            return sess.wrap_response(b"", SW_SECURITY_NOT_SATISFIED)
         data, sw = _command(se, ch, plain, sess.security_level)
         return sess.wrap_response(data, sw)
     if has_secure_messaging(cmd.cla):
@@ -136,6 +156,43 @@ def _initialize_update(se: SecureElement, ch: Channel, cmd: CommandApdu) -> byte
     st["sequence_counter"] += 1  # consumed by every card challenge handed out
     ch.session = card
     return out
+
+
+def _internal_authenticate(se: SecureElement, ch: Channel, cmd: CommandApdu) -> bytes:
+    """SCP11b (Amendment F 7.6): key agreement with the SE's certified key; P1 = KVN (00:
+    the one there is), P2 = KID 13."""
+    _end_session(ch)
+    key = se.state.get("scp11")
+    if key is None or cmd.p1 not in (0, key["kvn"]) or cmd.p2 != SCP11B_KID:
+        return response(SW_REFERENCED_DATA_NOT_FOUND)
+    pkcs8 = key["sk"]
+
+    def exchange(peer: ec.EllipticCurvePublicKey) -> bytes:  # ECDH with SK.SD.ECKA, in here
+        sk = serialization.load_der_private_key(pkcs8, None)
+        assert isinstance(sk, ec.EllipticCurvePrivateKey)
+        return sk.exchange(ec.ECDH(), peer)
+
+    card = Scp11bCard(key["kvn"], SCP11B_KID, exchange)
+    try:
+        out = card.internal_authenticate(cmd)
+    except Scp11ProtocolError as e:
+        return response(e.sw or SW_WRONG_DATA)
+    except GpError:
+        return response(SW_WRONG_DATA)
+    ch.session = card
+    return out
+
+
+def _certificate_store(se: SecureElement, cmd: CommandApdu) -> tuple[bytes, int]:
+    """GET DATA BF21 with ``A6 { 83 KID KVN }``: the key's certificates, DER, leaf last."""
+    try:
+        kid, kvn = parse_certificate_store_query(cmd.data)
+    except GpError:
+        return b"", SW_WRONG_DATA
+    key = se.state.get("scp11")
+    if key is None or kid != SCP11B_KID or kvn != key["kvn"]:
+        return b"", SW_REFERENCED_DATA_NOT_FOUND
+    return b"".join(key["certs"]), SW_OK
 
 
 def _external_authenticate(se: SecureElement, ch: Channel, cmd: CommandApdu) -> bytes:
@@ -192,6 +249,8 @@ def _get_data(se: SecureElement, ch: Channel, cmd: CommandApdu) -> tuple[bytes, 
         return encode(0xC1, st["sequence_counter"].to_bytes(3, "big")), SW_OK
     if tag == 0xFF21:
         return extended_card_resources(se), SW_OK
+    if tag == TAG_CERTIFICATE_STORE:
+        return _certificate_store(se, cmd)
     return b"", SW_REFERENCED_DATA_NOT_FOUND
 
 
@@ -350,7 +409,7 @@ def _put_key(se: SecureElement, ch: Channel, cmd: CommandApdu) -> tuple[bytes, i
     if cmd.p2 & 0x7F != 0x01:
         return b"", SW_INCORRECT_P1P2
     try:
-        pk = parse_put_key_data(cmd.data, ch.session.keyset.keys.dek)
+        pk = parse_put_key_data(cmd.data, ch.session.key_dek)
         if len(pk.keys) != 3:
             raise KeyError_("a keyset is ENC, MAC and DEK")
         new = StaticKeys(*pk.keys)

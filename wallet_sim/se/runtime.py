@@ -17,6 +17,7 @@ from pathlib import Path
 from protocols.gp.apdu import CommandApdu, ResponseApdu, channel_of, has_secure_messaging, response
 from protocols.gp.errors import ApduError
 from protocols.gp.scp03 import CardChannel
+from protocols.gp.scp11 import Scp11bCard
 from wallet_sim.se import isd
 from wallet_sim.se.applet import Applet, CommandContext
 from wallet_sim.se.constants import (
@@ -58,7 +59,7 @@ class Channel:
 
     number: int
     selected: bytes | None = ISD_AID
-    session: CardChannel | None = None
+    session: CardChannel | Scp11bCard | None = None
     perso_target: bytes | None = None
     extra: dict = field(default_factory=dict)
 
@@ -356,6 +357,7 @@ class SecureElement:
                              "failed_authentications": st["failed_authentications"].get(kvn, 0)}
                             for kvn, ks in sorted(st["keysets"].items())],
                 "sequence_counter": f"{st['sequence_counter']:06X}",
+                "scp11_keys": _scp11_keys(st),
             }],
             "applets": apps,
             "memory": {"nvm_capacity": self.nvm_capacity, "nvm_used": len(self._saved_bytes),
@@ -363,3 +365,17 @@ class SecureElement:
         }
 
 
+def _scp11_keys(st: dict) -> list[dict]:
+    """The SCP11b key's reference and its maker's certificate (public facts only)."""
+    import hashlib
+
+    from cryptography import x509
+
+    key = st.get("scp11")
+    if key is None:
+        return []
+    leaf = x509.load_der_x509_certificate(key["certs"][-1])
+    return [{"kid": "13", "kvn": f"{key['kvn']:02X}", "scp": "11b", "curve": "P-256",
+             "certificate": {"subject": leaf.subject.rfc4514_string(), "issuer": leaf.issuer.rfc4514_string(),
+                             "not_after": leaf.not_valid_after_utc.isoformat(),
+                             "sha256": hashlib.sha256(key["certs"][-1]).hexdigest()}}]

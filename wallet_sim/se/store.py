@@ -24,6 +24,8 @@ import weakref
 from pathlib import Path
 
 import cbor2
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from protocols.cbor import array_head, map_head
 from wallet_sim.se.constants import (
@@ -32,9 +34,11 @@ from wallet_sim.se.constants import (
     FACTORY_KEY,
     FACTORY_KVN,
     ISD_AID,
+    SCP11B_KVN,
     SD_PERSONALIZED,
 )
 from wallet_sim.se.errors import SeStateError
+from wallet_sim.se.maker import SeMaker
 
 STATE_VERSION = 1
 SE_FILE = "se.cbor"
@@ -87,11 +91,13 @@ NVM_MIN, NVM_MAX = 2048, 64 << 20
 
 
 def factory_state(*, max_failed_authentications: int = DEFAULT_MAX_FAILED_AUTHENTICATIONS,
-                  sequence_counter: int = 0, nvm_capacity: int = DEFAULT_NVM) -> dict:
-    """The image of an SE fresh from the factory: ISD with the factory keyset only, and
-    ``nvm_capacity`` bytes of NVM for its image."""
+                  sequence_counter: int = 0, nvm_capacity: int = DEFAULT_NVM,
+                  maker: SeMaker | None = None) -> dict:
+    """The image of an SE fresh from the factory: ISD with the factory keyset, and
+    ``nvm_capacity`` bytes of NVM for its image. With a ``maker``, also the SCP11b key pair
+    the SE makes at manufacture and the maker's certificate for it."""
     cplc = new_cplc()
-    return {
+    state = {
         "nvm_capacity": nvm_capacity,
         "version": STATE_VERSION,
         "cplc": cplc,
@@ -105,6 +111,13 @@ def factory_state(*, max_failed_authentications: int = DEFAULT_MAX_FAILED_AUTHEN
         "max_failed_authentications": max_failed_authentications,
         "applications": [],
     }
+    if maker is not None:
+        sk = ec.generate_private_key(ec.SECP256R1())  # made in the SE; only its public key leaves
+        cert = maker.certify(sk.public_key(), state["kdd"], bytes.fromhex(decode_cplc(cplc)["ic_serial_number"]))
+        state["scp11"] = {"kvn": SCP11B_KVN, "sk": sk.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+            "certs": [cert]}
+    return state
 
 
 _SCALARS = frozenset((int, bytes, str, type(None)))
