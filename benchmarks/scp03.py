@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"  SL 33 host by yubikit (Yubico), same card side: {peer:>10,.0f}/s; ours {ours_33:,.0f}/s "
               f"= {ours_33 / peer:.2f}x yubikit's rate")
+    _scp11_rows()
     if not args.no_session:  # issue 3 asks for both in one run: the full session's figures
         from benchmarks import tsm
 
@@ -122,6 +123,58 @@ def main(argv: list[str] | None = None) -> int:
         tsm.main([] if args.session_runs is None else
                  ["--runs", str(args.session_runs), "--ota-runs", str(args.session_runs)])
     return 0
+
+
+def _scp11_rows() -> None:
+    """SCP11b handshakes per second (INTERNAL AUTHENTICATE both sides, receipt checked),
+    next to the crypto they must do, and yubikit's SCP11b host against the same card side."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
+
+    from protocols.gp.scp11 import Scp11bCard, Scp11bHost
+
+    sd = ec.generate_private_key(ec.SECP256R1())
+    pk = sd.public_key()
+
+    def ours() -> None:
+        card = Scp11bCard(0x01, 0x13, lambda peer: sd.exchange(ec.ECDH(), peer))
+        host = Scp11bHost(pk, 0x01)
+        host.on_internal_authenticate_response(card.internal_authenticate(CommandApdu.parse(host.internal_authenticate())))
+
+    peer_key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    mac_key, msg = os.urandom(16), os.urandom(150)
+
+    def floor() -> None:  # what both sides must compute: 2 ephemeral keys, 4 ECDH, 2 KDF, 2 CMAC
+        for _ in range(2):
+            e = ec.generate_private_key(ec.SECP256R1())
+            z = e.exchange(ec.ECDH(), peer_key) + e.exchange(ec.ECDH(), peer_key)
+            X963KDF(hashes.SHA256(), 80, b"\x3c\x88\x10").derive(z)
+            c = CMAC(algorithms.AES(mac_key))
+            c.update(msg)
+            c.finalize()
+
+    rate, floor_rate = _rate(ours, 0.6), _rate(floor, 0.6)
+    print(f"  SCP11b handshake (P-256, both sides in one process): {rate:>8,.0f}/s; its crypto floor "
+          f"{floor_rate:,.0f}/s = {floor_rate / rate:.2f}x")
+    try:
+        from yubikit.core.smartcard.scp import KeyRef, Scp11KeyParams, ScpState
+    except ImportError:
+        print("  yubikit's SCP11b host: not installed (pip install --no-deps yubikey-manager==5.5.1)")
+        return
+    params = Scp11KeyParams(KeyRef(0x13, 0x01), pk)
+
+    def theirs() -> None:
+        card = Scp11bCard(0x01, 0x13, lambda peer: sd.exchange(ec.ECDH(), peer))
+
+        def send(cla: int, ins: int, p1: int, p2: int, data: bytes) -> bytes:
+            return card.internal_authenticate(CommandApdu(cla, ins, p1, p2, data, 256))[:-2]
+
+        ScpState.scp11_init(send, params)
+
+    peer_rate = _rate(theirs, 0.6)
+    print(f"  SCP11b host by yubikit (Yubico), same card side: {peer_rate:>8,.0f}/s; ours {rate:,.0f}/s "
+          f"= {rate / peer_rate:.2f}x yubikit's rate")
 
 
 def _yubikit_rate(apdu: bytes, body: bytes) -> float | None:

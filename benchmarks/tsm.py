@@ -36,6 +36,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -47,6 +48,7 @@ from mcred.db import make_engine, migrate
 from tsm.db import JobRow
 from tsm.jobs import Tsm
 from tsm.keys import InMemoryMasterKey
+from wallet_sim.se.maker import root_path
 
 SESSION_STEPS = ["open-session", "rotate-keys", "survey", "install-jpki", "install-mdoc",
                  "generate-sign-key", "generate-auth-key", "generate-device-keys"]
@@ -236,7 +238,7 @@ def _time(fn, n: int) -> float:
     return (time.perf_counter() - t0) / n
 
 
-def _crypto_floor(alg: str, t: Traffic, runs: int, *, scale: int = 1) -> float:
+def _crypto_floor(alg: str, t: Traffic, runs: int, *, scale: int = 1, scp11: bool = False) -> float:
     """Seconds of cryptography one session must do, given the commands it sent:
 
     - two JPKI key generations with their proofs of possession (a signature over
@@ -248,7 +250,10 @@ def _crypto_floor(alg: str, t: Traffic, runs: int, *, scale: int = 1) -> float:
     - per wrapped command at SL 33: C-MAC and R-MAC computed by one side and checked by
       the other (4 CMACs); the C-DEC ICV on both sides, plus CBC both ways when the command
       has data; the R-ENC ICV and CBC both ways when the answer has data;
-    - PUT KEY: three key blocks enciphered and deciphered, six check values.
+    - PUT KEY: three key blocks enciphered and deciphered, six check values;
+    - ``scp11``: a first contact under SCP11b instead of SCP03 on the factory keys: the SE
+      certificate's signature checked, two ephemeral P-256 keys, four ECDH, two X9.63 KDF
+      and the receipt's CMAC on both sides (and no SCP03 handshake on keyset 30).
 
     CMAC and CBC are timed on 80-byte inputs (a typical wrapped command), an ICV or a KCV
     as one ECB block. ``scale`` divides the repetitions: a sample taken between two sessions
@@ -290,11 +295,35 @@ def _crypto_floor(alg: str, t: Traffic, runs: int, *, scale: int = 1) -> float:
     n = max(1, 2000 // scale)
     t_cmac, t_cbc, t_ecb = _time(cmac, n), _time(cbc, n), _time(ecb, n)
     handshake = (12 + 2) * t_cmac
-    diversify = 3 * t_cmac * max(0, t.handshakes - 1)
+    diversify = 3 * t_cmac * max(0, t.handshakes - (0 if scp11 else 1))
     per_command = t.wrapped * (4 * t_cmac + 2 * t_ecb) + t.command_data * 2 * t_cbc \
         + t.response_data * (2 * t_ecb + 2 * t_cbc)
     put_key = 6 * t_cbc + 6 * t_ecb
-    return t_jpki2 + t_dev + t.handshakes * handshake + diversify + per_command + put_key
+    first_contact = _scp11_floor(max(1, 50 // scale)) if scp11 else 0.0
+    return t_jpki2 + t_dev + t.handshakes * handshake + diversify + per_command + put_key + first_contact
+
+
+def _scp11_floor(n: int) -> float:
+    """Seconds of the crypto an SCP11b first contact adds (see :func:`_crypto_floor`)."""
+    from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
+
+    ca = ec.generate_private_key(ec.SECP256R1())
+    msg = os.urandom(400)
+    sig = ca.sign(msg, ec.ECDSA(hashes.SHA256()))
+    peer = ec.generate_private_key(ec.SECP256R1()).public_key()
+    key = os.urandom(16)
+
+    def once() -> None:
+        ca.public_key().verify(sig, msg, ec.ECDSA(hashes.SHA256()))
+        for _ in range(2):
+            e = ec.generate_private_key(ec.SECP256R1())
+            z = e.exchange(ec.ECDH(), peer) + e.exchange(ec.ECDH(), peer)
+            X963KDF(hashes.SHA256(), 80, b"\x3c\x88\x10").derive(z)
+            c = CMAC(algorithms.AES(key))
+            c.update(msg[:150])
+            c.finalize()
+
+    return _time(once, n)
 
 
 def _parts(tsm: Tsm, home: Path, alg: str, runs: int) -> None:
@@ -368,11 +397,19 @@ def main(argv: list[str] | None = None) -> int:
         engine = make_engine(f"sqlite:///{home / 'bench.sqlite3'}")
         migrate(engine)
         tsm = Tsm(engine, InMemoryMasterKey(os.urandom(16)))
+        wallet_sim.create_phone(home)  # the home's SE maker, for the SCP11b row
+        authenticated = Tsm(engine, tsm.master, se_roots=x509.load_pem_x509_certificates(
+            root_path(home).read_bytes()))
         print("TSM full session (Tsm.run): open SL33, rotate keys, install JPKI + mdoc, generate keys")
         print(f"{'keys':10} {'sessions/s':>11} {'ms/session':>11} {'in SE ms':>9} {'APDUs':>6} "
               f"{'crypto ms':>10} {'ratio':>6}")
         # RSA key generation is heavy-tailed (a random prime search): more sessions for a steady median
-        for alg, runs in (("p384", args.runs or 30), ("rsa2048", args.runs or 20)):
+        # "p384 11b": the first contact under SCP11b (the SE's certificate, specs/tsm.md
+        # "First contact"), as mcred meets a factory-fresh SE; the others under SCP03 on the
+        # published factory keys, as issue 3 times it
+        for alg, runs, scp11 in (("p384", args.runs or 30, False), ("p384", args.runs or 30, True),
+                                 ("rsa2048", args.runs or 20, False)):
+            tsm = authenticated if scp11 else Tsm(engine, authenticated.master)
             _session(tsm, home, alg)  # warm up
             times, in_se, floors, traffic = [], [], [], Traffic()
             for _ in range(runs):
@@ -382,10 +419,11 @@ def main(argv: list[str] | None = None) -> int:
                 # a floor sample after each session, so that a change of load on a shared
                 # machine moves both alike (measured once after all sessions, the floor
                 # moved 1.4-2.2 ms between runs and the ratio with it)
-                floors.append(_crypto_floor(alg, traffic, 1, scale=10))
+                floors.append(_crypto_floor(alg, traffic, 1, scale=10, scp11=scp11))
             t = statistics.median(times)
             floor = statistics.median(floors)
-            print(f"{alg:10} {1 / t:11.1f} {t * 1000:11.2f} {statistics.median(in_se) * 1000:9.2f} "
+            label = f"{alg} 11b" if scp11 else alg
+            print(f"{label:10} {1 / t:11.1f} {t * 1000:11.2f} {statistics.median(in_se) * 1000:9.2f} "
                   f"{traffic.total:6d} {floor * 1000:10.2f} {t / floor:6.2f}x")
         if args.parts:
             _parts(tsm, home, "p384", args.runs or 100)

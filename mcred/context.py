@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from cryptography import x509
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -35,6 +36,20 @@ def master_key_store() -> str:
 
 class ConfigError(ValueError):
     """A setting in the environment that cannot work, named with what it must be."""
+
+
+FIRST_CONTACTS = ("scp11b", "factory-keys")
+
+
+def first_contact() -> str:
+    """``$MCRED_TSM_FIRST_CONTACT``: how the TSM meets a factory-fresh SE, ``scp11b``
+    (default: the SE proves itself with its maker's certificate, and the factory keys are
+    replaced under SCP11b's session keys) or ``factory-keys`` (the published GP test keys,
+    for an SE without SCP11; specs/tsm.md "First contact")."""
+    kind = os.environ.get("MCRED_TSM_FIRST_CONTACT", "scp11b")
+    if kind not in FIRST_CONTACTS:
+        raise ConfigError(f"MCRED_TSM_FIRST_CONTACT={kind[:40]!r}: use scp11b or factory-keys")
+    return kind
 
 
 def public_url() -> str:
@@ -99,6 +114,32 @@ class Context:
         if kind != "file":
             raise KeyStoreError(f"MCRED_KEYSTORE={kind!r}: use file or pkcs11")
         return FileKeyStore(self.home / "keys")
+
+    @property
+    def se_roots(self) -> tuple[x509.Certificate, ...] | None:
+        """The SE makers the TSM trusts at first contact (``Tsm(se_roots=...)``): this
+        installation's own maker (``<home>/se-maker/root.pem``, made with its first phone)
+        and the PEM files named in ``$MCRED_SE_MAKER_ROOTS`` (separated by ``os.pathsep``);
+        None under ``MCRED_TSM_FIRST_CONTACT=factory-keys``. Read at each call: the
+        installation's first phone makes its maker."""
+        if first_contact() == "factory-keys":
+            return None
+        from wallet_sim.se.maker import root_path
+
+        paths = [root_path(self.home)] if root_path(self.home).is_file() else []
+        for name in filter(None, os.environ.get("MCRED_SE_MAKER_ROOTS", "").split(os.pathsep)):
+            p = Path(name)
+            if not p.is_file():
+                raise ConfigError(f"MCRED_SE_MAKER_ROOTS: {name[:200]!r} is not a file (give PEM certificates "
+                                  f"of SE makers, separated by {os.pathsep!r})")
+            paths.append(p)
+        roots: list[x509.Certificate] = []
+        for p in paths:
+            try:
+                roots.extend(x509.load_pem_x509_certificates(p.read_bytes()))
+            except ValueError as exc:
+                raise ConfigError(f"SE maker roots {str(p)[:200]!r}: not PEM certificates ({exc})") from None
+        return tuple(roots)
 
     @cached_property
     def master_key(self) -> MasterKey:

@@ -22,6 +22,7 @@ from mcred.handover_actions import HandoverActions, change_basic_four
 from mcred.provision import provision, refresh_mdocs
 from mcred.timestamps import wait_clear_of_stamp
 from protocols.cardsub import parse_holder
+from tsm.jobs import Tsm
 
 Say = Callable[[str], None]
 SHOP = "https://shop.example"
@@ -64,8 +65,11 @@ def run_demo(ctx: Context, say: Say, *, key_type: str = "p384") -> dict:
                    f"last word {agent.notifications[-1]!r}")
         phones.append(pid)
         results.append(r)
+        first = Tsm(ctx.engine, ctx.master_key).job(r.job_id).results.get("open-session", {})
+        met = ("the SE proved itself with its maker's certificate (SCP11b) and its factory keys were replaced "
+               "under SCP11b's session keys, then an SCP03 session" if first.get("scp") == "11b" else "SCP03 session")
         say(f"1.{i} Provisioned phone {pid} for {person['family_name']} {person['given_name']}: "
-            f"SCP03 session, keys generated in the SE, signing + user-auth certificates "
+            f"{met}, keys generated in the SE, signing + user-auth certificates "
             f"({key_type}) and one mdoc written{how} ({time.perf_counter() - t0:.2f} s).")
 
     for i, r in enumerate(results, 1):

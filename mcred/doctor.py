@@ -312,6 +312,28 @@ def _secure_elements(ctx) -> Finding:  # noqa: ANN001
     return Finding("TSM secure elements", not suspect, detail, enables, fix)
 
 
+def _first_contact(ctx) -> Finding:  # noqa: ANN001
+    """How the TSM meets a factory-fresh SE, and which SE makers it trusts."""
+    from mcred.context import ConfigError, first_contact
+
+    enables = "an authenticated first contact: a factory-fresh SE proves itself (SCP11b) before its keys are set"
+    try:
+        kind = first_contact()
+        roots = ctx.se_roots
+    except ConfigError as exc:
+        return Finding("TSM first contact", False, str(exc), enables, "fix the setting (specs/tsm.md, First contact)")
+    if roots is None:
+        return Finding("TSM first contact", True, f"{kind}: the published GP test keys, authenticating nobody",
+                       enables, "unset MCRED_TSM_FIRST_CONTACT where the SEs offer SCP11b")
+    names = [r.subject.rfc4514_string() for r in roots]
+    if not names:
+        return Finding("TSM first contact", True, "SCP11b, no SE maker trusted yet (the first `mcred phone new` "
+                       "makes this installation's)", enables,
+                       "MCRED_SE_MAKER_ROOTS for phones made elsewhere (their `mcred phone maker-root`)")
+    return Finding("TSM first contact", True, f"SCP11b, trusting {len(names)} SE maker(s): " + "; ".join(names[:3]),
+                   enables)
+
+
 def _tsa(ctx) -> Finding:  # noqa: ANN001
     """The installation's time-stamping authority, from the registry only (nothing made
     here): its current unit, whether that unit names the CRL relying parties check, how
@@ -358,7 +380,7 @@ _OWN = 5
 def diagnose(ctx) -> list[Finding]:  # noqa: ANN001
     """Every finding, the installation's own first."""
     return [_database(ctx), _public_url(), _keystore(ctx), _master_key(ctx), _reader_session_key(ctx),
-            _secure_elements(ctx), _tsa(ctx), _postgres(), _pcsc(), _nfc(), _ble(), _pdf(), _xml(), _hsm(), _scan(),
+            _secure_elements(ctx), _first_contact(ctx), _tsa(ctx), _postgres(), _pcsc(), _nfc(), _ble(), _pdf(), _xml(), _hsm(), _scan(),
             *(_node_peer(*peer) for peer in NODE_PEERS), _yubikit(), _openssl(), _tshark()]
 
 

@@ -19,6 +19,7 @@ from test_provision_e2e import HOLDER, jpki_details
 
 import wallet_sim
 from benchmarks.scratch import free_port
+from wallet_sim.se.maker import root_path
 
 pytest.importorskip("smartcard", reason="pyscard (pip install 'mcred[nfc]'; needs libpcsclite-dev and swig) "
                     "is not installed")
@@ -40,7 +41,7 @@ def test_a_card_in_a_pcsc_reader_is_provisioned_over_the_air(pcscd, tmp_path):  
         holder = tmp_path / "holder.json"
         holder.write_text(json.dumps(dict(HOLDER, pin="1234", password="ABC123"), ensure_ascii=False),
                           encoding="utf-8")
-        env = dict(os.environ, MCRED_HOME=str(operator))
+        env = dict(os.environ, MCRED_HOME=str(operator), MCRED_SE_MAKER_ROOTS=str(root_path(phone_home)))
         env.pop("MCRED_DATABASE_URL", None)
         tsm = subprocess.Popen([sys.executable, "-m", "mcred", "provision", "--phone", pid, "--holder", str(holder),
                                 "--key-type", "p384", "--mdoc-batch", "1", "--over-the-air",

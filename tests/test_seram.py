@@ -53,8 +53,9 @@ from protocols.gp.seram import (
     Stopped,
     Transmit,
 )
-from tsm.errors import TransportError
+from tsm.errors import SeAuthenticityError, TransportError
 from tsm.seram import SeramHub, SeramLinkError
+from wallet_sim.se.maker import root_path
 from wallet_sim.seram_agent import LocalAgentError, run_local_agent, secure_element_of
 
 SE = SecureElementRef("eSE", "89001012012341234012345678901224", "SAM")
@@ -297,11 +298,14 @@ def ctx(home, monkeypatch):
 
 
 @pytest.fixture
-def phone(tmp_path):
-    """A phone in a data directory of its own: not the operator's."""
+def phone(tmp_path, monkeypatch):
+    """A phone in a data directory of its own: not the operator's, whose TSM is told to trust
+    that directory's SE maker (as an operator is, for a maker of its own)."""
     phone_home = tmp_path / "phone-home"
     phone_home.mkdir()
-    return wallet_sim.create_phone(phone_home), phone_home
+    pid = wallet_sim.create_phone(phone_home)
+    monkeypatch.setenv("MCRED_SE_MAKER_ROOTS", str(root_path(phone_home)))
+    return pid, phone_home
 
 
 class PhoneThread(PhoneAgentThread):
@@ -356,6 +360,18 @@ def test_a_phone_in_another_data_directory_is_provisioned_over_the_air(ctx, phon
     assert agent.result.apdus == len(agent.sent) > 40
     assert agent.result.se.se_id.startswith("4D435345")  # the CPLC's "MC" "SE"
     _assert_provisioned(ctx, result, pid, phone_home)
+
+
+def test_a_phone_whose_maker_the_tsm_does_not_trust_is_sent_nothing(ctx, phone, monkeypatch):
+    pid, phone_home = phone
+    monkeypatch.delenv("MCRED_SE_MAKER_ROOTS")
+    before = wallet_sim.open_secure_element(pid, phone_home).path.read_bytes()
+    wallet_sim.create_phone(ctx.home)  # the operator's own maker is trusted, the phone's is not
+    with seram_endpoint(_free_listen()) as endpoint:
+        with pytest.raises(SeAuthenticityError, match="does not verify against the trusted SE maker roots"):
+            _provision_over_the_air(ctx, endpoint, pid, phone_home)
+    # the agent carried SELECT, GET DATA BF21, and was told why it stopped
+    assert wallet_sim.open_secure_element(pid, phone_home).path.read_bytes() == before
 
 
 def _failing_at(se, n: int, why: str):  # noqa: ANN001, ANN202
@@ -632,7 +648,7 @@ def test_the_issuer_service_provisions_over_the_air(home, phone, monkeypatch):
         assert r.status_code == 409 and "one process" in r.json()["detail"]
 
 
-def test_store_data_blocks_ride_one_order_and_a_block_the_se_refuses_tears_nothing(ctx, tmp_path):
+def test_store_data_blocks_ride_one_order_and_a_block_the_se_refuses_tears_nothing(ctx, tmp_path, monkeypatch):
     """Over the air a STORE DATA sequence is pipelined: its blocks go in one order (SCP03
     chains C-MACs only), so a provisioning takes well under one poll a command. When the SE
     runs out of memory at the mdoc's last block, the job stops on the 6A84, nothing is torn
@@ -645,6 +661,7 @@ def test_store_data_blocks_ride_one_order_and_a_block_the_se_refuses_tears_nothi
     phone_home.mkdir()
     (tmp_path / "face.jpg").write_bytes(b"\xff\xd8\xff" + os.urandom(12_000))
     pid = wallet_sim.create_phone(phone_home, nvm_bytes=20_000)
+    monkeypatch.setenv("MCRED_SE_MAKER_ROOTS", str(root_path(phone_home)))
     holder = parse_holder(dict(HOLDER, pin="1234", password="ABC123", portrait="face.jpg"), base=tmp_path)
     with seram_endpoint(_free_listen()) as endpoint:
         agent = PhoneThread(endpoint.url, pid, phone_home)

@@ -55,6 +55,12 @@ class SeIdentityError(TsmError):
     """The SE answered with key diversification data other than the one on record."""
 
 
+class SeAuthenticityError(TsmError):
+    """At first contact the SE did not prove it is a genuine SE of a trusted maker (SCP11b:
+    no certificate, one that does not chain to a trusted SE maker root, or a receipt that
+    does not verify): the TSM sent it nothing secret."""
+
+
 class SequenceCounterRegressionError(TsmError):
     """The SE's SCP03 sequence counter went backwards: a cloned or rolled-back SE."""
 

@@ -21,9 +21,10 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from cryptography import x509
 from sqlalchemy import Connection, Engine, bindparam, select, update
 from sqlalchemy.orm import Session
 
@@ -281,7 +282,12 @@ class Tsm:
                  actor: str = "tsm", security_level: int = DEFAULT_SECURITY_LEVEL,
                  lock_timeout_s: float = 30.0, lease_s: float = 120.0,
                  clock: Callable[[], float] = time.time,
-                 rng: Callable[[int], bytes] = os.urandom) -> None:
+                 rng: Callable[[int], bytes] = os.urandom,
+                 se_roots: Sequence[x509.Certificate] | None = None) -> None:
+        """``se_roots``: the SE makers trusted at first contact. Given (even empty), a
+        factory-fresh SE must prove itself with SCP11b and a certificate that chains to one
+        of them before it is sent anything secret; None meets it with the published factory
+        keys (specs/tsm.md, "First contact")."""
         self.engine = engine
         self.master = master
         self.issuer = issuer
@@ -291,6 +297,7 @@ class Tsm:
         self.lease_s = lease_s
         self.clock = clock
         self.rng = rng
+        self.se_roots = None if se_roots is None else tuple(se_roots)
 
     # --- jobs ------------------------------------------------------------------------------
 
@@ -441,7 +448,8 @@ class Tsm:
                 with transaction(self.engine) as conn:
                     with_lease(conn)
             link = SeLink(bind, se_id, transmit, self.master, audit, trace,
-                          self.security_level, self.rng, known=known)
+                          self.security_level, self.rng, known=known, se_roots=self.se_roots,
+                          clock=self.clock)
             # re-read under the lock (in the transaction that took a lease, or just above)
             started = under_lease[0]
             if started is None:  # done (or abandoned) meanwhile

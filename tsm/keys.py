@@ -37,6 +37,9 @@ from tsm.errors import MasterKeyError, SealError
 FACTORY_KVN = 0x30
 FACTORY_KEY = bytes.fromhex("404142434445464748494A4B4C4D4E4F")
 FACTORY_KEYS = StaticKeys(FACTORY_KEY, FACTORY_KEY, FACTORY_KEY)
+#: The SE's SCP11b key (KID 13, KVN 01), certified by its maker, that authenticates a
+#: factory-fresh SE at first contact when the TSM is given trusted SE maker roots
+SCP11B_KID, SCP11B_KVN = 0x13, 0x01
 #: The KVN of the diversified keyset the TSM rotates every SE to.
 DIVERSIFIED_KVN = 0x31
 

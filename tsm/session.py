@@ -11,14 +11,28 @@ command and answer is audited by header, length and status word only.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import hashlib
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+
 from protocols.gp.apdu import CommandApdu, ResponseApdu
 from protocols.gp.codes import INS_STORE_DATA, SW_NOT_ENOUGH_MEMORY, SW_REFERENCED_DATA_NOT_FOUND
-from protocols.gp.errors import GpError
-from protocols.gp.scp03 import HostChannel, InitializeUpdateResponse, StaticKeys
+from protocols.gp.errors import GpError, Scp11AuthenticationError
+from protocols.gp.scp03 import HostChannel, InitializeUpdateResponse, SecureHost, StaticKeys
+from protocols.gp.scp11 import (
+    TAG_CERTIFICATE_STORE,
+    Scp11bHost,
+    certificate_store_query,
+    parse_certificate_bundle,
+    verify_sd_certificate,
+)
 from tsm import records
 from tsm.audit import AuditLog
 from tsm.db import Bind, transaction
@@ -27,6 +41,7 @@ from tsm.errors import (
     KeysetRollbackError,
     LinkError,
     MasterKeyMismatchError,
+    SeAuthenticityError,
     SecureChannelError,
     SeIdentityError,
     SeMemoryError,
@@ -35,7 +50,7 @@ from tsm.errors import (
     TransportError,
 )
 from tsm.gp_commands import ISD_AID, select
-from tsm.keys import DIVERSIFIED_KVN, FACTORY_KEYS, FACTORY_KVN, MasterKey
+from tsm.keys import DIVERSIFIED_KVN, FACTORY_KEYS, FACTORY_KVN, SCP11B_KID, SCP11B_KVN, MasterKey
 from tsm.trace import Sink, trace_plain
 
 Transmit = Callable[[bytes], bytes]
@@ -67,6 +82,11 @@ class SeLink:
     #: the SE's diversified keyset, once this run derived it (rotate-keys derives it for
     #: PUT KEY, the session it reopens needs it again): same master, same KDD, same keys
     _keyset: tuple[bytes, StaticKeys] | None = field(default=None, repr=False)
+    #: the SE makers this TSM trusts: when given, a factory-fresh SE is met with SCP11b
+    #: (its certificate must chain to one of them) instead of the published factory keys
+    se_roots: tuple[x509.Certificate, ...] | None = None
+    #: the time the SE's certificate is checked at
+    clock: Callable[[], float] = field(default=time.time)
 
     def se_keys(self, kdd: bytes) -> StaticKeys:
         """``master.se_keys(kdd)``, derived once per run (an HSM master key derives each
@@ -154,12 +174,15 @@ class SeLink:
 
 
 class CardSession:
-    """An open SCP03 session: plain commands in, plain responses out."""
+    """An open secure channel (SCP03, or SCP11b at an authenticated first contact): plain
+    commands in, plain responses out."""
 
-    def __init__(self, link: SeLink, host: HostChannel, kvn: int, counter: int | None,
-                 kdd: bytes | None = None) -> None:
+    def __init__(self, link: SeLink, host: SecureHost, kvn: int, counter: int | None,
+                 kdd: bytes | None = None, *, scp: str = "03") -> None:
         self.link = link
         self.host = host
+        #: the secure channel protocol: "03", or "11b" at an authenticated first contact
+        self.scp = scp
         self.kvn = kvn
         self.counter = counter
         #: the SE's key diversification data, as it answered and as the record has it
@@ -314,6 +337,10 @@ def open_session(link: SeLink, *, with_step: bool = False) -> CardSession:
         raise CardStatusError(f"SE {link.se_id}: SELECT of the ISD refused", r.sw)
     if link.next_kvn is not None:
         candidates, link.next_kvn = [link.next_kvn], None
+    elif rec.kvn == FACTORY_KVN and link.se_roots is not None:
+        # SCP11b does not tell whether keyset 30 is still there: a PUT KEY whose answer was
+        # lost may have replaced it, so the diversified keyset is tried first
+        candidates = ([DIVERSIFIED_KVN] if rec.kdd else []) + [FACTORY_KVN]
     elif rec.kvn == FACTORY_KVN:
         candidates = [FACTORY_KVN] + ([DIVERSIFIED_KVN] if rec.kdd else [])
     else:
@@ -327,6 +354,8 @@ def open_session(link: SeLink, *, with_step: bool = False) -> CardSession:
                 f"SE {link.se_id}: keyset {kvn:02X} was diversified from master key {rec.master_key_id}, "
                 f"this TSM holds {link.master.key_id} (MCRED_TSM_MASTER_KEY and its store must be the "
                 "installation's own; specs/tsm.md)")
+        if kvn == FACTORY_KVN and link.se_roots is not None:
+            return _open_scp11b(link, rec, counters, with_step=with_step)
         host = HostChannel(_keys_for(link, rec, kvn), link.security_level, link.rng(8), kvn,
                            sd_aid=ISD_AID)
         raw, sw = _initialize_update(link, host, kvn, "INITIALIZE UPDATE")
@@ -416,3 +445,74 @@ def open_session(link: SeLink, *, with_step: bool = False) -> CardSession:
         link.audit.event("session-open", None, kvn=kvn, counter=counter, level=link.security_level)
         return CardSession(link, host, kvn, counter, iu.key_diversification_data)
     raise SecureChannelError(f"SE {link.se_id}: no keyset opened a session")  # pragma: no cover
+
+
+def _refuse_authenticity(link: SeLink, reason: str, **detail: object) -> SeAuthenticityError:
+    link.audit.event("se-authentication-failed", reason, **detail)
+    return SeAuthenticityError(
+        f"SE {link.se_id} did not prove it is a genuine SE of a trusted maker: {reason}; nothing secret "
+        "was sent to it (specs/tsm.md, \"First contact\")")
+
+
+def _open_scp11b(link: SeLink, rec: records.SeRecord, counters: dict[int, int], *,
+                 with_step: bool) -> CardSession:
+    """First contact with a factory-fresh SE, authenticated (GPCS Amendment F): read its
+    SCP11b certificate, verify it against the trusted SE maker roots, take the SE's identity
+    (its key diversification data) from it, and open SCP11b with the certified key. The
+    receipt proves the card holds that key; the session's S-DEK then enciphers the PUT KEY
+    that replaces the published factory keys (tsm.steps.rotate_keys), so no link and no
+    agent between the TSM and the SE learns the diversified keys."""
+    what = "GET DATA SE certificate (BF21)"
+    r = link.plain(CommandApdu(0x80, 0xCA, TAG_CERTIFICATE_STORE >> 8, TAG_CERTIFICATE_STORE & 0xFF,
+                               certificate_store_query(SCP11B_KID, SCP11B_KVN), 256), what)
+    if r.sw != 0x9000:
+        raise _refuse_authenticity(link, f"it answered {r.sw:04X} to {what}: no SCP11b certificate "
+                                   "(an SE without SCP11 is met with the published factory keys only under "
+                                   "MCRED_TSM_FIRST_CONTACT=factory-keys)", sw=r.sw)
+    at = dt.datetime.fromtimestamp(link.clock(), dt.UTC)
+    assert link.se_roots is not None
+    try:
+        leaf = verify_sd_certificate(parse_certificate_bundle(r.data), link.se_roots, at=at)
+    except GpError as exc:
+        raise _refuse_authenticity(link, f"{exc} (MCRED_SE_MAKER_ROOTS names the roots of the SE makers "
+                                   "to trust)") from exc
+    names = leaf.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
+    try:
+        kdd = bytes.fromhex(str(names[0].value)) if len(names) == 1 else b""
+    except ValueError:
+        kdd = b""
+    if len(kdd) != 10:
+        raise _refuse_authenticity(link, f"its certificate {leaf.subject.rfc4514_string()} does not name the SE's "
+                                   "key diversification data (subject serialNumber, 20 hexadecimal digits)")
+    fingerprint = hashlib.sha256(leaf.public_bytes(Encoding.DER)).hexdigest()
+    if rec.kdd is not None and kdd != rec.kdd:
+        link.audit.event("identity-mismatch", "certificate names other key diversification data",
+                         seen=kdd.hex(), certificate=fingerprint)
+        raise SeIdentityError(
+            f"SE {link.se_id}'s certificate names key diversification data {kdd.hex().upper()}, the record "
+            f"says {rec.kdd.hex().upper()}: another card; nothing was sent after it")
+    host = Scp11bHost(leaf.public_key(), SCP11B_KVN, SCP11B_KID)
+    raw, sw = _authentication_command(link, host.internal_authenticate(), "INTERNAL AUTHENTICATE (SCP11b)",
+                                      kid=SCP11B_KID, kvn=SCP11B_KVN)
+    try:
+        host.on_internal_authenticate_response(raw)
+    except Scp11AuthenticationError as exc:
+        raise _refuse_authenticity(link, str(exc), certificate=fingerprint) from exc
+    except GpError as exc:
+        link.audit.event("session-failed", "SCP11b", error=str(exc))
+        raise SecureChannelError(f"SE {link.se_id}: {exc}", sw) from exc
+    changes: dict[str, object] = {}
+    if rec.kdd is None:
+        changes.update(kdd=kdd.hex(), master_key_id=link.master.key_id)
+    if rec.state == "new" or changes:
+        changes.setdefault("state", "active")
+    link.known = None
+    link.pending_records.append((FACTORY_KVN, None, changes))
+    if not with_step:
+        link.flush_records()
+    link.known = (dataclasses.replace(
+        rec, state=str(changes.get("state", rec.state)), kdd=rec.kdd if rec.kdd is not None else kdd,
+        master_key_id=rec.master_key_id if rec.kdd is not None else link.master.key_id), counters)
+    link.audit.event("se-authenticated", leaf.subject.rfc4514_string(), certificate=fingerprint)
+    link.audit.event("session-open", None, kvn=FACTORY_KVN, scp="11b", level=host.security_level)
+    return CardSession(link, host, FACTORY_KVN, None, kdd, scp="11b")

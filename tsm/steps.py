@@ -147,7 +147,7 @@ def open_session(ctx: StepContext) -> None:
     """Authenticate (the runner opens the session before every run's first step); the
     session's records go into this step's commit, nothing being sent in between."""
     s = ctx.session_then_commit()
-    ctx.results.update(kvn=s.kvn, counter=s.counter)
+    ctx.results.update(kvn=s.kvn, counter=s.counter, scp=s.scp)
 
 
 def rotate_keys(ctx: StepContext) -> None:
@@ -161,7 +161,7 @@ def rotate_keys(ctx: StepContext) -> None:
     if kdd is None:
         raise JobError(f"SE {ctx.se_id}: no key diversification data on record")
     new = ctx.link.se_keys(kdd)  # the master key object derives; the key never leaves it
-    dek = s.host.static_keys.dek
+    dek = s.host.key_dek  # the factory K-DEK under SCP03, the session's S-DEK under SCP11b
     cmd = put_key_command(FACTORY_KVN, DIVERSIFIED_KVN, [new.enc, new.mac, new.dek], dek)
     r = s.send(cmd, "PUT KEY replace 30 by 31", secret=True)
     if r.data[:1] != bytes([DIVERSIFIED_KVN]):

@@ -102,9 +102,22 @@ def register(app: typer.Typer) -> None:
                                     help="The SE's non-volatile memory: bytes, or with K / M (KiB, MiB), "
                                     "2K..64M. A command that needs more is refused with 6A84."),
             as_json: bool = typer.Option(False, "--json", help="Print {\"id\": ...}.")) -> None:
-        """Make a phone with a factory-fresh SE (keyset 30 = the GP test key)."""
+        """Make a phone with a factory-fresh SE (keyset 30 = the GP test key; an SCP11b key
+        certified by the data directory's SE maker)."""
         pid = wallet_sim.create_phone(data_home(), model=model, nvm_bytes=nvm)
         typer.echo(json.dumps({"id": pid}) if as_json else pid)
+
+    @phone.command("maker-root")
+    def maker_root() -> None:
+        """Print the certificate (PEM) of the SE maker that certified this data directory's
+        phones: what a TSM elsewhere is told to trust (MCRED_SE_MAKER_ROOTS) before it
+        meets them over the air."""
+        from wallet_sim.se.maker import root_path
+
+        path = root_path(data_home())
+        if not path.is_file():
+            _fail(f"no SE maker in {data_home()} yet: `mcred phone new` makes it with the first phone")
+        typer.echo(path.read_text(), nl=False)
 
     @phone.command("list")
     def list_(as_json: bool = typer.Option(False, "--json")) -> None:
