@@ -41,7 +41,10 @@ from protocols.gp.tlv import encode
 from wallet_sim.se.maker import SeMaker, root_path, se_maker
 
 ISD_SELECT = bytes.fromhex("00A4040008A000000151000000")
-NOW = dt.datetime.now(dt.UTC)
+
+
+def now() -> dt.datetime:  # at each use: a module's import may come minutes before its tests
+    return dt.datetime.now(dt.UTC)
 
 
 def _pair(key_length: int = 16):
@@ -148,7 +151,7 @@ def _bundle(se) -> list[x509.Certificate]:
 
 def _open(se) -> Scp11bHost:
     leaf = verify_sd_certificate(_bundle(se), x509.load_pem_x509_certificates(
-        root_path(se_home(se)).read_bytes()), at=NOW)
+        root_path(se_home(se)).read_bytes()), at=now())
     host = Scp11bHost(leaf.public_key(), 0x01)
     host.on_internal_authenticate_response(se.transmit(host.internal_authenticate()))
     return host
@@ -257,26 +260,26 @@ def test_verify_sd_certificate_refusals(tmp_path):
     maker, other = _maker(tmp_path, "a"), _maker(tmp_path, "b")
     key = ec.generate_private_key(ec.SECP256R1())
     leaf = x509.load_der_x509_certificate(maker.certify(key.public_key(), bytes(10), bytes(4)))
-    assert verify_sd_certificate([leaf], [maker.root], at=NOW) == leaf
+    assert verify_sd_certificate([leaf], [maker.root], at=now()) == leaf
     with pytest.raises(Scp11CertificateError, match="does not verify against the trusted SE maker roots"):
-        verify_sd_certificate([leaf], [other.root], at=NOW)
+        verify_sd_certificate([leaf], [other.root], at=now())
     with pytest.raises(Scp11CertificateError, match="does not verify"):
-        verify_sd_certificate([leaf], [maker.root], at=NOW + dt.timedelta(days=365 * 25))
+        verify_sd_certificate([leaf], [maker.root], at=now() + dt.timedelta(days=365 * 25))
     with pytest.raises(Scp11CertificateError, match="no trusted SE maker root"):
-        verify_sd_certificate([leaf], [], at=NOW)
+        verify_sd_certificate([leaf], [], at=now())
     with pytest.raises(Scp11CertificateError, match="no SD certificate"):
-        verify_sd_certificate([], [maker.root], at=NOW)
+        verify_sd_certificate([], [maker.root], at=now())
     # a certificate for signing, not key agreement; and one for a P-384 key
     ca_key = serialization.load_pem_private_key((tmp_path / "a" / "se-maker" / "ca-key.pem").read_bytes(), None)
     for pub, usage in ((key.public_key(), False), (ec.generate_private_key(ec.SECP384R1()).public_key(), True)):
         bad = (x509.CertificateBuilder().subject_name(leaf.subject).issuer_name(maker.root.subject)
-               .public_key(pub).serial_number(7).not_valid_before(NOW - dt.timedelta(days=1))
-               .not_valid_after(NOW + dt.timedelta(days=9))
+               .public_key(pub).serial_number(7).not_valid_before(now() - dt.timedelta(days=1))
+               .not_valid_after(now() + dt.timedelta(days=9))
                .add_extension(x509.KeyUsage(not usage, False, False, False, usage, False, False, False, False), True)
                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False)
                .sign(ca_key, hashes.SHA256()))
         with pytest.raises(Scp11CertificateError, match="key agreement|P-256"):
-            verify_sd_certificate([bad], [maker.root], at=NOW)
+            verify_sd_certificate([bad], [maker.root], at=now())
 
 
 @settings(max_examples=60, deadline=None)
@@ -314,7 +317,7 @@ def test_two_first_phones_at_once_make_one_maker(tmp_path):
     for pid in pids:
         se = wallet_sim.open_secure_element(pid, home)
         se.transmit(ISD_SELECT)
-        verify_sd_certificate(_bundle(se), roots, at=NOW)
+        verify_sd_certificate(_bundle(se), roots, at=now())
     assert oct((home / "se-maker" / "ca-key.pem").stat().st_mode & 0o777) == "0o600"
 
 

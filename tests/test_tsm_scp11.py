@@ -224,3 +224,17 @@ def test_the_installation_trusts_its_own_maker_and_the_ones_it_is_told(tmp_path,
     monkeypatch.setenv("MCRED_TSM_FIRST_CONTACT", "whatever")
     with pytest.raises(ConfigError, match="use scp11b or factory-keys"):
         ctx.se_roots  # noqa: B018
+
+
+def test_the_certificate_is_judged_at_the_tsms_clock(world, engine):  # noqa: F811
+    import time
+
+    behind = Tsm(engine, InMemoryMasterKey(MASTER), issuer=world.issuer, se_roots=world.tsm.se_roots,
+                 clock=lambda: time.time() - 6 * 3600)  # a TSM a few hours behind the factory
+    pid, se = world.phone()
+    assert behind.run(provision(world, pid, mdoc_count=0), se.transmit).state == "done"
+    far = Tsm(engine, InMemoryMasterKey(MASTER), issuer=world.issuer, se_roots=world.tsm.se_roots,
+              clock=lambda: time.time() + 25 * 365 * 86400)  # past the SE certificate's 20 years
+    pid, se = world.phone()
+    with pytest.raises(SeAuthenticityError, match="not valid at validation time"):
+        far.run(provision(world, pid, mdoc_count=0), se.transmit)

@@ -35,6 +35,9 @@ MAKER_NAME = "mcred lab SE maker"
 #: how long a maker root and an SE certificate are valid (an eSE lives as long as its phone)
 ROOT_YEARS = 30
 SE_CERT_YEARS = 20
+#: certificates are valid from a day before they are made: a TSM whose clock is behind the
+#: factory's still accepts an SE made a moment ago
+CLOCK_SKEW = dt.timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ class SeMaker:
         cert = (x509.CertificateBuilder()
                 .subject_name(subject).issuer_name(self.root.subject).public_key(public_key)
                 .serial_number(x509.random_serial_number())
-                .not_valid_before(now - dt.timedelta(minutes=5))
+                .not_valid_before(now - CLOCK_SKEW)
                 .not_valid_after(now + dt.timedelta(days=365 * SE_CERT_YEARS))
                 .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False,
                                              key_encipherment=False, data_encipherment=False,
@@ -101,7 +104,7 @@ def _make(d: Path) -> None:
     root = (x509.CertificateBuilder()
             .subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_before(now - CLOCK_SKEW)
             .not_valid_after(now + dt.timedelta(days=365 * ROOT_YEARS))
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False,
