@@ -38,7 +38,12 @@ def problem_json_on_4xx(ctx, response, case) -> None:  # noqa: ANN001 - schemath
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_no_5xx_and_every_4xx_is_problem_json(home: Path, db_url: str, mode: GenerationMode):
     """On both backends: PostgreSQL refuses what SQLite keeps (a string longer than its
-    column), so a value that reaches the database unchecked is a 500 there only."""
+    column), so a value that reaches the database unchecked is a 500 there only. That is
+    what the positive mode sends (values the schema allows, up to its bounds); the negative
+    mode's values are refused by the request validation before any database is reached, so
+    it runs on SQLite only (it took 17 s on PostgreSQL for the same verdicts)."""
+    if mode is GenerationMode.NEGATIVE and not db_url.startswith("sqlite"):
+        pytest.skip("negative cases stop at the request validation, before the database: run on SQLite")
     ctx = Context.open(home, db_url)
     app = create_app(ctx, job_workers=2)
     token = create_token(ctx.sessions, ["operator"], "schemathesis")[1]

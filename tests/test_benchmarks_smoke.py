@@ -37,7 +37,7 @@ def _run(*args: str) -> str:
                                                         "one status update republished")),
     (("issue_mdoc", "--runs", "3"), ("floor (1 ECDSA P-256 sign", "the batch's later slots",
                                      "the first MSO of a batch", "end to end through the registry")),
-    (("scp03", "--session-runs", "2"), ("yubikit", "TSM full session (Tsm.run)", "p384", "rsa2048",
+    (("scp03", "--session-runs", "2", "--seconds", "0.05"), ("yubikit", "TSM full session (Tsm.run)", "p384", "rsa2048",
                                         "SCP11b handshake (P-256", "SCP11b host by yubikit", "p384 11b")),
     (("tsm", "--parts", "--runs", "2", "--ota-runs", "2"), ("p384", "rsa2048", "database commits", "NVM image writes",
                                            "in-SE key generations", "over the air (GP SERAM", "bare HTTP RTT ms",

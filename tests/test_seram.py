@@ -702,6 +702,53 @@ class Pipe:
         return out
 
 
+class Batches(Pipe):
+    """A :class:`Pipe` that keeps each batch's commands (their INS bytes), and can lose the
+    answers to one batch (the SE took the commands)."""
+
+    def __init__(self, se, lose: int | None = None) -> None:
+        super().__init__(se)
+        self.ins: list[list[int]] = []
+        self.lose = lose
+
+    def __call__(self, apdu: bytes) -> bytes:
+        self.ins.append([apdu[1]])
+        return self._maybe_lost(super().__call__(apdu))
+
+    def transmit_many(self, apdus: list[bytes]) -> list[bytes]:
+        self.ins.append([a[1] for a in apdus])
+        return self._maybe_lost(super().transmit_many(apdus))
+
+    def _maybe_lost(self, out):  # noqa: ANN001, ANN202
+        if self.lose is not None and len(self.ins) - 1 == self.lose:
+            raise OSError("answers lost")
+        return out
+
+
+def test_a_session_opens_in_one_exchange_less_and_the_survey_reads_in_one(ctx):
+    """Over a pipelining transport SELECT rides with the session's first command (GET DATA
+    BF21 at the SCP11b first contact, INITIALIZE UPDATE after it), and the survey's two reads
+    go together; a lost answer to such a pair is resumed like any other."""
+    pid = wallet_sim.create_phone(ctx.home)
+    se = wallet_sim.open_secure_element(pid, ctx.home)
+    link = Batches(se)
+    provision(ctx, pid, parse_holder(dict(HOLDER, pin="1234", password="ABC123")), key_type="p384",
+              mdoc_batch=1, transmit=link)
+    assert link.ins[0] == [0xA4, 0xCA]  # SELECT + GET DATA BF21
+    assert link.ins[1] == [0x88]  # INTERNAL AUTHENTICATE: it needs the certificate first
+    assert [0xA4, 0x50] in link.ins  # SELECT + INITIALIZE UPDATE on keyset 31
+    assert [0xCA, 0xF2] in link.ins  # GET DATA FF21 + GET STATUS
+    for k in range(8):  # a lost answer to each of the first exchanges, pairs among them
+        pid = wallet_sim.create_phone(ctx.home)
+        se = wallet_sim.open_secure_element(pid, ctx.home)
+        with pytest.raises(TransportError):
+            provision(ctx, pid, parse_holder(dict(HOLDER, pin="1234", password="ABC123")), key_type="p384",
+                      mdoc_batch=1, transmit=Batches(se, lose=k))
+        from mcred.provision import unfinished_job
+
+        assert resume(ctx, unfinished_job(ctx, pid).id, transmit=Batches(se)).mdocs, k
+
+
 def test_a_spoilt_answer_in_a_pipelined_batch_stops_the_step_and_the_rest_is_audited_unjudged(ctx):
     """A batch whose second answer fails its R-MAC: the step stops with SecureChannelError,
     the answers after it are audited as unjudged, and the job, resumed, completes."""

@@ -332,9 +332,6 @@ def open_session(link: SeLink, *, with_step: bool = False) -> CardSession:
     rec, counters = link.record()
     if rec.state == "suspect":
         raise SeQuarantinedError(f"SE {link.se_id} is quarantined; the TSM will not open a session")
-    r = link.plain(select(ISD_AID), "SELECT ISD")
-    if r.sw != 0x9000:
-        raise CardStatusError(f"SE {link.se_id}: SELECT of the ISD refused", r.sw)
     if link.next_kvn is not None:
         candidates, link.next_kvn = [link.next_kvn], None
     elif rec.kvn == FACTORY_KVN and link.se_roots is not None:
@@ -345,20 +342,36 @@ def open_session(link: SeLink, *, with_step: bool = False) -> CardSession:
         candidates = [FACTORY_KVN] + ([DIVERSIFIED_KVN] if rec.kdd else [])
     else:
         candidates = [rec.kvn]
+    # Over a transport that pipelines, SELECT and the session's first command (INITIALIZE
+    # UPDATE, or GET DATA BF21 at an SCP11b first contact) go in one exchange: one round trip
+    # less a session. The first command is then sent whatever SELECT answers; it changes
+    # nothing but a sequence counter value, and a failed SELECT still stops the session.
+    first: tuple[bytes, int] | None = None
+    first_host: HostChannel | None = None
+    scp11_first = candidates[0] == FACTORY_KVN and link.se_roots is not None
+    if link.pipelines:
+        _check_master_key(link, rec, candidates[0])
+        if scp11_first:
+            r, first = _select_with(link, _certificate_store_command(), BF21_WHAT)
+        else:
+            first_host = HostChannel(_keys_for(link, rec, candidates[0]), link.security_level, link.rng(8),
+                                     candidates[0], sd_aid=ISD_AID)
+            r, first = _select_with(link, first_host.initialize_update(), "INITIALIZE UPDATE",
+                                    kvn=candidates[0])
+    else:
+        r = link.plain(select(ISD_AID), "SELECT ISD")
+    if r.sw != 0x9000:
+        raise CardStatusError(f"SE {link.se_id}: SELECT of the ISD refused", r.sw)
     for n, kvn in enumerate(candidates):
-        if kvn != FACTORY_KVN and rec.master_key_id and rec.master_key_id != link.master.key_id \
-                and rec.master_key_id not in getattr(link.master, "also_known_as", ()):
-            link.audit.event("master-key-mismatch", f"keyset {kvn:02X} diversified from {rec.master_key_id}",
-                             kvn=kvn, held=link.master.key_id)
-            raise MasterKeyMismatchError(
-                f"SE {link.se_id}: keyset {kvn:02X} was diversified from master key {rec.master_key_id}, "
-                f"this TSM holds {link.master.key_id} (MCRED_TSM_MASTER_KEY and its store must be the "
-                "installation's own; specs/tsm.md)")
+        _check_master_key(link, rec, kvn)
         if kvn == FACTORY_KVN and link.se_roots is not None:
-            return _open_scp11b(link, rec, counters, with_step=with_step)
-        host = HostChannel(_keys_for(link, rec, kvn), link.security_level, link.rng(8), kvn,
-                           sd_aid=ISD_AID)
-        raw, sw = _initialize_update(link, host, kvn, "INITIALIZE UPDATE")
+            return _open_scp11b(link, rec, counters, with_step=with_step, answered=first if n == 0 else None)
+        if n == 0 and first_host is not None and first is not None:
+            host, (raw, sw) = first_host, first
+        else:
+            host = HostChannel(_keys_for(link, rec, kvn), link.security_level, link.rng(8), kvn,
+                               sd_aid=ISD_AID)
+            raw, sw = _initialize_update(link, host, kvn, "INITIALIZE UPDATE")
         if sw == SW_REFERENCED_DATA_NOT_FOUND and n + 1 < len(candidates):
             continue  # a PUT KEY whose answer was lost did land: try the new keyset
         if sw == SW_REFERENCED_DATA_NOT_FOUND and kvn != FACTORY_KVN:
@@ -447,6 +460,48 @@ def open_session(link: SeLink, *, with_step: bool = False) -> CardSession:
     raise SecureChannelError(f"SE {link.se_id}: no keyset opened a session")  # pragma: no cover
 
 
+def _check_master_key(link: SeLink, rec: records.SeRecord, kvn: int) -> None:
+    """Stop before a diversified keyset's INITIALIZE UPDATE when the record says another
+    master key diversified it: no cryptogram could match."""
+    if kvn != FACTORY_KVN and rec.master_key_id and rec.master_key_id != link.master.key_id \
+            and rec.master_key_id not in getattr(link.master, "also_known_as", ()):
+        link.audit.event("master-key-mismatch", f"keyset {kvn:02X} diversified from {rec.master_key_id}",
+                         kvn=kvn, held=link.master.key_id)
+        raise MasterKeyMismatchError(
+            f"SE {link.se_id}: keyset {kvn:02X} was diversified from master key {rec.master_key_id}, "
+            f"this TSM holds {link.master.key_id} (MCRED_TSM_MASTER_KEY and its store must be the "
+            "installation's own; specs/tsm.md)")
+
+
+def _select_with(link: SeLink, apdu: bytes, what: str, **detail: object) -> tuple[ResponseApdu, tuple[bytes, int]]:
+    """SELECT ISD and ``apdu`` in one exchange (a pipelining transport); both audited (as
+    lost together when the exchange fails). Returns SELECT's answer, and ``apdu``'s with its
+    status word."""
+    sel = select(ISD_AID)
+    cmd = CommandApdu.parse(apdu)
+    try:
+        r_sel, raw = link.xmit_many([sel.to_bytes(), apdu])
+    except TransportError:
+        link.audit.command(sel, None, "SELECT ISD", lost=True)
+        link.audit.command(cmd, None, what, lost=True, **detail)
+        raise
+    sw = int.from_bytes(raw[-2:], "big")
+    link.audit.command(sel, int.from_bytes(r_sel[-2:], "big"), "SELECT ISD")
+    link.audit.command(cmd, sw, what, **detail)
+    if link.trace:
+        trace_plain(link.trace, sel.to_bytes(), r_sel)
+        trace_plain(link.trace, apdu, raw)
+    return ResponseApdu.parse(r_sel), (raw, sw)
+
+
+BF21_WHAT = "GET DATA SE certificate (BF21)"
+
+
+def _certificate_store_command() -> bytes:
+    return CommandApdu(0x80, 0xCA, TAG_CERTIFICATE_STORE >> 8, TAG_CERTIFICATE_STORE & 0xFF,
+                       certificate_store_query(SCP11B_KID, SCP11B_KVN), 256).to_bytes()
+
+
 def _refuse_authenticity(link: SeLink, reason: str, **detail: object) -> SeAuthenticityError:
     link.audit.event("se-authentication-failed", reason, **detail)
     return SeAuthenticityError(
@@ -455,16 +510,18 @@ def _refuse_authenticity(link: SeLink, reason: str, **detail: object) -> SeAuthe
 
 
 def _open_scp11b(link: SeLink, rec: records.SeRecord, counters: dict[int, int], *,
-                 with_step: bool) -> CardSession:
+                 with_step: bool, answered: tuple[bytes, int] | None = None) -> CardSession:
     """First contact with a factory-fresh SE, authenticated (GPCS Amendment F): read its
     SCP11b certificate, verify it against the trusted SE maker roots, take the SE's identity
     (its key diversification data) from it, and open SCP11b with the certified key. The
     receipt proves the card holds that key; the session's S-DEK then enciphers the PUT KEY
     that replaces the published factory keys (tsm.steps.rotate_keys), so no link and no
     agent between the TSM and the SE learns the diversified keys."""
-    what = "GET DATA SE certificate (BF21)"
-    r = link.plain(CommandApdu(0x80, 0xCA, TAG_CERTIFICATE_STORE >> 8, TAG_CERTIFICATE_STORE & 0xFF,
-                               certificate_store_query(SCP11B_KID, SCP11B_KVN), 256), what)
+    what = BF21_WHAT
+    if answered is not None:  # it rode with SELECT (see open_session)
+        r = ResponseApdu.parse(answered[0])
+    else:
+        r = link.plain(CommandApdu.parse(_certificate_store_command()), what)
     if r.sw != 0x9000:
         raise _refuse_authenticity(link, f"it answered {r.sw:04X} to {what}: no SCP11b certificate "
                                    "(an SE without SCP11 is met with the published factory keys only under "

@@ -32,6 +32,7 @@ from tsm.gp_commands import (
 from tsm.keys import DIVERSIFIED_KVN, FACTORY_KVN
 
 if TYPE_CHECKING:
+    from protocols.gp.apdu import ResponseApdu
     from tsm.jobs import StepContext
 
 SW_MORE_DATA = codes.SW_MORE_DATA_AVAILABLE
@@ -46,12 +47,13 @@ def _sha(b: bytes) -> str:
 
 # --- helpers -----------------------------------------------------------------------------
 
-def registry(ctx: StepContext, *, reuse: bool = False) -> dict[bytes, int]:
+def registry(ctx: StepContext, *, reuse: bool = False, first: ResponseApdu | None = None) -> dict[bytes, int]:
     """Instance AID -> life cycle of every application on the SE (GET STATUS P1=40).
 
     ``reuse``: what this session's last complete GET STATUS showed, with the INSTALLs that
     answered 9000 since, when no other command came in between (the SE holds nothing this
-    session did not see: one TSM worker per SE, under its lock); otherwise it is read."""
+    session did not see: one TSM worker per SE, under its lock); otherwise it is read.
+    ``first``: the answer to the first GET STATUS, already sent (pipelined by the survey)."""
     s = ctx.session
     if reuse and s.known_registry is not None:
         return dict(s.known_registry)
@@ -59,8 +61,11 @@ def registry(ctx: StepContext, *, reuse: bool = False) -> dict[bytes, int]:
     more = False
     known = s.known_keys
     while True:
-        r = s.send(get_status(STATUS_APPS, more), "GET STATUS applications",
-                   expect=(0x9000, SW_MORE_DATA, SW_NOT_FOUND))
+        if first is not None:
+            r, first = first, None
+        else:
+            r = s.send(get_status(STATUS_APPS, more), "GET STATUS applications",
+                       expect=(0x9000, SW_MORE_DATA, SW_NOT_FOUND))
         s.known_keys = known  # GET STATUS changes nothing on the card
         if r.sw == SW_NOT_FOUND:
             break
@@ -201,10 +206,14 @@ NVM_JPKI_AT_LEAST = {"p384": 5_000, "rsa2048": 7_500}
 NVM_MDOC_AT_LEAST = 4_400
 
 
-def free_memory(ctx: StepContext) -> int | None:
+def free_memory(ctx: StepContext, answer: ResponseApdu | None = None) -> int | None:
     """Free non-volatile memory the SE reports (GET DATA FF21, Extended Card Resources
-    Information: tag 82), or None when it does not say (6A88, or no 82 in the answer)."""
-    r = ctx.session.send(get_data(resources.TAG), "GET DATA FF21", expect=(0x9000, 0x6A88))
+    Information: tag 82), or None when it does not say (6A88, or no 82 in the answer).
+    ``answer``: GET DATA FF21's answer, already sent (pipelined by the survey)."""
+    r = answer if answer is not None else \
+        ctx.session.send(get_data(resources.TAG), "GET DATA FF21", expect=(0x9000, 0x6A88))
+    if r.sw not in (0x9000, 0x6A88):
+        raise CardStatusError(f"SE {ctx.se_id}: GET DATA FF21 refused", r.sw)
     if r.sw != 0x9000:
         return None
     try:
@@ -218,8 +227,16 @@ def survey(ctx: StepContext) -> None:
     free memory it reports. A provisioning whose applets, not yet on the SE, need more than
     the SE reports free (at least :data:`NVM_JPKI_AT_LEAST`, :data:`NVM_MDOC_AT_LEAST` per
     mdoc) stops here, before any credential is issued (:class:`SeMemoryError`)."""
-    free = free_memory(ctx)  # first: the registry read below is then reused by the installs
-    reg = registry(ctx)
+    # both reads in one exchange (one poll over the air): they change nothing on the card, and
+    # the registry read last is then reused by the installs
+    s = ctx.session
+    known = s.known_keys
+    mem, status = s.send_many([get_data(resources.TAG), get_status(STATUS_APPS, False)],
+                              ["GET DATA FF21", "GET STATUS applications"],
+                              expect=(0x9000, 0x6A88, SW_MORE_DATA, SW_NOT_FOUND))
+    s.known_keys = known
+    free = free_memory(ctx, mem)
+    reg = registry(ctx, first=status)
     jpki, mdoc = ap.JPKI.instance_aid in reg, ap.MDOC.instance_aid in reg
     ctx.results.update(jpki=jpki, mdoc=mdoc, nvm_free=free)
     if free is None or ctx.kind not in ("provision", "provision-mdoc"):
