@@ -374,14 +374,9 @@ class Pipelined:
     state: tuple[bytes, int]
 
 
-class SecureHost:
-    """The off-card side of an open secure channel, whatever authenticated it (SCP03 here,
-    SCP11 in :mod:`protocols.gp.scp11`): plain commands in, wrapped commands out, and the
-    card's answers verified and deciphered. A subclass runs the handshake and sets
-    ``_sm`` and the state ``OPEN``."""
+class _Messaging:
+    """What either side of an open channel shows of its secure messaging state."""
 
-    channel: int
-    state: HostState
     _sm: SecureMessaging | None
 
     @property
@@ -391,6 +386,16 @@ class SecureHost:
     @property
     def encryption_counter(self) -> int:
         return self._sm.counter if self._sm else 0
+
+
+class SecureHost(_Messaging):
+    """The off-card side of an open secure channel, whatever authenticated it (SCP03 here,
+    SCP11 in :mod:`protocols.gp.scp11`): plain commands in, wrapped commands out, and the
+    card's answers verified and deciphered. A subclass runs the handshake and sets
+    ``_sm`` and the state ``OPEN``."""
+
+    channel: int
+    state: HostState
 
     @property
     def key_dek(self) -> bytes:
@@ -582,7 +587,45 @@ class CardKeyset:
     keys: StaticKeys
 
 
-class CardChannel:
+class SecureCard(_Messaging):
+    """The card side of an open secure channel, whatever authenticated it (SCP03 here, SCP11
+    in :mod:`protocols.gp.scp11`): wrapped commands in, plain ones out, and the answers
+    wrapped. A subclass runs the handshake and sets ``_sm`` and the state ``OPEN``."""
+
+    state: CardState
+    #: the host proved who it is (SCP03: its cryptogram; SCP11b: never)
+    oce_authenticated = True
+
+    @property
+    def is_open(self) -> bool:
+        return self.state is CardState.OPEN
+
+    @property
+    def key_dek(self) -> bytes:
+        """The key that deciphers PUT KEY's key components in this session."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.state = CardState.CLOSED
+        self._sm = None
+
+    def unwrap(self, cmd: CommandApdu) -> CommandApdu:
+        """Verify and decipher one command; any failure ends the session."""
+        if self.state is not CardState.OPEN or self._sm is None:
+            raise Scp03StateError("no open secure channel")
+        try:
+            return self._sm.unwrap_command(cmd)
+        except Scp03Error:
+            self.close()
+            raise
+
+    def wrap_response(self, data: bytes, sw: int) -> bytes:
+        if self.state is not CardState.OPEN or self._sm is None:
+            return data + sw.to_bytes(2, "big")
+        return self._sm.wrap_response(data, sw)
+
+
+class CardChannel(SecureCard):
     """Security domain side of SCP03 for one session.
 
     SCP03 authenticates both sides (:attr:`oce_authenticated`).
@@ -592,9 +635,6 @@ class CardChannel:
     failed authentications. ``card_challenge`` is required for a random challenge
     (``i`` without 10) and otherwise overrides the pseudo-random one (test vectors only).
     """
-
-    #: the host proved it holds the keyset (its cryptogram verified)
-    oce_authenticated = True
 
     def __init__(self, keyset: CardKeyset, *, i: int, key_diversification_data: bytes,
                  sd_aid: bytes, sequence_counter: int, card_challenge: bytes | None = None) -> None:
@@ -619,25 +659,12 @@ class CardChannel:
         self._sm: SecureMessaging | None = None
 
     @property
-    def is_open(self) -> bool:
-        return self.state is CardState.OPEN
-
-    @property
-    def mac_chaining_value(self) -> bytes:
-        return self._sm.chaining_value if self._sm else b"\x00" * 16
-
-    @property
-    def encryption_counter(self) -> int:
-        return self._sm.counter if self._sm else 0
-
-    @property
     def key_dek(self) -> bytes:
-        """The key that deciphers PUT KEY's key components in this session: the keyset's K-DEK."""
+        """The keyset's K-DEK."""
         return self.keyset.keys.dek
 
     def close(self) -> None:
-        self.state = CardState.CLOSED
-        self._sm = None
+        super().close()
         self.session_keys = None
         self._s_mac = None
 
@@ -706,18 +733,3 @@ class CardChannel:
         self.security_level = level
         self.state = CardState.OPEN
         return b"\x90\x00"
-
-    def unwrap(self, cmd: CommandApdu) -> CommandApdu:
-        """Verify and decipher one command; any failure ends the session."""
-        if self.state is not CardState.OPEN or self._sm is None:
-            raise Scp03StateError("no open secure channel")
-        try:
-            return self._sm.unwrap_command(cmd)
-        except Scp03Error:
-            self.close()
-            raise
-
-    def wrap_response(self, data: bytes, sw: int) -> bytes:
-        if self.state is not CardState.OPEN or self._sm is None:
-            return data + sw.to_bytes(2, "big")
-        return self._sm.wrap_response(data, sw)

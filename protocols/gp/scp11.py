@@ -31,7 +31,6 @@ from __future__ import annotations
 import hmac
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from enum import Enum
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -52,7 +51,6 @@ from protocols.gp.crypto import KeyedAes
 from protocols.gp.errors import (
     ApduError,
     GpError,
-    Scp03Error,
     Scp11AuthenticationError,
     Scp11CertificateError,
     Scp11ProtocolError,
@@ -64,7 +62,9 @@ from protocols.gp.scp03 import (
     C_MAC,
     R_ENCRYPTION,
     R_MAC,
+    CardState,
     HostState,
+    SecureCard,
     SecureHost,
     SecureMessaging,
     SessionKeys,
@@ -248,13 +248,7 @@ class Scp11bHost(SecureHost):
         self._dek = None
 
 
-class Scp11CardState(Enum):
-    IDLE = "idle"
-    OPEN = "open"
-    CLOSED = "closed"
-
-
-class Scp11bCard:
+class Scp11bCard(SecureCard):
     """The security domain's side of one SCP11b session. ``static_exchange`` computes
     ECDH(SK.SD.ECKA, peer) inside the SD's owner: the private key is never handed here.
 
@@ -269,15 +263,11 @@ class Scp11bCard:
         self.kvn, self.kid = kvn, kid
         self._exchange = static_exchange
         self._ephemeral = ephemeral
-        self.state = Scp11CardState.IDLE
+        self.state = CardState.IDLE
         self.security_level = 0
         self.channel = 0
         self._dek: bytes | None = None
         self._sm: SecureMessaging | None = None
-
-    @property
-    def is_open(self) -> bool:
-        return self.state is Scp11CardState.OPEN
 
     @property
     def key_dek(self) -> bytes:
@@ -285,15 +275,11 @@ class Scp11bCard:
             raise Scp11StateError("no open SCP11 session")
         return self._dek
 
-    @property
-    def mac_chaining_value(self) -> bytes:
-        return self._sm.chaining_value if self._sm else b"\x00" * 16
-
     def internal_authenticate(self, cmd: CommandApdu) -> bytes:
         """Answer INTERNAL AUTHENTICATE: ``5F49 <SD ephemeral key> 86 <receipt>`` 9000; the
         session is then open. Raises :class:`Scp11ProtocolError` (with the status word to
         answer) on a malformed command; the caller has checked P1 and P2 name this key."""
-        if self.state is not Scp11CardState.IDLE:
+        if self.state is not CardState.IDLE:
             raise Scp11StateError(f"INTERNAL AUTHENTICATE in state {self.state.value}")
         if has_secure_messaging(cmd.cla):
             raise Scp11ProtocolError("INTERNAL AUTHENTICATE must come in plain", 0x6882)
@@ -306,27 +292,11 @@ class Scp11bCard:
         self._dek = dek
         self._sm = SecureMessaging(keys, SCP11_SECURITY_LEVEL, 8, chaining_value=rcpt)
         self.security_level = SCP11_SECURITY_LEVEL
-        self.state = Scp11CardState.OPEN
+        self.state = CardState.OPEN
         return sd_epk + encode(TAG_RECEIPT, rcpt) + b"\x90\x00"
 
-    def unwrap(self, cmd: CommandApdu) -> CommandApdu:
-        """Verify and decipher one command; any failure ends the session."""
-        if self.state is not Scp11CardState.OPEN or self._sm is None:
-            raise Scp11StateError("no open secure channel")
-        try:
-            return self._sm.unwrap_command(cmd)
-        except Scp03Error:
-            self.close()
-            raise
-
-    def wrap_response(self, data: bytes, sw: int) -> bytes:
-        if self.state is not Scp11CardState.OPEN or self._sm is None:
-            return data + sw.to_bytes(2, "big")
-        return self._sm.wrap_response(data, sw)
-
     def close(self) -> None:
-        self.state = Scp11CardState.CLOSED
-        self._sm = None
+        super().close()
         self._dek = None
 
 

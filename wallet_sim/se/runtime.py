@@ -16,8 +16,7 @@ from pathlib import Path
 
 from protocols.gp.apdu import CommandApdu, ResponseApdu, channel_of, has_secure_messaging, response
 from protocols.gp.errors import ApduError
-from protocols.gp.scp03 import CardChannel
-from protocols.gp.scp11 import Scp11bCard
+from protocols.gp.scp03 import SecureCard
 from wallet_sim.se import isd
 from wallet_sim.se.applet import Applet, CommandContext
 from wallet_sim.se.constants import (
@@ -59,7 +58,7 @@ class Channel:
 
     number: int
     selected: bytes | None = ISD_AID
-    session: CardChannel | Scp11bCard | None = None
+    session: SecureCard | None = None
     perso_target: bytes | None = None
     extra: dict = field(default_factory=dict)
 
