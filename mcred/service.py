@@ -78,6 +78,9 @@ def _register_party_errors() -> None:
     problems.register_error(SeStateError, 409, "se-state", "The secure element is not in a "
                             "state for this")
     problems.register_error(PhoneNotFoundError, 404, "unknown-phone", "Unknown phone")
+    from mcred.context import ConfigError
+
+    problems.register_error(ConfigError, 503, "configuration", "The service's configuration cannot work")
     try:
         from reader.errors import ReaderError
     except ImportError:  # pragma: no cover - reader not in this build
@@ -155,6 +158,7 @@ def create_app(ctx: Context | None = None, *, job_workers: int | None = None,
                extra_mounts: list[Mount] | None = None) -> FastAPI:
     """The service for ``ctx``. ``extra_mounts`` (tests) go through the same checks."""
     ctx = ctx or Context.open()
+    ctx.se_roots  # noqa: B018 - a first-contact setting that cannot work stops the service now, named
     runner_box: list[JobRunner] = []
 
     @asynccontextmanager

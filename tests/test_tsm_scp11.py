@@ -238,3 +238,11 @@ def test_the_certificate_is_judged_at_the_tsms_clock(world, engine):  # noqa: F8
     pid, se = world.phone()
     with pytest.raises(SeAuthenticityError, match="not valid at validation time"):
         far.run(provision(world, pid, mdoc_count=0), se.transmit)
+
+
+def test_the_service_will_not_start_on_a_first_contact_setting_that_cannot_work(tmp_path, monkeypatch):
+    from mcred.service import create_app
+
+    monkeypatch.setenv("MCRED_SE_MAKER_ROOTS", str(tmp_path / "missing.pem"))
+    with pytest.raises(ConfigError, match="MCRED_SE_MAKER_ROOTS"):
+        create_app(Context.open(tmp_path / "svc", "sqlite://"))
