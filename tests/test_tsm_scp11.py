@@ -246,3 +246,25 @@ def test_the_service_will_not_start_on_a_first_contact_setting_that_cannot_work(
     monkeypatch.setenv("MCRED_SE_MAKER_ROOTS", str(tmp_path / "missing.pem"))
     with pytest.raises(ConfigError, match="MCRED_SE_MAKER_ROOTS"):
         create_app(Context.open(tmp_path / "svc", "sqlite://"))
+
+
+def test_a_reset_se_is_quarantined_then_keyed_again_under_scp11b(world):
+    """An SE back on its factory keys (a reset, or a restored image) is caught by the factory
+    keyset probe as before; cleared by the operator, the next job meets it with SCP11b again,
+    its certificate naming the KDD on record, and keys it under S-DEK."""
+    from test_tsm_safety import _rolled_back, _se_file
+
+    from tsm import records
+    from tsm.errors import KeysetRollbackError
+
+    pid, se = world.phone()
+    saved = _se_file(world.home, pid).read_bytes()
+    world.tsm.run(world.tsm.create_job(pid, "rotate-keys"), se.transmit)
+    se = _rolled_back(world, pid, saved)
+    job = world.tsm.create_job(pid, "rotate-keys")
+    with pytest.raises(KeysetRollbackError):
+        world.tsm.run(job, se.transmit)
+    world.tsm.clear_quarantine(pid, "operator", "reset by its owner")
+    assert world.tsm.run(job, se.transmit).state == "done"
+    assert records.load(world.tsm.engine, pid).kvn == 0x31
+    assert apdu_whats(world.tsm.engine, pid).count("INTERNAL AUTHENTICATE (SCP11b)") == 2
