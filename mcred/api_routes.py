@@ -111,6 +111,13 @@ class OverTheAirRequest(_Body):
     over_the_air: bool = False
 
 
+class HandoverRunRequest(OverTheAirRequest):
+    #: With ``over_the_air``: the old phone is at hand too (the holder brought both to the
+    #: shop): its SE is wiped through its own Local Agent, in a second session (the answer's
+    #: ``seram_old``).
+    wipe_over_the_air: bool = False
+
+
 class AbandonRequest(_Body):
     #: Why the job will not finish (audited with the job and the revocations).
     reason: str = Field(min_length=1, max_length=200,
@@ -264,13 +271,14 @@ def _phone_link(request: Request, ctx: Context, phone_id: str, over_the_air: boo
     return _open_session(request, phone_id, over_the_air)
 
 
-def _with_seram(ctx: Context, accepted: dict[str, Any], link) -> dict[str, Any]:  # noqa: ANN001
-    """The 202 answer, with the session the phone is to join (``seram``) when there is one."""
+def _with_seram(ctx: Context, accepted: dict[str, Any], link, key: str = "seram") -> dict[str, Any]:  # noqa: ANN001
+    """The 202 answer, with the session the phone is to join (``seram``, or ``key``) when
+    there is one."""
     if link is not None:
         from mcred.ota import SERAM_PREFIX
 
-        accepted["seram"] = {"session": link.session_id, "endpoint": ctx.public_url.rstrip("/") + SERAM_PREFIX,
-                             "wait_s": link.connect_timeout_s}
+        accepted[key] = {"session": link.session_id, "endpoint": ctx.public_url.rstrip("/") + SERAM_PREFIX,
+                         "wait_s": link.connect_timeout_s}
     return accepted
 
 
@@ -495,12 +503,18 @@ def _handover_work(ctx: Context):  # noqa: ANN202
         actions = HandoverActions(ctx)
         progress(0.05, "running the workflow's remaining steps")
 
-        def run(transmit):  # noqa: ANN001, ANN202 - the new phone's, over the air (None: here)
-            if transmit is not None:
-                actions.reach[params["new_phone_id"]] = transmit
+        def run(*transmits):  # noqa: ANN002, ANN202 - the new phone's (and the old one's), over the air
+            phones = (params["new_phone_id"], params.get("old_phone_id"))
+            actions.reach.update((p, t) for p, t in zip(phones, transmits, strict=False) if t is not None)
             return actions.runner(params.get("actor", "api")).run(params["handover_id"])
 
-        h = _reaching(params, run, "handover")
+        links = [link for link in (params.get("seram"), params.get("seram_old")) if link is not None]
+        if links:
+            from mcred.ota import run_over_all
+
+            h = run_over_all(links, run, what="handover")
+        else:
+            h = run()
         # New phones' generated secrets stay out of the job row (see specs/api.md).
         return {"handover_id": h.id, "step": h.step, "state": h.state,
                 "new_phones_with_generated_secrets": sorted(actions.secrets)}
@@ -805,12 +819,12 @@ def operator_router(ctx: Context) -> APIRouter:
                  summary="Run a workflow's remaining steps (a job)",
                  responses={501: {"description": "not in this build"}})
     def run_handover(handover_id: Hex32, request: Request, response: Response,
-                     body: OverTheAirRequest | None = None) -> dict[str, Any]:
+                     body: HandoverRunRequest | None = None) -> dict[str, Any]:
         with ctx.sessions() as s:
             h = s.get(Handover, handover_id)
             if h is None:
                 raise ProblemException(NOT_FOUND, f"no handover {handover_id}")
-            new_phone = h.new_phone_id
+            new_phone, old_phone = h.new_phone_id, h.old_phone_id
         if not _available("mcred.handover_actions"):
             raise ProblemException(NOT_IMPLEMENTED, "the handover step actions "
                                    "(mcred.handover_actions) are not part of this build")
@@ -818,13 +832,20 @@ def operator_router(ctx: Context) -> APIRouter:
         if ota and new_phone is None:
             raise ProblemException(problems.CONFLICT, f"handover {handover_id} provisions no new phone: "
                                    "nothing to reach over the air")
+        wipe = body is not None and body.wipe_over_the_air
+        if wipe and not ota:
+            raise ProblemException(problems.VALIDATION, "wipe_over_the_air goes with over_the_air")
+        if wipe and old_phone is None:
+            raise ProblemException(problems.CONFLICT, f"handover {handover_id} has no old phone to wipe")
         link = _phone_link(request, ctx, new_phone, True) if ota else None
+        old_link = _open_session(request, old_phone, True) if wipe else None
         jobs = _jobs(request)
         jobs.register("handover", _handover_work(ctx))
-        view = jobs.submit("handover", {"handover_id": handover_id, "over_the_air": ota},
-                           private={"seram": link, "new_phone_id": new_phone}, scope="operator",
-                           actor=_actor(request))
-        return _with_seram(ctx, _accepted(view, response), link)
+        view = jobs.submit("handover", {"handover_id": handover_id, "over_the_air": ota,
+                                        "wipe_over_the_air": wipe},
+                           private={"seram": link, "seram_old": old_link, "new_phone_id": new_phone,
+                                    "old_phone_id": old_phone}, scope="operator", actor=_actor(request))
+        return _with_seram(ctx, _with_seram(ctx, _accepted(view, response), link), old_link, "seram_old")
 
     def holder_workflow(holder_id: str, request: Request, response: Response, record: Callable[[], dict],
                         submit: Callable[[dict], JobView]) -> dict[str, Any]:

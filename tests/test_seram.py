@@ -619,10 +619,20 @@ def test_the_issuer_service_provisions_over_the_air(home, phone, monkeypatch):
         r = c.post("/handovers", json={"kind": "model_change", "holder_id": holder_id, "old_phone_id": pid,
                                        "new_phone_id": new, "over_the_air": True}, headers=operator)
         assert r.status_code == 201, r.text
-        r = c.post(f"/handovers/{r.json()['id']}/run", json={"over_the_air": True}, headers=operator)
+        hid = r.json()["id"]
+        r = c.post(f"/handovers/{hid}/run", json={"wipe_over_the_air": True}, headers=operator)
+        assert r.status_code == 422 and "goes with over_the_air" in r.json()["detail"]
+        # both phones at the shop: the old one is wiped through its own agent, in a second session
+        r = c.post(f"/handovers/{hid}/run", json={"over_the_air": True, "wipe_over_the_air": True},
+                   headers=operator)
+        assert r.status_code == 202 and r.json()["seram_old"]["session"] != r.json()["seram"]["session"], r.text
+        old_agent = PhoneThread(r.json()["seram_old"]["endpoint"], pid, phone_home)
+        old_agent.start_session(r.json()["seram_old"]["session"])
         job, agent = _answered_over_the_air(c, operator, r, new, phone_home)
         assert agent.result.notifications == ["handover/done/OK"]
+        assert old_agent.join().notifications == ["handover/done/OK"]
         assert job["state"] == "succeeded" and job["result"]["state"] == "done", job
+        assert wallet_sim.describe(pid, phone_home)["secure_element"]["applets"] == []  # wiped over the air
         states = {(c_["phone_id"], c_["status"]) for c_ in c.get("/credentials", headers=issuer).json()["credentials"]
                   if c_["phone_id"] in (pid, new)}
         assert states == {(pid, "revoked"), (new, "valid")}
