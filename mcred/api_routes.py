@@ -122,6 +122,9 @@ class AbandonRequest(_Body):
     #: Why the job will not finish (audited with the job and the revocations).
     reason: str = Field(min_length=1, max_length=200,
                         pattern=r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$")
+    #: A provisioning's wipe reaches the phone through its GP SERAM Local Agent: the call
+    #: then answers 202 with a job and the session (``seram``), as the other TSM routes do.
+    over_the_air: bool = False
 
 
 class ForgetRequest(_Body):
@@ -466,6 +469,18 @@ def _resume_work(ctx: Context):  # noqa: ANN202
     return work
 
 
+def _abandon_work(ctx: Context):  # noqa: ANN202
+    def work(params: dict, progress) -> dict:  # noqa: ANN001
+        from mcred.provision import abandon
+
+        progress(0.05, f"abandoning TSM job {params['tsm_job_id']}, its phone's SE wiped over the air")
+        return _reaching(params, lambda transmit: abandon(ctx, params["tsm_job_id"], params["reason"],
+                                                          actor=params.get("actor", "api"),
+                                                          transmit=transmit).summary(), "abandon")
+
+    return work
+
+
 def _pin_reset_work(ctx: Context):  # noqa: ANN202
     def work(params: dict, progress) -> dict:  # noqa: ANN001
         from mcred.provision import reset_secrets
@@ -669,12 +684,29 @@ def issuer_router(ctx: Context) -> APIRouter:
         return _with_seram(ctx, _accepted(view, response), link)
 
     @router.post("/tsm-jobs/{job_id}/abandon", summary="Give up a TSM job that cannot finish: "
-                 "revoke what it issued; a provisioning's SE is wiped and its phone let go")
-    def abandon_tsm_job(job_id: Hex32, body: AbandonRequest, request: Request) -> dict[str, Any]:
+                 "revoke what it issued; a provisioning's SE is wiped and its phone let go",
+                 responses={202: {"description": "over_the_air: a job that wipes the SE through the "
+                                                 "phone's Local Agent (the answer's seram)"}})
+    def abandon_tsm_job(job_id: Hex32, body: AbandonRequest, request: Request,
+                        response: Response) -> dict[str, Any]:
         from mcred.provision import abandon
         from tsm.errors import JobInputError
+        from tsm.jobs import ENDED
 
-        _tsm_job_or_404(ctx, job_id)
+        job = _tsm_job_or_404(ctx, job_id)
+        if body.over_the_air:
+            if job.kind != "provision":
+                raise ProblemException(problems.CONFLICT, f"TSM job {job_id} is a {job.kind}: only a "
+                                       "provisioning's abandon wipes the phone, over the air or not")
+            if job.state in ENDED:
+                raise ProblemException(problems.CONFLICT, f"TSM job {job_id} is {job.state}: nothing to abandon")
+            link = _phone_link(request, ctx, job.se_id, True)
+            jobs = _jobs(request)
+            jobs.register("tsm-abandon", _abandon_work(ctx))
+            view = jobs.submit("tsm-abandon", {"tsm_job_id": job_id, "phone_id": job.se_id, "reason": body.reason,
+                                               "actor": _actor(request), "over_the_air": True},
+                               private={"seram": link}, scope="issuer", actor=_actor(request))
+            return _with_seram(ctx, _accepted(view, response), link)
         try:
             return abandon(ctx, job_id, body.reason, actor=_actor(request)).summary()
         except JobInputError as exc:  # done (or finished while this call waited for the SE)

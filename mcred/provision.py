@@ -556,7 +556,8 @@ class AbandonResult:
 ABANDON_REASON = "cessationOfOperation"
 
 
-def abandon(ctx: Context, job_id: str, reason: str, *, actor: str = "mcred") -> AbandonResult:
+def abandon(ctx: Context, job_id: str, reason: str, *, actor: str = "mcred",
+            transmit: Callable[[bytes], bytes] | None = None) -> AbandonResult:
     """Give up a TSM job that cannot finish (specs/tsm.md, "Abandoning a job").
 
     The job ends for good (:meth:`tsm.jobs.Tsm.abandon`: audited, its sealed secrets
@@ -571,6 +572,8 @@ def abandon(ctx: Context, job_id: str, reason: str, *, actor: str = "mcred") -> 
     directory) is let go of without a wipe. A wipe that fails (a quarantined SE, a lost
     answer) is reported, not raised, and the phone stays with its holder: calling this
     again, once the cause is gone, resumes the same wipe job and then lets the phone go.
+    ``transmit``: how to reach the phone's SE for the wipe (over the air, its GP SERAM
+    session) instead of opening it in the data directory.
     """
     from issuer import revocation
     from issuer.db import AuditEvent
@@ -588,7 +591,7 @@ def abandon(ctx: Context, job_id: str, reason: str, *, actor: str = "mcred") -> 
         return AbandonResult(job_id, view.se_id, view.kind, revoked, None, False, None, None)
     wipe_job = wipe_error = None
     wiped = quarantined = False
-    reachable = view.se_id in wallet_sim.list_phones(ctx.home)
+    reachable = transmit is not None or view.se_id in wallet_sim.list_phones(ctx.home)
     if not reachable:
         wipe_error = f"phone {view.se_id} is not under {ctx.home}: nothing to wipe"
     else:
@@ -598,8 +601,9 @@ def abandon(ctx: Context, job_id: str, reason: str, *, actor: str = "mcred") -> 
         try:
             wipe_job = earlier[-1].id if earlier else tsm.create_job(view.se_id, "delete-credentials",
                                                                      actor=wiper)
-            se = wallet_sim.open_secure_element(view.se_id, ctx.home)
-            wiped = tsm.run(wipe_job, se.transmit, actor=wiper).state == "done"
+            if transmit is None:
+                transmit = wallet_sim.open_secure_element(view.se_id, ctx.home).transmit
+            wiped = tsm.run(wipe_job, transmit, actor=wiper).state == "done"
         except (TsmError, wallet_sim.SeError) as exc:
             wipe_error = f"{type(exc).__name__}: {exc}"
             quarantined = isinstance(exc, QUARANTINE_ERRORS)

@@ -474,6 +474,35 @@ def test_an_se_that_fails_is_reported_and_the_job_stops_resumable(ctx, phone):
     _assert_provisioned(ctx, result, pid, phone_home)
 
 
+def test_a_stopped_provisioning_is_abandoned_and_its_phone_wiped_over_the_air(ctx, phone):
+    """`mcred tsm abandon JOB --over-the-air`: the phone is not in the operator's data
+    directory, so its wipe goes through its Local Agent; the phone is then let go."""
+    from typer.testing import CliRunner
+
+    from mcred.cli.main import app
+    from mcred.provision import unfinished_job
+
+    pid, phone_home = phone
+    failing = _failing_at(wallet_sim.open_secure_element(pid, phone_home), 40, "the phone went into a tunnel")
+    with seram_endpoint(_free_listen()) as endpoint:
+        with pytest.raises(TransportError):
+            _provision_over_the_air(ctx, endpoint, pid, phone_home, transmit=failing)
+    job = unfinished_job(ctx, pid)
+    assert wallet_sim.describe(pid, phone_home)["secure_element"]["applets"]  # half provisioned
+    listen = _free_listen()
+    agent = PhoneThread(f"http://{listen}/gp/seram", pid, phone_home)
+    agent.start_session("abandon-1")
+    r = CliRunner().invoke(app, ["tsm", "abandon", job.id, "--reason", "the holder withdrew", "--over-the-air",
+                                 "--listen", listen, "--session-id", "abandon-1", "--json"])
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.output[r.output.index("\n") + 1:])
+    assert result["wiped"] and result["released_holder"], result
+    assert agent.join().notifications == ["abandon/done/OK"]
+    assert wallet_sim.describe(pid, phone_home)["secure_element"]["applets"] == []
+    r = CliRunner().invoke(app, ["tsm", "abandon", result["wipe_job"], "--reason", "x", "--over-the-air"])
+    assert r.exit_code == 2 and "wipes nothing" in " ".join(r.output.split()), r.output
+
+
 def test_every_refusal_has_its_status(tmp_path):
     hub = SeramHub(poll_wait_s=0.2)
     link = hub.open("ph-1", session_id="known-session")
@@ -650,6 +679,19 @@ def test_the_issuer_service_provisions_over_the_air(home, phone, monkeypatch):
         job, agent = _answered_over_the_air(c, issuer, r, other, phone_home)
         assert agent.result.notifications == ["resume/done/OK"]
         assert job["state"] == "succeeded", job
+        # one that is given up instead: abandoned over the API, its SE wiped through its agent
+        third = wallet_sim.create_phone(phone_home)
+        failing = _failing_at(wallet_sim.open_secure_element(third, phone_home), 30, "the phone went into a tunnel")
+        r = c.post("/provisioning", json={**body, "phone_id": third,
+                                          "holder": dict(HOLDER, family_name="三人目")}, headers=issuer)
+        job, agent = _answered_over_the_air(c, issuer, r, third, phone_home, transmit=failing)
+        (stopped,) = c.get("/tsm-jobs", params={"phone_id": third, "unfinished": True}, headers=issuer).json()["jobs"]
+        r = c.post(f"/tsm-jobs/{stopped['id']}/abandon", json={"reason": "the holder withdrew", "over_the_air": True},
+                   headers=issuer)
+        job, agent = _answered_over_the_air(c, issuer, r, third, phone_home)
+        assert agent.result.notifications == ["abandon/done/OK"]
+        assert job["state"] == "succeeded" and job["result"]["wiped"], job
+        assert wallet_sim.describe(third, phone_home)["secure_element"]["applets"] == []
         spec = c.get("/openapi.json").json()["paths"]
         assert spec["/gp/seram/remoteManagement"]["post"].get("x-mcred-scope") is None  # public
         # several worker processes would not share the session: refused, naming why

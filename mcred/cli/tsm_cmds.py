@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 from rich.console import Console
 from rich.markup import escape
+
+from mcred.cli.ota_cli import (
+    LISTEN,
+    OVER_THE_AIR,
+    PUBLIC_URL,
+    SESSION_ID,
+    SSL_CERTFILE,
+    SSL_KEYFILE,
+    over_the_air_options,
+)
 
 tsm_app = typer.Typer(help="The SP-TSM: its master key (SCP03 key diversification, sealed job secrets).",
                       no_args_is_help=True)
@@ -144,21 +156,38 @@ def abandon(
     job: str = typer.Argument(..., help="The job to give up (`mcred tsm jobs --unfinished`)."),
     reason: str = typer.Option(..., "--reason", help="Why it will not finish (audited)."),
     as_json: bool = typer.Option(False, "--json"),
+    over_the_air: bool = OVER_THE_AIR,
+    listen: str = LISTEN,
+    public_url: str = PUBLIC_URL,
+    session_id: str = SESSION_ID,
+    ssl_certfile: Path = SSL_CERTFILE,
+    ssl_keyfile: Path = SSL_KEYFILE,
 ) -> None:
     """Give up a job that cannot finish (its phone is gone, its SE stays quarantined, the
     holder withdrew): it never runs again, and the credentials issued under it are revoked
     (cessationOfOperation). For a provisioning job the phone's SE is also wiped and the
     phone let go of its holder, so that it can be provisioned again; the holder stays
-    registered (`mcred provision --holder-id`). Run it again to finish a wipe that failed."""
+    registered (`mcred provision --holder-id`). Run it again to finish a wipe that failed.
+    With --over-the-air the wipe reaches the phone through its GP SERAM Local Agent."""
     import json
 
     from mcred.context import Context
     from mcred.provision import abandon as abandon_job
     from tsm.errors import JobError, TsmError
+    from tsm.jobs import read_job
 
+    ota = over_the_air_options(over_the_air, listen, public_url, session_id, ssl_certfile, ssl_keyfile, as_json)
     ctx = Context.open()
     try:
-        result = abandon_job(ctx, job, reason, actor="cli")
+        if ota is None:
+            result = abandon_job(ctx, job, reason, actor="cli")
+        else:
+            view = read_job(ctx.engine, job)
+            if view.kind != "provision":
+                raise JobError(f"--over-the-air reaches a provisioning's phone to wipe it; job {job} is a "
+                               f"{view.kind} job, which wipes nothing")
+            result = ota.run(view.se_id, lambda transmit: abandon_job(ctx, job, reason, actor="cli",
+                                                                      transmit=transmit), what="abandon")
     except JobError as exc:  # no such job, a finished one, no reason: the command as given
         err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
