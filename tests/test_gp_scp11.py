@@ -90,7 +90,8 @@ def test_a_card_without_the_certified_key_fails_the_receipt():
         host.key_dek  # noqa: B018
 
 
-@pytest.mark.parametrize(("answer", "match"), [
+@pytest.mark.parametrize(("answer", "match"), ids=["refused", "no-sw", "not-tlv", "off-curve", "compressed", "no-key"],
+                         argvalues=[
     (b"\x6a\x88", "refused with SW 6A88"),
     (b"\x90", "no status word|bytes"),
     (b"\x01\x02\x90\x00", "answer"),
@@ -173,7 +174,8 @@ def se_home(se):
     (_crt() + _epk() + b"\x00", 0x01, SCP11B_KID, 0x80, "6A80"),  # trailing byte
     (encode(0xA6, encode(0x90, b"\x11\x00") * 2 + encode(0x95, b"\x3c") + encode(0x80, b"\x88")
             + encode(0x81, b"\x10")) + _epk(), 0x01, SCP11B_KID, 0x80, "6A80"),  # a tag twice
-])
+], ids=["unknown-kvn", "scp11a-kid", "scp11a-asked", "partial-sm", "not-aes", "17-byte-keys", "off-curve",
+        "no-key", "trailing-byte", "tag-twice"])
 def test_the_se_refuses_a_bad_internal_authenticate(se, data, p1, p2, cla, sw):
     before = se.path.read_bytes()
     assert se.transmit(_ia(data, p1, p2, cla))[-2:].hex().upper() == sw
