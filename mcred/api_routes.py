@@ -519,8 +519,9 @@ def _handover_work(ctx: Context):  # noqa: ANN202
         progress(0.05, "running the workflow's remaining steps")
 
         def run(*transmits):  # noqa: ANN002, ANN202 - the new phone's (and the old one's), over the air
-            phones = (params["new_phone_id"], params.get("old_phone_id"))
-            actions.reach.update((p, t) for p, t in zip(phones, transmits, strict=False) if t is not None)
+            if transmits:  # over the air: the phones' sessions, the new one's first
+                phones = (params["new_phone_id"], params.get("old_phone_id"))
+                actions.reach.update(zip(phones, transmits, strict=False))
             return actions.runner(params.get("actor", "api")).run(params["handover_id"])
 
         links = [link for link in (params.get("seram"), params.get("seram_old")) if link is not None]
