@@ -100,16 +100,3 @@ def reveals(text: str, secret: str) -> bool:
     import re
 
     return re.search(rf"(?<![0-9A-Za-z]){re.escape(secret)}(?![0-9A-Za-z])", text) is not None
-
-
-#: Test modules that drive the machine's one pcscd (tests/test_pcsc_opensc.py starts and
-#: stops it on the system socket): under pytest-xdist they run in one worker, one after the
-#: other (``--dist loadgroup``, in pyproject.toml's addopts)
-_PCSCD_MODULES = frozenset(("test_pcsc_bridge.py", "test_pcsc_nfc.py", "test_pcsc_opensc.py",
-                            "test_pcsc_seram.py", "test_present_nfc.py"))
-
-
-def pytest_collection_modifyitems(config, items) -> None:  # noqa: ANN001
-    for item in items:
-        if item.path.name in _PCSCD_MODULES:
-            item.add_marker(pytest.mark.xdist_group("pcscd"))

@@ -13,6 +13,7 @@ Skipped, saying what is missing, when pcscd, the vpcd driver or OpenSC are not i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -158,11 +159,31 @@ def _wait_for(what: str, probe, timeout: float = READY_TIMEOUT, logs: tuple[Path
 @pytest.fixture(scope="module")
 def pcscd(tmp_path_factory):
     """The vpcd port of a running pcscd: the machine's (used as it is) or one started here
-    with a private reader.conf.d that declares only vpcd, on a free port."""
+    with a private reader.conf.d that declares only vpcd, on a free port. The machine has
+    one pcscd socket, so a module holds it for its whole run: under pytest-xdist another
+    worker's PC/SC module waits for the lock (``/tmp/mcred-tests-pcscd.lock``)."""
     missing = _missing()
     if missing:
         pytest.skip("PC/SC interop test needs " + ", ".join(missing)
                     + "; install: apt-get install -y pcscd vsmartcard-vpcd opensc")
+    with _machine_lock():
+        yield from _pcscd(tmp_path_factory)
+
+
+@contextlib.contextmanager
+def _machine_lock():
+    import fcntl
+    import tempfile
+
+    with open(Path(tempfile.gettempdir()) / "mcred-tests-pcscd.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _pcscd(tmp_path_factory):  # noqa: ANN001, ANN202
     if _pcscd_running():
         yield {"port": _system_vpcd_port(), "log": None}
         return

@@ -87,9 +87,12 @@ def test_the_phone_refuses_a_reader_whose_ident_is_not_its_engagements(world):  
     assert "not the reader that read the engagement" in transfer.problem
 
 
-def _phone_read_by(world, act, *, timeout: float = 5):  # noqa: F811
+def _phone_read_by(world, act, *, timeout: float = 5, phone_may_leave: bool = False):  # noqa: F811
     """The phone (peripheral server mode) against a bare GATT client in the reader's place,
-    which connects and then does ``act(end)``: the phone's transfer and what ``act`` returned."""
+    which connects and then does ``act(end)``: the phone's transfer and what ``act`` returned.
+    ``phone_may_leave``: with a short ``timeout`` on a loaded machine the phone may have given
+    up before the client got to connect or write; that is the client's failure, not the
+    phone's (``acted`` is then None), and the phone's transfer is still what is judged."""
 
     async def run():
         radio = blelink.Radio()
@@ -98,10 +101,15 @@ def _phone_read_by(world, act, *, timeout: float = 5):  # noqa: F811
                                                        timeout=timeout))
         engagement = await shown
         options = ble.BleOptions.of(engagement.device_engagement)
+        acted = None
         async with blelink.opened(radio, "hostile reader") as dev:
             end = blelink.GattClientEnd(dev, ble.PERIPHERAL_SERVER, options.peripheral_uuid)
-            await end.connect(5)
-            acted = await act(end)
+            try:
+                await end.connect(5)
+                acted = await act(end)
+            except Exception:
+                if not (phone_may_leave and phone.done()):
+                    raise
         return await phone, acted
 
     return _run(run())
@@ -209,7 +217,7 @@ def test_whatever_a_reader_writes_the_phone_ends_with_a_reason_or_waits_never_a_
             char = end._state_char if where == "state" else end._c2s
             await char.write_value(value, with_response=False)
 
-    transfer, _ = _phone_read_by(world, write_all, timeout=0.5)
+    transfer, _ = _phone_read_by(world, write_all, timeout=0.5, phone_may_leave=True)
     assert transfer.problem is None or isinstance(transfer.problem, str)
     if transfer.session is not None:
         assert transfer.session.state in ("open", "engaged", "terminated")
