@@ -437,27 +437,35 @@ def open_session(link: SeLink, *, with_step: bool = False) -> CardSession:
             host.on_external_authenticate_response(raw)
         except GpError as exc:
             raise SecureChannelError(f"SE {link.se_id}: {exc}", sw) from exc
-        changes: dict[str, object] = {}
-        if rec.kdd is None:
-            changes.update(kdd=iu.key_diversification_data.hex(), master_key_id=link.master.key_id)
-        if kvn != rec.kvn:
-            changes.update(kvn=kvn)
-        if rec.state == "new" or changes:
-            changes.setdefault("state", "active")
-        link.known = None  # until the commit below is known to have landed
-        link.pending_records.append((kvn, counter, changes))
-        if not with_step:
-            link.flush_records()  # the counter and identity: one commit
-        if counter is not None:
-            counters = {**counters, kvn: max(counter, counters.get(kvn, counter))}
-        link.known = (dataclasses.replace(
-            rec, kvn=kvn, state=str(changes.get("state", rec.state)),
-            kdd=rec.kdd if rec.kdd is not None else iu.key_diversification_data,
-            master_key_id=rec.master_key_id if rec.kdd is not None else link.master.key_id),
-            counters)
+        _record_session(link, rec, counters, kvn, counter, iu.key_diversification_data, with_step=with_step)
         link.audit.event("session-open", None, kvn=kvn, counter=counter, level=link.security_level)
         return CardSession(link, host, kvn, counter, iu.key_diversification_data)
     raise SecureChannelError(f"SE {link.se_id}: no keyset opened a session")  # pragma: no cover
+
+
+def _record_session(link: SeLink, rec: records.SeRecord, counters: dict[int, int], kvn: int,
+                    counter: int | None, kdd: bytes, *, with_step: bool) -> None:
+    """What an authenticated session tells the record: its keyset, sequence counter and, at
+    first contact, the SE's identity (its KDD and the master key's id), committed at once or
+    with the step (see :func:`open_session`), and what this run now knows of the record."""
+    changes: dict[str, object] = {}
+    if rec.kdd is None:
+        changes.update(kdd=kdd.hex(), master_key_id=link.master.key_id)
+    if kvn != rec.kvn:
+        changes.update(kvn=kvn)
+    if rec.state == "new" or changes:
+        changes.setdefault("state", "active")
+    link.known = None  # until the commit below is known to have landed
+    link.pending_records.append((kvn, counter, changes))
+    if not with_step:
+        link.flush_records()  # the counter and identity: one commit
+    if counter is not None:
+        counters = {**counters, kvn: max(counter, counters.get(kvn, counter))}
+    link.known = (dataclasses.replace(
+        rec, kvn=kvn, state=str(changes.get("state", rec.state)),
+        kdd=rec.kdd if rec.kdd is not None else kdd,
+        master_key_id=rec.master_key_id if rec.kdd is not None else link.master.key_id),
+        counters)
 
 
 def _check_master_key(link: SeLink, rec: records.SeRecord, kvn: int) -> None:
@@ -558,18 +566,7 @@ def _open_scp11b(link: SeLink, rec: records.SeRecord, counters: dict[int, int], 
     except GpError as exc:
         link.audit.event("session-failed", "SCP11b", error=str(exc))
         raise SecureChannelError(f"SE {link.se_id}: {exc}", sw) from exc
-    changes: dict[str, object] = {}
-    if rec.kdd is None:
-        changes.update(kdd=kdd.hex(), master_key_id=link.master.key_id)
-    if rec.state == "new" or changes:
-        changes.setdefault("state", "active")
-    link.known = None
-    link.pending_records.append((FACTORY_KVN, None, changes))
-    if not with_step:
-        link.flush_records()
-    link.known = (dataclasses.replace(
-        rec, state=str(changes.get("state", rec.state)), kdd=rec.kdd if rec.kdd is not None else kdd,
-        master_key_id=rec.master_key_id if rec.kdd is not None else link.master.key_id), counters)
+    _record_session(link, rec, counters, FACTORY_KVN, None, kdd, with_step=with_step)  # no counter in SCP11
     link.audit.event("se-authenticated", leaf.subject.rfc4514_string(), certificate=fingerprint)
     link.audit.event("session-open", None, kvn=FACTORY_KVN, scp="11b", level=host.security_level)
     return CardSession(link, host, FACTORY_KVN, None, kdd, scp="11b")

@@ -51,6 +51,7 @@ from protocols.gp.crypto import (
 )
 from protocols.gp.errors import (
     ApduError,
+    GpError,
     KeyError_,
     Scp03AuthenticationError,
     Scp03Error,
@@ -59,6 +60,7 @@ from protocols.gp.errors import (
     Scp03ProtocolError,
     Scp03SecurityLevelError,
     Scp03StateError,
+    Scp11ProtocolError,
 )
 
 # Security level bits (GPCS 10.6.2 / Amendment D 7.1.2.1).
@@ -402,10 +404,27 @@ class SecureHost(_Messaging):
         """The key that enciphers key components for this session's PUT KEY."""
         raise NotImplementedError
 
-    def _fail(self, err: Scp03Error) -> Scp03Error:
+    #: the errors of this protocol's handshake (SCP11 has its own)
+    _state_error: type[GpError] = Scp03StateError
+    _protocol_error: type[Scp03ProtocolError] | type[Scp11ProtocolError] = Scp03ProtocolError
+
+    def _fail(self, err: GpError) -> GpError:
         self.state = HostState.CLOSED
         self._sm = None
         return err
+
+    def _answer_to(self, outstanding: HostState, command: str, resp: bytes) -> ResponseApdu:
+        """The card's 9000 answer to the handshake ``command`` sent in state
+        ``outstanding``; any other answer (or none outstanding) fails the channel."""
+        if self.state is not outstanding:
+            raise self._state_error(f"no {command} outstanding (state {self.state.value})")
+        try:
+            r = ResponseApdu.parse(resp)
+        except ApduError as e:
+            raise self._fail(self._protocol_error(str(e))) from e
+        if r.sw != 0x9000:
+            raise self._fail(self._protocol_error(f"{command} refused with SW {r.sw:04X}", r.sw))
+        return r
 
     def wrap(self, apdu: bytes) -> bytes:
         """Secure one plain command APDU for the card."""
@@ -500,19 +519,6 @@ class HostChannel(SecureHost):
     @property
     def key_dek(self) -> bytes:
         return self.static_keys.dek
-
-    def _answer_to(self, outstanding: HostState, command: str, resp: bytes) -> ResponseApdu:
-        """The card's 9000 answer to the ``command`` sent in state ``outstanding``; any
-        other answer (or none outstanding) fails the channel."""
-        if self.state is not outstanding:
-            raise Scp03StateError(f"no {command} outstanding (state {self.state.value})")
-        try:
-            r = ResponseApdu.parse(resp)
-        except ApduError as e:
-            raise self._fail(Scp03ProtocolError(str(e))) from e
-        if r.sw != 0x9000:
-            raise self._fail(Scp03ProtocolError(f"{command} refused with SW {r.sw:04X}", r.sw))
-        return r
 
     def initialize_update(self, *, with_le: bool = True) -> bytes:
         """INITIALIZE UPDATE (Amendment D 7.1.1): P1 = KVN (00: first available)."""

@@ -45,11 +45,10 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-from protocols.gp.apdu import CommandApdu, ResponseApdu, has_secure_messaging, with_channel
+from protocols.gp.apdu import CommandApdu, has_secure_messaging, with_channel
 from protocols.gp.codes import CLA_GP, INS_INTERNAL_AUTHENTICATE
 from protocols.gp.crypto import KeyedAes
 from protocols.gp.errors import (
-    ApduError,
     GpError,
     Scp11AuthenticationError,
     Scp11CertificateError,
@@ -179,6 +178,9 @@ class Scp11bHost(SecureHost):
     (:func:`verify_sd_certificate`): the receipt proves the card holds its private key, and
     nothing more."""
 
+    _state_error = Scp11StateError
+    _protocol_error = Scp11ProtocolError
+
     def __init__(self, pk_sd_ecka: ec.EllipticCurvePublicKey, kvn: int, kid: int = SCP11B_KID, *,
                  key_length: int = 16, channel: int = 0,
                  ephemeral: ec.EllipticCurvePrivateKey | None = None) -> None:
@@ -214,14 +216,7 @@ class Scp11bHost(SecureHost):
         """Verify the receipt; 9000 with a receipt that verifies opens the channel at
         security level 33. Anything else closes it (:class:`Scp11ProtocolError`, or
         :class:`Scp11AuthenticationError` when the receipt does not verify: not this card)."""
-        if self.state is not HostState.AUTHENTICATE_SENT:
-            raise Scp11StateError(f"no INTERNAL AUTHENTICATE outstanding (state {self.state.value})")
-        try:
-            r = ResponseApdu.parse(resp)
-        except ApduError as e:
-            raise self._fail(Scp11ProtocolError(str(e))) from e
-        if r.sw != 0x9000:
-            raise self._fail(Scp11ProtocolError(f"INTERNAL AUTHENTICATE refused with SW {r.sw:04X}", r.sw))
+        r = self._answer_to(HostState.AUTHENTICATE_SENT, "INTERNAL AUTHENTICATE", resp)
         try:
             objs = parse_all(r.data)
         except TlvError as e:
