@@ -15,6 +15,7 @@ from pathlib import Path
 
 import cbor2
 import platformdirs
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from wallet_sim.se.applet import Applet
 from wallet_sim.se.constants import DEFAULT_MAX_FAILED_AUTHENTICATIONS
@@ -66,8 +67,14 @@ def app_dir(phone_id: str, home: Path | None = None) -> Path:
 
 def create_phone(home: Path | None = None, model: str = DEFAULT_MODEL, *,
                  max_failed_authentications: int = DEFAULT_MAX_FAILED_AUTHENTICATIONS,
-                 initial_sequence_counter: int = 0, nvm_bytes: int = DEFAULT_NVM) -> str:
+                 initial_sequence_counter: int = 0, nvm_bytes: int = DEFAULT_NVM,
+                 kloc: ec.EllipticCurvePublicKey | None = None) -> str:
     """Make a new phone with a factory-fresh SE; return its id.
+
+    ``kloc``: the CA key of the OCEs (TSMs) that the SE's issuer allows to load keys
+    (GPCS Amendment F PK.CA-KLOC.ECDSA, P-256). With it, the SE offers SCP11a and takes key
+    loading only from an OCE that key certifies (specs/secure-element.md "SCP11a"); without
+    it, SCP11b only.
 
     ``max_failed_authentications`` is the number of consecutive failed EXTERNAL
     AUTHENTICATEs after which a keyset is blocked; ``initial_sequence_counter`` exists so
@@ -91,7 +98,7 @@ def create_phone(home: Path | None = None, model: str = DEFAULT_MODEL, *,
     write_atomically(d / "phone.cbor", cbor2.dumps({"id": phone_id, "model": model}, canonical=True))
     state = factory_state(max_failed_authentications=max_failed_authentications,
                           sequence_counter=initial_sequence_counter, nvm_capacity=nvm_bytes,
-                          maker=se_maker(data_home(home)))
+                          maker=se_maker(data_home(home)), kloc=kloc)
     ImageFile(d / SE_FILE).create(encode_state(state))  # both NVM banks, se.cbor the first
     return phone_id
 

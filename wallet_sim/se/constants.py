@@ -41,6 +41,10 @@ FACTORY_KEY = bytes.fromhex("404142434445464748494A4B4C4D4E4F")
 SCP03_I = 0x70  # pseudo-random challenge, R-MAC and R-ENC supported, S8
 #: SCP11b key pair (GPCS Amendment F): KID 13, KVN 01, P-256, certified by the SE maker
 SCP11B_KVN = 0x01
+#: SCP11a key pair: KID 11, KVN 01, P-256, certified by the SE maker; made when the SE's
+#: issuer gives the factory the CA key of the OCEs allowed to load keys (CA-KLOC, KID 10)
+SCP11A_KVN = 0x01
+KLOC_KVN = 0x01
 #: ISD commands an SCP11b session may send once the factory keyset is gone: SCP11b does not
 #: authenticate the off-card entity, so such a session reads and changes nothing else
 SCP11B_UNAUTHENTICATED = frozenset((0xCA, 0xF2))  # GET DATA, GET STATUS

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from protocols.gp.apdu import CommandApdu, ResponseApdu, has_secure_messaging, response
-from protocols.gp.codes import INS_INTERNAL_AUTHENTICATE
+from protocols.gp.codes import INS_INTERNAL_AUTHENTICATE, INS_PERFORM_SECURITY_OPERATION
 from protocols.gp.errors import (
     GpError,
     KeyError_,
@@ -24,8 +24,13 @@ from protocols.gp.keys import KeyInfo, key_information_template, parse_put_key_d
 from protocols.gp.resources import encode_resources
 from protocols.gp.scp03 import SEQUENCE_COUNTER_MAX, CardChannel, CardKeyset, StaticKeys
 from protocols.gp.scp11 import (
+    KLOC_KID,
+    PSO_MORE,
+    SCP11A_KID,
     SCP11B_KID,
     TAG_CERTIFICATE_STORE,
+    OceChainCollector,
+    Scp11aCard,
     Scp11bCard,
     parse_certificate_store_query,
 )
@@ -98,7 +103,11 @@ def process(se: SecureElement, ch: Channel, cmd: CommandApdu) -> bytes:
         return _initialize_update(se, ch, cmd)
     if cmd.ins == INS_INTERNAL_AUTHENTICATE and cmd.cla & 0x80 and not has_secure_messaging(cmd.cla):
         return _internal_authenticate(se, ch, cmd)
+    if cmd.ins == INS_PERFORM_SECURITY_OPERATION and cmd.cla & 0x80 and not has_secure_messaging(cmd.cla):
+        return _perform_security_operation(se, ch, cmd)
     if cmd.ins == INS_EXTERNAL_AUTHENTICATE and cmd.cla & 0x80:
+        if cmd.p2 == SCP11A_KID and not has_secure_messaging(cmd.cla):
+            return _mutual_authenticate(se, ch, cmd)
         return _external_authenticate(se, ch, cmd)
     sess = ch.session
     if sess is not None and sess.is_open and sess.security_level:
@@ -110,10 +119,11 @@ def process(se: SecureElement, ch: Channel, cmd: CommandApdu) -> bytes:
         except Scp03Error:
             _end_session(ch)  # tampered MAC / padding: the session is gone
             return response(SW_SECURITY_NOT_SATISFIED)
-        if not sess.oce_authenticated and FACTORY_KVN not in se.state["keysets"] \
-                and plain.ins not in SCP11B_UNAUTHENTICATED:
+        if not sess.oce_authenticated and plain.ins not in SCP11B_UNAUTHENTICATED \
+                and (FACTORY_KVN not in se.state["keysets"] or "kloc" in se.state):
             # SCP11b authenticated the card, not the host: once the published factory keys
-            # are gone, nobody unauthenticated changes the card (specs/secure-element.md)
+            # are gone, nobody unauthenticated changes the card; nor ever on a card whose
+            # issuer named the OCEs allowed to load keys (SCP11a; specs/secure-element.md)
             return sess.wrap_response(b"", SW_SECURITY_NOT_SATISFIED)
         data, sw = _command(se, ch, plain, sess.security_level)
         return sess.wrap_response(data, sw)
@@ -131,6 +141,7 @@ def _end_session(ch: Channel) -> None:
     ch.session = None
     ch.perso_target = None
     ch.extra.pop("get_status", None)
+    ch.extra.pop("oce_chain", None)
 
 
 def _initialize_update(se: SecureElement, ch: Channel, cmd: CommandApdu) -> bytes:
@@ -158,6 +169,14 @@ def _initialize_update(se: SecureElement, ch: Channel, cmd: CommandApdu) -> byte
     return out
 
 
+def _static_exchange(pkcs8: bytes):  # noqa: ANN202
+    def exchange(peer: ec.EllipticCurvePublicKey) -> bytes:  # ECDH with SK.SD.ECKA, in here
+        sk = serialization.load_der_private_key(pkcs8, None)
+        assert isinstance(sk, ec.EllipticCurvePrivateKey)
+        return sk.exchange(ec.ECDH(), peer)
+    return exchange
+
+
 def _internal_authenticate(se: SecureElement, ch: Channel, cmd: CommandApdu) -> bytes:
     """SCP11b (Amendment F 7.6): key agreement with the SE's certified key; P1 = KVN (00:
     the one there is), P2 = KID 13."""
@@ -165,16 +184,55 @@ def _internal_authenticate(se: SecureElement, ch: Channel, cmd: CommandApdu) -> 
     key = se.state.get("scp11")
     if key is None or cmd.p1 not in (0, key["kvn"]) or cmd.p2 != SCP11B_KID:
         return response(SW_REFERENCED_DATA_NOT_FOUND)
-    pkcs8 = key["sk"]
-
-    def exchange(peer: ec.EllipticCurvePublicKey) -> bytes:  # ECDH with SK.SD.ECKA, in here
-        sk = serialization.load_der_private_key(pkcs8, None)
-        assert isinstance(sk, ec.EllipticCurvePrivateKey)
-        return sk.exchange(ec.ECDH(), peer)
-
-    card = Scp11bCard(key["kvn"], SCP11B_KID, exchange)
+    card = Scp11bCard(key["kvn"], SCP11B_KID, _static_exchange(key["sk"]))
     try:
         out = card.internal_authenticate(cmd)
+    except Scp11ProtocolError as e:
+        return response(e.sw or SW_WRONG_DATA)
+    except GpError:
+        return response(SW_WRONG_DATA)
+    ch.session = card
+    return out
+
+
+def _perform_security_operation(se: SecureElement, ch: Channel, cmd: CommandApdu) -> bytes:
+    """PERFORM SECURITY OPERATION [verify certificate] (Amendment F 7.5): one certificate of
+    the OCE's chain, P1 = KVN and P2 = KID (bit 8: more follow) of the CA-KLOC key it
+    chains to. The chain, and the OCE key it proves, last until the channel's next session
+    or the next chain."""
+    if ch.session is not None:
+        _end_session(ch)  # a new authentication starts: the open session ends
+    kloc = se.state.get("kloc")
+    if kloc is None or cmd.p1 != kloc["kvn"] or cmd.p2 & ~PSO_MORE != KLOC_KID:
+        ch.extra.pop("oce_chain", None)
+        return response(SW_REFERENCED_DATA_NOT_FOUND)
+    collector = ch.extra.get("oce_chain")
+    if collector is None or collector.oce_key is not None:
+        ca = serialization.load_der_public_key(kloc["pk"])
+        assert isinstance(ca, ec.EllipticCurvePublicKey)
+        collector = ch.extra["oce_chain"] = OceChainCollector(ca)
+    try:
+        collector.take(cmd)
+    except Scp11ProtocolError as e:
+        ch.extra.pop("oce_chain", None)
+        return response(e.sw or SW_WRONG_DATA)
+    return response(SW_OK)
+
+
+def _mutual_authenticate(se: SecureElement, ch: Channel, cmd: CommandApdu) -> bytes:
+    """SCP11a (Amendment F 7.6): key agreement between the SE's certified key and the OCE's,
+    whose chain PERFORM SECURITY OPERATION verified just before; P1 = KVN (00: the one there
+    is), P2 = KID 11."""
+    collector = ch.extra.pop("oce_chain", None)
+    _end_session(ch)
+    key = se.state.get("scp11a")
+    if key is None or cmd.p1 not in (0, key["kvn"]):
+        return response(SW_REFERENCED_DATA_NOT_FOUND)
+    if collector is None or collector.oce_key is None:
+        return response(SW_CONDITIONS_NOT_SATISFIED)  # no verified OCE chain on this channel
+    card = Scp11aCard(key["kvn"], SCP11A_KID, _static_exchange(key["sk"]), collector.oce_key)
+    try:
+        out = card.mutual_authenticate(cmd)
     except Scp11ProtocolError as e:
         return response(e.sw or SW_WRONG_DATA)
     except GpError:
@@ -189,8 +247,8 @@ def _certificate_store(se: SecureElement, cmd: CommandApdu) -> tuple[bytes, int]
         kid, kvn = parse_certificate_store_query(cmd.data)
     except GpError:
         return b"", SW_WRONG_DATA
-    key = se.state.get("scp11")
-    if key is None or kid != SCP11B_KID or kvn != key["kvn"]:
+    key = se.state.get({SCP11B_KID: "scp11", SCP11A_KID: "scp11a"}.get(kid, ""))
+    if key is None or kvn != key["kvn"]:
         return b"", SW_REFERENCED_DATA_NOT_FOUND
     return b"".join(key["certs"]), SW_OK
 

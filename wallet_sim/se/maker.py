@@ -50,13 +50,15 @@ class SeMaker:
     def __repr__(self) -> str:  # never print the key
         return f"SeMaker({self.root.subject.rfc4514_string()})"
 
-    def certify(self, public_key: ec.EllipticCurvePublicKey, kdd: bytes, cplc_serial: bytes) -> bytes:
-        """An X.509 certificate (DER) for an SE's PK.SD.ECKA, naming the SE by its key
-        diversification data (subject serialNumber, hexadecimal) and IC serial number."""
+    def certify(self, public_key: ec.EllipticCurvePublicKey, kdd: bytes, cplc_serial: bytes,
+                scp: str = "SCP11b") -> bytes:
+        """An X.509 certificate (DER) for an SE's PK.SD.ECKA of variant ``scp``, naming the
+        SE by its key diversification data (subject serialNumber, hexadecimal) and IC
+        serial number."""
         now = dt.datetime.now(dt.UTC).replace(microsecond=0)
         subject = x509.Name([
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, MAKER_NAME),
-            x509.NameAttribute(NameOID.COMMON_NAME, f"SE {cplc_serial.hex().upper()} SCP11b"),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"SE {cplc_serial.hex().upper()} {scp}"),
             x509.NameAttribute(NameOID.SERIAL_NUMBER, kdd.hex().upper()),
         ])
         cert = (x509.CertificateBuilder()

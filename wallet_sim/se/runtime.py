@@ -365,16 +365,24 @@ class SecureElement:
 
 
 def _scp11_keys(st: dict) -> list[dict]:
-    """The SCP11b key's reference and its maker's certificate (public facts only)."""
+    """The SCP11 keys' references and their maker's certificates, and the CA-KLOC key
+    (public facts only)."""
     import hashlib
 
     from cryptography import x509
 
-    key = st.get("scp11")
-    if key is None:
-        return []
-    leaf = x509.load_der_x509_certificate(key["certs"][-1])
-    return [{"kid": "13", "kvn": f"{key['kvn']:02X}", "scp": "11b", "curve": "P-256",
-             "certificate": {"subject": leaf.subject.rfc4514_string(), "issuer": leaf.issuer.rfc4514_string(),
-                             "not_after": leaf.not_valid_after_utc.isoformat(),
-                             "sha256": hashlib.sha256(key["certs"][-1]).hexdigest()}}]
+    out = []
+    for field_, kid, scp in (("scp11a", "11", "11a"), ("scp11", "13", "11b")):
+        key = st.get(field_)
+        if key is None:
+            continue
+        leaf = x509.load_der_x509_certificate(key["certs"][-1])
+        out.append({"kid": kid, "kvn": f"{key['kvn']:02X}", "scp": scp, "curve": "P-256",
+                    "certificate": {"subject": leaf.subject.rfc4514_string(), "issuer": leaf.issuer.rfc4514_string(),
+                                    "not_after": leaf.not_valid_after_utc.isoformat(),
+                                    "sha256": hashlib.sha256(key["certs"][-1]).hexdigest()}})
+    kloc = st.get("kloc")
+    if kloc is not None:
+        out.append({"kid": "10", "kvn": f"{kloc['kvn']:02X}", "scp": "CA-KLOC", "curve": "P-256",
+                    "public_key_sha256": hashlib.sha256(kloc["pk"]).hexdigest()})
+    return out

@@ -34,6 +34,8 @@ from wallet_sim.se.constants import (
     FACTORY_KEY,
     FACTORY_KVN,
     ISD_AID,
+    KLOC_KVN,
+    SCP11A_KVN,
     SCP11B_KVN,
     SD_PERSONALIZED,
 )
@@ -92,10 +94,12 @@ NVM_MIN, NVM_MAX = 2048, 64 << 20
 
 def factory_state(*, max_failed_authentications: int = DEFAULT_MAX_FAILED_AUTHENTICATIONS,
                   sequence_counter: int = 0, nvm_capacity: int = DEFAULT_NVM,
-                  maker: SeMaker | None = None) -> dict:
+                  maker: SeMaker | None = None, kloc: ec.EllipticCurvePublicKey | None = None) -> dict:
     """The image of an SE fresh from the factory: ISD with the factory keyset, and
     ``nvm_capacity`` bytes of NVM for its image. With a ``maker``, also the SCP11b key pair
-    the SE makes at manufacture and the maker's certificate for it."""
+    the SE makes at manufacture and the maker's certificate for it; with a ``kloc`` too (the
+    CA key of the OCEs its issuer allows to load keys, PK.CA-KLOC.ECDSA, P-256), that key
+    and an SCP11a key pair with its certificate."""
     cplc = new_cplc()
     state = {
         "nvm_capacity": nvm_capacity,
@@ -117,6 +121,19 @@ def factory_state(*, max_failed_authentications: int = DEFAULT_MAX_FAILED_AUTHEN
         state["scp11"] = {"kvn": SCP11B_KVN, "sk": sk.private_bytes(
             serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
             "certs": [cert]}
+        if kloc is not None:
+            if not isinstance(kloc, ec.EllipticCurvePublicKey) or kloc.curve.name != "secp256r1":
+                raise ValueError("the CA-KLOC key must be a P-256 public key")
+            ska = ec.generate_private_key(ec.SECP256R1())
+            cert_a = maker.certify(ska.public_key(), state["kdd"],
+                                   bytes.fromhex(decode_cplc(cplc)["ic_serial_number"]), "SCP11a")
+            state["scp11a"] = {"kvn": SCP11A_KVN, "sk": ska.private_bytes(
+                serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+                "certs": [cert_a]}
+            state["kloc"] = {"kvn": KLOC_KVN, "pk": kloc.public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)}
+    elif kloc is not None:
+        raise ValueError("a CA-KLOC key needs a maker: SCP11a needs the SE's certified key")
     return state
 
 

@@ -1,0 +1,342 @@
+"""SCP11a (GPCS Amendment F): the OCE's chain as the card verifies it, the pure protocol both
+ways, the SE's PERFORM SECURITY OPERATION and MUTUAL AUTHENTICATE, what an SE with a CA-KLOC
+key lets SCP11b do, and yubikit's SCP11a host against the SE."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import wallet_sim
+from protocols.gp.apdu import CommandApdu
+from protocols.gp.errors import Scp11AuthenticationError, Scp11ProtocolError, Scp11StateError
+from protocols.gp.keys import parse_key_information_template, put_key_command
+from protocols.gp.scp03 import HostState
+from protocols.gp.scp11 import (
+    KLOC_KID,
+    SCP11A_KID,
+    OceChainCollector,
+    Scp11aCard,
+    Scp11aHost,
+    certificate_store_query,
+    control_reference_template,
+    parse_certificate_bundle,
+    verify_oce_chain,
+    verify_sd_certificate,
+)
+from protocols.gp.tlv import encode
+from tsm.oce import kloc_certificate, lab_oce
+from wallet_sim.se.maker import root_path
+
+ISD_SELECT = bytes.fromhex("00A4040008A000000151000000")
+P256 = ec.SECP256R1()
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _cert(subject: str, key: ec.EllipticCurvePrivateKey, issuer: str, signer, *, ca: bool = False,  # noqa: ANN001
+          agreement: bool = True, key_usage: bool = True) -> bytes:
+    b = (x509.CertificateBuilder()
+         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+         .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+         .public_key(key.public_key()).serial_number(x509.random_serial_number())
+         .not_valid_before(_now() - dt.timedelta(days=1)).not_valid_after(_now() + dt.timedelta(days=30))
+         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if key_usage:
+        b = b.add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
+                                          data_encipherment=False, key_agreement=agreement and not ca,
+                                          key_cert_sign=ca, crl_sign=False, encipher_only=False,
+                                          decipher_only=False), critical=True)
+    return b.sign(signer, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+
+class Oce:
+    """A KLOC CA and an OCE it certifies, directly or through an intermediate CA."""
+
+    def __init__(self, *, intermediate: bool = False) -> None:
+        self.ca = ec.generate_private_key(P256)
+        self.key = ec.generate_private_key(P256)
+        if intermediate:
+            mid = ec.generate_private_key(P256)
+            self.chain = [_cert("mid", mid, "kloc", self.ca, ca=True), _cert("oce", self.key, "mid", mid)]
+        else:
+            self.chain = [_cert("oce", self.key, "kloc", self.ca)]
+
+    def exchange(self, peer: ec.EllipticCurvePublicKey) -> bytes:
+        return self.key.exchange(ec.ECDH(), peer)
+
+
+def _pso(der: bytes, more: bool = False, kvn: int = 1, kid: int = KLOC_KID, cla: int = 0x80) -> CommandApdu:
+    return CommandApdu(cla, 0x2A, kvn, kid | (0x80 if more else 0), der)
+
+
+def _pair(oce: Oce, key_length: int = 16, *, host_key=None):  # noqa: ANN001, ANN202
+    sd = ec.generate_private_key(P256)
+    host = Scp11aHost(sd.public_key(), 0x01, oce_certificates=oce.chain, key_length=key_length,
+                      oce_exchange=(lambda p: host_key.exchange(ec.ECDH(), p)) if host_key else oce.exchange)
+    collector = OceChainCollector(oce.ca.public_key())
+    for apdu in host.certificate_commands():
+        collector.take(CommandApdu.parse(apdu))
+        host.on_certificate_response(b"\x90\x00")
+    assert collector.oce_key is not None
+    card = Scp11aCard(0x01, SCP11A_KID, lambda peer: sd.exchange(ec.ECDH(), peer), collector.oce_key)
+    return host, card, card.mutual_authenticate(CommandApdu.parse(host.mutual_authenticate()))
+
+
+# --- the pure protocol --------------------------------------------------------------------
+
+@settings(max_examples=15, deadline=None)
+@given(key_length=st.sampled_from([16, 24, 32]), intermediate=st.booleans(),
+       data=st.sampled_from([b"", b"\x01", bytes(15), bytes(16), bytes(17), bytes(255)]))
+def test_host_and_card_agree(key_length, intermediate, data):
+    host, card, answer = _pair(Oce(intermediate=intermediate), key_length)
+    host.on_mutual_authenticate_response(answer)
+    assert host.state is HostState.OPEN and card.is_open and card.oce_authenticated
+    assert host.key_dek == card.key_dek and len(host.key_dek) == key_length
+    assert host.mac_chaining_value == card.mac_chaining_value == host.receipt
+    plain = CommandApdu(0x80, 0xE2, 0x80, 0x00, data, 256)
+    got = card.unwrap(CommandApdu.parse(host.wrap(plain.to_bytes())))
+    assert got.data == data
+    assert host.unwrap(card.wrap_response(b"ok", 0x9000)) == b"ok\x90\x00"
+
+
+def test_the_mutual_authenticate_command_is_yubikit_shaped():
+    oce = Oce()
+    host = Scp11aHost(ec.generate_private_key(P256).public_key(), 0x03, oce_certificates=oce.chain,
+                      oce_exchange=oce.exchange, kloc_kvn=0x02)
+    (pso,) = [CommandApdu.parse(a) for a in host.certificate_commands()]
+    assert (pso.cla, pso.ins, pso.p1, pso.p2, pso.data) == (0x80, 0x2A, 0x02, 0x10, oce.chain[0])
+    with pytest.raises(Scp11StateError, match="outstanding"):
+        host.mutual_authenticate()  # the certificate's answer has not come
+    host.on_certificate_response(b"\x90\x00")
+    ma = CommandApdu.parse(host.mutual_authenticate())
+    assert (ma.cla, ma.ins, ma.p1, ma.p2) == (0x80, 0x82, 0x03, SCP11A_KID)
+    assert ma.data.startswith(control_reference_template(16, 0x01))  # 90 11 01
+
+
+def test_a_host_without_the_certified_oce_key_fails_the_receipt():
+    # the card computes ShSes with the key the chain certifies; a host that holds another
+    # key gets other session keys, and the receipt tells it
+    host, _, answer = _pair(Oce(), host_key=ec.generate_private_key(P256))
+    with pytest.raises(Scp11AuthenticationError, match="did not take the OCE's certified key"):
+        host.on_mutual_authenticate_response(answer)
+    assert host.state is HostState.CLOSED
+
+
+def test_a_refused_certificate_fails_the_host():
+    oce = Oce()
+    host = Scp11aHost(ec.generate_private_key(P256).public_key(), 1, oce_certificates=oce.chain,
+                      oce_exchange=oce.exchange)
+    host.certificate_commands()
+    with pytest.raises(Scp11ProtocolError, match="OCE certificate 1 of 1.*6982"):
+        host.on_certificate_response(b"\x69\x82")
+    assert host.state is HostState.CLOSED
+    with pytest.raises(Scp11StateError):
+        host.mutual_authenticate()
+
+
+def test_a_pipelined_mutual_authenticate_waits_for_the_certificate_answers():
+    oce = Oce()
+    sd = ec.generate_private_key(P256)
+    host = Scp11aHost(sd.public_key(), 1, oce_certificates=oce.chain, oce_exchange=oce.exchange)
+    host.certificate_commands()
+    host.mutual_authenticate_pipelined()
+    with pytest.raises(Scp11StateError, match="before every OCE certificate"):
+        host.on_mutual_authenticate_response(b"\x90\x00")
+
+
+@pytest.mark.parametrize("case", ["other-ca", "mid-not-ca", "no-agreement", "no-key-usage", "not-der", "p384",
+                                  "truncated"])
+def test_the_card_refuses_a_chain_that_does_not_verify(case):
+    oce = Oce()
+    chain, sw = list(oce.chain), 0x6982
+    if case == "other-ca":
+        chain = Oce().chain
+    elif case == "mid-not-ca":
+        mid = ec.generate_private_key(P256)
+        chain = [_cert("mid", mid, "kloc", oce.ca, ca=False), _cert("oce", oce.key, "mid", mid)]
+    elif case == "no-agreement":
+        chain = [_cert("oce", oce.key, "kloc", oce.ca, agreement=False)]
+    elif case == "no-key-usage":
+        chain = [_cert("oce", oce.key, "kloc", oce.ca, key_usage=False)]
+    elif case == "not-der":
+        chain, sw = [b"\x30\x03\x02\x01\x01"], 0x6A80
+    elif case == "p384":
+        chain = [_cert("oce", ec.generate_private_key(ec.SECP384R1()), "kloc", oce.ca)]
+    elif case == "truncated":
+        chain, sw = [oce.chain[0][:-1]], 0x6A80
+    with pytest.raises(Scp11ProtocolError) as e:
+        verify_oce_chain(chain, oce.ca.public_key())
+    assert e.value.sw == sw
+
+
+def test_the_collector_bounds_the_chain_and_starts_over():
+    oce = Oce()
+    c = OceChainCollector(oce.ca.public_key())
+    for _ in range(4):
+        assert c.take(_pso(oce.chain[0], more=True)) is False
+    with pytest.raises(Scp11ProtocolError) as e:
+        c.take(_pso(oce.chain[0], more=True))
+    assert e.value.sw == 0x6A84
+    assert c.take(_pso(oce.chain[0])) is True and c.oce_key is not None  # forgotten: a new chain
+    with pytest.raises(Scp11ProtocolError) as e:
+        c.take(_pso(bytes(2049)))
+    assert e.value.sw == 0x6A80 and c.oce_key is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=600), st.booleans())
+def test_the_collector_takes_any_bytes(data, more):
+    c = OceChainCollector(ec.generate_private_key(P256).public_key())
+    try:
+        c.take(_pso(data, more=more))
+    except Scp11ProtocolError as e:
+        assert e.sw in (0x6A80, 0x6982)
+
+
+# --- the SE -------------------------------------------------------------------------------
+
+@pytest.fixture
+def home(tmp_path):
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def se(home):
+    pid = wallet_sim.create_phone(home, kloc=kloc_certificate(home).public_key())
+    se = wallet_sim.open_secure_element(pid, home)
+    assert se.transmit(ISD_SELECT)[-2:] == b"\x90\x00"
+    return se
+
+
+def _sd_key(se, home, kid: int = SCP11A_KID) -> ec.EllipticCurvePublicKey:  # noqa: ANN001
+    r = se.transmit(CommandApdu(0x80, 0xCA, 0xBF, 0x21, certificate_store_query(kid, 0x01), 256).to_bytes())
+    assert r[-2:] == b"\x90\x00"
+    leaf = verify_sd_certificate(parse_certificate_bundle(r[:-2]),
+                                 x509.load_pem_x509_certificates(root_path(home).read_bytes()), at=_now())
+    assert "SCP11a" in leaf.subject.rfc4514_string() if kid == SCP11A_KID else "SCP11b"
+    return leaf.public_key()
+
+
+def _open(se, home, oce=None) -> Scp11aHost:  # noqa: ANN001
+    cred = oce or lab_oce(home)
+    host = Scp11aHost(_sd_key(se, home), 0x01, oce_certificates=cred.certificates, oce_exchange=cred.exchange)
+    for apdu in host.certificate_commands():
+        host.on_certificate_response(se.transmit(apdu))
+    host.on_mutual_authenticate_response(se.transmit(host.mutual_authenticate()))
+    return host
+
+
+def test_the_tsm_opens_scp11a_and_loads_keys(se, home):
+    host = _open(se, home)
+    new = bytes(range(16))
+    r = host.unwrap(se.transmit(host.wrap(put_key_command(0x30, 0x31, [new] * 3, host.key_dek).to_bytes())))
+    assert r[-2:] == b"\x90\x00"
+    keys = parse_key_information_template(host.unwrap(se.transmit(host.wrap(bytes.fromhex("80CA00E000"))))[:-2])
+    assert {k.kvn for k in keys} == {0x31}
+    # a second SCP11a session on the same card, after the factory keys are gone, still may
+    se.transmit(ISD_SELECT)
+    host = _open(se, home)
+    assert host.unwrap(se.transmit(host.wrap(bytes.fromhex("80F0800700"))))[-2:] != b"\x69\x82"
+
+
+def test_scp11b_loads_no_key_on_an_se_with_a_kloc_key(se, home):
+    from protocols.gp.scp11 import Scp11bHost
+
+    host = Scp11bHost(_sd_key(se, home, 0x13), 0x01)
+    host.on_internal_authenticate_response(se.transmit(host.internal_authenticate()))
+    before = se.path.read_bytes()
+    # the factory keys are still there, and still SCP11b changes nothing: only the OCEs
+    # the SE's issuer named may load keys
+    for cmd in (put_key_command(0x30, 0x31, [bytes(16)] * 3, host.key_dek).to_bytes(),
+                bytes.fromhex("80E40000084F06A00000015100"), bytes.fromhex("80F0800700")):
+        assert host.unwrap(se.transmit(host.wrap(cmd)))[-2:] == b"\x69\x82"
+    assert host.unwrap(se.transmit(host.wrap(bytes.fromhex("80CA9F7F00"))))[-2:] == b"\x90\x00"
+    assert se.path.read_bytes() == before
+
+
+def _ma(data: bytes | None = None, p1: int = 1) -> bytes:
+    if data is None:
+        data = control_reference_template(16, 0x01) + encode(0x5F49, ec.generate_private_key(P256).public_key()
+                                                              .public_bytes(serialization.Encoding.X962,
+                                                                            serialization.PublicFormat.UncompressedPoint))
+    return CommandApdu(0x80, 0x82, p1, SCP11A_KID, data, 256).to_bytes()
+
+
+@pytest.mark.parametrize("case", ["no-chain", "other-ca", "wrong-kid", "wrong-kvn", "bad-cert", "after-failed-chain",
+                                  "unknown-sd-kvn", "scp11b-template", "secured-pso"])
+def test_the_se_refuses(se, home, case):
+    oce = lab_oce(home)
+    before = se.path.read_bytes()
+    cert = oce.certificates[0]
+    expect = {}
+    if case == "no-chain":
+        expect[_ma()] = "6985"
+    elif case == "other-ca":
+        expect[_pso(Oce().chain[0]).to_bytes()] = "6982"
+        expect[_ma()] = "6985"
+    elif case == "wrong-kid":
+        expect[_pso(cert, kid=0x11).to_bytes()] = "6A88"
+    elif case == "wrong-kvn":
+        expect[_pso(cert, kvn=2).to_bytes()] = "6A88"
+    elif case == "bad-cert":
+        expect[_pso(cert[:-3]).to_bytes()] = "6A80"
+    elif case == "after-failed-chain":
+        expect[_pso(cert).to_bytes()] = "9000"
+        expect[_pso(b"\x01\x02").to_bytes()] = "6A80"
+        expect[_ma()] = "6985"  # the failed chain forgot the good one
+    elif case == "unknown-sd-kvn":
+        expect[_pso(cert).to_bytes()] = "9000"
+        expect[_ma(p1=2)] = "6A88"
+    elif case == "scp11b-template":
+        expect[_pso(cert).to_bytes()] = "9000"
+        expect[_ma(control_reference_template() + encode(0x5F49, b"\x04" + bytes(64)))] = "6A80"
+    elif case == "secured-pso":
+        expect[_pso(cert, cla=0x84).to_bytes()] = "6982"
+    for apdu, sw in expect.items():
+        assert se.transmit(apdu)[-2:].hex().upper() == sw, apdu.hex()
+    assert se.path.read_bytes() == before
+    assert se.transmit(bytes.fromhex("84F28002024F00"))[-2:] == b"\x69\x82"  # and no session came of it
+
+
+def test_an_se_without_a_kloc_key_offers_no_scp11a(home):
+    pid = wallet_sim.create_phone(home)
+    se = wallet_sim.open_secure_element(pid, home)
+    se.transmit(ISD_SELECT)
+    assert se.transmit(_pso(lab_oce(home).certificates[0]).to_bytes())[-2:] == b"\x6a\x88"
+    assert se.transmit(_ma())[-2:] == b"\x6a\x88"
+    r = se.transmit(CommandApdu(0x80, 0xCA, 0xBF, 0x21, certificate_store_query(SCP11A_KID, 1), 256).to_bytes())
+    assert r[-2:] == b"\x6a\x88"
+    keys = wallet_sim.describe(pid, home)["secure_element"]["security_domains"][0]["scp11_keys"]
+    assert [k["scp"] for k in keys] == ["11b"]
+
+
+def test_phone_show_names_the_scp11_keys(se, home):
+    keys = wallet_sim.describe(se.path.parent.name, home)["secure_element"]["security_domains"][0]["scp11_keys"]
+    assert [(k["kid"], k["scp"]) for k in keys] == [("11", "11a"), ("13", "11b"), ("10", "CA-KLOC")]
+
+
+def test_yubikit_scp11a_host_opens_a_session_with_the_se(se, home):
+    yubikit = pytest.importorskip("yubikit.securitydomain",
+                                  reason="yubikit not installed: pip install --no-deps yubikey-manager==5.5.1")
+    from test_gp_yubikit_interop import SeConnection
+    from yubikit.core.smartcard.scp import KeyRef, Scp11KeyParams
+
+    conn = SeConnection(se.transmit)
+    sd = yubikit.SecurityDomainSession(conn)
+    certs = sd.get_certificate_bundle(KeyRef(SCP11A_KID, 0x01))
+    oce = lab_oce(home)
+    key = serialization.load_pem_private_key((home / "tsm-oce" / "oce-key.pem").read_bytes(), None)
+    sd.authenticate(Scp11KeyParams(KeyRef(SCP11A_KID, 0x01), certs[-1].public_key(), KeyRef(KLOC_KID, 0x01), key,
+                                   [x509.load_der_x509_certificate(c) for c in oce.certificates]))
+    assert sd.get_data(0x9F7F)[:2] == b"\x9f\x7f"
+    assert any(a[1] == 0x2A for a in conn.sent) and any(a[1] == 0x82 and a[3] == 0x11 for a in conn.sent)

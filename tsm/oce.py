@@ -1,0 +1,155 @@
+"""The TSM as an SCP11a off-card entity (OCE): the key and certificate chain with which it
+proves itself to a secure element before it loads keys (GPCS Amendment F; specs/tsm.md
+"First contact").
+
+An SE whose issuer put a CA key into it at manufacture (PK.CA-KLOC.ECDSA: the CA of the
+OCEs allowed to load keys) takes key loading only from an OCE that CA certifies. The TSM's
+operator runs that CA: it certifies the TSM's key-agreement key SK.OCE.ECKA / PK.OCE.ECKA,
+and its public key is what the phone factory puts into each SE.
+
+The lab's OCE lives in ``<home>/tsm-oce/``: ``ca.pem`` (the KLOC CA's certificate; the
+factory is given its public key), ``ca-key.pem`` (0600), ``oce.pem`` (the TSM's
+certificate) and ``oce-key.pem`` (0600, SK.OCE.ECKA). All four are made together on first
+use, atomically (two first uses at once make one OCE). The private key stays behind
+:attr:`OceCredential.exchange`: what uses the credential computes ECDH with it and never
+holds the key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from protocols.gp.scp11 import KLOC_KID
+
+OCE_DIR = "tsm-oce"
+CA_FILE, CA_KEY_FILE, OCE_FILE, OCE_KEY_FILE = "ca.pem", "ca-key.pem", "oce.pem", "oce-key.pem"
+OCE_NAME = "mcred lab TSM"
+#: the CA-KLOC key's version on the SEs the lab's factory makes
+KLOC_KVN = 0x01
+CA_YEARS, OCE_YEARS = 30, 10
+CLOCK_SKEW = dt.timedelta(days=1)
+
+
+class OceError(ValueError):
+    """The TSM's OCE credential cannot be loaded; the message names the file and why."""
+
+
+@dataclass(frozen=True)
+class OceCredential:
+    """What the TSM shows an SE in SCP11a: its certificate chain (DER, from below the
+    card's CA-KLOC key down to its own certificate, leaf last), the CA-KLOC key reference
+    the chain verifies under on the card, and ECDH with SK.OCE.ECKA."""
+
+    certificates: tuple[bytes, ...]
+    exchange: Callable[[ec.EllipticCurvePublicKey], bytes] = field(repr=False)
+    kloc_kid: int = KLOC_KID
+    kloc_kvn: int = KLOC_KVN
+
+    @property
+    def certificate(self) -> x509.Certificate:
+        """The TSM's own certificate (the chain's leaf)."""
+        return x509.load_der_x509_certificate(self.certificates[-1])
+
+    def __repr__(self) -> str:  # never print the key
+        return f"OceCredential({self.certificate.subject.rfc4514_string()})"
+
+
+def oce_dir(home: Path) -> Path:
+    return Path(home) / OCE_DIR
+
+
+def kloc_certificate(home: Path) -> x509.Certificate:
+    """The KLOC CA's certificate, made on first use: its public key is what the factory
+    puts into an SE as PK.CA-KLOC.ECDSA."""
+    d = oce_dir(home)
+    if not (d / OCE_KEY_FILE).is_file():
+        _make(d)
+    return _load_cert(d / CA_FILE)
+
+
+def lab_oce(home: Path) -> OceCredential:
+    """The lab TSM's OCE credential, made on first use."""
+    d = oce_dir(home)
+    if not (d / OCE_KEY_FILE).is_file():
+        _make(d)
+    cert = _load_cert(d / OCE_FILE)
+    path = d / OCE_KEY_FILE
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise OceError(f"{path}: not a readable PEM private key ({exc})") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
+        raise OceError(f"{path}: SK.OCE.ECKA must be a P-256 key")
+    if key.public_key() != cert.public_key():
+        raise OceError(f"{path} is not the key of {d / OCE_FILE}")
+
+    def exchange(peer: ec.EllipticCurvePublicKey) -> bytes:
+        return key.exchange(ec.ECDH(), peer)
+
+    return OceCredential((cert.public_bytes(serialization.Encoding.DER),), exchange)
+
+
+def _load_cert(path: Path) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise OceError(f"{path}: not a readable PEM certificate ({exc})") from None
+
+
+def _key_usage(*, agreement: bool = False, cert_sign: bool = False) -> x509.KeyUsage:
+    return x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
+                         data_encipherment=False, key_agreement=agreement, key_cert_sign=cert_sign,
+                         crl_sign=cert_sign, encipher_only=False, decipher_only=False)
+
+
+def _make(d: Path) -> None:
+    d.parent.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    ca_key, oce_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, OCE_NAME),
+                         x509.NameAttribute(NameOID.COMMON_NAME, f"{OCE_NAME} KLOC CA")])
+    ca = (x509.CertificateBuilder()
+          .subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number())
+          .not_valid_before(now - CLOCK_SKEW).not_valid_after(now + dt.timedelta(days=365 * CA_YEARS))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(_key_usage(cert_sign=True), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    oce = (x509.CertificateBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, OCE_NAME),
+                                    x509.NameAttribute(NameOID.COMMON_NAME, f"{OCE_NAME} OCE (SCP11a)")]))
+           .issuer_name(ca_name).public_key(oce_key.public_key())
+           .serial_number(x509.random_serial_number())
+           .not_valid_before(now - CLOCK_SKEW).not_valid_after(now + dt.timedelta(days=365 * OCE_YEARS))
+           .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+           .add_extension(_key_usage(agreement=True), critical=True)
+           .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+           .add_extension(x509.SubjectKeyIdentifier.from_public_key(oce_key.public_key()), critical=False)
+           .sign(ca_key, hashes.SHA256()))
+    tmp = Path(tempfile.mkdtemp(prefix=".tsm-oce-", dir=d.parent))
+    try:
+        for name, key in ((CA_KEY_FILE, ca_key), (OCE_KEY_FILE, oce_key)):
+            fd = os.open(tmp / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+        (tmp / CA_FILE).write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+        (tmp / OCE_FILE).write_bytes(oce.public_bytes(serialization.Encoding.PEM))
+        os.chmod(tmp, 0o755)
+        with contextlib.suppress(OSError):  # another process made it first: theirs stands
+            os.rename(tmp, d)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
