@@ -322,7 +322,8 @@ class _se_steps:  # noqa: N801 - used as a context manager, reads like a functio
             se = wallet_sim.open_secure_element(self.phone_id, self.ctx.home)
             self.audit = audit
             link = SeLink(tsm.engine, self.phone_id, se.transmit, tsm.master, audit, None,
-                          tsm.security_level, tsm.rng, se_roots=tsm.se_roots, clock=tsm.clock)
+                          tsm.security_level, tsm.rng, se_roots=tsm.se_roots, clock=tsm.clock,
+                          oce=tsm.oce, require_scp11a=tsm.require_scp11a)
             job = JobView(id=_ref(self.job_ref), se_id=self.phone_id, kind="provision",
                           state="running", steps=(), next_step=0,
                           input={"phone_id": self.phone_id, "algorithm": "p384",

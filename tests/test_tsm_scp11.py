@@ -75,7 +75,7 @@ def test_first_contact_authenticates_the_se_then_rotates_under_scp11b(world):
     assert view.state == "done" and view.results["open-session"]["scp"] == "11b"
     check_provisioned(world, pid, mdoc_count=1)
     whats = apdu_whats(world.tsm.engine, pid)
-    assert whats[:5] == ["SELECT ISD", "GET DATA SE certificate (BF21)", "INTERNAL AUTHENTICATE (SCP11b)",
+    assert whats[:5] == ["SELECT ISD", "GET DATA SE certificate (BF21, SCP11b)", "INTERNAL AUTHENTICATE (SCP11b)",
                          "PUT KEY replace 30 by 31", "SELECT ISD"]
     assert whats[5] == "INITIALIZE UPDATE"  # keyset 31 from then on
     ev = _events(world, pid)
@@ -133,7 +133,7 @@ def test_an_se_from_an_untrusted_maker_is_refused_and_sent_nothing(world, tmp_pa
     with pytest.raises(SeAuthenticityError, match="MCRED_SE_MAKER_ROOTS"):
         world.tsm.run(job, se.transmit)
     assert se.path.read_bytes() == before
-    assert apdu_whats(world.tsm.engine, pid) == ["SELECT ISD", "GET DATA SE certificate (BF21)"]
+    assert apdu_whats(world.tsm.engine, pid) == ["SELECT ISD", "GET DATA SE certificate (BF21, SCP11b)"]
     assert "se-authentication-failed" in [e for e, _ in _events(world, pid)]
     # trusting that maker too, the same job runs
     world.tsm.se_roots += tuple(_roots(tmp_path / "elsewhere"))

@@ -34,6 +34,7 @@ from tsm.db import Bind, DriverStatement, JobRow, SeLockRow, transaction, utcnow
 from tsm.errors import JobError, JobInputError, LockLostError, TsmError
 from tsm.keys import MasterKey
 from tsm.lock import FENCE, acquire, holds_row_lock
+from tsm.oce import OceCredential
 from tsm.ports import IssuerPort
 from tsm.session import DEFAULT_SECURITY_LEVEL, CardSession, SeLink, Transmit, open_session
 from tsm.steps import STEPS, script
@@ -283,11 +284,14 @@ class Tsm:
                  lock_timeout_s: float = 30.0, lease_s: float = 120.0,
                  clock: Callable[[], float] = time.time,
                  rng: Callable[[int], bytes] = os.urandom,
-                 se_roots: Sequence[x509.Certificate] | None = None) -> None:
+                 se_roots: Sequence[x509.Certificate] | None = None,
+                 oce: OceCredential | None = None, require_scp11a: bool = False) -> None:
         """``se_roots``: the SE makers trusted at first contact. Given (even empty), a
-        factory-fresh SE must prove itself with SCP11b and a certificate that chains to one
+        factory-fresh SE must prove itself with SCP11 and a certificate that chains to one
         of them before it is sent anything secret; None meets it with the published factory
-        keys (specs/tsm.md, "First contact")."""
+        keys. ``oce``: the TSM's own SCP11a identity, with which it proves itself to an SE
+        that offers SCP11a (an SE that does not is met with SCP11b, unless
+        ``require_scp11a``). See specs/tsm.md, "First contact"."""
         self.engine = engine
         self.master = master
         self.issuer = issuer
@@ -298,6 +302,12 @@ class Tsm:
         self.clock = clock
         self.rng = rng
         self.se_roots = None if se_roots is None else tuple(se_roots)
+        self.oce = oce
+        self.require_scp11a = require_scp11a
+        if (oce is not None or require_scp11a) and se_roots is None:
+            raise ValueError("SCP11a needs se_roots: the SE's certificate is checked before the TSM proves itself")
+        if require_scp11a and oce is None:
+            raise ValueError("require_scp11a needs the TSM's OCE identity (oce=)")
 
     # --- jobs ------------------------------------------------------------------------------
 
@@ -449,7 +459,7 @@ class Tsm:
                     with_lease(conn)
             link = SeLink(bind, se_id, transmit, self.master, audit, trace,
                           self.security_level, self.rng, known=known, se_roots=self.se_roots,
-                          clock=self.clock)
+                          clock=self.clock, oce=self.oce, require_scp11a=self.require_scp11a)
             # re-read under the lock (in the transaction that took a lease, or just above)
             started = under_lease[0]
             if started is None:  # done (or abandoned) meanwhile

@@ -40,6 +40,8 @@ FACTORY_KEYS = StaticKeys(FACTORY_KEY, FACTORY_KEY, FACTORY_KEY)
 #: The SE's SCP11b key (KID 13, KVN 01), certified by its maker, that authenticates a
 #: factory-fresh SE at first contact when the TSM is given trusted SE maker roots
 SCP11B_KID, SCP11B_KVN = 0x13, 0x01
+#: the SE's SCP11a key (GPCS Amendment F: the OCE authenticated too)
+SCP11A_KID, SCP11A_KVN = 0x11, 0x01
 #: The KVN of the diversified keyset the TSM rotates every SE to.
 DIVERSIFIED_KVN = 0x31
 

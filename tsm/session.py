@@ -27,7 +27,9 @@ from protocols.gp.codes import INS_STORE_DATA, SW_NOT_ENOUGH_MEMORY, SW_REFERENC
 from protocols.gp.errors import GpError, Scp11AuthenticationError
 from protocols.gp.scp03 import HostChannel, InitializeUpdateResponse, SecureHost, StaticKeys
 from protocols.gp.scp11 import (
+    SCP11A_KID,
     TAG_CERTIFICATE_STORE,
+    Scp11aHost,
     Scp11bHost,
     certificate_store_query,
     parse_certificate_bundle,
@@ -50,7 +52,16 @@ from tsm.errors import (
     TransportError,
 )
 from tsm.gp_commands import ISD_AID, select
-from tsm.keys import DIVERSIFIED_KVN, FACTORY_KEYS, FACTORY_KVN, SCP11B_KID, SCP11B_KVN, MasterKey
+from tsm.keys import (
+    DIVERSIFIED_KVN,
+    FACTORY_KEYS,
+    FACTORY_KVN,
+    SCP11A_KVN,
+    SCP11B_KID,
+    SCP11B_KVN,
+    MasterKey,
+)
+from tsm.oce import OceCredential
 from tsm.trace import Sink, trace_plain
 
 Transmit = Callable[[bytes], bytes]
@@ -87,6 +98,11 @@ class SeLink:
     se_roots: tuple[x509.Certificate, ...] | None = None
     #: the time the SE's certificate is checked at
     clock: Callable[[], float] = field(default=time.time)
+    #: the TSM's SCP11a identity: with it (and ``se_roots``), a factory-fresh SE that offers
+    #: SCP11a is met with it, the TSM proving itself too; one that does not, with SCP11b,
+    #: unless ``require_scp11a``
+    oce: OceCredential | None = None
+    require_scp11a: bool = False
 
     def se_keys(self, kdd: bytes) -> StaticKeys:
         """``master.se_keys(kdd)``, derived once per run (an HSM master key derives each
@@ -174,14 +190,14 @@ class SeLink:
 
 
 class CardSession:
-    """An open secure channel (SCP03, or SCP11b at an authenticated first contact): plain
+    """An open secure channel (SCP03, or SCP11 at an authenticated first contact): plain
     commands in, plain responses out."""
 
     def __init__(self, link: SeLink, host: SecureHost, kvn: int, counter: int | None,
                  kdd: bytes | None = None, *, scp: str = "03") -> None:
         self.link = link
         self.host = host
-        #: the secure channel protocol: "03", or "11b" at an authenticated first contact
+        #: the secure channel protocol: "03", or "11a" / "11b" at an authenticated first contact
         self.scp = scp
         self.kvn = kvn
         self.counter = counter
@@ -352,7 +368,8 @@ def open_session(link: SeLink, *, with_step: bool = False) -> CardSession:
     if link.pipelines:
         _check_master_key(link, rec, candidates[0])
         if scp11_first:
-            r, first = _select_with(link, _certificate_store_command(), BF21_WHAT)
+            kid = _first_scp11_kid(link)
+            r, first = _select_with(link, _certificate_store_command(kid), _bf21_what(kid))
         else:
             first_host = HostChannel(_keys_for(link, rec, candidates[0]), link.security_level, link.rng(8),
                                      candidates[0], sd_aid=ISD_AID)
@@ -365,7 +382,7 @@ def open_session(link: SeLink, *, with_step: bool = False) -> CardSession:
     for n, kvn in enumerate(candidates):
         _check_master_key(link, rec, kvn)
         if kvn == FACTORY_KVN and link.se_roots is not None:
-            return _open_scp11b(link, rec, counters, with_step=with_step, answered=first if n == 0 else None)
+            return _open_scp11(link, rec, counters, with_step=with_step, answered=first if n == 0 else None)
         if n == 0 and first_host is not None and first is not None:
             host, (raw, sw) = first_host, first
         else:
@@ -502,12 +519,19 @@ def _select_with(link: SeLink, apdu: bytes, what: str, **detail: object) -> tupl
     return ResponseApdu.parse(r_sel), (raw, sw)
 
 
-BF21_WHAT = "GET DATA SE certificate (BF21)"
+def _first_scp11_kid(link: SeLink) -> int:
+    """The SCP11 key the TSM asks for first: SCP11a's when it has an OCE identity."""
+    return SCP11A_KID if link.oce is not None else SCP11B_KID
 
 
-def _certificate_store_command() -> bytes:
+def _bf21_what(kid: int) -> str:
+    return f"GET DATA SE certificate (BF21, SCP11{'a' if kid == SCP11A_KID else 'b'})"
+
+
+def _certificate_store_command(kid: int = SCP11B_KID) -> bytes:
+    kvn = SCP11A_KVN if kid == SCP11A_KID else SCP11B_KVN
     return CommandApdu(0x80, 0xCA, TAG_CERTIFICATE_STORE >> 8, TAG_CERTIFICATE_STORE & 0xFF,
-                       certificate_store_query(SCP11B_KID, SCP11B_KVN), 256).to_bytes()
+                       certificate_store_query(kid, kvn), 256).to_bytes()
 
 
 def _refuse_authenticity(link: SeLink, reason: str, **detail: object) -> SeAuthenticityError:
@@ -517,21 +541,33 @@ def _refuse_authenticity(link: SeLink, reason: str, **detail: object) -> SeAuthe
         "was sent to it (specs/tsm.md, \"First contact\")")
 
 
-def _open_scp11b(link: SeLink, rec: records.SeRecord, counters: dict[int, int], *,
-                 with_step: bool, answered: tuple[bytes, int] | None = None) -> CardSession:
-    """First contact with a factory-fresh SE, authenticated (GPCS Amendment F): read its
-    SCP11b certificate, verify it against the trusted SE maker roots, take the SE's identity
-    (its key diversification data) from it, and open SCP11b with the certified key. The
-    receipt proves the card holds that key; the session's S-DEK then enciphers the PUT KEY
-    that replaces the published factory keys (tsm.steps.rotate_keys), so no link and no
-    agent between the TSM and the SE learns the diversified keys."""
-    what = BF21_WHAT
-    if answered is not None:  # it rode with SELECT (see open_session)
+def _open_scp11(link: SeLink, rec: records.SeRecord, counters: dict[int, int], *,
+                with_step: bool, answered: tuple[bytes, int] | None = None) -> CardSession:
+    """First contact with a factory-fresh SE, authenticated (GPCS Amendment F): read the SE's
+    SCP11 certificate, verify it against the trusted SE maker roots, take the SE's identity
+    (its key diversification data) from it, and open SCP11 with the certified key: SCP11a
+    when the TSM has an OCE identity and the SE offers it (the SE then knows the TSM too),
+    SCP11b otherwise. The receipt proves the card holds the certified key; the session's
+    S-DEK then enciphers the PUT KEY that replaces the published factory keys
+    (tsm.steps.rotate_keys), so no link and no agent between the TSM and the SE learns the
+    diversified keys. ``answered``: the first certificate query's answer, when it rode with
+    SELECT (see :func:`open_session`)."""
+    kid = _first_scp11_kid(link)
+    if answered is not None:
         r = ResponseApdu.parse(answered[0])
     else:
-        r = link.plain(CommandApdu.parse(_certificate_store_command()), what)
+        r = link.plain(CommandApdu.parse(_certificate_store_command(kid)), _bf21_what(kid))
+    if kid == SCP11A_KID and r.sw == SW_REFERENCED_DATA_NOT_FOUND:
+        if link.require_scp11a:
+            raise _refuse_authenticity(link, "it offers no SCP11a key (BF21 for KID 11 answered 6A88), and this "
+                                       "TSM meets SEs with SCP11a only (MCRED_TSM_FIRST_CONTACT=scp11a)", sw=r.sw)
+        # an SE whose issuer named no key-loading OCE: SCP11b is all it offers. A forged
+        # 6A88 gains a forger nothing: an SE that has a CA-KLOC key loads no key under SCP11b
+        link.audit.event("scp11a-not-offered", "the SE has no SCP11a key: SCP11b")
+        kid = SCP11B_KID
+        r = link.plain(CommandApdu.parse(_certificate_store_command(kid)), _bf21_what(kid))
     if r.sw != 0x9000:
-        raise _refuse_authenticity(link, f"it answered {r.sw:04X} to {what}: no SCP11b certificate "
+        raise _refuse_authenticity(link, f"it answered {r.sw:04X} to {_bf21_what(kid)}: no SCP11 certificate "
                                    "(an SE without SCP11 is met with the published factory keys only under "
                                    "MCRED_TSM_FIRST_CONTACT=factory-keys)", sw=r.sw)
     at = dt.datetime.fromtimestamp(link.clock(), dt.UTC)
@@ -556,17 +592,70 @@ def _open_scp11b(link: SeLink, rec: records.SeRecord, counters: dict[int, int], 
         raise SeIdentityError(
             f"SE {link.se_id}'s certificate names key diversification data {kdd.hex().upper()}, the record "
             f"says {rec.kdd.hex().upper()}: another card; nothing was sent after it")
-    host = Scp11bHost(leaf.public_key(), SCP11B_KVN, SCP11B_KID)
-    raw, sw = _authentication_command(link, host.internal_authenticate(), "INTERNAL AUTHENTICATE (SCP11b)",
-                                      kid=SCP11B_KID, kvn=SCP11B_KVN)
+    host: Scp11aHost | Scp11bHost
+    if kid == SCP11A_KID:
+        assert link.oce is not None
+        scp, host = "11a", Scp11aHost(leaf.public_key(), SCP11A_KVN, SCP11A_KID,
+                                      oce_certificates=link.oce.certificates, oce_exchange=link.oce.exchange,
+                                      kloc_kid=link.oce.kloc_kid, kloc_kvn=link.oce.kloc_kvn)
+        answer = _mutual_authenticate(link, host)
+    else:
+        scp, host = "11b", Scp11bHost(leaf.public_key(), SCP11B_KVN, SCP11B_KID)
+        answer = _authentication_command(link, host.internal_authenticate(), "INTERNAL AUTHENTICATE (SCP11b)",
+                                         kid=SCP11B_KID, kvn=SCP11B_KVN)
     try:
-        host.on_internal_authenticate_response(raw)
+        if isinstance(host, Scp11aHost):
+            host.on_mutual_authenticate_response(answer[0])
+        else:
+            host.on_internal_authenticate_response(answer[0])
     except Scp11AuthenticationError as exc:
         raise _refuse_authenticity(link, str(exc), certificate=fingerprint) from exc
     except GpError as exc:
-        link.audit.event("session-failed", "SCP11b", error=str(exc))
-        raise SecureChannelError(f"SE {link.se_id}: {exc}", sw) from exc
+        link.audit.event("session-failed", f"SCP{scp}", error=str(exc))
+        raise SecureChannelError(f"SE {link.se_id}: {exc}", answer[1]) from exc
     _record_session(link, rec, counters, FACTORY_KVN, None, kdd, with_step=with_step)  # no counter in SCP11
     link.audit.event("se-authenticated", leaf.subject.rfc4514_string(), certificate=fingerprint)
-    link.audit.event("session-open", None, kvn=FACTORY_KVN, scp="11b", level=host.security_level)
-    return CardSession(link, host, FACTORY_KVN, None, kdd, scp="11b")
+    link.audit.event("session-open", None, kvn=FACTORY_KVN, scp=scp, level=host.security_level)
+    return CardSession(link, host, FACTORY_KVN, None, kdd, scp=scp)
+
+
+def _mutual_authenticate(link: SeLink, host: Scp11aHost) -> tuple[bytes, int]:
+    """The OCE's certificates and MUTUAL AUTHENTICATE (in one exchange over a transport
+    that pipelines: a refused certificate leaves the SE without the OCE's key, and it then
+    refuses MUTUAL AUTHENTICATE); a refused certificate fails the session, named. Returns
+    MUTUAL AUTHENTICATE's answer and status word."""
+    certs = host.certificate_commands()
+    whats = [f"PERFORM SECURITY OPERATION (TSM certificate {i + 1} of {len(certs)})" for i in range(len(certs))]
+    ma_what = "MUTUAL AUTHENTICATE (SCP11a)"
+    detail = {"kid": SCP11A_KID, "kvn": SCP11A_KVN}
+    if link.pipelines:
+        apdus = [*certs, host.mutual_authenticate_pipelined()]
+        try:
+            raws = link.xmit_many(apdus)
+        except TransportError:
+            for a, w in zip(apdus, [*whats, ma_what], strict=True):
+                link.audit.command(CommandApdu.parse(a), None, w, lost=True)
+            raise
+        for a, raw, w in zip(apdus, raws, [*whats, ma_what], strict=True):
+            link.audit.command(CommandApdu.parse(a), int.from_bytes(raw[-2:], "big"), w)
+            if link.trace:
+                trace_plain(link.trace, a, raw)
+        answers = [(raw, int.from_bytes(raw[-2:], "big")) for raw in raws]
+    else:
+        answers = []
+        for a, w in zip(certs, whats, strict=True):
+            answers.append(_authentication_command(link, a, w))
+            if answers[-1][1] != 0x9000:
+                break
+    for i, (raw, sw) in enumerate(answers[:len(certs)]):
+        try:
+            host.on_certificate_response(raw)
+        except GpError as exc:
+            link.audit.event("oce-refused", f"certificate {i + 1} answered {sw:04X}", sw=sw)
+            raise SecureChannelError(
+                f"SE {link.se_id} refused the TSM's certificate {i + 1} (SW {sw:04X}): the SE's issuer did not "
+                "name this TSM's CA as one whose OCEs may load keys (its CA-KLOC key; specs/tsm.md \"First "
+                "contact\"); nothing secret was sent", sw) from exc
+    if link.pipelines:
+        return answers[-1]
+    return _authentication_command(link, host.mutual_authenticate(), ma_what, **detail)

@@ -166,9 +166,17 @@ def rotate_keys(ctx: StepContext) -> None:
     if kdd is None:
         raise JobError(f"SE {ctx.se_id}: no key diversification data on record")
     new = ctx.link.se_keys(kdd)  # the master key object derives; the key never leaves it
-    dek = s.host.key_dek  # the factory K-DEK under SCP03, the session's S-DEK under SCP11b
+    dek = s.host.key_dek  # the factory K-DEK under SCP03, the session's S-DEK under SCP11
     cmd = put_key_command(FACTORY_KVN, DIVERSIFIED_KVN, [new.enc, new.mac, new.dek], dek)
-    r = s.send(cmd, "PUT KEY replace 30 by 31", secret=True)
+    try:
+        r = s.send(cmd, "PUT KEY replace 30 by 31", secret=True)
+    except CardStatusError as exc:
+        if s.scp == "11b" and exc.sw == codes.SW_SECURITY_NOT_SATISFIED:
+            raise CardStatusError(
+                f"SE {ctx.se_id}: PUT KEY refused under SCP11b: the SE takes keys only from an OCE "
+                "its issuer named, over SCP11a; give this TSM its OCE identity (MCRED_TSM_FIRST_CONTACT=scp11 "
+                "or scp11a; specs/tsm.md \"First contact\")", exc.sw) from exc
+        raise
     if r.data[:1] != bytes([DIVERSIFIED_KVN]):
         raise CardDataError(f"SE {ctx.se_id}: PUT KEY answered {r.data.hex()}, expected KVN 31 first")
     # GPCS 11.8.3: the card answers each new key's check value; a mismatch means the card
