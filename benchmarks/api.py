@@ -150,11 +150,10 @@ def _in_process(ctx, jobs: int, seconds: float) -> tuple[dict, bytes, str]:  # n
     from cryptography.hazmat.primitives.serialization import Encoding
     from cryptography.x509 import ocsp
 
-    import wallet_sim
     from mcred.provision import jpki_issuer, mdoc_service, parse_holder, provision
 
     def one(i: int):  # noqa: ANN202
-        return provision(ctx, wallet_sim.create_phone(ctx.home), parse_holder(_holder(i)),
+        return provision(ctx, ctx.new_phone(), parse_holder(_holder(i)),
                          key_type="p384", mdoc_batch=1, pin="1234", password="ABC123",
                          puk="12345678")
 

@@ -293,13 +293,12 @@ def bench_ocsp_service(tmp: Path, seconds: float) -> float | None:
 
     import httpx
 
-    import wallet_sim
     from mcred.context import Context
     from mcred.provision import parse_holder, provision
 
     home = tmp / "service-home"
     ctx = Context.open(home)
-    pid = wallet_sim.create_phone(home)
+    pid = ctx.new_phone()
     holder = {k: v for k, v in HOLDER.items() if k != "municipality_code"}
     done = provision(ctx, pid, parse_holder(holder), key_type="rsa2048", mdoc_batch=1)
     ctx.engine.dispose()

@@ -44,7 +44,6 @@ def _holder(i: int) -> dict:
 
 def measure(home: Path, url: str, runs: int) -> dict:
     """Provision ``WARMUP`` phones, then ``runs`` more, each timed and counted."""
-    import wallet_sim
     from mcred.context import Context
     from mcred.db_trips import RoundTrips
     from mcred.provision import issuer_port, parse_holder, provision
@@ -55,7 +54,7 @@ def measure(home: Path, url: str, runs: int) -> dict:
     issuer_port(ctx)  # the CAs and the IACA made once, as an installation has them
 
     def one(i: int) -> None:
-        provision(ctx, wallet_sim.create_phone(home), parse_holder(_holder(i)),
+        provision(ctx, ctx.new_phone(), parse_holder(_holder(i)),
                   key_type="p384", mdoc_batch=1, pin="1234", password="ABC123", puk="12345678")
 
     for i in range(WARMUP):

@@ -63,7 +63,7 @@ def main() -> dict:
     port = free_port()
     os.environ["MCRED_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
     tmp, ctx = scratch_context("mcred-rp-auth-")
-    pid = wallet_sim.create_phone(ctx.home)
+    pid = ctx.new_phone()
     provision(ctx, pid, parse_holder(HOLDER), key_type="p384", mdoc_batch=1, pin="1234", password="BENCH123")
     roots = jpki_issuer(ctx).roots("auth")
     transmit = wallet_sim.open_secure_element(pid, ctx.home).transmit

@@ -65,7 +65,7 @@ def main() -> dict:
     from reader.jpki_pdf import signatures, verify_pdf
 
     _tmp, ctx = scratch_context("mcred-rp-pdf-")
-    pid = wallet_sim.create_phone(ctx.home)
+    pid = ctx.new_phone()
     provision(ctx, pid, parse_holder(HOLDER), key_type=args.key_type, mdoc_batch=1, pin="1234", password=PASSWORD)
     roots = jpki_issuer(ctx).roots("sign")
     transmit = wallet_sim.open_secure_element(pid, ctx.home).transmit

@@ -83,7 +83,7 @@ def main() -> dict:
     from mcred.timestamps import Stamper, time_stamp_authority
 
     tmp, ctx = scratch_context("mcred-rp-xml-")
-    pid = wallet_sim.create_phone(ctx.home)
+    pid = ctx.new_phone()
     provision(ctx, pid, parse_holder(HOLDER), key_type=args.key_type, mdoc_batch=1, pin="1234", password=PASSWORD)
     roots = jpki_issuer(ctx).roots("sign")
     stamper = Stamper.local(ctx) if args.timestamp else None

@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  SL 33 host by yubikit (Yubico), same card side: {peer:>10,.0f}/s; ours {ours_33:,.0f}/s "
               f"= {ours_33 / peer:.2f}x yubikit's rate")
     _scp11_rows(window)
+    _scp11a_rows(window)
     if not args.no_session:  # issue 3 asks for both in one run: the full session's figures
         from benchmarks import tsm
 
@@ -128,12 +129,25 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _scp11_rows(window: float) -> None:
-    """SCP11b handshakes per second (INTERNAL AUTHENTICATE both sides, receipt checked),
-    next to the crypto they must do, and yubikit's SCP11b host against the same card side."""
+def _scp11_side_floor(peer, static, mac_key: bytes, msg: bytes) -> None:  # noqa: ANN001
+    """One side of an SCP11 handshake's crypto: an ephemeral key, two ECDH (the second with
+    the side's static key, or the ephemeral one again), the X9.63 KDF and the receipt's CMAC."""
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
+
+    e = ec.generate_private_key(ec.SECP256R1())
+    z = e.exchange(ec.ECDH(), peer) + (static or e).exchange(ec.ECDH(), peer)
+    X963KDF(hashes.SHA256(), 80, b"\x3c\x88\x10").derive(z)
+    c = CMAC(algorithms.AES(mac_key))
+    c.update(msg)
+    c.finalize()
+
+
+def _scp11_rows(window: float) -> None:
+    """SCP11b handshakes per second (INTERNAL AUTHENTICATE both sides, receipt checked),
+    next to the crypto they must do, and yubikit's SCP11b host against the same card side."""
+    from cryptography.hazmat.primitives.asymmetric import ec
 
     from protocols.gp.scp11 import Scp11bCard, Scp11bHost
 
@@ -149,13 +163,8 @@ def _scp11_rows(window: float) -> None:
     mac_key, msg = os.urandom(16), os.urandom(150)
 
     def floor() -> None:  # what both sides must compute: 2 ephemeral keys, 4 ECDH, 2 KDF, 2 CMAC
-        for _ in range(2):
-            e = ec.generate_private_key(ec.SECP256R1())
-            z = e.exchange(ec.ECDH(), peer_key) + e.exchange(ec.ECDH(), peer_key)
-            X963KDF(hashes.SHA256(), 80, b"\x3c\x88\x10").derive(z)
-            c = CMAC(algorithms.AES(mac_key))
-            c.update(msg)
-            c.finalize()
+        _scp11_side_floor(peer_key, None, mac_key, msg)
+        _scp11_side_floor(peer_key, None, mac_key, msg)
 
     rate, floor_rate = _rate(ours, window), _rate(floor, window)
     print(f"  SCP11b handshake (P-256, both sides in one process): {rate:>8,.0f}/s; its crypto floor "
@@ -177,6 +186,78 @@ def _scp11_rows(window: float) -> None:
 
     peer_rate = _rate(theirs, window)
     print(f"  SCP11b host by yubikit (Yubico), same card side: {peer_rate:>8,.0f}/s; ours {rate:,.0f}/s "
+          f"= {rate / peer_rate:.2f}x yubikit's rate")
+
+
+def _scp11a_rows(window: float) -> None:
+    """SCP11a handshakes per second: the OCE's certificate (PERFORM SECURITY OPERATION, the
+    card verifying it under its CA-KLOC key) and MUTUAL AUTHENTICATE, both sides, next to the
+    crypto they must do, and yubikit's SCP11a host against the same card side."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from cryptography.x509.oid import NameOID
+
+    from protocols.gp.scp11 import OceChainCollector, Scp11aCard, Scp11aHost
+
+    sd, ca, oce = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    now = dt.datetime.now(dt.UTC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(oce.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.KeyUsage(False, False, False, False, True, False, False, False, False), True)
+            .sign(ca, hashes.SHA256()))
+    der = cert.public_bytes(Encoding.DER)
+    pk, ca_pk = sd.public_key(), ca.public_key()
+
+    def card_side(apdus: list[bytes]) -> list[bytes]:
+        collector = OceChainCollector(ca_pk)
+        for a in apdus[:-1]:
+            collector.take(CommandApdu.parse(a))
+        assert collector.oce_key is not None
+        card = Scp11aCard(0x01, 0x11, lambda peer: sd.exchange(ec.ECDH(), peer), collector.oce_key)
+        return [b"\x90\x00"] * (len(apdus) - 1) + [card.mutual_authenticate(CommandApdu.parse(apdus[-1]))]
+
+    def ours() -> None:
+        host = Scp11aHost(pk, 0x01, oce_certificates=[der], oce_exchange=lambda peer: oce.exchange(ec.ECDH(), peer))
+        apdus = [*host.certificate_commands(), host.mutual_authenticate_pipelined()]
+        answers = card_side(apdus)
+        for a in answers[:-1]:
+            host.on_certificate_response(a)
+        host.on_mutual_authenticate_response(answers[-1])
+
+    peer_key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    mac_key, msg = os.urandom(16), os.urandom(150)
+
+    def floor() -> None:  # 2 ephemeral keys, 4 ECDH, 2 KDF, 2 CMAC, and the card's ECDSA verify
+        ca_pk.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(hashes.SHA256()))
+        _scp11_side_floor(peer_key, oce, mac_key, msg)
+        _scp11_side_floor(peer_key, sd, mac_key, msg)
+
+    rate, floor_rate = _rate(ours, window), _rate(floor, window)
+    print(f"  SCP11a handshake (P-256, OCE certificate checked by the card): {rate:>8,.0f}/s; its crypto floor "
+          f"{floor_rate:,.0f}/s = {floor_rate / rate:.2f}x")
+    try:
+        from yubikit.core.smartcard.scp import KeyRef, Scp11KeyParams, ScpState
+    except ImportError:
+        print("  yubikit's SCP11a host: not installed (pip install --no-deps yubikey-manager==5.5.1)")
+        return
+    params = Scp11KeyParams(KeyRef(0x11, 0x01), pk, KeyRef(0x10, 0x01), oce, [cert])
+
+    def theirs() -> None:
+        sent: list[bytes] = []
+
+        def send(cla: int, ins: int, p1: int, p2: int, data: bytes) -> bytes:
+            sent.append(CommandApdu(cla, ins, p1, p2, data, 256 if ins == 0x82 else None).to_bytes())
+            return card_side(sent)[-1][:-2] if ins == 0x82 else b""
+
+        ScpState.scp11_init(send, params)
+
+    peer_rate = _rate(theirs, window)
+    print(f"  SCP11a host by yubikit (Yubico), same card side: {peer_rate:>8,.0f}/s; ours {rate:,.0f}/s "
           f"= {rate / peer_rate:.2f}x yubikit's rate")
 
 

@@ -80,8 +80,8 @@ def _session_job(tsm: Tsm, pid: str, alg: str) -> str:
     return job_id
 
 
-def _session(tsm: Tsm, home: Path, alg: str) -> tuple[float, Traffic]:
-    pid = wallet_sim.create_phone(home)
+def _session(tsm: Tsm, home: Path, alg: str, kloc=None) -> tuple[float, Traffic]:  # noqa: ANN001
+    pid = wallet_sim.create_phone(home, kloc=kloc)
     se = wallet_sim.open_secure_element(pid, home)
     traffic = Traffic()
 
@@ -238,7 +238,7 @@ def _time(fn, n: int) -> float:
     return (time.perf_counter() - t0) / n
 
 
-def _crypto_floor(alg: str, t: Traffic, runs: int, *, scale: int = 1, scp11: bool = False) -> float:
+def _crypto_floor(alg: str, t: Traffic, runs: int, *, scale: int = 1, scp11: str = "") -> float:
     """Seconds of cryptography one session must do, given the commands it sent:
 
     - two JPKI key generations with their proofs of possession (a signature over
@@ -253,7 +253,8 @@ def _crypto_floor(alg: str, t: Traffic, runs: int, *, scale: int = 1, scp11: boo
     - PUT KEY: three key blocks enciphered and deciphered, six check values;
     - ``scp11``: a first contact under SCP11b instead of SCP03 on the factory keys: the SE
       certificate's signature checked, two ephemeral P-256 keys, four ECDH, two X9.63 KDF
-      and the receipt's CMAC on both sides (and no SCP03 handshake on keyset 30).
+      and the receipt's CMAC on both sides (and no SCP03 handshake on keyset 30); under
+      SCP11a (``scp11="11a"``) also the SE's check of the TSM's certificate, one ECDSA verify.
 
     CMAC and CBC are timed on 80-byte inputs (a typical wrapped command), an ICV or a KCV
     as one ECB block. ``scale`` divides the repetitions: a sample taken between two sessions
@@ -299,12 +300,12 @@ def _crypto_floor(alg: str, t: Traffic, runs: int, *, scale: int = 1, scp11: boo
     per_command = t.wrapped * (4 * t_cmac + 2 * t_ecb) + t.command_data * 2 * t_cbc \
         + t.response_data * (2 * t_ecb + 2 * t_cbc)
     put_key = 6 * t_cbc + 6 * t_ecb
-    first_contact = _scp11_floor(max(1, 50 // scale)) if scp11 else 0.0
+    first_contact = _scp11_floor(max(1, 50 // scale), oce=scp11 == "11a") if scp11 else 0.0
     return t_jpki2 + t_dev + t.handshakes * handshake + diversify + per_command + put_key + first_contact
 
 
-def _scp11_floor(n: int) -> float:
-    """Seconds of the crypto an SCP11b first contact adds (see :func:`_crypto_floor`)."""
+def _scp11_floor(n: int, *, oce: bool = False) -> float:
+    """Seconds of the crypto an SCP11 first contact adds (see :func:`_crypto_floor`)."""
     from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
 
     ca = ec.generate_private_key(ec.SECP256R1())
@@ -315,6 +316,8 @@ def _scp11_floor(n: int) -> float:
 
     def once() -> None:
         ca.public_key().verify(sig, msg, ec.ECDSA(hashes.SHA256()))
+        if oce:
+            ca.public_key().verify(sig, msg, ec.ECDSA(hashes.SHA256()))
         for _ in range(2):
             e = ec.generate_private_key(ec.SECP256R1())
             z = e.exchange(ec.ECDH(), peer) + e.exchange(ec.ECDH(), peer)
@@ -396,24 +399,30 @@ def main(argv: list[str] | None = None) -> int:
         home = Path(d)
         engine = make_engine(f"sqlite:///{home / 'bench.sqlite3'}")
         migrate(engine)
+        from tsm.oce import kloc_certificate, lab_oce
+
         tsm = Tsm(engine, InMemoryMasterKey(os.urandom(16)))
-        wallet_sim.create_phone(home)  # the home's SE maker, for the SCP11b row
-        authenticated = Tsm(engine, tsm.master, se_roots=x509.load_pem_x509_certificates(
-            root_path(home).read_bytes()))
+        wallet_sim.create_phone(home)  # the home's SE maker, for the SCP11 rows
+        roots = x509.load_pem_x509_certificates(root_path(home).read_bytes())
+        kloc = kloc_certificate(home).public_key()
+        tsms = {"": Tsm(engine, tsm.master), "11b": Tsm(engine, tsm.master, se_roots=roots),
+                "11a": Tsm(engine, tsm.master, se_roots=roots, oce=lab_oce(home), require_scp11a=True)}
         print("TSM full session (Tsm.run): open SL33, rotate keys, install JPKI + mdoc, generate keys")
         print(f"{'keys':10} {'sessions/s':>11} {'ms/session':>11} {'in SE ms':>9} {'APDUs':>6} "
               f"{'crypto ms':>10} {'ratio':>6}")
         # RSA key generation is heavy-tailed (a random prime search): more sessions for a steady median
-        # "p384 11b": the first contact under SCP11b (the SE's certificate, specs/tsm.md
-        # "First contact"), as mcred meets a factory-fresh SE; the others under SCP03 on the
+        # "p384 11a": the first contact under SCP11a (the SE's certificate and the TSM's,
+        # specs/tsm.md "First contact"), as mcred meets the SEs its factory makes; "p384 11b"
+        # under SCP11b (an SE whose issuer named no TSM); the others under SCP03 on the
         # published factory keys, as issue 3 times it
-        for alg, runs, scp11 in (("p384", args.runs or 30, False), ("p384", args.runs or 30, True),
-                                 ("rsa2048", args.runs or 20, False)):
-            tsm = authenticated if scp11 else Tsm(engine, authenticated.master)
-            _session(tsm, home, alg)  # warm up
+        for alg, runs, scp11 in (("p384", args.runs or 30, ""), ("p384", args.runs or 30, "11b"),
+                                 ("p384", args.runs or 30, "11a"), ("rsa2048", args.runs or 20, "")):
+            tsm = tsms[scp11]
+            kl = kloc if scp11 == "11a" else None
+            _session(tsm, home, alg, kl)  # warm up
             times, in_se, floors, traffic = [], [], [], Traffic()
             for _ in range(runs):
-                t, traffic = _session(tsm, home, alg)
+                t, traffic = _session(tsm, home, alg, kl)
                 times.append(t)
                 in_se.append(traffic.in_se)
                 # a floor sample after each session, so that a change of load on a shared
@@ -422,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
                 floors.append(_crypto_floor(alg, traffic, 1, scale=10, scp11=scp11))
             t = statistics.median(times)
             floor = statistics.median(floors)
-            label = f"{alg} 11b" if scp11 else alg
+            label = f"{alg} {scp11}" if scp11 else alg
             print(f"{label:10} {1 / t:11.1f} {t * 1000:11.2f} {statistics.median(in_se) * 1000:9.2f} "
                   f"{traffic.total:6d} {floor * 1000:10.2f} {t / floor:6.2f}x")
         if args.parts:

@@ -53,6 +53,9 @@ class NewPhone(_Body):
                        pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")
     #: The SE's non-volatile memory in bytes (a command that needs more is refused, 6A84).
     nvm_bytes: int = Field(DEFAULT_NVM, ge=NVM_MIN, le=NVM_MAX, strict=True)
+    #: The SE's issuer names this installation's TSM as the OCE that may load keys (SCP11a);
+    #: false: an SE that offers SCP11b only (specs/secure-element.md "SCP11a").
+    scp11a: bool = Field(True, strict=True)
 
 
 class ProvisionRequest(_Body):
@@ -344,7 +347,7 @@ def phones_router(ctx: Context) -> APIRouter:
                  "factory-fresh GP-SE")
     def create_phone(body: NewPhone | None = None) -> dict[str, Any]:
         body = body or NewPhone()
-        phone_id = wallet_sim.create_phone(ctx.home, model=body.model, nvm_bytes=body.nvm_bytes)
+        phone_id = ctx.new_phone(scp11a=body.scp11a, model=body.model, nvm_bytes=body.nvm_bytes)
         return {"id": phone_id, "model": body.model, "nvm_bytes": body.nvm_bytes}
 
     @router.get("/phones", summary="Every simulated phone of the installation")

@@ -12,6 +12,7 @@ from functools import cached_property
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -20,6 +21,7 @@ from mcred.db import database_url, make_engine, migrate
 from mcred.home import data_home
 from tsm.errors import MasterKeyError
 from tsm.keys import MasterKey, default_master_key
+from tsm.oce import OceCredential
 
 MASTER_KEY_STORES = ("file", "pkcs11")
 
@@ -38,17 +40,20 @@ class ConfigError(ValueError):
     """A setting in the environment that cannot work, named with what it must be."""
 
 
-FIRST_CONTACTS = ("scp11b", "factory-keys")
+FIRST_CONTACTS = ("scp11", "scp11a", "scp11b", "factory-keys")
 
 
 def first_contact() -> str:
-    """``$MCRED_TSM_FIRST_CONTACT``: how the TSM meets a factory-fresh SE, ``scp11b``
-    (default: the SE proves itself with its maker's certificate, and the factory keys are
-    replaced under SCP11b's session keys) or ``factory-keys`` (the published GP test keys,
-    for an SE without SCP11; specs/tsm.md "First contact")."""
-    kind = os.environ.get("MCRED_TSM_FIRST_CONTACT", "scp11b")
+    """``$MCRED_TSM_FIRST_CONTACT``: how the TSM meets a factory-fresh SE (specs/tsm.md
+    "First contact"). ``scp11`` (default): the SE proves itself with its maker's
+    certificate and the TSM with its OCE certificate (SCP11a), or, where the SE offers no
+    SCP11a, the SE alone (SCP11b); the factory keys are replaced under the session's keys.
+    ``scp11a``: SCP11a only. ``scp11b``: SCP11b only (the TSM shows no OCE identity).
+    ``factory-keys``: the published GP test keys, for an SE without SCP11."""
+    kind = os.environ.get("MCRED_TSM_FIRST_CONTACT", "scp11")
     if kind not in FIRST_CONTACTS:
-        raise ConfigError(f"MCRED_TSM_FIRST_CONTACT={kind[:40]!r}: use scp11b or factory-keys")
+        raise ConfigError(f"MCRED_TSM_FIRST_CONTACT={kind[:40]!r}: use {', '.join(FIRST_CONTACTS[:-1])} "
+                          f"or {FIRST_CONTACTS[-1]}")
     return kind
 
 
@@ -140,6 +145,49 @@ class Context:
             except ValueError as exc:
                 raise ConfigError(f"SE maker roots {str(p)[:200]!r}: not PEM certificates ({exc})") from None
         return tuple(roots)
+
+    @property
+    def oce(self) -> OceCredential | None:
+        """The TSM's SCP11a identity (``Tsm(oce=...)``): the installation's lab OCE
+        (``<home>/tsm-oce/``, made on first use) under ``MCRED_TSM_FIRST_CONTACT`` scp11 and
+        scp11a; None otherwise."""
+        if first_contact() not in ("scp11", "scp11a"):
+            return None
+        from tsm.oce import OceError, lab_oce
+
+        try:
+            return lab_oce(self.home)
+        except OceError as exc:
+            raise ConfigError(f"the TSM's OCE identity: {exc}") from None
+
+    @property
+    def require_scp11a(self) -> bool:
+        """``MCRED_TSM_FIRST_CONTACT=scp11a``: an SE that offers no SCP11a is refused."""
+        return first_contact() == "scp11a"
+
+    def tsm_trust(self) -> dict[str, object]:
+        """What a :class:`tsm.jobs.Tsm` is given to meet factory-fresh SEs: ``se_roots``,
+        ``oce`` and ``require_scp11a``, read from the environment at each call."""
+        roots = self.se_roots
+        if roots is None:
+            return {"se_roots": None}
+        return {"se_roots": roots, "oce": self.oce, "require_scp11a": self.require_scp11a}
+
+    def new_phone(self, *, scp11a: bool = True, kloc: x509.Certificate | None = None, **kw: object) -> str:
+        """A new phone from the lab's factory (``wallet_sim.create_phone``). ``scp11a``: its
+        SE's issuer names a TSM as the OCE that may load keys (the factory puts that TSM's
+        KLOC CA key into the SE, which then offers SCP11a and loads no key under SCP11b):
+        this installation's TSM, or the one whose CA certificate ``kloc`` is (another
+        installation's `mcred tsm oce-ca`). False makes an SE that offers SCP11b only."""
+        import wallet_sim
+        from tsm.oce import kloc_certificate
+
+        key = None
+        if scp11a:
+            key = (kloc if kloc is not None else kloc_certificate(self.home)).public_key()
+            if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+                raise ConfigError("the TSM's KLOC CA must certify a P-256 key (GPCS Amendment F, CA-KLOC)")
+        return wallet_sim.create_phone(self.home, kloc=key, **kw)  # type: ignore[arg-type]
 
     @cached_property
     def master_key(self) -> MasterKey:

@@ -53,7 +53,7 @@ def run_demo(ctx: Context, say: Say, *, key_type: str = "p384") -> dict:
                                   given_name="花子", given_name_kana="はなこ", sex=2)]
     phones, results = [], []
     for i, person in enumerate(people, 1):
-        pid = wallet_sim.create_phone(ctx.home)
+        pid = ctx.new_phone()
         t0 = time.perf_counter()
         if i == 1:
             r = provision(ctx, pid, parse_holder(person), key_type=key_type, mdoc_batch=1)
@@ -66,8 +66,11 @@ def run_demo(ctx: Context, say: Say, *, key_type: str = "p384") -> dict:
         phones.append(pid)
         results.append(r)
         first = Tsm(ctx.engine, ctx.master_key).job(r.job_id).results.get("open-session", {})
-        met = ("the SE proved itself with its maker's certificate (SCP11b) and its factory keys were replaced "
-               "under SCP11b's session keys, then an SCP03 session" if first.get("scp") == "11b" else "SCP03 session")
+        met = {"11a": "the SE proved itself with its maker's certificate and the TSM with its own (SCP11a), the "
+                      "factory keys were replaced under SCP11a's session keys, then an SCP03 session",
+               "11b": "the SE proved itself with its maker's certificate (SCP11b) and its factory keys were "
+                      "replaced under SCP11b's session keys, then an SCP03 session"}.get(first.get("scp"),
+                                                                                         "SCP03 session")
         say(f"1.{i} Provisioned phone {pid} for {person['family_name']} {person['given_name']}: "
             f"{met}, keys generated in the SE, signing + user-auth certificates "
             f"({key_type}) and one mdoc written{how} ({time.perf_counter() - t0:.2f} s).")
@@ -157,7 +160,7 @@ def run_demo(ctx: Context, say: Say, *, key_type: str = "p384") -> dict:
     old = results[0]
     captured = env.present(old.phone_id)
     old_cms = env.sign(old.phone_id, old.password)
-    new = wallet_sim.create_phone(ctx.home)
+    new = ctx.new_phone()
     actions = HandoverActions(ctx, key_type=key_type, mdoc_batch=1)
     wait_clear_of_stamp(stamped_at)  # else the handover's revocation could not be told from one before the lease
     t0 = time.perf_counter()

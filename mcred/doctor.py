@@ -313,24 +313,32 @@ def _secure_elements(ctx) -> Finding:  # noqa: ANN001
 
 
 def _first_contact(ctx) -> Finding:  # noqa: ANN001
-    """How the TSM meets a factory-fresh SE, and which SE makers it trusts."""
+    """How the TSM meets a factory-fresh SE, which SE makers it trusts, and who it shows
+    itself as."""
     from mcred.context import ConfigError, first_contact
 
-    enables = "an authenticated first contact: a factory-fresh SE proves itself (SCP11b) before its keys are set"
+    enables = ("an authenticated first contact: a factory-fresh SE proves itself (SCP11), and the TSM too "
+               "(SCP11a), before its keys are set")
     try:
         kind = first_contact()
         roots = ctx.se_roots
+        oce = ctx.oce
     except ConfigError as exc:
         return Finding("TSM first contact", False, str(exc), enables, "fix the setting (specs/tsm.md, First contact)")
     if roots is None:
         return Finding("TSM first contact", True, f"{kind}: the published GP test keys, authenticating nobody",
-                       enables, "unset MCRED_TSM_FIRST_CONTACT where the SEs offer SCP11b")
+                       enables, "unset MCRED_TSM_FIRST_CONTACT where the SEs offer SCP11")
+    how = {"scp11": "SCP11a where the SE offers it, else SCP11b", "scp11a": "SCP11a only",
+           "scp11b": "SCP11b (the TSM shows no identity: SEs that name their key-loading OCEs refuse its keys)"}[kind]
+    if oce is not None:
+        how += f", as {oce.certificate.subject.rfc4514_string()} (<home>/tsm-oce/ca.pem is the CA-KLOC key " \
+               "the factory puts into SEs)"
     names = [r.subject.rfc4514_string() for r in roots]
     if not names:
-        return Finding("TSM first contact", True, "SCP11b, no SE maker trusted yet (the first `mcred phone new` "
+        return Finding("TSM first contact", True, f"{how}; no SE maker trusted yet (the first `mcred phone new` "
                        "makes this installation's)", enables,
                        "MCRED_SE_MAKER_ROOTS for phones made elsewhere (their `mcred phone maker-root`)")
-    return Finding("TSM first contact", True, f"SCP11b, trusting {len(names)} SE maker(s): " + "; ".join(names[:3]),
+    return Finding("TSM first contact", True, f"{how}; trusting {len(names)} SE maker(s): " + "; ".join(names[:3]),
                    enables)
 
 

@@ -473,7 +473,7 @@ def _holder(i: int, tag: str) -> Any:
 
 
 def _new_subject(env: Env, rep: SubjectReport, i: int, tag: str) -> ProvisionResult:
-    pid = wallet_sim.create_phone(env.ctx.home)
+    pid = env.ctx.new_phone()
     rep.phone = pid
     return rep.timed("provision", lambda: provision(env.ctx, pid, _holder(i, tag),
                                                     key_type=env.key_type,
@@ -619,7 +619,7 @@ def model_change(env: Env, i: int) -> SubjectReport:
     r = _new_subject(env, rep, i, "mc")
     captured = _capture(env, rep, r)
     account = _open_account(env, r.phone_id, r.pin)
-    new = wallet_sim.create_phone(env.ctx.home)
+    new = env.ctx.new_phone()
     rep.new_phone = new
     actions = HandoverActions(env.ctx, key_type=env.key_type, mdoc_batch=env.mdoc_batch)
     t0 = time.perf_counter()
@@ -962,7 +962,7 @@ def abandoned(env: Env, i: int) -> SubjectReport:
     and relying parties refuse what the phone presented before; the SE is wiped; the holder,
     still registered, is provisioned onto a new phone and accepted there."""
     rep = SubjectReport(phone="")
-    pid = wallet_sim.create_phone(env.ctx.home)
+    pid = env.ctx.new_phone()
     rep.phone = pid
 
     def stop_before_done(step: str) -> None:
@@ -989,7 +989,7 @@ def abandoned(env: Env, i: int) -> SubjectReport:
     _propagate(env, rep, captured, t0, "revoked (INVALID)", "cessationOfOperation")
     rep.final["revoked"] = f"{len(gone.revoked)} credential(s) issued by the job"
     rep.final["old_after_wipe"] = _holds_nothing(env, pid)
-    new = wallet_sim.create_phone(env.ctx.home)
+    new = env.ctx.new_phone()
     rep.new_phone = new
     again = rep.timed("provision the holder onto a new phone",
                       lambda: provision(env.ctx, new, holder_id, key_type=env.key_type, mdoc_batch=env.mdoc_batch))

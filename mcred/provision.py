@@ -216,7 +216,7 @@ def issuer_port(ctx: Context) -> CompositeIssuer:
 
 def tsm_for(ctx: Context, port: CompositeIssuer | None = None, actor: str = "mcred") -> Tsm:
     return Tsm(ctx.engine, ctx.master_key, issuer=port or issuer_port(ctx),
-               actor=actor, se_roots=ctx.se_roots)
+               actor=actor, **ctx.tsm_trust())
 
 
 # --- provisioning ------------------------------------------------------------------------
@@ -579,7 +579,7 @@ def abandon(ctx: Context, job_id: str, reason: str, *, actor: str = "mcred",
     from issuer.db import AuditEvent
     from tsm.errors import QUARANTINE_ERRORS, TsmError
 
-    tsm = Tsm(ctx.engine, ctx.master_key, actor=actor, se_roots=ctx.se_roots)
+    tsm = Tsm(ctx.engine, ctx.master_key, actor=actor, **ctx.tsm_trust())
     view = tsm.abandon(job_id, actor, reason)
     with ctx.sessions() as s:
         ids = list(s.scalars(select(Credential.id).where(Credential.job_ref == job_id,
@@ -675,7 +675,7 @@ def reset_secrets(ctx: Context, phone_id: str, *, slots: tuple[str, ...] = ("aut
                                                     Credential.status.in_(_LIVE)).limit(1))
         if live is None:
             raise ProvisionError(f"phone {phone_id!r} holds no live JPKI certificate: nothing to protect")
-    tsm = Tsm(ctx.engine, ctx.master_key, actor=actor, se_roots=ctx.se_roots)
+    tsm = Tsm(ctx.engine, ctx.master_key, actor=actor, **ctx.tsm_trust())
     job = tsm.create_job(phone_id, "reset-secrets", {"slots": list(slots), "puk": puk}, job_secrets)
     view = tsm.run(job, transmit, secrets=job_secrets)
     return _reset_done(ctx, view, job_secrets, generated, actor)
@@ -687,7 +687,7 @@ def resume_reset(ctx: Context, job_id: str, *, actor: str = "mcred",
     """Finish a reset of the holder's secrets that stopped (a crash, a lost answer: the SE
     may already hold the new values). Its values are unsealed from the job and all shown:
     the stopped run never showed them, and the job erases them as it ends."""
-    tsm = Tsm(ctx.engine, ctx.master_key, actor=actor, se_roots=ctx.se_roots)
+    tsm = Tsm(ctx.engine, ctx.master_key, actor=actor, **ctx.tsm_trust())
     job = tsm.job(job_id)
     if job.kind != "reset-secrets":
         raise ProvisionError(f"job {job_id} is a {job.kind} job, not a reset of the holder's secrets")

@@ -362,6 +362,40 @@ def test_a_phone_in_another_data_directory_is_provisioned_over_the_air(ctx, phon
     _assert_provisioned(ctx, result, pid, phone_home)
 
 
+def test_a_phone_whose_factory_names_this_tsm_meets_it_under_scp11a_over_the_air(ctx, tmp_path, monkeypatch):
+    """The operator hands its KLOC CA (`mcred tsm oce-ca`) to a phone factory elsewhere
+    (`mcred phone new --kloc`): the phone's SE then takes keys from this TSM only, under
+    SCP11a, carried by the agent like any session; a phone named for another operator's TSM
+    refuses this one's certificate and is sent nothing secret."""
+    from typer.testing import CliRunner
+
+    from mcred.cli.main import app
+    from tsm.errors import SecureChannelError
+
+    run = CliRunner()
+    ca = run.invoke(app, ["tsm", "oce-ca"], env={"MCRED_HOME": str(ctx.home)})
+    assert ca.exit_code == 0 and ca.stdout.startswith("-----BEGIN CERTIFICATE-----"), ca.output
+    (tmp_path / "operator-ca.pem").write_text(ca.stdout)
+    phone_home = tmp_path / "factory"
+    made = run.invoke(app, ["phone", "new", "--kloc", str(tmp_path / "operator-ca.pem"), "--json"],
+                      env={"MCRED_HOME": str(phone_home)})
+    assert made.exit_code == 0, made.output
+    pid = json.loads(made.stdout)["id"]
+    monkeypatch.setenv("MCRED_SE_MAKER_ROOTS", str(root_path(phone_home)))
+    with seram_endpoint(_free_listen()) as endpoint:
+        result, agent = _provision_over_the_air(ctx, endpoint, pid, phone_home)
+    assert agent.result.notifications == ["provision/done/OK"]
+    assert any(c[1] == 0x2A for c in agent.sent) and any(c[1:4] == b"\x82\x01\x11" for c in agent.sent)
+    _assert_provisioned(ctx, result, pid, phone_home)
+    # the factory's own TSM (another operator's CA) is what the next phone names
+    pid = json.loads(run.invoke(app, ["phone", "new", "--json"], env={"MCRED_HOME": str(phone_home)}).stdout)["id"]
+    before = wallet_sim.open_secure_element(pid, phone_home).path.read_bytes()
+    with seram_endpoint(_free_listen()) as endpoint:
+        with pytest.raises(SecureChannelError, match="refused the TSM's certificate"):
+            _provision_over_the_air(ctx, endpoint, pid, phone_home)
+    assert wallet_sim.open_secure_element(pid, phone_home).path.read_bytes() == before
+
+
 def test_a_phone_whose_maker_the_tsm_does_not_trust_is_sent_nothing(ctx, phone, monkeypatch):
     pid, phone_home = phone
     monkeypatch.delenv("MCRED_SE_MAKER_ROOTS")
@@ -779,19 +813,20 @@ class Batches(Pipe):
 
 def test_a_session_opens_in_one_exchange_less_and_the_survey_reads_in_one(ctx):
     """Over a pipelining transport SELECT rides with the session's first command (GET DATA
-    BF21 at the SCP11b first contact, INITIALIZE UPDATE after it), and the survey's two reads
-    go together; a lost answer to such a pair is resumed like any other."""
-    pid = wallet_sim.create_phone(ctx.home)
+    BF21 at the SCP11 first contact, INITIALIZE UPDATE after it), SCP11a's certificate rides
+    with MUTUAL AUTHENTICATE, and the survey's two reads go together; a lost answer to such a
+    pair is resumed like any other."""
+    pid = ctx.new_phone()
     se = wallet_sim.open_secure_element(pid, ctx.home)
     link = Batches(se)
     provision(ctx, pid, parse_holder(dict(HOLDER, pin="1234", password="ABC123")), key_type="p384",
               mdoc_batch=1, transmit=link)
     assert link.ins[0] == [0xA4, 0xCA]  # SELECT + GET DATA BF21
-    assert link.ins[1] == [0x88]  # INTERNAL AUTHENTICATE: it needs the certificate first
+    assert link.ins[1] == [0x2A, 0x82]  # the TSM's certificate + MUTUAL AUTHENTICATE: after the SE's
     assert [0xA4, 0x50] in link.ins  # SELECT + INITIALIZE UPDATE on keyset 31
     assert [0xCA, 0xF2] in link.ins  # GET DATA FF21 + GET STATUS
     for k in range(8):  # a lost answer to each of the first exchanges, pairs among them
-        pid = wallet_sim.create_phone(ctx.home)
+        pid = ctx.new_phone()
         se = wallet_sim.open_secure_element(pid, ctx.home)
         with pytest.raises(TransportError):
             provision(ctx, pid, parse_holder(dict(HOLDER, pin="1234", password="ABC123")), key_type="p384",

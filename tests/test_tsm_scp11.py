@@ -222,7 +222,7 @@ def test_the_installation_trusts_its_own_maker_and_the_ones_it_is_told(tmp_path,
     monkeypatch.setenv("MCRED_TSM_FIRST_CONTACT", "factory-keys")
     assert ctx.se_roots is None
     monkeypatch.setenv("MCRED_TSM_FIRST_CONTACT", "whatever")
-    with pytest.raises(ConfigError, match="use scp11b or factory-keys"):
+    with pytest.raises(ConfigError, match="use scp11, scp11a, scp11b or factory-keys"):
         ctx.se_roots  # noqa: B018
 
 

@@ -141,3 +141,22 @@ def test_the_tsm_needs_roots_for_scp11a():
         Tsm(None, InMemoryMasterKey(MASTER), oce=object())  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="needs the TSM's OCE"):
         Tsm(None, InMemoryMasterKey(MASTER), se_roots=(), require_scp11a=True)  # type: ignore[arg-type]
+
+
+def test_the_api_makes_phones_with_and_without_scp11a(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from issuer.api.auth import create_token
+    from mcred.context import Context
+    from mcred.service import create_app
+
+    ctx = Context.open(tmp_path / "api")
+    h = {"Authorization": f"Bearer {create_token(ctx.sessions, ['tsm'])[1]}"}
+    with TestClient(create_app(ctx)) as c:
+        both = c.post("/phones", headers=h, json={}).json()["id"]
+        only_b = c.post("/phones", headers=h, json={"scp11a": False}).json()["id"]
+        bad = c.post("/phones", headers=h, json={"scp11a": "yes"})
+        assert bad.status_code == 422
+        keys = {p: [k["scp"] for k in c.get(f"/phones/{p}", headers=h).json()["secure_element"]
+                    ["security_domains"][0]["scp11_keys"]] for p in (both, only_b)}
+    assert keys == {both: ["11a", "11b", "CA-KLOC"], only_b: ["11b"]}

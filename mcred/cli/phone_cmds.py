@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import typer
+from cryptography import x509
 
 import wallet_sim
 import wallet_sim.pcsc
@@ -101,10 +102,30 @@ def register(app: typer.Typer) -> None:
             nvm: str = typer.Option("1M", "--nvm", callback=_parse_nvm,
                                     help="The SE's non-volatile memory: bytes, or with K / M (KiB, MiB), "
                                     "2K..64M. A command that needs more is refused with 6A84."),
+            scp11a: bool = typer.Option(True, "--scp11a/--no-scp11a",
+                                        help="The SE's issuer names this data directory's TSM as the OCE that may "
+                                        "load keys (SCP11a; the SE then loads no key under SCP11b). "
+                                        "--no-scp11a: an SE that offers SCP11b only."),
+            kloc: Path | None = typer.Option(None, "--kloc", exists=True, dir_okay=False,
+                                             help="The KLOC CA certificate (PEM) of the TSM that may load keys, "
+                                             "when it is another data directory's (its `mcred tsm oce-ca`); "
+                                             "default: this data directory's TSM."),
             as_json: bool = typer.Option(False, "--json", help="Print {\"id\": ...}.")) -> None:
-        """Make a phone with a factory-fresh SE (keyset 30 = the GP test key; an SCP11b key
-        certified by the data directory's SE maker)."""
-        pid = wallet_sim.create_phone(data_home(), model=model, nvm_bytes=nvm)
+        """Make a phone with a factory-fresh SE (keyset 30 = the GP test key; SCP11a and
+        SCP11b keys certified by the data directory's SE maker, and the CA key of the TSM
+        allowed to load keys)."""
+        from mcred.context import ConfigError, Context
+
+        ca = None
+        if kloc is not None:
+            try:
+                ca = x509.load_pem_x509_certificate(kloc.read_bytes())
+            except ValueError as exc:
+                _fail(f"--kloc {kloc}: not a PEM certificate ({exc})")
+        try:
+            pid = Context.open(data_home()).new_phone(scp11a=scp11a, kloc=ca, model=model, nvm_bytes=nvm)
+        except ConfigError as exc:
+            _fail(f"--kloc {kloc}: {exc}")
         typer.echo(json.dumps({"id": pid}) if as_json else pid)
 
     @phone.command("maker-root")

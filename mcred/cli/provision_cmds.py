@@ -134,7 +134,7 @@ def provision_cmd(
             raise _fail("--phone new makes a phone here; over the air the phone is made where it runs "
                         "(`mcred phone new` there), and its id given")
     elif phone == "new":
-        phone = wallet_sim.create_phone(ctx.home)
+        phone = ctx.new_phone()
     elif phone not in wallet_sim.list_phones(ctx.home):
         raise _fail(f"no phone {phone!r} under {ctx.home} (make one with `mcred phone create` "
                     "or pass --phone new)")
@@ -226,7 +226,7 @@ def handover_cmd(
             raise _fail("--to new makes a phone here; over the air the new phone is made where it runs "
                         "(`mcred phone new` there), and its id given")
     elif to == "new":  # only once the handover can start: a refusal leaves no phone behind
-        to = wallet_sim.create_phone(ctx.home)
+        to = ctx.new_phone()
     if ota is None and to not in wallet_sim.list_phones(ctx.home):
         raise _fail(f"no phone {to!r} under {ctx.home}")
     actions = HandoverActions(ctx, key_type=key_type, mdoc_batch=mdoc_batch)

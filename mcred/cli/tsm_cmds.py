@@ -67,6 +67,23 @@ def import_master_key(
                + "now set MCRED_TSM_MASTER_KEY=pkcs11")
 
 
+@tsm_app.command("oce-ca")
+def oce_ca() -> None:
+    """Print the certificate (PEM) of the CA that certifies this TSM as an SCP11a off-card
+    entity: what a phone factory elsewhere puts into its SEs (`mcred phone new --kloc
+    FILE`) so that they take keys from this TSM (specs/tsm.md, "First contact")."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from mcred.home import data_home
+    from tsm.oce import OceError, kloc_certificate
+
+    try:
+        typer.echo(kloc_certificate(data_home()).public_bytes(Encoding.PEM).decode(), nl=False)
+    except OceError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
 @tsm_app.command("jobs")
 def jobs(
     phone: str = typer.Option(None, "--phone", help="Only this phone's jobs."),

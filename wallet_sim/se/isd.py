@@ -6,6 +6,7 @@ EXTERNAL AUTHENTICATE). Refusals and floors are listed in specs/secure-element.m
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import serialization
@@ -22,7 +23,7 @@ from protocols.gp.errors import (
 )
 from protocols.gp.keys import KeyInfo, key_information_template, parse_put_key_data
 from protocols.gp.resources import encode_resources
-from protocols.gp.scp03 import SEQUENCE_COUNTER_MAX, CardChannel, CardKeyset, StaticKeys
+from protocols.gp.scp03 import SEQUENCE_COUNTER_MAX, CardChannel, CardKeyset, SecureCard, StaticKeys
 from protocols.gp.scp11 import (
     KLOC_KID,
     PSO_MORE,
@@ -185,8 +186,15 @@ def _internal_authenticate(se: SecureElement, ch: Channel, cmd: CommandApdu) -> 
     if key is None or cmd.p1 not in (0, key["kvn"]) or cmd.p2 != SCP11B_KID:
         return response(SW_REFERENCED_DATA_NOT_FOUND)
     card = Scp11bCard(key["kvn"], SCP11B_KID, _static_exchange(key["sk"]))
+    return _start_scp11(ch, card, card.internal_authenticate, cmd)
+
+
+def _start_scp11(ch: Channel, card: SecureCard, authenticate: Callable[[CommandApdu], bytes],
+                 cmd: CommandApdu) -> bytes:
+    """The card's answer to the command that opens an SCP11 session; on 9000 the channel's
+    session is ``card``, on a refusal there is none."""
     try:
-        out = card.internal_authenticate(cmd)
+        out = authenticate(cmd)
     except Scp11ProtocolError as e:
         return response(e.sw or SW_WRONG_DATA)
     except GpError:
@@ -231,14 +239,7 @@ def _mutual_authenticate(se: SecureElement, ch: Channel, cmd: CommandApdu) -> by
     if collector is None or collector.oce_key is None:
         return response(SW_CONDITIONS_NOT_SATISFIED)  # no verified OCE chain on this channel
     card = Scp11aCard(key["kvn"], SCP11A_KID, _static_exchange(key["sk"]), collector.oce_key)
-    try:
-        out = card.mutual_authenticate(cmd)
-    except Scp11ProtocolError as e:
-        return response(e.sw or SW_WRONG_DATA)
-    except GpError:
-        return response(SW_WRONG_DATA)
-    ch.session = card
-    return out
+    return _start_scp11(ch, card, card.mutual_authenticate, cmd)
 
 
 def _certificate_store(se: SecureElement, cmd: CommandApdu) -> tuple[bytes, int]:
