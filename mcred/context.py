@@ -149,14 +149,20 @@ class Context:
     @property
     def oce(self) -> OceCredential | None:
         """The TSM's SCP11a identity (``Tsm(oce=...)``): the installation's lab OCE
-        (``<home>/tsm-oce/``, made on first use) under ``MCRED_TSM_FIRST_CONTACT`` scp11 and
-        scp11a; None otherwise."""
+        (``<home>/tsm-oce/``, made on first use; its key in the PKCS#11 token under
+        ``MCRED_TSM_MASTER_KEY=pkcs11``) under ``MCRED_TSM_FIRST_CONTACT`` scp11 and scp11a;
+        None otherwise."""
         if first_contact() not in ("scp11", "scp11a"):
             return None
         from tsm.oce import OceError, lab_oce
 
+        key = None
+        if master_key_store() == "pkcs11":  # the TSM's keys live in the token: SK.OCE.ECKA too
+            from tsm.hsm import HsmOceKey
+
+            key = HsmOceKey.from_env()
         try:
-            return lab_oce(self.home)
+            return lab_oce(self.home, key)
         except OceError as exc:
             raise ConfigError(f"the TSM's OCE identity: {exc}") from None
 

@@ -247,6 +247,15 @@ def test_provisioning_with_the_master_key_in_the_token(softhsm_token, home, monk
     assert _opens(se, keys, 0x31)
     assert not _opens(se, FACTORY_KEYS, 0x30) and not _opens(se, diversify(bytes(16), bytes.fromhex(row.kdd)), 0x31)
     assert check_master_key(Context.open(home)).startswith(f"PKCS#11 token {softhsm_token!r}, AES-128")
+    # the TSM met the SE under SCP11a with its OCE key in the token, which oce.pem certifies
+    from cryptography import x509
+
+    from tsm.audit import audit_rows
+    from tsm.hsm import HsmOceKey
+
+    assert "MUTUAL AUTHENTICATE (SCP11a)" in [r.what for r in audit_rows(ctx.engine, phone)]
+    oce = x509.load_pem_x509_certificate((home / "tsm-oce" / "oce.pem").read_bytes())
+    assert oce.public_key() == HsmOceKey.from_env().public_key()
     # doctor reports the token's key
     r = CliRunner().invoke(app, ["doctor", "--json"])
     found = {f["name"]: f for f in json.loads(r.output)["findings"]}
@@ -335,3 +344,24 @@ def test_a_file_master_key_moves_into_the_token_and_its_phones_follow(softhsm_to
     assert len(done.issued) == 1
     r = CliRunner().invoke(app, ["tsm", "import-master-key"])
     assert r.exit_code == 2 and "no file master key" in r.output
+
+
+def test_the_oce_key_in_the_token_agrees_and_stays_there(softhsm_token, monkeypatch):
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from tsm.hsm import OCE_LABEL, HsmOceKey
+
+    monkeypatch.setenv("MCRED_PKCS11_TOKEN", softhsm_token)
+    monkeypatch.setenv("MCRED_PKCS11_PIN", PIN)
+    key = HsmOceKey.from_env()  # generated on first use
+    peer = ec.generate_private_key(ec.SECP256R1())
+    assert key.exchange(peer.public_key()) == peer.exchange(ec.ECDH(), key.public_key())
+    close_all()
+    again = HsmOceKey.from_env()  # another login finds the same pair
+    assert again.public_key() == key.public_key()
+    close_all()
+    with pkcs11.lib(SOFTHSM2).get_token(token_label=softhsm_token).open(user_pin=PIN) as s:
+        (priv,) = s.get_objects({A.CLASS: pkcs11.ObjectClass.PRIVATE_KEY, A.LABEL: OCE_LABEL})
+        assert priv[A.SENSITIVE] and not priv[A.EXTRACTABLE] and priv[A.DERIVE] and not priv[A.SIGN]
+        # no shared secret is left behind on the token
+        assert not list(s.get_objects({A.CLASS: pkcs11.ObjectClass.SECRET_KEY}))

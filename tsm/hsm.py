@@ -211,3 +211,93 @@ class HsmMasterKey:
             except ex.PKCS11Error as exc:
                 raise MasterKeyError(f"PKCS#11 token {self.token_label!r} refused to unseal: "
                                      f"{type(exc).__name__} {exc}") from exc
+
+
+OCE_LABEL = "mcred-tsm-oce"
+
+
+class HsmOceKey:
+    """The TSM's SCP11a key SK.OCE.ECKA in a PKCS#11 token (specs/tsm.md "First contact"):
+    a P-256 pair generated there on first use, the private key sensitive, not extractable,
+    usable for key derivation only. :meth:`exchange` is ``CKM_ECDH1_DERIVE`` (no KDF) in the
+    token: its result, the shared secret ShSes that SCP11's X9.63 KDF takes, is a session
+    object read once and destroyed; the private key never leaves the token."""
+
+    def __init__(self, module: str, token_label: str, pin: str, *, label: str = OCE_LABEL) -> None:
+        with raised_as(MasterKeyError):
+            self._p11 = pkcs11_module(SETTING)
+            self._token: Token = open_token(module, token_label, pin)
+        self.token_label, self.label = token_label, label
+        from cryptography.hazmat.primitives import serialization
+        from pkcs11.util.ec import encode_ec_public_key
+
+        with self._token.lock:
+            self._private, public = self._pair()
+            self._public = serialization.load_der_public_key(encode_ec_public_key(public))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> HsmOceKey:
+        with raised_as(MasterKeyError):
+            return cls(*token_settings(os.environ if env is None else env, SETTING))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(token={self.token_label!r}, label={self.label!r})"
+
+    def public_key(self):  # noqa: ANN201 - ec.EllipticCurvePublicKey
+        return self._public
+
+    def _pair(self):  # noqa: ANN202
+        p11, A = self._p11, self._p11.Attribute  # noqa: N806
+
+        def find(cls):  # noqa: ANN001, ANN202
+            return list(self._token.session.get_objects({A.CLASS: cls, A.LABEL: self.label}))
+
+        private = self._call("find the OCE key", lambda: find(p11.ObjectClass.PRIVATE_KEY))
+        if not private:
+            from pkcs11.util.ec import encode_named_curve_parameters
+
+            def generate() -> None:
+                params = self._token.session.create_domain_parameters(
+                    p11.KeyType.EC, {A.EC_PARAMS: encode_named_curve_parameters("secp256r1")}, local=True)
+                params.generate_keypair(label=self.label, store=True, id=secrets.token_bytes(16),
+                                        public_template={A.TOKEN: True, A.VERIFY: False},
+                                        private_template={A.TOKEN: True, A.PRIVATE: True, A.SENSITIVE: True,
+                                                          A.EXTRACTABLE: False, A.DERIVE: True, A.SIGN: False})
+
+            self._call("generate the OCE key (P-256)", generate)
+            private = self._call("find the OCE key", lambda: find(p11.ObjectClass.PRIVATE_KEY))
+        public = self._call("find the OCE key", lambda: find(p11.ObjectClass.PUBLIC_KEY))
+        if len(private) != 1 or len(public) != 1:
+            raise MasterKeyError(f"{len(private)} private and {len(public)} public keys labelled {self.label!r} on "
+                                 f"PKCS#11 token {self.token_label!r}: keep one pair")
+        (key,) = private
+        if key.key_type != p11.KeyType.EC or not key[A.SENSITIVE] or key[A.EXTRACTABLE] or not key[A.DERIVE]:
+            raise MasterKeyError(f"key {self.label!r} on the token is not a sensitive, unextractable EC key "
+                                 "for key derivation: refused")
+        return key, public[0]
+
+    def _call(self, what: str, fn):  # noqa: ANN001, ANN202
+        try:
+            return fn()
+        except self._p11.exceptions.PKCS11Error as exc:
+            raise MasterKeyError(f"PKCS#11 token {self.token_label!r} refused to {what}: "
+                                 f"{type(exc).__name__} {exc}") from exc
+
+    def exchange(self, peer) -> bytes:  # noqa: ANN001 - ec.EllipticCurvePublicKey
+        """ECDH(SK.OCE.ECKA, peer), the raw shared secret (its X coordinate)."""
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        p11, A = self._p11, self._p11.Attribute  # noqa: N806
+        point = peer.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+
+        def derive() -> bytes:
+            z = self._private.derive_key(p11.KeyType.GENERIC_SECRET, 256, mechanism=p11.Mechanism.ECDH1_DERIVE,
+                                         mechanism_param=(p11.KDF.NULL, None, point),
+                                         template={A.TOKEN: False, A.SENSITIVE: False, A.EXTRACTABLE: True})
+            try:
+                return bytes(z[A.VALUE])
+            finally:
+                z.destroy()
+
+        with self._token.lock:
+            return self._call("derive an ECDH secret with the OCE key", derive)

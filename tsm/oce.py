@@ -12,7 +12,9 @@ factory is given its public key), ``ca-key.pem`` (0600), ``oce.pem`` (the TSM's
 certificate) and ``oce-key.pem`` (0600, SK.OCE.ECKA). All four are made together on first
 use, atomically (two first uses at once make one OCE). The private key stays behind
 :attr:`OceCredential.exchange`: what uses the credential computes ECDH with it and never
-holds the key.
+holds the key. With ``MCRED_TSM_MASTER_KEY=pkcs11`` the TSM's OCE key is generated and used
+in the token instead (:class:`tsm.hsm.HsmOceKey`) and ``oce.pem`` certifies that key; the
+KLOC CA's key stays a file here, like the SE maker's.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -79,11 +82,24 @@ def kloc_certificate(home: Path) -> x509.Certificate:
     return _load_cert(d / CA_FILE)
 
 
-def lab_oce(home: Path) -> OceCredential:
-    """The lab TSM's OCE credential, made on first use."""
+class OceKey(Protocol):
+    """SK.OCE.ECKA wherever it is kept (:class:`tsm.hsm.HsmOceKey`: in a PKCS#11 token)."""
+
+    def public_key(self) -> ec.EllipticCurvePublicKey: ...
+
+    def exchange(self, peer: ec.EllipticCurvePublicKey) -> bytes: ...
+
+
+def lab_oce(home: Path, key: OceKey | None = None) -> OceCredential:
+    """The lab TSM's OCE credential, made on first use: with the file key
+    ``oce-key.pem``, or with ``key`` kept elsewhere (an HSM), which the lab's KLOC CA then
+    certifies (``oce.pem`` is issued again whenever it certifies another key than the one
+    in use)."""
     d = oce_dir(home)
     if not (d / OCE_KEY_FILE).is_file():
         _make(d)
+    if key is not None:
+        return _held_elsewhere(d, key)
     cert = _load_cert(d / OCE_FILE)
     path = d / OCE_KEY_FILE
     try:
@@ -101,6 +117,24 @@ def lab_oce(home: Path) -> OceCredential:
     return OceCredential((cert.public_bytes(serialization.Encoding.DER),), exchange)
 
 
+def _held_elsewhere(d: Path, key: OceKey) -> OceCredential:
+    public = key.public_key()
+    if not isinstance(public, ec.EllipticCurvePublicKey) or public.curve.name != "secp256r1":
+        raise OceError("SK.OCE.ECKA must be a P-256 key")
+    cert = _load_cert(d / OCE_FILE)
+    if cert.public_key() != public:
+        try:
+            ca_key = serialization.load_pem_private_key((d / CA_KEY_FILE).read_bytes(), None)
+        except (OSError, ValueError, TypeError) as exc:
+            raise OceError(f"{d / CA_KEY_FILE}: not a readable PEM private key ({exc})") from None
+        assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+        cert = _oce_certificate(_load_cert(d / CA_FILE).subject, ca_key, public)
+        tmp = d / f".{OCE_FILE}.{os.getpid()}"
+        tmp.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        os.replace(tmp, d / OCE_FILE)
+    return OceCredential((cert.public_bytes(serialization.Encoding.DER),), key.exchange)
+
+
 def _load_cert(path: Path) -> x509.Certificate:
     try:
         return x509.load_pem_x509_certificate(path.read_bytes())
@@ -112,6 +146,22 @@ def _key_usage(*, agreement: bool = False, cert_sign: bool = False) -> x509.KeyU
     return x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
                          data_encipherment=False, key_agreement=agreement, key_cert_sign=cert_sign,
                          crl_sign=cert_sign, encipher_only=False, decipher_only=False)
+
+
+def _oce_certificate(ca_name: x509.Name, ca_key: ec.EllipticCurvePrivateKey,
+                     public: ec.EllipticCurvePublicKey) -> x509.Certificate:
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    return (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, OCE_NAME),
+                                     x509.NameAttribute(NameOID.COMMON_NAME, f"{OCE_NAME} OCE (SCP11a)")]))
+            .issuer_name(ca_name).public_key(public)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - CLOCK_SKEW).not_valid_after(now + dt.timedelta(days=365 * OCE_YEARS))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(_key_usage(agreement=True), critical=True)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+            .sign(ca_key, hashes.SHA256()))
 
 
 def _make(d: Path) -> None:
@@ -128,17 +178,7 @@ def _make(d: Path) -> None:
           .add_extension(_key_usage(cert_sign=True), critical=True)
           .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
           .sign(ca_key, hashes.SHA256()))
-    oce = (x509.CertificateBuilder()
-           .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, OCE_NAME),
-                                    x509.NameAttribute(NameOID.COMMON_NAME, f"{OCE_NAME} OCE (SCP11a)")]))
-           .issuer_name(ca_name).public_key(oce_key.public_key())
-           .serial_number(x509.random_serial_number())
-           .not_valid_before(now - CLOCK_SKEW).not_valid_after(now + dt.timedelta(days=365 * OCE_YEARS))
-           .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-           .add_extension(_key_usage(agreement=True), critical=True)
-           .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-           .add_extension(x509.SubjectKeyIdentifier.from_public_key(oce_key.public_key()), critical=False)
-           .sign(ca_key, hashes.SHA256()))
+    oce = _oce_certificate(ca_name, ca_key, oce_key.public_key())
     tmp = Path(tempfile.mkdtemp(prefix=".tsm-oce-", dir=d.parent))
     try:
         for name, key in ((CA_KEY_FILE, ca_key), (OCE_KEY_FILE, oce_key)):
