@@ -322,7 +322,6 @@ def _first_contact(ctx) -> Finding:  # noqa: ANN001
     try:
         kind = first_contact()
         roots = ctx.se_roots
-        oce = ctx.oce
     except ConfigError as exc:
         return Finding("TSM first contact", False, str(exc), enables, "fix the setting (specs/tsm.md, First contact)")
     if roots is None:
@@ -330,9 +329,12 @@ def _first_contact(ctx) -> Finding:  # noqa: ANN001
                        enables, "unset MCRED_TSM_FIRST_CONTACT where the SEs offer SCP11")
     how = {"scp11": "SCP11a where the SE offers it, else SCP11b", "scp11a": "SCP11a only",
            "scp11b": "SCP11b (the TSM shows no identity: SEs that name their key-loading OCEs refuse its keys)"}[kind]
-    if oce is not None:
-        how += f", as {oce.certificate.subject.rfc4514_string()} (<home>/tsm-oce/ca.pem is the CA-KLOC key " \
-               "the factory puts into SEs)"
+    if kind in ("scp11", "scp11a"):  # looked at, not made: the first job makes the OCE
+        from tsm.oce import OCE_FILE, oce_dir
+
+        made = (oce_dir(ctx.home) / OCE_FILE).is_file()
+        how += (", as the TSM of <home>/tsm-oce/ (its ca.pem is the CA-KLOC key the factory puts into SEs)" if made
+                else ", as the TSM whose OCE identity the first phone or job makes (<home>/tsm-oce/)")
     names = [r.subject.rfc4514_string() for r in roots]
     if not names:
         return Finding("TSM first contact", True, f"{how}; no SE maker trusted yet (the first `mcred phone new` "
