@@ -11,7 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import wallet_sim
@@ -340,3 +340,46 @@ def test_yubikit_scp11a_host_opens_a_session_with_the_se(se, home):
                                    [x509.load_der_x509_certificate(c) for c in oce.certificates]))
     assert sd.get_data(0x9F7F)[:2] == b"\x9f\x7f"
     assert any(a[1] == 0x2A for a in conn.sent) and any(a[1] == 0x82 and a[3] == 0x11 for a in conn.sent)
+
+
+@pytest.fixture(scope="module")
+def fuzz_se(tmp_path_factory):
+    home = tmp_path_factory.mktemp("scp11a-fuzz")
+    pid = wallet_sim.create_phone(home, kloc=kloc_certificate(home).public_key())
+    se = wallet_sim.open_secure_element(pid, home)
+    se.transmit(ISD_SELECT)
+    return se, lab_oce(home).certificates[0]
+
+
+_opening = st.one_of(
+    st.tuples(st.just(0x2A), st.sampled_from([1, 0, 2]) | st.integers(0, 255),
+              st.sampled_from([0x10, 0x90, 0x11]) | st.integers(0, 255),
+              st.sampled_from(["cert", "cut", "junk"]), st.binary(max_size=40)),
+    st.tuples(st.just(0x82), st.sampled_from([1, 0]) | st.integers(0, 255), st.sampled_from([0x11, 0x13]),
+              st.sampled_from(["template", "junk"]), st.binary(max_size=80)),
+    st.tuples(st.just(0x88), st.just(1), st.just(0x13), st.just("template"), st.binary(max_size=8)))
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(_opening, min_size=1, max_size=5))
+def test_scp11a_openings_in_any_order_answer_a_status_and_persist_nothing(fuzz_se, commands):
+    se, cert = fuzz_se
+    before = se.path.read_bytes()
+    for ins, p1, p2, kind, noise in commands:
+        if kind == "cert":
+            data = cert
+        elif kind == "cut":
+            data = cert[: max(1, len(noise))]
+        elif kind == "template":
+            variant = 0x01 if ins == 0x82 else 0x00
+            data = control_reference_template(16, variant) + encode(0x5F49, ec.generate_private_key(P256).public_key()
+                                                                     .public_bytes(serialization.Encoding.X962,
+                                                                                   serialization.PublicFormat
+                                                                                   .UncompressedPoint))
+        else:
+            data = noise or b"\x00"
+        r = se.transmit(CommandApdu(0x80, ins, p1, p2, data, 256 if ins != 0x2A else None).to_bytes())
+        assert len(r) >= 2
+        sw = r[-2:].hex().upper()
+        assert sw in ("9000", "6A80", "6A84", "6A88", "6982", "6985"), (ins, p1, p2, kind, sw)
+    assert se.path.read_bytes() == before
