@@ -4,7 +4,7 @@ audit records are one transaction; the sequence counter record only ever rises."
 from __future__ import annotations
 
 import pytest
-from test_tsm_jobs import engine, provision, world  # noqa: F401 - fixtures
+from test_tsm_jobs import check_provisioned, engine, provision, world  # noqa: F401 - fixtures
 
 from tsm import records
 from tsm.audit import AuditLog, audit_rows
@@ -323,3 +323,33 @@ def test_an_se_id_or_actor_the_tables_cannot_keep_is_refused_before_anything_is_
     with pytest.raises(JobInputError, match="actor"):
         tsm.run(job, lambda apdu: b"\x6f\x00", actor="a" * (ACTOR_MAX + 1))
     assert tsm.job(job).state == "pending"  # the run never started
+
+
+def test_read_state_rides_with_the_sequence_before_the_step_that_needs_it(world):  # noqa: F811
+    """PROVE and WRITE CERT end with READ STATE: the write steps and set-pins take the state
+    from there and send no READ STATE of their own; a step that runs again in a new session
+    (its commit did not land) reads it, the session knowing nothing."""
+    from test_tsm_fakes import Crash
+
+    pid, se = world.phone()
+    assert world.tsm.run(provision(world, pid), se.transmit).state == "done"
+    eng = world.tsm.engine
+    for step in ("write-sign-cert", "write-auth-cert", "set-pins", "write-mdoc"):
+        assert not [w for w in _step_whats(eng, pid, step) if w.endswith(" READ STATE")
+                    and "+" not in w], step
+    assert _step_whats(eng, pid, "issue-sign-cert") == ["STORE DATA jpki PROVE KEY sign + READ STATE"]
+    assert _step_whats(eng, pid, "set-pins") == ["STORE DATA jpki SET PINS"]
+    assert _step_whats(eng, pid, "issue-mdoc") == ["STORE DATA mdoc PROVE KEYS x2 + READ STATE"]
+
+    pid, se = world.phone()
+    job = provision(world, pid)
+
+    def crash(done):
+        if done == "write-sign-cert":  # before its commit: it runs again, in a new session
+            raise Crash(done)
+
+    with pytest.raises(Crash):
+        world.tsm.run(job, se.transmit, after_step=crash)
+    assert world.tsm.run(job, se.transmit).state == "done"
+    assert "STORE DATA jpki READ STATE" in _step_whats(eng, pid, "write-sign-cert")
+    check_provisioned(world, pid)

@@ -218,6 +218,11 @@ class CardSession:
         #: (their callers set it again), forgotten by any other command, error or lost
         #: answer (see :func:`tsm.steps.key_slots`)
         self.known_keys: dict[bytes, frozenset[int]] = {}
+        #: an applet instance's READ STATE answer (instance AID -> its value), read at the
+        #: end of this session's last command sequence to it: exact until any other command
+        #: goes to the SE (every send forgets it; see :func:`tsm.steps.personalise`
+        #: ``read_state``)
+        self.known_state: dict[bytes, bytes] = {}
 
     def send(self, cmd: CommandApdu, what: str, *, secret: bool = False,
              expect: tuple[int, ...] | None = (0x9000,)) -> ResponseApdu:
@@ -244,6 +249,7 @@ class CardSession:
         target, self.perso_target = self.perso_target, None
         self.known_registry = None  # set again by the caller (a GET STATUS read, an INSTALL)
         self.known_keys = {}  # likewise, by a caller whose command changes no key slot
+        self.known_state = {}  # likewise, by a sequence that ends in READ STATE
         try:
             batch = [self.host.wrap_pipelined(c) for c in cmds]
         except GpError as exc:

@@ -78,8 +78,11 @@ def registry(ctx: StepContext, *, reuse: bool = False, first: ResponseApdu | Non
     return out
 
 
+_READ_STATE = {ap.JPKI.instance_aid: ap.JPKI_READ_STATE, ap.MDOC.instance_aid: ap.MDOC_READ_STATE}
+
+
 def personalise(ctx: StepContext, applet: ap.AppletRef, stream: bytes, what: str,
-                *, secret: bool = False, keeps_keys: bool = False) -> bytes:
+                *, secret: bool = False, keeps_keys: bool = False, read_state: bool = False) -> bytes:
     """INSTALL [for personalization] then the STORE DATA blocks; the last answer's data.
 
     The INSTALL is left out when this session's last commands were that same INSTALL and
@@ -92,9 +95,20 @@ def personalise(ctx: StepContext, applet: ap.AppletRef, stream: bytes, what: str
     PROVE, WRITE, SET PIN), so what the session knows of the applets' key slots
     (:attr:`~tsm.session.CardSession.known_keys`) holds after it; otherwise the caller
     sets it again from the answer (GENERATE) or it is forgotten. INSTALL [for
-    personalization] changes no applet's content."""
+    personalization] changes no applet's content.
+
+    ``read_state``: READ STATE ends the sequence (the applet runs a sequence's records in
+    order, so it answers the state after the others), and its answer is kept for the next
+    :func:`jpki_state` / :func:`mdoc_state` of this session, unless another command goes
+    first (:attr:`~tsm.session.CardSession.known_state`): the step after this one, which
+    must know the state before it acts, then reads it without a command of its own (over
+    the air, one poll less). The returned data is the other records' answers."""
     s = ctx.session
     known = s.known_keys
+    tag = _READ_STATE[applet.instance_aid]
+    if read_state:
+        what = f"{what} + READ STATE" if stream else f"{what} READ STATE"
+        stream += ap.dgi(tag, b"")
     blocks = store_data_blocks(stream)
     cmds, whats = blocks, [f"STORE DATA {what}"] * len(blocks)
     if s.perso_target != applet.instance_aid:
@@ -108,7 +122,14 @@ def personalise(ctx: StepContext, applet: ap.AppletRef, stream: bytes, what: str
     s.perso_target = applet.instance_aid  # every answer was 9000
     if keeps_keys:
         s.known_keys = known
-    return answers[-1].data
+    data = answers[-1].data
+    if read_state:
+        records = ap.parse_dgis(data)
+        if not records or records[-1][0] != tag:
+            raise CardDataError(f"SE {ctx.se_id}: {what} did not answer READ STATE last")
+        s.known_state = {applet.instance_aid: records[-1][1]}
+        data = b"".join(ap.dgi(t, v) for t, v in records[:-1])
+    return data
 
 
 def key_slots(ctx: StepContext, applet: ap.AppletRef) -> frozenset[int] | None:
@@ -130,18 +151,26 @@ def _know_keys(ctx: StepContext, applet: ap.AppletRef, known: dict[bytes, frozen
     ctx.session.known_keys = out
 
 
+def _read_state(ctx: StepContext, applet: ap.AppletRef) -> bytes:
+    """The applet's READ STATE answer: the one the session's last sequence ended with
+    (:func:`personalise` ``read_state``), or read now."""
+    kept = ctx.session.known_state.get(applet.instance_aid)
+    if kept is not None:
+        return kept
+    data = personalise(ctx, applet, b"", applet.name, keeps_keys=True, read_state=True)
+    if data:
+        raise CardDataError(f"SE {ctx.se_id}: {applet.name} READ STATE answered more than its state")
+    return ctx.session.known_state[applet.instance_aid]
+
+
 def jpki_state(ctx: StepContext) -> ap.JpkiState:
-    data = personalise(ctx, ap.JPKI, ap.dgi(ap.JPKI_READ_STATE, b""), "jpki READ STATE",
-                       keeps_keys=True)
-    st = ap.parse_jpki_state(ap.answer_of(data, ap.JPKI_READ_STATE, "JPKI READ STATE"))
+    st = ap.parse_jpki_state(_read_state(ctx, ap.JPKI))
     _know_keys(ctx, ap.JPKI, ctx.session.known_keys, frozenset(st.keys))
     return st
 
 
 def mdoc_state(ctx: StepContext) -> dict[int, ap.MdocSlotInfo]:
-    data = personalise(ctx, ap.MDOC, ap.dgi(ap.MDOC_READ_STATE, b""), "mdoc READ STATE",
-                       keeps_keys=True)
-    st = ap.parse_mdoc_state(ap.answer_of(data, ap.MDOC_READ_STATE, "mdoc READ STATE"))
+    st = ap.parse_mdoc_state(_read_state(ctx, ap.MDOC))
     _know_keys(ctx, ap.MDOC, ctx.session.known_keys, frozenset(st))
     return st
 
@@ -313,8 +342,9 @@ def _issue_jpki(slot_name: str) -> Callable[[StepContext], None]:
     def step(ctx: StepContext) -> None:
         slot = ap.SLOTS[slot_name]
         challenge = ctx.issuer.jpki_challenge(ctx.job_ref, ctx.phone_id, slot_name)
+        # READ STATE rides with PROVE: the write step after this one reads it from there
         data = personalise(ctx, ap.JPKI, ap.jpki_prove(slot, challenge), f"jpki PROVE KEY {slot_name}",
-                           keeps_keys=True)
+                           keeps_keys=True, read_state=True)
         key = ap.parse_jpki_key(ap.answer_of(data, ap.JPKI_PROVE, "JPKI PROVE"))
         cert, ca = ctx.issuer.issue_jpki_certificate(ctx.job_ref, ctx.phone_id, slot_name,
                                                      key.spki, key.proof)
@@ -334,8 +364,8 @@ def _write_jpki(slot_name: str) -> Callable[[StepContext], None]:
             stream += ap.jpki_write_cert(ee_fid, cert)
         if st.certs.get(ca_fid) != hashlib.sha256(ca).digest():
             stream += ap.jpki_write_cert(ca_fid, ca)
-        if stream:
-            personalise(ctx, ap.JPKI, stream, f"jpki WRITE CERT {slot_name}", keeps_keys=True)
+        if stream:  # READ STATE after the writes: what set-pins reads (the secrets)
+            personalise(ctx, ap.JPKI, stream, f"jpki WRITE CERT {slot_name}", keeps_keys=True, read_state=True)
         ctx.results.update(written=bool(stream))
 
     return step
@@ -439,7 +469,8 @@ def issue_mdoc(ctx: StepContext) -> None:
     stream = b""
     for i in range(n):
         stream += ap.mdoc_prove(i, ctx.issuer.mdoc_challenge(ctx.job_ref, ctx.phone_id, i))
-    data = personalise(ctx, ap.MDOC, stream, f"mdoc PROVE KEYS x{n}", keeps_keys=True)
+    # READ STATE rides with PROVE: write-mdoc reads it from there
+    data = personalise(ctx, ap.MDOC, stream, f"mdoc PROVE KEYS x{n}", keeps_keys=True, read_state=True)
     proofs: dict[int, ap.KeyProof] = {}
     for tag, value in ap.parse_dgis(data):
         if tag != ap.MDOC_PROVE:
