@@ -107,7 +107,7 @@ def _session(tsm: Tsm, home: Path, alg: str, kloc=None) -> tuple[float, Traffic]
 
 
 def _ota_session(tsm: Tsm, home: Path, alg: str, endpoint,  # noqa: ANN001
-                 apart: _AgentProcess | None = None) -> tuple[float, int, int]:
+                 apart: _AgentProcess | None = None, opener=None) -> tuple[float, int, int]:  # noqa: ANN001
     """One session as :func:`_session`, but over the air: the job's transmit is a GP SERAM
     session and the phone's Local Agent polls for each C-APDU over HTTP, in a thread, or
     in the process ``apart`` (no shared GIL). Returns (seconds, APDUs, polls)."""
@@ -125,7 +125,8 @@ def _ota_session(tsm: Tsm, home: Path, alg: str, endpoint,  # noqa: ANN001
     else:
         on_session, join = apart.start(endpoint.url, pid, home), apart.join
     t0 = time.perf_counter()
-    view = over_the_air(endpoint.hub, pid, lambda transmit: tsm.run(job_id, transmit), on_session=on_session)
+    view = over_the_air(opener or endpoint.hub, pid, lambda transmit: tsm.run(job_id, transmit),
+                        on_session=on_session)
     apdus, polls = join()
     elapsed = time.perf_counter() - t0
     assert view.state == "done", view
@@ -218,17 +219,40 @@ def _over_the_air(tsm: Tsm, home: Path, runs: int) -> None:
                 t, apdus, polls = _ota_session(tsm, home, "p384", endpoint)
                 ota.append(t)
                 apart.append(_ota_session(tsm, home, "p384", endpoint, agent)[0])
+        relayed = _relayed(tsm, home, runs, agent)
     finally:
         agent.close()
     rtt = _http_floor(max(50, 20 * runs))
     t_local = statistics.median(local)
     print(f"{'the phone':28} {'in-process ms':>14} {'over the air ms':>16} {'APDUs':>6} {'polls':>6} "
           f"{'extra ms/poll':>14} {'bare HTTP RTT ms':>17} {'ratio':>6}")
-    for label, times in (("in a thread (shares the GIL)", ota), ("in a process of its own", apart)):
+    for label, times in (("in a thread (shares the GIL)", ota), ("in a process of its own", apart),
+                         ("... polling another process", relayed)):
         t_ota = statistics.median(times)
         extra = (t_ota - t_local) / polls
         print(f"{label:28} {t_local * 1000:14.2f} {t_ota * 1000:16.2f} {apdus:6d} {polls:6d} {extra * 1000:14.3f} "
               f"{rtt * 1000:17.3f} {extra / rtt:6.2f}x")
+
+
+def _relayed(tsm: Tsm, home: Path, runs: int, agent: _AgentProcess) -> list[float]:
+    """The session as under `mcred serve --workers 2` when every poll reaches the worker that
+    does not hold it: the TSM's hub opens the session, the phone (in a process of its own)
+    polls another hub's endpoint, which relays each poll through the database
+    (tsm.seram_relay; two hubs in this process stand for the two workers)."""
+    from mcred.ota import seram_endpoint
+    from tsm.seram import SeramHub
+    from tsm.seram_relay import SeramRelay
+
+    holder, other = SeramRelay(tsm.engine, SeramHub()), SeramRelay(tsm.engine, SeramHub())
+    holder.start()
+    other.start()
+    try:
+        with seram_endpoint("127.0.0.1:0", hub=other.hub, relay=other) as endpoint:
+            _ota_session(tsm, home, "p384", endpoint, agent, opener=holder)  # warm up
+            return [_ota_session(tsm, home, "p384", endpoint, agent, opener=holder)[0] for _ in range(runs)]
+    finally:
+        holder.stop()
+        other.stop()
 
 
 def _time(fn, n: int) -> float:

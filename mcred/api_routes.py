@@ -254,21 +254,17 @@ def _handover(h: Handover) -> dict[str, Any]:
 
 
 def _check_reach(ctx: Context, phone_id: str, over_the_air: bool) -> None:
-    """Refuse now what a job could not reach: a 404 for a phone the simulator here lacks, a
-    409 for over the air under several worker processes (they would not share its
-    session)."""
+    """Refuse now what a job could not reach: a 404 for a phone the simulator here lacks.
+    Over the air, the phone's polls reach this process through any of the service's
+    (``tsm.seram_relay`` under ``mcred serve --workers N``)."""
     if not over_the_air:
         _require_simulated_phone(ctx, phone_id)
-    elif serve_workers() > 1:
-        raise ProblemException(problems.CONFLICT, "over_the_air needs `mcred serve` in one process: "
-                               "the phone's polls must reach the process that runs its job, and "
-                               f"this service runs {serve_workers()} workers")
 
 
 def _open_session(request: Request, phone_id: str, over_the_air: bool):  # noqa: ANN202
     """The GP SERAM session a job will reach the phone by, opened now so that the answer can
     name it (:func:`_with_seram`); None for the simulator here."""
-    return request.app.state.seram_hub.open(phone_id) if over_the_air else None
+    return request.app.state.seram_open(phone_id) if over_the_air else None
 
 
 def _phone_link(request: Request, ctx: Context, phone_id: str, over_the_air: bool):  # noqa: ANN202

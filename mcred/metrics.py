@@ -4,7 +4,9 @@ Two kinds, both in the text exposition format of ``prometheus_client``:
 
 * **Requests**, counted in this process by a middleware: ``mcred_http_requests_total``
   and ``mcred_http_request_seconds`` by method, *route template* (``/jobs/{job_id}``,
-  never the raw path, so the series stay few) and status code.
+  never the raw path, so the series stay few) and status code; and the GP SERAM requests
+  relayed between worker processes, ``mcred_seram_relayed_total`` by side (forwarded,
+  answered).
 * **The registry**, read from the database at each scrape (so every worker process reports
   the same, installation-wide values): credentials by kind and status, phones by state,
   API and TSM jobs by kind and state, status lists and their allocated indices, and issuer
@@ -123,6 +125,9 @@ class Metrics:
                                 ["method", "route", "status"], registry=self.registry)
         self.seconds = Histogram("mcred_http_request_seconds", "HTTP request duration by method and route",
                                  ["method", "route"], buckets=_BUCKETS, registry=self.registry)
+        self.relayed = Counter("mcred_seram_relayed", "GP SERAM requests relayed between the service's "
+                               "processes (tsm.seram_relay): forwarded by the process a phone reached, "
+                               "answered by the one holding its session", ["side"], registry=self.registry)
         self._collectors: list = []  # read at scrape time, in this process (the registry's tables)
         if ctx is not None:
             self._collectors.append(RegistryCollector(ctx))

@@ -14,9 +14,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tsm.seram import SeramHub, SeramLink
+
+if TYPE_CHECKING:
+    from tsm.seram_relay import SeramRelay
 
 SERAM_PREFIX = "/gp/seram"
 DEFAULT_LISTEN = "127.0.0.1:8472"
@@ -44,9 +47,11 @@ def parse_listen(listen: str) -> tuple[str, int]:
 
 @contextmanager
 def seram_endpoint(listen: str = DEFAULT_LISTEN, *, public_url: str | None = None,
-                   hub: SeramHub | None = None, tls: dict[str, str] | None = None) -> Iterator[SeramEndpoint]:
+                   hub: SeramHub | None = None, tls: dict[str, str] | None = None,
+                   relay: Any = None) -> Iterator[SeramEndpoint]:
     """A GP SERAM Remote Agent served on ``listen`` while the block runs; over HTTPS (the
-    binding's transport) with ``tls`` (``mcred.service.tls_options``)."""
+    binding's transport) with ``tls`` (``mcred.service.tls_options``); with a ``relay``
+    (``tsm.seram_relay.SeramRelay``), sessions other processes hold are answered too."""
     import uvicorn
     from fastapi import FastAPI
 
@@ -55,7 +60,7 @@ def seram_endpoint(listen: str = DEFAULT_LISTEN, *, public_url: str | None = Non
     host, port = parse_listen(listen)
     hub = hub or SeramHub()
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
-    app.include_router(router(hub), prefix=SERAM_PREFIX)
+    app.include_router(router(hub, relay), prefix=SERAM_PREFIX)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
                                            timeout_graceful_shutdown=2, **(tls or {})))
     failed: list[BaseException] = []
@@ -91,13 +96,14 @@ def agent_command(phone_id: str, endpoint: str, session_id: str) -> str:
     return f"mcred phone agent {phone_id} --remote {endpoint} --session {session_id}"
 
 
-def over_the_air(hub: SeramHub, phone_id: str, run: Callable[[Callable[[bytes], bytes]], Any], *,
+def over_the_air(hub: SeramHub | SeramRelay, phone_id: str, run: Callable[[Callable[[bytes], bytes]], Any], *,
                  on_session: Callable[[SeramLink], None] | None = None, what: str = "provision",
                  session_id: str | None = None, stop_wait_s: float = STOP_WAIT_S) -> Any:
     """``run(transmit)`` with a transmit that reaches ``phone_id``'s SE through a new SERAM
     session; the session ends with a notification of the outcome (``provision/done/OK``,
     ``provision/stopped/<error>``) and the Stop command, which the phone is given
-    ``stop_wait_s`` to collect."""
+    ``stop_wait_s`` to collect. ``hub`` opens the session: a hub, or a relay that records
+    it as its process's (``tsm.seram_relay``)."""
     link = hub.open(phone_id, session_id=session_id)
     if on_session is not None:
         on_session(link)

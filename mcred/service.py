@@ -155,18 +155,25 @@ def max_body_size() -> int:
 
 
 def create_app(ctx: Context | None = None, *, job_workers: int | None = None,
-               extra_mounts: list[Mount] | None = None) -> FastAPI:
-    """The service for ``ctx``. ``extra_mounts`` (tests) go through the same checks."""
+               extra_mounts: list[Mount] | None = None, seram_relay: bool | None = None) -> FastAPI:
+    """The service for ``ctx``. ``extra_mounts`` (tests) go through the same checks.
+    ``seram_relay``: GP SERAM sessions reachable through every process of the service
+    (``tsm.seram_relay``); default: when ``mcred serve`` runs more than one."""
     ctx = ctx or Context.open()
     ctx.se_roots  # noqa: B018 - a first-contact setting that cannot work stops the service now, named
     runner_box: list[JobRunner] = []
+    relay_box: list = []
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         check_scopes(app)
         if runner_box:
             runner_box[0].start()
+        if relay_box:
+            relay_box[0].start()
         yield
+        if relay_box:
+            relay_box[0].stop()
         if runner_box:
             runner_box[0].shutdown(wait=False)
 
@@ -193,9 +200,21 @@ def create_app(ctx: Context | None = None, *, job_workers: int | None = None,
     from tsm.seram import SeramHub
     from tsm.seram_http import router as seram_router
 
-    # the TSM's GP SERAM Remote Agent: phones reach it with a session id, their capability
-    app.state.seram_hub = SeramHub()
-    seram = Mount(seram_router(app.state.seram_hub), scope=None, prefix=SERAM_PREFIX)
+    # the TSM's GP SERAM Remote Agent: phones reach it with a session id, their capability;
+    # under several worker processes, through any of them (tsm.seram_relay)
+    hub = app.state.seram_hub = SeramHub()
+    app.state.seram_open = hub.open
+    relay = None
+    from mcred.api_routes import serve_workers
+
+    if seram_relay if seram_relay is not None else serve_workers() > 1:
+        from tsm.seram_relay import SeramRelay
+
+        relay = SeramRelay(ctx.engine, hub, counted=lambda side: metrics.relayed.labels(side).inc())
+        relay_box.append(relay)
+        app.state.seram_open = relay.open
+    app.state.seram_relay = relay
+    seram = Mount(seram_router(hub, relay), scope=None, prefix=SERAM_PREFIX)
     for m in [*mounts(ctx), seram, Mount(metrics_router(metrics), scope="operator"), *(extra_mounts or [])]:
         _include(app, auth, m)
     check_scopes(app)

@@ -102,11 +102,6 @@ def test_a_stopped_provisioning_is_resumed_or_abandoned_over_the_api(home: Path,
         assert c.post(f"/tsm-jobs/{'0' * 32}/abandon", headers=tok["issuer"],
                       json={"reason": "x"}).status_code == 404
         assert c.post("/tsm-jobs/nope/abandon", headers=tok["issuer"], json={"reason": "x"}).status_code == 422
-        # over the air, the wipe needs the phone's polls to reach the process that runs it
-        monkeypatch.setenv("MCRED_SERVE_WORKERS", "4")
-        r = c.post(f"/tsm-jobs/{job2}/abandon", headers=tok["issuer"], json={"reason": "x", "over_the_air": True})
-        assert r.status_code == 409 and "one process" in r.json()["detail"], r.json()
-        monkeypatch.delenv("MCRED_SERVE_WORKERS")
         r = c.post(f"/tsm-jobs/{job2}/abandon", headers=tok["issuer"], json={"reason": "device returned"})
         assert r.status_code == 200, r.json()
         out = r.json()

@@ -19,6 +19,7 @@ import time
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
@@ -728,10 +729,51 @@ def test_the_issuer_service_provisions_over_the_air(home, phone, monkeypatch):
         assert wallet_sim.describe(third, phone_home)["secure_element"]["applets"] == []
         spec = c.get("/openapi.json").json()["paths"]
         assert spec["/gp/seram/remoteManagement"]["post"].get("x-mcred-scope") is None  # public
-        # several worker processes would not share the session: refused, naming why
-        monkeypatch.setenv("MCRED_SERVE_WORKERS", "4")
+
+
+def test_a_phone_that_polls_another_process_of_the_service_reaches_its_session(home, phone, db_url, monkeypatch):
+    """Under `mcred serve --workers N` the job and its session live in the process that
+    accepted the request, and the phone's polls land on any process: a process that does
+    not hold the session relays each poll through the database to the one that does
+    (tsm.seram_relay). Two services on one database stand for two worker processes here;
+    the phone polls only the other one."""
+    from test_api_flows import _wait
+    from test_present_http import Server
+
+    from benchmarks.scratch import free_port
+    from issuer.api.auth import create_token
+    from mcred.service import create_app
+    from tsm.db import SeramMessageRow, SeramSessionRow
+
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
+    pid, phone_home = phone
+    port_a, port_b = free_port(), free_port()
+    monkeypatch.setenv("MCRED_PUBLIC_URL", f"http://127.0.0.1:{port_a}")
+    ctx_a, ctx_b = Context.open(home, db_url), Context.open(home, db_url)
+    issuer = {"Authorization": f"Bearer {create_token(ctx_a.sessions, ['issuer'])[1]}"}
+    body = {"phone_id": pid, "holder": HOLDER, "key_type": "p384", "mdoc_batch": 1, "pin": "1234",
+            "password": "ABC123", "puk": "12345678", "over_the_air": True}
+    app_a, app_b = (create_app(x, job_workers=2, seram_relay=True) for x in (ctx_a, ctx_b))
+    with Server(app_a, port_a) as a, Server(app_b, port_b) as b, httpx.Client(base_url=a.url) as c:
         r = c.post("/provisioning", json=body, headers=issuer)
-        assert r.status_code == 409 and "one process" in r.json()["detail"]
+        assert r.status_code == 202, r.text
+        agent = PhoneThread(f"{b.url}/gp/seram", pid, phone_home)
+        agent.start_session(r.json()["seram"]["session"])
+        agent.join()
+        job = _wait(c, issuer, r.json()["id"])
+        assert job["state"] == "succeeded", job
+        assert agent.result.notifications == ["provision/done/OK"] and agent.result.apdus == len(agent.sent)
+        relay_a, relay_b = app_a.state.seram_relay, app_b.state.seram_relay
+        assert relay_b.forwarded == relay_a.answered > agent.result.orders  # every poll, and the handshake
+        assert relay_a.forwarded == relay_b.answered == 0
+        # a session no process holds is unknown through either, as it is through one
+        for url in (a.url, b.url):
+            r = httpx.post(f"{url}/gp/seram/handshake", params={"sessionId": "nobody-holds-this"},
+                           json={"secureElements": [{"seType": "eSE", "seId": "00"}]})
+            assert r.status_code == 404 and r.json()["type"] == "/problems/seram-unknown-session", r.text
+    with ctx_a.engine.connect() as conn:  # nothing left behind: no message, no session
+        assert conn.execute(sa.select(sa.func.count()).select_from(SeramMessageRow)).scalar_one() == 0
+        assert conn.execute(sa.select(sa.func.count()).select_from(SeramSessionRow)).scalar_one() == 0
 
 
 def test_store_data_blocks_ride_one_order_and_a_block_the_se_refuses_tears_nothing(ctx, tmp_path, monkeypatch):

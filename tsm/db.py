@@ -5,6 +5,10 @@
 ``tsm_se_locks``    the per-SE lock row (row lock on PostgreSQL, lease with expiry elsewhere)
 ``tsm_jobs``        card content management jobs and their progress
 ``tsm_audit``       who did what to which SE: command headers, lengths, status words only
+``tsm_seram_sessions`` / ``tsm_seram_messages``  GP SERAM across the processes of one
+                    service: which process holds a management session, and the phone's
+                    requests relayed to it and its answers (``tsm.seram_relay``; a message
+                    lives until its answer is taken)
 
 No table holds a key, PIN, password or PUK in clear: job secrets are sealed (AES-GCM under
 a key derived from the master key) and erased when the job ends (specs/tsm.md).
@@ -130,6 +134,37 @@ class AuditRow(TsmBase):
     sw: Mapped[int | None] = mapped_column(Integer)
     #: Non-secret facts (AIDs, KVNs, counters, error messages).
     detail: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class SeramSessionRow(TsmBase):
+    """A GP SERAM management session, and the process whose hub holds it."""
+
+    __tablename__ = "tsm_seram_sessions"
+    session_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    #: the holding process's relay id (``tsm.seram_relay.SeramRelay.owner``)
+    owner: Mapped[str] = mapped_column(String(32), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SeramMessageRow(TsmBase):
+    """A phone's request that reached another process than the one holding its session,
+    waiting there for the holder's answer. The body and the answer are GP SERAM JSON: the
+    C-APDUs and R-APDUs in it are SCP03 or SCP11 wrapped, as on the wire."""
+
+    __tablename__ = "tsm_seram_messages"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(String(128))
+    owner: Mapped[str] = mapped_column(String(32), index=True)
+    #: handshake | remoteManagement
+    route: Mapped[str] = mapped_column(String(16))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    #: the order number the phone's cookie named (None: no cookie)
+    seen: Mapped[int | None] = mapped_column(Integer)
+    #: the answer: HTTP status, body, and the order's number for the cookie (None: unanswered)
+    status: Mapped[int | None] = mapped_column(Integer)
+    answer: Mapped[bytes | None] = mapped_column(LargeBinary)
+    number: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 #: Where the TSM's statements run: an Engine (each call borrows a pooled connection) or

@@ -318,3 +318,13 @@ class SeramHub:
     def link(self, session_id: str) -> SeramLink:
         with self._cond:
             return self._link(session_id)
+
+    def holds(self, session_id: str) -> bool:
+        """Whether this hub has the session (a live one, or one stopped within
+        :attr:`linger_s`)."""
+        with self._cond:
+            try:
+                self._link(session_id)
+            except UnknownSession:
+                return False
+            return True

@@ -12,6 +12,9 @@ report re-sent after a lost answer recognized, so that no R-APDU reaches the TSM
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Protocol
+
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
@@ -98,38 +101,74 @@ def _seen(request: Request, session_id: str) -> int | None:
     return int(raw) if raw.isdigit() and len(raw) < 10 else -1  # -1: refused as out of order
 
 
-def router(hub: SeramHub) -> APIRouter:
+@dataclass(frozen=True)
+class Answer:
+    """What the Remote Agent answers one request: an HTTP status, a JSON body (a GP SERAM
+    message, or an RFC 9457 problem), and the order's number for the cookie."""
+
+    status: int
+    body: bytes
+    number: int | None = None
+
+    def response(self, session_id: str) -> Response:
+        if self.status != 200:
+            return Response(self.body, status_code=self.status, media_type="application/problem+json",
+                            headers={"Cache-Control": "no-store"})
+        response = Response(self.body, media_type="application/json", headers={"Cache-Control": "no-store"})
+        if self.number is not None:
+            response.set_cookie(COOKIE_PREFIX + session_id, str(self.number), httponly=True, samesite="strict")
+        return response
+
+
+ROUTES = ("handshake", "remoteManagement")
+
+
+async def serve(hub: SeramHub, route: str, session_id: str, body: bytes, seen: int | None) -> Answer:
+    """The hub's answer to one request of ``route`` (a phone's, or one relayed from another
+    process of the service: ``tsm.seram_relay``)."""
+    try:
+        if route == "handshake":
+            return Answer(200, hub.handshake(session_id, body))
+        # a long poll: the hub waits (on this event loop) until there is something to order
+        order, number = await hub.exchange(session_id, body, seen)
+        return Answer(200, order, number)
+    except seram.SeramError as exc:
+        refusal = _refusal(exc)
+        return Answer(refusal.status_code, bytes(refusal.body))
+
+
+class Relay(Protocol):
+    """Where a request for a session this process's hub does not hold goes
+    (:class:`tsm.seram_relay.SeramRelay`)."""
+
+    async def forward(self, route: str, session_id: str, body: bytes, seen: int | None) -> Answer: ...
+
+
+def router(hub: SeramHub, relay: Relay | None = None) -> APIRouter:
+    """The two routes over ``hub``; with a ``relay``, a session another process of the
+    service holds is answered by that process."""
     r = APIRouter()
     sid_query = Query(..., alias="sessionId", min_length=1, max_length=_SESSION_ID_MAX)
 
-    async def answer(request: Request, make) -> Response:  # noqa: ANN001 - make(body) -> Response
+    async def answer(request: Request, route: str, session_id: str) -> Response:
         body = await _body(request)
         if isinstance(body, Response):
             return body
-        try:
-            return await make(body)
-        except seram.SeramError as exc:
-            return _refusal(exc)
+        seen = _seen(request, session_id) if route == "remoteManagement" else None
+        if relay is not None and not hub.holds(session_id):
+            out = await relay.forward(route, session_id, body, seen)
+        else:
+            out = await serve(hub, route, session_id, body, seen)
+        return out.response(session_id)
 
     @r.post("/handshake", response_class=JSONResponse, openapi_extra=_documented(
         _HANDSHAKE, _HANDSHAKE_ANSWER, "GP SERAM handshake: the phone's SEs and protocols in, the choice out"))
     async def handshake(request: Request, session_id: str = sid_query) -> Response:
-        async def make(body: bytes) -> Response:
-            return Response(hub.handshake(session_id, body), media_type="application/json",
-                            headers={"Cache-Control": "no-store"})
-
-        return await answer(request, make)
+        return await answer(request, "handshake", session_id)
 
     @r.post("/remoteManagement", response_class=JSONResponse, openapi_extra=_documented(
         _REPORT, _ORDER, "GP SERAM command exchange: a report in (a long poll), the next order out"))
     async def remote_management(request: Request, session_id: str = sid_query) -> Response:
-        async def make(body: bytes) -> Response:
-            # a long poll: the hub waits (on this event loop) until there is something to order
-            order, number = await hub.exchange(session_id, body, _seen(request, session_id))
-            response = Response(order, media_type="application/json", headers={"Cache-Control": "no-store"})
-            response.set_cookie(COOKIE_PREFIX + session_id, str(number), httponly=True, samesite="strict")
-            return response
-
-        return await answer(request, make)
+        return await answer(request, "remoteManagement", session_id)
 
     return r

@@ -1,0 +1,217 @@
+"""GP SERAM across the processes of one service (``mcred serve --workers N``).
+
+A TSM job runs in the process that accepted it, and its management session lives in that
+process's :class:`tsm.seram.SeramHub`. The phone's Local Agent polls the service's one
+address, and the operating system hands each connection to whichever worker process
+accepts it. So a phone's request may reach a process that does not hold its session.
+
+:class:`SeramRelay` carries such a request, through the database the processes share, to
+the process that does, and that process's answer back:
+
+* the process that opens a session records that it holds it (``tsm_seram_sessions``);
+* a process whose hub does not hold a session looks up who does, writes the request into
+  ``tsm_seram_messages`` and waits for the answer there (:meth:`SeramRelay.forward`);
+* each process runs a pump (a thread with its own event loop) that takes the requests for
+  the sessions it holds, answers each as it would answer the phone itself
+  (:func:`tsm.seram_http.serve`: the same long poll, the same judgement of every message),
+  and writes the answer back.
+
+Both sides poll the database: first after 1 ms, backing off to :data:`MAX_POLL_S`; the
+pump polls only while its process holds a session. A message row lives until the answer
+is taken; it holds what the wire holds (SCP-wrapped APDUs in GP SERAM JSON), never more.
+A process that goes away leaves its sessions unanswered: a relayed request then ends with
+504 after the long poll's time, and the job that ran there failed with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+from sqlalchemy import Engine, delete, insert, select, update
+
+from tsm.db import SeramMessageRow, SeramSessionRow, utcnow
+from tsm.seram import SeramHub, SeramLink
+from tsm.seram_http import ROUTES, Answer, serve
+
+#: the longest pause between two looks at the database, either side
+MAX_POLL_S = 0.05
+#: how much longer than the hub's long poll a relayed request waits for its answer
+GRACE_S = 10.0
+#: session rows of this process older than this are forgotten when it opens another
+FORGET_AFTER = dt.timedelta(days=1)
+
+
+def _problem(status: int, kind: str, title: str, detail: str) -> Answer:
+    return Answer(status, json.dumps({"type": f"/problems/{kind}", "title": title, "status": status,
+                                      "detail": detail}).encode())
+
+
+class SeramRelay:
+    """The relay of one process: opens sessions on its ``hub`` (recording that this process
+    holds them), forwards requests for sessions other processes hold, and answers the ones
+    relayed to it (:meth:`start`)."""
+
+    def __init__(self, engine: Engine, hub: SeramHub, *, owner: str | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 counted: Callable[[str], None] | None = None) -> None:
+        """``counted(side)``: called for each request forwarded (``"forwarded"``) or answered
+        for another process (``"answered"``), for the service's metrics."""
+        self.engine = engine
+        self._counted = counted or (lambda side: None)
+        self.hub = hub
+        self.owner = owner or uuid.uuid4().hex
+        self.clock = clock
+        self._held: set[str] = set()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        #: requests this process answered for others, and forwarded to others
+        self.answered = 0
+        self.forwarded = 0
+
+    def open(self, se_id: str, *, session_id: str | None = None) -> SeramLink:
+        """:meth:`SeramHub.open`, recorded as this process's."""
+        link = self.hub.open(se_id, session_id=session_id)
+        with self.engine.begin() as conn:
+            conn.execute(delete(SeramSessionRow).where(SeramSessionRow.owner == self.owner,
+                                                       SeramSessionRow.created_at < utcnow() - FORGET_AFTER))
+            conn.execute(delete(SeramSessionRow).where(SeramSessionRow.session_id == link.session_id))
+            conn.execute(insert(SeramSessionRow).values(session_id=link.session_id, owner=self.owner,
+                                                        created_at=utcnow()))
+        with self._lock:
+            self._held.add(link.session_id)
+        self._wake.set()
+        return link
+
+    # --- forwarding (any process) ---------------------------------------------------------
+
+    async def forward(self, route: str, session_id: str, body: bytes, seen: int | None) -> Answer:
+        """The answer of the process holding ``session_id`` to this request; 404 when no
+        process does, 504 when the holder does not answer in time."""
+        if route not in ROUTES:
+            raise ValueError(f"unknown GP SERAM route {route!r}")
+        owner = await asyncio.to_thread(self._owner_of, session_id)
+        if owner is None or owner == self.owner:  # ours, and gone from the hub: ended
+            return _problem(404, "seram-unknown-session", "Unknown management session",
+                            f"no management session {session_id!r} (it ended, or never was)")
+        message = await asyncio.to_thread(self._post, owner, route, session_id, body, seen)
+        self.forwarded += 1
+        self._counted("forwarded")
+        deadline = self.clock() + self.hub.poll_wait_s + GRACE_S
+        pause = 0.001
+        while True:
+            answer = await asyncio.to_thread(self._take_answer, message)
+            if answer is not None:
+                return answer
+            if self.clock() >= deadline:
+                await asyncio.to_thread(self._drop, message)
+                return _problem(504, "seram-holder-silent", "The session's process did not answer",
+                                f"the service process holding management session {session_id!r} did not "
+                                f"answer within {self.hub.poll_wait_s + GRACE_S:g} s")
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, MAX_POLL_S)
+
+    def _owner_of(self, session_id: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(SeramSessionRow.owner)
+                                .where(SeramSessionRow.session_id == session_id)).scalar_one_or_none()
+
+    def _post(self, owner: str, route: str, session_id: str, body: bytes, seen: int | None) -> int:
+        with self.engine.begin() as conn:
+            return conn.execute(insert(SeramMessageRow).values(
+                session_id=session_id, owner=owner, route=route, body=body, seen=seen,
+                created_at=utcnow()).returning(SeramMessageRow.id)).scalar_one()
+
+    def _take_answer(self, message: int) -> Answer | None:
+        with self.engine.begin() as conn:
+            row = conn.execute(select(SeramMessageRow.status, SeramMessageRow.answer, SeramMessageRow.number)
+                               .where(SeramMessageRow.id == message)).one_or_none()
+            if row is None or row.status is None:
+                return None
+            conn.execute(delete(SeramMessageRow).where(SeramMessageRow.id == message))
+        return Answer(row.status, row.answer or b"", row.number)
+
+    def _drop(self, message: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(SeramMessageRow).where(SeramMessageRow.id == message))
+
+    # --- answering (the holding process) --------------------------------------------------
+
+    def start(self) -> None:
+        """Start the pump that answers the requests relayed to this process."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=lambda: asyncio.run(self._pump()), daemon=True,
+                                            name="seram-relay")
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the pump and forget this process's sessions (nobody will answer for them)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        with self.engine.begin() as conn:
+            conn.execute(delete(SeramSessionRow).where(SeramSessionRow.owner == self.owner))
+
+    async def _pump(self) -> None:
+        taken: set[int] = set()
+        tasks: set[asyncio.Task] = set()
+        pause = 0.001
+        while not self._stop.is_set():
+            if not self._holding():
+                self._wake.clear()
+                await asyncio.to_thread(self._wake.wait, 1.0)
+                continue
+            # a message stays taken after its answer is written: a look that began before
+            # that write may still see it unanswered. Once nothing is in flight when a
+            # look begins and it finds nothing, every taken message has its answer
+            idle = not tasks
+            rows = await asyncio.to_thread(self._pending, taken)
+            if idle and not rows:
+                taken.clear()
+            for row in rows:
+                taken.add(row.id)
+                task = asyncio.create_task(self._answer(row))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            pause = 0.001 if rows else min(pause * 2, MAX_POLL_S)
+            await asyncio.sleep(pause)
+        for task in list(tasks):
+            task.cancel()
+
+    def _holding(self) -> bool:
+        """Whether this process still holds a session a phone may reach (forgetting the ones
+        its hub has dropped)."""
+        with self._lock:
+            self._held = {sid for sid in self._held if self.hub.holds(sid)}
+            return bool(self._held)
+
+    def _pending(self, taken: set[int]) -> list:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(SeramMessageRow.id, SeramMessageRow.session_id, SeramMessageRow.route,
+                                       SeramMessageRow.body, SeramMessageRow.seen)
+                                .where(SeramMessageRow.owner == self.owner, SeramMessageRow.status.is_(None))
+                                .order_by(SeramMessageRow.id)).all()
+        return [r for r in rows if r.id not in taken]
+
+    async def _answer(self, row) -> None:  # noqa: ANN001
+        try:
+            answer = await serve(self.hub, row.route, row.session_id, row.body, row.seen)
+        except Exception as exc:  # noqa: BLE001 - the phone gets a 500 problem, the pump goes on
+            answer = _problem(500, "seram-relay-failed", "The relayed request failed", type(exc).__name__)
+        await asyncio.to_thread(self._put, row.id, answer)
+        self.answered += 1
+        self._counted("answered")
+
+    def _put(self, message: int, answer: Answer) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(SeramMessageRow).where(SeramMessageRow.id == message)
+                         .values(status=answer.status, answer=answer.body, number=answer.number))
