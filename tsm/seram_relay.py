@@ -16,8 +16,9 @@ the process that does, and that process's answer back:
   (:func:`tsm.seram_http.serve`: the same long poll, the same judgement of every message),
   and writes the answer back.
 
-Both sides poll the database: first after 1 ms, backing off to :data:`MAX_POLL_S`; the
-pump polls only while its process holds a session. A message row lives until the answer
+Both sides poll the database: every millisecond for the first 100 ms of a wait (an order
+is mostly ready within milliseconds of the report that answers the one before), then
+backing off to :data:`MAX_POLL_S`; the pump polls only while its process holds a session. A message row lives until the answer
 is taken; it holds what the wire holds (SCP-wrapped APDUs in GP SERAM JSON), never more.
 A process that goes away leaves its sessions unanswered: a relayed request then ends with
 504 after the long poll's time, and the job that ran there failed with it.
@@ -39,7 +40,11 @@ from tsm.db import SeramMessageRow, SeramSessionRow, utcnow
 from tsm.seram import SeramHub, SeramLink
 from tsm.seram_http import ROUTES, Answer, serve
 
-#: the longest pause between two looks at the database, either side
+#: the pause between two looks at the database, either side, while an answer (or a request)
+#: is likely soon: for :data:`BRISK_S` after a wait began (or the pump last found one);
+#: then doubling up to :data:`MAX_POLL_S`, for a long poll that waits for the TSM
+POLL_S = 0.001
+BRISK_S = 0.1
 MAX_POLL_S = 0.05
 #: how much longer than the hub's long poll a relayed request waits for its answer
 GRACE_S = 10.0
@@ -104,8 +109,9 @@ class SeramRelay:
         message = await asyncio.to_thread(self._post, owner, route, session_id, body, seen)
         self.forwarded += 1
         self._counted("forwarded")
-        deadline = self.clock() + self.hub.poll_wait_s + GRACE_S
-        pause = 0.001
+        start = self.clock()
+        deadline = start + self.hub.poll_wait_s + GRACE_S
+        pause = POLL_S
         while True:
             answer = await asyncio.to_thread(self._take_answer, message)
             if answer is not None:
@@ -116,7 +122,8 @@ class SeramRelay:
                                 f"the service process holding management session {session_id!r} did not "
                                 f"answer within {self.hub.poll_wait_s + GRACE_S:g} s")
             await asyncio.sleep(pause)
-            pause = min(pause * 2, MAX_POLL_S)
+            if self.clock() - start > BRISK_S:
+                pause = min(pause * 2, MAX_POLL_S)
 
     def _owner_of(self, session_id: str) -> str | None:
         with self.engine.connect() as conn:
@@ -164,7 +171,7 @@ class SeramRelay:
     async def _pump(self) -> None:
         taken: set[int] = set()
         tasks: set[asyncio.Task] = set()
-        pause = 0.001
+        pause, found = POLL_S, self.clock()
         while not self._stop.is_set():
             if not self._holding():
                 self._wake.clear()
@@ -182,7 +189,10 @@ class SeramRelay:
                 task = asyncio.create_task(self._answer(row))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
-            pause = 0.001 if rows else min(pause * 2, MAX_POLL_S)
+            if rows:
+                pause, found = POLL_S, self.clock()
+            elif self.clock() - found > BRISK_S:
+                pause = min(pause * 2, MAX_POLL_S)
             await asyncio.sleep(pause)
         for task in list(tasks):
             task.cancel()
