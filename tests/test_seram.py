@@ -1183,3 +1183,35 @@ def test_the_documented_bodies_hold_what_the_parties_write_and_the_standards_exa
             assert jsonschema_rs.is_valid(schema, value), (name, value)
     assert not jsonschema_rs.is_valid(_REPORT, {"localAgentStatus": {"localAgentStatusEnum": "DONE"}})
     assert not jsonschema_rs.is_valid(_ORDER, json.loads(ALL_COMMANDS_EXAMPLE))  # the letter O
+
+
+def test_on_postgresql_a_notification_wakes_the_relay_side_that_waits(db_url):
+    """The relay's waits poll the tables; on PostgreSQL a write's pg_notify (at its commit)
+    also wakes the waiting side at once, through each process's listener."""
+    import asyncio
+
+    from mcred.db import make_engine, migrate
+    from tsm.seram_relay import SeramRelay
+
+    if not db_url.startswith("postgresql"):
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
+    engine = make_engine(db_url)
+    migrate(engine)
+    relay = SeramRelay(engine, SeramHub())
+    assert relay.notifies
+    relay.start()
+    try:
+        async def wait_for_answer_note() -> float:
+            woken = asyncio.Event()
+            relay._waiters[4242] = (asyncio.get_running_loop(), woken)
+            await asyncio.sleep(0.3)  # the listener is up
+            t0 = time.monotonic()
+            with engine.begin() as conn:
+                relay._notify(conn, "a:4242")
+            await asyncio.wait_for(woken.wait(), 5)
+            return time.monotonic() - t0
+
+        assert asyncio.run(wait_for_answer_note()) < 1.0
+    finally:
+        relay.stop()
+        engine.dispose()

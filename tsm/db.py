@@ -152,6 +152,9 @@ class SeramMessageRow(TsmBase):
     C-APDUs and R-APDUs in it are SCP03 or SCP11 wrapped, as on the wire."""
 
     __tablename__ = "tsm_seram_messages"
+    #: never reused (SQLite's AUTOINCREMENT): an id names one message in the pump's memory
+    #: and in a notification, also after its row is gone
+    __table_args__ = {"sqlite_autoincrement": True}
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     session_id: Mapped[str] = mapped_column(String(128))
     owner: Mapped[str] = mapped_column(String(32), index=True)

@@ -18,7 +18,11 @@ the process that does, and that process's answer back:
 
 Both sides poll the database: every millisecond for the first 100 ms of a wait (an order
 is mostly ready within milliseconds of the report that answers the one before), then
-backing off to :data:`MAX_POLL_S`; the pump polls only while its process holds a session. A message row lives until the answer
+backing off to :data:`MAX_POLL_S`; the pump polls only while its process holds a session.
+On PostgreSQL each write also sends a notification (``pg_notify`` on :data:`CHANNEL`, at
+its commit) and a listener thread per process wakes the side that waits for it: the
+database is then looked at on a wake-up, and every :data:`MAX_POLL_S` besides (a
+notification is a hint; what counts is in the tables). A message row lives until the answer
 is taken; it holds what the wire holds (SCP-wrapped APDUs in GP SERAM JSON), never more.
 A process that goes away leaves its sessions unanswered: a relayed request then ends with
 504 after the long poll's time, and the job that ran there failed with it.
@@ -27,6 +31,7 @@ A process that goes away leaves its sessions unanswered: a relayed request then 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import threading
@@ -34,7 +39,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, delete, insert, select, text, update
 
 from tsm.db import SeramMessageRow, SeramSessionRow, utcnow
 from tsm.seram import SeramHub, SeramLink
@@ -46,6 +51,12 @@ from tsm.seram_http import ROUTES, Answer, serve
 POLL_S = 0.001
 BRISK_S = 0.1
 MAX_POLL_S = 0.05
+#: the pump stays brisk longer: a phone's polls that reach this process directly come in
+#: between the relayed ones
+PUMP_BRISK_S = 1.0
+#: PostgreSQL's notification channel: payload ``r:<owner>`` (a request for that process) or
+#: ``a:<message id>`` (its answer is written)
+CHANNEL = "mcred_seram_relay"
 #: how much longer than the hub's long poll a relayed request waits for its answer
 GRACE_S = 10.0
 #: session rows of this process older than this are forgotten when it opens another
@@ -77,6 +88,11 @@ class SeramRelay:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: PostgreSQL: notifications wake the waiting sides (see the module docstring)
+        self.notifies = engine.dialect.name == "postgresql"
+        self._listener: threading.Thread | None = None
+        self._waiters: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Event]] = {}
+        self._pump_wake: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
         #: requests this process answered for others, and forwarded to others
         self.answered = 0
         self.forwarded = 0
@@ -111,19 +127,25 @@ class SeramRelay:
         self._counted("forwarded")
         start = self.clock()
         deadline = start + self.hub.poll_wait_s + GRACE_S
-        pause = POLL_S
-        while True:
-            answer = await asyncio.to_thread(self._take_answer, message)
-            if answer is not None:
-                return answer
-            if self.clock() >= deadline:
-                await asyncio.to_thread(self._drop, message)
-                return _problem(504, "seram-holder-silent", "The session's process did not answer",
-                                f"the service process holding management session {session_id!r} did not "
-                                f"answer within {self.hub.poll_wait_s + GRACE_S:g} s")
-            await asyncio.sleep(pause)
-            if self.clock() - start > BRISK_S:
-                pause = min(pause * 2, MAX_POLL_S)
+        pause = MAX_POLL_S if self.notifies else POLL_S
+        woken = asyncio.Event()
+        self._waiters[message] = (asyncio.get_running_loop(), woken)
+        try:
+            while True:
+                woken.clear()  # before the look: a notification after it wakes the wait below
+                answer = await asyncio.to_thread(self._take_answer, message)
+                if answer is not None:
+                    return answer
+                if self.clock() >= deadline:
+                    await asyncio.to_thread(self._drop, message)
+                    return _problem(504, "seram-holder-silent", "The session's process did not answer",
+                                    f"the service process holding management session {session_id!r} did not "
+                                    f"answer within {self.hub.poll_wait_s + GRACE_S:g} s")
+                await _wait(woken, pause)
+                if self.clock() - start > BRISK_S:
+                    pause = min(pause * 2, MAX_POLL_S)
+        finally:
+            self._waiters.pop(message, None)
 
     def _owner_of(self, session_id: str) -> str | None:
         with self.engine.connect() as conn:
@@ -132,9 +154,15 @@ class SeramRelay:
 
     def _post(self, owner: str, route: str, session_id: str, body: bytes, seen: int | None) -> int:
         with self.engine.begin() as conn:
-            return conn.execute(insert(SeramMessageRow).values(
+            message = conn.execute(insert(SeramMessageRow).values(
                 session_id=session_id, owner=owner, route=route, body=body, seen=seen,
                 created_at=utcnow()).returning(SeramMessageRow.id)).scalar_one()
+            self._notify(conn, f"r:{owner}")
+            return message
+
+    def _notify(self, conn, payload: str) -> None:  # noqa: ANN001
+        if self.notifies:  # delivered when the transaction commits
+            conn.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": payload})
 
     def _take_answer(self, message: int) -> Answer | None:
         with self.engine.begin() as conn:
@@ -152,26 +180,34 @@ class SeramRelay:
     # --- answering (the holding process) --------------------------------------------------
 
     def start(self) -> None:
-        """Start the pump that answers the requests relayed to this process."""
+        """Start the pump that answers the requests relayed to this process (and, on
+        PostgreSQL, the listener that wakes both sides)."""
         if self._thread is None:
             self._thread = threading.Thread(target=lambda: asyncio.run(self._pump()), daemon=True,
                                             name="seram-relay")
             self._thread.start()
+        if self.notifies and self._listener is None:
+            self._listener = threading.Thread(target=self._listen, daemon=True, name="seram-relay-listen")
+            self._listener.start()
 
     def stop(self) -> None:
         """Stop the pump and forget this process's sessions (nobody will answer for them)."""
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        for thread in (self._thread, self._listener):
+            if thread is not None:
+                thread.join(timeout=5)
+        self._thread = self._listener = None
         with self.engine.begin() as conn:
             conn.execute(delete(SeramSessionRow).where(SeramSessionRow.owner == self.owner))
 
     async def _pump(self) -> None:
         taken: set[int] = set()
         tasks: set[asyncio.Task] = set()
-        pause, found = POLL_S, self.clock()
+        brisk = MAX_POLL_S if self.notifies else POLL_S
+        pause, found = brisk, self.clock()
+        woken = asyncio.Event()
+        self._pump_wake = (asyncio.get_running_loop(), woken)
         while not self._stop.is_set():
             if not self._holding():
                 self._wake.clear()
@@ -181,6 +217,7 @@ class SeramRelay:
             # that write may still see it unanswered. Once nothing is in flight when a
             # look begins and it finds nothing, every taken message has its answer
             idle = not tasks
+            woken.clear()  # before the look: a notification after it wakes the wait below
             rows = await asyncio.to_thread(self._pending, taken)
             if idle and not rows:
                 taken.clear()
@@ -190,12 +227,44 @@ class SeramRelay:
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
             if rows:
-                pause, found = POLL_S, self.clock()
-            elif self.clock() - found > BRISK_S:
+                pause, found = brisk, self.clock()
+            elif self.clock() - found > PUMP_BRISK_S:
                 pause = min(pause * 2, MAX_POLL_S)
-            await asyncio.sleep(pause)
+            await _wait(woken, pause)
         for task in list(tasks):
             task.cancel()
+
+    def _listen(self) -> None:
+        """PostgreSQL: LISTEN on a connection of its own, waking the waiters each
+        notification names, until :meth:`stop` (reconnecting after a failure)."""
+        while not self._stop.is_set():
+            raw = None
+            try:
+                raw = self.engine.raw_connection()
+                conn = raw.driver_connection
+                conn.rollback()
+                conn.autocommit = True
+                conn.execute(f"LISTEN {CHANNEL}")
+                while not self._stop.is_set():
+                    for note in conn.notifies(timeout=0.5, stop_after=64):
+                        self._woken_by(note.payload)
+            except Exception:  # noqa: BLE001 - the waits poll anyway; listen again shortly
+                self._stop.wait(1.0)
+            finally:
+                if raw is not None:
+                    raw.invalidate()  # autocommit and LISTEN: not a connection for the pool
+
+    def _woken_by(self, payload: str) -> None:
+        kind, _, what = payload.partition(":")
+        target = None
+        if kind == "a" and what.isdigit():
+            target = self._waiters.get(int(what))
+        elif kind == "r" and what == self.owner:
+            target = self._pump_wake
+        if target is not None:
+            loop, event = target
+            with contextlib.suppress(RuntimeError):  # a loop that has closed meanwhile
+                loop.call_soon_threadsafe(event.set)
 
     def _holding(self) -> bool:
         """Whether this process still holds a session a phone may reach (forgetting the ones
@@ -225,3 +294,10 @@ class SeramRelay:
         with self.engine.begin() as conn:
             conn.execute(update(SeramMessageRow).where(SeramMessageRow.id == message)
                          .values(status=answer.status, answer=answer.body, number=answer.number))
+            self._notify(conn, f"a:{message}")
+
+
+async def _wait(event: asyncio.Event, timeout: float) -> None:
+    """Until ``event`` is set, or ``timeout`` seconds."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout)

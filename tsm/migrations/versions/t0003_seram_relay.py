@@ -33,7 +33,8 @@ def upgrade() -> None:
     sa.Column('answer', sa.LargeBinary(), nullable=True),
     sa.Column('number', sa.Integer(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('id')
+    sa.PrimaryKeyConstraint('id'),
+    sqlite_autoincrement=True
     )
     op.create_index(op.f('ix_tsm_seram_messages_owner'), 'tsm_seram_messages', ['owner'], unique=False)
 
