@@ -20,7 +20,7 @@ import time
 import httpx
 import pytest
 import sqlalchemy as sa
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 from test_provision_e2e import HOLDER, SeSigner, _transcript, jpki_details
@@ -1215,3 +1215,42 @@ def test_on_postgresql_a_notification_wakes_the_relay_side_that_waits(db_url):
     finally:
         relay.stop()
         engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def relayed_pair(tmp_path_factory):
+    """Two services on one SQLite database, as two worker processes: a session opened on
+    the first, reached through the second."""
+    from fastapi.testclient import TestClient
+
+    from mcred.service import create_app
+
+    home = tmp_path_factory.mktemp("relayed")
+    url = f"sqlite:///{home / 'relay.sqlite3'}"
+    apps = [create_app(Context.open(home, url), job_workers=1, seram_relay=True) for _ in range(2)]
+    with TestClient(apps[0]) as a, TestClient(apps[1]) as b:
+        link = apps[0].state.seram_open("ph-relayed")
+        yield a, b, link.session_id
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(route=st.sampled_from(["handshake", "remoteManagement"]),
+       body=st.one_of(json_values.map(lambda v: json.dumps(v).encode()), st.binary(max_size=64)))
+def test_a_relayed_request_is_answered_as_the_holder_answers_it(relayed_pair, route, body):
+    """Whatever a phone sends, the process that does not hold its session answers what the
+    holder answers: the same status and the same problem (bodies that move the session on,
+    a valid report, are left to the end-to-end tests)."""
+    a, b, sid = relayed_pair
+    assume(not _moves_the_session(route, body))
+    headers = {"content-type": "application/json"}
+    direct = a.post(f"/gp/seram/{route}", params={"sessionId": sid}, content=body, headers=headers)
+    relayed = b.post(f"/gp/seram/{route}", params={"sessionId": sid}, content=body, headers=headers)
+    assert (relayed.status_code, relayed.json()) == (direct.status_code, direct.json())
+
+
+def _moves_the_session(route: str, body: bytes) -> bool:
+    try:
+        (seram.parse_handshake_command if route == "handshake" else seram.parse_report)(body)
+    except SeramError:
+        return False
+    return True
