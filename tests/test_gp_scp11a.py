@@ -383,3 +383,93 @@ def test_scp11a_openings_in_any_order_answer_a_status_and_persist_nothing(fuzz_s
         sw = r[-2:].hex().upper()
         assert sw in ("9000", "6A80", "6A84", "6A88", "6982", "6985"), (ins, p1, p2, kind, sw)
     assert se.path.read_bytes() == before
+
+
+# --- the CA-KLOC key rotated (PUT KEY of an EC public key) ---------------------------------
+
+def _point(key) -> bytes:  # noqa: ANN001
+    return key.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+
+
+def test_the_issuer_rotates_the_ca_kloc_key_and_only_the_new_cas_oces_open_scp11a(se, home):
+    from protocols.gp.keys import put_ec_public_key_command
+
+    host = _open(se, home)
+    new_ca = Oce()  # the operator's next KLOC CA, and an OCE it certifies
+    r = host.unwrap(se.transmit(host.wrap(put_ec_public_key_command(0x01, 0x02, KLOC_KID,
+                                                                      _point(new_ca.ca)).to_bytes())))
+    assert r == b"\x02\x90\x00"  # the new KVN, no check value
+    keys = wallet_sim.describe(se.path.parent.name, home)["secure_element"]["security_domains"][0]["scp11_keys"]
+    assert [k["kvn"] for k in keys if k["scp"] == "CA-KLOC"] == ["02"]
+    se.transmit(ISD_SELECT)
+    # the old CA's OCE: its key reference is gone, and under the new one its chain fails
+    old = lab_oce(home)
+    assert se.transmit(_pso(old.certificates[0], kvn=1).to_bytes())[-2:] == b"\x6a\x88"
+    assert se.transmit(_pso(old.certificates[0], kvn=2).to_bytes())[-2:] == b"\x69\x82"
+    # the new CA's OCE opens SCP11a
+    fresh = Scp11aHost(_sd_key(se, home), 0x01, oce_certificates=new_ca.chain, oce_exchange=new_ca.exchange,
+                       kloc_kvn=0x02)
+    for apdu in fresh.certificate_commands():
+        fresh.on_certificate_response(se.transmit(apdu))
+    fresh.on_mutual_authenticate_response(se.transmit(fresh.mutual_authenticate()))
+    assert fresh.state is HostState.OPEN
+
+
+@pytest.mark.parametrize("case", ["wrong-kvn", "p384", "not-on-curve", "check-value", "under-scp11b"])
+def test_a_ca_kloc_key_is_refused(se, home, case):
+    from protocols.gp.keys import put_ec_public_key_command
+
+    point = _point(Oce().ca)
+    cmd = put_ec_public_key_command(0x01, 0x02, KLOC_KID, point)
+    sw = "6A80"
+    if case == "wrong-kvn":
+        cmd, sw = put_ec_public_key_command(0x03, 0x02, KLOC_KID, point), "6A88"
+    elif case == "p384":
+        cmd = CommandApdu(0x80, 0xD8, 1, KLOC_KID, b"\x02" + encode(0xB0, _point(ec.generate_private_key(
+            ec.SECP384R1()))) + encode(0xF0, b"\x01") + b"\x00", 256)
+    elif case == "not-on-curve":
+        cmd = put_ec_public_key_command(0x01, 0x02, KLOC_KID, b"\x04" + bytes(64))
+    elif case == "check-value":
+        cmd = CommandApdu(0x80, 0xD8, 1, KLOC_KID, cmd.data[:-1] + b"\x03\x00\x00\x00", 256)
+    if case == "under-scp11b":
+        from protocols.gp.scp11 import Scp11bHost
+
+        host = Scp11bHost(_sd_key(se, home, 0x13), 0x01)
+        host.on_internal_authenticate_response(se.transmit(host.internal_authenticate()))
+        sw = "6982"
+    else:
+        host = _open(se, home)
+    before = se.path.read_bytes()
+    assert host.unwrap(se.transmit(host.wrap(cmd.to_bytes())))[-2:].hex().upper() == sw
+    assert se.path.read_bytes() == before
+
+
+def test_yubikit_rotates_the_ca_kloc_key(se, home):
+    yubikit = pytest.importorskip("yubikit.securitydomain",
+                                  reason="yubikit not installed: pip install --no-deps yubikey-manager==5.5.1")
+    from test_gp_yubikit_interop import SeConnection
+    from yubikit.core.smartcard.scp import KeyRef, Scp11KeyParams
+
+    sd = yubikit.SecurityDomainSession(SeConnection(se.transmit))
+    certs = sd.get_certificate_bundle(KeyRef(SCP11A_KID, 0x01))
+    oce = lab_oce(home)
+    key = serialization.load_pem_private_key((home / "tsm-oce" / "oce-key.pem").read_bytes(), None)
+    sd.authenticate(Scp11KeyParams(KeyRef(SCP11A_KID, 0x01), certs[-1].public_key(), KeyRef(KLOC_KID, 0x01), key,
+                                   [x509.load_der_x509_certificate(c) for c in oce.certificates]))
+    new_ca = ec.generate_private_key(P256)
+    sd.put_key(KeyRef(KLOC_KID, 0x02), new_ca.public_key(), replace_kvn=0x01)  # checks the answer: the KVN
+    keys = wallet_sim.describe(se.path.parent.name, home)["secure_element"]["security_domains"][0]["scp11_keys"]
+    assert [k["kvn"] for k in keys if k["scp"] == "CA-KLOC"] == ["02"]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.binary(max_size=120))
+def test_the_ec_public_key_put_key_parser_takes_any_bytes(data):
+    from protocols.gp.errors import KeyError_
+    from protocols.gp.keys import parse_put_ec_public_key_data
+
+    try:
+        kvn, point = parse_put_ec_public_key_data(data)
+    except KeyError_:
+        return
+    assert 1 <= kvn <= 0x7F and len(point) == 65

@@ -22,8 +22,8 @@ from enum import Enum
 from protocols.gp.apdu import CommandApdu
 from protocols.gp.codes import INS_PUT_KEY
 from protocols.gp.crypto import KeyedAes, aes_cbc_encrypt, check_aes_key, cmac, kcv
-from protocols.gp.errors import KeyError_
-from protocols.gp.tlv import Tlv, encode, parse_all
+from protocols.gp.errors import GpError, KeyError_
+from protocols.gp.tlv import Tlv, encode, parse_all, parse_one
 
 KEY_TYPE_AES = 0x88
 ZERO_ICV = b"\x00" * 16
@@ -143,6 +143,48 @@ def parse_put_key_data(data: bytes, dek: bytes) -> PutKeyData:
     if len(forms) != 1:
         raise KeyError_("PUT KEY mixes key block forms") if forms else KeyError_("PUT KEY carries no key")
     return PutKeyData(new_kvn, tuple(keys), forms.pop(), tuple(kcvs))
+
+
+#: PUT KEY of an elliptic-curve public key (GPCS Amendment F: the CA-KLOC key of SCP11a):
+#: ``KVN || B0 <point> || F0 01 <curve> || 00`` (no check value; the card answers the KVN)
+KEY_TYPE_ECC_PUBLIC = 0xB0
+KEY_TYPE_ECC_PARAMS = 0xF0
+#: Amendment F's key parameter reference of NIST P-256 (the only curve taken here)
+CURVE_P256 = 0x00
+_P256_POINT = 65
+
+
+def put_ec_public_key_command(old_kvn: int, new_kvn: int, kid: int, point: bytes) -> CommandApdu:
+    """PUT KEY (80 D8 old-KVN KID) of a P-256 public key ``point`` (04 || X || Y) as key
+    ``kid`` version ``new_kvn``; ``old_kvn`` 00 adds it."""
+    if not 0x01 <= new_kvn <= 0x7F or not 0x00 <= old_kvn <= 0x7F or not 0x01 <= kid <= 0x7F:
+        raise KeyError_(f"PUT KEY of KID {kid:02X}: KVN {old_kvn:02X} -> {new_kvn:02X} outside 00..7F")
+    if len(point) != _P256_POINT or point[0] != 0x04:
+        raise KeyError_("an uncompressed P-256 point is 65 bytes starting 04")
+    data = bytes([new_kvn]) + encode(KEY_TYPE_ECC_PUBLIC, point) + encode(KEY_TYPE_ECC_PARAMS, bytes([CURVE_P256])) \
+        + b"\x00"
+    return CommandApdu(0x80, INS_PUT_KEY, old_kvn, kid, data, 256)
+
+
+def parse_put_ec_public_key_data(data: bytes) -> tuple[int, bytes]:
+    """Card side: the new KVN and the P-256 point of a PUT KEY of an EC public key; raises
+    :class:`KeyError_` on anything else (another curve, a private key, a check value, bytes
+    left over). The point is not checked against the curve here: the caller loads it."""
+    data = bytes(data)
+    if len(data) < 2 or not 0x01 <= data[0] <= 0x7F:
+        raise KeyError_("PUT KEY data does not start with a KVN 01..7F")
+    try:
+        point, i = parse_one(data, 1)
+        params, j = parse_one(data, i)
+    except GpError as e:
+        raise KeyError_(f"PUT KEY of an EC public key: {e}") from e
+    if point.tag != KEY_TYPE_ECC_PUBLIC or len(point.value) != _P256_POINT or point.value[0] != 0x04:
+        raise KeyError_("PUT KEY of an EC public key needs B0 with an uncompressed P-256 point")
+    if params.tag != KEY_TYPE_ECC_PARAMS or params.value != bytes([CURVE_P256]):
+        raise KeyError_("PUT KEY of an EC public key needs F0 01 00 (P-256)")
+    if data[j:] != b"\x00":
+        raise KeyError_("PUT KEY of an EC public key ends with 00 (no check value), and nothing after it")
+    return data[0], point.value
 
 
 @dataclass(frozen=True)

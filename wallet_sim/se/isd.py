@@ -21,7 +21,12 @@ from protocols.gp.errors import (
     Scp03ProtocolError,
     Scp11ProtocolError,
 )
-from protocols.gp.keys import KeyInfo, key_information_template, parse_put_key_data
+from protocols.gp.keys import (
+    KeyInfo,
+    key_information_template,
+    parse_put_ec_public_key_data,
+    parse_put_key_data,
+)
 from protocols.gp.resources import encode_resources
 from protocols.gp.scp03 import SEQUENCE_COUNTER_MAX, CardChannel, CardKeyset, SecureCard, StaticKeys
 from protocols.gp.scp11 import (
@@ -462,9 +467,30 @@ def _store_data(se: SecureElement, ch: Channel, cmd: CommandApdu) -> tuple[bytes
     return out.data, out.sw
 
 
+def _put_kloc(se: SecureElement, cmd: CommandApdu) -> tuple[bytes, int]:
+    """PUT KEY of the CA-KLOC key (KID 10; Amendment F): its issuer replaces (P1 = its KVN)
+    or, on an SE without one, adds (P1 = 00) the CA key of the OCEs that may load keys.
+    From the next chain on, only that CA's OCEs open SCP11a; an SE that had no CA-KLOC key
+    from then on loads no key under SCP11b."""
+    st = se.state
+    try:
+        kvn, point = parse_put_ec_public_key_data(cmd.data)
+        key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
+    except (GpError, ValueError):
+        return b"", SW_WRONG_DATA
+    current = st.get("kloc")
+    if (current is None and cmd.p1 != 0) or (current is not None and cmd.p1 != current["kvn"]):
+        return b"", SW_REFERENCED_DATA_NOT_FOUND
+    st["kloc"] = {"kvn": kvn, "pk": key.public_bytes(serialization.Encoding.DER,
+                                                      serialization.PublicFormat.SubjectPublicKeyInfo)}
+    return bytes([kvn]), SW_OK
+
+
 def _put_key(se: SecureElement, ch: Channel, cmd: CommandApdu) -> tuple[bytes, int]:
     st = se.state
     assert ch.session is not None
+    if cmd.p2 == KLOC_KID:
+        return _put_kloc(se, cmd)
     if cmd.p2 & 0x7F != 0x01:
         return b"", SW_INCORRECT_P1P2
     try:
