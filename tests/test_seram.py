@@ -1254,3 +1254,35 @@ def _moves_the_session(route: str, body: bytes) -> bool:
     except SeramError:
         return False
     return True
+
+
+def test_a_relayed_request_whose_phone_goes_away_leaves_no_message(tmp_path):
+    """A phone that drops its connection while its relayed poll waits (the request is
+    cancelled) takes its message with it: nobody would take the answer."""
+    import asyncio
+
+    from mcred.db import make_engine, migrate
+    from tsm.db import SeramMessageRow
+    from tsm.seram_relay import SeramRelay
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'relay.sqlite3'}")
+    migrate(engine)
+    holder, other = SeramRelay(engine, SeramHub()), SeramRelay(engine, SeramHub())
+    link = holder.open("ph-gone")  # its pump is not started: no answer comes
+
+    def messages() -> int:
+        with engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(SeramMessageRow)).scalar_one()
+
+    async def go_away() -> int:
+        task = asyncio.create_task(other.forward("remoteManagement", link.session_id, b"{}", None))
+        await asyncio.sleep(0.2)
+        waiting = messages()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return waiting
+
+    assert asyncio.run(go_away()) == 1
+    assert messages() == 0
+    engine.dispose()

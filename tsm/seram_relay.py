@@ -59,6 +59,8 @@ PUMP_BRISK_S = 1.0
 CHANNEL = "mcred_seram_relay"
 #: how much longer than the hub's long poll a relayed request waits for its answer
 GRACE_S = 10.0
+#: how often a pump deletes answers nobody took (their requester went away)
+PURGE_EVERY_S = 60.0
 #: session rows of this process older than this are forgotten when it opens another
 FORGET_AFTER = dt.timedelta(days=1)
 
@@ -93,6 +95,7 @@ class SeramRelay:
         self._listener: threading.Thread | None = None
         self._waiters: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Event]] = {}
         self._pump_wake: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
+        self._purged = clock()
         #: requests this process answered for others, and forwarded to others
         self.answered = 0
         self.forwarded = 0
@@ -130,13 +133,16 @@ class SeramRelay:
         pause = MAX_POLL_S if self.notifies else POLL_S
         woken = asyncio.Event()
         self._waiters[message] = (asyncio.get_running_loop(), woken)
+        taken = False
         try:
             while True:
                 woken.clear()  # before the look: a notification after it wakes the wait below
                 answer = await asyncio.to_thread(self._take_answer, message)
                 if answer is not None:
+                    taken = True
                     return answer
                 if self.clock() >= deadline:
+                    taken = True
                     await asyncio.to_thread(self._drop, message)
                     return _problem(504, "seram-holder-silent", "The session's process did not answer",
                                     f"the service process holding management session {session_id!r} did not "
@@ -146,6 +152,8 @@ class SeramRelay:
                     pause = min(pause * 2, MAX_POLL_S)
         finally:
             self._waiters.pop(message, None)
+            if not taken:  # the phone went away (its request cancelled): nobody takes the answer
+                self._drop(message)
 
     def _owner_of(self, session_id: str) -> str | None:
         with self.engine.connect() as conn:
@@ -274,6 +282,12 @@ class SeramRelay:
             return bool(self._held)
 
     def _pending(self, taken: set[int]) -> list:
+        if self.clock() - self._purged > PURGE_EVERY_S:  # answers whose requester went away
+            self._purged = self.clock()
+            with self.engine.begin() as conn:
+                conn.execute(delete(SeramMessageRow).where(
+                    SeramMessageRow.owner == self.owner, SeramMessageRow.status.is_not(None),
+                    SeramMessageRow.created_at < utcnow() - dt.timedelta(seconds=self.hub.poll_wait_s + GRACE_S)))
         with self.engine.connect() as conn:
             rows = conn.execute(select(SeramMessageRow.id, SeramMessageRow.session_id, SeramMessageRow.route,
                                        SeramMessageRow.body, SeramMessageRow.seen)
