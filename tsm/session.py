@@ -68,6 +68,17 @@ Transmit = Callable[[bytes], bytes]
 DEFAULT_SECURITY_LEVEL = 0x33
 
 
+@dataclass(frozen=True)
+class Prefetched:
+    """SELECT ISD and INITIALIZE UPDATE on ``kvn``, sent and answered ahead of
+    :func:`open_session`, with the host that sent the INITIALIZE UPDATE."""
+
+    kvn: int
+    host: HostChannel
+    select: ResponseApdu
+    first: tuple[bytes, int]
+
+
 @dataclass
 class SeLink:
     """Everything needed to talk to one SE for one worker run."""
@@ -103,6 +114,9 @@ class SeLink:
     #: unless ``require_scp11a``
     oce: OceCredential | None = None
     require_scp11a: bool = False
+    #: the next session's opening, already answered: SELECT ISD and INITIALIZE UPDATE sent
+    #: with the last command of the session before (see :meth:`CardSession.send_then_reopen`)
+    prefetched: Prefetched | None = None
 
     def se_keys(self, kdd: bytes) -> StaticKeys:
         """``master.se_keys(kdd)``, derived once per run (an HSM master key derives each
@@ -223,6 +237,8 @@ class CardSession:
         #: goes to the SE (every send forgets it; see :func:`tsm.steps.personalise`
         #: ``read_state``)
         self.known_state: dict[bytes, bytes] = {}
+        #: the answers to plain commands sent after this session's (see :meth:`send_many`)
+        self._then: list[bytes] = []
 
     def send(self, cmd: CommandApdu, what: str, *, secret: bool = False,
              expect: tuple[int, ...] | None = (0x9000,)) -> ResponseApdu:
@@ -231,8 +247,32 @@ class CardSession:
         plain trace (the audit log never has data)."""
         return self.send_many([cmd], what, secret=secret, expect=expect)[0]
 
+    def send_then_reopen(self, cmd: CommandApdu, what: str, kvn: int, keys: StaticKeys, *,
+                         secret: bool = False) -> ResponseApdu:
+        """:meth:`send` of this session's last command, and with it, in the same exchange
+        (a transport that pipelines), the next session's SELECT ISD and INITIALIZE UPDATE on
+        keyset ``kvn`` (``keys``): :func:`open_session` then starts from their answers
+        (:attr:`SeLink.prefetched`), one round trip less. The two change nothing on the card
+        but a sequence counter value, and SELECT ends this session after ``cmd``; their
+        answers are kept when ``cmd`` succeeded, and judged by the next session."""
+        link = self.link
+        if not link.pipelines:
+            return self.send(cmd, what, secret=secret)
+        host = HostChannel(keys, link.security_level, link.rng(8), kvn, sd_aid=ISD_AID)
+        plain = [(select(ISD_AID).to_bytes(), "SELECT ISD", {}),
+                 (host.initialize_update(), "INITIALIZE UPDATE", {"kvn": kvn})]
+        try:
+            (r,) = self.send_many([cmd], what, secret=secret, then=plain)
+        finally:
+            answers, self._then = self._then, []
+        # kept only when ``cmd`` succeeded (the caller reopens then; a failure ends the run)
+        link.prefetched = Prefetched(kvn, host, ResponseApdu.parse(answers[0]),
+                                     (answers[1], int.from_bytes(answers[1][-2:], "big")))
+        return r
+
     def send_many(self, cmds: list[CommandApdu], what: str | list[str], *, secret: bool = False,
-                  expect: tuple[int, ...] | None = (0x9000,)) -> list[ResponseApdu]:
+                  expect: tuple[int, ...] | None = (0x9000,),
+                  then: list[tuple[bytes, str, dict]] | None = None) -> list[ResponseApdu]:
         """:meth:`send` for commands that go one after the other whatever the answers (the
         blocks of one STORE DATA sequence): when the transport pipelines, all are wrapped
         (SCP03 chains C-MACs only) and sent in one exchange, each answer then unwrapped and
@@ -254,14 +294,18 @@ class CardSession:
             batch = [self.host.wrap_pipelined(c) for c in cmds]
         except GpError as exc:
             raise SecureChannelError(f"SE {link.se_id}: cannot wrap {whats[0]}: {exc}") from exc
+        plain = then or []
         try:
-            raws = [link.xmit(batch[0].wrapped)] if len(cmds) == 1 else \
-                link.xmit_many([b.wrapped for b in batch])
+            raws = [link.xmit(batch[0].wrapped)] if len(cmds) == 1 and not plain else \
+                link.xmit_many([b.wrapped for b in batch] + [p[0] for p in plain])
         except TransportError:
             for c, w in zip(cmds, whats, strict=True):
                 link.audit.command(c, None, w, lost=True)
+            for apdu, w, detail in plain:
+                link.audit.command(CommandApdu.parse(apdu), None, w, lost=True, **detail)
             self.host.close()
             raise
+        raws, after = raws[:len(cmds)], raws[len(cmds):]
         out: list[ResponseApdu] = []
         failure: Exception | None = None
         for cmd, b, raw, what in zip(cmds, batch, raws, whats, strict=True):  # noqa: B020 - one label each
@@ -287,6 +331,13 @@ class CardSession:
                     failure = CardStatusError(f"SE {link.se_id}: {what} refused", r.sw)
                 continue
             out.append(r)
+        # plain commands after the session's (SELECT ISD and the next INITIALIZE UPDATE):
+        # audited and traced in the order the card took them, kept for the caller
+        for (apdu, w, detail), raw in zip(plain, after, strict=True):
+            link.audit.command(CommandApdu.parse(apdu), int.from_bytes(raw[-2:], "big"), w, **detail)
+            if link.trace:
+                trace_plain(link.trace, apdu, raw)
+        self._then = after
         if failure is not None:
             raise failure
         if all(c.ins == INS_STORE_DATA for c in cmds) and all(r.sw == 0x9000 for r in out):
@@ -371,7 +422,11 @@ def open_session(link: SeLink, *, with_step: bool = False) -> CardSession:
     first: tuple[bytes, int] | None = None
     first_host: HostChannel | None = None
     scp11_first = candidates[0] == FACTORY_KVN and link.se_roots is not None
-    if link.pipelines:
+    pre, link.prefetched = link.prefetched, None
+    if pre is not None and pre.kvn == candidates[0]:
+        _check_master_key(link, rec, candidates[0])
+        r, first, first_host = pre.select, pre.first, pre.host
+    elif link.pipelines:
         _check_master_key(link, rec, candidates[0])
         if scp11_first:
             kid = _first_scp11_kid(link)

@@ -198,7 +198,9 @@ def rotate_keys(ctx: StepContext) -> None:
     dek = s.host.key_dek  # the factory K-DEK under SCP03, the session's S-DEK under SCP11
     cmd = put_key_command(FACTORY_KVN, DIVERSIFIED_KVN, [new.enc, new.mac, new.dek], dek)
     try:
-        r = s.send(cmd, "PUT KEY replace 30 by 31", secret=True)
+        # over a transport that pipelines, the next session's SELECT and INITIALIZE UPDATE on
+        # keyset 31 ride with the PUT KEY: the reopen below starts from their answers
+        r = s.send_then_reopen(cmd, "PUT KEY replace 30 by 31", DIVERSIFIED_KVN, new, secret=True)
     except CardStatusError as exc:
         if s.scp == "11b" and exc.sw == codes.SW_SECURITY_NOT_SATISFIED:
             raise CardStatusError(
