@@ -44,6 +44,15 @@ SEAL_LABEL = "mcred-tsm-seal"
 _NONCE, _TAG = 12, 16
 
 
+def _token_call(p11, token_label: str, what: str, fn):  # noqa: ANN001, ANN202
+    """``fn()``, a token's refusal raised as :class:`MasterKeyError` naming ``what``."""
+    try:
+        return fn()
+    except p11.exceptions.PKCS11Error as exc:
+        raise MasterKeyError(f"PKCS#11 token {token_label!r} refused to {what}: "
+                             f"{type(exc).__name__} {exc}") from exc
+
+
 class _Absent(Exception):
     """The key is not on the token and was not to be generated."""
 
@@ -170,11 +179,7 @@ class HsmMasterKey:
         return key
 
     def _call(self, what: str, fn):  # noqa: ANN001, ANN202
-        try:
-            return fn()
-        except self._p11.exceptions.PKCS11Error as exc:
-            raise MasterKeyError(f"PKCS#11 token {self.token_label!r} refused to {what}: "
-                                 f"{type(exc).__name__} {exc}") from exc
+        return _token_call(self._p11, self.token_label, what, fn)
 
     def _cmac(self, data: bytes) -> bytes:
         with self._token.lock:
@@ -277,11 +282,7 @@ class HsmOceKey:
         return key, public[0]
 
     def _call(self, what: str, fn):  # noqa: ANN001, ANN202
-        try:
-            return fn()
-        except self._p11.exceptions.PKCS11Error as exc:
-            raise MasterKeyError(f"PKCS#11 token {self.token_label!r} refused to {what}: "
-                                 f"{type(exc).__name__} {exc}") from exc
+        return _token_call(self._p11, self.token_label, what, fn)
 
     def exchange(self, peer) -> bytes:  # noqa: ANN001 - ec.EllipticCurvePublicKey
         """ECDH(SK.OCE.ECKA, peer), the raw shared secret (its X coordinate)."""
