@@ -160,3 +160,22 @@ def test_the_api_makes_phones_with_and_without_scp11a(tmp_path):
         keys = {p: [k["scp"] for k in c.get(f"/phones/{p}", headers=h).json()["secure_element"]
                     ["security_domains"][0]["scp11_keys"]] for p in (both, only_b)}
     assert keys == {both: ["11a", "11b", "CA-KLOC"], only_b: ["11b"]}
+
+
+def test_openssl_verifies_the_tsms_oce_certificate_against_its_kloc_ca(tmp_path):
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl binary")
+    home = tmp_path / "op"
+    lab_oce(home)
+    d = home / "tsm-oce"
+    out = subprocess.run(["openssl", "verify", "-CAfile", str(d / "ca.pem"), str(d / "oce.pem")],
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 0 and out.stdout.strip().endswith(": OK"), out.stdout + out.stderr
+    text = subprocess.run(["openssl", "x509", "-in", str(d / "oce.pem"), "-noout", "-ext", "keyUsage"],
+                          capture_output=True, text=True, check=True).stdout
+    assert "Key Agreement" in text
+    assert oct((d / "oce-key.pem").stat().st_mode & 0o777) == "0o600"
+    assert oct((d / "ca-key.pem").stat().st_mode & 0o777) == "0o600"
