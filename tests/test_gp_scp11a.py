@@ -473,3 +473,98 @@ def test_the_ec_public_key_put_key_parser_takes_any_bytes(data):
     except KeyError_:
         return
     assert 1 <= kvn <= 0x7F and len(point) == 65
+
+
+# --- the allowlist of OCE certificates -----------------------------------------------------
+
+def test_an_allowlist_retires_one_tsm_certificate_and_keeps_the_ca(se, home):
+    from protocols.gp.scp11 import allowlist_data
+
+    ours = lab_oce(home)
+    serial = x509.load_der_x509_certificate(ours.certificates[0]).serial_number
+    host = _open(se, home)
+    retired = serial + 1  # another certificate of the same CA, say a retired TSM's
+    r = host.unwrap(se.transmit(host.wrap(CommandApdu(0x80, 0xE2, 0x90, 0x00,
+                                                       allowlist_data(KLOC_KID, 1, [serial, retired])).to_bytes())))
+    assert r == b"\x90\x00"
+    keys = wallet_sim.describe(se.path.parent.name, home)["secure_element"]["security_domains"][0]["scp11_keys"]
+    assert [k["allowlist"] for k in keys if k["scp"] == "CA-KLOC"] == [sorted([f"{serial:X}", f"{retired:X}"])]
+    se.transmit(ISD_SELECT)
+    _open(se, home)  # on the list: opens
+    # the list without it: the same CA's certificate is refused from the next chain on
+    se.transmit(ISD_SELECT)
+    host = _open(se, home)
+    assert host.unwrap(se.transmit(host.wrap(CommandApdu(0x80, 0xE2, 0x90, 0x00,
+                                                         allowlist_data(KLOC_KID, 1, [retired])).to_bytes())))[-2:] \
+        == b"\x90\x00"
+    se.transmit(ISD_SELECT)
+    assert se.transmit(_pso(ours.certificates[0]).to_bytes())[-2:] == b"\x69\x82"
+    # another OCE of the CA, on the list: opens
+    other_key = ec.generate_private_key(P256)
+    ca_key = serialization.load_pem_private_key((home / "tsm-oce" / "ca-key.pem").read_bytes(), None)
+    ca = x509.load_pem_x509_certificate((home / "tsm-oce" / "ca.pem").read_bytes())
+    other = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tsm 2")]))
+             .issuer_name(ca.subject).public_key(other_key.public_key()).serial_number(retired)
+             .not_valid_before(_now() - dt.timedelta(days=1)).not_valid_after(_now() + dt.timedelta(days=9))
+             .add_extension(x509.KeyUsage(False, False, False, False, True, False, False, False, False), True)
+             .sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.DER))
+    host = Scp11aHost(_sd_key(se, home), 1, oce_certificates=[other],
+                      oce_exchange=lambda p: other_key.exchange(ec.ECDH(), p))
+    for apdu in host.certificate_commands():
+        host.on_certificate_response(se.transmit(apdu))
+    host.on_mutual_authenticate_response(se.transmit(host.mutual_authenticate()))
+    # an empty list removes it: any certificate of the CA again
+    assert host.unwrap(se.transmit(host.wrap(CommandApdu(0x80, 0xE2, 0x90, 0x00,
+                                                         allowlist_data(KLOC_KID, 1, [])).to_bytes())))[-2:] \
+        == b"\x90\x00"
+    se.transmit(ISD_SELECT)
+    _open(se, home)
+
+
+@pytest.mark.parametrize(("data", "p1", "sw"), [
+    (bytes.fromhex("A6048302100170039301FF"), 0x90, "6A80"),  # a negative serial
+    (bytes.fromhex("A6048302110170039301 05".replace(" ", "")), 0x90, "6A88"),  # not the CA-KLOC key
+    (bytes.fromhex("A604830210027003930105"), 0x90, "6A88"),  # another KVN
+    (bytes.fromhex("A604830210017003930105"), 0x00, "6A86"),  # not the last block
+    (bytes.fromhex("A6048302100170"), 0x90, "6A80"),  # truncated
+])
+def test_a_bad_allowlist_is_refused_and_changes_nothing(se, home, data, p1, sw):
+    host = _open(se, home)
+    before = se.path.read_bytes()
+    assert host.unwrap(se.transmit(host.wrap(CommandApdu(0x80, 0xE2, p1, 0x00, data).to_bytes())))[-2:].hex().upper() \
+        == sw
+    assert se.path.read_bytes() == before
+
+
+def test_yubikits_allowlist_is_the_one_the_se_takes(se, home):
+    """yubikit's ``store_allowlist`` data, as its own helpers build it, parses as ours and
+    the SE takes it. (yubikit sends STORE DATA with CLA 00, which GPCS 11.11 does not allow;
+    the SE, strict, answers that 6D00, so the data goes here with CLA 80.)"""
+    pytest.importorskip("yubikit.securitydomain",
+                        reason="yubikit not installed: pip install --no-deps yubikey-manager==5.5.1")
+    from yubikit.core import Tlv
+    from yubikit.core.smartcard.scp import KeyRef
+    from yubikit.securitydomain import _int2asn1
+
+    from protocols.gp.scp11 import allowlist_data, parse_allowlist_data
+
+    serials = [0x01, 0x80FF, 0x7F << 152]
+    theirs = Tlv(0xA6, Tlv(0x83, KeyRef(KLOC_KID, 0x01))) + Tlv(0x70, b"".join(_int2asn1(n) for n in serials))
+    assert theirs == allowlist_data(KLOC_KID, 0x01, serials)
+    assert parse_allowlist_data(theirs) == (KLOC_KID, 0x01, tuple(serials))
+    host = _open(se, home)
+    assert host.unwrap(se.transmit(host.wrap(CommandApdu(0x80, 0xE2, 0x90, 0x00, theirs).to_bytes()))) \
+        == b"\x90\x00"
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.binary(max_size=80))
+def test_the_allowlist_parser_takes_any_bytes(data):
+    from protocols.gp.scp11 import parse_allowlist_data
+
+    try:
+        kid, kvn, serials = parse_allowlist_data(data)
+    except Scp11ProtocolError as e:
+        assert e.sw in (0x6A80, 0x6A84)
+        return
+    assert all(0 < s < 1 << 160 for s in serials)

@@ -45,7 +45,7 @@ NVM, the TSM the OCE's wherever its operator keeps it).
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 
 from cryptography import x509
@@ -502,8 +502,9 @@ class OceChainCollector:
     key down (:func:`verify_oce_chain`). Each refusal is an :class:`Scp11ProtocolError`
     with the status word to answer, and forgets the chain."""
 
-    def __init__(self, ca_kloc: ec.EllipticCurvePublicKey) -> None:
+    def __init__(self, ca_kloc: ec.EllipticCurvePublicKey, allowlist: Collection[int] | None = None) -> None:
         self.ca_kloc = ca_kloc
+        self.allowlist = None if allowlist is None else frozenset(allowlist)
         self._chain: list[bytes] = []
         #: PK.OCE.ECKA, once a whole chain verified
         self.oce_key: ec.EllipticCurvePublicKey | None = None
@@ -525,16 +526,18 @@ class OceChainCollector:
         if cmd.p2 & PSO_MORE:
             return False
         chain, self._chain = self._chain, []
-        self.oce_key = verify_oce_chain(chain, self.ca_kloc)
+        self.oce_key = verify_oce_chain(chain, self.ca_kloc, allowlist=self.allowlist)
         return True
 
 
-def verify_oce_chain(chain: Sequence[bytes], ca_kloc: ec.EllipticCurvePublicKey) -> ec.EllipticCurvePublicKey:
+def verify_oce_chain(chain: Sequence[bytes], ca_kloc: ec.EllipticCurvePublicKey, *,
+                     allowlist: Collection[int] | None = None) -> ec.EllipticCurvePublicKey:
     """PK.OCE.ECKA from an OCE chain (X.509 DER, root side first), as a card verifies it: the
     first certificate's signature under the CA-KLOC key, each next one's under the one
-    before (which must be a CA), and a leaf certifying a P-256 key for key agreement. A
-    card keeps no trusted time: validity dates are not checked here (the OCE's operator
-    retires a key by replacing the CA-KLOC key). Raises :class:`Scp11ProtocolError`: 6A80
+    before (which must be a CA), and a leaf certifying a P-256 key for key agreement; with
+    an ``allowlist``, the leaf's serial number must be on it. A card keeps no trusted time:
+    validity dates are not checked here (the OCE's operator retires a certificate with the
+    allowlist, a CA by replacing the CA-KLOC key). Raises :class:`Scp11ProtocolError`: 6A80
     for what is not a certificate, 6982 for a chain that does not verify."""
     certs = []
     for i, der in enumerate(chain):
@@ -570,7 +573,55 @@ def verify_oce_chain(chain: Sequence[bytes], ca_kloc: ec.EllipticCurvePublicKey)
         raise Scp11ProtocolError("the OCE certificate has no key usage", 0x6982) from e
     if not ku.key_agreement:
         raise Scp11ProtocolError("the OCE certificate's key usage does not allow key agreement", 0x6982)
+    if allowlist is not None and leaf.serial_number not in allowlist:
+        raise Scp11ProtocolError(f"the OCE certificate's serial number {leaf.serial_number:X} is not on the "
+                                 "allowlist", 0x6982)
     return key
+
+
+# --- the allowlist of OCE certificates (STORE DATA to the SD) ------------------------------
+
+TAG_ALLOWLIST = 0x70
+TAG_SERIAL = 0x93
+#: serial numbers an allowlist holds at most, here
+MAX_ALLOWLIST = 64
+
+
+def allowlist_data(kid: int, kvn: int, serials: Sequence[int]) -> bytes:
+    """STORE DATA's data for the allowlist of the OCE certificates the key ``kid``/``kvn``
+    (the CA-KLOC key) accepts: ``A6 { 83 KID KVN } 70 { 93 <serial> ... }``, each serial a
+    positive integer as DER writes it (a leading 00 before a high bit). No serial: no
+    allowlist (any certificate the CA signs)."""
+    if len(serials) > MAX_ALLOWLIST or any(not 0 < s < 1 << 160 for s in serials):
+        raise Scp11ProtocolError(f"an allowlist is up to {MAX_ALLOWLIST} serial numbers of 1 to 20 bytes")
+    body = b"".join(encode(TAG_SERIAL, s.to_bytes((s.bit_length() + 8) // 8, "big")) for s in serials)
+    return encode(TAG_CRT, [Tlv(TAG_KEY_REFERENCE, bytes((kid, kvn)))]) + encode(TAG_ALLOWLIST, body)
+
+
+def parse_allowlist_data(data: bytes) -> tuple[int, int, tuple[int, ...]]:
+    """(KID, KVN, serial numbers) of :func:`allowlist_data`'s format; anything else raises
+    :class:`Scp11ProtocolError` (6A80)."""
+    try:
+        objs = parse_all(data)
+        if [o.tag for o in objs] != [TAG_CRT, TAG_ALLOWLIST]:
+            raise Scp11ProtocolError("allowlist data is not A6 { 83 KID KVN } 70 { 93 .. }", 0x6A80)
+        ref = objs[0].children()
+        serials = objs[1].children() if objs[1].value else ()
+    except TlvError as e:
+        raise Scp11ProtocolError(f"allowlist data: {e}", 0x6A80) from e
+    if len(ref) != 1 or ref[0].tag != TAG_KEY_REFERENCE or len(ref[0].value) != 2:
+        raise Scp11ProtocolError("allowlist data names no key: A6 { 83 KID KVN }", 0x6A80)
+    if len(serials) > MAX_ALLOWLIST:
+        raise Scp11ProtocolError(f"more than {MAX_ALLOWLIST} serial numbers", 0x6A84)
+    out = []
+    for t in serials:
+        if t.tag != TAG_SERIAL or not 1 <= len(t.value) <= 21 or t.value[0] & 0x80:
+            raise Scp11ProtocolError("a serial number is 93 with a positive integer of 1 to 20 bytes", 0x6A80)
+        n = int.from_bytes(t.value, "big")
+        if not 0 < n < 1 << 160:
+            raise Scp11ProtocolError("a serial number is positive and at most 20 bytes", 0x6A80)
+        out.append(n)
+    return ref[0].value[0], ref[0].value[1], tuple(out)
 
 
 def _is_ca(cert: x509.Certificate) -> bool:
@@ -658,7 +709,7 @@ _SD_POLICY = ExtensionPolicy.permit_all().require_present(x509.KeyUsage, Critica
 
 __all__ = [
     "CURVE", "KEY_USAGE_FULL", "KLOC_KID", "SCP11A_KID", "SCP11B_KID", "SCP11_SECURITY_LEVEL",
-    "TAG_CERTIFICATE_STORE", "OceChainCollector", "Scp11aCard", "Scp11aHost", "Scp11bCard", "Scp11bHost",
+    "TAG_CERTIFICATE_STORE", "OceChainCollector", "allowlist_data", "parse_allowlist_data", "Scp11aCard", "Scp11aHost", "Scp11bCard", "Scp11bHost",
     "certificate_store_query", "control_reference_template", "derive", "parse_certificate_bundle",
     "parse_certificate_store_query", "parse_internal_authenticate", "receipt", "verify_oce_chain",
     "verify_sd_certificate",

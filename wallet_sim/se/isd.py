@@ -38,6 +38,7 @@ from protocols.gp.scp11 import (
     OceChainCollector,
     Scp11aCard,
     Scp11bCard,
+    parse_allowlist_data,
     parse_certificate_store_query,
 )
 from protocols.gp.tlv import Tlv, encode, parse_all
@@ -223,7 +224,7 @@ def _perform_security_operation(se: SecureElement, ch: Channel, cmd: CommandApdu
     if collector is None or collector.oce_key is not None:
         ca = serialization.load_der_public_key(kloc["pk"])
         assert isinstance(ca, ec.EllipticCurvePublicKey)
-        collector = ch.extra["oce_chain"] = OceChainCollector(ca)
+        collector = ch.extra["oce_chain"] = OceChainCollector(ca, kloc.get("allow"))
     try:
         collector.take(cmd)
     except Scp11ProtocolError as e:
@@ -456,6 +457,8 @@ def _install(se: SecureElement, ch: Channel, cmd: CommandApdu) -> tuple[bytes, i
 
 def _store_data(se: SecureElement, ch: Channel, cmd: CommandApdu) -> tuple[bytes, int]:
     aid = ch.perso_target
+    if aid is None and cmd.data[:1] == b"\xa6":  # to the ISD itself: the OCE allowlist
+        return _store_allowlist(se, cmd)
     rec = se.app_record(aid) if aid is not None else None
     if aid is None or rec is None or rec["life_cycle"] & LOCKED_BIT:
         return b"", SW_CONDITIONS_NOT_SATISFIED
@@ -465,6 +468,27 @@ def _store_data(se: SecureElement, ch: Channel, cmd: CommandApdu) -> tuple[bytes
         se._applets.pop(aid, None)
         return b"", 0x6F00
     return out.data, out.sw
+
+
+def _store_allowlist(se: SecureElement, cmd: CommandApdu) -> tuple[bytes, int]:
+    """STORE DATA to the ISD (no INSTALL [for personalization] before it; one block, P1 b8
+    set): ``A6 { 83 10 KVN } 70 { 93 <serial> ... }``, the serial numbers of the OCE
+    certificates the CA-KLOC key still accepts (none: any it signed). A retired TSM's
+    certificate is refused from the next chain on, its CA untouched."""
+    if not cmd.p1 & 0x80 or cmd.p2 != 0x00:
+        return b"", SW_INCORRECT_P1P2
+    try:
+        kid, kvn, serials = parse_allowlist_data(cmd.data)
+    except Scp11ProtocolError as e:
+        return b"", e.sw or SW_WRONG_DATA
+    kloc = se.state.get("kloc")
+    if kloc is None or kid != KLOC_KID or kvn != kloc["kvn"]:
+        return b"", SW_REFERENCED_DATA_NOT_FOUND
+    if serials:
+        kloc["allow"] = sorted(set(serials))
+    else:
+        kloc.pop("allow", None)
+    return b"", SW_OK
 
 
 def _put_kloc(se: SecureElement, cmd: CommandApdu) -> tuple[bytes, int]:

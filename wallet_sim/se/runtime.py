@@ -384,5 +384,7 @@ def _scp11_keys(st: dict) -> list[dict]:
     kloc = st.get("kloc")
     if kloc is not None:
         out.append({"kid": "10", "kvn": f"{kloc['kvn']:02X}", "scp": "CA-KLOC", "curve": "P-256",
-                    "public_key_sha256": hashlib.sha256(kloc["pk"]).hexdigest()})
+                    "public_key_sha256": hashlib.sha256(kloc["pk"]).hexdigest(),
+                    # the OCE certificates it still accepts (None: any it signed)
+                    "allowlist": [f"{n:X}" for n in kloc["allow"]] if "allow" in kloc else None})
     return out
