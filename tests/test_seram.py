@@ -771,6 +771,21 @@ def test_a_phone_that_polls_another_process_of_the_service_reaches_its_session(h
             r = httpx.post(f"{url}/gp/seram/handshake", params={"sessionId": "nobody-holds-this"},
                            json={"secureElements": [{"seType": "eSE", "seId": "00"}]})
             assert r.status_code == 404 and r.json()["type"] == "/problems/seram-unknown-session", r.text
+        # three phones at once, all polling the other process: its relay and the holder's
+        # pump carry their long polls side by side
+        more = [wallet_sim.create_phone(phone_home) for _ in range(3)]
+        accepted = [c.post("/provisioning", json={**body, "phone_id": p, "holder": dict(HOLDER, given_name=p[-5:])},
+                           headers=issuer) for p in more]
+        agents = []
+        for p, r in zip(more, accepted, strict=True):
+            assert r.status_code == 202, r.text
+            agents.append(PhoneThread(f"{b.url}/gp/seram", p, phone_home))
+            agents[-1].start_session(r.json()["seram"]["session"])
+        for agent_, r in zip(agents, accepted, strict=True):
+            agent_.join()
+            assert agent_.result.notifications == ["provision/done/OK"], agent_.result
+            assert _wait(c, issuer, r.json()["id"])["state"] == "succeeded"
+        assert relay_b.forwarded == relay_a.answered
     with ctx_a.engine.connect() as conn:  # nothing left behind: no message, no session
         assert conn.execute(sa.select(sa.func.count()).select_from(SeramMessageRow)).scalar_one() == 0
         assert conn.execute(sa.select(sa.func.count()).select_from(SeramSessionRow)).scalar_one() == 0

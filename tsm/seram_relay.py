@@ -300,9 +300,9 @@ class SeramRelay:
             answer = await serve(self.hub, row.route, row.session_id, row.body, row.seen)
         except Exception as exc:  # noqa: BLE001 - the phone gets a 500 problem, the pump goes on
             answer = _problem(500, "seram-relay-failed", "The relayed request failed", type(exc).__name__)
+        self.answered += 1  # counted before it is written: a reader of the counts after the
+        self._counted("answered")  # phone has its answer sees it
         await asyncio.to_thread(self._put, row.id, answer)
-        self.answered += 1
-        self._counted("answered")
 
     def _put(self, message: int, answer: Answer) -> None:
         with self.engine.begin() as conn:
