@@ -179,3 +179,21 @@ def test_openssl_verifies_the_tsms_oce_certificate_against_its_kloc_ca(tmp_path)
     assert "Key Agreement" in text
     assert oct((d / "oce-key.pem").stat().st_mode & 0o777) == "0o600"
     assert oct((d / "ca-key.pem").stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_forged_6a88_that_downgrades_to_scp11b_gains_nothing(world):
+    """Someone on the link answers 6A88 for the SE's SCP11a key, so the TSM meets the SE with
+    SCP11b: the SE, whose issuer named the OCEs that may load keys, refuses the PUT KEY
+    under SCP11b, and keeps its factory keys; nothing secret reached the link."""
+    tsm = world.tsm
+    pid, se = world.phone()
+
+    def downgrade(apdu: bytes) -> bytes:
+        if apdu[1:4] == bytes.fromhex("CABF21") and bytes.fromhex("830211") in apdu:
+            return b"\x6a\x88"  # "no SCP11a key here"
+        return se.transmit(apdu)
+
+    with pytest.raises(CardStatusError, match="PUT KEY refused under SCP11b, though .* forged on the link"):
+        tsm.run(_job(tsm, pid), downgrade)
+    assert world.keysets(pid) == ["30"]
+    assert "scp11a-not-offered" in _events(tsm, pid)

@@ -203,6 +203,12 @@ def rotate_keys(ctx: StepContext) -> None:
         r = s.send_then_reopen(cmd, "PUT KEY replace 30 by 31", DIVERSIFIED_KVN, new, secret=True)
     except CardStatusError as exc:
         if s.scp == "11b" and exc.sw == codes.SW_SECURITY_NOT_SATISFIED:
+            if ctx.link.oce is not None:  # it said it had no SCP11a key, and wants one
+                raise CardStatusError(
+                    f"SE {ctx.se_id}: PUT KEY refused under SCP11b, though the SE answered that it has no "
+                    "SCP11a key: it takes keys only from an OCE its issuer named, so that answer was forged "
+                    "on the link (or the SE is damaged); nothing secret was sent. MCRED_TSM_FIRST_CONTACT=scp11a "
+                    "refuses such an answer at once (specs/tsm.md \"First contact\")", exc.sw) from exc
             raise CardStatusError(
                 f"SE {ctx.se_id}: PUT KEY refused under SCP11b: the SE takes keys only from an OCE "
                 "its issuer named, over SCP11a; give this TSM its OCE identity (MCRED_TSM_FIRST_CONTACT=scp11 "
