@@ -48,3 +48,42 @@ def test_tracing_transmit_prints_pairs():
     assert t(bytes.fromhex("80CA9F7F00")) == b"\x01\x02\x90\x00"
     assert lines[0].startswith("A>> wire") and "80CA9F7F" in lines[0]
     assert lines[1].startswith("A<< wire") and "0102 9000" in lines[1]
+
+
+def test_trace_shows_a_provisioning_as_gp_d_does(home, tmp_path, monkeypatch):
+    """`mcred --trace provision`: every APDU pair on the wire and, from the TSM, in plain,
+    to stderr; the PUT KEY and the PIN records shown only as lengths."""
+    import os
+
+    from test_provision_e2e import HOLDER
+
+    from mcred.cli.main import app
+
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
+    holder = tmp_path / "holder.json"
+    holder.write_text(json.dumps(dict(HOLDER, pin="1234", password="ABC123")), encoding="utf-8")
+    r = CliRunner().invoke(app, ["--trace", "provision", "--phone", "new", "--holder", str(holder),
+                                 "--key-type", "p384", "--mdoc-batch", "1", "--json"])
+    assert r.exit_code == 0, r.output
+    lines = r.stderr.splitlines()
+    wire = [x for x in lines if x.startswith("A>> wire")]
+    plain = [x for x in lines if x.startswith("A>> plain")]
+    assert len(wire) == len(plain) > 30
+    assert any(" 80820111 " in x for x in plain)  # SCP11a's MUTUAL AUTHENTICATE
+    assert any(x.startswith("A>> plain (") and "80D83081 <" in x and "hidden>" in x for x in plain)  # PUT KEY
+    assert not any("31323334" in x for x in lines)  # the PIN "1234" is never shown
+
+
+def test_a_traced_transport_that_pipelines_still_pipelines():
+    class Pipe:
+        def __call__(self, apdu):
+            return b"\x90\x00"
+
+        def transmit_many(self, apdus):
+            return [b"\x01\x90\x00" for _ in apdus]
+
+    lines: list[str] = []
+    t = tracing_transmit(Pipe(), lines.append)
+    assert t.transmit_many([bytes.fromhex("80CA9F7F00"), bytes.fromhex("80CA006600")]) == [b"\x01\x90\x00"] * 2
+    assert [x[:8] for x in lines] == ["A>> wire", "A<< wire"] * 2 and "for 2" in lines[1]
+    assert not hasattr(tracing_transmit(lambda a: b"\x90\x00", lines.append), "transmit_many")

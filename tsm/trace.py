@@ -39,6 +39,25 @@ def tracing_transmit(transmit: Transmit, sink: Sink, label: str = "wire") -> Tra
         sink(f"A<< {label:5} ({len(resp) - 2:04}+2) ({ms:.0f}ms) {_hex(resp[:-2])} {_hex(resp[-2:])}")
         return resp
 
+    many = getattr(transmit, "transmit_many", None)
+    if callable(many):  # a transport that pipelines stays one: the batch traced pair by pair
+        def traced_many(apdus: list[bytes]) -> list[bytes]:
+            t0 = time.perf_counter()
+            try:
+                resps = many(apdus)
+            except Exception as exc:
+                for apdu in apdus:
+                    sink(f"A>> {label:5} ({len(apdu):04}) {format_command(apdu)}")
+                sink(f"A<< {label:5} no response to {len(apdus)} commands: {type(exc).__name__}: {exc}")
+                raise
+            ms = (time.perf_counter() - t0) * 1000
+            for apdu, resp in zip(apdus, resps, strict=False):
+                sink(f"A>> {label:5} ({len(apdu):04}) {format_command(apdu)}")
+                sink(f"A<< {label:5} ({len(resp) - 2:04}+2) ({ms:.0f}ms for {len(apdus)}) "
+                     f"{_hex(resp[:-2])} {_hex(resp[-2:])}")
+            return resps
+
+        traced.transmit_many = traced_many  # type: ignore[attr-defined]
     return traced
 
 

@@ -36,6 +36,17 @@ def trace_sink() -> Callable[[str], None] | None:
     return (lambda line: print(line, file=sys.stderr)) if OPTIONS.trace else None
 
 
+def tsm_tracing(home: Path, phone_id: str, transmit: Callable[[bytes], bytes] | None = None) -> dict:
+    """A TSM job's ``trace`` and ``transmit`` under ``--trace``: its plain pairs and the wire
+    pairs (the phone's SE here, or ``transmit``: over the air, the SERAM link, still
+    pipelining) to stderr, as ``gp -d`` shows them. Otherwise just ``transmit``."""
+    if not OPTIONS.trace:
+        return {"transmit": transmit}
+    if transmit is None:
+        transmit = wallet_sim.open_secure_element(phone_id, home).transmit
+    return {"trace": trace_sink(), "transmit": tracing_transport(transmit)}
+
+
 #: INS codes whose command data is a PIN, password or PUK: traced as a length only.
 _SECRET_INS = {0x20, 0x24, 0x2C}
 

@@ -18,6 +18,7 @@ from mcred.cli.ota_cli import (
     SSL_KEYFILE,
     over_the_air_options,
 )
+from mcred.cli.phone_cmds import tsm_tracing
 from mcred.cli.state import out_path
 
 console = Console()
@@ -98,9 +99,16 @@ def provision_cmd(
                     se_id = read_job(ctx.engine, resume_id).se_id
                 except JobError as exc:
                     raise _fail(f"job {resume_id}: {exc}") from None
-                result = ota.run(se_id, lambda transmit: resume(ctx, resume_id, transmit=transmit))
+                result = ota.run(se_id, lambda transmit: resume(ctx, resume_id,
+                                                                **tsm_tracing(ctx.home, se_id, transmit)))
             else:
-                result = resume(ctx, resume_id)
+                from tsm.jobs import read_job
+
+                try:
+                    se_id = read_job(ctx.engine, resume_id).se_id
+                except JobError as exc:
+                    raise _fail(f"job {resume_id}: {exc}") from None
+                result = resume(ctx, resume_id, **tsm_tracing(ctx.home, se_id))
         except MasterKeyError:
             raise
         except JobError as exc:
@@ -141,9 +149,11 @@ def provision_cmd(
     try:
         if ota is not None:
             result = ota.run(phone, lambda transmit: provision(
-                ctx, phone, parsed, key_type=key_type, mdoc_batch=mdoc_batch, transmit=transmit))
+                ctx, phone, parsed, key_type=key_type, mdoc_batch=mdoc_batch,
+                **tsm_tracing(ctx.home, phone, transmit)))
         else:
-            result = provision(ctx, phone, parsed, key_type=key_type, mdoc_batch=mdoc_batch)
+            result = provision(ctx, phone, parsed, key_type=key_type, mdoc_batch=mdoc_batch,
+                               **tsm_tracing(ctx.home, phone))
     except MasterKeyError:
         raise  # the installation's key, not this phone: mcred.cli.main.run says so, exit 2
     except ProvisionError as exc:
@@ -345,10 +355,11 @@ def refresh_cmd(
         raise _fail(f"no phone {phone!r} under {ctx.home}")
     try:
         if ota is not None:
-            result = ota.run(phone, lambda transmit: refresh_mdocs(ctx, phone, batch=batch, rotate=not keep_keys,
-                                                                   transmit=transmit), what="refresh")
+            result = ota.run(phone, lambda transmit: refresh_mdocs(
+                ctx, phone, batch=batch, rotate=not keep_keys, **tsm_tracing(ctx.home, phone, transmit)),
+                what="refresh")
         else:
-            result = refresh_mdocs(ctx, phone, batch=batch, rotate=not keep_keys)
+            result = refresh_mdocs(ctx, phone, batch=batch, rotate=not keep_keys, **tsm_tracing(ctx.home, phone))
     except ProvisionError as exc:
         raise _fail(f"refreshing {phone}: {exc}") from None
     except MasterKeyError:
