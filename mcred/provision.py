@@ -648,7 +648,7 @@ _SLOT_SECRET = {"auth": "pin", "sign": "password"}
 def reset_secrets(ctx: Context, phone_id: str, *, slots: tuple[str, ...] = ("auth", "sign"),
                   puk: bool = False, pin: str | None = None, password: str | None = None,
                   new_puk: str | None = None, actor: str = "mcred",
-                  transmit: Callable[[bytes], bytes] | None = None) -> ResetResult:
+                  transmit: Callable[[bytes], bytes] | None = None, trace: Any = None) -> ResetResult:
     """The issuer resets a holder's forgotten or locked secrets on the phone (at the
     municipal counter, or in an app after the holder proved who they are with the card):
     a TSM ``reset-secrets`` job sets the user-authentication PIN (``auth``), the signing
@@ -677,13 +677,13 @@ def reset_secrets(ctx: Context, phone_id: str, *, slots: tuple[str, ...] = ("aut
             raise ProvisionError(f"phone {phone_id!r} holds no live JPKI certificate: nothing to protect")
     tsm = Tsm(ctx.engine, ctx.master_key, actor=actor, **ctx.tsm_trust())
     job = tsm.create_job(phone_id, "reset-secrets", {"slots": list(slots), "puk": puk}, job_secrets)
-    view = tsm.run(job, transmit, secrets=job_secrets)
+    view = tsm.run(job, transmit, secrets=job_secrets, trace=trace)
     return _reset_done(ctx, view, job_secrets, generated, actor)
 
 
 def resume_reset(ctx: Context, job_id: str, *, actor: str = "mcred",
                  after_step: StepHook | None = None,
-                 transmit: Callable[[bytes], bytes] | None = None) -> ResetResult:
+                 transmit: Callable[[bytes], bytes] | None = None, trace: Any = None) -> ResetResult:
     """Finish a reset of the holder's secrets that stopped (a crash, a lost answer: the SE
     may already hold the new values). Its values are unsealed from the job and all shown:
     the stopped run never showed them, and the job erases them as it ends."""
@@ -694,7 +694,7 @@ def resume_reset(ctx: Context, job_id: str, *, actor: str = "mcred",
     sealed = tsm._unseal(job_id) if job.state not in ENDED else None
     if transmit is None:
         transmit = wallet_sim.open_secure_element(job.se_id, ctx.home).transmit
-    view = tsm.run(job_id, transmit, after_step=after_step)
+    view = tsm.run(job_id, transmit, after_step=after_step, trace=trace)
     if sealed is None:  # it had ended before: nothing left to show
         return ResetResult(view.se_id, view.id, _reset_of(view), {})
     return _reset_done(ctx, view, sealed, None, actor)

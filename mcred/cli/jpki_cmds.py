@@ -22,6 +22,7 @@ from mcred.cli.ota_cli import (
     SSL_KEYFILE,
     over_the_air_options,
 )
+from mcred.cli.phone_cmds import tsm_tracing
 from mcred.cli.state import check_can_listen, open_context, out_path
 from mcred.cli.watch_cmds import watch_app
 from reader.text import printable
@@ -347,12 +348,14 @@ def pin_reset(phone: str = typer.Option(None, "--phone"),
         if resume_id is not None:
             if ota is not None:
                 phone = read_job(ctx.engine, resume_id).se_id
-            result = run(lambda transmit: resume_reset(ctx, resume_id, actor="cli", transmit=transmit))
+            se_id = phone or read_job(ctx.engine, resume_id).se_id
+            result = run(lambda transmit: resume_reset(ctx, resume_id, actor="cli",
+                                                       **tsm_tracing(ctx.home, se_id, transmit)))
             phone = result.phone_id
         else:
             result = run(lambda transmit: reset_secrets(
                 ctx, phone, slots=("auth", "sign") if slot == "both" else (slot,), puk=puk, actor="cli",
-                transmit=transmit))
+                **tsm_tracing(ctx.home, phone, transmit)))
     except (ProvisionError, PhoneNotFoundError, JobError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
