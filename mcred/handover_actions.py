@@ -65,6 +65,8 @@ class HandoverActions:
     #: How to reach a phone's SE other than opening it in this data directory, by phone id:
     #: a transmit (over the air, a GP SERAM session: mcred/ota.py).
     reach: dict[str, Callable[[bytes], bytes]] = field(default_factory=dict)
+    #: The sink for the TSM jobs' plain APDU pairs (``mcred --trace``), or None.
+    trace: Callable[[str], None] | None = None
 
     def actions(self) -> Mapping[str, wf.Action]:
         return {
@@ -100,17 +102,17 @@ class HandoverActions:
         mine = [j for j in self._jobs(phone_id, actor) if j.kind == kind]
         job_id = mine[-1].id if mine else tsm.create_job(phone_id, kind)
         transmit = self.reach.get(phone_id) or wallet_sim.open_secure_element(phone_id, self.ctx.home).transmit
-        return tsm.run(job_id, transmit, after_step=self.tsm_hook)
+        return tsm.run(job_id, transmit, after_step=self.tsm_hook, trace=self.trace)
 
     def _provision(self, phone_id: str, holder_id: str, actor: str) -> ProvisionResult:
         done = [j for j in self._jobs(phone_id, actor) if j.kind == "provision"]
         transmit = self.reach.get(phone_id)
         if done:
-            result = resume(self.ctx, done[-1].id, after_step=self.tsm_hook, transmit=transmit)
+            result = resume(self.ctx, done[-1].id, after_step=self.tsm_hook, transmit=transmit, trace=self.trace)
         else:
             result = provision(self.ctx, phone_id, holder_id, key_type=self.key_type,
                                mdoc_batch=self.mdoc_batch, after_step=self.tsm_hook, actor=actor,
-                               transmit=transmit, **self.given.get(phone_id, {}))
+                               transmit=transmit, trace=self.trace, **self.given.get(phone_id, {}))
         if result.pin:
             self.secrets[phone_id] = result
         return result

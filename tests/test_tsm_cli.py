@@ -72,6 +72,13 @@ def test_trace_shows_a_provisioning_as_gp_d_does(home, tmp_path, monkeypatch):
     assert any(" 80820111 " in x for x in plain)  # SCP11a's MUTUAL AUTHENTICATE
     assert any(x.startswith("A>> plain (") and "80D83081 <" in x and "hidden>" in x for x in plain)  # PUT KEY
     assert not any("31323334" in x for x in lines)  # the PIN "1234" is never shown
+    # a handover traces both phones' jobs: the new one's provisioning, the old one's wipe
+    old = json.loads(r.stdout)["phone"]
+    r = CliRunner().invoke(app, ["--trace", "handover", "--phone", old, "--to", "new", "--json"])
+    assert r.exit_code == 0, r.output
+    plain = [x for x in r.stderr.splitlines() if x.startswith("A>> plain")]
+    assert any(" 80E40000 " in x for x in plain)  # DELETE on the old phone
+    assert any(" 80820111 " in x for x in plain)  # SCP11a on the new one
 
 
 def test_a_traced_transport_that_pipelines_still_pipelines():

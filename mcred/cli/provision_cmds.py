@@ -19,7 +19,7 @@ from mcred.cli.ota_cli import (
     over_the_air_options,
 )
 from mcred.cli.phone_cmds import tsm_tracing
-from mcred.cli.state import out_path
+from mcred.cli.state import OPTIONS, out_path
 
 console = Console()
 err = Console(stderr=True)
@@ -248,6 +248,10 @@ def handover_cmd(
         raise _fail(str(exc)) from None
     def run(*transmits):  # noqa: ANN002, ANN202 - the new phone's (and the old one's), over the air
         actions.reach.update(zip((to, phone), transmits, strict=False))  # none, the new, or both
+        for pid in (to, phone):  # --trace: each phone's wire pairs, and the TSM's plain ones
+            if OPTIONS.trace and (pid in actions.reach or pid in wallet_sim.list_phones(ctx.home)):
+                wiring = tsm_tracing(ctx.home, pid, actions.reach.get(pid))
+                actions.reach[pid], actions.trace = wiring["transmit"], wiring["trace"]
         return actions.runner("cli").run(hid)
 
     try:
