@@ -237,8 +237,6 @@ class CardSession:
         #: goes to the SE (every send forgets it; see :func:`tsm.steps.personalise`
         #: ``read_state``)
         self.known_state: dict[bytes, bytes] = {}
-        #: the answers to plain commands sent after this session's (see :meth:`send_many`)
-        self._then: list[bytes] = []
 
     def send(self, cmd: CommandApdu, what: str, *, secret: bool = False,
              expect: tuple[int, ...] | None = (0x9000,)) -> ResponseApdu:
@@ -261,18 +259,13 @@ class CardSession:
         host = HostChannel(keys, link.security_level, link.rng(8), kvn, sd_aid=ISD_AID)
         plain = [(select(ISD_AID).to_bytes(), "SELECT ISD", {}),
                  (host.initialize_update(), "INITIALIZE UPDATE", {"kvn": kvn})]
-        try:
-            (r,) = self.send_many([cmd], what, secret=secret, then=plain)
-        finally:
-            answers, self._then = self._then, []
+        (r,), (sel, iu) = self._exchange([cmd], [what], secret, (0x9000,), plain)
         # kept only when ``cmd`` succeeded (the caller reopens then; a failure ends the run)
-        link.prefetched = Prefetched(kvn, host, ResponseApdu.parse(answers[0]),
-                                     (answers[1], int.from_bytes(answers[1][-2:], "big")))
+        link.prefetched = Prefetched(kvn, host, ResponseApdu.parse(sel), (iu, int.from_bytes(iu[-2:], "big")))
         return r
 
     def send_many(self, cmds: list[CommandApdu], what: str | list[str], *, secret: bool = False,
-                  expect: tuple[int, ...] | None = (0x9000,),
-                  then: list[tuple[bytes, str, dict]] | None = None) -> list[ResponseApdu]:
+                  expect: tuple[int, ...] | None = (0x9000,)) -> list[ResponseApdu]:
         """:meth:`send` for commands that go one after the other whatever the answers (the
         blocks of one STORE DATA sequence): when the transport pipelines, all are wrapped
         (SCP03 chains C-MACs only) and sent in one exchange, each answer then unwrapped and
@@ -280,10 +273,17 @@ class CardSession:
         raises, after every answer has been audited; a later command the SE took anyway
         changes nothing a retry of the step does not redo. ``what``: the audit's label, one for
         all or one a command."""
-        link = self.link
         whats = what if isinstance(what, list) else [what] * len(cmds)
-        if len(cmds) > 1 and not link.pipelines:
+        if len(cmds) > 1 and not self.link.pipelines:
             return [self.send(c, w, secret=secret, expect=expect) for c, w in zip(cmds, whats, strict=True)]
+        return self._exchange(cmds, whats, secret, expect, [])[0]
+
+    def _exchange(self, cmds: list[CommandApdu], whats: list[str], secret: bool, expect: tuple[int, ...] | None,
+                  plain: list[tuple[bytes, str, dict]]) -> tuple[list[ResponseApdu], list[bytes]]:
+        """One exchange: ``cmds`` wrapped, then the ``plain`` commands (APDU, audit label,
+        audit detail) after them; the plain answers and the unwrapped ones, judged as
+        :meth:`send_many` says."""
+        link = self.link
         # anything but a STORE DATA that succeeds ends what we know of the card's
         # personalisation target (set again by the caller after INSTALL [for perso])
         target, self.perso_target = self.perso_target, None
@@ -294,7 +294,6 @@ class CardSession:
             batch = [self.host.wrap_pipelined(c) for c in cmds]
         except GpError as exc:
             raise SecureChannelError(f"SE {link.se_id}: cannot wrap {whats[0]}: {exc}") from exc
-        plain = then or []
         try:
             raws = [link.xmit(batch[0].wrapped)] if len(cmds) == 1 and not plain else \
                 link.xmit_many([b.wrapped for b in batch] + [p[0] for p in plain])
@@ -332,17 +331,16 @@ class CardSession:
                 continue
             out.append(r)
         # plain commands after the session's (SELECT ISD and the next INITIALIZE UPDATE):
-        # audited and traced in the order the card took them, kept for the caller
+        # audited and traced in the order the card took them
         for (apdu, w, detail), raw in zip(plain, after, strict=True):
             link.audit.command(CommandApdu.parse(apdu), int.from_bytes(raw[-2:], "big"), w, **detail)
             if link.trace:
                 trace_plain(link.trace, apdu, raw)
-        self._then = after
         if failure is not None:
             raise failure
         if all(c.ins == INS_STORE_DATA for c in cmds) and all(r.sw == 0x9000 for r in out):
             self.perso_target = target
-        return out
+        return out, after
 
     def close(self) -> None:
         self.host.close()
@@ -423,11 +421,11 @@ def open_session(link: SeLink, *, with_step: bool = False) -> CardSession:
     first_host: HostChannel | None = None
     scp11_first = candidates[0] == FACTORY_KVN and link.se_roots is not None
     pre, link.prefetched = link.prefetched, None
-    if pre is not None and pre.kvn == candidates[0]:
+    if pre is not None or link.pipelines:  # nothing goes to a keyset another master key made
         _check_master_key(link, rec, candidates[0])
+    if pre is not None and pre.kvn == candidates[0]:
         r, first, first_host = pre.select, pre.first, pre.host
     elif link.pipelines:
-        _check_master_key(link, rec, candidates[0])
         if scp11_first:
             kid = _first_scp11_kid(link)
             r, first = _select_with(link, _certificate_store_command(kid), _bf21_what(kid))
