@@ -418,6 +418,11 @@ class SecureHost(_Messaging):
         ``outstanding``; any other answer (or none outstanding) fails the channel."""
         if self.state is not outstanding:
             raise self._state_error(f"no {command} outstanding (state {self.state.value})")
+        return self._accepted(command, resp)
+
+    def _accepted(self, command: str, resp: bytes) -> ResponseApdu:
+        """The card's answer to ``command``, when it parses and is 9000; else the channel
+        fails."""
         try:
             r = ResponseApdu.parse(resp)
         except ApduError as e:

@@ -358,12 +358,11 @@ class Scp11aHost(_Scp11Host):
 
     def on_certificate_response(self, resp: bytes) -> None:
         """The card's answer to the next certificate: 9000, or the channel fails."""
-        if self._certificates_taken >= self._certificates_sent:
-            raise Scp11StateError("no PERFORM SECURITY OPERATION outstanding")
-        saved, self.state = self.state, HostState.AUTHENTICATE_SENT  # _answer_to's check
-        self._answer_to(HostState.AUTHENTICATE_SENT, "PERFORM SECURITY OPERATION (OCE certificate "
-                        f"{self._certificates_taken + 1} of {len(self._chain)})", resp)
-        self.state = saved
+        if self._certificates_taken >= self._certificates_sent or self.state not in (
+                HostState.IDLE, HostState.AUTHENTICATE_SENT):
+            raise Scp11StateError(f"no PERFORM SECURITY OPERATION outstanding (state {self.state.value})")
+        self._accepted(f"PERFORM SECURITY OPERATION (OCE certificate {self._certificates_taken + 1} of "
+                       f"{len(self._chain)})", resp)
         self._certificates_taken += 1
 
     def mutual_authenticate(self) -> bytes:
