@@ -55,6 +55,11 @@ class UnknownSession(SeramError):
     """No management session has this ``sessionId`` (HTTP 404)."""
 
 
+def unknown_session(session_id: str) -> UnknownSession:
+    """The refusal of a session id no hub holds (404 over HTTP)."""
+    return UnknownSession(f"no management session {session_id!r} (it ended, or never was)")
+
+
 class SeramLinkError(LinkError):
     """The phone did not answer a C-APDU (it never came, went away, or reported a failure).
     The TSM takes it as a lost answer (``tsm.errors.TransportError``)."""
@@ -249,7 +254,7 @@ class SeramHub:
             del self._links[session_id]
             link = None
         if link is None:
-            raise UnknownSession(f"no management session {session_id!r} (it ended, or never was)")
+            raise unknown_session(session_id)
         return link
 
     def handshake(self, session_id: str, body: bytes) -> bytes:

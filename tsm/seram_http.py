@@ -133,8 +133,21 @@ async def serve(hub: SeramHub, route: str, session_id: str, body: bytes, seen: i
         order, number = await hub.exchange(session_id, body, seen)
         return Answer(200, order, number)
     except seram.SeramError as exc:
-        refusal = _refusal(exc)
-        return Answer(refusal.status_code, bytes(refusal.body))
+        return refusal(exc)
+
+
+def _answer(response: JSONResponse) -> Answer:
+    return Answer(response.status_code, bytes(response.body))
+
+
+def refusal(exc: seram.SeramError) -> Answer:
+    """The problem answering a refused message (404, 406, 409 or 400, as the routes say)."""
+    return _answer(_refusal(exc))
+
+
+def problem(status: int, kind: str, title: str, detail: str) -> Answer:
+    """An RFC 9457 problem answer of the Remote Agent's own (``/problems/<kind>``)."""
+    return _answer(_problem(status, kind, title, detail))
 
 
 class Relay(Protocol):

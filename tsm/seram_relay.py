@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import json
 import threading
 import time
 import uuid
@@ -42,8 +41,8 @@ from collections.abc import Callable
 from sqlalchemy import Engine, delete, insert, select, text, update
 
 from tsm.db import SeramMessageRow, SeramSessionRow, utcnow
-from tsm.seram import SeramHub, SeramLink
-from tsm.seram_http import ROUTES, Answer, serve
+from tsm.seram import SeramHub, SeramLink, unknown_session
+from tsm.seram_http import ROUTES, Answer, problem, refusal, serve
 
 #: the pause between two looks at the database, either side, while an answer (or a request)
 #: is likely soon: for :data:`BRISK_S` after a wait began (or the pump last found one);
@@ -63,11 +62,6 @@ GRACE_S = 10.0
 PURGE_EVERY_S = 60.0
 #: session rows of this process older than this are forgotten when it opens another
 FORGET_AFTER = dt.timedelta(days=1)
-
-
-def _problem(status: int, kind: str, title: str, detail: str) -> Answer:
-    return Answer(status, json.dumps({"type": f"/problems/{kind}", "title": title, "status": status,
-                                      "detail": detail}).encode())
 
 
 class SeramRelay:
@@ -123,8 +117,7 @@ class SeramRelay:
             raise ValueError(f"unknown GP SERAM route {route!r}")
         owner = await asyncio.to_thread(self._owner_of, session_id)
         if owner is None or owner == self.owner:  # ours, and gone from the hub: ended
-            return _problem(404, "seram-unknown-session", "Unknown management session",
-                            f"no management session {session_id!r} (it ended, or never was)")
+            return refusal(unknown_session(session_id))
         message = await asyncio.to_thread(self._post, owner, route, session_id, body, seen)
         self.forwarded += 1
         self._counted("forwarded")
@@ -144,9 +137,9 @@ class SeramRelay:
                 if self.clock() >= deadline:
                     taken = True
                     await asyncio.to_thread(self._drop, message)
-                    return _problem(504, "seram-holder-silent", "The session's process did not answer",
-                                    f"the service process holding management session {session_id!r} did not "
-                                    f"answer within {self.hub.poll_wait_s + GRACE_S:g} s")
+                    return problem(504, "seram-holder-silent", "The session's process did not answer",
+                                   f"the service process holding management session {session_id!r} did not "
+                                   f"answer within {self.hub.poll_wait_s + GRACE_S:g} s")
                 await _wait(woken, pause)
                 if self.clock() - start > BRISK_S:
                     pause = min(pause * 2, MAX_POLL_S)
@@ -299,7 +292,7 @@ class SeramRelay:
         try:
             answer = await serve(self.hub, row.route, row.session_id, row.body, row.seen)
         except Exception as exc:  # noqa: BLE001 - the phone gets a 500 problem, the pump goes on
-            answer = _problem(500, "seram-relay-failed", "The relayed request failed", type(exc).__name__)
+            answer = problem(500, "seram-relay-failed", "The relayed request failed", type(exc).__name__)
         self.answered += 1  # counted before it is written: a reader of the counts after the
         self._counted("answered")  # phone has its answer sees it
         await asyncio.to_thread(self._put, row.id, answer)
