@@ -166,27 +166,19 @@ def _scp11_rows(window: float) -> None:
         _scp11_side_floor(peer_key, None, mac_key, msg)
         _scp11_side_floor(peer_key, None, mac_key, msg)
 
-    rate, floor_rate = _rate(ours, window), _rate(floor, window)
-    print(f"  SCP11b handshake (P-256, both sides in one process): {rate:>8,.0f}/s; its crypto floor "
-          f"{floor_rate:,.0f}/s = {floor_rate / rate:.2f}x")
-    try:
-        from yubikit.core.smartcard.scp import KeyRef, Scp11KeyParams, ScpState
-    except ImportError:
-        print("  yubikit's SCP11b host: not installed (pip install --no-deps yubikey-manager==5.5.1)")
-        return
-    params = Scp11KeyParams(KeyRef(0x13, 0x01), pk)
+    def theirs(KeyRef, Scp11KeyParams, ScpState):  # noqa: ANN001, ANN202, N803 - yubikit's names
+        params = Scp11KeyParams(KeyRef(0x13, 0x01), pk)
 
-    def theirs() -> None:
-        card = Scp11bCard(0x01, 0x13, lambda peer: sd.exchange(ec.ECDH(), peer))
+        def handshake() -> None:
+            card = Scp11bCard(0x01, 0x13, lambda peer: sd.exchange(ec.ECDH(), peer))
 
-        def send(cla: int, ins: int, p1: int, p2: int, data: bytes) -> bytes:
-            return card.internal_authenticate(CommandApdu(cla, ins, p1, p2, data, 256))[:-2]
+            def send(cla: int, ins: int, p1: int, p2: int, data: bytes) -> bytes:
+                return card.internal_authenticate(CommandApdu(cla, ins, p1, p2, data, 256))[:-2]
 
-        ScpState.scp11_init(send, params)
+            ScpState.scp11_init(send, params)
+        return handshake
 
-    peer_rate = _rate(theirs, window)
-    print(f"  SCP11b host by yubikit (Yubico), same card side: {peer_rate:>8,.0f}/s; ours {rate:,.0f}/s "
-          f"= {rate / peer_rate:.2f}x yubikit's rate")
+    _handshake_rows("SCP11b", "P-256, both sides in one process", ours, floor, theirs, window)
 
 
 def _scp11a_rows(window: float) -> None:
@@ -237,27 +229,35 @@ def _scp11a_rows(window: float) -> None:
         _scp11_side_floor(peer_key, oce, mac_key, msg)
         _scp11_side_floor(peer_key, sd, mac_key, msg)
 
+    def theirs(KeyRef, Scp11KeyParams, ScpState):  # noqa: ANN001, ANN202, N803 - yubikit's names
+        params = Scp11KeyParams(KeyRef(0x11, 0x01), pk, KeyRef(0x10, 0x01), oce, [cert])
+
+        def handshake() -> None:
+            sent: list[bytes] = []
+
+            def send(cla: int, ins: int, p1: int, p2: int, data: bytes) -> bytes:
+                sent.append(CommandApdu(cla, ins, p1, p2, data, 256 if ins == 0x82 else None).to_bytes())
+                return card_side(sent)[-1][:-2] if ins == 0x82 else b""
+
+            ScpState.scp11_init(send, params)
+        return handshake
+
+    _handshake_rows("SCP11a", "P-256, OCE certificate checked by the card", ours, floor, theirs, window)
+
+
+def _handshake_rows(scp: str, what: str, ours, floor, theirs, window: float) -> None:  # noqa: ANN001
+    """Our ``scp`` handshake's rate beside its crypto floor's, and yubikit's host
+    (``theirs(KeyRef, Scp11KeyParams, ScpState)`` makes its handshake) beside ours."""
     rate, floor_rate = _rate(ours, window), _rate(floor, window)
-    print(f"  SCP11a handshake (P-256, OCE certificate checked by the card): {rate:>8,.0f}/s; its crypto floor "
-          f"{floor_rate:,.0f}/s = {floor_rate / rate:.2f}x")
+    print(f"  {scp} handshake ({what}): {rate:>8,.0f}/s; its crypto floor {floor_rate:,.0f}/s = "
+          f"{floor_rate / rate:.2f}x")
     try:
         from yubikit.core.smartcard.scp import KeyRef, Scp11KeyParams, ScpState
     except ImportError:
-        print("  yubikit's SCP11a host: not installed (pip install --no-deps yubikey-manager==5.5.1)")
+        print(f"  yubikit's {scp} host: not installed (pip install --no-deps yubikey-manager==5.5.1)")
         return
-    params = Scp11KeyParams(KeyRef(0x11, 0x01), pk, KeyRef(0x10, 0x01), oce, [cert])
-
-    def theirs() -> None:
-        sent: list[bytes] = []
-
-        def send(cla: int, ins: int, p1: int, p2: int, data: bytes) -> bytes:
-            sent.append(CommandApdu(cla, ins, p1, p2, data, 256 if ins == 0x82 else None).to_bytes())
-            return card_side(sent)[-1][:-2] if ins == 0x82 else b""
-
-        ScpState.scp11_init(send, params)
-
-    peer_rate = _rate(theirs, window)
-    print(f"  SCP11a host by yubikit (Yubico), same card side: {peer_rate:>8,.0f}/s; ours {rate:,.0f}/s "
+    peer_rate = _rate(theirs(KeyRef, Scp11KeyParams, ScpState), window)
+    print(f"  {scp} host by yubikit (Yubico), same card side: {peer_rate:>8,.0f}/s; ours {rate:,.0f}/s "
           f"= {rate / peer_rate:.2f}x yubikit's rate")
 
 
