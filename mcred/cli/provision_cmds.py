@@ -104,11 +104,7 @@ def provision_cmd(
             else:
                 from tsm.jobs import read_job
 
-                try:
-                    se_id = read_job(ctx.engine, resume_id).se_id
-                except JobError as exc:
-                    raise _fail(f"job {resume_id}: {exc}") from None
-                result = resume(ctx, resume_id, **tsm_tracing(ctx.home, se_id))
+                result = resume(ctx, resume_id, **tsm_tracing(ctx.home, read_job(ctx.engine, resume_id).se_id))
         except MasterKeyError:
             raise
         except JobError as exc:
