@@ -152,9 +152,15 @@ class Context:
         (``<home>/tsm-oce/``, made on first use; its key in the PKCS#11 token under
         ``MCRED_TSM_MASTER_KEY=pkcs11``) under ``MCRED_TSM_FIRST_CONTACT`` scp11 and scp11a;
         None otherwise."""
+        return self.oce_credentials()[0]
+
+    def oce_credentials(self) -> tuple[OceCredential | None, tuple[OceCredential, ...]]:
+        """The TSM's current SCP11a identity (:attr:`oce`) and its chains from the KLOC CAs
+        it rotated away from (``Tsm(retired_oce=...)``; `mcred tsm oce-ca --rotate`), both
+        with the same key."""
         if first_contact() not in ("scp11", "scp11a"):
-            return None
-        from tsm.oce import OceError, lab_oce
+            return None, ()
+        from tsm.oce import OceError, lab_oce, retired_oce
 
         key = None
         if master_key_store() == "pkcs11":  # the TSM's keys live in the token: SK.OCE.ECKA too
@@ -162,7 +168,7 @@ class Context:
 
             key = HsmOceKey.from_env()
         try:
-            return lab_oce(self.home, key)
+            return lab_oce(self.home, key), retired_oce(self.home, key)
         except OceError as exc:
             raise ConfigError(f"the TSM's OCE identity: {exc}") from None
 
@@ -173,11 +179,13 @@ class Context:
 
     def tsm_trust(self) -> dict[str, object]:
         """What a :class:`tsm.jobs.Tsm` is given to meet factory-fresh SEs: ``se_roots``,
-        ``oce`` and ``require_scp11a``, read from the environment at each call."""
+        ``oce``, ``retired_oce`` and ``require_scp11a``, read from the environment at each
+        call."""
         roots = self.se_roots
         if roots is None:
             return {"se_roots": None}
-        return {"se_roots": roots, "oce": self.oce, "require_scp11a": self.require_scp11a}
+        oce, retired = self.oce_credentials()
+        return {"se_roots": roots, "oce": oce, "retired_oce": retired, "require_scp11a": self.require_scp11a}
 
     def new_phone(self, *, scp11a: bool = True, kloc: x509.Certificate | None = None, **kw: object) -> str:
         """A new phone from the lab's factory (``wallet_sim.create_phone``). ``scp11a``: its

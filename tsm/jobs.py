@@ -41,7 +41,7 @@ from tsm.steps import STEPS, script
 from tsm.trace import Sink
 
 KINDS = ("provision", "provision-mdoc", "refresh-mdoc", "delete-credentials", "rotate-keys",
-         "reset-secrets")
+         "reset-secrets", "rotate-kloc")
 #: States a job never leaves: done (its last step committed) and abandoned (an operator's
 #: decision that it will not finish: :meth:`Tsm.abandon`)
 ENDED = ("done", "abandoned")
@@ -285,13 +285,16 @@ class Tsm:
                  clock: Callable[[], float] = time.time,
                  rng: Callable[[int], bytes] = os.urandom,
                  se_roots: Sequence[x509.Certificate] | None = None,
-                 oce: OceCredential | None = None, require_scp11a: bool = False) -> None:
+                 oce: OceCredential | None = None, require_scp11a: bool = False,
+                 retired_oce: Sequence[OceCredential] = ()) -> None:
         """``se_roots``: the SE makers trusted at first contact. Given (even empty), a
         factory-fresh SE must prove itself with SCP11 and a certificate that chains to one
         of them before it is sent anything secret; None meets it with the published factory
         keys. ``oce``: the TSM's own SCP11a identity, with which it proves itself to an SE
         that offers SCP11a (an SE that does not is met with SCP11b, unless
-        ``require_scp11a``). See specs/tsm.md, "First contact"."""
+        ``require_scp11a``). ``retired_oce``: its chains from KLOC CAs it rotated away from,
+        shown to an SE that still names such a CA, whose CA-KLOC key the job then replaces
+        with ``oce``'s CA (specs/tsm.md, "First contact", "Rotating the KLOC CA")."""
         self.engine = engine
         self.master = master
         self.issuer = issuer
@@ -304,6 +307,9 @@ class Tsm:
         self.se_roots = None if se_roots is None else tuple(se_roots)
         self.oce = oce
         self.require_scp11a = require_scp11a
+        self.retired_oce = tuple(retired_oce)
+        if self.retired_oce and oce is None:
+            raise ValueError("retired_oce needs the TSM's current OCE identity (oce=)")
         if (oce is not None or require_scp11a) and se_roots is None:
             raise ValueError("SCP11a needs se_roots: the SE's certificate is checked before the TSM proves itself")
         if require_scp11a and oce is None:
@@ -459,7 +465,8 @@ class Tsm:
                     with_lease(conn)
             link = SeLink(bind, se_id, transmit, self.master, audit, trace,
                           self.security_level, self.rng, known=known, se_roots=self.se_roots,
-                          clock=self.clock, oce=self.oce, require_scp11a=self.require_scp11a)
+                          clock=self.clock, oce=self.oce, require_scp11a=self.require_scp11a,
+                          retired_oce=self.retired_oce)
             # re-read under the lock (in the transaction that took a lease, or just above)
             started = under_lease[0]
             if started is None:  # done (or abandoned) meanwhile

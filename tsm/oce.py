@@ -15,6 +15,13 @@ use, atomically (two first uses at once make one OCE). The private key stays beh
 holds the key. With ``MCRED_TSM_MASTER_KEY=pkcs11`` the TSM's OCE key is generated and used
 in the token instead (:class:`tsm.hsm.HsmOceKey`) and ``oce.pem`` certifies that key; the
 KLOC CA's key stays a file here, like the SE maker's.
+
+**Rotating the KLOC CA** (:func:`rotate_kloc_ca`: its key leaked, or it is due): a new CA
+certifies the same SK.OCE.ECKA; the old CA's certificate and the TSM's certificate from it
+move to ``retired/<the old CA's SKI>/`` (the old CA's key is deleted: nothing is certified
+under it again). The TSM keeps showing a retired chain to an SE that still names that CA
+(GET DATA FF33) and replaces the SE's CA-KLOC key with the new CA's in the same session
+(specs/tsm.md, "Rotating the KLOC CA").
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from protocols.gp.scp11 import KLOC_KID
 
 OCE_DIR = "tsm-oce"
 CA_FILE, CA_KEY_FILE, OCE_FILE, OCE_KEY_FILE = "ca.pem", "ca-key.pem", "oce.pem", "oce-key.pem"
+RETIRED_DIR = "retired"
 OCE_NAME = "mcred lab TSM"
 #: the CA-KLOC key's version on the SEs the lab's factory makes
 KLOC_KVN = 0x01
@@ -59,6 +67,19 @@ class OceCredential:
     exchange: Callable[[ec.EllipticCurvePublicKey], bytes] = field(repr=False)
     kloc_kid: int = KLOC_KID
     kloc_kvn: int = KLOC_KVN
+    #: the CA the chain verifies under: its public key (what the TSM puts into an SE as
+    #: PK.CA-KLOC.ECDSA when it rotates the SE to this CA) and its identifier (the Subject Key
+    #: Identifier GET DATA FF33 names it by); None when not known
+    ca_key: ec.EllipticCurvePublicKey | None = field(default=None, repr=False)
+    ca_ski: bytes | None = None
+
+    def is_named_by(self, ski: bytes) -> bool:
+        """Whether ``ski``, a CA identifier an SE gives (GET DATA FF33), names this chain's
+        CA: its certificate's Subject Key Identifier, or RFC 5280's first method over its key
+        (what an SE computes when nobody told it the CA's own)."""
+        if self.ca_key is None:
+            return False
+        return ski in (self.ca_ski, x509.SubjectKeyIdentifier.from_public_key(self.ca_key).digest)
 
     @property
     def certificate(self) -> x509.Certificate:
@@ -101,6 +122,95 @@ def lab_oce(home: Path, key: OceKey | None = None) -> OceCredential:
     if key is not None:
         return _held_elsewhere(d, key)
     cert = _load_cert(d / OCE_FILE)
+    private = _file_key(d)
+    if private.public_key() != cert.public_key():
+        raise OceError(f"{d / OCE_KEY_FILE} is not the key of {d / OCE_FILE}")
+
+    def exchange(peer: ec.EllipticCurvePublicKey) -> bytes:
+        return private.exchange(ec.ECDH(), peer)
+
+    return _credential(_load_cert(d / CA_FILE), cert, exchange)
+
+
+def retired_oce(home: Path, key: OceKey | None = None) -> tuple[OceCredential, ...]:
+    """The TSM's chains from the KLOC CAs it rotated away from (:func:`rotate_kloc_ca`),
+    oldest CA first (an SE names the one it takes: the order chooses nothing), each with
+    the same SK.OCE.ECKA as :func:`lab_oce` (the file key, or
+    ``key``). A retired certificate of another key than the one in use (the key moved into
+    an HSM after the rotation) cannot be shown and is left out."""
+    d = oce_dir(home) / RETIRED_DIR
+    if not d.is_dir():
+        return ()
+    if key is not None:
+        public, exchange = key.public_key(), key.exchange
+    else:
+        private = _file_key(oce_dir(home))
+        public = private.public_key()
+
+        def exchange(peer: ec.EllipticCurvePublicKey) -> bytes:
+            return private.exchange(ec.ECDH(), peer)
+
+    gens = [(_load_cert(g / CA_FILE), _load_cert(g / OCE_FILE))
+            for g in d.iterdir() if g.is_dir() and not g.name.startswith(".")]
+    gens.sort(key=lambda pair: pair[0].not_valid_before_utc)
+    return tuple(_credential(ca, cert, exchange) for ca, cert in gens if cert.public_key() == public)
+
+
+def rotate_kloc_ca(home: Path, key: OceKey | None = None) -> tuple[x509.Certificate, x509.Certificate]:
+    """Replace the lab's KLOC CA by a new one (its key leaked, or it is due): the new CA
+    certifies the TSM's key in use (the file key, or ``key``); the old CA's certificate and
+    the TSM's certificate from it move to ``retired/<old SKI>/``, and the old CA's key is
+    deleted. Returns (old CA, new CA) certificates. The directory is replaced whole, so a
+    crash leaves the old CA or the new one, never half of each; one rotation at a time
+    (an exclusive lock beside the directory)."""
+    import fcntl
+
+    d = oce_dir(home)
+    if not (d / OCE_KEY_FILE).is_file():
+        _make(d)
+    with open(d.parent / f".{OCE_DIR}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _recover(d)
+        old_ca = _load_cert(d / CA_FILE)
+        public = key.public_key() if key is not None else _file_key(d).public_key()
+        ca_key, ca = _new_ca()
+        oce = _oce_certificate(ca.subject, ca_key, public)
+        tmp = Path(tempfile.mkdtemp(prefix=".tsm-oce-", dir=d.parent))
+        try:
+            shutil.copytree(d, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(CA_KEY_FILE))
+            gen = tmp / RETIRED_DIR / _ski(old_ca).hex()
+            gen.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(d / CA_FILE, gen / CA_FILE)
+            shutil.copy2(d / OCE_FILE, gen / OCE_FILE)
+            _write_key(tmp / CA_KEY_FILE, ca_key)
+            (tmp / CA_FILE).write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+            (tmp / OCE_FILE).write_bytes(oce.public_bytes(serialization.Encoding.PEM))
+            os.chmod(tmp, 0o755)
+            aside = _aside(d)
+            os.rename(d, aside)  # from here until the next rename, _recover puts it back
+            os.rename(tmp, d)
+            shutil.rmtree(aside, ignore_errors=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return old_ca, ca
+
+
+def _aside(d: Path) -> Path:
+    return d.parent / f".{OCE_DIR}.rotating"
+
+
+def _recover(d: Path) -> None:
+    """A rotation that stopped between its two renames left the old directory aside: put it
+    back (nothing was rotated); one that stopped after them left a copy aside: drop it."""
+    aside = _aside(d)
+    if aside.is_dir():
+        if d.is_dir():
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            os.rename(aside, d)
+
+
+def _file_key(d: Path) -> ec.EllipticCurvePrivateKey:
     path = d / OCE_KEY_FILE
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), None)
@@ -108,13 +218,25 @@ def lab_oce(home: Path, key: OceKey | None = None) -> OceCredential:
         raise OceError(f"{path}: not a readable PEM private key ({exc})") from None
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
         raise OceError(f"{path}: SK.OCE.ECKA must be a P-256 key")
-    if key.public_key() != cert.public_key():
-        raise OceError(f"{path} is not the key of {d / OCE_FILE}")
+    return key
 
-    def exchange(peer: ec.EllipticCurvePublicKey) -> bytes:
-        return key.exchange(ec.ECDH(), peer)
 
-    return OceCredential((cert.public_bytes(serialization.Encoding.DER),), exchange)
+def _ski(cert: x509.Certificate) -> bytes:
+    """A CA's identifier: its Subject Key Identifier (RFC 5280's first method when it
+    carries none)."""
+    try:
+        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    except x509.ExtensionNotFound:
+        return x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest
+
+
+def _credential(ca: x509.Certificate, cert: x509.Certificate,
+                exchange: Callable[[ec.EllipticCurvePublicKey], bytes]) -> OceCredential:
+    ca_key = ca.public_key()
+    if not isinstance(ca_key, ec.EllipticCurvePublicKey) or ca_key.curve.name != "secp256r1":
+        raise OceError(f"the KLOC CA {ca.subject.rfc4514_string()} must have a P-256 key (PK.CA-KLOC.ECDSA)")
+    return OceCredential((cert.public_bytes(serialization.Encoding.DER),), exchange,
+                         ca_key=ca_key, ca_ski=_ski(ca))
 
 
 def _held_elsewhere(d: Path, key: OceKey) -> OceCredential:
@@ -132,7 +254,7 @@ def _held_elsewhere(d: Path, key: OceKey) -> OceCredential:
         tmp = d / f".{OCE_FILE}.{os.getpid()}"
         tmp.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         os.replace(tmp, d / OCE_FILE)
-    return OceCredential((cert.public_bytes(serialization.Encoding.DER),), key.exchange)
+    return _credential(_load_cert(d / CA_FILE), cert, key.exchange)
 
 
 def _load_cert(path: Path) -> x509.Certificate:
@@ -164,28 +286,44 @@ def _oce_certificate(ca_name: x509.Name, ca_key: ec.EllipticCurvePrivateKey,
             .sign(ca_key, hashes.SHA256()))
 
 
-def _make(d: Path) -> None:
-    d.parent.mkdir(parents=True, exist_ok=True)
+def _new_ca() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    ca_key, oce_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    # the serial number in the name tells a rotated CA from the one before it
+    serial = x509.random_serial_number()
     ca_name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, OCE_NAME),
-                         x509.NameAttribute(NameOID.COMMON_NAME, f"{OCE_NAME} KLOC CA")])
+                         x509.NameAttribute(NameOID.COMMON_NAME, f"{OCE_NAME} KLOC CA"),
+                         x509.NameAttribute(NameOID.SERIAL_NUMBER, f"{serial:X}"[:16])])
     ca = (x509.CertificateBuilder()
           .subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number())
+          .serial_number(serial)
           .not_valid_before(now - CLOCK_SKEW).not_valid_after(now + dt.timedelta(days=365 * CA_YEARS))
           .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
           .add_extension(_key_usage(cert_sign=True), critical=True)
           .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
           .sign(ca_key, hashes.SHA256()))
-    oce = _oce_certificate(ca_name, ca_key, oce_key.public_key())
+    return ca_key, ca
+
+
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+
+
+def _make(d: Path) -> None:
+    d.parent.mkdir(parents=True, exist_ok=True)
+    _recover(d)
+    if (d / OCE_KEY_FILE).is_file():  # it was aside: a rotation had stopped half-way
+        return
+    ca_key, ca = _new_ca()
+    oce_key = ec.generate_private_key(ec.SECP256R1())
+    oce = _oce_certificate(ca.subject, ca_key, oce_key.public_key())
     tmp = Path(tempfile.mkdtemp(prefix=".tsm-oce-", dir=d.parent))
     try:
-        for name, key in ((CA_KEY_FILE, ca_key), (OCE_KEY_FILE, oce_key)):
-            fd = os.open(tmp / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
+        _write_key(tmp / CA_KEY_FILE, ca_key)
+        _write_key(tmp / OCE_KEY_FILE, oce_key)
         (tmp / CA_FILE).write_bytes(ca.public_bytes(serialization.Encoding.PEM))
         (tmp / OCE_FILE).write_bytes(oce.public_bytes(serialization.Encoding.PEM))
         os.chmod(tmp, 0o755)

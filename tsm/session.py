@@ -27,11 +27,14 @@ from protocols.gp.codes import INS_STORE_DATA, SW_NOT_ENOUGH_MEMORY, SW_REFERENC
 from protocols.gp.errors import GpError, Scp11AuthenticationError
 from protocols.gp.scp03 import HostChannel, InitializeUpdateResponse, SecureHost, StaticKeys
 from protocols.gp.scp11 import (
+    KLOC_KID,
     SCP11A_KID,
+    TAG_CA_KLOC_IDENTIFIERS,
     TAG_CERTIFICATE_STORE,
     Scp11aHost,
     Scp11bHost,
     certificate_store_query,
+    parse_ca_identifiers,
     parse_certificate_bundle,
     verify_sd_certificate,
 )
@@ -114,6 +117,10 @@ class SeLink:
     #: unless ``require_scp11a``
     oce: OceCredential | None = None
     require_scp11a: bool = False
+    #: the TSM's chains from KLOC CAs it rotated away from (:func:`tsm.oce.rotate_kloc_ca`):
+    #: with any, SCP11a asks the SE which CA it names (GET DATA FF33) and shows that CA's
+    #: chain; the session then replaces the SE's CA-KLOC key (:attr:`CardSession.kloc_stale`)
+    retired_oce: tuple[OceCredential, ...] = ()
     #: the next session's opening, already answered: SELECT ISD and INITIALIZE UPDATE sent
     #: with the last command of the session before (see :meth:`CardSession.send_then_reopen`)
     prefetched: Prefetched | None = None
@@ -217,6 +224,9 @@ class CardSession:
         self.counter = counter
         #: the SE's key diversification data, as it answered and as the record has it
         self.kdd = kdd
+        #: the SCP11a session was opened with a chain from a KLOC CA the TSM rotated away from
+        #: (the SE names it): the first step replaces the SE's CA-KLOC key (tsm.steps.replace_kloc)
+        self.kloc_stale = False
         #: the application INSTALL [for personalization] named in this session, while only
         #: STORE DATA commands answered 9000 followed it (see :func:`tsm.steps.personalise`)
         self.perso_target: bytes | None = None
@@ -652,11 +662,13 @@ def _open_scp11(link: SeLink, rec: records.SeRecord, counters: dict[int, int], *
             f"SE {link.se_id}'s certificate names key diversification data {kdd.hex().upper()}, the record "
             f"says {rec.kdd.hex().upper()}: another card; nothing was sent after it")
     host: Scp11aHost | Scp11bHost
+    stale = False
     if kid == SCP11A_KID:
         assert link.oce is not None
+        oce, stale, kloc_kvn = _choose_oce(link) if link.retired_oce else (link.oce, False, link.oce.kloc_kvn)
         scp, host = "11a", Scp11aHost(leaf.public_key(), SCP11A_KVN, SCP11A_KID,
-                                      oce_certificates=link.oce.certificates, oce_exchange=link.oce.exchange,
-                                      kloc_kid=link.oce.kloc_kid, kloc_kvn=link.oce.kloc_kvn)
+                                      oce_certificates=oce.certificates, oce_exchange=oce.exchange,
+                                      kloc_kid=oce.kloc_kid, kloc_kvn=kloc_kvn)
         answer = _mutual_authenticate(link, host)
     else:
         scp, host = "11b", Scp11bHost(leaf.public_key(), SCP11B_KVN, SCP11B_KID)
@@ -675,7 +687,40 @@ def _open_scp11(link: SeLink, rec: records.SeRecord, counters: dict[int, int], *
     _record_session(link, rec, counters, FACTORY_KVN, None, kdd, with_step=with_step)  # no counter in SCP11
     link.audit.event("se-authenticated", leaf.subject.rfc4514_string(), certificate=fingerprint)
     link.audit.event("session-open", None, kvn=FACTORY_KVN, scp=scp, level=host.security_level)
-    return CardSession(link, host, FACTORY_KVN, None, kdd, scp=scp)
+    session = CardSession(link, host, FACTORY_KVN, None, kdd, scp=scp)
+    session.kloc_stale = stale
+    return session
+
+
+def _choose_oce(link: SeLink) -> tuple[OceCredential, bool, int]:
+    """The chain to show an SE while the TSM holds chains from more than one KLOC CA (a
+    rotation under way): GET DATA FF33 names the CA whose OCEs the SE takes keys from, by
+    its Subject Key Identifier. Returns that CA's credential, whether it is a retired one,
+    and the version under which the SE holds the CA's key (a move to the current CA that
+    stopped after its PUT KEY leaves a factory-fresh SE with version 02). An SE that does not answer FF33 is shown the current chain (it refuses it, named,
+    if it names another CA); one that names none of the TSM's CAs is refused before any
+    certificate goes out."""
+    assert link.oce is not None
+    r = link.plain(CommandApdu(0x80, 0xCA, TAG_CA_KLOC_IDENTIFIERS >> 8, TAG_CA_KLOC_IDENTIFIERS & 0xFF,
+                               b"", 256), "GET DATA CA-KLOC identifiers (FF33)")
+    if r.sw != 0x9000:
+        return link.oce, False, link.oce.kloc_kvn
+    try:
+        held = [(ski, kvn) for ski, kid, kvn in parse_ca_identifiers(r.data) if kid == KLOC_KID]
+    except GpError as exc:
+        raise SecureChannelError(f"SE {link.se_id}: GET DATA FF33: {exc}", r.sw) from exc
+    named = [ski for ski, _ in held]
+    for cred in (link.oce, *link.retired_oce):
+        for ski, kvn in held:
+            if cred.is_named_by(ski):
+                return cred, cred is not link.oce, kvn
+    link.audit.event("oce-refused", "the SE names none of the TSM's KLOC CAs",
+                     named=",".join(n.hex() for n in named) or "none")
+    raise SecureChannelError(
+        f"SE {link.se_id} takes keys only from OCEs of the KLOC CA {', '.join(n.hex().upper() for n in named) or '(none)'} "
+        "(its Subject Key Identifier, GET DATA FF33), which certifies none of this TSM's chains: its issuer named "
+        "another TSM, or a CA this TSM no longer holds (specs/tsm.md \"Rotating the KLOC CA\"); nothing was sent",
+        r.sw)
 
 
 def _mutual_authenticate(link: SeLink, host: Scp11aHost) -> tuple[bytes, int]:

@@ -13,10 +13,23 @@ import hashlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
 from protocols.gp import codes, resources
+from protocols.gp.apdu import CommandApdu
 from protocols.gp.crypto import kcv
 from protocols.gp.errors import GpError
-from protocols.gp.keys import parse_key_information_template, put_key_command
+from protocols.gp.keys import (
+    parse_key_information_template,
+    put_ec_public_key_command,
+    put_key_command,
+)
+from protocols.gp.scp11 import (
+    KLOC_KID,
+    TAG_CA_KLOC_IDENTIFIERS,
+    ca_issuer_data,
+    parse_ca_identifiers,
+)
 from tsm import applets as ap
 from tsm.errors import CardDataError, CardStatusError, JobError, SecretsRequiredError, SeMemoryError
 from tsm.gp_commands import (
@@ -194,6 +207,8 @@ def rotate_keys(ctx: StepContext) -> None:
     kdd = s.kdd  # checked against (or, at first contact, recorded in) the SE's record
     if kdd is None:
         raise JobError(f"SE {ctx.se_id}: no key diversification data on record")
+    if s.kloc_stale:  # SCP11a with a retired KLOC CA's chain: the SE moves to the current CA first
+        replace_kloc(ctx)
     new = ctx.link.se_keys(kdd)  # the master key object derives; the key never leaves it
     dek = s.host.key_dek  # the factory K-DEK under SCP03, the session's S-DEK under SCP11
     cmd = put_key_command(FACTORY_KVN, DIVERSIFIED_KVN, [new.enc, new.mac, new.dek], dek)
@@ -231,6 +246,46 @@ def rotate_keys(ctx: StepContext) -> None:
     ctx.link.next_kvn = DIVERSIFIED_KVN
     ctx.reopen(then_commit=True)
     ctx.results.update(rotated=True)
+
+
+def replace_kloc(ctx: StepContext) -> None:
+    """Put the TSM's current KLOC CA into the SE as its CA-KLOC key (GPCS Amendment F; specs/
+    tsm.md "Rotating the KLOC CA"): GET DATA FF33 names the CA the SE holds; when it is
+    another, PUT KEY KID 10 replaces it (the next KVN) and STORE DATA names the new one by
+    its Subject Key Identifier. From then on the SE takes SCP11a only from the new CA's OCEs;
+    an OCE certificate from the old CA, and whoever holds the old CA's key, are refused.
+    Idempotent: a run after a crash reads FF33 again. An SE whose issuer named no OCE (FF33
+    answers 6A88) is left as it is."""
+    oce = ctx.link.oce
+    if oce is None or oce.ca_key is None or oce.ca_ski is None:
+        raise JobError("the TSM has no OCE identity (MCRED_TSM_FIRST_CONTACT scp11 or scp11a): no KLOC CA "
+                       "to put into the SE")
+    s = ctx.session
+    r = s.send(get_data(TAG_CA_KLOC_IDENTIFIERS), "GET DATA CA-KLOC identifiers (FF33)",
+               expect=(0x9000, codes.SW_REFERENCED_DATA_NOT_FOUND))
+    if r.sw != 0x9000:
+        ctx.results.update(kloc="none")
+        return
+    try:
+        held = [(ski, kvn) for ski, kid, kvn in parse_ca_identifiers(r.data) if kid == KLOC_KID]
+    except GpError as exc:
+        raise CardDataError(f"SE {ctx.se_id}: GET DATA FF33: {exc}") from exc
+    if len(held) != 1:
+        raise CardDataError(f"SE {ctx.se_id}: GET DATA FF33 names {len(held)} CA-KLOC keys, expected one")
+    ski, kvn = held[0]
+    if oce.is_named_by(ski):
+        ctx.results.update(kloc="current", ca_ski=ski.hex())
+        return
+    new_kvn = kvn % 0x7F + 1
+    point = oce.ca_key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+    r = s.send(put_ec_public_key_command(kvn, new_kvn, KLOC_KID, point), f"PUT KEY CA-KLOC (KID 10, KVN {new_kvn:02X})")
+    if r.data != bytes([new_kvn]):
+        raise CardDataError(f"SE {ctx.se_id}: PUT KEY CA-KLOC answered {r.data.hex()}, expected KVN {new_kvn:02X}")
+    s.send(CommandApdu(0x80, codes.INS_STORE_DATA, 0x90, 0x00, ca_issuer_data(KLOC_KID, new_kvn, oce.ca_ski)),
+           "STORE DATA CA-KLOC identifier")
+    ctx.link.audit.event("kloc-replaced", "the SE's CA-KLOC key replaced by the TSM's current KLOC CA",
+                         old=ski.hex(), new=oce.ca_ski.hex(), kvn=new_kvn)
+    ctx.results.update(kloc="replaced", old_ca_ski=ski.hex(), ca_ski=oce.ca_ski.hex(), kvn=new_kvn)
 
 
 def check_keys(ctx: StepContext) -> None:
@@ -536,6 +591,7 @@ STEPS: dict[str, Callable[[StepContext], None]] = {
     "open-session": open_session,
     "rotate-keys": rotate_keys,
     "check-keys": check_keys,
+    "replace-kloc": replace_kloc,
     "survey": survey,
     "install-jpki": _install(ap.JPKI),
     "generate-sign-key": _generate_jpki("sign"),
@@ -577,6 +633,8 @@ def script(kind: str, job_input: dict) -> list[str]:
         return PREAMBLE + ["delete-jpki", "delete-mdoc", "done"]
     if kind == "rotate-keys":
         return PREAMBLE + ["done"]
+    if kind == "rotate-kloc":
+        return PREAMBLE + ["replace-kloc", "done"]
     if kind == "reset-secrets":
         return PREAMBLE + ["reset-secrets", "done"]
     raise JobError(f"unknown job kind {kind!r}")

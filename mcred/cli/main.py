@@ -13,6 +13,10 @@ from mcred.cli.state import OPTIONS
 # The in-process HTTP client (starlette's TestClient over httpx) warns about its own
 # transport at import; it is not the user's concern on the command line.
 warnings.filterwarnings("ignore", message=r".*httpx2.*")
+# pyHanko and signxml import cryptography's DSA names for their own DSA support, which
+# cryptography 51 deprecates at import; mcred neither makes nor accepts DSA signatures, and a
+# holder signing a PDF should not read three library warnings about it.
+warnings.filterwarnings("ignore", message=r"DSA is deprecated", module=r"(pyhanko|signxml)(\.|$)")
 
 app = typer.Typer(
     name="mcred",

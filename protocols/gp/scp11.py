@@ -623,6 +623,88 @@ def parse_allowlist_data(data: bytes) -> tuple[int, int, tuple[int, ...]]:
     return ref[0].value[0], ref[0].value[1], tuple(out)
 
 
+# --- which CA the card trusts (GET DATA FF33) and naming it (STORE DATA A6 { 80 42 83 }) ----
+
+#: GET DATA FF33: the CA-KLOC identifiers, the CAs whose OCEs the card takes keys from
+TAG_CA_KLOC_IDENTIFIERS = 0xFF33
+#: A CA's identifier: its Subject Key Identifier
+TAG_CA_SKI = 0x42
+#: the kind of CA a STORE DATA of a CA identifier names: 00 KLOC (of OCEs), 01 KLCC (of the card)
+CA_KIND_KLOC, CA_KIND_KLCC = 0x00, 0x01
+#: a Subject Key Identifier's length, here (RFC 5280's methods give 20 bytes; yubikit's too)
+MAX_SKI = 32
+
+
+def _check_ski(ski: bytes) -> None:
+    if not 1 <= len(ski) <= MAX_SKI:
+        raise Scp11ProtocolError(f"a CA identifier (Subject Key Identifier) is 1 to {MAX_SKI} bytes", 0x6A80)
+
+
+def ca_identifiers_data(entries: Sequence[tuple[bytes, int, int]]) -> bytes:
+    """GET DATA FF33's answer: for each CA key the card holds, ``42 <SKI> 83 <KID KVN>``
+    (the pairs side by side, as YubiKeys answer and yubikit reads them). ``entries``:
+    (SKI, KID, KVN)."""
+    out = b""
+    for ski, kid, kvn in entries:
+        _check_ski(ski)
+        out += encode(TAG_CA_SKI, ski) + encode(TAG_KEY_REFERENCE, bytes((kid, kvn)))
+    return out
+
+
+def parse_ca_identifiers(data: bytes) -> tuple[tuple[bytes, int, int], ...]:
+    """(SKI, KID, KVN) of each CA in GET DATA FF33's answer; anything else raises
+    :class:`Scp11ProtocolError`."""
+    try:
+        objs = parse_all(data)
+    except TlvError as e:
+        raise Scp11ProtocolError(f"CA identifiers: {e}") from e
+    if len(objs) % 2:
+        raise Scp11ProtocolError("CA identifiers are pairs 42 <SKI> 83 <KID KVN>; one is incomplete")
+    out = []
+    for ski, ref in zip(objs[::2], objs[1::2], strict=True):
+        if ski.tag != TAG_CA_SKI or ref.tag != TAG_KEY_REFERENCE or len(ref.value) != 2:
+            raise Scp11ProtocolError(f"CA identifiers: {ski.tag:X} {ref.tag:X} is not 42 <SKI> 83 <KID KVN>")
+        _check_ski(ski.value)
+        out.append((ski.value, ref.value[0], ref.value[1]))
+    return tuple(out)
+
+
+def ca_issuer_data(kid: int, kvn: int, ski: bytes, *, kind: int = CA_KIND_KLOC) -> bytes:
+    """STORE DATA's data naming the CA key ``kid``/``kvn`` by its Subject Key Identifier:
+    ``A6 { 80 kind  42 <SKI>  83 KID KVN }`` (kind 00: a KLOC CA, 01: KLCC). GET DATA FF33
+    answers it from then on; an OCE reads it to choose the chain to show."""
+    _check_ski(ski)
+    if kind not in (CA_KIND_KLOC, CA_KIND_KLCC):
+        raise Scp11ProtocolError("a CA is KLOC (00) or KLCC (01)")
+    return encode(TAG_CRT, [Tlv(TAG_KEY_TYPE, bytes([kind])), Tlv(TAG_CA_SKI, ski),
+                            Tlv(TAG_KEY_REFERENCE, bytes((kid, kvn)))])
+
+
+def parse_ca_issuer_data(data: bytes) -> tuple[int, int, bytes, int]:
+    """(KID, KVN, SKI, kind) of :func:`ca_issuer_data`'s format; anything else raises
+    :class:`Scp11ProtocolError` (6A80)."""
+    try:
+        objs = parse_all(data)
+        if len(objs) != 1 or objs[0].tag != TAG_CRT:
+            raise Scp11ProtocolError("CA identifier data is not A6 { 80 42 83 }", 0x6A80)
+        inner = objs[0].children()
+    except TlvError as e:
+        raise Scp11ProtocolError(f"CA identifier data: {e}", 0x6A80) from e
+    if [t.tag for t in inner] != [TAG_KEY_TYPE, TAG_CA_SKI, TAG_KEY_REFERENCE] \
+            or len(inner[0].value) != 1 or len(inner[2].value) != 2:
+        raise Scp11ProtocolError("CA identifier data is A6 { 80 <kind> 42 <SKI> 83 <KID KVN> }", 0x6A80)
+    if inner[0].value[0] not in (CA_KIND_KLOC, CA_KIND_KLCC):
+        raise Scp11ProtocolError("a CA is KLOC (00) or KLCC (01)", 0x6A80)
+    _check_ski(inner[1].value)
+    return inner[2].value[0], inner[2].value[1], inner[1].value, inner[0].value[0]
+
+
+def is_ca_issuer_data(data: bytes) -> bool:
+    """Whether STORE DATA to the SD names a CA (``A6 { 80 .. }``) rather than holding an
+    allowlist (``A6 { 83 .. } 70 ..``): the first object inside A6 tells."""
+    return len(data) > 2 and data[0] == TAG_CRT and data[2] == TAG_KEY_TYPE
+
+
 def _is_ca(cert: x509.Certificate) -> bool:
     try:
         return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
@@ -708,7 +790,9 @@ _SD_POLICY = ExtensionPolicy.permit_all().require_present(x509.KeyUsage, Critica
 
 __all__ = [
     "CURVE", "KEY_USAGE_FULL", "KLOC_KID", "SCP11A_KID", "SCP11B_KID", "SCP11_SECURITY_LEVEL",
-    "TAG_CERTIFICATE_STORE", "OceChainCollector", "allowlist_data", "parse_allowlist_data", "Scp11aCard", "Scp11aHost", "Scp11bCard", "Scp11bHost",
+    "TAG_CA_KLOC_IDENTIFIERS", "TAG_CERTIFICATE_STORE", "OceChainCollector", "allowlist_data",
+    "ca_identifiers_data", "ca_issuer_data", "is_ca_issuer_data", "parse_allowlist_data",
+    "parse_ca_identifiers", "parse_ca_issuer_data", "Scp11aCard", "Scp11aHost", "Scp11bCard", "Scp11bHost",
     "certificate_store_query", "control_reference_template", "derive", "parse_certificate_bundle",
     "parse_certificate_store_query", "parse_internal_authenticate", "receipt", "verify_oce_chain",
     "verify_sd_certificate",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -34,11 +35,15 @@ from protocols.gp.scp11 import (
     PSO_MORE,
     SCP11A_KID,
     SCP11B_KID,
+    TAG_CA_KLOC_IDENTIFIERS,
     TAG_CERTIFICATE_STORE,
     OceChainCollector,
     Scp11aCard,
     Scp11bCard,
+    ca_identifiers_data,
+    is_ca_issuer_data,
     parse_allowlist_data,
+    parse_ca_issuer_data,
     parse_certificate_store_query,
 )
 from protocols.gp.tlv import Tlv, encode, parse_all
@@ -75,6 +80,7 @@ from wallet_sim.se.constants import (
     SW_SECURITY_NOT_SATISFIED,
     SW_WRONG_DATA,
 )
+from wallet_sim.se.store import kloc_record
 
 if TYPE_CHECKING:
     from wallet_sim.se.runtime import Channel, SecureElement
@@ -316,6 +322,11 @@ def _get_data(se: SecureElement, ch: Channel, cmd: CommandApdu) -> tuple[bytes, 
         return extended_card_resources(se), SW_OK
     if tag == TAG_CERTIFICATE_STORE:
         return _certificate_store(se, cmd)
+    if tag == TAG_CA_KLOC_IDENTIFIERS:
+        kloc = st.get("kloc")
+        if kloc is None:
+            return b"", SW_REFERENCED_DATA_NOT_FOUND
+        return ca_identifiers_data([(kloc_ski(kloc), KLOC_KID, kloc["kvn"])]), SW_OK
     return b"", SW_REFERENCED_DATA_NOT_FOUND
 
 
@@ -457,8 +468,8 @@ def _install(se: SecureElement, ch: Channel, cmd: CommandApdu) -> tuple[bytes, i
 
 def _store_data(se: SecureElement, ch: Channel, cmd: CommandApdu) -> tuple[bytes, int]:
     aid = ch.perso_target
-    if aid is None and cmd.data[:1] == b"\xa6":  # to the ISD itself: the OCE allowlist
-        return _store_allowlist(se, cmd)
+    if aid is None and cmd.data[:1] == b"\xa6":  # to the ISD itself: the OCE allowlist, or the CA's name
+        return _store_ca_issuer(se, cmd) if is_ca_issuer_data(cmd.data) else _store_allowlist(se, cmd)
     rec = se.app_record(aid) if aid is not None else None
     if aid is None or rec is None or rec["life_cycle"] & LOCKED_BIT:
         return b"", SW_CONDITIONS_NOT_SATISFIED
@@ -491,6 +502,32 @@ def _store_allowlist(se: SecureElement, cmd: CommandApdu) -> tuple[bytes, int]:
     return b"", SW_OK
 
 
+def kloc_ski(kloc: dict) -> bytes:
+    """The CA-KLOC key's identifier (an image made before the SE kept one: RFC 5280's first
+    method over its key, as at manufacture)."""
+    ski = kloc.get("ski")
+    if ski is None:
+        ski = x509.SubjectKeyIdentifier.from_public_key(serialization.load_der_public_key(kloc["pk"])).digest
+    return ski
+
+
+def _store_ca_issuer(se: SecureElement, cmd: CommandApdu) -> tuple[bytes, int]:
+    """STORE DATA to the ISD naming the CA-KLOC key by its CA's Subject Key Identifier:
+    ``A6 { 80 00  42 <SKI>  83 10 KVN }``; GET DATA FF33 answers it from then on (an OCE
+    reads it to choose which of its chains to show). The SE has no KLCC key: 80 01 is 6A88."""
+    if not cmd.p1 & 0x80 or cmd.p2 != 0x00:
+        return b"", SW_INCORRECT_P1P2
+    try:
+        kid, kvn, ski, kind = parse_ca_issuer_data(cmd.data)
+    except Scp11ProtocolError as e:
+        return b"", e.sw or SW_WRONG_DATA
+    kloc = se.state.get("kloc")
+    if kloc is None or kind != 0 or kid != KLOC_KID or kvn != kloc["kvn"]:
+        return b"", SW_REFERENCED_DATA_NOT_FOUND
+    kloc["ski"] = ski
+    return b"", SW_OK
+
+
 def _put_kloc(se: SecureElement, cmd: CommandApdu) -> tuple[bytes, int]:
     """PUT KEY of the CA-KLOC key (KID 10; Amendment F): its issuer replaces (P1 = its KVN)
     or, on an SE without one, adds (P1 = 00) the CA key of the OCEs that may load keys.
@@ -505,8 +542,8 @@ def _put_kloc(se: SecureElement, cmd: CommandApdu) -> tuple[bytes, int]:
     current = st.get("kloc")
     if (current is None and cmd.p1 != 0) or (current is not None and cmd.p1 != current["kvn"]):
         return b"", SW_REFERENCED_DATA_NOT_FOUND
-    st["kloc"] = {"kvn": kvn, "pk": key.public_bytes(serialization.Encoding.DER,
-                                                      serialization.PublicFormat.SubjectPublicKeyInfo)}
+    # a new CA: the old one's allowlist (its certificates' serial numbers) and name go with it
+    st["kloc"] = kloc_record(kvn, key)
     return bytes([kvn]), SW_OK
 
 

@@ -385,6 +385,7 @@ def _scp11_keys(st: dict) -> list[dict]:
     if kloc is not None:
         out.append({"kid": "10", "kvn": f"{kloc['kvn']:02X}", "scp": "CA-KLOC", "curve": "P-256",
                     "public_key_sha256": hashlib.sha256(kloc["pk"]).hexdigest(),
+                    "ca_ski": isd.kloc_ski(kloc).hex(),
                     # the OCE certificates it still accepts (None: any it signed)
                     "allowlist": [f"{n:X}" for n in kloc["allow"]] if "allow" in kloc else None})
     return out

@@ -24,6 +24,7 @@ import weakref
 from pathlib import Path
 
 import cbor2
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -130,11 +131,19 @@ def factory_state(*, max_failed_authentications: int = DEFAULT_MAX_FAILED_AUTHEN
             state["scp11a"] = {"kvn": SCP11A_KVN, "sk": ska.private_bytes(
                 serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
                 "certs": [cert_a]}
-            state["kloc"] = {"kvn": KLOC_KVN, "pk": kloc.public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)}
+            state["kloc"] = kloc_record(KLOC_KVN, kloc)
     elif kloc is not None:
         raise ValueError("a CA-KLOC key needs a maker: SCP11a needs the SE's certified key")
     return state
+
+
+def kloc_record(kvn: int, key: ec.EllipticCurvePublicKey) -> dict:
+    """The image's CA-KLOC entry: the key's version, its SubjectPublicKeyInfo, and the CA's
+    identifier GET DATA FF33 answers (RFC 5280's first method, until STORE DATA names
+    another: the identifier the CA's certificate carries)."""
+    return {"kvn": kvn, "pk": key.public_bytes(serialization.Encoding.DER,
+                                               serialization.PublicFormat.SubjectPublicKeyInfo),
+            "ski": x509.SubjectKeyIdentifier.from_public_key(key).digest}
 
 
 _SCALARS = frozenset((int, bytes, str, type(None)))

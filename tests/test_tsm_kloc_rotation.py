@@ -1,0 +1,306 @@
+"""Rotating the KLOC CA (GPCS Amendment F; specs/tsm.md "Rotating the KLOC CA"): the CA that
+certifies the TSMs allowed to load keys is replaced (its key leaked, or it is due). The SE
+names its CA (GET DATA FF33) and takes a new one by PUT KEY KID 10 and STORE DATA of its
+identifier; the TSM keeps its retired chains to meet SEs that still name an old CA, and moves
+each SE it reaches to the new CA: whoever holds the old CA's key then loads nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_gp_scp11a import ISD_SELECT, _open, _pso
+from test_tsm_fakes import FlakyLink
+from test_tsm_jobs import SECRETS, apdu_whats, check_provisioned, engine  # noqa: F401
+from test_tsm_scp11a import world  # noqa: F401
+
+import wallet_sim
+from protocols.gp.apdu import CommandApdu
+from protocols.gp.errors import Scp11ProtocolError
+from protocols.gp.scp11 import (
+    KLOC_KID,
+    ca_identifiers_data,
+    ca_issuer_data,
+    is_ca_issuer_data,
+    parse_ca_identifiers,
+    parse_ca_issuer_data,
+)
+from tsm.audit import audit_rows
+from tsm.errors import SecureChannelError, TransportError
+from tsm.oce import kloc_certificate, lab_oce, retired_oce, rotate_kloc_ca
+
+FF33 = CommandApdu(0x80, 0xCA, 0xFF, 0x33, b"", 256).to_bytes()
+
+
+def _ski(cert: x509.Certificate) -> bytes:
+    return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+
+
+def _kloc(w, pid):  # noqa: ANN001, ANN202
+    keys = wallet_sim.describe(pid, w.home)["secure_element"]["security_domains"][0]["scp11_keys"]
+    return next(k for k in keys if k["scp"] == "CA-KLOC")
+
+
+def _events(tsm, pid):  # noqa: ANN001, ANN202
+    return [r.event for r in audit_rows(tsm.engine, pid)]
+
+
+def _ca(where) -> x509.Certificate:  # noqa: ANN001
+    return x509.load_pem_x509_certificate((where / "tsm-oce" / "ca.pem").read_bytes())
+
+
+# --- the data, pure -------------------------------------------------------------------------
+
+def test_ca_identifiers_and_ca_issuer_data_round_trip():
+    data = ca_identifiers_data([(b"\x01" * 20, KLOC_KID, 0x03)])
+    assert data == bytes.fromhex("4214" + "01" * 20 + "83021003")
+    assert parse_ca_identifiers(data) == ((b"\x01" * 20, KLOC_KID, 0x03),)
+    assert parse_ca_identifiers(b"") == ()
+    issuer = ca_issuer_data(KLOC_KID, 0x02, b"\xAB" * 20)
+    assert issuer == bytes.fromhex("A61D" + "800100" + "4214" + "AB" * 20 + "83021002")
+    assert is_ca_issuer_data(issuer) and parse_ca_issuer_data(issuer) == (KLOC_KID, 0x02, b"\xAB" * 20, 0)
+    assert not is_ca_issuer_data(bytes.fromhex("A604830210017000"))  # an allowlist
+    for bad in (bytes.fromhex("4201AA"), bytes.fromhex("8302100142"), bytes.fromhex("4200830210 01".replace(" ", ""))):
+        with pytest.raises(Scp11ProtocolError):
+            parse_ca_identifiers(bad)
+    with pytest.raises(Scp11ProtocolError):
+        ca_issuer_data(KLOC_KID, 1, b"")
+
+
+def test_yubikits_ca_issuer_data_is_ours_and_it_reads_our_identifiers():
+    pytest.importorskip("yubikit.securitydomain",
+                        reason="yubikit not installed: pip install --no-deps yubikey-manager==5.5.1")
+    from yubikit.core import Tlv
+    from yubikit.core.smartcard.scp import KeyRef
+
+    ski = bytes(range(20))
+    # what yubikit's store_ca_issuer sends for a KLOC CA
+    theirs = Tlv(0xA6, Tlv(0x80, b"\0") + Tlv(0x42, ski) + Tlv(0x83, KeyRef(KLOC_KID, 0x01)))
+    assert theirs == ca_issuer_data(KLOC_KID, 0x01, ski)
+    # how yubikit's get_supported_ca_identifiers reads FF33
+    tlvs = Tlv.parse_list(ca_identifiers_data([(ski, KLOC_KID, 0x01)]))
+    assert {KeyRef(tlvs[i + 1].value): tlvs[i].value for i in range(0, len(tlvs), 2)} \
+        == {KeyRef(KLOC_KID, 0x01): ski}
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.binary(max_size=80))
+def test_the_ca_parsers_take_any_bytes(data):
+    for parse in (parse_ca_identifiers, parse_ca_issuer_data):
+        try:
+            parse(data)
+        except Scp11ProtocolError:
+            pass
+
+
+# --- the SE ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def card(tmp_path):  # noqa: ANN001, ANN201
+    """A factory-fresh SE whose issuer named the lab TSM's KLOC CA, and its data directory."""
+    where = tmp_path / "home"
+    pid = wallet_sim.create_phone(where, kloc=kloc_certificate(where).public_key())
+    s = wallet_sim.open_secure_element(pid, where)
+    assert s.transmit(ISD_SELECT)[-2:] == b"\x90\x00"
+    return s, where
+
+
+def test_the_se_names_its_kloc_ca_and_takes_a_new_one(card):
+    se, home = card
+    r = se.transmit(FF33)
+    assert r[-2:] == b"\x90\x00" and parse_ca_identifiers(r[:-2]) == ((_ski(_ca(home)), KLOC_KID, 1),)
+    host = _open(se, home)
+    new_key = ec.generate_private_key(ec.SECP256R1())
+    from protocols.gp.keys import put_ec_public_key_command
+    from protocols.gp.scp11 import allowlist_data
+
+    def send(cmd: CommandApdu) -> bytes:
+        return host.unwrap(se.transmit(host.wrap(cmd.to_bytes())))
+
+    assert send(CommandApdu(0x80, 0xE2, 0x90, 0, allowlist_data(KLOC_KID, 1, [5]))) == b"\x90\x00"
+    point = new_key.public_key().public_bytes(serialization.Encoding.X962,
+                                              serialization.PublicFormat.UncompressedPoint)
+    assert send(put_ec_public_key_command(1, 2, KLOC_KID, point)) == b"\x02\x90\x00"
+    # the new CA, named by RFC 5280's first method until told its own; the old allowlist gone
+    method1 = x509.SubjectKeyIdentifier.from_public_key(new_key.public_key()).digest
+    assert parse_ca_identifiers(send(CommandApdu(0x80, 0xCA, 0xFF, 0x33, b"", 256))[:-2]) == ((method1, KLOC_KID, 2),)
+    assert send(CommandApdu(0x80, 0xE2, 0x90, 0, ca_issuer_data(KLOC_KID, 2, b"\x42" * 8))) == b"\x90\x00"
+    pid = se.path.parent.name
+    keys = wallet_sim.describe(pid, home)["secure_element"]["security_domains"][0]["scp11_keys"]
+    assert [(k["kvn"], k["ca_ski"], k["allowlist"]) for k in keys if k["scp"] == "CA-KLOC"] == [("02", "42" * 8, None)]
+    # a wrong KVN, a KLCC CA: refused, nothing changed
+    before = se.path.read_bytes()
+    assert send(CommandApdu(0x80, 0xE2, 0x90, 0, ca_issuer_data(KLOC_KID, 1, b"\x01" * 8)))[-2:] == b"\x6a\x88"
+    assert send(CommandApdu(0x80, 0xE2, 0x90, 0, ca_issuer_data(KLOC_KID, 2, b"\x01" * 8, kind=1)))[-2:] \
+        == b"\x6a\x88"
+    assert se.path.read_bytes() == before
+    # the chain of the old CA is refused from now on
+    se.transmit(ISD_SELECT)
+    assert se.transmit(_pso(lab_oce(home).certificates[0]).to_bytes())[-2:] == b"\x6a\x88"  # KVN 1 is gone
+    assert se.transmit(_pso(lab_oce(home).certificates[0], kvn=2).to_bytes())[-2:] == b"\x69\x82"
+
+
+def test_an_se_without_a_kloc_ca_answers_6a88(tmp_path):
+    pid = wallet_sim.create_phone(tmp_path)
+    s = wallet_sim.open_secure_element(pid, tmp_path)
+    s.transmit(ISD_SELECT)
+    assert s.transmit(FF33) == b"\x6a\x88"
+
+
+# --- the TSM's credentials --------------------------------------------------------------------
+
+def test_rotating_the_kloc_ca_keeps_the_tsm_key_and_retires_the_old_chain(tmp_path):
+    home = tmp_path / "op"
+    first = lab_oce(home)
+    d = home / "tsm-oce"
+    key_before = (d / "oce-key.pem").read_bytes()
+    old_ca, new_ca = rotate_kloc_ca(home)
+    assert old_ca.public_key() != new_ca.public_key() and old_ca.subject != new_ca.subject
+    now = lab_oce(home)
+    assert (d / "oce-key.pem").read_bytes() == key_before
+    assert now.certificate.public_key() == first.certificate.public_key()
+    assert now.ca_ski == _ski(new_ca) and now.is_named_by(_ski(new_ca)) and not now.is_named_by(_ski(old_ca))
+    gen = d / "retired" / _ski(old_ca).hex()
+    assert sorted(p.name for p in gen.iterdir()) == ["ca.pem", "oce.pem"]  # the old CA's key is gone
+    assert (d / "ca-key.pem").stat().st_mode & 0o777 == 0o600
+    (old,) = retired_oce(home)
+    assert old.certificates == first.certificates and old.ca_ski == _ski(old_ca)
+    rotate_kloc_ca(home)
+    assert {c.ca_ski for c in retired_oce(home)} == {_ski(new_ca), _ski(old_ca)}
+    if shutil.which("openssl"):
+        out = subprocess.run(["openssl", "verify", "-CAfile", str(d / "ca.pem"), str(d / "oce.pem")],
+                             capture_output=True, text=True, check=False)
+        assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_a_rotation_that_stopped_between_its_renames_leaves_the_old_ca(tmp_path):
+    home = tmp_path / "op"
+    first = lab_oce(home)
+    d = home / "tsm-oce"
+    os.rename(d, home / ".tsm-oce.rotating")  # what a crash after the first rename leaves
+    assert lab_oce(home).certificates == first.certificates  # put back, not made anew
+    assert not (home / ".tsm-oce.rotating").exists()
+
+
+# --- the TSM --------------------------------------------------------------------------------
+
+def _job(tsm, pid, kind="provision"):  # noqa: ANN001, ANN202
+    if kind == "provision":
+        return tsm.create_job(pid, "provision", {"algorithm": "p384", "mdoc_count": 1}, SECRETS)
+    return tsm.create_job(pid, kind)
+
+
+def _rotated_tsm(w):  # noqa: ANN001, ANN202
+    rotate_kloc_ca(w.home)
+    return w.make_tsm(oce=lab_oce(w.home), retired_oce=retired_oce(w.home))
+
+
+def test_a_provisioned_se_moves_to_the_new_ca_and_the_old_cas_key_loads_nothing(world):  # noqa: F811
+    pid, card = world.phone()
+    world.tsm.run(_job(world.tsm, pid), card.transmit)
+    old_ca = _ca(world.home)
+    old_ca_key = serialization.load_pem_private_key((world.home / "tsm-oce" / "ca-key.pem").read_bytes(), None)
+    tsm = _rotated_tsm(world)
+    view = tsm.run(_job(tsm, pid, "rotate-kloc"), card.transmit)
+    new_ski = _ski(_ca(world.home))
+    assert view.results["replace-kloc"] == {"kloc": "replaced", "old_ca_ski": _ski(old_ca).hex(),
+                                            "ca_ski": new_ski.hex(), "kvn": 2}
+    assert _kloc(world, pid)["ca_ski"] == new_ski.hex() and _kloc(world, pid)["kvn"] == "02"
+    assert "kloc-replaced" in _events(tsm, pid)
+    # again: nothing to do
+    assert tsm.run(_job(tsm, pid, "rotate-kloc"), card.transmit).results["replace-kloc"]["kloc"] == "current"
+    # whoever kept the old CA's key mints an OCE certificate under it: the SE refuses it
+    thief = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    forged = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "thief")]))
+              .issuer_name(old_ca.subject).public_key(thief.public_key()).serial_number(7)
+              .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=9))
+              .add_extension(x509.KeyUsage(False, False, False, False, True, False, False, False, False), True)
+              .sign(old_ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.DER))
+    card.transmit(ISD_SELECT)
+    assert card.transmit(_pso(forged, kvn=2).to_bytes())[-2:] == b"\x69\x82"
+    # the TSM's keys on the SE still open: it provisions again (a refresh) as before
+    assert tsm.run(tsm.create_job(pid, "refresh-mdoc", {"mdoc_count": 1}), card.transmit).state == "done"
+
+
+def test_a_factory_fresh_se_of_the_old_ca_is_met_with_the_retired_chain_and_moved(world):  # noqa: F811
+    pid, card = world.phone()  # made before the rotation: its SE names the old CA
+    tsm = _rotated_tsm(world)
+    view = tsm.run(_job(tsm, pid), card.transmit)
+    assert view.state == "done" and view.results["open-session"]["scp"] == "11a"
+    check_provisioned(world, pid, mdoc_count=1)
+    assert _kloc(world, pid)["ca_ski"] == _ski(_ca(world.home)).hex()
+    whats = apdu_whats(tsm.engine, pid)
+    assert whats[:9] == ["SELECT ISD", "GET DATA SE certificate (BF21, SCP11a)", "GET DATA CA-KLOC identifiers (FF33)",
+                         "PERFORM SECURITY OPERATION (TSM certificate 1 of 1)", "MUTUAL AUTHENTICATE (SCP11a)",
+                         "GET DATA CA-KLOC identifiers (FF33)", "PUT KEY CA-KLOC (KID 10, KVN 02)",
+                         "STORE DATA CA-KLOC identifier", "PUT KEY replace 30 by 31"]
+    # a phone made after it names the new CA: the current chain, no move
+    pid2, se2 = world.phone()
+    tsm.run(_job(tsm, pid2), se2.transmit)
+    assert "PUT KEY CA-KLOC (KID 10, KVN 02)" not in apdu_whats(tsm.engine, pid2)
+    assert "kloc-replaced" not in _events(tsm, pid2)
+
+
+def test_lost_answer_at_each_command_of_a_moved_first_contact_completes_once(world):  # noqa: F811
+    moved = ["SELECT ISD", "GET DATA SE certificate (BF21, SCP11a)", "GET DATA CA-KLOC identifiers (FF33)",
+             "PERFORM SECURITY OPERATION", "MUTUAL AUTHENTICATE", "GET DATA FF33", "PUT KEY CA-KLOC",
+             "STORE DATA CA-KLOC identifier", "PUT KEY replace 30 by 31", "SELECT ISD", "INITIALIZE UPDATE"]
+    phones = [world.phone() for _ in range(len(moved) + 1)]  # stock from before the rotation
+    tsm = _rotated_tsm(world)
+    for k, (pid, card) in enumerate(phones):
+        job = _job(tsm, pid)
+        with pytest.raises(TransportError):
+            tsm.run(job, FlakyLink(card, lose_at=k))
+        assert tsm.run(job, card.transmit).state == "done", f"lost answer {k}"
+        check_provisioned(world, pid, mdoc_count=1)
+        assert _kloc(world, pid)["ca_ski"] == _ski(_ca(world.home)).hex(), f"lost answer {k}"
+
+
+def test_an_se_naming_none_of_the_tsms_cas_is_refused_before_any_certificate(world, tmp_path):  # noqa: F811
+    from tsm.jobs import Tsm
+    from tsm.keys import InMemoryMasterKey
+    from wallet_sim.se.maker import root_path
+
+    elsewhere = tmp_path / "elsewhere"
+    pid, card = world.phone(home=elsewhere)  # its SE names another operator's KLOC CA
+    rotate_kloc_ca(world.home)
+    roots = x509.load_pem_x509_certificates(root_path(elsewhere).read_bytes())
+    tsm = Tsm(world.tsm.engine, InMemoryMasterKey(bytes(16)), se_roots=roots, oce=lab_oce(world.home),
+              retired_oce=retired_oce(world.home))
+    before = card.path.read_bytes()
+    with pytest.raises(SecureChannelError, match="certifies none of this TSM's chains"):
+        tsm.run(_job(tsm, pid), card.transmit)
+    assert card.path.read_bytes() == before
+    assert not any(w.startswith("PERFORM SECURITY OPERATION") for w in apdu_whats(tsm.engine, pid))
+    assert "oce-refused" in _events(tsm, pid)
+
+
+def test_without_its_retired_chains_the_tsm_cannot_meet_an_se_of_the_old_ca(world):  # noqa: F811
+    pid, card = world.phone()
+    rotate_kloc_ca(world.home)
+    tsm = world.make_tsm(oce=lab_oce(world.home))  # retired chains not given
+    with pytest.raises(SecureChannelError, match="refused the TSM's certificate 1"):
+        tsm.run(_job(tsm, pid), card.transmit)
+    assert "GET DATA CA-KLOC identifiers (FF33)" not in apdu_whats(tsm.engine, pid)  # one chain: nothing to choose
+
+
+def test_the_rotate_kloc_job_needs_an_oce_identity_and_leaves_an_se_without_kloc_alone(world):  # noqa: F811
+    from tsm.errors import JobError
+
+    pid, card = world.phone(kloc=False)
+    tsm = world.tsm
+    tsm.run(_job(tsm, pid), card.transmit)
+    assert tsm.run(_job(tsm, pid, "rotate-kloc"), card.transmit).results["replace-kloc"] == {"kloc": "none"}
+    bare = world.make_tsm()
+    with pytest.raises(JobError, match="no OCE identity"):
+        bare.run(_job(bare, pid, "rotate-kloc"), card.transmit)
