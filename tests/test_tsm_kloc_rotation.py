@@ -304,3 +304,52 @@ def test_the_rotate_kloc_job_needs_an_oce_identity_and_leaves_an_se_without_kloc
     bare = world.make_tsm()
     with pytest.raises(JobError, match="no OCE identity"):
         bare.run(_job(bare, pid, "rotate-kloc"), card.transmit)
+
+
+# --- the command line -------------------------------------------------------------------------
+
+def test_mcred_rotates_the_kloc_ca_and_moves_the_ses(home, tmp_path):
+    """`mcred tsm oce-ca --rotate`, then `mcred tsm rotate-kloc --all`: the provisioned phone
+    is moved by a job, the phone from stock at its first contact; both then name the new CA."""
+    import json
+
+    from test_provision_e2e import HOLDER
+    from typer.testing import CliRunner
+
+    from mcred.cli.main import app
+
+    run = CliRunner()
+    holder = tmp_path / "holder.json"
+    holder.write_text(json.dumps(HOLDER, ensure_ascii=False), encoding="utf-8")
+
+    def phone() -> str:
+        r = run.invoke(app, ["phone", "new", "--json"])
+        assert r.exit_code == 0, r.output
+        return json.loads(r.stdout)["id"]
+
+    def names(pid: str) -> str:
+        keys = wallet_sim.describe(pid, home)["secure_element"]["security_domains"][0]["scp11_keys"]
+        return next(k["ca_ski"] for k in keys if k["scp"] == "CA-KLOC")
+
+    used, stock = phone(), phone()
+    assert run.invoke(app, ["provision", "--phone", used, "--holder", str(holder)]).exit_code == 0
+    before = run.invoke(app, ["tsm", "oce-ca"]).stdout
+    r = run.invoke(app, ["tsm", "oce-ca", "--rotate"])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.startswith("-----BEGIN CERTIFICATE-----") and r.stdout != before
+    assert "retired" in r.stderr and "rotate-kloc --all" in r.stderr
+    new_ski = _ski(x509.load_pem_x509_certificate(r.stdout.encode())).hex()
+    assert names(used) != new_ski and names(stock) != new_ski
+    r = run.invoke(app, ["tsm", "rotate-kloc", "--all", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert [(m["phone"], m["kloc"], m["ca_ski"]) for m in out["moved"]] == [(used, "replaced", new_ski)]
+    assert out["failed"] == [] and names(used) == new_ski
+    # the stock phone: provisioned now, met with the retired chain and moved at first contact
+    assert run.invoke(app, ["provision", "--phone", stock, "--holder", str(holder)]).exit_code == 0
+    assert names(stock) == new_ski
+    r = run.invoke(app, ["tsm", "rotate-kloc", "--phone", stock, "--phone", used])
+    assert r.exit_code == 0 and r.stdout.count("already names KLOC CA") == 2, r.output
+    assert run.invoke(app, ["tsm", "rotate-kloc"]).exit_code == 2
+    r = run.invoke(app, ["tsm", "rotate-kloc", "--phone", used, "--phone", "ph-000000000000"])
+    assert r.exit_code == 2 and "no phone ph-000000000000" in r.stderr

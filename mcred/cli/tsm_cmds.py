@@ -68,20 +68,114 @@ def import_master_key(
 
 
 @tsm_app.command("oce-ca")
-def oce_ca() -> None:
+def oce_ca(
+    rotate: bool = typer.Option(False, "--rotate", help="Replace the CA first (its key leaked, or it is "
+                                "due): a new CA certifies this TSM's key, the old chain is kept for SEs that "
+                                "still name it, the old CA's key is deleted; then `mcred tsm rotate-kloc "
+                                "--all` moves the SEs."),
+) -> None:
     """Print the certificate (PEM) of the CA that certifies this TSM as an SCP11a off-card
     entity: what a phone factory elsewhere puts into its SEs (`mcred phone new --kloc
-    FILE`) so that they take keys from this TSM (specs/tsm.md, "First contact")."""
+    FILE`) so that they take keys from this TSM (specs/tsm.md, "First contact", "Rotating
+    the KLOC CA")."""
     from cryptography.hazmat.primitives.serialization import Encoding
 
+    from mcred.context import ConfigError
     from mcred.home import data_home
     from tsm.oce import OceError, kloc_certificate
 
     try:
-        typer.echo(kloc_certificate(data_home()).public_bytes(Encoding.PEM).decode(), nl=False)
-    except OceError as exc:
+        if rotate:
+            from mcred.context import Context
+            from mcred.kloc import rotate_ca
+
+            old, new = rotate_ca(Context.open())
+            err.print(f"KLOC CA rotated: CA {_ski(old)} retired (its key deleted), CA {_ski(new)} now certifies "
+                      "this TSM (Subject Key Identifiers, as `mcred phone show` lists them). SEs still name the old "
+                      "CA: `mcred tsm rotate-kloc --all` moves the ones this TSM reaches; a factory-fresh one "
+                      "is moved at its first contact. Give factories elsewhere the certificate below.",
+                      highlight=False)
+            cert = new
+        else:
+            cert = kloc_certificate(data_home())
+        typer.echo(cert.public_bytes(Encoding.PEM).decode(), nl=False)
+    except (OceError, ConfigError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+
+
+def _ski(cert) -> str:  # noqa: ANN001 - x509.Certificate
+    from cryptography import x509
+
+    return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest.hex()
+
+
+@tsm_app.command("rotate-kloc")
+def rotate_kloc(
+    phone: list[str] = typer.Option(None, "--phone", help="The phone whose SE to move (repeatable)."),
+    all_: bool = typer.Option(False, "--all", help="Every SE the TSM has reached (tsm ses: active), "
+                              "whose phone is in this data directory."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Move SEs to this TSM's current KLOC CA (after `mcred tsm oce-ca --rotate`): each a
+    rotate-kloc job that reads the CA the SE names (GET DATA FF33) and, when it is another,
+    replaces the SE's CA-KLOC key (PUT KEY KID 10, in the TSM's SCP03 session) and names the
+    new CA. From then on the SE refuses SCP11a from the old CA's OCEs. Idempotent: run it
+    again after a failure (exit 1); an SE already moved is left as it is."""
+    import json
+
+    import wallet_sim
+    from mcred.cli.phone_cmds import tsm_tracing
+    from mcred.context import ConfigError, Context
+    from mcred.kloc import known_phones, move_se
+    from tsm.errors import TsmError
+    from wallet_sim import PhoneNotFoundError
+
+    if bool(phone) == all_:
+        err.print("[red]error:[/red] give --phone ID (one or more) or --all", highlight=False)
+        raise typer.Exit(2)
+    ctx = Context.open()
+    skipped: list[dict[str, str]] = []
+    if all_:
+        targets, here = [], set(wallet_sim.list_phones(ctx.home))
+        for pid, state in known_phones(ctx):
+            if state != "active":
+                skipped.append({"phone": pid, "why": "never reached (its first contact moves it)" if state == "new"
+                                else "quarantined (mcred tsm clear-quarantine first)"})
+            elif pid not in here:
+                skipped.append({"phone": pid, "why": "not in this data directory"})
+            else:
+                targets.append(pid)
+    else:
+        targets = list(dict.fromkeys(phone))
+        unknown = [p for p in targets if p not in wallet_sim.list_phones(ctx.home)]
+        if unknown:
+            err.print(f"[red]error:[/red] no phone {escape(', '.join(unknown))} in {ctx.home}: nothing was moved",
+                      highlight=False)
+            raise typer.Exit(2)
+    moves, failed = [], []
+    for pid in targets:
+        try:
+            moves.append(move_se(ctx, pid, actor="cli", **tsm_tracing(ctx.home, pid)).summary())
+        except ConfigError:
+            raise
+        except (TsmError, PhoneNotFoundError) as exc:  # the job stays resumable: run the command again
+            failed.append({"phone": pid, "error": str(exc)})
+    if as_json:
+        typer.echo(json.dumps({"moved": moves, "failed": failed, "skipped": skipped}, indent=2))
+    else:
+        out = Console()
+        for m in moves:
+            what = {"replaced": f"moved from KLOC CA {m['old_ca_ski']} to {m['ca_ski']}",
+                    "current": f"already names KLOC CA {m['ca_ski']}",
+                    "none": "its issuer named no OCE (no CA-KLOC key): left as it is"}.get(m["kloc"], m["kloc"])
+            out.print(f"{m['phone']}: {what} (job {m['job']})", highlight=False)
+        for f in failed:
+            out.print(f"[red]{escape(f['phone'])}: {escape(f['error'])}[/red]", highlight=False)
+        for s in skipped:
+            out.print(f"[yellow]{escape(s['phone'])}: skipped, {escape(s['why'])}[/yellow]", highlight=False)
+    if failed:
+        raise typer.Exit(1)
 
 
 @tsm_app.command("jobs")
