@@ -330,11 +330,16 @@ def _first_contact(ctx) -> Finding:  # noqa: ANN001
     how = {"scp11": "SCP11a where the SE offers it, else SCP11b", "scp11a": "SCP11a only",
            "scp11b": "SCP11b (the TSM shows no identity: SEs that name their key-loading OCEs refuse its keys)"}[kind]
     if kind in ("scp11", "scp11a"):  # looked at, not made: the first job makes the OCE
-        from tsm.oce import OCE_FILE, oce_dir
+        from tsm.oce import OCE_FILE, RETIRED_DIR, oce_dir
 
         made = (oce_dir(ctx.home) / OCE_FILE).is_file()
         how += (", as the TSM of <home>/tsm-oce/ (its ca.pem is the CA-KLOC key the factory puts into SEs)" if made
                 else ", as the TSM whose OCE identity the first phone or job makes (<home>/tsm-oce/)")
+        retired = oce_dir(ctx.home) / RETIRED_DIR
+        n = sum(1 for g in retired.iterdir() if g.is_dir()) if retired.is_dir() else 0
+        if n:
+            how += (f", with the chains of {n} retired KLOC CA(s) for SEs that still name one (moved at first "
+                    "contact, or by `mcred tsm rotate-kloc --all`)")
     names = [r.subject.rfc4514_string() for r in roots]
     if not names:
         return Finding("TSM first contact", True, f"{how}; no SE maker trusted yet (the first `mcred phone new` "

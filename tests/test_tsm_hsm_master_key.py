@@ -365,3 +365,25 @@ def test_the_oce_key_in_the_token_agrees_and_stays_there(softhsm_token, monkeypa
         assert priv[A.SENSITIVE] and not priv[A.EXTRACTABLE] and priv[A.DERIVE] and not priv[A.SIGN]
         # no shared secret is left behind on the token
         assert not list(s.get_objects({A.CLASS: pkcs11.ObjectClass.SECRET_KEY}))
+
+
+def test_rotating_the_kloc_ca_certifies_the_tokens_oce_key(softhsm_token, monkeypatch, tmp_path):
+    """`mcred tsm oce-ca --rotate` under MCRED_TSM_MASTER_KEY=pkcs11: the new CA certifies the
+    key in the token (a file key would be another), and the retired chain shows it too."""
+    from cryptography import x509
+
+    from tsm.hsm import HsmOceKey
+    from tsm.oce import lab_oce, retired_oce, rotate_kloc_ca
+
+    monkeypatch.setenv("MCRED_PKCS11_TOKEN", softhsm_token)
+    monkeypatch.setenv("MCRED_PKCS11_PIN", PIN)
+    home = tmp_path / "op"
+    key = HsmOceKey.from_env()
+    first = lab_oce(home, key)
+    assert first.certificate.public_key() == key.public_key()
+    old, new = rotate_kloc_ca(home, key)
+    now = lab_oce(home, key)
+    assert now.certificate.public_key() == key.public_key() and now.certificate.issuer == new.subject
+    (retired,) = retired_oce(home, key)
+    assert retired.certificate.issuer == old.subject and retired.certificates == first.certificates
+    assert x509.load_pem_x509_certificate((home / "tsm-oce" / "oce.pem").read_bytes()).issuer == new.subject

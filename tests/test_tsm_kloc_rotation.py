@@ -351,5 +351,8 @@ def test_mcred_rotates_the_kloc_ca_and_moves_the_ses(home, tmp_path):
     r = run.invoke(app, ["tsm", "rotate-kloc", "--phone", stock, "--phone", used])
     assert r.exit_code == 0 and r.stdout.count("already names KLOC CA") == 2, r.output
     assert run.invoke(app, ["tsm", "rotate-kloc"]).exit_code == 2
+    doctor = json.loads(run.invoke(app, ["doctor", "--json"]).stdout)
+    first = next(f for f in doctor["findings"] if f["name"] == "TSM first contact")
+    assert "1 retired KLOC CA(s)" in first["detail"]
     r = run.invoke(app, ["tsm", "rotate-kloc", "--phone", used, "--phone", "ph-000000000000"])
     assert r.exit_code == 2 and "no phone ph-000000000000" in r.stderr
