@@ -557,7 +557,7 @@ ABANDON_REASON = "cessationOfOperation"
 
 
 def abandon(ctx: Context, job_id: str, reason: str, *, actor: str = "mcred",
-            transmit: Callable[[bytes], bytes] | None = None) -> AbandonResult:
+            transmit: Callable[[bytes], bytes] | None = None, trace: Any = None) -> AbandonResult:
     """Give up a TSM job that cannot finish (specs/tsm.md, "Abandoning a job").
 
     The job ends for good (:meth:`tsm.jobs.Tsm.abandon`: audited, its sealed secrets
@@ -573,7 +573,8 @@ def abandon(ctx: Context, job_id: str, reason: str, *, actor: str = "mcred",
     answer) is reported, not raised, and the phone stays with its holder: calling this
     again, once the cause is gone, resumes the same wipe job and then lets the phone go.
     ``transmit``: how to reach the phone's SE for the wipe (over the air, its GP SERAM
-    session) instead of opening it in the data directory.
+    session) instead of opening it in the data directory; ``trace``: the wipe's plain APDU
+    pairs, as for :func:`provision`.
     """
     from issuer import revocation
     from issuer.db import AuditEvent
@@ -603,7 +604,7 @@ def abandon(ctx: Context, job_id: str, reason: str, *, actor: str = "mcred",
                                                                      actor=wiper)
             if transmit is None:
                 transmit = wallet_sim.open_secure_element(view.se_id, ctx.home).transmit
-            wiped = tsm.run(wipe_job, transmit, actor=wiper).state == "done"
+            wiped = tsm.run(wipe_job, transmit, actor=wiper, trace=trace).state == "done"
         except (TsmError, wallet_sim.SeError) as exc:
             wipe_error = f"{type(exc).__name__}: {exc}"
             quarantined = isinstance(exc, QUARANTINE_ERRORS)

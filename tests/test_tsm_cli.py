@@ -94,3 +94,24 @@ def test_a_traced_transport_that_pipelines_still_pipelines():
     assert t.transmit_many([bytes.fromhex("80CA9F7F00"), bytes.fromhex("80CA006600")]) == [b"\x01\x90\x00"] * 2
     assert [x[:8] for x in lines] == ["A>> wire", "A<< wire"] * 2 and "for 2" in lines[1]
     assert not hasattr(tracing_transmit(lambda a: b"\x90\x00", lines.append), "transmit_many")
+
+
+def test_trace_shows_an_abandoned_provisionings_wipe(home):
+    """`mcred --trace tsm abandon JOB`: the wipe's APDU pairs, plain and on the wire."""
+    from test_tsm_jobs import SECRETS
+
+    from mcred.cli.main import app
+    from mcred.context import Context
+    from tsm.jobs import Tsm
+
+    ctx = Context.open(home)
+    pid = ctx.new_phone()
+    job = Tsm(ctx.engine, ctx.master_key, **ctx.tsm_trust()).create_job(
+        pid, "provision", {"algorithm": "p384", "mdoc_count": 0}, SECRETS)
+    r = CliRunner().invoke(app, ["--trace", "tsm", "abandon", job, "--reason", "holder withdrew"])
+    assert r.exit_code == 0, r.output
+    plain = [x for x in r.stderr.splitlines() if x.startswith("A>> plain")]
+    wire = [x for x in r.stderr.splitlines() if x.startswith("A>> wire")]
+    assert len(plain) == len(wire) > 3
+    assert any(" 80F24002 " in x for x in plain)  # the wipe's GET STATUS, in plain
+    assert "SE wiped" in r.stdout

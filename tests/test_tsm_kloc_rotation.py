@@ -356,3 +356,43 @@ def test_mcred_rotates_the_kloc_ca_and_moves_the_ses(home, tmp_path):
     assert "1 retired KLOC CA(s)" in first["detail"]
     r = run.invoke(app, ["tsm", "rotate-kloc", "--phone", used, "--phone", "ph-000000000000"])
     assert r.exit_code == 2 and "no phone ph-000000000000" in r.stderr
+
+
+def test_a_phone_in_its_holders_hands_is_moved_over_the_air(tmp_path, monkeypatch):
+    """`mcred tsm rotate-kloc --phone ID --over-the-air`: the phone is not in the operator's
+    data directory; its agent carries the rotate-kloc job's APDUs (GP SERAM)."""
+    import json
+
+    from test_seram import PhoneThread, _free_listen
+    from typer.testing import CliRunner
+
+    from mcred.cli.main import app
+    from mcred.context import Context
+    from tsm.jobs import Tsm
+    from wallet_sim.se.maker import root_path
+
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
+    op, phone_home = tmp_path / "operator", tmp_path / "phone-home"
+    monkeypatch.setenv("MCRED_HOME", str(op))
+    monkeypatch.delenv("MCRED_DATABASE_URL", raising=False)
+    ctx = Context.open(op)
+    pid = wallet_sim.create_phone(phone_home, kloc=kloc_certificate(op).public_key())
+    monkeypatch.setenv("MCRED_SE_MAKER_ROOTS", str(root_path(phone_home)))
+    tsm = Tsm(ctx.engine, ctx.master_key, **ctx.tsm_trust())
+    se = wallet_sim.open_secure_element(pid, phone_home)
+    assert tsm.run(tsm.create_job(pid, "rotate-keys"), se.transmit).state == "done"  # keyed, old CA
+    run = CliRunner()
+    assert run.invoke(app, ["tsm", "oce-ca", "--rotate"]).exit_code == 0
+    listen = _free_listen()
+    agent = PhoneThread(f"http://{listen}/gp/seram", pid, phone_home)
+    agent.start_session("kloc-move-1")
+    r = run.invoke(app, ["tsm", "rotate-kloc", "--phone", pid, "--over-the-air", "--listen", listen,
+                         "--session-id", "kloc-move-1", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout[r.stdout.index("\n") + 1:])
+    assert [(m["phone"], m["kloc"]) for m in out["moved"]] == [(pid, "replaced")]
+    assert agent.join().notifications == ["rotate-kloc/done/OK"]
+    keys = wallet_sim.describe(pid, phone_home)["secure_element"]["security_domains"][0]["scp11_keys"]
+    assert next(k["ca_ski"] for k in keys if k["scp"] == "CA-KLOC") == _ski(_ca(op)).hex()
+    r = run.invoke(app, ["tsm", "rotate-kloc", "--all", "--over-the-air"])
+    assert r.exit_code == 2 and "not --all" in r.stderr

@@ -116,12 +116,20 @@ def rotate_kloc(
     all_: bool = typer.Option(False, "--all", help="Every SE the TSM has reached (tsm ses: active), "
                               "whose phone is in this data directory."),
     as_json: bool = typer.Option(False, "--json"),
+    over_the_air: bool = OVER_THE_AIR,
+    listen: str = LISTEN,
+    public_url: str = PUBLIC_URL,
+    session_id: str = SESSION_ID,
+    ssl_certfile: Path = SSL_CERTFILE,
+    ssl_keyfile: Path = SSL_KEYFILE,
 ) -> None:
     """Move SEs to this TSM's current KLOC CA (after `mcred tsm oce-ca --rotate`): each a
     rotate-kloc job that reads the CA the SE names (GET DATA FF33) and, when it is another,
     replaces the SE's CA-KLOC key (PUT KEY KID 10, in the TSM's SCP03 session) and names the
     new CA. From then on the SE refuses SCP11a from the old CA's OCEs. Idempotent: run it
-    again after a failure (exit 1); an SE already moved is left as it is."""
+    again after a failure (exit 1); an SE already moved is left as it is. With
+    --over-the-air the phones named with --phone are reached through their GP SERAM agents
+    (a session each)."""
     import json
 
     import wallet_sim
@@ -133,6 +141,10 @@ def rotate_kloc(
 
     if bool(phone) == all_:
         err.print("[red]error:[/red] give --phone ID (one or more) or --all", highlight=False)
+        raise typer.Exit(2)
+    ota = over_the_air_options(over_the_air, listen, public_url, session_id, ssl_certfile, ssl_keyfile, as_json)
+    if ota is not None and all_:
+        err.print("[red]error:[/red] --over-the-air reaches the phones named with --phone, not --all", highlight=False)
         raise typer.Exit(2)
     ctx = Context.open()
     skipped: list[dict[str, str]] = []
@@ -148,19 +160,33 @@ def rotate_kloc(
                 targets.append(pid)
     else:
         targets = list(dict.fromkeys(phone))
-        unknown = [p for p in targets if p not in wallet_sim.list_phones(ctx.home)]
+        unknown = [p for p in targets if p not in wallet_sim.list_phones(ctx.home)] if ota is None else []
         if unknown:
             err.print(f"[red]error:[/red] no phone {escape(', '.join(unknown))} in {ctx.home}: nothing was moved",
                       highlight=False)
             raise typer.Exit(2)
-    moves, failed = [], []
-    for pid in targets:
-        try:
-            moves.append(move_se(ctx, pid, actor="cli", **tsm_tracing(ctx.home, pid)).summary())
-        except ConfigError:
-            raise
-        except (TsmError, PhoneNotFoundError) as exc:  # the job stays resumable: run the command again
-            failed.append({"phone": pid, "error": str(exc)})
+    moves: list[dict] = []
+    failed: list[dict[str, str]] = []
+
+    def work(*transmits: object) -> None:
+        for pid, transmit in zip(targets, transmits or [None] * len(targets), strict=True):
+            try:
+                moves.append(move_se(ctx, pid, actor="cli", **tsm_tracing(ctx.home, pid, transmit)).summary())
+            except (TsmError, PhoneNotFoundError) as exc:  # the job stays resumable: run the command again
+                failed.append({"phone": pid, "error": str(exc)})
+                if ota is not None:  # the phones' agents are told the sessions stopped
+                    raise
+
+    try:
+        if ota is None:
+            work()
+        else:
+            ota.run_all(targets, work, what="rotate-kloc")
+    except (TsmError, PhoneNotFoundError):
+        pass  # in failed: reported below
+    except ConfigError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
     if as_json:
         typer.echo(json.dumps({"moved": moves, "failed": failed, "skipped": skipped}, indent=2))
     else:
@@ -282,6 +308,8 @@ def abandon(
     With --over-the-air the wipe reaches the phone through its GP SERAM Local Agent."""
     import json
 
+    import wallet_sim
+    from mcred.cli.phone_cmds import tsm_tracing
     from mcred.context import Context
     from mcred.provision import abandon as abandon_job
     from tsm.errors import JobError, TsmError
@@ -290,15 +318,17 @@ def abandon(
     ota = over_the_air_options(over_the_air, listen, public_url, session_id, ssl_certfile, ssl_keyfile, as_json)
     ctx = Context.open()
     try:
+        view = read_job(ctx.engine, job)
         if ota is None:
-            result = abandon_job(ctx, job, reason, actor="cli")
+            # --trace shows the wipe of a phone in this data directory (one elsewhere is let go unwiped)
+            here = view.kind == "provision" and view.se_id in wallet_sim.list_phones(ctx.home)
+            result = abandon_job(ctx, job, reason, actor="cli", **(tsm_tracing(ctx.home, view.se_id) if here else {}))
         else:
-            view = read_job(ctx.engine, job)
             if view.kind != "provision":
                 raise JobError(f"--over-the-air reaches a provisioning's phone to wipe it; job {job} is a "
                                f"{view.kind} job, which wipes nothing")
-            result = ota.run(view.se_id, lambda transmit: abandon_job(ctx, job, reason, actor="cli",
-                                                                      transmit=transmit), what="abandon")
+            result = ota.run(view.se_id, lambda transmit: abandon_job(
+                ctx, job, reason, actor="cli", **tsm_tracing(ctx.home, view.se_id, transmit)), what="abandon")
     except JobError as exc:  # no such job, a finished one, no reason: the command as given
         err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
