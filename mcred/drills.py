@@ -48,7 +48,7 @@ from protocols import cose, mdoc
 from protocols.cardsub import parse_holder
 
 SCENARIOS = ("model_change", "resale", "lost_found", "lost_not_found", "renewal", "moved", "death",
-             "pin_lock", "puk_lock", "abandoned", "ds_compromise")
+             "pin_lock", "puk_lock", "abandoned", "ds_compromise", "kloc_compromise")
 #: The Status List Token ttl the drill installation publishes (seconds): short, so that a
 #: reader holding a cached list sees a change within a drill; the report states it.
 DRILL_TTL = 2
@@ -422,9 +422,13 @@ class SubjectReport:
     ocsp_propagation_s: float | None = None
     #: ... to the relying party's watch (a CRL sweep of the signer's certificate)
     watch_propagation_s: float | None = None
+    #: ... to the phone's SE refusing what the scenario revoked (kloc_compromise: from the
+    #: KLOC CA's rotation to the SE refusing the leaked CA's OCE)
+    se_propagation_s: float | None = None
     reader_reason: str = ""
     ocsp_reason: str = ""
     watch_reason: str = ""
+    se_reason: str = ""
     final: dict[str, Any] = field(default_factory=dict)
 
     def timed(self, name: str, fn: Callable[[], Any]) -> Any:
@@ -457,7 +461,7 @@ class DrillReport:
 
         return {who: stats([v for s in self.subjects
                             if (v := getattr(s, f"{who}_propagation_s")) is not None])
-                for who in ("reader", "ocsp", "watch")}
+                for who in ("reader", "ocsp", "watch", "se")}
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -938,6 +942,134 @@ def _ds_compromise(env: Env, report: DrillReport, workers: int,
     report.subjects.extend(rep for rep, _, _, _ in subjects)
 
 
+class _Thief:
+    """Whoever holds a leaked KLOC CA key: an OCE certificate of their own from it (the
+    drill reads the key from ``<home>/tsm-oce/ca-key.pem`` before the rotation deletes it,
+    as it would have leaked), shown to an SE over SCP11a as the genuine TSM shows its own."""
+
+    def __init__(self, home: Any) -> None:
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        from tsm.oce import CA_FILE, CA_KEY_FILE, oce_dir
+
+        d = oce_dir(home)
+        ca_key = serialization.load_pem_private_key((d / CA_KEY_FILE).read_bytes(), None)
+        ca = x509.load_pem_x509_certificate((d / CA_FILE).read_bytes())
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        now = dt.datetime.now(dt.UTC)
+        ku = x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
+                           data_encipherment=False, key_agreement=True, key_cert_sign=False, crl_sign=False,
+                           encipher_only=False, decipher_only=False)
+        self.chain = [(x509.CertificateBuilder()
+                       .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "not the TSM")]))
+                       .issuer_name(ca.subject).public_key(self.key.public_key())
+                       .serial_number(x509.random_serial_number())
+                       .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=30))
+                       .add_extension(ku, critical=True)
+                       .sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.DER))]
+
+    def opens(self, home: Any, phone_id: str) -> tuple[bool, str]:
+        """Whether the SE opens SCP11a to this OCE (from there PUT KEY would replace its
+        keys: the drill stops at the open and changes nothing), and what it answered."""
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        from protocols.gp.apdu import CommandApdu
+        from protocols.gp.errors import GpError
+        from protocols.gp.scp11 import (
+            KLOC_KID,
+            SCP11A_KID,
+            TAG_CA_KLOC_IDENTIFIERS,
+            TAG_CERTIFICATE_STORE,
+            Scp11aHost,
+            certificate_store_query,
+            parse_ca_identifiers,
+            parse_certificate_bundle,
+        )
+        from tsm.gp_commands import ISD_AID
+
+        se = wallet_sim.open_secure_element(phone_id, home)
+        se.transmit(CommandApdu(0x00, 0xA4, 0x04, 0x00, ISD_AID, 256).to_bytes())
+        r = se.transmit(CommandApdu(0x80, 0xCA, TAG_CERTIFICATE_STORE >> 8, TAG_CERTIFICATE_STORE & 0xFF,
+                                    certificate_store_query(SCP11A_KID, 0x01), 256).to_bytes())
+        sd_key = parse_certificate_bundle(r[:-2])[-1].public_key()
+        named = se.transmit(CommandApdu(0x80, 0xCA, TAG_CA_KLOC_IDENTIFIERS >> 8, TAG_CA_KLOC_IDENTIFIERS & 0xFF,
+                                        b"", 256).to_bytes())
+        kvn = next(v for _, kid, v in parse_ca_identifiers(named[:-2]) if kid == KLOC_KID)
+        host = Scp11aHost(sd_key, 0x01, oce_certificates=self.chain,
+                          oce_exchange=lambda peer: self.key.exchange(ec.ECDH(), peer), kloc_kvn=kvn)
+        try:
+            for apdu in host.certificate_commands():
+                host.on_certificate_response(se.transmit(apdu))
+            host.on_mutual_authenticate_response(se.transmit(host.mutual_authenticate()))
+        except GpError as exc:
+            return False, str(exc)
+        finally:
+            se.transmit(CommandApdu(0x00, 0xA4, 0x04, 0x00, ISD_AID, 256).to_bytes())  # ends the session
+        return True, "SCP11a opened: the SE would take its keys"
+
+
+def _kloc_compromise(env: Env, report: DrillReport, workers: int,
+                     progress: Callable[[int], None] | None) -> None:
+    """The TSM's KLOC CA key leaks (issuer-wide, every SE that names the CA): whoever holds
+    it certifies an OCE key of their own and opens SCP11a on each SE, with the right to
+    replace its keys. The operator rotates the CA (``mcred tsm oce-ca --rotate``) and moves
+    every SE it reaches (``mcred tsm rotate-kloc``): measured from the rotation to each SE
+    refusing the thief's chain; the credentials are untouched (present VALID, sign good); a
+    phone from stock, made before the rotation, is moved at its first contact."""
+    from mcred.kloc import move_se, rotate_ca
+
+    def setup(i: int) -> tuple[SubjectReport, ProvisionResult]:
+        rep = SubjectReport(phone="")
+        return rep, _new_subject(env, rep, i, "kloc")
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        subjects = list(pool.map(setup, range(1, report.phones + 1)))
+    stock = env.ctx.new_phone()  # factory-fresh: its SE names the CA about to leak
+    thief = _Thief(env.ctx.home)
+    for rep, r in subjects:
+        opened, why = thief.opens(env.ctx.home, r.phone_id)
+        _require(opened, f"{r.phone_id}: the leaked CA's OCE should open SCP11a before the rotation: {why}")
+        rep.final["before_rotation"] = "the leaked CA's OCE opens SCP11a"
+    t0 = time.perf_counter()
+    old, new = rotate_ca(env.ctx)
+    ski = {c: c.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest.hex()
+           for c in (old, new)}
+    report.bystander = {"phone": "-", "result": f"KLOC CA {ski[old]} leaked: every SE that names it exposed; "
+                                                f"rotated to {ski[new]}"}
+
+    def move(item: tuple[SubjectReport, ProvisionResult]) -> None:
+        rep, r = item
+        try:
+            m = rep.timed("move SE to the new KLOC CA", lambda: move_se(env.ctx, r.phone_id, actor="drill"))
+            _require(m.kloc == "replaced", f"{r.phone_id}: rotate-kloc said {m.kloc}, not replaced")
+            opened, why = thief.opens(env.ctx.home, r.phone_id)
+            _require(not opened, f"{r.phone_id}: the leaked CA's OCE still opens SCP11a after the move")
+            rep.se_propagation_s, rep.se_reason = time.perf_counter() - t0, f"refused: {why}"
+            response, st = env.present(r.phone_id)
+            ok, said = env.reader_verdict(response, st)
+            _require(ok, f"{r.phone_id}: refused after the move: {said}")
+            ok, said = env.rp_verdict(env.sign(r.phone_id, r.password))
+            _require(ok, f"{r.phone_id}: signature refused after the move: {said}")
+            rep.final["after_move"] = "credentials untouched: present VALID, sign good"
+        finally:
+            if progress:
+                progress(1)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(move, subjects))
+    rep = SubjectReport(phone=stock)
+    rep.timed("provision (stock: moved at first contact)",
+              lambda: provision(env.ctx, stock, _holder(0, "kloc-stock"), key_type=env.key_type,
+                                mdoc_batch=env.mdoc_batch))
+    opened, why = thief.opens(env.ctx.home, stock)
+    _require(not opened, f"{stock}: the phone from stock still takes the leaked CA's OCE after its first contact")
+    rep.se_propagation_s, rep.se_reason = time.perf_counter() - t0, f"refused: {why}"
+    rep.final["stock"] = "moved at its first contact (the TSM's retired chain, then PUT KEY of its CA-KLOC key)"
+    report.subjects.extend([*(r for r, _ in subjects), rep])
+
+
 class _WorkerDied(Exception):
     """The drill's stand-in for a TSM worker that died between a step and its commit."""
 
@@ -1019,9 +1151,10 @@ def run_drill(ctx: Context, scenario: str, *, phones: int = 1, workers: int | No
     t0 = time.perf_counter()
     env = env or Env(ctx, ttl=ttl, key_type=key_type)
     report = DrillReport(scenario, phones, env.ttl)
-    if scenario == "ds_compromise":
+    if scenario in ("ds_compromise", "kloc_compromise"):
+        whole = _ds_compromise if scenario == "ds_compromise" else _kloc_compromise
         try:
-            _ds_compromise(env, report, workers or min(phones, 4), progress)
+            whole(env, report, workers or min(phones, 4), progress)
             report.passed = True
         except Exception as exc:  # noqa: BLE001 - reported
             report.error = f"{type(exc).__name__}: {exc}"
@@ -1065,10 +1198,10 @@ def render_markdown(reports: list[DrillReport]) -> str:
                   f"- published TTLs: status list {r.status_list_ttl_s} s; OCSP {r.ocsp_ttl_s} s "
                   "(live responder)"]
         prop = r.propagation()
-        for who in ("reader", "ocsp", "watch"):
+        for who in ("reader", "ocsp", "watch", "se"):
             s = prop[who]
             if s:
-                lines.append(f"- propagation to the {who}: min {s['min']:.3f} s, median "
+                lines.append(f"- propagation to the {'SEs' if who == 'se' else who}: min {s['min']:.3f} s, median "
                              f"{s['median']:.3f} s, p95 {s['p95']:.3f} s, max {s['max']:.3f} s")
         if r.error:
             lines.append(f"- error: {r.error}")
@@ -1080,14 +1213,21 @@ def render_markdown(reports: list[DrillReport]) -> str:
         for s in r.subjects:
             for st in s.steps:
                 lines.append(f"| {s.phone} | {st.name} | {st.seconds:.3f} |")
-        lines += ["", "| phone | reader propagation s | reader reason | OCSP propagation s | OCSP reason "
-                  "| watch (CRL sweep) propagation s | watch reason |",
-                  "|---|---|---|---|---|---|---|"]
-        for s in r.subjects:
+        relying = [s for s in r.subjects if any(v is not None for v in (
+            s.reader_propagation_s, s.ocsp_propagation_s, s.watch_propagation_s))]
+        if relying:
+            lines += ["", "| phone | reader propagation s | reader reason | OCSP propagation s | OCSP reason "
+                      "| watch (CRL sweep) propagation s | watch reason |",
+                      "|---|---|---|---|---|---|---|"]
+        for s in relying:
             rp, op, wp = ("" if v is None else f"{v:.3f}" for v in
                           (s.reader_propagation_s, s.ocsp_propagation_s, s.watch_propagation_s))
             lines.append(f"| {s.phone} | {rp} | {_cell(s.reader_reason)} | {op} | "
                          f"{_cell(s.ocsp_reason)} | {wp} | {_cell(s.watch_reason)} |")
+        if any(s.se_propagation_s is not None for s in r.subjects):
+            lines += ["", "| phone | SE propagation s | SE's answer |", "|---|---|---|"]
+            lines += [f"| {s.phone} | {s.se_propagation_s:.3f} | {_cell(s.se_reason)} |"
+                      for s in r.subjects if s.se_propagation_s is not None]
         lines.append("")
     return "\n".join(lines)
 

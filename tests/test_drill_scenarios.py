@@ -30,7 +30,7 @@ def env(tmp_path_factory):
         os.fsync = saved
 
 
-@pytest.mark.parametrize("scenario", [s for s in SCENARIOS if s != "ds_compromise"])
+@pytest.mark.parametrize("scenario", [s for s in SCENARIOS if s not in ("ds_compromise", "kloc_compromise")])
 def test_scenario(env, scenario):
     report = run_drill(env.ctx, scenario, phones=1, env=env)
     assert report.passed, report.error
@@ -88,6 +88,24 @@ def test_ds_compromise_every_phone_refused_then_refreshed(env):
         assert s.final["after_refresh"].startswith("accepted (1 new MSO(s), 1 new device key(s))")
         assert [st.name for st in s.steps][-1] == "refresh mdocs"
     assert "## ds_compromise: PASSED" in render_markdown([report])
+
+
+def test_kloc_compromise_every_se_refuses_the_leaked_cas_oce_after_its_move(env):
+    """Issuer-wide: whoever holds the leaked KLOC CA key opens SCP11a on every SE before the
+    rotation; after it, each SE the TSM moved (and the phone from stock, at its first contact)
+    refuses that OCE's certificate, and the phones' credentials are untouched."""
+    report = run_drill(env.ctx, "kloc_compromise", phones=2, env=env)
+    assert report.passed, report.error
+    assert len(report.subjects) == 3 and "leaked" in report.bystander["result"]
+    for s in report.subjects[:2]:
+        assert s.final["before_rotation"] == "the leaked CA's OCE opens SCP11a"
+        assert "6982" in s.se_reason and 0 < s.se_propagation_s
+        assert s.final["after_move"].startswith("credentials untouched")
+        assert [st.name for st in s.steps] == ["provision", "move SE to the new KLOC CA"]
+    stock = report.subjects[2]
+    assert "6982" in stock.se_reason and stock.final["stock"].startswith("moved at its first contact")
+    md = render_markdown([report])
+    assert "## kloc_compromise: PASSED" in md and "propagation to the SEs" in md and "reader propagation" not in md
 
 
 def test_cli_drill_two_phones_both_reports(tmp_path, monkeypatch):

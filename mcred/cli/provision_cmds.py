@@ -273,7 +273,8 @@ def handover_cmd(
 
 def drill_cmd(
     scenario: str = typer.Argument(..., help="model_change | resale | lost_found | lost_not_found | "
-                                             "renewal | moved | death | pin_lock | puk_lock | abandoned | ds_compromise | all"),
+                                             "renewal | moved | death | pin_lock | puk_lock | abandoned | ds_compromise | "
+                                             "kloc_compromise | all"),
     phones: int = typer.Option(1, "--phones", min=1, help="Subject phones, run in parallel workers."),
     report: list[Path] = typer.Option([], "--report", callback=out_path, help="Write the report (.json or .md); repeatable."),
     workers: int = typer.Option(4, "--workers", min=1, help="Parallel workers."),
@@ -311,10 +312,11 @@ def drill_cmd(
                                      progress=lambda n, t=task: progress.advance(t, n)))
     for r in reports:
         prop = r.propagation()
-        rd, oc, wa = (prop[who]["max"] if prop[who] else None for who in ("reader", "ocsp", "watch"))
+        rd, oc, wa, se = (prop[who]["max"] if prop[who] else None for who in ("reader", "ocsp", "watch", "se"))
         mark = "[green]PASSED[/green]" if r.passed else "[red]FAILED[/red]"
         console.print(f"{r.scenario:<15} {mark} {r.seconds:6.2f} s  max: reader {_sec(rd)} "
                       f"(ttl {r.status_list_ttl_s} s), OCSP {_sec(oc)}, CRL watch {_sec(wa)}"
+                      + (f", SEs {_sec(se)}" if se is not None else "")
                       + (f"  {r.error}" if r.error else ""), soft_wrap=True)
     for p in report:
         if p.suffix.lower() == ".json":
