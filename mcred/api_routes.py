@@ -210,6 +210,12 @@ class SignerRevocationRequest(_Body):
                     "privilegeWithdrawn", "unspecified"]
 
 
+class KlocMoveRequest(_Body):
+    phone_id: str = Field(pattern=PHONE_ID_PATTERN)
+    #: Reach the phone through its GP SERAM Local Agent (as ``POST /provisioning``).
+    over_the_air: bool = False
+
+
 class StatusSignerRevocationRequest(_Body):
     #: The status-list signer's key label (``mdoc-status-1``) or certificate serial (hex).
     signer: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9:._-]+$")
@@ -490,6 +496,17 @@ def _pin_reset_work(ctx: Context):  # noqa: ANN202
             password=params["password"], new_puk=params["puk_value"], actor=params.get("actor", "api"),
             transmit=transmit), "reset")
         return res.summary()
+
+    return work
+
+
+def _kloc_move_work(ctx: Context):  # noqa: ANN202
+    def work(params: dict, progress) -> dict:  # noqa: ANN001
+        from mcred.kloc import move_se
+
+        progress(0.05, "moving the phone's SE to the TSM's current KLOC CA")
+        return _reaching(params, lambda transmit: move_se(ctx, params["phone_id"], actor=params.get("actor", "api"),
+                                                          transmit=transmit), "rotate-kloc").summary()
 
     return work
 
@@ -1015,6 +1032,32 @@ def operator_router(ctx: Context) -> APIRouter:
         svc.setup()
         active = svc.rollover_ds()
         return {"label": getattr(active, "label", str(active))}
+
+    @router.post("/trust/kloc-rotation", summary="Replace the TSM's KLOC CA (SCP11a): a new CA "
+                 "certifies the TSM's key, the old chain is kept for SEs that still name it")
+    def kloc_rotation(request: Request) -> dict[str, Any]:
+        from cryptography import x509
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        from mcred.kloc import rotate_ca
+
+        old, new = rotate_ca(ctx)
+
+        def ski(c: x509.Certificate) -> str:
+            return c.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest.hex()
+
+        return {"retired_ca_ski": ski(old), "ca_ski": ski(new),
+                "certificate": new.public_bytes(Encoding.PEM).decode()}
+
+    @router.post("/kloc-moves", status_code=202, summary="Move a phone's SE to the TSM's current "
+                 "KLOC CA (a rotate-kloc job): from then on it refuses the old CA's OCEs")
+    def start_kloc_move(body: KlocMoveRequest, request: Request, response: Response) -> dict[str, Any]:
+        link = _phone_link(request, ctx, body.phone_id, body.over_the_air)
+        jobs = _jobs(request)
+        jobs.register("kloc-move", _kloc_move_work(ctx))
+        view = jobs.submit("kloc-move", {"phone_id": body.phone_id, "over_the_air": body.over_the_air},
+                           private={"seram": link}, scope="operator", actor=_actor(request))
+        return _with_seram(ctx, _accepted(view, response), link)
 
     @router.post("/trust/ds-revocations", summary="Revoke an mdoc document-signer "
                  "certificate: the IACA CRL lists it")

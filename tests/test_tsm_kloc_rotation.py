@@ -396,3 +396,38 @@ def test_a_phone_in_its_holders_hands_is_moved_over_the_air(tmp_path, monkeypatc
     assert next(k["ca_ski"] for k in keys if k["scp"] == "CA-KLOC") == _ski(_ca(op)).hex()
     r = run.invoke(app, ["tsm", "rotate-kloc", "--all", "--over-the-air"])
     assert r.exit_code == 2 and "not --all" in r.stderr
+
+
+def test_the_api_rotates_the_kloc_ca_and_moves_a_phone(home):
+    """POST /trust/kloc-rotation, then POST /kloc-moves (a job): operator scope only."""
+    from fastapi.testclient import TestClient
+    from test_api_flows import HOLDER, _wait
+
+    from issuer.api.auth import create_token
+    from mcred.context import Context
+    from mcred.service import create_app
+
+    ctx = Context.open(home)
+    tok = {s: {"Authorization": f"Bearer {create_token(ctx.sessions, [s])[1]}"} for s in ("tsm", "issuer", "operator")}
+    with TestClient(create_app(ctx, job_workers=1)) as c:
+        phone = c.post("/phones", headers=tok["tsm"], json={}).json()["id"]
+        r = c.post("/provisioning", headers=tok["issuer"], json={
+            "phone_id": phone, "holder": HOLDER, "key_type": "p384", "mdoc_batch": 1,
+            "pin": "4321", "password": "FLOW42", "puk": "87654321"})
+        assert _wait(c, tok["issuer"], r.json()["id"])["state"] == "succeeded"
+        assert c.post("/trust/kloc-rotation", headers=tok["tsm"]).status_code == 403
+        r = c.post("/trust/kloc-rotation", headers=tok["operator"])
+        assert r.status_code == 200, r.text
+        rotated = r.json()
+        assert rotated["certificate"].startswith("-----BEGIN CERTIFICATE-----")
+        assert rotated["ca_ski"] == _ski(_ca(home)).hex() != rotated["retired_ca_ski"]
+        assert c.post("/kloc-moves", headers=tok["issuer"], json={"phone_id": phone}).status_code == 403
+        assert c.post("/kloc-moves", headers=tok["operator"], json={"phone_id": "ph-000000000000"}).status_code == 404
+        assert c.post("/kloc-moves", headers=tok["operator"], json={"phone_id": phone, "x": 1}).status_code == 422
+        r = c.post("/kloc-moves", headers=tok["operator"], json={"phone_id": phone})
+        assert r.status_code == 202
+        job = _wait(c, tok["operator"], r.json()["id"])
+        assert job["state"] == "succeeded", job["error"]
+        assert job["result"]["kloc"] == "replaced" and job["result"]["ca_ski"] == rotated["ca_ski"]
+    keys = wallet_sim.describe(phone, home)["secure_element"]["security_domains"][0]["scp11_keys"]
+    assert next(k["ca_ski"] for k in keys if k["scp"] == "CA-KLOC") == rotated["ca_ski"]
