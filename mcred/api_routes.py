@@ -1052,7 +1052,11 @@ def operator_router(ctx: Context) -> APIRouter:
     @router.post("/kloc-moves", status_code=202, summary="Move a phone's SE to the TSM's current "
                  "KLOC CA (a rotate-kloc job): from then on it refuses the old CA's OCEs")
     def start_kloc_move(body: KlocMoveRequest, request: Request, response: Response) -> dict[str, Any]:
-        link = _phone_link(request, ctx, body.phone_id, body.over_the_air)
+        from mcred.kloc import check_movable
+
+        _check_reach(ctx, body.phone_id, body.over_the_air)
+        check_movable(ctx, body.phone_id)  # before a session is opened for a phone that has nothing to move
+        link = _open_session(request, body.phone_id, body.over_the_air)
         jobs = _jobs(request)
         jobs.register("kloc-move", _kloc_move_work(ctx))
         view = jobs.submit("kloc-move", {"phone_id": body.phone_id, "over_the_air": body.over_the_air},

@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 import wallet_sim
 from mcred.context import ConfigError, Context, master_key_store
+from tsm.errors import JobInputError
 from tsm.jobs import JobView, Tsm, list_jobs
 
 
@@ -52,12 +53,28 @@ class Move:
                 "old_ca_ski": self.old_ca_ski, "ca_ski": self.ca_ski}
 
 
+def check_movable(ctx: Context, phone_id: str) -> None:
+    """Refuse (:class:`tsm.errors.JobInputError`) an SE the TSM never keyed: it has no
+    record of it, or only a new one (a factory-fresh SE is moved at its first contact, by
+    whatever job makes it). Checked before anything reaches the phone (over the air, before
+    a session is opened for it)."""
+    from tsm import records
+
+    rec = records.load(ctx.engine, phone_id)
+    if rec is None or rec.state == "new":
+        raise JobInputError(f"the TSM has not keyed the SE of phone {phone_id}: there is nothing to move yet "
+                            "(its first contact shows the chain of the CA it names and moves it)")
+
+
 def move_se(ctx: Context, phone_id: str, *, actor: str = "mcred",
             transmit: Callable[[bytes], bytes] | None = None, trace: Any = None) -> Move:
     """Move one phone's SE to the TSM's current KLOC CA: a ``rotate-kloc`` job (an
     unfinished one of that phone's is resumed rather than another made). Idempotent: an SE
     already there is left as it is. Raises :class:`tsm.errors.TsmError` as jobs do (the job
-    stays resumable); the phone must be in this data directory unless ``transmit`` is given."""
+    stays resumable), :class:`tsm.errors.JobInputError` for an SE the TSM never keyed
+    (:func:`check_movable`); the phone must be in this data directory unless ``transmit`` is
+    given."""
+    check_movable(ctx, phone_id)
     trust = ctx.tsm_trust()
     if trust.get("oce") is None:
         raise ConfigError("the TSM has no OCE identity to move SEs to: MCRED_TSM_FIRST_CONTACT is "

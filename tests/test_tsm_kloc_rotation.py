@@ -332,6 +332,8 @@ def test_mcred_rotates_the_kloc_ca_and_moves_the_ses(home, tmp_path):
         return next(k["ca_ski"] for k in keys if k["scp"] == "CA-KLOC")
 
     used, stock = phone(), phone()
+    r = run.invoke(app, ["tsm", "rotate-kloc", "--phone", stock])  # never keyed: nothing to move yet
+    assert r.exit_code == 2 and "has not keyed" in r.stderr
     assert run.invoke(app, ["provision", "--phone", used, "--holder", str(holder)]).exit_code == 0
     before = run.invoke(app, ["tsm", "oce-ca"]).stdout
     r = run.invoke(app, ["tsm", "oce-ca", "--rotate"])
@@ -424,6 +426,10 @@ def test_the_api_rotates_the_kloc_ca_and_moves_a_phone(home):
         assert c.post("/kloc-moves", headers=tok["issuer"], json={"phone_id": phone}).status_code == 403
         assert c.post("/kloc-moves", headers=tok["operator"], json={"phone_id": "ph-000000000000"}).status_code == 404
         assert c.post("/kloc-moves", headers=tok["operator"], json={"phone_id": phone, "x": 1}).status_code == 422
+        fresh = c.post("/phones", headers=tok["tsm"], json={}).json()["id"]  # never keyed: nothing to move
+        for ota in (False, True):
+            r = c.post("/kloc-moves", headers=tok["operator"], json={"phone_id": fresh, "over_the_air": ota})
+            assert r.status_code == 422 and "has not keyed" in r.json()["detail"], r.text
         r = c.post("/kloc-moves", headers=tok["operator"], json={"phone_id": phone})
         assert r.status_code == 202
         job = _wait(c, tok["operator"], r.json()["id"])

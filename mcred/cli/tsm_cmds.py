@@ -135,8 +135,8 @@ def rotate_kloc(
     import wallet_sim
     from mcred.cli.phone_cmds import tsm_tracing
     from mcred.context import ConfigError, Context
-    from mcred.kloc import known_phones, move_se
-    from tsm.errors import TsmError
+    from mcred.kloc import check_movable, known_phones, move_se
+    from tsm.errors import JobInputError, TsmError
     from wallet_sim import PhoneNotFoundError
 
     if bool(phone) == all_:
@@ -165,6 +165,12 @@ def rotate_kloc(
             err.print(f"[red]error:[/red] no phone {escape(', '.join(unknown))} in {ctx.home}: nothing was moved",
                       highlight=False)
             raise typer.Exit(2)
+        try:
+            for pid in targets:
+                check_movable(ctx, pid)
+        except JobInputError as exc:
+            err.print(f"[red]error:[/red] {escape(str(exc))}; nothing was moved", highlight=False)
+            raise typer.Exit(2) from None
     moves: list[dict] = []
     failed: list[dict[str, str]] = []
 
