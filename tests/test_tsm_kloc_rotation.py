@@ -437,3 +437,24 @@ def test_the_api_rotates_the_kloc_ca_and_moves_a_phone(home):
         assert job["result"]["kloc"] == "replaced" and job["result"]["ca_ski"] == rotated["ca_ski"]
     keys = wallet_sim.describe(phone, home)["secure_element"]["security_domains"][0]["scp11_keys"]
     assert next(k["ca_ski"] for k in keys if k["scp"] == "CA-KLOC") == rotated["ca_ski"]
+
+
+def test_over_a_pipelining_link_the_ca_the_se_names_rides_with_select(world):  # noqa: F811
+    """While the TSM holds retired chains, GET DATA FF33 goes with SELECT and BF21: a CA
+    rotation costs a first contact over the air no round trip."""
+    from test_seram import Batches
+
+    (pid, card), *others = [world.phone() for _ in range(3)]  # all name the CA about to be retired
+    tsm = _rotated_tsm(world)
+    link = Batches(card)
+    view = tsm.run(_job(tsm, pid), link)
+    assert view.state == "done" and view.results["open-session"]["scp"] == "11a"
+    assert link.ins[:2] == [[0xA4, 0xCA, 0xCA], [0x2A, 0x82]]  # SELECT + BF21 + FF33, then PSO + MUTUAL AUTHENTICATE
+    assert _kloc(world, pid)["ca_ski"] == _ski(_ca(world.home)).hex()
+    # the answers to that first exchange lost (the SE took the commands): the job resumes
+    for lost, (pid2, card2) in enumerate(others):
+        job = _job(tsm, pid2)
+        with pytest.raises(TransportError):
+            tsm.run(job, Batches(card2, lose=lost))
+        assert tsm.run(job, Batches(card2)).state == "done", f"lost exchange {lost}"
+        assert _kloc(world, pid2)["ca_ski"] == _ski(_ca(world.home)).hex()

@@ -428,6 +428,7 @@ def open_session(link: SeLink, *, with_step: bool = False) -> CardSession:
     # less a session. The first command is then sent whatever SELECT answers; it changes
     # nothing but a sequence counter value, and a failed SELECT still stops the session.
     first: tuple[bytes, int] | None = None
+    named: tuple[bytes, int] | None = None
     first_host: HostChannel | None = None
     scp11_first = candidates[0] == FACTORY_KVN and link.se_roots is not None
     pre, link.prefetched = link.prefetched, None
@@ -438,12 +439,14 @@ def open_session(link: SeLink, *, with_step: bool = False) -> CardSession:
     elif link.pipelines:
         if scp11_first:
             kid = _first_scp11_kid(link)
-            r, first = _select_with(link, _certificate_store_command(kid), _bf21_what(kid))
+            # while the TSM holds retired KLOC CA chains, the CA the SE names rides along too
+            then = (_CA_IDENTIFIERS, _CA_IDENTIFIERS_WHAT) if kid == SCP11A_KID and link.retired_oce else None
+            r, first, named = _select_with(link, _certificate_store_command(kid), _bf21_what(kid), then=then)
         else:
             first_host = HostChannel(_keys_for(link, rec, candidates[0]), link.security_level, link.rng(8),
                                      candidates[0], sd_aid=ISD_AID)
-            r, first = _select_with(link, first_host.initialize_update(), "INITIALIZE UPDATE",
-                                    kvn=candidates[0])
+            r, first, _ = _select_with(link, first_host.initialize_update(), "INITIALIZE UPDATE",
+                                       kvn=candidates[0])
     else:
         r = link.plain(select(ISD_AID), "SELECT ISD")
     if r.sw != 0x9000:
@@ -451,7 +454,8 @@ def open_session(link: SeLink, *, with_step: bool = False) -> CardSession:
     for n, kvn in enumerate(candidates):
         _check_master_key(link, rec, kvn)
         if kvn == FACTORY_KVN and link.se_roots is not None:
-            return _open_scp11(link, rec, counters, with_step=with_step, answered=first if n == 0 else None)
+            return _open_scp11(link, rec, counters, with_step=with_step, answered=first if n == 0 else None,
+                               named=named if n == 0 else None)
         if n == 0 and first_host is not None and first is not None:
             host, (raw, sw) = first_host, first
         else:
@@ -567,25 +571,26 @@ def _check_master_key(link: SeLink, rec: records.SeRecord, kvn: int) -> None:
             "installation's own; specs/tsm.md)")
 
 
-def _select_with(link: SeLink, apdu: bytes, what: str, **detail: object) -> tuple[ResponseApdu, tuple[bytes, int]]:
-    """SELECT ISD and ``apdu`` in one exchange (a pipelining transport); both audited (as
-    lost together when the exchange fails). Returns SELECT's answer, and ``apdu``'s with its
-    status word."""
+def _select_with(link: SeLink, apdu: bytes, what: str, *, then: tuple[bytes, str] | None = None,
+                 **detail: object) -> tuple[ResponseApdu, tuple[bytes, int], tuple[bytes, int] | None]:
+    """SELECT ISD and ``apdu`` (and ``then``: a command and its name, one that changes
+    nothing) in one exchange (a pipelining transport); all audited (as lost together when
+    the exchange fails). Returns SELECT's answer, and ``apdu``'s and ``then``'s (None
+    without it) with their status words."""
     sel = select(ISD_AID)
-    cmd = CommandApdu.parse(apdu)
+    sent = [(sel.to_bytes(), "SELECT ISD", {}), (apdu, what, detail)] + ([(then[0], then[1], {})] if then else [])
     try:
-        r_sel, raw = link.xmit_many([sel.to_bytes(), apdu])
+        raws = link.xmit_many([a for a, _, _ in sent])
     except TransportError:
-        link.audit.command(sel, None, "SELECT ISD", lost=True)
-        link.audit.command(cmd, None, what, lost=True, **detail)
+        for a, w, d in sent:
+            link.audit.command(CommandApdu.parse(a), None, w, lost=True, **d)
         raise
-    sw = int.from_bytes(raw[-2:], "big")
-    link.audit.command(sel, int.from_bytes(r_sel[-2:], "big"), "SELECT ISD")
-    link.audit.command(cmd, sw, what, **detail)
-    if link.trace:
-        trace_plain(link.trace, sel.to_bytes(), r_sel)
-        trace_plain(link.trace, apdu, raw)
-    return ResponseApdu.parse(r_sel), (raw, sw)
+    answers = [(raw, int.from_bytes(raw[-2:], "big")) for raw in raws]
+    for (a, w, d), (raw, sw) in zip(sent, answers, strict=True):
+        link.audit.command(CommandApdu.parse(a), sw, w, **d)
+        if link.trace:
+            trace_plain(link.trace, a, raw)
+    return ResponseApdu.parse(raws[0]), answers[1], answers[2] if then else None
 
 
 def _first_scp11_kid(link: SeLink) -> int:
@@ -611,7 +616,8 @@ def _refuse_authenticity(link: SeLink, reason: str, **detail: object) -> SeAuthe
 
 
 def _open_scp11(link: SeLink, rec: records.SeRecord, counters: dict[int, int], *,
-                with_step: bool, answered: tuple[bytes, int] | None = None) -> CardSession:
+                with_step: bool, answered: tuple[bytes, int] | None = None,
+                named: tuple[bytes, int] | None = None) -> CardSession:
     """First contact with a factory-fresh SE, authenticated (GPCS Amendment F): read the SE's
     SCP11 certificate, verify it against the trusted SE maker roots, take the SE's identity
     (its key diversification data) from it, and open SCP11 with the certified key: SCP11a
@@ -619,7 +625,8 @@ def _open_scp11(link: SeLink, rec: records.SeRecord, counters: dict[int, int], *
     SCP11b otherwise. The receipt proves the card holds the certified key; the session's
     S-DEK then enciphers the PUT KEY that replaces the published factory keys
     (tsm.steps.rotate_keys), so no link and no agent between the TSM and the SE learns the
-    diversified keys. ``answered``: the first certificate query's answer, when it rode with
+    diversified keys. ``answered``, ``named``: the first certificate query's answer and
+    GET DATA FF33's (see :func:`_choose_oce`), when they rode with
     SELECT (see :func:`open_session`)."""
     kid = _first_scp11_kid(link)
     if answered is not None:
@@ -665,7 +672,8 @@ def _open_scp11(link: SeLink, rec: records.SeRecord, counters: dict[int, int], *
     stale = False
     if kid == SCP11A_KID:
         assert link.oce is not None
-        oce, stale, kloc_kvn = _choose_oce(link) if link.retired_oce else (link.oce, False, link.oce.kloc_kvn)
+        oce, stale, kloc_kvn = (_choose_oce(link, named) if link.retired_oce
+                                else (link.oce, False, link.oce.kloc_kvn))
         scp, host = "11a", Scp11aHost(leaf.public_key(), SCP11A_KVN, SCP11A_KID,
                                       oce_certificates=oce.certificates, oce_exchange=oce.exchange,
                                       kloc_kid=oce.kloc_kid, kloc_kvn=kloc_kvn)
@@ -692,17 +700,24 @@ def _open_scp11(link: SeLink, rec: records.SeRecord, counters: dict[int, int], *
     return session
 
 
-def _choose_oce(link: SeLink) -> tuple[OceCredential, bool, int]:
+#: GET DATA FF33, the CA-KLOC identifiers
+_CA_IDENTIFIERS = CommandApdu(0x80, 0xCA, TAG_CA_KLOC_IDENTIFIERS >> 8, TAG_CA_KLOC_IDENTIFIERS & 0xFF,
+                              b"", 256).to_bytes()
+_CA_IDENTIFIERS_WHAT = "GET DATA CA-KLOC identifiers (FF33)"
+
+
+def _choose_oce(link: SeLink, named: tuple[bytes, int] | None = None) -> tuple[OceCredential, bool, int]:
     """The chain to show an SE while the TSM holds chains from more than one KLOC CA (a
     rotation under way): GET DATA FF33 names the CA whose OCEs the SE takes keys from, by
     its Subject Key Identifier. Returns that CA's credential, whether it is a retired one,
     and the version under which the SE holds the CA's key (a move to the current CA that
-    stopped after its PUT KEY leaves a factory-fresh SE with version 02). An SE that does not answer FF33 is shown the current chain (it refuses it, named,
-    if it names another CA); one that names none of the TSM's CAs is refused before any
-    certificate goes out."""
+    stopped after its PUT KEY leaves a factory-fresh SE with version 02). ``named``: FF33's
+    answer, when it rode with SELECT. An SE that does not answer FF33 is shown the current
+    chain (it refuses it, named, if it names another CA); one that names none of the TSM's
+    CAs is refused before any certificate goes out."""
     assert link.oce is not None
-    r = link.plain(CommandApdu(0x80, 0xCA, TAG_CA_KLOC_IDENTIFIERS >> 8, TAG_CA_KLOC_IDENTIFIERS & 0xFF,
-                               b"", 256), "GET DATA CA-KLOC identifiers (FF33)")
+    r = (ResponseApdu.parse(named[0]) if named is not None
+         else link.plain(CommandApdu.parse(_CA_IDENTIFIERS), _CA_IDENTIFIERS_WHAT))
     if r.sw != 0x9000:
         return link.oce, False, link.oce.kloc_kvn
     try:

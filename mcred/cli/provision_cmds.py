@@ -282,7 +282,10 @@ def drill_cmd(
                             "publishes (s), at most a token's lifetime (one day)."),
     key_type: str = typer.Option("p384", "--key-type", help="rsa2048 or p384."),
 ) -> None:
-    """Run a handover / revocation drill and report step durations and propagation times."""
+    """Run a handover / revocation drill and report step durations and propagation times.
+    It runs in a fresh temporary installation, or in $MCRED_HOME when that is set: there
+    ds_compromise revokes the installation's document signer and kloc_compromise rotates
+    its TSM's KLOC CA, as the drills do to their own."""
     import tempfile
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
