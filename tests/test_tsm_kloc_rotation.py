@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from test_gp_scp11a import ISD_SELECT, _open, _pso
 from test_tsm_fakes import FlakyLink
@@ -458,3 +458,61 @@ def test_over_a_pipelining_link_the_ca_the_se_names_rides_with_select(world):  #
             tsm.run(job, Batches(card2, lose=lost))
         assert tsm.run(job, Batches(card2)).state == "done", f"lost exchange {lost}"
         assert _kloc(world, pid2)["ca_ski"] == _ski(_ca(world.home)).hex()
+
+
+# --- the SE under fuzzing --------------------------------------------------------------------
+
+def _near_ca_command():  # noqa: ANN202 - a hypothesis strategy
+    """STORE DATA naming a CA, PUT KEY of a CA-KLOC key and GET DATA FF33, each part right
+    three times in four, else wrong or random: they reach the checks behind the parsers,
+    and some are taken."""
+    from protocols.gp.tlv import encode
+
+    def mostly(valid, other):  # noqa: ANN001, ANN202
+        return st.one_of(st.just(valid), st.just(valid), st.just(valid), other)
+
+    byte = st.integers(0, 255)
+    ref = st.tuples(mostly(KLOC_KID, st.sampled_from([0x11, 0x13]) | byte), mostly(1, st.just(2) | byte))
+    issuer = st.tuples(mostly(0, st.just(1) | byte), mostly(b"\x42" * 20, st.binary(max_size=40)), ref).map(
+        lambda t: encode(0xA6, encode(0x80, bytes([t[0]])) + encode(0x42, t[1]) + encode(0x83, bytes(t[2]))))
+    real = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    off_curve = b"\x04" + bytes(64)
+    put = st.tuples(mostly(2, st.integers(1, 0x7F) | byte),
+                    mostly(real, st.just(off_curve) | st.binary(max_size=70)),
+                    mostly(b"\xf0\x01\x00", st.sampled_from([b"\xf0\x01\x03", b""])),
+                    mostly(b"\x00", st.sampled_from([b"", b"\x00\x00"]))
+                    ).map(lambda t: bytes([t[0]]) + encode(0xB0, t[1]) + t[2] + t[3])
+    return st.one_of(
+        st.tuples(st.just(0xE2), mostly(0x90, st.sampled_from([0x80, 0x00])), mostly(0x00, st.just(0x01)),
+                  mostly(None, st.binary(max_size=50)), issuer).map(lambda t: (t[0], t[1], t[2], t[3] or t[4])),
+        st.tuples(st.just(0xD8), mostly(0x01, st.sampled_from([0x00, 0x02]) | byte), mostly(KLOC_KID, byte), put),
+        st.tuples(st.just(0xCA), st.just(0xFF), mostly(0x33, byte), st.binary(max_size=4)),
+    )
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(__import__("hypothesis").HealthCheck))
+@given(command=_near_ca_command())
+def test_ca_kloc_commands_answer_a_status_and_refusals_change_nothing(tmp_path_factory, command):
+    """Inside an SCP03 session at SL 33 on an SE whose issuer named a KLOC CA: a status word
+    for every command, never an exception; a refusal leaves the persisted image as it was;
+    whatever it took, the SE still answers FF33 with one CA."""
+    from test_se_runtime import open_se, session
+
+    home = tmp_path_factory.mktemp("kloc-fuzz")
+    pid = wallet_sim.create_phone(home, kloc=kloc_certificate(home).public_key())
+    se = open_se(pid, home)
+    host = session(se, level=0x33)
+    ins, p1, p2, data = command
+    plain = bytes([0x80, ins, p1, p2, len(data)]) + data + b"\x00" if data else bytes([0x80, ins, p1, p2, 0x00])
+    image = se.path.read_bytes()
+    answer = host.unwrap(se.transmit(host.wrap(plain)))
+    sw = int.from_bytes(answer[-2:], "big")
+    event(f"{ins:02X} {sw:04X}")
+    assert sw != 0x6F00, "the SE failed inside"
+    if sw != 0x9000:
+        assert se.path.read_bytes() == image, f"refused with {sw:04X} but the image changed"
+    again = wallet_sim.open_secure_element(pid, home)
+    again.transmit(ISD_SELECT)
+    r = again.transmit(FF33)
+    assert r[-2:] == b"\x90\x00" and len(parse_ca_identifiers(r[:-2])) == 1
