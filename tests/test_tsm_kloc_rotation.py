@@ -191,6 +191,30 @@ def test_a_rotation_that_stopped_between_its_renames_leaves_the_old_ca(tmp_path)
     assert not (home / ".tsm-oce.rotating").exists()
 
 
+def test_first_uses_and_a_rotation_at_once_see_one_ca_or_the_next(tmp_path):
+    """Four first uses at once make one OCE; readers during a rotation each see the old CA or
+    the new one, whole (never a missing or half-written directory), and the rotation lands."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    home = tmp_path / "op"
+    with ThreadPoolExecutor(4) as pool:
+        made = list(pool.map(lambda _: lab_oce(home).certificates, range(4)))
+    assert len(set(made)) == 1
+    before = lab_oce(home).ca_ski
+
+    def read(_: int) -> tuple[bytes | None, bytes, tuple[bytes | None, ...]]:
+        return (lab_oce(home).ca_ski, _ski(kloc_certificate(home)), tuple(c.ca_ski for c in retired_oce(home)))
+
+    with ThreadPoolExecutor(4) as pool:  # each read whole: one CA or the other, and no error
+        readers = [pool.submit(read, i) for i in range(200)]
+        old, new = rotate_kloc_ca(home)
+        seen = [f.result() for f in readers]
+    assert _ski(old) == before
+    assert {current for current, _, _ in seen} | {ca for _, ca, _ in seen} <= {before, _ski(new)}
+    assert {retired for _, _, retired in seen} <= {(), (before,)}
+    assert lab_oce(home).ca_ski == _ski(new)
+
+
 # --- the TSM --------------------------------------------------------------------------------
 
 def _job(tsm, pid, kind="provision"):  # noqa: ANN001, ANN202

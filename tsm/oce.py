@@ -100,7 +100,8 @@ def kloc_certificate(home: Path) -> x509.Certificate:
     d = oce_dir(home)
     if not (d / OCE_KEY_FILE).is_file():
         _make(d)
-    return _load_cert(d / CA_FILE)
+    with _locked(d, shared=True):
+        return _load_cert(d / CA_FILE)
 
 
 class OceKey(Protocol):
@@ -119,17 +120,18 @@ def lab_oce(home: Path, key: OceKey | None = None) -> OceCredential:
     d = oce_dir(home)
     if not (d / OCE_KEY_FILE).is_file():
         _make(d)
-    if key is not None:
-        return _held_elsewhere(d, key)
-    cert = _load_cert(d / OCE_FILE)
-    private = _file_key(d)
-    if private.public_key() != cert.public_key():
-        raise OceError(f"{d / OCE_KEY_FILE} is not the key of {d / OCE_FILE}")
+    with _locked(d, shared=True):
+        if key is not None:
+            return _held_elsewhere(d, key)
+        cert = _load_cert(d / OCE_FILE)
+        private = _file_key(d)
+        if private.public_key() != cert.public_key():
+            raise OceError(f"{d / OCE_KEY_FILE} is not the key of {d / OCE_FILE}")
 
-    def exchange(peer: ec.EllipticCurvePublicKey) -> bytes:
-        return private.exchange(ec.ECDH(), peer)
+        def exchange(peer: ec.EllipticCurvePublicKey) -> bytes:
+            return private.exchange(ec.ECDH(), peer)
 
-    return _credential(_load_cert(d / CA_FILE), cert, exchange)
+        return _credential(_load_cert(d / CA_FILE), cert, exchange)
 
 
 def retired_oce(home: Path, key: OceKey | None = None) -> tuple[OceCredential, ...]:
@@ -139,19 +141,20 @@ def retired_oce(home: Path, key: OceKey | None = None) -> tuple[OceCredential, .
     ``key``). A retired certificate of another key than the one in use (the key moved into
     an HSM after the rotation) cannot be shown and is left out."""
     d = oce_dir(home) / RETIRED_DIR
-    if not d.is_dir():
-        return ()
-    if key is not None:
-        public, exchange = key.public_key(), key.exchange
-    else:
-        private = _file_key(oce_dir(home))
-        public = private.public_key()
+    with _locked(oce_dir(home), shared=True):
+        if not d.is_dir():
+            return ()
+        if key is not None:
+            public, exchange = key.public_key(), key.exchange
+        else:
+            private = _file_key(oce_dir(home))
+            public = private.public_key()
 
-        def exchange(peer: ec.EllipticCurvePublicKey) -> bytes:
-            return private.exchange(ec.ECDH(), peer)
+            def exchange(peer: ec.EllipticCurvePublicKey) -> bytes:
+                return private.exchange(ec.ECDH(), peer)
 
-    gens = [(_load_cert(g / CA_FILE), _load_cert(g / OCE_FILE))
-            for g in d.iterdir() if g.is_dir() and not g.name.startswith(".")]
+        gens = [(_load_cert(g / CA_FILE), _load_cert(g / OCE_FILE))
+                for g in d.iterdir() if g.is_dir() and not g.name.startswith(".")]
     gens.sort(key=lambda pair: pair[0].not_valid_before_utc)
     return tuple(_credential(ca, cert, exchange) for ca, cert in gens if cert.public_key() == public)
 
@@ -163,13 +166,10 @@ def rotate_kloc_ca(home: Path, key: OceKey | None = None) -> tuple[x509.Certific
     deleted. Returns (old CA, new CA) certificates. The directory is replaced whole, so a
     crash leaves the old CA or the new one, never half of each; one rotation at a time
     (an exclusive lock beside the directory)."""
-    import fcntl
-
     d = oce_dir(home)
     if not (d / OCE_KEY_FILE).is_file():
         _make(d)
-    with open(d.parent / f".{OCE_DIR}.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _locked(d):
         _recover(d)
         old_ca = _load_cert(d / CA_FILE)
         public = key.public_key() if key is not None else _file_key(d).public_key()
@@ -193,6 +193,21 @@ def rotate_kloc_ca(home: Path, key: OceKey | None = None) -> tuple[x509.Certific
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return old_ca, ca
+
+
+@contextlib.contextmanager
+def _locked(d: Path, *, shared: bool = False):  # noqa: ANN202 - an iterator of None
+    """A lock file beside the directory (flock; threads and processes alike): a rotation,
+    and a first use that may find the directory between a rotation's two renames, hold it
+    alone; readers of the credentials share it, so that none reads a directory being
+    replaced. Never taken twice by one caller (a second flock on another descriptor would
+    wait for the first)."""
+    import fcntl
+
+    d.parent.mkdir(parents=True, exist_ok=True)
+    with open(d.parent / f".{OCE_DIR}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        yield
 
 
 def _aside(d: Path) -> Path:
@@ -313,10 +328,14 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
 
 
 def _make(d: Path) -> None:
-    d.parent.mkdir(parents=True, exist_ok=True)
-    _recover(d)
-    if (d / OCE_KEY_FILE).is_file():  # it was aside: a rotation had stopped half-way
-        return
+    with _locked(d):  # between a rotation's two renames the directory is missing: wait for it
+        _recover(d)
+        if (d / OCE_KEY_FILE).is_file():  # made meanwhile, or put back after a rotation that stopped
+            return
+        _make_now(d)
+
+
+def _make_now(d: Path) -> None:
     ca_key, ca = _new_ca()
     oce_key = ec.generate_private_key(ec.SECP256R1())
     oce = _oce_certificate(ca.subject, ca_key, oce_key.public_key())
