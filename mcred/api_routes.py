@@ -212,6 +212,8 @@ class SignerRevocationRequest(_Body):
 
 class KlocMoveRequest(_Body):
     phone_id: str = Field(pattern=PHONE_ID_PATTERN)
+    #: Only read which CA the SE names (result ``kloc``: current or stale); change nothing.
+    check: bool = False
     #: Reach the phone through its GP SERAM Local Agent (as ``POST /provisioning``).
     over_the_air: bool = False
 
@@ -506,7 +508,8 @@ def _kloc_move_work(ctx: Context):  # noqa: ANN202
 
         progress(0.05, "moving the phone's SE to the TSM's current KLOC CA")
         return _reaching(params, lambda transmit: move_se(ctx, params["phone_id"], actor=params.get("actor", "api"),
-                                                          transmit=transmit), "rotate-kloc").summary()
+                                                          check=params.get("check", False), transmit=transmit),
+                         "rotate-kloc").summary()
 
     return work
 
@@ -1059,7 +1062,8 @@ def operator_router(ctx: Context) -> APIRouter:
         link = _open_session(request, body.phone_id, body.over_the_air)
         jobs = _jobs(request)
         jobs.register("kloc-move", _kloc_move_work(ctx))
-        view = jobs.submit("kloc-move", {"phone_id": body.phone_id, "over_the_air": body.over_the_air},
+        view = jobs.submit("kloc-move", {"phone_id": body.phone_id, "over_the_air": body.over_the_air,
+                                         "check": body.check},
                            private={"seram": link}, scope="operator", actor=_actor(request))
         return _with_seram(ctx, _accepted(view, response), link)
 

@@ -39,8 +39,8 @@ def rotate_ca(ctx: Context) -> tuple[x509.Certificate, x509.Certificate]:
 
 @dataclass(frozen=True)
 class Move:
-    """One SE's rotate-kloc job: what it found and did (``kloc``: replaced, current, or none:
-    the SE's issuer named no OCE)."""
+    """One SE's rotate-kloc job: what it found and did (``kloc``: replaced; current; stale:
+    a check found another CA; none: the SE's issuer named no OCE)."""
 
     phone_id: str
     job_id: str
@@ -66,14 +66,15 @@ def check_movable(ctx: Context, phone_id: str) -> None:
                             "(its first contact shows the chain of the CA it names and moves it)")
 
 
-def move_se(ctx: Context, phone_id: str, *, actor: str = "mcred",
+def move_se(ctx: Context, phone_id: str, *, actor: str = "mcred", check: bool = False,
             transmit: Callable[[bytes], bytes] | None = None, trace: Any = None) -> Move:
     """Move one phone's SE to the TSM's current KLOC CA: a ``rotate-kloc`` job (an
     unfinished one of that phone's is resumed rather than another made). Idempotent: an SE
     already there is left as it is. Raises :class:`tsm.errors.TsmError` as jobs do (the job
     stays resumable), :class:`tsm.errors.JobInputError` for an SE the TSM never keyed
     (:func:`check_movable`); the phone must be in this data directory unless ``transmit`` is
-    given."""
+    given. ``check``: only read which CA the SE names (``kloc``: current or stale), over the
+    TSM's authenticated session; nothing is changed."""
     check_movable(ctx, phone_id)
     trust = ctx.tsm_trust()
     if trust.get("oce") is None:
@@ -82,8 +83,9 @@ def move_se(ctx: Context, phone_id: str, *, actor: str = "mcred",
     if transmit is None:
         transmit = wallet_sim.open_secure_element(phone_id, ctx.home).transmit
     tsm = Tsm(ctx.engine, ctx.master_key, actor=actor, **trust)
-    left = list_jobs(ctx.engine, phone_id, kind="rotate-kloc", unfinished=True)
-    job = left[-1].id if left else tsm.create_job(phone_id, "rotate-kloc")
+    left = [j for j in list_jobs(ctx.engine, phone_id, kind="rotate-kloc", unfinished=True)
+            if bool(j.input.get("check")) == check]
+    job = left[-1].id if left else tsm.create_job(phone_id, "rotate-kloc", {"check": check})
     view: JobView = tsm.run(job, transmit, trace=trace)
     r = view.results.get("replace-kloc", {})
     return Move(phone_id, view.id, r.get("kloc", "?"), r.get("old_ca_ski"), r.get("ca_ski"))

@@ -234,6 +234,9 @@ def test_a_provisioned_se_moves_to_the_new_ca_and_the_old_cas_key_loads_nothing(
     old_ca = _ca(world.home)
     old_ca_key = serialization.load_pem_private_key((world.home / "tsm-oce" / "ca-key.pem").read_bytes(), None)
     tsm = _rotated_tsm(world)
+    checked = tsm.run(tsm.create_job(pid, "rotate-kloc", {"check": True}), card.transmit)
+    assert checked.results["replace-kloc"] == {"kloc": "stale", "ca_ski": _ski(old_ca).hex(), "kvn": 1}
+    assert _kloc(world, pid)["ca_ski"] == _ski(old_ca).hex()  # read only
     view = tsm.run(_job(tsm, pid, "rotate-kloc"), card.transmit)
     new_ski = _ski(_ca(world.home))
     assert view.results["replace-kloc"] == {"kloc": "replaced", "old_ca_ski": _ski(old_ca).hex(),
@@ -366,6 +369,13 @@ def test_mcred_rotates_the_kloc_ca_and_moves_the_ses(home, tmp_path):
     assert "retired" in r.stderr and "rotate-kloc --all" in r.stderr
     new_ski = _ski(x509.load_pem_x509_certificate(r.stdout.encode())).hex()
     assert names(used) != new_ski and names(stock) != new_ski
+    # the inventory first: which SEs a leaked key still opens, nothing changed
+    old_ski = names(used)
+    r = run.invoke(app, ["tsm", "rotate-kloc", "--all", "--check", "--json"])
+    assert r.exit_code == 0, r.output
+    assert [(m["phone"], m["kloc"], m["ca_ski"]) for m in json.loads(r.stdout)["checked"]] == [(used, "stale", old_ski)]
+    assert names(used) == old_ski
+    assert "not the current one" in " ".join(run.invoke(app, ["tsm", "rotate-kloc", "--phone", used, "--check"]).stdout.split())
     r = run.invoke(app, ["tsm", "rotate-kloc", "--all", "--json"])
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
@@ -454,6 +464,8 @@ def test_the_api_rotates_the_kloc_ca_and_moves_a_phone(home):
         for ota in (False, True):
             r = c.post("/kloc-moves", headers=tok["operator"], json={"phone_id": fresh, "over_the_air": ota})
             assert r.status_code == 422 and "has not keyed" in r.json()["detail"], r.text
+        r = c.post("/kloc-moves", headers=tok["operator"], json={"phone_id": phone, "check": True})
+        assert _wait(c, tok["operator"], r.json()["id"])["result"]["kloc"] == "stale"
         r = c.post("/kloc-moves", headers=tok["operator"], json={"phone_id": phone})
         assert r.status_code == 202
         job = _wait(c, tok["operator"], r.json()["id"])

@@ -180,6 +180,11 @@ def _check_input(kind: str, se_id: str, job_input: dict, secrets: JobSecrets | N
             if secrets is None:
                 raise JobInputError("a provision job needs the PIN and password (JobSecrets)")
             out.update(puk=secrets.puk is not None)
+    if kind == "rotate-kloc":
+        check = job_input.get("check", False)
+        if not isinstance(check, bool):
+            raise JobInputError(f"check {check!r} is not a boolean")
+        out.update(check=check)
     if kind == "reset-secrets":
         slots = job_input.get("slots", ["auth", "sign"])
         if (not isinstance(slots, list | tuple) or not slots or len(set(slots)) != len(slots)
@@ -194,6 +199,7 @@ def _check_input(kind: str, se_id: str, job_input: dict, secrets: JobSecrets | N
             raise JobInputError("resetting the PUK needs a new PUK in the job's secrets")
         out.update(slots=sorted(slots), puk=puk)
     known = ({"phone_id", "slots", "puk"} if kind == "reset-secrets" else
+             {"phone_id", "check"} if kind == "rotate-kloc" else
              {"phone_id", "algorithm", "mdoc_count"} | ({"rotate"} if kind == "refresh-mdoc" else set()))
     unknown = set(job_input) - known
     if unknown:

@@ -255,7 +255,9 @@ def replace_kloc(ctx: StepContext) -> None:
     its Subject Key Identifier. From then on the SE takes SCP11a only from the new CA's OCEs;
     an OCE certificate from the old CA, and whoever holds the old CA's key, are refused.
     Idempotent: a run after a crash reads FF33 again. An SE whose issuer named no OCE (FF33
-    answers 6A88) is left as it is."""
+    answers 6A88) is left as it is. A job with input ``check`` only reads: ``stale`` for an
+    SE that names another CA (the inventory of the SEs a leaked CA key still opens, read
+    over the TSM's authenticated session)."""
     oce = ctx.link.oce
     if oce is None or oce.ca_key is None or oce.ca_ski is None:
         raise JobError("the TSM has no OCE identity (MCRED_TSM_FIRST_CONTACT scp11 or scp11a): no KLOC CA "
@@ -275,6 +277,9 @@ def replace_kloc(ctx: StepContext) -> None:
     ski, kvn = held[0]
     if oce.is_named_by(ski):
         ctx.results.update(kloc="current", ca_ski=ski.hex())
+        return
+    if ctx.job.kind == "rotate-kloc" and ctx.input.get("check"):
+        ctx.results.update(kloc="stale", ca_ski=ski.hex(), kvn=kvn)
         return
     new_kvn = kvn % 0x7F + 1
     point = oce.ca_key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)

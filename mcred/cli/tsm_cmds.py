@@ -115,6 +115,8 @@ def rotate_kloc(
     phone: list[str] = typer.Option(None, "--phone", help="The phone whose SE to move (repeatable)."),
     all_: bool = typer.Option(False, "--all", help="Every SE the TSM has reached (tsm ses: active), "
                               "whose phone is in this data directory."),
+    check: bool = typer.Option(False, "--check", help="Only read which CA each SE names, over the TSM's "
+                               "session (the SEs a leaked CA key still opens); change nothing."),
     as_json: bool = typer.Option(False, "--json"),
     over_the_air: bool = OVER_THE_AIR,
     listen: str = LISTEN,
@@ -177,7 +179,8 @@ def rotate_kloc(
     def work(*transmits: object) -> None:
         for pid, transmit in zip(targets, transmits or [None] * len(targets), strict=True):
             try:
-                moves.append(move_se(ctx, pid, actor="cli", **tsm_tracing(ctx.home, pid, transmit)).summary())
+                moves.append(move_se(ctx, pid, actor="cli", check=check,
+                                     **tsm_tracing(ctx.home, pid, transmit)).summary())
             except (TsmError, PhoneNotFoundError) as exc:  # the job stays resumable: run the command again
                 failed.append({"phone": pid, "error": str(exc)})
                 if ota is not None:  # the phones' agents are told the sessions stopped
@@ -194,12 +197,15 @@ def rotate_kloc(
         err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
     if as_json:
-        typer.echo(json.dumps({"moved": moves, "failed": failed, "skipped": skipped}, indent=2))
+        typer.echo(json.dumps({"checked" if check else "moved": moves, "failed": failed, "skipped": skipped},
+                              indent=2))
     else:
         out = Console()
         for m in moves:
             what = {"replaced": f"moved from KLOC CA {m['old_ca_ski']} to {m['ca_ski']}",
                     "current": f"already names KLOC CA {m['ca_ski']}",
+                    "stale": f"[yellow]names KLOC CA {m['ca_ski']}, not the current one[/yellow]: "
+                             "`mcred tsm rotate-kloc` without --check moves it",
                     "none": "its issuer named no OCE (no CA-KLOC key): left as it is"}.get(m["kloc"], m["kloc"])
             out.print(f"{m['phone']}: {what} (job {m['job']})", highlight=False)
         for f in failed:
