@@ -485,7 +485,9 @@ def test_over_a_pipelining_link_the_ca_the_se_names_rides_with_select(world):  #
     link = Batches(card)
     view = tsm.run(_job(tsm, pid), link)
     assert view.state == "done" and view.results["open-session"]["scp"] == "11a"
-    assert link.ins[:2] == [[0xA4, 0xCA, 0xCA], [0x2A, 0x82]]  # SELECT + BF21 + FF33, then PSO + MUTUAL AUTHENTICATE
+    # SELECT + BF21 + FF33, then PSO + MUTUAL AUTHENTICATE, then in the session FF33, then
+    # PUT KEY of the CA-KLOC key with the STORE DATA naming it: two exchanges for the move
+    assert link.ins[:4] == [[0xA4, 0xCA, 0xCA], [0x2A, 0x82], [0xCA], [0xD8, 0xE2]], link.ins[:6]
     assert _kloc(world, pid)["ca_ski"] == _ski(_ca(world.home)).hex()
     # the answers to that first exchange lost (the SE took the commands): the job resumes
     for lost, (pid2, card2) in enumerate(others):

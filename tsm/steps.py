@@ -283,11 +283,14 @@ def replace_kloc(ctx: StepContext) -> None:
         return
     new_kvn = kvn % 0x7F + 1
     point = oce.ca_key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
-    r = s.send(put_ec_public_key_command(kvn, new_kvn, KLOC_KID, point), f"PUT KEY CA-KLOC (KID 10, KVN {new_kvn:02X})")
+    # one exchange over a transport that pipelines: a STORE DATA after a PUT KEY the SE
+    # refused names a KVN it does not hold (6A88) and changes nothing; a retry reads FF33 again
+    r, _ = s.send_many([put_ec_public_key_command(kvn, new_kvn, KLOC_KID, point),
+                        CommandApdu(0x80, codes.INS_STORE_DATA, 0x90, 0x00,
+                                    ca_issuer_data(KLOC_KID, new_kvn, oce.ca_ski))],
+                       [f"PUT KEY CA-KLOC (KID 10, KVN {new_kvn:02X})", "STORE DATA CA-KLOC identifier"])
     if r.data != bytes([new_kvn]):
         raise CardDataError(f"SE {ctx.se_id}: PUT KEY CA-KLOC answered {r.data.hex()}, expected KVN {new_kvn:02X}")
-    s.send(CommandApdu(0x80, codes.INS_STORE_DATA, 0x90, 0x00, ca_issuer_data(KLOC_KID, new_kvn, oce.ca_ski)),
-           "STORE DATA CA-KLOC identifier")
     ctx.link.audit.event("kloc-replaced", "the SE's CA-KLOC key replaced by the TSM's current KLOC CA",
                          old=ski.hex(), new=oce.ca_ski.hex(), kvn=new_kvn)
     ctx.results.update(kloc="replaced", old_ca_ski=ski.hex(), ca_ski=oce.ca_ski.hex(), kvn=new_kvn)
