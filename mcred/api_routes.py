@@ -1039,17 +1039,13 @@ def operator_router(ctx: Context) -> APIRouter:
     @router.post("/trust/kloc-rotation", summary="Replace the TSM's KLOC CA (SCP11a): a new CA "
                  "certifies the TSM's key, the old chain is kept for SEs that still name it")
     def kloc_rotation(request: Request) -> dict[str, Any]:
-        from cryptography import x509
         from cryptography.hazmat.primitives.serialization import Encoding
 
         from mcred.kloc import rotate_ca
+        from tsm.oce import ca_ski
 
         old, new = rotate_ca(ctx)
-
-        def ski(c: x509.Certificate) -> str:
-            return c.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest.hex()
-
-        return {"retired_ca_ski": ski(old), "ca_ski": ski(new),
+        return {"retired_ca_ski": ca_ski(old).hex(), "ca_ski": ca_ski(new).hex(),
                 "certificate": new.public_bytes(Encoding.PEM).decode()}
 
     @router.post("/kloc-moves", status_code=202, summary="Move a phone's SE to the TSM's current "

@@ -987,15 +987,14 @@ class _Thief:
             parse_ca_identifiers,
             parse_certificate_bundle,
         )
-        from tsm.gp_commands import ISD_AID
+        from tsm.gp_commands import ISD_AID, get_data, select
 
         se = wallet_sim.open_secure_element(phone_id, home)
-        se.transmit(CommandApdu(0x00, 0xA4, 0x04, 0x00, ISD_AID, 256).to_bytes())
+        se.transmit(select(ISD_AID).to_bytes())
         r = se.transmit(CommandApdu(0x80, 0xCA, TAG_CERTIFICATE_STORE >> 8, TAG_CERTIFICATE_STORE & 0xFF,
                                     certificate_store_query(SCP11A_KID, 0x01), 256).to_bytes())
         sd_key = parse_certificate_bundle(r[:-2])[-1].public_key()
-        named = se.transmit(CommandApdu(0x80, 0xCA, TAG_CA_KLOC_IDENTIFIERS >> 8, TAG_CA_KLOC_IDENTIFIERS & 0xFF,
-                                        b"", 256).to_bytes())
+        named = se.transmit(get_data(TAG_CA_KLOC_IDENTIFIERS).to_bytes())
         kvn = next(v for _, kid, v in parse_ca_identifiers(named[:-2]) if kid == KLOC_KID)
         host = Scp11aHost(sd_key, 0x01, oce_certificates=self.chain,
                           oce_exchange=lambda peer: self.key.exchange(ec.ECDH(), peer), kloc_kvn=kvn)
@@ -1006,7 +1005,7 @@ class _Thief:
         except GpError as exc:
             return False, str(exc)
         finally:
-            se.transmit(CommandApdu(0x00, 0xA4, 0x04, 0x00, ISD_AID, 256).to_bytes())  # ends the session
+            se.transmit(select(ISD_AID).to_bytes())  # ends the session
         return True, "SCP11a opened: the SE would take its keys"
 
 
@@ -1019,6 +1018,7 @@ def _kloc_compromise(env: Env, report: DrillReport, workers: int,
     refusing the thief's chain; the credentials are untouched (present VALID, sign good); a
     phone from stock, made before the rotation, is moved at its first contact."""
     from mcred.kloc import move_se, rotate_ca
+    from tsm.oce import ca_ski
 
     def setup(i: int) -> tuple[SubjectReport, ProvisionResult]:
         rep = SubjectReport(phone="")
@@ -1034,10 +1034,8 @@ def _kloc_compromise(env: Env, report: DrillReport, workers: int,
         rep.final["before_rotation"] = "the leaked CA's OCE opens SCP11a"
     t0 = time.perf_counter()
     old, new = rotate_ca(env.ctx)
-    ski = {c: c.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest.hex()
-           for c in (old, new)}
-    report.bystander = {"phone": "-", "result": f"KLOC CA {ski[old]} leaked: every SE that names it exposed; "
-                                                f"rotated to {ski[new]}"}
+    report.bystander = {"phone": "-", "result": f"KLOC CA {ca_ski(old).hex()} leaked: every SE that names it "
+                                                f"exposed; rotated to {ca_ski(new).hex()}"}
 
     def move(item: tuple[SubjectReport, ProvisionResult]) -> None:
         rep, r = item

@@ -128,10 +128,7 @@ def lab_oce(home: Path, key: OceKey | None = None) -> OceCredential:
         if private.public_key() != cert.public_key():
             raise OceError(f"{d / OCE_KEY_FILE} is not the key of {d / OCE_FILE}")
 
-        def exchange(peer: ec.EllipticCurvePublicKey) -> bytes:
-            return private.exchange(ec.ECDH(), peer)
-
-        return _credential(_load_cert(d / CA_FILE), cert, exchange)
+        return _credential(_load_cert(d / CA_FILE), cert, _ecdh(private))
 
 
 def retired_oce(home: Path, key: OceKey | None = None) -> tuple[OceCredential, ...]:
@@ -148,10 +145,7 @@ def retired_oce(home: Path, key: OceKey | None = None) -> tuple[OceCredential, .
             public, exchange = key.public_key(), key.exchange
         else:
             private = _file_key(oce_dir(home))
-            public = private.public_key()
-
-            def exchange(peer: ec.EllipticCurvePublicKey) -> bytes:
-                return private.exchange(ec.ECDH(), peer)
+            public, exchange = private.public_key(), _ecdh(private)
 
         gens = [(_load_cert(g / CA_FILE), _load_cert(g / OCE_FILE))
                 for g in d.iterdir() if g.is_dir() and not g.name.startswith(".")]
@@ -178,7 +172,7 @@ def rotate_kloc_ca(home: Path, key: OceKey | None = None) -> tuple[x509.Certific
         tmp = Path(tempfile.mkdtemp(prefix=".tsm-oce-", dir=d.parent))
         try:
             shutil.copytree(d, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(CA_KEY_FILE))
-            gen = tmp / RETIRED_DIR / _ski(old_ca).hex()
+            gen = tmp / RETIRED_DIR / ca_ski(old_ca).hex()
             gen.mkdir(parents=True, exist_ok=True)
             shutil.copy2(d / CA_FILE, gen / CA_FILE)
             shutil.copy2(d / OCE_FILE, gen / OCE_FILE)
@@ -236,9 +230,17 @@ def _file_key(d: Path) -> ec.EllipticCurvePrivateKey:
     return key
 
 
-def _ski(cert: x509.Certificate) -> bytes:
-    """A CA's identifier: its Subject Key Identifier (RFC 5280's first method when it
-    carries none)."""
+def _ecdh(private: ec.EllipticCurvePrivateKey) -> Callable[[ec.EllipticCurvePublicKey], bytes]:
+    """:attr:`OceCredential.exchange` with the file key."""
+    def exchange(peer: ec.EllipticCurvePublicKey) -> bytes:
+        return private.exchange(ec.ECDH(), peer)
+
+    return exchange
+
+
+def ca_ski(cert: x509.Certificate) -> bytes:
+    """A CA's identifier, as GET DATA FF33 names it: its Subject Key Identifier (RFC 5280's
+    first method when it carries none)."""
     try:
         return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
     except x509.ExtensionNotFound:
@@ -251,7 +253,7 @@ def _credential(ca: x509.Certificate, cert: x509.Certificate,
     if not isinstance(ca_key, ec.EllipticCurvePublicKey) or ca_key.curve.name != "secp256r1":
         raise OceError(f"the KLOC CA {ca.subject.rfc4514_string()} must have a P-256 key (PK.CA-KLOC.ECDSA)")
     return OceCredential((cert.public_bytes(serialization.Encoding.DER),), exchange,
-                         ca_key=ca_key, ca_ski=_ski(ca))
+                         ca_key=ca_key, ca_ski=ca_ski(ca))
 
 
 def _held_elsewhere(d: Path, key: OceKey) -> OceCredential:

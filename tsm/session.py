@@ -54,7 +54,7 @@ from tsm.errors import (
     SequenceCounterRegressionError,
     TransportError,
 )
-from tsm.gp_commands import ISD_AID, select
+from tsm.gp_commands import ISD_AID, get_data, select
 from tsm.keys import (
     DIVERSIFIED_KVN,
     FACTORY_KEYS,
@@ -701,8 +701,7 @@ def _open_scp11(link: SeLink, rec: records.SeRecord, counters: dict[int, int], *
 
 
 #: GET DATA FF33, the CA-KLOC identifiers
-_CA_IDENTIFIERS = CommandApdu(0x80, 0xCA, TAG_CA_KLOC_IDENTIFIERS >> 8, TAG_CA_KLOC_IDENTIFIERS & 0xFF,
-                              b"", 256).to_bytes()
+_CA_IDENTIFIERS = get_data(TAG_CA_KLOC_IDENTIFIERS).to_bytes()
 _CA_IDENTIFIERS_WHAT = "GET DATA CA-KLOC identifiers (FF33)"
 
 

@@ -82,7 +82,7 @@ def oce_ca(
 
     from mcred.context import ConfigError
     from mcred.home import data_home
-    from tsm.oce import OceError, kloc_certificate
+    from tsm.oce import OceError, ca_ski, kloc_certificate
 
     try:
         if rotate:
@@ -90,7 +90,7 @@ def oce_ca(
             from mcred.kloc import rotate_ca
 
             old, new = rotate_ca(Context.open())
-            err.print(f"KLOC CA rotated: CA {_ski(old)} retired (its key deleted), CA {_ski(new)} now certifies "
+            err.print(f"KLOC CA rotated: CA {ca_ski(old).hex()} retired (its key deleted), CA {ca_ski(new).hex()} now certifies "
                       "this TSM (Subject Key Identifiers, as `mcred phone show` lists them). SEs still name the old "
                       "CA: `mcred tsm rotate-kloc --all` moves the ones this TSM reaches; a factory-fresh one "
                       "is moved at its first contact. Give factories elsewhere the certificate below.",
@@ -102,12 +102,6 @@ def oce_ca(
     except (OceError, ConfigError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-
-
-def _ski(cert) -> str:  # noqa: ANN001 - x509.Certificate
-    from cryptography import x509
-
-    return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest.hex()
 
 
 @tsm_app.command("rotate-kloc")
@@ -162,7 +156,8 @@ def rotate_kloc(
                 targets.append(pid)
     else:
         targets = list(dict.fromkeys(phone))
-        unknown = [p for p in targets if p not in wallet_sim.list_phones(ctx.home)] if ota is None else []
+        here = set(wallet_sim.list_phones(ctx.home)) if ota is None else set(targets)
+        unknown = [p for p in targets if p not in here]
         if unknown:
             err.print(f"[red]error:[/red] no phone {escape(', '.join(unknown))} in {ctx.home}: nothing was moved",
                       highlight=False)

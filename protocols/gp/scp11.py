@@ -683,13 +683,7 @@ def ca_issuer_data(kid: int, kvn: int, ski: bytes, *, kind: int = CA_KIND_KLOC) 
 def parse_ca_issuer_data(data: bytes) -> tuple[int, int, bytes, int]:
     """(KID, KVN, SKI, kind) of :func:`ca_issuer_data`'s format; anything else raises
     :class:`Scp11ProtocolError` (6A80)."""
-    try:
-        objs = parse_all(data)
-        if len(objs) != 1 or objs[0].tag != TAG_CRT:
-            raise Scp11ProtocolError("CA identifier data is not A6 { 80 42 83 }", 0x6A80)
-        inner = objs[0].children()
-    except TlvError as e:
-        raise Scp11ProtocolError(f"CA identifier data: {e}", 0x6A80) from e
+    inner = _crt_objects(data, "CA identifier data", "A6 { 80 42 83 }")
     if [t.tag for t in inner] != [TAG_KEY_TYPE, TAG_CA_SKI, TAG_KEY_REFERENCE] \
             or len(inner[0].value) != 1 or len(inner[2].value) != 2:
         raise Scp11ProtocolError("CA identifier data is A6 { 80 <kind> 42 <SKI> 83 <KID KVN> }", 0x6A80)
@@ -697,6 +691,19 @@ def parse_ca_issuer_data(data: bytes) -> tuple[int, int, bytes, int]:
         raise Scp11ProtocolError("a CA is KLOC (00) or KLCC (01)", 0x6A80)
     _check_ski(inner[1].value)
     return inner[2].value[0], inner[2].value[1], inner[1].value, inner[0].value[0]
+
+
+def _crt_objects(data: bytes, what: str, shape: str) -> tuple[Tlv, ...]:
+    """The objects inside ``data``, which must be one control reference template (A6)
+    and nothing else; otherwise :class:`Scp11ProtocolError` (6A80) naming ``what`` and the
+    ``shape`` expected."""
+    try:
+        objs = parse_all(data)
+        if len(objs) != 1 or objs[0].tag != TAG_CRT:
+            raise Scp11ProtocolError(f"{what} is not {shape}", 0x6A80)
+        return objs[0].children()
+    except TlvError as e:
+        raise Scp11ProtocolError(f"{what}: {e}", 0x6A80) from e
 
 
 def is_ca_issuer_data(data: bytes) -> bool:
@@ -721,13 +728,7 @@ def certificate_store_query(kid: int = SCP11B_KID, kvn: int = 0x01) -> bytes:
 
 def parse_certificate_store_query(data: bytes) -> tuple[int, int]:
     """(KID, KVN) named by GET DATA BF21's data field."""
-    try:
-        objs = parse_all(data)
-        if len(objs) != 1 or objs[0].tag != TAG_CRT:
-            raise Scp11ProtocolError("certificate store query is not A6 { 83 KID KVN }", 0x6A80)
-        ref = objs[0].children()
-    except TlvError as e:
-        raise Scp11ProtocolError(f"certificate store query: {e}", 0x6A80) from e
+    ref = _crt_objects(data, "certificate store query", "A6 { 83 KID KVN }")
     if len(ref) != 1 or ref[0].tag != TAG_KEY_REFERENCE or len(ref[0].value) != 2:
         raise Scp11ProtocolError("certificate store query is not A6 { 83 KID KVN }", 0x6A80)
     return ref[0].value[0], ref[0].value[1]
