@@ -544,3 +544,61 @@ def test_we_read_what_xmlsec1_signs_with_inclusive_c14n(tmp_path, root_attribute
     assert parsed.signer_certificate == cert and parsed.root.endswith("申請書")
     with pytest.raises(XmlSignatureError, match="does not verify"):
         verify_enveloped(signed.replace("山田 次郎".encode(), "山田 三郎".encode()))
+
+
+_FIRST_USE_IN_THREADS = r"""
+import sys, threading, time
+from concurrent.futures import ThreadPoolExecutor
+import signxml.processor
+
+_load = signxml.processor.get_schema
+def slow_load(name):  # a slow disk: the window between two threads' loads made wide
+    time.sleep(0.05)
+    return _load(name)
+signxml.processor.get_schema = slow_load
+from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from protocols.jpki.xmlsig import sign_enveloped, verify_enveloped, XmlSignatureError
+
+cert = x509.load_pem_x509_certificate(open(sys.argv[1], "rb").read())
+key = serialization.load_pem_private_key(open(sys.argv[2], "rb").read(), None)
+sign = lambda data: key.sign(data, ec.ECDSA(hashes.SHA384()))
+doc = b"<?xml version='1.0' encoding='UTF-8'?><filing><name>x</name></filing>"
+signed = [sign_enveloped(doc, certificate=cert, sign=sign, xades=x) for x in [True] * 12 + [False] * 4]
+
+def verify(numbered):
+    i, document = numbered
+    time.sleep(0.02 * i)  # one after another, while the first still loads
+    try:
+        verify_enveloped(document)
+        return "ok"
+    except XmlSignatureError as exc:
+        return str(exc)
+
+with ThreadPoolExecutor(len(signed)) as pool:
+    verdicts = list(pool.map(verify, enumerate(signed)))
+bad = [v for v in verdicts if v != "ok"]
+print(len(bad), bad[:2])
+"""
+
+
+def test_first_verifications_in_parallel_threads_agree(tmp_path):
+    """A reader's first XML verifications arrive together (a service's thread pool, a
+    drill): signxml loads its schemas lazily into one list that every verifier class
+    shares, under a lock made anew at each call, so threads once validated XAdES against
+    half-loaded schemas (valid signatures called invalid) or parsed the schema files at the
+    same time (libxml2: "not valid XML Schema"). Found by a README walk-through:
+    `mcred drill moved` judged valid filings invalid. Here a fresh interpreter, whose schema
+    loads are slowed down to widen the window, verifies sixteen signatures (twelve XAdES,
+    four plain) in threads arriving one after another while the first is still loading."""
+    import sys
+
+    cert, _sign, pem = _software_signer(tmp_path)
+    script = tmp_path / "first_use.py"
+    script.write_text(_FIRST_USE_IN_THREADS)
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-W", "ignore", str(script), str(pem), str(pem.with_name("signer.key"))],
+                             capture_output=True, text=True, timeout=120, check=True)
+        assert out.stdout.startswith("0 "), out.stdout + out.stderr

@@ -31,7 +31,7 @@ party's (:mod:`reader.jpki_xml`).
 from __future__ import annotations
 
 import datetime as dt
-import functools
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -108,14 +108,28 @@ def require() -> None:
         raise XmlExtraMissing("XML signatures need signxml: pip install 'mcred[xml]'") from None
 
 
-@functools.cache
+_CLASSES_LOCK = threading.Lock()
+
+
 def _classes() -> tuple[type, type, type, type]:
     """signxml's signers and verifiers, serializing as UTF-8: signxml copies trees through
     ``etree.tostring`` in ASCII, which writes a non-ASCII element name (``<申請書>``) as a
-    character reference no parser takes back. Made once (signxml's import, four classes)."""
+    character reference no parser takes back. Made once, by the first thread to ask
+    (signxml's import, four classes, the verifiers' schemas)."""
+    with _CLASSES_LOCK:
+        if not _MADE:
+            _MADE.append(_make_classes())
+        return _MADE[0]
+
+
+_MADE: list[tuple[type, type, type, type]] = []
+
+
+def _make_classes() -> tuple[type, type, type, type]:
     require()
     from lxml import etree
     from signxml import XMLSigner, XMLVerifier
+    from signxml.processor import get_schema
     from signxml.xades import XAdESSigner, XAdESVerifier
 
     class Utf8:
@@ -191,6 +205,12 @@ def _classes() -> tuple[type, type, type, type]:
     class XadesVerifier(Utf8, XAdESVerifier):
         pass
 
+    for cls in (Verifier, XadesVerifier):
+        # signxml loads its schemas at first use into one list every class shares, under a
+        # lock made anew at each call: threads verifying at once validated XAdES against
+        # half that list, or parsed the schema files together (libxml2 then finds them
+        # invalid). Each verifier gets its own schemas here, once, under _CLASSES_LOCK.
+        cls._schemas = [get_schema(name) for name in cls.schema_files]
     return Signer, Verifier, XadesSigner, XadesVerifier
 
 
