@@ -100,3 +100,23 @@ def reveals(text: str, secret: str) -> bool:
     import re
 
     return re.search(rf"(?<![0-9A-Za-z]){re.escape(secret)}(?![0-9A-Za-z])", text) is not None
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """``MCRED_FUZZ_SCALE=N`` runs every property test with N times its examples and no
+    deadline: a fuzz campaign over the same tests, off CI (whose runs stay bounded)."""
+    scale = int(os.environ.get("MCRED_FUZZ_SCALE", "1") or 1)
+    if scale <= 1:
+        return
+    from hypothesis import settings
+
+    seen: set[int] = set()
+    for item in items:
+        test = getattr(item, "obj", None)
+        current = getattr(test, "_hypothesis_internal_use_settings", None)
+        if current is None or id(test) in seen:
+            continue
+        seen.add(id(test))
+        test._hypothesis_internal_use_settings = settings(
+            current, max_examples=current.max_examples * scale, deadline=None
+        )
