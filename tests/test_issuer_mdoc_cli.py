@@ -71,9 +71,13 @@ def test_issue_respond_export_and_inspect(home, tmp_path):
     tok.write_bytes(pub.token)
     r = run(app, ["status-list", "show", str(tok), "--trust-anchor", str(iaca), "--json",
                   "--index", str(facts["status"]["idx"])])
+    assert r.exit_code == 1, r.output  # no issuer answers at the signer's CRL address: fail closed
+    assert json.loads(r.output)["verified"].startswith("invalid: the signer, serial")
+    r = run(app, ["status-list", "show", str(tok), "--trust-anchor", str(iaca), "--json",
+                  "--index", str(facts["status"]["idx"]), "--revocation", "none"])
     assert r.exit_code == 0, r.output
     shown = json.loads(r.output)
-    assert shown["verified"] == "valid" and shown["bits"] == 2
+    assert shown["verified"] == "valid (the signer's revocation not checked)" and shown["bits"] == 2
     assert shown["indices"] == {str(facts["status"]["idx"]): 0}
     not_a_cert = tmp_path / "not-a-cert.pem"
     not_a_cert.write_bytes(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
@@ -194,3 +198,43 @@ def test_an_out_file_in_no_directory_is_refused_before_anything_is_issued(home, 
         assert s.scalar(select(func.count()).select_from(Holder)) == 0
         assert s.scalar(select(func.count()).select_from(Credential)) == 0
     ctx.engine.dispose()
+
+
+def test_status_list_show_refuses_a_list_signed_by_a_revoked_signer(tmp_path):
+    """`mcred status-list show --trust-anchor` looks the list's signer up on the IACA CRL,
+    as a reader does (reader.ds_crl): after `mcred status-list signer revoke ...
+    keyCompromise` a token that signer made is invalid, exit 1 (a README walk-through found
+    it still called valid); the issuer's next token, by the new signer, is valid."""
+    from test_present_http import Server, free_port, installation_env
+
+    from mcred.context import Context
+    from mcred.service import create_app
+
+    home, port = tmp_path / "home", free_port()
+    home.mkdir()
+    holder, key = _holder_and_key(tmp_path)
+    iaca, old = tmp_path / "iaca.pem", tmp_path / "old.cwt"
+    with installation_env(home, port):
+        r = CliRunner().invoke(app, ["mdoc", "issue", "--holder", str(holder), "--device-key", str(key),
+                                     "--out", str(tmp_path / "o.cbor"), "--json"])
+        assert r.exit_code == 0, r.output
+        uri = json.loads(r.output)["status"]["uri"]
+        assert CliRunner().invoke(app, ["export", "iaca", "--out", str(iaca)]).exit_code == 0
+        service = create_app(Context.open(home), job_workers=1)
+        try:
+            with Server(service, port):
+                import httpx
+
+                old.write_bytes(httpx.get(uri).content)
+                shown = CliRunner().invoke(app, ["status-list", "show", uri, "--trust-anchor", str(iaca), "--json"])
+                assert shown.exit_code == 0 and json.loads(shown.output)["verified"] == "valid", shown.output
+                assert CliRunner().invoke(app, ["status-list", "signer", "revoke", "mdoc-status-1", "--reason",
+                                                "keyCompromise"]).exit_code == 0
+                shown = CliRunner().invoke(app, ["status-list", "show", str(old), "--trust-anchor", str(iaca),
+                                                 "--json"])
+                verdict = json.loads(shown.output)["verified"]
+                assert shown.exit_code == 1 and "revoked (keyCompromise)" in verdict, shown.output
+                shown = CliRunner().invoke(app, ["status-list", "show", uri, "--trust-anchor", str(iaca), "--json"])
+                assert shown.exit_code == 0 and json.loads(shown.output)["verified"] == "valid", shown.output
+        finally:
+            service.state.jobs.shutdown()

@@ -545,3 +545,34 @@ def test_validation_data_from_an_issuer_that_does_not_answer_is_said(home):
         stamper = Stamper.local(ctx)
         with pytest.raises(PdfSigningError, match=r"cannot be time-stamped: .*is the issuer's service"):
             timestamp_pdf(blank_pdf(), stamper, trust_roots=[*roots, *stamper.roots])
+
+
+def test_tsa_verify_refuses_a_revoked_units_time_stamps(tmp_path):
+    """`mcred tsa verify` asks the unit's root CRL, as `mcred jpki verify` does for a
+    signature's time-stamp: after `mcred tsa revoke ... --reason keyCompromise` a reply of
+    that unit is NOT VALID (a README walk-through found it still called VALID); with no
+    issuer answering, the CRL cannot be had and the verdict fails closed, saying how to
+    leave it unchecked."""
+    from test_present_http import Server
+
+    from mcred.service import create_app
+
+    home, port = tmp_path / "home", free_port()
+    home.mkdir()
+    (tmp_path / "doc.txt").write_bytes(CONTENT)
+    reply, doc = str(tmp_path / "doc.txt.tsr"), str(tmp_path / "doc.txt")
+    with installation_env(home, port):
+        run_cli("tsa", "stamp", doc)
+        said = run_cli("tsa", "verify", reply, "--data", doc, code=1)
+        assert "cannot be checked" in said and "--revocation none" in said
+        assert "not checked" in run_cli("tsa", "verify", reply, "--data", doc, "--revocation", "none")
+        app = create_app(Context.open(home), job_workers=1)
+        try:
+            with Server(app, port):
+                verdict = json.loads(run_cli("tsa", "verify", reply, "--data", doc, "--json"))
+                assert verdict["valid"] and verdict["revocation"] == "crl"
+                run_cli("tsa", "revoke", "tsa-unit-1", "--reason", "keyCompromise")
+                said = run_cli("tsa", "verify", reply, "--data", doc, code=1)
+                assert "NOT VALID" in said and "none of its time-stamps is relied on" in said
+        finally:
+            app.state.jobs.shutdown()

@@ -205,10 +205,16 @@ def status_list_show(
     source: str = typer.Argument(..., help="Status list or identifier list URI (http/https), or token file."),
     trust_anchor: Path | None = typer.Option(None, "--trust-anchor", help="IACA PEM: verify the token too."),
     index: list[int] = typer.Option([], "--index", help="Show the status of these indices."),
+    revocation: str = typer.Option("crl", "--revocation", help="With --trust-anchor: crl (the signer must "
+                                   "not be on the IACA's CRL, fetched from the URL its certificate names, "
+                                   "as a reader checks it) or none"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Decode a Status List Token or an Identifier List Token (by its typ), and verify it
-    against an IACA when given."""
+    against an IACA when given: the signer's chain, its revocation, the signature, the
+    claims."""
+    if revocation not in ("crl", "none"):
+        raise typer.BadParameter(f"{revocation!r}: crl or none", param_hint="--revocation")
     if source.startswith(("http://", "https://")):
         from reader.fetch import STATUS_LIST_MAX_BYTES, FetchError, fetch
 
@@ -224,12 +230,12 @@ def status_list_show(
     try:
         typ = peek_typ(data)
         if typ == TYP_IDENTIFIER_LIST:
-            _identifier_list_show(data, uri, trust_anchor, as_json)
+            _identifier_list_show(data, uri, trust_anchor, revocation, as_json)
             return
         token = decode_status_list_token(data)
     except StatusListError as exc:
         raise _fail(f"{source}: {exc}") from None
-    verified = _verify_with(trust_anchor, lambda anchor: verify_status_list_token(
+    verified = _verify_with(trust_anchor, revocation, lambda anchor: verify_status_list_token(
         data, trust_anchor=anchor, uri=uri or token.header.sub, now=dt.datetime.now(dt.UTC)))
     lst = token.status_list
     counts = {s.name: 0 for s in Status}
@@ -246,7 +252,11 @@ def status_list_show(
     _show(facts, verified, as_json)
 
 
-def _verify_with(trust_anchor: Path | None, verify) -> str | None:  # noqa: ANN001
+def _verify_with(trust_anchor: Path | None, revocation: str, verify) -> str | None:  # noqa: ANN001
+    """``valid``, or ``invalid: why``, of a token ``verify(anchor)`` checks (returning it)
+    under the IACA in ``trust_anchor``, its signer then looked up on the IACA's CRL with
+    ``revocation`` crl (fail closed, as :class:`reader.ds_crl.DsCrlCheck` does for a reader);
+    None without a trust anchor."""
     if trust_anchor is None:
         return None
     try:
@@ -254,10 +264,15 @@ def _verify_with(trust_anchor: Path | None, verify) -> str | None:  # noqa: ANN0
     except certs.CertificateParseError as exc:
         raise _fail(f"{trust_anchor}: {exc}") from None
     try:
-        verify(anchor)
+        token = verify(anchor)
     except StatusListError as exc:
         return f"invalid: {exc}"
-    return "valid"
+    if revocation == "none":
+        return "valid (the signer's revocation not checked)"
+    from reader.ds_crl import DsCrlCheck
+
+    why = DsCrlCheck().signer_revoked(token.header.signer, anchor, dt.datetime.now(dt.UTC))
+    return f"invalid: the signer, {why}" if why else "valid"
 
 
 def _show(facts: dict, verified: str | None, as_json: bool) -> None:
@@ -266,15 +281,15 @@ def _show(facts: dict, verified: str | None, as_json: bool) -> None:
     else:
         for k, v in facts.items():  # a fetched token's claims: a peer's text
             console.print(cell(f"{k}: {v}"), highlight=False)
-    if verified and verified != "valid":
+    if verified and not verified.startswith("valid"):
         raise typer.Exit(1)
 
 
-def _identifier_list_show(data: bytes, uri: str | None, trust_anchor: Path | None,
+def _identifier_list_show(data: bytes, uri: str | None, trust_anchor: Path | None, revocation: str,
                           as_json: bool) -> None:
     """An Identifier List Token (ISO/IEC 18013-5 2nd edition): every listed identifier."""
     token = decode_identifier_list_token(data)
-    verified = _verify_with(trust_anchor, lambda anchor: verify_identifier_list_token(
+    verified = _verify_with(trust_anchor, revocation, lambda anchor: verify_identifier_list_token(
         data, trust_anchor=anchor, uri=uri or token.header.sub, now=dt.datetime.now(dt.UTC)))
     h, ids = token.header, sorted(i.hex() for i in token.identifier_list.identifiers)
     facts = {"typ": TYP_IDENTIFIER_LIST, "sub": h.sub, "iat": h.iat.isoformat(),

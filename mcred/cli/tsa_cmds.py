@@ -9,6 +9,7 @@ unit out of service (its root's CRL lists it).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -97,12 +98,20 @@ def verify(reply: Path = typer.Argument(..., exists=True, dir_okay=False,
            data: Path = typer.Option(..., "--data", exists=True, dir_okay=False, help="the file stamped"),
            roots: Path | None = typer.Option(None, "--roots", exists=True, dir_okay=False,
                                              help="time-stamping roots (PEM; default: this installation's TSA's)"),
+           revocation: str = typer.Option("crl", "--revocation", help="crl: the TSA unit must not be on its "
+                                           "root's CRL (fetched from the URL the unit names: `mcred serve` for "
+                                           "this installation's) for keyCompromise, nor revoked before the "
+                                           "time-stamp; none: not checked"),
            as_json: bool = typer.Option(False, "--json")) -> None:
     """Check a time-stamp of FILE: the token's signature, the TSA's certificate and its path
-    to a trusted root, the imprint. Exit 0 when it holds, 1 when not."""
+    to a trusted root, the imprint, and whether the TSA unit was revoked (its root's CRL).
+    Exit 0 when it holds, 1 when not."""
     from protocols import tsp
     from protocols.certs import CertificateParseError
-    from reader.relying_party import load_roots
+    from reader.relying_party import load_roots, tsa_unit_revoked
+
+    if revocation not in ("crl", "none"):
+        raise typer.BadParameter(f"{revocation!r}: crl or none", param_hint="--revocation")
 
     try:
         trust = load_roots(roots.read_bytes()) if roots else _authority().roots()
@@ -117,6 +126,10 @@ def verify(reply: Path = typer.Argument(..., exists=True, dir_okay=False,
         except tsp.TspError:
             token = raw  # a bare token (a .tst, or the attribute's value)
         stamp = tsp.verify_token(token, data=data.read_bytes(), roots=trust)
+        revoked = tsa_unit_revoked(stamp, dt.datetime.now(dt.UTC)) if revocation == "crl" else None
+        if revoked:
+            raise tsp.TspError(revoked + ("" if "cannot be checked" not in revoked else
+                                          " (--revocation none to leave it unchecked)"))
     except tsp.TspError as exc:
         if as_json:
             print(json.dumps({"valid": False, "reason": str(exc)}, ensure_ascii=False))
@@ -124,11 +137,13 @@ def verify(reply: Path = typer.Argument(..., exists=True, dir_okay=False,
             typer.echo(f"NOT VALID: {exc}")
         raise typer.Exit(1) from None
     if as_json:
-        print(json.dumps({"valid": True, **stamp.to_dict()}, ensure_ascii=False))
+        print(json.dumps({"valid": True, **stamp.to_dict(), "revocation": revocation}, ensure_ascii=False))
     else:
         typer.echo(f"VALID: {data.name} existed at {stamp.gen_time.isoformat()} "
                    f"(±{stamp.accuracy.total_seconds() if stamp.accuracy else 0:g} s), time-stamp "
-                   f"{stamp.serial:x} by {stamp.tsa_certificate.subject.rfc4514_string()}, policy {stamp.policy}")
+                   f"{stamp.serial:x} by {stamp.tsa_certificate.subject.rfc4514_string()}, policy {stamp.policy}"
+                   + ("; its unit not revoked (the root's CRL)" if revocation == "crl" else
+                      "; the unit's revocation not checked"))
 
 
 @tsa_app.command("revoke")
