@@ -932,6 +932,11 @@ def test_a_stopped_job_is_resumed_over_the_air_from_the_command_line(ctx, phone,
     with seram_endpoint(_free_listen()) as endpoint, pytest.raises(TransportError):
         _provision_over_the_air(ctx, endpoint, pid, phone_home, transmit=failing)
     job = unfinished_job(ctx, pid)
+    # without --over-the-air: the phone is not in this data directory, and the error says how
+    r = CliRunner().invoke(app, ["provision", "--resume", job.id])
+    said = " ".join(r.output.split())
+    assert r.exit_code == 2 and "not in this data directory" in said, r.output
+    assert f"mcred provision --resume {job.id} --over-the-air" in said
     listen = _free_listen()
     agent = PhoneThread(f"http://{listen}/gp/seram", pid, phone_home)
     agent.start_session("resume-session-1")

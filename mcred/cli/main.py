@@ -94,9 +94,13 @@ def run() -> None:
     from issuer.keystore import KeyStoreError
     from mcred.context import ConfigError
     from tsm.errors import MasterKeyError
+    from wallet_sim.se.errors import PhoneNotFoundError
 
     try:
         app()
+    except PhoneNotFoundError as exc:  # a phone named, or recorded by a job, that lives elsewhere
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     except ConfigError as exc:  # a setting in the environment that cannot work: name it
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -104,15 +104,21 @@ def provision_cmd(
             else:
                 from tsm.jobs import read_job
 
-                result = resume(ctx, resume_id, **tsm_tracing(ctx.home, read_job(ctx.engine, resume_id).se_id))
+                se_id = read_job(ctx.engine, resume_id).se_id
+                if se_id not in wallet_sim.list_phones(ctx.home):
+                    raise _fail(f"job {resume_id}: its phone {se_id} is not in this data directory ({ctx.home}): "
+                                f"a phone that runs elsewhere is reached over the air, "
+                                f"`mcred provision --resume {resume_id} --over-the-air`")
+                result = resume(ctx, resume_id, **tsm_tracing(ctx.home, se_id))
         except MasterKeyError:
             raise
         except JobError as exc:
             raise _fail(f"job {resume_id}: {exc}") from None
         except (ProvisionError, TsmError) as exc:
+            again = " --over-the-air" if ota is not None else ""
             raise _fail(_hinted(f"resuming job {resume_id}: {exc}",
-                                f"run `mcred provision --resume {resume_id}` again once the cause is gone, or "
-                                f"give the job up with `mcred tsm abandon {resume_id} --reason TEXT`",
+                                f"run `mcred provision --resume {resume_id}{again}` again once the cause is gone, "
+                                f"or give the job up with `mcred tsm abandon {resume_id}{again} --reason TEXT`",
                                 _quarantine_hint(exc, None)), 1) from None
         _show(result, as_json)
         return
@@ -158,8 +164,10 @@ def provision_cmd(
         job = unfinished_job(ctx, phone)
         text = f"provisioning {phone}: {exc}"
         if job is not None:
-            text = _hinted(text, f"job {job.id} stopped: resume it with `mcred provision --resume {job.id}`, or "
-                           f"give it up with `mcred tsm abandon {job.id} --reason TEXT`", _quarantine_hint(exc, phone))
+            again = " --over-the-air" if ota is not None else ""
+            text = _hinted(text, f"job {job.id} stopped: resume it with `mcred provision --resume {job.id}{again}`, "
+                           f"or give it up with `mcred tsm abandon {job.id}{again} --reason TEXT`",
+                           _quarantine_hint(exc, phone))
         raise _fail(text, 1) from None
     _show(result, as_json)
 
