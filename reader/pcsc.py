@@ -117,6 +117,11 @@ def wait_until_removed(wanted: str | None = None, *, wait: float = 30.0, poll: f
     return True
 
 
+#: what PC/SC says of a card on its way in or out (no card, removed, present but not yet
+#: powered or answering): wait on, as for no card
+_ARRIVING = ("no smart card", "removed", "unpowered", "unresponsive", "reset")
+
+
 @contextlib.contextmanager
 def tapped(wanted: str | None = None, *, wait: float = 30.0, poll: float = 0.1) -> Iterator[PcscCard]:
     """Wait up to ``wait`` seconds for a card (a phone) in the reader named ``wanted`` (a
@@ -136,7 +141,7 @@ def tapped(wanted: str | None = None, *, wait: float = 30.0, poll: float = 0.1) 
         except exceptions.NoCardException:
             pass
         except exceptions.CardConnectionException as exc:
-            if "no smart card" not in str(exc).lower() and "removed" not in str(exc).lower():
+            if not any(word in str(exc).lower() for word in _ARRIVING):
                 raise PcscError(f"{name}: cannot connect: {exc}") from None
         except _failures() as exc:
             raise PcscError(f"{name}: cannot connect: {exc}") from None
@@ -152,11 +157,23 @@ def tapped(wanted: str | None = None, *, wait: float = 30.0, poll: float = 0.1) 
 
 def tapper(wanted: str | None = None) -> Callable[[object, float], object]:
     """For :class:`reader.http.ReaderService`: a tap (an :class:`reader.nfc.NfcReaderSession`)
-    read from the phone on the PC/SC reader ``wanted``, waiting up to the given seconds."""
+    read from the phone on the PC/SC reader ``wanted``, waiting up to the given seconds. As
+    `mcred reader nfc --loop` does, a phone once read must be taken away before the next tap
+    is read: a counter's page asking for the next tap gets the next holder, not the last one
+    again (and not PC/SC's "card is unpowered" of a phone just read and on its way out)."""
+    import time
+
     from reader.nfc import tap
 
+    read_one = [False]  # a phone was read: the next tap is another, once that one is taken away
+
     def read(session, wait: float):  # noqa: ANN001, ANN202 - NfcReaderSession -> ReaderOutcome
-        with tapped(wanted, wait=wait) as card:
+        deadline = time.monotonic() + wait
+        if read_one[0] and not wait_until_removed(wanted, wait=wait):
+            raise PcscError(f"the phone of the last tap is still on the reader after {wait:g} s: "
+                            "take it away, then tap the next")
+        with tapped(wanted, wait=max(deadline - time.monotonic(), 0.1)) as card:
+            read_one[0] = True
             return tap(card.transmit, session)
 
     return read

@@ -213,11 +213,14 @@ def test_a_counter_reader_reads_tap_after_tap(world, bridge):
 
 def test_mcred_reader_serve_reads_taps_for_a_counter_page(world, bridge, tmp_path):
     """`mcred reader serve --pcsc-reader`: a counter's web page POSTs /nfc/taps and gets the
-    verdict of the phone tapped on the PC/SC reader (here `mcred phone pcsc`'s)."""
+    verdict of the phone tapped on the PC/SC reader (here `mcred phone pcsc --tap`'s, which
+    leaves after each reading and comes back). Asked again at once, the reader waits for the
+    phone to go and come back: the next tap, not PC/SC's "card is unpowered" (503) of the
+    phone on its way out, as a README walk-through met."""
     import httpx
     from test_present_http import answer_when_up
 
-    bridge("--consent", str(world["consent"]))
+    bridge("--consent", str(world["consent"]), "--tap", "--tap-gap", "0.5")
     port = free_port()
     env = dict(os.environ, MCRED_HOME=str(world["home"]))
     proc = subprocess.Popen([sys.executable, "-m", "mcred", "reader", "serve", "--port", str(port),
@@ -230,8 +233,10 @@ def test_mcred_reader_serve_reads_taps_for_a_counter_page(world, bridge, tmp_pat
         assert r.status_code == 200, r.text
         checks = {c["name"]: c["passed"] for c in r.json()["checks"]}
         assert r.json()["valid"] and checks["revocation_status"] and checks["device_authentication"]
+        again = httpx.post(f"{url}/nfc/taps", params={"wait": 10}, timeout=60)
+        assert again.status_code == 200 and again.json()["valid"], again.text
         metrics = httpx.get(f"{url}/metrics", timeout=5).text
-        assert 'mcred_reader_presentations_total{mode="nfc",valid="true"} 1.0' in metrics
+        assert 'mcred_reader_presentations_total{mode="nfc",valid="true"} 2.0' in metrics
     finally:
         _stop(proc)
 
