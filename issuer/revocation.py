@@ -21,7 +21,7 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, case, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from issuer.db import AuditEvent, Credential, Phone, StatusList, utcnow
@@ -97,8 +97,15 @@ def _touch(session: Session, rows: Iterable[Credential]) -> None:
                             .values(version=StatusList.version + 1))
 
 
-def _rows(session: Session, phone_id: str, kinds: tuple[str, ...]) -> list[Credential]:
-    if session.get(Phone, phone_id) is None:
+def _rows(session: Session, phone_id: str, kinds: tuple[str, ...], *, state: ColumnElement | None = None
+          ) -> list[Credential]:
+    """The phone's credentials of ``kinds``, locked, after its own row: a write on it (its
+    ``state`` set to the expression given, if one is) as the first statement, so that an issuance to the phone in
+    flight (which takes the same row first, :mod:`issuer.jpki.issuance`,
+    :mod:`issuer.mdoc.issuance`) either ends before these rows are read, its credential
+    among them, or starts after and finds the phone's new state."""
+    values = {"state": state if state is not None else Phone.state}
+    if not session.execute(update(Phone).where(Phone.id == phone_id).values(**values)).rowcount:
         raise UnknownPhone(f"no phone {phone_id!r} in the issuer's registry")
     return list(session.scalars(
         select(Credential).where(Credential.phone_id == phone_id, Credential.kind.in_(kinds))
@@ -132,11 +139,20 @@ def _revoke_rows(session: Session, rows: Iterable[Credential], reason: str, *, a
 
 def revoke(sessions: sessionmaker[Session], phone_id: str, reason: str, credential: str = "all",
            *, actor: str = "operator", now: dt.datetime | None = None) -> list[Change]:
-    """Revoke (or, with certificateHold, hold) the phone's live credentials of ``credential``."""
+    """Revoke (or, with certificateHold, hold) the phone's live credentials of ``credential``.
+    With ``all``, the phone itself is out too: ``revoked`` (``lost`` for a hold, until
+    :func:`release`), so that nothing more is issued to it, not even by a provisioning
+    that was under way (its next issuance is refused: the job stops, to be abandoned); a
+    phone already ``retired`` by a handover stays so. A new provisioning of the phone
+    (:func:`issuer.holders.attach`) makes it active again."""
     reason = parse_reason(reason)
     kinds = kinds_of(credential)
+    state = None
+    if credential == "all":
+        state = (case((Phone.state.in_(("active", "lost")), "lost"), else_=Phone.state) if reason == HOLD
+                 else case((Phone.state.in_(("active", "lost")), "revoked"), else_=Phone.state))
     with sessions.begin() as s:
-        return _revoke_rows(s, _rows(s, phone_id, kinds), reason, actor=actor,
+        return _revoke_rows(s, _rows(s, phone_id, kinds, state=state), reason, actor=actor,
                             now=now or utcnow())
 
 
@@ -194,7 +210,8 @@ def release(sessions: sessionmaker[Session], phone_id: str, credential: str = "a
     changes: list[Change] = []
     with sessions.begin() as s:
         touched = []
-        for row in _rows(s, phone_id, kinds):
+        state = case((Phone.state == "lost", "active"), else_=Phone.state) if credential == "all" else None
+        for row in _rows(s, phone_id, kinds, state=state):
             if row.status != "hold":
                 continue
             row.status, row.reason, row.revoked_at = "valid", None, None

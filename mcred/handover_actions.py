@@ -176,9 +176,13 @@ class HandoverActions:
         return self._changes(changes)
 
     def release_auth(self, c: wf.StepContext) -> dict:
+        """The found phone's user-authentication hold lifted, and the phone back in use: the
+        next step issues to it (a phone lost is issued nothing, issuer.revocation.revoke)."""
         phone = c.old_phone_id or c.new_phone_id
-        return self._changes(revocation.release(self.ctx.sessions, phone, "auth",
-                                                actor=f"handover:{c.handover_id}"))
+        out = self._changes(revocation.release(self.ctx.sessions, phone, "auth",
+                                               actor=f"handover:{c.handover_id}"))
+        self._set_phone_state(phone, "active")
+        return out
 
     def release_mdoc(self, c: wf.StepContext) -> dict:
         phone = c.old_phone_id or c.new_phone_id

@@ -19,10 +19,11 @@ here needs to install it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ from mcred.jpki_flow import jpki_issuer
 from mcred.mdoc_flow import mdoc_service, portrait_path
 from protocols import cardsub
 from protocols.cardsub import HolderError
-from tsm.errors import JobInputError
+from tsm.errors import IssuerPortError, JobInputError
 from tsm.jobs import ENDED, JobSecrets, JobView, StepHook, Tsm, list_jobs
 
 KEY_TYPES = ("rsa2048", "p384")
@@ -191,18 +192,37 @@ class CompositeIssuer:
         self.mdoc = mdoc
 
     def jpki_challenge(self, job_ref: str, phone_id: str, slot: str) -> bytes:
-        return self.jpki.jpki_challenge(job_ref, phone_id, slot)
+        with _refusals():
+            return self.jpki.jpki_challenge(job_ref, phone_id, slot)
 
     def issue_jpki_certificate(self, job_ref: str, phone_id: str, slot: str,
                                spki_der: bytes, proof: bytes) -> tuple[bytes, bytes]:
-        return self.jpki.issue_jpki_certificate(job_ref, phone_id, slot, spki_der, proof)
+        with _refusals():
+            return self.jpki.issue_jpki_certificate(job_ref, phone_id, slot, spki_der, proof)
 
     def mdoc_challenge(self, job_ref: str, phone_id: str, slot_index: int) -> bytes:
-        return self.mdoc.mdoc_challenge(job_ref, phone_id, slot_index)
+        with _refusals():
+            return self.mdoc.mdoc_challenge(job_ref, phone_id, slot_index)
 
     def issue_mdoc(self, job_ref: str, phone_id: str, slot_index: int,
                    device_public_key_der: bytes, proof: bytes) -> bytes:
-        return self.mdoc.issue_mdoc(job_ref, phone_id, slot_index, device_public_key_der, proof)
+        with _refusals():
+            return self.mdoc.issue_mdoc(job_ref, phone_id, slot_index, device_public_key_der, proof)
+
+
+@contextlib.contextmanager
+def _refusals() -> Iterator[None]:
+    """The issuers' refusals as the TSM's :class:`tsm.errors.IssuerPortError`: the job stops
+    there, recorded as interrupted with the reason (to be resumed once the cause is gone, or
+    abandoned), where an exception the TSM does not know left it running, as after a crash,
+    and reached the user as a traceback."""
+    from issuer.jpki.errors import IssuerJpkiError
+    from issuer.mdoc.errors import IssuerMdocError
+
+    try:
+        yield
+    except (IssuerJpkiError, IssuerMdocError) as exc:
+        raise IssuerPortError(f"the issuer refused: {exc}") from exc
 
 
 def issuer_port(ctx: Context) -> CompositeIssuer:
@@ -482,6 +502,9 @@ def _check_active(s: Session, phone_id: str, if_unregistered: str, if_inactive: 
     phone = s.get(Phone, phone_id)
     if phone is None or phone.holder_id is None:
         raise ProvisionError(f"phone {phone_id!r} is not registered to a holder: {if_unregistered}")
+    if phone.state == "lost":
+        raise ProvisionError(f"phone {phone_id!r} is on hold (reported lost), not active: {if_inactive} "
+                             f"(`mcred release --phone {phone_id}` once it is found)")
     if phone.state != "active":
         raise ProvisionError(f"phone {phone_id!r} is {phone.state}, not active: {if_inactive}")
 

@@ -421,3 +421,48 @@ def test_a_handover_onto_another_holders_phone_is_refused(ctx, tmp_path):
     with ctx.sessions() as s:
         assert s.scalars(select(Handover)).all() == []
     assert sorted((c.id, c.status) for c in rows(ctx, phones[1])) == before
+
+
+@pytest.mark.parametrize("reason", ["keyCompromise", "certificateHold"])
+def test_a_phone_revoked_while_its_provisioning_runs_is_issued_nothing_more(ctx, reason):
+    """`mcred revoke --phone P` while P's provisioning is under way (here: the process
+    stopped after the PINs were set, the certificates issued and the mdocs not yet): the
+    resumed job is refused its next issuance, so the phone does not come out of it with
+    valid mdocs beside its revoked certificates (a chaos test found it did, and a reader
+    said VALID); `mcred tsm abandon` then ends the job. A hold is released, and the job
+    finishes."""
+    from issuer import revocation
+    from mcred.provision import abandon, tsm_for
+    from tsm.errors import TsmError
+
+    pid = wallet_sim.create_phone(ctx.home)
+
+    def crash(step):
+        if step == "set-pins":
+            raise Crash("power lost")
+
+    with pytest.raises(Crash):
+        provision(ctx, pid, parse_holder(HOLDER), key_type="p384", mdoc_batch=2, after_step=crash,
+                  pin="1234", password="ABC123")
+    job = tsm_for(ctx).jobs(pid)[0].id
+    revoked = revocation.revoke(ctx.sessions, pid, reason)
+    assert sorted(c.kind for c in revoked) == ["jpki-auth", "jpki-sign"]
+    with ctx.sessions() as s:
+        assert s.get(Phone, pid).state == ("lost" if reason == "certificateHold" else "revoked")
+    with pytest.raises(TsmError, match="nothing more is issued to it"):
+        resume(ctx, job)
+    assert not [r for r in rows(ctx, pid) if r.kind == "mdoc"]
+    assert {r.status for r in rows(ctx, pid)} == {"hold" if reason == "certificateHold" else "revoked"}
+    if reason == "certificateHold":
+        revocation.release(ctx.sessions, pid)
+        with ctx.sessions() as s:
+            assert s.get(Phone, pid).state == "active"
+        done = resume(ctx, job)
+        assert len(done.mdocs) == 2 and {r.status for r in rows(ctx, pid)} == {"valid"}
+        return
+    ended = abandon(ctx, job, "revoked during provisioning")
+    assert ended.summary()
+    assert {r.status for r in rows(ctx, pid)} == {"revoked"}
+    # provisioned anew, the phone is in use again
+    again = provision(ctx, pid, parse_holder(HOLDER), key_type="p384", mdoc_batch=1)
+    assert again.mdocs and {r.status for r in rows(ctx, pid) if r.job_ref == again.job_id} == {"valid"}

@@ -135,6 +135,8 @@ def _issue_once(ca: JpkiCa, job_ref: str, phone_id: str, purpose: Purpose,
             raise ProofOfPossessionError(f"challenge of job {job_ref!r} expired")
         subject_key = verify_proof(spki_der, chal.nonce, proof)
         phone = s.get(Phone, phone_id)
+        if phone.state != "active":  # revoked (or lost, on hold) while its provisioning ran
+            raise IssuanceError(f"phone {phone_id!r} is {phone.state}: nothing more is issued to it")
         holder = s.get(Holder, phone.holder_id) if phone.holder_id else None
         if holder is None:
             raise IssuanceError(f"phone {phone_id!r} has no holder")

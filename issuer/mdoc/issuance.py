@@ -294,11 +294,13 @@ class MdocIssuer:
                 raise IssuanceError(f"job {job_ref} slot {slot}: no challenge was given to phone "
                                     f"{phone_id}; ask mdoc_challenge first")
             verify_proof(key, challenge.challenge, spki, proof)
-        phone = s.get(Phone, phone_id)
+        # the phone's row locked (PostgreSQL): a revocation of the phone under way ends first,
+        # and its new state is read here (issuer.revocation takes the row before the credentials)
+        phone = s.get(Phone, phone_id, with_for_update=True)
         if phone is None or phone.holder_id is None:
             raise UnknownPhone(f"phone {phone_id!r} is not registered to a holder")
-        if phone.state != "active":
-            raise UnknownPhone(f"phone {phone_id!r} is {phone.state}, not active")
+        if phone.state != "active":  # revoked (or lost, on hold) while its provisioning ran
+            raise UnknownPhone(f"phone {phone_id!r} is {phone.state}: nothing more is issued to it")
         reuse = s.scalar(select(MdocIssuance.slot).join(
             Credential, Credential.id == MdocIssuance.credential_id).where(
             MdocIssuance.phone_id == phone_id, MdocIssuance.device_key_sha256 == digest,
