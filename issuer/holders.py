@@ -77,8 +77,13 @@ def simulated_card_expiry(birth_date: dt.date, today: dt.date) -> dt.date:
 
 
 def register(sessions: sessionmaker[Session], holder, *, actor: str = "issuer",  # noqa: ANN001
-             now: dt.datetime | None = None) -> str:
-    """The holder's id (existing for a known card number, else newly created)."""
+             now: dt.datetime | None = None, phone_id: str | None = None) -> str:
+    """The holder's id (existing for a known card number, else newly created); with
+    ``phone_id``, that phone attached to the holder in the same transaction
+    (:func:`attach_phone`), so that a phone taken by another holder meanwhile leaves no
+    holder registered for nothing (:class:`HolderError`, nothing written)."""
+    if phone_id is not None:
+        check_phone_id(phone_id)
     data = holder_data(holder)
     now = now or utcnow()
     card_number = getattr(holder, "card_number", None) or (
@@ -95,6 +100,8 @@ def register(sessions: sessionmaker[Session], holder, *, actor: str = "issuer", 
         if existing is not None:
             if existing.data != data:
                 raise HolderError(f"card {card_number} is registered to another holder record")
+            if phone_id is not None:
+                attach_phone(sessions, existing.id, phone_id, actor=actor)
             return existing.id
     card_number = str(card_number or "".join(secrets.choice("0123456789") for _ in range(16)))
     if card_expiry is None:
@@ -108,8 +115,15 @@ def register(sessions: sessionmaker[Session], holder, *, actor: str = "issuer", 
             s.flush()
             s.add(AuditEvent(actor=actor, action="holder.register", subject=row.id,
                              detail={"card_number": card_number}))
+            if phone_id is not None:
+                _attach(s, row.id, phone_id, actor)
             return row.id
     except IntegrityError:
+        if phone_id is not None:  # or the phone, first attached by another transaction meanwhile
+            with sessions() as s:
+                owner = s.scalar(select(Phone.holder_id).where(Phone.id == phone_id))
+            if owner is not None:
+                raise HolderError(f"phone {phone_id!r} belongs to holder {owner}") from None
         raise CardNumberTaken(f"card number {card_number} is already registered") from None
 
 
@@ -225,17 +239,22 @@ def attach_phone(sessions: sessionmaker[Session], holder_id: str, phone_id: str,
     of its holder (an abandoned provisioning: ``mcred.provision.abandon``) is taken again."""
     check_phone_id(phone_id)
     with sessions.begin() as s:
-        phone = s.get(Phone, phone_id)
-        if phone is None:
-            s.add(Phone(id=phone_id, holder_id=holder_id, state="active"))
-            s.add(AuditEvent(actor=actor, action="phone.attach", subject=phone_id,
-                             detail={"holder": holder_id}))
-        elif phone.holder_id is None:
-            phone.holder_id, phone.state = holder_id, "active"
-            s.add(AuditEvent(actor=actor, action="phone.attach", subject=phone_id,
-                             detail={"holder": holder_id, "again": True}))
-        elif phone.holder_id != holder_id:
-            raise HolderError(f"phone {phone_id!r} belongs to holder {phone.holder_id}")
+        _attach(s, holder_id, phone_id, actor)
+
+
+def _attach(s: Session, holder_id: str, phone_id: str, actor: str) -> None:
+    """:func:`attach_phone` in the caller's transaction (the phone's row locked)."""
+    phone = s.get(Phone, phone_id, with_for_update=True)
+    if phone is None:
+        s.add(Phone(id=phone_id, holder_id=holder_id, state="active"))
+        s.add(AuditEvent(actor=actor, action="phone.attach", subject=phone_id,
+                         detail={"holder": holder_id}))
+    elif phone.holder_id is None:
+        phone.holder_id, phone.state = holder_id, "active"
+        s.add(AuditEvent(actor=actor, action="phone.attach", subject=phone_id,
+                         detail={"holder": holder_id, "again": True}))
+    elif phone.holder_id != holder_id:
+        raise HolderError(f"phone {phone_id!r} belongs to holder {phone.holder_id}")
 
 
 def summaries(sessions: sessionmaker[Session], holder_id: str | None = None, *,

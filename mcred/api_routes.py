@@ -416,7 +416,8 @@ def _provision_work(ctx: Context):  # noqa: ANN202
             progress(0.05, "provisioning")
             return provision(ctx, params["phone_id"], holder, key_type=params["key_type"],
                              mdoc_batch=params["mdoc_batch"], pin=params["pin"],
-                             password=params["password"], puk=params["puk"], transmit=transmit)
+                             password=params["password"], puk=params["puk"], transmit=transmit,
+                             alone=params["holder_id"] is not None)
 
         try:
             res = _reaching(params, run, "provision")

@@ -246,14 +246,14 @@ def register(ctx: Context, holder: cardsub.Holder | str, phone_id: str) -> str:
     """The holder's id (registered now from a parsed holder, or an existing id) with
     ``phone_id`` attached to it."""
     if isinstance(holder, str):
-        holder_id = holder
-    else:
-        holder_id = register_holder(ctx.sessions, holder, actor="mcred")
-        if holder.portrait:
-            dst = portrait_path(ctx.home, holder_id)
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            dst.write_bytes(Path(holder.portrait).read_bytes())
-    attach_phone(ctx.sessions, holder_id, phone_id, actor="mcred")
+        attach_phone(ctx.sessions, holder, phone_id, actor="mcred")
+        return holder
+    # registered and attached at once: a phone another holder took meanwhile leaves no holder
+    holder_id = register_holder(ctx.sessions, holder, actor="mcred", phone_id=phone_id)
+    if holder.portrait:
+        dst = portrait_path(ctx.home, holder_id)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_bytes(Path(holder.portrait).read_bytes())
     return holder_id
 
 
@@ -262,9 +262,15 @@ def provision(ctx: Context, phone_id: str, holder: cardsub.Holder | str, *,
               password: str | None = None, puk: str | None = None,
               after_step: StepHook | None = None, job_id: str | None = None,
               trace: Any = None, actor: str = "mcred",
-              transmit: Callable[[bytes], bytes] | None = None) -> ProvisionResult:
+              transmit: Callable[[bytes], bytes] | None = None, alone: bool = False) -> ProvisionResult:
     """Provision both credentials into ``phone_id`` for ``holder`` (a parsed holder, or the
     id of a registered one: a handover's new phone) and return what was issued.
+
+    ``alone``: the holder's only phone (``--holder-id``, after
+    :func:`check_holder_for_new_phone`): a provisioning of the holder on another phone that
+    started first, or another phone's live credentials, make this one give up before its
+    first step (:func:`_claim_holder`), so two at once never split the holder's credentials
+    between two phones.
 
     ``job_id`` resumes an interrupted run (its secrets are unsealed from the job);
     ``after_step`` is the TSM's test hook (crash injection). ``transmit`` reaches the SE
@@ -289,8 +295,42 @@ def provision(ctx: Context, phone_id: str, holder: cardsub.Holder | str, *,
     holder_id = register(ctx, holder, phone_id)
     job = tsm.create_job(phone_id, "provision",
                          {"algorithm": key_type, "mdoc_count": mdoc_batch}, job_secrets)
+    if alone:
+        _claim_holder(ctx, tsm, holder_id, phone_id, job, actor)
     view = tsm.run(job, transmit, secrets=job_secrets, after_step=after_step, trace=trace)
     return _result(view, holder_id, job_secrets, generated, time.perf_counter() - t0)
+
+
+def _claim_holder(ctx: Context, tsm: Tsm, holder_id: str, phone_id: str, job_id: str, actor: str) -> None:
+    """After job ``job_id`` was created (committed) for a holder's only phone: refuse it
+    (:class:`ProvisionError`; the job abandoned before any step, the phone let go of the
+    holder) when another of the holder's phones has live credentials, or an unfinished
+    provisioning created before this one. Of two runs at once, each sees the other's job once
+    its own is written, and exactly one, the later, gives up: the check before
+    (:func:`check_holder_for_new_phone`) cannot see a rival that has issued nothing yet."""
+    with ctx.sessions() as s:
+        phones = list(s.scalars(select(Phone.id).where(Phone.holder_id == holder_id)))
+        busy = s.scalar(select(Credential.phone_id).where(Credential.holder_id == holder_id,
+                                                          Credential.phone_id != phone_id,
+                                                          Credential.status.in_(_LIVE)).limit(1))
+    first = list_jobs(ctx.engine, kind="provision", unfinished=True, se_ids=phones, limit=1)
+    rival = busy or (first[0].se_id if first and first[0].id != job_id else None)
+    if rival is None:
+        return
+    why = f"holder {holder_id} is being provisioned on phone {rival} at the same time"
+    tsm.abandon(job_id, actor, why)
+    from issuer.db import AuditEvent
+
+    with ctx.sessions.begin() as s:
+        phone = s.get(Phone, phone_id, with_for_update=True)
+        live = s.scalar(select(Credential.id).where(Credential.phone_id == phone_id,
+                                                    Credential.status.in_(_LIVE)).limit(1))
+        if phone is not None and phone.holder_id == holder_id and live is None:
+            phone.holder_id = None
+            s.add(AuditEvent(actor=actor, action="phone.detach", subject=phone_id,
+                             detail={"holder": holder_id, "job": job_id, "why": why[:200]}))
+    raise ProvisionError(f"{why}: one phone per person (nothing was written to {phone_id}; "
+                         f"moving the credentials later is a handover, `mcred handover --phone {rival} --to {phone_id}`)")
 
 
 def check_holder_for_new_phone(ctx: Context, holder_id: str, phone_id: str | None = None) -> None:

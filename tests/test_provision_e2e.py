@@ -466,3 +466,65 @@ def test_a_phone_revoked_while_its_provisioning_runs_is_issued_nothing_more(ctx,
     # provisioned anew, the phone is in use again
     again = provision(ctx, pid, parse_holder(HOLDER), key_type="p384", mdoc_batch=1)
     assert again.mdocs and {r.status for r in rows(ctx, pid) if r.job_ref == again.job_id} == {"valid"}
+
+
+def test_a_holder_provisioned_on_two_phones_at_once_gets_one(ctx):
+    """`mcred provision --holder-id H` on two phones at the same moment (a chaos test: both
+    passed the check that the holder has no live phone, and the credentials ended split
+    between the phones, the one-phone rule revoking each phone's in turn): the run whose job
+    came second gives up before its first step, its phone let go; the first finishes."""
+    from mcred.provision import ProvisionError, _claim_holder, tsm_for
+
+    first = wallet_sim.create_phone(ctx.home)
+    done = provision(ctx, first, parse_holder(HOLDER), key_type="p384", mdoc_batch=1)
+    holder = done.holder_id
+    from issuer import revocation
+
+    revocation.revoke(ctx.sessions, first, "cessationOfOperation")
+    a, b = wallet_sim.create_phone(ctx.home), wallet_sim.create_phone(ctx.home)
+
+    # B starts while A's job is under way (A's first step has run): B gives up
+    def start_b(step):
+        if step == script("provision", {"mdoc_count": 1})[0]:
+            with pytest.raises(ProvisionError, match=f"being provisioned on phone {a}"):
+                provision(ctx, b, holder, key_type="p384", mdoc_batch=1, alone=True)
+
+    result = provision(ctx, a, holder, key_type="p384", mdoc_batch=1, alone=True, after_step=start_b)
+    assert result.mdocs and {r.status for r in rows(ctx, a)} == {"valid"}
+    assert rows(ctx, b) == []
+    with ctx.sessions() as s:
+        assert s.get(Phone, b).holder_id is None
+    (job_b,) = tsm_for(ctx).jobs(b)
+    assert job_b.state == "abandoned" and job_b.next_step == 0
+
+    # both jobs written before either looks: the later one gives up, whichever looks first
+    revocation.revoke(ctx.sessions, a, "cessationOfOperation")
+    c, d = wallet_sim.create_phone(ctx.home), wallet_sim.create_phone(ctx.home)
+    from mcred.provision import generate_secrets, register
+
+    tsm = tsm_for(ctx)
+    jobs = {}
+    for phone in (c, d):
+        register(ctx, holder, phone)
+        jobs[phone] = tsm.create_job(phone, "provision", {"algorithm": "p384", "mdoc_count": 1},
+                                     generate_secrets("1234", "ABC123", None)[0])
+    with pytest.raises(ProvisionError, match=f"being provisioned on phone {c}"):
+        _claim_holder(ctx, tsm, holder, d, jobs[d], "test")
+    _claim_holder(ctx, tsm, holder, c, jobs[c], "test")  # the first stands
+
+
+def test_a_phone_taken_by_another_holder_meanwhile_leaves_no_holder_registered(ctx):
+    """Two provisionings of one new phone for two new holders at once (a chaos test over
+    POST /provisioning left holders registered with no phone): the registration and the
+    phone's attachment are one transaction, so the second fails whole."""
+    from issuer.holders import HolderError
+    from mcred.provision import register
+
+    pid = wallet_sim.create_phone(ctx.home)
+    register(ctx, parse_holder(HOLDER), pid)
+    with ctx.sessions() as s:
+        before = len(list(s.scalars(select(Holder))))
+    with pytest.raises(HolderError, match="belongs to holder"):
+        register(ctx, parse_holder(dict(HOLDER, given_name="次郎")), pid)
+    with ctx.sessions() as s:
+        assert len(list(s.scalars(select(Holder)))) == before

@@ -132,13 +132,17 @@ class JobView:
 
 
 def list_jobs(bind: Bind, se_id: str | None = None, *, kind: str | None = None,
-              unfinished: bool = False, limit: int | None = None, offset: int = 0) -> list[JobView]:
+              unfinished: bool = False, limit: int | None = None, offset: int = 0,
+              se_ids: Sequence[str] | None = None) -> list[JobView]:
     """Jobs from the registry, oldest first, ``limit`` of them from ``offset`` (no key
-    needed: ``mcred tsm jobs``, and finding the job to resume after a failure); on a
-    Connection in a transaction, read in that transaction."""
+    needed: ``mcred tsm jobs``, and finding the job to resume after a failure), of the SE
+    ``se_id`` or of any of ``se_ids``; on a Connection in a transaction, read in that
+    transaction."""
     q = select(JobRow).order_by(JobRow.created_at, JobRow.id).offset(offset).limit(limit)
     if se_id is not None:
         q = q.where(JobRow.se_id == se_id)
+    if se_ids is not None:
+        q = q.where(JobRow.se_id.in_(list(se_ids)))
     if kind is not None:
         q = q.where(JobRow.kind == kind)
     if unfinished:

@@ -151,11 +151,11 @@ def provision_cmd(
     try:
         if ota is not None:
             result = ota.run(phone, lambda transmit: provision(
-                ctx, phone, parsed, key_type=key_type, mdoc_batch=mdoc_batch,
+                ctx, phone, parsed, key_type=key_type, mdoc_batch=mdoc_batch, alone=holder_id is not None,
                 **tsm_tracing(ctx.home, phone, transmit)))
         else:
             result = provision(ctx, phone, parsed, key_type=key_type, mdoc_batch=mdoc_batch,
-                               **tsm_tracing(ctx.home, phone))
+                               alone=holder_id is not None, **tsm_tracing(ctx.home, phone))
     except MasterKeyError:
         raise  # the installation's key, not this phone: mcred.cli.main.run says so, exit 2
     except ProvisionError as exc:
