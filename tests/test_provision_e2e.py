@@ -528,3 +528,26 @@ def test_a_phone_taken_by_another_holder_meanwhile_leaves_no_holder_registered(c
         register(ctx, parse_holder(dict(HOLDER, given_name="次郎")), pid)
     with ctx.sessions() as s:
         assert len(list(s.scalars(select(Holder)))) == before
+
+
+def test_a_handover_that_fails_after_the_new_phone_shows_its_secrets(ctx, tmp_path):
+    """The new phone's generated PIN, password and PUK exist only in the run that
+    provisioned it (its job erases its sealed copy when done). A handover that failed in a
+    later step (here the old phone's wipe: its SE image unreadable) printed none of them, and
+    its resume could not (a chaos test lost them in every such run): the failing run shows
+    them with its error, and a resume that finds the new phone done says how to set new
+    ones."""
+    pid = _cli_provisioned(ctx, tmp_path)
+    new = wallet_sim.create_phone(ctx.home)
+    image = ctx.home / "phones" / pid / "se.cbor"
+    kept = image.read_bytes()
+    image.write_bytes(kept[:50])
+    r = CliRunner().invoke(app, ["handover", "--phone", pid, "--to", new])
+    said = " ".join(r.output.split())
+    assert r.exit_code == 1 and "--resume" in said, r.output
+    assert "user-auth PIN" in said and "signing password" in said and "PUK" in said
+    hid = said.split("--resume ")[1].split(")")[0].split()[0]
+    image.write_bytes(kept)
+    again = CliRunner().invoke(app, ["handover", "--phone", pid, "--to", new, "--resume", hid])
+    assert again.exit_code == 0, again.output
+    assert f"mcred jpki pin reset --phone {new}" in " ".join(again.output.split())

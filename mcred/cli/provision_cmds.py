@@ -187,11 +187,18 @@ def _show(result, as_json: bool) -> None:  # noqa: ANN001 - mcred.provision.Prov
         console.print(f"  {slot} certificate serial {c['serial']} until {c['not_after']}",
                       highlight=False)
     console.print(f"  mdocs: {facts['mdocs']}")
+    _show_secrets(result, console)
+
+
+def _show_secrets(result, out) -> None:  # noqa: ANN001 - mcred.provision.ProvisionResult, a rich Console
+    """The secrets provisioning generated (none given), shown once on ``out``."""
+    values = {"pin": result.pin, "password": result.password, "puk": result.puk}
+    shown = {k: values[k] for k in result.generated}
     if shown:
-        console.print("[yellow]Secrets (shown once, not stored anywhere in clear):[/yellow]")
+        out.print("[yellow]Secrets (shown once, not stored anywhere in clear):[/yellow]")
         labels = {"pin": "user-auth PIN   ", "password": "signing password", "puk": "PUK             "}
         for k, v in shown.items():
-            console.print(f"  {labels[k]} {v}", highlight=False)
+            out.print(f"  {labels[k]} {v}", highlight=False)
 
 
 def handover_cmd(
@@ -262,8 +269,14 @@ def handover_cmd(
         h = run() if ota is None else ota.run_all([to, phone] if wipe_over_the_air else [to], run,
                                                   what="handover")
     except wf.WorkflowError as exc:
+        if to in actions.secrets:  # the new phone was provisioned before the step that failed:
+            _show_secrets(actions.secrets[to], err)  # its generated secrets exist nowhere else now
         raise _fail(f"{exc} (resume with --resume {hid}" + (" --over-the-air" if ota else "") + ")", 1) from None
     timings = {k: round(v["seconds"], 3) for k, v in h.detail["timings"].items()}
+    if resume_id is not None and to not in actions.secrets and "provision_new" in h.detail["timings"]:
+        err.print(f"note: {to} was provisioned by an earlier run of this handover, which showed its secrets; "
+                  f"if that run ended before it could, set new ones: `mcred jpki pin reset --phone {to}`",
+                  highlight=False)
     out = {"handover": hid, "old": phone, "new": to, "state": h.state, "steps": timings}
     shown = {}
     if to in actions.secrets:
