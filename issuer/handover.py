@@ -97,6 +97,15 @@ def create(
     actor: str = "operator",
 ) -> str:
     """Record a new workflow of ``kind`` and return its id (nothing runs yet)."""
+    with sessions.begin() as s:
+        return create_in(s, kind=kind, holder_id=holder_id, old_phone_id=old_phone_id,
+                         new_phone_id=new_phone_id, actor=actor)
+
+
+def create_in(s: Session, *, kind: str, holder_id: str, old_phone_id: str | None = None,
+              new_phone_id: str | None = None, actor: str = "operator") -> str:
+    """:func:`create` in the caller's transaction (with what made the workflow needed: a
+    change of the holder's data, :func:`issuer.holders.update`)."""
     if kind not in WORKFLOWS:
         raise UnknownWorkflow(f"unknown workflow {kind!r}; known: {', '.join(WORKFLOWS)}")
     if kind == "model_change" and not new_phone_id:
@@ -105,35 +114,34 @@ def create(
         raise WorkflowError(f"{kind} needs the old phone")
     if old_phone_id and old_phone_id == new_phone_id:
         raise WorkflowError(f"the old and the new phone are both {old_phone_id}")
-    with sessions.begin() as s:
-        holder = s.get(Holder, holder_id)
-        if holder is not None and is_erased(holder.data):
-            raise WorkflowError(f"holder {holder_id}'s personal data was erased (mcred holder forget): "
-                                "nothing can be issued from it")
-        # the phones must be this holder's (or, the new one, nobody's yet): a workflow names a
-        # holder and acts on the phones, so another holder's phone would have its credentials
-        # revoked or wiped under this holder's workflow
-        old = s.get(Phone, old_phone_id) if old_phone_id else None
-        if old_phone_id and (old is None or old.holder_id != holder_id):
-            raise WorkflowError(f"the old phone {old_phone_id} does not carry holder {holder_id}'s credentials")
-        new = s.get(Phone, new_phone_id) if new_phone_id else None
-        if new is not None and new.holder_id not in (None, holder_id):
-            raise WorkflowError(f"the new phone {new_phone_id} carries another holder's credentials")
-        h = Handover(
-            holder_id=holder_id,
-            old_phone_id=old_phone_id,
-            new_phone_id=new_phone_id,
-            kind=kind,
-            reason=REASONS[kind],
-            step="created",
-            state="running",
-            detail={"results": {}, "timings": {}},
-        )
-        s.add(h)
-        s.flush()
-        s.add(AuditEvent(actor=actor, action=f"workflow.create.{kind}", subject=h.id,
-                         detail={"holder": holder_id, "old": old_phone_id, "new": new_phone_id}))
-        return h.id
+    holder = s.get(Holder, holder_id)
+    if holder is not None and is_erased(holder.data):
+        raise WorkflowError(f"holder {holder_id}'s personal data was erased (mcred holder forget): "
+                            "nothing can be issued from it")
+    # the phones must be this holder's (or, the new one, nobody's yet): a workflow names a
+    # holder and acts on the phones, so another holder's phone would have its credentials
+    # revoked or wiped under this holder's workflow
+    old = s.get(Phone, old_phone_id) if old_phone_id else None
+    if old_phone_id and (old is None or old.holder_id != holder_id):
+        raise WorkflowError(f"the old phone {old_phone_id} does not carry holder {holder_id}'s credentials")
+    new = s.get(Phone, new_phone_id) if new_phone_id else None
+    if new is not None and new.holder_id not in (None, holder_id):
+        raise WorkflowError(f"the new phone {new_phone_id} carries another holder's credentials")
+    h = Handover(
+        holder_id=holder_id,
+        old_phone_id=old_phone_id,
+        new_phone_id=new_phone_id,
+        kind=kind,
+        reason=REASONS[kind],
+        step="created",
+        state="running",
+        detail={"results": {}, "timings": {}},
+    )
+    s.add(h)
+    s.flush()
+    s.add(AuditEvent(actor=actor, action=f"workflow.create.{kind}", subject=h.id,
+                     detail={"holder": holder_id, "old": old_phone_id, "new": new_phone_id}))
+    return h.id
 
 
 class WorkflowRunner:

@@ -17,7 +17,7 @@ import datetime as dt
 import enum
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -145,7 +145,7 @@ CHANGEABLE = (*FIELDS, *OPTIONAL)
 
 
 def update(sessions: sessionmaker[Session], holder_id: str, changes: Mapping, *, actor: str,
-           reason: str) -> list[str]:
+           reason: str, then: Callable[[Session, list[str]], object] | None = None) -> list[str]:
     """Record a change of a holder's card data (a move, a change of name): ``changes`` maps
     fields of :data:`CHANGEABLE` to their new values (``None`` drops an optional one). The
     merged record is checked as a new holder's is (``protocols.cardsub.parse_holder``); a
@@ -154,7 +154,9 @@ def update(sessions: sessionmaker[Session], holder_id: str, changes: Mapping, *,
     written); audited (``holder.update``, the field names and ``reason``, never the values).
     :class:`HolderError` for an unknown or erased holder, an unknown field or a value the
     card data cannot hold. The credentials issued from the old data are the caller's to
-    re-issue (the ``basic_four_change`` workflow)."""
+    re-issue (the ``basic_four_change`` workflow): ``then(session, fields)`` records that in
+    the same transaction, when something changed, so that the change and what brings the
+    credentials in line are written together or not at all."""
     from protocols.cardsub import errors as cardsub_errors
     from protocols.cardsub.holder import parse_holder
 
@@ -187,17 +189,21 @@ def update(sessions: sessionmaker[Session], holder_id: str, changes: Mapping, *,
         holder.data = data
         s.add(AuditEvent(actor=actor, action="holder.update", subject=holder_id,
                          detail={"fields": changed, "reason": reason[:200]}))
+        if then is not None:
+            then(s, changed)
     return changed
 
 
 def renew_card(sessions: sessionmaker[Session], holder_id: str, *, actor: str, reason: str,
                card_number: str | None = None, card_expiry: dt.date | None = None,
-               now: dt.datetime | None = None) -> dict:
+               now: dt.datetime | None = None,
+               then: Callable[[Session], object] | None = None) -> dict:
     """The holder received a new card (カードの更新): a new card number (16 digits; random
     when not given) and expiry (the 10th birthday after today when not given). Returns
     ``{"card_number", "card_expiry", "previous_card_number"}``; audited (``holder.renew_card``,
     both card numbers and ``reason``). The credentials issued from the old card are the
-    caller's to re-issue (the ``renewal`` workflow). :class:`HolderError` for an unknown or
+    caller's to re-issue (the ``renewal`` workflow, recorded by ``then(session)`` in the same
+    transaction, as for :func:`update`). :class:`HolderError` for an unknown or
     erased holder, a card number that is not 16 digits or is taken, an expiry not after
     today."""
     now = now or utcnow()
@@ -220,6 +226,8 @@ def renew_card(sessions: sessionmaker[Session], holder_id: str, *, actor: str, r
                              detail={"card_number": number, "previous_card_number": previous,
                                      "reason": reason[:200]}))
             s.flush()
+            if then is not None:
+                then(s)
     except IntegrityError:
         raise CardNumberTaken(f"card number {number} is already registered") from None
     return {"card_number": number, "card_expiry": expiry.isoformat(), "previous_card_number": previous}

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 import wallet_sim
 from issuer import handover as wf
@@ -372,15 +373,24 @@ def record_basic_four_change(ctx: Context, holder_id: str, changes: Mapping[str,
 
     # the found workflow would release an mdoc that carries the old data
     _refuse_held(ctx, holder_id, "record the change")
-    fields = holders.update(ctx.sessions, holder_id, changes, actor=actor, reason=reason)
+    made: dict[str, str] = {}
+
+    def workflow(s: Session, _fields: list[str]) -> None:
+        # in the change's transaction: a run stopped between the two (a chaos test killed it
+        # there) left the new data in the registry, the old in the credentials, and nothing
+        # to resume, a second run of the command then changing nothing
+        phone = _live_phone_in(s, holder_id)
+        if phone is not None:
+            made["phone"] = phone
+            made["handover"] = wf.create_in(s, kind="basic_four_change", holder_id=holder_id,
+                                            old_phone_id=phone, actor=actor)
+
+    fields = holders.update(ctx.sessions, holder_id, changes, actor=actor, reason=reason, then=workflow)
     if not fields:
         return {"fields": [], "phone": None, "handover": None, "state": "unchanged"}
-    phone = _live_phone(ctx, holder_id)
-    if phone is None:
+    if not made:
         return {"fields": fields, "phone": None, "handover": None, "state": "registry only"}
-    hid = wf.create(ctx.sessions, kind="basic_four_change", holder_id=holder_id, old_phone_id=phone,
-                    actor=actor)
-    return {"fields": fields, "phone": phone, "handover": hid, "state": "running"}
+    return {"fields": fields, "phone": made["phone"], "handover": made["handover"], "state": "running"}
 
 
 def _refuse_held(ctx: Context, holder_id: str, then: str) -> None:
@@ -393,13 +403,13 @@ def _refuse_held(ctx: Context, holder_id: str, then: str) -> None:
                                f"settle that first (found, or lost_confirmed), then {then}")
 
 
-def _live_phone(ctx: Context, holder_id: str) -> str | None:
-    """The holder's active phone that carries valid credentials, if any (one per person)."""
-    with ctx.sessions() as s:
-        phone = s.scalar(select(Phone.id).where(Phone.holder_id == holder_id, Phone.state == "active")
-                         .order_by(Phone.id).limit(1))
-        live = phone is not None and s.scalar(select(Credential.id).where(
-            Credential.phone_id == phone, Credential.status == "valid").limit(1)) is not None
+def _live_phone_in(s: Session, holder_id: str) -> str | None:
+    """The holder's active phone that carries valid credentials, if any (one per person),
+    read in the caller's transaction."""
+    phone = s.scalar(select(Phone.id).where(Phone.holder_id == holder_id, Phone.state == "active")
+                     .order_by(Phone.id).limit(1))
+    live = phone is not None and s.scalar(select(Credential.id).where(
+        Credential.phone_id == phone, Credential.status == "valid").limit(1)) is not None
     return phone if live else None
 
 
@@ -450,14 +460,20 @@ def record_card_renewal(ctx: Context, holder_id: str, *, reason: str, card_numbe
     from mcred.provision import valid_mdoc_slots
 
     _refuse_held(ctx, holder_id, "renew the card")
-    card = holders.renew_card(ctx.sessions, holder_id, actor=actor, reason=reason, card_number=card_number)
-    phone = _live_phone(ctx, holder_id)
-    if phone is None:
+    made: dict[str, Any] = {}
+
+    def workflow(s: Session) -> None:  # in the new card's transaction, as for a change of data
+        phone = _live_phone_in(s, holder_id)
+        if phone is not None:
+            made.update(phone=phone, mdoc_batch=len(valid_mdoc_slots(s, phone)) or 1,
+                        handover=wf.create_in(s, kind="renewal", holder_id=holder_id, new_phone_id=phone,
+                                              actor=actor))
+
+    card = holders.renew_card(ctx.sessions, holder_id, actor=actor, reason=reason, card_number=card_number,
+                              then=workflow)
+    if not made:
         return {"card": card, "phone": None, "handover": None, "mdoc_batch": 0, "state": "registry only"}
-    with ctx.sessions() as s:
-        slots = len(valid_mdoc_slots(s, phone)) or 1
-    hid = wf.create(ctx.sessions, kind="renewal", holder_id=holder_id, new_phone_id=phone, actor=actor)
-    return {"card": card, "phone": phone, "handover": hid, "mdoc_batch": slots, "state": "running"}
+    return {"card": card, **made, "state": "running"}
 
 
 def renew_card(ctx: Context, holder_id: str, *, reason: str, key_type: str = "p384",

@@ -406,3 +406,37 @@ def test_any_change_leaves_a_record_the_card_can_hold(ctx, registered):
         parse_card({k: v for k, v in data.items() if k != "municipality_code"})
 
     run()
+
+
+@pytest.mark.parametrize("what", ["move", "new card"])
+def test_a_stop_between_the_registry_and_its_workflow_leaves_neither(ctx, monkeypatch, what):
+    """The registry's change (a move, a new card) and the workflow that re-issues the
+    credentials from it are written in one transaction. A chaos test killed `mcred holder
+    update` between the two: the registry kept the new address, the credentials the old,
+    with no workflow to resume, and the same command again said "nothing changed". Here the
+    workflow's creation fails: nothing of the change stays, and the command run again does
+    it all."""
+    from mcred import handover_actions
+    from mcred.handover_actions import renew_card
+
+    r = _provisioned(ctx)
+    with ctx.sessions() as s:
+        before = dict(s.get(Holder, r.holder_id).data), s.get(Holder, r.holder_id).card_number
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("the process is killed here")
+
+    def run():
+        if what == "move":
+            return change_basic_four(ctx, r.holder_id, MOVE, reason="転居届")
+        return renew_card(ctx, r.holder_id, reason="更新")
+
+    with monkeypatch.context() as m:
+        m.setattr(handover_actions.wf, "create_in", killed)
+        with pytest.raises(KeyboardInterrupt):
+            run()
+    with ctx.sessions() as s:
+        assert (dict(s.get(Holder, r.holder_id).data), s.get(Holder, r.holder_id).card_number) == before
+    assert run()["state"] == "done"
+    if what == "move":
+        assert _mdoc_addresses(ctx, r.phone_id) == [MOVE["address"]] * 2
