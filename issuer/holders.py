@@ -321,6 +321,29 @@ def is_erased(data: Mapping) -> bool:
     return bool(data.get("erased"))
 
 
+#: the audit details that name a holder's card: what a registration, a new card and each
+#: JPKI issuance recorded (the audit keeps who did what, the card number is the holder's)
+_CARD_DETAILS = {"holder.register": ("card_number",), "holder.renew_card": ("card_number", "previous_card_number"),
+                 "jpki.issue": ("card_number",)}
+
+
+def _redact_card_numbers(s: Session, holder_id: str) -> int:
+    """Replace the holder's card numbers in the audit's details with ``erased`` (the events
+    stay: who registered, renewed, issued, when); how many events changed."""
+    credentials = select(Credential.id).where(Credential.holder_id == holder_id)
+    events = s.scalars(select(AuditEvent).where(
+        ((AuditEvent.action.in_(("holder.register", "holder.renew_card"))) & (AuditEvent.subject == holder_id))
+        | ((AuditEvent.action == "jpki.issue") & AuditEvent.subject.in_(credentials))))
+    changed = 0
+    for event in events:
+        detail = dict(event.detail or {})
+        keys = [k for k in _CARD_DETAILS[event.action] if detail.get(k) not in (None, "erased")]
+        if keys:
+            event.detail = {**detail, **dict.fromkeys(keys, "erased")}
+            changed += 1
+    return changed
+
+
 def forget(sessions: sessionmaker[Session], holder_id: str, *, actor: str, reason: str) -> dict | None:
     """Erase a holder's personal data once none of their credentials is live (APPI: personal
     data kept no longer than its purpose needs): the registered card data (names, kana,
@@ -330,7 +353,7 @@ def forget(sessions: sessionmaker[Session], holder_id: str, *, actor: str, reaso
     of what it issued, which the CRLs and OCSP answer for (the signing certificate carries the
     basic four data; J-LIS keeps its register for the period the law sets). The holder's id,
     phones and credential records (status, serials, status-list slots) stay, so the trails
-    still read. Audited (``holder.forget``, with ``reason``). Returns what was done, or None
+    still read; the audit's events stay too, their card numbers erased. Audited (``holder.forget``, with ``reason``). Returns what was done, or None
     when the holder was erased already; :class:`HolderError` for an unknown holder,
     :class:`HolderBusyError` while a credential is live."""
     with sessions.begin() as s:
@@ -350,7 +373,8 @@ def forget(sessions: sessionmaker[Session], holder_id: str, *, actor: str, reaso
             Credential.holder_id == holder_id, Credential.kind != "mdoc"))
         holder.data = {**ERASED, "erased_at": utcnow().isoformat()}
         holder.card_number = f"erased-{holder.id[:25]}"
-        done = {"holder": holder_id, "mdoc_bodies_erased": len(mdocs), "certificates_kept": certificates}
+        done = {"holder": holder_id, "mdoc_bodies_erased": len(mdocs), "certificates_kept": certificates,
+                "audit_details_redacted": _redact_card_numbers(s, holder_id)}
         s.add(AuditEvent(actor=actor, action="holder.forget", subject=holder_id,
                          detail={**done, "reason": reason[:200]}))
     return done

@@ -45,6 +45,9 @@ def _cli(*args: str):
 def test_forget_after_revocation_erases_the_data_and_keeps_the_register(provisioned):
     ctx, pid, result = provisioned
     hid = result.holder_id
+    with ctx.sessions() as s:
+        card = s.get(Holder, hid).card_number
+    assert card in json.dumps(json.loads(_cli("audit", "--json", "--limit", "1000").stdout))
     r = _cli("holder", "forget", hid, "--reason", "retention ended")
     assert r.exit_code == 2 and "live credential" in r.stderr
     revoke(ctx.sessions, pid, "affiliationChanged", actor="test")
@@ -66,6 +69,11 @@ def test_forget_after_revocation_erases_the_data_and_keeps_the_register(provisio
     assert shown.exit_code == 0 and "erased" in json.loads(shown.stdout)["mso"]
     audit = json.loads(_cli("audit", "--action", "holder.forget", "--json").stdout)
     assert audit[0]["subject"] == hid and audit[0]["detail"]["reason"] == "retention ended"
+    # the trail still says who registered and issued what, without the card's number (a
+    # README walk-through found it in the holder.register and jpki.issue events)
+    trail = json.loads(_cli("audit", "--json", "--limit", "1000").stdout)
+    assert card not in json.dumps(trail) and audit[0]["detail"]["audit_details_redacted"] == 3
+    assert {e["action"] for e in trail} >= {"holder.register", "jpki.issue"}
     assert "already erased" in _cli("holder", "forget", hid, "--reason", "again").stdout
     # the registry cannot provision the holder again, nor start a workflow: their data is gone
     r = _cli("provision", "--phone", wallet_sim.create_phone(ctx.home), "--holder-id", hid)
