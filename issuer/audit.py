@@ -10,17 +10,23 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from issuer.db import AuditEvent
+from issuer.db import AuditEvent, Credential, Phone
 
 
 def events(sessions: sessionmaker[Session], *, subject: str | None = None, action: str | None = None,
            since: dt.datetime | None = None, limit: int = 100) -> list[dict[str, Any]]:
     """At most ``limit`` events, newest first: of ``subject`` (a credential, phone, holder or
-    workflow id), whose action is ``action`` or starts with it followed by a dot
+    workflow id; a phone's events include those of the credentials it carries, a holder's
+    those of their phones and credentials: a revocation or an issuance is recorded on the
+    credential), whose action is ``action`` or starts with it followed by a dot
     (``credential`` gives ``credential.revoke``, ``credential.hold``, ...), at or after ``since``."""
     q = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
     if subject is not None:
-        q = q.where(AuditEvent.subject == subject)
+        phones = select(Phone.id).where(Phone.holder_id == subject)
+        credentials = select(Credential.id).where((Credential.phone_id == subject)
+                                                  | (Credential.holder_id == subject))
+        q = q.where((AuditEvent.subject == subject) | AuditEvent.subject.in_(credentials)
+                    | AuditEvent.subject.in_(phones))
     if action is not None:
         prefix = action.rstrip(".")
         escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

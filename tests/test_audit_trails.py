@@ -60,6 +60,16 @@ def test_the_issuer_audit_names_acts_and_reasons_newest_first(provisioned):
     text = _cli("audit", "--action", "credential.revoke")
     assert "test-operator  credential.revoke" in text and "cessationOfOperation" in text
     assert "no audit event about nobody" in _cli("audit", "--subject", "nobody")
+    # a phone's trail holds its credentials' revocations and issuances (a README walk-through
+    # asked for the phone's and found none: they are recorded on each credential), a holder's
+    # their phones' too
+    on_phone = json.loads(_cli("audit", "--subject", pid, "--action", "credential", "--json"))
+    assert len(on_phone) == 3 and all(r["detail"]["phone"] == pid for r in on_phone)
+    assert {r["action"] for r in json.loads(_cli("audit", "--subject", pid, "--json"))} >= {
+        "credential.revoke", "jpki.issue", "mdoc.issue"}
+    holder = provisioned[2].holder_id
+    assert {r["action"] for r in json.loads(_cli("audit", "--subject", holder, "--json"))} >= {
+        "holder.register", "phone.attach", "credential.revoke", "jpki.issue"}
 
 
 def test_the_tsm_audit_shows_a_phones_commands_and_jobs_never_data(provisioned):
