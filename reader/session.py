@@ -45,6 +45,11 @@ SESSION = "session"
 MATCHES_REQUEST = "matches_request"
 WALLET_REFUSAL = "wallet_refusal"  # a hostile reader's verdict on the phone's answer (reader.hostile)
 CARDSUB_DOCTYPE = "jp.mcred.mynumber.cardsub.1"
+#: The namespaces of the docTypes whose whole list this reader knows (specs/
+#: card-substitute-doctype.md: the card substitute's own, and the ISO mirror): a request
+#: naming another is a mistake (a placeholder such as ``NS`` left in), whose every answer
+#: would otherwise come back with no documents
+KNOWN_NAMESPACES: dict[str, tuple[str, ...]] = {CARDSUB_DOCTYPE: (CARDSUB_DOCTYPE, "org.iso.18013.5.1")}
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,11 @@ class RequestSpec:
                 items.setdefault(ns, {})[ident.rstrip("!")] = retain or keep
         if not items:
             raise RequestSpecError("no items requested")
+        known = KNOWN_NAMESPACES.get(doc_type)
+        unknown = sorted(ns for ns in items if known is not None and ns not in known)
+        if unknown:
+            raise RequestSpecError(f"{', '.join(map(repr, unknown))}: docType {doc_type} has the namespaces "
+                                   f"{' and '.join(known)}")
         return cls(doc_type, items)
 
     @staticmethod

@@ -339,6 +339,8 @@ def test_mcred_reader_nfc_asks_with_the_second_edition(world, tmp_path, monkeypa
     (["--alternative", f"{NS}:age_over_21"], "expected NS:ID=NS:ID"),
     (["--alternative", f"{NS}:age_over_21={NS}:birth_date"], "is not asked for (--request)"),
     (["--alternative", f"{NS}:family_name=birth_date"], "'birth_date' is not NAMESPACE:IDENTIFIER"),
+    # the README's placeholder left in: every answer came back with no documents
+    (["--request", "NS:age_over_21"], "'NS': docType jp.mcred.mynumber.cardsub.1 has the namespaces"),
 ])
 def test_second_edition_options_name_what_is_wrong(world, tmp_path, args, message):
     import json
