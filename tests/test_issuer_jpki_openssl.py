@@ -188,3 +188,23 @@ def test_cli_verify_asks_the_live_responder(live, tmp_path):
     _cli("revoke", "--phone", phone.phone_id, "--reason", "superseded", "--credential", "auth")
     bad = CliRunner().invoke(cli, args)
     assert bad.exit_code == 1 and "revoked (superseded)" in bad.output
+
+
+def test_one_bundle_of_both_roots_for_a_relying_party(live):
+    """`mcred export jpki-root --slot all`: the signing and user-authentication roots in one
+    PEM, what a relying party that checks signatures and logins trusts (the README built it
+    from the signing root only, and `mcred jpki auth --rp` then failed its chain); OpenSSL
+    verifies a certificate of each slot under it. DER holds one certificate: refused."""
+    from cryptography import x509
+
+    phone = provision(live["issuer"])
+    bundle = live["dir"] / "both-roots.pem"
+    assert "root generation(s)" in _cli("export", "jpki-root", "--slot", "all", "--out", str(bundle))
+    roots = x509.load_pem_x509_certificates(bundle.read_bytes())
+    assert {r.subject for r in roots} == {r.subject for slot in ("sign", "auth") for r in live["issuer"].roots(slot)}
+    for slot in ("sign", "auth"):
+        _root, cert = _export(live, phone, slot)
+        r = _openssl("verify", "-CAfile", str(bundle), str(cert))
+        assert ": OK" in r.stdout, r.stdout + r.stderr
+    refused = CliRunner().invoke(cli, ["export", "jpki-root", "--slot", "all", "--out", str(live["dir"] / "r.der")])
+    assert refused.exit_code == 2 and "PEM bundle" in refused.output

@@ -693,9 +693,17 @@ def serve(port: int = typer.Option(8470, "--port"),
 
 
 @export_app.command("jpki-root")
-def export_root(slot: str = SLOT, out: Path = typer.Option(..., "--out", callback=out_path)) -> None:
+def export_root(slot: str = typer.Option("sign", "--slot", help="sign (signing certificates), auth (user "
+                                         "authentication) or all (both, one PEM bundle: what a relying party "
+                                         "that verifies signatures and logins trusts)"),
+                out: Path = typer.Option(..., "--out", callback=out_path)) -> None:
     """The active root of a slot (PEM or DER by extension; .pem holds every generation)."""
-    roots = _issuer().roots(_check_slot(slot))
+    if slot == "all":
+        if out.suffix.lower() != ".pem":
+            raise typer.BadParameter("--slot all writes a PEM bundle: name it .pem", param_hint="--out")
+        roots = [r for each in ("sign", "auth") for r in _issuer().roots(each)]
+    else:
+        roots = _issuer().roots(_check_slot(slot))
     if out.suffix.lower() == ".pem":
         out.write_bytes(b"".join(r.public_bytes(Encoding.PEM) for r in roots))
         typer.echo(f"wrote {out} ({len(roots)} root generation(s))")
