@@ -66,6 +66,15 @@ def test_present_json_portrait_and_saved_transcript(world, tmp_path, monkeypatch
     assert r.exit_code == 1
     failed = {c["name"] for c in json.loads(r.stdout)["checks"] if not c["passed"]}
     assert failed == {"status_list_signature", "status_list_freshness", "revocation_status"}
+    # `mcred mdoc verify` (no status) takes the saved file too: its DeviceResponse with its own
+    # SessionTranscript and reader key (it said "missing 'version'", found by a README walk-through)
+    from mcred.cli.main import app as mcred_app
+
+    r = CliRunner().invoke(mcred_app, ["mdoc", "verify", str(tmp_path / "t.cbor"), "--trust-anchor", str(pem),
+                                       "--at", at, "--json"])
+    assert r.exit_code == 0, r.output
+    checks = {c["name"]: c["passed"] for c in json.loads(r.stdout)["checks"]}
+    assert checks["device_authentication"] and all(checks.values())
 
 
 def test_present_exit_codes(world, tmp_path, monkeypatch):

@@ -81,8 +81,10 @@ def _print_result(console: Console, result: mdoc.VerificationResult) -> None:
 
 
 def verify_cmd(
-    response: Path = typer.Argument(..., help="DeviceResponse, or an IssuerSigned on its own (CBOR file, or its "
-                                                "base64url text as OpenID4VCI/VP carry it)."),
+    response: Path = typer.Argument(..., help="DeviceResponse, a saved presentation (mcred present --save: its "
+                                                "DeviceResponse with its SessionTranscript and reader key), or an "
+                                                "IssuerSigned on its own (CBOR file, or its base64url text as "
+                                                "OpenID4VCI/VP carry it)."),
     trust_anchor: list[Path] = typer.Option(..., "--trust-anchor", help="IACA certificate (PEM or DER); repeatable."),
     session_transcript: Path | None = typer.Option(None, "--session-transcript", help="CBOR SessionTranscript, with or without its tag 24."),
     reader_key: Path | None = typer.Option(None, "--reader-key", help="Reader ephemeral private key (PEM), needed for a deviceMac."),
@@ -109,6 +111,18 @@ def verify_cmd(
         now = _parse_time(at)
         data = cbor.from_text_or_raw(_read(response, "response"))
         issuer_signed = mdoc.is_issuer_signed(data)
+        saved = None if issuer_signed else _saved_transcript(data)
+        if saved is not None:  # mcred present --save / reader --save-dir: the response and its transcript
+            data = saved["deviceResponse"]
+            try:
+                transcript = transcript or mdoc.SessionTranscript.decode(saved["sessionTranscript"])
+                if key is None and isinstance(saved.get("eReaderPrivateKey"), bytes):
+                    from cryptography.hazmat.primitives import serialization
+
+                    key = serialization.load_der_private_key(saved["eReaderPrivateKey"], None)
+            except (mdoc.MdocError, ValueError, TypeError) as exc:
+                raise _Unreadable(f"{response}: a saved transcript whose session transcript or reader key "
+                                  f"does not decode: {exc}") from exc
         try:
             if issuer_signed:
                 result = mdoc.verify_issuer_signed(data, trust_anchors=anchors, now=now, doc_type=doc_type)
@@ -131,6 +145,18 @@ def verify_cmd(
                           "authentication)")
         _print_result(console, result)
     raise typer.Exit(EXIT_OK if result.valid else EXIT_FAILED)
+
+
+def _saved_transcript(data: bytes) -> dict | None:
+    """A saved presentation (``mcred present --save``: a map of ``deviceResponse``,
+    ``sessionTranscript`` and the reader's ephemeral key), or None for anything else."""
+    try:
+        value = cbor.loads(data)
+    except cbor.CborError:
+        return None
+    if isinstance(value, dict) and isinstance(value.get("deviceResponse"), bytes) and "sessionTranscript" in value:
+        return value
+    return None
 
 
 def inspect_cmd(file: Path = typer.Argument(..., help="Any CBOR file (DeviceResponse, MSO, SessionData...), or "
