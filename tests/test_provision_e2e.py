@@ -551,3 +551,34 @@ def test_a_handover_that_fails_after_the_new_phone_shows_its_secrets(ctx, tmp_pa
     again = CliRunner().invoke(app, ["handover", "--phone", pid, "--to", new, "--resume", hid])
     assert again.exit_code == 0, again.output
     assert f"mcred jpki pin reset --phone {new}" in " ".join(again.output.split())
+
+
+def test_ctrl_c_leaves_the_job_interrupted_and_the_cli_names_it(ctx, tmp_path, monkeypatch):
+    """Ctrl-C during `mcred provision` (a README walk-through over the air): it exited 130
+    saying nothing, and the job stayed `running`, as after a crash, until its lock's lease
+    passed. Now the job is interrupted, the reason recorded, and the command names it and
+    how to go on; the resume finishes it."""
+    import mcred.provision as flow
+
+    real = flow.provision
+
+    def interrupted(*args, **kwargs):
+        def ctrl_c(step):
+            if step == "generate-sign-key":
+                raise KeyboardInterrupt
+
+        return real(*args, **{**kwargs, "after_step": ctrl_c})
+
+    monkeypatch.setattr(flow, "provision", interrupted)
+    pid = wallet_sim.create_phone(ctx.home)
+    f = tmp_path / "holder.json"
+    f.write_text(json.dumps(dict(HOLDER, pin="1234", password="ABC123"), ensure_ascii=False), encoding="utf-8")
+    r = CliRunner().invoke(app, ["provision", "--phone", pid, "--holder", str(f), "--key-type", "p384",
+                                 "--mdoc-batch", "1"])
+    said = " ".join(r.output.split())
+    assert r.exit_code == 130 and "interrupted: job" in said, r.output
+    job = said.split("interrupted: job ")[1].split()[0]
+    view = flow.tsm_for(ctx).job(job)
+    assert view.state == "interrupted" and "stopped by the operator" in view.error
+    monkeypatch.setattr(flow, "provision", real)
+    assert resume(ctx, job).mdocs

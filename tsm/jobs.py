@@ -538,6 +538,16 @@ class Tsm:
             _update_job(bind, job_id, state=state, error=f"{type(exc).__name__}: {exc}")
             audit.flush_now(bind)
             raise
+        except KeyboardInterrupt:
+            # the operator stopped it (Ctrl-C): as a failure, recorded as interrupted with
+            # that reason (not left running, as after a crash, for the lock's lease to pass)
+            audit.event("job-failed", "KeyboardInterrupt", error="stopped by the operator")
+            bind = db if db is not None else self.engine
+            if link is not None:
+                link.flush_records()
+            _update_job(bind, job_id, state="interrupted", error="KeyboardInterrupt: stopped by the operator")
+            audit.flush_now(bind)
+            raise
         except BaseException:
             # a crash of the worker (simulated in tests): what was sent is still audited
             # (and the counter of a session the step authenticated still recorded)

@@ -158,6 +158,12 @@ def provision_cmd(
                                alone=holder_id is not None, **tsm_tracing(ctx.home, phone))
     except MasterKeyError:
         raise  # the installation's key, not this phone: mcred.cli.main.run says so, exit 2
+    except KeyboardInterrupt:  # Ctrl-C: the job is recorded as interrupted; say which and how on
+        job = unfinished_job(ctx, phone)
+        again = " --over-the-air" if ota is not None else ""
+        raise _fail("interrupted" + (f": job {job.id} stopped before step {job.current_step}; resume it with "
+                                     f"`mcred provision --resume {job.id}{again}`, or give it up with "
+                                     f"`mcred tsm abandon {job.id}{again} --reason TEXT`" if job else ""), 130) from None
     except ProvisionError as exc:
         raise _fail(f"provisioning {phone}: {exc}", 1) from None
     except TsmError as exc:
