@@ -38,7 +38,7 @@ from tsm import applets as ap
 from tsm import steps as tsm_steps
 from tsm.audit import AuditLog
 from tsm.jobs import JobView, StepContext, Tsm
-from tsm.lock import acquire
+from tsm.lock import acquire, process_owner
 from tsm.session import SeLink
 
 _LIVE = ("valid", "hold")
@@ -322,7 +322,7 @@ class _se_steps:  # noqa: N801 - used as a context manager, reads like a functio
 
     def __enter__(self) -> _StepsRun:
         tsm = tsm_for(self.ctx, issuer_port(self.ctx), "handover")
-        self.lock = acquire(tsm.engine, self.phone_id, f"handover/{self.job_ref[-12:]}",
+        self.lock = acquire(tsm.engine, self.phone_id, process_owner(f"handover/{self.job_ref[-12:]}", 128),
                             timeout_s=tsm.lock_timeout_s, lease_s=tsm.lease_s, clock=tsm.clock)
         try:
             audit = AuditLog("handover", self.phone_id, None)

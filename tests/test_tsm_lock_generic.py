@@ -77,3 +77,50 @@ def test_a_failing_first_statement_under_a_new_lease_takes_nothing(engine):
     c = acquire(engine, "se-f", "c", timeout_s=0.5)
     assert _row(engine, "se-f").owner == "c"
     c.release()
+
+
+_HOLD_AND_DIE = """
+import os, sys, time
+from mcred.db import make_engine
+from tsm.lock import acquire, process_owner
+lock = acquire(make_engine(sys.argv[1]), "se-k", process_owner("worker", 128), lease_s=120)
+print(lock.owner, flush=True)
+if sys.argv[2] == "die":
+    os._exit(0)  # as killed: the lease stays in the table, taken for two minutes
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("taking", ["dialect", "generic"])
+def test_a_lease_of_a_killed_process_is_taken_at_once(tmp_path, monkeypatch, taking):
+    """SQLite holds the SE lock as a lease: a worker killed mid-job left it taken until it
+    expired, and every resume, abandon or handover waited 30 s then failed ("locked by
+    another worker"; found by a chaos test). A lease names its process (host and pid): one
+    whose process is gone from this host is taken over at once, with the next token; one
+    whose process still runs is not."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'locks.sqlite3'}"
+    engine = make_engine(url)
+    migrate(engine)
+    if taking == "generic":
+        monkeypatch.setattr(tsm_lock, "_TAKE_OR_CREATE", {})
+    script = tmp_path / "hold.py"
+    script.write_text(_HOLD_AND_DIE)
+    died = subprocess.run([sys.executable, str(script), url, "die"], capture_output=True, text=True,
+                          timeout=60, check=True)
+    dead_owner = died.stdout.strip()
+    assert tuple(_row(engine, "se-k")) == (dead_owner, 1)
+    mine = acquire(engine, "se-k", tsm_lock.process_owner("resume", 128), timeout_s=1, poll_s=0.01)
+    assert mine.token == 2 and _row(engine, "se-k").owner == mine.owner
+    mine.release()
+    alive = subprocess.Popen([sys.executable, str(script), url, "live"], stdout=subprocess.PIPE, text=True)
+    try:
+        alive.stdout.readline()
+        with pytest.raises(LockBusyError):
+            acquire(engine, "se-k", tsm_lock.process_owner("resume", 128), timeout_s=0.3, poll_s=0.01)
+    finally:
+        alive.kill()
+        alive.wait()
+    engine.dispose()

@@ -33,7 +33,7 @@ from tsm.audit import AuditLog, last_quarantine_cause
 from tsm.db import Bind, DriverStatement, JobRow, SeLockRow, transaction, utcnow
 from tsm.errors import JobError, JobInputError, LockLostError, TsmError
 from tsm.keys import MasterKey
-from tsm.lock import FENCE, acquire, holds_row_lock
+from tsm.lock import FENCE, acquire, holds_row_lock, process_owner
 from tsm.oce import OceCredential
 from tsm.ports import IssuerPort
 from tsm.session import DEFAULT_SECURITY_LEVEL, CardSession, SeLink, Transmit, open_session
@@ -57,8 +57,9 @@ ACTOR_MAX = JobRow.__table__.c.actor.type.length
 
 
 def _lock_owner(actor: str) -> str:
-    """The SE lock's owner for ``actor``: cut to fit its column, with 8 hex digits of its own."""
-    return f"{actor[:_OWNER_MAX - 9]}/{uuid.uuid4().hex[:8]}"
+    """The SE lock's owner for ``actor``: cut to fit its column, with this process (host and
+    pid: a lease left by a killed process is taken at once) and 8 hex digits of its own."""
+    return process_owner(actor, _OWNER_MAX)
 
 
 def _check_text(what: str, value: object, width: int) -> str:
