@@ -20,6 +20,7 @@ here needs to install it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import secrets
 import time
@@ -463,9 +464,11 @@ class RefreshResult:
     #: Credential ids of the MSOs they replaced (revoked, reason superseded).
     superseded: tuple[str, ...]
     seconds: float = 0.0
+    #: the job was one that had stopped (a crash, a lost answer), finished by this call
+    resumed: bool = False
 
     def summary(self) -> dict[str, Any]:
-        return {"phone": self.phone_id, "job": self.job_id, "rotated_keys": self.rotated,
+        return {"phone": self.phone_id, "job": self.job_id, "resumed": self.resumed, "rotated_keys": self.rotated,
                 "issued": [{"credential": c, "slot": slot, "valid_until": until}
                            for c, slot, until in self.issued],
                 "superseded": list(self.superseded), "seconds": round(self.seconds, 3)}
@@ -488,6 +491,11 @@ def refresh_mdocs(ctx: Context, phone_id: str, *, batch: int | None = None, rota
     from issuer.mdoc.models import MdocIssuance
 
     t0 = time.perf_counter()
+    left = [] if job_id is not None else list_jobs(ctx.engine, phone_id, kind="refresh-mdoc", unfinished=True)
+    if left:  # a refresh of this phone that stopped (a crash, a lost answer) is finished, not started again
+        done = refresh_mdocs(ctx, phone_id, trace=trace, actor=actor, job_id=left[-1].id, after_step=after_step,
+                             transmit=transmit)
+        return dataclasses.replace(done, resumed=True)
     if job_id is not None:
         tsm = tsm_for(ctx, issuer_port(ctx), actor)
         job = tsm.job(job_id)

@@ -397,10 +397,20 @@ def refresh_cmd(
     except MasterKeyError:
         raise  # the installation's key, not this phone: mcred.cli.main.run says so, exit 2
     except TsmError as exc:
-        raise _fail(_hinted(f"refreshing {phone}: {exc}", _quarantine_hint(exc, phone)), 1) from None
+        from tsm.jobs import list_jobs
+
+        left = list_jobs(ctx.engine, phone, kind="refresh-mdoc", unfinished=True)
+        again = " --over-the-air" if ota is not None else ""
+        raise _fail(_hinted(f"refreshing {phone}: {exc}", (
+            f"job {left[-1].id} stopped: the same command again finishes it (`mcred mdoc refresh --phone {phone}"
+            f"{again}`), or give it up with `mcred tsm abandon {left[-1].id}{again} --reason TEXT`") if left else "",
+            _quarantine_hint(exc, phone)), 1) from None
     if as_json:
         typer.echo(json.dumps(result.summary(), ensure_ascii=False, indent=2))
         return
+    if result.resumed:
+        console.print(f"finished the refresh job {result.job_id} that had stopped (its own batch and keys)",
+                      highlight=False)
     console.print(f"[green]refreshed[/green] {len(result.issued)} mdoc(s) on phone "
                   f"[bold]{result.phone_id}[/bold] (job {result.job_id}, {result.rotated} new device "
                   f"key(s)) in {result.seconds:.2f} s", highlight=False)
