@@ -84,6 +84,9 @@ def test_present_exit_codes(world, tmp_path, monkeypatch):
     r = CliRunner().invoke(cli(), ["present", "--phone", world["phone"], "--reader", world["url"],
                                    "--consent", str(rules)])
     assert r.exit_code == 1 and "INVALID" in r.output
+    # unattended, the phone still says what its screen would: who asked (a README walk-through
+    # presented to a revoked reader and was never told)
+    assert "phone: reader: anonymous (no reader authentication)" in r.output
     r = CliRunner().invoke(cli(), ["present", "--phone", "ph-nope", "--reader", world["url"], "--json"])
     assert r.exit_code == 2
     r = CliRunner().invoke(cli(), ["present", "--phone", world["phone"], "--reader", f"http://127.0.0.1:{free_port()}",

@@ -316,3 +316,24 @@ def test_reader_auth_reports_revocation_as_its_own_check(tmp_path):
     assert [(c.name, c.passed) for c in judged.checks] == [
         (READER_CERTIFICATE_CHAIN, True), (READER_CERTIFICATE_REVOCATION, False), (READER_AUTHENTICATION, True)]
     assert judged.checks[1].reason.endswith("CN=Counter r,C=JP revoked")
+
+
+def test_unattended_consent_says_who_asked_and_why_nothing_went():
+    """`mcred present --consent rules.json` decides without the holder; NotedConsent says
+    what the phone's screen would (the reader, as its authentication left it) and why the
+    rules released nothing when they refused the reader whole (a README walk-through
+    presented to a revoked reader: released with allow-all rules, nothing with cautious ones,
+    and neither said a word of the revocation)."""
+    from wallet_sim.consent import ConsentRequest, NotedConsent, ReaderIdentity
+
+    revoked = ReaderIdentity("CN=Shop Reader", True, False, "serial 1f revoked (privilegeWithdrawn)",
+                             revocation_failed=True)
+    request = ConsentRequest("doc", {"ns": {"family_name": False}}, reader=revoked)
+    for rules, released, refusal in (({"documents": {"*": {"*": "*"}}}, {"ns": {"family_name"}}, None),
+                                     ({"documents": {"*": {"*": "*"}}, "trusted_readers_only": True}, {},
+                                      "released nothing: the rules release only to a trusted reader")):
+        notes: list[str] = []
+        assert NotedConsent(RulesConsent.from_mapping(rules), notes.append).decide(request) == released
+        assert notes[0] == ("reader: CN=Shop Reader (signature valid, certificate NOT trusted: revoked, or its "
+                            "revocation unknown) - serial 1f revoked (privilegeWithdrawn)")
+        assert notes[1:] == ([] if refusal is None else [f"{refusal} (trusted_readers_only)"])

@@ -149,13 +149,20 @@ class RulesConsent:
                     return True
         return False
 
-    def decide(self, request: ConsentRequest) -> Released:
+    def refusal(self, request: ConsentRequest) -> str | None:
+        """Why these rules release nothing to ``request``'s asker whatever it asks, or None."""
         r = request.reader
         if self.require_reader_authentication and (r is None or not r.signature_valid):
-            return {}
+            return "the rules release only to a reader that authenticates (require_reader_authentication)"
         if self.trusted_readers_only and (r is None or not r.trusted or not r.signature_valid):
-            return {}  # a trusted certificate on a signature that does not verify is anyone's
+            # a trusted certificate on a signature that does not verify is anyone's
+            return "the rules release only to a trusted reader (trusted_readers_only)"
         if request.origin is not None and self.origins is not None and request.origin not in self.origins:
+            return f"the rules release only to the origins {', '.join(self.origins)}"
+        return None
+
+    def decide(self, request: ConsentRequest) -> Released:
+        if self.refusal(request) is not None:
             return {}
         out: Released = {}
         for ns, ids in request.items.items():
@@ -165,6 +172,25 @@ class RulesConsent:
                 if self._allowed(request.doc_type, ns, ident):
                     out.setdefault(ns, set()).add(ident)
         return out
+
+
+@dataclass
+class NotedConsent:
+    """``policy`` deciding, with what the phone's screen would show of each request told to
+    ``note``: the reader as its authentication left it (verified, not trusted, revoked), and
+    why the rules released nothing when they refused it whole. Unattended rules otherwise
+    released to a revoked reader, or refused a reader, without a word."""
+
+    policy: ConsentPolicy
+    note: Callable[[str], None]
+
+    def decide(self, request: ConsentRequest) -> Released:
+        self.note(_reader_text(request.reader))
+        refusal = getattr(self.policy, "refusal", None)
+        why = refusal(request) if refusal is not None else None
+        if why is not None:
+            self.note(f"released nothing: {why}")
+        return self.policy.decide(request)
 
 
 @dataclass

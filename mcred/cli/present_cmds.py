@@ -265,7 +265,7 @@ def register(app: typer.Typer) -> None:
             reader_crls,
         )
         from wallet_sim import PhoneNotFoundError
-        from wallet_sim.consent import ConsentError, InteractiveConsent, RulesConsent
+        from wallet_sim.consent import ConsentError, InteractiveConsent, NotedConsent, RulesConsent
 
         console = Console(stderr=as_json)
         if origin is not None and not online:
@@ -286,6 +286,9 @@ def register(app: typer.Typer) -> None:
         try:
             policy = RulesConsent.from_file(consent) if consent else InteractiveConsent(
                 ask=lambda q: console.input(q), show=console.print)
+            if consent and fault != "all":  # what the phone's screen would say, unattended too
+                policy = NotedConsent(policy, lambda line: console.print(f"phone: {line}", highlight=False,
+                                                                          markup=False))
 
             anchors = pem_certificates(reader_trust)
             revocation = reader_crls(reader_crl)
