@@ -109,6 +109,9 @@ def fetch(client: httpx.Client | None, method: str, url: str, *, max_bytes: int,
         raise FetchError(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
     except httpx.InvalidURL as exc:  # not an HTTPError: a URL taken from a credential can be anything
         raise FetchError(f"{method} {url!r}: invalid URL: {exc}") from exc
+    except UnicodeError as exc:  # a host name IDNA cannot encode (an empty label: "http://./"), raised
+        # by the socket layer's encoding of it, not by httpx
+        raise FetchError(f"{method} {url!r}: invalid host name: {exc}") from exc
     finally:
         if own:
             http.close()
