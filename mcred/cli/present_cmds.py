@@ -286,7 +286,7 @@ def register(app: typer.Typer) -> None:
         try:
             policy = RulesConsent.from_file(consent) if consent else InteractiveConsent(
                 ask=lambda q: console.input(q), show=console.print)
-            if consent and fault != "all":  # what the phone's screen would say, unattended too
+            if consent and not as_json and fault != "all":  # what the phone's screen would say, unattended too
                 policy = NotedConsent(policy, lambda line: console.print(f"phone: {line}", highlight=False,
                                                                           markup=False))
 
