@@ -85,7 +85,7 @@ def _load_key(path: Path) -> tuple[ec.EllipticCurvePublicKey, ec.EllipticCurvePr
 
 
 def issue(
-    holder: Path = typer.Option(..., "--holder", help="Holder JSON file (issue 4 format)."),
+    holder: Path = typer.Option(..., "--holder", help="Holder JSON file (the fields of `mcred provision --holder`)."),
     device_key: Path = typer.Option(..., "--device-key", help="Device key PEM (private: proof of possession is made; public: attested)."),
     out: Path = typer.Option(..., "--out", callback=out_path, help="Where to write the IssuerSigned CBOR."),
     phone: str | None = typer.Option(None, "--phone", help="Phone id to record it under (default derived from the key)."),

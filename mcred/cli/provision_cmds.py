@@ -56,8 +56,8 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def provision_cmd(
-    phone: str = typer.Option(None, "--phone", help="Phone id (`mcred phone create`), or `new` to make one."),
-    holder: Path = typer.Option(None, "--holder", help="Holder JSON file (issue 4 item 3 fields)."),
+    phone: str = typer.Option(None, "--phone", help="Phone id (`mcred phone new`), or `new` to make one."),
+    holder: Path = typer.Option(None, "--holder", help="Holder JSON file: family_name, given_name, family_name_kana, given_name_kana, birth_date (YYYY-MM-DD), sex (ISO/IEC 5218), address, prefecture, municipality; optionally portrait (JPEG path), pin, password, puk (generated and shown once otherwise)."),
     holder_id: str = typer.Option(None, "--holder-id", help="A holder already registered, none of whose "
                                   "phones has live credentials (after `mcred tsm abandon`), instead of --holder."),
     key_type: str = typer.Option("rsa2048", "--key-type", help="JPKI key type: rsa2048 or p384."),
@@ -146,7 +146,7 @@ def provision_cmd(
     elif phone == "new":
         phone = ctx.new_phone()
     elif phone not in wallet_sim.list_phones(ctx.home):
-        raise _fail(f"no phone {phone!r} under {ctx.home} (make one with `mcred phone create` "
+        raise _fail(f"no phone {phone!r} under {ctx.home} (make one with `mcred phone new` "
                     "or pass --phone new)")
     try:
         if ota is not None:
