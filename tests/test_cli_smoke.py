@@ -134,3 +134,30 @@ def test_every_command_named_in_help_and_messages_exists():
                 if isinstance(node, ast.Constant) and isinstance(node.value, str):
                     bad += [(str(source.relative_to(base)), u) for u in _unknown_commands(node.value, root)]
     assert not bad, bad
+
+
+def test_output_that_is_not_a_terminal_is_not_wrapped_unless_columns_says(monkeypatch):
+    """rich wraps and cuts at 80 columns when its output is not a terminal: ids, job ids in
+    hints, URLs and QR codes came out broken in pipes and logs. The CLI's consoles do not
+    wrap there, keep a terminal's width on a terminal, and take COLUMNS when it is set."""
+    import io
+
+    from rich.table import Table
+
+    from mcred.cli.text import UNWRAPPED, make_console
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    out = io.StringIO()
+    console = make_console(file=out)
+    assert console.width == UNWRAPPED
+    hint = "resume it with `mcred provision --resume " + "0123456789abcdef" * 4 + "`, " + "word " * 30
+    console.print(hint, highlight=False)
+    table = Table("id", "live")
+    table.add_row("f" * 120, "3")
+    console.print(table)
+    lines = out.getvalue().splitlines()
+    assert lines[0].rstrip() == hint.rstrip() and any("f" * 120 in line and "3" in line for line in lines)
+    assert make_console(file=io.StringIO(), width=50).width == 50
+    assert make_console(file=io.StringIO(), force_terminal=True).width < UNWRAPPED  # a terminal's own
+    monkeypatch.setenv("COLUMNS", "100")
+    assert make_console(file=io.StringIO()).width == 100

@@ -10,8 +10,9 @@ import re
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
+
+from mcred.cli.text import make_console
 
 holder_app = typer.Typer(help="Holders in the issuer's registry: their phones and live credentials.",
                          no_args_is_help=True)
@@ -47,7 +48,7 @@ def holder_list(card: str = typer.Option(None, "--card", help="Only the holder o
     for r in rows:
         table.add_row(r["id"], escape(r["name"]),
                       "\n".join(f"{p['id']} ({p['state']})" for p in r["phones"]) or "-", str(r["live"]))
-    Console().print(table)
+    make_console().print(table)
 
 
 @holder_app.command("show")
@@ -64,7 +65,7 @@ def holder_show(holder_id: str = typer.Argument(..., help="The holder's id (`mcr
     if as_json:
         typer.echo(json.dumps(out, ensure_ascii=False, indent=2, default=str))
         return
-    con = Console()
+    con = make_console()
     con.print(f"[bold]{out['id']}[/bold] {escape(out['name'])}  card {out['card_number']} until "
               f"{out['card_expiry']}", highlight=False)
     for k, v in out["data"].items():

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
 from mcred.cli.ota_cli import (
     LISTEN,
@@ -20,9 +19,10 @@ from mcred.cli.ota_cli import (
 )
 from mcred.cli.phone_cmds import tsm_tracing
 from mcred.cli.state import OPTIONS, out_path
+from mcred.cli.text import make_console
 
-console = Console()
-err = Console(stderr=True)
+console = make_console()
+err = make_console(stderr=True)
 
 
 def _quarantine_hint(exc: Exception, phone: str | None) -> str | None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from mcred.cli.ota_cli import (
@@ -17,10 +16,11 @@ from mcred.cli.ota_cli import (
     SSL_KEYFILE,
     over_the_air_options,
 )
+from mcred.cli.text import make_console
 
 tsm_app = typer.Typer(help="The SP-TSM: its master key (SCP03 key diversification, sealed job secrets).",
                       no_args_is_help=True)
-err = Console(stderr=True)
+err = make_console(stderr=True)
 
 
 @tsm_app.command("import-master-key")
@@ -195,7 +195,7 @@ def rotate_kloc(
         typer.echo(json.dumps({"checked" if check else "moved": moves, "failed": failed, "skipped": skipped},
                               indent=2))
     else:
-        out = Console()
+        out = make_console()
         for m in moves:
             what = {"replaced": f"moved from KLOC CA {m['old_ca_ski']} to {m['ca_ski']}",
                     "current": f"already names KLOC CA {m['ca_ski']}",
@@ -269,7 +269,7 @@ def ses(as_json: bool = typer.Option(False, "--json")) -> None:
     for r in rows:
         state = "[red]suspect (quarantined)[/red]" if r["state"] == "suspect" else r["state"]
         table.add_row(r["phone"], state, r["kvn"], r["master_key_id"] or "-", r["updated_at"][:19])
-    Console().print(table)
+    make_console().print(table)
 
 
 @tsm_app.command("clear-quarantine")
@@ -345,7 +345,7 @@ def abandon(
     if as_json:
         typer.echo(json.dumps(result.summary(), indent=2))
         return
-    out = Console()
+    out = make_console()
     out.print(f"job {job} ({result.kind} of phone {result.phone_id}) abandoned; "
               f"{len(result.revoked)} credential(s) it issued revoked", highlight=False)
     for cid, kind in result.revoked:
