@@ -178,10 +178,13 @@ def _reader_config(trust: list[Path], vical: Path | None, vical_trust: list[Path
 
 
 def _unusable(console: Console, as_json: bool, message: str) -> None:
+    """Exit 2, saying why: with --json the verdict-shaped object on stdout (the machine's
+    answer), else ``error: message`` on stderr, as every command's errors, whichever stream
+    the command's ``console`` writes its verdict to."""
     if as_json:
         print(json.dumps({"valid": False, "error": message, "checks": [], "documents": []}, ensure_ascii=False))
     else:
-        console.print(f"[red]{markup_safe(message)}[/]", markup=True)
+        make_console(stderr=True).print(f"[red]error:[/] {markup_safe(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_UNUSABLE)
 
 
@@ -214,7 +217,7 @@ def _nfc_loop(console: Console, parts, *, pcsc_reader: str | None, wait: float, 
                 if not verdicts:
                     _unusable(console, as_json, str(exc))
                 if not as_json:
-                    console.print(markup_safe(str(exc)), highlight=False)
+                    make_console(stderr=True).print(f"error: {markup_safe(str(exc))}", highlight=False)
                 break
             verdicts.append(out.valid)
             if as_json:
