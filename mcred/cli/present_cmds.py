@@ -964,8 +964,11 @@ def register(app: typer.Typer) -> None:
             if scanned:
                 done = wallet_cross_device(wallet, request)
                 redirect = done.session.redirect
+                # refused: the holder (or the consent rules) said no; not_held: the document has no such
+                # element (or the wallet no such document). The verifier gets both as errors.
                 released = [{"docType": e.doc_type, "released": {ns: sorted(ids) for ns, ids in e.released.items()},
-                             "refused": {ns: sorted(ids) for ns, ids in e.refused.items()}}
+                             "refused": {ns: sorted(ids) for ns, ids in e.refused.items()},
+                             "not_held": {ns: sorted(ids) for ns, ids in e.not_held.items()}}
                             for e in done.session.events if e.kind == "response" and e.doc_type]
                 answer = {"answered": redirect.response_uri if redirect else None,
                           "client_id": redirect.client_id if redirect else None, "status": done.status,
