@@ -12,7 +12,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from mcred.cli.text import make_console
+from mcred.cli.text import SECRET_LABELS, make_console
 
 holder_app = typer.Typer(help="Holders in the issuer's registry: their phones and live credentials.",
                          no_args_is_help=True)
@@ -218,9 +218,8 @@ def holder_renew_card(
     typer.echo(f"phone {out['phone']}: renewal {out['handover']} {out['state']} ({out['key_type']} keys "
                "generated in the SE, certificates and mdocs issued anew, the old ones superseded)")
     _print_steps(out["steps"])
-    labels = {"pin": "user-auth PIN", "password": "signing password", "puk": "PUK"}
     for k, v in out["secrets"].items():
-        typer.echo(f"  new {labels.get(k, k)} (shown once): {v}")
+        typer.echo(f"  new {SECRET_LABELS.get(k, k)} (shown once): {v}")
 
 
 def audit(

@@ -24,6 +24,7 @@ from mcred.cli.ota_cli import (
 )
 from mcred.cli.phone_cmds import tsm_tracing
 from mcred.cli.state import check_can_listen, open_context, out_path
+from mcred.cli.text import secret_lines
 from mcred.cli.watch_cmds import watch_app
 from reader.text import printable
 
@@ -370,9 +371,8 @@ def pin_reset(phone: str = typer.Option(None, "--phone"),
         typer.echo(json.dumps({**result.summary(), "secrets_shown_once": shown}))
         return
     typer.echo(f"{phone}: reset {', '.join(result.reset)} (job {result.job_id}); shown once:")
-    labels = {"pin": "user-auth PIN   ", "password": "signing password", "puk": "PUK             "}
-    for k, v in shown.items():
-        typer.echo(f"  {labels[k]} {v}")
+    for line in secret_lines(shown):
+        typer.echo(f"  {line}")
 
 
 @jpki_app.command("verify")

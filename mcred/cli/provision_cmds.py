@@ -19,7 +19,7 @@ from mcred.cli.ota_cli import (
 )
 from mcred.cli.phone_cmds import tsm_tracing
 from mcred.cli.state import OPTIONS, out_path
-from mcred.cli.text import make_console
+from mcred.cli.text import make_console, secret_lines
 
 console = make_console()
 err = make_console(stderr=True)
@@ -189,9 +189,8 @@ def _show(result, as_json: bool) -> None:  # noqa: ANN001 - mcred.provision.Prov
     console.print(f"  mdocs: {facts['mdocs']}")
     if shown:
         console.print("[yellow]Secrets (shown once, not stored anywhere in clear):[/yellow]")
-        labels = {"pin": "user-auth PIN   ", "password": "signing password", "puk": "PUK             "}
-        for k, v in shown.items():
-            console.print(f"  {labels[k]} {v}", highlight=False)
+        for line in secret_lines(shown):
+            console.print(f"  {line}", highlight=False)
 
 
 def handover_cmd(
@@ -275,8 +274,10 @@ def handover_cmd(
     console.print(f"[green]handover {hid}[/green]: {phone} -> {to}: {h.state}")
     for k, v in timings.items():
         console.print(f"  {k:<14} {v:.3f} s")
-    for k, v in shown.items():
-        console.print(f"  new phone {k} (shown once): {v}", highlight=False)
+    if shown:  # named as provision names them
+        console.print(f"[yellow]Secrets of {to} (shown once, not stored anywhere in clear):[/yellow]")
+        for line in secret_lines(shown):
+            console.print(f"  {line}", highlight=False)
 
 
 def drill_cmd(

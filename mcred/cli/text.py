@@ -49,6 +49,17 @@ def make_console(*, stderr: bool = False, **kwargs: object) -> Console:
     return _Console(stderr=stderr, **kwargs)
 
 
+#: The holder's secrets by their key in a holder file and in --json output, as every command
+#: that shows them (provision, handover, holder renew-card, jpki pin reset) names them.
+SECRET_LABELS = {"pin": "user-auth PIN", "password": "signing password", "puk": "PUK"}
+
+
+def secret_lines(shown: dict[str, str]) -> list[str]:
+    """``shown`` (key: value) as aligned lines, ``user-auth PIN    1234``."""
+    width = max(map(len, SECRET_LABELS.values()))
+    return [f"{SECRET_LABELS.get(k, k):<{width}} {v}" for k, v in shown.items()]
+
+
 def cell(value: object) -> Text:
     """A table cell or title holding a peer's text."""
     return Text(printable(str(value)))
