@@ -316,12 +316,20 @@ def drill_cmd(
     ctx = Context.open(home)
     env = Env(ctx, ttl=ttl, key_type=key_type)
     reports = []
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err) as progress:
-        for name in names:
-            task = progress.add_task(name, total=phones)
-            reports.append(run_drill(ctx, name, phones=phones, workers=workers, env=env,
-                                     progress=lambda n, t=task: progress.advance(t, n)))
+    if err.is_terminal:  # a progress bar per scenario
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=err) as progress:
+            for name in names:
+                task = progress.add_task(name, total=phones)
+                reports.append(run_drill(ctx, name, phones=phones, workers=workers, env=env,
+                                         progress=lambda n, t=task: progress.advance(t, n)))
+    else:  # a CI log, a pipe: no bar is drawn there, so a line as each scenario starts and ends
+        for i, name in enumerate(names, 1):
+            err.print(f"drill {i}/{len(names)} {name}: started, {phones} phone(s)", highlight=False)
+            r = run_drill(ctx, name, phones=phones, workers=workers, env=env)
+            reports.append(r)
+            err.print(f"drill {i}/{len(names)} {name}: {'PASSED' if r.passed else 'FAILED'} in {r.seconds:.2f} s",
+                      highlight=False)
     for r in reports:
         prop = r.propagation()
         rd, oc, wa, se = (prop[who]["max"] if prop[who] else None for who in ("reader", "ocsp", "watch", "se"))
