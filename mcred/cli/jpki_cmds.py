@@ -677,13 +677,18 @@ def serve(port: int = typer.Option(8470, "--port"),
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     check_can_listen(host, port)
-    if workers == 1:
-        uvicorn.run(create_app(), host=host, port=port, log_level="warning", **tls)
-        return
     ctx = Context.open()
+    # where it listens, as `mcred reader serve` says (uvicorn's own lines are below its warnings)
+    said = (f"issuer service on {'https' if tls else 'http'}://{host}:{port}"
+            + (f", {workers} workers" if workers > 1 else "")
+            + f", database {ctx.engine.url.render_as_string(hide_password=True)}")
+    if workers == 1:
+        service = create_app(ctx)
+        typer.echo(said)
+        uvicorn.run(service, host=host, port=port, log_level="warning", **tls)
+        return
     ctx.engine.dispose()  # migrated once here, before the workers start (each opens its own)
-    typer.echo(f"issuer service on http://{host}:{port}, {workers} workers, database "
-               f"{ctx.engine.url.render_as_string(hide_password=True)}")
+    typer.echo(said)
     from mcred.metrics import shared_across_workers
 
     os.environ["MCRED_SERVE_WORKERS"] = str(workers)  # each worker's app knows it is not alone
