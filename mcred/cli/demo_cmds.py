@@ -40,7 +40,7 @@ def register(app: typer.Typer) -> None:
         (database, key stores) is not usable."""
         import json
 
-        from rich.table import Table
+        from rich.table import Column, Table
 
         from mcred.cli.text import make_console
         from mcred.context import DEFAULT_PUBLIC_URL, ConfigError, Context, public_url
@@ -57,7 +57,9 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
         else:
-            table = Table("", "component", "state", "enables", "to get it", title=f"mcred at {ctx.home}")
+            # URLs and paths are to be copied: folded on a narrow terminal, never cut with an ellipsis
+            table = Table("", "component", *(Column(h, overflow="fold") for h in ("state", "enables", "to get it")),
+                          title=f"mcred at {ctx.home}")
             for f in findings:
                 table.add_row("[green]ok[/]" if f.ok else "[yellow]--[/]", f.name, f.detail, f.enables, f.fix)
             make_console().print(table)
