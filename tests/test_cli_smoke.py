@@ -108,8 +108,9 @@ def _unknown_commands(text, tree):
 
 def test_every_command_named_in_help_and_messages_exists():
     """`mcred phone create` (the command is `mcred phone new`) was in provision's help and
-    error: every `mcred ...` a help text, or a string in the source (errors, hints), names
-    must be a command of the app; and no help text refers to the project's tracker."""
+    error: every `mcred ...` a help text, a string in the source (errors, hints) or the
+    README's walk-through names must be a command of the app; and no help text refers to the
+    project's tracker."""
     import ast
     import re
     from pathlib import Path
@@ -133,6 +134,7 @@ def test_every_command_named_in_help_and_messages_exists():
             for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
                 if isinstance(node, ast.Constant) and isinstance(node.value, str):
                     bad += [(str(source.relative_to(base)), u) for u in _unknown_commands(node.value, root)]
+    bad += [("README.md", u) for u in _unknown_commands((base / "README.md").read_text(encoding="utf-8"), root)]
     assert not bad, bad
 
 
