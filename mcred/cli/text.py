@@ -25,7 +25,7 @@ class _Console(Console):
     URLs, paths and QR codes come out whole (rich's default there is 80 columns, which cut
     table columns and wrapped hints mid-token). On a terminal, or with COLUMNS, as rich does."""
 
-    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003 - rich.console.Console's
+    def __init__(self, *args, **kwargs) -> None:  # rich.console.Console's
         columns = os.environ.get("COLUMNS", "")
         self._unbounded = kwargs.get("width") is None and not columns.isdigit()
         super().__init__(*args, **kwargs)
