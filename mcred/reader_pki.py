@@ -62,12 +62,27 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
                              serialization.NoEncryption())
 
 
-def _load_ca(cert_path: Path, key_path: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def _read(option: str, path: Path) -> bytes:
+    """The bytes of the file an option names; :class:`ReaderPkiError` naming the option and the
+    file it cannot read (``--ca-cert ca.pem: no such file``)."""
     try:
-        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-        key = serialization.load_pem_private_key(key_path.read_bytes(), None)
-    except (OSError, ValueError, TypeError) as exc:
-        raise ReaderPkiError(f"--ca-cert / --ca-key: {exc}") from None
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ReaderPkiError(f"{option} {path}: no such file") from None
+    except OSError as exc:
+        raise ReaderPkiError(f"{option} {path}: cannot read it ({exc.strerror or exc})") from None
+
+
+def _load_ca(cert_path: Path, key_path: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    cert_pem, key_pem = _read("--ca-cert", cert_path), _read("--ca-key", key_path)
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+    except ValueError as exc:
+        raise ReaderPkiError(f"--ca-cert {cert_path}: not a PEM certificate ({exc})") from None
+    try:
+        key = serialization.load_pem_private_key(key_pem, None)
+    except (ValueError, TypeError) as exc:
+        raise ReaderPkiError(f"--ca-key {key_path}: not an unencrypted PEM private key ({exc})") from None
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise ReaderPkiError(f"--ca-key: an EC private key, got {type(key).__name__}")
     if key.public_key().public_numbers() != cert.public_key().public_numbers():
@@ -125,7 +140,7 @@ def make_reader_certificate(
     ``out_dir``. Raises :class:`ReaderPkiError`."""
     if curve not in CURVES:
         raise ReaderPkiError(f"--curve {curve!r}: one of {', '.join(CURVES)}")
-    if not out_dir.is_dir():
+    if out_dir.exists() and not out_dir.is_dir():
         raise ReaderPkiError(f"--out-dir {out_dir}: not a directory")
     try:
         if ca is None:
@@ -142,6 +157,10 @@ def make_reader_certificate(
     for name in wanted:
         if paths[name].exists():
             raise ReaderPkiError(f"{paths[name]} exists: not overwritten (choose another --out-dir)")
+    try:  # made (parents too) once the certificates are: a refused one leaves no directory behind
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ReaderPkiError(f"--out-dir {out_dir}: cannot make it ({exc.strerror or exc})") from None
     if ca is None:
         _write(paths["reader-ca.key"], _pem_key(ca_key), secret=True)
         _write(paths["reader-ca.pem"], ca_cert.public_bytes(pem), secret=False)

@@ -65,3 +65,20 @@ def test_benchmark_runs_and_prints_every_row(args, rows):
     out = _run(*args)
     for row in rows:
         assert row in out, out
+
+
+def test_without_a_name_the_benchmarks_are_listed():
+    """`python -m benchmarks` (the README's line) lists the benchmarks and exits 0; helper
+    modules (bare, scratch, timing) have no main and are not listed; an unknown name exits 2."""
+    import importlib
+
+    out = _run()
+    names = out.split("benchmarks: ", 1)[1].strip().split(", ")
+    assert {"mdoc", "scp03", "provision", "request"} <= set(names)
+    assert not {"bare", "scratch", "timing"} & set(names)
+    for name in names:
+        assert callable(importlib.import_module(f"benchmarks.{name}").main), name
+    assert _run("--help") == out
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "scratch"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2 and "no benchmark 'scratch'" in proc.stderr and "Traceback" not in proc.stderr

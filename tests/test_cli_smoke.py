@@ -34,3 +34,132 @@ def test_command_summaries_are_one_paragraph_without_source_line_breaks():
         assert "\n" not in first, (path, first)
     listing = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "400"}).output
     assert "show the old phone refused and the new one accepted" in listing
+
+
+def _commands():
+    """(path, click command) of every command, groups included (typer vendors its own click)."""
+    import typer.main
+
+    def walk(command, path=()):
+        yield path, command
+        for name, sub in (getattr(command, "commands", None) or {}).items():
+            yield from walk(sub, (*path, name))
+
+    return list(walk(typer.main.get_command(app)))
+
+
+def _help_texts(command):
+    """The help texts of one command as written in the source (the markup escape undone)."""
+    texts = [command.help or ""] + [getattr(p, "help", None) or "" for p in command.params]
+    return [t.replace("\\[", "[") for t in texts if t]
+
+
+def test_help_keeps_bracketed_text_such_as_the_extras_of_install_hints():
+    """typer reads help as rich markup, which ate `[pdf]` of pip install 'mcred[pdf]' (and
+    '.[nfc]', '.[ble]'): every bracketed word a help text has must be in the --help output."""
+    import re
+
+    tag = re.compile(r"\[[a-z#/@][^\[\]\n]*\]")  # what rich would take for a markup tag
+    extras = set()
+    for path, command in _commands():
+        wanted = {m for text in _help_texts(command) for m in tag.findall(text)}
+        if not wanted:
+            continue
+        out = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "1000"})
+        assert out.exit_code == 0, (path, out.output)
+        for m in wanted:
+            assert m in out.output, (" ".join(path), m)
+        extras |= {e for text in _help_texts(command) for e in re.findall(r"'(?:mcred|\.)\[[\w,-]+\]'", text)}
+    # the scan saw the install hints the walk-through found cut
+    assert {"'mcred[pdf]'", "'mcred[xml]'", "'.[nfc]'", "'.[ble]'"} <= extras, extras
+
+
+# Words that follow "mcred " in prose, not a command: the lab's names in certificates, a title.
+_PROSE = {"lab", "at", "test", "simulated", "repository", "neither", "runs", "adds", "import", "command",
+          "issuer", "drill-"}
+
+
+def _unknown_commands(text, tree):
+    """The ``mcred WORD [WORD [WORD]]`` mentions in ``text`` that name no command: each word a
+    command or group (``a|b``: each of them; a word after a group must be one of its commands,
+    or a top-level one, as in `mcred present|phone pcsc|wallet respond`)."""
+    import re
+
+    word = r"[a-z][a-z0-9_-]*(?:\|[a-z][a-z0-9_-]*)*"
+    bad = []
+    for m in re.finditer(rf"\bmcred ({word})(?: ({word}))?(?: ({word}))?", text):
+        first = m.group(1).split("|")
+        if len(first) == 1 and first[0] in _PROSE:
+            continue
+        words = [w for w in m.groups()[1:] if w]
+        for node in (tree.get(name) for name in first):
+            if node is None:
+                bad.append(m.group(0))
+                break
+            rest, sub = list(words), node
+            while isinstance(sub, dict) and rest:  # a group: the next word is its command
+                nxt = rest.pop(0).split("|")
+                if not all(n in sub or n in tree for n in nxt) or not any(n in sub for n in nxt):
+                    bad.append(m.group(0))
+                    break
+                sub = sub.get(nxt[0]) if len(nxt) == 1 else None
+    return bad
+
+
+def test_every_command_named_in_help_and_messages_exists():
+    """`mcred phone create` (the command is `mcred phone new`) was in provision's help and
+    error: every `mcred ...` a help text, a string in the source (errors, hints) or the
+    README's walk-through names must be a command of the app; and no help text refers to the
+    project's tracker."""
+    import ast
+    import re
+    from pathlib import Path
+
+    def tree(command):
+        subs = getattr(command, "commands", None)
+        return {n: tree(c) for n, c in subs.items()} if subs else True
+
+    import typer.main
+
+    root = tree(typer.main.get_command(app))
+    bad = []
+    for path, command in _commands():
+        for text in _help_texts(command):
+            bad += [(" ".join(path), u) for u in _unknown_commands(text, root)]
+            if re.search(r"\bissue \d", text):
+                bad.append((" ".join(path), "tracker reference: " + text[:80]))
+    base = Path(__file__).resolve().parents[1]
+    for package in ("mcred", "issuer", "tsm", "reader", "wallet_sim", "protocols", "blelink", "hsm"):
+        for source in sorted((base / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                    bad += [(str(source.relative_to(base)), u) for u in _unknown_commands(node.value, root)]
+    bad += [("README.md", u) for u in _unknown_commands((base / "README.md").read_text(encoding="utf-8"), root)]
+    assert not bad, bad
+
+
+def test_output_that_is_not_a_terminal_is_not_wrapped_unless_columns_says(monkeypatch):
+    """rich wraps and cuts at 80 columns when its output is not a terminal: ids, job ids in
+    hints, URLs and QR codes came out broken in pipes and logs. The CLI's consoles do not
+    wrap there, keep a terminal's width on a terminal, and take COLUMNS when it is set."""
+    import io
+
+    from rich.table import Table
+
+    from mcred.cli.text import UNWRAPPED, make_console
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    out = io.StringIO()
+    console = make_console(file=out)
+    assert console.width == UNWRAPPED
+    hint = "resume it with `mcred provision --resume " + "0123456789abcdef" * 4 + "`, " + "word " * 30
+    console.print(hint, highlight=False)
+    table = Table("id", "live")
+    table.add_row("f" * 120, "3")
+    console.print(table)
+    lines = out.getvalue().splitlines()
+    assert lines[0].rstrip() == hint.rstrip() and any("f" * 120 in line and "3" in line for line in lines)
+    assert make_console(file=io.StringIO(), width=50).width == 50
+    assert make_console(file=io.StringIO(), force_terminal=True).width < UNWRAPPED  # a terminal's own
+    monkeypatch.setenv("COLUMNS", "100")
+    assert make_console(file=io.StringIO()).width == 100

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -115,6 +116,10 @@ def test_cli_drill_two_phones_both_reports(tmp_path, monkeypatch):
     r = CliRunner().invoke(app, ["drill", "model_change", "--phones", "2", "--ttl", "1",
                                  "--report", str(rj), "--report", str(rm)])
     assert r.exit_code == 0, r.output
+    # not a terminal (a CI log): no progress bar, a line on stderr as the scenario starts and ends
+    assert r.stderr.splitlines() == ["drill 1/1 model_change: started, 2 phone(s)",
+                                     r.stderr.splitlines()[1]], r.stderr
+    assert re.fullmatch(r"drill 1/1 model_change: PASSED in \d+\.\d\d s", r.stderr.splitlines()[1]), r.stderr
     data = json.loads(rj.read_text())
     (rep,) = data["reports"]
     assert rep["passed"] and rep["phones"] == 2 and len(rep["subjects"]) == 2

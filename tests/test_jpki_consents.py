@@ -213,6 +213,10 @@ def test_the_cli_makes_registers_asks_and_withdraws(world, tmp_path, monkeypatch
     out = run("jpki", "consent", "basic-four", got["id"], "--rp", INSURER)
     assert "name 山田\u3000花子" in out and "changed since the consent: nothing" in out
     assert "no consent" in run("jpki", "consent", "basic-four", got["id"], "--rp", "他社", code=1)
+    # the table (not a terminal here: a pipe, a log) shows the id --withdraw takes whole, on its row
+    monkeypatch.delenv("COLUMNS", raising=False)  # as a pipe has it (pytest-xdist's workers set 80)
+    row = [line for line in run("holder", "consents", r.holder_id).splitlines() if got["id"] in line]
+    assert len(row) == 1 and INSURER in row[0] and "active" in row[0], row
     run("holder", "consents", r.holder_id, "--withdraw", got["id"], "--reason", "本人の申出")
     listed = json.loads(run("holder", "consents", r.holder_id, "--json"))
     assert [(c["id"], c["state"]) for c in listed] == [(got["id"], "withdrawn")]

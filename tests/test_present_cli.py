@@ -102,6 +102,28 @@ def test_present_without_consent_and_without_terminal_says_so(world, monkeypatch
     assert "--consent" in json.loads(r.stdout)["error"]
     r = CliRunner().invoke(cli(), ["present", "--phone", world["phone"], "--reader", world["url"]])
     assert r.exit_code == 2 and "no terminal" in r.output
+    # an error is on stderr, as provision's (stdout carries verdicts); with --json it is the object
+    assert r.stdout == "" and r.stderr.startswith("error: no --consent rules file")
+
+
+def test_present_like_commands_say_their_errors_on_stderr(world, tmp_path, monkeypatch):
+    """`mcred present` printed its errors on stdout, `mcred provision` on stderr: the
+    present-like commands (present, reader ask|nfc|serve|crl, verify) now say them on
+    stderr; their verdicts stay on stdout, and with --json the error object too."""
+    monkeypatch.setenv("MCRED_HOME", str(world["home"]))
+    rules = tmp_path / "consent.json"
+    rules.write_text(json.dumps({"documents": {"*": {"*": "*"}}}))
+    dead = f"http://127.0.0.1:{free_port()}"
+    for args in (["present", "--phone", world["phone"], "--reader", dead, "--consent", str(rules)],
+                 ["present", "--phone", "ph-nope", "--reader", world["url"], "--consent", str(rules)],
+                 ["reader", "ask", "--reader", dead, "--wait", "1"],
+                 ["reader", "nfc", "--phone", world["phone"], "--consent", str(rules)],  # no --trust
+                 ["verify", str(tmp_path / "nothing.cbor"), "--trust", str(tmp_path / "nothing.pem")],
+                 ["wallet", "respond", "--phone", world["phone"], "--consent", str(rules)]):
+        r = CliRunner().invoke(cli(), args)
+        assert r.exit_code == 2, (args, r.output)
+        said = r.stderr.strip()  # stdout may have the engagement's QR code shown before the reader failed
+        assert said.startswith("error: ") and said[len("error: "):] not in r.stdout, (args, r.stdout, r.stderr)
 
 
 def test_verify_saved_transcript_without_status_reference(world, tmp_path, monkeypatch):

@@ -313,7 +313,7 @@ def test_present_and_wallet_respond_cli_cross_device(world, tmp_path, monkeypatc
         printed = json.loads(r.stdout)
         assert printed["status"] == 200 and printed["client_id"].startswith("redirect_uri:")
         assert printed["documents"] == [{"docType": DOCTYPE, "released": {NS: ["age_over_20", "family_name"]},
-                                         "refused": {NS: ["portrait"]}}]
+                                         "refused": {NS: ["portrait"]}, "not_held": {}}]
         assert httpx.get(f"{base}/sessions/{opened['session']}/result").json()["valid"]
         # answered already: the verifier refuses a second answer, and the wallet says so
         r = CliRunner().invoke(app, ["wallet", "respond", "--phone", world["phone"], "--request",
@@ -450,3 +450,31 @@ def test_reader_ask_shows_a_qr_code_any_wallet_can_scan_and_prints_the_verdict(w
         r = CliRunner().invoke(cli(), ["reader", "ask", "--reader", base, "--wait", "1", "--json"])
         assert r.exit_code == 2 and "no wallet answered within 1 s" in json.loads(r.stdout.strip().splitlines()[-1])[
             "error"]
+
+
+def test_wallet_respond_tells_an_element_not_held_from_one_refused(world, tmp_path, monkeypatch):
+    """`mcred wallet respond` listed an element the document does not carry as "refused", as
+    if the holder had said no: it is "not_held". Both are errors in the DeviceResponse
+    (ISO/IEC 18013-5: not returned), as before."""
+    import httpx
+    from test_present_cli import cli
+    from test_present_http import Server, free_port
+    from typer.testing import CliRunner
+
+    from reader.session import RequestSpec
+
+    monkeypatch.setenv("MCRED_HOME", str(world["home"]))
+    rules = tmp_path / "consent.json"
+    rules.write_text(json.dumps({"documents": {DOCTYPE: {NS: ["family_name", "age_over_21"]}}}))
+    asked = RequestSpec(DOCTYPE, {NS: {"family_name": False, "age_over_21": False, "age_over_20": False}})
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with Server(reader_app(ReaderService(pipeline(world), [asked], origin=base, public_url=base)), port):
+        opened = httpx.post(f"{base}/online/sessions", params={"protocol": "openid4vp-cross-device"}).json()
+        r = CliRunner().invoke(cli(), ["wallet", "respond", "--phone", world["phone"], "--request",
+                                       opened["request"]["uri"], "--consent", str(rules)])
+        assert r.exit_code == 0, r.output
+        (doc,) = json.loads(r.stdout)["documents"]
+        assert doc["released"] == {NS: ["family_name"]}
+        assert doc["refused"] == {NS: ["age_over_20"]}  # held; the rules do not release it
+        assert doc["not_held"] == {NS: ["age_over_21"]}  # the card substitute has no such element

@@ -582,3 +582,25 @@ def test_ctrl_c_leaves_the_job_interrupted_and_the_cli_names_it(ctx, tmp_path, m
     assert view.state == "interrupted" and "stopped by the operator" in view.error
     monkeypatch.setattr(flow, "provision", real)
     assert resume(ctx, job).mdocs
+
+
+def test_handover_names_the_secrets_as_provision_does(ctx, tmp_path):
+    """provision said 'user-auth PIN / signing password / PUK', handover 'new phone pin /
+    password / puk': one set of labels, as the holder reads them on the letter."""
+    f = tmp_path / "holder.json"
+    f.write_text(json.dumps(HOLDER, ensure_ascii=False), encoding="utf-8")  # every secret generated
+    r = CliRunner().invoke(app, ["provision", "--phone", "new", "--holder", str(f), "--key-type", "p384",
+                                 "--mdoc-batch", "1"])
+    assert r.exit_code == 0, r.output
+
+    def secrets(output):
+        return [line.strip().rsplit(" ", 1)[0].strip() for line in output.splitlines()
+                if line.startswith("  ") and any(k in line for k in ("PIN", "password", "PUK", "pin", "puk"))]
+
+    provisioned = secrets(r.output)
+    assert provisioned == ["user-auth PIN", "signing password", "PUK"], r.output
+    pid = wallet_sim.list_phones(ctx.home)[-1]
+    r = CliRunner().invoke(app, ["handover", "--phone", pid, "--to", "new", "--key-type", "p384", "--mdoc-batch", "1"])
+    assert r.exit_code == 0, r.output
+    handed = secrets(r.output)
+    assert handed and set(handed) <= set(provisioned), r.output

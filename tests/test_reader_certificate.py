@@ -146,11 +146,25 @@ def test_refusals_are_named(tmp_path):
     assert refused(other, "--ca-cert", made["reader_ca"], "--ca-key", made["reader_key"]) == (
         "--ca-key is not the key of --ca-cert")
     assert refused(other, "--curve", "p521") == "--curve 'p521': one of p256, p384"
-    assert "not a directory" in refused(tmp_path / "nowhere")
+    (tmp_path / "a-file").write_text("")
+    assert refused(tmp_path / "a-file") == f"--out-dir {tmp_path / 'a-file'}: not a directory"
+    assert not (tmp_path / "nowhere").exists() and "is not a CA certificate" in refused(
+        tmp_path / "nowhere", "--ca-cert", made["reader_cert"], "--ca-key", made["reader_key"])
+    assert not (tmp_path / "nowhere").exists()  # a refused certificate makes no directory
     assert "DNS name" in refused(other, "--dns", "not a host name\u00e9")
     result = CliRunner().invoke(app, ["reader", "certificate", "--out-dir", str(other), "--days", "1188"])
     assert result.exit_code == 2  # Annex B.1.7's limit, by the option's range
     assert list(other.iterdir()) == []  # nothing half-written
+
+
+def test_the_out_dir_is_made_parents_too(tmp_path):
+    """`--out-dir certs` where there is no certs yet (the README's walk-through): made, as
+    `mkdir -p` would, rather than refused as 'not a directory'."""
+    made = make(tmp_path / "certs" / "counter-1")
+    assert sorted(p.name for p in (tmp_path / "certs" / "counter-1").iterdir()) == [
+        "reader-ca.key", "reader-ca.pem", "reader.key", "reader.pem"]
+    ca, cert, _ = load(made)
+    assert cert.issuer == ca.subject
 
 
 def test_the_builder_keeps_the_reader_certificate_inside_its_ca():

@@ -117,6 +117,24 @@ def test_refusals_are_named_and_leave_the_list_as_it_was(tmp_path):
     assert not (tmp_path / "n.crl").exists()
 
 
+def test_a_missing_ca_file_is_named_plainly_on_a_line_of_its_own(tmp_path):
+    """It said `--ca-cert / --ca-key: [Errno 2] No such file or directory: 'ca.pem'`: now the
+    option and the file it names, on stderr, a whole line."""
+    made = reader(tmp_path)
+    missing = tmp_path / "nope.pem"
+    for args, said in ((["--ca-cert", str(missing), "--ca-key", made["reader_ca_key"]], f"--ca-cert {missing}"),
+                       (["--ca-cert", made["reader_ca"], "--ca-key", str(missing)], f"--ca-key {missing}")):
+        code, out = cli("reader", "crl", "--out", str(tmp_path / "r.crl"), *args)
+        assert code == 2 and out["error"] == f"{said}: no such file"
+        result = CliRunner().invoke(app, ["reader", "crl", "--out", str(tmp_path / "r.crl"), *args])
+        assert result.exit_code == 2 and result.stdout == ""
+        assert result.stderr == f"error: {said}: no such file\n"
+    (tmp_path / "junk.pem").write_text("junk")
+    code, out = cli("reader", "crl", "--out", str(tmp_path / "r.crl"), "--ca-cert", str(tmp_path / "junk.pem"),
+                    "--ca-key", made["reader_ca_key"])
+    assert code == 2 and out["error"].startswith(f"--ca-cert {tmp_path / 'junk.pem'}: not a PEM certificate")
+
+
 def _present(world, made, revocation, consent=None):
     """A presentation to the reader of ``made`` (readerAuth), the wallet holding
     ``revocation``: what the holder was shown and what the reader got."""

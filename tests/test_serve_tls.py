@@ -74,6 +74,23 @@ def test_a_session_over_https(tmp_path, iaca_pem):  # noqa: F811
     assert f"reader on https://127.0.0.1:{port}" in out.decode()
 
 
+def test_the_issuer_service_says_where_it_listens_with_one_worker_too(home, tmp_path):
+    """`mcred serve` printed nothing at start with one worker (its default), while --workers N
+    and `mcred reader serve` say where they listen: now it does too, https with TLS."""
+    cert, key = _self_signed(tmp_path)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "mcred", "serve", "--port", str(port), "--ssl-certfile",
+                             str(cert), "--ssl-keyfile", str(key)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        with httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=ssl.create_default_context(cafile=str(cert)),
+                          timeout=10) as client:
+            answer_when_up(proc, lambda: client.get("/healthz"), "mcred serve")
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=20)
+    assert out.decode().startswith(f"issuer service on https://127.0.0.1:{port}, database sqlite"), out
+
+
 def test_bad_certificate_and_key_pairs_are_refused_before_serving(tmp_path, iaca_pem):  # noqa: F811
     cert, key = _self_signed(tmp_path, "a")
     _, other_key = _self_signed(tmp_path, "b")

@@ -156,7 +156,7 @@ def test_abandon_refuses_what_it_cannot_abandon(ctx):
     assert {st for _, st, _ in _creds(ctx, pid).values()} == {"valid"}  # nothing touched
 
 
-def test_a_wipe_that_cannot_run_keeps_the_phone_until_the_second_call(ctx, tmp_path):
+def test_a_wipe_that_cannot_run_keeps_the_phone_until_the_second_call(ctx, tmp_path, monkeypatch):
     """The SE is quarantined (an image from before the last session): the job is abandoned
     and its credentials revoked at once, but the phone stays with its holder; once the
     quarantine is cleared, a second call resumes the same wipe job and lets the phone go."""
@@ -175,13 +175,18 @@ def test_a_wipe_that_cannot_run_keeps_the_phone_until_the_second_call(ctx, tmp_p
     assert first.wipe_quarantined
     assert _holder_of(ctx, pid) is not None
     runner = CliRunner()
+    monkeypatch.delenv("COLUMNS", raising=False)  # as a pipe has it (pytest-xdist's workers set 80)
     r = runner.invoke(app, ["tsm", "abandon", job, "--reason", "phone sent back"])  # still quarantined
     said = " ".join(r.output.split())
     assert r.exit_code == 0 and "SE not wiped" in said and "stays with its holder" in said, r.output
     assert f"clear-quarantine --phone {pid}" in said and f"tsm abandon {job}" in said
+    # the commands to copy are whole on their line (not a terminal: nothing wraps mid-token)
+    assert any(f"`mcred tsm abandon {job} --reason TEXT` again" in line for line in r.output.splitlines()), r.output
     assert runner.invoke(app, ["tsm", "clear-quarantine", "--phone", pid, "--reason", "image restored"]).exit_code == 0
     r = runner.invoke(app, ["tsm", "abandon", job, "--reason", "phone sent back"])
     assert r.exit_code == 0 and "let go of holder" in " ".join(r.output.split()), r.output
+    assert any("let go of holder" in line and "`mcred provision --phone ID --holder-id " in line
+               for line in r.output.splitlines()), r.output
     assert _holder_of(ctx, pid) is None and JPKI_AID not in _applets(ctx, pid)
     wipes = [j for j in list_jobs(ctx.engine, pid, kind="delete-credentials")]
     assert [(j.id, j.state) for j in wipes] == [(first.wipe_job, "done")]  # the same job, resumed
@@ -213,7 +218,7 @@ def test_provision_holder_id_is_checked_at_the_door(ctx, tmp_path):
     assert _creds(ctx, other) == {}
 
 
-def test_holder_list_and_show_name_the_holder_to_provision_again(ctx):
+def test_holder_list_and_show_name_the_holder_to_provision_again(ctx, monkeypatch):
     """`mcred holder list|show`: where an operator finds the id `--holder-id` takes. After an
     abandoned provisioning the holder is listed with no phone and nothing live."""
     pid, job = _stopped(ctx)
@@ -227,6 +232,11 @@ def test_holder_list_and_show_name_the_holder_to_provision_again(ctx):
     assert row["phones"] == [] and row["live"] == 0 and row["credentials"]["jpki-sign:revoked"] == 1
     table = runner.invoke(app, ["holder", "list"])
     assert table.exit_code == 0 and holder in table.output  # whole, never cut
+    # on its row, with every column (not a terminal: the table is not cut at 80 columns)
+    monkeypatch.delenv("COLUMNS", raising=False)  # as a pipe has it (pytest-xdist's workers set 80)
+    table = runner.invoke(app, ["holder", "list"])
+    (line,) = [line for line in table.output.splitlines() if holder in line]
+    assert line.split()[1:] == ["山田", "太郎", "-", "0"], line
     shown = json.loads(runner.invoke(app, ["holder", "show", holder, "--json"]).output)
     assert shown["data"]["family_name_kana"] == "やまだ" and shown["id"] == holder
     r = runner.invoke(app, ["holder", "show", holder])

@@ -210,6 +210,10 @@ class WalletEvent:
     refused: Mapping[str, frozenset[str]] = field(default_factory=dict, hash=False)
     status: int | None = None
     slot: int | None = None
+    #: asked for, but not in the document (or no document of that docType held): not sent,
+    #: as ``refused`` is not, and not the holder's refusal either. Both are the document's
+    #: ``errors`` in the DeviceResponse (ISO/IEC 18013-5 8.3.2.1.2.3: an element not returned).
+    not_held: Mapping[str, frozenset[str]] = field(default_factory=dict, hash=False)
 
 
 class Wallet:
@@ -520,7 +524,7 @@ class WalletSession:
             why = ("docType not held" if info is None or not info.issuer_identifiers
                    or self.wallet.choose(items.doc_type, now) is None
                    else "docType not held from any of the reader's issuerIdentifiers")
-            self.events.append(WalletEvent("response", why, items.doc_type, reader, refused=requested))
+            self.events.append(WalletEvent("response", why, items.doc_type, reader, not_held=requested))
             return None
         asked, instead_of = self._with_alternatives(items.name_spaces, info, held)
         consent_request = ConsentRequest(items.doc_type, asked, reader, held.elements, self.origin,
@@ -535,13 +539,18 @@ class WalletSession:
         released = {ns: frozenset(ids & set(decided.get(ns, ())) & held.elements.get(ns, frozenset()))
                     for ns, ids in wanted.items()}
         released = {ns: ids for ns, ids in released.items() if ids}
-        refused = {ns: frozenset(ids - released.get(ns, frozenset())) for ns, ids in requested.items()}
+        # what was asked and not sent: refused by the holder (or the consent rules), or not held
+        not_held = {ns: frozenset(ids - held.elements.get(ns, frozenset())) for ns, ids in requested.items()}
+        not_held = {ns: ids for ns, ids in not_held.items() if ids}
+        refused = {ns: frozenset(ids - released.get(ns, frozenset()) - not_held.get(ns, frozenset()))
+                   for ns, ids in requested.items()}
         refused = {ns: ids for ns, ids in refused.items() if ids}
         if not released:
             self.events.append(WalletEvent("response", "nothing released", items.doc_type, reader,
-                                           refused=refused, slot=held.slot))
+                                           refused=refused, slot=held.slot, not_held=not_held))
             return None
-        errors = {ns: {i: ERROR_DATA_NOT_RETURNED for i in sorted(ids)} for ns, ids in refused.items()}
+        errors = {ns: {i: ERROR_DATA_NOT_RETURNED for i in sorted(refused.get(ns, frozenset()) | not_held.get(ns, frozenset()))}
+                  for ns in refused.keys() | not_held.keys()}
         doc = self._build(held, released, errors)
         if info is not None and info.maximum_response_size is not None:
             size = len(cbor.dumps(doc.to_cbor()))
@@ -554,7 +563,7 @@ class WalletSession:
         stood_in = [f"{a[1]} in place of {r[1]}" for a, r in instead_of.items() if a[1] in released.get(a[0], ())]
         self.events.append(WalletEvent("response", f"released {sum(map(len, released.values()))} item(s)"
                                        + (f" ({', '.join(stood_in)})" if stood_in else ""),
-                                       items.doc_type, reader, released, refused, slot=held.slot))
+                                       items.doc_type, reader, released, refused, slot=held.slot, not_held=not_held))
         return doc
 
     def _build(self, held: HeldCredential, released: Mapping[str, frozenset[str]],

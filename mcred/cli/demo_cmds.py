@@ -16,12 +16,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Provision two phones, present, sign, hand one over, and show the old phone refused
         and the new one accepted (a fresh temporary data directory unless MCRED_HOME is set)."""
-        from rich.console import Console
-
+        from mcred.cli.text import make_console
         from mcred.context import Context
         from mcred.demo import run_demo
 
-        console = Console(soft_wrap=True)
+        console = make_console(soft_wrap=True)
         home = os.environ.get("MCRED_HOME")
         path = Path(home) if home else Path(tempfile.mkdtemp(prefix="mcred-demo-"))
         try:
@@ -41,9 +40,9 @@ def register(app: typer.Typer) -> None:
         (database, key stores) is not usable."""
         import json
 
-        from rich.console import Console
-        from rich.table import Table
+        from rich.table import Column, Table
 
+        from mcred.cli.text import make_console
         from mcred.context import DEFAULT_PUBLIC_URL, ConfigError, Context, public_url
         from mcred.doctor import as_json as to_json
         from mcred.doctor import diagnose
@@ -58,8 +57,10 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
         else:
-            table = Table("", "component", "state", "enables", "to get it", title=f"mcred at {ctx.home}")
+            # URLs and paths are to be copied: folded on a narrow terminal, never cut with an ellipsis
+            table = Table("", "component", *(Column(h, overflow="fold") for h in ("state", "enables", "to get it")),
+                          title=f"mcred at {ctx.home}")
             for f in findings:
                 table.add_row("[green]ok[/]" if f.ok else "[yellow]--[/]", f.name, f.detail, f.enables, f.fix)
-            Console().print(table)
+            make_console().print(table)
         raise typer.Exit(0 if report["ready"] else 1)

@@ -10,8 +10,9 @@ import re
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
+
+from mcred.cli.text import SECRET_LABELS, make_console
 
 holder_app = typer.Typer(help="Holders in the issuer's registry: their phones and live credentials.",
                          no_args_is_help=True)
@@ -47,7 +48,7 @@ def holder_list(card: str = typer.Option(None, "--card", help="Only the holder o
     for r in rows:
         table.add_row(r["id"], escape(r["name"]),
                       "\n".join(f"{p['id']} ({p['state']})" for p in r["phones"]) or "-", str(r["live"]))
-    Console().print(table)
+    make_console().print(table)
 
 
 @holder_app.command("show")
@@ -64,7 +65,7 @@ def holder_show(holder_id: str = typer.Argument(..., help="The holder's id (`mcr
     if as_json:
         typer.echo(json.dumps(out, ensure_ascii=False, indent=2, default=str))
         return
-    con = Console()
+    con = make_console()
     con.print(f"[bold]{out['id']}[/bold] {escape(out['name'])}  card {out['card_number']} until "
               f"{out['card_expiry']}", highlight=False)
     for k, v in out["data"].items():
@@ -217,9 +218,8 @@ def holder_renew_card(
     typer.echo(f"phone {out['phone']}: renewal {out['handover']} {out['state']} ({out['key_type']} keys "
                "generated in the SE, certificates and mdocs issued anew, the old ones superseded)")
     _print_steps(out["steps"])
-    labels = {"pin": "user-auth PIN", "password": "signing password", "puk": "PUK"}
     for k, v in out["secrets"].items():
-        typer.echo(f"  new {labels.get(k, k)} (shown once): {v}")
+        typer.echo(f"  new {SECRET_LABELS.get(k, k)} (shown once): {v}")
 
 
 def audit(

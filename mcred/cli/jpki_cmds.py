@@ -24,6 +24,7 @@ from mcred.cli.ota_cli import (
 )
 from mcred.cli.phone_cmds import tsm_tracing
 from mcred.cli.state import check_can_listen, open_context, out_path
+from mcred.cli.text import secret_lines
 from mcred.cli.watch_cmds import watch_app
 from reader.text import printable
 
@@ -370,9 +371,8 @@ def pin_reset(phone: str = typer.Option(None, "--phone"),
         typer.echo(json.dumps({**result.summary(), "secrets_shown_once": shown}))
         return
     typer.echo(f"{phone}: reset {', '.join(result.reset)} (job {result.job_id}); shown once:")
-    labels = {"pin": "user-auth PIN   ", "password": "signing password", "puk": "PUK             "}
-    for k, v in shown.items():
-        typer.echo(f"  {labels[k]} {v}")
+    for line in secret_lines(shown):
+        typer.echo(f"  {line}")
 
 
 @jpki_app.command("verify")
@@ -677,13 +677,18 @@ def serve(port: int = typer.Option(8470, "--port"),
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     check_can_listen(host, port)
-    if workers == 1:
-        uvicorn.run(create_app(), host=host, port=port, log_level="warning", **tls)
-        return
     ctx = Context.open()
+    # where it listens, as `mcred reader serve` says (uvicorn's own lines are below its warnings)
+    said = (f"issuer service on {'https' if tls else 'http'}://{host}:{port}"
+            + (f", {workers} workers" if workers > 1 else "")
+            + f", database {ctx.engine.url.render_as_string(hide_password=True)}")
+    if workers == 1:
+        service = create_app(ctx)
+        typer.echo(said)
+        uvicorn.run(service, host=host, port=port, log_level="warning", **tls)
+        return
     ctx.engine.dispose()  # migrated once here, before the workers start (each opens its own)
-    typer.echo(f"issuer service on http://{host}:{port}, {workers} workers, database "
-               f"{ctx.engine.url.render_as_string(hide_password=True)}")
+    typer.echo(said)
     from mcred.metrics import shared_across_workers
 
     os.environ["MCRED_SERVE_WORKERS"] = str(workers)  # each worker's app knows it is not alone

@@ -88,6 +88,51 @@ def _one_line_summaries(typer_app: typer.Typer) -> None:
 _one_line_summaries(app)
 
 
+def _help_as_text(typer_app: typer.Typer) -> None:
+    """Escape rich markup in every help text (commands, groups, options, arguments): typer's
+    rich mode reads help as markup, which ate the extras of install hints (``pip install
+    'mcred[pdf]'`` printed as ``'mcred'``). mcred's help texts use no markup; brackets in them
+    are text. Each text is escaped once, however many commands share its option."""
+    from rich.markup import escape
+    from typer.main import solve_typer_info_help
+    from typer.models import ParameterInfo
+
+    seen: set[int] = set()
+
+    def parameters(callback) -> None:  # noqa: ANN001 - a command's or a group's function
+        if not callable(callback):
+            return
+        for param in inspect.signature(callback).parameters.values():
+            info = param.default
+            if isinstance(info, ParameterInfo) and isinstance(info.help, str) and id(info) not in seen:
+                seen.add(id(info))
+                info.help = escape(info.help)
+
+    def walk(sub: typer.Typer) -> None:
+        if sub.registered_callback is not None:
+            parameters(sub.registered_callback.callback)
+        for info in sub.registered_commands:
+            text = info.help or inspect.getdoc(info.callback) or ""
+            if id(info) not in seen:
+                seen.add(id(info))
+                info.help = escape(text)
+            parameters(info.callback)
+        for group in sub.registered_groups:
+            if id(group) not in seen:
+                seen.add(id(group))
+                group.help = escape(solve_typer_info_help(group))
+            parameters(group.callback)
+            if group.typer_instance is not None:
+                walk(group.typer_instance)
+
+    if typer_app.rich_markup_mode == "rich":  # plain click help (no rich) shows text as it is
+        typer_app.info.help = escape(solve_typer_info_help(typer_app.info))
+        walk(typer_app)
+
+
+_help_as_text(app)
+
+
 def run() -> None:
     import sys
 

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.serialization import load_der_private_key, l
 from rich.console import Console
 from rich.table import Table
 
-from mcred.cli.text import cell, markup_safe
+from mcred.cli.text import cell, make_console, markup_safe
 from protocols import cbor, certs, mdoc
 from protocols.cbor.diag import diagnostic
 
@@ -98,7 +98,7 @@ def verify_cmd(
     An IssuerSigned on its own (as an issuer hands it to a wallet) gets the issuer-side
     checks: chain, issuer signature, MSO, docType, digests, validity. There is no
     presentation in it, so no device authentication is checked or listed."""
-    console = Console()
+    console = make_console()
     try:
         anchors = [c for p in trust_anchor for c in _load_certs(p)]
         transcript = None
@@ -165,7 +165,7 @@ def inspect_cmd(file: Path = typer.Argument(..., help="Any CBOR file (DeviceResp
     try:
         value = cbor.loads(cbor.from_text_or_raw(file.read_bytes()))
     except (OSError, cbor.CborError) as exc:
-        Console(stderr=True).print(f"[red]unreadable input:[/] {markup_safe(exc)}")
+        make_console(stderr=True).print(f"[red]unreadable input:[/] {markup_safe(exc)}")
         raise typer.Exit(EXIT_UNREADABLE) from None
     print(diagnostic(value))
 

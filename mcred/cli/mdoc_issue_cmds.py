@@ -17,10 +17,9 @@ from typing import TYPE_CHECKING
 import typer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from rich.console import Console
 
 from mcred.cli.state import open_context, out_path
-from mcred.cli.text import cell, markup_safe
+from mcred.cli.text import cell, make_console, markup_safe
 from protocols import cardsub, certs
 from protocols.cose import key_signer
 from protocols.mdoc import DeviceResponse, IssuerSigned, MdocError, build_document
@@ -41,7 +40,7 @@ if TYPE_CHECKING:
     from issuer.mdoc.service import MdocService
     from mcred.context import Context
 
-console = Console()
+console = make_console()
 
 
 # The registry, the database and the issuer's keys are imported where a command uses them,
@@ -85,7 +84,7 @@ def _load_key(path: Path) -> tuple[ec.EllipticCurvePublicKey, ec.EllipticCurvePr
 
 
 def issue(
-    holder: Path = typer.Option(..., "--holder", help="Holder JSON file (issue 4 format)."),
+    holder: Path = typer.Option(..., "--holder", help="Holder JSON file (the fields of `mcred provision --holder`)."),
     device_key: Path = typer.Option(..., "--device-key", help="Device key PEM (private: proof of possession is made; public: attested)."),
     out: Path = typer.Option(..., "--out", callback=out_path, help="Where to write the IssuerSigned CBOR."),
     phone: str | None = typer.Option(None, "--phone", help="Phone id to record it under (default derived from the key)."),

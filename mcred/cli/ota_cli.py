@@ -8,9 +8,10 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
-err = Console(stderr=True)
+from mcred.cli.text import make_console
+
+err = make_console(stderr=True)
 
 OVER_THE_AIR = typer.Option(False, "--over-the-air", help="Reach the phone's SE through its GP SERAM Local "
                             "Agent (`mcred phone agent`, another process or machine) instead of opening it "

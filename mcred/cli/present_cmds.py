@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mcred.cli.state import out_path
-from mcred.cli.text import cell, listing, markup_safe
+from mcred.cli.text import cell, listing, make_console, markup_safe
 
 EXIT_OK, EXIT_FAILED, EXIT_UNUSABLE = 0, 1, 2
 
@@ -136,7 +136,7 @@ def _show_qr(console: Console | None, uri: str, png: Path | None) -> None:
     if console is not None:
         text = io.StringIO()
         code.terminal(out=text, compact=True)
-        console.print(text.getvalue(), highlight=False, markup=False)
+        console.print(text.getvalue(), highlight=False, markup=False, soft_wrap=True)  # never broken: scanned
         console.print(uri, highlight=False, markup=False, soft_wrap=True)
 
 
@@ -178,10 +178,13 @@ def _reader_config(trust: list[Path], vical: Path | None, vical_trust: list[Path
 
 
 def _unusable(console: Console, as_json: bool, message: str) -> None:
+    """Exit 2, saying why: with --json the verdict-shaped object on stdout (the machine's
+    answer), else ``error: message`` on stderr, as every command's errors, whichever stream
+    the command's ``console`` writes its verdict to."""
     if as_json:
         print(json.dumps({"valid": False, "error": message, "checks": [], "documents": []}, ensure_ascii=False))
     else:
-        console.print(f"[red]{markup_safe(message)}[/]", markup=True)
+        make_console(stderr=True).print(f"[red]error:[/] {markup_safe(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_UNUSABLE)
 
 
@@ -214,7 +217,7 @@ def _nfc_loop(console: Console, parts, *, pcsc_reader: str | None, wait: float, 
                 if not verdicts:
                     _unusable(console, as_json, str(exc))
                 if not as_json:
-                    console.print(markup_safe(str(exc)), highlight=False)
+                    make_console(stderr=True).print(f"error: {markup_safe(str(exc))}", highlight=False)
                 break
             verdicts.append(out.valid)
             if as_json:
@@ -267,7 +270,7 @@ def register(app: typer.Typer) -> None:
         from wallet_sim import PhoneNotFoundError
         from wallet_sim.consent import ConsentError, InteractiveConsent, NotedConsent, RulesConsent
 
-        console = Console(stderr=as_json)
+        console = make_console(stderr=as_json)
         if origin is not None and not online:
             _unusable(console, as_json, "--origin is the web page's origin of an online presentation: add --online")
         protocols = {"org-iso-mdoc": "org-iso-mdoc", "annex-c": "org-iso-mdoc", "openid4vp": "openid4vp-v1-unsigned",
@@ -312,7 +315,7 @@ def register(app: typer.Typer) -> None:
             if qr is not None:
                 engagement.save_png(qr)
             if not as_json:
-                console.print(engagement.terminal(), highlight=False, markup=False)
+                console.print(engagement.terminal(), highlight=False, markup=False, soft_wrap=True)
                 console.print(engagement.uri, highlight=False, markup=False, soft_wrap=True)
 
         def show_uri(uri: str) -> None:
@@ -410,7 +413,7 @@ def register(app: typer.Typer) -> None:
         from mcred.present import reader_app as build_app
         from mcred.service import tls_options
 
-        console = Console()
+        console = make_console()
         try:
             tls = tls_options(ssl_certfile, ssl_keyfile)
         except ValueError as exc:
@@ -504,7 +507,7 @@ def register(app: typer.Typer) -> None:
         wallet (`mcred present|phone pcsc --reader-trust reader-ca.pem`)."""
         from mcred.reader_pki import ReaderPkiError, make_reader_certificate
 
-        console = Console(stderr=as_json)
+        console = make_console(stderr=as_json)
         if (ca_cert is None) != (ca_key is None):
             _unusable(console, as_json, "--ca-cert and --ca-key go together")
         try:
@@ -539,7 +542,7 @@ def register(app: typer.Typer) -> None:
         certificate it lists, and no reader of this CA once the list is out of date."""
         from mcred.reader_pki import ReaderPkiError, update_reader_crl
 
-        console = Console(stderr=as_json)
+        console = make_console(stderr=as_json)
         try:
             done = update_reader_crl(out, (ca_cert, ca_key), revoke=tuple(revoke), reason=reason, days=days)
         except ReaderPkiError as exc:
@@ -577,7 +580,7 @@ def register(app: typer.Typer) -> None:
         only if it is VALID."""
         from mcred.present import PresentError, ask_cross_device
 
-        console = Console(stderr=as_json)
+        console = make_console(stderr=as_json)
 
         def show(uri: str) -> None:
             _show_qr(console, uri, qr)
@@ -640,7 +643,7 @@ def register(app: typer.Typer) -> None:
         from wallet_sim import PhoneNotFoundError
         from wallet_sim.consent import ConsentError, RulesConsent
 
-        console = Console(stderr=as_json)
+        console = make_console(stderr=as_json)
         if list_readers:
             from reader.pcsc import readers
 
@@ -802,7 +805,7 @@ def register(app: typer.Typer) -> None:
         from wallet_sim import PhoneNotFoundError
         from wallet_sim.consent import ConsentError, RulesConsent
 
-        console = Console(stderr=as_json)
+        console = make_console(stderr=as_json)
         try:
             blelink.require()
         except blelink.LinkError as exc:
@@ -925,7 +928,7 @@ def register(app: typer.Typer) -> None:
         from wallet_sim.consent import ConsentError, InteractiveConsent, RulesConsent
         from wallet_sim.wallet import OnlineRequestError
 
-        console = Console(stderr=True)
+        console = make_console(stderr=True)
         if (request is None) == (qr is None):
             console.print("error: give the request (--request FILE|-|URI) or a picture of its QR code (--qr FILE), "
                           "one of the two", highlight=False, markup=False)
@@ -964,8 +967,11 @@ def register(app: typer.Typer) -> None:
             if scanned:
                 done = wallet_cross_device(wallet, request)
                 redirect = done.session.redirect
+                # refused: the holder (or the consent rules) said no; not_held: the document has no such
+                # element (or the wallet no such document). The verifier gets both as errors.
                 released = [{"docType": e.doc_type, "released": {ns: sorted(ids) for ns, ids in e.released.items()},
-                             "refused": {ns: sorted(ids) for ns, ids in e.refused.items()}}
+                             "refused": {ns: sorted(ids) for ns, ids in e.refused.items()},
+                             "not_held": {ns: sorted(ids) for ns, ids in e.not_held.items()}}
                             for e in done.session.events if e.kind == "response" and e.doc_type]
                 answer = {"answered": redirect.response_uri if redirect else None,
                           "client_id": redirect.client_id if redirect else None, "status": done.status,
@@ -999,7 +1005,7 @@ def register(app: typer.Typer) -> None:
         from mcred.present import reader_pipeline, verify_saved
         from reader.trust import TrustError
 
-        console = Console(stderr=as_json)
+        console = make_console(stderr=as_json)
         try:
             data = saved.read_bytes()
             now = dt.datetime.fromisoformat(at.replace("Z", "+00:00")) if at else None

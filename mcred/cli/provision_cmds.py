@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
 from mcred.cli.ota_cli import (
     LISTEN,
@@ -20,9 +19,10 @@ from mcred.cli.ota_cli import (
 )
 from mcred.cli.phone_cmds import tsm_tracing
 from mcred.cli.state import OPTIONS, out_path
+from mcred.cli.text import make_console, secret_lines
 
-console = Console()
-err = Console(stderr=True)
+console = make_console()
+err = make_console(stderr=True)
 
 
 def _quarantine_hint(exc: Exception, phone: str | None) -> str | None:
@@ -56,8 +56,8 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def provision_cmd(
-    phone: str = typer.Option(None, "--phone", help="Phone id (`mcred phone create`), or `new` to make one."),
-    holder: Path = typer.Option(None, "--holder", help="Holder JSON file (issue 4 item 3 fields)."),
+    phone: str = typer.Option(None, "--phone", help="Phone id (`mcred phone new`), or `new` to make one."),
+    holder: Path = typer.Option(None, "--holder", help="Holder JSON file: family_name, given_name, family_name_kana, given_name_kana, birth_date (YYYY-MM-DD), sex (ISO/IEC 5218), address, prefecture, municipality; optionally portrait (JPEG path), pin, password, puk (generated and shown once otherwise)."),
     holder_id: str = typer.Option(None, "--holder-id", help="A holder already registered, none of whose "
                                   "phones has live credentials (after `mcred tsm abandon`), instead of --holder."),
     key_type: str = typer.Option("rsa2048", "--key-type", help="JPKI key type: rsa2048 or p384."),
@@ -146,7 +146,7 @@ def provision_cmd(
     elif phone == "new":
         phone = ctx.new_phone()
     elif phone not in wallet_sim.list_phones(ctx.home):
-        raise _fail(f"no phone {phone!r} under {ctx.home} (make one with `mcred phone create` "
+        raise _fail(f"no phone {phone!r} under {ctx.home} (make one with `mcred phone new` "
                     "or pass --phone new)")
     try:
         if ota is not None:
@@ -202,9 +202,8 @@ def _show_secrets(result, out) -> None:  # noqa: ANN001 - mcred.provision.Provis
     shown = {k: values[k] for k in result.generated}
     if shown:
         out.print("[yellow]Secrets (shown once, not stored anywhere in clear):[/yellow]")
-        labels = {"pin": "user-auth PIN   ", "password": "signing password", "puk": "PUK             "}
-        for k, v in shown.items():
-            out.print(f"  {labels[k]} {v}", highlight=False)
+        for line in secret_lines(shown):
+            out.print(f"  {line}", highlight=False)
 
 
 def handover_cmd(
@@ -294,8 +293,10 @@ def handover_cmd(
     console.print(f"[green]handover {hid}[/green]: {phone} -> {to}: {h.state}")
     for k, v in timings.items():
         console.print(f"  {k:<14} {v:.3f} s")
-    for k, v in shown.items():
-        console.print(f"  new phone {k} (shown once): {v}", highlight=False)
+    if shown:  # named as provision names them
+        console.print(f"[yellow]Secrets of {to} (shown once, not stored anywhere in clear):[/yellow]")
+        for line in secret_lines(shown):
+            console.print(f"  {line}", highlight=False)
 
 
 def drill_cmd(
@@ -334,12 +335,20 @@ def drill_cmd(
     ctx = Context.open(home)
     env = Env(ctx, ttl=ttl, key_type=key_type)
     reports = []
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err) as progress:
-        for name in names:
-            task = progress.add_task(name, total=phones)
-            reports.append(run_drill(ctx, name, phones=phones, workers=workers, env=env,
-                                     progress=lambda n, t=task: progress.advance(t, n)))
+    if err.is_terminal:  # a progress bar per scenario
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=err) as progress:
+            for name in names:
+                task = progress.add_task(name, total=phones)
+                reports.append(run_drill(ctx, name, phones=phones, workers=workers, env=env,
+                                         progress=lambda n, t=task: progress.advance(t, n)))
+    else:  # a CI log, a pipe: no bar is drawn there, so a line as each scenario starts and ends
+        for i, name in enumerate(names, 1):
+            err.print(f"drill {i}/{len(names)} {name}: started, {phones} phone(s)", highlight=False)
+            r = run_drill(ctx, name, phones=phones, workers=workers, env=env)
+            reports.append(r)
+            err.print(f"drill {i}/{len(names)} {name}: {'PASSED' if r.passed else 'FAILED'} in {r.seconds:.2f} s",
+                      highlight=False)
     for r in reports:
         prop = r.propagation()
         rd, oc, wa, se = (prop[who]["max"] if prop[who] else None for who in ("reader", "ocsp", "watch", "se"))

@@ -6,11 +6,58 @@ peer chose acts on the terminal, and never read as rich markup, so that ``[link=
 from __future__ import annotations
 
 import json
+import os
 
+from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 from rich.text import Text
 
 from reader.text import printable
+
+#: The width of output that is not a terminal (a pipe, a file, a CI log): no line is wrapped or
+#: cut short at rich's default of 80 columns.
+UNWRAPPED = 10_000
+
+
+class _Console(Console):
+    """A rich console that wraps only on a terminal: when its output is a pipe or a file and
+    COLUMNS is not set, lines are as long as they are, so that ids, hints with job ids,
+    URLs, paths and QR codes come out whole (rich's default there is 80 columns, which cut
+    table columns and wrapped hints mid-token). On a terminal, or with COLUMNS, as rich does."""
+
+    def __init__(self, *args, **kwargs) -> None:  # rich.console.Console's
+        columns = os.environ.get("COLUMNS", "")
+        self._unbounded = kwargs.get("width") is None and not columns.isdigit()
+        super().__init__(*args, **kwargs)
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = Console.size.fget(self)
+        if self._unbounded and not self.is_terminal:
+            return ConsoleDimensions(UNWRAPPED, size.height)
+        return size
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        self._unbounded = False
+        Console.size.fset(self, new_size)
+
+
+def make_console(*, stderr: bool = False, **kwargs: object) -> Console:
+    """The CLI's rich console (stdout, or stderr): every command's text goes through one of
+    these, so that output that is not a terminal is never wrapped or cut (:class:`_Console`)."""
+    return _Console(stderr=stderr, **kwargs)
+
+
+#: The holder's secrets by their key in a holder file and in --json output, as every command
+#: that shows them (provision, handover, holder renew-card, jpki pin reset) names them.
+SECRET_LABELS = {"pin": "user-auth PIN", "password": "signing password", "puk": "PUK"}
+
+
+def secret_lines(shown: dict[str, str]) -> list[str]:
+    """``shown`` (key: value) as aligned lines, ``user-auth PIN    1234``."""
+    width = max(map(len, SECRET_LABELS.values()))
+    return [f"{SECRET_LABELS.get(k, k):<{width}} {v}" for k, v in shown.items()]
 
 
 def cell(value: object) -> Text:
@@ -26,16 +73,16 @@ def markup_safe(value: object) -> str:
 def listing(rows: list[dict], columns: dict[str, str], as_json: bool) -> None:
     """``rows`` as one JSON array, or as a table of ``columns`` (key: heading); a value
     ``None`` shows as an empty cell."""
-    from rich.console import Console
-    from rich.table import Table
+    from rich.table import Column, Table
 
     if as_json:
         print(json.dumps(rows, ensure_ascii=False))
         return
-    table = Table(*columns.values())
+    # ids are to be copied (`holder consents --withdraw ID`): folded on a narrow terminal, never cut
+    table = Table(*(Column(heading, overflow="fold") for heading in columns.values()))
     for row in rows:
         table.add_row(*(cell("" if row[k] is None else row[k]) for k in columns))
-    Console().print(table)
+    make_console().print(table)
 
 
 def fail(message: str, as_json: bool, code: int = 2):  # noqa: ANN201 - a typer.Exit to raise

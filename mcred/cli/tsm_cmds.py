@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from mcred.cli.ota_cli import (
@@ -17,10 +16,11 @@ from mcred.cli.ota_cli import (
     SSL_KEYFILE,
     over_the_air_options,
 )
+from mcred.cli.text import make_console
 
 tsm_app = typer.Typer(help="The SP-TSM: its master key (SCP03 key diversification, sealed job secrets).",
                       no_args_is_help=True)
-err = Console(stderr=True)
+err = make_console(stderr=True)
 
 
 @tsm_app.command("import-master-key")
@@ -109,8 +109,10 @@ def rotate_kloc(
     phone: list[str] = typer.Option(None, "--phone", help="The phone whose SE to move (repeatable)."),
     all_: bool = typer.Option(False, "--all", help="Every SE the TSM has reached (tsm ses: active), "
                               "whose phone is in this data directory."),
-    check: bool = typer.Option(False, "--check", help="Only read which CA each SE names, over the TSM's "
-                               "session (the SEs a leaked CA key still opens); change nothing."),
+    check: bool = typer.Option(False, "--check", help="Only read which CA each SE names (the SEs a leaked "
+                               "CA key still opens); no key is changed. The TSM reaches an SE only in a job, "
+                               "so each SE still gets a read-only rotate-kloc job: its authenticated session, "
+                               "on record in `mcred tsm jobs` and `mcred tsm audit`."),
     as_json: bool = typer.Option(False, "--json"),
     over_the_air: bool = OVER_THE_AIR,
     listen: str = LISTEN,
@@ -125,7 +127,8 @@ def rotate_kloc(
     new CA. From then on the SE refuses SCP11a from the old CA's OCEs. Idempotent: run it
     again after a failure (exit 1); an SE already moved is left as it is. With
     --over-the-air the phones named with --phone are reached through their GP SERAM agents
-    (a session each)."""
+    (a session each). With --check each job only reads (GET DATA FF33) and changes nothing
+    on the SE; the job is recorded all the same, as every session of the TSM with an SE is."""
     import json
 
     import wallet_sim
@@ -195,14 +198,14 @@ def rotate_kloc(
         typer.echo(json.dumps({"checked" if check else "moved": moves, "failed": failed, "skipped": skipped},
                               indent=2))
     else:
-        out = Console()
+        out = make_console()
         for m in moves:
             what = {"replaced": f"moved from KLOC CA {m['old_ca_ski']} to {m['ca_ski']}",
                     "current": f"already names KLOC CA {m['ca_ski']}",
                     "stale": f"[yellow]names KLOC CA {m['ca_ski']}, not the current one[/yellow]: "
                              "`mcred tsm rotate-kloc` without --check moves it",
                     "none": "its issuer named no OCE (no CA-KLOC key): left as it is"}.get(m["kloc"], m["kloc"])
-            out.print(f"{m['phone']}: {what} (job {m['job']})", highlight=False)
+            out.print(f"{m['phone']}: {what} ({'read-only ' if check else ''}job {m['job']})", highlight=False)
         for f in failed:
             out.print(f"[red]{escape(f['phone'])}: {escape(f['error'])}[/red]", highlight=False)
         for s in skipped:
@@ -269,7 +272,7 @@ def ses(as_json: bool = typer.Option(False, "--json")) -> None:
     for r in rows:
         state = "[red]suspect (quarantined)[/red]" if r["state"] == "suspect" else r["state"]
         table.add_row(r["phone"], state, r["kvn"], r["master_key_id"] or "-", r["updated_at"][:19])
-    Console().print(table)
+    make_console().print(table)
 
 
 @tsm_app.command("clear-quarantine")
@@ -345,7 +348,7 @@ def abandon(
     if as_json:
         typer.echo(json.dumps(result.summary(), indent=2))
         return
-    out = Console()
+    out = make_console()
     out.print(f"job {job} ({result.kind} of phone {result.phone_id}) abandoned; "
               f"{len(result.revoked)} credential(s) it issued revoked", highlight=False)
     for cid, kind in result.revoked:

@@ -143,9 +143,9 @@ def import_(csv_file: Path = typer.Argument(..., exists=True, dir_okay=False, he
     if as_json:
         typer.echo(json.dumps(results, ensure_ascii=False))
     else:
-        from rich.console import Console
+        from mcred.cli.text import make_console
 
-        console = Console()
+        console = make_console()
         for r in refused:
             console.print(f"  [yellow]line {r['line']}[/] {markup_safe(r['ref'])}: {markup_safe(r['reason'])}",
                           highlight=False)
@@ -163,8 +163,7 @@ def sweep(via: str = typer.Option("crl", "--via", help="crl (each partition's CR
           db: str | None = DB, roots: Path | None = ROOTS, as_json: bool = JSON) -> None:
     """Ask about every watched certificate whose status can still change; print what changed.
     Exit 0 when every one was judged, 1 when some could not be (their status is kept)."""
-    from rich.console import Console
-
+    from mcred.cli.text import make_console
     from reader.rp_watch import VIA
 
     if via not in VIA:
@@ -178,7 +177,7 @@ def sweep(via: str = typer.Option("crl", "--via", help="crl (each partition's CR
     if as_json:
         typer.echo(json.dumps(report.to_dict(), ensure_ascii=False))
     else:
-        console = Console()
+        console = make_console()
         console.print(f"swept {report.asked} certificate(s) by {via.upper()} at "
                       f"{report.at:%Y-%m-%d %H:%M:%S}Z: {len(report.changes)} change(s)")
         for c in report.changes:
