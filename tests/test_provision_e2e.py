@@ -215,6 +215,10 @@ def test_new_phone_revokes_the_old_phone_in_the_issuance(ctx):
     ({"set": ("birth_dat", "1990-04-01"), "drop": "birth_date"}, "birth_dat"),
     ({"set": ("sex", "1")}, "sex"),
     ({"set": ("password", "lowercase1")}, "password"),
+    # registered the holder, then stopped the TSM job at issue-sign-cert with a traceback
+    ({"set": ("birth_date", "2999-01-01")}, "birth_date"),
+    ({"set": ("birth_date", "0001-01-01")}, "birth_date"),
+    ({"set": ("card_expiry_date", "2001-01-01")}, "card_expiry_date"),
 ])
 def test_bad_holder_file_refused_before_issuing(ctx, tmp_path, change, field):
     data = dict(HOLDER)
@@ -231,6 +235,9 @@ def test_bad_holder_file_refused_before_issuing(ctx, tmp_path, change, field):
     assert rows(ctx) == []
     with ctx.sessions() as s:
         assert s.scalars(select(Holder)).all() == []
+    from tsm.jobs import list_jobs
+
+    assert list_jobs(ctx.engine, pid) == []  # no TSM job started
     with pytest.raises(HolderFileError) as info:
         from mcred.provision import load_holder_file
 
