@@ -22,7 +22,8 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,13 +36,15 @@ from issuer.db import Credential, Phone
 from issuer.holders import attach_phone
 from issuer.holders import register as register_holder
 from issuer.jpki import JpkiIssuer
+from issuer.jpki.errors import IssuerJpkiError
+from issuer.mdoc.errors import IssuerMdocError
 from issuer.mdoc.service import MdocService
 from mcred.context import Context
 from mcred.jpki_flow import jpki_issuer
 from mcred.mdoc_flow import mdoc_service, portrait_path
 from protocols import cardsub
 from protocols.cardsub import HolderError
-from tsm.errors import JobInputError
+from tsm.errors import IssuerPortError, JobInputError
 from tsm.jobs import ENDED, JobSecrets, JobView, StepHook, Tsm, list_jobs
 
 KEY_TYPES = ("rsa2048", "p384")
@@ -184,25 +187,44 @@ def _replace(holder: cardsub.Holder, **changes: Any) -> cardsub.Holder:
 
 class CompositeIssuer:
     """The TSM's :class:`tsm.ports.IssuerPort`: JPKI from ``issuer.jpki``, mdocs from
-    ``issuer.mdoc``. Every call is idempotent by ``job_ref`` (the issuers' guarantee)."""
+    ``issuer.mdoc``. Every call is idempotent by ``job_ref`` (the issuers' guarantee).
+
+    An issuer's refusal (its typed errors) reaches the TSM as
+    :class:`tsm.errors.IssuerPortError`, a step failure: the job stops *interrupted* with
+    the refusal as its error (resumable, or abandoned), as any other step that fails; it
+    went through the TSM as an unknown exception, a crash, leaving the job running and the
+    command a traceback."""
 
     def __init__(self, jpki: JpkiIssuer, mdoc: MdocService) -> None:
         self.jpki = jpki
         self.mdoc = mdoc
 
     def jpki_challenge(self, job_ref: str, phone_id: str, slot: str) -> bytes:
-        return self.jpki.jpki_challenge(job_ref, phone_id, slot)
+        with _refusals("JPKI challenge"):
+            return self.jpki.jpki_challenge(job_ref, phone_id, slot)
 
     def issue_jpki_certificate(self, job_ref: str, phone_id: str, slot: str,
                                spki_der: bytes, proof: bytes) -> tuple[bytes, bytes]:
-        return self.jpki.issue_jpki_certificate(job_ref, phone_id, slot, spki_der, proof)
+        with _refusals(f"JPKI {slot} certificate"):
+            return self.jpki.issue_jpki_certificate(job_ref, phone_id, slot, spki_der, proof)
 
     def mdoc_challenge(self, job_ref: str, phone_id: str, slot_index: int) -> bytes:
-        return self.mdoc.mdoc_challenge(job_ref, phone_id, slot_index)
+        with _refusals("mdoc challenge"):
+            return self.mdoc.mdoc_challenge(job_ref, phone_id, slot_index)
 
     def issue_mdoc(self, job_ref: str, phone_id: str, slot_index: int,
                    device_public_key_der: bytes, proof: bytes) -> bytes:
-        return self.mdoc.issue_mdoc(job_ref, phone_id, slot_index, device_public_key_der, proof)
+        with _refusals(f"mdoc of slot {slot_index}"):
+            return self.mdoc.issue_mdoc(job_ref, phone_id, slot_index, device_public_key_der, proof)
+
+
+@contextmanager
+def _refusals(what: str) -> Iterator[None]:
+    """The issuers' refusals as :class:`tsm.errors.IssuerPortError` naming ``what``."""
+    try:
+        yield
+    except (IssuerJpkiError, IssuerMdocError) as exc:
+        raise IssuerPortError(f"the issuer refused the {what}: {exc}") from exc
 
 
 def issuer_port(ctx: Context) -> CompositeIssuer:

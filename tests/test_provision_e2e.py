@@ -245,6 +245,25 @@ def test_bad_holder_file_refused_before_issuing(ctx, tmp_path, change, field):
     assert info.value.field == field
 
 
+def test_an_issuer_refusal_stops_the_job_interrupted_naming_it(ctx):
+    """A refusal of the issuer in the middle of a job (here a birth date the JPKI profile
+    refuses, in a record no holder file could give) is a TSM step failure: the job is left
+    interrupted with the refusal as its error, not running as after a crash, and the caller
+    gets a TsmError, not the issuer's exception."""
+    from dataclasses import replace
+
+    from tsm.errors import IssuerPortError
+    from tsm.jobs import list_jobs
+
+    pid = wallet_sim.create_phone(ctx.home)
+    unborn = replace(parse_holder(HOLDER), birth_date=dt.date(2999, 1, 1))
+    with pytest.raises(IssuerPortError, match="the issuer refused the JPKI sign certificate: .*2999-01-01"):
+        provision(ctx, pid, unborn, key_type="p384", mdoc_batch=1)
+    [job] = list_jobs(ctx.engine, pid)
+    assert job.state == "interrupted" and "IssuerPortError" in job.error
+    assert job.steps[job.next_step] == "issue-sign-cert"
+
+
 def test_cli_provision_json(ctx, tmp_path):
     f = tmp_path / "holder.json"
     f.write_text(json.dumps(dict(HOLDER, pin="1234", password="ABC123"), ensure_ascii=False),
