@@ -282,6 +282,7 @@ def provision(ctx: Context, phone_id: str, holder: cardsub.Holder | str, *,
     if not isinstance(holder, str):
         pin = pin if pin is not None else holder.pin
         password = password if password is not None else holder.password
+        puk = puk if puk is not None else holder.puk
     job_secrets, generated = generate_secrets(pin, password, puk)
     if transmit is None:
         transmit = wallet_sim.open_secure_element(phone_id, ctx.home).transmit  # the phone exists, or refuse now

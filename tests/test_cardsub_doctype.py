@@ -141,6 +141,9 @@ def test_ages_and_card_expiry_rules():
     ({"pin": "12345"}, "pin"),
     ({"pin": 1234}, "pin"),
     ({"password": "abc"}, "password"),
+    ({"puk": "1234567"}, "puk"),
+    ({"puk": "1234567a"}, "puk"),
+    ({"puk": 12345678}, "puk"),
     ({"family_name_roman": "YAMADA"}, "given_name_roman"),
     ({"family_name_roman": "山田", "given_name_roman": "HANAKO"}, "family_name_roman"),
 ])
@@ -188,6 +191,20 @@ def test_holder_refuses_missing_field(missing):
     data = {k: v for k, v in HOLDER.items() if k != missing}
     with pytest.raises(HolderError, match=f"'{missing}': missing"):
         parse_holder(data)
+
+
+def test_the_secrets_a_holder_file_may_carry_are_taken_and_kept_out_of_repr():
+    holder = parse_holder({**HOLDER, "pin": "1234", "password": "ABC123", "puk": " 87654321\n"})
+    assert (holder.pin, holder.password, holder.puk) == ("1234", "ABC123", "87654321")
+    assert not {"1234", "ABC123", "87654321"} & set(re.findall(r"[0-9A-Z]+", repr(holder)))
+
+
+def test_an_unknown_field_is_named_with_the_fields_a_holder_has():
+    with pytest.raises(HolderError) as info:
+        parse_holder({**HOLDER, "pukk": "87654321"})
+    assert info.value.field == "pukk"
+    assert "did you mean 'puk'" in str(info.value)
+    assert "a holder has family_name, given_name" in str(info.value) and ", pin, password, puk" in str(info.value)
 
 
 def test_misspelt_field_gets_a_suggestion():

@@ -276,6 +276,29 @@ def test_cli_provision_json(ctx, tmp_path):
     assert out["secrets_shown_once"] == {"puk": out["secrets_shown_once"]["puk"]}  # only what was generated
 
 
+def test_a_holder_file_may_carry_the_puk_as_the_readme_says(ctx, tmp_path):
+    """``"puk"`` was refused (``holder field 'puk': unknown field``): it is taken, checked as
+    the applet's PUK, set in the SE, and not shown as generated."""
+    from mcred import jpki_flow
+
+    f = tmp_path / "holder.json"
+    f.write_text(json.dumps(dict(HOLDER, pin="1234", password="ABC123", puk="87654321"), ensure_ascii=False),
+                 encoding="utf-8")
+    r = CliRunner().invoke(app, ["provision", "--phone", "new", "--holder", str(f), "--key-type", "p384",
+                                 "--mdoc-batch", "1", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert "secrets_shown_once" not in out  # none generated
+    transmit = wallet_sim.open_secure_element(out["phone"], ctx.home).transmit
+    with pytest.raises(jpki_flow.SeError) as wrong:
+        jpki_flow.unblock_pin(transmit, "auth", b"12345678")
+    assert wrong.value.sw == 0x63C9  # a try of the PUK the file gave
+    jpki_flow.unblock_pin(transmit, "auth", b"87654321")
+    f.write_text(json.dumps(dict(HOLDER, puk="8765432"), ensure_ascii=False), encoding="utf-8")
+    bad = CliRunner().invoke(app, ["provision", "--phone", "new", "--holder", str(f)])
+    assert bad.exit_code == 2 and "holder field 'puk': must be 8 digits" in bad.output
+
+
 def test_cli_after_a_crash_names_the_job_and_resumes_it(ctx, tmp_path):
     """A provisioning that stopped half way (here: the process died after the signing key
     was generated) is not started again by a second `mcred provision`: that run refuses,

@@ -14,7 +14,7 @@ import difflib
 import re
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from protocols.cardsub.errors import HolderError
@@ -25,6 +25,7 @@ _KANA = re.compile(r"^[\u3041-\u309F\u30A0-\u30FF\u31F0-\u31FF\uFF66-\uFF9F\u300
 _ROMAN = re.compile(r"^[A-Za-z][A-Za-z .'\-]*$")
 _PIN = re.compile(r"^[0-9]{4}$")
 _PASSWORD = re.compile(r"^[A-Za-z0-9]{6,16}$")
+_PUK = re.compile(r"^[0-9]{8}$")  # the JPKI applet's PUK (specs/jpki-applet.md section 3)
 _DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
 
@@ -43,8 +44,10 @@ class Holder:
     family_name_roman: str | None = None
     given_name_roman: str | None = None
     card_expiry_date: dt.date | None = None
-    pin: str | None = None
-    password: str | None = None
+    #: the JPKI secrets to set (each generated, and shown once, when not given): never in repr
+    pin: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+    puk: str | None = field(default=None, repr=False)
 
 
 #: The earliest birth date a holder record may carry. The JPKI profile writes any date from
@@ -65,7 +68,7 @@ def today_in_japan() -> dt.date:
 _REQUIRED = ("family_name", "given_name", "family_name_kana", "given_name_kana", "birth_date",
              "sex", "address", "prefecture", "municipality")
 _OPTIONAL = ("portrait", "family_name_roman", "given_name_roman", "card_expiry_date", "pin",
-             "password")
+             "password", "puk")
 FIELDS = _REQUIRED + _OPTIONAL
 
 
@@ -161,7 +164,8 @@ def parse_holder(data: Mapping[str, Any], *, today: dt.date | None = None) -> Ho
         if key not in FIELDS:
             close = difflib.get_close_matches(str(key), FIELDS, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise HolderError(str(key), f"unknown field{hint}")
+            raise HolderError(str(key), f"unknown field{hint}; a holder has {', '.join(_REQUIRED)} and "
+                                        f"optionally {', '.join(_OPTIONAL)}")
     for key in _REQUIRED:
         if key not in data:
             raise HolderError(key, "missing")
@@ -194,6 +198,7 @@ def parse_holder(data: Mapping[str, Any], *, today: dt.date | None = None) -> Ho
         "card_expiry_date": lambda v: _date("card_expiry_date", v),
         "pin": lambda v: _pattern("pin", v, _PIN, "4 digits"),
         "password": lambda v: _pattern("password", v, _PASSWORD, "6 to 16 letters or digits"),
+        "puk": lambda v: _pattern("puk", v, _PUK, "8 digits (the PUK that unblocks the PIN and the password)"),
     }
     for key, parse in optional.items():
         if data.get(key) is not None:
