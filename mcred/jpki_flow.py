@@ -56,7 +56,7 @@ class SeError(Exception):
     """The phone's SE refused a step; ``sw`` is its status word."""
 
     def __init__(self, step: str, sw: int) -> None:
-        super().__init__(f"{step}: SE answered {sw:04X}" + _explain(sw))
+        super().__init__(f"{step}: SE answered {sw:04X}" + _explain(step, sw))
         self.step, self.sw = step, sw
 
 
@@ -100,7 +100,17 @@ def _check_form(pattern: re.Pattern[bytes], rule: str, value: bytes) -> None:
         raise SecretFormatError(f"{rule}; this one is {what} (nothing was sent to the SE: no try used)")
 
 
-def _explain(sw: int) -> str:
+#: what 6A88 (referenced data not found) means, by the step that got it
+_NOT_FOUND = {
+    "VERIFY": " (this secret was never set: the phone's JPKI applet is not personalised; is the "
+              "phone provisioned? `mcred tsm jobs --unfinished` shows a provisioning that stopped)",
+    "COMPUTE DIGITAL SIGNATURE": " (no key in this slot: is the phone provisioned?)",
+}
+
+
+def _explain(step: str, sw: int) -> str:
+    if sw == 0x6A88:
+        return next((why for name, why in _NOT_FOUND.items() if step.startswith(name)), "")
     if sw == 0x63C0:
         return " (wrong PIN, and that was its last try: it is locked now; `mcred jpki pin unblock` with the PUK)"
     if sw & 0xFFF0 == 0x63C0:
@@ -153,14 +163,14 @@ class JpkiCard:
 
     def tries_left(self, pin_ef: int) -> int | None:
         """The secret's tries left (VERIFY without data: no try spent), 0 when locked; None
-        when the secret was never set (the phone is not provisioned)."""
+        when the secret was never set (6A88: the phone is not provisioned)."""
         self.select_ef(pin_ef)
         try:
             self._send("VERIFY (retry query)", bytes([0, 0x20, 0, 0x80]))
         except SeError as exc:
             if exc.sw & 0xFFF0 == 0x63C0:
                 return exc.sw & 0x0F
-            if exc.sw == 0x6984:
+            if exc.sw == 0x6A88:
                 return None
             raise
         raise SeError("VERIFY (retry query)", 0x9000)  # pragma: no cover - the applet never does

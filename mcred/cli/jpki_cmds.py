@@ -252,8 +252,10 @@ def _pin_fail(exc: Exception, puk: bool = False) -> typer.Exit:
                     "wrong PUK, and that was its last try: the PUK is locked for good; only the "
                     "issuer can set the secrets again (a new provisioning)")
         elif exc.sw == 0x6984:
-            text = ("the PUK is locked, or this secret was never set (is the phone provisioned?): "
-                    "only the issuer can set them again")
+            text = "the PUK is locked: only the issuer can set the secrets again (`mcred jpki pin reset --puk`)"
+        elif exc.sw == 0x6A88:
+            text = ("this secret or the PUK was never set: the phone's JPKI applet is not personalised "
+                    "(is the phone provisioned?)")
     typer.echo(f"error: {text}", err=True)
     return typer.Exit(1 if isinstance(exc, SeError) else 2)
 
