@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 
 from issuer.jpki import JpkiIssuer, profile_for
 from mcred.context import Context
 from protocols.jpki.cms import build_detached_signature, ecdsa_raw_to_der
+from protocols.jpki.errors import JpkiError
 from protocols.jpki.profile import KeyType
 
 if TYPE_CHECKING:
@@ -54,8 +56,17 @@ class SeError(Exception):
     """The phone's SE refused a step; ``sw`` is its status word."""
 
     def __init__(self, step: str, sw: int) -> None:
-        super().__init__(f"{step}: SE answered {sw:04X}" + _explain(sw))
+        super().__init__(f"{step}: SE answered {sw:04X}" + _explain(step, sw))
         self.step, self.sw = step, sw
+
+
+class SeDataError(SeError):
+    """The phone's SE answered a step (9000) with data that is not what the step reads: a
+    certificate EF that holds no certificate of a JPKI key."""
+
+    def __init__(self, step: str, message: str) -> None:
+        Exception.__init__(self, f"{step}: {message}")
+        self.step, self.sw = step, 0x9000
 
 
 class SecretFormatError(ValueError):
@@ -89,14 +100,26 @@ def _check_form(pattern: re.Pattern[bytes], rule: str, value: bytes) -> None:
         raise SecretFormatError(f"{rule}; this one is {what} (nothing was sent to the SE: no try used)")
 
 
-def _explain(sw: int) -> str:
+#: what 6A88 (referenced data not found) means, by the step that got it
+_NOT_FOUND = {
+    "VERIFY": " (this secret was never set: the phone's JPKI applet is not personalised; is the "
+              "phone provisioned? `mcred tsm jobs --unfinished` shows a provisioning that stopped)",
+    "COMPUTE DIGITAL SIGNATURE": " (no key in this slot: is the phone provisioned?)",
+}
+
+
+def _explain(step: str, sw: int) -> str:
+    if sw == 0x6A88:
+        return next((why for name, why in _NOT_FOUND.items() if step.startswith(name)), "")
     if sw == 0x63C0:
         return " (wrong PIN, and that was its last try: it is locked now; `mcred jpki pin unblock` with the PUK)"
     if sw & 0xFFF0 == 0x63C0:
         left = sw & 0x0F
         return f" (wrong PIN, {left} {'try' if left == 1 else 'tries'} left)"
     return {0x6984: " (PIN locked: `mcred jpki pin unblock` with the PUK)", 0x6982: " (PIN not verified)",
-            0x6A82: " (not present: is the phone provisioned?)"}.get(sw, "")
+            0x6A82: " (not present: is the phone provisioned?)",
+            0x6F00: " (the applet failed: its state in the SE image may be damaged; `mcred phone show` "
+                    "names the applet)"}.get(sw, "")
 
 
 @dataclass
@@ -140,14 +163,14 @@ class JpkiCard:
 
     def tries_left(self, pin_ef: int) -> int | None:
         """The secret's tries left (VERIFY without data: no try spent), 0 when locked; None
-        when the secret was never set (the phone is not provisioned)."""
+        when the secret was never set (6A88: the phone is not provisioned)."""
         self.select_ef(pin_ef)
         try:
             self._send("VERIFY (retry query)", bytes([0, 0x20, 0, 0x80]))
         except SeError as exc:
             if exc.sw & 0xFFF0 == 0x63C0:
                 return exc.sw & 0x0F
-            if exc.sw == 0x6984:
+            if exc.sw == 0x6A88:
                 return None
             raise
         raise SeError("VERIFY (retry query)", 0x9000)  # pragma: no cover - the applet never does
@@ -160,6 +183,18 @@ class JpkiCard:
         """RESET RETRY COUNTER of the current PIN EF with the PUK, and a new value if given."""
         data = puk + (new or b"")
         self._send("RESET RETRY COUNTER", bytes([0, 0x2C, 0 if new else 1, 0x80, len(data)]) + data)
+
+    def read_certificate(self, cert_ef: int) -> tuple[bytes, x509.Certificate, KeyType]:
+        """The certificate in ``cert_ef`` (DER), parsed, and its key's type: what the SE
+        answers is parsed here, once (:class:`SeDataError` if it is not a JPKI key's
+        certificate)."""
+        der = self.read_ef(cert_ef)
+        try:
+            cert = x509.load_der_x509_certificate(der)
+            return der, cert, KeyType.of(cert.public_key())
+        except (ValueError, UnsupportedAlgorithm, JpkiError) as exc:
+            raise SeDataError(f"READ BINARY (certificate EF {cert_ef:04X})",
+                              f"the SE holds no certificate of an RSA-2048 or P-384 key there ({exc})") from None
 
     def sign_digest_info(self, key_ef: int, digest_info: bytes) -> bytes:
         self.select_ef(key_ef)
@@ -208,9 +243,8 @@ def se_signer(transmit, slot: str, pin: bytes) -> SeSigner:  # noqa: ANN001
     card = JpkiCard(transmit)
     card.select_ap()
     card.verify(pin_ef, pin)
-    cert_der = card.read_ef(cert_ef)
-    cert = x509.load_der_x509_certificate(cert_der)
-    return SeSigner(card, key_ef, cert_der, cert, KeyType.of(cert.public_key()))
+    cert_der, cert, key_type = card.read_certificate(cert_ef)
+    return SeSigner(card, key_ef, cert_der, cert, key_type)
 
 
 def sign_xml_with_se(transmit, pin: bytes, document: bytes, *, xades: bool = False,  # noqa: ANN001
@@ -249,8 +283,7 @@ def sign_challenge(transmit, pin: bytes, nonce: bytes) -> tuple[bytes, bytes]:  
     card = JpkiCard(transmit)
     card.select_ap()
     card.verify(pin_ef, pin)
-    cert_der = card.read_ef(cert_ef)
-    key_type = KeyType.of(x509.load_der_x509_certificate(cert_der).public_key())
+    cert_der, _cert, key_type = card.read_certificate(cert_ef)
     hash_name, algorithm = (("sha256", hashes.SHA256()) if key_type is KeyType.RSA_2048
                             else ("sha384", hashes.SHA384()))
     h = hashes.Hash(algorithm)

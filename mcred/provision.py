@@ -19,12 +19,12 @@ here needs to install it.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,8 @@ from issuer.db import Credential, Phone
 from issuer.holders import attach_phone
 from issuer.holders import register as register_holder
 from issuer.jpki import JpkiIssuer
+from issuer.jpki.errors import IssuerJpkiError
+from issuer.mdoc.errors import IssuerMdocError
 from issuer.mdoc.service import MdocService
 from mcred.context import Context
 from mcred.jpki_flow import jpki_issuer
@@ -186,44 +188,47 @@ def _replace(holder: cardsub.Holder, **changes: Any) -> cardsub.Holder:
 
 class CompositeIssuer:
     """The TSM's :class:`tsm.ports.IssuerPort`: JPKI from ``issuer.jpki``, mdocs from
-    ``issuer.mdoc``. Every call is idempotent by ``job_ref`` (the issuers' guarantee)."""
+    ``issuer.mdoc``. Every call is idempotent by ``job_ref`` (the issuers' guarantee).
+
+    An issuer's refusal (its typed errors) reaches the TSM as
+    :class:`tsm.errors.IssuerPortError`, a step failure: the job stops *interrupted* with
+    the refusal as its error (resumable, or abandoned), as any other step that fails; it
+    went through the TSM as an unknown exception, a crash, leaving the job running and the
+    command a traceback."""
 
     def __init__(self, jpki: JpkiIssuer, mdoc: MdocService) -> None:
         self.jpki = jpki
         self.mdoc = mdoc
 
     def jpki_challenge(self, job_ref: str, phone_id: str, slot: str) -> bytes:
-        with _refusals():
+        with _refusals("JPKI challenge"):
             return self.jpki.jpki_challenge(job_ref, phone_id, slot)
 
     def issue_jpki_certificate(self, job_ref: str, phone_id: str, slot: str,
                                spki_der: bytes, proof: bytes) -> tuple[bytes, bytes]:
-        with _refusals():
+        with _refusals(f"JPKI {slot} certificate"):
             return self.jpki.issue_jpki_certificate(job_ref, phone_id, slot, spki_der, proof)
 
     def mdoc_challenge(self, job_ref: str, phone_id: str, slot_index: int) -> bytes:
-        with _refusals():
+        with _refusals("mdoc challenge"):
             return self.mdoc.mdoc_challenge(job_ref, phone_id, slot_index)
 
     def issue_mdoc(self, job_ref: str, phone_id: str, slot_index: int,
                    device_public_key_der: bytes, proof: bytes) -> bytes:
-        with _refusals():
+        with _refusals(f"mdoc of slot {slot_index}"):
             return self.mdoc.issue_mdoc(job_ref, phone_id, slot_index, device_public_key_der, proof)
 
 
-@contextlib.contextmanager
-def _refusals() -> Iterator[None]:
-    """The issuers' refusals as the TSM's :class:`tsm.errors.IssuerPortError`: the job stops
-    there, recorded as interrupted with the reason (to be resumed once the cause is gone, or
-    abandoned), where an exception the TSM does not know left it running, as after a crash,
-    and reached the user as a traceback."""
-    from issuer.jpki.errors import IssuerJpkiError
-    from issuer.mdoc.errors import IssuerMdocError
-
+@contextmanager
+def _refusals(what: str) -> Iterator[None]:
+    """The issuers' refusals as :class:`tsm.errors.IssuerPortError` naming ``what``: the job
+    stops there, recorded as interrupted with the reason (to be resumed once the cause is
+    gone, or abandoned), where an exception the TSM does not know left it running, as after
+    a crash, and reached the user as a traceback."""
     try:
         yield
     except (IssuerJpkiError, IssuerMdocError) as exc:
-        raise IssuerPortError(f"the issuer refused: {exc}") from exc
+        raise IssuerPortError(f"the issuer refused the {what}: {exc}") from exc
 
 
 def issuer_port(ctx: Context) -> CompositeIssuer:
@@ -287,6 +292,7 @@ def provision(ctx: Context, phone_id: str, holder: cardsub.Holder | str, *,
     if not isinstance(holder, str):
         pin = pin if pin is not None else holder.pin
         password = password if password is not None else holder.password
+        puk = puk if puk is not None else holder.puk
     job_secrets, generated = generate_secrets(pin, password, puk)
     if transmit is None:
         transmit = wallet_sim.open_secure_element(phone_id, ctx.home).transmit  # the phone exists, or refuse now

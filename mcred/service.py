@@ -68,7 +68,7 @@ def _register_party_errors() -> None:
     """The typed errors of the parties, answered as problems (the issuer's own are
     registered by :mod:`issuer.api.problems`)."""
     from tsm import errors as te
-    from wallet_sim.se.errors import PhoneNotFoundError, SeError, SeStateError
+    from wallet_sim.se.errors import PhoneNotFoundError, PhoneStateError, SeError, SeStateError
 
     problems.register_error(te.TsmError, 409, "tsm-error", "TSM refused")
     problems.register_error(te.MasterKeyError, 503, "tsm-master-key", "TSM master key unavailable")
@@ -78,6 +78,7 @@ def _register_party_errors() -> None:
     problems.register_error(SeStateError, 409, "se-state", "The secure element is not in a "
                             "state for this")
     problems.register_error(PhoneNotFoundError, 404, "unknown-phone", "Unknown phone")
+    problems.register_error(PhoneStateError, 409, "phone-state", "The phone's record cannot be read")
     from mcred.context import ConfigError
 
     problems.register_error(ConfigError, 503, "configuration", "The service's configuration cannot work")

@@ -182,6 +182,24 @@ def test_provisioning_refuses_a_bad_holder_before_any_job(home: Path):
         assert s.scalar(sa.select(sa.func.count()).select_from(Job)) == 0
 
 
+@pytest.mark.parametrize("birth", ["2999-01-01", "0001-01-01"])
+def test_provisioning_refuses_a_birth_date_nobody_living_has_before_any_job(home: Path, birth: str):
+    """As the CLI's holder file: named at the door, not as a job stopped at issue-sign-cert."""
+    ctx = Context.open(home)
+    _, tok = create_token(ctx.sessions, ["issuer"])
+    holder = {"family_name": "山田", "given_name": "花子", "family_name_kana": "ヤマダ",
+              "given_name_kana": "ハナコ", "birth_date": birth, "sex": 2,
+              "address": "東京都千代田区霞が関1-1", "prefecture": "東京都", "municipality": "千代田区"}
+    with TestClient(create_app(ctx, job_workers=1)) as c:
+        r = c.post("/provisioning", headers={"Authorization": f"Bearer {tok}"},
+                   json={"phone_id": "ph-000000000000", "holder": holder, "pin": "1234", "password": "ABC123",
+                         "puk": "12345678"})
+    assert r.status_code == 422 and r.json()["type"] == "/problems/holder-invalid", r.text
+    assert "'birth_date'" in r.json()["detail"]
+    with ctx.sessions() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(Job)) == 0
+
+
 def test_a_nul_in_the_url_or_a_holder_is_refused_on_every_backend(home: Path, db_url: str):
     """PostgreSQL refuses a string holding NUL in any statement, SQLite does not: a NUL in a
     query parameter (found by the schema fuzz run on PostgreSQL: ``GET /audit?subject=%00``)

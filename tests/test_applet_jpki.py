@@ -312,6 +312,31 @@ def test_five_wrong_passwords_lock_signing(rsa_card):
     assert query(a, 0x001B) == 0x63C5
 
 
+def test_a_secret_never_set_is_not_found_not_locked(rsa_card):
+    """An applet installed but not personalised (a provisioning that stopped before SET PIN)
+    answered 6984 to VERIFY, as a locked secret does, and 63C3 / 63C5 to the retry query, as
+    an untouched one: the host told the holder to unblock with a PUK there never was. A
+    secret never set is 6A88, referenced data not found, to every command that uses it; a
+    locked one stays 6984."""
+    blank = JpkiApplet()
+    assert blank.select(0x0C, PLAIN) == b"\x90\x00"
+    for ef in (0x0018, 0x001B):
+        assert query(blank, ef) == 0x6A88
+        assert verify(blank, ef, PIN if ef == 0x0018 else PASSWORD) == 0x6A88
+        assert apdu(blank, bytes([0, 0x24, 1, 0x80, 4]) + b"5678")[1] == 0x6A88  # CHANGE REFERENCE DATA
+        assert apdu(blank, b"\x00\x2c\x01\x80\x08" + PUK)[1] == 0x6A88  # RESET RETRY COUNTER
+    assert blank.describe()["secrets"]["puk"]["tries_left"] == 10  # nothing was counted
+    # the PIN set but not the PUK: unblocking names the PUK as not found, spends nothing
+    perso(blank, set_pin(1, PIN))
+    assert query(blank, 0x0018) == 0x63C3 and verify(blank, 0x0018, PIN) == 0x9000
+    assert select_ef(blank, 0x0018) == 0x9000
+    assert apdu(blank, b"\x00\x2c\x01\x80\x08" + PUK)[1] == 0x6A88
+    # a locked secret is still 6984
+    a = fresh(rsa_card)
+    assert [verify(a, 0x0018, b"0000") for _ in range(3)][-1] == 0x63C0
+    assert verify(a, 0x0018, PIN) == 0x6984 and query(a, 0x0018) == 0x63C0
+
+
 def test_correct_pin_resets_the_counter(rsa_card):
     a = fresh(rsa_card)
     assert verify(a, 0x0018, b"9999") == 0x63C2

@@ -141,6 +141,9 @@ def test_ages_and_card_expiry_rules():
     ({"pin": "12345"}, "pin"),
     ({"pin": 1234}, "pin"),
     ({"password": "abc"}, "password"),
+    ({"puk": "1234567"}, "puk"),
+    ({"puk": "1234567a"}, "puk"),
+    ({"puk": 12345678}, "puk"),
     ({"family_name_roman": "YAMADA"}, "given_name_roman"),
     ({"family_name_roman": "山田", "given_name_roman": "HANAKO"}, "family_name_roman"),
 ])
@@ -150,11 +153,58 @@ def test_holder_refuses_bad_fields_by_name(change, field):
     assert info.value.field == field and repr(field) in str(info.value)
 
 
+@pytest.mark.parametrize("birth, why", [
+    ("2999-01-01", "is in the future"),
+    ("2025-06-02", "is in the future"),  # tomorrow
+    ("0001-01-01", "is before 1900-01-01"),
+    ("1899-12-31", "is before 1900-01-01"),
+])
+def test_a_birth_date_nobody_living_has_is_refused_naming_it(birth, why):
+    """2999-01-01 passed, registered the holder and stopped the TSM job at issue-sign-cert
+    (the JPKI issuer refuses a birth after the day of issue; 0001 has no 4-digit year)."""
+    with pytest.raises(HolderError, match=why) as info:
+        parse_holder({**HOLDER, "birth_date": birth}, today=dt.date(2025, 6, 1))
+    assert info.value.field == "birth_date"
+
+
+def test_the_bounds_of_a_birth_date_and_of_a_card_expiry_are_their_own():
+    today = dt.date(2025, 6, 1)
+    for birth in ("1900-01-01", "2025-06-01"):  # the earliest, and born today (JST)
+        assert parse_holder({**HOLDER, "birth_date": birth}, today=today).birth_date == dt.date.fromisoformat(birth)
+    assert parse_holder({**HOLDER, "card_expiry_date": "2025-06-01"}, today=today).card_expiry_date == today
+    with pytest.raises(HolderError, match="has passed") as info:  # the issuer could only refuse it
+        parse_holder({**HOLDER, "card_expiry_date": "2025-05-31"}, today=today)
+    assert info.value.field == "card_expiry_date"
+
+
+def test_today_is_the_day_in_japan_the_issuer_counts_from():
+    from protocols.cardsub.holder import today_in_japan
+    from protocols.jpki.validity import JST
+
+    assert today_in_japan() == dt.datetime.now(JST).date()
+    with pytest.raises(HolderError, match="is in the future"):
+        parse_holder({**HOLDER, "birth_date": (today_in_japan() + dt.timedelta(days=1)).isoformat()})
+
+
 @pytest.mark.parametrize("missing", ["family_name", "sex", "municipality", "birth_date"])
 def test_holder_refuses_missing_field(missing):
     data = {k: v for k, v in HOLDER.items() if k != missing}
     with pytest.raises(HolderError, match=f"'{missing}': missing"):
         parse_holder(data)
+
+
+def test_the_secrets_a_holder_file_may_carry_are_taken_and_kept_out_of_repr():
+    holder = parse_holder({**HOLDER, "pin": "1234", "password": "ABC123", "puk": " 87654321\n"})
+    assert (holder.pin, holder.password, holder.puk) == ("1234", "ABC123", "87654321")
+    assert not {"1234", "ABC123", "87654321"} & set(re.findall(r"[0-9A-Z]+", repr(holder)))
+
+
+def test_an_unknown_field_is_named_with_the_fields_a_holder_has():
+    with pytest.raises(HolderError) as info:
+        parse_holder({**HOLDER, "pukk": "87654321"})
+    assert info.value.field == "pukk"
+    assert "did you mean 'puk'" in str(info.value)
+    assert "a holder has family_name, given_name" in str(info.value) and ", pin, password, puk" in str(info.value)
 
 
 def test_misspelt_field_gets_a_suggestion():

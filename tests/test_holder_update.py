@@ -143,7 +143,8 @@ def test_refusals_change_nothing(ctx):
     for changes, message in (({"card_number": "1"}, "cannot change card_number"),
                              ({"family_name_kana": "Yamada"}, "family_name_kana"),
                              ({"address": None}, "address cannot be removed"),
-                             ({"sex": 7}, "sex")):
+                             ({"sex": 7}, "sex"),
+                             ({"birth_date": "2999-01-01"}, "'birth_date': 2999-01-01 is in the future")):
         with pytest.raises(holders.HolderError, match=message):
             change_basic_four(ctx, r.holder_id, changes, reason="x")
     with pytest.raises(holders.HolderError, match="no holder"):

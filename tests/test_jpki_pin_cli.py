@@ -84,7 +84,8 @@ def test_status_change_lock_and_unblock(phone, tmp_path):
     last = _sign(phone, "auth", f["bad"], tmp_path)
     assert "last try" in " ".join(last.output.split()) and "pin unblock" in last.output, last.output
     assert _status(phone) == {"auth": 0, "sign": 5}
-    assert _sign(phone, "auth", f["new"], tmp_path).exit_code != 0
+    locked = _sign(phone, "auth", f["new"], tmp_path)
+    assert locked.exit_code != 0 and "6984 (PIN locked" in " ".join(locked.output.split()), locked.output
     table = run(app, ["jpki", "pin", "status", "--phone", phone])
     assert "LOCKED" in table.output
     # the PUK: a wrong one spends one of its ten tries, a malformed one none
@@ -109,6 +110,34 @@ def test_a_phone_without_the_applet_or_no_phone_is_named(home, tmp_path):
     r = CliRunner().invoke(app, ["jpki", "pin", "change", "--phone", pid, "--slot", "x", "--pin-file", "a",
                                  "--new-pin-file", "b"])
     assert r.exit_code == 2
+
+
+def test_a_phone_whose_applet_was_never_personalised_is_not_called_locked(home, tmp_path, monkeypatch):
+    """A provisioning that stopped after writing the signing certificate, before SET PIN: the
+    secrets were never set. jpki sign said "6984 (PIN locked: `mcred jpki pin unblock` with
+    the PUK)" and pin status "5 tries left"; the SE answers 6A88 and the host says so."""
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
+    ctx = Context.open(home)
+    pid = wallet_sim.create_phone(ctx.home)
+
+    class Stop(Exception):
+        pass
+
+    def stop(step):  # noqa: ANN001
+        if step == "write-sign-cert":
+            raise Stop
+
+    with pytest.raises(Stop):
+        provision(ctx, pid, parse_holder(HOLDER), key_type="p384", mdoc_batch=1, after_step=stop)
+    f = _files(tmp_path, pw="PASS1234", puk="12345678")
+    r = _sign(pid, "sign", f["pw"], tmp_path)
+    text = " ".join(r.output.split())
+    assert r.exit_code == 2 and "VERIFY: SE answered 6A88 (this secret was never set" in text, r.output
+    assert "locked" not in text and "unblock" not in text
+    assert _status(pid) == {"auth": None, "sign": None}
+    assert "not set (not provisioned)" in CliRunner().invoke(app, ["jpki", "pin", "status", "--phone", pid]).output
+    r = CliRunner().invoke(app, ["jpki", "pin", "unblock", "--phone", pid, "--slot", "sign", "--puk-file", f["puk"]])
+    assert r.exit_code == 1 and "was never set" in r.output and "locked" not in r.output, r.output
 
 
 def test_the_issuer_resets_locked_secrets_without_touching_the_certificates(phone, tmp_path):

@@ -215,6 +215,10 @@ def test_new_phone_revokes_the_old_phone_in_the_issuance(ctx):
     ({"set": ("birth_dat", "1990-04-01"), "drop": "birth_date"}, "birth_dat"),
     ({"set": ("sex", "1")}, "sex"),
     ({"set": ("password", "lowercase1")}, "password"),
+    # registered the holder, then stopped the TSM job at issue-sign-cert with a traceback
+    ({"set": ("birth_date", "2999-01-01")}, "birth_date"),
+    ({"set": ("birth_date", "0001-01-01")}, "birth_date"),
+    ({"set": ("card_expiry_date", "2001-01-01")}, "card_expiry_date"),
 ])
 def test_bad_holder_file_refused_before_issuing(ctx, tmp_path, change, field):
     data = dict(HOLDER)
@@ -231,11 +235,33 @@ def test_bad_holder_file_refused_before_issuing(ctx, tmp_path, change, field):
     assert rows(ctx) == []
     with ctx.sessions() as s:
         assert s.scalars(select(Holder)).all() == []
+    from tsm.jobs import list_jobs
+
+    assert list_jobs(ctx.engine, pid) == []  # no TSM job started
     with pytest.raises(HolderFileError) as info:
         from mcred.provision import load_holder_file
 
         load_holder_file(f)
     assert info.value.field == field
+
+
+def test_an_issuer_refusal_stops_the_job_interrupted_naming_it(ctx):
+    """A refusal of the issuer in the middle of a job (here a birth date the JPKI profile
+    refuses, in a record no holder file could give) is a TSM step failure: the job is left
+    interrupted with the refusal as its error, not running as after a crash, and the caller
+    gets a TsmError, not the issuer's exception."""
+    from dataclasses import replace
+
+    from tsm.errors import IssuerPortError
+    from tsm.jobs import list_jobs
+
+    pid = wallet_sim.create_phone(ctx.home)
+    unborn = replace(parse_holder(HOLDER), birth_date=dt.date(2999, 1, 1))
+    with pytest.raises(IssuerPortError, match="the issuer refused the JPKI sign certificate: .*2999-01-01"):
+        provision(ctx, pid, unborn, key_type="p384", mdoc_batch=1)
+    [job] = list_jobs(ctx.engine, pid)
+    assert job.state == "interrupted" and "IssuerPortError" in job.error
+    assert job.steps[job.next_step] == "issue-sign-cert"
 
 
 def test_cli_provision_json(ctx, tmp_path):
@@ -248,6 +274,29 @@ def test_cli_provision_json(ctx, tmp_path):
     out = json.loads(r.output)
     assert out["mdocs"] == 1 and out["key_type"] == "p384"
     assert out["secrets_shown_once"] == {"puk": out["secrets_shown_once"]["puk"]}  # only what was generated
+
+
+def test_a_holder_file_may_carry_the_puk_as_the_readme_says(ctx, tmp_path):
+    """``"puk"`` was refused (``holder field 'puk': unknown field``): it is taken, checked as
+    the applet's PUK, set in the SE, and not shown as generated."""
+    from mcred import jpki_flow
+
+    f = tmp_path / "holder.json"
+    f.write_text(json.dumps(dict(HOLDER, pin="1234", password="ABC123", puk="87654321"), ensure_ascii=False),
+                 encoding="utf-8")
+    r = CliRunner().invoke(app, ["provision", "--phone", "new", "--holder", str(f), "--key-type", "p384",
+                                 "--mdoc-batch", "1", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert "secrets_shown_once" not in out  # none generated
+    transmit = wallet_sim.open_secure_element(out["phone"], ctx.home).transmit
+    with pytest.raises(jpki_flow.SeError) as wrong:
+        jpki_flow.unblock_pin(transmit, "auth", b"12345678")
+    assert wrong.value.sw == 0x63C9  # a try of the PUK the file gave
+    jpki_flow.unblock_pin(transmit, "auth", b"87654321")
+    f.write_text(json.dumps(dict(HOLDER, puk="8765432"), ensure_ascii=False), encoding="utf-8")
+    bad = CliRunner().invoke(app, ["provision", "--phone", "new", "--holder", str(f)])
+    assert bad.exit_code == 2 and "holder field 'puk': must be 8 digits" in bad.output
 
 
 def test_cli_after_a_crash_names_the_job_and_resumes_it(ctx, tmp_path):

@@ -16,12 +16,13 @@ from wallet_sim.phone import (
     list_phones,
     open_secure_element,
 )
-from wallet_sim.se.errors import PhoneNotFoundError, SeError, SeStateError
+from wallet_sim.se.errors import PhoneNotFoundError, PhoneStateError, SeError, SeStateError
 from wallet_sim.se.runtime import SecureElement
 
 describe_phone = describe
 
 __all__ = [
-    "PhoneNotFoundError", "SeError", "SeStateError", "SecureElement", "app_dir", "create_phone",
+    "PhoneNotFoundError", "PhoneStateError", "SeError", "SeStateError", "SecureElement", "app_dir",
+    "create_phone",
     "data_home", "describe", "describe_phone", "factory_reset", "list_phones", "open_secure_element",
 ]

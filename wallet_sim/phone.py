@@ -19,7 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from wallet_sim.se.applet import Applet
 from wallet_sim.se.constants import DEFAULT_MAX_FAILED_AUTHENTICATIONS
-from wallet_sim.se.errors import PhoneNotFoundError
+from wallet_sim.se.errors import PhoneNotFoundError, PhoneStateError
+from wallet_sim.se.image_check import cbor_kind
 from wallet_sim.se.maker import se_maker
 from wallet_sim.se.runtime import SecureElement
 from wallet_sim.se.store import (
@@ -34,6 +35,7 @@ from wallet_sim.se.store import (
 )
 
 DEFAULT_MODEL = "mcred-sim-1"
+PHONE_FILE = "phone.cbor"
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
@@ -95,12 +97,30 @@ def create_phone(home: Path | None = None, model: str = DEFAULT_MODEL, *,
         except FileExistsError:  # pragma: no cover - 48 random bits
             continue
     (d / "app").mkdir()
-    write_atomically(d / "phone.cbor", cbor2.dumps({"id": phone_id, "model": model}, canonical=True))
+    write_atomically(d / PHONE_FILE, cbor2.dumps({"id": phone_id, "model": model}, canonical=True))
     state = factory_state(max_failed_authentications=max_failed_authentications,
                           sequence_counter=initial_sequence_counter, nvm_capacity=nvm_bytes,
                           maker=se_maker(data_home(home)), kloc=kloc)
     ImageFile(d / SE_FILE).create(encode_state(state))  # both NVM banks, se.cbor the first
     return phone_id
+
+
+def _phone_record(path: Path) -> dict:
+    """The phone's record (``phone.cbor``: a map with its ``id`` and ``model``, text), read
+    and checked; :class:`PhoneStateError` naming the file and what is wrong otherwise."""
+    try:
+        record = cbor2.loads(path.read_bytes())
+    except OSError as e:
+        raise PhoneStateError(f"cannot read phone record {path}: {e.strerror or e}") from None
+    except (ValueError, cbor2.CBORDecodeError) as e:  # an empty file too (CBORDecodeEOF)
+        raise PhoneStateError(f"cannot read phone record {path}: {e or 'empty'}") from None
+    if type(record) is not dict:
+        raise PhoneStateError(f"cannot read phone record {path}: a CBOR {cbor_kind(record)}, not a map")
+    for name in ("id", "model"):
+        if name in record and type(record[name]) is not str:
+            raise PhoneStateError(f"cannot read phone record {path}: {name}: a CBOR {cbor_kind(record[name])}, "
+                                  "not a text string")
+    return record
 
 
 def list_phones(home: Path | None = None) -> list[str]:
@@ -130,7 +150,7 @@ def factory_reset(phone_id: str, home: Path | None = None) -> None:
 def describe(phone_id: str, home: Path | None = None) -> dict:
     """Public facts for ``mcred phone show``: model, CPLC, security domains, applets."""
     d = _existing(phone_id, home)
-    meta = cbor2.loads((d / "phone.cbor").read_bytes())
+    meta = _phone_record(d / PHONE_FILE)
     se = open_secure_element(phone_id, home)
     app = d / "app"
     return {

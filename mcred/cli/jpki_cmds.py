@@ -122,9 +122,9 @@ def sign(file: Path = typer.Argument(..., exists=True, dir_okay=False),
                                   "time-stamp over the whole file (PAdES B-LTA), the long-term form.")) -> None:
     """Sign FILE with the phone's SE: CMS detached signature (DER, .p7s), or inside a PDF (--pdf)
     or an XML document (--xml)."""
+    import wallet_sim
     from mcred.jpki_flow import SecretFormatError, SeError, sign_file
     from mcred.timestamps import TimestampError, ValidationDataError
-    from wallet_sim.se.errors import PhoneNotFoundError
 
     _check_slot(slot)
     if not pdf and (field or reason or location or lta):
@@ -194,7 +194,7 @@ def sign(file: Path = typer.Argument(..., exists=True, dir_okay=False),
     except SecretFormatError as exc:
         typer.echo(f"error: --pin-file {pin_file}: {exc}", err=True)
         raise typer.Exit(2) from None
-    except (SeError, PhoneNotFoundError) as exc:
+    except (SeError, wallet_sim.SeError) as exc:  # the SE refused, or the phone (its SE image) is not there
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     try:
@@ -253,8 +253,10 @@ def _pin_fail(exc: Exception, puk: bool = False) -> typer.Exit:
                     "wrong PUK, and that was its last try: the PUK is locked for good; only the "
                     "issuer can set the secrets again (a new provisioning)")
         elif exc.sw == 0x6984:
-            text = ("the PUK is locked, or this secret was never set (is the phone provisioned?): "
-                    "only the issuer can set them again")
+            text = "the PUK is locked: only the issuer can set the secrets again (`mcred jpki pin reset --puk`)"
+        elif exc.sw == 0x6A88:
+            text = ("this secret or the PUK was never set: the phone's JPKI applet is not personalised "
+                    "(is the phone provisioned?)")
     typer.echo(f"error: {text}", err=True)
     return typer.Exit(1 if isinstance(exc, SeError) else 2)
 
@@ -333,7 +335,7 @@ def pin_reset(phone: str = typer.Option(None, "--phone"),
     from mcred.provision import ProvisionError, reset_secrets, resume_reset
     from tsm.errors import JobError, TsmError
     from tsm.jobs import list_jobs, read_job
-    from wallet_sim.se.errors import PhoneNotFoundError
+    from wallet_sim.se.errors import SeError as PhoneError
 
     if (phone is None) == (resume_id is None):
         raise typer.BadParameter("give --phone, or --resume JOB to finish a reset that stopped")
@@ -357,7 +359,7 @@ def pin_reset(phone: str = typer.Option(None, "--phone"),
             result = run(lambda transmit: reset_secrets(
                 ctx, phone, slots=("auth", "sign") if slot == "both" else (slot,), puk=puk, actor="cli",
                 **tsm_tracing(ctx.home, phone, transmit)))
-    except (ProvisionError, PhoneNotFoundError, JobError) as exc:
+    except (ProvisionError, PhoneError, JobError) as exc:  # PhoneError: no such phone, its SE image unreadable
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     except TsmError as exc:

@@ -139,11 +139,12 @@ def run() -> None:
     from issuer.keystore import KeyStoreError
     from mcred.context import ConfigError
     from tsm.errors import MasterKeyError
-    from wallet_sim.se.errors import PhoneNotFoundError
+    from wallet_sim.se.errors import SeError
 
     try:
         app()
-    except PhoneNotFoundError as exc:  # a phone named, or recorded by a job, that lives elsewhere
+    except SeError as exc:  # a phone named, or recorded by a job, that lives elsewhere, or whose
+        # SE image (se.cbor) or record (phone.cbor) cannot be read: as `mcred phone show` says it
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     except ConfigError as exc:  # a setting in the environment that cannot work: name it

@@ -267,7 +267,7 @@ def register(app: typer.Typer) -> None:
             present_over_http,
             reader_crls,
         )
-        from wallet_sim import PhoneNotFoundError
+        from wallet_sim import SeError  # no such phone, or its SE image unreadable
         from wallet_sim.consent import ConsentError, InteractiveConsent, NotedConsent, RulesConsent
 
         console = make_console(stderr=as_json)
@@ -301,7 +301,7 @@ def register(app: typer.Typer) -> None:
                                    reader_trust_anchors=anchors, fault=name, reader_revocation=revocation)
 
             wallet = make_wallet(None if fault == "all" else fault)
-        except (ConsentError, PhoneNotFoundError, OSError, ValueError) as exc:
+        except (ConsentError, SeError, OSError, ValueError) as exc:
             _unusable(console, as_json, str(exc))
         if fault == "all" and (consent is None or save is not None or portrait is not None):
             _unusable(console, as_json, "--fault all presents once honestly and once with each fault: it needs "
@@ -640,7 +640,7 @@ def register(app: typer.Typer) -> None:
             reader_crls,
         )
         from reader.pcsc import PcscError
-        from wallet_sim import PhoneNotFoundError
+        from wallet_sim import SeError  # no such phone, or its SE image unreadable
         from wallet_sim.consent import ConsentError, RulesConsent
 
         console = make_console(stderr=as_json)
@@ -715,7 +715,7 @@ def register(app: typer.Typer) -> None:
                 wallet = open_wallet(phone, None, RulesConsent.from_file(consent), fault=fault,
                                      reader_trust_anchors=pem_certificates(phone_reader_trust),
                                      reader_revocation=reader_crls(phone_reader_crl))
-        except (ReaderServeError, ConsentError, PhoneNotFoundError, OSError, ValueError) as exc:
+        except (ReaderServeError, ConsentError, SeError, OSError, ValueError) as exc:
             _unusable(console, as_json, str(exc))
 
         def trace(direction: str, apdu: bytes) -> None:
@@ -802,7 +802,7 @@ def register(app: typer.Typer) -> None:
         import blelink
         from mcred.present import ReaderServeError, open_wallet
         from mcred.present_ble import ble_presentation
-        from wallet_sim import PhoneNotFoundError
+        from wallet_sim import SeError  # no such phone, or its SE image unreadable
         from wallet_sim.consent import ConsentError, RulesConsent
 
         console = make_console(stderr=as_json)
@@ -849,7 +849,7 @@ def register(app: typer.Typer) -> None:
                     return open_wallet(phone, None, policy, fault=name)
 
                 wallet = make_wallet(None if fault == "all" else fault)
-        except (ReaderServeError, ConsentError, PhoneNotFoundError, OSError, ValueError) as exc:
+        except (ReaderServeError, ConsentError, SeError, OSError, ValueError) as exc:
             _unusable(console, as_json, str(exc))
 
         def present(w):  # noqa: ANN001, ANN202 - one read of wallet w, as the options say
@@ -924,7 +924,7 @@ def register(app: typer.Typer) -> None:
             reader_crls,
             wallet_cross_device,
         )
-        from wallet_sim import PhoneNotFoundError
+        from wallet_sim import SeError  # no such phone, or its SE image unreadable
         from wallet_sim.consent import ConsentError, InteractiveConsent, RulesConsent
         from wallet_sim.wallet import OnlineRequestError
 
@@ -980,7 +980,7 @@ def register(app: typer.Typer) -> None:
                 text = sys.stdin.read() if request == "-" else Path(request).read_text(encoding="utf-8")
                 chosen = pick_online_request(json.loads(text), protocol)
                 answer = wallet.online(origin).respond(chosen)
-        except (OnlineRequestError, PresentError, ConsentError, PhoneNotFoundError, OSError, ValueError) as exc:
+        except (OnlineRequestError, PresentError, ConsentError, SeError, OSError, ValueError) as exc:
             console.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
             raise typer.Exit(EXIT_UNUSABLE) from None
         text = json.dumps(answer, ensure_ascii=False)

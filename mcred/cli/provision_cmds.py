@@ -114,6 +114,8 @@ def provision_cmd(
             raise
         except JobError as exc:
             raise _fail(f"job {resume_id}: {exc}") from None
+        except wallet_sim.SeError as exc:  # its phone's SE image cannot be read: nothing was sent
+            raise _fail(f"job {resume_id}: {exc}") from None
         except (ProvisionError, TsmError) as exc:
             again = " --over-the-air" if ota is not None else ""
             raise _fail(_hinted(f"resuming job {resume_id}: {exc}",
@@ -164,6 +166,8 @@ def provision_cmd(
         raise _fail("interrupted" + (f": job {job.id} stopped before step {job.current_step}; resume it with "
                                      f"`mcred provision --resume {job.id}{again}`, or give it up with "
                                      f"`mcred tsm abandon {job.id}{again} --reason TEXT`" if job else ""), 130) from None
+    except wallet_sim.SeError as exc:  # its SE image cannot be read: refused before anything is registered
+        raise _fail(f"provisioning {phone}: {exc}") from None
     except ProvisionError as exc:
         raise _fail(f"provisioning {phone}: {exc}", 1) from None
     except TsmError as exc:
@@ -401,7 +405,7 @@ def refresh_cmd(
                 what="refresh")
         else:
             result = refresh_mdocs(ctx, phone, batch=batch, rotate=not keep_keys, **tsm_tracing(ctx.home, phone))
-    except ProvisionError as exc:
+    except (ProvisionError, wallet_sim.SeError) as exc:  # SeError: its SE image cannot be read
         raise _fail(f"refreshing {phone}: {exc}") from None
     except MasterKeyError:
         raise  # the installation's key, not this phone: mcred.cli.main.run says so, exit 2

@@ -136,7 +136,7 @@ def rotate_kloc(
     from mcred.context import ConfigError, Context
     from mcred.kloc import check_movable, known_phones, move_se
     from tsm.errors import JobInputError, TsmError
-    from wallet_sim import PhoneNotFoundError
+    from wallet_sim import SeError
 
     if bool(phone) == all_:
         err.print("[red]error:[/red] give --phone ID (one or more) or --all", highlight=False)
@@ -168,7 +168,9 @@ def rotate_kloc(
         try:
             for pid in targets:
                 check_movable(ctx, pid)
-        except JobInputError as exc:
+                if ota is None:  # its SE image readable here, before any phone is moved
+                    wallet_sim.open_secure_element(pid, ctx.home)
+        except (JobInputError, SeError) as exc:
             err.print(f"[red]error:[/red] {escape(str(exc))}; nothing was moved", highlight=False)
             raise typer.Exit(2) from None
     moves: list[dict] = []
@@ -179,7 +181,8 @@ def rotate_kloc(
             try:
                 moves.append(move_se(ctx, pid, actor="cli", check=check,
                                      **tsm_tracing(ctx.home, pid, transmit)).summary())
-            except (TsmError, PhoneNotFoundError) as exc:  # the job stays resumable: run the command again
+            except (TsmError, SeError) as exc:  # the job stays resumable: run the command again
+                # (SeError: --all met a phone whose SE image cannot be read; the others move)
                 failed.append({"phone": pid, "error": str(exc)})
                 if ota is not None:  # the phones' agents are told the sessions stopped
                     raise
@@ -189,7 +192,7 @@ def rotate_kloc(
             work()
         else:
             ota.run_all(targets, work, what="rotate-kloc")
-    except (TsmError, PhoneNotFoundError):
+    except (TsmError, SeError):
         pass  # in failed: reported below
     except ConfigError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)

@@ -14,16 +14,18 @@ import difflib
 import re
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from protocols.cardsub.errors import HolderError
+from protocols.jpki.validity import JST
 
 SEX_CODES = {0: "not known", 1: "male", 2: "female", 9: "not applicable"}  # ISO/IEC 5218
 _KANA = re.compile(r"^[\u3041-\u309F\u30A0-\u30FF\u31F0-\u31FF\uFF66-\uFF9F\u3000 ・ー]+$")
 _ROMAN = re.compile(r"^[A-Za-z][A-Za-z .'\-]*$")
 _PIN = re.compile(r"^[0-9]{4}$")
 _PASSWORD = re.compile(r"^[A-Za-z0-9]{6,16}$")
+_PUK = re.compile(r"^[0-9]{8}$")  # the JPKI applet's PUK (specs/jpki-applet.md section 3)
 _DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
 
@@ -42,14 +44,31 @@ class Holder:
     family_name_roman: str | None = None
     given_name_roman: str | None = None
     card_expiry_date: dt.date | None = None
-    pin: str | None = None
-    password: str | None = None
+    #: the JPKI secrets to set (each generated, and shown once, when not given): never in repr
+    pin: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+    puk: str | None = field(default=None, repr=False)
+
+
+#: The earliest birth date a holder record may carry. The JPKI profile writes any date from
+#: the year 1000 on (era digit 0 before Meiji, 1868-01-25), but no living person was born
+#: before 1900: an earlier date is a typing error (0001-01-01, 1090 for 1990), refused at
+#: the door rather than printed into a certificate. The latest is today in Japan (JST), the
+#: day the JPKI issuer counts from: it refuses a birth date after the day of issue
+#: (``protocols.jpki.validity.end_entity_validity``), which is never before the day the
+#: record was parsed, so a holder accepted here is one the issuer can issue to.
+EARLIEST_BIRTH_DATE = dt.date(1900, 1, 1)
+
+
+def today_in_japan() -> dt.date:
+    """The date in Japan now: the day of issue the JPKI and mdoc issuers count from."""
+    return dt.datetime.now(JST).date()
 
 
 _REQUIRED = ("family_name", "given_name", "family_name_kana", "given_name_kana", "birth_date",
              "sex", "address", "prefecture", "municipality")
 _OPTIONAL = ("portrait", "family_name_roman", "given_name_roman", "card_expiry_date", "pin",
-             "password")
+             "password", "puk")
 FIELDS = _REQUIRED + _OPTIONAL
 
 
@@ -135,15 +154,18 @@ def _pattern(name: str, value: Any, pattern: re.Pattern, what: str) -> str:
     return text
 
 
-def parse_holder(data: Mapping[str, Any]) -> Holder:
-    """A :class:`Holder` from the decoded holder JSON object."""
+def parse_holder(data: Mapping[str, Any], *, today: dt.date | None = None) -> Holder:
+    """A :class:`Holder` from the decoded holder JSON object. ``today``: the day of issue
+    to check dates against (default :func:`today_in_japan`): the birth date lies between
+    :data:`EARLIEST_BIRTH_DATE` and it, a card expiry date on or after it."""
     if not isinstance(data, Mapping):
         raise HolderError("<root>", f"the holder must be a JSON object, got {type(data).__name__}")
     for key in data:
         if key not in FIELDS:
             close = difflib.get_close_matches(str(key), FIELDS, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise HolderError(str(key), f"unknown field{hint}")
+            raise HolderError(str(key), f"unknown field{hint}; a holder has {', '.join(_REQUIRED)} and "
+                                        f"optionally {', '.join(_OPTIONAL)}")
     for key in _REQUIRED:
         if key not in data:
             raise HolderError(key, "missing")
@@ -151,6 +173,13 @@ def parse_holder(data: Mapping[str, Any]) -> Holder:
     if type(sex) is not int or sex not in SEX_CODES:
         raise HolderError("sex", f"must be an ISO/IEC 5218 integer (0, 1, 2 or 9), got {sex!r}")
     birth_date = _date("birth_date", data["birth_date"])
+    today = today or today_in_japan()
+    if birth_date > today:
+        raise HolderError("birth_date", f"{birth_date} is in the future (today is {today} in Japan): "
+                                        "nothing can be issued to a person not yet born")
+    if birth_date < EARLIEST_BIRTH_DATE:
+        raise HolderError("birth_date", f"{birth_date} is before {EARLIEST_BIRTH_DATE}: no living "
+                                        "person was born then (a typing error?)")
     values: dict[str, Any] = {
         "family_name": _text("family_name", data["family_name"]),
         "given_name": _text("given_name", data["given_name"]),
@@ -169,6 +198,7 @@ def parse_holder(data: Mapping[str, Any]) -> Holder:
         "card_expiry_date": lambda v: _date("card_expiry_date", v),
         "pin": lambda v: _pattern("pin", v, _PIN, "4 digits"),
         "password": lambda v: _pattern("password", v, _PASSWORD, "6 to 16 letters or digits"),
+        "puk": lambda v: _pattern("puk", v, _PUK, "8 digits (the PUK that unblocks the PIN and the password)"),
     }
     for key, parse in optional.items():
         if data.get(key) is not None:
@@ -178,4 +208,7 @@ def parse_holder(data: Mapping[str, Any]) -> Holder:
         raise HolderError(missing, "the Roman-letter name needs both family and given name")
     if values.get("card_expiry_date") is not None and values["card_expiry_date"] <= birth_date:
         raise HolderError("card_expiry_date", "is not after the birth date")
+    if values.get("card_expiry_date") is not None and values["card_expiry_date"] < today:
+        raise HolderError("card_expiry_date", f"{values['card_expiry_date']} has passed (today is {today} in "
+                                              "Japan): an expired card's functions are not issued")
     return Holder(**values)

@@ -420,10 +420,11 @@ class JpkiApplet(Applet):
         if cmd.le is not None:
             raise StatusError(SW_WRONG_LENGTH, "VERIFY carries no Le")
         secret = self.state.secrets[ref]
-        if not cmd.data:  # retry query: always 63Cx, even blocked (C0) or verified
+        _check_set(ref, secret)
+        if not cmd.data:  # retry query: always 63Cx for a set secret, even blocked (C0) or verified
             raise StatusError(0x63C0 | min(secret.tries_left, 15), "retry counter query")
-        if not secret.is_set or secret.blocked:
-            raise StatusError(SW_REF_DATA_NOT_USABLE, f"{SECRET_NAMES[ref]} not usable")
+        if secret.blocked:
+            raise StatusError(SW_REF_DATA_NOT_USABLE, f"{SECRET_NAMES[ref]} is blocked")
         if secret.matches(cmd.data):
             if secret.tries_left != secret.max_tries:
                 self.state = self._with_secret(ref, replace(secret, tries_left=secret.max_tries))
@@ -445,8 +446,9 @@ class JpkiApplet(Applet):
             raise StatusError(SW_WRONG_P1P2, "CHANGE REFERENCE DATA only with P1=01 (new value)")
         ref = self._pin_ref(cmd, session)
         secret = self.state.secrets[ref]
-        if not secret.is_set or secret.blocked:
-            raise StatusError(SW_REF_DATA_NOT_USABLE, f"{SECRET_NAMES[ref]} not usable")
+        _check_set(ref, secret)
+        if secret.blocked:
+            raise StatusError(SW_REF_DATA_NOT_USABLE, f"{SECRET_NAMES[ref]} is blocked")
         if ref not in session.verified:
             raise StatusError(SW_SECURITY_NOT_SATISFIED, "VERIFY the old value first")
         if not valid_secret(ref, cmd.data):
@@ -464,10 +466,10 @@ class JpkiApplet(Applet):
         if new_value and not valid_secret(ref, new_value):
             raise StatusError(SW_WRONG_DATA, f"new {SECRET_NAMES[ref]} breaks the format rules")
         target, puk = self.state.secrets[ref], self.state.secrets[REF_PUK]
-        if not target.is_set:
-            raise StatusError(SW_REF_DATA_NOT_USABLE, f"{SECRET_NAMES[ref]} was never set")
-        if not puk.is_set or puk.blocked:
-            raise StatusError(SW_REF_DATA_NOT_USABLE, "PUK not usable")
+        _check_set(ref, target)
+        _check_set(REF_PUK, puk)
+        if puk.blocked:
+            raise StatusError(SW_REF_DATA_NOT_USABLE, "PUK is blocked")
         if not puk.matches(puk_value):
             left = puk.tries_left - 1
             state = self._with_secret(REF_PUK, replace(puk, tries_left=left))
@@ -603,6 +605,14 @@ class _Counted(Exception):
     def __init__(self, sw: int, state: JpkiState, session: _Session) -> None:
         super().__init__(f"{sw:04X}")
         self.sw, self.state, self.session = sw, state, session
+
+
+def _check_set(ref: int, secret: Secret) -> None:
+    """A secret never set (the applet installed, not yet personalised) is 6A88, referenced
+    data not found (ISO/IEC 7816-4 table 6): distinct from a blocked one, 6984, so that the
+    holder is not sent to unblock with a PUK what was never there."""
+    if not secret.is_set:
+        raise StatusError(SW_REF_NOT_FOUND, f"{SECRET_NAMES[ref]} was never set")
 
 
 def _slot(raw: bytes) -> int:

@@ -13,4 +13,10 @@ class PhoneNotFoundError(SeError):
 
 
 class SeStateError(SeError):
-    """The persisted SE image is unreadable or of an unknown version."""
+    """The persisted SE image is unreadable, of an unknown version, or not of the shape the
+    SE reads (the message names the field)."""
+
+
+class PhoneStateError(SeError):
+    """The phone's own record (``phone.cbor``: its id and model) is unreadable or not of its
+    shape (the message names the file and what is wrong)."""

@@ -101,7 +101,7 @@ class SecureElement:
         its next use."""
         self.state = decode_state(raw, self.path)
         # what the image holds, to compare with (a second decode: nothing aliases the state)
-        self._encoder = StateEncoder(decode_state(raw, self.path))
+        self._encoder = StateEncoder(decode_state(raw, self.path, check=False))
         self._saved_bytes = raw
         self._applets: dict[bytes, Applet] = {}
 

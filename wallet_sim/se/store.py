@@ -41,6 +41,7 @@ from wallet_sim.se.constants import (
     SD_PERSONALIZED,
 )
 from wallet_sim.se.errors import SeStateError
+from wallet_sim.se.image_check import check_image
 from wallet_sim.se.maker import SeMaker
 
 STATE_VERSION = 1
@@ -407,14 +408,25 @@ class StateEncoder:
         return b"".join(parts)
 
 
-def decode_state(raw: bytes, path: Path) -> dict:
-    """The image ``raw`` read from ``path`` as a state map (a fresh object per call)."""
+def decode_state(raw: bytes, path: Path, *, check: bool = True) -> dict:
+    """The image ``raw`` read from ``path`` as a state map (a fresh object per call), its
+    shape checked (:func:`~wallet_sim.se.image_check.check_image`; ``check=False``: bytes
+    already checked). Raises :class:`SeStateError` ``cannot read SE image <path>: ...``
+    naming what is wrong (the CBOR, the version, the field)."""
     try:
         state = cbor2.loads(raw)
     except (ValueError, cbor2.CBORDecodeError) as e:
         raise SeStateError(f"cannot read SE image {path}: {e}") from e
-    if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
-        raise SeStateError(f"SE image {path} has unknown version")
+    if not isinstance(state, dict) or type(state.get("version")) is not int \
+            or state["version"] != STATE_VERSION:
+        raise SeStateError(f"cannot read SE image {path}: unknown version "
+                           f"{state.get('version')!r:.40}" if isinstance(state, dict)
+                           else f"cannot read SE image {path}: not a CBOR map")
+    if check:
+        try:
+            check_image(state)
+        except SeStateError as e:
+            raise SeStateError(f"cannot read SE image {path}: {e}") from None
     return state
 
 
