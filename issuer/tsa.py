@@ -152,7 +152,9 @@ class TimeStampAuthority:
         root_signer = self.keystore.signer(root_label)
         cert = build_tsa_unit(name=_unit_name(n), public_key=signer.public_key(), issuer=root,
                               issuer_key=as_private_key(root_signer), serial=random_serial(),
-                              not_before=now - dt.timedelta(minutes=5),
+                              # not before its root: a root made on this first use, a clock
+                              # read later (across a second), starts a little after now - 5 min
+                              not_before=max(now - dt.timedelta(minutes=5), root.not_valid_before_utc),
                               not_after=min(now + dt.timedelta(days=UNIT_DAYS),
                                             root.not_valid_after_utc), crl_url=self.crl_url)
         with self.sessions.begin() as s:

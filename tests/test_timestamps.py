@@ -576,3 +576,24 @@ def test_tsa_verify_refuses_a_revoked_units_time_stamps(tmp_path):
                 assert "NOT VALID" in said and "none of its time-stamps is relied on" in said
         finally:
             app.state.jobs.shutdown()
+
+
+def test_the_first_unit_is_made_within_a_root_made_a_second_later(home):
+    """The TSA's first use makes its root, then its first unit; the unit's validity started
+    at the clock read before the root's, so a first stamp whose two reads crossed a second
+    made a unit that began before its root, refused with a ValueError (a full run met it
+    once). Here every read of the clock is a second later than the one before."""
+    import datetime as dt
+
+    from issuer.tsa import TimeStampAuthority
+
+    ctx = Context.open(home)
+    t = [dt.datetime(2026, 12, 6, 5, 0, 0, 999_000, tzinfo=dt.UTC)]
+
+    def clock():
+        t[0] += dt.timedelta(seconds=1)
+        return t[0]
+
+    tsa = TimeStampAuthority(ctx.sessions, ctx.keystore, crl_url="http://tsa.test/tsa/root.crl", clock=clock)
+    unit = tsa.unit()
+    assert unit.certificate.not_valid_before_utc >= tsa.root().not_valid_before_utc
