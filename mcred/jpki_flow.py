@@ -108,15 +108,22 @@ _NOT_FOUND = {
 }
 
 
+#: the secret behind each PIN EF, in the holder's words (a wrong signing password is not a
+#: wrong PIN)
+_SECRET_NAMES = {EFS["auth"][0]: "user-auth PIN", EFS["sign"][0]: "signing password"}
+
+
 def _explain(step: str, sw: int) -> str:
+    secret = next((name for name in _SECRET_NAMES.values() if step.endswith(name)), "PIN")
     if sw == 0x6A88:
         return next((why for name, why in _NOT_FOUND.items() if step.startswith(name)), "")
     if sw == 0x63C0:
-        return " (wrong PIN, and that was its last try: it is locked now; `mcred jpki pin unblock` with the PUK)"
+        return (f" (wrong {secret}, and that was its last try: it is locked now; `mcred jpki pin unblock` "
+                "with the PUK)")
     if sw & 0xFFF0 == 0x63C0:
         left = sw & 0x0F
-        return f" (wrong PIN, {left} {'try' if left == 1 else 'tries'} left)"
-    return {0x6984: " (PIN locked: `mcred jpki pin unblock` with the PUK)", 0x6982: " (PIN not verified)",
+        return f" (wrong {secret}, {left} {'try' if left == 1 else 'tries'} left)"
+    return {0x6984: f" ({secret} locked: `mcred jpki pin unblock` with the PUK)", 0x6982: f" ({secret} not verified)",
             0x6A82: " (not present: is the phone provisioned?)",
             0x6F00: " (the applet failed: its state in the SE image may be damaged; `mcred phone show` "
                     "names the applet)"}.get(sw, "")
@@ -146,7 +153,7 @@ class JpkiCard:
 
     def verify(self, pin_ef: int, pin: bytes) -> None:
         self.select_ef(pin_ef)
-        self._send("VERIFY", bytes([0, 0x20, 0, 0x80, len(pin)]) + pin)
+        self._send(f"VERIFY {_SECRET_NAMES.get(pin_ef, 'PIN')}", bytes([0, 0x20, 0, 0x80, len(pin)]) + pin)
 
     def read_ef(self, fid: int) -> bytes:
         self.select_ef(fid)

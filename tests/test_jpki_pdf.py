@@ -199,8 +199,8 @@ def test_the_commands_name_what_is_wrong(world):
     assert "is neither a PDF nor an XML document: give its detached signature with --signature" in out
     (files / "badpw").write_text("WRONG1\n")
     out = run_cli("jpki", "sign", "--phone", phone, "--pin-file", str(files / "badpw"), str(files / "contract.pdf"),
-               "--pdf", "--out", str(files / "x.pdf"), code=2)
-    assert "tries left" in out and not (files / "x.pdf").exists()
+               "--pdf", "--out", str(files / "x.pdf"), code=1)
+    assert "wrong signing password" in out and "tries left" in out and not (files / "x.pdf").exists()
 
 
 @settings(max_examples=30, deadline=None, database=None, suppress_health_check=list(HealthCheck))

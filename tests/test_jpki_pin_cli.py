@@ -60,7 +60,7 @@ def test_status_change_lock_and_unblock(phone, tmp_path):
     # a change verifies the old secret first: a wrong one spends a try
     r = run(app, ["jpki", "pin", "change", "--phone", phone, "--slot", "auth", "--pin-file", f["bad"],
                   "--new-pin-file", f["new"]])
-    assert r.exit_code == 1 and "wrong PIN, 2 tries left" in r.output, r.output
+    assert r.exit_code == 1 and "wrong user-auth PIN, 2 tries left" in r.output, r.output
     assert _status(phone) == {"auth": 2, "sign": 5}
     # malformed: refused before the SE, no try spent
     for args in (["--pin-file", f["short"], "--new-pin-file", f["new"]],
@@ -85,7 +85,7 @@ def test_status_change_lock_and_unblock(phone, tmp_path):
     assert "last try" in " ".join(last.output.split()) and "pin unblock" in last.output, last.output
     assert _status(phone) == {"auth": 0, "sign": 5}
     locked = _sign(phone, "auth", f["new"], tmp_path)
-    assert locked.exit_code != 0 and "6984 (PIN locked" in " ".join(locked.output.split()), locked.output
+    assert locked.exit_code == 1 and "6984 (user-auth PIN locked" in " ".join(locked.output.split()), locked.output
     table = run(app, ["jpki", "pin", "status", "--phone", phone])
     assert "LOCKED" in table.output
     # the PUK: a wrong one spends one of its ten tries, a malformed one none
@@ -132,7 +132,7 @@ def test_a_phone_whose_applet_was_never_personalised_is_not_called_locked(home, 
     f = _files(tmp_path, pw="PASS1234", puk="12345678")
     r = _sign(pid, "sign", f["pw"], tmp_path)
     text = " ".join(r.output.split())
-    assert r.exit_code == 2 and "VERIFY: SE answered 6A88 (this secret was never set" in text, r.output
+    assert r.exit_code == 1 and "VERIFY signing password: SE answered 6A88 (this secret was never set" in text, r.output
     assert "locked" not in text and "unblock" not in text
     assert _status(pid) == {"auth": None, "sign": None}
     assert "not set (not provisioned)" in CliRunner().invoke(app, ["jpki", "pin", "status", "--phone", pid]).output

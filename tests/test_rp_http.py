@@ -378,10 +378,10 @@ def test_user_authentication_by_challenge(world, tmp_path):
     wrong.write_text("9999")
     out = CliRunner().invoke(cli, ["jpki", "auth", "--phone", world["phone"], "--pin-file", str(wrong),
                                    "--rp", world["reader_url"]])
-    assert out.exit_code == 1 and "wrong PIN, 2 tries left" in out.output, out.output
+    assert out.exit_code == 1 and "wrong user-auth PIN, 2 tries left" in out.output, out.output
     said = _cli("jpki", "auth", "--phone", world["phone"], "--pin-file", str(wrong), "--rp", world["reader_url"],
                 "--json", code=1)  # with --json, JSON too
-    assert said["valid"] is False and "wrong PIN, 1 try left" in said["error"]
+    assert said["valid"] is False and "wrong user-auth PIN, 1 try left" in said["error"]
     assert _cli(*args, "--rp", world["reader_url"], code=0)["valid"]  # the right one resets it
 
     revoke(world["ctx"].sessions, world["phone"], "keyCompromise", "auth")

@@ -79,8 +79,8 @@ def test_wrong_password_is_counted_and_reported(home, tmp_path):
     doc, pin = tmp_path / "doc.txt", tmp_path / "pw"
     doc.write_text("x")
     pin.write_text("WRONG1")
-    out = _run("jpki", "sign", "--phone", phone, "--pin-file", str(pin), str(doc), code=2)
-    assert "4 tries left" in out
+    out = _run("jpki", "sign", "--phone", phone, "--pin-file", str(pin), str(doc), code=1)
+    assert "wrong signing password, 4 tries left" in out  # the password, not "PIN"; refused: exit 1
 
 
 def test_a_secret_of_the_wrong_form_or_an_unwritable_output_spends_no_try(home, tmp_path):
@@ -106,4 +106,4 @@ def test_a_secret_of_the_wrong_form_or_an_unwritable_output_spends_no_try(home, 
                "--out", str(tmp_path / "missing" / "x.p7s"), code=2)
     assert "no directory" in out
     pin.write_text("WRONG1")  # the right form, the wrong value: the first try the applet counts
-    assert "4 tries left" in _run("jpki", "sign", "--phone", phone, "--pin-file", str(pin), str(doc), code=2)
+    assert "4 tries left" in _run("jpki", "sign", "--phone", phone, "--pin-file", str(pin), str(doc), code=1)

@@ -196,7 +196,9 @@ def sign(file: Path = typer.Argument(..., exists=True, dir_okay=False),
         raise typer.Exit(2) from None
     except (SeError, wallet_sim.SeError) as exc:  # the SE refused, or the phone (its SE image) is not there
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        # the SE's refusal (a wrong secret, a locked one) is the operation failing, exit 1, as
+        # for jpki auth; a phone that cannot be opened is unusable input, exit 2
+        raise typer.Exit(1 if isinstance(exc, SeError) else 2) from None
     try:
         target.write_bytes(signed)
     except OSError as exc:
