@@ -5,6 +5,15 @@ Each party owns its tables (``issuer.db.IssuerBase``, ``tsm.db.TsmBase``,
 ``tsm/migrations/versions``, ``reader/migrations/versions``); this composition root
 only creates the engine and runs every branch to its head. SQLite in the data directory is
 the embedded default; ``MCRED_DATABASE_URL`` selects PostgreSQL (or any SQLAlchemy URL).
+
+A migration is all or nothing. PostgreSQL runs DDL in its transaction (Alembic's default
+there). On SQLite, Python's sqlite3 driver (in its legacy transaction control, the default
+up to Python 3.15) opens no transaction before DDL, so each CREATE TABLE committed on its
+own and a process killed part-way left a half-built schema that every later command
+tripped over; :func:`sqlite_schema_transaction` takes BEGIN over for the migration's
+connection only (BEGIN IMMEDIATE: the write lock first, so a second process waits for the
+first and then finds the schema built). Every other connection keeps the driver's
+behaviour. A schema already up to date is found without any lock (:func:`migrate`).
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, exc, text
+from sqlalchemy import Connection, Engine, create_engine, event, exc, text
 from sqlalchemy.orm import Session, sessionmaker
 
 import issuer
@@ -117,10 +126,51 @@ def _alembic_config(engine: Engine) -> Config:
     return cfg
 
 
+@contextmanager
+def sqlite_schema_transaction(conn: Connection) -> Iterator[Connection]:
+    """One SQLite transaction around everything done on ``conn`` (a fresh connection):
+    committed if the block ends, rolled back if it raises, and never half there if the
+    process dies (SQLite's journal undoes an uncommitted transaction at the next open).
+
+    The sqlite3 driver's legacy transaction control opens no transaction before DDL, so
+    ``CREATE TABLE`` commits at once whatever SQLAlchemy or Alembic think; SQLAlchemy's
+    recipe is to take BEGIN over (driver autocommit, our own BEGIN), and its AUTOCOMMIT
+    isolation level sets exactly that driver mode, for this connection only (the pool puts
+    the default back when it is returned). COMMIT and ROLLBACK still go through the driver,
+    which issues them when SQLite says a transaction is open. ``BEGIN IMMEDIATE`` takes the
+    write lock before the first read: a second process waits here (the busy timeout of
+    :func:`make_engine`) until the first has committed, then reads what it wrote."""
+    conn.execution_options(isolation_level="AUTOCOMMIT")
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
+
+
+def _at_target(engine: Engine, cfg: Config, target: str) -> bool:
+    """Whether the database already holds every revision ``target`` names: read without
+    a lock or a write, so an installation in use is not held up by each process start."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    wanted = {s.revision for s in ScriptDirectory.from_config(cfg).get_revisions(target) if s is not None}
+    with engine.connect() as conn:
+        applied = set(MigrationContext.configure(conn).get_current_heads())
+    return bool(wanted) and wanted <= applied
+
+
 def migrate(engine: Engine, target: str = "heads") -> None:
     """Bring every party's schema to its newest revision (``alembic upgrade heads``), or
-    one party's (``target="reader@head"``: a stand-alone reader's database)."""
-    command.upgrade(_alembic_config(engine), target)
+    one party's (``target="reader@head"``: a stand-alone reader's database): in one
+    transaction, by one process at a time (the others wait and find it done); nothing is
+    done, and no lock taken, when the database is there already."""
+    cfg = _alembic_config(engine)
+    if _at_target(engine, cfg, target):
+        return
+    command.upgrade(cfg, target)
 
 
 def _applied_heads(engine: Engine) -> set[str]:
