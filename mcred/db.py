@@ -6,14 +6,15 @@ Each party owns its tables (``issuer.db.IssuerBase``, ``tsm.db.TsmBase``,
 only creates the engine and runs every branch to its head. SQLite in the data directory is
 the embedded default; ``MCRED_DATABASE_URL`` selects PostgreSQL (or any SQLAlchemy URL).
 
-A migration is all or nothing. PostgreSQL runs DDL in its transaction (Alembic's default
-there). On SQLite, Python's sqlite3 driver (in its legacy transaction control, the default
-up to Python 3.15) opens no transaction before DDL, so each CREATE TABLE committed on its
-own and a process killed part-way left a half-built schema that every later command
-tripped over; :func:`sqlite_schema_transaction` takes BEGIN over for the migration's
-connection only (BEGIN IMMEDIATE: the write lock first, so a second process waits for the
-first and then finds the schema built). Every other connection keeps the driver's
-behaviour. A schema already up to date is found without any lock (:func:`migrate`).
+A migration is all or nothing, and one process at a time runs it. PostgreSQL runs DDL in
+its transaction (Alembic's default there), under an advisory lock held to its end. On
+SQLite, Python's sqlite3 driver (in its legacy transaction control, the default up to
+Python 3.15) opens no transaction before DDL, so each CREATE TABLE committed on its own
+and a process killed part-way left a half-built schema that every later command tripped
+over; :func:`sqlite_schema_transaction` takes BEGIN over for the migration's connection
+only (BEGIN IMMEDIATE: the write lock first, so a second process waits for the first and
+then finds the schema built). Every other connection keeps the driver's behaviour. A
+schema already up to date is found without any lock (:func:`migrate`).
 """
 
 from __future__ import annotations
@@ -148,6 +149,11 @@ def sqlite_schema_transaction(conn: Connection) -> Iterator[Connection]:
         conn.rollback()
         raise
     conn.commit()
+
+
+#: First key of the migrations' ``pg_advisory_xact_lock(key, hashtext(schema))`` (any fixed
+#: 32-bit value): one migration at a time per schema, not per database.
+MIGRATION_LOCK_KEY = 0x6D634D49
 
 
 def _at_target(engine: Engine, cfg: Config, target: str) -> bool:

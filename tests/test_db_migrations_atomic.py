@@ -146,11 +146,12 @@ def test_the_next_command_works_after_a_kill_where_the_chaos_test_broke(tmp_path
         assert "Traceback" not in done.stderr
 
 
-def test_a_second_process_waits_for_the_first_to_create_the_schema(tmp_path):
-    """The first holds SQLite's write lock in the middle of creating the schema; the second
-    waits for it (it neither fails on a table the first made nor builds one of its own),
-    then finds the schema current and has nothing to do."""
-    url = f"sqlite:///{tmp_path / 'mcred.sqlite3'}"
+def test_a_second_process_waits_for_the_first_to_create_the_schema(tmp_path, db_url):
+    """The first holds the lock (SQLite's write lock, PostgreSQL's advisory lock) in the
+    middle of creating the schema; the second waits for it (it neither fails on a table the
+    first made nor builds one of its own), then finds the schema current and has nothing to
+    do."""
+    url = db_url
     first = subprocess.Popen([sys.executable, "-c", DRIVER, url, f"hold:{tmp_path}"], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, env=_env())
     try:
@@ -181,9 +182,9 @@ def test_a_second_process_waits_for_the_first_to_create_the_schema(tmp_path):
     assert sorted(versions) == sorted(newest) == sorted(applied)  # one row per head, none twice
 
 
-def test_first_commands_at_the_same_moment_all_work(tmp_path):
-    """Three processes migrate a fresh database at once."""
-    db_url = f"sqlite:///{tmp_path / 'mcred.sqlite3'}"
+def test_first_commands_at_the_same_moment_all_work(db_url):
+    """Three processes migrate a fresh database at once (on PostgreSQL the losers failed on
+    pg_type's unique index before the advisory lock)."""
     procs = [subprocess.Popen([sys.executable, "-c", DRIVER, db_url, "-"], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=_env()) for _ in range(3)]
     outs = [p.communicate(timeout=120) for p in procs]
