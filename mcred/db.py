@@ -14,12 +14,14 @@ and a process killed part-way left a half-built schema that every later command 
 over; :func:`sqlite_schema_transaction` takes BEGIN over for the migration's connection
 only (BEGIN IMMEDIATE: the write lock first, so a second process waits for the first and
 then finds the schema built). Every other connection keeps the driver's behaviour. A
-schema already up to date is found without any lock (:func:`migrate`).
+schema already up to date is found without any lock (:func:`migrate`). A database an
+older mcred left half-built is named as such, with how to recover (:class:`SchemaError`).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -127,6 +129,16 @@ def _alembic_config(engine: Engine) -> Config:
     return cfg
 
 
+class SchemaError(RuntimeError):
+    """A database whose schema cannot be brought to the code's: what is wrong
+    (``problem``) and how to recover (``recovery``); nothing in the database was changed."""
+
+    def __init__(self, problem: str, recovery: str) -> None:
+        super().__init__(f"{problem} {recovery}")
+        self.problem = problem
+        self.recovery = recovery
+
+
 @contextmanager
 def sqlite_schema_transaction(conn: Connection) -> Iterator[Connection]:
     """One SQLite transaction around everything done on ``conn`` (a fresh connection):
@@ -172,11 +184,94 @@ def migrate(engine: Engine, target: str = "heads") -> None:
     """Bring every party's schema to its newest revision (``alembic upgrade heads``), or
     one party's (``target="reader@head"``: a stand-alone reader's database): in one
     transaction, by one process at a time (the others wait and find it done); nothing is
-    done, and no lock taken, when the database is there already."""
+    done, and no lock taken, when the database is there already. Raises
+    :class:`SchemaError` for a SQLite database an interrupted older mcred half-built."""
     cfg = _alembic_config(engine)
     if _at_target(engine, cfg, target):
         return
-    command.upgrade(cfg, target)
+    try:
+        command.upgrade(cfg, target)
+    except exc.OperationalError as err:
+        problem = _half_built(engine, cfg, err) if engine.dialect.name == "sqlite" else None
+        if problem is None:
+            raise
+        raise problem from err
+
+
+_ALREADY = re.compile(r"\b(table|index) \"?([^\s\"]+)\"? already exists|duplicate column name: (\S+)")
+_ADD_COLUMN = re.compile(r"ALTER TABLE \"?([^\s\"]+)\"? ADD (?:COLUMN )?\"?([^\s\"]+)", re.IGNORECASE)
+
+
+def _failed_revision(err: BaseException) -> tuple[str, str] | None:
+    """The revision and file of the migration whose ``upgrade()`` raised ``err``: the
+    innermost frame of a revision module (one with ``revision`` and ``down_revision``)."""
+    found = None
+    tb = err.__traceback__
+    while tb is not None:
+        g = tb.tb_frame.f_globals
+        if isinstance(g.get("revision"), str) and "down_revision" in g:
+            found = (g["revision"], tb.tb_frame.f_code.co_filename)
+        tb = tb.tb_next
+    return found
+
+
+def _half_built(engine: Engine, cfg: Config, err: exc.OperationalError) -> SchemaError | None:
+    """A :class:`SchemaError` when a migration failed on SQLite because what it creates is
+    already there: a database an older mcred left behind when it was killed part-way
+    through a migration (it committed each DDL statement on its own). None for any other
+    failure. Called after the failed run was rolled back; it only reads."""
+    import shlex
+
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import inspect, literal_column, select, table
+
+    m = _ALREADY.search(str(err.orig))
+    if m is None:
+        return None
+    if m.group(3):
+        col = _ADD_COLUMN.search(err.statement or "")
+        thing = f"column {col.group(1)}.{col.group(2)}" if col else f"column {m.group(3)}"
+    else:
+        thing = f"{m.group(1)} {m.group(2)}"
+    failed = _failed_revision(err)
+    if failed:
+        script = ScriptDirectory.from_config(cfg).get_revision(failed[0])
+        doc = " ".join((script.doc or "").split()).split(": ")[0] if script is not None else ""  # its title
+        doc = doc if len(doc) <= 80 else doc[:77].rsplit(" ", 1)[0] + " ..."
+        which = f"migration {failed[0]}" + (f" ({doc})" if doc else "")
+        made = f"what its file {failed[1]} creates"
+    else:
+        which, made = "a migration", "what that migration creates"
+    with engine.connect() as conn:
+        names = [n for n in inspect(conn).get_table_names()
+                 if n != "alembic_version" and not n.startswith("sqlite_")]
+        with_rows = [n for n in names
+                     if conn.execute(select(literal_column("1")).select_from(table(n)).limit(1)).first()]
+        recorded = sorted(MigrationContext.configure(conn).get_current_heads())
+    path = os.path.abspath(engine.url.database) if engine.url.database else "(in memory)"
+    problem = (f"the database {path} is half-built: {thing} already exists, yet it records "
+               f"{_revisions(recorded)}: {which} was cut "
+               f"short by an earlier run (an older mcred committed each SQLite schema statement on its "
+               f"own, and a process killed part-way left some of them behind). Nothing was changed.")
+    if not with_rows:
+        aside = os.path.join(os.path.dirname(path), "half-built")
+        recovery = (f"It holds no data (its {len(names)} table(s) are empty): move it aside together "
+                    f"with its -wal and -shm files (mkdir {shlex.quote(aside)} && mv {shlex.quote(path)}* "
+                    f"{shlex.quote(aside)}/) and run the command again, which creates it anew.")
+    else:
+        shown = ", ".join(with_rows[:5]) + (", ..." if len(with_rows) > 5 else "")
+        recovery = (f"It holds data (rows in {shown}): do not remove it. Copy it first (sqlite3 "
+                    f"{shlex.quote(path)} \".backup {shlex.quote(path + '.bak')}\"), then either restore a "
+                    f"backup from before the upgrade, or drop with the sqlite3 shell {made} that is there "
+                    f"({thing} at least) and run the command again: the migration then runs whole.")
+    return SchemaError(problem, recovery)
+
+
+def _revisions(heads: list[str]) -> str:
+    if not heads:
+        return "no revision"
+    return f"revision{'s' if len(heads) > 1 else ''} {', '.join(heads)}"
 
 
 def _applied_heads(engine: Engine) -> set[str]:

@@ -5,13 +5,15 @@ schema half-built for good (``table api_tokens already exists`` at every later c
 the sqlite3 driver committed each CREATE TABLE on its own. Here a process is killed at a
 chosen DDL statement (a SQLAlchemy event in the process, not a timer), and the next one
 finds an empty database and builds it; two processes creating one database wait for each
-other.
+other; a database an older mcred left half-built is named as such, with the way out, and
+not touched.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -23,7 +25,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from mcred.db import make_engine, migrate, schema_status
+from mcred.db import SchemaError, make_engine, migrate, schema_status
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -223,3 +225,98 @@ def test_other_connections_keep_the_drivers_transaction_handling(tmp_path):
         conn.execute(sa.text("SELECT count(*) FROM holders"))
         assert not raw.in_transaction
     engine.dispose()
+
+
+# --- a data directory an older mcred left half-built ---------------------------------
+
+def _half_built(path: Path, upto: str | None, sql: str) -> sa.Engine:
+    """A database migrated to ``upto`` (None: not at all), then ``sql`` run as the next
+    migration's first statements would have been when an older mcred was killed."""
+    engine = make_engine(f"sqlite:///{path}")
+    if upto:
+        migrate(engine, upto)
+    with engine.begin() as conn:
+        for stmt in sql.split(";"):
+            if stmt.strip():
+                conn.exec_driver_sql(stmt)
+    return engine
+
+
+def _snapshot(path: Path) -> tuple:
+    with sqlite3.connect(path) as db:
+        return (sorted(db.execute("SELECT type, name, sql FROM sqlite_master")),
+                sorted(db.execute("SELECT version_num FROM alembic_version"))
+                if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'alembic_version'").fetchone() else None)
+
+
+def test_a_half_built_database_is_named_with_the_way_out_and_left_alone(tmp_path):
+    db = tmp_path / "mcred.sqlite3"
+    engine = _half_built(db, "t0002", "CREATE TABLE tsm_seram_sessions (session_id VARCHAR(128) PRIMARY KEY)")
+    before = _snapshot(db)
+    with pytest.raises(SchemaError) as caught:
+        migrate(engine)
+    engine.dispose()
+    err = caught.value
+    assert f"the database {db} is half-built: table tsm_seram_sessions already exists" in err.problem
+    assert "records revision t0002:" in err.problem
+    assert "migration t0003 (GP SERAM relay tables" in err.problem
+    assert "Nothing was changed." in err.problem
+    assert "It holds no data" in err.recovery
+    assert _snapshot(db) == before
+    # the way out it gives, followed to the letter, gives a working database
+    command = re.search(r"\((mkdir .*?/)\)", err.recovery).group(1)
+    subprocess.run(command, shell=True, check=True)
+    assert (tmp_path / "half-built" / "mcred.sqlite3").exists() and not db.exists()
+    engine = make_engine(f"sqlite:///{db}")
+    migrate(engine)
+    applied, newest = schema_status(engine)
+    engine.dispose()
+    assert applied == newest
+
+
+def test_a_half_built_database_with_data_is_not_to_be_removed(tmp_path):
+    db = tmp_path / "mcred.sqlite3"
+    engine = _half_built(db, "r0001", "INSERT INTO reader_sessions (id, created_at, state, transcript) "
+                         "VALUES ('s1', '2026-01-01 00:00:00', 'done', x'00');"
+                         "ALTER TABLE reader_sessions ADD COLUMN claimed_at DATETIME")
+    before = _snapshot(db)
+    with pytest.raises(SchemaError) as caught:
+        migrate(engine)
+    engine.dispose()
+    err = caught.value
+    assert "column reader_sessions.claimed_at already exists" in err.problem
+    assert "records revision r0001:" in err.problem and "migration r0002 (reader_sessions.claimed_at" in err.problem
+    assert "It holds data (rows in reader_sessions): do not remove it" in err.recovery
+    assert "r0002_claimed_at.py" in err.recovery and ".backup" in err.recovery
+    assert _snapshot(db) == before
+
+
+def test_tables_without_alembic_version_are_named_too(tmp_path):
+    db = tmp_path / "mcred.sqlite3"
+    engine = _half_built(db, None, "CREATE TABLE reader_sessions (id VARCHAR(32) PRIMARY KEY)")
+    with pytest.raises(SchemaError) as caught:
+        migrate(engine)
+    engine.dispose()
+    assert "table reader_sessions already exists, yet it records no revision: migration r0001" in str(caught.value)
+
+
+def test_the_cli_and_doctor_say_it_without_a_traceback(tmp_path, monkeypatch):
+    monkeypatch.delenv("MCRED_DATABASE_URL", raising=False)
+    home = tmp_path / "h"
+    home.mkdir()
+    _half_built(home / "mcred.sqlite3", "t0003", "CREATE TABLE api_tokens (id VARCHAR(32) PRIMARY KEY)").dispose()
+    env = _env(MCRED_HOME=str(home))
+    env.pop("MCRED_DATABASE_URL", None)
+    done = subprocess.run([sys.executable, "-m", "mcred", "tsm", "jobs"], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"error: the database {home / 'mcred.sqlite3'} is half-built: "
+                                  "table api_tokens already exists")
+    assert "migration i0001" in done.stderr and "Traceback" not in done.stderr
+
+    from mcred.context import Context
+    from mcred.doctor import _database
+
+    finding = _database(Context.open(home))
+    assert not finding.ok
+    assert "half-built" in finding.detail and finding.fix.startswith("It holds no data")
