@@ -152,7 +152,12 @@ def sqlite_schema_transaction(conn: Connection) -> Iterator[Connection]:
     the default back when it is returned). COMMIT and ROLLBACK still go through the driver,
     which issues them when SQLite says a transaction is open. ``BEGIN IMMEDIATE`` takes the
     write lock before the first read: a second process waits here (the busy timeout of
-    :func:`make_engine`) until the first has committed, then reads what it wrote."""
+    :func:`make_engine`) until the first has committed, then reads what it wrote.
+
+    Inside a transaction SQLite ignores ``PRAGMA foreign_keys``: a future migration that
+    rebuilds a table other tables reference (Alembic batch "move and copy") runs with the
+    engine's ``foreign_keys=ON``, so it sets ``PRAGMA defer_foreign_keys=ON`` and minds that
+    the DROP of the old table fires ON DELETE actions."""
     conn.execution_options(isolation_level="AUTOCOMMIT")
     conn.exec_driver_sql("BEGIN IMMEDIATE")
     try:
