@@ -5,11 +5,23 @@ Each party owns its tables (``issuer.db.IssuerBase``, ``tsm.db.TsmBase``,
 ``tsm/migrations/versions``, ``reader/migrations/versions``); this composition root
 only creates the engine and runs every branch to its head. SQLite in the data directory is
 the embedded default; ``MCRED_DATABASE_URL`` selects PostgreSQL (or any SQLAlchemy URL).
+
+A migration is all or nothing, and one process at a time runs it. PostgreSQL runs DDL in
+its transaction (Alembic's default there), under an advisory lock held to its end. On
+SQLite, Python's sqlite3 driver (in its legacy transaction control, the default up to
+Python 3.15) opens no transaction before DDL, so each CREATE TABLE committed on its own
+and a process killed part-way left a half-built schema that every later command tripped
+over; :func:`sqlite_schema_transaction` takes BEGIN over for the migration's connection
+only (BEGIN IMMEDIATE: the write lock first, so a second process waits for the first and
+then finds the schema built). Every other connection keeps the driver's behaviour. A
+schema already up to date is found without any lock (:func:`migrate`). A database an
+older mcred left half-built is named as such, with how to recover (:class:`SchemaError`).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +29,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, exc, text
+from sqlalchemy import Connection, Engine, create_engine, event, exc, text
 from sqlalchemy.orm import Session, sessionmaker
 
 import issuer
@@ -117,10 +129,154 @@ def _alembic_config(engine: Engine) -> Config:
     return cfg
 
 
+class SchemaError(RuntimeError):
+    """A database whose schema cannot be brought to the code's: what is wrong
+    (``problem``) and how to recover (``recovery``); nothing in the database was changed."""
+
+    def __init__(self, problem: str, recovery: str) -> None:
+        super().__init__(f"{problem} {recovery}")
+        self.problem = problem
+        self.recovery = recovery
+
+
+@contextmanager
+def sqlite_schema_transaction(conn: Connection) -> Iterator[Connection]:
+    """One SQLite transaction around everything done on ``conn`` (a fresh connection):
+    committed if the block ends, rolled back if it raises, and never half there if the
+    process dies (SQLite's journal undoes an uncommitted transaction at the next open).
+
+    The sqlite3 driver's legacy transaction control opens no transaction before DDL, so
+    ``CREATE TABLE`` commits at once whatever SQLAlchemy or Alembic think; SQLAlchemy's
+    recipe is to take BEGIN over (driver autocommit, our own BEGIN), and its AUTOCOMMIT
+    isolation level sets exactly that driver mode, for this connection only (the pool puts
+    the default back when it is returned). COMMIT and ROLLBACK still go through the driver,
+    which issues them when SQLite says a transaction is open. ``BEGIN IMMEDIATE`` takes the
+    write lock before the first read: a second process waits here (the busy timeout of
+    :func:`make_engine`) until the first has committed, then reads what it wrote.
+
+    Inside a transaction SQLite ignores ``PRAGMA foreign_keys``: a future migration that
+    rebuilds a table other tables reference (Alembic batch "move and copy") runs with the
+    engine's ``foreign_keys=ON``, so it sets ``PRAGMA defer_foreign_keys=ON`` and minds that
+    the DROP of the old table fires ON DELETE actions."""
+    conn.execution_options(isolation_level="AUTOCOMMIT")
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
+
+
+#: First key of the migrations' ``pg_advisory_xact_lock(key, hashtext(schema))`` (any fixed
+#: 32-bit value): one migration at a time per schema, not per database.
+MIGRATION_LOCK_KEY = 0x6D634D49
+
+
+def _at_target(engine: Engine, cfg: Config, target: str) -> bool:
+    """Whether the database already holds every revision ``target`` names: read without
+    a lock or a write, so an installation in use is not held up by each process start."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    wanted = {s.revision for s in ScriptDirectory.from_config(cfg).get_revisions(target) if s is not None}
+    with engine.connect() as conn:
+        applied = set(MigrationContext.configure(conn).get_current_heads())
+    return bool(wanted) and wanted <= applied
+
+
 def migrate(engine: Engine, target: str = "heads") -> None:
     """Bring every party's schema to its newest revision (``alembic upgrade heads``), or
-    one party's (``target="reader@head"``: a stand-alone reader's database)."""
-    command.upgrade(_alembic_config(engine), target)
+    one party's (``target="reader@head"``: a stand-alone reader's database): in one
+    transaction, by one process at a time (the others wait and find it done); nothing is
+    done, and no lock taken, when the database is there already. Raises
+    :class:`SchemaError` for a SQLite database an interrupted older mcred half-built."""
+    cfg = _alembic_config(engine)
+    if _at_target(engine, cfg, target):
+        return
+    try:
+        command.upgrade(cfg, target)
+    except exc.OperationalError as err:
+        problem = _half_built(engine, cfg, err) if engine.dialect.name == "sqlite" else None
+        if problem is None:
+            raise
+        raise problem from err
+
+
+_ALREADY = re.compile(r"\b(table|index) \"?([^\s\"]+)\"? already exists|duplicate column name: (\S+)")
+_ADD_COLUMN = re.compile(r"ALTER TABLE \"?([^\s\"]+)\"? ADD (?:COLUMN )?\"?([^\s\"]+)", re.IGNORECASE)
+
+
+def _failed_revision(err: BaseException) -> tuple[str, str] | None:
+    """The revision and file of the migration whose ``upgrade()`` raised ``err``: the
+    innermost frame of a revision module (one with ``revision`` and ``down_revision``)."""
+    found = None
+    tb = err.__traceback__
+    while tb is not None:
+        g = tb.tb_frame.f_globals
+        if isinstance(g.get("revision"), str) and "down_revision" in g:
+            found = (g["revision"], tb.tb_frame.f_code.co_filename)
+        tb = tb.tb_next
+    return found
+
+
+def _half_built(engine: Engine, cfg: Config, err: exc.OperationalError) -> SchemaError | None:
+    """A :class:`SchemaError` when a migration failed on SQLite because what it creates is
+    already there: a database an older mcred left behind when it was killed part-way
+    through a migration (it committed each DDL statement on its own). None for any other
+    failure. Called after the failed run was rolled back; it only reads."""
+    import shlex
+
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import inspect, literal_column, select, table
+
+    m = _ALREADY.search(str(err.orig))
+    if m is None:
+        return None
+    if m.group(3):
+        col = _ADD_COLUMN.search(err.statement or "")
+        thing = f"column {col.group(1)}.{col.group(2)}" if col else f"column {m.group(3)}"
+    else:
+        thing = f"{m.group(1)} {m.group(2)}"
+    failed = _failed_revision(err)
+    if failed:
+        script = ScriptDirectory.from_config(cfg).get_revision(failed[0])
+        doc = " ".join((script.doc or "").split()).split(": ")[0] if script is not None else ""  # its title
+        doc = doc if len(doc) <= 80 else doc[:77].rsplit(" ", 1)[0] + " ..."
+        which = f"migration {failed[0]}" + (f" ({doc})" if doc else "")
+        made = f"what its file {failed[1]} creates"
+    else:
+        which, made = "a migration", "what that migration creates"
+    with engine.connect() as conn:
+        names = [n for n in inspect(conn).get_table_names()
+                 if n != "alembic_version" and not n.startswith("sqlite_")]
+        with_rows = [n for n in names
+                     if conn.execute(select(literal_column("1")).select_from(table(n)).limit(1)).first()]
+        recorded = sorted(MigrationContext.configure(conn).get_current_heads())
+    path = os.path.abspath(engine.url.database) if engine.url.database else "(in memory)"
+    problem = (f"the database {path} is half-built: {thing} already exists, yet it records "
+               f"{_revisions(recorded)}: {which} was cut "
+               f"short by an earlier run (an older mcred committed each SQLite schema statement on its "
+               f"own, and a process killed part-way left some of them behind). Nothing was changed.")
+    if not with_rows:
+        aside = os.path.join(os.path.dirname(path), "half-built")
+        recovery = (f"It holds no data (its {len(names)} table(s) are empty): move it aside together "
+                    f"with its -wal and -shm files (mkdir {shlex.quote(aside)} && mv {shlex.quote(path)}* "
+                    f"{shlex.quote(aside)}/) and run the command again, which creates it anew.")
+    else:
+        shown = ", ".join(with_rows[:5]) + (", ..." if len(with_rows) > 5 else "")
+        recovery = (f"It holds data (rows in {shown}): do not remove it. Copy it first (sqlite3 "
+                    f"{shlex.quote(path)} \".backup {shlex.quote(path + '.bak')}\"), then either restore a "
+                    f"backup from before the upgrade, or drop with the sqlite3 shell {made} that is there "
+                    f"({thing} at least) and run the command again: the migration then runs whole.")
+    return SchemaError(problem, recovery)
+
+
+def _revisions(heads: list[str]) -> str:
+    if not heads:
+        return "no revision"
+    return f"revision{'s' if len(heads) > 1 else ''} {', '.join(heads)}"
 
 
 def _applied_heads(engine: Engine) -> set[str]:

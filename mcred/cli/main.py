@@ -138,6 +138,7 @@ def run() -> None:
 
     from issuer.keystore import KeyStoreError
     from mcred.context import ConfigError
+    from mcred.db import SchemaError
     from tsm.errors import MasterKeyError
     from wallet_sim.se.errors import SeError
 
@@ -148,6 +149,9 @@ def run() -> None:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     except ConfigError as exc:  # a setting in the environment that cannot work: name it
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except SchemaError as exc:  # a database that cannot be migrated (half-built): what and how
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     except KeyStoreError as exc:  # the issuer's keys cannot be reached (HSM, passphrase): say so
