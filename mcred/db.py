@@ -15,7 +15,7 @@ over; :func:`sqlite_schema_transaction` takes BEGIN over for the migration's con
 only (BEGIN IMMEDIATE: the write lock first, so a second process waits for the first and
 then finds the schema built). Every other connection keeps the driver's behaviour. A
 schema already up to date is found without any lock (:func:`migrate`). A database an
-older mcred left half-built is named as such, with how to recover (:class:`SchemaError`).
+older version left half-built is named as such, with how to recover (:class:`SchemaError`).
 """
 
 from __future__ import annotations
@@ -190,7 +190,7 @@ def migrate(engine: Engine, target: str = "heads") -> None:
     one party's (``target="reader@head"``: a stand-alone reader's database): in one
     transaction, by one process at a time (the others wait and find it done); nothing is
     done, and no lock taken, when the database is there already. Raises
-    :class:`SchemaError` for a SQLite database an interrupted older mcred half-built."""
+    :class:`SchemaError` for a SQLite database an interrupted older version half-built."""
     cfg = _alembic_config(engine)
     if _at_target(engine, cfg, target):
         return
@@ -222,7 +222,7 @@ def _failed_revision(err: BaseException) -> tuple[str, str] | None:
 
 def _half_built(engine: Engine, cfg: Config, err: exc.OperationalError) -> SchemaError | None:
     """A :class:`SchemaError` when a migration failed on SQLite because what it creates is
-    already there: a database an older mcred left behind when it was killed part-way
+    already there: a database an older version left behind when it was killed part-way
     through a migration (it committed each DDL statement on its own). None for any other
     failure. Called after the failed run was rolled back; it only reads."""
     import shlex
@@ -257,7 +257,7 @@ def _half_built(engine: Engine, cfg: Config, err: exc.OperationalError) -> Schem
     path = os.path.abspath(engine.url.database) if engine.url.database else "(in memory)"
     problem = (f"the database {path} is half-built: {thing} already exists, yet it records "
                f"{_revisions(recorded)}: {which} was cut "
-               f"short by an earlier run (an older mcred committed each SQLite schema statement on its "
+               f"short by an earlier run (an older version committed each SQLite schema statement on its "
                f"own, and a process killed part-way left some of them behind). Nothing was changed.")
     if not with_rows:
         aside = os.path.join(os.path.dirname(path), "half-built")
