@@ -232,3 +232,29 @@ def test_a_reset_that_stopped_is_resumed_and_shows_its_values(phone, tmp_path, m
     assert again.values == {} and again.reset == ("auth",)
     r = CliRunner().invoke(app, ["jpki", "pin", "reset", "--resume", job.id, "--phone", phone])
     assert r.exit_code == 2
+
+
+def test_trace_shows_the_jpki_hosts_apdus_and_never_a_secret(phone, tmp_path):
+    """`mcred --trace jpki sign|pin change`: every APDU pair the JPKI host sends the SE, as the
+    TSM's flows already showed theirs (a README walk-through found --trace silent here); the
+    data of VERIFY and CHANGE REFERENCE DATA as a length only."""
+    from mcred.cli.state import OPTIONS
+
+    f = _files(tmp_path, pw="PASS1234", pin="1234", new="4321")
+    doc = tmp_path / "doc.txt"
+    doc.write_text("契約書")
+    try:
+        signed = CliRunner().invoke(app, ["--trace", "jpki", "sign", str(doc), "--phone", phone,
+                                          "--pin-file", f["pw"], "--out", str(tmp_path / "doc.p7s")])
+        changed = CliRunner().invoke(app, ["--trace", "jpki", "pin", "change", "--phone", phone, "--slot", "auth",
+                                           "--pin-file", f["pin"], "--new-pin-file", f["new"]])
+    finally:
+        OPTIONS.trace = False
+    assert signed.exit_code == 0 and changed.exit_code == 0, signed.output + changed.output
+    sign_lines = [line for line in signed.output.splitlines() if line.startswith(("A>> jpki", "A<< jpki"))]
+    assert any("00A4040C 0A D392F000260100000001" in line for line in sign_lines)  # SELECT JPKI-AP
+    assert any("<8 bytes hidden>" in line for line in sign_lines)  # VERIFY of the signing password
+    assert any(line.startswith("A>> jpki") and " 802A" in line for line in sign_lines)  # the signature
+    for secret in ("PASS1234", "5041535331323334", "31323334", "34333231"):  # as text, and the bytes in hex
+        assert secret not in "\n".join(line for line in (signed.output + changed.output).splitlines()
+                                       if line.startswith("A>>"))

@@ -123,7 +123,7 @@ def sign(file: Path = typer.Argument(..., exists=True, dir_okay=False),
     """Sign FILE with the phone's SE: CMS detached signature (DER, .p7s), or inside a PDF (--pdf)
     or an XML document (--xml)."""
     import wallet_sim
-    from mcred.jpki_flow import SecretFormatError, SeError, sign_file
+    from mcred.jpki_flow import SecretFormatError, SeError, sign_with_se
     from mcred.timestamps import TimestampError, ValidationDataError
 
     _check_slot(slot)
@@ -152,10 +152,10 @@ def sign(file: Path = typer.Argument(..., exists=True, dir_okay=False),
     target = out_path(out or default)  # the default too, before the SE signs
     try:
         if pdf:
-            from mcred.jpki_pdf import PdfSigningError, sign_pdf_file
+            from mcred.jpki_pdf import PdfSigningError, sign_pdf_with_se
 
             try:
-                signed = sign_pdf_file(phone, pin, file.read_bytes(), open_context().home, field=field,
+                signed = sign_pdf_with_se(_pin_transmit(phone), pin, file.read_bytes(), field=field,
                                        reason=reason, location=location,
                                        ltv_roots=_issuer().roots("sign") if ltv else None, stamper=stamper,
                                        lta=lta)
@@ -163,12 +163,12 @@ def sign(file: Path = typer.Argument(..., exists=True, dir_okay=False),
                 typer.echo(f"error: {file}: {exc}", err=True)
                 raise typer.Exit(2) from None
         elif xml:
-            from mcred.jpki_flow import sign_xml_file
+            from mcred.jpki_flow import sign_xml_with_se
             from protocols.jpki.xmlsig import XmlSignatureError
 
             try:
-                signed = sign_xml_file(phone, pin, file.read_bytes(), open_context().home, xades=xades,
-                                       stamper=stamper)
+                signed = sign_xml_with_se(_pin_transmit(phone), pin, file.read_bytes(), xades=xades,
+                                          stamper=stamper)
                 if ltv:
                     from mcred.timestamps import add_xml_validation_data
 
@@ -177,7 +177,7 @@ def sign(file: Path = typer.Argument(..., exists=True, dir_okay=False),
                 typer.echo(f"error: {file}: {exc}", err=True)
                 raise typer.Exit(2) from None
         else:
-            signed, _cert = sign_file(phone, slot, pin, file.read_bytes(), open_context().home)
+            signed, _cert = sign_with_se(_pin_transmit(phone), slot, pin, file.read_bytes())
             if stamper is not None:
                 signed = stamper.stamp_signature(signed)
             if ltv:
@@ -235,9 +235,10 @@ def _secret(path: Path, what: str) -> bytes:
 
 def _pin_transmit(phone: str):  # noqa: ANN202
     import wallet_sim
+    from mcred.cli.phone_cmds import host_tracing
 
-    try:
-        return wallet_sim.open_secure_element(phone, open_context().home).transmit
+    try:  # under --trace, each APDU pair the JPKI host sends (secrets as a length only)
+        return host_tracing(wallet_sim.open_secure_element(phone, open_context().home).transmit, "jpki")
     except wallet_sim.SeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

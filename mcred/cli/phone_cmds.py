@@ -54,11 +54,19 @@ _SECRET_INS = {0x20, 0x24, 0x2C}
 def _pcsc_transport(transmit: Callable[[bytes], bytes]) -> Callable[[bytes], bytes]:
     """``transmit`` that, under ``--trace``, prints each APDU pair a PC/SC application sends,
     hiding the data of VERIFY / CHANGE REFERENCE DATA / RESET RETRY COUNTER."""
+    return host_tracing(transmit, "pcsc ")
+
+
+def host_tracing(transmit: Callable[[bytes], bytes], label: str) -> Callable[[bytes], bytes]:
+    """``transmit`` that, under ``--trace``, prints each APDU pair an application on the
+    phone's host sends its SE (``label``: who, five characters: ``pcsc``, ``jpki``), the data
+    of VERIFY / CHANGE REFERENCE DATA / RESET RETRY COUNTER as a length only; else
+    ``transmit`` itself."""
     if not OPTIONS.trace:
         return transmit
 
     def sink(line: str) -> None:
-        print(line.replace("plain", "pcsc ", 1), file=sys.stderr, flush=True)
+        print(line.replace("plain", label[:5].ljust(5), 1), file=sys.stderr, flush=True)
 
     def traced(apdu: bytes) -> bytes:
         resp = transmit(apdu)
