@@ -124,15 +124,17 @@ def open_wallet(phone_id: str, home: Path | None, consent: ConsentPolicy, *,
                 device_auth: DeviceAuthMode = "signature",
                 clock: Callable[[], dt.datetime] | None = None,
                 reader_trust_anchors: Sequence = (), fault: str | None = None,
-                reader_revocation: ReaderCrls | None = None) -> Wallet:
+                reader_revocation: ReaderCrls | None = None,
+                wrap: Callable[[Callable[[bytes], bytes]], Callable[[bytes], bytes]] | None = None) -> Wallet:
     """The wallet app of a simulated phone, over its SE, its state in the app directory;
-    ``fault``: a hostile phone on purpose (:data:`wallet_sim.faults.FAULTS`);
+    ``fault``: a hostile phone on purpose (:data:`wallet_sim.faults.FAULTS`); ``wrap``: what
+    the wallet's APDUs to its SE go through (``mcred --trace``);
     ``reader_revocation``: the reader CA CRLs it holds (:func:`reader_crls`)."""
     from wallet_sim.faults import fault as named_fault
 
     se = open_secure_element(phone_id, home)
     kwargs = {"clock": clock} if clock else {}
-    return Wallet(se.transmit, consent, device_auth=device_auth, reader_trust_anchors=reader_trust_anchors,
+    return Wallet(wrap(se.transmit) if wrap is not None else se.transmit, consent, device_auth=device_auth, reader_trust_anchors=reader_trust_anchors,
                   state_path=app_dir(phone_id, home) / WALLET_STATE_FILE, fault=named_fault(fault),
                   reader_revocation=reader_revocation, **kwargs)
 

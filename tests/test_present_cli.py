@@ -215,3 +215,22 @@ def test_a_reader_whose_verifier_cannot_check_an_issuer_signed_says_so():
 
     answer = client.post("/issuer-signed/verify", content=cbor.dumps({"issuerAuth": []}))
     assert answer.status_code == 501 and "IssuerSigned" in answer.text
+
+
+def test_trace_shows_the_wallets_apdus_to_its_se(world, tmp_path, monkeypatch):
+    """`mcred --trace present`: the APDU pairs the wallet app sends its SE (the device key's
+    signature over the transcript), as the TSM's flows show theirs (a README walk-through
+    found --trace silent for present)."""
+    from mcred.cli.main import app as mcred_app
+    from mcred.cli.state import OPTIONS
+
+    monkeypatch.setenv("MCRED_HOME", str(world["home"]))
+    rules = tmp_path / "consent.json"
+    rules.write_text(json.dumps({"documents": {"*": {"*": "*"}}}))
+    try:
+        r = CliRunner().invoke(mcred_app, ["--trace", "present", "--phone", world["phone"], "--reader", world["url"],
+                                           "--consent", str(rules)])
+    finally:
+        OPTIONS.trace = False
+    traced = [line for line in r.output.splitlines() if line.startswith(("A>> mdoc", "A<< mdoc"))]
+    assert traced and any(line.startswith("A<< mdoc") and line.rstrip().endswith("9000") for line in traced), r.output

@@ -297,7 +297,7 @@ def register(app: typer.Typer) -> None:
             revocation = reader_crls(reader_crl)
 
             def make_wallet(name: str | None):  # noqa: ANN202
-                return open_wallet(phone, None, policy, device_auth="mac" if mac else "signature",
+                return open_wallet(phone, None, policy, device_auth="mac" if mac else "signature", wrap=_wallet_trace,
                                    reader_trust_anchors=anchors, fault=name, reader_revocation=revocation)
 
             wallet = make_wallet(None if fault == "all" else fault)
@@ -961,7 +961,7 @@ def register(app: typer.Typer) -> None:
         try:
             policy = RulesConsent.from_file(consent) if consent else InteractiveConsent(
                 ask=lambda q: console.input(q), show=console.print)
-            wallet = open_wallet(phone, None, policy, reader_trust_anchors=pem_certificates(reader_trust),
+            wallet = open_wallet(phone, None, policy, wrap=_wallet_trace, reader_trust_anchors=pem_certificates(reader_trust),
                                  reader_revocation=reader_crls(reader_crl),
                                  fault=fault)
             if scanned:
@@ -1015,6 +1015,14 @@ def register(app: typer.Typer) -> None:
         except (OSError, ValueError, TrustError) as exc:
             _unusable(console, as_json, str(exc))
         _finish(console, verify_saved(data, pipeline, now=now).to_json(), as_json, portrait)
+
+
+def _wallet_trace(transmit):  # noqa: ANN001, ANN202 - the wallet's transmit, traced under --trace
+    """Under ``mcred --trace``, each APDU pair the wallet app sends its SE (the device key's
+    signatures), as the TSM's and the JPKI host's are shown."""
+    from mcred.cli.phone_cmds import host_tracing
+
+    return host_tracing(transmit, "mdoc")
 
 
 def _is_uri(text: str) -> bool:
