@@ -19,7 +19,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
 import httpx
@@ -849,14 +849,28 @@ def verify_saved(data: bytes, pipeline: ReaderPipeline, *, now: dt.datetime | No
     if is_issuer_signed(issued):
         return pipeline.verify_issuer_signed(issued, now=now)
     try:
-        m = cbor.loads(data)
-        response, transcript = m["deviceResponse"], m["sessionTranscript"]
-        key = m.get("eReaderPrivateKey")
-        reader_key = serialization.load_der_private_key(key, None) if key else None
-        st = SessionTranscript.decode(transcript)
+        saved = read_saved(data)
+        if saved is None:
+            raise ValueError("not a saved presentation (a map of deviceResponse and sessionTranscript)")
+        response, st, reader_key = saved
     except Exception as exc:  # noqa: BLE001 - any unreadable file is one failed check
         return VerificationResult((Check("saved_transcript", False, f"unreadable: {type(exc).__name__}: {exc}"),))
     return pipeline.verify(response, session_transcript=st, reader_private_key=reader_key, now=now)
+
+
+def read_saved(data: bytes) -> tuple[bytes, SessionTranscript, Any] | None:
+    """A saved presentation (:meth:`Presentation.saved`): its DeviceResponse, SessionTranscript
+    and the reader's ephemeral private key (None when it kept none); None for bytes that are
+    no such map. Its parts that do not decode raise (``MdocError``, ``ValueError``)."""
+    try:
+        m = cbor.loads(data)
+    except cbor.CborError:
+        return None
+    if not isinstance(m, dict) or not isinstance(m.get("deviceResponse"), bytes) or "sessionTranscript" not in m:
+        return None
+    key = m.get("eReaderPrivateKey")
+    return (m["deviceResponse"], SessionTranscript.decode(m["sessionTranscript"]),
+            serialization.load_der_private_key(key, None) if key else None)
 
 
 def new_reader_session(pipeline: ReaderPipeline, requests: Sequence[RequestSpec] = (DEFAULT_REQUEST,),

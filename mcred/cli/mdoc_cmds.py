@@ -111,18 +111,17 @@ def verify_cmd(
         now = _parse_time(at)
         data = cbor.from_text_or_raw(_read(response, "response"))
         issuer_signed = mdoc.is_issuer_signed(data)
-        saved = None if issuer_signed else _saved_transcript(data)
-        if saved is not None:  # mcred present --save / reader --save-dir: the response and its transcript
-            data = saved["deviceResponse"]
-            try:
-                transcript = transcript or mdoc.SessionTranscript.decode(saved["sessionTranscript"])
-                if key is None and isinstance(saved.get("eReaderPrivateKey"), bytes):
-                    from cryptography.hazmat.primitives import serialization
+        if not issuer_signed:  # mcred present --save / reader --save-dir: the response and its transcript
+            from mcred.present import read_saved
 
-                    key = serialization.load_der_private_key(saved["eReaderPrivateKey"], None)
+            try:
+                saved = read_saved(data)
             except (mdoc.MdocError, ValueError, TypeError) as exc:
                 raise _Unreadable(f"{response}: a saved transcript whose session transcript or reader key "
                                   f"does not decode: {exc}") from exc
+            if saved is not None:
+                data, saved_transcript, saved_key = saved
+                transcript, key = transcript or saved_transcript, key or saved_key
         try:
             if issuer_signed:
                 result = mdoc.verify_issuer_signed(data, trust_anchors=anchors, now=now, doc_type=doc_type)
@@ -145,18 +144,6 @@ def verify_cmd(
                           "authentication)")
         _print_result(console, result)
     raise typer.Exit(EXIT_OK if result.valid else EXIT_FAILED)
-
-
-def _saved_transcript(data: bytes) -> dict | None:
-    """A saved presentation (``mcred present --save``: a map of ``deviceResponse``,
-    ``sessionTranscript`` and the reader's ephemeral key), or None for anything else."""
-    try:
-        value = cbor.loads(data)
-    except cbor.CborError:
-        return None
-    if isinstance(value, dict) and isinstance(value.get("deviceResponse"), bytes) and "sessionTranscript" in value:
-        return value
-    return None
 
 
 def inspect_cmd(file: Path = typer.Argument(..., help="Any CBOR file (DeviceResponse, MSO, SessionData...), or "
