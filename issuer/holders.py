@@ -353,8 +353,9 @@ def forget(sessions: sessionmaker[Session], holder_id: str, *, actor: str, reaso
     of what it issued, which the CRLs and OCSP answer for (the signing certificate carries the
     basic four data; J-LIS keeps its register for the period the law sets). The holder's id,
     phones and credential records (status, serials, status-list slots) stay, so the trails
-    still read; the audit's events stay too, their card numbers erased. Audited (``holder.forget``, with ``reason``). Returns what was done, or None
-    when the holder was erased already; :class:`HolderError` for an unknown holder,
+    still read; the audit's events stay too, their card numbers erased. Audited
+    (``holder.forget``, with ``reason``). Returns what was done, or None when the holder was
+    erased already; :class:`HolderError` for an unknown holder,
     :class:`HolderBusyError` while a credential is live."""
     with sessions.begin() as s:
         holder = _locked(s, holder_id)

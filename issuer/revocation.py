@@ -100,10 +100,10 @@ def _touch(session: Session, rows: Iterable[Credential]) -> None:
 def _rows(session: Session, phone_id: str, kinds: tuple[str, ...], *, state: ColumnElement | None = None
           ) -> list[Credential]:
     """The phone's credentials of ``kinds``, locked, after its own row: a write on it (its
-    ``state`` set to the expression given, if one is) as the first statement, so that an issuance to the phone in
-    flight (which takes the same row first, :mod:`issuer.jpki.issuance`,
-    :mod:`issuer.mdoc.issuance`) either ends before these rows are read, its credential
-    among them, or starts after and finds the phone's new state."""
+    ``state`` set to the expression given, if one is) as the first statement, so that an
+    issuance to the phone in flight (which takes the same row first,
+    :mod:`issuer.jpki.issuance`, :mod:`issuer.mdoc.issuance`) either ends before these rows
+    are read, its credential among them, or starts after and finds the phone's new state."""
     values = {"state": state if state is not None else Phone.state}
     if not session.execute(update(Phone).where(Phone.id == phone_id).values(**values)).rowcount:
         raise UnknownPhone(f"no phone {phone_id!r} in the issuer's registry")
@@ -144,13 +144,13 @@ def revoke(sessions: sessionmaker[Session], phone_id: str, reason: str, credenti
     :func:`release`), so that nothing more is issued to it, not even by a provisioning
     that was under way (its next issuance is refused: the job stops, to be abandoned); a
     phone already ``retired`` by a handover stays so. A new provisioning of the phone
-    (:func:`issuer.holders.attach`) makes it active again."""
+    (:func:`issuer.holders.attach_phone`) makes it active again."""
     reason = parse_reason(reason)
     kinds = kinds_of(credential)
     state = None
-    if credential == "all":
-        state = (case((Phone.state.in_(("active", "lost")), "lost"), else_=Phone.state) if reason == HOLD
-                 else case((Phone.state.in_(("active", "lost")), "revoked"), else_=Phone.state))
+    if credential == "all":  # an active or lost phone becomes lost (a hold) or revoked; the rest stay
+        state = case((Phone.state.in_(("active", "lost")), "lost" if reason == HOLD else "revoked"),
+                     else_=Phone.state)
     with sessions.begin() as s:
         return _revoke_rows(s, _rows(s, phone_id, kinds, state=state), reason, actor=actor,
                             now=now or utcnow())

@@ -171,9 +171,8 @@ class HandoverActions:
 
     def hold_old(self, c: wf.StepContext) -> dict:
         assert c.old_phone_id
-        changes = revocation.hold(self.ctx.sessions, c.old_phone_id, "all",
+        changes = revocation.hold(self.ctx.sessions, c.old_phone_id, "all",  # the phone lost too
                                   actor=f"handover:{c.handover_id}")
-        self._set_phone_state(c.old_phone_id, "lost")
         return self._changes(changes)
 
     def release_auth(self, c: wf.StepContext) -> dict:
@@ -322,7 +321,7 @@ class _se_steps:  # noqa: N801 - used as a context manager, reads like a functio
 
     def __enter__(self) -> _StepsRun:
         tsm = tsm_for(self.ctx, issuer_port(self.ctx), "handover")
-        self.lock = acquire(tsm.engine, self.phone_id, process_owner(f"handover/{self.job_ref[-12:]}", 128),
+        self.lock = acquire(tsm.engine, self.phone_id, process_owner(f"handover/{self.job_ref[-12:]}"),
                             timeout_s=tsm.lock_timeout_s, lease_s=tsm.lease_s, clock=tsm.clock)
         try:
             audit = AuditLog("handover", self.phone_id, None)

@@ -326,18 +326,27 @@ def _claim_holder(ctx: Context, tsm: Tsm, holder_id: str, phone_id: str, job_id:
         return
     why = f"holder {holder_id} is being provisioned on phone {rival} at the same time"
     tsm.abandon(job_id, actor, why)
+    _let_go(ctx, phone_id, job_id, why, actor)
+    raise ProvisionError(f"{why}: one phone per person (nothing was written to {phone_id}; "
+                         f"moving the credentials later is a handover, `mcred handover --phone {rival} --to {phone_id}`)")
+
+
+def _let_go(ctx: Context, phone_id: str, job_id: str, why: str, actor: str) -> str | None:
+    """Let the phone go of its holder once it carries no live credential (audited
+    ``phone.detach``, naming ``job_id`` and ``why``), so that it can be provisioned again;
+    the holder let go of, or None (nobody's phone, or live credentials on it)."""
     from issuer.db import AuditEvent
 
     with ctx.sessions.begin() as s:
         phone = s.get(Phone, phone_id, with_for_update=True)
         live = s.scalar(select(Credential.id).where(Credential.phone_id == phone_id,
                                                     Credential.status.in_(_LIVE)).limit(1))
-        if phone is not None and phone.holder_id == holder_id and live is None:
-            phone.holder_id = None
-            s.add(AuditEvent(actor=actor, action="phone.detach", subject=phone_id,
-                             detail={"holder": holder_id, "job": job_id, "why": why[:200]}))
-    raise ProvisionError(f"{why}: one phone per person (nothing was written to {phone_id}; "
-                         f"moving the credentials later is a handover, `mcred handover --phone {rival} --to {phone_id}`)")
+        if phone is None or phone.holder_id is None or live is not None:
+            return None
+        released, phone.holder_id = phone.holder_id, None
+        s.add(AuditEvent(actor=actor, action="phone.detach", subject=phone_id,
+                         detail={"holder": released, "job": job_id, "why": why[:200]}))
+        return released
 
 
 def check_holder_for_new_phone(ctx: Context, holder_id: str, phone_id: str | None = None) -> None:
@@ -654,7 +663,6 @@ def abandon(ctx: Context, job_id: str, reason: str, *, actor: str = "mcred",
     pairs, as for :func:`provision`.
     """
     from issuer import revocation
-    from issuer.db import AuditEvent
     from tsm.errors import QUARANTINE_ERRORS, TsmError
 
     tsm = Tsm(ctx.engine, ctx.master_key, actor=actor, **ctx.tsm_trust())
@@ -685,16 +693,7 @@ def abandon(ctx: Context, job_id: str, reason: str, *, actor: str = "mcred",
         except (TsmError, wallet_sim.SeError) as exc:
             wipe_error = f"{type(exc).__name__}: {exc}"
             quarantined = isinstance(exc, QUARANTINE_ERRORS)
-    released = None
-    if wiped or not reachable:
-        with ctx.sessions.begin() as s:
-            phone = s.get(Phone, view.se_id)
-            live = s.scalar(select(Credential.id).where(Credential.phone_id == view.se_id,
-                                                        Credential.status.in_(_LIVE)).limit(1))
-            if phone is not None and phone.holder_id is not None and live is None:
-                released, phone.holder_id = phone.holder_id, None
-                s.add(AuditEvent(actor=actor, action="phone.detach", subject=view.se_id,
-                                 detail={"holder": released, "job": job_id, "why": "job abandoned"}))
+    released = _let_go(ctx, view.se_id, job_id, "job abandoned", actor) if wiped or not reachable else None
     return AbandonResult(job_id, view.se_id, view.kind, revoked, wipe_job, wiped, wipe_error, released,
                          quarantined)
 

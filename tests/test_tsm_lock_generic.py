@@ -83,7 +83,7 @@ _HOLD_AND_DIE = """
 import os, sys, time
 from mcred.db import make_engine
 from tsm.lock import acquire, process_owner
-lock = acquire(make_engine(sys.argv[1]), "se-k", process_owner("worker", 128), lease_s=120)
+lock = acquire(make_engine(sys.argv[1]), "se-k", process_owner("worker"), lease_s=120)
 print(lock.owner, flush=True)
 if sys.argv[2] == "die":
     os._exit(0)  # as killed: the lease stays in the table, taken for two minutes
@@ -112,14 +112,14 @@ def test_a_lease_of_a_killed_process_is_taken_at_once(tmp_path, monkeypatch, tak
                           timeout=60, check=True)
     dead_owner = died.stdout.strip()
     assert tuple(_row(engine, "se-k")) == (dead_owner, 1)
-    mine = acquire(engine, "se-k", tsm_lock.process_owner("resume", 128), timeout_s=1, poll_s=0.01)
+    mine = acquire(engine, "se-k", tsm_lock.process_owner("resume"), timeout_s=1, poll_s=0.01)
     assert mine.token == 2 and _row(engine, "se-k").owner == mine.owner
     mine.release()
     alive = subprocess.Popen([sys.executable, str(script), url, "live"], stdout=subprocess.PIPE, text=True)
     try:
         alive.stdout.readline()
         with pytest.raises(LockBusyError):
-            acquire(engine, "se-k", tsm_lock.process_owner("resume", 128), timeout_s=0.3, poll_s=0.01)
+            acquire(engine, "se-k", tsm_lock.process_owner("resume"), timeout_s=0.3, poll_s=0.01)
     finally:
         alive.kill()
         alive.wait()

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from tsm import records
 from tsm.audit import AuditLog, last_quarantine_cause
-from tsm.db import Bind, DriverStatement, JobRow, SeLockRow, transaction, utcnow
+from tsm.db import Bind, DriverStatement, JobRow, transaction, utcnow
 from tsm.errors import JobError, JobInputError, LockLostError, TsmError
 from tsm.keys import MasterKey
 from tsm.lock import FENCE, acquire, holds_row_lock, process_owner
@@ -49,17 +49,10 @@ _PIN = re.compile(r"[0-9]{4}")
 _PASSWORD = re.compile(r"[A-Z0-9]{6,16}")
 _PUK = re.compile(r"[0-9]{8}")
 #: Width of a lock's owner: the worker's actor, "/" and 8 hex digits
-_OWNER_MAX = SeLockRow.__table__.c.owner.type.length
 #: Widths of an SE id and an actor as the job and audit tables keep them (SQLite would keep a
 #: longer one, PostgreSQL refuses it: checked here so that both backends answer alike)
 SE_ID_MAX = JobRow.__table__.c.se_id.type.length
 ACTOR_MAX = JobRow.__table__.c.actor.type.length
-
-
-def _lock_owner(actor: str) -> str:
-    """The SE lock's owner for ``actor``: cut to fit its column, with this process (host and
-    pid: a lease left by a killed process is taken at once) and 8 hex digits of its own."""
-    return process_owner(actor, _OWNER_MAX)
 
 
 def _check_text(what: str, value: object, width: int) -> str:
@@ -359,7 +352,7 @@ class Tsm:
         _check_text("SE id", se_id, SE_ID_MAX)
         _check_text("actor", actor, ACTOR_MAX)
         text = _reason("clearing a quarantine", reason)
-        lock = acquire(self.engine, se_id, _lock_owner(actor), timeout_s=self.lock_timeout_s,
+        lock = acquire(self.engine, se_id, process_owner(actor), timeout_s=self.lock_timeout_s,
                        lease_s=self.lease_s, clock=self.clock)
         try:
             rec = records.load(self.engine, se_id)
@@ -396,7 +389,7 @@ class Tsm:
             return self.job(job_id)
         if state == "done":
             raise JobInputError(f"job {job_id} is done: only an unfinished job can be abandoned")
-        lock = acquire(self.engine, se_id, _lock_owner(actor), timeout_s=self.lock_timeout_s,
+        lock = acquire(self.engine, se_id, process_owner(actor), timeout_s=self.lock_timeout_s,
                        lease_s=self.lease_s, clock=self.clock)
         try:
             job = self.job(job_id)  # again under the lock: a run may have finished it
@@ -459,7 +452,7 @@ class Tsm:
                 if db is not None:
                     db.close()
                 return job
-            lock = acquire(self.engine, se_id, _lock_owner(who), timeout_s=self.lock_timeout_s,
+            lock = acquire(self.engine, se_id, process_owner(who), timeout_s=self.lock_timeout_s,
                            lease_s=self.lease_s, clock=self.clock, bind=db,
                            with_lease=with_lease if db is not None else None)
         except BaseException:
@@ -530,23 +523,16 @@ class Tsm:
             # the row as just written (no read back): results as JSON stores them
             return dataclasses.replace(job, state="done", next_step=len(job.steps),
                                        results=json.loads(json.dumps(results)), error=None)
-        except TsmError as exc:
-            audit.event("job-failed", type(exc).__name__, error=str(exc)[:500])
+        except (TsmError, KeyboardInterrupt) as exc:
+            # a step that failed, or the operator stopping it (Ctrl-C): recorded as interrupted
+            # with the reason (not left running, as after a crash, for the lock's lease to pass)
+            why = "stopped by the operator" if isinstance(exc, KeyboardInterrupt) else str(exc)
+            audit.event("job-failed", type(exc).__name__, error=why[:500])
             state = "interrupted" if not isinstance(exc, LockLostError) else "running"
             bind = db if db is not None else self.engine
             if link is not None:
                 link.flush_records()  # a session the step authenticated (never lowers)
-            _update_job(bind, job_id, state=state, error=f"{type(exc).__name__}: {exc}")
-            audit.flush_now(bind)
-            raise
-        except KeyboardInterrupt:
-            # the operator stopped it (Ctrl-C): as a failure, recorded as interrupted with
-            # that reason (not left running, as after a crash, for the lock's lease to pass)
-            audit.event("job-failed", "KeyboardInterrupt", error="stopped by the operator")
-            bind = db if db is not None else self.engine
-            if link is not None:
-                link.flush_records()
-            _update_job(bind, job_id, state="interrupted", error="KeyboardInterrupt: stopped by the operator")
+            _update_job(bind, job_id, state=state, error=f"{type(exc).__name__}: {why}")
             audit.flush_now(bind)
             raise
         except BaseException:

@@ -201,28 +201,33 @@ def holds_row_lock(engine: Engine) -> bool:
 _PROCESS = re.compile(r"@([^@:/]+):([0-9]+)/[0-9a-f]{8}$")
 
 
-def process_owner(name: str, width: int) -> str:
-    """An owner for a lease taken by this process: ``name@host:pid/xxxxxxxx``, at most
-    ``width`` characters (``name`` cut). A worker waiting on a lease whose process, on this
+def _host() -> str:
+    """This host's name as an owner carries it."""
+    return socket.gethostname()[:40]
+
+
+def process_owner(name: str) -> str:
+    """An owner for a lease taken by this process: ``name@host:pid/xxxxxxxx``, cut (``name``)
+    to fit the lock's owner column. A worker waiting on a lease whose process, on this
     host, is gone (killed) takes it at once (:func:`acquire`), as PostgreSQL frees a dead
     connection's row lock, instead of waiting the lease out."""
-    tag = f"@{socket.gethostname()[:40]}:{os.getpid()}/{uuid.uuid4().hex[:8]}"
-    return f"{name[:max(width - len(tag), 1)]}{tag}"
+    tag = f"@{_host()}:{os.getpid()}/{uuid.uuid4().hex[:8]}"
+    return f"{name[:max(_LOCKS.c.owner.type.length - len(tag), 1)]}{tag}"
 
 
 def _dead(owner: str | None) -> bool:
     """Whether ``owner`` names a process of this host that no longer runs."""
     m = _PROCESS.search(owner or "")
-    if m is None or m.group(1) != socket.gethostname()[:40]:
+    if m is None or m.group(1) != _host():
         return False
     pid = int(m.group(2))
     if pid == os.getpid():
         return False
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # no signal: only whether the process exists
     except ProcessLookupError:
         return True
-    except (PermissionError, OSError):  # another user's process: alive
+    except OSError:  # another user's process (PermissionError): alive
         return False
     return False
 

@@ -43,6 +43,14 @@ def _hinted(text: str, *hints: str | None) -> str:
     return f"{text} ({'; '.join(given)})" if given else text
 
 
+def _go_on(job_id: str, over_the_air: bool) -> str:
+    """How to go on with the provisioning job that stopped: resume it, or give it up (over
+    the air when it ran so)."""
+    again = " --over-the-air" if over_the_air else ""
+    return (f"resume it with `mcred provision --resume {job_id}{again}`, or give it up with "
+            f"`mcred tsm abandon {job_id}{again} --reason TEXT`")
+
+
 def _check_key_type(key_type: str) -> None:
     from mcred.provision import KEY_TYPES
 
@@ -117,10 +125,8 @@ def provision_cmd(
         except wallet_sim.SeError as exc:  # its phone's SE image cannot be read: nothing was sent
             raise _fail(f"job {resume_id}: {exc}") from None
         except (ProvisionError, TsmError) as exc:
-            again = " --over-the-air" if ota is not None else ""
             raise _fail(_hinted(f"resuming job {resume_id}: {exc}",
-                                f"run `mcred provision --resume {resume_id}{again}` again once the cause is gone, "
-                                f"or give the job up with `mcred tsm abandon {resume_id}{again} --reason TEXT`",
+                                f"once the cause is gone, {_go_on(resume_id, ota is not None)}",
                                 _quarantine_hint(exc, None)), 1) from None
         _show(result, as_json)
         return
@@ -162,10 +168,8 @@ def provision_cmd(
         raise  # the installation's key, not this phone: mcred.cli.main.run says so, exit 2
     except KeyboardInterrupt:  # Ctrl-C: the job is recorded as interrupted; say which and how on
         job = unfinished_job(ctx, phone)
-        again = " --over-the-air" if ota is not None else ""
-        raise _fail("interrupted" + (f": job {job.id} stopped before step {job.current_step}; resume it with "
-                                     f"`mcred provision --resume {job.id}{again}`, or give it up with "
-                                     f"`mcred tsm abandon {job.id}{again} --reason TEXT`" if job else ""), 130) from None
+        raise _fail("interrupted" + (f": job {job.id} stopped before step {job.current_step}; "
+                                     f"{_go_on(job.id, ota is not None)}" if job else ""), 130) from None
     except wallet_sim.SeError as exc:  # its SE image cannot be read: refused before anything is registered
         raise _fail(f"provisioning {phone}: {exc}") from None
     except ProvisionError as exc:
@@ -174,9 +178,7 @@ def provision_cmd(
         job = unfinished_job(ctx, phone)
         text = f"provisioning {phone}: {exc}"
         if job is not None:
-            again = " --over-the-air" if ota is not None else ""
-            text = _hinted(text, f"job {job.id} stopped: resume it with `mcred provision --resume {job.id}{again}`, "
-                           f"or give it up with `mcred tsm abandon {job.id}{again} --reason TEXT`",
+            text = _hinted(text, f"job {job.id} stopped: {_go_on(job.id, ota is not None)}",
                            _quarantine_hint(exc, phone))
         raise _fail(text, 1) from None
     _show(result, as_json)
