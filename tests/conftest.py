@@ -105,8 +105,11 @@ def reveals(text: str, secret: str) -> bool:
 def pytest_collection_modifyitems(config, items) -> None:
     """``MCRED_FUZZ_SCALE=N`` runs every property test with N times its examples and no
     deadline: a fuzz campaign over the same tests, off CI (whose runs stay bounded)."""
-    scale = int(os.environ.get("MCRED_FUZZ_SCALE", "1") or 1)
-    if scale <= 1:
+    text = os.environ.get("MCRED_FUZZ_SCALE", "").strip() or "1"
+    if not text.isdigit() or int(text) < 1:
+        raise pytest.UsageError(f"MCRED_FUZZ_SCALE={text!r}: a whole number of times the examples, 1 or more")
+    scale = int(text)
+    if scale == 1:
         return
     from hypothesis import settings
 
