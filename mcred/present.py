@@ -19,7 +19,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlencode
 
 import httpx
@@ -79,6 +79,9 @@ from wallet_sim.wallet import (
     Wallet,
     WalletEvent,
 )
+
+if TYPE_CHECKING:
+    from reader.pcsc import PcscCard
 
 WALLET_STATE_FILE = "wallet.json"
 
@@ -498,13 +501,16 @@ def present_nfc_in_process(wallet: Wallet, reader: ReaderSession, *,
 def nfc_presentation(parts: ReaderParts, *, wallet: Wallet | None = None, pcsc_reader: str | None = None,
                      wait: float = 30.0, short: bool = False, handover: str = "static",
                      trace: Callable[[str, bytes], None] | None = None,
-                     hostile: str | None = None, ble_hci: str | None = None) -> tuple[Presentation, list[str]]:
+                     hostile: str | None = None, ble_hci: str | None = None,
+                     on_card: Callable[[PcscCard], None] | None = None) -> tuple[Presentation, list[str]]:
     """``mcred reader nfc``: a reader of ``parts`` taps ``wallet`` in-process, or else the
     phone on the PC/SC reader ``pcsc_reader`` (:mod:`reader.pcsc`); the presentation and
     the tap's steps. :class:`reader.pcsc.PcscError` when no phone could be read.
     ``hostile``: a reader wrong on purpose (:data:`reader.hostile.HOSTILE`). ``ble_hci``:
     the reader also takes data retrieval over BLE (preferred), on this HCI transport: when
-    the phone's Handover Select offers it, the session goes on over BLE after the tap."""
+    the phone's Handover Select offers it, the session goes on over BLE after the tap.
+    ``on_card``: given the PC/SC card once the phone is tapped (its reader's event count
+    tells a reader loop whether the phone was taken away since)."""
     from reader.hostile import hostile as named_hostile
 
     session = ReaderSession([parts.request], parts.pipeline, reader_signer=parts.reader_signer,
@@ -520,6 +526,8 @@ def nfc_presentation(parts: ReaderParts, *, wallet: Wallet | None = None, pcsc_r
 
     tap_session = NfcReaderSession(session, carriers=("ble", "nfc") if ble_hci else ("nfc",), **lengths)
     with tapped(pcsc_reader, wait=wait) as card:
+        if on_card is not None:
+            on_card(card)
         outcome = nfc_tap(_traced(card.transmit, trace), tap_session)
     steps = [f"phone on {card.reader} (ATR {card.atr.hex().upper()})", *tap_session.steps]
     if outcome is None:  # the phone's select settled BLE: the session goes on over the radio

@@ -61,6 +61,8 @@ class PcscCard:
     reader: str
     atr: bytes
     _connection: object
+    #: the reader's card-event count once this card was connected (None: PC/SC cannot tell)
+    events: int | None = None
 
     def transmit(self, apdu: bytes) -> bytes:
         try:
@@ -83,19 +85,26 @@ def _pick(names: list[str], wanted: str | None) -> str:
     return matching[0]
 
 
-def _present(name: str) -> bool | None:
-    """Whether a card is in the reader ``name`` (None: PC/SC cannot tell)."""
+def _state(name: str) -> tuple[bool | None, int | None]:
+    """Whether a card is in the reader ``name``, and the reader's card-event count: pcsc-lite
+    counts every insertion and every removal in the high 16 bits of the event state (None
+    where PC/SC cannot tell)."""
     _, _, scard, _ = _pyscard()
     rc, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
     if rc != scard.SCARD_S_SUCCESS:
-        return None
+        return None, None
     try:
         rc, states = scard.SCardGetStatusChange(context, 0, [(name, scard.SCARD_STATE_UNAWARE)])
         if rc != scard.SCARD_S_SUCCESS or not states:
-            return None
-        return bool(states[0][1] & scard.SCARD_STATE_PRESENT)
+            return None, None
+        return bool(states[0][1] & scard.SCARD_STATE_PRESENT), (states[0][1] >> 16) & 0xFFFF
     finally:
         scard.SCardReleaseContext(context)
+
+
+def _present(name: str) -> bool | None:
+    """Whether a card is in the reader ``name`` (None: PC/SC cannot tell)."""
+    return _state(name)[0]
 
 
 def readers() -> list[tuple[str, bool | None]]:
@@ -103,18 +112,24 @@ def readers() -> list[tuple[str, bool | None]]:
     return [(name, _present(name)) for name in reader_names()]
 
 
-def wait_until_removed(wanted: str | None = None, *, wait: float = 30.0, poll: float = 0.1) -> bool:
+def wait_until_removed(wanted: str | None = None, *, wait: float = 30.0, poll: float = 0.1,
+                       since: int | None = None) -> bool:
     """Wait up to ``wait`` seconds for the reader to be empty (the phone taken away): True
-    when it is."""
+    when it is. ``since``: the reader's card-event count while the last phone was on it
+    (:attr:`PcscCard.events`); a count moved on since says the phone was taken away even if
+    the next one came before this looked (pcscd sees a reader empty for one of its polls,
+    0.4 s, and a busy reader may look later than that)."""
     import time
 
     name = _pick(reader_names(), wanted)
     deadline = time.monotonic() + wait
-    while _present(name):
+    while True:
+        present, events = _state(name)
+        if not present or (since is not None and events is not None and events != since):
+            return True
         if time.monotonic() >= deadline:
             return False
         time.sleep(poll)
-    return True
 
 
 #: what PC/SC says of a card on its way in or out (no card, removed, present but not yet
@@ -149,7 +164,7 @@ def tapped(wanted: str | None = None, *, wait: float = 30.0, poll: float = 0.1) 
             raise PcscError(f"{name}: no phone tapped within {wait:g} s")
         time.sleep(poll)
     try:
-        yield PcscCard(name, bytes(connection.getATR()), connection)
+        yield PcscCard(name, bytes(connection.getATR()), connection, _state(name)[1])
     finally:
         with contextlib.suppress(Exception):
             connection.disconnect()
@@ -165,15 +180,15 @@ def tapper(wanted: str | None = None) -> Callable[[object, float], object]:
 
     from reader.nfc import tap
 
-    read_one = [False]  # a phone was read: the next tap is another, once that one is taken away
+    last: list[PcscCard] = []  # a phone was read: the next tap is another, once that one is taken away
 
     def read(session, wait: float):  # noqa: ANN001, ANN202 - NfcReaderSession -> ReaderOutcome
         deadline = time.monotonic() + wait
-        if read_one[0] and not wait_until_removed(wanted, wait=wait):
+        if last and not wait_until_removed(wanted, wait=wait, since=last[-1].events):
             raise PcscError(f"the phone of the last tap is still on the reader after {wait:g} s: "
                             "take it away, then tap the next")
         with tapped(wanted, wait=max(deadline - time.monotonic(), 0.1)) as card:
-            read_one[0] = True
+            last[:] = [card]
             return tap(card.transmit, session)
 
     return read

@@ -211,6 +211,28 @@ def test_a_counter_reader_reads_tap_after_tap(world, bridge):
     assert b.log.read_text(errors="replace").count("the phone is taken away from the reader") >= 2
 
 
+def test_a_phone_taken_away_and_back_before_the_reader_looked_counts_as_taken_away(world, bridge):
+    """A busy counter reader may look for the phone's leaving only after it came back: pcscd
+    shows the reader empty for one of its polls (0.4 s). The reader's card-event count, kept
+    from the tap, says the phone went all the same (CI met a reader loop that waited the
+    full --wait for a phone already back, `--tap-gap 0.3`, under load)."""
+    from reader.pcsc import tapped, wait_until_removed
+
+    b = bridge("--consent", str(world["consent"]), "--tap", "--tap-gap", "0.3")
+    with tapped("Virtual PCD", wait=10) as card:
+        assert card.transmit(bytes.fromhex("00A4040007D276000085010100")) == b"\x90\x00"
+    assert card.events is not None
+    deadline = time.monotonic() + 20  # the phone leaves at the power-off and comes back 0.3 s later
+    while b.log.read_text(errors="replace").count("connected to vpcd") < 2:
+        assert time.monotonic() < deadline, b.log.read_text(errors="replace")
+        time.sleep(0.1)
+    while not _card_in_vpcd():  # back on the reader, as pcscd sees it
+        assert time.monotonic() < deadline, "the phone did not come back"
+        time.sleep(0.1)
+    assert not wait_until_removed("Virtual PCD", wait=0.5)  # looking only now, the reader is never empty
+    assert wait_until_removed("Virtual PCD", wait=0.5, since=card.events)
+
+
 def test_mcred_reader_serve_reads_taps_for_a_counter_page(world, bridge, tmp_path):
     """`mcred reader serve --pcsc-reader`: a counter's web page POSTs /nfc/taps and gets the
     verdict of the phone tapped on the PC/SC reader (here `mcred phone pcsc --tap`'s, which

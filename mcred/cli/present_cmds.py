@@ -198,6 +198,7 @@ def _nfc_loop(console: Console, parts, *, pcsc_reader: str | None, wait: float, 
     from reader.pcsc import PcscError, wait_until_removed
 
     verdicts: list[bool] = []
+    cards: list = []  # the PC/SC card of each tap
     try:
         while count == 0 or len(verdicts) < count:
             if not as_json:
@@ -208,11 +209,12 @@ def _nfc_loop(console: Console, parts, *, pcsc_reader: str | None, wait: float, 
                 console.print(f"this tap: hostile {name} (the phone must {HOSTILE[name].phone_must})",
                               highlight=False, markup=False)
             try:
-                if verdicts and not wait_until_removed(pcsc_reader, wait=wait):
+                if verdicts and not wait_until_removed(pcsc_reader, wait=wait,
+                                                       since=cards[-1].events if cards else None):
                     console.print(f"[yellow]the phone was not taken away within {wait:g} s[/]")
                     break
                 out, steps = nfc_presentation(parts, pcsc_reader=pcsc_reader, wait=wait, short=short, trace=trace,
-                                              hostile=name, ble_hci=ble_hci)
+                                              hostile=name, ble_hci=ble_hci, on_card=cards.append)
             except PcscError as exc:  # no reader, no phone in time, pcscd gone between two taps
                 if not verdicts:
                     _unusable(console, as_json, str(exc))
