@@ -13,13 +13,21 @@ from sqlalchemy.orm import Session, sessionmaker
 from issuer.db import AuditEvent, Credential, Phone
 
 
+def _prefixed(column, value: str, sep: str):  # noqa: ANN001, ANN202 - a column and its clause
+    """``column`` is ``value`` or starts with ``value`` and ``sep`` (LIKE, escaped)."""
+    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return (column == value) | column.like(escaped + sep + "%", escape="\\")
+
+
 def events(sessions: sessionmaker[Session], *, subject: str | None = None, action: str | None = None,
-           since: dt.datetime | None = None, limit: int = 100) -> list[dict[str, Any]]:
+           actor: str | None = None, since: dt.datetime | None = None, limit: int = 100) -> list[dict[str, Any]]:
     """At most ``limit`` events, newest first: of ``subject`` (a credential, phone, holder or
     workflow id; a phone's events include those of the credentials it carries, a holder's
     those of their phones and credentials: a revocation or an issuance is recorded on the
     credential), whose action is ``action`` or starts with it followed by a dot
-    (``credential`` gives ``credential.revoke``, ``credential.hold``, ...), at or after ``since``."""
+    (``credential`` gives ``credential.revoke``, ``credential.hold``, ...), by ``actor`` or
+    one under it followed by a colon (``cli`` gives every ``cli:<name>``, ``token:<id>`` that
+    token's), at or after ``since``."""
     q = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
     if subject is not None:
         phones = select(Phone.id).where(Phone.holder_id == subject)
@@ -28,9 +36,9 @@ def events(sessions: sessionmaker[Session], *, subject: str | None = None, actio
         q = q.where((AuditEvent.subject == subject) | AuditEvent.subject.in_(credentials)
                     | AuditEvent.subject.in_(phones))
     if action is not None:
-        prefix = action.rstrip(".")
-        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        q = q.where((AuditEvent.action == prefix) | AuditEvent.action.like(escaped + ".%", escape="\\"))
+        q = q.where(_prefixed(AuditEvent.action, action.rstrip("."), "."))
+    if actor is not None:
+        q = q.where(_prefixed(AuditEvent.actor, actor.rstrip(":"), ":"))
     if since is not None:
         q = q.where(AuditEvent.at >= since)
     with sessions() as s:

@@ -995,10 +995,12 @@ def operator_router(ctx: Context) -> APIRouter:
                 "an action or its family (credential: credential.revoke, credential.hold, ...)")
     def audit(subject: Annotated[str | None, Query(max_length=128)] = None,
               action: Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")] = None,
+              actor: Annotated[str | None, Query(max_length=128)] = None,
               limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
         from issuer.audit import events
 
-        return {"events": _jsonable(events(ctx.sessions, subject=subject or None, action=action, limit=limit))}
+        return {"events": _jsonable(events(ctx.sessions, subject=subject or None, action=action,
+                                           actor=actor or None, limit=limit))}
 
     @router.post("/holders/{holder_id}/forget", summary="Erase a holder's personal data once none of "
                  "their credentials is live (the card data, card number and mdoc bodies; certificates stay)")

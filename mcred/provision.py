@@ -248,14 +248,14 @@ def tsm_for(ctx: Context, port: CompositeIssuer | None = None, actor: str = "mcr
 # --- provisioning ------------------------------------------------------------------------
 
 
-def register(ctx: Context, holder: cardsub.Holder | str, phone_id: str) -> str:
+def register(ctx: Context, holder: cardsub.Holder | str, phone_id: str, *, actor: str = "mcred") -> str:
     """The holder's id (registered now from a parsed holder, or an existing id) with
     ``phone_id`` attached to it."""
     if isinstance(holder, str):
-        attach_phone(ctx.sessions, holder, phone_id, actor="mcred")
+        attach_phone(ctx.sessions, holder, phone_id, actor=actor)
         return holder
     # registered and attached at once: a phone another holder took meanwhile leaves no holder
-    holder_id = register_holder(ctx.sessions, holder, actor="mcred", phone_id=phone_id)
+    holder_id = register_holder(ctx.sessions, holder, actor=actor, phone_id=phone_id)
     if holder.portrait:
         dst = portrait_path(ctx.home, holder_id)
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -299,7 +299,7 @@ def provision(ctx: Context, phone_id: str, holder: cardsub.Holder | str, *,
     port = issuer_port(ctx)
     tsm = tsm_for(ctx, port, actor)  # the issuer's keys and the TSM master key open, or refuse now
     _check_phone_free(ctx, phone_id, holder)  # before anything is registered
-    holder_id = register(ctx, holder, phone_id)
+    holder_id = register(ctx, holder, phone_id, actor=actor)
     job = tsm.create_job(phone_id, "provision",
                          {"algorithm": key_type, "mdoc_count": mdoc_batch}, job_secrets)
     if alone:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -110,3 +112,60 @@ def test_both_trails_over_the_api_for_operators_only(provisioned):
     assert client.get("/tsm-audit").status_code == 401
     bad = client.get("/tsm-audit", params={"job_id": "not-a-job"}, headers=operator)
     assert bad.status_code == 422 and bad.headers["content-type"].startswith("application/problem+json")
+
+
+def test_a_command_is_recorded_as_its_operator(home, monkeypatch, tmp_path):
+    """Who revoked a holder's certificates? A command names its operator in both trails:
+    ``cli:<name>``, from MCRED_ACTOR (a staff id on a shared account) or else the login name
+    (a README walk-through found only "operator", "mcred" or "cli" there); ``--actor`` finds
+    one operator's acts, ``cli`` all the commands'."""
+    import getpass
+
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
+    pid = wallet_sim.create_phone(home)
+    holder = tmp_path / "holder.json"
+    holder.write_text(json.dumps({**HOLDER, "pin": "2580", "password": PASSWORD, "puk": "12345678"}))
+    monkeypatch.setenv("MCRED_ACTOR", "tanaka-0042")
+    _cli("provision", "--phone", pid, "--holder", str(holder), "--key-type", "p384", "--mdoc-batch", "1")
+    _cli("revoke", "--phone", pid, "--reason", "certificateHold")
+    monkeypatch.delenv("MCRED_ACTOR")
+    _cli("release", "--phone", pid)
+    me = f"cli:{getpass.getuser()}"
+    rows = json.loads(_cli("audit", "--json"))
+    by = {r["action"]: r["actor"] for r in reversed(rows)}  # the latest of each action
+    assert by["holder.register"] == by["phone.attach"] == by["credential.hold"] == "cli:tanaka-0042"
+    assert by["credential.release"] == me
+    mine = json.loads(_cli("audit", "--actor", "cli:tanaka-0042", "--json"))
+    assert mine and {r["actor"] for r in mine} == {"cli:tanaka-0042"}
+    assert {r["actor"] for r in json.loads(_cli("audit", "--actor", "cli", "--json"))} == {"cli:tanaka-0042", me}
+    assert json.loads(_cli("audit", "--actor", "cli:tanaka", "--json")) == []  # whole names only
+    assert "no audit event by token" in _cli("audit", "--actor", "token")
+    tsm = json.loads(_cli("tsm", "audit", "--phone", pid, "--event", "job-created", "--json"))
+    assert [r["actor"] for r in tsm] == ["cli:tanaka-0042"]
+    from mcred.context import ConfigError
+
+    for bad in ("", " ", "x" * 65, "tab\there"):
+        monkeypatch.setenv("MCRED_ACTOR", bad)
+        r = CliRunner().invoke(app, ["revoke", "--phone", pid, "--reason", "certificateHold"])
+        assert isinstance(r.exception, ConfigError) and "MCRED_ACTOR" in str(r.exception), r.output
+    done = subprocess.run([sys.executable, "-m", "mcred", "revoke", "--phone", pid, "--reason", "certificateHold"],
+                          capture_output=True, text=True, env=dict(os.environ, MCRED_ACTOR=""), timeout=120)
+    assert done.returncode == 2 and done.stderr.startswith("error: MCRED_ACTOR=''"), done.stderr
+    assert json.loads(_cli("audit", "--action", "credential.hold", "--limit", "100", "--json"))[0]["actor"] \
+        == "cli:tanaka-0042"  # nothing held by the refused ones
+
+
+def test_the_api_audit_filters_by_actor(provisioned):
+    ctx, pid, result = provisioned
+    client = TestClient(create_app(ctx, job_workers=1))
+    token_id, secret = create_token(ctx.sessions, ["operator"], "auditor")
+    operator = {"Authorization": f"Bearer {secret}"}
+    r = client.post(f"/holders/{result.holder_id}/forget", json={"reason": "records kept long enough"},
+                    headers=operator)
+    assert r.status_code == 200, r.text
+    r = client.get("/audit", params={"actor": f"token:{token_id}"}, headers=operator)
+    assert r.status_code == 200 and [e["action"] for e in r.json()["events"]] == ["holder.forget"]
+    assert r.json()["events"][0]["actor"] == f"token:{token_id}:auditor"
+    r = client.get("/audit", params={"actor": "test-operator"}, headers=operator)
+    assert r.status_code == 200 and {e["actor"] for e in r.json()["events"]} == {"test-operator"}
+    assert client.get("/audit", params={"actor": "x" * 129}, headers=operator).status_code == 422

@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 import wallet_sim
 from issuer.db import Credential, Holder, Phone
 from mcred.cli.main import app
+from mcred.cli.state import cli_actor
 from mcred.context import Context
 from mcred.provision import HolderFileError, parse_holder, provision, resume
 from protocols import mdoc
@@ -435,7 +436,7 @@ def test_a_quarantined_phone_is_named_listed_and_cleared_from_the_cli(ctx, tmp_p
     r = runner.invoke(app, ["tsm", "clear-quarantine", "--phone", pid, "--reason", "restored on purpose"])
     assert r.exit_code == 0, r.output
     cleared = [x for x in audit_rows(ctx.engine, pid) if x.event == "quarantine-cleared"]
-    assert len(cleared) == 1 and cleared[0].what == "restored on purpose" and cleared[0].actor == "cli"
+    assert len(cleared) == 1 and cleared[0].what == "restored on purpose" and cleared[0].actor == cli_actor()
     assert runner.invoke(app, ["mdoc", "refresh", "--phone", pid]).exit_code == 0
     r = runner.invoke(app, ["tsm", "clear-quarantine", "--phone", pid, "--reason", "again"])
     assert r.exit_code == 2 and "not quarantined" in r.output, r.output

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 import wallet_sim
 from issuer.db import AuditEvent, Credential, Phone
 from mcred.cli.main import app
+from mcred.cli.state import cli_actor
 from mcred.context import Context
 from mcred.provision import abandon, parse_holder, provision, tsm_for
 from tsm.audit import audit_rows
@@ -114,13 +115,13 @@ def test_abandoning_a_stopped_provisioning_frees_the_phone_for_the_same_holder(c
     assert list_jobs(ctx.engine, pid, unfinished=True) == []
     listed = runner.invoke(app, ["tsm", "jobs", "--phone", pid]).output.splitlines()
     assert listed[0].startswith(f"{job}  {pid}  provision abandoned ")  # the whole id, to copy
-    assert listed[1].strip() == "abandoned by cli: holder withdrew"
+    assert listed[1].strip() == f"abandoned by {cli_actor()}: holder withdrew"
     assert runner.invoke(app, ["tsm", "jobs", "--unfinished"]).output.strip() == "no unfinished job"
     paged = runner.invoke(app, ["tsm", "jobs", "--phone", pid, "--limit", "1", "--offset", "1"]).output.splitlines()
     assert len(paged) == 1 and "delete-credentials done" in paged[0]  # the wipe, after the provisioning
     assert tsm_for(ctx)._unseal(job) is None
     events = [(a.event, a.actor) for a in audit_rows(ctx.engine, pid) if a.job_id == job]
-    assert ("job-abandoned", "cli") in events
+    assert ("job-abandoned", cli_actor()) in events
     with ctx.sessions() as s:
         assert s.scalar(select(AuditEvent.detail).where(AuditEvent.action == "phone.detach"))["job"] == job
     # it does not run again, from the CLI or the TSM

@@ -60,8 +60,8 @@ class JpkiIssuer:
     def setup(self, key_type: KeyType = KeyType.RSA_2048) -> dict[Purpose, Generation]:
         return self.ca.setup(key_type)
 
-    def rollover(self, slot: str, key_type: KeyType = KeyType.RSA_2048) -> Generation:
-        gen = self.ca.rollover(purpose_of(slot), key_type)
+    def rollover(self, slot: str, key_type: KeyType = KeyType.RSA_2048, *, actor: str = "issuer") -> Generation:
+        gen = self.ca.rollover(purpose_of(slot), key_type, actor)
         self.ocsp.invalidate()
         return gen
 

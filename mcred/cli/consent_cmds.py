@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 
+from mcred.cli.state import cli_actor
 from mcred.cli.text import fail
 
 consent_app = typer.Typer(
@@ -99,7 +100,7 @@ def register(content: Path = typer.Option(..., "--content", exists=True, dir_oka
 
         try:
             view, registered = consents.register(open_context().sessions, doc, sig,
-                                                 relying_party=_local_rp(rp, as_json), actor="cli")
+                                                 relying_party=_local_rp(rp, as_json), actor=cli_actor())
         except consents.ConsentRefused as exc:
             raise fail(str(exc), as_json, 1) from None
         got = {**view.to_dict(), "registered": registered}
@@ -129,7 +130,7 @@ def basic_four(consent_id: str = typer.Argument(..., help="The consent (as regis
 
         try:
             got = consents.latest_basic_four(open_context().sessions, consent_id,
-                                             relying_party=_local_rp(rp, as_json), actor="cli")
+                                             relying_party=_local_rp(rp, as_json), actor=cli_actor())
         except consents.ConsentRefused as exc:
             raise fail(str(exc), as_json, 1) from None
     if as_json:
@@ -158,7 +159,7 @@ def holder_consents(holder_id: str = typer.Argument(..., help="The holder (mcred
         if not (reason or "").strip():
             raise typer.BadParameter("give the reason (it is audited)", param_hint="--reason")
         try:
-            consents.withdraw(sessions, withdraw, holder_id=holder_id, actor="cli", reason=reason)
+            consents.withdraw(sessions, withdraw, holder_id=holder_id, actor=cli_actor(), reason=reason)
         except consents.ConsentRefused as exc:
             raise fail(str(exc), as_json) from None
     rows = [c.to_dict() for c in consents.of_holder(sessions, holder_id)]
@@ -193,7 +194,7 @@ def linkage(serials: list[str] = typer.Argument(..., help="Old user-authenticati
         from mcred.cli.state import open_context
 
         try:
-            got = lk.answer(open_context().sessions, serials, relying_party=rp or "cli", actor="cli")["links"]
+            got = lk.answer(open_context().sessions, serials, relying_party=rp or "cli", actor=cli_actor())["links"]
         except lk.LinkageRefused as exc:
             raise fail(str(exc), as_json) from None
     rows = [{"serial": link.get("serial"),

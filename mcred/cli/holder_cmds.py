@@ -12,6 +12,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 
+from mcred.cli.state import cli_actor
 from mcred.cli.text import SECRET_LABELS, make_console
 
 holder_app = typer.Typer(help="Holders in the issuer's registry: their phones and live credentials.",
@@ -91,7 +92,7 @@ def holder_forget(holder_id: str = typer.Argument(..., help="The holder (mcred h
     if not reason.strip():
         raise typer.BadParameter("give the reason (it is audited)", param_hint="--reason")
     try:
-        done = forget_holder(open_context(), holder_id, actor="cli", reason=reason)
+        done = forget_holder(open_context(), holder_id, actor=cli_actor(), reason=reason)
     except (HolderError, ProvisionError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -157,7 +158,7 @@ def holder_update(
     if resume is None and not (reason or "").strip():
         raise typer.BadParameter("give the reason (it is audited)", param_hint="--reason")
     try:
-        out = change_basic_four(open_context(), holder_id, changes, reason=reason or "", actor="cli",
+        out = change_basic_four(open_context(), holder_id, changes, reason=reason or "", actor=cli_actor(),
                                 resume=resume)
     except (HolderError, WorkflowError) as exc:
         raise _workflow_refused(exc, f"mcred holder update {holder_id}") from None
@@ -203,7 +204,7 @@ def holder_renew_card(
         raise typer.BadParameter("give the reason (it is audited)", param_hint="--reason")
     try:
         out = renew_card(open_context(), holder_id, reason=reason or "", key_type=key_type,
-                         card_number=card_number, actor="cli", resume=resume)
+                         card_number=card_number, actor=cli_actor(), resume=resume)
     except (HolderError, WorkflowError) as exc:
         raise _workflow_refused(exc, f"mcred holder renew-card {holder_id}") from None
     if as_json:
@@ -227,6 +228,9 @@ def audit(
                                 "workflow id."),
     action: str = typer.Option(None, "--action", help="Only this action or its family: credential gives "
                                "credential.revoke, credential.hold, ...; workflow, holder, phone, ..."),
+    actor: str = typer.Option(None, "--actor", help="Only what this actor did, or those under it: cli gives "
+                              "every cli:NAME (a command's operator: MCRED_ACTOR, else the login name), "
+                              "token:ID an API token's."),
     limit: int = typer.Option(100, "--limit", min=1, max=100_000, help="At most this many (newest first)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -236,7 +240,7 @@ def audit(
     from mcred.cli.state import open_context
     from reader.text import printable
 
-    rows = events(open_context().sessions, subject=subject, action=action, limit=limit)
+    rows = events(open_context().sessions, subject=subject, action=action, actor=actor, limit=limit)
     if as_json:
         typer.echo(json.dumps(rows, ensure_ascii=False, indent=2, default=str))
         return
@@ -245,7 +249,8 @@ def audit(
         typer.echo(printable(f"{r['at'][:19]}  {r['actor']}  {r['action']}  {r['subject']}"
                              + (f"  {detail[:300]}" if r["detail"] else "")))
     if not rows:
-        typer.echo("no audit event" + (f" about {subject}" if subject else "") + (f" for {action}" if action else ""))
+        typer.echo("no audit event" + (f" about {subject}" if subject else "") + (f" for {action}" if action else "")
+                   + (f" by {actor}" if actor else ""))
 
 
 def register(app: typer.Typer) -> None:

@@ -23,7 +23,7 @@ from mcred.cli.ota_cli import (
     over_the_air_options,
 )
 from mcred.cli.phone_cmds import tsm_tracing
-from mcred.cli.state import check_can_listen, open_context, out_path
+from mcred.cli.state import check_can_listen, cli_actor, open_context, out_path
 from mcred.cli.text import secret_lines
 from mcred.cli.watch_cmds import watch_app
 from reader.text import printable
@@ -79,7 +79,7 @@ def rollover(slot: str = SLOT, key_type: str = typer.Option("rsa2048", help="rsa
     """Start a new root key generation (same name; older ones stay published)."""
     from protocols.jpki.profile import KeyType
 
-    gen = _issuer().rollover(_check_slot(slot), KeyType(key_type))
+    gen = _issuer().rollover(_check_slot(slot), KeyType(key_type), actor=cli_actor())
     typer.echo(f"{slot}: new generation {gen.label} key id {gen.key_id.hex()}")
 
 
@@ -355,12 +355,12 @@ def pin_reset(phone: str = typer.Option(None, "--phone"),
             if ota is not None:
                 phone = read_job(ctx.engine, resume_id).se_id
             se_id = phone or read_job(ctx.engine, resume_id).se_id
-            result = run(lambda transmit: resume_reset(ctx, resume_id, actor="cli",
+            result = run(lambda transmit: resume_reset(ctx, resume_id, actor=cli_actor(),
                                                        **tsm_tracing(ctx.home, se_id, transmit)))
             phone = result.phone_id
         else:
             result = run(lambda transmit: reset_secrets(
-                ctx, phone, slots=("auth", "sign") if slot == "both" else (slot,), puk=puk, actor="cli",
+                ctx, phone, slots=("auth", "sign") if slot == "both" else (slot,), puk=puk, actor=cli_actor(),
                 **tsm_tracing(ctx.home, phone, transmit)))
     except (ProvisionError, PhoneError, JobError) as exc:  # PhoneError: no such phone, its SE image unreadable
         typer.echo(f"error: {exc}", err=True)
@@ -636,7 +636,7 @@ def revoke(phone: str = typer.Option(..., "--phone"),
     from issuer.revocation import revoke as do_revoke
 
     try:
-        changes = do_revoke(open_context().sessions, phone, reason, credential)
+        changes = do_revoke(open_context().sessions, phone, reason, credential, actor=cli_actor())
     except RevocationError as exc:
         raise typer.BadParameter(str(exc)) from None
     for c in changes:
@@ -652,7 +652,7 @@ def release(phone: str = typer.Option(..., "--phone"),
     from issuer.revocation import release as do_release
 
     try:
-        changes = do_release(open_context().sessions, phone, credential)
+        changes = do_release(open_context().sessions, phone, credential, actor=cli_actor())
     except RevocationError as exc:
         raise typer.BadParameter(str(exc)) from None
     for c in changes:

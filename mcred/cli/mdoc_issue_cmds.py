@@ -18,7 +18,7 @@ import typer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from mcred.cli.state import open_context, out_path
+from mcred.cli.state import cli_actor, open_context, out_path
 from mcred.cli.text import cell, make_console, markup_safe
 from protocols import cardsub, certs
 from protocols.cose import key_signer
@@ -127,9 +127,9 @@ def issue(
     if holder_row is not None and holder_row.data == holder_data(parsed):
         holder_id = holder_row.id
     else:
-        holder_id = register_holder(ctx.sessions, parsed)
+        holder_id = register_holder(ctx.sessions, parsed, actor=cli_actor())
     try:
-        attach_phone(ctx.sessions, holder_id, phone_id)
+        attach_phone(ctx.sessions, holder_id, phone_id, actor=cli_actor())
     except HolderError as exc:
         raise _fail(str(exc), 1) from None
     job = f"cli:{holder_id}:{key_id[:24]}"
@@ -493,7 +493,7 @@ def _revoke_signer(ref: str, reason: str, as_json: bool, purpose: str) -> None:
     svc = _mdoc_service()[1]
     svc.setup()
     try:
-        info, changed = svc.revoke_signer(ref, reason, actor="cli", purposes=(purpose,))
+        info, changed = svc.revoke_signer(ref, reason, actor=cli_actor(), purposes=(purpose,))
     except (UnknownSigner, SignerRevocationError) as exc:
         raise _fail(str(exc), 2) from None
     if as_json:

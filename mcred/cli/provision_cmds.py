@@ -18,7 +18,7 @@ from mcred.cli.ota_cli import (
     over_the_air_options,
 )
 from mcred.cli.phone_cmds import tsm_tracing
-from mcred.cli.state import OPTIONS, out_path
+from mcred.cli.state import OPTIONS, cli_actor, out_path
 from mcred.cli.text import make_console, secret_lines
 
 console = make_console()
@@ -160,10 +160,10 @@ def provision_cmd(
         if ota is not None:
             result = ota.run(phone, lambda transmit: provision(
                 ctx, phone, parsed, key_type=key_type, mdoc_batch=mdoc_batch, alone=holder_id is not None,
-                **tsm_tracing(ctx.home, phone, transmit)))
+                actor=cli_actor(), **tsm_tracing(ctx.home, phone, transmit)))
         else:
             result = provision(ctx, phone, parsed, key_type=key_type, mdoc_batch=mdoc_batch,
-                               alone=holder_id is not None, **tsm_tracing(ctx.home, phone))
+                               alone=holder_id is not None, actor=cli_actor(), **tsm_tracing(ctx.home, phone))
     except MasterKeyError:
         raise  # the installation's key, not this phone: mcred.cli.main.run says so, exit 2
     except KeyboardInterrupt:  # Ctrl-C: the job is recorded as interrupted; say which and how on
@@ -265,7 +265,7 @@ def handover_cmd(
     try:
         hid = resume_id if resume_id is not None else wf.create(
             ctx.sessions, kind="model_change", holder_id=holder_id, old_phone_id=phone, new_phone_id=to,
-            actor="cli")
+            actor=cli_actor())
     except wf.WorkflowError as exc:  # e.g. --to another holder's phone
         raise _fail(str(exc)) from None
     def run(*transmits):  # noqa: ANN002, ANN202 - the new phone's (and the old one's), over the air
@@ -274,7 +274,7 @@ def handover_cmd(
             if OPTIONS.trace and (pid in actions.reach or pid in wallet_sim.list_phones(ctx.home)):
                 wiring = tsm_tracing(ctx.home, pid, actions.reach.get(pid))
                 actions.reach[pid], actions.trace = wiring["transmit"], wiring["trace"]
-        return actions.runner("cli").run(hid)
+        return actions.runner(cli_actor()).run(hid)
 
     try:
         h = run() if ota is None else ota.run_all([to, phone] if wipe_over_the_air else [to], run,
@@ -403,10 +403,10 @@ def refresh_cmd(
     try:
         if ota is not None:
             result = ota.run(phone, lambda transmit: refresh_mdocs(
-                ctx, phone, batch=batch, rotate=not keep_keys, **tsm_tracing(ctx.home, phone, transmit)),
+                ctx, phone, batch=batch, rotate=not keep_keys, actor=cli_actor(), **tsm_tracing(ctx.home, phone, transmit)),
                 what="refresh")
         else:
-            result = refresh_mdocs(ctx, phone, batch=batch, rotate=not keep_keys, **tsm_tracing(ctx.home, phone))
+            result = refresh_mdocs(ctx, phone, batch=batch, rotate=not keep_keys, actor=cli_actor(), **tsm_tracing(ctx.home, phone))
     except (ProvisionError, wallet_sim.SeError) as exc:  # SeError: its SE image cannot be read
         raise _fail(f"refreshing {phone}: {exc}") from None
     except MasterKeyError:

@@ -67,3 +67,30 @@ def out_path(value):  # noqa: ANN001, ANN201 - a typer option callback: Path, li
         if not path.parent.is_dir():
             raise typer.BadParameter(f"{path}: no directory {path.parent}")
     return value
+
+
+#: the widest name ``MCRED_ACTOR`` may give (audit actors are 128 wide, ``cli:`` before it)
+ACTOR_NAME_MAX = 64
+
+
+def cli_actor() -> str:
+    """Who runs this command, as the issuer's and the TSM's audit trails record it:
+    ``cli:<name>``, the name being ``MCRED_ACTOR`` where set (an operator's staff id on a
+    shared account) or else the OS user's login name. An API caller is recorded by its
+    token instead (``token:<id>:<name>``)."""
+    import getpass
+    import os
+
+    from mcred.context import ConfigError
+
+    name = os.environ.get("MCRED_ACTOR")
+    if name is not None:
+        name = name.strip()
+        if not name or len(name) > ACTOR_NAME_MAX or not name.isprintable():
+            raise ConfigError(f"MCRED_ACTOR={name!r}: give the operator's name, 1 to {ACTOR_NAME_MAX} "
+                              "printable characters")
+        return f"cli:{name}"
+    try:
+        return f"cli:{getpass.getuser()}"[:4 + ACTOR_NAME_MAX]
+    except (KeyError, OSError):  # no login name and no passwd entry (a container's bare uid)
+        return f"cli:uid-{os.getuid()}" if hasattr(os, "getuid") else "cli:unknown"

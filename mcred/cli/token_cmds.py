@@ -8,7 +8,7 @@ from __future__ import annotations
 import typer
 
 from issuer.api.scopes import SCOPES
-from mcred.cli.state import open_context
+from mcred.cli.state import cli_actor, open_context
 
 token_app = typer.Typer(help="Bearer tokens of the HTTP API (scopes: "
                         + ", ".join(SCOPES) + "; operator implies all).",
@@ -23,7 +23,7 @@ def create(scope: list[str] = typer.Option(..., "--scope", help="operator | issu
     from issuer.api.auth import TokenError, create_token
 
     try:
-        token_id, token = create_token(open_context().sessions, scope, name, actor="cli")
+        token_id, token = create_token(open_context().sessions, scope, name, actor=cli_actor())
     except TokenError as exc:
         raise typer.BadParameter(str(exc), param_hint="--name" if "name" in str(exc) else "--scope") from None
     typer.echo(token)
@@ -47,7 +47,7 @@ def revoke(token_id: str = typer.Argument(..., help="the token's id")) -> None:
     from issuer.api.auth import TokenError, revoke_token
 
     try:
-        changed = revoke_token(open_context().sessions, token_id, actor="cli")
+        changed = revoke_token(open_context().sessions, token_id, actor=cli_actor())
     except TokenError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

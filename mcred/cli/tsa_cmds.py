@@ -15,7 +15,7 @@ from pathlib import Path
 
 import typer
 
-from mcred.cli.state import open_context, out_path
+from mcred.cli.state import cli_actor, open_context, out_path
 
 tsa_app = typer.Typer(help="RFC 3161 time-stamps: get one, check one, list what this TSA stamped "
                       "(specs/revocation.md section 5.2).", no_args_is_help=True)
@@ -156,7 +156,7 @@ def revoke(unit: str = typer.Argument(..., help="the unit: its label (tsa-unit-N
     from issuer.tsa import TsaError
 
     try:
-        label, serial, now = _authority().revoke_unit(unit, reason, actor="cli")
+        label, serial, now = _authority().revoke_unit(unit, reason, actor=cli_actor())
     except TsaError as exc:
         raise typer.BadParameter(str(exc)) from None
     typer.echo(f"{label} (serial {serial:x}): " + (f"revoked ({reason})" if now else "was revoked already"))

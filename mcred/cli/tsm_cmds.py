@@ -16,6 +16,7 @@ from mcred.cli.ota_cli import (
     SSL_KEYFILE,
     over_the_air_options,
 )
+from mcred.cli.state import cli_actor
 from mcred.cli.text import make_console
 
 tsm_app = typer.Typer(help="The SP-TSM: its master key (SCP03 key diversification, sealed job secrets).",
@@ -179,7 +180,7 @@ def rotate_kloc(
     def work(*transmits: object) -> None:
         for pid, transmit in zip(targets, transmits or [None] * len(targets), strict=True):
             try:
-                moves.append(move_se(ctx, pid, actor="cli", check=check,
+                moves.append(move_se(ctx, pid, actor=cli_actor(), check=check,
                                      **tsm_tracing(ctx.home, pid, transmit)).summary())
             except (TsmError, SeError) as exc:  # the job stays resumable: run the command again
                 # (SeError: --all met a phone whose SE image cannot be read; the others move)
@@ -293,7 +294,7 @@ def clear_quarantine(
 
     ctx = Context.open()
     try:
-        Tsm(ctx.engine, ctx.master_key, actor="cli").clear_quarantine(phone, "cli", reason)
+        Tsm(ctx.engine, ctx.master_key, actor=cli_actor()).clear_quarantine(phone, cli_actor(), reason)
     except TsmError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
@@ -335,13 +336,13 @@ def abandon(
         if ota is None:
             # --trace shows the wipe of a phone in this data directory (one elsewhere is let go unwiped)
             here = view.kind == "provision" and view.se_id in wallet_sim.list_phones(ctx.home)
-            result = abandon_job(ctx, job, reason, actor="cli", **(tsm_tracing(ctx.home, view.se_id) if here else {}))
+            result = abandon_job(ctx, job, reason, actor=cli_actor(), **(tsm_tracing(ctx.home, view.se_id) if here else {}))
         else:
             if view.kind != "provision":
                 raise JobError(f"--over-the-air reaches a provisioning's phone to wipe it; job {job} is a "
                                f"{view.kind} job, which wipes nothing")
             result = ota.run(view.se_id, lambda transmit: abandon_job(
-                ctx, job, reason, actor="cli", **tsm_tracing(ctx.home, view.se_id, transmit)), what="abandon")
+                ctx, job, reason, actor=cli_actor(), **tsm_tracing(ctx.home, view.se_id, transmit)), what="abandon")
     except JobError as exc:  # no such job, a finished one, no reason: the command as given
         err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 
+from mcred.cli.state import cli_actor
 from mcred.cli.text import fail, listing, markup_safe
 
 watch_app = typer.Typer(
@@ -220,7 +221,7 @@ def relink(issuer: str | None = typer.Option(None, "--issuer", help="The issuer 
         sessions = open_context().sessions
 
         def ask(serials: list[str]) -> list[dict]:
-            return lk.answer(sessions, serials, relying_party="cli", actor="cli")["links"]
+            return lk.answer(sessions, serials, relying_party="cli", actor=cli_actor())["links"]
     try:
         found = _open(db, roots).relink(ask, refs=refs or None)
     except WatchError as exc:
