@@ -185,6 +185,7 @@ def create_app(ctx: Context | None = None, *, job_workers: int | None = None,
     app.state.route_scopes = {}
     app.state.mounted = []
     _register_party_errors()
+    problems.hide_path(ctx.home, "<home>")  # no answer names the server's data directory
     problems.install(app)
     auth = Authenticator(lambda: ctx.sessions)
     app.state.auth = auth

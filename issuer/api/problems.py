@@ -19,11 +19,17 @@ the service, RFC 9457 3.1.1), a ``title`` that names the class of error, the HTT
   message carries SQL, parameters or the server's address), the error's class in the log;
 * anything else: 500 ``/problems/internal-error`` with a fixed detail; the traceback goes
   to the log, never to the client (:class:`CatchAllMiddleware`).
+
+No answer names a file of the server: a typed error's message may (``cannot read SE image
+/srv/mcred/phones/ph-1/se.cbor``, for the command line), so every detail goes through
+:func:`redact`, which writes the directories the composition root declared with
+:func:`hide_path` as their placeholder (``<home>/phones/ph-1/se.cbor``).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,9 +86,39 @@ class ProblemException(Exception):
         self.kind, self.detail, self.extra = kind, detail, extra
 
 
+#: Server directories no answer names: path -> the placeholder written instead (hide_path).
+_HIDDEN: dict[str, str] = {}
+_hidden_re: re.Pattern[str] | None = None
+
+
+def hide_path(path: Any, placeholder: str) -> None:
+    """Answer ``path`` (a directory of the server: the data directory) and what it resolves
+    to as ``placeholder`` in every problem detail, job error and probe (:func:`redact`)."""
+    global _hidden_re
+    from pathlib import Path
+
+    for p in {str(path), str(Path(path).resolve())}:
+        p = p.rstrip("/")
+        if len(p) > 1 and p not in _HIDDEN:
+            _HIDDEN[p] = placeholder
+            _hidden_re = None
+
+
+def redact(text: str) -> str:
+    """``text`` with each hidden directory (a whole path component, the longest first)
+    written as its placeholder."""
+    global _hidden_re
+    if not _HIDDEN or not isinstance(text, str):
+        return text
+    if _hidden_re is None:
+        alternatives = "|".join(re.escape(p) for p in sorted(_HIDDEN, key=len, reverse=True))
+        _hidden_re = re.compile(f"(?:{alternatives})(?![^/\\s'\":;,)\\]}}])")
+    return _hidden_re.sub(lambda m: _HIDDEN[m.group(0)], text)
+
+
 def problem_response(kind: ProblemType, detail: str, headers: dict[str, str] | None = None,
                      **extra: Any) -> JSONResponse:
-    body = {"type": kind.uri, "title": kind.title, "status": kind.status, "detail": detail,
+    body = {"type": kind.uri, "title": kind.title, "status": kind.status, "detail": redact(detail),
             **extra}
     return JSONResponse(body, status_code=kind.status, media_type=MEDIA_TYPE, headers=headers)
 
