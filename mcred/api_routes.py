@@ -325,6 +325,15 @@ def _accepted(view: JobView, response: Response) -> dict[str, Any]:
 
 
 UNKNOWN_PHONE = problems.ProblemType(404, "unknown-phone", "Unknown phone")
+#: The JPKI secrets a CLI holder file may carry; over HTTP they are the body's own members.
+HOLDER_SECRETS = ("pin", "password", "puk")
+
+
+def _invalid(field: str, message: str) -> ProblemException:
+    """A 422 validation problem about one member of the body, shaped as the request
+    validation's (``errors``: location and message)."""
+    return ProblemException(problems.VALIDATION, f"body.{field}: {message}",
+                            errors=[{"location": f"body.{field}", "message": message}])
 
 
 def _require_simulated_phone(ctx: Context, phone_id: str, detail: str | None = None) -> None:
@@ -603,8 +612,13 @@ def issuer_router(ctx: Context) -> APIRouter:
             raise ProblemException(problems.VALIDATION, "give exactly one of holder, holder_id")
         if body.holder is not None:
             if "portrait" in body.holder:
-                raise ProblemException(problems.VALIDATION, "holder.portrait: portraits are "
-                                       "not accepted over HTTP (a server path); use the CLI")
+                raise _invalid("holder.portrait", "portraits are not accepted over HTTP (a server path); "
+                               "use the CLI")
+            for name in HOLDER_SECRETS:  # a holder file's secrets: here the body's own, one place
+                if name in body.holder:
+                    raise _invalid(f"holder.{name}", f"the {name} goes at the top level of the body "
+                                   f"({name!r} beside 'holder', required there), not inside the holder "
+                                   "record: one place for each secret, never two that could differ")
             parse_holder(body.holder)  # refuse a bad holder now, naming the field
         _check_reach(ctx, body.phone_id, body.over_the_air)
         if body.holder_id is not None:  # now, not as the job's failure
