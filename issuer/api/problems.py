@@ -301,6 +301,82 @@ class NulInUrlMiddleware:
         await self.app(scope, receive, send)
 
 
+#: The problem+json body (RFC 9457) as the OpenAPI document describes it.
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object", "title": "Problem",
+    "description": "RFC 9457 problem details (specs/api.md, \"Errors\")",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string", "description": "/problems/<slug>, stable"},
+        "title": {"type": "string", "description": "the class of error"},
+        "status": {"type": "integer", "description": "the HTTP status"},
+        "detail": {"type": "string", "description": "this occurrence"},
+        "errors": {"type": "array", "description": "validation (422): the members refused",
+                   "items": {"type": "object", "required": ["location", "message"],
+                             "properties": {"location": {"type": "string"},
+                                            "message": {"type": "string"}}}},
+    },
+    "additionalProperties": True,
+}
+_PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+#: What every operation may answer besides what it declares.
+_COMMON = {"413": "the body is over the route's size limit (only operations that take one)",
+           "500": "an unexpected error: a fixed detail, the traceback in the operator's log",
+           "503": "the database did not answer (database-unavailable, Retry-After) or a part of the "
+                  "service is not set up"}
+_PROTECTED = {"401": "no bearer token, or not a valid one (WWW-Authenticate names the scope)",
+              "403": "the token lacks the operation's scope (x-mcred-scope)"}
+
+
+def document_problems(doc: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI document ``doc`` with its errors as they are answered: every error
+    response is ``application/problem+json`` of the ``Problem`` schema (FastAPI documents
+    its 422 as a JSON ``HTTPValidationError`` this service never sends); a protected
+    operation lists 401 and 403, one with a path parameter 404, one with a body 413, every
+    operation 500, 503 and a ``default`` (any other refusal, 409 say) of the same shape."""
+    doc.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+    problem_content = {MEDIA_TYPE: {"schema": _PROBLEM_REF}}
+    for ops in doc.get("paths", {}).values():
+        for op in ops.values():
+            if not isinstance(op, dict) or "responses" not in op:
+                continue
+            responses = op["responses"]
+            extra = {**(_PROTECTED if op.get("security") else {}), **_COMMON}
+            if "requestBody" not in op:
+                extra.pop("413")
+            if any(p.get("in") == "path" for p in op.get("parameters", ())):
+                extra["404"] = "no such resource (or not one this token may see)"
+            extra["default"] = ("any other refusal (409: a state that refuses this, ...): a problem "
+                                "whose type and detail name what was wrong")
+            for status, description in extra.items():
+                responses.setdefault(status, {"description": description})
+            for status, response in responses.items():
+                if (status[:1] in ("4", "5") or status == "default") and isinstance(response, dict):
+                    if status == "422" and response.get("description") == "Validation Error":
+                        response["description"] = "the request failed validation (errors: the members refused)"
+                    content = response.get("content") or {}
+                    if not content or set(content) == {"application/json"}:
+                        response["content"] = problem_content
+    schemas = doc["components"]["schemas"]
+    text = str(doc.get("paths", {}))
+    for unused in ("HTTPValidationError", "ValidationError"):
+        if f"#/components/schemas/{unused}'" not in text:
+            schemas.pop(unused, None)
+    return doc
+
+
+def _document(app: FastAPI) -> None:
+    """Make ``app.openapi()`` (``/openapi.json``) describe errors by :func:`document_problems`."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_problems(build())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install(app: FastAPI) -> None:
     """Attach every problem+json handler to ``app`` (call before serving)."""
     global _issuer_registered
@@ -318,6 +394,7 @@ def install(app: FastAPI) -> None:
         app.add_exception_handler(cls, _on_typed)
     app.add_middleware(CatchAllMiddleware)
     app.add_middleware(NulInUrlMiddleware)
+    _document(app)
     # outermost: FastAPI's own body limit stands outside every middleware added above
     build = app.build_middleware_stack
     app.build_middleware_stack = lambda: TooLargeAsProblemMiddleware(build())
