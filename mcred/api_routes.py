@@ -358,9 +358,10 @@ def phones_router(ctx: Context) -> APIRouter:
 
     @router.post("/phones", status_code=201, summary="Create a simulated phone with a "
                  "factory-fresh GP-SE")
-    def create_phone(body: NewPhone | None = None) -> dict[str, Any]:
+    def create_phone(response: Response, body: NewPhone | None = None) -> dict[str, Any]:
         body = body or NewPhone()
         phone_id = ctx.new_phone(scp11a=body.scp11a, model=body.model, nvm_bytes=body.nvm_bytes)
+        response.headers["Location"] = f"/phones/{phone_id}"
         return {"id": phone_id, "model": body.model, "nvm_bytes": body.nvm_bytes}
 
     @router.get("/phones", summary="Every simulated phone of the installation")
@@ -857,7 +858,7 @@ def operator_router(ctx: Context) -> APIRouter:
 
     @router.post("/handovers", status_code=201, summary="Record a handover / revocation "
                  "workflow (nothing runs yet)")
-    def create_handover(body: HandoverRequest, request: Request) -> dict[str, Any]:
+    def create_handover(body: HandoverRequest, request: Request, response: Response) -> dict[str, Any]:
         from issuer import handover
 
         with ctx.sessions() as s:
@@ -871,6 +872,7 @@ def operator_router(ctx: Context) -> APIRouter:
         hid = handover.create(ctx.sessions, kind=body.kind, holder_id=body.holder_id,
                               old_phone_id=body.old_phone_id, new_phone_id=body.new_phone_id,
                               actor=_actor(request))
+        response.headers["Location"] = f"/handovers/{hid}"
         with ctx.sessions() as s:
             return _handover(s.get(Handover, hid))
 
