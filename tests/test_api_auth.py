@@ -398,3 +398,30 @@ def test_public_material_is_answered_with_a_media_type_its_operation_declares(ap
         assert r.status_code == 200, (url, r.text)
         declared = doc["paths"][path][verb.lower()]["responses"]["200"].get("content", {})
         assert r.headers["content-type"] in declared, (url, r.headers["content-type"], list(declared))
+
+
+def test_head_is_get_without_the_content(app):
+    """A cache, a CDN or ``curl -I`` asks HEAD of a CRL or a certificate: it was a 405 on
+    every route (FastAPI declares GET alone). Now the GET's status and headers, no content;
+    a protected route still wants its token."""
+    c = TestClient(app)
+    for url in ("/trust/iaca.crl", "/trust/iaca.der", "/trust/jpki-sign-root.pem", "/tsa/root.crl", "/healthz"):
+        got, head = c.get(url), c.head(url)
+        assert head.status_code == got.status_code == 200, (url, head.status_code)
+        assert head.content == b"" and head.headers["content-type"] == got.headers["content-type"]
+        assert head.headers["content-length"] == str(len(got.content))
+        assert head.headers.get("cache-control") == got.headers.get("cache-control")
+    assert c.head("/phones").status_code == 401
+    assert c.head("/trust/nothing.der").status_code == 404
+    assert c.head("/ocsp").status_code == 405  # POST alone: still not allowed
+
+
+def test_head_on_the_stand_alone_reader():
+    from mcred.present import reader_app, reader_pipeline
+    from reader.http import ReaderService
+    from reader.session import DEFAULT_REQUEST
+    from reader.trust import TrustStore
+
+    c = TestClient(reader_app(ReaderService(reader_pipeline(trust=TrustStore()), [DEFAULT_REQUEST])))
+    r = c.head("/healthz")
+    assert r.status_code == 200 and r.content == b"" and r.headers["content-type"] == "application/json"
