@@ -68,6 +68,8 @@ def test_a_failing_job_records_the_error_and_the_runner_goes_on(sessions):
     bad = runner.wait(runner.submit("boom", {}, scope="issuer", actor="t").id)
     assert bad.state == FAILED and bad.error["type"] == "RevocationError"
     assert "nope" in bad.error["detail"]
+    # the problem type a route answering the same error gives, for a client that reads one kind
+    assert bad.error["problem"] == "/problems/revocation-refused"
     assert runner.wait(runner.submit("ok", {}, scope="issuer", actor="t").id).state == SUCCEEDED
     runner.shutdown()
 

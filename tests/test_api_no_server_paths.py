@@ -48,6 +48,7 @@ def test_problems_jobs_and_probes_never_name_the_data_directory(home: Path):
                 break
             time.sleep(0.05)
         assert job["state"] == "failed" and job["error"]["type"] == "SeStateError", job
+        assert job["error"]["problem"] == "/problems/se-state"  # as GET /phones/{id} answered it
         _no_path(str(job), home)
         assert f"<home>/phones/{phone}/se.cbor" in job["error"]["detail"]
 

@@ -197,8 +197,11 @@ class JobRunner:
         except Exception as exc:  # noqa: BLE001 - the job's outcome is recorded, not raised
             log.exception("job %s failed", job_id)
             try:
+                from issuer.api.problems import problem_of
+
+                # "problem": the type the same error has when a route answers it (se-state, ...)
                 self._set(job_id, state=FAILED, finished_at=utcnow(),
-                          error={"type": type(exc).__name__, "detail": "; ".join(
+                          error={"type": type(exc).__name__, "problem": problem_of(exc).uri, "detail": "; ".join(
                               (str(exc), *getattr(exc, "__notes__", ())))[:2000]})
             except Exception:  # noqa: BLE001
                 log.exception("could not record the failure of job %s", job_id)

@@ -171,6 +171,27 @@ def _register_issuer_errors() -> None:
     register_error(KeyNotFound, 503, "key-not-found", "Issuer key not found")
 
 
+def problem_of(exc: BaseException) -> ProblemType:
+    """The problem type ``exc`` is answered as (the registered class of its MRO; the database's
+    unavailability; else the internal error): what a failed job names beside its class."""
+    _ensure_issuer_registered()
+    kind = _registered(exc)
+    if kind is not None:
+        return kind
+    from sqlalchemy import exc as sa_exc
+
+    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError):
+        return DATABASE_UNAVAILABLE
+    return INTERNAL
+
+
+def _ensure_issuer_registered() -> None:
+    global _issuer_registered
+    if not _issuer_registered:
+        _register_issuer_errors()
+        _issuer_registered = True
+
+
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
     out = []
     for err in exc.errors():
@@ -379,10 +400,7 @@ def _document(app: FastAPI) -> None:
 
 def install(app: FastAPI) -> None:
     """Attach every problem+json handler to ``app`` (call before serving)."""
-    global _issuer_registered
-    if not _issuer_registered:
-        _register_issuer_errors()
-        _issuer_registered = True
+    _ensure_issuer_registered()
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(ProblemException, _on_problem)
