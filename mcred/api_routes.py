@@ -325,6 +325,15 @@ def _accepted(view: JobView, response: Response) -> dict[str, Any]:
 
 
 UNKNOWN_PHONE = problems.ProblemType(404, "unknown-phone", "Unknown phone")
+#: The JPKI secrets a CLI holder file may carry; over HTTP they are the body's own members.
+HOLDER_SECRETS = ("pin", "password", "puk")
+
+
+def _invalid(field: str, message: str) -> ProblemException:
+    """A 422 validation problem about one member of the body, shaped as the request
+    validation's (``errors``: location and message)."""
+    return ProblemException(problems.VALIDATION, f"body.{field}: {message}",
+                            errors=[{"location": f"body.{field}", "message": message}])
 
 
 def _require_simulated_phone(ctx: Context, phone_id: str, detail: str | None = None) -> None:
@@ -349,9 +358,10 @@ def phones_router(ctx: Context) -> APIRouter:
 
     @router.post("/phones", status_code=201, summary="Create a simulated phone with a "
                  "factory-fresh GP-SE")
-    def create_phone(body: NewPhone | None = None) -> dict[str, Any]:
+    def create_phone(response: Response, body: NewPhone | None = None) -> dict[str, Any]:
         body = body or NewPhone()
         phone_id = ctx.new_phone(scp11a=body.scp11a, model=body.model, nvm_bytes=body.nvm_bytes)
+        response.headers["Location"] = f"/phones/{phone_id}"
         return {"id": phone_id, "model": body.model, "nvm_bytes": body.nvm_bytes}
 
     @router.get("/phones", summary="Every simulated phone of the installation")
@@ -603,8 +613,13 @@ def issuer_router(ctx: Context) -> APIRouter:
             raise ProblemException(problems.VALIDATION, "give exactly one of holder, holder_id")
         if body.holder is not None:
             if "portrait" in body.holder:
-                raise ProblemException(problems.VALIDATION, "holder.portrait: portraits are "
-                                       "not accepted over HTTP (a server path); use the CLI")
+                raise _invalid("holder.portrait", "portraits are not accepted over HTTP (a server path); "
+                               "use the CLI")
+            for name in HOLDER_SECRETS:  # a holder file's secrets: here the body's own, one place
+                if name in body.holder:
+                    raise _invalid(f"holder.{name}", f"the {name} goes at the top level of the body "
+                                   f"({name!r} beside 'holder', required there), not inside the holder "
+                                   "record: one place for each secret, never two that could differ")
             parse_holder(body.holder)  # refuse a bad holder now, naming the field
         _check_reach(ctx, body.phone_id, body.over_the_air)
         if body.holder_id is not None:  # now, not as the job's failure
@@ -843,7 +858,7 @@ def operator_router(ctx: Context) -> APIRouter:
 
     @router.post("/handovers", status_code=201, summary="Record a handover / revocation "
                  "workflow (nothing runs yet)")
-    def create_handover(body: HandoverRequest, request: Request) -> dict[str, Any]:
+    def create_handover(body: HandoverRequest, request: Request, response: Response) -> dict[str, Any]:
         from issuer import handover
 
         with ctx.sessions() as s:
@@ -857,6 +872,7 @@ def operator_router(ctx: Context) -> APIRouter:
         hid = handover.create(ctx.sessions, kind=body.kind, holder_id=body.holder_id,
                               old_phone_id=body.old_phone_id, new_phone_id=body.new_phone_id,
                               actor=_actor(request))
+        response.headers["Location"] = f"/handovers/{hid}"
         with ctx.sessions() as s:
             return _handover(s.get(Handover, hid))
 

@@ -11,7 +11,8 @@ balancers (ARCHITECTURE.md: stateless API processes behind a load balancer).
   or ``503`` ``application/problem+json`` naming the checks that failed.
 
 Both are public (no token): a probe carries none, and the answers name components and
-exception types only, never data, URLs with credentials or key material.
+exception types only, never data, URLs with credentials, key material or the server's
+paths (the data directory is ``<home>``, :func:`issuer.api.problems.redact`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from issuer.api import problems
 from mcred.context import Context, master_key_store
 from mcred.db import schema_status
 from tsm.keys import master_key_path
@@ -98,7 +100,8 @@ def readiness(checks: dict[str, Callable[[], str]], title: str) -> JSONResponse:
         except Exception as exc:  # noqa: BLE001 - a probe reports, never raises
             detail, ok = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}", False
             failed.append(name)
-        results[name] = {"ok": ok, "detail": detail, "ms": round((time.perf_counter() - t0) * 1000, 1)}
+        results[name] = {"ok": ok, "detail": problems.redact(detail),  # no server path
+                         "ms": round((time.perf_counter() - t0) * 1000, 1)}
     if failed:
         return JSONResponse({"type": "/problems/not-ready", "title": title, "status": 503,
                              "detail": f"not ready: {', '.join(failed)}", "checks": results},

@@ -169,10 +169,11 @@ def reader_app(service: ReaderService, rp: RelyingPartyService | None = None) ->
     are ``application/problem+json``."""
     from issuer.api import problems
     from mcred import reader_ops
-    from mcred.service import max_body_size
+    from mcred.service import HeadAsGetMiddleware, max_body_size
 
     app = FastAPI(title="mcred reader", version="0.1.0", max_body_size=max_body_size())
     problems.install(app)
+    app.add_middleware(HeadAsGetMiddleware)
     app.include_router(reader_router(service))
     app.include_router(cross_device_router(service))
     app.include_router(online_page_router(service))

@@ -144,6 +144,28 @@ def _include(app: FastAPI, auth: Authenticator, m: Mount) -> None:
             app.state.route_scopes[id(r)] = m.scope
 
 
+class HeadAsGetMiddleware:
+    """``HEAD`` answered as ``GET`` without its content (RFC 9110 9.3.2): the same status and
+    headers (``Content-Length``, ``Content-Type``, ``Cache-Control``, ``ETag``), so that a
+    cache, a CDN or ``curl -I`` can look at a CRL, a status list or a certificate; FastAPI
+    routes declare GET alone, and HEAD was a 405. Authorisation is the GET's."""
+
+    def __init__(self, app) -> None:  # noqa: ANN001 - an ASGI app
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def without_content(message) -> None:  # noqa: ANN001
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, without_content)
+
+
 DEFAULT_MAX_BODY = 1024 * 1024
 
 
@@ -185,7 +207,9 @@ def create_app(ctx: Context | None = None, *, job_workers: int | None = None,
     app.state.route_scopes = {}
     app.state.mounted = []
     _register_party_errors()
+    problems.hide_path(ctx.home, "<home>")  # no answer names the server's data directory
     problems.install(app)
+    app.add_middleware(HeadAsGetMiddleware)
     auth = Authenticator(lambda: ctx.sessions)
     app.state.auth = auth
     workers = job_workers or int(os.environ.get("MCRED_JOB_WORKERS", "8"))

@@ -571,6 +571,14 @@ def cross_device_router(service: ReaderService) -> APIRouter:
     return router
 
 
+def _mounted_at(request: Request, route_tail: str) -> str:
+    """Where this router is served (``""`` alone, ``/reader`` inside ``mcred serve``): the
+    request's path without ``route_tail``, the route's own path. A ``Location`` names the
+    session as the client reaches it, whatever the mount."""
+    path = request.scope.get("path", "")
+    return path[: len(path) - len(route_tail)] if path.endswith(route_tail) else ""
+
+
 def reader_router(service: ReaderService) -> APIRouter:
     router = APIRouter(tags=["reader"])
 
@@ -589,7 +597,8 @@ def reader_router(service: ReaderService) -> APIRouter:
         except ReaderSessionError as exc:
             raise HTTPException(400, str(exc)) from None
         return Response(establishment, status_code=201, media_type=CBOR,
-                        headers={"Location": f"/sessions/{sid}", "X-Session-Id": sid})
+                        headers={"Location": f"{_mounted_at(request, '/sessions')}/sessions/{sid}",
+                                 "X-Session-Id": sid})
 
     @router.post("/sessions/{sid}", response_class=Response,
                  responses={200: {"content": {CBOR: {}}}, 404: {}})
@@ -638,7 +647,7 @@ def reader_router(service: ReaderService) -> APIRouter:
                  summary="Open an online presentation: the request object for navigator.credentials.get "
                          "(org-iso-mdoc, ISO/IEC TS 18013-7 Annex C; openid4vp-v1-unsigned or -signed, OpenID4VP "
                          "1.0), or with openid4vp-cross-device the authorization request URI for a QR code")
-    async def open_online(protocol: Literal["org-iso-mdoc", "openid4vp-v1-unsigned", "openid4vp-v1-signed",
+    async def open_online(http: Request, protocol: Literal["org-iso-mdoc", "openid4vp-v1-unsigned", "openid4vp-v1-signed",
                                             "openid4vp-cross-device"] = "org-iso-mdoc",
                           qr: bool = Query(False, description="openid4vp-cross-device: also the QR code of the "
                                            "authorization request URI, as an SVG data: URI (request.qr)")) -> Response:
@@ -651,7 +660,8 @@ def reader_router(service: ReaderService) -> APIRouter:
                 sid, request = await run_in_threadpool(service.open_online, protocol)
         except ReaderSessionError as exc:
             raise HTTPException(409, str(exc)) from None
-        location = f"/sessions/{sid}/result" if protocol == CROSS_DEVICE else f"/online/sessions/{sid}"
+        base = _mounted_at(http, "/online/sessions")
+        location = f"{base}/sessions/{sid}/result" if protocol == CROSS_DEVICE else f"{base}/online/sessions/{sid}"
         return JSONResponse({"session": sid, "origin": service.origin, "request": request}, status_code=201,
                             headers={"Location": location, "X-Session-Id": sid})
 

@@ -318,3 +318,110 @@ def test_a_token_name_with_a_control_character_is_refused_on_every_backend(db_ur
         assert s.scalar(select(func.count()).select_from(ApiToken)) == before
     create_token(sessions, ["operator"], "山田 ci-bot (テスト)")  # any other text is a name
     engine.dispose()
+
+
+def _declared(doc: dict, path: str, method: str, status: int) -> dict:
+    responses = doc["paths"][path][method]["responses"]
+    assert str(status) in responses, f"{method.upper()} {path} answers {status}, not in {sorted(responses)}"
+    return responses[str(status)]
+
+
+@pytest.mark.parametrize("reader_alone", [False, True])
+def test_the_openapi_document_describes_the_errors_as_answered(ctx: Context, reader_alone: bool):
+    """Every error response of the OpenAPI document is application/problem+json of the
+    ``Problem`` schema (FastAPI documented 422 as a JSON ``HTTPValidationError``, a shape
+    never sent, and no 401/403 at all); and what a stranger, a wrong scope and a body that
+    fails validation get is each declared for the operation, with the media type answered."""
+    if reader_alone:
+        from mcred.present import reader_app, reader_pipeline
+        from reader.http import ReaderService
+        from reader.session import DEFAULT_REQUEST
+        from reader.trust import TrustStore
+
+        app = reader_app(ReaderService(reader_pipeline(trust=TrustStore()), [DEFAULT_REQUEST]))
+    else:
+        app = create_app(ctx, job_workers=1)
+    doc = TestClient(app).get("/openapi.json").json()
+    schemas = doc["components"]["schemas"]
+    assert "HTTPValidationError" not in schemas
+    assert {"type", "title", "status", "detail"} <= set(schemas["Problem"]["required"])
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            for status, response in op["responses"].items():
+                if status[0] in "45" or status == "default":
+                    assert list(response.get("content", {})) == [PROBLEM], (method, path, status)
+                    assert response["content"][PROBLEM]["schema"] == {"$ref": "#/components/schemas/Problem"}
+            assert {"500", "default"} <= set(op["responses"]), (method, path)
+            if op.get("security"):
+                assert {"401", "403"} <= set(op["responses"]), (method, path)
+    if reader_alone:
+        return
+    tokens = {s: create_token(ctx.sessions, [s], f"doc-{s}")[1] for s in SCOPES}
+    client = TestClient(app)
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            scope = op.get("x-mcred-scope")
+            url = re.sub(r"\{([^}:]+)(:[^}]*)?\}", "0" * 32, path)
+            if scope is not None:
+                r = client.request(method.upper(), url)
+                assert _declared(doc, path, method, r.status_code) and r.status_code == 401
+                wrong = next(s for s in SCOPES if s not in (scope, "operator"))
+                r = client.request(method.upper(), url, headers={"Authorization": f"Bearer {tokens[wrong]}"})
+                assert _declared(doc, path, method, r.status_code) and r.status_code == 403
+            body = op.get("requestBody", {}).get("content", {})
+            if list(body) == ["application/json"]:
+                r = client.request(method.upper(), url, content=b"[1]", headers={
+                    "Content-Type": "application/json", "Authorization": f"Bearer {tokens['operator']}"})
+                if r.status_code == 422:
+                    assert r.headers["content-type"] == PROBLEM and r.json()["errors"], (method, path)
+                    _declared(doc, path, method, 422)
+    app.state.jobs.shutdown()
+
+
+def test_public_material_is_answered_with_a_media_type_its_operation_declares(app):
+    """An integrator's client generated from /openapi.json knows the OCSP, CRL, certificate
+    and time-stamp media types (RFC 6960, 2585, 3161) only if the document names them: the
+    OCSP and TSA operations and the JPKI and TSA roots documented none."""
+    c = TestClient(app)
+    doc = c.get("/openapi.json").json()
+    assert list(doc["paths"]["/ocsp"]["post"]["requestBody"]["content"]) == ["application/ocsp-request"]
+    for verb, url, path, body, media in [
+            ("POST", "/ocsp", "/ocsp", b"\x30\x00", "application/ocsp-request"),
+            ("GET", "/ocsp/MAA%3D", "/ocsp/{encoded}", None, None),
+            ("GET", "/trust/jpki-sign-root.der", "/trust/{filename}", None, None),
+            ("GET", "/trust/jpki-auth-root.pem", "/trust/{filename}", None, None),
+            ("GET", "/trust/iaca.crl", "/trust/iaca.crl", None, None),
+            ("POST", "/tsa", "/tsa", b"\x30\x00", "application/timestamp-query"),
+            ("GET", "/tsa/root.der", "/tsa/{filename}", None, None),
+            ("GET", "/tsa/root.crl", "/tsa/{filename}", None, None)]:
+        r = c.request(verb, url, content=body, headers={"Content-Type": media} if media else {})
+        assert r.status_code == 200, (url, r.text)
+        declared = doc["paths"][path][verb.lower()]["responses"]["200"].get("content", {})
+        assert r.headers["content-type"] in declared, (url, r.headers["content-type"], list(declared))
+
+
+def test_head_is_get_without_the_content(app):
+    """A cache, a CDN or ``curl -I`` asks HEAD of a CRL or a certificate: it was a 405 on
+    every route (FastAPI declares GET alone). Now the GET's status and headers, no content;
+    a protected route still wants its token."""
+    c = TestClient(app)
+    for url in ("/trust/iaca.crl", "/trust/iaca.der", "/trust/jpki-sign-root.pem", "/tsa/root.crl", "/healthz"):
+        got, head = c.get(url), c.head(url)
+        assert head.status_code == got.status_code == 200, (url, head.status_code)
+        assert head.content == b"" and head.headers["content-type"] == got.headers["content-type"]
+        assert head.headers["content-length"] == str(len(got.content))
+        assert head.headers.get("cache-control") == got.headers.get("cache-control")
+    assert c.head("/phones").status_code == 401
+    assert c.head("/trust/nothing.der").status_code == 404
+    assert c.head("/ocsp").status_code == 405  # POST alone: still not allowed
+
+
+def test_head_on_the_stand_alone_reader():
+    from mcred.present import reader_app, reader_pipeline
+    from reader.http import ReaderService
+    from reader.session import DEFAULT_REQUEST
+    from reader.trust import TrustStore
+
+    c = TestClient(reader_app(ReaderService(reader_pipeline(trust=TrustStore()), [DEFAULT_REQUEST])))
+    r = c.head("/healthz")
+    assert r.status_code == 200 and r.content == b"" and r.headers["content-type"] == "application/json"

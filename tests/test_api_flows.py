@@ -184,3 +184,37 @@ def test_an_actor_always_fits_the_columns_that_record_it():
     assert len(longest.actor) == ACTOR_MAX
     legacy = Principal("a" * 32, "n" * 128, frozenset())
     assert len(legacy.actor) == ACTOR_MAX and legacy.actor.startswith(f"token:{'a' * 32}:n")
+
+
+def test_every_201_names_where_its_resource_is_and_the_name_is_followed(home: Path):
+    """``Location`` on a 201 is where a client finds what it made: ``POST /phones`` and
+    ``POST /handovers`` sent none, and the reader inside ``mcred serve`` (under ``/reader``)
+    named its sessions as the stand-alone reader does, ``/online/sessions/{id}``, which is
+    no route of this service (404): each now names its own path, and following it works."""
+    from issuer.holders import attach_phone, register
+
+    ctx = Context.open(home)
+    app = create_app(ctx, job_workers=1)
+    h = {"Authorization": f"Bearer {create_token(ctx.sessions, ['operator'])[1]}"}
+    with TestClient(app, headers=h) as c:
+        r = c.post("/phones", json={})
+        assert r.status_code == 201 and r.headers["location"] == f"/phones/{r.json()['id']}"
+        phone = r.json()["id"]
+        assert c.get(r.headers["location"]).json()["id"] == phone
+
+        holder_id = register(ctx.sessions, HOLDER)
+        attach_phone(ctx.sessions, holder_id, phone)
+        r = c.post("/handovers", json={"kind": "death", "holder_id": holder_id, "old_phone_id": phone})
+        assert r.status_code == 201 and r.headers["location"] == f"/handovers/{r.json()['id']}"
+        assert c.get(r.headers["location"]).json()["id"] == r.json()["id"]
+
+        r = c.post("/reader/online/sessions")
+        sid = r.json()["session"]
+        assert r.status_code == 201 and r.headers["location"] == f"/reader/online/sessions/{sid}"
+        r = c.post(r.headers["location"], json={})  # the session is there: a bad answer, not an unknown session
+        assert r.status_code == 400, r.text
+        r = c.post("/reader/online/sessions", params={"protocol": "openid4vp-cross-device"})
+        sid = r.json()["session"]
+        assert r.status_code == 201 and r.headers["location"] == f"/reader/sessions/{sid}/result"
+        assert c.get(r.headers["location"]).status_code == 409  # awaiting the wallet
+    app.state.jobs.shutdown()

@@ -21,6 +21,8 @@ from mcred.service import create_app
 
 # the TSA's query (RFC 3161 3.4) is DER bytes: sent as schemathesis sends any binary body
 schemathesis.serializer.alias("application/timestamp-query", "application/octet-stream")
+# ... and so is the OCSP request (RFC 6960 A.1)
+schemathesis.serializer.alias("application/ocsp-request", "application/octet-stream")
 
 
 def problem_json_on_4xx(ctx, response, case) -> None:  # noqa: ANN001 - schemathesis check

@@ -68,6 +68,8 @@ def test_a_failing_job_records_the_error_and_the_runner_goes_on(sessions):
     bad = runner.wait(runner.submit("boom", {}, scope="issuer", actor="t").id)
     assert bad.state == FAILED and bad.error["type"] == "RevocationError"
     assert "nope" in bad.error["detail"]
+    # the problem type a route answering the same error gives, for a client that reads one kind
+    assert bad.error["problem"] == "/problems/revocation-refused"
     assert runner.wait(runner.submit("ok", {}, scope="issuer", actor="t").id).state == SUCCEEDED
     runner.shutdown()
 
@@ -224,3 +226,28 @@ def test_a_nul_in_the_url_or_a_holder_is_refused_on_every_backend(home: Path, db
     with ctx.sessions() as s:
         assert s.scalar(sa.select(sa.func.count()).select_from(Job)) == 0
     ctx.engine.dispose()
+
+
+@pytest.mark.parametrize("secret,value", [("pin", "9999"), ("password", "OTHER9"), ("puk", "11112222"),
+                                          ("pin", "1234")])
+def test_provisioning_refuses_secrets_inside_the_holder_naming_the_field(home: Path, secret: str, value: str):
+    """A CLI holder file may carry pin, password and puk; over HTTP they are the body's own
+    (required there). One inside ``holder`` was silently ignored, the top-level one set: now
+    it is a 422 naming ``body.holder.<name>``, before any job, even when the values agree."""
+    ctx = Context.open(home)
+    _, tok = create_token(ctx.sessions, ["issuer"])
+    holder = {"family_name": "山田", "given_name": "花子", "family_name_kana": "ヤマダ",
+              "given_name_kana": "ハナコ", "birth_date": "1990-04-01", "sex": 2,
+              "address": "東京都千代田区霞が関1-1", "prefecture": "東京都", "municipality": "千代田区",
+              secret: value}
+    with TestClient(create_app(ctx, job_workers=1)) as c:
+        r = c.post("/provisioning", headers={"Authorization": f"Bearer {tok}"},
+                   json={"phone_id": "ph-000000000000", "holder": holder, "pin": "1234", "password": "ABC123",
+                         "puk": "12345678"})
+    assert r.status_code == 422 and r.headers["content-type"] == PROBLEM, r.text
+    body = r.json()
+    assert body["type"] == "/problems/validation"
+    assert body["errors"][0]["location"] == f"body.holder.{secret}" and f"body.holder.{secret}" in body["detail"]
+    assert value not in r.text  # the secret is not echoed
+    with ctx.sessions() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(Job)) == 0

@@ -87,9 +87,16 @@ class JobView:
                    iso(j.finished_at))
 
     def as_dict(self) -> dict[str, Any]:
+        """The job as the API answers it: an error's detail without the server's paths
+        (:func:`issuer.api.problems.redact`), as every problem's."""
+        from issuer.api.problems import redact
+
+        error = self.error
+        if isinstance(error, dict) and isinstance(error.get("detail"), str):
+            error = {**error, "detail": redact(error["detail"])}
         return {"id": self.id, "kind": self.kind, "state": self.state,
-                "progress": self.progress, "note": self.note, "params": self.params,
-                "result": self.result, "error": self.error, "created_at": self.created_at,
+                "progress": self.progress, "note": redact(self.note), "params": self.params,
+                "result": self.result, "error": error, "created_at": self.created_at,
                 "started_at": self.started_at, "finished_at": self.finished_at}
 
 
@@ -190,8 +197,11 @@ class JobRunner:
         except Exception as exc:  # noqa: BLE001 - the job's outcome is recorded, not raised
             log.exception("job %s failed", job_id)
             try:
+                from issuer.api.problems import problem_of
+
+                # "problem": the type the same error has when a route answers it (se-state, ...)
                 self._set(job_id, state=FAILED, finished_at=utcnow(),
-                          error={"type": type(exc).__name__, "detail": "; ".join(
+                          error={"type": type(exc).__name__, "problem": problem_of(exc).uri, "detail": "; ".join(
                               (str(exc), *getattr(exc, "__notes__", ())))[:2000]})
             except Exception:  # noqa: BLE001
                 log.exception("could not record the failure of job %s", job_id)

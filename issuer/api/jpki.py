@@ -37,6 +37,11 @@ MAX_REQUEST = 16 * 1024
 CRL_MAX_AGE = 300
 ROOT_MAX_AGE = 3600
 
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+#: What the OpenAPI document says these routes answer (the media types of RFC 6960 and 2585).
+_OCSP_DOC = {200: {"description": "an OCSP response (RFC 6960 4.2), errors in-band (malformedRequest)",
+                   "content": {OCSP_RESPONSE: _BINARY}}}
+
 
 def _ocsp(issuer: JpkiIssuer, der: bytes, cacheable: bool) -> Response:
     if len(der) > MAX_REQUEST:
@@ -51,13 +56,15 @@ def _ocsp(issuer: JpkiIssuer, der: bytes, cacheable: bool) -> Response:
 def jpki_router(issuer: Callable[[], JpkiIssuer]) -> APIRouter:
     router = APIRouter(tags=["jpki"])
 
-    @router.post("/ocsp", response_class=Response, summary="OCSP (RFC 6960), POST")
+    @router.post("/ocsp", response_class=Response, summary="OCSP (RFC 6960), POST", responses=_OCSP_DOC,
+                 openapi_extra={"requestBody": {"content": {OCSP_REQUEST: _BINARY}, "required": True}})
     async def ocsp_post(request: Request) -> Response:
         der = await request.body()
         # Signing and the registry read block: keep them off the event loop.
         return await run_in_threadpool(_ocsp, issuer(), der, False)
 
-    @router.get("/ocsp/{encoded:path}", response_class=Response, summary="OCSP (RFC 6960), GET")
+    @router.get("/ocsp/{encoded:path}", response_class=Response, summary="OCSP (RFC 6960), GET",
+                responses=_OCSP_DOC)
     def ocsp_get(encoded: str) -> Response:
         try:
             der = base64.b64decode(urllib.parse.unquote(encoded), validate=True)
@@ -66,7 +73,9 @@ def jpki_router(issuer: Callable[[], JpkiIssuer]) -> APIRouter:
         return _ocsp(issuer(), der, cacheable=True)
 
     @router.get("/crl/{slot}/{filename}", response_class=Response,
-                summary="Full CRL of one partition (DER)")
+                summary="Full CRL of one partition (DER)",
+                responses={200: {"description": "the CRL (RFC 5280), DER", "content": {"application/pkix-crl": _BINARY}},
+                           400: {"description": "key_id is not hex"}, 404: {"description": "no such CRL"}})
     def crl(slot: str, filename: str, key_id: str | None = None) -> Response:
         if slot not in ("sign", "auth") or not filename.endswith(".crl"):
             return problem(404, "/problems/not-found", "No such CRL",
@@ -84,7 +93,11 @@ def jpki_router(issuer: Callable[[], JpkiIssuer]) -> APIRouter:
         return Response(der, media_type="application/pkix-crl",
                         headers={"Cache-Control": f"public, max-age={CRL_MAX_AGE}"})
 
-    @router.get("/trust/{filename}", response_class=Response, summary="JPKI root certificates")
+    @router.get("/trust/{filename}", response_class=Response, summary="JPKI root certificates",
+                responses={200: {"description": "every root generation (.pem) or the active root (.der)",
+                                 "content": {"application/x-pem-file": {"schema": {"type": "string"}},
+                                             "application/pkix-cert": _BINARY}},
+                           404: {"description": "no such trust material"}})
     def root(filename: str) -> Response:
         stem, _, ext = filename.rpartition(".")
         slot = {"jpki-sign-root": "sign", "jpki-auth-root": "auth"}.get(stem)

@@ -19,11 +19,17 @@ the service, RFC 9457 3.1.1), a ``title`` that names the class of error, the HTT
   message carries SQL, parameters or the server's address), the error's class in the log;
 * anything else: 500 ``/problems/internal-error`` with a fixed detail; the traceback goes
   to the log, never to the client (:class:`CatchAllMiddleware`).
+
+No answer names a file of the server: a typed error's message may (``cannot read SE image
+/srv/mcred/phones/ph-1/se.cbor``, for the command line), so every detail goes through
+:func:`redact`, which writes the directories the composition root declared with
+:func:`hide_path` as their placeholder (``<home>/phones/ph-1/se.cbor``).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,9 +86,39 @@ class ProblemException(Exception):
         self.kind, self.detail, self.extra = kind, detail, extra
 
 
+#: Server directories no answer names: path -> the placeholder written instead (hide_path).
+_HIDDEN: dict[str, str] = {}
+_hidden_re: re.Pattern[str] | None = None
+
+
+def hide_path(path: Any, placeholder: str) -> None:
+    """Answer ``path`` (a directory of the server: the data directory) and what it resolves
+    to as ``placeholder`` in every problem detail, job error and probe (:func:`redact`)."""
+    global _hidden_re
+    from pathlib import Path
+
+    for p in {str(path), str(Path(path).resolve())}:
+        p = p.rstrip("/")
+        if len(p) > 1 and p not in _HIDDEN:
+            _HIDDEN[p] = placeholder
+            _hidden_re = None
+
+
+def redact(text: str) -> str:
+    """``text`` with each hidden directory (a whole path component, the longest first)
+    written as its placeholder."""
+    global _hidden_re
+    if not _HIDDEN or not isinstance(text, str):
+        return text
+    if _hidden_re is None:
+        alternatives = "|".join(re.escape(p) for p in sorted(_HIDDEN, key=len, reverse=True))
+        _hidden_re = re.compile(f"(?:{alternatives})(?![^/\\s'\":;,)\\]}}])")
+    return _hidden_re.sub(lambda m: _HIDDEN[m.group(0)], text)
+
+
 def problem_response(kind: ProblemType, detail: str, headers: dict[str, str] | None = None,
                      **extra: Any) -> JSONResponse:
-    body = {"type": kind.uri, "title": kind.title, "status": kind.status, "detail": detail,
+    body = {"type": kind.uri, "title": kind.title, "status": kind.status, "detail": redact(detail),
             **extra}
     return JSONResponse(body, status_code=kind.status, media_type=MEDIA_TYPE, headers=headers)
 
@@ -133,6 +169,27 @@ def _register_issuer_errors() -> None:
                    "Signer revocation refused")
     register_error(KeyStoreError, 503, "keystore-error", "Issuer keystore unavailable")
     register_error(KeyNotFound, 503, "key-not-found", "Issuer key not found")
+
+
+def problem_of(exc: BaseException) -> ProblemType:
+    """The problem type ``exc`` is answered as (the registered class of its MRO; the database's
+    unavailability; else the internal error): what a failed job names beside its class."""
+    _ensure_issuer_registered()
+    kind = _registered(exc)
+    if kind is not None:
+        return kind
+    from sqlalchemy import exc as sa_exc
+
+    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError):
+        return DATABASE_UNAVAILABLE
+    return INTERNAL
+
+
+def _ensure_issuer_registered() -> None:
+    global _issuer_registered
+    if not _issuer_registered:
+        _register_issuer_errors()
+        _issuer_registered = True
 
 
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
@@ -265,12 +322,85 @@ class NulInUrlMiddleware:
         await self.app(scope, receive, send)
 
 
+#: The problem+json body (RFC 9457) as the OpenAPI document describes it.
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object", "title": "Problem",
+    "description": "RFC 9457 problem details (specs/api.md, \"Errors\")",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string", "description": "/problems/<slug>, stable"},
+        "title": {"type": "string", "description": "the class of error"},
+        "status": {"type": "integer", "description": "the HTTP status"},
+        "detail": {"type": "string", "description": "this occurrence"},
+        "errors": {"type": "array", "description": "validation (422): the members refused",
+                   "items": {"type": "object", "required": ["location", "message"],
+                             "properties": {"location": {"type": "string"},
+                                            "message": {"type": "string"}}}},
+    },
+    "additionalProperties": True,
+}
+_PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+#: What every operation may answer besides what it declares.
+_COMMON = {"413": "the body is over the route's size limit (only operations that take one)",
+           "500": "an unexpected error: a fixed detail, the traceback in the operator's log",
+           "503": "the database did not answer (database-unavailable, Retry-After) or a part of the "
+                  "service is not set up"}
+_PROTECTED = {"401": "no bearer token, or not a valid one (WWW-Authenticate names the scope)",
+              "403": "the token lacks the operation's scope (x-mcred-scope)"}
+
+
+def document_problems(doc: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI document ``doc`` with its errors as they are answered: every error
+    response is ``application/problem+json`` of the ``Problem`` schema (FastAPI documents
+    its 422 as a JSON ``HTTPValidationError`` this service never sends); a protected
+    operation lists 401 and 403, one with a path parameter 404, one with a body 413, every
+    operation 500, 503 and a ``default`` (any other refusal, 409 say) of the same shape."""
+    doc.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+    problem_content = {MEDIA_TYPE: {"schema": _PROBLEM_REF}}
+    for ops in doc.get("paths", {}).values():
+        for op in ops.values():
+            if not isinstance(op, dict) or "responses" not in op:
+                continue
+            responses = op["responses"]
+            extra = {**(_PROTECTED if op.get("security") else {}), **_COMMON}
+            if "requestBody" not in op:
+                extra.pop("413")
+            if any(p.get("in") == "path" for p in op.get("parameters", ())):
+                extra["404"] = "no such resource (or not one this token may see)"
+            extra["default"] = ("any other refusal (409: a state that refuses this, ...): a problem "
+                                "whose type and detail name what was wrong")
+            for status, description in extra.items():
+                responses.setdefault(status, {"description": description})
+            for status, response in responses.items():
+                if (status[:1] in ("4", "5") or status == "default") and isinstance(response, dict):
+                    if status == "422" and response.get("description") == "Validation Error":
+                        response["description"] = "the request failed validation (errors: the members refused)"
+                    content = response.get("content") or {}
+                    if not content or set(content) == {"application/json"}:
+                        response["content"] = problem_content
+    schemas = doc["components"]["schemas"]
+    text = str(doc.get("paths", {}))
+    for unused in ("HTTPValidationError", "ValidationError"):
+        if f"#/components/schemas/{unused}'" not in text:
+            schemas.pop(unused, None)
+    return doc
+
+
+def _document(app: FastAPI) -> None:
+    """Make ``app.openapi()`` (``/openapi.json``) describe errors by :func:`document_problems`."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_problems(build())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install(app: FastAPI) -> None:
     """Attach every problem+json handler to ``app`` (call before serving)."""
-    global _issuer_registered
-    if not _issuer_registered:
-        _register_issuer_errors()
-        _issuer_registered = True
+    _ensure_issuer_registered()
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(ProblemException, _on_problem)
@@ -282,6 +412,7 @@ def install(app: FastAPI) -> None:
         app.add_exception_handler(cls, _on_typed)
     app.add_middleware(CatchAllMiddleware)
     app.add_middleware(NulInUrlMiddleware)
+    _document(app)
     # outermost: FastAPI's own body limit stands outside every middleware added above
     build = app.build_middleware_stack
     app.build_middleware_stack = lambda: TooLargeAsProblemMiddleware(build())

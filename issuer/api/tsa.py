@@ -26,12 +26,16 @@ from protocols.tsp.messages import MAX_REQUEST_BYTES
 
 ROOT_MAX_AGE = 3600
 CRL_MAX_AGE = 300
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
 
 
 def tsa_router(tsa: Callable[[], TimeStampAuthority]) -> APIRouter:
     router = APIRouter(tags=["tsa"])
 
     @router.post("/tsa", response_class=Response, summary="Time-stamp (RFC 3161), POST",
+                 responses={200: {"description": "a TimeStampResp (RFC 3161 2.4.2), refusals in-band",
+                                  "content": {tsp.REPLY_MEDIA_TYPE: _BINARY}},
+                            415: {"description": "not application/timestamp-query"}},
                  openapi_extra={"requestBody": {"content": {tsp.QUERY_MEDIA_TYPE: {
                      "schema": {"type": "string", "format": "binary"}}}, "required": True}})
     async def stamp(request: Request) -> Response:
@@ -49,7 +53,11 @@ def tsa_router(tsa: Callable[[], TimeStampAuthority]) -> APIRouter:
         answer = await run_in_threadpool(tsa().respond, body)
         return Response(answer, media_type=tsp.REPLY_MEDIA_TYPE, headers={"Cache-Control": "no-store"})
 
-    @router.get("/tsa/{filename}", response_class=Response, summary="Time-stamping roots and their CRL")
+    @router.get("/tsa/{filename}", response_class=Response, summary="Time-stamping roots and their CRL",
+                responses={200: {"description": "root.pem, root.der, root.crl",
+                                 "content": {"application/x-pem-file": {"schema": {"type": "string"}},
+                                             "application/pkix-cert": _BINARY, "application/pkix-crl": _BINARY}},
+                           404: {"description": "no such trust material"}})
     def roots(filename: str) -> Response:  # sync: FastAPI runs it in its threadpool
         if filename == "root.pem":
             body = b"".join(c.public_bytes(Encoding.PEM) for c in tsa().roots())
