@@ -162,7 +162,9 @@ class FileKeyStore:
 
     def __init__(self, directory: Path, passphrase: bytes | None = None) -> None:
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        # made 0700 (no moment in which others may enter it and plant a .passphrase or a
+        # key of their own), and narrowed to 0700 if it was there already
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.directory, 0o700)
         self._passphrase = passphrase or self._load_passphrase()
         self._cache: dict[str, LocalSigner] = {}

@@ -91,11 +91,29 @@ def ping_when_idle(engine: Engine, after_s: float | None = None) -> None:
             raise exc.InvalidatePoolError()
 
 
+def _create_private_sqlite_file(url: str) -> None:
+    """Create the SQLite database file of ``url`` empty and 0600, if it is a file that does
+    not exist yet: SQLite would create it 0644 (``SQLITE_DEFAULT_FILE_PERMISSIONS``) and
+    its WAL and shared-memory files with the database's mode, world-readable, holding every
+    holder's personal data, sealed secrets and token hashes. An empty file is a valid empty
+    database. An existing file keeps its mode (`mcred doctor` reports one others may read)."""
+    from sqlalchemy.engine import make_url
+
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    try:
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError:  # there already; or no such directory, no permission: SQLite says so itself
+        pass
+
+
 def make_engine(url: str, **kwargs) -> Engine:
     """An engine with the settings each backend needs for concurrent, safe use: on
     SQLite WAL and a busy timeout, on a server a ping for a connection that sat idle
     (:func:`ping_when_idle`)."""
     if url.startswith("sqlite"):
+        _create_private_sqlite_file(url)
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
 
         @event.listens_for(engine, "connect")
@@ -334,7 +352,8 @@ def setup_lock(engine: Engine, home: Path) -> Iterator[None]:
         return
     import fcntl
 
-    with open(Path(home) / ".issuer-setup.lock", "a+b") as f:
+    fd = os.open(Path(home) / ".issuer-setup.lock", os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a+b") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield

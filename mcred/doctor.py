@@ -390,6 +390,34 @@ def _tsa(ctx) -> Finding:  # noqa: ANN001
     return Finding("time-stamping authority", True, detail, enables)
 
 
+def _data_access(ctx) -> Finding:  # noqa: ANN001
+    """Whether others may enter the data directory or read its SQLite database: a home made
+    by an mcred before its modes were fixed, or under a wide umask, or one the operator chose,
+    keeps its mode (nothing is changed here); this says which to narrow."""
+    from sqlalchemy.engine import make_url
+
+    enables = "keys, the database with the holders' personal data, the SEs: their owner's alone"
+    home = Path(ctx.home)
+    wide = []
+    try:
+        mode = home.stat().st_mode & 0o777
+        if mode & 0o077:
+            wide.append((f"{home} is {mode:04o}", f"chmod 700 {home}"))
+        if ctx.database.startswith("sqlite"):
+            db = make_url(ctx.database).database
+            if db and db != ":memory:" and Path(db).is_file():
+                mode = Path(db).stat().st_mode & 0o777
+                if mode & 0o077:
+                    wide.append((f"{db} is {mode:04o}", f"chmod 600 {db}*"))
+    except (OSError, ValueError) as exc:
+        return Finding("data directory access", False, f"cannot look: {type(exc).__name__}", enables,
+                       f"check {home}")
+    if wide:
+        return Finding("data directory access", False, "others may read: " + "; ".join(w for w, _ in wide),
+                       enables, "; ".join(f for _, f in wide))
+    return Finding("data directory access", True, "owner only", enables)
+
+
 #: The first findings are the installation's own (database, public URL, issuer key store,
 #: TSM master key, reader session key): the installation is ready when they are.
 _OWN = 5
@@ -398,7 +426,7 @@ _OWN = 5
 def diagnose(ctx) -> list[Finding]:  # noqa: ANN001
     """Every finding, the installation's own first."""
     return [_database(ctx), _public_url(), _keystore(ctx), _master_key(ctx), _reader_session_key(ctx),
-            _secure_elements(ctx), _first_contact(ctx), _tsa(ctx), _postgres(), _pcsc(), _nfc(), _ble(), _pdf(), _xml(), _hsm(), _scan(),
+            _data_access(ctx), _secure_elements(ctx), _first_contact(ctx), _tsa(ctx), _postgres(), _pcsc(), _nfc(), _ble(), _pdf(), _xml(), _hsm(), _scan(),
             *(_node_peer(*peer) for peer in NODE_PEERS), _yubikit(), _openssl(), _tshark()]
 
 

@@ -448,7 +448,8 @@ class Presentation:
     wallet_events: tuple[WalletEvent, ...] = field(default=())
     device_response: bytes | None = None
     session_transcript: bytes | None = None
-    e_reader_private_key: bytes | None = None
+    #: opens the session's messages (saved for ``mcred verify``): never in a repr
+    e_reader_private_key: bytes | None = field(default=None, repr=False)
 
     @property
     def valid(self) -> bool:

@@ -41,6 +41,7 @@ from issuer.jpki.errors import IssuerJpkiError
 from issuer.mdoc.errors import IssuerMdocError
 from issuer.mdoc.service import MdocService
 from mcred.context import Context
+from mcred.home import private_dir, write_private
 from mcred.jpki_flow import jpki_issuer
 from mcred.mdoc_flow import mdoc_service, portrait_path
 from protocols import cardsub
@@ -258,8 +259,7 @@ def register(ctx: Context, holder: cardsub.Holder | str, phone_id: str, *, actor
     holder_id = register_holder(ctx.sessions, holder, actor=actor, phone_id=phone_id)
     if holder.portrait:
         dst = portrait_path(ctx.home, holder_id)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        dst.write_bytes(Path(holder.portrait).read_bytes())
+        write_private(private_dir(dst.parent) / dst.name, Path(holder.portrait).read_bytes())
     return holder_id
 
 

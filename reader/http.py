@@ -56,6 +56,7 @@ import base64
 import binascii
 import datetime as dt
 import json
+import os
 import secrets
 import threading
 import time
@@ -446,8 +447,13 @@ class ReaderService:
         if key is not None:
             m["eReaderPrivateKey"] = key.private_bytes(
                 serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-        self.save_dir.mkdir(parents=True, exist_ok=True)
-        (self.save_dir / f"{sid}.cbor").write_bytes(cbor.dumps(m))
+        # a holder's data and the key that opens the session: the reader's operator's alone,
+        # whatever the umask (a new file 0600 in a new directory 0700)
+        self.save_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.save_dir / f"{sid}.cbor", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(fd, 0o600)
+            f.write(cbor.dumps(m))
 
 
 async def _body(request: Request) -> bytes:

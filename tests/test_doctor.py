@@ -138,3 +138,22 @@ def test_doctor_reads_the_tsa_and_names_a_unit_without_a_crl(home):
     assert f["ok"] and f["detail"].startswith("tsa-unit-2 valid until ")
     assert "its revocation at http://127.0.0.1:8470/tsa/root.crl; 1 unit(s) revoked, 2 token(s) stamped" in f["detail"]
     ctx.engine.dispose()
+
+
+def test_doctor_names_a_data_directory_or_database_others_may_read(tmp_path, monkeypatch):
+    """A home made before mcred made it 0700 (or under a wide umask) keeps its mode: doctor
+    says so and how to narrow it, without calling the installation unusable; one made by
+    mcred now is its owner's alone."""
+    home = tmp_path / "made-by-mcred"
+    monkeypatch.setenv("MCRED_HOME", str(home))
+    monkeypatch.delenv("MCRED_DATABASE_URL", raising=False)
+    code, report = _run()
+    access = next(f for f in report["findings"] if f["name"] == "data directory access")
+    assert code == 0 and access["ok"] and access["detail"] == "owner only"
+    home.chmod(0o755)
+    (home / "mcred.sqlite3").chmod(0o644)
+    code, report = _run()
+    access = next(f for f in report["findings"] if f["name"] == "data directory access")
+    assert code == 0 and report["ready"] and not access["ok"]
+    assert access["detail"] == f"others may read: {home} is 0755; {home / 'mcred.sqlite3'} is 0644"
+    assert access["fix"] == f"chmod 700 {home}; chmod 600 {home / 'mcred.sqlite3'}*"

@@ -92,3 +92,27 @@ def test_sign_raw_is_r_s_with_the_key_types_hash(algorithm, size, hash_alg):
     for _ in range(2):
         with pytest.raises(KeyStoreError, match="not an EC key"):
             rsa_signer.sign_raw(b"x")
+
+
+def test_the_key_directory_is_never_open_to_others_even_for_a_moment(tmp_path, monkeypatch):
+    """Made 0700 whatever the umask, not made with the umask's mode and narrowed afterwards:
+    in between, anyone could have put a .passphrase of their own in it."""
+    import stat
+
+    import issuer.keystore
+
+    real_chmod = os.chmod
+    seen = []
+
+    def chmod(path, mode, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        seen.append(stat.S_IMODE(os.stat(path).st_mode))
+        return real_chmod(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(issuer.keystore.os, "chmod", chmod)
+    old = os.umask(0)
+    try:
+        FileKeyStore(tmp_path / "keys")
+    finally:
+        os.umask(old)
+    assert seen == [0o700]
+    assert stat.S_IMODE((tmp_path / "keys").stat().st_mode) == 0o700

@@ -183,8 +183,9 @@ class FileMasterKey(InMemoryMasterKey):
 def create_key_file(path: Path, nbytes: int = 16) -> None:
     """Write a new random key (hex, one line, mode 0600) to a private temporary file, then
     link it into place: a concurrent first user either wins the link or finds the complete
-    file, never an empty one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    file, never an empty one. A missing directory is made 0700 (its owner's alone, whatever
+    the umask: a directory others may write lets them put their own key in its place)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -173,12 +174,12 @@ def rotate_kloc_ca(home: Path, key: OceKey | None = None) -> tuple[x509.Certific
         try:
             shutil.copytree(d, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(CA_KEY_FILE))
             gen = tmp / RETIRED_DIR / ca_ski(old_ca).hex()
-            gen.mkdir(parents=True, exist_ok=True)
+            gen.mkdir(parents=True, exist_ok=True, mode=0o755)
             shutil.copy2(d / CA_FILE, gen / CA_FILE)
             shutil.copy2(d / OCE_FILE, gen / OCE_FILE)
             _write_key(tmp / CA_KEY_FILE, ca_key)
-            (tmp / CA_FILE).write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-            (tmp / OCE_FILE).write_bytes(oce.public_bytes(serialization.Encoding.PEM))
+            _write_public(tmp / CA_FILE, ca)
+            _write_public(tmp / OCE_FILE, oce)
             os.chmod(tmp, 0o755)
             aside = _aside(d)
             os.rename(d, aside)  # from here until the next rename, _recover puts it back
@@ -198,8 +199,9 @@ def _locked(d: Path, *, shared: bool = False):  # noqa: ANN202 - an iterator of 
     wait for the first)."""
     import fcntl
 
-    d.parent.mkdir(parents=True, exist_ok=True)
-    with open(d.parent / f".{OCE_DIR}.lock", "a") as lock:
+    d.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with os.fdopen(os.open(d.parent / f".{OCE_DIR}.lock", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
+                   "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         yield
 
@@ -268,8 +270,8 @@ def _held_elsewhere(d: Path, key: OceKey) -> OceCredential:
             raise OceError(f"{d / CA_KEY_FILE}: not a readable PEM private key ({exc})") from None
         assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
         cert = _oce_certificate(_load_cert(d / CA_FILE).subject, ca_key, public)
-        tmp = d / f".{OCE_FILE}.{os.getpid()}"
-        tmp.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        tmp = d / f".{OCE_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+        _write_public(tmp, cert)
         os.replace(tmp, d / OCE_FILE)
     return _credential(_load_cert(d / CA_FILE), cert, key.exchange)
 
@@ -329,6 +331,15 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
                                   serialization.NoEncryption()))
 
 
+def _write_public(path: Path, cert: x509.Certificate) -> None:
+    """A certificate in a file, 0644 whatever the umask: anyone may read it, only its owner
+    replace it (a TSM's CA that others could rewrite would name their OCE)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    with os.fdopen(fd, "wb") as f:
+        os.fchmod(fd, 0o644)
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+
+
 def _make(d: Path) -> None:
     with _locked(d):  # between a rotation's two renames the directory is missing: wait for it
         _recover(d)
@@ -345,8 +356,8 @@ def _make_now(d: Path) -> None:
     try:
         _write_key(tmp / CA_KEY_FILE, ca_key)
         _write_key(tmp / OCE_KEY_FILE, oce_key)
-        (tmp / CA_FILE).write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-        (tmp / OCE_FILE).write_bytes(oce.public_bytes(serialization.Encoding.PEM))
+        _write_public(tmp / CA_FILE, ca)
+        _write_public(tmp / OCE_FILE, oce)
         os.chmod(tmp, 0o755)
         with contextlib.suppress(OSError):  # another process made it first: theirs stands
             os.rename(tmp, d)

@@ -36,6 +36,9 @@ from wallet_sim.se.store import (
 
 DEFAULT_MODEL = "mcred-sim-1"
 PHONE_FILE = "phone.cbor"
+#: A phone's directories are its owner's alone (the SE image, the wallet app's data), made
+#: so whatever the umask: a directory others may write lets them put their own files there.
+PRIVATE_DIR = 0o700
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
@@ -63,7 +66,7 @@ def _existing(phone_id: str, home: Path | None) -> Path:
 def app_dir(phone_id: str, home: Path | None = None) -> Path:
     """The wallet app's private data directory (cleared by :func:`factory_reset`)."""
     d = _existing(phone_id, home) / "app"
-    d.mkdir(exist_ok=True)
+    d.mkdir(mode=PRIVATE_DIR, exist_ok=True)
     return d
 
 
@@ -86,17 +89,18 @@ def create_phone(home: Path | None = None, model: str = DEFAULT_MODEL, *,
         raise ValueError("max_failed_authentications must be at least 1")
     if type(nvm_bytes) is not int or not NVM_MIN <= nvm_bytes <= NVM_MAX:
         raise ValueError(f"nvm_bytes {nvm_bytes!r} is not an integer {NVM_MIN}..{NVM_MAX}")
+    data_home(home).mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
     root = data_home(home) / "phones"
-    root.mkdir(parents=True, exist_ok=True)
+    root.mkdir(mode=PRIVATE_DIR, exist_ok=True)
     while True:
         phone_id = "ph-" + secrets.token_hex(6)
         d = root / phone_id
         try:
-            d.mkdir()
+            d.mkdir(mode=PRIVATE_DIR)
             break
         except FileExistsError:  # pragma: no cover - 48 random bits
             continue
-    (d / "app").mkdir()
+    (d / "app").mkdir(mode=PRIVATE_DIR)
     write_atomically(d / PHONE_FILE, cbor2.dumps({"id": phone_id, "model": model}, canonical=True))
     state = factory_state(max_failed_authentications=max_failed_authentications,
                           sequence_counter=initial_sequence_counter, nvm_capacity=nvm_bytes,
@@ -144,7 +148,7 @@ def factory_reset(phone_id: str, home: Path | None = None) -> None:
     d = _existing(phone_id, home) / "app"
     if d.exists():
         shutil.rmtree(d)
-    d.mkdir()
+    d.mkdir(mode=PRIVATE_DIR)
 
 
 def describe(phone_id: str, home: Path | None = None) -> dict:

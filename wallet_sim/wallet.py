@@ -272,7 +272,12 @@ class Wallet:
         if self._replay is not None:
             state["replay"] = cbor.dumps(self._replay.to_cbor()).hex()
         tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state))
+        # the app's state (a presented Document for the fault "replay": personal data) is
+        # the app's alone: 0600 from creation whatever the umask, as the phone's directory
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            os.fchmod(fd, 0o600)
+            f.write(json.dumps(state))
         os.replace(tmp, self.state_path)
 
     def _note_use(self, slot: int) -> None:

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from mcred.cli.state import out_path
 from mcred.cli.text import cell, listing, make_console, markup_safe
+from mcred.home import write_private
 
 EXIT_OK, EXIT_FAILED, EXIT_UNUSABLE = 0, 1, 2
 
@@ -358,7 +359,7 @@ def register(app: typer.Typer) -> None:
         except PresentError as exc:
             _unusable(console, as_json, str(exc))
         if save is not None:
-            save.write_bytes(out.saved())
+            write_private(save, out.saved())  # the session key and the holder's data: 0600
         _finish(console, out.result, as_json, portrait)
 
     reader_app = typer.Typer(help="The mdoc reader.", no_args_is_help=True)
@@ -764,7 +765,7 @@ def register(app: typer.Typer) -> None:
                 console.print(f"  hostile {hostile}: look at the phone: it must {HOSTILE[hostile].phone_must}",
                               highlight=False, markup=False)
         if save is not None:
-            save.write_bytes(out.saved())
+            write_private(save, out.saved())  # the session key and the holder's data: 0600
         _finish(console, out.result, as_json, portrait)
 
     @reader_app.command("ble")
@@ -878,7 +879,7 @@ def register(app: typer.Typer) -> None:
             for step in steps:
                 console.print(f"  {step}", highlight=False, markup=False)
         if save is not None:
-            save.write_bytes(out.saved())
+            write_private(save, out.saved())  # the session key and the holder's data: 0600
         _finish(console, out.result, as_json, portrait)
 
     wallet_app = typer.Typer(help="The phone's wallet app, on its own.", no_args_is_help=True)

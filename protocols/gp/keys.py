@@ -16,7 +16,7 @@ encryption, and only the Table 7-10 form (which states the clear length) can car
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 from protocols.gp.apdu import CommandApdu
@@ -79,7 +79,8 @@ def put_key_command(old_kvn: int, new_kvn: int, keys: Sequence[bytes], dek: byte
 @dataclass(frozen=True)
 class PutKeyData:
     new_kvn: int
-    keys: tuple[bytes, ...]
+    #: the keys in clear (the card's new static keys): never in a repr
+    keys: tuple[bytes, ...] = field(repr=False)
     form: KeyBlockForm
     #: the KCV of each key, as :func:`parse_put_key_data` computed and checked them
     #: (empty: computed by :meth:`response`)

@@ -137,7 +137,8 @@ def valid_secret(ref: int, value: bytes) -> bool:
 @dataclass(frozen=True)
 class KeySlot:
     algorithm: str
-    pkcs8: bytes
+    #: the private key: it never leaves the SE, in a repr (a log, a traceback) neither
+    pkcs8: bytes = field(repr=False)
     spki: bytes
 
 
@@ -147,8 +148,9 @@ class Secret:
 
     max_tries: int
     tries_left: int
-    salt: bytes = b""
-    digest: bytes = b""
+    #: not in a repr: a 4-digit PIN is found again from its salted hash in microseconds
+    salt: bytes = field(default=b"", repr=False)
+    digest: bytes = field(default=b"", repr=False)
 
     @property
     def is_set(self) -> bool:

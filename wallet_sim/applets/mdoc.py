@@ -75,7 +75,8 @@ DGI_DELETE_SLOTS = perso.MDOC_DELETE
 
 @dataclass(frozen=True)
 class CredentialSlot:
-    pkcs8: bytes
+    #: the device key: it never leaves the SE, in a repr (a log, a traceback) neither
+    pkcs8: bytes = field(repr=False)
     spki: bytes
     issuer_signed: bytes = b""
 

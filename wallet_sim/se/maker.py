@@ -98,7 +98,7 @@ def se_maker(home: Path) -> SeMaker:
 
 
 def _make(d: Path) -> None:
-    d.parent.mkdir(parents=True, exist_ok=True)
+    d.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, MAKER_NAME),
@@ -121,7 +121,10 @@ def _make(d: Path) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                       serialization.NoEncryption()))
-        (tmp / ROOT_FILE).write_bytes(root.public_bytes(serialization.Encoding.PEM))
+        # anyone may read the root, only its owner replace it, whatever the umask
+        fd = os.open(tmp / ROOT_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(root.public_bytes(serialization.Encoding.PEM))
         os.chmod(tmp, 0o755)
         with contextlib.suppress(OSError):  # another process made it first: theirs stands
             os.rename(tmp, d)

@@ -446,7 +446,8 @@ def write_atomically(path: Path, data: bytes, *, fsync: bool | None = None) -> N
         fsync = fsync_enabled()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        with open(tmp, "wb") as f:
+        # owner-only from creation, whatever the umask, and never an existing file (a link)
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
             f.write(data)
             if fsync:
                 f.flush()
