@@ -51,7 +51,7 @@ def bridge(pcscd, world, tmp_path):  # noqa: F811
         b = BridgeProcess(world["home"], world["phone"], pcscd["port"], tmp_path / f"bridge{len(started)}.log",
                           *extra)
         started.append(b)
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # a busy machine starts a Python process slowly
         while not _card_in_vpcd():
             assert b.proc.poll() is None, b.log.read_text(errors="replace")
             assert time.monotonic() < deadline, "the phone did not appear in vpcd's reader"
@@ -118,7 +118,7 @@ def test_a_hostile_phone_cycles_through_every_fault_tap_after_tap(world, bridge)
     judges each as it must."""
     from wallet_sim.faults import FAULTS
 
-    b = bridge("--consent", str(world["consent"]), "--fault", "all", "--tap", "--tap-gap", "0.3")
+    b = bridge("--consent", str(world["consent"]), "--fault", "all", "--tap", "--tap-gap", "1")
     expected = [None, *(n for n in FAULTS for _ in range(2 if n == "replay" else 1))]
     done = read(world, "--loop", "--count", str(len(expected)))
     assert done.returncode == 1, done.stdout + done.stderr  # not every tap was VALID
@@ -154,7 +154,7 @@ def test_a_phone_that_trusts_the_readers_ca_answers_its_reader_auth_all(world, b
 def test_a_hostile_reader_gets_the_answers_the_standard_prescribes_from_a_phone_on_pcsc(world, bridge):
     """`mcred reader nfc --hostile` against a phone on the PC/SC reader (a phone maker's own
     phone, here ours): a DeviceRequest that is not CBOR gets DeviceResponse status 11."""
-    bridge("--consent", str(world["consent"]), "--tap", "--tap-gap", "0.3")
+    bridge("--consent", str(world["consent"]), "--tap", "--tap-gap", "1")
     for name, status in (("garbage-request", "status 11"), ("wrong-session-key", "SessionData status 10")):
         done = read(world, "--hostile", name)
         assert done.returncode == 0, done.stdout + done.stderr
@@ -203,7 +203,7 @@ def test_a_counter_reader_reads_tap_after_tap(world, bridge):
     """`mcred phone pcsc --tap`: the phone leaves the reader after each reading and comes back;
     `mcred reader nfc --loop` waits for it to go, then reads the next tap: a verdict a line,
     each tap its own session (a fresh EDeviceKey, so a new transcript)."""
-    b = bridge("--consent", str(world["consent"]), "--tap", "--tap-gap", "0.5")
+    b = bridge("--consent", str(world["consent"]), "--tap", "--tap-gap", "1")
     done = read(world, "--loop", "--count", "2")
     assert done.returncode == 0, done.stdout + done.stderr
     taps = [json.loads(line) for line in done.stdout.splitlines()]
@@ -215,20 +215,20 @@ def test_a_phone_taken_away_and_back_before_the_reader_looked_counts_as_taken_aw
     """A busy counter reader may look for the phone's leaving only after it came back: pcscd
     shows the reader empty for one of its polls (0.4 s). The reader's card-event count, kept
     from the tap, says the phone went all the same (CI met a reader loop that waited the
-    full --wait for a phone already back, `--tap-gap 0.3`, under load)."""
-    from reader.pcsc import tapped, wait_until_removed
+    full --wait for a phone already back, under load)."""
+    from reader.pcsc import _state, tapped, wait_until_removed
 
-    b = bridge("--consent", str(world["consent"]), "--tap", "--tap-gap", "0.3")
+    b = bridge("--consent", str(world["consent"]), "--tap", "--tap-gap", "1")
     with tapped("Virtual PCD", wait=10) as card:
         assert card.transmit(bytes.fromhex("00A4040007D276000085010100")) == b"\x90\x00"
     assert card.events is not None
-    deadline = time.monotonic() + 20  # the phone leaves at the power-off and comes back 0.3 s later
-    while b.log.read_text(errors="replace").count("connected to vpcd") < 2:
-        assert time.monotonic() < deadline, b.log.read_text(errors="replace")
-        time.sleep(0.1)
-    while not _card_in_vpcd():  # back on the reader, as pcscd sees it
-        assert time.monotonic() < deadline, "the phone did not come back"
-        time.sleep(0.1)
+    deadline = time.monotonic() + 60  # the phone leaves at the power-off and comes back 1 s later
+    while True:  # back on the reader, pcscd having seen it go (a removal and an insertion counted)
+        present, events = _state(card.reader)
+        if present and events is not None and (events - card.events) % 0x10000 >= 2:
+            break
+        assert time.monotonic() < deadline, (present, events, card.events, b.log.read_text(errors="replace"))
+        time.sleep(0.05)
     assert not wait_until_removed("Virtual PCD", wait=0.5)  # looking only now, the reader is never empty
     assert wait_until_removed("Virtual PCD", wait=0.5, since=card.events)
 
@@ -242,7 +242,7 @@ def test_mcred_reader_serve_reads_taps_for_a_counter_page(world, bridge, tmp_pat
     import httpx
     from test_present_http import answer_when_up
 
-    bridge("--consent", str(world["consent"]), "--tap", "--tap-gap", "0.5")
+    bridge("--consent", str(world["consent"]), "--tap", "--tap-gap", "1")
     port = free_port()
     env = dict(os.environ, MCRED_HOME=str(world["home"]))
     proc = subprocess.Popen([sys.executable, "-m", "mcred", "reader", "serve", "--port", str(port),

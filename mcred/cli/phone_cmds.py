@@ -344,8 +344,10 @@ def register(app: typer.Typer) -> None:
                                       help="Tap, do not stay: the phone leaves the reader after each "
                                            "reading (the first power-off after APDUs) and comes back "
                                            "--tap-gap seconds later, as at a counter."),
-             tap_gap: float = typer.Option(1.0, "--tap-gap", min=0.1, max=3600,
-                                           help="With --tap: seconds out of the reader between taps."),
+             tap_gap: float = typer.Option(1.0, "--tap-gap", min=0.5, max=3600,
+                                           help="With --tap: seconds out of the reader between taps (0.5 "
+                                                "at least: pcscd looks at vpcd's reader every 0.4 s, and "
+                                                "an absence it never saw is no tap for any PC/SC reader)."),
              handover: str = typer.Option("static", "--handover",
                                           help="The wallet's NFC engagement: static (a Handover Select in "
                                                "its NDEF file) or negotiated (TNEP: the reader writes its "
