@@ -428,11 +428,15 @@ def session_sealer(key_file: Path) -> reader_sessions.AesGcmSealer:
 def reader_app_from_env() -> FastAPI:
     """``uvicorn --factory mcred.present:reader_app_from_env``: the stand-alone reader of the
     settings in ``$MCRED_READER_SERVE`` (what ``mcred reader serve --workers N`` runs in
-    each worker)."""
-    text = os.environ.get(READER_SERVE_ENV)
-    if not text:
-        raise ReaderServeError(f"${READER_SERVE_ENV} is not set (mcred reader serve sets it)")
-    service, rp, _ = ReaderServeConfig.from_json(text).build()
+    each worker). Settings that cannot work are one ``error:`` line and exit 2, not a
+    traceback."""
+    from mcred.fatal import unusable_exits
+
+    with unusable_exits(ReaderServeError):
+        text = os.environ.get(READER_SERVE_ENV)
+        if not text:
+            raise ReaderServeError(f"${READER_SERVE_ENV} is not set (mcred reader serve sets it)")
+        service, rp, _ = ReaderServeConfig.from_json(text).build()
     return reader_app(service, rp)
 
 

@@ -264,5 +264,11 @@ def tls_options(certfile: Path | None, keyfile: Path | None) -> dict[str, str]:
 
 
 def app_from_env() -> FastAPI:
-    """``uvicorn --factory mcred.service:app_from_env`` (one app per worker process)."""
-    return create_app()
+    """``uvicorn --factory mcred.service:app_from_env`` (one app per worker process). A
+    setting, database or key store that cannot work is one ``error:`` line and exit 2, as
+    from ``mcred serve``, not a traceback."""
+    from mcred.fatal import unusable_exits
+
+    with unusable_exits():
+        app = create_app()
+    return app

@@ -320,3 +320,30 @@ def test_the_cli_and_doctor_say_it_without_a_traceback(tmp_path, monkeypatch):
     finding = _database(Context.open(home))
     assert not finding.ok
     assert "half-built" in finding.detail and finding.fix.startswith("It holds no data")
+
+
+def test_uvicorn_factories_say_what_cannot_work_without_a_traceback(tmp_path, monkeypatch):
+    """``uvicorn --factory mcred.service:app_from_env`` (a deployment's own uvicorn, and each
+    worker of `mcred serve --workers N`) on a half-built database, a bad setting, and the
+    reader's factory without its settings: one ``error:`` line and exit 2, as `mcred` says it
+    (a walk-through met a SchemaError traceback)."""
+    monkeypatch.delenv("MCRED_DATABASE_URL", raising=False)
+    home = tmp_path / "h"
+    home.mkdir()
+    _half_built(home / "mcred.sqlite3", "t0003", "CREATE TABLE api_tokens (id VARCHAR(32) PRIMARY KEY)").dispose()
+    env = _env(MCRED_HOME=str(home))
+    env.pop("MCRED_DATABASE_URL", None)
+    env.pop("MCRED_READER_SERVE", None)
+
+    def factory(name: str, **more: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "uvicorn", "--factory", name, "--port", "0"],
+                              capture_output=True, text=True, env={**env, **more}, timeout=120)
+
+    done = factory("mcred.service:app_from_env")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"error: the database {home / 'mcred.sqlite3'} is half-built: ")
+    assert "Traceback" not in done.stderr
+    done = factory("mcred.service:app_from_env", MCRED_PUBLIC_URL="ftp://x")
+    assert done.returncode == 2 and done.stderr.startswith("error: MCRED_PUBLIC_URL='ftp://x'"), done.stderr
+    done = factory("mcred.present:reader_app_from_env")
+    assert done.returncode == 2 and done.stderr == "error: $MCRED_READER_SERVE is not set (mcred reader serve sets it)\n"

@@ -134,38 +134,10 @@ _help_as_text(app)
 
 
 def run() -> None:
-    import sys
+    from mcred.fatal import unusable_exits
 
-    from issuer.keystore import KeyStoreError
-    from mcred.context import ConfigError
-    from mcred.db import SchemaError
-    from tsm.errors import MasterKeyError
-    from wallet_sim.se.errors import SeError
-
-    try:
+    with unusable_exits():
         app()
-    except SeError as exc:  # a phone named, or recorded by a job, that lives elsewhere, or whose
-        # SE image (se.cbor) or record (phone.cbor) cannot be read: as `mcred phone show` says it
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except ConfigError as exc:  # a setting in the environment that cannot work: name it
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except SchemaError as exc:  # a database that cannot be migrated (half-built): what and how
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except KeyStoreError as exc:  # the issuer's keys cannot be reached (HSM, passphrase): say so
-        print(f"error: issuer key store: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except MasterKeyError as exc:  # the TSM master key (file, HSM) cannot be reached: say so
-        print(f"error: TSM master key: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except OSError as exc:  # a file a command could not read or write (the last resort: the
-        # options that name files to write are checked before the work, mcred.cli.state.out_path)
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-
 
 if __name__ == "__main__":
     run()
