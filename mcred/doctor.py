@@ -392,7 +392,7 @@ def _tsa(ctx) -> Finding:  # noqa: ANN001
 
 def _data_access(ctx) -> Finding:  # noqa: ANN001
     """Whether others may enter the data directory or read its SQLite database: a home made
-    by an older version (before its modes were fixed), or under a wide umask, or one the operator chose,
+    by an older release (before its modes were fixed), or under a wide umask, or one the operator chose,
     keeps its mode (nothing is changed here); this says which to narrow."""
     from sqlalchemy.engine import make_url
 

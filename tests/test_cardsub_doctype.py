@@ -109,6 +109,17 @@ def test_values_and_mirrors():
     assert set(custom) == {"x.ns", ISO_NAMESPACE} and custom["x.ns"]["age_over_16"] is True
 
 
+def test_further_age_thresholds_come_beside_the_mandatory_18_and_20():
+    """The spec makes age_over_18 and age_over_20 mandatory ("always issued") and further NN
+    configurable; age_thresholds=(65,) issued age_over_65 alone, so a reader asking the
+    mandatory age_over_18 of such an mdoc found no element."""
+    ns = build(age_thresholds=(65,))
+    for space in (DEFAULT_NAMES.namespace, ISO_NAMESPACE):
+        ages = sorted(k for k in ns[space] if k.startswith("age_over_"))
+        assert ages == ["age_over_18", "age_over_20", "age_over_65"], (space, ages)
+        assert ns[space]["age_over_18"] is True and ns[space]["age_over_65"] is False
+
+
 def test_element_rules():
     with pytest.raises(ElementError, match="My Number"):
         build(document_number="123456789012")

@@ -134,7 +134,68 @@ def test_every_command_named_in_help_and_messages_exists():
             for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
                 if isinstance(node, ast.Constant) and isinstance(node.value, str):
                     bad += [(str(source.relative_to(base)), u) for u in _unknown_commands(node.value, root)]
-    bad += [("README.md", u) for u in _unknown_commands((base / "README.md").read_text(encoding="utf-8"), root)]
+    for doc in _docs():
+        bad += [(doc.name, u) for u in _unknown_commands(doc.read_text(encoding="utf-8"), root)]
+    assert not bad, bad
+
+
+def _docs():
+    """The README and the specs: what users build on."""
+    from pathlib import Path
+
+    base = Path(__file__).resolve().parents[1]
+    return [base / "README.md", *sorted((base / "specs").glob("*.md"))]
+
+
+def _doc_snippets(text):
+    """(line, text) of every code-block line and every backtick span (one wrapped over lines
+    joined) of a markdown text."""
+    import re
+
+    out = []
+    for m in re.finditer(r"```[^\n]*\n(.*?)```", text, re.S):
+        first = text[:m.start()].count("\n") + 2
+        out += [(first + i, line) for i, line in enumerate(m.group(1).splitlines())]
+    prose = re.sub(r"```.*?```", lambda m: "\n" * m.group(0).count("\n"), text, flags=re.S)
+    out += [(prose[:m.start()].count("\n") + 1, m.group(1).replace("\n", " "))
+            for m in re.finditer(r"`([^`]+)`", prose)]
+    return out
+
+
+def test_every_option_a_doc_gives_a_command_is_one_of_its_options():
+    """specs/presentation.md told users to hold a credential with `mcred revoke --hold`, an
+    option revoke never had (it is `--reason certificateHold`): in the README and the specs,
+    each `--option` written after `mcred COMMAND` (up to `;`, `#`, `&`, `(` or `, `) must be
+    one of that command's options or the app's own."""
+    import re
+
+    import typer.main
+
+    root = typer.main.get_command(app)
+
+    def options(command):
+        return {o for p in command.params for o in (*getattr(p, "opts", ()), *getattr(p, "secondary_opts", ()))}
+
+    seen, bad = 0, []
+    for doc in _docs():
+        for line, snippet in _doc_snippets(doc.read_text(encoding="utf-8")):
+            for part in re.split(r"[;#&(]|, (?!-)", snippet):
+                m = re.search(r"\bmcred((?: --trace)?(?: [a-z][\w|-]*)+)(.*)", part)
+                if not m:
+                    continue
+                command, path = root, []
+                for w in (w for w in m.group(1).split() if w != "--trace"):
+                    subs = getattr(command, "commands", None) or {}
+                    if w not in subs:
+                        break
+                    command, path = subs[w], [*path, w]
+                if not path or getattr(command, "commands", None):
+                    continue
+                for option in re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", m.group(1) + m.group(2)):
+                    seen += 1
+                    if option not in options(command) | options(root) | {"--help"}:
+                        bad.append(f"{doc.name}:{line}: mcred {' '.join(path)} {option}")
+    assert seen > 200, seen
     assert not bad, bad
 
 

@@ -113,7 +113,9 @@ def build_namespaces(
     if age_thresholds is DEFAULT_AGE_THRESHOLDS:  # names worked out once, below
         ages = {name: age >= n for name, n in _DEFAULT_AGES}
     else:
-        ages = {f"age_over_{n:02d}": age >= n for n in sorted(set(age_thresholds))}
+        # 18 and 20 are mandatory elements (specs/card-substitute-doctype.md): a caller's
+        # thresholds come beside them, never instead of them
+        ages = {f"age_over_{n:02d}": age >= n for n in sorted({*DEFAULT_AGE_THRESHOLDS, *age_thresholds})}
         for n in ages:
             if not 0 < int(n[9:]) < 100:
                 raise ElementError(f"{n}: NN must be two digits")
