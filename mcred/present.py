@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urljoin
 
 import httpx
 from cryptography import x509
@@ -590,10 +590,12 @@ def present_over_http(wallet: Wallet, reader_url: str, *, client: httpx.Client |
         if r.status != 201:
             raise PresentError(f"reader refused the engagement: HTTP {r.status} {r.preview()}")
         sid = r.headers.get("x-session-id")
-        location = r.headers.get("location") or (f"/sessions/{sid}" if sid else None)
+        location = r.headers.get("location") or (f"sessions/{sid}" if sid else None)
         if location is None:
             raise PresentError("reader created a session but named neither Location nor X-Session-Id")
-        url = base + location
+        # a reference resolved against the request's URL (RFC 9110 10.2.2, RFC 3986 5): an
+        # absolute path names the session wherever the reader is mounted (/reader/sessions/ID)
+        url = urljoin(f"{base}/sessions", location)
         reply = session.receive(r.body)
         r = fetch(client, "POST", url, max_bytes=SESSION_MAX_BYTES, content=reply or b"",
                   headers={"Content-Type": "application/cbor", **auth})
