@@ -17,6 +17,9 @@ the service, RFC 9457 3.1.1), a ``title`` that names the class of error, the HTT
   ``TimeoutError``: connection refused or lost, a timeout, a lock not granted): 503
   ``/problems/database-unavailable`` with ``Retry-After``, a fixed detail (the driver's
   message carries SQL, parameters or the server's address), the error's class in the log;
+* a JSON body read strictly (:class:`StrictJsonMiddleware`): a repeated member name 422
+  ``/problems/validation`` naming it, a body not UTF-8, too deep, with too long an integer
+  or ``NaN`` 400 ``/problems/malformed-json`` saying which;
 * anything else: 500 ``/problems/internal-error`` with a fixed detail; the traceback goes
   to the log, never to the client (:class:`CatchAllMiddleware`).
 
