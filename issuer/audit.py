@@ -20,15 +20,16 @@ def _prefixed(column, value: str, sep: str):  # noqa: ANN001, ANN202 - a column 
 
 
 def events(sessions: sessionmaker[Session], *, subject: str | None = None, action: str | None = None,
-           actor: str | None = None, since: dt.datetime | None = None, limit: int = 100) -> list[dict[str, Any]]:
+           actor: str | None = None, since: dt.datetime | None = None, limit: int = 100,
+           offset: int = 0) -> list[dict[str, Any]]:
     """At most ``limit`` events, newest first: of ``subject`` (a credential, phone, holder or
     workflow id; a phone's events include those of the credentials it carries, a holder's
     those of their phones and credentials: a revocation or an issuance is recorded on the
     credential), whose action is ``action`` or starts with it followed by a dot
     (``credential`` gives ``credential.revoke``, ``credential.hold``, ...), by ``actor`` or
     one under it followed by a colon (``cli`` gives every ``cli:<name>``, ``token:<id>`` that
-    token's), at or after ``since``."""
-    q = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
+    token's), at or after ``since``; the ``offset`` newest of them skipped (the next page)."""
+    q = select(AuditEvent).order_by(AuditEvent.id.desc()).offset(offset).limit(limit)
     if subject is not None:
         phones = select(Phone.id).where(Phone.holder_id == subject)
         credentials = select(Credential.id).where((Credential.phone_id == subject)

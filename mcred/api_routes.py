@@ -27,7 +27,7 @@ from sqlalchemy import select
 
 import wallet_sim
 from issuer.api import problems
-from issuer.api.auth import principal_of
+from issuer.api.auth import SUPER, principal_of
 from issuer.api.jobs import JobRunner, JobView
 from issuer.api.problems import NOT_FOUND, NOT_IMPLEMENTED, ProblemException
 from issuer.db import Credential, Handover, Phone
@@ -776,7 +776,7 @@ def issuer_router(ctx: Context) -> APIRouter:
         if status:
             q = q.where(Credential.status == status)
         with ctx.sessions() as s:
-            return {"credentials": [_credential(c) for c in s.scalars(q)]}
+            return {"credentials": [_credential(c) for c in s.scalars(q)], "limit": limit, "offset": offset}
 
     @router.get("/credentials/{credential_id}", summary="One credential (metadata)")
     def show_credential(credential_id: Hex32) -> dict[str, Any]:
@@ -838,14 +838,18 @@ def jobs_router() -> APIRouter:
         assert view is not None
         return view.as_dict()
 
-    @router.get("/jobs", summary="Recent jobs visible to this token")
+    @router.get("/jobs", summary="Jobs visible to this token, newest first (limit / offset)")
     def list_jobs(request: Request,
                   kind: Annotated[str | None, Query(max_length=32)] = None,
                   state: Literal["queued", "running", "succeeded", "failed",
                                  "interrupted"] | None = None,
-                  limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
-        views = _jobs(request).list(kind=kind, state=state, limit=limit)
-        return {"jobs": [v.as_dict() for v in views if _visible(request, v)]}
+                  limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                  offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> dict[str, Any]:
+        p = principal_of(request)
+        # the token's view in the query itself, so that a page is full and the next one follows it
+        scopes = None if p is not None and SUPER in p.scopes else (p.scopes if p is not None else ())
+        views = _jobs(request).list(kind=kind, state=state, limit=limit, offset=offset, scopes=scopes)
+        return {"jobs": [v.as_dict() for v in views if _visible(request, v)], "limit": limit, "offset": offset}
 
     return router
 
@@ -1012,11 +1016,13 @@ def operator_router(ctx: Context) -> APIRouter:
     def audit(subject: Annotated[str | None, Query(max_length=128)] = None,
               action: Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")] = None,
               actor: Annotated[str | None, Query(max_length=128)] = None,
-              limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+              limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+              offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> dict[str, Any]:
         from issuer.audit import events
 
         return {"events": _jsonable(events(ctx.sessions, subject=subject or None, action=action,
-                                           actor=actor or None, limit=limit))}
+                                           actor=actor or None, limit=limit, offset=offset)),
+                "limit": limit, "offset": offset}
 
     @router.post("/holders/{holder_id}/forget", summary="Erase a holder's personal data once none of "
                  "their credentials is live (the card data, card number and mdoc bodies; certificates stay)")
@@ -1040,10 +1046,12 @@ def operator_router(ctx: Context) -> APIRouter:
     def tsm_audit(phone_id: Annotated[str | None, Query(pattern=PHONE_ID_PATTERN, max_length=63)] = None,
                   job_id: Annotated[str | None, Query(pattern=r"^[0-9a-f]{32}$")] = None,
                   event: Annotated[str | None, Query(max_length=32, pattern=r"^[a-z-]+$")] = None,
-                  limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> dict[str, Any]:
+                  limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+                  offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> dict[str, Any]:
         from tsm.audit import recent
 
-        return {"records": _jsonable(recent(ctx.engine, se_id=phone_id, job_id=job_id, event=event, limit=limit))}
+        return {"records": _jsonable(recent(ctx.engine, se_id=phone_id, job_id=job_id, event=event, limit=limit,
+                                            offset=offset)), "limit": limit, "offset": offset}
 
     @router.post("/trust/ds-rollover", summary="Roll the mdoc document signer over to a new "
                  "key (trust material)")

@@ -280,12 +280,14 @@ def _half_built(engine: Engine, cfg: Config, err: exc.OperationalError) -> Schem
     if not with_rows:
         aside = os.path.join(os.path.dirname(path), "half-built")
         recovery = (f"It holds no data (its {len(names)} table(s) are empty): move it aside together "
-                    f"with its -wal and -shm files (mkdir {shlex.quote(aside)} && mv {shlex.quote(path)}* "
+                    f"with its -wal and -shm files (mkdir -m 700 {shlex.quote(aside)} && mv {shlex.quote(path)}* "
                     f"{shlex.quote(aside)}/) and run the command again, which creates it anew.")
     else:
         shown = ", ".join(with_rows[:5]) + (", ..." if len(with_rows) > 5 else "")
-        recovery = (f"It holds data (rows in {shown}): do not remove it. Copy it first (sqlite3 "
-                    f"{shlex.quote(path)} \".backup {shlex.quote(path + '.bak')}\"), then either restore a "
+        # the copy holds every holder's personal data: the owner's alone, whatever the umask
+        recovery = (f"It holds data (rows in {shown}): do not remove it. Copy it first, readable by you "
+                    f"alone: (umask 077 && sqlite3 {shlex.quote(path)} "
+                    f"\".backup {shlex.quote(path + '.bak')}\"); then either restore a "
                     f"backup from before the upgrade, or drop with the sqlite3 shell {made} that is there "
                     f"({thing} at least) and run the command again: the migration then runs whole.")
     return SchemaError(problem, recovery)

@@ -15,6 +15,7 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import re
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from protocols import cbor
 from protocols import certs as x509certs
@@ -162,11 +164,41 @@ def reader_pipeline(trust_pems: Sequence[Path | str] = (), *, trust: TrustStore 
                           signer_revocation=ds_crl.signer_revoked if ds_crl else None, **kwargs)
 
 
+#: The routes a relying party's web page calls on the reader (specs/presentation.md section
+#: 10): open an online session, send it the browser's credential, poll a verdict (a
+#: cross-device session's too). The only ones answered to another origin.
+PAGE_ROUTES = re.compile(r"/online/sessions(/[^/]+)?|/sessions/[^/]+/result")
+
+
+class PageCors:
+    """CORS (Starlette's ``CORSMiddleware``) on :data:`PAGE_ROUTES` for the page's origin
+    (``--origin``) alone: a page at https://rp.example may call a reader at another origin,
+    its JSON POST's preflight answered; no credentials (the page sends none, and the reader
+    has no cookie), never ``*``. Another origin gets no CORS header (its browser withholds the
+    answer; a preflight is a 400), and no other route (in-person sessions, the relying party,
+    metrics) answers any."""
+
+    def __init__(self, app: ASGIApp, origin: str) -> None:
+        from starlette.middleware.cors import CORSMiddleware
+
+        self.app = app
+        self.cors = CORSMiddleware(app, allow_origins=[origin], allow_methods=["GET", "POST"],
+                                   allow_headers=["Content-Type"], expose_headers=["Location", "X-Session-Id"],
+                                   allow_credentials=False, max_age=600)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and PAGE_ROUTES.fullmatch(scope.get("path", "")):
+            await self.cors(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
 def reader_app(service: ReaderService, rp: RelyingPartyService | None = None) -> FastAPI:
     """The stand-alone reader service (``mcred reader serve``): the mdoc sessions, the JPKI
     relying party when ``rp`` is given, and ``/healthz``, ``/readyz``, ``/metrics``
     (:mod:`mcred.reader_ops`; the verdicts counted through ``service.on_outcome``). Errors
-    are ``application/problem+json``."""
+    are ``application/problem+json``. The page's routes answer CORS for the service's
+    origin (:class:`PageCors`)."""
     from issuer.api import problems
     from mcred import reader_ops
     from mcred.service import HeadAsGetMiddleware, max_body_size
@@ -174,6 +206,8 @@ def reader_app(service: ReaderService, rp: RelyingPartyService | None = None) ->
     app = FastAPI(title="mcred reader", version="0.1.0", max_body_size=max_body_size())
     problems.install(app)
     app.add_middleware(HeadAsGetMiddleware)
+    if service.origin:  # outermost of ours: the page reads the refusals (404, 409) too
+        app.add_middleware(PageCors, origin=service.origin)
     app.include_router(reader_router(service))
     app.include_router(cross_device_router(service))
     app.include_router(online_page_router(service))

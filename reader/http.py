@@ -69,7 +69,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from protocols import cbor
+from protocols import cbor, json_strict
 from protocols.mdoc import (
     Check,
     SessionData,
@@ -677,7 +677,7 @@ def reader_router(service: ReaderService) -> APIRouter:
     async def online_response(sid: str, request: Request) -> Response:
         body = await _body(request)
         try:
-            message = credential_message(json.loads(body))
+            message = credential_message(json_strict.loads(body))  # whatever its Content-Type
         except (ValueError, dcapi.DcApiError, oid4vp.Oid4vpError) as exc:  # JSONDecodeError is a ValueError
             raise HTTPException(400, f"not a credential response (org-iso-mdoc or {oid4vp.PROTOCOL}): {exc}") from None
         reply = await run_in_threadpool(service.message, sid, message)

@@ -347,3 +347,33 @@ def test_uvicorn_factories_say_what_cannot_work_without_a_traceback(tmp_path, mo
     assert done.returncode == 2 and done.stderr.startswith("error: MCRED_PUBLIC_URL='ftp://x'"), done.stderr
     done = factory("mcred.present:reader_app_from_env")
     assert done.returncode == 2 and done.stderr == "error: $MCRED_READER_SERVE is not set (mcred reader serve sets it)\n"
+
+
+@pytest.mark.skipif(not __import__("shutil").which("sqlite3"), reason="the sqlite3 shell is not installed")
+def test_the_advised_copy_of_a_half_built_database_is_the_owners_alone(tmp_path):
+    """The copy the recovery advice makes holds every holder's personal data: run as written
+    under the usual umask 022, it is made 0600, not world-readable (sqlite3's .backup makes
+    its file with the umask's mode)."""
+    db = tmp_path / "mcred.sqlite3"
+    engine = _half_built(db, "r0001", "INSERT INTO reader_sessions (id, created_at, state, transcript) "
+                         "VALUES ('s1', '2026-01-01 00:00:00', 'done', x'00');"
+                         "ALTER TABLE reader_sessions ADD COLUMN claimed_at DATETIME")
+    with pytest.raises(SchemaError) as caught:
+        migrate(engine)
+    engine.dispose()
+    command = re.search(r"readable by you alone: (\(umask 077 && sqlite3 .*?\"\));", caught.value.recovery)
+    assert command, caught.value.recovery
+    subprocess.run(["sh", "-c", f"umask 022; {command[1]}"], check=True, timeout=60)
+    copy = Path(f"{db}.bak")
+    assert copy.stat().st_mode & 0o777 == 0o600
+    with sqlite3.connect(copy) as conn:
+        assert conn.execute("SELECT id FROM reader_sessions").fetchall() == [("s1",)]
+
+
+def test_the_advice_for_an_empty_half_built_database_keeps_it_to_its_owner(tmp_path):
+    db = tmp_path / "mcred.sqlite3"
+    engine = _half_built(db, "r0001", "ALTER TABLE reader_sessions ADD COLUMN claimed_at DATETIME")
+    with pytest.raises(SchemaError) as caught:
+        migrate(engine)
+    engine.dispose()
+    assert f"mkdir -m 700 {tmp_path / 'half-built'} && mv" in caught.value.recovery

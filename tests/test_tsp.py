@@ -246,3 +246,43 @@ def test_hostile_tokens_and_responses_are_typed_errors(tsa, data):
             tsp.token_of_response(candidate)
         except tsp.TspError:
             pass
+
+
+_IMPRINT = {"hash_algorithm": {"algorithm": "sha256"}, "hashed_message": bytes(32)}
+_GOOD_REQUEST = asn1_tsp.TimeStampReq({"version": "v1", "message_imprint": _IMPRINT}).dump()
+
+
+@pytest.mark.parametrize(("request_der", "said"), [
+    (b"\x30\x03\x02\x01\x01", "its field messageImprint is missing (inside TimeStampReq)"),
+    (b"\x02\x01\x01", "TimeStampReq: a constructed encoding expected, a primitive one found"),
+    (_GOOD_REQUEST[:-3], "truncated: a length says"),
+    (_GOOD_REQUEST + b"\x00", "1 bytes follow the message's end"),
+    (_GOOD_REQUEST.replace(b"\x06\x09", b"\x07\x09", 1),
+     "OBJECT IDENTIFIER: tag 6 expected, tag 7 found (inside AlgorithmIdentifier)"),
+    (b"", "no bytes"),
+])
+def test_a_refusal_says_in_rfc_3161_words_what_was_wrong(request_der, said):
+    """What the TSA sends its client names the request's ASN.1 types and fields (RFC 3161
+    2.4.1), never the decoder's classes (asn1crypto.tsp.TimeStampReq) or exceptions."""
+    with pytest.raises(tsp.RequestRefused) as info:
+        tsp.parse_request(request_der)
+    text = str(info.value)
+    assert text.startswith("not a DER TimeStampReq (RFC 3161 2.4.1): ") and said in text, text
+    assert "asn1crypto" not in text and "Error" not in text and "\n" not in text
+
+
+def test_the_tsa_over_http_sends_no_decoder_class_name(home):
+    from fastapi.testclient import TestClient
+
+    from mcred.context import Context
+    from mcred.service import create_app
+
+    with TestClient(create_app(Context.open(home), job_workers=1)) as client:
+        r = client.post("/tsa", content=b"\x30\x03\x02\x01\x01",
+                        headers={"Content-Type": tsp.QUERY_MEDIA_TYPE})
+    assert r.status_code == 200 and r.headers["content-type"] == tsp.REPLY_MEDIA_TYPE
+    with pytest.raises(tsp.ResponseRefused) as info:
+        tsp.token_of_response(r.content)
+    assert info.value.failures == ("badDataFormat",)
+    assert "not a DER TimeStampReq (RFC 3161 2.4.1): its field messageImprint is missing" in str(info.value)
+    assert b"asn1crypto" not in r.content

@@ -80,14 +80,15 @@ def _utc(at: dt.datetime) -> dt.datetime:
 
 
 def recent(bind: Bind, *, se_id: str | None = None, job_id: str | None = None, event: str | None = None,
-           limit: int = 200) -> list[dict]:
+           limit: int = 200, offset: int = 0) -> list[dict]:
     """The last ``limit`` audit records matching the filters, in the order written, as plain
     values (``mcred tsm audit``, ``GET /tsm-audit``): when, who, which SE, job and step, the
     event, a command's header, plain data length and status word, the description and the
-    detail the TSM recorded (never a command's data)."""
+    detail the TSM recorded (never a command's data). ``offset``: the newest this many skipped,
+    so that the next page goes further back."""
     from sqlalchemy.orm import Session
 
-    q = select(AuditRow).order_by(AuditRow.id.desc()).limit(limit)
+    q = select(AuditRow).order_by(AuditRow.id.desc()).offset(offset).limit(limit)
     for column, value in ((AuditRow.se_id, se_id), (AuditRow.job_id, job_id), (AuditRow.event, event)):
         if value is not None:
             q = q.where(column == value)

@@ -17,7 +17,7 @@ import datetime as dt
 import logging
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -218,9 +218,13 @@ class JobRunner:
             return JobView.of(job)
 
     def list(self, *, kind: str | None = None, state: str | None = None,
-             limit: int = 100) -> list[JobView]:
+             limit: int = 100, offset: int = 0, scopes: Iterable[str] | None = None) -> list[JobView]:
+        """Newest first (then by id, so that pages neither skip nor repeat), ``limit`` from
+        ``offset``; only jobs created under one of ``scopes`` when given (a token's view)."""
         with self._sessions() as s:
-            q = select(Job).order_by(Job.created_at.desc()).limit(limit)
+            q = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).offset(offset).limit(limit)
+            if scopes is not None:
+                q = q.where(Job.scope.in_(sorted(scopes)))
             if kind:
                 q = q.where(Job.kind == kind)
             if state:

@@ -17,6 +17,9 @@ the service, RFC 9457 3.1.1), a ``title`` that names the class of error, the HTT
   ``TimeoutError``: connection refused or lost, a timeout, a lock not granted): 503
   ``/problems/database-unavailable`` with ``Retry-After``, a fixed detail (the driver's
   message carries SQL, parameters or the server's address), the error's class in the log;
+* a JSON body read strictly (:class:`StrictJsonMiddleware`): a repeated member name 422
+  ``/problems/validation`` naming it, a body not UTF-8, too deep, with too long an integer
+  or ``NaN`` 400 ``/problems/malformed-json`` saying which;
 * anything else: 500 ``/problems/internal-error`` with a fixed detail; the traceback goes
   to the log, never to the client (:class:`CatchAllMiddleware`).
 
@@ -322,6 +325,78 @@ class NulInUrlMiddleware:
         await self.app(scope, receive, send)
 
 
+MALFORMED_JSON = ProblemType(400, "malformed-json", "Request body is not JSON this service reads")
+
+
+class BodyRefused(StarletteHTTPException):
+    """A JSON request body refused by :class:`StrictJsonMiddleware` (an ``HTTPException``,
+    so that FastAPI passes it on from its body reading rather than answering its generic
+    "error parsing the body")."""
+
+    def __init__(self, refused: Any) -> None:
+        super().__init__(status_code=422 if refused.kind == "duplicate" else 400, detail=str(refused))
+        self.refused = refused
+
+
+async def _on_body_refused(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, BodyRefused)
+    refused = exc.refused
+    if refused.kind == "duplicate":
+        location = ".".join(str(p) for p in ("body", *refused.path))
+        return problem_response(VALIDATION, f"{location}: {refused.detail}",
+                                errors=[{"location": location, "message": refused.detail}])
+    return problem_response(MALFORMED_JSON, refused.detail)
+
+
+def _is_json(scope: Scope) -> bool:
+    """FastAPI's rule for a body it parses as JSON: ``application/json`` or ``application/*+json``."""
+    for name, value in scope.get("headers") or ():
+        if name == b"content-type":
+            media = value.split(b";", 1)[0].strip().lower()
+            return media == b"application/json" or (media.startswith(b"application/")
+                                                      and media.endswith(b"+json"))
+    return False
+
+
+class StrictJsonMiddleware:
+    """Every JSON request body of the service read strictly (:mod:`protocols.json_strict`)
+    as the route reads it: a member name given twice is a 422 naming it, a body that is not
+    UTF-8 without a byte order mark, nests deeper than ``MAX_DEPTH``, holds an integer longer
+    than Python converts or ``NaN`` a 400 ``/problems/malformed-json`` saying which. The
+    check runs on the last chunk the route receives, inside FastAPI's body limit (so a
+    route's own larger limit still holds), before the route's own parse sees the bytes; a
+    text that is not JSON at all is left to that parse (422 ``validation``, or the route's
+    own refusal). One place for both services (:func:`install`), whatever the route."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _is_json(scope):
+            await self.app(scope, receive, send)
+            return
+        from protocols.json_strict import JsonRefused, loads
+
+        chunks: list[bytes] = []
+
+        async def strict_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    body = b"".join(chunks)
+                    chunks.clear()
+                    if body:
+                        try:
+                            loads(body)
+                        except JsonRefused as refused:
+                            if refused.kind != "syntax":
+                                raise BodyRefused(refused) from None
+            return message
+
+        await self.app(scope, strict_receive, send)
+
+
 #: The problem+json body (RFC 9457) as the OpenAPI document describes it.
 PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object", "title": "Problem",
@@ -404,6 +479,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(ProblemException, _on_problem)
+    app.add_exception_handler(BodyRefused, _on_body_refused)
     from sqlalchemy import exc as sa_exc
 
     for cls in (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError):
@@ -412,6 +488,7 @@ def install(app: FastAPI) -> None:
         app.add_exception_handler(cls, _on_typed)
     app.add_middleware(CatchAllMiddleware)
     app.add_middleware(NulInUrlMiddleware)
+    app.add_middleware(StrictJsonMiddleware)
     _document(app)
     # outermost: FastAPI's own body limit stands outside every middleware added above
     build = app.build_middleware_stack

@@ -232,6 +232,7 @@ def audit(
                               "every cli:NAME (a command's operator: MCRED_ACTOR, else the login name), "
                               "token:ID an API token's."),
     limit: int = typer.Option(100, "--limit", min=1, max=100_000, help="At most this many (newest first)."),
+    offset: int = typer.Option(0, "--offset", min=0, help="Skip this many newest first (the next page)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """The issuer's audit trail, newest first: who issued, revoked, held, released, handed
@@ -240,7 +241,7 @@ def audit(
     from mcred.cli.state import open_context
     from reader.text import printable
 
-    rows = events(open_context().sessions, subject=subject, action=action, actor=actor, limit=limit)
+    rows = events(open_context().sessions, subject=subject, action=action, actor=actor, limit=limit, offset=offset)
     if as_json:
         typer.echo(json.dumps(rows, ensure_ascii=False, indent=2, default=str))
         return

@@ -380,6 +380,7 @@ def audit(
                               "keys-rotated, counter-regression, keyset-rollback, job-created, step-done, "
                               "job-done, job-failed, job-abandoned, quarantine-cleared, ..."),
     limit: int = typer.Option(200, "--limit", min=1, max=100_000, help="The last this many records."),
+    offset: int = typer.Option(0, "--offset", min=0, help="Skip this many last ones first (the page before)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """The TSM's audit trail, the last records in the order written: SCP03 sessions, every
@@ -391,7 +392,7 @@ def audit(
     from reader.text import printable
     from tsm.audit import recent
 
-    rows = recent(open_context().engine, se_id=phone, job_id=job, event=event, limit=limit)
+    rows = recent(open_context().engine, se_id=phone, job_id=job, event=event, limit=limit, offset=offset)
     if as_json:
         typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return

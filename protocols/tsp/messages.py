@@ -7,6 +7,7 @@ exception of the decoder.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -40,6 +41,43 @@ class _TimeStampResp(asn1core.Sequence):
 
     _fields = [("status", asn1tsp.PKIStatusInfo),
                ("time_stamp_token", asn1tsp.ContentInfo, {"optional": True})]
+
+
+#: The decoder's class names, as RFC 3161 and RFC 5280 write the types.
+_ASN1_NAMES = {"DigestAlgorithm": "AlgorithmIdentifier", "DigestAlgorithmId": "OBJECT IDENTIFIER",
+               "ObjectIdentifier": "OBJECT IDENTIFIER", "OctetString": "OCTET STRING",
+               "Integer": "INTEGER", "Boolean": "BOOLEAN", "Extensions": "Extensions"}
+_TYPE = re.compile(r"asn1crypto\.\w+\.(\w+)")
+
+
+def _type(name: str) -> str:
+    return _ASN1_NAMES.get(name, name)
+
+
+def der_defect(exc: BaseException) -> str:
+    """What the decoder found wrong with a DER message, in the words of its ASN.1 module (its
+    types and fields: ``messageImprint``, ``AlgorithmIdentifier``), not of the decoder's
+    classes, which a client of the TSA has never heard of."""
+    lines = str(exc).splitlines() or [type(exc).__name__]
+    first = lines[0].strip()
+    inside = [_type(ln.strip().removeprefix("while parsing ").rsplit(".", 1)[-1].lstrip("_"))
+              for ln in lines[1:]]
+    where = f" (inside {inside[0]})" if inside else ""
+    if m := re.match(r"Insufficient data - (\d+) bytes requested but only (\d+) available", first):
+        return f"truncated: a length says {m[1]} more bytes where {m[2]} remain{where}"
+    if m := re.match(r"Extra data - (\d+) bytes of trailing data", first):
+        return f"{m[1]} bytes follow the message's end"
+    if m := re.match(r'Field "(\w+)" is missing from structure', first):
+        camel = re.sub(r"_(\w)", lambda c: c[1].upper(), m[1])
+        return f"its field {camel} is missing{where}"
+    if m := re.match(r"Error parsing [\w.]+?\.(\w+) - (.*)", first):
+        what = m[2]
+        if n := re.match(r"method should have been (\w+), but (\w+) was found", what):
+            what = f"a {n[1]} encoding expected, a {n[2]} one found"
+        elif n := re.match(r"tag should have been (\d+), but (\d+) was found", what):
+            what = f"tag {n[1]} expected, tag {n[2]} found"
+        return f"{_type(m[1].lstrip('_'))}: {what}{where}"
+    return _TYPE.sub(lambda m: _type(m.group(1)), first) + where
 
 
 @dataclass(frozen=True)
@@ -78,6 +116,8 @@ def parse_request(der: bytes) -> TimeStampRequest:
     if len(der) > MAX_REQUEST_BYTES:
         raise RequestRefused("badDataFormat", f"request of {len(der)} bytes is over "
                              f"{MAX_REQUEST_BYTES}")
+    if not der:
+        raise RequestRefused("badDataFormat", "not a DER TimeStampReq (RFC 3161 2.4.1): no bytes")
     try:
         req = asn1tsp.TimeStampReq.load(bytes(der), strict=True)
         version = req["version"].native
@@ -92,7 +132,7 @@ def parse_request(der: bytes) -> TimeStampRequest:
         extensions = req["extensions"].native
     except _DECODE_ERRORS as exc:
         raise RequestRefused("badDataFormat",
-                             f"not a DER TimeStampReq: {type(exc).__name__}: {exc}") from None
+                             f"not a DER TimeStampReq (RFC 3161 2.4.1): {der_defect(exc)}") from None
     if version != "v1":
         raise RequestRefused("badRequest", f"TimeStampReq version {version}, expected v1")
     if alg_name not in HASHES:
@@ -151,7 +191,7 @@ def token_of_response(der: bytes) -> bytes:
         # decode every certificate in it and have dump() encode the whole token again: ~7 ms)
         token_der = None if isinstance(token, asn1core.Void) else token.dump()
     except _DECODE_ERRORS as exc:
-        raise TspError(f"not a DER TimeStampResp: {type(exc).__name__}: {exc}") from None
+        raise TspError(f"not a DER TimeStampResp (RFC 3161 2.4.2): {der_defect(exc)}") from None
     if code not in ("granted", "granted_with_mods"):
         raise ResponseRefused(code, failures, text)
     if token_der is None:

@@ -1,0 +1,132 @@
+"""JSON texts read strictly (RFC 8259), for bodies whose meaning must not be ambiguous.
+
+Python's ``json.loads`` is lenient where a security API should not be: a member name given
+twice keeps the last value silently (RFC 8259 4: names SHOULD be unique, and parsers
+differ on which one wins), bytes in UTF-16 or UTF-32 or behind a byte order mark are
+decoded (8.1: JSON exchanged between systems MUST be UTF-8, with no BOM added), ``NaN``
+and ``Infinity`` are taken (6: not JSON), and deep nesting or a very long integer fail with
+Python's own exceptions (``RecursionError``, ``ValueError``). :func:`loads` answers each of
+these with a :class:`JsonRefused` that names what was wrong and where.
+
+Decision on the byte order mark: refused, not ignored (8.1 lets a parser do either). A BOM
+means the sender did not follow 8.1, and the bytes it signed or hashed may not be the
+bytes it meant; the answer says to send the text without it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+#: Containers nested deeper than this are refused (the services' bodies use a handful).
+MAX_DEPTH = 64
+#: The longest name a refusal quotes (a member name is the client's own text).
+_NAME_SHOWN = 64
+
+
+class JsonRefused(ValueError):
+    """A JSON text refused. ``kind``: ``encoding``, ``syntax``, ``duplicate``, ``depth``,
+    ``integer``, ``constant``; ``path``: a repeated member's names and indices from the top
+    (empty otherwise); ``detail``: what was wrong, for a person."""
+
+    def __init__(self, kind: str, detail: str, path: tuple[str | int, ...] = ()) -> None:
+        super().__init__(detail)
+        self.kind, self.detail, self.path = kind, detail, path
+
+
+class _Object(dict):
+    """A JSON object in which some member names came more than once (``repeated``)."""
+
+    repeated: list[str]
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj
+    marked = _Object(obj)
+    seen: set[str] = set()
+    marked.repeated = [k for k, _ in pairs if k in seen or seen.add(k)]  # type: ignore[func-returns-value]
+    return marked
+
+
+def _name(name: str) -> str:
+    return repr(name if len(name) <= _NAME_SHOWN else name[:_NAME_SHOWN] + "...")
+
+
+def max_digits() -> int:
+    """The longest integer read: Python's ``sys.get_int_max_str_digits()`` (4300 by default)."""
+    get = getattr(sys, "get_int_max_str_digits", None)
+    return get() if get is not None and get() > 0 else 4300
+
+
+def _integer(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    limit = max_digits()
+    if digits > limit:
+        raise JsonRefused("integer", f"an integer of {digits} digits (more than {limit}, the longest "
+                          "this service reads)")
+    return int(text)
+
+
+def _constant(name: str) -> Any:
+    raise JsonRefused("constant", f"{name} is not JSON (RFC 8259 6: numbers are finite, written in digits)")
+
+
+def _encoding(data: bytes) -> None:
+    """Refuse anything but UTF-8 without a byte order mark (RFC 8259 8.1)."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        raise JsonRefused("encoding", "the body begins with a byte order mark (EF BB BF); JSON between "
+                          "systems is UTF-8 with none (RFC 8259 8.1): send it without one")
+    for bom, name in ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),
+                      (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16")):
+        if data.startswith(bom):
+            raise JsonRefused("encoding", f"the body is {name} (its byte order mark {bom.hex(' ').upper()}); "
+                              "JSON between systems is UTF-8 (RFC 8259 8.1)")
+    guess = json.detect_encoding(data)
+    if guess != "utf-8":
+        raise JsonRefused("encoding", f"the body looks like {guess.upper()} (NUL bytes between its "
+                          "characters); JSON between systems is UTF-8 (RFC 8259 8.1)")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise JsonRefused("encoding", f"the body is not UTF-8 (RFC 8259 8.1): {exc.reason} at byte offset "
+                          f"{exc.start}") from None
+
+
+def _walk(value: Any) -> None:
+    """Refuse nesting deeper than :data:`MAX_DEPTH` and repeated member names, naming where."""
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(value, ())]
+    while stack:
+        node, path = stack.pop()
+        if len(path) >= MAX_DEPTH:
+            raise JsonRefused("depth", f"nesting deeper than {MAX_DEPTH} levels")
+        if isinstance(node, _Object):
+            name = node.repeated[0]
+            raise JsonRefused("duplicate", f"the member name {_name(name)} comes more than once in one "
+                              "object (RFC 8259 4); this service refuses a body whose meaning is "
+                              "ambiguous", (*path, name))
+        if isinstance(node, dict):
+            stack.extend((v, (*path, k)) for k, v in node.items() if isinstance(v, dict | list))
+        elif isinstance(node, list):
+            stack.extend((v, (*path, i)) for i, v in enumerate(node) if isinstance(v, dict | list))
+
+
+def loads(data: bytes) -> Any:
+    """The value of the JSON text ``data``, read strictly (see the module's docstring);
+    :class:`JsonRefused` otherwise."""
+    _encoding(data)
+    try:
+        value = json.loads(data, object_pairs_hook=_pairs, parse_int=_integer, parse_constant=_constant)
+    except RecursionError:
+        raise JsonRefused("depth", f"nesting deeper than {MAX_DEPTH} levels") from None
+    except json.JSONDecodeError as exc:
+        raise JsonRefused("syntax", f"not JSON: {exc.msg} at byte offset {_byte(data, exc.pos)}") from None
+    _walk(value)
+    return value
+
+
+def _byte(data: bytes, char: int) -> int:
+    """The byte offset of character ``char`` of the UTF-8 text ``data``."""
+    return len(data.decode("utf-8")[:char].encode("utf-8"))
