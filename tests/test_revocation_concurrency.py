@@ -101,3 +101,82 @@ def test_revocations_of_phones_issued_in_different_orders_do_not_deadlock(pg_eng
         assert {lid: s.get(StatusList, lid).version for lid in lists} == {lid: 240 for lid in lists}
         assert {c.status for c in s.query(Credential)} == {"valid"}
     revoke(sessions, phones[0], "keyCompromise", actor="test")
+
+
+# -- the CRL of a partition while its certificates are revoked ---------------------------
+
+
+@pytest.fixture
+def pg_issuer(db_url):
+    if not db_url.startswith("postgresql"):
+        pytest.skip("CRL rebuilds racing revocations are a PostgreSQL matter (SQLite has one writer)")
+    from test_issuer_jpki_support import open_issuer
+
+    return open_issuer(db_url)
+
+
+def _number(der: bytes) -> int:
+    from cryptography import x509
+
+    return x509.load_der_x509_crl(der).extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+
+
+def _listed(der: bytes, cert_der: bytes) -> bool:
+    from cryptography import x509
+
+    serial = x509.load_der_x509_certificate(cert_der).serial_number
+    return x509.load_der_x509_crl(der).get_revoked_certificate_by_serial_number(serial) is not None
+
+
+def test_a_revocation_committed_while_the_crl_is_rebuilt_reaches_the_crl(pg_issuer, monkeypatch):
+    """A CRL rebuild read the registry, a revocation committed and marked the cached CRL
+    stale, then the rebuild stored its CRL, without that revocation, as current: the
+    certificate stayed off the CRL until the next day's rebuild."""
+    from test_issuer_jpki_support import provision
+
+    from issuer.jpki import publication
+
+    issuer = pg_issuer
+    victim, other = provision(issuer), provision(issuer)
+    issuer.crl("auth", "131016")
+    revoke(issuer.sessions, other.phone_id, "keyCompromise", "auth")  # the cached CRL is stale
+    read = publication.revocations
+    racer: list[threading.Thread] = []
+
+    def revocations_then_a_revocation(*args, **kwargs):
+        out = read(*args, **kwargs)
+        if not racer:  # the first rebuild has read the registry: a revocation comes in
+            racer.append(threading.Thread(target=revoke, args=(issuer.sessions, victim.phone_id,
+                                                               "keyCompromise", "auth")))
+            racer[0].start()
+            racer[0].join(timeout=1.0)  # before the fix it commits now; after, it waits for this commit
+        return out
+
+    monkeypatch.setattr(publication, "revocations", revocations_then_a_revocation)
+    issuer.crl("auth", "131016")
+    racer[0].join()
+    monkeypatch.setattr(publication, "revocations", read)
+    assert _listed(issuer.crl("auth", "131016"), victim.certs["auth"])
+
+
+def test_a_crl_asked_for_by_many_at_once_after_a_revocation_is_built_once(pg_issuer):
+    """Every request that found the CRL stale rebuilt it, one after the other under the
+    lock, each numbering and signing the same list again."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from test_issuer_jpki_support import provision
+
+    issuer = pg_issuer
+    phone = provision(issuer)
+    before = _number(issuer.crl("auth", "131016"))
+    revoke(issuer.sessions, phone.phone_id, "keyCompromise", "auth")
+    start = threading.Barrier(8)
+
+    def fetch(_):
+        start.wait()
+        return issuer.crl("auth", "131016")
+
+    with ThreadPoolExecutor(8) as pool:
+        crls = list(pool.map(fetch, range(8)))
+    assert len(set(crls)) == 1 and _listed(crls[0], phone.certs["auth"])
+    assert _number(crls[0]) == before + 1
