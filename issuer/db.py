@@ -98,6 +98,8 @@ class Credential(IssuerBase):
         Index("ix_credential_phone_kind", "phone_id", "kind", "status"),
         #: The linkage service and the consent service look certificates up by serial alone.
         Index("ix_credential_serial", "serial"),
+        #: Listings page in issuance order (GET /credentials, mcred credential list).
+        Index("ix_credential_issued", "issued_at", "id"),
     )
 
 

@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
+from sqlalchemy.orm import defer
 
 import wallet_sim
 from issuer.api import problems
@@ -753,7 +754,9 @@ def issuer_router(ctx: Context) -> APIRouter:
                          limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                          offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> dict[str, Any]:
         # a stable order (issuance times can tie), so that pages neither skip nor repeat
-        q = select(Credential).order_by(Credential.issued_at, Credential.id).offset(offset).limit(limit)
+        # read off ix_credential_issued; the bodies (certificates, IssuerSigned) are not shown
+        q = (select(Credential).options(defer(Credential.body)).order_by(Credential.issued_at, Credential.id)
+             .offset(offset).limit(limit))
         if phone_id:
             q = q.where(Credential.phone_id == phone_id)
         if kind:

@@ -1,0 +1,68 @@
+"""The listings that grow with the installation read their page off an index, on SQLite and
+PostgreSQL: the statement a route runs is captured and its plan asked for (no timing).
+
+PostgreSQL's planner takes a sort of a small table over an index, so the PostgreSQL plans
+are asked with sequential scans and sorts priced out (``enable_seqscan``/``enable_sort``
+off): what remains is whether an index can give the order at all.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import event
+
+from issuer.api.auth import create_token
+from mcred.context import Context
+from mcred.service import create_app
+
+
+def _statements(engine, run, needle: str) -> list[tuple[str, object]]:
+    """The statements (with their parameters) containing ``needle`` that ``run()`` executes."""
+    seen: list[tuple[str, object]] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001, ARG001
+        if needle in statement:
+            seen.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        run()
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert seen, f"no statement with {needle!r} ran"
+    return seen
+
+
+def _plan(engine, statement: str, parameters) -> str:  # noqa: ANN001
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+            conn.exec_driver_sql("SET LOCAL enable_sort = off")
+            rows = conn.exec_driver_sql("EXPLAIN " + statement, parameters).all()
+            return "\n".join(r[0] for r in rows)
+        rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).all()
+        return "\n".join(str(r[-1]) for r in rows)
+
+
+@pytest.mark.parametrize("query", ["limit=100", "limit=100&offset=200", "status=valid&limit=50",
+                                   "kind=mdoc"])
+def test_a_page_of_credentials_is_read_off_the_issuance_order_index(home: Path, db_url: str, query: str):
+    """GET /credentials sorted the whole credentials table (bodies included) for every page:
+    at 60,000 credentials on PostgreSQL an 80 MB sort on disk, 66 ms for the first page and
+    260 ms for one at offset 50,000."""
+    ctx = Context(home=home, database=db_url)
+    _, token = create_token(ctx.sessions, ["issuer"], "plans")
+    with TestClient(create_app(ctx)) as client:
+        def page() -> None:
+            r = client.get(f"/credentials?{query}", headers={"Authorization": f"Bearer {token}"})
+            assert r.status_code == 200, r.text
+
+        [(statement, parameters)] = _statements(ctx.engine, page, "FROM credentials")
+    assert "credentials.body" not in statement  # the page shows no certificate or IssuerSigned
+    plan = _plan(ctx.engine, statement, parameters)
+    assert "ix_credential_issued" in plan, plan
+    assert "Sort" not in plan and "TEMP B-TREE" not in plan, plan
+    ctx.engine.dispose()
