@@ -100,6 +100,8 @@ class Credential(IssuerBase):
         Index("ix_credential_serial", "serial"),
         #: Listings page in issuance order (GET /credentials, mcred credential list).
         Index("ix_credential_issued", "issued_at", "id"),
+        #: A CRL's entries: its partition's revoked and held certificates of one issuing key.
+        Index("ix_credential_crl", "issuer_key", "partition", "status"),
     )
 
 

@@ -66,3 +66,22 @@ def test_a_page_of_credentials_is_read_off_the_issuance_order_index(home: Path, 
     assert "ix_credential_issued" in plan, plan
     assert "Sort" not in plan and "TEMP B-TREE" not in plan, plan
     ctx.engine.dispose()
+
+
+def test_a_crl_rebuild_reads_only_its_partitions_revoked_certificates_off_an_index(db_url: str):
+    """The CRL rebuild's look-up of revoked and held certificates went through the index on
+    (issuer_key, serial): every certificate of the issuing key, in every partition, read
+    and filtered (at 20,840 holders in four partitions, 28 ms of every rebuild; 1.6 ms on
+    the index)."""
+    from test_issuer_jpki_support import open_issuer, provision
+
+    from issuer import revocation
+
+    issuer = open_issuer(db_url)
+    phone = provision(issuer)
+    revocation.revoke(issuer.sessions, phone.phone_id, "keyCompromise", "auth")
+    engine = issuer.sessions.kw["bind"]
+    [(statement, parameters)] = _statements(engine, lambda: issuer.crl("auth", "131016"),
+                                            "credentials.partition =")
+    plan = _plan(engine, statement, parameters)
+    assert "ix_credential_crl" in plan, plan
