@@ -79,3 +79,82 @@ def test_mcred_tsm_jobs_lists_every_job_as_before_without_their_results(home: Pa
     assert runner.invoke(app, ["tsm", "jobs", "--json", "--phone", "nobody"]).output == "[]\n"
     assert runner.invoke(app, ["tsm", "jobs", "--phone", "nobody"]).output == "no job on nobody\n"
 
+
+
+def _certificate(key) -> bytes:  # noqa: ANN001
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import NameOID
+
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "listing")])
+    now = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now)
+            .not_valid_after(now + dt.timedelta(days=365)).sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def test_mcred_credential_list_reads_no_mdoc_body_and_lists_as_before(home: Path, db_url: str, monkeypatch):
+    """``mcred credential list`` loaded every credential whole, each mdoc's IssuerSigned
+    included, before printing the first: at 62,520 credentials on PostgreSQL 836 MB of
+    memory and 13.4 s."""
+    import datetime as dt
+
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from sqlalchemy.orm import sessionmaker
+
+    from issuer.db import Credential, Holder, Phone
+    from mcred.context import Context
+
+    monkeypatch.setenv("MCRED_DATABASE_URL", db_url)
+    engine = Context.open().engine
+    now = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    p384 = _certificate(ec.generate_private_key(ec.SECP384R1()))
+    rsa2048 = _certificate(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    with sessionmaker(engine).begin() as s:
+        s.add(Holder(id="h" * 32, data={}, card_number="1" * 16, card_expiry=dt.date(2035, 1, 1)))
+        s.flush()
+        s.add(Phone(id="phone-1", holder_id="h" * 32))
+        s.flush()
+        for i, (kind, body) in enumerate([("jpki-sign", rsa2048), ("jpki-auth", p384), ("mdoc", b"\xa0" * 50_000),
+                                          ("jpki-sign", p384), ("jpki-auth", rsa2048)]):
+            s.add(Credential(id=f"{i:032x}", holder_id="h" * 32, phone_id="phone-1", kind=kind,
+                             status="revoked" if i == 0 else "valid", reason="superseded" if i == 0 else None,
+                             issued_at=now + dt.timedelta(seconds=i), not_before=now,
+                             not_after=now + dt.timedelta(days=365), serial=None if kind == "mdoc" else f"{i:x}",
+                             issuer_key=f"{kind}-key", body=body, meta={},
+                             status_list_id=None, status_idx=None))
+    runner = CliRunner()
+    answers: list = []
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001, ARG001
+        seen.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        answers.append(runner.invoke(app, ["credential", "list", "--json"]))
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+    [statement] = [s for s in seen if "FROM credentials" in s]
+    # the body is asked for only under CASE, for JPKI certificates: no mdoc's IssuerSigned
+    assert statement.count("credentials.body") == 1 and "CASE WHEN" in statement, statement
+    rows = json.loads(answers[0].output)
+    assert [(r["id"][-1], r["kind"], r["key_type"]) for r in rows] == [
+        ("0", "jpki-sign", "rsa2048"), ("1", "jpki-auth", "p384"), ("2", "mdoc", None), ("3", "jpki-sign", "p384"),
+        ("4", "jpki-auth", "rsa2048")]
+    assert answers[0].output == json.dumps(rows, ensure_ascii=False) + "\n"
+    listed = runner.invoke(app, ["credential", "list", "--key-type", "rsa2048"]).output.splitlines()
+    assert [line.split()[0][-1] for line in listed] == ["0", "4"]
+    assert listed[0].endswith("serial 0  rsa2048") and "revoked (superseded)" in listed[0]
+    assert [line.split()[0][-1] for line in runner.invoke(
+        app, ["credential", "list", "--key-type", "rsa2048", "--status", "valid"]).output.splitlines()] == ["4"]
+    page = runner.invoke(app, ["credential", "list", "--key-type", "p384", "--offset", "1", "--limit", "1"])
+    assert [line.split()[0][-1] for line in page.output.splitlines()] == ["3"]
+    assert runner.invoke(app, ["credential", "list", "--limit", "2", "--offset", "1", "--json"]).output == \
+        json.dumps(rows[1:3], ensure_ascii=False) + "\n"
+    assert runner.invoke(app, ["credential", "list", "--phone", "nobody", "--json"]).output == "[]\n"
+    assert runner.invoke(app, ["credential", "list", "--kind", "mdoc", "--status", "hold"]).output == \
+        "no credential of kind mdoc hold\n"
