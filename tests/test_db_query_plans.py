@@ -36,11 +36,14 @@ def _statements(engine, run, needle: str) -> list[tuple[str, object]]:
     return seen
 
 
-def _plan(engine, statement: str, parameters) -> str:  # noqa: ANN001
+def _plan(engine, statement: str, parameters, *, priced: bool = True) -> str:  # noqa: ANN001
+    """The plan of ``statement``; ``priced=False``: as the planner finds it, from the table's
+    statistics (the caller filled the table and analysed it)."""
     with engine.connect() as conn:
-        if engine.dialect.name == "postgresql":
+        if engine.dialect.name == "postgresql" and priced:
             conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
             conn.exec_driver_sql("SET LOCAL enable_sort = off")
+        if engine.dialect.name == "postgresql":
             rows = conn.exec_driver_sql("EXPLAIN " + statement, parameters).all()
             return "\n".join(r[0] for r in rows)
         rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).all()
@@ -98,3 +101,32 @@ def test_the_last_records_of_one_tsm_audit_event_are_read_off_an_index(engine):
     plan = _plan(engine, statement, parameters)
     assert "ix_tsm_audit_event" in plan, plan
     assert "Sort" not in plan and "TEMP B-TREE" not in plan, plan
+
+
+def test_the_audit_of_one_subject_is_read_off_the_subject_index(db_url: str):
+    """``mcred audit --subject H`` (GET /audit?subject=) asked for the events of H, of its
+    credentials and of its phones as three ORed conditions, and PostgreSQL walked back
+    through the whole audit by id testing each event: at 105,000 events 174 ms for a holder
+    with five. Asked of an audit of 5,000 events, analysed, as the planner finds it."""
+    import datetime as dt
+
+    from sqlalchemy.orm import sessionmaker
+
+    from issuer.audit import events
+    from issuer.db import AuditEvent
+    from mcred.db import make_engine, migrate
+
+    engine = make_engine(db_url)
+    migrate(engine)
+    at = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    with engine.begin() as conn:
+        conn.execute(AuditEvent.__table__.insert(), [
+            {"at": at, "actor": "test", "action": "credential.revoke", "subject": f"{i:032x}", "detail": {}}
+            for i in range(5000)])
+        conn.exec_driver_sql("ANALYZE issuer_audit")
+    [(statement, parameters)] = _statements(
+        engine, lambda: events(sessionmaker(engine), subject=f"{17:032x}"), "FROM issuer_audit")
+    plan = _plan(engine, statement, parameters, priced=False)
+    assert "ix_issuer_audit_subject" in plan, plan
+    assert [e["subject"] for e in events(sessionmaker(engine), subject=f"{17:032x}")] == [f"{17:032x}"]
+    engine.dispose()
