@@ -190,14 +190,22 @@ def supersede_other_phones(session: Session, new: Credential, *, actor: str = "p
     """One phone per person (specs/handover.md, policy 1): revoke the holder's live
     credentials of ``new.kind`` on every other phone, in the caller's transaction, so the
     new credential and the revocation become visible together."""
+    return supersede_on_other_phones(session, new.holder_id, new.kind, new.phone_id, actor=actor, now=now)
+
+
+def supersede_on_other_phones(session: Session, holder_id: str, kind: str, phone_id: str, *,
+                              actor: str = "policy", now: dt.datetime | None = None) -> list[Change]:
+    """:func:`supersede_other_phones` for the credential of ``kind`` about to be issued to
+    ``phone_id``: an issuance that takes a status-list index calls it first, so that it
+    locks the old phone's credentials before the list, as a revocation of that phone does."""
     others = session.scalars(
-        select(Credential).where(Credential.holder_id == new.holder_id,
-                                 Credential.kind == new.kind,
-                                 Credential.phone_id != new.phone_id,
+        select(Credential).where(Credential.holder_id == holder_id,
+                                 Credential.kind == kind,
+                                 Credential.phone_id != phone_id,
                                  Credential.status.in_(("valid", "hold")))
         .with_for_update())
     return _revoke_rows(session, others, ONE_PHONE_REASON, actor=actor, now=now or utcnow(),
-                        by_phone=new.phone_id, policy="one-phone-per-person")
+                        by_phone=phone_id, policy="one-phone-per-person")
 
 
 def supersede(session: Session, rows: Iterable[Credential], *, actor: str = "policy",

@@ -180,3 +180,82 @@ def test_a_crl_asked_for_by_many_at_once_after_a_revocation_is_built_once(pg_iss
         crls = list(pool.map(fetch, range(8)))
     assert len(set(crls)) == 1 and _listed(crls[0], phone.certs["auth"])
     assert _number(crls[0]) == before + 1
+
+
+# -- an mdoc issued to a holder's new phone while their old phone is put on hold ----------
+
+
+def _lock_waits(engine, table: str) -> int:  # noqa: ANN001
+    """How many statements on ``table`` wait for a lock now (any schema: the test's own)."""
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                 "AND datname = current_database() AND query ILIKE :q"),
+                            {"q": f"%{table}%"}).scalar()
+
+
+def test_an_mdoc_for_a_new_phone_and_a_hold_of_the_old_one_do_not_deadlock(pg_engine, monkeypatch):
+    """The issuance took the status list first (its index) and the old phone's mdoc last
+    (to revoke it: one phone per person); a hold of the old phone took its mdoc first and
+    the list last (its version). Each waited for the other until PostgreSQL failed one."""
+    import time
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from sqlalchemy.orm import sessionmaker
+
+    import issuer.mdoc.txn as txn
+    from issuer.holders import attach_phone, register
+    from issuer.keystore import MemoryKeyStore
+    from issuer.mdoc.issuance import make_proof
+    from issuer.mdoc.service import MdocService
+    from issuer.mdoc.status_lists import StatusListPolicy, StatusRegistry
+    from protocols.cardsub import parse_holder
+
+    sessions = sessionmaker(pg_engine, expire_on_commit=False)
+    svc = MdocService(sessions, MemoryKeyStore(), "http://issuer.test", status_policy=StatusListPolicy(size=1024))
+    holder = register(sessions, parse_holder({
+        "family_name": "山田", "given_name": "花子", "family_name_kana": "ヤマダ", "given_name_kana": "ハナコ",
+        "birth_date": "1990-04-01", "sex": 2, "address": "東京都千代田区霞が関1-1", "prefecture": "東京都",
+        "municipality": "千代田区"}))
+
+    def issue(job: str, phone: str) -> None:
+        spki, proof = make_proof(ec.generate_private_key(ec.SECP256R1()), svc.mdoc_challenge(job, phone, 0))
+        svc.issue_mdoc(job, phone, 0, spki, proof)
+
+    attach_phone(sessions, holder, "old-phone")
+    issue("job-old", "old-phone")
+    attach_phone(sessions, holder, "new-phone")
+
+    lost: list[str] = []
+    retryable = txn.is_retryable
+    monkeypatch.setattr(txn, "is_retryable", lambda exc: lost.append(str(exc).splitlines()[0]) or retryable(exc))
+    racer: list[threading.Thread] = []
+    errors: list[BaseException] = []
+    allocate = StatusRegistry.allocate
+
+    def hold_old() -> None:
+        try:
+            hold(sessions, "old-phone", actor="test")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def hold_comes_in(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        credential = allocate(*args, **kwargs)
+        if not racer:  # the issuance holds its status index: the old phone is reported lost
+            racer.append(threading.Thread(target=hold_old))
+            racer[0].start()
+            deadline = time.monotonic() + 5
+            while racer[0].is_alive() and time.monotonic() < deadline and not (
+                    _lock_waits(pg_engine, "status_lists") or _lock_waits(pg_engine, "credentials")):
+                time.sleep(0.02)
+        return credential
+
+    monkeypatch.setattr(StatusRegistry, "allocate", hold_comes_in)
+    issue("job-new", "new-phone")
+    racer[0].join()
+    assert not errors, errors
+    assert not lost, f"{len(lost)} transactions ran again, e.g. {lost[0]}"
+    with sessions() as s:
+        rows = {(c.phone_id, c.status, c.reason) for c in s.query(Credential)}
+    assert rows == {("old-phone", "revoked", "cessationOfOperation"), ("new-phone", "valid", None)}
