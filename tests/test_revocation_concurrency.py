@@ -128,18 +128,21 @@ def _listed(der: bytes, cert_der: bytes) -> bool:
     return x509.load_der_x509_crl(der).get_revoked_certificate_by_serial_number(serial) is not None
 
 
-def test_a_revocation_committed_while_the_crl_is_rebuilt_reaches_the_crl(pg_issuer, monkeypatch):
+@pytest.mark.parametrize("first", [False, True], ids=["rebuild", "first-publication"])
+def test_a_revocation_committed_while_the_crl_is_rebuilt_reaches_the_crl(pg_issuer, monkeypatch, first):
     """A CRL rebuild read the registry, a revocation committed and marked the cached CRL
     stale, then the rebuild stored its CRL, without that revocation, as current: the
-    certificate stayed off the CRL until the next day's rebuild."""
+    certificate stayed off the CRL until the next day's rebuild. The partition's first CRL
+    too: the revocation found no cached CRL to mark."""
     from test_issuer_jpki_support import provision
 
     from issuer.jpki import publication
 
     issuer = pg_issuer
     victim, other = provision(issuer), provision(issuer)
-    issuer.crl("auth", "131016")
-    revoke(issuer.sessions, other.phone_id, "keyCompromise", "auth")  # the cached CRL is stale
+    if not first:
+        issuer.crl("auth", "131016")
+        revoke(issuer.sessions, other.phone_id, "keyCompromise", "auth")  # the cached CRL is stale
     read = publication.revocations
     racer: list[threading.Thread] = []
 

@@ -62,12 +62,27 @@ def crl(ca: JpkiCa, purpose: Purpose, partition: str, *, generation: Generation 
         cached = s.get(JpkiCrlCache, (purpose.value, key))
         if not force and _current(cached, now):
             return cached.body
+    if cached is None:
+        _first(ca, purpose, key, now)
     for _attempt in range(3):
         try:
             return _rebuild(ca, gen, partition, key, now, force)
         except IntegrityError:
             continue  # a concurrent first publication created the state row: go again
     return _rebuild(ca, gen, partition, key, now, force)
+
+
+def _first(ca: JpkiCa, purpose: Purpose, key: str, now: dt.datetime) -> None:
+    """Before the first CRL of ``key`` is built, its cached row, stale, committed: a
+    revocation marks an existing row (:func:`issuer.revocation.mark_crl_stale`), so the first
+    build locks it as every later one does; with no row, a revocation that committed while
+    the first CRL was built had nothing to mark, and that CRL was served without it."""
+    try:
+        with ca.sessions.begin() as s:
+            s.add(JpkiCrlCache(purpose=purpose.value, partition=key, crl_number=0, body=b"",
+                               this_update=now, next_update=now, stale=True))
+    except IntegrityError:
+        pass  # another request made it
 
 
 def _current(cached: JpkiCrlCache | None, now: dt.datetime) -> bool:
