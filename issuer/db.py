@@ -48,6 +48,9 @@ class Holder(IssuerBase):
     card_expiry: Mapped[dt.date] = mapped_column()
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
+    #: Listings page in registration order (mcred holder list, GET /holders).
+    __table_args__ = (Index("ix_holder_created", "created_at", "id"),)
+
 
 class Phone(IssuerBase):
     """The issuer's view of a phone holding a holder's credentials (one active per holder)."""

@@ -111,6 +111,9 @@ class JobRow(TsmBase):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
+    #: Listings page in creation order (mcred tsm jobs, GET /tsm-jobs).
+    __table_args__ = (Index("ix_tsm_jobs_created", "created_at", "id"),)
+
 
 class AuditRow(TsmBase):
     __tablename__ = "tsm_audit"
