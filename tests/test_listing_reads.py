@@ -158,3 +158,10 @@ def test_mcred_credential_list_reads_no_mdoc_body_and_lists_as_before(home: Path
     assert runner.invoke(app, ["credential", "list", "--phone", "nobody", "--json"]).output == "[]\n"
     assert runner.invoke(app, ["credential", "list", "--kind", "mdoc", "--status", "hold"]).output == \
         "no credential of kind mdoc hold\n"
+
+
+def test_job_lines_read_in_the_callers_transaction_leave_its_connection_as_it_was(engine):
+    ids = _jobs(engine, 3)
+    with engine.connect() as conn:
+        assert [j.id for j in job_lines(conn)] == ids
+        assert "yield_per" not in conn.get_execution_options()

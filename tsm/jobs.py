@@ -182,7 +182,7 @@ def job_lines(bind: Bind, se_id: str | None = None, *, unfinished: bool = False,
         q = q.where(JobRow.state.not_in(ENDED))
     connect = bind.connect() if isinstance(bind, Engine) else contextlib.nullcontext(bind)
     with connect as conn:
-        for row in conn.execution_options(yield_per=500).execute(q):
+        for row in conn.execute(q.execution_options(yield_per=500)):
             yield JobLine(row.id, row.se_id, row.kind, row.state, tuple(row.steps), row.next_step, row.actor,
                           row.attempts, row.error)
 
