@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import String, literal, select, union_all
 from sqlalchemy.orm import Session, sessionmaker
 
 from issuer.db import AuditEvent, Credential, Phone
@@ -31,11 +31,14 @@ def events(sessions: sessionmaker[Session], *, subject: str | None = None, actio
     token's), at or after ``since``; the ``offset`` newest of them skipped (the next page)."""
     q = select(AuditEvent).order_by(AuditEvent.id.desc()).offset(offset).limit(limit)
     if subject is not None:
-        phones = select(Phone.id).where(Phone.holder_id == subject)
-        credentials = select(Credential.id).where((Credential.phone_id == subject)
-                                                  | (Credential.holder_id == subject))
-        q = q.where((AuditEvent.subject == subject) | AuditEvent.subject.in_(credentials)
-                    | AuditEvent.subject.in_(phones))
+        # one set of subjects, each looked up on the subject index; as three ORed conditions
+        # PostgreSQL walked back through the whole audit by id, testing each event
+        # (at 105,000 events, 174 ms for a holder with five)
+        subjects = union_all(
+            select(literal(subject, String).label("id")),
+            select(Credential.id).where((Credential.phone_id == subject) | (Credential.holder_id == subject)),
+            select(Phone.id).where(Phone.holder_id == subject))
+        q = q.where(AuditEvent.subject.in_(select(subjects.subquery().c.id)))
     if action is not None:
         q = q.where(_prefixed(AuditEvent.action, action.rstrip("."), "."))
     if actor is not None:

@@ -48,6 +48,9 @@ class Holder(IssuerBase):
     card_expiry: Mapped[dt.date] = mapped_column()
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
+    #: Listings page in registration order (mcred holder list, GET /holders).
+    __table_args__ = (Index("ix_holder_created", "created_at", "id"),)
+
 
 class Phone(IssuerBase):
     """The issuer's view of a phone holding a holder's credentials (one active per holder)."""
@@ -98,6 +101,10 @@ class Credential(IssuerBase):
         Index("ix_credential_phone_kind", "phone_id", "kind", "status"),
         #: The linkage service and the consent service look certificates up by serial alone.
         Index("ix_credential_serial", "serial"),
+        #: Listings page in issuance order (GET /credentials, mcred credential list).
+        Index("ix_credential_issued", "issued_at", "id"),
+        #: A CRL's entries: its partition's revoked and held certificates of one issuing key.
+        Index("ix_credential_crl", "issuer_key", "partition", "status"),
     )
 
 

@@ -12,7 +12,10 @@ valid one released: nothing changes) and audited. Consumers derive their publish
 from the rows: the JPKI CRLs and OCSP (``issuer.jpki``: certificateHold -> on hold, others
 -> revoked with the reason), the mdoc status list (certificateHold -> SUSPENDED, others ->
 INVALID, release -> VALID); this module marks the affected CRL partitions stale and bumps
-the affected status lists' version so both are rebuilt.
+the affected status lists' version so both are rebuilt. Each call is one transaction, run
+again when it loses a race to another writer (:func:`issuer.mdoc.txn.run_transaction`:
+a PostgreSQL deadlock or serialisation failure, SQLite's busy database), so that a
+revocation meeting an issuance under way is not refused for it.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from sqlalchemy import ColumnElement, case, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from issuer.db import AuditEvent, Credential, Phone, StatusList, utcnow
+from issuer.mdoc.txn import run_transaction
 
 HOLD = "certificateHold"
 #: Every reason accepted by :func:`revoke` (certificateHold = a hold).
@@ -90,11 +94,18 @@ def mark_crl_stale(session: Session, kind: str, partition: str | None) -> None:
 
 
 def _touch(session: Session, rows: Iterable[Credential]) -> None:
-    for row in rows:
-        mark_crl_stale(session, row.kind, row.partition)
-        if row.status_list_id:
-            session.execute(update(StatusList).where(StatusList.id == row.status_list_id)
-                            .values(version=StatusList.version + 1))
+    """Mark the rows' CRLs stale and bump their status lists, each once, in one order for
+    every transaction: the CRL caches by (kind, partition), then the lists by id. Taken in
+    the order of a phone's credentials, two revocations in one partition (one phone's
+    signing certificate older than its user-authentication one, the other's newer, as after
+    a move) locked the same rows in opposite orders and PostgreSQL broke the deadlock by
+    failing one of them."""
+    rows = list(rows)
+    for kind, partition in sorted({(r.kind, r.partition) for r in rows if r.partition is not None}):
+        mark_crl_stale(session, kind, partition)
+    for list_id in sorted({r.status_list_id for r in rows if r.status_list_id}):
+        session.execute(update(StatusList).where(StatusList.id == list_id)
+                        .values(version=StatusList.version + 1))
 
 
 def _rows(session: Session, phone_id: str, kinds: tuple[str, ...], *, state: ColumnElement | None = None
@@ -151,9 +162,9 @@ def revoke(sessions: sessionmaker[Session], phone_id: str, reason: str, credenti
     if credential == "all":  # an active or lost phone becomes lost (a hold) or revoked; the rest stay
         state = case((Phone.state.in_(("active", "lost")), "lost" if reason == HOLD else "revoked"),
                      else_=Phone.state)
-    with sessions.begin() as s:
-        return _revoke_rows(s, _rows(s, phone_id, kinds, state=state), reason, actor=actor,
-                            now=now or utcnow())
+    now = now or utcnow()
+    return run_transaction(sessions, lambda s: _revoke_rows(
+        s, _rows(s, phone_id, kinds, state=state), reason, actor=actor, now=now))
 
 
 def revoke_ids(sessions: sessionmaker[Session], ids: Iterable[str], reason: str, *,
@@ -162,12 +173,12 @@ def revoke_ids(sessions: sessionmaker[Session], ids: Iterable[str], reason: str,
     """Revoke exactly the credentials ``ids`` (of ``kind``, if given) that are still live:
     a workflow re-run after a crash never touches what it issued since."""
     reason = parse_reason(reason)
-    with sessions.begin() as s:
-        q = select(Credential).where(Credential.id.in_(set(ids)))
-        if kind:
-            q = q.where(Credential.kind == kind)
-        return _revoke_rows(s, s.scalars(q.order_by(Credential.issued_at).with_for_update()),
-                            reason, actor=actor, now=now or utcnow())
+    now = now or utcnow()
+    q = select(Credential).where(Credential.id.in_(set(ids)))
+    if kind:
+        q = q.where(Credential.kind == kind)
+    return run_transaction(sessions, lambda s: _revoke_rows(
+        s, s.scalars(q.order_by(Credential.issued_at).with_for_update()), reason, actor=actor, now=now))
 
 
 #: The reason the one-phone rule records (specs/handover.md, policy 1 and reasons).
@@ -179,14 +190,22 @@ def supersede_other_phones(session: Session, new: Credential, *, actor: str = "p
     """One phone per person (specs/handover.md, policy 1): revoke the holder's live
     credentials of ``new.kind`` on every other phone, in the caller's transaction, so the
     new credential and the revocation become visible together."""
+    return supersede_on_other_phones(session, new.holder_id, new.kind, new.phone_id, actor=actor, now=now)
+
+
+def supersede_on_other_phones(session: Session, holder_id: str, kind: str, phone_id: str, *,
+                              actor: str = "policy", now: dt.datetime | None = None) -> list[Change]:
+    """:func:`supersede_other_phones` for the credential of ``kind`` about to be issued to
+    ``phone_id``: an issuance that takes a status-list index calls it first, so that it
+    locks the old phone's credentials before the list, as a revocation of that phone does."""
     others = session.scalars(
-        select(Credential).where(Credential.holder_id == new.holder_id,
-                                 Credential.kind == new.kind,
-                                 Credential.phone_id != new.phone_id,
+        select(Credential).where(Credential.holder_id == holder_id,
+                                 Credential.kind == kind,
+                                 Credential.phone_id != phone_id,
                                  Credential.status.in_(("valid", "hold")))
         .with_for_update())
     return _revoke_rows(session, others, ONE_PHONE_REASON, actor=actor, now=now or utcnow(),
-                        by_phone=new.phone_id, policy="one-phone-per-person")
+                        by_phone=phone_id, policy="one-phone-per-person")
 
 
 def supersede(session: Session, rows: Iterable[Credential], *, actor: str = "policy",
@@ -207,10 +226,11 @@ def release(sessions: sessionmaker[Session], phone_id: str, credential: str = "a
     """Lift the holds of the phone's credentials: removeFromCRL (RFC 5280 5.3.1) - the entry
     leaves the next CRL, OCSP answers good, the mdoc is VALID again. Revoked rows stay."""
     kinds = kinds_of(credential)
-    changes: list[Change] = []
-    with sessions.begin() as s:
+    state = case((Phone.state == "lost", "active"), else_=Phone.state) if credential == "all" else None
+
+    def work(s: Session) -> list[Change]:
+        changes: list[Change] = []
         touched = []
-        state = case((Phone.state == "lost", "active"), else_=Phone.state) if credential == "all" else None
         for row in _rows(s, phone_id, kinds, state=state):
             if row.status != "hold":
                 continue
@@ -222,4 +242,6 @@ def release(sessions: sessionmaker[Session], phone_id: str, credential: str = "a
                              detail={"phone": phone_id, "kind": row.kind, "serial": row.serial,
                                      "at": (now or utcnow()).isoformat()}))
         _touch(s, touched)
-    return changes
+        return changes
+
+    return run_transaction(sessions, work)

@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
+from sqlalchemy.orm import defer
 
 import wallet_sim
 from issuer.api import problems
@@ -451,7 +452,7 @@ def _provisioned(res) -> dict[str, Any]:  # noqa: ANN001 - mcred.provision.Provi
                       **{k: v for k, v in summary.items() if k.endswith("_certificate")}})
 
 
-def _tsm_job(j) -> dict[str, Any]:  # noqa: ANN001 - tsm.jobs.JobView
+def _tsm_job(j) -> dict[str, Any]:  # noqa: ANN001 - tsm.jobs.JobView or JobLine
     return {"id": j.id, "phone_id": j.se_id, "kind": j.kind, "state": j.state,
             "next_step": j.current_step, "steps_done": j.next_step, "steps": len(j.steps),
             "attempts": j.attempts, "actor": j.actor, "error": j.error}
@@ -693,9 +694,9 @@ def issuer_router(ctx: Context) -> APIRouter:
     def tsm_jobs(phone_id: Annotated[str | None, Query(pattern=PHONE_ID_PATTERN, max_length=63)] = None,
                  unfinished: bool = False, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                  offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> dict[str, Any]:
-        from tsm.jobs import list_jobs
+        from tsm.jobs import job_lines
 
-        jobs = list_jobs(ctx.engine, phone_id, unfinished=unfinished, limit=limit, offset=offset)
+        jobs = job_lines(ctx.engine, phone_id, unfinished=unfinished, limit=limit, offset=offset)
         return {"jobs": [_tsm_job(j) for j in jobs], "limit": limit, "offset": offset}
 
     @router.post("/tsm-jobs/{job_id}/resume", status_code=202,
@@ -768,7 +769,9 @@ def issuer_router(ctx: Context) -> APIRouter:
                          limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                          offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> dict[str, Any]:
         # a stable order (issuance times can tie), so that pages neither skip nor repeat
-        q = select(Credential).order_by(Credential.issued_at, Credential.id).offset(offset).limit(limit)
+        # read off ix_credential_issued; the bodies (certificates, IssuerSigned) are not shown
+        q = (select(Credential).options(defer(Credential.body)).order_by(Credential.issued_at, Credential.id)
+             .offset(offset).limit(limit))
         if phone_id:
             q = q.where(Credential.phone_id == phone_id)
         if kind:

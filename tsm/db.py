@@ -29,6 +29,7 @@ from sqlalchemy import (
     Connection,
     DateTime,
     Engine,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -110,6 +111,9 @@ class JobRow(TsmBase):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
+    #: Listings page in creation order (mcred tsm jobs, GET /tsm-jobs).
+    __table_args__ = (Index("ix_tsm_jobs_created", "created_at", "id"),)
+
 
 class AuditRow(TsmBase):
     __tablename__ = "tsm_audit"
@@ -134,6 +138,10 @@ class AuditRow(TsmBase):
     sw: Mapped[int | None] = mapped_column(Integer)
     #: Non-secret facts (AIDs, KVNs, counters, error messages).
     detail: Mapped[dict] = mapped_column(JSON, default=dict)
+
+    #: The last records of one event (``mcred tsm audit --event``), read newest first off
+    #: the index rather than by walking back through every command the TSM ever sent.
+    __table_args__ = (Index("ix_tsm_audit_event", "event", "id"),)
 
 
 class SeramSessionRow(TsmBase):

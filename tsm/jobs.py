@@ -15,13 +15,14 @@ worker can resume, and the sealed blob is erased when the job ends.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from cryptography import x509
@@ -143,6 +144,47 @@ def list_jobs(bind: Bind, se_id: str | None = None, *, kind: str | None = None,
         q = q.where(JobRow.state.not_in(ENDED))
     with Session(bind) as s, s.begin():  # committed: see issuer.jpki.ca.JpkiCa.generations
         return [_view(r) for r in s.scalars(q)]
+
+
+@dataclass(frozen=True)
+class JobLine:
+    """What a listing of jobs shows of one (``mcred tsm jobs``, ``GET /tsm-jobs``): not its
+    input or results (a provisioning's results carry its certificates and MSOs, some 20 kB)."""
+
+    id: str
+    se_id: str
+    kind: str
+    state: str
+    steps: tuple[str, ...]
+    next_step: int
+    actor: str
+    attempts: int
+    error: str | None
+
+    @property
+    def current_step(self) -> str | None:
+        return self.steps[self.next_step] if self.next_step < len(self.steps) else None
+
+
+_LINE = (JobRow.id, JobRow.se_id, JobRow.kind, JobRow.state, JobRow.steps, JobRow.next_step, JobRow.actor,
+         JobRow.attempts, JobRow.error)
+
+
+def job_lines(bind: Bind, se_id: str | None = None, *, unfinished: bool = False, limit: int | None = None,
+              offset: int = 0) -> Iterator[JobLine]:
+    """:func:`list_jobs`' jobs as :class:`JobLine`, read a batch at a time as they are
+    consumed: a listing of every job of a large installation holds neither every row nor
+    any job's results in memory (``mcred tsm jobs`` at 20,840 jobs held 1.1 GB)."""
+    q = select(*_LINE).order_by(JobRow.created_at, JobRow.id).offset(offset).limit(limit)
+    if se_id is not None:
+        q = q.where(JobRow.se_id == se_id)
+    if unfinished:
+        q = q.where(JobRow.state.not_in(ENDED))
+    connect = bind.connect() if isinstance(bind, Engine) else contextlib.nullcontext(bind)
+    with connect as conn:
+        for row in conn.execute(q.execution_options(yield_per=500)):
+            yield JobLine(row.id, row.se_id, row.kind, row.state, tuple(row.steps), row.next_step, row.actor,
+                          row.attempts, row.error)
 
 
 def read_job(bind: Bind, job_id: str) -> JobView:

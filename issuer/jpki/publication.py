@@ -60,18 +60,45 @@ def crl(ca: JpkiCa, purpose: Purpose, partition: str, *, generation: Generation 
         if partitions.lookup(s, partition) is None:
             raise UnknownCredential(f"no CRL partition {partition!r}")
         cached = s.get(JpkiCrlCache, (purpose.value, key))
-        if (cached is not None and not force and not cached.stale
-                and cached.next_update - now > REFRESH):
+        if not force and _current(cached, now):
             return cached.body
+    if cached is None:
+        _first(ca, purpose, key, now)
     for _attempt in range(3):
         try:
-            return _rebuild(ca, gen, partition, key, now)
+            return _rebuild(ca, gen, partition, key, now, force)
         except IntegrityError:
             continue  # a concurrent first publication created the state row: go again
-    return _rebuild(ca, gen, partition, key, now)
+    return _rebuild(ca, gen, partition, key, now, force)
 
 
-def _rebuild(ca: JpkiCa, gen: Generation, partition: str, key: str, now: dt.datetime) -> bytes:
+def _first(ca: JpkiCa, purpose: Purpose, key: str, now: dt.datetime) -> None:
+    """Before the first CRL of ``key`` is built, its cached row, stale, committed: a
+    revocation marks an existing row (:func:`issuer.revocation.mark_crl_stale`), so the first
+    build locks it as every later one does; with no row, a revocation that committed while
+    the first CRL was built had nothing to mark, and that CRL was served without it."""
+    try:
+        with ca.sessions.begin() as s:
+            s.add(JpkiCrlCache(purpose=purpose.value, partition=key, crl_number=0, body=b"",
+                               this_update=now, next_update=now, stale=True))
+    except IntegrityError:
+        pass  # another request made it
+
+
+def _current(cached: JpkiCrlCache | None, now: dt.datetime) -> bool:
+    """Whether the cached CRL may be served as it is: no revocation since, not near its end."""
+    return cached is not None and not cached.stale and cached.next_update - now > REFRESH
+
+
+def _rebuild(ca: JpkiCa, gen: Generation, partition: str, key: str, now: dt.datetime,
+             force: bool = False) -> bytes:
+    """Build, number and cache the CRL, under the lock of its ``crl_state`` row and then of
+    its cached row. Locking the cached row before the registry is read is what keeps a
+    revocation on the CRL: one that marked the row stale and has not committed is waited for
+    (and so is read), and one that comes later marks it stale after this commit, not before
+    (it would have been overwritten with a CRL that lacks it, served until nextUpdate).
+    Requests that waited while another rebuilt it serve that one instead of numbering and
+    signing the same CRL again."""
     purpose = gen.purpose
     with ca.sessions.begin() as s:
         state = s.scalar(select(CrlState).where(CrlState.purpose == purpose.value,
@@ -80,6 +107,11 @@ def _rebuild(ca: JpkiCa, gen: Generation, partition: str, key: str, now: dt.date
             state = CrlState(purpose=purpose.value, partition=key, crl_number=0)
             s.add(state)
             s.flush()
+        cached = s.scalar(select(JpkiCrlCache).where(JpkiCrlCache.purpose == purpose.value,
+                                                     JpkiCrlCache.partition == key)
+                          .with_for_update().execution_options(populate_existing=True))
+        if not force and _current(cached, now):
+            return cached.body
         muni = partitions.lookup(s, partition)
         state.crl_number += 1
         state.updated_at = now
@@ -91,7 +123,6 @@ def _rebuild(ca: JpkiCa, gen: Generation, partition: str, key: str, now: dt.date
             revocations=revocations(s, gen, partition, now), crl_number=state.crl_number,
             this_update=this_update, next_update=this_update + VALIDITY,
         ).public_bytes(_DER)
-        cached = s.get(JpkiCrlCache, (purpose.value, key))
         if cached is None:
             s.add(JpkiCrlCache(purpose=purpose.value, partition=key, crl_number=state.crl_number,
                                body=body, this_update=this_update,

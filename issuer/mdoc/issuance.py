@@ -33,7 +33,7 @@ from issuer.mdoc.models import MdocChallenge, MdocIssuance
 from issuer.mdoc.pki import ActiveKey, MdocPki
 from issuer.mdoc.status_lists import StatusRegistry
 from issuer.mdoc.txn import run_transaction
-from issuer.revocation import supersede, supersede_other_phones
+from issuer.revocation import supersede, supersede_on_other_phones
 from protocols import cardsub
 from protocols.cardsub import DEFAULT_NAMES, JST, DocNames
 from protocols.cose import CRV_P256, CRV_P384, CoseKey
@@ -333,8 +333,12 @@ class MdocIssuer:
                       **({"identifier": ident.hex()} if ident is not None else {})},
             )
 
+        # One phone per person: the holder's mdocs on other phones are revoked first, before
+        # the status list is locked for an index, as a revocation of that phone takes them
+        # before the list (issuer.revocation): the other way round, a hold of the old phone
+        # and this issuance each waited for the other until PostgreSQL failed one
+        supersede_on_other_phones(s, holder_row.id, "mdoc", phone_id, now=now)
         credential = self.registry.allocate(s, now, make_row)
-        supersede_other_phones(s, credential, now=now)
         # The slot's earlier MSO on this phone was overwritten in the SE (a refresh): it is
         # superseded with this issuance, in the same transaction.
         supersede(s, s.scalars(select(Credential).join(

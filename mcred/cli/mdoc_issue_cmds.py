@@ -324,14 +324,14 @@ def _credential_facts(c: Credential) -> dict:
             "meta": c.meta}
 
 
-def _key_type(c) -> str | None:  # noqa: ANN001 - a Credential
+def _key_type(kind: str, body: bytes | None) -> str | None:
     """rsa2048 or p384 for a JPKI certificate (from its public key), None for an mdoc."""
-    if not c.kind.startswith("jpki-") or not c.body:
+    if not kind.startswith("jpki-") or not body:
         return None
     from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-    key = x509.load_der_x509_certificate(c.body).public_key()
+    key = x509.load_der_x509_certificate(body).public_key()
     if isinstance(key, rsa.RSAPublicKey):
         return f"rsa{key.key_size}"
     if isinstance(key, ec.EllipticCurvePublicKey):
@@ -351,12 +351,17 @@ def credential_list(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """List issued credentials (JPKI certificates and mdocs), oldest first."""
-    from sqlalchemy import select
+    import itertools
+
+    from sqlalchemy import case, select
+    from sqlalchemy.orm import defer
 
     from issuer.db import Credential
 
     ctx = open_context()
-    q = select(Credential).order_by(Credential.issued_at, Credential.id)
+    # a JPKI certificate's body is read for its key type; an mdoc's IssuerSigned is not read
+    certificate = case((Credential.kind.in_(("jpki-sign", "jpki-auth")), Credential.body)).label("certificate")
+    q = select(Credential, certificate).options(defer(Credential.body)).order_by(Credential.issued_at, Credential.id)
     if key_type is None:
         q = q.offset(offset).limit(limit)
     else:
@@ -367,20 +372,32 @@ def credential_list(
         q = q.where(Credential.kind == kind)
     if status:
         q = q.where(Credential.status == status)
-    with ctx.sessions() as s:
-        rows = [{**_credential_facts(c), "key_type": _key_type(c)} for c in s.scalars(q)]
+
+    def read():  # a batch at a time, each row written as read: never every credential in memory
+        with ctx.sessions() as s:
+            for c, cert in s.execute(q.execution_options(yield_per=500)):
+                yield {**_credential_facts(c), "key_type": _key_type(c.kind, cert)}
+
+    rows = read()
     if key_type is not None:  # read off each certificate, then the page
-        rows = [r for r in rows if r["key_type"] == key_type][offset:][:limit]
-    if as_json:
-        print(json.dumps(rows, ensure_ascii=False))
+        rows = itertools.islice((r for r in rows if r["key_type"] == key_type), offset,
+                                None if limit is None else offset + limit)
+    n = 0
+    if as_json:  # the text of json.dumps(list(rows)), an element at a time
+        typer.echo("[", nl=False)
+        for r in rows:
+            n += 1
+            typer.echo((", " if n > 1 else "") + json.dumps(r, ensure_ascii=False), nl=False)
+        typer.echo("]")
         return
     # one line per credential, never cut: the id is what `credential show` takes
     for r in rows:
+        n += 1
         ref = f"status {r['status_list']}#{r['status_idx']}" if r["status_list"] else f"serial {r['serial']}"
         state = r["status"] + (f" ({r['reason']})" if r["reason"] else "")
         key = f"  {r['key_type']}" if r["key_type"] else ""
         typer.echo(f"{r['id']}  {r['kind']:<9}  {state}  {r['phone']}  until {r['not_after'][:10]}  {ref}{key}")
-    if not rows:
+    if not n:
         typer.echo("no credential" + (f" on {phone}" if phone else "") + (f" of kind {kind}" if kind else "")
                    + (f" {status}" if status else "") + (f" with a {key_type} key" if key_type else ""))
 

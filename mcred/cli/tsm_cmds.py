@@ -230,25 +230,35 @@ def jobs(
     """The TSM's jobs, oldest first: kind, state, the step it stopped before, attempts, error.
     Reads the registry only (no key is opened, no SE is touched)."""
     import json
+    import textwrap
 
     from mcred.context import Context
     from reader.text import printable
-    from tsm.jobs import list_jobs
+    from tsm.jobs import job_lines
 
-    rows = [{"id": j.id, "phone": j.se_id, "phone_id": j.se_id, "kind": j.kind, "state": j.state, "next_step": j.current_step,
-             "steps_done": j.next_step, "steps": len(j.steps), "attempts": j.attempts, "error": j.error}
-            for j in list_jobs(Context.open().engine, phone, unfinished=unfinished, limit=limit, offset=offset)]
-    if as_json:
-        typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+    # read a batch at a time and written as read: every job of a large installation, never
+    # all of them (nor any job's results) in memory
+    rows = ({"id": j.id, "phone": j.se_id, "phone_id": j.se_id, "kind": j.kind, "state": j.state,
+             "next_step": j.current_step, "steps_done": j.next_step, "steps": len(j.steps), "attempts": j.attempts,
+             "error": j.error}
+            for j in job_lines(Context.open().engine, phone, unfinished=unfinished, limit=limit, offset=offset))
+    n = 0
+    if as_json:  # the same text as json.dumps(list(rows), indent=2), an element at a time
+        typer.echo("[", nl=False)
+        for n, r in enumerate(rows, 1):
+            typer.echo(("," if n > 1 else "") + "\n" + textwrap.indent(json.dumps(r, ensure_ascii=False, indent=2), "  "),
+                       nl=False)
+        typer.echo("\n]" if n else "]")
         return
     # one line per job, never cut (ids are to be copied for --resume and abandon), its error
     # on the next
     for r in rows:
+        n += 1
         typer.echo(f"{r['id']}  {r['phone']}  {r['kind']} {r['state']} {r['steps_done']}/{r['steps']}"
                    + (f" next {r['next_step']}" if r["next_step"] else ""))
         if r["error"]:
             typer.echo(f"    {printable(r['error'][:500])}")
-    if not rows:
+    if not n:
         typer.echo(("no unfinished job" if unfinished else "no job") + (f" on {phone}" if phone else ""))
 
 

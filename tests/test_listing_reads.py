@@ -1,0 +1,167 @@
+"""Listings of everything an installation holds read only what they show, a batch at a time:
+their memory does not grow with each row's bulk (a job's results, a credential's body)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sqlalchemy import Engine, event
+from typer.testing import CliRunner
+
+from mcred.cli.main import app
+from tsm.db import JobRow, transaction
+from tsm.jobs import job_lines
+
+#: what a provisioning job's results hold: its certificates and MSOs (some 20 kB of JSON)
+BULK = {"certificates": ["ab" * 5000, "cd" * 5000]}
+
+
+def _jobs(engine: Engine, n: int) -> list[str]:
+    ids = [f"{i:032x}" for i in range(n)]
+    with transaction(engine) as conn:
+        conn.execute(JobRow.__table__.insert(), [
+            {"id": jid, "se_id": f"phone-{i % 3}", "kind": "provision", "state": "done" if i % 2 else "failed",
+             "steps": ["open", "install", "close"], "next_step": 3 if i % 2 else 1, "input": {"phone_id": "x"},
+             "results": BULK, "actor": "test", "attempts": 1, "error": None if i % 2 else "lost answer"}
+            for i, jid in enumerate(ids)])
+    return ids
+
+
+def _statements(run) -> list[str]:  # noqa: ANN001
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001, ARG001
+        seen.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        run()
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+    return [s for s in seen if "FROM tsm_jobs" in s]
+
+
+def test_job_lines_read_no_jobs_input_or_results(engine):
+    ids = _jobs(engine, 7)
+    out: list = []
+    [statement] = _statements(lambda: out.extend(job_lines(engine)))
+    assert "results" not in statement and "input" not in statement and "sealed_secrets" not in statement
+    assert [j.id for j in out] == ids
+    assert out[0].current_step == "install" and out[0].error == "lost answer"
+    assert out[1].current_step is None
+    assert [j.id for j in job_lines(engine, "phone-1", unfinished=True)] == [ids[4]]
+    assert [j.id for j in job_lines(engine, limit=2, offset=3)] == ids[3:5]
+
+
+def test_mcred_tsm_jobs_lists_every_job_as_before_without_their_results(home: Path, db_url: str, monkeypatch):
+    """``mcred tsm jobs`` loaded every job whole, results included, before printing the first:
+    at 20,840 jobs on PostgreSQL 1.1 GB of memory and 12 s."""
+    from mcred.context import Context
+
+    monkeypatch.setenv("MCRED_DATABASE_URL", db_url)
+    engine = Context.open().engine
+    ids = _jobs(engine, 5)
+    runner = CliRunner()
+    answers: list = []
+    statements = _statements(lambda: answers.append(runner.invoke(app, ["tsm", "jobs", "--json"])))
+    assert statements and all("results" not in s for s in statements)
+    r = answers[0]
+    assert r.exit_code == 0, r.output
+    assert r.output == json.dumps([
+        {"id": jid, "phone": f"phone-{i % 3}", "phone_id": f"phone-{i % 3}", "kind": "provision",
+         "state": "done" if i % 2 else "failed", "next_step": None if i % 2 else "install",
+         "steps_done": 3 if i % 2 else 1, "steps": 3, "attempts": 1, "error": None if i % 2 else "lost answer"}
+        for i, jid in enumerate(ids)], ensure_ascii=False, indent=2) + "\n"
+    text = runner.invoke(app, ["tsm", "jobs", "--phone", "phone-0"]).output.splitlines()
+    assert text == [f"{ids[0]}  phone-0  provision failed 1/3 next install", "    lost answer",
+                    f"{ids[3]}  phone-0  provision done 3/3"]
+    assert runner.invoke(app, ["tsm", "jobs", "--json", "--phone", "nobody"]).output == "[]\n"
+    assert runner.invoke(app, ["tsm", "jobs", "--phone", "nobody"]).output == "no job on nobody\n"
+
+
+
+def _certificate(key) -> bytes:  # noqa: ANN001
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import NameOID
+
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "listing")])
+    now = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now)
+            .not_valid_after(now + dt.timedelta(days=365)).sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def test_mcred_credential_list_reads_no_mdoc_body_and_lists_as_before(home: Path, db_url: str, monkeypatch):
+    """``mcred credential list`` loaded every credential whole, each mdoc's IssuerSigned
+    included, before printing the first: at 62,520 credentials on PostgreSQL 836 MB of
+    memory and 13.4 s."""
+    import datetime as dt
+
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from sqlalchemy.orm import sessionmaker
+
+    from issuer.db import Credential, Holder, Phone
+    from mcred.context import Context
+
+    monkeypatch.setenv("MCRED_DATABASE_URL", db_url)
+    engine = Context.open().engine
+    now = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    p384 = _certificate(ec.generate_private_key(ec.SECP384R1()))
+    rsa2048 = _certificate(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    with sessionmaker(engine).begin() as s:
+        s.add(Holder(id="h" * 32, data={}, card_number="1" * 16, card_expiry=dt.date(2035, 1, 1)))
+        s.flush()
+        s.add(Phone(id="phone-1", holder_id="h" * 32))
+        s.flush()
+        for i, (kind, body) in enumerate([("jpki-sign", rsa2048), ("jpki-auth", p384), ("mdoc", b"\xa0" * 50_000),
+                                          ("jpki-sign", p384), ("jpki-auth", rsa2048)]):
+            s.add(Credential(id=f"{i:032x}", holder_id="h" * 32, phone_id="phone-1", kind=kind,
+                             status="revoked" if i == 0 else "valid", reason="superseded" if i == 0 else None,
+                             issued_at=now + dt.timedelta(seconds=i), not_before=now,
+                             not_after=now + dt.timedelta(days=365), serial=None if kind == "mdoc" else f"{i:x}",
+                             issuer_key=f"{kind}-key", body=body, meta={},
+                             status_list_id=None, status_idx=None))
+    runner = CliRunner()
+    answers: list = []
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001, ARG001
+        seen.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        answers.append(runner.invoke(app, ["credential", "list", "--json"]))
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+    [statement] = [s for s in seen if "FROM credentials" in s]
+    # the body is asked for only under CASE, for JPKI certificates: no mdoc's IssuerSigned
+    assert statement.count("credentials.body") == 1 and "CASE WHEN" in statement, statement
+    rows = json.loads(answers[0].output)
+    assert [(r["id"][-1], r["kind"], r["key_type"]) for r in rows] == [
+        ("0", "jpki-sign", "rsa2048"), ("1", "jpki-auth", "p384"), ("2", "mdoc", None), ("3", "jpki-sign", "p384"),
+        ("4", "jpki-auth", "rsa2048")]
+    assert answers[0].output == json.dumps(rows, ensure_ascii=False) + "\n"
+    listed = runner.invoke(app, ["credential", "list", "--key-type", "rsa2048"]).output.splitlines()
+    assert [line.split()[0][-1] for line in listed] == ["0", "4"]
+    assert listed[0].endswith("serial 0  rsa2048") and "revoked (superseded)" in listed[0]
+    assert [line.split()[0][-1] for line in runner.invoke(
+        app, ["credential", "list", "--key-type", "rsa2048", "--status", "valid"]).output.splitlines()] == ["4"]
+    page = runner.invoke(app, ["credential", "list", "--key-type", "p384", "--offset", "1", "--limit", "1"])
+    assert [line.split()[0][-1] for line in page.output.splitlines()] == ["3"]
+    assert runner.invoke(app, ["credential", "list", "--limit", "2", "--offset", "1", "--json"]).output == \
+        json.dumps(rows[1:3], ensure_ascii=False) + "\n"
+    assert runner.invoke(app, ["credential", "list", "--phone", "nobody", "--json"]).output == "[]\n"
+    assert runner.invoke(app, ["credential", "list", "--kind", "mdoc", "--status", "hold"]).output == \
+        "no credential of kind mdoc hold\n"
+
+
+def test_job_lines_read_in_the_callers_transaction_leave_its_connection_as_it_was(engine):
+    ids = _jobs(engine, 3)
+    with engine.connect() as conn:
+        assert [j.id for j in job_lines(conn)] == ids
+        assert "yield_per" not in conn.get_execution_options()

@@ -1,0 +1,264 @@
+"""Revocations of different phones at the same time on PostgreSQL.
+
+A revocation marks the CRLs of its credentials' partitions stale and bumps their status
+lists' version: a row lock on each ``jpki_crl_cache`` and ``status_lists`` row, held to the
+commit. Two phones of one partition whose certificates were issued in different orders
+(after a move the signing certificate is newer than the user-authentication one) took
+those locks in opposite orders: PostgreSQL found a deadlock, and one of the two operators
+met an error (a 500 over HTTP). Now every revocation takes them in one order, and a unit of
+work that still loses a race runs again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+import pytest
+
+from issuer.db import Credential, Holder, Phone, StatusList
+from issuer.jpki.models import JpkiCrlCache
+from issuer.revocation import hold, release, revoke
+
+pytestmark = pytest.mark.postgres
+
+NOW = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+PARTITION = "p13101"
+
+
+@pytest.fixture
+def pg_engine(engine):
+    if engine.dialect.name != "postgresql":
+        pytest.skip("row-lock order between concurrent revocations is a PostgreSQL matter")
+    return engine
+
+
+def _phone(s, n: int, lists: list[str], *, sign_first: bool) -> str:
+    """A holder with a phone carrying a signing and an authentication certificate (in
+    ``sign_first`` order of issuance) and one mdoc on each list of ``lists``."""
+    h = Holder(id=f"h{n:031d}", data={}, card_number=f"{n:016d}", card_expiry=dt.date(2035, 1, 1))
+    s.add(h)
+    phone = f"phone-{n}"
+    s.add(Phone(id=phone, holder_id=h.id, state="active"))
+    s.flush()
+    kinds = ["jpki-sign", "jpki-auth"] if sign_first else ["jpki-auth", "jpki-sign"]
+    order = [*kinds, *["mdoc"] * len(lists)]
+    for i, kind in enumerate(order):
+        mdoc = kind == "mdoc"
+        s.add(Credential(
+            id=f"c{n:015d}{i:016d}", holder_id=h.id, phone_id=phone, kind=kind, status="valid",
+            issued_at=NOW + dt.timedelta(seconds=i), not_before=NOW, not_after=NOW + dt.timedelta(days=365),
+            serial=None if mdoc else f"{n:x}{i:04x}", issuer_key="ds-1" if mdoc else f"{kind}-root-1",
+            partition=None if mdoc else PARTITION,
+            status_list_id=lists[i - 2] if mdoc else None, status_idx=n if mdoc else None,
+            body=b"x", meta={}))
+    return phone
+
+
+def test_revocations_of_phones_issued_in_different_orders_do_not_deadlock(pg_engine, monkeypatch):
+    from sqlalchemy.orm import sessionmaker
+
+    import issuer.mdoc.txn as txn
+
+    lost: list[str] = []  # the races a revocation lost and ran again for: none, in one lock order
+    retryable = txn.is_retryable
+    monkeypatch.setattr(txn, "is_retryable", lambda exc: lost.append(str(exc).splitlines()[0]) or retryable(exc))
+
+    sessions = sessionmaker(pg_engine, expire_on_commit=False)
+    lists = ["a" * 32, "b" * 32]
+    with sessions.begin() as s:
+        for lid in lists:
+            s.add(StatusList(id=lid, uri=f"http://x/status/{lid}", bits=2, size=1024, allocated=0,
+                             period="2026-12", version=0))
+        for purpose in ("sign", "auth"):
+            s.add(JpkiCrlCache(purpose=purpose, partition=f"{purpose}-root-1/{PARTITION}", crl_number=1,
+                               body=b"", this_update=NOW, next_update=NOW, stale=False))
+        s.flush()
+        # one phone's certificates and lists in one order, the other's in the opposite one
+        phones = [_phone(s, 1, lists, sign_first=True), _phone(s, 2, lists[::-1], sign_first=False)]
+
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(phones))
+
+    def churn(phone: str) -> None:
+        try:
+            start.wait()
+            for _ in range(60):
+                hold(sessions, phone, actor="test")
+                release(sessions, phone, actor="test")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=churn, args=(p,)) for p in phones]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, f"{type(errors[0]).__name__}: {errors[0]}"
+    assert not lost, f"{len(lost)} revocations ran again, e.g. {lost[0]}"
+    # every hold and release was counted on both lists: 60 holds and 60 releases per phone
+    with sessions() as s:
+        assert {lid: s.get(StatusList, lid).version for lid in lists} == {lid: 240 for lid in lists}
+        assert {c.status for c in s.query(Credential)} == {"valid"}
+    revoke(sessions, phones[0], "keyCompromise", actor="test")
+
+
+# -- the CRL of a partition while its certificates are revoked ---------------------------
+
+
+@pytest.fixture
+def pg_issuer(db_url):
+    if not db_url.startswith("postgresql"):
+        pytest.skip("CRL rebuilds racing revocations are a PostgreSQL matter (SQLite has one writer)")
+    from test_issuer_jpki_support import open_issuer
+
+    return open_issuer(db_url)
+
+
+def _number(der: bytes) -> int:
+    from cryptography import x509
+
+    return x509.load_der_x509_crl(der).extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+
+
+def _listed(der: bytes, cert_der: bytes) -> bool:
+    from cryptography import x509
+
+    serial = x509.load_der_x509_certificate(cert_der).serial_number
+    return x509.load_der_x509_crl(der).get_revoked_certificate_by_serial_number(serial) is not None
+
+
+@pytest.mark.parametrize("first", [False, True], ids=["rebuild", "first-publication"])
+def test_a_revocation_committed_while_the_crl_is_rebuilt_reaches_the_crl(pg_issuer, monkeypatch, first):
+    """A CRL rebuild read the registry, a revocation committed and marked the cached CRL
+    stale, then the rebuild stored its CRL, without that revocation, as current: the
+    certificate stayed off the CRL until the next day's rebuild. The partition's first CRL
+    too: the revocation found no cached CRL to mark."""
+    from test_issuer_jpki_support import provision
+
+    from issuer.jpki import publication
+
+    issuer = pg_issuer
+    victim, other = provision(issuer), provision(issuer)
+    if not first:
+        issuer.crl("auth", "131016")
+        revoke(issuer.sessions, other.phone_id, "keyCompromise", "auth")  # the cached CRL is stale
+    read = publication.revocations
+    racer: list[threading.Thread] = []
+
+    def revocations_then_a_revocation(*args, **kwargs):
+        out = read(*args, **kwargs)
+        if not racer:  # the first rebuild has read the registry: a revocation comes in
+            racer.append(threading.Thread(target=revoke, args=(issuer.sessions, victim.phone_id,
+                                                               "keyCompromise", "auth")))
+            racer[0].start()
+            racer[0].join(timeout=1.0)  # before the fix it commits now; after, it waits for this commit
+        return out
+
+    monkeypatch.setattr(publication, "revocations", revocations_then_a_revocation)
+    issuer.crl("auth", "131016")
+    racer[0].join()
+    monkeypatch.setattr(publication, "revocations", read)
+    assert _listed(issuer.crl("auth", "131016"), victim.certs["auth"])
+
+
+def test_a_crl_asked_for_by_many_at_once_after_a_revocation_is_built_once(pg_issuer):
+    """Every request that found the CRL stale rebuilt it, one after the other under the
+    lock, each numbering and signing the same list again."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from test_issuer_jpki_support import provision
+
+    issuer = pg_issuer
+    phone = provision(issuer)
+    before = _number(issuer.crl("auth", "131016"))
+    revoke(issuer.sessions, phone.phone_id, "keyCompromise", "auth")
+    start = threading.Barrier(8)
+
+    def fetch(_):
+        start.wait()
+        return issuer.crl("auth", "131016")
+
+    with ThreadPoolExecutor(8) as pool:
+        crls = list(pool.map(fetch, range(8)))
+    assert len(set(crls)) == 1 and _listed(crls[0], phone.certs["auth"])
+    assert _number(crls[0]) == before + 1
+
+
+# -- an mdoc issued to a holder's new phone while their old phone is put on hold ----------
+
+
+def _lock_waits(engine, table: str) -> int:  # noqa: ANN001
+    """How many statements on ``table`` wait for a lock now (any schema: the test's own)."""
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                 "AND datname = current_database() AND query ILIKE :q"),
+                            {"q": f"%{table}%"}).scalar()
+
+
+def test_an_mdoc_for_a_new_phone_and_a_hold_of_the_old_one_do_not_deadlock(pg_engine, monkeypatch):
+    """The issuance took the status list first (its index) and the old phone's mdoc last
+    (to revoke it: one phone per person); a hold of the old phone took its mdoc first and
+    the list last (its version). Each waited for the other until PostgreSQL failed one."""
+    import time
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from sqlalchemy.orm import sessionmaker
+
+    import issuer.mdoc.txn as txn
+    from issuer.holders import attach_phone, register
+    from issuer.keystore import MemoryKeyStore
+    from issuer.mdoc.issuance import make_proof
+    from issuer.mdoc.service import MdocService
+    from issuer.mdoc.status_lists import StatusListPolicy, StatusRegistry
+    from protocols.cardsub import parse_holder
+
+    sessions = sessionmaker(pg_engine, expire_on_commit=False)
+    svc = MdocService(sessions, MemoryKeyStore(), "http://issuer.test", status_policy=StatusListPolicy(size=1024))
+    holder = register(sessions, parse_holder({
+        "family_name": "山田", "given_name": "花子", "family_name_kana": "ヤマダ", "given_name_kana": "ハナコ",
+        "birth_date": "1990-04-01", "sex": 2, "address": "東京都千代田区霞が関1-1", "prefecture": "東京都",
+        "municipality": "千代田区"}))
+
+    def issue(job: str, phone: str) -> None:
+        spki, proof = make_proof(ec.generate_private_key(ec.SECP256R1()), svc.mdoc_challenge(job, phone, 0))
+        svc.issue_mdoc(job, phone, 0, spki, proof)
+
+    attach_phone(sessions, holder, "old-phone")
+    issue("job-old", "old-phone")
+    attach_phone(sessions, holder, "new-phone")
+
+    lost: list[str] = []
+    retryable = txn.is_retryable
+    monkeypatch.setattr(txn, "is_retryable", lambda exc: lost.append(str(exc).splitlines()[0]) or retryable(exc))
+    racer: list[threading.Thread] = []
+    errors: list[BaseException] = []
+    allocate = StatusRegistry.allocate
+
+    def hold_old() -> None:
+        try:
+            hold(sessions, "old-phone", actor="test")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def hold_comes_in(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        credential = allocate(*args, **kwargs)
+        if not racer:  # the issuance holds its status index: the old phone is reported lost
+            racer.append(threading.Thread(target=hold_old))
+            racer[0].start()
+            deadline = time.monotonic() + 5
+            while racer[0].is_alive() and time.monotonic() < deadline and not (
+                    _lock_waits(pg_engine, "status_lists") or _lock_waits(pg_engine, "credentials")):
+                time.sleep(0.02)
+        return credential
+
+    monkeypatch.setattr(StatusRegistry, "allocate", hold_comes_in)
+    issue("job-new", "new-phone")
+    racer[0].join()
+    assert not errors, errors
+    assert not lost, f"{len(lost)} transactions ran again, e.g. {lost[0]}"
+    with sessions() as s:
+        rows = {(c.phone_id, c.status, c.reason) for c in s.query(Credential)}
+    assert rows == {("old-phone", "revoked", "cessationOfOperation"), ("new-phone", "valid", None)}
