@@ -74,6 +74,34 @@ def test_a_failing_job_records_the_error_and_the_runner_goes_on(sessions):
     runner.shutdown()
 
 
+def test_a_refused_job_logs_a_line_and_a_failed_one_its_traceback(sessions, caplog):
+    """An expected refusal (a route would answer it 4xx: a phone on hold, a reason not
+    known) is one warning line in the server's log; only the service's own failure carries a
+    traceback (the PostgreSQL scale run found every refusal logged with its traceback)."""
+    import logging
+
+    runner = JobRunner(sessions, workers=1)
+
+    def refused(params, progress):  # noqa: ANN001
+        raise RevocationError("reason 'nope' is not one of ...")
+
+    def broken(params, progress):  # noqa: ANN001
+        raise KeyError("a bug")
+
+    runner.register("refused", refused)
+    runner.register("broken", broken)
+    with caplog.at_level(logging.WARNING, logger="mcred.jobs"):
+        first = runner.wait(runner.submit("refused", {}, scope="issuer", actor="t").id)
+        second = runner.wait(runner.submit("broken", {}, scope="issuer", actor="t").id)
+    runner.shutdown()
+    (line,) = [r for r in caplog.records if first.id in r.getMessage()]
+    assert line.levelno == logging.WARNING and line.exc_info is None
+    assert "refused: reason 'nope'" in line.getMessage() and "/problems/revocation-refused" in line.getMessage()
+    (trace,) = [r for r in caplog.records if second.id in r.getMessage()]
+    assert trace.levelno == logging.ERROR and trace.exc_info is not None
+    assert second.error["problem"] == "/problems/internal-error"
+
+
 def test_jobs_of_a_dead_process_are_interrupted_at_the_next_start(sessions):
     crashed = JobRunner(sessions, workers=1)
     started, release = threading.Event(), threading.Event()

@@ -195,13 +195,17 @@ class JobRunner:
             self._set(job_id, state=SUCCEEDED, progress=1.0, result=result,
                       finished_at=utcnow())
         except Exception as exc:  # noqa: BLE001 - the job's outcome is recorded, not raised
-            log.exception("job %s failed", job_id)
-            try:
-                from issuer.api.problems import problem_of
+            from issuer.api.problems import problem_of
 
+            problem = problem_of(exc)
+            if problem.status < 500:  # a refusal a route would answer 4xx (a phone on hold, ...): a line
+                log.warning("job %s refused: %s (%s)", job_id, exc, problem.uri)
+            else:  # the service's own failure: the traceback, for the operator
+                log.exception("job %s failed", job_id)
+            try:
                 # "problem": the type the same error has when a route answers it (se-state, ...)
                 self._set(job_id, state=FAILED, finished_at=utcnow(),
-                          error={"type": type(exc).__name__, "problem": problem_of(exc).uri, "detail": "; ".join(
+                          error={"type": type(exc).__name__, "problem": problem.uri, "detail": "; ".join(
                               (str(exc), *getattr(exc, "__notes__", ())))[:2000]})
             except Exception:  # noqa: BLE001
                 log.exception("could not record the failure of job %s", job_id)
