@@ -34,6 +34,9 @@ _PHONE_ID = re.compile(PHONE_ID_PATTERN)
 FIELDS = ("family_name", "given_name", "family_name_kana", "given_name_kana", "birth_date",
           "sex", "address", "prefecture", "municipality")
 OPTIONAL = ("municipality_code", "family_name_roman", "given_name_roman")
+#: A municipality code: the 6-digit local government code (全国地方公共団体コード), ASCII. It
+#: names the holder's CRL partition in every certificate's CRL URL (specs/jpki-profile.md).
+_MUNICIPALITY_CODE = re.compile(r"[0-9]{6}")
 
 
 class HolderError(Exception):
@@ -152,9 +155,10 @@ def update(sessions: sessionmaker[Session], holder_id: str, changes: Mapping, *,
     move to another municipality drops a ``municipality_code`` the change does not give
     again. Returns the names of the fields that changed (empty: nothing did, nothing is
     written); audited (``holder.update``, the field names and ``reason``, never the values).
-    :class:`HolderError` for an unknown or erased holder, an unknown field or a value the
-    card data cannot hold. The credentials issued from the old data are the caller's to
-    re-issue (the ``basic_four_change`` workflow): ``then(session, fields)`` records that in
+    :class:`HolderError` for an unknown or erased holder, an unknown field, a value the
+    card data cannot hold or a ``municipality_code`` that is not 6 ASCII digits. The
+    credentials issued from the old data are the caller's to re-issue (the
+    ``basic_four_change`` workflow): ``then(session, fields)`` records that in
     the same transaction, when something changed, so that the change and what brings the
     credentials in line are written together or not at all."""
     from protocols.cardsub import errors as cardsub_errors
@@ -163,6 +167,9 @@ def update(sessions: sessionmaker[Session], holder_id: str, changes: Mapping, *,
     unknown = sorted(str(k) for k in changes if k not in CHANGEABLE)
     if unknown:
         raise HolderError(f"cannot change {', '.join(unknown)}: one of {', '.join(CHANGEABLE)}")
+    code = changes.get("municipality_code")
+    if code not in (None, "") and not _MUNICIPALITY_CODE.fullmatch(str(code)):
+        raise HolderError(f"municipality_code {str(code)[:20]!r} is not a 6-digit local government code")
     with sessions.begin() as s:
         holder = _locked(s, holder_id, "nothing to change")
         merged = dict(holder.data)

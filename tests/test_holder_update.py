@@ -207,6 +207,32 @@ def test_the_cli_moves_a_holder(ctx, monkeypatch):
     assert bad.exit_code == 2 and "given_name_kana" in bad.output
 
 
+def test_a_municipality_code_is_the_six_digit_local_government_code(ctx, monkeypatch):
+    """The code names the holder's CRL partition in every certificate's CRL URL
+    (specs/jpki-profile.md): the API takes 6 ASCII digits only, and so must the CLI and the
+    Python API, or a code such as ``ab/cd`` would publish a URL no relying party fetches."""
+    r = _provisioned(ctx)
+    with ctx.sessions() as s:
+        data = dict(s.get(Holder, r.holder_id).data)
+    for bad in ("13101", "1310100", "ab/cd", "１３１０１６", "131016\n", " 131016"):
+        with pytest.raises(holders.HolderError, match="municipality_code"):
+            change_basic_four(ctx, r.holder_id, {**MOVE, "municipality_code": bad}, reason="転居届")
+    monkeypatch.setenv("MCRED_HOME", str(ctx.home))
+    monkeypatch.delenv("MCRED_DATABASE_URL", raising=False)
+    out = CliRunner().invoke(cli, ["holder", "update", r.holder_id, "--address", MOVE["address"], "--prefecture",
+                                   "大阪府", "--municipality", "大阪市", "--municipality-code", "27/127",
+                                   "--reason", "転居届"])
+    assert out.exit_code == 2 and "municipality_code" in out.output, out.output
+    with ctx.sessions() as s:
+        assert s.get(Holder, r.holder_id).data == data
+    assert all(c.status == "valid" for c in _credentials(ctx, r.phone_id))
+    change_basic_four(ctx, r.holder_id, {**MOVE, "municipality_code": "271276"}, reason="転居届")
+    cert = _card_certificate(ctx, r.phone_id, "jpki-sign")
+    points = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    uris = [n.value for dp in points for n in dp.full_name if isinstance(n, x509.UniformResourceIdentifier)]
+    assert uris and uris[0].endswith("/crl/sign/271276.crl"), uris
+
+
 def test_the_api_records_a_move_and_runs_its_workflow_as_a_job(ctx):
     """``POST /holders/{id}/changes`` (operator): 202 with the workflow's job, which ends
     with the signing certificate re-issued; bad data 422, unknown holder 404, no change 200."""

@@ -131,7 +131,8 @@ def holder_update(
     prefecture: str = typer.Option(None, "--prefecture"),
     municipality: str = typer.Option(None, "--municipality"),
     municipality_code: str = typer.Option(None, "--municipality-code", help="The new municipality's "
-                                          "code (its CRL partition); dropped on a move that gives none."),
+                                          "6-digit local government code (its CRL partition); dropped on a move "
+                                          "that gives none."),
     birth_date: str = typer.Option(None, "--birth-date", help="A correction, YYYY-MM-DD."),
     sex: int = typer.Option(None, "--sex", help="A correction, ISO/IEC 5218 (0, 1, 2, 9)."),
     resume: str = typer.Option(None, "--resume", help="Finish the change whose workflow stopped (its id)."),
