@@ -1,7 +1,10 @@
-"""Schema-driven fuzzing of the service (issue 8 item 4): schemathesis generates requests
+"""Schema-driven fuzzing of the services (issue 8 item 4): schemathesis generates requests
 from the app's own OpenAPI document, sent in-process (ASGI) with a valid operator token.
-No answer is a 5xx, and every 4xx is ``application/problem+json`` with the RFC 9457
-members. Bounded: 20 examples per operation, no deadline."""
+No answer is a 5xx, every 4xx is ``application/problem+json`` with the RFC 9457 members,
+and every answer is the one the document promises (schemathesis's conformance checks: a
+documented status, media type, body schema and required headers), so that a client
+generated from the document reads what it is sent. Bounded: 20 examples per operation,
+no deadline."""
 
 from __future__ import annotations
 
@@ -13,7 +16,13 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from issuer.api.auth import create_token
 from mcred.context import Context
@@ -23,6 +32,13 @@ from mcred.service import create_app
 schemathesis.serializer.alias("application/timestamp-query", "application/octet-stream")
 # ... and so is the OCSP request (RFC 6960 A.1)
 schemathesis.serializer.alias("application/ocsp-request", "application/octet-stream")
+
+
+#: What a client generated from the document relies on: the status is one it declares, the
+#: media type one it names for that status, the body valid against that status's schema, and
+#: every header it declares required (``Location`` of a 201 or a 202) present and well-formed.
+CONFORMANCE = [status_code_conformance, content_type_conformance, response_schema_conformance,
+               response_headers_conformance]
 
 
 def problem_json_on_4xx(ctx, response, case) -> None:  # noqa: ANN001 - schemathesis check
@@ -70,7 +86,7 @@ def test_no_5xx_and_every_4xx_is_problem_json(home: Path, db_url: str, mode: Gen
                   suppress_health_check=list(HealthCheck))
         def run(case):  # noqa: ANN001
             case.call_and_validate(headers=headers,
-                                   checks=[not_a_server_error, problem_json_on_4xx])
+                                   checks=[not_a_server_error, problem_json_on_4xx, *CONFORMANCE])
 
         try:
             run()
@@ -116,7 +132,7 @@ def test_reader_service_no_5xx_and_every_4xx_is_problem_json(mode: GenerationMod
         @settings(max_examples=25, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))
         def run(case):  # noqa: ANN001
-            case.call_and_validate(checks=[not_a_server_error, problem_json_on_4xx])
+            case.call_and_validate(checks=[not_a_server_error, problem_json_on_4xx, *CONFORMANCE])
 
         try:
             run()
