@@ -29,7 +29,7 @@ from sqlalchemy.orm import defer
 import wallet_sim
 from issuer.api import problems
 from issuer.api.auth import SUPER, principal_of
-from issuer.api.jobs import JobRunner, JobView
+from issuer.api.jobs import ACCEPTED, JOB_SCHEMA, JobRunner, JobView, accepted
 from issuer.api.problems import NOT_FOUND, NOT_IMPLEMENTED, ProblemException
 from issuer.db import Credential, Handover, Phone
 from issuer.holders import PHONE_ID_PATTERN
@@ -325,6 +325,25 @@ def _accepted(view: JobView, response: Response) -> dict[str, Any]:
     return view.as_dict()
 
 
+#: ``responses=`` of a holder's change or card renewal (:func:`operator_router`'s
+#: ``holder_workflow``): 200 with what was recorded when no phone needed re-issuing, else 202
+#: with that and the job under ``job``, not the job alone.
+HOLDER_WORKFLOW: dict[int | str, dict[str, Any]] = {
+    200: {"description": "recorded; no phone of the holder's needed re-issuing (handover null)",
+          "content": {"application/json": {"schema": {"type": "object", "required": ["handover"],
+                                                      "properties": {"handover": {"type": "null"}}}}}},
+    **accepted({"type": "object", "required": ["handover", "job"],
+                "properties": {"handover": {"type": "string"}, "job": JOB_SCHEMA}},
+               "recorded, and the workflow that re-issues on the holder's phone queued as the job under "
+               "`job` (Location: /jobs/{id})"),
+}
+def created(pattern: str, what: str) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` of a route that answers ``201`` naming what it made in ``Location``."""
+    return {201: {"description": f"created: {what}, named in Location",
+                  "headers": {"Location": {"required": True, "description": what,
+                                           "schema": {"type": "string", "pattern": pattern}}}}}
+
+
 UNKNOWN_PHONE = problems.ProblemType(404, "unknown-phone", "Unknown phone")
 #: The JPKI secrets a CLI holder file may carry; over HTTP they are the body's own members.
 HOLDER_SECRETS = ("pin", "password", "puk")
@@ -358,7 +377,7 @@ def phones_router(ctx: Context) -> APIRouter:
     router = APIRouter(tags=["phones"])
 
     @router.post("/phones", status_code=201, summary="Create a simulated phone with a "
-                 "factory-fresh GP-SE")
+                 "factory-fresh GP-SE", responses=created(r"^/phones/[^/]+$", "the phone"))
     def create_phone(response: Response, body: NewPhone | None = None) -> dict[str, Any]:
         body = body or NewPhone()
         phone_id = ctx.new_phone(scp11a=body.scp11a, model=body.model, nvm_bytes=body.nvm_bytes)
@@ -602,7 +621,7 @@ def issuer_router(ctx: Context) -> APIRouter:
     router = APIRouter(tags=["issuer"])
 
     @router.post("/provisioning", status_code=202, summary="Provision both credentials into a "
-                 "phone (a job)", responses={501: {"description": "not in this build"}})
+                 "phone (a job)", responses={**ACCEPTED, 501: {"description": "not in this build"}})
     def start_provisioning(body: ProvisionRequest, request: Request,
                            response: Response) -> dict[str, Any]:
         if not _available("mcred.provision"):
@@ -651,7 +670,8 @@ def issuer_router(ctx: Context) -> APIRouter:
         return _with_seram(ctx, _accepted(view, response), link)
 
     @router.post("/pin-resets", status_code=202, summary="Reset a holder's JPKI secrets on the "
-                 "phone through the TSM (a job): new values, fresh retry counters; nothing revoked")
+                 "phone through the TSM (a job): new values, fresh retry counters; nothing revoked",
+                 responses=ACCEPTED)
     def start_pin_reset(body: PinResetRequest, request: Request, response: Response) -> dict[str, Any]:
         if len(set(body.slots)) != len(body.slots):
             raise ProblemException(problems.VALIDATION, "slots: each of auth and sign at most once")
@@ -700,7 +720,8 @@ def issuer_router(ctx: Context) -> APIRouter:
         return {"jobs": [_tsm_job(j) for j in jobs], "limit": limit, "offset": offset}
 
     @router.post("/tsm-jobs/{job_id}/resume", status_code=202,
-                 summary="Finish a provisioning, an mdoc refresh or a secrets reset whose TSM job stopped (a job)")
+                 summary="Finish a provisioning, an mdoc refresh or a secrets reset whose TSM job stopped (a job)",
+                 responses=ACCEPTED)
     def resume_tsm_job(job_id: Hex32, request: Request, response: Response,
                        body: OverTheAirRequest | None = None) -> dict[str, Any]:
         from tsm.jobs import ENDED
@@ -722,8 +743,8 @@ def issuer_router(ctx: Context) -> APIRouter:
 
     @router.post("/tsm-jobs/{job_id}/abandon", summary="Give up a TSM job that cannot finish: "
                  "revoke what it issued; a provisioning's SE is wiped and its phone let go",
-                 responses={202: {"description": "over_the_air: a job that wipes the SE through the "
-                                                 "phone's Local Agent (the answer's seram)"}})
+                 responses={202: {**ACCEPTED[202], "description": "over_the_air: a job that wipes the SE "
+                                  "through the phone's Local Agent (the answer's seram)"}})
     def abandon_tsm_job(job_id: Hex32, body: AbandonRequest, request: Request,
                         response: Response) -> dict[str, Any]:
         from mcred.provision import abandon
@@ -751,7 +772,8 @@ def issuer_router(ctx: Context) -> APIRouter:
 
     @router.post("/mdoc-refreshes", status_code=202, summary="Issue fresh MSOs into a "
                  "provisioned phone, new device keys in its SE (a job); the old MSOs are "
-                 "superseded")
+                 "superseded",
+                 responses=ACCEPTED)
     def start_refresh(body: RefreshRequest, request: Request, response: Response) -> dict[str, Any]:
         link = _phone_link(request, ctx, body.phone_id, body.over_the_air)
         jobs = _jobs(request)
@@ -833,7 +855,8 @@ def jobs_router() -> APIRouter:
         p = principal_of(request)
         return view is not None and p is not None and p.allows(view.scope)
 
-    @router.get("/jobs/{job_id}", summary="A job's state, progress and result")
+    @router.get("/jobs/{job_id}", summary="A job's state, progress and result",
+                responses={200: {"content": {"application/json": {"schema": JOB_SCHEMA}}}})
     def get_job(job_id: Hex32, request: Request) -> dict[str, Any]:
         view = _jobs(request).get(job_id)
         if not _visible(request, view):
@@ -841,7 +864,11 @@ def jobs_router() -> APIRouter:
         assert view is not None
         return view.as_dict()
 
-    @router.get("/jobs", summary="Jobs visible to this token, newest first (limit / offset)")
+    @router.get("/jobs", summary="Jobs visible to this token, newest first (limit / offset)",
+                responses={200: {"content": {"application/json": {"schema": {
+                    "type": "object", "required": ["jobs", "limit", "offset"],
+                    "properties": {"jobs": {"type": "array", "items": JOB_SCHEMA},
+                                   "limit": {"type": "integer"}, "offset": {"type": "integer"}}}}}}})
     def list_jobs(request: Request,
                   kind: Annotated[str | None, Query(max_length=32)] = None,
                   state: Literal["queued", "running", "succeeded", "failed",
@@ -864,7 +891,7 @@ def operator_router(ctx: Context) -> APIRouter:
     router = APIRouter(tags=["operator"])
 
     @router.post("/handovers", status_code=201, summary="Record a handover / revocation "
-                 "workflow (nothing runs yet)")
+                 "workflow (nothing runs yet)", responses=created(r"^/handovers/[0-9a-f]{32}$", "the handover"))
     def create_handover(body: HandoverRequest, request: Request, response: Response) -> dict[str, Any]:
         from issuer import handover
 
@@ -893,7 +920,7 @@ def operator_router(ctx: Context) -> APIRouter:
 
     @router.post("/handovers/{handover_id}/run", status_code=202,
                  summary="Run a workflow's remaining steps (a job)",
-                 responses={501: {"description": "not in this build"}})
+                 responses={**ACCEPTED, 501: {"description": "not in this build"}})
     def run_handover(handover_id: Hex32, request: Request, response: Response,
                      body: HandoverRunRequest | None = None) -> dict[str, Any]:
         with ctx.sessions() as s:
@@ -956,7 +983,7 @@ def operator_router(ctx: Context) -> APIRouter:
     @router.post("/holders/{holder_id}/changes", status_code=202,
                  summary="異動: record a holder's new card data (a move, a change of name) and run the "
                  "workflow that re-issues their signing certificate and mdocs (a job); 200 when no phone "
-                 "of theirs needed it", responses={501: {"description": "not in this build"}})
+                 "of theirs needed it", responses={**HOLDER_WORKFLOW, 501: {"description": "not in this build"}})
     def change_holder(holder_id: Hex32, body: BasicFourChange, request: Request,
                       response: Response) -> dict[str, Any]:
         def record() -> dict:
@@ -978,7 +1005,7 @@ def operator_router(ctx: Context) -> APIRouter:
     @router.post("/holders/{holder_id}/card-renewals", status_code=202,
                  summary="カードの更新: record a holder's new card (number, expiry) and re-issue everything on "
                  "their phone from it with keys of key_type (a job); 200 when no phone of theirs needed it",
-                 responses={501: {"description": "not in this build"}})
+                 responses={**HOLDER_WORKFLOW, 501: {"description": "not in this build"}})
     def renew_holder_card(holder_id: Hex32, body: CardRenewal, request: Request,
                           response: Response) -> dict[str, Any]:
         def record() -> dict:
@@ -998,7 +1025,7 @@ def operator_router(ctx: Context) -> APIRouter:
         return holder_workflow(holder_id, request, response, record, submit)
 
     @router.post("/drills", status_code=202, summary="Run a revocation drill (a job)",
-                 responses={501: {"description": "not in this build"}})
+                 responses={**ACCEPTED, 501: {"description": "not in this build"}})
     def start_drill(body: DrillRequest, request: Request, response: Response) -> dict[str, Any]:
         if not _available("mcred.drills"):
             raise ProblemException(NOT_IMPLEMENTED, "drills (mcred.drills) are not part of "
@@ -1079,7 +1106,8 @@ def operator_router(ctx: Context) -> APIRouter:
                 "certificate": new.public_bytes(Encoding.PEM).decode()}
 
     @router.post("/kloc-moves", status_code=202, summary="Move a phone's SE to the TSM's current "
-                 "KLOC CA (a rotate-kloc job): from then on it refuses the old CA's OCEs")
+                 "KLOC CA (a rotate-kloc job): from then on it refuses the old CA's OCEs",
+                 responses=ACCEPTED)
     def start_kloc_move(body: KlocMoveRequest, request: Request, response: Response) -> dict[str, Any]:
         from mcred.kloc import check_movable
 
@@ -1260,7 +1288,9 @@ def consents_router(ctx: Context) -> APIRouter:
     @router.post("/jpki/consents", status_code=201,
                  summary="Register a holder's signed consent to the latest basic four data service "
                  "(最新の利用者情報提供): the signature, its signing certificate (valid, of this issuer) "
-                 "and the relying party it names (this token's name) are checked")
+                 "and the relying party it names (this token's name) are checked",
+                 responses={200: {"description": "registered already (registered false): the consent as it is",
+                                  "content": {"application/json": {"schema": {"type": "object"}}}}})
     def register_consent(body: ConsentRegistration, request: Request, response: Response) -> dict[str, Any]:
         try:
             document, signature = base64.b64decode(body.document), base64.b64decode(body.signature)

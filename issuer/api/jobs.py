@@ -34,6 +34,48 @@ QUEUED, RUNNING, SUCCEEDED, FAILED, INTERRUPTED = (
     "queued", "running", "succeeded", "failed", "interrupted")
 LIVE = (QUEUED, RUNNING)
 
+_NULLABLE_TIME = {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}]}
+_SERAM = {"type": "object", "required": ["session", "endpoint", "wait_s"],
+          "properties": {"session": {"type": "string"}, "endpoint": {"type": "string"},
+                         "wait_s": {"type": "number"}},
+          "description": "the GP SERAM session the phone's Local Agent is to join (over the air)"}
+#: A job as :meth:`JobView.as_dict` answers it (the OpenAPI schema of ``GET /jobs/{id}`` and
+#: of every ``202``): what a generated client reads, held to by the conformance fuzzing.
+JOB_SCHEMA: dict[str, Any] = {
+    "type": "object", "title": "Job",
+    "required": ["id", "kind", "state", "progress", "note", "params", "result", "error",
+                 "created_at", "started_at", "finished_at"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+        "kind": {"type": "string"},
+        "state": {"type": "string", "enum": [QUEUED, RUNNING, SUCCEEDED, FAILED, INTERRUPTED]},
+        "progress": {"type": "number", "minimum": 0, "maximum": 1},
+        "note": {"type": "string"},
+        "params": {"type": "object"},
+        "result": {"anyOf": [{"type": "object"}, {"type": "null"}]},
+        "error": {"anyOf": [{"type": "object", "properties": {
+            "type": {"type": "string"}, "problem": {"type": "string"}, "detail": {"type": "string"}}},
+            {"type": "null"}]},
+        "created_at": {"type": "string", "format": "date-time"},
+        "started_at": _NULLABLE_TIME, "finished_at": _NULLABLE_TIME,
+        "seram": _SERAM, "seram_old": _SERAM,
+    },
+}
+#: The ``Location`` of every ``202``: the job's own resource.
+JOB_LOCATION = {"Location": {"required": True, "description": "/jobs/{id}",
+                             "schema": {"type": "string", "pattern": "^/jobs/[0-9a-f]{32}$"}}}
+
+
+def accepted(schema: dict[str, Any] = JOB_SCHEMA, description: str = "the job, queued: follow Location "
+             "(GET /jobs/{id}) for its progress and result") -> dict[int | str, dict[str, Any]]:
+    """``responses=`` of a route that answers ``202`` with ``Location`` and ``schema`` (the job)."""
+    return {202: {"description": description, "headers": JOB_LOCATION,
+                  "content": {"application/json": {"schema": schema}}}}
+
+
+#: ``responses=`` of a route that answers ``202`` with the job itself.
+ACCEPTED = accepted()
+
 Progress = Callable[[float, str], None]
 Work = Callable[[dict, Progress], dict | None]
 
