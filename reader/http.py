@@ -521,6 +521,11 @@ def _oauth_error(status: int, error: str, description: str) -> JSONResponse:
                         status_code=status, media_type="application/problem+json", headers={"Cache-Control": "no-store"})
 
 
+#: The form a wallet posts to the cross-device routes (wallet_nonce; response or error).
+_FORM = {"requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {
+    "schema": {"type": "object", "additionalProperties": {"type": "string"}}}}}}
+
+
 def cross_device_router(service: ReaderService) -> APIRouter:
     """The two routes a phone's wallet calls in a cross-device OpenID4VP session
     (:meth:`ReaderService.open_cross_device`), without credentials of its own: ``GET|POST
@@ -547,7 +552,8 @@ def cross_device_router(service: ReaderService) -> APIRouter:
 
     @router.post(REQUESTS_PATH + "/{sid}", response_class=Response, responses=request_object_doc,
                  summary="The request object for a wallet that asks with POST (request_uri_method=post): its "
-                         "wallet_nonce signed into it (form body, OID4VP 1.0 5.10)")
+                         "wallet_nonce signed into it (form body, OID4VP 1.0 5.10)",
+                 openapi_extra=_FORM)
     async def request_object_posted(sid: str, request: Request) -> Response:
         body = await _body(request)
         try:
@@ -559,7 +565,9 @@ def cross_device_router(service: ReaderService) -> APIRouter:
     @router.post(RESPONSES_PATH + "/{sid}", response_class=JSONResponse,
                  summary="A cross-device session's response_uri: the wallet's direct_post.jwt form "
                          "(response=JWE, or an error); 200 {} once taken, the verdict at GET /sessions/{id}/result",
-                 responses={200: {}, 400: {}, 404: {}})
+                 responses={200: {"content": {"application/json": {"schema": {"type": "object", "maxProperties": 0}}}},
+                            400: {}, 404: {}},
+                 openapi_extra=_FORM)
     async def direct_post(sid: str, request: Request) -> Response:
         body = await _body(request)
         try:
@@ -585,11 +593,27 @@ def _mounted_at(request: Request, route_tail: str) -> str:
     return path[: len(path) - len(route_tail)] if path.endswith(route_tail) else ""
 
 
+def _body_doc(*media_types: str, description: str) -> dict:
+    """``openapi_extra`` of a route that reads its body itself: the body the document declares,
+    so that a generated client sends one (of these media types)."""
+    schema = {"type": "string", "format": "binary"}
+    return {"requestBody": {"required": True, "description": description,
+                            "content": {m: {"schema": schema} for m in media_types}}}
+
+
+def _session_headers(location: str) -> dict:
+    """The headers of a ``201`` that opens a session: where it is, and its id."""
+    return {"Location": {"required": True, "description": location, "schema": {"type": "string"}},
+            "X-Session-Id": {"required": True, "description": "the session's id", "schema": {"type": "string"}}}
+
+
 def reader_router(service: ReaderService) -> APIRouter:
     router = APIRouter(tags=["reader"])
 
     @router.post("/sessions", status_code=201, response_class=Response,
-                 responses={201: {"content": {CBOR: {}}}, 400: {}})
+                 responses={201: {"content": {CBOR: {}}, "headers": _session_headers("/sessions/{id}")}, 400: {}},
+                 openapi_extra=_body_doc(CBOR, "text/plain", description="the phone's DeviceEngagement (CBOR), or "
+                                         "its QR code's mdoc: URI as text"))
     async def open_session(request: Request) -> Response:
         body = await _body(request)
         engagement: bytes | str = body
@@ -607,7 +631,8 @@ def reader_router(service: ReaderService) -> APIRouter:
                                  "X-Session-Id": sid})
 
     @router.post("/sessions/{sid}", response_class=Response,
-                 responses={200: {"content": {CBOR: {}}}, 404: {}})
+                 responses={200: {"content": {CBOR: {}}}, 404: {}},
+                 openapi_extra=_body_doc(CBOR, description="the phone's SessionEstablishment answer: SessionData"))
     async def session_data(sid: str, request: Request) -> Response:
         body = await _body(request)
         reply = await run_in_threadpool(service.message, sid, body)
@@ -650,6 +675,13 @@ def reader_router(service: ReaderService) -> APIRouter:
         return Response(verdict_json(outcome), media_type="application/json")
 
     @router.post("/online/sessions", status_code=201, response_class=JSONResponse,
+                 responses={201: {"headers": _session_headers("/online/sessions/{id}, or a cross-device "
+                                                               "session's /sessions/{id}/result"),
+                                  "content": {"application/json": {"schema": {
+                                      "type": "object", "required": ["session", "origin", "request"],
+                                      "properties": {"session": {"type": "string"},
+                                                     "origin": {"type": ["string", "null"]},
+                                                     "request": {"type": "object"}}}}}}},
                  summary="Open an online presentation: the request object for navigator.credentials.get "
                          "(org-iso-mdoc, ISO/IEC TS 18013-7 Annex C; openid4vp-v1-unsigned or -signed, OpenID4VP "
                          "1.0), or with openid4vp-cross-device the authorization request URI for a QR code")
@@ -672,6 +704,9 @@ def reader_router(service: ReaderService) -> APIRouter:
                             headers={"Location": location, "X-Session-Id": sid})
 
     @router.post("/online/sessions/{sid}", response_class=JSONResponse,
+                 openapi_extra={"requestBody": {"required": True, "description": "the credential the browser's "
+                                                "navigator.credentials.get returned (its data), as JSON",
+                                                "content": {"application/json": {"schema": {"type": "object"}}}}},
                  summary="The credential the browser returned (org-iso-mdoc): verified, and the "
                          "verdict answered")
     async def online_response(sid: str, request: Request) -> Response:
@@ -714,7 +749,9 @@ def reader_router(service: ReaderService) -> APIRouter:
     @router.post("/issuer-signed/verify", response_class=JSONResponse,
                  summary="Verify an IssuerSigned as issued (CBOR, or the base64url text of an "
                  "OpenID4VCI mso_mdoc credential): every reader check but device authentication",
-                 responses={200: {}, 422: {}, 501: {}})
+                 responses={200: {}, 422: {}, 501: {}},
+                 openapi_extra=_body_doc(CBOR, "text/plain", description="the IssuerSigned: CBOR, or the "
+                                         "base64url text of an OpenID4VCI mso_mdoc credential"))
     async def verify_issuer_signed(request: Request) -> Response:
         data = cbor.from_text_or_raw(await _body(request))
         if not is_issuer_signed(data):
@@ -814,6 +851,11 @@ def relying_party_router(rp: RelyingPartyService) -> APIRouter:
     router = APIRouter(tags=["relying party"])
 
     @router.post("/rp/jpki/challenges", status_code=201,
+                 responses={201: {"content": {"application/json": {"schema": {
+                     "type": "object", "required": ["challenge_id", "nonce", "expires_at"],
+                     "properties": {"challenge_id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+                                    "nonce": {"type": "string", "format": "byte"},
+                                    "expires_at": {"type": "string", "format": "date-time"}}}}}}},
                  summary="A user-authentication challenge (利用者証明): a nonce for the phone's "
                  "user-authentication key to sign, answerable once before it expires")
     async def new_challenge() -> JSONResponse:
@@ -848,7 +890,7 @@ def relying_party_router(rp: RelyingPartyService) -> APIRouter:
 
     @router.post("/rp/jpki/verify-pdf", summary="Verify every signature of a PDF signed with a phone's "
                  "JPKI signing certificate (PAdES): where each covers the file, then as /rp/jpki/verify",
-                 max_body_size=RP_MAX_PDF)
+                 max_body_size=RP_MAX_PDF, openapi_extra=_body_doc("application/pdf", description="the signed PDF"))
     async def verify_jpki_pdf(request: Request, revocation: Literal["ocsp", "crl", "auto", "embedded"] = Query(
             "ocsp", description="as for /rp/jpki/verify, or embedded: the OCSP answers and CRLs in the PDF's "
             "document security store (PAdES B-LT), judged at each signature's time-stamp, no network")
@@ -863,7 +905,8 @@ def relying_party_router(rp: RelyingPartyService) -> APIRouter:
     @router.post("/rp/jpki/verify-xml", summary="Verify an XML document signed inside with a phone's JPKI "
                  "signing certificate (an enveloped XML signature or XAdES B-B, as e-Gov and e-Tax filings): "
                  "the signature over the whole document, then as /rp/jpki/verify",
-                 max_body_size=RP_MAX_XML)
+                 max_body_size=RP_MAX_XML, openapi_extra=_body_doc("application/xml", "text/xml",
+                                                                   description="the signed XML document"))
     async def verify_jpki_xml(request: Request, revocation: Literal["ocsp", "crl", "auto", "embedded"] = Query(
             "ocsp", description="as for /rp/jpki/verify, or embedded: the OCSP answers and CRLs in the signature's "
             "xades:RevocationValues (XAdES B-LT), judged at its time-stamp, no network")) -> JSONResponse:

@@ -32,6 +32,10 @@ from mcred.service import create_app
 schemathesis.serializer.alias("application/timestamp-query", "application/octet-stream")
 # ... and so is the OCSP request (RFC 6960 A.1)
 schemathesis.serializer.alias("application/ocsp-request", "application/octet-stream")
+# ... and the reader's bodies it reads itself: CBOR (ISO/IEC 18013-5 messages, an IssuerSigned),
+# a signed PDF or XML document (bytes to the relying party, whatever they hold)
+for media in ("application/cbor", "application/pdf", "application/xml", "text/xml"):
+    schemathesis.serializer.alias(media, "application/octet-stream")
 
 
 #: What a client generated from the document relies on: the status is one it declares, the
