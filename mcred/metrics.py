@@ -223,7 +223,9 @@ def metrics_router(metrics: Metrics) -> APIRouter:
     router = APIRouter(tags=["operator"])
 
     @router.get("/metrics", summary="Prometheus metrics: requests of this process, the "
-                "installation's registry", response_class=Response)
+                "installation's registry", response_class=Response,
+                responses={200: {"description": "the Prometheus text exposition format",
+                                 "content": {"text/plain": {"schema": {"type": "string"}}}}})
     def scrape() -> Response:
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 

@@ -138,7 +138,9 @@ def ops_router(service: ReaderService, rp: RelyingPartyService | None, trust: Tr
         return readiness(checks, "Reader not ready")
 
     @router.get("/metrics", summary="Prometheus metrics of this process: requests, verdicts",
-                response_class=Response)
+                response_class=Response,
+                responses={200: {"description": "the Prometheus text exposition format",
+                                 "content": {"text/plain": {"schema": {"type": "string"}}}}})
     def scrape() -> Response:
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
