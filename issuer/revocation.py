@@ -120,7 +120,7 @@ def _rows(session: Session, phone_id: str, kinds: tuple[str, ...], *, state: Col
         raise UnknownPhone(f"no phone {phone_id!r} in the issuer's registry")
     return list(session.scalars(
         select(Credential).where(Credential.phone_id == phone_id, Credential.kind.in_(kinds))
-        .order_by(Credential.issued_at).with_for_update()))
+        .order_by(Credential.issued_at, Credential.id).with_for_update()))
 
 
 def _revoke_rows(session: Session, rows: Iterable[Credential], reason: str, *, actor: str,
@@ -178,7 +178,7 @@ def revoke_ids(sessions: sessionmaker[Session], ids: Iterable[str], reason: str,
     if kind:
         q = q.where(Credential.kind == kind)
     return run_transaction(sessions, lambda s: _revoke_rows(
-        s, s.scalars(q.order_by(Credential.issued_at).with_for_update()), reason, actor=actor, now=now))
+        s, s.scalars(q.order_by(Credential.issued_at, Credential.id).with_for_update()), reason, actor=actor, now=now))
 
 
 #: The reason the one-phone rule records (specs/handover.md, policy 1 and reasons).
@@ -193,18 +193,29 @@ def supersede_other_phones(session: Session, new: Credential, *, actor: str = "p
     return supersede_on_other_phones(session, new.holder_id, new.kind, new.phone_id, actor=actor, now=now)
 
 
-def supersede_on_other_phones(session: Session, holder_id: str, kind: str, phone_id: str, *,
-                              actor: str = "policy", now: dt.datetime | None = None) -> list[Change]:
-    """:func:`supersede_other_phones` for the credential of ``kind`` about to be issued to
-    ``phone_id``: an issuance that takes a status-list index calls it first, so that it
-    locks the old phone's credentials before the list, as a revocation of that phone does."""
-    others = session.scalars(
+def on_other_phones(session: Session, holder_id: str, kind: str, phone_id: str) -> list[Credential]:
+    """The holder's live credentials of ``kind`` on phones other than ``phone_id``, locked
+    (in one order: by issue time, then id), which :func:`supersede_on_other_phones` revokes."""
+    return list(session.scalars(
         select(Credential).where(Credential.holder_id == holder_id,
                                  Credential.kind == kind,
                                  Credential.phone_id != phone_id,
                                  Credential.status.in_(("valid", "hold")))
-        .with_for_update())
-    return _revoke_rows(session, others, ONE_PHONE_REASON, actor=actor, now=now or utcnow(),
+        .order_by(Credential.issued_at, Credential.id)
+        .with_for_update()))
+
+
+def supersede_on_other_phones(session: Session, holder_id: str, kind: str, phone_id: str, *,
+                              actor: str = "policy", now: dt.datetime | None = None,
+                              rows: Iterable[Credential] | None = None) -> list[Change]:
+    """:func:`supersede_other_phones` for the credential of ``kind`` about to be issued to
+    ``phone_id``. ``rows``: what :func:`on_other_phones` gave, when the caller locked them
+    first: an issuance that takes a status-list index locks the old phone's credentials
+    before any list, as a revocation of that phone does, and then their lists with the one
+    it allocates in, in id order (:meth:`issuer.mdoc.status_lists.StatusRegistry.allocate`)."""
+    if rows is None:
+        rows = on_other_phones(session, holder_id, kind, phone_id)
+    return _revoke_rows(session, rows, ONE_PHONE_REASON, actor=actor, now=now or utcnow(),
                         by_phone=phone_id, policy="one-phone-per-person")
 
 

@@ -262,3 +262,106 @@ def test_an_mdoc_for_a_new_phone_and_a_hold_of_the_old_one_do_not_deadlock(pg_en
     with sessions() as s:
         rows = {(c.phone_id, c.status, c.reason) for c in s.query(Credential)}
     assert rows == {("old-phone", "revoked", "cessationOfOperation"), ("new-phone", "valid", None)}
+
+
+# -- an mdoc issued while a third phone, on the same two status lists, is put on hold -------
+
+
+def test_an_mdoc_whose_holder_has_an_mdoc_on_another_list_and_a_hold_of_a_third_phone_do_not_deadlock(
+        pg_engine, monkeypatch):
+    """After a month boundary the holder's old mdoc is on last month's list and the new one
+    gets an index on this month's: the issuance bumped the old list (one phone per person)
+    and then locked the open one, while a hold of a third phone with mdocs on both lists
+    took them in id order. With the open list's id the lower, each waited for the other
+    until PostgreSQL failed one (a 1 s stall, then a retry)."""
+    import time
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from sqlalchemy import event
+    from sqlalchemy.orm import sessionmaker
+
+    import issuer.mdoc.status_lists as status_lists
+    import issuer.mdoc.txn as txn
+    from issuer.holders import attach_phone, register
+    from issuer.keystore import MemoryKeyStore
+    from issuer.mdoc.issuance import make_proof
+    from issuer.mdoc.service import MdocService
+    from issuer.mdoc.status_lists import StatusListPolicy
+    from protocols.cardsub import parse_holder
+
+    november, december = "f" * 32, "0" * 32  # the open list sorts first
+    ids = iter([november, december])
+    monkeypatch.setattr(status_lists, "new_id", lambda: next(ids))
+    clock = [dt.datetime(2026, 11, 30, 12, tzinfo=dt.UTC)]
+    sessions = sessionmaker(pg_engine, expire_on_commit=False)
+    svc = MdocService(sessions, MemoryKeyStore(), "http://issuer.test", clock=lambda: clock[0],
+                      status_policy=StatusListPolicy(size=1024))
+
+    def person(given: str) -> str:
+        return register(sessions, parse_holder({
+            "family_name": "山田", "given_name": given, "family_name_kana": "ヤマダ",
+            "given_name_kana": "ハナコ", "birth_date": "1990-04-01", "sex": 2,
+            "address": "東京都千代田区霞が関1-1", "prefecture": "東京都", "municipality": "千代田区"}))
+
+    def issue(job: str, phone: str, slot: int = 0) -> None:
+        spki, proof = make_proof(ec.generate_private_key(ec.SECP256R1()), svc.mdoc_challenge(job, phone, slot))
+        svc.issue_mdoc(job, phone, slot, spki, proof)
+
+    holder, other = person("花子"), person("太郎")
+    attach_phone(sessions, holder, "old-phone")
+    attach_phone(sessions, other, "third-phone")
+    issue("job-old", "old-phone")  # November's list
+    issue("job-third-0", "third-phone", 0)
+    clock[0] = dt.datetime(2026, 12, 1, 0, 30, tzinfo=dt.UTC)
+    issue("job-third-1", "third-phone", 1)  # December's list, opened on demand
+    attach_phone(sessions, holder, "new-phone")
+    with sessions() as s:
+        assert {c.phone_id: c.status_list_id for c in s.query(Credential)
+                if c.phone_id != "third-phone"} == {"old-phone": november}
+        assert {c.status_list_id for c in s.query(Credential).filter_by(phone_id="third-phone")} == {
+            november, december}
+
+    lost: list[str] = []
+    retryable = txn.is_retryable
+    monkeypatch.setattr(txn, "is_retryable", lambda exc: lost.append(str(exc).splitlines()[0]) or retryable(exc))
+    issuing = threading.get_ident()
+    racer: list[threading.Thread] = []
+    errors: list[BaseException] = []
+
+    def hold_third() -> None:
+        try:
+            hold(sessions, "third-phone", actor="test")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def first_list_lock(conn, cursor, statement, *args):  # noqa: ANN001, ANN002
+        """Once the issuance holds its first status-list lock, the third phone is held."""
+        if racer or threading.get_ident() != issuing or not (
+                statement.startswith("UPDATE status_lists") or
+                ("FROM status_lists" in statement and "FOR UPDATE" in statement)):
+            return
+        racer.append(threading.Thread(target=hold_third))
+        racer[0].start()
+        deadline = time.monotonic() + 5
+        while racer[0].is_alive() and time.monotonic() < deadline:
+            if _lock_waits(pg_engine, "status_lists"):
+                waited.append(True)
+                break
+            time.sleep(0.02)
+
+    waited: list[bool] = []
+    event.listen(pg_engine, "after_cursor_execute", first_list_lock)
+    try:
+        issue("job-new", "new-phone")
+    finally:
+        event.remove(pg_engine, "after_cursor_execute", first_list_lock)
+    racer[0].join()
+    assert waited, "the hold of the third phone never waited for the issuance's status-list lock"
+    assert not errors, errors
+    assert not lost, f"{len(lost)} transactions ran again, e.g. {lost[0]}"
+    with sessions() as s:
+        rows = {(c.phone_id, c.status_list_id, c.status) for c in s.query(Credential)}
+        versions = {lid: s.get(StatusList, lid).version for lid in (november, december)}
+    assert rows == {("old-phone", november, "revoked"), ("third-phone", november, "hold"),
+                    ("third-phone", december, "hold"), ("new-phone", december, "valid")}
+    assert versions == {november: 2, december: 1}  # the old mdoc revoked; the third phone held

@@ -33,7 +33,7 @@ from issuer.mdoc.models import MdocChallenge, MdocIssuance
 from issuer.mdoc.pki import ActiveKey, MdocPki
 from issuer.mdoc.status_lists import StatusRegistry
 from issuer.mdoc.txn import run_transaction
-from issuer.revocation import supersede, supersede_on_other_phones
+from issuer.revocation import on_other_phones, supersede, supersede_on_other_phones
 from protocols import cardsub
 from protocols.cardsub import DEFAULT_NAMES, JST, DocNames
 from protocols.cose import CRV_P256, CRV_P384, CoseKey
@@ -333,20 +333,25 @@ class MdocIssuer:
                       **({"identifier": ident.hex()} if ident is not None else {})},
             )
 
-        # One phone per person: the holder's mdocs on other phones are revoked first, before
-        # the status list is locked for an index, as a revocation of that phone takes them
-        # before the list (issuer.revocation): the other way round, a hold of the old phone
-        # and this issuance each waited for the other until PostgreSQL failed one
-        supersede_on_other_phones(s, holder_row.id, "mdoc", phone_id, now=now)
-        credential = self.registry.allocate(s, now, make_row)
-        # The slot's earlier MSO on this phone was overwritten in the SE (a refresh): it is
-        # superseded with this issuance, in the same transaction.
-        supersede(s, s.scalars(select(Credential).join(
+        # The credentials this issuance revokes are locked before any status list, as a
+        # revocation locks a phone's credentials before their lists: the holder's mdocs on
+        # other phones (one phone per person) and the slot's earlier MSO on this phone, which
+        # was overwritten in the SE (a refresh). Their lists and the open one are then locked
+        # together in id order, the order of every revocation (issuer.revocation): the old
+        # lists bumped first and the open one locked last, a hold of a third phone with
+        # mdocs on both lists (after a month boundary) and this issuance each waited for
+        # the other until PostgreSQL failed one.
+        others = on_other_phones(s, holder_row.id, "mdoc", phone_id)
+        earlier = s.scalars(select(Credential).join(
             MdocIssuance, MdocIssuance.credential_id == Credential.id).where(
             MdocIssuance.phone_id == phone_id, MdocIssuance.slot == slot,
-            Credential.id != credential.id, Credential.status == "valid")
-            .with_for_update(of=Credential)).all(),
-            now=now, by_credential=credential.id, policy="one-mso-per-slot")
+            Credential.status == "valid")
+            .order_by(Credential.issued_at, Credential.id)
+            .with_for_update(of=Credential)).all()
+        credential = self.registry.allocate(
+            s, now, make_row, touching={r.status_list_id for r in (*others, *earlier)})
+        supersede_on_other_phones(s, holder_row.id, "mdoc", phone_id, now=now, rows=others)
+        supersede(s, earlier, now=now, by_credential=credential.id, policy="one-mso-per-slot")
         s.add(MdocIssuance(job_ref=job_ref, slot=slot, phone_id=phone_id,
                            credential_id=credential.id, device_key_sha256=digest, created_at=now))
         s.add(AuditEvent(actor="issuer", action="mdoc.issue", subject=phone_id,

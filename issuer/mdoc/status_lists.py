@@ -6,9 +6,10 @@ issuer publishes the list (``<public URL>/status/<list id>``).
 
 Allocation (see ``specs/status-list.md``). Inside the caller's transaction:
 
-1. the open list of the period is locked (``SELECT ... FOR UPDATE`` and a no-op ``UPDATE``,
-   which on SQLite takes the database write lock at once), or a new list is created when
-   none has room;
+1. the open list of the period is locked (a no-op ``UPDATE``, which on SQLite takes the
+   database write lock at once), with the lists of the credentials the caller revokes in
+   the same transaction, in id order as a revocation takes them, or a new list is created
+   when none has room;
 2. an index is drawn uniformly among the free ones with
    :func:`protocols.status.allocation.allocate_index` (the registry answers "is it used?");
 3. the caller's credential row carrying (list, index) is inserted: the unique constraint
@@ -155,34 +156,56 @@ class StatusRegistry:
 
     # -- allocation --------------------------------------------------------------------
 
-    def _open_list(self, session: Session, period: str, now: dt.datetime) -> StatusList:
-        p = self.policy
-        row = session.scalars(
-            select(StatusList)
-            .where(
-                StatusList.period == period,
-                StatusList.bits == p.bits,
-                StatusList.size == p.size,
-                StatusList.allocated < p.max_fill * p.size,
-                StatusList.uri.startswith(self.public_url + "/status/"),
-            )
-            .order_by(StatusList.created_at, StatusList.id)
-            .limit(1)
-            .with_for_update()
-        ).first()
-        if row is not None:
-            # Take the write lock now: a no-op UPDATE (PostgreSQL holds the row lock already;
-            # SQLite's lazy BEGIN only locks at the first write). From here on, "is this
-            # index used?" sees every committed allocation and no one else allocates here.
+    def _lock(self, session: Session, list_ids: Iterable[str], held: set[str]) -> None:
+        """Lock the lists ``list_ids`` not yet ``held`` (PostgreSQL: the row; SQLite: the
+        database, at its first write) in id order, the order of every revocation
+        (:func:`issuer.revocation._touch`): a transaction that waits for a list holds none
+        of a higher id, so no two wait for each other. A list below one already held (the
+        open list filled by another allocator before it was locked here) is taken only if
+        no one holds it (NOWAIT): if someone does, the transaction fails with
+        lock_not_available and :func:`~issuer.mdoc.txn.run_transaction` runs it again."""
+        top = max(held, default="")
+        for list_id in sorted(set(list_ids) - held):
+            if list_id < top:
+                session.execute(select(StatusList.id).where(StatusList.id == list_id)
+                                .with_for_update(nowait=True))
+            # a no-op UPDATE: the write lock now (SQLite's lazy BEGIN only locks at the
+            # first write); from here on, "is this index used?" sees every committed
+            # allocation and no one else allocates here
             session.execute(
-                update(StatusList).where(StatusList.id == row.id)
+                update(StatusList).where(StatusList.id == list_id)
                 .values(allocated=StatusList.allocated)
                 .execution_options(synchronize_session=False)
             )
-            session.refresh(row)
-            if row.allocated >= p.max_fill * p.size:
-                return self._open_list(session, period, now)
-            return row
+            held.add(list_id)
+
+    def _open_list(self, session: Session, period: str, now: dt.datetime,
+                   touching: Iterable[str] = (), held: set[str] | None = None) -> StatusList:
+        """The open list of ``period``, locked with the lists ``touching`` (in id order:
+        :meth:`_lock`), or a new one when none has room. A new list is no lock-order
+        matter: no other transaction sees it before this one commits."""
+        p = self.policy
+        held = set() if held is None else held
+        while True:
+            list_id = session.scalar(
+                select(StatusList.id)
+                .where(
+                    StatusList.period == period,
+                    StatusList.bits == p.bits,
+                    StatusList.size == p.size,
+                    StatusList.allocated < p.max_fill * p.size,
+                    StatusList.uri.startswith(self.public_url + "/status/"),
+                )
+                .order_by(StatusList.created_at, StatusList.id)
+                .limit(1)
+            )
+            self._lock(session, [*touching, *([list_id] if list_id is not None else [])], held)
+            if list_id is None:
+                break
+            row = session.get(StatusList, list_id, populate_existing=True)
+            if row.allocated < p.max_fill * p.size:
+                return row
+            # filled by another allocator before it was locked here: the next one
         list_id = new_id()
         row = StatusList(
             id=list_id, uri=self.uri_for(list_id), bits=p.bits, size=p.size, allocated=0,
@@ -197,16 +220,23 @@ class StatusRegistry:
         session: Session,
         now: dt.datetime,
         make_row: Callable[[StatusList, int], Credential],
+        *,
+        touching: Iterable[str] = (),
     ) -> Credential:
         """Allocate an index in the open list of ``now``'s period; insert ``make_row(list, idx)``.
 
         ``make_row`` builds the credential (it may sign an MSO naming ``list.uri`` and
-        ``idx``); its ``status_list_id`` / ``status_idx`` are set here. Must run inside a
-        transaction that :func:`~issuer.mdoc.txn.run_transaction` retries.
+        ``idx``); its ``status_list_id`` / ``status_idx`` are set here. ``touching``: the
+        other lists the caller changes in this transaction (the ones of the credentials it
+        revokes), locked here with the open one in id order, so that the caller bumps them
+        without waiting. Must run inside a transaction that
+        :func:`~issuer.mdoc.txn.run_transaction` retries.
         """
         period = period_of(now, self.policy.period)
+        touching = {i for i in touching if i}
+        held: set[str] = set()
         for _ in range(4):
-            row = self._open_list(session, period, now)
+            row = self._open_list(session, period, now, touching, held)
             try:
                 idx = allocate_index(row.size, _UsedInList(session, row), self._rng,
                                      max_fill=self.policy.max_fill)
