@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 _DATE_TIME = {"format": "date-time"}
 
@@ -176,3 +177,66 @@ class AuditEventOut(_Closed):
 
 class AuditEvents(_Page):
     events: list[AuditEventOut]
+
+
+class TsmAuditRecord(_Closed):
+    """One record of the TSM's audit trail: a command's header, length and status word,
+    never its data."""
+
+    id: int
+    at: str = Field(json_schema_extra=_DATE_TIME)
+    actor: str
+    phone_id: str
+    job: str | None
+    step: str | None
+    event: str
+    command: str | None = Field(pattern="^[0-9A-F]{8}$", description="CLA INS P1 P2, hexadecimal")
+    lc: int | None
+    sw: str | None = Field(pattern="^[0-9A-F]{4}$", description="the status word, hexadecimal")
+    what: str | None
+    detail: dict[str, Any]
+
+
+class TsmAuditRecords(_Page):
+    records: list[TsmAuditRecord]
+
+
+class HolderForgotten(_Closed):
+    """A holder's personal data erased (or found erased already: the counts then absent)."""
+
+    holder: str
+    erased: Literal[True]
+    already: bool
+    mdoc_bodies_erased: int | SkipJsonSchema[None] = None
+    certificates_kept: int | SkipJsonSchema[None] = None
+    audit_details_redacted: int | SkipJsonSchema[None] = None
+
+
+# -- trust material ----------------------------------------------------------------------
+
+
+class DsRollover(_Closed):
+    label: str = Field(description="the document signer now active")
+
+
+class KlocRotation(_Closed):
+    retired_ca_ski: str = Field(pattern="^[0-9a-f]*$")
+    ca_ski: str = Field(pattern="^[0-9a-f]*$")
+    certificate: str = Field(description="the new KLOC CA certificate, PEM")
+
+
+class SignerRevocation(_Closed):
+    """A signer generation (never its key) after its revocation; ``changed`` false when it
+    was revoked already."""
+
+    label: str
+    purpose: str
+    serial: str
+    subject: str
+    not_before: str = Field(json_schema_extra=_DATE_TIME)
+    not_after: str = Field(json_schema_extra=_DATE_TIME)
+    active: bool
+    revoked_at: str | None = Field(json_schema_extra=_DATE_TIME)
+    reason: str | None
+    affected_mdocs: int
+    changed: bool

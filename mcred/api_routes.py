@@ -37,14 +37,19 @@ from mcred.api_models import (
     AuditEvents,
     CredentialList,
     CredentialOut,
+    DsRollover,
     HandoverOut,
     HolderDetail,
+    HolderForgotten,
     HolderList,
+    KlocRotation,
     PhoneCreated,
     PhoneDetail,
     PhoneList,
     PhoneReset,
+    SignerRevocation,
     StatusChanges,
+    TsmAuditRecords,
     TsmJobList,
 )
 from mcred.context import Context
@@ -1084,7 +1089,8 @@ def operator_router(ctx: Context) -> APIRouter:
                 "limit": limit, "offset": offset}
 
     @router.post("/holders/{holder_id}/forget", summary="Erase a holder's personal data once none of "
-                 "their credentials is live (the card data, card number and mdoc bodies; certificates stay)")
+                 "their credentials is live (the card data, card number and mdoc bodies; certificates stay)",
+                 **typed(HolderForgotten))
     def forget_holder_route(holder_id: Hex32, body: ForgetRequest, request: Request) -> dict[str, Any]:
         from issuer.holders import HolderBusyError, HolderError
         from mcred.provision import ProvisionError, forget_holder
@@ -1101,7 +1107,7 @@ def operator_router(ctx: Context) -> APIRouter:
 
     @router.get("/tsm-audit", summary="The TSM's audit trail, the last records in the order "
                 "written: sessions, every command's header, length and status word (never its "
-                "data), job events; of a phone, a job, an event")
+                "data), job events; of a phone, a job, an event", **typed(TsmAuditRecords))
     def tsm_audit(phone_id: Annotated[str | None, Query(pattern=PHONE_ID_PATTERN, max_length=63)] = None,
                   job_id: Annotated[str | None, Query(pattern=r"^[0-9a-f]{32}$")] = None,
                   event: Annotated[str | None, Query(max_length=32, pattern=r"^[a-z-]+$")] = None,
@@ -1113,7 +1119,7 @@ def operator_router(ctx: Context) -> APIRouter:
                                             offset=offset)), "limit": limit, "offset": offset}
 
     @router.post("/trust/ds-rollover", summary="Roll the mdoc document signer over to a new "
-                 "key (trust material)")
+                 "key (trust material)", **typed(DsRollover))
     def ds_rollover(request: Request) -> dict[str, Any]:
         from mcred.mdoc_flow import mdoc_service
 
@@ -1123,7 +1129,7 @@ def operator_router(ctx: Context) -> APIRouter:
         return {"label": getattr(active, "label", str(active))}
 
     @router.post("/trust/kloc-rotation", summary="Replace the TSM's KLOC CA (SCP11a): a new CA "
-                 "certifies the TSM's key, the old chain is kept for SEs that still name it")
+                 "certifies the TSM's key, the old chain is kept for SEs that still name it", **typed(KlocRotation))
     def kloc_rotation(request: Request) -> dict[str, Any]:
         from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -1151,7 +1157,7 @@ def operator_router(ctx: Context) -> APIRouter:
         return _with_seram(ctx, _accepted(view, response), link)
 
     @router.post("/trust/ds-revocations", summary="Revoke an mdoc document-signer "
-                 "certificate: the IACA CRL lists it")
+                 "certificate: the IACA CRL lists it", **typed(SignerRevocation))
     def ds_revocation(body: SignerRevocationRequest, request: Request) -> dict[str, Any]:
         from mcred.mdoc_flow import mdoc_service
 
@@ -1161,7 +1167,8 @@ def operator_router(ctx: Context) -> APIRouter:
         return {**info.to_json(), "changed": changed}
 
     @router.post("/trust/status-signer-revocations", summary="Revoke a status-list signer "
-                 "certificate: the IACA CRL lists it, every list is re-signed by a new signer")
+                 "certificate: the IACA CRL lists it, every list is re-signed by a new signer",
+                 **typed(SignerRevocation))
     def status_signer_revocation(body: StatusSignerRevocationRequest,
                                  request: Request) -> dict[str, Any]:
         from issuer.mdoc.pki import PURPOSE_STATUS
