@@ -33,6 +33,25 @@ from issuer.api.jobs import ACCEPTED, JOB_SCHEMA, JobRunner, JobView, accepted
 from issuer.api.problems import NOT_FOUND, NOT_IMPLEMENTED, ProblemException
 from issuer.db import Credential, Handover, Phone
 from issuer.holders import PHONE_ID_PATTERN
+from mcred.api_models import (
+    AuditEvents,
+    CredentialList,
+    CredentialOut,
+    DsRollover,
+    HandoverOut,
+    HolderDetail,
+    HolderForgotten,
+    HolderList,
+    KlocRotation,
+    PhoneCreated,
+    PhoneDetail,
+    PhoneList,
+    PhoneReset,
+    SignerRevocation,
+    StatusChanges,
+    TsmAuditRecords,
+    TsmJobList,
+)
 from mcred.context import Context
 from mcred.db import setup_lock
 from wallet_sim.phone import phone_dir
@@ -337,6 +356,17 @@ HOLDER_WORKFLOW: dict[int | str, dict[str, Any]] = {
                "recorded, and the workflow that re-issues on the holder's phone queued as the job under "
                "`job` (Location: /jobs/{id})"),
 }
+def typed(model: type[BaseModel], responses: dict[int | str, dict[str, Any]] | None = None,
+          status: int = 200) -> dict[str, Any]:
+    """The route's ``response_model=`` and ``responses=`` for a body built as a dict and
+    declared by ``model`` (:mod:`mcred.api_models`): the model documents the ``status``
+    answer only; the body is sent as built (``response_model=Any``: neither validated nor
+    filtered, the same bytes as before), and the fuzz checks it against the model."""
+    out = dict(responses or {})
+    out[status] = {**out.get(status, {}), "model": model}
+    return {"response_model": Any, "responses": out}
+
+
 def created(pattern: str, what: str) -> dict[int | str, dict[str, Any]]:
     """``responses=`` of a route that answers ``201`` naming what it made in ``Location``."""
     return {201: {"description": f"created: {what}, named in Location",
@@ -377,23 +407,24 @@ def phones_router(ctx: Context) -> APIRouter:
     router = APIRouter(tags=["phones"])
 
     @router.post("/phones", status_code=201, summary="Create a simulated phone with a "
-                 "factory-fresh GP-SE", responses=created(r"^/phones/[^/]+$", "the phone"))
+                 "factory-fresh GP-SE", **typed(PhoneCreated, created(r"^/phones/[^/]+$", "the phone"), 201))
     def create_phone(response: Response, body: NewPhone | None = None) -> dict[str, Any]:
         body = body or NewPhone()
         phone_id = ctx.new_phone(scp11a=body.scp11a, model=body.model, nvm_bytes=body.nvm_bytes)
         response.headers["Location"] = f"/phones/{phone_id}"
         return {"id": phone_id, "model": body.model, "nvm_bytes": body.nvm_bytes}
 
-    @router.get("/phones", summary="Every simulated phone of the installation")
+    @router.get("/phones", summary="Every simulated phone of the installation", **typed(PhoneList))
     def list_phones() -> dict[str, Any]:
         return {"phones": wallet_sim.list_phones(ctx.home)}
 
-    @router.get("/phones/{phone_id}", summary="A phone: model, CPLC, security domains, applets")
+    @router.get("/phones/{phone_id}", summary="A phone: model, CPLC, security domains, applets",
+                **typed(PhoneDetail))
     def show_phone(phone_id: PhoneId) -> dict[str, Any]:
         return _jsonable(wallet_sim.describe(phone_id, ctx.home))
 
     @router.post("/phones/{phone_id}/factory-reset",
-                 summary="Wipe the phone's app data; the SE keeps its content")
+                 summary="Wipe the phone's app data; the SE keeps its content", **typed(PhoneReset))
     def reset_phone(phone_id: PhoneId) -> dict[str, Any]:
         wallet_sim.factory_reset(phone_id, ctx.home)
         return {"id": phone_id, "reset": True, "secure_element": "untouched"}
@@ -690,7 +721,8 @@ def issuer_router(ctx: Context) -> APIRouter:
         return _with_seram(ctx, _accepted(view, response), link)
 
     @router.get("/holders", summary="Registered holders, oldest first (limit / offset), or the one "
-                "holding a card number: name, card, phones, credentials by kind and status")
+                "holding a card number: name, card, phones, credentials by kind and status",
+                **typed(HolderList))
     def holders(card_number: Annotated[str | None, Query(pattern=r"^[0-9]{16}$")] = None,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                 offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> dict[str, Any]:
@@ -700,7 +732,7 @@ def issuer_router(ctx: Context) -> APIRouter:
                 "limit": limit, "offset": offset}
 
     @router.get("/holders/{holder_id}", summary="One holder, with the registered card-substitute "
-                "data (no portrait)")
+                "data (no portrait)", **typed(HolderDetail))
     def holder(holder_id: Hex32) -> dict[str, Any]:
         from issuer.holders import summaries
 
@@ -710,7 +742,7 @@ def issuer_router(ctx: Context) -> APIRouter:
         return _jsonable(rows[0])
 
     @router.get("/tsm-jobs", summary="The TSM's jobs, oldest first (limit / offset): kind, "
-                "state, the step it stopped before, attempts, error")
+                "state, the step it stopped before, attempts, error", **typed(TsmJobList))
     def tsm_jobs(phone_id: Annotated[str | None, Query(pattern=PHONE_ID_PATTERN, max_length=63)] = None,
                  unfinished: bool = False, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                  offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> dict[str, Any]:
@@ -784,7 +816,7 @@ def issuer_router(ctx: Context) -> APIRouter:
                            private={"seram": link}, scope="issuer", actor=_actor(request))
         return _with_seram(ctx, _accepted(view, response), link)
 
-    @router.get("/credentials", summary="Credentials in the registry")
+    @router.get("/credentials", summary="Credentials in the registry", **typed(CredentialList))
     def list_credentials(phone_id: Annotated[str | None, Query(max_length=64)] = None,
                          kind: Literal["jpki-sign", "jpki-auth", "mdoc"] | None = None,
                          status: Literal["valid", "hold", "revoked"] | None = None,
@@ -803,7 +835,7 @@ def issuer_router(ctx: Context) -> APIRouter:
         with ctx.sessions() as s:
             return {"credentials": [_credential(c) for c in s.scalars(q)], "limit": limit, "offset": offset}
 
-    @router.get("/credentials/{credential_id}", summary="One credential (metadata)")
+    @router.get("/credentials/{credential_id}", summary="One credential (metadata)", **typed(CredentialOut))
     def show_credential(credential_id: Hex32) -> dict[str, Any]:
         with ctx.sessions() as s:
             c = s.get(Credential, credential_id)
@@ -821,7 +853,7 @@ def issuer_router(ctx: Context) -> APIRouter:
                              "serial": c.serial, "before": c.before, "after": c.after,
                              "reason": c.reason} for c in changes]}
 
-    @router.post("/revocations", summary="Revoke (or hold) a phone's credentials")
+    @router.post("/revocations", summary="Revoke (or hold) a phone's credentials", **typed(StatusChanges))
     def revoke(body: RevocationRequest, request: Request) -> dict[str, Any]:
         from issuer.revocation import revoke as do_revoke
 
@@ -829,7 +861,7 @@ def issuer_router(ctx: Context) -> APIRouter:
         return _changes(do_revoke(ctx.sessions, body.phone_id, body.reason, body.credential,
                                   actor=_actor(request)))
 
-    @router.post("/holds", summary="Put a phone's credentials on hold (certificateHold)")
+    @router.post("/holds", summary="Put a phone's credentials on hold (certificateHold)", **typed(StatusChanges))
     def hold(body: HoldRequest, request: Request) -> dict[str, Any]:
         from issuer.revocation import hold as do_hold
 
@@ -837,7 +869,7 @@ def issuer_router(ctx: Context) -> APIRouter:
         return _changes(do_hold(ctx.sessions, body.phone_id, body.credential,
                                 actor=_actor(request)))
 
-    @router.post("/holds/release", summary="Lift a phone's holds (removeFromCRL)")
+    @router.post("/holds/release", summary="Lift a phone's holds (removeFromCRL)", **typed(StatusChanges))
     def release(body: HoldRequest, request: Request) -> dict[str, Any]:
         from issuer.revocation import release as do_release
 
@@ -891,7 +923,8 @@ def operator_router(ctx: Context) -> APIRouter:
     router = APIRouter(tags=["operator"])
 
     @router.post("/handovers", status_code=201, summary="Record a handover / revocation "
-                 "workflow (nothing runs yet)", responses=created(r"^/handovers/[0-9a-f]{32}$", "the handover"))
+                 "workflow (nothing runs yet)",
+                 **typed(HandoverOut, created(r"^/handovers/[0-9a-f]{32}$", "the handover"), 201))
     def create_handover(body: HandoverRequest, request: Request, response: Response) -> dict[str, Any]:
         from issuer import handover
 
@@ -910,7 +943,7 @@ def operator_router(ctx: Context) -> APIRouter:
         with ctx.sessions() as s:
             return _handover(s.get(Handover, hid))
 
-    @router.get("/handovers/{handover_id}", summary="A workflow's step, state and timings")
+    @router.get("/handovers/{handover_id}", summary="A workflow's step, state and timings", **typed(HandoverOut))
     def show_handover(handover_id: Hex32) -> dict[str, Any]:
         with ctx.sessions() as s:
             h = s.get(Handover, handover_id)
@@ -1042,7 +1075,8 @@ def operator_router(ctx: Context) -> APIRouter:
         return _accepted(view, response)
 
     @router.get("/audit", summary="The issuer's audit trail (newest first): of a subject, of "
-                "an action or its family (credential: credential.revoke, credential.hold, ...)")
+                "an action or its family (credential: credential.revoke, credential.hold, ...)",
+                **typed(AuditEvents))
     def audit(subject: Annotated[str | None, Query(max_length=128)] = None,
               action: Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")] = None,
               actor: Annotated[str | None, Query(max_length=128)] = None,
@@ -1055,7 +1089,8 @@ def operator_router(ctx: Context) -> APIRouter:
                 "limit": limit, "offset": offset}
 
     @router.post("/holders/{holder_id}/forget", summary="Erase a holder's personal data once none of "
-                 "their credentials is live (the card data, card number and mdoc bodies; certificates stay)")
+                 "their credentials is live (the card data, card number and mdoc bodies; certificates stay)",
+                 **typed(HolderForgotten))
     def forget_holder_route(holder_id: Hex32, body: ForgetRequest, request: Request) -> dict[str, Any]:
         from issuer.holders import HolderBusyError, HolderError
         from mcred.provision import ProvisionError, forget_holder
@@ -1072,7 +1107,7 @@ def operator_router(ctx: Context) -> APIRouter:
 
     @router.get("/tsm-audit", summary="The TSM's audit trail, the last records in the order "
                 "written: sessions, every command's header, length and status word (never its "
-                "data), job events; of a phone, a job, an event")
+                "data), job events; of a phone, a job, an event", **typed(TsmAuditRecords))
     def tsm_audit(phone_id: Annotated[str | None, Query(pattern=PHONE_ID_PATTERN, max_length=63)] = None,
                   job_id: Annotated[str | None, Query(pattern=r"^[0-9a-f]{32}$")] = None,
                   event: Annotated[str | None, Query(max_length=32, pattern=r"^[a-z-]+$")] = None,
@@ -1084,7 +1119,7 @@ def operator_router(ctx: Context) -> APIRouter:
                                             offset=offset)), "limit": limit, "offset": offset}
 
     @router.post("/trust/ds-rollover", summary="Roll the mdoc document signer over to a new "
-                 "key (trust material)")
+                 "key (trust material)", **typed(DsRollover))
     def ds_rollover(request: Request) -> dict[str, Any]:
         from mcred.mdoc_flow import mdoc_service
 
@@ -1094,7 +1129,7 @@ def operator_router(ctx: Context) -> APIRouter:
         return {"label": getattr(active, "label", str(active))}
 
     @router.post("/trust/kloc-rotation", summary="Replace the TSM's KLOC CA (SCP11a): a new CA "
-                 "certifies the TSM's key, the old chain is kept for SEs that still name it")
+                 "certifies the TSM's key, the old chain is kept for SEs that still name it", **typed(KlocRotation))
     def kloc_rotation(request: Request) -> dict[str, Any]:
         from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -1122,7 +1157,7 @@ def operator_router(ctx: Context) -> APIRouter:
         return _with_seram(ctx, _accepted(view, response), link)
 
     @router.post("/trust/ds-revocations", summary="Revoke an mdoc document-signer "
-                 "certificate: the IACA CRL lists it")
+                 "certificate: the IACA CRL lists it", **typed(SignerRevocation))
     def ds_revocation(body: SignerRevocationRequest, request: Request) -> dict[str, Any]:
         from mcred.mdoc_flow import mdoc_service
 
@@ -1132,7 +1167,8 @@ def operator_router(ctx: Context) -> APIRouter:
         return {**info.to_json(), "changed": changed}
 
     @router.post("/trust/status-signer-revocations", summary="Revoke a status-list signer "
-                 "certificate: the IACA CRL lists it, every list is re-signed by a new signer")
+                 "certificate: the IACA CRL lists it, every list is re-signed by a new signer",
+                 **typed(SignerRevocation))
     def status_signer_revocation(body: StatusSignerRevocationRequest,
                                  request: Request) -> dict[str, Any]:
         from issuer.mdoc.pki import PURPOSE_STATUS

@@ -98,6 +98,7 @@ from reader.online import (
     resume_any,
 )
 from reader.relying_party import RelyingPartyService
+from reader.schemas import JpkiVerdict, MdocVerdict, PdfVerdict
 from reader.session import SESSION, ReaderOutcome, ReaderSession, RequestSpec, Verifier
 from reader.sessions import (
     AWAITING,
@@ -111,6 +112,9 @@ from reader.sessions import (
 )
 
 CBOR = "application/cbor"
+#: ``responses=`` entry of a route answering an mdoc verdict (the routes send its JSON as
+#: built: the model documents it, it does not filter it)
+VERDICT = {"model": MdocVerdict, "description": "the verdict: valid, its checks, the documents disclosed"}
 MAX_BODY = 1024 * 1024
 #: The longest a result request may wait for a pending verdict, and how often it looks
 #: (in memory; in the database, less often).
@@ -641,7 +645,7 @@ def reader_router(service: ReaderService) -> APIRouter:
         return Response(reply, media_type=CBOR)
 
     @router.post("/nfc/taps", response_class=JSONResponse,
-                 responses={404: {"description": "this reader has no NFC reader"},
+                 responses={200: VERDICT, 404: {"description": "this reader has no NFC reader"},
                             409: {"description": "the NFC reader is reading another tap"},
                             503: {"description": "no phone was read (none tapped in time, no PC/SC)"}},
                  summary="Read the phone tapped on this reader's NFC reader (ISO/IEC 18013-5 NFC engagement, "
@@ -659,7 +663,7 @@ def reader_router(service: ReaderService) -> APIRouter:
         return Response(verdict_json(outcome), media_type="application/json")
 
     @router.post("/ble/reads", response_class=JSONResponse,
-                 responses={404: {"description": "this reader has no Bluetooth controller"},
+                 responses={200: VERDICT, 404: {"description": "this reader has no Bluetooth controller"},
                             409: {"description": "the Bluetooth controller is reading another phone"},
                             422: {"description": "the body is not {\"engagement\": \"mdoc:...\"}"}},
                  summary="Read over Bluetooth LE the phone whose QR code the page scanned (ISO/IEC 18013-5 QR "
@@ -703,7 +707,7 @@ def reader_router(service: ReaderService) -> APIRouter:
         return JSONResponse({"session": sid, "origin": service.origin, "request": request}, status_code=201,
                             headers={"Location": location, "X-Session-Id": sid})
 
-    @router.post("/online/sessions/{sid}", response_class=JSONResponse,
+    @router.post("/online/sessions/{sid}", response_class=JSONResponse, responses={200: VERDICT},
                  openapi_extra={"requestBody": {"required": True, "description": "the credential the browser's "
                                                 "navigator.credentials.get returned (its data), as JSON",
                                                 "content": {"application/json": {"schema": {"type": "object"}}}}},
@@ -723,7 +727,7 @@ def reader_router(service: ReaderService) -> APIRouter:
             raise HTTPException(409, "the session was answered already and is being verified")
         return Response(verdict, media_type="application/json")
 
-    @router.get("/sessions/{sid}/result", response_class=JSONResponse)
+    @router.get("/sessions/{sid}/result", response_class=JSONResponse, responses={200: VERDICT})
     async def result(sid: str, wait: float = Query(0, ge=0, le=MAX_WAIT, description=(
             "seconds to wait for a pending session's verdict before answering 409 (a long poll: a page "
             "waiting for a phone asks once, not every second)"))) -> Response:
@@ -749,7 +753,7 @@ def reader_router(service: ReaderService) -> APIRouter:
     @router.post("/issuer-signed/verify", response_class=JSONResponse,
                  summary="Verify an IssuerSigned as issued (CBOR, or the base64url text of an "
                  "OpenID4VCI mso_mdoc credential): every reader check but device authentication",
-                 responses={200: {}, 422: {}, 501: {}},
+                 responses={200: VERDICT, 422: {}, 501: {}},
                  openapi_extra=_body_doc(CBOR, "text/plain", description="the IssuerSigned: CBOR, or the "
                                          "base64url text of an OpenID4VCI mso_mdoc credential"))
     async def verify_issuer_signed(request: Request) -> Response:
@@ -862,7 +866,7 @@ def relying_party_router(rp: RelyingPartyService) -> APIRouter:
         c = await run_in_threadpool(rp.challenge) if rp.challenges.blocking else rp.challenge()
         return JSONResponse(c.to_json(), status_code=201)
 
-    @router.post("/rp/jpki/authentications",
+    @router.post("/rp/jpki/authentications", responses={200: {"model": JpkiVerdict}},
                  summary="Authenticate a phone's holder: the challenge taken back once, the "
                  "signature over its nonce, the user-authentication certificate's chain, "
                  "policy, validity and revocation")
@@ -875,7 +879,7 @@ def relying_party_router(rp: RelyingPartyService) -> APIRouter:
                                          revocation=body.revocation)
         return JSONResponse(result)
 
-    @router.post("/rp/jpki/verify", summary="Verify a signature made with a phone's JPKI "
+    @router.post("/rp/jpki/verify", responses={200: {"model": JpkiVerdict}}, summary="Verify a signature made with a phone's JPKI "
                  "certificate: signature, chain, policy, key usage, validity, revocation",
                  max_body_size=RP_MAX_BODY)
     async def verify_jpki(body: RpVerifyRequest) -> JSONResponse:
@@ -888,7 +892,7 @@ def relying_party_router(rp: RelyingPartyService) -> APIRouter:
                                          certificate=certificate, revocation=body.revocation)
         return JSONResponse(result)
 
-    @router.post("/rp/jpki/verify-pdf", summary="Verify every signature of a PDF signed with a phone's "
+    @router.post("/rp/jpki/verify-pdf", responses={200: {"model": PdfVerdict}}, summary="Verify every signature of a PDF signed with a phone's "
                  "JPKI signing certificate (PAdES): where each covers the file, then as /rp/jpki/verify",
                  max_body_size=RP_MAX_PDF, openapi_extra=_body_doc("application/pdf", description="the signed PDF"))
     async def verify_jpki_pdf(request: Request, revocation: Literal["ocsp", "crl", "auto", "embedded"] = Query(
@@ -902,7 +906,7 @@ def relying_party_router(rp: RelyingPartyService) -> APIRouter:
             raise HTTPException(501, "this relying party reads no PDF: pip install 'mcred[pdf]'") from None
         return JSONResponse(result)
 
-    @router.post("/rp/jpki/verify-xml", summary="Verify an XML document signed inside with a phone's JPKI "
+    @router.post("/rp/jpki/verify-xml", responses={200: {"model": JpkiVerdict}}, summary="Verify an XML document signed inside with a phone's JPKI "
                  "signing certificate (an enveloped XML signature or XAdES B-B, as e-Gov and e-Tax filings): "
                  "the signature over the whole document, then as /rp/jpki/verify",
                  max_body_size=RP_MAX_XML, openapi_extra=_body_doc("application/xml", "text/xml",

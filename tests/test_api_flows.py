@@ -8,6 +8,7 @@ import re
 import time
 from pathlib import Path
 
+from documented import check_every_answer
 from fastapi.testclient import TestClient
 
 from issuer.api.auth import create_token
@@ -34,6 +35,9 @@ def test_provision_hold_release_and_death_through_the_api(home: Path):
     tok = {s: {"Authorization": f"Bearer {create_token(ctx.sessions, [s])[1]}"}
            for s in ("tsm", "issuer", "operator")}
     with TestClient(app) as c:
+        # every 2xx body of this flow (phones, holders, credentials, holds, handovers, audit)
+        # is the one the document declares
+        checked = check_every_answer(c, app)
         phone = c.post("/phones", headers=tok["tsm"], json={"model": "flow"}).json()["id"]
         assert c.get(f"/phones/{phone}", headers=tok["tsm"]).json()["id"] == phone
 
@@ -112,6 +116,15 @@ def test_provision_hold_release_and_death_through_the_api(home: Path):
         assert {x["reason"] for x in creds if x["id"] != superseded} == {"affiliationChanged"}
         actions = {e["action"] for e in c.get("/audit", headers=tok["operator"]).json()["events"]}
         assert {"credential.revoke", "credential.hold", "credential.release"} <= actions
+        assert c.get("/phones", headers=tok["tsm"]).json()["phones"]
+        assert c.get("/holders", headers=tok["issuer"]).json()["holders"]
+        assert c.get(f"/holders/{holder_id}", headers=tok["issuer"]).json()["data"]
+        assert c.get(f"/credentials/{superseded}", headers=tok["issuer"]).json()["id"] == superseded
+        assert c.get("/tsm-jobs", headers=tok["operator"]).json()["jobs"]
+        assert c.post(f"/phones/{other}/factory-reset", headers=tok["tsm"]).json()["reset"] is True
+        assert {"GET /credentials 200", "POST /holds 200", "POST /holds/release 200", "POST /handovers 201",
+                "GET /handovers/{handover_id} 200", "GET /audit 200", "GET /holders/{holder_id} 200",
+                "GET /tsm-jobs 200", "POST /phones 201", "GET /phones/{phone_id} 200"} <= set(checked), checked
 
 
 def test_the_issuer_service_reader_checks_an_issuer_signed_as_issued(home: Path, tmp_path: Path, monkeypatch):

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from documented import check_every_answer
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -100,7 +101,9 @@ def test_the_tsm_audit_shows_a_phones_commands_and_jobs_never_data(provisioned):
 
 def test_both_trails_over_the_api_for_operators_only(provisioned):
     ctx, pid, _ = provisioned
-    client = TestClient(create_app(ctx, job_workers=1))
+    app = create_app(ctx, job_workers=1)
+    client = TestClient(app)
+    checked = check_every_answer(client, app)
     operator = {"Authorization": f"Bearer {create_token(ctx.sessions, ['operator'])[1]}"}
     issuer = {"Authorization": f"Bearer {create_token(ctx.sessions, ['issuer'])[1]}"}
     r = client.get("/audit", params={"action": "credential.revoke"}, headers=operator)
@@ -108,6 +111,8 @@ def test_both_trails_over_the_api_for_operators_only(provisioned):
     assert {e["action"] for e in r.json()["events"]} == {"credential.revoke"}
     r = client.get("/tsm-audit", params={"phone_id": pid, "event": "job-done"}, headers=operator)
     assert r.status_code == 200 and {x["event"] for x in r.json()["records"]} == {"job-done"}
+    assert client.get("/tsm-audit", params={"phone_id": pid}, headers=operator).json()["records"]
+    assert {"GET /audit 200", "GET /tsm-audit 200"} <= set(checked)  # both trails as documented
     assert client.get("/tsm-audit", headers=issuer).status_code == 403
     assert client.get("/tsm-audit").status_code == 401
     bad = client.get("/tsm-audit", params={"job_id": "not-a-job"}, headers=operator)

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
+from documented import check_every_answer
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -106,7 +107,9 @@ def test_an_unfinished_tsm_job_blocks_the_erasure(home: Path, monkeypatch):
 
 def test_forget_over_the_api_for_operators(provisioned):
     ctx, pid, result = provisioned
-    client = TestClient(create_app(ctx, job_workers=1))
+    app = create_app(ctx, job_workers=1)
+    client = TestClient(app)
+    checked = check_every_answer(client, app)  # both answers (erased, erased already) as documented
     operator = {"Authorization": f"Bearer {create_token(ctx.sessions, ['operator'])[1]}"}
     issuer = {"Authorization": f"Bearer {create_token(ctx.sessions, ['issuer'])[1]}"}
     url = f"/holders/{result.holder_id}/forget"
@@ -117,5 +120,6 @@ def test_forget_over_the_api_for_operators(provisioned):
     done = client.post(url, json={"reason": "retention ended"}, headers=operator)
     assert done.status_code == 200 and done.json()["mdoc_bodies_erased"] == 1 and not done.json()["already"]
     assert client.post(url, json={"reason": "again"}, headers=operator).json()["already"] is True
+    assert checked.count("POST /holders/{holder_id}/forget 200") == 2
     assert client.post(f"/holders/{'0' * 32}/forget", json={"reason": "x"}, headers=operator).status_code == 404
     assert client.post(url, json={"reason": " "}, headers=operator).status_code == 422

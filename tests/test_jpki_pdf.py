@@ -16,9 +16,10 @@ import os
 
 import httpx
 import pytest
+from documented import assert_documented
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_rp_http import run_cli
+from test_rp_http import rp_app, run_cli
 
 import wallet_sim
 from mcred.jpki_pdf import PdfSigningError, blank_pdf, sign_pdf_file
@@ -36,6 +37,7 @@ from pyhanko.sign.validation.dss import DocumentSecurityStore  # noqa: E402
 from pyhanko_certvalidator import ValidationContext  # noqa: E402
 
 from reader.jpki_pdf import verify_pdf  # noqa: E402
+from reader.relying_party import RelyingPartyService  # noqa: E402
 
 HOLDER = {"family_name": "高橋", "given_name": "一郎", "family_name_kana": "たかはし",
           "given_name_kana": "いちろう", "birth_date": "1975-07-07", "sex": 1,
@@ -163,6 +165,8 @@ def test_the_relying_party_service_verifies_a_posted_pdf(world):
     url = world["reader_url"] + "/rp/jpki/verify-pdf"
     r = httpx.post(url, content=signed, headers={"Content-Type": "application/pdf"})
     assert r.status_code == 200 and r.json()["valid"], r.text
+    assert r.json()["signatures"][0]["documents"][0]["basic_four"]
+    assert_documented(rp_app(RelyingPartyService([])), "POST", "/rp/jpki/verify-pdf", r)  # a PdfVerdict
     r = httpx.post(url + "?revocation=crl", content=signed, headers={"Content-Type": "application/pdf"})
     assert r.status_code == 200 and "CRL" in _checks(r.json())["revocation"]["reason"]
     assert httpx.post(url, content=b"", headers={"Content-Type": "application/pdf"}).status_code == 422

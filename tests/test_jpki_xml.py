@@ -22,10 +22,11 @@ import time
 import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
+from documented import assert_documented
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from node_bridge import NodeBridge
-from test_rp_http import run_cli
+from test_rp_http import rp_app, run_cli
 
 import wallet_sim
 from issuer.api.auth import create_token
@@ -318,6 +319,8 @@ def test_the_relying_party_service_and_rp_flag(world, tmp_path):
     url = world["reader_url"] + "/rp/jpki/verify-xml"
     answer = httpx.post(url, content=signed, headers={"Content-Type": "application/xml"}, timeout=30)
     assert answer.status_code == 200 and answer.json()["valid"], answer.text
+    assert answer.json()["documents"][0]["xml"]
+    assert_documented(rp_app(RelyingPartyService([])), "POST", "/rp/jpki/verify-xml", answer)  # a JpkiVerdict
     assert httpx.post(url + "?revocation=crl", content=signed, headers={"Content-Type": "text/xml"},
                       timeout=30).json()["valid"]
     assert httpx.post(url, content=signed, headers={"Content-Type": "application/pdf"}, timeout=30).status_code == 415

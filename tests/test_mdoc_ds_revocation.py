@@ -15,6 +15,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from documented import check_every_answer
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import sessionmaker
 from typer.testing import CliRunner
@@ -279,6 +280,7 @@ def test_http_ds_revocation_is_operator_only_and_typed(home):
     ctx = Context.open(home)
     app = create_app(ctx, job_workers=1)
     client = TestClient(app)
+    checked = check_every_answer(client, app)  # the signers revoked, as the document declares them
     op = {"Authorization": "Bearer " + create_token(ctx.sessions, ["operator"], "op")[1]}
     issuer = {"Authorization": "Bearer " + create_token(ctx.sessions, ["issuer"], "is")[1]}
     body = {"ds": "mdoc-ds-1", "reason": "keyCompromise"}
@@ -305,6 +307,7 @@ def test_http_ds_revocation_is_operator_only_and_typed(home):
     assert r.status_code == 200 and r.json()["changed"] and r.json()["purpose"] == "status-signer"
     crl = x509.load_der_x509_crl(client.get("/trust/iaca.crl").content)
     assert crl.get_revoked_certificate_by_serial_number(int(r.json()["serial"], 16)) is not None
+    assert {"POST /trust/ds-revocations 200", "POST /trust/status-signer-revocations 200"} <= set(checked)
     app.state.jobs.shutdown()
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from documented import assert_documented, json_response
 from fastapi import FastAPI
 
 import wallet_sim
@@ -157,9 +158,10 @@ def world(tmp_path_factory):
         clock = ReaderClock()
         pipeline = reader_pipeline(trust=trust, clock=clock, require_status=True)
         reader = ReaderService(pipeline, [REQUEST])
-        with Server(reader_app(reader), free_port()) as rs:
+        app = reader_app(reader)
+        with Server(app, free_port()) as rs:
             yield {"ctx": ctx, "home": home, "phone": phone, "reader_url": rs.url,
-                   "pipeline": pipeline, "clock": clock}
+                   "pipeline": pipeline, "clock": clock, "app": app}
 
 
 def present(world, phone=None):
@@ -176,6 +178,8 @@ def test_provisioned_phone_presents_over_http_valid_with_exactly_the_consented_i
     assert out.valid, [c for c in out.result["checks"] if not c["passed"]]
     (doc,) = out.result["documents"]
     assert doc["docType"] == DOCTYPE
+    # the verdict GET /sessions/{id}/result answered is the MdocVerdict the document declares
+    assert_documented(world["app"], "GET", "/sessions/{sid}/result", json_response(out.result))
     # consented: family_name, given_name, age_over_20 (resident_address refused: the reader
     # means to retain it and the rules refuse retention); birth_date not consented; ISO "*"
     assert doc["elements"] == {NS: {"family_name": "佐藤", "given_name": "一郎", "age_over_20": True},

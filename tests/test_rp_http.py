@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
+from documented import assert_documented
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -144,6 +145,10 @@ def test_phone_signature_valid_then_revoked_with_its_reason(world):
     assert world["rp"].crl_cache.fetches == fetches
     (doc,) = result["documents"]
     assert doc["purpose"] == "sign" and doc["basic_four"]["name"] == "鈴木\u3000花子"
+    # the verdict with its signer and basic four is the JpkiVerdict the document declares
+    r = httpx.post(world["reader_url"] + "/rp/jpki/verify", json=_body(CONTENT, world["cms"]))
+    assert r.json()["documents"][0]["basic_four"]
+    assert_documented(rp_app(world["rp"]), "POST", "/rp/jpki/verify", r)
 
     # the same route in the issuer service, under /reader with a reader token; OCSP asked of
     # the very process that serves the route (no deadlock: the work runs in the thread pool)
@@ -357,6 +362,7 @@ def test_user_authentication_by_challenge(world, tmp_path):
                   "certificate": base64.b64encode(cert).decode()}
         r = httpx.post(base + "/rp/jpki/authentications", json=answer, headers=headers)
         assert r.status_code == 200 and r.json()["valid"], r.json()
+        assert_documented(rp_app(world["rp"]), "POST", "/rp/jpki/authentications", r)
         replay = httpx.post(base + "/rp/jpki/authentications", json=answer, headers=headers).json()
         assert not replay["valid"] and _checks(replay)["challenge"]["reason"].endswith("(a replay)")
         assert list(_checks(replay)) == ["challenge"]

@@ -437,6 +437,7 @@ def test_a_phone_in_its_holders_hands_is_moved_over_the_air(tmp_path, monkeypatc
 
 def test_the_api_rotates_the_kloc_ca_and_moves_a_phone(home):
     """POST /trust/kloc-rotation, then POST /kloc-moves (a job): operator scope only."""
+    from documented import check_every_answer
     from fastapi.testclient import TestClient
     from test_api_flows import HOLDER, _wait
 
@@ -446,7 +447,9 @@ def test_the_api_rotates_the_kloc_ca_and_moves_a_phone(home):
 
     ctx = Context.open(home)
     tok = {s: {"Authorization": f"Bearer {create_token(ctx.sessions, [s])[1]}"} for s in ("tsm", "issuer", "operator")}
-    with TestClient(create_app(ctx, job_workers=1)) as c:
+    app = create_app(ctx, job_workers=1)
+    with TestClient(app) as c:
+        checked = check_every_answer(c, app)
         phone = c.post("/phones", headers=tok["tsm"], json={}).json()["id"]
         r = c.post("/provisioning", headers=tok["issuer"], json={
             "phone_id": phone, "holder": HOLDER, "key_type": "p384", "mdoc_batch": 1,
@@ -458,6 +461,7 @@ def test_the_api_rotates_the_kloc_ca_and_moves_a_phone(home):
         rotated = r.json()
         assert rotated["certificate"].startswith("-----BEGIN CERTIFICATE-----")
         assert rotated["ca_ski"] == _ski(_ca(home)).hex() != rotated["retired_ca_ski"]
+        assert "POST /trust/kloc-rotation 200" in checked  # the KlocRotation the document declares
         assert c.post("/kloc-moves", headers=tok["issuer"], json={"phone_id": phone}).status_code == 403
         assert c.post("/kloc-moves", headers=tok["operator"], json={"phone_id": "ph-000000000000"}).status_code == 404
         assert c.post("/kloc-moves", headers=tok["operator"], json={"phone_id": phone, "x": 1}).status_code == 422

@@ -1,0 +1,242 @@
+"""The issuer service's resources as its OpenAPI document declares them: documentation only.
+
+The routes of :mod:`mcred.api_routes` build their bodies as dicts and send them as built
+(``response_model=Any``: nothing is filtered, reordered or re-encoded); these models, given
+as ``responses={200: {"model": ...}}``, name their members, so that a client generated from
+the document reads typed phones, holders, credentials, workflows and audit events, and the
+schema-driven fuzz (tests/test_api_fuzz.py) checks every body it gets against them. Closed
+(``additionalProperties: false``) where the route builds every member itself; the free-form
+parts (a holder's registered data, a workflow's or an audit event's detail, the SE's
+description) stay objects.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
+
+_DATE_TIME = {"format": "date-time"}
+
+
+class _Closed(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Page(_Closed):
+    limit: int
+    offset: int
+
+
+# -- phones ------------------------------------------------------------------------------
+
+
+class PhoneCreated(_Closed):
+    id: str
+    model: str
+    nvm_bytes: int
+
+
+class PhoneList(_Closed):
+    phones: list[str] = Field(description="the phones' ids, sorted")
+
+
+class PhoneDetail(_Closed):
+    id: str
+    model: str
+    app_data_files: list[str] = Field(description="the wallet app's files, relative to its data directory")
+    secure_element: dict[str, Any] = Field(description="CPLC, security domains, applets")
+
+
+class PhoneReset(_Closed):
+    id: str
+    reset: Literal[True]
+    secure_element: Literal["untouched"]
+
+
+# -- holders -----------------------------------------------------------------------------
+
+
+class HolderPhone(_Closed):
+    id: str
+    state: str
+
+
+class HolderSummary(_Closed):
+    id: str
+    name: str = Field(description="family and given name, or (erased)")
+    erased: bool
+    card_number: str
+    card_expiry: str = Field(json_schema_extra={"format": "date"})
+    registered_at: str = Field(json_schema_extra=_DATE_TIME)
+    phones: list[HolderPhone]
+    credentials: dict[str, int] = Field(description="how many credentials by kind:status (jpki-sign:valid, ...)")
+    live: int = Field(description="credentials valid or on hold")
+
+
+class HolderDetail(HolderSummary):
+    data: dict[str, Any] = Field(description="the registered card-substitute data, without the portrait")
+
+
+class HolderList(_Page):
+    holders: list[HolderSummary]
+
+
+# -- credentials and their status changes ------------------------------------------------
+
+
+class CredentialOut(_Closed):
+    """A credential's metadata (never its body)."""
+
+    model_config = ConfigDict(title="Credential")
+
+    id: str
+    holder_id: str
+    phone_id: str
+    kind: Literal["jpki-sign", "jpki-auth", "mdoc"]
+    status: Literal["valid", "hold", "revoked"]
+    reason: str | None
+    revoked_at: str | None = Field(json_schema_extra=_DATE_TIME)
+    issued_at: str = Field(json_schema_extra=_DATE_TIME)
+    not_before: str = Field(json_schema_extra=_DATE_TIME)
+    not_after: str = Field(json_schema_extra=_DATE_TIME)
+    serial: str | None = Field(description="a certificate's serial (JPKI)")
+    issuer_key: str
+    partition: str | None = Field(description="the CRL partition (JPKI)")
+    status_list_id: str | None = Field(description="the status list (mdoc)")
+    status_idx: int | None
+    job_ref: str | None
+
+
+class CredentialList(_Page):
+    credentials: list[CredentialOut]
+
+
+class StatusChange(_Closed):
+    credential_id: str
+    kind: str
+    serial: str | None
+    before: str = Field(description="the status before: valid, hold, revoked")
+    after: str
+    reason: str | None
+
+
+class StatusChanges(_Closed):
+    """What a revocation, hold or release did: one entry per credential whose status changed."""
+
+    changes: list[StatusChange]
+
+
+# -- workflows, TSM jobs, audit ----------------------------------------------------------
+
+
+class HandoverOut(_Closed):
+    model_config = ConfigDict(title="Handover")
+
+    id: str
+    kind: str
+    holder_id: str
+    old_phone_id: str | None
+    new_phone_id: str | None
+    reason: str | None
+    step: str
+    state: str
+    detail: dict[str, Any]
+    created_at: str = Field(json_schema_extra=_DATE_TIME)
+    updated_at: str = Field(json_schema_extra=_DATE_TIME)
+
+
+class TsmJob(_Closed):
+    id: str
+    phone_id: str
+    kind: str
+    state: str
+    next_step: str | None = Field(description="the step it stopped before; null once all ran")
+    steps_done: int
+    steps: int
+    attempts: int
+    actor: str
+    error: str | None
+
+
+class TsmJobList(_Page):
+    jobs: list[TsmJob]
+
+
+class AuditEventOut(_Closed):
+    model_config = ConfigDict(title="AuditEvent")
+
+    id: int
+    at: str = Field(json_schema_extra=_DATE_TIME)
+    actor: str
+    action: str
+    subject: str
+    detail: dict[str, Any]
+
+
+class AuditEvents(_Page):
+    events: list[AuditEventOut]
+
+
+class TsmAuditRecord(_Closed):
+    """One record of the TSM's audit trail: a command's header, length and status word,
+    never its data."""
+
+    id: int
+    at: str = Field(json_schema_extra=_DATE_TIME)
+    actor: str
+    phone_id: str
+    job: str | None
+    step: str | None
+    event: str
+    command: str | None = Field(pattern="^[0-9A-F]{8}$", description="CLA INS P1 P2, hexadecimal")
+    lc: int | None
+    sw: str | None = Field(pattern="^[0-9A-F]{4}$", description="the status word, hexadecimal")
+    what: str | None
+    detail: dict[str, Any]
+
+
+class TsmAuditRecords(_Page):
+    records: list[TsmAuditRecord]
+
+
+class HolderForgotten(_Closed):
+    """A holder's personal data erased (or found erased already: the counts then absent)."""
+
+    holder: str
+    erased: Literal[True]
+    already: bool
+    mdoc_bodies_erased: int | SkipJsonSchema[None] = None
+    certificates_kept: int | SkipJsonSchema[None] = None
+    audit_details_redacted: int | SkipJsonSchema[None] = None
+
+
+# -- trust material ----------------------------------------------------------------------
+
+
+class DsRollover(_Closed):
+    label: str = Field(description="the document signer now active")
+
+
+class KlocRotation(_Closed):
+    retired_ca_ski: str = Field(pattern="^[0-9a-f]*$")
+    ca_ski: str = Field(pattern="^[0-9a-f]*$")
+    certificate: str = Field(description="the new KLOC CA certificate, PEM")
+
+
+class SignerRevocation(_Closed):
+    """A signer generation (never its key) after its revocation; ``changed`` false when it
+    was revoked already."""
+
+    label: str
+    purpose: str
+    serial: str
+    subject: str
+    not_before: str = Field(json_schema_extra=_DATE_TIME)
+    not_after: str = Field(json_schema_extra=_DATE_TIME)
+    active: bool
+    revoked_at: str | None = Field(json_schema_extra=_DATE_TIME)
+    reason: str | None
+    affected_mdocs: int
+    changed: bool

@@ -1,0 +1,102 @@
+"""The reader's verdicts as its OpenAPI document declares them (``responses={200: {"model":
+...}}``): documentation only. The routes send the JSON the verifiers build
+(:meth:`protocols.mdoc.VerificationResult.to_json`, :func:`reader.relying_party.verify`,
+:func:`reader.jpki_pdf.verify_pdf`, :func:`reader.jpki_xml.verify_xml`) as it is; these
+models name its members, so that a client generated from the document reads a typed
+verdict, and the schema-driven fuzz checks every verdict it gets against them. Closed
+(``additionalProperties: false``): a member added to a verdict must be declared here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
+
+
+class _Closed(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class VerdictCheck(_Closed):
+    """One step of a verification, in the order it ran."""
+
+    name: str = Field(description="the step: signature, chain, validity, revocation, device_auth, ...")
+    passed: bool
+    reason: str = Field(description="why it passed or failed, for a person")
+
+
+class MdocDocument(_Closed):
+    """A document the wallet disclosed: its data elements by namespace, each value in its
+    JSON form (bytes as base64, full-date as YYYY-MM-DD, tdate as RFC 3339, another tag as
+    {"tag", "value"}, NaN and the infinities as strings)."""
+
+    docType: str  # noqa: N815 - the member as sent (ISO/IEC 18013-5's name)
+    elements: dict[str, dict[str, Any]] = Field(description="namespace -> element identifier -> value")
+
+
+class MdocVerdict(_Closed):
+    """The verdict of an mdoc presentation (ISO/IEC 18013-5 9.3) or of an IssuerSigned:
+    valid when there is at least one check and every check passed."""
+
+    valid: bool
+    checks: list[VerdictCheck]
+    documents: list[MdocDocument] = Field(description="what was disclosed (its checks may have failed: "
+                                          "read valid first)")
+
+
+class BasicFour(_Closed):
+    """The basic four information (基本4情報) a JPKI signing certificate carries."""
+
+    name: str
+    sex: str
+    birth_date: str = Field(json_schema_extra={"format": "date"})
+    address: str
+
+
+class XmlSignatureFacts(_Closed):
+    """What an XML signature said of itself (``/rp/jpki/verify-xml`` only)."""
+
+    root: str = Field(description="the document element's name")
+    form: Literal["XML signature", "XAdES B-B", "XAdES B-T", "XAdES B-LT"]
+    signature_method: str = Field(description="the SignatureMethod algorithm URI")
+    claimed_signing_time: str | None = Field(json_schema_extra={"format": "date-time"})
+
+
+class JpkiDocument(_Closed):
+    """The signer's certificate, when the signature yielded one."""
+
+    subject: str = Field(description="RFC 4514")
+    serial: str = Field(pattern="^-?[0-9a-f]+$", description="the certificate's serial number, hexadecimal (negative as a hostile certificate may carry it)")
+    purpose: Literal["sign", "auth"] | SkipJsonSchema[None] = Field(
+        None, description="absent for a certificate of no JPKI profile")
+    basic_four: BasicFour | SkipJsonSchema[None] = Field(None, description="signing certificates only")
+    xml: XmlSignatureFacts | SkipJsonSchema[None] = None
+
+
+class JpkiVerdict(_Closed):
+    """The relying party's verdict on a JPKI signature (or a user authentication, whose
+    first check is ``challenge``): valid when there is at least one check and every check
+    passed."""
+
+    valid: bool
+    checks: list[VerdictCheck]
+    documents: list[JpkiDocument]
+
+
+class PdfSignatureVerdict(_Closed):
+    """One signature field of a PDF, judged alone."""
+
+    field: str
+    kind: Literal["signature", "document_timestamp"]
+    valid: bool
+    checks: list[VerdictCheck]
+    documents: list[JpkiDocument]
+
+
+class PdfVerdict(JpkiVerdict):
+    """Every signature of a PDF: ``checks`` and ``documents`` of them all (each reason
+    prefixed with its field), and each field's own under ``signatures``."""
+
+    signatures: list[PdfSignatureVerdict]
