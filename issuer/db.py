@@ -179,6 +179,8 @@ class ApiToken(IssuerBase):
     secret_hash: Mapped[str] = mapped_column(String(128))
     revoked: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    #: Refused from this instant on, as a revoked token is (None: until revoked).
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
 
 
 class AuditEvent(IssuerBase):

@@ -279,6 +279,57 @@ def test_token_cli_prints_once_lists_without_secrets_and_revokes(home: Path):
     assert "revoked" in runner.invoke(cli, ["token", "list"]).output
 
 
+def test_a_token_given_for_a_term_is_refused_once_it_expires(db_url, home: Path):
+    """A relying party's service account for a term: `mcred token create --expires 90d`
+    (or an instant with its offset). Once past, the token is refused as a revoked one is (a
+    401 over HTTP), `mcred token list` says expired, and the creation's audit names the
+    expiry. An expiry in the past, or an instant without its offset, is refused at creation."""
+    import datetime as dt
+
+    from typer.testing import CliRunner
+
+    from issuer.db import ApiToken, utcnow
+    from mcred.cli.main import app as cli
+
+    ctx = Context.open(home, db_url)
+    runner = CliRunner()
+    env = {"MCRED_DATABASE_URL": db_url}
+    r = runner.invoke(cli, ["token", "create", "--scope", "reader", "--name", "rp", "--expires", "90d"], env=env)
+    assert r.exit_code == 0, r.output
+    token = next(w for w in r.output.split() if w.startswith("mcred_"))
+    p = verify_token(ctx.sessions, token)
+    assert p is not None
+    (info,) = [t for t in list_tokens(ctx.sessions) if t.id == p.token_id]
+    left = dt.datetime.fromisoformat(info.expires_at) - utcnow()
+    assert dt.timedelta(days=89, hours=23) < left <= dt.timedelta(days=90) and info.state == "active"
+    client = TestClient(create_app(ctx, job_workers=1))
+    auth = {"Authorization": f"Bearer {token}"}
+    operator = create_token(ctx.sessions, ["operator"])[1]
+    assert client.get("/reader/sessions/" + "0" * 32 + "/result", headers=auth).status_code == 404  # let in
+    with ctx.sessions.begin() as s:  # the term runs out
+        s.get(ApiToken, p.token_id).expires_at = utcnow() - dt.timedelta(seconds=1)
+    assert verify_token(ctx.sessions, token) is None
+    refused = client.get("/reader/sessions/" + "0" * 32 + "/result", headers=auth)
+    assert refused.status_code == 401 and "expired" in refused.json()["detail"]
+    listed = runner.invoke(cli, ["token", "list"], env=env).output
+    assert f"{p.token_id}  expired" in listed and "expires 20" in listed
+    created = [e for e in client.get("/audit", params={"action": "token.create"},
+                                     headers={"Authorization": f"Bearer {operator}"}).json()["events"]
+               if e["subject"] == p.token_id]
+    assert created[0]["detail"]["expires_at"].startswith(info.expires_at[:16])
+    with pytest.raises(TokenError, match="not in the future"):
+        create_token(ctx.sessions, ["reader"], expires_at=utcnow() - dt.timedelta(days=1))
+    with pytest.raises(TokenError, match="time zone"):
+        create_token(ctx.sessions, ["reader"], expires_at=dt.datetime(2099, 1, 1))
+    for bad in ("2099-01-01", "0d", "90 days", "soon"):
+        r = runner.invoke(cli, ["token", "create", "--scope", "reader", "--expires", bad], env=env)
+        assert r.exit_code == 2 and "--expires" in r.output, (bad, r.output)
+    r = runner.invoke(cli, ["token", "create", "--scope", "reader", "--expires", "2099-01-01T00:00:00+09:00"],
+                      env=env)
+    assert r.exit_code == 0 and "valid until 2098-12-31T15:00:00+00:00" in r.output, r.output
+    ctx.engine.dispose()
+
+
 def test_a_token_name_longer_than_its_column_is_refused_on_every_backend(db_url):
     """SQLite keeps a VARCHAR longer than declared; PostgreSQL refuses it with a DataError.
     The name is checked first, so both backends give the same TokenError."""

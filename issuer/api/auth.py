@@ -19,6 +19,7 @@ command line (``mcred token ...``), which needs the database, never over HTTP.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import re
@@ -33,7 +34,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from issuer.api.scopes import SCOPES
-from issuer.db import ApiToken, AuditEvent, new_id
+from issuer.db import ApiToken, AuditEvent, new_id, utcnow
 
 #: The scope that implies every other one.
 SUPER = "operator"
@@ -74,6 +75,17 @@ class TokenInfo:
     scopes: tuple[str, ...]
     revoked: bool
     created_at: str
+    #: ISO 8601 UTC, or None: valid until revoked
+    expires_at: str | None = None
+
+    @property
+    def state(self) -> str:
+        """``revoked``, ``expired`` or ``active`` (now)."""
+        if self.revoked:
+            return "revoked"
+        if self.expires_at is not None and dt.datetime.fromisoformat(self.expires_at) <= utcnow():
+            return "expired"
+        return "active"
 
 
 def _digest(token_id: str, secret: str) -> str:
@@ -103,11 +115,18 @@ def parse_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
 
 
 def create_token(sessions: sessionmaker[Session], scopes: Iterable[str], name: str = "",
-                 *, actor: str = "cli") -> tuple[str, str]:
+                 *, actor: str = "cli", expires_at: dt.datetime | None = None) -> tuple[str, str]:
     """A new token; returns ``(id, token)``. The token is not stored and cannot be shown again.
     ``name``: a label of at most :data:`NAME_MAX` characters (so that the actor it names
-    fits the columns that record it: SQLite would keep a longer one, PostgreSQL refuses it)."""
+    fits the columns that record it: SQLite would keep a longer one, PostgreSQL refuses it).
+    ``expires_at``: an aware instant in the future from which the token is refused, as a
+    revoked one is (None: until revoked)."""
     scopes = parse_scopes(scopes)
+    if expires_at is not None:
+        if expires_at.tzinfo is None:
+            raise TokenError("the expiry needs a time zone (an aware datetime, e.g. UTC)")
+        if expires_at <= utcnow():
+            raise TokenError(f"the expiry {expires_at.isoformat()} is not in the future")
     if len(name) > NAME_MAX:
         raise TokenError(f"the token name is {len(name)} characters; at most {NAME_MAX}")
     for i, ch in enumerate(name):
@@ -120,17 +139,20 @@ def create_token(sessions: sessionmaker[Session], scopes: Iterable[str], name: s
     secret = secrets.token_urlsafe(32)
     with sessions.begin() as s:
         s.add(ApiToken(id=token_id, name=name or f"token-{token_id[:8]}",
-                       scopes=" ".join(scopes), secret_hash=_digest(token_id, secret)))
+                       scopes=" ".join(scopes), secret_hash=_digest(token_id, secret),
+                       expires_at=expires_at))
         s.add(AuditEvent(actor=actor, action="token.create", subject=token_id,
-                         detail={"scopes": list(scopes), "name": name}))
+                         detail={"scopes": list(scopes), "name": name,
+                                 **({"expires_at": expires_at.astimezone(dt.UTC).isoformat()}
+                                    if expires_at else {})}))
     return token_id, f"{PREFIX}{token_id}_{secret}"
 
 
 def list_tokens(sessions: sessionmaker[Session]) -> list[TokenInfo]:
     with sessions() as s:
         rows = s.scalars(select(ApiToken).order_by(ApiToken.created_at)).all()
-        return [TokenInfo(r.id, r.name, tuple(r.scopes.split()), r.revoked,
-                          r.created_at.isoformat()) for r in rows]
+        return [TokenInfo(r.id, r.name, tuple(r.scopes.split()), r.revoked, r.created_at.isoformat(),
+                          r.expires_at.isoformat() if r.expires_at else None) for r in rows]
 
 
 def revoke_token(sessions: sessionmaker[Session], token_id: str, *, actor: str = "cli") -> bool:
@@ -147,7 +169,7 @@ def revoke_token(sessions: sessionmaker[Session], token_id: str, *, actor: str =
 
 
 def verify_token(sessions: sessionmaker[Session], token: str) -> Principal | None:
-    """The principal of a valid, unrevoked token; None for anything else."""
+    """The principal of a valid token, neither revoked nor expired; None for anything else."""
     m = _TOKEN.match(token)
     if m is None:
         return None
@@ -159,7 +181,7 @@ def verify_token(sessions: sessionmaker[Session], token: str) -> Principal | Non
             hmac.compare_digest(_digest(token_id, secret), _digest(token_id, ""))
             return None
         ok = hmac.compare_digest(_digest(token_id, secret), row.secret_hash)
-        if not ok or row.revoked:
+        if not ok or row.revoked or (row.expires_at is not None and row.expires_at <= utcnow()):
             return None
         return Principal(row.id, row.name, frozenset(row.scopes.split()))
 
@@ -185,8 +207,8 @@ class Authenticator:
                                     f"(scope {scope})", headers={"WWW-Authenticate": challenge})
             principal = verify_token(self._sessions(), credentials.credentials)
             if principal is None:
-                raise HTTPException(401, "the bearer token is not valid (unknown, revoked or "
-                                    "malformed)", headers={"WWW-Authenticate":
+                raise HTTPException(401, "the bearer token is not valid (unknown, revoked, expired "
+                                    "or malformed)", headers={"WWW-Authenticate":
                                                            challenge + ', error="invalid_token"'})
             if not principal.allows(scope):
                 raise HTTPException(403, f"this endpoint needs scope {scope}; the token has "

@@ -5,6 +5,9 @@ The token is printed once, at creation; the database keeps only a hash of its se
 
 from __future__ import annotations
 
+import datetime as dt
+import re
+
 import typer
 
 from issuer.api.scopes import SCOPES
@@ -15,30 +18,61 @@ token_app = typer.Typer(help="Bearer tokens of the HTTP API (scopes: "
                         no_args_is_help=True)
 
 
+_TERM = re.compile(r"^([1-9][0-9]{0,4})([dh])$")
+
+
+def expiry(text: str | None, now: dt.datetime) -> dt.datetime | None:
+    """``--expires``: a term from ``now`` (``90d``, ``12h``) or an instant with its offset
+    (``2027-03-31T23:59:59+09:00``); ``typer.BadParameter`` naming the forms otherwise."""
+    if text is None:
+        return None
+    m = _TERM.match(text.strip())
+    if m:
+        n = int(m[1])
+        return now + (dt.timedelta(days=n) if m[2] == "d" else dt.timedelta(hours=n))
+    try:
+        at = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        at = None
+    if at is None or at.tzinfo is None:
+        raise typer.BadParameter(f"{text!r}: give a term (90d, 12h) or an instant with its offset "
+                                 "(2027-03-31T23:59:59+09:00)", param_hint="--expires")
+    return at
+
+
 @token_app.command("create")
 def create(scope: list[str] = typer.Option(..., "--scope", help="operator | issuer | tsm | "
                                            "reader (repeat for several)"),
-           name: str = typer.Option("", "--name", help="a label for the token")) -> None:
+           name: str = typer.Option("", "--name", help="a label for the token"),
+           expires: str = typer.Option(None, "--expires", help="refused from then on, as a revoked token: a term "
+                                       "(90d, 12h) or an instant with its offset (2027-03-31T23:59:59+09:00); "
+                                       "default: until revoked")) -> None:
     """Create a token and print it once."""
     from issuer.api.auth import TokenError, create_token
+    from issuer.db import utcnow
 
+    expires_at = expiry(expires, utcnow())
     try:
-        token_id, token = create_token(open_context().sessions, scope, name, actor=cli_actor())
+        token_id, token = create_token(open_context().sessions, scope, name, actor=cli_actor(),
+                                       expires_at=expires_at)
     except TokenError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--name" if "name" in str(exc) else "--scope") from None
+        hint = "--name" if "name" in str(exc) else "--expires" if "expiry" in str(exc) else "--scope"
+        raise typer.BadParameter(str(exc), param_hint=hint) from None
     typer.echo(token)
-    typer.echo(f"token id {token_id}, scopes {' '.join(dict.fromkeys(scope))}: "
+    until = f", valid until {expires_at.astimezone(dt.UTC).isoformat(timespec='seconds')}" if expires_at else ""
+    typer.echo(f"token id {token_id}, scopes {' '.join(dict.fromkeys(scope))}{until}: "
                "store it now, it is not shown again", err=True)
 
 
 @token_app.command("list")
 def list_() -> None:
-    """Every token (id, name, scopes, state); never the secrets."""
+    """Every token (id, state: active, expired or revoked, scopes, name, created, expiry);
+    never the secrets."""
     from issuer.api.auth import list_tokens
 
     for t in list_tokens(open_context().sessions):
-        state = "revoked" if t.revoked else "active"
-        typer.echo(f"{t.id}  {state:7}  {' '.join(t.scopes):28}  {t.name}  {t.created_at}")
+        typer.echo(f"{t.id}  {t.state:7}  {' '.join(t.scopes):28}  {t.name}  {t.created_at}"
+                   + (f"  expires {t.expires_at}" if t.expires_at else ""))
 
 
 @token_app.command("revoke")
