@@ -106,8 +106,9 @@ class JobSecrets:
 
 
 @dataclass(frozen=True)
-class JobView:
-    """A snapshot of a job's row (no secrets)."""
+class JobLine:
+    """What a listing of jobs shows of one (``mcred tsm jobs``, ``GET /tsm-jobs``): not its
+    input or results (a provisioning's results carry its certificates and MSOs, some 20 kB)."""
 
     id: str
     se_id: str
@@ -115,8 +116,6 @@ class JobView:
     state: str
     steps: tuple[str, ...]
     next_step: int
-    input: dict
-    results: dict
     actor: str
     attempts: int
     error: str | None
@@ -124,6 +123,14 @@ class JobView:
     @property
     def current_step(self) -> str | None:
         return self.steps[self.next_step] if self.next_step < len(self.steps) else None
+
+
+@dataclass(frozen=True)
+class JobView(JobLine):
+    """A snapshot of a job's row (no secrets): its line, with its input and results."""
+
+    input: dict
+    results: dict
 
 
 def list_jobs(bind: Bind, se_id: str | None = None, *, kind: str | None = None,
@@ -144,26 +151,6 @@ def list_jobs(bind: Bind, se_id: str | None = None, *, kind: str | None = None,
         q = q.where(JobRow.state.not_in(ENDED))
     with Session(bind) as s, s.begin():  # committed: see issuer.jpki.ca.JpkiCa.generations
         return [_view(r) for r in s.scalars(q)]
-
-
-@dataclass(frozen=True)
-class JobLine:
-    """What a listing of jobs shows of one (``mcred tsm jobs``, ``GET /tsm-jobs``): not its
-    input or results (a provisioning's results carry its certificates and MSOs, some 20 kB)."""
-
-    id: str
-    se_id: str
-    kind: str
-    state: str
-    steps: tuple[str, ...]
-    next_step: int
-    actor: str
-    attempts: int
-    error: str | None
-
-    @property
-    def current_step(self) -> str | None:
-        return self.steps[self.next_step] if self.next_step < len(self.steps) else None
 
 
 _LINE = (JobRow.id, JobRow.se_id, JobRow.kind, JobRow.state, JobRow.steps, JobRow.next_step, JobRow.actor,
@@ -193,8 +180,8 @@ def read_job(bind: Bind, job_id: str) -> JobView:
 
 
 def _view(row: JobRow) -> JobView:
-    return JobView(row.id, row.se_id, row.kind, row.state, tuple(row.steps), row.next_step,
-                   dict(row.input), dict(row.results), row.actor, row.attempts, row.error)
+    return JobView(row.id, row.se_id, row.kind, row.state, tuple(row.steps), row.next_step, row.actor,
+                   row.attempts, row.error, input=dict(row.input), results=dict(row.results))
 
 
 def _check_input(kind: str, se_id: str, job_input: dict, secrets: JobSecrets | None) -> dict:
