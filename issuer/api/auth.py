@@ -83,9 +83,14 @@ class TokenInfo:
         """``revoked``, ``expired`` or ``active`` (now)."""
         if self.revoked:
             return "revoked"
-        if self.expires_at is not None and dt.datetime.fromisoformat(self.expires_at) <= utcnow():
+        if self.expires_at is not None and _past(dt.datetime.fromisoformat(self.expires_at)):
             return "expired"
         return "active"
+
+
+def _past(at: dt.datetime | None) -> bool:
+    """Whether an expiry ``at`` has come (None: none set, never)."""
+    return at is not None and at <= utcnow()
 
 
 def _digest(token_id: str, secret: str) -> str:
@@ -125,7 +130,7 @@ def create_token(sessions: sessionmaker[Session], scopes: Iterable[str], name: s
     if expires_at is not None:
         if expires_at.tzinfo is None:
             raise TokenError("the expiry needs a time zone (an aware datetime, e.g. UTC)")
-        if expires_at <= utcnow():
+        if _past(expires_at):
             raise TokenError(f"the expiry {expires_at.isoformat()} is not in the future")
     if len(name) > NAME_MAX:
         raise TokenError(f"the token name is {len(name)} characters; at most {NAME_MAX}")
@@ -181,7 +186,7 @@ def verify_token(sessions: sessionmaker[Session], token: str) -> Principal | Non
             hmac.compare_digest(_digest(token_id, secret), _digest(token_id, ""))
             return None
         ok = hmac.compare_digest(_digest(token_id, secret), row.secret_hash)
-        if not ok or row.revoked or (row.expires_at is not None and row.expires_at <= utcnow()):
+        if not ok or row.revoked or _past(row.expires_at):
             return None
         return Principal(row.id, row.name, frozenset(row.scopes.split()))
 
