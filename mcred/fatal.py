@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator
+from typing import NoReturn
 
 
 @contextlib.contextmanager
@@ -37,6 +38,6 @@ def unusable_exits(*also: type[Exception]) -> Iterator[None]:
         _exit(f"{where}{exc.strerror or exc}")
 
 
-def _exit(message: str) -> None:
+def _exit(message: str) -> NoReturn:
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(2) from None

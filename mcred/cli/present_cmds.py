@@ -199,7 +199,9 @@ def _nfc_loop(console: Console, parts, *, pcsc_reader: str | None, wait: float, 
     from reader.pcsc import PcscError, wait_until_removed
 
     verdicts: list[bool] = []
-    cards: list = []  # the PC/SC card of each tap
+    from collections import deque
+
+    cards: deque = deque(maxlen=1)  # the PC/SC card of the latest tap (its reader's event count then)
     try:
         while count == 0 or len(verdicts) < count:
             if not as_json:
