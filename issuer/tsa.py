@@ -36,6 +36,7 @@ from issuer.jpki.ca import random_serial
 from issuer.jpki.keys import as_private_key
 from issuer.keystore import KeyStore
 from protocols import tsp
+from protocols.certs import SerialError, parse_serial
 from protocols.crl import REASONS, Revoked, crl_builder
 from protocols.tsp.certificates import build_tsa_root, build_tsa_unit
 
@@ -180,9 +181,14 @@ class TimeStampAuthority:
             raise TsaError(f"reason {reason!r}: one of {', '.join(REASONS)}")
         with self.sessions.begin() as s:
             rows = s.scalars(select(IssuerKey).where(IssuerKey.purpose == "tsa-unit")).all()
-            row = next((r for r in rows if r.label == which or format(
-                x509.load_der_x509_certificate(r.certificate).serial_number, "x") == which.lower().removeprefix("0x")),
-                None)
+            row = next((r for r in rows if r.label == which), None)
+            if row is None:
+                try:
+                    wanted = parse_serial(which)
+                except SerialError:
+                    wanted = None
+                row = next((r for r in rows if wanted is not None
+                            and x509.load_der_x509_certificate(r.certificate).serial_number == wanted), None)
             if row is None:
                 raise TsaError(f"no TSA unit {which!r} (a label tsa-unit-N, or a serial in hex)")
             serial = x509.load_der_x509_certificate(row.certificate).serial_number

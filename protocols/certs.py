@@ -130,3 +130,48 @@ def authority_key_id(cert: x509.Certificate) -> bytes | None:
         return cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
     except (x509.ExtensionNotFound, ValueError):
         return None
+
+
+# -- serial numbers as people type them ----------------------------------------------------
+
+class SerialError(ValueError):
+    """A text that is no certificate serial number; the message says what is wrong."""
+
+
+#: RFC 5280 4.1.2.2: "Certificate users MUST be able to handle serialNumber values up to 20 octets."
+MAX_SERIAL = 1 << 160
+
+
+def parse_serial(text: str) -> int:
+    """A certificate serial number as an operator copies it from any tool: mcred's own
+    listings (``1f3a...``), ``openssl x509 -serial`` (``serial=01F3A...``: upper case, whole
+    octets, so with a leading zero where our listings print none), ``openssl x509 -text``
+    (``01:f3:a...``), or ``0x1f3a...``. Case, a leading ``0x``, leading zeros, colons and
+    spaces between octets do not matter; anything else is a :class:`SerialError`, as is zero
+    or a value of more than 20 octets."""
+    if not isinstance(text, str):
+        raise SerialError(f"a serial number is text, not {type(text).__name__}")
+    body = text.strip()
+    if body[:7].lower() == "serial=":
+        body = body[7:].strip()
+    if body[:2].lower() == "0x":
+        body = body[2:]
+    digits = body.replace(":", "").replace(" ", "")
+    if not digits:
+        raise SerialError(f"serial {text!r} has no hexadecimal digits")
+    if not all(c in "0123456789abcdefABCDEF" for c in digits):
+        raise SerialError(f"serial {text[:60]!r} is not hexadecimal (digits 0-9 and a-f, with "
+                          "colons between octets allowed)")
+    value = int(digits, 16)
+    if value == 0:
+        raise SerialError("serial 0: a certificate's serial number is positive (RFC 5280 4.1.2.2)")
+    if value >= MAX_SERIAL:
+        raise SerialError(f"serial {text[:60]!r} is longer than 20 octets (RFC 5280 4.1.2.2)")
+    return value
+
+
+def serial_text(value: int) -> str:
+    """How a serial number is written everywhere (its listings, its audit trails, its
+    registry): lower-case hexadecimal without leading zeros. :func:`parse_serial` reads
+    it back, and reads openssl's forms of the same number too."""
+    return format(value, "x")

@@ -62,6 +62,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from dbtypes import UtcDateTime
 from protocols import certs
+from protocols.certs import SerialError, parse_serial, serial_text
 from protocols.jpki.errors import JpkiError
 from protocols.jpki.parse import classify, load_certificate
 from protocols.jpki.relying_party import (
@@ -329,8 +330,7 @@ def check_ref(ref: str) -> str:
     return ref
 
 
-def serial_hex(value: int) -> str:
-    return format(value, "x")
+serial_hex = serial_text
 
 
 class RevocationWatch:
@@ -789,6 +789,6 @@ def _dp_names(cert: x509.Certificate) -> str:
 
 def _norm_serial(serial: str) -> str:
     try:
-        return serial_hex(int(serial.removeprefix("0x"), 16))
-    except ValueError:
-        raise WatchError(f"serial {serial!r} is not hexadecimal") from None
+        return serial_text(parse_serial(serial))
+    except SerialError as exc:
+        raise WatchError(str(exc)) from None

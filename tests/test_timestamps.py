@@ -359,7 +359,13 @@ def test_tsa_commands_stamp_verify_log(world, tmp_path):
     # the log answers "did this TSA issue that token?"
     (entry,) = json.loads(run_cli("tsa", "log", "--serial", verdict["serial"], "--json"))
     assert entry["imprint"] == tsp.digest("sha256", CONTENT).hex()
+    # as `openssl x509 -text` prints serials: whole octets with colons, a leading zero kept
+    octets = ("0" * (len(verdict["serial"]) % 2) + verdict["serial"]).upper()
+    colons = "00:" + ":".join(octets[i:i + 2] for i in range(0, len(octets), 2))
+    assert json.loads(run_cli("tsa", "log", "--serial", colons, "--json")) == [entry]
     run_cli("tsa", "log", "--serial", "abc123", code=1)
+    said = run_cli("tsa", "log", "--serial", "12g4", code=2)
+    assert "--serial" in said and "not hexadecimal" in said
     # over HTTP, sha384; another file is refused
     run_cli("tsa", "stamp", str(files / "lease.txt"), "--url", f"{world['issuer_url']}/tsa", "--hash", "sha384",
          "--out", str(tmp_path / "http.tsr"))
@@ -438,7 +444,9 @@ def test_a_revoked_tsa_unit(home, db_url, tmp_path):
     from protocols.certs import crl_url
 
     assert crl_url(first.tsa_certificate) == url
-    label, serial, now = tsa.revoke_unit(format(first.tsa_certificate.serial_number, "x"), "superseded")
+    # named as `openssl x509 -serial` prints it: serial=, upper case, whole octets
+    openssl_form = "serial=" + format(first.tsa_certificate.serial_number, "040X")
+    label, serial, now = tsa.revoke_unit(openssl_form, "superseded")
     assert (label, serial, now) == ("tsa-unit-1", first.tsa_certificate.serial_number, True)
     assert tsa.revoke_unit("tsa-unit-1", "keyCompromise")[2] is False  # revoked already: kept as it was
     with pytest.raises(TsaError, match="reason 'lost'"):

@@ -41,6 +41,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from issuer.db import AuditEvent, Credential, utcnow
+from protocols.certs import serial_text
 
 KIND = "jpki-auth"
 #: Serials one request may ask about.
@@ -59,7 +60,7 @@ def normal_serial(serial: str) -> str:
     :class:`LinkageRefused` when it is not 1 to 40 hex digits (20 octets, RFC 5280)."""
     if not isinstance(serial, str) or not _SERIAL.fullmatch(serial):
         raise LinkageRefused(f"serial {repr(serial)[:50]} is not 1 to 40 hexadecimal digits")
-    return format(int(serial.removeprefix("0x"), 16), "x")
+    return serial_text(int(serial.removeprefix("0x"), 16))
 
 
 @dataclass(frozen=True)

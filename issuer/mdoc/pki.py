@@ -30,6 +30,7 @@ from issuer.mdoc.errors import MdocKeyError, MdocKeysMissing, SignerRevocationEr
 from issuer.mdoc.models import IacaCrl, IdentifierListToken, StatusListToken
 from protocols import crl as ca_crl
 from protocols import iaca
+from protocols.certs import SerialError, parse_serial
 
 PURPOSE_IACA = "iaca"
 PURPOSE_DS = "ds"
@@ -243,15 +244,14 @@ class MdocPki:
     def signer_row(self, session: Session, ref: str,
                    purposes: tuple[str, ...] = (PURPOSE_DS,)) -> IssuerKey:
         """The signer ``ref`` names: its label (``mdoc-ds-2``) or its certificate serial in
-        hex (any case, colons allowed)."""
+        hex (:func:`protocols.certs.parse_serial`: as openssl or the listings print it)."""
         rows = [r for p in purposes for r in self._rows(session, p)]
         for row in rows:
             if row.label == ref:
                 return row
-        text = ref.replace(":", "").strip().lower().removeprefix("0x")
         try:
-            serial = int(text, 16) if text else None
-        except ValueError:
+            serial = parse_serial(ref)
+        except SerialError:
             serial = None
         for row in rows:
             if serial is not None and self._cert(row).serial_number == serial:

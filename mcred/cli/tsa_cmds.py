@@ -163,7 +163,7 @@ def revoke(unit: str = typer.Argument(..., help="the unit: its label (tsa-unit-N
 
 
 @tsa_app.command("log")
-def log(serial: str | None = typer.Option(None, "--serial", help="only this token (hex serial)"),
+def log(serial: str | None = typer.Option(None, "--serial", help="only this token (its serial in hex, as openssl or the listings print it)"),
         limit: int = typer.Option(50, "--limit", min=1, help="the newest N"),
         as_json: bool = typer.Option(False, "--json")) -> None:
     """What this installation's TSA stamped, newest first: serial, genTime, hash and imprint
@@ -175,7 +175,12 @@ def log(serial: str | None = typer.Option(None, "--serial", help="only this toke
     ctx = open_context()
     query = select(AuditEvent).where(AuditEvent.action == "tsa.stamp")
     if serial is not None:
-        query = query.where(AuditEvent.subject == serial.lower().removeprefix("0x"))
+        from protocols.certs import SerialError, parse_serial, serial_text
+
+        try:
+            query = query.where(AuditEvent.subject == serial_text(parse_serial(serial)))
+        except SerialError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--serial") from None
     with ctx.sessions() as s:
         rows = s.scalars(query.order_by(AuditEvent.id.desc()).limit(limit)).all()
         entries = [{"serial": r.subject, **r.detail} for r in rows]
