@@ -7,7 +7,11 @@ so a crash after any step, or inside one, followed by ``WorkflowRunner.run`` aga
 in the same final state as an uninterrupted run. TSM jobs a workflow starts carry the
 actor ``handover:<id>:<what>`` so a re-run finds and resumes them instead of starting new
 ones. Secrets of a new phone are never written into the workflow's results: they are
-handed back in :attr:`HandoverActions.secrets` (shown once) and sealed in the TSM job.
+handed back in :attr:`HandoverActions.secrets` (shown once) and sealed in the TSM job; with
+:attr:`HandoverActions.hold_secrets` the job keeps them after it ends, so that a run that
+stopped before it could show them (a later step failed, the process was killed) leaves them
+to the resume (:meth:`HandoverActions.new_phone_secrets`), until the caller has shown them
+(:func:`release_secrets`).
 """
 
 from __future__ import annotations
@@ -68,6 +72,9 @@ class HandoverActions:
     reach: dict[str, Callable[[bytes], bytes]] = field(default_factory=dict)
     #: The sink for the TSM jobs' plain APDU pairs (``mcred --trace``), or None.
     trace: Callable[[str], None] | None = None
+    #: Generated secrets stay sealed in the provisioning job after it ends, until
+    #: :func:`release_secrets`: for a caller that shows them (the CLI) once the workflow ends.
+    hold_secrets: bool = False
 
     def actions(self) -> Mapping[str, wf.Action]:
         return {
@@ -111,12 +118,29 @@ class HandoverActions:
         if done:
             result = resume(self.ctx, done[-1].id, after_step=self.tsm_hook, transmit=transmit, trace=self.trace)
         else:
+            given = self.given.get(phone_id, {})
             result = provision(self.ctx, phone_id, holder_id, key_type=self.key_type,
                                mdoc_batch=self.mdoc_batch, after_step=self.tsm_hook, actor=actor,
-                               transmit=transmit, trace=self.trace, **self.given.get(phone_id, {}))
+                               transmit=transmit, trace=self.trace, hold_secrets=self.hold_secrets and not given,
+                               **given)
         if result.pin:
             self.secrets[phone_id] = result
         return result
+
+    def new_phone_secrets(self, handover_id: str, phone_id: str) -> dict[str, str]:
+        """The secrets generated for ``phone_id`` by workflow ``handover_id`` (``pin``,
+        ``password``, ``puk``) that are still to be shown: this run's, or those an earlier
+        run held (:attr:`hold_secrets`) and could not show; empty when there are none."""
+        got = self.secrets.get(phone_id)
+        if got is not None:
+            return {k: getattr(got, k) for k in got.generated}
+        tsm = self._tsm(f"handover:{handover_id}:provision")
+        for job in reversed(self._jobs(phone_id, f"handover:{handover_id}:provision")):
+            held = tsm.held_secrets(job.id) if job.kind == "provision" else None
+            if held is not None:
+                return {"pin": held.user_auth_pin, "password": held.signing_password,
+                        **({"puk": held.puk} if held.puk else {})}
+        return {}
 
     def _changes(self, changes: list[revocation.Change]) -> dict[str, Any]:
         return {"changed": [f"{c.kind}:{c.before}->{c.after}" for c in changes], "at": _stamp()}
@@ -441,6 +465,15 @@ def _resumed(ctx: Context, handover_id: str, kind: str, holder_id: str, what: st
     return h
 
 
+def release_secrets(ctx: Context, handover_id: str, phone_id: str, actor: str) -> int:
+    """Erase the secrets workflow ``handover_id``'s provisioning of ``phone_id`` held
+    (:attr:`HandoverActions.hold_secrets`), once they were shown; how many jobs had some."""
+    tsm = tsm_for(ctx, issuer_port(ctx), actor)
+    mine = f"handover:{handover_id}:provision"
+    return sum(tsm.release_secrets(j.id, actor) for j in tsm.jobs(phone_id)
+               if j.actor == mine and j.kind == "provision" and j.state == "done")
+
+
 def _run(actions: HandoverActions, actor: str, handover_id: str) -> dict[str, Any]:
     """Run the workflow to its end: ``{"state", "steps"}`` (seconds per step)."""
     h = actions.runner(actor).run(handover_id)
@@ -477,14 +510,17 @@ def record_card_renewal(ctx: Context, holder_id: str, *, reason: str, card_numbe
 
 def renew_card(ctx: Context, holder_id: str, *, reason: str, key_type: str = "p384",
                card_number: str | None = None, actor: str = "operator", resume: str | None = None,
-               actions: HandoverActions | None = None) -> dict[str, Any]:
+               actions: HandoverActions | None = None, hold_secrets: bool = False) -> dict[str, Any]:
     """カードの更新: :func:`record_card_renewal`, then its ``renewal`` workflow run to its end
     (the TSM deletes the applets, provisions both certificates with keys of ``key_type``
     generated in the SE and new mdocs whose card validity is the new card's, and revokes all
     that the phone held before as superseded). ``key_type`` p384 is the next card's: the way
     an RSA-2048 phone is moved to ECDSA P-384 before RSA-2048 is retired. The new PIN,
     password and PUK are generated and returned once (``secrets``) unless ``actions.given``
-    has them for the phone. ``resume``: the id of such a workflow that stopped."""
+    has them for the phone. ``resume``: the id of such a workflow that stopped.
+    ``hold_secrets``: as :attr:`HandoverActions.hold_secrets` (the caller shows ``secrets``,
+    then calls :func:`release_secrets`): a run that stopped after the phone was provisioned
+    leaves them to the resume."""
     from mcred.provision import KEY_TYPES
 
     if key_type not in KEY_TYPES:
@@ -492,13 +528,13 @@ def renew_card(ctx: Context, holder_id: str, *, reason: str, key_type: str = "p3
     if resume is not None:
         phone = _resumed(ctx, resume, "renewal", holder_id, "a card renewal").new_phone_id
         out: dict[str, Any] = {"card": None, "phone": phone, "handover": resume}
-        actions = actions or HandoverActions(ctx, key_type=key_type)
+        actions = actions or HandoverActions(ctx, key_type=key_type, hold_secrets=hold_secrets)
     else:
         out = record_card_renewal(ctx, holder_id, reason=reason, card_number=card_number, actor=actor)
         if out["handover"] is None:
             return {**out, "steps": {}, "secrets": {}}
-        actions = actions or HandoverActions(ctx, key_type=key_type, mdoc_batch=out["mdoc_batch"])
+        actions = actions or HandoverActions(ctx, key_type=key_type, mdoc_batch=out["mdoc_batch"],
+                                             hold_secrets=hold_secrets)
     ran = _run(actions, actor, out["handover"])
-    got = actions.secrets.get(out["phone"])
-    shown = {k: getattr(got, k) for k in got.generated} if got is not None else {}
+    shown = actions.new_phone_secrets(out["handover"], out["phone"])
     return {**out, **ran, "key_type": key_type, "secrets": shown}

@@ -268,7 +268,8 @@ def provision(ctx: Context, phone_id: str, holder: cardsub.Holder | str, *,
               password: str | None = None, puk: str | None = None,
               after_step: StepHook | None = None, job_id: str | None = None,
               trace: Any = None, actor: str = "mcred",
-              transmit: Callable[[bytes], bytes] | None = None, alone: bool = False) -> ProvisionResult:
+              transmit: Callable[[bytes], bytes] | None = None, alone: bool = False,
+              hold_secrets: bool = False) -> ProvisionResult:
     """Provision both credentials into ``phone_id`` for ``holder`` (a parsed holder, or the
     id of a registered one: a handover's new phone) and return what was issued.
 
@@ -281,7 +282,11 @@ def provision(ctx: Context, phone_id: str, holder: cardsub.Holder | str, *,
     ``job_id`` resumes an interrupted run (its secrets are unsealed from the job);
     ``after_step`` is the TSM's test hook (crash injection). ``transmit`` reaches the SE
     another way than opening the phone here (over the air: mcred/ota.py); the phone need
-    not be this installation's simulator then."""
+    not be this installation's simulator then.
+
+    ``hold_secrets``: the finished job keeps its secrets sealed until its caller has shown
+    them and says so (:meth:`tsm.jobs.Tsm.release_secrets`): a handover, which has steps to
+    go after this one, that stops before showing them shows them when resumed."""
     t0 = time.perf_counter()
     if job_id is not None:
         return resume(ctx, job_id, after_step=after_step, trace=trace, transmit=transmit)
@@ -301,7 +306,8 @@ def provision(ctx: Context, phone_id: str, holder: cardsub.Holder | str, *,
     _check_phone_free(ctx, phone_id, holder)  # before anything is registered
     holder_id = register(ctx, holder, phone_id, actor=actor)
     job = tsm.create_job(phone_id, "provision",
-                         {"algorithm": key_type, "mdoc_count": mdoc_batch}, job_secrets)
+                         {"algorithm": key_type, "mdoc_count": mdoc_batch,
+                          **({"hold_secrets": True} if hold_secrets else {})}, job_secrets)
     if alone:
         _claim_holder(ctx, tsm, holder_id, phone_id, job, actor)
     view = tsm.run(job, transmit, secrets=job_secrets, after_step=after_step, trace=trace)
@@ -431,7 +437,8 @@ def resume(ctx: Context, job_id: str, *, after_step: StepHook | None = None,
     if job.kind != "provision":  # the command as given: nothing ran, nothing to try again
         raise JobInputError(f"job {job_id} is a {job.kind} job, not a provisioning"
                             + (": `mcred jpki pin reset --resume` finishes it" if job.kind == "reset-secrets" else ""))
-    sealed = tsm._unseal(job_id) if job.state != "done" else None
+    # an unfinished job's secrets, or a finished one's held for the caller to show
+    sealed = tsm._unseal(job_id) if job.state != "done" else tsm.held_secrets(job_id)
     if transmit is None:
         transmit = wallet_sim.open_secure_element(job.se_id, ctx.home).transmit
     view = tsm.run(job_id, transmit, after_step=after_step, trace=trace)

@@ -603,6 +603,71 @@ def test_a_handover_that_fails_after_the_new_phone_shows_its_secrets(ctx, tmp_pa
     assert f"mcred jpki pin reset --phone {new}" in " ".join(again.output.split())
 
 
+def test_a_handover_killed_after_the_new_phone_leaves_its_secrets_to_the_resume(ctx):
+    """A handover killed (kill -9, a power cut) after it provisioned the new phone, before
+    it could show the generated PIN, password and PUK: its provisioning job keeps them
+    sealed (hold_secrets) and the resume shows them, then erases them; before, the job
+    erased them as it ended and the holder's new phone was locked until a PIN reset."""
+    from issuer import handover as wf
+    from mcred.handover_actions import HandoverActions
+    from tsm.db import JobRow
+
+    pid = provision(ctx, wallet_sim.create_phone(ctx.home), parse_holder(HOLDER), key_type="p384",
+                    mdoc_batch=1, pin="1234", password="ABC123").phone_id
+    with ctx.sessions() as s:
+        holder_id = s.get(Phone, pid).holder_id
+    new = wallet_sim.create_phone(ctx.home)
+    hid = wf.create(ctx.sessions, kind="model_change", holder_id=holder_id, old_phone_id=pid,
+                    new_phone_id=new, actor=cli_actor())
+    killed = HandoverActions(ctx, key_type="p384", hold_secrets=True)  # as the CLI runs it
+    killed.runner(cli_actor()).run(hid, stop_after="provision_new")  # ... and then the process died
+    made = killed.secrets[new]
+    r = CliRunner().invoke(app, ["handover", "--phone", pid, "--to", new, "--resume", hid, "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["state"] == "done"
+    assert out["secrets_shown_once"] == {"pin": made.pin, "password": made.password, "puk": made.puk}
+    with ctx.sessions() as s:  # shown: erased, even sealed
+        job = s.scalars(select(JobRow).where(JobRow.se_id == new, JobRow.kind == "provision")).one()
+        assert job.state == "done" and job.sealed_secrets is None
+    again = CliRunner().invoke(app, ["handover", "--phone", pid, "--to", new, "--resume", hid])
+    assert again.exit_code == 0 and f"mcred jpki pin reset --phone {new}" in " ".join(again.output.split())
+    assert made.pin not in again.output
+
+
+def test_a_renewal_that_stopped_after_the_phone_shows_its_secrets_when_resumed(ctx, monkeypatch, tmp_path):
+    """`mcred holder renew-card` whose workflow stopped after its provisioning (here its
+    publish step failed): the new PIN, password and PUK were generated and written to the
+    phone, and neither the failed run nor its resume showed them. The resume shows them."""
+    from mcred.handover_actions import HandoverActions
+
+    pid = provision(ctx, wallet_sim.create_phone(ctx.home), parse_holder(HOLDER), key_type="p384",
+                    mdoc_batch=1, pin="1234", password="ABC123").phone_id
+    with ctx.sessions() as s:
+        holder_id = s.get(Phone, pid).holder_id
+    publish = HandoverActions.publish
+
+    def broken(self, c):  # noqa: ANN001, ANN202
+        raise RuntimeError("the CRL could not be published")
+
+    monkeypatch.setattr(HandoverActions, "publish", broken)
+    r = CliRunner().invoke(app, ["holder", "renew-card", holder_id, "--reason", "更新"])
+    assert r.exit_code == 1, r.output
+    hid = r.output.split("of workflow ")[1].split()[0]
+    monkeypatch.setattr(HandoverActions, "publish", publish)
+    again = CliRunner().invoke(app, ["holder", "renew-card", holder_id, "--resume", hid, "--json"])
+    assert again.exit_code == 0, again.output
+    shown = json.loads(again.stdout)["secrets"]
+    assert set(shown) == {"pin", "password", "puk"} and len(shown["pin"]) == 4
+    (tmp_path / "pin").write_text(shown["pin"])  # the phone's PIN now: it signs
+    (tmp_path / "doc.txt").write_bytes(b"login challenge")
+    signed = CliRunner().invoke(app, ["jpki", "sign", "--phone", pid, "--slot", "auth", "--pin-file",
+                                      str(tmp_path / "pin"), str(tmp_path / "doc.txt")])
+    assert signed.exit_code == 0, signed.output
+    third = CliRunner().invoke(app, ["holder", "renew-card", holder_id, "--resume", hid, "--json"])
+    assert third.exit_code == 0 and json.loads(third.stdout)["secrets"] == {}
+
+
 def test_ctrl_c_leaves_the_job_interrupted_and_the_cli_names_it(ctx, tmp_path, monkeypatch):
     """Ctrl-C during `mcred provision` (a README walk-through over the air): it exited 130
     saying nothing, and the job stayed `running`, as after a crash, until its lock's lease

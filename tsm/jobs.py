@@ -10,7 +10,9 @@ and only completes what is missing.
 
 Secrets (user-auth PIN, signing password, PUK) are never stored in clear: they are sealed
 with AES-GCM under a key derived from the master key (bound to the job id) so another
-worker can resume, and the sealed blob is erased when the job ends.
+worker can resume, and the sealed blob is erased when the job ends, or, for a provisioning
+created with ``hold_secrets``, when its caller has shown them (:meth:`Tsm.release_secrets`):
+a handover that provisions the new phone and then has steps to go keeps them until it ends.
 """
 
 from __future__ import annotations
@@ -207,6 +209,11 @@ def _check_input(kind: str, se_id: str, job_input: dict, secrets: JobSecrets | N
             if secrets is None:
                 raise JobInputError("a provision job needs the PIN and password (JobSecrets)")
             out.update(puk=secrets.puk is not None)
+            hold = job_input.get("hold_secrets", False)
+            if not isinstance(hold, bool):
+                raise JobInputError(f"hold_secrets {hold!r} is not a boolean")
+            if hold:
+                out.update(hold_secrets=True)
     if kind == "rotate-kloc":
         check = job_input.get("check", False)
         if not isinstance(check, bool):
@@ -227,7 +234,8 @@ def _check_input(kind: str, se_id: str, job_input: dict, secrets: JobSecrets | N
         out.update(slots=sorted(slots), puk=puk)
     known = ({"phone_id", "slots", "puk"} if kind == "reset-secrets" else
              {"phone_id", "check"} if kind == "rotate-kloc" else
-             {"phone_id", "algorithm", "mdoc_count"} | ({"rotate"} if kind == "refresh-mdoc" else set()))
+             {"phone_id", "algorithm", "mdoc_count"} | ({"rotate"} if kind == "refresh-mdoc" else set())
+             | ({"hold_secrets"} if kind == "provision" else set()))
     unknown = set(job_input) - known
     if unknown:
         raise JobInputError(f"unknown job input field(s): {', '.join(sorted(unknown))}")
@@ -526,7 +534,9 @@ class Tsm:
                 last = index + 1 == len(job.steps)
                 values: dict[str, object] = dict(next_step=index + 1, results=dict(results))
                 if last:
-                    values.update(state="done", sealed_secrets=None)
+                    values.update(state="done")
+                    if not job.input.get("hold_secrets"):  # else kept for the caller to show
+                        values.update(sealed_secrets=None)
                     audit.step = None
                     audit.event("job-done", job.kind)
                 params = {"b_id": job_id, "updated_at": utcnow(), **values}
@@ -579,6 +589,32 @@ class Tsm:
             finally:
                 if db is not None:
                     db.close()
+
+    def held_secrets(self, job_id: str) -> JobSecrets | None:
+        """The secrets of a finished provisioning created with ``hold_secrets``, until
+        :meth:`release_secrets`; None when there are none (any other job, or released)."""
+        job, sealed = _read_job(self.engine, job_id)
+        if job.state != "done" or sealed is None:
+            return None
+        return JobSecrets.from_bytes(self.master.unseal(sealed, job_id.encode()))
+
+    def release_secrets(self, job_id: str, actor: str) -> bool:
+        """Erase a finished job's held secrets once its caller has shown them (audited
+        ``secrets-released``); False when there were none. An unfinished job keeps its
+        secrets: its resume needs them."""
+        _check_text("actor", actor, ACTOR_MAX)
+        job = _read_job(self.engine, job_id)[0]
+        if job.state != "done":
+            return False
+        with transaction(self.engine) as conn:
+            erased = conn.execute(update(_JOBS).where(_JOBS.c.id == job_id, _JOBS.c.state == "done",
+                                                      _JOBS.c.sealed_secrets.is_not(None))
+                                  .values(sealed_secrets=None, updated_at=utcnow())).rowcount
+            if erased:
+                log = AuditLog(actor, job.se_id, job_id)
+                log.event("secrets-released", job.kind)
+                log.flush(conn)
+        return bool(erased)
 
     def _unseal(self, job_id: str) -> JobSecrets | None:
         sealed = _read_job(self.engine, job_id)[1]

@@ -199,15 +199,22 @@ def holder_renew_card(
     from issuer.handover import WorkflowError
     from issuer.holders import HolderError
     from mcred.cli.state import open_context
-    from mcred.handover_actions import renew_card
+    from mcred.handover_actions import release_secrets, renew_card
 
     if resume is None and not (reason or "").strip():
         raise typer.BadParameter("give the reason (it is audited)", param_hint="--reason")
-    try:
-        out = renew_card(open_context(), holder_id, reason=reason or "", key_type=key_type,
-                         card_number=card_number, actor=cli_actor(), resume=resume)
+    ctx = open_context()
+    try:  # hold_secrets: a run that stops after the phone was provisioned leaves them to --resume
+        out = renew_card(ctx, holder_id, reason=reason or "", key_type=key_type,
+                         card_number=card_number, actor=cli_actor(), resume=resume, hold_secrets=True)
     except (HolderError, WorkflowError) as exc:
         raise _workflow_refused(exc, f"mcred holder renew-card {holder_id}") from None
+    _show_renewal(holder_id, out, as_json)
+    if out["secrets"]:  # shown: not kept any longer, even sealed
+        release_secrets(ctx, out["handover"], out["phone"], cli_actor())
+
+
+def _show_renewal(holder_id: str, out: dict, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(out, ensure_ascii=False))
         return

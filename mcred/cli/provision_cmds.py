@@ -239,7 +239,7 @@ def handover_cmd(
     from issuer import handover as wf
     from issuer.db import Phone
     from mcred.context import Context
-    from mcred.handover_actions import HandoverActions
+    from mcred.handover_actions import HandoverActions, release_secrets
 
     _check_key_type(key_type)  # the workflow failed on it at its provisioning step
     ota = over_the_air_options(over_the_air, listen, public_url, session_id, ssl_certfile, ssl_keyfile, as_json)
@@ -261,7 +261,10 @@ def handover_cmd(
         to = ctx.new_phone()
     if ota is None and to not in wallet_sim.list_phones(ctx.home):
         raise _fail(f"no phone {to!r} under {ctx.home}")
-    actions = HandoverActions(ctx, key_type=key_type, mdoc_batch=mdoc_batch)
+    # the new phone's generated secrets stay sealed in its job until shown below, so a run
+    # that stops before it can show them (a later step failed, the process killed) leaves
+    # them to --resume
+    actions = HandoverActions(ctx, key_type=key_type, mdoc_batch=mdoc_batch, hold_secrets=True)
     try:
         hid = resume_id if resume_id is not None else wf.create(
             ctx.sessions, kind="model_change", holder_id=holder_id, old_phone_id=phone, new_phone_id=to,
@@ -280,29 +283,32 @@ def handover_cmd(
         h = run() if ota is None else ota.run_all([to, phone] if wipe_over_the_air else [to], run,
                                                   what="handover")
     except wf.WorkflowError as exc:
-        if to in actions.secrets:  # the new phone was provisioned before the step that failed:
-            _show_secrets(actions.secrets[to], err)  # its generated secrets exist nowhere else now
+        shown = actions.new_phone_secrets(hid, to)
+        if shown:  # the new phone was provisioned before the step that failed: shown now, once
+            err.print(f"[yellow]Secrets of {to} (shown once, not stored anywhere in clear):[/yellow]")
+            for line in secret_lines(shown):
+                err.print(f"  {line}", highlight=False)
+            release_secrets(ctx, hid, to, cli_actor())
         raise _fail(f"{exc} (resume with --resume {hid}" + (" --over-the-air" if ota else "") + ")", 1) from None
     timings = {k: round(v["seconds"], 3) for k, v in h.detail["timings"].items()}
-    if resume_id is not None and to not in actions.secrets and "provision_new" in h.detail["timings"]:
+    # this run's, or those an earlier run of it provisioned and stopped before showing
+    shown = actions.new_phone_secrets(hid, to)
+    if resume_id is not None and not shown and "provision_new" in h.detail["timings"]:
         err.print(f"note: {to} was provisioned by an earlier run of this handover, which showed its secrets; "
-                  f"if that run ended before it could, set new ones: `mcred jpki pin reset --phone {to}`",
-                  highlight=False)
+                  f"if they were lost, set new ones: `mcred jpki pin reset --phone {to}`", highlight=False)
     out = {"handover": hid, "old": phone, "new": to, "state": h.state, "steps": timings}
-    shown = {}
-    if to in actions.secrets:
-        r = actions.secrets[to]
-        shown = {k: getattr(r, k) for k in r.generated}
     if as_json:
         typer.echo(json.dumps({**out, **({"secrets_shown_once": shown} if shown else {})}, indent=2))
-        return
-    console.print(f"[green]handover {hid}[/green]: {phone} -> {to}: {h.state}")
-    for k, v in timings.items():
-        console.print(f"  {k:<14} {v:.3f} s")
-    if shown:  # named as provision names them
-        console.print(f"[yellow]Secrets of {to} (shown once, not stored anywhere in clear):[/yellow]")
-        for line in secret_lines(shown):
-            console.print(f"  {line}", highlight=False)
+    else:
+        console.print(f"[green]handover {hid}[/green]: {phone} -> {to}: {h.state}")
+        for k, v in timings.items():
+            console.print(f"  {k:<14} {v:.3f} s")
+        if shown:  # named as provision names them
+            console.print(f"[yellow]Secrets of {to} (shown once, not stored anywhere in clear):[/yellow]")
+            for line in secret_lines(shown):
+                console.print(f"  {line}", highlight=False)
+    if shown:
+        release_secrets(ctx, hid, to, cli_actor())
 
 
 def drill_cmd(
