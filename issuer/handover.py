@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from issuer.db import AuditEvent, Handover, Holder, Phone, utcnow
@@ -67,6 +68,11 @@ class UnknownWorkflow(WorkflowError):
 
 class StepFailed(WorkflowError):
     """A step's action raised; the workflow stays resumable at that step."""
+
+    def __init__(self, message: str, handover_id: str = "", step: str = "") -> None:
+        super().__init__(message)
+        #: The workflow to resume, and the step that failed.
+        self.handover_id, self.step = handover_id, step
 
 
 @dataclass(frozen=True)
@@ -144,6 +150,33 @@ def create_in(s: Session, *, kind: str, holder_id: str, old_phone_id: str | None
     return h.id
 
 
+#: A workflow's states: ``running`` (created, or between steps, or a run in progress),
+#: ``failed`` (a step raised: resumable at it), ``done``.
+STATES = ("running", "failed", "done")
+
+
+def workflows(sessions: sessionmaker[Session], *, state: str | None = None, kind: str | None = None,
+              holder_id: str | None = None, limit: int = 100, offset: int = 0) -> list[Handover]:
+    """Workflows, newest first (last changed), filtered by ``state``, ``kind`` and holder;
+    ``limit`` from ``offset``. Detached rows."""
+    if state is not None and state not in STATES:
+        raise WorkflowError(f"state {state!r}: one of {', '.join(STATES)}")
+    if kind is not None and kind not in WORKFLOWS:
+        raise UnknownWorkflow(f"unknown workflow {kind!r}; known: {', '.join(WORKFLOWS)}")
+    query = select(Handover)
+    if state is not None:
+        query = query.where(Handover.state == state)
+    if kind is not None:
+        query = query.where(Handover.kind == kind)
+    if holder_id is not None:
+        query = query.where(Handover.holder_id == holder_id)
+    with sessions() as s:
+        rows = list(s.scalars(query.order_by(Handover.updated_at.desc(), Handover.id)
+                              .limit(limit).offset(offset)))
+        s.expunge_all()
+    return rows
+
+
 class WorkflowRunner:
     """Runs a workflow's remaining steps with the given actions, persisting after each."""
 
@@ -204,7 +237,7 @@ class WorkflowRunner:
                 h.updated_at = self._clock()
                 s.add(AuditEvent(actor=self._actor, action=f"workflow.step_failed.{step}",
                                  subject=handover_id, detail=detail["error"]))
-            raise StepFailed(f"step {step!r} of workflow {handover_id} failed: {exc}") from exc
+            raise StepFailed(f"step {step!r} of workflow {handover_id} failed: {exc}", handover_id, step) from exc
         elapsed = time.perf_counter() - t0
         with self._sessions.begin() as s:
             h = self._get(s, handover_id)

@@ -315,6 +315,35 @@ def _secure_elements(ctx) -> Finding:  # noqa: ANN001
     return Finding("TSM secure elements", not suspect, detail, enables, fix)
 
 
+def _workflows(ctx) -> Finding:  # noqa: ANN001
+    """Handover and revocation workflows left to finish: failed ones (a step raised) and
+    running ones nothing has moved for an hour (their process was killed). Each has
+    revoked, held or provisioned part of what it was to, and a holder waits for the rest.
+    Reads the registry only."""
+    import datetime as dt
+
+    from sqlalchemy import func, select
+
+    from issuer.db import Handover, utcnow
+
+    enables = "handovers, renewals and changes of address carried to their end"
+    try:
+        with ctx.sessions() as s:
+            failed = s.scalar(select(func.count()).select_from(Handover).where(Handover.state == "failed"))
+            stale = s.scalar(select(func.count()).select_from(Handover).where(
+                Handover.state == "running", Handover.updated_at < utcnow() - dt.timedelta(hours=1)))
+    except Exception as exc:  # noqa: BLE001 - reported (the database finding says why)
+        return Finding("workflows", False, f"cannot read the workflows: {type(exc).__name__}", enables,
+                       "see the database finding")
+    if not failed and not stale:
+        return Finding("workflows", True, "none left to finish", enables)
+    detail = ", ".join(filter(None, (f"{failed} failed" if failed else "",
+                                     f"{stale} running but unchanged for an hour or more" if stale else "")))
+    return Finding("workflows", False, detail, enables,
+                   "mcred workflows --state failed (and --state running) lists them, each with the command "
+                   "that resumes it")
+
+
 def _first_contact(ctx) -> Finding:  # noqa: ANN001
     """How the TSM meets a factory-fresh SE, which SE makers it trusts, and who it shows
     itself as."""
@@ -426,7 +455,7 @@ _OWN = 5
 def diagnose(ctx) -> list[Finding]:  # noqa: ANN001
     """Every finding, the installation's own first."""
     return [_database(ctx), _public_url(), _keystore(ctx), _master_key(ctx), _reader_session_key(ctx),
-            _data_access(ctx), _secure_elements(ctx), _first_contact(ctx), _tsa(ctx), _postgres(), _pcsc(), _nfc(), _ble(), _pdf(), _xml(), _hsm(), _scan(),
+            _data_access(ctx), _secure_elements(ctx), _workflows(ctx), _first_contact(ctx), _tsa(ctx), _postgres(), _pcsc(), _nfc(), _ble(), _pdf(), _xml(), _hsm(), _scan(),
             *(_node_peer(*peer) for peer in NODE_PEERS), _yubikit(), _openssl(), _tshark()]
 
 

@@ -465,6 +465,18 @@ def _resumed(ctx: Context, handover_id: str, kind: str, holder_id: str, what: st
     return h
 
 
+def resume_command(h: wf.Handover) -> str:
+    """How an operator resumes workflow ``h`` (a row of :func:`issuer.handover.workflows`):
+    the command that started it, or the API's run for the kinds only the API starts."""
+    if h.kind == "model_change":
+        return f"mcred handover --phone {h.old_phone_id} --to {h.new_phone_id} --resume {h.id}"
+    if h.kind == "renewal":
+        return f"mcred holder renew-card {h.holder_id} --resume {h.id}"
+    if h.kind == "basic_four_change":
+        return f"mcred holder update {h.holder_id} --resume {h.id}"
+    return f"POST /handovers/{h.id}/run (mcred serve, an operator token)"
+
+
 def release_secrets(ctx: Context, handover_id: str, phone_id: str, actor: str) -> int:
     """Erase the secrets workflow ``handover_id``'s provisioning of ``phone_id`` held
     (:attr:`HandoverActions.hold_secrets`), once they were shown; how many jobs had some."""

@@ -668,6 +668,61 @@ def test_a_renewal_that_stopped_after_the_phone_shows_its_secrets_when_resumed(c
     assert third.exit_code == 0 and json.loads(third.stdout)["secrets"] == {}
 
 
+def test_workflows_left_to_finish_are_listed_with_their_resume_and_reported_by_the_doctor(ctx, monkeypatch):
+    """A workflow that stopped (a step failed, or its process was killed) has done part of
+    its work, and a holder waits for the rest; an operator had no way to find it but the
+    audit trail. `mcred workflows --state failed` lists each with its error and the command
+    that resumes it, `mcred doctor` counts them, and the failed command names the id."""
+    from sqlalchemy import update
+
+    from issuer import handover as wf
+    from mcred.handover_actions import HandoverActions
+
+    pid = provision(ctx, wallet_sim.create_phone(ctx.home), parse_holder(HOLDER), key_type="p384",
+                    mdoc_batch=1, pin="1234", password="ABC123").phone_id
+    with ctx.sessions() as s:
+        holder_id = s.get(Phone, pid).holder_id
+    publish = HandoverActions.publish
+
+    def broken(self, c):  # noqa: ANN001, ANN202
+        raise RuntimeError("the CRL could not be published")
+
+    monkeypatch.setattr(HandoverActions, "publish", broken)
+    r = CliRunner().invoke(app, ["holder", "renew-card", holder_id, "--reason", "更新"])
+    assert r.exit_code == 1
+    (row,) = json.loads(CliRunner().invoke(app, ["workflows", "--state", "failed", "--json"]).stdout)
+    assert row["kind"] == "renewal" and row["step"] == "reissue_all" and row["holder_id"] == holder_id
+    assert "the CRL could not be published" in row["error"]
+    assert row["resume"] == f"mcred holder renew-card {holder_id} --resume {row['id']}"
+    assert row["resume"] in " ".join(r.output.split())  # the failed command names it too, id and all
+    doctor = {f["name"]: f for f in json.loads(CliRunner().invoke(app, ["doctor", "--json"]).stdout)["findings"]}
+    assert not doctor["workflows"]["ok"] and doctor["workflows"]["detail"] == "1 failed"
+    assert "mcred workflows --state failed" in doctor["workflows"]["fix"]
+    text = CliRunner().invoke(app, ["workflows"]).stdout
+    assert f"{row['id']}  renewal failed after reissue_all" in text and f"resume: {row['resume']}" in text
+    monkeypatch.setattr(HandoverActions, "publish", publish)
+    done = CliRunner().invoke(app, row["resume"].split()[1:])  # as listed
+    assert done.exit_code == 0, done.output
+    assert json.loads(CliRunner().invoke(app, ["workflows", "--state", "failed", "--json"]).stdout) == []
+    (row,) = json.loads(CliRunner().invoke(app, ["workflows", "--holder", holder_id, "--json"]).stdout)
+    assert row["state"] == "done" and row["resume"] is None and row["error"] is None
+    # a run killed between steps stays "running": reported once nothing has moved for an hour
+    new = wallet_sim.create_phone(ctx.home)
+    hid = wf.create(ctx.sessions, kind="model_change", holder_id=holder_id, old_phone_id=pid, new_phone_id=new)
+    HandoverActions(ctx, key_type="p384").runner().run(hid, stop_after="prepare")
+    doctor = {f["name"]: f for f in json.loads(CliRunner().invoke(app, ["doctor", "--json"]).stdout)["findings"]}
+    assert doctor["workflows"]["ok"]  # running, a minute ago: perhaps still running
+    with ctx.sessions.begin() as s:
+        s.execute(update(wf.Handover).where(wf.Handover.id == hid)
+                  .values(updated_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)))
+    doctor = {f["name"]: f for f in json.loads(CliRunner().invoke(app, ["doctor", "--json"]).stdout)["findings"]}
+    assert doctor["workflows"]["detail"] == "1 running but unchanged for an hour or more"
+    (row,) = json.loads(CliRunner().invoke(app, ["workflows", "--state", "running", "--json"]).stdout)
+    assert row["resume"] == f"mcred handover --phone {pid} --to {new} --resume {hid}"
+    bad = CliRunner().invoke(app, ["workflows", "--state", "stuck"])
+    assert bad.exit_code == 2 and "one of running, failed, done" in " ".join(bad.output.split())
+
+
 def test_ctrl_c_leaves_the_job_interrupted_and_the_cli_names_it(ctx, tmp_path, monkeypatch):
     """Ctrl-C during `mcred provision` (a README walk-through over the air): it exited 130
     saying nothing, and the job stayed `running`, as after a crash, until its lock's lease

@@ -108,7 +108,8 @@ def _workflow_refused(exc: Exception, command: str) -> typer.Exit:
     from issuer.handover import StepFailed
 
     stopped = isinstance(exc, StepFailed)
-    typer.echo(f"error: {exc}" + (f" (resume: {command} --resume ...)" if stopped else ""), err=True)
+    typer.echo(f"error: {exc}" + (f" (resume: {command} --resume {exc.handover_id or '...'})" if stopped else ""),
+               err=True)
     return typer.Exit(1 if stopped else 2)
 
 

@@ -441,12 +441,56 @@ def refresh_cmd(
         console.print(f"  superseded: {', '.join(result.superseded)}", highlight=False)
 
 
+def workflows_cmd(
+    state: str = typer.Option(None, "--state", help="running, failed (a step raised: resume it) or done."),
+    kind: str = typer.Option(None, "--kind", help="model_change, renewal, basic_four_change, lost_hold, found, "
+                             "lost_confirmed, resale_report or death."),
+    holder: str = typer.Option(None, "--holder", help="Only this holder's."),
+    limit: int = typer.Option(100, "--limit", min=1, max=100_000, help="At most this many (newest first)."),
+    offset: int = typer.Option(0, "--offset", min=0, help="Skip this many first."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Handover and revocation workflows, newest first: kind, state, the last step done, the
+    phones, and for one that stopped, its error and the command that resumes it (`--state
+    failed`: what is left to finish). Reads the registry only."""
+    from issuer import handover as wf
+    from mcred.cli.state import open_context
+    from mcred.handover_actions import resume_command
+    from reader.text import printable
+
+    try:
+        rows = wf.workflows(open_context().sessions, state=state, kind=kind, holder_id=holder, limit=limit,
+                            offset=offset)
+    except wf.WorkflowError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    out = [{"id": h.id, "kind": h.kind, "state": h.state, "step": h.step, "holder_id": h.holder_id,
+            "old_phone_id": h.old_phone_id, "new_phone_id": h.new_phone_id, "reason": h.reason,
+            "created_at": h.created_at.isoformat(), "updated_at": h.updated_at.isoformat(),
+            "error": (h.detail.get("error") or {}).get("error") if h.state != "done" else None,
+            "resume": resume_command(h) if h.state != "done" else None} for h in rows]
+    if as_json:
+        typer.echo(json.dumps(out, ensure_ascii=False, indent=2))
+        return
+    if not out:
+        typer.echo("no workflow" + (f" {state}" if state else ""))
+        return
+    for r in out:  # the id whole: it is copied into --resume
+        phones = " -> ".join(p for p in (r["old_phone_id"], r["new_phone_id"]) if p)
+        typer.echo(f"{r['id']}  {r['kind']} {r['state']} after {r['step']}  holder {r['holder_id']}  {phones}  "
+                   f"{r['updated_at'][:19]}Z")
+        if r["error"]:
+            typer.echo(f"    {printable(r['error'][:500])}")
+        if r["resume"]:
+            typer.echo(f"    resume: {r['resume']}")
+
+
 def register(app: typer.Typer) -> None:
     from mcred.cli.mdoc_issue_cmds import _group
 
     _group(app, "mdoc", "ISO 18013-5 mdoc tools.").command("refresh")(refresh_cmd)
     app.command("provision")(provision_cmd)
     app.command("handover")(handover_cmd)
+    app.command("workflows")(workflows_cmd)
     app.command("drill")(drill_cmd)
 
 
