@@ -40,7 +40,7 @@ from typing import Any
 
 import httpx
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509 import ocsp
@@ -205,6 +205,9 @@ def judge_ocsp(resp: ocsp.OCSPResponse, cert: x509.Certificate, root: x509.Certi
                 return Check("revocation", False, "OCSP nonce does not match the request")
         if resp.serial_number != cert.serial_number:
             return Check("revocation", False, "OCSP response is about another certificate")
+        if not _same_issuer(resp, cert, root):
+            return Check("revocation", False, "OCSP response is about another certificate: its CertID "
+                         "names another issuer (the serial alone does not say which certificate)")
         if resp.this_update_utc - SKEW > at or (resp.next_update_utc and resp.next_update_utc < at):
             return Check("revocation", False, "OCSP response is not current")
         status = resp.certificate_status
@@ -216,6 +219,16 @@ def judge_ocsp(resp: ocsp.OCSPResponse, cert: x509.Certificate, root: x509.Certi
         reason = resp.revocation_reason.value if resp.revocation_reason else "unspecified"
         return OcspAnswer(where, "revoked", resp.this_update_utc, reason, resp.revocation_time_utc)
     return OcspAnswer(where, "unknown", resp.this_update_utc)
+
+
+def _same_issuer(resp: ocsp.OCSPResponse, cert: x509.Certificate, root: x509.Certificate) -> bool:
+    """Whether the response's CertID names ``root`` (issuerNameHash and issuerKeyHash, in the
+    CertID's own hash; RFC 6960 4.1.1, 3.2 item 1): a serial is unique under one issuer only."""
+    try:
+        mine = ocsp.OCSPRequestBuilder().add_certificate(cert, root, resp.hash_algorithm).build()
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return False
+    return (mine.issuer_name_hash, mine.issuer_key_hash) == (resp.issuer_name_hash, resp.issuer_key_hash)
 
 
 def _ask_ocsp(cert: x509.Certificate, root: x509.Certificate, at: dt.datetime, *,
