@@ -40,7 +40,7 @@ from typing import Any
 
 import httpx
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509 import ocsp
@@ -60,6 +60,7 @@ from protocols.jpki.relying_party import (
     check_key_usage,
     check_policy,
     check_validity,
+    revoked_text,
 )
 from reader.crl_cache import CrlCache
 from reader.fetch import JPKI_CRL_MAX_BYTES, OCSP_MAX_BYTES, FetchError, fetch
@@ -152,7 +153,7 @@ class OcspAnswer:
             return Check("revocation", True, f"OCSP good ({self.url})")
         if self.status == "revoked":
             return Check("revocation", False,
-                         f"revoked ({self.reason}) at {self.revoked_at.isoformat()} (OCSP)", self.revoked_at)
+                         f"{revoked_text(self.reason, self.revoked_at.isoformat())} (OCSP)", self.revoked_at)
         return Check("revocation", False, "OCSP status unknown")
 
 
@@ -201,12 +202,22 @@ def judge_ocsp(resp: ocsp.OCSPResponse, cert: x509.Certificate, root: x509.Certi
                 got = resp.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
             except x509.ExtensionNotFound:
                 got = None
+            if got is None:
+                return Check("revocation", False, "OCSP response carries no nonce: it may be a replayed "
+                             "answer (the request sent one; RFC 8954)")
             if got != nonce:
                 return Check("revocation", False, "OCSP nonce does not match the request")
         if resp.serial_number != cert.serial_number:
             return Check("revocation", False, "OCSP response is about another certificate")
-        if resp.this_update_utc - SKEW > at or (resp.next_update_utc and resp.next_update_utc < at):
-            return Check("revocation", False, "OCSP response is not current")
+        if not _same_issuer(resp, cert, root):
+            return Check("revocation", False, "OCSP response is about another certificate: its CertID "
+                         "names another issuer (the serial alone does not say which certificate)")
+        if resp.this_update_utc - SKEW > at:
+            return Check("revocation", False, f"OCSP response is not current: thisUpdate "
+                         f"{resp.this_update_utc.isoformat()} is more than {SKEW} after {at.isoformat()}")
+        if resp.next_update_utc and resp.next_update_utc < at:
+            return Check("revocation", False, f"OCSP response is not current: nextUpdate "
+                         f"{resp.next_update_utc.isoformat()} passed ({at.isoformat()})")
         status = resp.certificate_status
     except (ValueError, TypeError) as exc:
         return Check("revocation", False, f"OCSP response unreadable: {exc}")
@@ -216,6 +227,16 @@ def judge_ocsp(resp: ocsp.OCSPResponse, cert: x509.Certificate, root: x509.Certi
         reason = resp.revocation_reason.value if resp.revocation_reason else "unspecified"
         return OcspAnswer(where, "revoked", resp.this_update_utc, reason, resp.revocation_time_utc)
     return OcspAnswer(where, "unknown", resp.this_update_utc)
+
+
+def _same_issuer(resp: ocsp.OCSPResponse, cert: x509.Certificate, root: x509.Certificate) -> bool:
+    """Whether the response's CertID names ``root`` (issuerNameHash and issuerKeyHash, in the
+    CertID's own hash; RFC 6960 4.1.1, 3.2 item 1): a serial is unique under one issuer only."""
+    try:
+        mine = ocsp.OCSPRequestBuilder().add_certificate(cert, root, resp.hash_algorithm).build()
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return False
+    return (mine.issuer_name_hash, mine.issuer_key_hash) == (resp.issuer_name_hash, resp.issuer_key_hash)
 
 
 def _ask_ocsp(cert: x509.Certificate, root: x509.Certificate, at: dt.datetime, *,
@@ -332,7 +353,20 @@ def verify(content: bytes | Callable[[str], bytes], signature: bytes, *, roots: 
     checks += judge_certificate(cert, roots=roots, required=required, revocation=revocation, at=at,
                                 stamp=stamp, ocsp_url=ocsp_url, crl=crl, client=client, crl_cache=crl_cache,
                                 embedded=embedded)
+    if certificate is None and stamp is None and cms.signing_time is not None:
+        checks[-1] = _claimed_before(checks[-1], cms.signing_time)
     return _result(checks, cert)
+
+
+def _claimed_before(check: Check, signing_time: dt.datetime) -> Check:
+    """A failed ``revocation`` on a verified "revoked" of a signature without a time-stamp
+    whose signingTime claims a time before the revocation: said, since a relying party would
+    ask; the check still fails (the signer's own clock proves nothing; RFC 5652 11.3)."""
+    if check.name != "revocation" or check.passed or check.revoked_at is None or signing_time >= check.revoked_at:
+        return check
+    return Check(check.name, False, f"{check.reason}; the signature claims signingTime {signing_time.isoformat()}, "
+                 "before that, but only a signature time-stamp proves when it was made (mcred jpki sign "
+                 "--timestamp)", check.revoked_at)
 
 
 def check_embedded(cert: x509.Certificate, root: x509.Certificate, stamp: tsp.TimeStamp | None,
@@ -361,8 +395,8 @@ def check_embedded(cert: x509.Certificate, root: x509.Certificate, stamp: tsp.Ti
             return Check("revocation", True, f"OCSP good at {got.this_update.isoformat()} (embedded), current at "
                          f"the signature's time-stamp {at.isoformat()}")
         elif got.status == "revoked":
-            return revoked_after(Check("revocation", False, f"revoked ({got.reason}) at "
-                                       f"{got.revoked_at.isoformat()} (OCSP, embedded)", got.revoked_at), stamp)
+            return revoked_after(Check("revocation", False, f"{revoked_text(got.reason, got.revoked_at.isoformat())} "
+                                       "(OCSP, embedded)", got.revoked_at), stamp)
         else:
             return Check("revocation", False, "OCSP status unknown (embedded)")
     for der in embedded.crls:

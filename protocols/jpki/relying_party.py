@@ -54,8 +54,12 @@ def check_chain(cert: x509.Certificate, roots: Sequence[x509.Certificate], at: d
                 ) -> tuple[Check, x509.Certificate | None]:
     root = find_issuer(cert, roots)
     if root is None:
-        return Check("chain", False, "no trusted root has the certificate's authority key "
-                     "identifier"), None
+        aki = authority_key_id(cert)
+        return Check("chain", False, f"no trusted root has the certificate's authority key identifier: issued by "
+                     f"{cert.issuer.rfc4514_string()} (key id {aki.hex() if aki else 'not given'}), none of "
+                     f"the {len(roots)} trusted root(s): a certificate of another PKI, a root generation missing "
+                     "from the trust bundle, or one issued by an intermediate CA (JPKI certificates are "
+                     "issued by a root directly)"), None
     try:
         cert.verify_directly_issued_by(root)
     except (ValueError, TypeError, InvalidSignature) as exc:
@@ -66,6 +70,11 @@ def check_chain(cert: x509.Certificate, roots: Sequence[x509.Certificate], at: d
     return Check("chain", True, f"issued by root serial {root.serial_number}"), root
 
 
+_PURPOSE_NAMES = {Purpose.SIGN: "signing (署名用)", Purpose.AUTH: "user-authentication (利用者証明用)"}
+_PURPOSE_USE = {Purpose.SIGN: "a document is signed with the signing certificate",
+                Purpose.AUTH: "a login is proved with the user-authentication certificate"}
+
+
 def check_policy(cert: x509.Certificate, required: Purpose, arc: PolicyArc | None = None
                  ) -> Check:
     try:
@@ -73,8 +82,8 @@ def check_policy(cert: x509.Certificate, required: Purpose, arc: PolicyArc | Non
     except JpkiError as exc:
         return Check("policy", False, str(exc))
     if purpose is not required:
-        return Check("policy", False, f"a {purpose.value} certificate where a "
-                     f"{required.value} certificate is required")
+        return Check("policy", False, f"a {_PURPOSE_NAMES[purpose]} certificate where a "
+                     f"{_PURPOSE_NAMES[required]} certificate is required ({_PURPOSE_USE[required]})")
     return Check("policy", True, f"{purpose.value} certificate policy")
 
 
@@ -156,6 +165,17 @@ def crl_reason(entry: x509.RevokedCertificate) -> str:
         return "unspecified"
 
 
+#: How a hold reads in a verdict: a suspension that a release may lift, not a revocation.
+HOLD = "on hold (certificateHold: the card or phone was reported lost; a release may lift it)"
+
+
+def revoked_text(reason: str, at: object) -> str:
+    """A verified "revoked" in a verdict: ``revoked (<reason>) at <time>``, or for
+    certificateHold :data:`HOLD` ``since <time>`` (specs/revocation.md 1: the one reason that
+    is not final)."""
+    return f"{HOLD} since {at}" if reason == "certificateHold" else f"revoked ({reason}) at {at}"
+
+
 def check_crl(cert: x509.Certificate, root: x509.Certificate,
               crl: x509.CertificateRevocationList, at: datetime) -> Check:
     """Revocation from a full CRL: signed by the root, current (thisUpdate within
@@ -166,7 +186,7 @@ def check_crl(cert: x509.Certificate, root: x509.Certificate,
     entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
     if entry is None:
         return Check("revocation", True, "not on the CRL")
-    return Check("revocation", False, f"revoked ({crl_reason(entry)}) at {entry.revocation_date_utc}",
+    return Check("revocation", False, revoked_text(crl_reason(entry), entry.revocation_date_utc),
                  entry.revocation_date_utc)
 
 
