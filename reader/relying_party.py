@@ -207,36 +207,42 @@ def judge_ocsp(resp: ocsp.OCSPResponse, cert: x509.Certificate, root: x509.Certi
                              "answer (the request sent one; RFC 8954)")
             if got != nonce:
                 return Check("revocation", False, "OCSP nonce does not match the request")
-        if resp.serial_number != cert.serial_number:
+        # a responder may answer several certificates at once (RFC 6960 4.2.1: one
+        # SingleResponse each, as `openssl ocsp` does when asked for several): ours is the one
+        # whose CertID names this serial under this issuer
+        singles = list(resp.responses)
+        single = next((r for r in singles if r.serial_number == cert.serial_number
+                       and _same_issuer(r, cert, root)), None)
+        if single is None:
+            if any(r.serial_number == cert.serial_number for r in singles):
+                return Check("revocation", False, "OCSP response is about another certificate: its CertID "
+                             "names another issuer (the serial alone does not say which certificate)")
             return Check("revocation", False, "OCSP response is about another certificate")
-        if not _same_issuer(resp, cert, root):
-            return Check("revocation", False, "OCSP response is about another certificate: its CertID "
-                         "names another issuer (the serial alone does not say which certificate)")
-        if resp.this_update_utc - SKEW > at:
+        if single.this_update_utc - SKEW > at:
             return Check("revocation", False, f"OCSP response is not current: thisUpdate "
-                         f"{resp.this_update_utc.isoformat()} is more than {SKEW} after {at.isoformat()}")
-        if resp.next_update_utc and resp.next_update_utc < at:
+                         f"{single.this_update_utc.isoformat()} is more than {SKEW} after {at.isoformat()}")
+        if single.next_update_utc and single.next_update_utc < at:
             return Check("revocation", False, f"OCSP response is not current: nextUpdate "
-                         f"{resp.next_update_utc.isoformat()} passed ({at.isoformat()})")
-        status = resp.certificate_status
+                         f"{single.next_update_utc.isoformat()} passed ({at.isoformat()})")
+        status = single.certificate_status
     except (ValueError, TypeError) as exc:
         return Check("revocation", False, f"OCSP response unreadable: {exc}")
     if status is ocsp.OCSPCertStatus.GOOD:
-        return OcspAnswer(where, "good", resp.this_update_utc)
+        return OcspAnswer(where, "good", single.this_update_utc)
     if status is ocsp.OCSPCertStatus.REVOKED:
-        reason = resp.revocation_reason.value if resp.revocation_reason else "unspecified"
-        return OcspAnswer(where, "revoked", resp.this_update_utc, reason, resp.revocation_time_utc)
-    return OcspAnswer(where, "unknown", resp.this_update_utc)
+        reason = single.revocation_reason.value if single.revocation_reason else "unspecified"
+        return OcspAnswer(where, "revoked", single.this_update_utc, reason, single.revocation_time_utc)
+    return OcspAnswer(where, "unknown", single.this_update_utc)
 
 
-def _same_issuer(resp: ocsp.OCSPResponse, cert: x509.Certificate, root: x509.Certificate) -> bool:
-    """Whether the response's CertID names ``root`` (issuerNameHash and issuerKeyHash, in the
-    CertID's own hash; RFC 6960 4.1.1, 3.2 item 1): a serial is unique under one issuer only."""
+def _same_issuer(single: ocsp.OCSPSingleResponse, cert: x509.Certificate, root: x509.Certificate) -> bool:
+    """Whether a SingleResponse's CertID names ``root`` (issuerNameHash and issuerKeyHash, in
+    the CertID's own hash; RFC 6960 4.1.1, 3.2 item 1): a serial is unique under one issuer only."""
     try:
-        mine = ocsp.OCSPRequestBuilder().add_certificate(cert, root, resp.hash_algorithm).build()
+        mine = ocsp.OCSPRequestBuilder().add_certificate(cert, root, single.hash_algorithm).build()
     except (ValueError, TypeError, UnsupportedAlgorithm):
         return False
-    return (mine.issuer_name_hash, mine.issuer_key_hash) == (resp.issuer_name_hash, resp.issuer_key_hash)
+    return (mine.issuer_name_hash, mine.issuer_key_hash) == (single.issuer_name_hash, single.issuer_key_hash)
 
 
 def _ask_ocsp(cert: x509.Certificate, root: x509.Certificate, at: dt.datetime, *,
@@ -384,13 +390,15 @@ def check_embedded(cert: x509.Certificate, root: x509.Certificate, stamp: tsp.Ti
     for der in embedded.ocsp_responses:
         try:
             resp = ocsp.load_der_ocsp_response(der)
-            if resp.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL or resp.serial_number != cert.serial_number:
+            if resp.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL or all(
+                    r.serial_number != cert.serial_number for r in resp.responses):
                 continue  # another certificate's answer (a chain's, a time-stamp's)
+            produced = resp.produced_at_utc
         except (ValueError, TypeError):
             continue
         got = judge_ocsp(resp, cert, root, at, where="embedded")
         if isinstance(got, Check):
-            seen.append(f"{got.reason} (an answer of {resp.this_update_utc.isoformat()})")
+            seen.append(f"{got.reason} (an answer produced {produced.isoformat()})")
         elif got.status == "good":
             return Check("revocation", True, f"OCSP good at {got.this_update.isoformat()} (embedded), current at "
                          f"the signature's time-stamp {at.isoformat()}")

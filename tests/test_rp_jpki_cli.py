@@ -68,6 +68,10 @@ def test_provision_sign_verify_revoke(home, tmp_path, key_type):
     checks = {c["name"]: c for c in json.loads(out)["checks"]}
     assert not checks["revocation"]["passed"]
     assert "affiliationChanged" in checks["revocation"]["reason"]
+    # not asked: VALID, and the output says what that VALID leaves out
+    said = _run("jpki", "verify", str(doc), "--signature", str(sig), "--revocation", "none")
+    assert said.splitlines()[-2:] == ["not checked: revocation (--revocation none: a revoked or held certificate "
+                                      "passes)", "VALID"], said
 
 
 def test_wrong_password_is_counted_and_reported(home, tmp_path):

@@ -140,3 +140,35 @@ def test_a_crl_made_by_openssl_ca(tmp_path):
     assert verify(CONTENT, sig, roots=roots, revocation="crl", crl=crl(_index_line(cert)))["valid"]
     result = verify(CONTENT, sig, roots=roots, revocation="crl", crl=crl(_index_line(cert, f"{when},superseded")))
     assert not result["valid"] and result["checks"][-1]["reason"].startswith("revoked (superseded) at "), result
+
+
+def test_an_openssl_answer_about_several_certificates_is_read_for_ours(tmp_path):
+    """`openssl ocsp` asked about several certificates at once answers each in one response
+    (RFC 6960 4.2.1, a SingleResponse each): the relying party reads the one about its
+    certificate, where it refused the whole answer as unreadable."""
+    import datetime as dt
+
+    from cryptography.x509 import ocsp
+
+    from reader.relying_party import OcspAnswer, judge_ocsp
+
+    p, good = _files(tmp_path, KeyType.RSA_2048, 805)
+    revoked, _key = p.issue_signing(806)
+    root = p.roots[Purpose.SIGN]
+    (tmp_path / "other.pem").write_bytes(pem(revoked))
+    when = (dt.datetime.now(dt.UTC) - timedelta(hours=1)).strftime("%y%m%d%H%M%SZ")
+    (tmp_path / "index.txt").write_text(_index_line(good) + _index_line(revoked, f"{when},keyCompromise"))
+    _openssl("ocsp", "-issuer", tmp_path / "root.pem", "-cert", tmp_path / "other.pem", "-cert", tmp_path / "cert.pem",
+             "-no_nonce", "-reqout", tmp_path / "req.der")
+    _openssl("ocsp", "-index", tmp_path / "index.txt", "-rsigner", tmp_path / "responder.pem",
+             "-rkey", tmp_path / "responder.key", "-CA", tmp_path / "root.pem", "-reqin", tmp_path / "req.der",
+             "-respout", tmp_path / "resp.der", "-ndays", "1")
+    resp = ocsp.load_der_ocsp_response((tmp_path / "resp.der").read_bytes())
+    assert len(list(resp.responses)) == 2
+    now = dt.datetime.now(dt.UTC)
+    ours = judge_ocsp(resp, good, root, now, where="openssl")
+    assert isinstance(ours, OcspAnswer) and ours.status == "good", ours
+    theirs = judge_ocsp(resp, revoked, root, now, where="openssl")
+    assert isinstance(theirs, OcspAnswer) and (theirs.status, theirs.reason) == ("revoked", "keyCompromise"), theirs
+    third, _key = p.issue_signing(807)  # in neither SingleResponse
+    assert judge_ocsp(resp, third, root, now, where="openssl").reason == "OCSP response is about another certificate"

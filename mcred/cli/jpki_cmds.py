@@ -475,7 +475,7 @@ def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False),
                                certificate=certificate.read_bytes() if certificate else None,
                                revocation=revocation, ocsp_url=ocsp_url,
                                crl=crl.read_bytes() if crl else None, tsa_roots=tsa_trust)
-    _print_verdict(result, as_json)
+    _print_verdict(result, as_json, revocation)
 
 
 def _unusable(message: str, as_json: bool, code: int = 2) -> typer.Exit:
@@ -563,13 +563,17 @@ def _verdict(result: dict, url: str, as_json: bool) -> dict:
     return result
 
 
-def _print_verdict(result: dict, as_json: bool) -> None:
-    """The verdict, check by check (or as JSON); exit 0 only when valid."""
+def _print_verdict(result: dict, as_json: bool, revocation: str = "") -> None:
+    """The verdict, check by check (or as JSON); exit 0 only when valid. With ``revocation``
+    none, a line says so: the verdict has no revocation check, and a revoked certificate
+    passes."""
     if as_json:
         typer.echo(json.dumps(result, ensure_ascii=False, indent=2))
     else:
         for c in result["checks"]:
             typer.echo(f"{'ok  ' if c['passed'] else 'FAIL'} {printable(str(c['name']))}: {printable(str(c['reason']))}")
+        if revocation == "none":
+            typer.echo("not checked: revocation (--revocation none: a revoked or held certificate passes)")
         typer.echo("VALID" if result["valid"] else "INVALID")
     raise typer.Exit(0 if result["valid"] else 1)
 
@@ -623,7 +627,7 @@ def auth(phone: str = typer.Option(..., "--phone"),
         body = {"challenge_id": cid, "signature": base64.b64encode(signature).decode(),
                 "certificate": base64.b64encode(cert).decode(), "revocation": revocation}
         result = _verdict(_rp_post(rp, "/rp/jpki/authentications", body, token, as_json), rp, as_json)
-    _print_verdict(result, as_json)
+    _print_verdict(result, as_json, revocation)
 
 
 def revoke(phone: str = typer.Option(..., "--phone"),
