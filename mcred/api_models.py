@@ -38,7 +38,7 @@ class PhoneCreated(_Closed):
     nvm_bytes: int
 
 
-class PhoneList(_Closed):
+class PhoneList(_Page):
     phones: list[str] = Field(description="the phones' ids, sorted")
 
 

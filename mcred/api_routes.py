@@ -414,9 +414,11 @@ def phones_router(ctx: Context) -> APIRouter:
         response.headers["Location"] = f"/phones/{phone_id}"
         return {"id": phone_id, "model": body.model, "nvm_bytes": body.nvm_bytes}
 
-    @router.get("/phones", summary="Every simulated phone of the installation", **typed(PhoneList))
-    def list_phones() -> dict[str, Any]:
-        return {"phones": wallet_sim.list_phones(ctx.home)}
+    @router.get("/phones", summary="The installation's simulated phones by id (limit / offset; by default "
+                "the first 1000: every one of a lab's installation, as before paging)", **typed(PhoneList))
+    def list_phones(limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
+                    offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> dict[str, Any]:
+        return {"phones": wallet_sim.list_phones(ctx.home)[offset:offset + limit], "limit": limit, "offset": offset}
 
     @router.get("/phones/{phone_id}", summary="A phone: model, CPLC, security domains, applets",
                 **typed(PhoneDetail))
