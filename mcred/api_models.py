@@ -38,7 +38,7 @@ class PhoneCreated(_Closed):
     nvm_bytes: int
 
 
-class PhoneList(_Closed):
+class PhoneList(_Page):
     phones: list[str] = Field(description="the phones' ids, sorted")
 
 
@@ -240,3 +240,88 @@ class SignerRevocation(_Closed):
     reason: str | None
     affected_mdocs: int
     changed: bool
+
+
+# -- the latest basic four data and the user-authentication linkage services -------------
+
+
+class Consent(_Closed):
+    """A holder's consent to the latest basic four data service, as registered."""
+
+    id: str
+    holder: str
+    relying_party: str
+    purpose: str
+    signer_serial: str = Field(description="the serial of the signing certificate that signed the consent")
+    granted_at: str = Field(json_schema_extra=_DATE_TIME)
+    expires_at: str = Field(json_schema_extra=_DATE_TIME)
+    withdrawn_at: str | None = Field(json_schema_extra=_DATE_TIME)
+    state: Literal["active", "withdrawn", "expired"]
+
+
+class ConsentRegistered(Consent):
+    registered: bool = Field(description="false: registered before, the consent as it is")
+
+
+class ConsentList(_Closed):
+    consents: list[Consent]
+
+
+class BasicFourNow(_Closed):
+    """The holder's basic four data (基本4情報) as the registry holds it now."""
+
+    name: str = Field(description="family and given name, an ideographic space between")
+    birth_date: str = Field(json_schema_extra={"format": "date"})
+    sex: int = Field(description="ISO/IEC 5218: 1 male, 2 female, 9 not applicable, 0 not known")
+    address: str
+
+
+class LatestBasicFour(_Closed):
+    consent: str
+    basic_four: BasicFourNow
+    changed: list[Literal["name", "birth_date", "sex", "address"]] = Field(
+        description="the fields that differ from the consent's signing certificate")
+    signing_certificate: str | None = Field(description="the serial of the holder's valid signing certificate now")
+    as_of: str = Field(json_schema_extra=_DATE_TIME)
+
+
+class LinkageSuccessor(_Closed):
+    serial: str
+    issued_at: str = Field(json_schema_extra=_DATE_TIME)
+    not_after: str = Field(json_schema_extra=_DATE_TIME)
+    status: str = Field(description="valid, hold, revoked, expired")
+    reason: str | None
+    certificate: str = Field(json_schema_extra={"format": "byte"}, description="DER, base64")
+
+
+class LinkageLink(_Closed):
+    """The answer about one old serial."""
+
+    serial: str
+    found: bool = Field(description="false: not a user-authentication certificate of this issuer (problem says so)")
+    successors: list[LinkageSuccessor]
+    current: str | None = Field(description="the newest successor valid now")
+    problem: str | None
+
+
+class Linkage(_Closed):
+    links: list[LinkageLink]
+    as_of: str = Field(json_schema_extra=_DATE_TIME)
+
+
+# -- probes ------------------------------------------------------------------------------
+
+
+class Liveness(_Closed):
+    status: Literal["ok"]
+
+
+class ReadinessCheck(_Closed):
+    ok: bool
+    detail: str = Field(description="what was found (a failure: the exception's type and first line)")
+    ms: float
+
+
+class Readiness(_Closed):
+    status: Literal["ready"]
+    checks: dict[str, ReadinessCheck]

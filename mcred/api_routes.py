@@ -30,11 +30,23 @@ import wallet_sim
 from issuer.api import problems
 from issuer.api.auth import SUPER, principal_of
 from issuer.api.jobs import ACCEPTED, JOB_SCHEMA, JobRunner, JobView, accepted
-from issuer.api.problems import NOT_FOUND, NOT_IMPLEMENTED, ProblemException
+from issuer.api.problems import (
+    CONFLICT,
+    FORBIDDEN,
+    NOT_FOUND,
+    NOT_IMPLEMENTED,
+    VALIDATION,
+    ProblemException,
+    merge,
+    refusals,
+)
 from issuer.db import Credential, Handover, Phone
 from issuer.holders import PHONE_ID_PATTERN
 from mcred.api_models import (
     AuditEvents,
+    Consent,
+    ConsentList,
+    ConsentRegistered,
     CredentialList,
     CredentialOut,
     DsRollover,
@@ -43,6 +55,8 @@ from mcred.api_models import (
     HolderForgotten,
     HolderList,
     KlocRotation,
+    LatestBasicFour,
+    Linkage,
     PhoneCreated,
     PhoneDetail,
     PhoneList,
@@ -356,6 +370,16 @@ HOLDER_WORKFLOW: dict[int | str, dict[str, Any]] = {
                "recorded, and the workflow that re-issues on the holder's phone queued as the job under "
                "`job` (Location: /jobs/{id})"),
 }
+_STATUS_REFUSALS = refusals((problems.UNKNOWN_PHONE, "the registry has no such phone"), problems.REVOCATION_REFUSED)
+_HOLDER_WORKFLOW_REFUSALS = refusals(
+    (NOT_FOUND, "no such holder"), (NOT_IMPLEMENTED, "not in this build"),
+    (VALIDATION, "data the card cannot hold, or nothing to change"),
+    (CONFLICT, "a card number taken, a phone of theirs on hold"))
+_SIGNER_KEY_REFUSALS = refusals(problems.MDOC_KEYS_MISSING, problems.KEYSTORE_ERROR, problems.KEY_NOT_FOUND)
+_SIGNER_REVOCATION_REFUSALS = merge(refusals(problems.UNKNOWN_SIGNER, problems.SIGNER_REVOCATION_REFUSED),
+                                    _SIGNER_KEY_REFUSALS)
+
+
 def typed(model: type[BaseModel], responses: dict[int | str, dict[str, Any]] | None = None,
           status: int = 200) -> dict[str, Any]:
     """The route's ``response_model=`` and ``responses=`` for a body built as a dict and
@@ -374,7 +398,22 @@ def created(pattern: str, what: str) -> dict[int | str, dict[str, Any]]:
                                            "schema": {"type": "string", "pattern": pattern}}}}}
 
 
-UNKNOWN_PHONE = problems.ProblemType(404, "unknown-phone", "Unknown phone")
+UNKNOWN_PHONE = problems.UNKNOWN_PHONE
+_Kind = problems.ProblemType
+#: The parties' typed errors as the service answers them (registered by
+#: :func:`mcred.service._register_party_errors`, declared by the routes that may answer them).
+TSM_ERROR = _Kind(409, "tsm-error", "TSM refused")
+TSM_MASTER_KEY = _Kind(503, "tsm-master-key", "TSM master key unavailable")
+SE_BUSY = _Kind(409, "se-busy", "The SE is busy with another job")
+TSM_JOB_INPUT = _Kind(422, "tsm-job-input", "TSM job input refused")
+SE_ERROR = _Kind(409, "se-error", "The secure element refused")
+SE_STATE = _Kind(409, "se-state", "The secure element is not in a state for this")
+PHONE_STATE = _Kind(409, "phone-state", "The phone's record cannot be read")
+CONFIGURATION = _Kind(503, "configuration", "The service's configuration cannot work")
+READER_REFUSED = _Kind(400, "reader-refused", "The reader refused")
+READER_UNAVAILABLE = _Kind(503, "reader-unavailable", "The reader cannot start (its session key file)")
+PROVISIONING_REFUSED = _Kind(409, "provisioning-refused", "Provisioning refused")
+HOLDER_INVALID = _Kind(422, "holder-invalid", "Holder record invalid")
 #: The JPKI secrets a CLI holder file may carry; over HTTP they are the body's own members.
 HOLDER_SECRETS = ("pin", "password", "puk")
 
@@ -414,17 +453,21 @@ def phones_router(ctx: Context) -> APIRouter:
         response.headers["Location"] = f"/phones/{phone_id}"
         return {"id": phone_id, "model": body.model, "nvm_bytes": body.nvm_bytes}
 
-    @router.get("/phones", summary="Every simulated phone of the installation", **typed(PhoneList))
-    def list_phones() -> dict[str, Any]:
-        return {"phones": wallet_sim.list_phones(ctx.home)}
+    @router.get("/phones", summary="The installation's simulated phones by id (limit / offset; by default "
+                "the first 1000: every one of a lab's installation, as before paging)", **typed(PhoneList))
+    def list_phones(limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
+                    offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> dict[str, Any]:
+        return {"phones": wallet_sim.list_phones(ctx.home)[offset:offset + limit], "limit": limit, "offset": offset}
 
     @router.get("/phones/{phone_id}", summary="A phone: model, CPLC, security domains, applets",
-                **typed(PhoneDetail))
+                **typed(PhoneDetail, refusals(UNKNOWN_PHONE, (SE_STATE, "the phone's SE image cannot be read"),
+                                              (PHONE_STATE, "the phone's record cannot be read"))))
     def show_phone(phone_id: PhoneId) -> dict[str, Any]:
         return _jsonable(wallet_sim.describe(phone_id, ctx.home))
 
     @router.post("/phones/{phone_id}/factory-reset",
-                 summary="Wipe the phone's app data; the SE keeps its content", **typed(PhoneReset))
+                 summary="Wipe the phone's app data; the SE keeps its content",
+                 **typed(PhoneReset, refusals(UNKNOWN_PHONE)))
     def reset_phone(phone_id: PhoneId) -> dict[str, Any]:
         wallet_sim.factory_reset(phone_id, ctx.home)
         return {"id": phone_id, "reset": True, "secure_element": "untouched"}
@@ -652,7 +695,12 @@ def issuer_router(ctx: Context) -> APIRouter:
     router = APIRouter(tags=["issuer"])
 
     @router.post("/provisioning", status_code=202, summary="Provision both credentials into a "
-                 "phone (a job)", responses={**ACCEPTED, 501: {"description": "not in this build"}})
+                 "phone (a job)", responses=merge(ACCEPTED, refusals(
+                     (NOT_IMPLEMENTED, "not in this build"), (VALIDATION, "not exactly one of holder, holder_id; "
+                                                              "a holder's portrait or secret"),
+                     (HOLDER_INVALID, "the holder record"), (UNKNOWN_PHONE, "no such simulated phone"),
+                     (NOT_FOUND, "no holder holder_id"),
+                     (CONFLICT, "the holder's phone has live credentials: a handover moves them"))))
     def start_provisioning(body: ProvisionRequest, request: Request,
                            response: Response) -> dict[str, Any]:
         if not _available("mcred.provision"):
@@ -702,7 +750,9 @@ def issuer_router(ctx: Context) -> APIRouter:
 
     @router.post("/pin-resets", status_code=202, summary="Reset a holder's JPKI secrets on the "
                  "phone through the TSM (a job): new values, fresh retry counters; nothing revoked",
-                 responses=ACCEPTED)
+                 responses=merge(ACCEPTED, refusals((VALIDATION, "a slot twice; pin or password not given "
+                                                                 "exactly when its slot is reset"),
+                                                    (UNKNOWN_PHONE, "no such simulated phone"))))
     def start_pin_reset(body: PinResetRequest, request: Request, response: Response) -> dict[str, Any]:
         if len(set(body.slots)) != len(body.slots):
             raise ProblemException(problems.VALIDATION, "slots: each of auth and sign at most once")
@@ -732,7 +782,7 @@ def issuer_router(ctx: Context) -> APIRouter:
                 "limit": limit, "offset": offset}
 
     @router.get("/holders/{holder_id}", summary="One holder, with the registered card-substitute "
-                "data (no portrait)", **typed(HolderDetail))
+                "data (no portrait)", **typed(HolderDetail, refusals((NOT_FOUND, "no such holder"))))
     def holder(holder_id: Hex32) -> dict[str, Any]:
         from issuer.holders import summaries
 
@@ -753,7 +803,8 @@ def issuer_router(ctx: Context) -> APIRouter:
 
     @router.post("/tsm-jobs/{job_id}/resume", status_code=202,
                  summary="Finish a provisioning, an mdoc refresh or a secrets reset whose TSM job stopped (a job)",
-                 responses=ACCEPTED)
+                 responses=merge(ACCEPTED, refusals((NOT_FOUND, "no such TSM job"),
+                                                    (CONFLICT, "a job of another kind, or ended"))))
     def resume_tsm_job(job_id: Hex32, request: Request, response: Response,
                        body: OverTheAirRequest | None = None) -> dict[str, Any]:
         from tsm.jobs import ENDED
@@ -775,8 +826,12 @@ def issuer_router(ctx: Context) -> APIRouter:
 
     @router.post("/tsm-jobs/{job_id}/abandon", summary="Give up a TSM job that cannot finish: "
                  "revoke what it issued; a provisioning's SE is wiped and its phone let go",
-                 responses={202: {**ACCEPTED[202], "description": "over_the_air: a job that wipes the SE "
-                                  "through the phone's Local Agent (the answer's seram)"}})
+                 responses=merge({202: {**ACCEPTED[202], "description": "over_the_air: a job that wipes the SE "
+                                        "through the phone's Local Agent (the answer's seram)"}}, refusals(
+                     (NOT_FOUND, "no such TSM job"), (CONFLICT, "ended, or not a provisioning (over the air)"),
+                     (TSM_ERROR, "the TSM could not wipe the SE"), (SE_BUSY, "another job holds the SE"),
+                     (SE_ERROR, "the SE refused the wipe"), (SE_STATE, "the phone's SE image cannot be read"),
+                     (TSM_MASTER_KEY, "the TSM's master key cannot be read"))))
     def abandon_tsm_job(job_id: Hex32, body: AbandonRequest, request: Request,
                         response: Response) -> dict[str, Any]:
         from mcred.provision import abandon
@@ -805,7 +860,7 @@ def issuer_router(ctx: Context) -> APIRouter:
     @router.post("/mdoc-refreshes", status_code=202, summary="Issue fresh MSOs into a "
                  "provisioned phone, new device keys in its SE (a job); the old MSOs are "
                  "superseded",
-                 responses=ACCEPTED)
+                 responses=merge(ACCEPTED, refusals((UNKNOWN_PHONE, "no such simulated phone"))))
     def start_refresh(body: RefreshRequest, request: Request, response: Response) -> dict[str, Any]:
         link = _phone_link(request, ctx, body.phone_id, body.over_the_air)
         jobs = _jobs(request)
@@ -835,7 +890,8 @@ def issuer_router(ctx: Context) -> APIRouter:
         with ctx.sessions() as s:
             return {"credentials": [_credential(c) for c in s.scalars(q)], "limit": limit, "offset": offset}
 
-    @router.get("/credentials/{credential_id}", summary="One credential (metadata)", **typed(CredentialOut))
+    @router.get("/credentials/{credential_id}", summary="One credential (metadata)",
+                **typed(CredentialOut, refusals((NOT_FOUND, "no such credential"))))
     def show_credential(credential_id: Hex32) -> dict[str, Any]:
         with ctx.sessions() as s:
             c = s.get(Credential, credential_id)
@@ -853,7 +909,8 @@ def issuer_router(ctx: Context) -> APIRouter:
                              "serial": c.serial, "before": c.before, "after": c.after,
                              "reason": c.reason} for c in changes]}
 
-    @router.post("/revocations", summary="Revoke (or hold) a phone's credentials", **typed(StatusChanges))
+    @router.post("/revocations", summary="Revoke (or hold) a phone's credentials",
+                 **typed(StatusChanges, _STATUS_REFUSALS))
     def revoke(body: RevocationRequest, request: Request) -> dict[str, Any]:
         from issuer.revocation import revoke as do_revoke
 
@@ -861,7 +918,8 @@ def issuer_router(ctx: Context) -> APIRouter:
         return _changes(do_revoke(ctx.sessions, body.phone_id, body.reason, body.credential,
                                   actor=_actor(request)))
 
-    @router.post("/holds", summary="Put a phone's credentials on hold (certificateHold)", **typed(StatusChanges))
+    @router.post("/holds", summary="Put a phone's credentials on hold (certificateHold)",
+                 **typed(StatusChanges, _STATUS_REFUSALS))
     def hold(body: HoldRequest, request: Request) -> dict[str, Any]:
         from issuer.revocation import hold as do_hold
 
@@ -869,7 +927,8 @@ def issuer_router(ctx: Context) -> APIRouter:
         return _changes(do_hold(ctx.sessions, body.phone_id, body.credential,
                                 actor=_actor(request)))
 
-    @router.post("/holds/release", summary="Lift a phone's holds (removeFromCRL)", **typed(StatusChanges))
+    @router.post("/holds/release", summary="Lift a phone's holds (removeFromCRL)",
+                 **typed(StatusChanges, _STATUS_REFUSALS))
     def release(body: HoldRequest, request: Request) -> dict[str, Any]:
         from issuer.revocation import release as do_release
 
@@ -888,7 +947,8 @@ def jobs_router() -> APIRouter:
         return view is not None and p is not None and p.allows(view.scope)
 
     @router.get("/jobs/{job_id}", summary="A job's state, progress and result",
-                responses={200: {"content": {"application/json": {"schema": JOB_SCHEMA}}}})
+                responses={200: {"content": {"application/json": {"schema": JOB_SCHEMA}}},
+                           **refusals((NOT_FOUND, "no such job visible to this token"))})
     def get_job(job_id: Hex32, request: Request) -> dict[str, Any]:
         view = _jobs(request).get(job_id)
         if not _visible(request, view):
@@ -924,7 +984,9 @@ def operator_router(ctx: Context) -> APIRouter:
 
     @router.post("/handovers", status_code=201, summary="Record a handover / revocation "
                  "workflow (nothing runs yet)",
-                 **typed(HandoverOut, created(r"^/handovers/[0-9a-f]{32}$", "the handover"), 201))
+                 **typed(HandoverOut, merge(created(r"^/handovers/[0-9a-f]{32}$", "the handover"), refusals(
+                     (NOT_FOUND, "no such holder"), (UNKNOWN_PHONE, "no simulated new phone to hand over to"),
+                     (problems.WORKFLOW_ERROR, "the phones do not fit the kind of workflow"))), 201))
     def create_handover(body: HandoverRequest, request: Request, response: Response) -> dict[str, Any]:
         from issuer import handover
 
@@ -943,7 +1005,8 @@ def operator_router(ctx: Context) -> APIRouter:
         with ctx.sessions() as s:
             return _handover(s.get(Handover, hid))
 
-    @router.get("/handovers/{handover_id}", summary="A workflow's step, state and timings", **typed(HandoverOut))
+    @router.get("/handovers/{handover_id}", summary="A workflow's step, state and timings",
+                **typed(HandoverOut, refusals((NOT_FOUND, "no such handover"))))
     def show_handover(handover_id: Hex32) -> dict[str, Any]:
         with ctx.sessions() as s:
             h = s.get(Handover, handover_id)
@@ -953,7 +1016,10 @@ def operator_router(ctx: Context) -> APIRouter:
 
     @router.post("/handovers/{handover_id}/run", status_code=202,
                  summary="Run a workflow's remaining steps (a job)",
-                 responses={**ACCEPTED, 501: {"description": "not in this build"}})
+                 responses=merge(ACCEPTED, refusals(
+                     (NOT_FOUND, "no such handover"), (NOT_IMPLEMENTED, "not in this build"),
+                     (CONFLICT, "no new phone to reach, or no old one to wipe, over the air"),
+                     (VALIDATION, "wipe_over_the_air without over_the_air"))))
     def run_handover(handover_id: Hex32, request: Request, response: Response,
                      body: HandoverRunRequest | None = None) -> dict[str, Any]:
         with ctx.sessions() as s:
@@ -1016,7 +1082,7 @@ def operator_router(ctx: Context) -> APIRouter:
     @router.post("/holders/{holder_id}/changes", status_code=202,
                  summary="異動: record a holder's new card data (a move, a change of name) and run the "
                  "workflow that re-issues their signing certificate and mdocs (a job); 200 when no phone "
-                 "of theirs needed it", responses={**HOLDER_WORKFLOW, 501: {"description": "not in this build"}})
+                 "of theirs needed it", responses=merge(HOLDER_WORKFLOW, _HOLDER_WORKFLOW_REFUSALS))
     def change_holder(holder_id: Hex32, body: BasicFourChange, request: Request,
                       response: Response) -> dict[str, Any]:
         def record() -> dict:
@@ -1038,7 +1104,7 @@ def operator_router(ctx: Context) -> APIRouter:
     @router.post("/holders/{holder_id}/card-renewals", status_code=202,
                  summary="カードの更新: record a holder's new card (number, expiry) and re-issue everything on "
                  "their phone from it with keys of key_type (a job); 200 when no phone of theirs needed it",
-                 responses={**HOLDER_WORKFLOW, 501: {"description": "not in this build"}})
+                 responses=merge(HOLDER_WORKFLOW, _HOLDER_WORKFLOW_REFUSALS))
     def renew_holder_card(holder_id: Hex32, body: CardRenewal, request: Request,
                           response: Response) -> dict[str, Any]:
         def record() -> dict:
@@ -1058,7 +1124,8 @@ def operator_router(ctx: Context) -> APIRouter:
         return holder_workflow(holder_id, request, response, record, submit)
 
     @router.post("/drills", status_code=202, summary="Run a revocation drill (a job)",
-                 responses={**ACCEPTED, 501: {"description": "not in this build"}})
+                 responses=merge(ACCEPTED, refusals((NOT_IMPLEMENTED, "not in this build"),
+                                                    (VALIDATION, "no such scenario"))))
     def start_drill(body: DrillRequest, request: Request, response: Response) -> dict[str, Any]:
         if not _available("mcred.drills"):
             raise ProblemException(NOT_IMPLEMENTED, "drills (mcred.drills) are not part of "
@@ -1090,7 +1157,9 @@ def operator_router(ctx: Context) -> APIRouter:
 
     @router.post("/holders/{holder_id}/forget", summary="Erase a holder's personal data once none of "
                  "their credentials is live (the card data, card number and mdoc bodies; certificates stay)",
-                 **typed(HolderForgotten))
+                 **typed(HolderForgotten, refusals((NOT_FOUND, "no such holder"),
+                                                   (CONFLICT, "a credential of theirs is live, or a TSM job "
+                                                              "on their phones could still issue"))))
     def forget_holder_route(holder_id: Hex32, body: ForgetRequest, request: Request) -> dict[str, Any]:
         from issuer.holders import HolderBusyError, HolderError
         from mcred.provision import ProvisionError, forget_holder
@@ -1119,7 +1188,7 @@ def operator_router(ctx: Context) -> APIRouter:
                                             offset=offset)), "limit": limit, "offset": offset}
 
     @router.post("/trust/ds-rollover", summary="Roll the mdoc document signer over to a new "
-                 "key (trust material)", **typed(DsRollover))
+                 "key (trust material)", **typed(DsRollover, _SIGNER_KEY_REFUSALS))
     def ds_rollover(request: Request) -> dict[str, Any]:
         from mcred.mdoc_flow import mdoc_service
 
@@ -1129,7 +1198,8 @@ def operator_router(ctx: Context) -> APIRouter:
         return {"label": getattr(active, "label", str(active))}
 
     @router.post("/trust/kloc-rotation", summary="Replace the TSM's KLOC CA (SCP11a): a new CA "
-                 "certifies the TSM's key, the old chain is kept for SEs that still name it", **typed(KlocRotation))
+                 "certifies the TSM's key, the old chain is kept for SEs that still name it",
+                 **typed(KlocRotation, refusals((CONFIGURATION, "the TSM has no OCE identity"))))
     def kloc_rotation(request: Request) -> dict[str, Any]:
         from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -1142,7 +1212,10 @@ def operator_router(ctx: Context) -> APIRouter:
 
     @router.post("/kloc-moves", status_code=202, summary="Move a phone's SE to the TSM's current "
                  "KLOC CA (a rotate-kloc job): from then on it refuses the old CA's OCEs",
-                 responses=ACCEPTED)
+                 responses=merge(ACCEPTED, refusals(
+                     (UNKNOWN_PHONE, "no such simulated phone"),
+                     (TSM_JOB_INPUT, "the TSM has not keyed the phone's SE: nothing to move"),
+                     (CONFIGURATION, "the TSM has no OCE identity to move SEs to"))))
     def start_kloc_move(body: KlocMoveRequest, request: Request, response: Response) -> dict[str, Any]:
         from mcred.kloc import check_movable
 
@@ -1157,7 +1230,7 @@ def operator_router(ctx: Context) -> APIRouter:
         return _with_seram(ctx, _accepted(view, response), link)
 
     @router.post("/trust/ds-revocations", summary="Revoke an mdoc document-signer "
-                 "certificate: the IACA CRL lists it", **typed(SignerRevocation))
+                 "certificate: the IACA CRL lists it", **typed(SignerRevocation, _SIGNER_REVOCATION_REFUSALS))
     def ds_revocation(body: SignerRevocationRequest, request: Request) -> dict[str, Any]:
         from mcred.mdoc_flow import mdoc_service
 
@@ -1168,7 +1241,7 @@ def operator_router(ctx: Context) -> APIRouter:
 
     @router.post("/trust/status-signer-revocations", summary="Revoke a status-list signer "
                  "certificate: the IACA CRL lists it, every list is re-signed by a new signer",
-                 **typed(SignerRevocation))
+                 **typed(SignerRevocation, _SIGNER_REVOCATION_REFUSALS))
     def status_signer_revocation(body: StatusSignerRevocationRequest,
                                  request: Request) -> dict[str, Any]:
         from issuer.mdoc.pki import PURPOSE_STATUS
@@ -1325,8 +1398,13 @@ def consents_router(ctx: Context) -> APIRouter:
                  summary="Register a holder's signed consent to the latest basic four data service "
                  "(最新の利用者情報提供): the signature, its signing certificate (valid, of this issuer) "
                  "and the relying party it names (this token's name) are checked",
+                 response_model=Any,
                  responses={200: {"description": "registered already (registered false): the consent as it is",
-                                  "content": {"application/json": {"schema": {"type": "object"}}}}})
+                                  "model": ConsentRegistered},
+                            201: {"description": "registered: the consent", "model": ConsentRegistered},
+                            **refusals((VALIDATION, "the token has no name; not base64; the signature, its "
+                                                    "certificate or the document's age refused"),
+                                       (FORBIDDEN, "the document names another relying party"))})
     def register_consent(body: ConsentRegistration, request: Request, response: Response) -> dict[str, Any]:
         try:
             document, signature = base64.b64decode(body.document), base64.b64decode(body.signature)
@@ -1343,7 +1421,10 @@ def consents_router(ctx: Context) -> APIRouter:
 
     @router.get("/jpki/consents/{consent_id}/basic-four",
                 summary="A consenting holder's basic four data now (name, birth date, sex, address), "
-                "what changed since the consent's certificate, and their signing certificate now")
+                "what changed since the consent's certificate, and their signing certificate now",
+                **typed(LatestBasicFour, refusals((VALIDATION, "the token has no name"),
+                                                  (NOT_FOUND, "no such consent to this relying party"),
+                                                  (FORBIDDEN, "the consent is withdrawn or expired"))))
     def basic_four(consent_id: Hex32, request: Request) -> dict[str, Any]:
         try:
             return consents.latest_basic_four(ctx.sessions, consent_id, relying_party=party(request),
@@ -1354,7 +1435,8 @@ def consents_router(ctx: Context) -> APIRouter:
     @router.post("/jpki/linkage", tags=["user-auth linkage"],
                  summary="The user-authentication certificate linkage service (利用者証明用電子証明書の"
                  "新旧紐付け): for each old serial, the holder's newer user-authentication certificates "
-                 "(serial, state, certificate) and the one valid now")
+                 "(serial, state, certificate) and the one valid now",
+                 **typed(Linkage, refusals((VALIDATION, "a serial refused"))))
     def linkage(body: LinkageRequest, request: Request) -> dict[str, Any]:
         from issuer.jpki import linkage as lk
 
@@ -1375,12 +1457,13 @@ def holder_consents_router(ctx: Context) -> APIRouter:
     router = APIRouter(tags=["latest basic four"])
 
     @router.get("/holders/{holder_id}/consents", summary="A holder's consents to the latest basic four "
-                "data service, with their state (active, withdrawn, expired)")
+                "data service, with their state (active, withdrawn, expired)", **typed(ConsentList))
     def list_consents(holder_id: Hex32) -> dict[str, Any]:
         return {"consents": [c.to_dict() for c in consents.of_holder(ctx.sessions, holder_id)]}
 
     @router.post("/holders/{holder_id}/consents/{consent_id}/withdraw",
-                 summary="The holder withdraws a consent: its relying party is refused from then on")
+                 summary="The holder withdraws a consent: its relying party is refused from then on",
+                 **typed(Consent, refusals((NOT_FOUND, "the holder has no such consent"))))
     def withdraw_consent(holder_id: Hex32, consent_id: Hex32, body: WithdrawRequest,
                          request: Request) -> dict[str, Any]:
         try:
@@ -1408,6 +1491,17 @@ def api_mounts(ctx: Context) -> list:
     ]
 
 
+def _also_refusing(router: APIRouter, responses: dict[int | str, dict[str, Any]]) -> APIRouter:
+    """``router`` with ``responses`` declared on each of its routes beside their own (a
+    refusal the composition adds to a party's routes), before it is mounted."""
+    from fastapi.routing import APIRoute
+
+    for route in router.routes:
+        if isinstance(route, APIRoute):
+            route.responses = merge(route.responses, responses)
+    return router
+
+
 def _reader_mounts(ctx: Context) -> list:
     """The reader's verification endpoints under ``/reader`` (scope ``reader``): the mdoc
     sessions and the JPKI relying party (trusting the installation's JPKI roots, asking
@@ -1424,7 +1518,10 @@ def _reader_mounts(ctx: Context) -> list:
     rp = RelyingPartyService(_installation_jpki_roots(ctx), challenges=SqlChallengeStore(ctx.engine),
                              tsa_roots=_installation_tsa_roots(ctx))
     reader = _LazyReader(ctx)
-    return [Mount(reader_router(reader), scope="reader", prefix="/reader"),
+    # the reader is built on first use: its session key file may be unusable then
+    unavailable = refusals((READER_UNAVAILABLE, "the reader cannot start: its session key file "
+                                                "(<home>/reader/session.key) unreadable or not a key"))
+    return [Mount(_also_refusing(reader_router(reader), unavailable), scope="reader", prefix="/reader"),
             # what a phone's wallet calls in a cross-device session: the session id is its capability
-            Mount(cross_device_router(reader), scope=None, prefix="/reader"),
+            Mount(_also_refusing(cross_device_router(reader), unavailable), scope=None, prefix="/reader"),
             Mount(relying_party_router(rp), scope="reader", prefix="/reader")]

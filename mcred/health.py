@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from issuer.api import problems
+from mcred.api_models import Liveness, Readiness
 from mcred.context import Context, master_key_store
 from mcred.db import schema_status
 from tsm.keys import master_key_path
@@ -112,12 +113,13 @@ def readiness(checks: dict[str, Callable[[], str]], title: str) -> JSONResponse:
 def health_router(ctx: Context) -> APIRouter:
     router = APIRouter(tags=["health"])
 
-    @router.get("/healthz", summary="Liveness: the process answers")
+    @router.get("/healthz", summary="Liveness: the process answers", response_model=Liveness)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @router.get("/readyz", summary="Readiness: database, schema, issuer key store, TSM master key",
-                responses={503: {"description": "a dependency is not ready"}})
+                response_model=Any, responses={200: {"model": Readiness}, 503: {
+                    "description": "/problems/not-ready: a dependency is not ready (checks: each, failed or not)"}})
     def readyz() -> JSONResponse:
         return readiness({name: functools.partial(check, ctx) for name, check in CHECKS.items()},
                          "Service not ready")

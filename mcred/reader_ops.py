@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram
 from sqlalchemy import text
 
+from mcred.api_models import Liveness, Readiness
 from mcred.health import readiness
 from mcred.metrics import Metrics
 from protocols.mdoc import dcapi, nfc, oid4vp, oid4vp_redirect
@@ -128,12 +130,13 @@ def ops_router(service: ReaderService, rp: RelyingPartyService | None, trust: Tr
         store = service.store
         checks["sessions"] = lambda: check_sessions(store)
 
-    @router.get("/healthz", summary="Liveness: the process answers")
+    @router.get("/healthz", summary="Liveness: the process answers", response_model=Liveness)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @router.get("/readyz", summary="Readiness: a valid trust anchor, the sessions' database",
-                responses={503: {"description": "not ready"}})
+                response_model=Any, responses={200: {"model": Readiness}, 503: {
+                    "description": "/problems/not-ready: a dependency is not ready (checks: each, failed or not)"}})
     def readyz() -> JSONResponse:
         return readiness(checks, "Reader not ready")
 

@@ -66,38 +66,38 @@ def mounts(ctx: Context) -> list[Mount]:
 
 def _register_party_errors() -> None:
     """The typed errors of the parties, answered as problems (the issuer's own are
-    registered by :mod:`issuer.api.problems`)."""
+    registered by :mod:`issuer.api.problems`; the kinds are :mod:`mcred.api_routes`', whose
+    routes declare them)."""
+    from mcred import api_routes as k
     from tsm import errors as te
     from wallet_sim.se.errors import PhoneNotFoundError, PhoneStateError, SeError, SeStateError
 
-    problems.register_error(te.TsmError, 409, "tsm-error", "TSM refused")
-    problems.register_error(te.MasterKeyError, 503, "tsm-master-key", "TSM master key unavailable")
-    problems.register_error(te.LockBusyError, 409, "se-busy", "The SE is busy with another job")
-    problems.register_error(te.JobInputError, 422, "tsm-job-input", "TSM job input refused")
-    problems.register_error(SeError, 409, "se-error", "The secure element refused")
-    problems.register_error(SeStateError, 409, "se-state", "The secure element is not in a "
-                            "state for this")
-    problems.register_error(PhoneNotFoundError, 404, "unknown-phone", "Unknown phone")
-    problems.register_error(PhoneStateError, 409, "phone-state", "The phone's record cannot be read")
+    problems.register(te.TsmError, k.TSM_ERROR)
+    problems.register(te.MasterKeyError, k.TSM_MASTER_KEY)
+    problems.register(te.LockBusyError, k.SE_BUSY)
+    problems.register(te.JobInputError, k.TSM_JOB_INPUT)
+    problems.register(SeError, k.SE_ERROR)
+    problems.register(SeStateError, k.SE_STATE)
+    problems.register(PhoneNotFoundError, problems.UNKNOWN_PHONE)
+    problems.register(PhoneStateError, k.PHONE_STATE)
     from mcred.context import ConfigError
 
-    problems.register_error(ConfigError, 503, "configuration", "The service's configuration cannot work")
+    problems.register(ConfigError, k.CONFIGURATION)
     try:
         from reader.errors import ReaderError
     except ImportError:  # pragma: no cover - reader not in this build
         pass
     else:
-        problems.register_error(ReaderError, 400, "reader-refused", "The reader refused")
+        problems.register(ReaderError, k.READER_REFUSED)
         from mcred.present import ReaderServeError
 
-        problems.register_error(ReaderServeError, 503, "reader-unavailable",
-                                "The reader cannot start (its session key file)")
+        problems.register(ReaderServeError, k.READER_UNAVAILABLE)
     try:
         from mcred.provision import HolderFileError, ProvisionError
     except ImportError:  # pragma: no cover - provisioning not in this build
         return
-    problems.register_error(ProvisionError, 409, "provisioning-refused", "Provisioning refused")
-    problems.register_error(HolderFileError, 422, "holder-invalid", "Holder record invalid")
+    problems.register(ProvisionError, k.PROVISIONING_REFUSED)
+    problems.register(HolderFileError, k.HOLDER_INVALID)
 
 
 def check_scopes(app: FastAPI) -> None:

@@ -116,6 +116,11 @@ CBOR = "application/cbor"
 #: built: the model documents it, it does not filter it)
 VERDICT = {"model": MdocVerdict, "description": "the verdict: valid, its checks, the documents disclosed"}
 MAX_BODY = 1024 * 1024
+#: The refusal of a route that reads or writes the sessions (or challenges) where the service
+#: keeps them: in a database (``--db``, or inside ``mcred serve``), which may not answer.
+SESSIONS_DB = {503: {"description": "/problems/database-unavailable: the sessions' database did not answer "
+                                    "(a reader serving with --db; Retry-After)"}}
+NO_SESSION = {404: {"description": "/problems/not-found: no such session (unknown or expired)"}}
 #: The longest a result request may wait for a pending verdict, and how often it looks
 #: (in memory; in the database, less often).
 MAX_WAIT, WAIT_STEP, WAIT_STEP_DB = 60.0, 0.05, 0.25
@@ -546,7 +551,11 @@ def cross_device_router(service: ReaderService) -> APIRouter:
             raise HTTPException(404, "no such request: unknown, expired, answered already, or sent by value")
         return Response(jws, media_type=oid4vp_redirect.REQUEST_OBJECT_TYPE, headers={"Cache-Control": "no-store"})
 
-    request_object_doc = {200: {"content": {oid4vp_redirect.REQUEST_OBJECT_TYPE: {}}}, 400: {}, 404: {}}
+    request_object_doc = {200: {"content": {oid4vp_redirect.REQUEST_OBJECT_TYPE: {}}},
+                          400: {"description": "/problems/oauth-invalid-request-object, /problems/oauth-invalid-"
+                                               "request: the request object cannot be made, the form refused"},
+                          404: {"description": "/problems/not-found: no such request (unknown, expired, answered "
+                                               "already, or sent by value)"}, **SESSIONS_DB}
 
     @router.get(REQUESTS_PATH + "/{sid}", response_class=Response, responses=request_object_doc,
                 summary="A cross-device session's request object (its request_uri): a JWS, "
@@ -570,7 +579,10 @@ def cross_device_router(service: ReaderService) -> APIRouter:
                  summary="A cross-device session's response_uri: the wallet's direct_post.jwt form "
                          "(response=JWE, or an error); 200 {} once taken, the verdict at GET /sessions/{id}/result",
                  responses={200: {"content": {"application/json": {"schema": {"type": "object", "maxProperties": 0}}}},
-                            400: {}, 404: {}},
+                            400: {"description": "/problems/oauth-invalid-request: the form refused, or answered "
+                                                 "already"},
+                            404: {"description": "/problems/oauth-invalid-request: no such cross-device session"},
+                            **SESSIONS_DB},
                  openapi_extra=_FORM)
     async def direct_post(sid: str, request: Request) -> Response:
         body = await _body(request)
@@ -615,7 +627,9 @@ def reader_router(service: ReaderService) -> APIRouter:
     router = APIRouter(tags=["reader"])
 
     @router.post("/sessions", status_code=201, response_class=Response,
-                 responses={201: {"content": {CBOR: {}}, "headers": _session_headers("/sessions/{id}")}, 400: {}},
+                 responses={201: {"content": {CBOR: {}}, "headers": _session_headers("/sessions/{id}")},
+                            400: {"description": "/problems/bad-request: not a DeviceEngagement this reader reads"},
+                            **SESSIONS_DB},
                  openapi_extra=_body_doc(CBOR, "text/plain", description="the phone's DeviceEngagement (CBOR), or "
                                          "its QR code's mdoc: URI as text"))
     async def open_session(request: Request) -> Response:
@@ -635,7 +649,7 @@ def reader_router(service: ReaderService) -> APIRouter:
                                  "X-Session-Id": sid})
 
     @router.post("/sessions/{sid}", response_class=Response,
-                 responses={200: {"content": {CBOR: {}}}, 404: {}},
+                 responses={200: {"content": {CBOR: {}}}, **NO_SESSION, **SESSIONS_DB},
                  openapi_extra=_body_doc(CBOR, description="the phone's SessionEstablishment answer: SessionData"))
     async def session_data(sid: str, request: Request) -> Response:
         body = await _body(request)
@@ -645,9 +659,10 @@ def reader_router(service: ReaderService) -> APIRouter:
         return Response(reply, media_type=CBOR)
 
     @router.post("/nfc/taps", response_class=JSONResponse,
-                 responses={200: VERDICT, 404: {"description": "this reader has no NFC reader"},
-                            409: {"description": "the NFC reader is reading another tap"},
-                            503: {"description": "no phone was read (none tapped in time, no PC/SC)"}},
+                 responses={200: VERDICT, 404: {"description": "/problems/not-found: this reader has no NFC reader"},
+                            409: {"description": "/problems/conflict: the NFC reader is reading another tap"},
+                            503: {"description": "/problems/http-503: no phone was read (none tapped in time, "
+                                                 "no PC/SC)"}},
                  summary="Read the phone tapped on this reader's NFC reader (ISO/IEC 18013-5 NFC engagement, "
                          "data retrieval over NFC): the verdict, as GET /sessions/{id}/result gives it")
     async def nfc_tap(wait: float = Query(30, gt=0, le=MAX_WAIT, description=(
@@ -663,9 +678,10 @@ def reader_router(service: ReaderService) -> APIRouter:
         return Response(verdict_json(outcome), media_type="application/json")
 
     @router.post("/ble/reads", response_class=JSONResponse,
-                 responses={200: VERDICT, 404: {"description": "this reader has no Bluetooth controller"},
-                            409: {"description": "the Bluetooth controller is reading another phone"},
-                            422: {"description": "the body is not {\"engagement\": \"mdoc:...\"}"}},
+                 responses={200: VERDICT, 404: {"description": "/problems/not-found: this reader has no Bluetooth "
+                                                               "controller"},
+                            409: {"description": "/problems/conflict: the Bluetooth controller is reading another phone"},
+                            422: {"description": "/problems/validation: the body is not {\"engagement\": \"mdoc:...\"}"}},
                  summary="Read over Bluetooth LE the phone whose QR code the page scanned (ISO/IEC 18013-5 QR "
                          "engagement, data retrieval over BLE): the verdict, as GET /sessions/{id}/result gives it")
     async def ble_read(body: BleReadBody, wait: float = Query(30, gt=0, le=MAX_WAIT, description=(
@@ -685,7 +701,10 @@ def reader_router(service: ReaderService) -> APIRouter:
                                       "type": "object", "required": ["session", "origin", "request"],
                                       "properties": {"session": {"type": "string"},
                                                      "origin": {"type": ["string", "null"]},
-                                                     "request": {"type": "object"}}}}}}},
+                                                     "request": {"type": "object"}}}}}},
+                            409: {"description": "/problems/conflict: this reader cannot open such a session (no "
+                                                 "web origin; no public URL for a phone to reach, cross-device)"},
+                            **SESSIONS_DB},
                  summary="Open an online presentation: the request object for navigator.credentials.get "
                          "(org-iso-mdoc, ISO/IEC TS 18013-7 Annex C; openid4vp-v1-unsigned or -signed, OpenID4VP "
                          "1.0), or with openid4vp-cross-device the authorization request URI for a QR code")
@@ -707,7 +726,11 @@ def reader_router(service: ReaderService) -> APIRouter:
         return JSONResponse({"session": sid, "origin": service.origin, "request": request}, status_code=201,
                             headers={"Location": location, "X-Session-Id": sid})
 
-    @router.post("/online/sessions/{sid}", response_class=JSONResponse, responses={200: VERDICT},
+    @router.post("/online/sessions/{sid}", response_class=JSONResponse,
+                 responses={200: VERDICT, 400: {"description": "/problems/bad-request: not a credential response "
+                                                              "(org-iso-mdoc or OpenID4VP)"},
+                            **NO_SESSION, 409: {"description": "/problems/conflict: answered already, being verified"},
+                            **SESSIONS_DB},
                  openapi_extra={"requestBody": {"required": True, "description": "the credential the browser's "
                                                 "navigator.credentials.get returned (its data), as JSON",
                                                 "content": {"application/json": {"schema": {"type": "object"}}}}},
@@ -727,7 +750,10 @@ def reader_router(service: ReaderService) -> APIRouter:
             raise HTTPException(409, "the session was answered already and is being verified")
         return Response(verdict, media_type="application/json")
 
-    @router.get("/sessions/{sid}/result", response_class=JSONResponse, responses={200: VERDICT})
+    @router.get("/sessions/{sid}/result", response_class=JSONResponse,
+                responses={200: VERDICT, **NO_SESSION,
+                           409: {"description": "/problems/conflict: no response received yet, or the wallet's "
+                                                "response is being verified"}, **SESSIONS_DB})
     async def result(sid: str, wait: float = Query(0, ge=0, le=MAX_WAIT, description=(
             "seconds to wait for a pending session's verdict before answering 409 (a long poll: a page "
             "waiting for a phone asks once, not every second)"))) -> Response:
@@ -753,7 +779,10 @@ def reader_router(service: ReaderService) -> APIRouter:
     @router.post("/issuer-signed/verify", response_class=JSONResponse,
                  summary="Verify an IssuerSigned as issued (CBOR, or the base64url text of an "
                  "OpenID4VCI mso_mdoc credential): every reader check but device authentication",
-                 responses={200: VERDICT, 422: {}, 501: {}},
+                 responses={200: VERDICT,
+                            422: {"description": "/problems/validation: not an IssuerSigned, as CBOR or base64url text"},
+                            501: {"description": "/problems/not-implemented: this reader's verifier does not check "
+                                                 "an IssuerSigned on its own"}},
                  openapi_extra=_body_doc(CBOR, "text/plain", description="the IssuerSigned: CBOR, or the "
                                          "base64url text of an OpenID4VCI mso_mdoc credential"))
     async def verify_issuer_signed(request: Request) -> Response:
@@ -849,6 +878,17 @@ def _b64(value: str, what: str) -> bytes:
         raise HTTPException(422, f"{what}: not base64") from None
 
 
+#: The refusals of a relying-party route that reads a signed document itself.
+_DOCUMENT_REFUSALS = {415: {"description": "/problems/unsupported-media-type: a Content-Type other than the "
+                                           "document's (or application/octet-stream)"},
+                      422: {"description": "/problems/validation: an empty body"},
+                      501: {"description": "/problems/not-implemented: this relying party reads no such document "
+                                           "(an extra not installed)"}}
+#: A route that hands out or takes back a challenge, where they are kept in a database.
+_CHALLENGES_DB = {503: {"description": "/problems/database-unavailable: the challenges' database did not answer "
+                                       "(Retry-After)"}}
+
+
 def relying_party_router(rp: RelyingPartyService) -> APIRouter:
     """``POST /rp/jpki/verify``, ``POST /rp/jpki/challenges`` and ``POST
     /rp/jpki/authentications`` (no scope of their own: the composition root mounts them)."""
@@ -859,14 +899,14 @@ def relying_party_router(rp: RelyingPartyService) -> APIRouter:
                      "type": "object", "required": ["challenge_id", "nonce", "expires_at"],
                      "properties": {"challenge_id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
                                     "nonce": {"type": "string", "format": "byte"},
-                                    "expires_at": {"type": "string", "format": "date-time"}}}}}}},
+                                    "expires_at": {"type": "string", "format": "date-time"}}}}}}, **_CHALLENGES_DB},
                  summary="A user-authentication challenge (利用者証明): a nonce for the phone's "
                  "user-authentication key to sign, answerable once before it expires")
     async def new_challenge() -> JSONResponse:
         c = await run_in_threadpool(rp.challenge) if rp.challenges.blocking else rp.challenge()
         return JSONResponse(c.to_json(), status_code=201)
 
-    @router.post("/rp/jpki/authentications", responses={200: {"model": JpkiVerdict}},
+    @router.post("/rp/jpki/authentications", responses={200: {"model": JpkiVerdict}, **_CHALLENGES_DB},
                  summary="Authenticate a phone's holder: the challenge taken back once, the "
                  "signature over its nonce, the user-authentication certificate's chain, "
                  "policy, validity and revocation")
@@ -892,7 +932,7 @@ def relying_party_router(rp: RelyingPartyService) -> APIRouter:
                                          certificate=certificate, revocation=body.revocation)
         return JSONResponse(result)
 
-    @router.post("/rp/jpki/verify-pdf", responses={200: {"model": PdfVerdict}}, summary="Verify every signature of a PDF signed with a phone's "
+    @router.post("/rp/jpki/verify-pdf", responses={200: {"model": PdfVerdict}, **_DOCUMENT_REFUSALS}, summary="Verify every signature of a PDF signed with a phone's "
                  "JPKI signing certificate (PAdES): where each covers the file, then as /rp/jpki/verify",
                  max_body_size=RP_MAX_PDF, openapi_extra=_body_doc("application/pdf", description="the signed PDF"))
     async def verify_jpki_pdf(request: Request, revocation: Literal["ocsp", "crl", "auto", "embedded"] = Query(
@@ -906,7 +946,7 @@ def relying_party_router(rp: RelyingPartyService) -> APIRouter:
             raise HTTPException(501, "this relying party reads no PDF: pip install 'mcred[pdf]'") from None
         return JSONResponse(result)
 
-    @router.post("/rp/jpki/verify-xml", responses={200: {"model": JpkiVerdict}}, summary="Verify an XML document signed inside with a phone's JPKI "
+    @router.post("/rp/jpki/verify-xml", responses={200: {"model": JpkiVerdict}, **_DOCUMENT_REFUSALS}, summary="Verify an XML document signed inside with a phone's JPKI "
                  "signing certificate (an enveloped XML signature or XAdES B-B, as e-Gov and e-Tax filings): "
                  "the signature over the whole document, then as /rp/jpki/verify",
                  max_body_size=RP_MAX_XML, openapi_extra=_body_doc("application/xml", "text/xml",

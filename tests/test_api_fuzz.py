@@ -142,3 +142,52 @@ def test_reader_service_no_5xx_and_every_4xx_is_problem_json(mode: GenerationMod
             run()
         except Unsatisfiable:
             assert mode is GenerationMode.NEGATIVE, operation.label
+
+
+def _reader_app_for_docs():
+    from mcred.present import reader_app, reader_pipeline
+    from reader.http import ReaderService
+    from reader.session import DEFAULT_REQUEST
+    from reader.trust import TrustStore
+
+    return reader_app(ReaderService(reader_pipeline(trust=TrustStore()), [DEFAULT_REQUEST], origin="https://rp.example"))
+
+
+def test_every_operation_declares_its_refusals_and_no_default(home: Path):
+    """Each operation of both documents lists the statuses it answers and no ``default``
+    ("any other refusal"), which let the status conformance above take any 4xx: every
+    error response is a problem (RFC 9457), 500 the one generic response of components."""
+    for app in (create_app(Context.open(home), job_workers=1), _reader_app_for_docs()):
+        doc = app.openapi()
+        assert doc["components"]["responses"]["InternalError"]["content"] == {
+            "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        for path, ops in doc["paths"].items():
+            for method, op in ops.items():
+                responses = op["responses"]
+                assert "default" not in responses, (method, path)
+                assert responses["500"] == {"$ref": "#/components/responses/InternalError"}, (method, path)
+                for status, response in responses.items():
+                    if status[0] in "45" and status != "500":
+                        assert set(response["content"]) == {"application/problem+json"}, (method, path, status)
+                        assert response["description"].startswith(("/problems/", "about:blank")), (method, path, status)
+                if op.get("security"):
+                    assert {"401", "403", "503"} <= responses.keys(), (method, path)
+
+
+def test_the_status_conformance_fails_on_a_refusal_the_document_does_not_declare():
+    """The check the fuzz relies on: the reader's POST /online/sessions answers 409 when it
+    cannot open a cross-device session; without its declared 409 the conformance fails."""
+    app = _reader_app_for_docs()
+    del app.openapi()["paths"]["/online/sessions"]["post"]["responses"]["409"]
+    operation = schemathesis.openapi.from_asgi("/openapi.json", app)["/online/sessions"]["POST"]
+    case = operation.Case(query={"protocol": "openid4vp-cross-device"})
+    response = case.call()
+    assert response.status_code == 409
+    from schemathesis.openapi.checks import UndefinedStatusCode
+
+    with pytest.raises(BaseExceptionGroup, match="distinct failure") as raised:
+        case.validate_response(response, checks=[status_code_conformance])
+    assert [type(e) for e in raised.value.exceptions] == [UndefinedStatusCode]
+    declared = schemathesis.openapi.from_asgi("/openapi.json", _reader_app_for_docs())["/online/sessions"]["POST"]
+    case = declared.Case(query={"protocol": "openid4vp-cross-device"})
+    case.validate_response(case.call(), checks=[status_code_conformance])  # as served: declared

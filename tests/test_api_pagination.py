@@ -1,5 +1,5 @@
 """Every list route of the issuer service pages the same way (specs/api.md, "Routes"):
-``limit`` and ``offset`` taken and echoed beside the items (/credentials, /holders,
+``limit`` and ``offset`` taken and echoed beside the items (/phones, /credentials, /holders,
 /tsm-jobs, /jobs, /audit, /tsm-audit), and a page of /jobs is full of the jobs the token may
 see, so that the next ``offset`` neither skips nor repeats one."""
 
@@ -30,7 +30,7 @@ def world(home):
 
 def test_every_list_route_echoes_limit_and_offset(world):
     _ctx, client, tok = world
-    for url, scope in (("/credentials", "issuer"), ("/holders", "issuer"), ("/tsm-jobs", "issuer"),
+    for url, scope in (("/phones", "operator"), ("/credentials", "issuer"), ("/holders", "issuer"), ("/tsm-jobs", "issuer"),
                        ("/jobs", "issuer"), ("/audit", "operator"), ("/tsm-audit", "operator")):
         r = client.get(url, params={"limit": 3, "offset": 2}, headers=tok[scope])
         assert r.status_code == 200, (url, r.text)
@@ -70,3 +70,16 @@ def test_the_audit_trails_page_back_in_time(world):
                                               headers=tok["operator"]).json()["records"]]
                for o in (0, 2, 4)]
     assert records == [["r3", "r4"], ["r1", "r2"], ["r0"]]  # each page in the order written
+
+
+def test_phones_page_by_id_and_the_default_page_is_the_whole_list(world):
+    """GET /phones was the one list without limit / offset: it pages by id now, and without
+    them answers the list it always did (the first 1000 phones: every one a lab makes)."""
+    _ctx, client, tok = world
+    made = sorted(client.post("/phones", json={}, headers=tok["operator"]).json()["id"] for _ in range(3))
+    whole = client.get("/phones", headers=tok["operator"]).json()
+    assert whole == {"phones": made, "limit": 1000, "offset": 0}
+    pages = [client.get("/phones", params={"limit": 2, "offset": o}, headers=tok["operator"]).json()["phones"]
+             for o in (0, 2, 4)]
+    assert pages == [made[:2], made[2:], []]
+    assert client.get("/phones", params={"limit": 1001}, headers=tok["operator"]).status_code == 422

@@ -61,7 +61,21 @@ def _documented(body: dict, answer: dict, summary: str) -> dict:
     """``openapi_extra`` for a route that reads its JSON body itself."""
     return {"summary": summary,
             "requestBody": {"required": True, "content": {seram.DATA_FORMAT: {"schema": body}}},
-            "responses": {"200": {"description": "OK", "content": {seram.DATA_FORMAT: {"schema": answer}}}}}
+            "responses": {"200": {"description": "OK", "content": {seram.DATA_FORMAT: {"schema": answer}}},
+                          **_REFUSALS}}
+
+
+#: What the Remote Agent refuses, each an RFC 9457 problem (:func:`_refusal`, :func:`_body`).
+_REFUSALS = {
+    "400": {"description": "/problems/seram-malformed: not a GP SERAM message of this step"},
+    "404": {"description": "/problems/seram-unknown-session: no such management session"},
+    "406": {"description": "/problems/seram-negotiation: no protocol, format or version in common"},
+    "409": {"description": "/problems/seram-out-of-order: a message out of the session's order"},
+    "413": {"description": "/problems/seram-too-large: over the size a GP SERAM message may have here"},
+    "415": {"description": "/problems/seram-media-type: not application/json"},
+    "503": {"description": "/problems/database-unavailable: the relay between the service's processes did not "
+                           "answer (under several workers; Retry-After)"},
+}
 
 
 def _problem(status: int, kind: str, title: str, detail: str) -> JSONResponse:

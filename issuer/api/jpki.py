@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from issuer.api import problem
+from issuer.api import problem, problems
 from issuer.jpki import JpkiIssuer
 from issuer.jpki.errors import CaNotSetUp, UnknownCredential
 from issuer.jpki.ocsp import RESPONSE_VALIDITY
@@ -39,8 +39,12 @@ ROOT_MAX_AGE = 3600
 
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
 #: What the OpenAPI document says these routes answer (the media types of RFC 6960 and 2585).
+#: What a route that reads the registry or the CAs' keys may answer besides its own.
+_UNAVAILABLE = problems.refusals((problems.DATABASE_UNAVAILABLE, "the registry did not answer (Retry-After)"),
+                                 (problems.CA_NOT_SET_UP, "the JPKI CAs are not set up"),
+                                 (problems.KEYSTORE_ERROR, "the issuer's key store cannot be opened"))
 _OCSP_DOC = {200: {"description": "an OCSP response (RFC 6960 4.2), errors in-band (malformedRequest)",
-                   "content": {OCSP_RESPONSE: _BINARY}}}
+                   "content": {OCSP_RESPONSE: _BINARY}}, **_UNAVAILABLE}
 
 
 def _ocsp(issuer: JpkiIssuer, der: bytes, cacheable: bool) -> Response:
@@ -75,7 +79,8 @@ def jpki_router(issuer: Callable[[], JpkiIssuer]) -> APIRouter:
     @router.get("/crl/{slot}/{filename}", response_class=Response,
                 summary="Full CRL of one partition (DER)",
                 responses={200: {"description": "the CRL (RFC 5280), DER", "content": {"application/pkix-crl": _BINARY}},
-                           400: {"description": "key_id is not hex"}, 404: {"description": "no such CRL"}})
+                           400: {"description": "/problems/bad-key-id: key_id is not hex"},
+                           404: {"description": "/problems/not-found: no such CRL"}, **_UNAVAILABLE})
     def crl(slot: str, filename: str, key_id: str | None = None) -> Response:
         if slot not in ("sign", "auth") or not filename.endswith(".crl"):
             return problem(404, "/problems/not-found", "No such CRL",
@@ -97,7 +102,7 @@ def jpki_router(issuer: Callable[[], JpkiIssuer]) -> APIRouter:
                 responses={200: {"description": "every root generation (.pem) or the active root (.der)",
                                  "content": {"application/x-pem-file": {"schema": {"type": "string"}},
                                              "application/pkix-cert": _BINARY}},
-                           404: {"description": "no such trust material"}})
+                           404: {"description": "/problems/not-found: no such trust material"}, **_UNAVAILABLE})
     def root(filename: str) -> Response:
         stem, _, ext = filename.rpartition(".")
         slot = {"jpki-sign-root": "sign", "jpki-auth-root": "auth"}.get(stem)

@@ -16,13 +16,19 @@ from collections.abc import Callable
 from cryptography.hazmat.primitives import serialization
 from fastapi import APIRouter, Header, Response
 
-from issuer.api import problem
+from issuer.api import problem, problems
 from issuer.mdoc.errors import UnknownStatusList
 from issuer.mdoc.publication import IDENTIFIER_MEDIA_TYPE, MEDIA_TYPE
 from issuer.mdoc.service import MdocService
 
 _TRUST_CACHE = "public, max-age=3600"
 Factory = Callable[[], MdocService]
+#: What a route that reads the registry or signs with the mdoc keys may answer besides its own.
+_UNAVAILABLE = problems.refusals((problems.DATABASE_UNAVAILABLE, "the registry did not answer (Retry-After)"),
+                                 (problems.MDOC_KEYS_MISSING, "the mdoc issuer's keys are not set up"),
+                                 (problems.KEYSTORE_ERROR, "the issuer's key store cannot be opened"))
+_PUBLISHED = {304: {"description": "Not Modified: If-None-Match names the token as it is"},
+              404: {"description": "about:blank: no such list"}, **_UNAVAILABLE}
 
 
 def _not_found(list_id: str) -> Response:
@@ -49,12 +55,12 @@ def status_router(service: Factory) -> APIRouter:
         return Response(token.token, media_type=media_type, headers=headers)
 
     @router.get("/status/{list_id}", response_class=Response,
-                responses={200: {"content": {MEDIA_TYPE: {}}}, 304: {}, 404: {}})
+                responses={200: {"content": {MEDIA_TYPE: {}}}, **_PUBLISHED})
     def status_list(list_id: str, if_none_match: str | None = Header(default=None)) -> Response:
         return published(list_id, if_none_match, lambda svc, i, now: svc.status_token(i, now), MEDIA_TYPE)
 
     @router.get("/identifiers/{list_id}", response_class=Response,
-                responses={200: {"content": {IDENTIFIER_MEDIA_TYPE: {}}}, 304: {}, 404: {}})
+                responses={200: {"content": {IDENTIFIER_MEDIA_TYPE: {}}}, **_PUBLISHED})
     def identifier_list(list_id: str, if_none_match: str | None = Header(default=None)) -> Response:
         return published(list_id, if_none_match, lambda svc, i, now: svc.identifier_token(i, now),
                          IDENTIFIER_MEDIA_TYPE)
@@ -66,21 +72,21 @@ def trust_router(service: Factory) -> APIRouter:
     router = APIRouter(tags=["trust"])
 
     @router.get("/trust/iaca.pem", response_class=Response,
-                responses={200: {"content": {"application/x-pem-file": {}}}})
+                responses={200: {"content": {"application/x-pem-file": {}}}, **_UNAVAILABLE})
     def iaca_pem() -> Response:
         pem = service().iaca_certificate().public_bytes(serialization.Encoding.PEM)
         return Response(pem, media_type="application/x-pem-file",
                         headers={"Cache-Control": _TRUST_CACHE})
 
     @router.get("/trust/iaca.der", response_class=Response,
-                responses={200: {"content": {"application/pkix-cert": {}}}})
+                responses={200: {"content": {"application/pkix-cert": {}}}, **_UNAVAILABLE})
     def iaca_der() -> Response:
         der = service().iaca_certificate().public_bytes(serialization.Encoding.DER)
         return Response(der, media_type="application/pkix-cert",
                         headers={"Cache-Control": _TRUST_CACHE})
 
     @router.get("/trust/iaca.crl", response_class=Response,
-                responses={200: {"content": {"application/pkix-crl": {}}}})
+                responses={200: {"content": {"application/pkix-crl": {}}}, **_UNAVAILABLE})
     def iaca_crl() -> Response:
         der = service().iaca_crl().public_bytes(serialization.Encoding.DER)
         return Response(der, media_type="application/pkix-crl",

@@ -68,6 +68,8 @@ INTERNAL = ProblemType(500, "internal-error", "Internal error")
 NOT_IMPLEMENTED = ProblemType(501, "not-implemented", "Not implemented in this build")
 CONFLICT = ProblemType(409, "conflict", "Conflict with the current state")
 BAD_REQUEST = ProblemType(400, "bad-request", "Bad request")
+DATABASE_UNAVAILABLE = ProblemType(503, "database-unavailable", "Database unavailable")
+MALFORMED_JSON = ProblemType(400, "malformed-json", "Request body is not JSON this service reads")
 
 _BY_STATUS = {p.status: p for p in (VALIDATION, UNAUTHENTICATED, FORBIDDEN, NOT_FOUND, INTERNAL,
                                     NOT_IMPLEMENTED, CONFLICT, BAD_REQUEST)}
@@ -143,35 +145,56 @@ def _registered(exc: BaseException) -> ProblemType | None:
     return None
 
 
+#: The issuer's typed errors as answered (registered by :func:`_register_issuer_errors`), for
+#: the routes to declare (:func:`refusals`).
+REVOCATION_REFUSED = ProblemType(400, "revocation-refused", "Revocation request refused")
+UNKNOWN_PHONE = ProblemType(404, "unknown-phone", "Unknown phone")
+WORKFLOW_ERROR = ProblemType(409, "workflow-error", "Workflow cannot be created or advanced")
+UNKNOWN_WORKFLOW = ProblemType(400, "unknown-workflow", "Unknown workflow kind")
+STEP_FAILED = ProblemType(409, "workflow-step-failed", "Workflow step failed")
+JPKI_ERROR = ProblemType(409, "jpki-error", "JPKI issuer refused")
+CA_NOT_SET_UP = ProblemType(503, "ca-not-set-up", "CA not set up")
+UNKNOWN_CREDENTIAL = ProblemType(404, "unknown-credential", "Unknown credential")
+PROOF_OF_POSSESSION = ProblemType(400, "proof-of-possession", "Proof of possession failed")
+MDOC_ERROR = ProblemType(409, "mdoc-error", "mdoc issuer refused")
+UNKNOWN_STATUS_LIST = ProblemType(404, "unknown-status-list", "Unknown status list")
+MDOC_KEYS_MISSING = ProblemType(503, "mdoc-keys-missing", "mdoc issuer keys not set up")
+UNKNOWN_SIGNER = ProblemType(404, "unknown-signer", "Unknown mdoc signer certificate")
+SIGNER_REVOCATION_REFUSED = ProblemType(400, "signer-revocation-refused", "Signer revocation refused")
+KEYSTORE_ERROR = ProblemType(503, "keystore-error", "Issuer keystore unavailable")
+KEY_NOT_FOUND = ProblemType(503, "key-not-found", "Issuer key not found")
+
+
+def register(cls: type[BaseException], kind: ProblemType) -> None:
+    """:func:`register_error` of a problem type."""
+    _ERRORS[cls] = kind
+
+
 def _register_issuer_errors() -> None:
     """The issuer's own errors (other parties' are registered by the composition root)."""
     from issuer.handover import StepFailed, UnknownWorkflow, WorkflowError
     from issuer.jpki import errors as je
     from issuer.keystore import KeyNotFound, KeyStoreError
     from issuer.mdoc import errors as me
-    from issuer.revocation import RevocationError
+    from issuer.revocation import RevocationError, UnknownPhone
 
-    register_error(RevocationError, 400, "revocation-refused", "Revocation request refused")
-    from issuer.revocation import UnknownPhone
-
-    register_error(UnknownPhone, 404, "unknown-phone", "Unknown phone")
-    register_error(WorkflowError, 409, "workflow-error", "Workflow cannot be created or advanced")
-    register_error(UnknownWorkflow, 400, "unknown-workflow", "Unknown workflow kind")
-    register_error(StepFailed, 409, "workflow-step-failed", "Workflow step failed")
-    register_error(je.IssuerJpkiError, 409, "jpki-error", "JPKI issuer refused")
-    register_error(je.CaNotSetUp, 503, "ca-not-set-up", "CA not set up")
-    register_error(je.UnknownCredential, 404, "unknown-credential", "Unknown credential")
-    register_error(je.ProofOfPossessionError, 400, "proof-of-possession",
-                   "Proof of possession failed")
-    register_error(me.IssuerMdocError, 409, "mdoc-error", "mdoc issuer refused")
-    register_error(me.UnknownPhone, 404, "unknown-phone", "Unknown phone")
-    register_error(me.UnknownStatusList, 404, "unknown-status-list", "Unknown status list")
-    register_error(me.MdocKeysMissing, 503, "mdoc-keys-missing", "mdoc issuer keys not set up")
-    register_error(me.UnknownSigner, 404, "unknown-signer", "Unknown mdoc signer certificate")
-    register_error(me.SignerRevocationError, 400, "signer-revocation-refused",
-                   "Signer revocation refused")
-    register_error(KeyStoreError, 503, "keystore-error", "Issuer keystore unavailable")
-    register_error(KeyNotFound, 503, "key-not-found", "Issuer key not found")
+    register(RevocationError, REVOCATION_REFUSED)
+    register(UnknownPhone, UNKNOWN_PHONE)
+    register(WorkflowError, WORKFLOW_ERROR)
+    register(UnknownWorkflow, UNKNOWN_WORKFLOW)
+    register(StepFailed, STEP_FAILED)
+    register(je.IssuerJpkiError, JPKI_ERROR)
+    register(je.CaNotSetUp, CA_NOT_SET_UP)
+    register(je.UnknownCredential, UNKNOWN_CREDENTIAL)
+    register(je.ProofOfPossessionError, PROOF_OF_POSSESSION)
+    register(me.IssuerMdocError, MDOC_ERROR)
+    register(me.UnknownPhone, UNKNOWN_PHONE)
+    register(me.UnknownStatusList, UNKNOWN_STATUS_LIST)
+    register(me.MdocKeysMissing, MDOC_KEYS_MISSING)
+    register(me.UnknownSigner, UNKNOWN_SIGNER)
+    register(me.SignerRevocationError, SIGNER_REVOCATION_REFUSED)
+    register(KeyStoreError, KEYSTORE_ERROR)
+    register(KeyNotFound, KEY_NOT_FOUND)
 
 
 def problem_of(exc: BaseException) -> ProblemType:
@@ -221,7 +244,6 @@ async def _on_problem(_request: Request, exc: Exception) -> JSONResponse:
     return problem_response(exc.kind, exc.detail, **exc.extra)
 
 
-DATABASE_UNAVAILABLE = ProblemType(503, "database-unavailable", "Database unavailable")
 #: Seconds a client should wait before trying again after a 503 of the database.
 RETRY_AFTER = 1
 
@@ -325,9 +347,6 @@ class NulInUrlMiddleware:
         await self.app(scope, receive, send)
 
 
-MALFORMED_JSON = ProblemType(400, "malformed-json", "Request body is not JSON this service reads")
-
-
 class BodyRefused(StarletteHTTPException):
     """A JSON request body refused by :class:`StrictJsonMiddleware` (an ``HTTPException``,
     so that FastAPI passes it on from its body reading rather than answering its generic
@@ -415,45 +434,109 @@ PROBLEM_SCHEMA: dict[str, Any] = {
     "additionalProperties": True,
 }
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
-#: What every operation may answer besides what it declares.
-_COMMON = {"413": "the body is over the route's size limit (only operations that take one)",
-           "500": "an unexpected error: a fixed detail, the traceback in the operator's log",
-           "503": "the database did not answer (database-unavailable, Retry-After) or a part of the "
-                  "service is not set up"}
-_PROTECTED = {"401": "no bearer token, or not a valid one (WWW-Authenticate names the scope)",
-              "403": "the token lacks the operation's scope (x-mcred-scope)"}
+_PROBLEM_CONTENT = {MEDIA_TYPE: {"schema": _PROBLEM_REF}}
+#: The one generic answer of the service's own failure, declared once (``components/responses``)
+#: and referred to by every operation.
+INTERNAL_ERROR_RESPONSE = {"description": "the service failed (/problems/internal-error): a fixed detail, "
+                                          "the traceback in the operator's log",
+                           "content": _PROBLEM_CONTENT}
+_INTERNAL_REF = {"$ref": "#/components/responses/InternalError"}
+
+
+def refusals(*kinds: ProblemType | tuple[ProblemType, str]) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` of a route's own refusals, by status: each a problem type, or a type
+    and when it is answered; the description names every type of the status, so that a
+    client generated from the document knows what a 409 of this route means. The content
+    (``application/problem+json``, the ``Problem`` schema) is filled in by
+    :func:`document_problems`."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for item in kinds:
+        kind, when = item if isinstance(item, tuple) else (item, item.title)
+        entry = out.setdefault(kind.status, {"description": ""})
+        line = f"{kind.uri}: {when}"
+        entry["description"] = f"{entry['description']}; {line}" if entry["description"] else line
+    return out
+
+
+def merge(*responses: dict[int | str, dict[str, Any]]) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` of several declarations at once (descriptions of one status joined)."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for declared in responses:
+        for status, entry in declared.items():
+            if status in out and "description" in entry and out[status].get("description"):
+                out[status] = {**out[status], **entry,
+                               "description": f"{out[status]['description']}; {entry['description']}"}
+            else:
+                out[status] = {**out.get(status, {}), **entry}
+    return out
+
+
+def _also(responses: dict[str, Any], status: str, why: str) -> None:
+    """Declare ``status`` for ``why`` beside what the route itself declared for it."""
+    entry = responses.setdefault(status, {"description": why})
+    text = entry.get("description") or ""
+    if why not in text:
+        entry["description"] = f"{text}; {why}" if text else why
+
+
+_JSON_MEDIA = re.compile(r"^application/(?:[^/;]+\+)?json$")
 
 
 def document_problems(doc: dict[str, Any]) -> dict[str, Any]:
-    """The OpenAPI document ``doc`` with its errors as they are answered: every error
-    response is ``application/problem+json`` of the ``Problem`` schema (FastAPI documents
-    its 422 as a JSON ``HTTPValidationError`` this service never sends); a protected
-    operation lists 401 and 403, one with a path parameter 404, one with a body 413, every
-    operation 500, 503 and a ``default`` (any other refusal, 409 say) of the same shape."""
-    doc.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
-    problem_content = {MEDIA_TYPE: {"schema": _PROBLEM_REF}}
+    """The OpenAPI document ``doc`` with its refusals as they are answered: each operation
+    declares every status it can answer, nothing else (no ``default``), so that a client
+    generated from the document knows them all, and the fuzz's status conformance fails on
+    any other. Every error response is ``application/problem+json`` of the ``Problem``
+    schema (FastAPI documents its 422 as a JSON ``HTTPValidationError`` this service never
+    sends). Beside the refusals a route declares itself (:func:`refusals`), those that
+    follow from the operation's shape, answered before the route runs:
+
+    * protected (a ``security`` requirement): 401, 403, and 503 ``database-unavailable`` (the
+      token is looked up in the database on every request);
+    * a path or query parameter: 400 ``bad-request`` (a NUL in the URL, ``NulInUrlMiddleware``)
+      and 422 ``validation``; a path parameter: 404 (no route matches a value holding ``/``);
+    * a request body: 413 ``too-large``; a JSON one, read strictly first
+      (:class:`StrictJsonMiddleware`): 400 ``malformed-json`` and 422 (a member given twice);
+    * every operation: 500, the one generic ``InternalError`` response (``components/responses``).
+    """
+    components = doc.setdefault("components", {})
+    components.setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+    components.setdefault("responses", {})["InternalError"] = INTERNAL_ERROR_RESPONSE
     for ops in doc.get("paths", {}).values():
         for op in ops.values():
             if not isinstance(op, dict) or "responses" not in op:
                 continue
             responses = op["responses"]
-            extra = {**(_PROTECTED if op.get("security") else {}), **_COMMON}
-            if "requestBody" not in op:
-                extra.pop("413")
-            if any(p.get("in") == "path" for p in op.get("parameters", ())):
-                extra["404"] = "no such resource (or not one this token may see)"
-            extra["default"] = ("any other refusal (409: a state that refuses this, ...): a problem "
-                                "whose type and detail name what was wrong")
-            for status, description in extra.items():
-                responses.setdefault(status, {"description": description})
+            responses.pop("default", None)
+            if responses.get("422", {}).get("description") == "Validation Error":  # FastAPI's own
+                responses["422"]["description"] = ""
+            where = {p.get("in") for p in op.get("parameters", ())}
+            if op.get("security"):
+                _also(responses, "401", "/problems/unauthenticated: no bearer token, or not a valid one "
+                                        "(WWW-Authenticate names the scope)")
+                _also(responses, "403", "/problems/forbidden: the token lacks the operation's scope (x-mcred-scope)")
+                _also(responses, "503", "/problems/database-unavailable: the database did not answer (Retry-After)")
+            if where & {"path", "query"}:
+                _also(responses, "400", "/problems/bad-request: a NUL (%00) in the URL")
+                _also(responses, "422", "/problems/validation: the request refused (errors: which members)")
+            if "path" in where:
+                _also(responses, "404", "/problems/not-found: no route for this path")
+            body = op.get("requestBody")
+            if body:
+                _also(responses, "413", "/problems/too-large: the body is over the route's size limit")
+                if any(_JSON_MEDIA.match(m) for m in body.get("content", {})):
+                    _also(responses, "400", "/problems/malformed-json: not UTF-8, too deep, too long an "
+                                            "integer, NaN")
+                    _also(responses, "422", "/problems/validation: the request refused (errors: which members)")
+            if "422" in responses:
+                _also(responses, "422", "/problems/validation: the request refused (errors: which members)")
+            responses["500"] = _INTERNAL_REF
             for status, response in responses.items():
-                if (status[:1] in ("4", "5") or status == "default") and isinstance(response, dict):
-                    if status == "422" and response.get("description") == "Validation Error":
-                        response["description"] = "the request failed validation (errors: the members refused)"
+                if status[:1] in ("4", "5") and isinstance(response, dict) and "$ref" not in response:
                     content = response.get("content") or {}
                     if not content or set(content) == {"application/json"}:
-                        response["content"] = problem_content
-    schemas = doc["components"]["schemas"]
+                        response["content"] = _PROBLEM_CONTENT
+    schemas = components["schemas"]
     text = str(doc.get("paths", {}))
     for unused in ("HTTPValidationError", "ValidationError"):
         if f"#/components/schemas/{unused}'" not in text:

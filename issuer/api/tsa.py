@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from issuer.api import problem
+from issuer.api import problem, problems
 from issuer.tsa import TimeStampAuthority
 from protocols import tsp
 from protocols.tsp.messages import MAX_REQUEST_BYTES
@@ -27,6 +27,10 @@ from protocols.tsp.messages import MAX_REQUEST_BYTES
 ROOT_MAX_AGE = 3600
 CRL_MAX_AGE = 300
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
+#: What a route that reads the TSA's keys and log may answer besides its own (a refusal of a
+#: query itself is in-band).
+_UNAVAILABLE = problems.refusals((problems.DATABASE_UNAVAILABLE, "the TSA's log did not answer (Retry-After)"),
+                                 (problems.KEYSTORE_ERROR, "the issuer's key store cannot be opened"))
 
 
 def tsa_router(tsa: Callable[[], TimeStampAuthority]) -> APIRouter:
@@ -35,7 +39,8 @@ def tsa_router(tsa: Callable[[], TimeStampAuthority]) -> APIRouter:
     @router.post("/tsa", response_class=Response, summary="Time-stamp (RFC 3161), POST",
                  responses={200: {"description": "a TimeStampResp (RFC 3161 2.4.2), refusals in-band",
                                   "content": {tsp.REPLY_MEDIA_TYPE: _BINARY}},
-                            415: {"description": "not application/timestamp-query"}},
+                            415: {"description": "/problems/unsupported-media-type: not "
+                                                 "application/timestamp-query"}, **_UNAVAILABLE},
                  openapi_extra={"requestBody": {"content": {tsp.QUERY_MEDIA_TYPE: {
                      "schema": {"type": "string", "format": "binary"}}}, "required": True}})
     async def stamp(request: Request) -> Response:
@@ -57,7 +62,7 @@ def tsa_router(tsa: Callable[[], TimeStampAuthority]) -> APIRouter:
                 responses={200: {"description": "root.pem, root.der, root.crl",
                                  "content": {"application/x-pem-file": {"schema": {"type": "string"}},
                                              "application/pkix-cert": _BINARY, "application/pkix-crl": _BINARY}},
-                           404: {"description": "no such trust material"}})
+                           404: {"description": "/problems/not-found: no such trust material"}, **_UNAVAILABLE})
     def roots(filename: str) -> Response:  # sync: FastAPI runs it in its threadpool
         if filename == "root.pem":
             body = b"".join(c.public_bytes(Encoding.PEM) for c in tsa().roots())
