@@ -365,3 +365,84 @@ def test_an_mdoc_whose_holder_has_an_mdoc_on_another_list_and_a_hold_of_a_third_
     assert rows == {("old-phone", november, "revoked"), ("third-phone", november, "hold"),
                     ("third-phone", december, "hold"), ("new-phone", december, "valid")}
     assert versions == {november: 2, december: 1}  # the old mdoc revoked; the third phone held
+
+
+# -- a JPKI certificate re-issued while the holder's other phone is revoked ---------------
+
+
+def _jpki_issue(issuer, job: str, phone: str, slot: str = "sign") -> bytes:  # noqa: ANN001
+    from test_issuer_jpki_support import new_key, prove, spki
+
+    key = new_key()
+    cert, _root = issuer.issue_jpki_certificate(job, phone, slot, spki(key),
+                                                prove(key, issuer.jpki_challenge(job, phone, slot)))
+    return cert
+
+
+def test_a_jpki_reissue_and_a_revocation_of_the_holders_other_phone_do_not_deadlock(pg_issuer, monkeypatch):
+    """A re-issue of a phone's signing certificate marked the superseded certificate's CRL
+    stale (its ``jpki_crl_cache`` rows) and only then locked the holder's certificates on
+    other phones (one phone per person); a revocation of the other phone locked its
+    certificates and then the same CRL rows. Each waited for the other until PostgreSQL's
+    deadlock check failed one: the issuance, which is not run again, or the revocation.
+    The holder has a live signing certificate on both phones, as two provisionings of one
+    holder racing on two phones left it (no issuance saw the other's uncommitted one)."""
+    import time
+
+    from sqlalchemy import event, update
+    from test_issuer_jpki_support import provision
+
+    import issuer.mdoc.txn as txn
+
+    issuer = pg_issuer
+    old = provision(issuer, phone_id="phone-a")
+    provision(issuer, phone_id="phone-b", holder_id=old.holder_id)  # revokes phone-a's
+    with issuer.sessions.begin() as s:  # phone-a's signing certificate live again: both phones hold one
+        s.execute(update(Credential).where(Credential.phone_id == "phone-a", Credential.kind == "jpki-sign")
+                  .values(status="valid", reason=None, revoked_at=None))
+    issuer.crl("sign", "131016")  # the partition's CRL is cached: a revocation marks its row stale
+
+    lost: list[str] = []
+    retryable = txn.is_retryable
+    monkeypatch.setattr(txn, "is_retryable", lambda exc: lost.append(str(exc).splitlines()[0]) or retryable(exc))
+    issuing = threading.get_ident()
+    racer: list[threading.Thread] = []
+    errors: list[BaseException] = []
+    waited: list[bool] = []
+    engine = issuer.sessions.kw["bind"]
+
+    def revoke_a() -> None:
+        try:
+            revoke(issuer.sessions, "phone-a", "keyCompromise", "sign", actor="test")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def first_crl_lock(conn, cursor, statement, *args):  # noqa: ANN001, ANN002
+        """Once the re-issue holds its first CRL row lock, phone-a's certificate is revoked."""
+        if racer or threading.get_ident() != issuing or not statement.startswith("UPDATE jpki_crl_cache"):
+            return
+        racer.append(threading.Thread(target=revoke_a))
+        racer[0].start()
+        deadline = time.monotonic() + 5
+        while racer[0].is_alive() and time.monotonic() < deadline:
+            if _lock_waits(engine, "jpki_crl_cache") or _lock_waits(engine, "credentials"):
+                waited.append(True)
+                break
+            time.sleep(0.02)
+
+    event.listen(engine, "after_cursor_execute", first_crl_lock)
+    try:
+        _jpki_issue(issuer, "job-reissue", "phone-b")
+    except BaseException as exc:  # noqa: BLE001 - reported below
+        errors.append(exc)
+    finally:
+        event.remove(engine, "after_cursor_execute", first_crl_lock)
+    assert racer, "the re-issue never marked a CRL stale"
+    racer[0].join()
+    assert waited, "the revocation of phone-a never waited for the re-issue's locks"
+    assert not errors, f"{type(errors[0]).__name__}: {str(errors[0]).splitlines()[0]}"
+    assert not lost, f"{len(lost)} transactions ran again, e.g. {lost[0]}"
+    with issuer.sessions() as s:
+        rows = sorted((c.phone_id, c.status, c.reason) for c in s.query(Credential).filter_by(kind="jpki-sign"))
+    assert rows == [("phone-a", "revoked", "cessationOfOperation"), ("phone-b", "revoked", "superseded"),
+                    ("phone-b", "valid", None)]

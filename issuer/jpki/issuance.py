@@ -20,11 +20,11 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from issuer.db import AuditEvent, Credential, Holder, Phone
-from issuer.revocation import supersede_other_phones
+from issuer.revocation import supersede_on_other_phones
 from protocols.jpki.certificates import (
     BasicFour,
     JpkiSex,
@@ -141,13 +141,23 @@ def _issue_once(ca: JpkiCa, job_ref: str, phone_id: str, purpose: Purpose,
         if holder is None:
             raise IssuanceError(f"phone {phone_id!r} has no holder")
         cert = _build(ca, purpose, generation, holder, subject_key, now)
-        for old in s.scalars(select(Credential).where(
-                Credential.phone_id == phone_id, Credential.kind == kind,
-                Credential.status.in_(_LIVE))).all():
+        # The certificates this issuance revokes, locked before any CRL row, in one
+        # statement and one order (issue time, then id), as a revocation locks a phone's
+        # credentials before their CRLs (lock order: issuer.revocation): the slot's
+        # certificate on this phone (superseded) and the holder's on other phones (one
+        # phone per person). Their CRLs are then marked stale together, in (kind,
+        # partition) order. Marking the superseded certificate's CRL stale first, a
+        # revocation of the holder's other phone and this issuance each waited for the
+        # other until PostgreSQL failed one.
+        revoking = list(s.scalars(select(Credential).where(
+            Credential.kind == kind, Credential.status.in_(_LIVE),
+            or_(Credential.phone_id == phone_id, Credential.holder_id == holder.id))
+            .order_by(Credential.issued_at, Credential.id).with_for_update()))
+        mine = [r for r in revoking if r.phone_id == phone_id]
+        for old in mine:
             old.status, old.reason, old.revoked_at = "revoked", "superseded", now
             s.add(AuditEvent(actor=actor, action="jpki.supersede", subject=old.id,
                              detail={"serial": old.serial, "by_job": job_ref}))
-            _mark_stale(s, purpose, old.partition)
         muni = partitions.municipality_of(holder.data)
         partitions.remember(s, muni)
         cred = Credential(
@@ -162,7 +172,9 @@ def _issue_once(ca: JpkiCa, job_ref: str, phone_id: str, purpose: Purpose,
         )
         s.add(cred)
         s.flush()
-        supersede_other_phones(s, cred, now=now)
+        supersede_on_other_phones(s, holder.id, kind, phone_id, now=now,
+                                  rows=[r for r in revoking if r.phone_id != phone_id],
+                                  also_touch=mine)
         s.add(AuditEvent(actor=actor, action="jpki.issue", subject=cred.id,
                          detail={"phone": phone_id, "slot": purpose.value,
                                  "serial": cred.serial, "job": job_ref,
@@ -174,12 +186,6 @@ def hashes_hex(data: bytes) -> str:
     h = hashes.Hash(hashes.SHA256())
     h.update(data)
     return h.finalize().hex()
-
-
-def _mark_stale(session, purpose: Purpose, partition: str | None) -> None:
-    from issuer.revocation import mark_crl_stale
-
-    mark_crl_stale(session, KIND[purpose], partition)
 
 
 def _build(ca: JpkiCa, purpose: Purpose, generation, holder: Holder, subject_key,
