@@ -22,11 +22,14 @@ changes a credential's status takes its locks in this order, each table's rows i
 order given, and never a lock of an earlier table after one of a later table:
 
 1. ``phones``: the phone it acts on (a no-op ``UPDATE`` or ``FOR UPDATE``, its first lock);
-2. ``credentials`` (``FOR UPDATE``), by issue time then id, in one statement: a revocation
+2. ``holders``: an issuance, the holder's (so that two issuances of one holder to two
+   phones follow each other, and the later one revokes what the earlier one issued); a
+   change or erasure of the holder's record takes it first;
+3. ``credentials`` (``FOR UPDATE``), by issue time then id, in one statement: a revocation
    the phone's, an issuance those it revokes (the slot's previous certificate or MSO, the
    holder's on other phones);
-3. ``jpki_crl_cache`` (marked stale), by (kind, partition): :func:`_touch`;
-4. ``status_lists`` (version bumped, or an index allocated), by id: :func:`_touch`,
+4. ``jpki_crl_cache`` (marked stale), by (kind, partition): :func:`_touch`;
+5. ``status_lists`` (version bumped, or an index allocated), by id: :func:`_touch`,
    :meth:`issuer.mdoc.status_lists.StatusRegistry.allocate` (a list below one already
    held is taken ``NOWAIT``, and the transaction runs again if it is busy).
 

@@ -446,3 +446,83 @@ def test_a_jpki_reissue_and_a_revocation_of_the_holders_other_phone_do_not_deadl
         rows = sorted((c.phone_id, c.status, c.reason) for c in s.query(Credential).filter_by(kind="jpki-sign"))
     assert rows == [("phone-a", "revoked", "cessationOfOperation"), ("phone-b", "revoked", "superseded"),
                     ("phone-b", "valid", None)]
+
+
+# -- two phones of one holder issued the same kind at once ----------------------------------
+
+
+@pytest.mark.parametrize("kind", ["jpki-sign", "mdoc"])
+def test_two_issuances_of_one_kind_to_a_holders_two_phones_at_once_leave_one_live(pg_issuer, monkeypatch, kind):
+    """One phone per person: each issuance revokes the holder's credential of its kind on
+    other phones, but looked for it before the other issuance committed, so neither saw the
+    other's and the holder kept a live credential on both phones (PostgreSQL; SQLite has one
+    writer). Every issuance now locks the holder's row after the phone's: the later one
+    waits, then finds the earlier one's credential and revokes it."""
+    import time
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from sqlalchemy import event
+    from test_issuer_jpki_support import HOLDER
+
+    from issuer import holders
+    from issuer.jpki import partitions
+    from issuer.keystore import MemoryKeyStore
+    from issuer.mdoc.issuance import make_proof
+    from issuer.mdoc.service import MdocService
+    from issuer.mdoc.status_lists import StatusListPolicy
+
+    issuer = pg_issuer
+    engine = issuer.sessions.kw["bind"]
+    holder = holders.register(issuer.sessions, dict(HOLDER, card_number="1" * 16))
+    for phone in ("phone-a", "phone-b"):
+        holders.attach_phone(issuer.sessions, holder, phone)
+    with issuer.sessions.begin() as s:  # the partition known: phone-b's issuance does not wait to add it
+        partitions.remember(s, partitions.municipality_of(HOLDER))
+    if kind == "mdoc":
+        svc = MdocService(issuer.sessions, MemoryKeyStore(), "http://issuer.test",
+                          status_policy=StatusListPolicy(size=1024))
+        svc.setup()
+
+        def issue(phone: str) -> None:
+            job = f"job-{phone}"
+            spki, proof = make_proof(ec.generate_private_key(ec.SECP256R1()), svc.mdoc_challenge(job, phone, 0))
+            svc.issue_mdoc(job, phone, 0, spki, proof)
+    else:
+        def issue(phone: str) -> None:
+            _jpki_issue(issuer, f"job-{phone}", phone)
+
+    first = threading.get_ident()
+    racer: list[threading.Thread] = []
+    errors: list[BaseException] = []
+    waited: list[bool] = []
+
+    def issue_b() -> None:
+        try:
+            issue("phone-b")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def inserted(conn, cursor, statement, *args):  # noqa: ANN001, ANN002
+        """Once phone-a's credential is written, not yet committed, phone-b's is issued."""
+        if racer or threading.get_ident() != first or not statement.startswith("INSERT INTO credentials"):
+            return
+        racer.append(threading.Thread(target=issue_b))
+        racer[0].start()
+        deadline = time.monotonic() + 5
+        while racer[0].is_alive() and time.monotonic() < deadline:
+            if _lock_waits(engine, "holders"):
+                waited.append(True)
+                break
+            time.sleep(0.02)
+
+    event.listen(engine, "after_cursor_execute", inserted)
+    try:
+        issue("phone-a")
+    finally:
+        event.remove(engine, "after_cursor_execute", inserted)
+    racer[0].join()
+    assert not errors, errors
+    with issuer.sessions() as s:
+        rows = sorted((c.phone_id, c.status) for c in s.query(Credential).filter_by(kind=kind))
+    assert rows == [("phone-a", "revoked"), ("phone-b", "valid")]
+    assert waited

@@ -137,7 +137,10 @@ def _issue_once(ca: JpkiCa, job_ref: str, phone_id: str, purpose: Purpose,
         phone = s.get(Phone, phone_id)
         if phone.state != "active":  # revoked (or lost, on hold) while its provisioning ran
             raise IssuanceError(f"phone {phone_id!r} is {phone.state}: nothing more is issued to it")
-        holder = s.get(Holder, phone.holder_id) if phone.holder_id else None
+        # the holder's row locked after the phone's: an issuance of the holder to another
+        # phone under way ends first, and its certificate is among those revoked below (one
+        # phone per person), where neither saw the other's and both stayed valid
+        holder = s.get(Holder, phone.holder_id, with_for_update=True) if phone.holder_id else None
         if holder is None:
             raise IssuanceError(f"phone {phone_id!r} has no holder")
         cert = _build(ca, purpose, generation, holder, subject_key, now)

@@ -308,7 +308,10 @@ class MdocIssuer:
         if reuse is not None:
             raise DeviceKeyError(f"device key already bound to slot {reuse} of phone {phone_id}: "
                                  "each slot needs its own key (unlinkability)")
-        holder_row = s.get(Holder, phone.holder_id)
+        # the holder's row locked after the phone's: an issuance of the holder to another
+        # phone under way ends first, and its mdoc is among those revoked below (one phone
+        # per person), where neither saw the other's and both stayed valid
+        holder_row = s.get(Holder, phone.holder_id, with_for_update=True)
         try:
             holder = holder_from_row(holder_row)
         except cardsub.CardSubError as exc:
