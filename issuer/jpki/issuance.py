@@ -161,6 +161,11 @@ def _issue_once(ca: JpkiCa, job_ref: str, phone_id: str, purpose: Purpose,
             old.status, old.reason, old.revoked_at = "revoked", "superseded", now
             s.add(AuditEvent(actor=actor, action="jpki.supersede", subject=old.id,
                              detail={"serial": old.serial, "by_job": job_ref}))
+        supersede_on_other_phones(s, holder.id, kind, phone_id, now=now,
+                                  rows=[r for r in revoking if r.phone_id != phone_id],
+                                  also_touch=mine)
+        # a new partition's row after every lock another transaction may hold: a second
+        # issuance into the same new partition waits here for this one's commit
         muni = partitions.municipality_of(holder.data)
         partitions.remember(s, muni)
         cred = Credential(
@@ -175,9 +180,6 @@ def _issue_once(ca: JpkiCa, job_ref: str, phone_id: str, purpose: Purpose,
         )
         s.add(cred)
         s.flush()
-        supersede_on_other_phones(s, holder.id, kind, phone_id, now=now,
-                                  rows=[r for r in revoking if r.phone_id != phone_id],
-                                  also_touch=mine)
         s.add(AuditEvent(actor=actor, action="jpki.issue", subject=cred.id,
                          detail={"phone": phone_id, "slot": purpose.value,
                                  "serial": cred.serial, "job": job_ref,
