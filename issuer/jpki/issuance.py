@@ -7,13 +7,17 @@ PKCS#10 request, RFC 2986 4.2), and hands both to :func:`issue`. Issuance is ide
 lost response never yields two certificates. At most one live (valid or held) certificate
 exists per (phone, slot): issuing a new one revokes the previous one as ``superseded`` in the
 same transaction. Serials are 159 random bits, unique per issuing key (database constraint,
-retried on the astronomically unlikely collision).
+retried on the astronomically unlikely collision). An issuance that loses a race to another
+writer (a PostgreSQL deadlock or serialisation failure, SQLite's busy database) runs again
+too; its locks follow the order of every status change (:mod:`issuer.revocation`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import random
 import secrets
+import time
 from dataclasses import replace
 
 from cryptography import x509
@@ -21,9 +25,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from sqlalchemy import or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from issuer.db import AuditEvent, Credential, Holder, Phone
+from issuer.mdoc.txn import is_retryable
 from issuer.revocation import supersede_on_other_phones
 from protocols.jpki.certificates import (
     BasicFour,
@@ -44,6 +49,8 @@ CHALLENGE_BYTES = 32
 #: A challenge older than this is refused (the TSM asks again with a new job step).
 CHALLENGE_TTL = dt.timedelta(hours=1)
 _LIVE = ("valid", "hold")
+#: How many times an issuance runs before it gives up (serial collisions, lost races).
+_ATTEMPTS = 5
 
 
 def challenge(ca: JpkiCa, job_ref: str, phone_id: str, slot: str) -> bytes:
@@ -95,13 +102,20 @@ def issue(ca: JpkiCa, job_ref: str, phone_id: str, slot: str, spki_der: bytes,
 
     Returns (end-entity certificate DER, issuing root certificate DER)."""
     purpose = purpose_of(slot)
-    for _attempt in range(5):
+    for attempt in range(_ATTEMPTS):
         now = ca.clock()
         try:
             return _issue_once(ca, job_ref, phone_id, purpose, spki_der, proof, actor, now)
         except IntegrityError:
             continue  # serial collision (or a concurrent writer): try again with a new serial
-    raise IssuanceError("could not allocate a unique serial in 5 attempts")
+        except DBAPIError as exc:
+            # another writer won (a PostgreSQL deadlock or serialisation failure, SQLite's
+            # busy database): run again, seeing what it committed, as every issuer
+            # transaction does (issuer.mdoc.txn.run_transaction)
+            if not is_retryable(exc) or attempt == _ATTEMPTS - 1:
+                raise
+            time.sleep(random.uniform(0, 0.002 * (attempt + 1)))  # noqa: S311 - jitter only
+    raise IssuanceError(f"could not allocate a unique serial in {_ATTEMPTS} attempts")
 
 
 def _issue_once(ca: JpkiCa, job_ref: str, phone_id: str, purpose: Purpose,
