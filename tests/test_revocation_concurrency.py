@@ -385,8 +385,9 @@ def test_a_jpki_reissue_and_a_revocation_of_the_holders_other_phone_do_not_deadl
     other phones (one phone per person); a revocation of the other phone locked its
     certificates and then the same CRL rows. Each waited for the other until PostgreSQL's
     deadlock check failed one: the issuance, which is not run again, or the revocation.
-    The holder has a live signing certificate on both phones, as two provisionings of one
-    holder racing on two phones left it (no issuance saw the other's uncommitted one)."""
+    The holder has a live signing certificate on both phones, as two issuances racing on
+    two phones left it before issuances locked the holder's row (a registry written then
+    keeps it: test_two_issuances_of_one_kind_...)."""
     import time
 
     from sqlalchemy import event, update
