@@ -504,8 +504,12 @@ def test_two_issuances_of_one_kind_to_a_holders_two_phones_at_once_leave_one_liv
             errors.append(exc)
 
     def inserted(conn, cursor, statement, *args):  # noqa: ANN001, ANN002
-        """Once phone-a's credential is written, not yet committed, phone-b's is issued."""
-        if racer or threading.get_ident() != first or not statement.startswith("INSERT INTO credentials"):
+        if threading.get_ident() == first and statement.startswith("INSERT INTO credentials"):
+            wrote.append(True)
+
+    def committing(conn):  # noqa: ANN001
+        """When phone-a's issuance, all done, is about to commit, phone-b's is issued."""
+        if racer or not wrote or threading.get_ident() != first:
             return
         racer.append(threading.Thread(target=issue_b))
         racer[0].start()
@@ -516,11 +520,14 @@ def test_two_issuances_of_one_kind_to_a_holders_two_phones_at_once_leave_one_liv
                 break
             time.sleep(0.02)
 
+    wrote: list[bool] = []
     event.listen(engine, "after_cursor_execute", inserted)
+    event.listen(engine, "commit", committing)
     try:
         issue("phone-a")
     finally:
         event.remove(engine, "after_cursor_execute", inserted)
+        event.remove(engine, "commit", committing)
     racer[0].join()
     assert not errors, errors
     with issuer.sessions() as s:
