@@ -16,6 +16,27 @@ the affected status lists' version so both are rebuilt. Each call is one transac
 again when it loses a race to another writer (:func:`issuer.mdoc.txn.run_transaction`:
 a PostgreSQL deadlock or serialisation failure, SQLite's busy database), so that a
 revocation meeting an issuance under way is not refused for it.
+
+Lock order (PostgreSQL row locks; specs/revocation.md section 5). Every transaction that
+changes a credential's status takes its locks in this order, each table's rows in the
+order given, and never a lock of an earlier table after one of a later table:
+
+1. ``phones``: the phone it acts on (a no-op ``UPDATE`` or ``FOR UPDATE``, its first lock);
+2. ``holders``: an issuance, the holder's (so that two issuances of one holder to two
+   phones follow each other, and the later one revokes what the earlier one issued); a
+   change or erasure of the holder's record takes it first;
+3. ``credentials`` (``FOR UPDATE``), by issue time then id, in one statement: a revocation
+   the phone's, an issuance those it revokes (the slot's previous certificate or MSO, the
+   holder's on other phones);
+4. ``jpki_crl_cache`` (marked stale), by (kind, partition): :func:`_touch`;
+5. ``status_lists`` (version bumped, or an index allocated), by id: :func:`_touch`,
+   :meth:`issuer.mdoc.status_lists.StatusRegistry.allocate` (a list below one already
+   held is taken ``NOWAIT``, and the transaction runs again if it is busy).
+
+Rows no other transaction waits for come after: new credentials, audit events, a new
+``jpki_partitions`` row. A CRL rebuild (:mod:`issuer.jpki.publication`) takes its
+``crl_state`` row and then its ``jpki_crl_cache`` row and reads the credentials without
+locking them; nothing that holds a ``jpki_crl_cache`` row waits for ``crl_state``.
 """
 
 from __future__ import annotations
@@ -124,10 +145,13 @@ def _rows(session: Session, phone_id: str, kinds: tuple[str, ...], *, state: Col
 
 
 def _revoke_rows(session: Session, rows: Iterable[Credential], reason: str, *, actor: str,
-                 now: dt.datetime, **detail: object) -> list[Change]:
+                 now: dt.datetime, also_touch: Iterable[Credential] = (),
+                 **detail: object) -> list[Change]:
     """Revoke (or, with certificateHold, hold) ``rows`` in the caller's transaction: status,
     reason and time, one audit event each, CRLs marked stale and status lists bumped.
-    Revoked rows, and held rows asked to be held again, are left as they are."""
+    Revoked rows, and held rows asked to be held again, are left as they are.
+    ``also_touch``: rows the caller changed itself in this transaction, whose CRLs and lists
+    are taken in the same ordered pass (:func:`_touch`)."""
     changes: list[Change] = []
     touched = []
     for row in rows:
@@ -144,7 +168,7 @@ def _revoke_rows(session: Session, rows: Iterable[Credential], reason: str, *, a
                                detail={"phone": row.phone_id, "kind": row.kind,
                                        "serial": row.serial, "reason": reason,
                                        "before": before, **detail}))
-    _touch(session, touched)
+    _touch(session, [*touched, *also_touch])
     return changes
 
 
@@ -207,16 +231,19 @@ def on_other_phones(session: Session, holder_id: str, kind: str, phone_id: str) 
 
 def supersede_on_other_phones(session: Session, holder_id: str, kind: str, phone_id: str, *,
                               actor: str = "policy", now: dt.datetime | None = None,
-                              rows: Iterable[Credential] | None = None) -> list[Change]:
+                              rows: Iterable[Credential] | None = None,
+                              also_touch: Iterable[Credential] = ()) -> list[Change]:
     """:func:`supersede_other_phones` for the credential of ``kind`` about to be issued to
     ``phone_id``. ``rows``: what :func:`on_other_phones` gave, when the caller locked them
     first: an issuance that takes a status-list index locks the old phone's credentials
     before any list, as a revocation of that phone does, and then their lists with the one
-    it allocates in, in id order (:meth:`issuer.mdoc.status_lists.StatusRegistry.allocate`)."""
+    it allocates in, in id order (:meth:`issuer.mdoc.status_lists.StatusRegistry.allocate`).
+    ``also_touch``: the credentials the caller revoked itself (a JPKI slot's superseded
+    certificate), whose CRLs are marked stale with these rows' in one ordered pass."""
     if rows is None:
         rows = on_other_phones(session, holder_id, kind, phone_id)
     return _revoke_rows(session, rows, ONE_PHONE_REASON, actor=actor, now=now or utcnow(),
-                        by_phone=phone_id, policy="one-phone-per-person")
+                        also_touch=also_touch, by_phone=phone_id, policy="one-phone-per-person")
 
 
 def supersede(session: Session, rows: Iterable[Credential], *, actor: str = "policy",

@@ -345,3 +345,36 @@ def test_the_longest_prefecture_and_municipality_the_holder_allows_are_issued(is
     parse_holder({k: v for k, v in holder.items() if k != "municipality_code"})
     phone = provision(issuer, holder)
     assert phone.certs["sign"] and phone.certs["auth"]
+
+
+@pytest.mark.parametrize("lost", ["deadlock detected", "database is locked"])
+def test_an_issuance_that_loses_a_race_to_another_writer_runs_again(issuer, monkeypatch, lost):
+    """The JPKI issuance ran again only after a serial collision: a PostgreSQL deadlock or
+    serialisation failure, or SQLite's busy database, failed it (and the TSM job's step) where
+    every other issuer transaction (revocations, the mdoc issuance) runs again."""
+    from sqlalchemy.exc import OperationalError
+
+    from issuer import holders
+    from issuer.jpki import issuance
+
+    class Orig(Exception):
+        sqlstate = "40P01" if lost.startswith("deadlock") else None
+
+    hid = holders.register(issuer.sessions, dict(HOLDER, card_number="5555000011113333"))
+    holders.attach_phone(issuer.sessions, hid, "busy-phone")
+    key = new_key()
+    proof = prove(key, issuer.jpki_challenge("busy", "busy-phone", "sign"))
+    build, calls = issuance._build, []
+
+    def loses_once(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls.append(1)
+        if len(calls) == 1:  # inside the issuance's transaction, after its first locks
+            raise OperationalError("SELECT ...", {}, Orig(lost))
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(issuance, "_build", loses_once)
+    cert, _root = issuer.issue_jpki_certificate("busy", "busy-phone", "sign", spki(key), proof)
+    assert len(calls) == 2
+    with issuer.sessions() as s:
+        rows = s.scalars(select(Credential).where(Credential.phone_id == "busy-phone")).all()
+    assert [(r.status, r.body) for r in rows] == [("valid", cert)]

@@ -365,3 +365,172 @@ def test_an_mdoc_whose_holder_has_an_mdoc_on_another_list_and_a_hold_of_a_third_
     assert rows == {("old-phone", november, "revoked"), ("third-phone", november, "hold"),
                     ("third-phone", december, "hold"), ("new-phone", december, "valid")}
     assert versions == {november: 2, december: 1}  # the old mdoc revoked; the third phone held
+
+
+# -- a JPKI certificate re-issued while the holder's other phone is revoked ---------------
+
+
+def _jpki_issue(issuer, job: str, phone: str, slot: str = "sign") -> bytes:  # noqa: ANN001
+    from test_issuer_jpki_support import new_key, prove, spki
+
+    key = new_key()
+    cert, _root = issuer.issue_jpki_certificate(job, phone, slot, spki(key),
+                                                prove(key, issuer.jpki_challenge(job, phone, slot)))
+    return cert
+
+
+def test_a_jpki_reissue_and_a_revocation_of_the_holders_other_phone_do_not_deadlock(pg_issuer, monkeypatch):
+    """A re-issue of a phone's signing certificate marked the superseded certificate's CRL
+    stale (its ``jpki_crl_cache`` rows) and only then locked the holder's certificates on
+    other phones (one phone per person); a revocation of the other phone locked its
+    certificates and then the same CRL rows. Each waited for the other until PostgreSQL's
+    deadlock check failed one: the issuance, which is not run again, or the revocation.
+    The holder has a live signing certificate on both phones, as two issuances racing on
+    two phones left it before issuances locked the holder's row (a registry written then
+    keeps it: test_two_issuances_of_one_kind_...)."""
+    import time
+
+    from sqlalchemy import event, update
+    from test_issuer_jpki_support import provision
+
+    import issuer.mdoc.txn as txn
+
+    issuer = pg_issuer
+    old = provision(issuer, phone_id="phone-a")
+    provision(issuer, phone_id="phone-b", holder_id=old.holder_id)  # revokes phone-a's
+    with issuer.sessions.begin() as s:  # phone-a's signing certificate live again: both phones hold one
+        s.execute(update(Credential).where(Credential.phone_id == "phone-a", Credential.kind == "jpki-sign")
+                  .values(status="valid", reason=None, revoked_at=None))
+    issuer.crl("sign", "131016")  # the partition's CRL is cached: a revocation marks its row stale
+
+    lost: list[str] = []
+    retryable = txn.is_retryable
+    monkeypatch.setattr(txn, "is_retryable", lambda exc: lost.append(str(exc).splitlines()[0]) or retryable(exc))
+    issuing = threading.get_ident()
+    racer: list[threading.Thread] = []
+    errors: list[BaseException] = []
+    waited: list[bool] = []
+    engine = issuer.sessions.kw["bind"]
+
+    def revoke_a() -> None:
+        try:
+            revoke(issuer.sessions, "phone-a", "keyCompromise", "sign", actor="test")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def first_crl_lock(conn, cursor, statement, *args):  # noqa: ANN001, ANN002
+        """Once the re-issue holds its first CRL row lock, phone-a's certificate is revoked."""
+        if racer or threading.get_ident() != issuing or not statement.startswith("UPDATE jpki_crl_cache"):
+            return
+        racer.append(threading.Thread(target=revoke_a))
+        racer[0].start()
+        deadline = time.monotonic() + 5
+        while racer[0].is_alive() and time.monotonic() < deadline:
+            if _lock_waits(engine, "jpki_crl_cache") or _lock_waits(engine, "credentials"):
+                waited.append(True)
+                break
+            time.sleep(0.02)
+
+    event.listen(engine, "after_cursor_execute", first_crl_lock)
+    try:
+        _jpki_issue(issuer, "job-reissue", "phone-b")
+    except BaseException as exc:  # noqa: BLE001 - reported below
+        errors.append(exc)
+    finally:
+        event.remove(engine, "after_cursor_execute", first_crl_lock)
+    assert racer, "the re-issue never marked a CRL stale"
+    racer[0].join()
+    assert waited, "the revocation of phone-a never waited for the re-issue's locks"
+    assert not errors, f"{type(errors[0]).__name__}: {str(errors[0]).splitlines()[0]}"
+    assert not lost, f"{len(lost)} transactions ran again, e.g. {lost[0]}"
+    with issuer.sessions() as s:
+        rows = sorted((c.phone_id, c.status, c.reason) for c in s.query(Credential).filter_by(kind="jpki-sign"))
+    assert rows == [("phone-a", "revoked", "cessationOfOperation"), ("phone-b", "revoked", "superseded"),
+                    ("phone-b", "valid", None)]
+
+
+# -- two phones of one holder issued the same kind at once ----------------------------------
+
+
+@pytest.mark.parametrize("kind", ["jpki-sign", "mdoc"])
+def test_two_issuances_of_one_kind_to_a_holders_two_phones_at_once_leave_one_live(pg_issuer, monkeypatch, kind):
+    """One phone per person: each issuance revokes the holder's credential of its kind on
+    other phones, but looked for it before the other issuance committed, so neither saw the
+    other's and the holder kept a live credential on both phones (PostgreSQL; SQLite has one
+    writer). Every issuance now locks the holder's row after the phone's: the later one
+    waits, then finds the earlier one's credential and revokes it."""
+    import time
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from sqlalchemy import event
+    from test_issuer_jpki_support import HOLDER
+
+    from issuer import holders
+    from issuer.jpki import partitions
+    from issuer.keystore import MemoryKeyStore
+    from issuer.mdoc.issuance import make_proof
+    from issuer.mdoc.service import MdocService
+    from issuer.mdoc.status_lists import StatusListPolicy
+
+    issuer = pg_issuer
+    engine = issuer.sessions.kw["bind"]
+    holder = holders.register(issuer.sessions, dict(HOLDER, card_number="1" * 16))
+    for phone in ("phone-a", "phone-b"):
+        holders.attach_phone(issuer.sessions, holder, phone)
+    with issuer.sessions.begin() as s:  # the partition known: phone-b's issuance does not wait to add it
+        partitions.remember(s, partitions.municipality_of(HOLDER))
+    if kind == "mdoc":
+        svc = MdocService(issuer.sessions, MemoryKeyStore(), "http://issuer.test",
+                          status_policy=StatusListPolicy(size=1024))
+        svc.setup()
+
+        def issue(phone: str) -> None:
+            job = f"job-{phone}"
+            spki, proof = make_proof(ec.generate_private_key(ec.SECP256R1()), svc.mdoc_challenge(job, phone, 0))
+            svc.issue_mdoc(job, phone, 0, spki, proof)
+    else:
+        def issue(phone: str) -> None:
+            _jpki_issue(issuer, f"job-{phone}", phone)
+
+    first = threading.get_ident()
+    racer: list[threading.Thread] = []
+    errors: list[BaseException] = []
+    waited: list[bool] = []
+
+    def issue_b() -> None:
+        try:
+            issue("phone-b")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def inserted(conn, cursor, statement, *args):  # noqa: ANN001, ANN002
+        if threading.get_ident() == first and statement.startswith("INSERT INTO credentials"):
+            wrote.append(True)
+
+    def committing(conn):  # noqa: ANN001
+        """When phone-a's issuance, all done, is about to commit, phone-b's is issued."""
+        if racer or not wrote or threading.get_ident() != first:
+            return
+        racer.append(threading.Thread(target=issue_b))
+        racer[0].start()
+        deadline = time.monotonic() + 5
+        while racer[0].is_alive() and time.monotonic() < deadline:
+            if _lock_waits(engine, "holders"):
+                waited.append(True)
+                break
+            time.sleep(0.02)
+
+    wrote: list[bool] = []
+    event.listen(engine, "after_cursor_execute", inserted)
+    event.listen(engine, "commit", committing)
+    try:
+        issue("phone-a")
+    finally:
+        event.remove(engine, "after_cursor_execute", inserted)
+        event.remove(engine, "commit", committing)
+    racer[0].join()
+    assert not errors, errors
+    with issuer.sessions() as s:
+        rows = sorted((c.phone_id, c.status) for c in s.query(Credential).filter_by(kind=kind))
+    assert rows == [("phone-a", "revoked"), ("phone-b", "valid")]
+    assert waited

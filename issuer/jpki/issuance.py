@@ -7,24 +7,29 @@ PKCS#10 request, RFC 2986 4.2), and hands both to :func:`issue`. Issuance is ide
 lost response never yields two certificates. At most one live (valid or held) certificate
 exists per (phone, slot): issuing a new one revokes the previous one as ``superseded`` in the
 same transaction. Serials are 159 random bits, unique per issuing key (database constraint,
-retried on the astronomically unlikely collision).
+retried on the astronomically unlikely collision). An issuance that loses a race to another
+writer (a PostgreSQL deadlock or serialisation failure, SQLite's busy database) runs again
+too; its locks follow the order of every status change (:mod:`issuer.revocation`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import random
 import secrets
+import time
 from dataclasses import replace
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from issuer.db import AuditEvent, Credential, Holder, Phone
-from issuer.revocation import supersede_other_phones
+from issuer.mdoc.txn import is_retryable
+from issuer.revocation import supersede_on_other_phones
 from protocols.jpki.certificates import (
     BasicFour,
     JpkiSex,
@@ -44,6 +49,8 @@ CHALLENGE_BYTES = 32
 #: A challenge older than this is refused (the TSM asks again with a new job step).
 CHALLENGE_TTL = dt.timedelta(hours=1)
 _LIVE = ("valid", "hold")
+#: How many times an issuance runs before it gives up (serial collisions, lost races).
+_ATTEMPTS = 5
 
 
 def challenge(ca: JpkiCa, job_ref: str, phone_id: str, slot: str) -> bytes:
@@ -95,13 +102,20 @@ def issue(ca: JpkiCa, job_ref: str, phone_id: str, slot: str, spki_der: bytes,
 
     Returns (end-entity certificate DER, issuing root certificate DER)."""
     purpose = purpose_of(slot)
-    for _attempt in range(5):
+    for attempt in range(_ATTEMPTS):
         now = ca.clock()
         try:
             return _issue_once(ca, job_ref, phone_id, purpose, spki_der, proof, actor, now)
         except IntegrityError:
             continue  # serial collision (or a concurrent writer): try again with a new serial
-    raise IssuanceError("could not allocate a unique serial in 5 attempts")
+        except DBAPIError as exc:
+            # another writer won (a PostgreSQL deadlock or serialisation failure, SQLite's
+            # busy database): run again, seeing what it committed, as every issuer
+            # transaction does (issuer.mdoc.txn.run_transaction)
+            if not is_retryable(exc) or attempt == _ATTEMPTS - 1:
+                raise
+            time.sleep(random.uniform(0, 0.002 * (attempt + 1)))  # noqa: S311 - jitter only
+    raise IssuanceError(f"could not allocate a unique serial in {_ATTEMPTS} attempts")
 
 
 def _issue_once(ca: JpkiCa, job_ref: str, phone_id: str, purpose: Purpose,
@@ -137,17 +151,35 @@ def _issue_once(ca: JpkiCa, job_ref: str, phone_id: str, purpose: Purpose,
         phone = s.get(Phone, phone_id)
         if phone.state != "active":  # revoked (or lost, on hold) while its provisioning ran
             raise IssuanceError(f"phone {phone_id!r} is {phone.state}: nothing more is issued to it")
-        holder = s.get(Holder, phone.holder_id) if phone.holder_id else None
+        # the holder's row locked after the phone's: an issuance of the holder to another
+        # phone under way ends first, and its certificate is among those revoked below (one
+        # phone per person), where neither saw the other's and both stayed valid
+        holder = s.get(Holder, phone.holder_id, with_for_update=True) if phone.holder_id else None
         if holder is None:
             raise IssuanceError(f"phone {phone_id!r} has no holder")
         cert = _build(ca, purpose, generation, holder, subject_key, now)
-        for old in s.scalars(select(Credential).where(
-                Credential.phone_id == phone_id, Credential.kind == kind,
-                Credential.status.in_(_LIVE))).all():
+        # The certificates this issuance revokes, locked before any CRL row, in one
+        # statement and one order (issue time, then id), as a revocation locks a phone's
+        # credentials before their CRLs (lock order: issuer.revocation): the slot's
+        # certificate on this phone (superseded) and the holder's on other phones (one
+        # phone per person). Their CRLs are then marked stale together, in (kind,
+        # partition) order. Marking the superseded certificate's CRL stale first, a
+        # revocation of the holder's other phone and this issuance each waited for the
+        # other until PostgreSQL failed one.
+        revoking = list(s.scalars(select(Credential).where(
+            Credential.kind == kind, Credential.status.in_(_LIVE),
+            or_(Credential.phone_id == phone_id, Credential.holder_id == holder.id))
+            .order_by(Credential.issued_at, Credential.id).with_for_update()))
+        mine = [r for r in revoking if r.phone_id == phone_id]
+        for old in mine:
             old.status, old.reason, old.revoked_at = "revoked", "superseded", now
             s.add(AuditEvent(actor=actor, action="jpki.supersede", subject=old.id,
                              detail={"serial": old.serial, "by_job": job_ref}))
-            _mark_stale(s, purpose, old.partition)
+        supersede_on_other_phones(s, holder.id, kind, phone_id, now=now,
+                                  rows=[r for r in revoking if r.phone_id != phone_id],
+                                  also_touch=mine)
+        # a new partition's row after every lock another transaction may hold: a second
+        # issuance into the same new partition waits here for this one's commit
         muni = partitions.municipality_of(holder.data)
         partitions.remember(s, muni)
         cred = Credential(
@@ -162,7 +194,6 @@ def _issue_once(ca: JpkiCa, job_ref: str, phone_id: str, purpose: Purpose,
         )
         s.add(cred)
         s.flush()
-        supersede_other_phones(s, cred, now=now)
         s.add(AuditEvent(actor=actor, action="jpki.issue", subject=cred.id,
                          detail={"phone": phone_id, "slot": purpose.value,
                                  "serial": cred.serial, "job": job_ref,
@@ -174,12 +205,6 @@ def hashes_hex(data: bytes) -> str:
     h = hashes.Hash(hashes.SHA256())
     h.update(data)
     return h.finalize().hex()
-
-
-def _mark_stale(session, purpose: Purpose, partition: str | None) -> None:
-    from issuer.revocation import mark_crl_stale
-
-    mark_crl_stale(session, KIND[purpose], partition)
 
 
 def _build(ca: JpkiCa, purpose: Purpose, generation, holder: Holder, subject_key,

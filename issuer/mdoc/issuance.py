@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from issuer.db import AuditEvent, Credential, Holder, Phone, utcnow
@@ -33,7 +33,7 @@ from issuer.mdoc.models import MdocChallenge, MdocIssuance
 from issuer.mdoc.pki import ActiveKey, MdocPki
 from issuer.mdoc.status_lists import StatusRegistry
 from issuer.mdoc.txn import run_transaction
-from issuer.revocation import on_other_phones, supersede, supersede_on_other_phones
+from issuer.revocation import supersede, supersede_on_other_phones
 from protocols import cardsub
 from protocols.cardsub import DEFAULT_NAMES, JST, DocNames
 from protocols.cose import CRV_P256, CRV_P384, CoseKey
@@ -308,7 +308,10 @@ class MdocIssuer:
         if reuse is not None:
             raise DeviceKeyError(f"device key already bound to slot {reuse} of phone {phone_id}: "
                                  "each slot needs its own key (unlinkability)")
-        holder_row = s.get(Holder, phone.holder_id)
+        # the holder's row locked after the phone's: an issuance of the holder to another
+        # phone under way ends first, and its mdoc is among those revoked below (one phone
+        # per person), where neither saw the other's and both stayed valid
+        holder_row = s.get(Holder, phone.holder_id, with_for_update=True)
         try:
             holder = holder_from_row(holder_row)
         except cardsub.CardSubError as exc:
@@ -336,18 +339,22 @@ class MdocIssuer:
         # The credentials this issuance revokes are locked before any status list, as a
         # revocation locks a phone's credentials before their lists: the holder's mdocs on
         # other phones (one phone per person) and the slot's earlier MSO on this phone, which
-        # was overwritten in the SE (a refresh). Their lists and the open one are then locked
+        # was overwritten in the SE (a refresh), in one statement by issue time and id, as
+        # every transaction locks credentials. Their lists and the open one are then locked
         # together in id order, the order of every revocation (issuer.revocation): the old
         # lists bumped first and the open one locked last, a hold of a third phone with
         # mdocs on both lists (after a month boundary) and this issuance each waited for
         # the other until PostgreSQL failed one.
-        others = on_other_phones(s, holder_row.id, "mdoc", phone_id)
-        earlier = s.scalars(select(Credential).join(
-            MdocIssuance, MdocIssuance.credential_id == Credential.id).where(
-            MdocIssuance.phone_id == phone_id, MdocIssuance.slot == slot,
-            Credential.status == "valid")
+        slot_msos = select(MdocIssuance.credential_id).where(MdocIssuance.phone_id == phone_id,
+                                                             MdocIssuance.slot == slot)
+        revoking = s.scalars(select(Credential).where(Credential.kind == "mdoc", or_(
+            and_(Credential.holder_id == holder_row.id, Credential.phone_id != phone_id,
+                 Credential.status.in_(("valid", "hold"))),
+            and_(Credential.id.in_(slot_msos), Credential.status == "valid")))
             .order_by(Credential.issued_at, Credential.id)
-            .with_for_update(of=Credential)).all()
+            .with_for_update()).all()
+        others = [r for r in revoking if r.phone_id != phone_id]
+        earlier = [r for r in revoking if r.phone_id == phone_id]
         credential = self.registry.allocate(
             s, now, make_row, touching={r.status_list_id for r in (*others, *earlier)})
         supersede_on_other_phones(s, holder_row.id, "mdoc", phone_id, now=now, rows=others)
