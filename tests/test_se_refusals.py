@@ -71,7 +71,7 @@ def test_wrong_host_cryptogram(phone) -> None:
     r = se.transmit(bytes.fromhex("8050000008") + os.urandom(8) + b"\x00")  # IU moves the counter
     before = cbor2.loads(image(home, pid))
     se.reset()
-    assert forged_external_authenticate(se) == b"\x69\x82"
+    assert forged_external_authenticate(se) == b"\x63\x00"  # Amendment D 7.1.2.5
     assert_no_session(se)
     after = cbor2.loads(image(home, pid))
     assert after["failed_authentications"] == {0x30: 1}
@@ -89,7 +89,7 @@ def test_ea_with_tampered_mac(phone) -> None:
     ea = bytearray(host.on_initialize_update_response(r))
     ea[-1] ^= 0x01
     before = image(home, pid)
-    assert se.transmit(bytes(ea)) == b"\x69\x82"
+    assert se.transmit(bytes(ea)) == b"\x63\x00"  # Amendment D 7.1.2.5, as for a wrong cryptogram
     assert_no_session(se)
     assert cbor2.loads(image(home, pid))["failed_authentications"] == {0x30: 1}
     assert {k: v for k, v in cbor2.loads(image(home, pid)).items() if k != "failed_authentications"} == \
@@ -107,6 +107,28 @@ def test_tampered_command_mac_ends_session(phone, level) -> None:
     assert se.transmit(bytes(w)) == b"\x69\x82"
     assert_no_session(se)
     assert image(home, pid) == before
+
+
+def test_wrong_host_cryptogram_under_a_good_mac_is_6300(phone) -> None:
+    """A host with the right keys whose cryptogram is wrong (its C-MAC verifies): GPCS
+    Amendment D 7.1.2.5 "authentication of host cryptogram failed", 6300, counted; no
+    session opens and the image changes only in the failure count."""
+    from protocols.gp.apdu import CommandApdu
+    from protocols.gp.scp03 import InitializeUpdateResponse, SecureMessaging, derive_session_keys
+
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    hc = os.urandom(8)
+    iu = InitializeUpdateResponse.parse(se.transmit(bytes.fromhex("8050000008") + hc + b"\x00")[:-2])
+    before = cbor2.loads(image(home, pid))
+    sm = SecureMessaging(derive_session_keys(FACTORY, hc, iu.card_challenge), 0x01)
+    ea = sm.wrap_command(CommandApdu(0x80, 0x82, 0x33, 0x00, bytes(8)))
+    assert se.transmit(ea.to_bytes()) == b"\x63\x00"
+    assert_no_session(se)
+    after = cbor2.loads(image(home, pid))
+    assert after.pop("failed_authentications") == {0x30: 1}
+    before.pop("failed_authentications")
+    assert after == before
 
 
 def test_plain_command_inside_session_ends_it(phone) -> None:
@@ -144,7 +166,7 @@ def test_keyset_blocked_after_consecutive_failures(phone) -> None:
     pid, home = phone
     se = wallet_sim.open_secure_element(pid, home)
     for _ in range(3):
-        assert forged_external_authenticate(se) == b"\x69\x82"
+        assert forged_external_authenticate(se) == b"\x63\x00"  # Amendment D 7.1.2.5
     before = image(home, pid)
     assert cbor2.loads(before)["blocked_kvns"] == [0x30]
     host = HostChannel(FACTORY, 0x33, os.urandom(8))

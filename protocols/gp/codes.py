@@ -9,6 +9,8 @@ from __future__ import annotations
 
 # --- status words (ISO/IEC 7816-4 5.6; GPCS 11.1.3) --------------------------------------
 SW_OK = 0x9000
+#: EXTERNAL AUTHENTICATE: authentication of the host cryptogram failed (GPCS Amendment D 7.1.2.5)
+SW_AUTHENTICATION_FAILED = 0x6300
 SW_MORE_DATA_AVAILABLE = 0x6310  # GET STATUS: more entries follow (GPCS 11.4.3)
 SW_WRONG_LENGTH = 0x6700
 SW_CHANNEL_NOT_SUPPORTED = 0x6881
