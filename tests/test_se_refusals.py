@@ -227,3 +227,23 @@ def test_garbage_apdus_never_crash(phone) -> None:
         raw = bytes(rnd.getrandbits(8) for _ in range(rnd.randint(0, 40)))
         out = se.transmit(raw)
         assert len(out) >= 2
+
+
+def test_select_p2_asks_for_the_fci_or_nothing(phone) -> None:
+    """SELECT by AID of the ISD: P2 00 returns the FCI, P2 0C no response data (ISO/IEC
+    7816-4 table 63: "no response data if Le field absent, or proprietary if present"), RFU
+    bits of P2 6A86 and next occurrence 6A81, both leaving the selection and the ISD's
+    session as they were."""
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    select = bytes.fromhex("00A40400") + bytes([len(ISD)]) + ISD
+    assert se.transmit(select)[:2] == b"\x6f\x10" and se.transmit(select)[-2:] == b"\x90\x00"
+    assert se.transmit(bytes.fromhex("00A4040C") + bytes([len(ISD)]) + ISD) == b"\x90\x00"
+    host = open_session(se)
+    before = image(home, pid)
+    for p2 in (0x10, 0x8C, 0x02):
+        want = b"\x6a\x81" if p2 == 0x02 else b"\x6a\x86"
+        assert se.transmit(bytes([0x00, 0xA4, 0x04, p2, len(ISD)]) + ISD) == want
+    # the ISD is still selected with its session open
+    assert host.unwrap(se.transmit(host.wrap(GET_STATUS)))[-2:] == b"\x90\x00"
+    assert image(home, pid) == before

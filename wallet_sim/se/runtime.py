@@ -261,7 +261,9 @@ class SecureElement:
     def _select(self, cmd: CommandApdu, ch: Channel) -> bytes:
         if has_secure_messaging(cmd.cla):
             return response(SW_SM_NOT_SUPPORTED)
-        if cmd.p2 & 0x03:  # next / last occurrence: not supported
+        if cmd.p2 & 0xF0:  # ISO/IEC 7816-4 11.2.2: b8-b5 of P2 are RFU
+            return response(SW_INCORRECT_P1P2)
+        if cmd.p2 & 0x03:  # next / last occurrence: not supported (nor partial AIDs)
             return response(SW_FUNCTION_NOT_SUPPORTED)
         aid = cmd.data
         if not aid or aid == ISD_AID:
@@ -273,7 +275,8 @@ class SecureElement:
                 ch.session, ch.perso_target = None, None
                 ch.extra.pop("get_status", None)
             ch.selected = ISD_AID
-            return response(SW_OK, isd.fci(self))
+            # P2 b4-b3 = 11: no response data (ISO/IEC 7816-4 table 63); else the FCI
+            return response(SW_OK, b"" if cmd.p2 & 0x0C == 0x0C else isd.fci(self))
         rec = self.app_record(aid)
         if (rec is None or rec["life_cycle"] & LOCKED_BIT or (rec["life_cycle"] & 0x7F) < APP_SELECTABLE
                 or self.state["card_life_cycle"] == CARD_LOCKED):
