@@ -247,3 +247,26 @@ def test_select_p2_asks_for_the_fci_or_nothing(phone) -> None:
     # the ISD is still selected with its session open
     assert host.unwrap(se.transmit(host.wrap(GET_STATUS)))[-2:] == b"\x90\x00"
     assert image(home, pid) == before
+
+
+@pytest.mark.parametrize(("apdu", "sw"), [
+    ("10A4040008" + ISD.hex(), b"\x68\x84"),  # SELECT, chaining bit: not taken
+    ("90CA9F7F00", b"\x68\x84"),  # GET DATA to the ISD, chaining bit
+    ("94CA9F7F00", b"\x68\x84"),  # with the SM bit: refused before the session sees it
+    ("D0CA9F7F00", b"\x68\x81"),  # channel 4 (further class layout) is not open
+    ("1070000001", b"\x68\x84"),  # MANAGE CHANNEL, chaining bit
+    ("20CA9F7F00", b"\x6e\x00"),  # ISO/IEC 7816-4 RFU class
+    ("3FA4040008" + ISD.hex(), b"\x6e\x00"),
+    ("A0CA9F7F00", b"\x6e\x00"),  # not a GP class (GPCS 11.1.4)
+])
+def test_chaining_and_rfu_classes_are_refused_and_change_nothing(phone, apdu, sw) -> None:
+    """No command chaining in the runtime or the ISD (6884), RFU and non-GP classes 6E00;
+    each refusal keeps the ISD's session and selection, and the image."""
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    host = open_session(se)
+    before = image(home, pid)
+    assert se.transmit(bytes.fromhex(apdu)) == sw
+    assert set(se.channels) == {0}
+    assert host.unwrap(se.transmit(host.wrap(GET_STATUS)))[-2:] == b"\x90\x00"
+    assert image(home, pid) == before

@@ -17,6 +17,7 @@ from protocols.gp.codes import (  # noqa: F401 - the SE's modules import these f
     INS_STORE_DATA,
     SW_AUTH_METHOD_BLOCKED,
     SW_AUTHENTICATION_FAILED,
+    SW_CHAINING_NOT_SUPPORTED,
     SW_CHANNEL_NOT_SUPPORTED,
     SW_CLA_NOT_SUPPORTED,
     SW_CONDITIONS_NOT_SATISFIED,

@@ -27,6 +27,7 @@ from wallet_sim.se.constants import (
     ISD_AID,
     LOCKED_BIT,
     MAX_CHANNELS,
+    SW_CHAINING_NOT_SUPPORTED,
     SW_CHANNEL_NOT_SUPPORTED,
     SW_CLA_NOT_SUPPORTED,
     SW_FILE_NOT_FOUND,
@@ -211,15 +212,24 @@ class SecureElement:
             cmd = CommandApdu.parse(apdu)
         except ApduError:
             return response(SW_WRONG_LENGTH)
-        if cmd.cla == 0xFF:
+        if cmd.cla == 0xFF or cmd.cla & 0xE0 == 0x20:  # invalid, or RFU (ISO/IEC 7816-4 5.4.1)
             return response(SW_CLA_NOT_SUPPORTED)
         ch = self.channels.get(channel_of(cmd.cla))
         if ch is None:
             return response(SW_CHANNEL_NOT_SUPPORTED)
+        manage = cmd.ins == INS_MANAGE_CHANNEL and not cmd.cla & 0x80
+        select = cmd.ins == INS_SELECT and cmd.p1 == 0x04 and not cmd.cla & 0x80
+        if manage or select or ch.selected == ISD_AID:
+            # the runtime and the ISD take no command chaining (GP's long data is STORE DATA's
+            # numbered blocks), and the ISD no class outside GPCS 11.1.4's (nor A0-BF)
+            if cmd.cla & 0x10:
+                return response(SW_CHAINING_NOT_SUPPORTED)
+            if cmd.cla & 0xE0 == 0xA0:
+                return response(SW_CLA_NOT_SUPPORTED)
         try:
-            if cmd.ins == INS_MANAGE_CHANNEL and not cmd.cla & 0x80:
+            if manage:
                 out = self._manage_channel(cmd, ch)
-            elif cmd.ins == INS_SELECT and cmd.p1 == 0x04 and not cmd.cla & 0x80:
+            elif select:
                 out = self._select(cmd, ch)
             elif ch.selected == ISD_AID:
                 out = isd.process(self, ch, cmd)
