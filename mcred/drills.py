@@ -992,7 +992,7 @@ class _Thief:
         se = wallet_sim.open_secure_element(phone_id, home)
         se.transmit(select(ISD_AID).to_bytes())
         r = se.transmit(CommandApdu(0x80, 0xCA, TAG_CERTIFICATE_STORE >> 8, TAG_CERTIFICATE_STORE & 0xFF,
-                                    certificate_store_query(SCP11A_KID, 0x01), 256).to_bytes())
+                                    certificate_store_query(SCP11A_KID, 0x01), 65536).to_bytes())
         sd_key = parse_certificate_bundle(r[:-2])[-1].public_key()
         named = se.transmit(get_data(TAG_CA_KLOC_IDENTIFIERS).to_bytes())
         kvn = next(v for _, kid, v in parse_ca_identifiers(named[:-2]) if kid == KLOC_KID)

@@ -145,7 +145,7 @@ def se(home):
 
 
 def _bundle(se) -> list[x509.Certificate]:
-    r = se.transmit(CommandApdu(0x80, 0xCA, 0xBF, 0x21, certificate_store_query(), 256).to_bytes())
+    r = se.transmit(CommandApdu(0x80, 0xCA, 0xBF, 0x21, certificate_store_query(), 65536).to_bytes())
     assert r[-2:] == b"\x90\x00"
     return parse_certificate_bundle(r[:-2])
 

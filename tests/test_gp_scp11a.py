@@ -219,7 +219,7 @@ def se(home):
 
 
 def _sd_key(se, home, kid: int = SCP11A_KID) -> ec.EllipticCurvePublicKey:  # noqa: ANN001
-    r = se.transmit(CommandApdu(0x80, 0xCA, 0xBF, 0x21, certificate_store_query(kid, 0x01), 256).to_bytes())
+    r = se.transmit(CommandApdu(0x80, 0xCA, 0xBF, 0x21, certificate_store_query(kid, 0x01), 65536).to_bytes())
     assert r[-2:] == b"\x90\x00"
     leaf = verify_sd_certificate(parse_certificate_bundle(r[:-2]),
                                  x509.load_pem_x509_certificates(root_path(home).read_bytes()), at=_now())
@@ -314,7 +314,7 @@ def test_an_se_without_a_kloc_key_offers_no_scp11a(home):
     se.transmit(ISD_SELECT)
     assert se.transmit(_pso(lab_oce(home).certificates[0]).to_bytes())[-2:] == b"\x6a\x88"
     assert se.transmit(_ma())[-2:] == b"\x6a\x88"
-    r = se.transmit(CommandApdu(0x80, 0xCA, 0xBF, 0x21, certificate_store_query(SCP11A_KID, 1), 256).to_bytes())
+    r = se.transmit(CommandApdu(0x80, 0xCA, 0xBF, 0x21, certificate_store_query(SCP11A_KID, 1), 65536).to_bytes())
     assert r[-2:] == b"\x6a\x88"
     keys = wallet_sim.describe(pid, home)["secure_element"]["security_domains"][0]["scp11_keys"]
     assert [k["scp"] for k in keys] == ["11b"]

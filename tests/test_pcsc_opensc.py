@@ -428,3 +428,25 @@ def test_jpki_card_atr_and_a_blocked_pin(bridge, phone):
     assert re.search(r"User Authentication PIN\].*?Tries left\s*:\s*3", out, re.S), out
     rc, log = bridge.stop()
     assert rc == 0, log
+
+
+def test_opensc_tool_sends_raw_apdus_to_the_isd(bridge):
+    """``opensc-tool -s``: a real PC/SC stack sees the SE's bytes. SELECT of the ISD with P2 0C
+    answers no FCI; GET DATA CPLC with Le 05 answers 5 bytes and 6128, and OpenSC follows
+    with GET RESPONSE (the bridge's trace shows both pairs) to the whole 45 bytes; a chained
+    class byte is refused 6884 (specs/secure-element.md "Response length", status words)."""
+    tools = bridge()
+    out = tools.run("opensc-tool", "--reader", tools.reader,
+                    "-s", "00:A4:04:0C:08:A0:00:00:01:51:00:00:00", "-s", "80:CA:9F:7F:05",
+                    "-s", "90:CA:9F:7F:00")
+    got = re.findall(r"Received \(SW1=0x([0-9a-f]{2}), SW2=0x([0-9a-f]{2})\)(?::\n((?:[0-9A-F]{2} .*\n?)+))?",
+                     out, re.I)
+    assert [sw1 + sw2 for sw1, sw2, _ in got] == ["9000", "9000", "6884"], out
+    assert got[0][2] == "", out  # no FCI with P2 0C
+    cplc = bytes.fromhex("".join(re.findall(r"((?:[0-9A-F]{2} ){1,16})", got[1][2])).replace(" ", ""))
+    assert len(cplc) == 45 and cplc[:3] == bytes.fromhex("9F7F2A"), out
+    rc, log = bridge.stop()
+    assert rc == 0, log
+    pairs = _pairs(log)
+    i = pairs.index(("80CA9F7F05", "6128"))
+    assert pairs[i + 1] == ("00C0000028", "9000"), pairs

@@ -71,7 +71,7 @@ def test_wrong_host_cryptogram(phone) -> None:
     r = se.transmit(bytes.fromhex("8050000008") + os.urandom(8) + b"\x00")  # IU moves the counter
     before = cbor2.loads(image(home, pid))
     se.reset()
-    assert forged_external_authenticate(se) == b"\x69\x82"
+    assert forged_external_authenticate(se) == b"\x63\x00"  # Amendment D 7.1.2.5
     assert_no_session(se)
     after = cbor2.loads(image(home, pid))
     assert after["failed_authentications"] == {0x30: 1}
@@ -89,7 +89,7 @@ def test_ea_with_tampered_mac(phone) -> None:
     ea = bytearray(host.on_initialize_update_response(r))
     ea[-1] ^= 0x01
     before = image(home, pid)
-    assert se.transmit(bytes(ea)) == b"\x69\x82"
+    assert se.transmit(bytes(ea)) == b"\x63\x00"  # Amendment D 7.1.2.5, as for a wrong cryptogram
     assert_no_session(se)
     assert cbor2.loads(image(home, pid))["failed_authentications"] == {0x30: 1}
     assert {k: v for k, v in cbor2.loads(image(home, pid)).items() if k != "failed_authentications"} == \
@@ -107,6 +107,28 @@ def test_tampered_command_mac_ends_session(phone, level) -> None:
     assert se.transmit(bytes(w)) == b"\x69\x82"
     assert_no_session(se)
     assert image(home, pid) == before
+
+
+def test_wrong_host_cryptogram_under_a_good_mac_is_6300(phone) -> None:
+    """A host with the right keys whose cryptogram is wrong (its C-MAC verifies): GPCS
+    Amendment D 7.1.2.5 "authentication of host cryptogram failed", 6300, counted; no
+    session opens and the image changes only in the failure count."""
+    from protocols.gp.apdu import CommandApdu
+    from protocols.gp.scp03 import InitializeUpdateResponse, SecureMessaging, derive_session_keys
+
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    hc = os.urandom(8)
+    iu = InitializeUpdateResponse.parse(se.transmit(bytes.fromhex("8050000008") + hc + b"\x00")[:-2])
+    before = cbor2.loads(image(home, pid))
+    sm = SecureMessaging(derive_session_keys(FACTORY, hc, iu.card_challenge), 0x01)
+    ea = sm.wrap_command(CommandApdu(0x80, 0x82, 0x33, 0x00, bytes(8)))
+    assert se.transmit(ea.to_bytes()) == b"\x63\x00"
+    assert_no_session(se)
+    after = cbor2.loads(image(home, pid))
+    assert after.pop("failed_authentications") == {0x30: 1}
+    before.pop("failed_authentications")
+    assert after == before
 
 
 def test_plain_command_inside_session_ends_it(phone) -> None:
@@ -144,7 +166,7 @@ def test_keyset_blocked_after_consecutive_failures(phone) -> None:
     pid, home = phone
     se = wallet_sim.open_secure_element(pid, home)
     for _ in range(3):
-        assert forged_external_authenticate(se) == b"\x69\x82"
+        assert forged_external_authenticate(se) == b"\x63\x00"  # Amendment D 7.1.2.5
     before = image(home, pid)
     assert cbor2.loads(before)["blocked_kvns"] == [0x30]
     host = HostChannel(FACTORY, 0x33, os.urandom(8))
@@ -205,3 +227,46 @@ def test_garbage_apdus_never_crash(phone) -> None:
         raw = bytes(rnd.getrandbits(8) for _ in range(rnd.randint(0, 40)))
         out = se.transmit(raw)
         assert len(out) >= 2
+
+
+def test_select_p2_asks_for_the_fci_or_nothing(phone) -> None:
+    """SELECT by AID of the ISD: P2 00 returns the FCI, P2 0C no response data (ISO/IEC
+    7816-4 table 63: "no response data if Le field absent, or proprietary if present"), RFU
+    bits of P2 6A86 and next occurrence 6A81, both leaving the selection and the ISD's
+    session as they were."""
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    select = bytes.fromhex("00A40400") + bytes([len(ISD)]) + ISD
+    assert se.transmit(select)[:2] == b"\x6f\x10" and se.transmit(select)[-2:] == b"\x90\x00"
+    assert se.transmit(bytes.fromhex("00A4040C") + bytes([len(ISD)]) + ISD) == b"\x90\x00"
+    host = open_session(se)
+    before = image(home, pid)
+    for p2 in (0x10, 0x8C, 0x02):
+        want = b"\x6a\x81" if p2 == 0x02 else b"\x6a\x86"
+        assert se.transmit(bytes([0x00, 0xA4, 0x04, p2, len(ISD)]) + ISD) == want
+    # the ISD is still selected with its session open
+    assert host.unwrap(se.transmit(host.wrap(GET_STATUS)))[-2:] == b"\x90\x00"
+    assert image(home, pid) == before
+
+
+@pytest.mark.parametrize(("apdu", "sw"), [
+    ("10A4040008" + ISD.hex(), b"\x68\x84"),  # SELECT, chaining bit: not taken
+    ("90CA9F7F00", b"\x68\x84"),  # GET DATA to the ISD, chaining bit
+    ("94CA9F7F00", b"\x68\x84"),  # with the SM bit: refused before the session sees it
+    ("D0CA9F7F00", b"\x68\x81"),  # channel 4 (further class layout) is not open
+    ("1070000001", b"\x68\x84"),  # MANAGE CHANNEL, chaining bit
+    ("20CA9F7F00", b"\x6e\x00"),  # ISO/IEC 7816-4 RFU class
+    ("3FA4040008" + ISD.hex(), b"\x6e\x00"),
+    ("A0CA9F7F00", b"\x6e\x00"),  # not a GP class (GPCS 11.1.4)
+])
+def test_chaining_and_rfu_classes_are_refused_and_change_nothing(phone, apdu, sw) -> None:
+    """No command chaining in the runtime or the ISD (6884), RFU and non-GP classes 6E00;
+    each refusal keeps the ISD's session and selection, and the image."""
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    host = open_session(se)
+    before = image(home, pid)
+    assert se.transmit(bytes.fromhex(apdu)) == sw
+    assert set(se.channels) == {0}
+    assert host.unwrap(se.transmit(host.wrap(GET_STATUS)))[-2:] == b"\x90\x00"
+    assert image(home, pid) == before

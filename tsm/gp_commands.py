@@ -72,14 +72,17 @@ def delete(aid: bytes, related: bool = False) -> CommandApdu:
 
 def store_data_blocks(stream: bytes, block: int = STORE_DATA_BLOCK) -> list[CommandApdu]:
     """STORE DATA blocks for a DGI stream (GPCS 11.11.2): P1 = 08 (DGI), 88 on the last
-    block; P2 numbers the blocks from 00."""
+    block; P2 numbers the blocks from 00. The last block, whose answer (a generated key, a
+    READ STATE) may exceed the 256 bytes of a short response, asks with an extended Le for
+    all of it; the others are short (specs/secure-element.md, "Response length")."""
     chunks = [stream[i : i + block] for i in range(0, len(stream), block)] or [b""]
     if len(chunks) > 256:
         raise CardDataError(f"STORE DATA stream of {len(stream)} bytes needs over 256 blocks")
     out = []
     for n, chunk in enumerate(chunks):
         last = n == len(chunks) - 1
-        out.append(CommandApdu(CLA_GP, INS_STORE_DATA, 0x88 if last else 0x08, n, chunk, 256))
+        out.append(CommandApdu(CLA_GP, INS_STORE_DATA, 0x88 if last else 0x08, n, chunk,
+                               65536 if last else 256, extended=last))
     return out
 
 

@@ -603,9 +603,10 @@ def _bf21_what(kid: int) -> str:
 
 
 def _certificate_store_command(kid: int = SCP11B_KID) -> bytes:
+    # an extended Le: the chain is longer than a short answer (256 bytes) carries
     kvn = SCP11A_KVN if kid == SCP11A_KID else SCP11B_KVN
     return CommandApdu(0x80, 0xCA, TAG_CERTIFICATE_STORE >> 8, TAG_CERTIFICATE_STORE & 0xFF,
-                       certificate_store_query(kid, kvn), 256).to_bytes()
+                       certificate_store_query(kid, kvn), 65536).to_bytes()
 
 
 def _refuse_authenticity(link: SeLink, reason: str, **detail: object) -> SeAuthenticityError:

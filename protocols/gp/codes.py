@@ -9,6 +9,10 @@ from __future__ import annotations
 
 # --- status words (ISO/IEC 7816-4 5.6; GPCS 11.1.3) --------------------------------------
 SW_OK = 0x9000
+#: SW1 61: process completed, SW2 response bytes still available (00: 256 or more)
+SW1_BYTES_REMAINING = 0x61
+#: EXTERNAL AUTHENTICATE: authentication of the host cryptogram failed (GPCS Amendment D 7.1.2.5)
+SW_AUTHENTICATION_FAILED = 0x6300
 SW_MORE_DATA_AVAILABLE = 0x6310  # GET STATUS: more entries follow (GPCS 11.4.3)
 SW_WRONG_LENGTH = 0x6700
 SW_CHANNEL_NOT_SUPPORTED = 0x6881
@@ -36,6 +40,8 @@ SW_NO_PRECISE_DIAGNOSIS = 0x6F00
 CLA_GP = 0x80
 INS_SELECT = 0xA4
 INS_MANAGE_CHANNEL = 0x70
+#: GET RESPONSE (ISO/IEC 7816-4 11.7.1): the rest of an answer announced by 61xx
+INS_GET_RESPONSE = 0xC0
 INS_INITIALIZE_UPDATE = 0x50
 INS_EXTERNAL_AUTHENTICATE = 0x82
 #: SCP11b key agreement (GPCS Amendment F); the JPKI applet's own INTERNAL AUTHENTICATE signs

@@ -716,7 +716,7 @@ class CardChannel(SecureCard):
 
     def external_authenticate(self, cmd: CommandApdu) -> bytes:
         """Verify EXTERNAL AUTHENTICATE (Amendment D 7.1.2). Raises on failure after
-        closing the session; the caller answers 6982 (or the error's ``sw``)."""
+        closing the session; the caller answers 6300 (or the error's ``sw``)."""
         if self.state is not CardState.INITIALIZED or self.session_keys is None:
             self.close()
             raise Scp03StateError("EXTERNAL AUTHENTICATE without a preceding INITIALIZE UPDATE")

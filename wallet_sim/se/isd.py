@@ -70,6 +70,7 @@ from wallet_sim.se.constants import (
     SCP11B_UNAUTHENTICATED,
     SECURITY_FLOORS,
     SW_AUTH_METHOD_BLOCKED,
+    SW_AUTHENTICATION_FAILED,
     SW_CONDITIONS_NOT_SATISFIED,
     SW_INCORRECT_P1P2,
     SW_INS_NOT_SUPPORTED,
@@ -284,7 +285,9 @@ def _external_authenticate(se: SecureElement, ch: Channel, cmd: CommandApdu) -> 
         st["failed_authentications"][kvn] = fails
         if fails >= st["max_failed_authentications"] and kvn not in st["blocked_kvns"]:
             st["blocked_kvns"].append(kvn)
-        return response(SW_SECURITY_NOT_SATISFIED)
+        # Amendment D 7.1.2.5: "authentication of host cryptogram failed" (the C-MAC of
+        # EXTERNAL AUTHENTICATE is made with the same S-MAC: a host with other keys fails both)
+        return response(SW_AUTHENTICATION_FAILED)
     st["failed_authentications"].pop(kvn, None)
     return out
 

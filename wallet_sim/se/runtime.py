@@ -22,13 +22,17 @@ from wallet_sim.se.applet import Applet, CommandContext
 from wallet_sim.se.constants import (
     APP_SELECTABLE,
     CARD_LOCKED,
+    INS_GET_RESPONSE,
     INS_MANAGE_CHANNEL,
     INS_SELECT,
     ISD_AID,
     LOCKED_BIT,
     MAX_CHANNELS,
+    SW1_BYTES_REMAINING,
+    SW_CHAINING_NOT_SUPPORTED,
     SW_CHANNEL_NOT_SUPPORTED,
     SW_CLA_NOT_SUPPORTED,
+    SW_CONDITIONS_NOT_SATISFIED,
     SW_FILE_NOT_FOUND,
     SW_FUNCTION_NOT_SUPPORTED,
     SW_INCORRECT_P1P2,
@@ -211,15 +215,27 @@ class SecureElement:
             cmd = CommandApdu.parse(apdu)
         except ApduError:
             return response(SW_WRONG_LENGTH)
-        if cmd.cla == 0xFF:
+        if cmd.cla == 0xFF or cmd.cla & 0xE0 == 0x20:  # invalid, or RFU (ISO/IEC 7816-4 5.4.1)
             return response(SW_CLA_NOT_SUPPORTED)
         ch = self.channels.get(channel_of(cmd.cla))
         if ch is None:
             return response(SW_CHANNEL_NOT_SUPPORTED)
+        rest = ch.extra.pop(_PENDING, None)  # any command but GET RESPONSE drops what is left
+        if cmd.ins == INS_GET_RESPONSE and not cmd.cla & 0x80 and not has_secure_messaging(cmd.cla):
+            return _get_response(cmd, ch, rest)
+        manage = cmd.ins == INS_MANAGE_CHANNEL and not cmd.cla & 0x80
+        select = cmd.ins == INS_SELECT and cmd.p1 == 0x04 and not cmd.cla & 0x80
+        if manage or select or ch.selected == ISD_AID:
+            # the runtime and the ISD take no command chaining (GP's long data is STORE DATA's
+            # numbered blocks), and the ISD no class outside GPCS 11.1.4's (nor A0-BF)
+            if cmd.cla & 0x10:
+                return response(SW_CHAINING_NOT_SUPPORTED)
+            if cmd.cla & 0xE0 == 0xA0:
+                return response(SW_CLA_NOT_SUPPORTED)
         try:
-            if cmd.ins == INS_MANAGE_CHANNEL and not cmd.cla & 0x80:
+            if manage:
                 out = self._manage_channel(cmd, ch)
-            elif cmd.ins == INS_SELECT and cmd.p1 == 0x04 and not cmd.cla & 0x80:
+            elif select:
                 out = self._select(cmd, ch)
             elif ch.selected == ISD_AID:
                 out = isd.process(self, ch, cmd)
@@ -235,7 +251,7 @@ class SecureElement:
                 # error status word travels in a secure channel session)
                 self._roll_back()
                 out = response(SW_NOT_ENOUGH_MEMORY)
-        return out
+        return _fit(cmd, self.channels.get(ch.number), out)
 
     def _to_applet(self, ch: Channel, apdu: bytes) -> bytes:
         assert ch.selected is not None
@@ -261,7 +277,9 @@ class SecureElement:
     def _select(self, cmd: CommandApdu, ch: Channel) -> bytes:
         if has_secure_messaging(cmd.cla):
             return response(SW_SM_NOT_SUPPORTED)
-        if cmd.p2 & 0x03:  # next / last occurrence: not supported
+        if cmd.p2 & 0xF0:  # ISO/IEC 7816-4 11.2.2: b8-b5 of P2 are RFU
+            return response(SW_INCORRECT_P1P2)
+        if cmd.p2 & 0x03:  # next / last occurrence: not supported (nor partial AIDs)
             return response(SW_FUNCTION_NOT_SUPPORTED)
         aid = cmd.data
         if not aid or aid == ISD_AID:
@@ -273,7 +291,8 @@ class SecureElement:
                 ch.session, ch.perso_target = None, None
                 ch.extra.pop("get_status", None)
             ch.selected = ISD_AID
-            return response(SW_OK, isd.fci(self))
+            # P2 b4-b3 = 11: no response data (ISO/IEC 7816-4 table 63); else the FCI
+            return response(SW_OK, b"" if cmd.p2 & 0x0C == 0x0C else isd.fci(self))
         rec = self.app_record(aid)
         if (rec is None or rec["life_cycle"] & LOCKED_BIT or (rec["life_cycle"] & 0x7F) < APP_SELECTABLE
                 or self.state["card_life_cycle"] == CARD_LOCKED):
@@ -362,6 +381,45 @@ class SecureElement:
             "memory": {"nvm_capacity": self.nvm_capacity, "nvm_used": len(self._saved_bytes),
                        "nvm_free": self.nvm_free()},
         }
+
+
+#: Channel.extra key: the part of an answer a short Le did not take, and its status word
+_PENDING = "response"
+
+
+def _fit(cmd: CommandApdu, ch: Channel | None, out: bytes) -> bytes:
+    """The answer to a short command: at most Ne data bytes (256 without a Le field, the most
+    a short response carries); the rest waits on the channel for GET RESPONSE, announced by
+    61xx (ISO/IEC 7816-4 5.3.4, 11.7.1). An extended command takes its answer whole."""
+    limit = 256 if cmd.ne is None else cmd.ne
+    if cmd.extended or len(out) - 2 <= limit or ch is None:
+        return out
+    ch.extra[_PENDING] = (out[limit:-2], out[-2:])
+    return _more(out[:limit], len(out) - 2 - limit)
+
+
+def _more(data: bytes, left: int) -> bytes:
+    return data + bytes((SW1_BYTES_REMAINING, left if left < 256 else 0))
+
+
+def _get_response(cmd: CommandApdu, ch: Channel, pending: tuple[bytes, bytes] | None) -> bytes:
+    """GET RESPONSE (ISO/IEC 7816-4 11.7.1) ``CLA C0 00 00 Le``: the next Ne bytes of the
+    answer left on this channel, 61xx while more remain, else the answer's own status word.
+    Nothing left: 6985. Refusals keep what is left."""
+    if cmd.p1 or cmd.p2:
+        out = response(SW_INCORRECT_P1P2)
+    elif cmd.data or cmd.ne is None:
+        out = response(SW_WRONG_LENGTH)
+    elif pending is None:
+        return response(SW_CONDITIONS_NOT_SATISFIED)
+    else:
+        rest, sw = pending
+        if len(rest) <= cmd.ne:
+            return rest + sw
+        ch.extra[_PENDING] = (rest[cmd.ne:], sw)
+        return _more(rest[:cmd.ne], len(rest) - cmd.ne)
+    ch.extra[_PENDING] = pending
+    return out
 
 
 def _scp11_keys(st: dict) -> list[dict]:
