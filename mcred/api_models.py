@@ -147,6 +147,10 @@ class HandoverOut(_Closed):
     updated_at: str = Field(json_schema_extra=_DATE_TIME)
 
 
+class HandoverList(_Page):
+    handovers: list[HandoverOut]
+
+
 class TsmJob(_Closed):
     id: str
     phone_id: str

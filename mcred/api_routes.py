@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import defer
 
@@ -50,6 +50,7 @@ from mcred.api_models import (
     CredentialList,
     CredentialOut,
     DsRollover,
+    HandoverList,
     HandoverOut,
     HolderDetail,
     HolderForgotten,
@@ -153,6 +154,26 @@ class HandoverRunRequest(OverTheAirRequest):
     #: shop): its SE is wiped through its own Local Agent, in a second session (the answer's
     #: ``seram_old``).
     wipe_over_the_air: bool = False
+    #: The secrets the holder chose for the phone the workflow provisions (a model change's
+    #: new phone, a renewal's phone): all three or none. Without them they are generated
+    #: and, since an answer over HTTP cannot show them without storing them, nobody learns
+    #: them (the job's ``new_phones_with_generated_secrets`` names the phone: a PIN reset,
+    #: ``POST /pin-resets``, sets them).
+    pin: str | None = Field(None, pattern=r"^[0-9]{4}$", description="user-auth PIN (never stored)")
+    password: str | None = Field(None, pattern=r"^[A-Z0-9]{6,16}$",
+                                 description="signing password (never stored)")
+    puk: str | None = Field(None, pattern=r"^[0-9]{8}$", description="PIN unlock key (never stored)")
+
+    @model_validator(mode="after")
+    def _all_or_none(self) -> HandoverRunRequest:
+        given = [k for k in ("pin", "password", "puk") if getattr(self, k) is not None]
+        if given and len(given) != 3:
+            missing = sorted({"pin", "password", "puk"} - set(given))
+            raise ValueError(f"pin, password and puk go together: {', '.join(missing)} missing")
+        return self
+
+    def secrets(self) -> dict[str, str] | None:
+        return {"pin": self.pin, "password": self.password, "puk": self.puk} if self.pin is not None else None
 
 
 class AbandonRequest(_Body):
@@ -635,11 +656,15 @@ def _refresh_work(ctx: Context):  # noqa: ANN202
     return work
 
 
+#: The step of each workflow kind that provisions a phone (the one a run's secrets go to).
+_PROVISIONING_STEP = {"model_change": "provision_new", "renewal": "reissue_all"}
+
+
 def _handover_work(ctx: Context):  # noqa: ANN202
     def work(params: dict, progress) -> dict:  # noqa: ANN001
         from mcred.handover_actions import HandoverActions
 
-        actions = HandoverActions(ctx)
+        actions = HandoverActions(ctx, given=params.get("given") or {})
         progress(0.05, "running the workflow's remaining steps")
 
         def run(*transmits):  # noqa: ANN002, ANN202 - the new phone's (and the old one's), over the air
@@ -657,7 +682,7 @@ def _handover_work(ctx: Context):  # noqa: ANN202
             h = run()
         # New phones' generated secrets stay out of the job row (see specs/api.md).
         return {"handover_id": h.id, "step": h.step, "state": h.state,
-                "new_phones_with_generated_secrets": sorted(actions.secrets)}
+                "new_phones_with_generated_secrets": sorted(p for p, r in actions.secrets.items() if r.generated)}
 
     return work
 
@@ -1005,6 +1030,19 @@ def operator_router(ctx: Context) -> APIRouter:
         with ctx.sessions() as s:
             return _handover(s.get(Handover, hid))
 
+    @router.get("/handovers", summary="Workflows, newest first (limit / offset), by state, kind and "
+                "holder: state=failed lists those a step stopped, to run again", **typed(HandoverList))
+    def list_handovers(state: Literal["running", "failed", "done"] | None = None,
+                       kind: Literal["model_change", "resale_report", "lost_hold", "found", "lost_confirmed",
+                                     "renewal", "death", "basic_four_change"] | None = None,
+                       holder_id: Annotated[str | None, Query(pattern=r"^[0-9a-f]{32}$")] = None,
+                       limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                       offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> dict[str, Any]:
+        from issuer.handover import workflows
+
+        rows = workflows(ctx.sessions, state=state, kind=kind, holder_id=holder_id, limit=limit, offset=offset)
+        return {"handovers": [_handover(h) for h in rows], "limit": limit, "offset": offset}
+
     @router.get("/handovers/{handover_id}", summary="A workflow's step, state and timings",
                 **typed(HandoverOut, refusals((NOT_FOUND, "no such handover"))))
     def show_handover(handover_id: Hex32) -> dict[str, Any]:
@@ -1018,15 +1056,29 @@ def operator_router(ctx: Context) -> APIRouter:
                  summary="Run a workflow's remaining steps (a job)",
                  responses=merge(ACCEPTED, refusals(
                      (NOT_FOUND, "no such handover"), (NOT_IMPLEMENTED, "not in this build"),
-                     (CONFLICT, "no new phone to reach, or no old one to wipe, over the air"),
-                     (VALIDATION, "wipe_over_the_air without over_the_air"))))
+                     (CONFLICT, "no new phone to reach, or no old one to wipe, over the air; secrets for a "
+                                "phone provisioned already"),
+                     (VALIDATION, "wipe_over_the_air without over_the_air; secrets for a workflow that "
+                                  "provisions no phone"))))
     def run_handover(handover_id: Hex32, request: Request, response: Response,
                      body: HandoverRunRequest | None = None) -> dict[str, Any]:
+        from issuer.handover import WORKFLOWS
+
         with ctx.sessions() as s:
             h = s.get(Handover, handover_id)
             if h is None:
                 raise ProblemException(NOT_FOUND, f"no handover {handover_id}")
-            new_phone, old_phone = h.new_phone_id, h.old_phone_id
+            new_phone, old_phone, kind, at = h.new_phone_id, h.old_phone_id, h.kind, h.step
+        given = body.secrets() if body is not None else None
+        if given is not None:
+            step = _PROVISIONING_STEP.get(kind)
+            if step is None:
+                raise ProblemException(problems.VALIDATION, f"a {kind} workflow provisions no phone: "
+                                       "pin, password and puk have nothing to go to")
+            steps = WORKFLOWS[kind]
+            if at != "created" and steps.index(at) >= steps.index(step):
+                raise ProblemException(problems.CONFLICT, f"handover {handover_id} provisioned its phone "
+                                       "already: its secrets are set (a PIN reset changes them: POST /pin-resets)")
         if not _available("mcred.handover_actions"):
             raise ProblemException(NOT_IMPLEMENTED, "the handover step actions "
                                    "(mcred.handover_actions) are not part of this build")
@@ -1046,7 +1098,10 @@ def operator_router(ctx: Context) -> APIRouter:
         view = jobs.submit("handover", {"handover_id": handover_id, "over_the_air": ota,
                                         "wipe_over_the_air": wipe},
                            private={"seram": link, "seram_old": old_link, "new_phone_id": new_phone,
-                                    "old_phone_id": old_phone}, scope="operator", actor=_actor(request))
+                                    "old_phone_id": old_phone,
+                                    "given": {(new_phone if kind == "model_change" else old_phone or new_phone):
+                                              given} if given else {}},
+                           scope="operator", actor=_actor(request))
         return _with_seram(ctx, _with_seram(ctx, _accepted(view, response), link), old_link, "seram_old")
 
     def holder_workflow(holder_id: str, request: Request, response: Response, record: Callable[[], dict],

@@ -231,3 +231,58 @@ def test_every_201_names_where_its_resource_is_and_the_name_is_followed(home: Pa
         assert r.status_code == 201 and r.headers["location"] == f"/reader/sessions/{sid}/result"
         assert c.get(r.headers["location"]).status_code == 409  # awaiting the wallet
     app.state.jobs.shutdown()
+
+
+def test_a_model_change_over_http_sets_the_holders_own_secrets_and_is_listed(home: Path, tmp_path: Path):
+    """A shop's system moving a holder to a new phone over the API: the run's body carries
+    the PIN, password and PUK the holder chose for the new phone (before, they were
+    generated and shown to nobody, and the holder could not use the phone until a PIN
+    reset). GET /handovers lists workflows by state."""
+    from typer.testing import CliRunner
+
+    from mcred.cli.main import app as cli
+
+    ctx = Context.open(home)
+    app = create_app(ctx, job_workers=2)
+    op = {"Authorization": f"Bearer {create_token(ctx.sessions, ['operator'])[1]}"}
+    with TestClient(app) as c:
+        checked = check_every_answer(c, app)
+        old = c.post("/phones", headers=op, json={"model": "shop"}).json()["id"]
+        new = c.post("/phones", headers=op, json={"model": "shop"}).json()["id"]
+        r = c.post("/provisioning", headers=op, json={
+            "phone_id": old, "holder": HOLDER, "key_type": "p384", "mdoc_batch": 1,
+            "pin": "4321", "password": "FLOW42", "puk": "87654321"})
+        holder_id = _wait(c, op, r.json()["id"])["result"]["holder_id"]
+        hid = c.post("/handovers", headers=op, json={"kind": "model_change", "holder_id": holder_id,
+                                                     "old_phone_id": old, "new_phone_id": new}).json()["id"]
+        # all three or none; nothing runs on a refusal
+        r = c.post(f"/handovers/{hid}/run", headers=op, json={"pin": "2468", "password": "SHOP2026"})
+        assert r.status_code == 422 and "puk missing" in r.text, r.text
+        assert c.get("/handovers", headers=op, params={"state": "running"}).json()["handovers"][0]["id"] == hid
+        r = c.post(f"/handovers/{hid}/run", headers=op, json={"pin": "2468", "password": "SHOP2026",
+                                                              "puk": "13572468"})
+        job = _wait(c, op, r.json()["id"])
+        assert job["state"] == "succeeded", job["error"]
+        assert job["result"]["new_phones_with_generated_secrets"] == []
+        assert "2468" not in str(job) and "SHOP2026" not in str(job)
+        # the holder's own password signs on the new phone
+        (tmp_path / "pw").write_text("SHOP2026")
+        (tmp_path / "doc.txt").write_text("契約書")
+        signed = CliRunner().invoke(cli, ["jpki", "sign", "--phone", new, "--slot", "sign", "--pin-file",
+                                          str(tmp_path / "pw"), str(tmp_path / "doc.txt")])
+        assert signed.exit_code == 0, signed.output
+        # provisioned already: new secrets would go nowhere
+        r = c.post(f"/handovers/{hid}/run", headers=op, json={"pin": "1111", "password": "AGAIN1",
+                                                              "puk": "11112222"})
+        assert r.status_code == 409 and "pin-resets" in r.json()["detail"], r.json()
+        listed = c.get("/handovers", headers=op, params={"state": "done", "holder_id": holder_id}).json()
+        assert [h["id"] for h in listed["handovers"]] == [hid] and listed["limit"] == 100
+        assert c.get("/handovers", headers=op, params={"state": "failed"}).json()["handovers"] == []
+        assert c.get("/handovers", headers=op, params={"state": "stuck"}).status_code == 422
+        # a workflow that provisions no phone takes no secrets
+        hid = c.post("/handovers", headers=op, json={"kind": "death", "holder_id": holder_id,
+                                                     "old_phone_id": new}).json()["id"]
+        r = c.post(f"/handovers/{hid}/run", headers=op, json={"pin": "1111", "password": "AGAIN1",
+                                                              "puk": "11112222"})
+        assert r.status_code == 422 and "provisions no phone" in r.json()["detail"], r.json()
+        assert "GET /handovers 200" in checked
