@@ -16,6 +16,7 @@ bytes it meant; the answer says to send the text without it.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from typing import Any
 
@@ -74,8 +75,8 @@ def _constant(name: str) -> Any:
     raise JsonRefused("constant", f"{name} is not JSON (RFC 8259 6: numbers are finite, written in digits)")
 
 
-def _encoding(data: bytes) -> None:
-    """Refuse anything but UTF-8 without a byte order mark (RFC 8259 8.1)."""
+def _encoding(data: bytes) -> str:
+    """``data`` decoded; refused unless UTF-8 without a byte order mark (RFC 8259 8.1)."""
     if data.startswith(b"\xef\xbb\xbf"):
         raise JsonRefused("encoding", "the body begins with a byte order mark (EF BB BF); JSON between "
                           "systems is UTF-8 with none (RFC 8259 8.1): send it without one")
@@ -89,7 +90,7 @@ def _encoding(data: bytes) -> None:
         raise JsonRefused("encoding", f"the body looks like {guess.upper()} (NUL bytes between its "
                           "characters); JSON between systems is UTF-8 (RFC 8259 8.1)")
     try:
-        data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise JsonRefused("encoding", f"the body is not UTF-8 (RFC 8259 8.1): {exc.reason} at byte offset "
                           f"{exc.start}") from None
@@ -113,17 +114,50 @@ def _walk(value: Any) -> None:
             stack.extend((v, (*path, i)) for i, v in enumerate(node) if isinstance(v, dict | list))
 
 
+#: Python's own report of an integer longer than its limit.
+_TOO_LONG = re.compile(r"value has (\d+) digits")
+
+
+def _openings(data: bytes) -> int:
+    """At least how many arrays and objects ``data`` opens (brackets in strings counted too):
+    none can be nested deeper than this."""
+    return data.count(b"[") + data.count(b"{")
+
+
 def loads(data: bytes) -> Any:
     """The value of the JSON text ``data``, read strictly (see the module's docstring);
-    :class:`JsonRefused` otherwise."""
-    _encoding(data)
+    :class:`JsonRefused` otherwise.
+
+    The value is walked for where a name came twice, or for its depth, only when some
+    object had a name twice or the text has more brackets than :data:`MAX_DEPTH` (none can
+    be nested deeper otherwise); integers are left to Python's own limit
+    (``sys.get_int_max_str_digits``) unless that is switched off, and the text is decoded
+    once."""
+    text = _encoding(data)
+    repeated: list[_Object] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = _pairs(items)
+        if type(obj) is _Object:
+            repeated.append(obj)
+        return obj
+
+    limited = getattr(sys, "get_int_max_str_digits", lambda: 0)() > 0
+    hooks: dict[str, Any] = {} if limited else {"parse_int": _integer}
     try:
-        value = json.loads(data, object_pairs_hook=_pairs, parse_int=_integer, parse_constant=_constant)
+        value = json.loads(text, object_pairs_hook=pairs, parse_constant=_constant, **hooks)
     except RecursionError:
         raise JsonRefused("depth", f"nesting deeper than {MAX_DEPTH} levels") from None
+    except JsonRefused:
+        raise
     except json.JSONDecodeError as exc:
         raise JsonRefused("syntax", f"not JSON: {exc.msg} at byte offset {_byte(data, exc.pos)}") from None
-    _walk(value)
+    except ValueError as exc:  # Python's limit on an integer's digits (json's own errors are above)
+        digits = _TOO_LONG.search(str(exc))
+        raise JsonRefused("integer", f"an integer of {digits.group(1) if digits else 'too many'} digits (more "
+                          f"than {max_digits()}, the longest this service reads)") from None
+    if repeated or _openings(data) > MAX_DEPTH:
+        _walk(value)
     return value
 
 

@@ -65,3 +65,61 @@ def test_depth_and_digits_bounds():
         assert refused.kind == "integer"
     else:
         raise AssertionError("a 5000-digit integer was read")
+
+
+def _always_walked(data: bytes):
+    """The reading loads makes, walking every value whatever its size (the way it read before
+    it walked only what could hold a repeated name or too deep a nesting)."""
+    from protocols import json_strict as js
+
+    js._encoding(data)
+    try:
+        value = json.loads(data, object_pairs_hook=js._pairs, parse_int=js._integer, parse_constant=js._constant)
+    except RecursionError:
+        raise JsonRefused("depth", "") from None
+    except JsonRefused:
+        raise
+    except json.JSONDecodeError:
+        raise JsonRefused("syntax", "") from None
+    js._walk(value)
+    return value
+
+
+def _outcome(read, data: bytes):
+    try:
+        return ("read", read(data))
+    except JsonRefused as refused:
+        return (refused.kind, refused.path)
+
+
+nested = st.recursive(scalars | st.just("[{"), lambda inner: st.lists(inner, max_size=3)
+                      | st.dictionaries(st.sampled_from(["a", "b", "[", "{"]), inner, max_size=3), max_leaves=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(nested, st.integers(0, 70), st.booleans())
+def test_the_shortcut_reads_as_a_full_walk_does(value, depth, repeat):
+    """loads walks a value only when some name came twice or the text has more brackets
+    than MAX_DEPTH: the outcome (the value, or the refusal's kind and path) is the one a walk
+    of every value gives, around and past the depth bound, with brackets inside strings."""
+    text = json.dumps(value, ensure_ascii=False)
+    if repeat:
+        text = '{"k": 1, "k": ' + text + "}"
+    data = ("[" * depth + text + "]" * depth).encode()
+    assert _outcome(loads, data) == _outcome(_always_walked, data)
+
+
+def test_integers_past_the_bound_are_refused_with_pythons_limit_switched_off():
+    import sys
+
+    before = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)
+    try:
+        try:
+            loads(b"[" + b"7" * 5000 + b"]")
+        except JsonRefused as refused:
+            assert refused.kind == "integer" and "5000 digits" in refused.detail
+        else:
+            raise AssertionError("a 5000-digit integer was read")
+    finally:
+        sys.set_int_max_str_digits(before)
