@@ -156,9 +156,23 @@ def loads(data: bytes) -> Any:
         digits = _TOO_LONG.search(str(exc))
         raise JsonRefused("integer", f"an integer of {digits.group(1) if digits else 'too many'} digits (more "
                           f"than {max_digits()}, the longest this service reads)") from None
-    if repeated or _openings(data) > MAX_DEPTH:
-        _walk(value)
+    if repeated or (_openings(data) > MAX_DEPTH and _too_deep(value)):
+        _walk(value)  # names the problem and where
     return value
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether ``value`` nests containers deeper than :data:`MAX_DEPTH` allows (as
+    :func:`_walk` judges it, without keeping paths)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth >= MAX_DEPTH:
+            return True
+        depth += 1
+        stack.extend([(v, depth) for v in (node.values() if isinstance(node, dict) else node)
+                      if isinstance(v, dict | list)])
+    return False
 
 
 def _byte(data: bytes, char: int) -> int:

@@ -60,6 +60,8 @@ def _run(*args: str) -> str:
                                                     "floor (RP): parse + root signature")),
     (("rp_watch", "--certs", "60", "--runs", "1", "--sample", "2"), ("sweep by CRL, SQLite", "floor: fetch + parse",
                                                                     "sweep by OCSP, SQLite")),
+    (("json_bodies", "--runs", "3"), ("provisioning request", "linkage batch, 1000 serials", "200 status changes",
+                                      "x floor")),
 ])
 def test_benchmark_runs_and_prints_every_row(args, rows):
     out = _run(*args)
