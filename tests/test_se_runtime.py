@@ -176,6 +176,28 @@ def test_logical_channels_route_to_applets(phone) -> None:
     assert se.transmit(bytes.fromhex("8110000001AB00")) == b"\x68\x81"
 
 
+def test_a_channel_opened_from_a_supplementary_one_has_its_application(phone) -> None:
+    """MANAGE CHANNEL OPEN from the basic channel selects the ISD on the new channel; from a
+    supplementary one, that channel's application (ISO/IEC 7816-4 11.1.2, GP 11.1.2, as
+    Java Card's dispatcher does): a host that opens a second channel to the applet it is
+    talking to can use it at once. Before, the ISD was selected whatever the origin."""
+    pid, home = phone
+    se = open_se(pid, home)
+    host = session(se)
+    assert send(se, host, install_apdu(0x0C)) == b"\x00\x90\x00"
+    assert se.transmit(bytes.fromhex("0070000001")) == b"\x01\x90\x00"
+    assert se.transmit(bytes.fromhex("01A4040C06") + INST) == b"\x90\x00"
+    selects = se.applet(INST).selected
+    assert se.transmit(bytes.fromhex("0170000001")) == b"\x02\x90\x00"  # from channel 1
+    assert se.applet(INST).selected == selects + 1
+    assert se.transmit(bytes.fromhex("8210000001CD00")) == b"\xcd\x00\x02\x90\x00"  # the applet, on channel 2
+    assert se.transmit(bytes.fromhex("01700003")) == b"\x90\x00"  # a channel named by P2: the same
+    assert se.transmit(bytes.fromhex("8310000001EF00")) == b"\xef\x00\x03\x90\x00"
+    assert se.transmit(bytes.fromhex("00708003")) == b"\x90\x00"
+    assert se.transmit(bytes.fromhex("00700003")) == b"\x90\x00"  # from the basic channel: the ISD
+    assert se.transmit(bytes.fromhex("8310000001EF00"))[-2:] != b"\x90\x00"
+
+
 def test_put_key_rotates_factory_keys(phone) -> None:
     pid, home = phone
     se = open_se(pid, home)

@@ -318,12 +318,23 @@ class SecureElement:
                 if not free:
                     return response(SW_FUNCTION_NOT_SUPPORTED)
                 n = free[0]
-                self.channels[n] = Channel(n)
-                return response(SW_OK, bytes([n]))
-            if not 1 <= cmd.p2 < MAX_CHANNELS or cmd.p2 in self.channels:
+            elif not 1 <= cmd.p2 < MAX_CHANNELS or cmd.p2 in self.channels:
                 return response(SW_INCORRECT_P1P2)
-            self.channels[cmd.p2] = Channel(cmd.p2)
-            return response(SW_OK)
+            else:
+                n = cmd.p2
+            new = self.channels[n] = Channel(n)
+            # opened from the basic channel: the ISD is selected on it; from a supplementary
+            # one: that channel's application (ISO/IEC 7816-4 11.1.2, GP 2.3.1 11.1.2)
+            if ch.number != 0 and ch.selected not in (None, ISD_AID):
+                new.selected = ch.selected
+                try:
+                    selected = ResponseApdu.parse(self.applet(ch.selected).select(0x0C, self.context(new))).sw
+                except Exception:
+                    selected = None
+                if selected != SW_OK:  # the application refused it: no channel opened
+                    del self.channels[n]
+                    return response(SW_CONDITIONS_NOT_SATISFIED)
+            return response(SW_OK, bytes([n]) if cmd.p2 == 0 else b"")
         if cmd.p1 == 0x80:  # close
             n = cmd.p2 or ch.number
             if n == 0:
