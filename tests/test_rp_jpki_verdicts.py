@@ -6,7 +6,9 @@ behind an httpx MockTransport, altered where a case needs a hostile or broken re
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import json
 from datetime import timedelta
 
 import httpx
@@ -242,3 +244,140 @@ def test_a_claimed_signing_time_before_the_revocation_is_said_but_proves_nothing
     _cert, late = _signed(serial=SERIAL, signing_time=NOW)
     failed = _failed(verify(CONTENT, late, roots=ROOTS, at=NOW, client=_client(revoked)))
     assert "claims signingTime" not in failed["revocation"], failed
+
+
+def _codes(result: dict) -> list[tuple]:
+    return [(c["name"], c["passed"], c["code"], c.get("revocation_reason")) for c in result["checks"]]
+
+
+#: the cases a relying-party service is asked (its revocation is ocsp, crl or auto)
+HTTP_CASES = [c for c in CASES if c[1] != "sometimes"]
+
+
+@pytest.mark.parametrize(("mode", "kwargs", "check", "code"), [(c[1], c[2], c[3], c[5]) for c in HTTP_CASES],
+                         ids=[c[0] for c in HTTP_CASES])
+def test_the_codes_over_http_are_the_local_ones(mode, kwargs, check, code):
+    """``POST /rp/jpki/verify`` answers each case with the codes :func:`verify` (and so
+    ``mcred jpki verify --json``) gives, in a verdict its OpenAPI document declares (the
+    enum included). A case without revocation is asked with a good responder; a case's CRL
+    is served at the certificate's distribution point."""
+    from documented import assert_documented
+    from fastapi.testclient import TestClient
+    from test_rp_http import rp_app
+
+    from reader.relying_party import RelyingPartyService
+
+    args = dict(kwargs)
+    case_client = args.pop("client", None) or _client(_ours(Good(), now=args.get("at", NOW)))
+    crl = args.pop("crl", None)
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and crl is not None:
+            return httpx.Response(200, content=crl)
+        return case_client.send(request)
+
+    client = httpx.Client(transport=httpx.MockTransport(handle))
+    revocation = "ocsp" if mode == "none" else mode
+    content, signature = args.pop("content", CONTENT), args.pop("signature", SIG)
+    roots, at, slot = args.pop("roots", ROOTS), args.pop("at", NOW), args.pop("slot", "sign")
+    assert not args, args
+    local = verify(content, signature, roots=roots, at=at, slot=slot, revocation=revocation, client=client)
+    assert {c["name"]: c["code"] for c in local["checks"]}[check] == code, local
+    app = rp_app(RelyingPartyService(roots, client=client, clock=lambda: at))
+    with TestClient(app) as http:
+        r = http.post("/rp/jpki/verify", json={"content": base64.b64encode(content).decode(),
+                                               "signature": base64.b64encode(signature).decode(),
+                                               "slot": slot, "revocation": revocation})
+    assert r.status_code == 200, r.text
+    assert _codes(r.json()) == _codes(local)
+    assert_documented(app, "POST", "/rp/jpki/verify", r)
+
+
+#: the cases the command line can be given offline (the clock now, a CRL as a file)
+CLI_CASES = [c for c in CASES if c[1] == "none" and "at" not in c[2]
+             or c[1] == "crl" and "crl" in c[2]]
+
+
+@pytest.mark.parametrize(("mode", "kwargs", "check", "code"), [(c[1], c[2], c[3], c[5]) for c in CLI_CASES],
+                         ids=[c[0] for c in CLI_CASES])
+def test_the_codes_of_mcred_jpki_verify_json(tmp_path, home, mode, kwargs, check, code):
+    """``mcred jpki verify --json`` prints the codes, and still exits 1 for every invalid
+    verdict, a revocation status that could not be had included."""
+    from typer.testing import CliRunner
+
+    from mcred.cli.main import app as cli
+
+    args = dict(kwargs)
+    files = {"doc": args.pop("content", CONTENT), "doc.p7s": args.pop("signature", SIG),
+             "roots.pem": b"".join(r.public_bytes(Encoding.PEM) for r in args.pop("roots", ROOTS))}
+    line = ["jpki", "verify", str(tmp_path / "doc"), "--signature", str(tmp_path / "doc.p7s"), "--roots",
+            str(tmp_path / "roots.pem"), "--revocation", mode, "--slot", args.pop("slot", "sign"), "--json"]
+    if "crl" in args:
+        files["part.crl"] = args.pop("crl")
+        line += ["--crl", str(tmp_path / "part.crl")]
+    assert not args, args
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    out = CliRunner().invoke(cli, line)
+    assert out.exit_code == 1, out.output
+    printed = json.loads(out.output)
+    assert {c["name"]: c["code"] for c in printed["checks"]}[check] == code, printed
+    assert _codes(printed) == _codes(_case(mode, kwargs))
+
+
+def test_the_documented_enum_is_the_vocabulary():
+    """One source: the reader's OpenAPI document declares ``code`` as CHECK_CODES and
+    ``revocation_reason`` as the RFC 5280 names; specs/revocation.md 5 has a row for each code."""
+    from pathlib import Path
+
+    from test_rp_http import rp_app
+
+    from protocols.jpki.relying_party import CHECK_CODES, REVOCATION_CODES, REVOCATION_REASONS
+    from reader.relying_party import RelyingPartyService
+
+    schemas = rp_app(RelyingPartyService([])).openapi()["components"]["schemas"]
+    check = schemas["JpkiCheck"]["properties"]
+    assert check["code"]["enum"] == list(CHECK_CODES)
+    assert check["revocation_reason"]["enum"] == list(REVOCATION_REASONS)
+    assert "code" in schemas["JpkiCheck"]["required"]
+    assert set(REVOCATION_CODES) <= set(CHECK_CODES)
+    spec = (Path(__file__).parent.parent / "specs" / "revocation.md").read_text()
+    table = spec[spec.index("**Codes**"):spec.index("### 5.1")]
+    documented = {line.split("|")[1].strip().strip("`") for line in table.splitlines()
+                  if line.startswith("| `")}
+    assert documented == set(CHECK_CODES), documented ^ set(CHECK_CODES)
+
+
+def test_every_revocation_check_is_built_with_its_code():
+    """A ``revocation`` check is never left to the default code (``failed`` would hide an
+    "ask again later" or a "revoked"): every ``Check("revocation", ...)`` in the JPKI
+    relying party names its code (the helpers ``unavailable`` and ``revoked_check`` do)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent
+    missing = []
+    for path in [*(root / "reader").glob("*.py"), root / "protocols" / "jpki" / "relying_party.py"]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Check" and node.args
+                    and isinstance(node.args[0], ast.Constant) and node.args[0].value == "revocation"
+                    and not any(k.arg == "code" for k in node.keywords)):
+                missing.append(f"{path.name}:{node.lineno}")
+    assert not missing, missing
+
+
+def test_a_revocation_after_the_time_stamp_passes_with_its_own_code():
+    """revoked_after_signing: the check passes (the signature was made while the
+    certificate was valid) and still says what the certificate is now."""
+    from types import SimpleNamespace
+
+    from protocols.jpki.relying_party import revoked_check
+    from reader.relying_party import revoked_after
+
+    when = NOW - timedelta(days=1)
+    for reason in ("affiliationChanged", "certificateHold"):
+        stamp = SimpleNamespace(gen_time=when - timedelta(days=1), latest=when - timedelta(days=1))
+        check = revoked_after(revoked_check(reason, when, f"revoked ({reason}) at {when}"), stamp)
+        assert (check.passed, check.code, check.revocation_reason) == (True, "revoked_after_signing", reason)
+        before = revoked_after(revoked_check(reason, when, "revoked"), SimpleNamespace(gen_time=when, latest=when))
+        assert (before.passed, before.code) == (False, "on_hold" if reason == "certificateHold" else "revoked")
