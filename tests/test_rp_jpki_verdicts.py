@@ -381,3 +381,33 @@ def test_a_revocation_after_the_time_stamp_passes_with_its_own_code():
         assert (check.passed, check.code, check.revocation_reason) == (True, "revoked_after_signing", reason)
         before = revoked_after(revoked_check(reason, when, "revoked"), SimpleNamespace(gen_time=when, latest=when))
         assert (before.passed, before.code) == (False, "on_hold" if reason == "certificateHold" else "revoked")
+
+
+def test_exit_unavailable_is_opt_in_and_only_for_ask_again_later(tmp_path, home):
+    """``--exit-unavailable N``: exit N, not 1, when every failed check is ``unavailable``; any
+    other failure beside it, a verified "revoked" or a valid verdict keep their exit status;
+    without the option an unavailable answer exits 1 as it always did."""
+    from typer.testing import CliRunner
+
+    from mcred.cli.main import app as cli
+
+    (tmp_path / "doc").write_bytes(CONTENT)
+    (tmp_path / "roots.pem").write_bytes(b"".join(r.public_bytes(Encoding.PEM) for r in ROOTS))
+    stale = _crl(this=NOW - timedelta(days=2), nxt=NOW - timedelta(days=1))
+    revoked = _crl([Revocation(SERIAL, NOW - timedelta(hours=1), RevocationReason.KEY_COMPROMISE)])
+
+    def status(crl: bytes, *extra: str, signature: bytes = SIG) -> int:
+        (tmp_path / "doc.p7s").write_bytes(signature)
+        (tmp_path / "part.crl").write_bytes(crl)
+        return CliRunner().invoke(cli, ["jpki", "verify", str(tmp_path / "doc"), "--signature",
+                                        str(tmp_path / "doc.p7s"), "--roots", str(tmp_path / "roots.pem"),
+                                        "--revocation", "crl", "--crl", str(tmp_path / "part.crl"), *extra]).exit_code
+
+    assert status(stale) == 1
+    assert status(stale, "--exit-unavailable", "75") == 75
+    assert status(stale, "--exit-unavailable", "75", "--json") == 75
+    assert status(_crl(), "--exit-unavailable", "75") == 0
+    assert status(revoked, "--exit-unavailable", "75") == 1
+    _cert, auth_sig = _signed(Purpose.AUTH, 702)  # wrong_purpose beside the stale CRL
+    assert status(stale, "--exit-unavailable", "75", signature=auth_sig) == 1
+    assert status(stale, "--exit-unavailable", "2") == 2  # a usage error: 2 is "no verdict"
