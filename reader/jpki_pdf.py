@@ -40,6 +40,7 @@ from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature, Signature
 
 from protocols import tsp
 from protocols.jpki.errors import CmsError
+from protocols.jpki.relying_party import Check
 from reader.crl_cache import CrlCache
 from reader.relying_party import EmbeddedRevocation, verify
 
@@ -173,7 +174,8 @@ def verify_pdf(pdf: bytes, *, roots: Sequence[x509.Certificate], revocation: str
                               tsa_roots=tsa_roots, embedded=embedded)
         except Exception as exc:  # noqa: BLE001 - hostile bytes end as a refusal, as in RelyingPartyService
             ours = {"valid": False, "documents": [],
-                    "checks": [_check("signature", False, f"unverifiable: {type(exc).__name__}: {exc}")]}
+                    "checks": [_check("signature", False, f"unverifiable: {type(exc).__name__}: {exc}",
+                                      code="bad_signature")]}
         own = [coverage, *ours["checks"]]
         fields.append({"field": sig.field, "kind": sig.kind, "valid": coverage["passed"] and ours["valid"],
                        "checks": own, "documents": ours["documents"]})
@@ -224,8 +226,9 @@ def _digest_of(sig: PdfSignature) -> Callable[[str], bytes]:
     return digest
 
 
-def _check(name: str, passed: bool, reason: str) -> dict[str, Any]:
-    return {"name": name, "passed": passed, "reason": reason}
+def _check(name: str, passed: bool, reason: str, code: str | None = None) -> dict[str, Any]:
+    """A check of the PDF's own, as :meth:`protocols.jpki.relying_party.Check.to_dict` gives one."""
+    return Check(name, passed, reason, code=code).to_dict()
 
 
 def _verdict(checks: list[dict[str, Any]]) -> dict[str, Any]:

@@ -48,14 +48,14 @@ def verify_xml(document: bytes, *, roots: Sequence[x509.Certificate], revocation
     except XmlExtraMissing:
         raise
     except XmlSignatureError as exc:
-        return _result([Check("signature", False, str(exc))], None)
+        return _result([Check("signature", False, str(exc), code="bad_signature")], None)
     form = ((("XAdES B-LT" if signed.ocsp_responses or signed.crls else "XAdES B-T") if signed.timestamps
              else "XAdES B-B") if signed.xades else "XML signature")
     checks = [Check("signature", True, f"{form} (enveloped, {signed.signature_method.rsplit('#', 1)[-1]}) "
                     "verifies over the whole document")]
     if revocation not in XML_REVOCATION_MODES:
         checks.append(Check("revocation", False, f"revocation mode {revocation!r} for an XML signature: "
-                            f"one of {', '.join(XML_REVOCATION_MODES)}"))
+                            f"one of {', '.join(XML_REVOCATION_MODES)}", code="failed"))
         revocation = "none"
     embedded = EmbeddedRevocation(signed.ocsp_responses, signed.crls) if revocation == "embedded" else None
     stamp = None

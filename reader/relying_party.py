@@ -1,7 +1,9 @@
 """The JPKI relying party: verify a signature made with a phone's JPKI certificate.
 
 Steps, each a named check in the result (``{"valid", "checks": [{"name", "passed",
-"reason"}], "documents": [...]}``, the shape of the mdoc verifier):
+"reason", "code"}], "documents": [...]}``, the shape of the mdoc verifier; ``code`` from the
+closed vocabulary :data:`protocols.jpki.relying_party.CHECK_CODES`, a verified "revoked"
+also with ``revocation_reason``):
 
 1. ``signature``: CMS detached SignedData (RFC 5652 5) or a raw signature with the signer
    certificate given separately (PKCS#1 v1.5 / SHA-256 for RSA-2048, ECDSA / SHA-384 DER for
@@ -60,7 +62,9 @@ from protocols.jpki.relying_party import (
     check_key_usage,
     check_policy,
     check_validity,
+    revoked_check,
     revoked_text,
+    unavailable,
 )
 from reader.crl_cache import CrlCache
 from reader.fetch import JPKI_CRL_MAX_BYTES, OCSP_MAX_BYTES, FetchError, fetch
@@ -93,9 +97,9 @@ def _verify_raw(cert: x509.Certificate, signature: bytes, content: bytes) -> Che
         elif isinstance(key, ec.EllipticCurvePublicKey):
             key.verify(signature, content, ec.ECDSA(hashes.SHA384()))
         else:
-            return Check("signature", False, f"unsupported key {type(key).__name__}")
+            return Check("signature", False, f"unsupported key {type(key).__name__}", code="bad_signature")
     except (InvalidSignature, ValueError):
-        return Check("signature", False, "raw signature does not verify over the content")
+        return Check("signature", False, "raw signature does not verify over the content", code="bad_signature")
     return Check("signature", True, "raw signature verifies")
 
 
@@ -150,11 +154,11 @@ class OcspAnswer:
 
     def check(self) -> Check:
         if self.status == "good":
-            return Check("revocation", True, f"OCSP good ({self.url})")
+            return Check("revocation", True, f"OCSP good ({self.url})", code="good")
         if self.status == "revoked":
-            return Check("revocation", False,
-                         f"{revoked_text(self.reason, self.revoked_at.isoformat())} (OCSP)", self.revoked_at)
-        return Check("revocation", False, "OCSP status unknown")
+            return revoked_check(self.reason, self.revoked_at,
+                                 f"{revoked_text(self.reason, self.revoked_at.isoformat())} (OCSP)")
+        return Check("revocation", False, "OCSP status unknown", code="unknown")
 
 
 def ocsp_answer(cert: x509.Certificate, root: x509.Certificate, at: dt.datetime, *,
@@ -164,7 +168,7 @@ def ocsp_answer(cert: x509.Certificate, root: x509.Certificate, at: dt.datetime,
     error, unparseable, unsuccessful, badly signed, nonce or serial mismatch, stale)."""
     url = url or certs.ocsp_url(cert)
     if not url:
-        return Check("revocation", False, "certificate names no OCSP responder")
+        return unavailable("certificate names no OCSP responder")
     nonce = os.urandom(16)
     req = (ocsp.OCSPRequestBuilder().add_certificate(cert, root, hashes.SHA256())
            .add_extension(x509.OCSPNonce(nonce), critical=False).build())
@@ -173,13 +177,13 @@ def ocsp_answer(cert: x509.Certificate, root: x509.Certificate, at: dt.datetime,
                        content=req.public_bytes(serialization.Encoding.DER),
                        headers={"Content-Type": "application/ocsp-request"})
     except FetchError as exc:
-        return Check("revocation", False, f"OCSP responder {url} unreachable: {exc}")
+        return unavailable(f"OCSP responder {url} unreachable: {exc}")
     if answer.status != 200:
-        return Check("revocation", False, f"OCSP responder answered HTTP {answer.status}")
+        return unavailable(f"OCSP responder answered HTTP {answer.status}")
     try:
         resp = ocsp.load_der_ocsp_response(answer.body)
     except ValueError as exc:
-        return Check("revocation", False, f"OCSP response does not parse: {exc}")
+        return unavailable(f"OCSP response does not parse: {exc}")
     got = judge_ocsp(resp, cert, root, at, where=url, nonce=nonce)
     return got if isinstance(got, Check) else dataclasses.replace(got, der=answer.body)
 
@@ -193,20 +197,20 @@ def judge_ocsp(resp: ocsp.OCSPResponse, cert: x509.Certificate, root: x509.Certi
     nextUpdate not before it). ``where``: the responder's URL, or where the answer was kept."""
     try:
         if resp.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
-            return Check("revocation", False, f"OCSP responder said {resp.response_status.name}")
+            return unavailable(f"OCSP responder said {resp.response_status.name}")
         why = _check_responder(resp, root)
         if why:
-            return Check("revocation", False, why)
+            return unavailable(why)
         if nonce is not None:
             try:
                 got = resp.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
             except x509.ExtensionNotFound:
                 got = None
             if got is None:
-                return Check("revocation", False, "OCSP response carries no nonce: it may be a replayed "
-                             "answer (the request sent one; RFC 8954)")
+                return unavailable("OCSP response carries no nonce: it may be a replayed "
+                                   "answer (the request sent one; RFC 8954)")
             if got != nonce:
-                return Check("revocation", False, "OCSP nonce does not match the request")
+                return unavailable("OCSP nonce does not match the request")
         # a responder may answer several certificates at once (RFC 6960 4.2.1: one
         # SingleResponse each, as `openssl ocsp` does when asked for several): ours is the one
         # whose CertID names this serial under this issuer
@@ -215,18 +219,18 @@ def judge_ocsp(resp: ocsp.OCSPResponse, cert: x509.Certificate, root: x509.Certi
                        and _same_issuer(r, cert, root)), None)
         if single is None:
             if any(r.serial_number == cert.serial_number for r in singles):
-                return Check("revocation", False, "OCSP response is about another certificate: its CertID "
-                             "names another issuer (the serial alone does not say which certificate)")
-            return Check("revocation", False, "OCSP response is about another certificate")
+                return unavailable("OCSP response is about another certificate: its CertID "
+                                   "names another issuer (the serial alone does not say which certificate)")
+            return unavailable("OCSP response is about another certificate")
         if single.this_update_utc - SKEW > at:
-            return Check("revocation", False, f"OCSP response is not current: thisUpdate "
-                         f"{single.this_update_utc.isoformat()} is more than {SKEW} after {at.isoformat()}")
+            return unavailable(f"OCSP response is not current: thisUpdate "
+                               f"{single.this_update_utc.isoformat()} is more than {SKEW} after {at.isoformat()}")
         if single.next_update_utc and single.next_update_utc < at:
-            return Check("revocation", False, f"OCSP response is not current: nextUpdate "
-                         f"{single.next_update_utc.isoformat()} passed ({at.isoformat()})")
+            return unavailable(f"OCSP response is not current: nextUpdate "
+                               f"{single.next_update_utc.isoformat()} passed ({at.isoformat()})")
         status = single.certificate_status
     except (ValueError, TypeError) as exc:
-        return Check("revocation", False, f"OCSP response unreadable: {exc}")
+        return unavailable(f"OCSP response unreadable: {exc}")
     if status is ocsp.OCSPCertStatus.GOOD:
         return OcspAnswer(where, "good", single.this_update_utc)
     if status is ocsp.OCSPCertStatus.REVOKED:
@@ -259,7 +263,7 @@ def _parse_crl(data: bytes) -> x509.CertificateRevocationList | Check:
         return (x509.load_pem_x509_crl(data) if data.lstrip().startswith(b"-----")
                 else x509.load_der_x509_crl(data))
     except ValueError as exc:
-        return Check("revocation", False, f"CRL does not parse: {exc}")
+        return unavailable(f"CRL does not parse: {exc}")
 
 
 def fetch_crl(url: str, client: httpx.Client | None = None) -> x509.CertificateRevocationList | Check:
@@ -269,9 +273,9 @@ def fetch_crl(url: str, client: httpx.Client | None = None) -> x509.CertificateR
         answer = fetch(client, "GET", url, max_bytes=JPKI_CRL_MAX_BYTES, timeout=TIMEOUT,
                        headers={"Accept": "application/pkix-crl"})
     except FetchError as exc:
-        return Check("revocation", False, f"CRL at {url} unreachable: {exc}")
+        return unavailable(f"CRL at {url} unreachable: {exc}")
     if answer.status != 200:
-        return Check("revocation", False, f"CRL at {url}: HTTP {answer.status}")
+        return unavailable(f"CRL at {url}: HTTP {answer.status}")
     return _parse_crl(answer.body)
 
 
@@ -285,15 +289,14 @@ def check_revocation_crl(cert: x509.Certificate, root: x509.Certificate, at: dt.
         return parsed if isinstance(parsed, Check) else check_crl(cert, root, parsed, at)
     url = certs.crl_url(cert)
     if not url:
-        return Check("revocation", False, "certificate names no CRL distribution point")
+        return unavailable("certificate names no CRL distribution point")
 
     got = (cache.get(url, at, lambda where: fetch_crl(where, client)) if cache is not None
            else fetch_crl(url, client))
     if isinstance(got, Check):
         return got
     check = check_crl(cert, root, got, at)
-    return Check(check.name, check.passed,
-                 f"{check.reason} (CRL {url}, thisUpdate {got.last_update_utc.isoformat()})", check.revoked_at)
+    return dataclasses.replace(check, reason=f"{check.reason} (CRL {url}, thisUpdate {got.last_update_utc.isoformat()})")
 
 
 def _auto(cert: x509.Certificate, root: x509.Certificate, at: dt.datetime, *,
@@ -304,8 +307,7 @@ def _auto(cert: x509.Certificate, root: x509.Certificate, at: dt.datetime, *,
     if answered:
         return check
     fallback = check_revocation_crl(cert, root, at, crl=crl, client=client, cache=cache)
-    return Check("revocation", fallback.passed,
-                 f"OCSP gave no answer ({check.reason}); CRL fallback: {fallback.reason}", fallback.revoked_at)
+    return dataclasses.replace(fallback, reason=f"OCSP gave no answer ({check.reason}); CRL fallback: {fallback.reason}")
 
 
 def verify(content: bytes | Callable[[str], bytes], signature: bytes, *, roots: Sequence[x509.Certificate],
@@ -345,7 +347,7 @@ def verify(content: bytes | Callable[[str], bytes], signature: bytes, *, roots: 
             cert = cms.signer_certificate
             checks.append(Check("signature", True, "CMS signature verifies"))
     except JpkiError as exc:
-        checks.append(Check("signature", False, str(exc)))
+        checks.append(Check("signature", False, str(exc), code="bad_signature"))
         return _result(checks, None)
     if revocation == "embedded" and embedded is None and certificate is None:
         # a detached signature's own validation data (its SignedData's crls field)
@@ -370,9 +372,9 @@ def _claimed_before(check: Check, signing_time: dt.datetime) -> Check:
     ask; the check still fails (the signer's own clock proves nothing; RFC 5652 11.3)."""
     if check.name != "revocation" or check.passed or check.revoked_at is None or signing_time >= check.revoked_at:
         return check
-    return Check(check.name, False, f"{check.reason}; the signature claims signingTime {signing_time.isoformat()}, "
-                 "before that, but only a signature time-stamp proves when it was made (mcred jpki sign "
-                 "--timestamp)", check.revoked_at)
+    return dataclasses.replace(check, reason=f"{check.reason}; the signature claims signingTime "
+                               f"{signing_time.isoformat()}, before that, but only a signature time-stamp proves "
+                               "when it was made (mcred jpki sign --timestamp)")
 
 
 def check_embedded(cert: x509.Certificate, root: x509.Certificate, stamp: tsp.TimeStamp | None,
@@ -383,8 +385,8 @@ def check_embedded(cert: x509.Certificate, root: x509.Certificate, stamp: tsp.Ti
     after it, nextUpdate not before it): what a relying party asking then would have been
     told. Without a verified time-stamp the data speaks for no known signing time."""
     if stamp is None:
-        return Check("revocation", False, "embedded validation data needs a signature time-stamp: "
-                     "without one, nothing says when the signature was made")
+        return unavailable("embedded validation data needs a signature time-stamp: "
+                           "without one, nothing says when the signature was made")
     at = stamp.gen_time
     seen = []
     for der in embedded.ocsp_responses:
@@ -401,23 +403,24 @@ def check_embedded(cert: x509.Certificate, root: x509.Certificate, stamp: tsp.Ti
             seen.append(f"{got.reason} (an answer produced {produced.isoformat()})")
         elif got.status == "good":
             return Check("revocation", True, f"OCSP good at {got.this_update.isoformat()} (embedded), current at "
-                         f"the signature's time-stamp {at.isoformat()}")
+                         f"the signature's time-stamp {at.isoformat()}", code="good")
         elif got.status == "revoked":
-            return revoked_after(Check("revocation", False, f"{revoked_text(got.reason, got.revoked_at.isoformat())} "
-                                       "(OCSP, embedded)", got.revoked_at), stamp)
+            return revoked_after(revoked_check(got.reason, got.revoked_at,
+                                               f"{revoked_text(got.reason, got.revoked_at.isoformat())} "
+                                               "(OCSP, embedded)"), stamp)
         else:
-            return Check("revocation", False, "OCSP status unknown (embedded)")
+            return Check("revocation", False, "OCSP status unknown (embedded)", code="unknown")
     for der in embedded.crls:
         parsed = _parse_crl(der)
         if isinstance(parsed, Check) or parsed.issuer != root.subject:
             continue
         check = check_crl(cert, root, parsed, at)
         if check.passed or check.revoked_at is not None:
-            return revoked_after(Check("revocation", check.passed, f"{check.reason} (CRL of "
-                                       f"{parsed.last_update_utc.isoformat()}, embedded)", check.revoked_at), stamp)
+            return revoked_after(dataclasses.replace(check, reason=f"{check.reason} (CRL of "
+                                                     f"{parsed.last_update_utc.isoformat()}, embedded)"), stamp)
         seen.append(check.reason)
-    return Check("revocation", False, "no embedded OCSP answer or CRL about the certificate was current at "
-                 f"the time-stamp {at.isoformat()}" + (f" ({'; '.join(seen)})" if seen else ""))
+    return unavailable("no embedded OCSP answer or CRL about the certificate was current at "
+                       f"the time-stamp {at.isoformat()}" + (f" ({'; '.join(seen)})" if seen else ""))
 
 
 def tsa_unit_revoked(stamp: tsp.TimeStamp, at: dt.datetime, *, client: httpx.Client | None = None,
@@ -427,6 +430,14 @@ def tsa_unit_revoked(stamp: tsp.TimeStamp, at: dt.datetime, *, client: httpx.Cli
     the one the PDF carries, current at the time-stamp) lists it revoked for keyCompromise
     (none of its time-stamps is relied on) or at or before the time-stamp; or the CRL cannot
     be had (fail closed). A unit that names no CRL is not checked."""
+    got = _tsa_unit_refusal(stamp, at, client=client, cache=cache, embedded=embedded)
+    return None if got is None else got[1]
+
+
+def _tsa_unit_refusal(stamp: tsp.TimeStamp, at: dt.datetime, *, client: httpx.Client | None = None,
+                      cache: CrlCache | None = None, embedded: EmbeddedRevocation | None = None
+                      ) -> tuple[str, str] | None:
+    """:func:`tsa_unit_revoked`'s reason with its check code (``revoked`` or ``unavailable``)."""
     url = certs.crl_url(stamp.tsa_certificate)
     if not url:
         return None
@@ -434,22 +445,22 @@ def tsa_unit_revoked(stamp: tsp.TimeStamp, at: dt.datetime, *, client: httpx.Cli
         parsed = [c for c in map(_parse_crl, embedded.crls) if not isinstance(c, Check)]
         crl = next((c for c in parsed if not crl_judge(c, stamp.root, stamp.gen_time)), None)
         if crl is None:
-            return "the TSA unit's revocation cannot be checked: no CRL of its root current at the time-stamp is embedded"
+            return "unavailable", "the TSA unit's revocation cannot be checked: no CRL of its root current at the time-stamp is embedded"
     else:
         got = cache.get(url, at, lambda where: fetch_crl(where, client)) if cache is not None else fetch_crl(url, client)
         if isinstance(got, Check):
-            return f"the TSA unit's revocation cannot be checked: {got.reason}"
+            return "unavailable", f"the TSA unit's revocation cannot be checked: {got.reason}"
         why = crl_judge(got, stamp.root, at, what="the time-stamping root")
         if why:
-            return f"the TSA unit's revocation cannot be checked: its root's CRL at {url}: {why}"
+            return "unavailable", f"the TSA unit's revocation cannot be checked: its root's CRL at {url}: {why}"
         crl = got
     entry = crl.get_revoked_certificate_by_serial_number(stamp.tsa_certificate.serial_number)
     if entry is None:
         return None
     if reason_flag(entry) is x509.ReasonFlags.key_compromise:
-        return f"the TSA unit was {revocation_text(entry)}: none of its time-stamps is relied on"
+        return "revoked", f"the TSA unit was {revocation_text(entry)}: none of its time-stamps is relied on"
     if entry.revocation_date_utc <= stamp.latest:
-        return f"the TSA unit was {revocation_text(entry)}, before this time-stamp"
+        return "revoked", f"the TSA unit was {revocation_text(entry)}, before this time-stamp"
     return None
 
 
@@ -466,14 +477,14 @@ def signature_timestamp(stamps: Sequence[tuple[bytes, bytes]], tsa_roots: Sequen
         return Check("signature_timestamp", False, "the signature carries a time-stamp, but no "
                      "time-stamping root is trusted here"), None
     at = at or dt.datetime.now(dt.UTC)
-    refused = []
+    refused: list[tuple[str, str]] = []  # (code, why)
     for token, data in stamps:
         try:
             stamp = tsp.verify_token(token, data=data, roots=tsa_roots)
         except tsp.TspError as exc:
-            refused.append(str(exc))
+            refused.append(("failed", str(exc)))
             continue
-        why = None if revocation == "none" else tsa_unit_revoked(
+        why = None if revocation == "none" else _tsa_unit_refusal(
             stamp, at, client=client, cache=cache, embedded=embedded if revocation == "embedded" else None)
         if why:
             refused.append(why)
@@ -481,7 +492,10 @@ def signature_timestamp(stamps: Sequence[tuple[bytes, bytes]], tsa_roots: Sequen
         return Check("signature_timestamp", True, f"signed before {stamp.gen_time.isoformat()} "
                      f"(±{stamp.accuracy.total_seconds() if stamp.accuracy else 0:g} s), time-stamp "
                      f"{stamp.serial:x} by {stamp.tsa_certificate.subject.rfc4514_string()}"), stamp
-    return Check("signature_timestamp", False, "; ".join(refused)), None
+    codes = {code for code, _ in refused}
+    # asking again may make a stamp pass when one TSA unit's revocation could not be had
+    code = "unavailable" if "unavailable" in codes else codes.pop() if len(codes) == 1 else "failed"
+    return Check("signature_timestamp", False, "; ".join(why for _, why in refused), code=code), None
 
 
 def revoked_after(check: Check, stamp: tsp.TimeStamp) -> Check:
@@ -491,7 +505,8 @@ def revoked_after(check: Check, stamp: tsp.TimeStamp) -> Check:
     if check.passed or check.revoked_at is None or check.revoked_at <= stamp.latest:
         return check
     return Check("revocation", True, f"{check.reason}: after the signature's time-stamp "
-                 f"{stamp.gen_time.isoformat()}, so it was made while the certificate was valid")
+                 f"{stamp.gen_time.isoformat()}, so it was made while the certificate was valid",
+                 code="revoked_after_signing", revocation_reason=check.revocation_reason)
 
 
 def judge_certificate(cert: x509.Certificate, *, roots: Sequence[x509.Certificate], required: Purpose,
@@ -507,14 +522,14 @@ def judge_certificate(cert: x509.Certificate, *, roots: Sequence[x509.Certificat
     chain, root = check_chain(cert, roots, when)
     validity = check_validity(cert, when)
     if stamp:
-        validity = Check(validity.name, validity.passed, f"{validity.reason}, judged at the time-stamp")
+        validity = dataclasses.replace(validity, reason=f"{validity.reason}, judged at the time-stamp")
     checks = [chain, check_policy(cert, required), check_key_usage(cert, required), validity]
     if revocation not in REVOCATION_MODES:
         checks.append(Check("revocation", False, f"unknown revocation mode {revocation!r}: "
-                            f"one of {', '.join(REVOCATION_MODES)}"))
+                            f"one of {', '.join(REVOCATION_MODES)}", code="failed"))
     elif revocation != "none":
         if root is None:
-            checks.append(Check("revocation", False, "no trusted root to ask about"))
+            checks.append(Check("revocation", False, "no trusted root to ask about", code="failed"))
         elif revocation == "embedded":
             checks.append(check_embedded(cert, root, stamp, embedded or EmbeddedRevocation()))
         elif revocation == "ocsp":
@@ -607,7 +622,7 @@ class RelyingPartyService:
                           client=self.client, crl_cache=self.crl_cache, tsa_roots=self.tsa_roots())
         except Exception as exc:  # noqa: BLE001 - hostile bytes end as a refusal
             return _result([Check("signature", False,
-                                  f"unverifiable: {type(exc).__name__}: {exc}")], None)
+                                  f"unverifiable: {type(exc).__name__}: {exc}", code="bad_signature")], None)
 
     def verify_pdf(self, pdf: bytes, *, revocation: str = "ocsp") -> dict[str, Any]:
         """Every signature of a signed PDF (:func:`reader.jpki_pdf.verify_pdf`) at the
@@ -630,4 +645,5 @@ class RelyingPartyService:
         except ImportError:
             raise
         except Exception as exc:  # noqa: BLE001 - hostile bytes end as a refusal, as in verify
-            return _result([Check("signature", False, f"unverifiable: {type(exc).__name__}: {exc}")], None)
+            return _result([Check("signature", False, f"unverifiable: {type(exc).__name__}: {exc}",
+                                  code="bad_signature")], None)

@@ -14,6 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
+from protocols.jpki.relying_party import CHECK_CODES, REVOCATION_REASONS
+
 
 class _Closed(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -25,6 +27,17 @@ class VerdictCheck(_Closed):
     name: str = Field(description="the step: signature, chain, validity, revocation, device_auth, ...")
     passed: bool
     reason: str = Field(description="why it passed or failed, for a person")
+
+
+class JpkiCheck(VerdictCheck):
+    """One step of a JPKI verification, with its code for a script to branch on (the
+    reason is for a person; specs/revocation.md 5, "Codes")."""
+
+    code: Literal[CHECK_CODES] = Field(  # the tuple, one source for the enum
+        description="ok when passed (good for revocation); else what failed: a closed vocabulary "
+        "(revocation: revoked, on_hold, unknown, unavailable = no trustworthy answer, ask again later)")
+    revocation_reason: Literal[REVOCATION_REASONS] | SkipJsonSchema[None] = Field(
+        None, description="a verified revoked, on_hold or revoked_after_signing: the RFC 5280 CRLReason")
 
 
 class MdocDocument(_Closed):
@@ -81,7 +94,7 @@ class JpkiVerdict(_Closed):
     passed."""
 
     valid: bool
-    checks: list[VerdictCheck]
+    checks: list[JpkiCheck]
     documents: list[JpkiDocument]
 
 
@@ -91,7 +104,7 @@ class PdfSignatureVerdict(_Closed):
     field: str
     kind: Literal["signature", "document_timestamp"]
     valid: bool
-    checks: list[VerdictCheck]
+    checks: list[JpkiCheck]
     documents: list[JpkiDocument]
 
 

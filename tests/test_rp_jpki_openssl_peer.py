@@ -67,7 +67,8 @@ def test_a_cms_signature_made_by_openssl_is_judged_like_ours(tmp_path, key_type)
     # without signed attributes (-noattr: nothing binds the content type or names the signing
     # certificate, what CAdES requires) the signature is refused, by name
     plain = verify(CONTENT, _openssl_signature(tmp_path, "-noattr"), roots=[p.roots[Purpose.SIGN]], revocation="none")
-    assert plain["checks"] == [{"name": "signature", "passed": False, "reason": "SignerInfo has no signed attributes"}]
+    assert plain["checks"] == [{"name": "signature", "passed": False, "reason": "SignerInfo has no signed attributes",
+                                "code": "bad_signature"}]
 
 
 def test_openssls_signature_with_a_user_authentication_key_is_no_document_signature(tmp_path):
@@ -109,15 +110,18 @@ def test_openssls_ocsp_responder_answers_our_relying_party(tmp_path, key_type):
     good = verify(CONTENT, sig, roots=roots, client=_openssl_responder(tmp_path, _index_line(cert)))
     assert good["valid"], good
     assert good["checks"][-1]["reason"] == "OCSP good (http://jpki.test.invalid/ocsp)"
+    assert good["checks"][-1]["code"] == "good"
     when = (NOW - timedelta(hours=1)).strftime("%y%m%d%H%M%SZ")
-    for reason, said in (("affiliationChanged", "revoked (affiliationChanged) at "),
-                         ("certificateHold", "on hold (certificateHold")):
+    for reason, said, code in (("affiliationChanged", "revoked (affiliationChanged) at ", "revoked"),
+                               ("certificateHold", "on hold (certificateHold", "on_hold")):
         client = _openssl_responder(tmp_path, _index_line(cert, f"{when},{reason}"))
         result = verify(CONTENT, sig, roots=roots, client=client)
         assert not result["valid"] and result["checks"][-1]["reason"].startswith(said), result
+        assert (result["checks"][-1]["code"], result["checks"][-1]["revocation_reason"]) == (code, reason)
     # a serial its database does not hold: unknown
     unknown = verify(CONTENT, sig, roots=roots, client=_openssl_responder(tmp_path, ""))
     assert unknown["checks"][-1]["reason"] == "OCSP status unknown", unknown
+    assert unknown["checks"][-1]["code"] == "unknown"
 
 
 def test_a_crl_made_by_openssl_ca(tmp_path):

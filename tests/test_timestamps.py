@@ -161,6 +161,8 @@ def test_a_time_stamped_signature_outlives_the_certificates_revocation(world, tm
     assert after["valid"], after["checks"]
     reason = _checks(after)["revocation"]["reason"]
     assert "revoked (affiliationChanged)" in reason and "after the signature's time-stamp" in reason
+    assert (_checks(after)["revocation"]["code"], _checks(after)["revocation"]["revocation_reason"]) == (
+        "revoked_after_signing", "affiliationChanged")
     assert _verify(world, over_http)["valid"]
     offline = _verify(world, with_data, "--revocation", "embedded")
     assert offline["valid"] and "(embedded), current at the signature's time-stamp" in \
@@ -168,6 +170,7 @@ def test_a_time_stamped_signature_outlives_the_certificates_revocation(world, tm
     # ... not a signature without a time-stamp, nor one stamped after the revocation
     refused = _verify(world, plain)
     assert not refused["valid"] and "revoked (affiliationChanged)" in _checks(refused)["revocation"]["reason"]
+    assert _checks(refused)["revocation"]["code"] == "revoked"
     late = _sign(world, "late.p7s", "--timestamp", phone="moving")
     late_verdict = _verify(world, late)
     assert not late_verdict["valid"] and _checks(late_verdict)["signature_timestamp"]["passed"]
@@ -429,16 +432,29 @@ def test_a_revoked_tsa_unit(home, db_url, tmp_path):
 
     from issuer.tsa import TimeStampAuthority, TsaError
     from reader.crl_cache import CrlCache
-    from reader.relying_party import EmbeddedRevocation, check_embedded, tsa_unit_revoked
+    from reader.relying_party import (
+        EmbeddedRevocation,
+        check_embedded,
+        signature_timestamp,
+        tsa_unit_revoked,
+    )
 
     ctx = Context.open(home, db_url)
     url = "http://tsa.test/tsa/root.crl"
     tsa = TimeStampAuthority(ctx.sessions, ctx.keystore, crl_url=url)
     roots = tsa.roots()
 
+    tokens = {}  # serial -> the token
+
     def stamp_of(authority) -> tsp.TimeStamp:
         token = tsp.token_of_response(authority.respond(tsp.build_request(tsp.digest("sha256", CONTENT))))
-        return tsp.verify_token(token, data=CONTENT, roots=roots)
+        stamp = tsp.verify_token(token, data=CONTENT, roots=roots)
+        tokens[stamp.serial] = token
+        return stamp
+
+    def code(stamp, cache) -> str:  # the signature_timestamp check's code, its token judged now
+        return signature_timestamp([(tokens[stamp.serial], CONTENT)], roots, revocation="crl", at=now_t,
+                                   cache=cache)[0].code
 
     first = stamp_of(tsa)
     from protocols.certs import crl_url
@@ -471,6 +487,7 @@ def test_a_revoked_tsa_unit(home, db_url, tmp_path):
     earlier = dataclasses.replace(first, gen_time=first.gen_time - dt.timedelta(hours=1))
     assert tsa_unit_revoked(earlier, now_t, cache=cache) is None
     assert "revoked (superseded)" in tsa_unit_revoked(first, now_t, cache=cache)
+    assert (code(first, cache), code(second, cache)) == ("revoked", "ok")
     assert tsa_unit_revoked(second, now_t, cache=cache) is None
     # keyCompromise: none of the unit's time-stamps is relied on
     tsa.revoke_unit(format(second.tsa_certificate.serial_number, "x"), "keyCompromise")
@@ -480,6 +497,7 @@ def test_a_revoked_tsa_unit(home, db_url, tmp_path):
     assert "none of its time-stamps is relied on" in tsa_unit_revoked(old_second, now_t, cache=cache)
     # unreachable CRL: fail closed; embedded data without the root's CRL: said
     assert "cannot be checked" in tsa_unit_revoked(first, now_t, cache=CrlCache())
+    assert code(first, CrlCache()) == "unavailable"  # ask again later
     assert "no CRL of its root current at the time-stamp is embedded" in tsa_unit_revoked(
         first, now_t, embedded=EmbeddedRevocation())
     assert "no embedded OCSP answer or CRL" in check_embedded(first.tsa_certificate, roots[0], first,

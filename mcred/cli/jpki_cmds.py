@@ -380,6 +380,14 @@ def pin_reset(phone: str = typer.Option(None, "--phone"),
         typer.echo(f"  {line}")
 
 
+#: ``--exit-unavailable N``: opt in to an exit status of its own for "ask again later"
+EXIT_UNAVAILABLE = typer.Option(
+    None, "--exit-unavailable", min=3, max=125, metavar="N",
+    help="exit N instead of 1 when the verdict is invalid only for want of a trustworthy "
+    "answer (every failed check has code unavailable: responder or CRL unreachable, stale, "
+    "...): asking again later may make it valid; e.g. 75 (EX_TEMPFAIL)")
+
+
 @jpki_app.command("verify")
 def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False),
            signature: Path | None = typer.Option(None, "--signature", exists=True, dir_okay=False,
@@ -407,6 +415,7 @@ def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False),
            token: str | None = typer.Option(None, "--token", envvar="MCRED_API_TOKEN",
                                             help="bearer token (scope reader) for --rp on "
                                             "the issuer service"),
+           exit_unavailable: int | None = EXIT_UNAVAILABLE,
            as_json: bool = typer.Option(False, "--json")) -> None:
     """Relying party: signature, chain to the root, policy, validity, revocation; of a
     detached signature (--signature), of every signature inside a PDF (PAdES), or of the
@@ -475,7 +484,7 @@ def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False),
                                certificate=certificate.read_bytes() if certificate else None,
                                revocation=revocation, ocsp_url=ocsp_url,
                                crl=crl.read_bytes() if crl else None, tsa_roots=tsa_trust)
-    _print_verdict(result, as_json, revocation)
+    _print_verdict(result, as_json, revocation, exit_unavailable)
 
 
 def _unusable(message: str, as_json: bool, code: int = 2) -> typer.Exit:
@@ -563,10 +572,17 @@ def _verdict(result: dict, url: str, as_json: bool) -> dict:
     return result
 
 
-def _print_verdict(result: dict, as_json: bool, revocation: str = "") -> None:
-    """The verdict, check by check (or as JSON); exit 0 only when valid. With ``revocation``
-    none, a line says so: the verdict has no revocation check, and a revoked certificate
-    passes."""
+def _only_unavailable(result: dict) -> bool:
+    """Whether every failed check of an invalid verdict has code ``unavailable`` (and one
+    failed): no answer was refused, one was missing."""
+    failed = [c for c in result.get("checks", []) if isinstance(c, dict) and not c.get("passed")]
+    return bool(failed) and all(c.get("code") == "unavailable" for c in failed)
+
+
+def _print_verdict(result: dict, as_json: bool, revocation: str = "", exit_unavailable: int | None = None) -> None:
+    """The verdict, check by check (or as JSON); exit 0 only when valid, else 1 (or
+    ``exit_unavailable`` when :func:`_only_unavailable`). With ``revocation`` none, a line
+    says so: the verdict has no revocation check, and a revoked certificate passes."""
     if as_json:
         typer.echo(json.dumps(result, ensure_ascii=False, indent=2))
     else:
@@ -575,7 +591,9 @@ def _print_verdict(result: dict, as_json: bool, revocation: str = "") -> None:
         if revocation == "none":
             typer.echo("not checked: revocation (--revocation none: a revoked or held certificate passes)")
         typer.echo("VALID" if result["valid"] else "INVALID")
-    raise typer.Exit(0 if result["valid"] else 1)
+    if result["valid"]:
+        raise typer.Exit(0)
+    raise typer.Exit(exit_unavailable if exit_unavailable is not None and _only_unavailable(result) else 1)
 
 
 @jpki_app.command("auth")
@@ -590,6 +608,7 @@ def auth(phone: str = typer.Option(..., "--phone"),
                                           help="bearer token (scope reader) for --rp on the issuer service"),
          revocation: str = typer.Option("ocsp", help="ocsp, crl or auto (and none for the local "
                                         "relying party)"),
+         exit_unavailable: int | None = EXIT_UNAVAILABLE,
          as_json: bool = typer.Option(False, "--json")) -> None:
     """利用者証明: authenticate the phone's holder to a relying party. The relying party hands
     out a challenge; the phone signs it with its user-authentication key (the PIN verified in
@@ -627,7 +646,7 @@ def auth(phone: str = typer.Option(..., "--phone"),
         body = {"challenge_id": cid, "signature": base64.b64encode(signature).decode(),
                 "certificate": base64.b64encode(cert).decode(), "revocation": revocation}
         result = _verdict(_rp_post(rp, "/rp/jpki/authentications", body, token, as_json), rp, as_json)
-    _print_verdict(result, as_json, revocation)
+    _print_verdict(result, as_json, revocation, exit_unavailable)
 
 
 def revoke(phone: str = typer.Option(..., "--phone"),

@@ -1,7 +1,9 @@
 """Relying-party checks on a JPKI signature, as pure functions (RFC 5280 6, simplified to
 the JPKI shape: end-entity certificates issued directly by a root).
 
-Each check returns `Check(name, passed, reason)`; `verify_signed_content` runs them all and
+Each check returns `Check(name, passed, reason, code=...)`: ``code`` one of :data:`CHECK_CODES`
+(specs/revocation.md 5, "Codes"), for a script to branch on, the reason for a person;
+`verify_signed_content` runs them all and
 returns `{"valid", "checks", ...}` in the shape of the mdoc verifier. Revocation is checked
 against a given CRL here; OCSP is the caller's transport concern.
 """
@@ -24,6 +26,30 @@ from .errors import JpkiError
 from .parse import classify, read_basic_four
 from .profile import PolicyArc, Purpose
 
+#: What a check's ``code`` may be: a closed vocabulary, the one source of the verdict's
+#: ``code`` enum in the reader's OpenAPI document (reader/schemas.py) and of the table in
+#: specs/revocation.md 5. ``ok`` is any passed check but ``revocation``; ``failed`` a failure
+#: with no more specific code.
+CHECK_CODES = (
+    "ok", "failed",
+    "bad_signature",    # signature: it does not verify over the content, or is no signature that can be read
+    "untrusted_root",   # chain: no trusted root issued the certificate (at the time judged)
+    "wrong_purpose",    # policy, key_usage: the certificate is not for this use
+    "expired", "not_yet_valid",  # validity
+    # revocation (and signature_timestamp for its TSA unit):
+    "good",             # a verified answer: not revoked
+    "revoked",          # a verified answer: revoked for a final reason (revocation_reason says which)
+    "on_hold",          # a verified answer: certificateHold, the one status a release may lift
+    "unknown",          # a verified OCSP answer: the responder does not know the certificate
+    "unavailable",      # no trustworthy answer about the certificate: ask again later
+    "revoked_after_signing",  # revoked or on hold, but after the signature's time-stamp: passes
+)
+#: The codes of a ``revocation`` check (``failed``: not asked; the mode is unknown, or no
+#: trusted root to ask about, which the ``chain`` check says).
+REVOCATION_CODES = ("good", "revoked_after_signing", "revoked", "on_hold", "unknown", "unavailable", "failed")
+#: A ``revocation_reason``: an RFC 5280 5.3.1 CRLReason by its name.
+REVOCATION_REASONS = tuple(flag.value for flag in x509.ReasonFlags)
+
 
 @dataclass(frozen=True)
 class Check:
@@ -33,9 +59,39 @@ class Check:
     #: for a ``revocation`` check that failed on a verified "revoked": when (so that a
     #: signature time-stamped before it can still be judged valid)
     revoked_at: datetime | None = None
+    #: one of :data:`CHECK_CODES`; by default ``ok`` when passed, else ``failed``
+    code: str | None = None
+    #: for a verified "revoked" (``revoked``, ``on_hold``, ``revoked_after_signing``): the
+    #: CRLReason name (``certificateHold`` for a hold)
+    revocation_reason: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.code is None:
+            object.__setattr__(self, "code", "ok" if self.passed else "failed")
+        if self.code not in CHECK_CODES:
+            raise ValueError(f"check code {self.code!r}: not one of CHECK_CODES")
+        if self.revocation_reason is not None and self.revocation_reason not in REVOCATION_REASONS:
+            raise ValueError(f"revocation reason {self.revocation_reason!r}: not an RFC 5280 CRLReason")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "passed": self.passed, "reason": self.reason}
+        out: dict[str, Any] = {"name": self.name, "passed": self.passed, "reason": self.reason, "code": self.code}
+        if self.revocation_reason is not None:
+            out["revocation_reason"] = self.revocation_reason
+        return out
+
+
+def unavailable(reason: str) -> Check:
+    """A failed ``revocation`` check with no trustworthy answer about the certificate
+    (unreachable, HTTP error, unparseable, stale, out of scope, not signed by the root...):
+    code ``unavailable``, asking again later may give one."""
+    return Check("revocation", False, reason, code="unavailable")
+
+
+def revoked_check(reason_name: str, at: datetime, text: str) -> Check:
+    """A failed ``revocation`` check on a verified "revoked" at ``at`` for ``reason_name``
+    (code ``on_hold`` for certificateHold, else ``revoked``)."""
+    return Check("revocation", False, text, at, code="on_hold" if reason_name == "certificateHold" else "revoked",
+                 revocation_reason=reason_name)
 
 
 def find_issuer(cert: x509.Certificate, roots: Sequence[x509.Certificate]
@@ -59,14 +115,14 @@ def check_chain(cert: x509.Certificate, roots: Sequence[x509.Certificate], at: d
                      f"{cert.issuer.rfc4514_string()} (key id {aki.hex() if aki else 'not given'}), none of "
                      f"the {len(roots)} trusted root(s): a certificate of another PKI, a root generation missing "
                      "from the trust bundle, or one issued by an intermediate CA (JPKI certificates are "
-                     "issued by a root directly)"), None
+                     "issued by a root directly)", code="untrusted_root"), None
     try:
         cert.verify_directly_issued_by(root)
     except (ValueError, TypeError, InvalidSignature) as exc:
         return Check("chain", False, f"not issued by the root with that key id: "
-                     f"{type(exc).__name__} {exc}"), None
+                     f"{type(exc).__name__} {exc}", code="untrusted_root"), None
     if not root.not_valid_before_utc <= at <= root.not_valid_after_utc:
-        return Check("chain", False, f"root {root.serial_number} is not valid at {at}"), None
+        return Check("chain", False, f"root {root.serial_number} is not valid at {at}", code="untrusted_root"), None
     return Check("chain", True, f"issued by root serial {root.serial_number}"), root
 
 
@@ -83,7 +139,8 @@ def check_policy(cert: x509.Certificate, required: Purpose, arc: PolicyArc | Non
         return Check("policy", False, str(exc))
     if purpose is not required:
         return Check("policy", False, f"a {_PURPOSE_NAMES[purpose]} certificate where a "
-                     f"{_PURPOSE_NAMES[required]} certificate is required ({_PURPOSE_USE[required]})")
+                     f"{_PURPOSE_NAMES[required]} certificate is required ({_PURPOSE_USE[required]})",
+                     code="wrong_purpose")
     return Check("policy", True, f"{purpose.value} certificate policy")
 
 
@@ -91,10 +148,10 @@ def check_key_usage(cert: x509.Certificate, required: Purpose) -> Check:
     try:
         ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
     except (x509.ExtensionNotFound, ValueError):
-        return Check("key_usage", False, "no keyUsage extension")
+        return Check("key_usage", False, "no keyUsage extension", code="wrong_purpose")
     if not ku.digital_signature or (required is Purpose.SIGN and not ku.content_commitment):
         return Check("key_usage", False, "keyUsage lacks digitalSignature"
-                     + (" / nonRepudiation" if required is Purpose.SIGN else ""))
+                     + (" / nonRepudiation" if required is Purpose.SIGN else ""), code="wrong_purpose")
     return Check("key_usage", True, "keyUsage fits")
 
 
@@ -103,9 +160,9 @@ def check_validity(cert: x509.Certificate, at: datetime) -> Check:
     the moment of issuance: a certificate issued a moment ago by an issuer whose clock runs
     ahead is not "not yet valid"); notAfter gets none."""
     if at + CLOCK_SKEW < cert.not_valid_before_utc:
-        return Check("validity", False, f"not valid before {cert.not_valid_before_utc}")
+        return Check("validity", False, f"not valid before {cert.not_valid_before_utc}", code="not_yet_valid")
     if at > cert.not_valid_after_utc:
-        return Check("validity", False, f"expired at {cert.not_valid_after_utc}")
+        return Check("validity", False, f"expired at {cert.not_valid_after_utc}", code="expired")
     return Check("validity", True, f"valid until {cert.not_valid_after_utc}")
 
 
@@ -122,12 +179,12 @@ def judge_crl(crl: x509.CertificateRevocationList, root: x509.Certificate, at: d
     or not current (thisUpdate within :data:`CLOCK_SKEW` of ``at``, nextUpdate not passed).
     The checks of the CRL itself, made once however many certificates are then looked up."""
     if crl.issuer != root.subject or not crl.is_signature_valid(root.public_key()):
-        return Check("revocation", False, "CRL is not signed by the certificate's root")
+        return unavailable("CRL is not signed by the certificate's root")
     if at + CLOCK_SKEW < crl.last_update_utc:
-        return Check("revocation", False, f"CRL is not current: thisUpdate {crl.last_update_utc} "
-                     f"is more than {CLOCK_SKEW} after {at}")
+        return unavailable(f"CRL is not current: thisUpdate {crl.last_update_utc} "
+                           f"is more than {CLOCK_SKEW} after {at}")
     if crl.next_update_utc and at > crl.next_update_utc:
-        return Check("revocation", False, f"CRL is not current: nextUpdate {crl.next_update_utc} passed")
+        return unavailable(f"CRL is not current: nextUpdate {crl.next_update_utc} passed")
     return None
 
 
@@ -152,8 +209,8 @@ def crl_scope(cert: x509.Certificate, crl: x509.CertificateRevocationList) -> Ch
     except x509.ExtensionNotFound:
         dps = []
     if not {n for dp in dps for n in (dp.full_name or [])} & scope:
-        return Check("revocation", False, "different CRL scope: the CRL's "
-                     "issuingDistributionPoint does not name the certificate's partition")
+        return unavailable("different CRL scope: the CRL's issuingDistributionPoint does not name the "
+                           "certificate's partition")
     return None
 
 
@@ -185,9 +242,9 @@ def check_crl(cert: x509.Certificate, root: x509.Certificate,
         return refused
     entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
     if entry is None:
-        return Check("revocation", True, "not on the CRL")
-    return Check("revocation", False, revoked_text(crl_reason(entry), entry.revocation_date_utc),
-                 entry.revocation_date_utc)
+        return Check("revocation", True, "not on the CRL", code="good")
+    reason = crl_reason(entry)
+    return revoked_check(reason, entry.revocation_date_utc, revoked_text(reason, entry.revocation_date_utc))
 
 
 @dataclass(frozen=True)
@@ -226,7 +283,7 @@ def verify_signed_content(signature: bytes, content: bytes, *,
     try:
         sig = verify_detached_signature(signature, content)
     except JpkiError as exc:
-        checks.append(Check("signature", False, str(exc)))
+        checks.append(Check("signature", False, str(exc), code="bad_signature"))
         return VerificationResult(False, tuple(checks), None, None, None)
     cert = sig.signer_certificate
     checks.append(Check("signature", True, f"{sig.digest_algorithm} signature verifies"))
@@ -235,7 +292,7 @@ def verify_signed_content(signature: bytes, content: bytes, *,
                check_validity(cert, at)]
     if crl is not None:
         checks.append(check_crl(cert, root, crl, at) if root is not None
-                      else Check("revocation", False, "no root to check the CRL against"))
+                      else Check("revocation", False, "no root to check the CRL against", code="failed"))
     purpose = None
     try:
         purpose = classify(cert, arc)
