@@ -165,3 +165,52 @@ def test_job_lines_read_in_the_callers_transaction_leave_its_connection_as_it_wa
     with engine.connect() as conn:
         assert [j.id for j in job_lines(conn)] == ids
         assert "yield_per" not in conn.get_execution_options()
+
+
+def test_mcred_tsm_ses_lists_each_se_on_a_line_as_read(home: Path, db_url: str, monkeypatch):
+    """``mcred tsm ses`` drew one rich table of every SE, measured whole before its first
+    line was out: at 20,000 SEs 16.5 s (1.7 s a line each, as read)."""
+    import datetime as dt
+
+    from mcred.context import Context
+    from tsm.db import SecureElementRow
+
+    monkeypatch.setenv("MCRED_DATABASE_URL", db_url)
+    engine = Context.open().engine
+    runner = CliRunner()
+    assert runner.invoke(app, ["tsm", "ses"]).output == "no SE\n"
+    assert runner.invoke(app, ["tsm", "ses", "--json"]).output == "[]\n"
+    at = dt.datetime(2026, 12, 1, 9, 30, 15, 123456, tzinfo=dt.UTC)
+    n = 1203  # more than a batch (500)
+    long_id = "p" * 64
+    with transaction(engine) as conn:
+        conn.execute(SecureElementRow.__table__.insert(), [
+            {"se_id": f"phone-{i:05d}", "kdd": f"{i:020x}", "cplc": "9f7f" * 20, "kvn": 0x31 if i % 2 else 0x30,
+             "master_key_id": None if i == 1 else "mk-1", "state": "suspect" if i % 400 == 0 else "active",
+             "created_at": at, "updated_at": at} for i in range(n)])
+        conn.execute(SecureElementRow.__table__.insert(), [
+            {"se_id": long_id, "kdd": None, "kvn": 0x30, "state": "new", "created_at": at, "updated_at": at}])
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001, ARG001
+        seen.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        listed = runner.invoke(app, ["tsm", "ses", "--json"])
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+    [statement] = [s for s in seen if "FROM tsm_se" in s]
+    assert "cplc" not in statement  # not shown
+    rows = json.loads(listed.output)
+    assert listed.output == json.dumps(rows, ensure_ascii=False, indent=2) + "\n"
+    assert [r["phone"] for r in rows] == [f"phone-{i:05d}" for i in range(n)] + [long_id]
+    assert rows[0] == {"phone": "phone-00000", "phone_id": "phone-00000", "state": "suspect", "kvn": "30",
+                       "kdd": f"{0:020x}", "master_key_id": "mk-1", "updated_at": rows[0]["updated_at"]}
+    assert rows[0]["updated_at"].startswith("2026-12-01T09:30:15.123456")
+    text = runner.invoke(app, ["tsm", "ses"]).output.splitlines()
+    assert len(text) == n + 1
+    assert text[0].startswith("phone-00000  suspect (quarantined)  keyset 30  master key mk-1  updated 2026-12-01T09:30:15")
+    assert text[1].startswith("phone-00001  active  keyset 31  master key -  updated ")
+    assert text[-1].startswith(f"{long_id}  new  keyset 30  master key -  updated ")
+    assert sum("suspect" in line for line in text) == 4
