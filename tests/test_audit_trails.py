@@ -174,3 +174,59 @@ def test_the_api_audit_filters_by_actor(provisioned):
     r = client.get("/audit", params={"actor": "test-operator"}, headers=operator)
     assert r.status_code == 200 and {e["actor"] for e in r.json()["events"]} == {"test-operator"}
     assert client.get("/audit", params={"actor": "x" * 129}, headers=operator).status_code == 422
+
+
+#: Action names and families drawn from characters around the separator ('-' < '.' < '/'),
+#: LIKE's wildcards and escape, upper case (SQLite's LIKE ignores it) and beyond ASCII
+_CHARS = "aAbz.-/_%\\é日"
+
+
+@pytest.mark.parametrize("max_legs", [64, 1])
+def test_an_actions_family_is_what_it_was_as_a_like_prefix(engine, monkeypatch, max_legs: int):
+    """``events(action=P)`` reads P's family off a range of ix_issuer_audit_action (on SQLite
+    each action's newest events, merged): the events whose action is P or starts with
+    ``P.``, newest first, paged, as the LIKE prefix gave them (on PostgreSQL, compared with
+    the LIKE itself; SQLite's LIKE ignored case, so that ``Credential`` gave
+    ``credential.revoke`` there only). ``max_legs`` 1: on SQLite too, one range."""
+    import datetime as dt
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from sqlalchemy import delete, select
+    from sqlalchemy.orm import sessionmaker
+
+    import issuer.audit
+    from issuer.audit import _prefixed, events
+    from issuer.db import AuditEvent
+
+    monkeypatch.setattr(issuer.audit, "MAX_LEGS", max_legs)
+
+    sessions = sessionmaker(engine)
+    names = st.text(_CHARS, min_size=1, max_size=6)
+    at = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+
+    @settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(names, min_size=1, max_size=8), st.lists(st.integers(0, 7), max_size=40), names,
+           st.integers(1, 12), st.integers(0, 8))
+    def check(vocabulary: list[str], picks: list[int], prefix: str, limit: int, offset: int) -> None:
+        # the family's own names and their neighbours, beside the drawn ones
+        vocabulary = [*vocabulary, prefix, prefix + ".x", prefix + "-x", prefix + "/", prefix.upper() + ".x"]
+        actions = [vocabulary[i % len(vocabulary)] for i in picks] + vocabulary
+        with sessions.begin() as s:
+            s.execute(delete(AuditEvent))
+            s.add_all(AuditEvent(at=at, actor="test", action=a, subject=f"s{n}", detail={})
+                      for n, a in enumerate(actions))
+        family = prefix.rstrip(".")
+        with sessions() as s:
+            ids = [e.id for e in s.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()))]
+            newest = [(i, a) for i, a in zip(ids, reversed(actions), strict=True)
+                      if a == family or a.startswith(family + ".")]
+            if engine.dialect.name == "postgresql":  # LIKE compares as Python does there
+                like = s.scalars(select(AuditEvent.id).where(_prefixed(AuditEvent.action, family, "."))
+                                 .order_by(AuditEvent.id.desc())).all()
+                assert like == [i for i, _ in newest]
+        got = events(sessions, action=prefix, limit=limit, offset=offset)
+        assert [(e["id"], e["action"]) for e in got] == newest[offset:offset + limit]
+        assert [e["id"] for e in events(sessions, action=prefix, limit=1000)] == [i for i, _ in newest]
+
+    check()
