@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from cryptography import x509
-from sqlalchemy import Connection, Engine, Select, bindparam, select, update
+from sqlalchemy import Connection, Engine, Select, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from tsm import records
@@ -161,6 +161,15 @@ def list_jobs(bind: Bind, se_id: str | None = None, *, kind: str | None = None,
     q = _jobs_query([JobRow], se_id, se_ids=se_ids, kind=kind, unfinished=unfinished, limit=limit, offset=offset)
     with Session(bind) as s, s.begin():  # committed: see issuer.jpki.ca.JpkiCa.generations
         return [_view(r) for r in s.scalars(q)]
+
+
+def count_jobs(bind: Bind, se_id: str | None = None, *, unfinished: bool = False) -> int:
+    """How many jobs :func:`list_jobs` would give (``mcred doctor``: the unfinished ones),
+    counted by the database, none of them read."""
+    q = _jobs_query([JobRow.id], se_id, unfinished=unfinished).order_by(None).subquery()
+    connect = bind.connect() if isinstance(bind, Engine) else contextlib.nullcontext(bind)
+    with connect as conn:
+        return conn.execute(select(func.count()).select_from(q)).scalar_one()
 
 
 _LINE = (JobRow.id, JobRow.se_id, JobRow.kind, JobRow.state, JobRow.steps, JobRow.next_step, JobRow.actor,
