@@ -32,6 +32,14 @@ def _bytewise(length: int) -> String:
     return String(length).with_variant(String(length, collation="C"), "postgresql")
 
 
+def unindexed(column):  # noqa: ANN001, ANN201 - a column and an expression of it
+    """``column`` as no index can look it up (``column || ''``): for a condition that only
+    filters the rows another index finds (a subject's events), where SQLite, which keeps no
+    statistics, would take ``ix_issuer_audit_action`` instead and walk every event of a
+    common action (``credential.revoke``, ``jpki.issue``)."""
+    return column.concat("")
+
+
 def new_id() -> str:
     return uuid.uuid4().hex
 

@@ -200,3 +200,58 @@ def test_an_actions_family_is_read_off_the_action_index(db_url: str, action: str
     assert all(e["action"] == action or e["action"].startswith(action + ".") for e in got)
     assert [e["id"] for e in got] == sorted((e["id"] for e in got), reverse=True)
     engine.dispose()
+
+
+def test_a_subjects_events_of_an_action_are_read_off_the_subject_index(home: Path, db_url: str, monkeypatch):
+    """With ix_issuer_audit_action, SQLite (no statistics) took it for an action's events of a
+    few subjects, walking every event of that action: a holder's erasure (its card numbers
+    in jpki.issue events), an mdoc refresh (its phone's superseded revocations), ``mcred tsa
+    log --serial``. These look their subjects up, the action only a filter (and the
+    erasure's two ORed conditions read the whole audit on PostgreSQL)."""
+    import datetime as dt
+
+    from sqlalchemy.orm import sessionmaker
+    from typer.testing import CliRunner
+
+    from issuer.db import AuditEvent
+    from issuer.holders import _redact_card_numbers
+    from mcred.cli.main import app
+    from mcred.db import make_engine, migrate
+    from mcred.provision import superseded_revocations
+
+    engine = make_engine(db_url)
+    migrate(engine)
+    at = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    actions = ["jpki.issue", "credential.revoke", "tsa.stamp", "holder.register"]
+    with engine.begin() as conn:
+        conn.execute(AuditEvent.__table__.insert(), [
+            {"at": at, "actor": "test", "action": actions[i % 4], "subject": f"{i:032x}", "detail": {}}
+            for i in range(5000)])
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql("ANALYZE issuer_audit")
+    sessions = sessionmaker(engine)
+
+    def erase() -> None:
+        with sessions() as s:
+            _redact_card_numbers(s, "ab" * 16)
+
+    def refresh() -> None:
+        with sessions() as s:
+            superseded_revocations(s, "phone-1")
+
+    monkeypatch.setenv("MCRED_DATABASE_URL", db_url)
+
+    def log() -> None:
+        assert CliRunner().invoke(app, ["tsa", "log", "--serial", "abc"]).exit_code == 1
+
+    for run in (erase, refresh, log):
+        for statement, parameters in _statements(engine if run is not log else sa_engine(), run, "FROM issuer_audit"):
+            plan = _plan(engine, statement, parameters, priced=False)
+            assert "ix_issuer_audit_subject" in plan and "ix_issuer_audit_action" not in plan, (run.__name__, plan)
+    engine.dispose()
+
+
+def sa_engine():  # noqa: ANN201 - every engine (the CLI opens its own)
+    from sqlalchemy import Engine
+
+    return Engine

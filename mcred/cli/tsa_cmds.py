@@ -170,12 +170,13 @@ def log(serial: str | None = typer.Option(None, "--serial", help="only this toke
     (its audit log; every token is logged before it is handed out)."""
     from sqlalchemy import select
 
-    from issuer.db import AuditEvent
+    from issuer.db import AuditEvent, unindexed
 
     ctx = open_context()
-    query = select(AuditEvent).where(AuditEvent.action == "tsa.stamp")
-    if serial is not None:
-        query = query.where(AuditEvent.subject == serial.lower().removeprefix("0x"))
+    query = select(AuditEvent).where(AuditEvent.action == "tsa.stamp")  # newest first off ix_issuer_audit_action
+    if serial is not None:  # the token's few events off the subject index
+        query = select(AuditEvent).where(unindexed(AuditEvent.action) == "tsa.stamp",
+                                         AuditEvent.subject == serial.lower().removeprefix("0x"))
     with ctx.sessions() as s:
         rows = s.scalars(query.order_by(AuditEvent.id.desc()).limit(limit)).all()
         entries = [{"serial": r.subject, **r.detail} for r in rows]
