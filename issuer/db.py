@@ -205,7 +205,9 @@ class AuditEvent(IssuerBase):
     __tablename__ = "issuer_audit"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)
-    actor: Mapped[str] = mapped_column(String(128))
+    #: Compared code point by code point (:func:`_bytewise`), as the action: an actor and
+    #: those under it (``cli`` and ``cli:NAME``) are one range of ``ix_issuer_audit_actor``.
+    actor: Mapped[str] = mapped_column(_bytewise(128))
     #: Compared code point by code point (:func:`_bytewise`): an action's family is one
     #: range of ``ix_issuer_audit_action``.
     action: Mapped[str] = mapped_column(_bytewise(64))
@@ -216,4 +218,6 @@ class AuditEvent(IssuerBase):
         #: An action's events newest first, and the actions of a family (``mcred audit
         #: --action credential``: issuer.audit.events).
         Index("ix_issuer_audit_action", "action", "id"),
+        #: An actor's events newest first, and the actors under one (``--actor token:ID``).
+        Index("ix_issuer_audit_actor", "actor", "id"),
     )
