@@ -24,6 +24,22 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from dbtypes import UtcDateTime
 
 
+def _bytewise(length: int) -> String:
+    """A string column that compares code point by code point on every database, as a
+    prefix's range needs (``issuer.audit``): SQLite's BINARY collation (the default),
+    PostgreSQL's "C" (a database's default collation may order by language rules, under
+    which the strings that start with ``p.`` are no range of an index)."""
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
+
+
+def unindexed(column):  # noqa: ANN001, ANN201 - a column and an expression of it
+    """``column`` as no index can look it up (``column || ''``): for a condition that only
+    filters the rows another index finds (a subject's events), where SQLite, which keeps no
+    statistics, would take ``ix_issuer_audit_action`` instead and walk every event of a
+    common action (``credential.revoke``, ``jpki.issue``)."""
+    return column.concat("")
+
+
 def new_id() -> str:
     return uuid.uuid4().hex
 
@@ -189,7 +205,19 @@ class AuditEvent(IssuerBase):
     __tablename__ = "issuer_audit"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)
-    actor: Mapped[str] = mapped_column(String(128))
-    action: Mapped[str] = mapped_column(String(64))
+    #: Compared code point by code point (:func:`_bytewise`), as the action: an actor and
+    #: those under it (``cli`` and ``cli:NAME``) are one range of ``ix_issuer_audit_actor``.
+    actor: Mapped[str] = mapped_column(_bytewise(128))
+    #: Compared code point by code point (:func:`_bytewise`): an action's family is one
+    #: range of ``ix_issuer_audit_action``.
+    action: Mapped[str] = mapped_column(_bytewise(64))
     subject: Mapped[str] = mapped_column(String(128), index=True)
     detail: Mapped[dict] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (
+        #: An action's events newest first, and the actions of a family (``mcred audit
+        #: --action credential``: issuer.audit.events).
+        Index("ix_issuer_audit_action", "action", "id"),
+        #: An actor's events newest first, and the actors under one (``--actor token:ID``).
+        Index("ix_issuer_audit_actor", "actor", "id"),
+    )

@@ -291,21 +291,23 @@ def _secure_elements(ctx) -> Finding:  # noqa: ANN001
     them) and jobs that have not finished. Reads the registry only."""
     from sqlalchemy import func, select
 
-    from tsm.db import SecureElementRow
-    from tsm.jobs import list_jobs
+    from tsm.db import SecureElementRow as Se
+    from tsm.jobs import count_jobs
 
     enables = "provisioning, refreshes and handovers on every phone"
-    try:
+    try:  # counted by the database, only the SEs named read (each unfinished job was read whole,
+        # its results included: after an outage, at 5,000 of them, 1 s and 93 MB)
         with ctx.engine.connect() as conn:
-            total = conn.execute(select(func.count()).select_from(SecureElementRow)).scalar_one()
-            suspect = list(conn.execute(select(SecureElementRow.se_id).where(SecureElementRow.state == "suspect")
-                                        .order_by(SecureElementRow.se_id)).scalars())
-        unfinished = len(list_jobs(ctx.engine, unfinished=True))
+            total, quarantined = conn.execute(select(func.count(), func.count().filter(Se.state == "suspect"))
+                                              .select_from(Se)).one()
+            suspect = list(conn.execute(select(Se.se_id).where(Se.state == "suspect").order_by(Se.se_id)
+                                        .limit(5)).scalars())
+        unfinished = count_jobs(ctx.engine, unfinished=True)
     except Exception as exc:  # noqa: BLE001 - reported (the database finding says why)
         return Finding("TSM secure elements", False, f"cannot read the TSM's record: {type(exc).__name__}",
                        enables, "see the database finding")
-    detail = (f"{total} on record, {len(suspect)} quarantined"
-              + (f" ({', '.join(suspect[:5])}{', ...' if len(suspect) > 5 else ''})" if suspect else "")
+    detail = (f"{total} on record, {quarantined} quarantined"
+              + (f" ({', '.join(suspect)}{', ...' if quarantined > 5 else ''})" if suspect else "")
               + f", {unfinished} unfinished job(s)")
     fix = ("investigate (mcred tsm ses), then mcred tsm clear-quarantine --phone ID --reason TEXT"
            if suspect else "")

@@ -582,7 +582,6 @@ def _check_active(s: Session, phone_id: str, if_unregistered: str, if_inactive: 
 def _refreshed(ctx: Context, phone_id: str, view: JobView, t0: float) -> RefreshResult:
     """The MSOs the job issued, and those their issuance superseded (the revocation audit
     of each names the credential that replaced it: ``by_credential``)."""
-    from issuer.db import AuditEvent
     from issuer.mdoc.models import MdocIssuance
 
     if view.state != "done":  # pragma: no cover - Tsm.run raises instead
@@ -591,17 +590,26 @@ def _refreshed(ctx: Context, phone_id: str, view: JobView, t0: float) -> Refresh
         rows = s.execute(select(MdocIssuance.credential_id, MdocIssuance.slot, Credential.not_after)
                          .join(Credential, Credential.id == MdocIssuance.credential_id)
                          .where(MdocIssuance.job_ref == view.id).order_by(MdocIssuance.slot)).all()
-        revocations = s.execute(select(AuditEvent.subject, AuditEvent.detail)
-                                .join(Credential, Credential.id == AuditEvent.subject)
-                                .where(AuditEvent.action == "credential.revoke",
-                                       Credential.phone_id == phone_id, Credential.kind == "mdoc",
-                                       Credential.reason == "superseded")).all()
+        revocations = superseded_revocations(s, phone_id)
     new_ids = {cid for cid, _, _ in rows}
     superseded = tuple(sorted({subject for subject, detail in revocations
                                if isinstance(detail, dict) and detail.get("by_credential") in new_ids}))
     issued = tuple((cid, slot, until.isoformat() if until else "") for cid, slot, until in rows)
     return RefreshResult(phone_id, view.id, view.results.get("rotate-device-keys", {}).get("generated", 0),
                          issued, superseded, time.perf_counter() - t0)
+
+
+def superseded_revocations(s: Session, phone_id: str) -> list:
+    """(credential id, audit detail) of each revocation of the phone's superseded mdocs: the
+    phone's credentials first, each one's events off the subject index (on
+    ``ix_issuer_audit_action`` SQLite walked every revocation of the installation)."""
+    from issuer.db import AuditEvent, unindexed
+
+    return list(s.execute(select(AuditEvent.subject, AuditEvent.detail)
+                          .join(Credential, Credential.id == AuditEvent.subject)
+                          .where(unindexed(AuditEvent.action) == "credential.revoke",
+                                 Credential.phone_id == phone_id, Credential.kind == "mdoc",
+                                 Credential.reason == "superseded")).all())
 
 
 def live_credentials(ctx: Context, phone_id: str) -> list[Credential]:

@@ -157,3 +157,42 @@ def test_doctor_names_a_data_directory_or_database_others_may_read(tmp_path, mon
     assert code == 0 and report["ready"] and not access["ok"]
     assert access["detail"] == f"others may read: {home} is 0755; {home / 'mcred.sqlite3'} is 0644"
     assert access["fix"] == f"chmod 700 {home}; chmod 600 {home / 'mcred.sqlite3'}*"
+
+
+def test_the_tsm_finding_counts_ses_and_unfinished_jobs_without_reading_them(db_url, home, monkeypatch):
+    """It read every unfinished job whole, its results included (after an outage, at 5,000
+    of them 1 s and 93 MB), and the id of every quarantined SE, to show five."""
+    import datetime as dt
+
+    from sqlalchemy import Engine, event
+
+    from mcred.context import Context
+    from mcred.doctor import _secure_elements
+    from tsm.db import JobRow, SecureElementRow, transaction
+
+    monkeypatch.setenv("MCRED_DATABASE_URL", db_url)
+    ctx = Context.open(home)
+    at = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    with transaction(ctx.engine) as conn:
+        conn.execute(SecureElementRow.__table__.insert(), [
+            {"se_id": f"ph-{i:02d}", "kvn": 0x30, "state": "suspect" if i % 3 == 0 else "active",
+             "created_at": at, "updated_at": at} for i in range(20)])
+        conn.execute(JobRow.__table__.insert(), [
+            {"id": f"{i:032x}", "se_id": f"ph-{i % 20:02d}", "kind": "provision", "state": state, "steps": ["a"],
+             "next_step": 0, "input": {}, "results": {"bulk": "ab" * 1000}, "actor": "test", "attempts": 1,
+             "created_at": at, "updated_at": at}
+            for i, state in enumerate(["done", "interrupted", "failed", "abandoned", "running", "pending"] * 3)])
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001, ARG001
+        seen.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        finding = _secure_elements(ctx)
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+    assert finding.detail == ("20 on record, 7 quarantined (ph-00, ph-03, ph-06, ph-09, ph-12, ...), "
+                              "12 unfinished job(s)"), finding.detail
+    assert not any("results" in s for s in seen), seen
+    ctx.engine.dispose()

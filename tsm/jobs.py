@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from cryptography import x509
-from sqlalchemy import Connection, Engine, bindparam, select, update
+from sqlalchemy import Connection, Engine, Select, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from tsm import records
@@ -135,14 +135,13 @@ class JobView(JobLine):
     results: dict
 
 
-def list_jobs(bind: Bind, se_id: str | None = None, *, kind: str | None = None,
-              unfinished: bool = False, limit: int | None = None, offset: int = 0,
-              se_ids: Sequence[str] | None = None) -> list[JobView]:
-    """Jobs from the registry, oldest first, ``limit`` of them from ``offset`` (no key
-    needed: ``mcred tsm jobs``, and finding the job to resume after a failure), of the SE
-    ``se_id`` or of any of ``se_ids``; on a Connection in a transaction, read in that
-    transaction."""
-    q = select(JobRow).order_by(JobRow.created_at, JobRow.id).offset(offset).limit(limit)
+def _jobs_query(columns: Sequence, se_id: str | None = None, *, se_ids: Sequence[str] | None = None,
+                kind: str | None = None, unfinished: bool = False, limit: int | None = None,
+                offset: int = 0) -> Select:
+    """``columns`` of the jobs a listing asks for, oldest first (on ``ix_tsm_jobs_created``),
+    ``limit`` of them from ``offset``: of the SE ``se_id`` or of any of ``se_ids``, of one
+    ``kind``, only those not ended."""
+    q = select(*columns).order_by(JobRow.created_at, JobRow.id).offset(offset).limit(limit)
     if se_id is not None:
         q = q.where(JobRow.se_id == se_id)
     if se_ids is not None:
@@ -151,8 +150,28 @@ def list_jobs(bind: Bind, se_id: str | None = None, *, kind: str | None = None,
         q = q.where(JobRow.kind == kind)
     if unfinished:
         q = q.where(JobRow.state.not_in(ENDED))
+    return q
+
+
+def list_jobs(bind: Bind, se_id: str | None = None, *, kind: str | None = None,
+              unfinished: bool = False, limit: int | None = None, offset: int = 0,
+              se_ids: Sequence[str] | None = None) -> list[JobView]:
+    """Jobs from the registry, oldest first, ``limit`` of them from ``offset`` (no key
+    needed: ``mcred tsm jobs``, and finding the job to resume after a failure), of the SE
+    ``se_id`` or of any of ``se_ids``; on a Connection in a transaction, read in that
+    transaction."""
+    q = _jobs_query([JobRow], se_id, se_ids=se_ids, kind=kind, unfinished=unfinished, limit=limit, offset=offset)
     with Session(bind) as s, s.begin():  # committed: see issuer.jpki.ca.JpkiCa.generations
         return [_view(r) for r in s.scalars(q)]
+
+
+def count_jobs(bind: Bind, se_id: str | None = None, *, unfinished: bool = False) -> int:
+    """How many jobs :func:`list_jobs` would give (``mcred doctor``: the unfinished ones),
+    counted by the database, none of them read."""
+    q = _jobs_query([JobRow.id], se_id, unfinished=unfinished).order_by(None).subquery()
+    connect = bind.connect() if isinstance(bind, Engine) else contextlib.nullcontext(bind)
+    with connect as conn:
+        return conn.execute(select(func.count()).select_from(q)).scalar_one()
 
 
 _LINE = (JobRow.id, JobRow.se_id, JobRow.kind, JobRow.state, JobRow.steps, JobRow.next_step, JobRow.actor,
@@ -164,11 +183,7 @@ def job_lines(bind: Bind, se_id: str | None = None, *, unfinished: bool = False,
     """:func:`list_jobs`' jobs as :class:`JobLine`, read a batch at a time as they are
     consumed: a listing of every job of a large installation holds neither every row nor
     any job's results in memory (``mcred tsm jobs`` at 20,840 jobs held 1.1 GB)."""
-    q = select(*_LINE).order_by(JobRow.created_at, JobRow.id).offset(offset).limit(limit)
-    if se_id is not None:
-        q = q.where(JobRow.se_id == se_id)
-    if unfinished:
-        q = q.where(JobRow.state.not_in(ENDED))
+    q = _jobs_query(_LINE, se_id, unfinished=unfinished, limit=limit, offset=offset)
     connect = bind.connect() if isinstance(bind, Engine) else contextlib.nullcontext(bind)
     with connect as conn:
         for row in conn.execute(q.execution_options(yield_per=500)):

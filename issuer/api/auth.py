@@ -59,6 +59,12 @@ class Principal:
         return SUPER in self.scopes or scope in self.scopes
 
     @property
+    def visible_scopes(self) -> frozenset[str] | None:
+        """The scopes whose objects (API jobs) this principal may see, for a query's filter:
+        what :meth:`allows`; None for every one (``SUPER``)."""
+        return None if SUPER in self.scopes else self.scopes
+
+    @property
     def actor(self) -> str:
         """``token:<id>:<name>``, cut to the width of the actor columns (a name longer
         than :data:`NAME_MAX`, kept by SQLite before that bound, loses its tail; the

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from mcred.cli.state import cli_actor, open_context, out_path
-from mcred.cli.text import cell, make_console, markup_safe
+from mcred.cli.text import cell, echo_json_array, make_console, markup_safe
 from protocols import cardsub, certs
 from protocols.cose import key_signer
 from protocols.mdoc import DeviceResponse, IssuerSigned, MdocError, build_document
@@ -382,14 +382,10 @@ def credential_list(
     if key_type is not None:  # read off each certificate, then the page
         rows = itertools.islice((r for r in rows if r["key_type"] == key_type), offset,
                                 None if limit is None else offset + limit)
-    n = 0
-    if as_json:  # the text of json.dumps(list(rows)), an element at a time
-        typer.echo("[", nl=False)
-        for r in rows:
-            n += 1
-            typer.echo((", " if n > 1 else "") + json.dumps(r, ensure_ascii=False), nl=False)
-        typer.echo("]")
+    if as_json:
+        echo_json_array(rows)
         return
+    n = 0
     # one line per credential, never cut: the id is what `credential show` takes
     for r in rows:
         n += 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 
 from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
@@ -83,6 +84,25 @@ def listing(rows: list[dict], columns: dict[str, str], as_json: bool) -> None:
     for row in rows:
         table.add_row(*(cell("" if row[k] is None else row[k]) for k in columns))
     make_console().print(table)
+
+
+def echo_json_array(rows: Iterable[object], *, indent: int | None = None) -> None:
+    """The text of ``json.dumps(list(rows), indent=indent)`` (non-ASCII kept) on stdout, written
+    an element at a time as ``rows`` yields them: a listing of a large installation neither
+    holds every row nor waits for the last before the first is out."""
+    import textwrap
+
+    import typer
+
+    typer.echo("[", nl=False)
+    n = 0
+    for n, row in enumerate(rows, 1):
+        if indent is None:
+            typer.echo((", " if n > 1 else "") + json.dumps(row, ensure_ascii=False), nl=False)
+        else:
+            text = textwrap.indent(json.dumps(row, ensure_ascii=False, indent=indent), " " * indent)
+            typer.echo(("," if n > 1 else "") + "\n" + text, nl=False)
+    typer.echo("\n]" if n and indent is not None else "]")
 
 
 def fail(message: str, as_json: bool, code: int = 2):  # noqa: ANN201 - a typer.Exit to raise

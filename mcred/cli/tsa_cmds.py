@@ -170,17 +170,18 @@ def log(serial: str | None = typer.Option(None, "--serial", help="only this toke
     (its audit log; every token is logged before it is handed out)."""
     from sqlalchemy import select
 
-    from issuer.db import AuditEvent
+    from issuer.db import AuditEvent, unindexed
 
     ctx = open_context()
-    query = select(AuditEvent).where(AuditEvent.action == "tsa.stamp")
-    if serial is not None:
+    query = select(AuditEvent).where(AuditEvent.action == "tsa.stamp")  # newest first off ix_issuer_audit_action
+    if serial is not None:  # the token's few events off the subject index
         from protocols.certs import SerialError, parse_serial, serial_text
 
         try:
-            query = query.where(AuditEvent.subject == serial_text(parse_serial(serial)))
+            wanted = serial_text(parse_serial(serial))
         except SerialError as exc:
             raise typer.BadParameter(str(exc), param_hint="--serial") from None
+        query = select(AuditEvent).where(unindexed(AuditEvent.action) == "tsa.stamp", AuditEvent.subject == wanted)
     with ctx.sessions() as s:
         rows = s.scalars(query.order_by(AuditEvent.id.desc()).limit(limit)).all()
         entries = [{"serial": r.subject, **r.detail} for r in rows]

@@ -229,9 +229,7 @@ def jobs(
 ) -> None:
     """The TSM's jobs, oldest first: kind, state, the step it stopped before, attempts, error.
     Reads the registry only (no key is opened, no SE is touched)."""
-    import json
-    import textwrap
-
+    from mcred.cli.text import echo_json_array
     from mcred.context import Context
     from reader.text import printable
     from tsm.jobs import job_lines
@@ -242,14 +240,10 @@ def jobs(
              "next_step": j.current_step, "steps_done": j.next_step, "steps": len(j.steps), "attempts": j.attempts,
              "error": j.error}
             for j in job_lines(Context.open().engine, phone, unfinished=unfinished, limit=limit, offset=offset))
-    n = 0
-    if as_json:  # the same text as json.dumps(list(rows), indent=2), an element at a time
-        typer.echo("[", nl=False)
-        for n, r in enumerate(rows, 1):
-            typer.echo(("," if n > 1 else "") + "\n" + textwrap.indent(json.dumps(r, ensure_ascii=False, indent=2), "  "),
-                       nl=False)
-        typer.echo("\n]" if n else "]")
+    if as_json:
+        echo_json_array(rows, indent=2)
         return
+    n = 0
     # one line per job, never cut (ids are to be copied for --resume and abandon), its error
     # on the next
     for r in rows:
@@ -264,29 +258,34 @@ def jobs(
 
 @tsm_app.command("ses")
 def ses(as_json: bool = typer.Option(False, "--json")) -> None:
-    """The TSM's record of each SE: state (new, active, or suspect: quarantined after a
-    sequence counter regression or a keyset rollback), the keyset it opens sessions with,
-    the master key that diversified it. Reads the registry only."""
-    import json
-
-    from rich.table import Table
+    """The TSM's record of each SE, one line each in the order of their ids: state (new,
+    active, or suspect: quarantined after a sequence counter regression or a keyset
+    rollback), the keyset it opens sessions with, the master key that diversified it.
+    Reads the registry only."""
     from sqlalchemy import select
 
+    from mcred.cli.text import echo_json_array
     from mcred.context import Context
-    from tsm.db import SecureElementRow
+    from tsm.db import SecureElementRow as Se
 
-    with Context.open().engine.connect() as conn:
-        rows = [{"phone": r.se_id, "phone_id": r.se_id, "state": r.state, "kvn": f"{r.kvn:02X}", "kdd": r.kdd,
-                 "master_key_id": r.master_key_id, "updated_at": r.updated_at.isoformat()}
-                for r in conn.execute(select(SecureElementRow).order_by(SecureElementRow.se_id))]
+    def read():  # a batch at a time, each written as read (a rich table of 20,000 SEs took 16 s)
+        q = select(Se.se_id, Se.state, Se.kvn, Se.kdd, Se.master_key_id, Se.updated_at).order_by(Se.se_id)
+        with Context.open().engine.connect() as conn:
+            for r in conn.execute(q.execution_options(yield_per=500)):
+                yield {"phone": r.se_id, "phone_id": r.se_id, "state": r.state, "kvn": f"{r.kvn:02X}",
+                       "kdd": r.kdd, "master_key_id": r.master_key_id, "updated_at": r.updated_at.isoformat()}
+
     if as_json:
-        typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        echo_json_array(read(), indent=2)
         return
-    table = Table("phone", "state", "keyset", "master key", "updated")
-    for r in rows:
-        state = "[red]suspect (quarantined)[/red]" if r["state"] == "suspect" else r["state"]
-        table.add_row(r["phone"], state, r["kvn"], r["master_key_id"] or "-", r["updated_at"][:19])
-    make_console().print(table)
+    n = 0
+    for r in read():  # the id whole, to be copied for clear-quarantine
+        n += 1
+        state = typer.style("suspect (quarantined)", fg="red") if r["state"] == "suspect" else r["state"]
+        typer.echo(f"{r['phone']}  {state}  keyset {r['kvn']}  master key {r['master_key_id'] or '-'}"
+                   f"  updated {r['updated_at'][:19]}")
+    if not n:
+        typer.echo("no SE")
 
 
 @tsm_app.command("clear-quarantine")
