@@ -158,6 +158,15 @@ def test_mcred_credential_list_reads_no_mdoc_body_and_lists_as_before(home: Path
     assert runner.invoke(app, ["credential", "list", "--phone", "nobody", "--json"]).output == "[]\n"
     assert runner.invoke(app, ["credential", "list", "--kind", "mdoc", "--status", "hold"]).output == \
         "no credential of kind mdoc hold\n"
+    # a damaged row (a certificate body that is no DER) is listed as such; it stopped the
+    # listing with a traceback
+    from sqlalchemy import update
+
+    with sessionmaker(engine).begin() as s:
+        s.execute(update(Credential).where(Credential.id == f"{3:032x}").values(body=b"\x30\x03garbage"))
+    damaged = runner.invoke(app, ["credential", "list", "--json"])
+    assert damaged.exit_code == 0, damaged.output
+    assert [r["key_type"] for r in json.loads(damaged.output)] == ["rsa2048", "p384", None, "unreadable", "rsa2048"]
 
 
 def test_job_lines_read_in_the_callers_transaction_leave_its_connection_as_it_was(engine):

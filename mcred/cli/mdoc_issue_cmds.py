@@ -325,13 +325,19 @@ def _credential_facts(c: Credential) -> dict:
 
 
 def _key_type(kind: str, body: bytes | None) -> str | None:
-    """rsa2048 or p384 for a JPKI certificate (from its public key), None for an mdoc."""
+    """rsa2048 or p384 for a JPKI certificate (from its public key), None for an mdoc;
+    ``unreadable`` for a stored body that is no certificate (a damaged row: listed, not a
+    traceback that stops the listing)."""
     if not kind.startswith("jpki-") or not body:
         return None
-    from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-    key = x509.load_der_x509_certificate(body).public_key()
+    from protocols.certs import CertificateParseError, load_der
+
+    try:
+        key = load_der(body).public_key()
+    except CertificateParseError:
+        return "unreadable"
     if isinstance(key, rsa.RSAPublicKey):
         return f"rsa{key.key_size}"
     if isinstance(key, ec.EllipticCurvePublicKey):
