@@ -635,10 +635,10 @@ def test_a_handover_killed_after_the_new_phone_leaves_its_secrets_to_the_resume(
     assert made.pin not in again.output
 
 
-def test_a_renewal_that_stopped_after_the_phone_shows_its_secrets_when_resumed(ctx, monkeypatch, tmp_path):
-    """`mcred holder renew-card` whose workflow stopped after its provisioning (here its
-    publish step failed): the new PIN, password and PUK were generated and written to the
-    phone, and neither the failed run nor its resume showed them. The resume shows them."""
+def _renewal_stopped_at_publish(ctx, monkeypatch):
+    """A phone provisioned, then `mcred holder renew-card` run with the workflow's publish
+    step failing (after the phone was provisioned anew): the phone, the holder, the failed
+    command's result and the real publish action (to put back)."""
     from mcred.handover_actions import HandoverActions
 
     pid = provision(ctx, wallet_sim.create_phone(ctx.home), parse_holder(HOLDER), key_type="p384",
@@ -651,7 +651,16 @@ def test_a_renewal_that_stopped_after_the_phone_shows_its_secrets_when_resumed(c
         raise RuntimeError("the CRL could not be published")
 
     monkeypatch.setattr(HandoverActions, "publish", broken)
-    r = CliRunner().invoke(app, ["holder", "renew-card", holder_id, "--reason", "更新"])
+    return pid, holder_id, CliRunner().invoke(app, ["holder", "renew-card", holder_id, "--reason", "更新"]), publish
+
+
+def test_a_renewal_that_stopped_after_the_phone_shows_its_secrets_when_resumed(ctx, monkeypatch, tmp_path):
+    """`mcred holder renew-card` whose workflow stopped after its provisioning (here its
+    publish step failed): the new PIN, password and PUK were generated and written to the
+    phone, and neither the failed run nor its resume showed them. The resume shows them."""
+    from mcred.handover_actions import HandoverActions
+
+    pid, holder_id, r, publish = _renewal_stopped_at_publish(ctx, monkeypatch)
     assert r.exit_code == 1, r.output
     hid = r.output.split("of workflow ")[1].split()[0]
     monkeypatch.setattr(HandoverActions, "publish", publish)
@@ -678,17 +687,7 @@ def test_workflows_left_to_finish_are_listed_with_their_resume_and_reported_by_t
     from issuer import handover as wf
     from mcred.handover_actions import HandoverActions
 
-    pid = provision(ctx, wallet_sim.create_phone(ctx.home), parse_holder(HOLDER), key_type="p384",
-                    mdoc_batch=1, pin="1234", password="ABC123").phone_id
-    with ctx.sessions() as s:
-        holder_id = s.get(Phone, pid).holder_id
-    publish = HandoverActions.publish
-
-    def broken(self, c):  # noqa: ANN001, ANN202
-        raise RuntimeError("the CRL could not be published")
-
-    monkeypatch.setattr(HandoverActions, "publish", broken)
-    r = CliRunner().invoke(app, ["holder", "renew-card", holder_id, "--reason", "更新"])
+    pid, holder_id, r, publish = _renewal_stopped_at_publish(ctx, monkeypatch)
     assert r.exit_code == 1
     (row,) = json.loads(CliRunner().invoke(app, ["workflows", "--state", "failed", "--json"]).stdout)
     assert row["kind"] == "renewal" and row["step"] == "reissue_all" and row["holder_id"] == holder_id
