@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 
 import pytest
 
@@ -198,11 +199,23 @@ def _lock_waits(engine, table: str) -> int:  # noqa: ANN001
                             {"q": f"%{table}%"}).scalar()
 
 
+def _race(racer: list, target, engine, *tables: str) -> bool:  # noqa: ANN001
+    """Start ``target`` in a thread (kept in ``racer``) and wait, at most 5 s, until it waits
+    for a lock on one of ``tables`` (True) or ends (False)."""
+    racer.append(threading.Thread(target=target))
+    racer[0].start()
+    deadline = time.monotonic() + 5
+    while racer[0].is_alive() and time.monotonic() < deadline:
+        if any(_lock_waits(engine, t) for t in tables):
+            return True
+        time.sleep(0.02)
+    return False
+
+
 def test_an_mdoc_for_a_new_phone_and_a_hold_of_the_old_one_do_not_deadlock(pg_engine, monkeypatch):
     """The issuance took the status list first (its index) and the old phone's mdoc last
     (to revoke it: one phone per person); a hold of the old phone took its mdoc first and
     the list last (its version). Each waited for the other until PostgreSQL failed one."""
-    import time
 
     from cryptography.hazmat.primitives.asymmetric import ec
     from sqlalchemy.orm import sessionmaker
@@ -246,12 +259,7 @@ def test_an_mdoc_for_a_new_phone_and_a_hold_of_the_old_one_do_not_deadlock(pg_en
     def hold_comes_in(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         credential = allocate(*args, **kwargs)
         if not racer:  # the issuance holds its status index: the old phone is reported lost
-            racer.append(threading.Thread(target=hold_old))
-            racer[0].start()
-            deadline = time.monotonic() + 5
-            while racer[0].is_alive() and time.monotonic() < deadline and not (
-                    _lock_waits(pg_engine, "status_lists") or _lock_waits(pg_engine, "credentials")):
-                time.sleep(0.02)
+            _race(racer, hold_old, pg_engine, "status_lists", "credentials")
         return credential
 
     monkeypatch.setattr(StatusRegistry, "allocate", hold_comes_in)
@@ -274,7 +282,6 @@ def test_an_mdoc_whose_holder_has_an_mdoc_on_another_list_and_a_hold_of_a_third_
     and then locked the open one, while a hold of a third phone with mdocs on both lists
     took them in id order. With the open list's id the lower, each waited for the other
     until PostgreSQL failed one (a 1 s stall, then a retry)."""
-    import time
 
     from cryptography.hazmat.primitives.asymmetric import ec
     from sqlalchemy import event
@@ -340,14 +347,8 @@ def test_an_mdoc_whose_holder_has_an_mdoc_on_another_list_and_a_hold_of_a_third_
                 statement.startswith("UPDATE status_lists") or
                 ("FROM status_lists" in statement and "FOR UPDATE" in statement)):
             return
-        racer.append(threading.Thread(target=hold_third))
-        racer[0].start()
-        deadline = time.monotonic() + 5
-        while racer[0].is_alive() and time.monotonic() < deadline:
-            if _lock_waits(pg_engine, "status_lists"):
-                waited.append(True)
-                break
-            time.sleep(0.02)
+        if _race(racer, hold_third, pg_engine, "status_lists"):
+            waited.append(True)
 
     waited: list[bool] = []
     event.listen(pg_engine, "after_cursor_execute", first_list_lock)
@@ -388,7 +389,6 @@ def test_a_jpki_reissue_and_a_revocation_of_the_holders_other_phone_do_not_deadl
     The holder has a live signing certificate on both phones, as two issuances racing on
     two phones left it before issuances locked the holder's row (a registry written then
     keeps it: test_two_issuances_of_one_kind_...)."""
-    import time
 
     from sqlalchemy import event, update
     from test_issuer_jpki_support import provision
@@ -422,14 +422,8 @@ def test_a_jpki_reissue_and_a_revocation_of_the_holders_other_phone_do_not_deadl
         """Once the re-issue holds its first CRL row lock, phone-a's certificate is revoked."""
         if racer or threading.get_ident() != issuing or not statement.startswith("UPDATE jpki_crl_cache"):
             return
-        racer.append(threading.Thread(target=revoke_a))
-        racer[0].start()
-        deadline = time.monotonic() + 5
-        while racer[0].is_alive() and time.monotonic() < deadline:
-            if _lock_waits(engine, "jpki_crl_cache") or _lock_waits(engine, "credentials"):
-                waited.append(True)
-                break
-            time.sleep(0.02)
+        if _race(racer, revoke_a, engine, "jpki_crl_cache", "credentials"):
+            waited.append(True)
 
     event.listen(engine, "after_cursor_execute", first_crl_lock)
     try:
@@ -459,7 +453,6 @@ def test_two_issuances_of_one_kind_to_a_holders_two_phones_at_once_leave_one_liv
     other's and the holder kept a live credential on both phones (PostgreSQL; SQLite has one
     writer). Every issuance now locks the holder's row after the phone's: the later one
     waits, then finds the earlier one's credential and revokes it."""
-    import time
 
     from cryptography.hazmat.primitives.asymmetric import ec
     from sqlalchemy import event
@@ -511,14 +504,8 @@ def test_two_issuances_of_one_kind_to_a_holders_two_phones_at_once_leave_one_liv
         """When phone-a's issuance, all done, is about to commit, phone-b's is issued."""
         if racer or not wrote or threading.get_ident() != first:
             return
-        racer.append(threading.Thread(target=issue_b))
-        racer[0].start()
-        deadline = time.monotonic() + 5
-        while racer[0].is_alive() and time.monotonic() < deadline:
-            if _lock_waits(engine, "holders"):
-                waited.append(True)
-                break
-            time.sleep(0.02)
+        if _race(racer, issue_b, engine, "holders"):
+            waited.append(True)
 
     wrote: list[bool] = []
     event.listen(engine, "after_cursor_execute", inserted)
