@@ -359,3 +359,26 @@ def test_the_command_line_refuses_a_resume_while_another_run_holds_it(home):
     (row,) = json.loads(CliRunner().invoke(cli, ["workflows", "--json"]).stdout)
     assert row["runner"]["runner"] == holder
     assert "being run by token:abc:shop-7" in CliRunner().invoke(cli, ["workflows"]).stdout
+
+
+def test_mcred_handover_resume_while_another_run_holds_it_exits_2_naming_it(home):
+    """`mcred handover --resume ID` while another run holds the model change: refused (exit
+    2, not the exit 1 of a stopped workflow with its "resume with" hint), nothing run."""
+    from typer.testing import CliRunner
+
+    from mcred.cli.main import app as cli
+    from mcred.context import Context
+
+    ctx = Context.open(home)
+    holder_id, _ = _registry_workflow(ctx, "death")
+    with ctx.sessions() as s:
+        old = s.query(Phone).filter_by(holder_id=holder_id).one().id
+    new = ctx.new_phone()
+    hid = handover.create(ctx.sessions, kind="model_change", holder_id=holder_id, old_phone_id=old,
+                          new_phone_id=new)
+    handover.claim(ctx.sessions, hid, handover.run_identity("cli:alice"))
+    before = _row(ctx.sessions, hid)
+    out = CliRunner().invoke(cli, ["handover", "--phone", old, "--to", new, "--resume", hid])
+    assert out.exit_code == 2, out.output
+    assert "cli:alice" in out.output and "resume with" not in out.output
+    assert _row(ctx.sessions, hid) == before
