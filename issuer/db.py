@@ -183,6 +183,12 @@ class Handover(IssuerBase):
     detail: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    #: The run that holds the workflow (who: actor, host, process, run), since when and
+    #: until when its lease lasts unless renewed; all None while no run holds it
+    #: (:class:`issuer.handover.WorkflowRunner`, specs/handover.md "One run at a time").
+    runner: Mapped[str | None] = mapped_column(String(200))
+    run_since: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+    lease_until: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
 
 
 class ApiToken(IssuerBase):

@@ -12,15 +12,23 @@ the state it is about to change before changing it, so a crash after any step, f
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import os
+import secrets
+import socket
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from issuer.db import AuditEvent, Handover, Holder, Phone, utcnow
 from issuer.holders import is_erased
+
+log = logging.getLogger("mcred.handover")
 
 #: The step lists of every workflow kind (specs/handover.md names the reason each uses).
 WORKFLOWS: dict[str, tuple[str, ...]] = {
@@ -64,6 +72,31 @@ class WorkflowError(Exception):
 
 class UnknownWorkflow(WorkflowError):
     pass
+
+
+class WorkflowBusy(WorkflowError):
+    """Another run holds the workflow (its lease has not lapsed): this run was refused before
+    it did anything, or, ``lost`` the step it ran, found the workflow taken over by another
+    run after its own lease lapsed, and recorded nothing of that step."""
+
+    def __init__(self, handover_id: str, runner: str | None, since: dt.datetime | None,
+                 until: dt.datetime | None, *, lost: str | None = None) -> None:
+        #: The workflow, the run that holds it, since when, and until when its lease lasts.
+        self.handover_id, self.runner, self.since, self.until = handover_id, runner, since, until
+        held = (f"is being run by {runner or 'another run'}"
+                + (f" since {_stamp(since)}" if since else "")
+                + (f" (its lease lasts until {_stamp(until)} unless that run renews it)" if until else ""))
+        if lost is not None:
+            text = (f"workflow {handover_id} {held}: this run's lease lapsed while its step {lost!r} ran, "
+                    "and that step's result was not recorded")
+        else:
+            text = (f"workflow {handover_id} {held}: nothing was done; wait for that run to end "
+                    "(`mcred workflows` shows it), or, if it died, run this again once its lease has lapsed")
+        super().__init__(text)
+
+
+def _stamp(at: dt.datetime) -> str:
+    return at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class StepFailed(WorkflowError):
@@ -177,15 +210,157 @@ def workflows(sessions: sessionmaker[Session], *, state: str | None = None, kind
     return rows
 
 
+# --- one run at a time: the lease ---------------------------------------------------------
+
+#: Seconds a run's lease on a workflow lasts unless renewed. A run renews it with each step it
+#: records and, while a step's action runs (a TSM job may take seconds, over the air more),
+#: every quarter of it from a heartbeat thread; so only a run whose process died (kill -9, a
+#: power cut) lets it lapse, and a resume takes the workflow over at most this long after.
+LEASE_SECONDS = 60.0
+_RUNNER_MAX = 200  # handovers.runner
+
+
+def run_identity(actor: str) -> str:
+    """Who a run is, as ``handovers.runner`` records it and a refused run is told: the actor,
+    the host and process, and a random run id (two runs of one process are two runs)."""
+    where = f" (host {socket.gethostname()}, pid {os.getpid()}, run {secrets.token_hex(4)})"
+    return actor[:_RUNNER_MAX - len(where)] + where
+
+
+def _holder_of(sessions: sessionmaker[Session], handover_id: str) -> Handover:
+    with sessions() as s:
+        h = s.get(Handover, handover_id)
+        if h is None:
+            raise WorkflowError(f"no workflow {handover_id!r}")
+        s.expunge(h)
+        return h
+
+
+def claim(sessions: sessionmaker[Session], handover_id: str, runner: str, *,
+          now: dt.datetime | None = None, lease: float = LEASE_SECONDS, actor: str = "operator") -> None:
+    """Take workflow ``handover_id`` for the run ``runner`` (:func:`run_identity`) until
+    ``now`` + ``lease``: a compare-and-set on its row, so that of two runs claiming it at once
+    exactly one wins, on SQLite and PostgreSQL alike. Renews the lease of a run that holds it
+    already; takes over one whose lease lapsed (audited, ``workflow.takeover``, with the run it
+    took it from). Raises :class:`WorkflowBusy` (changing nothing) while another run's lease
+    lasts, :class:`WorkflowError` for no such workflow."""
+    now = now or utcnow()
+    until = now + dt.timedelta(seconds=lease)
+    if renew(sessions, handover_id, runner, now=now, lease=lease):
+        return
+    for _ in range(5):  # each round: a holder seen, and a compare-and-set against it
+        seen = _holder_of(sessions, handover_id)
+        if seen.runner is not None and seen.lease_until is not None and seen.lease_until >= now:
+            raise WorkflowBusy(handover_id, seen.runner, seen.run_since, seen.lease_until)
+        with sessions.begin() as s:
+            same = Handover.runner.is_(None) if seen.runner is None else Handover.runner == seen.runner
+            taken = s.execute(update(Handover).where(
+                Handover.id == handover_id, same,
+                or_(Handover.lease_until.is_(None), Handover.lease_until < now))
+                .values(runner=runner, run_since=now, lease_until=until)
+                .execution_options(synchronize_session=False)).rowcount
+            if taken == 1:
+                if seen.runner is not None:
+                    s.add(AuditEvent(actor=actor, action="workflow.takeover", subject=handover_id,
+                                     detail={"from": seen.runner, "lease_until": seen.lease_until.isoformat()
+                                             if seen.lease_until else None, "to": runner}))
+                return
+    seen = _holder_of(sessions, handover_id)
+    raise WorkflowBusy(handover_id, seen.runner, seen.run_since, seen.lease_until)
+
+
+def renew(sessions: sessionmaker[Session], handover_id: str, runner: str, *,
+          now: dt.datetime | None = None, lease: float = LEASE_SECONDS) -> bool:
+    """Extend ``runner``'s lease to ``now`` + ``lease``; False when it does not hold the
+    workflow (any more)."""
+    now = now or utcnow()
+    with sessions.begin() as s:
+        return s.execute(update(Handover).where(Handover.id == handover_id, Handover.runner == runner)
+                         .values(lease_until=now + dt.timedelta(seconds=lease))
+                         .execution_options(synchronize_session=False)).rowcount == 1
+
+
+def release(sessions: sessionmaker[Session], handover_id: str, runner: str) -> bool:
+    """Give the workflow up, if ``runner`` holds it (a run that lost it releases nothing)."""
+    with sessions.begin() as s:
+        return s.execute(update(Handover).where(Handover.id == handover_id, Handover.runner == runner)
+                         .values(runner=None, run_since=None, lease_until=None)
+                         .execution_options(synchronize_session=False)).rowcount == 1
+
+
+def lease_of(h: Handover, now: dt.datetime | None = None) -> dict | None:
+    """The run that holds ``h`` while its lease lasts (``{"runner", "since", "until"}``),
+    else None: what ``mcred workflows`` and ``GET /handovers`` show."""
+    now = now or utcnow()
+    if h.runner is None or h.lease_until is None or h.lease_until < now:
+        return None
+    return {"runner": h.runner, "since": h.run_since.isoformat() if h.run_since else None,
+            "until": h.lease_until.isoformat()}
+
+
+class _Heartbeat:
+    """Renews a run's lease every quarter of it while a step runs (a thread)."""
+
+    def __init__(self, renew_once: Callable[[], bool], every: float) -> None:
+        self._renew, self._every = renew_once, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="workflow-lease", daemon=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self._every):
+            try:
+                if not self._renew():
+                    return  # taken over: the step's record will say so
+            except Exception:  # noqa: BLE001 - the database hiccuped: the next beat tries again
+                log.warning("could not renew a workflow lease", exc_info=True)
+
+
 class WorkflowRunner:
-    """Runs a workflow's remaining steps with the given actions, persisting after each."""
+    """Runs a workflow's remaining steps with the given actions, persisting after each.
+
+    A run holds the workflow for itself while it runs (:meth:`holding`): a lease on its row
+    (``runner``, ``run_since``, ``lease_until``), so that a second run of the same workflow
+    is refused (:class:`WorkflowBusy`) before it does anything."""
 
     def __init__(self, sessions: sessionmaker[Session], actions: Mapping[str, Action], *,
-                 actor: str = "operator", clock: Callable[[], dt.datetime] = utcnow) -> None:
+                 actor: str = "operator", clock: Callable[[], dt.datetime] = utcnow,
+                 run_as: str | None = None, lease: float = LEASE_SECONDS) -> None:
         self._sessions = sessions
         self._actions = actions
         self._actor = actor
         self._clock = clock
+        #: Who this run is (:func:`run_identity`); given, it continues a claim made for it
+        #: (the API claims a workflow when it accepts the run, the job runs it).
+        self.run_as = run_as or run_identity(actor)
+        self._lease = lease
+        self._holding: set[str] = set()
+
+    @contextmanager
+    def holding(self, handover_id: str) -> Iterator[None]:
+        """Hold the workflow for this run (:func:`claim`, :class:`WorkflowBusy` if another run
+        does) and keep its lease alive until the block ends, then release it. Re-entrant:
+        :meth:`run` inside it runs under the same hold."""
+        if handover_id in self._holding:
+            yield
+            return
+        claim(self._sessions, handover_id, self.run_as, now=self._clock(), lease=self._lease,
+              actor=self._actor)
+        self._holding.add(handover_id)
+        try:
+            with _Heartbeat(lambda: renew(self._sessions, handover_id, self.run_as, now=self._clock(),
+                                          lease=self._lease), self._lease / 4):
+                yield
+        finally:
+            self._holding.discard(handover_id)
+            release(self._sessions, handover_id, self.run_as)
 
     def remaining(self, handover_id: str) -> Sequence[str]:
         with self._sessions() as s:
@@ -203,14 +378,31 @@ class WorkflowRunner:
         return h
 
     def run(self, handover_id: str, *, stop_after: str | None = None) -> Handover:
-        """Run the remaining steps; ``stop_after`` ends early after that step (drills use it
-        to simulate a crash at a step boundary)."""
-        for step in self.remaining(handover_id):
-            self._run_step(handover_id, step)
-            if step == stop_after:
-                break
+        """Run the remaining steps, holding the workflow (:meth:`holding`: refused with
+        :class:`WorkflowBusy` while another run holds it); ``stop_after`` ends early after
+        that step (drills use it to simulate a crash at a step boundary). A finished
+        workflow is returned as it is."""
+        if self.remaining(handover_id):
+            with self.holding(handover_id):
+                for step in self.remaining(handover_id):  # read again: what the last run left
+                    self._run_step(handover_id, step)
+                    if step == stop_after:
+                        break
         with self._sessions() as s:
             return self._get(s, handover_id)
+
+    def _hold(self, s: Session, handover_id: str, step: str) -> Handover:
+        """The workflow's row in ``s``, once this run's lease is renewed in the same
+        transaction (the row stays this run's until it commits); :class:`WorkflowBusy` if
+        another run took it over."""
+        now = self._clock()
+        held = s.execute(update(Handover).where(Handover.id == handover_id, Handover.runner == self.run_as)
+                         .values(lease_until=now + dt.timedelta(seconds=self._lease))
+                         .execution_options(synchronize_session=False)).rowcount
+        h = self._get(s, handover_id)
+        if held != 1:
+            raise WorkflowBusy(handover_id, h.runner, h.run_since, h.lease_until, lost=step)
+        return h
 
     def _run_step(self, handover_id: str, step: str) -> None:
         with self._sessions() as s:
@@ -229,7 +421,7 @@ class WorkflowRunner:
             result = (action(ctx) if action else None) or {}
         except Exception as exc:
             with self._sessions.begin() as s:
-                h = self._get(s, handover_id)
+                h = self._hold(s, handover_id, step)
                 h.state = "failed"
                 detail = dict(h.detail)
                 detail["error"] = {"step": step, "error": f"{type(exc).__name__}: {exc}"}
@@ -240,7 +432,7 @@ class WorkflowRunner:
             raise StepFailed(f"step {step!r} of workflow {handover_id} failed: {exc}", handover_id, step) from exc
         elapsed = time.perf_counter() - t0
         with self._sessions.begin() as s:
-            h = self._get(s, handover_id)
+            h = self._hold(s, handover_id, step)
             detail = dict(h.detail)
             detail["results"] = {**detail.get("results", {}), step: result}
             detail["timings"] = {**detail.get("timings", {}),

@@ -131,6 +131,12 @@ class StatusChanges(_Closed):
 # -- workflows, TSM jobs, audit ----------------------------------------------------------
 
 
+class HandoverRunner(_Closed):
+    runner: str = Field(description="who runs it: the actor, host, process and run id")
+    since: str | None = Field(json_schema_extra=_DATE_TIME)
+    until: str = Field(description="its lease ends then unless that run renews it", json_schema_extra=_DATE_TIME)
+
+
 class HandoverOut(_Closed):
     model_config = ConfigDict(title="Handover")
 
@@ -145,6 +151,8 @@ class HandoverOut(_Closed):
     detail: dict[str, Any]
     created_at: str = Field(json_schema_extra=_DATE_TIME)
     updated_at: str = Field(json_schema_extra=_DATE_TIME)
+    runner: HandoverRunner | None = Field(description="the run that holds the workflow while its lease "
+                                          "lasts (specs/handover.md \"One run at a time\"); null when none does")
 
 
 class HandoverList(_Page):

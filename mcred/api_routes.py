@@ -309,11 +309,29 @@ def _credential(c: Credential) -> dict[str, Any]:
 
 
 def _handover(h: Handover) -> dict[str, Any]:
+    from issuer.handover import lease_of
+
     return {"id": h.id, "kind": h.kind, "holder_id": h.holder_id,
             "old_phone_id": h.old_phone_id, "new_phone_id": h.new_phone_id,
             "reason": h.reason, "step": h.step, "state": h.state,
             "detail": _jsonable(h.detail), "created_at": _iso(h.created_at),
-            "updated_at": _iso(h.updated_at)}
+            "updated_at": _iso(h.updated_at), "runner": lease_of(h)}
+
+
+def _claimed(ctx: Context, request: Request, handover_id: str, submit: Callable[[str], JobView]) -> JobView:
+    """Claim the workflow for the run a job is to make (409 ``/problems/workflow-busy`` while
+    another run holds it, nothing submitted), then ``submit(run_as)``; the job's runner
+    continues the claim (specs/handover.md "One run at a time"). Released if the job is not
+    submitted."""
+    from issuer import handover
+
+    run_as = handover.run_identity(_actor(request))
+    handover.claim(ctx.sessions, handover_id, run_as, actor=_actor(request))
+    try:
+        return submit(run_as)
+    except BaseException:
+        handover.release(ctx.sessions, handover_id, run_as)
+        raise
 
 
 def _check_reach(ctx: Context, phone_id: str, over_the_air: bool) -> None:
@@ -395,7 +413,9 @@ _STATUS_REFUSALS = refusals((problems.UNKNOWN_PHONE, "the registry has no such p
 _HOLDER_WORKFLOW_REFUSALS = refusals(
     (NOT_FOUND, "no such holder"), (NOT_IMPLEMENTED, "not in this build"),
     (VALIDATION, "data the card cannot hold, or nothing to change"),
-    (CONFLICT, "a card number taken, a phone of theirs on hold"))
+    (CONFLICT, "a card number taken, a phone of theirs on hold"),
+    (problems.WORKFLOW_BUSY, "another run took the workflow just recorded (its id given to POST "
+                             "/handovers/{id}/run before this job was handed it)"))
 _SIGNER_KEY_REFUSALS = refusals(problems.MDOC_KEYS_MISSING, problems.KEYSTORE_ERROR, problems.KEY_NOT_FOUND)
 _SIGNER_REVOCATION_REFUSALS = merge(refusals(problems.UNKNOWN_SIGNER, problems.SIGNER_REVOCATION_REFUSED),
                                     _SIGNER_KEY_REFUSALS)
@@ -667,19 +687,23 @@ def _handover_work(ctx: Context):  # noqa: ANN202
         actions = HandoverActions(ctx, given=params.get("given") or {})
         progress(0.05, "running the workflow's remaining steps")
 
+        # the run the route claimed the workflow for (specs/handover.md "One run at a time")
+        runner = actions.runner(params.get("actor", "api"), run_as=params.get("run_as"))
+
         def run(*transmits):  # noqa: ANN002, ANN202 - the new phone's (and the old one's), over the air
             if transmits:  # over the air: the phones' sessions, the new one's first
                 phones = (params["new_phone_id"], params.get("old_phone_id"))
                 actions.reach.update(zip(phones, transmits, strict=False))
-            return actions.runner(params.get("actor", "api")).run(params["handover_id"])
+            return runner.run(params["handover_id"])
 
         links = [link for link in (params.get("seram"), params.get("seram_old")) if link is not None]
-        if links:
-            from mcred.ota import run_over_all
+        with runner.holding(params["handover_id"]):  # also while the phones' agents are awaited
+            if links:
+                from mcred.ota import run_over_all
 
-            h = run_over_all(links, run, what="handover")
-        else:
-            h = run()
+                h = run_over_all(links, run, what="handover")
+            else:
+                h = run()
         # New phones' generated secrets stay out of the job row (see specs/api.md).
         return {"handover_id": h.id, "step": h.step, "state": h.state,
                 "new_phones_with_generated_secrets": sorted(p for p, r in actions.secrets.items() if r.generated)}
@@ -694,7 +718,7 @@ def _card_renewal_work(ctx: Context):  # noqa: ANN202
         actions = HandoverActions(ctx, key_type=params["key_type"], mdoc_batch=params["mdoc_batch"],
                                   given={params["phone_id"]: {k: params[k] for k in ("pin", "password", "puk")}})
         progress(0.05, "re-issuing the phone's credentials from the new card")
-        h = actions.runner(params.get("actor", "api")).run(params["handover_id"])
+        h = actions.runner(params.get("actor", "api"), run_as=params.get("run_as")).run(params["handover_id"])
         return {"handover_id": h.id, "step": h.step, "state": h.state}
 
     return work
@@ -1058,6 +1082,8 @@ def operator_router(ctx: Context) -> APIRouter:
                      (NOT_FOUND, "no such handover"), (NOT_IMPLEMENTED, "not in this build"),
                      (CONFLICT, "no new phone to reach, or no old one to wipe, over the air; secrets for a "
                                 "phone provisioned already"),
+                     (problems.WORKFLOW_BUSY, "another run holds the workflow (a job of an earlier run, "
+                                              "a command line's): the detail names it and since when"),
                      (VALIDATION, "wipe_over_the_air without over_the_air; secrets for a workflow that "
                                   "provisions no phone"))))
     def run_handover(handover_id: Hex32, request: Request, response: Response,
@@ -1091,18 +1117,24 @@ def operator_router(ctx: Context) -> APIRouter:
             raise ProblemException(problems.VALIDATION, "wipe_over_the_air goes with over_the_air")
         if wipe and old_phone is None:
             raise ProblemException(problems.CONFLICT, f"handover {handover_id} has no old phone to wipe")
-        link = _phone_link(request, ctx, new_phone, True) if ota else None
-        old_link = _open_session(request, old_phone, True) if wipe else None
         jobs = _jobs(request)
         jobs.register("handover", _handover_work(ctx))
-        view = jobs.submit("handover", {"handover_id": handover_id, "over_the_air": ota,
-                                        "wipe_over_the_air": wipe},
-                           private={"seram": link, "seram_old": old_link, "new_phone_id": new_phone,
-                                    "old_phone_id": old_phone,
-                                    "given": {(new_phone if kind == "model_change" else old_phone or new_phone):
-                                              given} if given else {}},
-                           scope="operator", actor=_actor(request))
-        return _with_seram(ctx, _with_seram(ctx, _accepted(view, response), link), old_link, "seram_old")
+        opened: dict[str, Any] = {}
+
+        def submit(run_as: str) -> JobView:  # the workflow is this run's: now the phones' sessions
+            opened["link"] = _phone_link(request, ctx, new_phone, True) if ota else None
+            opened["old_link"] = _open_session(request, old_phone, True) if wipe else None
+            return jobs.submit("handover", {"handover_id": handover_id, "over_the_air": ota,
+                                            "wipe_over_the_air": wipe},
+                               private={"seram": opened["link"], "seram_old": opened["old_link"],
+                                        "new_phone_id": new_phone, "old_phone_id": old_phone, "run_as": run_as,
+                                        "given": {(new_phone if kind == "model_change" else old_phone or new_phone):
+                                                  given} if given else {}},
+                               scope="operator", actor=_actor(request))
+
+        view = _claimed(ctx, request, handover_id, submit)
+        return _with_seram(ctx, _with_seram(ctx, _accepted(view, response), opened["link"]), opened["old_link"],
+                           "seram_old")
 
     def holder_workflow(holder_id: str, request: Request, response: Response, record: Callable[[], dict],
                         submit: Callable[[dict], JobView]) -> dict[str, Any]:
@@ -1151,8 +1183,9 @@ def operator_router(ctx: Context) -> APIRouter:
         def submit(out: dict) -> JobView:
             jobs = _jobs(request)
             jobs.register("handover", _handover_work(ctx))
-            return jobs.submit("handover", {"handover_id": out["handover"]}, scope="operator",
-                               actor=_actor(request))
+            return _claimed(ctx, request, out["handover"], lambda run_as: jobs.submit(
+                "handover", {"handover_id": out["handover"]}, private={"run_as": run_as}, scope="operator",
+                actor=_actor(request)))
 
         return holder_workflow(holder_id, request, response, record, submit)
 
@@ -1171,10 +1204,11 @@ def operator_router(ctx: Context) -> APIRouter:
         def submit(out: dict) -> JobView:
             jobs = _jobs(request)
             jobs.register("card-renewal", _card_renewal_work(ctx))
-            return jobs.submit("card-renewal", {"handover_id": out["handover"], "phone_id": out["phone"],
-                                                "key_type": body.key_type, "mdoc_batch": out["mdoc_batch"]},
-                               private={"pin": body.pin, "password": body.password, "puk": body.puk},
-                               scope="operator", actor=_actor(request))
+            return _claimed(ctx, request, out["handover"], lambda run_as: jobs.submit(
+                "card-renewal", {"handover_id": out["handover"], "phone_id": out["phone"],
+                                 "key_type": body.key_type, "mdoc_batch": out["mdoc_batch"]},
+                private={"pin": body.pin, "password": body.password, "puk": body.puk, "run_as": run_as},
+                scope="operator", actor=_actor(request)))
 
         return holder_workflow(holder_id, request, response, record, submit)
 

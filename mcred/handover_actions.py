@@ -91,8 +91,10 @@ class HandoverActions:
             "reissue_mdoc": self.reissue_mdoc,
         }
 
-    def runner(self, actor: str = "operator") -> wf.WorkflowRunner:
-        return wf.WorkflowRunner(self.ctx.sessions, self.actions(), actor=actor)
+    def runner(self, actor: str = "operator", run_as: str | None = None) -> wf.WorkflowRunner:
+        """A runner of these actions; ``run_as``: the run identity a claim was made for
+        (:func:`issuer.handover.claim`: the API claims a workflow when it accepts its run)."""
+        return wf.WorkflowRunner(self.ctx.sessions, self.actions(), actor=actor, run_as=run_as)
 
     # --- helpers ---------------------------------------------------------------------------
 

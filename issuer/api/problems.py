@@ -152,6 +152,7 @@ UNKNOWN_PHONE = ProblemType(404, "unknown-phone", "Unknown phone")
 WORKFLOW_ERROR = ProblemType(409, "workflow-error", "Workflow cannot be created or advanced")
 UNKNOWN_WORKFLOW = ProblemType(400, "unknown-workflow", "Unknown workflow kind")
 STEP_FAILED = ProblemType(409, "workflow-step-failed", "Workflow step failed")
+WORKFLOW_BUSY = ProblemType(409, "workflow-busy", "Workflow is being run by another run")
 JPKI_ERROR = ProblemType(409, "jpki-error", "JPKI issuer refused")
 CA_NOT_SET_UP = ProblemType(503, "ca-not-set-up", "CA not set up")
 UNKNOWN_CREDENTIAL = ProblemType(404, "unknown-credential", "Unknown credential")
@@ -172,7 +173,7 @@ def register(cls: type[BaseException], kind: ProblemType) -> None:
 
 def _register_issuer_errors() -> None:
     """The issuer's own errors (other parties' are registered by the composition root)."""
-    from issuer.handover import StepFailed, UnknownWorkflow, WorkflowError
+    from issuer.handover import StepFailed, UnknownWorkflow, WorkflowBusy, WorkflowError
     from issuer.jpki import errors as je
     from issuer.keystore import KeyNotFound, KeyStoreError
     from issuer.mdoc import errors as me
@@ -183,6 +184,7 @@ def _register_issuer_errors() -> None:
     register(WorkflowError, WORKFLOW_ERROR)
     register(UnknownWorkflow, UNKNOWN_WORKFLOW)
     register(StepFailed, STEP_FAILED)
+    register(WorkflowBusy, WORKFLOW_BUSY)
     register(je.IssuerJpkiError, JPKI_ERROR)
     register(je.CaNotSetUp, CA_NOT_SET_UP)
     register(je.UnknownCredential, UNKNOWN_CREDENTIAL)

@@ -271,17 +271,22 @@ def handover_cmd(
             actor=cli_actor())
     except wf.WorkflowError as exc:  # e.g. --to another holder's phone
         raise _fail(str(exc)) from None
+    runner = actions.runner(cli_actor())
+
     def run(*transmits):  # noqa: ANN002, ANN202 - the new phone's (and the old one's), over the air
         actions.reach.update(zip((to, phone), transmits, strict=False))  # none, the new, or both
         for pid in (to, phone):  # --trace: each phone's wire pairs, and the TSM's plain ones
             if OPTIONS.trace and (pid in actions.reach or pid in wallet_sim.list_phones(ctx.home)):
                 wiring = tsm_tracing(ctx.home, pid, actions.reach.get(pid))
                 actions.reach[pid], actions.trace = wiring["transmit"], wiring["trace"]
-        return actions.runner(cli_actor()).run(hid)
+        return runner.run(hid)
 
-    try:
-        h = run() if ota is None else ota.run_all([to, phone] if wipe_over_the_air else [to], run,
-                                                  what="handover")
+    try:  # held by this run from before the phones' agents are awaited to its end
+        with runner.holding(hid):
+            h = run() if ota is None else ota.run_all([to, phone] if wipe_over_the_air else [to], run,
+                                                      what="handover")
+    except wf.WorkflowBusy as exc:  # another run holds it: refused before anything, its secrets its own
+        raise _fail(str(exc)) from None
     except wf.WorkflowError as exc:
         shown = actions.new_phone_secrets(hid, to)
         if shown:  # the new phone was provisioned before the step that failed: shown now, once
@@ -467,7 +472,7 @@ def workflows_cmd(
             "old_phone_id": h.old_phone_id, "new_phone_id": h.new_phone_id, "reason": h.reason,
             "created_at": h.created_at.isoformat(), "updated_at": h.updated_at.isoformat(),
             "error": (h.detail.get("error") or {}).get("error") if h.state != "done" else None,
-            "resume": resume_command(h) if h.state != "done" else None} for h in rows]
+            "resume": resume_command(h) if h.state != "done" else None, "runner": wf.lease_of(h)} for h in rows]
     if as_json:
         typer.echo(json.dumps(out, ensure_ascii=False, indent=2))
         return
@@ -478,6 +483,9 @@ def workflows_cmd(
         phones = " -> ".join(p for p in (r["old_phone_id"], r["new_phone_id"]) if p)
         typer.echo(f"{r['id']}  {r['kind']} {r['state']} after {r['step']}  holder {r['holder_id']}  {phones}  "
                    f"{r['updated_at'][:19]}Z")
+        if r["runner"]:  # a run holds it now: resuming it is refused until that run ends
+            typer.echo(f"    being run by {printable(r['runner']['runner'])} since {(r['runner']['since'] or '')[:19]}Z "
+                       f"(lease until {r['runner']['until'][:19]}Z)")
         if r["error"]:
             typer.echo(f"    {printable(r['error'][:500])}")
         if r["resume"]:
