@@ -4,15 +4,15 @@ resume, two service workers) cannot run its steps at once: a run takes the row b
 compare-and-set before its first step (specs/handover.md "One run at a time")
 
 Revision ID: i0013wflease
-Revises: i0011expiry
-Create Date: 2026-12-07 09:00:00
+Revises: i0012auditidx
+Create Date: 2026-12-06 10:00:00
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "i0013wflease"
-down_revision = "i0011expiry"
+down_revision = "i0012auditidx"
 branch_labels = None
 depends_on = None
 
