@@ -264,6 +264,13 @@ def test_a_model_change_over_http_sets_the_holders_own_secrets_and_is_listed(hom
         job = _wait(c, op, r.json()["id"])
         assert job["state"] == "succeeded", job["error"]
         assert job["result"]["new_phones_with_generated_secrets"] == []
+        # its steps are the token's in the audit trail (they were recorded as "api")
+        steps = [e for e in c.get("/audit", headers=op, params={"subject": hid}).json()["events"]
+                 if e["action"].startswith("workflow.step.")]
+        created = [e for e in c.get("/audit", headers=op, params={"subject": hid}).json()["events"]
+                   if e["action"] == "workflow.create.model_change"]
+        assert created[0]["actor"].startswith("token:"), created
+        assert steps and {e["actor"] for e in steps} == {created[0]["actor"]}, steps
         assert "2468" not in str(job) and "SHOP2026" not in str(job)
         # the holder's own password signs on the new phone
         (tmp_path / "pw").write_text("SHOP2026")

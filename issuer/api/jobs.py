@@ -215,7 +215,8 @@ class JobRunner:
             s.add(job)
             s.flush()
             view = JobView.of(job)
-        self._pool.submit(self._run, view.id, work, {**params, **(private or {})})
+        # the work acts as the job's actor (its audit records name the token, not "api")
+        self._pool.submit(self._run, view.id, work, {"actor": actor, **params, **(private or {})})
         return view
 
     def _set(self, job_id: str, **values: Any) -> None:
