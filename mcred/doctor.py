@@ -319,12 +319,13 @@ def _secure_elements(ctx) -> Finding:  # noqa: ANN001
 
 def _workflows(ctx) -> Finding:  # noqa: ANN001
     """Handover and revocation workflows left to finish: failed ones (a step raised) and
-    running ones nothing has moved for an hour (their process was killed). Each has
+    running ones nothing has moved for an hour and no live run holds (their process was
+    killed; a run that holds one renews its lease while a step runs, however long). Each has
     revoked, held or provisioned part of what it was to, and a holder waits for the rest.
     Reads the registry only."""
     import datetime as dt
 
-    from sqlalchemy import func, select
+    from sqlalchemy import func, or_, select
 
     from issuer.db import Handover, utcnow
 
@@ -332,8 +333,10 @@ def _workflows(ctx) -> Finding:  # noqa: ANN001
     try:
         with ctx.sessions() as s:
             failed = s.scalar(select(func.count()).select_from(Handover).where(Handover.state == "failed"))
-            stale = s.scalar(select(func.count()).select_from(Handover).where(
-                Handover.state == "running", Handover.updated_at < utcnow() - dt.timedelta(hours=1)))
+            now = utcnow()
+            stale = s.scalar(select(func.count()).select_from(Handover).where(  # a live run's lease: not stale
+                Handover.state == "running", Handover.updated_at < now - dt.timedelta(hours=1),
+                or_(Handover.lease_until.is_(None), Handover.lease_until < now)))
     except Exception as exc:  # noqa: BLE001 - reported (the database finding says why)
         return Finding("workflows", False, f"cannot read the workflows: {type(exc).__name__}", enables,
                        "see the database finding")

@@ -716,6 +716,13 @@ def test_workflows_left_to_finish_are_listed_with_their_resume_and_reported_by_t
                   .values(updated_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)))
     doctor = {f["name"]: f for f in json.loads(CliRunner().invoke(app, ["doctor", "--json"]).stdout)["findings"]}
     assert doctor["workflows"]["detail"] == "1 running but unchanged for an hour or more"
+    with ctx.sessions.begin() as s:  # ... unless a live run holds it (a long over-the-air wait)
+        s.execute(update(wf.Handover).where(wf.Handover.id == hid)
+                  .values(runner="cli:op@host/1/x", lease_until=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=60)))
+    doctor = {f["name"]: f for f in json.loads(CliRunner().invoke(app, ["doctor", "--json"]).stdout)["findings"]}
+    assert doctor["workflows"]["ok"], doctor["workflows"]
+    with ctx.sessions.begin() as s:
+        s.execute(update(wf.Handover).where(wf.Handover.id == hid).values(runner=None, lease_until=None))
     (row,) = json.loads(CliRunner().invoke(app, ["workflows", "--state", "running", "--json"]).stdout)
     assert row["resume"] == f"mcred handover --phone {pid} --to {new} --resume {hid}"
     bad = CliRunner().invoke(app, ["workflows", "--state", "stuck"])
