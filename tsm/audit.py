@@ -11,7 +11,6 @@ progress (at each step boundary and whenever a run ends, successfully or not).
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -74,11 +73,6 @@ def audit_rows(engine: Engine, se_id: str | None = None) -> list[AuditRow]:
         return list(s.scalars(q))
 
 
-def _utc(at: dt.datetime) -> dt.datetime:
-    """Written in UTC; SQLite gives it back without its zone."""
-    return at.replace(tzinfo=dt.UTC) if at.tzinfo is None else at.astimezone(dt.UTC)
-
-
 def recent(bind: Bind, *, se_id: str | None = None, job_id: str | None = None, event: str | None = None,
            limit: int = 200, offset: int = 0) -> list[dict]:
     """The last ``limit`` audit records matching the filters, in the order written, as plain
@@ -94,7 +88,7 @@ def recent(bind: Bind, *, se_id: str | None = None, job_id: str | None = None, e
             q = q.where(column == value)
     with Session(bind) as s:
         rows = list(s.scalars(q))
-    return [{"id": r.id, "at": _utc(r.at).isoformat(timespec="seconds"), "actor": r.actor, "phone_id": r.se_id,
+    return [{"id": r.id, "at": r.at.isoformat(timespec="seconds"), "actor": r.actor, "phone_id": r.se_id,
              "job": r.job_id, "step": r.step, "event": r.event,
              "command": None if r.ins is None else f"{r.cla:02X}{r.ins:02X}{r.p1:02X}{r.p2:02X}",
              "lc": r.lc, "sw": None if r.sw is None else f"{r.sw:04X}", "what": r.what,

@@ -38,6 +38,8 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from dbtypes import UtcDateTime
+
 
 def new_id() -> str:
     return uuid.uuid4().hex
@@ -64,8 +66,8 @@ class SecureElementRow(TsmBase):
     master_key_id: Mapped[str | None] = mapped_column(String(32))
     #: new | active | suspect (a counter regression or keyset rollback was seen)
     state: Mapped[str] = mapped_column(String(16), default="new")
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class SequenceCounterRow(TsmBase):
@@ -74,7 +76,7 @@ class SequenceCounterRow(TsmBase):
     kvn: Mapped[int] = mapped_column(Integer, primary_key=True)
     #: The sequence counter of the last session that authenticated with this keyset.
     counter: Mapped[int] = mapped_column(Integer)
-    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class SeLockRow(TsmBase):
@@ -108,8 +110,8 @@ class JobRow(TsmBase):
     actor: Mapped[str] = mapped_column(String(128))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
     #: Listings page in creation order (mcred tsm jobs, GET /tsm-jobs).
     __table_args__ = (Index("ix_tsm_jobs_created", "created_at", "id"),)
@@ -118,7 +120,7 @@ class JobRow(TsmBase):
 class AuditRow(TsmBase):
     __tablename__ = "tsm_audit"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)
     actor: Mapped[str] = mapped_column(String(128))
     se_id: Mapped[str] = mapped_column(String(64), index=True)
     job_id: Mapped[str | None] = mapped_column(String(32), index=True)
@@ -151,7 +153,7 @@ class SeramSessionRow(TsmBase):
     session_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     #: the holding process's relay id (``tsm.seram_relay.SeramRelay.owner``)
     owner: Mapped[str] = mapped_column(String(32), index=True)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class SeramMessageRow(TsmBase):
@@ -175,7 +177,7 @@ class SeramMessageRow(TsmBase):
     status: Mapped[int | None] = mapped_column(Integer)
     answer: Mapped[bytes | None] = mapped_column(LargeBinary)
     number: Mapped[int | None] = mapped_column(Integer)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 #: Where the TSM's statements run: an Engine (each call borrows a pooled connection) or
@@ -239,20 +241,23 @@ def _empty_map_once(process: Callable) -> Callable:
 
 
 def _iso_datetime_once(process: Callable) -> Callable:
-    """SQLite's DATETIME bind processor with a fast path for a ``datetime`` (every
-    timestamp the TSM writes: audit records, ``updated_at``): ``isoformat`` cut after the
-    microseconds is the default storage format "YYYY-MM-DD HH:MM:SS.ffffff" that the
-    processor builds with a ``%`` and a seven-key dict, at two thirds of its cost. Used only
-    where the processor gives the same text for sample values (a custom storage format
-    keeps the processor as it is); anything but a ``datetime`` goes to the processor."""
-    samples = (dt.datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=dt.UTC), dt.datetime(999, 12, 31, 23, 59, 59),
-               dt.datetime(2026, 7, 8, 9, 10, 11, 999999, tzinfo=dt.timezone(dt.timedelta(hours=9))))
+    """SQLite's bind processor of a timestamp column (``UtcDateTime``, or a plain
+    ``DateTime``) with a fast path for a ``datetime`` in UTC (every timestamp the TSM writes:
+    ``utcnow()`` in audit records, ``updated_at``): ``isoformat`` cut after the microseconds is
+    the default storage format "YYYY-MM-DD HH:MM:SS.ffffff" that the processor builds with a
+    ``%`` and a seven-key dict, at two thirds of its cost, after UtcDateTime's conversion to
+    UTC, which leaves such a time as it is. Used only where the processor gives the same text
+    for sample values (a custom storage format keeps the processor as it is); anything else
+    (a naive time, another offset, not a ``datetime``) goes to the processor."""
+    utc = dt.UTC
+    samples = (dt.datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=utc), dt.datetime(999, 12, 31, 23, 59, 59, tzinfo=utc),
+               dt.datetime(2026, 7, 8, 9, 10, 11, 999999, tzinfo=utc))
     if any(process(v) != v.isoformat(" ", "microseconds")[:26] for v in samples):
         return process
     datetime = dt.datetime
 
     def processed(value):
-        if type(value) is datetime:
+        if type(value) is datetime and value.tzinfo is utc:
             return value.isoformat(" ", "microseconds")[:26]
         return process(value)
 
@@ -329,7 +334,7 @@ class DriverStatement:
                 p = procs.get(n)
                 if p is not None and isinstance(compiled.binds[n].type, JSON):
                     p = _empty_map_once(p)
-                elif p is not None and isinstance(compiled.binds[n].type, DateTime):
+                elif p is not None and isinstance(compiled.binds[n].type, (UtcDateTime, DateTime)):
                     p = _iso_datetime_once(p)
                 if n in keys:
                     binds.append((n, p, None))

@@ -283,7 +283,7 @@ def ses(as_json: bool = typer.Option(False, "--json")) -> None:
         n += 1
         state = typer.style("suspect (quarantined)", fg="red") if r["state"] == "suspect" else r["state"]
         typer.echo(f"{r['phone']}  {state}  keyset {r['kvn']}  master key {r['master_key_id'] or '-'}"
-                   f"  updated {r['updated_at'][:19]}")
+                   f"  updated {r['updated_at'][:19]}Z")
     if not n:
         typer.echo("no SE")
 
