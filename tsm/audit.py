@@ -11,7 +11,6 @@ progress (at each step boundary and whenever a run ends, successfully or not).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, insert, select
@@ -104,15 +103,3 @@ def last_quarantine_cause(engine: Engine, se_id: str) -> str | None:
                                    AuditRow.event.in_(("keyset-rollback", "counter-regression")))
                             .order_by(AuditRow.id.desc()).limit(1)).scalar()
 
-
-def format_row(row: AuditRow) -> str:
-    head = ""
-    if row.ins is not None:
-        head = f" {row.cla:02X}{row.ins:02X}{row.p1:02X}{row.p2:02X} Lc={row.lc}"
-    sw = f" SW={row.sw:04X}" if row.sw is not None else ""
-    return (f"{row.at:%Y-%m-%dT%H:%M:%S} {row.actor} {row.se_id} {row.job_id or '-'} "
-            f"{row.step or '-'} {row.event}{head}{sw} {row.what or ''}").rstrip()
-
-
-def format_rows(rows: Iterable[AuditRow]) -> list[str]:
-    return [format_row(r) for r in rows]
