@@ -904,7 +904,8 @@ def verify_saved(data: bytes, pipeline: ReaderPipeline, *, now: dt.datetime | No
             raise ValueError("not a saved presentation (a map of deviceResponse and sessionTranscript)")
         response, st, reader_key = saved
     except Exception as exc:  # noqa: BLE001 - any unreadable file is one failed check
-        return VerificationResult((Check("saved_transcript", False, f"unreadable: {type(exc).__name__}: {exc}"),))
+        return VerificationResult((Check("saved_transcript", False, f"unreadable: {type(exc).__name__}: {exc}",
+                                         code="malformed"),))
     return pipeline.verify(response, session_transcript=st, reader_private_key=reader_key, now=now)
 
 

@@ -10,8 +10,9 @@ monitoring in front of a reader fleet ask of it.
 * ``GET /metrics``: Prometheus text: the HTTP requests by route template and status (as the
   issuer service counts them, :mod:`mcred.metrics`), and the verdicts:
   ``mcred_reader_verdicts_total{valid}``, ``mcred_reader_presentations_total{mode, valid}``
-  (mode ``proximity``, ``nfc``, ``org-iso-mdoc``, ``openid4vp``), ``mcred_reader_failed_checks_total{check}`` (a
-  check's name, never its reason: the series stay few and carry no holder data) and
+  (mode ``proximity``, ``nfc``, ``org-iso-mdoc``, ``openid4vp``), ``mcred_reader_failed_checks_total{check, code}`` (a
+  check's name and its code from the closed vocabulary :data:`protocols.mdoc.verify.CHECK_CODES`, never its
+  reason: the series stay few and carry no holder data) and
   ``mcred_reader_verification_seconds`` (decryption and verification of the wallet's
   SessionData). With ``--workers N`` every worker's counts, summed (``prometheus_client``'s
   multiprocess mode, :mod:`mcred.metrics`).
@@ -51,8 +52,9 @@ class ReaderMetrics(Metrics):
         super().__init__()
         self.verdicts = Counter("mcred_reader_verdicts", "mdoc verdicts by validity", ["valid"],
                                 registry=self.registry)
-        self.failed_checks = Counter("mcred_reader_failed_checks", "failed checks of mdoc verdicts, by check name",
-                                     ["check"], registry=self.registry)
+        self.failed_checks = Counter("mcred_reader_failed_checks", "failed checks of mdoc verdicts, by check name "
+                                     "and code (specs/presentation.md 4, Codes)", ["check", "code"],
+                                     registry=self.registry)
         self.presentations = Counter("mcred_reader_presentations", "verdicts by the way the mdoc was presented: "
                                      "proximity (ISO/IEC 18013-5), org-iso-mdoc (18013-7 Annex C), openid4vp",
                                      ["mode", "valid"], registry=self.registry)
@@ -67,7 +69,7 @@ class ReaderMetrics(Metrics):
         self.presentations.labels(presentation_mode(outcome), "true" if result.valid else "false").inc()
         for check in result.checks:
             if not check.passed:
-                self.failed_checks.labels(check.name).inc()
+                self.failed_checks.labels(check.name, check.code).inc()
         self.verification.observe(seconds)
 
 

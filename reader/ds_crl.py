@@ -81,21 +81,23 @@ class DsCrlCheck:
     def __call__(self, ctx: DocumentContext) -> Check:
         chain = ctx.ds_chain
         if chain is None:
-            return Check(DS_REVOCATION, False, "not checked: no trusted DS chain")
+            return Check(DS_REVOCATION, False, "not checked: no trusted DS chain", code="not_checked")
         return self.check(chain.leaf, chain.anchor, ctx.now)
 
     def check(self, ds: x509.Certificate, iaca: x509.Certificate, now: dt.datetime) -> Check:
         url = certs.crl_url(ds)
         if url is None:
-            return Check(DS_REVOCATION, False, "the DS certificate names no CRL distribution point")
+            return Check(DS_REVOCATION, False, "the DS certificate names no CRL distribution point",
+                         code="unavailable")
         got = self._crl(url, iaca, now)
         if isinstance(got, str):
-            return Check(DS_REVOCATION, False, got)
+            return Check(DS_REVOCATION, False, got, code="unavailable")  # no current CRL: ask again later
         entry = got.get_revoked_certificate_by_serial_number(ds.serial_number)
         if entry is None:
             return Check(DS_REVOCATION, True, f"DS serial {ds.serial_number:x} not on the IACA CRL "
                          f"({url}, next update {_text(got.next_update_utc)})")
-        return Check(DS_REVOCATION, False, f"DS serial {ds.serial_number:x} {_revoked(entry, url)}")
+        return Check(DS_REVOCATION, False, f"DS serial {ds.serial_number:x} {_revoked(entry, url)}",
+                     code="ds_revoked")
 
     def signer_revoked(self, signer: x509.Certificate, iaca: x509.Certificate, now: dt.datetime) -> str | None:
         """Why another certificate of the IACA (a status-list signer) must not be trusted:

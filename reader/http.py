@@ -99,7 +99,14 @@ from reader.online import (
 )
 from reader.relying_party import RelyingPartyService
 from reader.schemas import JpkiVerdict, MdocVerdict, PdfVerdict
-from reader.session import SESSION, ReaderOutcome, ReaderSession, RequestSpec, Verifier
+from reader.session import (
+    SESSION,
+    SESSION_FAILED,
+    ReaderOutcome,
+    ReaderSession,
+    RequestSpec,
+    Verifier,
+)
 from reader.sessions import (
     AWAITING,
     DONE,
@@ -164,7 +171,7 @@ PROCESSING_LIMIT = dt.timedelta(minutes=1)
 def failed_session(reason: str) -> ReaderOutcome:
     """A verdict of one failed ``session`` check: what a session the reader could not carry
     through ends with."""
-    return ReaderOutcome(VerificationResult((Check(SESSION, False, reason),)))
+    return ReaderOutcome(VerificationResult((Check(SESSION, False, reason, code=SESSION_FAILED),)))
 
 
 def interrupted_outcome(claimed_at: dt.datetime, limit: dt.timedelta) -> ReaderOutcome:

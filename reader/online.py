@@ -35,7 +35,14 @@ from protocols.mdoc import (
     oid4vp_redirect,
 )
 from reader.errors import ReaderSessionError
-from reader.session import SESSION, ReaderOutcome, ReaderSession, RequestSpec, Verifier
+from reader.session import (
+    SESSION,
+    SESSION_FAILED,
+    ReaderOutcome,
+    ReaderSession,
+    RequestSpec,
+    Verifier,
+)
 
 
 def check_origin(origin: str) -> str:
@@ -132,7 +139,7 @@ class _WebSession(ReaderSession):
                 result = self.verifier.verify(response, session_transcript=self.transcript, reader_private_key=None)
             except Exception as exc:  # noqa: BLE001 - a verifier bug must not take the reader down
                 result = VerificationResult((Check("response_status", False,
-                                                   f"verifier error: {type(exc).__name__}: {exc}"),))
+                                                   f"verifier error: {type(exc).__name__}: {exc}", code="failed"),))
             checks += result.checks
             docs += result.documents
         merged = VerificationResult(tuple(checks), tuple(docs))
@@ -265,8 +272,10 @@ class Oid4vpReaderSession(_WebSession):
         return oid4vp.documents(oid4vp.open_response(payload, self._key), self.query_ids)
 
     def _wallet_refused(self, error: Any, description: Any) -> ReaderOutcome:
-        """OAuth's error response (``access_denied``, ...), named in the ``session`` check."""
-        return self._failed(f"the wallet answered {str(error)[:40]!r}: {str(description)[:200]}")
+        """OAuth's error response (``access_denied``, ...), named in the ``session`` check:
+        ``access_denied`` (the holder declined, OpenID4VP 1.0 8.5) is code ``declined``."""
+        return self._failed(f"the wallet answered {str(error)[:40]!r}: {str(description)[:200]}",
+                            code="declined" if error == "access_denied" else SESSION_FAILED)
 
 
 class Oid4vpRedirectReaderSession(Oid4vpReaderSession):

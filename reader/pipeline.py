@@ -69,6 +69,12 @@ STATUS_CHECKS = (STATUS_LIST_SIGNATURE, STATUS_LIST_FRESHNESS, REVOCATION_STATUS
 
 DEFAULT_CACHE_SECONDS = 300  # when neither ttl nor max-age bounds a list
 _STATUS_WORDS = {Status.VALID: "VALID", Status.INVALID: "revoked (INVALID)", Status.SUSPENDED: "SUSPENDED"}
+#: The code of a failed ``revocation_status`` by the list's value (an application-specific
+#: one: ``failed``); every failed status check of a list that cannot be trusted or had is
+#: ``unavailable``: the status is not known (ask again later).
+_STATUS_CODES = {Status.INVALID: "revoked", Status.SUSPENDED: "suspended"}
+UNAVAILABLE = "unavailable"
+_LIST_NOT_TRUSTED = Check(REVOCATION_STATUS, False, "not checked: list not trusted", code=UNAVAILABLE)
 
 
 def utcnow() -> dt.datetime:
@@ -167,7 +173,7 @@ class StatusListCache:
         try:
             header = decode_status_list_token(entry.token_bytes).header
         except StatusListError as exc:
-            return Check(STATUS_LIST_SIGNATURE, False, f"{entry.uri}: {exc}")
+            return Check(STATUS_LIST_SIGNATURE, False, f"{entry.uri}: {exc}", code=UNAVAILABLE)
         # times are checked separately (freshness): verify the signature as of the token's iat
         at = now if header.exp is None or now < header.exp else header.iat
         errors = []
@@ -182,30 +188,33 @@ class StatusListCache:
             return Check(STATUS_LIST_SIGNATURE, True,
                          f"{entry.uri}: signed by {token.header.signer.subject.rfc4514_string()} under "
                          f"{anchor.subject.rfc4514_string()}")
-        return Check(STATUS_LIST_SIGNATURE, False, f"{entry.uri}: " + ("; ".join(errors) or "no trust anchor"))
+        return Check(STATUS_LIST_SIGNATURE, False, f"{entry.uri}: " + ("; ".join(errors) or "no trust anchor"),
+                     code=UNAVAILABLE)
 
     def _freshness(self, entry: CachedList, now: dt.datetime, note: str) -> Check:
         try:
             header = entry.token.header if entry.token else decode_status_list_token(entry.token_bytes).header
         except StatusListError as exc:
-            return Check(STATUS_LIST_FRESHNESS, False, f"{entry.uri}: {exc}")
+            return Check(STATUS_LIST_FRESHNESS, False, f"{entry.uri}: {exc}", code=UNAVAILABLE)
         if header.iat > now + dt.timedelta(seconds=60):
-            return Check(STATUS_LIST_FRESHNESS, False, f"iat {cbor.tdate_text(header.iat)} is in the future")
+            return Check(STATUS_LIST_FRESHNESS, False, f"iat {cbor.tdate_text(header.iat)} is in the future",
+                         code=UNAVAILABLE)
         if header.exp is not None and now >= header.exp:
-            return Check(STATUS_LIST_FRESHNESS, False, f"{note}list expired at {cbor.tdate_text(header.exp)}")
+            return Check(STATUS_LIST_FRESHNESS, False, f"{note}list expired at {cbor.tdate_text(header.exp)}",
+                         code=UNAVAILABLE)
         age = now - entry.fetched_at
         if self.offline:
             if age > self.max_offline_age:
                 return Check(STATUS_LIST_FRESHNESS, False,
                              f"OFFLINE: cached list fetched {cbor.tdate_text(entry.fetched_at)} is {age} old, "
-                             f"beyond the maximum offline age {self.max_offline_age}")
+                             f"beyond the maximum offline age {self.max_offline_age}", code=UNAVAILABLE)
             return Check(STATUS_LIST_FRESHNESS, True,
                          f"OFFLINE: cached list fetched {cbor.tdate_text(entry.fetched_at)} ({age} old, "
                          f"max {self.max_offline_age})")
         if header.ttl is not None and age > dt.timedelta(seconds=header.ttl):
             return Check(STATUS_LIST_FRESHNESS, False,
                          f"{note}list fetched {cbor.tdate_text(entry.fetched_at)} is {age} old, beyond its "
-                         f"ttl of {header.ttl} s")
+                         f"ttl of {header.ttl} s", code=UNAVAILABLE)
         return Check(STATUS_LIST_FRESHNESS, True,
                      f"{note}fetched {cbor.tdate_text(entry.fetched_at)}, ttl {header.ttl} s"
                      + (f", exp {cbor.tdate_text(header.exp)}" if header.exp else ""))
@@ -244,24 +253,26 @@ class StatusListCache:
             if self.offline:
                 if entry is None:
                     fail = f"OFFLINE: no cached list for {uri}"
-                    return StatusOutcome(tuple(Check(n, False, fail) for n in STATUS_CHECKS))
+                    return StatusOutcome(tuple(Check(n, False, fail, code=UNAVAILABLE) for n in STATUS_CHECKS))
             elif entry is None or not entry.fresh(now):
                 entry, note = self._refresh(uri, entry, now)
                 if entry is None:
                     fail = f"{note}no list for {uri}"
-                    return StatusOutcome(tuple(Check(n, False, fail) for n in STATUS_CHECKS))
+                    return StatusOutcome(tuple(Check(n, False, fail, code=UNAVAILABLE) for n in STATUS_CHECKS))
             sig = self._verify(entry, anchors, now)
             fresh = self._freshness(entry, now, note)
         if not sig.passed:
-            return StatusOutcome((sig, fresh, Check(REVOCATION_STATUS, False, "not checked: list not trusted")))
+            return StatusOutcome((sig, fresh, _LIST_NOT_TRUSTED))
         try:
             value = entry.token.status(index)
         except StatusIndexError as exc:
-            return StatusOutcome((sig, fresh, Check(REVOCATION_STATUS, False, f"index {index}: {exc}")))
+            return StatusOutcome((sig, fresh, Check(REVOCATION_STATUS, False, f"index {index}: {exc}",
+                                                    code=UNAVAILABLE)))
         word = _STATUS_WORDS.get(value, f"status {value} (application-specific)")
         prefix = "OFFLINE: " if self.offline else ""
         outcome = StatusOutcome((sig, fresh, Check(REVOCATION_STATUS, value == Status.VALID,
-                                                   f"{prefix}index {index} of {uri}: {word}")),
+                                                   f"{prefix}index {index} of {uri}: {word}",
+                                                   code=_STATUS_CODES.get(value, "failed"))),
                                 entry.token.header.signer)
         if fresh.passed and not self.offline:
             anchor = entry.verified_with  # one of ``anchors`` when the check passed; read again outside the lock
@@ -330,13 +341,14 @@ class ReaderPipeline:
             return self._verifier.verify(response, session_transcript=session_transcript, now=now,
                                          reader_private_key=reader_private_key)
         except MdocDecodeError as exc:
-            return VerificationResult((Check(RESPONSE_STATUS, False, f"not a DeviceResponse: {exc}"),))
+            return VerificationResult((Check(RESPONSE_STATUS, False, f"not a DeviceResponse: {exc}",
+                                             code="malformed"),))
         except MdocError as exc:
-            return VerificationResult((Check(RESPONSE_STATUS, False, f"unverifiable: {exc}"),))
+            return VerificationResult((Check(RESPONSE_STATUS, False, f"unverifiable: {exc}", code="malformed"),))
         except Exception as exc:  # noqa: BLE001 - the reader's boundary: a verifier bug on hostile
             # bytes (e.g. cryptography's UnsupportedAlgorithm from a mangled x5chain) is a refusal
             return VerificationResult((Check(RESPONSE_STATUS, False,
-                                             f"unverifiable: {type(exc).__name__}: {exc}"),))
+                                             f"unverifiable: {type(exc).__name__}: {exc}", code="malformed"),))
 
     def verify_issuer_signed(self, issuer_signed: bytes, *, now: dt.datetime | None = None,
                              doc_type: str | None = None) -> VerificationResult:
@@ -349,9 +361,10 @@ class ReaderPipeline:
         try:
             return self._verifier.verify_issuer_signed(issuer_signed, now=now, doc_type=doc_type)
         except MdocError as exc:
-            return VerificationResult((Check(MSO_STRUCTURE, False, f"not an IssuerSigned: {exc}"),))
+            return VerificationResult((Check(MSO_STRUCTURE, False, f"not an IssuerSigned: {exc}", code="malformed"),))
         except Exception as exc:  # noqa: BLE001 - the reader's boundary, as in verify()
-            return VerificationResult((Check(MSO_STRUCTURE, False, f"unverifiable: {type(exc).__name__}: {exc}"),))
+            return VerificationResult((Check(MSO_STRUCTURE, False, f"unverifiable: {type(exc).__name__}: {exc}",
+                                             code="malformed"),))
 
     # -- checks, per document --------------------------------------------------------------
 
@@ -369,14 +382,15 @@ class ReaderPipeline:
         # the text of now without its fraction (dropped by tdate_text anyway): the same few
         # seconds recur at a busy reader, and tdate_text keeps the texts it made
         now_text = cbor.tdate_text(now.replace(microsecond=0) if now.microsecond else now)
-        return Check._of(VALIDITY, ok, f"{doc_type}: {now_text} {'within' if ok else 'outside'} {window}")
+        return Check._of(VALIDITY, ok, f"{doc_type}: {now_text} {'within' if ok else 'outside'} {window}",
+                         "not_yet_valid" if now < v.valid_from - skew else "expired")
 
     def _extra(self, ctx: DocumentContext) -> list[Check]:
         out: list[Check] = []
         v = ctx.mso.validity_info
         chain = ctx.ds_chain
         if chain is None:
-            out.append(Check(MSO_SIGNED_WITHIN_DS, False, "not checked: no trusted DS certificate"))
+            out.append(Check(MSO_SIGNED_WITHIN_DS, False, "not checked: no trusted DS certificate", code="not_checked"))
         else:
             leaf_from, leaf_until = chain.leaf_validity
             inside = leaf_from <= v.signed <= leaf_until
@@ -386,7 +400,7 @@ class ReaderPipeline:
                 check = _keep(key, Check._of(
                     MSO_SIGNED_WITHIN_DS, inside,
                     f"signed {cbor.tdate_text(v.signed)} {'within' if inside else 'OUTSIDE'} "
-                    f"DS validity {cbor.tdate_text(leaf_from)} .. {cbor.tdate_text(leaf_until)}"))
+                    f"DS validity {cbor.tdate_text(leaf_from)} .. {cbor.tdate_text(leaf_until)}", "untrusted_issuer"))
             out.append(check)
         out += self._profile_checks(ctx)
         out += [check(ctx) for check in self.extra_checks]
@@ -398,7 +412,7 @@ class ReaderPipeline:
         chain = ctx.ds_chain
         if chain is None:
             why = "not checked: DS chain to a trusted IACA failed"
-            return [Check(IACA_PROFILE, False, why), Check(DS_PROFILE, False, why), Check(TRUST_ANCHOR_SCOPE, False, why)]
+            return [Check(n, False, why, code="not_checked") for n in (IACA_PROFILE, DS_PROFILE, TRUST_ANCHOR_SCOPE)]
         doc_type = ctx.document.doc_type
         last = self._last_profile
         if (last is not None and last[0] is chain and last[1] == doc_type
@@ -408,7 +422,7 @@ class ReaderPipeline:
         scope_ok = anchor is not None and anchor.allows(doc_type)
         scope = Check(TRUST_ANCHOR_SCOPE, scope_ok,
                       f"{chain.anchor_subject} "
-                      + ("may vouch for " if scope_ok else "is NOT trusted for ") + doc_type)
+                      + ("may vouch for " if scope_ok else "is NOT trusted for ") + doc_type, code="untrusted_issuer")
         if not self.config.check_profiles:
             return [scope]
         key = (chain.leaf_der, chain.anchor_der)  # the exact certificates
@@ -444,18 +458,18 @@ class ReaderPipeline:
         if ref is None:
             ok = not self.config.require_status
             return [Check._of(REVOCATION_STATUS, ok, "MSO carries no status_list reference"
-                          + ("" if ok else " (required by this reader)"))]
+                              + ("" if ok else " (required by this reader)"), "failed")]
         anchors = [ctx.ds_chain.anchor] if ctx.ds_chain else []
         if not anchors:
             why = "not checked: no trusted DS chain to anchor the status list"
-            return [Check(n, False, why) for n in STATUS_CHECKS]
+            return [Check(n, False, why, code="not_checked") for n in STATUS_CHECKS]
         outcome = self.status.lookup(ref.uri, ref.idx, anchors, ctx.now)
         checks = list(outcome.checks)
         if self.signer_revocation is not None and outcome.signer is not None and checks[0].passed:
             why = self.signer_revocation(outcome.signer, anchors[0], ctx.now)
             if why is not None:
-                checks[0] = Check(STATUS_LIST_SIGNATURE, False, f"{ref.uri}: list signer {why}")
-                checks[2] = Check(REVOCATION_STATUS, False, "not checked: list not trusted")
+                checks[0] = Check(STATUS_LIST_SIGNATURE, False, f"{ref.uri}: list signer {why}", code=UNAVAILABLE)
+                checks[2] = _LIST_NOT_TRUSTED
         return checks
 
 
@@ -477,6 +491,6 @@ def _keep(key: tuple, value):
 def _summary(name: str, rules: list, what: str) -> Check:
     bad = [r for r in rules if not r.passed]
     if bad:
-        return Check(name, False, "; ".join(f"{r.name}: {r.reason}" for r in bad))
+        return Check(name, False, "; ".join(f"{r.name}: {r.reason}" for r in bad), code="untrusted_issuer")
     return Check(name, True, f"{len(rules)} rules of {what} pass")
 

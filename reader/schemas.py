@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from protocols.jpki.relying_party import CHECK_CODES, REVOCATION_REASONS
+from protocols.mdoc.verify import CHECK_CODES as MDOC_CHECK_CODES
 
 
 class _Closed(BaseModel):
@@ -40,6 +41,17 @@ class JpkiCheck(VerdictCheck):
         None, description="a verified revoked, on_hold or revoked_after_signing: the RFC 5280 CRLReason")
 
 
+class MdocCheck(VerdictCheck):
+    """One step of an mdoc verification, with its code for a script to branch on (the
+    reason is for a person; specs/presentation.md 4, "Codes")."""
+
+    code: Literal[MDOC_CHECK_CODES] = Field(  # the tuple, one source for the enum
+        description="ok when passed; else what failed, from a closed vocabulary: revoked, suspended "
+        "(the status list), unavailable (no trustworthy status list or IACA CRL: ask again later), "
+        "ds_revoked, untrusted_issuer, tampered, device_auth_failed, expired, not_yet_valid, declined, "
+        "not_requested, session_failed, malformed, not_checked (an earlier check failed), failed")
+
+
 class MdocDocument(_Closed):
     """A document the wallet disclosed: its data elements by namespace, each value in its
     JSON form (bytes as base64, full-date as YYYY-MM-DD, tdate as RFC 3339, another tag as
@@ -54,7 +66,7 @@ class MdocVerdict(_Closed):
     valid when there is at least one check and every check passed."""
 
     valid: bool
-    checks: list[VerdictCheck]
+    checks: list[MdocCheck]
     documents: list[MdocDocument] = Field(description="what was disclosed (its checks may have failed: "
                                           "read valid first)")
 

@@ -44,6 +44,8 @@ from reader.hostile import Hostile
 SESSION = "session"
 MATCHES_REQUEST = "matches_request"
 WALLET_REFUSAL = "wallet_refusal"  # a hostile reader's verdict on the phone's answer (reader.hostile)
+#: The code of a failed ``session`` check: no presentation to judge (present again)
+SESSION_FAILED = "session_failed"
 CARDSUB_DOCTYPE = "jp.mcred.mynumber.cardsub.1"
 #: The namespaces of the docTypes whose whole list this reader knows (specs/
 #: card-substitute-doctype.md: the card substitute's own, and the ISO mirror): a request
@@ -292,12 +294,13 @@ class ReaderSession:
         return outcome
 
     def fail(self, reason: str) -> ReaderOutcome:
-        """End the session with a failed ``session`` check (its transport failed, say)."""
+        """End the session with a failed ``session`` check (its transport failed, say):
+        code ``session_failed``."""
         self._crypto = None
         return self._failed(reason)
 
-    def _failed(self, reason: str, status: int | None = None) -> ReaderOutcome:
-        return self._finish(ReaderOutcome(VerificationResult((Check(SESSION, False, reason),)),
+    def _failed(self, reason: str, status: int | None = None, code: str = SESSION_FAILED) -> ReaderOutcome:
+        return self._finish(ReaderOutcome(VerificationResult((Check(SESSION, False, reason, code=code),)),
                                           session_transcript=self.transcript, wallet_status=status))
 
     def receive(self, message: bytes) -> ReaderOutcome:
@@ -314,10 +317,12 @@ class ReaderSession:
             ok = sd.data is None and sd.status == h.session_status
             got = f"SessionData status {sd.status}" if sd.data is None else "SessionData with data"
             return self._finish(ReaderOutcome(VerificationResult((Check(
-                WALLET_REFUSAL, ok, f"{h.name}: the phone answered {got}; it must {h.phone_must}"),)),
+                WALLET_REFUSAL, ok, f"{h.name}: the phone answered {got}; it must {h.phone_must}", code="failed"),)),
                 session_transcript=self.transcript, wallet_status=sd.status))
         if sd.data is None:
-            return self._failed(f"wallet ended the session with status {sd.status}", sd.status)
+            # 20: the holder ended the session (declined); 10, 11: the wallet could not read ours
+            return self._failed(f"wallet ended the session with status {sd.status}", sd.status,
+                                "declined" if sd.status == SESSION_STATUS_TERMINATION else SESSION_FAILED)
         try:
             plaintext = self._crypto.decrypt(sd.data)
         except MdocError as exc:
@@ -331,13 +336,14 @@ class ReaderSession:
             except MdocError as exc:
                 got, ok = f"no DeviceResponse ({exc})", False
             return self._finish(ReaderOutcome(VerificationResult((session_check, Check(
-                WALLET_REFUSAL, ok, f"{h.name}: the phone answered {got}; it must {h.phone_must}"))),
+                WALLET_REFUSAL, ok, f"{h.name}: the phone answered {got}; it must {h.phone_must}", code="failed"))),
                 plaintext, self.transcript, sd.status))
         try:
             result = self.verifier.verify(plaintext, session_transcript=self.transcript,
                                           reader_private_key=self._key)
         except Exception as exc:  # noqa: BLE001 - a verifier bug must not take the reader down
-            result = VerificationResult((Check("response_status", False, f"verifier error: {type(exc).__name__}: {exc}"),))
+            result = VerificationResult((Check("response_status", False, f"verifier error: {type(exc).__name__}: {exc}",
+                                               code="failed"),))
         result = VerificationResult((session_check, *result.checks, *self._matches(result)), result.documents)
         return self._finish(ReaderOutcome(result, plaintext, self.transcript, sd.status))
 
@@ -363,15 +369,17 @@ class ReaderSession:
             if not any(doc.elements.values()):
                 empty.append(doc.doc_type)
         if extra:
-            return (Check(MATCHES_REQUEST, False, "not requested: " + ", ".join(extra[:10])),)
+            return (Check(MATCHES_REQUEST, False, "not requested: " + ", ".join(extra[:10]), code="not_requested"),)
         if empty:
-            return (Check(MATCHES_REQUEST, False, "no requested element disclosed in " + ", ".join(empty)),)
+            return (Check(MATCHES_REQUEST, False, "no requested element disclosed in " + ", ".join(empty),
+                          code="declined"),)
         returned = {d.doc_type for d in result.documents}
         for n, case in enumerate(self.use_cases):
             if case.mandatory and not any(all(self.requests[i].doc_type in returned for i in ids)
                                           for ids in case.document_sets):
                 sets = " or ".join("+".join(self.requests[i].doc_type for i in ids) for ids in case.document_sets)
-                return (Check(MATCHES_REQUEST, False, f"mandatory use case {n} not met: none of {sets} disclosed"),)
+                return (Check(MATCHES_REQUEST, False, f"mandatory use case {n} not met: none of {sets} disclosed",
+                              code="declined"),)
         n = sum(len(e) for d in result.documents for e in d.elements.values())
         return (Check(MATCHES_REQUEST, True, f"{n} disclosed element(s), all requested"),)
 

@@ -43,7 +43,7 @@ def test_verify_json_shape(files):
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
     assert set(out) == {"valid", "checks", "documents"} and out["valid"] is True
-    assert all(set(c) == {"name", "passed", "reason"} for c in out["checks"])
+    assert all(set(c) == {"name", "passed", "reason", "code"} and c["code"] == "ok" for c in out["checks"])
     assert out["documents"][0]["docType"] == "org.iso.18013.5.1.mDL"
     assert out["documents"][0]["elements"]["org.iso.18013.5.1"]["family_name"] == "Doe"
 

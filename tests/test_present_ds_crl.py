@@ -40,4 +40,6 @@ def test_saved_presentation_is_refused_once_its_ds_is_revoked(world, tmp_path): 
     failed = {c["name"]: c["reason"] for c in result["checks"] if not c["passed"]}
     assert code == 1 and list(failed) == ["ds_revocation"], failed
     assert f"DS serial {ds.serial} revoked (keyCompromise)" in failed["ds_revocation"]
+    codes = {c["name"]: c["code"] for c in result["checks"]}
+    assert codes["ds_revocation"] == "ds_revoked" and set(codes.values()) == {"ok", "ds_revoked"}, codes
     assert result["documents"] == []

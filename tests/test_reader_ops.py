@@ -61,7 +61,7 @@ def test_health_readiness_and_verdicts_counted(world):
     samples = _samples(client)
     assert samples[("mcred_reader_verdicts_total", (("valid", "true"),))] == 1
     assert samples[("mcred_reader_verdicts_total", (("valid", "false"),))] == 1
-    assert samples[("mcred_reader_failed_checks_total", (("check", "session"),))] == 1
+    assert samples[("mcred_reader_failed_checks_total", (("check", "session"), ("code", "session_failed")))] == 1
     assert samples[("mcred_reader_verification_seconds_count", ())] == 2
     # requests by route template, never by raw path (a session id is no label)
     assert samples[("mcred_http_requests_total", (("method", "POST"), ("route", "/sessions/{sid}"),

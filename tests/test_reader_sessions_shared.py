@@ -80,7 +80,7 @@ def test_a_session_opened_on_one_worker_continues_on_another(workers, home, db_u
     checks = verdict.json()["checks"]
     # B decrypted the wallet's message with the keys A derived: the session check passed
     assert checks[0] == {"name": "session", "passed": True,
-                         "reason": "SessionData decrypted (AES-256-GCM, SKDevice)"}
+                         "reason": "SessionData decrypted (AES-256-GCM, SKDevice)", "code": "ok"}
     assert verdict.json()["valid"] is False
     # the message again, on either worker: the session has ended, nothing is verified again
     for client in (a, b):

@@ -37,20 +37,23 @@ class Fault:
     """what the phone gets wrong"""
     refused_by: str
     """the reader check that must fail (ISO/IEC 18013-5 §9.3.1 step, our check's name)"""
+    code: str
+    """that check's code in our reader's verdict (protocols.mdoc.verify.CHECK_CODES)"""
 
 
 FAULTS: dict[str, Fault] = {f.name: f for f in (
     Fault("item-digest", "changes the value of one disclosed item after issuance (its digest in the MSO no longer "
-          "matches)", "value_digests"),
-    Fault("doc-type", "presents the document under another docType than the MSO's", "doc_type"),
-    Fault("issuer-signature", "flips a bit of the MSO's signature (issuerAuth)", "issuer_signature"),
+          "matches)", "value_digests", "tampered"),
+    Fault("doc-type", "presents the document under another docType than the MSO's", "doc_type", "tampered"),
+    Fault("issuer-signature", "flips a bit of the MSO's signature (issuerAuth)", "issuer_signature", "tampered"),
     Fault("untrusted-issuer", "re-signs the MSO with a document signer of an IACA of its own making",
-          "issuer_certificate_chain"),
+          "issuer_certificate_chain", "untrusted_issuer"),
     Fault("device-signature", "signs DeviceAuthentication with a key that is not the MSO's device key",
-          "device_authentication"),
+          "device_authentication", "device_auth_failed"),
     Fault("replay", "answers with the Document of its previous presentation (the device signature is over "
-          "that session's transcript); the first presentation is genuine", "device_authentication"),
-    Fault("unrequested", "discloses one item the reader did not ask for", "matches_request"),
+          "that session's transcript); the first presentation is genuine", "device_authentication",
+          "device_auth_failed"),
+    Fault("unrequested", "discloses one item the reader did not ask for", "matches_request", "not_requested"),
 )}
 
 
@@ -130,4 +133,4 @@ def after_build(f: Fault | None, doc: Document, now: Callable[[], dt.datetime]) 
 
 
 def describe() -> list[dict[str, Any]]:
-    return [{"fault": f.name, "does": f.does, "refused_by": f.refused_by} for f in FAULTS.values()]
+    return [{"fault": f.name, "does": f.does, "refused_by": f.refused_by, "code": f.code} for f in FAULTS.values()]

@@ -891,11 +891,11 @@ def register(app: typer.Typer) -> None:
     def wallet_faults_cmd(as_json: bool = typer.Option(False, "--json", help="Print one JSON array.")) -> None:
         """The faults a hostile phone can make (--fault of `mcred present`, `mcred wallet
         respond`, `mcred phone pcsc`, `mcred reader nfc --phone`), and the reader check each
-        must fail: a reader that accepts one of them is broken."""
+        must fail (with its code in our reader's verdict): a reader that accepts one of them is broken."""
         from wallet_sim.faults import describe
 
-        listing(describe(), {"fault": "fault", "does": "what the phone does", "refused_by": "a reader must fail"},
-                 as_json)
+        listing(describe(), {"fault": "fault", "does": "what the phone does", "refused_by": "a reader must fail",
+                             "code": "our reader's code"}, as_json)
 
     @wallet_app.command("respond")
     def wallet_respond_cmd(

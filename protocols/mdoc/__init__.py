@@ -74,6 +74,7 @@ from protocols.mdoc.transcript import (
     reader_authentication_bytes,
 )
 from protocols.mdoc.verify import (
+    CHECK_CODES,
     Check,
     DisclosedDocument,
     DocumentCheck,
@@ -89,6 +90,7 @@ from protocols.mdoc.verify import (
 )
 
 __all__ = [
+    "CHECK_CODES",
     "CIPHER_SUITE_1",
     "ChainError",
     "Check",

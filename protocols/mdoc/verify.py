@@ -65,23 +65,68 @@ EMacKeyProvider = Callable[[CoseKey, SessionTranscript], bytes]
 ReaderRevocation = Callable[[Sequence[x509.Certificate], x509.Certificate, dt.datetime], str | None]
 
 
+#: What a check's ``code`` may be: a closed vocabulary for a script to branch on (the reason
+#: is for a person), the one source of the ``code`` enum of the reader's OpenAPI document
+#: (reader/schemas.py ``MdocCheck``), of the ``code`` label of its failed-checks metric and of
+#: the table in specs/presentation.md 4 ("Codes"). ``ok`` is every passed check and only
+#: those; ``failed`` a failure with no more specific code.
+CHECK_CODES = (
+    "ok", "failed",
+    "not_checked",         # not judged: a check it needs failed (that one's code says why), or the reader lacks what it takes
+    "session_failed",      # no presentation to judge: the transport, the session's encryption, a wallet error status, an expired session
+    "declined",            # the holder released nothing asked for (documentErrors, the holder ended the session, access_denied)
+    "not_requested",       # matches_request: the wallet disclosed what was not asked for
+    "malformed",           # bytes that are no DeviceResponse, MSO, item or saved transcript
+    "untrusted_issuer",    # no trusted IACA vouches for the document signer (for this docType, by Annex B, at the MSO's signing)
+    "tampered",            # what the issuer signed does not match: issuer signature, a digest, the docType, keyAuthorizations
+    "device_auth_failed",  # the device key did not authenticate this session: a cloned or replayed presentation
+    "expired", "not_yet_valid",  # validity of the MSO
+    "revoked", "suspended",      # revocation_status: the status list says INVALID, SUSPENDED
+    "ds_revoked",          # ds_revocation: the document signer is on the IACA CRL
+    "unavailable",         # no trustworthy status list or IACA CRL (unreachable, stale, untrusted): ask again later
+)
+_CODES = frozenset(CHECK_CODES)
+
+
 @dataclass(frozen=True)
 class Check:
     name: str
     passed: bool
     reason: str
+    #: one of :data:`CHECK_CODES`: given, the code of the check if it failed (a passed check
+    #: is always ``ok``); not given, ``failed`` for a failed check
+    code: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.passed:
+            object.__setattr__(self, "code", "ok")
+        elif self.code is None:
+            object.__setattr__(self, "code", "failed")
+        elif self.code == "ok" or self.code not in _CODES:
+            _bad_code(self.code)
 
     def to_json(self) -> dict:
-        return {"name": self.name, "passed": self.passed, "reason": self.reason}
+        return {"name": self.name, "passed": self.passed, "reason": self.reason, "code": self.code}
 
     @classmethod
-    def _of(cls, name: str, passed: bool, reason: str) -> Check:
+    def _of(cls, name: str, passed: bool, reason: str, code: str | None = None) -> Check:
         """The verifier's own checks, without the frozen dataclass's ``__init__`` (one
-        ``object.__setattr__`` per field; a verification makes eight or more)."""
+        ``object.__setattr__`` per field; a verification makes eight or more). ``code``:
+        taken when the check failed (checked then), ``ok`` when it passed."""
         check = _new(cls)
         fields = check.__dict__
         fields["name"], fields["passed"], fields["reason"] = name, passed, reason
+        if passed:
+            fields["code"] = "ok"
+        elif code is None or code == "ok" or code not in _CODES:
+            fields["code"] = "failed" if code is None else _bad_code(code)
+        else:
+            fields["code"] = code
         return check
+
+
+def _bad_code(code: str) -> str:
+    raise ValueError(f"check code {code!r}: not one of CHECK_CODES, or ok for a failed check")
 
 
 _new = object.__new__
@@ -284,7 +329,8 @@ class MdocVerifier:
                           Check._of(RESPONSE_STATUS, True, f"status 0, {n} document(s)"))
         else:
             errs = ", ".join(f"{k}: {v}" for e in dr.document_errors for k, v in e.items())
-            checks.append(Check(RESPONSE_STATUS, False, f"status {dr.status}, no documents" + (f"; documentErrors {errs}" if errs else "")))
+            checks.append(Check(RESPONSE_STATUS, False, f"status {dr.status}, no documents" + (f"; documentErrors {errs}" if errs else ""),
+                                code=_no_documents_code(dr.status)))
         docs: list[DisclosedDocument] = []
         for doc in dr.documents:
             doc_checks, disclosed = self._document(doc, st, now, reader_private_key, emac_key_provider)
@@ -322,7 +368,7 @@ class MdocVerifier:
         doc = IssuerSignedDocument(expected, signed)
         checks, disclosed = self._document(doc, None, now, None, None, issuer_only=True)
         if doc_type is None:
-            checks = [Check(DOC_TYPE, c.passed, f"{expected!r}, the MSO's (no docType given to compare)")
+            checks = [Check(DOC_TYPE, True, f"{expected!r}, the MSO's (no docType given to compare)")
                       if c.name == DOC_TYPE and c.passed else c for c in checks]
         docs = (disclosed,) if disclosed is not None and all(c.passed for c in checks) else ()
         return VerificationResult._of(tuple(checks), docs)
@@ -331,27 +377,27 @@ class MdocVerifier:
         checks: list[Check] = []
         pre = f"{doc.doc_type}: " if doc.doc_type else ""
 
-        def add(name: str, passed: bool, reason: str) -> bool:
-            checks.append(Check._of(name, passed, pre + reason))
+        def add(name: str, passed: bool, reason: str, code: str | None = None) -> bool:
+            checks.append(Check._of(name, passed, pre + reason, code))
             return passed
 
         def skip(*names: str, because: str) -> None:
             for n in names:
-                add(n, False, f"not checked: {because}")
+                add(n, False, f"not checked: {because}", code="not_checked")
 
         auth = doc.issuer_signed.issuer_auth
         chain = None
         try:
             chain = self._ds_chain(auth.x5chain, now)
         except (ChainError, CoseError) as exc:
-            add(ISSUER_CERTIFICATE_CHAIN, False, str(exc))
+            add(ISSUER_CERTIFICATE_CHAIN, False, str(exc), code="untrusted_issuer")
         # The signature is checked with the DS key even when the chain failed, to report both.
         # (A chain that verified is reported with the checks after it, in the same order.)
         ds_key = chain.public_key if chain else _leaf_key(auth.x5chain)
         later = _AFTER_SIGNATURE_ISSUER_ONLY if issuer_only else _AFTER_SIGNATURE
         # key_authorizations is reported only when it applies, which needs the MSO
         if ds_key is None:
-            add(ISSUER_SIGNATURE, False, "no usable document signer key in x5chain")
+            add(ISSUER_SIGNATURE, False, "no usable document signer key in x5chain", code="untrusted_issuer")
             skip(*later, because="issuer signature unverifiable")
             return checks, None
         try:
@@ -359,7 +405,7 @@ class MdocVerifier:
         except CoseError as exc:
             if chain is not None:
                 add(ISSUER_CERTIFICATE_CHAIN, True, chain.description)
-            add(ISSUER_SIGNATURE, False, str(exc))
+            add(ISSUER_SIGNATURE, False, str(exc), code="tampered")
             skip(*later, because="issuer signature failed")
             return checks, None
         try:
@@ -368,7 +414,7 @@ class MdocVerifier:
             if chain is not None:
                 add(ISSUER_CERTIFICATE_CHAIN, True, chain.description)
             add(ISSUER_SIGNATURE, True, f"alg {auth.alg} over MobileSecurityObjectBytes")
-            add(MSO_STRUCTURE, False, str(exc))
+            add(MSO_STRUCTURE, False, str(exc), code="malformed")
             skip(*later[1:], because="MSO unreadable")
             return checks, None
         mso = entry.mso
@@ -413,13 +459,14 @@ class MdocVerifier:
         for ns, raws in name_spaces.items():
             by_digest = entry.table(ns)
             if by_digest is None:
-                add(VALUE_DIGESTS, False, f"namespace {ns!r} has no digests in the MSO")
+                add(VALUE_DIGESTS, False, f"namespace {ns!r} has no digests in the MSO", code="tampered")
                 return None, 0
             digests = [hash_fn((heads[len(raw)] if len(raw) < 256 else b"\xd8\x18" + head(len(raw))) + raw).digest()
                        for raw in raws]
             ids = list(map(by_digest.get, digests))
             if None in ids:
-                add(VALUE_DIGESTS, False, f"{ns}[{ids.index(None)}]: digest matches no valueDigest of the MSO")
+                add(VALUE_DIGESTS, False, f"{ns}[{ids.index(None)}]: digest matches no valueDigest of the MSO",
+                    code="tampered")
                 return None, 0
             out = entry.known_items(ns, raws, ids)
             if out is None:
@@ -434,10 +481,12 @@ class MdocVerifier:
     def _validity(entry: _MsoEntry, chain: VerifiedChain | None, now: dt.datetime, add) -> None:
         v = entry.mso.validity_info
         if not v.valid_from <= now <= v.valid_until:
-            add(VALIDITY, False, f"{cbor.tdate_text(now)} outside validFrom {cbor.tdate_text(v.valid_from)} .. validUntil {cbor.tdate_text(v.valid_until)}")
+            add(VALIDITY, False, f"{cbor.tdate_text(now)} outside validFrom {cbor.tdate_text(v.valid_from)} .. validUntil {cbor.tdate_text(v.valid_until)}",
+                code="not_yet_valid" if now < v.valid_from else "expired")
             return
         if chain is not None and not chain.leaf_validity[0] <= v.signed <= chain.leaf_validity[1]:
-            add(VALIDITY, False, f"MSO signed {cbor.tdate_text(v.signed)} outside the DS certificate validity")
+            add(VALIDITY, False, f"MSO signed {cbor.tdate_text(v.signed)} outside the DS certificate validity",
+                code="untrusted_issuer")
             return
         within = entry.within
         if within is None:
@@ -447,7 +496,8 @@ class MdocVerifier:
     @staticmethod
     def _device_auth(doc, entry, st, reader_private_key, emac_key_provider, add, checks, pre) -> None:
         if st is None:
-            add(DEVICE_AUTHENTICATION, False, "no SessionTranscript given: device authentication cannot be checked")
+            add(DEVICE_AUTHENTICATION, False, "no SessionTranscript given: device authentication cannot be checked",
+                code="not_checked")
             return
         signed = doc.device_signed
         detached = device_authentication_bytes(st, doc.doc_type, signed.name_spaces_bytes)
@@ -465,12 +515,12 @@ class MdocVerifier:
             elif reader_private_key is not None:
                 emac_key = derive_emac_key(ecdh(reader_private_key, device_key), st)
             else:
-                add(DEVICE_AUTHENTICATION, False, "deviceMac needs the reader's ephemeral private key")
+                add(DEVICE_AUTHENTICATION, False, "deviceMac needs the reader's ephemeral private key", code="not_checked")
                 return
             mac.verify(emac_key, detached=detached)
             add(DEVICE_AUTHENTICATION, True, "deviceMac (HMAC 256/256) with EMacKey from the MSO device key")
         except (CoseError, MdocError) as exc:
-            add(DEVICE_AUTHENTICATION, False, str(exc))
+            add(DEVICE_AUTHENTICATION, False, str(exc), code="device_auth_failed")
 
 
 def key_authorizations_apply(doc: Document, mso: MobileSecurityObject) -> bool:
@@ -493,13 +543,13 @@ def key_authorizations_check(doc: Document, mso: MobileSecurityObject, add) -> N
     try:
         signed = doc.device_signed.name_spaces()
     except MdocError as exc:
-        add(KEY_AUTHORIZATIONS, False, f"DeviceNameSpaces unreadable: {exc}")
+        add(KEY_AUTHORIZATIONS, False, f"DeviceNameSpaces unreadable: {exc}", code="malformed")
         return
     if auth is None:
         if any(signed.values()):
             ns, items = next((ns, items) for ns, items in signed.items() if items)
             add(KEY_AUTHORIZATIONS, False,
-                f"device-signed {ns}/{next(iter(items))} but the MSO has no keyAuthorizations")
+                f"device-signed {ns}/{next(iter(items))} but the MSO has no keyAuthorizations", code="tampered")
         else:
             add(KEY_AUTHORIZATIONS, True, "nothing device-signed, no keyAuthorizations")
         return
@@ -511,16 +561,28 @@ def key_authorizations_check(doc: Document, mso: MobileSecurityObject, add) -> N
             or not all(type(n) is str and isinstance(ids, list | tuple) and all(type(i) is str for i in ids)
                        for n, ids in elements.items())):
         add(KEY_AUTHORIZATIONS, False, "keyAuthorizations malformed (expected {? nameSpaces: [+ tstr], "
-            "? dataElements: {+ tstr => [+ tstr]}})")
+            "? dataElements: {+ tstr => [+ tstr]}})", code="malformed")
         return
     for ns, items in signed.items():
         for ident in items:
             if ns not in whole and ident not in elements.get(ns, ()):
-                add(KEY_AUTHORIZATIONS, False, f"device-signed {ns}/{ident} not authorized for the device key")
+                add(KEY_AUTHORIZATIONS, False, f"device-signed {ns}/{ident} not authorized for the device key",
+                    code="tampered")
                 return
     n = sum(map(len, signed.values()))
     add(KEY_AUTHORIZATIONS, True, f"{n} device-signed element(s) authorized")
 
+
+def _no_documents_code(status: int) -> str:
+    """``response_status`` without documents: ``declined`` when the wallet answered status 0
+    (OK: it released nothing asked, each docType in documentErrors, ErrorCode 0 "data not
+    returned", §8.3.2.1.2.3), ``session_failed`` for a wallet's error status (10, 11, 12)."""
+    return "declined" if status == STATUS_OK else "session_failed"
+
+
+#: The code of a failed readerAuth check (the wallet's judgement of a reader, not part of a
+#: reader's verdict: the vocabulary has no finer code for it).
+_READER_SIDE = "failed"
 
 _AFTER_SIGNATURE = (MSO_STRUCTURE, DOC_TYPE, VALUE_DIGESTS, VALIDITY, DEVICE_AUTHENTICATION)
 """The checks reported "not checked" when the issuer signature cannot be verified."""
@@ -604,7 +666,7 @@ class _MsoEntry:
         made = (Check._of(ISSUER_SIGNATURE, True, f"{pre}alg {alg} over MobileSecurityObjectBytes"),
                 Check._of(MSO_STRUCTURE, True, f"{pre}version {mso.version}, {mso.digest_algorithm}"),
                 Check._of(DOC_TYPE, same,
-                          f"{pre}document {doc_type!r} {'==' if same else '!='} MSO {mso.doc_type!r}"))
+                          f"{pre}document {doc_type!r} {'==' if same else '!='} MSO {mso.doc_type!r}", "tampered"))
         if chain is None:
             return made
         made = (Check._of(ISSUER_CERTIFICATE_CHAIN, True, pre + chain.description), *made)
@@ -720,11 +782,11 @@ def _decode_items(entry: _MsoEntry, ns: str, raws: Sequence[bytes], ids: list[in
                 item = (IssuerSignedItem.decode(raws[n]) if values is None
                         else IssuerSignedItem._from_value(v, raws[n]))
             except MdocDecodeError as exc:
-                add(VALUE_DIGESTS, False, f"{ns}[{n}]: {exc}")
+                add(VALUE_DIGESTS, False, f"{ns}[{n}]: {exc}", code="malformed")
                 return None
             item_id, ident, value = item.digest_id, item.element_identifier, item.element_value
         if item_id != digest_id or digest_id in seen_ids or ident in out:
-            add(VALUE_DIGESTS, False, f"{ns}/{ident}: digestID {item_id} mismatched or repeated")
+            add(VALUE_DIGESTS, False, f"{ns}/{ident}: digestID {item_id} mismatched or repeated", code="tampered")
             return None
         seen_ids.add(digest_id)
         out[ident] = value
@@ -825,7 +887,8 @@ def verify_reader_auth(
         pre = f"{doc.items_request.doc_type}: "
         if doc.reader_auth is None:
             if not req.reader_auth_all:
-                checks += [Check(n, False, pre + "no readerAuth") for n in (READER_CERTIFICATE_CHAIN, READER_AUTHENTICATION)]
+                checks += [Check(n, False, pre + "no readerAuth", code=_READER_SIDE)
+                           for n in (READER_CERTIFICATE_CHAIN, READER_AUTHENTICATION)]
             continue
         checks += _reader_signature(doc.reader_auth, reader_authentication_bytes(st, doc.items_request.raw), pre,
                                     "ReaderAuthenticationBytes", trust_anchors, now, revocation)
@@ -842,17 +905,17 @@ def _reader_signature(auth: Sign1, detached: bytes, pre: str, what: str,
         if revocation is not None:
             why = revocation(chain_path(auth.x5chain, chain.anchor), chain.anchor, now)
             checks.append(Check(READER_CERTIFICATE_REVOCATION, why is None,
-                                pre + (why or "not on a current revocation list of its CA")))
+                                pre + (why or "not on a current revocation list of its CA"), code=_READER_SIDE))
         key = chain.public_key
     except (ChainError, CoseError) as exc:
-        checks.append(Check(READER_CERTIFICATE_CHAIN, False, pre + str(exc)))
+        checks.append(Check(READER_CERTIFICATE_CHAIN, False, pre + str(exc), code=_READER_SIDE))
         key = _leaf_key(auth.x5chain) if auth.x5chain else None
     if key is None:
-        checks.append(Check(READER_AUTHENTICATION, False, pre + "no usable reader key"))
+        checks.append(Check(READER_AUTHENTICATION, False, pre + "no usable reader key", code=_READER_SIDE))
         return checks
     try:
         auth.verify(key, detached=detached)
         checks.append(Check(READER_AUTHENTICATION, True, pre + f"alg {auth.alg} over {what}"))
     except CoseError as exc:
-        checks.append(Check(READER_AUTHENTICATION, False, pre + str(exc)))
+        checks.append(Check(READER_AUTHENTICATION, False, pre + str(exc), code=_READER_SIDE))
     return checks
