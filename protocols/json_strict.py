@@ -136,11 +136,13 @@ def loads(data: bytes) -> Any:
     text = _encoding(data)
     repeated: list[_Object] = []
 
-    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        obj = _pairs(items)
-        if type(obj) is _Object:
-            repeated.append(obj)
-        return obj
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:  # once per object: one call, kept short
+        obj = dict(items)
+        if len(obj) == len(items):
+            return obj
+        marked = _pairs(items)
+        repeated.append(marked)
+        return marked
 
     limited = getattr(sys, "get_int_max_str_digits", lambda: 0)() > 0
     hooks: dict[str, Any] = {} if limited else {"parse_int": _integer}
@@ -163,15 +165,17 @@ def loads(data: bytes) -> Any:
 
 def _too_deep(value: Any) -> bool:
     """Whether ``value`` nests containers deeper than :data:`MAX_DEPTH` allows (as
-    :func:`_walk` judges it, without keeping paths)."""
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        node, depth = stack.pop()
+    :func:`_walk` judges it), level by level, without keeping paths."""
+    level = [value] if isinstance(value, dict | list) else []
+    depth = 0
+    while level:
         if depth >= MAX_DEPTH:
             return True
-        depth += 1
-        stack.extend([(v, depth) for v in (node.values() if isinstance(node, dict) else node)
-                      if isinstance(v, dict | list)])
+        below: list[Any] = []
+        for node in level:
+            below.extend([v for v in (node.values() if isinstance(node, dict) else node)
+                          if isinstance(v, (dict, list))])  # noqa: UP038 - the tuple is the faster test
+        level, depth = below, depth + 1
     return False
 
 
