@@ -170,6 +170,9 @@ class TsmJob(_Closed):
     attempts: int
     actor: str
     error: str | None
+    created_at: str | None = Field(json_schema_extra=_DATE_TIME, description="when it was made (UTC)")
+    updated_at: str | None = Field(json_schema_extra=_DATE_TIME,
+                                   description="when it last moved: a step done, a failure, a run started (UTC)")
 
 
 class TsmJobList(_Page):

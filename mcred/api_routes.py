@@ -589,7 +589,8 @@ def _provisioned(res) -> dict[str, Any]:  # noqa: ANN001 - mcred.provision.Provi
 def _tsm_job(j) -> dict[str, Any]:  # noqa: ANN001 - tsm.jobs.JobView or JobLine
     return {"id": j.id, "phone_id": j.se_id, "kind": j.kind, "state": j.state,
             "next_step": j.current_step, "steps_done": j.next_step, "steps": len(j.steps),
-            "attempts": j.attempts, "actor": j.actor, "error": j.error}
+            "attempts": j.attempts, "actor": j.actor, "error": j.error,
+            "created_at": _iso(j.created_at), "updated_at": _iso(j.updated_at)}
 
 
 def _tsm_job_or_404(ctx: Context, job_id: str):  # noqa: ANN202

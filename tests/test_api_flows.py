@@ -120,7 +120,9 @@ def test_provision_hold_release_and_death_through_the_api(home: Path):
         assert c.get("/holders", headers=tok["issuer"]).json()["holders"]
         assert c.get(f"/holders/{holder_id}", headers=tok["issuer"]).json()["data"]
         assert c.get(f"/credentials/{superseded}", headers=tok["issuer"]).json()["id"] == superseded
-        assert c.get("/tsm-jobs", headers=tok["operator"]).json()["jobs"]
+        tsm_jobs = c.get("/tsm-jobs", headers=tok["operator"]).json()["jobs"]
+        assert tsm_jobs and all(j["created_at"].endswith("+00:00") and j["updated_at"] >= j["created_at"]
+                                for j in tsm_jobs), tsm_jobs
         assert c.post(f"/phones/{other}/factory-reset", headers=tok["tsm"]).json()["reset"] is True
         assert {"GET /credentials 200", "POST /holds 200", "POST /holds/release 200", "POST /handovers 201",
                 "GET /handovers/{handover_id} 200", "GET /audit 200", "GET /holders/{holder_id} 200",

@@ -5,6 +5,7 @@ carries a secret: the holder's password never appears."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -84,6 +85,13 @@ def test_the_tsm_audit_shows_a_phones_commands_and_jobs_never_data(provisioned):
     assert {r["phone_id"] for r in rows} == {pid}  # the API's name for it, as GET /tsm-jobs says it
     jobs = json.loads(_cli("tsm", "jobs", "--phone", pid, "--json"))
     assert jobs and all(j["phone_id"] == j["phone"] == pid for j in jobs)
+    # each job's age: when it was made and last moved, in UTC, as the audit says
+    audited = {r["job"]: r["at"] for r in rows if r["event"] == "job-created"}
+    for j in jobs:
+        made, moved = dt.datetime.fromisoformat(j["created_at"]), dt.datetime.fromisoformat(j["updated_at"])
+        assert made.utcoffset() == moved.utcoffset() == dt.timedelta(0) and made <= moved, j
+        assert abs(made - dt.datetime.fromisoformat(audited[j["id"]])) < dt.timedelta(seconds=5), (j, audited)
+    assert f"  since {jobs[-1]['updated_at'][:19]}Z" in _cli("tsm", "jobs", "--phone", pid)
     apdus = [r for r in rows if r["event"] == "apdu"]
     assert all(len(r["command"]) == 8 and r["sw"] for r in apdus)
     assert any(r["command"].startswith("80E6") for r in apdus)  # INSTALL

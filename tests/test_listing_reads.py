@@ -68,14 +68,23 @@ def test_mcred_tsm_jobs_lists_every_job_as_before_without_their_results(home: Pa
     assert statements and all("results" not in s for s in statements)
     r = answers[0]
     assert r.exit_code == 0, r.output
+    from sqlalchemy import select
+
+    from tsm.db import JobRow
+
+    with engine.connect() as conn:  # each job's times as the registry keeps them (aware UTC)
+        times = {row.id: (row.created_at.isoformat(), row.updated_at.isoformat())
+                 for row in conn.execute(select(JobRow.id, JobRow.created_at, JobRow.updated_at))}
+    assert all(t.endswith("+00:00") for pair in times.values() for t in pair), times
     assert r.output == json.dumps([
         {"id": jid, "phone": f"phone-{i % 3}", "phone_id": f"phone-{i % 3}", "kind": "provision",
          "state": "done" if i % 2 else "failed", "next_step": None if i % 2 else "install",
-         "steps_done": 3 if i % 2 else 1, "steps": 3, "attempts": 1, "error": None if i % 2 else "lost answer"}
+         "steps_done": 3 if i % 2 else 1, "steps": 3, "attempts": 1, "error": None if i % 2 else "lost answer",
+         "created_at": times[jid][0], "updated_at": times[jid][1]}
         for i, jid in enumerate(ids)], ensure_ascii=False, indent=2) + "\n"
     text = runner.invoke(app, ["tsm", "jobs", "--phone", "phone-0"]).output.splitlines()
-    assert text == [f"{ids[0]}  phone-0  provision failed 1/3 next install", "    lost answer",
-                    f"{ids[3]}  phone-0  provision done 3/3"]
+    assert text == [f"{ids[0]}  phone-0  provision failed 1/3 next install  since {times[ids[0]][1][:19]}Z",
+                    "    lost answer", f"{ids[3]}  phone-0  provision done 3/3  since {times[ids[3]][1][:19]}Z"]
     assert runner.invoke(app, ["tsm", "jobs", "--json", "--phone", "nobody"]).output == "[]\n"
     assert runner.invoke(app, ["tsm", "jobs", "--phone", "nobody"]).output == "no job on nobody\n"
 

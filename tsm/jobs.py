@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import json
 import os
 import re
@@ -121,6 +122,10 @@ class JobLine:
     actor: str
     attempts: int
     error: str | None
+    #: When it was made, and when it last moved (a step done, a failure, a run started):
+    #: how long a stopped job has waited. Aware UTC; None for a job not from the registry.
+    created_at: dt.datetime | None = field(default=None, kw_only=True)
+    updated_at: dt.datetime | None = field(default=None, kw_only=True)
 
     @property
     def current_step(self) -> str | None:
@@ -175,7 +180,7 @@ def count_jobs(bind: Bind, se_id: str | None = None, *, unfinished: bool = False
 
 
 _LINE = (JobRow.id, JobRow.se_id, JobRow.kind, JobRow.state, JobRow.steps, JobRow.next_step, JobRow.actor,
-         JobRow.attempts, JobRow.error)
+         JobRow.attempts, JobRow.error, JobRow.created_at, JobRow.updated_at)
 
 
 def job_lines(bind: Bind, se_id: str | None = None, *, unfinished: bool = False, limit: int | None = None,
@@ -188,7 +193,7 @@ def job_lines(bind: Bind, se_id: str | None = None, *, unfinished: bool = False,
     with connect as conn:
         for row in conn.execute(q.execution_options(yield_per=500)):
             yield JobLine(row.id, row.se_id, row.kind, row.state, tuple(row.steps), row.next_step, row.actor,
-                          row.attempts, row.error)
+                          row.attempts, row.error, created_at=row.created_at, updated_at=row.updated_at)
 
 
 def read_job(bind: Bind, job_id: str) -> JobView:
@@ -198,7 +203,8 @@ def read_job(bind: Bind, job_id: str) -> JobView:
 
 def _view(row: JobRow) -> JobView:
     return JobView(row.id, row.se_id, row.kind, row.state, tuple(row.steps), row.next_step, row.actor,
-                   row.attempts, row.error, input=dict(row.input), results=dict(row.results))
+                   row.attempts, row.error, input=dict(row.input), results=dict(row.results),
+                   created_at=row.created_at, updated_at=row.updated_at)
 
 
 def _check_input(kind: str, se_id: str, job_input: dict, secrets: JobSecrets | None) -> dict:

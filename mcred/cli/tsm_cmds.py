@@ -238,7 +238,8 @@ def jobs(
     # all of them (nor any job's results) in memory
     rows = ({"id": j.id, "phone": j.se_id, "phone_id": j.se_id, "kind": j.kind, "state": j.state,
              "next_step": j.current_step, "steps_done": j.next_step, "steps": len(j.steps), "attempts": j.attempts,
-             "error": j.error}
+             "error": j.error, "created_at": j.created_at.isoformat() if j.created_at else None,
+             "updated_at": j.updated_at.isoformat() if j.updated_at else None}
             for j in job_lines(Context.open().engine, phone, unfinished=unfinished, limit=limit, offset=offset))
     if as_json:
         echo_json_array(rows, indent=2)
@@ -249,7 +250,8 @@ def jobs(
     for r in rows:
         n += 1
         typer.echo(f"{r['id']}  {r['phone']}  {r['kind']} {r['state']} {r['steps_done']}/{r['steps']}"
-                   + (f" next {r['next_step']}" if r["next_step"] else ""))
+                   + (f" next {r['next_step']}" if r["next_step"] else "")
+                   + (f"  since {r['updated_at'][:19]}Z" if r["updated_at"] else ""))
         if r["error"]:
             typer.echo(f"    {printable(r['error'][:500])}")
     if not n:
