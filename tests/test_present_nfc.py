@@ -369,6 +369,7 @@ def test_the_reader_service_without_an_nfc_reader_or_phone_says_so(world):  # no
 
     r = _service(world, nobody).post("/nfc/taps", params={"wait": 0.5})
     assert r.status_code == 503 and "no phone tapped within 0.5 s" in r.json()["detail"]
+    assert r.json()["type"] == "/problems/nfc-unavailable"  # not the generic /problems/http-503
     assert _service(world, nobody).post("/nfc/taps", params={"wait": 0}).status_code == 422
 
 

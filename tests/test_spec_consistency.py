@@ -47,3 +47,25 @@ def test_every_operation_of_the_issuer_service_is_in_the_api_spec_and_no_other(h
     assert not missing, missing
     stale = [f"{nm} {np}" for nm, np in named if not any(m == nm and pattern.match(np) for m, _, pattern in served)]
     assert not stale, stale
+
+
+_CODE = [p for pkg in ("issuer", "mcred", "reader", "tsm", "wallet_sim", "protocols")
+         for p in sorted((SPECS.parent / pkg).rglob("*.py"))]
+_SLUG = r"[a-z0-9]+(?:-[a-z0-9]+)*"
+
+
+def test_no_route_answers_a_generic_problem_type():
+    """The status lists' 404 was `about:blank` and the reader's NFC 503 `/problems/http-503`
+    (a bare HTTPException of a status issuer.api.problems.for_status has no type for), where
+    every other refusal has a type of its own: no code builds `about:blank`, and each bare
+    HTTPException a route raises has a status with a type."""
+    from issuer.api import problems
+
+    generic = []
+    for path in _CODE:
+        text = path.read_text(encoding="utf-8")
+        generic += [f"{path.name}: about:blank" for _ in re.findall(r"about:blank", text)]
+        generic += [f"{path.name}: HTTPException({s})" for s in re.findall(r"\bHTTPException\((\d{3})\b", text)
+                    if problems.for_status(int(s)).slug.startswith("http-")]
+        generic += [f"{path.name}: {m}" for m in re.findall(r"/problems/http-\d{3}", text)]
+    assert not generic, generic
