@@ -50,6 +50,29 @@ def assert_refusal_documented(operation: Any, response: httpx.Response) -> None:
     assert body.get("status") == response.status_code, f"{label}: {body}"
 
 
+def _check(schema: Any, response: httpx.Response, seen: list[str], *, refusals: bool = True,  # noqa: ANN401
+           path: str | None = None) -> None:
+    """One answer held to ``schema`` (:func:`check_every_answer`); ``path``: the request's,
+    as the app sees it (without the prefix it is served under)."""
+    status, method = response.status_code, response.request.method
+    path = response.request.url.path if path is None else path
+    if refusals and status >= 400:
+        response.read()
+        operation = schema.find_operation_by_path(method, path)
+        if operation is None:  # no route (a 404 or 405 of the app's own): nothing declares it
+            return
+        assert_refusal_documented(operation, response)
+        seen.append(f"{operation.label} {status}")
+        return
+    if not 200 <= status < 300 or not response.headers.get("content-type", "").startswith("application/json"):
+        return
+    response.read()
+    operation = schema.find_operation_by_path(method, path)
+    assert operation is not None, f"{method} {path}: not in the document"
+    operation.validate_response(response)
+    seen.append(f"{operation.label} {status}")
+
+
 def check_every_answer(client: httpx.Client, app: Any, *, refusals: bool = True,  # noqa: ANN401
                        seen: list[str] | None = None) -> list[str]:
     """From now on, every 2xx JSON answer ``client`` gets from ``app`` is held to ``app``'s
@@ -61,23 +84,7 @@ def check_every_answer(client: httpx.Client, app: Any, *, refusals: bool = True,
     seen = [] if seen is None else seen
 
     def hook(response: httpx.Response) -> None:
-        status = response.status_code
-        if refusals and status >= 400:
-            response.read()
-            operation = schema.find_operation_by_path(response.request.method, response.request.url.path)
-            if operation is None:  # no route (a 404 or 405 of the app's own): nothing declares it
-                return
-            assert_refusal_documented(operation, response)
-            seen.append(f"{operation.label} {status}")
-            return
-        if not 200 <= status < 300 or not response.headers.get("content-type", "").startswith(
-                "application/json"):
-            return
-        response.read()
-        operation = schema.find_operation_by_path(response.request.method, response.request.url.path)
-        assert operation is not None, f"{response.request.method} {response.request.url.path}: not in the document"
-        operation.validate_response(response)
-        seen.append(f"{operation.label} {status}")
+        _check(schema, response, seen, refusals=refusals)
 
     client.event_hooks["response"].append(hook)
     return seen
@@ -99,4 +106,24 @@ def check_every_test_client(monkeypatch: Any) -> list[str]:  # noqa: ANN401
             check_every_answer(self, app, seen=seen)
 
     monkeypatch.setattr(TestClient, "__init__", checked)
+    return seen
+
+
+def check_every_served_answer(monkeypatch: Any, served: dict[str, Any]) -> list[str]:  # noqa: ANN401
+    """:func:`check_every_answer` for apps served by a real server (``served``: base URL ->
+    the app, or one built alike): every answer an ``httpx`` client gets from under a base URL
+    is held to that app's document, refusals too."""
+    schemas = {base.rstrip("/"): schemathesis.openapi.from_dict(app.openapi()) for base, app in served.items()}
+    seen: list[str] = []
+    send = httpx.Client.send
+
+    def checked(self: httpx.Client, request: httpx.Request, *args: Any, **kwargs: Any) -> httpx.Response:  # noqa: ANN401
+        response = send(self, request, *args, **kwargs)
+        url = str(request.url).split("?", 1)[0]
+        for base, schema in schemas.items():
+            if url.startswith(base + "/"):
+                _check(schema, response, seen, path=url[len(base):])
+        return response
+
+    monkeypatch.setattr(httpx.Client, "send", checked)
     return seen
