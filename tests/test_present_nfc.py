@@ -17,6 +17,9 @@ from reader.session import ReaderSession
 from wallet_sim.consent import RulesConsent
 from wallet_sim.nfc import WALLET_AIDS, AidRouter, NfcTag
 
+#: every answer of the reader service, refusals too, held to its OpenAPI document (tests/documented.py)
+pytestmark = pytest.mark.usefixtures("every_answer_checked")
+
 ISD_AID = bytes.fromhex("A000000151000000")
 
 
