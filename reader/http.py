@@ -128,6 +128,8 @@ MAX_BODY = 1024 * 1024
 SESSIONS_DB = {503: {"description": "/problems/database-unavailable: the sessions' database did not answer "
                                     "(a reader serving with --db; Retry-After)"}}
 NO_SESSION = {404: {"description": "/problems/not-found: no such session (unknown or expired)"}}
+#: POST /nfc/taps when its NFC reader read no phone (none tapped in time, PC/SC not answering).
+NFC_UNAVAILABLE = "/problems/nfc-unavailable"
 #: The longest a result request may wait for a pending verdict, and how often it looks
 #: (in memory; in the database, less often).
 MAX_WAIT, WAIT_STEP, WAIT_STEP_DB = 60.0, 0.05, 0.25
@@ -528,6 +530,13 @@ def qr_data_uri(uri: str) -> str:
     return segno.make(uri, error="l").svg_data_uri(scale=4, border=4)
 
 
+def _problem(status: int, type_: str, title: str, detail: str) -> JSONResponse:
+    """An RFC 9457 problem of a type of the reader's own (a bare ``HTTPException`` is answered
+    with the generic type of its status)."""
+    return JSONResponse({"type": type_, "title": title, "status": status, "detail": detail},
+                        status_code=status, media_type="application/problem+json")
+
+
 def _oauth_error(status: int, error: str, description: str) -> JSONResponse:
     """An OAuth error response as a wallet of the cross-device flow reads one (``error``,
     ``error_description``), which is also an RFC 9457 problem like every 4xx of ours
@@ -668,7 +677,7 @@ def reader_router(service: ReaderService) -> APIRouter:
     @router.post("/nfc/taps", response_class=JSONResponse,
                  responses={200: VERDICT, 404: {"description": "/problems/not-found: this reader has no NFC reader"},
                             409: {"description": "/problems/conflict: the NFC reader is reading another tap"},
-                            503: {"description": "/problems/http-503: no phone was read (none tapped in time, "
+                            503: {"description": f"{NFC_UNAVAILABLE}: no phone was read (none tapped in time, "
                                                  "no PC/SC)"}},
                  summary="Read the phone tapped on this reader's NFC reader (ISO/IEC 18013-5 NFC engagement, "
                          "data retrieval over NFC): the verdict, as GET /sessions/{id}/result gives it")
@@ -681,7 +690,7 @@ def reader_router(service: ReaderService) -> APIRouter:
         except NfcReaderBusy as exc:
             raise HTTPException(409, str(exc)) from None
         except NfcReaderError as exc:
-            raise HTTPException(503, str(exc)) from None
+            return _problem(503, NFC_UNAVAILABLE, "No phone read on the NFC reader", str(exc))
         return Response(verdict_json(outcome), media_type="application/json")
 
     @router.post("/ble/reads", response_class=JSONResponse,

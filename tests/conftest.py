@@ -59,6 +59,15 @@ def home(tmp_path, monkeypatch) -> Path:
     return h
 
 
+@pytest.fixture
+def every_answer_checked(monkeypatch) -> list[str]:
+    """Every answer of every ``TestClient`` the test builds held to its app's OpenAPI
+    document, refusals too (tests/documented.py ``check_every_test_client``)."""
+    from documented import check_every_test_client
+
+    return check_every_test_client(monkeypatch)
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(request, tmp_path):
     """A database URL for each backend: a fresh SQLite file, or a fresh PostgreSQL schema."""

@@ -8,12 +8,16 @@ import re
 import time
 from pathlib import Path
 
+import pytest
 from documented import check_every_answer
 from fastapi.testclient import TestClient
 
 from issuer.api.auth import create_token
 from mcred.context import Context
 from mcred.service import create_app
+
+#: every answer of the flows, refusals too, held to the OpenAPI document (tests/documented.py)
+pytestmark = pytest.mark.usefixtures("every_answer_checked")
 
 HOLDER = {"family_name": "流れ", "given_name": "花子", "family_name_kana": "ナガレ",
           "given_name_kana": "ハナコ", "birth_date": "1985-03-04", "sex": 2,

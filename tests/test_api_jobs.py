@@ -12,12 +12,16 @@ import sqlalchemy as sa
 from fastapi import APIRouter
 from fastapi.testclient import TestClient
 
+from issuer.api import problems
 from issuer.api.auth import create_token
 from issuer.api.jobs import FAILED, INTERRUPTED, SUCCEEDED, Job, JobRunner
 from issuer.revocation import RevocationError
 from mcred.context import Context
 from mcred.db import make_engine, migrate
 from mcred.service import Mount, create_app
+
+#: every answer of the flows, refusals too, held to the OpenAPI document (tests/documented.py)
+pytestmark = pytest.mark.usefixtures("every_answer_checked")
 
 PROBLEM = "application/problem+json"
 
@@ -151,7 +155,7 @@ def _app_with_failures(ctx: Context):
     def explode() -> dict:
         raise RuntimeError("db password is hunter2")
 
-    @r.get("/typed")
+    @r.get("/typed", responses=problems.refusals(problems.REVOCATION_REFUSED))  # as a real route declares it
     def typed() -> dict:
         raise RevocationError("reason 'x' is not one of keyCompromise, ...")
 

@@ -21,6 +21,9 @@ from mcred.context import Context
 from mcred.provision import parse_holder, provision
 from mcred.service import create_app
 
+#: every answer of the flows, refusals too, held to the OpenAPI document (tests/documented.py)
+pytestmark = pytest.mark.usefixtures("every_answer_checked")
+
 HOLDER = {"family_name": "途中", "given_name": "止子", "family_name_kana": "トチュウ",
           "given_name_kana": "トメコ", "birth_date": "1979-12-24", "sex": 2,
           "address": "京都府京都市中京区1-1", "prefecture": "京都府", "municipality": "京都市"}

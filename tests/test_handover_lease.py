@@ -24,6 +24,9 @@ from issuer import handover
 from issuer.db import AuditEvent, Handover, Holder, Phone
 from mcred.db import make_engine, migrate
 
+#: every answer of the flows, refusals too, held to the OpenAPI document (tests/documented.py)
+pytestmark = pytest.mark.usefixtures("every_answer_checked")
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -117,8 +117,11 @@ def test_status_reference_resolves_and_follows_hold_and_revocation(issued):
 
 def test_unknown_list_is_404_and_trust_material_is_served(issued):
     _, _, _, _, client = issued
-    assert client.get("/status/ffffffffffffffffffffffffffffffff").status_code == 404
-    assert client.get("/status/..%2F..").status_code == 404
+    assert client.get("/status/..%2F..").status_code == 404  # no route: the app's own 404
+    for path in ("/status/ffffffffffffffffffffffffffffffff", "/status/no-such", "/identifiers/ffff"):
+        r = client.get(path)
+        assert r.status_code == 404, path  # a type of ours, as every other refusal, not about:blank
+        assert r.json()["type"] == "/problems/unknown-status-list", path
     assert client.get("/trust/iaca.der").headers["content-type"] == "application/pkix-cert"
     crl = client.get("/trust/iaca.crl")
     assert crl.status_code == 200 and crl.headers["content-type"] == "application/pkix-crl"

@@ -17,6 +17,9 @@ from reader.session import ReaderSession
 from wallet_sim.consent import RulesConsent
 from wallet_sim.nfc import WALLET_AIDS, AidRouter, NfcTag
 
+#: every answer of the reader service, refusals too, held to its OpenAPI document (tests/documented.py)
+pytestmark = pytest.mark.usefixtures("every_answer_checked")
+
 ISD_AID = bytes.fromhex("A000000151000000")
 
 
@@ -369,6 +372,7 @@ def test_the_reader_service_without_an_nfc_reader_or_phone_says_so(world):  # no
 
     r = _service(world, nobody).post("/nfc/taps", params={"wait": 0.5})
     assert r.status_code == 503 and "no phone tapped within 0.5 s" in r.json()["detail"]
+    assert r.json()["type"] == "/problems/nfc-unavailable"  # not the generic /problems/http-503
     assert _service(world, nobody).post("/nfc/taps", params={"wait": 0}).status_code == 422
 
 

@@ -40,6 +40,9 @@ from reader.session import RequestSpec
 from wallet_sim.consent import InteractiveConsent, RulesConsent
 from wallet_sim.wallet import OnlineRequestError, Wallet
 
+#: every answer of the reader service, refusals too, held to its OpenAPI document (tests/documented.py)
+pytestmark = pytest.mark.usefixtures("every_answer_checked")
+
 ORIGIN = "https://shop.example"
 REQUEST = RequestSpec(DOCTYPE, {NS: {"family_name": False, "age_over_20": False, "portrait": False}})
 

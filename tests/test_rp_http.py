@@ -118,6 +118,18 @@ def world(tmp_path_factory):
                "roots": w["roots"], "rp": w["rp"]}
 
 
+@pytest.fixture(autouse=True)
+def _answers_checked(request, monkeypatch):
+    """Every answer of the reader service (its JPKI relying party) the tests get, refusals
+    too, held to its OpenAPI document (tests/documented.py)."""
+    from documented import check_every_served_answer, check_every_test_client
+
+    check_every_test_client(monkeypatch)
+    if "world" in request.fixturenames:
+        world = request.getfixturevalue("world")
+        check_every_served_answer(monkeypatch, {world["reader_url"]: rp_app(world["rp"])})
+
+
 def _cli(*args: str, code: int) -> dict:
     out = CliRunner().invoke(cli, list(args))
     assert out.exit_code == code, out.output

@@ -28,11 +28,12 @@ _UNAVAILABLE = problems.refusals((problems.DATABASE_UNAVAILABLE, "the registry d
                                  (problems.MDOC_KEYS_MISSING, "the mdoc issuer's keys are not set up"),
                                  (problems.KEYSTORE_ERROR, "the issuer's key store cannot be opened"))
 _PUBLISHED = {304: {"description": "Not Modified: If-None-Match names the token as it is"},
-              404: {"description": "about:blank: no such list"}, **_UNAVAILABLE}
+              **problems.merge(problems.refusals((problems.UNKNOWN_STATUS_LIST, "no such list")), _UNAVAILABLE)}
 
 
 def _not_found(list_id: str) -> Response:
-    return problem(404, "about:blank", "Not Found", f"no status list {list_id!r}")
+    kind = problems.UNKNOWN_STATUS_LIST
+    return problem(kind.status, kind.uri, kind.title, f"no status list {list_id!r}")
 
 
 def status_router(service: Factory) -> APIRouter:
