@@ -729,6 +729,8 @@ def test_the_issuer_service_provisions_over_the_air(home, phone, monkeypatch):
         assert wallet_sim.describe(third, phone_home)["secure_element"]["applets"] == []
         spec = c.get("/openapi.json").json()["paths"]
         assert spec["/gp/seram/remoteManagement"]["post"].get("x-mcred-scope") is None  # public
+        # what the relay between worker processes answers when the holder is silent is declared
+        assert "seram-holder-silent" in spec["/gp/seram/remoteManagement"]["post"]["responses"]["504"]["description"]
 
 
 def test_a_phone_that_polls_another_process_of_the_service_reaches_its_session(home, phone, db_url, monkeypatch):

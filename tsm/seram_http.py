@@ -75,6 +75,8 @@ _REFUSALS = {
     "415": {"description": "/problems/seram-media-type: not application/json"},
     "503": {"description": "/problems/database-unavailable: the relay between the service's processes did not "
                            "answer (under several workers; Retry-After)"},
+    "504": {"description": "/problems/seram-holder-silent: the service process holding the session did not "
+                           "answer in time (under several workers: tsm.seram_relay)"},
 }
 
 
