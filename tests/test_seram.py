@@ -727,8 +727,12 @@ def test_the_issuer_service_provisions_over_the_air(home, phone, monkeypatch):
         assert agent.result.notifications == ["abandon/done/OK"]
         assert job["state"] == "succeeded" and job["result"]["wiped"], job
         assert wallet_sim.describe(third, phone_home)["secure_element"]["applets"] == []
-        spec = c.get("/openapi.json").json()["paths"]
+        document = c.get("/openapi.json").json()
+        spec = document["paths"]
         assert spec["/gp/seram/remoteManagement"]["post"].get("x-mcred-scope") is None  # public
+        assert spec["/gp/seram/remoteManagement"]["post"]["responses"]["500"] == {
+            "$ref": "#/components/responses/InternalError"}  # which names the relay's own 500 type
+        assert "seram-relay-failed" in document["components"]["responses"]["InternalError"]["description"]
         # what the relay between worker processes answers when the holder is silent is declared
         assert "seram-holder-silent" in spec["/gp/seram/remoteManagement"]["post"]["responses"]["504"]["description"]
 

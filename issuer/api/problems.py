@@ -440,7 +440,10 @@ _PROBLEM_CONTENT = {MEDIA_TYPE: {"schema": _PROBLEM_REF}}
 #: The one generic answer of the service's own failure, declared once (``components/responses``)
 #: and referred to by every operation.
 INTERNAL_ERROR_RESPONSE = {"description": "the service failed (/problems/internal-error): a fixed detail, "
-                                          "the traceback in the operator's log",
+                                          "the traceback in the operator's log; on the GP SERAM routes under "
+                                          "several workers, /problems/seram-relay-failed: the request relayed to "
+                                          "the process holding the session failed there (the error's class in "
+                                          "the detail)",
                            "content": _PROBLEM_CONTENT}
 _INTERNAL_REF = {"$ref": "#/components/responses/InternalError"}
 
