@@ -79,6 +79,11 @@ Reason = Literal["keyCompromise", "affiliationChanged", "superseded", "cessation
                  "certificateHold"]
 
 
+#: The JPKI secrets a body may carry, as the TSM takes them (tsm.jobs.JobSecrets): the user-auth
+#: PIN, the signing password, the PIN unlock key.
+PIN, PASSWORD, PUK = r"^[0-9]{4}$", r"^[A-Z0-9]{6,16}$", r"^[0-9]{8}$"
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -100,10 +105,10 @@ class ProvisionRequest(_Body):
     holder_id: str | None = Field(None, pattern=r"^[0-9a-f]{32}$")
     key_type: Literal["rsa2048", "p384"] = "rsa2048"
     mdoc_batch: int = Field(2, ge=1, le=16)
-    pin: str = Field(pattern=r"^[0-9]{4}$", description="user-auth PIN (never stored)")
-    password: str = Field(pattern=r"^[A-Z0-9]{6,16}$", description="signing password (never "
+    pin: str = Field(pattern=PIN, description="user-auth PIN (never stored)")
+    password: str = Field(pattern=PASSWORD, description="signing password (never "
                                                                    "stored)")
-    puk: str = Field(pattern=r"^[0-9]{8}$", description="PIN unlock key (never stored)")
+    puk: str = Field(pattern=PUK, description="PIN unlock key (never stored)")
     #: Reach the phone's SE through its GP SERAM Local Agent (the answer's ``seram``) instead
     #: of the simulator in this installation's data directory (specs/tsm.md, "Over the air").
     over_the_air: bool = False
@@ -134,10 +139,10 @@ class PinResetRequest(_Body):
     phone_id: str = Field(pattern=PHONE_ID_PATTERN)
     #: What to reset: the user-authentication PIN (auth), the signing password (sign).
     slots: list[Literal["auth", "sign"]] = Field(["auth", "sign"], min_length=1, max_length=2)
-    pin: str | None = Field(None, pattern=r"^[0-9]{4}$", description="the new user-auth PIN (never stored)")
-    password: str | None = Field(None, pattern=r"^[A-Z0-9]{6,16}$",
+    pin: str | None = Field(None, pattern=PIN, description="the new user-auth PIN (never stored)")
+    password: str | None = Field(None, pattern=PASSWORD,
                                  description="the new signing password (never stored)")
-    puk: str | None = Field(None, pattern=r"^[0-9]{8}$",
+    puk: str | None = Field(None, pattern=PUK,
                             description="a new PUK: the PUK is reset too (never stored)")
     #: Reach the phone through its GP SERAM Local Agent (as ``POST /provisioning``).
     over_the_air: bool = False
@@ -159,10 +164,10 @@ class HandoverRunRequest(OverTheAirRequest):
     #: and, since an answer over HTTP cannot show them without storing them, nobody learns
     #: them (the job's ``new_phones_with_generated_secrets`` names the phone: a PIN reset,
     #: ``POST /pin-resets``, sets them).
-    pin: str | None = Field(None, pattern=r"^[0-9]{4}$", description="user-auth PIN (never stored)")
-    password: str | None = Field(None, pattern=r"^[A-Z0-9]{6,16}$",
+    pin: str | None = Field(None, pattern=PIN, description="user-auth PIN (never stored)")
+    password: str | None = Field(None, pattern=PASSWORD,
                                  description="signing password (never stored)")
-    puk: str | None = Field(None, pattern=r"^[0-9]{8}$", description="PIN unlock key (never stored)")
+    puk: str | None = Field(None, pattern=PUK, description="PIN unlock key (never stored)")
 
     @model_validator(mode="after")
     def _all_or_none(self) -> HandoverRunRequest:
@@ -218,9 +223,9 @@ class CardRenewal(_Body):
     key_type: Literal["rsa2048", "p384"] = Field("p384", description="the new card's JPKI keys (p384: "
                                                  "the next card's)")
     card_number: str | None = Field(None, pattern=r"^[0-9]{16}$", description="default: a random one")
-    pin: str = Field(pattern=r"^[0-9]{4}$", description="user-auth PIN (never stored)")
-    password: str = Field(pattern=r"^[A-Z0-9]{6,16}$", description="signing password (never stored)")
-    puk: str = Field(pattern=r"^[0-9]{8}$", description="PIN unlock key (never stored)")
+    pin: str = Field(pattern=PIN, description="user-auth PIN (never stored)")
+    password: str = Field(pattern=PASSWORD, description="signing password (never stored)")
+    puk: str = Field(pattern=PUK, description="PIN unlock key (never stored)")
 
 
 class ConsentRegistration(_Body):
