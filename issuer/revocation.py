@@ -209,14 +209,6 @@ def revoke_ids(sessions: sessionmaker[Session], ids: Iterable[str], reason: str,
 ONE_PHONE_REASON = "cessationOfOperation"
 
 
-def supersede_other_phones(session: Session, new: Credential, *, actor: str = "policy",
-                           now: dt.datetime | None = None) -> list[Change]:
-    """One phone per person (specs/handover.md, policy 1): revoke the holder's live
-    credentials of ``new.kind`` on every other phone, in the caller's transaction, so the
-    new credential and the revocation become visible together."""
-    return supersede_on_other_phones(session, new.holder_id, new.kind, new.phone_id, actor=actor, now=now)
-
-
 def on_other_phones(session: Session, holder_id: str, kind: str, phone_id: str) -> list[Credential]:
     """The holder's live credentials of ``kind`` on phones other than ``phone_id``, locked
     (in one order: by issue time, then id), which :func:`supersede_on_other_phones` revokes."""
@@ -233,8 +225,10 @@ def supersede_on_other_phones(session: Session, holder_id: str, kind: str, phone
                               actor: str = "policy", now: dt.datetime | None = None,
                               rows: Iterable[Credential] | None = None,
                               also_touch: Iterable[Credential] = ()) -> list[Change]:
-    """:func:`supersede_other_phones` for the credential of ``kind`` about to be issued to
-    ``phone_id``. ``rows``: what :func:`on_other_phones` gave, when the caller locked them
+    """One phone per person (specs/handover.md, policy 1): revoke the holder's live
+    credentials of ``kind`` on every phone but ``phone_id``, in the caller's transaction, so
+    the credential about to be issued to ``phone_id`` and the revocation become visible
+    together. ``rows``: what :func:`on_other_phones` gave, when the caller locked them
     first: an issuance that takes a status-list index locks the old phone's credentials
     before any list, as a revocation of that phone does, and then their lists with the one
     it allocates in, in id order (:meth:`issuer.mdoc.status_lists.StatusRegistry.allocate`).

@@ -13,7 +13,7 @@ the phone go of its holder), :func:`refresh_mdocs` issues fresh MSOs, and
 (specs/tsm.md).
 
 One phone per person (specs/handover.md, policy 1) is the issuer's own rule
-(``issuer.revocation.supersede_other_phones``, applied by both issuance paths); nothing
+(``issuer.revocation.supersede_on_other_phones``, applied by both issuance paths); nothing
 here needs to install it.
 """
 
@@ -234,7 +234,7 @@ def _refusals(what: str) -> Iterator[None]:
 
 def issuer_port(ctx: Context) -> CompositeIssuer:
     """The installation's IssuerPort (CAs and IACA set up). The one-phone-per-person rule is
-    the issuers' own (``issuer.revocation.supersede_other_phones``)."""
+    the issuers' own (``issuer.revocation.supersede_on_other_phones``)."""
     jpki = jpki_issuer(ctx)
     mdoc = mdoc_service(ctx)
     mdoc.setup()
