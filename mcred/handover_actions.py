@@ -136,8 +136,8 @@ class HandoverActions:
         got = self.secrets.get(phone_id)
         if got is not None:
             return {k: getattr(got, k) for k in got.generated}
-        tsm = self._tsm(f"handover:{handover_id}:provision")
-        for job in reversed(self._jobs(phone_id, f"handover:{handover_id}:provision")):
+        tsm = self._tsm(provision_actor(handover_id))
+        for job in reversed(self._jobs(phone_id, provision_actor(handover_id))):
             held = tsm.held_secrets(job.id) if job.kind == "provision" else None
             if held is not None:
                 return {"pin": held.user_auth_pin, "password": held.signing_password,
@@ -184,7 +184,7 @@ class HandoverActions:
         """Provision the new phone; its issuance revokes the old phone's same-kind
         credentials in the same transaction (one phone per person)."""
         assert c.new_phone_id
-        r = self._provision(c.new_phone_id, c.holder_id, f"handover:{c.handover_id}:provision")
+        r = self._provision(c.new_phone_id, c.holder_id, provision_actor(c.handover_id))
         return {"job": r.job_id, "mdocs": len(r.mdocs), "at": _stamp()}
 
     def revoke_old(self, c: wf.StepContext) -> dict:
@@ -266,7 +266,7 @@ class HandoverActions:
         superseded (the JPKI issuer already supersedes same-slot certificates)."""
         phone = c.old_phone_id or c.new_phone_id
         assert phone
-        prov_actor = f"handover:{c.handover_id}:provision"
+        prov_actor = provision_actor(c.handover_id)
         if not [j for j in self._jobs(phone, prov_actor) if j.kind == "provision"]:
             self._run_job(phone, "delete-credentials", f"handover:{c.handover_id}:delete")
         r = self._provision(phone, c.holder_id, prov_actor)
@@ -470,20 +470,34 @@ def _resumed(ctx: Context, handover_id: str, kind: str, holder_id: str, what: st
 def resume_command(h: wf.Handover) -> str:
     """How an operator resumes workflow ``h`` (a row of :func:`issuer.handover.workflows`):
     the command that started it, or the API's run for the kinds only the API starts."""
-    if h.kind == "model_change":
-        return f"mcred handover --phone {h.old_phone_id} --to {h.new_phone_id} --resume {h.id}"
-    if h.kind == "renewal":
-        return f"mcred holder renew-card {h.holder_id} --resume {h.id}"
-    if h.kind == "basic_four_change":
-        return f"mcred holder update {h.holder_id} --resume {h.id}"
-    return f"POST /handovers/{h.id}/run (mcred serve, an operator token)"
+    return resume_command_for(h.kind, h.id, holder_id=h.holder_id, old_phone_id=h.old_phone_id,
+                              new_phone_id=h.new_phone_id)
+
+
+def resume_command_for(kind: str, handover_id: str, *, holder_id: str | None = None,
+                       old_phone_id: str | None = None, new_phone_id: str | None = None) -> str:
+    """:func:`resume_command` from the workflow's kind and ids, for a caller that holds no row
+    (a CLI command whose run just stopped)."""
+    if kind == "model_change":
+        return f"mcred handover --phone {old_phone_id} --to {new_phone_id} --resume {handover_id}"
+    if kind == "renewal":
+        return f"mcred holder renew-card {holder_id} --resume {handover_id}"
+    if kind == "basic_four_change":
+        return f"mcred holder update {holder_id} --resume {handover_id}"
+    return f"POST /handovers/{handover_id}/run (mcred serve, an operator token)"
+
+
+def provision_actor(handover_id: str) -> str:
+    """The actor of workflow ``handover_id``'s provisioning jobs on the TSM: how its jobs are
+    told from the phone's others (resuming one, releasing its held secrets)."""
+    return f"handover:{handover_id}:provision"
 
 
 def release_secrets(ctx: Context, handover_id: str, phone_id: str, actor: str) -> int:
     """Erase the secrets workflow ``handover_id``'s provisioning of ``phone_id`` held
     (:attr:`HandoverActions.hold_secrets`), once they were shown; how many jobs had some."""
     tsm = tsm_for(ctx, issuer_port(ctx), actor)
-    mine = f"handover:{handover_id}:provision"
+    mine = provision_actor(handover_id)
     return sum(tsm.release_secrets(j.id, actor) for j in tsm.jobs(phone_id)
                if j.actor == mine and j.kind == "provision" and j.state == "done")
 

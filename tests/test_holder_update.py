@@ -467,3 +467,29 @@ def test_a_stop_between_the_registry_and_its_workflow_leaves_neither(ctx, monkey
     assert run()["state"] == "done"
     if what == "move":
         assert _mdoc_addresses(ctx, r.phone_id) == [MOVE["address"]] * 2
+
+
+def test_a_stopped_cli_update_names_the_command_that_resumes_it(ctx, monkeypatch):
+    """The hint a stopped ``holder update`` prints is the command ``mcred workflows`` lists
+    for that workflow (mcred.handover_actions.resume_command), and running it finishes."""
+    from mcred import handover_actions
+    from mcred.handover_actions import resume_command
+
+    r = _provisioned(ctx)
+    monkeypatch.setenv("MCRED_HOME", str(ctx.home))
+    monkeypatch.delenv("MCRED_DATABASE_URL", raising=False)
+    hook = _CrashOnce("issue-sign-cert")
+    real = handover_actions.HandoverActions
+    monkeypatch.setattr(handover_actions, "HandoverActions",
+                        lambda *a, **kw: real(*a, **{**kw, "tsm_hook": hook}))
+    out = CliRunner().invoke(cli, ["holder", "update", r.holder_id, "--address", MOVE["address"], "--prefecture",
+                                   "大阪府", "--municipality", "大阪市", "--reason", "転居届"])
+    assert out.exit_code == 1 and hook.fired, out.output
+    hint = out.output.split("(resume: ")[1].rsplit(")", 1)[0]
+    with ctx.sessions() as s:
+        (h,) = s.scalars(select(wf.Handover).where(wf.Handover.holder_id == r.holder_id,
+                                                   wf.Handover.state != "done")).all()
+    assert hint == resume_command(h) == f"mcred holder update {r.holder_id} --resume {h.id}"
+    monkeypatch.setattr(handover_actions, "HandoverActions", real)
+    done = CliRunner().invoke(cli, hint.split()[1:])
+    assert done.exit_code == 0, done.output

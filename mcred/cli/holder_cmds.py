@@ -106,13 +106,15 @@ def holder_forget(holder_id: str = typer.Argument(..., help="The holder (mcred h
                f"{done['certificates_kept']} certificate(s) kept in the CA's register")
 
 
-def _workflow_refused(exc: Exception, command: str) -> typer.Exit:
-    """A refused change (exit 2), or its workflow stopped (exit 1, with how to resume it)."""
+def _workflow_refused(exc: Exception, kind: str, holder_id: str) -> typer.Exit:
+    """A refused change (exit 2), or its workflow of ``kind`` stopped (exit 1, with the
+    command that resumes it: :func:`mcred.handover_actions.resume_command_for`)."""
     from issuer.handover import StepFailed
+    from mcred.handover_actions import resume_command_for
 
     stopped = isinstance(exc, StepFailed)
-    typer.echo(f"error: {exc}" + (f" (resume: {command} --resume {exc.handover_id or '...'})" if stopped else ""),
-               err=True)
+    hint = f" (resume: {resume_command_for(kind, exc.handover_id or '...', holder_id=holder_id)})" if stopped else ""
+    typer.echo(f"error: {exc}{hint}", err=True)
     return typer.Exit(1 if stopped else 2)
 
 
@@ -166,7 +168,7 @@ def holder_update(
         out = change_basic_four(open_context(), holder_id, changes, reason=reason or "", actor=cli_actor(),
                                 resume=resume)
     except (HolderError, WorkflowError) as exc:
-        raise _workflow_refused(exc, f"mcred holder update {holder_id}") from None
+        raise _workflow_refused(exc, "basic_four_change", holder_id) from None
     if as_json:
         typer.echo(json.dumps(out, ensure_ascii=False))
         return
@@ -212,7 +214,7 @@ def holder_renew_card(
         out = renew_card(ctx, holder_id, reason=reason or "", key_type=key_type,
                          card_number=card_number, actor=cli_actor(), resume=resume, hold_secrets=True)
     except (HolderError, WorkflowError) as exc:
-        raise _workflow_refused(exc, f"mcred holder renew-card {holder_id}") from None
+        raise _workflow_refused(exc, "renewal", holder_id) from None
     _show_renewal(holder_id, out, as_json)
     if out["secrets"]:  # shown: not kept any longer, even sealed
         release_secrets(ctx, out["handover"], out["phone"], cli_actor())
