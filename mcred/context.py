@@ -7,6 +7,7 @@ handed to the parties (who never build their own wiring).
 from __future__ import annotations
 
 import os
+import weakref
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -100,6 +101,10 @@ class Context:
     def engine(self) -> Engine:
         engine = make_engine(self.database)
         migrate(engine)
+        # the pool's connections closed when this context goes, or at the latest when the
+        # process exits: on SQLite that is when the planner's statistics are gathered
+        # (mcred.db.optimize_sqlite)
+        weakref.finalize(self, engine.dispose)
         return engine
 
     @cached_property

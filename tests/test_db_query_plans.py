@@ -260,3 +260,33 @@ def sa_engine():  # noqa: ANN201 - every engine (the CLI opens its own)
     from sqlalchemy import Engine
 
     return Engine
+
+
+def test_sqlite_gathers_the_planners_statistics_when_a_command_ends(tmp_path: Path):
+    """SQLite has no autovacuum: without ANALYZE its planner never learns a table's size,
+    and its heuristics turned three unrelated queries into scans when the audit index came.
+    A command's process gathers the statistics of the tables it used as it exits
+    (mcred.db.optimize_sqlite), as SQLite asks of an application: a second process finds
+    them in sqlite_stat1."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    script = (
+        "import datetime as dt, sys\n"
+        "from mcred.context import Context\n"
+        "from issuer.db import AuditEvent\n"
+        "ctx = Context.open(__import__('pathlib').Path(sys.argv[1]))\n"
+        "at = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)\n"
+        "with ctx.engine.begin() as conn:\n"
+        "    conn.execute(AuditEvent.__table__.insert(), [{'at': at, 'actor': f'a{i % 7}',\n"
+        "                 'action': 'credential.revoke', 'subject': f'{i:032x}', 'detail': {}} for i in range(500)])\n"
+        "with ctx.engine.connect() as conn:\n"
+        "    conn.exec_driver_sql(\"SELECT count(*) FROM issuer_audit WHERE actor = 'a3'\").one()\n")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True,
+                          timeout=120, env={**__import__("os").environ, "MCRED_DATABASE_URL": ""})
+    assert done.returncode == 0, done.stderr
+    with sqlite3.connect(tmp_path / "mcred.sqlite3") as db:
+        stats = dict(db.execute("SELECT idx, stat FROM sqlite_stat1 WHERE tbl = 'issuer_audit'").fetchall())
+    # estimates: ANALYZE reads a bounded sample of each index (mcred.db.SQLITE_ANALYSIS_LIMIT)
+    assert set(stats) >= {"ix_issuer_audit_actor", "ix_issuer_audit_subject"}, stats
