@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import re
 import secrets
 import socket
 import threading
@@ -220,11 +221,23 @@ LEASE_SECONDS = 60.0
 _RUNNER_MAX = 200  # handovers.runner
 
 
-def run_identity(actor: str) -> str:
+def run_identity(actor: str, *, job: str | None = None) -> str:
     """Who a run is, as ``handovers.runner`` records it and a refused run is told: the actor,
-    the host and process, and a random run id (two runs of one process are two runs)."""
-    where = f" (host {socket.gethostname()}, pid {os.getpid()}, run {secrets.token_hex(4)})"
+    the host and process, and a random run id (two runs of one process are two runs); for a
+    run the API queued as a job, that job's id instead (:func:`job_of`), so that whoever is
+    refused is told which job holds the workflow."""
+    run = f"job {job}" if job else f"run {secrets.token_hex(4)}"
+    where = f" (host {socket.gethostname()}, pid {os.getpid()}, {run})"
     return actor[:_RUNNER_MAX - len(where)] + where
+
+
+_JOB_RUN = re.compile(r", job ([0-9a-f]{32})\)$")
+
+
+def job_of(runner: str | None) -> str | None:
+    """The id of the API job a run identity (:func:`run_identity`) names, if it names one."""
+    m = _JOB_RUN.search(runner or "")
+    return m.group(1) if m else None
 
 
 def _holder_of(sessions: sessionmaker[Session], handover_id: str) -> Handover:
@@ -286,6 +299,35 @@ def release(sessions: sessionmaker[Session], handover_id: str, runner: str) -> b
         return s.execute(update(Handover).where(Handover.id == handover_id, Handover.runner == runner)
                          .values(runner=None, run_since=None, lease_until=None)
                          .execution_options(synchronize_session=False)).rowcount == 1
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A claim (:func:`claim`) kept for a run that has not started: the API claims a workflow
+    when it accepts a run and queues the run as a job; the job runner renews this every
+    :attr:`every` seconds while the job waits in the queue and runs (``issuer.api.jobs``,
+    ``JobRunner.submit(hold=...)``), and releases it when the job ends. So a queued run keeps
+    the workflow however long it waits, and a second run is refused at once, naming the job;
+    a service that dies with the job queued stops renewing, and the lease lapses as a killed
+    run's does."""
+
+    sessions: sessionmaker[Session]
+    handover_id: str
+    runner: str
+    lease: float = LEASE_SECONDS
+
+    @property
+    def every(self) -> float:
+        """Seconds between renewals: a quarter of the lease, as a running step's heartbeat."""
+        return self.lease / 4
+
+    def renew(self) -> bool:
+        """:func:`renew`: False once the run no longer holds it (it ended and released it)."""
+        return renew(self.sessions, self.handover_id, self.runner, lease=self.lease)
+
+    def release(self) -> bool:
+        """:func:`release`: nothing if the run gave it up already."""
+        return release(self.sessions, self.handover_id, self.runner)
 
 
 def lease_of(h: Handover, now: dt.datetime | None = None) -> dict | None:

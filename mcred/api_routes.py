@@ -323,20 +323,42 @@ def _handover(h: Handover) -> dict[str, Any]:
             "updated_at": _iso(h.updated_at), "runner": lease_of(h)}
 
 
-def _claimed(ctx: Context, request: Request, handover_id: str, submit: Callable[[str], JobView]) -> JobView:
-    """Claim the workflow for the run a job is to make (409 ``/problems/workflow-busy`` while
-    another run holds it, nothing submitted), then ``submit(run_as)``; the job's runner
-    continues the claim (specs/handover.md "One run at a time"). Released if the job is not
-    submitted."""
+def _claimed(ctx: Context, request: Request, handover_id: str,
+             submit: Callable[[dict[str, Any]], JobView]) -> JobView:
+    """Claim the workflow for the run a job is to make, in the name of that job (409
+    ``/problems/workflow-busy`` while another run holds it, nothing submitted: :func:`_busy`),
+    then ``submit(held)``, ``held`` the ``job_id`` and ``hold`` for ``JobRunner.submit`` and the
+    ``run_as`` and ``lease`` its runner continues the claim with: the job runner keeps the
+    claim alive while the job waits in the queue, however long, and releases it when the job
+    ends (specs/handover.md "One run at a time"). Released if the job is not submitted."""
     from issuer import handover
+    from issuer.db import new_id
 
-    run_as = handover.run_identity(_actor(request))
-    handover.claim(ctx.sessions, handover_id, run_as, actor=_actor(request))
+    lease: float = request.app.state.workflow_lease
+    job_id = new_id()
+    run_as = handover.run_identity(_actor(request), job=job_id)
     try:
-        return submit(run_as)
+        handover.claim(ctx.sessions, handover_id, run_as, actor=_actor(request), lease=lease)
+    except handover.WorkflowBusy as exc:
+        raise ProblemException(problems.WORKFLOW_BUSY, _busy(request, exc)) from None
+    hold = handover.Hold(ctx.sessions, handover_id, run_as, lease)
+    try:
+        return submit({"job_id": job_id, "hold": hold, "run_as": run_as, "lease": lease})
     except BaseException:
-        handover.release(ctx.sessions, handover_id, run_as)
+        hold.release()
         raise
+
+
+def _busy(request: Request, exc: Exception) -> str:
+    """A refused run's 409 detail: :class:`issuer.handover.WorkflowBusy`'s, and when the run
+    holding the workflow is a job of this service, that job's state and where to follow it."""
+    from issuer.handover import job_of
+
+    job_id = job_of(getattr(exc, "runner", None))
+    view = _jobs(request).get(job_id) if job_id else None
+    if view is None:
+        return str(exc)
+    return f"{exc}; that run is job {job_id}, {view.state} (GET /jobs/{job_id})"
 
 
 def _check_reach(ctx: Context, phone_id: str, over_the_air: bool) -> None:
@@ -694,7 +716,7 @@ def _handover_work(ctx: Context):  # noqa: ANN202
         progress(0.05, "running the workflow's remaining steps")
 
         # the run the route claimed the workflow for (specs/handover.md "One run at a time")
-        runner = actions.runner(params.get("actor", "api"), run_as=params.get("run_as"))
+        runner = actions.runner(params.get("actor", "api"), run_as=params.get("run_as"), lease=params.get("lease"))
 
         def run(*transmits):  # noqa: ANN002, ANN202 - the new phone's (and the old one's), over the air
             if transmits:  # over the air: the phones' sessions, the new one's first
@@ -724,7 +746,8 @@ def _card_renewal_work(ctx: Context):  # noqa: ANN202
         actions = HandoverActions(ctx, key_type=params["key_type"], mdoc_batch=params["mdoc_batch"],
                                   given={params["phone_id"]: {k: params[k] for k in ("pin", "password", "puk")}})
         progress(0.05, "re-issuing the phone's credentials from the new card")
-        h = actions.runner(params.get("actor", "api"), run_as=params.get("run_as")).run(params["handover_id"])
+        h = actions.runner(params.get("actor", "api"), run_as=params.get("run_as"),
+                           lease=params.get("lease")).run(params["handover_id"])
         return {"handover_id": h.id, "step": h.step, "state": h.state}
 
     return work
@@ -1089,7 +1112,8 @@ def operator_router(ctx: Context) -> APIRouter:
                      (CONFLICT, "no new phone to reach, or no old one to wipe, over the air; secrets for a "
                                 "phone provisioned already"),
                      (problems.WORKFLOW_BUSY, "another run holds the workflow (a job of an earlier run, "
-                                              "a command line's): the detail names it and since when"),
+                                              "queued or running, or a command line's): the detail names "
+                                              "it and since when, and an earlier run's job and its state"),
                      (VALIDATION, "wipe_over_the_air without over_the_air; secrets for a workflow that "
                                   "provisions no phone"))))
     def run_handover(handover_id: Hex32, request: Request, response: Response,
@@ -1127,16 +1151,17 @@ def operator_router(ctx: Context) -> APIRouter:
         jobs.register("handover", _handover_work(ctx))
         opened: dict[str, Any] = {}
 
-        def submit(run_as: str) -> JobView:  # the workflow is this run's: now the phones' sessions
+        def submit(held: dict[str, Any]) -> JobView:  # the workflow is this run's: now the phones' sessions
             opened["link"] = _phone_link(request, ctx, new_phone, True) if ota else None
             opened["old_link"] = _open_session(request, old_phone, True) if wipe else None
             return jobs.submit("handover", {"handover_id": handover_id, "over_the_air": ota,
                                             "wipe_over_the_air": wipe},
                                private={"seram": opened["link"], "seram_old": opened["old_link"],
-                                        "new_phone_id": new_phone, "old_phone_id": old_phone, "run_as": run_as,
+                                        "new_phone_id": new_phone, "old_phone_id": old_phone,
+                                        "run_as": held["run_as"], "lease": held["lease"],
                                         "given": {(new_phone if kind == "model_change" else old_phone or new_phone):
                                                   given} if given else {}},
-                               scope="operator", actor=_actor(request))
+                               scope="operator", actor=_actor(request), job_id=held["job_id"], hold=held["hold"])
 
         view = _claimed(ctx, request, handover_id, submit)
         return _with_seram(ctx, _with_seram(ctx, _accepted(view, response), opened["link"]), opened["old_link"],
@@ -1189,9 +1214,10 @@ def operator_router(ctx: Context) -> APIRouter:
         def submit(out: dict) -> JobView:
             jobs = _jobs(request)
             jobs.register("handover", _handover_work(ctx))
-            return _claimed(ctx, request, out["handover"], lambda run_as: jobs.submit(
-                "handover", {"handover_id": out["handover"]}, private={"run_as": run_as}, scope="operator",
-                actor=_actor(request)))
+            return _claimed(ctx, request, out["handover"], lambda held: jobs.submit(
+                "handover", {"handover_id": out["handover"]},
+                private={"run_as": held["run_as"], "lease": held["lease"]}, scope="operator",
+                actor=_actor(request), job_id=held["job_id"], hold=held["hold"]))
 
         return holder_workflow(holder_id, request, response, record, submit)
 
@@ -1210,11 +1236,12 @@ def operator_router(ctx: Context) -> APIRouter:
         def submit(out: dict) -> JobView:
             jobs = _jobs(request)
             jobs.register("card-renewal", _card_renewal_work(ctx))
-            return _claimed(ctx, request, out["handover"], lambda run_as: jobs.submit(
+            return _claimed(ctx, request, out["handover"], lambda held: jobs.submit(
                 "card-renewal", {"handover_id": out["handover"], "phone_id": out["phone"],
                                  "key_type": body.key_type, "mdoc_batch": out["mdoc_batch"]},
-                private={"pin": body.pin, "password": body.password, "puk": body.puk, "run_as": run_as},
-                scope="operator", actor=_actor(request)))
+                private={"pin": body.pin, "password": body.password, "puk": body.puk,
+                         "run_as": held["run_as"], "lease": held["lease"]},
+                scope="operator", actor=_actor(request), job_id=held["job_id"], hold=held["hold"]))
 
         return holder_workflow(holder_id, request, response, record, submit)
 

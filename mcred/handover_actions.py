@@ -91,10 +91,13 @@ class HandoverActions:
             "reissue_mdoc": self.reissue_mdoc,
         }
 
-    def runner(self, actor: str = "operator", run_as: str | None = None) -> wf.WorkflowRunner:
+    def runner(self, actor: str = "operator", run_as: str | None = None,
+               lease: float | None = None) -> wf.WorkflowRunner:
         """A runner of these actions; ``run_as``: the run identity a claim was made for
-        (:func:`issuer.handover.claim`: the API claims a workflow when it accepts its run)."""
-        return wf.WorkflowRunner(self.ctx.sessions, self.actions(), actor=actor, run_as=run_as)
+        (:func:`issuer.handover.claim`: the API claims a workflow when it accepts its run),
+        ``lease`` the seconds that claim lasts unless renewed (``issuer.handover.LEASE_SECONDS``)."""
+        return wf.WorkflowRunner(self.ctx.sessions, self.actions(), actor=actor, run_as=run_as,
+                                 lease=lease or wf.LEASE_SECONDS)
 
     # --- helpers ---------------------------------------------------------------------------
 

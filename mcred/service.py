@@ -178,10 +178,13 @@ def max_body_size() -> int:
 
 
 def create_app(ctx: Context | None = None, *, job_workers: int | None = None,
-               extra_mounts: list[Mount] | None = None, seram_relay: bool | None = None) -> FastAPI:
+               extra_mounts: list[Mount] | None = None, seram_relay: bool | None = None,
+               workflow_lease: float | None = None) -> FastAPI:
     """The service for ``ctx``. ``extra_mounts`` (tests) go through the same checks.
     ``seram_relay``: GP SERAM sessions reachable through every process of the service
-    (``tsm.seram_relay``); default: when ``mcred serve`` runs more than one."""
+    (``tsm.seram_relay``); default: when ``mcred serve`` runs more than one.
+    ``workflow_lease``: seconds the lease of a workflow run the API accepted lasts unless
+    renewed (``issuer.handover.LEASE_SECONDS``; tests shorten it)."""
     ctx = ctx or Context.open()
     ctx.se_roots  # noqa: B018 - a first-contact setting that cannot work stops the service now, named
     runner_box: list[JobRunner] = []
@@ -216,6 +219,9 @@ def create_app(ctx: Context | None = None, *, job_workers: int | None = None,
     runner = JobRunner(ctx.sessions, workers=workers)
     runner_box.append(runner)
     app.state.jobs = runner
+    from issuer.handover import LEASE_SECONDS
+
+    app.state.workflow_lease = workflow_lease or LEASE_SECONDS
     from mcred.metrics import Metrics, metrics_router
 
     metrics = Metrics(ctx)

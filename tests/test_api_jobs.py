@@ -145,6 +145,69 @@ def test_a_live_runners_jobs_are_not_taken_for_dead(sessions):
     b.shutdown()
 
 
+
+class _Hold:
+    """A job's hold (issuer.api.jobs.Hold, as a workflow's lease) that counts what is done to it."""
+
+    every = 0.05
+
+    def __init__(self) -> None:
+        self.renewed, self.released = 0, 0
+
+    def renew(self) -> bool:
+        self.renewed += 1
+        return True
+
+    def release(self) -> None:
+        self.released += 1
+
+
+def test_what_a_queued_job_holds_is_renewed_while_it_waits_and_released_when_it_ends(sessions):
+    """A job queued behind a busy worker keeps what it holds (the workflow the API claimed
+    for it) renewed however long it waits, and lets it go when it ends, not before."""
+    runner = JobRunner(sessions, workers=1)
+    gate = threading.Event()
+    runner.register("wait", lambda params, progress: gate.wait(30) and {})
+    runner.register("held", lambda params, progress: {"done": 1})
+    busy = runner.submit("wait", {}, scope="issuer", actor="t")
+    hold = _Hold()
+    view = runner.submit("held", {}, scope="operator", actor="t", job_id="ab" * 16, hold=hold)
+    assert view.id == "ab" * 16 and view.state == "queued"
+    for _ in range(200):
+        if hold.renewed >= 4:
+            break
+        threading.Event().wait(0.02)
+    assert hold.renewed >= 4 and hold.released == 0 and runner.get(view.id).state == "queued"
+    gate.set()
+    assert runner.wait(busy.id).state == SUCCEEDED and runner.wait(view.id).state == SUCCEEDED
+    assert hold.released == 1
+    renewed = hold.renewed
+    threading.Event().wait(0.2)
+    assert hold.renewed == renewed  # not renewed after the job ended
+    runner.shutdown()
+
+
+def test_a_queued_job_the_service_stops_before_it_starts_lets_go_of_what_it_holds(sessions):
+    """The service stops (shutdown without waiting) with a job queued: the job is marked
+    interrupted and what it held released now, not held until its lease lapses."""
+    runner = JobRunner(sessions, workers=1)
+    gate, started = threading.Event(), threading.Event()
+    runner.register("wait", lambda params, progress: started.set() or gate.wait(30) and {})
+    runner.register("held", lambda params, progress: {"done": 1})
+    runner.submit("wait", {}, scope="issuer", actor="t")
+    assert started.wait(10)
+    hold = _Hold()
+    view = runner.submit("held", {}, scope="operator", actor="t", hold=hold)
+    runner.shutdown(wait=False)
+    try:
+        assert hold.released == 1
+        after = runner.get(view.id)
+        assert after.state == INTERRUPTED and "before this job started" in after.error["detail"]
+    finally:
+        gate.set()
+        runner.shutdown(wait=True)  # the running job's thread ends before the database goes
+
+
 # --- problem+json ------------------------------------------------------------------------
 
 

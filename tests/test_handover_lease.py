@@ -385,3 +385,174 @@ def test_mcred_handover_resume_while_another_run_holds_it_exits_2_naming_it(home
     assert out.exit_code == 2, out.output
     assert "cli:alice" in out.output and "resume with" not in out.output
     assert _row(ctx.sessions, hid) == before
+
+
+# --- a run the API queued: the workflow is the job's while it waits ------------------------------
+
+#: The lease the API's runs get in these tests (seconds): waits past it stay short.
+SHORT_LEASE = 1.0
+
+
+def _busy_prepare(monkeypatch, hid: str) -> tuple[threading.Event, threading.Event]:
+    """Workflow ``hid``'s first step held open (a job that keeps the service's one job worker
+    busy): (inside, go)."""
+    from mcred.handover_actions import HandoverActions
+
+    inside, go = threading.Event(), threading.Event()
+    prepare = HandoverActions.prepare
+
+    def blocking_prepare(self, c):  # noqa: ANN001, ANN202
+        if c.handover_id == hid:
+            inside.set()
+            assert go.wait(60)
+        return prepare(self, c)
+
+    monkeypatch.setattr(HandoverActions, "prepare", blocking_prepare)
+    return inside, go
+
+
+def test_a_run_the_api_queued_keeps_the_workflow_however_long_it_waits(home, db_url, monkeypatch):
+    """POST /handovers/{id}/run while every job worker is busy: the run waits in the queue
+    longer than its lease. Before, nothing renewed the lease the route took: once it lapsed a
+    second POST /run (or a command line's resume) was let in, and the queued job, when it
+    started, failed with workflow-busy though its caller did nothing wrong. Now the queued job
+    keeps the workflow: two POSTs racing get one 202, a later POST is 409 naming the queued job,
+    a command line is refused naming it, and the job runs the workflow once it starts."""
+    from fastapi.testclient import TestClient
+    from test_api_flows import _wait
+
+    from issuer.api.auth import create_token
+    from issuer.api.jobs import Job
+    from mcred.context import Context
+    from mcred.service import create_app
+
+    ctx = Context.open(home, db_url)
+    _, busy_wf = _registry_workflow(ctx, "death")
+    _, queued_wf = _registry_workflow(ctx, "death")
+    inside, go = _busy_prepare(monkeypatch, busy_wf)
+    app = create_app(ctx, job_workers=1, workflow_lease=SHORT_LEASE)
+    _, secret = create_token(ctx.sessions, ["operator"], name="shop-7")
+    auth = {"Authorization": f"Bearer {secret}"}
+    with TestClient(app) as c:
+        try:
+            first = c.post(f"/handovers/{busy_wf}/run", headers=auth)
+            assert first.status_code == 202, first.json()
+            assert inside.wait(30)  # the one worker is busy: what comes next waits in the queue
+
+            barrier = threading.Barrier(2)
+            answers: list = []
+
+            def post() -> None:
+                barrier.wait()
+                answers.append(c.post(f"/handovers/{queued_wf}/run", headers=auth))
+
+            racers = [threading.Thread(target=post) for _ in range(2)]
+            for t in racers:
+                t.start()
+            for t in racers:
+                t.join(60)
+            assert sorted(a.status_code for a in answers) == [202, 409], [a.json() for a in answers]
+            queued = next(a for a in answers if a.status_code == 202).json()
+            assert queued["state"] == "queued"
+
+            time.sleep(SHORT_LEASE * 2.5)  # well past the lease the route took
+            assert c.get(f"/jobs/{queued['id']}", headers=auth).json()["state"] == "queued"
+            again = c.post(f"/handovers/{queued_wf}/run", headers=auth)
+            assert again.status_code == 409, again.json()
+            assert again.json()["type"] == "/problems/workflow-busy"
+            detail = again.json()["detail"]
+            assert f"job {queued['id']}, queued (GET /jobs/{queued['id']})" in detail and "shop-7" in detail
+            with pytest.raises(handover.WorkflowBusy) as cli:  # a command line's resume
+                handover.claim(ctx.sessions, queued_wf, handover.run_identity("cli:alice"))
+            assert handover.job_of(cli.value.runner) == queued["id"] and queued["id"] in str(cli.value)
+            row = c.get(f"/handovers/{queued_wf}", headers=auth).json()
+            assert handover.job_of(row["runner"]["runner"]) == queued["id"]
+        finally:
+            go.set()
+        assert _wait(c, auth, first.json()["id"])["state"] == "succeeded"
+        job = _wait(c, auth, queued["id"])
+        assert job["state"] == "succeeded", job["error"]
+        assert job["result"]["state"] == "done"
+        shown = c.get(f"/handovers/{queued_wf}", headers=auth).json()
+        assert shown["state"] == "done" and shown["runner"] is None  # released when the job ended
+    with ctx.sessions() as s:
+        assert s.query(Job).filter_by(kind="handover").count() == 2  # one per workflow, no second run
+        assert s.query(AuditEvent).filter_by(subject=queued_wf, action="workflow.takeover").count() == 0
+
+
+_DYING_SERVICE = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from fastapi.testclient import TestClient
+    from issuer.api.auth import create_token
+    from mcred.context import Context
+    from mcred.handover_actions import HandoverActions
+    from mcred.service import create_app
+
+    home, url, busy_wf, queued_wf, marker = sys.argv[1:6]
+    ctx = Context.open(Path(home), url)
+    prepare = HandoverActions.prepare
+
+    def stuck(self, c):  # the service's one job worker busy until the process is killed
+        if c.handover_id == busy_wf:
+            Path(marker + ".inside").write_text("")
+            time.sleep(600)
+        return prepare(self, c)
+
+    HandoverActions.prepare = stuck
+    _, secret = create_token(ctx.sessions, ["operator"], name="shop-9")
+    auth = {"Authorization": f"Bearer {secret}"}
+    with TestClient(create_app(ctx, job_workers=1, workflow_lease=float(sys.argv[6]))) as c:
+        assert c.post(f"/handovers/{busy_wf}/run", headers=auth).status_code == 202
+        while not Path(marker + ".inside").exists():
+            time.sleep(0.05)
+        job = c.post(f"/handovers/{queued_wf}/run", headers=auth).json()
+        assert job["state"] == "queued", job
+        Path(marker).write_text(job["id"])
+        time.sleep(600)  # killed here, the job still queued
+""")
+
+
+def test_a_queued_run_of_a_killed_service_lets_the_workflow_go_once_its_lease_lapses(home, db_url, tmp_path):
+    """kill -9 of the service while a run it accepted waits in its job queue: while it lived
+    the job kept the workflow past its lease (a resume refused, naming the job and process);
+    once dead nothing renews it, the lease lapses, a resume takes over (audited, from the job)
+    and finishes, and the job reads interrupted: the workflow is not blocked for good."""
+    from issuer.api.jobs import INTERRUPTED, JobRunner
+    from mcred.context import Context
+
+    ctx = Context.open(home, db_url)
+    _, busy_wf = _registry_workflow(ctx, "death")
+    _, queued_wf = _registry_workflow(ctx, "death")
+    marker = tmp_path / "queued"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", _DYING_SERVICE, str(home), db_url, busy_wf, queued_wf,
+                             str(marker), str(SHORT_LEASE)], env=env)
+    try:
+        for _ in range(1200):
+            if marker.exists() or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert marker.exists(), "the service did not queue the run"
+        job_id = marker.read_text()
+        time.sleep(SHORT_LEASE * 2.5)  # past the lease: the queued job renewed it
+        calls: list = []
+        with pytest.raises(handover.WorkflowBusy, match=f"shop-9 .*pid {proc.pid}, job {job_id}"):
+            handover.WorkflowRunner(ctx.sessions, _counting(calls, "resume")).run(queued_wf)
+        assert calls == []
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    for _ in range(100):  # its lease lapses within a second of its death
+        try:
+            h = handover.WorkflowRunner(ctx.sessions, _counting(calls, "resume"), actor="cli:dave").run(queued_wf)
+            break
+        except handover.WorkflowBusy:
+            time.sleep(0.1)
+    else:
+        raise AssertionError("the killed service's queued run never let the workflow go")
+    assert h.state == "done" and [c[1] for c in calls] == ["revoke_old", "publish"]
+    with ctx.sessions() as s:
+        took = s.query(AuditEvent).filter_by(subject=queued_wf, action="workflow.takeover").one()
+        assert handover.job_of(took.detail["from"]) == job_id
+    assert JobRunner(ctx.sessions, stale_after=dt.timedelta(seconds=0.5)).get(job_id).state == INTERRUPTED

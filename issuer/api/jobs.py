@@ -7,6 +7,10 @@ for a job whose process went away: every runner refreshes ``heartbeat_at`` of it
 every few seconds, and a job still queued or running whose heartbeat is older than
 ``stale_after`` is marked ``interrupted`` (at a runner's start, and whenever it is read).
 Several API processes may share the table; each only runs what it was handed.
+A job may hold something for its work from the moment it is queued (``submit(hold=...)``: a
+workflow's lease, ``issuer.handover.Hold``): the runner renews it while the job is queued or
+running and releases it when the job ends, or when the job will never start (the service
+stopped before it did: the job is marked ``interrupted``).
 The work functions are given by the composition root (``register``); they are called with
 the job's parameters and a ``progress(fraction, note)`` callback and return a JSON-able dict.
 """
@@ -16,11 +20,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import JSON, Float, String, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
@@ -78,6 +83,21 @@ ACCEPTED = accepted()
 
 Progress = Callable[[float, str], None]
 Work = Callable[[dict, Progress], dict | None]
+
+
+class Hold(Protocol):
+    """What a job holds for its work from the moment it is queued (``issuer.handover.Hold``, a
+    workflow's lease): renewed every :attr:`every` seconds while the job is queued or running,
+    released when it ends or will never start."""
+
+    @property
+    def every(self) -> float: ...
+
+    def renew(self) -> bool:
+        """Extend it; False once it is not held any more (nothing left to renew)."""
+        ...
+
+    def release(self) -> object: ...
 
 
 class Job(IssuerBase):
@@ -160,6 +180,11 @@ class JobRunner:
         self._interval = heartbeat
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
+        #: What the live jobs hold (:class:`Hold`), by job id, and the thread that renews it.
+        self._holds: dict[str, Hold] = {}
+        self._holds_lock = threading.Lock()
+        self._holds_changed = threading.Event()
+        self._keeper: threading.Thread | None = None
 
     def register(self, kind: str, work: Work) -> None:
         self._work[kind] = work
@@ -174,8 +199,11 @@ class JobRunner:
         return n
 
     def shutdown(self, wait: bool = True) -> None:
-        self._stop.set()
+        """Stop; ``wait``: run the queued jobs first (their holds kept while they wait), else
+        cancel them (each marked interrupted and its hold released, :meth:`_never_started`)."""
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
+        self._stop.set()
+        self._holds_changed.set()
 
     def _heartbeat_loop(self) -> None:
         while not self._stop.wait(self._interval):
@@ -203,21 +231,90 @@ class JobRunner:
             return res.rowcount or 0
 
     def submit(self, kind: str, params: dict, *, scope: str, actor: str,
-               private: dict | None = None) -> JobView:
+               private: dict | None = None, job_id: str | None = None,
+               hold: Hold | None = None) -> JobView:
         """Record a queued job and hand it to the pool. ``private`` (secrets) is passed to
-        the work function with ``params`` but never stored."""
+        the work function with ``params`` but never stored. ``job_id``: the id to give it
+        (one a ``hold`` was taken in the name of); ``hold``: kept alive from now until the job
+        ends, then released (:class:`Hold`); the caller releases it if this raises."""
         work = self._work.get(kind)
         if work is None:
             raise UnknownJobKind(f"no work registered for job kind {kind!r}")
         with self._sessions.begin() as s:
-            job = Job(kind=kind, scope=scope, state=QUEUED, params=params, actor=actor,
-                      runner=self.runner_id, progress=0.0, note="")
+            job = Job(id=job_id or new_id(), kind=kind, scope=scope, state=QUEUED, params=params,
+                      actor=actor, runner=self.runner_id, progress=0.0, note="")
             s.add(job)
             s.flush()
             view = JobView.of(job)
-        # the work acts as the job's actor (its audit records name the token, not "api")
-        self._pool.submit(self._run, view.id, work, {"actor": actor, **params, **(private or {})})
+        if hold is not None:
+            self._keep(view.id, hold)
+        try:
+            # the work acts as the job's actor (its audit records name the token, not "api")
+            future = self._pool.submit(self._run, view.id, work, {"actor": actor, **params, **(private or {})})
+        except BaseException:
+            self._drop(view.id)
+            raise
+        future.add_done_callback(lambda f: self._never_started(view.id) if f.cancelled() else None)
         return view
+
+    # --- what jobs hold: renewed while they are queued or running, released when they end --
+
+    def _keep(self, job_id: str, hold: Hold) -> None:
+        with self._holds_lock:
+            self._holds[job_id] = hold
+            if self._keeper is None:
+                self._keeper = threading.Thread(target=self._keep_loop, daemon=True, name="mcred-job-holds")
+                self._keeper.start()
+        self._holds_changed.set()
+
+    def _drop(self, job_id: str) -> Hold | None:
+        with self._holds_lock:
+            return self._holds.pop(job_id, None)
+
+    def _let_go(self, job_id: str) -> None:
+        """Release what the job held (it ended, or never will start)."""
+        hold = self._drop(job_id)
+        if hold is not None:
+            try:
+                hold.release()
+            except Exception:  # noqa: BLE001 - not renewed any more, it lapses by itself
+                log.warning("could not release what job %s held", job_id, exc_info=True)
+
+    def _keep_loop(self) -> None:
+        """Renew each job's hold every ``hold.every`` seconds (the first one that long after
+        it was taken) until the runner stops; a hold its work gave up is dropped."""
+        due: dict[str, float] = {}
+        while not self._stop.is_set():
+            self._holds_changed.clear()
+            with self._holds_lock:
+                holds = dict(self._holds)
+            now = time.monotonic()
+            due = {job_id: due.get(job_id, now + hold.every) for job_id, hold in holds.items()}
+            for job_id, hold in holds.items():
+                if due[job_id] > now:
+                    continue
+                due[job_id] = now + hold.every
+                try:
+                    if not hold.renew():  # the work released it (or lost it): nothing to keep
+                        with self._holds_lock:
+                            if self._holds.get(job_id) is hold:
+                                del self._holds[job_id]
+                except Exception:  # noqa: BLE001 - the database hiccuped: the next round tries again
+                    log.warning("could not renew what job %s holds", job_id, exc_info=True)
+            soonest = min(due.values(), default=None)
+            self._holds_changed.wait(None if soonest is None else max(0.0, soonest - time.monotonic()))
+
+    def _never_started(self, job_id: str) -> None:
+        """A queued job the pool cancelled (the service stopped): what it held is released now,
+        not when its lease lapses, and the job is marked interrupted, as its client is to
+        retry it."""
+        self._let_go(job_id)
+        try:
+            self._set(job_id, state=INTERRUPTED, finished_at=utcnow(),
+                      error={"type": "interrupted", "detail": "the service stopped before this job "
+                                                              "started; create a new job to retry"})
+        except Exception:  # noqa: BLE001 - left queued: the next runner's start marks it
+            log.warning("could not mark job %s interrupted", job_id, exc_info=True)
 
     def _set(self, job_id: str, **values: Any) -> None:
         # Only a live job moves: one already marked interrupted (its runner was taken for
@@ -234,7 +331,10 @@ class JobRunner:
                 self._set(job_id, progress=max(0.0, min(1.0, float(fraction))),
                           note=note[:256])
 
-            result = work(params, progress) or {}
+            try:
+                result = work(params, progress) or {}
+            finally:  # released before the job is seen ended: a client may start the next run then
+                self._let_go(job_id)
             self._set(job_id, state=SUCCEEDED, progress=1.0, result=result,
                       finished_at=utcnow())
         except Exception as exc:  # noqa: BLE001 - the job's outcome is recorded, not raised
@@ -252,6 +352,8 @@ class JobRunner:
                               (str(exc), *getattr(exc, "__notes__", ())))[:2000]})
             except Exception:  # noqa: BLE001
                 log.exception("could not record the failure of job %s", job_id)
+        finally:
+            self._let_go(job_id)  # if recording that it runs failed
 
     def get(self, job_id: str) -> JobView | None:
         with self._sessions() as s:
