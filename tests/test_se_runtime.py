@@ -198,6 +198,66 @@ def test_a_channel_opened_from_a_supplementary_one_has_its_application(phone) ->
     assert se.transmit(bytes.fromhex("8310000001EF00"))[-2:] != b"\x90\x00"
 
 
+DELETE_INST = b"\x80\xe4\x00\x00\x08\x4f\x06" + INST
+APPS = "80F24002024F0000"
+
+
+@pytest.mark.parametrize("release", ["close channel 1", "select the ISD on channel 1"])
+def test_delete_refused_while_selected_on_another_channel(phone, release) -> None:
+    """GP Card Specification, Application Removal: the OPEN deletes an application only if
+    it "is not currently selected on another logical channel" (Java Card RE 11.3.4.1
+    likewise); a card answers 6985 and changes nothing. Before, the SE deleted the applet
+    from under the channel that held it."""
+    pid, home = phone
+    se = open_se(pid, home)
+    host = session(se)
+    assert send(se, host, install_apdu(0x0C)) == b"\x00\x90\x00"
+    assert se.transmit(bytes.fromhex("0070000001")) == b"\x01\x90\x00"
+    assert se.transmit(bytes.fromhex("01A4040006") + INST) == b"\x90\x00"
+    image, registry = se.persisted_image(), send(se, host, APPS)
+    assert registry[-2:] == b"\x90\x00"
+    # DELETE on channel 0, inside the SCP03 session, with and without "related objects"
+    assert send(se, host, DELETE_INST) == b"\x69\x85"
+    assert send(se, host, b"\x80\xe4\x00\x80" + DELETE_INST[4:]) == b"\x69\x85"
+    # nor does the instance's load file go with its instances (in ROM, and one is in use)
+    assert send(se, host, b"\x80\xe4\x00\x80\x07\x4f\x05" + ELF) == b"\x69\x85"
+    assert send(se, host, APPS) == registry  # the registry unchanged
+    assert se.persisted_image() == image  # nothing written
+    assert open_se(pid, home).app_record(INST) is not None  # a new process sees it too
+    assert se.channels_selecting(INST) == [1]
+    assert se.transmit(bytes.fromhex("8110000001AB00")) == b"\xab\x00\x01\x90\x00"  # channel 1 still works
+    if release == "close channel 1":
+        assert se.transmit(bytes.fromhex("00708001")) == b"\x90\x00"
+    else:
+        assert se.transmit(bytes.fromhex("01A4040008") + ISD)[-2:] == b"\x90\x00"
+    assert send(se, host, DELETE_INST) == b"\x00\x90\x00"
+    assert send(se, host, APPS) == b"\x6a\x88"
+    assert se.persisted_image() != image
+    # no channel is left pointing at the deleted applet
+    assert se.channels_selecting(INST) == []
+    if release == "close channel 1":
+        assert se.transmit(bytes.fromhex("0070000001")) == b"\x01\x90\x00"  # opened again: the ISD
+    assert se.transmit(bytes.fromhex("81CA9F7F00"))[-2:] == b"\x90\x00"
+    assert se.transmit(bytes.fromhex("01A4040006") + INST) == b"\x6a\x82"
+
+
+def test_delete_waits_for_every_channel_that_selected_the_instance(phone) -> None:
+    """An instance selected on two channels is deleted only once neither holds it."""
+    pid, home = phone
+    se = open_se(pid, home)
+    host = session(se)
+    assert send(se, host, install_apdu(0x0C)) == b"\x00\x90\x00"
+    for n in (1, 2, 3):
+        assert se.transmit(bytes.fromhex("0070000001")) == bytes([n]) + b"\x90\x00"
+    assert se.transmit(bytes.fromhex("03A4040006") + INST) == b"\x90\x00"
+    assert se.transmit(bytes.fromhex("02A4040006") + INST) == b"\x90\x00"
+    assert send(se, host, DELETE_INST) == b"\x69\x85"
+    assert se.transmit(bytes.fromhex("00708003")) == b"\x90\x00"
+    assert send(se, host, DELETE_INST) == b"\x69\x85"  # still selected on channel 2
+    assert se.transmit(bytes.fromhex("00708002")) == b"\x90\x00"
+    assert send(se, host, DELETE_INST) == b"\x00\x90\x00"
+
+
 def test_put_key_rotates_factory_keys(phone) -> None:
     pid, home = phone
     se = open_se(pid, home)

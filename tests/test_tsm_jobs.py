@@ -16,7 +16,7 @@ import wallet_sim
 from mcred.db import make_engine, migrate
 from tsm.audit import audit_rows
 from tsm.db import JobRow
-from tsm.errors import CardDataError, TransportError
+from tsm.errors import CardDataError, SeApplicationInUseError, TransportError
 from tsm.jobs import JobSecrets, Tsm
 from tsm.keys import InMemoryMasterKey
 
@@ -118,6 +118,38 @@ def test_provision_then_delete(world):
     delete = world.tsm.create_job(pid, "delete-credentials")
     world.tsm.run(delete, se.transmit)
     assert world.describe(pid)["secure_element"]["applets"] == []
+
+
+def test_a_delete_that_meets_an_applet_held_on_a_channel_stops_resumable(world):
+    """The phone's wallet holds the mdoc applet on logical channel 1 (an OMAPI session)
+    while the TSM wipes the SE: the SE refuses that DELETE with 6985 (GP Application
+    Removal). The job stops on delete-mdoc with an error naming the applet's AID (before,
+    a bare CardStatusError 'DELETE mdoc refused (SW 6985)'), the JPKI applet deleted, the
+    mdoc applet and the wallet's channel untouched; once the wallet closes its channel the
+    same job finishes."""
+    from wallet_sim.wallet import SeMdocApplet
+
+    pid, se = world.phone()
+    world.tsm.run(provision(world, pid, mdoc_count=1), se.transmit)
+    assert se.transmit(bytes.fromhex("0070000001")) == b"\x01\x90\x00"
+    on_channel_1 = SeMdocApplet(lambda apdu: se.transmit(bytes([apdu[0] | 0x01]) + apdu[1:]))
+    slots = on_channel_1.slots()
+    assert slots
+    job = world.tsm.create_job(pid, "delete-credentials")
+    with pytest.raises(SeApplicationInUseError, match=r"DELETE mdoc refused, the mdoc applet \(F06D63726564020101\) "
+                       r"is selected on a logical channel.*\(SW 6985\)") as err:
+        world.tsm.run(job, se.transmit)
+    assert err.value.aid == bytes.fromhex("F06D63726564020101") and err.value.sw == 0x6985
+    view = world.tsm.job(job)
+    assert view.state == "interrupted" and view.current_step == "delete-mdoc"
+    assert view.error.startswith("SeApplicationInUseError: ") and view.results["delete-jpki"] == {"deleted": True}
+    assert [a["aid"] for a in world.describe(pid)["secure_element"]["applets"]] == ["F06D63726564020101"]
+    assert on_channel_1.slots() == slots  # the wallet's session goes on
+    assert se.transmit(bytes.fromhex("00708001")) == b"\x90\x00"  # the wallet closes its channel
+    assert world.tsm.run(job, se.transmit).state == "done"
+    assert world.describe(pid)["secure_element"]["applets"] == []
+    whats = [(r.what, r.sw) for r in audit_rows(world.tsm.engine, pid) if r.event == "apdu" and "DELETE" in r.what]
+    assert whats == [("DELETE jpki", 0x9000), ("DELETE mdoc", 0x6985), ("DELETE mdoc", 0x9000)]
 
 
 def test_lost_answer_after_every_command_completes_once(world):

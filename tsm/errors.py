@@ -93,6 +93,18 @@ class SeMemoryError(CardStatusError):
     undone on the card; the job stops, resumable once memory is freed, or abandoned."""
 
 
+class SeApplicationInUseError(CardStatusError):
+    """The SE refused to DELETE an application instance that is selected on one of its
+    logical channels (6985: an app on the phone holds a channel to it; GP Card
+    Specification, Application Removal). Nothing was deleted by that command; ``aid`` is
+    the instance's AID. The job stops on the step, resumable once the phone closes the
+    channel (a later run re-reads the registry and deletes only what is left)."""
+
+    def __init__(self, message: str, sw: int, aid: bytes) -> None:
+        super().__init__(message, sw)
+        self.aid = aid
+
+
 class CardDataError(TsmError):
     """The SE answered bytes the TSM cannot parse (GET STATUS, READ STATE, key records)."""
 

@@ -31,7 +31,14 @@ from protocols.gp.scp11 import (
     parse_ca_identifiers,
 )
 from tsm import applets as ap
-from tsm.errors import CardDataError, CardStatusError, JobError, SecretsRequiredError, SeMemoryError
+from tsm.errors import (
+    CardDataError,
+    CardStatusError,
+    JobError,
+    SeApplicationInUseError,
+    SecretsRequiredError,
+    SeMemoryError,
+)
 from tsm.gp_commands import (
     STATUS_APPS,
     delete,
@@ -52,6 +59,9 @@ SW_MORE_DATA = codes.SW_MORE_DATA_AVAILABLE
 #: the life cycle INSTALL [for install and make selectable] leaves (GPCS 11.1.1)
 APP_SELECTABLE = 0x07
 SW_NOT_FOUND = codes.SW_REFERENCED_DATA_NOT_FOUND
+#: DELETE of an application selected on a logical channel (GP Card Specification,
+#: Application Removal; specs/secure-element.md)
+SW_IN_USE = codes.SW_CONDITIONS_NOT_SATISFIED
 
 
 def _sha(b: bytes) -> str:
@@ -578,7 +588,14 @@ def _delete(applet: ap.AppletRef) -> Callable[[StepContext], None]:
             ctx.results.update(deleted=False)
             return
         r = ctx.session.send(delete(applet.instance_aid), f"DELETE {applet.name}",
-                             expect=(0x9000, SW_NOT_FOUND))
+                             expect=(0x9000, SW_NOT_FOUND, SW_IN_USE))
+        if r.sw == SW_IN_USE:  # an instance AID is never the ISD's nor a load file's: in use
+            aid = applet.instance_aid.hex().upper()
+            raise SeApplicationInUseError(
+                f"SE {ctx.se_id}: DELETE {applet.name} refused, the {applet.name} applet ({aid}) is selected "
+                "on a logical channel of the SE (an app on the phone holds it open); nothing was deleted "
+                "by this command: close that channel on the phone, then run the job again",
+                r.sw, applet.instance_aid)
         ctx.results.update(deleted=r.sw == 0x9000)
 
     return step

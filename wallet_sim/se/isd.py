@@ -587,6 +587,16 @@ def _put_key(se: SecureElement, ch: Channel, cmd: CommandApdu) -> tuple[bytes, i
 
 
 def _delete(se: SecureElement, ch: Channel, cmd: CommandApdu) -> tuple[bytes, int]:
+    """DELETE [card content] (GPCS 11.2) of an application instance; P2 b8 ("and related
+    objects") deletes nothing more for one (an instance has no related object here: load
+    files are in ROM, and refused with or without it).
+
+    An instance selected on a logical channel is not deleted: 6985, nothing changed (GP
+    Card Specification, Application Removal: the OPEN determines "that the Application is
+    not currently selected on another logical channel"; Java Card RE 11.3.4.1: no deletion
+    while an instance of its context is active). The DELETE itself reaches the ISD, so
+    the channel holding the instance is always another one; once that channel closes or
+    selects something else, the DELETE runs."""
     if cmd.p1 != 0x00 or cmd.p2 not in (0x00, 0x80):
         return b"", SW_INCORRECT_P1P2
     aid = _aid_filter(cmd.data)
@@ -595,6 +605,8 @@ def _delete(se: SecureElement, ch: Channel, cmd: CommandApdu) -> tuple[bytes, in
     rec = se.app_record(aid)
     if rec is None or not aid:
         return b"", SW_REFERENCED_DATA_NOT_FOUND
+    if se.channels_selecting(aid):  # in use: the registry, channels and image stay as they are
+        return b"", SW_CONDITIONS_NOT_SATISFIED
     se.state["applications"].remove(rec)
     se.forget_applet(aid)
     return b"\x00", SW_OK

@@ -193,10 +193,19 @@ class SecureElement:
             self._applets[aid] = obj
         return obj
 
+    def channels_selecting(self, aid: bytes) -> list[int]:
+        """The logical channels on which ``aid`` is the selected application (volatile:
+        the channels of this object, as the card's runtime knows its own)."""
+        return sorted(ch.number for ch in self.channels.values() if ch.selected == aid)
+
     def forget_applet(self, aid: bytes) -> None:
+        """Drop a deleted instance's object and every volatile reference to it. DELETE
+        refuses an instance selected on a channel (``isd._delete``), so no selection is left
+        to clear; an INSTALL [for personalization] target on another channel is, and its
+        next STORE DATA answers 6985 (no target)."""
         self._applets.pop(aid, None)
         for ch in self.channels.values():
-            if ch.selected == aid:
+            if ch.selected == aid:  # defensive: DELETE never gets here with one
                 ch.selected = None
             if ch.perso_target == aid:
                 ch.perso_target = None
