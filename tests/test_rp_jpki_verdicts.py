@@ -423,3 +423,39 @@ def test_exit_unavailable_is_opt_in_and_only_for_ask_again_later(tmp_path, home)
     assert status(stale, "--exit-unavailable", "75", signature=auth_sig) == 1
     assert status(stale, "--exit-unavailable", "2") == 2  # a usage error: 2 is "no verdict"
 
+
+def test_the_text_output_shows_each_code_and_when_and_why_revoked(tmp_path, home):
+    """``mcred jpki verify`` without --json shows each check's code as the JSON has it
+    (``FAIL revocation [revoked]: ...``), and under a revoked certificate's check the JSON's
+    ``revoked_at`` and ``revocation_reason`` in a line that fits 80 columns; a good one has no
+    such line."""
+    from typer.testing import CliRunner
+
+    from mcred.cli.main import app as cli
+
+    (tmp_path / "doc").write_bytes(CONTENT)
+    (tmp_path / "doc.p7s").write_bytes(SIG)
+    (tmp_path / "roots.pem").write_bytes(b"".join(r.public_bytes(Encoding.PEM) for r in ROOTS))
+    when = NOW - timedelta(hours=3)
+
+    def text(crl: bytes, code: int) -> list[str]:
+        (tmp_path / "part.crl").write_bytes(crl)
+        line = ["jpki", "verify", str(tmp_path / "doc"), "--signature", str(tmp_path / "doc.p7s"), "--roots",
+                str(tmp_path / "roots.pem"), "--revocation", "crl", "--crl", str(tmp_path / "part.crl")]
+        out = CliRunner().invoke(cli, line)
+        assert out.exit_code == code, out.output
+        printed = json.loads(CliRunner().invoke(cli, [*line, "--json"]).output)
+        lines = out.output.splitlines()
+        # every check's line carries its JSON code, in order
+        assert [ln.split(":")[0] for ln in lines if not ln.startswith(" ")][:-1] == [
+            f"{'ok  ' if c['passed'] else 'FAIL'} {c['name']} [{c['code']}]" for c in printed["checks"]], lines
+        return lines
+
+    good = text(_crl(), 0)
+    assert "ok   revocation [good]: not on the CRL" in good and "ok   signature [ok]: CMS signature verifies" in good
+    assert not any("revoked_at" in ln for ln in good), good
+    for reason, code in (("cessationOfOperation", "revoked"), ("certificateHold", "on_hold")):
+        lines = text(_crl([Revocation(SERIAL, when, RevocationReason.parse(reason))]), 1)
+        at = next(i for i, ln in enumerate(lines) if ln.startswith(f"FAIL revocation [{code}]: "))
+        assert lines[at + 1] == f"  revoked_at={when.isoformat()} revocation_reason={reason}", lines
+        assert len(lines[at + 1]) <= 80 and lines[-1] == "INVALID"
