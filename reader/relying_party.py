@@ -2,8 +2,8 @@
 
 Steps, each a named check in the result (``{"valid", "checks": [{"name", "passed",
 "reason", "code"}], "documents": [...]}``, the shape of the mdoc verifier; ``code`` from the
-closed vocabulary :data:`protocols.jpki.relying_party.CHECK_CODES`, a verified "revoked"
-also with ``revocation_reason``):
+closed vocabulary :data:`protocols.jpki.relying_party.CHECK_CODES`; the ``revocation`` check
+also with ``revoked_at`` and ``revocation_reason``, null unless a verified answer says revoked):
 
 1. ``signature``: CMS detached SignedData (RFC 5652 5) or a raw signature with the signer
    certificate given separately (PKCS#1 v1.5 / SHA-256 for RSA-2048, ECDSA / SHA-384 DER for
@@ -506,7 +506,7 @@ def revoked_after(check: Check, stamp: tsp.TimeStamp) -> Check:
         return check
     return Check("revocation", True, f"{check.reason}: after the signature's time-stamp "
                  f"{stamp.gen_time.isoformat()}, so it was made while the certificate was valid",
-                 code="revoked_after_signing", revocation_reason=check.revocation_reason)
+                 check.revoked_at, code="revoked_after_signing", revocation_reason=check.revocation_reason)
 
 
 def judge_certificate(cert: x509.Certificate, *, roots: Sequence[x509.Certificate], required: Purpose,

@@ -37,8 +37,15 @@ class JpkiCheck(VerdictCheck):
     code: Literal[CHECK_CODES] = Field(  # the tuple, one source for the enum
         description="ok when passed (good for revocation); else what failed: a closed vocabulary "
         "(revocation: revoked, on_hold, unknown, unavailable = no trustworthy answer, ask again later)")
-    revocation_reason: Literal[REVOCATION_REASONS] | SkipJsonSchema[None] = Field(
-        None, description="a verified revoked, on_hold or revoked_after_signing: the RFC 5280 CRLReason")
+    revoked_at: str | None = Field(
+        None, json_schema_extra={"format": "date-time"},
+        description="revocation checks only (null on one that found no revocation): for a verified revoked, "
+        "on_hold or revoked_after_signing, when, ISO 8601 in UTC (the OCSP answer's revocationTime or "
+        "the CRL entry's revocationDate)")
+    revocation_reason: Literal[REVOCATION_REASONS] | None = Field(
+        None, description="revocation checks only (null on one that found no revocation): for a verified "
+        "revoked, on_hold or revoked_after_signing, the RFC 5280 CRLReason by its name (the J-LIS reasons "
+        "affiliationChanged, cessationOfOperation, superseded, certificateHold among them)")
 
 
 class MdocCheck(VerdictCheck):

@@ -365,7 +365,7 @@ def test_the_commands_name_what_is_wrong(world):
     assert "already carries a ds:Signature" in run_cli(*base, str(signed), "--xml", "--out", str(files / "t2.xml"),
                                                     code=2)
     out = run_cli("jpki", "verify", str(files / "filing.xml"), code=1)
-    assert "FAIL signature: 0 ds:Signature elements" in out and out.rstrip().endswith("INVALID")
+    assert "FAIL signature [bad_signature]: 0 ds:Signature elements" in out and out.rstrip().endswith("INVALID")
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))

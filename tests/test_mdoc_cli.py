@@ -141,3 +141,28 @@ def test_a_hostile_doctype_and_element_name_cannot_drive_the_terminal(tmp_path):
     assert result.exit_code == 0, result.output
     assert "\x1b" not in result.output and "\x07" not in result.output
     assert "\\x1b]0;pwned" in result.output and "[link=http://evil.test]" in result.output
+
+
+def test_the_table_shows_each_code_in_80_columns(files):
+    """The text verdict shows each check's code as --json has it, ``validity [expired]`` (as
+    ``mcred jpki verify`` prints ``FAIL validity [expired]: ...``), and fits an 80-column
+    terminal, the reason keeping a column of its own wide enough to read."""
+    result = CliRunner().invoke(app, _args(files, "--at", "2025-01-01T00:00:00Z"), env={"COLUMNS": "80"})
+    assert result.exit_code == 1, result.output
+    printed = json.loads(CliRunner().invoke(app, _args(files, "--at", "2025-01-01T00:00:00Z", "--json")).output)
+    lines = result.output.splitlines()
+    assert max(map(len, lines)) <= 80, result.output
+    header = next(ln for ln in lines if "check [code]" in ln)
+    assert [h.strip() for h in header.split("┃")[1:-1]] == ["check [code]", "result", "reason"], header
+    assert len(header.split("┃")[3]) >= 36, header  # the reason's column
+    rows: list[list[str]] = []  # each row's cells, a cell's lines joined
+    for ln in lines:
+        if ln.startswith("│"):
+            cells = [c.strip() for c in ln.split("│")[1:-1]]
+            if cells[1]:
+                rows.append(cells)
+            else:
+                rows[-1] = [f"{a} {b}".strip() for a, b in zip(rows[-1], cells, strict=True)]
+    assert [(r[0], r[1]) for r in rows] == [(f"{c['name']} [{c['code']}]", "pass" if c["passed"] else "FAIL")
+                                            for c in printed["checks"]], result.output
+    assert ("validity [expired]", "FAIL") in [(r[0], r[1]) for r in rows]

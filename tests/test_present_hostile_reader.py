@@ -86,7 +86,8 @@ def test_a_hostile_reader_verdict_is_rendered_inert():
 
     evil = "\x1b]0;pwned\x07[bold red]fake PASS[/]"
     out = io.StringIO()
-    render(Console(file=out, width=200), {"valid": False, "checks": [{"name": evil, "passed": True, "reason": evil}],
+    render(Console(file=out, width=200), {"valid": False,  # the check's code from the reader too
+                                         "checks": [{"name": evil, "passed": True, "reason": evil, "code": evil}],
                                          "documents": [{"docType": evil, "elements": {evil: {evil: evil}}}]})
     text = out.getvalue()
     assert "\x1b" not in text and "\x07" not in text

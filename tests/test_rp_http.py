@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import datetime as dt
 import json
 import re
 from collections.abc import Iterator
@@ -155,6 +156,7 @@ def test_phone_signature_valid_then_revoked_with_its_reason(world):
     c = _checks(result)
     assert list(c) == ["signature", "chain", "policy", "key_usage", "validity", "revocation"]
     assert c["revocation"]["reason"].startswith("OCSP good (" + world["issuer_url"] + "/ocsp")
+    assert (c["revocation"]["revoked_at"], c["revocation"]["revocation_reason"]) == (None, None)
     # auto: the responder answers, so OCSP decides and no CRL is fetched
     fetches = world["rp"].crl_cache.fetches
     auto = _cli(*args, "--revocation", "auto", code=0)
@@ -181,11 +183,16 @@ def test_phone_signature_valid_then_revoked_with_its_reason(world):
     assert r.status_code == 200 and not r.json()["valid"]
     assert not _checks(r.json())["policy"]["passed"]
 
-    revoke(world["ctx"].sessions, world["phone"], "affiliationChanged", "sign")
+    revoked_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    revoke(world["ctx"].sessions, world["phone"], "affiliationChanged", "sign", now=revoked_at)
     result = _cli(*args, code=1)
     c = _checks(result)
     assert [n for n, v in c.items() if not v["passed"]] == ["revocation"]
     assert _OCSP_REVOKED.fullmatch(c["revocation"]["reason"]), c["revocation"]
+    # when and why, as the issuer recorded them, in the service's answer (documented: the
+    # fixture holds every answer to the reader's OpenAPI document)
+    said = (revoked_at.isoformat(), "affiliationChanged")
+    assert (c["revocation"]["revoked_at"], c["revocation"]["revocation_reason"]) == said, c["revocation"]
     # auto: a verified "revoked" from the responder is final, never traded for the CRL
     c = _checks(_cli(*args, "--revocation", "auto", code=1))
     assert _OCSP_REVOKED.fullmatch(c["revocation"]["reason"]), c["revocation"]
@@ -199,6 +206,7 @@ def test_phone_signature_valid_then_revoked_with_its_reason(world):
         assert not r.json()["valid"] and not c["revocation"]["passed"]
         assert "affiliationChanged" in c["revocation"]["reason"]
         assert f"(CRL {world['issuer_url']}/" in c["revocation"]["reason"]
+        assert (c["revocation"]["revoked_at"], c["revocation"]["revocation_reason"]) == said, c["revocation"]
     assert world["rp"].crl_cache.fetches == fetches + 1
     # and through the issuer service's mount
     result = _cli(*args[:-3], "--rp", mounted, "--token", world["token"], "--json", code=1)

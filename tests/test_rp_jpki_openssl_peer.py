@@ -6,6 +6,7 @@ test_jpki_revocation.py and test_issuer_jpki_openssl.py."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from datetime import timedelta
@@ -176,3 +177,57 @@ def test_an_openssl_answer_about_several_certificates_is_read_for_ours(tmp_path)
     assert isinstance(theirs, OcspAnswer) and (theirs.status, theirs.reason) == ("revoked", "keyCompromise"), theirs
     third, _key = p.issue_signing(807)  # in neither SingleResponse
     assert judge_ocsp(resp, third, root, now, where="openssl").reason == "OCSP response is about another certificate"
+
+
+def _openssl_time(text: str, label: str) -> str:
+    """The time OpenSSL prints after ``label`` (``Revocation Time: Nov  3 01:02:03 2026 GMT``),
+    in ISO 8601 UTC."""
+    import datetime as dt
+
+    found = re.search(rf"{label}: (\w+ +\d+ [\d:]+ \d+) GMT", text)
+    assert found, text
+    return dt.datetime.strptime(" ".join(found[1].split()), "%b %d %H:%M:%S %Y").replace(tzinfo=dt.UTC).isoformat()
+
+
+@pytest.mark.parametrize("source", ["ocsp", "crl"])
+def test_revoked_at_is_the_time_openssl_reads(tmp_path, source):
+    """The revocation check's ``revoked_at`` is the time OpenSSL reads in the same answer
+    (``openssl ocsp -resp_text``: Revocation Time; ``openssl crl -text``: Revocation Date),
+    ISO 8601 in UTC, and ``revocation_reason`` the reason it names; both null for a good
+    certificate. An answer made by ``openssl ocsp -index`` or ``openssl ca -gencrl``."""
+    p, cert = _files(tmp_path, KeyType.RSA_2048, 808)
+    sig = _openssl_signature(tmp_path)
+    roots = [p.roots[Purpose.SIGN]]
+    when = (NOW - timedelta(hours=5, minutes=7, seconds=9)).strftime("%y%m%d%H%M%SZ")
+    if source == "ocsp":
+        def judged(index: str) -> tuple[dict, str]:
+            result = verify(CONTENT, sig, roots=roots, client=_openssl_responder(tmp_path, index))
+            read = _openssl("ocsp", "-respin", tmp_path / "resp.der", "-resp_text", "-noverify").stdout
+            return result, read
+        label, reason_label = "Revocation Time", "Revocation Reason"
+    else:
+        (tmp_path / "ca.cnf").write_text(
+            "[ca]\ndefault_ca = jpki\n[jpki]\ndatabase = index.txt\ncrlnumber = crlnumber\n"
+            "default_md = sha256\ndefault_crl_hours = 24\ncrl_extensions = ext\n[ext]\n"
+            "authorityKeyIdentifier = keyid\n")
+        (tmp_path / "crlnumber").write_text("01\n")
+
+        def judged(index: str) -> tuple[dict, str]:
+            (tmp_path / "index.txt").write_text(index)
+            _openssl("ca", "-config", "ca.cnf", "-gencrl", "-keyfile", "root.key", "-cert", "root.pem",
+                     "-out", "crl.pem", cwd=tmp_path)
+            result = verify(CONTENT, sig, roots=roots, revocation="crl", crl=(tmp_path / "crl.pem").read_bytes())
+            return result, _openssl("crl", "-in", tmp_path / "crl.pem", "-text", "-noout").stdout
+        label, reason_label = "Revocation Date", "CRL Reason Code"
+    good, _read = judged(_index_line(cert))
+    assert good["valid"] and (good["checks"][-1]["revoked_at"], good["checks"][-1]["revocation_reason"]) == (
+        None, None), good
+    for reason in ("cessationOfOperation", "superseded", "certificateHold"):
+        result, read = judged(_index_line(cert, f"{when},{reason}"))
+        check = result["checks"][-1]
+        assert check["revoked_at"] == _openssl_time(read, label) and check["revoked_at"].endswith("+00:00"), (
+            check, read)
+        # OpenSSL names the reason its own way: cessationOfOperation (0x5), or Cessation Of Operation
+        named = re.search(rf"{reason_label}:\s*([A-Za-z ]+?)\s*(\(0x|\n)", read)
+        assert named and named[1].replace(" ", "").lower() == check["revocation_reason"].lower(), read
+        assert check["revocation_reason"] == reason

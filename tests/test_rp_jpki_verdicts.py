@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import httpx
 import pytest
@@ -98,7 +98,10 @@ def test_a_good_signature_is_valid():
     assert [(c["name"], c["code"]) for c in result["checks"]] == [
         ("signature", "ok"), ("chain", "ok"), ("policy", "ok"), ("key_usage", "ok"), ("validity", "ok"),
         ("revocation", "good")]
-    assert all("revocation_reason" not in c for c in result["checks"])
+    # the revocation check says "not revoked" with null; no other check has the members
+    assert [(c["revoked_at"], c["revocation_reason"]) for c in result["checks"] if c["name"] == "revocation"] == [
+        (None, None)]
+    assert all("revocation_reason" not in c and "revoked_at" not in c for c in result["checks"][:-1])
     crl = verify(CONTENT, SIG, roots=ROOTS, revocation="crl", crl=_crl(), at=NOW)
     assert crl["valid"] and crl["checks"][-1]["code"] == "good", crl
 
@@ -120,6 +123,8 @@ def test_each_reason_is_named_and_a_hold_is_not_called_a_revocation(reason, sour
     check = result["checks"][-1]
     assert (check["code"], check["revocation_reason"]) == ("on_hold" if reason == "certificateHold" else "revoked",
                                                            reason), check
+    # when, in ISO 8601 UTC: the OCSP answer's revocationTime, the CRL entry's revocationDate
+    assert check["revoked_at"] == when.astimezone(UTC).isoformat() and check["revoked_at"].endswith("+00:00"), check
     if reason == "certificateHold":
         assert said["revocation"].startswith("on hold (certificateHold:"), said
         assert "revoked" not in said["revocation"], said
@@ -247,7 +252,8 @@ def test_a_claimed_signing_time_before_the_revocation_is_said_but_proves_nothing
 
 
 def _codes(result: dict) -> list[tuple]:
-    return [(c["name"], c["passed"], c["code"], c.get("revocation_reason")) for c in result["checks"]]
+    return [(c["name"], c["passed"], c["code"], c.get("revocation_reason"), c.get("revoked_at"))
+            for c in result["checks"]]
 
 
 #: the cases a relying-party service is asked (its revocation is ocsp, crl or auto)
@@ -338,7 +344,11 @@ def test_the_documented_enum_is_the_vocabulary():
     schemas = rp_app(RelyingPartyService([])).openapi()["components"]["schemas"]
     check = schemas["JpkiCheck"]["properties"]
     assert check["code"]["enum"] == list(CHECK_CODES)
-    assert check["revocation_reason"]["enum"] == list(REVOCATION_REASONS)
+    # null on a revocation check that found no revocation
+    assert check["revocation_reason"]["anyOf"] == [{"enum": list(REVOCATION_REASONS), "type": "string"},
+                                                   {"type": "null"}]
+    assert check["revoked_at"]["anyOf"] == [{"type": "string"}, {"type": "null"}]
+    assert check["revoked_at"]["format"] == "date-time"
     assert "code" in schemas["JpkiCheck"]["required"]
     assert set(REVOCATION_CODES) <= set(CHECK_CODES)
     spec = (Path(__file__).parent.parent / "specs" / "revocation.md").read_text()
@@ -379,6 +389,7 @@ def test_a_revocation_after_the_time_stamp_passes_with_its_own_code():
         stamp = SimpleNamespace(gen_time=when - timedelta(days=1), latest=when - timedelta(days=1))
         check = revoked_after(revoked_check(reason, when, f"revoked ({reason}) at {when}"), stamp)
         assert (check.passed, check.code, check.revocation_reason) == (True, "revoked_after_signing", reason)
+        assert (check.to_dict()["revoked_at"], check.to_dict()["revocation_reason"]) == (when.isoformat(), reason)
         before = revoked_after(revoked_check(reason, when, "revoked"), SimpleNamespace(gen_time=when, latest=when))
         assert (before.passed, before.code) == (False, "on_hold" if reason == "certificateHold" else "revoked")
 
@@ -411,3 +422,40 @@ def test_exit_unavailable_is_opt_in_and_only_for_ask_again_later(tmp_path, home)
     _cert, auth_sig = _signed(Purpose.AUTH, 702)  # wrong_purpose beside the stale CRL
     assert status(stale, "--exit-unavailable", "75", signature=auth_sig) == 1
     assert status(stale, "--exit-unavailable", "2") == 2  # a usage error: 2 is "no verdict"
+
+
+def test_the_text_output_shows_each_code_and_when_and_why_revoked(tmp_path, home):
+    """``mcred jpki verify`` without --json shows each check's code as the JSON has it
+    (``FAIL revocation [revoked]: ...``), and under a revoked certificate's check the JSON's
+    ``revoked_at`` and ``revocation_reason`` in a line that fits 80 columns; a good one has no
+    such line."""
+    from typer.testing import CliRunner
+
+    from mcred.cli.main import app as cli
+
+    (tmp_path / "doc").write_bytes(CONTENT)
+    (tmp_path / "doc.p7s").write_bytes(SIG)
+    (tmp_path / "roots.pem").write_bytes(b"".join(r.public_bytes(Encoding.PEM) for r in ROOTS))
+    when = NOW - timedelta(hours=3)
+
+    def text(crl: bytes, code: int) -> list[str]:
+        (tmp_path / "part.crl").write_bytes(crl)
+        line = ["jpki", "verify", str(tmp_path / "doc"), "--signature", str(tmp_path / "doc.p7s"), "--roots",
+                str(tmp_path / "roots.pem"), "--revocation", "crl", "--crl", str(tmp_path / "part.crl")]
+        out = CliRunner().invoke(cli, line)
+        assert out.exit_code == code, out.output
+        printed = json.loads(CliRunner().invoke(cli, [*line, "--json"]).output)
+        lines = out.output.splitlines()
+        # every check's line carries its JSON code, in order
+        assert [ln.split(":")[0] for ln in lines if not ln.startswith(" ")][:-1] == [
+            f"{'ok  ' if c['passed'] else 'FAIL'} {c['name']} [{c['code']}]" for c in printed["checks"]], lines
+        return lines
+
+    good = text(_crl(), 0)
+    assert "ok   revocation [good]: not on the CRL" in good and "ok   signature [ok]: CMS signature verifies" in good
+    assert not any("revoked_at" in ln for ln in good), good
+    for reason, code in (("cessationOfOperation", "revoked"), ("certificateHold", "on_hold")):
+        lines = text(_crl([Revocation(SERIAL, when, RevocationReason.parse(reason))]), 1)
+        at = next(i for i, ln in enumerate(lines) if ln.startswith(f"FAIL revocation [{code}]: "))
+        assert lines[at + 1] == f"  revoked_at={when.isoformat()} revocation_reason={reason}", lines
+        assert len(lines[at + 1]) <= 80 and lines[-1] == "INVALID"

@@ -24,7 +24,7 @@ from mcred.cli.ota_cli import (
 )
 from mcred.cli.phone_cmds import tsm_tracing
 from mcred.cli.state import check_can_listen, cli_actor, open_context, out_path
-from mcred.cli.text import secret_lines
+from mcred.cli.text import check_line, revocation_line, secret_lines
 from mcred.cli.watch_cmds import watch_app
 from reader.text import printable
 
@@ -580,14 +580,18 @@ def _only_unavailable(result: dict) -> bool:
 
 
 def _print_verdict(result: dict, as_json: bool, revocation: str = "", exit_unavailable: int | None = None) -> None:
-    """The verdict, check by check (or as JSON); exit 0 only when valid, else 1 (or
+    """The verdict, check by check with its code (:func:`mcred.cli.text.check_line`; a
+    revoked certificate's ``revoked_at`` and ``revocation_reason`` on the line under its
+    check), or as JSON; exit 0 only when valid, else 1 (or
     ``exit_unavailable`` when :func:`_only_unavailable`). With ``revocation`` none, a line
     says so: the verdict has no revocation check, and a revoked certificate passes."""
     if as_json:
         typer.echo(json.dumps(result, ensure_ascii=False, indent=2))
     else:
         for c in result["checks"]:
-            typer.echo(f"{'ok  ' if c['passed'] else 'FAIL'} {printable(str(c['name']))}: {printable(str(c['reason']))}")
+            typer.echo(check_line(c))
+            if (revoked := revocation_line(c)) is not None:
+                typer.echo(revoked)
         if revocation == "none":
             typer.echo("not checked: revocation (--revocation none: a revoked or held certificate passes)")
         typer.echo("VALID" if result["valid"] else "INVALID")

@@ -14,9 +14,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_private_key, load_pem_private_key
 from rich.console import Console
-from rich.table import Table
 
-from mcred.cli.text import cell, make_console, markup_safe
+from mcred.cli.text import cell, checks_table, make_console, markup_safe
 from protocols import cbor, certs, mdoc
 from protocols.cbor.diag import diagnostic
 
@@ -64,12 +63,7 @@ def _parse_time(value: str | None) -> dt.datetime:
 
 
 def _print_result(console: Console, result: mdoc.VerificationResult) -> None:
-    table = Table(title="checks", show_lines=False)
-    for col in ("check", "result", "reason"):
-        table.add_column(col)
-    for c in result.checks:
-        table.add_row(cell(c.name), "[green]pass[/]" if c.passed else "[red]FAIL[/]", cell(c.reason))
-    console.print(table)
+    console.print(checks_table([c.to_json() for c in result.checks], title="checks"))
     for doc in result.to_json()["documents"]:
         console.print(f"[bold]{markup_safe(doc['docType'])}[/]")
         for ns, elements in doc["elements"].items():

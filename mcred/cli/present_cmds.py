@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mcred.cli.state import out_path
-from mcred.cli.text import cell, listing, make_console, markup_safe
+from mcred.cli.text import cell, check_line, checks_table, listing, make_console, markup_safe
 from mcred.home import write_private
 
 EXIT_OK, EXIT_FAILED, EXIT_UNUSABLE = 0, 1, 2
@@ -51,13 +51,7 @@ _MAX_RESPONSE_SIZE = typer.Option(None, "--max-response-size", min=1, help="Seco
 
 
 def render(console: Console, result: dict) -> None:
-    table = Table(title="reader verdict")
-    table.add_column("check")
-    table.add_column("")
-    table.add_column("reason", overflow="fold")
-    for c in result.get("checks", []):
-        table.add_row(cell(c["name"]), "[green]pass[/]" if c["passed"] else "[red]FAIL[/]", cell(c["reason"]))
-    console.print(table)
+    console.print(checks_table(result.get("checks", []), title="reader verdict", result=""))
     for doc in result.get("documents", []):
         items = Table(title=cell(doc["docType"]))
         items.add_column("namespace")
@@ -159,7 +153,7 @@ def _ble_counter(console: Console, as_json: bool, read) -> None:  # noqa: ANN001
             console.print(f"read {len(verdicts)} (line {n}): {'VALID' if out.valid else 'INVALID'}", highlight=False)
             for c in out.result.get("checks", []):
                 if not c["passed"]:
-                    console.print(f"  {c['name']}: {c['reason']}", highlight=False, markup=False)
+                    console.print(f"  {check_line(c)}", highlight=False, markup=False)
     if not verdicts:
         _unusable(console, as_json, "no engagement came on standard input")
     raise typer.Exit(EXIT_OK if all(verdicts) else EXIT_FAILED)

@@ -8,12 +8,16 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 from rich.text import Text
 
 from reader.text import printable
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 #: The width of output that is not a terminal (a pipe, a file, a CI log): no line is wrapped or
 #: cut short at rich's default of 80 columns.
@@ -64,6 +68,51 @@ def secret_lines(shown: dict[str, str]) -> list[str]:
 def cell(value: object) -> Text:
     """A table cell or title holding a peer's text."""
     return Text(printable(str(value)))
+
+
+def named_check(check: dict) -> str:
+    """A verdict's check by its name and code, ``revocation [revoked]``: the code the JSON
+    has, what a script branches on (left out when a peer's verdict has none). A peer's text
+    escaped."""
+    code = check.get("code")
+    return printable(str(check.get("name"))) + (f" [{printable(str(code))}]" if code is not None else "")
+
+
+def check_line(check: dict) -> str:
+    """A verdict's check as one line, as the JPKI relying party prints them: ``FAIL
+    revocation [revoked]: <reason>`` (``ok  `` when it passed; :func:`named_check`, as the
+    mdoc tables of :func:`checks_table` show it). A peer's text escaped."""
+    return f"{'ok  ' if check.get('passed') else 'FAIL'} {named_check(check)}: {printable(str(check.get('reason')))}"
+
+
+def revocation_line(check: dict) -> str | None:
+    """Under a ``revocation`` check that a verified answer says revoked (or on hold), its
+    JSON's ``revoked_at`` and ``revocation_reason`` as they are there, indented:
+    ``  revoked_at=2026-11-23T01:00:00+00:00 revocation_reason=affiliationChanged`` (77
+    columns with the longest J-LIS reason); None when both are null or absent."""
+    facts = [f"{key}={printable(str(check[key]))}" for key in ("revoked_at", "revocation_reason")
+             if check.get(key) is not None]
+    return "  " + " ".join(facts) if facts else None
+
+
+#: The widest the ``check [code]`` column of :func:`checks_table` grows: the longest check
+#: name (``mso_signed_within_ds_validity``) fits, a long name with its code wraps before the
+#: code, so that the reason keeps about 36 columns of an 80-column terminal.
+CHECK_COLUMN = 30
+
+
+def checks_table(checks: list[dict], *, title: str, result: str = "result") -> Table:
+    """A verdict's checks as the mdoc commands show them: ``check [code]``
+    (:func:`named_check`, as :func:`check_line` prints it), ``result`` (pass or FAIL) and
+    ``reason``, folded on a narrow terminal. A peer's text escaped."""
+    from rich.table import Column, Table
+
+    table = Table(Column(Text("check [code]"), overflow="fold", max_width=CHECK_COLUMN), result,
+                  Column("reason", overflow="fold"), title=title)
+    for c in checks:
+        table.add_row(Text(named_check(c)), "[green]pass[/]" if c.get("passed") else "[red]FAIL[/]",
+                      cell(c.get("reason")))
+    return table
 
 
 def markup_safe(value: object) -> str:

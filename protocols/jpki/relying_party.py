@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography import x509
@@ -56,8 +56,9 @@ class Check:
     name: str
     passed: bool
     reason: str
-    #: for a ``revocation`` check that failed on a verified "revoked": when (so that a
-    #: signature time-stamped before it can still be judged valid)
+    #: for a ``revocation`` check on a verified "revoked" (``revoked``, ``on_hold``,
+    #: ``revoked_after_signing``): when (so that a signature time-stamped before it can still
+    #: be judged valid)
     revoked_at: datetime | None = None
     #: one of :data:`CHECK_CODES`; by default ``ok`` when passed, else ``failed``
     code: str | None = None
@@ -74,8 +75,12 @@ class Check:
             raise ValueError(f"revocation reason {self.revocation_reason!r}: not an RFC 5280 CRLReason")
 
     def to_dict(self) -> dict[str, Any]:
+        """The check in a verdict's JSON; a ``revocation`` check also with ``revoked_at`` (ISO
+        8601, UTC: the OCSP answer's revocationTime or the CRL entry's revocationDate) and
+        ``revocation_reason``, both null when no verified answer says revoked."""
         out: dict[str, Any] = {"name": self.name, "passed": self.passed, "reason": self.reason, "code": self.code}
-        if self.revocation_reason is not None:
+        if self.name == "revocation" or self.revoked_at is not None or self.revocation_reason is not None:
+            out["revoked_at"] = None if self.revoked_at is None else self.revoked_at.astimezone(UTC).isoformat()
             out["revocation_reason"] = self.revocation_reason
         return out
 
