@@ -258,3 +258,22 @@ def test_document_disclosing_nothing_fails_matches_request(world, clock, publish
     outcome = _session_with_forged_answer(world, clock, publisher, nothing)
     assert failed(outcome.result.to_json()) == {"matches_request"}
     assert "no requested element disclosed" in outcome.result.check("matches_request").reason
+
+
+def test_the_wallets_applet_handle_survives_another_process_writing_the_se(world, clock):
+    """Another process writing the phone's SE (a TSM refresh while a wallet runs) makes the
+    wallet's SE object load the image again, as a re-inserted card: channel 0 is back on
+    the ISD. The wallet's handle remembered that it had selected the mdoc applet, so its
+    SIGN reached the ISD and got 6A88, and every later one too. It selects again once and
+    repeats the command."""
+    import os
+
+    mine = wallet(world, "phone", clock).credentials()[0]
+    se = wallet_sim.open_secure_element(world["phone"], world["home"])
+    applet = SeMdocApplet(se.transmit)
+    assert len(applet.sign_digest(mine.slot, bytes(32))) == 64
+    image = se.path
+    stat = os.stat(image)
+    os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # another writer's stamp
+    assert len(applet.sign_digest(mine.slot, bytes(32))) == 64
+    assert len(applet.sign_digest(mine.slot, bytes(32))) == 64

@@ -113,7 +113,6 @@ class SeMdocApplet:
             raise WalletSeError(f"{what}: short answer", 0)
         sw = int.from_bytes(out[-2:], "big")
         if sw != 0x9000:
-            self._selected = False if sw in (0x6E00, 0x6D00, 0x6A82) else self._selected
             raise WalletSeError(what, sw)
         return out[:-2]
 
@@ -122,33 +121,47 @@ class SeMdocApplet:
             self._send(bytes([0x00, 0xA4, 0x04, 0x00, len(MDOC_AID)]) + MDOC_AID + b"\x00", "SELECT mdoc applet")
             self._selected = True
 
+    def _command(self, apdu: bytes, what: str) -> bytes:
+        """``apdu`` to the applet, selected first. A refusal of a command sent on an earlier
+        selection may mean the applet is no longer selected: the SE was written by another
+        process and loaded again (a re-inserted card: channel 0 back on the ISD), or was
+        reset. Then the applet is selected again and the command sent once more (each of
+        the applet's commands can be repeated); a refusal after a fresh SELECT is the
+        applet's own."""
+        fresh = not self._selected
+        self.select()
+        try:
+            return self._send(apdu, what)
+        except WalletSeError:
+            if fresh:
+                raise
+            self._selected = False
+            self.select()
+            return self._send(apdu, what)
+
     def slots(self) -> list[tuple[int, bool, int]]:
         """``(slot, holds a credential, credential length)`` per slot holding a key."""
-        self.select()
-        raw = self._send(bytes.fromhex("8010000000"), "LIST SLOTS")
+        raw = self._command(bytes.fromhex("8010000000"), "LIST SLOTS")
         return [(raw[i], bool(raw[i + 1] & 0x02), int.from_bytes(raw[i + 2 : i + 6], "big"))
                 for i in range(0, len(raw) - 5, 6)]
 
     def read(self, slot: int, length: int) -> bytes:
         """The slot's IssuerSigned: extended APDUs (Le 0000 = 65536) take it whole."""
-        self.select()
         out = b""
         while len(out) < length:
             apdu = bytes([0x80, 0x14, slot, 0x00, 0x00, 0x00, 0x03]) + len(out).to_bytes(3, "big") + b"\x00\x00"
-            chunk = self._send(apdu, f"READ CREDENTIAL slot {slot}")
+            chunk = self._command(apdu, f"READ CREDENTIAL slot {slot}")
             if not chunk:
                 break
             out += chunk
         return out
 
     def sign_digest(self, slot: int, digest: bytes) -> bytes:
-        self.select()
-        return self._send(bytes([0x80, 0x2A, slot, 0x00, 0x20]) + digest + b"\x00", f"SIGN slot {slot}")
+        return self._command(bytes([0x80, 0x2A, slot, 0x00, 0x20]) + digest + b"\x00", f"SIGN slot {slot}")
 
     def key_agreement(self, slot: int, peer_point: bytes) -> bytes:
-        self.select()
-        return self._send(bytes([0x80, 0x86, slot, 0x00, len(peer_point)]) + peer_point + b"\x00",
-                          f"KEY AGREEMENT slot {slot}")
+        return self._command(bytes([0x80, 0x86, slot, 0x00, len(peer_point)]) + peer_point + b"\x00",
+                             f"KEY AGREEMENT slot {slot}")
 
 
 @dataclass(frozen=True)
