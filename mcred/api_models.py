@@ -3,8 +3,9 @@
 The routes of :mod:`mcred.api_routes` build their bodies as dicts and send them as built
 (``response_model=Any``: nothing is filtered, reordered or re-encoded); these models, given
 as ``responses={200: {"model": ...}}``, name their members, so that a client generated from
-the document reads typed phones, holders, credentials, workflows and audit events, and the
-schema-driven fuzz (tests/test_api_fuzz.py) checks every body it gets against them. Closed
+the document reads typed phones, holders, credentials, workflows, jobs (one schema per kind,
+:class:`Job`) and audit events, and the schema-driven fuzz (tests/test_api_fuzz.py) checks
+every body it gets against them. Closed
 (``additionalProperties: false``) where the route builds every member itself; the free-form
 parts (a holder's registered data, a workflow's or an audit event's detail, the SE's
 description) stay objects.
@@ -12,12 +13,19 @@ description) stay objects.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 from pydantic.json_schema import SkipJsonSchema
 
+from issuer.api.jobs import JobBody
+
 _DATE_TIME = {"format": "date-time"}
+#: The TSM's job kinds (tsm.jobs.KINDS) and states, written out (a test holds them to the TSM's)
+TsmKind = Literal["provision", "provision-mdoc", "refresh-mdoc", "delete-credentials", "rotate-keys",
+                  "reset-secrets", "rotate-kloc"]
+TsmState = Literal["pending", "running", "interrupted", "done", "abandoned"]
+KeyType = Literal["rsa2048", "p384"]
 
 
 class _Closed(BaseModel):
@@ -162,8 +170,8 @@ class HandoverList(_Page):
 class TsmJob(_Closed):
     id: str
     phone_id: str
-    kind: str
-    state: str
+    kind: TsmKind
+    state: TsmState
     next_step: str | None = Field(description="the step it stopped before; null once all ran")
     steps_done: int
     steps: int
@@ -177,6 +185,339 @@ class TsmJob(_Closed):
 
 class TsmJobList(_Page):
     jobs: list[TsmJob]
+
+
+# -- jobs: one schema per kind, a union on ``kind`` -------------------------------------------
+#
+# GET /jobs/{id} answers any kind of job, so its schema is :class:`Job`, a union of one schema
+# per kind discriminated by ``kind`` (OpenAPI ``oneOf`` + ``discriminator``): a client generated
+# from the document reads a provisioning's result as a ProvisionJobResult, a drill's as a
+# DrillReport, by the kind it got, and each route that makes a job declares its 202 as that
+# kind's schema alone. Each kind's ``params`` and ``result`` are closed: the work functions and
+# routes of mcred.api_routes build every member, and a secret (PIN, password, PUK) cannot be
+# one of them unnoticed. ``params`` members a later version added carry the default an older
+# job had in effect (``over_the_air`` false), so a job recorded before them is still one the
+# document declares.
+
+_OVER_THE_AIR = "the phone was reached through its GP SERAM Local Agent (specs/tsm.md \"Over the air\")"
+
+
+class SeramSession(_Closed):
+    """The GP SERAM session a phone's Local Agent is to join (a job made over the air)."""
+
+    session: str
+    endpoint: str
+    wait_s: float
+
+
+class _OverTheAir(JobBody):
+    seram: SeramSession | SkipJsonSchema[None] = Field(
+        None, description="in the 202 answer of a job made over the air only: the session the phone is to join")
+
+
+class CertificateFacts(_Closed):
+    serial: str = Field(pattern="^[0-9a-f]+$", description="hexadecimal")
+    subject: str = Field(description="RFC 4514")
+    not_after: str = Field(json_schema_extra=_DATE_TIME)
+
+
+class ProvisionJobParams(_Closed):
+    phone_id: str
+    holder_id: str | None = Field(description="the registered holder provisioned; null for a holder given inline")
+    holder: Literal["inline"] | None = Field(description="inline: the holder record was in the request "
+                                             "(never stored here); null with holder_id")
+    key_type: KeyType
+    mdoc_batch: int
+    over_the_air: bool = Field(False, description=_OVER_THE_AIR)
+
+
+class ProvisionJobResult(_Closed):
+    """What a provisioning issued (never a secret)."""
+
+    phone_id: str
+    holder_id: str
+    tsm_job_id: str = Field(description="the TSM's job that wrote the SE (GET /tsm-jobs)")
+    key_type: KeyType
+    mdocs: int = Field(description="how many mdocs (MSOs) it wrote")
+    seconds: float
+    sign_certificate: CertificateFacts
+    auth_certificate: CertificateFacts
+
+
+class ProvisionJob(_OverTheAir):
+    """POST /provisioning: both credentials into a phone."""
+
+    kind: Literal["provision"]
+    params: ProvisionJobParams
+    result: ProvisionJobResult | None
+
+
+class PinResetJobParams(_Closed):
+    phone_id: str
+    slots: list[Literal["auth", "sign"]] = Field(description="auth: the user-auth PIN; sign: the signing password")
+    puk: bool = Field(description="whether the PUK was reset too (its value is never stored)")
+    over_the_air: bool = Field(False, description=_OVER_THE_AIR)
+
+
+class PinResetJobResult(_Closed):
+    """What a reset of the holder's secrets set (never the values)."""
+
+    phone: str
+    job: str = Field(description="the TSM's reset-secrets job")
+    reset: list[Literal["auth", "sign", "puk"]]
+
+
+class PinResetJob(_OverTheAir):
+    """POST /pin-resets: new JPKI secrets on the phone."""
+
+    kind: Literal["pin-reset"]
+    params: PinResetJobParams
+    result: PinResetJobResult | None
+
+
+class IssuedMdoc(_Closed):
+    credential: str
+    slot: int
+    valid_until: str = Field(json_schema_extra=_DATE_TIME)
+
+
+class MdocRefreshJobParams(_Closed):
+    phone_id: str
+    mdoc_batch: int | None = Field(description="the slots asked for; null: every slot holding a valid mdoc")
+    keep_keys: bool
+    actor: str
+    over_the_air: bool = Field(False, description=_OVER_THE_AIR)
+
+
+class MdocRefreshJobResult(_Closed):
+    """What an MSO refresh put into the phone."""
+
+    phone: str
+    job: str = Field(description="the TSM's refresh-mdoc job")
+    resumed: bool = Field(description="it finished a refresh of the phone that had stopped")
+    rotated_keys: int = Field(description="slots whose device key was generated anew (0: kept)")
+    issued: list[IssuedMdoc]
+    superseded: list[str] = Field(description="the credentials of the MSOs replaced (revoked, superseded)")
+    seconds: float
+
+
+class MdocRefreshJob(_OverTheAir):
+    """POST /mdoc-refreshes: fresh MSOs into a provisioned phone."""
+
+    kind: Literal["mdoc-refresh"]
+    params: MdocRefreshJobParams
+    result: MdocRefreshJobResult | None
+
+
+class TsmResumeJobParams(_Closed):
+    tsm_job_id: str
+    kind: Literal["provision", "refresh-mdoc", "reset-secrets"] = Field(
+        description="the TSM job's kind: which result the job gives")
+    phone_id: str
+    over_the_air: bool = Field(False, description=_OVER_THE_AIR)
+
+
+class TsmResumeJob(_OverTheAir):
+    """POST /tsm-jobs/{id}/resume: a stopped TSM job finished; its result is the one of the job
+    it finishes (params.kind): provision a ProvisionJobResult, refresh-mdoc an
+    MdocRefreshJobResult, reset-secrets a PinResetJobResult."""
+
+    kind: Literal["tsm-resume"]
+    params: TsmResumeJobParams
+    result: ProvisionJobResult | MdocRefreshJobResult | PinResetJobResult | None
+
+
+class RevokedCredential(_Closed):
+    credential: str
+    kind: Literal["jpki-sign", "jpki-auth", "mdoc"]
+
+
+class TsmAbandonJobParams(_Closed):
+    tsm_job_id: str
+    phone_id: str
+    reason: str
+    actor: str
+    over_the_air: Literal[True]
+
+
+class TsmJobAbandoned(_Closed):
+    """What abandoning a TSM job undid (POST /tsm-jobs/{id}/abandon, at once or as a job)."""
+
+    job: str = Field(description="the TSM job abandoned")
+    phone: str
+    kind: TsmKind
+    revoked: list[RevokedCredential] = Field(description="what it had issued that was live (cessationOfOperation)")
+    wipe_job: str | None = Field(description="the TSM's delete-credentials job that wipes the SE (a provisioning)")
+    wiped: bool
+    wipe_error: str | None = Field(description="why the SE was not wiped")
+    released_holder: str | None = Field(description="the holder the phone was let go of")
+
+
+class TsmAbandonJob(_OverTheAir):
+    """POST /tsm-jobs/{id}/abandon with over_the_air: the provisioning's SE wiped through the
+    phone's Local Agent."""
+
+    kind: Literal["tsm-abandon"]
+    params: TsmAbandonJobParams
+    result: TsmJobAbandoned | None
+
+
+class KlocMoveJobParams(_Closed):
+    phone_id: str
+    over_the_air: bool = Field(False, description=_OVER_THE_AIR)
+    check: bool = Field(False, description="only read which CA the SE names")
+
+
+class KlocMoveJobResult(_Closed):
+    """What a rotate-kloc job found and did."""
+
+    phone: str
+    job: str = Field(description="the TSM's rotate-kloc job")
+    kloc: Literal["replaced", "current", "stale", "none"] = Field(
+        description="replaced; current: there already; stale: a check found another CA; none: the SE's "
+                    "issuer named no OCE")
+    old_ca_ski: str | None = Field(pattern="^[0-9a-f]*$")
+    ca_ski: str | None = Field(pattern="^[0-9a-f]*$")
+
+
+class KlocMoveJob(_OverTheAir):
+    """POST /kloc-moves: a phone's SE moved to the TSM's current KLOC CA."""
+
+    kind: Literal["kloc-move"]
+    params: KlocMoveJobParams
+    result: KlocMoveJobResult | None
+
+
+class HandoverJobParams(_Closed):
+    handover_id: str
+    over_the_air: bool = Field(False, description="the new phone was reached through its GP SERAM Local Agent")
+    wipe_over_the_air: bool = Field(False, description="the old phone was wiped through its own Local Agent")
+
+
+class HandoverJobResult(_Closed):
+    handover_id: str
+    step: str
+    state: str = Field(description="the workflow's state: done, or where it stopped")
+    new_phones_with_generated_secrets: list[str] = Field(
+        description="phones provisioned with secrets nobody was shown (POST /pin-resets sets new ones)")
+
+
+class HandoverJob(_OverTheAir):
+    """POST /handovers/{id}/run, POST /holders/{id}/changes: a workflow's remaining steps."""
+
+    kind: Literal["handover"]
+    params: HandoverJobParams
+    result: HandoverJobResult | None
+    seram_old: SeramSession | SkipJsonSchema[None] = Field(
+        None, description="in the 202 answer of a run with wipe_over_the_air only: the old phone's session")
+
+
+class CardRenewalJobParams(_Closed):
+    handover_id: str
+    phone_id: str
+    key_type: KeyType
+    mdoc_batch: int
+
+
+class CardRenewalJobResult(_Closed):
+    handover_id: str
+    step: str
+    state: str
+
+
+class CardRenewalJob(JobBody):
+    """POST /holders/{id}/card-renewals: the renewal workflow, with the secrets the request gave."""
+
+    kind: Literal["card-renewal"]
+    params: CardRenewalJobParams
+    result: CardRenewalJobResult | None
+
+
+class DrillJobParams(_Closed):
+    scenario: str
+    phones: int
+
+
+class DrillStep(_Closed):
+    name: str
+    seconds: float
+    started: str = Field(json_schema_extra=_DATE_TIME)
+
+
+class DrillSubject(_Closed):
+    phone: str
+    new_phone: str | None
+    steps: list[DrillStep]
+    reader_propagation_s: float | None
+    ocsp_propagation_s: float | None
+    watch_propagation_s: float | None
+    se_propagation_s: float | None
+    reader_reason: str
+    ocsp_reason: str
+    watch_reason: str
+    se_reason: str
+    final: dict[str, Any] = Field(description="what each party said at the end")
+
+
+class PropagationStats(_Closed):
+    min: float
+    median: float
+    max: float
+    p95: float
+
+
+class DrillPropagation(_Closed):
+    """Seconds from the revocation to the first refusal, over the subjects (null: none measured)."""
+
+    reader: PropagationStats | None
+    ocsp: PropagationStats | None
+    watch: PropagationStats | None
+    se: PropagationStats | None
+
+
+class DrillReport(_Closed):
+    scenario: str
+    phones: int
+    status_list_ttl_s: int
+    ocsp_ttl_s: int
+    seconds: float
+    subjects: list[DrillSubject]
+    bystander: dict[str, Any]
+    passed: bool
+    error: str | None
+    propagation_s: DrillPropagation
+
+
+class DrillJob(JobBody):
+    """POST /drills: a revocation drill, its report as result."""
+
+    kind: Literal["drill"]
+    params: DrillJobParams
+    result: DrillReport | None
+
+
+class Job(RootModel[Annotated[ProvisionJob | PinResetJob | MdocRefreshJob | TsmResumeJob | TsmAbandonJob
+                              | KlocMoveJob | HandoverJob | CardRenewalJob | DrillJob,
+                              Field(discriminator="kind")]]):
+    """A job of any kind (GET /jobs/{id}): its ``kind`` says which schema it is."""
+
+
+class JobList(_Page):
+    jobs: list[Job] = Field(description="newest first")
+
+
+class HandoverJobAccepted(BaseModel):
+    """A holder's change recorded, and its workflow queued as ``job``."""
+
+    handover: str
+    job: HandoverJob
+
+
+class CardRenewalJobAccepted(BaseModel):
+    """A holder's new card recorded, and its renewal workflow queued as ``job``."""
+
+    handover: str
+    job: CardRenewalJob
 
 
 class AuditEventOut(_Closed):

@@ -29,7 +29,7 @@ from sqlalchemy.orm import defer
 import wallet_sim
 from issuer.api import problems
 from issuer.api.auth import principal_of
-from issuer.api.jobs import ACCEPTED, JOB_SCHEMA, JobRunner, JobView, accepted
+from issuer.api.jobs import JobRunner, JobView, accepted
 from issuer.api.problems import (
     CONFLICT,
     FORBIDDEN,
@@ -44,28 +44,41 @@ from issuer.db import Credential, Handover, Phone
 from issuer.holders import PHONE_ID_PATTERN
 from mcred.api_models import (
     AuditEvents,
+    CardRenewalJobAccepted,
     Consent,
     ConsentList,
     ConsentRegistered,
     CredentialList,
     CredentialOut,
+    DrillJob,
     DsRollover,
+    HandoverJob,
+    HandoverJobAccepted,
     HandoverList,
     HandoverOut,
     HolderDetail,
     HolderForgotten,
     HolderList,
+    Job,
+    JobList,
+    KlocMoveJob,
     KlocRotation,
     LatestBasicFour,
     Linkage,
+    MdocRefreshJob,
     PhoneCreated,
     PhoneDetail,
     PhoneList,
     PhoneReset,
+    PinResetJob,
+    ProvisionJob,
     SignerRevocation,
     StatusChanges,
+    TsmAbandonJob,
     TsmAuditRecords,
+    TsmJobAbandoned,
     TsmJobList,
+    TsmResumeJob,
 )
 from mcred.context import Context
 from mcred.db import setup_lock
@@ -424,18 +437,19 @@ def _accepted(view: JobView, response: Response) -> dict[str, Any]:
     return view.as_dict()
 
 
-#: ``responses=`` of a holder's change or card renewal (:func:`operator_router`'s
-#: ``holder_workflow``): 200 with what was recorded when no phone needed re-issuing, else 202
-#: with that and the job under ``job``, not the job alone.
-HOLDER_WORKFLOW: dict[int | str, dict[str, Any]] = {
-    200: {"description": "recorded; no phone of the holder's needed re-issuing (handover null)",
-          "content": {"application/json": {"schema": {"type": "object", "required": ["handover"],
-                                                      "properties": {"handover": {"type": "null"}}}}}},
-    **accepted({"type": "object", "required": ["handover", "job"],
-                "properties": {"handover": {"type": "string"}, "job": JOB_SCHEMA}},
-               "recorded, and the workflow that re-issues on the holder's phone queued as the job under "
-               "`job` (Location: /jobs/{id})"),
-}
+def holder_workflow_responses(accepted_model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` of a holder's change or card renewal (:func:`operator_router`'s
+    ``holder_workflow``): 200 with what was recorded when no phone needed re-issuing, else 202
+    with that and the job (of ``accepted_model``'s ``job``) under ``job``, not the job alone."""
+    return {
+        200: {"description": "recorded; no phone of the holder's needed re-issuing (handover null)",
+              "content": {"application/json": {"schema": {"type": "object", "required": ["handover"],
+                                                          "properties": {"handover": {"type": "null"}}}}}},
+        **accepted(accepted_model, "recorded, and the workflow that re-issues on the holder's phone queued as "
+                   "the job under `job` (Location: /jobs/{id})"),
+    }
+
+
 _STATUS_REFUSALS = refusals((problems.UNKNOWN_PHONE, "the registry has no such phone"), problems.REVOCATION_REFUSED)
 _HOLDER_WORKFLOW_REFUSALS = refusals(
     (NOT_FOUND, "no such holder"), (NOT_IMPLEMENTED, "not in this build"),
@@ -457,6 +471,13 @@ def typed(model: type[BaseModel], responses: dict[int | str, dict[str, Any]] | N
     out = dict(responses or {})
     out[status] = {**out.get(status, {}), "model": model}
     return {"response_model": Any, "responses": out}
+
+
+def queued(model: type[BaseModel], responses: dict[int | str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The route's ``response_model=`` and ``responses=`` for a job answered ``202`` with its
+    ``Location``: the job declared by ``model``, its kind's schema (:mod:`mcred.api_models`),
+    the body sent as built (as :func:`typed`)."""
+    return {"response_model": Any, "responses": merge(accepted(model), responses or {})}
 
 
 def created(pattern: str, what: str) -> dict[int | str, dict[str, Any]]:
@@ -773,7 +794,7 @@ def issuer_router(ctx: Context) -> APIRouter:
     router = APIRouter(tags=["issuer"])
 
     @router.post("/provisioning", status_code=202, summary="Provision both credentials into a "
-                 "phone (a job)", responses=merge(ACCEPTED, refusals(
+                 "phone (a job)", **queued(ProvisionJob, refusals(
                      (NOT_IMPLEMENTED, "not in this build"), (VALIDATION, "not exactly one of holder, holder_id; "
                                                               "a holder's portrait or secret"),
                      (HOLDER_INVALID, "the holder record"), (UNKNOWN_PHONE, "no such simulated phone"),
@@ -828,9 +849,9 @@ def issuer_router(ctx: Context) -> APIRouter:
 
     @router.post("/pin-resets", status_code=202, summary="Reset a holder's JPKI secrets on the "
                  "phone through the TSM (a job): new values, fresh retry counters; nothing revoked",
-                 responses=merge(ACCEPTED, refusals((VALIDATION, "a slot twice; pin or password not given "
-                                                                 "exactly when its slot is reset"),
-                                                    (UNKNOWN_PHONE, "no such simulated phone"))))
+                 **queued(PinResetJob, refusals((VALIDATION, "a slot twice; pin or password not given "
+                                                             "exactly when its slot is reset"),
+                                                (UNKNOWN_PHONE, "no such simulated phone"))))
     def start_pin_reset(body: PinResetRequest, request: Request, response: Response) -> dict[str, Any]:
         if len(set(body.slots)) != len(body.slots):
             raise ProblemException(problems.VALIDATION, "slots: each of auth and sign at most once")
@@ -881,8 +902,8 @@ def issuer_router(ctx: Context) -> APIRouter:
 
     @router.post("/tsm-jobs/{job_id}/resume", status_code=202,
                  summary="Finish a provisioning, an mdoc refresh or a secrets reset whose TSM job stopped (a job)",
-                 responses=merge(ACCEPTED, refusals((NOT_FOUND, "no such TSM job"),
-                                                    (CONFLICT, "a job of another kind, or ended"))))
+                 **queued(TsmResumeJob, refusals((NOT_FOUND, "no such TSM job"),
+                                                 (CONFLICT, "a job of another kind, or ended"))))
     def resume_tsm_job(job_id: Hex32, request: Request, response: Response,
                        body: OverTheAirRequest | None = None) -> dict[str, Any]:
         from tsm.jobs import ENDED
@@ -904,12 +925,12 @@ def issuer_router(ctx: Context) -> APIRouter:
 
     @router.post("/tsm-jobs/{job_id}/abandon", summary="Give up a TSM job that cannot finish: "
                  "revoke what it issued; a provisioning's SE is wiped and its phone let go",
-                 responses=merge({202: {**ACCEPTED[202], "description": "over_the_air: a job that wipes the SE "
-                                        "through the phone's Local Agent (the answer's seram)"}}, refusals(
+                 **typed(TsmJobAbandoned, merge(accepted(TsmAbandonJob, "over_the_air: a job that wipes the SE "
+                                                "through the phone's Local Agent (the answer's seram)"), refusals(
                      (NOT_FOUND, "no such TSM job"), (CONFLICT, "ended, or not a provisioning (over the air)"),
                      (TSM_ERROR, "the TSM could not wipe the SE"), (SE_BUSY, "another job holds the SE"),
                      (SE_ERROR, "the SE refused the wipe"), (SE_STATE, "the phone's SE image cannot be read"),
-                     (TSM_MASTER_KEY, "the TSM's master key cannot be read"))))
+                     (TSM_MASTER_KEY, "the TSM's master key cannot be read")))))
     def abandon_tsm_job(job_id: Hex32, body: AbandonRequest, request: Request,
                         response: Response) -> dict[str, Any]:
         from mcred.provision import abandon
@@ -938,7 +959,7 @@ def issuer_router(ctx: Context) -> APIRouter:
     @router.post("/mdoc-refreshes", status_code=202, summary="Issue fresh MSOs into a "
                  "provisioned phone, new device keys in its SE (a job); the old MSOs are "
                  "superseded",
-                 responses=merge(ACCEPTED, refusals((UNKNOWN_PHONE, "no such simulated phone"))))
+                 **queued(MdocRefreshJob, refusals((UNKNOWN_PHONE, "no such simulated phone"))))
     def start_refresh(body: RefreshRequest, request: Request, response: Response) -> dict[str, Any]:
         link = _phone_link(request, ctx, body.phone_id, body.over_the_air)
         jobs = _jobs(request)
@@ -1025,8 +1046,7 @@ def jobs_router() -> APIRouter:
         return view is not None and p is not None and p.allows(view.scope)
 
     @router.get("/jobs/{job_id}", summary="A job's state, progress and result",
-                responses={200: {"content": {"application/json": {"schema": JOB_SCHEMA}}},
-                           **refusals((NOT_FOUND, "no such job visible to this token"))})
+                **typed(Job, refusals((NOT_FOUND, "no such job visible to this token"))))
     def get_job(job_id: Hex32, request: Request) -> dict[str, Any]:
         view = _jobs(request).get(job_id)
         if not _visible(request, view):
@@ -1035,10 +1055,7 @@ def jobs_router() -> APIRouter:
         return view.as_dict()
 
     @router.get("/jobs", summary="Jobs visible to this token, newest first (limit / offset)",
-                responses={200: {"content": {"application/json": {"schema": {
-                    "type": "object", "required": ["jobs", "limit", "offset"],
-                    "properties": {"jobs": {"type": "array", "items": JOB_SCHEMA},
-                                   "limit": {"type": "integer"}, "offset": {"type": "integer"}}}}}}})
+                **typed(JobList))
     def list_jobs(request: Request,
                   kind: Annotated[str | None, Query(max_length=32)] = None,
                   state: Literal["queued", "running", "succeeded", "failed",
@@ -1107,7 +1124,7 @@ def operator_router(ctx: Context) -> APIRouter:
 
     @router.post("/handovers/{handover_id}/run", status_code=202,
                  summary="Run a workflow's remaining steps (a job)",
-                 responses=merge(ACCEPTED, refusals(
+                 **queued(HandoverJob, refusals(
                      (NOT_FOUND, "no such handover"), (NOT_IMPLEMENTED, "not in this build"),
                      (CONFLICT, "no new phone to reach, or no old one to wipe, over the air; secrets for a "
                                 "phone provisioned already"),
@@ -1200,7 +1217,8 @@ def operator_router(ctx: Context) -> APIRouter:
     @router.post("/holders/{holder_id}/changes", status_code=202,
                  summary="異動: record a holder's new card data (a move, a change of name) and run the "
                  "workflow that re-issues their signing certificate and mdocs (a job); 200 when no phone "
-                 "of theirs needed it", responses=merge(HOLDER_WORKFLOW, _HOLDER_WORKFLOW_REFUSALS))
+                 "of theirs needed it", response_model=Any,
+                 responses=merge(holder_workflow_responses(HandoverJobAccepted), _HOLDER_WORKFLOW_REFUSALS))
     def change_holder(holder_id: Hex32, body: BasicFourChange, request: Request,
                       response: Response) -> dict[str, Any]:
         def record() -> dict:
@@ -1224,7 +1242,8 @@ def operator_router(ctx: Context) -> APIRouter:
     @router.post("/holders/{holder_id}/card-renewals", status_code=202,
                  summary="カードの更新: record a holder's new card (number, expiry) and re-issue everything on "
                  "their phone from it with keys of key_type (a job); 200 when no phone of theirs needed it",
-                 responses=merge(HOLDER_WORKFLOW, _HOLDER_WORKFLOW_REFUSALS))
+                 response_model=Any,
+                 responses=merge(holder_workflow_responses(CardRenewalJobAccepted), _HOLDER_WORKFLOW_REFUSALS))
     def renew_holder_card(holder_id: Hex32, body: CardRenewal, request: Request,
                           response: Response) -> dict[str, Any]:
         def record() -> dict:
@@ -1246,8 +1265,8 @@ def operator_router(ctx: Context) -> APIRouter:
         return holder_workflow(holder_id, request, response, record, submit)
 
     @router.post("/drills", status_code=202, summary="Run a revocation drill (a job)",
-                 responses=merge(ACCEPTED, refusals((NOT_IMPLEMENTED, "not in this build"),
-                                                    (VALIDATION, "no such scenario"))))
+                 **queued(DrillJob, refusals((NOT_IMPLEMENTED, "not in this build"),
+                                             (VALIDATION, "no such scenario"))))
     def start_drill(body: DrillRequest, request: Request, response: Response) -> dict[str, Any]:
         if not _available("mcred.drills"):
             raise ProblemException(NOT_IMPLEMENTED, "drills (mcred.drills) are not part of "
@@ -1334,7 +1353,7 @@ def operator_router(ctx: Context) -> APIRouter:
 
     @router.post("/kloc-moves", status_code=202, summary="Move a phone's SE to the TSM's current "
                  "KLOC CA (a rotate-kloc job): from then on it refuses the old CA's OCEs",
-                 responses=merge(ACCEPTED, refusals(
+                 **queued(KlocMoveJob, refusals(
                      (UNKNOWN_PHONE, "no such simulated phone"),
                      (TSM_JOB_INPUT, "the TSM has not keyed the phone's SE: nothing to move"),
                      (CONFIGURATION, "the TSM has no OCE identity to move SEs to"))))

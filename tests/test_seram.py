@@ -645,7 +645,10 @@ def _answered_over_the_air(c: httpx.Client, headers: dict, accepted: httpx.Respo
 def test_the_issuer_service_provisions_over_the_air(home, phone, monkeypatch):
     """`POST /provisioning` with `over_the_air`: the answer names the session and the
     endpoint under `mcred serve` (`/gp/seram`, public: the session id is the capability);
-    the phone in its own data directory polls it; the job succeeds."""
+    the phone in its own data directory polls it; the job succeeds. Every answer the
+    service gives is held to its OpenAPI document: the 202s with their ``seram`` and
+    ``seram_old``, each job as its kind's schema (tests/documented.py)."""
+    from documented import check_every_served_answer
     from test_present_http import Server
 
     from benchmarks.scratch import free_port
@@ -660,7 +663,9 @@ def test_the_issuer_service_provisions_over_the_air(home, phone, monkeypatch):
     issuer = {"Authorization": f"Bearer {create_token(ctx.sessions, ['issuer'])[1]}"}
     body = {"phone_id": pid, "holder": HOLDER, "key_type": "p384", "mdoc_batch": 1, "pin": "1234",
             "password": "ABC123", "puk": "12345678", "over_the_air": True}
-    with Server(create_app(ctx, job_workers=2), port) as server, httpx.Client(base_url=server.url) as c:
+    app = create_app(ctx, job_workers=2)
+    with Server(app, port) as server, httpx.Client(base_url=server.url) as c:
+        checked = check_every_served_answer(monkeypatch, {server.url: app})
         assert c.post("/provisioning", json={**body, "over_the_air": False}, headers=issuer).status_code == 404
         r = c.post("/provisioning", json=body, headers=issuer)
         assert r.status_code == 202 and r.json()["seram"]["endpoint"] == f"{server.url}/gp/seram", r.text
@@ -735,6 +740,9 @@ def test_the_issuer_service_provisions_over_the_air(home, phone, monkeypatch):
         assert "seram-relay-failed" in document["components"]["responses"]["InternalError"]["description"]
         # what the relay between worker processes answers when the holder is silent is declared
         assert "seram-holder-silent" in spec["/gp/seram/remoteManagement"]["post"]["responses"]["504"]["description"]
+    assert {f"POST {route} 202" for route in ("/provisioning", "/mdoc-refreshes", "/pin-resets",
+                                              "/handovers/{handover_id}/run", "/tsm-jobs/{job_id}/resume",
+                                              "/tsm-jobs/{job_id}/abandon")} | {"GET /jobs/{job_id} 200"} <= set(checked)
 
 
 def test_a_phone_that_polls_another_process_of_the_service_reaches_its_session(home, phone, db_url, monkeypatch):

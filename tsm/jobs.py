@@ -49,6 +49,9 @@ KINDS = ("provision", "provision-mdoc", "refresh-mdoc", "delete-credentials", "r
 #: States a job never leaves: done (its last step committed) and abandoned (an operator's
 #: decision that it will not finish: :meth:`Tsm.abandon`)
 ENDED = ("done", "abandoned")
+#: Every state of a job: made (pending), running, stopped by an error or a lost answer
+#: (interrupted, to be run again), and the two it never leaves
+STATES = ("pending", "running", "interrupted", *ENDED)
 _PIN = re.compile(r"[0-9]{4}")
 _PASSWORD = re.compile(r"[A-Z0-9]{6,16}")
 _PUK = re.compile(r"[0-9]{8}")

@@ -25,8 +25,10 @@ import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy import JSON, Float, String, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
@@ -39,47 +41,54 @@ QUEUED, RUNNING, SUCCEEDED, FAILED, INTERRUPTED = (
     "queued", "running", "succeeded", "failed", "interrupted")
 LIVE = (QUEUED, RUNNING)
 
-_NULLABLE_TIME = {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}]}
-_SERAM = {"type": "object", "required": ["session", "endpoint", "wait_s"],
-          "properties": {"session": {"type": "string"}, "endpoint": {"type": "string"},
-                         "wait_s": {"type": "number"}},
-          "description": "the GP SERAM session the phone's Local Agent is to join (over the air)"}
-#: A job as :meth:`JobView.as_dict` answers it (the OpenAPI schema of ``GET /jobs/{id}`` and
-#: of every ``202``): what a generated client reads, held to by the conformance fuzzing.
-JOB_SCHEMA: dict[str, Any] = {
-    "type": "object", "title": "Job",
-    "required": ["id", "kind", "state", "progress", "note", "params", "result", "error",
-                 "created_at", "started_at", "finished_at"],
-    "properties": {
-        "id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
-        "kind": {"type": "string"},
-        "state": {"type": "string", "enum": [QUEUED, RUNNING, SUCCEEDED, FAILED, INTERRUPTED]},
-        "progress": {"type": "number", "minimum": 0, "maximum": 1},
-        "note": {"type": "string"},
-        "params": {"type": "object"},
-        "result": {"anyOf": [{"type": "object"}, {"type": "null"}]},
-        "error": {"anyOf": [{"type": "object", "properties": {
-            "type": {"type": "string"}, "problem": {"type": "string"}, "detail": {"type": "string"}}},
-            {"type": "null"}]},
-        "created_at": {"type": "string", "format": "date-time"},
-        "started_at": _NULLABLE_TIME, "finished_at": _NULLABLE_TIME,
-        "seram": _SERAM, "seram_old": _SERAM,
-    },
-}
+_DATE_TIME = {"format": "date-time"}
+
+
+class JobFailure(BaseModel):
+    """Why a job did not succeed: ``failed`` (the error) or ``interrupted`` (its process went
+    away)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(description="the error's class, or interrupted")
+    problem: str | SkipJsonSchema[None] = Field(None, pattern="^/problems/", description=(
+        "the problem type a route answering the same error gives (/problems/se-state, ...); "
+        "absent for an interrupted job"))
+    detail: str
+
+
+class JobBody(BaseModel):
+    """A job as :meth:`JobView.as_dict` answers it: the envelope every kind shares. The
+    composition root, which registers the kinds, declares each one's ``kind``, ``params``
+    and ``result`` by a subclass (``mcred.api_models``); this base leaves them open."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern="^[0-9a-f]{32}$")
+    kind: str
+    state: Literal["queued", "running", "succeeded", "failed", "interrupted"]
+    progress: float = Field(ge=0, le=1)
+    note: str = Field(description="what it is doing now")
+    params: dict[str, Any] = Field(description="what it was asked to do (never a secret)")
+    result: dict[str, Any] | None = Field(description="what it did, once succeeded (never a secret); "
+                                                      "null before, and when it failed")
+    error: JobFailure | None
+    created_at: str = Field(json_schema_extra=_DATE_TIME)
+    started_at: str | None = Field(json_schema_extra=_DATE_TIME)
+    finished_at: str | None = Field(json_schema_extra=_DATE_TIME)
+
+
 #: The ``Location`` of every ``202``: the job's own resource.
 JOB_LOCATION = {"Location": {"required": True, "description": "/jobs/{id}",
                              "schema": {"type": "string", "pattern": "^/jobs/[0-9a-f]{32}$"}}}
 
 
-def accepted(schema: dict[str, Any] = JOB_SCHEMA, description: str = "the job, queued: follow Location "
+def accepted(model: Any = JobBody, description: str = "the job, queued: follow Location "  # noqa: ANN401
              "(GET /jobs/{id}) for its progress and result") -> dict[int | str, dict[str, Any]]:
-    """``responses=`` of a route that answers ``202`` with ``Location`` and ``schema`` (the job)."""
-    return {202: {"description": description, "headers": JOB_LOCATION,
-                  "content": {"application/json": {"schema": schema}}}}
+    """``responses=`` of a route that answers ``202`` with ``Location`` and ``model`` (the job,
+    or a body that holds it)."""
+    return {202: {"description": description, "headers": JOB_LOCATION, "model": model}}
 
-
-#: ``responses=`` of a route that answers ``202`` with the job itself.
-ACCEPTED = accepted()
 
 Progress = Callable[[float, str], None]
 Work = Callable[[dict, Progress], dict | None]
