@@ -123,7 +123,7 @@ CASES = [
     Case("session-data-garbage", "session", "session_failed", reply=lambda s, e, r: b"\xa0"),
     Case("wallet-error-status", "session", "session_failed", reply=lambda s, e, r: SessionData(status=10).encode()),
     Case("nothing-released", "response_status", "declined", consent={}),
-    Case("holder-ended-the-session", "session", "declined", reply=lambda s, e, r: s.terminate()),
+    Case("holder-ended-the-session", "session", "holder_ended", reply=lambda s, e, r: s.terminate()),
     Case("no-device-response", "response_status", "malformed", reply=_forged_reply(b"\xa0")),
     Case("expired", "validity", "expired", at=dt.timedelta(days=31)),
     Case("not-yet-valid", "validity", "not_yet_valid", at=-dt.timedelta(hours=1)),
