@@ -161,6 +161,12 @@ class _End:
         self._gone = asyncio.Event()
         self._peer_ended = False
 
+    @property
+    def peer_ended(self) -> bool:
+        """Whether the peer ended the session itself (State 0x02 "End", ISO/IEC 18013-5
+        §8.3.3.1.1.5), rather than going away, timing out or breaking the framing."""
+        return self._peer_ended
+
     def _disconnected(self, reason: int) -> None:
         self._gone.set()
         self._finish(f"disconnected (reason 0x{reason:02X})")

@@ -10,7 +10,9 @@ phone named, serves State, Client2Server, Server2Client and Ident (derived from 
 engagement's EDeviceKey, so the phone can tell it found the right reader) and waits for the
 phone to start. Then the SessionEstablishment goes out, the SessionData comes back and is
 verified; the reader ends the session with SessionData status 20 and State 0x02. A step
-that fails ends the read with a failed ``session`` check that names it.
+that fails ends the read with a failed ``session`` check that names it (``session_failed``);
+a phone that writes State 0x02 "End" before its answer ended the session itself, as with
+SessionData status 20 (``holder_ended``).
 """
 
 from __future__ import annotations
@@ -106,7 +108,10 @@ async def _exchange(session: ReaderSession, de: DeviceEngagement, end, timeout: 
     await end.send(establishment)
     reply = await end.receive(timeout)
     if reply is None:
-        return session.fail(f"BLE: the phone ended the session before answering ({end.why})")
+        why = f"BLE: the phone ended the session before answering ({end.why})"
+        # State 0x02 "End" is the phone's own termination (the holder stopped), as SessionData
+        # status 20 is; a dropped link is a failure of the transport
+        return session.ended_by_holder(why) if end.peer_ended else session.fail(why)
     outcome = session.receive(reply)
     await end.send(session.terminate())
     return outcome

@@ -55,8 +55,10 @@ class MdocCheck(VerdictCheck):
     code: Literal[MDOC_CHECK_CODES] = Field(  # the tuple, one source for the enum
         description="ok when passed; else what failed, from a closed vocabulary: revoked, suspended "
         "(the status list), unavailable (no trustworthy status list or IACA CRL: ask again later), "
-        "ds_revoked, untrusted_issuer, tampered, device_auth_failed, expired, not_yet_valid, declined, "
-        "not_requested, session_failed, malformed, not_checked (an earlier check failed), failed")
+        "ds_revoked, untrusted_issuer, tampered, device_auth_failed, expired, not_yet_valid, declined "
+        "(nothing asked released: declined or not held, which a reader is not told), holder_ended (the phone "
+        "ended the session before answering), not_requested, session_failed (present again), malformed, "
+        "not_checked (an earlier check failed), failed")
 
 
 class MdocDocument(_Closed):

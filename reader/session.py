@@ -46,6 +46,10 @@ MATCHES_REQUEST = "matches_request"
 WALLET_REFUSAL = "wallet_refusal"  # a hostile reader's verdict on the phone's answer (reader.hostile)
 #: The code of a failed ``session`` check: no presentation to judge (present again)
 SESSION_FAILED = "session_failed"
+#: The code of a ``session`` check the phone ended before answering, on purpose: SessionData
+#: status 20, or the transport's own termination (BLE State 0x02 "End"), ISO/IEC 18013-5
+#: §9.1.1.4 and §8.3.3.1.1.5; no failure of the transport, nothing disclosed
+HOLDER_ENDED = "holder_ended"
 CARDSUB_DOCTYPE = "jp.mcred.mynumber.cardsub.1"
 #: The namespaces of the docTypes whose whole list this reader knows (specs/
 #: card-substitute-doctype.md: the card substitute's own, and the ISO mirror): a request
@@ -299,6 +303,13 @@ class ReaderSession:
         self._crypto = None
         return self._failed(reason)
 
+    def ended_by_holder(self, reason: str) -> ReaderOutcome:
+        """End the session the phone ended before answering by its transport's own
+        termination (BLE State 0x02 "End", not a dropped link): as SessionData status 20,
+        code ``holder_ended``."""
+        self._crypto = None
+        return self._failed(reason, code=HOLDER_ENDED)
+
     def _failed(self, reason: str, status: int | None = None, code: str = SESSION_FAILED) -> ReaderOutcome:
         return self._finish(ReaderOutcome(VerificationResult((Check(SESSION, False, reason, code=code),)),
                                           session_transcript=self.transcript, wallet_status=status))
@@ -320,9 +331,9 @@ class ReaderSession:
                 WALLET_REFUSAL, ok, f"{h.name}: the phone answered {got}; it must {h.phone_must}", code="failed"),)),
                 session_transcript=self.transcript, wallet_status=sd.status))
         if sd.data is None:
-            # 20: the holder ended the session (declined); 10, 11: the wallet could not read ours
+            # 20: the holder ended the session before answering; 10, 11: the wallet could not read ours
             return self._failed(f"wallet ended the session with status {sd.status}", sd.status,
-                                "declined" if sd.status == SESSION_STATUS_TERMINATION else SESSION_FAILED)
+                                HOLDER_ENDED if sd.status == SESSION_STATUS_TERMINATION else SESSION_FAILED)
         try:
             plaintext = self._crypto.decrypt(sd.data)
         except MdocError as exc:

@@ -10,8 +10,9 @@ A row holds what a worker needs to continue: the ephemeral EReaderKey (PKCS#8 DE
 with AES-256-GCM under the service's session key when it has one, :class:`AesGcmSealer`,
 the session id as associated data; erased when the session ends) and the SessionTranscript
 array bytes (the DeviceEngagement is in them: the session keys are derived again); the
-state, the verdict JSON once known, the creation time (expiry) and the time a worker
-claimed it. The SessionData is processed
+state, the verdict JSON once known (one kept by a worker of the version before check codes
+gets them when read: :mod:`reader.legacy_verdicts`), the creation time (expiry) and the time
+a worker claimed it. The SessionData is processed
 once: the worker that moves the row from ``awaiting_response`` to ``processing`` (one
 conditional UPDATE) does it; any other sees the session taken or ended. The first
 conclusion stands: :meth:`SessionStore.finish` and :meth:`SessionStore.interrupt` each move
@@ -38,6 +39,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from dbtypes import UtcDateTime
 from reader.errors import ReaderSessionError
+from reader.legacy_verdicts import with_codes
 from reader.session import ReaderOutcome, ReaderSession
 
 AWAITING, PROCESSING, DONE = "awaiting_response", "processing", "done"
@@ -312,5 +314,8 @@ class SqlSessionStore:
         with self.engine.connect() as conn:
             row = conn.execute(select(t.c.state, t.c.verdict, t.c.claimed_at, t.c.request)
                                .where((t.c.id == sid) & (t.c.created_at > now - self.ttl))).first()
-        return None if row is None else SessionView(row.state, row.verdict, claimed_at=row.claimed_at,
-                                                    request=row.request)
+        if row is None:
+            return None
+        # a verdict kept by a worker of the version before check codes gets them now (rolling upgrade)
+        verdict = None if row.verdict is None else with_codes(row.verdict)
+        return SessionView(row.state, verdict, claimed_at=row.claimed_at, request=row.request)

@@ -25,6 +25,9 @@ from issuer.api.auth import (
 from mcred.context import Context
 from mcred.service import Mount, UndeclaredRouteError, check_scopes, create_app
 
+#: every answer a TestClient gets held to its app's OpenAPI document, refusals too
+pytestmark = pytest.mark.usefixtures("every_answer_checked")
+
 PROBLEM = "application/problem+json"
 
 

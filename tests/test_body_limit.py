@@ -13,6 +13,9 @@ from fastapi.testclient import TestClient
 
 from mcred.service import DEFAULT_MAX_BODY, max_body_size
 
+#: every answer a TestClient gets held to its app's OpenAPI document, refusals too
+pytestmark = pytest.mark.usefixtures("every_answer_checked")
+
 MIB = 1024 * 1024
 
 

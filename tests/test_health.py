@@ -19,6 +19,9 @@ from mcred.db import _alembic_config, schema_status
 from mcred.health import health_router
 from mcred.service import create_app
 
+#: every answer a TestClient gets held to its app's OpenAPI document, refusals too
+pytestmark = pytest.mark.usefixtures("every_answer_checked")
+
 
 def _probe_app(ctx: Context) -> TestClient:
     app = FastAPI()

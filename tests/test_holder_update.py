@@ -28,6 +28,9 @@ from mcred.handover_actions import HandoverActions, change_basic_four
 from mcred.provision import parse_holder, provision
 from protocols.jpki.parse import read_basic_four
 
+#: every answer a TestClient gets held to its app's OpenAPI document, refusals too
+pytestmark = pytest.mark.usefixtures("every_answer_checked")
+
 HOLDER = {"family_name": "山田", "given_name": "花子", "family_name_kana": "やまだ",
           "given_name_kana": "はなこ", "birth_date": "1990-04-01", "sex": 2,
           "address": "東京都千代田区千代田1-1", "prefecture": "東京都", "municipality": "千代田区"}

@@ -32,6 +32,9 @@ from protocols.status import (
     verify_status_list_token,
 )
 
+#: every answer a TestClient gets held to its app's OpenAPI document, refusals too
+pytestmark = pytest.mark.usefixtures("every_answer_checked")
+
 NOW = dt.datetime(2026, 12, 3, 3, 0, tzinfo=dt.UTC)
 HOLDER = {"family_name": "山田", "given_name": "花子", "family_name_kana": "ヤマダ",
           "given_name_kana": "ハナコ", "birth_date": "1990-04-01", "sex": 2,

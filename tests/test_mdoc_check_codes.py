@@ -123,7 +123,7 @@ CASES = [
     Case("session-data-garbage", "session", "session_failed", reply=lambda s, e, r: b"\xa0"),
     Case("wallet-error-status", "session", "session_failed", reply=lambda s, e, r: SessionData(status=10).encode()),
     Case("nothing-released", "response_status", "declined", consent={}),
-    Case("holder-ended-the-session", "session", "declined", reply=lambda s, e, r: s.terminate()),
+    Case("holder-ended-the-session", "session", "holder_ended", reply=lambda s, e, r: s.terminate()),
     Case("no-device-response", "response_status", "malformed", reply=_forged_reply(b"\xa0")),
     Case("expired", "validity", "expired", at=dt.timedelta(days=31)),
     Case("not-yet-valid", "validity", "not_yet_valid", at=-dt.timedelta(hours=1)),
@@ -238,6 +238,68 @@ def test_the_codes_over_http_are_the_in_process_ones(world, case):
     assert _code_of(r.json(), case.check) == case.code
     failed = collections.Counter((n, code) for n, passed, code in _codes(local) if not passed)
     assert _metric_samples(client) == {(("check", n), ("code", code)): float(k) for (n, code), k in failed.items()}
+
+
+def _without_codes(verdict: dict) -> bytes:
+    """``verdict`` as a worker of the version before check codes kept it: no ``code``."""
+    import json
+
+    bare = {**verdict, "checks": [{k: v for k, v in c.items() if k != "code"} for c in verdict["checks"]]}
+    return json.dumps(bare, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_a_verdict_kept_without_codes_gets_this_versions_codes_on_read(world, case):
+    """Rolling upgrade: a verdict a worker of the previous version kept (no ``code``) is read
+    back with the code each check has now, derived from its name and reason; one with
+    codes is answered byte for byte as kept."""
+    import json
+
+    from reader.http import verdict_json
+    from reader.legacy_verdicts import with_codes
+
+    wallet, pipeline = case.make(world)
+    reader = ReaderSession([REQUEST], pipeline)
+    session = wallet.start()
+    establishment = reader.start(session.engagement.bytes)
+    answer = session.receive(establishment) or b""
+    if case.reply is not None:
+        answer = case.reply(session, establishment, answer)
+    kept = verdict_json(reader.receive(answer))
+    assert with_codes(kept) is kept
+    assert json.loads(with_codes(_without_codes(json.loads(kept)))) == json.loads(kept)
+
+
+def test_the_result_route_answers_a_verdict_kept_without_codes_with_them(world, tmp_path):
+    """The sessions table of several workers (``--db``; the issuer's ``/reader``): a verdict
+    kept by a worker of the version before codes, read by one of this version, answers the
+    codes the OpenAPI document requires (it answered none, against its own document)."""
+    from documented import check_every_answer
+    from sqlalchemy import update
+
+    from mcred.db import make_engine, migrate
+    from reader.sessions import ReaderSessionRow
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'reader.sqlite3'}")
+    migrate(engine, "reader@head")
+    try:
+        wallet, pipeline = next(c for c in CASES if c.id == "revoked").make(world)
+        app = reader_app(ReaderService(pipeline, [REQUEST], engine=engine))
+        client = TestClient(app)
+        check_every_answer(client, app)
+        session = wallet.start()
+        r = client.post("/sessions", content=session.engagement.uri.encode())
+        sid = r.headers["x-session-id"]
+        assert client.post(f"/sessions/{sid}", content=session.receive(r.content)).status_code == 200
+        now = client.get(f"/sessions/{sid}/result").json()
+        assert _code_of(now, "revocation_status") == "revoked" and len(now["checks"]) > 10
+        t = ReaderSessionRow.__table__
+        with engine.begin() as conn:
+            conn.execute(update(t).where(t.c.id == sid).values(verdict=_without_codes(now)))
+        r = client.get(f"/sessions/{sid}/result")  # held to the document: code required
+        assert r.json() == now
+    finally:
+        engine.dispose()
 
 
 def test_an_online_refusal_is_declined_in_process_and_over_http(world):

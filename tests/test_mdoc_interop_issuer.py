@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import sessionmaker
 
 from issuer import revocation
+from issuer.api import problems
 from issuer.api.mdoc import routers
 from issuer.holders import attach_phone, register
 from issuer.keystore import MemoryKeyStore
@@ -33,6 +34,9 @@ from protocols.status import Status, verify_status_list_token
 
 pymdoccbor = pytest.importorskip("pymdoccbor")
 from pymdoccbor.mdoc.verifier import MdocCbor  # noqa: E402
+
+#: every answer a TestClient gets held to its app's OpenAPI document, refusals too
+pytestmark = pytest.mark.usefixtures("every_answer_checked")
 
 HOLDER = {
     "family_name": "佐藤", "given_name": "太郎", "family_name_kana": "サトウ",
@@ -56,6 +60,7 @@ def issued(db_url):
     app = FastAPI()
     for r in routers(lambda: svc):
         app.include_router(r)
+    problems.install(app)  # refusals as `mcred serve` answers them: problems, declared
     yield svc, sessions, device, body, TestClient(app)
     engine.dispose()
 

@@ -146,18 +146,32 @@ def _outcome_of_a_phone_that(world, misbehave, *, timeout: float = 5):  # noqa: 
     return _run(run()).outcome
 
 
-def _read_a_phone_that(world, misbehave):  # noqa: F811
-    """The failed session check of :func:`_outcome_of_a_phone_that`: its reason."""
+def _read_a_phone_that(world, misbehave, code: str = "session_failed"):  # noqa: F811
+    """The failed session check of :func:`_outcome_of_a_phone_that`, of ``code``: its reason."""
     (check,) = _outcome_of_a_phone_that(world, misbehave).result.checks
     assert check.name == "session" and not check.passed
+    assert check.code == code, check
     return check.reason
 
 
 def test_a_phone_that_goes_away_before_answering_fails_the_readers_session_check(world):  # noqa: F811
+    """A link dropped without State 0x02: the transport failed (``session_failed``, present again)."""
     async def hang_up(dev, end):
         await end.connection.disconnect()
 
     assert "ended the session before answering (disconnected" in _read_a_phone_that(world, hang_up)
+
+
+def test_a_phone_that_ends_the_session_before_answering_is_holder_ended_not_a_failure(world):  # noqa: F811
+    """State 0x02 "End" before the SessionData (ISO/IEC 18013-5 §8.3.3.1.1.5): the phone ended the
+    session itself, as with SessionData status 20, the holder's doing and no failure of the link:
+    code ``holder_ended``, not ``session_failed`` (which it was: a script retried a holder who
+    had said no)."""
+    async def end_it(dev, end):
+        await end.end()  # 02 on State, then the phone hangs up
+
+    reason = _read_a_phone_that(world, end_it, code="holder_ended")
+    assert reason == "BLE: the phone ended the session before answering (peer ended the session (State 0x02))"
 
 
 def test_broken_framing_from_a_phone_fails_the_readers_session_check(world):  # noqa: F811

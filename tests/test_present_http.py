@@ -21,6 +21,7 @@ from documented import assert_documented, json_response
 from fastapi import FastAPI
 
 import wallet_sim
+from issuer.api import problems
 from issuer.api.mdoc import routers as issuer_mdoc_routers
 from issuer.revocation import hold, release, revoke
 from mcred.context import Context
@@ -117,9 +118,12 @@ def installation_env(home: Path, issuer_port: int):
 def provisioned_issuer(home: Path, *, mdoc_batch: int):
     """A data directory ``home`` with one phone provisioned (P-384, ``mdoc_batch`` mdocs) by
     an issuer whose public URL is a free local port, and its mdoc routes served there (the
-    status lists a reader fetches): yields ``(ctx, phone, service)`` while that runs."""
+    status lists a reader fetches, each answer held to those routes' OpenAPI document, 304
+    and its ETag included): yields ``(ctx, phone, service)`` while that runs."""
+    from documented import check_every_served_answer
+
     issuer_port = free_port()
-    with installation_env(home, issuer_port):
+    with installation_env(home, issuer_port) as mp:
         ctx = Context.open(home)
         phone = wallet_sim.create_phone(home)
         provision(ctx, phone, parse_holder(HOLDER), key_type="p384", mdoc_batch=mdoc_batch,
@@ -128,8 +132,12 @@ def provisioned_issuer(home: Path, *, mdoc_batch: int):
         issuer_app = FastAPI()
         for r in issuer_mdoc_routers(lambda: service):
             issuer_app.include_router(r)
-        with Server(issuer_app, issuer_port):
+        problems.install(issuer_app)  # refusals as `mcred serve` answers them
+        failures: list[str] = []
+        with Server(issuer_app, issuer_port) as served:
+            check_every_served_answer(mp, {served.url: issuer_app}, failures)
             yield ctx, phone, service
+        assert not failures, failures
 
 
 @contextlib.contextmanager

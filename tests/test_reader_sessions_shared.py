@@ -37,6 +37,9 @@ from reader.session import ReaderSession
 from reader.sessions import ReaderSessionRow
 from wallet_sim.engagement import Engagement
 
+#: every answer a TestClient gets held to its app's OpenAPI document, refusals too
+pytestmark = pytest.mark.usefixtures("every_answer_checked")
+
 
 @pytest.fixture
 def workers(home: Path, db_url: str):

@@ -31,13 +31,21 @@ LAUNCH = {
 
 
 @pytest.fixture(params=list(LAUNCH))
-def service(request, home: Path):
+def service(request, home: Path, monkeypatch):
+    """The service in a subprocess; every answer the test gets from it held to the OpenAPI
+    document of the app it runs (built alike here), the mounted reader's included."""
+    from documented import check_every_served_answer
+
+    from mcred.service import create_app
+
     ctx = Context.open(home)
     _, token = create_token(ctx.sessions, ["reader"], "workers")
     _, operator = create_token(ctx.sessions, ["operator"], "scrapes")
+    document = create_app(ctx, job_workers=1).openapi()
     ctx.engine.dispose()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    check_every_served_answer(monkeypatch, {url: _Documented(document)})
     proc = subprocess.Popen(
         [*LAUNCH[request.param], str(port)],
         env=dict(os.environ, MCRED_HOME=str(home), MCRED_JOB_WORKERS="1"),
@@ -49,6 +57,16 @@ def service(request, home: Path):
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+class _Documented:
+    """An app's OpenAPI document where tests/documented.py takes the app."""
+
+    def __init__(self, document: dict) -> None:
+        self.document = document
+
+    def openapi(self) -> dict:
+        return self.document
 
 
 def _on_a_new_connection(url: str, headers: dict, method: str, path: str, body: bytes | None = None):

@@ -12,6 +12,7 @@ import base64
 import contextlib
 import datetime as dt
 import json
+import os
 import re
 from collections.abc import Iterator
 
@@ -58,15 +59,15 @@ def rp_app(rp: RelyingPartyService) -> object:
 
 
 @contextlib.contextmanager
-def issuer_and_relying_party(ctx: Context, issuer_port: int, roots) -> Iterator[tuple[str, str, RelyingPartyService]]:
+def issuer_and_relying_party(ctx: Context, issuer_port: int, roots) -> Iterator[tuple[str, str, RelyingPartyService, object]]:
     """`mcred serve` of ``ctx`` on ``issuer_port`` and a reader service whose relying party
     trusts ``roots`` on a free port, while inside: yields (issuer URL, reader URL, the
-    relying party)."""
+    relying party, the issuer's app)."""
     rp = RelyingPartyService(roots)
     issuer_app = create_app(ctx, job_workers=1)
     try:
         with Server(issuer_app, issuer_port) as iss, Server(rp_app(rp), free_port()) as rs:
-            yield iss.url, rs.url, rp
+            yield iss.url, rs.url, rp, issuer_app
     finally:
         issuer_app.state.jobs.shutdown()
 
@@ -86,7 +87,7 @@ def served_installation(tmp_path_factory, holder: dict, password: str, key_types
     signing ``password``, also in ``files/pw``), `mcred serve` on its public URL and a reader
     whose relying party trusts the JPKI roots of ``slots``, while inside: yields ``ctx``,
     ``home``, ``files``, ``phones`` (by key type), ``roots``, ``issuer_url``,
-    ``reader_url`` and ``rp``."""
+    ``reader_url``, ``rp`` and ``issuer_app``."""
     home = tmp_path_factory.mktemp("home")
     files = tmp_path_factory.mktemp("files")
     issuer_port = free_port()
@@ -100,9 +101,9 @@ def served_installation(tmp_path_factory, holder: dict, password: str, key_types
         issuer = jpki_issuer(ctx)
         roots = [root for slot in slots for root in issuer.roots(slot)]
         (files / "pw").write_text(password + "\n")
-        with issuer_and_relying_party(ctx, issuer_port, roots) as (issuer_url, reader_url, rp):
+        with issuer_and_relying_party(ctx, issuer_port, roots) as (issuer_url, reader_url, rp, issuer_app):
             yield {"ctx": ctx, "home": home, "files": files, "phones": phones, "roots": roots,
-                   "issuer_url": issuer_url, "reader_url": reader_url, "rp": rp}
+                   "issuer_url": issuer_url, "reader_url": reader_url, "rp": rp, "issuer_app": issuer_app}
 
 
 @pytest.fixture(scope="module")
@@ -116,19 +117,25 @@ def world(tmp_path_factory):
         token = create_token(w["ctx"].sessions, ["reader"], "rp-test")[1]
         yield {"ctx": w["ctx"], "phone": phone, "doc": doc, "sig": sig, "cms": cms,
                "reader_url": w["reader_url"], "issuer_url": w["issuer_url"], "token": token,
-               "roots": w["roots"], "rp": w["rp"]}
+               "roots": w["roots"], "rp": w["rp"], "issuer_app": w["issuer_app"]}
 
 
 @pytest.fixture(autouse=True)
-def _answers_checked(request, monkeypatch):
-    """Every answer of the reader service (its JPKI relying party) the tests get, refusals
-    too, held to its OpenAPI document (tests/documented.py)."""
+def _answers_checked(request, monkeypatch) -> Iterator[list[str]]:
+    """Every answer the tests get, refusals too, held to the OpenAPI document of the app that
+    answered (tests/documented.py): the stand-alone reader's (its JPKI relying party), and
+    `mcred serve`'s, its ``/reader`` mount and the OCSP responder and CRLs the relying
+    parties ask (in the servers' threads: a failure there is also listed, and named here)."""
     from documented import check_every_served_answer, check_every_test_client
 
-    check_every_test_client(monkeypatch)
+    seen = check_every_test_client(monkeypatch)
+    failures: list[str] = []
     if "world" in request.fixturenames:
         world = request.getfixturevalue("world")
-        check_every_served_answer(monkeypatch, {world["reader_url"]: rp_app(world["rp"])})
+        seen = check_every_served_answer(monkeypatch, {world["reader_url"]: rp_app(world["rp"]),
+                                                       world["issuer_url"]: world["issuer_app"]}, failures)
+    yield seen
+    assert not failures, failures
 
 
 def _cli(*args: str, code: int) -> dict:
@@ -422,3 +429,62 @@ def test_user_authentication_by_challenge(world, tmp_path):
     out = CliRunner().invoke(cli, [*args, "--rp", world["reader_url"], "--revocation", "none"])
     assert out.exit_code == 2, out.output
     assert _cli(*args, "--revocation", "none", code=0)["valid"]
+
+
+def test_the_issuers_revocation_answers_are_the_documented_ones_headers_included(world, _answers_checked):
+    """What a relying party, a reader or a CDN fetches from `mcred serve` (OCSP by POST and by
+    GET, a JPKI CRL, a status list and its identifier list, 200 and 304, the IACA's CRL and
+    the roots) is answered in the media type the document names, with the caching headers
+    the document declares required (``Cache-Control``; ``ETag``, ``Expires``,
+    ``Last-Modified`` of a published token): the document declared none, so a client
+    generated from it never learnt of the ETag to revalidate with nor of how long a copy is
+    good. Every answer here is held to the document by ``_answers_checked``."""
+    import sqlalchemy as sa
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.serialization import pkcs7
+    from cryptography.x509 import ocsp
+
+    from protocols import certs
+
+    base = world["issuer_url"]
+    (cert,) = [c for c in pkcs7.load_der_pkcs7_certificates(world["cms"]) if c.subject != c.issuer]
+    (root,) = [r for r in world["roots"] if r.subject == cert.issuer]
+    encoded = ""
+    while "/" not in encoded:  # a path parameter with %2F in it, as RFC 6960 A.1 sends it
+        request = ocsp.OCSPRequestBuilder().add_certificate(cert, root, hashes.SHA1()).add_extension(
+            x509.OCSPNonce(os.urandom(16)), critical=False).build().public_bytes(serialization.Encoding.DER)
+        encoded = base64.b64encode(request).decode()
+    post = httpx.post(base + "/ocsp", content=request, headers={"Content-Type": "application/ocsp-request"})
+    get = httpx.get(base + "/ocsp/" + encoded.replace("/", "%2F").replace("+", "%2B").replace("=", "%3D"))
+    for r, cache in ((post, "no-store"), (get, "public, max-age=")):
+        assert r.status_code == 200 and r.headers["content-type"] == "application/ocsp-response", r.text
+        assert r.headers["cache-control"].startswith(cache)
+        assert ocsp.load_der_ocsp_response(r.content).response_status == ocsp.OCSPResponseStatus.SUCCESSFUL
+    crl = httpx.get(certs.crl_url(cert))
+    assert crl.headers["content-type"] == "application/pkix-crl"
+    assert x509.load_der_x509_crl(crl.content).issuer == root.subject
+    with world["ctx"].engine.connect() as conn:
+        list_id = conn.execute(sa.text("SELECT id FROM status_lists")).scalars().first()
+    for path in (f"/status/{list_id}", f"/identifiers/{list_id}"):
+        first = httpx.get(base + path)
+        assert first.status_code == 200 and first.headers["etag"], first.text
+        again = httpx.get(base + path, headers={"If-None-Match": first.headers["etag"]})
+        assert again.status_code == 304 and again.headers["etag"] == first.headers["etag"]
+        assert {"cache-control", "expires", "last-modified"} <= again.headers.keys()
+    for path in ("/trust/iaca.crl", "/trust/iaca.pem", "/trust/jpki-sign-root.der", "/tsa/root.crl"):
+        assert httpx.get(base + path).status_code == 200, path
+    assert httpx.get(base + "/crl/sign/nope.txt").status_code == 404  # a refusal: a problem, declared
+
+    doc = world["issuer_app"].openapi()["paths"]
+    for path, status, names in (("/ocsp", "200", {"Cache-Control"}), ("/ocsp/{encoded}", "200", {"Cache-Control"}),
+                                ("/crl/{slot}/{filename}", "200", {"Cache-Control"}),
+                                ("/status/{list_id}", "200", {"ETag", "Cache-Control", "Expires", "Last-Modified"}),
+                                ("/status/{list_id}", "304", {"ETag", "Cache-Control", "Expires", "Last-Modified"}),
+                                ("/identifiers/{list_id}", "304", {"ETag", "Cache-Control", "Expires", "Last-Modified"}),
+                                ("/trust/iaca.crl", "200", {"Cache-Control"}), ("/tsa/{filename}", "200", {"Cache-Control"})):
+        op = doc[path]["post" if path == "/ocsp" else "get"]["responses"][status]
+        assert {n for n, h in op.get("headers", {}).items() if h["required"]} == names, (path, status)
+    assert {"POST /ocsp 200", "GET /ocsp/{encoded} 200", "GET /crl/{slot}/{filename} 200",
+            "GET /status/{list_id} 200", "GET /status/{list_id} 304", "GET /identifiers/{list_id} 304",
+            "GET /trust/iaca.crl 200", "GET /crl/{slot}/{filename} 404"} <= set(_answers_checked), _answers_checked

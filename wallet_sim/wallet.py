@@ -12,7 +12,8 @@ Status codes: SessionData ``status`` 10 (session encryption error), 11 (CBOR dec
 error), 20 (termination), §9.1.1.4; DeviceResponse ``status`` 10 (general error), 11 (CBOR
 decoding), 12 (CBOR validation), §8.3.2.1.2.3. Refused items go into the Document's
 ``errors`` (ErrorCode 0, data not returned); a docType not held or nothing released into
-``documentErrors``.
+``documentErrors``: the same answer for declined and not held, on purpose, so that a reader
+does not learn which documents (or elements) the holder does not have.
 
 Second-edition requests (DeviceRequest 1.1) are answered too: readerAuthAll is shown to
 the holder as readerAuth is, use cases choose the document set answered, an alternative

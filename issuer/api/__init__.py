@@ -19,3 +19,12 @@ def problem(status: int, type_: str, title: str, detail: str) -> JSONResponse:
 
     return JSONResponse({"type": type_, "title": title, "status": status, "detail": detail},
                         status_code=status, media_type="application/problem+json")
+
+
+def headers(**described: str) -> dict:
+    """The OpenAPI ``headers`` of a response that always carries each header named (keyword
+    ``Cache_Control`` for ``Cache-Control``), a string described by its value: what a cache,
+    a CDN or a client generated from the document reads (``ETag`` for ``If-None-Match``,
+    ``Cache-Control`` for how long a copy is good)."""
+    return {name.replace("_", "-"): {"description": text, "required": True, "schema": {"type": "string"}}
+            for name, text in described.items()}

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from issuer.api import problem, problems
+from issuer.api import headers, problem, problems
 from issuer.jpki import JpkiIssuer
 from issuer.jpki.errors import CaNotSetUp, UnknownCredential
 from issuer.jpki.ocsp import RESPONSE_VALIDITY
@@ -44,7 +44,10 @@ _UNAVAILABLE = problems.refusals((problems.DATABASE_UNAVAILABLE, "the registry d
                                  (problems.CA_NOT_SET_UP, "the JPKI CAs are not set up"),
                                  (problems.KEYSTORE_ERROR, "the issuer's key store cannot be opened"))
 _OCSP_DOC = {200: {"description": "an OCSP response (RFC 6960 4.2), errors in-band (malformedRequest)",
-                   "content": {OCSP_RESPONSE: _BINARY}}, **_UNAVAILABLE}
+                   "content": {OCSP_RESPONSE: _BINARY},
+                   "headers": headers(Cache_Control="no-store after a POST; public, max-age=<the response's "
+                                                    "validity>, no-transform after a GET (RFC 5019 5)")},
+             **_UNAVAILABLE}
 
 
 def _ocsp(issuer: JpkiIssuer, der: bytes, cacheable: bool) -> Response:
@@ -78,7 +81,8 @@ def jpki_router(issuer: Callable[[], JpkiIssuer]) -> APIRouter:
 
     @router.get("/crl/{slot}/{filename}", response_class=Response,
                 summary="Full CRL of one partition (DER)",
-                responses={200: {"description": "the CRL (RFC 5280), DER", "content": {"application/pkix-crl": _BINARY}},
+                responses={200: {"description": "the CRL (RFC 5280), DER", "content": {"application/pkix-crl": _BINARY},
+                                 "headers": headers(Cache_Control=f"public, max-age={CRL_MAX_AGE}")},
                            400: {"description": "/problems/bad-key-id: key_id is not hex"},
                            404: {"description": "/problems/not-found: no such CRL"}, **_UNAVAILABLE})
     def crl(slot: str, filename: str, key_id: str | None = None) -> Response:
@@ -101,7 +105,8 @@ def jpki_router(issuer: Callable[[], JpkiIssuer]) -> APIRouter:
     @router.get("/trust/{filename}", response_class=Response, summary="JPKI root certificates",
                 responses={200: {"description": "every root generation (.pem) or the active root (.der)",
                                  "content": {"application/x-pem-file": {"schema": {"type": "string"}},
-                                             "application/pkix-cert": _BINARY}},
+                                             "application/pkix-cert": _BINARY},
+                                 "headers": headers(Cache_Control=f"public, max-age={ROOT_MAX_AGE}")},
                            404: {"description": "/problems/not-found: no such trust material"}, **_UNAVAILABLE})
     def root(filename: str) -> Response:
         stem, _, ext = filename.rpartition(".")

@@ -16,18 +16,27 @@ from collections.abc import Callable
 from cryptography.hazmat.primitives import serialization
 from fastapi import APIRouter, Header, Response
 
-from issuer.api import problem, problems
+from issuer.api import headers, problem, problems
 from issuer.mdoc.errors import UnknownStatusList
 from issuer.mdoc.publication import IDENTIFIER_MEDIA_TYPE, MEDIA_TYPE
 from issuer.mdoc.service import MdocService
 
 _TRUST_CACHE = "public, max-age=3600"
+_CRL_CACHE = "public, max-age=600"
 Factory = Callable[[], MdocService]
 #: What a route that reads the registry or signs with the mdoc keys may answer besides its own.
 _UNAVAILABLE = problems.refusals((problems.DATABASE_UNAVAILABLE, "the registry did not answer (Retry-After)"),
                                  (problems.MDOC_KEYS_MISSING, "the mdoc issuer's keys are not set up"),
                                  (problems.KEYSTORE_ERROR, "the issuer's key store cannot be opened"))
-_PUBLISHED = {304: {"description": "Not Modified: If-None-Match names the token as it is"},
+#: What a published token's answer carries, 200 and 304 alike (RFC 9110 15.4.5): a cache
+#: revalidates with the ETag and keeps a copy no longer than the token's TTL allows.
+_TOKEN_HEADERS = headers(ETag="the token's entity tag, for If-None-Match",
+                         Cache_Control="public, max-age=<seconds left of the token's TTL, at most the TTL>",
+                         Expires="when the token expires (HTTP-date)",
+                         Last_Modified="when the token was issued (HTTP-date)")
+_TRUST_HEADERS = headers(Cache_Control=_TRUST_CACHE)
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+_PUBLISHED = {304: {"description": "Not Modified: If-None-Match names the token as it is", "headers": _TOKEN_HEADERS},
               **problems.merge(problems.refusals((problems.UNKNOWN_STATUS_LIST, "no such list")), _UNAVAILABLE)}
 
 
@@ -56,12 +65,15 @@ def status_router(service: Factory) -> APIRouter:
         return Response(token.token, media_type=media_type, headers=headers)
 
     @router.get("/status/{list_id}", response_class=Response,
-                responses={200: {"content": {MEDIA_TYPE: {}}}, **_PUBLISHED})
+                responses={200: {"description": "the Status List Token (draft-ietf-oauth-status-list 8.1, a CWT)",
+                                 "content": {MEDIA_TYPE: _BINARY}, "headers": _TOKEN_HEADERS}, **_PUBLISHED})
     def status_list(list_id: str, if_none_match: str | None = Header(default=None)) -> Response:
         return published(list_id, if_none_match, lambda svc, i, now: svc.status_token(i, now), MEDIA_TYPE)
 
     @router.get("/identifiers/{list_id}", response_class=Response,
-                responses={200: {"content": {IDENTIFIER_MEDIA_TYPE: {}}}, **_PUBLISHED})
+                responses={200: {"description": "the Identifier List Token (ISO/IEC 18013-5 2nd edition, a CWT)",
+                                 "content": {IDENTIFIER_MEDIA_TYPE: _BINARY}, "headers": _TOKEN_HEADERS},
+                           **_PUBLISHED})
     def identifier_list(list_id: str, if_none_match: str | None = Header(default=None)) -> Response:
         return published(list_id, if_none_match, lambda svc, i, now: svc.identifier_token(i, now),
                          IDENTIFIER_MEDIA_TYPE)
@@ -73,25 +85,26 @@ def trust_router(service: Factory) -> APIRouter:
     router = APIRouter(tags=["trust"])
 
     @router.get("/trust/iaca.pem", response_class=Response,
-                responses={200: {"content": {"application/x-pem-file": {}}}, **_UNAVAILABLE})
+                responses={200: {"content": {"application/x-pem-file": {}}, "headers": _TRUST_HEADERS}, **_UNAVAILABLE})
     def iaca_pem() -> Response:
         pem = service().iaca_certificate().public_bytes(serialization.Encoding.PEM)
         return Response(pem, media_type="application/x-pem-file",
                         headers={"Cache-Control": _TRUST_CACHE})
 
     @router.get("/trust/iaca.der", response_class=Response,
-                responses={200: {"content": {"application/pkix-cert": {}}}, **_UNAVAILABLE})
+                responses={200: {"content": {"application/pkix-cert": {}}, "headers": _TRUST_HEADERS}, **_UNAVAILABLE})
     def iaca_der() -> Response:
         der = service().iaca_certificate().public_bytes(serialization.Encoding.DER)
         return Response(der, media_type="application/pkix-cert",
                         headers={"Cache-Control": _TRUST_CACHE})
 
     @router.get("/trust/iaca.crl", response_class=Response,
-                responses={200: {"content": {"application/pkix-crl": {}}}, **_UNAVAILABLE})
+                responses={200: {"content": {"application/pkix-crl": {}}, "headers": headers(Cache_Control=_CRL_CACHE)},
+                           **_UNAVAILABLE})
     def iaca_crl() -> Response:
         der = service().iaca_crl().public_bytes(serialization.Encoding.DER)
         return Response(der, media_type="application/pkix-crl",
-                        headers={"Cache-Control": "public, max-age=600"})
+                        headers={"Cache-Control": _CRL_CACHE})
 
     return router
 

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from issuer.api import problem, problems
+from issuer.api import headers, problem, problems
 from issuer.tsa import TimeStampAuthority
 from protocols import tsp
 from protocols.tsp.messages import MAX_REQUEST_BYTES
@@ -38,7 +38,8 @@ def tsa_router(tsa: Callable[[], TimeStampAuthority]) -> APIRouter:
 
     @router.post("/tsa", response_class=Response, summary="Time-stamp (RFC 3161), POST",
                  responses={200: {"description": "a TimeStampResp (RFC 3161 2.4.2), refusals in-band",
-                                  "content": {tsp.REPLY_MEDIA_TYPE: _BINARY}},
+                                  "content": {tsp.REPLY_MEDIA_TYPE: _BINARY},
+                                  "headers": headers(Cache_Control="no-store")},
                             415: {"description": "/problems/unsupported-media-type: not "
                                                  "application/timestamp-query"}, **_UNAVAILABLE},
                  openapi_extra={"requestBody": {"content": {tsp.QUERY_MEDIA_TYPE: {
@@ -61,7 +62,9 @@ def tsa_router(tsa: Callable[[], TimeStampAuthority]) -> APIRouter:
     @router.get("/tsa/{filename}", response_class=Response, summary="Time-stamping roots and their CRL",
                 responses={200: {"description": "root.pem, root.der, root.crl",
                                  "content": {"application/x-pem-file": {"schema": {"type": "string"}},
-                                             "application/pkix-cert": _BINARY, "application/pkix-crl": _BINARY}},
+                                             "application/pkix-cert": _BINARY, "application/pkix-crl": _BINARY},
+                                 "headers": headers(Cache_Control=f"public, max-age={ROOT_MAX_AGE} (root.crl: "
+                                                                  f"{CRL_MAX_AGE})")},
                            404: {"description": "/problems/not-found: no such trust material"}, **_UNAVAILABLE})
     def roots(filename: str) -> Response:  # sync: FastAPI runs it in its threadpool
         if filename == "root.pem":

@@ -74,7 +74,8 @@ CHECK_CODES = (
     "ok", "failed",
     "not_checked",         # not judged: a check it needs failed (that one's code says why), or the reader lacks what it takes
     "session_failed",      # no presentation to judge: the transport, the session's encryption, a wallet error status, an expired session
-    "declined",            # the holder released nothing asked for (documentErrors, the holder ended the session, access_denied)
+    "declined",            # the holder released nothing asked for (documentErrors, access_denied): declined or not held, alike on purpose
+    "holder_ended",        # the phone ended the session before answering (SessionData status 20, BLE State 0x02 "End")
     "not_requested",       # matches_request: the wallet disclosed what was not asked for
     "malformed",           # bytes that are no DeviceResponse, MSO, item or saved transcript
     "untrusted_issuer",    # no trusted IACA vouches for the document signer (for this docType, by Annex B, at the MSO's signing)
@@ -576,7 +577,8 @@ def key_authorizations_check(doc: Document, mso: MobileSecurityObject, add) -> N
 def _no_documents_code(status: int) -> str:
     """``response_status`` without documents: ``declined`` when the wallet answered status 0
     (OK: it released nothing asked, each docType in documentErrors, ErrorCode 0 "data not
-    returned", §8.3.2.1.2.3), ``session_failed`` for a wallet's error status (10, 11, 12)."""
+    returned", §8.3.2.1.2.3; a docType refused and one not held alike, so that a reader does
+    not learn what a holder lacks), ``session_failed`` for a wallet's error status (10, 11, 12)."""
     return "declined" if status == STATUS_OK else "session_failed"
 
 
