@@ -336,6 +336,17 @@ class Env:
         failed = [c for c in r.checks if not c.passed]
         return r.valid, "; ".join(f"{c.name}: {c.reason}" for c in failed) or "VALID"
 
+    def reader_status_said(self, response: bytes, st: mdoc.SessionTranscript) -> str:
+        """What the reader's status checks say of a presentation, passed or not: which list
+        and index the mdoc points at, its status there, when the reader's copy was fetched and
+        for how long it keeps it (a drill's note when the reader never refused)."""
+        from reader.pipeline import REVOCATION_STATUS, STATUS_CHECKS, STATUS_LIST_FRESHNESS
+
+        r = self.reader.verify(response, session_transcript=st)
+        said = [f"{c.name}: {c.reason}" for c in r.checks if c.name in STATUS_CHECKS
+                and (not c.passed or c.name in (STATUS_LIST_FRESHNESS, REVOCATION_STATUS))]
+        return "; ".join(said) or "no status check"
+
     def login(self, phone_id: str, pin: str) -> tuple[bool, str]:
         """利用者証明: a challenge of the relying party signed by the phone's user-authentication
         key (PIN verified in the SE), taken back once and checked with OCSP."""
@@ -531,33 +542,59 @@ def _require(cond: bool, message: str) -> None:
 
 
 def _propagate(env: Env, rep: SubjectReport, captured: tuple[bytes, Any, bytes], t0: float,
-               reader_word: str, ocsp_word: str) -> None:
+               reader_word: str, ocsp_word: str, *, timeout: float | None = None) -> None:
     """Poll the reader, the relying party (OCSP) and its revocation watch (a CRL sweep)
     together until each refuses the captured presentation / signature / signer for its word
     (the watch: the OCSP word, the CRL's reason being the same); record the seconds since
-    ``t0`` of each."""
+    ``t0`` of each. :class:`DrillFailure` after ``timeout`` (the ttl and 30 s)."""
     response, st, cms = captured
-    timeout = env.ttl + 30
+    timeout = env.ttl + 30 if timeout is None else timeout
     ref, _signer = _customer(cms)
     checks = {"reader": (lambda: env.reader_verdict(response, st), reader_word),
               "ocsp": (lambda: env.rp_verdict(cms), ocsp_word),
               "watch": (lambda: env.watch_verdict(ref), ocsp_word)}
     seen: dict[str, tuple[float, str]] = {}
+    last: dict[str, str] = {}
     while len(seen) < len(checks):
         for name, (check, word) in checks.items():
             if name in seen:
                 continue
             ok, why = check()
+            last[name] = why
             if not ok and word in why:
                 seen[name] = (time.perf_counter() - t0, why)
         if time.perf_counter() - t0 > timeout:
-            raise DrillFailure(f"{rep.phone}: not refused by {sorted(set(checks) - set(seen))} "
-                               f"{timeout:.0f} s after the request")
+            raise DrillFailure(_not_refused(env, rep.phone, captured, checks, seen, last, timeout))
         if len(seen) < len(checks):
             time.sleep(POLL_S)
     rep.reader_propagation_s, rep.reader_reason = seen["reader"]
     rep.ocsp_propagation_s, rep.ocsp_reason = seen["ocsp"]
     rep.watch_propagation_s, rep.watch_reason = seen["watch"]
+
+
+def _not_refused(env: Env, phone: str, captured: tuple[bytes, Any, bytes], checks: dict,
+                 seen: dict[str, tuple[float, str]], last: dict[str, str], timeout: float) -> str:
+    """A drill's note when some party never refused: who, what it was shown (the presentation
+    and signature captured before the request), what it was waiting for and what it said last
+    (the reader: its status checks, passed or not, which name the list, index and its copy's
+    ttl)."""
+    response, st, _ = captured
+    shown = {"reader": "the presentation captured before the request",
+             "ocsp": "the signature captured before the request (OCSP)",
+             "watch": "the signer of that signature (its CRL sweep)"}
+    missing = sorted(set(checks) - set(seen))
+    told = []
+    for name in missing:
+        said = last.get(name, "nothing")
+        if name == "reader":
+            try:
+                said = f"{said} ({env.reader_status_said(response, st)})"
+            except Exception as exc:  # noqa: BLE001 - the note must not hide the failure it reports
+                said = f"{said} (its status checks not read again: {type(exc).__name__}: {exc})"
+        told.append(f"{name}, shown {shown.get(name, name)}, expected {checks[name][1]!r}, last said: {said}")
+    refused = "; ".join(f"{n} refused after {t:.1f} s" for n, (t, _) in sorted(seen.items()))
+    return (f"{phone}: not refused by {missing} {timeout:.0f} s after the request: " + " | ".join(told)
+            + (f" ({refused})" if refused else ""))
 
 
 def _customer(cms: bytes) -> tuple[str, Any]:

@@ -109,6 +109,31 @@ def test_kloc_compromise_every_se_refuses_the_leaked_cas_oce_after_its_move(env)
     assert "## kloc_compromise: PASSED" in md and "propagation to the SEs" in md and "reader propagation" not in md
 
 
+
+def test_a_party_that_never_refuses_is_named_with_what_it_was_shown_and_said(env):
+    """The note of a drill whose reader never refused said only "not refused by ['reader']
+    32 s after the request": not which presentation, which list and index, nor that the reader
+    still said VALID from a copy it meant to keep 300 s (tests/test_drill_after_api_flows.py).
+    Nothing revoked here, so no party refuses within the short wait."""
+    import time
+
+    from mcred.drills import DrillFailure, SubjectReport, _capture, _new_subject, _propagate
+
+    rep = SubjectReport(phone="")
+    r = _new_subject(env, rep, 1, "note")
+    captured = _capture(env, rep, r)
+    with pytest.raises(DrillFailure) as caught:
+        _propagate(env, rep, captured, time.perf_counter(), "revoked (INVALID)", "affiliationChanged", timeout=0.2)
+    note = str(caught.value)
+    assert note.startswith(f"{r.phone_id}: not refused by ['ocsp', 'reader', 'watch'] 0 s after the request: "), note
+    assert ("reader, shown the presentation captured before the request, expected 'revoked (INVALID)', "
+            "last said: VALID (") in note, note
+    assert re.search(r"revocation_status: index \d+ of http\S+/status/\w+: VALID", note), note
+    assert f"ttl {env.ttl} s" in note, note
+    assert "ocsp, shown the signature captured before the request (OCSP), expected 'affiliationChanged', " \
+           "last said: good" in note, note
+
+
 def test_cli_drill_two_phones_both_reports(tmp_path, monkeypatch):
     monkeypatch.setenv("MCRED_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(os, "fsync", lambda fd: None)

@@ -187,6 +187,40 @@ def test_published_token_follows_revocation_hold_and_release(world):
     assert svc.status_token(list_id).etag != before.etag
 
 
+def test_a_token_is_served_only_as_the_policy_signs_it_now(world):
+    """A token stored under one ttl (or lifetime) is rebuilt once the policy says another,
+    though the list did not change: readers cache a token for the ttl it carries, so a drill
+    that shortened the ttl to 2 s, on an installation whose holder change had published the
+    list with 300 s, saw its reader keep the list five minutes and never see the death it
+    revoked (tests/test_drill_after_api_flows.py). Another process (its own service over the
+    same database) under the old policy rebuilds it back rather than serve the other ttl."""
+    from dataclasses import replace
+
+    from protocols.status import decode_status_list_token
+
+    svc, sessions, _ = world
+    _, _, _, body = _issue(svc, "job-ttl", "phone-1", 0)
+    ref = IssuerSigned.from_cbor(body).mso().status.status_list
+    with sessions() as s:
+        list_id = s.scalar(select(StatusList.id).where(StatusList.uri == ref.uri))
+    first = svc.status_token(list_id)
+    assert decode_status_list_token(first.token).header.ttl == 300 and first.ttl == 300
+    svc.registry.policy = replace(svc.registry.policy, ttl=2)
+    short = svc.status_token(list_id)
+    assert short.etag != first.etag and short.version == first.version
+    assert decode_status_list_token(short.token).header.ttl == 2
+    assert short.headers(NOW)["Cache-Control"] == "public, max-age=2"
+    assert svc.status_token(list_id).etag == short.etag  # then served as stored
+    other = MdocService(sessions, svc.pki.keystore, "http://issuer.test", clock=Clock(NOW),
+                        status_policy=StatusListPolicy(size=1024))
+    back = other.status_token(list_id)
+    assert decode_status_list_token(back.token).header.ttl == 300 and back.etag != short.etag
+    svc.registry.policy = replace(svc.registry.policy, ttl=300, lifetime=3600)
+    shorter = svc.status_token(list_id)
+    assert shorter.expires_at - shorter.issued_at == dt.timedelta(hours=1)
+    assert decode_status_list_token(shorter.token).header.ttl == 300
+
+
 def test_elements_encoded_once_per_batch_follow_every_input(world):
     """sign_card_substitute keeps a holder's encoded elements for the MSOs of a batch: a
     second MSO carries exactly the elements a fresh build gives, and any change of holder,

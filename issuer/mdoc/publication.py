@@ -3,9 +3,11 @@ Request"; RFC 9110 §8.8.3 ETag, §13.1.2 If-None-Match; RFC 9111 Cache-Control)
 
 A token is signed by the active status-list signer (chained to the IACA) and stored in
 ``status_list_tokens`` so every API process serves the same bytes. It is rebuilt only when
-the list's ``version`` moved (a status changed) or when fewer than ``ttl`` seconds remain
-before its ``exp``; otherwise the stored one is served. The ETag is a hash of the token
-bytes; ``Cache-Control: max-age`` is the TTL, cut to the time left before ``exp``.
+the list's ``version`` moved (a status changed), when fewer than ``ttl`` seconds remain
+before its ``exp``, or when the policy would not sign it as it is (its ``ttl`` claim or its
+lifetime is not the policy's: a drill shortening the ttl, a process started with another
+one); otherwise the stored one is served. The ETag is a hash of the token bytes;
+``Cache-Control: max-age`` is the ttl the token carries, cut to the time left before ``exp``.
 
 :class:`IdentifierPublisher` publishes the ISO/IEC 18013-5 2nd edition Identifier List
 beside each status list (``<public URL>/identifiers/<list id>``, stored in
@@ -32,6 +34,7 @@ from protocols.status import (
     TYP_STATUS_LIST,
     build_identifier_list_token,
     build_status_list_token,
+    peek_header,
 )
 
 MEDIA_TYPE = TYP_STATUS_LIST  # application/statuslist+cwt
@@ -47,11 +50,12 @@ class PublishedToken:
     etag: str
     issued_at: dt.datetime
     expires_at: dt.datetime
-    ttl: int
+    #: the ``ttl`` claim signed into ``token`` (what a reader caches it for)
+    ttl: int | None
 
     def max_age(self, now: dt.datetime) -> int:
         left = int((self.expires_at - now).total_seconds())
-        return max(0, min(self.ttl, left))
+        return max(0, left if self.ttl is None else min(self.ttl, left))
 
     def headers(self, now: dt.datetime) -> dict[str, str]:
         return {
@@ -101,12 +105,28 @@ class StatusPublisher:
         version, uri = head
         uri = self._uri(list_id, uri)
         stored = session.get(self.model, list_id)
-        if self._fresh(version, stored, now):
-            cached = self._memory.get(list_id)
-            if cached is not None and cached.etag == stored.etag:
-                return cached
-            return self._remember(list_id, uri, stored)
+        current = self._current(list_id, uri, version, stored, now)
+        if current is not None:
+            return current
         return self._rebuild(session, list_id, now, stored)
+
+    def _current(self, list_id: str, uri: str, version: int,
+                 stored: StatusListToken | IdentifierListToken | None,
+                 now: dt.datetime) -> PublishedToken | None:
+        """The stored token when it may be served as it is at ``now``: built from the list's
+        ``version``, not near its ``exp``, and signed as the policy signs now (its ttl and
+        lifetime). A token signed under another ttl would have readers cache it for that one:
+        a drill that shortened the ttl to see a revocation within seconds waited five minutes."""
+        if not self._fresh(version, stored, now):
+            return None
+        cached = self._memory.get(list_id)
+        published = (cached if cached is not None and cached.etag == stored.etag
+                     else self._remember(list_id, uri, stored))
+        policy = self.registry.policy
+        if (published.ttl != policy.ttl
+                or published.expires_at - published.issued_at != dt.timedelta(seconds=policy.lifetime)):
+            return None
+        return published
 
     def _uri(self, list_id: str, status_uri: str) -> str:
         """Where this publisher's token of ``list_id`` is published (its ``sub``)."""
@@ -125,8 +145,9 @@ class StatusPublisher:
         uri = self._uri(list_id, row.uri)
         if stored is not None:
             session.refresh(stored)
-            if self._fresh(row.version, stored, now):  # another process rebuilt meanwhile
-                return self._remember(list_id, uri, stored)
+            current = self._current(list_id, uri, row.version, stored, now)
+            if current is not None:  # another process rebuilt meanwhile
+                return current
         policy = self.registry.policy
         signer = self.pki.status_signer(session, now)
         iat = now.astimezone(dt.UTC).replace(microsecond=0)
@@ -145,7 +166,7 @@ class StatusPublisher:
                   stored: StatusListToken | IdentifierListToken) -> PublishedToken:
         published = PublishedToken(list_id, uri, stored.version, stored.token, stored.etag,
                                     stored.issued_at, stored.expires_at,
-                                    self.registry.policy.ttl)
+                                    peek_header(stored.token).ttl)
         self._memory[list_id] = published
         return published
 

@@ -14,6 +14,7 @@ from protocols.status._cwt import (
     TYP_IDENTIFIER_LIST,
     TYP_STATUS_LIST,
     CwtHeader,
+    peek_header,
     peek_typ,
 )
 from protocols.status.allocation import DEFAULT_MAX_FILL, allocate_index
@@ -76,6 +77,7 @@ __all__ = [
     "build_status_list_token",
     "decode_identifier_list_token",
     "decode_status_list_token",
+    "peek_header",
     "peek_typ",
     "verify_identifier_list_token",
     "verify_status_list_token",

@@ -112,6 +112,16 @@ def peek_typ(data: bytes) -> str | None:
     return typ if isinstance(typ, str) else None
 
 
+def peek_header(data: bytes) -> CwtHeader:
+    """The common claims (sub, iat, exp, ttl) and signer of a token of either kind, without
+    verifying anything (an issuer reading back what it stored); :class:`StatusListError`
+    when they cannot be read."""
+    typ = peek_typ(data)
+    if typ not in (TYP_STATUS_LIST, TYP_IDENTIFIER_LIST):
+        raise StatusListClaimError(f"protected typ (16) is {typ!r}, not a status mechanism token")
+    return open_cwt(data, typ=typ)[1]
+
+
 def open_cwt(data: bytes, *, typ: str) -> tuple[cose.Sign1, CwtHeader, dict]:
     """Decode without verifying: the message, the common claims and the whole claims map."""
     message = _sign1(data)
