@@ -19,6 +19,7 @@ import datetime as dt
 import secrets
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
@@ -83,6 +84,38 @@ class DrillFailure(AssertionError):
 # --- the environment: issuer app, reader, relying party ---------------------------------------
 
 
+_TTL_LOCK = threading.Lock()
+#: per status registry a drill shortened: [the ttl it had before the first, drills holding it]
+_TTL_HELD: dict[int, list[int]] = {}
+
+
+def _shorten_ttl(registry: Any, ttl: int) -> Callable[[], None]:  # noqa: ANN401 - a StatusRegistry
+    """Publish Status List Tokens with ``ttl`` for as long as a drill runs, and the release that
+    gives the registry its own ttl back once the last drill holding it is done: a drill run
+    by ``POST /drills`` shares the API server's registry, which went on publishing the drill's
+    2 s to every reader until the server restarted."""
+    with _TTL_LOCK:
+        held = _TTL_HELD.setdefault(id(registry), [registry.policy.ttl, 0])
+        held[1] += 1
+        if registry.policy.ttl != ttl:
+            registry.policy = replace(registry.policy, ttl=ttl)
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        with _TTL_LOCK:
+            if released:
+                return
+            released = True
+            held[1] -= 1
+            if held[1] == 0:
+                del _TTL_HELD[id(registry)]
+                if registry.policy.ttl != held[0]:
+                    registry.policy = replace(registry.policy, ttl=held[0])
+
+    return release
+
+
 class Env:
     """One installation with its issuer HTTP app, one reader and one relying party."""
 
@@ -101,9 +134,10 @@ class Env:
         self.ctx, self.key_type, self.mdoc_batch = ctx, key_type, mdoc_batch
         issuer_port(ctx)
         svc = mdoc_service(ctx)
-        if ttl != svc.registry.policy.ttl:
-            svc.registry.policy = replace(svc.registry.policy, ttl=ttl)
-        self.ttl = svc.registry.policy.ttl
+        #: the registry's own ttl back (:meth:`close`; at the latest when this goes)
+        self._release_ttl = _shorten_ttl(svc.registry, ttl)
+        weakref.finalize(self, self._release_ttl)
+        self.ttl = ttl
         self.http = TestClient(create_app(ctx), base_url=ctx.public_url)
         self.iaca = svc.iaca_certificate()
         trust = TrustStore()
@@ -124,7 +158,6 @@ class Env:
         # a relying party's revocation watch (an insurer's CRL sweeps), its list in a database
         # of its own that lives as long as this environment
         import tempfile
-        import weakref
 
         from mcred.db import make_engine, migrate
         from reader.rp_watch import RevocationWatch
@@ -136,6 +169,10 @@ class Env:
         self.rp_watch = RevocationWatch(engine, self.roots, client=self.http)
 
     # the phone side -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Give the issuer's status registry its own ttl back (once no other drill holds it)."""
+        self._release_ttl()
 
     def present(self, phone_id: str) -> tuple[bytes, mdoc.SessionTranscript]:
         """The phone's wallet answers a reader: all items of its least used mdoc, device
@@ -1184,7 +1221,12 @@ def run_drill(ctx: Context, scenario: str, *, phones: int = 1, workers: int | No
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
     t0 = time.perf_counter()
-    env = env or Env(ctx, ttl=ttl, key_type=key_type)
+    if env is None:
+        env = Env(ctx, ttl=ttl, key_type=key_type)
+        try:
+            return run_drill(ctx, scenario, phones=phones, workers=workers, env=env, progress=progress)
+        finally:
+            env.close()
     report = DrillReport(scenario, phones, env.ttl)
     if scenario in ("ds_compromise", "kloc_compromise"):
         whole = _ds_compromise if scenario == "ds_compromise" else _kloc_compromise

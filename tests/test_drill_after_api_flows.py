@@ -73,3 +73,22 @@ def test_a_death_drill_after_provision_pin_reset_move_and_renewal_through_the_ap
     # the reader sees the death within the workflow's time and the drill's ttl, not the 30 s
     # the drill waits at most (a loaded machine may add a few seconds, never the 300 s ttl)
     assert subject["reader_propagation_s"] < DRILL_TTL + 15, (subject, took)
+
+
+def test_a_drill_gives_the_servers_status_lists_their_own_ttl_back(home: Path):
+    """A drill shortens the ttl the issuer publishes its Status List Tokens with, so that its
+    reader sees a change within seconds. Run by ``POST /drills`` it shares the API server's
+    registry, which then published 2 s lists to every reader until the server restarted:
+    the ttl is the issuer's own again once the drill is done."""
+    from mcred.mdoc_flow import mdoc_service
+
+    ctx = Context.open(home)
+    own = mdoc_service(ctx).registry.policy.ttl
+    assert own != DRILL_TTL
+    tok = {"Authorization": f"Bearer {create_token(ctx.sessions, ['operator'])[1]}"}
+    with TestClient(create_app(ctx, job_workers=1)) as c:
+        view = c.post("/drills", headers=tok, json={"scenario": "lost_found", "phones": 1}).json()
+        j = _wait(c, tok, view["id"], limit_s=180)
+        assert j["state"] == "succeeded" and j["result"]["passed"], j
+        assert j["result"]["status_list_ttl_s"] == DRILL_TTL
+        assert mdoc_service(ctx).registry.policy.ttl == own
