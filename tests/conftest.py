@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from pathlib import Path
 
 import pytest
+
+# The suite starts hundreds of Python processes (`python -m mcred` commands, servers, the
+# processes the crash tests kill) and its workers import the whole package. Where the
+# environment sets PYTHONDONTWRITEBYTECODE (this development machine does), each of them
+# compiled the package's modules again: about a quarter of a CLI test's time. The tests
+# keep the compiled modules (in __pycache__, git-ignored) as Python does by default; what
+# runs is the same source either way. Set before xdist starts its workers, which inherit it.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+sys.dont_write_bytecode = False
 
 pytest_plugins = ["softhsm"]  # the softhsm_token fixture of the HSM tests
 
