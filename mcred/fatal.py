@@ -10,6 +10,23 @@ import sys
 from collections.abc import Iterator
 from typing import NoReturn
 
+#: the errors :func:`unusable_exits` names, by module and class: looked up when one is
+#: raised, among the modules loaded by then (an exception's class is loaded before it can be
+#: raised), so that a command that never touches the database does not import its stack
+#: (SQLAlchemy, Alembic: most of a bare `mcred --help`'s start) to be ready for its errors
+_NAMED = (("wallet_sim.se.errors", "SeError"), ("mcred.context", "ConfigError"), ("mcred.db", "SchemaError"))
+_KEYSTORE = ("issuer.keystore", "KeyStoreError")
+_MASTER_KEY = ("tsm.errors", "MasterKeyError")
+
+
+def _loaded(module: str, name: str) -> type[BaseException] | None:
+    found = sys.modules.get(module)
+    return getattr(found, name, None) if found is not None else None
+
+
+def _is(exc: BaseException, *where: tuple[str, str]) -> bool:
+    return any((cls := _loaded(*w)) is not None and isinstance(exc, cls) for w in where)
+
 
 @contextlib.contextmanager
 def unusable_exits(*also: type[Exception]) -> Iterator[None]:
@@ -18,24 +35,21 @@ def unusable_exits(*also: type[Exception]) -> Iterator[None]:
     the environment, a half-built database, the issuer's key store, the TSM master key, a
     file that could not be read or written, and ``also`` (a caller's own settings errors).
     Anything else goes on as it is."""
-    from issuer.keystore import KeyStoreError
-    from mcred.context import ConfigError
-    from mcred.db import SchemaError
-    from tsm.errors import MasterKeyError
-    from wallet_sim.se.errors import SeError
-
     try:
         yield
-    except (SeError, ConfigError, SchemaError, *also) as exc:  # a phone's files, a setting, the database: named
-        _exit(str(exc))
-    except KeyStoreError as exc:  # the issuer's keys cannot be reached (HSM, passphrase): say so
-        _exit(f"issuer key store: {exc}")
-    except MasterKeyError as exc:  # the TSM master key (file, HSM) cannot be reached: say so
-        _exit(f"TSM master key: {exc}")
-    except OSError as exc:  # a file that could not be read or written (the last resort: the
-        # options that name files to write are checked before the work, mcred.cli.state.out_path)
-        where = f"{exc.filename}: " if exc.filename else ""
-        _exit(f"{where}{exc.strerror or exc}")
+    except Exception as exc:
+        if isinstance(exc, also) or _is(exc, *_NAMED):  # a phone's files, a setting, the database: named
+            _exit(str(exc))
+        if _is(exc, _KEYSTORE):  # the issuer's keys cannot be reached (HSM, passphrase): say so
+            _exit(f"issuer key store: {exc}")
+        if _is(exc, _MASTER_KEY):  # the TSM master key (file, HSM) cannot be reached: say so
+            _exit(f"TSM master key: {exc}")
+        if isinstance(exc, OSError):  # a file that could not be read or written (the last
+            # resort: the options that name files to write are checked before the work,
+            # mcred.cli.state.out_path)
+            where = f"{exc.filename}: " if exc.filename else ""
+            _exit(f"{where}{exc.strerror or exc}")
+        raise
 
 
 def _exit(message: str) -> NoReturn:

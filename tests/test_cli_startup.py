@@ -18,3 +18,22 @@ def test_the_cli_imports_no_service_stack_at_start_up():
             f"print(__import__('json').dumps([m for m in {HEAVY!r} if m in sys.modules]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert json.loads(out) == []
+
+
+def test_a_command_that_needs_no_database_runs_without_its_stack():
+    """Not only the import: ``mcred`` itself (mcred.cli.main.run) wraps every command in
+    the handler that names an unusable installation (mcred.fatal.unusable_exits), and that
+    handler imported the database's modules to know their errors (0.6 s of a bare
+    ``mcred --help``). A mistyped option of a reader command is said before the reader's
+    stack is loaded too. (typer, running a command, loads pydantic for its own types.)"""
+    stack = tuple(m for m in HEAVY if m != "pydantic")
+    code = ("import json, sys\n"
+            "import mcred.cli.main as m\n"
+            "sys.argv = ['mcred', *sys.argv[1:]]\n"
+            "try:\n"
+            "    m.run()\n"
+            "except SystemExit as exc:\n"
+            f"    print(json.dumps([exc.code, [x for x in {stack!r} if x in sys.modules]]), file=sys.stderr)\n")
+    for args, status in ((["--help"], 0), (["reader", "ble", "--hci", "usb:0", "--json"], 2)):
+        done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60)
+        assert json.loads(done.stderr.strip().splitlines()[-1]) == [status, []], (args, done.stderr)

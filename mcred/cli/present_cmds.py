@@ -799,10 +799,6 @@ def register(app: typer.Typer) -> None:
         phone elsewhere with --hci and --engagement; print the verdict, exit 0 only if it
         is VALID."""
         import blelink
-        from mcred.present import ReaderServeError, open_wallet
-        from mcred.present_ble import ble_presentation
-        from wallet_sim import SeError  # no such phone, or its SE image unreadable
-        from wallet_sim.consent import ConsentError, RulesConsent
 
         console = make_console(stderr=as_json)
         try:
@@ -828,6 +824,13 @@ def register(app: typer.Typer) -> None:
         if fault == "all" and (save is not None or portrait is not None or hostile is not None):
             _unusable(console, as_json, "--fault all presents once honestly and once with each fault: no --save, "
                       "--portrait or --hostile")
+        # the reader's stack (web client, database, BLE host) only once the options can work:
+        # a mistyped option is said at once
+        from mcred.present import ReaderServeError, open_wallet
+        from mcred.present_ble import ble_presentation
+        from wallet_sim import SeError  # no such phone, or its SE image unreadable
+        from wallet_sim.consent import ConsentError, RulesConsent
+
         config = _reader_config(trust, vical, vical_trust, request, doctype, offline, skew, require_status,
                                 reader_cert, reader_key, ds_crl)
         try:
