@@ -100,6 +100,40 @@ def _run(setting, argv):
     return CliRunner().invoke(app, [a.format(**setting) for a in argv])
 
 
+#: (command line, exit status): refusals a script meets, each said as one JSON document on
+#: stdout with --json. Before, each was an ``error:`` line on stderr (or, for the mdoc issuer's
+#: commands, on stdout among the results) and nothing a script could parse.
+REFUSALS = [
+    (["credential", "show", "nope"], 2),  # was exit 1, and the error on stdout
+    (["mdoc", "issue", "--holder", "{garbage}", "--device-key", "{garbage}", "--out", "{tmp}/x.cbor"], 2),
+    (["status-list", "show", "{garbage}"], 2),
+    (["mdoc", "ds", "revoke", "nope", "--reason", "keyCompromise"], 2),
+    (["status-list", "signer", "revoke", "nope", "--reason", "keyCompromise"], 2),
+]
+
+
+@pytest.mark.parametrize("argv, code", REFUSALS, ids=[" ".join(a[:3]) for a, _ in REFUSALS])
+def test_a_refusal_with_json_is_one_json_document_on_stdout(setting, argv, code):
+    r = _run(setting, [*argv, "--json"])
+    assert r.exit_code == code, r.output
+    doc = json.loads(r.stdout)  # the whole of stdout: one document, nothing else
+    assert isinstance(doc, dict) and doc["error"], doc
+    if tuple(argv[:2]) in VERDICT_COMMANDS:
+        assert doc["valid"] is False and doc["checks"] == []
+    assert "error:" not in r.stderr  # said once, where the script reads
+
+
+@pytest.mark.parametrize("argv", [["credential", "show", "nope"], ["status-list", "show", "{garbage}"],
+                                  ["mdoc", "ds", "revoke", "nope", "--reason", "keyCompromise"]],
+                         ids=" ".join)
+def test_the_mdoc_issuers_errors_go_to_stderr(setting, argv):
+    """They were printed on stdout, where the results go."""
+    r = _run(setting, argv)
+    assert r.exit_code == 2
+    assert r.stdout == ""
+    assert r.stderr.startswith("error: ")
+
+
 @pytest.mark.parametrize("argv, verdict", [(["credential", "list", "--json"], False),
                                            (["jpki", "auth", "--phone", "p", "--pin-file", "{pin}", "--json"], True)],
                          ids=["credential list", "jpki auth"])
