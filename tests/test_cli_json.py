@@ -16,6 +16,31 @@ from mcred.cli import main
 from mcred.cli.main import app
 from mcred.cli.text import VERDICT_COMMANDS
 
+#: The commands without --json, each with the reason. A command added without --json fails
+#: test_every_command_has_json_or_is_exempt until it gets --json or a line here.
+EXEMPT = {
+    # servers and bridges: they run until stopped; what they print is for the person who started them
+    ("serve",): "the issuer service (uvicorn) until stopped",
+    ("reader", "serve"): "the reader service (uvicorn) until stopped",
+    ("phone", "pcsc"): "a bridge to pcscd's vpcd until Ctrl-C",
+    # the output is a file's bytes, to be redirected into the file
+    ("phone", "maker-root"): "the SE maker's certificate, PEM",
+    ("tsm", "oce-ca"): "the KLOC CA's certificate, PEM",
+    ("inspect",): "CBOR diagnostic notation of the file",
+    # the result is the file --out names; the exit status says whether it was written
+    ("export", "crl"): "writes --out",
+    ("export", "iaca"): "writes --out",
+    ("export", "jpki-cert"): "writes --out",
+    ("export", "jpki-root"): "writes --out",
+    ("export", "tsa-root"): "writes --out",
+    ("jpki", "consent", "document"): "writes --out, the document for the customer to sign",
+    ("mdoc", "respond"): "writes --out, a DeviceResponse for another mdoc tool",
+    # JSON already
+    ("wallet", "respond"): "prints JSON with or without (the credential the page receives, or the verifier's answer)",
+    # a narration for a person; its exit status is the outcome
+    ("demo",): "the walk-through, told step by step",
+}
+
 
 def _commands() -> list[tuple[tuple[str, ...], object]]:
     """(path, click command) of every command, nested groups walked (typer vendors its own click)."""
@@ -33,6 +58,15 @@ def _commands() -> list[tuple[tuple[str, ...], object]]:
 
 def _has_json(command) -> bool:
     return any("--json" in p.opts for p in command.params)
+
+
+def test_every_command_has_json_or_is_exempt():
+    commands = _commands()
+    assert len(commands) > 80
+    without = {path for path, command in commands if not _has_json(command)}
+    assert without - set(EXEMPT) == set(), "give these --json, or say in EXEMPT why they need none"
+    assert set(EXEMPT) - without == set(), "these have --json now (or are gone): take them out of EXEMPT"
+    assert VERDICT_COMMANDS <= {path for path, _ in commands}
 
 
 @pytest.mark.parametrize("path", sorted(p for p, c in _commands() if _has_json(c)), ids=" ".join)
@@ -100,15 +134,54 @@ def _run(setting, argv):
     return CliRunner().invoke(app, [a.format(**setting) for a in argv])
 
 
+@pytest.fixture
+def fresh(setting):
+    """``setting`` with a phone and holder of this test's own."""
+    from pathlib import Path
+
+    done = _provisioned(Path(setting["tmp"]))
+    return {**setting, "phone": done["phone"], "holder": done["holder"]}
+
+
 #: (command line, exit status): refusals a script meets, each said as one JSON document on
 #: stdout with --json. Before, each was an ``error:`` line on stderr (or, for the mdoc issuer's
 #: commands, on stdout among the results) and nothing a script could parse.
 REFUSALS = [
+    (["phone", "show", "nope"], 2),
+    (["phone", "reset", "nope"], 2),
+    (["phone", "new", "--kloc", "{garbage}"], 2),
+    (["phone", "agent", "nope", "--remote", "ftp://x", "--session", "s"], 2),
+    (["holder", "show", "nope"], 2),
+    (["holder", "forget", "nope", "--reason", "retention ended"], 2),
+    (["holder", "update", "nope", "--address", "x", "--reason", "転居届"], 2),
+    (["holder", "renew-card", "nope", "--reason", "更新"], 2),
     (["credential", "show", "nope"], 2),  # was exit 1, and the error on stdout
     (["mdoc", "issue", "--holder", "{garbage}", "--device-key", "{garbage}", "--out", "{tmp}/x.cbor"], 2),
     (["status-list", "show", "{garbage}"], 2),
     (["mdoc", "ds", "revoke", "nope", "--reason", "keyCompromise"], 2),
     (["status-list", "signer", "revoke", "nope", "--reason", "keyCompromise"], 2),
+    (["jpki", "pin", "status", "--phone", "nope"], 2),
+    (["jpki", "pin", "change", "--phone", "nope", "--pin-file", "{pin}", "--new-pin-file", "{pin}"], 2),
+    (["jpki", "pin", "change", "--phone", "{phone}", "--slot", "auth", "--pin-file", "{garbage}",
+      "--new-pin-file", "{pin}"], 2),  # not a PIN: refused before the SE
+    (["jpki", "pin", "unblock", "--phone", "nope", "--puk-file", "{puk}"], 2),
+    (["jpki", "pin", "reset", "--phone", "nope"], 2),
+    (["jpki", "sign", "--phone", "nope", "--pin-file", "{pw}", "{doc}"], 2),
+    (["jpki", "sign", "--phone", "{phone}", "--pin-file", "{garbage}", "{doc}"], 2),
+    (["jpki", "auth", "--phone", "nope", "--pin-file", "{pin}"], 2),
+    (["provision", "--phone", "{bare}", "--holder", "{garbage}"], 2),
+    (["provision", "--resume", "nope"], 2),
+    (["provision", "--phone", "{bare}", "--holder", "{garbage}", "--session-id", "s"], 2),  # an OTA option alone
+    (["handover", "--phone", "nope", "--to", "new"], 2),
+    (["mdoc", "refresh", "--phone", "nope"], 2),
+    (["drill", "bogus"], 2),
+    (["tsm", "rotate-kloc", "--phone", "nope"], 2),
+    (["tsm", "abandon", "nope", "--reason", "gone"], 2),
+    (["tsm", "clear-quarantine", "--phone", "{bare}", "--reason", "checked"], 2),
+    (["token", "revoke", "nope"], 2),  # was exit 1: an id that is no token's is the input
+    (["revoke", "--phone", "nope", "--reason", "superseded"], 2),
+    (["tsa", "stamp", "{doc}", "--url", "http://127.0.0.1:9/tsa"], 2),
+    (["ble", "radio", "--port", "65535", "--controllers", "2"], 2),
 ]
 
 
@@ -132,6 +205,86 @@ def test_the_mdoc_issuers_errors_go_to_stderr(setting, argv):
     assert r.exit_code == 2
     assert r.stdout == ""
     assert r.stderr.startswith("error: ")
+
+
+def test_a_wrong_secret_is_exit_1_with_json(fresh):
+    """The SE's refusal is the operation failing (exit 1, the tries left said), as JSON."""
+    setting = fresh
+    r = _run(setting, ["jpki", "pin", "change", "--phone", "{phone}", "--slot", "sign", "--pin-file", "{pw2}",
+                       "--new-pin-file", "{pw2}", "--json"])
+    assert r.exit_code == 1, r.output
+    assert "tries left" in json.loads(r.stdout)["error"]
+    r = _run(setting, ["jpki", "pin", "unblock", "--phone", "{phone}", "--slot", "sign", "--puk-file", "{puk}",
+                       "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout) == {"phone": setting["phone"], "slot": "sign", "unblocked": True,
+                                    "new_secret": False}
+
+
+def test_what_a_script_needs_back_is_json(fresh, tmp_path):
+    """The commands that gained --json: each prints one JSON document a script can use."""
+    setting = fresh
+    def ok(*argv):
+        r = _run(setting, [*argv, "--json"])
+        assert r.exit_code == 0, r.output
+        return json.loads(r.stdout)
+
+    phone = setting["phone"]
+    assert ok("jpki", "pin", "change", "--phone", phone, "--slot", "sign", "--pin-file", "{pw}",
+              "--new-pin-file", "{pw2}") == {"phone": phone, "slot": "sign", "changed": True}
+    signed = ok("jpki", "sign", "--phone", phone, "--pin-file", "{pw2}", "{doc}", "--out", str(tmp_path / "d.p7s"))
+    assert signed == {"out": str(tmp_path / "d.p7s"), "bytes": (tmp_path / "d.p7s").stat().st_size,
+                      "phone": phone, "slot": "sign", "form": "cms"}
+    held = ok("revoke", "--phone", phone, "--reason", "certificateHold")
+    assert held["phone"] == phone
+    assert {(c["kind"], c["before"], c["after"]) for c in held["changes"]} == {
+        ("jpki-sign", "valid", "hold"), ("jpki-auth", "valid", "hold"), ("mdoc", "valid", "hold")}
+    released = ok("release", "--phone", phone)
+    assert {c["credential"] for c in released["changes"]} == {c["credential"] for c in held["changes"]}
+    assert ok("release", "--phone", phone) == {"phone": phone, "changes": []}
+    assert ok("phone", "reset", "{bare}") == {"phone": setting["bare"], "reset": True}
+    made = ok("token", "create", "--scope", "reader", "--name", "rp", "--expires", "1d")
+    assert made["token"].startswith("mcred_") and made["scopes"] == ["reader"]
+    [listed] = [t for t in ok("token", "list") if t["id"] == made["id"]]
+    assert listed["state"] == "active" and listed["expires_at"] == made["expires_at"] and "token" not in listed
+    assert ok("token", "revoke", made["id"]) == {"id": made["id"], "changed": True}
+    assert ok("token", "revoke", made["id"]) == {"id": made["id"], "changed": False}
+    roots = ok("jpki", "setup")
+    assert set(roots) == {"sign", "auth"} and roots["sign"]["label"]
+    assert ok("jpki", "rollover", "--slot", "auth", "--key-type", "p384")["slot"] == "auth"
+    stamped = ok("tsa", "stamp", "{doc}", "--out", str(tmp_path / "d.tsr"))
+    assert stamped["out"] == str(tmp_path / "d.tsr") and stamped["gen_time"].endswith("+00:00")
+    unit = ok("tsa", "revoke", "tsa-unit-1", "--reason", "superseded")
+    assert unit["unit"] == "tsa-unit-1" and unit["changed"] is True
+
+
+def test_jpki_setup_refuses_an_unknown_key_type_without_a_traceback(setting):
+    r = _run(setting, ["jpki", "setup", "--key-type", "foo"])
+    assert r.exit_code == 2, r.exception  # was a ValueError traceback
+    assert "rsa2048 or p384" in r.stderr
+
+
+def test_holder_forget_says_what_it_erased_as_json(fresh):
+    setting = fresh
+    phone, holder = setting["phone"], setting["holder"]
+    r = _run(setting, ["holder", "forget", holder, "--reason", "retention ended", "--json"])
+    assert r.exit_code == 2 and "live" in json.loads(r.stdout)["error"]  # refused while credentials are live
+    assert _run(setting, ["revoke", "--phone", phone, "--reason", "cessationOfOperation"]).exit_code == 0
+    r = _run(setting, ["holder", "forget", holder, "--reason", "retention ended", "--json"])
+    assert r.exit_code == 0, r.output
+    done = json.loads(r.stdout)
+    assert done["holder"] == holder and done["erased"] is True and done["mdoc_bodies_erased"] == 1
+    again = json.loads(_run(setting, ["holder", "forget", holder, "--reason", "again", "--json"]).stdout)
+    assert again == {"holder": holder, "erased": False}
+
+
+def test_drill_json_is_its_report(tmp_path):
+    r = CliRunner().invoke(app, ["drill", "model_change", "--phones", "1", "--json"],
+                           env={"MCRED_HOME": str(tmp_path / "home")})
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)  # the progress lines are on stderr
+    assert doc["home"] == str(tmp_path / "home")
+    assert [x["scenario"] for x in doc["reports"]] == ["model_change"]
 
 
 @pytest.mark.parametrize("argv, verdict", [(["credential", "list", "--json"], False),
