@@ -307,3 +307,13 @@ def test_an_unusable_setting_is_json_on_stdout_with_json(setting, argv, verdict,
         main.run()
     out = capsys.readouterr()
     assert out.out == "" and out.err.startswith("error: MCRED_PUBLIC_URL")
+
+
+@pytest.mark.parametrize("argv", [["export", "jpki-cert", "--phone", "nope", "--slot", "sign", "--out", "{tmp}/x.pem"],
+                                  ["token", "revoke", "nope"], ["credential", "show", "nope"]], ids=" ".join)
+def test_an_id_that_names_nothing_is_exit_2(setting, argv):
+    """Each exited 1, the status of an operation that failed; an id that names nothing is the
+    input refused, exit 2, as `phone show` and `holder show` say it (specs/cli.md)."""
+    r = _run(setting, argv)
+    assert r.exit_code == 2, r.output
+    assert r.stdout == "" and r.stderr.startswith("error: ")
