@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import NoReturn
 
 #: the errors :func:`unusable_exits` names, by module and class: looked up when one is
@@ -29,29 +29,33 @@ def _is(exc: BaseException, *where: tuple[str, str]) -> bool:
 
 
 @contextlib.contextmanager
-def unusable_exits(*also: type[Exception]) -> Iterator[None]:
+def unusable_exits(*also: type[Exception], as_json: Callable[[str], str] | None = None) -> Iterator[None]:
     """Turn the errors that say the installation or its setting cannot work into
     ``error: ...`` and ``SystemExit(2)``: a phone's unreadable SE or record, a setting in
     the environment, a half-built database, the issuer's key store, the TSM master key, a
     file that could not be read or written, and ``also`` (a caller's own settings errors).
-    Anything else goes on as it is."""
+    Anything else goes on as it is. ``as_json`` (a command run with ``--json``): the message
+    is said as the JSON document it returns, on stdout instead."""
     try:
         yield
     except Exception as exc:
         if isinstance(exc, also) or _is(exc, *_NAMED):  # a phone's files, a setting, the database: named
-            _exit(str(exc))
+            _exit(str(exc), as_json)
         if _is(exc, _KEYSTORE):  # the issuer's keys cannot be reached (HSM, passphrase): say so
-            _exit(f"issuer key store: {exc}")
+            _exit(f"issuer key store: {exc}", as_json)
         if _is(exc, _MASTER_KEY):  # the TSM master key (file, HSM) cannot be reached: say so
-            _exit(f"TSM master key: {exc}")
+            _exit(f"TSM master key: {exc}", as_json)
         if isinstance(exc, OSError):  # a file that could not be read or written (the last
             # resort: the options that name files to write are checked before the work,
             # mcred.cli.state.out_path)
             where = f"{exc.filename}: " if exc.filename else ""
-            _exit(f"{where}{exc.strerror or exc}")
+            _exit(f"{where}{exc.strerror or exc}", as_json)
         raise
 
 
-def _exit(message: str) -> NoReturn:
-    print(f"error: {message}", file=sys.stderr)
+def _exit(message: str, as_json: Callable[[str], str] | None = None) -> NoReturn:
+    if as_json is not None:
+        print(as_json(message), flush=True)
+    else:
+        print(f"error: {message}", file=sys.stderr)
     raise SystemExit(2) from None

@@ -31,16 +31,15 @@ def register(app: typer.Typer) -> None:
         as tcp-client:HOST:PORT. Advertising, connections and GATT traffic between them are
         bumble's link-layer simulation. Stop with Ctrl-C."""
         import blelink
+        from mcred.cli.text import fail
         from mcred.present_ble import run_radio
 
         try:
             blelink.require()
         except blelink.LinkError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
+            raise fail(str(exc), as_json) from None
         if port + controllers - 1 > 65535:
-            typer.echo("error: --port + --controllers runs past port 65535", err=True)
-            raise typer.Exit(2)
+            raise fail("--port + --controllers runs past port 65535", as_json)
         ports = list(range(port, port + controllers))
         transports = [f"tcp-client:{host}:{p}" for p in ports]
 
@@ -59,5 +58,4 @@ def register(app: typer.Typer) -> None:
         except KeyboardInterrupt:
             pass
         except OSError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
+            raise fail(str(exc), as_json) from None

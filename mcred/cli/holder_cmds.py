@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 
 from mcred.cli.state import cli_actor
-from mcred.cli.text import SECRET_LABELS, make_console
+from mcred.cli.text import SECRET_LABELS, fail, make_console
 
 holder_app = typer.Typer(help="Holders in the issuer's registry: their phones and live credentials.",
                          no_args_is_help=True)
@@ -62,9 +62,7 @@ def holder_show(holder_id: str = typer.Argument(..., help="The holder's id (`mcr
     credentials by kind and status."""
     rows = _holders(holder_id, with_data=True) if len(holder_id) <= 32 else []
     if not rows:
-        typer.echo(f"error: no holder {holder_id[:40]!r} in the issuer's registry (`mcred holder list`)",
-                   err=True)
-        raise typer.Exit(2)
+        raise fail(f"no holder {holder_id[:40]!r} in the issuer's registry (`mcred holder list`)", as_json)
     out = rows[0]
     if as_json:
         typer.echo(json.dumps(out, ensure_ascii=False, indent=2, default=str))
@@ -82,7 +80,9 @@ def holder_show(holder_id: str = typer.Argument(..., help="The holder's id (`mcr
 
 @holder_app.command("forget")
 def holder_forget(holder_id: str = typer.Argument(..., help="The holder (mcred holder list)."),
-                  reason: str = typer.Option(..., "--reason", help="Why (audited), e.g. the retention period ended.")) -> None:
+                  reason: str = typer.Option(..., "--reason", help="Why (audited), e.g. the retention period ended."),
+                  as_json: bool = typer.Option(False, "--json", help="Print {\"holder\", \"erased\", ...}: "
+                                               "erased false when it was already.")) -> None:
     """Erase a holder's personal data once none of their credentials is live and no TSM job
     could issue from it again: the card data and number, and the IssuerSigned of their mdocs
     (portrait included). Their JPKI certificates stay, as the certification authority's
@@ -97,8 +97,10 @@ def holder_forget(holder_id: str = typer.Argument(..., help="The holder (mcred h
     try:
         done = forget_holder(open_context(), holder_id, actor=cli_actor(), reason=reason)
     except (HolderError, ProvisionError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(str(exc), as_json) from None
+    if as_json:
+        typer.echo(json.dumps({"holder": holder_id, "erased": done is not None, **(done or {})}, ensure_ascii=False))
+        return
     if done is None:
         typer.echo(f"holder {holder_id}: already erased")
         return
@@ -106,7 +108,7 @@ def holder_forget(holder_id: str = typer.Argument(..., help="The holder (mcred h
                f"{done['certificates_kept']} certificate(s) kept in the CA's register")
 
 
-def _workflow_refused(exc: Exception, kind: str, holder_id: str) -> typer.Exit:
+def _workflow_refused(exc: Exception, kind: str, holder_id: str, as_json: bool) -> typer.Exit:
     """A refused change (exit 2), or its workflow of ``kind`` stopped (exit 1, with the
     command that resumes it: :func:`mcred.handover_actions.resume_command_for`)."""
     from issuer.handover import StepFailed
@@ -114,8 +116,7 @@ def _workflow_refused(exc: Exception, kind: str, holder_id: str) -> typer.Exit:
 
     stopped = isinstance(exc, StepFailed)
     hint = f" (resume: {resume_command_for(kind, exc.handover_id or '...', holder_id=holder_id)})" if stopped else ""
-    typer.echo(f"error: {exc}{hint}", err=True)
-    return typer.Exit(1 if stopped else 2)
+    return fail(f"{exc}{hint}", as_json, 1 if stopped else 2)
 
 
 def _print_steps(steps: dict[str, float]) -> None:
@@ -168,7 +169,7 @@ def holder_update(
         out = change_basic_four(open_context(), holder_id, changes, reason=reason or "", actor=cli_actor(),
                                 resume=resume)
     except (HolderError, WorkflowError) as exc:
-        raise _workflow_refused(exc, "basic_four_change", holder_id) from None
+        raise _workflow_refused(exc, "basic_four_change", holder_id, as_json) from None
     if as_json:
         typer.echo(json.dumps(out, ensure_ascii=False))
         return
@@ -214,7 +215,7 @@ def holder_renew_card(
         out = renew_card(ctx, holder_id, reason=reason or "", key_type=key_type,
                          card_number=card_number, actor=cli_actor(), resume=resume, hold_secrets=True)
     except (HolderError, WorkflowError) as exc:
-        raise _workflow_refused(exc, "renewal", holder_id) from None
+        raise _workflow_refused(exc, "renewal", holder_id, as_json) from None
     _show_renewal(holder_id, out, as_json)
     if out["secrets"]:  # shown: not kept any longer, even sealed
         release_secrets(ctx, out["handover"], out["phone"], cli_actor())

@@ -24,7 +24,7 @@ from mcred.cli.ota_cli import (
 )
 from mcred.cli.phone_cmds import tsm_tracing
 from mcred.cli.state import check_can_listen, cli_actor, open_context, out_path
-from mcred.cli.text import check_line, revocation_line, secret_lines
+from mcred.cli.text import check_line, fail, revocation_line, secret_lines
 from mcred.cli.watch_cmds import watch_app
 from reader.text import printable
 
@@ -65,21 +65,39 @@ def _write(out: Path, der: bytes, kind: str) -> None:
     typer.echo(f"wrote {out} ({len(data)} bytes)")
 
 
-@jpki_app.command("setup")
-def setup(key_type: str = typer.Option("rsa2048", help="rsa2048 or p384")) -> None:
-    """Create the two root CAs and their OCSP responders (idempotent)."""
+def _key_type(value: str):  # noqa: ANN202 - a protocols.jpki.profile.KeyType
     from protocols.jpki.profile import KeyType
 
-    for purpose, gen in _issuer().setup(KeyType(key_type)).items():
+    try:
+        return KeyType(value)
+    except ValueError:  # was a traceback
+        raise typer.BadParameter(f"{value!r}: rsa2048 or p384", param_hint="--key-type") from None
+
+
+def _generation(gen) -> dict:  # noqa: ANN001 - an issuer.jpki root generation
+    return {"label": gen.label, "algorithm": gen.algorithm, "key_id": gen.key_id.hex()}
+
+
+@jpki_app.command("setup")
+def setup(key_type: str = typer.Option("rsa2048", help="rsa2048 or p384"),
+          as_json: bool = typer.Option(False, "--json", help="Print {slot: {label, algorithm, key_id}}.")) -> None:
+    """Create the two root CAs and their OCSP responders (idempotent)."""
+    made = _issuer().setup(_key_type(key_type))
+    if as_json:
+        typer.echo(json.dumps({purpose.value: _generation(gen) for purpose, gen in made.items()}))
+        return
+    for purpose, gen in made.items():
         typer.echo(f"{purpose.value}: {gen.label} ({gen.algorithm}) key id {gen.key_id.hex()}")
 
 
 @jpki_app.command("rollover")
-def rollover(slot: str = SLOT, key_type: str = typer.Option("rsa2048", help="rsa2048 or p384")) -> None:
+def rollover(slot: str = SLOT, key_type: str = typer.Option("rsa2048", help="rsa2048 or p384"),
+             as_json: bool = typer.Option(False, "--json", help="Print {slot, label, algorithm, key_id}.")) -> None:
     """Start a new root key generation (same name; older ones stay published)."""
-    from protocols.jpki.profile import KeyType
-
-    gen = _issuer().rollover(_check_slot(slot), KeyType(key_type), actor=cli_actor())
+    gen = _issuer().rollover(_check_slot(slot), _key_type(key_type), actor=cli_actor())
+    if as_json:
+        typer.echo(json.dumps({"slot": slot, **_generation(gen)}))
+        return
     typer.echo(f"{slot}: new generation {gen.label} key id {gen.key_id.hex()}")
 
 
@@ -119,7 +137,9 @@ def sign(file: Path = typer.Argument(..., exists=True, dir_okay=False),
                                               "verified before it is embedded (without it, only the "
                                               "imprint and the nonce are checked)."),
          lta: bool = typer.Option(False, "--lta", help="With --pdf --ltv and a time-stamp: then a document "
-                                  "time-stamp over the whole file (PAdES B-LTA), the long-term form.")) -> None:
+                                  "time-stamp over the whole file (PAdES B-LTA), the long-term form."),
+         as_json: bool = typer.Option(False, "--json", help="Print {\"out\", \"bytes\", \"phone\", \"slot\", "
+                                      "\"form\"}: the file written.")) -> None:
     """Sign FILE with the phone's SE: CMS detached signature (DER, .p7s), or inside a PDF (--pdf)
     or an XML document (--xml)."""
     import wallet_sim
@@ -155,29 +175,27 @@ def sign(file: Path = typer.Argument(..., exists=True, dir_okay=False),
             from mcred.jpki_pdf import PdfSigningError, sign_pdf_with_se
 
             try:
-                signed = sign_pdf_with_se(_pin_transmit(phone), pin, file.read_bytes(), field=field,
+                signed = sign_pdf_with_se(_pin_transmit(phone, as_json), pin, file.read_bytes(), field=field,
                                        reason=reason, location=location,
                                        ltv_roots=_issuer().roots("sign") if ltv else None, stamper=stamper,
                                        lta=lta)
             except PdfSigningError as exc:
-                typer.echo(f"error: {file}: {exc}", err=True)
-                raise typer.Exit(2) from None
+                raise fail(f"{file}: {exc}", as_json) from None
         elif xml:
             from mcred.jpki_flow import sign_xml_with_se
             from protocols.jpki.xmlsig import XmlSignatureError
 
             try:
-                signed = sign_xml_with_se(_pin_transmit(phone), pin, file.read_bytes(), xades=xades,
+                signed = sign_xml_with_se(_pin_transmit(phone, as_json), pin, file.read_bytes(), xades=xades,
                                           stamper=stamper)
                 if ltv:
                     from mcred.timestamps import add_xml_validation_data
 
                     signed = add_xml_validation_data(signed, roots=_issuer().roots("sign"), tsa_roots=stamper.roots)
             except XmlSignatureError as exc:
-                typer.echo(f"error: {file}: {exc}", err=True)
-                raise typer.Exit(2) from None
+                raise fail(f"{file}: {exc}", as_json) from None
         else:
-            signed, _cert = sign_with_se(_pin_transmit(phone), slot, pin, file.read_bytes())
+            signed, _cert = sign_with_se(_pin_transmit(phone, as_json), slot, pin, file.read_bytes())
             if stamper is not None:
                 signed = stamper.stamp_signature(signed)
             if ltv:
@@ -186,24 +204,23 @@ def sign(file: Path = typer.Argument(..., exists=True, dir_okay=False),
                 signed = add_validation_data(signed, file.read_bytes(), roots=_issuer().roots(slot),
                                              tsa_roots=stamper.roots)
     except TimestampError as exc:
-        typer.echo(f"error: no time-stamp: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(f"no time-stamp: {exc}", as_json) from None
     except ValidationDataError as exc:
-        typer.echo(f"error: no validation data (--ltv): {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(f"no validation data (--ltv): {exc}", as_json) from None
     except SecretFormatError as exc:
-        typer.echo(f"error: --pin-file {pin_file}: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(f"--pin-file {pin_file}: {exc}", as_json) from None
     except (SeError, wallet_sim.SeError) as exc:  # the SE refused, or the phone (its SE image) is not there
-        typer.echo(f"error: {exc}", err=True)
         # the SE's refusal (a wrong secret, a locked one) is the operation failing, exit 1, as
         # for jpki auth; a phone that cannot be opened is unusable input, exit 2
-        raise typer.Exit(1 if isinstance(exc, SeError) else 2) from None
+        raise fail(str(exc), as_json, 1 if isinstance(exc, SeError) else 2) from None
     try:
         target.write_bytes(signed)
     except OSError as exc:
-        typer.echo(f"error: --out {target}: {exc.strerror or exc}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(f"--out {target}: {exc.strerror or exc}", as_json) from None
+    if as_json:
+        typer.echo(json.dumps({"out": str(target), "bytes": len(signed), "phone": phone, "slot": slot,
+                               "form": "pdf" if pdf else "xml" if xml else "cms"}, ensure_ascii=False))
+        return
     typer.echo(f"wrote {target} ({len(signed)} bytes)")
 
 
@@ -233,18 +250,19 @@ def _secret(path: Path, what: str) -> bytes:
         raise typer.BadParameter(f"{path}: {exc.strerror or exc}", param_hint=what) from None
 
 
-def _pin_transmit(phone: str):  # noqa: ANN202
+def _pin_transmit(phone: str, as_json: bool = False, *, verdict: bool = False):  # noqa: ANN202
+    """The phone's SE for the JPKI host; no such phone (or an unreadable SE) is exit 2, said
+    as JSON with ``--json`` (a verdict command's, ``verdict``, in the verdict's shape)."""
     import wallet_sim
     from mcred.cli.phone_cmds import host_tracing
 
     try:  # under --trace, each APDU pair the JPKI host sends (secrets as a length only)
         return host_tracing(wallet_sim.open_secure_element(phone, open_context().home).transmit, "jpki")
     except wallet_sim.SeError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise (_unusable(str(exc), as_json) if verdict else fail(str(exc), as_json)) from None
 
 
-def _pin_fail(exc: Exception, puk: bool = False) -> typer.Exit:
+def _pin_fail(exc: Exception, puk: bool = False, as_json: bool = False) -> typer.Exit:
     """The SE's refusal in the holder's words (a wrong PUK is not a wrong PIN)."""
     from mcred.jpki_flow import SeError
 
@@ -260,8 +278,7 @@ def _pin_fail(exc: Exception, puk: bool = False) -> typer.Exit:
         elif exc.sw == 0x6A88:
             text = ("this secret or the PUK was never set: the phone's JPKI applet is not personalised "
                     "(is the phone provisioned?)")
-    typer.echo(f"error: {text}", err=True)
-    return typer.Exit(1 if isinstance(exc, SeError) else 2)
+    return fail(text, as_json, 1 if isinstance(exc, SeError) else 2)
 
 
 @pin_app.command("status")
@@ -273,9 +290,9 @@ def pin_status(phone: str = typer.Option(..., "--phone"),
     from mcred.jpki_flow import pin_status as status
 
     try:
-        left = status(_pin_transmit(phone))
+        left = status(_pin_transmit(phone, as_json))
     except SeError as exc:
-        raise _pin_fail(exc) from None
+        raise _pin_fail(exc, as_json=as_json) from None
     if as_json:
         typer.echo(json.dumps(left))
         return
@@ -290,24 +307,29 @@ def pin_status(phone: str = typer.Option(..., "--phone"),
 def pin_change(phone: str = typer.Option(..., "--phone"), slot: str = SLOT,
                pin_file: Path = typer.Option(..., "--pin-file", dir_okay=False, help="The secret now."),
                new_pin_file: Path = typer.Option(..., "--new-pin-file", dir_okay=False,
-                                                 help="The new secret (same format).")) -> None:
+                                                 help="The new secret (same format)."),
+               as_json: bool = typer.Option(False, "--json", help="Print {\"phone\", \"slot\", \"changed\": "
+                                            "true}.")) -> None:
     """Change the PIN (--slot auth, 4 digits) or the signing password (--slot sign, 6-16 of
     A-Z 0-9): the old one is verified first (a wrong one spends a try)."""
     from mcred.jpki_flow import SecretFormatError, SeError, change_pin
 
     old, new = _secret(pin_file, "--pin-file"), _secret(new_pin_file, "--new-pin-file")
     try:
-        change_pin(_pin_transmit(phone), _check_slot(slot), old, new)
+        change_pin(_pin_transmit(phone, as_json), _check_slot(slot), old, new)
     except (SecretFormatError, SeError) as exc:
-        raise _pin_fail(exc) from None
-    typer.echo(f"{phone}: {slot} secret changed")
+        raise _pin_fail(exc, as_json=as_json) from None
+    typer.echo(json.dumps({"phone": phone, "slot": slot, "changed": True}) if as_json
+               else f"{phone}: {slot} secret changed")
 
 
 @pin_app.command("unblock")
 def pin_unblock(phone: str = typer.Option(..., "--phone"), slot: str = SLOT,
                 puk_file: Path = typer.Option(..., "--puk-file", dir_okay=False, help="The PUK (8 digits)."),
                 new_pin_file: Path | None = typer.Option(None, "--new-pin-file", dir_okay=False,
-                                                         help="Also set a new secret.")) -> None:
+                                                         help="Also set a new secret."),
+                as_json: bool = typer.Option(False, "--json", help="Print {\"phone\", \"slot\", \"unblocked\": "
+                                             "true, \"new_secret\"}.")) -> None:
     """Give a locked (or any) PIN or signing password its tries back with the PUK (RESET
     RETRY COUNTER), optionally setting a new value. A wrong PUK spends one of its 10 tries."""
     from mcred.jpki_flow import SecretFormatError, SeError, unblock_pin
@@ -315,9 +337,12 @@ def pin_unblock(phone: str = typer.Option(..., "--phone"), slot: str = SLOT,
     puk = _secret(puk_file, "--puk-file")
     new = _secret(new_pin_file, "--new-pin-file") if new_pin_file is not None else None
     try:
-        unblock_pin(_pin_transmit(phone), _check_slot(slot), puk, new)
+        unblock_pin(_pin_transmit(phone, as_json), _check_slot(slot), puk, new)
     except (SecretFormatError, SeError) as exc:
-        raise _pin_fail(exc, puk=True) from None
+        raise _pin_fail(exc, puk=True, as_json=as_json) from None
+    if as_json:
+        typer.echo(json.dumps({"phone": phone, "slot": slot, "unblocked": True, "new_secret": new is not None}))
+        return
     typer.echo(f"{phone}: {slot} secret unblocked" + (" and set anew" if new is not None else ""))
 
 
@@ -363,14 +388,12 @@ def pin_reset(phone: str = typer.Option(None, "--phone"),
                 ctx, phone, slots=("auth", "sign") if slot == "both" else (slot,), puk=puk, actor=cli_actor(),
                 **tsm_tracing(ctx.home, phone, transmit)))
     except (ProvisionError, PhoneError, JobError) as exc:  # PhoneError: no such phone, its SE image unreadable
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(str(exc), as_json) from None
     except TsmError as exc:
         stopped = [j for j in list_jobs(ctx.engine, phone, kind="reset-secrets", unfinished=True)]
         hint = (f"job {stopped[-1].id} stopped: `mcred jpki pin reset --resume {stopped[-1].id}` finishes it "
                 "and shows the new values (the SE may hold them already)" if stopped else "run it again")
-        typer.echo(f"error: resetting the secrets of {phone}: {exc} ({hint})", err=True)
-        raise typer.Exit(1) from None
+        raise fail(f"resetting the secrets of {phone}: {exc} ({hint})", as_json, 1) from None
     shown = {k: result.values[k] for k in result.generated}
     if as_json:
         typer.echo(json.dumps({**result.summary(), "secrets_shown_once": shown}))
@@ -626,7 +649,7 @@ def auth(phone: str = typer.Option(..., "--phone"),
     if revocation not in ("ocsp", "crl", "auto", "none") or (rp and revocation == "none"):
         raise _unusable(f"--revocation {revocation}: ocsp, crl or auto" + ("" if rp else " (or none)"), as_json)
     pin = _secret(pin_file, "--pin-file")
-    transmit = _pin_transmit(phone)  # the phone exists, before a relying party is asked
+    transmit = _pin_transmit(phone, as_json, verdict=True)  # the phone exists, before a relying party is asked
     local = None
     if rp is None:
         local = RelyingPartyService(lambda: _issuer().roots("auth"))
@@ -653,10 +676,22 @@ def auth(phone: str = typer.Option(..., "--phone"),
     _print_verdict(result, as_json, revocation, exit_unavailable)
 
 
+def _changes(phone: str, changes: list) -> str:
+    """What ``revoke`` or ``release`` did, as one JSON object: a change a credential."""
+    return json.dumps({"phone": phone, "changes": [
+        {"credential": c.credential_id, "kind": c.kind, "serial": c.serial, "partition": c.partition,
+         "before": c.before, "after": c.after, "reason": c.reason} for c in changes]}, ensure_ascii=False)
+
+
+CHANGES_JSON = typer.Option(False, "--json", help="Print {\"phone\", \"changes\": [{\"credential\", \"kind\", "
+                            "\"serial\", \"partition\", \"before\", \"after\", \"reason\"}]} (none: nothing to change).")
+
+
 def revoke(phone: str = typer.Option(..., "--phone"),
            reason: str = typer.Option(..., "--reason", help="affiliationChanged, superseded, "
                                       "cessationOfOperation, certificateHold, keyCompromise"),
-           credential: str = typer.Option("all", "--credential", help="sign, auth, mdoc or all")
+           credential: str = typer.Option("all", "--credential", help="sign, auth, mdoc or all"),
+           as_json: bool = CHANGES_JSON,
            ) -> None:
     """Revoke (or hold, with certificateHold) a phone's credentials."""
     from issuer.revocation import RevocationError
@@ -666,6 +701,9 @@ def revoke(phone: str = typer.Option(..., "--phone"),
         changes = do_revoke(open_context().sessions, phone, reason, credential, actor=cli_actor())
     except RevocationError as exc:
         raise typer.BadParameter(str(exc)) from None
+    if as_json:
+        typer.echo(_changes(phone, changes))
+        return
     for c in changes:
         typer.echo(f"{c.kind} {c.serial or c.credential_id}: {c.before} -> {c.after} ({c.reason})")
     if not changes:
@@ -673,7 +711,8 @@ def revoke(phone: str = typer.Option(..., "--phone"),
 
 
 def release(phone: str = typer.Option(..., "--phone"),
-            credential: str = typer.Option("all", "--credential")) -> None:
+            credential: str = typer.Option("all", "--credential"),
+            as_json: bool = CHANGES_JSON) -> None:
     """Lift a hold (removeFromCRL): the credential is valid again."""
     from issuer.revocation import RevocationError
     from issuer.revocation import release as do_release
@@ -682,6 +721,9 @@ def release(phone: str = typer.Option(..., "--phone"),
         changes = do_release(open_context().sessions, phone, credential, actor=cli_actor())
     except RevocationError as exc:
         raise typer.BadParameter(str(exc)) from None
+    if as_json:
+        typer.echo(_changes(phone, changes))
+        return
     for c in changes:
         typer.echo(f"{c.kind} {c.serial or c.credential_id}: hold -> valid")
     if not changes:
@@ -768,9 +810,8 @@ def export_cert(phone: str = typer.Option(..., "--phone"), slot: str = SLOT,
 
     try:
         der = _issuer().certificate(phone, _check_slot(slot))
-    except UnknownCredential as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    except UnknownCredential as exc:  # no such phone, or none of its certificates: the input, exit 2
+        raise fail(str(exc), False) from None
     _write(out, der, "cert")
 
 

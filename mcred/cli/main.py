@@ -7,8 +7,10 @@ import inspect
 import warnings
 
 import typer
+from typer.core import TyperGroup
 
 from mcred.cli.state import OPTIONS
+from mcred.cli.text import VERDICT_COMMANDS, error_document, json_requested
 
 # The in-process HTTP client (starlette's TestClient over httpx) warns about its own
 # transport at import; it is not the user's concern on the command line.
@@ -18,7 +20,58 @@ warnings.filterwarnings("ignore", message=r".*httpx2.*")
 # holder signing a PDF should not read three library warnings about it.
 warnings.filterwarnings("ignore", message=r"DSA is deprecated", module=r"(pyhanko|signxml)(\.|$)")
 
+
+def command_path(root, args: list[str]) -> tuple[str, ...]:  # noqa: ANN001 - the root click group
+    """The names of the (sub)commands ``args`` reach from ``root``: ``("jpki", "verify")``."""
+    path: list[str] = []
+    command = root
+    for arg in args:
+        commands = getattr(command, "commands", None)  # a group (typer vendors its own click)
+        if not commands or arg == "--":
+            break
+        if arg in commands:
+            path.append(arg)
+            command = commands[arg]
+        elif not arg.startswith("-"):  # the global options (--trace) come before the command
+            break
+    return tuple(path)
+
+
+class _Root(TyperGroup):
+    """The ``mcred`` group. With ``--json``, a usage error of any command (a value an option
+    refuses, a file that is not there, a missing option, an unknown one) is said as one JSON
+    document on stdout with exit 2, as the commands' own refusals are
+    (:func:`mcred.cli.text.error_document`): a script reads stdout alone. Without it, as typer
+    says them (usage and message on stderr)."""
+
+    def make_context(self, info_name, args, parent=None, **extra):  # noqa: ANN001, ANN201 - click's
+        wanted = json_requested(list(args))
+        try:
+            ctx = super().make_context(info_name, args, parent=parent, **extra)
+        except typer.TyperException as exc:  # click's UsageError, BadParameter ... (typer vendors click)
+            if not wanted:
+                raise
+            raise self._as_json(exc, list(args)) from None
+        ctx.meta["mcred.args"] = list(args) if wanted else None
+        return ctx
+
+    def invoke(self, ctx):  # noqa: ANN001, ANN201 - click's
+        try:
+            return super().invoke(ctx)
+        except typer.TyperException as exc:
+            args = ctx.meta.get("mcred.args")
+            if args is None:
+                raise
+            raise self._as_json(exc, args) from None
+
+    def _as_json(self, exc: typer.TyperException, args: list[str]) -> typer.Exit:
+        verdict = command_path(self, args) in VERDICT_COMMANDS
+        typer.echo(error_document(exc.format_message(), verdict=verdict))
+        return typer.Exit(exc.exit_code)
+
+
 app = typer.Typer(
+    cls=_Root,
     name="mcred",
     help="Provision My Number Card functions onto simulated phones, present and verify them, run revocation drills.",
     no_args_is_help=True,
@@ -134,10 +187,18 @@ _help_as_text(app)
 
 
 def run() -> None:
+    import sys
+
     from mcred.fatal import unusable_exits
 
-    with unusable_exits():
+    args = sys.argv[1:]
+
+    def as_json(message: str) -> str:  # with --json, the error as the command's own refusals say it
+        return error_document(message, verdict=command_path(typer.main.get_command(app), args) in VERDICT_COMMANDS)
+
+    with unusable_exits(as_json=as_json if json_requested(args) else None):
         app()
+
 
 if __name__ == "__main__":
     run()

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from mcred.cli.state import cli_actor, open_context, out_path
-from mcred.cli.text import cell, echo_json_array, make_console, markup_safe
+from mcred.cli.text import cell, echo_json_array, fail, make_console
 from protocols import cardsub, certs
 from protocols.cose import key_signer
 from protocols.mdoc import DeviceResponse, IssuerSigned, MdocError, build_document
@@ -54,32 +54,33 @@ def _mdoc_service() -> tuple[Context, MdocService]:
     return ctx, mdoc_service(ctx)
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[red]error:[/red] {markup_safe(message)}", highlight=False)
-    return typer.Exit(code)
+def _fail(message: str, code: int = 2, as_json: bool = False) -> typer.Exit:
+    """``error: message`` on stderr (it was on stdout, among the results), or with ``--json``
+    ``{"error": message}`` on stdout (:func:`mcred.cli.text.fail`)."""
+    return fail(message, as_json, code)
 
 
-def _read(path: Path, what: str) -> bytes:
+def _read(path: Path, what: str, as_json: bool = False) -> bytes:
     try:
         return path.read_bytes()
     except OSError as exc:
-        raise _fail(f"{what} {path}: {exc.strerror or exc}") from None
+        raise _fail(f"{what} {path}: {exc.strerror or exc}", as_json=as_json) from None
 
 
-def _load_key(path: Path) -> tuple[ec.EllipticCurvePublicKey, ec.EllipticCurvePrivateKey | None]:
-    data = _read(path, "device key")
+def _load_key(path: Path, as_json: bool = False) -> tuple[ec.EllipticCurvePublicKey, ec.EllipticCurvePrivateKey | None]:
+    data = _read(path, "device key", as_json)
     try:
         private = serialization.load_pem_private_key(data, None)
     except (ValueError, TypeError):
         try:
             public = serialization.load_pem_public_key(data)
         except ValueError:
-            raise _fail(f"device key {path}: neither a PEM private key nor a PEM public key") from None
+            raise _fail(f"device key {path}: neither a PEM private key nor a PEM public key", as_json=as_json) from None
         if not isinstance(public, ec.EllipticCurvePublicKey):
-            raise _fail(f"device key {path}: not an EC key") from None
+            raise _fail(f"device key {path}: not an EC key", as_json=as_json) from None
         return public, None
     if not isinstance(private, ec.EllipticCurvePrivateKey):
-        raise _fail(f"device key {path}: not an EC key")
+        raise _fail(f"device key {path}: not an EC key", as_json=as_json)
     return private.public_key(), private
 
 
@@ -92,20 +93,20 @@ def issue(
 ) -> None:
     """Issue a stand-alone IssuerSigned (CBOR) for a device key, recorded in the registry."""
     try:
-        data = json.loads(_read(holder, "holder file"))
+        data = json.loads(_read(holder, "holder file", as_json))
         parsed = cardsub.parse_holder(data)
     except json.JSONDecodeError as exc:
-        raise _fail(f"holder file {holder}: not JSON ({exc})") from None
+        raise _fail(f"holder file {holder}: not JSON ({exc})", as_json=as_json) from None
     except cardsub.CardSubError as exc:
-        raise _fail(f"holder file {holder}: {exc}") from None
+        raise _fail(f"holder file {holder}: {exc}", as_json=as_json) from None
     portrait = None
     if parsed.portrait:
-        portrait = _read((holder.parent / parsed.portrait), "portrait")
+        portrait = _read((holder.parent / parsed.portrait), "portrait", as_json)
         try:
             cardsub.check_portrait(portrait)  # before the holder is registered
         except cardsub.CardSubError as exc:
-            raise _fail(f"holder file {holder}: {exc}") from None
-    public, private = _load_key(device_key)
+            raise _fail(f"holder file {holder}: {exc}", as_json=as_json) from None
+    public, private = _load_key(device_key, as_json)
     spki = public.public_bytes(serialization.Encoding.DER,
                                serialization.PublicFormat.SubjectPublicKeyInfo)
     from issuer.db import Holder, Phone
@@ -120,7 +121,7 @@ def issue(
     try:
         check_phone_id(phone_id)  # before the holder is registered: nothing left half-written
     except HolderError as exc:
-        raise _fail(f"--phone: {exc}") from None
+        raise _fail(f"--phone: {exc}", as_json=as_json) from None
     with ctx.sessions() as s:  # the same holder and key again: the same record, issued once
         known = s.get(Phone, phone_id)
         holder_row = s.get(Holder, known.holder_id) if known and known.holder_id else None
@@ -131,7 +132,7 @@ def issue(
     try:
         attach_phone(ctx.sessions, holder_id, phone_id, actor=cli_actor())
     except HolderError as exc:
-        raise _fail(str(exc), 1) from None
+        raise _fail(str(exc), 1, as_json) from None
     job = f"cli:{holder_id}:{key_id[:24]}"
     try:
         if private is not None and portrait is None:  # the SE's way: challenge, proof
@@ -140,7 +141,7 @@ def issue(
         else:  # a public key (or a portrait, which the registry does not keep): attested
             body = svc.issuer.issue_attested(job, phone_id, 0, spki, portrait=portrait)
     except IssuerMdocError as exc:
-        raise _fail(str(exc), 1) from None
+        raise _fail(str(exc), 1, as_json) from None
     out.write_bytes(body)
     mso = IssuerSigned.from_cbor(body).mso()
     ref = mso.status.status_list if mso.status else None
@@ -220,12 +221,12 @@ def status_list_show(
         try:
             reply = fetch(None, "GET", source, max_bytes=STATUS_LIST_MAX_BYTES, timeout=10)
         except FetchError as exc:
-            raise _fail(str(exc)) from None
+            raise _fail(str(exc), as_json=as_json) from None
         if reply.status != 200:
-            raise _fail(f"{source}: HTTP {reply.status}")
+            raise _fail(f"{source}: HTTP {reply.status}", as_json=as_json)
         data, uri = reply.body, source
     else:
-        data, uri = _read(Path(source), "token file"), None
+        data, uri = _read(Path(source), "token file", as_json), None
     try:
         typ = peek_typ(data)
         if typ == TYP_IDENTIFIER_LIST:
@@ -233,8 +234,8 @@ def status_list_show(
             return
         token = decode_status_list_token(data)
     except StatusListError as exc:
-        raise _fail(f"{source}: {exc}") from None
-    verified = _verify_with(trust_anchor, revocation, lambda anchor: verify_status_list_token(
+        raise _fail(f"{source}: {exc}", as_json=as_json) from None
+    verified = _verify_with(trust_anchor, revocation, as_json, lambda anchor: verify_status_list_token(
         data, trust_anchor=anchor, uri=uri or token.header.sub, now=dt.datetime.now(dt.UTC)))
     lst = token.status_list
     counts = {s.name: 0 for s in Status}
@@ -251,7 +252,7 @@ def status_list_show(
     _show(facts, verified, as_json)
 
 
-def _verify_with(trust_anchor: Path | None, revocation: str, verify) -> str | None:  # noqa: ANN001
+def _verify_with(trust_anchor: Path | None, revocation: str, as_json: bool, verify) -> str | None:  # noqa: ANN001
     """``valid``, or ``invalid: why``, of a token ``verify(anchor)`` checks (returning it)
     under the IACA in ``trust_anchor``, its signer then looked up on the IACA's CRL with
     ``revocation`` crl (fail closed, as :class:`reader.ds_crl.DsCrlCheck` does for a reader);
@@ -259,9 +260,9 @@ def _verify_with(trust_anchor: Path | None, revocation: str, verify) -> str | No
     if trust_anchor is None:
         return None
     try:
-        anchor = certs.load_pem_all(_read(trust_anchor, "trust anchor"))[0]
+        anchor = certs.load_pem_all(_read(trust_anchor, "trust anchor", as_json))[0]
     except certs.CertificateParseError as exc:
-        raise _fail(f"{trust_anchor}: {exc}") from None
+        raise _fail(f"{trust_anchor}: {exc}", as_json=as_json) from None
     try:
         token = verify(anchor)
     except StatusListError as exc:
@@ -288,7 +289,7 @@ def _identifier_list_show(data: bytes, uri: str | None, trust_anchor: Path | Non
                           as_json: bool) -> None:
     """An Identifier List Token (ISO/IEC 18013-5 2nd edition): every listed identifier."""
     token = decode_identifier_list_token(data)
-    verified = _verify_with(trust_anchor, revocation, lambda anchor: verify_identifier_list_token(
+    verified = _verify_with(trust_anchor, revocation, as_json, lambda anchor: verify_identifier_list_token(
         data, trust_anchor=anchor, uri=uri or token.header.sub, now=dt.datetime.now(dt.UTC)))
     h, ids = token.header, sorted(i.hex() for i in token.identifier_list.identifiers)
     facts = {"typ": TYP_IDENTIFIER_LIST, "sub": h.sub, "iat": h.iat.isoformat(),
@@ -415,7 +416,7 @@ def credential_show(
     with ctx.sessions() as s:
         c = s.get(Credential, credential_id)
         if c is None:
-            raise _fail(f"no credential {credential_id!r}", 1)
+            raise _fail(f"no credential {credential_id!r}", 2, as_json)  # an id that is not: the input, as phone show
         facts = _credential_facts(c)
         body = c.body
     if facts["kind"] == "mdoc" and not body:
@@ -514,7 +515,7 @@ def _revoke_signer(ref: str, reason: str, as_json: bool, purpose: str) -> None:
     try:
         info, changed = svc.revoke_signer(ref, reason, actor=cli_actor(), purposes=(purpose,))
     except (UnknownSigner, SignerRevocationError) as exc:
-        raise _fail(str(exc), 2) from None
+        raise _fail(str(exc), 2, as_json) from None
     if as_json:
         print(json.dumps({**info.to_json(), "changed": changed}, ensure_ascii=False))
         return

@@ -27,9 +27,11 @@ SSL_CERTFILE = typer.Option(None, "--ssl-certfile", help="With --over-the-air: s
 SSL_KEYFILE = typer.Option(None, "--ssl-keyfile", help="With --ssl-certfile: its key (PEM).")
 
 
-def fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(code)
+def fail(message: str, code: int = 2, as_json: bool = False) -> typer.Exit:
+    """``error: message`` on stderr, or with ``--json`` ``{"error": message}`` on stdout."""
+    from mcred.cli.text import fail as said
+
+    return said(message, as_json, code)
 
 
 def over_the_air_options(over_the_air: bool, listen: str, public_url: str | None, session_id: str | None,
@@ -38,7 +40,8 @@ def over_the_air_options(over_the_air: bool, listen: str, public_url: str | None
     ``--over-the-air`` (when the others, which go with it, must be absent)."""
     if not over_the_air:
         if public_url is not None or session_id is not None or certfile or keyfile:
-            raise fail("--public-url, --session-id and --ssl-certfile/--ssl-keyfile go with --over-the-air")
+            raise fail("--public-url, --session-id and --ssl-certfile/--ssl-keyfile go with --over-the-air",
+                       as_json=as_json)
         return None
     return OverTheAir(listen, public_url, session_id, as_json, certfile, keyfile)
 
@@ -55,9 +58,9 @@ class OverTheAir:
             parse_listen(listen)
             self.tls = tls_options(certfile, keyfile)
         except (OtaError, ValueError) as exc:
-            raise fail(str(exc)) from None
+            raise fail(str(exc), as_json=as_json) from None
         if public_url is not None and not public_url.startswith(("http://", "https://")):
-            raise fail(f"--public-url {public_url!r} is not an http(s) URL")
+            raise fail(f"--public-url {public_url!r} is not an http(s) URL", as_json=as_json)
         self.listen, self.public_url, self.session_id, self.as_json = listen, public_url, session_id, as_json
 
     def run(self, phone_id: str, job, *, what: str = "provision"):  # noqa: ANN001, ANN202
@@ -90,4 +93,4 @@ class OverTheAir:
                     announce(pid, link)
                 return run_over_all(links, job, what=what)
         except (OtaError, SeramError) as exc:  # before the job: nothing was registered
-            raise fail(str(exc)) from None
+            raise fail(str(exc), as_json=self.as_json) from None

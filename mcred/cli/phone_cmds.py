@@ -105,11 +105,13 @@ def _parse_nvm(value: str) -> int:
     return size
 
 
-def _fail(msg: str) -> None:
+def _fail(msg: str, as_json: bool = False, code: int = 2) -> None:
     """A phone that is not there, or whose SE cannot be read: unusable input, exit 2 as
-    every other command says it (``mcred present --phone``, ``mcred jpki ...``)."""
-    typer.echo(f"error: {msg}", err=True)
-    raise typer.Exit(2)
+    every other command says it (``mcred present --phone``, ``mcred jpki ...``); with
+    ``--json`` as JSON on stdout (:func:`mcred.cli.text.fail`)."""
+    from mcred.cli.text import fail
+
+    raise fail(msg, as_json, code)
 
 
 def register(app: typer.Typer) -> None:
@@ -140,11 +142,11 @@ def register(app: typer.Typer) -> None:
             try:
                 ca = x509.load_pem_x509_certificate(kloc.read_bytes())
             except ValueError as exc:
-                _fail(f"--kloc {kloc}: not a PEM certificate ({exc})")
+                _fail(f"--kloc {kloc}: not a PEM certificate ({exc})", as_json)
         try:
             pid = Context.open(data_home()).new_phone(scp11a=scp11a, kloc=ca, model=model, nvm_bytes=nvm)
         except ConfigError as exc:
-            _fail(f"--kloc {kloc}: {exc}")
+            _fail(f"--kloc {kloc}: {exc}", as_json)
         typer.echo(json.dumps({"id": pid}) if as_json else pid)
 
     @phone.command("maker-root")
@@ -176,7 +178,7 @@ def register(app: typer.Typer) -> None:
         try:
             info = wallet_sim.describe(phone_id, data_home())
         except wallet_sim.SeError as exc:
-            _fail(str(exc))
+            _fail(str(exc), as_json)
         if as_json:
             typer.echo(json.dumps(info, indent=2, default=str))
             return
@@ -208,9 +210,9 @@ def register(app: typer.Typer) -> None:
         )
 
         if not remote.startswith(("http://", "https://")):
-            _fail(f"--remote {remote!r} is not an http(s) URL")
+            _fail(f"--remote {remote!r} is not an http(s) URL", as_json)
         if (phone_id is None) == (pcsc_reader is None):
-            _fail("give a phone id, or --pcsc-reader for a card in a PC/SC reader")
+            _fail("give a phone id, or --pcsc-reader for a card in a PC/SC reader", as_json)
 
         def event(kind: str, text: str) -> None:
             if as_json or kind == "apdu":
@@ -225,25 +227,24 @@ def register(app: typer.Typer) -> None:
                 try:
                     card = stack.enter_context(tapped(pcsc_reader, wait=10))
                 except PcscError as exc:
-                    _fail(str(exc))
+                    _fail(str(exc), as_json)
                 transmit, where = card.transmit, f"the card in {card.reader}"
                 try:
                     ref = secure_element_by_cplc(transmit)
                 except LocalAgentError as exc:
-                    _fail(f"{where}: {exc}")
+                    _fail(f"{where}: {exc}", as_json)
             else:
                 try:
                     se = wallet_sim.open_secure_element(phone_id, data_home())
                 except wallet_sim.SeError as exc:
-                    _fail(str(exc))
+                    _fail(str(exc), as_json)
                 transmit, where, ref = se.transmit, f"phone {phone_id}", secure_element_of(se)
             if not as_json:
                 typer.echo(f"{where}: {ref.se_type} {ref.se_id} -> {remote} (session {session})", err=True)
             try:
                 result = run_local_agent(remote, session, tracing_transport(transmit), ref, on_event=event)
             except LocalAgentError as exc:
-                typer.echo(f"error: {exc}", err=True)
-                raise typer.Exit(1) from None
+                _fail(str(exc), as_json, 1)
         if as_json:
             typer.echo(json.dumps(result.summary(), ensure_ascii=False))
         else:
@@ -253,13 +254,15 @@ def register(app: typer.Typer) -> None:
         raise typer.Exit(1 if failed else 0)
 
     @phone.command("reset")
-    def reset(phone_id: str) -> None:
+    def reset(phone_id: str,
+              as_json: bool = typer.Option(False, "--json", help="Print {\"phone\": ..., \"reset\": true}.")) -> None:
         """Factory reset: wipes the phone's app data; the SE keeps its content."""
         try:
             wallet_sim.factory_reset(phone_id, data_home())
         except wallet_sim.SeError as exc:
-            _fail(str(exc))
-        typer.echo(f"{phone_id}: app data wiped; the secure element is untouched")
+            _fail(str(exc), as_json)
+        typer.echo(json.dumps({"phone": phone_id, "reset": True}) if as_json
+                   else f"{phone_id}: app data wiped; the secure element is untouched")
 
     @phone.command("ble")
     def ble(phone_id: str = typer.Argument(..., help="The phone."),
@@ -282,9 +285,9 @@ def register(app: typer.Typer) -> None:
         try:
             blelink.require()
         except blelink.LinkError as exc:
-            _fail(str(exc))
+            _fail(str(exc), as_json)
         if mode not in ("peripheral", "central"):
-            _fail(f"--mode {mode!r}: peripheral or central")
+            _fail(f"--mode {mode!r}: peripheral or central", as_json)
         try:
             if consent is not None:
                 policy = RulesConsent.from_file(consent)
@@ -294,7 +297,7 @@ def register(app: typer.Typer) -> None:
                 raise ConsentError("no --consent rules and no terminal to ask the holder")
             wallet = open_wallet(phone_id, data_home(), policy, fault=fault)
         except (wallet_sim.SeError, ConsentError, OSError, ValueError) as exc:
-            _fail(str(exc))
+            _fail(str(exc), as_json)
 
         def show(engagement) -> None:  # noqa: ANN001 - wallet_sim.engagement.Engagement
             if qr is not None:

@@ -51,16 +51,19 @@ def _go_on(job_id: str, over_the_air: bool) -> str:
             f"`mcred tsm abandon {job_id}{again} --reason TEXT`")
 
 
-def _check_key_type(key_type: str) -> None:
+def _check_key_type(key_type: str, as_json: bool = False) -> None:
     from mcred.provision import KEY_TYPES
 
     if key_type not in KEY_TYPES:
-        raise _fail(f"--key-type {key_type!r} is neither rsa2048 nor p384")
+        raise _fail(f"--key-type {key_type!r} is neither rsa2048 nor p384", as_json=as_json)
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(code)
+def _fail(message: str, code: int = 2, as_json: bool = False) -> typer.Exit:
+    """``error: message`` on stderr, or with ``--json`` ``{"error": message}`` on stdout
+    (:func:`mcred.cli.text.fail`)."""
+    from mcred.cli.text import fail
+
+    return fail(message, as_json, code)
 
 
 def provision_cmd(
@@ -97,7 +100,7 @@ def provision_cmd(
     ota = over_the_air_options(over_the_air, listen, public_url, session_id, ssl_certfile, ssl_keyfile, as_json)
     if resume_id is not None:
         if phone is not None or holder is not None or holder_id is not None:
-            raise _fail("--resume takes no --phone, --holder or --holder-id: the job knows its phone and holder")
+            raise _fail("--resume takes no --phone, --holder or --holder-id: the job knows its phone and holder", as_json=as_json)
         ctx = Context.open()
         try:
             if ota is not None:
@@ -106,7 +109,7 @@ def provision_cmd(
                 try:
                     se_id = read_job(ctx.engine, resume_id).se_id
                 except JobError as exc:
-                    raise _fail(f"job {resume_id}: {exc}") from None
+                    raise _fail(f"job {resume_id}: {exc}", as_json=as_json) from None
                 result = ota.run(se_id, lambda transmit: resume(ctx, resume_id,
                                                                 **tsm_tracing(ctx.home, se_id, transmit)))
             else:
@@ -116,26 +119,26 @@ def provision_cmd(
                 if se_id not in wallet_sim.list_phones(ctx.home):
                     raise _fail(f"job {resume_id}: its phone {se_id} is not in this data directory ({ctx.home}): "
                                 f"a phone that runs elsewhere is reached over the air, "
-                                f"`mcred provision --resume {resume_id} --over-the-air`")
+                                f"`mcred provision --resume {resume_id} --over-the-air`", as_json=as_json)
                 result = resume(ctx, resume_id, **tsm_tracing(ctx.home, se_id))
         except MasterKeyError:
             raise
         except JobError as exc:
-            raise _fail(f"job {resume_id}: {exc}") from None
+            raise _fail(f"job {resume_id}: {exc}", as_json=as_json) from None
         except wallet_sim.SeError as exc:  # its phone's SE image cannot be read: nothing was sent
-            raise _fail(f"job {resume_id}: {exc}") from None
+            raise _fail(f"job {resume_id}: {exc}", as_json=as_json) from None
         except (ProvisionError, TsmError) as exc:
             raise _fail(_hinted(f"resuming job {resume_id}: {exc}",
                                 f"once the cause is gone, {_go_on(resume_id, ota is not None)}",
-                                _quarantine_hint(exc, None)), 1) from None
+                                _quarantine_hint(exc, None)), 1, as_json=as_json) from None
         _show(result, as_json)
         return
     if phone is None or (holder is None) == (holder_id is None):
         raise _fail("give --phone and one of --holder or --holder-id (or --resume JOB to finish an "
-                    "interrupted job)")
-    _check_key_type(key_type)
+                    "interrupted job)", as_json=as_json)
+    _check_key_type(key_type, as_json)
     if not 1 <= mdoc_batch <= 16:
-        raise _fail(f"--mdoc-batch {mdoc_batch} is not in 1..16")
+        raise _fail(f"--mdoc-batch {mdoc_batch} is not in 1..16", as_json=as_json)
     ctx: Context | None = None
     try:
         if holder is not None:
@@ -145,17 +148,17 @@ def provision_cmd(
             check_holder_for_new_phone(ctx, holder_id, phone)
             parsed = holder_id
     except ProvisionError as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(str(exc), as_json=as_json) from None
     ctx = ctx or Context.open()
     if ota is not None:
         if phone == "new":
             raise _fail("--phone new makes a phone here; over the air the phone is made where it runs "
-                        "(`mcred phone new` there), and its id given")
+                        "(`mcred phone new` there), and its id given", as_json=as_json)
     elif phone == "new":
         phone = ctx.new_phone()
     elif phone not in wallet_sim.list_phones(ctx.home):
         raise _fail(f"no phone {phone!r} under {ctx.home} (make one with `mcred phone new` "
-                    "or pass --phone new)")
+                    "or pass --phone new)", as_json=as_json)
     try:
         if ota is not None:
             result = ota.run(phone, lambda transmit: provision(
@@ -169,18 +172,18 @@ def provision_cmd(
     except KeyboardInterrupt:  # Ctrl-C: the job is recorded as interrupted; say which and how on
         job = unfinished_job(ctx, phone)
         raise _fail("interrupted" + (f": job {job.id} stopped before step {job.current_step}; "
-                                     f"{_go_on(job.id, ota is not None)}" if job else ""), 130) from None
+                                     f"{_go_on(job.id, ota is not None)}" if job else ""), 130, as_json=as_json) from None
     except wallet_sim.SeError as exc:  # its SE image cannot be read: refused before anything is registered
-        raise _fail(f"provisioning {phone}: {exc}") from None
+        raise _fail(f"provisioning {phone}: {exc}", as_json=as_json) from None
     except ProvisionError as exc:
-        raise _fail(f"provisioning {phone}: {exc}", 1) from None
+        raise _fail(f"provisioning {phone}: {exc}", 1, as_json=as_json) from None
     except TsmError as exc:
         job = unfinished_job(ctx, phone)
         text = f"provisioning {phone}: {exc}"
         if job is not None:
             text = _hinted(text, f"job {job.id} stopped: {_go_on(job.id, ota is not None)}",
                            _quarantine_hint(exc, phone))
-        raise _fail(text, 1) from None
+        raise _fail(text, 1, as_json=as_json) from None
     _show(result, as_json)
 
 
@@ -241,26 +244,26 @@ def handover_cmd(
     from mcred.context import Context
     from mcred.handover_actions import HandoverActions, release_secrets
 
-    _check_key_type(key_type)  # the workflow failed on it at its provisioning step
+    _check_key_type(key_type, as_json)  # the workflow failed on it at its provisioning step
     ota = over_the_air_options(over_the_air, listen, public_url, session_id, ssl_certfile, ssl_keyfile, as_json)
     if wipe_over_the_air and ota is None:
-        raise _fail("--wipe-over-the-air goes with --over-the-air")
+        raise _fail("--wipe-over-the-air goes with --over-the-air", as_json=as_json)
     ctx = Context.open()
     with ctx.sessions() as s:
         old = s.get(Phone, phone)
         holder_id = old.holder_id if old else None
         if resume_id is not None and s.get(wf.Handover, resume_id) is None:
-            raise _fail(f"--resume {resume_id!r}: no such handover (a failed handover prints the id to resume)")
+            raise _fail(f"--resume {resume_id!r}: no such handover (a failed handover prints the id to resume)", as_json=as_json)
     if holder_id is None:
-        raise _fail(f"phone {phone!r} carries no holder's credentials")
+        raise _fail(f"phone {phone!r} carries no holder's credentials", as_json=as_json)
     if ota is not None:
         if to == "new":
             raise _fail("--to new makes a phone here; over the air the new phone is made where it runs "
-                        "(`mcred phone new` there), and its id given")
+                        "(`mcred phone new` there), and its id given", as_json=as_json)
     elif to == "new":  # only once the handover can start: a refusal leaves no phone behind
         to = ctx.new_phone()
     if ota is None and to not in wallet_sim.list_phones(ctx.home):
-        raise _fail(f"no phone {to!r} under {ctx.home}")
+        raise _fail(f"no phone {to!r} under {ctx.home}", as_json=as_json)
     # the new phone's generated secrets stay sealed in its job until shown below, so a run
     # that stops before it can show them (a later step failed, the process killed) leaves
     # them to --resume
@@ -270,7 +273,7 @@ def handover_cmd(
             ctx.sessions, kind="model_change", holder_id=holder_id, old_phone_id=phone, new_phone_id=to,
             actor=cli_actor())
     except wf.WorkflowError as exc:  # e.g. --to another holder's phone
-        raise _fail(str(exc)) from None
+        raise _fail(str(exc), as_json=as_json) from None
     runner = actions.runner(cli_actor())
 
     def run(*transmits):  # noqa: ANN002, ANN202 - the new phone's (and the old one's), over the air
@@ -286,15 +289,20 @@ def handover_cmd(
             h = run() if ota is None else ota.run_all([to, phone] if wipe_over_the_air else [to], run,
                                                       what="handover")
     except wf.WorkflowBusy as exc:  # another run holds it: refused before anything, its secrets its own
-        raise _fail(str(exc)) from None
+        raise _fail(str(exc), as_json=as_json) from None
     except wf.WorkflowError as exc:
         shown = actions.new_phone_secrets(hid, to)
-        if shown:  # the new phone was provisioned before the step that failed: shown now, once
+        message = f"{exc} (resume with --resume {hid}" + (" --over-the-air" if ota else "") + ")"
+        if as_json:  # one document: the error, and the secrets it cannot show later
+            typer.echo(json.dumps({"error": message, "handover": hid,
+                                   **({"secrets_shown_once": shown} if shown else {})}, ensure_ascii=False))
+        elif shown:  # the new phone was provisioned before the step that failed: shown now, once
             err.print(f"[yellow]Secrets of {to} (shown once, not stored anywhere in clear):[/yellow]")
             for line in secret_lines(shown):
                 err.print(f"  {line}", highlight=False)
+        if shown:
             release_secrets(ctx, hid, to, cli_actor())
-        raise _fail(f"{exc} (resume with --resume {hid}" + (" --over-the-air" if ota else "") + ")", 1) from None
+        raise (typer.Exit(1) if as_json else _fail(message, 1)) from None
     timings = {k: round(v["seconds"], 3) for k, v in h.detail["timings"].items()}
     # this run's, or those an earlier run of it provisioned and stopped before showing
     shown = actions.new_phone_secrets(hid, to)
@@ -326,6 +334,8 @@ def drill_cmd(
     ttl: int = typer.Option(2, "--ttl", min=1, max=86_400, help="Status List Token ttl the drill installation "
                             "publishes (s), at most a token's lifetime (one day)."),
     key_type: str = typer.Option("p384", "--key-type", help="rsa2048 or p384."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as --report FILE.json writes it, "
+                                 "{\"home\", \"reports\"}, instead of a line a scenario."),
 ) -> None:
     """Run a handover / revocation drill and report step durations and propagation times.
     It runs in a fresh temporary installation, or in $MCRED_HOME when that is set: there
@@ -340,11 +350,11 @@ def drill_cmd(
 
     names = list(SCENARIOS) if scenario == "all" else [scenario]
     if any(n not in SCENARIOS for n in names):
-        raise _fail(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}, all")
-    _check_key_type(key_type)  # each phone's drill failed on it, and the run said FAILED
+        raise _fail(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}, all", as_json=as_json)
+    _check_key_type(key_type, as_json)  # each phone's drill failed on it, and the run said FAILED
     for p in report:
         if p.suffix.lower() not in (".json", ".md", ".markdown"):
-            raise _fail(f"--report {p}: the extension must be .json or .md")
+            raise _fail(f"--report {p}: the extension must be .json or .md", as_json=as_json)
     import os
 
     home = Path(os.environ["MCRED_HOME"]) if os.environ.get("MCRED_HOME") else Path(
@@ -366,7 +376,10 @@ def drill_cmd(
             reports.append(r)
             err.print(f"drill {i}/{len(names)} {name}: {'PASSED' if r.passed else 'FAILED'} in {r.seconds:.2f} s",
                       highlight=False)
-    for r in reports:
+    document = {"home": str(home), "reports": [r.to_json() for r in reports]}
+    if as_json:
+        typer.echo(json.dumps(document, ensure_ascii=False))
+    for r in [] if as_json else reports:
         prop = r.propagation()
         rd, oc, wa, se = (prop[who]["max"] if prop[who] else None for who in ("reader", "ocsp", "watch", "se"))
         mark = "[green]PASSED[/green]" if r.passed else "[red]FAILED[/red]"
@@ -376,8 +389,7 @@ def drill_cmd(
                       + (f"  {r.error}" if r.error else ""), soft_wrap=True)
     for p in report:
         if p.suffix.lower() == ".json":
-            p.write_text(json.dumps({"home": str(home), "reports": [r.to_json() for r in reports]},
-                                    indent=2, ensure_ascii=False), encoding="utf-8")
+            p.write_text(json.dumps(document, indent=2, ensure_ascii=False), encoding="utf-8")
         else:
             p.write_text(render_markdown(reports), encoding="utf-8")
     if not all(r.passed for r in reports):
@@ -410,7 +422,7 @@ def refresh_cmd(
     ota = over_the_air_options(over_the_air, listen, public_url, session_id, ssl_certfile, ssl_keyfile, as_json)
     ctx = Context.open()
     if ota is None and phone not in wallet_sim.list_phones(ctx.home):
-        raise _fail(f"no phone {phone!r} under {ctx.home}")
+        raise _fail(f"no phone {phone!r} under {ctx.home}", as_json=as_json)
     try:
         if ota is not None:
             result = ota.run(phone, lambda transmit: refresh_mdocs(
@@ -419,7 +431,7 @@ def refresh_cmd(
         else:
             result = refresh_mdocs(ctx, phone, batch=batch, rotate=not keep_keys, actor=cli_actor(), **tsm_tracing(ctx.home, phone))
     except (ProvisionError, wallet_sim.SeError) as exc:  # SeError: its SE image cannot be read
-        raise _fail(f"refreshing {phone}: {exc}") from None
+        raise _fail(f"refreshing {phone}: {exc}", as_json=as_json) from None
     except MasterKeyError:
         raise  # the installation's key, not this phone: mcred.cli.main.run says so, exit 2
     except TsmError as exc:
@@ -430,7 +442,7 @@ def refresh_cmd(
         raise _fail(_hinted(f"refreshing {phone}: {exc}", (
             f"job {left[-1].id} stopped: the same command again finishes it (`mcred mdoc refresh --phone {phone}"
             f"{again}`), or give it up with `mcred tsm abandon {left[-1].id}{again} --reason TEXT`") if left else "",
-            _quarantine_hint(exc, phone)), 1) from None
+            _quarantine_hint(exc, phone)), 1, as_json=as_json) from None
     if as_json:
         typer.echo(json.dumps(result.summary(), ensure_ascii=False, indent=2))
         return

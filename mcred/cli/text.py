@@ -154,14 +154,42 @@ def echo_json_array(rows: Iterable[object], *, indent: int | None = None) -> Non
     typer.echo("\n]" if n and indent is not None else "]")
 
 
+#: The commands whose ``--json`` answer is a verdict in the result shape of ``mcred mdoc
+#: verify`` (``{"valid", "checks", "documents"}``), by their path: a refusal of theirs is that
+#: shape too, ``{"valid": false, "error", "checks": [], "documents": []}``, where any other
+#: command's is ``{"error"}`` (:func:`error_document`; specs/cli.md).
+VERDICT_COMMANDS = frozenset({("mdoc", "verify"), ("verify",), ("present",), ("jpki", "verify"), ("jpki", "auth"),
+                              ("reader", "ask"), ("reader", "nfc"), ("reader", "ble")})
+
+
+def error_document(message: str, *, verdict: bool = False) -> str:
+    """The one JSON document a command prints on stdout with ``--json`` when it cannot do what
+    it was asked: ``{"error": message}``, or for a verdict command (:data:`VERDICT_COMMANDS`)
+    the verdict with no check, ``{"valid": false, "error", "checks": [], "documents": []}``.
+    Either way a script finds ``error``."""
+    body = {"valid": False, "error": message, "checks": [], "documents": []} if verdict else {"error": message}
+    return json.dumps(body, ensure_ascii=False)
+
+
+def json_requested(args: list[str]) -> bool:
+    """Whether a command line asks for ``--json`` (before a ``--``, after which words are
+    arguments)."""
+    for arg in args:
+        if arg == "--":
+            return False
+        if arg == "--json":
+            return True
+    return False
+
+
 def fail(message: str, as_json: bool, code: int = 2):  # noqa: ANN201 - a typer.Exit to raise
     """The command cannot do what it was asked: ``{"error": message}`` on stdout with
-    ``--json``, else ``error: message`` on stderr (a peer's text escaped); the ``typer.Exit``
-    (``code``) to raise."""
+    ``--json`` (:func:`error_document`), else ``error: message`` on stderr (a peer's text
+    escaped); the ``typer.Exit`` (``code``) to raise."""
     import typer
 
     if as_json:
-        typer.echo(json.dumps({"error": message}, ensure_ascii=False))
+        typer.echo(error_document(message))
     else:
         typer.echo(f"error: {printable(message)}", err=True)
     return typer.Exit(code)

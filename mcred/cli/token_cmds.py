@@ -6,6 +6,7 @@ The token is printed once, at creation; the database keeps only a hash of its se
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 
 import typer
@@ -46,7 +47,9 @@ def create(scope: list[str] = typer.Option(..., "--scope", help="operator | issu
            name: str = typer.Option("", "--name", help="a label for the token"),
            expires: str = typer.Option(None, "--expires", help="refused from then on, as a revoked token: a term "
                                        "(90d, 12h) or an instant with its offset (2027-03-31T23:59:59+09:00); "
-                                       "default: until revoked")) -> None:
+                                       "default: until revoked"),
+           as_json: bool = typer.Option(False, "--json", help="Print {\"id\", \"token\", \"scopes\", \"name\", "
+                                        "\"expires_at\"}: the token, shown once.")) -> None:
     """Create a token and print it once."""
     from issuer.api.auth import TokenError, create_token
     from issuer.db import utcnow
@@ -58,6 +61,11 @@ def create(scope: list[str] = typer.Option(..., "--scope", help="operator | issu
     except TokenError as exc:
         hint = "--name" if "name" in str(exc) else "--expires" if "expiry" in str(exc) else "--scope"
         raise typer.BadParameter(str(exc), param_hint=hint) from None
+    if as_json:  # expires_at as `token list --json` gives it
+        typer.echo(json.dumps({"id": token_id, "token": token, "scopes": list(dict.fromkeys(scope)), "name": name,
+                               "expires_at": expires_at.astimezone(dt.UTC).isoformat() if expires_at else None},
+                              ensure_ascii=False))
+        return
     typer.echo(token)
     until = f", valid until {expires_at.astimezone(dt.UTC).isoformat(timespec='seconds')}" if expires_at else ""
     typer.echo(f"token id {token_id}, scopes {' '.join(dict.fromkeys(scope))}{until}: "
@@ -65,26 +73,39 @@ def create(scope: list[str] = typer.Option(..., "--scope", help="operator | issu
 
 
 @token_app.command("list")
-def list_() -> None:
+def list_(as_json: bool = typer.Option(False, "--json", help="Print one JSON array of {\"id\", \"state\", "
+                                       "\"scopes\", \"name\", \"created_at\", \"expires_at\"}.")) -> None:
     """Every token (id, state: active, expired or revoked, scopes, name, created, expiry);
     never the secrets."""
     from issuer.api.auth import list_tokens
 
-    for t in list_tokens(open_context().sessions):
+    tokens = list_tokens(open_context().sessions)
+    if as_json:
+        typer.echo(json.dumps([{"id": t.id, "state": t.state, "scopes": list(t.scopes), "name": t.name,
+                                "created_at": t.created_at, "expires_at": t.expires_at} for t in tokens],
+                              ensure_ascii=False))
+        return
+    for t in tokens:
         typer.echo(f"{t.id}  {t.state:7}  {' '.join(t.scopes):28}  {t.name}  {t.created_at}"
                    + (f"  expires {t.expires_at}" if t.expires_at else ""))
 
 
 @token_app.command("revoke")
-def revoke(token_id: str = typer.Argument(..., help="the token's id")) -> None:
-    """Revoke a token: it is refused from the next request on."""
+def revoke(token_id: str = typer.Argument(..., help="the token's id"),
+           as_json: bool = typer.Option(False, "--json", help="Print {\"id\", \"changed\"}: changed false when "
+                                        "it was revoked already.")) -> None:
+    """Revoke a token: it is refused from the next request on. Exit 2 for an id that is no
+    token's."""
     from issuer.api.auth import TokenError, revoke_token
+    from mcred.cli.text import fail
 
     try:
         changed = revoke_token(open_context().sessions, token_id, actor=cli_actor())
-    except TokenError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    except TokenError as exc:  # no such token: the input, exit 2 as for a phone or a holder that is not
+        raise fail(str(exc), as_json) from None
+    if as_json:
+        typer.echo(json.dumps({"id": token_id, "changed": changed}))
+        return
     typer.echo(f"revoked {token_id}" if changed else f"{token_id} was already revoked")
 
 

@@ -21,9 +21,10 @@ tsa_app = typer.Typer(help="RFC 3161 time-stamps: get one, check one, list what 
                       "(specs/revocation.md section 5.2).", no_args_is_help=True)
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
+def _fail(message: str, code: int = 1, as_json: bool = False) -> typer.Exit:
+    from mcred.cli.text import fail
+
+    return fail(message, as_json, code)
 
 
 @tsa_app.command("stamp")
@@ -38,7 +39,9 @@ def stamp(file: Path = typer.Argument(..., exists=True, dir_okay=False),
                                                help="With --url: the TSA's root (PEM)."),
           out: Path | None = typer.Option(None, "--out", callback=out_path,
                                           help="the TimeStampResp (default FILE.tsr); with --pdf the "
-                                          "time-stamped PDF (default FILE's name with .stamped.pdf)")) -> None:
+                                          "time-stamped PDF (default FILE's name with .stamped.pdf)"),
+          as_json: bool = typer.Option(False, "--json", help="Print {\"out\", \"bytes\", \"gen_time\"} (with "
+                                       "--pdf, gen_time null: the PDF's document time-stamp).")) -> None:
     """Time-stamp FILE: its hash sent with a random nonce, the reply written as openssl ts
     writes it (openssl ts -reply -in FILE.tsr -text reads it); or, with --pdf, a document
     time-stamp inside it."""
@@ -49,14 +52,18 @@ def stamp(file: Path = typer.Argument(..., exists=True, dir_okay=False),
         raise typer.BadParameter(f"{hash_algorithm!r}: one of {', '.join(tsp.HASHES)}", param_hint="--hash")
     stamper = stamper_for(url, tsa_root, url_option="--url")
     if pdf:
-        _stamp_pdf(file, stamper, out)
+        _stamp_pdf(file, stamper, out, as_json)
         return
     try:
         reply, _token, gen_time = stamper.exchange(file.read_bytes(), hash_algorithm)
     except TimestampError as exc:
-        raise _fail(str(exc), 2) from None
+        raise _fail(str(exc), 2, as_json) from None
     target = out_path(out or file.with_name(file.name + ".tsr"))
     target.write_bytes(reply)
+    if as_json:
+        typer.echo(json.dumps({"out": str(target), "bytes": len(reply), "gen_time": gen_time.isoformat()},
+                              ensure_ascii=False))
+        return
     typer.echo(f"wrote {target} ({len(reply)} bytes): {file.name} stamped at {gen_time.isoformat()}")
 
 
@@ -78,7 +85,7 @@ def stamper_for(url: str | None, tsa_root: Path | None, *, url_option: str):  # 
     return Stamper.http(url, roots=roots)
 
 
-def _stamp_pdf(file: Path, stamper, out: Path | None) -> None:  # noqa: ANN001 - a mcred.timestamps.Stamper
+def _stamp_pdf(file: Path, stamper, out: Path | None, as_json: bool) -> None:  # noqa: ANN001 - a Stamper
     from mcred.jpki_flow import jpki_issuer
     from mcred.jpki_pdf import PdfSigningError, timestamp_pdf
 
@@ -86,9 +93,12 @@ def _stamp_pdf(file: Path, stamper, out: Path | None) -> None:  # noqa: ANN001 -
     try:
         stamped = timestamp_pdf(file.read_bytes(), stamper, trust_roots=trust)
     except PdfSigningError as exc:
-        raise _fail(f"{file}: {exc}", 2) from None
+        raise _fail(f"{file}: {exc}", 2, as_json) from None
     target = out_path(out or file.with_name(file.stem + ".stamped.pdf"))
     target.write_bytes(stamped)
+    if as_json:
+        typer.echo(json.dumps({"out": str(target), "bytes": len(stamped), "gen_time": None}, ensure_ascii=False))
+        return
     typer.echo(f"wrote {target} ({len(stamped)} bytes): a document time-stamp over {file.name}")
 
 
@@ -149,7 +159,9 @@ def verify(reply: Path = typer.Argument(..., exists=True, dir_okay=False,
 @tsa_app.command("revoke")
 def revoke(unit: str = typer.Argument(..., help="the unit: its label (tsa-unit-N) or its certificate's serial (hex)"),
            reason: str = typer.Option(..., "--reason", help="keyCompromise (none of its time-stamps is relied "
-                                      "on any more), superseded, cessationOfOperation, ...")) -> None:
+                                      "on any more), superseded, cessationOfOperation, ..."),
+           as_json: bool = typer.Option(False, "--json", help="Print {\"unit\", \"serial\", \"reason\", "
+                                        "\"changed\"}: changed false when it was revoked already.")) -> None:
     """Revoke a TSA unit: the root's CRL (/tsa/root.crl) lists it, a new unit stamps from now
     on. Relying parties refuse its time-stamps made at or after the revocation, and all of
     them for keyCompromise."""
@@ -159,6 +171,9 @@ def revoke(unit: str = typer.Argument(..., help="the unit: its label (tsa-unit-N
         label, serial, now = _authority().revoke_unit(unit, reason, actor=cli_actor())
     except TsaError as exc:
         raise typer.BadParameter(str(exc)) from None
+    if as_json:
+        typer.echo(json.dumps({"unit": label, "serial": f"{serial:x}", "reason": reason, "changed": bool(now)}))
+        return
     typer.echo(f"{label} (serial {serial:x}): " + (f"revoked ({reason})" if now else "was revoked already"))
 
 

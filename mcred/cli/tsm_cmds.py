@@ -17,7 +17,7 @@ from mcred.cli.ota_cli import (
     over_the_air_options,
 )
 from mcred.cli.state import cli_actor
-from mcred.cli.text import make_console
+from mcred.cli.text import fail, make_console
 
 tsm_app = typer.Typer(help="The SP-TSM: its master key (SCP03 key diversification, sealed job secrets).",
                       no_args_is_help=True)
@@ -28,6 +28,8 @@ err = make_console(stderr=True)
 def import_master_key(
     remove_file: bool = typer.Option(False, "--remove-file",
                                      help="Delete the key file once the token holds the key."),
+    as_json: bool = typer.Option(False, "--json", help="Print {\"key_id\", \"token_label\", \"renamed\", "
+                                 "\"file_removed\"}."),
 ) -> None:
     """Move the installation's file master key into the PKCS#11 token (specs/tsm.md): the
     SEs it diversified keep opening, with the same key_id, and job secrets it sealed keep
@@ -43,17 +45,14 @@ def import_master_key(
     ctx = Context.open()
     path = master_key_path(ctx.home)
     if not path.is_file():
-        err.print(f"[red]error:[/red] no file master key at {path}: nothing to import", highlight=False)
-        raise typer.Exit(2)
+        raise fail(f"no file master key at {path}: nothing to import", as_json)
     file_key = FileMasterKey(path)
     try:
         token_key = HsmMasterKey.import_key(bytes.fromhex(path.read_text().strip()))
     except MasterKeyError as exc:
-        err.print(f"[red]error:[/red] TSM master key: {exc}", highlight=False)
-        raise typer.Exit(2) from None
+        raise fail(f"TSM master key: {exc}", as_json) from None
     if token_key.key_id != file_key.key_id:  # pragma: no cover - the same key's check value
-        err.print("[red]error:[/red] the token computes another key_id than the file key", highlight=False)
-        raise typer.Exit(1)
+        raise fail("the token computes another key_id than the file key", as_json, 1)
     # SEs recorded under the name earlier releases gave this key: its name now, which the
     # token computes too
     with ctx.engine.begin() as conn:
@@ -62,6 +61,12 @@ def import_master_key(
                                .values(master_key_id=file_key.key_id)).rowcount
     if remove_file:
         path.unlink()
+    if as_json:
+        import json
+
+        typer.echo(json.dumps({"key_id": token_key.key_id, "token_label": token_key.token_label, "renamed": renamed,
+                               "file_removed": remove_file, "key_file": str(path)}, ensure_ascii=False))
+        return
     typer.echo(f"imported: key_id {token_key.key_id} in PKCS#11 token {token_key.token_label!r} "
                f"({renamed} SE record(s) renamed from the earlier key_id); "
                + (f"{path} deleted; " if remove_file else f"delete {path} once switched; ")
@@ -140,12 +145,10 @@ def rotate_kloc(
     from wallet_sim import SeError
 
     if bool(phone) == all_:
-        err.print("[red]error:[/red] give --phone ID (one or more) or --all", highlight=False)
-        raise typer.Exit(2)
+        raise fail("give --phone ID (one or more) or --all", as_json)
     ota = over_the_air_options(over_the_air, listen, public_url, session_id, ssl_certfile, ssl_keyfile, as_json)
     if ota is not None and all_:
-        err.print("[red]error:[/red] --over-the-air reaches the phones named with --phone, not --all", highlight=False)
-        raise typer.Exit(2)
+        raise fail("--over-the-air reaches the phones named with --phone, not --all", as_json)
     ctx = Context.open()
     skipped: list[dict[str, str]] = []
     if all_:
@@ -163,17 +166,14 @@ def rotate_kloc(
         here = set(wallet_sim.list_phones(ctx.home)) if ota is None else set(targets)
         unknown = [p for p in targets if p not in here]
         if unknown:
-            err.print(f"[red]error:[/red] no phone {escape(', '.join(unknown))} in {ctx.home}: nothing was moved",
-                      highlight=False)
-            raise typer.Exit(2)
+            raise fail(f"no phone {', '.join(unknown)} in {ctx.home}: nothing was moved", as_json)
         try:
             for pid in targets:
                 check_movable(ctx, pid)
                 if ota is None:  # its SE image readable here, before any phone is moved
                     wallet_sim.open_secure_element(pid, ctx.home)
         except (JobInputError, SeError) as exc:
-            err.print(f"[red]error:[/red] {escape(str(exc))}; nothing was moved", highlight=False)
-            raise typer.Exit(2) from None
+            raise fail(f"{exc}; nothing was moved", as_json) from None
     moves: list[dict] = []
     failed: list[dict[str, str]] = []
 
@@ -196,8 +196,7 @@ def rotate_kloc(
     except (TsmError, SeError):
         pass  # in failed: reported below
     except ConfigError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(2) from None
+        raise fail(str(exc), as_json) from None
     if as_json:
         typer.echo(json.dumps({"checked" if check else "moved": moves, "failed": failed, "skipped": skipped},
                               indent=2))
@@ -294,6 +293,7 @@ def ses(as_json: bool = typer.Option(False, "--json")) -> None:
 def clear_quarantine(
     phone: str = typer.Option(..., "--phone", help="The quarantined phone (its SE)."),
     reason: str = typer.Option(..., "--reason", help="Why it may be used again (audited)."),
+    as_json: bool = typer.Option(False, "--json", help="Print {\"phone\", \"cleared\": true}."),
 ) -> None:
     """Accept a quarantined SE as it is now (specs/tsm.md): its sequence counter baseline is
     set again by the next session, and after a keyset rollback its record goes back to the
@@ -307,8 +307,12 @@ def clear_quarantine(
     try:
         Tsm(ctx.engine, ctx.master_key, actor=cli_actor()).clear_quarantine(phone, cli_actor(), reason)
     except TsmError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(2) from None
+        raise fail(str(exc), as_json) from None
+    if as_json:
+        import json
+
+        typer.echo(json.dumps({"phone": phone, "cleared": True}))
+        return
     typer.echo(f"{phone}: quarantine cleared; its next session sets the counter baseline again "
                "(after a keyset rollback, the next job keys it again)")
 
@@ -355,11 +359,9 @@ def abandon(
             result = ota.run(view.se_id, lambda transmit: abandon_job(
                 ctx, job, reason, actor=cli_actor(), **tsm_tracing(ctx.home, view.se_id, transmit)), what="abandon")
     except JobError as exc:  # no such job, a finished one, no reason: the command as given
-        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(2) from None
+        raise fail(str(exc), as_json) from None
     except TsmError as exc:  # e.g. another worker holds the SE: try again later
-        err.print(f"[red]error:[/red] {escape(str(exc))} (nothing was changed: run it again)", highlight=False)
-        raise typer.Exit(1) from None
+        raise fail(f"{exc} (nothing was changed: run it again)", as_json, 1) from None
     if as_json:
         typer.echo(json.dumps(result.summary(), indent=2))
         return
