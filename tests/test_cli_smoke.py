@@ -224,3 +224,23 @@ def test_output_that_is_not_a_terminal_is_not_wrapped_unless_columns_says(monkey
     assert make_console(file=io.StringIO(), force_terminal=True).width < UNWRAPPED  # a terminal's own
     monkeypatch.setenv("COLUMNS", "100")
     assert make_console(file=io.StringIO()).width == 100
+
+
+def test_the_holder_file_is_described_with_every_field_it_takes():
+    """`mcred provision --holder`'s help left out family_name_roman, given_name_roman and
+    card_expiry_date, which the holder file takes: the help and the README's paragraph on the
+    holder file name every field protocols.cardsub.holder accepts."""
+    import re
+    from pathlib import Path
+
+    import typer.main
+
+    from protocols.cardsub.holder import FIELDS
+
+    provision = typer.main.get_command(app).commands["provision"]
+    help_text = next(p.help for p in provision.params if p.name == "holder")
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    paragraph = next(p for p in readme.split("\n\n") if "A holder file is JSON" in p)
+    for text in (help_text, paragraph):
+        missing = [f for f in FIELDS if not re.search(rf"(?<![\w]){f}(?![\w])", text)]
+        assert not missing, (missing, text)

@@ -223,6 +223,28 @@ def test_the_cli_makes_registers_asks_and_withdraws(world, tmp_path, monkeypatch
     assert "withdrawn" in run("jpki", "consent", "basic-four", got["id"], "--rp", INSURER, code=1)
 
 
+def test_over_http_the_cli_refuses_rp_which_the_token_name_stands_for(tmp_path):
+    """The README's `mcred jpki consent basic-four ID --rp 'Life Co'` with `--issuer URL
+    --token T` added: --rp was left unread, so a token named otherwise was answered as its own
+    party ("no consent ... to 'rd'"). With --issuer, --rp is refused before anything is sent,
+    naming the token the party needs (nothing listens on the URL here)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from mcred.cli.main import app as cli
+
+    doc, sig = tmp_path / "c.json", tmp_path / "c.json.p7s"
+    doc.write_text("{}")
+    sig.write_bytes(b"0")
+    http = ["--issuer", "http://127.0.0.1:9", "--token", "mcred_x_y", "--rp", "Life Co", "--json"]
+    for args in (["basic-four", "0" * 32, *http], ["register", "--content", str(doc), "--signature", str(sig), *http]):
+        result = CliRunner().invoke(cli, ["jpki", "consent", *args])
+        assert result.exit_code == 2, result.output
+        error = json.loads(result.stdout)["error"]
+        assert "--rp" in error and "mcred token create --scope reader --name 'Life Co'" in error, error
+
+
 def test_the_same_consent_registered_at_once_is_registered_once(world):
     import threading
 

@@ -24,7 +24,8 @@ ISSUER = typer.Option(None, "--issuer", help="The issuer service's URL (e.g. htt
                       "over HTTP with --token (scope reader; the token's name is the relying party). "
                       "Default: this installation, as the relying party --rp.")
 TOKEN = typer.Option(None, "--token", envvar="MCRED_API_TOKEN", help="Bearer token for --issuer.")
-RP = typer.Option(None, "--rp", help="Without --issuer: the relying party (as the consent names it).")
+RP = typer.Option(None, "--rp", help="Without --issuer: the relying party (as the consent names it). With "
+                  "--issuer the relying party is the token's name, and --rp is refused.")
 JSON = typer.Option(False, "--json")
 
 
@@ -66,6 +67,15 @@ def _local_rp(rp: str | None, as_json: bool) -> str:
     return rp
 
 
+def _no_rp_over_http(rp: str | None, as_json: bool) -> None:
+    """Over HTTP the relying party is the token's name, never --rp: refused rather than left
+    unread, so that --rp 'Life Co' with another party's token is not answered as that party."""
+    if rp is not None:
+        raise fail(f"--rp is this installation's relying party; over HTTP (--issuer) the relying party is "
+                   f"the name of the --token (a reader token named {rp!r}: mcred token create --scope reader "
+                   f"--name {rp!r}); leave --rp out", as_json)
+
+
 @consent_app.command("document")
 def document(rp: str = typer.Option(..., "--rp", help="The relying party the customer consents to."),
              purpose: str = typer.Option(..., "--purpose", help="Why, as the customer reads it."),
@@ -91,6 +101,7 @@ def register(content: Path = typer.Option(..., "--content", exists=True, dir_oka
     """Register a customer's signed consent; print its id (what basic-four asks with)."""
     doc, sig = content.read_bytes(), signature.read_bytes()
     if issuer:
+        _no_rp_over_http(rp, as_json)
         got = _http("POST", issuer, "/jpki/consents", token, {"document": base64.b64encode(doc).decode(),
                                                                "signature": base64.b64encode(sig).decode()},
                     as_json)
@@ -121,6 +132,7 @@ def basic_four(consent_id: str = typer.Argument(..., help="The consent (as regis
     if issuer:
         import re
 
+        _no_rp_over_http(rp, as_json)
         if not re.fullmatch(r"[0-9a-f]{32}", consent_id):
             raise fail(f"{consent_id!r} is not a consent id (32 hex digits)", as_json)
         got = _http("GET", issuer, f"/jpki/consents/{consent_id}/basic-four", token, None, as_json)
