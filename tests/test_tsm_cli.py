@@ -115,3 +115,29 @@ def test_trace_shows_an_abandoned_provisionings_wipe(home):
     assert len(plain) == len(wire) > 3
     assert any(" 80F24002 " in x for x in plain)  # the wipe's GET STATUS, in plain
     assert "SE wiped" in r.stdout
+
+
+def test_a_trace_whose_reader_goes_away_does_not_stop_the_job(tmp_path):
+    """`mcred --trace provision ... 2>&1 | head`: once head has its lines it closes the pipe,
+    and the next trace line raised BrokenPipeError inside the transport, so the TSM reported
+    the SE as giving no answer and left the job interrupted. The trace stops; the job
+    finishes."""
+    import os
+    import subprocess
+    import sys
+
+    from test_provision_e2e import HOLDER
+
+    holder = tmp_path / "holder.json"
+    holder.write_text(json.dumps(dict(HOLDER, pin="1234", password="ABC123")), encoding="utf-8")
+    env = {**os.environ, "MCRED_HOME": str(tmp_path / "home")}
+    env.pop("MCRED_DATABASE_URL", None)
+    proc = subprocess.Popen([sys.executable, "-m", "mcred", "--trace", "provision", "--phone", "new", "--holder",
+                             str(holder), "--key-type", "p384", "--mdoc-batch", "1", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    first = proc.stderr.readline()
+    proc.stderr.close()  # head has its line
+    out, _ = proc.communicate(timeout=180)
+    assert first.startswith(b"A>> "), first
+    assert proc.returncode == 0, out
+    assert json.loads(out)["phone"]

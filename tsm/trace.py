@@ -24,8 +24,30 @@ def format_command(apdu: bytes) -> str:
     return f"{_hex(apdu[:4])} {_hex(apdu[4:5])} {_hex(apdu[5:])}"
 
 
+def guarded(sink: Sink) -> Sink:
+    """``sink`` whose failure cannot fail the card session it watches: a trace written to a
+    pipe its reader closed (``mcred --trace ... 2>&1 | head``) raised BrokenPipeError inside
+    the transport, before a command went out or after its answer came back, and the TSM
+    reported that as the SE giving no answer and stopped its job. The first failure makes
+    the sink silent for good; the session goes on untraced."""
+    broken = False
+
+    def safe(line: str) -> None:
+        nonlocal broken
+        if broken:
+            return
+        try:
+            sink(line)
+        except (OSError, ValueError):  # ValueError: a closed file
+            broken = True
+
+    return safe
+
+
 def tracing_transmit(transmit: Transmit, sink: Sink, label: str = "wire") -> Transmit:
-    """A transport that reports each command and response to ``sink`` before returning."""
+    """A transport that reports each command and response to ``sink`` before returning
+    (:func:`guarded`: a trace that cannot be written is dropped, the pair still travels)."""
+    sink = guarded(sink)
 
     def traced(apdu: bytes) -> bytes:
         sink(f"A>> {label:5} ({len(apdu):04}) {format_command(apdu)}")

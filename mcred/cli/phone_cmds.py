@@ -21,19 +21,25 @@ import wallet_sim
 import wallet_sim.pcsc
 from mcred.cli.state import OPTIONS, out_path
 from mcred.home import data_home
-from tsm.trace import trace_plain, tracing_transmit
+from tsm.trace import guarded, trace_plain, tracing_transmit
+
+
+def stderr_sink() -> Callable[[str], None]:
+    """Where ``--trace`` lines go: standard error, each line flushed, and nowhere once it cannot
+    be written (:func:`tsm.trace.guarded`: a trace piped into ``head`` must not stop a job)."""
+    return guarded(lambda line: print(line, file=sys.stderr, flush=True))
 
 
 def tracing_transport(transmit: Callable[[bytes], bytes]) -> Callable[[bytes], bytes]:
     """``transmit`` wrapped to print every wire APDU pair to stderr when ``--trace``."""
     if not OPTIONS.trace:
         return transmit
-    return tracing_transmit(transmit, lambda line: print(line, file=sys.stderr))
+    return tracing_transmit(transmit, stderr_sink())
 
 
 def trace_sink() -> Callable[[str], None] | None:
     """The sink for the TSM's plain APDU pairs under ``--trace`` (else None)."""
-    return (lambda line: print(line, file=sys.stderr)) if OPTIONS.trace else None
+    return stderr_sink() if OPTIONS.trace else None
 
 
 def tsm_tracing(home: Path, phone_id: str, transmit: Callable[[bytes], bytes] | None = None) -> dict:
@@ -65,8 +71,10 @@ def host_tracing(transmit: Callable[[bytes], bytes], label: str) -> Callable[[by
     if not OPTIONS.trace:
         return transmit
 
+    out = stderr_sink()
+
     def sink(line: str) -> None:
-        print(line.replace("plain", label[:5].ljust(5), 1), file=sys.stderr, flush=True)
+        out(line.replace("plain", label[:5].ljust(5), 1))
 
     def traced(apdu: bytes) -> bytes:
         resp = transmit(apdu)

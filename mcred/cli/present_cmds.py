@@ -717,9 +717,12 @@ def register(app: typer.Typer) -> None:
         except (ReaderServeError, ConsentError, SeError, OSError, ValueError) as exc:
             _unusable(console, as_json, str(exc))
 
+        from mcred.cli.phone_cmds import stderr_sink
+
+        trace_line = stderr_sink()
+
         def trace(direction: str, apdu: bytes) -> None:
-            print(f"{'A>>' if direction == '>' else 'A<<'} nfc   ({len(apdu):04}) {apdu.hex().upper()}",
-                  file=sys.stderr, flush=True)
+            trace_line(f"{'A>>' if direction == '>' else 'A<<'} nfc   ({len(apdu):04}) {apdu.hex().upper()}")
 
         if loop:
             _nfc_loop(console, parts, pcsc_reader=pcsc_reader, wait=float(wait), short=short, count=count,
