@@ -199,7 +199,7 @@ def test_one_bundle_of_both_roots_for_a_relying_party(live):
 
     phone = provision(live["issuer"])
     bundle = live["dir"] / "both-roots.pem"
-    assert "root generation(s)" in _cli("export", "jpki-root", "--slot", "all", "--out", str(bundle))
+    assert "2 root(s): every generation of the sign and the auth slot" in _cli("export", "jpki-root", "--slot", "all", "--out", str(bundle))
     roots = x509.load_pem_x509_certificates(bundle.read_bytes())
     assert {r.subject for r in roots} == {r.subject for slot in ("sign", "auth") for r in live["issuer"].roots(slot)}
     for slot in ("sign", "auth"):

@@ -781,11 +781,13 @@ def export_root(slot: str = typer.Option("sign", "--slot", help="sign (signing c
         if out.suffix.lower() != ".pem":
             raise typer.BadParameter("--slot all writes a PEM bundle: name it .pem", param_hint="--out")
         roots = [r for each in ("sign", "auth") for r in _issuer().roots(each)]
+        what = f"{len(roots)} root(s): every generation of the sign and the auth slot"
     else:
         roots = _issuer().roots(_check_slot(slot))
+        what = f"{len(roots)} root generation(s)"
     if out.suffix.lower() == ".pem":
         out.write_bytes(b"".join(r.public_bytes(Encoding.PEM) for r in roots))
-        typer.echo(f"wrote {out} ({len(roots)} root generation(s))")
+        typer.echo(f"wrote {out} ({what})")
     else:
         _write(out, _issuer().root(slot).public_bytes(Encoding.DER), "cert")
 
