@@ -24,13 +24,16 @@ HOLDER = {"family_name": "流れ", "given_name": "花子", "family_name_kana": "
           "address": "大阪府大阪市北区1-1", "prefecture": "大阪府", "municipality": "大阪市"}
 
 
-def _wait(c: TestClient, h: dict, job_id: str) -> dict:
-    for _ in range(600):
+def _wait(c: TestClient, h: dict, job_id: str, limit_s: float = 30) -> dict:
+    """The job once it has ended (polled every 50 ms), else an AssertionError after ``limit_s``."""
+    end = time.monotonic() + limit_s
+    while True:
         j = c.get(f"/jobs/{job_id}", headers=h).json()
         if j["state"] not in ("queued", "running"):
             return j
+        if time.monotonic() > end:
+            raise AssertionError(f"job {job_id} still {j['state']} after {limit_s} s")
         time.sleep(0.05)
-    raise AssertionError(f"job {job_id} still {j['state']}")
 
 
 def test_provision_hold_release_and_death_through_the_api(home: Path):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 from typing import Any, get_args
 
@@ -141,12 +140,9 @@ def test_the_tsm_jobs_kinds_and_states_are_the_tsms():
 
 
 def _wait(c: TestClient, h: dict, job_id: str) -> dict:
-    for _ in range(1200):
-        j = c.get(f"/jobs/{job_id}", headers=h).json()
-        if j["state"] not in ("queued", "running"):
-            return j
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} still {j['state']}")
+    from test_api_flows import _wait as wait
+
+    return wait(c, h, job_id, limit_s=60)
 
 
 def test_the_kinds_no_other_checked_flow_makes_answer_as_declared(home: Path, every_answer_checked: list[str]):

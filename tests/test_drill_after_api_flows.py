@@ -31,13 +31,9 @@ HOLDER = {"family_name": "順番", "given_name": "次郎", "family_name_kana": "
 
 
 def _wait(c: TestClient, h: dict, job_id: str, limit_s: float = 90) -> dict:
-    end = time.monotonic() + limit_s
-    while time.monotonic() < end:
-        j = c.get(f"/jobs/{job_id}", headers=h).json()
-        if j["state"] not in ("queued", "running"):
-            return j
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} still {j['state']} after {limit_s} s")
+    from test_api_flows import _wait as wait
+
+    return wait(c, h, job_id, limit_s=limit_s)
 
 
 def test_a_death_drill_after_provision_pin_reset_move_and_renewal_through_the_api(home: Path):
