@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 #: Migrates the database at argv[1]; argv[2] says where to stop: ``kill:N`` SIGKILLs the
 #: process just before its Nth DDL statement, ``kill:commit`` just before the COMMIT, and
 #: ``hold:DIR`` pauses after the first DDL statement (the write lock held) until DIR/release
-#: exists, having made DIR/held. ``-`` runs through.
+#: exists, having made DIR/held; ``wait:DIR`` makes DIR/asked as it asks for the lock (the
+#: statement that waits for it). ``-`` runs through.
 DRIVER = r"""
 import os, signal, sys, time
 from pathlib import Path
@@ -67,6 +68,12 @@ elif how.startswith("hold:"):
             deadline = time.monotonic() + 60
             while not (where / "release").exists() and time.monotonic() < deadline:
                 time.sleep(0.02)
+elif how.startswith("wait:"):  # says when it asks for the lock the first holds
+    where = Path(how[5:])
+    @event.listens_for(engine, "before_cursor_execute")
+    def _asks(conn, cursor, stmt, params, context, many):
+        if stmt.strip().upper() == "BEGIN IMMEDIATE" or "pg_advisory_xact_lock" in stmt:
+            (where / "asked").touch()
 migrate(engine)
 applied, newest = schema_status(engine)
 print("current" if applied == newest else f"NOT CURRENT {sorted(applied)} {sorted(newest)}")
@@ -162,9 +169,13 @@ def test_a_second_process_waits_for_the_first_to_create_the_schema(tmp_path, db_
             assert first.poll() is None, first.communicate()[1][-2000:]
             assert time.monotonic() < deadline
             time.sleep(0.02)
-        second = subprocess.Popen([sys.executable, "-c", DRIVER, url, "-"], stdout=subprocess.PIPE,
+        second = subprocess.Popen([sys.executable, "-c", DRIVER, url, f"wait:{tmp_path}"], stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True, env=_env())
-        time.sleep(2.0)  # its start-up (under a second here), then it waits for the lock
+        while not (tmp_path / "asked").exists():  # its start-up, then it asks for the lock
+            assert second.poll() is None, second.communicate()
+            assert time.monotonic() < deadline + 60
+            time.sleep(0.02)
+        time.sleep(0.3)  # inside the driver's call now, waiting for the lock
         assert second.poll() is None, second.communicate()
         (tmp_path / "release").touch()
         out2, err2 = second.communicate(timeout=60)

@@ -55,7 +55,7 @@ def bridge(pcscd, world, tmp_path):  # noqa: F811
         while not _card_in_vpcd():
             assert b.proc.poll() is None, b.log.read_text(errors="replace")
             assert time.monotonic() < deadline, "the phone did not appear in vpcd's reader"
-            time.sleep(0.2)
+            time.sleep(0.05)
         return b
 
     try:
@@ -291,6 +291,6 @@ def test_a_tapped_phone_goes_on_over_ble_when_phone_and_reader_take_it(world, br
         assert " 00C30000" not in done.stderr  # the session did not go over NFC
         deadline = time.monotonic() + 20
         while "BLE (" not in b.log.read_text(errors="replace") and time.monotonic() < deadline:
-            time.sleep(0.2)
+            time.sleep(0.05)
         assert f"BLE ({mode} mode): answered the reader" in b.log.read_text(errors="replace")
 

@@ -476,7 +476,12 @@ def test_a_phone_that_goes_away_stops_the_job_and_a_new_session_finishes_it(ctx,
     def vanishing(capdu: bytes) -> bytes:
         calls.append(capdu)
         if len(calls) == 30:
-            time.sleep(3)  # the phone is gone (the TSM gives up after 1 s), and comes back late
+            # the phone is gone (the TSM gives up after 1 s), and comes back late: once the
+            # TSM has given up and closed the session (rather than a fixed pause past it)
+            deadline = time.monotonic() + 30
+            while not all(link._closing for link in hub._links.values()):
+                assert time.monotonic() < deadline, "the TSM never gave up on the phone"
+                time.sleep(0.02)
         return se.transmit(capdu)
 
     with seram_endpoint(_free_listen(), hub=hub) as endpoint:
