@@ -228,6 +228,10 @@ def _cpu_seconds(pid: int) -> float | None:
 def main() -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks present")
     ap.add_argument("--runs", type=int, default=100)
+    ap.add_argument("--ble-runs", type=int, default=None,
+                    help="BLE presentations timed per mode (default: --runs / 5, at least 10)")
+    ap.add_argument("--http-runs", type=int, default=None,
+                    help="presentations timed per HTTP row (default: --runs / 2, at least 20)")
     args = ap.parse_args()
     runs = args.runs
     import uvicorn
@@ -263,7 +267,8 @@ def main() -> int:
             out, _ = present_ble_in_process(wallet, ReaderSession([request], pipeline), mode=mode)
             assert out.valid, out.result
 
-        ble_runs = max(10, runs // 5)  # a Bluetooth host stack each side: tens of ms a presentation
+        # a Bluetooth host stack each side: tens of ms a presentation
+        ble_runs = args.ble_runs if args.ble_runs is not None else max(10, runs // 5)
         t_ble = median_time(lambda: ble_in_process("peripheral"), ble_runs)
         t_ble_central = median_time(lambda: ble_in_process("central"), ble_runs)
 
@@ -298,7 +303,7 @@ def main() -> int:
         sample = in_process()
         response, transcript = sample.device_response, sample.session_transcript
 
-        http_runs = max(20, runs // 2)
+        http_runs = args.http_runs if args.http_runs is not None else max(20, runs // 2)
         # the reader as deployed: a process of its own
         port = free_port()
         reader = multiprocessing.get_context("spawn").Process(

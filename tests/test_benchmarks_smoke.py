@@ -26,7 +26,7 @@ def _run(*args: str) -> str:
 @pytest.mark.parametrize(("args", "rows"), [
     (("mdoc", "--runs", "3"), ("issue (ours)", "verify full (ours)", "verify cached chain (ours)",
                                "verify same mdoc again (ours)")),
-    (("present", "--runs", "3"), ("presentation in-process", "presentation over HTTP", "online (Annex C) in-process",
+    (("present", "--runs", "3", "--ble-runs", "2", "--http-runs", "3"), ("presentation in-process", "presentation over HTTP", "online (Annex C) in-process",
                                   "online (Annex C) over HTTP", "online (OpenID4VP 1.0) in-process",
                                   "online (OpenID4VP 1.0) over HTTP", "proximity over BLE, peripheral server mode",
                                   "proximity over BLE, central client mode",
