@@ -400,7 +400,7 @@ def drill_cmd(
                       + (f"  {r.error}" if r.error else ""), soft_wrap=True)
     if temporary and not as_json:
         err.print(f"installation {home}: " + ("kept" if kept else "removed (--keep keeps it)"),
-                  highlight=False, markup=False)
+                  highlight=False, markup=False, soft_wrap=True)  # a path a terminal copies whole
     for p in report:
         if p.suffix.lower() == ".json":
             p.write_text(json.dumps(document, indent=2, ensure_ascii=False), encoding="utf-8")
