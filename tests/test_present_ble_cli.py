@@ -59,13 +59,15 @@ def ble_radio(env: dict, controllers: int = 2):
         proc = subprocess.Popen(_mcred("ble", "radio", "--port", str(port), "--controllers", str(controllers),
                                        "--json"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         line = proc.stdout.readline()
-        if line or attempt == 4:
+        # a port taken meanwhile: with --json the radio says so as {"error"} on stdout
+        refused = json.loads(line).get("error") if line else proc.stderr.read()
+        if not refused or attempt == 4:
             break
         proc.wait(10)
-        error = proc.stderr.read()
-        assert "address already in use" in error, f"mcred ble radio printed nothing (exit {proc.returncode}): {error}"
+        assert "address already in use" in refused, f"mcred ble radio refused (exit {proc.returncode}): {refused}"
     try:
         assert line, f"mcred ble radio printed nothing (exit {proc.poll()})"
+        assert "hci" in json.loads(line), f"mcred ble radio: {line}"
         yield json.loads(line)["hci"]
     finally:
         _stop(proc)
