@@ -50,6 +50,15 @@ def _model_change(sessions) -> str:
                            new_phone_id=new)
 
 
+def _wait_for(marker, proc, limit_s: float, why: str) -> None:  # noqa: ANN001
+    """Until ``proc`` writes ``marker`` (polled every 50 ms; it ends or ``limit_s`` passes: fail)."""
+    for _ in range(int(limit_s / 0.05)):
+        if marker.exists() or proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    assert marker.exists(), why
+
+
 def _counting(calls: list, who: str, inside=None):  # noqa: ANN001, ANN202
     """Actions that record each call as (who, step); ``inside(step)`` is called in each."""
 
@@ -242,11 +251,7 @@ def test_a_killed_run_holds_the_workflow_while_alive_and_a_resume_takes_over_onc
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-c", _DYING_RUN, db_url, hid, str(marker)], env=env)
     try:
-        for _ in range(600):
-            if marker.exists() or proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        assert marker.exists(), "the run did not reach its step"
+        _wait_for(marker, proc, 30, "the run did not reach its step")
         time.sleep(1.5)  # past the first lease: the heartbeat renewed it
         calls: list = []
         with pytest.raises(handover.WorkflowBusy, match=f"cli:carol .*pid {proc.pid}"):
@@ -529,11 +534,7 @@ def test_a_queued_run_of_a_killed_service_lets_the_workflow_go_once_its_lease_la
     proc = subprocess.Popen([sys.executable, "-c", _DYING_SERVICE, str(home), db_url, busy_wf, queued_wf,
                              str(marker), str(SHORT_LEASE)], env=env)
     try:
-        for _ in range(1200):
-            if marker.exists() or proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        assert marker.exists(), "the service did not queue the run"
+        _wait_for(marker, proc, 60, "the service did not queue the run")
         job_id = marker.read_text()
         time.sleep(SHORT_LEASE * 1.5)  # past the lease: the queued job renewed it
         calls: list = []

@@ -162,13 +162,20 @@ def test_install_personalize_select_delete(phone) -> None:
     assert send(se2, host, "80F24002024F0000") == b"\x6a\x88"
 
 
-def test_logical_channels_route_to_applets(phone) -> None:
+def _installed_and_selected_on_channel_1(phone):  # noqa: ANN001, ANN202
+    """The test applet installed over an SCP03 session on channel 0 (kept open: the SE and
+    its host session are returned), channel 1 opened and the applet selected on it."""
     pid, home = phone
     se = open_se(pid, home)
     host = session(se)
     assert send(se, host, install_apdu(0x0C)) == b"\x00\x90\x00"
     assert se.transmit(bytes.fromhex("0070000001")) == b"\x01\x90\x00"
     assert se.transmit(bytes.fromhex("01A4040006") + INST) == b"\x90\x00"
+    return se, host
+
+
+def test_logical_channels_route_to_applets(phone) -> None:
+    se, host = _installed_and_selected_on_channel_1(phone)
     assert se.transmit(bytes.fromhex("8110000001AB00")) == b"\xab\x00\x01\x90\x00"
     # channel 0 still holds the ISD session
     assert send(se, host, "80CA00C100")[-2:] == b"\x90\x00"
@@ -208,12 +215,7 @@ def test_delete_refused_while_selected_on_another_channel(phone, release) -> Non
     it "is not currently selected on another logical channel" (Java Card RE 11.3.4.1
     likewise); a card answers 6985 and changes nothing. Before, the SE deleted the applet
     from under the channel that held it."""
-    pid, home = phone
-    se = open_se(pid, home)
-    host = session(se)
-    assert send(se, host, install_apdu(0x0C)) == b"\x00\x90\x00"
-    assert se.transmit(bytes.fromhex("0070000001")) == b"\x01\x90\x00"
-    assert se.transmit(bytes.fromhex("01A4040006") + INST) == b"\x90\x00"
+    se, host = _installed_and_selected_on_channel_1(phone)
     image, registry = se.persisted_image(), send(se, host, APPS)
     assert registry[-2:] == b"\x90\x00"
     # DELETE on channel 0, inside the SCP03 session, with and without "related objects"
@@ -223,7 +225,7 @@ def test_delete_refused_while_selected_on_another_channel(phone, release) -> Non
     assert send(se, host, b"\x80\xe4\x00\x80\x07\x4f\x05" + ELF) == b"\x69\x85"
     assert send(se, host, APPS) == registry  # the registry unchanged
     assert se.persisted_image() == image  # nothing written
-    assert open_se(pid, home).app_record(INST) is not None  # a new process sees it too
+    assert open_se(*phone).app_record(INST) is not None  # a new process sees it too
     assert se.channels_selecting(INST) == [1]
     assert se.transmit(bytes.fromhex("8110000001AB00")) == b"\xab\x00\x01\x90\x00"  # channel 1 still works
     if release == "close channel 1":
