@@ -23,7 +23,7 @@ from mcred.cli.ota_cli import (
     over_the_air_options,
 )
 from mcred.cli.phone_cmds import tsm_tracing
-from mcred.cli.state import check_can_listen, cli_actor, open_context, out_path
+from mcred.cli.state import check_can_listen, cli_actor, open_context, out_path, public_url_mismatch
 from mcred.cli.text import check_line, fail, revocation_line, secret_lines
 from mcred.cli.watch_cmds import watch_app
 from reader.text import printable
@@ -756,6 +756,9 @@ def serve(port: int = typer.Option(8470, "--port"),
     said = (f"issuer service on {'https' if tls else 'http'}://{host}:{port}"
             + (f", {workers} workers" if workers > 1 else "")
             + f", database {ctx.engine.url.render_as_string(hide_password=True)}")
+    mismatch = public_url_mismatch(ctx.public_url, host, port, bool(tls))
+    if mismatch:
+        typer.echo(mismatch, err=True)
     if workers == 1:
         service = create_app(ctx)
         typer.echo(said)

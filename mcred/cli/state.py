@@ -55,6 +55,31 @@ def check_can_listen(host: str, port: int) -> None:
                                      param_hint="--port") from None
 
 
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def public_url_mismatch(public_url: str, host: str, port: int, tls: bool) -> str | None:
+    """A warning when the URLs this service writes into credentials cannot reach it: the
+    public URL (``MCRED_PUBLIC_URL``) names this machine's loopback with another port or
+    scheme than the one the server is started with, so every reader and relying party that
+    follows a status list, CRL or OCSP URL from a credential finds nothing there. A public
+    URL naming another host is a proxy's business and is not second-guessed."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(public_url)
+    if (parts.hostname or "").lower() not in LOOPBACK_NAMES:
+        return None
+    scheme = "https" if tls else "http"
+    public_port = parts.port if parts.port is not None else (443 if parts.scheme == "https" else 80)
+    if public_port == port and parts.scheme == scheme:
+        return None
+    listening = f"{scheme}://{host}:{port}"
+    return (f"warning: the credentials this service issues point at {public_url} (MCRED_PUBLIC_URL), "
+            f"but it listens on {listening}: readers and relying parties will not reach its status "
+            f"lists, CRLs or OCSP. Set MCRED_PUBLIC_URL={scheme}://127.0.0.1:{port} before issuing, "
+            f"or serve on {public_port}{' with TLS' if parts.scheme == 'https' else ''}.")
+
+
 def out_path(value):  # noqa: ANN001, ANN201 - a typer option callback: Path, list of Path or None
     """Typer callback for an option naming a file to write: its directory must exist and the
     path must not be a directory, checked before the command does its work (a presentation,
