@@ -44,6 +44,7 @@ from mcred.provision import (
     reset_secrets,
     unfinished_job,
 )
+from mcred.samples import HOLDER
 from mcred.timestamps import Stamper, time_stamp_authority, wait_clear_of_stamp
 from protocols import cose, mdoc
 from protocols.cardsub import parse_holder
@@ -56,9 +57,6 @@ DRILL_TTL = 2
 POLL_S = 0.05
 CONTENT = b"drill: a document to sign"
 
-HOLDER = {"family_name": "試験", "given_name": "太郎", "family_name_kana": "しけん",
-          "given_name_kana": "たろう", "birth_date": "1985-06-15", "sex": 1,
-          "address": "東京都千代田区霞が関2-1-2", "prefecture": "東京都", "municipality": "千代田区"}
 
 #: the XML filing the demo signs (as an e-Gov 電子申請 form is an XML document)
 DEMO_FILING = ("<?xml version='1.0' encoding='UTF-8'?>\n"

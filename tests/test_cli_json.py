@@ -37,6 +37,7 @@ EXEMPT = {
     ("mdoc", "respond"): "writes --out, a DeviceResponse for another mdoc tool",
     # JSON already
     ("wallet", "respond"): "prints JSON with or without (the credential the page receives, or the verifier's answer)",
+    ("holder", "example"): "prints a holder file, JSON",
     # a narration for a person; its exit status is the outcome
     ("demo",): "the walk-through, told step by step",
 }

@@ -55,6 +55,31 @@ def holder_list(card: str = typer.Option(None, "--card", help="Only the holder o
         typer.echo("no holder" + (f" with card {card}" if card else ""))
 
 
+@holder_app.command("example")
+def holder_example(
+    birth_date: str = typer.Option(None, "--birth-date", help="YYYY-MM-DD in place of the sample's "
+                                   "(e.g. a minor's, to see what a child is issued)."),
+    roman: bool = typer.Option(False, "--roman", help="Add the optional name in Roman letters."),
+) -> None:
+    """Print a holder file that `mcred provision --holder FILE.json` accepts (made-up data:
+    `mcred holder example > holder.json`); the JPKI secrets are left out, so provisioning
+    generates them and shows them once. The fields: specs/card-substitute-doctype.md, "The
+    holder record"."""
+    from mcred.samples import HOLDER
+    from protocols.cardsub import HolderError, parse_holder
+
+    record = dict(HOLDER)
+    if birth_date is not None:
+        record["birth_date"] = birth_date
+    if roman:
+        record.update(family_name_roman="SHIKEN", given_name_roman="TARO")
+    try:  # the file printed is one provisioning takes, or it is not printed
+        parse_holder(record)
+    except HolderError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--birth-date") from None
+    typer.echo(json.dumps(record, ensure_ascii=False, indent=2))
+
+
 @holder_app.command("show")
 def holder_show(holder_id: str = typer.Argument(..., help="The holder's id (`mcred holder list`)."),
                 as_json: bool = typer.Option(False, "--json")) -> None:
