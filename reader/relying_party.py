@@ -51,7 +51,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from protocols import certs, tsp
 from protocols.crl import judge as crl_judge
-from protocols.crl import reason_flag, revocation_text
+from protocols.crl import reason_flag
 from protocols.jpki.cms import verify_detached_signature
 from protocols.jpki.errors import JpkiError
 from protocols.jpki.parse import classify, load_certificate, read_basic_four
@@ -158,7 +158,7 @@ class OcspAnswer:
             return Check("revocation", True, f"OCSP good ({self.url})", code="good")
         if self.status == "revoked":
             return revoked_check(self.reason, self.revoked_at,
-                                 f"{revoked_text(self.reason, self.revoked_at.isoformat())} (OCSP)")
+                                 f"{revoked_text(self.reason, self.revoked_at)} (OCSP)")
         return Check("revocation", False, "OCSP status unknown", code="unknown")
 
 
@@ -407,7 +407,7 @@ def check_embedded(cert: x509.Certificate, root: x509.Certificate, stamp: tsp.Ti
                          f"the signature's time-stamp {at.isoformat()}", code="good")
         elif got.status == "revoked":
             return revoked_after(revoked_check(got.reason, got.revoked_at,
-                                               f"{revoked_text(got.reason, got.revoked_at.isoformat())} "
+                                               f"{revoked_text(got.reason, got.revoked_at)} "
                                                "(OCSP, embedded)"), stamp)
         else:
             return Check("revocation", False, "OCSP status unknown (embedded)", code="unknown")
@@ -470,8 +470,9 @@ def _tsa_unit_refusal(stamp: tsp.TimeStamp, at: dt.datetime, *, client: httpx.Cl
         why = ", before this time-stamp"
     else:
         return None
-    return Check("signature_timestamp", False, f"the TSA unit was {revocation_text(entry)}{why}",
-                 entry.revocation_date_utc, code="revoked", revocation_reason=flag.value if flag else "unspecified")
+    reason = flag.value if flag else "unspecified"
+    return Check("signature_timestamp", False, f"the TSA unit was {revoked_text(reason, entry.revocation_date_utc)}"
+                 f"{why}", entry.revocation_date_utc, code="revoked", revocation_reason=reason)
 
 
 def signature_timestamp(stamps: Sequence[tuple[bytes, bytes]], tsa_roots: Sequence[x509.Certificate], *,

@@ -680,6 +680,8 @@ def test_a_revoked_tsa_unit_says_when_and_why_as_a_revocation_does(tmp_path, eve
             app.state.jobs.shutdown()
     stamp = _checks(verdict)["signature_timestamp"]
     assert {k: stamp[k] for k in said} == said and when.endswith("+00:00"), stamp
+    # its reason writes the time as revoked_at does (it wrote 2026-11-23T01:02:03Z)
+    assert f"the TSA unit was revoked (keyCompromise) at {when}" in stamp["reason"], stamp
     assert f"revoked_at={when} revocation_reason=keyCompromise" in text, text
 
     def answer(request: httpx.Request) -> httpx.Response:  # the TSA unit's CRL, and the signer's

@@ -86,7 +86,7 @@ class Check:
         ``revocation_reason``, both null when no verified answer says revoked."""
         out: dict[str, Any] = {"name": self.name, "passed": self.passed, "reason": self.reason, "code": self.code}
         if self.name in REVOCATION_CHECKS or self.revoked_at is not None or self.revocation_reason is not None:
-            out["revoked_at"] = None if self.revoked_at is None else self.revoked_at.astimezone(UTC).isoformat()
+            out["revoked_at"] = None if self.revoked_at is None else utc_text(self.revoked_at)
             out["revocation_reason"] = self.revocation_reason
         return out
 
@@ -237,11 +237,18 @@ def crl_reason(entry: x509.RevokedCertificate) -> str:
 HOLD = "on hold (certificateHold: the card or phone was reported lost; a release may lift it)"
 
 
-def revoked_text(reason: str, at: object) -> str:
+def utc_text(t: datetime) -> str:
+    """A time in a verdict, its ``revoked_at`` and its reasons alike: ISO 8601 with the UTC
+    offset, ``2026-11-23T01:02:03+00:00`` (specs/cli.md "Names")."""
+    return t.astimezone(UTC).isoformat()
+
+
+def revoked_text(reason: str, at: datetime) -> str:
     """A verified "revoked" in a verdict: ``revoked (<reason>) at <time>``, or for
     certificateHold :data:`HOLD` ``since <time>`` (specs/revocation.md 1: the one reason that
-    is not final)."""
-    return f"{HOLD} since {at}" if reason == "certificateHold" else f"revoked ({reason}) at {at}"
+    is not final); the time as :func:`utc_text` writes it, whether an OCSP answer or a CRL
+    entry said it."""
+    return f"{HOLD} since {utc_text(at)}" if reason == "certificateHold" else f"revoked ({reason}) at {utc_text(at)}"
 
 
 def check_crl(cert: x509.Certificate, root: x509.Certificate,
