@@ -13,7 +13,7 @@ description) stay objects.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 from pydantic.json_schema import SkipJsonSchema
@@ -496,10 +496,17 @@ class DrillJob(JobBody):
     result: DrillReport | None
 
 
-class Job(RootModel[Annotated[ProvisionJob | PinResetJob | MdocRefreshJob | TsmResumeJob | TsmAbandonJob
-                              | KlocMoveJob | HandoverJob | CardRenewalJob | DrillJob,
-                              Field(discriminator="kind")]]):
+_AnyJob = (ProvisionJob | PinResetJob | MdocRefreshJob | TsmResumeJob | TsmAbandonJob | KlocMoveJob | HandoverJob
+           | CardRenewalJob | DrillJob)
+
+
+class Job(RootModel[Annotated[_AnyJob, Field(discriminator="kind")]]):
     """A job of any kind (GET /jobs/{id}): its ``kind`` says which schema it is."""
+
+
+#: The kinds of job the API makes (``GET /jobs?kind=``): read from :class:`Job`'s union, so
+#: that a kind added there is one a client can ask for, and no list is kept twice.
+JobKind = Literal[tuple(get_args(m.model_fields["kind"].annotation)[0] for m in get_args(_AnyJob))]
 
 
 class JobList(_Page):

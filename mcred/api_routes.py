@@ -60,6 +60,7 @@ from mcred.api_models import (
     HolderForgotten,
     HolderList,
     Job,
+    JobKind,
     JobList,
     KlocMoveJob,
     KlocRotation,
@@ -1057,7 +1058,7 @@ def jobs_router() -> APIRouter:
     @router.get("/jobs", summary="Jobs visible to this token, newest first (limit / offset)",
                 **typed(JobList))
     def list_jobs(request: Request,
-                  kind: Annotated[str | None, Query(max_length=32)] = None,
+                  kind: JobKind | None = None,
                   state: Literal["queued", "running", "succeeded", "failed",
                                  "interrupted"] | None = None,
                   limit: Annotated[int, Query(ge=1, le=1000)] = 100,

@@ -154,10 +154,12 @@ def ops_router(service: ReaderService, rp: RelyingPartyService | None, trust: Tr
 
 def install(app: FastAPI, service: ReaderService, rp: RelyingPartyService | None, trust: TrustStore | None,
             clock: Callable[[], dt.datetime] | None = None) -> ReaderMetrics:
-    """Add ``/healthz``, ``/readyz`` and ``/metrics`` to the reader's app and count its
-    requests and verdicts."""
+    """Add ``/healthz``, ``/readyz`` (answering HEAD as well, for a probe that asks so) and
+    ``/metrics`` to the reader's app and count its requests and verdicts."""
+    from mcred.service import answer_head
+
     metrics = ReaderMetrics()
     metrics.install(app)
     service.on_outcome = metrics.observe
-    app.include_router(ops_router(service, rp, trust, metrics, clock))
+    app.include_router(answer_head(ops_router(service, rp, trust, metrics, clock), paths={"/healthz", "/readyz"}))
     return metrics

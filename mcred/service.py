@@ -15,7 +15,9 @@ them and attaches authentication, so a route without a declared scope cannot exi
 
 from __future__ import annotations
 
+import copy
 import os
+from collections.abc import Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,11 +57,11 @@ def mounts(ctx: Context) -> list[Mount]:
     from mcred.mdoc_flow import mdoc_service
     from mcred.timestamps import time_stamp_authority
 
-    return [
-        Mount(health_router(ctx), scope=None),
-        *[Mount(r, scope=None) for r in mdoc_routers(lambda: mdoc_service(ctx))],
-        Mount(jpki_router(lambda: jpki_issuer(ctx)), scope=None),
-        Mount(tsa_router(lambda: time_stamp_authority(ctx)), scope=None),
+    return [  # the public material and the probes answer HEAD as well (answer_head)
+        Mount(answer_head(health_router(ctx)), scope=None),
+        *[Mount(answer_head(r), scope=None) for r in mdoc_routers(lambda: mdoc_service(ctx))],
+        Mount(answer_head(jpki_router(lambda: jpki_issuer(ctx))), scope=None),
+        Mount(answer_head(tsa_router(lambda: time_stamp_authority(ctx))), scope=None),
         *api_mounts(ctx),
     ]
 
@@ -144,11 +146,34 @@ def _include(app: FastAPI, auth: Authenticator, m: Mount) -> None:
             app.state.route_scopes[id(r)] = m.scope
 
 
-class HeadAsGetMiddleware:
-    """``HEAD`` answered as ``GET`` without its content (RFC 9110 9.3.2): the same status and
-    headers (``Content-Length``, ``Content-Type``, ``Cache-Control``, ``ETag``), so that a
-    cache, a CDN or ``curl -I`` can look at a CRL, a status list or a certificate; FastAPI
-    routes declare GET alone, and HEAD was a 405. Authorisation is the GET's."""
+def answer_head(router: APIRouter, paths: Collection[str] | None = None) -> APIRouter:
+    """``router`` with each of its GET routes (those of ``paths``, when given) answering HEAD
+    as well (RFC 9110 9.3.2), so that a cache, a CDN or ``curl -I`` can look at a CRL, an
+    OCSP answer, a status list or a certificate: the GET's endpoint, parameters,
+    responses and headers, declared in the document as an operation of its own (its own
+    operationId: FastAPI would give a route declared ``GET, HEAD`` one id for both). Called
+    on the public material and the health probes only: a HEAD elsewhere is a 405, as the
+    document says (a protected or one-time GET, a session's result, a request object, gains
+    nothing from one and may not be repeated). :class:`HeadWithoutContentMiddleware` drops
+    the body the endpoint makes."""
+    heads = {r.path for r in router.routes if isinstance(r, APIRoute) and "HEAD" in r.methods}
+    for route in list(router.routes):
+        if (not isinstance(route, APIRoute) or "GET" not in route.methods or route.path in heads
+                or (paths is not None and route.path not in paths)):
+            continue
+        twin = copy.copy(route)
+        twin.methods = {"HEAD"}
+        get_id = route.operation_id or route.unique_id
+        twin.operation_id = f"{get_id.removesuffix('_get')}_head"
+        router.routes.append(twin)
+    return router
+
+
+class HeadWithoutContentMiddleware:
+    """A ``HEAD`` answered without content (RFC 9110 9.3.2): the routes :func:`answer_head`
+    declared run their GET's endpoint, whose answer keeps the GET's status and headers
+    (``Content-Length``, ``Content-Type``, ``Cache-Control``, ``ETag``); Starlette sends its
+    body whatever the method, and this drops it. A route not declared for HEAD answers 405."""
 
     def __init__(self, app) -> None:  # noqa: ANN001 - an ASGI app
         self.app = app
@@ -163,7 +188,7 @@ class HeadAsGetMiddleware:
                 message = {**message, "body": b""}
             await send(message)
 
-        await self.app({**scope, "method": "GET"}, receive, without_content)
+        await self.app(scope, receive, without_content)
 
 
 DEFAULT_MAX_BODY = 1024 * 1024
@@ -212,7 +237,7 @@ def create_app(ctx: Context | None = None, *, job_workers: int | None = None,
     _register_party_errors()
     problems.hide_path(ctx.home, "<home>")  # no answer names the server's data directory
     problems.install(app)
-    app.add_middleware(HeadAsGetMiddleware)
+    app.add_middleware(HeadWithoutContentMiddleware)
     auth = Authenticator(lambda: ctx.sessions)
     app.state.auth = auth
     workers = job_workers or int(os.environ.get("MCRED_JOB_WORKERS", "8"))

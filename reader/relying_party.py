@@ -3,7 +3,8 @@
 Steps, each a named check in the result (``{"valid", "checks": [{"name", "passed",
 "reason", "code"}], "documents": [...]}``, the shape of the mdoc verifier; ``code`` from the
 closed vocabulary :data:`protocols.jpki.relying_party.CHECK_CODES`; the ``revocation`` check
-also with ``revoked_at`` and ``revocation_reason``, null unless a verified answer says revoked):
+and the ``signature_timestamp`` check (its TSA unit's revocation) also with ``revoked_at`` and
+``revocation_reason``, null unless a verified answer says revoked):
 
 1. ``signature``: CMS detached SignedData (RFC 5652 5) or a raw signature with the signer
    certificate given separately (PKCS#1 v1.5 / SHA-256 for RSA-2048, ECDSA / SHA-384 DER for
@@ -50,7 +51,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from protocols import certs, tsp
 from protocols.crl import judge as crl_judge
-from protocols.crl import reason_flag, revocation_text
+from protocols.crl import reason_flag
 from protocols.jpki.cms import verify_detached_signature
 from protocols.jpki.errors import JpkiError
 from protocols.jpki.parse import classify, load_certificate, read_basic_four
@@ -157,7 +158,7 @@ class OcspAnswer:
             return Check("revocation", True, f"OCSP good ({self.url})", code="good")
         if self.status == "revoked":
             return revoked_check(self.reason, self.revoked_at,
-                                 f"{revoked_text(self.reason, self.revoked_at.isoformat())} (OCSP)")
+                                 f"{revoked_text(self.reason, self.revoked_at)} (OCSP)")
         return Check("revocation", False, "OCSP status unknown", code="unknown")
 
 
@@ -406,7 +407,7 @@ def check_embedded(cert: x509.Certificate, root: x509.Certificate, stamp: tsp.Ti
                          f"the signature's time-stamp {at.isoformat()}", code="good")
         elif got.status == "revoked":
             return revoked_after(revoked_check(got.reason, got.revoked_at,
-                                               f"{revoked_text(got.reason, got.revoked_at.isoformat())} "
+                                               f"{revoked_text(got.reason, got.revoked_at)} "
                                                "(OCSP, embedded)"), stamp)
         else:
             return Check("revocation", False, "OCSP status unknown (embedded)", code="unknown")
@@ -431,13 +432,18 @@ def tsa_unit_revoked(stamp: tsp.TimeStamp, at: dt.datetime, *, client: httpx.Cli
     (none of its time-stamps is relied on) or at or before the time-stamp; or the CRL cannot
     be had (fail closed). A unit that names no CRL is not checked."""
     got = _tsa_unit_refusal(stamp, at, client=client, cache=cache, embedded=embedded)
-    return None if got is None else got[1]
+    return None if got is None else got.reason
 
 
 def _tsa_unit_refusal(stamp: tsp.TimeStamp, at: dt.datetime, *, client: httpx.Client | None = None,
                       cache: CrlCache | None = None, embedded: EmbeddedRevocation | None = None
-                      ) -> tuple[str, str] | None:
-    """:func:`tsa_unit_revoked`'s reason with its check code (``revoked`` or ``unavailable``)."""
+                      ) -> Check | None:
+    """:func:`tsa_unit_revoked`'s reason as the failed ``signature_timestamp`` check: code
+    ``unavailable``, or ``revoked`` with the CRL entry's revocationDate and reason."""
+    def unchecked(why: str) -> Check:
+        return Check("signature_timestamp", False, f"the TSA unit's revocation cannot be checked: {why}",
+                     code="unavailable")
+
     url = certs.crl_url(stamp.tsa_certificate)
     if not url:
         return None
@@ -445,23 +451,28 @@ def _tsa_unit_refusal(stamp: tsp.TimeStamp, at: dt.datetime, *, client: httpx.Cl
         parsed = [c for c in map(_parse_crl, embedded.crls) if not isinstance(c, Check)]
         crl = next((c for c in parsed if not crl_judge(c, stamp.root, stamp.gen_time)), None)
         if crl is None:
-            return "unavailable", "the TSA unit's revocation cannot be checked: no CRL of its root current at the time-stamp is embedded"
+            return unchecked("no CRL of its root current at the time-stamp is embedded")
     else:
         got = cache.get(url, at, lambda where: fetch_crl(where, client)) if cache is not None else fetch_crl(url, client)
         if isinstance(got, Check):
-            return "unavailable", f"the TSA unit's revocation cannot be checked: {got.reason}"
+            return unchecked(got.reason)
         why = crl_judge(got, stamp.root, at, what="the time-stamping root")
         if why:
-            return "unavailable", f"the TSA unit's revocation cannot be checked: its root's CRL at {url}: {why}"
+            return unchecked(f"its root's CRL at {url}: {why}")
         crl = got
     entry = crl.get_revoked_certificate_by_serial_number(stamp.tsa_certificate.serial_number)
     if entry is None:
         return None
-    if reason_flag(entry) is x509.ReasonFlags.key_compromise:
-        return "revoked", f"the TSA unit was {revocation_text(entry)}: none of its time-stamps is relied on"
-    if entry.revocation_date_utc <= stamp.latest:
-        return "revoked", f"the TSA unit was {revocation_text(entry)}, before this time-stamp"
-    return None
+    flag = reason_flag(entry)
+    if flag is x509.ReasonFlags.key_compromise:
+        why = ": none of its time-stamps is relied on"
+    elif entry.revocation_date_utc <= stamp.latest:
+        why = ", before this time-stamp"
+    else:
+        return None
+    reason = flag.value if flag else "unspecified"
+    return Check("signature_timestamp", False, f"the TSA unit was {revoked_text(reason, entry.revocation_date_utc)}"
+                 f"{why}", entry.revocation_date_utc, code="revoked", revocation_reason=reason)
 
 
 def signature_timestamp(stamps: Sequence[tuple[bytes, bytes]], tsa_roots: Sequence[x509.Certificate], *,
@@ -477,12 +488,12 @@ def signature_timestamp(stamps: Sequence[tuple[bytes, bytes]], tsa_roots: Sequen
         return Check("signature_timestamp", False, "the signature carries a time-stamp, but no "
                      "time-stamping root is trusted here"), None
     at = at or dt.datetime.now(dt.UTC)
-    refused: list[tuple[str, str]] = []  # (code, why)
+    refused: list[Check] = []
     for token, data in stamps:
         try:
             stamp = tsp.verify_token(token, data=data, roots=tsa_roots)
         except tsp.TspError as exc:
-            refused.append(("failed", str(exc)))
+            refused.append(Check("signature_timestamp", False, str(exc)))
             continue
         why = None if revocation == "none" else _tsa_unit_refusal(
             stamp, at, client=client, cache=cache, embedded=embedded if revocation == "embedded" else None)
@@ -492,10 +503,14 @@ def signature_timestamp(stamps: Sequence[tuple[bytes, bytes]], tsa_roots: Sequen
         return Check("signature_timestamp", True, f"signed before {stamp.gen_time.isoformat()} "
                      f"(±{stamp.accuracy.total_seconds() if stamp.accuracy else 0:g} s), time-stamp "
                      f"{stamp.serial:x} by {stamp.tsa_certificate.subject.rfc4514_string()}"), stamp
-    codes = {code for code, _ in refused}
+    codes = {c.code for c in refused}
     # asking again may make a stamp pass when one TSA unit's revocation could not be had
     code = "unavailable" if "unavailable" in codes else codes.pop() if len(codes) == 1 else "failed"
-    return Check("signature_timestamp", False, "; ".join(why for _, why in refused), code=code), None
+    failed = Check("signature_timestamp", False, "; ".join(c.reason for c in refused), code=code)
+    if code == "revoked":  # every stamp's unit was: when and why, the first one's (each in the reason)
+        failed = dataclasses.replace(failed, revoked_at=refused[0].revoked_at,
+                                     revocation_reason=refused[0].revocation_reason)
+    return failed, None
 
 
 def revoked_after(check: Check, stamp: tsp.TimeStamp) -> Check:

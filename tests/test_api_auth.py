@@ -4,10 +4,12 @@ OpenAPI document showing that without a token or with the wrong scope nothing an
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from fastapi import APIRouter
@@ -460,20 +462,109 @@ def test_public_material_is_answered_with_a_media_type_its_operation_declares(ap
         assert r.headers["content-type"] in declared, (url, r.headers["content-type"], list(declared))
 
 
-def test_head_is_get_without_the_content(app):
-    """A cache, a CDN or ``curl -I`` asks HEAD of a CRL or a certificate: it was a 405 on
-    every route (FastAPI declares GET alone). Now the GET's status and headers, no content;
-    a protected route still wants its token."""
-    c = TestClient(app)
-    for url in ("/trust/iaca.crl", "/trust/iaca.der", "/trust/jpki-sign-root.pem", "/tsa/root.crl", "/healthz"):
-        got, head = c.get(url), c.head(url)
-        assert head.status_code == got.status_code == 200, (url, head.status_code)
-        assert head.content == b"" and head.headers["content-type"] == got.headers["content-type"]
-        assert head.headers["content-length"] == str(len(got.content))
-        assert head.headers.get("cache-control") == got.headers.get("cache-control")
-    assert c.head("/phones").status_code == 401
-    assert c.head("/trust/nothing.der").status_code == 404
-    assert c.head("/ocsp").status_code == 405  # POST alone: still not allowed
+#: Answers made afresh for each request, whose length may differ between any two of them: a
+#: readiness check (its timings), an OCSP answer (signed when asked).
+FRESH = ("/readyz", "/ocsp/")
+
+
+def _head_as_get(c: TestClient, url: str, headers: dict | None = None) -> httpx.Response:
+    """GET and HEAD ``url``: the GET's status, no content, the GET's headers (but for the
+    length of an answer made afresh, :data:`FRESH`, which must be there all the same)."""
+    got, head = c.get(url, headers=headers), c.head(url, headers=headers)
+    assert head.status_code == got.status_code, (url, head.status_code, got.status_code)
+    assert head.content == b"", url
+    assert set(head.headers) == set(got.headers), (url, head.headers, got.headers)
+    fresh = {"content-length"} if url.startswith(FRESH) else set()
+    assert {k: v for k, v in head.headers.items() if k not in fresh} == {
+        k: v for k, v in got.headers.items() if k not in fresh}, url
+    return got
+
+
+def _walk_head(c: TestClient, doc: dict, headers: dict, concrete: dict[str, list[str]]) -> set[str]:
+    """Every path of ``doc``: HEAD declared (its operation the GET's, answered as the GET at
+    each URL of ``concrete[path]`` and at one that names nothing) or a 405; the paths that
+    declare it."""
+    def pattern(template: str) -> str:
+        return re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
+
+    declared = [pattern(p) for p, ops in doc["paths"].items() if "head" in ops]
+    heads = set()
+    for path, ops in doc["paths"].items():
+        url = re.sub(r"\{([^}:]+)(:[^}]*)?\}", "0" * 32, path)
+        if "head" not in ops:
+            if any(re.fullmatch(p, url) for p in declared):  # /trust/ds-rollover: a /trust/{filename}
+                _head_as_get(c, url, headers)
+                continue
+            r = c.head(url, headers=headers)
+            assert r.status_code == 405 and "HEAD" not in r.headers.get("allow", ""), (path, r.status_code)
+            continue
+        heads.add(path)
+        head, get = ops["head"], ops["get"]
+        assert head["operationId"] != get["operationId"], path
+        # the same operation but for its id and the titles FastAPI derives from it
+        same = [re.sub(r'"(operationId|title)": "[^"]*"', "", json.dumps(op, sort_keys=True)) for op in (head, get)]
+        assert same[0] == same[1], path
+        for each in [*concrete[path], url]:
+            _head_as_get(c, each, headers)
+    return heads
+
+
+def test_every_route_that_answers_head_declares_it_and_answers_as_its_get(home: Path):
+    """A cache, a CDN or ``curl -I`` asks HEAD of a CRL, an OCSP answer, a status list or a
+    certificate. It was answered on every GET route (a middleware ran the GET) but the
+    document declared none, so a client generated from it had no HEAD, and a HEAD ran a
+    protected or one-time GET too (a session's result, a request object). Now the public
+    material and the health probes declare HEAD, answered as their GET (status, headers
+    with ETag, Cache-Control and Content-Length, a 304 on If-None-Match, a 404) without
+    content; every other route answers HEAD 405, on both services."""
+    import base64
+    import urllib.parse
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509 import ocsp
+    from test_present_http import free_port, installation_env
+
+    from issuer.db import StatusList
+    from issuer.jpki.partitions import municipality_of
+    from mcred.present import reader_app, reader_pipeline
+    from mcred.provision import parse_holder, provision
+    from reader.http import ReaderService
+    from reader.session import DEFAULT_REQUEST
+    from reader.trust import TrustStore
+
+    with installation_env(home, free_port()):
+        ctx = Context.open(home)
+        provision(ctx, wallet_sim.create_phone(home), parse_holder(HOLDER), key_type="p384", mdoc_batch=1,
+                  pin="1234", password="ABCD1234")
+        with ctx.sessions() as s:
+            list_id = s.scalars(sa.select(StatusList.id)).first()
+        c = TestClient(create_app(ctx, job_workers=1))
+        operator = {"Authorization": f"Bearer {create_token(ctx.sessions, ['operator'])[1]}"}
+        root = x509.load_der_x509_certificate(c.get("/trust/jpki-sign-root.der").content)
+        request = ocsp.OCSPRequestBuilder().add_certificate(root, root, hashes.SHA256()).build()
+        encoded = urllib.parse.quote(base64.b64encode(request.public_bytes(serialization.Encoding.DER)), safe="")
+        concrete = {"/healthz": ["/healthz"], "/readyz": ["/readyz"],
+                    "/status/{list_id}": [f"/status/{list_id}"], "/identifiers/{list_id}": [f"/identifiers/{list_id}"],
+                    "/trust/iaca.pem": ["/trust/iaca.pem"], "/trust/iaca.der": ["/trust/iaca.der"],
+                    "/trust/iaca.crl": ["/trust/iaca.crl"], "/ocsp/{encoded}": [f"/ocsp/{encoded}"],
+                    "/crl/{slot}/{filename}": [f"/crl/sign/{municipality_of(HOLDER).code}.crl"],
+                    "/trust/{filename}": ["/trust/jpki-sign-root.pem", "/trust/jpki-auth-root.der"],
+                    "/tsa/{filename}": ["/tsa/root.pem", "/tsa/root.der", "/tsa/root.crl"]}
+        doc = c.get("/openapi.json").json()
+        assert _walk_head(c, doc, operator, concrete) == set(concrete)
+        assert not any(doc["paths"][p]["head"].get("x-mcred-scope") or "security" in doc["paths"][p]["head"]
+                       for p in concrete)  # public, as their GETs
+        for url in [u for urls in concrete.values() for u in urls]:  # real material: 200
+            assert c.head(url).status_code == 200, url
+        # a cache revalidates with HEAD as with GET: the same ETag, a 304 on it
+        etag = _head_as_get(c, f"/status/{list_id}").headers["etag"]
+        assert _head_as_get(c, f"/status/{list_id}", {"If-None-Match": etag}).status_code == 304
+        # protected routes: 405 before any token is asked for (nothing runs), with or without one
+        assert c.head("/phones").status_code == c.head("/jobs", headers=operator).status_code == 405
+    reader = TestClient(reader_app(ReaderService(reader_pipeline(trust=TrustStore()), [DEFAULT_REQUEST])))
+    assert _walk_head(reader, reader.get("/openapi.json").json(), {},
+                      {"/healthz": ["/healthz"], "/readyz": ["/readyz"]}) == {"/healthz", "/readyz"}
 
 
 def test_head_on_the_stand_alone_reader():

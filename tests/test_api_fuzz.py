@@ -51,6 +51,9 @@ def problem_json_on_4xx(ctx, response, case) -> None:  # noqa: ANN001 - schemath
         media = media[0] if isinstance(media, list) else media
         assert media.startswith("application/problem+json"), (
             f"{case.method} {case.path} -> {response.status_code} as {media!r}")
+        if case.method.upper() == "HEAD":  # the GET's problem, its headers alone (RFC 9110 9.3.2)
+            assert response.content == b"", f"HEAD {case.path} -> {response.status_code} with content"
+            return
         body = json.loads(response.content)
         assert {"type", "title", "status", "detail"} <= body.keys(), body
         assert body["status"] == response.status_code

@@ -188,3 +188,20 @@ def test_the_kinds_no_other_checked_flow_makes_answer_as_declared(home: Path, ev
             assert not reveals(json.dumps(j, ensure_ascii=False), secret), (j["kind"], secret)
     assert {"GET /jobs/{job_id} 200", "GET /jobs 200", "POST /pin-resets 202", "POST /holders/{holder_id}/changes 202",
             "POST /holders/{holder_id}/card-renewals 202", "POST /drills 202"} <= set(every_answer_checked)
+
+
+def test_jobs_are_listed_by_a_kind_the_document_names(document, home: Path, every_answer_checked: list[str]):
+    """``GET /jobs?kind=`` took any string: a typo (``provisioning``) was an empty list, as
+    if no such job had been made. Its kinds are the union's (one list, :data:`JobKind`), the
+    document names them, and another is a 422 problem naming the ones there are."""
+    (param,) = [p for p in document["paths"]["/jobs"]["get"]["parameters"] if p["name"] == "kind"]
+    (enum,) = [o["enum"] for o in param["schema"]["anyOf"] if "enum" in o]
+    assert set(enum) == set(document["components"]["schemas"]["Job"]["discriminator"]["mapping"]) == set(KINDS)
+    ctx = Context.open(home)
+    h = {"Authorization": f"Bearer {create_token(ctx.sessions, ['operator'])[1]}"}
+    with TestClient(create_app(ctx, job_workers=1)) as c:
+        assert c.get("/jobs", params={"kind": "drill"}, headers=h).json()["jobs"] == []
+        r = c.get("/jobs", params={"kind": "provisioning"}, headers=h)
+    assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json", r.text
+    assert "query.kind" in r.json()["detail"] and all(f"'{k}'" in r.json()["detail"] for k in KINDS), r.text
+    assert {"GET /jobs 200", "GET /jobs 422"} <= set(every_answer_checked)

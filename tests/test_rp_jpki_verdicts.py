@@ -125,6 +125,9 @@ def test_each_reason_is_named_and_a_hold_is_not_called_a_revocation(reason, sour
                                                            reason), check
     # when, in ISO 8601 UTC: the OCSP answer's revocationTime, the CRL entry's revocationDate
     assert check["revoked_at"] == when.astimezone(UTC).isoformat() and check["revoked_at"].endswith("+00:00"), check
+    # and the reason writes it the same way, whichever answer said it (the CRL's was
+    # "2026-11-23 01:02:03+00:00", the OCSP answer's "2026-11-23T01:02:03+00:00")
+    assert f"{'since' if reason == 'certificateHold' else 'at'} {check['revoked_at']}" in said["revocation"], said
     if reason == "certificateHold":
         assert said["revocation"].startswith("on hold (certificateHold:"), said
         assert "revoked" not in said["revocation"], said

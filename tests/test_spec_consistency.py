@@ -9,7 +9,7 @@ from mcred.context import Context
 from mcred.service import create_app
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
-_METHOD = r"GET|POST|PUT|PATCH|DELETE"
+_METHOD = r"GET|HEAD|POST|PUT|PATCH|DELETE"
 
 
 def _template(path: str) -> re.Pattern[str]:

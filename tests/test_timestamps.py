@@ -623,3 +623,76 @@ def test_the_first_unit_is_made_within_a_root_made_a_second_later(home):
     tsa = TimeStampAuthority(ctx.sessions, ctx.keystore, crl_url="http://tsa.test/tsa/root.crl", clock=clock)
     unit = tsa.unit()
     assert unit.certificate.not_valid_before_utc >= tsa.root().not_valid_before_utc
+
+
+def test_a_revoked_tsa_unit_says_when_and_why_as_a_revocation_does(tmp_path, every_answer_checked):
+    """A ``signature_timestamp`` refused because its TSA unit was revoked said when only in
+    its reason text, where a ``revocation`` check carries ``revoked_at`` and
+    ``revocation_reason``: a script had to parse prose. Now the same two members, from the
+    unit's CRL entry (null on a time-stamp that passes), in ``mcred jpki verify --json``, its
+    text, and the HTTP relying party's answer (held to the reader's OpenAPI document)."""
+    import base64
+    import datetime as dt
+
+    from cryptography import x509
+    from fastapi.testclient import TestClient
+    from test_present_http import Server
+    from test_rp_http import rp_app
+    from test_rp_jpki_verdicts import CONTENT as SIGNED
+    from test_rp_jpki_verdicts import ROOTS, SIG, _crl
+
+    from mcred.service import create_app
+    from mcred.timestamps import Stamper
+
+    home, port = tmp_path / "home", free_port()
+    home.mkdir()
+    files = {"doc.txt": SIGNED, "roots.pem": b"".join(r.public_bytes(serialization.Encoding.PEM) for r in ROOTS),
+             "signer.crl": _crl()}
+    with installation_env(home, port):
+        ctx = Context.open(home)
+        stamper = Stamper.local(ctx)
+        files["tsa.pem"] = b"".join(r.public_bytes(serialization.Encoding.PEM) for r in stamper.roots)
+        before = stamper.stamp_signature(SIG)  # judged before the unit is revoked: passes, both null
+        good = verify(SIGNED, before, roots=ROOTS, revocation="crl", crl=_crl(), tsa_roots=stamper.roots,
+                      client=httpx.Client(transport=httpx.MockTransport(
+                          lambda r: httpx.Response(200, content=time_stamp_authority(ctx).crl()))))
+        assert _checks(good)["signature_timestamp"]["code"] == "ok", good
+        assert {k: _checks(good)["signature_timestamp"][k] for k in ("revoked_at", "revocation_reason")} == {
+            "revoked_at": None, "revocation_reason": None}
+        files["doc.txt.p7s"] = before
+        for name, data in files.items():
+            (tmp_path / name).write_bytes(data)
+        tsa = time_stamp_authority(ctx)
+        tsa.revoke_unit("tsa-unit-1", "keyCompromise")
+        crl = tsa.crl()
+        (entry,) = list(x509.load_der_x509_crl(crl))
+        when = entry.revocation_date_utc.astimezone(dt.UTC).isoformat()
+        said = {"code": "revoked", "revoked_at": when, "revocation_reason": "keyCompromise"}
+        args = ["jpki", "verify", str(tmp_path / "doc.txt"), "--signature", str(tmp_path / "doc.txt.p7s"),
+                "--roots", str(tmp_path / "roots.pem"), "--tsa-roots", str(tmp_path / "tsa.pem"),
+                "--revocation", "crl", "--crl", str(tmp_path / "signer.crl")]
+        app = create_app(ctx, job_workers=1)
+        try:
+            with Server(app, port):  # the unit's CRL at the URL it names
+                verdict = json.loads(run_cli(*args, "--json", code=1))
+                text = run_cli(*args, code=1)
+        finally:
+            app.state.jobs.shutdown()
+    stamp = _checks(verdict)["signature_timestamp"]
+    assert {k: stamp[k] for k in said} == said and when.endswith("+00:00"), stamp
+    # its reason writes the time as revoked_at does (it wrote 2026-11-23T01:02:03Z)
+    assert f"the TSA unit was revoked (keyCompromise) at {when}" in stamp["reason"], stamp
+    assert f"revoked_at={when} revocation_reason=keyCompromise" in text, text
+
+    def answer(request: httpx.Request) -> httpx.Response:  # the TSA unit's CRL, and the signer's
+        return httpx.Response(200, content=crl if request.url.path.startswith("/tsa/") else _crl())
+
+    rp = RelyingPartyService(ROOTS, tsa_roots=list(stamper.roots),
+                             client=httpx.Client(transport=httpx.MockTransport(answer)))
+    with TestClient(rp_app(rp)) as c:
+        r = c.post("/rp/jpki/verify", json={"content": base64.b64encode(SIGNED).decode(),
+                                            "signature": base64.b64encode(before).decode(), "revocation": "crl"})
+    assert r.status_code == 200 and not r.json()["valid"], r.text
+    stamp = _checks(r.json())["signature_timestamp"]
+    assert {k: stamp[k] for k in said} == said, stamp
+    assert "POST /rp/jpki/verify 200" in every_answer_checked

@@ -86,7 +86,8 @@ def check_line(check: dict) -> str:
 
 
 def revocation_line(check: dict) -> str | None:
-    """Under a ``revocation`` check that a verified answer says revoked (or on hold), its
+    """Under a ``revocation`` check that a verified answer says revoked (or on hold), or a
+    ``signature_timestamp`` check whose TSA unit was revoked, its
     JSON's ``revoked_at`` and ``revocation_reason`` as they are there, indented:
     ``  revoked_at=2026-11-23T01:00:00+00:00 revocation_reason=affiliationChanged`` (77
     columns with the longest J-LIS reason); None when both are null or absent."""

@@ -49,6 +49,10 @@ CHECK_CODES = (
 REVOCATION_CODES = ("good", "revoked_after_signing", "revoked", "on_hold", "unknown", "unavailable", "failed")
 #: A ``revocation_reason``: an RFC 5280 5.3.1 CRLReason by its name.
 REVOCATION_REASONS = tuple(flag.value for flag in x509.ReasonFlags)
+#: The checks that say whether something was revoked, and so carry ``revoked_at`` and
+#: ``revocation_reason`` (null unless it was): the signer's certificate (``revocation``) and
+#: the TSA unit that stamped the signature (``signature_timestamp``).
+REVOCATION_CHECKS = ("revocation", "signature_timestamp")
 
 
 @dataclass(frozen=True)
@@ -58,12 +62,13 @@ class Check:
     reason: str
     #: for a ``revocation`` check on a verified "revoked" (``revoked``, ``on_hold``,
     #: ``revoked_after_signing``): when (so that a signature time-stamped before it can still
-    #: be judged valid)
+    #: be judged valid); for a ``signature_timestamp`` of code ``revoked``: when the TSA unit was
     revoked_at: datetime | None = None
     #: one of :data:`CHECK_CODES`; by default ``ok`` when passed, else ``failed``
     code: str | None = None
-    #: for a verified "revoked" (``revoked``, ``on_hold``, ``revoked_after_signing``): the
-    #: CRLReason name (``certificateHold`` for a hold)
+    #: for a verified "revoked" (``revoked``, ``on_hold``, ``revoked_after_signing``; a
+    #: ``signature_timestamp``'s TSA unit revoked): the CRLReason name (``certificateHold``
+    #: for a hold)
     revocation_reason: str | None = None
 
     def __post_init__(self) -> None:
@@ -75,12 +80,13 @@ class Check:
             raise ValueError(f"revocation reason {self.revocation_reason!r}: not an RFC 5280 CRLReason")
 
     def to_dict(self) -> dict[str, Any]:
-        """The check in a verdict's JSON; a ``revocation`` check also with ``revoked_at`` (ISO
-        8601, UTC: the OCSP answer's revocationTime or the CRL entry's revocationDate) and
+        """The check in a verdict's JSON; a ``revocation`` or ``signature_timestamp`` check
+        (:data:`REVOCATION_CHECKS`) also with ``revoked_at`` (ISO 8601, UTC: the OCSP answer's
+        revocationTime or the CRL entry's revocationDate; the TSA unit's CRL entry's) and
         ``revocation_reason``, both null when no verified answer says revoked."""
         out: dict[str, Any] = {"name": self.name, "passed": self.passed, "reason": self.reason, "code": self.code}
-        if self.name == "revocation" or self.revoked_at is not None or self.revocation_reason is not None:
-            out["revoked_at"] = None if self.revoked_at is None else self.revoked_at.astimezone(UTC).isoformat()
+        if self.name in REVOCATION_CHECKS or self.revoked_at is not None or self.revocation_reason is not None:
+            out["revoked_at"] = None if self.revoked_at is None else utc_text(self.revoked_at)
             out["revocation_reason"] = self.revocation_reason
         return out
 
@@ -231,11 +237,18 @@ def crl_reason(entry: x509.RevokedCertificate) -> str:
 HOLD = "on hold (certificateHold: the card or phone was reported lost; a release may lift it)"
 
 
-def revoked_text(reason: str, at: object) -> str:
+def utc_text(t: datetime) -> str:
+    """A time in a verdict, its ``revoked_at`` and its reasons alike: ISO 8601 with the UTC
+    offset, ``2026-11-23T01:02:03+00:00`` (specs/cli.md "Names")."""
+    return t.astimezone(UTC).isoformat()
+
+
+def revoked_text(reason: str, at: datetime) -> str:
     """A verified "revoked" in a verdict: ``revoked (<reason>) at <time>``, or for
     certificateHold :data:`HOLD` ``since <time>`` (specs/revocation.md 1: the one reason that
-    is not final)."""
-    return f"{HOLD} since {at}" if reason == "certificateHold" else f"revoked ({reason}) at {at}"
+    is not final); the time as :func:`utc_text` writes it, whether an OCSP answer or a CRL
+    entry said it."""
+    return f"{HOLD} since {utc_text(at)}" if reason == "certificateHold" else f"revoked ({reason}) at {utc_text(at)}"
 
 
 def check_crl(cert: x509.Certificate, root: x509.Certificate,
