@@ -344,7 +344,19 @@ def _summarised(s: Session, holders: list[Holder], with_data: bool) -> Iterator[
                "live": sum(n for k, n in c.items() if k.endswith((":valid", ":hold")))}
         if with_data:
             row["data"] = {k: v for k, v in h.data.items() if k != "portrait"}
+            row["signing_certificate_from"] = _signing_from(h.data)
         yield row
+
+
+def _signing_from(data: Mapping) -> str | None:
+    """The first day the holder may be issued a signing certificate (their 15th birthday:
+    ``protocols.jpki.eligibility``), or None when the birth date is not known (erased)."""
+    from protocols.jpki.eligibility import signing_eligible_from
+
+    try:
+        return signing_eligible_from(dt.date.fromisoformat(data["birth_date"])).isoformat()
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 # -- erasure ---------------------------------------------------------------------------------------

@@ -66,6 +66,11 @@ def _age_birthday(birth: dt.date, year: int) -> dt.date:
         return dt.date(year, 3, 1)
 
 
+def turns(birth: dt.date, age: int) -> dt.date:
+    """The first day on which someone born on ``birth`` is ``age`` years old."""
+    return _age_birthday(birth, birth.year + age)
+
+
 def age_on(birth: dt.date, day: dt.date) -> int:
     """Completed years of age on ``day`` (age-reckoning act)."""
     years = day.year - birth.year

@@ -298,8 +298,10 @@ def pin_status(phone: str = typer.Option(..., "--phone"),
         return
     names = {"auth": "user-auth PIN   ", "sign": "signing password"}
     for slot, n in left.items():
-        state = "not set (not provisioned)" if n is None else "LOCKED (unblock with the PUK)" if n == 0 \
-            else f"{n} tries left"
+        # the PIN set and no password: a phone with no signing certificate (a holder under 15)
+        unset = "not set (no signing certificate)" if slot == "sign" and left.get("auth") is not None \
+            else "not set (not provisioned)"
+        state = unset if n is None else "LOCKED (unblock with the PUK)" if n == 0 else f"{n} tries left"
         typer.echo(f"{names[slot]} {state}")
 
 
@@ -360,7 +362,7 @@ def pin_reset(phone: str = typer.Option(None, "--phone"),
     """The issuer's side, once the holder has proved who they are (at the counter, or with
     the card): new secrets set through the TSM, with fresh retry counters; the keys and
     certificates stay, nothing is revoked. The new values are generated and shown once."""
-    from mcred.provision import ProvisionError, reset_secrets, resume_reset
+    from mcred.provision import ProvisionError, reset_secrets, resume_reset, secret_slots
     from tsm.errors import JobError, TsmError
     from tsm.jobs import list_jobs, read_job
     from wallet_sim.se.errors import SeError as PhoneError
@@ -384,9 +386,10 @@ def pin_reset(phone: str = typer.Option(None, "--phone"),
                                                        **tsm_tracing(ctx.home, se_id, transmit)))
             phone = result.phone_id
         else:
+            # both: what the phone has (a holder under 15's phone has no signing password)
+            slots = secret_slots(ctx, phone) if slot == "both" else (slot,)
             result = run(lambda transmit: reset_secrets(
-                ctx, phone, slots=("auth", "sign") if slot == "both" else (slot,), puk=puk, actor=cli_actor(),
-                **tsm_tracing(ctx.home, phone, transmit)))
+                ctx, phone, slots=slots, puk=puk, actor=cli_actor(), **tsm_tracing(ctx.home, phone, transmit)))
     except (ProvisionError, PhoneError, JobError) as exc:  # PhoneError: no such phone, its SE image unreadable
         raise fail(str(exc), as_json) from None
     except TsmError as exc:
@@ -401,6 +404,8 @@ def pin_reset(phone: str = typer.Option(None, "--phone"),
     typer.echo(f"{phone}: reset {', '.join(result.reset)} (job {result.job_id}); shown once:")
     for line in secret_lines(shown):
         typer.echo(f"  {line}")
+    if slot == "both" and "sign" not in result.reset:
+        typer.echo(f"no signing password: {phone} holds no signing certificate")
 
 
 #: ``--exit-unavailable N``: opt in to an exit status of its own for "ask again later"
