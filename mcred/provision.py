@@ -776,6 +776,110 @@ def abandon(ctx: Context, job_id: str, reason: str, *, actor: str = "mcred",
                          quarantined)
 
 
+# --- a signing certificate for a holder who has turned 15 ---------------------------------
+
+
+@dataclass(frozen=True)
+class IssueSignResult:
+    """What an ``issue-sign`` job put into the phone: the signing certificate, and its
+    password (shown once by the CLI when generated; never in ``repr``)."""
+
+    phone_id: str
+    holder_id: str
+    job_id: str
+    certificate: bytes = field(repr=False)
+    password: str = field(repr=False)
+    #: ("password",) when it was generated here (to be shown once); () when given
+    generated: tuple[str, ...] = ()
+    #: the job was one that had stopped, finished by this call
+    resumed: bool = False
+    seconds: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        from cryptography import x509
+
+        c = x509.load_der_x509_certificate(self.certificate)
+        return {"phone": self.phone_id, "holder": self.holder_id, "job": self.job_id, "resumed": self.resumed,
+                "sign_certificate": {"serial": format(c.serial_number, "x"), "subject": c.subject.rfc4514_string(),
+                                     "not_after": c.not_valid_after_utc.isoformat()},
+                "seconds": round(self.seconds, 3)}
+
+
+def issue_sign(ctx: Context, phone_id: str, *, password: str | None = None, actor: str = "mcred",
+               transmit: Callable[[bytes], bytes] | None = None, trace: Any = None,
+               after_step: StepHook | None = None) -> IssueSignResult:
+    """A signing certificate onto the phone of a holder who has turned 15 since it was
+    provisioned (none is issued under 15: ``protocols.jpki.eligibility``): a TSM
+    ``issue-sign`` job generates the signing key in the SE (of the type of the phone's
+    user-authentication key), the issuer issues its certificate, the TSM writes it and sets
+    the password (``password``, else generated, to be shown once). Audited as a provisioning
+    is (the TSM's job and steps, the issuer's ``jpki.issue``). Refused before anything runs
+    (:class:`ProvisionError`) for a phone not registered or not active, a holder under 15
+    (naming the day from which one may be issued), a phone that holds a live (valid or held)
+    signing certificate, or one without a live user-authentication certificate (provision it).
+    An ``issue-sign`` job of the phone that stopped (a crash, a lost answer) is finished
+    instead, with the password it sealed."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from protocols.birthdays import today_in_japan
+    from protocols.jpki.eligibility import signing_refusal
+
+    t0 = time.perf_counter()
+    left = list_jobs(ctx.engine, phone_id, kind="issue-sign", unfinished=True)
+    tsm = tsm_for(ctx, issuer_port(ctx), actor)
+    if left:  # finished, not started again: its key may be in the SE already
+        if password is not None:
+            raise ProvisionError(f"phone {phone_id!r} has an issue-sign job {left[-1].id} that stopped: it is "
+                                 "finished with the password it sealed (give none)")
+        sealed = tsm._unseal(left[-1].id)
+        if transmit is None:
+            transmit = wallet_sim.open_secure_element(phone_id, ctx.home).transmit
+        view = tsm.run(left[-1].id, transmit, after_step=after_step, trace=trace)
+        return _sign_issued(ctx, view, sealed.signing_password if sealed else "", ("password",) if sealed else (),
+                            t0, resumed=True)
+    try:
+        job_secrets = JobSecrets(None, password if password is not None else "".join(
+            secrets.choice(_PASSWORD_ALPHABET) for _ in range(8)), None)
+    except JobInputError as exc:
+        raise ProvisionError(f"password: {exc}") from None
+    if transmit is None:
+        transmit = wallet_sim.open_secure_element(phone_id, ctx.home).transmit  # the phone exists, or refuse now
+    with ctx.sessions() as s:
+        _check_active(s, phone_id, "provision it first", "no signing certificate is issued to it")
+        holder_id = s.scalar(select(Phone.holder_id).where(Phone.id == phone_id))
+        live = {kind: body for kind, body in s.execute(
+            select(Credential.kind, Credential.body).where(Credential.phone_id == phone_id,
+                                                           Credential.kind.in_(("jpki-sign", "jpki-auth")),
+                                                           Credential.status.in_(_LIVE)))}
+    birth = holder_birth_date(ctx, holder_id)
+    if birth is None:
+        raise ProvisionError(f"holder {holder_id}'s birth date is not known (erased): no signing certificate")
+    why = signing_refusal(birth, today_in_japan(dt.datetime.now(dt.UTC)))
+    if why is not None:
+        raise ProvisionError(f"phone {phone_id!r}: {why}")
+    if "jpki-sign" in live:
+        raise ProvisionError(f"phone {phone_id!r} holds a live signing certificate already: a new one comes "
+                             "with a renewal (`mcred holder renew-card`) or a change of the basic four data")
+    if "jpki-auth" not in live:
+        raise ProvisionError(f"phone {phone_id!r} holds no live user-authentication certificate: provision it")
+    key = x509.load_der_x509_certificate(live["jpki-auth"]).public_key()
+    algorithm = "p384" if isinstance(key, ec.EllipticCurvePublicKey) else "rsa2048"
+    job = tsm.create_job(phone_id, "issue-sign", {"algorithm": algorithm}, job_secrets)
+    view = tsm.run(job, transmit, secrets=job_secrets, after_step=after_step, trace=trace)
+    return _sign_issued(ctx, view, job_secrets.signing_password or "", () if password is not None else ("password",),
+                        t0)
+
+
+def _sign_issued(ctx: Context, view: JobView, password: str, generated: tuple[str, ...], t0: float,
+                 *, resumed: bool = False) -> IssueSignResult:
+    with ctx.sessions() as s:
+        holder_id = s.scalar(select(Phone.holder_id).where(Phone.id == view.se_id)) or ""
+    cert = bytes.fromhex(view.results["issue-sign-cert"]["certificate"])
+    return IssueSignResult(view.se_id, holder_id, view.id, cert, password, generated, resumed,
+                           time.perf_counter() - t0)
+
+
 # --- resetting the holder's secrets --------------------------------------------------------
 
 

@@ -26,7 +26,7 @@ from mcred.cli.main import app as cli
 from mcred.context import Context
 from mcred.db import make_engine, migrate
 from mcred.handover_actions import HandoverActions, change_basic_four, renew_card
-from mcred.provision import ProvisionError, provision, reset_secrets, tsm_for
+from mcred.provision import ProvisionError, issue_sign, provision, reset_secrets, tsm_for
 from mcred.provision import parse_holder as parse_holder_file
 from mcred.provision import register as register_on_phone
 from protocols import birthdays
@@ -338,3 +338,91 @@ def test_the_api_provisions_a_child_with_a_null_signing_certificate_as_documente
         assert failed["state"] == "failed" and "no signing certificate" in json.dumps(failed["error"],
                                                                                        ensure_ascii=False)
     assert "GET /holders/{holder_id} 200" in every_answer_checked
+
+
+# --- a signing certificate once the holder is 15 -------------------------------------------------
+
+
+def _a_year_passes_to_15(ctx, holder_id: str) -> None:
+    """The holder, 14 when provisioned, turns 15: their registered birth date moved to 15 years
+    ago today stands for the year passing (the clocks of the CA and the composition root are
+    the wall clock)."""
+    from sqlalchemy import update
+
+    with ctx.sessions.begin() as s:
+        data = dict(s.get(Holder, holder_id).data, birth_date=_born_years_ago(15))
+        s.execute(update(Holder).where(Holder.id == holder_id).values(data=data))
+
+
+class Crash(Exception):
+    pass
+
+
+def test_a_holder_who_turned_15_gets_a_signing_certificate_onto_the_same_phone(ctx, tmp_path):
+    birth = _born_years_ago(14, days=1)  # 15 tomorrow
+    f = tmp_path / "teen.json"
+    f.write_text(json.dumps(dict(HOLDER, given_name="翔", birth_date=birth), ensure_ascii=False), encoding="utf-8")
+    runner = CliRunner(env={"MCRED_HOME": str(ctx.home)})
+    phone = wallet_sim.create_phone(ctx.home)
+    out = json.loads(runner.invoke(cli, ["provision", "--phone", phone, "--holder", str(f), "--key-type", "p384",
+                                         "--mdoc-batch", "1", "--json"]).stdout)
+    assert out["sign_certificate"] is None
+    # refused while the holder is under 15, naming from when
+    early = runner.invoke(cli, ["jpki", "issue-sign", "--phone", phone])
+    assert early.exit_code == 2 and "under 15" in early.output
+    assert f"from {birthdays.turns(dt.date.fromisoformat(birth), 15).isoformat()}" in early.output
+    assert _kinds(ctx, phone) == [("jpki-auth", "valid"), ("mdoc", "valid")]
+
+    _a_year_passes_to_15(ctx, out["holder"])
+    # a crash inside the job, then the same command finishes it: one key, one certificate
+    def crash(step):
+        if step == "write-sign-cert":
+            raise Crash(step)
+
+    with pytest.raises(Crash):
+        issue_sign(ctx, phone, after_step=crash)
+    got = runner.invoke(cli, ["jpki", "issue-sign", "--phone", phone, "--json"])
+    assert got.exit_code == 0, got.output
+    body = json.loads(got.stdout)
+    assert body["resumed"] is True and body["sign_certificate"]["serial"]
+    password = body["secrets_shown_once"]["password"]
+    assert _kinds(ctx, phone) == [("jpki-auth", "valid"), ("jpki-sign", "valid"), ("mdoc", "valid")]
+    jpki = _jpki(ctx, phone)
+    assert jpki["slots"]["signing"]["algorithm"] == "p384" and "0001" in jpki["certificates"]
+    assert jpki["certificates"]["0001"]["serial"] == body["sign_certificate"]["serial"].upper()
+    assert jpki["secrets"]["signing_password"]["set"] is True
+    # it signs with the password shown
+    doc, pw = tmp_path / "doc.txt", tmp_path / "pw"
+    doc.write_text("申請書")
+    pw.write_text(password)
+    signed = runner.invoke(cli, ["jpki", "sign", str(doc), "--phone", phone, "--pin-file", str(pw)])
+    assert signed.exit_code == 0, signed.output
+    # a second one is refused while this one lives
+    again = runner.invoke(cli, ["jpki", "issue-sign", "--phone", phone, "--password-file", str(pw)])
+    assert again.exit_code == 2 and "live signing certificate" in again.output
+    with ctx.sessions() as s:
+        issued = s.scalars(select(Credential).where(Credential.phone_id == phone, Credential.kind == "jpki-sign")).all()
+    assert len(issued) == 1
+    # audited: the TSM's job, the issuer's issuance
+    audit = json.loads(runner.invoke(cli, ["audit", "--subject", issued[0].id, "--json"]).stdout)
+    assert [e["action"] for e in audit] == ["jpki.issue"]
+
+
+def test_issue_sign_with_a_password_file_and_its_job_input_checked(ctx, tmp_path):
+    phone, out = _child(ctx, tmp_path, years=14)
+    _a_year_passes_to_15(ctx, out["holder"])
+    pw = tmp_path / "pw"
+    pw.write_text("bad pw")
+    runner = CliRunner(env={"MCRED_HOME": str(ctx.home)})
+    bad = runner.invoke(cli, ["jpki", "issue-sign", "--phone", phone, "--password-file", str(pw)])
+    assert bad.exit_code == 2 and "signing_password" in bad.output
+    pw.write_text("MYPASS15")
+    got = runner.invoke(cli, ["jpki", "issue-sign", "--phone", phone, "--password-file", str(pw)])
+    assert got.exit_code == 0, got.output
+    assert "signing certificate serial" in got.stdout and "MYPASS15" not in got.stdout
+    for secrets_, job_input in ((JobSecrets("1234", "ABC123", None), {"algorithm": "p384"}),
+                                (JobSecrets(None, None, None), {"algorithm": "p384"}),
+                                (JobSecrets(None, "ABC123", None), {"algorithm": "ed25519"}),
+                                (JobSecrets(None, "ABC123", None), {"algorithm": "p384", "slots": ["sign"]})):
+        with pytest.raises(JobInputError):
+            tsm_for(ctx).create_job(phone, "issue-sign", job_input, secrets_)

@@ -45,7 +45,7 @@ from tsm.steps import JPKI_SLOTS, STEPS, script
 from tsm.trace import Sink
 
 KINDS = ("provision", "provision-mdoc", "refresh-mdoc", "delete-credentials", "rotate-keys",
-         "reset-secrets", "rotate-kloc")
+         "reset-secrets", "rotate-kloc", "issue-sign")
 #: States a job never leaves: done (its last step committed) and abandoned (an operator's
 #: decision that it will not finish: :meth:`Tsm.abandon`)
 ENDED = ("done", "abandoned")
@@ -85,14 +85,15 @@ def _reason(what: str, reason: object) -> str:
 @dataclass(frozen=True)
 class JobSecrets:
     """PINs for a provisioning run; kept in memory, sealed in the DB, never logged.
-    ``signing_password`` is None for a job that sets none (no signing key: a holder under 15)."""
+    ``signing_password`` is None for a job that sets none (no signing key: a holder under 15),
+    ``user_auth_pin`` for one that sets only the signing password (``issue-sign``)."""
 
-    user_auth_pin: str
+    user_auth_pin: str | None
     signing_password: str | None
     puk: str | None = None
 
     def __post_init__(self) -> None:
-        if not _PIN.fullmatch(self.user_auth_pin):
+        if self.user_auth_pin is not None and not _PIN.fullmatch(self.user_auth_pin):
             raise JobInputError("user_auth_pin must be exactly 4 digits")
         if self.signing_password is not None and not _PASSWORD.fullmatch(self.signing_password):
             raise JobInputError("signing_password must be 6-16 characters of A-Z and 0-9")
@@ -233,6 +234,8 @@ def _check_input(kind: str, se_id: str, job_input: dict, secrets: JobSecrets | N
         if kind == "provision":
             if secrets is None:
                 raise JobInputError("a provision job needs the PIN and password (JobSecrets)")
+            if secrets.user_auth_pin is None:
+                raise JobInputError("a provision job needs the user-authentication PIN")
             slots = _jpki_slots(job_input.get("jpki_slots", list(JPKI_SLOTS)))
             if ("sign" in slots) != (secrets.signing_password is not None):
                 raise JobInputError("a signing password goes with the sign slot, and only with it "
@@ -260,10 +263,22 @@ def _check_input(kind: str, se_id: str, job_input: dict, secrets: JobSecrets | N
             raise JobInputError("a reset-secrets job needs the new secrets (JobSecrets)")
         if "sign" in slots and secrets.signing_password is None:
             raise JobInputError("resetting the signing password needs a new one in the job's secrets")
+        if "auth" in slots and secrets.user_auth_pin is None:
+            raise JobInputError("resetting the PIN needs a new one in the job's secrets")
         if puk and secrets.puk is None:
             raise JobInputError("resetting the PUK needs a new PUK in the job's secrets")
         out.update(slots=sorted(slots), puk=puk)
+    if kind == "issue-sign":
+        alg = job_input.get("algorithm")
+        if alg not in ("rsa2048", "p384"):
+            raise JobInputError(f"algorithm {alg!r} is neither rsa2048 nor p384 (the phone's user-authentication key's)")
+        if secrets is None or secrets.signing_password is None:
+            raise JobInputError("an issue-sign job needs the signing password (JobSecrets)")
+        if secrets.user_auth_pin is not None or secrets.puk is not None:
+            raise JobInputError("an issue-sign job sets the signing password only: no PIN, no PUK")
+        out.update(algorithm=alg)
     known = ({"phone_id", "slots", "puk"} if kind == "reset-secrets" else
+             {"phone_id", "algorithm"} if kind == "issue-sign" else
              {"phone_id", "check"} if kind == "rotate-kloc" else
              {"phone_id", "algorithm", "mdoc_count"} | ({"rotate"} if kind == "refresh-mdoc" else set())
              | ({"hold_secrets", "jpki_slots"} if kind == "provision" else set()))

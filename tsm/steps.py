@@ -478,6 +478,48 @@ def set_pins(ctx: StepContext) -> None:
     ctx.results.update(set=True)
 
 
+def note_sign_key(ctx: StepContext) -> None:
+    """``issue-sign``: the JPKI applet must be there (the phone provisioned); record the key
+    the signing slot holds now (SHA-256 of its SPKI, or none), so that
+    ``generate-sign-key-anew`` generates exactly once however often the job is retried."""
+    if not ctx.results_of("survey").get("jpki"):
+        raise JobError(f"SE {ctx.se_id} holds no JPKI applet: provision the phone first")
+    key = jpki_state(ctx).keys.get(ap.SLOT_SIGN)
+    ctx.results.update(spki_sha256=key.spki_sha256.hex() if key else None)
+
+
+def generate_sign_key_anew(ctx: StepContext) -> None:
+    """``issue-sign``: a new signing key in the SE, unless an interrupted try of this job made
+    one already (the slot holds a key other than the one noted before). A key the slot held
+    before the job (a signing certificate revoked, or a key left by a stopped re-issue) is
+    replaced: it was never this certificate's."""
+    noted = ctx.results_of("note-sign-key").get("spki_sha256")
+    key = jpki_state(ctx).keys.get(ap.SLOT_SIGN)
+    if key is not None and key.spki_sha256.hex() != noted:
+        if key.algorithm != ctx.input["algorithm"]:
+            raise CardDataError(f"SE {ctx.se_id}: sign key is {key.algorithm}, not {ctx.input['algorithm']}")
+        ctx.results.update(generated=False, spki_sha256=key.spki_sha256.hex())
+        return
+    known = ctx.session.known_keys
+    data = personalise(ctx, ap.JPKI, ap.jpki_generate(ap.SLOT_SIGN, ctx.input["algorithm"], ctx.rng(32)),
+                       "jpki GENERATE KEY sign")
+    new = ap.parse_jpki_key(ap.answer_of(data, ap.JPKI_GENERATE, "JPKI GENERATE"))
+    before = known.get(ap.JPKI.instance_aid)
+    _know_keys(ctx, ap.JPKI, known, None if before is None else before | {ap.SLOT_SIGN})
+    ctx.results.update(generated=True, spki_sha256=_sha(new.spki))
+
+
+def set_sign_password(ctx: StepContext) -> None:
+    """``issue-sign``: the signing password set from the sealed value, with a fresh retry
+    counter (one STORE DATA; a re-run sets the same value again)."""
+    sec = ctx.secrets
+    if sec is None or sec.signing_password is None:
+        raise SecretsRequiredError(f"job {ctx.job_id}: set-sign-password needs the password")
+    personalise(ctx, ap.JPKI, ap.jpki_set_pin(ap.SLOT_SIGN, sec.signing_password.encode("ascii")),
+                "jpki SET PIN sign", secret=True, keeps_keys=True)
+    ctx.results.update(set=True)
+
+
 def reset_secrets(ctx: StepContext) -> None:
     """An issuer's reset of the holder's secrets (the counter, after the holder proved who
     they are): the secrets the job names (``slots``, and the PUK when ``puk``) set anew with
@@ -610,9 +652,9 @@ def _delete(applet: ap.AppletRef) -> Callable[[StepContext], None]:
 
 def done(ctx: StepContext) -> None:
     """Final check: the applets the job put on the SE are there (GET STATUS)."""
-    if ctx.kind in ("provision", "provision-mdoc", "refresh-mdoc"):
+    if ctx.kind in ("provision", "provision-mdoc", "refresh-mdoc", "issue-sign"):
         reg = registry(ctx)
-        want = ([ap.JPKI] if ctx.kind == "provision" else []) + (
+        want = ([ap.JPKI] if ctx.kind in ("provision", "issue-sign") else []) + (
             [ap.MDOC] if ctx.input.get("mdoc_count") else [])
         for a in want:
             if a.instance_aid not in reg:
@@ -634,6 +676,9 @@ STEPS: dict[str, Callable[[StepContext], None]] = {
     "write-auth-cert": _write_jpki("auth"),
     "set-pins": set_pins,
     "reset-secrets": reset_secrets,
+    "note-sign-key": note_sign_key,
+    "generate-sign-key-anew": generate_sign_key_anew,
+    "set-sign-password": set_sign_password,
     "install-mdoc": _install(ap.MDOC),
     "generate-device-keys": generate_device_keys,
     "note-device-keys": note_device_keys,
@@ -683,4 +728,7 @@ def script(kind: str, job_input: dict) -> list[str]:
         return PREAMBLE + ["replace-kloc", "done"]
     if kind == "reset-secrets":
         return PREAMBLE + ["reset-secrets", "done"]
+    if kind == "issue-sign":
+        return PREAMBLE + ["survey", "note-sign-key", "generate-sign-key-anew", "issue-sign-cert",
+                           "write-sign-cert", "set-sign-password", "done"]
     raise JobError(f"unknown job kind {kind!r}")

@@ -83,7 +83,8 @@ def provision_cmd(
     ssl_certfile: Path = SSL_CERTFILE,
     ssl_keyfile: Path = SSL_KEYFILE,
 ) -> None:
-    """Provision the JPKI signing and user-auth certificates and a batch of mdocs into a phone."""
+    """Provision the JPKI signing and user-auth certificates and a batch of mdocs into a phone
+    (no signing certificate for a holder under 15: `mcred jpki issue-sign` once they are 15)."""
     import wallet_sim
     from mcred.context import Context
     from mcred.provision import (
