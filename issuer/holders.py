@@ -7,7 +7,8 @@ municipality_code, card_number, card_expiry (or card_expiry_date). PIN, password
 portrait are never stored here. One card number per holder (database
 constraint): registering the same card again returns the same holder; the same card number
 with different data is refused. A simulated card number is 16 random digits; the simulated
-card is valid until the holder's 10th birthday after today (adults, DOMAIN.md).
+card is valid until the holder's 10th birthday after today in Japan, the 5th for a holder
+under 18 (``protocols.birthdays.card_expiry``, the rule the mdoc's card validity follows).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from issuer.db import AuditEvent, Credential, Holder, Phone, unindexed, utcnow
-from protocols.jpki.validity import nth_birthday_after
+from protocols.birthdays import card_expiry as _card_expiry
+from protocols.birthdays import today_in_japan
 
 #: A phone id the issuer records (``phones.id``, 64 wide): lower-case letters, digits and
 #: hyphens, at most 63, as the HTTP API and the wallet simulator take them.
@@ -75,8 +77,10 @@ def holder_data(holder) -> dict:  # noqa: ANN001
 
 
 def simulated_card_expiry(birth_date: dt.date, today: dt.date) -> dt.date:
-    """The 10th birthday strictly after ``today`` (29 February -> 28 February)."""
-    return nth_birthday_after(birth_date, today, 10)
+    """The card's expiry when issued ``today`` (a date in Japan): the 10th birthday strictly
+    after it, the 5th for a holder under 18 then (29 February: 28 February in a common year;
+    ``protocols.birthdays``)."""
+    return _card_expiry(birth_date, today)
 
 
 def register(sessions: sessionmaker[Session], holder, *, actor: str = "issuer",  # noqa: ANN001
@@ -109,7 +113,7 @@ def register(sessions: sessionmaker[Session], holder, *, actor: str = "issuer", 
     card_number = str(card_number or "".join(secrets.choice("0123456789") for _ in range(16)))
     if card_expiry is None:
         card_expiry = simulated_card_expiry(dt.date.fromisoformat(data["birth_date"]),
-                                            now.date())
+                                            today_in_japan(now))
     try:
         with sessions.begin() as s:
             row = Holder(data=data, card_number=card_number, card_expiry=card_expiry,
@@ -206,7 +210,8 @@ def renew_card(sessions: sessionmaker[Session], holder_id: str, *, actor: str, r
                now: dt.datetime | None = None,
                then: Callable[[Session], object] | None = None) -> dict:
     """The holder received a new card (カードの更新): a new card number (16 digits; random
-    when not given) and expiry (the 10th birthday after today when not given). Returns
+    when not given) and expiry (when not given, by rule: :func:`simulated_card_expiry` of today
+    in Japan). Returns
     ``{"card_number", "card_expiry", "previous_card_number"}``; audited (``holder.renew_card``,
     both card numbers and ``reason``). The credentials issued from the old card are the
     caller's to re-issue (the ``renewal`` workflow, recorded by ``then(session)`` in the same
@@ -222,7 +227,7 @@ def renew_card(sessions: sessionmaker[Session], holder_id: str, *, actor: str, r
         with sessions.begin() as s:
             holder = _locked(s, holder_id, "no card to renew")
             expiry = card_expiry or simulated_card_expiry(dt.date.fromisoformat(holder.data["birth_date"]),
-                                                          now.date())
+                                                          today_in_japan(now))
             if expiry <= now.date():
                 raise HolderError(f"a new card expires after today, not on {expiry.isoformat()}")
             previous = holder.card_number
@@ -339,7 +344,19 @@ def _summarised(s: Session, holders: list[Holder], with_data: bool) -> Iterator[
                "live": sum(n for k, n in c.items() if k.endswith((":valid", ":hold")))}
         if with_data:
             row["data"] = {k: v for k, v in h.data.items() if k != "portrait"}
+            row["signing_certificate_from"] = _signing_from(h.data)
         yield row
+
+
+def _signing_from(data: Mapping) -> str | None:
+    """The first day the holder may be issued a signing certificate (their 15th birthday:
+    ``protocols.jpki.eligibility``), or None when the birth date is not known (erased)."""
+    from protocols.jpki.eligibility import signing_eligible_from
+
+    try:
+        return signing_eligible_from(dt.date.fromisoformat(data["birth_date"])).isoformat()
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 # -- erasure ---------------------------------------------------------------------------------------

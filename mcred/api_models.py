@@ -23,7 +23,7 @@ from issuer.api.jobs import JobBody
 _DATE_TIME = {"format": "date-time"}
 #: The TSM's job kinds (tsm.jobs.KINDS) and states, written out (a test holds them to the TSM's)
 TsmKind = Literal["provision", "provision-mdoc", "refresh-mdoc", "delete-credentials", "rotate-keys",
-                  "reset-secrets", "rotate-kloc"]
+                  "reset-secrets", "rotate-kloc", "issue-sign"]
 TsmState = Literal["pending", "running", "interrupted", "done", "abandoned"]
 KeyType = Literal["rsa2048", "p384"]
 
@@ -85,6 +85,9 @@ class HolderSummary(_Closed):
 
 class HolderDetail(HolderSummary):
     data: dict[str, Any] = Field(description="the registered card-substitute data, without the portrait")
+    signing_certificate_from: str | None = Field(json_schema_extra={"format": "date"}, description=(
+        "the first day a signing certificate may be issued to the holder (the 15th birthday: none is issued "
+        "under 15); null when the birth date is not known (erased)"))
 
 
 class HolderList(_Page):
@@ -240,8 +243,12 @@ class ProvisionJobResult(_Closed):
     key_type: KeyType
     mdocs: int = Field(description="how many mdocs (MSOs) it wrote")
     seconds: float
-    sign_certificate: CertificateFacts
+    sign_certificate: CertificateFacts | None = Field(description=(
+        "null: no signing certificate was issued (a holder under 15 gets none; the SE's signing slot is "
+        "left empty, its password unset, and a password given is not used)"))
     auth_certificate: CertificateFacts
+    sign_withheld: str | None = Field(None, description="why no signing certificate was issued, with "
+                                      "sign_certificate null")
 
 
 class ProvisionJob(_OverTheAir):

@@ -632,7 +632,8 @@ def _provisioned(res) -> dict[str, Any]:  # noqa: ANN001 - mcred.provision.Provi
     return _jsonable({"phone_id": res.phone_id, "holder_id": res.holder_id,
                       "tsm_job_id": res.job_id, "key_type": res.key_type,
                       "mdocs": len(res.mdocs), "seconds": res.seconds,
-                      **{k: v for k, v in summary.items() if k.endswith("_certificate")}})
+                      **{k: v for k, v in summary.items() if k.endswith("_certificate")},
+                      **({"sign_withheld": summary["sign_withheld"]} if summary.get("sign_withheld") else {})})
 
 
 def _tsm_job(j) -> dict[str, Any]:  # noqa: ANN001 - tsm.jobs.JobView or JobLine

@@ -143,7 +143,8 @@ class HandoverActions:
         for job in reversed(self._jobs(phone_id, provision_actor(handover_id))):
             held = tsm.held_secrets(job.id) if job.kind == "provision" else None
             if held is not None:
-                return {"pin": held.user_auth_pin, "password": held.signing_password,
+                return {"pin": held.user_auth_pin,
+                        **({"password": held.signing_password} if held.signing_password else {}),
                         **({"puk": held.puk} if held.puk else {})}
         return {}
 
@@ -225,10 +226,15 @@ class HandoverActions:
         and write its certificate: a found phone's signing key was out of the holder's
         control (cessationOfOperation); after a basic four change the certificate carries
         data that no longer hold (superseded), and the new one carries the registry's. The
-        signing password stays as the holder set it."""
+        signing password stays as the holder set it. A phone that held no signing certificate
+        when the workflow started (a holder under 15 has none, and no password) gets none:
+        there is nothing to re-issue, and a key with no password set would guard nothing."""
         phone = c.old_phone_id or c.new_phone_id
         assert phone
         before = set(c.results.get("prepare", {}).get("credentials", []))
+        if not self._any_of_kind(before, "jpki-sign"):
+            return {"revoked": 0, "generated": False, "skipped": "no signing certificate on the phone",
+                    "at": _stamp()}
         reason = "superseded" if c.kind == "basic_four_change" else "cessationOfOperation"
         revoked = self._revoke_ids(before, "jpki-sign", reason)
         old_key = c.results.get("prepare", {}).get("sign_key_sha256")
@@ -256,6 +262,14 @@ class HandoverActions:
         result = refresh_mdocs(self.ctx, phone, actor=actor, after_step=self.tsm_hook,
                                job_id=started[-1].id if started else None)
         return {"job": result.job_id, "mdocs": len(result.issued), "at": _stamp()}
+
+    def _any_of_kind(self, ids: set[str], kind: str) -> bool:
+        """Whether any of the credentials ``ids`` is of ``kind``."""
+        if not ids:
+            return False
+        with self.ctx.sessions() as s:
+            return s.scalar(select(Credential.id).where(Credential.id.in_(sorted(ids)),
+                                                        Credential.kind == kind).limit(1)) is not None
 
     def _revoke_ids(self, ids: set[str], kind: str | None, reason: str) -> int:
         """Revoke the live credentials among ``ids`` (of ``kind``), not any issued since:
@@ -457,7 +471,7 @@ def change_basic_four(ctx: Context, holder_id: str, changes: Mapping[str, Any], 
     else:
         out = record_basic_four_change(ctx, holder_id, changes, reason=reason, actor=actor)
         if out["handover"] is None:
-            return {**out, "steps": {}}
+            return {**out, "steps": {}, "sign_withheld": None}
     return {**out, **_run(actions, actor, out["handover"])}
 
 
@@ -506,9 +520,13 @@ def release_secrets(ctx: Context, handover_id: str, phone_id: str, actor: str) -
 
 
 def _run(actions: HandoverActions, actor: str, handover_id: str) -> dict[str, Any]:
-    """Run the workflow to its end: ``{"state", "steps"}`` (seconds per step)."""
+    """Run the workflow to its end: ``{"state", "steps", "sign_withheld"}`` (seconds per
+    step; why the phone holds no signing certificate, or None: a holder under 15 gets none)."""
+    from mcred.provision import sign_withheld
+
     h = actions.runner(actor).run(handover_id)
-    return {"state": h.state, "steps": {k: round(v["seconds"], 3) for k, v in h.detail["timings"].items()}}
+    return {"state": h.state, "steps": {k: round(v["seconds"], 3) for k, v in h.detail["timings"].items()},
+            "sign_withheld": sign_withheld(actions.ctx, h.new_phone_id or h.old_phone_id)}
 
 
 def record_card_renewal(ctx: Context, holder_id: str, *, reason: str, card_number: str | None = None,
@@ -563,7 +581,7 @@ def renew_card(ctx: Context, holder_id: str, *, reason: str, key_type: str = "p3
     else:
         out = record_card_renewal(ctx, holder_id, reason=reason, card_number=card_number, actor=actor)
         if out["handover"] is None:
-            return {**out, "steps": {}, "secrets": {}}
+            return {**out, "steps": {}, "secrets": {}, "sign_withheld": None}
         actions = actions or HandoverActions(ctx, key_type=key_type, mdoc_batch=out["mdoc_batch"],
                                              hold_secrets=hold_secrets)
     ran = _run(actions, actor, out["handover"])

@@ -69,6 +69,17 @@ class SeDataError(SeError):
         self.step, self.sw = step, 0x9000
 
 
+class NoSigningCertificateError(SeError):
+    """The phone's SE holds no signing key (its password never set): no signing certificate
+    was issued to it, as for a holder under 15. Nothing can sign; no try was spent."""
+
+    def __init__(self) -> None:
+        Exception.__init__(self, "this phone holds no signing certificate (署名用電子証明書) and no signing key: "
+                           "none is issued to a holder under 15 (the user-authentication certificate signs "
+                           "nothing but a log-in: --slot auth); nothing was signed, no try was spent")
+        self.step, self.sw = "VERIFY signing password", 0x6A88
+
+
 class SecretFormatError(ValueError):
     """A PIN or password that the JPKI applet's format rules can never accept: refused before
     VERIFY, so no try of the retry counter is spent on it."""
@@ -150,6 +161,16 @@ class JpkiCard:
 
     def select_ef(self, fid: int) -> None:
         self._send(f"SELECT EF {fid:04X}", bytes([0, 0xA4, 2, 0x0C, 2]) + fid.to_bytes(2, "big"))
+
+    def has_ef(self, fid: int) -> bool:
+        """Whether the applet holds EF ``fid`` (SELECT; 6A82: it does not)."""
+        try:
+            self.select_ef(fid)
+        except SeError as exc:
+            if exc.sw == 0x6A82:
+                return False
+            raise
+        return True
 
     def verify(self, pin_ef: int, pin: bytes) -> None:
         self.select_ef(pin_ef)
@@ -249,7 +270,12 @@ def se_signer(transmit, slot: str, pin: bytes) -> SeSigner:  # noqa: ANN001
     check_secret(slot, pin)
     card = JpkiCard(transmit)
     card.select_ap()
-    card.verify(pin_ef, pin)
+    try:
+        card.verify(pin_ef, pin)
+    except SeError as exc:  # a password never set: is there a signing key at all?
+        if slot == "sign" and exc.sw == 0x6A88 and not card.has_ef(key_ef):
+            raise NoSigningCertificateError() from None
+        raise
     cert_der, cert, key_type = card.read_certificate(cert_ef)
     return SeSigner(card, key_ef, cert_der, cert, key_type)
 

@@ -20,6 +20,7 @@ here needs to install it.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import secrets
 import time
@@ -93,8 +94,9 @@ class ProvisionResult:
     holder_id: str
     job_id: str
     key_type: str
-    sign_certificate: bytes = field(repr=False)
-    sign_ca: bytes = field(repr=False)
+    #: None when no signing certificate was issued (a holder under 15: ``sign_withheld``)
+    sign_certificate: bytes | None = field(repr=False)
+    sign_ca: bytes | None = field(repr=False)
     auth_certificate: bytes = field(repr=False)
     auth_ca: bytes = field(repr=False)
     mdocs: tuple[bytes, ...] = field(repr=False)
@@ -104,15 +106,21 @@ class ProvisionResult:
     #: Which of "pin", "password", "puk" were generated here (to be shown once).
     generated: tuple[str, ...] = ()
     seconds: float = 0.0
+    #: Why no signing certificate was issued (:data:`SIGN_WITHHELD`), or None
+    sign_withheld: str | None = None
 
     def summary(self) -> dict[str, Any]:
-        """JSON-friendly facts (no secrets)."""
+        """JSON-friendly facts (no secrets); ``sign_certificate`` None, and ``sign_withheld``
+        saying why, when none was issued."""
         from cryptography import x509
 
         out: dict[str, Any] = {"phone": self.phone_id, "holder": self.holder_id,
                                "job": self.job_id, "key_type": self.key_type,
                                "mdocs": len(self.mdocs), "seconds": round(self.seconds, 3)}
         for slot, der in (("sign", self.sign_certificate), ("auth", self.auth_certificate)):
+            if der is None:  # the signing certificate of a holder under 15
+                out[f"{slot}_certificate"], out["sign_withheld"] = None, self.sign_withheld
+                continue
             c = x509.load_der_x509_certificate(der)
             out[f"{slot}_certificate"] = {"serial": format(c.serial_number, "x"),
                                           "subject": c.subject.rfc4514_string(),
@@ -121,12 +129,14 @@ class ProvisionResult:
 
 
 def generate_secrets(pin: str | None = None, password: str | None = None,
-                     puk: str | None = None) -> tuple[JobSecrets, tuple[str, ...]]:
-    """The job secrets, generating what was not given, and the names generated."""
+                     puk: str | None = None, *, sign: bool = True) -> tuple[JobSecrets, tuple[str, ...]]:
+    """The job secrets, generating what was not given, and the names generated. Without
+    ``sign`` (no signing key is provisioned: a holder under 15) there is no signing
+    password: one given is not used."""
     generated = tuple(n for n, v in (("pin", pin), ("password", password), ("puk", puk))
-                      if v is None)
+                      if v is None and (sign or n != "password"))
     pin = pin if pin is not None else "".join(secrets.choice(_DIGITS) for _ in range(4))
-    password = password if password is not None else "".join(
+    password = None if not sign else password if password is not None else "".join(
         secrets.choice(_PASSWORD_ALPHABET) for _ in range(8))
     puk = puk if puk is not None else "".join(secrets.choice(_DIGITS) for _ in range(8))
     try:
@@ -232,6 +242,54 @@ def _refusals(what: str) -> Iterator[None]:
         raise IssuerPortError(f"the issuer refused the {what}: {exc}") from exc
 
 
+#: What a provisioning says of the signing certificate it did not issue
+SIGN_WITHHELD = "holder under 15 (a signing certificate, 署名用電子証明書, is issued from 15)"
+
+
+def holder_birth_date(ctx: Context, holder: cardsub.Holder | str) -> dt.date | None:
+    """The birth date of a parsed holder, or of a registered one (None: unknown, erased)."""
+    if not isinstance(holder, str):
+        return holder.birth_date
+    from issuer.db import Holder
+
+    with ctx.sessions() as s:
+        row = s.get(Holder, holder) if len(holder) <= 32 else None
+    try:
+        return dt.date.fromisoformat(row.data["birth_date"]) if row is not None else None
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def jpki_slots_for(ctx: Context, holder: cardsub.Holder | str, now: dt.datetime | None = None) -> tuple[str, ...]:
+    """The JPKI slots to provision for ``holder`` today in Japan: the user-authentication
+    certificate at any age, the signing certificate from 15 on (``protocols.jpki.eligibility``;
+    the CA refuses it before, whatever is planned). A holder whose birth date is unknown, or
+    after today (a record no holder file gives), gets both planned, and the CA decides."""
+    from protocols.birthdays import today_in_japan
+    from protocols.jpki.eligibility import signing_eligible
+
+    birth = holder_birth_date(ctx, holder)
+    today = today_in_japan(now or dt.datetime.now(dt.UTC))
+    minor = birth is not None and birth <= today and not signing_eligible(birth, today)
+    return ("auth",) if minor else ("sign", "auth")
+
+
+def sign_withheld(ctx: Context, phone_id: str | None) -> str | None:
+    """Why the phone holds no live signing certificate (:data:`SIGN_WITHHELD` for a holder
+    under 15), or None when it holds one (or is nobody's)."""
+    if not phone_id:
+        return None
+    with ctx.sessions() as s:
+        holder_id = s.scalar(select(Phone.holder_id).where(Phone.id == phone_id))
+        live = s.scalar(select(Credential.id).where(Credential.phone_id == phone_id, Credential.kind == "jpki-sign",
+                                                    Credential.status.in_(_LIVE)).limit(1))
+    if live is not None or holder_id is None:
+        return None
+    if "sign" not in jpki_slots_for(ctx, holder_id):
+        return SIGN_WITHHELD
+    return "no signing certificate on the phone"
+
+
 def issuer_port(ctx: Context) -> CompositeIssuer:
     """The installation's IssuerPort (CAs and IACA set up). The one-phone-per-person rule is
     the issuers' own (``issuer.revocation.supersede_on_other_phones``)."""
@@ -298,7 +356,8 @@ def provision(ctx: Context, phone_id: str, holder: cardsub.Holder | str, *,
         pin = pin if pin is not None else holder.pin
         password = password if password is not None else holder.password
         puk = puk if puk is not None else holder.puk
-    job_secrets, generated = generate_secrets(pin, password, puk)
+    slots = jpki_slots_for(ctx, holder)  # a holder under 15: no signing key, certificate or password
+    job_secrets, generated = generate_secrets(pin, password, puk, sign="sign" in slots)
     if transmit is None:
         transmit = wallet_sim.open_secure_element(phone_id, ctx.home).transmit  # the phone exists, or refuse now
     port = issuer_port(ctx)
@@ -306,7 +365,7 @@ def provision(ctx: Context, phone_id: str, holder: cardsub.Holder | str, *,
     _check_phone_free(ctx, phone_id, holder)  # before anything is registered
     holder_id = register(ctx, holder, phone_id, actor=actor)
     job = tsm.create_job(phone_id, "provision",
-                         {"algorithm": key_type, "mdoc_count": mdoc_batch,
+                         {"algorithm": key_type, "mdoc_count": mdoc_batch, "jpki_slots": list(slots),
                           **({"hold_secrets": True} if hold_secrets else {})}, job_secrets)
     if alone:
         _claim_holder(ctx, tsm, holder_id, phone_id, job, actor)
@@ -447,7 +506,8 @@ def resume(ctx: Context, job_id: str, *, after_step: StepHook | None = None,
     secrets_ = sealed or JobSecrets("0000", "XXXXXX", None)
     # the interrupted run ended before it could show the holder's secrets: show them now,
     # the one time they can still be read (the job erases them as it ends)
-    shown = ("pin", "password", *(("puk",) if sealed.puk else ())) if sealed is not None else ()
+    shown = ("pin", *(("password",) if sealed.signing_password else ()),
+             *(("puk",) if sealed.puk else ())) if sealed is not None else ()
     return _result(view, holder_id, secrets_, shown, time.perf_counter() - t0,
                    secrets_known=sealed is not None)
 
@@ -458,16 +518,19 @@ def _result(view: JobView, holder_id: str, sec: JobSecrets, generated: tuple[str
     if view.state != "done":  # pragma: no cover - Tsm.run raises instead
         raise ProvisionError(f"job {view.id} ended in state {view.state}: {view.error}")
     r = view.results
-    sign, auth = r["issue-sign-cert"], r["issue-auth-cert"]
+    sign, auth = r.get("issue-sign-cert"), r["issue-auth-cert"]  # no sign step: a holder under 15
     mdocs = r.get("issue-mdoc", {}).get("issuer_signed", {})
     return ProvisionResult(
         phone_id=view.se_id, holder_id=holder_id, job_id=view.id,
         key_type=view.input["algorithm"],
-        sign_certificate=bytes.fromhex(sign["certificate"]), sign_ca=bytes.fromhex(sign["ca"]),
+        sign_certificate=bytes.fromhex(sign["certificate"]) if sign else None,
+        sign_ca=bytes.fromhex(sign["ca"]) if sign else None,
         auth_certificate=bytes.fromhex(auth["certificate"]), auth_ca=bytes.fromhex(auth["ca"]),
         mdocs=tuple(bytes.fromhex(mdocs[k]) for k in sorted(mdocs, key=int)),
-        pin=sec.user_auth_pin if secrets_known else "", password=sec.signing_password if secrets_known else "",
-        puk=(sec.puk or "") if secrets_known else "", generated=generated, seconds=seconds)
+        pin=sec.user_auth_pin if secrets_known else "",
+        password=(sec.signing_password or "") if secrets_known else "",
+        puk=(sec.puk or "") if secrets_known else "", generated=generated, seconds=seconds,
+        sign_withheld=None if sign else SIGN_WITHHELD)
 
 
 # --- MSO refresh ---------------------------------------------------------------------------
@@ -713,6 +776,110 @@ def abandon(ctx: Context, job_id: str, reason: str, *, actor: str = "mcred",
                          quarantined)
 
 
+# --- a signing certificate for a holder who has turned 15 ---------------------------------
+
+
+@dataclass(frozen=True)
+class IssueSignResult:
+    """What an ``issue-sign`` job put into the phone: the signing certificate, and its
+    password (shown once by the CLI when generated; never in ``repr``)."""
+
+    phone_id: str
+    holder_id: str
+    job_id: str
+    certificate: bytes = field(repr=False)
+    password: str = field(repr=False)
+    #: ("password",) when it was generated here (to be shown once); () when given
+    generated: tuple[str, ...] = ()
+    #: the job was one that had stopped, finished by this call
+    resumed: bool = False
+    seconds: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        from cryptography import x509
+
+        c = x509.load_der_x509_certificate(self.certificate)
+        return {"phone": self.phone_id, "holder": self.holder_id, "job": self.job_id, "resumed": self.resumed,
+                "sign_certificate": {"serial": format(c.serial_number, "x"), "subject": c.subject.rfc4514_string(),
+                                     "not_after": c.not_valid_after_utc.isoformat()},
+                "seconds": round(self.seconds, 3)}
+
+
+def issue_sign(ctx: Context, phone_id: str, *, password: str | None = None, actor: str = "mcred",
+               transmit: Callable[[bytes], bytes] | None = None, trace: Any = None,
+               after_step: StepHook | None = None) -> IssueSignResult:
+    """A signing certificate onto the phone of a holder who has turned 15 since it was
+    provisioned (none is issued under 15: ``protocols.jpki.eligibility``): a TSM
+    ``issue-sign`` job generates the signing key in the SE (of the type of the phone's
+    user-authentication key), the issuer issues its certificate, the TSM writes it and sets
+    the password (``password``, else generated, to be shown once). Audited as a provisioning
+    is (the TSM's job and steps, the issuer's ``jpki.issue``). Refused before anything runs
+    (:class:`ProvisionError`) for a phone not registered or not active, a holder under 15
+    (naming the day from which one may be issued), a phone that holds a live (valid or held)
+    signing certificate, or one without a live user-authentication certificate (provision it).
+    An ``issue-sign`` job of the phone that stopped (a crash, a lost answer) is finished
+    instead, with the password it sealed."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from protocols.birthdays import today_in_japan
+    from protocols.jpki.eligibility import signing_refusal
+
+    t0 = time.perf_counter()
+    left = list_jobs(ctx.engine, phone_id, kind="issue-sign", unfinished=True)
+    tsm = tsm_for(ctx, issuer_port(ctx), actor)
+    if left:  # finished, not started again: its key may be in the SE already
+        if password is not None:
+            raise ProvisionError(f"phone {phone_id!r} has an issue-sign job {left[-1].id} that stopped: it is "
+                                 "finished with the password it sealed (give none)")
+        sealed = tsm._unseal(left[-1].id)
+        if transmit is None:
+            transmit = wallet_sim.open_secure_element(phone_id, ctx.home).transmit
+        view = tsm.run(left[-1].id, transmit, after_step=after_step, trace=trace)
+        return _sign_issued(ctx, view, sealed.signing_password if sealed else "", ("password",) if sealed else (),
+                            t0, resumed=True)
+    try:
+        job_secrets = JobSecrets(None, password if password is not None else "".join(
+            secrets.choice(_PASSWORD_ALPHABET) for _ in range(8)), None)
+    except JobInputError as exc:
+        raise ProvisionError(f"password: {exc}") from None
+    if transmit is None:
+        transmit = wallet_sim.open_secure_element(phone_id, ctx.home).transmit  # the phone exists, or refuse now
+    with ctx.sessions() as s:
+        _check_active(s, phone_id, "provision it first", "no signing certificate is issued to it")
+        holder_id = s.scalar(select(Phone.holder_id).where(Phone.id == phone_id))
+        live = {kind: body for kind, body in s.execute(
+            select(Credential.kind, Credential.body).where(Credential.phone_id == phone_id,
+                                                           Credential.kind.in_(("jpki-sign", "jpki-auth")),
+                                                           Credential.status.in_(_LIVE)))}
+    birth = holder_birth_date(ctx, holder_id)
+    if birth is None:
+        raise ProvisionError(f"holder {holder_id}'s birth date is not known (erased): no signing certificate")
+    why = signing_refusal(birth, today_in_japan(dt.datetime.now(dt.UTC)))
+    if why is not None:
+        raise ProvisionError(f"phone {phone_id!r}: {why}")
+    if "jpki-sign" in live:
+        raise ProvisionError(f"phone {phone_id!r} holds a live signing certificate already: a new one comes "
+                             "with a renewal (`mcred holder renew-card`) or a change of the basic four data")
+    if "jpki-auth" not in live:
+        raise ProvisionError(f"phone {phone_id!r} holds no live user-authentication certificate: provision it")
+    key = x509.load_der_x509_certificate(live["jpki-auth"]).public_key()
+    algorithm = "p384" if isinstance(key, ec.EllipticCurvePublicKey) else "rsa2048"
+    job = tsm.create_job(phone_id, "issue-sign", {"algorithm": algorithm}, job_secrets)
+    view = tsm.run(job, transmit, secrets=job_secrets, after_step=after_step, trace=trace)
+    return _sign_issued(ctx, view, job_secrets.signing_password or "", () if password is not None else ("password",),
+                        t0)
+
+
+def _sign_issued(ctx: Context, view: JobView, password: str, generated: tuple[str, ...], t0: float,
+                 *, resumed: bool = False) -> IssueSignResult:
+    with ctx.sessions() as s:
+        holder_id = s.scalar(select(Phone.holder_id).where(Phone.id == view.se_id)) or ""
+    cert = bytes.fromhex(view.results["issue-sign-cert"]["certificate"])
+    return IssueSignResult(view.se_id, holder_id, view.id, cert, password, generated, resumed,
+                           time.perf_counter() - t0)
+
+
 # --- resetting the holder's secrets --------------------------------------------------------
 
 
@@ -757,7 +924,7 @@ def reset_secrets(ctx: Context, phone_id: str, *, slots: tuple[str, ...] = ("aut
             raise ProvisionError(f"a new {name} was given but {slot} is not reset")
     if new_puk is not None and not puk:
         raise ProvisionError("a new PUK was given but the PUK is not reset")
-    job_secrets, generated = generate_secrets(pin, password, new_puk)
+    job_secrets, generated = generate_secrets(pin, password, new_puk, sign="sign" in slots)
     if transmit is None:
         transmit = wallet_sim.open_secure_element(phone_id, ctx.home).transmit  # the phone exists, or refuse now
     with ctx.sessions() as s:
@@ -767,10 +934,30 @@ def reset_secrets(ctx: Context, phone_id: str, *, slots: tuple[str, ...] = ("aut
                                                     Credential.status.in_(_LIVE)).limit(1))
         if live is None:
             raise ProvisionError(f"phone {phone_id!r} holds no live JPKI certificate: nothing to protect")
+    if "sign" in slots and "sign" not in secret_slots(ctx, phone_id):
+        minor = "sign" not in jpki_slots_for(ctx, _holder_of(ctx, phone_id) or "")
+        raise ProvisionError(f"phone {phone_id!r} holds no signing certificate"
+                             + (" (holder under 15: none is issued)" if minor else "")
+                             + ": there is no signing password to reset; reset the PIN alone (--slot auth)")
     tsm = Tsm(ctx.engine, ctx.master_key, actor=actor, **ctx.tsm_trust())
     job = tsm.create_job(phone_id, "reset-secrets", {"slots": list(slots), "puk": puk}, job_secrets)
     view = tsm.run(job, transmit, secrets=job_secrets, trace=trace)
     return _reset_done(ctx, view, job_secrets, generated, actor)
+
+
+def _holder_of(ctx: Context, phone_id: str) -> str | None:
+    with ctx.sessions() as s:
+        return s.scalar(select(Phone.holder_id).where(Phone.id == phone_id))
+
+
+def secret_slots(ctx: Context, phone_id: str) -> tuple[str, ...]:
+    """The secrets a reset of the phone may set: ``auth``, and ``sign`` when a signing
+    certificate was ever issued to the phone (a holder under 15's phone has no signing key,
+    and its password was never set)."""
+    with ctx.sessions() as s:
+        signed = s.scalar(select(Credential.id).where(Credential.phone_id == phone_id,
+                                                      Credential.kind == "jpki-sign").limit(1))
+    return ("auth", "sign") if signed is not None else ("auth",)
 
 
 def resume_reset(ctx: Context, job_id: str, *, actor: str = "mcred",
@@ -807,7 +994,7 @@ def _reset_done(ctx: Context, view: JobView, sec: JobSecrets, shown: tuple[str, 
     with ctx.sessions.begin() as s:
         s.add(AuditEvent(actor=actor, action="jpki.secrets-reset", subject=view.se_id,
                          detail={"job": view.id, "reset": list(reset)}))
-    values = {"pin": sec.user_auth_pin, "password": sec.signing_password, "puk": sec.puk or ""}
+    values = {"pin": sec.user_auth_pin, "password": sec.signing_password or "", "puk": sec.puk or ""}
     wanted = [_SLOT_SECRET.get(x, x) for x in reset]  # auth -> pin, sign -> password, puk
     return ResetResult(view.se_id, view.id, reset, {k: values[k] for k in wanted},
                        tuple(k for k in wanted if shown is None or k in shown))

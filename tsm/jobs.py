@@ -41,11 +41,11 @@ from tsm.lock import FENCE, acquire, holds_row_lock, process_owner
 from tsm.oce import OceCredential
 from tsm.ports import IssuerPort
 from tsm.session import DEFAULT_SECURITY_LEVEL, CardSession, SeLink, Transmit, open_session
-from tsm.steps import STEPS, script
+from tsm.steps import JPKI_SLOTS, STEPS, script
 from tsm.trace import Sink
 
 KINDS = ("provision", "provision-mdoc", "refresh-mdoc", "delete-credentials", "rotate-keys",
-         "reset-secrets", "rotate-kloc")
+         "reset-secrets", "rotate-kloc", "issue-sign")
 #: States a job never leaves: done (its last step committed) and abandoned (an operator's
 #: decision that it will not finish: :meth:`Tsm.abandon`)
 ENDED = ("done", "abandoned")
@@ -84,16 +84,18 @@ def _reason(what: str, reason: object) -> str:
 
 @dataclass(frozen=True)
 class JobSecrets:
-    """PINs for a provisioning run; kept in memory, sealed in the DB, never logged."""
+    """PINs for a provisioning run; kept in memory, sealed in the DB, never logged.
+    ``signing_password`` is None for a job that sets none (no signing key: a holder under 15),
+    ``user_auth_pin`` for one that sets only the signing password (``issue-sign``)."""
 
-    user_auth_pin: str
-    signing_password: str
+    user_auth_pin: str | None
+    signing_password: str | None
     puk: str | None = None
 
     def __post_init__(self) -> None:
-        if not _PIN.fullmatch(self.user_auth_pin):
+        if self.user_auth_pin is not None and not _PIN.fullmatch(self.user_auth_pin):
             raise JobInputError("user_auth_pin must be exactly 4 digits")
-        if not _PASSWORD.fullmatch(self.signing_password):
+        if self.signing_password is not None and not _PASSWORD.fullmatch(self.signing_password):
             raise JobInputError("signing_password must be 6-16 characters of A-Z and 0-9")
         if self.puk is not None and not _PUK.fullmatch(self.puk):
             raise JobInputError("puk must be exactly 8 digits")
@@ -232,7 +234,13 @@ def _check_input(kind: str, se_id: str, job_input: dict, secrets: JobSecrets | N
         if kind == "provision":
             if secrets is None:
                 raise JobInputError("a provision job needs the PIN and password (JobSecrets)")
-            out.update(puk=secrets.puk is not None)
+            if secrets.user_auth_pin is None:
+                raise JobInputError("a provision job needs the user-authentication PIN")
+            slots = _jpki_slots(job_input.get("jpki_slots", list(JPKI_SLOTS)))
+            if ("sign" in slots) != (secrets.signing_password is not None):
+                raise JobInputError("a signing password goes with the sign slot, and only with it "
+                                    f"(jpki_slots {slots})")
+            out.update(jpki_slots=slots, puk=secrets.puk is not None)
             hold = job_input.get("hold_secrets", False)
             if not isinstance(hold, bool):
                 raise JobInputError(f"hold_secrets {hold!r} is not a boolean")
@@ -253,17 +261,42 @@ def _check_input(kind: str, se_id: str, job_input: dict, secrets: JobSecrets | N
             raise JobInputError(f"puk {puk!r} is not a boolean")
         if secrets is None:
             raise JobInputError("a reset-secrets job needs the new secrets (JobSecrets)")
+        if "sign" in slots and secrets.signing_password is None:
+            raise JobInputError("resetting the signing password needs a new one in the job's secrets")
+        if "auth" in slots and secrets.user_auth_pin is None:
+            raise JobInputError("resetting the PIN needs a new one in the job's secrets")
         if puk and secrets.puk is None:
             raise JobInputError("resetting the PUK needs a new PUK in the job's secrets")
         out.update(slots=sorted(slots), puk=puk)
+    if kind == "issue-sign":
+        alg = job_input.get("algorithm")
+        if alg not in ("rsa2048", "p384"):
+            raise JobInputError(f"algorithm {alg!r} is neither rsa2048 nor p384 (the phone's user-authentication key's)")
+        if secrets is None or secrets.signing_password is None:
+            raise JobInputError("an issue-sign job needs the signing password (JobSecrets)")
+        if secrets.user_auth_pin is not None or secrets.puk is not None:
+            raise JobInputError("an issue-sign job sets the signing password only: no PIN, no PUK")
+        out.update(algorithm=alg)
     known = ({"phone_id", "slots", "puk"} if kind == "reset-secrets" else
+             {"phone_id", "algorithm"} if kind == "issue-sign" else
              {"phone_id", "check"} if kind == "rotate-kloc" else
              {"phone_id", "algorithm", "mdoc_count"} | ({"rotate"} if kind == "refresh-mdoc" else set())
-             | ({"hold_secrets"} if kind == "provision" else set()))
+             | ({"hold_secrets", "jpki_slots"} if kind == "provision" else set()))
     unknown = set(job_input) - known
     if unknown:
         raise JobInputError(f"unknown job input field(s): {', '.join(sorted(unknown))}")
     return out
+
+
+def _jpki_slots(slots: object) -> list[str]:
+    """A provisioning's JPKI slots (input ``jpki_slots``): auth, with or without sign, in
+    :data:`JPKI_SLOTS` order; :class:`JobInputError` for anything else. The user-
+    authentication certificate is issued at any age; a holder under 15 gets no signing
+    certificate, so no signing key and no password (``protocols.jpki.eligibility``)."""
+    if (not isinstance(slots, list | tuple) or not all(isinstance(x, str) for x in slots)
+            or len(set(slots)) != len(slots) or "auth" not in slots or not set(slots) <= set(JPKI_SLOTS)):
+        raise JobInputError(f"jpki_slots {slots!r}: auth, or auth and sign")
+    return [x for x in JPKI_SLOTS if x in slots]
 
 
 @dataclass

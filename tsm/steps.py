@@ -361,7 +361,9 @@ def survey(ctx: StepContext) -> None:
         return
     # what the job will add: the applets it installs (one already there is not counted, nor
     # what a resumed job already wrote into it)
-    need = (NVM_JPKI_AT_LEAST.get(ctx.input.get("algorithm", ""), 0) if ctx.kind == "provision" and not jpki else 0) \
+    # one slot of two takes at least half of what both take (the applet's own share counted once)
+    jpki_need = NVM_JPKI_AT_LEAST.get(ctx.input.get("algorithm", ""), 0) * len(jpki_slots(ctx)) // len(JPKI_SLOTS)
+    need = (jpki_need if ctx.kind == "provision" and not jpki else 0) \
         + (NVM_MDOC_AT_LEAST * ctx.input.get("mdoc_count", 0) if not mdoc else 0)
     if need > free:
         raise SeMemoryError(f"SE {ctx.se_id} reports {free} bytes of free memory; this {ctx.kind} takes at "
@@ -453,23 +455,68 @@ def _write_jpki(slot_name: str) -> Callable[[StepContext], None]:
 
 
 def set_pins(ctx: StepContext) -> None:
-    """Set the user-auth PIN, the signing password and (if given) the PUK in one STORE DATA
-    sequence (the applet commits a sequence all or nothing)."""
+    """Set the user-auth PIN, the signing password (when the job provisions the signing slot)
+    and (if given) the PUK in one STORE DATA sequence (the applet commits a sequence all or
+    nothing)."""
     st = jpki_state(ctx)
-    want = [ap.SLOT_AUTH, ap.SLOT_SIGN] + ([ap.REF_PUK] if ctx.input.get("puk") else [])
+    sign = "sign" in jpki_slots(ctx)
+    want = [ap.SLOT_AUTH] + ([ap.SLOT_SIGN] if sign else []) + ([ap.REF_PUK] if ctx.input.get("puk") else [])
     if all(st.secrets.get(r) and st.secrets[r].is_set for r in want):
         ctx.results.update(set=False)
         return
     sec = ctx.secrets
-    if sec is None:
-        raise SecretsRequiredError(f"job {ctx.job_id}: set-pins needs the PIN and password")
-    stream = (ap.jpki_set_pin(ap.SLOT_AUTH, sec.user_auth_pin.encode("ascii"))
-              + ap.jpki_set_pin(ap.SLOT_SIGN, sec.signing_password.encode("ascii")))
+    if sec is None or (sign and sec.signing_password is None):
+        raise SecretsRequiredError(f"job {ctx.job_id}: set-pins needs the PIN" + (" and password" if sign else ""))
+    stream = ap.jpki_set_pin(ap.SLOT_AUTH, sec.user_auth_pin.encode("ascii"))
+    if sign:  # a job without the signing slot leaves its password unset (no key to guard)
+        stream += ap.jpki_set_pin(ap.SLOT_SIGN, sec.signing_password.encode("ascii"))
     if ap.REF_PUK in want:
         if not sec.puk:
             raise SecretsRequiredError(f"job {ctx.job_id}: set-pins needs the PUK")
         stream += ap.jpki_set_puk(sec.puk.encode("ascii"))
     personalise(ctx, ap.JPKI, stream, "jpki SET PINS", secret=True, keeps_keys=True)
+    ctx.results.update(set=True)
+
+
+def note_sign_key(ctx: StepContext) -> None:
+    """``issue-sign``: the JPKI applet must be there (the phone provisioned); record the key
+    the signing slot holds now (SHA-256 of its SPKI, or none), so that
+    ``generate-sign-key-anew`` generates exactly once however often the job is retried."""
+    if not ctx.results_of("survey").get("jpki"):
+        raise JobError(f"SE {ctx.se_id} holds no JPKI applet: provision the phone first")
+    key = jpki_state(ctx).keys.get(ap.SLOT_SIGN)
+    ctx.results.update(spki_sha256=key.spki_sha256.hex() if key else None)
+
+
+def generate_sign_key_anew(ctx: StepContext) -> None:
+    """``issue-sign``: a new signing key in the SE, unless an interrupted try of this job made
+    one already (the slot holds a key other than the one noted before). A key the slot held
+    before the job (a signing certificate revoked, or a key left by a stopped re-issue) is
+    replaced: it was never this certificate's."""
+    noted = ctx.results_of("note-sign-key").get("spki_sha256")
+    key = jpki_state(ctx).keys.get(ap.SLOT_SIGN)
+    if key is not None and key.spki_sha256.hex() != noted:
+        if key.algorithm != ctx.input["algorithm"]:
+            raise CardDataError(f"SE {ctx.se_id}: sign key is {key.algorithm}, not {ctx.input['algorithm']}")
+        ctx.results.update(generated=False, spki_sha256=key.spki_sha256.hex())
+        return
+    known = ctx.session.known_keys
+    data = personalise(ctx, ap.JPKI, ap.jpki_generate(ap.SLOT_SIGN, ctx.input["algorithm"], ctx.rng(32)),
+                       "jpki GENERATE KEY sign")
+    new = ap.parse_jpki_key(ap.answer_of(data, ap.JPKI_GENERATE, "JPKI GENERATE"))
+    before = known.get(ap.JPKI.instance_aid)
+    _know_keys(ctx, ap.JPKI, known, None if before is None else before | {ap.SLOT_SIGN})
+    ctx.results.update(generated=True, spki_sha256=_sha(new.spki))
+
+
+def set_sign_password(ctx: StepContext) -> None:
+    """``issue-sign``: the signing password set from the sealed value, with a fresh retry
+    counter (one STORE DATA; a re-run sets the same value again)."""
+    sec = ctx.secrets
+    if sec is None or sec.signing_password is None:
+        raise SecretsRequiredError(f"job {ctx.job_id}: set-sign-password needs the password")
+    personalise(ctx, ap.JPKI, ap.jpki_set_pin(ap.SLOT_SIGN, sec.signing_password.encode("ascii")),
+                "jpki SET PIN sign", secret=True, keeps_keys=True)
     ctx.results.update(set=True)
 
 
@@ -483,7 +530,9 @@ def reset_secrets(ctx: StepContext) -> None:
         raise SecretsRequiredError(f"job {ctx.job_id}: reset-secrets needs the new secrets")
     if not registry(ctx).get(ap.JPKI.instance_aid):
         raise JobError(f"SE {ctx.se_id} holds no JPKI applet: there is nothing to reset (provision it)")
-    values = {"auth": (ap.SLOT_AUTH, sec.user_auth_pin), "sign": (ap.SLOT_SIGN, sec.signing_password)}
+    if "sign" in ctx.input["slots"] and sec.signing_password is None:
+        raise SecretsRequiredError(f"job {ctx.job_id}: reset-secrets needs the new signing password")
+    values = {"auth": (ap.SLOT_AUTH, sec.user_auth_pin), "sign": (ap.SLOT_SIGN, sec.signing_password or "")}
     stream = b"".join(ap.jpki_set_pin(values[s][0], values[s][1].encode("ascii")) for s in ctx.input["slots"])
     if ctx.input.get("puk"):
         if not sec.puk:
@@ -603,9 +652,9 @@ def _delete(applet: ap.AppletRef) -> Callable[[StepContext], None]:
 
 def done(ctx: StepContext) -> None:
     """Final check: the applets the job put on the SE are there (GET STATUS)."""
-    if ctx.kind in ("provision", "provision-mdoc", "refresh-mdoc"):
+    if ctx.kind in ("provision", "provision-mdoc", "refresh-mdoc", "issue-sign"):
         reg = registry(ctx)
-        want = ([ap.JPKI] if ctx.kind == "provision" else []) + (
+        want = ([ap.JPKI] if ctx.kind in ("provision", "issue-sign") else []) + (
             [ap.MDOC] if ctx.input.get("mdoc_count") else [])
         for a in want:
             if a.instance_aid not in reg:
@@ -627,6 +676,9 @@ STEPS: dict[str, Callable[[StepContext], None]] = {
     "write-auth-cert": _write_jpki("auth"),
     "set-pins": set_pins,
     "reset-secrets": reset_secrets,
+    "note-sign-key": note_sign_key,
+    "generate-sign-key-anew": generate_sign_key_anew,
+    "set-sign-password": set_sign_password,
     "install-mdoc": _install(ap.MDOC),
     "generate-device-keys": generate_device_keys,
     "note-device-keys": note_device_keys,
@@ -638,8 +690,22 @@ STEPS: dict[str, Callable[[StepContext], None]] = {
     "done": done,
 }
 
+#: The JPKI slots a provisioning may write (input ``jpki_slots``), in the order it writes them
+JPKI_SLOTS = ("sign", "auth")
 JPKI_STEPS = ["install-jpki", "generate-sign-key", "issue-sign-cert", "write-sign-cert",
               "generate-auth-key", "issue-auth-cert", "write-auth-cert", "set-pins"]
+
+
+def jpki_steps(slots: list[str] | tuple[str, ...]) -> list[str]:
+    """The JPKI steps of a provisioning of ``slots`` (a holder under 15: auth only, the
+    signing slot left empty and its password unset)."""
+    return [s for s in JPKI_STEPS if not any(s.endswith(f"-{x}-key") or s.endswith(f"-{x}-cert")
+                                             for x in JPKI_SLOTS if x not in slots)]
+
+
+def jpki_slots(ctx: StepContext) -> list[str]:
+    """The JPKI slots the job provisions (a job recorded before the input: both)."""
+    return list(ctx.input.get("jpki_slots", JPKI_SLOTS))
 MDOC_STEPS = ["install-mdoc", "generate-device-keys", "issue-mdoc", "write-mdoc"]
 PREAMBLE = ["open-session", "rotate-keys", "check-keys"]
 
@@ -648,7 +714,7 @@ def script(kind: str, job_input: dict) -> list[str]:
     """The ordered step ids of a job of ``kind``."""
     if kind == "provision":
         mdoc = MDOC_STEPS if job_input.get("mdoc_count") else []
-        return PREAMBLE + ["survey"] + JPKI_STEPS + mdoc + ["done"]
+        return PREAMBLE + ["survey"] + jpki_steps(job_input.get("jpki_slots", JPKI_SLOTS)) + mdoc + ["done"]
     if kind == "provision-mdoc":
         return PREAMBLE + ["survey"] + MDOC_STEPS + ["done"]
     if kind == "refresh-mdoc":
@@ -662,4 +728,7 @@ def script(kind: str, job_input: dict) -> list[str]:
         return PREAMBLE + ["replace-kloc", "done"]
     if kind == "reset-secrets":
         return PREAMBLE + ["reset-secrets", "done"]
+    if kind == "issue-sign":
+        return PREAMBLE + ["survey", "note-sign-key", "generate-sign-key-anew", "issue-sign-cert",
+                           "write-sign-cert", "set-sign-password", "done"]
     raise JobError(f"unknown job kind {kind!r}")

@@ -27,13 +27,15 @@ from .errors import (
     IssuerJpkiError,
     ProofOfPossessionError,
     RevocationError,
+    SigningCertificateRefused,
     UnknownCredential,
 )
 from .ocsp import OcspService
 
 __all__ = [
     "CaNotSetUp", "Generation", "IssuanceError", "IssuerJpkiError", "JpkiCa", "JpkiIssuer",
-    "ProofOfPossessionError", "RevocationError", "UnknownCredential", "profile_for",
+    "ProofOfPossessionError", "RevocationError", "SigningCertificateRefused", "UnknownCredential",
+    "profile_for",
 ]
 
 

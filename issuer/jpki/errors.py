@@ -19,6 +19,15 @@ class IssuanceError(IssuerJpkiError):
     """A certificate cannot be issued (unknown phone or holder, bad key, slot conflict...)."""
 
 
+class SigningCertificateRefused(IssuanceError):
+    """No signing certificate for this holder: under 15 on the day of issue
+    (``protocols.jpki.eligibility``). The message says why and from when."""
+
+    def __init__(self, message: str, *, holder_id: str, eligible_from: str) -> None:
+        super().__init__(message)
+        self.holder_id, self.eligible_from = holder_id, eligible_from
+
+
 class UnknownCredential(IssuerJpkiError):
     """No credential matches the phone / slot / serial asked for."""
 

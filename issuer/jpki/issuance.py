@@ -30,19 +30,21 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from issuer.db import AuditEvent, Credential, Holder, Phone
 from issuer.mdoc.txn import is_retryable
 from issuer.revocation import supersede_on_other_phones
+from protocols.birthdays import today_in_japan
 from protocols.jpki.certificates import (
     BasicFour,
     JpkiSex,
     build_auth_certificate,
     build_signing_certificate,
 )
+from protocols.jpki.eligibility import signing_eligible_from, signing_refusal
 from protocols.jpki.errors import JpkiError
 from protocols.jpki.profile import KeyType, Purpose
 from protocols.jpki.validity import CURRENT_CARD_RULE, NEXT_CARD_RULE, end_entity_validity
 
 from . import partitions
 from .ca import _DER, KIND, JpkiCa, purpose_of, random_serial
-from .errors import IssuanceError, ProofOfPossessionError
+from .errors import IssuanceError, ProofOfPossessionError, SigningCertificateRefused
 from .models import JpkiChallenge
 
 CHALLENGE_BYTES = 32
@@ -157,6 +159,8 @@ def _issue_once(ca: JpkiCa, job_ref: str, phone_id: str, purpose: Purpose,
         holder = s.get(Holder, phone.holder_id, with_for_update=True) if phone.holder_id else None
         if holder is None:
             raise IssuanceError(f"phone {phone_id!r} has no holder")
+        if purpose is Purpose.SIGN:
+            _check_signing_age(holder, now)
         cert = _build(ca, purpose, generation, holder, subject_key, now)
         # The certificates this issuance revokes, locked before any CRL row, in one
         # statement and one order (issue time, then id), as a revocation locks a phone's
@@ -199,6 +203,20 @@ def _issue_once(ca: JpkiCa, job_ref: str, phone_id: str, purpose: Purpose,
                                  "serial": cred.serial, "job": job_ref,
                                  "card_number": holder.card_number}))
         return cred.body, generation.certificate.public_bytes(_DER)
+
+
+def _check_signing_age(holder: Holder, now: dt.datetime) -> None:
+    """:class:`SigningCertificateRefused` for a holder under 15 on the day of issue in Japan:
+    whatever a caller planned, the CA issues no signing certificate to them."""
+    try:
+        birth = dt.date.fromisoformat(holder.data["birth_date"])
+    except (KeyError, TypeError, ValueError):
+        raise IssuanceError(f"holder {holder.id} has no birth date: no signing certificate") from None
+    today = today_in_japan(now)
+    why = signing_refusal(birth, today) if birth <= today else None  # unborn: the profile refuses it
+    if why is not None:
+        raise SigningCertificateRefused(f"holder {holder.id}: {why}", holder_id=holder.id,
+                                        eligible_from=signing_eligible_from(birth).isoformat())
 
 
 def hashes_hex(data: bytes) -> str:

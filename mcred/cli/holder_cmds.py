@@ -5,6 +5,7 @@ their card data (異動) and the erasure of it."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from typing import Any
@@ -97,6 +98,11 @@ def holder_show(holder_id: str = typer.Argument(..., help="The holder's id (`mcr
               f"{out['card_expiry']}", highlight=False)
     for k, v in out["data"].items():
         con.print(f"  {k:<20} {escape(str(v))}", highlight=False)
+    from protocols.birthdays import today_in_japan
+
+    since = out.get("signing_certificate_from")
+    if since and since > today_in_japan(dt.datetime.now(dt.UTC)).isoformat():
+        con.print(f"  no signing certificate: holder under 15 (one may be issued from {since})", highlight=False)
     con.print("  phones: " + (", ".join(f"{p['id']} ({p['state']})" for p in out["phones"]) or "none"),
               highlight=False)
     for k, n in sorted(out["credentials"].items()):
@@ -206,8 +212,10 @@ def holder_update(
     if out["phone"] is None:
         typer.echo("no active phone carries their credentials: the next provisioning carries the new data")
         return
-    typer.echo(f"phone {out['phone']}: workflow {out['handover']} {out['state']} (signing certificate "
-               f"superseded and re-issued, mdocs re-issued, user authentication kept)")
+    sign = (f"no signing certificate: {out['sign_withheld']}" if out.get("sign_withheld")
+            else "signing certificate superseded and re-issued")
+    typer.echo(f"phone {out['phone']}: workflow {out['handover']} {out['state']} ({sign}, mdocs re-issued, "
+               "user authentication kept)")
     _print_steps(out["steps"])
 
 
@@ -258,6 +266,8 @@ def _show_renewal(holder_id: str, out: dict, as_json: bool) -> None:
         return
     typer.echo(f"phone {out['phone']}: renewal {out['handover']} {out['state']} ({out['key_type']} keys "
                "generated in the SE, certificates and mdocs issued anew, the old ones superseded)")
+    if out.get("sign_withheld"):
+        typer.echo(f"  no signing certificate: {out['sign_withheld']}")
     _print_steps(out["steps"])
     for k, v in out["secrets"].items():
         typer.echo(f"  new {SECRET_LABELS.get(k, k)} (shown once): {v}")

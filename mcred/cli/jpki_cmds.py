@@ -298,8 +298,10 @@ def pin_status(phone: str = typer.Option(..., "--phone"),
         return
     names = {"auth": "user-auth PIN   ", "sign": "signing password"}
     for slot, n in left.items():
-        state = "not set (not provisioned)" if n is None else "LOCKED (unblock with the PUK)" if n == 0 \
-            else f"{n} tries left"
+        # the PIN set and no password: a phone with no signing certificate (a holder under 15)
+        unset = "not set (no signing certificate)" if slot == "sign" and left.get("auth") is not None \
+            else "not set (not provisioned)"
+        state = unset if n is None else "LOCKED (unblock with the PUK)" if n == 0 else f"{n} tries left"
         typer.echo(f"{names[slot]} {state}")
 
 
@@ -360,7 +362,7 @@ def pin_reset(phone: str = typer.Option(None, "--phone"),
     """The issuer's side, once the holder has proved who they are (at the counter, or with
     the card): new secrets set through the TSM, with fresh retry counters; the keys and
     certificates stay, nothing is revoked. The new values are generated and shown once."""
-    from mcred.provision import ProvisionError, reset_secrets, resume_reset
+    from mcred.provision import ProvisionError, reset_secrets, resume_reset, secret_slots
     from tsm.errors import JobError, TsmError
     from tsm.jobs import list_jobs, read_job
     from wallet_sim.se.errors import SeError as PhoneError
@@ -384,9 +386,10 @@ def pin_reset(phone: str = typer.Option(None, "--phone"),
                                                        **tsm_tracing(ctx.home, se_id, transmit)))
             phone = result.phone_id
         else:
+            # both: what the phone has (a holder under 15's phone has no signing password)
+            slots = secret_slots(ctx, phone) if slot == "both" else (slot,)
             result = run(lambda transmit: reset_secrets(
-                ctx, phone, slots=("auth", "sign") if slot == "both" else (slot,), puk=puk, actor=cli_actor(),
-                **tsm_tracing(ctx.home, phone, transmit)))
+                ctx, phone, slots=slots, puk=puk, actor=cli_actor(), **tsm_tracing(ctx.home, phone, transmit)))
     except (ProvisionError, PhoneError, JobError) as exc:  # PhoneError: no such phone, its SE image unreadable
         raise fail(str(exc), as_json) from None
     except TsmError as exc:
@@ -401,6 +404,62 @@ def pin_reset(phone: str = typer.Option(None, "--phone"),
     typer.echo(f"{phone}: reset {', '.join(result.reset)} (job {result.job_id}); shown once:")
     for line in secret_lines(shown):
         typer.echo(f"  {line}")
+    if slot == "both" and "sign" not in result.reset:
+        typer.echo(f"no signing password: {phone} holds no signing certificate")
+
+
+@jpki_app.command("issue-sign")
+def issue_sign_cmd(phone: str = typer.Option(..., "--phone"),
+                   password_file: Path = typer.Option(None, "--password-file", dir_okay=False, exists=True,
+                                                      help="The holder's signing password (6-16 of A-Z and "
+                                                      "0-9); default: generated and shown once."),
+                   as_json: bool = typer.Option(False, "--json"),
+                   over_the_air: bool = OVER_THE_AIR, listen: str = LISTEN, public_url: str = PUBLIC_URL,
+                   session_id: str = SESSION_ID, ssl_certfile: Path = SSL_CERTFILE,
+                   ssl_keyfile: Path = SSL_KEYFILE) -> None:
+    """A signing certificate (署名用電子証明書) onto the phone of a holder who has turned 15
+    since it was provisioned (none is issued under 15): the key generated in the SE, the
+    certificate issued and written, the password set, through the TSM. Refused (exit 2) while
+    the holder is under 15 or when the phone holds a live signing certificate; a run that
+    stopped is finished by running the command again (exit 1 names the job)."""
+    from mcred.provision import ProvisionError, issue_sign
+    from tsm.errors import JobError, TsmError
+    from tsm.jobs import list_jobs
+    from wallet_sim.se.errors import SeError as PhoneError
+
+    ota = over_the_air_options(over_the_air, listen, public_url, session_id, ssl_certfile, ssl_keyfile, as_json)
+    password = None
+    if password_file is not None:
+        try:
+            password = password_file.read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise fail(f"--password-file {password_file}: {exc}", as_json) from None
+    ctx = open_context()
+
+    def run(job):  # noqa: ANN001, ANN202 - job(transmit), here or over the air
+        return job(None) if ota is None else ota.run(phone, job, what="issue-sign")
+
+    try:
+        result = run(lambda transmit: issue_sign(ctx, phone, password=password, actor=cli_actor(),
+                                                 **tsm_tracing(ctx.home, phone, transmit)))
+    except (ProvisionError, PhoneError, JobError) as exc:
+        raise fail(str(exc), as_json) from None
+    except TsmError as exc:
+        stopped = list_jobs(ctx.engine, phone, kind="issue-sign", unfinished=True)
+        hint = (f"job {stopped[-1].id} stopped: the same command finishes it" if stopped else "run it again")
+        raise fail(f"issuing the signing certificate of {phone}: {exc} ({hint})", as_json, 1) from None
+    shown = {"password": result.password} if result.generated and result.password else {}
+    if as_json:
+        typer.echo(json.dumps({**result.summary(), **({"secrets_shown_once": shown} if shown else {})},
+                              ensure_ascii=False))
+        return
+    c = result.summary()["sign_certificate"]
+    typer.echo(f"{phone}: signing certificate serial {c['serial']} until {c['not_after']} (job {result.job_id}"
+               + (", resumed" if result.resumed else "") + ")")
+    if shown:
+        typer.echo("shown once:")
+        for line in secret_lines(shown):
+            typer.echo(f"  {line}")
 
 
 #: ``--exit-unavailable N``: opt in to an exit status of its own for "ask again later"

@@ -83,7 +83,8 @@ def provision_cmd(
     ssl_certfile: Path = SSL_CERTFILE,
     ssl_keyfile: Path = SSL_KEYFILE,
 ) -> None:
-    """Provision the JPKI signing and user-auth certificates and a batch of mdocs into a phone."""
+    """Provision the JPKI signing and user-auth certificates and a batch of mdocs into a phone
+    (no signing certificate for a holder under 15: `mcred jpki issue-sign` once they are 15)."""
     import wallet_sim
     from mcred.context import Context
     from mcred.provision import (
@@ -199,6 +200,10 @@ def _show(result, as_json: bool) -> None:  # noqa: ANN001 - mcred.provision.Prov
                   f"(holder {result.holder_id}, job {result.job_id}) in {result.seconds:.2f} s")
     for slot in ("sign", "auth"):
         c = facts[f"{slot}_certificate"]
+        if c is None:  # a holder under 15: none issued, the SE's slot empty, no password
+            console.print(f"  no signing certificate: {facts.get('sign_withheld') or 'not issued'}",
+                          highlight=False)
+            continue
         console.print(f"  {slot} certificate serial {c['serial']} until {c['not_after']}",
                       highlight=False)
     console.print(f"  mdocs: {facts['mdocs']}")
@@ -309,13 +314,20 @@ def handover_cmd(
     if resume_id is not None and not shown and "provision_new" in h.detail["timings"]:
         err.print(f"note: {to} was provisioned by an earlier run of this handover, which showed its secrets; "
                   f"if they were lost, set new ones: `mcred jpki pin reset --phone {to}`", highlight=False)
-    out = {"handover": hid, "old": phone, "new": to, "state": h.state, "steps": timings}
+    from mcred.provision import sign_withheld
+
+    withheld = sign_withheld(ctx, to)
+    out = {"handover": hid, "old": phone, "new": to, "state": h.state, "steps": timings,
+           "sign_withheld": withheld}
     if as_json:
-        typer.echo(json.dumps({**out, **({"secrets_shown_once": shown} if shown else {})}, indent=2))
+        typer.echo(json.dumps({**out, **({"secrets_shown_once": shown} if shown else {})}, indent=2,
+                              ensure_ascii=False))
     else:
         console.print(f"[green]handover {hid}[/green]: {phone} -> {to}: {h.state}")
         for k, v in timings.items():
             console.print(f"  {k:<14} {v:.3f} s")
+        if withheld:
+            console.print(f"  no signing certificate on {to}: {withheld}", highlight=False)
         if shown:  # named as provision names them
             console.print(f"[yellow]Secrets of {to} (shown once, not stored anywhere in clear):[/yellow]")
             for line in secret_lines(shown):

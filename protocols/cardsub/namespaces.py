@@ -16,12 +16,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from protocols.birthdays import JST, age_on, card_expiry
 from protocols.cardsub.errors import ElementError
 from protocols.cardsub.holder import Holder
 
 ISO_NAMESPACE = "org.iso.18013.5.1"
 DEFAULT_AGE_THRESHOLDS = (18, 20)
-JST = dt.timezone(dt.timedelta(hours=9), "JST")
 _MY_NUMBER = re.compile(r"^[0-9]{12}$")
 #: The largest portrait (bytes of JPEG) the profile issues. An mdoc carries it twice (this
 #: doctype's ``portrait`` and its ISO mirror) and the phone's SE takes an IssuerSigned in one
@@ -54,31 +54,6 @@ class DocNames:
 
 
 DEFAULT_NAMES = DocNames()
-
-
-def _birthday(birth: dt.date, year: int) -> dt.date:
-    """The birthday in ``year``; 29 February counts as 1 March in common years
-    (age reckoning act: one is a year older at the end of the day before the birthday)."""
-    try:
-        return birth.replace(year=year)
-    except ValueError:
-        return dt.date(year, 3, 1)
-
-
-def age_on(birth: dt.date, day: dt.date) -> int:
-    """Completed years of age on ``day``."""
-    years = day.year - birth.year
-    return years if day >= _birthday(birth, day.year) else years - 1
-
-
-def card_expiry(birth: dt.date, card_issue: dt.date) -> dt.date:
-    """The card's expiry by rule: the 10th birthday after issue (5th for a holder under 18
-    at issue)."""
-    years = 10 if age_on(birth, card_issue) >= 18 else 5
-    after = _birthday(birth, card_issue.year)
-    if after <= card_issue:
-        after = _birthday(birth, card_issue.year + 1)
-    return _birthday(birth, after.year + years - 1)
 
 
 def build_namespaces(

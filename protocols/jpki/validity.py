@@ -4,7 +4,8 @@ Public sources (see specs/jpki-profile.md): both certificates are valid "from th
 until the 5th birthday" (発行の日から5回目の誕生日まで); "まで" is inclusive, so the
 certificate is valid through the whole birthday: notAfter is 23:59:59 JST (UTC+9) on it.
 Birthdays are counted strictly after the day of issue (a certificate issued on a birthday
-does not count that day). A 29 February birthday falls on 28 February in common years.
+does not count that day). A 29 February birthday falls on 28 February in common years: the
+rule of every validity counted in birthdays, the card's too (:mod:`protocols.birthdays`).
 The result is capped by the card's expiry (the card is valid through that day).
 The next card (ECDSA P-384) moves certificates to 10 years; `NthBirthday(10)` anchors that on
 the 10th birthday like the card, `FixedYears(10)` is the literal reading.
@@ -12,33 +13,21 @@ the 10th birthday like the card, `FixedYears(10)` is the literal reading.
 
 from __future__ import annotations
 
-import calendar
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Protocol
+
+from protocols.birthdays import JST, birthday_in, nth_birthday_after
 
 from .errors import ProfileError
 
-JST = timezone(timedelta(hours=9), "JST")
+__all__ = ["CURRENT_CARD_RULE", "JST", "NEXT_CARD_RULE", "FixedYears", "NthBirthday", "Validity",
+           "ValidityRule", "end_entity_validity", "end_of_day_jst", "nth_birthday_after"]
 
 
 def end_of_day_jst(day: date) -> datetime:
     """23:59:59 JST of `day`, as an aware UTC datetime."""
     return datetime.combine(day, time(23, 59, 59), JST).astimezone(UTC)
-
-
-def _anniversary(birth: date, year: int) -> date:
-    if birth.month == 2 and birth.day == 29 and not calendar.isleap(year):
-        return date(year, 2, 28)
-    return birth.replace(year=year)
-
-
-def nth_birthday_after(birth: date, issued_on: date, n: int) -> date:
-    """The `n`-th birthday strictly after `issued_on`."""
-    year = issued_on.year
-    if _anniversary(birth, year) <= issued_on:
-        year += 1
-    return _anniversary(birth, year + n - 1)
 
 
 class ValidityRule(Protocol):
@@ -62,7 +51,7 @@ class FixedYears:
     years: int = 10
 
     def last_day(self, issued_on: date, birth_date: date) -> date:
-        return _anniversary(issued_on, issued_on.year + self.years) - timedelta(days=1)
+        return birthday_in(issued_on, issued_on.year + self.years) - timedelta(days=1)
 
 
 CURRENT_CARD_RULE = NthBirthday(5)
