@@ -201,11 +201,16 @@ def reader_app(service: ReaderService, rp: RelyingPartyService | None = None) ->
     origin (:class:`PageCors`)."""
     from issuer.api import problems
     from mcred import reader_ops
-    from mcred.service import HeadWithoutContentMiddleware, max_body_size
+    from mcred.service import (
+        AllowEveryMethodMiddleware,
+        HeadWithoutContentMiddleware,
+        max_body_size,
+    )
 
     app = FastAPI(title="mcred reader", version="0.1.0", max_body_size=max_body_size())
     problems.install(app)
     app.add_middleware(HeadWithoutContentMiddleware)
+    app.add_middleware(AllowEveryMethodMiddleware)
     if service.origin:  # outermost of ours: the page reads the refusals (404, 409) too
         app.add_middleware(PageCors, origin=service.origin)
     app.include_router(reader_router(service))

@@ -191,6 +191,52 @@ class HeadWithoutContentMiddleware:
         await self.app(scope, receive, without_content)
 
 
+#: The methods a 405's ``Allow`` can name (RFC 9110 9.3 and PATCH, RFC 5789), in that order.
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
+
+
+def allowed_methods(app, scope) -> list[str]:  # noqa: ANN001 - a Starlette app, an ASGI scope
+    """Every method the app routes a request for ``scope``'s path to (of :data:`METHODS`):
+    those a route matches fully, whichever route it is (``/trust/ds-rollover`` takes POST of
+    its own and GET and HEAD of ``/trust/{filename}``)."""
+    from starlette.routing import Match
+
+    allowed = []
+    for method in METHODS:
+        probe = {"type": "http", "method": method, "headers": [], "query_string": b"",
+                 **{k: scope[k] for k in ("path", "raw_path", "root_path") if k in scope}}
+        if any(route.matches(dict(probe))[0] is Match.FULL for route in app.router.routes):
+            allowed.append(method)
+    return allowed
+
+
+class AllowEveryMethodMiddleware:
+    """A 405 names every method its path takes (RFC 9110 15.5.6: the ``Allow`` of a 405
+    lists the target resource's supported methods). Starlette answers it from the first
+    route whose path matches: ``HEAD /phones`` said ``Allow: POST`` though ``GET /phones``
+    is a route as well, and a client took POST for the only method there. The body stays
+    the problem the handlers made; only ``Allow`` is written anew, from the app's routes
+    (:func:`allowed_methods`), so that it is the set the OpenAPI document declares."""
+
+    def __init__(self, app) -> None:  # noqa: ANN001 - an ASGI app
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        asked = dict(scope)  # the path as asked, before routing writes into the scope
+
+        async def with_allow(message) -> None:  # noqa: ANN001
+            if message["type"] == "http.response.start" and message["status"] == 405:
+                allow = ", ".join(allowed_methods(asked["app"], asked)).encode("latin-1")
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"]
+                message = {**message, "headers": [*headers, (b"allow", allow)]}
+            await send(message)
+
+        await self.app(scope, receive, with_allow)
+
+
 DEFAULT_MAX_BODY = 1024 * 1024
 
 
@@ -238,6 +284,7 @@ def create_app(ctx: Context | None = None, *, job_workers: int | None = None,
     problems.hide_path(ctx.home, "<home>")  # no answer names the server's data directory
     problems.install(app)
     app.add_middleware(HeadWithoutContentMiddleware)
+    app.add_middleware(AllowEveryMethodMiddleware)
     auth = Authenticator(lambda: ctx.sessions)
     app.state.auth = auth
     workers = job_workers or int(os.environ.get("MCRED_JOB_WORKERS", "8"))

@@ -15,8 +15,9 @@ after which only what does not change the signed content was added (validation d
 document timestamps, PAdES-LT/LTA; form filling and further signatures that the document's
 DocMDP permissions allow). A document time-stamp (/DocTimeStamp, PAdES B-LTA) is judged as
 its own field: ``pdf_coverage`` and ``document_timestamp`` (the token over the bytes it
-covers, by a TSA under the relying party's time-stamping roots). Never raises on hostile
-bytes: what cannot be read is a failed ``pdf`` check with the reason.
+covers, by a TSA under the relying party's time-stamping roots, whose unit its root's CRL
+does not list revoked, as for a signature's time-stamp). Never raises on hostile bytes:
+what cannot be read is a failed ``pdf`` check with the reason.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from protocols import tsp
 from protocols.jpki.errors import CmsError
 from protocols.jpki.relying_party import Check
 from reader.crl_cache import CrlCache
-from reader.relying_party import EmbeddedRevocation, verify
+from reader.relying_party import EmbeddedRevocation, tsa_unit_refusal, verify
 
 #: the largest PDF the relying party reads (a signed contract with its scans, not a library)
 MAX_PDF_BYTES = 32 * 1024 * 1024
@@ -167,7 +168,8 @@ def verify_pdf(pdf: bytes, *, roots: Sequence[x509.Certificate], revocation: str
         # for the coverage, and kept): the signed bytes are not copied out nor hashed twice
         try:
             if sig.kind == "document_timestamp":
-                ours = _document_timestamp(sig, tsa_roots)
+                ours = _document_timestamp(sig, tsa_roots, revocation=revocation, at=at, client=client,
+                                           crl_cache=crl_cache, embedded=embedded)
             else:
                 ours = verify(_digest_of(sig), sig.cms, roots=roots, slot="sign", revocation=revocation,
                               ocsp_url=ocsp_url, crl=crl, at=at, client=client, crl_cache=crl_cache,
@@ -200,19 +202,33 @@ def embedded_validation_data(reader: PdfFileReader) -> EmbeddedRevocation:
                               tuple(bytes(c.get_object().data) for c in dss.crls))
 
 
-def _document_timestamp(sig: PdfSignature, tsa_roots: Sequence[x509.Certificate]) -> dict[str, Any]:
+def _document_timestamp(sig: PdfSignature, tsa_roots: Sequence[x509.Certificate], *, revocation: str = "ocsp",
+                        at: dt.datetime | None = None, client: httpx.Client | None = None,
+                        crl_cache: CrlCache | None = None,
+                        embedded: EmbeddedRevocation | None = None) -> dict[str, Any]:
     """A /DocTimeStamp's verdict (PAdES B-LTA): its /Contents is a TimeStampToken whose
-    imprint is the hash of the bytes it covers, by a TSA under ``tsa_roots``."""
+    imprint is the hash of the bytes it covers, by a TSA under ``tsa_roots`` whose unit was
+    not revoked before it (for keyCompromise: at all), judged as a signature's time-stamp is
+    (:func:`reader.relying_party.tsa_unit_refusal`: the root's CRL fetched, or with
+    ``revocation`` embedded the one in the PDF's document security store, current at the
+    time-stamp; not asked with ``none``). A revoked unit's time-stamp vouches for nothing:
+    the check fails with code ``revoked``, ``revoked_at`` and ``revocation_reason``."""
     if not tsa_roots:
         checks = [_check("document_timestamp", False, "a document time-stamp, but no time-stamping root is "
                          "trusted here")]
     else:
         try:
             stamp = tsp.verify_token(sig.cms, data=_digest_of(sig), roots=tsa_roots)
-            checks = [_check("document_timestamp", True, f"the file as it was at {stamp.gen_time.isoformat()}, "
-                             f"time-stamp {stamp.serial:x} by {stamp.tsa_certificate.subject.rfc4514_string()}")]
         except (tsp.TspError, CmsError) as exc:
             checks = [_check("document_timestamp", False, str(exc))]
+        else:
+            refused = None if revocation == "none" else tsa_unit_refusal(
+                stamp, at or dt.datetime.now(dt.UTC), client=client, cache=crl_cache,
+                embedded=(embedded or EmbeddedRevocation()) if revocation == "embedded" else None,
+                name="document_timestamp")
+            checks = [refused.to_dict()] if refused else [
+                _check("document_timestamp", True, f"the file as it was at {stamp.gen_time.isoformat()}, "
+                       f"time-stamp {stamp.serial:x} by {stamp.tsa_certificate.subject.rfc4514_string()}")]
     return {"valid": all(c["passed"] for c in checks), "checks": checks, "documents": []}
 
 

@@ -3,8 +3,9 @@
 Steps, each a named check in the result (``{"valid", "checks": [{"name", "passed",
 "reason", "code"}], "documents": [...]}``, the shape of the mdoc verifier; ``code`` from the
 closed vocabulary :data:`protocols.jpki.relying_party.CHECK_CODES`; the ``revocation`` check
-and the ``signature_timestamp`` check (its TSA unit's revocation) also with ``revoked_at`` and
-``revocation_reason``, null unless a verified answer says revoked):
+and the ``signature_timestamp`` check (its TSA unit's revocation; a PDF's ``document_timestamp``
+alike) also with ``revoked_at`` and ``revocation_reason``, null unless a verified answer says
+revoked):
 
 1. ``signature``: CMS detached SignedData (RFC 5652 5) or a raw signature with the signer
    certificate given separately (PKCS#1 v1.5 / SHA-256 for RSA-2048, ECDSA / SHA-384 DER for
@@ -431,18 +432,18 @@ def tsa_unit_revoked(stamp: tsp.TimeStamp, at: dt.datetime, *, client: httpx.Cli
     the one the PDF carries, current at the time-stamp) lists it revoked for keyCompromise
     (none of its time-stamps is relied on) or at or before the time-stamp; or the CRL cannot
     be had (fail closed). A unit that names no CRL is not checked."""
-    got = _tsa_unit_refusal(stamp, at, client=client, cache=cache, embedded=embedded)
+    got = tsa_unit_refusal(stamp, at, client=client, cache=cache, embedded=embedded)
     return None if got is None else got.reason
 
 
-def _tsa_unit_refusal(stamp: tsp.TimeStamp, at: dt.datetime, *, client: httpx.Client | None = None,
-                      cache: CrlCache | None = None, embedded: EmbeddedRevocation | None = None
-                      ) -> Check | None:
-    """:func:`tsa_unit_revoked`'s reason as the failed ``signature_timestamp`` check: code
-    ``unavailable``, or ``revoked`` with the CRL entry's revocationDate and reason."""
+def tsa_unit_refusal(stamp: tsp.TimeStamp, at: dt.datetime, *, client: httpx.Client | None = None,
+                     cache: CrlCache | None = None, embedded: EmbeddedRevocation | None = None,
+                     name: str = "signature_timestamp") -> Check | None:
+    """:func:`tsa_unit_revoked`'s reason as the failed check ``name`` (``signature_timestamp``,
+    or a PDF's ``document_timestamp``): code ``unavailable``, or ``revoked`` with the CRL
+    entry's revocationDate and reason."""
     def unchecked(why: str) -> Check:
-        return Check("signature_timestamp", False, f"the TSA unit's revocation cannot be checked: {why}",
-                     code="unavailable")
+        return Check(name, False, f"the TSA unit's revocation cannot be checked: {why}", code="unavailable")
 
     url = certs.crl_url(stamp.tsa_certificate)
     if not url:
@@ -471,7 +472,7 @@ def _tsa_unit_refusal(stamp: tsp.TimeStamp, at: dt.datetime, *, client: httpx.Cl
     else:
         return None
     reason = flag.value if flag else "unspecified"
-    return Check("signature_timestamp", False, f"the TSA unit was {revoked_text(reason, entry.revocation_date_utc)}"
+    return Check(name, False, f"the TSA unit was {revoked_text(reason, entry.revocation_date_utc)}"
                  f"{why}", entry.revocation_date_utc, code="revoked", revocation_reason=reason)
 
 
@@ -495,7 +496,7 @@ def signature_timestamp(stamps: Sequence[tuple[bytes, bytes]], tsa_roots: Sequen
         except tsp.TspError as exc:
             refused.append(Check("signature_timestamp", False, str(exc)))
             continue
-        why = None if revocation == "none" else _tsa_unit_refusal(
+        why = None if revocation == "none" else tsa_unit_refusal(
             stamp, at, client=client, cache=cache, embedded=embedded if revocation == "embedded" else None)
         if why:
             refused.append(why)

@@ -39,15 +39,16 @@ class JpkiCheck(VerdictCheck):
         "(revocation: revoked, on_hold, unknown, unavailable = no trustworthy answer, ask again later)")
     revoked_at: str | None = Field(
         None, json_schema_extra={"format": "date-time"},
-        description="revocation and signature_timestamp checks only (null on one that found no revocation): "
-        "for a verified revoked, on_hold or revoked_after_signing, when, ISO 8601 in UTC (the OCSP answer's "
-        "revocationTime or the CRL entry's revocationDate); for a signature_timestamp of code revoked, when "
-        "the TSA unit that made the time-stamp was revoked (its root's CRL entry)")
+        description="revocation, signature_timestamp and document_timestamp checks only (null on one that found "
+        "no revocation): for a verified revoked, on_hold or revoked_after_signing, when, ISO 8601 in UTC (the OCSP "
+        "answer's revocationTime or the CRL entry's revocationDate); for a signature_timestamp or a PDF's "
+        "document_timestamp of code revoked, when the TSA unit that made the time-stamp was revoked (its root's "
+        "CRL entry)")
     revocation_reason: Literal[REVOCATION_REASONS] | None = Field(
-        None, description="revocation and signature_timestamp checks only (null on one that found no "
-        "revocation): for a verified revoked, on_hold or revoked_after_signing, the RFC 5280 CRLReason by its "
-        "name (the J-LIS reasons affiliationChanged, cessationOfOperation, superseded, certificateHold among "
-        "them); for a signature_timestamp of code revoked, the TSA unit's")
+        None, description="revocation, signature_timestamp and document_timestamp checks only (null on one that "
+        "found no revocation): for a verified revoked, on_hold or revoked_after_signing, the RFC 5280 CRLReason "
+        "by its name (the J-LIS reasons affiliationChanged, cessationOfOperation, superseded, certificateHold "
+        "among them); for a signature_timestamp or document_timestamp of code revoked, the TSA unit's")
 
 
 class MdocCheck(VerdictCheck):

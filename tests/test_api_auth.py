@@ -576,3 +576,52 @@ def test_head_on_the_stand_alone_reader():
     c = TestClient(reader_app(ReaderService(reader_pipeline(trust=TrustStore()), [DEFAULT_REQUEST])))
     r = c.head("/healthz")
     assert r.status_code == 200 and r.content == b"" and r.headers["content-type"] == "application/json"
+
+
+def _walk_405(c: TestClient, doc: dict, headers: dict) -> int:
+    """Every path of ``doc`` and every method it does not declare (nor another path the same
+    URL matches, as /trust/ds-rollover a /trust/{filename}): a 405 problem whose ``Allow``
+    is the set of methods the document declares for the URL. The number of 405s seen."""
+    def pattern(template: str) -> str:
+        return re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
+
+    seen = 0
+    for path in doc["paths"]:
+        url = re.sub(r"\{([^}:]+)(:[^}]*)?\}", "0" * 32, path)
+        declared = {m.upper() for p, ops in doc["paths"].items() if re.fullmatch(pattern(p), url) for m in ops}
+        for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"):
+            if method in declared:
+                continue
+            r = c.request(method, url, headers=headers)
+            assert r.status_code == 405, (method, path, r.status_code)
+            allow = {m.strip() for m in r.headers.get("allow", "").split(",") if m.strip()}
+            assert allow == declared, (method, path, sorted(allow), sorted(declared))
+            if method != "HEAD":  # a HEAD's problem is its headers alone
+                assert r.headers["content-type"] == PROBLEM, (method, path)
+                assert r.json()["type"] == "/problems/method-not-allowed" and r.json()["status"] == 405
+            seen += 1
+    return seen
+
+
+def test_a_405_allows_every_method_its_path_takes(home: Path):
+    """RFC 9110 15.5.6: a 405's ``Allow`` lists the target resource's supported methods.
+    Starlette took them from the first route whose path matched: ``HEAD /phones`` answered
+    ``Allow: POST`` though ``GET /phones`` is served too, and ``POST /healthz`` of the reader
+    ``Allow: GET`` without its declared HEAD. Now every 405 of both services names every
+    method the document declares for that URL, still as a problem."""
+    from mcred.present import reader_app, reader_pipeline
+    from reader.http import ReaderService
+    from reader.session import DEFAULT_REQUEST
+    from reader.trust import TrustStore
+
+    ctx = Context.open(home)
+    app = create_app(ctx, job_workers=1)
+    c = TestClient(app)
+    operator = {"Authorization": f"Bearer {create_token(ctx.sessions, ['operator'])[1]}"}
+    r = c.head("/phones")
+    assert r.status_code == 405 and {m.strip() for m in r.headers["allow"].split(",")} == {"GET", "POST"}
+    assert _walk_405(c, c.get("/openapi.json").json(), operator) > 100
+    assert _walk_405(c, c.get("/openapi.json").json(), {}) > 100  # without a token: the same 405s
+    app.state.jobs.shutdown()
+    reader = TestClient(reader_app(ReaderService(reader_pipeline(trust=TrustStore()), [DEFAULT_REQUEST])))
+    assert _walk_405(reader, reader.get("/openapi.json").json(), {}) > 10

@@ -696,3 +696,88 @@ def test_a_revoked_tsa_unit_says_when_and_why_as_a_revocation_does(tmp_path, eve
     stamp = _checks(r.json())["signature_timestamp"]
     assert {k: stamp[k] for k in said} == said, stamp
     assert "POST /rp/jpki/verify 200" in every_answer_checked
+
+
+@pytest.mark.skipif(pyhanko is None, reason="the pdf extra (pip install 'mcred[pdf]')")
+def test_a_document_time_stamp_of_a_revoked_tsa_unit_vouches_for_nothing(tmp_path_factory, every_answer_checked):
+    """A PDF's document time-stamp (PAdES B-LTA) was judged by its token alone: after `mcred
+    tsa revoke tsa-unit-1 --reason keyCompromise` an archive stamped by that unit was still
+    VALID, where a signature's time-stamp of the same unit is refused. Now
+    ``document_timestamp`` asks the unit's root CRL as ``signature_timestamp`` does: code
+    ``revoked`` with ``revoked_at`` and ``revocation_reason`` (null while it stands), from
+    `mcred jpki verify FILE.pdf` (text and --json, every --revocation mode) and `POST
+    /rp/jpki/verify-pdf`; with ``embedded``, from the root CRL in the PDF's document security
+    store, and where there is none, the check says so instead of passing."""
+    import datetime as dt
+    import io
+
+    from cryptography import x509
+    from fastapi.testclient import TestClient
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.sign.signers.pdf_signer import PdfTimeStamper
+    from test_rp_http import rp_app, served_installation
+
+    from mcred.jpki_pdf import _pyhanko_timestamper, blank_pdf
+    from reader.jpki_pdf import embedded_validation_data
+
+    def verdict(pdf, *extra: str, code: int = 0) -> dict:
+        return json.loads(run_cli("jpki", "verify", str(pdf), "--json", *extra, code=code))
+
+    def stamps(result: dict) -> list[dict]:  # each document time-stamp's own check
+        return [_checks(s)["document_timestamp"] for s in result["signatures"] if s["kind"] == "document_timestamp"]
+
+    with served_installation(tmp_path_factory, HOLDER, PASSWORD) as w:
+        ctx, files = w["ctx"], w["files"]
+        tsa_roots = time_stamp_authority(ctx).roots()
+        (files / "deed.pdf").write_bytes(blank_pdf())
+        run_cli("jpki", "sign", str(files / "deed.pdf"), "--phone", w["phones"]["p384"], "--pin-file",
+                str(files / "pw"), "--pdf", "--out", str(files / "signed.pdf"))
+        # the archive's document time-stamp, by tsa-unit-1, with its root's CRL in the store
+        run_cli("tsa", "stamp", str(files / "signed.pdf"), "--pdf", "--out", str(files / "archive.pdf"))
+        # one made by another tool: a document time-stamp without any validation data
+        writer = IncrementalPdfFileWriter(io.BytesIO((files / "signed.pdf").read_bytes()), strict=False)
+        bare = PdfTimeStamper(_pyhanko_timestamper(Stamper.local(ctx))).timestamp_pdf(writer, "sha256").getvalue()
+        (files / "bare.pdf").write_bytes(bare)
+        assert embedded_validation_data(PdfFileReader(io.BytesIO(bare), strict=False)).crls == ()
+        before = verdict(files / "archive.pdf")
+        assert before["valid"], before["checks"]
+        (stamp,) = stamps(before)
+        assert stamp["code"] == "ok" and (stamp["revoked_at"], stamp["revocation_reason"]) == (None, None), stamp
+        assert "TSA unit 1" in stamp["reason"]
+        # --revocation embedded with no root CRL in the PDF: what is missing is said, not passed
+        (missing,) = stamps(verdict(files / "bare.pdf", "--revocation", "embedded", code=1))
+        assert missing["code"] == "unavailable" and not missing["passed"], missing
+        assert "no CRL of its root current at the time-stamp is embedded" in missing["reason"], missing
+
+        run_cli("tsa", "revoke", "tsa-unit-1", "--reason", "keyCompromise")
+        (entry,) = list(x509.load_der_x509_crl(time_stamp_authority(ctx).crl()))
+        said = {"code": "revoked", "revoked_at": entry.revocation_date_utc.astimezone(dt.UTC).isoformat(),
+                "revocation_reason": "keyCompromise"}
+        for mode in ("ocsp", "crl", "auto"):
+            after = verdict(files / "archive.pdf", "--revocation", mode, code=1)
+            assert not after["valid"], mode
+            (stamp,) = stamps(after)
+            assert {k: stamp[k] for k in said} == said and not stamp["passed"], (mode, stamp)
+            assert "none of its time-stamps is relied on" in stamp["reason"], stamp
+            # the signature itself stands: the archive's time-stamp alone is refused
+            assert [c["name"] for c in after["checks"] if not c["passed"]] == ["document_timestamp"], after
+        text = run_cli("jpki", "verify", str(files / "archive.pdf"), code=1)
+        assert "FAIL document_timestamp [revoked]" in text and "INVALID" in text, text
+        assert f"revoked_at={said['revoked_at']} revocation_reason=keyCompromise" in text, text
+        assert stamps(verdict(files / "archive.pdf", "--revocation", "none"))[0]["code"] == "ok"  # not asked
+        # renewed: the last time-stamp's validation data, its root's CRL listing the unit now,
+        # then a document time-stamp by the unit that took over
+        run_cli("tsa", "stamp", str(files / "bare.pdf"), "--pdf", "--out", str(files / "renewed.pdf"))
+        old, new = stamps(verdict(files / "renewed.pdf", "--revocation", "embedded", code=1))
+        assert {k: old[k] for k in said} == said, old
+        assert new["passed"] and "TSA unit 2" in new["reason"] and new["revoked_at"] is None, new
+
+        rp = RelyingPartyService(w["roots"], tsa_roots=tsa_roots)
+        with TestClient(rp_app(rp)) as c:
+            for pdf, mode in (("archive.pdf", "ocsp"), ("renewed.pdf", "embedded")):
+                r = c.post(f"/rp/jpki/verify-pdf?revocation={mode}", content=(files / pdf).read_bytes(),
+                           headers={"Content-Type": "application/pdf"})
+                assert r.status_code == 200 and not r.json()["valid"], r.text
+                assert {k: stamps(r.json())[0][k] for k in said} == said, r.json()
+    assert "POST /rp/jpki/verify-pdf 200" in every_answer_checked

@@ -36,7 +36,7 @@ CHECK_CODES = (
     "untrusted_root",   # chain: no trusted root issued the certificate (at the time judged)
     "wrong_purpose",    # policy, key_usage: the certificate is not for this use
     "expired", "not_yet_valid",  # validity
-    # revocation (and signature_timestamp for its TSA unit):
+    # revocation (and signature_timestamp, document_timestamp for their TSA unit):
     "good",             # a verified answer: not revoked
     "revoked",          # a verified answer: revoked for a final reason (revocation_reason says which)
     "on_hold",          # a verified answer: certificateHold, the one status a release may lift
@@ -50,9 +50,10 @@ REVOCATION_CODES = ("good", "revoked_after_signing", "revoked", "on_hold", "unkn
 #: A ``revocation_reason``: an RFC 5280 5.3.1 CRLReason by its name.
 REVOCATION_REASONS = tuple(flag.value for flag in x509.ReasonFlags)
 #: The checks that say whether something was revoked, and so carry ``revoked_at`` and
-#: ``revocation_reason`` (null unless it was): the signer's certificate (``revocation``) and
-#: the TSA unit that stamped the signature (``signature_timestamp``).
-REVOCATION_CHECKS = ("revocation", "signature_timestamp")
+#: ``revocation_reason`` (null unless it was): the signer's certificate (``revocation``), the
+#: TSA unit that stamped the signature (``signature_timestamp``) and the one that made a
+#: PDF's document time-stamp (``document_timestamp``, PAdES B-LTA).
+REVOCATION_CHECKS = ("revocation", "signature_timestamp", "document_timestamp")
 
 
 @dataclass(frozen=True)
@@ -62,12 +63,14 @@ class Check:
     reason: str
     #: for a ``revocation`` check on a verified "revoked" (``revoked``, ``on_hold``,
     #: ``revoked_after_signing``): when (so that a signature time-stamped before it can still
-    #: be judged valid); for a ``signature_timestamp`` of code ``revoked``: when the TSA unit was
+    #: be judged valid); for a ``signature_timestamp`` or ``document_timestamp`` of code
+    #: ``revoked``: when the TSA unit was
     revoked_at: datetime | None = None
     #: one of :data:`CHECK_CODES`; by default ``ok`` when passed, else ``failed``
     code: str | None = None
     #: for a verified "revoked" (``revoked``, ``on_hold``, ``revoked_after_signing``; a
-    #: ``signature_timestamp``'s TSA unit revoked): the CRLReason name (``certificateHold``
+    #: ``signature_timestamp``'s or ``document_timestamp``'s TSA unit revoked): the CRLReason
+    #: name (``certificateHold``
     #: for a hold)
     revocation_reason: str | None = None
 
@@ -80,8 +83,8 @@ class Check:
             raise ValueError(f"revocation reason {self.revocation_reason!r}: not an RFC 5280 CRLReason")
 
     def to_dict(self) -> dict[str, Any]:
-        """The check in a verdict's JSON; a ``revocation`` or ``signature_timestamp`` check
-        (:data:`REVOCATION_CHECKS`) also with ``revoked_at`` (ISO 8601, UTC: the OCSP answer's
+        """The check in a verdict's JSON; a ``revocation``, ``signature_timestamp`` or
+        ``document_timestamp`` check (:data:`REVOCATION_CHECKS`) also with ``revoked_at`` (ISO 8601, UTC: the OCSP answer's
         revocationTime or the CRL entry's revocationDate; the TSA unit's CRL entry's) and
         ``revocation_reason``, both null when no verified answer says revoked."""
         out: dict[str, Any] = {"name": self.name, "passed": self.passed, "reason": self.reason, "code": self.code}
