@@ -37,3 +37,18 @@ def test_a_command_that_needs_no_database_runs_without_its_stack():
     for args, status in ((["--help"], 0), (["reader", "ble", "--hci", "usb:0", "--json"], 2)):
         done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60)
         assert json.loads(done.stderr.strip().splitlines()[-1]) == [status, []], (args, done.stderr)
+
+
+def test_a_reader_pipeline_that_fetches_nothing_imports_no_web_client():
+    """The reader's status-list and DS-CRL fetchers made their httpx client (and parsed the
+    CA bundle) when built; built offline, or never asked to fetch, they now make none."""
+    code = ("import sys\n"
+            "from reader.pipeline import ReaderPipeline, StatusListCache\n"
+            "from reader.ds_crl import DsCrlCheck\n"
+            "from reader.trust import TrustStore\n"
+            "ds_crl = DsCrlCheck()\n"
+            "ReaderPipeline(TrustStore(), status=StatusListCache(offline=True), extra_checks=[ds_crl],\n"
+            "               signer_revocation=ds_crl.signer_revoked)\n"
+            "print('httpx' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
