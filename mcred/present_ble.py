@@ -9,7 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import blelink
-from mcred.present import Presentation, ReaderParts, _from_outcome, _pkcs8
+from mcred.present_in_process import Presentation, _from_outcome, _pkcs8
+from mcred.present_wiring import ReaderParts
 from protocols.mdoc import ble
 from reader import ble as reader_ble
 from reader.session import ReaderSession
@@ -67,7 +68,7 @@ def present_tap_ble_in_process(wallet: Wallet, reader: ReaderSession, *, mode: s
     ``mode`` (static handover) or answers the reader's BLE offer (negotiated: central
     client mode on the reader's UUID, as Annex D), and the two go on over a virtual radio
     with the NFCHandover in the SessionTranscript. ``trace`` sees the tap's APDUs."""
-    from mcred.present import _no_secure_element, _traced
+    from mcred.present_in_process import _no_secure_element, _traced
     from reader.nfc import NfcReaderSession
     from reader.nfc import tap as nfc_tap
     from wallet_sim.nfc import WALLET_AIDS, AidRouter, NfcTag

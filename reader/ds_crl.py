@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
@@ -28,7 +28,10 @@ from protocols import certs
 from protocols import crl as ca_crl
 from protocols.mdoc import Check, DocumentContext
 from reader.crl_cache import CrlCache
-from reader.fetch import IACA_CRL_MAX_BYTES, FetchError, fetch, new_client
+from reader.fetch import IACA_CRL_MAX_BYTES, FetchError, LazyClient, fetch
+
+if TYPE_CHECKING:
+    import httpx
 
 DS_REVOCATION = "ds_revocation"
 SKEW = ca_crl.SKEW
@@ -48,8 +51,12 @@ class CrlFetchError(FetchError):
 class HttpCrlFetcher:
     def __init__(self, client: httpx.Client | None = None, *, timeout: float = 5.0,
                  max_bytes: int = MAX_CRL_BYTES) -> None:
-        self.client = client or new_client(timeout=timeout)
+        self._client = LazyClient(client, timeout=timeout)  # made at the first fetch
         self.max_bytes = max_bytes
+
+    @property
+    def client(self) -> httpx.Client:
+        return self._client.get()
 
     def __call__(self, url: str) -> bytes:
         try:

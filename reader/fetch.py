@@ -11,19 +11,24 @@ counted after decoding, chunk by chunk, so a small compressed body cannot inflat
 limit either.
 
 Clients made here (:func:`new_client`, and the parties' default fetchers) share one TLS
-context, built once per process (:func:`tls_context`).
+context, built once per process (:func:`tls_context`). ``httpx`` itself is imported when a
+client is made or a fetch runs, not with this module: a reader that verifies offline (``mcred
+verify --offline``, ``mcred mdoc verify``, a tap in-process) never loads it.
 """
 
 from __future__ import annotations
 
 import functools
 import ssl
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-
-import httpx
+from typing import TYPE_CHECKING
 
 from reader.text import printable
+
+if TYPE_CHECKING:
+    import httpx
 
 #: Default limits. A status list of 100 million 2-bit entries compresses to a few MB; the
 #: IACA's CRL and an OCSP response are small; a JPKI CRL can be large (one entry per revoked
@@ -42,13 +47,35 @@ def tls_context() -> ssl.SSLContext:
     process and shared by the clients made here. Left to itself, httpx builds one for every
     new ``Client``, whether or not it ever speaks TLS: 100-150 ms of parsing a CA bundle on
     our test machine, twenty times a whole presentation over HTTP."""
+    import httpx
+
     return httpx.create_ssl_context()
 
 
 def new_client(*, timeout: float) -> httpx.Client:
     """An ``httpx.Client`` as httpx makes it by default (TLS verified, environment proxies),
     but no redirects followed and the shared :func:`tls_context`."""
+    import httpx
+
     return httpx.Client(timeout=timeout, follow_redirects=False, verify=tls_context())
+
+
+class LazyClient:
+    """The client a fetcher was given, or one of its own (:func:`new_client`) made at its
+    first fetch: a pipeline built for offline use, or never asked to fetch, neither imports
+    httpx nor loads the CA bundle. Safe to share between threads (a reader service's)."""
+
+    def __init__(self, client: httpx.Client | None, *, timeout: float) -> None:
+        self._client = client
+        self._timeout = timeout
+        self._lock = threading.Lock()
+
+    def get(self) -> httpx.Client:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = new_client(timeout=self._timeout)
+        return self._client
 
 
 class FetchError(Exception):
@@ -86,6 +113,8 @@ def fetch(client: httpx.Client | None, method: str, url: str, *, max_bytes: int,
     """``method url`` with at most ``max_bytes`` of (decoded) body read; any status code is
     returned, the caller judges it. Header names in the answer are lower case. Without a
     ``client`` a short-lived one is made (no redirects followed, ``timeout`` seconds)."""
+    import httpx
+
     if max_bytes < 0:
         raise ValueError("max_bytes must not be negative")
     own = client is None

@@ -91,6 +91,7 @@ from reader.errors import (
 )
 from reader.nfc import NfcReaderSession
 from reader.online import (
+    CROSS_DEVICE,
     ONLINE_KINDS,
     Oid4vpRedirectReaderSession,
     check_origin,
@@ -518,9 +519,6 @@ def online_page_router(service: ReaderService) -> APIRouter:
                         headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"})
 
     return router
-
-
-CROSS_DEVICE = "openid4vp-cross-device"
 
 
 def qr_data_uri(uri: str) -> str:

@@ -388,6 +388,10 @@ def credential_message(credential: Any) -> bytes:
     return dcapi.parse_response_json(credential).encode()
 
 
+#: The protocol name of a cross-device OpenID4VP session (the page's QR code, the phone posting
+#: its answer to the reader itself: ``POST /online/sessions?protocol=openid4vp-cross-device``).
+CROSS_DEVICE = "openid4vp-cross-device"
+
 ONLINE_KINDS = {dcapi.PROTOCOL: OnlineReaderSession, oid4vp.PROTOCOL: Oid4vpReaderSession,
                 oid4vp.SIGNED_PROTOCOL: functools.partial(Oid4vpReaderSession, signed=True)}
 """The online session class of each Digital Credentials API protocol the reader asks with."""

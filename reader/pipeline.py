@@ -23,8 +23,8 @@ import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -55,8 +55,11 @@ from protocols.status import (
     decode_status_list_token,
     verify_status_list_token,
 )
-from reader.fetch import STATUS_LIST_MAX_BYTES, FetchError, HttpAnswer, fetch, new_client
+from reader.fetch import STATUS_LIST_MAX_BYTES, FetchError, HttpAnswer, LazyClient, fetch
 from reader.trust import TrustStore
+
+if TYPE_CHECKING:
+    import httpx
 
 IACA_PROFILE = "iaca_profile"
 DS_PROFILE = "ds_profile"
@@ -92,8 +95,12 @@ class HttpxFetcher:
 
     def __init__(self, client: httpx.Client | None = None, *, timeout: float = 5.0,
                  max_bytes: int = STATUS_LIST_MAX_BYTES) -> None:
-        self.client = client or new_client(timeout=timeout)
+        self._client = LazyClient(client, timeout=timeout)  # made at the first fetch: offline, never
         self.max_bytes = max_bytes
+
+    @property
+    def client(self) -> httpx.Client:
+        return self._client.get()
 
     def __call__(self, uri: str, etag: str | None) -> HttpAnswer:
         headers = {"Accept": "application/statuslist+cwt"}

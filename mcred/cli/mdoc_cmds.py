@@ -106,7 +106,7 @@ def verify_cmd(
         data = cbor.from_text_or_raw(_read(response, "response"))
         issuer_signed = mdoc.is_issuer_signed(data)
         if not issuer_signed:  # mcred present --save / reader --save-dir: the response and its transcript
-            from mcred.present import read_saved
+            from mcred.present_saved import read_saved
 
             try:
                 saved = read_saved(data)

@@ -286,8 +286,8 @@ def register(app: typer.Typer) -> None:
         (`mcred reader ble --hci ... --engagement URI`, or any ISO 18013-5 reader on the same
         radio); exit 0 once a reader was answered, 1 if none came or the link failed."""
         import blelink
-        from mcred.present import open_wallet
         from mcred.present_ble import phone_over_ble
+        from mcred.present_wiring import open_wallet
         from wallet_sim.consent import ConsentError, InteractiveConsent, RulesConsent
 
         try:
@@ -398,7 +398,7 @@ def register(app: typer.Typer) -> None:
         """Put the phone in pcscd's virtual reader (vsmartcard vpcd): PC/SC applications such
         as OpenSC then reach its secure element, and an mdoc reader (`mcred reader nfc`) its
         wallet, over NFC, or handed over to BLE with --ble-hci. Stop with Ctrl-C."""
-        from mcred.present import open_wallet, pem_certificates, reader_crls
+        from mcred.present_wiring import open_wallet, pem_certificates, reader_crls
         from wallet_sim.consent import ConsentError, InteractiveConsent, RulesConsent
         from wallet_sim.nfc import WALLET_AIDS, AidRouter, NfcTag
 

@@ -163,7 +163,7 @@ def _reader_config(trust: list[Path], vical: Path | None, vical_trust: list[Path
                    doctype: str, offline: bool, skew: int, require_status: bool, reader_cert: Path | None,
                    reader_key: Path | None, ds_crl: bool | None, **more: object):  # noqa: ANN202 - a ReaderServeConfig
     """The reader settings the reader commands share, as a ``ReaderServeConfig`` (paths as text)."""
-    from mcred.present import ReaderServeConfig
+    from mcred.present_wiring import ReaderServeConfig
 
     return ReaderServeConfig(
         trust=tuple(map(str, trust)), vical=str(vical) if vical else None, vical_trust=tuple(map(str, vical_trust)),
@@ -188,7 +188,7 @@ def _nfc_loop(console: Console, parts, *, pcsc_reader: str | None, wait: float, 
               ble_hci: str | None = None) -> None:
     """``mcred reader nfc --loop``: tap after tap on one PC/SC reader; never returns.
     ``hostiles``: the reader is hostile, tap after tap, in each of these ways in turn."""
-    from mcred.present import nfc_presentation
+    from mcred.present_in_process import nfc_presentation
     from reader.hostile import HOSTILE
     from reader.pcsc import PcscError, wait_until_removed
 
@@ -257,15 +257,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Present the phone's mdoc to a reader over HTTP; exit 0 only if the verdict is VALID.
         In proximity by default (engagement QR code, session encryption); online with --online."""
-        from mcred.present import (
-            PresentError,
-            open_wallet,
-            pem_certificates,
+        from mcred.present_http import (
             present_cross_device_over_http,
             present_online_over_http,
             present_over_http,
-            reader_crls,
         )
+        from mcred.present_in_process import PresentError
+        from mcred.present_wiring import open_wallet, pem_certificates, reader_crls
         from wallet_sim import SeError  # no such phone, or its SE image unreadable
         from wallet_sim.consent import ConsentError, InteractiveConsent, NotedConsent, RulesConsent
 
@@ -577,7 +575,8 @@ def register(app: typer.Typer) -> None:
         the reader's QR code is shown here for a phone to scan (a real wallet app, or `mcred
         wallet respond --qr`), and its verdict printed when the phone has answered; exit 0
         only if it is VALID."""
-        from mcred.present import PresentError, ask_cross_device
+        from mcred.present_http import ask_cross_device
+        from mcred.present_in_process import PresentError
 
         console = make_console(stderr=as_json)
 
@@ -630,10 +629,9 @@ def register(app: typer.Typer) -> None:
         retrieval over NFC): tapped on a PC/SC contactless reader, or a simulated phone with
         --phone; print the verdict, exit 0 only if it is VALID. --trace prints every APDU."""
         from mcred.cli.state import OPTIONS
-        from mcred.present import (
-            PresentError,
+        from mcred.present_in_process import PresentError, nfc_presentation
+        from mcred.present_wiring import (
             ReaderServeError,
-            nfc_presentation,
             open_wallet,
             pem_certificates,
             reader_crls,
@@ -829,8 +827,8 @@ def register(app: typer.Typer) -> None:
                       "--portrait or --hostile")
         # the reader's stack (web client, database, BLE host) only once the options can work:
         # a mistyped option is said at once
-        from mcred.present import ReaderServeError, open_wallet
         from mcred.present_ble import ble_presentation
+        from mcred.present_wiring import ReaderServeError, open_wallet
         from wallet_sim import SeError  # no such phone, or its SE image unreadable
         from wallet_sim.consent import ConsentError, RulesConsent
 
@@ -921,14 +919,9 @@ def register(app: typer.Typer) -> None:
         over HTTP to that verifier: prints its answer. Exit 0 answered (a credential, or
         OAuth's access_denied when nothing is released), 2 a request the wallet cannot answer
         or a verifier that refused the answer."""
-        from mcred.present import (
-            PresentError,
-            open_wallet,
-            pem_certificates,
-            pick_online_request,
-            reader_crls,
-            wallet_cross_device,
-        )
+        from mcred.present_http import wallet_cross_device
+        from mcred.present_in_process import PresentError, pick_online_request
+        from mcred.present_wiring import open_wallet, pem_certificates, reader_crls
         from wallet_sim import SeError  # no such phone, or its SE image unreadable
         from wallet_sim.consent import ConsentError, InteractiveConsent, RulesConsent
         from wallet_sim.wallet import OnlineRequestError
@@ -1007,7 +1000,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Verify a saved presentation with the full reader pipeline (status included); an IssuerSigned
         on its own gets every check but device authentication."""
-        from mcred.present import reader_pipeline, verify_saved
+        from mcred.present_saved import verify_saved
+        from mcred.present_wiring import reader_pipeline
         from reader.trust import TrustError
 
         console = make_console(stderr=as_json)

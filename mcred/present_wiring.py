@@ -1,0 +1,369 @@
+"""The wiring of a presentation: a phone's wallet app over its SE (:func:`open_wallet`), a
+reader's pipeline (:func:`reader_pipeline`), and a reader's settings as data
+(:class:`ReaderServeConfig`: what ``mcred reader serve``, ``mcred reader nfc`` and ``mcred
+reader ble`` are given). Nothing of the reader service's stack (web framework, session
+database) is imported here: a command that verifies or reads in-process needs none of it,
+and :meth:`ReaderServeConfig.build` imports it when a service is built. Public names are
+also importable from :mod:`mcred.present`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from protocols import certs as x509certs
+from protocols.mdoc import DocRequestInfo
+from reader.ds_crl import DsCrlCheck
+from reader.errors import ReaderSessionError
+from reader.pipeline import PipelineConfig, ReaderPipeline, StatusListCache
+from reader.session import DEFAULT_REQUEST, ReaderSession, RequestSpec
+from reader.trust import TrustStore
+from wallet_sim import app_dir, open_secure_element
+from wallet_sim.consent import ConsentPolicy
+from wallet_sim.reader_crls import ReaderCrlError, ReaderCrls
+from wallet_sim.wallet import DeviceAuthMode, Wallet
+
+if TYPE_CHECKING:
+    from reader.http import ReaderService
+    from reader.relying_party import RelyingPartyService
+    from reader.sessions import AesGcmSealer
+
+
+WALLET_STATE_FILE = "wallet.json"
+
+
+# -- wiring ----------------------------------------------------------------------------------
+
+
+def pem_certificates(paths: Sequence[Path | str]) -> list[x509.Certificate]:
+    """Every certificate of these PEM files (trust anchors given on the command line).
+    Raises OSError or ValueError naming what could not be read."""
+    return [c for p in paths for c in x509certs.load_pem_all(Path(p).read_bytes())]
+
+
+def reader_crls(sources: Sequence[Path | str], *, fetch_crl: Callable[[str], bytes] | None = None
+                ) -> ReaderCrls | None:
+    """The reader CA CRLs a wallet is given (``--reader-crl``): files (DER or PEM), and
+    http(s) URLs fetched now, bounded in time and size (``fetch_crl``: another fetcher);
+    None when there are none. Its :meth:`~wallet_sim.reader_crls.ReaderCrls.refresh` reads
+    and fetches them all again. Raises :class:`wallet_sim.reader_crls.ReaderCrlError` (a
+    ValueError) naming the source that cannot be had or read, or OSError for a file."""
+    if not sources:
+        return None
+    from reader.ds_crl import CrlFetchError, HttpCrlFetcher
+
+    fetcher = fetch_crl or HttpCrlFetcher()
+
+    def named() -> list[tuple[str, bytes]]:
+        out = []
+        for source in map(str, sources):
+            if source.startswith(("http://", "https://")):
+                try:
+                    out.append((source, fetcher(source)))
+                except CrlFetchError as exc:
+                    raise ReaderCrlError(f"--reader-crl {source}: {exc}") from None
+            else:
+                out.append((source, Path(source).read_bytes()))
+        return out
+
+    return ReaderCrls.load(named(), reload=named)
+
+
+def open_wallet(phone_id: str, home: Path | None, consent: ConsentPolicy, *,
+                device_auth: DeviceAuthMode = "signature",
+                clock: Callable[[], dt.datetime] | None = None,
+                reader_trust_anchors: Sequence = (), fault: str | None = None,
+                reader_revocation: ReaderCrls | None = None,
+                wrap: Callable[[Callable[[bytes], bytes]], Callable[[bytes], bytes]] | None = None) -> Wallet:
+    """The wallet app of a simulated phone, over its SE, its state in the app directory;
+    ``fault``: a hostile phone on purpose (:data:`wallet_sim.faults.FAULTS`); ``wrap``: what
+    the wallet's APDUs to its SE go through (``mcred --trace``);
+    ``reader_revocation``: the reader CA CRLs it holds (:func:`reader_crls`)."""
+    from wallet_sim.faults import fault as named_fault
+
+    se = open_secure_element(phone_id, home)
+    kwargs = {"clock": clock} if clock else {}
+    return Wallet(wrap(se.transmit) if wrap is not None else se.transmit, consent, device_auth=device_auth, reader_trust_anchors=reader_trust_anchors,
+                  state_path=app_dir(phone_id, home) / WALLET_STATE_FILE, fault=named_fault(fault),
+                  reader_revocation=reader_revocation, **kwargs)
+
+
+def reader_pipeline(trust_pems: Sequence[Path | str] = (), *, trust: TrustStore | None = None,
+                    offline: bool = False, max_offline_age: dt.timedelta = dt.timedelta(hours=24),
+                    skew: dt.timedelta = dt.timedelta(minutes=5), require_status: bool = False,
+                    clock: Callable[[], dt.datetime] | None = None,
+                    fetcher=None, ds_crl: bool | DsCrlCheck = False,
+                    ds_crl_max_age: dt.timedelta | None = None) -> ReaderPipeline:
+    """The reader's pipeline; ``ds_crl`` adds the ``ds_revocation`` check (the IACA CRL
+    fetched from the DS certificate's distribution point, kept at most ``ds_crl_max_age``;
+    a :class:`DsCrlCheck` to share or to give a fetcher) and looks the status-list signer up
+    on the same CRL."""
+    store = trust or TrustStore.from_pem_files(trust_pems)
+    kwargs = {"clock": clock} if clock else {}
+    if ds_crl is True:
+        ds_crl = DsCrlCheck() if ds_crl_max_age is None else DsCrlCheck(max_age=ds_crl_max_age)
+    return ReaderPipeline(store, config=PipelineConfig(skew=skew, require_status=require_status),
+                          status=StatusListCache(fetcher, offline=offline, max_offline_age=max_offline_age),
+                          extra_checks=[ds_crl] if ds_crl else [],
+                          signer_revocation=ds_crl.signer_revoked if ds_crl else None, **kwargs)
+
+
+# -- a reader's settings (the stand-alone service's, and a tap's) ---------------------------
+
+#: The environment variable through which `mcred reader serve --workers N` hands its
+#: settings (JSON of :class:`ReaderServeConfig`) to each uvicorn worker process.
+READER_SERVE_ENV = "MCRED_READER_SERVE"
+
+
+_DAY, _YEAR = 86_400, 366 * 86_400
+
+
+class ReaderServeError(ValueError):
+    """The reader service's settings are unusable (a file unreadable, a missing anchor, ...)."""
+
+
+class ReaderParts(NamedTuple):
+    """What a reader of given settings is made of (:meth:`ReaderServeConfig.parts`)."""
+
+    pipeline: ReaderPipeline
+    request: RequestSpec
+    reader_signer: object | None
+    reader_chain: list[bytes]
+    jpki_roots: list
+    reader_auth_all: bool = False
+
+
+@dataclass(frozen=True)
+class ReaderServeConfig:
+    """What ``mcred reader serve`` runs: its options, as data (files by path), so that each
+    worker process builds the same service (:func:`reader_app_from_env`)."""
+
+    trust: tuple[str, ...] = ()
+    vical: str | None = None
+    vical_trust: tuple[str, ...] = ()
+    request: tuple[str, ...] = ()
+    doctype: str = "jp.mcred.mynumber.cardsub.1"
+    offline: bool = False
+    max_offline_age: int = 86400
+    skew: int = 300
+    save_dir: str | None = None
+    require_status: bool = True
+    reader_cert: str | None = None
+    reader_key: str | None = None
+    ds_crl: bool | None = None
+    ds_crl_max_age: int = 3600
+    jpki_roots: tuple[str, ...] = ()
+    #: time-stamping roots (PEM files) a JPKI signature's time-stamp must chain to
+    tsa_roots: tuple[str, ...] = ()
+    #: SQLAlchemy URL of the database that keeps the sessions (reader branch only); None:
+    #: this process's memory (one process).
+    db: str | None = None
+    #: The key that seals each session's EReaderKey in the database (a file every process
+    #: on that database shares; created if absent). None: a key of this process's own.
+    session_key_file: str | None = None
+    #: The web origin of the page that makes online requests (ISO/IEC TS 18013-7 Annex C,
+    #: POST /online/sessions); None: none are served.
+    origin: str | None = None
+    #: The URL a phone reaches this reader at (the base of a cross-device session's
+    #: request_uri and response_uri); None: no cross-device sessions.
+    public_url: str | None = None
+    #: The PC/SC reader (a part of its name, or an index) whose taps POST /nfc/taps reads;
+    #: None: no NFC reader.
+    pcsc_reader: str | None = None
+    #: The HCI transport of the Bluetooth controller whose reads POST /ble/reads makes;
+    #: None: no BLE.
+    ble_hci: str | None = None
+    #: ISO/IEC 18013-5 second edition (DeviceRequest 1.1): one readerAuthAll signature over
+    #: the whole request instead of a readerAuth per DocRequest (needs the reader's key)
+    reader_auth_all: bool = False
+    #: alternativeDataElements, ``NS:ID=NS:ID[+NS:ID][|NS:ID...]`` each
+    alternatives: tuple[str, ...] = ()
+    #: issuerIdentifiers: ask only for documents of the trusted IACAs (their key identifiers)
+    issuer_identifiers: bool = False
+    #: maximumResponseSize (bytes) of the document asked for; None: no limit
+    max_response_size: int | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__)
+
+    @classmethod
+    def from_json(cls, text: str) -> ReaderServeConfig:
+        m = json.loads(text)
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in m.items()})
+
+    def parts(self) -> ReaderParts:
+        """The pipeline, the request, readerAuth's signer and chain, and the JPKI roots, as
+        every reader of these settings uses them (the service, and a tap over NFC). Raises
+        :class:`ReaderServeError` naming what is wrong."""
+        from reader.trust import TrustError
+
+        for name, value, most in (("--skew", self.skew, _DAY), ("--max-offline-age", self.max_offline_age, _YEAR),
+                                  ("--ds-crl-max-age", self.ds_crl_max_age, _YEAR)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= most:
+                raise ReaderServeError(f"{name} {value!r}: seconds from 0 to {most}")
+        if not self.doctype:
+            raise ReaderServeError("--doctype: an empty docType")
+        if self.doctype != DEFAULT_REQUEST.doc_type and not self.request:
+            raise ReaderServeError(f"--doctype {self.doctype}: give the items to ask for with --request NS:ID "
+                                   "(the default request asks for the card substitute's)")
+        try:
+            store = TrustStore.from_pem_files([Path(p) for p in self.trust])
+            if self.vical is not None:
+                anchors = pem_certificates(self.vical_trust)
+                store.import_vical(Path(self.vical).read_bytes(), vical_anchors=anchors, now=dt.datetime.now(dt.UTC))
+            spec = RequestSpec.parse(self.doctype, list(self.request)) if self.request else DEFAULT_REQUEST
+            spec = self._second_edition(spec, store)
+            signer, chain = None, []
+            if (self.reader_cert is None) != (self.reader_key is None):
+                raise ValueError("--reader-cert and --reader-key go together")
+            if self.reader_cert is not None:
+                from protocols.cose import key_signer
+
+                chain = [c.public_bytes(serialization.Encoding.DER)
+                         for c in x509certs.load_pem_all(Path(self.reader_cert).read_bytes())]
+                signer = key_signer(serialization.load_pem_private_key(Path(self.reader_key).read_bytes(), None))
+            rp_roots = []
+            if self.jpki_roots:  # the relying party's module (and its database's) only when it is wanted
+                from reader.relying_party import load_roots
+
+                rp_roots = [c for p in self.jpki_roots for c in load_roots(Path(p).read_bytes())]
+        except (TrustError, OSError, ValueError, TypeError) as exc:
+            raise ReaderServeError(str(exc)) from exc
+        if not len(store) and not rp_roots:
+            raise ReaderServeError("no trust anchor: give --trust IACA.pem (mcred export iaca) "
+                                   "and/or --jpki-roots roots.pem (mcred export jpki-root)")
+        if self.reader_auth_all and signer is None:
+            raise ReaderServeError("--reader-auth-all signs the request: give --reader-cert and --reader-key")
+        pipeline = reader_pipeline(trust=store, offline=self.offline,
+                                   max_offline_age=dt.timedelta(seconds=self.max_offline_age),
+                                   skew=dt.timedelta(seconds=self.skew), require_status=self.require_status,
+                                   ds_crl=(not self.offline) if self.ds_crl is None else self.ds_crl,
+                                   ds_crl_max_age=dt.timedelta(seconds=self.ds_crl_max_age))
+        return ReaderParts(pipeline, spec, signer, chain, rp_roots, self.reader_auth_all)
+
+    def _second_edition(self, spec: RequestSpec, store: TrustStore) -> RequestSpec:
+        """``spec`` with the second edition's requestInfo these settings ask for."""
+        if self.alternatives:
+            spec = spec.with_alternatives(list(self.alternatives))
+        if not self.issuer_identifiers and self.max_response_size is None:
+            return spec
+        ids: tuple[bytes, ...] = ()
+        if self.issuer_identifiers:
+            for cert in store.certificates:
+                try:
+                    ids += (cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest,)
+                except x509.ExtensionNotFound:
+                    raise ValueError(f"--issuer-identifiers: the IACA {cert.subject.rfc4514_string()} has no "
+                                     "subjectKeyIdentifier to name it by") from None
+            if not ids:
+                raise ValueError("--issuer-identifiers names the trusted IACAs: give --trust IACA.pem")
+        if self.max_response_size is not None and (isinstance(self.max_response_size, bool)
+                                                   or not isinstance(self.max_response_size, int)
+                                                   or self.max_response_size < 1):
+            raise ValueError(f"--max-response-size {self.max_response_size!r}: a number of bytes, at least 1")
+        info = spec.info or DocRequestInfo()
+        return spec.with_info(dataclasses.replace(info, issuer_identifiers=ids,
+                                                  maximum_response_size=self.max_response_size))
+
+    def build(self) -> tuple[ReaderService, RelyingPartyService | None, str]:
+        """The service, the relying party (with ``jpki_roots``) and a line saying what runs.
+        Raises :class:`ReaderServeError` naming what is wrong."""
+        from reader.http import ReaderService  # the service's stack: the web framework
+        from reader.relying_party import RelyingPartyService, load_roots
+
+        parts = self.parts()
+        pipeline, spec, signer, chain, rp_roots = parts[:5]
+        store = pipeline.trust
+        engine = None
+        if self.db is not None:
+            from mcred.db import make_engine, migrate
+
+            try:
+                engine = make_engine(self.db)
+                migrate(engine, "reader@head")  # the reader's own table; no issuer's, no TSM's
+            except Exception as exc:  # noqa: BLE001 - any driver's error: the URL is unusable
+                raise ReaderServeError(f"--db {_redacted(self.db)}: {type(exc).__name__}: {exc}") from exc
+        sealer = None
+        if engine is not None:
+            from reader.sessions import AesGcmSealer
+
+            sealer = (session_sealer(Path(self.session_key_file)) if self.session_key_file
+                      else AesGcmSealer(secrets.token_bytes(32)))
+        try:
+            tapper = None
+            if self.pcsc_reader is not None:
+                from reader import pcsc
+
+                tapper = pcsc.tapper(self.pcsc_reader)
+            service = ReaderService(pipeline, [spec], save_dir=Path(self.save_dir) if self.save_dir else None,
+                                    reader_signer=signer, reader_chain=chain, engine=engine,
+                                    session_sealer=sealer, origin=self.origin, public_url=self.public_url,
+                                    tapper=tapper, ble_hci=self.ble_hci, reader_auth_all=self.reader_auth_all)
+        except ReaderSessionError as exc:
+            raise ReaderServeError(f"--origin / --public-url: {exc}") from None
+        challenges = None
+        if engine is not None:  # shared by the workers, as the sessions are
+            from reader.rp_auth import SqlChallengeStore
+
+            challenges = SqlChallengeStore(engine)
+        try:
+            tsa_roots = [c for p in self.tsa_roots for c in load_roots(Path(p).read_bytes())]
+        except (OSError, ValueError) as exc:
+            raise ReaderServeError(f"--tsa-roots: {exc}") from exc
+        rp = RelyingPartyService(rp_roots, challenges=challenges, tsa_roots=tsa_roots) if rp_roots else None
+        where = f"sessions in {_redacted(self.db)}" if self.db else "sessions in memory"
+        if self.origin:
+            where += f", online requests for {self.origin}"
+        if self.pcsc_reader is not None:
+            where += f", taps on the PC/SC reader {self.pcsc_reader!r} (POST /nfc/taps)"
+        if self.ble_hci is not None:
+            where += f", reads over Bluetooth LE on {self.ble_hci} (POST /ble/reads)"
+        return service, rp, (f"trusting {len(store)} IACA(s), asking {spec.to_json()}, {where}"
+                             + (f"; JPKI relying party trusting {len(rp_roots)} root(s)" if rp else ""))
+
+
+def _redacted(url: str) -> str:
+    """A database URL without its password."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a URL at all: say so without echoing it
+        return "(unparsable URL)"
+
+
+def reader_session_key_path(home: Path) -> Path:
+    """The installation's reader session key: ``<home>/reader/session.key``."""
+    return Path(home) / "reader" / "session.key"
+
+
+def session_sealer(key_file: Path) -> AesGcmSealer:
+    """The reader sessions' sealing key from ``key_file`` (64 hex digits; created, mode 0600,
+    if absent): every process that shares a sessions database must read the same file."""
+    from reader.sessions import AesGcmSealer
+    from tsm.keys import load_key_file
+
+    key_file = Path(key_file)
+    try:
+        key = load_key_file(key_file, 32)
+    except ValueError as exc:
+        raise ReaderServeError(f"session {exc}") from None
+    try:
+        return AesGcmSealer(key)
+    except ValueError as exc:
+        raise ReaderServeError(f"session key file {key_file}: {exc}") from None
+
+
+def new_reader_session(pipeline: ReaderPipeline, requests: Sequence[RequestSpec] = (DEFAULT_REQUEST,),
+                       **kwargs) -> ReaderSession:
+    return ReaderSession(list(requests), pipeline, **kwargs)
