@@ -245,7 +245,8 @@ class ProvisionJobResult(_Closed):
     seconds: float
     sign_certificate: CertificateFacts | None = Field(description=(
         "null: no signing certificate was issued (a holder under 15 gets none; the SE's signing slot is "
-        "left empty, its password unset, and a password given is not used)"))
+        "left empty and its password unset: the request gave none, POST /sign-issuances adds both from the "
+        "holder's 15th birthday)"))
     auth_certificate: CertificateFacts
     sign_withheld: str | None = Field(None, description="why no signing certificate was issued, with "
                                       "sign_certificate null")
@@ -316,9 +317,34 @@ class MdocRefreshJob(_OverTheAir):
     result: MdocRefreshJobResult | None
 
 
+class IssueSignJobParams(_Closed):
+    phone_id: str
+    over_the_air: bool = Field(False, description=_OVER_THE_AIR)
+
+
+class IssueSignJobResult(_Closed):
+    """What an issue-sign job put into the phone: the signing certificate (never the password)."""
+
+    phone_id: str
+    holder_id: str
+    tsm_job_id: str = Field(description="the TSM's issue-sign job that wrote the SE (GET /tsm-jobs)")
+    resumed: bool = Field(description="it finished an issue-sign job of the phone that had stopped")
+    sign_certificate: CertificateFacts
+    seconds: float
+
+
+class IssueSignJob(_OverTheAir):
+    """POST /sign-issuances: a signing certificate, its key and password onto the provisioned
+    phone of a holder who has turned 15."""
+
+    kind: Literal["issue-sign"]
+    params: IssueSignJobParams
+    result: IssueSignJobResult | None
+
+
 class TsmResumeJobParams(_Closed):
     tsm_job_id: str
-    kind: Literal["provision", "refresh-mdoc", "reset-secrets"] = Field(
+    kind: Literal["provision", "refresh-mdoc", "reset-secrets", "issue-sign"] = Field(
         description="the TSM job's kind: which result the job gives")
     phone_id: str
     over_the_air: bool = Field(False, description=_OVER_THE_AIR)
@@ -327,11 +353,11 @@ class TsmResumeJobParams(_Closed):
 class TsmResumeJob(_OverTheAir):
     """POST /tsm-jobs/{id}/resume: a stopped TSM job finished; its result is the one of the job
     it finishes (params.kind): provision a ProvisionJobResult, refresh-mdoc an
-    MdocRefreshJobResult, reset-secrets a PinResetJobResult."""
+    MdocRefreshJobResult, reset-secrets a PinResetJobResult, issue-sign an IssueSignJobResult."""
 
     kind: Literal["tsm-resume"]
     params: TsmResumeJobParams
-    result: ProvisionJobResult | MdocRefreshJobResult | PinResetJobResult | None
+    result: ProvisionJobResult | MdocRefreshJobResult | PinResetJobResult | IssueSignJobResult | None
 
 
 class RevokedCredential(_Closed):
@@ -503,8 +529,8 @@ class DrillJob(JobBody):
     result: DrillReport | None
 
 
-_AnyJob = (ProvisionJob | PinResetJob | MdocRefreshJob | TsmResumeJob | TsmAbandonJob | KlocMoveJob | HandoverJob
-           | CardRenewalJob | DrillJob)
+_AnyJob = (ProvisionJob | PinResetJob | MdocRefreshJob | IssueSignJob | TsmResumeJob | TsmAbandonJob | KlocMoveJob
+           | HandoverJob | CardRenewalJob | DrillJob)
 
 
 class Job(RootModel[Annotated[_AnyJob, Field(discriminator="kind")]]):

@@ -59,6 +59,7 @@ from mcred.api_models import (
     HolderDetail,
     HolderForgotten,
     HolderList,
+    IssueSignJob,
     Job,
     JobKind,
     JobList,
@@ -96,6 +97,13 @@ Reason = Literal["keyCompromise", "affiliationChanged", "superseded", "cessation
 #: The JPKI secrets a body may carry, as the TSM takes them (tsm.jobs.JobSecrets): the user-auth
 #: PIN, the signing password, the PIN unlock key.
 PIN, PASSWORD, PUK = r"^[0-9]{4}$", r"^[A-Z0-9]{6,16}$", r"^[0-9]{8}$"
+#: When a request that provisions a phone takes the signing password (the OpenAPI document
+#: says it on each such member; :func:`_check_password` holds a request to it).
+PASSWORD_RULE = ("signing password (never stored): required when the holder gets a signing certificate, "
+                 "i.e. is 15 or older on the day of issue in Japan; refused (422, naming body.password) for a "
+                 "holder under 15, who gets none: no signing key or password is set, and a password that nothing "
+                 "would use is not taken silently. GET /holders/{holder_id} names the day (signing_certificate_from); "
+                 "from then POST /sign-issuances adds the certificate and its password to the phone")
 
 
 class _Body(BaseModel):
@@ -120,8 +128,7 @@ class ProvisionRequest(_Body):
     key_type: Literal["rsa2048", "p384"] = "rsa2048"
     mdoc_batch: int = Field(2, ge=1, le=16)
     pin: str = Field(pattern=PIN, description="user-auth PIN (never stored)")
-    password: str = Field(pattern=PASSWORD, description="signing password (never "
-                                                                   "stored)")
+    password: str | None = Field(None, pattern=PASSWORD, description=PASSWORD_RULE)
     puk: str = Field(pattern=PUK, description="PIN unlock key (never stored)")
     #: Reach the phone's SE through its GP SERAM Local Agent (the answer's ``seram``) instead
     #: of the simulator in this installation's data directory (specs/tsm.md, "Over the air").
@@ -174,21 +181,23 @@ class HandoverRunRequest(OverTheAirRequest):
     #: ``seram_old``).
     wipe_over_the_air: bool = False
     #: The secrets the holder chose for the phone the workflow provisions (a model change's
-    #: new phone, a renewal's phone): all three or none. Without them they are generated
+    #: new phone, a renewal's phone): pin and puk, with password when the holder gets a
+    #: signing certificate (:data:`PASSWORD_RULE`), or none. Without them they are generated
     #: and, since an answer over HTTP cannot show them without storing them, nobody learns
     #: them (the job's ``new_phones_with_generated_secrets`` names the phone: a PIN reset,
     #: ``POST /pin-resets``, sets them).
-    pin: str | None = Field(None, pattern=PIN, description="user-auth PIN (never stored)")
-    password: str | None = Field(None, pattern=PASSWORD,
-                                 description="signing password (never stored)")
-    puk: str | None = Field(None, pattern=PUK, description="PIN unlock key (never stored)")
+    pin: str | None = Field(None, pattern=PIN, description="user-auth PIN (never stored); with puk, or "
+                            "neither (generated, shown to nobody)")
+    password: str | None = Field(None, pattern=PASSWORD, description="with pin and puk: " + PASSWORD_RULE)
+    puk: str | None = Field(None, pattern=PUK, description="PIN unlock key (never stored); with pin")
 
     @model_validator(mode="after")
     def _all_or_none(self) -> HandoverRunRequest:
-        given = [k for k in ("pin", "password", "puk") if getattr(self, k) is not None]
-        if given and len(given) != 3:
-            missing = sorted({"pin", "password", "puk"} - set(given))
-            raise ValueError(f"pin, password and puk go together: {', '.join(missing)} missing")
+        given = {k for k in ("pin", "password", "puk") if getattr(self, k) is not None}
+        if given and not {"pin", "puk"} <= given:
+            missing = sorted({"pin", "puk"} - given)
+            raise ValueError(f"pin and puk go together (password with them when the holder gets a signing "
+                             f"certificate): {', '.join(missing)} missing")
         return self
 
     def secrets(self) -> dict[str, str] | None:
@@ -238,8 +247,19 @@ class CardRenewal(_Body):
                                                  "the next card's)")
     card_number: str | None = Field(None, pattern=r"^[0-9]{16}$", description="default: a random one")
     pin: str = Field(pattern=PIN, description="user-auth PIN (never stored)")
-    password: str = Field(pattern=PASSWORD, description="signing password (never stored)")
+    password: str | None = Field(None, pattern=PASSWORD, description=PASSWORD_RULE)
     puk: str = Field(pattern=PUK, description="PIN unlock key (never stored)")
+
+
+class SignIssuance(_Body):
+    """A signing certificate onto the provisioned phone of a holder who has turned 15."""
+
+    phone_id: str = Field(pattern=PHONE_ID_PATTERN)
+    password: str = Field(pattern=PASSWORD, description="the signing password the holder chose (never stored): "
+                          "required, as for POST /provisioning, since a generated one could not be shown over "
+                          "HTTP without storing it")
+    #: Reach the phone through its GP SERAM Local Agent (as ``POST /provisioning``).
+    over_the_air: bool = False
 
 
 class ConsentRegistration(_Body):
@@ -515,6 +535,38 @@ def _invalid(field: str, message: str) -> ProblemException:
                             errors=[{"location": f"body.{field}", "message": message}])
 
 
+def _check_password(ctx: Context, holder: Any, password: str | None) -> None:
+    """Hold a request that provisions ``holder`` (parsed, or a registered holder's id) to
+    :data:`PASSWORD_RULE`: a 422 naming ``body.password`` when it is missing for a holder who
+    gets a signing certificate today, or given for one under 15, who gets none."""
+    from mcred.provision import holder_birth_date, jpki_slots_for
+    from protocols.jpki.eligibility import signing_eligible_from
+
+    if "sign" in jpki_slots_for(ctx, holder):
+        if password is None:
+            raise _invalid("password", "required: the holder is 15 or older and gets a signing certificate, "
+                           "which the signing password protects (a generated one could not be shown over HTTP "
+                           "without storing it)")
+    elif password is not None:
+        birth = holder_birth_date(ctx, holder)
+        since = f" (from {signing_eligible_from(birth).isoformat()}, POST /sign-issuances adds it with its " \
+                "password)" if birth is not None else ""
+        raise _invalid("password", "not taken: the holder is under 15 and gets no signing certificate, so no "
+                       f"signing password is set and nothing would use this one{since}; leave it out")
+
+
+def _still_under_15(ctx: Context, holder: Any, then: str) -> None:
+    """In a job accepted without a signing password for a holder under 15: refuse
+    (:class:`mcred.provision.ProvisionError`, before anything is issued) if the holder has
+    turned 15 since (a job queued over midnight in Japan on their birthday), rather than set a
+    password nobody chose or learns; ``then`` says what to do."""
+    from mcred.provision import ProvisionError, jpki_slots_for
+
+    if "sign" in jpki_slots_for(ctx, holder):
+        raise ProvisionError("the holder has turned 15 since the request was accepted without a signing "
+                             f"password: a signing certificate is issued now, and needs one; {then}")
+
+
 def _require_simulated_phone(ctx: Context, phone_id: str, detail: str | None = None) -> None:
     """A 404 problem unless the simulator has ``phone_id`` (its SE image): checked at the
     door, not as the job's failure."""
@@ -607,6 +659,8 @@ def _provision_work(ctx: Context):  # noqa: ANN202
         def run(transmit):  # noqa: ANN001, ANN202 - None: the simulator here
             _issuers_set_up(ctx)
             holder = params["holder_id"] or parse_holder(params["holder"])
+            if params["password"] is None:
+                _still_under_15(ctx, holder, "provision again with a password")
             progress(0.05, "provisioning")
             return provision(ctx, params["phone_id"], holder, key_type=params["key_type"],
                              mdoc_batch=params["mdoc_batch"], pin=params["pin"],
@@ -655,11 +709,14 @@ def _tsm_job_or_404(ctx: Context, job_id: str):  # noqa: ANN202
 
 def _resume_work(ctx: Context):  # noqa: ANN202
     def work(params: dict, progress) -> dict:  # noqa: ANN001
-        from mcred.provision import refresh_mdocs, resume, resume_reset
+        from mcred.provision import issue_sign, refresh_mdocs, resume, resume_reset
 
         def run(transmit):  # noqa: ANN001, ANN202
             _issuers_set_up(ctx)
             progress(0.05, f"resuming TSM job {params['tsm_job_id']}")
+            if params["kind"] == "issue-sign":  # with the password it sealed, not returned
+                return _sign_issued(issue_sign(ctx, params["phone_id"], job_id=params["tsm_job_id"],
+                                               actor=params.get("actor", "api"), transmit=transmit))
             if params["kind"] == "refresh-mdoc":
                 res = refresh_mdocs(ctx, params["phone_id"], job_id=params["tsm_job_id"], transmit=transmit)
                 return _jsonable(res.summary())
@@ -699,6 +756,37 @@ def _pin_reset_work(ctx: Context):  # noqa: ANN202
     return work
 
 
+def _issue_sign_work(ctx: Context):  # noqa: ANN202
+    def work(params: dict, progress) -> dict:  # noqa: ANN001
+        from mcred.provision import issue_sign
+        from tsm.errors import MasterKeyError, TsmError
+        from tsm.jobs import list_jobs
+
+        def run(transmit):  # noqa: ANN001, ANN202 - None: the simulator here
+            _issuers_set_up(ctx)
+            progress(0.05, "issuing a signing certificate onto the phone")
+            return issue_sign(ctx, params["phone_id"], password=params["password"], actor=params.get("actor", "api"),
+                              transmit=transmit)
+
+        try:
+            return _sign_issued(_reaching(params, run, "issue-sign"))
+        except TsmError as exc:
+            left = list_jobs(ctx.engine, params["phone_id"], kind="issue-sign", unfinished=True)
+            if left and not isinstance(exc, MasterKeyError):  # the job's failure names it
+                exc.add_note(f"TSM job {left[-1].id} stopped: POST /tsm-jobs/{left[-1].id}/resume finishes it, "
+                             f"POST /tsm-jobs/{left[-1].id}/abandon gives it up")
+            raise
+
+    return work
+
+
+def _sign_issued(res) -> dict[str, Any]:  # noqa: ANN001 - mcred.provision.IssueSignResult
+    """An issue-sign job's result: the certificate issued, never the password."""
+    summary = res.summary()
+    return {"phone_id": res.phone_id, "holder_id": res.holder_id, "tsm_job_id": res.job_id,
+            "resumed": res.resumed, "sign_certificate": summary["sign_certificate"], "seconds": res.seconds}
+
+
 def _kloc_move_work(ctx: Context):  # noqa: ANN202
     def work(params: dict, progress) -> dict:  # noqa: ANN001
         from mcred.kloc import move_se
@@ -736,6 +824,9 @@ def _handover_work(ctx: Context):  # noqa: ANN202
         from mcred.handover_actions import HandoverActions
 
         actions = HandoverActions(ctx, given=params.get("given") or {})
+        if any(g.get("password") is None for g in actions.given.values()):
+            _still_under_15(ctx, _workflow_holder(ctx, params["handover_id"]),
+                            f"run it again (POST /handovers/{params['handover_id']}/run) giving a password")
         progress(0.05, "running the workflow's remaining steps")
 
         # the run the route claimed the workflow for (specs/handover.md "One run at a time")
@@ -768,12 +859,20 @@ def _card_renewal_work(ctx: Context):  # noqa: ANN202
 
         actions = HandoverActions(ctx, key_type=params["key_type"], mdoc_batch=params["mdoc_batch"],
                                   given={params["phone_id"]: {k: params[k] for k in ("pin", "password", "puk")}})
+        if params["password"] is None:
+            _still_under_15(ctx, _workflow_holder(ctx, params["handover_id"]),
+                            f"run it (POST /handovers/{params['handover_id']}/run) giving pin, password and puk")
         progress(0.05, "re-issuing the phone's credentials from the new card")
         h = actions.runner(params.get("actor", "api"), run_as=params.get("run_as"),
                            lease=params.get("lease")).run(params["handover_id"])
         return {"handover_id": h.id, "step": h.step, "state": h.state}
 
     return work
+
+
+def _workflow_holder(ctx: Context, handover_id: str) -> str:
+    with ctx.sessions() as s:
+        return s.get(Handover, handover_id).holder_id
 
 
 def _drill_work(ctx: Context):  # noqa: ANN202
@@ -798,7 +897,9 @@ def issuer_router(ctx: Context) -> APIRouter:
     @router.post("/provisioning", status_code=202, summary="Provision both credentials into a "
                  "phone (a job)", **queued(ProvisionJob, refusals(
                      (NOT_IMPLEMENTED, "not in this build"), (VALIDATION, "not exactly one of holder, holder_id; "
-                                                              "a holder's portrait or secret"),
+                                                              "a holder's portrait or secret; password missing "
+                                                              "for a holder who gets a signing certificate, or "
+                                                              "given for one under 15 (body.password)"),
                      (HOLDER_INVALID, "the holder record"), (UNKNOWN_PHONE, "no such simulated phone"),
                      (NOT_FOUND, "no holder holder_id"),
                      (CONFLICT, "the holder's phone has live credentials: a handover moves them"))))
@@ -818,9 +919,12 @@ def issuer_router(ctx: Context) -> APIRouter:
             for name in HOLDER_SECRETS:  # a holder file's secrets: here the body's own, one place
                 if name in body.holder:
                     raise _invalid(f"holder.{name}", f"the {name} goes at the top level of the body "
-                                   f"({name!r} beside 'holder', required there), not inside the holder "
-                                   "record: one place for each secret, never two that could differ")
-            parse_holder(body.holder)  # refuse a bad holder now, naming the field
+                                   f"({name!r} beside 'holder'"
+                                   + (", when the holder gets a signing certificate" if name == "password" else
+                                      ", required there")
+                                   + "), not inside the holder record: one place for each secret, never two "
+                                   "that could differ")
+            parsed = parse_holder(body.holder)  # refuse a bad holder now, naming the field
         _check_reach(ctx, body.phone_id, body.over_the_air)
         if body.holder_id is not None:  # now, not as the job's failure
             from mcred.provision import (
@@ -835,6 +939,7 @@ def issuer_router(ctx: Context) -> APIRouter:
                 raise ProblemException(NOT_FOUND, str(exc)) from None
             except ProvisionError as exc:
                 raise ProblemException(problems.CONFLICT, str(exc)) from None
+        _check_password(ctx, body.holder_id if body.holder is None else parsed, body.password)
         jobs = _jobs(request)
         jobs.register("provision", _provision_work(ctx))
         # The holder record and the secrets go to the work function, not into the job row.
@@ -903,7 +1008,8 @@ def issuer_router(ctx: Context) -> APIRouter:
         return {"jobs": [_tsm_job(j) for j in jobs], "limit": limit, "offset": offset}
 
     @router.post("/tsm-jobs/{job_id}/resume", status_code=202,
-                 summary="Finish a provisioning, an mdoc refresh or a secrets reset whose TSM job stopped (a job)",
+                 summary="Finish a provisioning, an mdoc refresh, a secrets reset or a signing certificate's "
+                 "issuance whose TSM job stopped (a job)",
                  **queued(TsmResumeJob, refusals((NOT_FOUND, "no such TSM job"),
                                                  (CONFLICT, "a job of another kind, or ended"))))
     def resume_tsm_job(job_id: Hex32, request: Request, response: Response,
@@ -911,7 +1017,7 @@ def issuer_router(ctx: Context) -> APIRouter:
         from tsm.jobs import ENDED
 
         job = _tsm_job_or_404(ctx, job_id)
-        if job.kind not in ("provision", "refresh-mdoc", "reset-secrets"):
+        if job.kind not in ("provision", "refresh-mdoc", "reset-secrets", "issue-sign"):
             raise ProblemException(problems.CONFLICT, f"TSM job {job_id} is a {job.kind}: it is "
                                    "resumed by the workflow that made it")
         if job.state in ENDED:
@@ -970,6 +1076,46 @@ def issuer_router(ctx: Context) -> APIRouter:
                                             "keep_keys": body.keep_keys, "actor": _actor(request),
                                             "over_the_air": body.over_the_air},
                            private={"seram": link}, scope="issuer", actor=_actor(request))
+        return _with_seram(ctx, _accepted(view, response), link)
+
+    @router.post("/sign-issuances", status_code=202, summary="Issue a signing certificate onto the provisioned "
+                 "phone of a holder who has turned 15 (a job): the TSM generates its key in the SE, writes the "
+                 "certificate and sets the password given",
+                 **queued(IssueSignJob, refusals(
+                     (UNKNOWN_PHONE, "no such simulated phone (over the air: none the registry knows)"),
+                     (PROVISIONING_REFUSED, "the holder is under 15 (the detail, and the member "
+                                            "signing_certificate_from, name the first day one may be issued); "
+                                            "the phone holds a live signing certificate already, or no live "
+                                            "user-authentication certificate, or is not registered to a holder "
+                                            "or not active; an issue-sign TSM job of the phone stopped (POST "
+                                            "/tsm-jobs/{id}/resume finishes it)"))))
+    def start_sign_issuance(body: SignIssuance, request: Request, response: Response) -> dict[str, Any]:
+        from mcred.provision import ProvisionError, SigningNotYetError, check_issue_sign
+        from tsm.jobs import list_jobs
+
+        _check_reach(ctx, body.phone_id, body.over_the_air)
+        if body.over_the_air:
+            with ctx.sessions() as s:
+                if s.get(Phone, body.phone_id) is None:
+                    raise ProblemException(UNKNOWN_PHONE, f"the registry has no phone {body.phone_id!r}")
+        left = list_jobs(ctx.engine, body.phone_id, kind="issue-sign", unfinished=True)
+        if left:  # its key may be in the SE already: finished with the password it sealed, not started anew
+            raise ProblemException(PROVISIONING_REFUSED, f"phone {body.phone_id!r} has an issue-sign TSM job "
+                                   f"{left[-1].id} that stopped: POST /tsm-jobs/{left[-1].id}/resume finishes it "
+                                   f"(with the password it was given), POST /tsm-jobs/{left[-1].id}/abandon gives "
+                                   "it up")
+        try:  # refused now, as the command line refuses, not as the job's failure
+            check_issue_sign(ctx, body.phone_id)
+        except SigningNotYetError as exc:
+            raise ProblemException(PROVISIONING_REFUSED, str(exc),
+                                   signing_certificate_from=exc.eligible_from.isoformat()) from None
+        except ProvisionError as exc:
+            raise ProblemException(PROVISIONING_REFUSED, str(exc)) from None
+        link = _open_session(request, body.phone_id, body.over_the_air)
+        jobs = _jobs(request)
+        jobs.register("issue-sign", _issue_sign_work(ctx))
+        view = jobs.submit("issue-sign", {"phone_id": body.phone_id, "over_the_air": body.over_the_air},
+                           private={"password": body.password, "seram": link}, scope="issuer", actor=_actor(request))
         return _with_seram(ctx, _accepted(view, response), link)
 
     @router.get("/credentials", summary="Credentials in the registry", **typed(CredentialList))
@@ -1134,7 +1280,8 @@ def operator_router(ctx: Context) -> APIRouter:
                                               "queued or running, or a command line's): the detail names "
                                               "it and since when, and an earlier run's job and its state"),
                      (VALIDATION, "wipe_over_the_air without over_the_air; secrets for a workflow that "
-                                  "provisions no phone"))))
+                                  "provisions no phone; password missing for a holder who gets a signing "
+                                  "certificate, or given for one under 15 (body.password)"))))
     def run_handover(handover_id: Hex32, request: Request, response: Response,
                      body: HandoverRunRequest | None = None) -> dict[str, Any]:
         from issuer.handover import WORKFLOWS
@@ -1143,7 +1290,7 @@ def operator_router(ctx: Context) -> APIRouter:
             h = s.get(Handover, handover_id)
             if h is None:
                 raise ProblemException(NOT_FOUND, f"no handover {handover_id}")
-            new_phone, old_phone, kind, at = h.new_phone_id, h.old_phone_id, h.kind, h.step
+            new_phone, old_phone, kind, at, holder_id = h.new_phone_id, h.old_phone_id, h.kind, h.step, h.holder_id
         given = body.secrets() if body is not None else None
         if given is not None:
             step = _PROVISIONING_STEP.get(kind)
@@ -1154,6 +1301,7 @@ def operator_router(ctx: Context) -> APIRouter:
             if at != "created" and steps.index(at) >= steps.index(step):
                 raise ProblemException(problems.CONFLICT, f"handover {handover_id} provisioned its phone "
                                        "already: its secrets are set (a PIN reset changes them: POST /pin-resets)")
+            _check_password(ctx, holder_id, given["password"])
         if not _available("mcred.handover_actions"):
             raise ProblemException(NOT_IMPLEMENTED, "the handover step actions "
                                    "(mcred.handover_actions) are not part of this build")
@@ -1251,6 +1399,7 @@ def operator_router(ctx: Context) -> APIRouter:
         def record() -> dict:
             from mcred.handover_actions import record_card_renewal
 
+            _check_password(ctx, holder_id, body.password)  # before the new card is recorded
             return record_card_renewal(ctx, holder_id, reason=body.reason, card_number=body.card_number,
                                        actor=_actor(request))
 

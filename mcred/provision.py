@@ -805,9 +805,54 @@ class IssueSignResult:
                 "seconds": round(self.seconds, 3)}
 
 
+class SigningNotYetError(ProvisionError):
+    """No signing certificate yet: the holder is under 15; ``eligible_from`` is the first day
+    one may be issued (their 15th birthday)."""
+
+    def __init__(self, message: str, eligible_from: dt.date) -> None:
+        super().__init__(message)
+        self.eligible_from = eligible_from
+
+
+def check_issue_sign(ctx: Context, phone_id: str) -> tuple[str, str]:
+    """Whether :func:`issue_sign` may issue a signing certificate onto ``phone_id`` today
+    (nothing opened, nothing written): ``(holder_id, algorithm)``, the algorithm that of the
+    phone's user-authentication key. Refused (:class:`ProvisionError`) for a phone not
+    registered or not active, a holder whose birth date is not known (erased), a holder under
+    15 (:class:`SigningNotYetError`, naming the day from which), a phone that holds a live
+    (valid or held) signing certificate, or one without a live user-authentication certificate.
+    The command line and the API's door both ask it, so that they refuse alike."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from protocols.birthdays import today_in_japan
+    from protocols.jpki.eligibility import signing_eligible_from, signing_refusal
+
+    with ctx.sessions() as s:
+        _check_active(s, phone_id, "provision it first", "no signing certificate is issued to it")
+        holder_id = s.scalar(select(Phone.holder_id).where(Phone.id == phone_id))
+        live = {kind: body for kind, body in s.execute(
+            select(Credential.kind, Credential.body).where(Credential.phone_id == phone_id,
+                                                           Credential.kind.in_(("jpki-sign", "jpki-auth")),
+                                                           Credential.status.in_(_LIVE)))}
+    birth = holder_birth_date(ctx, holder_id)
+    if birth is None:
+        raise ProvisionError(f"holder {holder_id}'s birth date is not known (erased): no signing certificate")
+    why = signing_refusal(birth, today_in_japan(dt.datetime.now(dt.UTC)))
+    if why is not None:
+        raise SigningNotYetError(f"phone {phone_id!r}: {why}", signing_eligible_from(birth))
+    if "jpki-sign" in live:
+        raise ProvisionError(f"phone {phone_id!r} holds a live signing certificate already: a new one comes "
+                             "with a renewal (`mcred holder renew-card`) or a change of the basic four data")
+    if "jpki-auth" not in live:
+        raise ProvisionError(f"phone {phone_id!r} holds no live user-authentication certificate: provision it")
+    key = x509.load_der_x509_certificate(live["jpki-auth"]).public_key()
+    return holder_id, "p384" if isinstance(key, ec.EllipticCurvePublicKey) else "rsa2048"
+
+
 def issue_sign(ctx: Context, phone_id: str, *, password: str | None = None, actor: str = "mcred",
                transmit: Callable[[bytes], bytes] | None = None, trace: Any = None,
-               after_step: StepHook | None = None) -> IssueSignResult:
+               after_step: StepHook | None = None, job_id: str | None = None) -> IssueSignResult:
     """A signing certificate onto the phone of a holder who has turned 15 since it was
     provisioned (none is issued under 15: ``protocols.jpki.eligibility``): a TSM
     ``issue-sign`` job generates the signing key in the SE (of the type of the phone's
@@ -818,15 +863,14 @@ def issue_sign(ctx: Context, phone_id: str, *, password: str | None = None, acto
     (naming the day from which one may be issued), a phone that holds a live (valid or held)
     signing certificate, or one without a live user-authentication certificate (provision it).
     An ``issue-sign`` job of the phone that stopped (a crash, a lost answer) is finished
-    instead, with the password it sealed."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    from protocols.birthdays import today_in_japan
-    from protocols.jpki.eligibility import signing_refusal
-
+    instead, with the password it sealed; ``job_id`` names that job (the API's resume), and
+    refuses when it is not the phone's stopped ``issue-sign`` job."""
     t0 = time.perf_counter()
     left = list_jobs(ctx.engine, phone_id, kind="issue-sign", unfinished=True)
+    if job_id is not None:
+        left = [j for j in left if j.id == job_id]
+        if not left:
+            raise ProvisionError(f"job {job_id} is not a stopped issue-sign job of phone {phone_id!r}")
     tsm = tsm_for(ctx, issuer_port(ctx), actor)
     if left:  # finished, not started again: its key may be in the SE already
         if password is not None:
@@ -845,26 +889,7 @@ def issue_sign(ctx: Context, phone_id: str, *, password: str | None = None, acto
         raise ProvisionError(f"password: {exc}") from None
     if transmit is None:
         transmit = wallet_sim.open_secure_element(phone_id, ctx.home).transmit  # the phone exists, or refuse now
-    with ctx.sessions() as s:
-        _check_active(s, phone_id, "provision it first", "no signing certificate is issued to it")
-        holder_id = s.scalar(select(Phone.holder_id).where(Phone.id == phone_id))
-        live = {kind: body for kind, body in s.execute(
-            select(Credential.kind, Credential.body).where(Credential.phone_id == phone_id,
-                                                           Credential.kind.in_(("jpki-sign", "jpki-auth")),
-                                                           Credential.status.in_(_LIVE)))}
-    birth = holder_birth_date(ctx, holder_id)
-    if birth is None:
-        raise ProvisionError(f"holder {holder_id}'s birth date is not known (erased): no signing certificate")
-    why = signing_refusal(birth, today_in_japan(dt.datetime.now(dt.UTC)))
-    if why is not None:
-        raise ProvisionError(f"phone {phone_id!r}: {why}")
-    if "jpki-sign" in live:
-        raise ProvisionError(f"phone {phone_id!r} holds a live signing certificate already: a new one comes "
-                             "with a renewal (`mcred holder renew-card`) or a change of the basic four data")
-    if "jpki-auth" not in live:
-        raise ProvisionError(f"phone {phone_id!r} holds no live user-authentication certificate: provision it")
-    key = x509.load_der_x509_certificate(live["jpki-auth"]).public_key()
-    algorithm = "p384" if isinstance(key, ec.EllipticCurvePublicKey) else "rsa2048"
+    _holder_id, algorithm = check_issue_sign(ctx, phone_id)
     job = tsm.create_job(phone_id, "issue-sign", {"algorithm": algorithm}, job_secrets)
     view = tsm.run(job, transmit, secrets=job_secrets, after_step=after_step, trace=trace)
     return _sign_issued(ctx, view, job_secrets.signing_password or "", () if password is not None else ("password",),

@@ -304,9 +304,11 @@ def test_a_childs_handover_renewal_and_move_keep_working_without_a_signing_certi
 
 
 def test_the_api_provisions_a_child_with_a_null_signing_certificate_as_documented(home, every_answer_checked):
-    """POST /provisioning for a 10-year-old: the job's result has ``sign_certificate: null``
-    (and ``sign_withheld``), held to the OpenAPI document like every answer; GET /holders/{id}
-    names the day a signing certificate may be issued; a PIN reset of ``sign`` fails naming why."""
+    """POST /provisioning for a 10-year-old, without a signing password (one given is refused,
+    422 naming body.password: nothing would use it): the job's result has ``sign_certificate:
+    null`` (and ``sign_withheld``), held to the OpenAPI document like every answer; GET
+    /holders/{id} names the day a signing certificate may be issued; a PIN reset of ``sign``
+    fails naming why."""
     from fastapi.testclient import TestClient
     from test_api_flows import _wait
 
@@ -319,9 +321,14 @@ def test_the_api_provisions_a_child_with_a_null_signing_certificate_as_documente
     child = dict(HOLDER, birth_date=_born_years_ago(10))
     with TestClient(create_app(api_ctx, job_workers=1)) as c:
         phone = c.post("/phones", headers=tok["tsm"], json={"model": "child"}).json()["id"]
-        r = c.post("/provisioning", headers=tok["issuer"], json={
-            "phone_id": phone, "holder": child, "key_type": "p384", "mdoc_batch": 1,
-            "pin": "1111", "password": "NOTUSED1", "puk": "11112222"})
+        body = {"phone_id": phone, "holder": child, "key_type": "p384", "mdoc_batch": 1, "pin": "1111",
+                "puk": "11112222"}
+        r = c.post("/provisioning", headers=tok["issuer"], json={**body, "password": "NOTUSED1"})
+        assert r.status_code == 422 and r.json()["errors"][0]["location"] == "body.password", r.text
+        from_ = birthdays.turns(dt.date.fromisoformat(child["birth_date"]), 15).isoformat()
+        assert "under 15" in r.json()["detail"] and from_ in r.json()["detail"]
+        assert _kinds(api_ctx, phone) == []  # refused at the door: nothing registered or issued
+        r = c.post("/provisioning", headers=tok["issuer"], json=body)
         assert r.status_code == 202, r.text
         done = _wait(c, tok["issuer"], r.json()["id"], limit_s=60)
         assert done["state"] == "succeeded", done
@@ -337,7 +344,7 @@ def test_the_api_provisions_a_child_with_a_null_signing_certificate_as_documente
         failed = _wait(c, tok["issuer"], r.json()["id"], limit_s=60)
         assert failed["state"] == "failed" and "no signing certificate" in json.dumps(failed["error"],
                                                                                        ensure_ascii=False)
-    assert "GET /holders/{holder_id} 200" in every_answer_checked
+    assert {"GET /holders/{holder_id} 200", "POST /provisioning 422"} <= set(every_answer_checked)
 
 
 # --- a signing certificate once the holder is 15 -------------------------------------------------
