@@ -11,6 +11,7 @@ gives it.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Callable
 
@@ -266,7 +267,41 @@ def run_demo(ctx: Context, say: Say, *, key_type: str = "p384") -> dict:
         f"{watch_why}, and with the consent she signed in her SE (最新の利用者情報提供) it learns what changed: "
         f"{', '.join(latest['changed'])}, now {latest['basic_four']['address']}. Her user-authentication "
         f"certificate is kept: login {login_why}; she signs ({sign_why}) and presents ({why}) with the new data.")
+    child_phone, child_why = _child(ctx, env, key_type)
+    say(f"12. Her son, aged 10, gets a phone too ({child_phone}): the user-authentication certificate and "
+        f"the mdoc, no signing certificate: {child_why}. He logs in (good) and presents (VALID, "
+        "age_over_18 false); asked to sign, the phone says it holds no signing key, no try spent.")
     total = time.perf_counter() - t_start
     say(f"Done in {total:.1f} s.")
     return {"phones": phones, "new_phone": new, "handover": hid, "reader_refused_after_s": reader_s,
-            "seconds": total}
+            "child_phone": child_phone, "seconds": total}
+
+
+def _child(ctx: Context, env: Env, key_type: str) -> tuple[str, str]:
+    """A holder under 15 provisioned: what is issued to them and what is not (step 12)."""
+    from mcred.jpki_flow import NoSigningCertificateError
+    from protocols.birthdays import today_in_japan
+
+    today = today_in_japan(dt.datetime.now(dt.UTC))
+    born = dt.date(today.year - 11, today.month, 1) + dt.timedelta(days=40)  # 10 on any day of the year
+    child = dict(HOLDER, family_name="佐藤", family_name_kana="さとう", given_name="次郎",
+                 given_name_kana="じろう", birth_date=born.isoformat())
+    pid = ctx.new_phone()
+    r = provision(ctx, pid, parse_holder(child), key_type=key_type, mdoc_batch=1)
+    assert r.sign_certificate is None and r.sign_withheld, r
+    ok, why = env.login(pid, r.pin)
+    assert ok, why
+    response, st = env.present(pid)
+    verdict = env.reader.verify(response, session_transcript=st)
+    assert verdict.valid, verdict.failed()
+    ages = {ns: items["age_over_18"] for d in verdict.documents for ns, items in d.elements.items()
+            if "age_over_18" in items}
+    assert ages and not any(ages.values()), ages  # in our namespace and the ISO one it mirrors
+    try:
+        env.sign(pid, "NOPASSWORD1")
+    except NoSigningCertificateError:
+        pass
+    else:
+        raise AssertionError("a phone without a signing key signed")
+    return pid, r.sign_withheld
+

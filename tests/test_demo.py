@@ -22,5 +22,6 @@ def test_demo_runs(tmp_path, monkeypatch):
                    "11. The other holder moves", "sees revoked (superseded)", "it learns what changed: address",
                    "reader CA revoked (keyCompromise): the wallet holds that CA's CRL, so the reader is NOT trusted",
                    "signs a contract PDF inside it (PAdES",
+                   "12. Her son, aged 10, gets a phone too", "no signing certificate: holder under 15",
                    "Done in"):
         assert marker in out, marker

@@ -15,7 +15,8 @@ def register(app: typer.Typer) -> None:
         key_type: str = typer.Option("p384", "--key-type", help="JPKI key type: p384 or rsa2048."),
     ) -> None:
         """Provision two phones, present, sign, hand one over, and show the old phone refused
-        and the new one accepted (a fresh temporary data directory unless MCRED_HOME is set)."""
+        and the new one accepted; then a move, and a child's phone (no signing certificate under
+        15). A fresh temporary data directory unless MCRED_HOME is set."""
         from mcred.cli.text import make_console
         from mcred.context import Context
         from mcred.demo import run_demo
