@@ -23,7 +23,7 @@ from issuer.api.jobs import JobBody
 _DATE_TIME = {"format": "date-time"}
 #: The TSM's job kinds (tsm.jobs.KINDS) and states, written out (a test holds them to the TSM's)
 TsmKind = Literal["provision", "provision-mdoc", "refresh-mdoc", "delete-credentials", "rotate-keys",
-                  "reset-secrets", "rotate-kloc", "issue-sign"]
+                  "reset-secrets", "rotate-kloc", "issue-sign", "renew-jpki"]
 TsmState = Literal["pending", "running", "interrupted", "done", "abandoned"]
 KeyType = Literal["rsa2048", "p384"]
 

@@ -905,6 +905,232 @@ def _sign_issued(ctx: Context, view: JobView, password: str, generated: tuple[st
                            time.perf_counter() - t0)
 
 
+# --- certificate-only renewal (電子証明書の更新) -------------------------------------------
+
+
+#: The JPKI slots and their registry kinds, in the order a renewal writes them
+_SLOT_KINDS = {"sign": "jpki-sign", "auth": "jpki-auth"}
+
+
+class RenewalTooEarlyError(ProvisionError):
+    """The certificate has more than 3 months left (the expiry notice's window,
+    ``protocols.jpki.renewal``): ``not_after`` its expiry, ``renewable_from`` the first day
+    it may be renewed; ``--early`` with a reason drills it anyway."""
+
+    def __init__(self, message: str, slot: str, not_after: dt.datetime, renewable_from: dt.date) -> None:
+        super().__init__(message)
+        self.slot, self.not_after, self.renewable_from = slot, not_after, renewable_from
+
+
+@dataclass(frozen=True)
+class RenewalPlan:
+    """What :func:`renew_jpki` will renew on a phone, as :func:`check_renew_jpki` found it."""
+
+    phone_id: str
+    holder_id: str
+    #: the slots renewed, in the order the job writes them
+    slots: tuple[str, ...]
+    algorithm: str
+    #: per slot renewed: (credential id, serial, notAfter) of the certificate it replaces
+    old: dict[str, tuple[str, str, dt.datetime]]
+    #: the earliest notAfter among them, and the first day it may be renewed
+    not_after: dt.datetime
+    renewable_from: dt.date
+    #: before the window: an operator's drill (``early``)
+    early: bool
+    #: why the signing certificate is not renewed (a holder under 15, none on the phone), or None
+    sign_withheld: str | None = None
+
+
+@dataclass(frozen=True)
+class RenewResult:
+    """What a ``renew-jpki`` job put into the phone: per slot, the serial it replaced and the
+    new certificate. No secret: the holder's PIN and password stay as they were."""
+
+    phone_id: str
+    holder_id: str
+    job_id: str
+    #: (slot, serial of the certificate replaced or None, new certificate DER)
+    renewed: tuple[tuple[str, str | None, bytes], ...] = field(repr=False)
+    sign_withheld: str | None = None
+    resumed: bool = False
+    seconds: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        from cryptography import x509
+
+        out = []
+        for slot, old, der in self.renewed:
+            c = x509.load_der_x509_certificate(der)
+            out.append({"slot": slot, "old_serial": old, "serial": format(c.serial_number, "x"),
+                        "subject": c.subject.rfc4514_string(), "not_before": c.not_valid_before_utc.isoformat(),
+                        "not_after": c.not_valid_after_utc.isoformat()})
+        return {"phone": self.phone_id, "holder": self.holder_id, "job": self.job_id, "resumed": self.resumed,
+                "renewed": out, "sign_withheld": self.sign_withheld, "seconds": round(self.seconds, 3)}
+
+
+def check_renew_jpki(ctx: Context, phone_id: str, slot: str = "both", *, early: bool = False,
+                     now: dt.datetime | None = None) -> RenewalPlan:
+    """Whether :func:`renew_jpki` may renew ``slot`` (``auth``, ``sign`` or ``both``) of the
+    phone's JPKI certificates now (nothing opened, nothing written). ``both`` renews what
+    the phone holds: a holder under 15's phone its user-authentication certificate alone.
+
+    Refused (:class:`ProvisionError`) for a phone not registered or not active; a slot asked
+    for by name whose certificate is not there to renew (none issued, revoked: a new one
+    comes another way) or is on hold; a signing certificate for a holder under 15
+    (:class:`SigningNotYetError`); a card that has expired, or that expires with the
+    certificate (a renewal would end the same day: the card is renewed instead, `mcred
+    holder renew-card`); and, unless ``early``, a certificate with more than 3 months left
+    (:class:`RenewalTooEarlyError`, naming its expiry and the day from which). An expired
+    certificate is renewed. The command line and the API's door both ask it."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from issuer.db import Holder
+    from protocols.birthdays import today_in_japan
+    from protocols.jpki.eligibility import signing_eligible_from, signing_refusal
+    from protocols.jpki.renewal import expiry_date, renewable_from, renewal_refusal
+
+    if slot not in ("auth", "sign", "both"):
+        raise ProvisionError(f"slot {slot!r}: auth, sign or both")
+    now = now or dt.datetime.now(dt.UTC)
+    today = today_in_japan(now)
+    asked = ("sign", "auth") if slot == "both" else (slot,)
+    with ctx.sessions() as s:
+        _check_active(s, phone_id, "provision it first", "its certificates are not renewed")
+        holder_id = s.scalar(select(Phone.holder_id).where(Phone.id == phone_id))
+        holder = s.get(Holder, holder_id)
+        latest = {}
+        for row in s.scalars(select(Credential).where(Credential.phone_id == phone_id,
+                                                      Credential.kind.in_(_SLOT_KINDS.values()))
+                             .order_by(Credential.issued_at, Credential.id)):
+            latest[row.kind] = row  # the newest of each kind
+    birth = holder_birth_date(ctx, holder_id)
+    if birth is None:
+        raise ProvisionError(f"holder {holder_id}'s birth date is not known (erased): nothing is issued from the "
+                             "holder's data")
+    slots: list[str] = []
+    withheld = None
+    for name in asked:
+        row = latest.get(_SLOT_KINDS[name])
+        what = "signing certificate" if name == "sign" else "user-authentication certificate"
+        if name == "sign":
+            why = signing_refusal(birth, today)
+            if why is not None:
+                if slot == "sign":
+                    raise SigningNotYetError(f"phone {phone_id!r}: {why}", signing_eligible_from(birth))
+                withheld = SIGN_WITHHELD
+                continue
+        if row is None or row.status == "revoked":
+            if slot == "both" and name == "sign":
+                withheld = "no signing certificate on the phone"
+                continue
+            how = ("`mcred jpki issue-sign` issues one" if name == "sign" else "provision the phone")
+            gone = f"its last one was revoked ({row.reason})" if row is not None else "none was issued to it"
+            raise ProvisionError(f"phone {phone_id!r} holds no {what} to renew ({gone}): {how}")
+        if row.status == "hold":
+            raise ProvisionError(f"phone {phone_id!r}'s {what} is on hold (reported lost): release it first "
+                                 f"(`mcred release --phone {phone_id}`)")
+        slots.append(name)
+    if not slots:
+        raise ProvisionError(f"phone {phone_id!r} holds no certificate to renew")
+    if holder.card_expiry < today:
+        raise ProvisionError(f"holder {holder_id}'s card expired on {holder.card_expiry.isoformat()}: its "
+                             f"certificates are not renewed; the card is (`mcred holder renew-card {holder_id}`)")
+    old = {name: (latest[_SLOT_KINDS[name]].id, latest[_SLOT_KINDS[name]].serial,
+                  latest[_SLOT_KINDS[name]].not_after) for name in slots}
+    for name in slots:
+        until = old[name][2]
+        if holder.card_expiry <= expiry_date(until):
+            raise ProvisionError(f"phone {phone_id!r}: the {name} certificate runs to the card's expiry "
+                                 f"({holder.card_expiry.isoformat()}), and a renewed one could run no longer: "
+                                 f"the card is renewed (`mcred holder renew-card {holder_id}`)")
+    first = min(slots, key=lambda name: old[name][2])
+    not_after = old[first][2]
+    why = renewal_refusal(not_after, now)
+    if why is not None and not early:
+        raise RenewalTooEarlyError(f"phone {phone_id!r}, {first} certificate: {why}; an operator drills it "
+                                   "earlier with --early and a reason", first, not_after, renewable_from(not_after))
+    types = {("p384" if isinstance(x509.load_der_x509_certificate(latest[_SLOT_KINDS[name]].body).public_key(),
+                                   ec.EllipticCurvePublicKey) else "rsa2048") for name in slots}
+    if len(types) != 1:
+        raise ProvisionError(f"phone {phone_id!r}'s certificates have keys of two types ({', '.join(sorted(types))}): "
+                             "renew them one at a time (--slot)")
+    return RenewalPlan(phone_id, holder_id, tuple(x for x in ("sign", "auth") if x in slots), types.pop(), old,
+                       not_after, renewable_from(not_after), early and why is not None, withheld)
+
+
+def renew_jpki(ctx: Context, phone_id: str, *, slot: str = "both", early: bool = False, reason: str | None = None,
+               actor: str = "mcred", transmit: Callable[[bytes], bytes] | None = None, trace: Any = None,
+               after_step: StepHook | None = None, job_id: str | None = None) -> RenewResult:
+    """Certificate-only renewal (電子証明書の更新): the phone's JPKI certificates of ``slot``
+    renewed through a TSM ``renew-jpki`` job: a new key generated in the SE per slot (of the
+    old one's type), a new certificate issued (valid from now to the 5th birthday after,
+    capped by the card's expiry) and written. The issuer revokes the slot's previous
+    certificate as ``superseded`` in the transaction that records the new one, so CRLs, OCSP,
+    relying parties' watch lists and the user-authentication linkage see it. The holder's
+    PIN and password stay as they were (GENERATE KEY leaves the secrets); the mdocs are not
+    touched. Refused before anything runs as :func:`check_renew_jpki` says; ``early`` (with
+    a ``reason``) renews before the window, an operator's drill. Audited ``jpki.renew`` (the
+    job, the slots, the certificates' expiry, ``early`` and its reason) when the job is made,
+    then as any issuance. A ``renew-jpki`` job of the phone that stopped (a crash, a lost
+    answer) is finished instead; ``job_id`` names that job (the API's resume)."""
+    from issuer.db import AuditEvent
+
+    t0 = time.perf_counter()
+    left = list_jobs(ctx.engine, phone_id, kind="renew-jpki", unfinished=True)
+    if job_id is not None:
+        left = [j for j in left if j.id == job_id]
+        if not left:
+            raise ProvisionError(f"job {job_id} is not a stopped renew-jpki job of phone {phone_id!r}")
+    tsm = tsm_for(ctx, issuer_port(ctx), actor)
+    if left:  # finished, not started again: its keys may be in the SE already
+        if transmit is None:
+            transmit = wallet_sim.open_secure_element(phone_id, ctx.home).transmit
+        view = tsm.run(left[-1].id, transmit, after_step=after_step, trace=trace)
+        return _renewed(ctx, view, t0, resumed=True)
+    if early and not (reason and reason.strip()):
+        raise ProvisionError("an early renewal needs a reason (it is audited)")
+    if reason is not None and not early:
+        raise ProvisionError("a reason goes with an early renewal only")
+    if transmit is None:
+        transmit = wallet_sim.open_secure_element(phone_id, ctx.home).transmit  # the phone exists, or refuse now
+    plan = check_renew_jpki(ctx, phone_id, slot, early=early)
+    job = tsm.create_job(phone_id, "renew-jpki", {"algorithm": plan.algorithm, "slots": list(plan.slots)})
+    with ctx.sessions.begin() as s:
+        s.add(AuditEvent(actor=actor, action="jpki.renew", subject=phone_id, detail={
+            "job": job, "holder": plan.holder_id, "slots": list(plan.slots),
+            "serials": {name: plan.old[name][1] for name in plan.slots},
+            "not_after": plan.not_after.isoformat(), "renewable_from": plan.renewable_from.isoformat(),
+            "early": plan.early, **({"reason": reason.replace("\x00", "")[:500]} if reason else {})}))
+    view = tsm.run(job, transmit, after_step=after_step, trace=trace)
+    return _renewed(ctx, view, t0, withheld=plan.sign_withheld)
+
+
+def _renewed(ctx: Context, view: JobView, t0: float, *, resumed: bool = False,
+             withheld: str | None = None) -> RenewResult:
+    """The finished renewal: each slot's new certificate and the serial it replaced (read off
+    the issuer's ``jpki.supersede`` records of the job)."""
+    from issuer.db import AuditEvent, unindexed
+
+    if view.state != "done":  # pragma: no cover - Tsm.run raises instead
+        raise ProvisionError(f"job {view.id} ended in state {view.state}: {view.error}")
+    slots = tuple(view.input["slots"])
+    with ctx.sessions() as s:
+        holder_id = s.scalar(select(Phone.holder_id).where(Phone.id == view.se_id)) or ""
+        replaced = {kind: serial for kind, serial, detail in s.execute(
+            select(Credential.kind, Credential.serial, AuditEvent.detail)
+            .join(AuditEvent, AuditEvent.subject == Credential.id)
+            .where(unindexed(AuditEvent.action) == "jpki.supersede", Credential.phone_id == view.se_id,
+                   Credential.kind.in_([_SLOT_KINDS[x] for x in slots])))
+            if isinstance(detail, dict) and detail.get("by_job") == view.id}
+    renewed = tuple((x, replaced.get(_SLOT_KINDS[x]), bytes.fromhex(view.results[f"issue-{x}-cert"]["certificate"]))
+                    for x in slots)
+    if "sign" not in slots and withheld is None:  # resumed: as the phone is now (None: it holds one)
+        withheld = sign_withheld(ctx, view.se_id)
+    return RenewResult(view.se_id, holder_id, view.id, renewed, withheld, resumed, time.perf_counter() - t0)
+
+
 # --- resetting the holder's secrets --------------------------------------------------------
 
 

@@ -95,7 +95,8 @@ REASON_MEANINGS = {
     "affiliationChanged": "death, or moving abroad (the two cannot be told apart)",
     "cessationOfOperation": "card lost, or moving abroad",
     "superseded": "certificate renewed: a basic four datum (name, birth date, sex, address) "
-                  "changed; with the customer's consent the latest basic four data service says "
+                  "changed, or the certificate came near its expiry (電子証明書の更新: the data as "
+                  "before); with the customer's consent the latest basic four data service says "
                   "which and gives it",
     "certificateHold": "suspended: the card or phone was reported lost",
 }

@@ -45,7 +45,7 @@ from tsm.steps import JPKI_SLOTS, STEPS, script
 from tsm.trace import Sink
 
 KINDS = ("provision", "provision-mdoc", "refresh-mdoc", "delete-credentials", "rotate-keys",
-         "reset-secrets", "rotate-kloc", "issue-sign")
+         "reset-secrets", "rotate-kloc", "issue-sign", "renew-jpki")
 #: States a job never leaves: done (its last step committed) and abandoned (an operator's
 #: decision that it will not finish: :meth:`Tsm.abandon`)
 ENDED = ("done", "abandoned")
@@ -277,7 +277,19 @@ def _check_input(kind: str, se_id: str, job_input: dict, secrets: JobSecrets | N
         if secrets.user_auth_pin is not None or secrets.puk is not None:
             raise JobInputError("an issue-sign job sets the signing password only: no PIN, no PUK")
         out.update(algorithm=alg)
+    if kind == "renew-jpki":
+        alg = job_input.get("algorithm")
+        if alg not in ("rsa2048", "p384"):
+            raise JobInputError(f"algorithm {alg!r} is neither rsa2048 nor p384 (the renewed certificates' keys')")
+        slots = job_input.get("slots")
+        if (not isinstance(slots, list | tuple) or not slots or not all(isinstance(x, str) for x in slots)
+                or len(set(slots)) != len(slots) or not set(slots) <= set(JPKI_SLOTS)):
+            raise JobInputError(f"slots {slots!r}: one or both of sign and auth")
+        if secrets is not None:
+            raise JobInputError("a renew-jpki job sets no secret: the holder's PIN and password stay as they are")
+        out.update(algorithm=alg, slots=[x for x in JPKI_SLOTS if x in slots])
     known = ({"phone_id", "slots", "puk"} if kind == "reset-secrets" else
+             {"phone_id", "algorithm", "slots"} if kind == "renew-jpki" else
              {"phone_id", "algorithm"} if kind == "issue-sign" else
              {"phone_id", "check"} if kind == "rotate-kloc" else
              {"phone_id", "algorithm", "mdoc_count"} | ({"rotate"} if kind == "refresh-mdoc" else set())

@@ -488,25 +488,50 @@ def note_sign_key(ctx: StepContext) -> None:
     ctx.results.update(spki_sha256=key.spki_sha256.hex() if key else None)
 
 
-def generate_sign_key_anew(ctx: StepContext) -> None:
-    """``issue-sign``: a new signing key in the SE, unless an interrupted try of this job made
-    one already (the slot holds a key other than the one noted before). A key the slot held
-    before the job (a signing certificate revoked, or a key left by a stopped re-issue) is
-    replaced: it was never this certificate's."""
-    noted = ctx.results_of("note-sign-key").get("spki_sha256")
-    key = jpki_state(ctx).keys.get(ap.SLOT_SIGN)
-    if key is not None and key.spki_sha256.hex() != noted:
-        if key.algorithm != ctx.input["algorithm"]:
-            raise CardDataError(f"SE {ctx.se_id}: sign key is {key.algorithm}, not {ctx.input['algorithm']}")
-        ctx.results.update(generated=False, spki_sha256=key.spki_sha256.hex())
-        return
-    known = ctx.session.known_keys
-    data = personalise(ctx, ap.JPKI, ap.jpki_generate(ap.SLOT_SIGN, ctx.input["algorithm"], ctx.rng(32)),
-                       "jpki GENERATE KEY sign")
-    new = ap.parse_jpki_key(ap.answer_of(data, ap.JPKI_GENERATE, "JPKI GENERATE"))
-    before = known.get(ap.JPKI.instance_aid)
-    _know_keys(ctx, ap.JPKI, known, None if before is None else before | {ap.SLOT_SIGN})
-    ctx.results.update(generated=True, spki_sha256=_sha(new.spki))
+def note_jpki_keys(ctx: StepContext) -> None:
+    """``renew-jpki``: the JPKI applet must be there (the phone provisioned); record the key
+    each renewed slot holds now (SHA-256 of its SPKI, or none: the certificate's old key), so
+    that each ``generate-<slot>-key-anew`` generates exactly once however often the job is
+    retried."""
+    if not ctx.results_of("survey").get("jpki"):
+        raise JobError(f"SE {ctx.se_id} holds no JPKI applet: provision the phone first")
+    keys = jpki_state(ctx).keys
+    ctx.results.update(keys={name: (keys[ap.SLOTS[name]].spki_sha256.hex() if ap.SLOTS[name] in keys else None)
+                             for name in ctx.input["slots"]})
+
+
+def _noted_key(ctx: StepContext, slot_name: str) -> str | None:
+    """The key the slot held before the job (``note-sign-key``'s, or ``note-jpki-keys``')."""
+    if ctx.kind == "issue-sign":
+        return ctx.results_of("note-sign-key").get("spki_sha256")
+    return ctx.results_of("note-jpki-keys")["keys"].get(slot_name)
+
+
+def _generate_anew(slot_name: str) -> Callable[[StepContext], None]:
+    def step(ctx: StepContext) -> None:
+        """``issue-sign`` / ``renew-jpki``: a new key in the slot, unless an interrupted try of
+        this job made one already (the slot holds a key other than the one noted before). A
+        key the slot held before the job (the renewed certificate's, a signing certificate
+        revoked, or a key left by a stopped re-issue) is replaced: it is not the new
+        certificate's. GENERATE KEY erases the slot's certificate and leaves the secrets as
+        they are (specs/jpki-applet.md section 4): the holder's PIN and password stay."""
+        slot = ap.SLOTS[slot_name]
+        noted = _noted_key(ctx, slot_name)
+        key = jpki_state(ctx).keys.get(slot)
+        if key is not None and key.spki_sha256.hex() != noted:
+            if key.algorithm != ctx.input["algorithm"]:
+                raise CardDataError(f"SE {ctx.se_id}: {slot_name} key is {key.algorithm}, not {ctx.input['algorithm']}")
+            ctx.results.update(generated=False, spki_sha256=key.spki_sha256.hex())
+            return
+        known = ctx.session.known_keys
+        data = personalise(ctx, ap.JPKI, ap.jpki_generate(slot, ctx.input["algorithm"], ctx.rng(32)),
+                           f"jpki GENERATE KEY {slot_name}")
+        new = ap.parse_jpki_key(ap.answer_of(data, ap.JPKI_GENERATE, "JPKI GENERATE"))
+        before = known.get(ap.JPKI.instance_aid)
+        _know_keys(ctx, ap.JPKI, known, None if before is None else before | {slot})
+        ctx.results.update(generated=True, spki_sha256=_sha(new.spki))
+
+    return step
 
 
 def set_sign_password(ctx: StepContext) -> None:
@@ -652,9 +677,9 @@ def _delete(applet: ap.AppletRef) -> Callable[[StepContext], None]:
 
 def done(ctx: StepContext) -> None:
     """Final check: the applets the job put on the SE are there (GET STATUS)."""
-    if ctx.kind in ("provision", "provision-mdoc", "refresh-mdoc", "issue-sign"):
+    if ctx.kind in ("provision", "provision-mdoc", "refresh-mdoc", "issue-sign", "renew-jpki"):
         reg = registry(ctx)
-        want = ([ap.JPKI] if ctx.kind in ("provision", "issue-sign") else []) + (
+        want = ([ap.JPKI] if ctx.kind in ("provision", "issue-sign", "renew-jpki") else []) + (
             [ap.MDOC] if ctx.input.get("mdoc_count") else [])
         for a in want:
             if a.instance_aid not in reg:
@@ -677,7 +702,9 @@ STEPS: dict[str, Callable[[StepContext], None]] = {
     "set-pins": set_pins,
     "reset-secrets": reset_secrets,
     "note-sign-key": note_sign_key,
-    "generate-sign-key-anew": generate_sign_key_anew,
+    "note-jpki-keys": note_jpki_keys,
+    "generate-sign-key-anew": _generate_anew("sign"),
+    "generate-auth-key-anew": _generate_anew("auth"),
     "set-sign-password": set_sign_password,
     "install-mdoc": _install(ap.MDOC),
     "generate-device-keys": generate_device_keys,
@@ -731,4 +758,8 @@ def script(kind: str, job_input: dict) -> list[str]:
     if kind == "issue-sign":
         return PREAMBLE + ["survey", "note-sign-key", "generate-sign-key-anew", "issue-sign-cert",
                            "write-sign-cert", "set-sign-password", "done"]
+    if kind == "renew-jpki":  # no secret set: the holder's PIN and password stay as they are
+        slots = [x for x in JPKI_SLOTS if x in job_input.get("slots", JPKI_SLOTS)]
+        return PREAMBLE + ["survey", "note-jpki-keys"] + [
+            step for x in slots for step in (f"generate-{x}-key-anew", f"issue-{x}-cert", f"write-{x}-cert")] + ["done"]
     raise JobError(f"unknown job kind {kind!r}")

@@ -462,6 +462,67 @@ def issue_sign_cmd(phone: str = typer.Option(..., "--phone"),
             typer.echo(f"  {line}")
 
 
+@jpki_app.command("renew")
+def renew_cmd(phone: str = typer.Option(..., "--phone"),
+              slot: str = typer.Option("both", "--slot", help="auth (the user-authentication certificate), sign "
+                                       "(the signing certificate) or both (what the phone holds: a holder under 15's "
+                                       "phone, the user-authentication certificate)."),
+              early: bool = typer.Option(False, "--early", help="Renew before the window (3 months before the "
+                                         "expiry): an operator's drill, audited with --reason."),
+              reason: str = typer.Option(None, "--reason", help="Why an --early renewal (audited)."),
+              as_json: bool = typer.Option(False, "--json"),
+              over_the_air: bool = OVER_THE_AIR, listen: str = LISTEN, public_url: str = PUBLIC_URL,
+              session_id: str = SESSION_ID, ssl_certfile: Path = SSL_CERTFILE,
+              ssl_keyfile: Path = SSL_KEYFILE) -> None:
+    """Renew the phone's JPKI certificates (電子証明書の更新), the card staying: new keys born in
+    the SE, new certificates to the 5th birthday after today (capped by the card's expiry)
+    written through the TSM, the old ones revoked as superseded. The PIN and the signing
+    password stay as the holder set them; the mdocs are untouched. Taken from 3 months before
+    the expiry (exit 2 before, naming the dates; --early --reason drills it) and after it;
+    a run that stopped is finished by running the command again (exit 1 names the job)."""
+    from mcred.provision import ProvisionError, RenewalTooEarlyError, renew_jpki
+    from tsm.errors import JobError, TsmError
+    from tsm.jobs import list_jobs
+    from wallet_sim.se.errors import SeError as PhoneError
+
+    if slot not in ("auth", "sign", "both"):
+        raise typer.BadParameter(f"slot {slot!r}: use auth, sign or both", param_hint="--slot")
+    if early != (reason is not None):
+        raise fail("--early and --reason go together: an early renewal is audited with its reason", as_json)
+    ota = over_the_air_options(over_the_air, listen, public_url, session_id, ssl_certfile, ssl_keyfile, as_json)
+    ctx = open_context()
+
+    def run(job):  # noqa: ANN001, ANN202 - job(transmit), here or over the air
+        return job(None) if ota is None else ota.run(phone, job, what="renew")
+
+    try:
+        result = run(lambda transmit: renew_jpki(ctx, phone, slot=slot, early=early, reason=reason,
+                                                 actor=cli_actor(), **tsm_tracing(ctx.home, phone, transmit)))
+    except RenewalTooEarlyError as exc:
+        if as_json:
+            typer.echo(json.dumps({"error": str(exc), "slot": exc.slot, "not_after": exc.not_after.isoformat(),
+                                   "renewable_from": exc.renewable_from.isoformat()}, ensure_ascii=False))
+            raise typer.Exit(2) from None
+        raise fail(str(exc), as_json) from None
+    except (ProvisionError, PhoneError, JobError) as exc:
+        raise fail(str(exc), as_json) from None
+    except TsmError as exc:
+        stopped = list_jobs(ctx.engine, phone, kind="renew-jpki", unfinished=True)
+        hint = (f"job {stopped[-1].id} stopped: the same command finishes it" if stopped else "run it again")
+        raise fail(f"renewing the certificates of {phone}: {exc} ({hint})", as_json, 1) from None
+    summary = result.summary()
+    if as_json:
+        typer.echo(json.dumps(summary, ensure_ascii=False))
+        return
+    for c in summary["renewed"]:
+        typer.echo(f"{phone}: {c['slot']} certificate renewed, serial {c['old_serial'] or '(none)'} -> {c['serial']}, "
+                   f"until {c['not_after']}")
+    typer.echo(f"job {result.job_id}" + (", resumed" if result.resumed else "")
+               + "; PIN and signing password unchanged")
+    if result.sign_withheld and "sign" not in {c["slot"] for c in summary["renewed"]}:
+        typer.echo(f"no signing certificate renewed: {result.sign_withheld}")
+
+
 #: ``--exit-unavailable N``: opt in to an exit status of its own for "ask again later"
 EXIT_UNAVAILABLE = typer.Option(
     None, "--exit-unavailable", min=3, max=125, metavar="N",

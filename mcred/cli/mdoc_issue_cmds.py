@@ -353,6 +353,10 @@ def credential_list(
     key_type: str | None = typer.Option(None, "--key-type", help="Only JPKI certificates with this key: "
                                         "rsa2048 or p384 (`--key-type rsa2048 --status valid`: what is "
                                         "still to move off RSA-2048 before 2030; mcred holder renew-card)."),
+    expiring_within: int = typer.Option(None, "--expiring-within", min=0, metavar="DAYS",
+                                        help="Only valid JPKI certificates whose expiry falls within DAYS days from "
+                                        "now, or has passed (not yet renewed), soonest first: whose holders need an "
+                                        "expiry notice (有効期限通知書; 90: the renewal window, mcred jpki renew)."),
     limit: int = typer.Option(None, "--limit", min=1, help="At most this many (oldest first)."),
     offset: int = typer.Option(0, "--offset", min=0, help="Skip this many first."),
     as_json: bool = typer.Option(False, "--json"),
@@ -365,6 +369,9 @@ def credential_list(
 
     from issuer.db import Credential
 
+    if expiring_within is not None and (kind == "mdoc" or status not in (None, "valid")):
+        raise fail("--expiring-within lists valid JPKI certificates (an mdoc's MSO is refreshed, not "
+                   "renewed): leave out --kind mdoc and --status other than valid", as_json)
     ctx = open_context()
     # a JPKI certificate's body is read for its key type; an mdoc's IssuerSigned is not read
     certificate = case((Credential.kind.in_(("jpki-sign", "jpki-auth")), Credential.body)).label("certificate")
@@ -379,6 +386,10 @@ def credential_list(
         q = q.where(Credential.kind == kind)
     if status:
         q = q.where(Credential.status == status)
+    if expiring_within is not None:  # soonest first, as the notices go out
+        until = dt.datetime.now(dt.UTC) + dt.timedelta(days=expiring_within)
+        q = q.where(Credential.kind.in_(("jpki-sign", "jpki-auth")), Credential.status == "valid",
+                    Credential.not_after <= until).order_by(None).order_by(Credential.not_after, Credential.id)
 
     def read():  # a batch at a time, each row written as read: never every credential in memory
         with ctx.sessions() as s:
@@ -399,10 +410,12 @@ def credential_list(
         ref = f"status {r['status_list']}#{r['status_idx']}" if r["status_list"] else f"serial {r['serial']}"
         state = r["status"] + (f" ({r['reason']})" if r["reason"] else "")
         key = f"  {r['key_type']}" if r["key_type"] else ""
-        typer.echo(f"{r['id']}  {r['kind']:<9}  {state}  {r['phone']}  until {r['not_after'][:10]}  {ref}{key}")
+        holder = f"  holder {r['holder']}" if expiring_within is not None else ""
+        typer.echo(f"{r['id']}  {r['kind']:<9}  {state}  {r['phone']}  until {r['not_after'][:10]}  {ref}{key}{holder}")
     if not n:
         typer.echo("no credential" + (f" on {phone}" if phone else "") + (f" of kind {kind}" if kind else "")
-                   + (f" {status}" if status else "") + (f" with a {key_type} key" if key_type else ""))
+                   + (f" {status}" if status else "") + (f" with a {key_type} key" if key_type else "")
+                   + (f" expiring within {expiring_within} days" if expiring_within is not None else ""))
 
 
 def credential_show(

@@ -1,0 +1,371 @@
+"""Certificate-only renewal (電子証明書の更新): both JPKI certificates run to the 5th birthday
+after issue, an adult's card to the 10th, so half-way through every card's life the holder
+renews the certificates alone (seed 004, 「マイナンバーカード及び電子証明書の更新」).
+``mcred jpki renew`` (a TSM ``renew-jpki`` job), its window (3 months before the expiry, the
+expiry notice's; ``--early --reason`` drills it), ``mcred credential list --expiring-within``
+and ``POST /certificate-renewals``.
+
+The clocks of the CA, the TSM and the composition root are the wall clock; a certificate
+"near its expiry" is one whose expiry the registry records near today (what the window and
+the expiry notices read), as the minors' tests move a holder's birth date for a year passing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from sqlalchemy import select, update
+from test_issuer_jpki_support import live_installation
+from typer.testing import CliRunner
+
+import wallet_sim
+from issuer.db import AuditEvent, Credential, Holder
+from mcred.cli.main import app as cli
+from mcred.db import make_engine, migrate
+from mcred.jpki_flow import sign_with_se
+from mcred.provision import parse_holder, provision, renew_jpki
+from protocols import birthdays
+from protocols.jpki.renewal import months_before
+from reader.relying_party import ocsp_answer, verify
+from reader.rp_watch import RevocationWatch
+from tsm.errors import JobInputError
+from tsm.jobs import JobSecrets, Tsm, list_jobs, read_job
+
+HOLDER = {"family_name": "更新", "given_name": "一郎", "family_name_kana": "コウシン",
+          "given_name_kana": "イチロウ", "birth_date": "1990-04-01", "sex": 1,
+          "address": "東京都千代田区霞が関1-1", "prefecture": "東京都", "municipality": "千代田区"}
+PASSWORD, PIN = "RENEW123", "4321"
+JPKI_AID = "D392F000260100000001"
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    """An installation served over HTTP (CRLs and OCSP where its certificates say), its
+    environment exported for the command line."""
+    saved = os.fsync
+    os.fsync = lambda fd: None  # SE images need not hit the disk here
+    try:
+        with live_installation(tmp_path_factory.mktemp("renew")) as (ctx, issuer, url):
+            yield ctx, issuer, url
+    finally:
+        os.fsync = saved
+
+
+def _phone(ctx, *, birth: str = HOLDER["birth_date"], key_type: str = "rsa2048", **extra) -> tuple[str, str]:
+    """(phone, holder id) of a holder born on ``birth``, provisioned today (RSA-2048: today's
+    card, whose certificates run 5 birthdays and the card 10)."""
+    phone = wallet_sim.create_phone(ctx.home)
+    secrets = {"pin": PIN, "puk": "43214321", **({"password": PASSWORD} if "password" not in extra else {})}
+    holder = parse_holder({**HOLDER, "birth_date": birth, **secrets, **{k: v for k, v in extra.items() if v is not None}})
+    r = provision(ctx, phone, holder, key_type=key_type, mdoc_batch=1)
+    return phone, r.holder_id
+
+
+def _expiring(ctx, phone: str, days: int) -> None:
+    """The phone's JPKI certificates expire ``days`` from now, as the registry records it."""
+    with ctx.sessions.begin() as s:
+        s.execute(update(Credential).where(Credential.phone_id == phone, Credential.kind.in_(("jpki-sign", "jpki-auth")),
+                                           Credential.status == "valid")
+                  .values(not_after=dt.datetime.now(dt.UTC) + dt.timedelta(days=days)))
+
+
+def _creds(ctx, phone: str) -> list[tuple[str, str, str | None, str]]:
+    with ctx.sessions() as s:
+        return [(c.kind, c.status, c.reason, c.serial) for c in s.scalars(
+            select(Credential).where(Credential.phone_id == phone).order_by(Credential.issued_at, Credential.id))]
+
+
+def _live_serials(ctx, phone: str) -> dict[str, str]:
+    return {kind: serial for kind, status, _reason, serial in _creds(ctx, phone) if status == "valid"}
+
+
+def _jpki(ctx, phone: str) -> dict:
+    se = wallet_sim.describe(phone, ctx.home)["secure_element"]
+    return next(a for a in se["applets"] if a["aid"] == JPKI_AID)["details"]
+
+
+def _renew(*args: str):
+    return CliRunner().invoke(cli, ["jpki", "renew", *args])
+
+
+def _five_birthdays_on(birth: str) -> str:
+    """The notAfter of a certificate issued today: 23:59:59 JST on the 5th birthday after."""
+    day = birthdays.nth_birthday_after(dt.date.fromisoformat(birth), birthdays.today_in_japan(dt.datetime.now(dt.UTC)), 5)
+    return dt.datetime.combine(day, dt.time(14, 59, 59), tzinfo=dt.UTC).isoformat()
+
+
+def test_renewing_both_certificates_near_expiry(live, tmp_path):
+    """An adult's certificates two months before their expiry: ``mcred jpki renew`` issues two new
+    certificates (valid from today to the 5th birthday after), their keys born in the SE; the
+    old ones are revoked as superseded on the CRL and over OCSP, the SE signs with the new key
+    under the password the holder set (its retry counter as it was: no secret was reset),
+    the linkage leads from the old user-authentication serial to the new one, a relying
+    party's sweep reports each renewal once, and the mdoc is untouched."""
+    ctx, issuer, _url = live
+    phone, holder_id = _phone(ctx)
+    old = _live_serials(ctx, phone)
+    old_certs = {slot: issuer.certificate(phone, slot) for slot in ("sign", "auth")}
+    bank = RevocationWatch(_rp_db(tmp_path), lambda: [*issuer.roots("sign"), *issuer.roots("auth")])
+    for der in old_certs.values():
+        bank.add("acct-1", der)
+    bank.sweep()
+    se = wallet_sim.open_secure_element(phone, ctx.home)
+    with pytest.raises(Exception, match="63C4|4 tries"):  # a wrong password spends one of its 5 tries
+        sign_with_se(se.transmit, "sign", b"WRONG999", b"x")
+    assert _jpki(ctx, phone)["secrets"]["signing_password"]["tries_left"] == 4
+
+    _expiring(ctx, phone, 60)
+    got = _renew("--phone", phone, "--json")
+    assert got.exit_code == 0, got.output
+    out = json.loads(got.stdout)
+    assert out["resumed"] is False and out["sign_withheld"] is None and out["holder"] == holder_id
+    new = {c["slot"]: c for c in out["renewed"]}
+    assert [c["slot"] for c in out["renewed"]] == ["sign", "auth"]
+    for slot, kind in (("sign", "jpki-sign"), ("auth", "jpki-auth")):
+        assert new[slot]["old_serial"] == old[kind] and new[slot]["serial"] != old[kind]
+        assert new[slot]["not_after"] == _five_birthdays_on(HOLDER["birth_date"])
+        assert dt.datetime.fromisoformat(new[slot]["not_before"]) > dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    creds = _creds(ctx, phone)
+    assert {(k, st, why) for k, st, why, _ in creds} == {
+        ("jpki-sign", "revoked", "superseded"), ("jpki-auth", "revoked", "superseded"),
+        ("jpki-sign", "valid", None), ("jpki-auth", "valid", None), ("mdoc", "valid", None)}
+    assert len(creds) == 5  # one mdoc, as before: untouched
+    assert _live_serials(ctx, phone) == {"jpki-sign": new["sign"]["serial"], "jpki-auth": new["auth"]["serial"],
+                                         "mdoc": old["mdoc"]}
+
+    # the CRL and OCSP
+    now = dt.datetime.now(dt.UTC)
+    for slot in ("sign", "auth"):
+        crl = x509.load_der_x509_crl(issuer.crl(slot, issuer.partition_of(phone, slot)))
+        entry = crl.get_revoked_certificate_by_serial_number(int(new[slot]["old_serial"], 16))
+        assert entry is not None
+        assert entry.extensions.get_extension_for_class(x509.CRLReason).value.reason is x509.ReasonFlags.superseded
+        assert crl.get_revoked_certificate_by_serial_number(int(new[slot]["serial"], 16)) is None
+        root = issuer.root(slot)
+        was = ocsp_answer(x509.load_der_x509_certificate(old_certs[slot]), root, now)
+        assert (was.status, was.reason) == ("revoked", "superseded"), was
+        is_now = ocsp_answer(x509.load_der_x509_certificate(issuer.certificate(phone, slot)), root, now)
+        assert is_now.status == "good", is_now
+
+    # the SE: new keys and certificates, the holder's secrets as they were
+    jpki = _jpki(ctx, phone)
+    assert jpki["certificates"]["0001"]["serial"] == new["sign"]["serial"].upper()
+    assert jpki["certificates"]["000A"]["serial"] == new["auth"]["serial"].upper()
+    assert jpki["secrets"]["signing_password"]["tries_left"] == 4  # not set anew (that gives 5)
+    assert jpki["secrets"]["user_auth_pin"]["set"] and jpki["secrets"]["puk"]["set"]
+    cms, cert = sign_with_se(se.transmit, "sign", PASSWORD.encode(), "申請書".encode())
+    assert format(x509.load_der_x509_certificate(cert).serial_number, "x") == new["sign"]["serial"]
+    verdict = verify("申請書".encode(), cms, roots=issuer.roots("sign"), revocation="none")
+    assert verdict["valid"], verdict
+    _, auth_cert = sign_with_se(se.transmit, "auth", PIN.encode(), b"login challenge")
+    assert format(x509.load_der_x509_certificate(auth_cert).serial_number, "x") == new["auth"]["serial"]
+
+    # the linkage: the old login certificate leads to the new one
+    linked = CliRunner().invoke(cli, ["jpki", "linkage", old["jpki-auth"], "--json"])
+    assert linked.exit_code == 0, linked.output
+    assert json.loads(linked.stdout)[0]["current"] == new["auth"]["serial"]
+
+    # the relying party's sweep: each renewal once
+    first = bank.sweep()
+    assert {(c.purpose, c.after, c.reason) for c in first.changes} == {
+        ("sign", "revoked", "superseded"), ("auth", "revoked", "superseded")}
+    assert bank.sweep().changes == []
+    assert [r.outcome for r in bank.relink(lambda serials: _ask(issuer, serials))] == ["linked"]
+
+    # audited: the decision, then the issuances and supersessions by the job
+    (job,) = list_jobs(ctx.engine, phone, kind="renew-jpki")
+    assert job.state == "done" and "set-pins" not in job.steps and not any("mdoc" in s for s in job.steps)
+    with ctx.sessions() as s:
+        events = s.scalars(select(AuditEvent).where(AuditEvent.action == "jpki.renew",
+                                                    AuditEvent.subject == phone)).all()
+    assert [(e.detail["job"], e.detail["slots"], e.detail["early"]) for e in events] == [(job.id, ["sign", "auth"],
+                                                                                          False)]
+
+
+def _rp_db(tmp_path: Path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'bank.db'}")
+    migrate(engine, "reader@head")
+    return engine
+
+
+def _ask(issuer, serials):
+    from issuer.jpki import linkage
+
+    return linkage.answer(issuer.sessions, serials, relying_party="bank", actor="test")["links"]
+
+
+def test_the_window_an_early_drill_and_an_expired_certificate(live):
+    """More than 3 months left: refused (exit 2) naming the expiry and the day from which,
+    nothing run; ``--early`` needs ``--reason`` and is audited with it. An expired certificate
+    is renewed (the counter's common case); one slot alone when asked. A card that has
+    expired, or whose next-card (P-384) certificates already run to its expiry, is renewed
+    as a card, not here."""
+    ctx, _issuer, _url = live
+    phone, holder_id = _phone(ctx)
+    before = _creds(ctx, phone)
+    early = _renew("--phone", phone, "--json")
+    assert early.exit_code == 2, early.output
+    body = json.loads(early.stdout)
+    expiry = birthdays.nth_birthday_after(dt.date.fromisoformat(HOLDER["birth_date"]),
+                                          birthdays.today_in_japan(dt.datetime.now(dt.UTC)), 5)
+    assert body["not_after"] == _five_birthdays_on(HOLDER["birth_date"])
+    assert body["renewable_from"] == months_before(expiry, 3).isoformat()
+    assert expiry.isoformat() in body["error"] and body["renewable_from"] in body["error"]
+    text = _renew("--phone", phone)
+    assert text.exit_code == 2 and "--early" in text.output and body["renewable_from"] in text.output
+    assert _creds(ctx, phone) == before and list_jobs(ctx.engine, phone, kind="renew-jpki") == []
+
+    no_reason = _renew("--phone", phone, "--early")
+    assert no_reason.exit_code == 2 and "--reason" in no_reason.output
+    drilled = _renew("--phone", phone, "--early", "--reason", "更新手続の訓練", "--json")
+    assert drilled.exit_code == 0, drilled.output
+    assert len(json.loads(drilled.stdout)["renewed"]) == 2
+    with ctx.sessions() as s:
+        (event,) = s.scalars(select(AuditEvent).where(AuditEvent.action == "jpki.renew",
+                                                      AuditEvent.subject == phone)).all()
+    assert event.detail["early"] is True and event.detail["reason"] == "更新手続の訓練"
+    assert event.actor.startswith("cli:")
+    assert _renew("--phone", phone).exit_code == 2  # renewed: five years to go again
+
+    # expired ten days ago: renewed without --early; the user-authentication certificate alone
+    _expiring(ctx, phone, -10)
+    sign_before = _live_serials(ctx, phone)["jpki-sign"]
+    auth = _renew("--phone", phone, "--slot", "auth", "--json")
+    assert auth.exit_code == 0, auth.output
+    (renewed,) = json.loads(auth.stdout)["renewed"]
+    assert renewed["slot"] == "auth" and json.loads(auth.stdout)["sign_withheld"] is None
+    assert _live_serials(ctx, phone)["jpki-sign"] == sign_before
+
+    with ctx.sessions.begin() as s:
+        s.execute(update(Holder).where(Holder.id == holder_id).values(card_expiry=dt.date.today() - dt.timedelta(days=2)))
+    gone = _renew("--phone", phone, "--slot", "sign")
+    assert gone.exit_code == 2 and "card expired" in gone.output and "renew-card" in gone.output
+
+    p384, _ = _phone(ctx, key_type="p384")  # the next card: 10-year certificates, to the card's expiry
+    capped = _renew("--phone", p384, "--early", "--reason", "訓練")
+    assert capped.exit_code == 2 and "runs to the card's expiry" in capped.output and "renew-card" in capped.output
+
+
+def test_a_child_renews_the_user_authentication_certificate_only(live):
+    """A 10-year-old's phone holds no signing certificate (none under 15): the renewal renews
+    the user-authentication certificate and says why not the other; a signing certificate
+    asked for by name is refused, naming the day from which. Left as it is, a minor's
+    certificates end with the card (both 5 birthdays): that is a card renewal."""
+    ctx, _issuer, _url = live
+    birth = birthdays.birthday_in(dt.date.today(), dt.date.today().year - 10).isoformat()
+    phone, _holder = _phone(ctx, birth=birth, password=None)
+    ends_with_card = _renew("--phone", phone)
+    assert ends_with_card.exit_code == 2 and "runs to the card's expiry" in ends_with_card.output
+    _expiring(ctx, phone, 45)
+    sign = _renew("--phone", phone, "--slot", "sign")
+    assert sign.exit_code == 2 and "under 15" in sign.output
+    assert birthdays.turns(dt.date.fromisoformat(birth), 15).isoformat() in sign.output
+    got = _renew("--phone", phone, "--json")
+    assert got.exit_code == 0, got.output
+    out = json.loads(got.stdout)
+    assert [c["slot"] for c in out["renewed"]] == ["auth"] and "under 15" in out["sign_withheld"]
+    (job,) = list_jobs(ctx.engine, phone, kind="renew-jpki")
+    assert read_job(ctx.engine, job.id).input["slots"] == ["auth"] and not any("sign" in s for s in job.steps)
+    jpki = _jpki(ctx, phone)
+    assert set(jpki["certificates"]) == {"000A", "000B"} and jpki["slots"]["signing"]["algorithm"] is None
+    assert jpki["certificates"]["000A"]["serial"] == out["renewed"][0]["serial"].upper()
+    assert "runs to the card's expiry" in _renew("--phone", phone).output  # renewed: to the card's expiry
+    _expiring(ctx, phone, 45)
+    text = _renew("--phone", phone)
+    assert text.exit_code == 0 and "no signing certificate renewed: holder under 15" in text.output
+
+
+@pytest.mark.parametrize(("job_input", "with_secrets", "why"), [
+    ({"algorithm": "rsa2048", "slots": ["auth"]}, True, "sets no secret"),
+    ({"algorithm": "rsa2048", "slots": []}, False, "one or both of sign and auth"),
+    ({"algorithm": "rsa2048", "slots": ["auth", "auth"]}, False, "one or both"),
+    ({"algorithm": "rsa2048", "slots": ["mdoc"]}, False, "one or both"),
+    ({"algorithm": "ed25519", "slots": ["auth"]}, False, "neither rsa2048 nor p384"),
+    ({"algorithm": "p384", "slots": ["auth"], "jpki_slots": ["auth"]}, False, "unknown job input"),
+])
+def test_a_renewal_jobs_input_is_checked(live, job_input, with_secrets, why):
+    """The TSM's ``renew-jpki`` job takes its slots and key type and no secret at all: a PIN or
+    password given would be set on the phone, which a renewal never does."""
+    ctx, _issuer, _url = live
+    tsm = Tsm(ctx.engine, ctx.master_key, **ctx.tsm_trust())
+    with pytest.raises(JobInputError, match=why):
+        tsm.create_job("ph-renewal-input", "renew-jpki", job_input,
+                       JobSecrets("1234", "ABC123", None) if with_secrets else None)
+    assert list_jobs(ctx.engine, "ph-renewal-input") == []
+
+
+class Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("at", ["generate-sign-key-anew", "issue-auth-cert", "write-sign-cert"])
+def test_a_renewal_that_stopped_is_finished_once(live, at):
+    """A crash after a step's work and before its record (the key generated, the certificate
+    issued, or written): the same command finishes the job; one new key and one new
+    certificate per slot, each old one superseded once."""
+    ctx, issuer, _url = live
+    phone, _holder = _phone(ctx)
+    old = _live_serials(ctx, phone)
+    _expiring(ctx, phone, 20)
+
+    def crash(step: str) -> None:
+        if step == at:
+            raise Crash(step)
+
+    with pytest.raises(Crash):
+        renew_jpki(ctx, phone, after_step=crash)
+    busy = CliRunner().invoke(cli, ["jpki", "renew", "--phone", phone, "--json"])
+    assert busy.exit_code == 0, busy.output
+    out = json.loads(busy.stdout)
+    assert out["resumed"] is True
+    assert {c["slot"]: c["old_serial"] for c in out["renewed"]} == {"sign": old["jpki-sign"], "auth": old["jpki-auth"]}
+    for kind in ("jpki-sign", "jpki-auth"):
+        rows = [(st, why) for k, st, why, _ in _creds(ctx, phone) if k == kind]
+        assert sorted(rows, key=str) == sorted([("revoked", "superseded"), ("valid", None)], key=str), (kind, rows)
+    (job,) = list_jobs(ctx.engine, phone, kind="renew-jpki")
+    view = read_job(ctx.engine, job.id)
+    assert view.state == "done"
+    assert view.results["generate-sign-key-anew"]["generated"] is (at != "generate-sign-key-anew")
+    with ctx.sessions() as s:
+        issued = [e.detail for e in s.scalars(select(AuditEvent).where(AuditEvent.action == "jpki.issue"))
+                  if e.detail.get("job") == job.id]
+    assert sorted(d["slot"] for d in issued) == ["auth", "sign"]
+    new = _live_serials(ctx, phone)
+    jpki = _jpki(ctx, phone)
+    assert (jpki["certificates"]["0001"]["serial"], jpki["certificates"]["000A"]["serial"]) == (
+        new["jpki-sign"].upper(), new["jpki-auth"].upper())
+    se = wallet_sim.open_secure_element(phone, ctx.home)
+    assert sign_with_se(se.transmit, "sign", PASSWORD.encode(), b"x")[1] == issuer.certificate(phone, "sign")
+
+
+def test_expiry_notices_list_the_certificates_expiring_within_days(live):
+    """``mcred credential list --expiring-within DAYS``: the valid JPKI certificates whose
+    expiry falls within DAYS days (or has passed), soonest first, one line each with the
+    holder; not a phone whose certificates run years yet, not an mdoc."""
+    ctx, _issuer, _url = live
+    soon, holder = _phone(ctx)
+    later, _ = _phone(ctx)
+    _expiring(ctx, soon, 50)
+    runner = CliRunner()
+    got = runner.invoke(cli, ["credential", "list", "--expiring-within", "90", "--json"])
+    assert got.exit_code == 0, got.output
+    rows = json.loads(got.stdout)
+    horizon = dt.datetime.now(dt.UTC) + dt.timedelta(days=90)
+    assert all(r["kind"] in ("jpki-sign", "jpki-auth") and r["status"] == "valid"
+               and dt.datetime.fromisoformat(r["not_after"]) <= horizon for r in rows)
+    assert [r["not_after"] for r in rows] == sorted(r["not_after"] for r in rows)
+    assert sorted((r["kind"], r["holder"]) for r in rows if r["phone"] == soon) == [
+        ("jpki-auth", holder), ("jpki-sign", holder)]
+    assert not any(r["phone"] == later for r in rows)
+    assert not any(r["phone"] == soon for r in json.loads(runner.invoke(
+        cli, ["credential", "list", "--expiring-within", "30", "--json"]).stdout))
+    text = runner.invoke(cli, ["credential", "list", "--expiring-within", "90", "--phone", soon])
+    lines = text.stdout.splitlines()
+    assert text.exit_code == 0 and len(lines) == 2 and all(f"holder {holder}" in line for line in lines)
+    mdoc = runner.invoke(cli, ["credential", "list", "--expiring-within", "90", "--kind", "mdoc"])
+    assert mdoc.exit_code == 2 and "valid JPKI certificates" in mdoc.output
