@@ -342,9 +342,51 @@ class IssueSignJob(_OverTheAir):
     result: IssueSignJobResult | None
 
 
+class RenewJobParams(_Closed):
+    phone_id: str
+    slot: Literal["auth", "sign", "both"] = Field(description="the certificates asked for; both: what the phone "
+                                                  "holds (a holder under 15's phone: the user-authentication one)")
+    early: bool = Field(description="renewed before the window (3 months before the expiry): an operator's drill")
+    reason: str | None = Field(description="why, for an early renewal (audited); null otherwise")
+    over_the_air: bool = Field(False, description=_OVER_THE_AIR)
+
+
+class RenewedCertificate(_Closed):
+    slot: Literal["sign", "auth"]
+    old_serial: str | None = Field(pattern="^[0-9a-f]+$", description="the certificate it replaced (revoked, "
+                                   "superseded), hexadecimal")
+    serial: str = Field(pattern="^[0-9a-f]+$", description="hexadecimal")
+    subject: str = Field(description="RFC 4514")
+    not_before: str = Field(json_schema_extra=_DATE_TIME)
+    not_after: str = Field(json_schema_extra=_DATE_TIME)
+
+
+class RenewJobResult(_Closed):
+    """What a renew-jpki job put into the phone: the new certificates and the serials they
+    replaced (the PIN and password are the holder's, unchanged: none is ever set or returned)."""
+
+    phone_id: str
+    holder_id: str
+    tsm_job_id: str = Field(description="the TSM's renew-jpki job that wrote the SE (GET /tsm-jobs)")
+    resumed: bool = Field(description="it finished a renew-jpki job of the phone that had stopped")
+    renewed: list[RenewedCertificate]
+    sign_withheld: str | None = Field(description="why no signing certificate was renewed (a holder under 15, "
+                                      "none on the phone); null when one was, or the phone holds one")
+    seconds: float
+
+
+class RenewJob(_OverTheAir):
+    """POST /certificate-renewals: the phone's JPKI certificates renewed (電子証明書の更新), new keys in
+    its SE, the old certificates superseded."""
+
+    kind: Literal["renew-jpki"]
+    params: RenewJobParams
+    result: RenewJobResult | None
+
+
 class TsmResumeJobParams(_Closed):
     tsm_job_id: str
-    kind: Literal["provision", "refresh-mdoc", "reset-secrets", "issue-sign"] = Field(
+    kind: Literal["provision", "refresh-mdoc", "reset-secrets", "issue-sign", "renew-jpki"] = Field(
         description="the TSM job's kind: which result the job gives")
     phone_id: str
     over_the_air: bool = Field(False, description=_OVER_THE_AIR)
@@ -353,11 +395,13 @@ class TsmResumeJobParams(_Closed):
 class TsmResumeJob(_OverTheAir):
     """POST /tsm-jobs/{id}/resume: a stopped TSM job finished; its result is the one of the job
     it finishes (params.kind): provision a ProvisionJobResult, refresh-mdoc an
-    MdocRefreshJobResult, reset-secrets a PinResetJobResult, issue-sign an IssueSignJobResult."""
+    MdocRefreshJobResult, reset-secrets a PinResetJobResult, issue-sign an IssueSignJobResult,
+    renew-jpki a RenewJobResult."""
 
     kind: Literal["tsm-resume"]
     params: TsmResumeJobParams
-    result: ProvisionJobResult | MdocRefreshJobResult | PinResetJobResult | IssueSignJobResult | None
+    result: (ProvisionJobResult | MdocRefreshJobResult | PinResetJobResult | IssueSignJobResult | RenewJobResult
+             | None)
 
 
 class RevokedCredential(_Closed):
@@ -529,8 +573,8 @@ class DrillJob(JobBody):
     result: DrillReport | None
 
 
-_AnyJob = (ProvisionJob | PinResetJob | MdocRefreshJob | IssueSignJob | TsmResumeJob | TsmAbandonJob | KlocMoveJob
-           | HandoverJob | CardRenewalJob | DrillJob)
+_AnyJob = (ProvisionJob | PinResetJob | MdocRefreshJob | IssueSignJob | RenewJob | TsmResumeJob | TsmAbandonJob
+           | KlocMoveJob | HandoverJob | CardRenewalJob | DrillJob)
 
 
 class Job(RootModel[Annotated[_AnyJob, Field(discriminator="kind")]]):

@@ -74,6 +74,7 @@ from mcred.api_models import (
     PhoneReset,
     PinResetJob,
     ProvisionJob,
+    RenewJob,
     SignerRevocation,
     StatusChanges,
     TsmAbandonJob,
@@ -258,6 +259,20 @@ class SignIssuance(_Body):
     password: str = Field(pattern=PASSWORD, description="the signing password the holder chose (never stored): "
                           "required, as for POST /provisioning, since a generated one could not be shown over "
                           "HTTP without storing it")
+    #: Reach the phone through its GP SERAM Local Agent (as ``POST /provisioning``).
+    over_the_air: bool = False
+
+
+class CertificateRenewal(_Body):
+    """The phone's JPKI certificates renewed (電子証明書の更新), the card staying."""
+
+    phone_id: str = Field(pattern=PHONE_ID_PATTERN)
+    slot: Literal["auth", "sign", "both"] = Field("both", description="auth, sign, or both: what the phone holds "
+                                                  "(a holder under 15's phone: the user-authentication certificate)")
+    early: bool = Field(False, description="renew before the window (3 months before the expiry): an operator's "
+                        "drill, audited with its reason")
+    reason: str | None = Field(None, min_length=1, max_length=500, description="why an early renewal (required "
+                               "with early, refused without it)")
     #: Reach the phone through its GP SERAM Local Agent (as ``POST /provisioning``).
     over_the_air: bool = False
 
@@ -709,7 +724,7 @@ def _tsm_job_or_404(ctx: Context, job_id: str):  # noqa: ANN202
 
 def _resume_work(ctx: Context):  # noqa: ANN202
     def work(params: dict, progress) -> dict:  # noqa: ANN001
-        from mcred.provision import issue_sign, refresh_mdocs, resume, resume_reset
+        from mcred.provision import issue_sign, refresh_mdocs, renew_jpki, resume, resume_reset
 
         def run(transmit):  # noqa: ANN001, ANN202
             _issuers_set_up(ctx)
@@ -717,6 +732,9 @@ def _resume_work(ctx: Context):  # noqa: ANN202
             if params["kind"] == "issue-sign":  # with the password it sealed, not returned
                 return _sign_issued(issue_sign(ctx, params["phone_id"], job_id=params["tsm_job_id"],
                                                actor=params.get("actor", "api"), transmit=transmit))
+            if params["kind"] == "renew-jpki":
+                return _renewed(renew_jpki(ctx, params["phone_id"], job_id=params["tsm_job_id"],
+                                           actor=params.get("actor", "api"), transmit=transmit))
             if params["kind"] == "refresh-mdoc":
                 res = refresh_mdocs(ctx, params["phone_id"], job_id=params["tsm_job_id"], transmit=transmit)
                 return _jsonable(res.summary())
@@ -785,6 +803,38 @@ def _sign_issued(res) -> dict[str, Any]:  # noqa: ANN001 - mcred.provision.Issue
     summary = res.summary()
     return {"phone_id": res.phone_id, "holder_id": res.holder_id, "tsm_job_id": res.job_id,
             "resumed": res.resumed, "sign_certificate": summary["sign_certificate"], "seconds": res.seconds}
+
+
+def _renew_work(ctx: Context):  # noqa: ANN202
+    def work(params: dict, progress) -> dict:  # noqa: ANN001
+        from mcred.provision import renew_jpki
+        from tsm.errors import MasterKeyError, TsmError
+        from tsm.jobs import list_jobs
+
+        def run(transmit):  # noqa: ANN001, ANN202 - None: the simulator here
+            _issuers_set_up(ctx)
+            progress(0.05, "renewing the phone's JPKI certificates")
+            return renew_jpki(ctx, params["phone_id"], slot=params["slot"], early=params["early"],
+                              reason=params["reason"], actor=params.get("actor", "api"), transmit=transmit)
+
+        try:
+            return _renewed(_reaching(params, run, "renew"))
+        except TsmError as exc:
+            left = list_jobs(ctx.engine, params["phone_id"], kind="renew-jpki", unfinished=True)
+            if left and not isinstance(exc, MasterKeyError):  # the job's failure names it
+                exc.add_note(f"TSM job {left[-1].id} stopped: POST /tsm-jobs/{left[-1].id}/resume finishes it, "
+                             f"POST /tsm-jobs/{left[-1].id}/abandon gives it up")
+            raise
+
+    return work
+
+
+def _renewed(res) -> dict[str, Any]:  # noqa: ANN001 - mcred.provision.RenewResult
+    """A renew-jpki job's result: the certificates issued and those they replaced, no secret."""
+    summary = res.summary()
+    return {"phone_id": res.phone_id, "holder_id": res.holder_id, "tsm_job_id": res.job_id,
+            "resumed": res.resumed, "renewed": summary["renewed"], "sign_withheld": res.sign_withheld,
+            "seconds": res.seconds}
 
 
 def _kloc_move_work(ctx: Context):  # noqa: ANN202
@@ -1008,8 +1058,8 @@ def issuer_router(ctx: Context) -> APIRouter:
         return {"jobs": [_tsm_job(j) for j in jobs], "limit": limit, "offset": offset}
 
     @router.post("/tsm-jobs/{job_id}/resume", status_code=202,
-                 summary="Finish a provisioning, an mdoc refresh, a secrets reset or a signing certificate's "
-                 "issuance whose TSM job stopped (a job)",
+                 summary="Finish a provisioning, an mdoc refresh, a secrets reset, a signing certificate's "
+                 "issuance or a certificate renewal whose TSM job stopped (a job)",
                  **queued(TsmResumeJob, refusals((NOT_FOUND, "no such TSM job"),
                                                  (CONFLICT, "a job of another kind, or ended"))))
     def resume_tsm_job(job_id: Hex32, request: Request, response: Response,
@@ -1017,7 +1067,7 @@ def issuer_router(ctx: Context) -> APIRouter:
         from tsm.jobs import ENDED
 
         job = _tsm_job_or_404(ctx, job_id)
-        if job.kind not in ("provision", "refresh-mdoc", "reset-secrets", "issue-sign"):
+        if job.kind not in ("provision", "refresh-mdoc", "reset-secrets", "issue-sign", "renew-jpki"):
             raise ProblemException(problems.CONFLICT, f"TSM job {job_id} is a {job.kind}: it is "
                                    "resumed by the workflow that made it")
         if job.state in ENDED:
@@ -1116,6 +1166,59 @@ def issuer_router(ctx: Context) -> APIRouter:
         jobs.register("issue-sign", _issue_sign_work(ctx))
         view = jobs.submit("issue-sign", {"phone_id": body.phone_id, "over_the_air": body.over_the_air},
                            private={"password": body.password, "seram": link}, scope="issuer", actor=_actor(request))
+        return _with_seram(ctx, _accepted(view, response), link)
+
+    @router.post("/certificate-renewals", status_code=202, summary="Renew the JPKI certificates of a provisioned "
+                 "phone (電子証明書の更新, a job): new keys generated in its SE, new certificates written, the old "
+                 "ones superseded; the holder's PIN and password stay",
+                 **queued(RenewJob, refusals(
+                     (UNKNOWN_PHONE, "no such simulated phone (over the air: none the registry knows)"),
+                     (VALIDATION, "early without a reason, or a reason without early"),
+                     (PROVISIONING_REFUSED, "the certificate has more than 3 months left (the detail, and the "
+                                            "members not_after and renewable_from, name its expiry and the first "
+                                            "day it may be renewed; early with a reason drills it); the slot asked "
+                                            "holds no certificate to renew, or one on hold; the signing "
+                                            "certificate of a holder under 15 (signing_certificate_from); the card "
+                                            "has expired or expires with the certificate (a card renewal); the "
+                                            "phone is not registered to a holder or not active; a renew-jpki TSM "
+                                            "job of the phone stopped (POST /tsm-jobs/{id}/resume finishes it)"))))
+    def start_renewal(body: CertificateRenewal, request: Request, response: Response) -> dict[str, Any]:
+        from mcred.provision import (
+            ProvisionError,
+            RenewalTooEarlyError,
+            SigningNotYetError,
+            check_renew_jpki,
+        )
+        from tsm.jobs import list_jobs
+
+        if body.early != (body.reason is not None):
+            raise _invalid("reason", "an early renewal needs its reason (audited), and only an early one takes one")
+        _check_reach(ctx, body.phone_id, body.over_the_air)
+        if body.over_the_air:
+            with ctx.sessions() as s:
+                if s.get(Phone, body.phone_id) is None:
+                    raise ProblemException(UNKNOWN_PHONE, f"the registry has no phone {body.phone_id!r}")
+        left = list_jobs(ctx.engine, body.phone_id, kind="renew-jpki", unfinished=True)
+        if left:  # its keys may be in the SE already: finished, not started anew
+            raise ProblemException(PROVISIONING_REFUSED, f"phone {body.phone_id!r} has a renew-jpki TSM job "
+                                   f"{left[-1].id} that stopped: POST /tsm-jobs/{left[-1].id}/resume finishes it, "
+                                   f"POST /tsm-jobs/{left[-1].id}/abandon gives it up")
+        try:  # refused now, as the command line refuses, not as the job's failure
+            check_renew_jpki(ctx, body.phone_id, body.slot, early=body.early)
+        except RenewalTooEarlyError as exc:
+            raise ProblemException(PROVISIONING_REFUSED, str(exc), not_after=exc.not_after.isoformat(),
+                                   renewable_from=exc.renewable_from.isoformat()) from None
+        except SigningNotYetError as exc:
+            raise ProblemException(PROVISIONING_REFUSED, str(exc),
+                                   signing_certificate_from=exc.eligible_from.isoformat()) from None
+        except ProvisionError as exc:
+            raise ProblemException(PROVISIONING_REFUSED, str(exc)) from None
+        link = _open_session(request, body.phone_id, body.over_the_air)
+        jobs = _jobs(request)
+        jobs.register("renew-jpki", _renew_work(ctx))
+        view = jobs.submit("renew-jpki", {"phone_id": body.phone_id, "slot": body.slot, "early": body.early,
+                                          "reason": body.reason, "over_the_air": body.over_the_air},
+                           private={"seram": link}, scope="issuer", actor=_actor(request))
         return _with_seram(ctx, _accepted(view, response), link)
 
     @router.get("/credentials", summary="Credentials in the registry", **typed(CredentialList))

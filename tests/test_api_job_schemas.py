@@ -32,6 +32,8 @@ KINDS = {
     "pin-reset": ("POST", "/pin-resets", {"phone", "job", "reset"}),
     "mdoc-refresh": ("POST", "/mdoc-refreshes", {"issued", "superseded", "rotated_keys"}),
     "issue-sign": ("POST", "/sign-issuances", {"tsm_job_id", "holder_id", "resumed", "sign_certificate"}),
+    "renew-jpki": ("POST", "/certificate-renewals", {"tsm_job_id", "holder_id", "resumed", "renewed",
+                                                     "sign_withheld"}),
     "tsm-resume": ("POST", "/tsm-jobs/{job_id}/resume", set()),  # a result of the kind it resumes
     "tsm-abandon": ("POST", "/tsm-jobs/{job_id}/abandon", {"revoked", "wipe_job", "wiped", "released_holder"}),
     "kloc-move": ("POST", "/kloc-moves", {"kloc", "old_ca_ski", "ca_ski"}),
@@ -103,7 +105,7 @@ def test_a_job_is_one_schema_per_kind_discriminated_by_kind(document):
     # a resumed TSM job's result is the one of the kind it resumes
     resumed = _schema(doc, {"$ref": mapping["tsm-resume"]})
     assert set(_refs(resumed["properties"]["result"])) == {
-        "ProvisionJobResult", "MdocRefreshJobResult", "PinResetJobResult", "IssueSignJobResult"}
+        "ProvisionJobResult", "MdocRefreshJobResult", "PinResetJobResult", "IssueSignJobResult", "RenewJobResult"}
 
 
 def test_no_job_schema_has_room_for_a_secret(document):

@@ -18,14 +18,20 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import reveals
 from cryptography import x509
+from fastapi.testclient import TestClient
 from sqlalchemy import select, update
+from test_api_flows import _wait
 from test_issuer_jpki_support import live_installation
 from typer.testing import CliRunner
 
 import wallet_sim
+from issuer.api.auth import create_token
 from issuer.db import AuditEvent, Credential, Holder
+from mcred.api_models import Job
 from mcred.cli.main import app as cli
+from mcred.context import Context
 from mcred.db import make_engine, migrate
 from mcred.jpki_flow import sign_with_se
 from mcred.provision import parse_holder, provision, renew_jpki
@@ -369,3 +375,102 @@ def test_expiry_notices_list_the_certificates_expiring_within_days(live):
     assert text.exit_code == 0 and len(lines) == 2 and all(f"holder {holder}" in line for line in lines)
     mdoc = runner.invoke(cli, ["credential", "list", "--expiring-within", "90", "--kind", "mdoc"])
     assert mdoc.exit_code == 2 and "valid JPKI certificates" in mdoc.output
+
+
+# --- over the API ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def api(home: Path, every_answer_checked: list[str]):
+    saved = os.fsync
+    os.fsync = lambda fd: None
+    ctx = Context.open(home)
+    tok = {s: {"Authorization": f"Bearer {create_token(ctx.sessions, [s])[1]}"} for s in ("tsm", "issuer", "reader")}
+    try:
+        with TestClient(create_app_for(ctx)) as c:
+            yield ctx, c, tok, every_answer_checked
+    finally:
+        os.fsync = saved
+
+
+def create_app_for(ctx):
+    from mcred.service import create_app
+
+    return create_app(ctx, job_workers=1)
+
+
+def _refused(r, status: int, slug: str) -> dict:
+    assert r.status_code == status and r.headers["content-type"] == "application/problem+json", r.text
+    assert r.json()["type"] == f"/problems/{slug}", r.text
+    return r.json()
+
+
+def test_renewal_over_the_api(api):
+    """``POST /certificate-renewals`` (scope issuer): refused before anything is queued (403 to
+    a reader's token, 404 an unknown phone, 422 early without a reason, 409 too early with
+    ``not_after`` and ``renewable_from``, 409 a child's signing certificate with
+    ``signing_certificate_from``, 409 a stopped renewal naming its resume); near the expiry a
+    job whose result is the new certificates (no secret anywhere); a stopped one finished by
+    ``POST /tsm-jobs/{id}/resume``. Every answer held to the document."""
+    ctx, c, tok, checked = api
+    phone, _holder = _phone(ctx)
+    ask = {"phone_id": phone}
+    _refused(c.post("/certificate-renewals", headers=tok["reader"], json=ask), 403, "forbidden")
+    _refused(c.post("/certificate-renewals", headers=tok["issuer"], json={"phone_id": "no-such-phone"}),
+             404, "unknown-phone")
+    bad = _refused(c.post("/certificate-renewals", headers=tok["issuer"], json={**ask, "early": True}),
+                   422, "validation")
+    assert bad["errors"][0]["location"] == "body.reason"
+    _refused(c.post("/certificate-renewals", headers=tok["issuer"], json={**ask, "reason": "why"}), 422, "validation")
+    early = _refused(c.post("/certificate-renewals", headers=tok["issuer"], json=ask), 409, "provisioning-refused")
+    assert early["not_after"] == _five_birthdays_on(HOLDER["birth_date"])
+    assert early["renewable_from"] in early["detail"]
+    assert list_jobs(ctx.engine, phone, kind="renew-jpki") == []
+
+    _expiring(ctx, phone, 70)
+    old = _live_serials(ctx, phone)
+    r = c.post("/certificate-renewals", headers=tok["issuer"], json=ask)
+    assert r.status_code == 202 and r.headers["location"] == f"/jobs/{r.json()['id']}", r.text
+    assert r.json()["kind"] == "renew-jpki" and r.json()["params"] == {
+        "phone_id": phone, "slot": "both", "early": False, "reason": None, "over_the_air": False}
+    done = _wait(c, tok["issuer"], r.json()["id"], limit_s=60)
+    assert done["state"] == "succeeded", done["error"]
+    job = Job.model_validate(done).root
+    assert type(job).__name__ == "RenewJob"
+    assert {x.slot: x.old_serial for x in job.result.renewed} == {"sign": old["jpki-sign"], "auth": old["jpki-auth"]}
+    assert {x.slot: x.serial for x in job.result.renewed} == {
+        "sign": _live_serials(ctx, phone)["jpki-sign"], "auth": _live_serials(ctx, phone)["jpki-auth"]}
+    for secret in (PASSWORD, PIN, "43214321"):
+        assert not reveals(json.dumps(done), secret)
+    tsm_job = c.get("/tsm-jobs", headers=tok["issuer"], params={"phone_id": phone}).json()["jobs"][-1]
+    assert tsm_job["id"] == done["result"]["tsm_job_id"] and tsm_job["kind"] == "renew-jpki"
+
+    # a renewal that stopped: refused anew, finished by the resume
+    _expiring(ctx, phone, 10)
+
+    def crash(step: str) -> None:
+        if step == "write-auth-cert":
+            raise Crash(step)
+
+    with pytest.raises(Crash):
+        renew_jpki(ctx, phone, after_step=crash)
+    (stopped,) = c.get("/tsm-jobs", headers=tok["issuer"], params={"phone_id": phone, "unfinished": True}).json()["jobs"]
+    busy = _refused(c.post("/certificate-renewals", headers=tok["issuer"], json=ask), 409, "provisioning-refused")
+    assert f"/tsm-jobs/{stopped['id']}/resume" in busy["detail"]
+    r = c.post(f"/tsm-jobs/{stopped['id']}/resume", headers=tok["issuer"])
+    assert r.status_code == 202, r.text
+    resumed = _wait(c, tok["issuer"], r.json()["id"], limit_s=60)
+    assert resumed["state"] == "succeeded", resumed["error"]
+    assert resumed["params"]["kind"] == "renew-jpki" and resumed["result"]["resumed"] is True
+    assert type(Job.model_validate(resumed).root.result).__name__ == "RenewJobResult"
+
+    # a child's signing certificate
+    birth = birthdays.birthday_in(dt.date.today(), dt.date.today().year - 12).isoformat()
+    child, _ = _phone(ctx, birth=birth, key_type="p384", password=None)
+    minor = _refused(c.post("/certificate-renewals", headers=tok["issuer"], json={"phone_id": child, "slot": "sign"}),
+                     409, "provisioning-refused")
+    assert "under 15" in minor["detail"]
+    assert minor["signing_certificate_from"] == birthdays.turns(dt.date.fromisoformat(birth), 15).isoformat()
+    assert {"POST /certificate-renewals 202", "POST /certificate-renewals 409", "POST /certificate-renewals 404",
+            "POST /certificate-renewals 403", "POST /certificate-renewals 422", "GET /jobs/{job_id} 200",
+            "POST /tsm-jobs/{job_id}/resume 202"} <= set(checked)
