@@ -39,10 +39,18 @@ def test_authorized_device_signed_elements_pass(pki, device_key, auth, signed): 
     (None, {NS: {"nickname": "X"}}, "no keyAuthorizations"),
     ({"dataElements": {NS: "nickname"}}, {NS: {"nickname": "X"}}, "malformed"),
     ({"nameSpaces": [NS], "other": 1}, {NS: {"nickname": "X"}}, "malformed"),
+    # a namespace given as one tstr, not an array: "in" on a string is a substring test, so
+    # without the shape check NS would authorize every element of NS (and of "org.iso")
+    ({"nameSpaces": NS}, {NS: {"nickname": "X"}}, "malformed"),
+    ({"nameSpaces": [1]}, {NS: {"nickname": "X"}}, "malformed"),
+    # dataElements as an array, not a map: refused by name, not an AttributeError in the verifier
+    ({"dataElements": ["nickname"]}, {NS: {"nickname": "X"}}, "malformed"),
 ])
 def test_unauthorized_device_signed_elements_fail_by_name(pki, device_key, auth, signed, why):  # noqa: F811
     result = respond(pki, device_key, auth=auth, signed=signed)
     assert result.failed() == ["key_authorizations"]
+    # one verdict on the device key's authorizations: a refusal is not followed by a pass
+    assert [c.name for c in result.checks].count("key_authorizations") == 1
     assert why in result.check("key_authorizations").reason
     assert result.documents == ()
 
