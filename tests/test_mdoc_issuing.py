@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
@@ -237,3 +237,35 @@ def test_flip_device_signature_bit_fails_device_authentication(pki, device_key, 
     signed = mdoc.DeviceSigned(doc.device_signed.name_spaces_bytes, mdoc.DeviceAuth(device_signature=bad_sig))
     bad = mdoc.Document(doc.doc_type, doc.issuer_signed, signed)
     assert verify(pki, mdoc.DeviceResponse((bad,)).encode(), stx).failed() == ["device_authentication"]
+
+
+@pytest.mark.parametrize("x5chain", ["absent", "rsa leaf"])
+def test_issuer_auth_without_an_ec_document_signer_key_is_refused_once_and_named(device_key, x5chain):
+    """An issuerAuth whose x5chain holds no usable key (none at all, or an RSA certificate):
+    no key to check the issuer signature with, so each check after it is reported "not
+    checked", once, and nothing is disclosed (a genuine signature by the DS key changes
+    nothing: no one may take the key from elsewhere)."""
+    iaca, ds_key, ds_cert = pki = make_pki()
+    st = transcript()
+    genuine = mdoc.DeviceResponse.decode(present(issue(pki, device_key), device_key, st)).documents[0]
+    auth = genuine.issuer_signed.issuer_auth
+    if x5chain == "absent":
+        unprotected = {}
+    else:
+        rsa_cert = (x509.CertificateBuilder().subject_name(ds_cert.subject).issuer_name(ds_cert.issuer)
+                    .public_key(rsa.generate_private_key(65537, 2048).public_key())
+                    .serial_number(x509.random_serial_number())
+                    .not_valid_before(ds_cert.not_valid_before_utc).not_valid_after(ds_cert.not_valid_after_utc)
+                    .sign(ds_key, hashes.SHA256()))
+        unprotected = {33: rsa_cert.public_bytes(Encoding.DER)}
+    bad_auth = cose.Sign1(auth.protected_bytes, auth.protected, unprotected, auth.payload, auth.signature)
+    bad = mdoc.Document(genuine.doc_type, mdoc.IssuerSigned(genuine.issuer_signed.name_spaces, bad_auth),
+                        genuine.device_signed)
+    result = verify(pki, mdoc.DeviceResponse((bad,)).encode(), st)
+    names = ["issuer_certificate_chain", "issuer_signature", "mso_structure", "doc_type", "value_digests",
+             "validity", "device_authentication"]
+    assert [c.name for c in result.checks] == ["response_status", *names]
+    assert result.failed() == names
+    assert "no usable document signer key" in result.check("issuer_signature").reason
+    assert all(result.check(n).code == "not_checked" for n in names[2:])
+    assert result.documents == ()
