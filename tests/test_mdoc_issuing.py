@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pytest
@@ -269,3 +270,42 @@ def test_issuer_auth_without_an_ec_document_signer_key_is_refused_once_and_named
     assert "no usable document signer key" in result.check("issuer_signature").reason
     assert all(result.check(n).code == "not_checked" for n in names[2:])
     assert result.documents == ()
+
+
+@pytest.mark.parametrize(("now", "code"), [
+    (NOW - dt.timedelta(days=1), None),  # now == validFrom
+    (NOW + dt.timedelta(days=300), None),  # now == validUntil: "ValidUntil equal or later than now" (9.3.1)
+    (NOW + dt.timedelta(days=300, microseconds=1), "expired"),
+    (NOW - dt.timedelta(days=1, microseconds=1), "not_yet_valid"),
+])
+def test_validity_bounds_are_inclusive_and_a_refusal_says_which_side(pki, device_key, now, code):
+    """The built-in ``validity``: validFrom <= now <= validUntil, both ends included; past
+    either end one failed check, its code telling which end."""
+    st = transcript()
+    result = verify(pki, present(issue(pki, device_key), device_key, st), st, now=now)
+    assert [c.name for c in result.checks].count("validity") == 1
+    assert result.failed() == ([] if code is None else ["validity"])
+    assert result.check("validity").code == (code or "ok")
+
+
+@pytest.mark.parametrize(("signed", "ok"), [
+    (NOW - dt.timedelta(days=30), True),  # the DS certificate's notBefore
+    (NOW + dt.timedelta(days=365), True),  # its notAfter
+    (NOW - dt.timedelta(days=30, seconds=1), False),
+    (NOW + dt.timedelta(days=365, seconds=1), False),
+])
+def test_an_mso_signed_outside_the_ds_certificate_validity_fails_validity(pki, device_key, signed, ok):
+    """The MSO's signed time must fall within its document signer certificate's validity
+    (both ends included): an MSO dated before the DS existed, or after it expired, was not
+    signed by a valid DS (a leaked expired DS key back-dating nothing, forward-dating MSOs)."""
+    issued = issue(pki, device_key)
+    mso = issued.mso()  # signed by hand: issuing itself keeps signed <= validFrom
+    mso = dataclasses.replace(mso, validity_info=dataclasses.replace(mso.validity_info, signed=signed))
+    auth = cose.Sign1.create(cose.key_signer(pki[1]), mso.to_bytes(), unprotected=issued.issuer_auth.unprotected)
+    st = transcript()
+    result = verify(pki, present(mdoc.IssuerSigned(issued.name_spaces, auth), device_key, st), st)
+    assert [c.name for c in result.checks].count("validity") == 1
+    assert result.failed() == ([] if ok else ["validity"])
+    if not ok:
+        assert result.check("validity").code == "untrusted_issuer"
+        assert "outside the DS certificate validity" in result.check("validity").reason
