@@ -14,6 +14,7 @@ from cryptography.x509.oid import NameOID
 
 from protocols import cose, mdoc
 from protocols.mdoc import chain
+from protocols.mdoc import verify as mdoc_verify
 from protocols.mdoc.verify import ISSUER_CERTIFICATE_CHAIN
 
 NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
@@ -144,3 +145,62 @@ def test_leaf_issued_by_anchor_only_for_a_direct_path(keys):
     leaf_der = _ds(ds_key, mid.subject, mid_key)
     via_mid = chain.verify_chain([leaf_der, mid.public_bytes(Encoding.DER)], [anchor], NOW, eku=mdoc.EKU_MDL_DS)
     assert not via_mid.leaf_issued_by_anchor
+
+
+def _mid(anchor_key, anchor: x509.Certificate, mid_key, *, not_after=NOW + dt.timedelta(days=200),
+         not_before=NOW - dt.timedelta(hours=12)) -> x509.Certificate:
+    return (x509.CertificateBuilder().subject_name(_name("test mid")).issuer_name(anchor.subject)
+            .public_key(mid_key.public_key()).serial_number(3)
+            .not_valid_before(not_before).not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(anchor_key, hashes.SHA256()))
+
+
+def test_a_path_through_an_intermediate_is_checked_link_by_link_and_its_window_is_every_certificates(keys):
+    """leaf <- intermediate <- anchor: each link's signature, every certificate's validity
+    (the path's window is where all three are valid: the chain cache relies on it), and
+    chain_path (what a revocation check is asked about) is the leaf and the intermediate,
+    without a copy of the anchor sent along."""
+    iaca_key, ds_key, mid_key = keys
+    anchor = _anchor(iaca_key)
+    mid = _mid(iaca_key, anchor, mid_key)
+    mid_der, anchor_der = mid.public_bytes(Encoding.DER), anchor.public_bytes(Encoding.DER)
+    leaf_der = _ds(ds_key, mid.subject, mid_key)
+    leaf = x509.load_der_x509_certificate(leaf_der)
+    for ders in ([leaf_der, mid_der], [leaf_der, mid_der, anchor_der]):
+        verified = chain.verify_chain(ders, [anchor], NOW, eku=mdoc.EKU_MDL_DS)
+        assert verified.anchor == anchor and verified.leaf == leaf
+        # the narrowest of the three: the intermediate's notBefore, its notAfter
+        assert (verified.not_before, verified.not_after) == (mid.not_valid_before_utc, mid.not_valid_after_utc)
+        assert mdoc_verify.chain_path(ders, anchor) == [leaf, mid]
+    assert mdoc_verify.chain_path([leaf_der], anchor) == [leaf]
+    assert mdoc_verify.chain_path([leaf_der, anchor_der], anchor) == [leaf]
+    # the intermediate not valid yet, or no longer: the path is refused, naming it
+    for when in (mid.not_valid_before_utc - dt.timedelta(seconds=1), mid.not_valid_after_utc + dt.timedelta(seconds=1)):
+        with pytest.raises(chain.ChainError, match="test mid.* not valid at"):
+            chain.verify_chain([leaf_der, mid_der], [anchor], when, eku=mdoc.EKU_MDL_DS)
+    # and at the very ends of its validity, accepted
+    for when in (mid.not_valid_before_utc, mid.not_valid_after_utc):
+        chain.verify_chain([leaf_der, mid_der], [anchor], when, eku=mdoc.EKU_MDL_DS)
+
+
+def test_a_broken_link_anywhere_in_the_path_is_refused(keys):
+    iaca_key, ds_key, mid_key = keys
+    anchor = _anchor(iaca_key)
+    mid = _mid(iaca_key, anchor, mid_key)
+    mid_der = mid.public_bytes(Encoding.DER)
+    # the leaf names the intermediate but another key signed it
+    forged_leaf = _ds(ds_key, mid.subject, ds_key)
+    with pytest.raises(chain.ChainError, match=r"x5chain\[0\] is not issued by x5chain\[1\]"):
+        chain.verify_chain([forged_leaf, mid_der], [anchor], NOW, eku=mdoc.EKU_MDL_DS)
+    # a self-made intermediate of the same name: the anchor did not issue it
+    fake_mid = _mid(ds_key, anchor, mid_key)
+    leaf_der = _ds(ds_key, mid.subject, mid_key)
+    with pytest.raises(chain.ChainError, match="no trust anchor issued"):
+        chain.verify_chain([leaf_der, fake_mid.public_bytes(Encoding.DER)], [anchor], NOW, eku=mdoc.EKU_MDL_DS)
+    # the two in the wrong order
+    with pytest.raises(chain.ChainError):
+        chain.verify_chain([mid_der, leaf_der], [anchor], NOW, eku=mdoc.EKU_MDL_DS)
+    # the leaf alone, its issuer not sent
+    with pytest.raises(chain.ChainError, match="no trust anchor issued"):
+        chain.verify_chain([leaf_der], [anchor], NOW, eku=mdoc.EKU_MDL_DS)
