@@ -279,3 +279,20 @@ def test_mutated_second_edition_requests_fail_only_with_decode_errors(data):
     for d in req.doc_requests:
         assert d.items_request.info is None or isinstance(d.items_request.info, DocRequestInfo)
 
+
+
+def test_a_reader_auth_without_a_reader_certificate_fails_both_checks_by_name():
+    """readerAuth whose x5chain is absent: no chain to a reader CA and no key to check the
+    signature with; both checks are reported, failed, and nothing is valid (also a verdict
+    built with no check at all: no check passed is no pass)."""
+    pki = reader_pki()
+    own = DocRequest.build(ItemsRequest.build(MDL, ITEMS), reader_signer=pki.signer, reader_chain=pki.chain,
+                           session_transcript=TRANSCRIPT)
+    m = cbor.loads(DeviceRequest.build([own]).encode())
+    m["docRequests"][0]["readerAuth"][1] = {}  # the unprotected header, where x5chain was
+    result = verify_reader_auth(cbor.dumps(m), session_transcript=TRANSCRIPT, trust_anchors=[pki.ca], now=T0)
+    assert [c.name for c in result.checks] == [READER_CERTIFICATE_CHAIN, READER_AUTHENTICATION]
+    assert result.failed() == [READER_CERTIFICATE_CHAIN, READER_AUTHENTICATION]
+    assert result.check(READER_AUTHENTICATION).reason.endswith("no usable reader key")
+    assert not result.valid
+    assert not type(result)(()).valid
