@@ -309,3 +309,19 @@ def test_an_mso_signed_outside_the_ds_certificate_validity_fails_validity(pki, d
     if not ok:
         assert result.check("validity").code == "untrusted_issuer"
         assert "outside the DS certificate validity" in result.check("validity").reason
+
+
+@pytest.mark.parametrize("status", [10, 11, 12])
+def test_an_error_status_with_documents_is_refused_and_says_so(pki, device_key, status):
+    """A DeviceResponse whose status is an error (10, 11, 12: §8.3.2.1.2.3) yet carries a
+    sound document: response_status fails (session_failed), its reason counts the documents
+    rather than claiming there were none; the document's own checks are still reported."""
+    st = transcript()
+    genuine = mdoc.DeviceResponse.decode(present(issue(pki, device_key), device_key, st))
+    data = mdoc.DeviceResponse(genuine.documents, status=status).encode()
+    result = verify(pki, data, st)
+    assert result.failed() == ["response_status"]
+    check = result.check("response_status")
+    assert check.code == "session_failed"
+    assert check.reason == f"status {status} (an error) with 1 document(s)"
+    assert not result.valid

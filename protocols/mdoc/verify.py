@@ -330,7 +330,9 @@ class MdocVerifier:
                           Check._of(RESPONSE_STATUS, True, f"status 0, {n} document(s)"))
         else:
             errs = ", ".join(f"{k}: {v}" for e in dr.document_errors for k, v in e.items())
-            checks.append(Check(RESPONSE_STATUS, False, f"status {dr.status}, no documents" + (f"; documentErrors {errs}" if errs else ""),
+            # an error status that came with documents anyway: still refused, and not as "no documents"
+            what = f" (an error) with {len(dr.documents)} document(s)" if dr.documents else ", no documents"
+            checks.append(Check(RESPONSE_STATUS, False, f"status {dr.status}{what}" + (f"; documentErrors {errs}" if errs else ""),
                                 code=_no_documents_code(dr.status)))
         docs: list[DisclosedDocument] = []
         for doc in dr.documents:
