@@ -204,3 +204,20 @@ def test_a_broken_link_anywhere_in_the_path_is_refused(keys):
     # the leaf alone, its issuer not sent
     with pytest.raises(chain.ChainError, match="no trust anchor issued"):
         chain.verify_chain([leaf_der], [anchor], NOW, eku=mdoc.EKU_MDL_DS)
+
+
+def test_a_trust_anchor_outside_its_own_validity_vouches_for_nothing(keys):
+    """The anchor's own notBefore/notAfter count like every certificate's of the path: an
+    expired IACA (or one not valid yet) vouches for no DS, even one valid itself."""
+    iaca_key, ds_key, _ = keys
+    anchor = (x509.CertificateBuilder().subject_name(_name("short iaca")).issuer_name(_name("short iaca"))
+              .public_key(iaca_key.public_key()).serial_number(1)
+              .not_valid_before(NOW - dt.timedelta(hours=1)).not_valid_after(NOW + dt.timedelta(hours=1))
+              .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+              .sign(iaca_key, hashes.SHA256()))
+    ds_der = _ds(ds_key, anchor.subject, iaca_key)  # valid NOW - 1 day .. NOW + 365 days
+    verified = chain.verify_chain([ds_der], [anchor], NOW, eku=mdoc.EKU_MDL_DS)
+    assert (verified.not_before, verified.not_after) == (anchor.not_valid_before_utc, anchor.not_valid_after_utc)
+    for when in (NOW - dt.timedelta(hours=1, seconds=1), NOW + dt.timedelta(hours=1, seconds=1)):
+        with pytest.raises(chain.ChainError, match="short iaca.* not valid at"):
+            chain.verify_chain([ds_der], [anchor], when, eku=mdoc.EKU_MDL_DS)
