@@ -221,3 +221,13 @@ def test_a_trust_anchor_outside_its_own_validity_vouches_for_nothing(keys):
     for when in (NOW - dt.timedelta(hours=1, seconds=1), NOW + dt.timedelta(hours=1, seconds=1)):
         with pytest.raises(chain.ChainError, match="short iaca.* not valid at"):
             chain.verify_chain([ds_der], [anchor], when, eku=mdoc.EKU_MDL_DS)
+
+
+def test_a_leaf_with_an_rsa_key_is_refused_by_the_chain_check(keys):
+    """A DS certificate issued by the anchor, with the DS EKU, but an RSA key: COSE issuerAuth
+    here is ECDSA, so the chain check refuses it rather than hand on a key of no use."""
+    iaca_key, _, _ = keys
+    anchor = _anchor(iaca_key)
+    rsa_der = _ds(rsa.generate_private_key(public_exponent=65537, key_size=2048), anchor.subject, iaca_key)
+    with pytest.raises(chain.ChainError, match="leaf key is .*RSA.*need EC"):
+        chain.verify_chain([rsa_der], [anchor], NOW, eku=mdoc.EKU_MDL_DS)
