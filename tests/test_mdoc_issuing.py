@@ -325,3 +325,58 @@ def test_an_error_status_with_documents_is_refused_and_says_so(pki, device_key, 
     assert check.code == "session_failed"
     assert check.reason == f"status {status} (an error) with 1 document(s)"
     assert not result.valid
+
+
+def test_a_naive_now_is_refused():
+    """``now`` without a time zone would compare wrongly with the MSO's UTC times: refused."""
+    iaca = make_pki()[0]
+    with pytest.raises(mdoc.MdocError, match="aware"):
+        mdoc.verify_device_response(b"\xa0", trust_anchors=[iaca], session_transcript=None, now=dt.datetime(2026, 6, 1))
+    with pytest.raises(mdoc.MdocError, match="aware"):
+        mdoc.verify_issuer_signed(b"\xa0", trust_anchors=[iaca], now=dt.datetime(2026, 6, 1))
+
+
+def test_device_mac_with_the_emac_key_from_a_provider(pki, device_key):
+    """``emac_key_provider``: the reader's EMacKey from elsewhere (an HSM, a session kept
+    apart), given the MSO device key and the transcript; without it and without the
+    reader's private key, deviceMac cannot be checked and says so."""
+    st = transcript()
+    reader = ec.generate_private_key(ec.SECP256R1())
+    emac = mdoc.derive_emac_key(mdoc.ecdh(device_key, reader.public_key()), st)
+    data = mdoc.DeviceResponse((mdoc.build_document(issue(pki, device_key), st, emac_key=emac),)).encode()
+    asked = []
+
+    def provider(device_cose_key, transcript_):
+        asked.append((device_cose_key, transcript_))
+        return mdoc.derive_emac_key(mdoc.ecdh(reader, device_cose_key), transcript_)
+
+    assert verify(pki, data, st, emac_key_provider=provider).valid
+    assert asked and asked[0][0] == cose.CoseKey.from_public_key(device_key.public_key())
+    unchecked = verify(pki, data, st)
+    assert unchecked.failed() == ["device_authentication"]
+    assert unchecked.check("device_authentication").code == "not_checked"
+
+
+def test_a_failed_issuer_signature_or_unreadable_mso_stops_the_document_there(pki, device_key):
+    """Past a failed issuer signature (the MSO changed after signing) nothing of the MSO is
+    read: each later check once, "not checked"; an MSO whose signature verifies but that is
+    no MSO fails mso_structure and stops there. A verified chain is reported in both."""
+    st = transcript()
+    genuine = mdoc.DeviceResponse.decode(present(issue(pki, device_key), device_key, st)).documents[0]
+    auth = genuine.issuer_signed.issuer_auth
+    changed = bytearray(auth.payload)
+    changed[-1] ^= 1
+    forged = cose.Sign1(auth.protected_bytes, auth.protected, auth.unprotected, bytes(changed), auth.signature)
+    no_mso = cose.Sign1.create(cose.key_signer(pki[1]), cbor.dumps(cbor.CBORTag(24, cbor.dumps({"not": "an MSO"}))),
+                               unprotected=auth.unprotected)
+    later = ["mso_structure", "doc_type", "value_digests", "validity", "device_authentication"]
+    for issuer_auth, failed, skipped in ((forged, ["issuer_signature", *later], later),
+                                         (no_mso, later, later[1:])):
+        doc = mdoc.Document(genuine.doc_type, mdoc.IssuerSigned(genuine.issuer_signed.name_spaces, issuer_auth),
+                            genuine.device_signed)
+        result = verify(pki, mdoc.DeviceResponse((doc,)).encode(), st)
+        assert [c.name for c in result.checks] == ["response_status", "issuer_certificate_chain", "issuer_signature",
+                                                  *later]
+        assert result.failed() == failed
+        assert all(result.check(n).code == "not_checked" for n in skipped)
+        assert result.documents == ()

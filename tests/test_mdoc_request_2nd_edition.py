@@ -296,3 +296,15 @@ def test_a_reader_auth_without_a_reader_certificate_fails_both_checks_by_name():
     assert result.check(READER_AUTHENTICATION).reason.endswith("no usable reader key")
     assert not result.valid
     assert not type(result)(()).valid
+
+
+def test_a_reader_certificate_without_the_reader_auth_eku_fails_the_chain_check():
+    """A certificate of a trusted reader CA, signature sound, but without extended key usage
+    mdlReaderAuth (1.0.18013.5.1.6): not a reader authentication certificate."""
+    pki = reader_pki(eku=False)
+    own = DocRequest.build(ItemsRequest.build(MDL, ITEMS), reader_signer=pki.signer, reader_chain=pki.chain,
+                           session_transcript=TRANSCRIPT)
+    result = verify_reader_auth(DeviceRequest.build([own]).encode(), session_transcript=TRANSCRIPT,
+                                trust_anchors=[pki.ca], now=T0)
+    assert result.failed() == [READER_CERTIFICATE_CHAIN]
+    assert "lacks extended key usage 1.0.18013.5.1.6" in result.check(READER_CERTIFICATE_CHAIN).reason

@@ -184,5 +184,24 @@ def test_issuer_signed_items_of_an_unusual_shape_are_refused_by_name(pki, device
         for _ in range(2):
             result = verifier.verify(data, session_transcript=st, now=NOW)
             assert result.failed() == ["value_digests"], result.checks
+            assert [c.name for c in result.checks].count("value_digests") == 1  # refused, not also passed
             assert why in result.check("value_digests").reason
             assert result.documents == ()
+
+
+def test_a_cached_mso_whose_ds_chain_no_longer_verifies_reports_one_failed_chain_check(pki, device_key):  # noqa: F811
+    """The head checks kept with a cached MSO (chain, signature, structure, docType) are
+    handed out only for the chain object verified in this very call: once the DS chain no
+    longer verifies (here: past the DS certificate's notAfter), the result has one
+    issuer_certificate_chain check, failed, as a fresh verifier says."""
+    verifier = mdoc.MdocVerifier([pki[0]])
+    st = transcript()
+    data = present(issue(pki, device_key), device_key, st)
+    for _ in range(2):
+        assert verifier.verify(data, session_transcript=st, now=NOW).valid
+    late = NOW + dt.timedelta(days=366)
+    result = verifier.verify(data, session_transcript=st, now=late)
+    assert [c.name for c in result.checks].count("issuer_certificate_chain") == 1
+    assert result.check("issuer_certificate_chain").passed is False
+    assert result.to_json() == mdoc.verify_device_response(
+        data, trust_anchors=[pki[0]], session_transcript=st, now=late).to_json()
