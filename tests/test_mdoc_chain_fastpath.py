@@ -231,3 +231,27 @@ def test_a_leaf_with_an_rsa_key_is_refused_by_the_chain_check(keys):
     rsa_der = _ds(rsa.generate_private_key(public_exponent=65537, key_size=2048), anchor.subject, iaca_key)
     with pytest.raises(chain.ChainError, match="leaf key is .*RSA.*need EC"):
         chain.verify_chain([rsa_der], [anchor], NOW, eku=mdoc.EKU_MDL_DS)
+
+
+def _der_tlv(tag: int, body: bytes) -> bytes:
+    n = len(body)
+    head = bytes([n]) if n < 0x80 else (b"\x81" + bytes([n]) if n < 0x100 else b"\x82" + n.to_bytes(2, "big"))
+    return bytes([tag]) + head + body
+
+
+def test_a_leaf_whose_key_cryptography_cannot_read_is_a_chain_error(keys):
+    """A DS certificate, signed by the anchor, whose EC key names a curve cryptography does
+    not know: the key is parsed lazily, so the failure surfaces inside the chain check, and
+    is reported as a ChainError ("malformed certificate"), never as a chain that verified."""
+    iaca_key, ds_key, _ = keys
+    anchor = _anchor(iaca_key)
+    good = x509.load_der_x509_certificate(_ds(ds_key, anchor.subject, iaca_key))
+    p256 = bytes.fromhex("06082a8648ce3d030107")  # the OID of prime256v1 in the SubjectPublicKeyInfo
+    tbs = good.tbs_certificate_bytes
+    assert tbs.count(p256) == 1
+    tbs = tbs.replace(p256, bytes.fromhex("06082a8648ce3d03017f"))  # 1.2.840.10045.3.1.127: no such curve
+    signature = iaca_key.sign(tbs, ec.ECDSA(hashes.SHA256()))
+    der = _der_tlv(0x30, tbs + bytes.fromhex("300a06082a8648ce3d040302") + _der_tlv(0x03, b"\x00" + signature))
+    x509.load_der_x509_certificate(der)  # loads: the key is read only when asked for
+    with pytest.raises(chain.ChainError, match="malformed certificate"):
+        chain.verify_chain([der], [anchor], NOW, eku=mdoc.EKU_MDL_DS)
