@@ -380,3 +380,33 @@ def test_a_failed_issuer_signature_or_unreadable_mso_stops_the_document_there(pk
         assert result.failed() == failed
         assert all(result.check(n).code == "not_checked" for n in skipped)
         assert result.documents == ()
+
+
+@pytest.mark.parametrize("x5chain", [[], 7, [b"\x30\x00", 7], "text"])
+def test_a_malformed_x5chain_is_refused_by_name_not_raised(device_key, x5chain):
+    """issuerAuth's x5chain (label 33) must be one bstr or a non-empty array of bstr (RFC
+    9360): anything else fails issuer_certificate_chain and issuer_signature (no key to
+    check it with), from verify and verify_issuer_signed alike; it was a CoseDecodeError
+    out of the verifier, which promises to raise only for bytes that are no DeviceResponse."""
+    iaca, _, _ = pki = make_pki()
+    st = transcript()
+    m = cbor.loads(present(issue(pki, device_key), device_key, st))
+    m["documents"][0]["issuerSigned"]["issuerAuth"][1] = {33: x5chain}
+    result = verify(pki, cbor.dumps(m), st)
+    assert result.failed()[:2] == ["issuer_certificate_chain", "issuer_signature"]
+    assert "x5chain (33) must be a bstr or a non-empty array of bstr" in result.check("issuer_certificate_chain").reason
+    assert result.check("issuer_certificate_chain").code == "untrusted_issuer"
+    alone = mdoc.verify_issuer_signed(cbor.dumps(m["documents"][0]["issuerSigned"]), trust_anchors=[iaca], now=NOW)
+    assert alone.failed()[:2] == ["issuer_certificate_chain", "issuer_signature"]
+
+
+def test_an_x5chain_given_as_an_array_with_the_anchor_verifies(pki, device_key):
+    """x5chain as an array [DS, IACA] (the IACA copy is dropped): verified, and the same
+    verdict as the DS certificate alone."""
+    iaca, _, ds_cert = pki
+    st = transcript()
+    m = cbor.loads(present(issue(pki, device_key), device_key, st))
+    m["documents"][0]["issuerSigned"]["issuerAuth"][1] = {33: [ds_cert.public_bytes(Encoding.DER),
+                                                               iaca.public_bytes(Encoding.DER)]}
+    result = verify(pki, cbor.dumps(m), st)
+    assert result.valid, result.to_json()

@@ -308,3 +308,17 @@ def test_a_reader_certificate_without_the_reader_auth_eku_fails_the_chain_check(
                                 trust_anchors=[pki.ca], now=T0)
     assert result.failed() == [READER_CERTIFICATE_CHAIN]
     assert "lacks extended key usage 1.0.18013.5.1.6" in result.check(READER_CERTIFICATE_CHAIN).reason
+
+
+@pytest.mark.parametrize("x5chain", [[], 7, [b"\x30\x00", 7]])
+def test_a_reader_auth_with_a_malformed_x5chain_fails_both_checks_not_raises(x5chain):
+    """A hostile reader's readerAuth with x5chain not a bstr nor a non-empty array of bstr:
+    the wallet's verify_reader_auth reports both checks failed (it raised CoseDecodeError)."""
+    pki = reader_pki()
+    own = DocRequest.build(ItemsRequest.build(MDL, ITEMS), reader_signer=pki.signer, reader_chain=pki.chain,
+                           session_transcript=TRANSCRIPT)
+    m = cbor.loads(DeviceRequest.build([own]).encode())
+    m["docRequests"][0]["readerAuth"][1] = {33: x5chain}
+    result = verify_reader_auth(cbor.dumps(m), session_transcript=TRANSCRIPT, trust_anchors=[pki.ca], now=T0)
+    assert result.failed() == [READER_CERTIFICATE_CHAIN, READER_AUTHENTICATION]
+    assert "x5chain (33)" in result.check(READER_CERTIFICATE_CHAIN).reason
