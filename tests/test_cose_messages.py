@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import cbor2
 import pytest
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,6 +12,7 @@ from test_mdoc_vectors import cert, hexv, public_xy
 
 from protocols import cbor, cose
 from protocols.cose.algorithms import raw_to_der_sized
+from protocols.cose.mac0 import mac_structure
 from protocols.cose.sign1 import verify_sign1
 
 SETTINGS = settings(max_examples=200, deadline=None)
@@ -345,3 +346,65 @@ def test_der_to_raw_sized_equals_der_to_raw(size, data):
     assert _outcome(lambda: der_to_raw_sized(bytes(der), size)) == _outcome(lambda: cose.der_to_raw(bytes(der), curve))
     if _outcome(lambda: cose.der_to_raw(bytes(der), curve)) is None:
         assert der_to_raw_sized(bytes(der), size) == cose.der_to_raw(bytes(der), curve)
+
+
+@pytest.mark.parametrize("size", [23, 24, 255, 256, 257])
+def test_verify_sign1_at_the_byte_string_head_boundaries(size):
+    """verify_sign1 writes the Sig_structure heads itself (a table up to 255 bytes): content
+    and protected headers of 23/24 and 255/256/257 bytes, where a bstr head changes length,
+    verify as with Sign1.verify, carried or detached, and a changed byte still fails."""
+    key = _KEYS[ec.SECP256R1]
+    content = (bytes(range(256)) * 2)[:size]
+    filler = next("x" * k for k in range(300) if len(cbor.dumps({1: -7, "f": "x" * k})) == size)
+    with_header = cose.Sign1.create(cose.key_signer(key), b"m", protected={"f": filler})
+    assert len(with_header.protected_bytes) == size
+    for msg, detached in ((cose.Sign1.create(cose.key_signer(key), content), None),
+                          (cose.Sign1.create(cose.key_signer(key), None, detached=content), content),
+                          (with_header, None)):
+        verify_sign1(msg, key.public_key(), detached=detached)
+        msg.verify(key.public_key(), detached=detached)
+    forged = cose.Sign1.create(cose.key_signer(key), None, detached=content)
+    with pytest.raises(cose.CoseSignatureError):
+        verify_sign1(forged, key.public_key(), detached=content[:-1] + bytes([content[-1] ^ 1]))
+
+
+def test_verify_sign1_refuses_a_carried_payload_beside_a_detached_one_and_a_missing_alg():
+    key = _KEYS[ec.SECP256R1]
+    carried = cose.Sign1.create(cose.key_signer(key), b"content")
+    with pytest.raises(cose.CoseSignatureError, match="carries a payload"):
+        verify_sign1(carried, key.public_key(), detached=b"content")
+    no_alg = cose.Sign1(b"", {}, {}, b"content", carried.signature)
+    with pytest.raises(cose.CoseSignatureError, match="no algorithm in its protected header"):
+        verify_sign1(no_alg, key.public_key())
+
+
+@pytest.mark.parametrize("key", [b"", "a text key", None])
+def test_mac0_refuses_an_empty_or_non_bytes_key(key):
+    """HMAC accepts an empty key: a deviceMac checked with an EMacKey of b"" would accept a
+    tag anyone can make. Creating and verifying both refuse it."""
+    tag = cose.Mac0.create(b"k" * 32, None, detached=b"content")
+    with pytest.raises(cose.CoseError, match="HMAC key must be non-empty bytes"):
+        tag.verify(key, detached=b"content")
+    with pytest.raises(cose.CoseError, match="HMAC key must be non-empty bytes"):
+        cose.Mac0.create(key, None, detached=b"content")
+
+
+def test_mac0_verify_refuses_another_alg_a_misplaced_payload_and_a_missing_one():
+    """Mac0.verify checks only HMAC 256/256 (5): a tag labelled with another algorithm (or
+    none) is refused even when HMAC-SHA256 over it would match; a carried payload beside a
+    detached one, and neither, are refused as for Sign1."""
+    key = b"k" * 32
+    genuine = cose.Mac0.create(key, None, detached=b"content")
+    for protected in ({1: 4}, {1: 6}, {}):
+        protected_bytes = cbor.dumps(protected) if protected else b""
+        mac = hmac.HMAC(key, hashes.SHA256())
+        mac.update(mac_structure(protected_bytes, b"", b"content"))
+        relabelled = cose.Mac0(protected_bytes, protected, {}, None, mac.finalize())
+        with pytest.raises(cose.CoseSignatureError, match="unsupported: only HMAC 256/256"):
+            relabelled.verify(key, detached=b"content")
+    carried = cose.Mac0.create(key, b"content")
+    with pytest.raises(cose.CoseSignatureError, match="carries a payload"):
+        carried.verify(key, detached=b"content")
+    with pytest.raises(cose.CoseSignatureError, match="detached content is needed"):
+        genuine.verify(key)
+    genuine.verify(key, detached=b"content")

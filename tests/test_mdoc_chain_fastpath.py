@@ -14,6 +14,7 @@ from cryptography.x509.oid import NameOID
 
 from protocols import cose, mdoc
 from protocols.mdoc import chain
+from protocols.mdoc import verify as mdoc_verify
 from protocols.mdoc.verify import ISSUER_CERTIFICATE_CHAIN
 
 NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
@@ -144,3 +145,113 @@ def test_leaf_issued_by_anchor_only_for_a_direct_path(keys):
     leaf_der = _ds(ds_key, mid.subject, mid_key)
     via_mid = chain.verify_chain([leaf_der, mid.public_bytes(Encoding.DER)], [anchor], NOW, eku=mdoc.EKU_MDL_DS)
     assert not via_mid.leaf_issued_by_anchor
+
+
+def _mid(anchor_key, anchor: x509.Certificate, mid_key, *, not_after=NOW + dt.timedelta(days=200),
+         not_before=NOW - dt.timedelta(hours=12)) -> x509.Certificate:
+    return (x509.CertificateBuilder().subject_name(_name("test mid")).issuer_name(anchor.subject)
+            .public_key(mid_key.public_key()).serial_number(3)
+            .not_valid_before(not_before).not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(anchor_key, hashes.SHA256()))
+
+
+def test_a_path_through_an_intermediate_is_checked_link_by_link_and_its_window_is_every_certificates(keys):
+    """leaf <- intermediate <- anchor: each link's signature, every certificate's validity
+    (the path's window is where all three are valid: the chain cache relies on it), and
+    chain_path (what a revocation check is asked about) is the leaf and the intermediate,
+    without a copy of the anchor sent along."""
+    iaca_key, ds_key, mid_key = keys
+    anchor = _anchor(iaca_key)
+    mid = _mid(iaca_key, anchor, mid_key)
+    mid_der, anchor_der = mid.public_bytes(Encoding.DER), anchor.public_bytes(Encoding.DER)
+    leaf_der = _ds(ds_key, mid.subject, mid_key)
+    leaf = x509.load_der_x509_certificate(leaf_der)
+    for ders in ([leaf_der, mid_der], [leaf_der, mid_der, anchor_der]):
+        verified = chain.verify_chain(ders, [anchor], NOW, eku=mdoc.EKU_MDL_DS)
+        assert verified.anchor == anchor and verified.leaf == leaf
+        # the narrowest of the three: the intermediate's notBefore, its notAfter
+        assert (verified.not_before, verified.not_after) == (mid.not_valid_before_utc, mid.not_valid_after_utc)
+        assert mdoc_verify.chain_path(ders, anchor) == [leaf, mid]
+    assert mdoc_verify.chain_path([leaf_der], anchor) == [leaf]
+    assert mdoc_verify.chain_path([leaf_der, anchor_der], anchor) == [leaf]
+    # the intermediate not valid yet, or no longer: the path is refused, naming it
+    for when in (mid.not_valid_before_utc - dt.timedelta(seconds=1), mid.not_valid_after_utc + dt.timedelta(seconds=1)):
+        with pytest.raises(chain.ChainError, match="test mid.* not valid at"):
+            chain.verify_chain([leaf_der, mid_der], [anchor], when, eku=mdoc.EKU_MDL_DS)
+    # and at the very ends of its validity, accepted
+    for when in (mid.not_valid_before_utc, mid.not_valid_after_utc):
+        chain.verify_chain([leaf_der, mid_der], [anchor], when, eku=mdoc.EKU_MDL_DS)
+
+
+def test_a_broken_link_anywhere_in_the_path_is_refused(keys):
+    iaca_key, ds_key, mid_key = keys
+    anchor = _anchor(iaca_key)
+    mid = _mid(iaca_key, anchor, mid_key)
+    mid_der = mid.public_bytes(Encoding.DER)
+    # the leaf names the intermediate but another key signed it
+    forged_leaf = _ds(ds_key, mid.subject, ds_key)
+    with pytest.raises(chain.ChainError, match=r"x5chain\[0\] is not issued by x5chain\[1\]"):
+        chain.verify_chain([forged_leaf, mid_der], [anchor], NOW, eku=mdoc.EKU_MDL_DS)
+    # a self-made intermediate of the same name: the anchor did not issue it
+    fake_mid = _mid(ds_key, anchor, mid_key)
+    leaf_der = _ds(ds_key, mid.subject, mid_key)
+    with pytest.raises(chain.ChainError, match="no trust anchor issued"):
+        chain.verify_chain([leaf_der, fake_mid.public_bytes(Encoding.DER)], [anchor], NOW, eku=mdoc.EKU_MDL_DS)
+    # the two in the wrong order
+    with pytest.raises(chain.ChainError):
+        chain.verify_chain([mid_der, leaf_der], [anchor], NOW, eku=mdoc.EKU_MDL_DS)
+    # the leaf alone, its issuer not sent
+    with pytest.raises(chain.ChainError, match="no trust anchor issued"):
+        chain.verify_chain([leaf_der], [anchor], NOW, eku=mdoc.EKU_MDL_DS)
+
+
+def test_a_trust_anchor_outside_its_own_validity_vouches_for_nothing(keys):
+    """The anchor's own notBefore/notAfter count like every certificate's of the path: an
+    expired IACA (or one not valid yet) vouches for no DS, even one valid itself."""
+    iaca_key, ds_key, _ = keys
+    anchor = (x509.CertificateBuilder().subject_name(_name("short iaca")).issuer_name(_name("short iaca"))
+              .public_key(iaca_key.public_key()).serial_number(1)
+              .not_valid_before(NOW - dt.timedelta(hours=1)).not_valid_after(NOW + dt.timedelta(hours=1))
+              .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+              .sign(iaca_key, hashes.SHA256()))
+    ds_der = _ds(ds_key, anchor.subject, iaca_key)  # valid NOW - 1 day .. NOW + 365 days
+    verified = chain.verify_chain([ds_der], [anchor], NOW, eku=mdoc.EKU_MDL_DS)
+    assert (verified.not_before, verified.not_after) == (anchor.not_valid_before_utc, anchor.not_valid_after_utc)
+    for when in (NOW - dt.timedelta(hours=1, seconds=1), NOW + dt.timedelta(hours=1, seconds=1)):
+        with pytest.raises(chain.ChainError, match="short iaca.* not valid at"):
+            chain.verify_chain([ds_der], [anchor], when, eku=mdoc.EKU_MDL_DS)
+
+
+def test_a_leaf_with_an_rsa_key_is_refused_by_the_chain_check(keys):
+    """A DS certificate issued by the anchor, with the DS EKU, but an RSA key: COSE issuerAuth
+    here is ECDSA, so the chain check refuses it rather than hand on a key of no use."""
+    iaca_key, _, _ = keys
+    anchor = _anchor(iaca_key)
+    rsa_der = _ds(rsa.generate_private_key(public_exponent=65537, key_size=2048), anchor.subject, iaca_key)
+    with pytest.raises(chain.ChainError, match="leaf key is .*RSA.*need EC"):
+        chain.verify_chain([rsa_der], [anchor], NOW, eku=mdoc.EKU_MDL_DS)
+
+
+def _der_tlv(tag: int, body: bytes) -> bytes:
+    n = len(body)
+    head = bytes([n]) if n < 0x80 else (b"\x81" + bytes([n]) if n < 0x100 else b"\x82" + n.to_bytes(2, "big"))
+    return bytes([tag]) + head + body
+
+
+def test_a_leaf_whose_key_cryptography_cannot_read_is_a_chain_error(keys):
+    """A DS certificate, signed by the anchor, whose EC key names a curve cryptography does
+    not know: the key is parsed lazily, so the failure surfaces inside the chain check, and
+    is reported as a ChainError ("malformed certificate"), never as a chain that verified."""
+    iaca_key, ds_key, _ = keys
+    anchor = _anchor(iaca_key)
+    good = x509.load_der_x509_certificate(_ds(ds_key, anchor.subject, iaca_key))
+    p256 = bytes.fromhex("06082a8648ce3d030107")  # the OID of prime256v1 in the SubjectPublicKeyInfo
+    tbs = good.tbs_certificate_bytes
+    assert tbs.count(p256) == 1
+    tbs = tbs.replace(p256, bytes.fromhex("06082a8648ce3d03017f"))  # 1.2.840.10045.3.1.127: no such curve
+    signature = iaca_key.sign(tbs, ec.ECDSA(hashes.SHA256()))
+    der = _der_tlv(0x30, tbs + bytes.fromhex("300a06082a8648ce3d040302") + _der_tlv(0x03, b"\x00" + signature))
+    x509.load_der_x509_certificate(der)  # loads: the key is read only when asked for
+    with pytest.raises(chain.ChainError, match="malformed certificate"):
+        chain.verify_chain([der], [anchor], NOW, eku=mdoc.EKU_MDL_DS)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
@@ -237,3 +238,175 @@ def test_flip_device_signature_bit_fails_device_authentication(pki, device_key, 
     signed = mdoc.DeviceSigned(doc.device_signed.name_spaces_bytes, mdoc.DeviceAuth(device_signature=bad_sig))
     bad = mdoc.Document(doc.doc_type, doc.issuer_signed, signed)
     assert verify(pki, mdoc.DeviceResponse((bad,)).encode(), stx).failed() == ["device_authentication"]
+
+
+@pytest.mark.parametrize("x5chain", ["absent", "rsa leaf"])
+def test_issuer_auth_without_an_ec_document_signer_key_is_refused_once_and_named(device_key, x5chain):
+    """An issuerAuth whose x5chain holds no usable key (none at all, or an RSA certificate):
+    no key to check the issuer signature with, so each check after it is reported "not
+    checked", once, and nothing is disclosed (a genuine signature by the DS key changes
+    nothing: no one may take the key from elsewhere)."""
+    iaca, ds_key, ds_cert = pki = make_pki()
+    st = transcript()
+    genuine = mdoc.DeviceResponse.decode(present(issue(pki, device_key), device_key, st)).documents[0]
+    auth = genuine.issuer_signed.issuer_auth
+    if x5chain == "absent":
+        unprotected = {}
+    else:
+        rsa_cert = (x509.CertificateBuilder().subject_name(ds_cert.subject).issuer_name(ds_cert.issuer)
+                    .public_key(rsa.generate_private_key(65537, 2048).public_key())
+                    .serial_number(x509.random_serial_number())
+                    .not_valid_before(ds_cert.not_valid_before_utc).not_valid_after(ds_cert.not_valid_after_utc)
+                    .sign(ds_key, hashes.SHA256()))
+        unprotected = {33: rsa_cert.public_bytes(Encoding.DER)}
+    bad_auth = cose.Sign1(auth.protected_bytes, auth.protected, unprotected, auth.payload, auth.signature)
+    bad = mdoc.Document(genuine.doc_type, mdoc.IssuerSigned(genuine.issuer_signed.name_spaces, bad_auth),
+                        genuine.device_signed)
+    result = verify(pki, mdoc.DeviceResponse((bad,)).encode(), st)
+    names = ["issuer_certificate_chain", "issuer_signature", "mso_structure", "doc_type", "value_digests",
+             "validity", "device_authentication"]
+    assert [c.name for c in result.checks] == ["response_status", *names]
+    assert result.failed() == names
+    assert "no usable document signer key" in result.check("issuer_signature").reason
+    assert all(result.check(n).code == "not_checked" for n in names[2:])
+    assert result.documents == ()
+
+
+@pytest.mark.parametrize(("now", "code"), [
+    (NOW - dt.timedelta(days=1), None),  # now == validFrom
+    (NOW + dt.timedelta(days=300), None),  # now == validUntil: "ValidUntil equal or later than now" (9.3.1)
+    (NOW + dt.timedelta(days=300, microseconds=1), "expired"),
+    (NOW - dt.timedelta(days=1, microseconds=1), "not_yet_valid"),
+])
+def test_validity_bounds_are_inclusive_and_a_refusal_says_which_side(pki, device_key, now, code):
+    """The built-in ``validity``: validFrom <= now <= validUntil, both ends included; past
+    either end one failed check, its code telling which end."""
+    st = transcript()
+    result = verify(pki, present(issue(pki, device_key), device_key, st), st, now=now)
+    assert [c.name for c in result.checks].count("validity") == 1
+    assert result.failed() == ([] if code is None else ["validity"])
+    assert result.check("validity").code == (code or "ok")
+
+
+@pytest.mark.parametrize(("signed", "ok"), [
+    (NOW - dt.timedelta(days=30), True),  # the DS certificate's notBefore
+    (NOW + dt.timedelta(days=365), True),  # its notAfter
+    (NOW - dt.timedelta(days=30, seconds=1), False),
+    (NOW + dt.timedelta(days=365, seconds=1), False),
+])
+def test_an_mso_signed_outside_the_ds_certificate_validity_fails_validity(pki, device_key, signed, ok):
+    """The MSO's signed time must fall within its document signer certificate's validity
+    (both ends included): an MSO dated before the DS existed, or after it expired, was not
+    signed by a valid DS (a leaked expired DS key back-dating nothing, forward-dating MSOs)."""
+    issued = issue(pki, device_key)
+    mso = issued.mso()  # signed by hand: issuing itself keeps signed <= validFrom
+    mso = dataclasses.replace(mso, validity_info=dataclasses.replace(mso.validity_info, signed=signed))
+    auth = cose.Sign1.create(cose.key_signer(pki[1]), mso.to_bytes(), unprotected=issued.issuer_auth.unprotected)
+    st = transcript()
+    result = verify(pki, present(mdoc.IssuerSigned(issued.name_spaces, auth), device_key, st), st)
+    assert [c.name for c in result.checks].count("validity") == 1
+    assert result.failed() == ([] if ok else ["validity"])
+    if not ok:
+        assert result.check("validity").code == "untrusted_issuer"
+        assert "outside the DS certificate validity" in result.check("validity").reason
+
+
+@pytest.mark.parametrize("status", [10, 11, 12])
+def test_an_error_status_with_documents_is_refused_and_says_so(pki, device_key, status):
+    """A DeviceResponse whose status is an error (10, 11, 12: §8.3.2.1.2.3) yet carries a
+    sound document: response_status fails (session_failed), its reason counts the documents
+    rather than claiming there were none; the document's own checks are still reported."""
+    st = transcript()
+    genuine = mdoc.DeviceResponse.decode(present(issue(pki, device_key), device_key, st))
+    data = mdoc.DeviceResponse(genuine.documents, status=status).encode()
+    result = verify(pki, data, st)
+    assert result.failed() == ["response_status"]
+    check = result.check("response_status")
+    assert check.code == "session_failed"
+    assert check.reason == f"status {status} (an error) with 1 document(s)"
+    assert not result.valid
+
+
+def test_a_naive_now_is_refused():
+    """``now`` without a time zone would compare wrongly with the MSO's UTC times: refused."""
+    iaca = make_pki()[0]
+    with pytest.raises(mdoc.MdocError, match="aware"):
+        mdoc.verify_device_response(b"\xa0", trust_anchors=[iaca], session_transcript=None, now=dt.datetime(2026, 6, 1))
+    with pytest.raises(mdoc.MdocError, match="aware"):
+        mdoc.verify_issuer_signed(b"\xa0", trust_anchors=[iaca], now=dt.datetime(2026, 6, 1))
+
+
+def test_device_mac_with_the_emac_key_from_a_provider(pki, device_key):
+    """``emac_key_provider``: the reader's EMacKey from elsewhere (an HSM, a session kept
+    apart), given the MSO device key and the transcript; without it and without the
+    reader's private key, deviceMac cannot be checked and says so."""
+    st = transcript()
+    reader = ec.generate_private_key(ec.SECP256R1())
+    emac = mdoc.derive_emac_key(mdoc.ecdh(device_key, reader.public_key()), st)
+    data = mdoc.DeviceResponse((mdoc.build_document(issue(pki, device_key), st, emac_key=emac),)).encode()
+    asked = []
+
+    def provider(device_cose_key, transcript_):
+        asked.append((device_cose_key, transcript_))
+        return mdoc.derive_emac_key(mdoc.ecdh(reader, device_cose_key), transcript_)
+
+    assert verify(pki, data, st, emac_key_provider=provider).valid
+    assert asked and asked[0][0] == cose.CoseKey.from_public_key(device_key.public_key())
+    unchecked = verify(pki, data, st)
+    assert unchecked.failed() == ["device_authentication"]
+    assert unchecked.check("device_authentication").code == "not_checked"
+
+
+def test_a_failed_issuer_signature_or_unreadable_mso_stops_the_document_there(pki, device_key):
+    """Past a failed issuer signature (the MSO changed after signing) nothing of the MSO is
+    read: each later check once, "not checked"; an MSO whose signature verifies but that is
+    no MSO fails mso_structure and stops there. A verified chain is reported in both."""
+    st = transcript()
+    genuine = mdoc.DeviceResponse.decode(present(issue(pki, device_key), device_key, st)).documents[0]
+    auth = genuine.issuer_signed.issuer_auth
+    changed = bytearray(auth.payload)
+    changed[-1] ^= 1
+    forged = cose.Sign1(auth.protected_bytes, auth.protected, auth.unprotected, bytes(changed), auth.signature)
+    no_mso = cose.Sign1.create(cose.key_signer(pki[1]), cbor.dumps(cbor.CBORTag(24, cbor.dumps({"not": "an MSO"}))),
+                               unprotected=auth.unprotected)
+    later = ["mso_structure", "doc_type", "value_digests", "validity", "device_authentication"]
+    for issuer_auth, failed, skipped in ((forged, ["issuer_signature", *later], later),
+                                         (no_mso, later, later[1:])):
+        doc = mdoc.Document(genuine.doc_type, mdoc.IssuerSigned(genuine.issuer_signed.name_spaces, issuer_auth),
+                            genuine.device_signed)
+        result = verify(pki, mdoc.DeviceResponse((doc,)).encode(), st)
+        assert [c.name for c in result.checks] == ["response_status", "issuer_certificate_chain", "issuer_signature",
+                                                  *later]
+        assert result.failed() == failed
+        assert all(result.check(n).code == "not_checked" for n in skipped)
+        assert result.documents == ()
+
+
+@pytest.mark.parametrize("x5chain", [[], 7, [b"\x30\x00", 7], "text"])
+def test_a_malformed_x5chain_is_refused_by_name_not_raised(device_key, x5chain):
+    """issuerAuth's x5chain (label 33) must be one bstr or a non-empty array of bstr (RFC
+    9360): anything else fails issuer_certificate_chain and issuer_signature (no key to
+    check it with), from verify and verify_issuer_signed alike; it was a CoseDecodeError
+    out of the verifier, which promises to raise only for bytes that are no DeviceResponse."""
+    iaca, _, _ = pki = make_pki()
+    st = transcript()
+    m = cbor.loads(present(issue(pki, device_key), device_key, st))
+    m["documents"][0]["issuerSigned"]["issuerAuth"][1] = {33: x5chain}
+    result = verify(pki, cbor.dumps(m), st)
+    assert result.failed()[:2] == ["issuer_certificate_chain", "issuer_signature"]
+    assert "x5chain (33) must be a bstr or a non-empty array of bstr" in result.check("issuer_certificate_chain").reason
+    assert result.check("issuer_certificate_chain").code == "untrusted_issuer"
+    alone = mdoc.verify_issuer_signed(cbor.dumps(m["documents"][0]["issuerSigned"]), trust_anchors=[iaca], now=NOW)
+    assert alone.failed()[:2] == ["issuer_certificate_chain", "issuer_signature"]
+
+
+def test_an_x5chain_given_as_an_array_with_the_anchor_verifies(pki, device_key):
+    """x5chain as an array [DS, IACA] (the IACA copy is dropped): verified, and the same
+    verdict as the DS certificate alone."""
+    iaca, _, ds_cert = pki
+    st = transcript()
+    m = cbor.loads(present(issue(pki, device_key), device_key, st))
+    m["documents"][0]["issuerSigned"]["issuerAuth"][1] = {33: [ds_cert.public_bytes(Encoding.DER),
+                                                               iaca.public_bytes(Encoding.DER)]}
+    result = verify(pki, cbor.dumps(m), st)
+    assert result.valid, result.to_json()

@@ -279,3 +279,46 @@ def test_mutated_second_edition_requests_fail_only_with_decode_errors(data):
     for d in req.doc_requests:
         assert d.items_request.info is None or isinstance(d.items_request.info, DocRequestInfo)
 
+
+
+def test_a_reader_auth_without_a_reader_certificate_fails_both_checks_by_name():
+    """readerAuth whose x5chain is absent: no chain to a reader CA and no key to check the
+    signature with; both checks are reported, failed, and nothing is valid (also a verdict
+    built with no check at all: no check passed is no pass)."""
+    pki = reader_pki()
+    own = DocRequest.build(ItemsRequest.build(MDL, ITEMS), reader_signer=pki.signer, reader_chain=pki.chain,
+                           session_transcript=TRANSCRIPT)
+    m = cbor.loads(DeviceRequest.build([own]).encode())
+    m["docRequests"][0]["readerAuth"][1] = {}  # the unprotected header, where x5chain was
+    result = verify_reader_auth(cbor.dumps(m), session_transcript=TRANSCRIPT, trust_anchors=[pki.ca], now=T0)
+    assert [c.name for c in result.checks] == [READER_CERTIFICATE_CHAIN, READER_AUTHENTICATION]
+    assert result.failed() == [READER_CERTIFICATE_CHAIN, READER_AUTHENTICATION]
+    assert result.check(READER_AUTHENTICATION).reason.endswith("no usable reader key")
+    assert not result.valid
+    assert not type(result)(()).valid
+
+
+def test_a_reader_certificate_without_the_reader_auth_eku_fails_the_chain_check():
+    """A certificate of a trusted reader CA, signature sound, but without extended key usage
+    mdlReaderAuth (1.0.18013.5.1.6): not a reader authentication certificate."""
+    pki = reader_pki(eku=False)
+    own = DocRequest.build(ItemsRequest.build(MDL, ITEMS), reader_signer=pki.signer, reader_chain=pki.chain,
+                           session_transcript=TRANSCRIPT)
+    result = verify_reader_auth(DeviceRequest.build([own]).encode(), session_transcript=TRANSCRIPT,
+                                trust_anchors=[pki.ca], now=T0)
+    assert result.failed() == [READER_CERTIFICATE_CHAIN]
+    assert "lacks extended key usage 1.0.18013.5.1.6" in result.check(READER_CERTIFICATE_CHAIN).reason
+
+
+@pytest.mark.parametrize("x5chain", [[], 7, [b"\x30\x00", 7]])
+def test_a_reader_auth_with_a_malformed_x5chain_fails_both_checks_not_raises(x5chain):
+    """A hostile reader's readerAuth with x5chain not a bstr nor a non-empty array of bstr:
+    the wallet's verify_reader_auth reports both checks failed (it raised CoseDecodeError)."""
+    pki = reader_pki()
+    own = DocRequest.build(ItemsRequest.build(MDL, ITEMS), reader_signer=pki.signer, reader_chain=pki.chain,
+                           session_transcript=TRANSCRIPT)
+    m = cbor.loads(DeviceRequest.build([own]).encode())
+    m["docRequests"][0]["readerAuth"][1] = {33: x5chain}
+    result = verify_reader_auth(cbor.dumps(m), session_transcript=TRANSCRIPT, trust_anchors=[pki.ca], now=T0)
+    assert result.failed() == [READER_CERTIFICATE_CHAIN, READER_AUTHENTICATION]
+    assert "x5chain (33)" in result.check(READER_CERTIFICATE_CHAIN).reason

@@ -146,3 +146,62 @@ def test_an_item_whose_identifier_is_not_text_is_refused_not_raised(pki, device_
             result = verifier.verify(data, session_transcript=st, now=NOW)
             assert result.failed() == ["value_digests"], result.checks
             assert "elementIdentifier" in result.check("value_digests").reason
+
+
+def _item(digest_id=7, random=bytes(16), ident="family_name", value="Yamada", **extra) -> bytes:
+    return cbor.dumps({"digestID": digest_id, "random": random, "elementIdentifier": ident, "elementValue": value,
+                       **extra}, canonical=False)
+
+
+@pytest.mark.parametrize(("items", "why"), [
+    # bytes that are no CBOR at all (a truncated map)
+    ([(7, _item()[:-3])], "malformed CBOR"),
+    # an array of the four fields, not a map: the fast path reads a map's keys
+    ([(7, cbor.dumps([7, bytes(16), "family_name", "Yamada"]))], "IssuerSignedItem"),
+    # a fifth key beside the four: the CDDL map is closed
+    ([(7, _item(extra="x"))], "unexpected key"),
+    # the item says digestID 8, the MSO lists its digest under 7
+    ([(7, _item(digest_id=8))], "digestID 8 mismatched"),
+    # digestID true: equal to 1 in Python, not an unsigned integer in CBOR
+    ([(1, _item(digest_id=True))], "digestID"),
+    ([(7, _item(random="not bytes"))], "random"),
+    # two items of one identifier (both digested by the MSO): which value would count?
+    ([(7, _item(value="Yamada")), (8, _item(digest_id=8, value="Suzuki"))], "family_name: digestID 8 mismatched or repeated"),
+])
+def test_issuer_signed_items_of_an_unusual_shape_are_refused_by_name(pki, device_key, items, why):  # noqa: F811
+    """Items the MSO digests (a faulty or hostile issuer signed them) but that are no proper
+    IssuerSignedItems of distinct identifiers: a named ``value_digests`` failure, cached or
+    not, seen once or again, never an exception nor an element disclosed."""
+    issued = issue(pki, device_key)
+    mso = issued.mso()
+    ns = next(iter(issued.name_spaces))
+    digests = {i: hashlib.sha256(cbor.tag24_bytes(raw)).digest() for i, raw in items}
+    mso = dataclasses.replace(mso, value_digests={ns: digests})
+    resigned = cose.Sign1.create(cose.key_signer(pki[1]), mso.to_bytes(), unprotected=issued.issuer_auth.unprotected)
+    st = transcript()
+    data = present(mdoc.IssuerSigned({ns: tuple(raw for _, raw in items)}, resigned), device_key, st)
+    for verifier in (mdoc.MdocVerifier([pki[0]]), mdoc.MdocVerifier([pki[0]], cache_chains=False)):
+        for _ in range(2):
+            result = verifier.verify(data, session_transcript=st, now=NOW)
+            assert result.failed() == ["value_digests"], result.checks
+            assert [c.name for c in result.checks].count("value_digests") == 1  # refused, not also passed
+            assert why in result.check("value_digests").reason
+            assert result.documents == ()
+
+
+def test_a_cached_mso_whose_ds_chain_no_longer_verifies_reports_one_failed_chain_check(pki, device_key):  # noqa: F811
+    """The head checks kept with a cached MSO (chain, signature, structure, docType) are
+    handed out only for the chain object verified in this very call: once the DS chain no
+    longer verifies (here: past the DS certificate's notAfter), the result has one
+    issuer_certificate_chain check, failed, as a fresh verifier says."""
+    verifier = mdoc.MdocVerifier([pki[0]])
+    st = transcript()
+    data = present(issue(pki, device_key), device_key, st)
+    for _ in range(2):
+        assert verifier.verify(data, session_transcript=st, now=NOW).valid
+    late = NOW + dt.timedelta(days=366)
+    result = verifier.verify(data, session_transcript=st, now=late)
+    assert [c.name for c in result.checks].count("issuer_certificate_chain") == 1
+    assert result.check("issuer_certificate_chain").passed is False
+    assert result.to_json() == mdoc.verify_device_response(
+        data, trust_anchors=[pki[0]], session_transcript=st, now=late).to_json()

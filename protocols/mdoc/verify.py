@@ -330,7 +330,9 @@ class MdocVerifier:
                           Check._of(RESPONSE_STATUS, True, f"status 0, {n} document(s)"))
         else:
             errs = ", ".join(f"{k}: {v}" for e in dr.document_errors for k, v in e.items())
-            checks.append(Check(RESPONSE_STATUS, False, f"status {dr.status}, no documents" + (f"; documentErrors {errs}" if errs else ""),
+            # an error status that came with documents anyway: still refused, and not as "no documents"
+            what = f" (an error) with {len(dr.documents)} document(s)" if dr.documents else ", no documents"
+            checks.append(Check(RESPONSE_STATUS, False, f"status {dr.status}{what}" + (f"; documentErrors {errs}" if errs else ""),
                                 code=_no_documents_code(dr.status)))
         docs: list[DisclosedDocument] = []
         for doc in dr.documents:
@@ -394,7 +396,7 @@ class MdocVerifier:
             add(ISSUER_CERTIFICATE_CHAIN, False, str(exc), code="untrusted_issuer")
         # The signature is checked with the DS key even when the chain failed, to report both.
         # (A chain that verified is reported with the checks after it, in the same order.)
-        ds_key = chain.public_key if chain else _leaf_key(auth.x5chain)
+        ds_key = chain.public_key if chain else _leaf_key(auth)
         later = _AFTER_SIGNATURE_ISSUER_ONLY if issuer_only else _AFTER_SIGNATURE
         # key_authorizations is reported only when it applies, which needs the MSO
         if ds_key is None:
@@ -809,10 +811,12 @@ def chain_path(ders: Sequence[bytes], anchor: x509.Certificate) -> list[x509.Cer
     return path
 
 
-def _leaf_key(ders: list[bytes]) -> ec.EllipticCurvePublicKey | None:
+def _leaf_key(auth: Sign1) -> ec.EllipticCurvePublicKey | None:
+    """The EC key of the first certificate of ``auth``'s x5chain; None when there is none to
+    read (no x5chain, a malformed one, a certificate that does not parse, not EC)."""
     try:
-        key = certs.public_key_of(certs.load_der(ders[0]))
-    except (certs.CertificateParseError, IndexError):
+        key = certs.public_key_of(certs.load_der(auth.x5chain[0]))
+    except (certs.CertificateParseError, CoseError, IndexError):
         return None
     return key if isinstance(key, ec.EllipticCurvePublicKey) else None
 
@@ -911,7 +915,7 @@ def _reader_signature(auth: Sign1, detached: bytes, pre: str, what: str,
         key = chain.public_key
     except (ChainError, CoseError) as exc:
         checks.append(Check(READER_CERTIFICATE_CHAIN, False, pre + str(exc), code=_READER_SIDE))
-        key = _leaf_key(auth.x5chain) if auth.x5chain else None
+        key = _leaf_key(auth)
     if key is None:
         checks.append(Check(READER_AUTHENTICATION, False, pre + "no usable reader key", code=_READER_SIDE))
         return checks
