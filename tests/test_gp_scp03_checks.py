@@ -1,0 +1,210 @@
+"""SCP03's own checks, one attack or defect each, found by mutation testing
+(protocols/gp/scp03.py): a check that can be dropped or bent without any test failing is a
+hole. Each test here fails when its check is removed and passes as the code stands."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from protocols.gp.apdu import CommandApdu
+from protocols.gp.errors import (
+    ApduError,
+    KeyError_,
+    Scp03Error,
+    Scp03ProtocolError,
+    Scp03SecurityLevelError,
+)
+from protocols.gp.scp03 import (
+    CardChannel,
+    CardKeyset,
+    HostChannel,
+    InitializeUpdateResponse,
+    SecureMessaging,
+    SessionKeys,
+    StaticKeys,
+)
+
+AID = bytes.fromhex("A000000151000000")
+KEYS = StaticKeys(*(bytes(range(16)),) * 3)
+
+
+def _card(i: int = 0x70, keys: StaticKeys = KEYS, **kw) -> CardChannel:
+    return CardChannel(CardKeyset(0x30, keys), i=i, key_diversification_data=bytes(10), sd_aid=AID,
+                       sequence_counter=kw.pop("sequence_counter", 7), **kw)
+
+
+def _handshake(level: int, *, i: int = 0x70, card_challenge: bytes | None = None):
+    n = 16 if i & 0x01 else 8
+    host = HostChannel(KEYS, level, os.urandom(n), sd_aid=AID)
+    card = _card(i, card_challenge=card_challenge)
+    ea = host.on_initialize_update_response(card.initialize_update(CommandApdu.parse(host.initialize_update())))
+    host.on_external_authenticate_response(card.external_authenticate(CommandApdu.parse(ea)))
+    return host, card
+
+
+# -- security levels ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("level", [0x02, 0x10, 0x12, 0x20, 0x31, 0x23, 0xFF])
+def test_a_security_level_outside_the_six_is_refused_on_both_sides(level: int) -> None:
+    """C-DECRYPTION without C-MAC (02), R-MAC without C-MAC (10), R-ENC without R-MAC (23)...
+    Amendment D allows 00 01 03 11 13 33 only: neither a host nor a card opens another."""
+    with pytest.raises(Scp03SecurityLevelError):
+        HostChannel(KEYS, level, os.urandom(8))
+    with pytest.raises(Scp03SecurityLevelError):
+        SecureMessaging(SessionKeys(bytes(16), bytes(16), bytes(16)), level)
+    host = HostChannel(KEYS, 0x01, os.urandom(8), sd_aid=AID)
+    card = _card()
+    host.on_initialize_update_response(card.initialize_update(CommandApdu.parse(host.initialize_update())))
+    # the host's own EXTERNAL AUTHENTICATE for level 01, its P1 rewritten: the card refuses
+    # the level before it looks at the MAC
+    ea = CommandApdu.parse(host._sm.wrap_command(  # noqa: SLF001 - forge with the right keys
+        CommandApdu(0x80, 0x82, level, 0x00, bytes(8))).to_bytes())
+    with pytest.raises(Scp03ProtocolError) as e:
+        card.external_authenticate(ea)
+    assert e.value.sw == 0x6A86
+    assert not card.is_open
+
+
+@pytest.mark.parametrize(("i", "level"), [(0x10, 0x11), (0x10, 0x13), (0x30, 0x33), (0x50, 0x13)])
+def test_a_level_needing_r_mac_or_r_enc_is_refused_by_a_card_whose_i_lacks_it(i: int, level: int) -> None:
+    """A card whose i parameter offers no R-MAC (20) or no R-ENC (40) opens no session that
+    would need it (Amendment D 7.1.2.1): the card answers 6A86, and a host asking for it
+    stops at the card's answer to INITIALIZE UPDATE."""
+    host = HostChannel(KEYS, level, os.urandom(8), sd_aid=AID)
+    card = _card(i)
+    with pytest.raises(Scp03SecurityLevelError):
+        host.on_initialize_update_response(card.initialize_update(CommandApdu.parse(host.initialize_update())))
+    # a host that asked for a level the card has, then sends another P1 under a good C-MAC
+    host = HostChannel(KEYS, 0x01, os.urandom(8), sd_aid=AID)
+    card = _card(i)
+    host.on_initialize_update_response(card.initialize_update(CommandApdu.parse(host.initialize_update())))
+    ea = host._sm.wrap_command(CommandApdu(0x80, 0x82, level, 0x00, bytes(8)))  # noqa: SLF001
+    with pytest.raises(Scp03ProtocolError) as e:
+        card.external_authenticate(ea)
+    assert e.value.sw == 0x6A86 and not card.is_open
+
+
+def test_r_mac_without_an_s_rmac_key_is_refused() -> None:
+    with pytest.raises(Scp03SecurityLevelError):
+        SecureMessaging(SessionKeys(bytes(16), bytes(16), None), 0x11)
+    SecureMessaging(SessionKeys(bytes(16), bytes(16), None), 0x03)  # C-MAC, C-DEC need none
+
+
+@pytest.mark.parametrize("mac_len", [0, 4, 7, 9, 15, 32])
+def test_a_mac_length_other_than_s8_or_s16_is_refused(mac_len: int) -> None:
+    """A truncated MAC of fewer bytes is easier to forge: only 8 (S8) and 16 (S16)."""
+    with pytest.raises(Scp03Error):
+        SecureMessaging(SessionKeys(bytes(16), bytes(16), bytes(16)), 0x01, mac_len)
+
+
+# -- static keys ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [b"", bytes(8), bytes(15), bytes(17), bytes(20)])
+def test_static_keys_of_a_length_aes_does_not_have_are_refused(bad: bytes) -> None:
+    for keys in ((bad, bad, bad), (bad, bytes(16), bytes(16)), (bytes(16), bad, bytes(16)),
+                 (bytes(16), bytes(16), bad)):
+        with pytest.raises(KeyError_):
+            StaticKeys(*keys)
+
+
+@pytest.mark.parametrize("lengths", [(16, 24, 16), (16, 16, 32), (32, 24, 32)])
+def test_static_keys_of_different_lengths_are_refused(lengths: tuple[int, int, int]) -> None:
+    """A keyset is one key length: an AES-256 K-ENC beside an AES-128 K-MAC is a mix-up."""
+    with pytest.raises(KeyError_):
+        StaticKeys(*(bytes(n) for n in lengths))
+
+
+# -- INITIALIZE UPDATE response -------------------------------------------------------------
+
+
+def _iu_response(i: int = 0x70) -> bytes:
+    host = HostChannel(KEYS, 0x01, os.urandom(16 if i & 1 else 8), sd_aid=AID)
+    return _card(i).initialize_update(CommandApdu.parse(host.initialize_update()))[:-2]
+
+
+def test_a_card_answering_another_scp_than_03_is_refused() -> None:
+    """A card that says SCP02 (or anything else) at offset 11 does not get SCP03's
+    EXTERNAL AUTHENTICATE."""
+    raw = bytearray(_iu_response())
+    raw[11] = 0x02
+    with pytest.raises(Scp03ProtocolError):
+        InitializeUpdateResponse.parse(bytes(raw))
+    host = HostChannel(KEYS, 0x01, os.urandom(8))
+    host.initialize_update()
+    with pytest.raises(Scp03ProtocolError):
+        host.on_initialize_update_response(bytes(raw) + b"\x90\x00")
+    assert host.state.value == "closed"
+
+
+@pytest.mark.parametrize("i", [0x70, 0x71, 0x60])
+@pytest.mark.parametrize("delta", [-3, -1, 1, 3])
+def test_an_initialize_update_response_of_the_wrong_length_for_its_i_is_refused(i: int, delta: int) -> None:
+    """i fixes the answer's length (S8/S16, sequence counter or not): a byte more or less
+    is refused, not read at shifted offsets."""
+    raw = _iu_response(i) if i & 0x10 else _iu_response_random(i)
+    assert InitializeUpdateResponse.parse(raw).i == i
+    bad = raw[:delta] if delta < 0 else raw + bytes(delta)
+    with pytest.raises(Scp03ProtocolError):
+        InitializeUpdateResponse.parse(bad)
+
+
+def _iu_response_random(i: int) -> bytes:
+    host = HostChannel(KEYS, 0x01, os.urandom(16 if i & 1 else 8))
+    card = _card(i, card_challenge=os.urandom(16 if i & 1 else 8))
+    return card.initialize_update(CommandApdu.parse(host.initialize_update()))[:-2]
+
+
+def test_a_card_with_a_random_challenge_answers_no_sequence_counter_and_opens() -> None:
+    """i without 10: the card's challenge is random (given by its runtime), its answer has
+    no sequence counter, and the session opens at every level the card's i offers."""
+    raw = _iu_response_random(0x60)
+    iu = InitializeUpdateResponse.parse(raw)
+    assert iu.sequence_counter is None and len(raw) == 13 + 16
+    host, card = _handshake(0x33, i=0x60, card_challenge=os.urandom(8))
+    plain = card.unwrap(CommandApdu.parse(host.wrap(bytes.fromhex("80CA006600"))))
+    assert plain.to_bytes() == bytes.fromhex("80CA006600")
+    assert host.unwrap(card.wrap_response(b"\x66\x00", 0x9000)) == b"\x66\x00\x90\x00"
+
+
+# -- command encoding -----------------------------------------------------------------------
+
+
+def test_a_wrapped_data_field_of_65535_bytes_is_sent_and_one_more_is_refused() -> None:
+    host, card = _handshake(0x01)
+    at_limit = CommandApdu(0x80, 0xE2, 0x80, 0x00, bytes(65535 - 8), extended=True).to_bytes()
+    assert card.unwrap(CommandApdu.parse(host.wrap(at_limit))).data == bytes(65535 - 8)
+    with pytest.raises(ApduError):
+        host.wrap(CommandApdu(0x80, 0xE2, 0x80, 0x00, bytes(65536 - 8), extended=True).to_bytes())
+
+
+@pytest.mark.parametrize(("data_len", "extended"), [(247, False), (248, True)])
+def test_a_command_becomes_extended_exactly_when_its_wrapped_data_passes_255(data_len: int, extended: bool) -> None:
+    """Lc' = data + 8-byte C-MAC: 255 still fits the short form, 256 needs the extended one."""
+    host, card = _handshake(0x01)
+    wrapped = CommandApdu.parse(host.wrap(CommandApdu(0x80, 0xE2, 0x80, 0x00, bytes(data_len)).to_bytes()))
+    assert wrapped.uses_extended is extended
+    assert card.unwrap(wrapped).data == bytes(data_len)
+
+
+def test_an_extended_plain_command_stays_extended_once_wrapped() -> None:
+    host, card = _handshake(0x01)
+    plain = CommandApdu(0x80, 0xCA, 0x00, 0x66, b"\x01\x02", 256, extended=True)
+    wrapped = host.wrap(plain.to_bytes())
+    assert wrapped[4] == 0x00 and CommandApdu.parse(wrapped).uses_extended
+    got = card.unwrap(CommandApdu.parse(wrapped))
+    assert (got.data, got.ne) == (plain.data, 256)
+
+
+@pytest.mark.parametrize("ne", [257, 1000, 65536])
+@pytest.mark.parametrize("data", [b"", b"\x01"])
+def test_a_short_command_asking_more_than_256_bytes_is_wrapped_extended_with_its_le(ne: int, data: bytes) -> None:
+    """A short Le holds at most 256: the wrapped command keeps the host's Ne by going
+    extended, not Ne mod 256 (which asks for a few bytes, or for 256)."""
+    host, card = _handshake(0x01)
+    wrapped = CommandApdu.parse(host.wrap_apdu(CommandApdu(0x80, 0xCA, 0x00, 0x66, data, ne)))
+    assert wrapped.uses_extended and wrapped.ne == ne
+    assert card.unwrap(wrapped).ne == ne
