@@ -13,8 +13,10 @@ from protocols.gp.errors import (
     ApduError,
     KeyError_,
     Scp03Error,
+    Scp03PaddingError,
     Scp03ProtocolError,
     Scp03SecurityLevelError,
+    Scp03StateError,
 )
 from protocols.gp.scp03 import (
     CardChannel,
@@ -208,3 +210,125 @@ def test_a_short_command_asking_more_than_256_bytes_is_wrapped_extended_with_its
     wrapped = CommandApdu.parse(host.wrap_apdu(CommandApdu(0x80, 0xCA, 0x00, 0x66, data, ne)))
     assert wrapped.uses_extended and wrapped.ne == ne
     assert card.unwrap(wrapped).ne == ne
+
+
+# -- responses ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sw", [0x6A80, 0x6982, 0x6F00])
+def test_data_beside_an_error_status_word_is_refused_under_r_mac(sw: int) -> None:
+    """R-MAC covers 9000/62xx/63xx answers only; an error status word travels bare. Data
+    beside one is not the card's (nothing protects it): the host refuses it and closes,
+    rather than hand unauthenticated bytes to its caller."""
+    host, card = _handshake(0x11)
+    card.unwrap(CommandApdu.parse(host.wrap(bytes.fromhex("80CA006600"))))
+    assert card.wrap_response(b"\x01\x02", sw) == sw.to_bytes(2, "big")  # the card sends none
+    with pytest.raises(Scp03Error):
+        host.unwrap(b"\x01\x02" + sw.to_bytes(2, "big"))
+    assert host.state.value == "closed"
+
+
+def test_an_r_enc_body_that_is_not_whole_blocks_is_a_padding_error_that_closes() -> None:
+    """A card (with the keys: its R-MAC verifies) answering 15 R-ENC bytes: the host says
+    Scp03PaddingError and closes, not a ValueError out of the cipher that leaves it open."""
+    host, card = _handshake(0x33)
+    card.unwrap(CommandApdu.parse(host.wrap(bytes.fromhex("80CA006600"))))
+    rmac_only = SecureMessaging(card.session_keys, 0x11, 8, card.mac_chaining_value)
+    with pytest.raises(Scp03PaddingError):
+        host.unwrap(rmac_only.wrap_response(bytes(15), 0x9000))
+    assert host.state.value == "closed"
+
+
+def test_c_dec_data_that_is_not_whole_blocks_is_a_padding_error_that_closes() -> None:
+    """A host (with the keys: its C-MAC verifies) sending 15 bytes as C-DEC data: the card
+    says Scp03PaddingError and ends the session; a ValueError out of the cipher would pass
+    the SE's handler, which catches the package's errors, and leave the session open."""
+    host, card = _handshake(0x03)
+    cmac_only = SecureMessaging(card.session_keys, 0x01, 8, card.mac_chaining_value)
+    wrapped = cmac_only.wrap_command(CommandApdu(0x80, 0xE2, 0x80, 0x00, bytes(15)))
+    with pytest.raises(Scp03PaddingError):
+        card.unwrap(wrapped)
+    assert not card.is_open
+
+
+def test_a_command_maced_over_a_class_byte_without_the_sm_bit_is_refused() -> None:
+    """The card takes a command as secured only when its CLA says so (GPCS 11.1.4), even
+    when the MAC was computed over the class byte as sent."""
+    host, card = _handshake(0x01)
+    sm = SecureMessaging(card.session_keys, 0x01, 8, card.mac_chaining_value)
+    data = b"\x4f\x00"
+    mac = sm._mac.cmac(sm.chaining_value + bytes.fromhex("80F28002") + bytes([len(data) + 8]) + data)  # noqa: SLF001
+    with pytest.raises(Scp03Error):
+        card.unwrap(CommandApdu(0x80, 0xF2, 0x80, 0x02, data + mac[:8], 256))
+    assert not card.is_open
+
+
+def test_a_session_ended_by_a_bad_mac_keeps_no_session_keys_or_chaining_value() -> None:
+    host, card = _handshake(0x33)
+    w = bytearray(host.wrap(bytes.fromhex("80F28002024F0000")))
+    w[-2] ^= 1
+    with pytest.raises(Scp03Error):
+        card.unwrap(CommandApdu.parse(bytes(w)))
+    assert card.session_keys is None and card._sm is None  # noqa: SLF001
+    assert card.mac_chaining_value == bytes(16) and card.encryption_counter == 0
+
+
+# -- the host's handshake states ------------------------------------------------------------
+
+
+def test_a_9000_to_an_external_authenticate_never_sent_opens_nothing() -> None:
+    """A card (or a man in the middle) answering 9000 before the host has authenticated it
+    does not open the channel."""
+    host = HostChannel(KEYS, 0x33, os.urandom(8))
+    with pytest.raises(Scp03StateError):
+        host.on_external_authenticate_response(b"\x90\x00")
+    assert host.state.value != "open"
+    host.initialize_update()
+    with pytest.raises(Scp03StateError):
+        host.on_external_authenticate_response(b"\x90\x00")
+    assert host.state.value != "open"
+
+
+def test_a_replayed_initialize_update_answer_is_refused_once_the_host_moved_on() -> None:
+    host = HostChannel(KEYS, 0x33, os.urandom(8), sd_aid=AID)
+    card = _card()
+    iu = card.initialize_update(CommandApdu.parse(host.initialize_update()))
+    host.on_initialize_update_response(iu)
+    with pytest.raises(Scp03StateError):
+        host.on_initialize_update_response(iu)
+
+
+@pytest.mark.parametrize("answer", [b"", b"\x90"])
+def test_an_answer_without_a_status_word_fails_the_handshake(answer: bytes) -> None:
+    host = HostChannel(KEYS, 0x33, os.urandom(8))
+    host.initialize_update()
+    with pytest.raises(Scp03ProtocolError):
+        host.on_initialize_update_response(answer)
+    assert host.state.value == "closed"
+
+
+def test_a_host_whose_session_failed_keeps_no_session_state() -> None:
+    host, card = _handshake(0x33)
+    card.unwrap(CommandApdu.parse(host.wrap(bytes.fromhex("80CA006600"))))
+    r = bytearray(card.wrap_response(b"\x66\x00", 0x9000))
+    r[0] ^= 1
+    with pytest.raises(Scp03Error):
+        host.unwrap(bytes(r))
+    assert host._sm is None  # noqa: SLF001
+    assert host.mac_chaining_value == bytes(16) and host.encryption_counter == 0
+
+
+def test_the_host_wraps_nothing_before_the_card_accepted_its_external_authenticate() -> None:
+    """Between EXTERNAL AUTHENTICATE sent and its 9000 the host holds S-MAC (it MACed the
+    EXTERNAL AUTHENTICATE) but the card has not authenticated it: no command is wrapped,
+    and no answer unwrapped, until it has."""
+    host = HostChannel(KEYS, 0x33, os.urandom(8), sd_aid=AID)
+    card = _card()
+    host.on_initialize_update_response(card.initialize_update(CommandApdu.parse(host.initialize_update())))
+    assert host.state.value == "external_authenticate_sent"
+    with pytest.raises(Scp03StateError):
+        host.wrap(bytes.fromhex("80F28002024F0000"))
+    with pytest.raises(Scp03StateError):
+        host.wrap_apdu(CommandApdu(0x80, 0xF2, 0x80, 0x02, b"\x4f\x00"))
+    with pytest.raises(Scp03StateError):
+        host.unwrap(b"\x90\x00")
