@@ -332,3 +332,94 @@ def test_the_host_wraps_nothing_before_the_card_accepted_its_external_authentica
         host.wrap_apdu(CommandApdu(0x80, 0xF2, 0x80, 0x02, b"\x4f\x00"))
     with pytest.raises(Scp03StateError):
         host.unwrap(b"\x90\x00")
+
+
+def test_the_host_refuses_a_plain_command_that_already_claims_secure_messaging() -> None:
+    """A caller's CLA 84 would be MACed as though it were plain and reach the card with a
+    class byte the host did not choose."""
+    host, _ = _handshake(0x01)
+    with pytest.raises(Scp03Error):
+        host.wrap(bytes.fromhex("84F28002024F0000"))
+    with pytest.raises(Scp03Error):
+        host.wrap_pipelined(CommandApdu(0x84, 0xF2, 0x80, 0x02, b"\x4f\x00"))
+
+
+@pytest.mark.parametrize(("session_channel", "cla"), [(0, 0x81), (1, 0x80), (1, 0x82), (4, 0xC1)])
+def test_the_host_wraps_only_commands_for_its_sessions_logical_channel(session_channel: int, cla: int) -> None:
+    """A session belongs to one logical channel: a command for another would spend this
+    session's MAC chain on a channel whose card side has no session (or another one)."""
+    host = HostChannel(KEYS, 0x01, os.urandom(8), channel=session_channel, sd_aid=AID)
+    card = _card()
+    ea = host.on_initialize_update_response(card.initialize_update(CommandApdu.parse(host.initialize_update())))
+    host.on_external_authenticate_response(card.external_authenticate(CommandApdu.parse(ea)))
+    with pytest.raises(Scp03Error):
+        host.wrap(bytes([cla]) + bytes.fromhex("F28002024F0000"))
+
+
+@pytest.mark.parametrize("answer", [b"", b"\x90"])
+def test_an_answer_too_short_for_a_status_word_fails_the_open_session(answer: bytes) -> None:
+    host, _ = _handshake(0x33)
+    with pytest.raises(Scp03ProtocolError):
+        host.unwrap(answer)
+    assert host.state.value == "closed" and host._sm is None  # noqa: SLF001
+
+
+def test_a_closed_host_session_wraps_nothing_and_keeps_no_keys() -> None:
+    host, _ = _handshake(0x33)
+    host.close()
+    assert host.state.value == "closed"
+    assert host._sm is None and host.mac_chaining_value == bytes(16)  # noqa: SLF001
+    with pytest.raises(Scp03StateError):
+        host.wrap(bytes.fromhex("80F28002024F0000"))
+
+
+# -- the host's parameters and INITIALIZE UPDATE --------------------------------------------
+
+
+@pytest.mark.parametrize("n", [0, 7, 9, 15, 17, 32])
+def test_a_host_challenge_other_than_8_or_16_bytes_is_refused(n: int) -> None:
+    with pytest.raises(Scp03Error):
+        HostChannel(KEYS, 0x33, os.urandom(n))
+
+
+@pytest.mark.parametrize(("kvn", "ok"), [(0x00, True), (0x7F, True), (0x80, False), (0xFF, False), (-1, False)])
+def test_the_host_asks_only_for_a_kvn_in_00_to_7f(kvn: int, ok: bool) -> None:
+    if ok:
+        assert HostChannel(KEYS, 0x33, os.urandom(8), kvn).initialize_update()[2] == kvn
+    else:
+        with pytest.raises(Scp03Error):
+            HostChannel(KEYS, 0x33, os.urandom(8), kvn)
+
+
+def test_both_sides_give_the_keysets_k_dek_for_put_key() -> None:
+    keys = StaticKeys(bytes(16), bytes(range(16)), bytes(range(16, 32)))
+    assert HostChannel(keys, 0x33, os.urandom(8)).key_dek == keys.dek
+    assert _card(keys=keys).key_dek == keys.dek
+
+
+def test_the_host_sends_initialize_update_once() -> None:
+    host = HostChannel(KEYS, 0x33, os.urandom(8))
+    host.initialize_update()
+    with pytest.raises(Scp03StateError):
+        host.initialize_update()
+
+
+def test_a_garbled_initialize_update_answer_with_9000_fails_the_handshake() -> None:
+    host = HostChannel(KEYS, 0x33, os.urandom(8))
+    host.initialize_update()
+    with pytest.raises(Scp03ProtocolError):
+        host.on_initialize_update_response(bytes(12) + b"\x90\x00")
+    assert host.state.value == "closed"
+
+
+@pytest.mark.parametrize(("host_n", "card_i"), [(8, 0x71), (16, 0x70)])
+def test_an_s8_s16_mismatch_between_host_challenge_and_card_answer_is_refused(host_n: int, card_i: int) -> None:
+    """The card answers in the mode its i says; a host that asked in the other mode stops
+    there rather than derive cryptograms of the wrong length."""
+    other = HostChannel(KEYS, 0x33, os.urandom(24 - host_n), sd_aid=AID)
+    answer = _card(card_i).initialize_update(CommandApdu.parse(other.initialize_update()))
+    host = HostChannel(KEYS, 0x33, os.urandom(host_n), sd_aid=AID)
+    host.initialize_update()
+    with pytest.raises(Scp03ProtocolError):
+        host.on_initialize_update_response(answer)
+    assert host.state.value == "closed"
