@@ -12,6 +12,7 @@ from protocols.gp.apdu import CommandApdu
 from protocols.gp.errors import (
     ApduError,
     KeyError_,
+    Scp03AuthenticationError,
     Scp03Error,
     Scp03PaddingError,
     Scp03ProtocolError,
@@ -423,3 +424,69 @@ def test_an_s8_s16_mismatch_between_host_challenge_and_card_answer_is_refused(ho
     with pytest.raises(Scp03ProtocolError):
         host.on_initialize_update_response(answer)
     assert host.state.value == "closed"
+
+
+def test_a_card_answering_another_kvn_than_asked_is_refused() -> None:
+    """A host that asked for keyset 31 does not authenticate with the card's keyset 30
+    (a card, or a man in the middle, steering it to the factory keys)."""
+    host = HostChannel(KEYS, 0x33, os.urandom(8), kvn=0x31, sd_aid=AID)
+    answer = _card().initialize_update(CommandApdu.parse(host.initialize_update()))  # the card's KVN is 30
+    with pytest.raises(Scp03ProtocolError):
+        host.on_initialize_update_response(answer)
+    assert host.state.value == "closed"
+    host = HostChannel(KEYS, 0x33, os.urandom(8), kvn=0x30, sd_aid=AID)  # asked for: accepted
+    host.on_initialize_update_response(_card().initialize_update(CommandApdu.parse(host.initialize_update())))
+
+
+@pytest.mark.parametrize(("card_i", "ok"), [(0x70, True), (0x60, False), (0x30, False)])
+def test_a_host_requiring_an_i_refuses_a_card_offering_another(card_i: int, ok: bool) -> None:
+    """``required_i``: a TSM that knows its SE offers i = 70 refuses a card downgraded to
+    a random challenge or to fewer response protections."""
+    host = HostChannel(KEYS, 0x01, os.urandom(8), required_i=0x70)
+    card = _card(card_i, card_challenge=None if card_i & 0x10 else os.urandom(8))
+    answer = card.initialize_update(CommandApdu.parse(host.initialize_update()))
+    if ok:
+        host.on_initialize_update_response(answer)
+        return
+    with pytest.raises(Scp03ProtocolError):
+        host.on_initialize_update_response(answer)
+    assert host.state.value == "closed"
+
+
+# -- the host authenticates the card ----------------------------------------------------------
+
+
+def test_a_false_card_is_refused_at_its_cryptogram_before_external_authenticate() -> None:
+    """A card without the keyset (another SE, an emulator) answers INITIALIZE UPDATE with a
+    cryptogram that does not verify: the host sends no EXTERNAL AUTHENTICATE (which would
+    give the false card a host cryptogram) and closes."""
+    host = HostChannel(KEYS, 0x33, os.urandom(8), sd_aid=AID)
+    false_card = _card(keys=StaticKeys(*(bytes(range(1, 17)),) * 3))
+    with pytest.raises(Scp03AuthenticationError):
+        host.on_initialize_update_response(false_card.initialize_update(CommandApdu.parse(host.initialize_update())))
+    assert host.state.value == "closed" and host.session_keys is None
+
+
+@pytest.mark.parametrize("byte", [0, 7])
+def test_a_card_cryptogram_changed_in_one_bit_is_refused(byte: int) -> None:
+    host = HostChannel(KEYS, 0x33, os.urandom(8), sd_aid=AID)
+    answer = bytearray(_card().initialize_update(CommandApdu.parse(host.initialize_update())))
+    answer[13 + 8 + byte] ^= 0x01  # kdd 10, kvn, scp, i, challenge 8, then the cryptogram
+    with pytest.raises(Scp03AuthenticationError):
+        host.on_initialize_update_response(bytes(answer))
+    assert host.state.value == "closed"
+
+
+def test_a_card_challenge_not_derived_from_its_sequence_counter_is_refused() -> None:
+    """i = 70: the card's challenge is KDF(K-ENC, counter || SD AID) (Amendment D 6.2.2.1). A
+    host knowing the SD AID refuses a challenge the card chose otherwise (a replayed or
+    steered one), even under a valid cryptogram; one without the SD AID cannot check it."""
+    host = HostChannel(KEYS, 0x33, os.urandom(8), sd_aid=AID)
+    steered = _card(card_challenge=os.urandom(8))  # i = 70, counter sent, challenge not from it
+    answer = steered.initialize_update(CommandApdu.parse(host.initialize_update()))
+    with pytest.raises(Scp03AuthenticationError):
+        host.on_initialize_update_response(answer)
+    assert host.state.value == "closed"
+    blind = HostChannel(KEYS, 0x33, os.urandom(8))
+    steered = _card(card_challenge=os.urandom(8))
+    blind.on_initialize_update_response(steered.initialize_update(CommandApdu.parse(blind.initialize_update())))
