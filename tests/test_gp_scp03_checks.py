@@ -490,3 +490,16 @@ def test_a_card_challenge_not_derived_from_its_sequence_counter_is_refused() -> 
     blind = HostChannel(KEYS, 0x33, os.urandom(8))
     steered = _card(card_challenge=os.urandom(8))
     blind.on_initialize_update_response(steered.initialize_update(CommandApdu.parse(blind.initialize_update())))
+
+
+@pytest.mark.parametrize("sw", [b"\x63\x00", b"\x69\x82", b"\x6a\x88"])
+def test_a_card_refusing_external_authenticate_leaves_the_host_closed(sw: bytes) -> None:
+    """Only 9000 opens the channel: a card that did not accept the host's cryptogram (6300)
+    has no session, and a host that went on wrapping would talk to nobody."""
+    host = HostChannel(KEYS, 0x33, os.urandom(8), sd_aid=AID)
+    host.on_initialize_update_response(_card().initialize_update(CommandApdu.parse(host.initialize_update())))
+    with pytest.raises(Scp03ProtocolError):
+        host.on_external_authenticate_response(sw)
+    assert host.state.value == "closed"
+    with pytest.raises(Scp03StateError):
+        host.wrap(bytes.fromhex("80F28002024F0000"))
