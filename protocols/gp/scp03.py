@@ -578,8 +578,6 @@ class HostChannel(SecureHost):
         self._sm.level = self.security_level
         self.state = HostState.OPEN
 
-    def open_with(self, ea_response: bytes) -> None:  # pragma: no cover - alias
-        self.on_external_authenticate_response(ea_response)
 
 class CardState(Enum):
     IDLE = "idle"
