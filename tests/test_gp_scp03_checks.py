@@ -270,7 +270,7 @@ def test_a_session_ended_by_a_bad_mac_keeps_no_session_keys_or_chaining_value() 
     w[-2] ^= 1
     with pytest.raises(Scp03Error):
         card.unwrap(CommandApdu.parse(bytes(w)))
-    assert card.session_keys is None and card._sm is None  # noqa: SLF001
+    assert card.session_keys is None and card._sm is None and card._s_mac is None  # noqa: SLF001
     assert card.mac_chaining_value == bytes(16) and card.encryption_counter == 0
 
 
@@ -503,3 +503,40 @@ def test_a_card_refusing_external_authenticate_leaves_the_host_closed(sw: bytes)
     assert host.state.value == "closed"
     with pytest.raises(Scp03StateError):
         host.wrap(bytes.fromhex("80F28002024F0000"))
+
+
+def test_a_closed_card_session_answers_bare_and_unwraps_nothing() -> None:
+    """After the session ends (a bad MAC, a new INITIALIZE UPDATE) the card's answers go
+    out as they are, without a MAC made with keys it no longer holds."""
+    host, card = _handshake(0x33)
+    card.close()
+    assert card.wrap_response(b"\x01", 0x9000) == b"\x01\x90\x00"
+    assert card.wrap_response(b"", 0x6982) == b"\x69\x82"
+    with pytest.raises(Scp03StateError):
+        card.unwrap(CommandApdu.parse(host.wrap(bytes.fromhex("80F28002024F0000"))))
+
+
+# -- the card's parameters ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kdd", [b"", bytes(9), bytes(11)])
+def test_a_card_with_key_diversification_data_other_than_10_bytes_is_refused(kdd: bytes) -> None:
+    with pytest.raises(Scp03Error):
+        CardChannel(CardKeyset(0x30, KEYS), i=0x70, key_diversification_data=kdd, sd_aid=AID, sequence_counter=1)
+
+
+@pytest.mark.parametrize(("counter", "ok"), [(0, True), (0xFFFFFF, True), (0x1000000, False), (-1, False)])
+def test_the_card_takes_a_sequence_counter_of_three_bytes_only(counter: int, ok: bool) -> None:
+    """The counter travels in 3 bytes: a value past FFFFFF would wrap to an old one and
+    repeat its pseudo-random challenge (and session keys)."""
+    if ok:
+        assert _card(sequence_counter=counter).sequence_counter == counter
+    else:
+        with pytest.raises(Scp03Error):
+            _card(sequence_counter=counter)
+
+
+def test_a_card_before_its_handshake_is_closed_at_level_00_on_the_basic_channel() -> None:
+    card = _card()
+    assert not card.is_open and card.security_level == 0 and card.channel == 0
+    assert card.session_keys is None
