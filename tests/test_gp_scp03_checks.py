@@ -540,3 +540,44 @@ def test_a_card_before_its_handshake_is_closed_at_level_00_on_the_basic_channel(
     card = _card()
     assert not card.is_open and card.security_level == 0 and card.channel == 0
     assert card.session_keys is None
+
+
+def test_the_card_answers_one_initialize_update_per_session() -> None:
+    """A second INITIALIZE UPDATE to the same card session (after it answered one, or once
+    open) is refused: the SE starts a new session for it, with a new counter value."""
+    host = HostChannel(KEYS, 0x33, os.urandom(8), sd_aid=AID)
+    card = _card()
+    iu = CommandApdu.parse(host.initialize_update())
+    card.initialize_update(iu)
+    with pytest.raises(Scp03StateError):
+        card.initialize_update(iu)
+
+
+@pytest.mark.parametrize("raw", ["8082000008", "8450000008", "80CA000008"])
+def test_the_card_takes_as_initialize_update_only_a_plain_ins_50(raw: str) -> None:
+    card = _card()
+    with pytest.raises(Scp03ProtocolError) as e:
+        card.initialize_update(CommandApdu.parse(bytes.fromhex(raw) + os.urandom(8)))
+    assert e.value.sw == 0x6E00 and not card.is_open
+
+
+@pytest.mark.parametrize(("raw", "sw"), [("8050000108", 0x6A86), ("8050000007", 0x6700),
+                                         ("8050000009", 0x6700), ("8050000010", 0x6700)])
+def test_the_card_refuses_initialize_update_with_p2_or_a_challenge_length_it_does_not_take(raw: str, sw: int) -> None:
+    """P2 is 00; an S8 card takes an 8-byte host challenge only (a short one would weaken
+    the session keys' context)."""
+    apdu = bytes.fromhex(raw)
+    card = _card()
+    with pytest.raises(Scp03ProtocolError) as e:
+        card.initialize_update(CommandApdu.parse(apdu + os.urandom(apdu[4])))
+    assert e.value.sw == sw and not card.is_open
+
+
+def test_a_random_challenge_card_needs_its_challenge_of_the_modes_length() -> None:
+    host = HostChannel(KEYS, 0x33, os.urandom(8))
+    iu = CommandApdu.parse(host.initialize_update())
+    with pytest.raises(Scp03Error):
+        _card(0x60).initialize_update(iu)  # i without 10 and no challenge given
+    for cc in (bytes(7), bytes(16)):
+        with pytest.raises(Scp03Error):
+            _card(0x60, card_challenge=cc).initialize_update(iu)
