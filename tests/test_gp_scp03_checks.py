@@ -581,3 +581,47 @@ def test_a_random_challenge_card_needs_its_challenge_of_the_modes_length() -> No
     for cc in (bytes(7), bytes(16)):
         with pytest.raises(Scp03Error):
             _card(0x60, card_challenge=cc).initialize_update(iu)
+
+
+# -- the card's EXTERNAL AUTHENTICATE ----------------------------------------------------------
+
+
+def test_a_replayed_external_authenticate_on_an_open_session_is_refused() -> None:
+    """Replaying the recorded EXTERNAL AUTHENTICATE would restart the MAC chain where it
+    stood after it, and let every command recorded since be replayed in turn."""
+    host = HostChannel(KEYS, 0x01, os.urandom(8), sd_aid=AID)
+    card = _card()
+    ea = CommandApdu.parse(host.on_initialize_update_response(
+        card.initialize_update(CommandApdu.parse(host.initialize_update()))))
+    host.on_external_authenticate_response(card.external_authenticate(ea))
+    first = CommandApdu.parse(host.wrap(bytes.fromhex("80F28002024F0000")))
+    card.unwrap(first)
+    with pytest.raises(Scp03StateError):
+        card.external_authenticate(ea)
+    assert not card.is_open
+    with pytest.raises(Scp03StateError):
+        card.unwrap(first)
+
+
+def test_external_authenticate_before_initialize_update_closes_the_card() -> None:
+    card = _card()
+    with pytest.raises(Scp03StateError):
+        card.external_authenticate(CommandApdu.parse(bytes.fromhex("8482330010") + bytes(16)))
+    assert card.state.value == "closed"
+    with pytest.raises(Scp03StateError):  # no INITIALIZE UPDATE on it afterwards either
+        card.initialize_update(CommandApdu.parse(HostChannel(KEYS, 0x33, os.urandom(8)).initialize_update()))
+
+
+@pytest.mark.parametrize("bad_p1", [0x02, 0x12])
+def test_one_external_authenticate_per_initialize_update(bad_p1: int) -> None:
+    """A refused EXTERNAL AUTHENTICATE (here its level) ends the session: the host does not
+    get a second try at the same card challenge."""
+    host = HostChannel(KEYS, 0x01, os.urandom(8), sd_aid=AID)
+    card = _card()
+    good = host.on_initialize_update_response(card.initialize_update(CommandApdu.parse(host.initialize_update())))
+    bad = SecureMessaging(card.session_keys, 0x01).wrap_command(CommandApdu(0x80, 0x82, bad_p1, 0x00, bytes(8)))
+    with pytest.raises(Scp03ProtocolError):
+        card.external_authenticate(bad)
+    assert card.state.value == "closed"
+    with pytest.raises(Scp03StateError):
+        card.external_authenticate(CommandApdu.parse(good))
