@@ -625,3 +625,26 @@ def test_one_external_authenticate_per_initialize_update(bad_p1: int) -> None:
     assert card.state.value == "closed"
     with pytest.raises(Scp03StateError):
         card.external_authenticate(CommandApdu.parse(good))
+
+
+@pytest.mark.parametrize("change", ["p2", "short", "long", "channel"])
+def test_a_malformed_external_authenticate_is_6a80_and_ends_the_session(change: str) -> None:
+    """P2 not 00, a host cryptogram of another length than the mode's, or an EXTERNAL
+    AUTHENTICATE on another logical channel than its INITIALIZE UPDATE: 6A80 and the
+    session is gone, though the C-MAC verifies (the host MACed what it sent)."""
+    host = HostChannel(KEYS, 0x01, os.urandom(8), sd_aid=AID)
+    card = _card()
+    host.on_initialize_update_response(card.initialize_update(CommandApdu.parse(host.initialize_update())))
+    cla, p2, data = 0x80, 0x00, bytes(8)
+    if change == "p2":
+        p2 = 0x01
+    elif change == "short":
+        data = bytes(4)
+    elif change == "long":
+        data = bytes(16)
+    else:
+        cla = 0x81
+    ea = SecureMessaging(card.session_keys, 0x01).wrap_command(CommandApdu(cla, 0x82, 0x01, p2, data))
+    with pytest.raises(Scp03ProtocolError) as e:
+        card.external_authenticate(ea)
+    assert e.value.sw == 0x6A80 and card.state.value == "closed"
