@@ -648,3 +648,25 @@ def test_a_malformed_external_authenticate_is_6a80_and_ends_the_session(change: 
     with pytest.raises(Scp03ProtocolError) as e:
         card.external_authenticate(ea)
     assert e.value.sw == 0x6A80 and card.state.value == "closed"
+
+
+@pytest.mark.parametrize("spoil", ["mac", "cryptogram"])
+def test_a_failed_external_authenticate_leaves_no_second_guess_at_the_same_challenge(spoil: str) -> None:
+    """A wrong C-MAC or a wrong host cryptogram closes the card session: guessing again
+    needs a new INITIALIZE UPDATE, which the SE counts and a blocked keyset refuses."""
+    host = HostChannel(KEYS, 0x33, os.urandom(8), sd_aid=AID)
+    card = _card()
+    good = host.on_initialize_update_response(card.initialize_update(CommandApdu.parse(host.initialize_update())))
+    if spoil == "mac":
+        bad = bytearray(good)
+        bad[-1] ^= 1
+        bad = bytes(bad)
+    else:
+        bad = SecureMessaging(card.session_keys, 0x01).wrap_command(
+            CommandApdu(0x80, 0x82, 0x33, 0x00, bytes(8))).to_bytes()
+    with pytest.raises(Scp03Error):
+        card.external_authenticate(CommandApdu.parse(bad))
+    assert card.state.value == "closed"
+    with pytest.raises(Scp03StateError):
+        card.external_authenticate(CommandApdu.parse(good))
+    assert not card.is_open
