@@ -1,0 +1,84 @@
+"""The SE's security decisions that mutation testing found unheld (wallet_sim/se/isd.py,
+wallet_sim/se/runtime.py): each test names the attack or defect a bent check would let
+through, and fails when that check is dropped."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cbor2
+import pytest
+from test_se_refusals import FACTORY, GET_STATUS, assert_no_session, image, open_session
+
+import wallet_sim
+from protocols.gp import HostChannel
+from protocols.gp.apdu import CommandApdu
+from protocols.gp.scp03 import InitializeUpdateResponse, SecureMessaging, derive_session_keys
+
+
+@pytest.fixture
+def phone(tmp_path: Path):
+    return wallet_sim.create_phone(tmp_path, max_failed_authentications=3), tmp_path
+
+
+def _initialize_update(se, hc: bytes) -> InitializeUpdateResponse:
+    r = se.transmit(bytes.fromhex("8050000008") + hc + b"\x00")
+    assert r[-2:] == b"\x90\x00"
+    return InitializeUpdateResponse.parse(r[:-2])
+
+
+def test_an_external_authenticate_without_the_sm_bit_counts_as_a_failed_authentication(phone) -> None:
+    """A guess at the host cryptogram sent without C-MAC (CLA 80, not 84) is a failed
+    authentication like any other: were it routed elsewhere (SCP11a's MUTUAL AUTHENTICATE
+    shares the INS), an attacker would guess without ever blocking the keyset."""
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    for n in range(1, 4):
+        _initialize_update(se, os.urandom(8))
+        assert se.transmit(bytes.fromhex("8082330010") + os.urandom(16)) == b"\x63\x00"
+        assert cbor2.loads(image(home, pid))["failed_authentications"] == {0x30: n}
+    assert cbor2.loads(image(home, pid))["blocked_kvns"] == [0x30]
+    assert se.transmit(HostChannel(FACTORY, 0x33, os.urandom(8)).initialize_update()) == b"\x69\x83"
+
+
+def test_a_c_mac_external_authenticate_with_p2_11_is_scp03s_malformed_one(phone) -> None:
+    """P2 = 11 names SCP11a's key only in a plain MUTUAL AUTHENTICATE; under C-MAC it is a
+    malformed SCP03 EXTERNAL AUTHENTICATE (6A80), the session ended, nothing counted."""
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    hc = os.urandom(8)
+    iu = _initialize_update(se, hc)
+    sm = SecureMessaging(derive_session_keys(FACTORY, hc, iu.card_challenge), 0x01)
+    ea = sm.wrap_command(CommandApdu(0x80, 0x82, 0x33, 0x11, bytes(8)))
+    assert se.transmit(ea.to_bytes()) == b"\x6a\x80"
+    assert_no_session(se)
+    assert cbor2.loads(image(home, pid))["failed_authentications"] == {}
+
+
+@pytest.mark.parametrize("ins", ["50", "82", "88", "2A"])
+def test_gp_handshake_instructions_in_an_interindustry_class_are_not_gp_commands(phone, ins) -> None:
+    """INITIALIZE UPDATE, EXTERNAL AUTHENTICATE, INTERNAL AUTHENTICATE and PERFORM SECURITY
+    OPERATION are GP's in CLA 80/84 only: with CLA 00 the ISD does not know them (6D00),
+    and nothing moves (no sequence counter, no failure counted)."""
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    before = image(home, pid)
+    assert se.transmit(bytes.fromhex(f"00{ins}000008") + os.urandom(8) + b"\x00") == b"\x6d\x00"
+    assert image(home, pid) == before
+
+
+def test_a_session_at_security_level_00_takes_plain_commands_under_its_floors(phone) -> None:
+    """Level 00: authenticated, no secure messaging (Amendment D 7.1.2.1). Its commands come
+    plain; GET DATA answers, but card content management (floor C-MAC) is refused, the
+    session kept; a command with the SM bit ends it."""
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    open_session(se, level=0x00)
+    assert se.channels[0].session is not None and se.channels[0].session.is_open
+    assert se.transmit(bytes.fromhex("80CA006600"))[-2:] == b"\x90\x00"
+    assert se.transmit(GET_STATUS) == b"\x69\x82"
+    assert se.channels[0].session is not None and se.channels[0].session.is_open
+    assert se.transmit(bytes.fromhex("84F28002024F0000")) == b"\x69\x82"
+    assert_no_session(se)
+
