@@ -82,3 +82,34 @@ def test_a_session_at_security_level_00_takes_plain_commands_under_its_floors(ph
     assert se.transmit(bytes.fromhex("84F28002024F0000")) == b"\x69\x82"
     assert_no_session(se)
 
+
+
+def test_a_command_with_the_sm_bit_and_no_session_is_not_answered(phone) -> None:
+    """Without a session nothing verifies a secured command: 6982, even for GET DATA (which
+    needs no session when plain); answering it would take a forged C-MAC as good."""
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    assert se.transmit(bytes.fromhex("80CA006600"))[-2:] == b"\x90\x00"
+    assert se.transmit(bytes.fromhex("84CA006608") + os.urandom(8) + b"\x00") == b"\x69\x82"
+    assert_no_session(se)
+
+
+def test_a_session_ended_by_a_bad_mac_is_closed_and_forgets_its_personalization_target(phone) -> None:
+    """INSTALL [for personalization] names the applet STORE DATA goes to for this session
+    only: after a tampered command ends the session, a new one (another TSM) has no target
+    until it names one, and the old session object is closed."""
+    from test_se_runtime import INST, install_apdu, open_se, send, session
+
+    pid, home = phone
+    se = open_se(pid, home)
+    host = session(se)
+    assert send(se, host, install_apdu(0x0C)) == b"\x00\x90\x00"
+    perso = b"\x00\x00" + bytes([len(INST)]) + INST + b"\x00\x00\x00"
+    assert send(se, host, bytes([0x80, 0xE6, 0x20, 0x00, len(perso)]) + perso) == b"\x00\x90\x00"
+    old = se.channels[0].session
+    w = bytearray(host.wrap(bytes.fromhex("80E2000003AABBCC")))
+    w[-2] ^= 1
+    assert se.transmit(bytes(w)) == b"\x69\x82"
+    assert old is not None and not old.is_open
+    host = open_session(se)  # no SELECT in between (re-selecting the ISD also drops the target)
+    assert send(se, host, "80E2000003AABBCC") == b"\x69\x85"  # no target named in this session
