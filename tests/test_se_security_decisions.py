@@ -113,3 +113,17 @@ def test_a_session_ended_by_a_bad_mac_is_closed_and_forgets_its_personalization_
     assert old is not None and not old.is_open
     host = open_session(se)  # no SELECT in between (re-selecting the ISD also drops the target)
     assert send(se, host, "80E2000003AABBCC") == b"\x69\x85"  # no target named in this session
+
+
+@pytest.mark.parametrize(("apdu", "sw"), [("8050000108", b"\x6a\x86"), ("8050000007", b"\x67\x00"),
+                                          ("8050000010", b"\x67\x00")])
+def test_a_malformed_initialize_update_is_refused_and_consumes_no_counter_value(phone, apdu, sw) -> None:
+    """P2 not 00, or a host challenge the card's mode does not take: the card's status word,
+    no session, and the sequence counter (persisted) not moved."""
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    before = image(home, pid)
+    raw = bytes.fromhex(apdu)
+    assert se.transmit(raw + os.urandom(raw[4]) + b"\x00") == sw
+    assert_no_session(se)
+    assert image(home, pid) == before
