@@ -127,3 +127,31 @@ def test_a_malformed_initialize_update_is_refused_and_consumes_no_counter_value(
     assert se.transmit(raw + os.urandom(raw[4]) + b"\x00") == sw
     assert_no_session(se)
     assert image(home, pid) == before
+
+
+def test_a_replayed_external_authenticate_on_an_open_session_is_6985_and_not_counted(phone) -> None:
+    """The recorded EXTERNAL AUTHENTICATE sent again on the open session: 6985 (no
+    INITIALIZE UPDATE outstanding), the session ends, and it is not a failed authentication
+    (it proves nothing about keys; counting it would let anyone who saw one block the
+    keyset without guessing)."""
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    host = HostChannel(FACTORY, 0x33, os.urandom(8), sd_aid=bytes.fromhex("A000000151000000"))
+    ea = host.on_initialize_update_response(se.transmit(host.initialize_update()))
+    host.on_external_authenticate_response(se.transmit(ea))
+    before = image(home, pid)
+    assert se.transmit(ea) == b"\x69\x85"
+    assert_no_session(se)
+    assert image(home, pid) == before
+
+
+def test_an_external_authenticate_at_a_level_the_card_refuses_is_6a86_and_not_counted(phone) -> None:
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    hc = os.urandom(8)
+    iu = _initialize_update(se, hc)
+    before = image(home, pid)
+    sm = SecureMessaging(derive_session_keys(FACTORY, hc, iu.card_challenge), 0x01)
+    assert se.transmit(sm.wrap_command(CommandApdu(0x80, 0x82, 0x02, 0x00, bytes(8))).to_bytes()) == b"\x6a\x86"
+    assert_no_session(se)
+    assert image(home, pid) == before
