@@ -155,3 +155,36 @@ def test_an_external_authenticate_at_a_level_the_card_refuses_is_6a86_and_not_co
     assert se.transmit(sm.wrap_command(CommandApdu(0x80, 0x82, 0x02, 0x00, bytes(8))).to_bytes()) == b"\x6a\x86"
     assert_no_session(se)
     assert image(home, pid) == before
+
+
+def test_failures_on_several_channels_block_the_keyset_once(phone) -> None:
+    """INITIALIZE UPDATEs on all four channels before any EXTERNAL AUTHENTICATE fails: the
+    fourth failure comes after the block (max 3) and must not enter the keyset a second
+    time in the blocked list (PUT KEY lifts one entry: a second would keep it blocked)."""
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    for n in (1, 2, 3):
+        assert se.transmit(bytes.fromhex("0070000001")) == bytes([n]) + b"\x90\x00"
+    hcs = {}
+    for ch in range(4):
+        hc = os.urandom(8)
+        r = se.transmit(bytes([0x80 | ch]) + bytes.fromhex("50000008") + hc + b"\x00")
+        hcs[ch] = (hc, InitializeUpdateResponse.parse(r[:-2]))
+    for ch, (hc, iu) in hcs.items():
+        sm = SecureMessaging(derive_session_keys(FACTORY, hc, iu.card_challenge), 0x01)
+        ea = sm.wrap_command(CommandApdu(0x80 | ch, 0x82, 0x33, 0x00, bytes(8)))
+        assert se.transmit(ea.to_bytes()) == b"\x63\x00"
+    st = cbor2.loads(image(home, pid))
+    assert st["failed_authentications"] == {0x30: 4} and st["blocked_kvns"] == [0x30]
+
+
+def test_get_data_is_the_one_isd_command_in_an_interindustry_class(phone) -> None:
+    """ISO/IEC 7816-4 GET DATA (CLA 00) reads the card's public data objects; GP's other
+    commands are CLA 80/84 only (6D00 in CLA 00, whatever the session)."""
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    assert se.transmit(bytes.fromhex("00CA9F7F00"))[-2:] == b"\x90\x00"
+    before = image(home, pid)
+    for apdu in ("00F28002024F0000", "00E400000A4F08A000000151000000", "00F0807F"):
+        assert se.transmit(bytes.fromhex(apdu)) == b"\x6d\x00"
+    assert image(home, pid) == before
