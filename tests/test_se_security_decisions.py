@@ -188,3 +188,51 @@ def test_get_data_is_the_one_isd_command_in_an_interindustry_class(phone) -> Non
     for apdu in ("00F28002024F0000", "00E400000A4F08A000000151000000", "00F0807F"):
         assert se.transmit(bytes.fromhex(apdu)) == b"\x6d\x00"
     assert image(home, pid) == before
+
+
+# -- PUT KEY --------------------------------------------------------------------------------
+
+
+def _put(se, host, old: int, new: int, keys=None, **kw) -> bytes:
+    from protocols.gp.keys import put_key_command
+
+    keys = keys if keys is not None else [os.urandom(16)] * 3
+    return host.unwrap(se.transmit(host.wrap(put_key_command(old, new, keys, FACTORY.dek, **kw).to_bytes())))
+
+
+def test_put_key_adding_a_kvn_that_exists_is_refused_not_an_overwrite(phone) -> None:
+    """P1 = 00 adds a keyset: naming a KVN the card has is 6985. Taken as an add, it would
+    replace that keyset without P1 naming it (and lift its failure count and block)."""
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    host = open_session(se)
+    before = image(home, pid)
+    assert _put(se, host, 0x00, 0x30) == b"\x69\x85"
+    assert image(home, pid) == before
+    assert _put(se, host, 0x00, 0x31)[-2:] == b"\x90\x00"  # a new KVN is added beside it
+    assert set(cbor2.loads(image(home, pid))["keysets"]) == {0x30, 0x31}
+
+
+def test_put_key_adds_at_most_four_keysets(phone) -> None:
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    host = open_session(se)
+    for kvn in (0x31, 0x32, 0x33):
+        assert _put(se, host, 0x00, kvn)[-2:] == b"\x90\x00"
+    before = image(home, pid)
+    assert _put(se, host, 0x00, 0x34) == b"\x6a\x84"
+    assert image(home, pid) == before
+    assert _put(se, host, 0x33, 0x34)[-2:] == b"\x90\x00"  # replacing one still may
+
+
+@pytest.mark.parametrize("case", ["two-keys", "kid-2"])
+def test_put_key_of_anything_but_a_whole_keyset_at_kid_1_is_refused(phone, case) -> None:
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    host = open_session(se)
+    before = image(home, pid)
+    if case == "two-keys":
+        assert _put(se, host, 0x30, 0x31, [os.urandom(16)] * 2) == b"\x6a\x80"
+    else:
+        assert _put(se, host, 0x30, 0x31, first_key_id=2) == b"\x6a\x86"
+    assert image(home, pid) == before
