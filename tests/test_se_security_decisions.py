@@ -193,11 +193,11 @@ def test_get_data_is_the_one_isd_command_in_an_interindustry_class(phone) -> Non
 # -- PUT KEY --------------------------------------------------------------------------------
 
 
-def _put(se, host, old: int, new: int, keys=None, **kw) -> bytes:
+def _put(se, host, old: int, new: int, keys=None, dek: bytes = FACTORY.dek, **kw) -> bytes:
     from protocols.gp.keys import put_key_command
 
     keys = keys if keys is not None else [os.urandom(16)] * 3
-    return host.unwrap(se.transmit(host.wrap(put_key_command(old, new, keys, FACTORY.dek, **kw).to_bytes())))
+    return host.unwrap(se.transmit(host.wrap(put_key_command(old, new, keys, dek, **kw).to_bytes())))
 
 
 def test_put_key_adding_a_kvn_that_exists_is_refused_not_an_overwrite(phone) -> None:
@@ -236,3 +236,51 @@ def test_put_key_of_anything_but_a_whole_keyset_at_kid_1_is_refused(phone, case)
     else:
         assert _put(se, host, 0x30, 0x31, first_key_id=2) == b"\x6a\x86"
     assert image(home, pid) == before
+
+
+def test_put_key_replacing_a_kvn_the_card_lacks_is_6a88(phone) -> None:
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    host = open_session(se)
+    before = image(home, pid)
+    assert _put(se, host, 0x35, 0x36) == b"\x6a\x88"
+    assert image(home, pid) == before
+
+
+def test_put_key_replacing_onto_another_existing_kvn_is_refused(phone) -> None:
+    """Replacing 30 by keys numbered 31 while 31 exists would drop keyset 30 and overwrite
+    31 in one command: 6985. Replacing a keyset under its own KVN is the ordinary rotation."""
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    host = open_session(se)
+    assert _put(se, host, 0x00, 0x31)[-2:] == b"\x90\x00"
+    before = image(home, pid)
+    assert _put(se, host, 0x30, 0x31) == b"\x69\x85"
+    assert image(home, pid) == before
+    assert _put(se, host, 0x31, 0x31)[-2:] == b"\x90\x00"
+
+
+def test_replacing_a_blocked_keyset_leaves_no_stale_block_or_count(phone) -> None:
+    """Keyset 30 blocked by failures, replaced (from a session with keyset 31) by keys
+    numbered 32: nothing is left about 30 in the blocked list or the failure counts."""
+    from protocols.gp import StaticKeys
+
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    host = open_session(se)
+    k31 = [os.urandom(16)] * 3
+    assert _put(se, host, 0x00, 0x31, k31)[-2:] == b"\x90\x00"
+    se.reset()
+    for _ in range(3):
+        hc = os.urandom(8)
+        iu = _initialize_update(se, hc)
+        sm = SecureMessaging(derive_session_keys(FACTORY, hc, iu.card_challenge), 0x01)
+        assert se.transmit(sm.wrap_command(CommandApdu(0x80, 0x82, 0x33, 0x00, bytes(8))).to_bytes()) == b"\x63\x00"
+    assert cbor2.loads(image(home, pid))["blocked_kvns"] == [0x30]
+    host = HostChannel(StaticKeys(*k31), 0x33, os.urandom(8), kvn=0x31)
+    host.on_external_authenticate_response(se.transmit(host.on_initialize_update_response(
+        se.transmit(host.initialize_update()))))
+    assert _put(se, host, 0x30, 0x32, dek=k31[2])[-2:] == b"\x90\x00"
+    st = cbor2.loads(image(home, pid))
+    assert set(st["keysets"]) == {0x31, 0x32}
+    assert st["blocked_kvns"] == [] and st["failed_authentications"] == {}
