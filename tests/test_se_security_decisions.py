@@ -284,3 +284,29 @@ def test_replacing_a_blocked_keyset_leaves_no_stale_block_or_count(phone) -> Non
     st = cbor2.loads(image(home, pid))
     assert set(st["keysets"]) == {0x31, 0x32}
     assert st["blocked_kvns"] == [] and st["failed_authentications"] == {}
+
+
+# -- card life cycle (SET STATUS P1 80) -------------------------------------------------------
+
+
+def _life_cycle(home: Path, pid: str) -> int:
+    return cbor2.loads(image(home, pid))["card_life_cycle"]
+
+
+@pytest.mark.parametrize(("steps", "final"), [
+    # SECURED -> LOCKED only with P2 7F; LOCKED -> SECURED only with P2 0F (GPCS 5.1.1, 11.10)
+    ([("80F0800F", "6985")], 0x0F),  # unlock what is not locked
+    ([("80F0807F", "9000"), ("80F0807F", "6985")], 0x7F),  # lock what is locked
+    ([("80F0807F", "9000"), ("80F08007", "6A86")], 0x7F),  # back to INITIALIZED: no such move
+    ([("80F0807F", "9000"), ("80F080FF", "6A86")], 0x7F),  # TERMINATED is not offered
+    ([("80F08003", "6A86")], 0x0F),
+    ([("80F0807F08" + "A000000151000000", "9000")], 0x7F),  # data, when given, is the ISD's AID
+    ([("80F0807F06" + "F0AA00000101", "6A80")], 0x0F),  # another AID is not the card
+])
+def test_card_life_cycle_moves_only_between_secured_and_locked(phone, steps, final) -> None:
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    host = open_session(se)
+    for apdu, sw in steps:
+        assert host.unwrap(se.transmit(host.wrap(bytes.fromhex(apdu)))).hex().upper() == sw, apdu
+    assert _life_cycle(home, pid) == final
