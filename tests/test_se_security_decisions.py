@@ -310,3 +310,51 @@ def test_card_life_cycle_moves_only_between_secured_and_locked(phone, steps, fin
     for apdu, sw in steps:
         assert host.unwrap(se.transmit(host.wrap(bytes.fromhex(apdu)))).hex().upper() == sw, apdu
     assert _life_cycle(home, pid) == final
+
+
+@pytest.mark.parametrize(("steps", "final"), [
+    ([("83", "9000"), ("83", "6985")], 0x87),  # lock a locked application
+    ([("83", "9000"), ("07", "9000")], 0x07),  # unlock gives the state back
+    ([("0F", "9000"), ("07", "6985")], 0x0F),  # application-specific states only go forward
+    ([("03", "6985")], 0x07),  # not back to INSTALLED
+    ([("0B", "6985")], 0x07),  # b3..b1 must be 111 for an application-specific state
+    ([("07", "6985")], 0x07),  # not to the state it has
+])
+def test_application_life_cycle_moves(phone, steps, final) -> None:
+    from test_se_runtime import INST, install_apdu, open_se, send, session
+
+    pid, home = phone
+    se = open_se(pid, home)
+    host = session(se)
+    assert send(se, host, install_apdu(0x0C)) == b"\x00\x90\x00"
+    for p2, sw in steps:
+        assert send(se, host, bytes.fromhex(f"80F040{p2}06") + INST).hex().upper() == sw, p2
+    apps = cbor2.loads(image(home, pid))["applications"]
+    assert [a["life_cycle"] for a in apps] == [final]
+
+
+def test_an_installed_application_gets_no_application_specific_state(phone) -> None:
+    """Only a SELECTABLE (or later) application moves to an application-specific state;
+    an INSTALLED one is made selectable by INSTALL [for make selectable] first."""
+    from test_se_runtime import INST, install_apdu, open_se, send, session
+
+    pid, home = phone
+    se = open_se(pid, home)
+    host = session(se)
+    assert send(se, host, install_apdu(0x04)) == b"\x00\x90\x00"
+    assert send(se, host, bytes.fromhex("80F0400F06") + INST) == b"\x69\x85"
+    assert [a["life_cycle"] for a in cbor2.loads(image(home, pid))["applications"]] == [0x03]
+
+
+def test_locking_an_application_cuts_it_off_on_every_channel_that_selected_it(phone) -> None:
+    """SET STATUS LOCKED (from the ISD on channel 0) while the application is selected on
+    channel 1: channel 1's next command no longer reaches it (6A82), and it cannot be
+    selected again until unlocked. Without the deselection a locked applet kept answering
+    the channel that had it."""
+    from test_se_runtime import INST, _installed_and_selected_on_channel_1, send
+
+    se, host = _installed_and_selected_on_channel_1(phone)
+    assert se.transmit(bytes.fromhex("8110000002CAFE00"))[-2:] == b"\x90\x00"
+    assert send(se, host, bytes.fromhex("80F0408306") + INST) == b"\x90\x00"
+    assert se.transmit(bytes.fromhex("8110000002CAFE00")) == b"\x6a\x82"
+    assert se.transmit(bytes.fromhex("01A4040006") + INST) == b"\x6a\x82"
