@@ -673,3 +673,29 @@ def test_fuzzed_store_data_never_raises_and_refusals_change_nothing(rsa_card, p1
     sw = int.from_bytes(out[-2:], "big")
     if sw != 0x9000 or not p1 & 0x80:
         assert a.snapshot() == before
+
+
+# --- PIN checks found unheld by mutation testing ------------------------------------------
+
+
+def test_verify_with_p1_other_than_00_is_refused_before_the_pin_is_compared(rsa_card):
+    """VERIFY P1 01 (or any but 00) is 6A86 whatever the data: a wrong PIN sent that way
+    costs no try, and a right one verifies nothing."""
+    a = fresh(rsa_card)
+    assert select_ef(a, 0x0018) == 0x9000
+    assert apdu(a, b"\x00\x20\x01\x80\x04" + b"0000")[1] == 0x6A86
+    assert apdu(a, b"\x00\x20\x01\x80\x04" + PIN)[1] == 0x6A86
+    assert query(a, 0x0018) == 0x63C3
+    assert sign(a, 0x0017, SHA256_DI + bytes(32))[1] == 0x6982
+
+
+def test_a_wrong_verify_after_a_right_one_drops_the_verification(rsa_card):
+    """ISO/IEC 7816-4: a failed VERIFY resets the security status of that reference. A
+    holder's session verified, then anyone's wrong guess on it: the key signs no more
+    until the PIN is presented again."""
+    a = fresh(rsa_card)
+    digest_info = SHA256_DI + bytes(32)
+    assert verify(a, 0x0018, PIN) == 0x9000
+    assert sign(a, 0x0017, digest_info)[1] == 0x9000
+    assert verify(a, 0x0018, b"0000") == 0x63C2
+    assert sign(a, 0x0017, digest_info)[1] == 0x6982
