@@ -699,3 +699,34 @@ def test_a_wrong_verify_after_a_right_one_drops_the_verification(rsa_card):
     assert sign(a, 0x0017, digest_info)[1] == 0x9000
     assert verify(a, 0x0018, b"0000") == 0x63C2
     assert sign(a, 0x0017, digest_info)[1] == 0x6982
+
+
+def test_a_pin_blocked_from_another_channel_cannot_be_changed_with_an_older_verification(rsa_card):
+    """Channel 0 verified the PIN; wrong guesses on channel 1 then block it. CHANGE
+    REFERENCE DATA on channel 0 is 6984: a new PIN (with a fresh counter) would unblock it
+    without the PUK."""
+    a = fresh(rsa_card)
+    ch1 = CommandContext(channel=1)
+    assert verify(a, 0x0018, PIN) == 0x9000
+    assert a.select(0x0C, ch1) == b"\x90\x00"
+    for _ in range(3):
+        apdu(a, b"\x00\x20\x00\x98\x04" + b"0000", ch1)
+    assert apdu(a, "00200098", ch1)[1] == 0x63C0
+    assert apdu(a, b"\x00\x24\x01\x98\x04" + b"5555")[1] == 0x6984
+    assert apdu(a, "00200098")[1] == 0x63C0
+    assert apdu(a, b"\x00\x20\x00\x98\x04" + b"5555")[1] == 0x6984
+
+
+@pytest.mark.parametrize("command", [
+    b"\x00\x2c\x01\x98\x0c" + PUK + b"5555",  # P1 01 (PUK only) with a new PIN after it
+    b"\x00\x2c\x00\x98\x08" + PUK,  # P1 00 (PUK || new) without the new PIN
+])
+def test_reset_retry_counter_data_must_match_its_p1(rsa_card, command):
+    """RESET RETRY COUNTER: P1 01 carries the PUK alone, P1 00 the PUK and the new value;
+    anything else is 6700 and changes nothing (neither the PIN nor any counter)."""
+    a = fresh(rsa_card)
+    for _ in range(3):
+        verify(a, 0x0018, b"0000")
+    assert apdu(a, command)[1] == 0x6700
+    assert apdu(a, "00200098")[1] == 0x63C0
+    assert a.describe()["secrets"]["puk"]["tries_left"] == 10
