@@ -730,3 +730,23 @@ def test_reset_retry_counter_data_must_match_its_p1(rsa_card, command):
     assert apdu(a, command)[1] == 0x6700
     assert apdu(a, "00200098")[1] == 0x63C0
     assert a.describe()["secrets"]["puk"]["tries_left"] == 10
+
+
+@pytest.mark.parametrize("new", [b"123", b"12345", b"12a4", b"\xef\xbc\x91234"])
+def test_reset_retry_counter_refuses_a_new_pin_that_breaks_the_format(rsa_card, new):
+    a = fresh(rsa_card)
+    command = bytes([0, 0x2C, 0x00, 0x98, 8 + len(new)]) + PUK + new
+    assert apdu(a, command)[1] == 0x6A80
+    assert verify(a, 0x0018, PIN) == 0x9000  # the PIN is the one it was
+    assert a.describe()["secrets"]["puk"]["tries_left"] == 10
+
+
+def test_the_puk_does_not_set_a_pin_that_was_never_set():
+    """Only the PUK personalised: RESET RETRY COUNTER naming the PIN is 6A88 (never set),
+    not a way to choose the first PIN outside personalisation (C-DECRYPTION)."""
+    blank = JpkiApplet()
+    assert blank.select(0x0C, PLAIN) == b"\x90\x00"
+    assert perso(blank, dgi(0x0105, tlv(0xCA, PUK)))[1] == 0x9000
+    assert apdu(blank, b"\x00\x2c\x00\x98\x0c" + PUK + b"5555")[1] == 0x6A88
+    assert apdu(blank, b"\x00\x2c\x01\x98\x08" + PUK)[1] == 0x6A88
+    assert query(blank, 0x0018) == 0x6A88
