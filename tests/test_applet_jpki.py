@@ -750,3 +750,20 @@ def test_the_puk_does_not_set_a_pin_that_was_never_set():
     assert apdu(blank, b"\x00\x2c\x00\x98\x0c" + PUK + b"5555")[1] == 0x6A88
     assert apdu(blank, b"\x00\x2c\x01\x98\x08" + PUK)[1] == 0x6A88
     assert query(blank, 0x0018) == 0x6A88
+
+
+def test_signing_key_references_that_name_no_usable_key_are_refused(rsa_card):
+    """COMPUTE DIGITAL SIGNATURE with P2 80 and no current EF is 6986; a P2 naming no key
+    slot is 6A86; a slot without a key (personalisation not done) is 6A88: each an answer,
+    none an applet fault."""
+    a = fresh(rsa_card)
+    data = SHA256_DI + bytes(32)
+    assert apdu(a, bytes([0x80, 0x2A, 0, 0x80, len(data)]) + data + b"\x00")[1] == 0x6986
+    assert verify(a, 0x0018, PIN) == 0x9000
+    assert apdu(a, bytes([0x80, 0x2A, 0, 0x99, len(data)]) + data + b"\x00")[1] == 0x6A86
+    assert apdu(a, bytes([0x00, 0x88, 0, 0x99, len(data)]) + data + b"\x00")[1] == 0x6A86
+    keyless = JpkiApplet()
+    assert keyless.select(0x0C, PLAIN) == b"\x90\x00"
+    assert perso(keyless, set_pin(1, PIN))[1] == 0x9000
+    assert verify(keyless, 0x0018, PIN) == 0x9000
+    assert apdu(keyless, bytes([0x80, 0x2A, 0, 0x97, len(data)]) + data + b"\x00")[1] == 0x6A88
