@@ -358,3 +358,69 @@ def test_locking_an_application_cuts_it_off_on_every_channel_that_selected_it(ph
     assert send(se, host, bytes.fromhex("80F0408306") + INST) == b"\x90\x00"
     assert se.transmit(bytes.fromhex("8110000002CAFE00")) == b"\x6a\x82"
     assert se.transmit(bytes.fromhex("01A4040006") + INST) == b"\x6a\x82"
+
+
+# -- SELECT ---------------------------------------------------------------------------------
+
+
+def test_select_with_the_sm_bit_is_refused_and_keeps_the_selection(phone) -> None:
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    host = open_session(se)
+    assert se.transmit(bytes.fromhex("04A4040008A000000151000000")) == b"\x68\x82"
+    assert host.unwrap(se.transmit(host.wrap(GET_STATUS)))[-2:] == b"\x90\x00"  # session kept
+
+
+def test_select_by_aid_without_data_selects_the_isd(phone) -> None:
+    from test_se_runtime import INST, install_apdu, open_se, send, session
+
+    pid, home = phone
+    se = open_se(pid, home)
+    host = session(se)
+    assert send(se, host, install_apdu(0x0C)) == b"\x00\x90\x00"
+    assert se.transmit(bytes.fromhex("00A4040006") + INST) == b"\x90\x00"
+    out = se.transmit(bytes.fromhex("00A40400"))
+    assert out[-2:] == b"\x90\x00" and out[:2] == b"\x6f\x10"  # the ISD's FCI
+    assert se.channels[0].selected == bytes.fromhex("A000000151000000")
+
+
+def test_selecting_the_isd_deselects_the_application_the_channel_had(phone) -> None:
+    """The application loses the channel (its deselect hook runs, clearing what it keeps
+    per channel, such as a verified PIN) when the ISD is selected in its place."""
+    from test_se_runtime import CLASSES, MOD, EchoApplet, _installed_and_selected_on_channel_1
+
+    deselected: list[int] = []
+
+    class Recording(EchoApplet):
+        def deselect(self, ctx) -> None:  # noqa: ANN001
+            deselected.append(ctx.channel)
+
+    CLASSES[MOD] = Recording
+    try:
+        se, _host = _installed_and_selected_on_channel_1(phone)
+        assert se.transmit(bytes.fromhex("01A4040008A000000151000000"))[-2:] == b"\x90\x00"
+        assert deselected == [1]
+        assert se.channels[1].selected == bytes.fromhex("A000000151000000")
+    finally:
+        CLASSES[MOD] = EchoApplet
+
+
+def test_reselecting_the_isd_ends_its_session_and_what_the_session_left(phone) -> None:
+    """SELECT of the ISD while it is selected starts afresh (GPCS 10.2: selecting a
+    security domain ends its secure channel session): the next secured command has no
+    session to verify it, the personalization target is forgotten, and so is the rest of
+    a GET STATUS listing."""
+    from test_se_runtime import INST, install_apdu, open_se, send, session
+
+    pid, home = phone
+    se = open_se(pid, home)
+    host = session(se)
+    for n in range(12):  # enough entries for a listing in pages
+        assert send(se, host, install_apdu(aid=INST[:-1] + bytes([n]))) == b"\x00\x90\x00"
+    assert send(se, host, "80F24002024F0000")[-2:] == b"\x63\x10"
+    perso = b"\x00\x00" + bytes([len(INST)]) + INST[:-1] + b"\x01" + b"\x00\x00\x00"
+    assert send(se, host, bytes([0x80, 0xE6, 0x20, 0x00, len(perso)]) + perso) == b"\x00\x90\x00"
+    assert se.transmit(bytes.fromhex("00A4040C08A000000151000000")) == b"\x90\x00"
+    assert se.channels[0].session is None and se.channels[0].perso_target is None
+    assert "get_status" not in se.channels[0].extra
+    assert se.transmit(host.wrap(bytes.fromhex("80F24003024F0000"))) == b"\x69\x82"
