@@ -424,3 +424,100 @@ def test_reselecting_the_isd_ends_its_session_and_what_the_session_left(phone) -
     assert se.channels[0].session is None and se.channels[0].perso_target is None
     assert "get_status" not in se.channels[0].extra
     assert se.transmit(host.wrap(bytes.fromhex("80F24003024F0000"))) == b"\x69\x82"
+
+
+def _recording_classes(select_answer=b"\x90\x00", select_raises=False):
+    from test_se_runtime import MOD, EchoApplet
+
+    seen: list = []
+
+    class Recording(EchoApplet):
+        def select(self, p2, ctx):  # noqa: ANN001, ANN202
+            seen.append(ctx)
+            if select_raises:
+                raise RuntimeError("applet fault")
+            return select_answer
+
+        def process(self, apdu, ctx):  # noqa: ANN001, ANN202
+            seen.append(ctx)
+            return super().process(apdu, ctx)
+
+    return {MOD: Recording}, seen
+
+
+def _installed(home: Path, pid: str, classes):
+    from test_se_runtime import INST, PACKAGES, install_apdu, send, session
+
+    se = wallet_sim.open_secure_element(pid, home, applet_classes=classes, packages=PACKAGES)
+    host = session(se)
+    assert send(se, host, install_apdu(0x0C)) == b"\x00\x90\x00"
+    return se, host, INST
+
+
+def test_selecting_an_application_over_the_isd_ends_the_isds_session(phone) -> None:
+    """The ISD's open session does not pass to the application selected after it on the
+    channel: the session ends, and the application is told no secure channel (else it
+    would take plain commands as having come through one)."""
+    pid, home = phone
+    classes, seen = _recording_classes()
+    se, host, inst = _installed(home, pid, classes)
+    assert se.transmit(bytes.fromhex("00A4040006") + inst) == b"\x90\x00"
+    assert se.channels[0].session is None
+    assert se.transmit(bytes.fromhex("8010000002CAFE00"))[-2:] == b"\x90\x00"
+    assert [c.secure_channel for c in seen] == [False, False]
+    assert [c.security_level for c in seen] == [0, 0]
+
+
+@pytest.mark.parametrize("how", ["refuses", "raises"])
+def test_an_application_that_refuses_or_fails_its_select_is_not_selected(phone, how) -> None:
+    pid, home = phone
+    if how == "refuses":
+        classes, _ = _recording_classes(select_answer=b"\x69\x85")
+        want = b"\x69\x85"
+    else:
+        classes, _ = _recording_classes(select_raises=True)
+        want = b"\x6f\x00"
+    se, _host, inst = _installed(home, pid, classes)
+    assert se.transmit(bytes.fromhex("00A4040006") + inst) == want
+    assert se.channels[0].selected is None
+    assert se.transmit(bytes.fromhex("8010000002CAFE00")) == b"\x6a\x82"  # nothing to route to
+
+
+# -- MANAGE CHANNEL -------------------------------------------------------------------------
+
+
+def test_manage_channel_with_the_sm_bit_is_refused(phone) -> None:
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    assert se.transmit(bytes.fromhex("0470000001")) == b"\x68\x82"
+    assert set(se.channels) == {0}
+
+
+def test_manage_channel_opens_only_channels_1_to_3_and_each_once(phone) -> None:
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    for p2 in ("04", "13", "FF"):
+        assert se.transmit(bytes.fromhex(f"007000{p2}")) == b"\x6a\x86", p2
+    assert se.transmit(bytes.fromhex("00700001")) == b"\x90\x00"
+    assert se.transmit(bytes.fromhex("00700001")) == b"\x6a\x86"  # already open
+    assert se.transmit(bytes.fromhex("0070000001")) == b"\x02\x90\x00"
+    assert se.transmit(bytes.fromhex("0070000001")) == b"\x03\x90\x00"
+    assert se.transmit(bytes.fromhex("0070000001")) == b"\x6a\x81"  # none left
+    assert set(se.channels) == {0, 1, 2, 3}
+
+
+def test_a_channel_opened_from_the_basic_channel_has_the_isd_whatever_channel_0_has(phone) -> None:
+    """GPCS 11.1.2: MANAGE CHANNEL from the basic channel selects the ISD on the new one;
+    from a supplementary channel, that channel's selection (the ISD too)."""
+    from test_se_runtime import INST, install_apdu, open_se, send, session
+
+    pid, home = phone
+    se = open_se(pid, home)
+    host = session(se)
+    assert send(se, host, install_apdu(0x0C)) == b"\x00\x90\x00"
+    assert se.transmit(bytes.fromhex("00A4040006") + INST) == b"\x90\x00"
+    assert se.transmit(bytes.fromhex("0070000001")) == b"\x01\x90\x00"
+    isd = bytes.fromhex("A000000151000000")
+    assert se.channels[1].selected == isd
+    assert se.transmit(bytes.fromhex("0170000001")) == b"\x02\x90\x00"  # from channel 1 (the ISD)
+    assert se.channels[2].selected == isd
