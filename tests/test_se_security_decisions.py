@@ -426,7 +426,7 @@ def test_reselecting_the_isd_ends_its_session_and_what_the_session_left(phone) -
     assert se.transmit(host.wrap(bytes.fromhex("80F24003024F0000"))) == b"\x69\x82"
 
 
-def _recording_classes(select_answer=b"\x90\x00", select_raises=False):
+def _recording_classes(select_answer=b"\x90\x00", select_raises=False, only_channel=None):
     from test_se_runtime import MOD, EchoApplet
 
     seen: list = []
@@ -434,6 +434,9 @@ def _recording_classes(select_answer=b"\x90\x00", select_raises=False):
     class Recording(EchoApplet):
         def select(self, p2, ctx):  # noqa: ANN001, ANN202
             seen.append(ctx)
+            if only_channel is not None:  # selectable on that channel only
+                if ctx.channel == only_channel:
+                    return b"\x90\x00"
             if select_raises:
                 raise RuntimeError("applet fault")
             return select_answer
@@ -521,3 +524,26 @@ def test_a_channel_opened_from_the_basic_channel_has_the_isd_whatever_channel_0_
     assert se.channels[1].selected == isd
     assert se.transmit(bytes.fromhex("0170000001")) == b"\x02\x90\x00"  # from channel 1 (the ISD)
     assert se.channels[2].selected == isd
+
+
+@pytest.mark.parametrize("how", ["refuses", "raises"])
+def test_no_channel_opens_for_an_application_that_will_not_take_it(phone, how) -> None:
+    """MANAGE CHANNEL from channel 1 (an application selected) selects that application on
+    the new channel; if it refuses or fails, no channel opens (6985)."""
+    pid, home = phone
+    classes, _ = _recording_classes(select_answer=b"\x69\x85", select_raises=how == "raises", only_channel=1)
+    se, _host, inst = _installed(home, pid, classes)
+    assert se.transmit(bytes.fromhex("0070000001")) == b"\x01\x90\x00"
+    assert se.transmit(bytes.fromhex("01A4040006") + inst) == b"\x90\x00"
+    assert se.transmit(bytes.fromhex("0170000001")) == b"\x69\x85"
+    assert set(se.channels) == {0, 1}
+
+
+def test_manage_channel_close_without_a_number_closes_its_own_channel_and_never_the_basic_one(phone) -> None:
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    assert se.transmit(bytes.fromhex("0070000001")) == b"\x01\x90\x00"
+    assert se.transmit(bytes.fromhex("00708000")) == b"\x6a\x81"  # the basic channel stays
+    assert se.transmit(bytes.fromhex("01708000")) == b"\x90\x00"  # P2 00 on channel 1: itself
+    assert set(se.channels) == {0}
+    assert se.transmit(bytes.fromhex("00A4040008A000000151000000"))[-2:] == b"\x90\x00"
