@@ -547,3 +547,24 @@ def test_manage_channel_close_without_a_number_closes_its_own_channel_and_never_
     assert se.transmit(bytes.fromhex("01708000")) == b"\x90\x00"  # P2 00 on channel 1: itself
     assert set(se.channels) == {0}
     assert se.transmit(bytes.fromhex("00A4040008A000000151000000"))[-2:] == b"\x90\x00"
+
+
+def test_manage_channel_close_deselects_and_refuses_what_is_not_open(phone) -> None:
+    """Closing a channel deselects its application (its per-channel state is cleared by its
+    deselect hook); closing a channel that is not open is 6881; P1 other than 00 / 80 6A86."""
+    from test_se_runtime import MOD, EchoApplet
+
+    deselected: list[int] = []
+
+    class Recording(EchoApplet):
+        def deselect(self, ctx) -> None:  # noqa: ANN001
+            deselected.append(ctx.channel)
+
+    pid, home = phone
+    se, _host, inst = _installed(home, pid, {MOD: Recording})
+    assert se.transmit(bytes.fromhex("0070000001")) == b"\x01\x90\x00"
+    assert se.transmit(bytes.fromhex("01A4040006") + inst) == b"\x90\x00"
+    assert se.transmit(bytes.fromhex("00708002")) == b"\x68\x81"
+    assert se.transmit(bytes.fromhex("00704001")) == b"\x6a\x86"
+    assert se.transmit(bytes.fromhex("00708001")) == b"\x90\x00"
+    assert deselected == [1] and set(se.channels) == {0}
