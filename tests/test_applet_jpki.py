@@ -673,3 +673,97 @@ def test_fuzzed_store_data_never_raises_and_refusals_change_nothing(rsa_card, p1
     sw = int.from_bytes(out[-2:], "big")
     if sw != 0x9000 or not p1 & 0x80:
         assert a.snapshot() == before
+
+
+# --- PIN checks found unheld by mutation testing ------------------------------------------
+
+
+def test_verify_with_p1_other_than_00_is_refused_before_the_pin_is_compared(rsa_card):
+    """VERIFY P1 01 (or any but 00) is 6A86 whatever the data: a wrong PIN sent that way
+    costs no try, and a right one verifies nothing."""
+    a = fresh(rsa_card)
+    assert select_ef(a, 0x0018) == 0x9000
+    assert apdu(a, b"\x00\x20\x01\x80\x04" + b"0000")[1] == 0x6A86
+    assert apdu(a, b"\x00\x20\x01\x80\x04" + PIN)[1] == 0x6A86
+    assert query(a, 0x0018) == 0x63C3
+    assert sign(a, 0x0017, SHA256_DI + bytes(32))[1] == 0x6982
+
+
+def test_a_wrong_verify_after_a_right_one_drops_the_verification(rsa_card):
+    """ISO/IEC 7816-4: a failed VERIFY resets the security status of that reference. A
+    holder's session verified, then anyone's wrong guess on it: the key signs no more
+    until the PIN is presented again."""
+    a = fresh(rsa_card)
+    digest_info = SHA256_DI + bytes(32)
+    assert verify(a, 0x0018, PIN) == 0x9000
+    assert sign(a, 0x0017, digest_info)[1] == 0x9000
+    assert verify(a, 0x0018, b"0000") == 0x63C2
+    assert sign(a, 0x0017, digest_info)[1] == 0x6982
+
+
+def test_a_pin_blocked_from_another_channel_cannot_be_changed_with_an_older_verification(rsa_card):
+    """Channel 0 verified the PIN; wrong guesses on channel 1 then block it. CHANGE
+    REFERENCE DATA on channel 0 is 6984: a new PIN (with a fresh counter) would unblock it
+    without the PUK."""
+    a = fresh(rsa_card)
+    ch1 = CommandContext(channel=1)
+    assert verify(a, 0x0018, PIN) == 0x9000
+    assert a.select(0x0C, ch1) == b"\x90\x00"
+    for _ in range(3):
+        apdu(a, b"\x00\x20\x00\x98\x04" + b"0000", ch1)
+    assert apdu(a, "00200098", ch1)[1] == 0x63C0
+    assert apdu(a, b"\x00\x24\x01\x98\x04" + b"5555")[1] == 0x6984
+    assert apdu(a, "00200098")[1] == 0x63C0
+    assert apdu(a, b"\x00\x20\x00\x98\x04" + b"5555")[1] == 0x6984
+
+
+@pytest.mark.parametrize("command", [
+    b"\x00\x2c\x01\x98\x0c" + PUK + b"5555",  # P1 01 (PUK only) with a new PIN after it
+    b"\x00\x2c\x00\x98\x08" + PUK,  # P1 00 (PUK || new) without the new PIN
+])
+def test_reset_retry_counter_data_must_match_its_p1(rsa_card, command):
+    """RESET RETRY COUNTER: P1 01 carries the PUK alone, P1 00 the PUK and the new value;
+    anything else is 6700 and changes nothing (neither the PIN nor any counter)."""
+    a = fresh(rsa_card)
+    for _ in range(3):
+        verify(a, 0x0018, b"0000")
+    assert apdu(a, command)[1] == 0x6700
+    assert apdu(a, "00200098")[1] == 0x63C0
+    assert a.describe()["secrets"]["puk"]["tries_left"] == 10
+
+
+@pytest.mark.parametrize("new", [b"123", b"12345", b"12a4", b"\xef\xbc\x91234"])
+def test_reset_retry_counter_refuses_a_new_pin_that_breaks_the_format(rsa_card, new):
+    a = fresh(rsa_card)
+    command = bytes([0, 0x2C, 0x00, 0x98, 8 + len(new)]) + PUK + new
+    assert apdu(a, command)[1] == 0x6A80
+    assert verify(a, 0x0018, PIN) == 0x9000  # the PIN is the one it was
+    assert a.describe()["secrets"]["puk"]["tries_left"] == 10
+
+
+def test_the_puk_does_not_set_a_pin_that_was_never_set():
+    """Only the PUK personalised: RESET RETRY COUNTER naming the PIN is 6A88 (never set),
+    not a way to choose the first PIN outside personalisation (C-DECRYPTION)."""
+    blank = JpkiApplet()
+    assert blank.select(0x0C, PLAIN) == b"\x90\x00"
+    assert perso(blank, dgi(0x0105, tlv(0xCA, PUK)))[1] == 0x9000
+    assert apdu(blank, b"\x00\x2c\x00\x98\x0c" + PUK + b"5555")[1] == 0x6A88
+    assert apdu(blank, b"\x00\x2c\x01\x98\x08" + PUK)[1] == 0x6A88
+    assert query(blank, 0x0018) == 0x6A88
+
+
+def test_signing_key_references_that_name_no_usable_key_are_refused(rsa_card):
+    """COMPUTE DIGITAL SIGNATURE with P2 80 and no current EF is 6986; a P2 naming no key
+    slot is 6A86; a slot without a key (personalisation not done) is 6A88: each an answer,
+    none an applet fault."""
+    a = fresh(rsa_card)
+    data = SHA256_DI + bytes(32)
+    assert apdu(a, bytes([0x80, 0x2A, 0, 0x80, len(data)]) + data + b"\x00")[1] == 0x6986
+    assert verify(a, 0x0018, PIN) == 0x9000
+    assert apdu(a, bytes([0x80, 0x2A, 0, 0x99, len(data)]) + data + b"\x00")[1] == 0x6A86
+    assert apdu(a, bytes([0x00, 0x88, 0, 0x99, len(data)]) + data + b"\x00")[1] == 0x6A86
+    keyless = JpkiApplet()
+    assert keyless.select(0x0C, PLAIN) == b"\x90\x00"
+    assert perso(keyless, set_pin(1, PIN))[1] == 0x9000
+    assert verify(keyless, 0x0018, PIN) == 0x9000
+    assert apdu(keyless, bytes([0x80, 0x2A, 0, 0x97, len(data)]) + data + b"\x00")[1] == 0x6A88

@@ -174,8 +174,11 @@ def se_home(se):
     (_crt() + _epk() + b"\x00", 0x01, SCP11B_KID, 0x80, "6A80"),  # trailing byte
     (encode(0xA6, encode(0x90, b"\x11\x00") * 2 + encode(0x95, b"\x3c") + encode(0x80, b"\x88")
             + encode(0x81, b"\x10")) + _epk(), 0x01, SCP11B_KID, 0x80, "6A80"),  # a tag twice
+    # the SM bit: not SCP11b's handshake (which opens the session) but a secured command
+    # with no session to verify it (found by mutation testing: routed either way, no test saw)
+    (_crt() + _epk(), 0x01, SCP11B_KID, 0x84, "6982"),
 ], ids=["unknown-kvn", "scp11a-kid", "scp11a-asked", "partial-sm", "not-aes", "17-byte-keys", "off-curve",
-        "no-key", "trailing-byte", "tag-twice"])
+        "no-key", "trailing-byte", "tag-twice", "sm-bit"])
 def test_the_se_refuses_a_bad_internal_authenticate(se, data, p1, p2, cla, sw):
     before = se.path.read_bytes()
     assert se.transmit(_ia(data, p1, p2, cla))[-2:].hex().upper() == sw

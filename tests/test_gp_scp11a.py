@@ -5,6 +5,7 @@ key lets SCP11b do, and yubikit's SCP11a host against the SE."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 import pytest
 from cryptography import x509
@@ -568,3 +569,13 @@ def test_the_allowlist_parser_takes_any_bytes(data):
         assert e.sw in (0x6A80, 0x6A84)
         return
     assert all(0 < s < 1 << 160 for s in serials)
+
+
+def test_a_verified_oce_chain_lasts_only_until_the_channels_next_session(se, home):
+    """The OCE key a chain proved is for the MUTUAL AUTHENTICATE that follows it: an SCP03
+    INITIALIZE UPDATE on the channel in between forgets it (found by mutation testing:
+    the session end's dropping of the chain was held by no test)."""
+    cert = lab_oce(home).certificates[0]
+    assert se.transmit(_pso(cert).to_bytes())[-2:] == b"\x90\x00"
+    assert se.transmit(bytes.fromhex("8050000008") + os.urandom(8) + b"\x00")[-2:] == b"\x90\x00"
+    assert se.transmit(_ma())[-2:] == b"\x69\x85"

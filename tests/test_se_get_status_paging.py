@@ -92,3 +92,18 @@ def test_the_tsm_reads_every_page(crowded):
     pages = [r for r in link.audit.pending if r["event"] == "apdu" and r["ins"] == 0xF2]
     assert [r["p2"] for r in pages][0] == 0x02 and {r["p2"] for r in pages[1:]} == {0x03}
     assert [r["sw"] for r in pages][-1] == 0x9000 and len(pages) > 2
+
+
+def test_a_listing_is_not_continued_in_the_next_session(crowded):
+    """What a GET STATUS left belongs to the session that asked: a bad MAC ends it, and the
+    next session (no SELECT in between) continuing the listing gets 6985, not the rest of
+    a registry read under someone else's session (found by mutation testing)."""
+    from test_se_refusals import open_session as open_without_select
+
+    _pid, se, host, _home = crowded
+    assert _send(se, host, get_status(0x40).to_bytes())[1] == 0x6310
+    w = bytearray(host.wrap(get_status(0x40, more=True).to_bytes()))
+    w[-2] ^= 1
+    assert se.transmit(bytes(w)) == b"\x69\x82"
+    host = open_without_select(se)
+    assert _send(se, host, get_status(0x40, more=True).to_bytes()) == (b"", 0x6985)

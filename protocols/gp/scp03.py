@@ -432,9 +432,7 @@ class SecureHost(_Messaging):
         return r
 
     def wrap(self, apdu: bytes) -> bytes:
-        """Secure one plain command APDU for the card."""
-        if self.state is not HostState.OPEN or self._sm is None:
-            raise Scp03StateError(f"secure channel is not open (state {self.state.value})")
+        """Secure one plain command APDU for the card (:meth:`wrap_apdu` checks the state)."""
         return self.wrap_apdu(CommandApdu.parse(apdu))
 
     def wrap_apdu(self, plain: CommandApdu) -> bytes:
@@ -580,8 +578,6 @@ class HostChannel(SecureHost):
         self._sm.level = self.security_level
         self.state = HostState.OPEN
 
-    def open_with(self, ea_response: bytes) -> None:  # pragma: no cover - alias
-        self.on_external_authenticate_response(ea_response)
 
 class CardState(Enum):
     IDLE = "idle"

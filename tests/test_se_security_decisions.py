@@ -1,0 +1,570 @@
+"""The SE's security decisions that mutation testing found unheld (wallet_sim/se/isd.py,
+wallet_sim/se/runtime.py): each test names the attack or defect a bent check would let
+through, and fails when that check is dropped."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cbor2
+import pytest
+from test_se_refusals import FACTORY, GET_STATUS, assert_no_session, image, open_session
+
+import wallet_sim
+from protocols.gp import HostChannel
+from protocols.gp.apdu import CommandApdu
+from protocols.gp.scp03 import InitializeUpdateResponse, SecureMessaging, derive_session_keys
+
+
+@pytest.fixture
+def phone(tmp_path: Path):
+    return wallet_sim.create_phone(tmp_path, max_failed_authentications=3), tmp_path
+
+
+def _initialize_update(se, hc: bytes) -> InitializeUpdateResponse:
+    r = se.transmit(bytes.fromhex("8050000008") + hc + b"\x00")
+    assert r[-2:] == b"\x90\x00"
+    return InitializeUpdateResponse.parse(r[:-2])
+
+
+def test_an_external_authenticate_without_the_sm_bit_counts_as_a_failed_authentication(phone) -> None:
+    """A guess at the host cryptogram sent without C-MAC (CLA 80, not 84) is a failed
+    authentication like any other: were it routed elsewhere (SCP11a's MUTUAL AUTHENTICATE
+    shares the INS), an attacker would guess without ever blocking the keyset."""
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    for n in range(1, 4):
+        _initialize_update(se, os.urandom(8))
+        assert se.transmit(bytes.fromhex("8082330010") + os.urandom(16)) == b"\x63\x00"
+        assert cbor2.loads(image(home, pid))["failed_authentications"] == {0x30: n}
+    assert cbor2.loads(image(home, pid))["blocked_kvns"] == [0x30]
+    assert se.transmit(HostChannel(FACTORY, 0x33, os.urandom(8)).initialize_update()) == b"\x69\x83"
+
+
+def test_a_c_mac_external_authenticate_with_p2_11_is_scp03s_malformed_one(phone) -> None:
+    """P2 = 11 names SCP11a's key only in a plain MUTUAL AUTHENTICATE; under C-MAC it is a
+    malformed SCP03 EXTERNAL AUTHENTICATE (6A80), the session ended, nothing counted."""
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    hc = os.urandom(8)
+    iu = _initialize_update(se, hc)
+    sm = SecureMessaging(derive_session_keys(FACTORY, hc, iu.card_challenge), 0x01)
+    ea = sm.wrap_command(CommandApdu(0x80, 0x82, 0x33, 0x11, bytes(8)))
+    assert se.transmit(ea.to_bytes()) == b"\x6a\x80"
+    assert_no_session(se)
+    assert cbor2.loads(image(home, pid))["failed_authentications"] == {}
+
+
+@pytest.mark.parametrize("ins", ["50", "82", "88", "2A"])
+def test_gp_handshake_instructions_in_an_interindustry_class_are_not_gp_commands(phone, ins) -> None:
+    """INITIALIZE UPDATE, EXTERNAL AUTHENTICATE, INTERNAL AUTHENTICATE and PERFORM SECURITY
+    OPERATION are GP's in CLA 80/84 only: with CLA 00 the ISD does not know them (6D00),
+    and nothing moves (no sequence counter, no failure counted)."""
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    before = image(home, pid)
+    assert se.transmit(bytes.fromhex(f"00{ins}000008") + os.urandom(8) + b"\x00") == b"\x6d\x00"
+    assert image(home, pid) == before
+
+
+def test_a_session_at_security_level_00_takes_plain_commands_under_its_floors(phone) -> None:
+    """Level 00: authenticated, no secure messaging (Amendment D 7.1.2.1). Its commands come
+    plain; GET DATA answers, but card content management (floor C-MAC) is refused, the
+    session kept; a command with the SM bit ends it."""
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    open_session(se, level=0x00)
+    assert se.channels[0].session is not None and se.channels[0].session.is_open
+    assert se.transmit(bytes.fromhex("80CA006600"))[-2:] == b"\x90\x00"
+    assert se.transmit(GET_STATUS) == b"\x69\x82"
+    assert se.channels[0].session is not None and se.channels[0].session.is_open
+    assert se.transmit(bytes.fromhex("84F28002024F0000")) == b"\x69\x82"
+    assert_no_session(se)
+
+
+
+def test_a_command_with_the_sm_bit_and_no_session_is_not_answered(phone) -> None:
+    """Without a session nothing verifies a secured command: 6982, even for GET DATA (which
+    needs no session when plain); answering it would take a forged C-MAC as good."""
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    assert se.transmit(bytes.fromhex("80CA006600"))[-2:] == b"\x90\x00"
+    assert se.transmit(bytes.fromhex("84CA006608") + os.urandom(8) + b"\x00") == b"\x69\x82"
+    assert_no_session(se)
+
+
+def test_a_session_ended_by_a_bad_mac_is_closed_and_forgets_its_personalization_target(phone) -> None:
+    """INSTALL [for personalization] names the applet STORE DATA goes to for this session
+    only: after a tampered command ends the session, a new one (another TSM) has no target
+    until it names one, and the old session object is closed."""
+    from test_se_runtime import INST, install_apdu, open_se, send, session
+
+    pid, home = phone
+    se = open_se(pid, home)
+    host = session(se)
+    assert send(se, host, install_apdu(0x0C)) == b"\x00\x90\x00"
+    perso = b"\x00\x00" + bytes([len(INST)]) + INST + b"\x00\x00\x00"
+    assert send(se, host, bytes([0x80, 0xE6, 0x20, 0x00, len(perso)]) + perso) == b"\x00\x90\x00"
+    old = se.channels[0].session
+    w = bytearray(host.wrap(bytes.fromhex("80E2000003AABBCC")))
+    w[-2] ^= 1
+    assert se.transmit(bytes(w)) == b"\x69\x82"
+    assert old is not None and not old.is_open
+    host = open_session(se)  # no SELECT in between (re-selecting the ISD also drops the target)
+    assert send(se, host, "80E2000003AABBCC") == b"\x69\x85"  # no target named in this session
+
+
+@pytest.mark.parametrize(("apdu", "sw"), [("8050000108", b"\x6a\x86"), ("8050000007", b"\x67\x00"),
+                                          ("8050000010", b"\x67\x00")])
+def test_a_malformed_initialize_update_is_refused_and_consumes_no_counter_value(phone, apdu, sw) -> None:
+    """P2 not 00, or a host challenge the card's mode does not take: the card's status word,
+    no session, and the sequence counter (persisted) not moved."""
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    before = image(home, pid)
+    raw = bytes.fromhex(apdu)
+    assert se.transmit(raw + os.urandom(raw[4]) + b"\x00") == sw
+    assert_no_session(se)
+    assert image(home, pid) == before
+
+
+def test_a_replayed_external_authenticate_on_an_open_session_is_6985_and_not_counted(phone) -> None:
+    """The recorded EXTERNAL AUTHENTICATE sent again on the open session: 6985 (no
+    INITIALIZE UPDATE outstanding), the session ends, and it is not a failed authentication
+    (it proves nothing about keys; counting it would let anyone who saw one block the
+    keyset without guessing)."""
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    host = HostChannel(FACTORY, 0x33, os.urandom(8), sd_aid=bytes.fromhex("A000000151000000"))
+    ea = host.on_initialize_update_response(se.transmit(host.initialize_update()))
+    host.on_external_authenticate_response(se.transmit(ea))
+    before = image(home, pid)
+    assert se.transmit(ea) == b"\x69\x85"
+    assert_no_session(se)
+    assert image(home, pid) == before
+
+
+def test_an_external_authenticate_at_a_level_the_card_refuses_is_6a86_and_not_counted(phone) -> None:
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    hc = os.urandom(8)
+    iu = _initialize_update(se, hc)
+    before = image(home, pid)
+    sm = SecureMessaging(derive_session_keys(FACTORY, hc, iu.card_challenge), 0x01)
+    assert se.transmit(sm.wrap_command(CommandApdu(0x80, 0x82, 0x02, 0x00, bytes(8))).to_bytes()) == b"\x6a\x86"
+    assert_no_session(se)
+    assert image(home, pid) == before
+
+
+def test_failures_on_several_channels_block_the_keyset_once(phone) -> None:
+    """INITIALIZE UPDATEs on all four channels before any EXTERNAL AUTHENTICATE fails: the
+    fourth failure comes after the block (max 3) and must not enter the keyset a second
+    time in the blocked list (PUT KEY lifts one entry: a second would keep it blocked)."""
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    for n in (1, 2, 3):
+        assert se.transmit(bytes.fromhex("0070000001")) == bytes([n]) + b"\x90\x00"
+    hcs = {}
+    for ch in range(4):
+        hc = os.urandom(8)
+        r = se.transmit(bytes([0x80 | ch]) + bytes.fromhex("50000008") + hc + b"\x00")
+        hcs[ch] = (hc, InitializeUpdateResponse.parse(r[:-2]))
+    for ch, (hc, iu) in hcs.items():
+        sm = SecureMessaging(derive_session_keys(FACTORY, hc, iu.card_challenge), 0x01)
+        ea = sm.wrap_command(CommandApdu(0x80 | ch, 0x82, 0x33, 0x00, bytes(8)))
+        assert se.transmit(ea.to_bytes()) == b"\x63\x00"
+    st = cbor2.loads(image(home, pid))
+    assert st["failed_authentications"] == {0x30: 4} and st["blocked_kvns"] == [0x30]
+
+
+def test_get_data_is_the_one_isd_command_in_an_interindustry_class(phone) -> None:
+    """ISO/IEC 7816-4 GET DATA (CLA 00) reads the card's public data objects; GP's other
+    commands are CLA 80/84 only (6D00 in CLA 00, whatever the session)."""
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    assert se.transmit(bytes.fromhex("00CA9F7F00"))[-2:] == b"\x90\x00"
+    before = image(home, pid)
+    for apdu in ("00F28002024F0000", "00E400000A4F08A000000151000000", "00F0807F"):
+        assert se.transmit(bytes.fromhex(apdu)) == b"\x6d\x00"
+    assert image(home, pid) == before
+
+
+# -- PUT KEY --------------------------------------------------------------------------------
+
+
+def _put(se, host, old: int, new: int, keys=None, dek: bytes = FACTORY.dek, **kw) -> bytes:
+    from protocols.gp.keys import put_key_command
+
+    keys = keys if keys is not None else [os.urandom(16)] * 3
+    return host.unwrap(se.transmit(host.wrap(put_key_command(old, new, keys, dek, **kw).to_bytes())))
+
+
+def test_put_key_adding_a_kvn_that_exists_is_refused_not_an_overwrite(phone) -> None:
+    """P1 = 00 adds a keyset: naming a KVN the card has is 6985. Taken as an add, it would
+    replace that keyset without P1 naming it (and lift its failure count and block)."""
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    host = open_session(se)
+    before = image(home, pid)
+    assert _put(se, host, 0x00, 0x30) == b"\x69\x85"
+    assert image(home, pid) == before
+    assert _put(se, host, 0x00, 0x31)[-2:] == b"\x90\x00"  # a new KVN is added beside it
+    assert set(cbor2.loads(image(home, pid))["keysets"]) == {0x30, 0x31}
+
+
+def test_put_key_adds_at_most_four_keysets(phone) -> None:
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    host = open_session(se)
+    for kvn in (0x31, 0x32, 0x33):
+        assert _put(se, host, 0x00, kvn)[-2:] == b"\x90\x00"
+    before = image(home, pid)
+    assert _put(se, host, 0x00, 0x34) == b"\x6a\x84"
+    assert image(home, pid) == before
+    assert _put(se, host, 0x33, 0x34)[-2:] == b"\x90\x00"  # replacing one still may
+
+
+@pytest.mark.parametrize("case", ["two-keys", "kid-2"])
+def test_put_key_of_anything_but_a_whole_keyset_at_kid_1_is_refused(phone, case) -> None:
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    host = open_session(se)
+    before = image(home, pid)
+    if case == "two-keys":
+        assert _put(se, host, 0x30, 0x31, [os.urandom(16)] * 2) == b"\x6a\x80"
+    else:
+        assert _put(se, host, 0x30, 0x31, first_key_id=2) == b"\x6a\x86"
+    assert image(home, pid) == before
+
+
+def test_put_key_replacing_a_kvn_the_card_lacks_is_6a88(phone) -> None:
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    host = open_session(se)
+    before = image(home, pid)
+    assert _put(se, host, 0x35, 0x36) == b"\x6a\x88"
+    assert image(home, pid) == before
+
+
+def test_put_key_replacing_onto_another_existing_kvn_is_refused(phone) -> None:
+    """Replacing 30 by keys numbered 31 while 31 exists would drop keyset 30 and overwrite
+    31 in one command: 6985. Replacing a keyset under its own KVN is the ordinary rotation."""
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    host = open_session(se)
+    assert _put(se, host, 0x00, 0x31)[-2:] == b"\x90\x00"
+    before = image(home, pid)
+    assert _put(se, host, 0x30, 0x31) == b"\x69\x85"
+    assert image(home, pid) == before
+    assert _put(se, host, 0x31, 0x31)[-2:] == b"\x90\x00"
+
+
+def test_replacing_a_blocked_keyset_leaves_no_stale_block_or_count(phone) -> None:
+    """Keyset 30 blocked by failures, replaced (from a session with keyset 31) by keys
+    numbered 32: nothing is left about 30 in the blocked list or the failure counts."""
+    from protocols.gp import StaticKeys
+
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    host = open_session(se)
+    k31 = [os.urandom(16)] * 3
+    assert _put(se, host, 0x00, 0x31, k31)[-2:] == b"\x90\x00"
+    se.reset()
+    for _ in range(3):
+        hc = os.urandom(8)
+        iu = _initialize_update(se, hc)
+        sm = SecureMessaging(derive_session_keys(FACTORY, hc, iu.card_challenge), 0x01)
+        assert se.transmit(sm.wrap_command(CommandApdu(0x80, 0x82, 0x33, 0x00, bytes(8))).to_bytes()) == b"\x63\x00"
+    assert cbor2.loads(image(home, pid))["blocked_kvns"] == [0x30]
+    host = HostChannel(StaticKeys(*k31), 0x33, os.urandom(8), kvn=0x31)
+    host.on_external_authenticate_response(se.transmit(host.on_initialize_update_response(
+        se.transmit(host.initialize_update()))))
+    assert _put(se, host, 0x30, 0x32, dek=k31[2])[-2:] == b"\x90\x00"
+    st = cbor2.loads(image(home, pid))
+    assert set(st["keysets"]) == {0x31, 0x32}
+    assert st["blocked_kvns"] == [] and st["failed_authentications"] == {}
+
+
+# -- card life cycle (SET STATUS P1 80) -------------------------------------------------------
+
+
+def _life_cycle(home: Path, pid: str) -> int:
+    return cbor2.loads(image(home, pid))["card_life_cycle"]
+
+
+@pytest.mark.parametrize(("steps", "final"), [
+    # SECURED -> LOCKED only with P2 7F; LOCKED -> SECURED only with P2 0F (GPCS 5.1.1, 11.10)
+    ([("80F0800F", "6985")], 0x0F),  # unlock what is not locked
+    ([("80F0807F", "9000"), ("80F0807F", "6985")], 0x7F),  # lock what is locked
+    ([("80F0807F", "9000"), ("80F08007", "6A86")], 0x7F),  # back to INITIALIZED: no such move
+    ([("80F0807F", "9000"), ("80F080FF", "6A86")], 0x7F),  # TERMINATED is not offered
+    ([("80F08003", "6A86")], 0x0F),
+    ([("80F0807F08" + "A000000151000000", "9000")], 0x7F),  # data, when given, is the ISD's AID
+    ([("80F0807F06" + "F0AA00000101", "6A80")], 0x0F),  # another AID is not the card
+])
+def test_card_life_cycle_moves_only_between_secured_and_locked(phone, steps, final) -> None:
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    host = open_session(se)
+    for apdu, sw in steps:
+        assert host.unwrap(se.transmit(host.wrap(bytes.fromhex(apdu)))).hex().upper() == sw, apdu
+    assert _life_cycle(home, pid) == final
+
+
+@pytest.mark.parametrize(("steps", "final"), [
+    ([("83", "9000"), ("83", "6985")], 0x87),  # lock a locked application
+    ([("83", "9000"), ("07", "9000")], 0x07),  # unlock gives the state back
+    ([("0F", "9000"), ("07", "6985")], 0x0F),  # application-specific states only go forward
+    ([("03", "6985")], 0x07),  # not back to INSTALLED
+    ([("0B", "6985")], 0x07),  # b3..b1 must be 111 for an application-specific state
+    ([("07", "6985")], 0x07),  # not to the state it has
+])
+def test_application_life_cycle_moves(phone, steps, final) -> None:
+    from test_se_runtime import INST, install_apdu, open_se, send, session
+
+    pid, home = phone
+    se = open_se(pid, home)
+    host = session(se)
+    assert send(se, host, install_apdu(0x0C)) == b"\x00\x90\x00"
+    for p2, sw in steps:
+        assert send(se, host, bytes.fromhex(f"80F040{p2}06") + INST).hex().upper() == sw, p2
+    apps = cbor2.loads(image(home, pid))["applications"]
+    assert [a["life_cycle"] for a in apps] == [final]
+
+
+def test_an_installed_application_gets_no_application_specific_state(phone) -> None:
+    """Only a SELECTABLE (or later) application moves to an application-specific state;
+    an INSTALLED one is made selectable by INSTALL [for make selectable] first."""
+    from test_se_runtime import INST, install_apdu, open_se, send, session
+
+    pid, home = phone
+    se = open_se(pid, home)
+    host = session(se)
+    assert send(se, host, install_apdu(0x04)) == b"\x00\x90\x00"
+    assert send(se, host, bytes.fromhex("80F0400F06") + INST) == b"\x69\x85"
+    assert [a["life_cycle"] for a in cbor2.loads(image(home, pid))["applications"]] == [0x03]
+
+
+def test_locking_an_application_cuts_it_off_on_every_channel_that_selected_it(phone) -> None:
+    """SET STATUS LOCKED (from the ISD on channel 0) while the application is selected on
+    channel 1: channel 1's next command no longer reaches it (6A82), and it cannot be
+    selected again until unlocked. Without the deselection a locked applet kept answering
+    the channel that had it."""
+    from test_se_runtime import INST, _installed_and_selected_on_channel_1, send
+
+    se, host = _installed_and_selected_on_channel_1(phone)
+    assert se.transmit(bytes.fromhex("8110000002CAFE00"))[-2:] == b"\x90\x00"
+    assert send(se, host, bytes.fromhex("80F0408306") + INST) == b"\x90\x00"
+    assert se.transmit(bytes.fromhex("8110000002CAFE00")) == b"\x6a\x82"
+    assert se.transmit(bytes.fromhex("01A4040006") + INST) == b"\x6a\x82"
+
+
+# -- SELECT ---------------------------------------------------------------------------------
+
+
+def test_select_with_the_sm_bit_is_refused_and_keeps_the_selection(phone) -> None:
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    host = open_session(se)
+    assert se.transmit(bytes.fromhex("04A4040008A000000151000000")) == b"\x68\x82"
+    assert host.unwrap(se.transmit(host.wrap(GET_STATUS)))[-2:] == b"\x90\x00"  # session kept
+
+
+def test_select_by_aid_without_data_selects_the_isd(phone) -> None:
+    from test_se_runtime import INST, install_apdu, open_se, send, session
+
+    pid, home = phone
+    se = open_se(pid, home)
+    host = session(se)
+    assert send(se, host, install_apdu(0x0C)) == b"\x00\x90\x00"
+    assert se.transmit(bytes.fromhex("00A4040006") + INST) == b"\x90\x00"
+    out = se.transmit(bytes.fromhex("00A40400"))
+    assert out[-2:] == b"\x90\x00" and out[:2] == b"\x6f\x10"  # the ISD's FCI
+    assert se.channels[0].selected == bytes.fromhex("A000000151000000")
+
+
+def test_selecting_the_isd_deselects_the_application_the_channel_had(phone) -> None:
+    """The application loses the channel (its deselect hook runs, clearing what it keeps
+    per channel, such as a verified PIN) when the ISD is selected in its place."""
+    from test_se_runtime import CLASSES, MOD, EchoApplet, _installed_and_selected_on_channel_1
+
+    deselected: list[int] = []
+
+    class Recording(EchoApplet):
+        def deselect(self, ctx) -> None:  # noqa: ANN001
+            deselected.append(ctx.channel)
+
+    CLASSES[MOD] = Recording
+    try:
+        se, _host = _installed_and_selected_on_channel_1(phone)
+        assert se.transmit(bytes.fromhex("01A4040008A000000151000000"))[-2:] == b"\x90\x00"
+        assert deselected == [1]
+        assert se.channels[1].selected == bytes.fromhex("A000000151000000")
+    finally:
+        CLASSES[MOD] = EchoApplet
+
+
+def test_reselecting_the_isd_ends_its_session_and_what_the_session_left(phone) -> None:
+    """SELECT of the ISD while it is selected starts afresh (GPCS 10.2: selecting a
+    security domain ends its secure channel session): the next secured command has no
+    session to verify it, the personalization target is forgotten, and so is the rest of
+    a GET STATUS listing."""
+    from test_se_runtime import INST, install_apdu, open_se, send, session
+
+    pid, home = phone
+    se = open_se(pid, home)
+    host = session(se)
+    for n in range(12):  # enough entries for a listing in pages
+        assert send(se, host, install_apdu(aid=INST[:-1] + bytes([n]))) == b"\x00\x90\x00"
+    assert send(se, host, "80F24002024F0000")[-2:] == b"\x63\x10"
+    perso = b"\x00\x00" + bytes([len(INST)]) + INST[:-1] + b"\x01" + b"\x00\x00\x00"
+    assert send(se, host, bytes([0x80, 0xE6, 0x20, 0x00, len(perso)]) + perso) == b"\x00\x90\x00"
+    assert se.transmit(bytes.fromhex("00A4040C08A000000151000000")) == b"\x90\x00"
+    assert se.channels[0].session is None and se.channels[0].perso_target is None
+    assert "get_status" not in se.channels[0].extra
+    assert se.transmit(host.wrap(bytes.fromhex("80F24003024F0000"))) == b"\x69\x82"
+
+
+def _recording_classes(select_answer=b"\x90\x00", select_raises=False, only_channel=None):
+    from test_se_runtime import MOD, EchoApplet
+
+    seen: list = []
+
+    class Recording(EchoApplet):
+        def select(self, p2, ctx):  # noqa: ANN001, ANN202
+            seen.append(ctx)
+            if only_channel is not None:  # selectable on that channel only
+                if ctx.channel == only_channel:
+                    return b"\x90\x00"
+            if select_raises:
+                raise RuntimeError("applet fault")
+            return select_answer
+
+        def process(self, apdu, ctx):  # noqa: ANN001, ANN202
+            seen.append(ctx)
+            return super().process(apdu, ctx)
+
+    return {MOD: Recording}, seen
+
+
+def _installed(home: Path, pid: str, classes):
+    from test_se_runtime import INST, PACKAGES, install_apdu, send, session
+
+    se = wallet_sim.open_secure_element(pid, home, applet_classes=classes, packages=PACKAGES)
+    host = session(se)
+    assert send(se, host, install_apdu(0x0C)) == b"\x00\x90\x00"
+    return se, host, INST
+
+
+def test_selecting_an_application_over_the_isd_ends_the_isds_session(phone) -> None:
+    """The ISD's open session does not pass to the application selected after it on the
+    channel: the session ends, and the application is told no secure channel (else it
+    would take plain commands as having come through one)."""
+    pid, home = phone
+    classes, seen = _recording_classes()
+    se, host, inst = _installed(home, pid, classes)
+    assert se.transmit(bytes.fromhex("00A4040006") + inst) == b"\x90\x00"
+    assert se.channels[0].session is None
+    assert se.transmit(bytes.fromhex("8010000002CAFE00"))[-2:] == b"\x90\x00"
+    assert [c.secure_channel for c in seen] == [False, False]
+    assert [c.security_level for c in seen] == [0, 0]
+
+
+@pytest.mark.parametrize("how", ["refuses", "raises"])
+def test_an_application_that_refuses_or_fails_its_select_is_not_selected(phone, how) -> None:
+    pid, home = phone
+    if how == "refuses":
+        classes, _ = _recording_classes(select_answer=b"\x69\x85")
+        want = b"\x69\x85"
+    else:
+        classes, _ = _recording_classes(select_raises=True)
+        want = b"\x6f\x00"
+    se, _host, inst = _installed(home, pid, classes)
+    assert se.transmit(bytes.fromhex("00A4040006") + inst) == want
+    assert se.channels[0].selected is None
+    assert se.transmit(bytes.fromhex("8010000002CAFE00")) == b"\x6a\x82"  # nothing to route to
+
+
+# -- MANAGE CHANNEL -------------------------------------------------------------------------
+
+
+def test_manage_channel_with_the_sm_bit_is_refused(phone) -> None:
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    assert se.transmit(bytes.fromhex("0470000001")) == b"\x68\x82"
+    assert set(se.channels) == {0}
+
+
+def test_manage_channel_opens_only_channels_1_to_3_and_each_once(phone) -> None:
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    for p2 in ("04", "13", "FF"):
+        assert se.transmit(bytes.fromhex(f"007000{p2}")) == b"\x6a\x86", p2
+    assert se.transmit(bytes.fromhex("00700001")) == b"\x90\x00"
+    assert se.transmit(bytes.fromhex("00700001")) == b"\x6a\x86"  # already open
+    assert se.transmit(bytes.fromhex("0070000001")) == b"\x02\x90\x00"
+    assert se.transmit(bytes.fromhex("0070000001")) == b"\x03\x90\x00"
+    assert se.transmit(bytes.fromhex("0070000001")) == b"\x6a\x81"  # none left
+    assert set(se.channels) == {0, 1, 2, 3}
+
+
+def test_a_channel_opened_from_the_basic_channel_has_the_isd_whatever_channel_0_has(phone) -> None:
+    """GPCS 11.1.2: MANAGE CHANNEL from the basic channel selects the ISD on the new one;
+    from a supplementary channel, that channel's selection (the ISD too)."""
+    from test_se_runtime import INST, install_apdu, open_se, send, session
+
+    pid, home = phone
+    se = open_se(pid, home)
+    host = session(se)
+    assert send(se, host, install_apdu(0x0C)) == b"\x00\x90\x00"
+    assert se.transmit(bytes.fromhex("00A4040006") + INST) == b"\x90\x00"
+    assert se.transmit(bytes.fromhex("0070000001")) == b"\x01\x90\x00"
+    isd = bytes.fromhex("A000000151000000")
+    assert se.channels[1].selected == isd
+    assert se.transmit(bytes.fromhex("0170000001")) == b"\x02\x90\x00"  # from channel 1 (the ISD)
+    assert se.channels[2].selected == isd
+
+
+@pytest.mark.parametrize("how", ["refuses", "raises"])
+def test_no_channel_opens_for_an_application_that_will_not_take_it(phone, how) -> None:
+    """MANAGE CHANNEL from channel 1 (an application selected) selects that application on
+    the new channel; if it refuses or fails, no channel opens (6985)."""
+    pid, home = phone
+    classes, _ = _recording_classes(select_answer=b"\x69\x85", select_raises=how == "raises", only_channel=1)
+    se, _host, inst = _installed(home, pid, classes)
+    assert se.transmit(bytes.fromhex("0070000001")) == b"\x01\x90\x00"
+    assert se.transmit(bytes.fromhex("01A4040006") + inst) == b"\x90\x00"
+    assert se.transmit(bytes.fromhex("0170000001")) == b"\x69\x85"
+    assert set(se.channels) == {0, 1}
+
+
+def test_manage_channel_close_without_a_number_closes_its_own_channel_and_never_the_basic_one(phone) -> None:
+    pid, home = phone
+    se = wallet_sim.open_secure_element(pid, home)
+    assert se.transmit(bytes.fromhex("0070000001")) == b"\x01\x90\x00"
+    assert se.transmit(bytes.fromhex("00708000")) == b"\x6a\x81"  # the basic channel stays
+    assert se.transmit(bytes.fromhex("01708000")) == b"\x90\x00"  # P2 00 on channel 1: itself
+    assert set(se.channels) == {0}
+    assert se.transmit(bytes.fromhex("00A4040008A000000151000000"))[-2:] == b"\x90\x00"
+
+
+def test_manage_channel_close_deselects_and_refuses_what_is_not_open(phone) -> None:
+    """Closing a channel deselects its application (its per-channel state is cleared by its
+    deselect hook); closing a channel that is not open is 6881; P1 other than 00 / 80 6A86."""
+    from test_se_runtime import MOD, EchoApplet
+
+    deselected: list[int] = []
+
+    class Recording(EchoApplet):
+        def deselect(self, ctx) -> None:  # noqa: ANN001
+            deselected.append(ctx.channel)
+
+    pid, home = phone
+    se, _host, inst = _installed(home, pid, {MOD: Recording})
+    assert se.transmit(bytes.fromhex("0070000001")) == b"\x01\x90\x00"
+    assert se.transmit(bytes.fromhex("01A4040006") + inst) == b"\x90\x00"
+    assert se.transmit(bytes.fromhex("00708002")) == b"\x68\x81"
+    assert se.transmit(bytes.fromhex("00704001")) == b"\x6a\x86"
+    assert se.transmit(bytes.fromhex("00708001")) == b"\x90\x00"
+    assert deselected == [1] and set(se.channels) == {0}
