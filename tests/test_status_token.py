@@ -190,12 +190,14 @@ def test_signer_certificate_with_an_invalid_x509_version_is_a_typed_error():
         verify(bad)
 
 
-def _resigned(change):
-    """A token signed by the real signer whose status_list map ``change`` altered: what a
-    publisher with a bug (or a signer key in the wrong hands) could serve."""
+def _resigned(change, *, claims_change=None):
+    """A token signed by the real signer whose status_list map ``change`` altered (or whose
+    claims ``claims_change`` altered): what a publisher with a bug could serve."""
     message = cose.Sign1.decode(token())
     claims = cbor.loads(message.payload)
     change(claims[CLAIM_STATUS_LIST])
+    if claims_change:
+        claims_change(claims)
     return cose.Sign1.create(cose.key_signer(KEY), cbor.dumps(claims),
                              protected={16: TYP_STATUS_LIST, 33: message.x5chain[0]}).encode(tag=True)
 
@@ -226,4 +228,16 @@ def test_a_signed_list_with_bits_outside_1_2_4_8_is_a_decode_error(bits):
 def test_a_signed_list_whose_lst_is_not_a_byte_string_is_a_decode_error(lst):
     bad = _resigned(lambda body: body.update(lst=lst) if lst is not None else body.pop("lst"))
     with pytest.raises(StatusListDecodeError, match="lst"):
+        verify(bad)
+
+
+@pytest.mark.parametrize("value", [None, [1, b"\x00"], b"\x78\xda\x03\x00\x00\x00\x00\x01"])
+def test_a_signed_token_without_a_status_list_map_is_a_decode_error(value):
+    def change(claims):
+        if value is None:
+            del claims[CLAIM_STATUS_LIST]
+        else:
+            claims[CLAIM_STATUS_LIST] = value
+    bad = _resigned(lambda body: None, claims_change=change)
+    with pytest.raises(StatusListDecodeError, match="status_list"):
         verify(bad)
