@@ -1,0 +1,79 @@
+"""The relying party's revocation checks at their edges: each test holds one check that a
+mutation of reader/relying_party.py (or of the CRL and OCSP judging it relies on) could
+otherwise remove without any other test failing. Same PKI and responder as
+test_rp_jpki_verdicts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from test_jpki_cms import CONTENT
+from test_jpki_fixtures import NOW, new_key
+from test_rp_jpki_verdicts import ROOTS, SIG, P, _client, _failed, _ours
+
+from protocols.jpki import Purpose, Validity
+from protocols.jpki.certificates import build_ocsp_responder_certificate
+from protocols.jpki.crl import RevocationReason
+from protocols.jpki.ocsp import Good, OcspResponder, Revoked, respond
+from reader.relying_party import verify
+
+
+@pytest.mark.parametrize(("ahead", "taken"), [(timedelta(minutes=4, seconds=30), True),
+                                              (timedelta(minutes=5, seconds=30), False)])
+def test_an_ocsp_answer_from_the_future_is_taken_within_five_minutes_only(ahead, taken):
+    """thisUpdate may lie SKEW (5 minutes) after the relying party's clock, a responder's
+    clock running ahead; an answer dated further on is not current (RFC 6960 4.2.2.1)."""
+    result = verify(CONTENT, SIG, roots=ROOTS, at=NOW, client=_client(_ours(Good(), now=NOW + ahead)))
+    if taken:
+        assert result["valid"], result
+    else:
+        assert _failed(result)["revocation"].startswith("OCSP response is not current: thisUpdate"), result
+
+
+def _root_as_responder() -> OcspResponder:
+    """The root answering for its certificates with its own key, its certificate in the
+    response's certs (as `openssl ocsp -rsigner <CA>` sends it)."""
+    return OcspResponder(P.roots[Purpose.SIGN], P.root_keys[Purpose.SIGN], P.roots[Purpose.SIGN],
+                         timedelta(minutes=10))
+
+
+@pytest.mark.parametrize("status", [Good(), Revoked(NOW - timedelta(hours=1), RevocationReason.SUPERSEDED)])
+def test_an_ocsp_answer_signed_by_the_root_itself_is_an_answer(status):
+    """RFC 6960 4.2.2.2: the CA that issued the certificate may sign the response. It was
+    refused as "not signed by the root" when the root's certificate came along in certs: the
+    copy was taken for a delegated responder and failed for want of id-kp-OCSPSigning."""
+    answer = lambda req: respond(req, lambda cid: status, _root_as_responder(), NOW)  # noqa: E731
+    result = verify(CONTENT, SIG, roots=ROOTS, at=NOW, client=_client(answer))
+    check = result["checks"][-1]
+    assert check["code"] == ("good" if isinstance(status, Good) else "revoked"), check
+    # with auto, a verified "revoked" from the root is final: no CRL is asked
+    auto = verify(CONTENT, SIG, roots=ROOTS, at=NOW, revocation="auto", client=_client(answer), crl=b"not a CRL")
+    assert auto["checks"][-1]["code"] == check["code"], auto
+
+
+def _delegated(not_before, not_after) -> OcspResponder:
+    key = new_key(P.key_type)
+    cert = build_ocsp_responder_certificate(
+        profile=P.profile, purpose=Purpose.SIGN, issuer=P.roots[Purpose.SIGN], issuer_key=P.root_keys[Purpose.SIGN],
+        responder_key=key.public_key(), serial=2100, validity=Validity(not_before, not_after))
+    return OcspResponder(cert, key, P.roots[Purpose.SIGN], timedelta(minutes=10))
+
+
+@pytest.mark.parametrize(("not_before", "not_after"), [
+    (NOW - timedelta(days=20), NOW - timedelta(days=1)),  # expired: its key may since have been retired or leaked
+    (NOW + timedelta(days=1), NOW + timedelta(days=60)),  # not yet valid
+])
+def test_an_ocsp_answer_from_a_delegated_responder_outside_its_validity_is_not_an_answer(not_before, not_after):
+    """A delegated responder's certificate is validated like any other (RFC 5280 6.1.3):
+    an answer signed with the key of one that is not valid at the time asked is no answer."""
+    responder = _delegated(not_before, not_after)
+    answer = lambda req: respond(req, lambda cid: Good(), responder, NOW)  # noqa: E731
+    failed = _failed(verify(CONTENT, SIG, roots=ROOTS, at=NOW, client=_client(answer)))
+    assert failed["revocation"].startswith("OCSP response is signed by a delegated responder whose certificate "
+                                           "is not valid at"), failed
+    # the same responder, inside its validity, is taken
+    inside = not_before + timedelta(hours=1)
+    ok = verify(CONTENT, SIG, roots=ROOTS, at=inside,
+                client=_client(lambda req: respond(req, lambda cid: Good(), responder, inside)))
+    assert ok["checks"][-1]["code"] == "good", ok
