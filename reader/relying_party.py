@@ -107,11 +107,9 @@ def _check_responder(resp: ocsp.OCSPResponse, root: x509.Certificate, at: dt.dat
     """Why the response's signer is not acceptable at ``at`` (None: fine). RFC 6960 4.2.2.2:
     the root itself (its certificate sent along in ``certs`` or not), or a delegated
     responder it issued with id-kp-OCSPSigning, valid at ``at`` (RFC 5280 6.1.3)."""
-    signers = [c for c in resp.certificates
-               if resp.responder_key_hash is None or x509.SubjectKeyIdentifier.from_public_key(
-                   c.public_key()).digest == resp.responder_key_hash
-               or (resp.responder_name is not None and c.subject == resp.responder_name)]
-    candidates = signers or [root]
+    # the responderID is only a hint: every certificate sent along, then the root, is tried,
+    # and the signature decides (a root-signed answer may carry other certificates)
+    candidates = [*resp.certificates, root]
     why = "OCSP response is not signed by the root or a delegated responder of that root"
     for signer in candidates:
         if signer != root:

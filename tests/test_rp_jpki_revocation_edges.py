@@ -8,6 +8,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509 import ocsp
 from test_jpki_cms import CONTENT
 from test_jpki_fixtures import NOW, new_key
 from test_rp_jpki_verdicts import ROOTS, SIG, P, _client, _failed, _ours
@@ -77,3 +81,30 @@ def test_an_ocsp_answer_from_a_delegated_responder_outside_its_validity_is_not_a
     ok = verify(CONTENT, SIG, roots=ROOTS, at=inside,
                 client=_client(lambda req: respond(req, lambda cid: Good(), responder, inside)))
     assert ok["checks"][-1]["code"] == "good", ok
+
+
+def test_an_ocsp_answer_signed_by_the_root_is_an_answer_whatever_certificates_it_carries():
+    """The responderID and the certificates sent along are hints: a root-signed answer that
+    carries another certificate (here the user-authentication responder's) is still the
+    root's answer, where only that certificate was tried; and that responder's own answer
+    is not."""
+    root, root_key = P.roots[Purpose.SIGN], P.root_keys[Purpose.SIGN]
+    other = P.responders[Purpose.AUTH]
+
+    def answer(key, named, status=ocsp.OCSPCertStatus.GOOD):
+        def build(req: bytes) -> bytes:
+            asked = ocsp.load_der_ocsp_request(req)
+            nonce = asked.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
+            built = (ocsp.OCSPResponseBuilder()
+                     .add_response_by_hash(asked.issuer_name_hash, asked.issuer_key_hash, asked.serial_number,
+                                           asked.hash_algorithm, status, NOW, NOW + timedelta(minutes=10), None, None)
+                     .responder_id(ocsp.OCSPResponderEncoding.HASH, named).certificates([other])
+                     .add_extension(x509.OCSPNonce(nonce), critical=False))
+            return built.sign(key, hashes.SHA384()).public_bytes(Encoding.DER)
+        return build
+
+    result = verify(CONTENT, SIG, roots=ROOTS, at=NOW, client=_client(answer(root_key, root)))
+    assert result["checks"][-1]["code"] == "good", result
+    forged = verify(CONTENT, SIG, roots=ROOTS, at=NOW, client=_client(answer(P.responder_keys[Purpose.AUTH], other)))
+    assert _failed(forged)["revocation"] == ("OCSP response is not signed by the root or a delegated responder "
+                                             "of that root"), forged
