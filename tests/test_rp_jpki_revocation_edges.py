@@ -12,19 +12,21 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
-from test_jpki_cms import CONTENT
-from test_jpki_fixtures import NOW, new_key
-from test_rp_jpki_verdicts import ROOTS, SIG, P, _client, _failed, _ours
+from test_jpki_cms import CONTENT, se_signer
+from test_jpki_fixtures import NOW, new_key, pki
+from test_rp_jpki_verdicts import ROOTS, SERIAL, SIG, P, _client, _failed, _ours, _responder
 
-from protocols.jpki import Purpose, Validity
+from protocols.jpki import KeyType, Purpose, Validity
 from protocols.jpki.certificates import build_ocsp_responder_certificate
+from protocols.jpki.cms import build_detached_signature
 from protocols.jpki.crl import RevocationReason
 from protocols.jpki.ocsp import Good, OcspResponder, Revoked, respond
 from reader.relying_party import verify
 
 
 @pytest.mark.parametrize(("ahead", "taken"), [(timedelta(minutes=4, seconds=30), True),
-                                              (timedelta(minutes=5, seconds=30), False)])
+                                              (timedelta(minutes=5), True),
+                                              (timedelta(minutes=5, seconds=1), False)])
 def test_an_ocsp_answer_from_the_future_is_taken_within_five_minutes_only(ahead, taken):
     """thisUpdate may lie SKEW (5 minutes) after the relying party's clock, a responder's
     clock running ahead; an answer dated further on is not current (RFC 6960 4.2.2.1)."""
@@ -108,3 +110,114 @@ def test_an_ocsp_answer_signed_by_the_root_is_an_answer_whatever_certificates_it
     forged = verify(CONTENT, SIG, roots=ROOTS, at=NOW, client=_client(answer(P.responder_keys[Purpose.AUTH], other)))
     assert _failed(forged)["revocation"] == ("OCSP response is not signed by the root or a delegated responder "
                                              "of that root"), forged
+
+
+@pytest.mark.parametrize("key_type", [KeyType.RSA_2048, KeyType.EC_P384])
+def test_an_ocsp_answer_whose_signature_was_altered_is_no_answer(key_type):
+    """The responder's signature over the answer is verified, RSA and ECDSA alike: a "good"
+    whose signature does not verify (altered in transit, or made up by whoever sits between
+    the relying party and the responder) is refused. No test altered one before: dropping
+    either verify call left the suite green."""
+    pki_ = pki(key_type)
+    cert, key = pki_.issue_signing(SERIAL)
+    sig = build_detached_signature(content=CONTENT, certificate=cert, sign=se_signer(key), signing_time=NOW)
+    roots = [pki_.roots[Purpose.SIGN]]
+    responder = OcspResponder(pki_.responders[Purpose.SIGN], pki_.responder_keys[Purpose.SIGN],
+                              pki_.roots[Purpose.SIGN], timedelta(minutes=10))
+
+    def altered(req: bytes) -> bytes:
+        der = respond(req, lambda cid: Good(), responder, NOW)
+        signature = ocsp.load_der_ocsp_response(der).signature
+        at = der.index(signature) + len(signature) // 2
+        return der[:at] + bytes([der[at] ^ 0x01]) + der[at + 1:]
+
+    genuine = verify(CONTENT, sig, roots=roots, at=NOW,
+                     client=_client(lambda req: respond(req, lambda cid: Good(), responder, NOW)))
+    assert genuine["valid"], genuine
+    failed = _failed(verify(CONTENT, sig, roots=roots, at=NOW, client=_client(altered)))
+    assert failed == {"revocation": "OCSP response is not signed by the root or a delegated responder of that root"}
+
+
+def test_the_ocsp_request_carries_a_non_critical_nonce_that_the_answer_must_echo():
+    """RFC 8954: the nonce is a non-critical extension (a responder that does not know it
+    still answers); each request has its own."""
+    sent = []
+
+    def answer(req: bytes) -> bytes:
+        sent.append(ocsp.load_der_ocsp_request(req))
+        return respond(req, lambda cid: Good(), _responder(), NOW)
+
+    for _ in range(2):
+        assert verify(CONTENT, SIG, roots=ROOTS, at=NOW, client=_client(answer))["valid"]
+    nonces = [r.extensions.get_extension_for_class(x509.OCSPNonce) for r in sent]
+    assert [n.critical for n in nonces] == [False, False]
+    assert nonces[0].value.nonce != nonces[1].value.nonce and len(nonces[0].value.nonce) >= 16
+
+
+@pytest.mark.parametrize(("answered", "taken"), [(NOW - timedelta(minutes=10), True),
+                                                 (NOW - timedelta(minutes=10, seconds=1), False)])
+def test_an_ocsp_answer_is_current_up_to_its_next_update_itself(answered, taken):
+    """nextUpdate (thisUpdate + the responder's 10 minutes) equal to the relying party's
+    clock: still current; a second later: not (RFC 6960 4.2.2.1)."""
+    result = verify(CONTENT, SIG, roots=ROOTS, at=NOW, client=_client(_ours(Good(), now=answered)))
+    if taken:
+        assert result["valid"], result
+    else:
+        assert _failed(result)["revocation"].startswith("OCSP response is not current: nextUpdate"), result
+
+
+def test_an_ocsp_answer_without_next_update_is_taken_with_our_nonce():
+    """A responder may leave nextUpdate out (RFC 6960 2.4: newer information is always
+    available; `openssl ocsp` without -ndays does): with the nonce echoed, the answer is fresh."""
+    root, key = P.responders[Purpose.SIGN], P.responder_keys[Purpose.SIGN]
+
+    def answer(req: bytes) -> bytes:
+        asked = ocsp.load_der_ocsp_request(req)
+        nonce = asked.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
+        built = (ocsp.OCSPResponseBuilder()
+                 .add_response_by_hash(asked.issuer_name_hash, asked.issuer_key_hash, asked.serial_number,
+                                       asked.hash_algorithm, ocsp.OCSPCertStatus.GOOD, NOW, None, None, None)
+                 .responder_id(ocsp.OCSPResponderEncoding.HASH, root).certificates([root])
+                 .add_extension(x509.OCSPNonce(nonce), critical=False))
+        return built.sign(key, hashes.SHA384()).public_bytes(Encoding.DER)
+
+    result = verify(CONTENT, SIG, roots=ROOTS, at=NOW + timedelta(days=2), client=_client(answer))
+    assert result["checks"][-1]["code"] == "good", result
+
+
+@pytest.mark.parametrize(("not_before", "not_after"), [
+    (NOW - timedelta(days=20), NOW),  # its last instant
+    (NOW + timedelta(minutes=5), NOW + timedelta(days=60)),  # issued a moment ago by a clock 5 minutes ahead
+])
+def test_a_delegated_responder_is_taken_from_its_not_before_less_five_minutes_to_its_not_after(not_before, not_after):
+    responder = _delegated(not_before, not_after)
+    result = verify(CONTENT, SIG, roots=ROOTS, at=NOW,
+                    client=_client(lambda req: respond(req, lambda cid: Good(), responder, NOW)))
+    assert result["checks"][-1]["code"] == "good", result
+
+
+def _issued_by_the_root_with_eku(eku) -> tuple:
+    key = new_key(P.key_type)
+    root = P.roots[Purpose.SIGN]
+    cert = (x509.CertificateBuilder().subject_name(x509.Name.from_rfc4514_string("CN=not a responder"))
+            .issuer_name(root.subject).public_key(key.public_key()).serial_number(2200)
+            .not_valid_before(NOW - timedelta(days=1)).not_valid_after(NOW + timedelta(days=30))
+            .add_extension(x509.ExtendedKeyUsage(eku), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root.public_key()), critical=False)
+            .sign(P.root_keys[Purpose.SIGN], hashes.SHA384()))
+    return cert, key
+
+
+@pytest.mark.parametrize("signer", ["the user's own signing certificate", "a certificate for TLS clients"])
+def test_a_certificate_of_the_root_without_ocsp_signing_cannot_vouch_for_revocation(signer):
+    """Only a certificate the root issued with id-kp-OCSPSigning may answer for it (RFC 6960
+    4.2.2.2): an answer "good" signed with the key of a user's own certificate (no EKU: the
+    holder of a revoked certificate answering for it) or of one with another EKU is refused."""
+    if signer == "the user's own signing certificate":
+        cert, key = P.issue_signing(SERIAL + 1)
+    else:
+        cert, key = _issued_by_the_root_with_eku([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH])
+    own = OcspResponder(cert, key, P.roots[Purpose.SIGN], timedelta(minutes=10))
+    failed = _failed(verify(CONTENT, SIG, roots=ROOTS, at=NOW,
+                            client=_client(lambda req: respond(req, lambda cid: Good(), own, NOW))))
+    assert failed == {"revocation": "OCSP response is not signed by the root or a delegated responder of that root"}
