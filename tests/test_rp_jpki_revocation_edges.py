@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -14,12 +15,24 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 from test_jpki_cms import CONTENT, se_signer
 from test_jpki_fixtures import NOW, new_key, pki
-from test_rp_jpki_verdicts import ROOTS, SERIAL, SIG, P, _client, _failed, _ours, _responder
+from test_rp_jpki_verdicts import (
+    CERT,
+    ROOTS,
+    SERIAL,
+    SIG,
+    P,
+    _client,
+    _crl,
+    _failed,
+    _ours,
+    _responder,
+)
 
+from protocols import certs
 from protocols.jpki import KeyType, Purpose, Validity
 from protocols.jpki.certificates import build_ocsp_responder_certificate
 from protocols.jpki.cms import build_detached_signature
-from protocols.jpki.crl import RevocationReason
+from protocols.jpki.crl import Revocation, RevocationReason
 from protocols.jpki.ocsp import Good, OcspResponder, Revoked, respond
 from reader.relying_party import verify
 
@@ -221,3 +234,24 @@ def test_a_certificate_of_the_root_without_ocsp_signing_cannot_vouch_for_revocat
     failed = _failed(verify(CONTENT, SIG, roots=ROOTS, at=NOW,
                             client=_client(lambda req: respond(req, lambda cid: Good(), own, NOW))))
     assert failed == {"revocation": "OCSP response is not signed by the root or a delegated responder of that root"}
+
+
+def _distribution_point(status: int, body: bytes = b"") -> httpx.Client:
+    """The certificate's CRL distribution point over HTTP, answering ``status`` with ``body``."""
+    def handle(request: httpx.Request) -> httpx.Response:
+        assert request.method == "GET" and request.url == certs.crl_url(CERT)
+        return httpx.Response(status, content=body)
+    return httpx.Client(transport=httpx.MockTransport(handle))
+
+
+def test_the_crl_is_fetched_from_the_distribution_point_and_an_http_error_there_is_unavailable():
+    revoked = _crl([Revocation(SERIAL, NOW - timedelta(hours=1), RevocationReason.KEY_COMPROMISE)])
+    result = verify(CONTENT, SIG, roots=ROOTS, at=NOW, revocation="crl", client=_distribution_point(200, revoked))
+    check = result["checks"][-1]
+    assert (check["code"], check["revocation_reason"]) == ("revoked", "keyCompromise"), check
+    assert verify(CONTENT, SIG, roots=ROOTS, at=NOW, revocation="crl",
+                  client=_distribution_point(200, _crl()))["valid"]
+    for status in (404, 503):
+        failed = _failed(verify(CONTENT, SIG, roots=ROOTS, at=NOW, revocation="crl",
+                                client=_distribution_point(status, revoked)))
+        assert failed == {"revocation": f"CRL at {certs.crl_url(CERT)}: HTTP {status}"}, failed
