@@ -5,6 +5,7 @@ test_rp_jpki_verdicts."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import httpx
@@ -33,8 +34,19 @@ from protocols.jpki import KeyType, Purpose, Validity
 from protocols.jpki.certificates import build_ocsp_responder_certificate
 from protocols.jpki.cms import build_detached_signature
 from protocols.jpki.crl import Revocation, RevocationReason
-from protocols.jpki.ocsp import Good, OcspResponder, Revoked, respond
-from reader.relying_party import verify
+from protocols.jpki.ocsp import (
+    CertId,
+    Good,
+    OcspResponder,
+    ResponseStatus,
+    Revoked,
+    Unknown,
+    build_response,
+    error_response,
+    respond,
+)
+from protocols.tsp.token import TimeStamp
+from reader.relying_party import EmbeddedRevocation, check_embedded, verify
 
 
 @pytest.mark.parametrize(("ahead", "taken"), [(timedelta(minutes=4, seconds=30), True),
@@ -255,3 +267,82 @@ def test_the_crl_is_fetched_from_the_distribution_point_and_an_http_error_there_
         failed = _failed(verify(CONTENT, SIG, roots=ROOTS, at=NOW, revocation="crl",
                                 client=_distribution_point(status, revoked)))
         assert failed == {"revocation": f"CRL at {certs.crl_url(CERT)}: HTTP {status}"}, failed
+
+
+# -- validation data embedded with a time-stamped signature (PAdES B-LT, --revocation embedded) --
+
+STAMPED = NOW - timedelta(hours=3)
+
+
+def _stamp(at=STAMPED) -> TimeStamp:
+    """A verified signature time-stamp at ``at`` (±1 s): all check_embedded reads of it."""
+    root = P.roots[Purpose.SIGN]
+    return TimeStamp(gen_time=at, accuracy=timedelta(seconds=1), serial=1, policy="1.2.3.4", hash_algorithm="sha256",
+                     message_digest=b"\0" * 32, nonce=None, tsa_certificate=root, root=root)
+
+
+def _kept_answer(status, *, made=STAMPED, serial=SERIAL) -> bytes:
+    """An OCSP answer as a signer keeps it with the signature: no nonce, made at ``made``."""
+    cert_id = CertId.for_certificate(CERT, P.roots[Purpose.SIGN], "sha256")
+    return build_response(responder=_responder(), answers=[(dataclasses.replace(cert_id, serial=serial), status)],
+                          now=made)
+
+
+def _embedded(ocsp_responses=(), crls=()) -> dict:
+    return check_embedded(CERT, P.roots[Purpose.SIGN], _stamp(), EmbeddedRevocation(tuple(ocsp_responses),
+                                                                                     tuple(crls))).to_dict()
+
+
+def test_an_embedded_ocsp_revoked_before_the_time_stamp_fails_and_after_it_passes():
+    before = _embedded([_kept_answer(Revoked(STAMPED - timedelta(hours=1), RevocationReason.KEY_COMPROMISE))])
+    assert (before["passed"], before["code"], before["revocation_reason"]) == (False, "revoked", "keyCompromise")
+    assert before["reason"].endswith("(OCSP, embedded)"), before
+    # an answer made a moment after the time-stamp (still current at it) that says revoked
+    # after it: the signature was made while the certificate was valid
+    later = _embedded([_kept_answer(Revoked(STAMPED + timedelta(minutes=1), RevocationReason.SUPERSEDED),
+                                    made=STAMPED + timedelta(minutes=2))])
+    assert (later["passed"], later["code"]) == (True, "revoked_after_signing"), later
+
+
+def test_an_embedded_ocsp_unknown_is_unknown():
+    got = _embedded([_kept_answer(Unknown())])
+    assert (got["passed"], got["code"], got["reason"]) == (False, "unknown", "OCSP status unknown (embedded)")
+
+
+def test_embedded_answers_about_other_certificates_or_unsuccessful_are_passed_over_for_the_crl():
+    """A PDF's store holds answers about other certificates (the TSA unit's, a chain's) and
+    may hold an error answer: they are skipped, and the CRL that speaks for the certificate
+    decides."""
+    crl = _crl([Revocation(SERIAL, STAMPED - timedelta(hours=1), RevocationReason.AFFILIATION_CHANGED)],
+               this=STAMPED - timedelta(hours=2), nxt=STAMPED + timedelta(hours=5))
+    got = _embedded([_kept_answer(Good(), serial=SERIAL + 1), error_response(ResponseStatus.TRY_LATER), b"junk"],
+                    [b"not a CRL", _crl(issuer=Purpose.AUTH, this=STAMPED - timedelta(hours=2)), crl])
+    assert (got["code"], got["revocation_reason"]) == ("revoked", "affiliationChanged"), got
+    assert got["reason"].endswith(", embedded)"), got
+
+
+def test_embedded_data_not_current_at_the_time_stamp_is_no_answer_and_says_why():
+    stale_answer = _kept_answer(Good(), made=STAMPED - timedelta(hours=1))  # nextUpdate 10 minutes later
+    stale_crl = _crl(this=STAMPED - timedelta(days=2), nxt=STAMPED - timedelta(days=1))
+    got = _embedded([stale_answer], [stale_crl])
+    assert (got["passed"], got["code"]) == (False, "unavailable"), got
+    assert "OCSP response is not current: nextUpdate" in got["reason"] and "(an answer produced" in got["reason"]
+    assert "CRL is not current: nextUpdate" in got["reason"], got
+    good_crl = _embedded([], [_crl(this=STAMPED - timedelta(hours=1), nxt=STAMPED + timedelta(hours=5))])
+    assert (good_crl["passed"], good_crl["code"]) == (True, "good"), good_crl
+
+
+def test_an_embedded_ocsp_good_current_at_the_time_stamp_passes_and_nothing_speaks_without_a_stamp():
+    got = _embedded([_kept_answer(Good(), serial=SERIAL + 1), _kept_answer(Good())])
+    assert (got["passed"], got["code"]) == (True, "good"), got
+    assert got["reason"].startswith("OCSP good at ") and "(embedded), current at the signature's time-stamp" in got["reason"]
+    unstamped = check_embedded(CERT, P.roots[Purpose.SIGN], None, EmbeddedRevocation((_kept_answer(Good()),)))
+    assert (unstamped.passed, unstamped.code) == (False, "unavailable")
+    assert unstamped.reason.startswith("embedded validation data needs a signature time-stamp"), unstamped
+
+
+def test_embedded_answers_about_other_certificates_are_not_reasons():
+    """Answers about other certificates say nothing about this one: "no answer" lists none of them."""
+    got = _embedded([_kept_answer(Good(), serial=SERIAL + 1), error_response(ResponseStatus.TRY_LATER)])
+    assert got["reason"] == ("no embedded OCSP answer or CRL about the certificate was current at the time-stamp "
+                             f"{STAMPED.isoformat()}"), got
