@@ -46,7 +46,8 @@ from protocols.jpki.ocsp import (
     respond,
 )
 from protocols.tsp.token import TimeStamp
-from reader.relying_party import EmbeddedRevocation, check_embedded, verify
+from reader.crl_cache import CrlCache
+from reader.relying_party import EmbeddedRevocation, RelyingPartyService, check_embedded, verify
 
 
 @pytest.mark.parametrize(("ahead", "taken"), [(timedelta(minutes=4, seconds=30), True),
@@ -346,3 +347,21 @@ def test_embedded_answers_about_other_certificates_are_not_reasons():
     got = _embedded([_kept_answer(Good(), serial=SERIAL + 1), error_response(ResponseStatus.TRY_LATER)])
     assert got["reason"] == ("no embedded OCSP answer or CRL about the certificate was current at the time-stamp "
                              f"{STAMPED.isoformat()}"), got
+
+
+def test_the_service_keeps_the_crls_it_fetches_in_its_cache_or_the_one_given():
+    """RelyingPartyService: CRLs fetched for ``crl`` and ``auto`` are kept (one fetch for two
+    verifications while current), in the CrlCache given or its own."""
+    fetched = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        fetched.append(request.url)
+        return httpx.Response(200, content=_crl())
+
+    client = httpx.Client(transport=httpx.MockTransport(handle))
+    service = RelyingPartyService(ROOTS, client=client, clock=lambda: NOW)
+    for _ in range(2):
+        assert service.verify(CONTENT, SIG, revocation="crl")["valid"]
+    assert len(fetched) == 1 and service.crl_cache.fetches == 1
+    given = CrlCache()
+    assert RelyingPartyService(ROOTS, crl_cache=given).crl_cache is given
