@@ -1,5 +1,5 @@
-"""The JPKI relying party's chain check (protocols.jpki.relying_party.check_chain) against
-the forgeries and edges it is there for, each a check that a mutation could otherwise
+"""The JPKI relying party's certificate checks (protocols.jpki.relying_party: chain, key
+usage) against the forgeries and edges they are there for, each a check that a mutation could otherwise
 remove without any other test failing."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from test_rp_jpki_verdicts import CERT, ROOTS, P, _failed
 
 from protocols.jpki import Purpose
 from protocols.jpki.cms import build_detached_signature
-from protocols.jpki.relying_party import Check, check_chain
+from protocols.jpki.relying_party import Check, check_chain, check_key_usage
 from reader.relying_party import verify
 
 ROOT = P.roots[Purpose.SIGN]
@@ -70,3 +70,31 @@ def test_a_certificate_without_authority_key_identifier_is_chained_to_no_root():
 def test_a_check_outside_the_closed_vocabulary_cannot_be_made(kwargs):
     with pytest.raises(ValueError, match="check code|CRLReason"):
         Check("revocation", False, "why", **kwargs)
+
+
+def _with_key_usage(**usages) -> x509.Certificate:
+    """A certificate issued by the signing root with only these keyUsage bits (none given:
+    no keyUsage extension)."""
+    key = new_key(P.key_type)
+    builder = (x509.CertificateBuilder().subject_name(CERT.subject).issuer_name(CERT.issuer)
+               .public_key(key.public_key()).serial_number(CERT.serial_number)
+               .not_valid_before(CERT.not_valid_before_utc).not_valid_after(CERT.not_valid_after_utc))
+    if usages:
+        flags = dict.fromkeys(("digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
+                               "key_agreement", "key_cert_sign", "crl_sign", "encipher_only", "decipher_only"),
+                              False)
+        builder = builder.add_extension(x509.KeyUsage(**{**flags, **usages}), critical=True)
+    return builder.sign(P.root_keys[Purpose.SIGN], hashes.SHA384())
+
+
+@pytest.mark.parametrize(("usages", "required", "passed"), [
+    ({}, Purpose.AUTH, False),  # no keyUsage at all
+    (dict(content_commitment=True), Purpose.SIGN, False),  # nonRepudiation without digitalSignature
+    (dict(content_commitment=True), Purpose.AUTH, False),
+    (dict(digital_signature=True), Purpose.SIGN, False),  # a signature for a document needs nonRepudiation
+    (dict(digital_signature=True), Purpose.AUTH, True),
+    (dict(digital_signature=True, content_commitment=True), Purpose.SIGN, True),
+])
+def test_key_usage_needs_digital_signature_and_for_documents_non_repudiation(usages, required, passed):
+    check = check_key_usage(_with_key_usage(**usages), required)
+    assert (check.passed, check.code) == (passed, "ok" if passed else "wrong_purpose"), check
