@@ -15,7 +15,7 @@ from test_rp_jpki_verdicts import CERT, ROOTS, P, _failed
 
 from protocols.jpki import Purpose
 from protocols.jpki.cms import build_detached_signature
-from protocols.jpki.relying_party import Check, check_chain, check_key_usage
+from protocols.jpki.relying_party import Check, check_chain, check_key_usage, check_validity
 from reader.relying_party import verify
 
 ROOT = P.roots[Purpose.SIGN]
@@ -98,3 +98,13 @@ def _with_key_usage(**usages) -> x509.Certificate:
 def test_key_usage_needs_digital_signature_and_for_documents_non_repudiation(usages, required, passed):
     check = check_key_usage(_with_key_usage(**usages), required)
     assert (check.passed, check.code) == (passed, "ok" if passed else "wrong_purpose"), check
+
+
+def test_validity_allows_a_not_before_five_minutes_ahead_and_ends_at_not_after_itself():
+    """notBefore may lie CLOCK_SKEW (5 minutes) after the relying party's clock (an issuer
+    whose clock runs ahead); notAfter gets no allowance, its own instant still valid."""
+    before, after = CERT.not_valid_before_utc, CERT.not_valid_after_utc
+    said = {at: (c.passed, c.code) for at in (before - timedelta(minutes=5), before - timedelta(minutes=5, seconds=1),
+                                               after, after + timedelta(seconds=1))
+            for c in [check_validity(CERT, at)]}
+    assert list(said.values()) == [(True, "ok"), (False, "not_yet_valid"), (True, "ok"), (False, "expired")], said

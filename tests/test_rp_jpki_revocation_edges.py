@@ -365,3 +365,25 @@ def test_the_service_keeps_the_crls_it_fetches_in_its_cache_or_the_one_given():
     assert len(fetched) == 1 and service.crl_cache.fetches == 1
     given = CrlCache()
     assert RelyingPartyService(ROOTS, crl_cache=given).crl_cache is given
+
+
+def test_a_crl_in_the_roots_name_that_the_root_did_not_sign_is_not_taken():
+    """A CRL is the root's by its signature and its issuer name: the root's CRL with one bit
+    of its signature altered, or a CRL in the root's name signed by another key (one that
+    leaves out the revoked entry), is refused; no test had one, and a check that refused only
+    a CRL of another name *and* signature passed the suite."""
+    revoked = [Revocation(SERIAL, NOW - timedelta(hours=1), RevocationReason.KEY_COMPROMISE)]
+    genuine = _crl(revoked)
+    signature = x509.load_der_x509_crl(genuine).signature
+    at = genuine.index(signature) + len(signature) // 2
+    altered = genuine[:at] + bytes([genuine[at] ^ 0x01]) + genuine[at + 1:]
+    in_its_name = (x509.CertificateRevocationListBuilder().issuer_name(P.roots[Purpose.SIGN].subject)
+                   .last_update(NOW - timedelta(hours=1)).next_update(NOW + timedelta(hours=5))
+                   .sign(new_key(P.key_type), hashes.SHA384()).public_bytes(Encoding.DER))
+    # and the root's key on a CRL in another CA's name (RFC 5280 6.3.3: the CRL issuer must match)
+    another_name = (x509.CertificateRevocationListBuilder().issuer_name(x509.Name.from_rfc4514_string("CN=another CA"))
+                    .last_update(NOW - timedelta(hours=1)).next_update(NOW + timedelta(hours=5))
+                    .sign(P.root_keys[Purpose.SIGN], hashes.SHA384()).public_bytes(Encoding.DER))
+    for crl in (altered, in_its_name, another_name):
+        failed = _failed(verify(CONTENT, SIG, roots=ROOTS, at=NOW, revocation="crl", crl=crl))
+        assert failed == {"revocation": "CRL is not signed by the certificate's root"}, failed
