@@ -12,6 +12,7 @@ import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 from test_jpki_cms import CONTENT, se_signer
@@ -387,3 +388,32 @@ def test_a_crl_in_the_roots_name_that_the_root_did_not_sign_is_not_taken():
     for crl in (altered, in_its_name, another_name):
         failed = _failed(verify(CONTENT, SIG, roots=ROOTS, at=NOW, revocation="crl", crl=crl))
         assert failed == {"revocation": "CRL is not signed by the certificate's root"}, failed
+
+
+def test_user_authentication_takes_the_challenge_once_and_reads_the_roots_on_each_request():
+    """RelyingPartyService.authenticate: the challenge it handed out, signed with a
+    user-authentication certificate, is a valid login whose first check is the passed
+    ``challenge``; the same challenge again is refused, its one check failed. Roots given
+    as a callable are read per request (a root rollover seen without a restart)."""
+    cert, key = P.issue_auth(SERIAL + 2)
+    asked = []
+    service = RelyingPartyService(lambda: asked.append(1) or ROOTS, clock=lambda: NOW)
+    challenge = service.challenge()
+    signature = key.sign(challenge.nonce, ec.ECDSA(hashes.SHA384()))
+    der = cert.public_bytes(Encoding.DER)
+    login = service.authenticate(challenge.id, signature, der, revocation="none")
+    assert login["valid"], login
+    assert [(c["name"], c["passed"]) for c in login["checks"]][:2] == [("challenge", True), ("signature", True)]
+    again = service.authenticate(challenge.id, signature, der, revocation="none")
+    assert not again["valid"] and [(c["name"], c["passed"]) for c in again["checks"]] == [("challenge", False)]
+    assert len(asked) == 1  # the refused challenge asked for no roots; the login once
+
+
+def test_an_unexpected_failure_in_the_service_is_a_failed_verdict_never_a_valid_one():
+    def unreadable_roots():
+        raise OSError("trust bundle unreadable")
+
+    said = RelyingPartyService(unreadable_roots, clock=lambda: NOW).verify(CONTENT, SIG, revocation="none")
+    assert not said["valid"] and [(c["name"], c["passed"], c["code"]) for c in said["checks"]] == [
+        ("signature", False, "bad_signature")], said
+    assert said["checks"][0]["reason"] == "unverifiable: OSError: trust bundle unreadable"
