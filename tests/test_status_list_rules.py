@@ -93,3 +93,12 @@ def test_lst_must_be_a_byte_string():
             StatusList.decompress(lst, 1)
     raw = b"\xb9\xa3"
     assert StatusList.decompress(memoryview(zlib.compress(raw)), 1).raw == raw
+
+
+@pytest.mark.parametrize("indices", [["1"], [1, "a"], [True], [2, 1.0], iter([3, None])])
+def test_indices_that_are_not_ints_are_an_index_error_on_the_fast_path(indices):
+    """from_indices ORs a non-VALID status in a tight loop and checks the indices only when
+    the smallest is not a non-negative int: anything else is a StatusIndexError, never a
+    TypeError from comparing it with 0."""
+    with pytest.raises(StatusIndexError, match="index must be an int"):
+        StatusList.from_indices(8, indices, status=1)
