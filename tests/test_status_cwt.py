@@ -7,10 +7,11 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
-from test_status_token import CERT, IACA, KEY, NOW, URI, token, verify
+from test_status_token import CERT, IACA, KEY, NOW, T0, URI, token, verify
 
-from protocols import cbor, cose
+from protocols import cbor, cose, iaca
 from protocols.status import (
     TYP_STATUS_LIST,
     StatusList,
@@ -20,7 +21,7 @@ from protocols.status import (
     build_status_list_token,
     decode_status_list_token,
 )
-from protocols.status._cwt import CLOCK_SKEW, LAST_NUMERIC_DATE
+from protocols.status._cwt import CLOCK_SKEW, LAST_NUMERIC_DATE, peek_header, peek_typ
 
 LIST = StatusList.from_statuses([0, 1])
 CLAIMS = {2: URI, 6: int((NOW - dt.timedelta(hours=1)).timestamp()), 65533: {"bits": 1, "lst": LIST.compress()}}
@@ -37,6 +38,7 @@ def _signed(payload, protected=None, *, detached=None) -> bytes:
 @pytest.mark.parametrize(("kwargs", "said"), [
     (dict(uri=""), "sub \\(the list URI\\) must be a non-empty string"),
     (dict(uri=None), "sub \\(the list URI\\) must be a non-empty string"),
+    (dict(uri=5), "sub \\(the list URI\\) must be a non-empty string"),
     (dict(iat=NOW.replace(tzinfo=None)), "iat must be an aware datetime"),
     (dict(exp=(NOW + dt.timedelta(days=1)).replace(tzinfo=None)), "exp must be an aware datetime"),
     (dict(exp=NOW), "exp must be after iat"),
@@ -59,6 +61,9 @@ def test_a_token_that_would_not_verify_is_not_signed(kwargs, said):
     ("a token as text", StatusListDecodeError, "token must be bytes, got str"),
     (b"\xff", StatusListDecodeError, "token: "),
     (cbor.dumps([1, 2]), StatusListDecodeError, "not a COSE_Sign1 tagged 18"),
+    (cbor.dumps(cbor.CBORTag(98, cbor.loads(_signed(CLAIMS)).value)), StatusListDecodeError,
+     "not a COSE_Sign1 tagged 18"),
+    (_signed(CLAIMS, {16: TYP_STATUS_LIST, 33: 5}), StatusListDecodeError, "token: "),
     (_signed(CLAIMS, {16: TYP_STATUS_LIST}), StatusListTrustError, "no x5chain \\(33\\)"),
     (_signed(CLAIMS, {16: TYP_STATUS_LIST, 33: b"\x30\x03\x02\x01\x01"}), StatusListTrustError,
      "the signer certificate is malformed"),
@@ -118,3 +123,34 @@ def test_the_trust_anchor_is_judged_on_its_validity_and_key_only():
     assert verify(token(), trust_anchor=IACA)
     with pytest.raises(StatusListTrustError, match="iaca.validity"):
         verify(token(), now=IACA.not_valid_after_utc + dt.timedelta(seconds=1))
+
+
+def test_ttl_of_one_second_is_read_and_a_token_without_ttl_has_no_cache_limit():
+    assert decode_status_list_token(_signed({**CLAIMS, 65534: 1})).header.ttl == 1
+    assert verify(token(ttl=None), fetched_at=NOW - dt.timedelta(days=300)).header.ttl is None
+
+
+def test_peek_reads_either_kind_of_token_without_verifying_and_refuses_others():
+    data = token()
+    assert peek_typ(data) == TYP_STATUS_LIST and peek_header(data).sub == URI
+    assert peek_typ(_signed(CLAIMS, {16: 7, 33: DER})) is None
+    for typ in ("application/cwt", None):
+        protected = {33: DER} if typ is None else {16: typ, 33: DER}
+        with pytest.raises(StatusListClaimError, match="not a status mechanism token"):
+            peek_header(_signed(CLAIMS, protected))
+
+
+def test_the_trust_anchor_is_held_to_its_validity_and_key_not_to_every_iaca_rule():
+    """The IACA an operator configured as trust anchor is judged on its validity and key
+    only (verify_cwt): one whose serial number is too short for Table B.1 still anchors."""
+    ik = ec.generate_private_key(ec.SECP256R1())
+    anchor = iaca.sign(iaca.iaca_builder(
+        ik.public_key(), common_name="mcred TEST IACA short serial", not_before=T0,
+        not_after=T0 + dt.timedelta(days=3650), issuer_alt_name_uri="http://127.0.0.1:8470/",
+        crl_uri="http://127.0.0.1:8470/crl/iaca.crl", serial_number=1000), ik)
+    assert [c.name for c in iaca.failed(iaca.check_iaca(anchor, NOW))] == ["iaca.serial_number"]
+    sk = ec.generate_private_key(ec.SECP256R1())
+    signer = iaca.sign(iaca.status_list_signer_builder(
+        sk.public_key(), anchor, common_name="mcred TEST status list signer", not_before=T0,
+        not_after=T0 + dt.timedelta(days=400), crl_uri="http://127.0.0.1:8470/crl/iaca.crl"), ik)
+    assert verify(token(key=sk, cert=signer), trust_anchor=anchor).status(1) == 0
