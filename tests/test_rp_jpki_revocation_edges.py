@@ -417,3 +417,14 @@ def test_an_unexpected_failure_in_the_service_is_a_failed_verdict_never_a_valid_
     assert not said["valid"] and [(c["name"], c["passed"], c["code"]) for c in said["checks"]] == [
         ("signature", False, "bad_signature")], said
     assert said["checks"][0]["reason"] == "unverifiable: OSError: trust bundle unreadable"
+
+
+def test_embedded_revocation_for_a_raw_signature_is_a_refusal_not_an_exception():
+    """A raw signature (certificate given separately) carries no validation data and no
+    time-stamp: --revocation embedded refuses it; it once reached for the CMS's own data."""
+    cert, key = P.issue_auth(SERIAL + 3)
+    signature = key.sign(CONTENT, ec.ECDSA(hashes.SHA384()))
+    result = verify(CONTENT, signature, roots=ROOTS, at=NOW, slot="auth", revocation="embedded",
+                    certificate=cert.public_bytes(Encoding.DER))
+    assert _failed(result) == {"revocation": "embedded validation data needs a signature time-stamp: without one, "
+                                             "nothing says when the signature was made"}, result
