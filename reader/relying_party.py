@@ -105,21 +105,27 @@ def _verify_raw(cert: x509.Certificate, signature: bytes, content: bytes) -> Che
     return Check("signature", True, "raw signature verifies")
 
 
-def _check_responder(resp: ocsp.OCSPResponse, root: x509.Certificate) -> str | None:
-    """Why the response's signer is not acceptable (None: fine). RFC 6960 4.2.2.2."""
-    signers = [c for c in resp.certificates
-               if resp.responder_key_hash is None or x509.SubjectKeyIdentifier.from_public_key(
-                   c.public_key()).digest == resp.responder_key_hash
-               or (resp.responder_name is not None and c.subject == resp.responder_name)]
-    candidates = signers or [root]
+def _check_responder(resp: ocsp.OCSPResponse, root: x509.Certificate, at: dt.datetime) -> str | None:
+    """Why the response's signer is not acceptable at ``at`` (None: fine). RFC 6960 4.2.2.2:
+    the root itself (its certificate sent along in ``certs`` or not), or a delegated
+    responder it issued with id-kp-OCSPSigning, valid at ``at`` (RFC 5280 6.1.3)."""
+    # the responderID is only a hint: every certificate sent along, then the root, is tried,
+    # and the signature decides (a root-signed answer may carry other certificates)
+    candidates = [*resp.certificates, root]
+    why = "OCSP response is not signed by the root or a delegated responder of that root"
     for signer in candidates:
-        if signer is not root:
+        if signer != root:
             try:
                 signer.verify_directly_issued_by(root)
                 eku = signer.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
             except (InvalidSignature, ValueError, TypeError, x509.ExtensionNotFound):
                 continue
             if ExtendedKeyUsageOID.OCSP_SIGNING not in eku:
+                continue
+            if not signer.not_valid_before_utc - SKEW <= at <= signer.not_valid_after_utc:
+                why = (f"OCSP response is signed by a delegated responder whose certificate is not valid "
+                       f"at {at.isoformat()} ({signer.not_valid_before_utc.isoformat()} to "
+                       f"{signer.not_valid_after_utc.isoformat()})")
                 continue
         key = signer.public_key()
         try:
@@ -132,7 +138,7 @@ def _check_responder(resp: ocsp.OCSPResponse, root: x509.Certificate) -> str | N
         except (InvalidSignature, ValueError, TypeError):
             continue
         return None
-    return "OCSP response is not signed by the root or a delegated responder of that root"
+    return why
 
 
 def check_ocsp(cert: x509.Certificate, root: x509.Certificate, at: dt.datetime, *,
@@ -200,7 +206,7 @@ def judge_ocsp(resp: ocsp.OCSPResponse, cert: x509.Certificate, root: x509.Certi
     try:
         if resp.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
             return unavailable(f"OCSP responder said {resp.response_status.name}")
-        why = _check_responder(resp, root)
+        why = _check_responder(resp, root, at)
         if why:
             return unavailable(why)
         if nonce is not None:

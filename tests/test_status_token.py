@@ -188,3 +188,56 @@ def test_signer_certificate_with_an_invalid_x509_version_is_a_typed_error():
         decode_status_list_token(bad)
     with pytest.raises(StatusListError):
         verify(bad)
+
+
+def _resigned(change, *, claims_change=None):
+    """A token signed by the real signer whose status_list map ``change`` altered (or whose
+    claims ``claims_change`` altered): what a publisher with a bug could serve."""
+    message = cose.Sign1.decode(token())
+    claims = cbor.loads(message.payload)
+    change(claims[CLAIM_STATUS_LIST])
+    if claims_change:
+        claims_change(claims)
+    return cose.Sign1.create(cose.key_signer(KEY), cbor.dumps(claims),
+                             protected={16: TYP_STATUS_LIST, 33: message.x5chain[0]}).encode(tag=True)
+
+
+def test_aggregation_uri_is_read_back_and_must_be_text():
+    data = build_status_list_token(LIST, uri=URI, iat=NOW, signer=cose.key_signer(KEY), certificate=CERT,
+                                   aggregation_uri="http://127.0.0.1:8470/status/")
+    assert verify(data).aggregation_uri == "http://127.0.0.1:8470/status/"
+    assert decode_status_list_token(data).aggregation_uri == "http://127.0.0.1:8470/status/"
+    assert verify(token()).aggregation_uri is None
+    bad = _resigned(lambda body: body.update(aggregation_uri=b"http://127.0.0.1/"))
+    with pytest.raises(StatusListDecodeError, match="aggregation_uri"):
+        verify(bad)
+
+
+@pytest.mark.parametrize("bits", [0, 3, 16, "1", None])
+def test_a_signed_list_with_bits_outside_1_2_4_8_is_a_decode_error(bits):
+    """bits is read from the signed claims: a value the draft does not allow is refused as
+    the token's fault (StatusListDecodeError), never read with a guessed width."""
+    bad = _resigned(lambda body: body.update(bits=bits))
+    with pytest.raises(StatusListDecodeError, match="bits"):
+        verify(bad)
+    with pytest.raises(StatusListDecodeError, match="bits"):
+        decode_status_list_token(bad)
+
+
+@pytest.mark.parametrize("lst", [None, "eNrbWQIAAsoBOA", 5])
+def test_a_signed_list_whose_lst_is_not_a_byte_string_is_a_decode_error(lst):
+    bad = _resigned(lambda body: body.update(lst=lst) if lst is not None else body.pop("lst"))
+    with pytest.raises(StatusListDecodeError, match="lst"):
+        verify(bad)
+
+
+@pytest.mark.parametrize("value", [None, [1, b"\x00"], b"\x78\xda\x03\x00\x00\x00\x00\x01"])
+def test_a_signed_token_without_a_status_list_map_is_a_decode_error(value):
+    def change(claims):
+        if value is None:
+            del claims[CLAIM_STATUS_LIST]
+        else:
+            claims[CLAIM_STATUS_LIST] = value
+    bad = _resigned(lambda body: None, claims_change=change)
+    with pytest.raises(StatusListDecodeError, match="status_list"):
+        verify(bad)

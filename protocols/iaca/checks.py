@@ -70,9 +70,9 @@ class _Extensions:
         self.cert = cert
         self._by_class: dict[type, x509.Extension] | None = None
 
-    def value(self, cls: type, critical: bool | None = None):
-        """The extension's value; fails the rule when it is missing, or when ``critical``
-        is given and the flag differs."""
+    def value(self, cls: type, critical: bool):
+        """The extension's value; fails the rule when it is missing or its critical flag
+        is not ``critical``."""
         by_class = self._by_class
         if by_class is None:
             by_class = {}
@@ -82,7 +82,7 @@ class _Extensions:
         ext = by_class.get(cls)
         if ext is None:
             raise _Fail(f"{cls.__name__} extension missing")
-        if critical is not None and ext.critical != critical:
+        if ext.critical != critical:
             raise _Fail(f"{cls.__name__} must be {'critical' if critical else 'non-critical'}")
         return ext.value
 

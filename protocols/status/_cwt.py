@@ -33,6 +33,9 @@ CLAIM_IDENTIFIER_LIST = 65530
 TYP_STATUS_LIST = "application/statuslist+cwt"
 TYP_IDENTIFIER_LIST = "application/identifierlist+cwt"
 CLOCK_SKEW = dt.timedelta(seconds=60)
+#: The last NumericDate read (9999-12-31T23:59:59Z, the last second a datetime holds): a
+#: later one is refused as malformed rather than escaping as a ValueError.
+LAST_NUMERIC_DATE = 253402300799
 
 
 @dataclass(frozen=True)
@@ -163,7 +166,7 @@ def _numeric_date(claims: dict, key: int, name: str, *, required: bool) -> dt.da
         if required:
             raise StatusListClaimError(f"claim {name} ({key}) missing")
         return None
-    if type(value) is not int or not 0 <= value < 2**40:
+    if type(value) is not int or not 0 <= value <= LAST_NUMERIC_DATE:
         raise StatusListClaimError(f"claim {name} ({key}) must be a NumericDate int, got {value!r}")
     return dt.datetime.fromtimestamp(value, dt.UTC)
 
