@@ -115,13 +115,23 @@ def _pyhanko_timestamper(stamper: Stamper):  # noqa: ANN202 - a pyhanko TimeStam
 
 def _validation_context(roots: Sequence[x509.Certificate]):  # noqa: ANN202 - pyhanko_certvalidator's
     """What pyHanko gathers validation data with: ``roots`` trusted, fetching on, a
-    revocation answer that cannot be had an error."""
+    revocation answer that cannot be had an error. The validation time is fixed when the
+    context is made; an OCSP answer produced after it (a busy responder, a slow network, a
+    responder's clock a little ahead) is taken as current within :data:`SKEW_TOLERANCE`,
+    OpenSSL's default (``openssl ocsp -validity_period``), where pyHanko's 1 s refused it."""
+    import datetime as dt
+
     from asn1crypto import x509 as asn1_x509
     from pyhanko_certvalidator import ValidationContext
 
     return ValidationContext(
         trust_roots=[asn1_x509.Certificate.load(r.public_bytes(serialization.Encoding.DER)) for r in roots],
-        allow_fetching=True, revocation_mode="hard-fail")
+        allow_fetching=True, revocation_mode="hard-fail", time_tolerance=dt.timedelta(seconds=SKEW_TOLERANCE))
+
+
+#: seconds of clock difference allowed between this signer and the OCSP responder whose
+#: answer goes into the PDF (OpenSSL's default for an OCSP answer's times: 5 minutes)
+SKEW_TOLERANCE = 300
 
 
 def sign_pdf_with_se(transmit, pin: bytes, pdf: bytes, *, field: str | None = None,  # noqa: ANN001

@@ -129,6 +129,31 @@ def test_changes_after_signing_and_broken_bytes_are_refused_by_name(world):
     assert _checks(verify_pdf(b"hello", roots=world["roots"]))["pdf"]["reason"] == "not a PDF (no %PDF- header)"
 
 
+def test_ltv_gathers_its_validation_data_when_the_responder_answers_seconds_later(world, monkeypatch):
+    """pyHanko fixes the validation time when its context is made and, with its default
+    tolerance of 1 s, takes an OCSP answer produced more than a second later for one from the
+    future: a busy responder, a slow network or a responder clock a little ahead, and
+    `mcred jpki sign --pdf --ltv` failed with "could not be validated" (CI under load showed
+    it). The signer allows OpenSSL's default 5 minutes of skew. Here the responder's answer
+    comes 2.5 s after the context is made."""
+    import time
+
+    import mcred.jpki_pdf as jpki_pdf
+
+    made = jpki_pdf._validation_context
+
+    def then_wait(roots):  # noqa: ANN001, ANN202
+        context = made(roots)
+        time.sleep(2.5)
+        return context
+
+    monkeypatch.setattr(jpki_pdf, "_validation_context", then_wait)
+    signed = _sign(world, "p384", blank_pdf(), ltv_roots=world["roots"])
+    dss = DocumentSecurityStore.read_dss(PdfFileReader(io.BytesIO(signed)))
+    assert len(dss.ocsps) == 1
+    assert verify_pdf(signed, roots=world["roots"], revocation="ocsp")["valid"]
+
+
 def test_ltv_embeds_what_a_later_verifier_needs(world):
     signed = _sign(world, "p384", blank_pdf(), ltv_roots=world["roots"])
     reader = PdfFileReader(io.BytesIO(signed))
