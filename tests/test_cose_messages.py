@@ -408,3 +408,40 @@ def test_mac0_verify_refuses_another_alg_a_misplaced_payload_and_a_missing_one()
     with pytest.raises(cose.CoseSignatureError, match="detached content is needed"):
         genuine.verify(key)
     genuine.verify(key, detached=b"content")
+
+
+_P = cbor.dumps({1: -7})
+
+
+@pytest.mark.parametrize(("message", "why"), [
+    (cbor2.CBORTag(17, [_P, {}, b"p", b"s"]), "unexpected tag 17"),  # a COSE_Mac0 tag on a COSE_Sign1
+    ([_P, {}, b"p"], "array of 4"),
+    ({"not": "an array"}, "array of 4"),
+    (["not bytes", {}, b"p", b"s"], "protected header must be a byte string"),
+    ([_P, [4, b"k"], b"p", b"s"], "unprotected header must be a map"),
+    ([_P, {}, 7, b"s"], "payload must be a byte string or nil"),
+    ([_P, {}, b"p", 7], "signature/tag must be a byte string"),
+    ([cbor.dumps([1, -7]), {}, b"p", b"s"], "protected header must encode a map"),
+    ([_P, {1: -7}, b"p", b"s"], "in both header buckets"),  # alg in both: which one was signed?
+])
+@pytest.mark.parametrize("form", ["bytes", "decoded"])
+def test_a_malformed_cose_sign1_is_refused_by_name(message, why, form):
+    """Each structural rule of COSE_Sign1 (RFC 9052 4.2, 3), from bytes and from the array
+    as it comes decoded out of a DeviceResponse (the decoder's fast path)."""
+    data = cbor2.dumps(message) if form == "bytes" else message
+    with pytest.raises(cose.CoseDecodeError, match=why):
+        cose.Sign1.decode(data)
+
+
+def test_an_empty_protected_header_is_no_map_and_an_unprotected_alg_is_not_taken():
+    """The empty protected header is the empty bstr (RFC 9052 3): decoded as no label at all.
+    An alg in the unprotected header is not what was signed: verification refuses."""
+    key = _KEYS[ec.SECP256R1]
+    signed = cose.Sign1.create(cose.key_signer(key), b"p")
+    for form in (cbor2.dumps([b"", {1: -7}, b"p", signed.signature]), [b"", {1: -7}, b"p", signed.signature]):
+        msg = cose.Sign1.decode(form)
+        assert msg.protected == {} and msg.alg is None
+        with pytest.raises(cose.CoseSignatureError, match="no algorithm in its protected header"):
+            msg.verify(key.public_key())
+        with pytest.raises(cose.CoseSignatureError, match="no algorithm in its protected header"):
+            verify_sign1(msg, key.public_key())
