@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from test_mdoc_vectors import cert, hexv, public_xy
 
 from protocols import cbor, cose
-from protocols.cose.algorithms import raw_to_der_sized
+from protocols.cose.algorithms import ecdsa_verify_raw, raw_to_der_sized
 from protocols.cose.mac0 import mac_structure
 from protocols.cose.sign1 import verify_sign1
 
@@ -445,3 +445,38 @@ def test_an_empty_protected_header_is_no_map_and_an_unprotected_alg_is_not_taken
             msg.verify(key.public_key())
         with pytest.raises(cose.CoseSignatureError, match="no algorithm in its protected header"):
             verify_sign1(msg, key.public_key())
+
+
+def _ecdsa_cases():
+    p256, p384 = _KEYS[ec.SECP256R1], _KEYS[ec.SECP384R1]
+    tbs = b"to be signed"
+    good = cose.key_signer(p256).sign(tbs)
+    flipped = good[:-1] + bytes([good[-1] ^ 1])
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+    return {
+        "genuine": (-7, p256.public_key(), good, tbs, None),
+        "ESP256 (fully specified)": (-9, p256.public_key(), good, tbs, None),
+        "flipped bit": (-7, p256.public_key(), flipped, tbs, "does not verify"),
+        "other content": (-7, p256.public_key(), good, tbs + b"!", "does not verify"),
+        "unsupported alg": (99, p256.public_key(), good, tbs, "unsupported signature algorithm 99"),
+        "key of another curve": (-7, p384.public_key(), good, tbs, "ES256 needs a secp256r1 key, got secp384r1"),
+        "short signature": (-7, p256.public_key(), good[:-1], tbs, "must be 64 bytes, got 63"),
+        "long signature": (-7, p256.public_key(), good + b"\0", tbs, "must be 64 bytes, got 65"),
+        "not an EC key": (-7, ed25519.Ed25519PrivateKey.generate().public_key(), good, tbs, "needs an EC public key"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_ecdsa_cases()))
+def test_ecdsa_verify_and_its_fast_twin_refuse_alike(case):
+    """protocols.cose.ecdsa_verify (also what OpenID4VP request objects are checked with) and
+    ecdsa_verify_raw, the fast path of every COSE_Sign1: the same verdict and the same
+    reason for a genuine signature, a changed bit or content, an unsupported alg, a key of
+    another curve, a signature of the wrong length and a key that is not EC."""
+    alg, key, signature, tbs, why = _ecdsa_cases()[case]
+    slow = _outcome(lambda: cose.ecdsa_verify(alg, key, signature, tbs))
+    fast = _outcome(lambda: ecdsa_verify_raw(alg, key, signature, tbs))
+    assert slow == fast
+    if why is None:
+        assert slow is None
+    else:
+        assert slow[0] in ("CoseSignatureError", "CoseKeyError") and why in slow[1], slow
