@@ -8,7 +8,7 @@ import datetime as dt
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from test_present_kit import NS, T0, Clock, StatusPublisher, make_pki
+from test_present_kit import NS, STATUS_URI, T0, Clock, StatusPublisher, make_pki
 
 from mcred.present import reader_pipeline
 from protocols import cose
@@ -20,6 +20,9 @@ from protocols.mdoc import (
     build_device_signed,
     build_issuer_signed,
 )
+from reader.fetch import HttpAnswer
+from reader.pipeline import StatusListCache
+from reader.trust import TrustAnchor, TrustStore
 
 DOCTYPE = "jp.mcred.mynumber.cardsub.1"
 NOW = T0 + dt.timedelta(minutes=1)
@@ -30,15 +33,16 @@ def transcript():
     return SessionTranscript.build(b"\xa1\x00c1.0", key, None)
 
 
-def response(ds_key, ds_cert, *, key_authorizations=None, device_elements=None, signed=None, valid_from=T0):
+def response(ds_key, ds_cert, *, key_authorizations=None, device_elements=None, signed=None, valid_from=T0,
+             doc_type=DOCTYPE):
     device = ec.generate_private_key(ec.SECP256R1())
-    isg = build_issuer_signed({NS: {"family_name": "山田"}}, DOCTYPE, device.public_key(), cose.key_signer(ds_key),
+    isg = build_issuer_signed({NS: {"family_name": "山田"}}, doc_type, device.public_key(), cose.key_signer(ds_key),
                               [ds_cert.public_bytes(serialization.Encoding.DER)], valid_from,
                               valid_from + dt.timedelta(days=30), signed=signed,
                               key_authorizations=key_authorizations)
     st = transcript()
-    ds = build_device_signed(DOCTYPE, st, signer=cose.key_signer(device), device_name_spaces=device_elements)
-    return DeviceResponse((Document(DOCTYPE, isg, ds),)).encode(), st
+    ds = build_device_signed(doc_type, st, signer=cose.key_signer(device), device_name_spaces=device_elements)
+    return DeviceResponse((Document(doc_type, isg, ds),)).encode(), st
 
 
 def verify(pki, data, st):
@@ -169,3 +173,67 @@ def test_iaca_out_of_profile_is_reported_from_the_kept_profile():
         pipe = reader_pipeline(trust=store, clock=clock, fetcher=StatusPublisher(pki, clock))
         reason = pipe.verify(data, session_transcript=st).check("iaca_profile").reason
         assert "iaca.validity_period" in reason and "iaca.key_usage" in reason
+
+
+def test_trust_anchor_scope_is_judged_for_each_doctype_on_a_warm_pipeline():
+    """An IACA trusted for one docType only (a VICAL entry's scope): a document of another
+    docType under the same DS certificate is refused, also right after one of the trusted
+    docType was accepted (the pipeline keeps the last profile verdicts per DS chain), and
+    the other way round."""
+    pki = make_pki()
+    clock = Clock(NOW)
+    scoped = TrustStore([TrustAnchor(pki.iaca, frozenset({DOCTYPE}))])
+    pipe = reader_pipeline(trust=scoped, clock=clock, fetcher=StatusPublisher(pki, clock))
+    mine, other = response(pki.ds_key, pki.ds), response(pki.ds_key, pki.ds, doc_type="org.example.other")
+    for order in ((mine, other, mine), (other, mine)):
+        for data, st in order:
+            result = pipe.verify(data, session_transcript=st)
+            assert result.check("trust_anchor_scope").passed is (data is mine[0]), result.check("trust_anchor_scope")
+            assert ("trust_anchor_scope" in failed(result)) is (data is other[0])
+
+
+def _status(cache, pki, now, index=3):
+    outcome = cache.lookup(STATUS_URI, index, [pki.iaca], now)
+    return {c.name: c for c in outcome.checks}
+
+
+def test_a_status_list_read_offline_is_trusted_up_to_the_maximum_offline_age_and_not_a_second_more():
+    """Offline, the cached list serves until max_offline_age after it was fetched (its own
+    exp far away here, so that the offline bound is what decides); past it, freshness fails
+    (what the stale list says is still reported, the verdict fails on freshness). Offline
+    without any cached list: nothing to tell."""
+    pki = make_pki()
+    clock = Clock(NOW)
+    publisher = StatusPublisher(pki, clock, lifetime=7 * 86400)
+    cache = StatusListCache(publisher)
+    assert all(c.passed for c in _status(cache, pki, NOW).values())
+    cache.offline, cache.max_offline_age = True, dt.timedelta(hours=2)
+    edge = _status(cache, pki, NOW + dt.timedelta(hours=2))
+    assert all(c.passed for c in edge.values()), edge
+    late = _status(cache, pki, NOW + dt.timedelta(hours=2, seconds=1))
+    assert late["status_list_freshness"].passed is False and late["status_list_freshness"].code == "unavailable"
+    assert "beyond the maximum offline age" in late["status_list_freshness"].reason
+    cold = StatusListCache(publisher, offline=True)
+    nothing = _status(cold, pki, NOW)
+    assert [c.passed for c in nothing.values()] == [False, False, False]
+    assert all(c.code == "unavailable" and "OFFLINE: no cached list" in c.reason for c in nothing.values())
+
+
+def test_a_status_list_issued_in_the_future_or_an_index_beyond_it_or_no_list_at_all_tells_nothing():
+    """A list whose iat is more than 60 s ahead of the reader's clock is not fresh (60 s of
+    skew is); an index past the list's end, or bytes that are no Status List Token, give no
+    status: each refusal ``unavailable``, never a VALID."""
+    pki = make_pki()
+    issued_at = NOW.replace(microsecond=0)
+    publisher = StatusPublisher(pki, Clock(issued_at))
+    for behind, fresh in ((60, True), (61, False)):
+        checks = _status(StatusListCache(publisher), pki, issued_at - dt.timedelta(seconds=behind))
+        assert checks["status_list_freshness"].passed is fresh, checks["status_list_freshness"]
+        if not fresh:
+            assert "in the future" in checks["status_list_freshness"].reason
+            assert checks["status_list_freshness"].code == "unavailable"
+    beyond = _status(StatusListCache(publisher), pki, issued_at, index=publisher.size * 64)
+    assert beyond["revocation_status"].passed is False and beyond["revocation_status"].code == "unavailable"
+    garbage = _status(StatusListCache(lambda uri, etag: HttpAnswer(200, b"\xa0")), pki, issued_at)
+    assert garbage["status_list_signature"].passed is False and garbage["status_list_signature"].code == "unavailable"
+    assert garbage["revocation_status"].passed is False
