@@ -3,22 +3,29 @@ the DS certificate's validity, Annex B profile failures reported by name."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from test_present_kit import NS, STATUS_URI, T0, Clock, StatusPublisher, make_pki
 
 from mcred.present import reader_pipeline
-from protocols import cose
+from protocols import cbor, cose
 from protocols.cose import CoseKey
 from protocols.mdoc import (
     DeviceResponse,
     Document,
+    IssuerSigned,
+    MsoStatus,
     SessionTranscript,
+    StatusListRef,
     build_device_signed,
     build_issuer_signed,
+    derive_emac_key,
+    ecdh,
 )
 from reader.fetch import HttpAnswer
 from reader.pipeline import StatusListCache
@@ -237,3 +244,93 @@ def test_a_status_list_issued_in_the_future_or_an_index_beyond_it_or_no_list_at_
     garbage = _status(StatusListCache(lambda uri, etag: HttpAnswer(200, b"\xa0")), pki, issued_at)
     assert garbage["status_list_signature"].passed is False and garbage["status_list_signature"].code == "unavailable"
     assert garbage["revocation_status"].passed is False
+
+
+def _pipeline(pki, trust=None):
+    clock = Clock(NOW)
+    return reader_pipeline(trust=trust or pki.trust(), clock=clock, fetcher=StatusPublisher(pki, clock))
+
+
+@pytest.mark.parametrize(("now", "code"), [
+    (T0 - dt.timedelta(minutes=5), None),  # validFrom - skew
+    (T0 + dt.timedelta(days=30, minutes=5), None),  # validUntil + skew
+    (T0 - dt.timedelta(minutes=5, microseconds=1), "not_yet_valid"),
+    (T0 + dt.timedelta(days=30, minutes=5, microseconds=1), "expired"),
+])
+def test_the_reader_validity_takes_the_skew_on_both_sides_and_not_a_microsecond_more(now, code):
+    pki = make_pki()
+    result = _pipeline(pki).verify(*response(pki.ds_key, pki.ds)[:1], session_transcript=None, now=now)
+    validity = result.check("validity")
+    assert validity.passed is (code is None), validity
+    assert validity.code == (code or "ok")
+
+
+def _resigned(pki, data, **validity):
+    """The response with its MSO's validityInfo changed and signed again by the DS."""
+    dr = DeviceResponse.decode(data)
+    doc = dr.documents[0]
+    mso = doc.issuer_signed.mso()
+    mso = dataclasses.replace(mso, validity_info=dataclasses.replace(mso.validity_info, **validity))
+    auth = cose.Sign1.create(cose.key_signer(pki.ds_key), mso.to_bytes(), unprotected=doc.issuer_signed.issuer_auth.unprotected)
+    return DeviceResponse((dataclasses.replace(doc, issuer_signed=IssuerSigned(doc.issuer_signed.name_spaces, auth)),)).encode()
+
+
+def test_mso_signed_within_ds_validity_includes_both_ends_of_the_ds_certificate():
+    pki = make_pki()
+    data, st = response(pki.ds_key, pki.ds)
+    ds_from, ds_until = pki.ds.not_valid_before_utc, pki.ds.not_valid_after_utc
+    for signed, ok in ((ds_from, True), (ds_until, True), (ds_from - dt.timedelta(seconds=1), False),
+                       (ds_until + dt.timedelta(seconds=1), False)):
+        result = _pipeline(pki).verify(_resigned(pki, data, signed=signed), session_transcript=st)
+        assert result.check("mso_signed_within_ds_validity").passed is ok, signed
+        assert failed(result) == (set() if ok else {"mso_signed_within_ds_validity"})
+
+
+def test_an_untrusted_ds_leaves_the_reader_checks_that_need_it_not_checked_once_each():
+    """No trusted DS chain: mso_signed_within_ds_validity, the Annex B profiles, the scope and
+    the three status checks are each reported once, "not checked" (the status list is not
+    even fetched: it would be verified against the untrusted chain's anchor)."""
+    pki, stranger = make_pki(), make_pki("Stranger")
+    device = ec.generate_private_key(ec.SECP256R1())
+    isg = build_issuer_signed({NS: {"family_name": "山田"}}, DOCTYPE, device.public_key(), cose.key_signer(pki.ds_key),
+                              [pki.ds.public_bytes(serialization.Encoding.DER)], T0, T0 + dt.timedelta(days=30),
+                              status=MsoStatus(StatusListRef(3, STATUS_URI)))
+    st = transcript()
+    data = DeviceResponse((Document(DOCTYPE, isg, build_device_signed(DOCTYPE, st, signer=cose.key_signer(device))),)
+                          ).encode()
+    publisher = StatusPublisher(pki, Clock(NOW))
+    pipe = reader_pipeline(trust=stranger.trust(), clock=Clock(NOW), fetcher=publisher)
+    result = pipe.verify(data, session_transcript=st)
+    names = [c.name for c in result.checks]
+    for name in ("mso_signed_within_ds_validity", "iaca_profile", "ds_profile", "trust_anchor_scope",
+                 "status_list_signature", "status_list_freshness", "revocation_status"):
+        assert names.count(name) == 1, name
+        assert result.check(name).code == "not_checked", result.check(name)
+    assert publisher.calls == []
+
+
+def test_an_issuer_signed_alone_through_the_pipeline_has_no_key_authorizations_check():
+    """Nothing is device-signed before a presentation: verify_issuer_signed reports no
+    key_authorizations check when the MSO declares none (a presentation reports it passed)."""
+    pki = make_pki()
+    data, st = response(pki.ds_key, pki.ds)
+    issuer_signed = DeviceResponse.decode(data).documents[0].issuer_signed
+    alone = _pipeline(pki).verify_issuer_signed(cbor.dumps(issuer_signed.to_cbor()))
+    assert alone.valid, failed(alone)
+    assert alone.check("key_authorizations") is None
+    presented = _pipeline(pki).verify(data, session_transcript=st)
+    assert presented.check("key_authorizations").passed
+
+
+def test_device_mac_through_the_pipeline_with_the_readers_key():
+    """deviceMac: the pipeline hands the reader's ephemeral private key to the verifier."""
+    pki = make_pki()
+    device, reader = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    isg = build_issuer_signed({NS: {"family_name": "山田"}}, DOCTYPE, device.public_key(), cose.key_signer(pki.ds_key),
+                              [pki.ds.public_bytes(serialization.Encoding.DER)], T0, T0 + dt.timedelta(days=30))
+    st = transcript()
+    emac = derive_emac_key(ecdh(device, reader.public_key()), st)
+    data = DeviceResponse((Document(DOCTYPE, isg, build_device_signed(DOCTYPE, st, emac_key=emac)),)).encode()
+    assert _pipeline(pki).verify(data, session_transcript=st, reader_private_key=reader).valid
+    other = _pipeline(pki).verify(data, session_transcript=st, reader_private_key=ec.generate_private_key(ec.SECP256R1()))
+    assert failed(other) == {"device_authentication"}
