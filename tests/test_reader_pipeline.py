@@ -320,6 +320,11 @@ def test_an_issuer_signed_alone_through_the_pipeline_has_no_key_authorizations_c
     assert alone.check("key_authorizations") is None
     presented = _pipeline(pki).verify(data, session_transcript=st)
     assert presented.check("key_authorizations").passed
+    # the docType asked for is compared, and the instant given is the one judged
+    other = _pipeline(pki).verify_issuer_signed(cbor.dumps(issuer_signed.to_cbor()), doc_type="org.example.other")
+    assert failed(other) == {"doc_type"}
+    late = _pipeline(pki).verify_issuer_signed(cbor.dumps(issuer_signed.to_cbor()), now=T0 + dt.timedelta(days=31))
+    assert late.check("validity").code == "expired"
 
 
 def test_device_mac_through_the_pipeline_with_the_readers_key():
@@ -334,3 +339,17 @@ def test_device_mac_through_the_pipeline_with_the_readers_key():
     assert _pipeline(pki).verify(data, session_transcript=st, reader_private_key=reader).valid
     other = _pipeline(pki).verify(data, session_transcript=st, reader_private_key=ec.generate_private_key(ec.SECP256R1()))
     assert failed(other) == {"device_authentication"}
+
+
+def test_the_profile_verdicts_kept_for_the_last_ds_chain_are_not_handed_to_another():
+    """Two trusted IACAs, each trusted for one docType; their documents of the first one's
+    docType presented in turn to one pipeline: the second IACA's document fails
+    trust_anchor_scope every time, though it comes right after an accepted one."""
+    mine, theirs = make_pki("Mine"), make_pki("Theirs")
+    store = TrustStore([TrustAnchor(mine.iaca, frozenset({DOCTYPE})),
+                        TrustAnchor(theirs.iaca, frozenset({"org.example.other"}))])
+    pipe = _pipeline(mine, trust=store)
+    ok, bad = response(mine.ds_key, mine.ds), response(theirs.ds_key, theirs.ds)
+    for _ in range(2):
+        assert pipe.verify(ok[0], session_transcript=ok[1]).valid
+        assert failed(pipe.verify(bad[0], session_transcript=bad[1])) == {"trust_anchor_scope"}
