@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from test_mdoc_vectors import cert, hexv, public_xy
 
 from protocols import cbor, cose
-from protocols.cose.algorithms import raw_to_der_sized
+from protocols.cose.algorithms import ecdsa_verify_raw, raw_to_der_sized
 from protocols.cose.mac0 import mac_structure
 from protocols.cose.sign1 import verify_sign1
 
@@ -408,3 +408,75 @@ def test_mac0_verify_refuses_another_alg_a_misplaced_payload_and_a_missing_one()
     with pytest.raises(cose.CoseSignatureError, match="detached content is needed"):
         genuine.verify(key)
     genuine.verify(key, detached=b"content")
+
+
+_P = cbor.dumps({1: -7})
+
+
+@pytest.mark.parametrize(("message", "why"), [
+    (cbor2.CBORTag(17, [_P, {}, b"p", b"s"]), "unexpected tag 17"),  # a COSE_Mac0 tag on a COSE_Sign1
+    ([_P, {}, b"p"], "array of 4"),
+    ({"not": "an array"}, "array of 4"),
+    (["not bytes", {}, b"p", b"s"], "protected header must be a byte string"),
+    ([_P, [4, b"k"], b"p", b"s"], "unprotected header must be a map"),
+    ([_P, {}, 7, b"s"], "payload must be a byte string or nil"),
+    ([_P, {}, b"p", 7], "signature/tag must be a byte string"),
+    ([cbor.dumps([1, -7]), {}, b"p", b"s"], "protected header must encode a map"),
+    ([_P, {1: -7}, b"p", b"s"], "in both header buckets"),  # alg in both: which one was signed?
+])
+@pytest.mark.parametrize("form", ["bytes", "decoded"])
+def test_a_malformed_cose_sign1_is_refused_by_name(message, why, form):
+    """Each structural rule of COSE_Sign1 (RFC 9052 4.2, 3), from bytes and from the array
+    as it comes decoded out of a DeviceResponse (the decoder's fast path)."""
+    data = cbor2.dumps(message) if form == "bytes" else message
+    with pytest.raises(cose.CoseDecodeError, match=why):
+        cose.Sign1.decode(data)
+
+
+def test_an_empty_protected_header_is_no_map_and_an_unprotected_alg_is_not_taken():
+    """The empty protected header is the empty bstr (RFC 9052 3): decoded as no label at all.
+    An alg in the unprotected header is not what was signed: verification refuses."""
+    key = _KEYS[ec.SECP256R1]
+    signed = cose.Sign1.create(cose.key_signer(key), b"p")
+    for form in (cbor2.dumps([b"", {1: -7}, b"p", signed.signature]), [b"", {1: -7}, b"p", signed.signature]):
+        msg = cose.Sign1.decode(form)
+        assert msg.protected == {} and msg.alg is None
+        with pytest.raises(cose.CoseSignatureError, match="no algorithm in its protected header"):
+            msg.verify(key.public_key())
+        with pytest.raises(cose.CoseSignatureError, match="no algorithm in its protected header"):
+            verify_sign1(msg, key.public_key())
+
+
+def _ecdsa_cases():
+    p256, p384 = _KEYS[ec.SECP256R1], _KEYS[ec.SECP384R1]
+    tbs = b"to be signed"
+    good = cose.key_signer(p256).sign(tbs)
+    flipped = good[:-1] + bytes([good[-1] ^ 1])
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+    return {
+        "genuine": (-7, p256.public_key(), good, tbs, None),
+        "ESP256 (fully specified)": (-9, p256.public_key(), good, tbs, None),
+        "flipped bit": (-7, p256.public_key(), flipped, tbs, "does not verify"),
+        "other content": (-7, p256.public_key(), good, tbs + b"!", "does not verify"),
+        "unsupported alg": (99, p256.public_key(), good, tbs, "unsupported signature algorithm 99"),
+        "key of another curve": (-7, p384.public_key(), good, tbs, "ES256 needs a secp256r1 key, got secp384r1"),
+        "short signature": (-7, p256.public_key(), good[:-1], tbs, "must be 64 bytes, got 63"),
+        "long signature": (-7, p256.public_key(), good + b"\0", tbs, "must be 64 bytes, got 65"),
+        "not an EC key": (-7, ed25519.Ed25519PrivateKey.generate().public_key(), good, tbs, "needs an EC public key"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_ecdsa_cases()))
+def test_ecdsa_verify_and_its_fast_twin_refuse_alike(case):
+    """protocols.cose.ecdsa_verify (also what OpenID4VP request objects are checked with) and
+    ecdsa_verify_raw, the fast path of every COSE_Sign1: the same verdict and the same
+    reason for a genuine signature, a changed bit or content, an unsupported alg, a key of
+    another curve, a signature of the wrong length and a key that is not EC."""
+    alg, key, signature, tbs, why = _ecdsa_cases()[case]
+    slow = _outcome(lambda: cose.ecdsa_verify(alg, key, signature, tbs))
+    fast = _outcome(lambda: ecdsa_verify_raw(alg, key, signature, tbs))
+    assert slow == fast
+    if why is None:
+        assert slow is None
+    else:
+        assert slow[0] in ("CoseSignatureError", "CoseKeyError") and why in slow[1], slow

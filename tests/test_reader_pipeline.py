@@ -3,23 +3,33 @@ the DS certificate's validity, Annex B profile failures reported by name."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from test_present_kit import NS, T0, Clock, StatusPublisher, make_pki
+from test_present_kit import NS, STATUS_URI, T0, Clock, StatusPublisher, make_pki
 
 from mcred.present import reader_pipeline
-from protocols import cose
+from protocols import cbor, cose
 from protocols.cose import CoseKey
 from protocols.mdoc import (
     DeviceResponse,
     Document,
+    IssuerSigned,
+    MsoStatus,
     SessionTranscript,
+    StatusListRef,
     build_device_signed,
     build_issuer_signed,
+    derive_emac_key,
+    ecdh,
 )
+from reader.fetch import HttpAnswer
+from reader.pipeline import StatusListCache
+from reader.trust import TrustAnchor, TrustStore
 
 DOCTYPE = "jp.mcred.mynumber.cardsub.1"
 NOW = T0 + dt.timedelta(minutes=1)
@@ -30,15 +40,16 @@ def transcript():
     return SessionTranscript.build(b"\xa1\x00c1.0", key, None)
 
 
-def response(ds_key, ds_cert, *, key_authorizations=None, device_elements=None, signed=None, valid_from=T0):
+def response(ds_key, ds_cert, *, key_authorizations=None, device_elements=None, signed=None, valid_from=T0,
+             doc_type=DOCTYPE):
     device = ec.generate_private_key(ec.SECP256R1())
-    isg = build_issuer_signed({NS: {"family_name": "山田"}}, DOCTYPE, device.public_key(), cose.key_signer(ds_key),
+    isg = build_issuer_signed({NS: {"family_name": "山田"}}, doc_type, device.public_key(), cose.key_signer(ds_key),
                               [ds_cert.public_bytes(serialization.Encoding.DER)], valid_from,
                               valid_from + dt.timedelta(days=30), signed=signed,
                               key_authorizations=key_authorizations)
     st = transcript()
-    ds = build_device_signed(DOCTYPE, st, signer=cose.key_signer(device), device_name_spaces=device_elements)
-    return DeviceResponse((Document(DOCTYPE, isg, ds),)).encode(), st
+    ds = build_device_signed(doc_type, st, signer=cose.key_signer(device), device_name_spaces=device_elements)
+    return DeviceResponse((Document(doc_type, isg, ds),)).encode(), st
 
 
 def verify(pki, data, st):
@@ -169,3 +180,176 @@ def test_iaca_out_of_profile_is_reported_from_the_kept_profile():
         pipe = reader_pipeline(trust=store, clock=clock, fetcher=StatusPublisher(pki, clock))
         reason = pipe.verify(data, session_transcript=st).check("iaca_profile").reason
         assert "iaca.validity_period" in reason and "iaca.key_usage" in reason
+
+
+def test_trust_anchor_scope_is_judged_for_each_doctype_on_a_warm_pipeline():
+    """An IACA trusted for one docType only (a VICAL entry's scope): a document of another
+    docType under the same DS certificate is refused, also right after one of the trusted
+    docType was accepted (the pipeline keeps the last profile verdicts per DS chain), and
+    the other way round."""
+    pki = make_pki()
+    clock = Clock(NOW)
+    scoped = TrustStore([TrustAnchor(pki.iaca, frozenset({DOCTYPE}))])
+    pipe = reader_pipeline(trust=scoped, clock=clock, fetcher=StatusPublisher(pki, clock))
+    mine, other = response(pki.ds_key, pki.ds), response(pki.ds_key, pki.ds, doc_type="org.example.other")
+    for order in ((mine, other, mine), (other, mine)):
+        for data, st in order:
+            result = pipe.verify(data, session_transcript=st)
+            assert result.check("trust_anchor_scope").passed is (data is mine[0]), result.check("trust_anchor_scope")
+            assert ("trust_anchor_scope" in failed(result)) is (data is other[0])
+
+
+def _status(cache, pki, now, index=3):
+    outcome = cache.lookup(STATUS_URI, index, [pki.iaca], now)
+    return {c.name: c for c in outcome.checks}
+
+
+def test_a_status_list_read_offline_is_trusted_up_to_the_maximum_offline_age_and_not_a_second_more():
+    """Offline, the cached list serves until max_offline_age after it was fetched (its own
+    exp far away here, so that the offline bound is what decides); past it, freshness fails
+    (what the stale list says is still reported, the verdict fails on freshness). Offline
+    without any cached list: nothing to tell."""
+    pki = make_pki()
+    clock = Clock(NOW)
+    publisher = StatusPublisher(pki, clock, lifetime=7 * 86400)
+    cache = StatusListCache(publisher)
+    assert all(c.passed for c in _status(cache, pki, NOW).values())
+    cache.offline, cache.max_offline_age = True, dt.timedelta(hours=2)
+    edge = _status(cache, pki, NOW + dt.timedelta(hours=2))
+    assert all(c.passed for c in edge.values()), edge
+    late = _status(cache, pki, NOW + dt.timedelta(hours=2, seconds=1))
+    assert late["status_list_freshness"].passed is False and late["status_list_freshness"].code == "unavailable"
+    assert "beyond the maximum offline age" in late["status_list_freshness"].reason
+    cold = StatusListCache(publisher, offline=True)
+    nothing = _status(cold, pki, NOW)
+    assert [c.passed for c in nothing.values()] == [False, False, False]
+    assert all(c.code == "unavailable" and "OFFLINE: no cached list" in c.reason for c in nothing.values())
+
+
+def test_a_status_list_issued_in_the_future_or_an_index_beyond_it_or_no_list_at_all_tells_nothing():
+    """A list whose iat is more than 60 s ahead of the reader's clock is not fresh (60 s of
+    skew is); an index past the list's end, or bytes that are no Status List Token, give no
+    status: each refusal ``unavailable``, never a VALID."""
+    pki = make_pki()
+    issued_at = NOW.replace(microsecond=0)
+    publisher = StatusPublisher(pki, Clock(issued_at))
+    for behind, fresh in ((60, True), (61, False)):
+        checks = _status(StatusListCache(publisher), pki, issued_at - dt.timedelta(seconds=behind))
+        assert checks["status_list_freshness"].passed is fresh, checks["status_list_freshness"]
+        if not fresh:
+            assert "in the future" in checks["status_list_freshness"].reason
+            assert checks["status_list_freshness"].code == "unavailable"
+    beyond = _status(StatusListCache(publisher), pki, issued_at, index=publisher.size * 64)
+    assert beyond["revocation_status"].passed is False and beyond["revocation_status"].code == "unavailable"
+    garbage = _status(StatusListCache(lambda uri, etag: HttpAnswer(200, b"\xa0")), pki, issued_at)
+    assert garbage["status_list_signature"].passed is False and garbage["status_list_signature"].code == "unavailable"
+    assert garbage["revocation_status"].passed is False
+
+
+def _pipeline(pki, trust=None):
+    clock = Clock(NOW)
+    return reader_pipeline(trust=trust or pki.trust(), clock=clock, fetcher=StatusPublisher(pki, clock))
+
+
+@pytest.mark.parametrize(("now", "code"), [
+    (T0 - dt.timedelta(minutes=5), None),  # validFrom - skew
+    (T0 + dt.timedelta(days=30, minutes=5), None),  # validUntil + skew
+    (T0 - dt.timedelta(minutes=5, microseconds=1), "not_yet_valid"),
+    (T0 + dt.timedelta(days=30, minutes=5, microseconds=1), "expired"),
+])
+def test_the_reader_validity_takes_the_skew_on_both_sides_and_not_a_microsecond_more(now, code):
+    pki = make_pki()
+    result = _pipeline(pki).verify(*response(pki.ds_key, pki.ds)[:1], session_transcript=None, now=now)
+    validity = result.check("validity")
+    assert validity.passed is (code is None), validity
+    assert validity.code == (code or "ok")
+
+
+def _resigned(pki, data, **validity):
+    """The response with its MSO's validityInfo changed and signed again by the DS."""
+    dr = DeviceResponse.decode(data)
+    doc = dr.documents[0]
+    mso = doc.issuer_signed.mso()
+    mso = dataclasses.replace(mso, validity_info=dataclasses.replace(mso.validity_info, **validity))
+    auth = cose.Sign1.create(cose.key_signer(pki.ds_key), mso.to_bytes(), unprotected=doc.issuer_signed.issuer_auth.unprotected)
+    return DeviceResponse((dataclasses.replace(doc, issuer_signed=IssuerSigned(doc.issuer_signed.name_spaces, auth)),)).encode()
+
+
+def test_mso_signed_within_ds_validity_includes_both_ends_of_the_ds_certificate():
+    pki = make_pki()
+    data, st = response(pki.ds_key, pki.ds)
+    ds_from, ds_until = pki.ds.not_valid_before_utc, pki.ds.not_valid_after_utc
+    for signed, ok in ((ds_from, True), (ds_until, True), (ds_from - dt.timedelta(seconds=1), False),
+                       (ds_until + dt.timedelta(seconds=1), False)):
+        result = _pipeline(pki).verify(_resigned(pki, data, signed=signed), session_transcript=st)
+        assert result.check("mso_signed_within_ds_validity").passed is ok, signed
+        assert failed(result) == (set() if ok else {"mso_signed_within_ds_validity"})
+
+
+def test_an_untrusted_ds_leaves_the_reader_checks_that_need_it_not_checked_once_each():
+    """No trusted DS chain: mso_signed_within_ds_validity, the Annex B profiles, the scope and
+    the three status checks are each reported once, "not checked" (the status list is not
+    even fetched: it would be verified against the untrusted chain's anchor)."""
+    pki, stranger = make_pki(), make_pki("Stranger")
+    device = ec.generate_private_key(ec.SECP256R1())
+    isg = build_issuer_signed({NS: {"family_name": "山田"}}, DOCTYPE, device.public_key(), cose.key_signer(pki.ds_key),
+                              [pki.ds.public_bytes(serialization.Encoding.DER)], T0, T0 + dt.timedelta(days=30),
+                              status=MsoStatus(StatusListRef(3, STATUS_URI)))
+    st = transcript()
+    data = DeviceResponse((Document(DOCTYPE, isg, build_device_signed(DOCTYPE, st, signer=cose.key_signer(device))),)
+                          ).encode()
+    publisher = StatusPublisher(pki, Clock(NOW))
+    pipe = reader_pipeline(trust=stranger.trust(), clock=Clock(NOW), fetcher=publisher)
+    result = pipe.verify(data, session_transcript=st)
+    names = [c.name for c in result.checks]
+    for name in ("mso_signed_within_ds_validity", "iaca_profile", "ds_profile", "trust_anchor_scope",
+                 "status_list_signature", "status_list_freshness", "revocation_status"):
+        assert names.count(name) == 1, name
+        assert result.check(name).code == "not_checked", result.check(name)
+    assert publisher.calls == []
+
+
+def test_an_issuer_signed_alone_through_the_pipeline_has_no_key_authorizations_check():
+    """Nothing is device-signed before a presentation: verify_issuer_signed reports no
+    key_authorizations check when the MSO declares none (a presentation reports it passed)."""
+    pki = make_pki()
+    data, st = response(pki.ds_key, pki.ds)
+    issuer_signed = DeviceResponse.decode(data).documents[0].issuer_signed
+    alone = _pipeline(pki).verify_issuer_signed(cbor.dumps(issuer_signed.to_cbor()))
+    assert alone.valid, failed(alone)
+    assert alone.check("key_authorizations") is None
+    presented = _pipeline(pki).verify(data, session_transcript=st)
+    assert presented.check("key_authorizations").passed
+    # the docType asked for is compared, and the instant given is the one judged
+    other = _pipeline(pki).verify_issuer_signed(cbor.dumps(issuer_signed.to_cbor()), doc_type="org.example.other")
+    assert failed(other) == {"doc_type"}
+    late = _pipeline(pki).verify_issuer_signed(cbor.dumps(issuer_signed.to_cbor()), now=T0 + dt.timedelta(days=31))
+    assert late.check("validity").code == "expired"
+
+
+def test_device_mac_through_the_pipeline_with_the_readers_key():
+    """deviceMac: the pipeline hands the reader's ephemeral private key to the verifier."""
+    pki = make_pki()
+    device, reader = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    isg = build_issuer_signed({NS: {"family_name": "山田"}}, DOCTYPE, device.public_key(), cose.key_signer(pki.ds_key),
+                              [pki.ds.public_bytes(serialization.Encoding.DER)], T0, T0 + dt.timedelta(days=30))
+    st = transcript()
+    emac = derive_emac_key(ecdh(device, reader.public_key()), st)
+    data = DeviceResponse((Document(DOCTYPE, isg, build_device_signed(DOCTYPE, st, emac_key=emac)),)).encode()
+    assert _pipeline(pki).verify(data, session_transcript=st, reader_private_key=reader).valid
+    other = _pipeline(pki).verify(data, session_transcript=st, reader_private_key=ec.generate_private_key(ec.SECP256R1()))
+    assert failed(other) == {"device_authentication"}
+
+
+def test_the_profile_verdicts_kept_for_the_last_ds_chain_are_not_handed_to_another():
+    """Two trusted IACAs, each trusted for one docType; their documents of the first one's
+    docType presented in turn to one pipeline: the second IACA's document fails
+    trust_anchor_scope every time, though it comes right after an accepted one."""
+    mine, theirs = make_pki("Mine"), make_pki("Theirs")
+    store = TrustStore([TrustAnchor(mine.iaca, frozenset({DOCTYPE})),
+                        TrustAnchor(theirs.iaca, frozenset({"org.example.other"}))])
+    pipe = _pipeline(mine, trust=store)
+    ok, bad = response(mine.ds_key, mine.ds), response(theirs.ds_key, theirs.ds)
+    for _ in range(2):
+        assert pipe.verify(ok[0], session_transcript=ok[1]).valid
+        assert failed(pipe.verify(bad[0], session_transcript=bad[1])) == {"trust_anchor_scope"}
