@@ -205,3 +205,21 @@ def test_a_cached_mso_whose_ds_chain_no_longer_verifies_reports_one_failed_chain
     assert result.check("issuer_certificate_chain").passed is False
     assert result.to_json() == mdoc.verify_device_response(
         data, trust_anchors=[pki[0]], session_transcript=st, now=late).to_json()
+
+
+def test_what_the_verifier_hands_out_is_frozen(pki, device_key):  # noqa: F811
+    """Passed checks are made once per MSO and handed out again to later verifications, and
+    extra checks see the document through a DocumentContext: none of them can be changed
+    in place by a caller (a check flipped to passed in one verdict would be in the next)."""
+    seen = []
+    verifier = mdoc.MdocVerifier([pki[0]], extra_checks=[lambda ctx: seen.append(ctx) or []])
+    st = transcript()
+    data = present(issue(pki, device_key), device_key, st)
+    result = verifier.verify(data, session_transcript=st, now=NOW)
+    again = verifier.verify(data, session_transcript=st, now=NOW)
+    assert result.valid and again.valid
+    assert result.check("value_digests").reason.endswith("5 item(s) in 1 namespace(s) match (SHA-256)")
+    for obj, name in ((result, "checks"), (result.checks[0], "passed"), (result.documents[0], "doc_type"),
+                      (seen[0], "now")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(obj, name, None)

@@ -353,3 +353,24 @@ def test_the_profile_verdicts_kept_for_the_last_ds_chain_are_not_handed_to_anoth
     for _ in range(2):
         assert pipe.verify(ok[0], session_transcript=ok[1]).valid
         assert failed(pipe.verify(bad[0], session_transcript=bad[1])) == {"trust_anchor_scope"}
+
+
+def test_an_expired_status_list_is_not_fresh_online_or_offline():
+    """A list past its exp is refused as expired, also offline within the maximum offline
+    age and also while still within its ttl (exp before fetch + ttl): a revoked mdoc must
+    not pass on an expired list that said VALID. A list that does not chain to the
+    document's IACA tells nothing (unavailable)."""
+    pki = make_pki()
+    issued_at = NOW.replace(microsecond=0)
+    publisher = StatusPublisher(pki, Clock(issued_at), ttl=3600, lifetime=600)
+    cache = StatusListCache(publisher)
+    assert all(c.passed for c in _status(cache, pki, issued_at).values())
+    for offline in (False, True):
+        cache.offline, cache.max_offline_age = offline, dt.timedelta(hours=2)
+        expired = _status(cache, pki, issued_at + dt.timedelta(seconds=600))
+        assert expired["status_list_freshness"].passed is False, (offline, expired)
+        assert "list expired" in expired["status_list_freshness"].reason
+    foreign = StatusPublisher(pki, Clock(issued_at), signer_key=ec.generate_private_key(ec.SECP256R1()))
+    untrusted = _status(StatusListCache(foreign), pki, issued_at)
+    assert untrusted["status_list_signature"].passed is False
+    assert untrusted["status_list_signature"].code == "unavailable"
