@@ -428,3 +428,10 @@ def test_embedded_revocation_for_a_raw_signature_is_a_refusal_not_an_exception()
                     certificate=cert.public_bytes(Encoding.DER))
     assert _failed(result) == {"revocation": "embedded validation data needs a signature time-stamp: without one, "
                                              "nothing says when the signature was made"}, result
+
+
+def test_a_crl_is_current_up_to_its_next_update_itself():
+    crl = _crl(this=NOW - timedelta(hours=1), nxt=NOW)
+    assert verify(CONTENT, SIG, roots=ROOTS, at=NOW, revocation="crl", crl=crl)["valid"]
+    late = verify(CONTENT, SIG, roots=ROOTS, at=NOW + timedelta(seconds=1), revocation="crl", crl=crl)
+    assert _failed(late)["revocation"].startswith("CRL is not current: nextUpdate"), late
