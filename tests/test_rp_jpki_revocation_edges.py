@@ -12,7 +12,7 @@ import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 from test_jpki_cms import CONTENT, se_signer
@@ -435,3 +435,25 @@ def test_a_crl_is_current_up_to_its_next_update_itself():
     assert verify(CONTENT, SIG, roots=ROOTS, at=NOW, revocation="crl", crl=crl)["valid"]
     late = verify(CONTENT, SIG, roots=ROOTS, at=NOW + timedelta(seconds=1), revocation="crl", crl=crl)
     assert _failed(late)["revocation"].startswith("CRL is not current: nextUpdate"), late
+
+
+def test_a_raw_signature_with_a_key_neither_rsa_nor_ec_is_refused():
+    """_verify_raw knows RSA (PKCS#1 v1.5, SHA-256) and ECDSA (SHA-384): an Ed25519
+    certificate's signature is refused as unsupported, never taken."""
+    key = ed25519.Ed25519PrivateKey.generate()
+    name = x509.Name.from_rfc4514_string("CN=not JPKI")
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(NOW - timedelta(days=1)).not_valid_after(NOW + timedelta(days=1))
+            .sign(key, None))
+    result = verify(CONTENT, key.sign(CONTENT), roots=ROOTS, at=NOW, revocation="none",
+                    certificate=cert.public_bytes(Encoding.DER))
+    check = result["checks"][0]
+    assert (check["name"], check["passed"], check["code"]) == ("signature", False, "bad_signature"), result
+    assert check["reason"] == "unsupported key Ed25519PublicKey", check
+
+
+def test_a_raw_ecdsa_signature_over_other_bytes_is_refused():
+    cert, key = P.issue_auth(SERIAL + 4)
+    result = verify(CONTENT, key.sign(CONTENT + b"!", ec.ECDSA(hashes.SHA384())), roots=ROOTS, at=NOW,
+                    slot="auth", revocation="none", certificate=cert.public_bytes(Encoding.DER))
+    assert _failed(result) == {"signature": "raw signature does not verify over the content"}, result
