@@ -48,7 +48,14 @@ from protocols.jpki.ocsp import (
 )
 from protocols.tsp.token import TimeStamp
 from reader.crl_cache import CrlCache
-from reader.relying_party import EmbeddedRevocation, RelyingPartyService, check_embedded, verify
+from reader.relying_party import (
+    EmbeddedRevocation,
+    RelyingPartyService,
+    check_embedded,
+    check_ocsp,
+    check_revocation_crl,
+    verify,
+)
 
 
 @pytest.mark.parametrize(("ahead", "taken"), [(timedelta(minutes=4, seconds=30), True),
@@ -457,3 +464,20 @@ def test_a_raw_ecdsa_signature_over_other_bytes_is_refused():
     result = verify(CONTENT, key.sign(CONTENT + b"!", ec.ECDSA(hashes.SHA384())), roots=ROOTS, at=NOW,
                     slot="auth", revocation="none", certificate=cert.public_bytes(Encoding.DER))
     assert _failed(result) == {"signature": "raw signature does not verify over the content"}, result
+
+
+def test_a_certificate_naming_no_responder_or_distribution_point_cannot_be_asked():
+    cert, _key = _issued_by_the_root_with_eku([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH])
+    root = P.roots[Purpose.SIGN]
+    asked = check_ocsp(cert, root, NOW)
+    assert (asked.passed, asked.code, asked.reason) == (False, "unavailable", "certificate names no OCSP responder")
+    crl = check_revocation_crl(cert, root, NOW)
+    assert (crl.passed, crl.code, crl.reason) == (False, "unavailable", "certificate names no CRL distribution point")
+
+
+def test_a_raw_signature_is_checked_over_the_content_not_a_digest_of_it():
+    cert, key = P.issue_auth(SERIAL + 5)
+    result = verify(lambda name: b"\0" * 48, key.sign(CONTENT, ec.ECDSA(hashes.SHA384())), roots=ROOTS, at=NOW,
+                    slot="auth", revocation="none", certificate=cert.public_bytes(Encoding.DER))
+    assert _failed(result) == {
+        "signature": "a raw signature is checked over the content itself, not a digest of it"}, result
