@@ -11,11 +11,18 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from test_jpki_cms import CONTENT, se_signer
 from test_jpki_fixtures import NOW, new_key
-from test_rp_jpki_verdicts import CERT, ROOTS, P, _failed
+from test_rp_jpki_verdicts import CERT, ROOTS, SIG, P, _crl, _failed
 
 from protocols.jpki import Purpose
 from protocols.jpki.cms import build_detached_signature
-from protocols.jpki.relying_party import Check, check_chain, check_key_usage, check_validity
+from protocols.jpki.relying_party import (
+    Check,
+    check_chain,
+    check_key_usage,
+    check_policy,
+    check_validity,
+    verify_signed_content,
+)
 from reader.relying_party import verify
 
 ROOT = P.roots[Purpose.SIGN]
@@ -108,3 +115,19 @@ def test_validity_allows_a_not_before_five_minutes_ahead_and_ends_at_not_after_i
                                                after, after + timedelta(seconds=1))
             for c in [check_validity(CERT, at)]}
     assert list(said.values()) == [(True, "ok"), (False, "not_yet_valid"), (True, "ok"), (False, "expired")], said
+
+
+def test_a_certificate_with_no_jpki_policy_fails_the_policy_check():
+    check = check_policy(_with_key_usage(digital_signature=True, content_commitment=True), Purpose.SIGN)
+    assert not check.passed, check
+
+
+def test_verify_signed_content_refuses_what_is_not_a_signature_and_takes_a_good_one():
+    bad = verify_signed_content(b"\x30\x03\x02\x01\x00", CONTENT, roots=ROOTS, required=Purpose.SIGN, at=NOW)
+    assert (bad.valid, [(c.name, c.passed) for c in bad.checks]) == (False, [("signature", False)])
+    good = verify_signed_content(SIG, CONTENT, roots=ROOTS, required=Purpose.SIGN, at=NOW)
+    assert good.valid and good.checks[0].passed and good.purpose is Purpose.SIGN, good.checks
+    # a CRL given, but no trusted root to check it against: the revocation check fails too
+    untrusted = verify_signed_content(SIG, CONTENT, roots=[P.roots[Purpose.AUTH]], required=Purpose.SIGN, at=NOW,
+                                      crl=x509.load_der_x509_crl(_crl()))
+    assert [(c.name, c.passed) for c in untrusted.checks if not c.passed] == [("chain", False), ("revocation", False)]

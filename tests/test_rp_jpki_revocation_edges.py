@@ -12,7 +12,7 @@ import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 from test_jpki_cms import CONTENT, se_signer
@@ -48,7 +48,14 @@ from protocols.jpki.ocsp import (
 )
 from protocols.tsp.token import TimeStamp
 from reader.crl_cache import CrlCache
-from reader.relying_party import EmbeddedRevocation, RelyingPartyService, check_embedded, verify
+from reader.relying_party import (
+    EmbeddedRevocation,
+    RelyingPartyService,
+    check_embedded,
+    check_ocsp,
+    check_revocation_crl,
+    verify,
+)
 
 
 @pytest.mark.parametrize(("ahead", "taken"), [(timedelta(minutes=4, seconds=30), True),
@@ -428,3 +435,49 @@ def test_embedded_revocation_for_a_raw_signature_is_a_refusal_not_an_exception()
                     certificate=cert.public_bytes(Encoding.DER))
     assert _failed(result) == {"revocation": "embedded validation data needs a signature time-stamp: without one, "
                                              "nothing says when the signature was made"}, result
+
+
+def test_a_crl_is_current_up_to_its_next_update_itself():
+    crl = _crl(this=NOW - timedelta(hours=1), nxt=NOW)
+    assert verify(CONTENT, SIG, roots=ROOTS, at=NOW, revocation="crl", crl=crl)["valid"]
+    late = verify(CONTENT, SIG, roots=ROOTS, at=NOW + timedelta(seconds=1), revocation="crl", crl=crl)
+    assert _failed(late)["revocation"].startswith("CRL is not current: nextUpdate"), late
+
+
+def test_a_raw_signature_with_a_key_neither_rsa_nor_ec_is_refused():
+    """_verify_raw knows RSA (PKCS#1 v1.5, SHA-256) and ECDSA (SHA-384): an Ed25519
+    certificate's signature is refused as unsupported, never taken."""
+    key = ed25519.Ed25519PrivateKey.generate()
+    name = x509.Name.from_rfc4514_string("CN=not JPKI")
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(NOW - timedelta(days=1)).not_valid_after(NOW + timedelta(days=1))
+            .sign(key, None))
+    result = verify(CONTENT, key.sign(CONTENT), roots=ROOTS, at=NOW, revocation="none",
+                    certificate=cert.public_bytes(Encoding.DER))
+    check = result["checks"][0]
+    assert (check["name"], check["passed"], check["code"]) == ("signature", False, "bad_signature"), result
+    assert check["reason"] == "unsupported key Ed25519PublicKey", check
+
+
+def test_a_raw_ecdsa_signature_over_other_bytes_is_refused():
+    cert, key = P.issue_auth(SERIAL + 4)
+    result = verify(CONTENT, key.sign(CONTENT + b"!", ec.ECDSA(hashes.SHA384())), roots=ROOTS, at=NOW,
+                    slot="auth", revocation="none", certificate=cert.public_bytes(Encoding.DER))
+    assert _failed(result) == {"signature": "raw signature does not verify over the content"}, result
+
+
+def test_a_certificate_naming_no_responder_or_distribution_point_cannot_be_asked():
+    cert, _key = _issued_by_the_root_with_eku([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH])
+    root = P.roots[Purpose.SIGN]
+    asked = check_ocsp(cert, root, NOW)
+    assert (asked.passed, asked.code, asked.reason) == (False, "unavailable", "certificate names no OCSP responder")
+    crl = check_revocation_crl(cert, root, NOW)
+    assert (crl.passed, crl.code, crl.reason) == (False, "unavailable", "certificate names no CRL distribution point")
+
+
+def test_a_raw_signature_is_checked_over_the_content_not_a_digest_of_it():
+    cert, key = P.issue_auth(SERIAL + 5)
+    result = verify(lambda name: b"\0" * 48, key.sign(CONTENT, ec.ECDSA(hashes.SHA384())), roots=ROOTS, at=NOW,
+                    slot="auth", revocation="none", certificate=cert.public_bytes(Encoding.DER))
+    assert _failed(result) == {
+        "signature": "a raw signature is checked over the content itself, not a digest of it"}, result

@@ -497,6 +497,11 @@ def test_a_revoked_tsa_unit(home, db_url, tmp_path):
     assert "none of its time-stamps is relied on" in tsa_unit_revoked(old_second, now_t, cache=cache)
     # unreachable CRL: fail closed; embedded data without the root's CRL: said
     assert "cannot be checked" in tsa_unit_revoked(first, now_t, cache=CrlCache())
+    # the root's CRL served past its nextUpdate (a replayed one): fail closed as well
+    served = httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(200, content=crl_der)))
+    stale_at = x509.load_der_x509_crl(crl_der).next_update_utc + dt.timedelta(seconds=1)
+    assert "its root's CRL at http://tsa.test/tsa/root.crl: out of date" in tsa_unit_revoked(
+        dataclasses.replace(first, gen_time=stale_at), stale_at, client=served)
     assert code(first, CrlCache()) == "unavailable"  # ask again later
     assert "no CRL of its root current at the time-stamp is embedded" in tsa_unit_revoked(
         first, now_t, embedded=EmbeddedRevocation())
