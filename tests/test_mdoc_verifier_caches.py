@@ -219,6 +219,12 @@ def test_what_the_verifier_hands_out_is_frozen(pki, device_key):  # noqa: F811
     again = verifier.verify(data, session_transcript=st, now=NOW)
     assert result.valid and again.valid
     assert result.check("value_digests").reason.endswith("5 item(s) in 1 namespace(s) match (SHA-256)")
+    # every built-in check of a presentation is named in a valid verdict, device authentication too
+    assert [c.name for c in result.checks] == ["response_status", "issuer_certificate_chain", "issuer_signature",
+                                              "mso_structure", "doc_type", "value_digests", "validity",
+                                              "device_authentication"]
+    # what an extra check is given: this session's transcript and the checks made before it
+    assert seen[0].session_transcript == st and [c.name for c in seen[0].checks] == [c.name for c in result.checks[1:]]
     for obj, name in ((result, "checks"), (result.checks[0], "passed"), (result.documents[0], "doc_type"),
                       (seen[0], "now")):
         with pytest.raises(dataclasses.FrozenInstanceError):

@@ -243,6 +243,7 @@ def test_a_status_list_issued_in_the_future_or_an_index_beyond_it_or_no_list_at_
     assert beyond["revocation_status"].passed is False and beyond["revocation_status"].code == "unavailable"
     garbage = _status(StatusListCache(lambda uri, etag: HttpAnswer(200, b"\xa0")), pki, issued_at)
     assert garbage["status_list_signature"].passed is False and garbage["status_list_signature"].code == "unavailable"
+    assert garbage["status_list_freshness"].passed is False and garbage["status_list_freshness"].code == "unavailable"
     assert garbage["revocation_status"].passed is False
 
 
@@ -370,6 +371,7 @@ def test_an_expired_status_list_is_not_fresh_online_or_offline():
         expired = _status(cache, pki, issued_at + dt.timedelta(seconds=600))
         assert expired["status_list_freshness"].passed is False, (offline, expired)
         assert "list expired" in expired["status_list_freshness"].reason
+        assert expired["status_list_freshness"].code == "unavailable"
     foreign = StatusPublisher(pki, Clock(issued_at), signer_key=ec.generate_private_key(ec.SECP256R1()))
     untrusted = _status(StatusListCache(foreign), pki, issued_at)
     assert untrusted["status_list_signature"].passed is False
