@@ -46,6 +46,7 @@ from protocols.jpki.ocsp import (
     error_response,
     respond,
 )
+from protocols.jpki.relying_party import Check, unavailable
 from protocols.tsp.token import TimeStamp
 from reader.crl_cache import CrlCache
 from reader.relying_party import (
@@ -54,6 +55,8 @@ from reader.relying_party import (
     check_embedded,
     check_ocsp,
     check_revocation_crl,
+    revoked_after,
+    signature_timestamp,
     verify,
 )
 
@@ -481,3 +484,19 @@ def test_a_raw_signature_is_checked_over_the_content_not_a_digest_of_it():
                     slot="auth", revocation="none", certificate=cert.public_bytes(Encoding.DER))
     assert _failed(result) == {
         "signature": "a raw signature is checked over the content itself, not a digest of it"}, result
+
+
+def test_a_time_stamp_with_no_trusted_time_stamping_root_is_not_taken():
+    check, stamp = signature_timestamp([(b"a token", b"a signature value")], ())
+    assert (check.name, check.passed, stamp) == ("signature_timestamp", False, None)
+    assert check.reason == "the signature carries a time-stamp, but no time-stamping root is trusted here"
+
+
+def test_revoked_after_touches_only_a_verified_revoked():
+    """A failed revocation check without a revocation time (no answer) or a passed one is
+    returned as it is, whatever the time-stamp; a revocation after it passes."""
+    for check in (unavailable("OCSP responder unreachable"), Check("revocation", True, "good", code="good")):
+        assert revoked_after(check, _stamp()) is check
+    later = revoked_after(Check("revocation", False, "revoked", STAMPED + timedelta(hours=1), code="revoked",
+                                revocation_reason="superseded"), _stamp())
+    assert (later.passed, later.code, later.revocation_reason) == (True, "revoked_after_signing", "superseded")
