@@ -777,8 +777,7 @@ def _pin_reset_work(ctx: Context):  # noqa: ANN202
 def _issue_sign_work(ctx: Context):  # noqa: ANN202
     def work(params: dict, progress) -> dict:  # noqa: ANN001
         from mcred.provision import issue_sign
-        from tsm.errors import MasterKeyError, TsmError
-        from tsm.jobs import list_jobs
+        from tsm.errors import TsmError
 
         def run(transmit):  # noqa: ANN001, ANN202 - None: the simulator here
             _issuers_set_up(ctx)
@@ -789,13 +788,23 @@ def _issue_sign_work(ctx: Context):  # noqa: ANN202
         try:
             return _sign_issued(_reaching(params, run, "issue-sign"))
         except TsmError as exc:
-            left = list_jobs(ctx.engine, params["phone_id"], kind="issue-sign", unfinished=True)
-            if left and not isinstance(exc, MasterKeyError):  # the job's failure names it
-                exc.add_note(f"TSM job {left[-1].id} stopped: POST /tsm-jobs/{left[-1].id}/resume finishes it, "
-                             f"POST /tsm-jobs/{left[-1].id}/abandon gives it up")
+            _name_stopped_job(ctx, exc, params["phone_id"], "issue-sign")
             raise
 
     return work
+
+
+def _name_stopped_job(ctx: Context, exc: Exception, phone_id: str, kind: str) -> None:
+    """Add to ``exc`` (a TSM error that stopped a job of ``kind``) the routes that resume or
+    abandon the phone's unfinished job of that kind; a master-key error names none (no job
+    of it can run until the key is back)."""
+    from tsm.errors import MasterKeyError
+    from tsm.jobs import list_jobs
+
+    left = list_jobs(ctx.engine, phone_id, kind=kind, unfinished=True)
+    if left and not isinstance(exc, MasterKeyError):  # the job's failure names it
+        exc.add_note(f"TSM job {left[-1].id} stopped: POST /tsm-jobs/{left[-1].id}/resume finishes it, "
+                     f"POST /tsm-jobs/{left[-1].id}/abandon gives it up")
 
 
 def _sign_issued(res) -> dict[str, Any]:  # noqa: ANN001 - mcred.provision.IssueSignResult
@@ -808,8 +817,7 @@ def _sign_issued(res) -> dict[str, Any]:  # noqa: ANN001 - mcred.provision.Issue
 def _renew_work(ctx: Context):  # noqa: ANN202
     def work(params: dict, progress) -> dict:  # noqa: ANN001
         from mcred.provision import renew_jpki
-        from tsm.errors import MasterKeyError, TsmError
-        from tsm.jobs import list_jobs
+        from tsm.errors import TsmError
 
         def run(transmit):  # noqa: ANN001, ANN202 - None: the simulator here
             _issuers_set_up(ctx)
@@ -820,10 +828,7 @@ def _renew_work(ctx: Context):  # noqa: ANN202
         try:
             return _renewed(_reaching(params, run, "renew"))
         except TsmError as exc:
-            left = list_jobs(ctx.engine, params["phone_id"], kind="renew-jpki", unfinished=True)
-            if left and not isinstance(exc, MasterKeyError):  # the job's failure names it
-                exc.add_note(f"TSM job {left[-1].id} stopped: POST /tsm-jobs/{left[-1].id}/resume finishes it, "
-                             f"POST /tsm-jobs/{left[-1].id}/abandon gives it up")
+            _name_stopped_job(ctx, exc, params["phone_id"], "renew-jpki")
             raise
 
     return work
