@@ -850,6 +850,17 @@ def check_issue_sign(ctx: Context, phone_id: str) -> tuple[str, str]:
     return holder_id, "p384" if isinstance(key, ec.EllipticCurvePublicKey) else "rsa2048"
 
 
+def _stopped_jobs(ctx: Context, phone_id: str, kind: str, job_id: str | None) -> list:
+    """The phone's unfinished TSM jobs of ``kind``, oldest first; with ``job_id``, that one
+    only, and :class:`ProvisionError` when it is not among them."""
+    left = list_jobs(ctx.engine, phone_id, kind=kind, unfinished=True)
+    if job_id is not None:
+        left = [j for j in left if j.id == job_id]
+        if not left:
+            raise ProvisionError(f"job {job_id} is not a stopped {kind} job of phone {phone_id!r}")
+    return left
+
+
 def issue_sign(ctx: Context, phone_id: str, *, password: str | None = None, actor: str = "mcred",
                transmit: Callable[[bytes], bytes] | None = None, trace: Any = None,
                after_step: StepHook | None = None, job_id: str | None = None) -> IssueSignResult:
@@ -866,11 +877,7 @@ def issue_sign(ctx: Context, phone_id: str, *, password: str | None = None, acto
     instead, with the password it sealed; ``job_id`` names that job (the API's resume), and
     refuses when it is not the phone's stopped ``issue-sign`` job."""
     t0 = time.perf_counter()
-    left = list_jobs(ctx.engine, phone_id, kind="issue-sign", unfinished=True)
-    if job_id is not None:
-        left = [j for j in left if j.id == job_id]
-        if not left:
-            raise ProvisionError(f"job {job_id} is not a stopped issue-sign job of phone {phone_id!r}")
+    left = _stopped_jobs(ctx, phone_id, "issue-sign", job_id)
     tsm = tsm_for(ctx, issuer_port(ctx), actor)
     if left:  # finished, not started again: its key may be in the SE already
         if password is not None:
@@ -1078,11 +1085,7 @@ def renew_jpki(ctx: Context, phone_id: str, *, slot: str = "both", early: bool =
     from issuer.db import AuditEvent
 
     t0 = time.perf_counter()
-    left = list_jobs(ctx.engine, phone_id, kind="renew-jpki", unfinished=True)
-    if job_id is not None:
-        left = [j for j in left if j.id == job_id]
-        if not left:
-            raise ProvisionError(f"job {job_id} is not a stopped renew-jpki job of phone {phone_id!r}")
+    left = _stopped_jobs(ctx, phone_id, "renew-jpki", job_id)
     tsm = tsm_for(ctx, issuer_port(ctx), actor)
     if left:  # finished, not started again: its keys may be in the SE already
         if transmit is None:
