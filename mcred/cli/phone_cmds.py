@@ -170,14 +170,41 @@ def register(app: typer.Typer) -> None:
         typer.echo(path.read_text(), nl=False)
 
     @phone.command("list")
-    def list_(as_json: bool = typer.Option(False, "--json")) -> None:
-        """The phones in the data directory."""
+    def list_(long: bool = typer.Option(False, "--long", "-l", help="A line per phone: its model, its SE's "
+                                        "life cycle and applets, any blocked PIN, and the issuer's view (state, "
+                                        "holder, live credentials); with --json an object per phone."),
+              as_json: bool = typer.Option(False, "--json", help="A JSON array of the ids (of objects with "
+                                           "--long).")) -> None:
+        """The phones in the data directory, one id a line (--long: what each holds and whose
+        it is)."""
         ids = wallet_sim.list_phones(data_home())
+        if not long:
+            if as_json:
+                typer.echo(json.dumps(ids))
+            else:
+                for pid in ids:
+                    typer.echo(pid)
+            return
+        rows = _phone_rows(ids)
         if as_json:
-            typer.echo(json.dumps(ids))
-        else:
-            for pid in ids:
-                typer.echo(pid)
+            typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+            return
+        from reader.text import printable
+
+        for r in rows:  # the id first and whole, to be copied
+            if "error" in r:
+                typer.echo(printable(f"{r['id']}  unreadable: {r['error']}"))
+                continue
+            se = r["secure_element"]
+            blocked = [f"{a}:{name}" for a, names in se["blocked"].items() for name in names]
+            issuer = r["issuer"]
+            whose = ("not provisioned by this issuer" if issuer is None else
+                     f"{issuer['state']}, {issuer['holder_name'] or '-'}, {issuer['live']} live credential(s)")
+            typer.echo(printable(f"{r['id']}  {r['model']}  SE {se['card_life_cycle']}, "
+                                 f"applets: {', '.join(se['applets']) or 'none'}"
+                                 + (f", BLOCKED {', '.join(blocked)}" if blocked else "") + f"  {whose}"))
+        if not rows:
+            typer.echo(f"no phone in {data_home()}")
 
     @phone.command("show")
     def show(phone_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
@@ -533,6 +560,39 @@ def register(app: typer.Typer) -> None:
             for sig, handler in old.items():
                 signal.signal(sig, handler)
         say("stopped")
+
+
+def _phone_rows(ids: list[str]) -> list[dict]:
+    """``mcred phone list --long``: each phone's model, its SE's card life cycle, applets
+    (by name) and blocked PINs, from the wallet simulator; the issuer's view of it
+    (:func:`issuer.holders.phone_summaries`, None for a phone it never provisioned) from the
+    registry. A phone whose files cannot be read is a row with its ``error``, not a failure
+    of the listing."""
+    from issuer.holders import phone_summaries
+    from mcred.cli.state import open_context
+
+    issuer = phone_summaries(open_context().sessions, ids) if ids else {}
+    rows: list[dict] = []
+    for pid in ids:
+        try:
+            info = wallet_sim.describe(pid, data_home())
+        except (wallet_sim.SeError, OSError) as exc:
+            rows.append({"id": pid, "error": str(exc), "issuer": issuer.get(pid)})
+            continue
+        se = info["secure_element"]
+        applets, blocked = [], {}
+        for a in se.get("applets", []):
+            details = a.get("details") or {}
+            name = details.get("applet") or a["aid"]
+            applets.append(name)
+            pins = [k for k, v in (details.get("secrets") or {}).items() if isinstance(v, dict) and v.get("blocked")]
+            if pins:
+                blocked[name] = pins
+        rows.append({"id": pid, "model": info["model"],
+                     "secure_element": {"card_life_cycle": se["card_life_cycle"], "applets": applets,
+                                        "blocked": blocked},
+                     "issuer": issuer.get(pid)})
+    return rows
 
 
 def _print_tree(value: object, indent: int = 0) -> None:
