@@ -3,7 +3,10 @@ relying party (the JPKI CRLs): the same rules for both.
 
 An entry is kept while it is current: before its nextUpdate, at most ``max_age`` after the
 fetch (a revocation is seen at the next fetch, as with any CRL), and not before the fetch
-time (a clock that went back refetches); ``max_age`` zero keeps nothing. At most
+time (a clock that went back refetches); ``max_age`` zero keeps nothing. A CRL without
+nextUpdate (RFC 5280 5.1.2.5 requires one; a foreign CA's may lack it) is kept by
+``max_age`` alone, never for ever; what it may say is the judges' (it cannot say "good":
+:func:`protocols.crl.incomplete`). At most
 ``size`` entries, least recently used dropped first. Only what the caller's ``fetch`` accepted is kept: a failed fetch, or a CRL
 that does not parse or verify, is returned to the caller and asked for again next time.
 Fetching happens outside the lock, so one slow distribution point does not hold up the

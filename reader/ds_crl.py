@@ -9,7 +9,10 @@ the keeping is :class:`reader.crl_cache.CrlCache`, the relying party's rules, ke
 and IACA and holding only CRLs verified with that IACA), and reports one named check, ``ds_revocation``: the MSO is refused when the
 DS certificate's serial is listed (any reason: an MSO is only as good as its signer).
 Fail closed: no CRL, an unverifiable one or one past its nextUpdate fails the check with
-the reason. It plugs into :class:`reader.pipeline.ReaderPipeline` as one of its ``extra_checks``,
+the reason; so does one that does not speak for the certificate (its issuingDistributionPoint)
+or cannot say that it is not listed (no nextUpdate, onlySomeReasons: :func:`protocols.crl.incomplete`),
+unless it lists the certificate: an entry is believed from any CRL the IACA signed that is
+usable (:func:`protocols.crl.refusal`). It plugs into :class:`reader.pipeline.ReaderPipeline` as one of its ``extra_checks``,
 and its :meth:`DsCrlCheck.signer_revoked` as the pipeline's ``signer_revocation``: the
 status-list signer, also certified by the IACA, is looked up on the same CRL at every status
 check, so a list signed by a revoked signer fails ``status_list_signature``.
@@ -96,13 +99,13 @@ class DsCrlCheck:
         if url is None:
             return Check(DS_REVOCATION, False, "the DS certificate names no CRL distribution point",
                          code="unavailable")
-        got = self._crl(url, iaca, now)
+        got = self._entry(ds, url, iaca, now)
         if isinstance(got, str):
             return Check(DS_REVOCATION, False, got, code="unavailable")  # no current CRL: ask again later
-        entry = got.get_revoked_certificate_by_serial_number(ds.serial_number)
+        entry, crl = got
         if entry is None:
             return Check(DS_REVOCATION, True, f"DS serial {ds.serial_number:x} not on the IACA CRL "
-                         f"({url}, next update {_text(got.next_update_utc)})")
+                         f"({url}, next update {_text(crl.next_update_utc)})")
         return Check(DS_REVOCATION, False, f"DS serial {ds.serial_number:x} {_revoked(entry, url)}",
                      code="ds_revoked")
 
@@ -114,15 +117,35 @@ class DsCrlCheck:
         url = certs.crl_url(signer)
         if url is None:
             return f"serial {signer.serial_number:x} names no CRL distribution point"
-        got = self._crl(url, iaca, now)
+        got = self._entry(signer, url, iaca, now)
         if isinstance(got, str):
             return f"serial {signer.serial_number:x}: {got}"
-        entry = got.get_revoked_certificate_by_serial_number(signer.serial_number)
+        entry, _crl = got
         return None if entry is None else f"serial {signer.serial_number:x} {_revoked(entry, url)}"
+
+    def _entry(self, cert: x509.Certificate, url: str, iaca: x509.Certificate, now: dt.datetime
+               ) -> tuple[x509.RevokedCertificate | None, x509.CertificateRevocationList] | str:
+        """``cert``'s entry on the IACA CRL at ``url`` (None: the CRL says it is not listed)
+        and the CRL, or why there is no answer: no usable CRL, one that does not speak for
+        ``cert`` (:func:`protocols.crl.scope`), or one that does not list it but cannot say
+        it is not revoked (:func:`protocols.crl.incomplete`)."""
+        got = self._crl(url, iaca, now)
+        if isinstance(got, str):
+            return got
+        why = ca_crl.scope(cert, got)
+        if why:
+            return f"IACA CRL at {url}: {why}"
+        entry = got.get_revoked_certificate_by_serial_number(cert.serial_number)
+        if entry is None:
+            why = ca_crl.incomplete(got)
+            if why:
+                return f"IACA CRL at {url}: {why}"
+        return entry, got
 
     def _crl(self, url: str, iaca: x509.Certificate, now: dt.datetime
              ) -> x509.CertificateRevocationList | str:
-        """The verified, current CRL at ``url``, or why there is none."""
+        """The verified, current, usable CRL at ``url`` (:func:`protocols.crl.refusal`: what
+        the cache keeps), or why there is none."""
 
         def fetch_verified(_key: object) -> x509.CertificateRevocationList | str:
             try:
@@ -133,7 +156,7 @@ class DsCrlCheck:
                 crl = ca_crl.load(data)
             except ca_crl.CrlError as exc:
                 return f"IACA CRL at {url} does not parse: {exc}"
-            why = ca_crl.judge(crl, iaca, now, what="the IACA")
+            why = ca_crl.refusal(crl, iaca, now, what="the IACA")
             return f"IACA CRL at {url}: {why}" if why else crl
 
         return self.crls.get((url, iaca.fingerprint(hashes.SHA256())), now, fetch_verified)

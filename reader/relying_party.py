@@ -51,7 +51,7 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from protocols import certs, tsp
-from protocols.crl import judge as crl_judge
+from protocols import crl as ca_crl
 from protocols.crl import reason_flag
 from protocols.jpki.cms import verify_detached_signature
 from protocols.jpki.errors import JpkiError
@@ -64,6 +64,8 @@ from protocols.jpki.relying_party import (
     check_key_usage,
     check_policy,
     check_validity,
+    crl_refusal,
+    crl_scope,
     revoked_check,
     revoked_text,
     unavailable,
@@ -72,6 +74,8 @@ from reader.crl_cache import CrlCache
 from reader.fetch import JPKI_CRL_MAX_BYTES, OCSP_MAX_BYTES, FetchError, fetch
 from reader.rp_auth import Challenge, ChallengeRefused, ChallengeStore, MemoryChallengeStore
 
+#: How far an OCSP answer's thisUpdate may lie after the time judged (a responder's clock
+#: ahead), and, for an answer without nextUpdate, before it (:func:`judge_ocsp`).
 SKEW = dt.timedelta(minutes=5)
 TIMEOUT = 10.0
 REVOCATION_MODES = ("ocsp", "crl", "auto", "embedded", "none")
@@ -202,7 +206,15 @@ def judge_ocsp(resp: ocsp.OCSPResponse, cert: x509.Certificate, root: x509.Certi
     check saying why there is none: successful, signed by ``root`` or its delegated
     responder, carrying ``nonce`` when one was sent (an answer kept with a signature was
     asked with none), about ``cert``, current (thisUpdate at most :data:`SKEW` after ``at``,
-    nextUpdate not before it). ``where``: the responder's URL, or where the answer was kept."""
+    nextUpdate not before it; without a nextUpdate, thisUpdate at most :data:`SKEW` before
+    ``at``). ``where``: the responder's URL, or where the answer was kept.
+
+    An answer without nextUpdate says newer information is available at any time (RFC 6960
+    4.2.2.1): it is only as fresh as its thisUpdate, and is taken as if its nextUpdate were
+    its thisUpdate, within the clock allowance :data:`SKEW` (as thisUpdate is the other way)
+    rather than for ever. A nonce does not change that: it proves the answer was signed for
+    this request, not that the status it gives is newer than its thisUpdate. Kept with a
+    signature, such an answer speaks for a time-stamp within :data:`SKEW` of it only."""
     try:
         if resp.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
             return unavailable(f"OCSP responder said {resp.response_status.name}")
@@ -236,6 +248,10 @@ def judge_ocsp(resp: ocsp.OCSPResponse, cert: x509.Certificate, root: x509.Certi
         if single.next_update_utc and single.next_update_utc < at:
             return unavailable(f"OCSP response is not current: nextUpdate "
                                f"{single.next_update_utc.isoformat()} passed ({at.isoformat()})")
+        if single.next_update_utc is None and single.this_update_utc + SKEW < at:
+            return unavailable(f"OCSP response is not current: it has no nextUpdate (newer information is always "
+                               f"available, RFC 6960 4.2.2.1), and its thisUpdate "
+                               f"{single.this_update_utc.isoformat()} is more than {SKEW} before {at.isoformat()}")
         status = single.certificate_status
     except (ValueError, TypeError) as exc:
         return unavailable(f"OCSP response unreadable: {exc}")
@@ -390,13 +406,17 @@ def check_embedded(cert: x509.Certificate, root: x509.Certificate, stamp: tsp.Ti
     """Revocation from the validation data that came with the signature, judged at its
     time-stamp: an OCSP answer about ``cert`` from the root or its delegated responder, or a
     CRL of the root, that was current at the time-stamp (thisUpdate at most :data:`SKEW`
-    after it, nextUpdate not before it): what a relying party asking then would have been
-    told. Without a verified time-stamp the data speaks for no known signing time."""
+    after it, nextUpdate not before it; without nextUpdate, thisUpdate within :data:`SKEW`
+    of it): what a relying party asking then would have been told. Of several, the newest
+    decides (OCSP: the latest thisUpdate; CRLs: :func:`protocols.crl.newest_first`), so that
+    an older answer or list without the revocation does not hide a newer one with it. Without
+    a verified time-stamp the data speaks for no known signing time."""
     if stamp is None:
         return unavailable("embedded validation data needs a signature time-stamp: "
                            "without one, nothing says when the signature was made")
     at = stamp.gen_time
     seen = []
+    answers = []
     for der in embedded.ocsp_responses:
         try:
             resp = ocsp.load_der_ocsp_response(der)
@@ -409,19 +429,34 @@ def check_embedded(cert: x509.Certificate, root: x509.Certificate, stamp: tsp.Ti
         got = judge_ocsp(resp, cert, root, at, where="embedded")
         if isinstance(got, Check):
             seen.append(f"{got.reason} (an answer produced {produced.isoformat()})")
-        elif got.status == "good":
+        else:
+            answers.append(got)
+    if answers:
+        # the newest answer current at the time-stamp: an older "good" kept alongside does not
+        # hide a later "revoked"
+        got = max(answers, key=lambda a: a.this_update)
+        if got.status == "good":
             return Check("revocation", True, f"OCSP good at {got.this_update.isoformat()} (embedded), current at "
                          f"the signature's time-stamp {at.isoformat()}", code="good")
-        elif got.status == "revoked":
+        if got.status == "revoked":
             return revoked_after(revoked_check(got.reason, got.revoked_at,
                                                f"{revoked_text(got.reason, got.revoked_at)} "
                                                "(OCSP, embedded)"), stamp)
-        else:
-            return Check("revocation", False, "OCSP status unknown (embedded)", code="unknown")
+        return Check("revocation", False, "OCSP status unknown (embedded)", code="unknown")
+    usable = []
     for der in embedded.crls:
         parsed = _parse_crl(der)
         if isinstance(parsed, Check) or parsed.issuer != root.subject:
             continue
+        refused = crl_refusal(parsed, root, at) or crl_scope(cert, parsed)
+        if refused is not None:
+            seen.append(refused.reason)
+        else:
+            usable.append(parsed)
+    # the newest CRL that tells first (ca_crl.newest_first): an older one without the entry
+    # does not hide a newer one with it; an older complete one still speaks when a newer one
+    # cannot say "good" (no nextUpdate, onlySomeReasons) and does not list the certificate
+    for parsed in ca_crl.newest_first(usable):
         check = check_crl(cert, root, parsed, at)
         if check.passed or check.revoked_at is not None:
             return revoked_after(dataclasses.replace(check, reason=f"{check.reason} (CRL of "
@@ -451,23 +486,39 @@ def tsa_unit_refusal(stamp: tsp.TimeStamp, at: dt.datetime, *, client: httpx.Cli
     def unchecked(why: str) -> Check:
         return Check(name, False, f"the TSA unit's revocation cannot be checked: {why}", code="unavailable")
 
-    url = certs.crl_url(stamp.tsa_certificate)
+    unit = stamp.tsa_certificate
+    url = certs.crl_url(unit)
     if not url:
         return None
+
+    def told(crl: x509.CertificateRevocationList) -> x509.RevokedCertificate | str | None:
+        """The unit's entry on ``crl`` (one not refused, of its scope), None when the CRL
+        says it is not listed, or why it cannot say (protocols.crl.incomplete)."""
+        entry = crl.get_revoked_certificate_by_serial_number(unit.serial_number)
+        return entry if entry is not None else ca_crl.incomplete(crl)
+
     if embedded is not None:
         parsed = [c for c in map(_parse_crl, embedded.crls) if not isinstance(c, Check)]
-        crl = next((c for c in parsed if not crl_judge(c, stamp.root, stamp.gen_time)), None)
-        if crl is None:
-            return unchecked("no CRL of its root current at the time-stamp is embedded")
+        usable = [c for c in parsed if not ca_crl.refusal(c, stamp.root, stamp.gen_time) and not ca_crl.scope(unit, c)]
+        # the newest CRL that tells (ca_crl.newest_first): an older one without the unit's
+        # entry does not hide a newer one with it
+        whys = []
+        for crl in ca_crl.newest_first(usable):
+            entry = told(crl)
+            if not isinstance(entry, str):
+                break
+            whys.append(entry)
+        else:
+            return unchecked("no CRL of its root current at the time-stamp is embedded"
+                             + (f" ({'; '.join(whys)})" if whys else ""))
     else:
         got = cache.get(url, at, lambda where: fetch_crl(where, client)) if cache is not None else fetch_crl(url, client)
         if isinstance(got, Check):
             return unchecked(got.reason)
-        why = crl_judge(got, stamp.root, at, what="the time-stamping root")
-        if why:
-            return unchecked(f"its root's CRL at {url}: {why}")
-        crl = got
-    entry = crl.get_revoked_certificate_by_serial_number(stamp.tsa_certificate.serial_number)
+        why = ca_crl.refusal(got, stamp.root, at, what="the time-stamping root") or ca_crl.scope(unit, got)
+        entry = why or told(got)
+        if isinstance(entry, str):
+            return unchecked(f"its root's CRL at {url}: {entry}")
     if entry is None:
         return None
     flag = reason_flag(entry)

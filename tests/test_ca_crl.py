@@ -121,3 +121,190 @@ def test_load_reads_der_and_pem_and_names_anything_else():
     for junk in (b"not a CRL", b"-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n"):
         with pytest.raises(ca_crl.CrlError, match="not a CRL"):
             ca_crl.load(junk)
+
+
+# -- what a relying party may not read into a CRL (RFC 5280 5.1.2.5, 5.2, 5.3, 6.3.3) --
+
+def without_next_update(crl: x509.CertificateRevocationList, key) -> x509.CertificateRevocationList:
+    """``crl`` signed again by ``key`` without its nextUpdate: cryptography's builder always
+    writes one (RFC 5280 5.1.2.5 requires it of a conforming CA), a foreign CA's list may not."""
+    from asn1crypto import crl as asn1_crl
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    whole = asn1_crl.CertificateList.load(crl.public_bytes(serialization.Encoding.DER))
+    tbs = whole["tbs_cert_list"]
+    kept = asn1_crl.TbsCertList({name: tbs[name] for name, *_ in asn1_crl.TbsCertList._fields  # noqa: SLF001
+                                 if name != "next_update" and tbs[name].native is not None})
+    algorithm = crl.signature_hash_algorithm
+    signature = (key.sign(kept.dump(), padding.PKCS1v15(), algorithm) if isinstance(key, rsa.RSAPrivateKey)
+                 else key.sign(kept.dump(), ec.ECDSA(algorithm)))
+    return x509.load_der_x509_crl(asn1_crl.CertificateList({
+        "tbs_cert_list": kept, "signature_algorithm": whole["signature_algorithm"], "signature": signature}).dump())
+
+
+def _with(*extensions, revoked=(), number=1, this=NOW - dt.timedelta(hours=1), key=KEY):
+    """A CRL of CA with more (extension, critical) pairs, and more entries (built)."""
+    builder = ca_crl.crl_builder(CA, number=number, this_update=this, next_update=dt.timedelta(days=1))
+    for ext, critical in extensions:
+        builder = builder.add_extension(ext, critical=critical)
+    for entry in revoked:
+        builder = builder.add_revoked_certificate(entry)
+    return builder.sign(key, hashes.SHA256())
+
+
+def _leaf(*, ca=False, points=None, serial=42):
+    """A certificate of CA: a CA certificate when ``ca``, with ``points`` (DistributionPoint
+    list) as its cRLDistributionPoints."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (x509.CertificateBuilder().subject_name(x509.Name.from_rfc4514_string(f"CN=leaf {serial}"))
+               .issuer_name(CA.subject).public_key(key.public_key()).serial_number(serial)
+               .not_valid_before(NOW - dt.timedelta(days=1)).not_valid_after(NOW + dt.timedelta(days=30))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if points is not None:
+        builder = builder.add_extension(x509.CRLDistributionPoints(points), critical=False)
+    return builder.sign(KEY, hashes.SHA256())
+
+
+def _idp(*, full_name=None, relative_name=None, user=False, ca=False, reasons=None, indirect=False,
+         attribute=False) -> x509.IssuingDistributionPoint:
+    return x509.IssuingDistributionPoint(full_name=full_name, relative_name=relative_name,
+                                         only_contains_user_certs=user, only_contains_ca_certs=ca,
+                                         only_some_reasons=reasons, indirect_crl=indirect,
+                                         only_contains_attribute_certs=attribute)
+
+
+URL = x509.UniformResourceIdentifier("http://ca.test/crl/east.crl")
+POINT = x509.DistributionPoint([URL], None, None, None)
+
+
+def test_a_crl_without_next_update_says_who_is_revoked_but_never_that_one_is_not():
+    """RFC 5280 5.1.2.5: a conforming CA MUST give nextUpdate. judge took a list without one
+    as current for ever; now its entries are believed (refusal: None) but its silence is not
+    (incomplete), and judge, which a caller reads as "can say good", refuses it by name."""
+    crl = without_next_update(_crl(revoked=[ca_crl.Revoked(7, NOW - dt.timedelta(hours=2))]), KEY)
+    assert crl.next_update_utc is None and crl.is_signature_valid(CA.public_key())
+    assert ca_crl.refusal(crl, CA, NOW + dt.timedelta(days=400)) is None
+    said = ca_crl.incomplete(crl)
+    assert said is not None and said.startswith("it has no nextUpdate (RFC 5280 5.1.2.5 requires one)"), said
+    assert ca_crl.judge(crl, CA, NOW) == said
+
+
+EVERY_REASON = frozenset(x509.ReasonFlags) - {x509.ReasonFlags.unspecified, x509.ReasonFlags.remove_from_crl}
+
+
+@pytest.mark.parametrize(("reasons", "complete"), [
+    (frozenset({x509.ReasonFlags.key_compromise}), False),
+    (EVERY_REASON - {x509.ReasonFlags.aa_compromise}, False),
+    (EVERY_REASON, True),
+])
+def test_a_crl_for_some_reasons_only_cannot_say_good(reasons, complete):
+    """onlySomeReasons (RFC 5280 5.2.5, 6.3.3 (d)): a list of some reasons is one partition;
+    revocations for the others are elsewhere. With no distribution point named, it is still
+    the whole issuer's scope."""
+    assert EVERY_REASON == ca_crl.ALL_REASONS
+    crl = _with((_idp(reasons=reasons), True))
+    assert ca_crl.refusal(crl, CA, NOW) is None and ca_crl.scope(_leaf(points=[POINT]), crl) is None
+    said = ca_crl.incomplete(crl)
+    if complete:
+        assert said is None
+    else:
+        assert said is not None and said.startswith("it lists revocations for some reasons only "
+                                                    "(issuingDistributionPoint onlySomeReasons: "), said
+
+
+def test_a_delta_crl_is_never_taken_for_a_complete_list():
+    delta = _with((x509.DeltaCRLIndicator(1), True), number=2)
+    assert ca_crl.refusal(delta, CA, NOW) == (
+        "a delta CRL (deltaCRLIndicator: only the changes since base CRL number 1); delta CRLs are not "
+        "supported here, and one is not a complete list")
+    assert ca_crl.judge(delta, CA, NOW) == ca_crl.refusal(delta, CA, NOW)
+
+
+def test_an_indirect_crl_is_refused_as_unsupported():
+    crl = _with((_idp(indirect=True), True))
+    assert ca_crl.refusal(crl, CA, NOW) == (
+        "an indirect CRL (issuingDistributionPoint indirectCRL: it may list other CAs' certificates); indirect "
+        "CRLs are not supported here")
+
+
+def test_a_critical_extension_not_processed_here_makes_the_crl_unusable():
+    """RFC 5280 5.2: a CRL with a critical extension the relying party cannot process MUST
+    NOT be used; cryptography reads such an extension as an UnrecognizedExtension and raises
+    nothing, so judge took it. Non-critical, it is ignored; and so for a CRL entry (5.3),
+    whichever entry carries it."""
+    unknown = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"), b"\x05\x00")
+    assert ca_crl.judge(_with((unknown, False)), CA, NOW) is None
+    assert ca_crl.refusal(_with((unknown, True)), CA, NOW) == (
+        "critical extension 1.3.6.1.4.1.99999.1 is not processed here (RFC 5280 5.2)")
+    # freshestCRL must not be critical (5.2.6): one that is asks for deltas that are not read here
+    fresh = x509.FreshestCRL([POINT])
+    assert ca_crl.judge(_with((fresh, False)), CA, NOW) is None
+    assert ca_crl.refusal(_with((fresh, True)), CA, NOW) == (
+        "critical extension 2.5.29.46 is not processed here (RFC 5280 5.2)")
+
+    def entry(serial, critical):
+        return (x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(NOW - dt.timedelta(hours=2))
+                .add_extension(unknown, critical=critical).build())
+
+    assert ca_crl.judge(_with(revoked=[entry(5, False)]), CA, NOW) is None
+    assert ca_crl.refusal(_with(revoked=[entry(5, False), entry(6, True)]), CA, NOW) == (
+        "the entry for serial 6 has critical extension 1.3.6.1.4.1.99999.1, which is not processed here "
+        "(RFC 5280 5.3)")
+    # certificateIssuer (critical, of indirect CRLs only) is not processed either
+    issuer = (x509.RevokedCertificateBuilder().serial_number(7).revocation_date(NOW - dt.timedelta(hours=2))
+              .add_extension(x509.CertificateIssuer([x509.DirectoryName(CA.subject)]), critical=True).build())
+    assert "critical extension 2.5.29.29" in ca_crl.refusal(_with(revoked=[issuer]), CA, NOW)
+
+
+def test_the_issuing_distribution_point_flags_decide_the_scope():
+    """RFC 5280 6.3.3 (b)(2): an issuingDistributionPoint naming no distribution point is the
+    whole issuer's scope (it was taken for "another scope"), as far as its flags go:
+    onlyContainsUserCerts leaves out a CA certificate, onlyContainsCACerts an end-entity
+    one, onlyContainsAttributeCerts every public-key certificate."""
+    user, ca = _leaf(points=[POINT]), _leaf(ca=True, points=[POINT])
+    users_only = _with((_idp(user=True), True))
+    assert ca_crl.scope(user, users_only) is None
+    assert ca_crl.scope(ca, users_only) == ("the CRL's issuingDistributionPoint says it lists end-entity "
+                                           "certificates only (onlyContainsUserCerts), and this is a CA certificate")
+    cas_only = _with((_idp(ca=True), True))
+    assert ca_crl.scope(ca, cas_only) is None
+    assert ca_crl.scope(user, cas_only) == ("the CRL's issuingDistributionPoint says it lists CA certificates "
+                                           "only (onlyContainsCACerts), and this is an end-entity certificate")
+    attributes = _with((_idp(attribute=True), True))
+    assert ca_crl.scope(user, attributes).startswith("the CRL's issuingDistributionPoint says it lists attribute "
+                                                     "certificates only (onlyContainsAttributeCerts)")
+    assert ca_crl.scope(ca, attributes) == ca_crl.scope(user, attributes)
+    # and no issuingDistributionPoint at all: every certificate of the issuer
+    assert ca_crl.scope(user, _crl()) is None and ca_crl.scope(ca, _crl()) is None
+
+
+def test_distribution_point_names_full_or_relative_to_the_issuer_decide_the_partition():
+    """A partition's CRL names its distribution point by fullName or by a name relative to
+    the CRL issuer (RFC 5280 5.2.5); the certificate's point, relative to its issuer (or
+    cRLIssuer), must be the same name."""
+    east = x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "east")])
+    west = x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "west")])
+    as_full = x509.DirectoryName(x509.Name([*CA.subject.rdns, east]))
+    relative_east = _leaf(points=[x509.DistributionPoint(None, east, None, None)])
+    full_east = _leaf(points=[x509.DistributionPoint([as_full], None, None, None)])
+    for crl in (_with((_idp(relative_name=east), True)), _with((_idp(full_name=[as_full]), True))):
+        assert ca_crl.scope(relative_east, crl) is None and ca_crl.scope(full_east, crl) is None
+        for other in (_leaf(points=[x509.DistributionPoint(None, west, None, None)]), _leaf(points=[POINT]),
+                      _leaf()):
+            assert ca_crl.scope(other, crl) == ("the CRL's issuingDistributionPoint names none of the "
+                                                "certificate's distribution points (another partition's CRL)")
+    # a point that names only its cRLIssuer: the CRL's names must include that issuer
+    by_issuer = _leaf(points=[x509.DistributionPoint(None, None, None, [x509.DirectoryName(CA.subject)])])
+    assert ca_crl.scope(by_issuer, _with((_idp(full_name=[x509.DirectoryName(CA.subject)]), True))) is None
+
+
+def test_newest_first_by_crl_number_else_this_update():
+    older, newer = _crl(number=3), _crl(number=4, this=NOW - dt.timedelta(hours=2))
+    # the number decides within one scope, even against thisUpdate
+    assert ca_crl.newest_first([older, newer]) == [newer, older]
+    assert ca_crl.newest_first([newer, older]) == [newer, older]
+    # without a number on each, thisUpdate
+    latest = without_next_update(_crl(this=NOW - dt.timedelta(minutes=30)), KEY)
+    plain = (x509.CertificateRevocationListBuilder().issuer_name(CA.subject).last_update(NOW - dt.timedelta(hours=3))
+             .next_update(NOW + dt.timedelta(days=1)).sign(KEY, hashes.SHA256()))
+    assert ca_crl.newest_first([plain, older, latest]) == [latest, older, plain]

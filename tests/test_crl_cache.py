@@ -93,3 +93,17 @@ def test_max_age_zero_and_failures_keep_nothing():
     kept.clear()
     kept.get("a", T, fetch)
     assert len(fetch.asked) == 4
+
+
+def test_a_crl_without_next_update_is_kept_no_longer_than_max_age():
+    """A foreign CA's list without nextUpdate (RFC 5280 requires one) is not kept for ever:
+    at most max_age after the fetch, as any other. (It cannot say "good" either:
+    protocols.crl.incomplete; only its entries are believed.)"""
+    from test_ca_crl import without_next_update
+
+    undated = without_next_update(CRL, KEY)
+    cache, fetch = CrlCache(max_age=dt.timedelta(minutes=5)), Fetch(undated)
+    cache.get("a", T, fetch)
+    assert cache.get("a", T + dt.timedelta(minutes=5), fetch) is undated and len(fetch.asked) == 1
+    cache.get("a", T + dt.timedelta(minutes=5, seconds=1), fetch)
+    assert len(fetch.asked) == 2

@@ -421,3 +421,37 @@ def test_ds_crl_keeps_only_verified_crls_per_iaca(world):
     never = DsCrlCheck(fetch, max_age=dt.timedelta(0))
     assert never.check(ds, iaca, at).passed and never.check(ds, iaca, at).passed
     assert len(urls) == 6
+
+
+def test_ds_crl_check_believes_an_entry_of_a_list_without_next_update_never_its_silence():
+    """An IACA CRL without nextUpdate (RFC 5280 5.1.2.5 requires one; a foreign IACA's may
+    lack it) was taken as current for ever: the DS passed. Its entries are believed (the
+    DS and a status-list signer it lists are refused), its silence is not; a CRL whose
+    issuingDistributionPoint leaves the DS out does not speak for it either."""
+    from test_ca_crl import CA, KEY, _idp, _leaf, _with, without_next_update
+
+    url = "http://iaca.test/crl"
+    point = x509.DistributionPoint([x509.UniformResourceIdentifier(url)], None, None, None)
+    ds = _leaf(points=[point], serial=90)
+    at = dt.datetime.now(dt.UTC)
+
+    def crl(*revoked, undated=True, idp=None):
+        built = _with(*([(idp, True)] if idp else []), this=at - dt.timedelta(hours=1),
+                      revoked=[x509.RevokedCertificateBuilder().serial_number(s).revocation_date(
+                          at - dt.timedelta(hours=2)).build() for s in revoked])
+        built = without_next_update(built, KEY) if undated else built
+        return built.public_bytes(DER)
+
+    silent = DsCrlCheck(lambda u: crl()).check(ds, CA, at)
+    assert (silent.passed, silent.code) == (False, "unavailable"), silent
+    assert silent.reason.startswith(f"IACA CRL at {url}: it has no nextUpdate (RFC 5280 5.1.2.5 requires one)")
+    listed = DsCrlCheck(lambda u: crl(90)).check(ds, CA, at)
+    assert (listed.passed, listed.code) == (False, "ds_revoked"), listed
+    assert DsCrlCheck(lambda u: crl(90)).signer_revoked(ds, CA, at).startswith("serial 5a revoked (unspecified)")
+    assert "it has no nextUpdate" in DsCrlCheck(lambda u: crl()).signer_revoked(ds, CA, at)
+    assert DsCrlCheck(lambda u: crl(undated=False)).check(ds, CA, at).passed
+    other = x509.DirectoryName(x509.Name.from_rfc4514_string("CN=another partition"))
+    scoped = DsCrlCheck(lambda u: crl(undated=False, idp=_idp(full_name=[other]))).check(ds, CA, at)
+    assert (scoped.passed, scoped.code) == (False, "unavailable"), scoped
+    assert scoped.reason == (f"IACA CRL at {url}: the CRL's issuingDistributionPoint names none of the "
+                             "certificate's distribution points (another partition's CRL)")

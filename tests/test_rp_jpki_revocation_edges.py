@@ -15,8 +15,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
+from test_ca_crl import CA as TSA_ROOT
+from test_ca_crl import KEY as TSA_KEY
+from test_ca_crl import without_next_update
 from test_jpki_cms import CONTENT, se_signer
-from test_jpki_fixtures import NOW, new_key, pki
+from test_jpki_fixtures import CHIYODA, NOW, new_key, pki
 from test_rp_jpki_verdicts import (
     CERT,
     ROOTS,
@@ -31,10 +34,11 @@ from test_rp_jpki_verdicts import (
 )
 
 from protocols import certs
+from protocols import crl as ca_crl
 from protocols.jpki import KeyType, Purpose, Validity
 from protocols.jpki.certificates import build_ocsp_responder_certificate
 from protocols.jpki.cms import build_detached_signature
-from protocols.jpki.crl import Revocation, RevocationReason
+from protocols.jpki.crl import Revocation, RevocationReason, issuing_distribution_point
 from protocols.jpki.ocsp import (
     CertId,
     Good,
@@ -57,6 +61,7 @@ from reader.relying_party import (
     check_revocation_crl,
     revoked_after,
     signature_timestamp,
+    tsa_unit_refusal,
     verify,
 )
 
@@ -203,9 +208,15 @@ def test_an_ocsp_answer_is_current_up_to_its_next_update_itself(answered, taken)
         assert _failed(result)["revocation"].startswith("OCSP response is not current: nextUpdate"), result
 
 
-def test_an_ocsp_answer_without_next_update_is_taken_with_our_nonce():
-    """A responder may leave nextUpdate out (RFC 6960 2.4: newer information is always
-    available; `openssl ocsp` without -ndays does): with the nonce echoed, the answer is fresh."""
+@pytest.mark.parametrize(("later", "taken"), [(timedelta(0), True), (timedelta(minutes=5), True),
+                                              (timedelta(minutes=5, seconds=1), False), (timedelta(days=2), False)])
+def test_an_ocsp_answer_without_next_update_is_taken_with_our_nonce_only_as_of_its_this_update(later, taken):
+    """A responder may leave nextUpdate out (RFC 6960 2.4, 4.2.2.1: newer information is
+    always available; `openssl ocsp` without -ndays does): with the nonce echoed, the answer
+    was made for this request, and its thisUpdate now or up to SKEW (5 minutes) before the
+    relying party's clock is taken. One dated days before is not: the nonce proves when the
+    answer was signed, not that the status it gives is newer than its thisUpdate; it was
+    taken as current for ever (here two days on)."""
     root, key = P.responders[Purpose.SIGN], P.responder_keys[Purpose.SIGN]
 
     def answer(req: bytes) -> bytes:
@@ -218,8 +229,15 @@ def test_an_ocsp_answer_without_next_update_is_taken_with_our_nonce():
                  .add_extension(x509.OCSPNonce(nonce), critical=False))
         return built.sign(key, hashes.SHA384()).public_bytes(Encoding.DER)
 
-    result = verify(CONTENT, SIG, roots=ROOTS, at=NOW + timedelta(days=2), client=_client(answer))
-    assert result["checks"][-1]["code"] == "good", result
+    result = verify(CONTENT, SIG, roots=ROOTS, at=NOW + later, client=_client(answer))
+    if taken:
+        assert result["checks"][-1]["code"] == "good", result
+    else:
+        check = result["checks"][-1]
+        assert (check["passed"], check["code"]) == (False, "unavailable"), check
+        assert check["reason"] == (
+            "OCSP response is not current: it has no nextUpdate (newer information is always available, RFC 6960 "
+            f"4.2.2.1), and its thisUpdate {NOW.isoformat()} is more than 0:05:00 before {(NOW + later).isoformat()}")
 
 
 @pytest.mark.parametrize(("not_before", "not_after"), [
@@ -500,3 +518,198 @@ def test_revoked_after_touches_only_a_verified_revoked():
     later = revoked_after(Check("revocation", False, "revoked", STAMPED + timedelta(hours=1), code="revoked",
                                 revocation_reason="superseded"), _stamp())
     assert (later.passed, later.code, later.revocation_reason) == (True, "revoked_after_signing", "superseded")
+
+
+# -- what a CRL or an OCSP answer may not be read to say (RFC 5280 5.1.2.5, 5.2, 6.3.3; RFC 6960 4.2.2.1) --
+
+ROOT, ROOT_KEY = P.roots[Purpose.SIGN], P.root_keys[Purpose.SIGN]
+OUR_IDP = issuing_distribution_point(P.profile, CHIYODA)  # the partition CERT names
+
+
+def _idp(*, full_name=None, user=False, ca=False, reasons=None, indirect=False, attribute=False):
+    return x509.IssuingDistributionPoint(full_name=full_name, relative_name=None, only_contains_user_certs=user,
+                                         only_contains_ca_certs=ca, only_some_reasons=reasons, indirect_crl=indirect,
+                                         only_contains_attribute_certs=attribute)
+
+
+def _root_crl(revoked=(), *, this=NOW - timedelta(hours=1), nxt=NOW + timedelta(hours=5), number=3, idp=OUR_IDP,
+              extensions=(), undated=False) -> bytes:
+    """The root's CRL built with cryptography's builder as another CA might make it:
+    ``revoked`` (serial, CRLReason name, when), ``idp`` (None: none), more (extension,
+    critical) pairs, and without nextUpdate when ``undated``."""
+    builder = (x509.CertificateRevocationListBuilder().issuer_name(ROOT.subject).last_update(this).next_update(nxt)
+               .add_extension(x509.CRLNumber(number), critical=False)
+               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ROOT.public_key()), critical=False))
+    if idp is not None:
+        builder = builder.add_extension(idp, critical=True)
+    for ext, critical in extensions:
+        builder = builder.add_extension(ext, critical=critical)
+    for serial, reason, at in revoked:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(at)
+            .add_extension(x509.CRLReason(x509.ReasonFlags(reason)), critical=False).build())
+    crl = builder.sign(ROOT_KEY, hashes.SHA384())
+    return (without_next_update(crl, ROOT_KEY) if undated else crl).public_bytes(Encoding.DER)
+
+
+def _crl_check(crl: bytes, at=NOW) -> dict:
+    return verify(CONTENT, SIG, roots=ROOTS, at=at, revocation="crl", crl=crl)["checks"][-1]
+
+
+def test_a_crl_without_next_update_is_believed_when_it_lists_the_certificate_never_that_it_does_not():
+    """RFC 5280 5.1.2.5: a CA MUST give nextUpdate. A list without one was taken as current
+    for ever, "good" included; now its silence says nothing (unavailable, by name), while a
+    final revocation on it is believed (never taken back) and a hold is not (it may have
+    been lifted since, and nothing says the list still stands)."""
+    silent = _crl_check(_root_crl(undated=True), at=NOW + timedelta(days=30))
+    assert (silent["passed"], silent["code"]) == (False, "unavailable"), silent
+    assert silent["reason"] == ("CRL is incomplete: it has no nextUpdate (RFC 5280 5.1.2.5 requires one): nothing "
+                                "bounds how long it stands, so it cannot say a certificate is not revoked")
+    revoked = _crl_check(_root_crl([(SERIAL, "keyCompromise", NOW - timedelta(hours=2))], undated=True))
+    assert (revoked["code"], revoked["revocation_reason"]) == ("revoked", "keyCompromise"), revoked
+    held = _crl_check(_root_crl([(SERIAL, "certificateHold", NOW - timedelta(hours=2))], undated=True))
+    assert (held["passed"], held["code"]) == (False, "unavailable"), held
+    assert held["reason"].startswith("CRL lists the certificate on hold but has no nextUpdate"), held
+    # the same lists with a nextUpdate: good, revoked, on hold
+    assert _crl_check(_root_crl())["code"] == "good"
+    assert _crl_check(_root_crl([(SERIAL, "certificateHold", NOW - timedelta(hours=2))]))["code"] == "on_hold"
+
+
+@pytest.mark.parametrize(("idp", "code", "said"), [
+    # no distribution point named: the whole root's scope, as far as the flags go (it was "different CRL scope")
+    (_idp(user=True), "good", "not on the CRL"),
+    (_idp(full_name=OUR_IDP.full_name, user=True), "good", "not on the CRL"),
+    (_idp(ca=True), "unavailable", "different CRL scope: the CRL's issuingDistributionPoint says it lists CA "
+                                   "certificates only (onlyContainsCACerts), and this is an end-entity certificate"),
+    (_idp(attribute=True), "unavailable", "different CRL scope: the CRL's issuingDistributionPoint says it lists "
+                                          "attribute certificates only (onlyContainsAttributeCerts)"),
+    (_idp(full_name=OUR_IDP.full_name, indirect=True), "unavailable", "CRL cannot be used: an indirect CRL"),
+    (_idp(reasons=frozenset({x509.ReasonFlags.key_compromise})), "unavailable",
+     "CRL is incomplete: it lists revocations for some reasons only (issuingDistributionPoint onlySomeReasons: "
+     "keyCompromise), so it cannot say a certificate is not revoked"),
+])
+def test_the_issuing_distribution_point_is_read_whole(idp, code, said):
+    """RFC 5280 6.3.3 (b)(2), (d): the only* flags and onlySomeReasons of an
+    issuingDistributionPoint, and one that names no distribution point."""
+    check = _crl_check(_root_crl(idp=idp))
+    assert check["code"] == code and check["reason"].startswith(said), check
+
+
+def test_a_crl_for_some_reasons_only_still_says_revoked_for_those():
+    reasons = _idp(full_name=OUR_IDP.full_name, reasons=frozenset({x509.ReasonFlags.key_compromise}))
+    check = _crl_check(_root_crl([(SERIAL, "keyCompromise", NOW - timedelta(hours=2))], idp=reasons))
+    assert (check["code"], check["revocation_reason"]) == ("revoked", "keyCompromise"), check
+
+
+@pytest.mark.parametrize(("extension", "said"), [
+    (x509.DeltaCRLIndicator(2), "CRL cannot be used: a delta CRL (deltaCRLIndicator: only the changes since base "
+                                "CRL number 2); delta CRLs are not supported here"),
+    (x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.7"), b"\x05\x00"),
+     "CRL cannot be used: critical extension 1.3.6.1.4.1.99999.7 is not processed here (RFC 5280 5.2)"),
+])
+def test_a_delta_crl_or_one_with_an_unknown_critical_extension_is_not_used(extension, said):
+    """A delta CRL lists only what changed since its base: taken as a full list, a
+    certificate revoked before the base would read "good". A critical extension not
+    processed here forbids using the CRL at all (RFC 5280 5.2); cryptography raises nothing
+    for it. Both were taken; a listed certificate is not believed from them either."""
+    for revoked in ((), [(SERIAL, "keyCompromise", NOW - timedelta(hours=2))]):
+        check = _crl_check(_root_crl(revoked, extensions=[(extension, True)], number=4))
+        assert (check["passed"], check["code"]) == (False, "unavailable"), check
+        assert check["reason"].startswith(said), check
+
+
+def test_embedded_crls_the_newest_decides_not_the_first():
+    """Of several CRLs a signature carries, all current at its time-stamp, the newest (by
+    cRLNumber) decides: the first one was taken, so an older list without the entry hid a
+    newer one with it. An older complete list still speaks when the newest cannot say
+    "good" (no nextUpdate) and does not list the certificate."""
+    older = _root_crl(this=STAMPED - timedelta(hours=4), nxt=STAMPED + timedelta(hours=20), number=3)
+    newer = _root_crl([(SERIAL, "keyCompromise", STAMPED - timedelta(hours=2))], this=STAMPED - timedelta(hours=1),
+                      nxt=STAMPED + timedelta(hours=23), number=4)
+    for crls in ([older, newer], [newer, older]):
+        got = _embedded([], crls)
+        assert (got["code"], got["revocation_reason"]) == ("revoked", "keyCompromise"), got
+    undated = _root_crl(this=STAMPED - timedelta(hours=1), number=5, undated=True)
+    got = _embedded([], [undated, older])
+    assert (got["code"], got["passed"]) == ("good", True), got
+    alone = _embedded([], [undated])
+    assert alone["code"] == "unavailable" and "CRL is incomplete: it has no nextUpdate" in alone["reason"], alone
+
+
+def _kept_without_next_update(status, this_update, revoked_at=None) -> bytes:
+    """An OCSP answer kept with a signature, made by cryptography's builder with no
+    nextUpdate, as a responder that promises none sends it."""
+    responder, key = P.responders[Purpose.SIGN], P.responder_keys[Purpose.SIGN]
+    reason = None if revoked_at is None else x509.ReasonFlags.key_compromise
+    return (ocsp.OCSPResponseBuilder()
+            .add_response(CERT, ROOT, hashes.SHA256(), status, this_update, None, revoked_at, reason)
+            .responder_id(ocsp.OCSPResponderEncoding.HASH, responder).certificates([responder])
+            .sign(key, hashes.SHA384()).public_bytes(Encoding.DER))
+
+
+@pytest.mark.parametrize(("before", "taken"), [(timedelta(minutes=5), True), (timedelta(minutes=5, seconds=1), False),
+                                               (timedelta(days=30), False)])
+def test_an_embedded_ocsp_answer_without_next_update_speaks_only_for_its_this_update(before, taken):
+    """RFC 6960 4.2.2.1: without nextUpdate, newer information is always available, so a
+    kept "good" is as fresh as its thisUpdate only: taken for a time-stamp within SKEW (5
+    minutes) of it. It was taken for any later time-stamp (a month on, here)."""
+    got = _embedded([_kept_without_next_update(ocsp.OCSPCertStatus.GOOD, STAMPED - before)])
+    if taken:
+        assert (got["passed"], got["code"]) == (True, "good"), got
+    else:
+        assert (got["passed"], got["code"]) == (False, "unavailable"), got
+        assert "OCSP response is not current: it has no nextUpdate" in got["reason"], got
+
+
+def test_embedded_ocsp_answers_the_newest_decides_not_the_first():
+    """Two answers current at the time-stamp, an older "good" first: the newer "revoked"
+    decides (the first verified answer was taken)."""
+    good = _kept_answer(Good(), made=STAMPED - timedelta(minutes=8))
+    revoked = _kept_answer(Revoked(STAMPED - timedelta(minutes=6), RevocationReason.KEY_COMPROMISE),
+                           made=STAMPED - timedelta(minutes=5))
+    for answers in ([good, revoked], [revoked, good]):
+        got = _embedded(answers)
+        assert (got["code"], got["revocation_reason"]) == ("revoked", "keyCompromise"), got
+
+
+def _tsa_unit() -> TimeStamp:
+    """A time-stamp at STAMPED by a unit of test_ca_crl's CA that names its CRL."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    unit = (x509.CertificateBuilder().subject_name(x509.Name.from_rfc4514_string("CN=tsa unit"))
+            .issuer_name(TSA_ROOT.subject).public_key(key.public_key()).serial_number(77)
+            .not_valid_before(STAMPED - timedelta(days=10)).not_valid_after(NOW + timedelta(days=30))
+            .add_extension(x509.CRLDistributionPoints([x509.DistributionPoint(
+                [x509.UniformResourceIdentifier("http://tsa.test/tsa/root.crl")], None, None, None)]), critical=False)
+            .sign(TSA_KEY, hashes.SHA256()))
+    return TimeStamp(gen_time=STAMPED, accuracy=timedelta(seconds=1), serial=1, policy="1.2.3.4",
+                     hash_algorithm="sha256", message_digest=b"\0" * 32, nonce=None, tsa_certificate=unit, root=TSA_ROOT)
+
+
+def _tsa_crl(number, revoked=(), undated=False) -> bytes:
+    crl = ca_crl.crl_builder(TSA_ROOT, number=number, this_update=STAMPED - timedelta(hours=5 - number),
+                             next_update=timedelta(days=1), revoked=revoked).sign(TSA_KEY, hashes.SHA256())
+    return (without_next_update(crl, TSA_KEY) if undated else crl).public_bytes(Encoding.DER)
+
+
+def test_a_tsa_unit_is_judged_on_the_newest_embedded_crl_and_never_good_from_one_without_next_update():
+    """tsa_unit_refusal with the validation data a PDF carries took the first CRL current at
+    the time-stamp; a newer one listing the unit (keyCompromise) was hidden by an older one.
+    And a list without nextUpdate cannot say the unit is not revoked, embedded or fetched."""
+    stamp = _tsa_unit()
+    older = _tsa_crl(1)
+    newer = _tsa_crl(2, [ca_crl.Revoked(77, STAMPED + timedelta(hours=1), "keyCompromise")])
+    for crls in ((older, newer), (newer, older)):
+        refused = tsa_unit_refusal(stamp, NOW, embedded=EmbeddedRevocation(crls=crls))
+        assert refused is not None and (refused.code, refused.revocation_reason) == ("revoked", "keyCompromise")
+    assert tsa_unit_refusal(stamp, NOW, embedded=EmbeddedRevocation(crls=(older,))) is None
+    undated = _tsa_crl(3, undated=True)
+    alone = tsa_unit_refusal(stamp, NOW, embedded=EmbeddedRevocation(crls=(undated,)))
+    assert alone is not None and alone.code == "unavailable" and alone.reason.startswith(
+        "the TSA unit's revocation cannot be checked: no CRL of its root current at the time-stamp is embedded "
+        "(it has no nextUpdate"), alone
+    assert tsa_unit_refusal(stamp, NOW, embedded=EmbeddedRevocation(crls=(undated, older))) is None
+    fetched = tsa_unit_refusal(stamp, NOW, client=httpx.Client(transport=httpx.MockTransport(
+        lambda request: httpx.Response(200, content=undated))))
+    assert fetched is not None and fetched.reason.startswith(
+        "the TSA unit's revocation cannot be checked: its root's CRL at http://tsa.test/tsa/root.crl: it has no "
+        "nextUpdate"), fetched

@@ -18,6 +18,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
+from protocols import crl as ca_crl
 from protocols.certs import authority_key_id, subject_key_id
 
 from .certificates import BasicFour
@@ -189,9 +190,19 @@ CLOCK_SKEW = timedelta(minutes=5)
 
 def judge_crl(crl: x509.CertificateRevocationList, root: x509.Certificate, at: datetime
               ) -> Check | None:
-    """Why a full CRL cannot be relied on at ``at`` (None: it can): not signed by ``root``,
-    or not current (thisUpdate within :data:`CLOCK_SKEW` of ``at``, nextUpdate not passed).
-    The checks of the CRL itself, made once however many certificates are then looked up."""
+    """Why a CRL cannot tell of ``root``'s certificates which are revoked at ``at`` (None:
+    it can): its :func:`crl_refusal`, or its silence proves nothing (:func:`crl_incomplete`).
+    The checks of the CRL itself, made once however many certificates are then looked up
+    (each still against :func:`crl_scope`)."""
+    return crl_refusal(crl, root, at) or crl_incomplete(crl)
+
+
+def crl_refusal(crl: x509.CertificateRevocationList, root: x509.Certificate, at: datetime
+                ) -> Check | None:
+    """Why nothing on a CRL can be believed at ``at`` (None: its entries can): not signed by
+    ``root``, not current (thisUpdate within :data:`CLOCK_SKEW` of ``at``, nextUpdate not
+    passed), or extensions that keep it from use: a delta CRL, an indirect CRL, a critical
+    extension not processed (:func:`protocols.crl.extension_refusal`)."""
     if crl.issuer != root.subject or not crl.is_signature_valid(root.public_key()):
         return unavailable("CRL is not signed by the certificate's root")
     if at + CLOCK_SKEW < crl.last_update_utc:
@@ -199,33 +210,30 @@ def judge_crl(crl: x509.CertificateRevocationList, root: x509.Certificate, at: d
                            f"is more than {CLOCK_SKEW} after {at}")
     if crl.next_update_utc and at > crl.next_update_utc:
         return unavailable(f"CRL is not current: nextUpdate {crl.next_update_utc} passed")
-    return None
+    why = ca_crl.extension_refusal(crl)
+    return unavailable(f"CRL cannot be used: {why}") if why else None
+
+
+def crl_incomplete(crl: x509.CertificateRevocationList) -> Check | None:
+    """Why a certificate missing from a CRL is not thereby "good" (None: it is): no
+    nextUpdate, or onlySomeReasons (:func:`protocols.crl.incomplete`)."""
+    why = ca_crl.incomplete(crl)
+    return unavailable(f"CRL is incomplete: {why}") if why else None
 
 
 def crl_scope_names(crl: x509.CertificateRevocationList) -> set[x509.GeneralName] | None:
     """The distribution point names the CRL's issuingDistributionPoint speaks for (None: it
-    has none, and so speaks for every certificate of its issuer)."""
-    try:
-        idp = crl.extensions.get_extension_for_class(x509.IssuingDistributionPoint).value
-    except x509.ExtensionNotFound:
-        return None
-    return set(idp.full_name or [])
+    names none, and so speaks for every certificate of its issuer its only* flags allow;
+    :func:`protocols.crl.idp_names`)."""
+    return ca_crl.idp_names(crl)
 
 
 def crl_scope(cert: x509.Certificate, crl: x509.CertificateRevocationList) -> Check | None:
     """Why ``crl`` does not speak for ``cert`` (None: it does): its issuingDistributionPoint
-    names none of the certificate's distribution points (another partition's CRL)."""
-    scope = crl_scope_names(crl)
-    if scope is None:
-        return None
-    try:
-        dps = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
-    except x509.ExtensionNotFound:
-        dps = []
-    if not {n for dp in dps for n in (dp.full_name or [])} & scope:
-        return unavailable("different CRL scope: the CRL's issuingDistributionPoint does not name the "
-                           "certificate's partition")
-    return None
+    names none of the certificate's distribution points (another partition's CRL), or its
+    only* flags leave the certificate out (:func:`protocols.crl.scope`)."""
+    why = ca_crl.scope(cert, crl)
+    return unavailable(f"different CRL scope: {why}") if why else None
 
 
 def crl_reason(entry: x509.RevokedCertificate) -> str:
@@ -257,14 +265,22 @@ def revoked_text(reason: str, at: datetime) -> str:
 def check_crl(cert: x509.Certificate, root: x509.Certificate,
               crl: x509.CertificateRevocationList, at: datetime) -> Check:
     """Revocation from a full CRL: signed by the root, current (thisUpdate within
-    :data:`CLOCK_SKEW` of ``at``, nextUpdate not passed), in scope (IDP), no entry."""
-    refused = judge_crl(crl, root, at) or crl_scope(cert, crl)
+    :data:`CLOCK_SKEW` of ``at``, nextUpdate not passed), usable (:func:`crl_refusal`), in
+    scope (issuingDistributionPoint), then the entry. An entry for a final reason is
+    believed from any such CRL (a revocation is never taken back); no entry ("good") only
+    from a complete one (:func:`crl_incomplete`: a nextUpdate, every reason); a hold only
+    from one with a nextUpdate (a hold may be lifted, and without one nothing says the list
+    still stands)."""
+    refused = crl_refusal(crl, root, at) or crl_scope(cert, crl)
     if refused is not None:
         return refused
     entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
     if entry is None:
-        return Check("revocation", True, "not on the CRL", code="good")
+        return crl_incomplete(crl) or Check("revocation", True, "not on the CRL", code="good")
     reason = crl_reason(entry)
+    if reason == "certificateHold" and crl.next_update_utc is None:
+        return unavailable("CRL lists the certificate on hold but has no nextUpdate (RFC 5280 5.1.2.5 requires "
+                           "one): nothing says the hold was not lifted since")
     return revoked_check(reason, entry.revocation_date_utc, revoked_text(reason, entry.revocation_date_utc))
 
 
