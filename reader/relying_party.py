@@ -40,9 +40,8 @@ import datetime as dt
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -73,6 +72,9 @@ from protocols.jpki.relying_party import (
 from reader.crl_cache import CrlCache
 from reader.fetch import JPKI_CRL_MAX_BYTES, OCSP_MAX_BYTES, FetchError, fetch
 from reader.rp_auth import Challenge, ChallengeRefused, ChallengeStore, MemoryChallengeStore
+
+if TYPE_CHECKING:  # the web client is made where a fetch needs it (reader.fetch)
+    import httpx
 
 #: How far an OCSP answer's thisUpdate may lie after the time judged (a responder's clock
 #: ahead), and, for an answer without nextUpdate, before it (:func:`judge_ocsp`).

@@ -22,11 +22,10 @@ import secrets
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from sqlalchemy import Engine, delete, func, select, update
-
-from reader.sessions import RpChallengeRow
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 #: How long a challenge may be answered.
 CHALLENGE_TTL = dt.timedelta(minutes=2)
@@ -115,7 +114,9 @@ class MemoryChallengeStore:
 
 
 class SqlChallengeStore:
-    """Challenges in ``rp_challenges``: shared by every process on the same database."""
+    """Challenges in ``rp_challenges``: shared by every process on the same database.
+    SQLAlchemy is imported when it is used: a relying party that verifies a signature and
+    hands out no challenge (``mcred jpki verify``) loads no database stack."""
 
     blocking = True
 
@@ -126,6 +127,10 @@ class SqlChallengeStore:
         self.max_challenges = max_challenges
 
     def issue(self, now: dt.datetime) -> Challenge:
+        from sqlalchemy import delete, func, select
+
+        from reader.sessions import RpChallengeRow
+
         c = _new(now, self.ttl)
         t = RpChallengeRow.__table__
         with self.engine.begin() as conn:
@@ -140,6 +145,10 @@ class SqlChallengeStore:
     def take(self, challenge_id: str, now: dt.datetime) -> bytes:
         if not isinstance(challenge_id, str) or not CHALLENGE_ID.fullmatch(challenge_id):
             raise ChallengeRefused("unknown or expired challenge")
+        from sqlalchemy import select, update
+
+        from reader.sessions import RpChallengeRow
+
         t = RpChallengeRow.__table__
         mine = t.c.id == challenge_id
         with self.engine.begin() as conn:

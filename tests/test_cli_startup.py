@@ -201,3 +201,35 @@ def test_reader_ble_of_a_simulated_phone_loads_no_service_stack(world):
                               world["rules"], "--offline", "--no-require-status", "--json"], env=world["env"])
     assert (code, loaded) == (0, []), out[-400:]
     assert json.loads(out)["valid"]
+
+
+def test_jpki_verify_with_given_roots_and_crl_loads_no_service_stack_nor_web_client(tmp_path):
+    """``mcred jpki verify FILE --signature SIG --roots R --crl C`` (a relying party's
+    script, per document): everything it needs is in the files given, so neither the
+    database stack (the relying party's challenge store imported it at the top) nor a web
+    client (the OCSP and CRL fetchers make theirs when they fetch)."""
+    from test_rp_jpki_cli import HOLDER
+    from typer.testing import CliRunner
+
+    import wallet_sim
+    from mcred.cli.main import app as cli
+    from mcred.context import Context
+    from mcred.provision import provision
+    from protocols.cardsub.holder import parse_holder
+
+    home = tmp_path / "home"
+    env = dict(os.environ, MCRED_HOME=str(home))
+    phone = wallet_sim.create_phone(home)
+    provision(Context.open(home), phone, parse_holder(HOLDER), key_type="p384", mdoc_batch=1)
+    doc, sig, pw, root, crl = (tmp_path / n for n in ("doc.txt", "doc.p7s", "pw", "root.pem", "part.crl"))
+    doc.write_text("申請書\n")
+    pw.write_text("ABC123\n")
+    for args in (["jpki", "sign", "--phone", phone, "--pin-file", str(pw), str(doc), "--out", str(sig)],
+                 ["export", "jpki-root", "--slot", "sign", "--out", str(root)],
+                 ["export", "crl", "--slot", "sign", "--phone", phone, "--out", str(crl)]):
+        done = CliRunner().invoke(cli, args, env={"MCRED_HOME": str(home)})
+        assert done.exit_code == 0, done.output
+    code, loaded, out = _run(["jpki", "verify", str(doc), "--signature", str(sig), "--roots", str(root),
+                              "--revocation", "crl", "--crl", str(crl), "--json"], env=env)
+    assert (code, loaded) == (0, []), out[-400:]
+    assert json.loads(out)["valid"]
