@@ -381,4 +381,6 @@ def revocation_text(entry: x509.RevokedCertificate) -> str:
 
 
 def text(t: dt.datetime | None) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ") if t else "-"
+    """A time in a reason: ISO 8601 with the UTC offset, ``2026-11-23T01:02:03+00:00``, as
+    every verdict writes times (specs/cli.md "Names")."""
+    return t.astimezone(dt.UTC).isoformat() if t else "-"

@@ -70,7 +70,7 @@ def test_entries_read_back_as_built_and_a_serial_twice_is_refused():
     assert len(built.get_revoked_certificate_by_serial_number(7).extensions) == 0
     assert [ca_crl.Revoked.of(e) for e in sorted(built, key=lambda e: e.serial_number)] == entries
     assert ca_crl.revocation_text(built.get_revoked_certificate_by_serial_number(8)) == (
-        "revoked (keyCompromise) at 2026-12-05T08:00:00Z")
+        "revoked (keyCompromise) at 2026-12-05T08:00:00+00:00")
     with pytest.raises(ca_crl.CrlError, match="serial 7 listed twice"):
         _crl(revoked=[entries[0], ca_crl.Revoked(7, NOW)])
 
@@ -89,11 +89,11 @@ def test_judge_takes_a_current_crl_of_the_issuer_up_to_its_edges():
     # thisUpdate up to SKEW (5 minutes) ahead of the clock; nextUpdate itself still current
     assert ca_crl.judge(_crl(this=NOW + dt.timedelta(minutes=5)), CA, NOW) is None
     assert ca_crl.judge(_crl(this=NOW + dt.timedelta(minutes=5, seconds=1)), CA, NOW) == (
-        "thisUpdate 2026-12-05T10:05:01Z is in the future")
+        "thisUpdate 2026-12-05T10:05:01+00:00 is in the future")
     crl = _crl(nxt=dt.timedelta(hours=1))  # nextUpdate = NOW
     assert ca_crl.judge(crl, CA, NOW) is None
     assert ca_crl.judge(crl, CA, NOW + dt.timedelta(seconds=1)) == (
-        "out of date: nextUpdate 2026-12-05T10:00:00Z has passed")
+        "out of date: nextUpdate 2026-12-05T10:00:00+00:00 has passed")
 
 
 def test_judge_refuses_another_issuers_crl_and_one_its_key_did_not_sign():
