@@ -474,3 +474,63 @@ def test_renewal_over_the_api(api):
     assert {"POST /certificate-renewals 202", "POST /certificate-renewals 409", "POST /certificate-renewals 404",
             "POST /certificate-renewals 403", "POST /certificate-renewals 422", "GET /jobs/{job_id} 200",
             "POST /tsm-jobs/{job_id}/resume 202"} <= set(checked)
+
+
+def test_expiry_notices_over_the_api(api):
+    """``GET /credentials?expiring_within=DAYS`` means what ``mcred credential list
+    --expiring-within DAYS`` means: the valid JPKI certificates whose expiry falls within DAYS
+    days or has passed, soonest first, paged by limit / offset, of one kind or phone if asked;
+    the same rows as the command line's. Refused (422, naming query.expiring_within) for a
+    negative, a fraction, a word, a horizon past ten years, or with kind mdoc or a status
+    other than valid. Every answer held to the document."""
+    ctx, c, tok, checked = api
+    soon, holder = _phone(ctx)
+    later, _ = _phone(ctx)
+    _expiring(ctx, soon, 50)
+    with ctx.sessions.begin() as s:  # its user-authentication certificate expired 5 days ago (not renewed)
+        s.execute(update(Credential).where(Credential.phone_id == soon, Credential.kind == "jpki-auth")
+                  .values(not_after=dt.datetime.now(dt.UTC) - dt.timedelta(days=5)))
+
+    def listed(**params) -> list[dict]:
+        r = c.get("/credentials", headers=tok["issuer"], params=params)
+        assert r.status_code == 200, r.text
+        assert (r.json()["limit"], r.json()["offset"]) == (params.get("limit", 100), params.get("offset", 0))
+        return r.json()["credentials"]
+
+    rows = listed(expiring_within=90)
+    assert [(r["phone_id"], r["kind"]) for r in rows] == [(soon, "jpki-auth"), (soon, "jpki-sign")]  # soonest first
+    assert all(r["status"] == "valid" and r["holder_id"] == holder for r in rows)
+    assert [r["phone_id"] for r in listed(expiring_within=0)] == [soon]  # the expired one alone
+    assert [r["kind"] for r in listed(expiring_within=90, kind="jpki-sign")] == ["jpki-sign"]
+    assert [r["kind"] for r in listed(expiring_within=90, limit=1, offset=1)] == ["jpki-sign"]
+    assert listed(expiring_within=90, phone_id=later) == []
+    assert {r["phone_id"] for r in listed(expiring_within=3660)} == {soon, later}  # every certificate runs <= 10 years
+    cli_rows = json.loads(CliRunner().invoke(cli, ["credential", "list", "--expiring-within", "90", "--json"]).stdout)
+    assert [r["id"] for r in cli_rows] == [r["id"] for r in rows]  # the command line's meaning, row for row
+    assert [r["phone_id"] for r in listed(kind="jpki-auth")] == [soon, later]  # without it: every one, oldest first
+
+    for value, said in (("-1", "greater than or equal to 0"), ("1.5", "valid integer"), ("ninety", "valid integer"),
+                        ("3661", "less than or equal to 3660"), ("1" + "0" * 30, "less than or equal to 3660")):
+        bad = _refused(c.get("/credentials", headers=tok["issuer"], params={"expiring_within": value}),
+                       422, "validation")
+        assert bad["errors"][0]["location"] == "query.expiring_within" and said in bad["detail"], (value, bad)
+    for other in ({"kind": "mdoc"}, {"status": "revoked"}, {"status": "hold"}):
+        bad = _refused(c.get("/credentials", headers=tok["issuer"], params={"expiring_within": 90, **other}),
+                       422, "validation")
+        assert bad["errors"] == [{"location": "query.expiring_within", "message": bad["detail"].split(": ", 1)[1]}]
+        assert "valid JPKI certificates" in bad["detail"], bad
+    parameter = next(p for p in c.get("/openapi.json").json()["paths"]["/credentials"]["get"]["parameters"]
+                     if p["name"] == "expiring_within")
+    assert "--expiring-within" in parameter["description"] and {"type": "integer", "minimum": 0,
+                                                                "maximum": 3660} in parameter["schema"]["anyOf"]
+    assert {"GET /credentials 200", "GET /credentials 422"} <= set(checked)
+
+
+def test_an_absurd_expiry_horizon_is_refused_on_the_command_line(live):
+    """``--expiring-within`` past ten years asks for nothing more; past the calendar it ended in
+    a traceback (OverflowError adding the days to now). Refused (exit 2) naming the bound, as
+    GET /credentials refuses it."""
+    for days in ("3661", "1000000000"):
+        got = CliRunner().invoke(cli, ["credential", "list", "--expiring-within", days])
+        assert got.exit_code == 2 and "3660" in got.output, got.output
+    assert CliRunner().invoke(cli, ["credential", "list", "--expiring-within", "3660"]).exit_code == 0

@@ -22,6 +22,7 @@ from mcred.cli.state import cli_actor, open_context, out_path
 from mcred.cli.text import cell, echo_json_array, fail, make_console
 from protocols import cardsub, certs
 from protocols.cose import key_signer
+from protocols.jpki.renewal import NOTICE_MAX_DAYS
 from protocols.mdoc import DeviceResponse, IssuerSigned, MdocError, build_document
 from protocols.status import (
     TYP_IDENTIFIER_LIST,
@@ -353,10 +354,11 @@ def credential_list(
     key_type: str | None = typer.Option(None, "--key-type", help="Only JPKI certificates with this key: "
                                         "rsa2048 or p384 (`--key-type rsa2048 --status valid`: what is "
                                         "still to move off RSA-2048 before 2030; mcred holder renew-card)."),
-    expiring_within: int = typer.Option(None, "--expiring-within", min=0, metavar="DAYS",
+    expiring_within: int = typer.Option(None, "--expiring-within", min=0, max=NOTICE_MAX_DAYS, metavar="DAYS",
                                         help="Only valid JPKI certificates whose expiry falls within DAYS days from "
                                         "now, or has passed (not yet renewed), soonest first: whose holders need an "
-                                        "expiry notice (有効期限通知書; 90: the renewal window, mcred jpki renew)."),
+                                        "expiry notice (有効期限通知書; 90: the renewal window, mcred jpki renew). "
+                                        f"At most {NOTICE_MAX_DAYS} (ten years: no certificate runs longer)."),
     limit: int = typer.Option(None, "--limit", min=1, help="At most this many (oldest first)."),
     offset: int = typer.Option(0, "--offset", min=0, help="Skip this many first."),
     as_json: bool = typer.Option(False, "--json"),
@@ -367,9 +369,9 @@ def credential_list(
     from sqlalchemy import case, select
     from sqlalchemy.orm import defer
 
-    from issuer.db import Credential
+    from issuer.db import Credential, unindexed
 
-    if expiring_within is not None and (kind == "mdoc" or status not in (None, "valid")):
+    if expiring_within is not None and (kind not in (None, "jpki-sign", "jpki-auth") or status not in (None, "valid")):
         raise fail("--expiring-within lists valid JPKI certificates (an mdoc's MSO is refreshed, not "
                    "renewed): leave out --kind mdoc and --status other than valid", as_json)
     ctx = open_context()
@@ -379,17 +381,18 @@ def credential_list(
     if key_type is None:
         q = q.offset(offset).limit(limit)
     else:
-        q = q.where(Credential.kind.in_(("jpki-sign", "jpki-auth")))
+        q = q.where(unindexed(Credential.kind).in_(("jpki-sign", "jpki-auth")))  # read in issuance order
     if phone:
         q = q.where(Credential.phone_id == phone)
-    if kind:
-        q = q.where(Credential.kind == kind)
-    if status:
-        q = q.where(Credential.status == status)
-    if expiring_within is not None:  # soonest first, as the notices go out
-        until = dt.datetime.now(dt.UTC) + dt.timedelta(days=expiring_within)
-        q = q.where(Credential.kind.in_(("jpki-sign", "jpki-auth")), Credential.status == "valid",
-                    Credential.not_after <= until).order_by(None).order_by(Credential.not_after, Credential.id)
+    if expiring_within is not None:  # soonest first, as the notices go out (as GET /credentials lists them)
+        from issuer.expiry_notices import expiring
+
+        q = expiring(q, expiring_within, kind)
+    else:  # filters of the rows read in issuance order (ix_credential_issued), not ix_credential_expiry's kind
+        if kind:
+            q = q.where(unindexed(Credential.kind) == kind)
+        if status:
+            q = q.where(Credential.status == status)
 
     def read():  # a batch at a time, each row written as read: never every credential in memory
         with ctx.sessions() as s:
