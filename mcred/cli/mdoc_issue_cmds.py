@@ -363,7 +363,9 @@ def credential_list(
     offset: int = typer.Option(0, "--offset", min=0, help="Skip this many first."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """List issued credentials (JPKI certificates and mdocs), oldest first."""
+    """List issued credentials (JPKI certificates and mdocs), oldest first. A certificate
+    revoked with an abandoned renewal whose slot is still to be renewed says so ("renewal
+    needed", with the command; renewal_needed in --json)."""
     import itertools
 
     from sqlalchemy import case, select
@@ -395,9 +397,15 @@ def credential_list(
             q = q.where(Credential.status == status)
 
     def read():  # a batch at a time, each row written as read: never every credential in memory
-        with ctx.sessions() as s:
+        from issuer.revocation import RENEWAL_ABANDONED, renewals_needed
+
+        with ctx.sessions() as s, ctx.sessions() as look:
             for c, cert in s.execute(q.execution_options(yield_per=500)):
-                yield {**_credential_facts(c), "key_type": _key_type(c.kind, cert)}
+                # a certificate revoked with an abandoned renewal: is its slot still to be renewed?
+                job = (c.meta or {}).get(RENEWAL_ABANDONED) if c.status == "revoked" else None
+                needed = job is not None and renewals_needed(look, [c.phone_id]).get(c.phone_id, {}).get(
+                    c.kind.removeprefix("jpki-")) == job
+                yield {**_credential_facts(c), "key_type": _key_type(c.kind, cert), "renewal_needed": needed}
 
     rows = read()
     if key_type is not None:  # read off each certificate, then the page
@@ -414,7 +422,10 @@ def credential_list(
         state = r["status"] + (f" ({r['reason']})" if r["reason"] else "")
         key = f"  {r['key_type']}" if r["key_type"] else ""
         holder = f"  holder {r['holder']}" if expiring_within is not None else ""
-        typer.echo(f"{r['id']}  {r['kind']:<9}  {state}  {r['phone']}  until {r['not_after'][:10]}  {ref}{key}{holder}")
+        needed = (f"  renewal needed (renewal abandoned: mcred jpki renew --phone {r['phone']} --slot "
+                  f"{r['kind'].removeprefix('jpki-')})" if r["renewal_needed"] else "")
+        typer.echo(f"{r['id']}  {r['kind']:<9}  {state}  {r['phone']}  until {r['not_after'][:10]}  {ref}{key}{holder}"
+                   f"{needed}")
     if not n:
         typer.echo("no credential" + (f" on {phone}" if phone else "") + (f" of kind {kind}" if kind else "")
                    + (f" {status}" if status else "") + (f" with a {key_type} key" if key_type else "")
