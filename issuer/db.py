@@ -18,6 +18,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -121,6 +122,14 @@ class Credential(IssuerBase):
         Index("ix_credential_issued", "issued_at", "id"),
         #: A CRL's entries: its partition's revoked and held certificates of one issuing key.
         Index("ix_credential_crl", "issuer_key", "partition", "status"),
+        #: The valid certificates of a kind expiring by a day (the expiry notices: mcred
+        #: credential list --expiring-within, GET /credentials?expiring_within=): one range
+        #: per kind, where every valid credential was read, mdocs (30-day MSOs) included.
+        #: Of valid credentials only (partial: the query names ``status = 'valid'`` as a
+        #: literal, :mod:`issuer.expiry_notices`), so that no other look-up by kind and status
+        #: (a CRL's revoked certificates, a listing by kind) is taken off it.
+        Index("ix_credential_expiry", "kind", "not_after", sqlite_where=text("status = 'valid'"),
+              postgresql_where=text("status = 'valid'")),
     )
 
 

@@ -343,6 +343,7 @@ def _summarised(s: Session, holders: list[Holder], with_data: bool) -> Iterator[
         if with_data:
             row["data"] = {k: v for k, v in h.data.items() if k != "portrait"}
             row["signing_certificate_from"] = _signing_from(h.data)
+            row["renewal_needed"] = _renewals_needed(s, phones.get(h.id, []))
         yield row
 
 
@@ -380,6 +381,16 @@ def phone_summaries(sessions: sessionmaker[Session], phone_ids: Sequence[str]) -
     for row in out.values():
         row["credentials"] = dict(sorted(row["credentials"].items()))
     return out
+
+
+def _renewals_needed(s: Session, phones: list[dict]) -> list[dict]:
+    """The holder's phones' JPKI slots an abandoned renewal left without a usable certificate
+    (:func:`issuer.revocation.renewals_needed`): ``{"phone", "slot", "job"}`` each."""
+    from issuer.revocation import renewals_needed
+
+    needed = renewals_needed(s, [p["id"] for p in phones])
+    return [{"phone": phone, "slot": slot, "job": job}
+            for phone, slots in sorted(needed.items()) for slot, job in sorted(slots.items())]
 
 
 def _signing_from(data: Mapping) -> str | None:

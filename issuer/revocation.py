@@ -208,6 +208,70 @@ def revoke_ids(sessions: sessionmaker[Session], ids: Iterable[str], reason: str,
 #: The reason the one-phone rule records (specs/handover.md, policy 1 and reasons).
 ONE_PHONE_REASON = "cessationOfOperation"
 
+#: What a certificate revoked with an abandoned renewal carries in its ``meta``: the job, so
+#: that its slot is known to be left without a usable certificate (:func:`renewals_needed`)
+RENEWAL_ABANDONED = "renewal_abandoned"
+#: The reason of such a revocation: the certificate is out of use (its key replaced in the SE,
+#: or it never reached the phone), no key is suspected (RFC 5280 5.3.1; specs/tsm.md)
+ABANDONED_RENEWAL_REASON = "cessationOfOperation"
+#: A JPKI slot by the credential kind of its certificate, and back
+SLOT_OF_KIND = {"jpki-sign": "sign", "jpki-auth": "auth"}
+
+
+def revoke_abandoned_renewal(sessions: sessionmaker[Session], phone_id: str, slots: Iterable[str], job_ref: str,
+                             job_created: dt.datetime, *, actor: str = "operator",
+                             now: dt.datetime | None = None) -> list[Change]:
+    """A certificate-only renewal (job ``job_ref``) given up with ``slots`` of the phone left
+    without an installed certificate (its GENERATE KEY ran, or may have run, and the new
+    certificate's write is not recorded): revoke the phone's live certificates of those
+    slots, cessationOfOperation, and mark each (``meta`` :data:`RENEWAL_ABANDONED`, and the
+    audit's ``renewal_abandoned``). That is the job's new certificate, issued and never
+    installed, when the CA had issued it (the old one it superseded then), or else the old
+    certificate, whose key the SE's GENERATE KEY replaced (and whose copy in the SE it
+    erased). The slot's newest certificate so marked says the slot needs a renewal, which
+    the holder is then given whatever its old certificate's expiry (:func:`renewals_needed`).
+    Only the job's own certificates and those issued before it was made (``job_created``)
+    are touched: one a later renewal issued (after the job was given up, or between the
+    job's end and this call) is the phone's, and a second call changes nothing. One
+    transaction, the phone's row locked first (the lock order above)."""
+    kinds = tuple(k for k, slot in SLOT_OF_KIND.items() if slot in set(slots))
+    if not kinds:
+        return []
+    now = now or utcnow()
+
+    def run(s: Session) -> list[Change]:
+        rows = [r for r in _rows(s, phone_id, kinds) if r.status in ("valid", "hold")
+                and (r.job_ref == job_ref or r.issued_at < job_created)]
+        changes = _revoke_rows(s, rows, ABANDONED_RENEWAL_REASON, actor=actor, now=now, renewal_abandoned=job_ref)
+        for row in rows:
+            row.meta = {**(row.meta or {}), RENEWAL_ABANDONED: job_ref}
+        return changes
+
+    return run_transaction(sessions, run)
+
+
+def renewals_needed(session: Session, phone_ids: Iterable[str]) -> dict[str, dict[str, str]]:
+    """Of ``phone_ids``, the active phones' JPKI slots left without a usable certificate by
+    an abandoned renewal (:func:`revoke_abandoned_renewal`): the slot's newest certificate
+    is revoked and marked. ``{phone: {slot: the abandoned job}}``; a slot renewed since (a
+    newer certificate) is not in it."""
+    ids = sorted(set(phone_ids))
+    if not ids:
+        return {}
+    newest: dict[tuple[str, str], tuple[str, dict | None]] = {}
+    for phone_id, kind, status, meta in session.execute(
+            select(Credential.phone_id, Credential.kind, Credential.status, Credential.meta)
+            .join(Phone, Phone.id == Credential.phone_id)
+            .where(Credential.phone_id.in_(ids), Credential.kind.in_(tuple(SLOT_OF_KIND)), Phone.state == "active")
+            .order_by(Credential.issued_at, Credential.id)):
+        newest[(phone_id, kind)] = (status, meta)
+    out: dict[str, dict[str, str]] = {}
+    for (phone_id, kind), (status, meta) in sorted(newest.items()):
+        job = (meta or {}).get(RENEWAL_ABANDONED) if status == "revoked" else None
+        if isinstance(job, str):
+            out.setdefault(phone_id, {})[SLOT_OF_KIND[kind]] = job
+    return out
+
 
 def on_other_phones(session: Session, holder_id: str, kind: str, phone_id: str) -> list[Credential]:
     """The holder's live credentials of ``kind`` on phones other than ``phone_id``, locked

@@ -83,11 +83,23 @@ class HolderSummary(_Closed):
     live: int = Field(description="credentials valid or on hold")
 
 
+class RenewalNeeded(_Closed):
+    """A JPKI slot an abandoned renewal left without a usable certificate."""
+
+    phone: str
+    slot: Literal["sign", "auth"]
+    job: str = Field(description="the renew-jpki TSM job that was abandoned")
+
+
 class HolderDetail(HolderSummary):
     data: dict[str, Any] = Field(description="the registered card-substitute data, without the portrait")
     signing_certificate_from: str | None = Field(json_schema_extra={"format": "date"}, description=(
         "the first day a signing certificate may be issued to the holder (the 15th birthday: none is issued "
         "under 15); null when the birth date is not known (erased)"))
+    renewal_needed: list[RenewalNeeded] = Field(description=(
+        "the slots of the holder's active phones that an abandoned certificate renewal (POST "
+        "/tsm-jobs/{id}/abandon of a renew-jpki job) left without a usable certificate: POST "
+        "/certificate-renewals renews each, whatever its old certificate's expiry"))
 
 
 class HolderList(_Page):
@@ -423,11 +435,18 @@ class TsmJobAbandoned(_Closed):
     job: str = Field(description="the TSM job abandoned")
     phone: str
     kind: TsmKind
-    revoked: list[RevokedCredential] = Field(description="what it had issued that was live (cessationOfOperation)")
+    revoked: list[RevokedCredential] = Field(description=(
+        "what it had issued that was live (cessationOfOperation); of a certificate renewal, the live certificates of "
+        "the slots in renewal_needed only (a slot whose new certificate was written keeps it)"))
     wipe_job: str | None = Field(description="the TSM's delete-credentials job that wipes the SE (a provisioning)")
     wiped: bool
     wipe_error: str | None = Field(description="why the SE was not wiped")
     released_holder: str | None = Field(description="the holder the phone was let go of")
+    renewal_needed: list[Literal["sign", "auth"]] = Field(description=(
+        "a certificate renewal's (renew-jpki) slots it left without a usable certificate: its GENERATE KEY ran "
+        "(or may have run) and the new certificate's write is not recorded; their live certificate (the new one, "
+        "never installed, or else the old one, whose key was replaced) is among revoked. POST "
+        "/certificate-renewals renews them, whatever the old expiry; empty for any other job"))
 
 
 class TsmAbandonJob(_OverTheAir):

@@ -40,7 +40,7 @@ from issuer.api.problems import (
     merge,
     refusals,
 )
-from issuer.db import Credential, Handover, Phone
+from issuer.db import Credential, Handover, Phone, unindexed
 from issuer.holders import PHONE_ID_PATTERN
 from mcred.api_models import (
     AuditEvents,
@@ -85,6 +85,7 @@ from mcred.api_models import (
 )
 from mcred.context import Context
 from mcred.db import setup_lock
+from protocols.jpki.renewal import NOTICE_MAX_DAYS
 from wallet_sim.phone import phone_dir
 from wallet_sim.se.store import DEFAULT_NVM, NVM_MAX, NVM_MIN, SE_FILE
 
@@ -1226,22 +1227,41 @@ def issuer_router(ctx: Context) -> APIRouter:
                            private={"seram": link}, scope="issuer", actor=_actor(request))
         return _with_seram(ctx, _accepted(view, response), link)
 
-    @router.get("/credentials", summary="Credentials in the registry", **typed(CredentialList))
+    @router.get("/credentials", summary="Credentials in the registry, oldest first; with expiring_within, the "
+                "valid JPKI certificates whose holders need an expiry notice, soonest expiry first",
+                **typed(CredentialList))
     def list_credentials(phone_id: Annotated[str | None, Query(max_length=64)] = None,
                          kind: Literal["jpki-sign", "jpki-auth", "mdoc"] | None = None,
                          status: Literal["valid", "hold", "revoked"] | None = None,
                          limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                         offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> dict[str, Any]:
+                         offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+                         expiring_within: Annotated[int | None, Query(ge=0, le=NOTICE_MAX_DAYS, description=(
+                             "days: only the valid JPKI certificates whose expiry falls within this many days from "
+                             "now, or has passed (not yet renewed), soonest expiry first (then by id): whose holders "
+                             "need an expiry notice (有効期限通知書; 90, the renewal window: POST "
+                             "/certificate-renewals), as `mcred credential list --expiring-within DAYS`. An integer "
+                             f"0..{NOTICE_MAX_DAYS} (ten years: no certificate runs longer); refused (422) with kind "
+                             "mdoc or a status other than valid"))] = None) -> dict[str, Any]:
+        from issuer.expiry_notices import NoticeQueryError, check_filters, expiring
+
         # a stable order (issuance times can tie), so that pages neither skip nor repeat
         # read off ix_credential_issued; the bodies (certificates, IssuerSigned) are not shown
         q = (select(Credential).options(defer(Credential.body)).order_by(Credential.issued_at, Credential.id)
              .offset(offset).limit(limit))
         if phone_id:
             q = q.where(Credential.phone_id == phone_id)
-        if kind:
-            q = q.where(Credential.kind == kind)
-        if status:
-            q = q.where(Credential.status == status)
+        if expiring_within is not None:  # soonest first, as the notices go out (ix_credential_expiry)
+            try:
+                check_filters(kind, status)
+            except NoticeQueryError as exc:
+                raise ProblemException(problems.VALIDATION, f"query.expiring_within: {exc}", errors=[
+                    {"location": "query.expiring_within", "message": str(exc)}]) from None
+            q = expiring(q, expiring_within, kind)
+        else:  # filters of the rows ix_credential_issued gives in order, not ix_credential_expiry's kind
+            if kind:
+                q = q.where(unindexed(Credential.kind) == kind)
+            if status:
+                q = q.where(Credential.status == status)
         with ctx.sessions() as s:
             return {"credentials": [_credential(c) for c in s.scalars(q)], "limit": limit, "offset": offset}
 

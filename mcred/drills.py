@@ -41,6 +41,7 @@ from mcred.provision import (
     mdoc_service,
     provision,
     refresh_mdocs,
+    renew_jpki,
     reset_secrets,
     unfinished_job,
 )
@@ -49,7 +50,7 @@ from mcred.timestamps import Stamper, time_stamp_authority, wait_clear_of_stamp
 from protocols import cose, mdoc
 from protocols.cardsub import parse_holder
 
-SCENARIOS = ("model_change", "resale", "lost_found", "lost_not_found", "renewal", "moved", "death",
+SCENARIOS = ("model_change", "resale", "lost_found", "lost_not_found", "renewal", "cert_renewal", "moved", "death",
              "pin_lock", "puk_lock", "abandoned", "ds_compromise", "kloc_compromise")
 #: The Status List Token ttl the drill installation publishes (seconds): short, so that a
 #: reader holding a cached list sees a change within a drill; the report states it.
@@ -577,17 +578,20 @@ def _require(cond: bool, message: str) -> None:
 
 
 def _propagate(env: Env, rep: SubjectReport, captured: tuple[bytes, Any, bytes], t0: float,
-               reader_word: str, ocsp_word: str, *, timeout: float | None = None) -> None:
+               reader_word: str | None, ocsp_word: str, *, timeout: float | None = None) -> None:
     """Poll the reader, the relying party (OCSP) and its revocation watch (a CRL sweep)
     together until each refuses the captured presentation / signature / signer for its word
     (the watch: the OCSP word, the CRL's reason being the same); record the seconds since
-    ``t0`` of each. :class:`DrillFailure` after ``timeout`` (the ttl and 30 s)."""
+    ``t0`` of each. ``reader_word`` None: the event touches no mdoc, the reader is not polled
+    (a certificate renewal). :class:`DrillFailure` after ``timeout`` (:func:`_deadline`)."""
     response, st, cms = captured
-    timeout = env.ttl + 30 if timeout is None else timeout
+    timeout = _deadline(env) if timeout is None else timeout
     ref, _signer = _customer(cms)
     checks = {"reader": (lambda: env.reader_verdict(response, st), reader_word),
               "ocsp": (lambda: env.rp_verdict(cms), ocsp_word),
               "watch": (lambda: env.watch_verdict(ref), ocsp_word)}
+    if reader_word is None:
+        del checks["reader"]
     seen: dict[str, tuple[float, str]] = {}
     last: dict[str, str] = {}
     while len(seen) < len(checks):
@@ -602,9 +606,16 @@ def _propagate(env: Env, rep: SubjectReport, captured: tuple[bytes, Any, bytes],
             raise DrillFailure(_not_refused(env, rep.phone, captured, checks, seen, last, timeout))
         if len(seen) < len(checks):
             time.sleep(POLL_S)
-    rep.reader_propagation_s, rep.reader_reason = seen["reader"]
+    if "reader" in seen:
+        rep.reader_propagation_s, rep.reader_reason = seen["reader"]
     rep.ocsp_propagation_s, rep.ocsp_reason = seen["ocsp"]
     rep.watch_propagation_s, rep.watch_reason = seen["watch"]
+
+
+def _deadline(env: Env) -> float:
+    """How long after its request a drill waits for a party to see a change (seconds): the
+    published ttl (a reader's cached status list) and 30 s for the workflow and the polls."""
+    return env.ttl + 30
 
 
 def _not_refused(env: Env, phone: str, captured: tuple[bytes, Any, bytes], checks: dict,
@@ -791,6 +802,62 @@ def renewal(env: Env, i: int) -> SubjectReport:
     rep.final["renewed_phone"] = "accepted with new credentials"
     rep.final["new_card"] = f"card {out['card']['card_number']} until {out['card']['card_expiry']}"
     _account_follows(env, rep, account, r.phone_id, out["secrets"].get("pin", r.pin))
+    return rep
+
+
+#: Why the certificate-renewal drill renews early (it is audited with the renewal)
+CERT_RENEWAL_REASON = "drill: 電子証明書の更新"
+
+
+def cert_renewal(env: Env, i: int) -> SubjectReport:
+    """電子証明書の更新: the holder renews the JPKI certificates alone, the card staying (``mcred
+    jpki renew``, a TSM ``renew-jpki`` job): new keys born in the SE, new certificates, the old
+    ones superseded; the PIN and the password as the holder set them, the mdoc untouched. On
+    today's card (RSA-2048: certificates to the 5th birthday after issue, the card to the
+    10th; a next card's run to the card's expiry, which no renewal passes), renewed early with
+    its reason (an operator's drill: a phone just provisioned is years from the window). The
+    relying party refuses the signature captured before (OCSP and its CRL watch:
+    ``superseded``) and accepts one made with the new certificate, both within the drill's
+    deadline from the renewal request; the login works, the presentation captured before is
+    still VALID, and the account keyed by the login certificate follows."""
+    from issuer.db import Credential
+    from protocols.jpki.cms import verify_detached_signature
+
+    rep = SubjectReport(phone="")
+    pid = env.ctx.new_phone()
+    rep.phone = pid
+    r = rep.timed("provision (RSA-2048: today's card)", lambda: provision(
+        env.ctx, pid, _holder(i, "cr"), key_type="rsa2048", mdoc_batch=env.mdoc_batch))
+    captured = _capture(env, rep, r)
+    account = _open_account(env, pid, r.pin)
+    t0 = time.perf_counter()
+    out = rep.timed("renew (mcred jpki renew --early)", lambda: renew_jpki(
+        env.ctx, pid, early=True, reason=CERT_RENEWAL_REASON, actor="drill"))
+    renewed = {slot: format(x509.load_der_x509_certificate(der).serial_number, "x") for slot, _, der in out.renewed}
+    _require(sorted(renewed) == ["auth", "sign"], f"{pid}: renewed {sorted(renewed)}, not both certificates")
+    _propagate(env, rep, captured, t0, None, "superseded")
+    while True:  # a signature with the new certificate: accepted (OCSP good) within the deadline
+        cms = env.sign(pid, r.password)
+        ok, why = env.rp_verdict(cms)
+        if ok:
+            break
+        _require(time.perf_counter() - t0 < _deadline(env), f"{pid}: the new signature refused: {why}")
+        time.sleep(POLL_S)
+    signer = format(verify_detached_signature(cms, CONTENT).signer_certificate.serial_number, "x")
+    _require(signer == renewed["sign"], f"{pid}: signed with certificate {signer}, not the new {renewed['sign']}")
+    rep.final["new_signature_s"] = time.perf_counter() - t0
+    rep.final["new_signature"] = f"accepted: signed with the new certificate {signer[:8]}, the password kept"
+    ok, why = env.login(pid, r.pin)
+    _require(ok, f"{pid}: login refused after the renewal: {why}")
+    rep.final["login"] = "accepted with the new user-authentication certificate, the PIN kept"
+    ok, why = env.reader_verdict(captured[0], captured[1])
+    _require(ok, f"{pid}: the presentation captured before refused after a certificate renewal: {why}")
+    rep.final["mdoc"] = "untouched: the presentation captured before still VALID"
+    with env.ctx.sessions() as s:
+        superseded = s.scalar(select(func.count()).select_from(Credential).where(
+            Credential.phone_id == pid, Credential.reason == "superseded"))
+    _require(superseded == 2, f"{pid}: {superseded} credential(s) superseded, not the two old certificates")
+    _account_follows(env, rep, account, pid, r.pin)
     return rep
 
 
@@ -1202,7 +1269,8 @@ def abandoned(env: Env, i: int) -> SubjectReport:
 
 SUBJECTS: dict[str, Callable[[Env, int], SubjectReport]] = {
     "model_change": model_change, "resale": resale, "lost_found": lost_found,
-    "lost_not_found": lost_not_found, "renewal": renewal, "moved": moved, "death": death,
+    "lost_not_found": lost_not_found, "renewal": renewal, "cert_renewal": cert_renewal, "moved": moved,
+    "death": death,
     "pin_lock": pin_lock,
     "puk_lock": puk_lock, "abandoned": abandoned,
 }

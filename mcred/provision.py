@@ -41,6 +41,7 @@ from issuer.jpki import JpkiIssuer
 from issuer.jpki.errors import IssuerJpkiError
 from issuer.mdoc.errors import IssuerMdocError
 from issuer.mdoc.service import MdocService
+from issuer.revocation import RENEWAL_ABANDONED
 from mcred.context import Context
 from mcred.home import private_dir, write_private
 from mcred.jpki_flow import jpki_issuer
@@ -707,12 +708,15 @@ class AbandonResult:
     #: the wipe met a quarantined SE (:data:`tsm.errors.QUARANTINE_ERRORS`): only clearing
     #: the quarantine lets it run
     wipe_quarantined: bool = False
+    #: a ``renew-jpki`` job's slots it left without a usable certificate, each to be renewed
+    #: (``mcred jpki renew --phone ID --slot SLOT``, taken whatever the old expiry)
+    renewal_needed: tuple[str, ...] = ()
 
     def summary(self) -> dict[str, Any]:
         return {"job": self.job_id, "phone": self.phone_id, "kind": self.kind,
                 "revoked": [{"credential": c, "kind": k} for c, k in self.revoked],
                 "wipe_job": self.wipe_job, "wiped": self.wiped, "wipe_error": self.wipe_error,
-                "released_holder": self.released_holder}
+                "released_holder": self.released_holder, "renewal_needed": list(self.renewal_needed)}
 
 
 #: The revocation reason of what an abandoned job had issued (it may never have reached
@@ -728,6 +732,17 @@ def abandon(ctx: Context, job_id: str, reason: str, *, actor: str = "mcred",
     erased). Every credential issued under it that is still live is revoked
     (cessationOfOperation): it may sit in the issuer's registry without ever having reached
     the phone, and nothing else would end it.
+
+    A ``renew-jpki`` job (:func:`renew_jpki`) is judged slot by slot (:func:`_renewal_left`):
+    a slot whose new certificate the job wrote keeps it (it is on the phone, valid); a slot
+    the job had not reached keeps its old certificate; a slot whose GENERATE KEY ran, or may
+    have run, without the write recorded is left with no usable certificate: the SE's old
+    key and certificate are gone, and the new certificate, if the CA issued it (superseding
+    the old one), never reached the phone. Its live certificate (the new one, or else the
+    old one) is revoked, cessationOfOperation, and marked
+    (:func:`issuer.revocation.revoke_abandoned_renewal`): the slot is one to be renewed
+    (``renewal_needed``; :func:`check_renew_jpki` takes it whatever the old expiry, ``mcred
+    credential list`` and ``mcred holder show`` name it).
 
     For a ``provision`` job the phone is also cleared, so that it can be provisioned again:
     its SE is wiped by a ``delete-credentials`` job, and the phone, left with no live
@@ -745,11 +760,22 @@ def abandon(ctx: Context, job_id: str, reason: str, *, actor: str = "mcred",
 
     tsm = Tsm(ctx.engine, ctx.master_key, actor=actor, **ctx.tsm_trust())
     view = tsm.abandon(job_id, actor, reason)
+    # the revocations' actor names the abandon, cut to fit the audit's column (128)
+    by = f"{actor[:120]}:abandon"
+    if view.kind == "renew-jpki":  # slot by slot: what the phone holds now
+        left = _renewal_left(view)
+        changes = revocation.revoke_abandoned_renewal(ctx.sessions, view.se_id, left, job_id,
+                                                      view.created_at or dt.datetime.now(dt.UTC),
+                                                      actor=by)
+        with ctx.sessions() as s:
+            needed = revocation.renewals_needed(s, [view.se_id]).get(view.se_id, {})
+        return AbandonResult(job_id, view.se_id, view.kind, tuple(sorted((c.credential_id, c.kind) for c in changes)),
+                             None, False, None, None,
+                             renewal_needed=tuple(x for x in left if needed.get(x) == job_id))
     with ctx.sessions() as s:
         ids = list(s.scalars(select(Credential.id).where(Credential.job_ref == job_id,
                                                          Credential.status.in_(_LIVE))))
-    # the revocations' actor names the abandon, cut to fit the audit's column (128)
-    changes = revocation.revoke_ids(ctx.sessions, ids, ABANDON_REASON, actor=f"{actor[:120]}:abandon")
+    changes = revocation.revoke_ids(ctx.sessions, ids, ABANDON_REASON, actor=by)
     revoked = tuple(sorted((c.credential_id, c.kind) for c in changes))
     if view.kind != "provision":
         return AbandonResult(job_id, view.se_id, view.kind, revoked, None, False, None, None)
@@ -774,6 +800,20 @@ def abandon(ctx: Context, job_id: str, reason: str, *, actor: str = "mcred",
     released = _let_go(ctx, view.se_id, job_id, "job abandoned", actor) if wiped or not reachable else None
     return AbandonResult(job_id, view.se_id, view.kind, revoked, wipe_job, wiped, wipe_error, released,
                          quarantined)
+
+
+def _renewal_left(view: JobView) -> tuple[str, ...]:
+    """The slots a stopped ``renew-jpki`` job leaves without a usable certificate: it reached
+    the slot's GENERATE KEY (done, or the step it stopped at: the command may have reached
+    the SE, its answer lost, and a run that died records none of it) and its write of the new
+    certificate is not recorded. Before that step the old key and certificate are as they
+    were; after the write the new ones are on the phone."""
+    out = []
+    for slot in view.input.get("slots", ()):
+        generate, write = view.steps.index(f"generate-{slot}-key-anew"), view.steps.index(f"write-{slot}-cert")
+        if generate <= view.next_step <= write:
+            out.append(slot)
+    return tuple(out)
 
 
 # --- a signing certificate for a holder who has turned 15 ---------------------------------
@@ -947,6 +987,9 @@ class RenewalPlan:
     early: bool
     #: why the signing certificate is not renewed (a holder under 15, none on the phone), or None
     sign_withheld: str | None = None
+    #: the slots renewed because an abandoned renewal (the job named) left them without a
+    #: usable certificate (:func:`abandon`): whatever the old expiry, no ``early`` needed
+    after_abandoned: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -989,7 +1032,11 @@ def check_renew_jpki(ctx: Context, phone_id: str, slot: str = "both", *, early: 
     certificate (a renewal would end the same day: the card is renewed instead, `mcred
     holder renew-card`); and, unless ``early``, a certificate with more than 3 months left
     (:class:`RenewalTooEarlyError`, naming its expiry and the day from which). An expired
-    certificate is renewed. The command line and the API's door both ask it."""
+    certificate is renewed. A slot an abandoned renewal left without a usable certificate (its
+    newest certificate revoked and marked by :func:`abandon`) is renewed whatever the old
+    expiry, and ``both`` then leaves out a slot that is not due (the renewal's job wrote its
+    new certificate before it was given up, say). The command line and the API's door both
+    ask it."""
     from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -1017,6 +1064,8 @@ def check_renew_jpki(ctx: Context, phone_id: str, slot: str = "both", *, early: 
         raise ProvisionError(f"holder {holder_id}'s birth date is not known (erased): nothing is issued from the "
                              "holder's data")
     slots: list[str] = []
+    #: the slots an abandoned renewal left without a usable certificate, and its job
+    repairs: dict[str, str] = {}
     withheld = None
     for name in asked:
         row = latest.get(_SLOT_KINDS[name])
@@ -1028,6 +1077,11 @@ def check_renew_jpki(ctx: Context, phone_id: str, slot: str = "both", *, early: 
                     raise SigningNotYetError(f"phone {phone_id!r}: {why}", signing_eligible_from(birth))
                 withheld = SIGN_WITHHELD
                 continue
+        abandoned = (row.meta or {}).get(RENEWAL_ABANDONED) if row is not None and row.status == "revoked" else None
+        if isinstance(abandoned, str):  # revoked with an abandoned renewal: the slot is renewed now
+            repairs[name] = abandoned
+            slots.append(name)
+            continue
         if row is None or row.status == "revoked":
             if slot == "both" and name == "sign":
                 withheld = "no signing certificate on the phone"
@@ -1046,15 +1100,24 @@ def check_renew_jpki(ctx: Context, phone_id: str, slot: str = "both", *, early: 
                              f"certificates are not renewed; the card is (`mcred holder renew-card {holder_id}`)")
     old = {name: (latest[_SLOT_KINDS[name]].id, latest[_SLOT_KINDS[name]].serial,
                   latest[_SLOT_KINDS[name]].not_after) for name in slots}
-    for name in slots:
+    # a slot an abandoned renewal left holds no usable certificate: neither its window nor the
+    # card's expiry holds it back; beside one, ``both`` leaves out a slot not due
+    due = []
+    for name in (x for x in slots if x not in repairs):
         until = old[name][2]
         if holder.card_expiry <= expiry_date(until):
+            if repairs and slot == "both":
+                continue
             raise ProvisionError(f"phone {phone_id!r}: the {name} certificate runs to the card's expiry "
                                  f"({holder.card_expiry.isoformat()}), and a renewed one could run no longer: "
                                  f"the card is renewed (`mcred holder renew-card {holder_id}`)")
-    first = min(slots, key=lambda name: old[name][2])
+        if repairs and slot == "both" and not early and renewal_refusal(until, now) is not None:
+            continue
+        due.append(name)
+    slots = [x for x in slots if x in repairs or x in due]
+    first = min(due or slots, key=lambda name: old[name][2])
     not_after = old[first][2]
-    why = renewal_refusal(not_after, now)
+    why = renewal_refusal(not_after, now) if due else None
     if why is not None and not early:
         raise RenewalTooEarlyError(f"phone {phone_id!r}, {first} certificate: {why}; an operator drills it "
                                    "earlier with --early and a reason", first, not_after, renewable_from(not_after))
@@ -1063,8 +1126,9 @@ def check_renew_jpki(ctx: Context, phone_id: str, slot: str = "both", *, early: 
     if len(types) != 1:
         raise ProvisionError(f"phone {phone_id!r}'s certificates have keys of two types ({', '.join(sorted(types))}): "
                              "renew them one at a time (--slot)")
-    return RenewalPlan(phone_id, holder_id, tuple(x for x in ("sign", "auth") if x in slots), types.pop(), old,
-                       not_after, renewable_from(not_after), early and why is not None, withheld)
+    return RenewalPlan(phone_id, holder_id, tuple(x for x in ("sign", "auth") if x in slots), types.pop(),
+                       {x: old[x] for x in slots}, not_after, renewable_from(not_after), early and why is not None,
+                       withheld, repairs)
 
 
 def renew_jpki(ctx: Context, phone_id: str, *, slot: str = "both", early: bool = False, reason: str | None = None,
@@ -1105,7 +1169,8 @@ def renew_jpki(ctx: Context, phone_id: str, *, slot: str = "both", early: bool =
             "job": job, "holder": plan.holder_id, "slots": list(plan.slots),
             "serials": {name: plan.old[name][1] for name in plan.slots},
             "not_after": plan.not_after.isoformat(), "renewable_from": plan.renewable_from.isoformat(),
-            "early": plan.early, **({"reason": reason.replace("\x00", "")[:500]} if reason else {})}))
+            "early": plan.early, **({"reason": reason.replace("\x00", "")[:500]} if reason else {}),
+            **({"after_abandoned": plan.after_abandoned} if plan.after_abandoned else {})}))
     view = tsm.run(job, transmit, after_step=after_step, trace=trace)
     return _renewed(ctx, view, t0, withheld=plan.sign_withheld)
 

@@ -67,3 +67,34 @@ def test_the_migrated_schema_is_the_one_the_models_declare(db_url):
                 if not (d[0] == "remove_table" and d[1].name == "alembic_version")]
     engine.dispose()
     assert diff == [], "\n".join(map(repr, diff))
+
+
+def test_the_expiry_index_comes_and_goes_with_its_migration(db_url):
+    """i0014certexp adds ix_credential_expiry (kind, not_after of the valid ones), what the expiry
+    notices read (``credential list --expiring-within``, ``GET /credentials?expiring_within=``);
+    a downgrade of the issuer's branch one step drops it and leaves the rest, and the upgrade
+    builds it again."""
+    from alembic import command
+
+    from mcred.db import _alembic_config, schema_status
+
+    def indexes() -> dict[str, list[str]]:
+        return {ix["name"]: ix["column_names"] for ix in sa.inspect(engine).get_indexes("credentials")}
+
+    engine = make_engine(db_url)
+    migrate(engine)
+    assert indexes()["ix_credential_expiry"] == ["kind", "not_after"]
+    # partial: of the valid credentials only (no look-up of revoked ones by kind is taken off it)
+    (ix,) = [ix for ix in sa.inspect(engine).get_indexes("credentials") if ix["name"] == "ix_credential_expiry"]
+    where = str(ix["dialect_options"][f"{engine.dialect.name}_where"])
+    assert "status" in where and "'valid'" in where, where
+    before = set(indexes())
+    command.downgrade(_alembic_config(engine), "i0013wflease")
+    engine.dispose()
+    assert set(indexes()) == before - {"ix_credential_expiry"}
+    applied, newest = schema_status(engine)
+    assert "i0013wflease" in applied and "i0014certexp" in newest and applied != newest
+    migrate(engine)
+    assert indexes()["ix_credential_expiry"] == ["kind", "not_after"]
+    assert schema_status(engine)[0] == schema_status(engine)[1]
+    engine.dispose()

@@ -71,6 +71,27 @@ def test_a_page_of_credentials_is_read_off_the_issuance_order_index(home: Path, 
     ctx.engine.dispose()
 
 
+@pytest.mark.parametrize("query", ["expiring_within=90", "expiring_within=90&kind=jpki-auth&limit=20&offset=40",
+                                   "expiring_within=3660&status=valid"])
+def test_the_expiry_notices_are_read_off_the_expiry_index(home: Path, db_url: str, query: str):
+    """GET /credentials?expiring_within= (mcred credential list --expiring-within) read every
+    valid credential, and every phone's mdocs are valid with an expiry inside any notice's
+    horizon (30-day MSOs): the certificates expiring are one range of ix_credential_expiry
+    per kind instead."""
+    ctx = Context(home=home, database=db_url)
+    _, token = create_token(ctx.sessions, ["issuer"], "plans")
+    with TestClient(create_app(ctx)) as client:
+        def page() -> None:
+            r = client.get(f"/credentials?{query}", headers={"Authorization": f"Bearer {token}"})
+            assert r.status_code == 200, r.text
+
+        [(statement, parameters)] = _statements(ctx.engine, page, "FROM credentials")
+    assert "credentials.body" not in statement
+    plan = _plan(ctx.engine, statement, parameters)
+    assert "ix_credential_expiry" in plan, plan
+    ctx.engine.dispose()
+
+
 def test_a_crl_rebuild_reads_only_its_partitions_revoked_certificates_off_an_index(db_url: str):
     """The CRL rebuild's look-up of revoked and held certificates went through the index on
     (issuer_key, serial): every certificate of the issuing key, in every partition, read

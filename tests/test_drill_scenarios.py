@@ -18,7 +18,7 @@ from mcred.drills import SCENARIOS, Env, render_markdown, run_drill
 
 WORDS = {"model_change": "cessationOfOperation", "resale": "cessationOfOperation",
          "lost_found": "certificateHold", "lost_not_found": "certificateHold",
-         "renewal": "superseded", "moved": "superseded", "death": "affiliationChanged", "abandoned": "cessationOfOperation"}
+         "renewal": "superseded", "cert_renewal": "superseded", "moved": "superseded", "death": "affiliationChanged", "abandoned": "cessationOfOperation"}
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +48,22 @@ def test_scenario(env, scenario):
         assert subject.final["after_reset"].startswith("login accepted")
         assert "issuer reset (TSM reset-secrets)" in [s.name for s in subject.steps]
         return
+    if scenario == "cert_renewal":
+        # the relying party refuses the old signing certificate (OCSP, its CRL watch) and accepts
+        # a signature with the new one, within the drill's deadline from the renewal request
+        deadline = env.ttl + 30
+        assert "superseded" in subject.ocsp_reason and "superseded" in subject.watch_reason
+        assert 0 < subject.ocsp_propagation_s < deadline and 0 < subject.watch_propagation_s < deadline
+        assert 0 < subject.final["new_signature_s"] < deadline
+        assert subject.final["new_signature"].startswith("accepted: signed with the new certificate")
+        assert subject.reader_propagation_s is None and subject.final["mdoc"].startswith("untouched")
+        assert subject.final["login"].startswith("accepted")
+        assert subject.final["rp_account"].startswith("followed to the new login certificate")
+        assert "renew (mcred jpki renew --early)" in [s.name for s in subject.steps]
+        md = render_markdown([report])
+        assert "## cert_renewal: PASSED" in md and "superseded" in md
+        assert report.seconds < 60, report.seconds  # small enough for `drill all`
+        return
     assert WORDS[scenario] in subject.ocsp_reason
     assert ("SUSPENDED" if "lost" in scenario else "INVALID") in subject.reader_reason
     # a reader holding a cached list sees the change within its ttl plus the workflow's time
@@ -73,6 +89,15 @@ def test_scenario(env, scenario):
         assert "cessationOfOperation" in subject.final["old_signature_after_found"]
     md = render_markdown([report])
     assert f"## {scenario}: PASSED" in md and subject.phone in md
+
+
+def test_drill_all_runs_the_certificate_renewal():
+    """``mcred drill all`` (and ``POST /drills``) run every scenario of SCENARIOS: the
+    certificate-only renewal (電子証明書の更新) is one, beside the card renewal (``renewal``),
+    and the command names it."""
+    assert "cert_renewal" in SCENARIOS and "renewal" in SCENARIOS
+    r = CliRunner().invoke(app, ["drill", "--help"])
+    assert "cert_renewal" in r.output
 
 
 def test_ds_compromise_every_phone_refused_then_refreshed(env):

@@ -34,7 +34,7 @@ from mcred.cli.main import app as cli
 from mcred.context import Context
 from mcred.db import make_engine, migrate
 from mcred.jpki_flow import sign_with_se
-from mcred.provision import parse_holder, provision, renew_jpki
+from mcred.provision import abandon, parse_holder, provision, renew_jpki
 from protocols import birthdays
 from protocols.jpki.renewal import months_before
 from reader.relying_party import ocsp_answer, verify
@@ -474,3 +474,240 @@ def test_renewal_over_the_api(api):
     assert {"POST /certificate-renewals 202", "POST /certificate-renewals 409", "POST /certificate-renewals 404",
             "POST /certificate-renewals 403", "POST /certificate-renewals 422", "GET /jobs/{job_id} 200",
             "POST /tsm-jobs/{job_id}/resume 202"} <= set(checked)
+
+
+def test_expiry_notices_over_the_api(api):
+    """``GET /credentials?expiring_within=DAYS`` means what ``mcred credential list
+    --expiring-within DAYS`` means: the valid JPKI certificates whose expiry falls within DAYS
+    days or has passed, soonest first, paged by limit / offset, of one kind or phone if asked;
+    the same rows as the command line's. Refused (422, naming query.expiring_within) for a
+    negative, a fraction, a word, a horizon past ten years, or with kind mdoc or a status
+    other than valid. Every answer held to the document."""
+    ctx, c, tok, checked = api
+    soon, holder = _phone(ctx)
+    later, _ = _phone(ctx)
+    _expiring(ctx, soon, 50)
+    with ctx.sessions.begin() as s:  # its user-authentication certificate expired 5 days ago (not renewed)
+        s.execute(update(Credential).where(Credential.phone_id == soon, Credential.kind == "jpki-auth")
+                  .values(not_after=dt.datetime.now(dt.UTC) - dt.timedelta(days=5)))
+
+    def listed(**params) -> list[dict]:
+        r = c.get("/credentials", headers=tok["issuer"], params=params)
+        assert r.status_code == 200, r.text
+        assert (r.json()["limit"], r.json()["offset"]) == (params.get("limit", 100), params.get("offset", 0))
+        return r.json()["credentials"]
+
+    rows = listed(expiring_within=90)
+    assert [(r["phone_id"], r["kind"]) for r in rows] == [(soon, "jpki-auth"), (soon, "jpki-sign")]  # soonest first
+    assert all(r["status"] == "valid" and r["holder_id"] == holder for r in rows)
+    assert [r["phone_id"] for r in listed(expiring_within=0)] == [soon]  # the expired one alone
+    assert [r["kind"] for r in listed(expiring_within=90, kind="jpki-sign")] == ["jpki-sign"]
+    assert [r["kind"] for r in listed(expiring_within=90, limit=1, offset=1)] == ["jpki-sign"]
+    assert listed(expiring_within=90, phone_id=later) == []
+    assert {r["phone_id"] for r in listed(expiring_within=3660)} == {soon, later}  # every certificate runs <= 10 years
+    cli_rows = json.loads(CliRunner().invoke(cli, ["credential", "list", "--expiring-within", "90", "--json"]).stdout)
+    assert [r["id"] for r in cli_rows] == [r["id"] for r in rows]  # the command line's meaning, row for row
+    assert [r["phone_id"] for r in listed(kind="jpki-auth")] == [soon, later]  # without it: every one, oldest first
+
+    for value, said in (("-1", "greater than or equal to 0"), ("1.5", "valid integer"), ("ninety", "valid integer"),
+                        ("3661", "less than or equal to 3660"), ("1" + "0" * 30, "less than or equal to 3660")):
+        bad = _refused(c.get("/credentials", headers=tok["issuer"], params={"expiring_within": value}),
+                       422, "validation")
+        assert bad["errors"][0]["location"] == "query.expiring_within" and said in bad["detail"], (value, bad)
+    for other in ({"kind": "mdoc"}, {"status": "revoked"}, {"status": "hold"}):
+        bad = _refused(c.get("/credentials", headers=tok["issuer"], params={"expiring_within": 90, **other}),
+                       422, "validation")
+        assert bad["errors"] == [{"location": "query.expiring_within", "message": bad["detail"].split(": ", 1)[1]}]
+        assert "valid JPKI certificates" in bad["detail"], bad
+    parameter = next(p for p in c.get("/openapi.json").json()["paths"]["/credentials"]["get"]["parameters"]
+                     if p["name"] == "expiring_within")
+    assert "--expiring-within" in parameter["description"] and {"type": "integer", "minimum": 0,
+                                                                "maximum": 3660} in parameter["schema"]["anyOf"]
+    assert {"GET /credentials 200", "GET /credentials 422"} <= set(checked)
+
+
+def test_an_absurd_expiry_horizon_is_refused_on_the_command_line(live):
+    """``--expiring-within`` past ten years asks for nothing more; past the calendar it ended in
+    a traceback (OverflowError adding the days to now). Refused (exit 2) naming the bound, as
+    GET /credentials refuses it."""
+    for days in ("3661", "1000000000"):
+        got = CliRunner().invoke(cli, ["credential", "list", "--expiring-within", days])
+        assert got.exit_code == 2 and "3660" in got.output, got.output
+    assert CliRunner().invoke(cli, ["credential", "list", "--expiring-within", "3660"]).exit_code == 0
+
+
+# --- a renewal given up --------------------------------------------------------------------------
+
+
+def _stopped_renewal(ctx, phone: str, at: str, **kwargs) -> str:
+    """A renewal of ``phone`` whose worker died after step ``at`` did its work, before its
+    record (the key generated, the certificate issued or written): the job's id."""
+    def crash(step: str) -> None:
+        if step == at:
+            raise Crash(step)
+
+    with pytest.raises(Crash):
+        renew_jpki(ctx, phone, after_step=crash, **kwargs)
+    (job,) = list_jobs(ctx.engine, phone, kind="renew-jpki", unfinished=True)
+    return job.id
+
+
+def _by_kind(ctx, phone: str) -> dict[str, list[tuple[str, str | None]]]:
+    out: dict[str, list[tuple[str, str | None]]] = {}
+    for kind, status, reason, _serial in _creds(ctx, phone):
+        out.setdefault(kind, []).append((status, reason))
+    return out
+
+
+def _ocsp(issuer, der: bytes, slot: str):
+    return ocsp_answer(x509.load_der_x509_certificate(der), issuer.root(slot), dt.datetime.now(dt.UTC))
+
+
+def test_an_abandoned_renewal_revokes_what_never_reached_the_phone_and_the_slot_is_renewed(live):
+    """A renewal whose worker died after the CA issued the new user-authentication certificate
+    (superseding the old one) and before it was written, GENERATE KEY having replaced the key
+    in the SE, given up (`mcred tsm abandon`). The new signing certificate, written, stays
+    valid; the user-authentication one, issued and never installed, is revoked
+    (cessationOfOperation): it was valid with no phone holding it, and the holder had no
+    usable login certificate, yet `mcred jpki renew` refused ("its last one was revoked:
+    provision the phone", a phone with live credentials that provisioning refuses). Now the
+    slot is named to be renewed by the abandon, `credential list` and `holder show`, and
+    `mcred jpki renew` (both) renews it alone, the signing certificate not being due, with no
+    --early; the login works again and the linkage leads from the first login certificate to
+    the newest."""
+    ctx, issuer, _url = live
+    phone, holder_id = _phone(ctx)
+    first = _live_serials(ctx, phone)
+    _expiring(ctx, phone, 60)
+    job = _stopped_renewal(ctx, phone, "issue-auth-cert")
+    new_sign, orphan = issuer.certificate(phone, "sign"), issuer.certificate(phone, "auth")
+    with ctx.sessions() as s:
+        orphan_id = s.scalar(select(Credential.id).where(Credential.phone_id == phone, Credential.kind == "jpki-auth",
+                                                         Credential.status == "valid"))
+
+    gone = CliRunner().invoke(cli, ["tsm", "abandon", job, "--reason", "the phone was lost mid-renewal", "--json"])
+    assert gone.exit_code == 0, gone.output
+    out = json.loads(gone.stdout)
+    assert out["kind"] == "renew-jpki" and out["renewal_needed"] == ["auth"]
+    assert out["revoked"] == [{"credential": orphan_id, "kind": "jpki-auth"}]
+    assert _by_kind(ctx, phone) == {
+        "jpki-sign": [("revoked", "superseded"), ("valid", None)],
+        "jpki-auth": [("revoked", "superseded"), ("revoked", "cessationOfOperation")], "mdoc": [("valid", None)]}
+    assert (_ocsp(issuer, orphan, "auth").status, _ocsp(issuer, orphan, "auth").reason) == (
+        "revoked", "cessationOfOperation")
+    assert _ocsp(issuer, new_sign, "sign").status == "good"
+    se = wallet_sim.open_secure_element(phone, ctx.home)
+    assert sign_with_se(se.transmit, "sign", PASSWORD.encode(), b"x")[1] == new_sign  # written: it stays
+
+    listed = json.loads(CliRunner().invoke(cli, ["credential", "list", "--phone", phone, "--json"]).stdout)
+    assert [r["id"] for r in listed if r["renewal_needed"]] == [orphan_id]
+    text = CliRunner().invoke(cli, ["credential", "list", "--phone", phone]).stdout
+    assert f"renewal needed (renewal abandoned: mcred jpki renew --phone {phone} --slot auth)" in text
+    shown = json.loads(CliRunner().invoke(cli, ["holder", "show", holder_id, "--json"]).stdout)
+    assert shown["renewal_needed"] == [{"phone": phone, "slot": "auth", "job": job}]
+    assert "renewal needed: phone" in CliRunner().invoke(cli, ["holder", "show", holder_id]).stdout
+
+    got = _renew("--phone", phone, "--json")
+    assert got.exit_code == 0, got.output
+    (renewed,) = json.loads(got.stdout)["renewed"]
+    assert renewed["slot"] == "auth" and renewed["old_serial"] is None  # nothing live was left to replace
+    assert _live_serials(ctx, phone)["jpki-auth"] == renewed["serial"]
+    assert _live_serials(ctx, phone)["jpki-sign"] == format(x509.load_der_x509_certificate(new_sign).serial_number, "x")
+    _, login = sign_with_se(se.transmit, "auth", PIN.encode(), b"login challenge")
+    assert format(x509.load_der_x509_certificate(login).serial_number, "x") == renewed["serial"]
+    assert _ocsp(issuer, login, "auth").status == "good"
+    linked = json.loads(CliRunner().invoke(cli, ["jpki", "linkage", first["jpki-auth"], "--json"]).stdout)
+    assert linked[0]["current"] == renewed["serial"]
+    assert not any(r["renewal_needed"] for r in json.loads(
+        CliRunner().invoke(cli, ["credential", "list", "--phone", phone, "--json"]).stdout))
+    assert json.loads(CliRunner().invoke(cli, ["holder", "show", holder_id, "--json"]).stdout)["renewal_needed"] == []
+    with ctx.sessions() as s:
+        *_, event = s.scalars(select(AuditEvent).where(AuditEvent.action == "jpki.renew", AuditEvent.subject == phone)
+                              .order_by(AuditEvent.id)).all()
+        revoked = s.scalars(select(AuditEvent).where(AuditEvent.action == "credential.revoke",
+                                                     AuditEvent.subject == orphan_id)).one()
+    assert event.detail["after_abandoned"] == {"auth": job} and event.detail["slots"] == ["auth"]
+    assert revoked.detail["renewal_abandoned"] == job and revoked.actor.endswith(":abandon")
+    assert _renew("--phone", phone).exit_code == 2  # renewed: nothing due, nothing left to repair
+    # abandoned again: nothing changes, not the certificate the later renewal wrote
+    twice = CliRunner().invoke(cli, ["tsm", "abandon", job, "--reason", "again", "--json"])
+    assert twice.exit_code == 0, twice.output
+    assert json.loads(twice.stdout)["revoked"] == [] and json.loads(twice.stdout)["renewal_needed"] == []
+    assert _live_serials(ctx, phone)["jpki-auth"] == renewed["serial"]
+
+
+@pytest.mark.parametrize(("at", "left", "revoked", "renewed_next"), [
+    # GENERATE KEY not reached: the old keys and certificates as they were
+    ("note-jpki-keys", [], {}, ["sign", "auth"]),
+    # the old signing key replaced, nothing issued yet; the user-authentication certificate still due
+    ("generate-sign-key-anew", ["sign"], {"jpki-sign": "old"}, ["sign", "auth"]),
+    # the new signing certificate written, perhaps, but not recorded
+    ("write-sign-cert", ["sign"], {"jpki-sign": "new"}, ["sign", "auth"]),
+    # the new signing certificate written (not due again for years), the user-authentication key replaced
+    ("generate-auth-key-anew", ["auth"], {"jpki-auth": "old"}, ["auth"]),
+])
+def test_what_an_abandoned_renewal_leaves_slot_by_slot(live, at, left, revoked, renewed_next):
+    """Abandoning a renewal revokes, slot by slot, only what left the phone without a usable
+    certificate: a slot whose GENERATE KEY ran, or may have run, with no write recorded has
+    its live certificate revoked and marked (the new one, never installed, or the old one,
+    whose key is gone); a slot written keeps its new certificate; a slot not reached keeps
+    its old one. All of the job's certificates were revoked before, the written too. The
+    next renewal (both) renews what was left and what is due."""
+    ctx, _issuer, _url = live
+    phone, _holder = _phone(ctx)
+    _expiring(ctx, phone, 30)
+    before = {kind: serial for kind, serial in _live_serials(ctx, phone).items() if kind != "mdoc"}
+    job = _stopped_renewal(ctx, phone, at)
+    during = {kind: serial for kind, serial in _live_serials(ctx, phone).items() if kind != "mdoc"}
+    result = abandon(ctx, job, "drill", actor="test")
+    assert list(result.renewal_needed) == left
+    with ctx.sessions() as s:
+        gone = {c.kind: c.serial for c in s.scalars(select(Credential).where(Credential.id.in_(
+            [cid for cid, _ in result.revoked])))}
+    assert {kind: ("old" if serial == before[kind] else "new") for kind, serial in gone.items()} == revoked
+    for kind, serial in during.items():  # the rest as the job left it
+        assert (kind in revoked) != (serial in _live_serials(ctx, phone).values()), kind
+    if not left:
+        assert set(before.values()) <= set(_live_serials(ctx, phone).values())
+    again = renew_jpki(ctx, phone, actor="test")
+    assert [slot for slot, _old, _der in again.renewed] == renewed_next
+
+
+def test_an_abandoned_renewal_over_the_api(api):
+    """An early renewal (a drill) whose worker died after GENERATE KEY replaced the signing key,
+    before the CA issued anything, given up by ``POST /tsm-jobs/{id}/abandon``: the old signing
+    certificate, whose key is gone from the SE, is revoked (cessationOfOperation) and the slot
+    named (``renewal_needed``, also in ``GET /holders/{id}``); ``POST /certificate-renewals``
+    then renews it without ``early`` (its old expiry years away, the user-authentication
+    certificate not due and left as it is), and the holder signs again with the password they
+    set. Every answer held to the document."""
+    ctx, c, tok, checked = api
+    phone, holder_id = _phone(ctx)
+    old = _live_serials(ctx, phone)
+    job = _stopped_renewal(ctx, phone, "generate-sign-key-anew", early=True, reason="更新手続の訓練")
+    r = c.post(f"/tsm-jobs/{job}/abandon", headers=tok["issuer"], json={"reason": "the holder left the counter"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["renewal_needed"] == ["sign"] and [x["kind"] for x in body["revoked"]] == ["jpki-sign"]
+    assert {kind: (status, reason) for kind, status, reason, serial in _creds(ctx, phone)
+            if serial == old["jpki-sign"]} == {"jpki-sign": ("revoked", "cessationOfOperation")}
+    assert _live_serials(ctx, phone)["jpki-auth"] == old["jpki-auth"]  # not reached: as it was
+    holder = c.get(f"/holders/{holder_id}", headers=tok["issuer"]).json()
+    assert holder["renewal_needed"] == [{"phone": phone, "slot": "sign", "job": job}]
+
+    r = c.post("/certificate-renewals", headers=tok["issuer"], json={"phone_id": phone})
+    assert r.status_code == 202, r.text
+    done = _wait(c, tok["issuer"], r.json()["id"], limit_s=60)
+    assert done["state"] == "succeeded", done["error"]
+    (renewed,) = Job.model_validate(done).root.result.renewed
+    assert (renewed.slot, renewed.old_serial) == ("sign", None)
+    assert _live_serials(ctx, phone) == {**old, "jpki-sign": renewed.serial}
+    se = wallet_sim.open_secure_element(phone, ctx.home)
+    cms, cert = sign_with_se(se.transmit, "sign", PASSWORD.encode(), "申請書".encode())
+    assert format(x509.load_der_x509_certificate(cert).serial_number, "x") == renewed.serial
+    assert c.get(f"/holders/{holder_id}", headers=tok["issuer"]).json()["renewal_needed"] == []
+    again = _refused(c.post("/certificate-renewals", headers=tok["issuer"], json={"phone_id": phone}),
+                     409, "provisioning-refused")
+    assert "renewable_from" in again  # repaired: the window holds again
+    assert {"POST /tsm-jobs/{job_id}/abandon 200", "GET /holders/{holder_id} 200",
+            "POST /certificate-renewals 202"} <= set(checked)

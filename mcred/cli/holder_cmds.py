@@ -107,6 +107,9 @@ def holder_show(holder_id: str = typer.Argument(..., help="The holder's id (`mcr
               highlight=False)
     for k, n in sorted(out["credentials"].items()):
         con.print(f"  {k:<24} {n}", highlight=False)
+    for r in out.get("renewal_needed", ()):  # an abandoned renewal left the slot with no usable certificate
+        con.print(f"  [yellow]renewal needed[/yellow]: phone {r['phone']}, {r['slot']} certificate (renewal job "
+                  f"{r['job']} abandoned): `mcred jpki renew --phone {r['phone']} --slot {r['slot']}`", highlight=False)
 
 
 @holder_app.command("forget")

@@ -479,7 +479,9 @@ def renew_cmd(phone: str = typer.Option(..., "--phone"),
     written through the TSM, the old ones revoked as superseded. The PIN and the signing
     password stay as the holder set them; the mdocs are untouched. Taken from 3 months before
     the expiry (exit 2 before, naming the dates; --early --reason drills it) and after it;
-    a run that stopped is finished by running the command again (exit 1 names the job)."""
+    a run that stopped is finished by running the command again (exit 1 names the job). A
+    slot a renewal given up left without a usable certificate (`mcred tsm abandon`) is
+    renewed whatever the old expiry."""
     from mcred.provision import ProvisionError, RenewalTooEarlyError, renew_jpki
     from tsm.errors import JobError, TsmError
     from tsm.jobs import list_jobs

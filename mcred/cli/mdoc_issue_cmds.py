@@ -22,6 +22,7 @@ from mcred.cli.state import cli_actor, open_context, out_path
 from mcred.cli.text import cell, echo_json_array, fail, make_console
 from protocols import cardsub, certs
 from protocols.cose import key_signer
+from protocols.jpki.renewal import NOTICE_MAX_DAYS
 from protocols.mdoc import DeviceResponse, IssuerSigned, MdocError, build_document
 from protocols.status import (
     TYP_IDENTIFIER_LIST,
@@ -353,23 +354,26 @@ def credential_list(
     key_type: str | None = typer.Option(None, "--key-type", help="Only JPKI certificates with this key: "
                                         "rsa2048 or p384 (`--key-type rsa2048 --status valid`: what is "
                                         "still to move off RSA-2048 before 2030; mcred holder renew-card)."),
-    expiring_within: int = typer.Option(None, "--expiring-within", min=0, metavar="DAYS",
+    expiring_within: int = typer.Option(None, "--expiring-within", min=0, max=NOTICE_MAX_DAYS, metavar="DAYS",
                                         help="Only valid JPKI certificates whose expiry falls within DAYS days from "
                                         "now, or has passed (not yet renewed), soonest first: whose holders need an "
-                                        "expiry notice (有効期限通知書; 90: the renewal window, mcred jpki renew)."),
+                                        "expiry notice (有効期限通知書; 90: the renewal window, mcred jpki renew). "
+                                        f"At most {NOTICE_MAX_DAYS} (ten years: no certificate runs longer)."),
     limit: int = typer.Option(None, "--limit", min=1, help="At most this many (oldest first)."),
     offset: int = typer.Option(0, "--offset", min=0, help="Skip this many first."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """List issued credentials (JPKI certificates and mdocs), oldest first."""
+    """List issued credentials (JPKI certificates and mdocs), oldest first. A certificate
+    revoked with an abandoned renewal whose slot is still to be renewed says so ("renewal
+    needed", with the command; renewal_needed in --json)."""
     import itertools
 
     from sqlalchemy import case, select
     from sqlalchemy.orm import defer
 
-    from issuer.db import Credential
+    from issuer.db import Credential, unindexed
 
-    if expiring_within is not None and (kind == "mdoc" or status not in (None, "valid")):
+    if expiring_within is not None and (kind not in (None, "jpki-sign", "jpki-auth") or status not in (None, "valid")):
         raise fail("--expiring-within lists valid JPKI certificates (an mdoc's MSO is refreshed, not "
                    "renewed): leave out --kind mdoc and --status other than valid", as_json)
     ctx = open_context()
@@ -379,22 +383,29 @@ def credential_list(
     if key_type is None:
         q = q.offset(offset).limit(limit)
     else:
-        q = q.where(Credential.kind.in_(("jpki-sign", "jpki-auth")))
+        q = q.where(unindexed(Credential.kind).in_(("jpki-sign", "jpki-auth")))  # read in issuance order
     if phone:
         q = q.where(Credential.phone_id == phone)
-    if kind:
-        q = q.where(Credential.kind == kind)
-    if status:
-        q = q.where(Credential.status == status)
-    if expiring_within is not None:  # soonest first, as the notices go out
-        until = dt.datetime.now(dt.UTC) + dt.timedelta(days=expiring_within)
-        q = q.where(Credential.kind.in_(("jpki-sign", "jpki-auth")), Credential.status == "valid",
-                    Credential.not_after <= until).order_by(None).order_by(Credential.not_after, Credential.id)
+    if expiring_within is not None:  # soonest first, as the notices go out (as GET /credentials lists them)
+        from issuer.expiry_notices import expiring
+
+        q = expiring(q, expiring_within, kind)
+    else:  # filters of the rows read in issuance order (ix_credential_issued), not ix_credential_expiry's kind
+        if kind:
+            q = q.where(unindexed(Credential.kind) == kind)
+        if status:
+            q = q.where(Credential.status == status)
 
     def read():  # a batch at a time, each row written as read: never every credential in memory
-        with ctx.sessions() as s:
+        from issuer.revocation import RENEWAL_ABANDONED, renewals_needed
+
+        with ctx.sessions() as s, ctx.sessions() as look:
             for c, cert in s.execute(q.execution_options(yield_per=500)):
-                yield {**_credential_facts(c), "key_type": _key_type(c.kind, cert)}
+                # a certificate revoked with an abandoned renewal: is its slot still to be renewed?
+                job = (c.meta or {}).get(RENEWAL_ABANDONED) if c.status == "revoked" else None
+                needed = job is not None and renewals_needed(look, [c.phone_id]).get(c.phone_id, {}).get(
+                    c.kind.removeprefix("jpki-")) == job
+                yield {**_credential_facts(c), "key_type": _key_type(c.kind, cert), "renewal_needed": needed}
 
     rows = read()
     if key_type is not None:  # read off each certificate, then the page
@@ -411,7 +422,10 @@ def credential_list(
         state = r["status"] + (f" ({r['reason']})" if r["reason"] else "")
         key = f"  {r['key_type']}" if r["key_type"] else ""
         holder = f"  holder {r['holder']}" if expiring_within is not None else ""
-        typer.echo(f"{r['id']}  {r['kind']:<9}  {state}  {r['phone']}  until {r['not_after'][:10]}  {ref}{key}{holder}")
+        needed = (f"  renewal needed (renewal abandoned: mcred jpki renew --phone {r['phone']} --slot "
+                  f"{r['kind'].removeprefix('jpki-')})" if r["renewal_needed"] else "")
+        typer.echo(f"{r['id']}  {r['kind']:<9}  {state}  {r['phone']}  until {r['not_after'][:10]}  {ref}{key}{holder}"
+                   f"{needed}")
     if not n:
         typer.echo("no credential" + (f" on {phone}" if phone else "") + (f" of kind {kind}" if kind else "")
                    + (f" {status}" if status else "") + (f" with a {key_type} key" if key_type else "")

@@ -338,8 +338,8 @@ def handover_cmd(
 
 def drill_cmd(
     scenario: str = typer.Argument(..., help="model_change | resale | lost_found | lost_not_found | "
-                                             "renewal | moved | death | pin_lock | puk_lock | abandoned | ds_compromise | "
-                                             "kloc_compromise | all"),
+                                             "renewal (カードの更新) | cert_renewal (電子証明書の更新) | moved | death | "
+                                             "pin_lock | puk_lock | abandoned | ds_compromise | kloc_compromise | all"),
     phones: int = typer.Option(1, "--phones", min=1, help="Subject phones, run in parallel workers."),
     report: list[Path] = typer.Option([], "--report", callback=out_path, help="Write the report (.json or .md); repeatable."),
     workers: int = typer.Option(4, "--workers", min=1, help="Parallel workers."),

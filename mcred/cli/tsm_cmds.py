@@ -333,7 +333,10 @@ def abandon(
     holder withdrew): it never runs again, and the credentials issued under it are revoked
     (cessationOfOperation). For a provisioning job the phone's SE is also wiped and the
     phone let go of its holder, so that it can be provisioned again; the holder stays
-    registered (`mcred provision --holder-id`). Run it again to finish a wipe that failed.
+    registered (`mcred provision --holder-id`). For a certificate renewal (renew-jpki) a
+    slot whose new certificate was written keeps it; a slot whose key it replaced without
+    writing one has its live certificate revoked and is named to be renewed (`mcred jpki
+    renew`, whatever the old expiry). Run it again to finish a wipe that failed.
     With --over-the-air the wipe reaches the phone through its GP SERAM Local Agent."""
     import json
 
@@ -367,9 +370,13 @@ def abandon(
         return
     out = make_console()
     out.print(f"job {job} ({result.kind} of phone {result.phone_id}) abandoned; "
-              f"{len(result.revoked)} credential(s) it issued revoked", highlight=False)
+              + (f"{len(result.revoked)} certificate(s) of the slots it left revoked" if result.kind == "renew-jpki"
+                 else f"{len(result.revoked)} credential(s) it issued revoked"), highlight=False)
     for cid, kind in result.revoked:
         out.print(f"  revoked {kind} {cid} (cessationOfOperation)", highlight=False)
+    for slot in result.renewal_needed:  # GENERATE KEY replaced the key; no new certificate was written
+        out.print(f"  the {slot} slot holds no usable certificate: renew it with `mcred jpki renew --phone "
+                  f"{result.phone_id} --slot {slot}` (taken whatever the old expiry)", highlight=False)
     if result.wiped:
         out.print(f"  SE wiped (job {result.wipe_job})", highlight=False)
     elif result.wipe_error:

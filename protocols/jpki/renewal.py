@@ -20,6 +20,11 @@ from protocols.birthdays import today_in_japan
 
 #: How long before its expiry date a certificate may be renewed (the expiry notice's window)
 RENEWAL_WINDOW_MONTHS = 3
+#: The widest horizon an expiry-notice listing takes (days): a certificate runs at most ten
+#: years (the next card's, to its 10th birthday after issue), so 3660 days reaches every
+#: certificate there is; a wider one asks for nothing more (and one past the year 9999 is no
+#: date at all)
+NOTICE_MAX_DAYS = 3660
 
 
 def months_before(day: dt.date, months: int) -> dt.date:
