@@ -357,9 +357,12 @@ def display_name(data: Mapping) -> str:
 def phone_summaries(sessions: sessionmaker[Session], phone_ids: Sequence[str]) -> dict[str, dict]:
     """The issuer's view of the phones ``phone_ids`` (those it knows; ``mcred phone list
     --long``): each one's state, holder (id and name, "(erased)" for an erased one) and its
-    credentials counted by ``kind:status`` with how many are live (valid or on hold). A
+    credentials counted by ``kind:status`` with how many are live (valid or on hold), and
+    the JPKI slots an abandoned renewal left to renew (``renewal_needed``, empty for none). A
     phone the issuer never provisioned is not in the answer. One read transaction, the ids
     asked for :data:`BATCH` at a time."""
+    from issuer.revocation import renewals_needed
+
     out: dict[str, dict] = {}
     ids = list(dict.fromkeys(phone_ids))
     with sessions() as s, s.begin():
@@ -369,7 +372,8 @@ def phone_summaries(sessions: sessionmaker[Session], phone_ids: Sequence[str]) -
                                      .where(Phone.id.in_(part))):
                 out[p.id] = {"state": p.state, "holder": p.holder_id,
                              "holder_name": None if data is None else display_name(data),
-                             "registered_at": p.created_at.isoformat(), "credentials": {}, "live": 0}
+                             "registered_at": p.created_at.isoformat(), "credentials": {}, "live": 0,
+                             "renewal_needed": []}
             for pid, kind, status, n in s.execute(
                     select(Credential.phone_id, Credential.kind, Credential.status, func.count())
                     .where(Credential.phone_id.in_(part))
@@ -378,6 +382,8 @@ def phone_summaries(sessions: sessionmaker[Session], phone_ids: Sequence[str]) -
                 row["credentials"][f"{kind}:{status}"] = n
                 if status in ("valid", "hold"):
                     row["live"] += n
+            for pid, slots in renewals_needed(s, part).items():
+                out[pid]["renewal_needed"] = sorted(slots)
     for row in out.values():
         row["credentials"] = dict(sorted(row["credentials"].items()))
     return out

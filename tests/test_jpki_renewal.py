@@ -105,6 +105,12 @@ def _five_birthdays_on(birth: str) -> str:
     return dt.datetime.combine(day, dt.time(14, 59, 59), tzinfo=dt.UTC).isoformat()
 
 
+def _phone_listed(phone: str) -> dict:
+    """The phone's row of ``mcred phone list --long --json``."""
+    rows = json.loads(CliRunner().invoke(cli, ["phone", "list", "--long", "--json"]).stdout)
+    return next(r for r in rows if r["id"] == phone)
+
+
 def test_renewing_both_certificates_near_expiry(live, tmp_path):
     """An adult's certificates two months before their expiry: ``mcred jpki renew`` issues two new
     certificates (valid from today to the 5th birthday after), their keys born in the SE; the
@@ -606,6 +612,9 @@ def test_an_abandoned_renewal_revokes_what_never_reached_the_phone_and_the_slot_
     shown = json.loads(CliRunner().invoke(cli, ["holder", "show", holder_id, "--json"]).stdout)
     assert shown["renewal_needed"] == [{"phone": phone, "slot": "auth", "job": job}]
     assert "renewal needed: phone" in CliRunner().invoke(cli, ["holder", "show", holder_id]).stdout
+    assert _phone_listed(phone)["issuer"]["renewal_needed"] == ["auth"]
+    assert f"auth to renew (`mcred jpki renew --phone {phone} --slot auth`)" in CliRunner().invoke(
+        cli, ["phone", "list", "--long"]).stdout
 
     got = _renew("--phone", phone, "--json")
     assert got.exit_code == 0, got.output
@@ -621,6 +630,7 @@ def test_an_abandoned_renewal_revokes_what_never_reached_the_phone_and_the_slot_
     assert not any(r["renewal_needed"] for r in json.loads(
         CliRunner().invoke(cli, ["credential", "list", "--phone", phone, "--json"]).stdout))
     assert json.loads(CliRunner().invoke(cli, ["holder", "show", holder_id, "--json"]).stdout)["renewal_needed"] == []
+    assert _phone_listed(phone)["issuer"]["renewal_needed"] == []
     with ctx.sessions() as s:
         *_, event = s.scalars(select(AuditEvent).where(AuditEvent.action == "jpki.renew", AuditEvent.subject == phone)
                               .order_by(AuditEvent.id)).all()

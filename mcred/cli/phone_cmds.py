@@ -199,7 +199,9 @@ def register(app: typer.Typer) -> None:
             blocked = [f"{a}:{name}" for a, names in se["blocked"].items() for name in names]
             issuer = r["issuer"]
             whose = ("not provisioned by this issuer" if issuer is None else
-                     f"{issuer['state']}, {issuer['holder_name'] or '-'}, {issuer['live']} live credential(s)")
+                     f"{issuer['state']}, {issuer['holder_name'] or '-'}, {issuer['live']} live credential(s)"
+                     + "".join(f", {slot} to renew (`mcred jpki renew --phone {r['id']} --slot {slot}`)"
+                               for slot in issuer["renewal_needed"]))
             typer.echo(printable(f"{r['id']}  {r['model']}  SE {se['card_life_cycle']}, "
                                  f"applets: {', '.join(se['applets']) or 'none'}"
                                  + (f", BLOCKED {', '.join(blocked)}" if blocked else "") + f"  {whose}"))
