@@ -387,7 +387,10 @@ class ReaderPipeline:
         """``validity``, in place of the core's: validFrom/validUntil at ``now`` with the skew
         (the MSO signing time against the DS certificate is ``mso_signed_within_ds_validity``)."""
         v, skew = mso.validity_info, self.config.skew
-        ok = v.valid_from - skew <= now <= v.valid_until + skew
+        # the skew moves ``now``, never the MSO's times: an MSO valid until 9999-12-31T23:59:59Z
+        # (or from 0001-01-01) is a time datetime cannot step past
+        early, late = now + skew, now - skew
+        ok = v.valid_from <= early and late <= v.valid_until
         key = (v.valid_from, v.valid_until, skew)
         window = _TEXTS.get(key)
         if window is None:
@@ -397,7 +400,7 @@ class ReaderPipeline:
         # seconds recur at a busy reader, and tdate_text keeps the texts it made
         now_text = cbor.tdate_text(now.replace(microsecond=0) if now.microsecond else now)
         return Check._of(VALIDITY, ok, f"{doc_type}: {now_text} {'within' if ok else 'outside'} {window}",
-                         "not_yet_valid" if now < v.valid_from - skew else "expired")
+                         "not_yet_valid" if early < v.valid_from else "expired")
 
     def _extra(self, ctx: DocumentContext) -> list[Check]:
         out: list[Check] = []
