@@ -12,6 +12,8 @@ ValueError; a check that reached them (a chain's extended key usage, a profile's
 usage) crashed the party instead of failing the check. They are read here, at the
 boundary: a certificate with a malformed or repeated extension (RFC 5280 4.2: "MUST NOT
 include more than one instance of a particular extension") is refused as it is loaded.
+So are its issuer and subject Names, which ``cryptography`` also builds on first use
+(``TypeError`` for an attribute of a string type its OID does not take).
 """
 
 from __future__ import annotations
@@ -50,6 +52,13 @@ def _positive_serial(cert: x509.Certificate) -> x509.Certificate:
         cert.extensions  # noqa: B018 - parsed now, so that no later reader meets the error
     except PARSE_ERRORS as exc:
         raise CertificateParseError(f"certificate extensions unreadable: {type(exc).__name__}: {exc}") from None
+    try:
+        # the Names too: an attribute of a type its OID does not allow (a BIT STRING
+        # countryName) raises TypeError where a check first names the certificate
+        cert.issuer.rfc4514_string()
+        cert.subject.rfc4514_string()
+    except PARSE_ERRORS as exc:
+        raise CertificateParseError(f"certificate names unreadable: {type(exc).__name__}: {exc}") from None
     return cert
 
 

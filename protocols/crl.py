@@ -41,6 +41,8 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.x509.oid import CRLEntryExtensionOID, ExtensionOID
 
+from protocols.certs import PARSE_ERRORS
+
 #: Clocks of an issuer and of a relying party may differ by this much.
 SKEW = dt.timedelta(minutes=5)
 
@@ -127,13 +129,23 @@ def crl_builder(issuer: x509.Certificate, *, number: int, this_update: dt.dateti
 
 
 def load(data: bytes) -> x509.CertificateRevocationList:
-    """A CRL from DER or PEM bytes; :class:`CrlError` if it does not parse."""
+    """A CRL from DER or PEM bytes; :class:`CrlError` if it does not parse.
+
+    As :mod:`protocols.certs` does for certificates, what ``cryptography`` reads only on
+    first use is read here: the version (``InvalidVersion``, no ValueError), the issuer
+    Name (``TypeError`` or ``ValueError`` for an attribute it cannot build; compared with
+    the issuer's subject before the signature is checked) and the CRL's extensions. The
+    entries are left to be read once the signature verified."""
     try:
         if data.lstrip().startswith(b"-----"):
-            return x509.load_pem_x509_crl(data)
-        return x509.load_der_x509_crl(data)
-    except ValueError as exc:
-        raise CrlError(f"not a CRL: {exc}") from None
+            crl = x509.load_pem_x509_crl(data)
+        else:
+            crl = x509.load_der_x509_crl(data)
+        crl.issuer.rfc4514_string()
+        crl.extensions  # noqa: B018 - read now, so that no later check meets the error
+    except PARSE_ERRORS as exc:
+        raise CrlError(f"not a CRL: {type(exc).__name__}: {exc}") from None
+    return crl
 
 
 def number(crl: x509.CertificateRevocationList) -> int | None:

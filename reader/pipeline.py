@@ -110,11 +110,18 @@ class HttpxFetcher:
 
 
 _MAX_AGE = re.compile(r"max-age=(\d+)")
+#: RFC 9111 1.2.2: a delta-seconds beyond what the cache can represent counts as 2**31
+#: seconds (68 years). Applied to max-age and to the token's ttl alike, so that the fetch
+#: time plus either is a datetime whatever digits the header (unsigned) or the token sent.
+MAX_DELTA_SECONDS = 2**31
 
 
 def _max_age(headers: Mapping[str, str]) -> int | None:
     m = _MAX_AGE.search(headers.get("cache-control", ""))
-    return int(m.group(1)) if m else None
+    if not m:
+        return None
+    digits = m.group(1).lstrip("0") or "0"  # int() of a thousand digits is slow; 11 are past 2**31
+    return min(int(digits), MAX_DELTA_SECONDS) if len(digits) <= 10 else MAX_DELTA_SECONDS
 
 
 # -- the status list cache -------------------------------------------------------------------
@@ -132,7 +139,7 @@ class CachedList:
 
     def lifetime(self) -> int:
         bounds = [b for b in (self.token.header.ttl if self.token else None, self.max_age) if b is not None]
-        return min(bounds) if bounds else DEFAULT_CACHE_SECONDS
+        return min(min(bounds), MAX_DELTA_SECONDS) if bounds else DEFAULT_CACHE_SECONDS
 
     def fresh(self, now: dt.datetime) -> bool:
         exp = self.token.header.exp if self.token else None
@@ -218,7 +225,7 @@ class StatusListCache:
             return Check(STATUS_LIST_FRESHNESS, True,
                          f"OFFLINE: cached list fetched {cbor.tdate_text(entry.fetched_at)} ({age} old, "
                          f"max {self.max_offline_age})")
-        if header.ttl is not None and age > dt.timedelta(seconds=header.ttl):
+        if header.ttl is not None and age > dt.timedelta(seconds=min(header.ttl, MAX_DELTA_SECONDS)):
             return Check(STATUS_LIST_FRESHNESS, False,
                          f"{note}list fetched {cbor.tdate_text(entry.fetched_at)} is {age} old, beyond its "
                          f"ttl of {header.ttl} s", code=UNAVAILABLE)
@@ -380,7 +387,10 @@ class ReaderPipeline:
         """``validity``, in place of the core's: validFrom/validUntil at ``now`` with the skew
         (the MSO signing time against the DS certificate is ``mso_signed_within_ds_validity``)."""
         v, skew = mso.validity_info, self.config.skew
-        ok = v.valid_from - skew <= now <= v.valid_until + skew
+        # the skew moves ``now``, never the MSO's times: an MSO valid until 9999-12-31T23:59:59Z
+        # (or from 0001-01-01) is a time datetime cannot step past
+        early, late = now + skew, now - skew
+        ok = v.valid_from <= early and late <= v.valid_until
         key = (v.valid_from, v.valid_until, skew)
         window = _TEXTS.get(key)
         if window is None:
@@ -390,7 +400,7 @@ class ReaderPipeline:
         # seconds recur at a busy reader, and tdate_text keeps the texts it made
         now_text = cbor.tdate_text(now.replace(microsecond=0) if now.microsecond else now)
         return Check._of(VALIDITY, ok, f"{doc_type}: {now_text} {'within' if ok else 'outside'} {window}",
-                         "not_yet_valid" if now < v.valid_from - skew else "expired")
+                         "not_yet_valid" if early < v.valid_from else "expired")
 
     def _extra(self, ctx: DocumentContext) -> list[Check]:
         out: list[Check] = []

@@ -51,7 +51,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from protocols import certs, tsp
 from protocols import crl as ca_crl
-from protocols.crl import reason_flag
+from protocols.crl import CrlError, reason_flag
 from protocols.jpki.cms import verify_detached_signature
 from protocols.jpki.errors import JpkiError
 from protocols.jpki.parse import classify, load_certificate, read_basic_four
@@ -286,9 +286,8 @@ def _ask_ocsp(cert: x509.Certificate, root: x509.Certificate, at: dt.datetime, *
 
 def _parse_crl(data: bytes) -> x509.CertificateRevocationList | Check:
     try:
-        return (x509.load_pem_x509_crl(data) if data.lstrip().startswith(b"-----")
-                else x509.load_der_x509_crl(data))
-    except ValueError as exc:
+        return ca_crl.load(data)  # PEM or DER, what cryptography reads late read now
+    except CrlError as exc:
         return unavailable(f"CRL does not parse: {exc}")
 
 

@@ -308,3 +308,35 @@ def test_newest_first_by_crl_number_else_this_update():
     plain = (x509.CertificateRevocationListBuilder().issuer_name(CA.subject).last_update(NOW - dt.timedelta(hours=3))
              .next_update(NOW + dt.timedelta(days=1)).sign(KEY, hashes.SHA256()))
     assert ca_crl.newest_first([plain, older, latest]) == [latest, older, plain]
+
+
+def _version_0(der: bytes) -> bytes:
+    """The CRL with its version INTEGER 1 (v2) made 0: cryptography's InvalidVersion."""
+    at = der.index(b"\x02\x01\x01")  # the first INTEGER of TBSCertList is the version
+    return der[:at] + b"\x02\x01\x00" + der[at + 3:]
+
+
+def _issuer_as(der: bytes, tag: int) -> bytes:
+    """The CRL with its issuer's commonName re-typed (UTF8String 0c): a BIT STRING (03) is
+    TypeError, an empty SET of the RDN is ValueError, when cryptography first builds it."""
+    at = der.index(bytes.fromhex("0603550403") + b"\x0c") + 5
+    return der[:at] + bytes([tag]) + der[at + 1:]
+
+
+@pytest.mark.parametrize("damage", ["version 0", "a BIT STRING in the issuer"])
+def test_load_refuses_a_crl_cryptography_refuses_late_and_the_relying_party_says_so(damage):
+    """A CRL cryptography loads but refuses on first use: version 0 (InvalidVersion, no
+    ValueError) escaped load() and the relying party's CRL parser; an issuer Name it cannot
+    build (TypeError) escaped judge_crl, which compares the issuer before the signature
+    (the CRL comes from a distribution point over plain HTTP, or with the signed document).
+    Found by the deep fuzz campaign; both are a named CrlError, the relying party's check
+    unavailable."""
+    from reader.relying_party import _parse_crl
+
+    der = _crl().public_bytes(serialization.Encoding.DER)
+    bad = _version_0(der) if damage == "version 0" else _issuer_as(der, 0x03)
+    with pytest.raises(ca_crl.CrlError, match="not a CRL"):
+        ca_crl.load(bad)
+    check = _parse_crl(bad)
+    assert not isinstance(check, x509.CertificateRevocationList)
+    assert check.passed is False and check.code == "unavailable" and "CRL does not parse" in check.reason

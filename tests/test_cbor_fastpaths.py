@@ -68,7 +68,19 @@ def test_dumps_refuses_naive_datetime():
 @SETTINGS
 @given(st.datetimes(min_value=dt.datetime(1, 1, 2), timezones=st.sampled_from([dt.UTC, dt.timezone(dt.timedelta(hours=-5))])))
 def test_tdate_text_equals_strftime(value):
-    assert cbor.tdate_text(value) == value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    u = value.astimezone(dt.UTC)  # strftime's %Y does not pad years before 1000: RFC 3339's 4DIGIT does
+    assert cbor.tdate_text(value) == f"{u.year:04d}" + u.strftime("-%m-%dT%H:%M:%SZ")
+
+
+@pytest.mark.parametrize("value", [dt.datetime(1, 1, 1, tzinfo=dt.UTC), dt.datetime(999, 12, 31, 23, 59, 59, tzinfo=dt.UTC),
+                                   dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC)])
+def test_a_tdate_before_the_year_1000_survives_its_round_trip(value):
+    """dumps wrote year 999 as "999-12-31T23:59:59Z", which loads (strict RFC 3339: four
+    digits of year) refused: an MSO signed with such a time could not be read back by any
+    reader, ours included. Found by the deep fuzz campaign (a re-signed MSO)."""
+    data = cbor.dumps({"t": value})
+    assert cbor.loads(data) == {"t": value}
+    assert cbor.tdate_text(value)[:4] == f"{value.year:04d}"
 
 
 def _each(parts):

@@ -71,9 +71,12 @@ def test_a_certificate_with_a_negative_serial_is_a_parse_error():
 def test_any_flipped_certificate_loads_or_gives_parse_error(at, flip):
     der = IACA[:at] + bytes([IACA[at] ^ flip]) + IACA[at + 1:]
     try:
-        certs.public_key_of(certs.load_der(der))
+        loaded = certs.load_der(der)
+        certs.public_key_of(loaded)
     except certs.CertificateParseError:
-        pass
+        return
+    # what a check reads to say which certificate it refuses: never an exception once loaded
+    loaded.subject.rfc4514_string(), loaded.issuer.rfc4514_string()
 
 
 @pytest.mark.parametrize("key_type", KEY_TYPES)
@@ -127,6 +130,32 @@ def test_a_repeated_extension_is_refused_at_load_and_fails_an_mdoc_chain_check()
 
     der = _with_two_ekus()
     with pytest.raises(certs.CertificateParseError, match="DuplicateExtension"):
+        certs.load_der(der)
+    with pytest.raises(ChainError, match="not a DER certificate"):
+        verify_chain([der], [cert("iaca_cert")], dt.datetime(2025, 1, 1, 12, tzinfo=dt.UTC), eku=EKU_MDL_DS)
+
+
+def _with_a_bit_string_in_the_issuer() -> bytes:
+    """The IACA with its issuer's countryName re-typed from PrintableString (13) to BIT
+    STRING (03), one byte: cryptography loads it and raises TypeError ("oid must be
+    X500_UNIQUE_IDENTIFIER for BitString type") only when the issuer Name is first read."""
+    country = bytes.fromhex("0603550406") + b"\x13"
+    at = IACA.index(country) + len(country) - 1  # the first Name of the TBS is the issuer
+    return IACA[:at] + b"\x03" + IACA[at + 1:]
+
+
+def test_a_name_cryptography_cannot_read_is_refused_at_load_and_fails_an_mdoc_chain_check():
+    """A DS certificate in an x5chain (unprotected: anyone on the way may flip it) whose
+    issuer Name holds a BIT STRING attribute: verify_chain read the issuer Name to say
+    that no anchor issued it and raised TypeError, which the reader reported as
+    "unverifiable: TypeError: ..." instead of a failed issuer_certificate_chain check
+    (found by the deep fuzz campaign). The names are read at load now, like the extensions."""
+    import datetime as dt
+
+    from protocols.mdoc.chain import EKU_MDL_DS, ChainError, verify_chain
+
+    der = _with_a_bit_string_in_the_issuer()
+    with pytest.raises(certs.CertificateParseError, match="names unreadable"):
         certs.load_der(der)
     with pytest.raises(ChainError, match="not a DER certificate"):
         verify_chain([der], [cert("iaca_cert")], dt.datetime(2025, 1, 1, 12, tzinfo=dt.UTC), eku=EKU_MDL_DS)

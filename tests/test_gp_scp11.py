@@ -327,3 +327,17 @@ def test_two_first_phones_at_once_make_one_maker(tmp_path):
 
 
 
+
+
+@pytest.mark.parametrize("damage", ["version 4", "ExtendedKeyUsage twice"])
+def test_a_bundle_certificate_cryptography_refuses_late_is_a_certificate_error(damage):
+    """A hostile SE's certificate store answer (GET DATA BF21) holding a version-4
+    certificate: cryptography loads it and raises InvalidVersion (no ValueError), which
+    escaped parse_certificate_bundle instead of Scp11CertificateError; a repeated extension
+    loaded and went on to the path validation. Found by the deep fuzz campaign; the bundle
+    is loaded with protocols.certs now, like every certificate from the wire."""
+    from test_certs import IACA, _with_two_ekus, with_version_4
+
+    bad = with_version_4(IACA) if damage == "version 4" else _with_two_ekus()
+    with pytest.raises(Scp11CertificateError, match="not X.509 DER"):
+        parse_certificate_bundle(bad)

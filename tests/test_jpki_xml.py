@@ -605,3 +605,39 @@ def test_first_verifications_in_parallel_threads_agree(tmp_path):
         out = subprocess.run([sys.executable, "-W", "ignore", str(script), str(pem), str(pem.with_name("signer.key"))],
                              capture_output=True, text=True, timeout=120, check=True)
         assert out.stdout.startswith("0 "), out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("damage", ["version 4", "ExtendedKeyUsage twice", "a BIT STRING in the issuer"])
+def test_a_keyinfo_certificate_cryptography_refuses_late_is_a_failed_signature_check(damage):
+    """ds:KeyInfo is outside SignedInfo: anyone may put another certificate there. One that
+    cryptography loads but refuses on first use (version 4: InvalidVersion, no ValueError; a
+    repeated extension: DuplicateExtension; an issuer Name it cannot build: TypeError)
+    escaped verify_enveloped, and verify_xml, which "never raises on bad input", raised it
+    (`mcred jpki verify FILE.xml` crashed; the HTTP service turned it into "unverifiable:
+    InvalidVersion"). Found by the deep fuzz campaign; refused now as the loader of
+    protocols.certs refuses it."""
+    import base64
+    import re
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from test_certs import _with_two_ekus, with_version_4
+
+    key = ec.generate_private_key(ec.SECP384R1())
+    cert = _self_signed(key, "keyinfo")
+    der = cert.public_bytes(serialization.Encoding.DER)
+    if damage == "version 4":
+        bad = with_version_4(der)
+    elif damage == "ExtendedKeyUsage twice":
+        bad = _with_two_ekus()
+    else:
+        at = der.index(bytes.fromhex("0603550403") + b"\x0c") + 5  # the issuer's commonName, UTF8String
+        bad = der[:at] + b"\x03" + der[at + 1:]
+    signed = sign_enveloped(b"<filing>contract</filing>", certificate=cert,
+                            sign=lambda data: key.sign(data, ec.ECDSA(hashes.SHA384())))
+    swapped = re.sub(rb"<ds:X509Certificate>[^<]*<", b"<ds:X509Certificate>" + base64.b64encode(bad) + b"<", signed)
+    assert swapped != signed
+    with pytest.raises(XmlSignatureError, match="not a certificate"):
+        verify_enveloped(swapped)
+    result = verify_xml(swapped, roots=[cert], revocation="none")
+    assert result["valid"] is False and result["checks"][0]["name"] == "signature"

@@ -229,3 +229,30 @@ def test_arbitrary_trusted_authorities_and_claim_sets_only_raise_oid4vp_errors(a
     except oid4vp.Oid4vpError:
         return
     parsed.authority_key_ids  # judged values decode: nothing raises  # noqa: B018
+
+
+def test_a_signed_request_whose_x5c_leaf_cryptography_refuses_late_is_an_oid4vp_error():
+    """A hostile verifier's signed request with an x5c leaf of version 4: cryptography loads
+    it and raises InvalidVersion (no ValueError) when its key is read, which escaped
+    parse_signed, the wallet's parser of what any web page sends (found by the deep fuzz
+    campaign). Refused as the loader of protocols.certs refuses it."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import NameOID
+    from test_certs import with_version_4
+
+    from protocols import cose
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "verifier")])
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    leaf = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(5).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+            .sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER))
+    bad = with_version_4(leaf)
+    jws = oid4vp.sign_request_object({"response_type": "vp_token", "nonce": "n"}, cose.key_signer(key), [bad])
+    with pytest.raises(oid4vp.Oid4vpError, match="x5c: not a certificate"):
+        oid4vp.parse_signed({"protocol": oid4vp.SIGNED_PROTOCOL, "data": {"request": jws}}, "https://rp.example")
+    assert oid4vp.client_id_for(bad).startswith("x509_hash:")  # a name it cannot read: no DNS name

@@ -213,3 +213,35 @@ def test_anchor_for_by_object_follows_a_replaced_anchor():
     assert not store.anchor_for(cert).allows("org.iso.18013.5.1.mDL")
     _, other = _vical_signer()
     assert store.anchor_for(other) is None
+
+
+# -- found by the deep fuzz campaign (mutated and re-signed responses, status tokens) ---------
+
+
+def _issuer_signed(pki, *, valid_from, valid_until, signed=None, status=None) -> bytes:
+    from protocols import mdoc
+
+    device = ec.generate_private_key(ec.SECP256R1())
+    return mdoc.build_issuer_signed(
+        {NS: {"family_name": "山田"}}, DOCTYPE, device.public_key(), cose.key_signer(pki.ds_key),
+        [pki.ds.public_bytes(serialization.Encoding.DER)], valid_from, valid_until, signed=signed,
+        status=status).encode()
+
+
+@pytest.mark.parametrize(("valid_from", "valid_until", "passed"), [
+    (T0, dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC), True),  # "never expires"
+    (dt.datetime(1, 1, 1, tzinfo=dt.UTC), dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC), True),
+    (dt.datetime(9999, 12, 31, 23, 59, 58, tzinfo=dt.UTC), dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC),
+     False),
+])
+def test_an_mso_valid_to_the_end_of_time_gets_a_validity_verdict(world, valid_from, valid_until, passed):
+    """An MSO whose validUntil is 9999-12-31T23:59:59Z (or validFrom 0001-01-01): the skew
+    added to it overflowed datetime, and the verdict was the catch-all "unverifiable:
+    OverflowError: date value out of range" for the whole document instead of ``validity``."""
+    pki = world["pki"]
+    data = _issuer_signed(pki, valid_from=valid_from, valid_until=valid_until, signed=min(T0, valid_from))
+    result = world["pipeline"].verify_issuer_signed(data)
+    checks = {c.name: c for c in result.checks}
+    assert "validity" in checks, [(c.name, c.reason) for c in result.checks]
+    assert checks["validity"].passed is passed
+    assert not any("Overflow" in c.reason for c in result.checks)

@@ -88,9 +88,9 @@ def tdate_text(value: _dt.datetime) -> str:
 @functools.lru_cache(maxsize=1024)
 def _tdate_text(value: _dt.datetime) -> str:
     u = value if value.tzinfo is _dt.UTC else value.astimezone(_dt.UTC)  # decoded tdates are UTC
-    if u.year < 1000:  # strftime's %Y does not pad: keep its exact output there
-        return u.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return f"{u.year}-{u.month:02d}-{u.day:02d}T{u.hour:02d}:{u.minute:02d}:{u.second:02d}Z"
+    # RFC 3339 date-fullyear is 4DIGIT: year 999 is "0999" (strftime's %Y does not pad, and
+    # loads() refuses the unpadded text, so a date before 1000 did not survive its own round trip)
+    return f"{u.year:04d}-{u.month:02d}-{u.day:02d}T{u.hour:02d}:{u.minute:02d}:{u.second:02d}Z"
 
 
 def tdate(value: _dt.datetime) -> CBORTag:

@@ -62,7 +62,7 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-from protocols.certs import load_der
+from protocols.certs import CertificateParseError, load_der
 from protocols.gp.apdu import CommandApdu, has_secure_messaging, with_channel
 from protocols.gp.codes import (
     CLA_GP,
@@ -747,8 +747,10 @@ def parse_certificate_bundle(data: bytes) -> list[x509.Certificate]:
         if o.tag != 0x30:
             raise Scp11CertificateError(f"certificate store answer, object {i}: tag {o.tag:X}, not an X.509 SEQUENCE")
         try:
-            out.append(x509.load_der_x509_certificate(o.to_bytes()))
-        except ValueError as e:
+            # the SE's certificates come from the wire: loaded as any (version, extensions
+            # and Names read now; cryptography raises InvalidVersion, no ValueError, for one)
+            out.append(load_der(o.to_bytes()))
+        except CertificateParseError as e:
             raise Scp11CertificateError(f"certificate store answer, object {i}: not X.509 DER ({e})") from e
     return out
 

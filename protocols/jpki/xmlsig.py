@@ -42,6 +42,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
 
+from protocols import certs
+
 from .errors import JpkiError
 from .profile import KeyType
 
@@ -374,15 +376,15 @@ def _signer_certificate(signature: Any) -> x509.Certificate:
     for n, text in enumerate(texts, 1):
         der = _base64(text, f"ds:X509Certificate {n}")
         try:
-            cert = x509.load_der_x509_certificate(der)
-        except ValueError as exc:
+            # KeyInfo is outside SignedInfo: loaded as any certificate from the wire (its
+            # version, extensions and Names read now, not where a later check meets them)
+            cert = certs.load_der(der)
+        except certs.CertificateParseError as exc:
             raise XmlSignatureError(f"ds:X509Certificate {n} is not a certificate: {exc}") from None
         try:
             is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
         except x509.ExtensionNotFound:
             is_ca = False
-        except ValueError as exc:
-            raise XmlSignatureError(f"ds:X509Certificate {n}: {exc}") from None
         if not is_ca:
             leaves.append(cert)
     if len(leaves) != 1:

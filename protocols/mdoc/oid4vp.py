@@ -527,10 +527,12 @@ def client_id_for(leaf_der: bytes) -> str:
     when it has none."""
     from cryptography import x509
 
+    from protocols import certs
+
     try:
-        names = x509.load_der_x509_certificate(leaf_der).extensions.get_extension_for_class(
+        names = certs.load_der(leaf_der).extensions.get_extension_for_class(
             x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
-    except (x509.ExtensionNotFound, ValueError):
+    except (x509.ExtensionNotFound, ValueError):  # CertificateParseError is a ValueError
         names = []
     return f"x509_san_dns:{names[0]}" if names else f"x509_hash:{_b64url(hashlib.sha256(leaf_der).digest())}"
 
@@ -578,8 +580,7 @@ def verify_request_object(jws: Any) -> tuple[dict[str, Any], tuple[bytes, ...]]:
     verifies with the leaf's key and its ``typ`` is oauth-authz-req+jwt (OID4VP 1.0 section
     5: a wallet MUST NOT process another). Whether the leaf chains to a trusted verifier CA,
     and what its ``client_id`` may be, are the caller's."""
-    from cryptography import x509
-
+    from protocols import certs
     from protocols.cose import CoseError, ecdsa_verify
 
     if not isinstance(jws, str) or len(jws) > MAX_JWE or re.fullmatch(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+",
@@ -603,11 +604,12 @@ def verify_request_object(jws: Any) -> tuple[dict[str, Any], tuple[bytes, ...]]:
         raise Oid4vpError("request JWS x5c: the verifier's certificates, leaf first")
     try:
         chain = tuple(base64.b64decode(c, validate=True) for c in x5c)
-        leaf = x509.load_der_x509_certificate(chain[0])
-        key = leaf.public_key()
+        # a hostile page's certificate: loaded as any from the wire (certs.load_der reads its
+        # version, extensions and Names now; public_key_of its key), so each refusal is typed
+        key = certs.public_key_of(certs.load_der(chain[0]))
         ecdsa_verify(algs[header["alg"]], key, unb64url(sig_b64, "JWS signature"),
                      f"{head_b64}.{body_b64}".encode("ascii"))
-    except (binascii.Error, ValueError) as exc:
+    except (binascii.Error, ValueError) as exc:  # CertificateParseError is a ValueError
         raise Oid4vpError(f"request JWS x5c: not a certificate ({exc})") from None
     except CoseError as exc:
         raise Oid4vpError(f"request JWS: the signature does not verify with its x5c leaf ({exc})") from None

@@ -281,10 +281,12 @@ def parse_by_value(auth: AuthorizationUri) -> RedirectRequest:
 def _dns_names(leaf_der: bytes) -> list[str]:
     from cryptography import x509
 
+    from protocols import certs
+
     try:
-        return x509.load_der_x509_certificate(leaf_der).extensions.get_extension_for_class(
+        return certs.load_der(leaf_der).extensions.get_extension_for_class(
             x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
-    except (x509.ExtensionNotFound, ValueError):
+    except (x509.ExtensionNotFound, ValueError):  # CertificateParseError is a ValueError
         return []
 
 

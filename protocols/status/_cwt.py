@@ -205,7 +205,9 @@ def verify_cwt(
         raise StatusListClaimError(f"token expired at {header.exp.isoformat()} (now {now.isoformat()})")
     if fetched_at is not None and header.ttl is not None:
         fetched = _aware(fetched_at, "fetched_at")
-        if now > fetched + dt.timedelta(seconds=header.ttl):
+        # the age against the ttl, in seconds: fetched + ttl overflows datetime for a ttl of
+        # more than 999999999 days (or past the year 9999), and the token's ttl is unbounded
+        if (now - fetched).total_seconds() > header.ttl:
             raise StatusListClaimError(
                 f"cached copy fetched {fetched.isoformat()} is older than its ttl of "
                 f"{header.ttl} s: fetch the list again"
