@@ -568,3 +568,29 @@ def test_manage_channel_close_deselects_and_refuses_what_is_not_open(phone) -> N
     assert se.transmit(bytes.fromhex("00704001")) == b"\x6a\x86"
     assert se.transmit(bytes.fromhex("00708001")) == b"\x90\x00"
     assert deselected == [1] and set(se.channels) == {0}
+
+
+# -- INSTALL and DELETE (mutation testing, second round) -----------------------------------
+
+
+def _install_body(elf: bytes, module: bytes, aid: bytes, priv: bytes = b"\x00", params: bytes = b"\xc9\x00",
+                  token: bytes = b"") -> bytes:
+    return b"".join(bytes([len(x)]) + x for x in (elf, module, aid, priv, params, token))
+
+
+def test_an_instance_cannot_take_a_load_files_aid(phone) -> None:
+    """An AID names one entry of the GlobalPlatform Registry, and load files are entries of
+    it (GET STATUS P1 20 lists them): INSTALL [for install] of an instance named like a load
+    file is refused (6985), as a duplicate instance AID is. Before, the SE installed it,
+    and it could never be deleted: DELETE takes that AID for the load file (in ROM, 6985),
+    with or without "and related objects"."""
+    from test_se_runtime import ELF, MOD, open_se, send, session
+
+    pid, home = phone
+    se = open_se(pid, home)
+    host = session(se)
+    before = image(home, pid)
+    body = _install_body(ELF, MOD, ELF)
+    assert send(se, host, bytes([0x80, 0xE6, 0x0C, 0x00, len(body)]) + body + b"\x00") == b"\x69\x85"
+    assert send(se, host, "80F24002024F0000") == b"\x6a\x88"  # no application
+    assert image(home, pid) == before
