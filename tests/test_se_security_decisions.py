@@ -962,6 +962,23 @@ def test_delete_refuses_other_parameters_and_the_isd(phone, apdu, sw) -> None:
     assert se.app_record(INST) is not None and image(home, pid) == before
 
 
+def test_store_data_to_a_target_locked_since_install_for_personalization_is_refused(phone) -> None:
+    """A locked application takes no STORE DATA (6985): INSTALL [for personalization]
+    refuses a locked instance, and one locked after it was named (SET STATUS in the same
+    session) is refused at its next STORE DATA, the applet given nothing."""
+    from test_se_runtime import INST, install_apdu, open_se, send, session
+
+    pid, home = phone
+    se = open_se(pid, home)
+    host = session(se)
+    assert send(se, host, install_apdu(0x0C)) == b"\x00\x90\x00"
+    perso = b"\x00\x00" + bytes([len(INST)]) + INST + b"\x00\x00\x00"
+    assert send(se, host, bytes([0x80, 0xE6, 0x20, 0x00, len(perso)]) + perso) == b"\x00\x90\x00"
+    assert send(se, host, b"\x80\xf0\x40\x80\x06" + INST) == b"\x90\x00"
+    assert send(se, host, "80E2000003AABBCC") == b"\x69\x85"
+    assert se.applet(INST).blocks == []
+
+
 def test_an_applet_fault_in_store_data_drops_what_the_block_half_did(phone) -> None:
     """An exception inside the applet's STORE DATA (6F00) loses the half-done change, as a
     card aborts the transaction: the applet object is rebuilt from the image, which is not
