@@ -767,3 +767,123 @@ def test_signing_key_references_that_name_no_usable_key_are_refused(rsa_card):
     assert perso(keyless, set_pin(1, PIN))[1] == 0x9000
     assert verify(keyless, 0x0018, PIN) == 0x9000
     assert apdu(keyless, bytes([0x80, 0x2A, 0, 0x97, len(data)]) + data + b"\x00")[1] == 0x6A88
+
+
+# --- READ BINARY's and INTERNAL AUTHENTICATE's refusals (mutation testing, second round) ---
+
+
+@pytest.mark.parametrize(("command", "sw"), [
+    ("00B0810000", 0x6A81),  # P1 b8 set: a short EF identifier, not supported
+    ("00B0000001AA00", 0x6700),  # case 4: READ BINARY carries no data
+    ("00B0000001AA", 0x6700),  # case 3
+    ("00B00000", 0x6700),  # case 1: no Le
+])
+def test_read_binary_is_case_2_with_an_offset_only(rsa_card, command, sw):
+    """READ BINARY `00 B0 P1 P2 Le` (specs/jpki-applet.md section 2, ISO/IEC 7816-4):
+    P1 b8 would name a short EF identifier (6A81, not supported); a data field or a missing
+    Le is a wrong length (6700). The token info EF, which anyone may read, is current."""
+    a = fresh(rsa_card)
+    assert select_ef(a, 0x0006) == 0x9000
+    assert apdu(a, command)[1] == sw
+    assert apdu(a, "00B0000004")[1] == 0x9000
+
+
+def test_read_binary_needs_a_current_transparent_ef(rsa_card):
+    """Without a current EF READ BINARY is 6986 (no current EF); a PIN EF (as a key EF)
+    is an internal EF, never read (6981, command incompatible with the file structure)."""
+    a = fresh(rsa_card)
+    assert apdu(a, "00B0000004")[1] == 0x6986
+    for ef in (0x0018, 0x001B, 0x0017, 0x001A):
+        assert select_ef(a, ef) == 0x9000
+        assert apdu(a, "00B0000004")[1] == 0x6981, hex(ef)
+    assert verify(a, 0x0018, PIN) == 0x9000  # not even with the PIN verified
+    assert select_ef(a, 0x0018) == 0x9000
+    assert apdu(a, "00B0000004")[1] == 0x6981
+
+
+def test_internal_authenticate_takes_p1_00_only(rsa_card):
+    """INTERNAL AUTHENTICATE (00 88 00 P2): P1 00 (no algorithm reference) is the only form
+    (6A86 otherwise), refused before the key is used."""
+    a = fresh(rsa_card)
+    assert verify(a, 0x0018, PIN) == 0x9000
+    data = SHA256_DI + bytes(32)
+    assert apdu(a, bytes([0x00, 0x88, 0x01, 0x97, len(data)]) + data + b"\x00")[1] == 0x6A86
+    sig, sw = apdu(a, bytes([0x00, 0x88, 0x00, 0x97, len(data)]) + data + b"\x00")
+    assert sw == 0x9000 and len(sig) == 256
+
+
+def test_a_store_data_block_outside_a_secure_channel_drops_the_sequence(rsa_card):
+    """STORE DATA reaches the applet only through the ISD's secure channel (GPCS 11.11):
+    a block without one is refused (6982) and ends the sequence under way, so its next
+    block (01) is out of sequence (6A86) and nothing is written."""
+    a = fresh(rsa_card)
+    before = a.snapshot()
+    record = write_cert(0x0002, rsa_card["certs"][0x000B])
+    assert a.store_data(0x08, 0, record[:100], SCP) == b"\x90\x00"
+    assert a.store_data(0x08, 1, record[100:200], PLAIN) == b"\x69\x82"
+    assert a.store_data(0x88, 1, record[100:], SCP) == b"\x6a\x86"
+    assert a.snapshot() == before
+
+
+def test_store_data_refusals_end_the_sequence_under_way(rsa_card):
+    """GPCS 11.11: P1 b3-b1 are RFU and b7-b6 (encryption) are not supported here
+    (6A86); a block out of order is 6A86. Each refusal drops the sequence, so the block
+    that would have come next is out of sequence too; and a sequence that ended (P1 b8)
+    is not continued by a block 01."""
+    a = fresh(rsa_card)
+    before = a.snapshot()
+    record = write_cert(0x0002, rsa_card["certs"][0x000B])
+    for p1, p2 in ((0x89, 1), (0x48, 1), (0x08, 2)):
+        assert a.store_data(0x08, 0, record[:100], SCP) == b"\x90\x00"
+        assert a.store_data(p1, p2, record[100:200], SCP) == b"\x6a\x86"
+        assert a.store_data(0x88, 1, record[100:], SCP) == b"\x6a\x86"
+    assert a.store_data(0x88, 0, dgi(0x0100, b""), SCP)[-2:] == b"\x90\x00"  # READ STATE, whole
+    assert a.store_data(0x88, 1, dgi(0x0100, b""), SCP) == b"\x6a\x86"
+    assert a.snapshot() == before
+
+
+def test_a_store_data_sequence_holds_at_most_32_kib(rsa_card):
+    """The JPKI applet collects at most 32768 bytes per STORE DATA sequence (then 6A84,
+    not enough memory, and the sequence is dropped): exactly 32768 is taken."""
+    a = fresh(rsa_card)
+    block = bytes(256)
+    for n in range(127):
+        assert a.store_data(0x08, n, block, SCP) == b"\x90\x00"
+    assert a.store_data(0x08, 127, block, SCP) == b"\x90\x00"  # 32768 bytes
+    assert a.store_data(0x08, 128, b"\x00", SCP) == b"\x6a\x84"
+    assert a.store_data(0x88, 128, b"", SCP) == b"\x6a\x86"  # the sequence is gone
+
+
+def test_compute_digital_signature_input_rules(rsa_card, ec_card):
+    """specs/jpki-applet.md section 3: nothing to sign is 6700; RSA P1 00 (PKCS #1 v1.5 over
+    the data as given) takes at most 245 bytes (k - 11 for 2048 bits); P-384 P1 02 takes a
+    32-byte SHA-256 hash (6700 otherwise) and signs it as given, P1 03 hashes the data with
+    SHA-256 first; P1 00 takes a DigestInfo or a bare hash, nothing else (6A80)."""
+    from cryptography.hazmat.primitives.asymmetric import ec, utils
+
+    a = fresh(rsa_card)
+    assert verify(a, 0x0018, PIN) == 0x9000
+    assert select_ef(a, 0x0017) == 0x9000
+    assert apdu(a, "802A008000")[1] == 0x6700
+    sig, sw = sign(a, 0x0017, bytes(range(245)))
+    assert sw == 0x9000
+    # PKCS #1 v1.5 type 1 padding over the 245 bytes as given: 00 01 FF .. FF 00 || data
+    assert pow(int.from_bytes(sig, "big"), 65537, rsa_pub(rsa_card, 1).public_numbers().n).to_bytes(256, "big") \
+        .endswith(b"\x00" + bytes(range(245)))
+    assert sign(a, 0x0017, bytes(246))[1] == 0x6700
+
+    e = fresh(ec_card)
+    assert verify(e, 0x0018, PIN) == 0x9000
+    key = serialization.load_der_public_key(ec_card["spki"][1])
+    digest = hashlib.sha256(b"JPKI").digest()
+    assert sign(e, 0x0017, digest[:31], p1=0x02)[1] == 0x6700
+    sig, sw = sign(e, 0x0017, digest, p1=0x02)
+    assert sw == 0x9000
+    der = utils.encode_dss_signature(int.from_bytes(sig[:48], "big"), int.from_bytes(sig[48:], "big"))
+    key.verify(der, digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+    sig, sw = sign(e, 0x0017, b"JPKI", p1=0x03)
+    assert sw == 0x9000
+    der = utils.encode_dss_signature(int.from_bytes(sig[:48], "big"), int.from_bytes(sig[48:], "big"))
+    key.verify(der, b"JPKI", ec.ECDSA(hashes.SHA256()))
+    assert sign(e, 0x0017, os.urandom(51))[1] == 0x6A80  # a DigestInfo's length, not one
+    assert sign(e, 0x0017, SHA256_DI + bytes(33))[1] == 0x6A80  # a DigestInfo with 33 bytes

@@ -670,3 +670,13 @@ def test_a_failed_external_authenticate_leaves_no_second_guess_at_the_same_chall
     with pytest.raises(Scp03StateError):
         card.external_authenticate(CommandApdu.parse(good))
     assert not card.is_open
+
+
+def test_secure_messaging_at_level_00_passes_commands_and_answers_as_they_are():
+    """Security level 00 (Amendment D 7.1.2.1: authenticated, no secure messaging): the card
+    side unwraps nothing (a plain command comes out as it went in, never refused for its
+    missing SM bit) and wraps nothing."""
+    sm = SecureMessaging(SessionKeys(bytes(16), bytes(16), bytes(16)), 0x00)
+    plain = CommandApdu(0x80, 0xF2, 0x80, 0x02, bytes.fromhex("4F00"), 256)
+    assert sm.unwrap_command(plain) == plain
+    assert sm.wrap_response(b"\x01\x02", 0x9000) == b"\x01\x02\x90\x00"

@@ -28,6 +28,7 @@ from protocols.gp.errors import (
 from protocols.gp.keys import parse_key_information_template, put_key_command
 from protocols.gp.scp03 import HostState
 from protocols.gp.scp11 import (
+    SCP11A_PARAM,
     SCP11B_KID,
     Scp11bCard,
     Scp11bHost,
@@ -35,6 +36,7 @@ from protocols.gp.scp11 import (
     control_reference_template,
     parse_certificate_bundle,
     parse_certificate_store_query,
+    parse_internal_authenticate,
     verify_sd_certificate,
 )
 from protocols.gp.tlv import encode
@@ -341,3 +343,92 @@ def test_a_bundle_certificate_cryptography_refuses_late_is_a_certificate_error(d
     bad = with_version_4(IACA) if damage == "version 4" else _with_two_ekus()
     with pytest.raises(Scp11CertificateError, match="not X.509 DER"):
         parse_certificate_bundle(bad)
+
+
+# --- the card side's own refusals (mutation testing, second round) -------------------------
+
+
+def test_the_card_opens_one_session_per_object_and_only_from_a_plain_command():
+    """The SD side of one session answers INTERNAL AUTHENTICATE once (a second one to the
+    same object is a state error: it would restart the MAC chain of an open session), and
+    only in plain (Amendment F: the command that opens the channel carries no secure
+    messaging; 6882 for the SM bit)."""
+    sk = ec.generate_private_key(ec.SECP256R1())
+    card = Scp11bCard(0x01, SCP11B_KID, lambda peer: sk.exchange(ec.ECDH(), peer))
+    ia = CommandApdu.parse(Scp11bHost(sk.public_key(), 0x01).internal_authenticate())
+    secured = CommandApdu(0x84, ia.ins, ia.p1, ia.p2, ia.data, 256)
+    with pytest.raises(Scp11ProtocolError) as e:
+        card.internal_authenticate(secured)
+    assert e.value.sw == 0x6882 and not card.is_open
+    card.internal_authenticate(ia)
+    assert card.is_open
+    with pytest.raises(Scp11StateError):
+        card.internal_authenticate(ia)
+
+
+def test_the_card_answers_with_the_ephemeral_key_it_was_given():
+    """A card built with a given ephemeral key (known-answer tests) answers that key's point
+    in 5F49, and the host derives the same session from it."""
+    from protocols.gp.tlv import parse_all
+
+    sk, esk = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    card = Scp11bCard(0x01, SCP11B_KID, lambda peer: sk.exchange(ec.ECDH(), peer), ephemeral=esk)
+    host = Scp11bHost(sk.public_key(), 0x01)
+    resp = card.internal_authenticate(CommandApdu.parse(host.internal_authenticate()))
+    assert parse_all(resp[:-2])[0].value == esk.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    host.on_internal_authenticate_response(resp)
+    assert host.key_dek == card.key_dek
+
+
+def test_the_host_refuses_a_receipt_of_another_length_as_malformed():
+    """The answer's receipt is a 16-byte CMAC (Amendment F): a receipt of another
+    length is a malformed answer (Scp11ProtocolError), not a card failing to prove its key."""
+    host = Scp11bHost(ec.generate_private_key(ec.SECP256R1()).public_key(), 0x01)
+    host.internal_authenticate()
+    with pytest.raises(Scp11ProtocolError, match="16-byte receipt"):
+        host.on_internal_authenticate_response(_epk() + encode(0x86, bytes(15)) + b"\x90\x00")
+    assert host.state is HostState.CLOSED
+
+
+def test_an_sd_certificate_for_an_rsa_key_is_refused_as_not_p256(tmp_path):
+    """PK.SD.ECKA is an EC key (Amendment F; P-256 here): a maker's certificate for an RSA
+    key is a Scp11CertificateError naming the curve, not an AttributeError out of the check."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    maker = _maker(tmp_path)
+    ca_key = serialization.load_pem_private_key((tmp_path / "m" / "se-maker" / "ca-key.pem").read_bytes(), None)
+    rsa_leaf = (x509.CertificateBuilder().subject_name(maker.root.subject).issuer_name(maker.root.subject)
+                .public_key(rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key())
+                .serial_number(8).not_valid_before(now() - dt.timedelta(days=1))
+                .not_valid_after(now() + dt.timedelta(days=9))
+                .add_extension(x509.KeyUsage(False, False, False, False, True, False, False, False, False), True)
+                .sign(ca_key, hashes.SHA256()))
+    with pytest.raises(Scp11CertificateError, match="P-256"):
+        verify_sd_certificate([rsa_leaf], [maker.root], at=now())
+
+
+@pytest.mark.parametrize(("data", "match"), [
+    (_crt(klen=b"\x11") + _epk(), "key length 11"),  # AES keys are 16, 24 or 32 bytes
+    (_crt(klen=b"\x10\x10") + _epk(), "key length 1010"),  # the length is one byte
+    (encode(0xA6, b"\x90\x05\x11") + _epk(), "control reference template: "),  # runs past A6
+    (encode(0xA6, encode(0x90, b"\x11\x00") + encode(0x95, b"\x3c") + encode(0x80, b"\x88")) + _epk(),
+     "exactly 90, 95, 80 and 81"),  # no key length
+    (_crt() + encode(0x5F49, b"\x04" + bytes(63)), "64 bytes, not an uncompressed"),
+    (_crt() + encode(0x5F49, b"\x02" + bytes(32)), "33 bytes, not an uncompressed"),
+], ids=["17-byte-keys", "2-byte-length", "broken-template", "missing-tag", "short-point", "compressed-point"])
+def test_internal_authenticate_data_refusals_name_what_is_wrong(data, match):
+    """Amendment F 7.6: the template holds 90, 95, 80 and 81 once each, 81 one byte
+    naming AES-128/192/256, and 5F49 an uncompressed P-256 point (04 || X || Y, 65 bytes).
+    Each defect is a Scp11ProtocolError with SW 6A80 saying which it is, before any key
+    agreement (a missing tag must not escape as a KeyError)."""
+    with pytest.raises(Scp11ProtocolError, match=match) as e:
+        parse_internal_authenticate(data)
+    assert e.value.sw == 0x6A80
+
+
+def test_mutual_authenticate_data_refusals_name_that_command():
+    with pytest.raises(Scp11ProtocolError, match="MUTUAL AUTHENTICATE data"):
+        parse_internal_authenticate(b"\x01", SCP11A_PARAM)
+    with pytest.raises(Scp11ProtocolError, match="INTERNAL AUTHENTICATE data"):
+        parse_internal_authenticate(b"\x01")

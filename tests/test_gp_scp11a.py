@@ -10,7 +10,7 @@ import os
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -202,6 +202,78 @@ def test_the_collector_takes_any_bytes(data, more):
         c.take(_pso(data, more=more))
     except Scp11ProtocolError as e:
         assert e.sw in (0x6A80, 0x6982)
+
+
+
+def _signed(subject_key, signer, *, ca: bool = False, pad: int = 0) -> bytes:  # noqa: ANN001
+    """A certificate for ``subject_key`` (a public key of any type) signed by ``signer`` (any
+    private key; Ed25519 signs without a hash), padded by an extension of ``pad`` bytes."""
+    now = _now()
+    b = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")]))
+         .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kloc")])).public_key(subject_key)
+         .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+         .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
+                                      data_encipherment=False, key_agreement=not ca, key_cert_sign=ca,
+                                      crl_sign=False, encipher_only=False, decipher_only=False), critical=True))
+    if pad:
+        b = b.add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"),
+                                                       bytes(pad)), critical=False)
+    alg = None if isinstance(signer, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+    return b.sign(signer, alg).public_bytes(serialization.Encoding.DER)
+
+
+@pytest.mark.parametrize(("case", "sw", "match"), [
+    ("empty", 0x6A80, "no OCE certificate"),
+    ("second-not-der", 0x6A80, "OCE certificate 2: not X.509 DER"),
+    ("rsa-intermediate", 0x6982, "certificate 2 .* is not signed by certificate 1"),
+    ("ed25519-signature", 0x6982, "certificate 1 .* is not signed by the CA-KLOC key"),
+    ("rsa-leaf", 0x6982, "does not certify a P-256 key"),
+])
+def test_verify_oce_chain_refuses_chains_a_card_cannot_take(case, sw, match):
+    """Amendment F: the OCE's chain is ECDSA all the way from the CA-KLOC key to a P-256
+    key agreement key. An empty chain, a certificate that is not DER, a signer that is not
+    an EC key (an RSA CA), a signature without a hash (Ed25519) and a leaf certifying an
+    RSA key are each refused with their status word, never taken and never an exception
+    of another kind (a TypeError or AttributeError would escape the card's handler)."""
+    oce = Oce()
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    chain: list[bytes] = {
+        "empty": [],
+        "second-not-der": [_cert("mid", oce.key, "kloc", oce.ca, ca=True), b"\x30\x03\x02\x01\x01"],
+        "rsa-intermediate": [_signed(rsa_key.public_key(), oce.ca, ca=True), _signed(oce.key.public_key(), rsa_key)],
+        "ed25519-signature": [_signed(oce.key.public_key(), ed25519.Ed25519PrivateKey.generate())],
+        "rsa-leaf": [_signed(rsa_key.public_key(), oce.ca)],
+    }[case]
+    with pytest.raises(Scp11ProtocolError, match=match) as e:
+        verify_oce_chain(chain, oce.ca.public_key())
+    assert e.value.sw == sw
+
+
+def test_the_collector_takes_certificates_of_up_to_2048_bytes_in_plain_and_forgets_on_refusal():
+    """A card keeps at most MAX_CERTIFICATE_BYTES (2048) per certificate: one of exactly
+    2048 bytes is taken, one of 2049 or none at all refused (6A80); PERFORM SECURITY
+    OPERATION with secure messaging is 6882. Each refusal forgets the certificates taken
+    so far, so the leaf sent next stands alone under the CA-KLOC key."""
+    oce = Oce(intermediate=True)
+    mid, leaf = oce.chain
+    pad = 2048 - 30 - len(_signed(oce.key.public_key(), oce.ca))
+    big = _signed(oce.key.public_key(), oce.ca, pad=pad)
+    while len(big) != 2048:  # an ECDSA signature is 70 to 72 bytes: adjust until it fits
+        pad += 2048 - len(big)
+        big = _signed(oce.key.public_key(), oce.ca, pad=pad)
+    c = OceChainCollector(oce.ca.public_key())
+    assert c.take(_pso(big)) is True and c.oce_key is not None
+    for bad, sw, match in ((_pso(bytes(2049)), 0x6A80, "certificate of 2049 bytes"),
+                           (_pso(b""), 0x6A80, "certificate of 0 bytes"),
+                           (_pso(mid, cla=0x84), 0x6882, "in plain")):
+        assert c.take(_pso(mid, more=True)) is False
+        with pytest.raises(Scp11ProtocolError, match=match) as e:
+            c.take(bad)
+        assert e.value.sw == sw and c.oce_key is None
+        with pytest.raises(Scp11ProtocolError) as e:
+            c.take(_pso(leaf))  # alone: not signed by the CA-KLOC key
+        assert e.value.sw == 0x6982
 
 
 # --- the SE -------------------------------------------------------------------------------
@@ -569,6 +641,78 @@ def test_the_allowlist_parser_takes_any_bytes(data):
         assert e.sw in (0x6A80, 0x6A84)
         return
     assert all(0 < s < 1 << 160 for s in serials)
+
+
+
+def _allowlist(ref: str, *serials: str) -> bytes:
+    body = b"".join(encode(0x93, bytes.fromhex(v)) for v in serials)
+    return bytes.fromhex(f"A6{len(ref) // 2:02X}{ref}") + encode(0x70, body)
+
+
+@pytest.mark.parametrize(("data", "sw", "match"), [
+    (_allowlist(""), 0x6A80, "names no key"),  # no key reference
+    (_allowlist("83021001" "83021001"), 0x6A80, "names no key"),  # two
+    (_allowlist("84021001"), 0x6A80, "names no key"),  # another tag
+    (_allowlist("830110"), 0x6A80, "names no key"),  # KID without KVN
+    (_allowlist("83021001", *["01"] * 65), 0x6A84, "more than 64"),
+    (_allowlist("83021001", "00"), 0x6A80, "positive"),  # zero
+    (_allowlist("83021001", ""), 0x6A80, "1 to 20 bytes"),  # nothing
+    (_allowlist("83021001", "0000" + "FF" * 20), 0x6A80, "1 to 20 bytes"),  # 22 bytes
+    (_allowlist("83021001", "01" + "00" * 20), 0x6A80, "at most 20 bytes"),  # 2**160
+    (bytes.fromhex("A6048302100170039401 05".replace(" ", "")), 0x6A80, "93 with a positive"),  # not 93
+])
+def test_the_allowlist_parser_refuses_each_malformed_part(data, sw, match):
+    """STORE DATA's allowlist (specs/secure-element.md): A6 { 83 KID KVN } exactly, then at
+    most 64 serial numbers, each 93 with a positive DER integer of at most 20 bytes (a
+    leading 00 before a high bit: 21 bytes at most). Each defect is refused with its status
+    word, never taken."""
+    from protocols.gp.scp11 import parse_allowlist_data
+
+    with pytest.raises(Scp11ProtocolError, match=match) as e:
+        parse_allowlist_data(data)
+    assert e.value.sw == sw
+
+
+def test_the_allowlist_parser_takes_its_limits():
+    """64 serial numbers; one of 20 bytes with its leading 00 (21 bytes, the largest below
+    2**160); the smallest, 1."""
+    from protocols.gp.scp11 import parse_allowlist_data
+
+    top = (1 << 160) - 1
+    assert parse_allowlist_data(_allowlist("83021001", "00" + "FF" * 20, "01"))[2] == (top, 1)
+    assert parse_allowlist_data(_allowlist("83021001", *[f"{n:02X}" for n in range(1, 65)]))[2] \
+        == tuple(range(1, 65))
+
+
+@pytest.mark.parametrize("data", [
+    "A61D" "4214" + "AB" * 20 + "800100" "83021002",  # another order
+    "A61D" "800100" "4214" + "AB" * 20 + "84021002",  # another tag for the key
+    "A61E" "80020000" "4214" + "AB" * 20 + "83021002",  # a kind of two bytes
+    "A61C" "800100" "4214" + "AB" * 20 + "830110",  # KID without KVN
+    "A61D" "800102" "4214" + "AB" * 20 + "83021002",  # kind 02: neither KLOC nor KLCC
+    "A609" "800100" "4200" "83021002",  # no SKI
+    "A62A" "800100" "4221" + "AB" * 33 + "83021002",  # an SKI of 33 bytes
+])
+def test_the_ca_issuer_parser_refuses_each_malformed_part(data):
+    """STORE DATA naming the CA (yubikit's store_ca_issuer): A6 { 80 <kind 00/01> 42 <SKI, 1
+    to 32 bytes> 83 <KID KVN> } in that order; anything else 6A80."""
+    from protocols.gp.scp11 import parse_ca_issuer_data
+
+    with pytest.raises(Scp11ProtocolError) as e:
+        parse_ca_issuer_data(bytes.fromhex(data))
+    assert e.value.sw == 0x6A80
+    assert parse_ca_issuer_data(bytes.fromhex("A61D" "800100" "4214" + "AB" * 20 + "83021002")) \
+        == (0x10, 0x02, b"\xab" * 20, 0)
+
+
+@pytest.mark.parametrize(("data", "is_issuer"), [
+    ("A60180", True), ("A6038001", True), ("A603800100", True),  # A6 whose first object is 80: a CA's name
+    ("A60483021001", False), ("A6", False), ("A600", False), ("7003800100", False),
+])
+def test_store_data_to_the_sd_is_a_ca_name_when_a6_begins_with_80(data, is_issuer):
+    from protocols.gp.scp11 import is_ca_issuer_data
+
+    assert is_ca_issuer_data(bytes.fromhex(data)) is is_issuer
 
 
 def test_a_verified_oce_chain_lasts_only_until_the_channels_next_session(se, home):

@@ -111,3 +111,25 @@ def test_what_is_left_waits_on_its_own_channel(se):
     assert se.transmit(bytes.fromhex("80CA00C100"))[-2:] == b"\x90\x00"  # channel 0's command
     rest = se.transmit(bytes.fromhex("01C0000028"))
     assert rest[-2:] == b"\x90\x00" and first[:-2] + rest == se.transmit(bytes.fromhex("80CA9F7F00"))
+
+
+def test_an_extended_command_takes_its_answer_whole_even_with_a_smaller_le(se):
+    """specs/secure-element.md: an extended command takes its answer whole; its Le (here
+    0100, 256 bytes, less than the ~600-byte answer) does not cut it into 61xx pieces."""
+    host = _session(se)
+    assert host.unwrap(se.transmit(host.wrap(install_for_personalization(MDOC.instance_aid).to_bytes())))[-2:] \
+        == b"\x90\x00"
+    stream = tsm_applets.mdoc_generate([0, 1], os.urandom(32))
+    r = se.transmit(host.wrap(CommandApdu(0x80, 0xE2, 0x88, 0x00, stream, 256, extended=True).to_bytes()))
+    assert r[-2:] == b"\x90\x00" and len(r) > 258
+    assert host.unwrap(r)[-2:] == b"\x90\x00"
+
+
+@pytest.mark.parametrize(("apdu", "sw"), [("00C0010000", b"\x6a\x86"), ("00C0000001AA28", b"\x67\x00")])
+def test_get_response_with_p1_or_a_data_field_is_refused_and_keeps_the_rest(se, apdu, sw):
+    """GET RESPONSE is 0x C0 00 00 Le (ISO/IEC 7816-4 11.7.1): P1 other than 00 is 6A86,
+    a data field (a case 4 command) 6700; either keeps what was left."""
+    first = se.transmit(bytes.fromhex("80CA9F7F05"))
+    assert first[-2:] == b"\x61\x28"
+    assert se.transmit(bytes.fromhex(apdu)) == sw
+    assert _collect(se, first)[0] == se.transmit(bytes.fromhex("80CA9F7F00"))

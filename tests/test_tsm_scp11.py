@@ -268,3 +268,49 @@ def test_a_reset_se_is_quarantined_then_keyed_again_under_scp11b(world):
     assert world.tsm.run(job, se.transmit).state == "done"
     assert records.load(world.tsm.engine, pid).kvn == 0x31
     assert apdu_whats(world.tsm.engine, pid).count("INTERNAL AUTHENTICATE (SCP11b)") == 2
+
+
+def test_a_certificate_that_does_not_name_ten_bytes_of_kdd_is_refused_before_authenticating(world):
+    """The SE's identity for the TSM is its key diversification data, 10 bytes, which its
+    maker's certificate names (subject serialNumber, 20 hex digits; specs/tsm.md "First
+    contact"). A certificate from a trusted maker for the SE's own key that names 9 bytes
+    is refused before INTERNAL AUTHENTICATE: the TSM would otherwise key the SE under
+    diversification data that is not its own."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from protocols.gp.scp11 import certificate_store_query, parse_certificate_bundle
+    from wallet_sim.se.maker import se_maker
+
+    pid, se = world.phone()
+    se.transmit(bytes.fromhex("00A4040008A000000151000000"))
+    r = se.transmit(CommandApdu(0x80, 0xCA, 0xBF, 0x21, certificate_store_query(), 65536).to_bytes())
+    sd_key = parse_certificate_bundle(r[:-2])[-1].public_key()
+    short = se_maker(world.home).certify(sd_key, bytes(9), bytes(4))
+    assert x509.load_der_x509_certificate(short).public_bytes(Encoding.DER) == short
+
+    def relabelled(apdu):
+        if apdu[1:4] == bytes.fromhex("CABF21"):
+            return short + b"\x90\x00"
+        return se.transmit(apdu)
+
+    with pytest.raises(SeAuthenticityError, match="key diversification data"):
+        world.tsm.run(provision(world, pid), relabelled)
+    assert apdu_whats(world.tsm.engine, pid) == ["SELECT ISD", "GET DATA SE certificate (BF21, SCP11b)"]
+
+
+def test_a_malformed_internal_authenticate_answer_fails_the_session_named(world):
+    """An answer to INTERNAL AUTHENTICATE that is not 5F49 .. 86 .. (here two stray bytes
+    with 9000) fails the session with a SecureChannelError, audited; the TSM does not go on
+    to record and use a session whose host never opened."""
+    from tsm.errors import SecureChannelError
+
+    pid, se = world.phone()
+
+    def garbled(apdu):
+        resp = se.transmit(apdu)
+        return b"\x01\x02\x90\x00" if apdu[1] == 0x88 else resp
+
+    with pytest.raises(SecureChannelError, match="INTERNAL AUTHENTICATE answer"):
+        world.tsm.run(provision(world, pid), garbled)
+    assert ("session-failed", "SCP11b") in _events(world, pid)
+    assert "PUT KEY replace 30 by 31" not in apdu_whats(world.tsm.engine, pid)

@@ -435,7 +435,9 @@ def _install(se: SecureElement, ch: Channel, cmd: CommandApdu) -> tuple[bytes, i
             return b"", SW_REFERENCED_DATA_NOT_FOUND
         if not 5 <= len(aid) <= 16 or len(priv) not in (1, 3):
             return b"", SW_WRONG_DATA
-        if aid == ISD_AID or se.app_record(aid) is not None:
+        if aid == ISD_AID or aid in se.packages or se.app_record(aid) is not None:
+            # an AID names one entry of the GlobalPlatform Registry: the ISD, a load file
+            # (an instance named like one could never be deleted) or an instance
             return b"", SW_CONDITIONS_NOT_SATISFIED
         if len(st["applications"]) >= MAX_APPLICATIONS:
             return b"", SW_NOT_ENOUGH_MEMORY
