@@ -8,7 +8,9 @@ was given beforehand: files its provider pushed, or lists fetched when the walle
 
 Fail closed, once any list is held: a reader certificate is trusted only when a current
 list of the CA that issued it (issuer name, signature by that CA's key, thisUpdate not in
-the future, nextUpdate not passed) does not name its serial. A certificate whose CA has no
+the future, nextUpdate not passed), one that speaks for it (RFC 5280 6.3.3 (b)(2): not an
+issuingDistributionPoint for CA certificates only, or for another partition), does not
+name its serial. A certificate whose CA has no
 list here, or only stale ones, is not trusted, and the reason says which. Of several lists
 of one CA, the newest (cRLNumber, then thisUpdate) that is current decides. A wallet that
 runs for long takes its lists again in the background (:meth:`ReaderCrls.refresh`), as a
@@ -94,7 +96,9 @@ class ReaderCrls:
             return f"{who}: no revocation list of reader CA {ca} is held, so it cannot be checked"
         refused = []
         for crl in of_ca:
-            why = ca_crl.judge(crl, issuer, now, what="the reader CA")
+            # a list that does not speak for this certificate (issuingDistributionPoint: CA
+            # certificates only, another partition) says nothing of it by leaving it out
+            why = ca_crl.judge(crl, issuer, now, what="the reader CA") or ca_crl.scope(cert, crl)
             if why is not None:
                 refused.append(why)
                 continue
