@@ -275,6 +275,27 @@ def test_a_request_object_for_another_audience_is_refused():
             r.parse_request_object(jws, auth)
 
 
+def test_a_request_object_for_several_audiences_is_taken_when_this_wallet_is_one():
+    """RFC 7519 4.1.3: aud is in general an array of strings, a single string being the
+    special case of one audience; a request object whose array holds
+    https://self-issued.me/v2 is this wallet's (it was refused for not being the string),
+    one whose array does not, or holds a non-string, is not."""
+    from protocols import cose
+    from protocols.mdoc import oid4vp_redirect as r
+    from protocols.mdoc.oid4vp import Oid4vpError, sign_request_object
+
+    key, chain = _verifier()
+    request = _redirect("x509_san_dns:rp.example")
+    auth = _by_reference(request.client_id)
+    for aud in ([r.STATIC_AUD], ["https://other.example", r.STATIC_AUD]):
+        jws = sign_request_object({**request.claims(), "aud": aud}, cose.key_signer(key), chain)
+        assert r.parse_request_object(jws, auth)[0] == request, aud
+    for aud in ([], ["https://other.example"], [r.STATIC_AUD, 7], {"aud": r.STATIC_AUD}, 7):
+        jws = sign_request_object({**request.claims(), "aud": aud}, cose.key_signer(key), chain)
+        with pytest.raises(Oid4vpError, match="aud .*expected 'https://self-issued.me/v2'"):
+            r.parse_request_object(jws, auth)
+
+
 @pytest.mark.parametrize("client_id", ["rp.example", "redirect_uri:" + RESPONSE_URI, "https://rp.example",
                                        "decentralized_identifier:did:example:123", "verifier_attestation:rp.example"])
 def test_a_signed_request_names_its_verifier_by_its_certificate_only(client_id):

@@ -300,6 +300,15 @@ def client_id_for_uri(leaf_der: bytes, response_uri: str) -> str:
     return X509_HASH + p.b64url(hashlib.sha256(leaf_der).digest())
 
 
+def _names_this_wallet(aud: Any) -> bool:
+    """Whether a request object's ``aud`` names this wallet (static metadata: ``STATIC_AUD``):
+    the string itself, or an array of strings holding it (RFC 7519 4.1.3: a JWT for several
+    audiences carries an array, and the one a recipient is must be in it)."""
+    if isinstance(aud, str):
+        return aud == STATIC_AUD
+    return type(aud) is list and all(isinstance(a, str) for a in aud) and STATIC_AUD in aud
+
+
 def parse_request_object(jws: Any, auth: AuthorizationUri, *,
                          wallet_nonce: str | None = None) -> tuple[RedirectRequest, SignedBy]:
     """The request object fetched from ``auth.request_uri``: its JWS verified with its
@@ -313,9 +322,9 @@ def parse_request_object(jws: Any, auth: AuthorizationUri, *,
     if client_id != auth.client_id:
         raise Oid4vpError(f"request object client_id {str(client_id)[:80]!r}: not the authorization request's "
                           f"({auth.client_id[:80]!r}); they must be identical (OID4VP 1.0 5.10.1)")
-    if "aud" in claims and claims["aud"] != STATIC_AUD:
+    if "aud" in claims and not _names_this_wallet(claims["aud"]):
         raise Oid4vpError(f"request object aud {str(claims['aud'])[:60]!r}: expected {STATIC_AUD!r} "
-                          "(this wallet's metadata is static)")
+                          "(this wallet's metadata is static), or an array of strings holding it")
     if wallet_nonce is not None and claims.get("wallet_nonce") != wallet_nonce:
         raise Oid4vpError("request object wallet_nonce: not the one this wallet sent (a replayed request object)")
     request = RedirectRequest.of_claims({k: v for k, v in claims.items() if k not in ("aud", "iss", "wallet_nonce",
