@@ -15,10 +15,11 @@ to the work function only: they are never stored in the job row nor returned.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -417,6 +418,48 @@ def _check_reach(ctx: Context, phone_id: str, over_the_air: bool) -> None:
     (``tsm.seram_relay`` under ``mcred serve --workers N``)."""
     if not over_the_air:
         _require_simulated_phone(ctx, phone_id)
+
+
+def _refuse_beside_a_stopped_job(ctx: Context, phone_id: str, over_the_air: bool, kind: str,
+                                 resumed_with: str = "") -> None:
+    """Before a TSM job of ``kind`` (issue-sign, renew-jpki) on a provisioned phone: the
+    phone reachable (:func:`_check_reach`; over the air, one the registry knows), and no job
+    of that kind of the phone stopped, whose keys may be in the SE already: that one is
+    resumed (``resumed_with`` says with what) or abandoned, not started anew."""
+    from tsm.jobs import list_jobs
+
+    _check_reach(ctx, phone_id, over_the_air)
+    if over_the_air:
+        with ctx.sessions() as s:
+            if s.get(Phone, phone_id) is None:
+                raise ProblemException(UNKNOWN_PHONE, f"the registry has no phone {phone_id!r}")
+    left = list_jobs(ctx.engine, phone_id, kind=kind, unfinished=True)
+    if left:
+        job = left[-1].id
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise ProblemException(PROVISIONING_REFUSED, f"phone {phone_id!r} has {article} {kind} TSM job {job} that "
+                               f"stopped: POST /tsm-jobs/{job}/resume finishes it{resumed_with}, "
+                               f"POST /tsm-jobs/{job}/abandon gives it up")
+
+
+@contextlib.contextmanager
+def _provisioning_refusals() -> Iterator[None]:
+    """A composition-root check's refusal (:class:`mcred.provision.ProvisionError`) as a
+    ``provisioning-refused`` problem, with the members a client acts on: the expiry and the
+    first day of renewal (too early), the day a signing certificate becomes possible
+    (under 15)."""
+    from mcred.provision import ProvisionError, RenewalTooEarlyError, SigningNotYetError
+
+    try:
+        yield
+    except RenewalTooEarlyError as exc:
+        raise ProblemException(PROVISIONING_REFUSED, str(exc), not_after=exc.not_after.isoformat(),
+                               renewable_from=exc.renewable_from.isoformat()) from None
+    except SigningNotYetError as exc:
+        raise ProblemException(PROVISIONING_REFUSED, str(exc),
+                               signing_certificate_from=exc.eligible_from.isoformat()) from None
+    except ProvisionError as exc:
+        raise ProblemException(PROVISIONING_REFUSED, str(exc)) from None
 
 
 def _open_session(request: Request, phone_id: str, over_the_air: bool):  # noqa: ANN202
@@ -1146,27 +1189,13 @@ def issuer_router(ctx: Context) -> APIRouter:
                                             "or not active; an issue-sign TSM job of the phone stopped (POST "
                                             "/tsm-jobs/{id}/resume finishes it)"))))
     def start_sign_issuance(body: SignIssuance, request: Request, response: Response) -> dict[str, Any]:
-        from mcred.provision import ProvisionError, SigningNotYetError, check_issue_sign
-        from tsm.jobs import list_jobs
+        from mcred.provision import check_issue_sign
 
-        _check_reach(ctx, body.phone_id, body.over_the_air)
-        if body.over_the_air:
-            with ctx.sessions() as s:
-                if s.get(Phone, body.phone_id) is None:
-                    raise ProblemException(UNKNOWN_PHONE, f"the registry has no phone {body.phone_id!r}")
-        left = list_jobs(ctx.engine, body.phone_id, kind="issue-sign", unfinished=True)
-        if left:  # its key may be in the SE already: finished with the password it sealed, not started anew
-            raise ProblemException(PROVISIONING_REFUSED, f"phone {body.phone_id!r} has an issue-sign TSM job "
-                                   f"{left[-1].id} that stopped: POST /tsm-jobs/{left[-1].id}/resume finishes it "
-                                   f"(with the password it was given), POST /tsm-jobs/{left[-1].id}/abandon gives "
-                                   "it up")
-        try:  # refused now, as the command line refuses, not as the job's failure
+        # its key may be in the SE already: finished with the password it sealed, not started anew
+        _refuse_beside_a_stopped_job(ctx, body.phone_id, body.over_the_air, "issue-sign",
+                                     " (with the password it was given)")
+        with _provisioning_refusals():  # refused now, as the command line refuses, not as the job's failure
             check_issue_sign(ctx, body.phone_id)
-        except SigningNotYetError as exc:
-            raise ProblemException(PROVISIONING_REFUSED, str(exc),
-                                   signing_certificate_from=exc.eligible_from.isoformat()) from None
-        except ProvisionError as exc:
-            raise ProblemException(PROVISIONING_REFUSED, str(exc)) from None
         link = _open_session(request, body.phone_id, body.over_the_air)
         jobs = _jobs(request)
         jobs.register("issue-sign", _issue_sign_work(ctx))
@@ -1189,36 +1218,14 @@ def issuer_router(ctx: Context) -> APIRouter:
                                             "phone is not registered to a holder or not active; a renew-jpki TSM "
                                             "job of the phone stopped (POST /tsm-jobs/{id}/resume finishes it)"))))
     def start_renewal(body: CertificateRenewal, request: Request, response: Response) -> dict[str, Any]:
-        from mcred.provision import (
-            ProvisionError,
-            RenewalTooEarlyError,
-            SigningNotYetError,
-            check_renew_jpki,
-        )
-        from tsm.jobs import list_jobs
+        from mcred.provision import check_renew_jpki
 
         if body.early != (body.reason is not None):
             raise _invalid("reason", "an early renewal needs its reason (audited), and only an early one takes one")
-        _check_reach(ctx, body.phone_id, body.over_the_air)
-        if body.over_the_air:
-            with ctx.sessions() as s:
-                if s.get(Phone, body.phone_id) is None:
-                    raise ProblemException(UNKNOWN_PHONE, f"the registry has no phone {body.phone_id!r}")
-        left = list_jobs(ctx.engine, body.phone_id, kind="renew-jpki", unfinished=True)
-        if left:  # its keys may be in the SE already: finished, not started anew
-            raise ProblemException(PROVISIONING_REFUSED, f"phone {body.phone_id!r} has a renew-jpki TSM job "
-                                   f"{left[-1].id} that stopped: POST /tsm-jobs/{left[-1].id}/resume finishes it, "
-                                   f"POST /tsm-jobs/{left[-1].id}/abandon gives it up")
-        try:  # refused now, as the command line refuses, not as the job's failure
+        # its keys may be in the SE already: finished, not started anew
+        _refuse_beside_a_stopped_job(ctx, body.phone_id, body.over_the_air, "renew-jpki")
+        with _provisioning_refusals():  # refused now, as the command line refuses, not as the job's failure
             check_renew_jpki(ctx, body.phone_id, body.slot, early=body.early)
-        except RenewalTooEarlyError as exc:
-            raise ProblemException(PROVISIONING_REFUSED, str(exc), not_after=exc.not_after.isoformat(),
-                                   renewable_from=exc.renewable_from.isoformat()) from None
-        except SigningNotYetError as exc:
-            raise ProblemException(PROVISIONING_REFUSED, str(exc),
-                                   signing_certificate_from=exc.eligible_from.isoformat()) from None
-        except ProvisionError as exc:
-            raise ProblemException(PROVISIONING_REFUSED, str(exc)) from None
         link = _open_session(request, body.phone_id, body.over_the_air)
         jobs = _jobs(request)
         jobs.register("renew-jpki", _renew_work(ctx))
