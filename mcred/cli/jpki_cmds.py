@@ -424,7 +424,6 @@ def issue_sign_cmd(phone: str = typer.Option(..., "--phone"),
     stopped is finished by running the command again (exit 1 names the job)."""
     from mcred.provision import ProvisionError, issue_sign
     from tsm.errors import JobError, TsmError
-    from tsm.jobs import list_jobs
     from wallet_sim.se.errors import SeError as PhoneError
 
     ota = over_the_air_options(over_the_air, listen, public_url, session_id, ssl_certfile, ssl_keyfile, as_json)
@@ -445,8 +444,7 @@ def issue_sign_cmd(phone: str = typer.Option(..., "--phone"),
     except (ProvisionError, PhoneError, JobError) as exc:
         raise fail(str(exc), as_json) from None
     except TsmError as exc:
-        stopped = list_jobs(ctx.engine, phone, kind="issue-sign", unfinished=True)
-        hint = (f"job {stopped[-1].id} stopped: the same command finishes it" if stopped else "run it again")
+        hint = _rerun_hint(ctx, phone, "issue-sign")
         raise fail(f"issuing the signing certificate of {phone}: {exc} ({hint})", as_json, 1) from None
     shown = {"password": result.password} if result.generated and result.password else {}
     if as_json:
@@ -484,7 +482,6 @@ def renew_cmd(phone: str = typer.Option(..., "--phone"),
     renewed whatever the old expiry."""
     from mcred.provision import ProvisionError, RenewalTooEarlyError, renew_jpki
     from tsm.errors import JobError, TsmError
-    from tsm.jobs import list_jobs
     from wallet_sim.se.errors import SeError as PhoneError
 
     if slot not in ("auth", "sign", "both"):
@@ -509,8 +506,7 @@ def renew_cmd(phone: str = typer.Option(..., "--phone"),
     except (ProvisionError, PhoneError, JobError) as exc:
         raise fail(str(exc), as_json) from None
     except TsmError as exc:
-        stopped = list_jobs(ctx.engine, phone, kind="renew-jpki", unfinished=True)
-        hint = (f"job {stopped[-1].id} stopped: the same command finishes it" if stopped else "run it again")
+        hint = _rerun_hint(ctx, phone, "renew-jpki")
         raise fail(f"renewing the certificates of {phone}: {exc} ({hint})", as_json, 1) from None
     summary = result.summary()
     if as_json:
@@ -969,3 +965,12 @@ def register(app: typer.Typer) -> None:
     app.command("revoke")(revoke)
     app.command("release")(release)
     app.command("serve")(serve)
+
+
+def _rerun_hint(ctx, phone: str, kind: str) -> str:  # noqa: ANN001 - mcred.context.Context
+    """What to do after a TSM error stopped ``mcred jpki issue-sign`` or ``renew`` (a job of
+    ``kind``): the phone's stopped job, which the same command finishes, or run it again."""
+    from tsm.jobs import list_jobs
+
+    stopped = list_jobs(ctx.engine, phone, kind=kind, unfinished=True)
+    return f"job {stopped[-1].id} stopped: the same command finishes it" if stopped else "run it again"
