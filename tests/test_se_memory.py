@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_se_runtime import INST, install_apdu, open_se, send, session
+from test_se_runtime import INST, install_apdu, open_se, perso_apdu, send, session
 from test_tsm_abandon import HOLDER
 from typer.testing import CliRunner
 
@@ -53,8 +53,7 @@ def test_a_command_that_does_not_fit_is_refused_and_undone_and_the_session_goes_
     se = open_se(pid, tmp_path)
     host = session(se)
     assert send(se, host, install_apdu(0x0C)) == b"\x00\x90\x00"
-    perso = b"\x00\x00" + bytes([len(INST)]) + INST + b"\x00\x00\x00"
-    assert send(se, host, bytes([0x80, 0xE6, 0x20, 0x00, len(perso)]) + perso) == b"\x00\x90\x00"
+    assert send(se, host, perso_apdu()) == b"\x00\x90\x00"
     path = tmp_path / "phones" / pid / "se.cbor"
     blocks = 0
     while True:  # STORE DATA blocks of 200 bytes until the NVM is full
@@ -182,17 +181,16 @@ def test_random_writes_never_outgrow_the_nvm_and_the_image_is_what_the_applet_ho
     se = open_se(pid, home)
     host = session(se)
     path = home / "phones" / pid / "se.cbor"
-    perso = b"\x00\x00" + bytes([len(INST)]) + INST + b"\x00\x00\x00"
     installed = send(se, host, install_apdu(0x0C)) == b"\x00\x90\x00"
     if installed:
-        assert send(se, host, bytes([0x80, 0xE6, 0x20, 0x00, len(perso)]) + perso) == b"\x00\x90\x00"
+        assert send(se, host, perso_apdu()) == b"\x00\x90\x00"
     for i, n in enumerate(sizes):
         before = path.read_bytes()
         if i in deletes and installed:
             assert send(se, host, b"\x80\xe4\x00\x00\x08\x4f\x06" + INST) == b"\x00\x90\x00"  # always runs
             installed = send(se, host, install_apdu(0x0C)) == b"\x00\x90\x00"
             if installed:
-                assert send(se, host, bytes([0x80, 0xE6, 0x20, 0x00, len(perso)]) + perso) == b"\x00\x90\x00"
+                assert send(se, host, perso_apdu()) == b"\x00\x90\x00"
             continue
         out = send(se, host, bytes([0x80, 0xE2, 0x00, i & 0xFF, n]) + os.urandom(n)) if installed else b"\x6a\x84"
         if out == b"\x6a\x84":

@@ -88,6 +88,12 @@ def install_apdu(p1=0x0C, aid=INST, module=MOD, elf=ELF, params=b"\xc9\x00") -> 
     return bytes([0x80, 0xE6, p1, 0x00, len(body)]) + body + b"\x00"
 
 
+def perso_apdu(aid=INST, cla=0x80) -> bytes:
+    """INSTALL [for personalization] of the application ``aid`` (GPCS 11.5.2.3.4)."""
+    body = b"\x00\x00" + bytes([len(aid)]) + aid + b"\x00\x00\x00"
+    return bytes([cla, 0xE6, 0x20, 0x00, len(body)]) + body
+
+
 @pytest.fixture
 def phone(tmp_path: Path) -> tuple[str, Path]:
     return wallet_sim.create_phone(tmp_path, model="test-phone"), tmp_path
@@ -143,8 +149,7 @@ def test_install_personalize_select_delete(phone) -> None:
     assert se.transmit(bytes.fromhex("00A4040006") + INST)[-2:] == b"\x6a\x82"  # not selectable yet
     mk = b"\x00\x00" + bytes([len(INST)]) + INST + b"\x00\x00\x00"
     assert send(se, host, bytes([0x80, 0xE6, 0x08, 0x00, len(mk)]) + mk) == b"\x00\x90\x00"
-    perso = b"\x00\x00" + bytes([len(INST)]) + INST + b"\x00\x00\x00"
-    assert send(se, host, bytes([0x80, 0xE6, 0x20, 0x00, len(perso)]) + perso) == b"\x00\x90\x00"
+    assert send(se, host, perso_apdu()) == b"\x00\x90\x00"
     assert send(se, host, "80E2000003AABBCC") == b"\x01\x90\x00"
     assert send(se, host, "80E2800102DDEE") == b"\x02\x90\x00"
     # a new process sees the personalised applet

@@ -98,14 +98,13 @@ def test_a_session_ended_by_a_bad_mac_is_closed_and_forgets_its_personalization_
     """INSTALL [for personalization] names the applet STORE DATA goes to for this session
     only: after a tampered command ends the session, a new one (another TSM) has no target
     until it names one, and the old session object is closed."""
-    from test_se_runtime import INST, install_apdu, open_se, send, session
+    from test_se_runtime import install_apdu, open_se, perso_apdu, send, session
 
     pid, home = phone
     se = open_se(pid, home)
     host = session(se)
     assert send(se, host, install_apdu(0x0C)) == b"\x00\x90\x00"
-    perso = b"\x00\x00" + bytes([len(INST)]) + INST + b"\x00\x00\x00"
-    assert send(se, host, bytes([0x80, 0xE6, 0x20, 0x00, len(perso)]) + perso) == b"\x00\x90\x00"
+    assert send(se, host, perso_apdu()) == b"\x00\x90\x00"
     old = se.channels[0].session
     w = bytearray(host.wrap(bytes.fromhex("80E2000003AABBCC")))
     w[-2] ^= 1
@@ -410,7 +409,7 @@ def test_reselecting_the_isd_ends_its_session_and_what_the_session_left(phone) -
     security domain ends its secure channel session): the next secured command has no
     session to verify it, the personalization target is forgotten, and so is the rest of
     a GET STATUS listing."""
-    from test_se_runtime import INST, install_apdu, open_se, send, session
+    from test_se_runtime import INST, install_apdu, open_se, perso_apdu, send, session
 
     pid, home = phone
     se = open_se(pid, home)
@@ -418,8 +417,7 @@ def test_reselecting_the_isd_ends_its_session_and_what_the_session_left(phone) -
     for n in range(12):  # enough entries for a listing in pages
         assert send(se, host, install_apdu(aid=INST[:-1] + bytes([n]))) == b"\x00\x90\x00"
     assert send(se, host, "80F24002024F0000")[-2:] == b"\x63\x10"
-    perso = b"\x00\x00" + bytes([len(INST)]) + INST[:-1] + b"\x01" + b"\x00\x00\x00"
-    assert send(se, host, bytes([0x80, 0xE6, 0x20, 0x00, len(perso)]) + perso) == b"\x00\x90\x00"
+    assert send(se, host, perso_apdu(INST[:-1] + b"\x01")) == b"\x00\x90\x00"
     assert se.transmit(bytes.fromhex("00A4040C08A000000151000000")) == b"\x90\x00"
     assert se.channels[0].session is None and se.channels[0].perso_target is None
     assert "get_status" not in se.channels[0].extra
@@ -808,7 +806,7 @@ def test_a_deleted_instances_personalization_target_is_not_inherited_by_a_new_on
     that instance is deleted (from another channel), the channel has no target (6985), even
     after an instance with the same AID is installed again: the new one gets STORE DATA
     only after its own INSTALL [for personalization] (specs/secure-element.md)."""
-    from test_se_runtime import INST, install_apdu, open_se, send
+    from test_se_runtime import INST, install_apdu, open_se, perso_apdu, send
 
     pid, home = phone
     se = open_se(pid, home)
@@ -818,8 +816,7 @@ def test_a_deleted_instances_personalization_target_is_not_inherited_by_a_new_on
     host1 = HostChannel(FACTORY, 0x33, os.urandom(8), sd_aid=bytes.fromhex("A000000151000000"), channel=1)
     host1.on_external_authenticate_response(se.transmit(host1.on_initialize_update_response(
         se.transmit(host1.initialize_update()))))
-    perso = b"\x00\x00" + bytes([len(INST)]) + INST + b"\x00\x00\x00"
-    assert send(se, host1, bytes([0x81, 0xE6, 0x20, 0x00, len(perso)]) + perso) == b"\x00\x90\x00"
+    assert send(se, host1, perso_apdu(cla=0x81)) == b"\x00\x90\x00"
     assert send(se, host0, b"\x80\xe4\x00\x00\x08\x4f\x06" + INST) == b"\x00\x90\x00"
     assert send(se, host0, install_apdu(0x0C)) == b"\x00\x90\x00"
     assert send(se, host1, "81E2000003AABBCC") == b"\x69\x85"
@@ -931,14 +928,13 @@ def test_store_data_goes_to_the_personalization_target_whatever_its_data_begins_
     """Once INSTALL [for personalization] named an application, every STORE DATA of the
     session is that application's (GPCS 11.11), even one whose data begins with A6, the tag
     that without a target makes it the ISD's own (the OCE allowlist or the CA's name)."""
-    from test_se_runtime import INST, install_apdu, open_se, send, session
+    from test_se_runtime import INST, install_apdu, open_se, perso_apdu, send, session
 
     pid, home = phone
     se = open_se(pid, home)
     host = session(se)
     assert send(se, host, install_apdu(0x0C)) == b"\x00\x90\x00"
-    perso = b"\x00\x00" + bytes([len(INST)]) + INST + b"\x00\x00\x00"
-    assert send(se, host, bytes([0x80, 0xE6, 0x20, 0x00, len(perso)]) + perso) == b"\x00\x90\x00"
+    assert send(se, host, perso_apdu()) == b"\x00\x90\x00"
     assert send(se, host, "80E2000004A6028300") == b"\x01\x90\x00"
     assert se.applet(INST).blocks == [bytes.fromhex("A6028300")]
 
@@ -966,14 +962,13 @@ def test_store_data_to_a_target_locked_since_install_for_personalization_is_refu
     """A locked application takes no STORE DATA (6985): INSTALL [for personalization]
     refuses a locked instance, and one locked after it was named (SET STATUS in the same
     session) is refused at its next STORE DATA, the applet given nothing."""
-    from test_se_runtime import INST, install_apdu, open_se, send, session
+    from test_se_runtime import INST, install_apdu, open_se, perso_apdu, send, session
 
     pid, home = phone
     se = open_se(pid, home)
     host = session(se)
     assert send(se, host, install_apdu(0x0C)) == b"\x00\x90\x00"
-    perso = b"\x00\x00" + bytes([len(INST)]) + INST + b"\x00\x00\x00"
-    assert send(se, host, bytes([0x80, 0xE6, 0x20, 0x00, len(perso)]) + perso) == b"\x00\x90\x00"
+    assert send(se, host, perso_apdu()) == b"\x00\x90\x00"
     assert send(se, host, b"\x80\xf0\x40\x80\x06" + INST) == b"\x90\x00"
     assert send(se, host, "80E2000003AABBCC") == b"\x69\x85"
     assert se.applet(INST).blocks == []
@@ -983,7 +978,16 @@ def test_an_applet_fault_in_store_data_drops_what_the_block_half_did(phone) -> N
     """An exception inside the applet's STORE DATA (6F00) loses the half-done change, as a
     card aborts the transaction: the applet object is rebuilt from the image, which is not
     written."""
-    from test_se_runtime import INST, MOD, PACKAGES, EchoApplet, install_apdu, send, session
+    from test_se_runtime import (
+        INST,
+        MOD,
+        PACKAGES,
+        EchoApplet,
+        install_apdu,
+        perso_apdu,
+        send,
+        session,
+    )
 
     class Tearing(EchoApplet):
         def store_data(self, p1, p2, data, ctx):  # noqa: ANN001, ANN202
@@ -996,8 +1000,7 @@ def test_an_applet_fault_in_store_data_drops_what_the_block_half_did(phone) -> N
     se = wallet_sim.open_secure_element(pid, home, applet_classes={MOD: Tearing}, packages=PACKAGES)
     host = session(se)
     assert send(se, host, install_apdu(0x0C)) == b"\x00\x90\x00"
-    perso = b"\x00\x00" + bytes([len(INST)]) + INST + b"\x00\x00\x00"
-    assert send(se, host, bytes([0x80, 0xE6, 0x20, 0x00, len(perso)]) + perso) == b"\x00\x90\x00"
+    assert send(se, host, perso_apdu()) == b"\x00\x90\x00"
     assert send(se, host, "80E2000001AA") == b"\x01\x90\x00"
     before = image(home, pid)
     assert send(se, host, "80E2000101FF") == b"\x6f\x00"
