@@ -9,21 +9,10 @@ import os
 
 import httpx
 from test_minor_holders import HOLDER, _a_year_passes_to_15, _born_years_ago
-from test_seram import PhoneThread, phone  # noqa: F401 - the fixture
+from test_seram import _answered_over_the_air, phone  # noqa: F401 - the fixture
 
 import wallet_sim
 from mcred.context import Context
-
-
-def _over_the_air(c: httpx.Client, headers: dict, accepted: httpx.Response, pid: str, phone_home) -> tuple[dict,
-                                                                                                            PhoneThread]:
-    from test_api_flows import _wait
-
-    assert accepted.status_code == 202, accepted.text
-    agent = PhoneThread(accepted.json()["seram"]["endpoint"], pid, phone_home)
-    agent.start_session(accepted.json()["seram"]["session"])
-    agent.join()
-    return _wait(c, headers, accepted.json()["id"]), agent
 
 
 def test_a_signing_certificate_is_issued_over_the_air_once_the_holder_is_15(home, phone, monkeypatch):  # noqa: F811
@@ -50,7 +39,7 @@ def test_a_signing_certificate_is_issued_over_the_air_once_the_holder_is_15(home
         r = c.post("/provisioning", headers=issuer, json={
             "phone_id": pid, "holder": teen, "key_type": "p384", "mdoc_batch": 1, "pin": "2468",
             "puk": "24682468", "over_the_air": True})
-        job, agent = _over_the_air(c, issuer, r, pid, phone_home)
+        job, agent = _answered_over_the_air(c, issuer, r, pid, phone_home)
         assert job["state"] == "succeeded" and agent.result.notifications == ["provision/done/OK"], job
         assert job["result"]["sign_certificate"] is None
         holder_id = job["result"]["holder_id"]
@@ -63,7 +52,7 @@ def test_a_signing_certificate_is_issued_over_the_air_once_the_holder_is_15(home
         _a_year_passes_to_15(ctx, holder_id)
         r = c.post("/sign-issuances", headers=issuer, json=ask)
         assert r.json()["params"] == {"phone_id": pid, "over_the_air": True}, r.text
-        job, agent = _over_the_air(c, issuer, r, pid, phone_home)
+        job, agent = _answered_over_the_air(c, issuer, r, pid, phone_home)
         assert job["state"] == "succeeded", job["error"]
         assert agent.result.notifications == ["issue-sign/done/OK"] and agent.result.apdus == len(agent.sent)
         serial = job["result"]["sign_certificate"]["serial"]
