@@ -221,13 +221,6 @@ def crl_incomplete(crl: x509.CertificateRevocationList) -> Check | None:
     return unavailable(f"CRL is incomplete: {why}") if why else None
 
 
-def crl_scope_names(crl: x509.CertificateRevocationList) -> set[x509.GeneralName] | None:
-    """The distribution point names the CRL's issuingDistributionPoint speaks for (None: it
-    names none, and so speaks for every certificate of its issuer its only* flags allow;
-    :func:`protocols.crl.idp_names`)."""
-    return ca_crl.idp_names(crl)
-
-
 def crl_scope(cert: x509.Certificate, crl: x509.CertificateRevocationList) -> Check | None:
     """Why ``crl`` does not speak for ``cert`` (None: it does): its issuingDistributionPoint
     names none of the certificate's distribution points (another partition's CRL), or its
