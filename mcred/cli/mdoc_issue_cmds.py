@@ -373,9 +373,14 @@ def credential_list(
 
     from issuer.db import Credential, unindexed
 
-    if expiring_within is not None and (kind not in (None, "jpki-sign", "jpki-auth") or status not in (None, "valid")):
-        raise fail("--expiring-within lists valid JPKI certificates (an mdoc's MSO is refreshed, not "
-                   "renewed): leave out --kind mdoc and --status other than valid", as_json)
+    if expiring_within is not None:  # the rule GET /credentials applies, said in the options' words
+        from issuer.expiry_notices import NoticeQueryError, check_filters
+
+        try:
+            check_filters(kind, status)
+        except NoticeQueryError:
+            raise fail("--expiring-within lists valid JPKI certificates (an mdoc's MSO is refreshed, not "
+                       "renewed): leave out --kind mdoc and --status other than valid", as_json) from None
     ctx = open_context()
     # a JPKI certificate's body is read for its key type; an mdoc's IssuerSigned is not read
     certificate = case((Credential.kind.in_(("jpki-sign", "jpki-auth")), Credential.body)).label("certificate")
