@@ -690,6 +690,38 @@ def test_after_the_ca_kloc_key_changes_each_channel_verifies_its_next_chain_unde
     assert pso(3, ca1.chain[0]) == b"\x90\x00"
 
 
+@pytest.mark.parametrize("change", ["new CA-KLOC key", "allowlist without the OCE"])
+def test_a_chain_verified_before_the_ca_kloc_key_or_its_allowlist_changes_opens_no_session(
+        tmp_path: Path, change: str) -> None:
+    """A channel holding an OCE chain verified under the CA-KLOC key, when the issuer then
+    replaces that key (PUT KEY) or retires the OCE's certificate (the allowlist, STORE
+    DATA) on another channel: the retired OCE's MUTUAL AUTHENTICATE on the first channel is
+    6982, as its chain would be if sent again, and leaves no session. Before, the chain
+    verified under the old trust opened SCP11a on that channel after the change."""
+    from cryptography import x509
+    from test_gp_scp11a import Oce, _point, _sd_key
+
+    from protocols.gp.keys import put_ec_public_key_command
+    from protocols.gp.scp11 import Scp11aHost, allowlist_data
+
+    old, new = Oce(), Oce()
+    se = _kloc_phone(tmp_path, old)
+    assert se.transmit(bytes.fromhex("0070000001")) == b"\x01\x90\x00"
+    on_channel_1 = Scp11aHost(_sd_key(se, tmp_path), 0x01, oce_certificates=old.chain, oce_exchange=old.exchange)
+    for apdu in on_channel_1.certificate_commands():
+        on_channel_1.on_certificate_response(se.transmit(bytes([apdu[0] | 0x01]) + apdu[1:]))
+    host = open_session(se)  # the issuer, on channel 0
+    if change == "new CA-KLOC key":
+        command = put_ec_public_key_command(1, 2, 0x10, _point(new.ca))
+    else:
+        leaf = x509.load_der_x509_certificate(old.chain[-1]).serial_number
+        command = CommandApdu(0x80, 0xE2, 0x90, 0x00, allowlist_data(0x10, 1, [leaf + 1]))
+    assert host.unwrap(se.transmit(host.wrap(command.to_bytes())))[-2:] == b"\x90\x00"
+    mutual = on_channel_1.mutual_authenticate()
+    assert se.transmit(bytes([mutual[0] | 0x01]) + mutual[1:]) == b"\x69\x82"
+    assert se.channels[1].session is None
+
+
 # -- the runtime's transmit path (mutation testing, second round) --------------------------
 
 

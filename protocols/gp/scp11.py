@@ -507,6 +507,8 @@ class OceChainCollector:
         self._chain: list[bytes] = []
         #: PK.OCE.ECKA, once a whole chain verified
         self.oce_key: ec.EllipticCurvePublicKey | None = None
+        #: the serial number of the OCE's certificate that certifies it
+        self.oce_serial: int | None = None
 
     def take(self, cmd: CommandApdu) -> bool:
         """One certificate; True once the chain is complete and verified. The caller has
@@ -526,7 +528,17 @@ class OceChainCollector:
             return False
         chain, self._chain = self._chain, []
         self.oce_key = verify_oce_chain(chain, self.ca_kloc, allowlist=self.allowlist)
+        self.oce_serial = load_der(chain[-1]).serial_number
         return True
+
+    def still_trusted(self, ca_kloc_spki: bytes, allowlist: Collection[int] | None) -> bool:
+        """Whether the verified chain still stands under the card's CA-KLOC key (its
+        SubjectPublicKeyInfo, DER) and allowlist as they are now: a chain verified before the
+        issuer replaced the key or retired the OCE's certificate opens no session."""
+        if self.oce_key is None:
+            return False
+        ours = self.ca_kloc.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        return ours == ca_kloc_spki and (allowlist is None or self.oce_serial in allowlist)
 
 
 def verify_oce_chain(chain: Sequence[bytes], ca_kloc: ec.EllipticCurvePublicKey, *,

@@ -251,6 +251,10 @@ def _mutual_authenticate(se: SecureElement, ch: Channel, cmd: CommandApdu) -> by
         return response(SW_REFERENCED_DATA_NOT_FOUND)
     if collector is None or collector.oce_key is None:
         return response(SW_CONDITIONS_NOT_SATISFIED)  # no verified OCE chain on this channel
+    kloc = se.state.get("kloc")
+    if kloc is None or not collector.still_trusted(kloc["pk"], kloc.get("allow")):
+        # verified before the CA-KLOC key was replaced or the OCE's certificate retired
+        return response(SW_SECURITY_NOT_SATISFIED)
     card = Scp11aCard(key["kvn"], SCP11A_KID, _static_exchange(key["sk"]), collector.oce_key)
     return _start_scp11(ch, card, card.mutual_authenticate, cmd)
 
