@@ -165,23 +165,44 @@ def judge(crl: x509.CertificateRevocationList, issuer: x509.Certificate, now: dt
     return refusal(crl, issuer, now, what=what) or incomplete(crl)
 
 
-def refusal(crl: x509.CertificateRevocationList, issuer: x509.Certificate, now: dt.datetime, *,
-            what: str = "the issuer") -> str | None:
+@dataclass(frozen=True)
+class Refusal:
+    """Why nothing on a CRL can be believed (:func:`refusal_of`): ``kind`` says which rule,
+    for callers that word their verdicts their own way; ``text`` says what was seen."""
+
+    #: ``issuer`` (another CA made it), ``signature`` (it does not verify with the issuer's
+    #: key), ``future`` (thisUpdate ahead of the clock), ``expired`` (nextUpdate passed),
+    #: ``extensions`` (:func:`extension_refusal`)
+    kind: str
+    text: str
+
+
+def refusal_of(crl: x509.CertificateRevocationList, issuer: x509.Certificate, now: dt.datetime, *,
+               what: str = "the issuer") -> Refusal | None:
     """Why nothing on ``crl`` can be believed of ``issuer``'s certificates at ``now``
-    (another issuer, a signature that does not verify with the issuer's key, a thisUpdate in
-    the future, a nextUpdate passed, :func:`extension_refusal`), or None."""
+    (another issuer, a signature that does not verify with the issuer's key, a thisUpdate
+    more than :data:`SKEW` in the future, a nextUpdate passed, :func:`extension_refusal`),
+    or None."""
     if crl.issuer != issuer.subject:
-        return f"issued by {crl.issuer.rfc4514_string()}, not {what}"
+        return Refusal("issuer", f"issued by {crl.issuer.rfc4514_string()}, not {what}")
     try:
         if not crl.is_signature_valid(issuer.public_key()):
-            return f"signature does not verify with {what}'s key"
+            return Refusal("signature", f"signature does not verify with {what}'s key")
     except (TypeError, ValueError) as exc:
-        return f"signature unverifiable: {exc}"
+        return Refusal("signature", f"signature unverifiable: {exc}")
     if crl.last_update_utc > now + SKEW:
-        return f"thisUpdate {text(crl.last_update_utc)} is in the future"
+        return Refusal("future", f"thisUpdate {text(crl.last_update_utc)} is in the future")
     if crl.next_update_utc is not None and crl.next_update_utc < now:
-        return f"out of date: nextUpdate {text(crl.next_update_utc)} has passed"
-    return extension_refusal(crl)
+        return Refusal("expired", f"out of date: nextUpdate {text(crl.next_update_utc)} has passed")
+    why = extension_refusal(crl)
+    return Refusal("extensions", why) if why else None
+
+
+def refusal(crl: x509.CertificateRevocationList, issuer: x509.Certificate, now: dt.datetime, *,
+            what: str = "the issuer") -> str | None:
+    """:func:`refusal_of`'s text, or None."""
+    why = refusal_of(crl, issuer, now, what=what)
+    return why.text if why else None
 
 
 def extension_refusal(crl: x509.CertificateRevocationList) -> str | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from cryptography import x509
@@ -185,7 +185,7 @@ def check_validity(cert: x509.Certificate, at: datetime) -> Check:
 #: party's clock: the issuer's clock may run ahead, and a CRL made on request is stamped
 #: after the relying party read its clock (the same allowance as for OCSP responses).
 #: nextUpdate (and notAfter) get none.
-CLOCK_SKEW = timedelta(minutes=5)
+CLOCK_SKEW = ca_crl.SKEW
 
 
 def judge_crl(crl: x509.CertificateRevocationList, root: x509.Certificate, at: datetime
@@ -199,19 +199,20 @@ def judge_crl(crl: x509.CertificateRevocationList, root: x509.Certificate, at: d
 
 def crl_refusal(crl: x509.CertificateRevocationList, root: x509.Certificate, at: datetime
                 ) -> Check | None:
-    """Why nothing on a CRL can be believed at ``at`` (None: its entries can): not signed by
-    ``root``, not current (thisUpdate within :data:`CLOCK_SKEW` of ``at``, nextUpdate not
-    passed), or extensions that keep it from use: a delta CRL, an indirect CRL, a critical
-    extension not processed (:func:`protocols.crl.extension_refusal`)."""
-    if crl.issuer != root.subject or not crl.is_signature_valid(root.public_key()):
+    """Why nothing on a CRL can be believed at ``at`` (None: its entries can), by the rules
+    of :func:`protocols.crl.refusal_of` (not signed by ``root``, not current, extensions
+    that keep it from use), in this verdict's words."""
+    why = ca_crl.refusal_of(crl, root, at, what="the certificate's root")
+    if why is None:
+        return None
+    if why.kind in ("issuer", "signature"):
         return unavailable("CRL is not signed by the certificate's root")
-    if at + CLOCK_SKEW < crl.last_update_utc:
-        return unavailable(f"CRL is not current: thisUpdate {crl.last_update_utc} "
-                           f"is more than {CLOCK_SKEW} after {at}")
-    if crl.next_update_utc and at > crl.next_update_utc:
-        return unavailable(f"CRL is not current: nextUpdate {crl.next_update_utc} passed")
-    why = ca_crl.extension_refusal(crl)
-    return unavailable(f"CRL cannot be used: {why}") if why else None
+    if why.kind == "future":
+        return unavailable(f"CRL is not current: thisUpdate {ca_crl.text(crl.last_update_utc)} "
+                           f"is more than {CLOCK_SKEW} after {ca_crl.text(at)}")
+    if why.kind == "expired":
+        return unavailable(f"CRL is not current: nextUpdate {ca_crl.text(crl.next_update_utc)} passed")
+    return unavailable(f"CRL cannot be used: {why.text}")
 
 
 def crl_incomplete(crl: x509.CertificateRevocationList) -> Check | None:
