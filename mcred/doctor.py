@@ -467,3 +467,18 @@ def diagnose(ctx) -> list[Finding]:  # noqa: ANN001
 def as_json(findings: list[Finding], home: Path) -> dict:
     return {"home": str(home), "findings": [asdict(f) for f in findings],
             "ready": all(f.ok for f in findings[:_OWN])}
+
+
+def as_lines(findings: list[Finding], home: Path) -> str:
+    """The findings as plain text, for output that is not a terminal: one line per component
+    (``ok`` or ``--``, its name padded to the longest, its state), and beneath one that is
+    missing what it would enable and how to get it. No cell is cut or padded to another's
+    width; peers' text never reaches here (every finding is this machine's)."""
+    width = max((len(f.name) for f in findings), default=0)
+    lines = [f"mcred at {home}"]
+    for f in findings:
+        lines.append(f"{'ok' if f.ok else '--'}  {f.name:<{width}}  {f.detail}".rstrip())
+        if not f.ok:
+            lines.extend(f"    {label}: {text}" for label, text in (("enables", f.enables), ("to get it", f.fix))
+                         if text)
+    return "\n".join(lines)

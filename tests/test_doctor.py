@@ -196,3 +196,25 @@ def test_the_tsm_finding_counts_ses_and_unfinished_jobs_without_reading_them(db_
                               "12 unfinished job(s)"), finding.detail
     assert not any("results" in s for s in seen), seen
     ctx.engine.dispose()
+
+
+def test_doctor_piped_is_one_line_per_component_and_what_a_missing_one_needs(home, monkeypatch):
+    """Out of a terminal (a pipe, a CI log) the table, as wide as its longest cell in every
+    column, came out hundreds of columns wide and padded; the plain form is one line per
+    component, with what a missing one enables and how to get it beneath, nothing padded."""
+    import mcred.doctor as doctor
+
+    findings = [doctor.Finding("database", True, "sqlite, schema current", "everything"),
+                doctor.Finding("HSM (PKCS#11)", False, "python-pkcs11 missing", "issuer keys in an HSM",
+                               "pip install 'mcred[hsm]'")]
+    monkeypatch.setattr(doctor, "diagnose", lambda ctx: findings)
+    monkeypatch.delenv("COLUMNS", raising=False)
+    r = CliRunner().invoke(app, ["doctor"])
+    assert r.exit_code == 1, r.output  # two findings: both are the installation's own
+    assert r.output.splitlines() == [
+        f"mcred at {home}",
+        "ok  database       sqlite, schema current",
+        "--  HSM (PKCS#11)  python-pkcs11 missing",
+        "    enables: issuer keys in an HSM",
+        "    to get it: pip install 'mcred[hsm]'",
+    ]

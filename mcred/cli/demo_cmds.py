@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
         from mcred.cli.text import make_console
         from mcred.context import DEFAULT_PUBLIC_URL, ConfigError, Context, public_url
         from mcred.doctor import as_json as to_json
-        from mcred.doctor import diagnose
+        from mcred.doctor import as_lines, diagnose
 
         try:
             url = public_url()
@@ -58,10 +58,17 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
         else:
-            # URLs and paths are to be copied: folded on a narrow terminal, never cut with an ellipsis
-            table = Table("", "component", *(Column(h, overflow="fold") for h in ("state", "enables", "to get it")),
-                          title=f"mcred at {ctx.home}")
-            for f in findings:
-                table.add_row("[green]ok[/]" if f.ok else "[yellow]--[/]", f.name, f.detail, f.enables, f.fix)
-            make_console().print(table)
+            console = make_console()
+            if console.is_terminal or "COLUMNS" in os.environ:
+                # URLs and paths are to be copied: folded on a narrow terminal, never cut with an ellipsis
+                table = Table("", "component", *(Column(h, overflow="fold") for h in ("state", "enables", "to get it")),
+                              title=f"mcred at {ctx.home}")
+                for f in findings:
+                    table.add_row("[green]ok[/]" if f.ok else "[yellow]--[/]", f.name, f.detail, f.enables, f.fix)
+                console.print(table)
+            else:
+                # a pipe, a file, a CI log: a table as wide as its longest cell in every column
+                # (hundreds of columns of padding) reads badly; one line per component, what
+                # a missing one would enable and how to get it beneath
+                typer.echo(as_lines(findings, ctx.home))
         raise typer.Exit(0 if report["ready"] else 1)
