@@ -100,17 +100,22 @@ class AgeAnswer:
         """True: the holder is ``requested`` or over; False: under it; None: not answered."""
         return None if self.returned is None else answer(self.requested, self.returned, self.value)
 
-    def meaning(self) -> str:
-        """What the answer means for the NN asked, for a person."""
-        asked = identifier(self.requested)
-        by = ""
-        if self.returned is not None and self.returned != self.requested:
-            by = f" (answered by {identifier(self.returned)} = {_word(self.value)}, ISO/IEC 18013-5 7.2.5)"
+    def fact(self) -> str | None:
+        """What the answer says of the holder (``the holder is under 21``), None when nothing."""
         over = self.over
-        if over is True:
-            return f"the holder is {self.requested} or over{by}"
-        if over is False:
-            return f"the holder is under {self.requested}{by}"
+        if over is None:
+            return None
+        return f"the holder is {self.requested} or over" if over else f"the holder is under {self.requested}"
+
+    def meaning(self) -> str:
+        """What the answer means for the NN asked, for a person: the fact, and the element
+        that answered when it is not the one asked."""
+        asked = identifier(self.requested)
+        fact = self.fact()
+        if fact is not None:
+            if self.returned == self.requested:
+                return fact
+            return f"{fact} (answered by {identifier(self.returned)} = {_word(self.value)}, ISO/IEC 18013-5 7.2.5)"
         if self.returned is not None:
             return f"{asked} not answered: {identifier(self.returned)} = {_word(self.value)} says nothing of it"
         return f"{asked} not answered" + (f": {self.note}" if self.note else "")
