@@ -402,8 +402,9 @@ class ReaderSession:
                 extra.append(f"docType {doc.doc_type} not requested")
                 continue
             for ns, elements in doc.elements.items():
+                instead = self._in_place(doc.doc_type, ns, elements)
                 extra += [f"{ns}/{e}" + self._no_answer(doc.doc_type, ns, e, v) for e, v in elements.items()
-                          if e not in items.get(ns, ()) and not self._answers_age(doc.doc_type, ns, e, v)]
+                          if e not in items.get(ns, ()) and e not in instead]
             if not any(doc.elements.values()):
                 empty.append(doc.doc_type)
         if extra:
@@ -425,22 +426,25 @@ class ReaderSession:
         return [nn for r in self.requests if r.doc_type == doc_type
                 for i in r.items.get(namespace, ()) if (nn := age_over.threshold(i)) is not None]
 
-    def _answers_age(self, doc_type: str, namespace: str, identifier: str, value: object) -> bool:
-        """Whether ``identifier = value`` is an age_over_MM that answers an age_over_NN asked
-        in ``namespace`` (ISO/IEC 18013-5 7.2.5: the mdoc returns it in place of one it does
-        not hold): asked, as far as matches_request goes."""
-        mm = age_over.threshold(identifier)
-        return mm is not None and any(age_over.answer(nn, mm, value) is not None
-                                      for nn in self._asked_ages(doc_type, namespace))
+    def _in_place(self, doc_type: str, namespace: str, elements: Mapping[str, Any]) -> set[str]:
+        """The age_over_MM of ``elements`` (one namespace's) that answer an age_over_NN asked
+        there and not disclosed itself (ISO/IEC 18013-5 7.2.5: the mdoc returns it in place
+        of one it does not hold): for each such NN, the one the reader reads as its answer
+        (:func:`protocols.mdoc.age_over.read`); asked, as far as matches_request goes. Any
+        other age_over_MM is a disclosure of its own: one that says nothing of NN (age_over_16
+        = true for 18), a second beside the nearest, one beside the element asked itself."""
+        return {age_over.identifier(a.returned) for nn in self._asked_ages(doc_type, namespace)
+                if age_over.identifier(nn) not in elements
+                and (a := age_over.read(namespace, nn, elements)).returned is not None}
 
     def _no_answer(self, doc_type: str, namespace: str, identifier: str, value: object) -> str:
-        """Why an age_over_MM disclosed in place of an age_over_NN asked answers none: said
-        beside it in ``not requested``."""
+        """Beside an age_over_MM in ``not requested``, when age_over_NN were asked in its
+        namespace: that it is not the element that answers them in their place."""
         asked = self._asked_ages(doc_type, namespace)
-        if age_over.threshold(identifier) is None or not asked:
+        if not asked or age_over.threshold(identifier) is None:
             return ""
-        return (f" (= {json.dumps(json_value(value))[:40]} answers none of "
-                f"{', '.join(age_over.identifier(nn) for nn in asked)}, ISO/IEC 18013-5 7.2.5)")
+        return (f" (= {json.dumps(json_value(value))[:40]}: not the element that answers "
+                f"{', '.join(age_over.identifier(nn) for nn in asked)} in its place, ISO/IEC 18013-5 7.2.5)")
 
     def terminate(self) -> bytes:
         self.state = "done"

@@ -268,9 +268,23 @@ def test_an_age_over_that_breaks_the_rule_is_not_an_answer(world, given):
     matches = check(out, MATCHES_REQUEST)
     assert matches["code"] == "not_requested"
     (ident, value), = given.items()
-    assert matches["reason"] == (f"not requested: {NS}/{ident} (= {str(value).lower()} answers none of age_over_18, "
-                                 "ISO/IEC 18013-5 7.2.5)")
+    assert matches["reason"] == (f"not requested: {NS}/{ident} (= {str(value).lower()}: not the element that answers "
+                                 "age_over_18 in its place, ISO/IEC 18013-5 7.2.5)")
     assert answered(out) == [(NS, "age_over_18", None, None, None)]
+
+
+@pytest.mark.parametrize(("asked", "given", "extra"), [
+    # beside the element asked itself: age_over_18 = false says more (under 18) than was asked
+    ("age_over_20", {"age_over_20": False, "age_over_18": False}, "age_over_18"),
+    # a second beside the nearest: the mdoc returns one element for an age_over_NN
+    ("age_over_16", {"age_over_18": True, "age_over_20": True}, "age_over_20"),
+])
+def test_an_age_over_beside_the_answer_is_a_disclosure_of_its_own(world, asked, given, extra):
+    out = present_in_process(wallet(world, "adult"), ReaderSession([ask(asked)], Saying({NS: given})))
+    matches = check(out, MATCHES_REQUEST)
+    assert not out.valid and matches["code"] == "not_requested"
+    assert matches["reason"].startswith(f"not requested: {NS}/{extra} (= ")
+    assert check(out, MATCHES_REQUEST)["reason"].count(NS) == 1
 
 
 def test_an_age_over_that_answers_in_place_is_asked_as_far_as_matches_request_goes(world):
