@@ -176,6 +176,20 @@ def test_two_asked_answered_by_one_element_send_it_once(world):
                              (NS, "age_over_25", "age_over_20", False, False)]
 
 
+def test_the_rule_comes_before_an_alternative_which_stands_in_for_what_it_leaves(world):
+    """Asked age_over_21 or, in its place, birth_date (second edition): a holder of 17 answers
+    age_over_20 = false, not the birth date; one of 36, whom nothing held answers, birth_date."""
+    from protocols.mdoc import AlternativeDataElements, DocRequestInfo
+
+    info = DocRequestInfo(alternative_data_elements=(
+        AlternativeDataElements((NS, "age_over_21"), (((NS, "birth_date"),),)),))
+    spec = ask("age_over_21").with_info(info)
+    assert present_in_process(wallet(world), reader(world, spec)).result["documents"][0]["elements"] == {
+        NS: {"age_over_20": False}}
+    adult = present_in_process(wallet(world, "adult"), reader(world, spec))
+    assert adult.valid and set(adult.result["documents"][0]["elements"][NS]) == {"birth_date"}
+
+
 # -- the holder decides on the element disclosed, as on any ------------------------------------------
 
 

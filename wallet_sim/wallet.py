@@ -693,18 +693,6 @@ class WalletSession:
                                 instead_of[ref] = (ns, ident)
                         break
         return asked, instead_of
-        for ns, ids in name_spaces.items():
-            for ident, retain in ids.items():
-                if ident in held.elements.get(ns, frozenset()):
-                    continue
-                for alternative in info.alternatives_for((ns, ident)):
-                    if all(e in held.elements.get(n, frozenset()) for n, e in alternative):
-                        for ref in alternative:
-                            if ref[1] not in asked.get(ref[0], {}):
-                                asked.setdefault(ref[0], {})[ref[1]] = retain
-                                instead_of[ref] = (ns, ident)
-                        break
-        return asked, instead_of
 
 
 
