@@ -267,18 +267,22 @@ def run_demo(ctx: Context, say: Say, *, key_type: str = "p384") -> dict:
         f"{watch_why}, and with the consent she signed in her SE (最新の利用者情報提供) it learns what changed: "
         f"{', '.join(latest['changed'])}, now {latest['basic_four']['address']}. Her user-authentication "
         f"certificate is kept: login {login_why}; she signs ({sign_why}) and presents ({why}) with the new data.")
-    child_phone, child_why = _child(ctx, env, key_type)
+    child = _child(ctx, env, key_type)
+    child_phone, child_why, child_age = child
     say(f"12. Her son, aged 10, gets a phone too ({child_phone}): the user-authentication certificate and "
         f"the mdoc, no signing certificate: {child_why}. He logs in (good) and presents (VALID, "
-        "age_over_18 false); asked to sign, the phone says it holds no signing key, no try spent.")
+        f"age_over_18 false); a reader asking age_over_21, which his card substitute does not carry, gets the "
+        f"nearest that answers it and reads: {child_age}; asked to sign, the phone says it holds no signing key, "
+        "no try spent.")
     total = time.perf_counter() - t_start
     say(f"Done in {total:.1f} s.")
     return {"phones": phones, "new_phone": new, "handover": hid, "reader_refused_after_s": reader_s,
             "child_phone": child_phone, "seconds": total}
 
 
-def _child(ctx: Context, env: Env, key_type: str) -> tuple[str, str]:
-    """A holder under 15 provisioned: what is issued to them and what is not (step 12)."""
+def _child(ctx: Context, env: Env, key_type: str) -> tuple[str, str, str]:
+    """A holder under 15 provisioned: what is issued to them and what is not, and what a
+    reader asking age_over_21 reads (step 12)."""
     from mcred.jpki_flow import NoSigningCertificateError
     from protocols.birthdays import today_in_japan
 
@@ -297,11 +301,13 @@ def _child(ctx: Context, env: Env, key_type: str) -> tuple[str, str]:
     ages = {ns: items["age_over_18"] for d in verdict.documents for ns, items in d.elements.items()
             if "age_over_18" in items}
     assert ages and not any(ages.values()), ages  # in our namespace and the ISO one it mirrors
+    ok, age_read = env.present_age_over(pid, 21)  # ISO/IEC 18013-5 7.2.5: age_over_20 = false in its place
+    assert ok and age_read.startswith("the holder is under 21 (answered by age_over_20 = false"), age_read
     try:
         env.sign(pid, "NOPASSWORD1")
     except NoSigningCertificateError:
         pass
     else:
         raise AssertionError("a phone without a signing key signed")
-    return pid, r.sign_withheld
+    return pid, r.sign_withheld, age_read
 

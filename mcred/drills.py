@@ -252,6 +252,23 @@ class Env:
                                             handover="negotiated", timeout=10)
         return _said(out)
 
+    def present_age_over(self, phone_id: str, nn: int = 21) -> tuple[bool, str]:
+        """The phone asked for ``age_over_<nn>`` alone, which the card substitute may not
+        carry (it has 18 and 20): ISO/IEC 18013-5 7.2.5 has the wallet answer the nearest
+        age_over that does. The verdict, and what the reader read into the answer for ``nn``
+        (or, when not VALID, each failed check)."""
+        from mcred.present import open_wallet, present_in_process
+        from reader.session import DEFAULT_REQUEST, ReaderSession, RequestSpec
+        from wallet_sim.consent import RulesConsent
+
+        ns = DEFAULT_REQUEST.doc_type
+        wallet = open_wallet(phone_id, self.ctx.home, RulesConsent.allow_all())
+        out = present_in_process(wallet, ReaderSession([RequestSpec(ns, {ns: {f"age_over_{nn:02d}": False}})],
+                                                       self.reader))
+        ok, why = _said(out)
+        read = [a["meaning"] for d in out.result["documents"] for a in d.get("ageOver", [])]
+        return ok, "; ".join(read) if ok and read else why
+
     def present_second_edition(self, phone_id: str) -> tuple[bool, str, str]:
         """The phone answers a second-edition reader (ISO/IEC 18013-5 DeviceRequest 1.1): the
         request signed once (readerAuthAll) by a reader certificate the wallet trusts; an

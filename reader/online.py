@@ -142,8 +142,7 @@ class _WebSession(ReaderSession):
                                                    f"verifier error: {type(exc).__name__}: {exc}", code="failed"),))
             checks += result.checks
             docs += result.documents
-        merged = VerificationResult(tuple(checks), tuple(docs))
-        result = VerificationResult((session_check, *merged.checks, *self._matches(merged)), merged.documents)
+        result = self._judged(VerificationResult(tuple(checks), tuple(docs)), session_check)
         return self._finish(ReaderOutcome(result, responses[0] if responses else None, self.transcript, None))
 
     def _done_already(self) -> ReaderOutcome | None:

@@ -132,6 +132,9 @@ function render(out, verdict) {
       }
     }
     out.append(items);
+    for (const a of doc.ageOver ?? []) {  // what it says of each age_over_NN asked (ISO/IEC 18013-5 7.2.5)
+      out.append(el("p", `${a.namespace} / ${a.requested} asked: ${a.meaning}`));
+    }
   }
 }
 

@@ -64,6 +64,21 @@ class MdocCheck(VerdictCheck):
         "not_checked (an earlier check failed), failed")
 
 
+class AgeOverAnswer(_Closed):
+    """What a disclosed document says of one age_over_NN the reader asked (ISO/IEC 18013-5
+    7.2.5): the mdoc answers an age_over_NN it does not hold with the nearest age_over_MM that
+    answers it, TRUE above or FALSE below; any other age_over_MM is no answer."""
+
+    namespace: str
+    requested: str = Field(description="the age_over_NN asked")
+    returned: str | None = Field(description="the age_over element disclosed that answers it (the one asked, or "
+                                 "another in its place); null when none does")
+    value: Any = Field(description="that element's value (null when none answers)")
+    over: bool | None = Field(description="true: the holder is NN or over; false: under NN; null: not answered")
+    meaning: str = Field(description="the same for a person (\"the holder is under 21 (answered by age_over_20 = "
+                         "false, ISO/IEC 18013-5 7.2.5)\")")
+
+
 class MdocDocument(_Closed):
     """A document the wallet disclosed: its data elements by namespace, each value in its
     JSON form (bytes as base64, full-date as YYYY-MM-DD, tdate as RFC 3339, another tag as
@@ -71,6 +86,9 @@ class MdocDocument(_Closed):
 
     docType: str  # noqa: N815 - the member as sent (ISO/IEC 18013-5's name)
     elements: dict[str, dict[str, Any]] = Field(description="namespace -> element identifier -> value")
+    ageOver: list[AgeOverAnswer] | SkipJsonSchema[None] = Field(  # noqa: N815 - as the other members
+        None, description="present when the reader asked for age_over_NN of this docType: what the document says "
+        "of each (never an element of elements: an answer in place of the one asked names the element returned)")
 
 
 class MdocVerdict(_Closed):

@@ -10,6 +10,7 @@ readerAuth §9.1.4); ``receive(session_data)`` takes the wallet's SessionData an
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -34,9 +35,10 @@ from protocols.mdoc import (
     SessionTranscript,
     UseCase,
     VerificationResult,
+    age_over,
 )
 from protocols.mdoc.session import SESSION_STATUS_TERMINATION
-from protocols.mdoc.verify import json_value
+from protocols.mdoc.verify import DisclosedDocument, json_value
 from reader import hostile as hostile_faults
 from reader.errors import ReaderSessionError, RequestSpecError
 from reader.hostile import Hostile
@@ -95,6 +97,10 @@ class RequestSpec:
                 items.setdefault(ns, {})[ident.rstrip("!")] = retain or keep
         if not items:
             raise RequestSpecError("no items requested")
+        ages = sorted({i for ids in items.values() for i in ids if age_over.threshold(i) is not None})
+        if age_over.too_many(ages):
+            raise RequestSpecError(f"{', '.join(ages)}: a reader asks for at most {age_over.MAX_REQUESTED} "
+                                   "age_over_NN (ISO/IEC 18013-5 7.2.5)")
         known = KNOWN_NAMESPACES.get(doc_type)
         unknown = sorted(ns for ns in items if known is not None and ns not in known)
         if unknown:
@@ -187,6 +193,10 @@ class ReaderSession:
         if hostile is not None and hostile.needs_reader_key and reader_signer is None:
             raise ReaderSessionError(f"hostile {hostile.name} forges readerAuth: it needs a reader key and "
                                      "certificate (--reader-cert, --reader-key)")
+        for r in requests:
+            if age_over.too_many(i for ids in r.items.values() for i in ids):
+                raise ReaderSessionError(f"{r.doc_type}: a reader asks for at most {age_over.MAX_REQUESTED} "
+                                         "age_over_NN in one request (ISO/IEC 18013-5 7.2.5)")
         for n, case in enumerate(use_cases):
             for ids in case.document_sets:
                 if not ids or any(not 0 <= i < len(requests) for i in ids):
@@ -355,8 +365,24 @@ class ReaderSession:
         except Exception as exc:  # noqa: BLE001 - a verifier bug must not take the reader down
             result = VerificationResult((Check("response_status", False, f"verifier error: {type(exc).__name__}: {exc}",
                                                code="failed"),))
-        result = VerificationResult((session_check, *result.checks, *self._matches(result)), result.documents)
-        return self._finish(ReaderOutcome(result, plaintext, self.transcript, sd.status))
+        return self._finish(ReaderOutcome(self._judged(result, session_check), plaintext, self.transcript, sd.status))
+
+    def _judged(self, result: VerificationResult, session_check: Check) -> VerificationResult:
+        """The pipeline's ``result`` after the ``session`` check, judged against what was
+        asked: ``matches_request`` added, and each disclosed document with what it says of
+        each age_over_NN asked (:meth:`_age_answers`)."""
+        return VerificationResult((session_check, *result.checks, *self._matches(result)),
+                                  tuple(self._age_answers(d) for d in result.documents))
+
+    def _age_answers(self, doc: DisclosedDocument) -> DisclosedDocument:
+        """``doc`` with what it says of every age_over_NN this reader asked of its docType
+        (ISO/IEC 18013-5 7.2.5, :func:`protocols.mdoc.age_over.read`): the element itself, or
+        an age_over_MM that answers it (TRUE above, FALSE below), or nothing, never an
+        element that says nothing of NN (age_over_16 = true for 18)."""
+        answers = tuple(age_over.read(ns, nn, doc.elements.get(ns, {}))
+                        for r in self.requests if r.doc_type == doc.doc_type
+                        for ns, ids in r.items.items() for i in ids if (nn := age_over.threshold(i)) is not None)
+        return dataclasses.replace(doc, age_over=answers) if answers else doc
 
     def _matches(self, result: VerificationResult) -> tuple[Check, ...]:
         """Every disclosed document and element was asked for (the mdoc returns nothing else,
@@ -376,7 +402,9 @@ class ReaderSession:
                 extra.append(f"docType {doc.doc_type} not requested")
                 continue
             for ns, elements in doc.elements.items():
-                extra += [f"{ns}/{e}" for e in elements if e not in items.get(ns, ())]
+                instead = self._in_place(doc.doc_type, ns, elements)
+                extra += [f"{ns}/{e}" + self._no_answer(doc.doc_type, ns, e, v) for e, v in elements.items()
+                          if e not in items.get(ns, ()) and e not in instead]
             if not any(doc.elements.values()):
                 empty.append(doc.doc_type)
         if extra:
@@ -393,6 +421,30 @@ class ReaderSession:
                               code="declined"),)
         n = sum(len(e) for d in result.documents for e in d.elements.values())
         return (Check(MATCHES_REQUEST, True, f"{n} disclosed element(s), all requested"),)
+
+    def _asked_ages(self, doc_type: str, namespace: str) -> list[int]:
+        return [nn for r in self.requests if r.doc_type == doc_type
+                for i in r.items.get(namespace, ()) if (nn := age_over.threshold(i)) is not None]
+
+    def _in_place(self, doc_type: str, namespace: str, elements: Mapping[str, Any]) -> set[str]:
+        """The age_over_MM of ``elements`` (one namespace's) that answer an age_over_NN asked
+        there and not disclosed itself (ISO/IEC 18013-5 7.2.5: the mdoc returns it in place
+        of one it does not hold): for each such NN, the one the reader reads as its answer
+        (:func:`protocols.mdoc.age_over.read`); asked, as far as matches_request goes. Any
+        other age_over_MM is a disclosure of its own: one that says nothing of NN (age_over_16
+        = true for 18), a second beside the nearest, one beside the element asked itself."""
+        return {age_over.identifier(a.returned) for nn in self._asked_ages(doc_type, namespace)
+                if age_over.identifier(nn) not in elements
+                and (a := age_over.read(namespace, nn, elements)).returned is not None}
+
+    def _no_answer(self, doc_type: str, namespace: str, identifier: str, value: object) -> str:
+        """Beside an age_over_MM in ``not requested``, when age_over_NN were asked in its
+        namespace: that it is not the element that answers them in their place."""
+        asked = self._asked_ages(doc_type, namespace)
+        if not asked or age_over.threshold(identifier) is None:
+            return ""
+        return (f" (= {json.dumps(json_value(value))[:40]}: not the element that answers "
+                f"{', '.join(age_over.identifier(nn) for nn in asked)} in its place, ISO/IEC 18013-5 7.2.5)")
 
     def terminate(self) -> bytes:
         self.state = "done"

@@ -23,5 +23,6 @@ def test_demo_runs(tmp_path, monkeypatch):
                    "reader CA revoked (keyCompromise): the wallet holds that CA's CRL, so the reader is NOT trusted",
                    "signs a contract PDF inside it (PAdES",
                    "12. Her son, aged 10, gets a phone too", "no signing certificate: holder under 15",
+                   "reads: the holder is under 21 (answered by age_over_20 = false",
                    "Done in"):
         assert marker in out, marker

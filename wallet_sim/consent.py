@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from protocols.mdoc.age_over import AgeAnswer, identifier
+
 
 class ConsentError(ValueError):
     """A consent rules file is unreadable or malformed; the message says where."""
@@ -64,6 +66,10 @@ class ConsentRequest:
     instead_of: Mapping[tuple[str, str], tuple[str, str]] = field(default_factory=dict, hash=False)
     """(namespace, identifier) of an item in ``items`` -> the asked item it stands in for,
     which this document does not hold (a second-edition request's alternativeDataElements)"""
+    age_answers: tuple[AgeAnswer, ...] = ()
+    """each age_over_NN asked that this document does not hold, and the age_over_MM in
+    ``items`` that answers it in its place with its value (ISO/IEC 18013-5 7.2.5): what the
+    holder discloses by releasing that item"""
 
 
 Released = dict[str, set[str]]
@@ -216,6 +222,9 @@ class InteractiveConsent:
                 note = " (will be RETAINED)" if retain else ""
                 if (ns, ident) in request.instead_of:
                     note += " (in place of {} / {}, which this document does not hold)".format(*request.instead_of[(ns, ident)])
+                note += "".join(f" (in place of {identifier(a.requested)}, which this document does not hold: its value "
+                                f"{str(a.value).lower()} tells the reader {a.fact()})" for a in request.age_answers
+                                if a.namespace == ns and a.returned is not None and identifier(a.returned) == ident)
                 if not held:
                     self.show(f"  {ns} / {ident}: not held")
                     continue

@@ -58,6 +58,7 @@ from protocols.mdoc import (
     SessionEncryption,
     SessionEstablishment,
     SessionTranscript,
+    age_over,
     build_document,
     dcapi,
     derive_emac_key,
@@ -187,6 +188,25 @@ class HeldCredential:
     @property
     def doc_type(self) -> str:
         return self.mso.doc_type
+
+    @functools.cached_property
+    def ages(self) -> Mapping[str, Mapping[int, bool]]:
+        """namespace -> NN -> value of the age_over_NN it holds (ISO/IEC 18013-5 7.2.5)."""
+        return {ns: ages for ns, items in self.issuer_signed.items().items()
+                if (ages := age_over.attestations({i.element_identifier: i.element_value for i in items}))}
+
+    def answering(self, namespace: str, identifier: str) -> str | None:
+        """The element of ``namespace`` this credential answers a request for ``identifier``
+        with: the element itself when held; for an age_over_NN it does not hold, the nearest
+        age_over_MM of ISO/IEC 18013-5 7.2.5 (:func:`protocols.mdoc.age_over.nearest`); None
+        when it holds nothing that answers."""
+        if identifier in self.elements.get(namespace, ()):
+            return identifier
+        nn = age_over.threshold(identifier)
+        if nn is None:
+            return None
+        mm = age_over.nearest(nn, self.ages.get(namespace, {}))
+        return None if mm is None else age_over.identifier(mm)
 
     @functools.cached_property
     def issuer_key_ids(self) -> frozenset[bytes]:
@@ -545,10 +565,12 @@ class WalletSession:
                    else "docType not held from any of the reader's issuerIdentifiers")
             self.events.append(WalletEvent("response", why, items.doc_type, reader, not_held=requested))
             return None
-        asked, instead_of = self._with_alternatives(items.name_spaces, info, held)
+        asked, answers, withheld = self._with_age_over(items.name_spaces, held)
+        asked, instead_of = self._with_alternatives(asked, info, held, {(a.namespace, age_over.identifier(a.requested))
+                                                                         for a in answers})
         consent_request = ConsentRequest(items.doc_type, asked, reader, held.elements, self.origin,
                                          cross_device=isinstance(self, CrossDeviceWalletSession),
-                                         instead_of=instead_of)
+                                         instead_of=instead_of, age_answers=answers)
         try:
             decided = self.wallet.consent.decide(consent_request)
         except Exception as exc:  # noqa: BLE001 - a failing prompt refuses everything
@@ -564,8 +586,10 @@ class WalletSession:
         refused = {ns: frozenset(ids - released.get(ns, frozenset()) - not_held.get(ns, frozenset()))
                    for ns, ids in requested.items()}
         refused = {ns: ids for ns, ids in refused.items() if ids}
+        why_withheld = (f"; {', '.join(sorted(withheld))} withheld: more than {age_over.MAX_REQUESTED} age_over_NN "
+                        "asked (ISO/IEC 18013-5 7.2.5)") if withheld else ""
         if not released:
-            self.events.append(WalletEvent("response", "nothing released", items.doc_type, reader,
+            self.events.append(WalletEvent("response", "nothing released" + why_withheld, items.doc_type, reader,
                                            refused=refused, slot=held.slot, not_held=not_held))
             return None
         errors = {ns: {i: ERROR_DATA_NOT_RETURNED for i in sorted(refused.get(ns, frozenset()) | not_held.get(ns, frozenset()))}
@@ -580,8 +604,10 @@ class WalletSession:
                 return None
         self.wallet._note_use(held.slot)
         stood_in = [f"{a[1]} in place of {r[1]}" for a, r in instead_of.items() if a[1] in released.get(a[0], ())]
+        stood_in += [f"{age_over.identifier(a.returned)} in place of {age_over.identifier(a.requested)}"
+                     for a in answers if age_over.identifier(a.returned) in released.get(a.namespace, ())]
         self.events.append(WalletEvent("response", f"released {sum(map(len, released.values()))} item(s)"
-                                       + (f" ({', '.join(stood_in)})" if stood_in else ""),
+                                       + (f" ({', '.join(stood_in)})" if stood_in else "") + why_withheld,
                                        items.doc_type, reader, released, refused, slot=held.slot, not_held=not_held))
         return doc
 
@@ -616,18 +642,48 @@ class WalletSession:
         return faults.after_build(f, doc, self.wallet.clock)
 
     @staticmethod
-    def _with_alternatives(name_spaces, info, held: HeldCredential):
-        """The items to put to the holder: those asked, and for each asked element this
-        document does not hold, the first of its alternativeDataElements sets (second
-        edition) whose elements it all holds, with the asked element's intent to retain.
-        Also which alternative stands in for which asked element (shown to the holder)."""
+    def _with_age_over(name_spaces, held: HeldCredential):
+        """The items to put to the holder for ISO/IEC 18013-5 7.2.5: those asked, and for each
+        age_over_NN asked that this document does not hold, the nearest age_over_MM that
+        answers it (:meth:`HeldCredential.answering`), with the intent to retain of what it
+        answers (retained if any of them is, or it is asked itself to be retained); the
+        answers (:class:`~protocols.mdoc.age_over.AgeAnswer`, shown to the holder with the
+        value they disclose). A request for more than two age_over_NN gets none of them: they
+        are not put to the holder at all (third value: the identifiers withheld)."""
         asked = {ns: dict(ids) for ns, ids in name_spaces.items()}
+        answers: list[age_over.AgeAnswer] = []
+        if age_over.too_many(i for ids in name_spaces.values() for i in ids):
+            withheld = {i for ids in name_spaces.values() for i in ids if age_over.threshold(i) is not None}
+            return ({ns: {i: r for i, r in ids.items() if i not in withheld} for ns, ids in asked.items()},
+                    (), frozenset(withheld))
+        for ns, ids in name_spaces.items():
+            for ident, retain in ids.items():
+                nn = age_over.threshold(ident)
+                if nn is None or ident in held.elements.get(ns, frozenset()):
+                    continue
+                instead = held.answering(ns, ident)
+                if instead is None:
+                    continue
+                asked[ns][instead] = asked[ns].get(instead, False) or retain
+                mm = age_over.threshold(instead)
+                answers.append(age_over.AgeAnswer(ns, nn, mm, held.ages[ns][mm]))
+        return asked, tuple(answers), frozenset()
+
+    @staticmethod
+    def _with_alternatives(asked, info, held: HeldCredential, answered=frozenset()):
+        """The items to put to the holder: ``asked``, and for each asked element this
+        document does not hold (and no age_over_MM ``answered`` for it), the first of its
+        alternativeDataElements sets (second edition) whose elements it all holds, with the
+        asked element's intent to retain. Also which alternative stands in for which asked
+        element (shown to the holder)."""
+        name_spaces = {ns: dict(ids) for ns, ids in asked.items()}
+        asked = {ns: dict(ids) for ns, ids in asked.items()}
         instead_of: dict[tuple[str, str], tuple[str, str]] = {}
         if info is None or not info.alternative_data_elements:
             return asked, instead_of
         for ns, ids in name_spaces.items():
             for ident, retain in ids.items():
-                if ident in held.elements.get(ns, frozenset()):
+                if ident in held.elements.get(ns, frozenset()) or (ns, ident) in answered:
                     continue
                 for alternative in info.alternatives_for((ns, ident)):
                     if all(e in held.elements.get(n, frozenset()) for n, e in alternative):
@@ -752,7 +808,7 @@ class OnlineWalletSession(WalletSession):
 
         def satisfiable(query: oid4vp.CredentialQuery) -> bool:
             h = holding(query) if query.format == oid4vp.FORMAT else None
-            return h is not None and query.satisfiable(h.elements, _values_of(h))
+            return h is not None and query.satisfiable(*_answerable(h, query))
 
         try:
             try:
@@ -765,7 +821,7 @@ class OnlineWalletSession(WalletSession):
                     continue  # a format this wallet holds nothing of
                 # what the wallet holds decides the items only with claim sets or values (one SE listing less)
                 h = holding(query) if query.needs_holdings else None
-                items = query.items(h.elements if h is not None else None, _values_of(h) if h is not None else None)
+                items = query.items(*_answerable(h, query))
                 if not items:
                     self.events.append(WalletEvent("response", "no claim held with the values asked", query.doctype,
                                                    reader))
@@ -800,6 +856,34 @@ def _values_of(held: HeldCredential | None) -> oid4vp.ValueOf | None:
         return None
 
     return value_of
+
+
+def _answerable(held: HeldCredential | None, query: oid4vp.CredentialQuery
+                ) -> tuple[Mapping[str, frozenset[str]] | None, oid4vp.ValueOf | None]:
+    """What a DCQL query is judged against (its claim sets, its ``values``): the elements of
+    ``held`` with their values and, for each age_over_NN the query names that ``held`` does
+    not hold but answers by ISO/IEC 18013-5 7.2.5 (:meth:`HeldCredential.answering`), that
+    claim as held, its value the answer (``values: [true]`` is met only by an answer that the
+    holder is NN or over). The items asked are then answered as any request is
+    (:meth:`WalletSession._document`: the age_over_MM in place, put to the holder)."""
+    if held is None:
+        return None, None
+    elements = {ns: set(ids) for ns, ids in held.elements.items()}
+    answers: dict[tuple[str, str], bool | None] = {}
+    for c in query.claims:
+        instead = held.answering(c.namespace, c.identifier)
+        if instead is not None and instead != c.identifier:
+            mm = age_over.threshold(instead)
+            elements.setdefault(c.namespace, set()).add(c.identifier)
+            answers[(c.namespace, c.identifier)] = age_over.answer(age_over.threshold(c.identifier), mm,
+                                                                   held.ages[c.namespace][mm])
+    values = _values_of(held)
+
+    def value_of(namespace: str, identifier: str):  # noqa: ANN202 - a CBOR value
+        key = (namespace, identifier)
+        return answers[key] if key in answers else values(namespace, identifier)
+
+    return {ns: frozenset(ids) for ns, ids in elements.items()}, value_of
 
 
 NOTHING_RELEASED = "the holder released none of the requested claims"

@@ -62,6 +62,8 @@ def render(console: Console, result: dict) -> None:
                 text = json.dumps(value, ensure_ascii=False)
                 items.add_row(cell(ns), cell(ident), cell(text if len(text) <= 80 else f"<{len(text)} characters>"))
         console.print(items)
+        for answer in doc.get("ageOver", []):  # what it says of each age_over_NN asked (ISO/IEC 18013-5 7.2.5)
+            console.print(cell(f"{answer['namespace']} / {answer['requested']} asked: {answer['meaning']}"))
     console.print("[bold green]VALID[/]" if result.get("valid") else "[bold red]INVALID[/]")
 
 

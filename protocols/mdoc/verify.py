@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from protocols import cbor, certs
 from protocols.cose import CoseError, CoseKey, Sign1
 from protocols.cose.sign1 import verify_sign1
+from protocols.mdoc.age_over import AgeAnswer
 from protocols.mdoc.chain import (
     EKU_MDL_DS,
     EKU_MDL_READER_AUTH,
@@ -137,6 +138,9 @@ _new = object.__new__
 class DisclosedDocument:
     doc_type: str
     elements: Mapping[str, Mapping[str, Any]] = field(hash=False)
+    #: what the document says of each age_over_NN the reader asked (ISO/IEC 18013-5 7.2.5):
+    #: set by a reader that knows its request, never an element of ``elements``
+    age_over: tuple[AgeAnswer, ...] = field(default=(), hash=False)
 
     @classmethod
     def _of(cls, doc_type: str, elements: Mapping[str, Mapping[str, Any]]) -> DisclosedDocument:
@@ -147,10 +151,13 @@ class DisclosedDocument:
         return made
 
     def to_json(self) -> dict:
-        return {
+        out = {
             "docType": self.doc_type,
             "elements": {ns: {k: json_value(v) for k, v in e.items()} for ns, e in self.elements.items()},
         }
+        if self.age_over:
+            out["ageOver"] = [a.to_json() for a in self.age_over]
+        return out
 
 
 @dataclass(frozen=True)
