@@ -255,21 +255,44 @@ def renewals_needed(session: Session, phone_ids: Iterable[str]) -> dict[str, dic
     an abandoned renewal (:func:`revoke_abandoned_renewal`): the slot's newest certificate
     is revoked and marked. ``{phone: {slot: the abandoned job}}``; a slot renewed since (a
     newer certificate) is not in it."""
+    out: dict[str, dict[str, str]] = {}
+    for (phone_id, slot), (job, _credential) in _renewals_needed(session, phone_ids).items():
+        out.setdefault(phone_id, {})[slot] = job
+    return out
+
+
+def needing_renewal(session: Session, rows: Iterable[Credential]) -> set[str]:
+    """Of the credentials ``rows``, the ids of those whose slot is still to be renewed after
+    an abandoned renewal: each the newest certificate of its slot on an active phone, revoked
+    and marked (:func:`renewals_needed`), what ``mcred credential list`` and ``GET
+    /credentials`` call ``renewal_needed``. Only the phones of rows so marked are looked up
+    (none for a page without one)."""
+    marked = {r.id: r.phone_id for r in rows
+              if r.status == "revoked" and isinstance((r.meta or {}).get(RENEWAL_ABANDONED), str)}
+    if not marked:
+        return set()
+    return {credential for (_job, credential) in _renewals_needed(session, marked.values()).values()
+            if credential in marked}
+
+
+def _renewals_needed(session: Session, phone_ids: Iterable[str]) -> dict[tuple[str, str], tuple[str, str]]:
+    """``{(phone, slot): (the abandoned job, the marked certificate's id)}`` of
+    :func:`renewals_needed`."""
     ids = sorted(set(phone_ids))
     if not ids:
         return {}
-    newest: dict[tuple[str, str], tuple[str, dict | None]] = {}
-    for phone_id, kind, status, meta in session.execute(
-            select(Credential.phone_id, Credential.kind, Credential.status, Credential.meta)
+    newest: dict[tuple[str, str], tuple[str, str, dict | None]] = {}
+    for credential, phone_id, kind, status, meta in session.execute(
+            select(Credential.id, Credential.phone_id, Credential.kind, Credential.status, Credential.meta)
             .join(Phone, Phone.id == Credential.phone_id)
             .where(Credential.phone_id.in_(ids), Credential.kind.in_(tuple(SLOT_OF_KIND)), Phone.state == "active")
             .order_by(Credential.issued_at, Credential.id)):
-        newest[(phone_id, kind)] = (status, meta)
-    out: dict[str, dict[str, str]] = {}
-    for (phone_id, kind), (status, meta) in sorted(newest.items()):
+        newest[(phone_id, kind)] = (credential, status, meta)
+    out: dict[tuple[str, str], tuple[str, str]] = {}
+    for (phone_id, kind), (credential, status, meta) in sorted(newest.items()):
         job = (meta or {}).get(RENEWAL_ABANDONED) if status == "revoked" else None
         if isinstance(job, str):
-            out.setdefault(phone_id, {})[SLOT_OF_KIND[kind]] = job
+            out[(phone_id, SLOT_OF_KIND[kind])] = (job, credential)
     return out
 
 

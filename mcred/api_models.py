@@ -130,6 +130,11 @@ class CredentialOut(_Closed):
     status_list_id: str | None = Field(description="the status list (mdoc)")
     status_idx: int | None
     job_ref: str | None
+    renewal_needed: bool = Field(description=(
+        "a JPKI certificate revoked with an abandoned certificate renewal whose slot is still to be renewed: the "
+        "slot's newest certificate, on an active phone, the holder left without a usable one (POST "
+        "/certificate-renewals renews it, whatever its old expiry; specs/tsm.md \"Abandoning a job\"); false "
+        "otherwise, and once a newer certificate is issued to the slot"))
 
 
 class CredentialList(_Page):

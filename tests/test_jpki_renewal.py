@@ -704,6 +704,15 @@ def test_an_abandoned_renewal_over_the_api(api):
     assert _live_serials(ctx, phone)["jpki-auth"] == old["jpki-auth"]  # not reached: as it was
     holder = c.get(f"/holders/{holder_id}", headers=tok["issuer"]).json()
     assert holder["renewal_needed"] == [{"phone": phone, "slot": "sign", "job": job}]
+    # the credential listing names the certificate whose slot is to be renewed, as `credential list` does
+    # (it named none: an operator reading GET /credentials saw a revoked certificate, not a slot to renew)
+    listed = c.get("/credentials", headers=tok["issuer"], params={"phone_id": phone}).json()["credentials"]
+    (orphan,) = [x for x in listed if x["renewal_needed"]]
+    assert (orphan["kind"], orphan["serial"], orphan["status"]) == ("jpki-sign", old["jpki-sign"], "revoked")
+    assert c.get(f"/credentials/{orphan['id']}", headers=tok["issuer"]).json()["renewal_needed"] is True
+    cli_rows = json.loads(CliRunner().invoke(cli, ["credential", "list", "--phone", phone, "--json"]).stdout)
+    assert {x["id"]: x["renewal_needed"] for x in cli_rows} == {x["id"]: x["renewal_needed"] for x in listed}
+    assert json.loads(CliRunner().invoke(cli, ["credential", "show", orphan["id"], "--json"]).stdout)["renewal_needed"]
 
     r = c.post("/certificate-renewals", headers=tok["issuer"], json={"phone_id": phone})
     assert r.status_code == 202, r.text
@@ -716,8 +725,12 @@ def test_an_abandoned_renewal_over_the_api(api):
     cms, cert = sign_with_se(se.transmit, "sign", PASSWORD.encode(), "申請書".encode())
     assert format(x509.load_der_x509_certificate(cert).serial_number, "x") == renewed.serial
     assert c.get(f"/holders/{holder_id}", headers=tok["issuer"]).json()["renewal_needed"] == []
+    assert not any(x["renewal_needed"] for x in c.get("/credentials", headers=tok["issuer"],
+                                                      params={"phone_id": phone}).json()["credentials"])
+    assert c.get(f"/credentials/{orphan['id']}", headers=tok["issuer"]).json()["renewal_needed"] is False
     again = _refused(c.post("/certificate-renewals", headers=tok["issuer"], json={"phone_id": phone}),
                      409, "provisioning-refused")
     assert "renewable_from" in again  # repaired: the window holds again
     assert {"POST /tsm-jobs/{job_id}/abandon 200", "GET /holders/{holder_id} 200",
-            "POST /certificate-renewals 202"} <= set(checked)
+            "POST /certificate-renewals 202", "GET /credentials 200", "GET /credentials/{credential_id} 200"
+            } <= set(checked)
