@@ -374,6 +374,13 @@ def abandon(
                  else f"{len(result.revoked)} credential(s) it issued revoked"), highlight=False)
     for cid, kind in result.revoked:
         out.print(f"  revoked {kind} {cid} (cessationOfOperation)", highlight=False)
+    check = result.se_check
+    if check is not None and check.error:
+        out.print(f"  the SE could not be read ({escape(check.error)}): the slots the job may have changed "
+                  f"({', '.join(check.slots)}) are taken as changed", highlight=False)
+    elif check is not None:
+        for slot, verdict in check.slots.items():
+            out.print(f"  the {slot} slot was read (job {check.job}): {verdict} ({_FOUND[verdict]})", highlight=False)
     for slot in result.renewal_needed:  # GENERATE KEY replaced the key; no new certificate was written
         out.print(f"  the {slot} slot holds no usable certificate: renew it with `mcred jpki renew --phone "
                   f"{result.phone_id} --slot {slot}` (taken whatever the old expiry)", highlight=False)
@@ -390,6 +397,13 @@ def abandon(
                  "it is now; then" if result.wipe_quarantined else "once the cause is gone,")
         out.print(f"  phone {result.phone_id} stays with its holder until its SE is wiped: {cause} run "
                   f"`mcred tsm abandon {job} --reason TEXT` again", highlight=False)
+
+
+#: What the read of a slot found, as ``mcred tsm abandon`` says it (mcred.provision.SlotCheck)
+_FOUND = {"unchanged": "its certificate from before the job, with its key: it stays valid",
+          "written": "the job's new certificate, with its key: it stays valid",
+          "replaced": "a key with no certificate of its own: the slot's live certificate is revoked",
+          "unknown": "not read"}
 
 
 @tsm_app.command("audit")
