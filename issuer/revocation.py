@@ -250,6 +250,34 @@ def revoke_abandoned_renewal(sessions: sessionmaker[Session], phone_id: str, slo
     return run_transaction(sessions, run)
 
 
+#: What a signing certificate revoked with an abandoned ``issue-sign`` job carries in its
+#: ``meta``: the job (the slot is to be issued again: ``mcred jpki issue-sign``)
+SIGN_ISSUE_ABANDONED = "sign_issue_abandoned"
+
+
+def revoke_abandoned_sign_issue(sessions: sessionmaker[Session], ids: Iterable[str], job_ref: str, *,
+                                actor: str = "operator", now: dt.datetime | None = None) -> list[Change]:
+    """An ``issue-sign`` job (``job_ref``) given up: revoke its signing certificates ``ids``
+    that are still live, cessationOfOperation (out of use: never installed, or installed
+    with no password the holder knows; no key is suspected), and mark each (``meta``
+    :data:`SIGN_ISSUE_ABANDONED`, the audit's ``sign_issue_abandoned``), so that the slot is
+    known to be issued again. One transaction; a second call changes nothing."""
+    now = now or utcnow()
+    q = (select(Credential).where(Credential.id.in_(set(ids)), Credential.job_ref == job_ref,
+                                  Credential.kind == "jpki-sign")
+         .order_by(Credential.issued_at, Credential.id).with_for_update())
+
+    def run(s: Session) -> list[Change]:
+        rows = [r for r in s.scalars(q) if r.status in ("valid", "hold")]
+        changes = _revoke_rows(s, rows, ABANDONED_RENEWAL_REASON, actor=actor, now=now,
+                               sign_issue_abandoned=job_ref)
+        for row in rows:
+            row.meta = {**(row.meta or {}), SIGN_ISSUE_ABANDONED: job_ref}
+        return changes
+
+    return run_transaction(sessions, run)
+
+
 def renewals_needed(session: Session, phone_ids: Iterable[str]) -> dict[str, dict[str, str]]:
     """Of ``phone_ids``, the active phones' JPKI slots left without a usable certificate by
     an abandoned renewal (:func:`revoke_abandoned_renewal`): the slot's newest certificate

@@ -439,10 +439,13 @@ class SlotCheckOut(_Closed):
 
     job: str | None = Field(description="the read-jpki TSM job that read the slots (null: the phone not reachable "
                             "from this installation, nothing made)")
-    slots: dict[Literal["sign", "auth"], Literal["unchanged", "written", "replaced", "unknown"]] = Field(description=(
-        "per slot checked: unchanged (the certificate from before the job and its key, still live: it stays valid), "
-        "written (the job's new certificate and its key: it stays valid), replaced (a key with no certificate of "
-        "its own: the slot's live certificate is revoked), unknown (not read: taken as replaced)"))
+    slots: dict[Literal["sign", "auth"], Literal["unchanged", "written", "password_unset", "replaced", "unknown"]] = (
+        Field(description=(
+            "per slot checked: unchanged (the certificate from before the job and its key, still live: it stays "
+            "valid), written (the job's new certificate and its key, and for an issue-sign the signing password set: "
+            "it stays valid), password_unset (an issue-sign's certificate and key with no password: revoked), "
+            "replaced (a key with no certificate of its own: the slot's live certificate is revoked), unknown (not "
+            "read: taken as replaced)")))
     error: str | None = Field(description="why the SE could not be read, or null")
 
 
@@ -469,6 +472,10 @@ class TsmJobAbandoned(_Closed):
         "a JPKI job stopped at a step that may have run (its command sent, the answer lost): what the phone's SE "
         "was found to hold (a read-jpki TSM job reads each slot's key and certificate digests over a new session), "
         "which decided what was revoked; null when nothing needed reading (specs/tsm.md \"Abandoning a job\")"))
+    sign_issue_needed: bool = Field(description=(
+        "an issue-sign job left the phone with no live signing certificate (none issued, or the one issued revoked: "
+        "never installed, or installed with no password the holder knows): POST /sign-issuances issues one again; "
+        "false when its certificate is in use, and for any other job"))
 
 
 class TsmAbandonJob(_OverTheAir):

@@ -384,6 +384,9 @@ def abandon(
     for slot in result.renewal_needed:  # GENERATE KEY replaced the key; no new certificate was written
         out.print(f"  the {slot} slot holds no usable certificate: renew it with `mcred jpki renew --phone "
                   f"{result.phone_id} --slot {slot}` (taken whatever the old expiry)", highlight=False)
+    if result.sign_issue_needed:  # revoked, none in use: the holder's first signing certificate is issued again
+        out.print(f"  the phone holds no live signing certificate: issue one again with `mcred jpki issue-sign "
+                  f"--phone {result.phone_id}`", highlight=False)
     if result.wiped:
         out.print(f"  SE wiped (job {result.wipe_job})", highlight=False)
     elif result.wipe_error:
@@ -402,6 +405,7 @@ def abandon(
 #: What the read of a slot found, as ``mcred tsm abandon`` says it (mcred.provision.SlotCheck)
 _FOUND = {"unchanged": "its certificate from before the job, with its key: it stays valid",
           "written": "the job's new certificate, with its key: it stays valid",
+          "password_unset": "the job's certificate with its key, no signing password set: it is revoked",
           "replaced": "a key with no certificate of its own: the slot's live certificate is revoked",
           "unknown": "not read"}
 
