@@ -336,7 +336,11 @@ def abandon(
     registered (`mcred provision --holder-id`). For a certificate renewal (renew-jpki) a
     slot whose new certificate was written keeps it; a slot whose key it replaced without
     writing one has its live certificate revoked and is named to be renewed (`mcred jpki
-    renew`, whatever the old expiry). Run it again to finish a wipe that failed.
+    renew`, whatever the old expiry). Where the job stopped at a step that may have run, the
+    phone's SE is read first (a read-jpki job): a slot still holding its old key and
+    certificate, or holding the new ones, keeps them. A first signing certificate
+    (issue-sign) is revoked unless the SE holds it with the password the holder gave; then
+    `mcred jpki issue-sign` issues one again. Run it again to finish a wipe that failed.
     With --over-the-air the wipe reaches the phone through its GP SERAM Local Agent."""
     import json
 
@@ -353,7 +357,9 @@ def abandon(
         view = read_job(ctx.engine, job)
         if ota is None:
             # --trace shows the wipe of a phone in this data directory (one elsewhere is let go unwiped)
-            here = view.kind == "provision" and view.se_id in wallet_sim.list_phones(ctx.home)
+            # (and the read of a JPKI job's slots: renew-jpki, issue-sign)
+            here = (view.kind in ("provision", "renew-jpki", "issue-sign")
+                    and view.se_id in wallet_sim.list_phones(ctx.home))
             result = abandon_job(ctx, job, reason, actor=cli_actor(), **(tsm_tracing(ctx.home, view.se_id) if here else {}))
         else:
             if view.kind != "provision":
