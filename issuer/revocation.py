@@ -250,26 +250,77 @@ def revoke_abandoned_renewal(sessions: sessionmaker[Session], phone_id: str, slo
     return run_transaction(sessions, run)
 
 
+#: What a signing certificate revoked with an abandoned ``issue-sign`` job carries in its
+#: ``meta``: the job (the slot is to be issued again: ``mcred jpki issue-sign``)
+SIGN_ISSUE_ABANDONED = "sign_issue_abandoned"
+
+
+def revoke_abandoned_sign_issue(sessions: sessionmaker[Session], ids: Iterable[str], job_ref: str, *,
+                                actor: str = "operator", now: dt.datetime | None = None) -> list[Change]:
+    """An ``issue-sign`` job (``job_ref``) given up: revoke its signing certificates ``ids``
+    that are still live, cessationOfOperation (out of use: never installed, or installed
+    with no password the holder knows; no key is suspected), and mark each (``meta``
+    :data:`SIGN_ISSUE_ABANDONED`, the audit's ``sign_issue_abandoned``), so that the slot is
+    known to be issued again. One transaction; a second call changes nothing."""
+    now = now or utcnow()
+    q = (select(Credential).where(Credential.id.in_(set(ids)), Credential.job_ref == job_ref,
+                                  Credential.kind == "jpki-sign")
+         .order_by(Credential.issued_at, Credential.id).with_for_update())
+
+    def run(s: Session) -> list[Change]:
+        rows = [r for r in s.scalars(q) if r.status in ("valid", "hold")]
+        changes = _revoke_rows(s, rows, ABANDONED_RENEWAL_REASON, actor=actor, now=now,
+                               sign_issue_abandoned=job_ref)
+        for row in rows:
+            row.meta = {**(row.meta or {}), SIGN_ISSUE_ABANDONED: job_ref}
+        return changes
+
+    return run_transaction(sessions, run)
+
+
 def renewals_needed(session: Session, phone_ids: Iterable[str]) -> dict[str, dict[str, str]]:
     """Of ``phone_ids``, the active phones' JPKI slots left without a usable certificate by
     an abandoned renewal (:func:`revoke_abandoned_renewal`): the slot's newest certificate
     is revoked and marked. ``{phone: {slot: the abandoned job}}``; a slot renewed since (a
     newer certificate) is not in it."""
+    out: dict[str, dict[str, str]] = {}
+    for (phone_id, slot), (job, _credential) in _renewals_needed(session, phone_ids).items():
+        out.setdefault(phone_id, {})[slot] = job
+    return out
+
+
+def needing_renewal(session: Session, rows: Iterable[Credential]) -> set[str]:
+    """Of the credentials ``rows``, the ids of those whose slot is still to be renewed after
+    an abandoned renewal: each the newest certificate of its slot on an active phone, revoked
+    and marked (:func:`renewals_needed`), what ``mcred credential list`` and ``GET
+    /credentials`` call ``renewal_needed``. Only the phones of rows so marked are looked up
+    (none for a page without one)."""
+    marked = {r.id: r.phone_id for r in rows
+              if r.status == "revoked" and isinstance((r.meta or {}).get(RENEWAL_ABANDONED), str)}
+    if not marked:
+        return set()
+    return {credential for (_job, credential) in _renewals_needed(session, marked.values()).values()
+            if credential in marked}
+
+
+def _renewals_needed(session: Session, phone_ids: Iterable[str]) -> dict[tuple[str, str], tuple[str, str]]:
+    """``{(phone, slot): (the abandoned job, the marked certificate's id)}`` of
+    :func:`renewals_needed`."""
     ids = sorted(set(phone_ids))
     if not ids:
         return {}
-    newest: dict[tuple[str, str], tuple[str, dict | None]] = {}
-    for phone_id, kind, status, meta in session.execute(
-            select(Credential.phone_id, Credential.kind, Credential.status, Credential.meta)
+    newest: dict[tuple[str, str], tuple[str, str, dict | None]] = {}
+    for credential, phone_id, kind, status, meta in session.execute(
+            select(Credential.id, Credential.phone_id, Credential.kind, Credential.status, Credential.meta)
             .join(Phone, Phone.id == Credential.phone_id)
             .where(Credential.phone_id.in_(ids), Credential.kind.in_(tuple(SLOT_OF_KIND)), Phone.state == "active")
             .order_by(Credential.issued_at, Credential.id)):
-        newest[(phone_id, kind)] = (status, meta)
-    out: dict[str, dict[str, str]] = {}
-    for (phone_id, kind), (status, meta) in sorted(newest.items()):
+        newest[(phone_id, kind)] = (credential, status, meta)
+    out: dict[tuple[str, str], tuple[str, str]] = {}
+    for (phone_id, kind), (credential, status, meta) in sorted(newest.items()):
         job = (meta or {}).get(RENEWAL_ABANDONED) if status == "revoked" else None
         if isinstance(job, str):
-            out.setdefault(phone_id, {})[SLOT_OF_KIND[kind]] = job
+            out[(phone_id, SLOT_OF_KIND[kind])] = (job, credential)
     return out
 
 

@@ -23,7 +23,7 @@ from issuer.api.jobs import JobBody
 _DATE_TIME = {"format": "date-time"}
 #: The TSM's job kinds (tsm.jobs.KINDS) and states, written out (a test holds them to the TSM's)
 TsmKind = Literal["provision", "provision-mdoc", "refresh-mdoc", "delete-credentials", "rotate-keys",
-                  "reset-secrets", "rotate-kloc", "issue-sign", "renew-jpki"]
+                  "reset-secrets", "rotate-kloc", "issue-sign", "renew-jpki", "read-jpki"]
 TsmState = Literal["pending", "running", "interrupted", "done", "abandoned"]
 KeyType = Literal["rsa2048", "p384"]
 
@@ -130,6 +130,11 @@ class CredentialOut(_Closed):
     status_list_id: str | None = Field(description="the status list (mdoc)")
     status_idx: int | None
     job_ref: str | None
+    renewal_needed: bool = Field(description=(
+        "a JPKI certificate revoked with an abandoned certificate renewal whose slot is still to be renewed: the "
+        "slot's newest certificate, on an active phone, the holder left without a usable one (POST "
+        "/certificate-renewals renews it, whatever its old expiry; specs/tsm.md \"Abandoning a job\"); false "
+        "otherwise, and once a newer certificate is issued to the slot"))
 
 
 class CredentialList(_Page):
@@ -429,6 +434,21 @@ class TsmAbandonJobParams(_Closed):
     over_the_air: Literal[True]
 
 
+class SlotCheckOut(_Closed):
+    """What an abandon found in the phone's JPKI slots where the job stopped at a step that may have run."""
+
+    job: str | None = Field(description="the read-jpki TSM job that read the slots (null: the phone not reachable "
+                            "from this installation, nothing made)")
+    slots: dict[Literal["sign", "auth"], Literal["unchanged", "written", "password_unset", "replaced", "unknown"]] = (
+        Field(description=(
+            "per slot checked: unchanged (the certificate from before the job and its key, still live: it stays "
+            "valid), written (the job's new certificate and its key, and for an issue-sign the signing password set: "
+            "it stays valid), password_unset (an issue-sign's certificate and key with no password: revoked), "
+            "replaced (a key with no certificate of its own: the slot's live certificate is revoked), unknown (not "
+            "read: taken as replaced)")))
+    error: str | None = Field(description="why the SE could not be read, or null")
+
+
 class TsmJobAbandoned(_Closed):
     """What abandoning a TSM job undid (POST /tsm-jobs/{id}/abandon, at once or as a job)."""
 
@@ -437,7 +457,8 @@ class TsmJobAbandoned(_Closed):
     kind: TsmKind
     revoked: list[RevokedCredential] = Field(description=(
         "what it had issued that was live (cessationOfOperation); of a certificate renewal, the live certificates of "
-        "the slots in renewal_needed only (a slot whose new certificate was written keeps it)"))
+        "the slots in renewal_needed only (a slot whose new certificate was written, or whose old key and "
+        "certificate the SE still holds, keeps it: se_check)"))
     wipe_job: str | None = Field(description="the TSM's delete-credentials job that wipes the SE (a provisioning)")
     wiped: bool
     wipe_error: str | None = Field(description="why the SE was not wiped")
@@ -447,6 +468,14 @@ class TsmJobAbandoned(_Closed):
         "(or may have run) and the new certificate's write is not recorded; their live certificate (the new one, "
         "never installed, or else the old one, whose key was replaced) is among revoked. POST "
         "/certificate-renewals renews them, whatever the old expiry; empty for any other job"))
+    se_check: SlotCheckOut | None = Field(description=(
+        "a JPKI job stopped at a step that may have run (its command sent, the answer lost): what the phone's SE "
+        "was found to hold (a read-jpki TSM job reads each slot's key and certificate digests over a new session), "
+        "which decided what was revoked; null when nothing needed reading (specs/tsm.md \"Abandoning a job\")"))
+    sign_issue_needed: bool = Field(description=(
+        "an issue-sign job left the phone with no live signing certificate (none issued, or the one issued revoked: "
+        "never installed, or installed with no password the holder knows): POST /sign-issuances issues one again; "
+        "false when its certificate is in use, and for any other job"))
 
 
 class TsmAbandonJob(_OverTheAir):

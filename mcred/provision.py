@@ -49,7 +49,7 @@ from mcred.mdoc_flow import mdoc_service, portrait_path
 from protocols import cardsub
 from protocols.cardsub import HolderError
 from tsm.errors import IssuerPortError, JobInputError
-from tsm.jobs import ENDED, JobSecrets, JobView, StepHook, Tsm, list_jobs
+from tsm.jobs import ENDED, JobSecrets, JobView, StepHook, Tsm, list_jobs, read_job
 
 KEY_TYPES = ("rsa2048", "p384")
 #: The reason recorded when a new phone's issuance ends the old phone's credential.
@@ -711,12 +711,42 @@ class AbandonResult:
     #: a ``renew-jpki`` job's slots it left without a usable certificate, each to be renewed
     #: (``mcred jpki renew --phone ID --slot SLOT``, taken whatever the old expiry)
     renewal_needed: tuple[str, ...] = ()
+    #: what the SE was found to hold where a step may have run (:class:`SlotCheck`), or None
+    #: when nothing needed checking
+    se_check: SlotCheck | None = None
+    #: an ``issue-sign`` job left the phone with no live signing certificate (none issued,
+    #: or the one issued revoked: not in use): it is to be issued again (``mcred jpki
+    #: issue-sign --phone ID``)
+    sign_issue_needed: bool = False
 
     def summary(self) -> dict[str, Any]:
         return {"job": self.job_id, "phone": self.phone_id, "kind": self.kind,
                 "revoked": [{"credential": c, "kind": k} for c, k in self.revoked],
                 "wipe_job": self.wipe_job, "wiped": self.wiped, "wipe_error": self.wipe_error,
-                "released_holder": self.released_holder, "renewal_needed": list(self.renewal_needed)}
+                "released_holder": self.released_holder, "renewal_needed": list(self.renewal_needed),
+                "se_check": None if self.se_check is None else self.se_check.summary(),
+                "sign_issue_needed": self.sign_issue_needed}
+
+
+@dataclass(frozen=True)
+class SlotCheck:
+    """What an abandon found in the phone's JPKI slots where the job stopped at a step that may
+    have run (the TSM does not know whether its command reached the SE): a ``read-jpki`` TSM
+    job read each slot's key and certificate digests (READ STATE), compared with the
+    registry's certificates (:func:`_judge_slots`)."""
+
+    #: the read-jpki job (None: none was made, the phone not reachable from here)
+    job: str | None
+    #: per slot checked: ``unchanged`` (its certificate from before the job and that
+    #: certificate's key: the step never changed it), ``written`` (the job's new certificate
+    #: and its key), ``password_unset`` (an issue-sign's certificate and key, no password),
+    #: ``replaced`` (neither: the key replaced, no usable certificate) or ``unknown`` (not read)
+    slots: dict[str, str]
+    #: why the SE could not be read (then every slot is ``unknown``), or None
+    error: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        return {"job": self.job, "slots": dict(self.slots), "error": self.error}
 
 
 #: The revocation reason of what an abandoned job had issued (it may never have reached
@@ -763,15 +793,21 @@ def abandon(ctx: Context, job_id: str, reason: str, *, actor: str = "mcred",
     # the revocations' actor names the abandon, cut to fit the audit's column (128)
     by = f"{actor[:120]}:abandon"
     if view.kind == "renew-jpki":  # slot by slot: what the phone holds now
-        left = _renewal_left(view)
-        changes = revocation.revoke_abandoned_renewal(ctx.sessions, view.se_id, left, job_id,
-                                                      view.created_at or dt.datetime.now(dt.UTC),
-                                                      actor=by)
+        created = view.created_at or dt.datetime.now(dt.UTC)
+        maybe = _renewal_left(view)
+        check = _check_slots(ctx, tsm, view, maybe, transmit, trace, actor) if maybe else None
+        # a slot the SE shows unchanged (its old key and certificate) or written (the new ones) keeps them
+        left = tuple(x for x in maybe if check is None or check.slots[x] not in ("unchanged", "written"))
+        changes = revocation.revoke_abandoned_renewal(ctx.sessions, view.se_id, left, job_id, created, actor=by)
         with ctx.sessions() as s:
             needed = revocation.renewals_needed(s, [view.se_id]).get(view.se_id, {})
-        return AbandonResult(job_id, view.se_id, view.kind, tuple(sorted((c.credential_id, c.kind) for c in changes)),
-                             None, False, None, None,
-                             renewal_needed=tuple(x for x in left if needed.get(x) == job_id))
+        result = AbandonResult(job_id, view.se_id, view.kind,
+                               tuple(sorted((c.credential_id, c.kind) for c in changes)), None, False, None, None,
+                               renewal_needed=tuple(x for x in left if needed.get(x) == job_id), se_check=check)
+        _audit_abandon(ctx, result, by)
+        return result
+    if view.kind == "issue-sign":
+        return _abandon_sign_issue(ctx, tsm, view, transmit, trace, actor, by)
     with ctx.sessions() as s:
         ids = list(s.scalars(select(Credential.id).where(Credential.job_ref == job_id,
                                                          Credential.status.in_(_LIVE))))
@@ -800,6 +836,151 @@ def abandon(ctx: Context, job_id: str, reason: str, *, actor: str = "mcred",
     released = _let_go(ctx, view.se_id, job_id, "job abandoned", actor) if wiped or not reachable else None
     return AbandonResult(job_id, view.se_id, view.kind, revoked, wipe_job, wiped, wipe_error, released,
                          quarantined)
+
+
+def _check_slots(ctx: Context, tsm: Tsm, view: JobView, slots: tuple[str, ...],
+                 transmit: Callable[[bytes], bytes] | None, trace: Any, actor: str) -> SlotCheck:
+    """Ask the phone's SE what ``slots`` hold now, for an abandon of ``view`` (a job that
+    stopped at a step that may have run): a ``read-jpki`` TSM job (actor ``abandon:JOB``)
+    reads the JPKI applet's state over a new secure channel, and :func:`_judge_slots`
+    compares it with the registry. The job's parties meet only through the APDUs: the SE
+    answers digests (SHA-256 of each slot's SubjectPublicKeyInfo and certificate), which the
+    issuer's certificates are held to here, in the composition root.
+
+    One read per abandon: a second call takes the first one's answer (or, if it failed, its
+    failure), so that the abandon decides once however often it is called. A phone not
+    reachable from here (not in the data directory, no ``transmit``), a quarantined SE, a
+    lost answer: every slot ``unknown``, the read job abandoned (it is not left unfinished),
+    and the caller revokes as for a step that ran."""
+    from tsm.errors import TsmError
+
+    reader = f"abandon:{view.id}"
+    earlier = [j for j in list_jobs(ctx.engine, view.se_id, kind="read-jpki") if j.actor == reader]
+    if earlier:
+        done = read_job(ctx.engine, earlier[-1].id)
+        if done.state == "done":
+            return SlotCheck(done.id, _judge_slots(ctx, view, slots, done.results["read-jpki-state"]))
+        return SlotCheck(done.id, dict.fromkeys(slots, "unknown"), done.error or f"read-jpki job {done.id} {done.state}")
+    if transmit is None and view.se_id not in wallet_sim.list_phones(ctx.home):
+        return SlotCheck(None, dict.fromkeys(slots, "unknown"),
+                         f"phone {view.se_id} is not under {ctx.home}: its SE could not be read")
+    read = tsm.create_job(view.se_id, "read-jpki", actor=reader)
+    try:
+        if transmit is None:
+            transmit = wallet_sim.open_secure_element(view.se_id, ctx.home).transmit
+        done = tsm.run(read, transmit, actor=reader, trace=trace)
+    except (TsmError, wallet_sim.SeError) as exc:
+        # given up at once (not left unfinished), its error what a second call reports
+        gone = tsm.abandon(read, reader, f"the SE could not be read ({type(exc).__name__}: {exc})"[:200])
+        return SlotCheck(read, dict.fromkeys(slots, "unknown"), gone.error)
+    return SlotCheck(read, _judge_slots(ctx, view, slots, done.results["read-jpki-state"]))
+
+
+def _abandon_sign_issue(ctx: Context, tsm: Tsm, view: JobView, transmit: Callable[[bytes], bytes] | None,
+                        trace: Any, actor: str, by: str) -> AbandonResult:
+    """An ``issue-sign`` job given up (:func:`abandon`). Nothing was issued before its
+    issue-sign-cert step: nothing is revoked (a key it generated stays in the SE, which the
+    next ``issue-sign`` replaces). A certificate the CA issued under it is revoked and marked
+    (:func:`issuer.revocation.revoke_abandoned_sign_issue`) unless it is in use: the SE
+    holds it with its key and the signing password set (``written``, read by a
+    ``read-jpki`` job when the job stopped at its write or later, :func:`_check_slots`), and
+    the password is one the holder knows (given when the job was made, ``jpki.issue-sign``;
+    a generated one was to be shown at the job's end, and the abandon erases it). Revoked,
+    the slot holds no live signing certificate, so ``mcred jpki issue-sign`` runs again."""
+    from issuer import revocation
+
+    with ctx.sessions() as s:
+        issued = list(s.scalars(select(Credential.id).where(Credential.job_ref == view.id,
+                                                            Credential.kind == "jpki-sign",
+                                                            Credential.status.in_(_LIVE))))
+    check = None
+    if issued and _sign_password_given(ctx, view) and view.next_step >= view.steps.index("write-sign-cert"):
+        check = _check_slots(ctx, tsm, view, ("sign",), transmit, trace, actor)
+    kept = check is not None and check.slots["sign"] == "written"
+    changes = [] if kept else revocation.revoke_abandoned_sign_issue(ctx.sessions, issued, view.id, actor=by)
+    result = AbandonResult(view.id, view.se_id, view.kind, tuple(sorted((c.credential_id, c.kind) for c in changes)),
+                           None, False, None, None, se_check=check, sign_issue_needed=not kept)
+    _audit_abandon(ctx, result, by, sign_issue_needed=result.sign_issue_needed,
+                   password=None if not issued else "given" if _sign_password_given(ctx, view) else "generated")
+    return result
+
+
+def _sign_password_given(ctx: Context, view: JobView) -> bool:
+    """Whether the ``issue-sign`` job's signing password was given (the holder's own) rather
+    than generated, as :func:`issue_sign` recorded it (``jpki.issue-sign``); a job with no
+    record counts as generated (its holder may never have seen it)."""
+    from issuer.db import AuditEvent
+
+    with ctx.sessions() as s:
+        for detail in s.scalars(select(AuditEvent.detail).where(AuditEvent.action == "jpki.issue-sign",
+                                                                AuditEvent.subject == view.se_id)):
+            if (detail or {}).get("job") == view.id:
+                return detail.get("password") == "given"
+    return False
+
+
+def _judge_slots(ctx: Context, view: JobView, slots: tuple[str, ...], state: Mapping[str, Any]) -> dict[str, str]:
+    """Each of ``slots`` as the SE's READ STATE (``state``, :func:`tsm.steps.read_jpki_state`)
+    shows it against the registry: ``unchanged`` when it holds the certificate that was the
+    slot's before the job (issued before it was made) and that certificate's key, still live:
+    the GENERATE KEY never reached the SE; ``written`` when it holds the job's new
+    certificate and its key, live: the write reached the SE, its answer lost; otherwise
+    ``replaced``. Only a certificate that is live in the registry counts: one superseded or
+    revoked since is no usable certificate, whatever the SE holds. For an ``issue-sign``
+    (the slot's first certificate) a written one with the signing password not set is
+    ``password_unset``: nothing guards its key, and the holder cannot sign with it."""
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    def digests(body: bytes) -> tuple[str, str]:
+        spki = x509.load_der_x509_certificate(body).public_key().public_bytes(
+            Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        return hashlib.sha256(body).hexdigest(), hashlib.sha256(spki).hexdigest()
+
+    created = view.created_at or dt.datetime.now(dt.UTC)
+    out = {}
+    with ctx.sessions() as s:
+        for slot in slots:
+            held = (state.get("slots") or {}).get(slot) or {}
+            found = (held.get("certificate_sha256"), held.get("spki_sha256"))
+            rows = s.scalars(select(Credential).where(Credential.phone_id == view.se_id,
+                                                      Credential.kind == _SLOT_KINDS[slot])
+                             .order_by(Credential.issued_at, Credential.id)).all()
+            before = [r for r in rows if r.job_ref != view.id and _aware(r.issued_at) < created]
+            new = [r for r in rows if r.job_ref == view.id]
+            verdict = "replaced"
+            if found[0] and found[1]:
+                if before and before[-1].status in _LIVE and digests(before[-1].body) == found:
+                    verdict = "unchanged"
+                elif any(r.status in _LIVE and digests(r.body) == found for r in new):
+                    verdict = "written"
+            if verdict == "written" and view.kind == "issue-sign" and not held.get("secret_set"):
+                verdict = "password_unset"  # a first signing certificate with no password: unusable
+            out[slot] = verdict
+    return out
+
+
+def _aware(t: dt.datetime) -> dt.datetime:
+    """A time the database gave back, in UTC (SQLite keeps no offset)."""
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+
+
+def _audit_abandon(ctx: Context, result: AbandonResult, actor: str, **more: Any) -> None:
+    """The issuer's record of what abandoning a JPKI job (``renew-jpki``, ``issue-sign``)
+    decided for the phone's slots (``jpki.abandon``, subject the phone): what the SE was found
+    to hold (``se_check``), what was revoked, which slots are to be renewed, and ``more``
+    (an issue-sign's: whether the signing certificate is to be issued again, and whether its
+    password was given or generated); the revocations keep their own ``credential.revoke``
+    events."""
+    from issuer.db import AuditEvent
+
+    with ctx.sessions.begin() as s:
+        s.add(AuditEvent(actor=actor, action="jpki.abandon", subject=result.phone_id, detail={
+            "job": result.job_id, "kind": result.kind,
+            "se_check": None if result.se_check is None else result.se_check.summary(),
+            "revoked": [c for c, _k in result.revoked], "renewal_needed": list(result.renewal_needed), **more}))
 
 
 def _renewal_left(view: JobView) -> tuple[str, ...]:
@@ -936,8 +1117,14 @@ def issue_sign(ctx: Context, phone_id: str, *, password: str | None = None, acto
         raise ProvisionError(f"password: {exc}") from None
     if transmit is None:
         transmit = wallet_sim.open_secure_element(phone_id, ctx.home).transmit  # the phone exists, or refuse now
-    _holder_id, algorithm = check_issue_sign(ctx, phone_id)
+    holder_id, algorithm = check_issue_sign(ctx, phone_id)
     job = tsm.create_job(phone_id, "issue-sign", {"algorithm": algorithm}, job_secrets)
+    from issuer.db import AuditEvent
+
+    with ctx.sessions.begin() as s:  # whether the holder knows the password: what an abandon keeps (abandon)
+        s.add(AuditEvent(actor=actor, action="jpki.issue-sign", subject=phone_id, detail={
+            "job": job, "holder": holder_id, "algorithm": algorithm,
+            "password": "given" if password is not None else "generated"}))
     view = tsm.run(job, transmit, secrets=job_secrets, after_step=after_step, trace=trace)
     return _sign_issued(ctx, view, job_secrets.signing_password or "", () if password is not None else ("password",),
                         t0)

@@ -39,7 +39,7 @@ from protocols import birthdays
 from protocols.jpki.renewal import months_before
 from reader.relying_party import ocsp_answer, verify
 from reader.rp_watch import RevocationWatch
-from tsm.errors import JobInputError
+from tsm.errors import JobInputError, TransportError
 from tsm.jobs import JobSecrets, Tsm, list_jobs, read_job
 
 HOLDER = {"family_name": "更新", "given_name": "一郎", "family_name_kana": "コウシン",
@@ -651,18 +651,20 @@ def test_an_abandoned_renewal_revokes_what_never_reached_the_phone_and_the_slot_
     ("note-jpki-keys", [], {}, ["sign", "auth"]),
     # the old signing key replaced, nothing issued yet; the user-authentication certificate still due
     ("generate-sign-key-anew", ["sign"], {"jpki-sign": "old"}, ["sign", "auth"]),
-    # the new signing certificate written, perhaps, but not recorded
-    ("write-sign-cert", ["sign"], {"jpki-sign": "new"}, ["sign", "auth"]),
+    # the new signing certificate written, its record lost: the SE shows it there, so it stays (the
+    # user-authentication certificate is due, and both are renewed, as for any renewal)
+    ("write-sign-cert", [], {}, ["sign", "auth"]),
     # the new signing certificate written (not due again for years), the user-authentication key replaced
     ("generate-auth-key-anew", ["auth"], {"jpki-auth": "old"}, ["auth"]),
 ])
 def test_what_an_abandoned_renewal_leaves_slot_by_slot(live, at, left, revoked, renewed_next):
     """Abandoning a renewal revokes, slot by slot, only what left the phone without a usable
-    certificate: a slot whose GENERATE KEY ran, or may have run, with no write recorded has
-    its live certificate revoked and marked (the new one, never installed, or the old one,
-    whose key is gone); a slot written keeps its new certificate; a slot not reached keeps
-    its old one. All of the job's certificates were revoked before, the written too. The
-    next renewal (both) renews what was left and what is due."""
+    certificate: a slot whose GENERATE KEY ran with no certificate written has its live
+    certificate revoked and marked (the new one, never installed, or the old one, whose key
+    is gone); a slot written keeps its new certificate, whether the write was recorded or
+    only found in the SE; a slot not reached keeps its old one. All of the job's
+    certificates were revoked before, the written too. The next renewal (both) renews what
+    was left and what is due."""
     ctx, _issuer, _url = live
     phone, _holder = _phone(ctx)
     _expiring(ctx, phone, 30)
@@ -677,7 +679,7 @@ def test_what_an_abandoned_renewal_leaves_slot_by_slot(live, at, left, revoked, 
     assert {kind: ("old" if serial == before[kind] else "new") for kind, serial in gone.items()} == revoked
     for kind, serial in during.items():  # the rest as the job left it
         assert (kind in revoked) != (serial in _live_serials(ctx, phone).values()), kind
-    if not left:
+    if at == "note-jpki-keys":  # GENERATE KEY not reached: the old certificates as they were
         assert set(before.values()) <= set(_live_serials(ctx, phone).values())
     again = renew_jpki(ctx, phone, actor="test")
     assert [slot for slot, _old, _der in again.renewed] == renewed_next
@@ -704,6 +706,15 @@ def test_an_abandoned_renewal_over_the_api(api):
     assert _live_serials(ctx, phone)["jpki-auth"] == old["jpki-auth"]  # not reached: as it was
     holder = c.get(f"/holders/{holder_id}", headers=tok["issuer"]).json()
     assert holder["renewal_needed"] == [{"phone": phone, "slot": "sign", "job": job}]
+    # the credential listing names the certificate whose slot is to be renewed, as `credential list` does
+    # (it named none: an operator reading GET /credentials saw a revoked certificate, not a slot to renew)
+    listed = c.get("/credentials", headers=tok["issuer"], params={"phone_id": phone}).json()["credentials"]
+    (orphan,) = [x for x in listed if x["renewal_needed"]]
+    assert (orphan["kind"], orphan["serial"], orphan["status"]) == ("jpki-sign", old["jpki-sign"], "revoked")
+    assert c.get(f"/credentials/{orphan['id']}", headers=tok["issuer"]).json()["renewal_needed"] is True
+    cli_rows = json.loads(CliRunner().invoke(cli, ["credential", "list", "--phone", phone, "--json"]).stdout)
+    assert {x["id"]: x["renewal_needed"] for x in cli_rows} == {x["id"]: x["renewal_needed"] for x in listed}
+    assert json.loads(CliRunner().invoke(cli, ["credential", "show", orphan["id"], "--json"]).stdout)["renewal_needed"]
 
     r = c.post("/certificate-renewals", headers=tok["issuer"], json={"phone_id": phone})
     assert r.status_code == 202, r.text
@@ -716,8 +727,126 @@ def test_an_abandoned_renewal_over_the_api(api):
     cms, cert = sign_with_se(se.transmit, "sign", PASSWORD.encode(), "申請書".encode())
     assert format(x509.load_der_x509_certificate(cert).serial_number, "x") == renewed.serial
     assert c.get(f"/holders/{holder_id}", headers=tok["issuer"]).json()["renewal_needed"] == []
+    assert not any(x["renewal_needed"] for x in c.get("/credentials", headers=tok["issuer"],
+                                                      params={"phone_id": phone}).json()["credentials"])
+    assert c.get(f"/credentials/{orphan['id']}", headers=tok["issuer"]).json()["renewal_needed"] is False
     again = _refused(c.post("/certificate-renewals", headers=tok["issuer"], json={"phone_id": phone}),
                      409, "provisioning-refused")
     assert "renewable_from" in again  # repaired: the window holds again
     assert {"POST /tsm-jobs/{job_id}/abandon 200", "GET /holders/{holder_id} 200",
-            "POST /certificate-renewals 202"} <= set(checked)
+            "POST /certificate-renewals 202", "GET /credentials 200", "GET /credentials/{credential_id} 200"
+            } <= set(checked)
+
+
+class _Cuttable:
+    """A link to the phone's SE that, once cut, loses every command before it reaches the SE:
+    the TSM sees a lost answer and cannot know whether the command ran."""
+
+    def __init__(self, se) -> None:
+        self.se, self.cut = se, False
+
+    def __call__(self, apdu: bytes) -> bytes:
+        if self.cut:
+            raise ConnectionError("link cut: the command never reached the SE")
+        return self.se.transmit(apdu)
+
+
+def _renewal_cut_after(ctx, phone: str, step: str, **kwargs) -> str:
+    """A renewal of ``phone`` whose link is cut once ``step`` has done its work: the next
+    step's command never reaches the SE, and the job stops at that step (which, to the TSM,
+    may have run). The job's id."""
+    link = _Cuttable(wallet_sim.open_secure_element(phone, ctx.home))
+
+    def cut(done: str) -> None:
+        if done == step:
+            link.cut = True
+
+    with pytest.raises(TransportError):
+        renew_jpki(ctx, phone, transmit=link, after_step=cut, **kwargs)
+    (job,) = list_jobs(ctx.engine, phone, kind="renew-jpki", unfinished=True)
+    return job.id
+
+
+def _abandon_audit(ctx, phone: str) -> dict:
+    with ctx.sessions() as s:
+        *_, event = s.scalars(select(AuditEvent).where(AuditEvent.action == "jpki.abandon",
+                                                       AuditEvent.subject == phone).order_by(AuditEvent.id)).all()
+    return event.detail
+
+
+@pytest.mark.parametrize(("stop", "verdict", "revoked", "needed"), [
+    # GENERATE KEY lost on its way: the old key and certificate are in the slot, usable
+    (("cut", "note-jpki-keys"), "unchanged", {}, []),
+    # GENERATE KEY ran, its answer lost: the old key is gone
+    (("crash", "generate-sign-key-anew"), "replaced", {"jpki-sign": "old"}, ["sign"]),
+    # the new certificate issued, its write lost on its way: the new key holds no certificate
+    (("cut", "issue-sign-cert"), "replaced", {"jpki-sign": "new"}, ["sign"]),
+    # the new certificate written, its answer lost: it is on the phone
+    (("crash", "write-sign-cert"), "written", {}, []),
+])
+def test_an_abandoned_renewal_asks_the_se_what_a_step_that_may_have_run_did(live, stop, verdict, revoked, needed):
+    """A renewal stopped at a step that may have run (its command sent, the answer lost): the
+    TSM does not know whether the SE acted. Abandoning it revoked the slot's live certificate
+    whatever the SE held, so a GENERATE KEY that never reached the SE cost the holder a
+    usable certificate and a renewal. Now a read-jpki TSM job reads the slot over a new
+    session (READ STATE: the key's and the certificate's SHA-256) and the abandon holds them
+    to the registry: the old certificate with its key, or the new one with its key, stays
+    valid; a key with no certificate of its own is revoked and marked as before. The answer
+    and the issuer's audit (``jpki.abandon``) say what was found."""
+    ctx, issuer, _url = live
+    phone, _holder = _phone(ctx)
+    _expiring(ctx, phone, 30)
+    old = _live_serials(ctx, phone)
+    how, step = stop
+    job = (_renewal_cut_after(ctx, phone, step, slot="sign") if how == "cut"
+           else _stopped_renewal(ctx, phone, step, slot="sign"))
+    during = _live_serials(ctx, phone)
+
+    got = CliRunner().invoke(cli, ["tsm", "abandon", job, "--reason", "the holder left", "--json"])
+    assert got.exit_code == 0, got.output
+    out = json.loads(got.stdout)
+    assert out["se_check"]["slots"] == {"sign": verdict} and out["se_check"]["error"] is None
+    assert read_job(ctx.engine, out["se_check"]["job"]).state == "done"
+    assert out["renewal_needed"] == needed
+    with ctx.sessions() as s:
+        gone = {c.kind: ("old" if c.serial == old[c.kind] else "new") for c in s.scalars(
+            select(Credential).where(Credential.id.in_([x["credential"] for x in out["revoked"]])))}
+    assert gone == revoked
+    if not revoked:  # the certificate the SE holds is valid, and it signs
+        assert _live_serials(ctx, phone) == during
+        se = wallet_sim.open_secure_element(phone, ctx.home)
+        _cms, cert = sign_with_se(se.transmit, "sign", PASSWORD.encode(), b"x")
+        assert format(x509.load_der_x509_certificate(cert).serial_number, "x") == during["jpki-sign"]
+        assert _ocsp(issuer, cert, "sign").status == "good"
+    audit = _abandon_audit(ctx, phone)
+    assert (audit["job"], audit["se_check"]["slots"], audit["renewal_needed"]) == (job, {"sign": verdict}, needed)
+    assert audit["revoked"] == [x["credential"] for x in out["revoked"]]
+    text = CliRunner().invoke(cli, ["tsm", "abandon", job, "--reason", "again"]).stdout
+    assert f"the sign slot was read (job {out['se_check']['job']}): {verdict}" in text
+    # decided once: a second call reads nothing more and changes nothing
+    assert [j.id for j in list_jobs(ctx.engine, phone, kind="read-jpki")] == [out["se_check"]["job"]]
+
+
+def test_an_abandoned_renewal_whose_se_cannot_be_read_revokes_as_before(live):
+    """The SE not reached for the check (a lost answer, a phone out of reach): the slot may
+    have been changed, so its live certificate is revoked and marked, the read job abandoned
+    (not left unfinished), and the answer says why the SE could not be read. A second call
+    does not read again: the abandon decided once."""
+    ctx, _issuer, _url = live
+    phone, _holder = _phone(ctx)
+    _expiring(ctx, phone, 30)
+    old = _live_serials(ctx, phone)
+    job = _renewal_cut_after(ctx, phone, "note-jpki-keys", slot="sign")  # GENERATE KEY never reached the SE
+
+    def unreachable(apdu: bytes) -> bytes:
+        raise ConnectionError("no signal")
+
+    result = abandon(ctx, job, "the phone is out of reach", actor="test", transmit=unreachable)
+    assert result.se_check is not None and result.se_check.slots == {"sign": "unknown"}
+    assert "no signal" in result.se_check.error or "ConnectionError" in result.se_check.error
+    assert read_job(ctx.engine, result.se_check.job).state == "abandoned"
+    assert list(result.renewal_needed) == ["sign"]
+    assert {c for c, _k in result.revoked} and old["jpki-sign"] not in _live_serials(ctx, phone).values()
+    again = abandon(ctx, job, "again", actor="test")  # the phone is reachable now: not read again
+    assert again.se_check == result.se_check and again.revoked == ()
+    assert len(list_jobs(ctx.engine, phone, kind="read-jpki")) == 1

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 import wallet_sim
 from issuer import handover as wf
-from issuer.db import Credential, Holder
+from issuer.db import AuditEvent, Credential, Holder
 from issuer.holders import attach_phone, register
 from issuer.holders import renew_card as registry_renew_card
 from issuer.jpki import JpkiIssuer, SigningCertificateRefused, profile_for
@@ -433,3 +433,87 @@ def test_issue_sign_with_a_password_file_and_its_job_input_checked(ctx, tmp_path
                                 (JobSecrets(None, "ABC123", None), {"algorithm": "p384", "slots": ["sign"]})):
         with pytest.raises(JobInputError):
             tsm_for(ctx).create_job(phone, "issue-sign", job_input, secrets_)
+
+
+# --- an issue-sign given up ----------------------------------------------------------------------
+
+
+def _stopped_sign_issue(ctx, tmp_path, at: str, password: str | None) -> tuple[str, str]:
+    """A 15-year-old's phone (provisioned at 14) whose ``issue-sign`` job died after step ``at``
+    did its work, before its record: (phone, job)."""
+    phone, out = _child(ctx, tmp_path, years=14)
+    _a_year_passes_to_15(ctx, out["holder"])
+
+    def crash(step: str) -> None:
+        if step == at:
+            raise Crash(step)
+
+    with pytest.raises(Crash):
+        issue_sign(ctx, phone, password=password, after_step=crash)
+    (job,) = list_jobs(ctx.engine, phone, kind="issue-sign", unfinished=True)
+    return phone, job.id
+
+
+def _sign_rows(ctx, phone: str) -> list[Credential]:
+    with ctx.sessions() as s:
+        return s.scalars(select(Credential).where(Credential.phone_id == phone, Credential.kind == "jpki-sign")).all()
+
+
+@pytest.mark.parametrize(("at", "password", "found", "kept"), [
+    # no certificate issued: nothing to revoke (the key generated stays, the next job replaces it)
+    ("generate-sign-key-anew", "MYPASS15", None, False),
+    # issued, never written: valid with no phone holding it
+    ("issue-sign-cert", "MYPASS15", None, False),
+    # written, the password not set: nothing guards the key, the holder cannot sign
+    ("write-sign-cert", "MYPASS15", "password_unset", False),
+    # written and the holder's own password set: in use, it stays
+    ("set-sign-password", "MYPASS15", "written", True),
+    # written with a generated password the abandon erases, never shown: revoked unread
+    ("set-sign-password", None, None, False),
+])
+def test_an_abandoned_sign_issue_revokes_only_a_certificate_not_in_use(ctx, tmp_path, at, password, found, kept):
+    """Abandoning an ``issue-sign`` job revoked every certificate it had issued, a signing
+    certificate on the phone with the password its holder chose too, and said nothing of
+    what was left. Now a certificate is kept when the SE holds it with its key and the
+    password set (a read-jpki job reads the slot) and the password is the holder's own;
+    otherwise it is revoked and marked (``meta.sign_issue_abandoned``), and the answer, the
+    text and the issuer's audit (``jpki.abandon``) say the certificate is to be issued again,
+    which ``mcred jpki issue-sign`` then does."""
+    phone, job = _stopped_sign_issue(ctx, tmp_path, at, password)
+    issued = _sign_rows(ctx, phone)
+    runner = CliRunner(env={"MCRED_HOME": str(ctx.home)})
+    got = runner.invoke(cli, ["tsm", "abandon", job, "--reason", "the holder left the counter", "--json"])
+    assert got.exit_code == 0, got.output
+    out = json.loads(got.stdout)
+    assert (out["se_check"] or {}).get("slots") == (None if found is None else {"sign": found})
+    assert out["sign_issue_needed"] is not kept
+    rows = _sign_rows(ctx, phone)
+    assert [r.id for r in rows] == [r.id for r in issued]
+    if kept:
+        assert out["revoked"] == [] and [r.status for r in rows] == ["valid"]
+        pw = tmp_path / "pw"
+        pw.write_text(password)
+        doc = tmp_path / "doc.txt"
+        doc.write_text("申請書")
+        signed = runner.invoke(cli, ["jpki", "sign", str(doc), "--phone", phone, "--pin-file", str(pw)])
+        assert signed.exit_code == 0, signed.output
+    else:
+        assert out["revoked"] == [{"credential": r.id, "kind": "jpki-sign"} for r in issued]
+        assert all((r.status, r.reason, r.meta.get("sign_issue_abandoned")) == ("revoked", "cessationOfOperation", job)
+                   for r in rows)
+        text = runner.invoke(cli, ["tsm", "abandon", job, "--reason", "again"]).stdout
+        assert f"issue one again with `mcred jpki issue-sign --phone {phone}`" in text
+    with ctx.sessions() as s:
+        (event,) = s.scalars(select(AuditEvent).where(AuditEvent.action == "jpki.abandon", AuditEvent.subject == phone)
+                             .order_by(AuditEvent.id)).all()[:1]
+    assert (event.detail["job"], event.detail["kind"], event.detail["sign_issue_needed"]) == (job, "issue-sign", not kept)
+    assert event.detail["revoked"] == [x["credential"] for x in out["revoked"]]
+    assert event.detail["password"] == (None if not issued else "given" if password else "generated")
+    again = runner.invoke(cli, ["jpki", "issue-sign", "--phone", phone, "--json"])
+    if kept:
+        assert again.exit_code == 2 and "live signing certificate" in again.output
+    else:  # issued again: a new key, a new certificate, a new password, and it signs
+        assert again.exit_code == 0, again.output
+        new = json.loads(again.stdout)
+        assert [r.status for r in _sign_rows(ctx, phone)][-1] == "valid"
+        assert _jpki(ctx, phone)["certificates"]["0001"]["serial"] == new["sign_certificate"]["serial"].upper()

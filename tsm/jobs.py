@@ -45,7 +45,7 @@ from tsm.steps import JPKI_SLOTS, STEPS, script
 from tsm.trace import Sink
 
 KINDS = ("provision", "provision-mdoc", "refresh-mdoc", "delete-credentials", "rotate-keys",
-         "reset-secrets", "rotate-kloc", "issue-sign", "renew-jpki")
+         "reset-secrets", "rotate-kloc", "issue-sign", "renew-jpki", "read-jpki")
 #: States a job never leaves: done (its last step committed) and abandoned (an operator's
 #: decision that it will not finish: :meth:`Tsm.abandon`)
 ENDED = ("done", "abandoned")
@@ -288,7 +288,10 @@ def _check_input(kind: str, se_id: str, job_input: dict, secrets: JobSecrets | N
         if secrets is not None:
             raise JobInputError("a renew-jpki job sets no secret: the holder's PIN and password stay as they are")
         out.update(algorithm=alg, slots=[x for x in JPKI_SLOTS if x in slots])
-    known = ({"phone_id", "slots", "puk"} if kind == "reset-secrets" else
+    if kind == "read-jpki" and secrets is not None:
+        raise JobInputError("a read-jpki job reads the JPKI applet's state: it takes no secret")
+    known = ({"phone_id"} if kind == "read-jpki" else
+             {"phone_id", "slots", "puk"} if kind == "reset-secrets" else
              {"phone_id", "algorithm", "slots"} if kind == "renew-jpki" else
              {"phone_id", "algorithm"} if kind == "issue-sign" else
              {"phone_id", "check"} if kind == "rotate-kloc" else

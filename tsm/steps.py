@@ -534,6 +534,27 @@ def _generate_anew(slot_name: str) -> Callable[[StepContext], None]:
     return step
 
 
+def read_jpki_state(ctx: StepContext) -> None:
+    """``read-jpki``: what the JPKI applet holds, recorded, nothing changed (READ STATE only):
+    per slot the key's algorithm and the SHA-256 of its SubjectPublicKeyInfo (none: no key),
+    the SHA-256 of the certificate in its EF (none: none written) and whether its secret
+    (PIN, password) is set; ``jpki`` false when the applet is not installed. Public values
+    only (digests and flags). What an abandon compares with the registry, to know whether a
+    step that may have run changed the slot (specs/tsm.md "Abandoning a job")."""
+    if not registry(ctx).get(ap.JPKI.instance_aid):
+        ctx.results.update(jpki=False, slots={})
+        return
+    st = jpki_state(ctx)
+    slots = {}
+    for name, slot in ap.SLOTS.items():
+        key, cert, secret = st.keys.get(slot), st.certs.get(ap.CERT_EFS[name][0]), st.secrets.get(slot)
+        slots[name] = {"algorithm": key.algorithm if key else None,
+                       "spki_sha256": key.spki_sha256.hex() if key else None,
+                       "certificate_sha256": cert.hex() if cert else None,
+                       "secret_set": bool(secret and secret.is_set)}
+    ctx.results.update(jpki=True, slots=slots)
+
+
 def set_sign_password(ctx: StepContext) -> None:
     """``issue-sign``: the signing password set from the sealed value, with a fresh retry
     counter (one STORE DATA; a re-run sets the same value again)."""
@@ -706,6 +727,7 @@ STEPS: dict[str, Callable[[StepContext], None]] = {
     "generate-sign-key-anew": _generate_anew("sign"),
     "generate-auth-key-anew": _generate_anew("auth"),
     "set-sign-password": set_sign_password,
+    "read-jpki-state": read_jpki_state,
     "install-mdoc": _install(ap.MDOC),
     "generate-device-keys": generate_device_keys,
     "note-device-keys": note_device_keys,
@@ -758,6 +780,8 @@ def script(kind: str, job_input: dict) -> list[str]:
     if kind == "issue-sign":
         return PREAMBLE + ["survey", "note-sign-key", "generate-sign-key-anew", "issue-sign-cert",
                            "write-sign-cert", "set-sign-password", "done"]
+    if kind == "read-jpki":  # reads, changes nothing: what a JPKI slot holds (an abandon's check)
+        return PREAMBLE + ["read-jpki-state", "done"]
     if kind == "renew-jpki":  # no secret set: the holder's PIN and password stay as they are
         slots = [x for x in JPKI_SLOTS if x in job_input.get("slots", JPKI_SLOTS)]
         return PREAMBLE + ["survey", "note-jpki-keys"] + [

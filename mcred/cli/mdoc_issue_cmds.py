@@ -402,14 +402,13 @@ def credential_list(
             q = q.where(Credential.status == status)
 
     def read():  # a batch at a time, each row written as read: never every credential in memory
-        from issuer.revocation import RENEWAL_ABANDONED, renewals_needed
+        from issuer.revocation import needing_renewal
 
         with ctx.sessions() as s, ctx.sessions() as look:
             for c, cert in s.execute(q.execution_options(yield_per=500)):
                 # a certificate revoked with an abandoned renewal: is its slot still to be renewed?
-                job = (c.meta or {}).get(RENEWAL_ABANDONED) if c.status == "revoked" else None
-                needed = job is not None and renewals_needed(look, [c.phone_id]).get(c.phone_id, {}).get(
-                    c.kind.removeprefix("jpki-")) == job
+                # (the rule GET /credentials applies)
+                needed = bool(needing_renewal(look, [c]))
                 yield {**_credential_facts(c), "key_type": _key_type(c.kind, cert), "renewal_needed": needed}
 
     rows = read()
@@ -441,15 +440,18 @@ def credential_show(
     credential_id: str = typer.Argument(...),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Show one credential; for an mdoc also its MSO (docType, validity, status reference)."""
+    """Show one credential; for an mdoc also its MSO (docType, validity, status reference). A
+    certificate revoked with an abandoned renewal whose slot is still to be renewed says so
+    (renewal_needed, as in credential list and GET /credentials/{id})."""
     from issuer.db import Credential
+    from issuer.revocation import needing_renewal
 
     ctx = open_context()
     with ctx.sessions() as s:
         c = s.get(Credential, credential_id)
         if c is None:
             raise _fail(f"no credential {credential_id!r}", 2, as_json)  # an id that is not: the input, as phone show
-        facts = _credential_facts(c)
+        facts = {**_credential_facts(c), "renewal_needed": bool(needing_renewal(s, [c]))}
         body = c.body
     if facts["kind"] == "mdoc" and not body:
         facts["mso"] = "erased with its holder's personal data (mcred holder forget)"

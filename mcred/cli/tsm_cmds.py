@@ -336,7 +336,11 @@ def abandon(
     registered (`mcred provision --holder-id`). For a certificate renewal (renew-jpki) a
     slot whose new certificate was written keeps it; a slot whose key it replaced without
     writing one has its live certificate revoked and is named to be renewed (`mcred jpki
-    renew`, whatever the old expiry). Run it again to finish a wipe that failed.
+    renew`, whatever the old expiry). Where the job stopped at a step that may have run, the
+    phone's SE is read first (a read-jpki job): a slot still holding its old key and
+    certificate, or holding the new ones, keeps them. A first signing certificate
+    (issue-sign) is revoked unless the SE holds it with the password the holder gave; then
+    `mcred jpki issue-sign` issues one again. Run it again to finish a wipe that failed.
     With --over-the-air the wipe reaches the phone through its GP SERAM Local Agent."""
     import json
 
@@ -353,7 +357,9 @@ def abandon(
         view = read_job(ctx.engine, job)
         if ota is None:
             # --trace shows the wipe of a phone in this data directory (one elsewhere is let go unwiped)
-            here = view.kind == "provision" and view.se_id in wallet_sim.list_phones(ctx.home)
+            # (and the read of a JPKI job's slots: renew-jpki, issue-sign)
+            here = (view.kind in ("provision", "renew-jpki", "issue-sign")
+                    and view.se_id in wallet_sim.list_phones(ctx.home))
             result = abandon_job(ctx, job, reason, actor=cli_actor(), **(tsm_tracing(ctx.home, view.se_id) if here else {}))
         else:
             if view.kind != "provision":
@@ -374,9 +380,19 @@ def abandon(
                  else f"{len(result.revoked)} credential(s) it issued revoked"), highlight=False)
     for cid, kind in result.revoked:
         out.print(f"  revoked {kind} {cid} (cessationOfOperation)", highlight=False)
+    check = result.se_check
+    if check is not None and check.error:
+        out.print(f"  the SE could not be read ({escape(check.error)}): the slots the job may have changed "
+                  f"({', '.join(check.slots)}) are taken as changed", highlight=False)
+    elif check is not None:
+        for slot, verdict in check.slots.items():
+            out.print(f"  the {slot} slot was read (job {check.job}): {verdict} ({_FOUND[verdict]})", highlight=False)
     for slot in result.renewal_needed:  # GENERATE KEY replaced the key; no new certificate was written
         out.print(f"  the {slot} slot holds no usable certificate: renew it with `mcred jpki renew --phone "
                   f"{result.phone_id} --slot {slot}` (taken whatever the old expiry)", highlight=False)
+    if result.sign_issue_needed:  # revoked, none in use: the holder's first signing certificate is issued again
+        out.print(f"  the phone holds no live signing certificate: issue one again with `mcred jpki issue-sign "
+                  f"--phone {result.phone_id}`", highlight=False)
     if result.wiped:
         out.print(f"  SE wiped (job {result.wipe_job})", highlight=False)
     elif result.wipe_error:
@@ -390,6 +406,14 @@ def abandon(
                  "it is now; then" if result.wipe_quarantined else "once the cause is gone,")
         out.print(f"  phone {result.phone_id} stays with its holder until its SE is wiped: {cause} run "
                   f"`mcred tsm abandon {job} --reason TEXT` again", highlight=False)
+
+
+#: What the read of a slot found, as ``mcred tsm abandon`` says it (mcred.provision.SlotCheck)
+_FOUND = {"unchanged": "its certificate from before the job, with its key: it stays valid",
+          "written": "the job's new certificate, with its key: it stays valid",
+          "password_unset": "the job's certificate with its key, no signing password set: it is revoked",
+          "replaced": "a key with no certificate of its own: the slot's live certificate is revoked",
+          "unknown": "not read"}
 
 
 @tsm_app.command("audit")
