@@ -501,7 +501,8 @@ def test_an_abandoned_sign_issue_revokes_only_a_certificate_not_in_use(ctx, tmp_
         assert out["revoked"] == [{"credential": r.id, "kind": "jpki-sign"} for r in issued]
         assert all((r.status, r.reason, r.meta.get("sign_issue_abandoned")) == ("revoked", "cessationOfOperation", job)
                    for r in rows)
-        text = runner.invoke(cli, ["tsm", "abandon", job, "--reason", "again"]).stdout
+        # as a pipe has it, unwrapped (pytest-xdist's workers set COLUMNS=80)
+        text = runner.invoke(cli, ["tsm", "abandon", job, "--reason", "again"], env={"COLUMNS": None}).stdout
         assert f"issue one again with `mcred jpki issue-sign --phone {phone}`" in text
     with ctx.sessions() as s:
         (event,) = s.scalars(select(AuditEvent).where(AuditEvent.action == "jpki.abandon", AuditEvent.subject == phone)
