@@ -63,6 +63,18 @@ class IssuancePolicy:
     #: Also put an ``identifier_list`` reference (16 random bytes, the Identifier List
     #: beside the status list) into each MSO; specs/status-list.md says why it is off.
     identifier_list: bool = False
+    #: The NN of the ``age_over_NN`` elements issued: 18 and 20 always, others beside them
+    #: (:func:`protocols.cardsub.check_age_thresholds`; kept sorted, 18 and 20 included).
+    age_over: tuple[int, ...] = cardsub.DEFAULT_AGE_THRESHOLDS
+
+    def __post_init__(self) -> None:
+        try:
+            ages = cardsub.check_age_thresholds(self.age_over)
+        except cardsub.ElementError as exc:
+            raise IssuanceError(f"issuance policy: {exc}") from None
+        # the default kept as the object itself: build_namespaces names its elements once
+        object.__setattr__(self, "age_over", cardsub.DEFAULT_AGE_THRESHOLDS
+                           if ages == cardsub.DEFAULT_AGE_THRESHOLDS else ages)
 
 
 def device_key_from_spki(spki_der: bytes) -> ec.EllipticCurvePublicKey:
@@ -171,10 +183,11 @@ def _card_substitute(holder: cardsub.Holder, portrait: bytes | None, device_key:
     if now.microsecond:
         now = now.replace(microsecond=0)
     issue_date = (now + _JST_OFFSET).date()  # the day in Japan (JST has no summer time)
-    key = (_HOLDER_KEY(holder), issue_date, record_expiry, document_no, policy.names)
+    key = (_HOLDER_KEY(holder), issue_date, record_expiry, document_no, policy.names, policy.age_over)
     hit = _ELEMENTS.get(key)
     if hit is None or (hit[0] is not portrait and hit[0] != portrait):
-        hit = _elements(key, holder, portrait, issue_date, record_expiry, document_no, now, policy.names)
+        hit = _elements(key, holder, portrait, issue_date, record_expiry, document_no, now, policy.names,
+                        policy.age_over)
     _, elements, record_end = hit
     valid_until = min(now + policy.mso_validity, ds.not_valid_after, record_end)
     if valid_until <= now:
@@ -199,11 +212,12 @@ _ELEMENTS_MAX = 16
 
 def _elements(key: tuple, holder: cardsub.Holder, portrait: bytes | None, issue_date: dt.date,
               record_expiry: dt.date, document_no: str, now: dt.datetime,
-              names: DocNames) -> tuple[bytes | None, PreparedNamespaces, dt.datetime]:
+              names: DocNames, age_over: tuple[int, ...]) -> tuple[bytes | None, PreparedNamespaces, dt.datetime]:
     """The card-substitute elements of ``holder`` (every check of ``build_namespaces``), encoded."""
     namespaces = cardsub.build_namespaces(
         holder, portrait, issue_date=issue_date, expiry_date=record_expiry,
         document_number=document_no, now=now, names=names,
+        age_thresholds=age_over,
     )
     record_end = dt.datetime.combine(record_expiry, dt.time(), JST).astimezone(dt.UTC)
     hit = (portrait, prepare_namespaces(namespaces), record_end)

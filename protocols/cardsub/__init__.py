@@ -15,6 +15,7 @@ from protocols.cardsub.namespaces import (
     age_on,
     build_namespaces,
     card_expiry,
+    check_age_thresholds,
     check_portrait,
 )
 
@@ -34,6 +35,7 @@ __all__ = [
     "age_on",
     "build_namespaces",
     "card_expiry",
+    "check_age_thresholds",
     "check_portrait",
     "parse_holder",
 ]

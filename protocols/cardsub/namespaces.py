@@ -45,6 +45,21 @@ def check_portrait(portrait: bytes | None) -> None:
                            "(the mdoc carries it twice and the SE takes an mdoc of at most 64 KiB)")
 
 
+def check_age_thresholds(thresholds: Iterable[int]) -> tuple[int, ...]:
+    """The NN of every ``age_over_NN`` an mdoc carries, sorted: 18 and 20, which are
+    mandatory elements (specs/card-substitute-doctype.md), and ``thresholds`` beside them,
+    never instead of them. Raises :class:`ElementError` naming a threshold that is not an
+    integer of two digits (1 to 99: ISO/IEC 18013-5 7.2.5's NN)."""
+    try:
+        given = list(thresholds)
+    except TypeError:
+        raise ElementError(f"age thresholds: {type(thresholds).__name__} is not a collection of integers") from None
+    for n in given:
+        if type(n) is not int or not 0 < n < 100:
+            raise ElementError(f"age threshold {n!r}: NN must be an integer of two digits, 1 to 99")
+    return tuple(sorted({*DEFAULT_AGE_THRESHOLDS, *given}))
+
+
 @dataclass(frozen=True)
 class DocNames:
     """docType and namespace; the defaults are project-defined, NOT Digital Agency names."""
@@ -88,12 +103,7 @@ def build_namespaces(
     if age_thresholds is DEFAULT_AGE_THRESHOLDS:  # names worked out once, below
         ages = {name: age >= n for name, n in _DEFAULT_AGES}
     else:
-        # 18 and 20 are mandatory elements (specs/card-substitute-doctype.md): a caller's
-        # thresholds come beside them, never instead of them
-        ages = {f"age_over_{n:02d}": age >= n for n in sorted({*DEFAULT_AGE_THRESHOLDS, *age_thresholds})}
-        for n in ages:
-            if not 0 < int(n[9:]) < 100:
-                raise ElementError(f"{n}: NN must be two digits")
+        ages = {f"age_over_{n:02d}": age >= n for n in check_age_thresholds(age_thresholds)}
     card_expiry_date = holder.card_expiry_date or card_expiry(holder.birth_date, issue_date)
     authority = f"{holder.prefecture}{holder.municipality}"
 
