@@ -278,6 +278,9 @@ def create_app(ctx: Context | None = None, *, job_workers: int | None = None,
                   description="See specs/api.md. Bearer tokens from `mcred token create`.",
                   max_body_size=max_body_size())  # counted as read: 413 past it (specs/api.md)
     app.state.ctx = ctx
+    from mcred.mdoc_flow import age_over_setting
+
+    age_over_setting()  # a setting that cannot work stops the server at its start, not at its first mdoc
     app.state.route_scopes = {}
     app.state.mounted = []
     _register_party_errors()

@@ -85,3 +85,14 @@ def test_the_policy_keeps_18_and_20_and_sorts():
     assert IssuancePolicy(age_over=(65, 15)).age_over == (15, 18, 20, 65)
     assert IssuancePolicy(age_over=()).age_over is DEFAULT_AGE_THRESHOLDS
     assert IssuancePolicy().age_over is DEFAULT_AGE_THRESHOLDS
+
+
+def test_a_server_with_a_bad_setting_does_not_start(home, monkeypatch):
+    """`mcred serve` (and uvicorn's factory) stop at the start with the setting named, not
+    at the first mdoc a phone asks for."""
+    from mcred.context import ConfigError
+    from mcred.service import create_app
+
+    monkeypatch.setenv("MCRED_MDOC_AGE_OVER", "18,120")
+    with pytest.raises(ConfigError, match="MCRED_MDOC_AGE_OVER='18,120': '120'"):
+        create_app(job_workers=1)
