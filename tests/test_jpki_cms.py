@@ -6,16 +6,29 @@ from __future__ import annotations
 import subprocess
 from datetime import timedelta
 
+import cms_surgery
 import pytest
+from asn1crypto import cms as asn1cms
+from asn1crypto import core as asn1core
+from asn1crypto import ocsp as asn1ocsp
+from asn1crypto import x509 as asn1x509
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_jpki_fixtures import CHIYODA, HOLDER, NOW, pem, pki
 
+from protocols.certs import subject_key_id
 from protocols.jpki import CmsError, KeyType, Purpose
-from protocols.jpki.cms import build_detached_signature, ecdsa_raw_to_der, verify_detached_signature
+from protocols.jpki.cms import (
+    add_revocation_info,
+    build_detached_signature,
+    ecdsa_raw_to_der,
+    verify_detached_signature,
+)
 from protocols.jpki.crl import Revocation, RevocationReason, build_crl
 from protocols.jpki.relying_party import verify_signed_content
 
@@ -166,3 +179,135 @@ def test_pem_of_signature_is_parseable_by_openssl(tmp_path):
     out = subprocess.run(["openssl", "cms", "-cmsout", "-print", "-inform", "DER", "-in",
                           tmp_path / "s.der"], capture_output=True, text=True)
     assert out.returncode == 0 and "ecdsa-with-SHA384" in out.stdout
+
+
+# -- what the signature does not cover, and RFC 5652 still fixes --------------------------------
+
+
+@pytest.fixture(scope="module")
+def signed():
+    """One signature for the refusals below, as (certificate, key, DER). Made when a test
+    asks, not at import: asn1crypto keeps the names of its OID maps as they are at the first
+    lookup, which must not come before the other modules (asn1crypto.tsp) add theirs."""
+    cert, key = pki(KeyType.EC_P384).issue_signing(520)
+    return cert, key, build_detached_signature(content=CONTENT, certificate=cert, sign=se_signer(key),
+                                               signing_time=NOW)
+
+
+def _signer_cert(sd):
+    return x509.load_der_x509_certificate(sd["certificates"][0].chosen.dump())
+
+
+def _ski_sid(sd):
+    return asn1cms.SignerIdentifier(name="subject_key_identifier", value=subject_key_id(_signer_cert(sd)))
+
+
+def _signer_info(field, value):
+    return lambda sd, si: si.__setitem__(field, value)
+
+
+def _signed_data(field, value):
+    return lambda sd, si: sd.__setitem__(field, value)
+
+
+def _impostor(cert):
+    """A certificate with the issuer name and serial of ``cert``, another key and issuer key."""
+    key = ec.generate_private_key(ec.SECP384R1())
+    return (x509.CertificateBuilder().subject_name(cert.subject).issuer_name(cert.issuer)
+            .public_key(key.public_key()).serial_number(cert.serial_number)
+            .not_valid_before(cert.not_valid_before_utc).not_valid_after(cert.not_valid_after_utc)
+            .sign(key, hashes.SHA384()))
+
+
+def _with_impostor(sd, si):
+    impostor = _impostor(_signer_cert(sd))
+    sd["certificates"] = [*sd["certificates"], asn1x509.Certificate.load(impostor.public_bytes(Encoding.DER))]
+
+
+def _ski_sid_version(version):
+    def change(sd, si):
+        si["sid"] = _ski_sid(sd)
+        si["version"] = version
+    return change
+
+
+@pytest.mark.parametrize(("change", "resign", "said"), [
+    # RFC 5652 5.3: version 1 with issuerAndSerialNumber, 3 with subjectKeyIdentifier
+    (_signer_info("version", "v3"), False, "SignerInfo version is v3, but its sid is issuer_and_serial_number: version must "
+                                   "be v1 (RFC 5652 5.3)"),
+    (_ski_sid_version("v1"), False, "SignerInfo version is v1, but its sid is subject_key_identifier: version must "
+                                    "be v3"),
+    # 5.1: id-data, SignerInfos of version 1, X.509 certificates only: version 1
+    (_signed_data("version", "v3"), False, "SignedData version is v3, but its eContentType is "
+                                                            "id-data, its SignerInfos version 1"),
+    (_ski_sid_version("v3"), False, "SignedData version is v1, but a SignerInfo is version 3: version must be v3"),
+    # 5.1, 5.3: the SignerInfo's digestAlgorithm is one of the SignedData's
+    (_signed_data("digest_algorithms", [{"algorithm": "sha512"}]), False,
+     "SignerInfo digestAlgorithm sha384 is not among the SignedData's digestAlgorithms (sha512)"),
+    (_signed_data("digest_algorithms", []), False, "digestAlgorithms (none)"),
+    # RFC 5758 3.2: ECDSA's parameters are absent
+    (_signer_info("signature_algorithm", {"algorithm": "sha384_ecdsa", "parameters": asn1core.Null()}), False,
+     "signature algorithm sha384_ecdsa has parameters; ECDSA's are absent"),
+    # the sid names one certificate, or the signer is a guess
+    (_with_impostor, False, "2 different certificates of the SignedData's certificates "
+                                                         "match the SignerInfo's sid"),
+    (_signed_data("certificates", []), False,
+     "no certificate of the SignedData's certificates matches the SignerInfo's sid (issuer "),
+    (_signer_info("sid", asn1cms.SignerIdentifier.load(b"\x30\x08\x30\x03\x02\x01\x05\x02\x01\x07")), False, "the SignerInfo's sid does not decode"),
+    # 5.3: signedAttrs MUST be DER, what 5.4 signs: a SET OF in the order of its encodings
+    (lambda sd, si: cms_surgery.unsorted_attributes(si), True, "signed attributes are not in DER order"),
+    # 11.3: signing-time has one value
+    (lambda sd, si: cms_surgery.replaced_attribute(si, asn1cms.CMSAttribute({"type": "signing_time", "values": [
+        asn1cms.Time(name="utc_time", value=NOW), asn1cms.Time(name="utc_time", value=NOW - timedelta(days=400))]})),
+     True, "signed attribute signing_time has 2 values, not one (RFC 5652 11.3)"),
+    # 11.4: a countersignature is unsigned; 11.1-11.3: content-type, message-digest, signing-time are signed
+    (lambda sd, si: cms_surgery.with_attribute(si, asn1cms.CMSAttribute({"type": "counter_signature", "values": [
+        asn1cms.SignerInfo.load(si.dump())]})), True, "counter_signature is a signed attribute: it must be unsigned"),
+    (lambda sd, si: cms_surgery.with_attribute(si, asn1cms.CMSAttribute({"type": "content_type", "values": [
+        "signed_data"]}), signed=False), False, "content_type is an unsigned attribute: it must be signed (RFC 5652 "
+                                                "11.1)"),
+    (lambda sd, si: cms_surgery.with_attribute(si, asn1cms.CMSAttribute({"type": "signing_time", "values": [
+        asn1cms.Time(name="utc_time", value=NOW)]}), signed=False), False, "signing_time is an unsigned attribute"),
+])
+def test_what_the_signature_does_not_cover_is_still_checked_by_name(signed, change, resign, said):
+    """Each of these verified before (the signature over the signed attributes still holds:
+    ``resign`` makes it again over the changed ones); each is refused, naming the rule."""
+    _cert, key, good = signed
+    der = cms_surgery.altered(good, change, sign=se_signer(key) if resign else None)
+    with pytest.raises(CmsError) as info:
+        verify_detached_signature(der, CONTENT)
+    assert said in str(info.value)
+
+
+def test_a_subject_key_identifier_sid_with_versions_3_verifies(signed, tmp_path):
+    """The other sid form (``openssl cms -sign -keyid`` makes it): SignerInfo and SignedData
+    version 3; OpenSSL verifies the same bytes."""
+    cert, _key, good = signed
+    der = cms_surgery.altered(good, lambda sd, si: (si.__setitem__("sid", _ski_sid(sd)), si.__setitem__("version", "v3"),
+                                                    sd.__setitem__("version", "v3")))
+    assert verify_detached_signature(der, CONTENT).signer_certificate == cert
+    (tmp_path / "sig.der").write_bytes(der)
+    (tmp_path / "data.bin").write_bytes(CONTENT)
+    out = subprocess.run(["openssl", "cms", "-verify", "-binary", "-noverify", "-inform", "DER", "-in",
+                          tmp_path / "sig.der", "-content", tmp_path / "data.bin", "-out", "/dev/null"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+
+
+def test_validation_data_added_to_a_signature_makes_it_version_5_and_it_still_verifies(signed, tmp_path):
+    """An OCSP response goes in the crls field as revocation information of type other
+    (RFC 5940): RFC 5652 5.1 then makes the SignedData version 5, which the verifier holds
+    it to; OpenSSL reads and verifies the result."""
+    answer = asn1ocsp.OCSPResponse({"response_status": "try_later"}).dump()
+    der = add_revocation_info(signed[2], ocsp_responses=[answer])
+    assert asn1cms.ContentInfo.load(der)["content"]["version"].native == "v5"
+    assert verify_detached_signature(der, CONTENT).ocsp_responses == (answer,)
+    (tmp_path / "sig.der").write_bytes(der)
+    (tmp_path / "data.bin").write_bytes(CONTENT)
+    out = subprocess.run(["openssl", "cms", "-verify", "-binary", "-noverify", "-inform", "DER", "-in",
+                          tmp_path / "sig.der", "-content", tmp_path / "data.bin", "-out", "/dev/null"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    with pytest.raises(CmsError, match="SignedData version is v1, but it carries a certificate or revocation "
+                                       "information of type other: version must be v5"):
+        verify_detached_signature(cms_surgery.altered(der, _signed_data("version", "v1")), CONTENT)

@@ -19,7 +19,15 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from test_present_kit import DOCTYPE, NS, kit_world
-from test_present_oid4vp import CONSENT, REQUEST, _reader_pki, failed, pipeline, wallet
+from test_present_oid4vp import (
+    CONSENT,
+    REQUEST,
+    _reader_pki,
+    failed,
+    pipeline,
+    reader_eku_or_not,
+    wallet,
+)
 
 from mcred.present import (
     present_cross_device_in_process,
@@ -83,6 +91,31 @@ def test_signed_by_reference_names_the_verifier_to_the_holder(world):
     assert any("web site: https://shop.example (cross-device" in line for line in shown), shown
     outcome = r.receive(urlencode(post.form).encode())
     assert outcome.result.valid, failed(outcome.result.to_json())
+
+
+def test_a_request_object_signed_without_the_reader_authentication_eku_is_not_from_a_trusted_verifier(world):
+    """By reference as through the browser: the request object's certificate, of a trusted
+    reader CA but without mdlReaderAuth, is no reader certificate, and a holder who answers
+    trusted readers only posts access_denied; with the EKU the same key is verified."""
+    from wallet_sim.consent import RulesConsent
+    from wallet_sim.wallet import Wallet
+
+    pki, without, with_eku = reader_eku_or_not()
+    base = wallet(world)
+    cautious = Wallet(base.applet._transmit, RulesConsent.from_mapping({"documents": {"*": {"*": "*"}},
+                                                                        "trusted_readers_only": True}),
+                      clock=base.clock, reader_trust_anchors=[pki.ca])
+    for chain, trusted in ((without, False), (with_eku, True)):
+        r = signed(world, pki.key, chain)
+        session = cautious.cross_device(r.start()["uri"])
+        post = session.respond(r.request_object(r.request_claims, r.reader_signer, r.reader_chain))
+        (event,) = [e for e in session.events if e.kind == "response"]
+        assert event.reader.trusted is trusted and event.reader.signature_valid
+        if trusted:
+            assert r.receive(urlencode(post.form).encode()).result.valid
+        else:
+            assert event.reader.reason == "leaf certificate lacks extended key usage 1.0.18013.5.1.6"
+            assert post.form["error"] == "access_denied"
 
 
 def test_request_uri_method_post_binds_the_wallets_nonce(world):

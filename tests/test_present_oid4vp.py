@@ -234,11 +234,12 @@ def test_present_online_cli_with_openid4vp(world, tmp_path, monkeypatch):
 
 
 def _reader_pki(dns: str | None = "shop.example"):
-    """A verifier's certificate (no mdlReaderAuth EKU: it signs request objects) and its CA,
-    as (CA, key, chain)."""
+    """A verifier's certificate and its CA, as (CA, key, chain): a reader certificate (EKU
+    mdlReaderAuth), as `mcred reader certificate` issues and the wallet requires of a
+    request object's signer as of readerAuth's."""
     from test_present_kit import reader_pki
 
-    pki = reader_pki("Shop Web Verifier", ca_cn="Shop CA", dns=dns, eku=False)
+    pki = reader_pki("Shop Web Verifier", ca_cn="Shop CA", dns=dns)
     return pki.ca, pki.key, pki.chain
 
 
@@ -297,7 +298,7 @@ def test_a_verifier_whose_certificate_its_ca_revoked_is_not_trusted(world):
     from wallet_sim.consent import InteractiveConsent
     from wallet_sim.reader_crls import ReaderCrls
 
-    pki = reader_pki("Shop Web Verifier", ca_cn="Shop CA", dns="shop.example", eku=False)
+    pki = reader_pki("Shop Web Verifier", ca_cn="Shop CA", dns="shop.example")
     listed = ca_crl.crl_builder(pki.ca, number=7, this_update=T0, next_update=dt.timedelta(days=7), revoked=[
         ca_crl.Revoked(pki.leaf.serial_number, T0, "keyCompromise")]).sign(pki.ca_key, hashes.SHA256())
     se = wallet_sim.open_secure_element(world["phone"], world["home"])
@@ -313,6 +314,58 @@ def test_a_verifier_whose_certificate_its_ca_revoked_is_not_trusted(world):
                       reader_trust_anchors=[pki.ca], reader_revocation=ReaderCrls([listed]))
     answer = cautious.online(ORIGIN).respond(_signed_reader(world, pki.key, pki.chain).start())
     assert answer["data"]["error"] == "access_denied"
+
+
+def reader_eku_or_not():
+    """A reader CA, the key of a verifier, and two certificates of that key from that CA:
+    one without the extended key usage mdlReaderAuth (1.0.18013.5.1.6), one with it (a
+    reader certificate, ISO/IEC 18013-5 Annex B.1.7), as (ReaderPki, chain without, chain
+    with)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from test_present_kit import reader_pki
+
+    from protocols.mdoc.chain import EKU_MDL_READER_AUTH
+
+    pki = reader_pki("Shop Web Verifier", ca_cn="Shop CA", dns="shop.example", eku=False)
+    leaf = pki.leaf
+    builder = (x509.CertificateBuilder().subject_name(leaf.subject).issuer_name(leaf.issuer)
+               .public_key(leaf.public_key()).serial_number(leaf.serial_number + 1)
+               .not_valid_before(leaf.not_valid_before_utc).not_valid_after(leaf.not_valid_after_utc)
+               .add_extension(x509.ExtendedKeyUsage([EKU_MDL_READER_AUTH]), critical=True))
+    for ext in leaf.extensions:
+        builder = builder.add_extension(ext.value, ext.critical)
+    with_eku = builder.sign(pki.ca_key, hashes.SHA256())
+    return pki, pki.chain, [with_eku.public_bytes(Encoding.DER)]
+
+
+def test_a_request_signed_without_the_reader_authentication_eku_is_not_from_a_trusted_verifier(world):
+    """A request object's signer is judged as readerAuth's signer is, by the same check
+    (protocols.mdoc.verify.check_reader_chain): a certificate of a trusted reader CA that
+    lacks mdlReaderAuth is not a reader certificate. The holder is told why, and a holder
+    who answers trusted readers only answers access_denied; the same CA's certificate with
+    the EKU, for the same key, is verified and answered."""
+    from wallet_sim.consent import InteractiveConsent
+
+    pki, without, with_eku = reader_eku_or_not()
+    se = wallet_sim.open_secure_element(world["phone"], world["home"])
+    shown: list[str] = []
+    w = Wallet(se.transmit, InteractiveConsent(ask=lambda q: "y", show=shown.append), clock=Clock(),
+               reader_trust_anchors=[pki.ca])
+    session = w.online(ORIGIN)
+    session.respond(_signed_reader(world, pki.key, without).start())
+    assert shown[1] == ("reader: CN=Shop Web Verifier,C=JP (signature valid, issuer NOT trusted) - "
+                        "leaf certificate lacks extended key usage 1.0.18013.5.1.6"), shown
+    (event,) = [e for e in session.events if e.kind == "response"]
+    assert event.reader.signature_valid and not event.reader.trusted
+    cautious = {"documents": {"*": {"*": "*"}}, "trusted_readers_only": True}
+    refusing = Wallet(se.transmit, RulesConsent.from_mapping(cautious), clock=Clock(), reader_trust_anchors=[pki.ca])
+    assert refusing.online(ORIGIN).respond(_signed_reader(world, pki.key, without).start())["data"] == {
+        "error": "access_denied", "error_description": "the holder released none of the requested claims"}
+    r = _signed_reader(world, pki.key, with_eku)
+    answer = refusing.online(ORIGIN).respond(r.start())
+    assert r.receive(json.dumps(answer).encode()).valid
 
 
 def test_a_signed_request_from_another_origin_or_altered_is_refused(world):

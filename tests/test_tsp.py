@@ -8,8 +8,11 @@ import datetime as dt
 import shutil
 import subprocess
 
+import cms_surgery
 import pytest
+from asn1crypto import cms as asn1_cms
 from asn1crypto import tsp as asn1_tsp
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -286,3 +289,65 @@ def test_the_tsa_over_http_sends_no_decoder_class_name(home):
     assert info.value.failures == ("badDataFormat",)
     assert "not a DER TimeStampReq (RFC 3161 2.4.1): its field messageImprint is missing" in str(info.value)
     assert b"asn1crypto" not in r.content
+
+
+def _signed_data(field, value):
+    return lambda sd, si: sd.__setitem__(field, value)
+
+
+def _tsa_impostor(unit):
+    """Another key under the TSA unit's issuer name and serial."""
+    cert, key = unit.certificate, ec.generate_private_key(ec.SECP256R1())
+    return (x509.CertificateBuilder().subject_name(cert.subject).issuer_name(cert.issuer).public_key(key.public_key())
+            .serial_number(cert.serial_number).not_valid_before(cert.not_valid_before_utc)
+            .not_valid_after(cert.not_valid_after_utc).sign(key, hashes.SHA256()))
+
+
+def _name_only_certificate() -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    return (x509.CertificateBuilder().subject_name(_name("someone else")).issuer_name(_name("someone else"))
+            .public_key(key.public_key()).serial_number(77).not_valid_before(NOW - dt.timedelta(days=1))
+            .not_valid_after(NOW + dt.timedelta(days=1)).sign(key, hashes.SHA256())
+            .public_bytes(serialization.Encoding.DER))
+
+
+@pytest.mark.parametrize(("change", "resign", "said"), [
+    # RFC 5652 5.1: eContentType id-ct-TSTInfo is not id-data: version 3
+    (_signed_data("version", "v1"), False, "SignedData version is v1, but its eContentType is not id-data: version "
+                                           "must be v3 (RFC 5652 5.1)"),
+    # 5.3: issuerAndSerialNumber: version 1
+    (lambda sd, si: si.__setitem__("version", "v3"), False, "SignerInfo version is v3, but its sid is "
+                                                            "issuer_and_serial_number: version must be v1"),
+    # 5.1, 5.3: the SignerInfo's digest algorithm among the SignedData's
+    (_signed_data("digest_algorithms", [{"algorithm": "sha512"}]), False,
+     "SignerInfo digestAlgorithm sha256 is not among the SignedData's digestAlgorithms (sha512)"),
+    # 5.3, 5.4: the signed attributes in DER, which is what is signed
+    (lambda sd, si: cms_surgery.unsorted_attributes(si), True, "signed attributes are not in DER order"),
+    # 11.2: message-digest is signed only
+    (lambda sd, si: cms_surgery.with_attribute(si, asn1_cms.CMSAttribute({"type": "message_digest", "values": [
+        bytes(32)]}), signed=False), False, "message_digest is an unsigned attribute: it must be signed"),
+    # 11.1: content-type is the eContentType
+    (lambda sd, si: cms_surgery.replaced_attribute(si, asn1_cms.CMSAttribute({"type": "content_type", "values": [
+        "data"]})), True, "signed content-type attribute is data, not the eContentType tst_info (RFC 5652 11.1)"),
+    # the token carries certificates, and none is the one its sid names
+    (_signed_data("certificates", [asn1_x509.Certificate.load(_name_only_certificate())]), False,
+     "no certificate of the token's certificates or those given matches the SignerInfo's sid (issuer "),
+])
+def test_a_token_whose_unsigned_structure_breaks_rfc_5652_is_refused_by_name(tsa, change, resign, said):
+    """Each verified before: the signature over the signed attributes still holds (made
+    again over the changed ones with ``resign``)."""
+    token = cms_surgery.altered(tsa["token"], change, sign=tsa["unit"].sign if resign else None)
+    with pytest.raises(tsp.TokenInvalid) as info:
+        tsp.verify_token(token, data=b"contract", roots=[tsa["root"]])
+    assert said in str(info.value)
+
+
+def test_a_sid_that_names_two_certificates_is_refused(tsa):
+    """A certificate given beside the token's, with the TSA's issuer and serial and another
+    key: which one signed would be a guess."""
+    with pytest.raises(tsp.TokenInvalid, match="2 different certificates of the token's certificates or those given "
+                                               "match the SignerInfo's sid"):
+        tsp.verify_token(tsa["token"], data=b"contract", roots=[tsa["root"]],
+                         certificates=[_tsa_impostor(tsa["unit"])])
+    # the TSA's own certificate given again is the same certificate, not a second one
+    tsp.verify_token(tsa["token"], data=b"contract", roots=[tsa["root"]], certificates=[tsa["unit"].certificate])

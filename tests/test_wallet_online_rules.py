@@ -63,7 +63,7 @@ def test_a_verifier_is_trusted_by_the_wallets_reader_cas_never_by_a_ca_its_own_x
     from reader.online import Oid4vpReaderSession
     from reader.session import RequestSpec
 
-    pki = reader_pki("Shop Web Verifier", ca_cn="Shop CA", dns="shop.example", eku=False)
+    pki = reader_pki("Shop Web Verifier", ca_cn="Shop CA", dns="shop.example")
     chain = [*pki.chain, pki.ca.public_bytes(serialization.Encoding.DER)]
     shown: list[str] = []
     for anchors, verdict in (([], "signature valid, issuer NOT trusted"), ([pki.ca], "verified")):

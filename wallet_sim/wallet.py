@@ -75,7 +75,9 @@ from protocols.mdoc.verify import (
     READER_AUTHENTICATION,
     READER_CERTIFICATE_CHAIN,
     READER_CERTIFICATE_REVOCATION,
+    Check,
     ReaderRevocation,
+    check_reader_chain,
 )
 from wallet_sim import faults
 from wallet_sim.consent import ConsentPolicy, ConsentRequest, ReaderIdentity
@@ -516,11 +518,15 @@ class WalletSession:
         result = verify_reader_auth(bare, session_transcript=self.transcript,
                                     trust_anchors=self.wallet.reader_trust_anchors, now=self.wallet.clock(),
                                     revocation=self.wallet.reader_revocation)
-        return self._identity(request.reader_auth_all[0], result.checks)
+        return self._identity(lambda: request.reader_auth_all[0].x5chain, result.checks)
 
-    def _identity(self, auth, checks) -> ReaderIdentity:
+    def _identity(self, x5chain: Callable[[], Sequence[bytes]], checks) -> ReaderIdentity:
+        """Who the reader is, as the holder is shown it: the subject of the leaf of
+        ``x5chain`` (read when asked: a readerAuth's may not decode), whether its signatures
+        verified and its certificate path held (``checks``: :func:`verify_reader_auth`'s, or
+        :func:`check_reader_chain`'s for a request object), and the profile rules it breaks."""
         try:
-            leaf = x509.load_der_x509_certificate(auth.x5chain[0])
+            leaf = x509.load_der_x509_certificate(x5chain()[0])
             subject = leaf.subject.rfc4514_string()
         except (ValueError, IndexError, MdocError, Exception):  # noqa: BLE001 - shown as unknown
             leaf, subject = None, None
@@ -550,7 +556,7 @@ class WalletSession:
         result = verify_reader_auth(DeviceRequest((doc_request,)), session_transcript=self.transcript,
                                     trust_anchors=self.wallet.reader_trust_anchors, now=self.wallet.clock(),
                                     revocation=self.wallet.reader_revocation)
-        return self._identity(auth, result.checks)
+        return self._identity(lambda: auth.x5chain, result.checks)
 
     def _document(self, doc_request: DocRequest, reader: ReaderIdentity | None = None):
         items = doc_request.items_request
@@ -754,21 +760,15 @@ class OnlineWalletSession(WalletSession):
         return dcapi.response_json(sealed)
 
     def _verifier(self, signed: oid4vp.SignedBy) -> ReaderIdentity:
-        """The verifier of a signed request, as the holder is shown it: its certificate's
-        subject, the signature (checked already), whether it chains to a reader CA the wallet
-        trusts."""
-        from protocols.mdoc.chain import ChainError, verify_chain
-        from protocols.mdoc.verify import chain_path
-
-        subject = x509.load_der_x509_certificate(signed.chain[0]).subject.rfc4514_string()
-        now = self.wallet.clock()
-        try:
-            chain = verify_chain(signed.chain, self.wallet.reader_trust_anchors, now)
-        except ChainError as exc:
-            return ReaderIdentity(subject, True, False, str(exc))
-        revocation = self.wallet.reader_revocation
-        why = None if revocation is None else revocation(chain_path(signed.chain, chain.anchor), chain.anchor, now)
-        return ReaderIdentity(subject, True, why is None, why or "", revocation_failed=why is not None)
+        """The verifier of a signed request, as the holder is shown it, judged as a reader
+        that signs readerAuth is (its certificate is its reader certificate:
+        :func:`check_reader_chain`, the mdlReaderAuth extended key usage included): its
+        certificate's subject, the signature (checked already), whether it chains to a
+        reader CA the wallet trusts and is not revoked, the profile rules it breaks."""
+        checks, _chain = check_reader_chain(signed.chain, self.wallet.reader_trust_anchors, self.wallet.clock(),
+                                            self.wallet.reader_revocation)
+        checks.append(Check(READER_AUTHENTICATION, True, "the request object's signature"))
+        return self._identity(lambda: signed.chain, checks)
 
     def _respond_oid4vp(self, request: Mapping) -> dict:
         reader = None

@@ -128,7 +128,11 @@ def verify_detached_signature(signature: bytes, content: bytes | Callable[[str],
     (``"sha256"`` or ``"sha384"``) when they were hashed elsewhere (a PDF's byte ranges).
 
     Chain, policy, validity and revocation are the relying party's checks
-    (:mod:`.relying_party`); this verifies only the CMS structure and the signature."""
+    (:mod:`.relying_party`); this verifies only the CMS structure and the signature: one
+    SignerInfo, versions that fit its sid and content, its digestAlgorithm among the
+    SignedData's, DER signed attributes with content-type (id-data, the eContentType),
+    message-digest and signing-time once each, the signer's certificate carried and named
+    by the sid alone (:mod:`protocols.cms`)."""
     try:
         return _verify(bytes(signature), content)
     except CmsError:
@@ -148,30 +152,20 @@ def _verify(signature: bytes, content: bytes | Callable[[str], bytes]) -> CmsSig
     if len(signer_infos) != 1:
         raise CmsError(f"SignedData has {len(signer_infos)} SignerInfos, expected 1")
     si = signer_infos[0]
-    to_verify = cms_pieces.signed_attributes_bytes(si) if si["signed_attrs"] else b""
+    cms_pieces.check_structure(sd, si, CmsError)
+    to_verify = cms_pieces.signed_attributes_bytes(si, CmsError)
     certs = []
     for choice in sd["certificates"] or []:
         if choice.name != "certificate":
             continue
         certs.append(x509certs.load_der(choice.chosen.dump()))
+    # no other source: the signer's certificate travels in the SignedData (RFC 5652 5.1 lets
+    # it be left out only for a recipient that has it otherwise)
     signer = cms_pieces.find_signer(si["sid"], certs, CmsError)
     digest_name = si["digest_algorithm"]["algorithm"].native
     if digest_name not in _HASHES:
         raise CmsError(f"digest algorithm {digest_name} is not SHA-256 or SHA-384")
-    attrs = si["signed_attrs"]
-    if not attrs:
-        raise CmsError("SignerInfo has no signed attributes")
-    found: dict[str, list] = {}
-    for attr in attrs:
-        name = attr["type"].native
-        if name in found:
-            raise CmsError(f"signed attribute {name} appears twice")
-        found[name] = list(attr["values"])
-    for required in ("content_type", "message_digest"):
-        if len(found.get(required, [])) != 1:
-            raise CmsError(f"signed attribute {required} is missing or not single-valued")
-    if found["content_type"][0].native != "data":
-        raise CmsError("signed contentType attribute is not id-data")
+    found = cms_pieces.signed_attributes(si, encap["content_type"].native, CmsError)
     expected = content(digest_name) if callable(content) else _digest(digest_name, content)
     if found["message_digest"][0].native != expected:
         raise CmsError("messageDigest does not match the content")
@@ -213,7 +207,8 @@ def add_revocation_info(signature: bytes, *, ocsp_responses: Sequence[bytes] = (
     """``signature`` (DER SignedData) with validation data in its ``crls`` field (RFC 5652
     10.2.1: RevocationInfoChoices; an OCSP response as other, id-ri-ocsp-response, RFC
     5940), kept beside what it had: what a relying party needs to judge it later without
-    asking anyone (the CAdES-LT idea). Nothing signed changes."""
+    asking anyone (the CAdES-LT idea). Nothing signed changes; the SignedData's version
+    follows what it now carries (5.1: 5 once it holds an OCSP response)."""
     info, _si = _one_signer_info(signature)
     try:
         choices = list(info["content"]["crls"] or [])
@@ -225,6 +220,8 @@ def add_revocation_info(signature: bytes, *, ocsp_responses: Sequence[bytes] = (
     except _DECODE_ERRORS as exc:
         raise CmsError(f"validation data does not decode: {type(exc).__name__}: {exc}") from None
     info["content"]["crls"] = asn1cms.RevocationInfoChoices(choices)
+    # an OCSP response is revocation information of type other: SignedData version 5 (5.1)
+    info["content"]["version"] = cms_pieces.signed_data_version(info["content"])[0]
     return asn1cms.ContentInfo({"content_type": "signed_data", "content": info["content"]}).dump()
 
 

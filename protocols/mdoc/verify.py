@@ -908,21 +908,36 @@ def verify_reader_auth(
     return VerificationResult(tuple(checks))
 
 
+def check_reader_chain(x5chain: Sequence[bytes], trust_anchors: Sequence[x509.Certificate], now: dt.datetime,
+                       revocation: ReaderRevocation | None = None, *,
+                       pre: str = "") -> tuple[list[Check], VerifiedChain | None]:
+    """The certificate path of a reader that signs, by readerAuth (§9.1.4) or an OpenID4VP
+    request object (whose verifier's certificate is its reader certificate): ``x5chain``
+    (leaf first) to one of ``trust_anchors``, valid at ``now``, the leaf with the extended
+    key usage mdlReaderAuth 1.0.18013.5.1.6 (Annex B.1.7); with ``revocation``, the path
+    judged by it once it verified. The checks ``reader_certificate_chain`` (and
+    ``reader_certificate_revocation``), each reason after ``pre``; the verified chain, or
+    None when it is not one."""
+    try:
+        chain = verify_chain(x5chain, trust_anchors, now, eku=EKU_MDL_READER_AUTH)
+    except ChainError as exc:
+        return [Check(READER_CERTIFICATE_CHAIN, False, pre + str(exc), code=_READER_SIDE)], None
+    checks = [Check(READER_CERTIFICATE_CHAIN, True, pre + chain.leaf.subject.rfc4514_string())]
+    if revocation is not None:
+        why = revocation(chain_path(x5chain, chain.anchor), chain.anchor, now)
+        checks.append(Check(READER_CERTIFICATE_REVOCATION, why is None,
+                            pre + (why or "not on a current revocation list of its CA"), code=_READER_SIDE))
+    return checks, chain
+
+
 def _reader_signature(auth: Sign1, detached: bytes, pre: str, what: str,
                       trust_anchors: Sequence[x509.Certificate], now: dt.datetime,
                       revocation: ReaderRevocation | None) -> list[Check]:
-    checks = []
     try:
-        chain = verify_chain(auth.x5chain, trust_anchors, now, eku=EKU_MDL_READER_AUTH)
-        checks.append(Check(READER_CERTIFICATE_CHAIN, True, pre + chain.leaf.subject.rfc4514_string()))
-        if revocation is not None:
-            why = revocation(chain_path(auth.x5chain, chain.anchor), chain.anchor, now)
-            checks.append(Check(READER_CERTIFICATE_REVOCATION, why is None,
-                                pre + (why or "not on a current revocation list of its CA"), code=_READER_SIDE))
-        key = chain.public_key
-    except (ChainError, CoseError) as exc:
-        checks.append(Check(READER_CERTIFICATE_CHAIN, False, pre + str(exc), code=_READER_SIDE))
-        key = _leaf_key(auth)
+        checks, chain = check_reader_chain(auth.x5chain, trust_anchors, now, revocation, pre=pre)
+    except CoseError as exc:  # no x5chain to read
+        checks, chain = [Check(READER_CERTIFICATE_CHAIN, False, pre + str(exc), code=_READER_SIDE)], None
+    key = chain.public_key if chain is not None else _leaf_key(auth)
     if key is None:
         checks.append(Check(READER_AUTHENTICATION, False, pre + "no usable reader key", code=_READER_SIDE))
         return checks

@@ -205,7 +205,8 @@ def verify_token(token: bytes, *, roots: Sequence[x509.Certificate],
     algorithm; or a callable giving that hash by name, when the bytes are hashed elsewhere),
     or of ``message_digest`` under ``hash_algorithm``, by a TSA under one of ``roots``.
 
-    Checks: the CMS structure (id-ct-TSTInfo, one SignerInfo), messageDigest over the
+    Checks: the CMS structure (id-ct-TSTInfo, one SignerInfo; versions, digest algorithms,
+    signer identifier and DER signed attributes as :mod:`protocols.cms`), messageDigest over the
     TSTInfo, signingCertificate(V2) naming the signer certificate, the signature, the TSA
     certificate's only and critical EKU id-kp-timeStamping, its path to one of ``roots``
     (by key identifier, each link's signature, each certificate valid at genTime), the
@@ -229,24 +230,24 @@ def _verify(token: bytes, data: bytes | Callable[[str], bytes] | None, hash_algo
             message_digest: bytes | None, roots: Sequence[x509.Certificate], nonce: int | None,
             extra: Sequence[x509.Certificate]) -> TimeStamp:
     sd = cms_pieces.signed_data_of(token, TokenInvalid)
-    econtent, tst = _tst_info(sd)
     signer_infos = list(sd["signer_infos"])
     if len(signer_infos) != 1:
         raise TokenInvalid(f"the token has {len(signer_infos)} SignerInfos, expected 1")
     si = signer_infos[0]
-    to_verify = cms_pieces.signed_attributes_bytes(si)
+    # first: a SignedData of version 1 is read as PKCS #7's, whose content is not an OCTET STRING
+    cms_pieces.check_structure(sd, si, TokenInvalid)
+    econtent, tst = _tst_info(sd)
+    to_verify = cms_pieces.signed_attributes_bytes(si, TokenInvalid)
     certs = [x509.load_der_x509_certificate(c.chosen.dump())
              for c in (sd["certificates"] or []) if c.name == "certificate"]
-    try:
-        signer = cms_pieces.find_signer(si["sid"], [*certs, *extra], TokenInvalid)
-    except TokenInvalid:
-        raise TokenInvalid("the TSA certificate is neither in the token nor given (certReq was false?)") from None
+    if not certs and not extra:
+        raise TokenInvalid("the TSA certificate is neither in the token nor given (certReq was false?)")
+    signer = cms_pieces.find_signer(si["sid"], [*certs, *extra], TokenInvalid,
+                                    where="the token's certificates or those given")
     h = si["digest_algorithm"]["algorithm"].native
     if h not in HASHES:
         raise TokenInvalid(f"SignerInfo digest algorithm {h} is not SHA-256, SHA-384 or SHA-512")
     attrs = _signed_attributes(si)
-    if attrs.get("content_type") != "tst_info":
-        raise TokenInvalid("signed contentType attribute is not id-ct-TSTInfo")
     if attrs.get("message_digest") != digest(h, econtent):
         raise TokenInvalid("messageDigest does not match the TSTInfo")
     _check_signing_certificate(attrs, signer)
@@ -309,15 +310,10 @@ def check_imprint(token: bytes, *, data: bytes, nonce: int | None = None) -> dat
 
 
 def _signed_attributes(si: asn1cms.SignerInfo) -> dict:
-    attrs = si["signed_attrs"]
-    if not attrs:
-        raise TokenInvalid("SignerInfo has no signed attributes")
+    """The signed attributes by name, each single-valued (RFC 5652's rules in
+    :func:`protocols.cms.signed_attributes`, content-type id-ct-TSTInfo), read as values."""
     found: dict = {}
-    for attr in attrs:
-        name = attr["type"].native
-        values = list(attr["values"])
-        if name in found:
-            raise TokenInvalid(f"signed attribute {name} appears twice")
+    for name, values in cms_pieces.signed_attributes(si, "tst_info", TokenInvalid).items():
         if len(values) != 1:
             raise TokenInvalid(f"signed attribute {name} is not single-valued")
         found[name] = values[0] if name.startswith("signing_certificate") else values[0].native
