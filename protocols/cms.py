@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from asn1crypto import cms as asn1cms
 from asn1crypto import core as asn1core
+from asn1crypto import tsp as _asn1tsp  # noqa: F401 - its names into asn1cms's maps (below)
 from asn1crypto import x509 as asn1x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -22,6 +23,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from protocols.certs import subject_key_id
+
+# asn1crypto.tsp adds its names (signing_certificate_v2, ...) to asn1crypto.cms's OID maps
+# when it is imported, and asn1crypto fixes each map's names at the first lookup by name: a
+# process that built or read a JPKI signature before it first imported protocols.tsp (a
+# server whose first request was a signature to verify, its next a time-stamp) could then
+# build and read no time-stamp token ("invalid literal for int() with base 10:
+# 'signing_certificate_v2'"). Every CMS path of ours imports this module first.
 
 HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}

@@ -311,3 +311,20 @@ def test_validation_data_added_to_a_signature_makes_it_version_5_and_it_still_ve
     with pytest.raises(CmsError, match="SignedData version is v1, but it carries a certificate or revocation "
                                        "information of type other: version must be v5"):
         verify_detached_signature(cms_surgery.altered(der, _signed_data("version", "v1")), CONTENT)
+
+
+def test_a_time_stamp_attribute_resolves_after_a_cms_name_lookup_in_a_fresh_process():
+    """asn1crypto fixes each OID class's names at its first lookup by name, and
+    asn1crypto.tsp adds signing_certificate_v2 only when imported: a process whose CMS code
+    looked a name up before protocols.tsp was imported could build no time-stamp token."""
+    import subprocess
+    import sys
+
+    code = ("import protocols.jpki.cms\n"
+            "from asn1crypto import cms\n"
+            "cms.CMSAttributeType('content_type')\n"  # as our CMS builder does first
+            "import protocols.tsp\n"
+            "print(cms.CMSAttributeType('signing_certificate_v2').dotted)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-500:]
+    assert out.stdout.strip() == "1.2.840.113549.1.9.16.2.47"
