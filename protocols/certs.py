@@ -141,6 +141,23 @@ def authority_key_id(cert: x509.Certificate) -> bytes | None:
         return None
 
 
+def critical_refusal(cert: x509.Certificate, processed: frozenset[x509.ObjectIdentifier]) -> str | None:
+    """Why ``cert`` cannot be relied on, by its extensions, where a path check processes
+    the extensions ``processed`` (None: it can): one marked critical that is not among them
+    (RFC 5280 4.2: "A certificate-using system MUST reject the certificate if it encounters a
+    critical extension it does not recognize"; 6.1.4 (o)), or extensions that cannot be read."""
+    try:
+        extensions = list(cert.extensions)
+    except PARSE_ERRORS as exc:
+        return f"its extensions cannot be read ({exc})"
+    for ext in extensions:
+        if ext.critical and ext.oid not in processed:
+            name = ext.oid._name if ext.oid._name != "Unknown OID" else "unknown"
+            return (f"it carries the critical extension {ext.oid.dotted_string} ({name}), which is not "
+                    "processed here (RFC 5280 4.2: such a certificate is rejected)")
+    return None
+
+
 # -- serial numbers as people type them ----------------------------------------------------
 
 class SerialError(ValueError):

@@ -131,3 +131,29 @@ def test_verify_signed_content_refuses_what_is_not_a_signature_and_takes_a_good_
     untrusted = verify_signed_content(SIG, CONTENT, roots=[P.roots[Purpose.AUTH]], required=Purpose.SIGN, at=NOW,
                                       crl=x509.load_der_x509_crl(_crl()))
     assert [(c.name, c.passed) for c in untrusted.checks if not c.passed] == [("chain", False), ("revocation", False)]
+
+
+@pytest.mark.parametrize("critical", [True, False])
+def test_a_critical_extension_the_relying_party_does_not_process_fails_the_chain(critical):
+    """RFC 5280 4.2: "A certificate-using system MUST reject the certificate if it encounters
+    a critical extension it does not recognize". A certificate of the root, otherwise a good
+    signing certificate, with an unknown extension marked critical fails the chain check (the
+    reason names the extension's OID); the same extension not critical is ignored. Before,
+    the critical one was ignored too and the signature was valid."""
+    mine = new_key(P.key_type)
+    builder = (x509.CertificateBuilder().subject_name(CERT.subject).issuer_name(CERT.issuer)
+               .public_key(mine.public_key()).serial_number(CERT.serial_number)
+               .not_valid_before(CERT.not_valid_before_utc).not_valid_after(CERT.not_valid_after_utc))
+    for ext in CERT.extensions:
+        builder = builder.add_extension(ext.value, ext.critical)
+    unknown = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.42"), b"\x05\x00")
+    cert = builder.add_extension(unknown, critical).sign(P.root_keys[Purpose.SIGN], hashes.SHA384())
+    sig = build_detached_signature(content=CONTENT, certificate=cert, sign=se_signer(mine), signing_time=NOW)
+    result = verify(CONTENT, sig, roots=ROOTS, at=NOW, revocation="none")
+    if critical:
+        failed = _failed(result)
+        assert list(failed) == ["chain"], failed
+        assert "critical extension 1.3.6.1.4.1.99999.42 (unknown), which is not processed here" in failed["chain"]
+        assert check_chain(cert, ROOTS, NOW)[1] is None
+    else:
+        assert result["valid"], result

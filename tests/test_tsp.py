@@ -351,3 +351,22 @@ def test_a_sid_that_names_two_certificates_is_refused(tsa):
                          certificates=[_tsa_impostor(tsa["unit"])])
     # the TSA's own certificate given again is the same certificate, not a second one
     tsp.verify_token(tsa["token"], data=b"contract", roots=[tsa["root"]], certificates=[tsa["unit"].certificate])
+
+
+def test_a_tsa_certificate_with_a_critical_extension_not_processed_is_refused(tsa):
+    """RFC 5280 4.2: a certificate marking critical an extension the verifier does not
+    process is rejected. A TSA unit certificate of the trusted root, with the critical
+    id-kp-timeStamping RFC 3161 asks for, and a critical nameConstraints beside it (which this
+    verifier does not process) no longer vouches for a token; before, the extension was
+    ignored and the token verified."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    constrained = (x509.CertificateBuilder().subject_name(_name("constrained unit")).issuer_name(tsa["root"].subject)
+                   .public_key(key.public_key()).serial_number(6).not_valid_before(NOW - dt.timedelta(days=1))
+                   .not_valid_after(NOW + dt.timedelta(days=1))
+                   .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
+                   .add_extension(x509.NameConstraints([x509.DNSName("example.jp")], None), critical=True)
+                   .sign(tsa["root_key"], hashes.SHA384()))
+    with pytest.raises(tsp.TokenInvalid, match=r"critical extension 2\.5\.29\.30 \(nameConstraints\), which is not "
+                                               "processed here"):
+        tsp.verify_token(_token(tsp.TsaUnit(constrained, _signer(key), POLICY)), data=b"contract",
+                         roots=[tsa["root"]])

@@ -17,9 +17,10 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
+from cryptography.x509.oid import ExtensionOID
 
 from protocols import crl as ca_crl
-from protocols.certs import authority_key_id, subject_key_id
+from protocols.certs import authority_key_id, critical_refusal, subject_key_id
 
 from .certificates import BasicFour
 from .cms import verify_detached_signature
@@ -121,8 +122,22 @@ def find_issuer(cert: x509.Certificate, roots: Sequence[x509.Certificate]
     return None
 
 
+#: The extensions of a JPKI end-entity certificate this relying party processes: a
+#: certificate marking any other critical is refused (RFC 5280 4.2). The key identifiers find
+#: the root, basicConstraints and keyUsage are read, certificatePolicies says the purpose,
+#: subjectAltName holds the basic four, the CRL distribution point and the OCSP URL
+#: (authorityInfoAccess) say where revocation is asked.
+LEAF_EXTENSIONS = frozenset({
+    ExtensionOID.AUTHORITY_KEY_IDENTIFIER, ExtensionOID.SUBJECT_KEY_IDENTIFIER, ExtensionOID.BASIC_CONSTRAINTS,
+    ExtensionOID.KEY_USAGE, ExtensionOID.CERTIFICATE_POLICIES, ExtensionOID.SUBJECT_ALTERNATIVE_NAME,
+    ExtensionOID.CRL_DISTRIBUTION_POINTS, ExtensionOID.AUTHORITY_INFORMATION_ACCESS})
+
+
 def check_chain(cert: x509.Certificate, roots: Sequence[x509.Certificate], at: datetime
                 ) -> tuple[Check, x509.Certificate | None]:
+    """The certificate issued by one of ``roots`` (found by key id, never by name alone),
+    valid at ``at``, and no critical extension of the certificate left unprocessed
+    (:data:`LEAF_EXTENSIONS`); the root, or None when the chain fails."""
     root = find_issuer(cert, roots)
     if root is None:
         aki = authority_key_id(cert)
@@ -138,6 +153,9 @@ def check_chain(cert: x509.Certificate, roots: Sequence[x509.Certificate], at: d
                      f"{type(exc).__name__} {exc}", code="untrusted_root"), None
     if not root.not_valid_before_utc <= at <= root.not_valid_after_utc:
         return Check("chain", False, f"root {root.serial_number} is not valid at {at}", code="untrusted_root"), None
+    why = critical_refusal(cert, LEAF_EXTENSIONS)
+    if why:
+        return Check("chain", False, f"the certificate cannot be relied on: {why}"), None
     return Check("chain", True, f"issued by root serial {root.serial_number}"), root
 
 

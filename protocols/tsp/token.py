@@ -23,10 +23,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
 from protocols import cms as cms_pieces
-from protocols.certs import authority_key_id, subject_key_id
+from protocols.certs import authority_key_id, critical_refusal, subject_key_id
 
 from .errors import TokenInvalid
 
@@ -359,9 +359,24 @@ def _valid_at(cert: x509.Certificate, at: datetime, what: str) -> None:
                            f"token's genTime {at.isoformat()}")
 
 
+#: The extensions of a TSA unit's certificate, or of a CA between it and the root, that this
+#: verifier processes: one marking any other critical is refused (RFC 5280 4.2).
+PATH_EXTENSIONS = frozenset({
+    ExtensionOID.AUTHORITY_KEY_IDENTIFIER, ExtensionOID.SUBJECT_KEY_IDENTIFIER, ExtensionOID.BASIC_CONSTRAINTS,
+    ExtensionOID.KEY_USAGE, ExtensionOID.EXTENDED_KEY_USAGE, ExtensionOID.CRL_DISTRIBUTION_POINTS,
+    ExtensionOID.AUTHORITY_INFORMATION_ACCESS})
+
+
+def _extensions_processed(cert: x509.Certificate, what: str) -> None:
+    why = critical_refusal(cert, PATH_EXTENSIONS)
+    if why:
+        raise TokenInvalid(f"{what} {cert.subject.rfc4514_string()} cannot be relied on: {why}")
+
+
 def _path_to_root(leaf: x509.Certificate, pool: Sequence[x509.Certificate],
                   roots: Sequence[x509.Certificate], at: datetime) -> x509.Certificate:
     _valid_at(leaf, at, "TSA certificate")
+    _extensions_processed(leaf, "the TSA certificate")
     cert = leaf
     for _ in range(MAX_PATH):
         aki = authority_key_id(cert)
@@ -387,6 +402,7 @@ def _path_to_root(leaf: x509.Certificate, pool: Sequence[x509.Certificate],
         if not ca:
             raise TokenInvalid(f"{parent.subject.rfc4514_string()} is not a CA")
         _valid_at(parent, at, "time-stamping CA")
+        _extensions_processed(parent, "the time-stamping CA")
         cert = parent
     raise TokenInvalid(f"the TSA certificate {leaf.subject.rfc4514_string()} does not chain to "
                        "a trusted time-stamping root")
