@@ -255,3 +255,39 @@ def test_a_leaf_whose_key_cryptography_cannot_read_is_a_chain_error(keys):
     x509.load_der_x509_certificate(der)  # loads: the key is read only when asked for
     with pytest.raises(chain.ChainError, match="malformed certificate"):
         chain.verify_chain([der], [anchor], NOW, eku=mdoc.EKU_MDL_DS)
+
+
+@pytest.mark.parametrize("where", ["leaf", "intermediate"])
+def test_a_certificate_marking_an_unprocessed_extension_critical_breaks_the_chain(keys, where):
+    """RFC 5280 4.2: a certificate with a critical extension the verifier does not process is
+    rejected. A DS certificate (or a CA between it and the IACA) with an unknown critical
+    extension, otherwise issued as it should be, fails the chain by name; before, the
+    extension was ignored and the chain held. The same extension not critical is ignored."""
+    iaca_key, ds_key, mid_key = keys
+    anchor = _anchor(iaca_key)
+    unknown = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.7"), b"\x05\x00")
+
+    def cert(subject, subject_key, issuer, issuer_key, *, ca, critical):
+        b = (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(issuer.subject if issuer else
+                                                                               _name("test iaca"))
+             .public_key(subject_key.public_key()).serial_number(x509.random_serial_number())
+             .not_valid_before(NOW - dt.timedelta(days=1)).not_valid_after(NOW + dt.timedelta(days=365)))
+        b = b.add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True) if ca else \
+            b.add_extension(x509.ExtendedKeyUsage([mdoc.EKU_MDL_DS]), critical=True)
+        if critical is not None:
+            b = b.add_extension(unknown, critical)
+        return b.sign(issuer_key, hashes.SHA256())
+
+    for critical in (True, False):
+        if where == "leaf":
+            ders = [cert("test ds", ds_key, anchor, iaca_key, ca=False, critical=critical).public_bytes(Encoding.DER)]
+        else:
+            mid = cert("test mid", mid_key, anchor, iaca_key, ca=True, critical=critical)
+            ders = [cert("test ds", ds_key, mid, mid_key, ca=False, critical=None).public_bytes(Encoding.DER),
+                    mid.public_bytes(Encoding.DER)]
+        if critical:
+            with pytest.raises(chain.ChainError, match=r"x5chain\[\d\] \(CN=test (ds|mid)\) cannot be relied on: it "
+                                                       r"carries the critical extension 1\.3\.6\.1\.4\.1\.99999\.7"):
+                chain.verify_chain(ders, [anchor], NOW, eku=mdoc.EKU_MDL_DS)
+        else:
+            assert chain.verify_chain(ders, [anchor], NOW, eku=mdoc.EKU_MDL_DS).leaf.subject == _name("test ds")

@@ -17,13 +17,24 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import SignatureAlgorithmOID
+from cryptography.x509.oid import ExtensionOID, SignatureAlgorithmOID
 
 from protocols import certs as x509certs
 from protocols.mdoc.errors import MdocError
 
 EKU_MDL_DS = x509.ObjectIdentifier("1.0.18013.5.1.2")
 EKU_MDL_READER_AUTH = x509.ObjectIdentifier("1.0.18013.5.1.6")
+
+
+#: The extensions of a certificate of an x5chain (a document signer, a reader's, a CA between
+#: one and its anchor) that these checks and the Annex B profile checks process: one marking
+#: any other critical is refused (RFC 5280 4.2). The anchor, trusted as configured, is not
+#: judged by its extensions.
+PATH_EXTENSIONS = frozenset({
+    ExtensionOID.AUTHORITY_KEY_IDENTIFIER, ExtensionOID.SUBJECT_KEY_IDENTIFIER, ExtensionOID.BASIC_CONSTRAINTS,
+    ExtensionOID.KEY_USAGE, ExtensionOID.EXTENDED_KEY_USAGE, ExtensionOID.ISSUER_ALTERNATIVE_NAME,
+    ExtensionOID.SUBJECT_ALTERNATIVE_NAME, ExtensionOID.CRL_DISTRIBUTION_POINTS,
+    ExtensionOID.AUTHORITY_INFORMATION_ACCESS})
 
 
 class ChainError(MdocError):
@@ -112,6 +123,12 @@ class _Parsed:
     def subject_text(self) -> str:
         """The subject as RFC 4514 text, worked out once per certificate."""
         return self.cert.subject.rfc4514_string()
+
+    @functools.cached_property
+    def critical_refusal(self) -> str | None:
+        """Why the certificate cannot be relied on for an extension it marks critical and a
+        chain check here does not process (:data:`PATH_EXTENSIONS`), or None."""
+        return x509certs.critical_refusal(self.cert, PATH_EXTENSIONS)
 
     @functools.cached_property
     def ekus(self) -> frozenset[x509.ObjectIdentifier] | None:
@@ -266,6 +283,10 @@ def _verify_chain(ders, trust_anchors, now, eku) -> VerifiedChain:
     # drop a trailing anchor included in the chain itself
     while len(path) > 1 and any(path[-1] == a for a in trust_anchors):
         path.pop()
+    for i in range(len(path)):
+        why = parsed[i].critical_refusal
+        if why:
+            raise ChainError(f"x5chain[{i}] ({parsed[i].subject_text}) cannot be relied on: {why}")
     for i in range(len(path) - 1):
         try:
             _check_issued_by(path[i], ders[i], path[i + 1], ders[i + 1])
