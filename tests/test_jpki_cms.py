@@ -194,6 +194,16 @@ def signed():
                                                signing_time=NOW)
 
 
+def _openssl_verifies_signature(der: bytes, tmp_path) -> None:  # noqa: ANN001
+    """``openssl cms -verify`` takes the signature over CONTENT (its signature, not the chain)."""
+    (tmp_path / "sig.der").write_bytes(der)
+    (tmp_path / "data.bin").write_bytes(CONTENT)
+    out = subprocess.run(["openssl", "cms", "-verify", "-binary", "-noverify", "-inform", "DER", "-in",
+                          tmp_path / "sig.der", "-content", tmp_path / "data.bin", "-out", "/dev/null"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+
+
 def _signer_cert(sd):
     return x509.load_der_x509_certificate(sd["certificates"][0].chosen.dump())
 
@@ -286,12 +296,7 @@ def test_a_subject_key_identifier_sid_with_versions_3_verifies(signed, tmp_path)
     der = cms_surgery.altered(good, lambda sd, si: (si.__setitem__("sid", _ski_sid(sd)), si.__setitem__("version", "v3"),
                                                     sd.__setitem__("version", "v3")))
     assert verify_detached_signature(der, CONTENT).signer_certificate == cert
-    (tmp_path / "sig.der").write_bytes(der)
-    (tmp_path / "data.bin").write_bytes(CONTENT)
-    out = subprocess.run(["openssl", "cms", "-verify", "-binary", "-noverify", "-inform", "DER", "-in",
-                          tmp_path / "sig.der", "-content", tmp_path / "data.bin", "-out", "/dev/null"],
-                         capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
+    _openssl_verifies_signature(der, tmp_path)
 
 
 def test_validation_data_added_to_a_signature_makes_it_version_5_and_it_still_verifies(signed, tmp_path):
@@ -302,12 +307,7 @@ def test_validation_data_added_to_a_signature_makes_it_version_5_and_it_still_ve
     der = add_revocation_info(signed[2], ocsp_responses=[answer])
     assert asn1cms.ContentInfo.load(der)["content"]["version"].native == "v5"
     assert verify_detached_signature(der, CONTENT).ocsp_responses == (answer,)
-    (tmp_path / "sig.der").write_bytes(der)
-    (tmp_path / "data.bin").write_bytes(CONTENT)
-    out = subprocess.run(["openssl", "cms", "-verify", "-binary", "-noverify", "-inform", "DER", "-in",
-                          tmp_path / "sig.der", "-content", tmp_path / "data.bin", "-out", "/dev/null"],
-                         capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
+    _openssl_verifies_signature(der, tmp_path)
     with pytest.raises(CmsError, match="SignedData version is v1, but it carries a certificate or revocation "
                                        "information of type other: version must be v5"):
         verify_detached_signature(cms_surgery.altered(der, _signed_data("version", "v1")), CONTENT)
