@@ -47,7 +47,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509 import ocsp
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
 from protocols import certs, tsp
 from protocols import crl as ca_crl
@@ -111,6 +111,14 @@ def _verify_raw(cert: x509.Certificate, signature: bytes, content: bytes) -> Che
     return Check("signature", True, "raw signature verifies")
 
 
+#: The extensions of a delegated OCSP responder's certificate read here or harmless to
+#: ignore: one marking any other critical is not relied on (RFC 5280 4.2).
+RESPONDER_EXTENSIONS = frozenset({
+    ExtensionOID.AUTHORITY_KEY_IDENTIFIER, ExtensionOID.SUBJECT_KEY_IDENTIFIER, ExtensionOID.BASIC_CONSTRAINTS,
+    ExtensionOID.KEY_USAGE, ExtensionOID.EXTENDED_KEY_USAGE, ExtensionOID.OCSP_NO_CHECK,
+    ExtensionOID.AUTHORITY_INFORMATION_ACCESS, ExtensionOID.CRL_DISTRIBUTION_POINTS})
+
+
 def _check_responder(resp: ocsp.OCSPResponse, root: x509.Certificate, at: dt.datetime) -> str | None:
     """Why the response's signer is not acceptable at ``at`` (None: fine). RFC 6960 4.2.2.2:
     the root itself (its certificate sent along in ``certs`` or not), or a delegated
@@ -127,6 +135,10 @@ def _check_responder(resp: ocsp.OCSPResponse, root: x509.Certificate, at: dt.dat
             except (InvalidSignature, ValueError, TypeError, x509.ExtensionNotFound):
                 continue
             if ExtendedKeyUsageOID.OCSP_SIGNING not in eku:
+                continue
+            refused = certs.critical_refusal(signer, RESPONDER_EXTENSIONS)
+            if refused:
+                why = f"OCSP response is signed by a delegated responder whose certificate cannot be relied on: {refused}"
                 continue
             if not signer.not_valid_before_utc - SKEW <= at <= signer.not_valid_after_utc:
                 why = (f"OCSP response is signed by a delegated responder whose certificate is not valid "
