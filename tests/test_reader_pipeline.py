@@ -215,10 +215,13 @@ def test_a_status_list_read_offline_is_trusted_up_to_the_maximum_offline_age_and
     clock = Clock(NOW)
     publisher = StatusPublisher(pki, clock, lifetime=7 * 86400)
     cache = StatusListCache(publisher)
-    assert all(c.passed for c in _status(cache, pki, NOW).values())
+    online = _status(cache, pki, NOW)
+    assert all(c.passed for c in online.values())
+    assert not online["revocation_status"].reason.startswith("OFFLINE")
     cache.offline, cache.max_offline_age = True, dt.timedelta(hours=2)
     edge = _status(cache, pki, NOW + dt.timedelta(hours=2))
     assert all(c.passed for c in edge.values()), edge
+    assert edge["revocation_status"].reason.startswith("OFFLINE: index 3 of ")
     late = _status(cache, pki, NOW + dt.timedelta(hours=2, seconds=1))
     assert late["status_list_freshness"].passed is False and late["status_list_freshness"].code == "unavailable"
     assert "beyond the maximum offline age" in late["status_list_freshness"].reason
@@ -507,3 +510,29 @@ def test_the_http_fetcher_asks_with_if_none_match_only_when_it_holds_an_etag():
     assert fetcher(STATUS_URI, None).headers["etag"] == '"v1"'
     fetcher(STATUS_URI, '"v1"')
     assert seen == [(None, "application/statuslist+cwt"), ('"v1"', "application/statuslist+cwt")]
+
+
+def test_a_refresh_answered_with_an_http_error_keeps_the_cached_list():
+    """An HTTP error status is no list: the body of a 503 never replaces the verified copy,
+    which answers on (within its exp; no signed ttl here) and the reason says the refresh
+    failed."""
+    pki = make_pki()
+    endpoint = _Lists([_token(pki, NOW.replace(microsecond=0))], cache_control="max-age=60")
+    cache = StatusListCache(endpoint)
+    assert all(c.passed for c in _status(cache, pki, NOW).values())
+    asked = []
+    cache.fetcher = lambda uri, etag: asked.append(uri) or HttpAnswer(503, b"\xa0")  # a body: no list
+    later = _status(cache, pki, NOW + dt.timedelta(seconds=61))
+    assert asked == [STATUS_URI]
+    assert all(c.passed for c in later.values()), later
+    assert later["status_list_freshness"].reason.startswith("refresh failed (HTTP 503); ")
+
+
+def test_a_clock_without_a_timezone_gives_a_refusal_not_a_verdict():
+    """The core refuses a naive ``now`` (MdocError); at the reader's boundary that is an
+    unverifiable response, never a result without checks or one that passes."""
+    pki = make_pki()
+    data, st = response(pki.ds_key, pki.ds)
+    result = _pipeline(pki).verify(data, session_transcript=st, now=NOW.replace(tzinfo=None))
+    assert not result.valid and result.failed() == ["response_status"]
+    assert result.checks[0].code == "malformed" and "unverifiable" in result.checks[0].reason
