@@ -30,7 +30,7 @@ from protocols.mdoc import (
 )
 from protocols.status import StatusList, build_status_list_token
 from reader.fetch import HttpAnswer
-from reader.pipeline import DEFAULT_CACHE_SECONDS, HttpxFetcher, StatusListCache
+from reader.pipeline import DEFAULT_CACHE_SECONDS, HttpxFetcher, ReaderPipeline, StatusListCache
 from reader.trust import TrustAnchor, TrustStore
 
 DOCTYPE = "jp.mcred.mynumber.cardsub.1"
@@ -536,3 +536,24 @@ def test_a_clock_without_a_timezone_gives_a_refusal_not_a_verdict():
     result = _pipeline(pki).verify(data, session_transcript=st, now=NOW.replace(tzinfo=None))
     assert not result.valid and result.failed() == ["response_status"]
     assert result.checks[0].code == "malformed" and "unverifiable" in result.checks[0].reason
+
+
+def test_an_unexpected_error_inside_verification_is_a_refusal_not_a_crash():
+    """The reader's boundary: whatever escapes the verifier (here a reader's own extra check
+    that fails with a bug) gives an unverifiable response, for a presentation and for an
+    IssuerSigned alone, never an exception to the caller or a result without checks."""
+    pki = make_pki()
+
+    def broken(ctx):
+        raise RuntimeError("bug in a check")
+
+    clock = Clock(NOW)
+    pipe = ReaderPipeline(pki.trust(), clock=clock, status=StatusListCache(StatusPublisher(pki, clock)),
+                          extra_checks=[broken])
+    data, st = response(pki.ds_key, pki.ds)
+    result = pipe.verify(data, session_transcript=st)
+    assert result.failed() == ["response_status"] and result.checks[0].code == "malformed"
+    assert "unverifiable: RuntimeError: bug in a check" in result.checks[0].reason
+    alone = pipe.verify_issuer_signed(DeviceResponse.decode(data).documents[0].issuer_signed.encode())
+    assert alone.failed() == ["mso_structure"] and alone.checks[0].code == "malformed"
+    assert "RuntimeError" in alone.checks[0].reason
