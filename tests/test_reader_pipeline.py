@@ -30,7 +30,13 @@ from protocols.mdoc import (
 )
 from protocols.status import StatusList, build_status_list_token
 from reader.fetch import HttpAnswer
-from reader.pipeline import DEFAULT_CACHE_SECONDS, HttpxFetcher, ReaderPipeline, StatusListCache
+from reader.pipeline import (
+    DEFAULT_CACHE_SECONDS,
+    HttpxFetcher,
+    PipelineConfig,
+    ReaderPipeline,
+    StatusListCache,
+)
 from reader.trust import TrustAnchor, TrustStore
 
 DOCTYPE = "jp.mcred.mynumber.cardsub.1"
@@ -557,3 +563,28 @@ def test_an_unexpected_error_inside_verification_is_a_refusal_not_a_crash():
     alone = pipe.verify_issuer_signed(DeviceResponse.decode(data).documents[0].issuer_signed.encode())
     assert alone.failed() == ["mso_structure"] and alone.checks[0].code == "malformed"
     assert "RuntimeError" in alone.checks[0].reason
+
+
+def test_a_reader_configured_without_profile_checks_judges_the_chain_and_scope_only():
+    """PipelineConfig(check_profiles=False): no Annex B verdicts (iaca_profile, ds_profile),
+    so a DS certificate outside Table B.3 that chains to the IACA is accepted; the trust
+    anchor's scope is still judged."""
+    pki = make_pki()
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "DS")]))
+            .issuer_name(pki.iaca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(T0 - dt.timedelta(days=1)).not_valid_after(T0 + dt.timedelta(days=600))
+            .add_extension(x509.ExtendedKeyUsage([x509.ObjectIdentifier("1.0.18013.5.1.2")]), critical=True)
+            .sign(pki.iaca_key, hashes.SHA256()))
+    clock = Clock(NOW)
+    pipe = ReaderPipeline(pki.trust(), clock=clock, config=PipelineConfig(check_profiles=False),
+                          status=StatusListCache(StatusPublisher(pki, clock)))
+    data, st = response(key, cert)
+    result = pipe.verify(data, session_transcript=st)
+    names = [c.name for c in result.checks]
+    assert result.valid, failed(result)
+    assert "ds_profile" not in names and "iaca_profile" not in names and "trust_anchor_scope" in names
+    scoped = TrustStore([TrustAnchor(pki.iaca, frozenset({"org.iso.18013.5.1.mDL"}))])
+    elsewhere = ReaderPipeline(scoped, clock=clock, config=PipelineConfig(check_profiles=False),
+                               status=StatusListCache(StatusPublisher(pki, clock)))
+    assert failed(elsewhere.verify(data, session_transcript=st)) == {"trust_anchor_scope"}
