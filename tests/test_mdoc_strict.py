@@ -76,3 +76,28 @@ def test_error_codes_are_integers_not_booleans(bad):
         mdoc.DeviceResponse.decode(cbor.dumps({"version": "1.0", "status": 0, "documentErrors": [{"x": bad}]}))
     with pytest.raises(mdoc.MdocDecodeError, match="errors"):
         mdoc.Document.from_cbor({"docType": "d", "issuerSigned": {}, "errors": {"ns": {"x": bad}}})
+
+
+def test_disclosed_values_map_to_json_by_their_cbor_type():
+    """DisclosedDocument.to_json (the reader's JSON verdict) maps each element value by its
+    CBOR type: bstr as padded base64, tdate (aware) as YYYY-MM-DDTHH:MM:SSZ, full-date as
+    YYYY-MM-DD, a naive datetime as ISO text, arrays and maps element by element (keys as
+    text), other tags as {"tag", "value"}, floats JSON has no number for as text, and
+    anything else JSON cannot carry as its text."""
+    import datetime as dt
+    import decimal
+
+    when = dt.datetime(2026, 6, 1, 9, 0, 30, 250000, tzinfo=dt.UTC)
+    values = {
+        "b": b"\x00\xff", "t": when, "naive": when.replace(tzinfo=None), "d": dt.date(1990, 4, 1),
+        "list": [b"\x01", dt.date(2000, 1, 2)], "tuple": (1, "x"), "map": {1: when},
+        "tag": cbor.CBORTag(1004, "1990-04-01"), "nan": float("nan"), "inf": float("-inf"),
+        "plain": [None, True, 3, 1.5, "s"], "other": decimal.Decimal("2.50"),
+    }
+    doc = mdoc.DisclosedDocument("d", {"ns": values})
+    assert doc.to_json()["elements"]["ns"] == {
+        "b": "AP8=", "t": "2026-06-01T09:00:30Z", "naive": "2026-06-01T09:00:30.250000", "d": "1990-04-01",
+        "list": ["AQ==", "2000-01-02"], "tuple": [1, "x"], "map": {"1": "2026-06-01T09:00:30Z"},
+        "tag": {"tag": 1004, "value": "1990-04-01"}, "nan": "NaN", "inf": "-Infinity",
+        "plain": [None, True, 3, 1.5, "s"], "other": "2.50",
+    }
