@@ -410,3 +410,14 @@ def test_an_x5chain_given_as_an_array_with_the_anchor_verifies(pki, device_key):
                                                                iaca.public_bytes(Encoding.DER)]}
     result = verify(pki, cbor.dumps(m), st)
     assert result.valid, result.to_json()
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 9])
+def test_response_status_counts_the_documents_whatever_their_number(pki, device_key, n):
+    """A DeviceResponse with status 0 and n documents passes response_status and says n,
+    below and beyond the few passed checks the verifier keeps made (1..7)."""
+    st = transcript()
+    doc = mdoc.build_document(issue(pki, device_key), st, signer=cose.key_signer(device_key))
+    result = verify(pki, mdoc.DeviceResponse((doc,) * n).encode(), st)
+    assert result.valid and len(result.documents) == n
+    assert result.check("response_status").reason == f"status 0, {n} document(s)"
