@@ -167,6 +167,8 @@ _UNUSUAL_ITEMS = [
     ([(7, _item(random="not bytes"))], "random"),
     # two items of one identifier (both digested by the MSO): which value would count?
     ([(7, _item(value="Yamada")), (8, _item(digest_id=8, value="Suzuki"))], "family_name: digestID 8 mismatched or repeated"),
+    # the very same item twice
+    ([(7, _item()), (7, _item())], "family_name: digestID 7 mismatched or repeated"),
 ]
 
 
