@@ -197,6 +197,23 @@ def test_vical_from_an_untrusted_signer_is_refused(world):
         TrustStore().import_vical(b"\x00", vical_anchors=[cert], now=T0)
 
 
+def test_a_vical_with_a_detached_or_unreadable_payload_is_refused():
+    """Annex C: the VICAL is the COSE_Sign1's payload. A detached payload (nil) has nothing
+    to verify or read; a signed payload that is no CBOR has no certificateInfos: each a
+    TrustError that says why, and nothing is imported."""
+    key, cert = _vical_signer()
+    der = cert.public_bytes(serialization.Encoding.DER)
+    store = TrustStore()
+    detached = cose.Sign1.create(cose.key_signer(key), None, detached=cbor.dumps({"version": "1.0"}),
+                                 unprotected={33: der}).encode()
+    with pytest.raises(TrustError, match="detached"):
+        store.import_vical(detached, vical_anchors=[cert], now=T0)
+    garbage = cose.Sign1.create(cose.key_signer(key), b"\xff\xff", unprotected={33: der}).encode()
+    with pytest.raises(TrustError, match="VICAL payload"):
+        store.import_vical(garbage, vical_anchors=[cert], now=T0)
+    assert len(store) == 0
+
+
 def test_anchor_for_by_object_follows_a_replaced_anchor():
     """anchor_for finds the store's own certificate objects by identity; when an anchor is
     re-added (same certificate, new scope) the old object is answered with the new anchor."""
