@@ -214,6 +214,40 @@ def test_a_vical_with_a_detached_or_unreadable_payload_is_refused():
     assert len(store) == 0
 
 
+_INFOS = [{"certificate": b"junk", "docType": ["x"]}]
+
+
+@pytest.mark.parametrize(("payload", "why"), [
+    ([1, 2], "not a map with certificateInfos"),
+    ({"vicalProvider": "P", "date": T0}, "not a map with certificateInfos"),
+    ({"vicalProvider": "P", "date": T0, "certificateInfos": {"certificate": b""}}, "not a map with certificateInfos"),
+    ({"date": T0, "certificateInfos": _INFOS}, "vicalProvider"),
+    ({"vicalProvider": "P", "date": "2026-06-01T09:00:00Z", "certificateInfos": _INFOS}, "date"),
+    ({"vicalProvider": "P", "date": T0, "nextUpdate": T0 - dt.timedelta(seconds=1), "certificateInfos": _INFOS},
+     "nextUpdate"),
+])
+def test_a_vical_payload_without_its_required_fields_is_refused(payload, why):
+    """Annex C: the VICAL map has vicalProvider (tstr), date (tdate) and certificateInfos
+    (an array), and is not to be used past its nextUpdate: anything else is a TrustError
+    that names what is wrong, and nothing is imported."""
+    key, cert = _vical_signer()
+    der = cert.public_bytes(serialization.Encoding.DER)
+    store = TrustStore()
+    signed = cose.Sign1.create(cose.key_signer(key), cbor.dumps(payload), unprotected={33: der}).encode()
+    with pytest.raises(TrustError, match=why):
+        store.import_vical(signed, vical_anchors=[cert], now=T0)
+    assert len(store) == 0
+
+
+def test_a_vical_is_used_up_to_its_next_update_included(world):
+    key, cert = _vical_signer()
+    der = cert.public_bytes(serialization.Encoding.DER)
+    payload = {"vicalProvider": "P", "date": T0, "nextUpdate": T0, "certificateInfos": [
+        {"certificate": world["pki"].iaca.public_bytes(serialization.Encoding.DER), "docType": [DOCTYPE]}]}
+    signed = cose.Sign1.create(cose.key_signer(key), cbor.dumps(payload), unprotected={33: der}).encode()
+    assert TrustStore().import_vical(signed, vical_anchors=[cert], now=T0).imported == 1
+
+
 def test_anchor_for_by_object_follows_a_replaced_anchor():
     """anchor_for finds the store's own certificate objects by identity; when an anchor is
     re-added (same certificate, new scope) the old object is answered with the new anchor."""
