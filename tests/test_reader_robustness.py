@@ -248,6 +248,23 @@ def test_a_vical_is_used_up_to_its_next_update_included(world):
     assert TrustStore().import_vical(signed, vical_anchors=[cert], now=T0).imported == 1
 
 
+def test_vical_entries_without_a_certificate_or_a_doctype_list_are_skipped_by_name(world):
+    """Each CertificateInfo needs its certificate (bstr) and docType ([+ tstr]); one that
+    lacks them is skipped with its place named, and the others are imported."""
+    key, cert = _vical_signer()
+    der = cert.public_bytes(serialization.Encoding.DER)
+    good = {"certificate": world["pki"].iaca.public_bytes(serialization.Encoding.DER), "docType": [DOCTYPE]}
+    infos = [7, {"docType": [DOCTYPE]}, {**good, "docType": []}, {**good, "docType": [1]}, {**good, "docType": "x"},
+             good]
+    payload = {"vicalProvider": "P", "date": T0, "certificateInfos": infos}
+    signed = cose.Sign1.create(cose.key_signer(key), cbor.dumps(payload), unprotected={33: der}).encode()
+    store = TrustStore()
+    imported = store.import_vical(signed, vical_anchors=[cert], now=T0)
+    assert imported.imported == 1 and len(store) == 1
+    assert imported.skipped == ("certificateInfos[0]: no certificate", "certificateInfos[1]: no certificate",
+                                *(f"certificateInfos[{n}]: docType must be a non-empty list of text" for n in (2, 3, 4)))
+
+
 def test_anchor_for_by_object_follows_a_replaced_anchor():
     """anchor_for finds the store's own certificate objects by identity; when an anchor is
     re-added (same certificate, new scope) the old object is answered with the new anchor."""
