@@ -175,6 +175,7 @@ def test_vical_import_scopes_anchors_to_their_doctypes(world):
     store = TrustStore()
     imported = store.import_vical(_vical(key, cert, world["pki"].iaca, [DOCTYPE]), vical_anchors=[cert], now=T0)
     assert imported.imported == 1 and imported.provider == "Test VICAL" and len(imported.skipped) == 1
+    assert imported.issue_id == 3 and imported.date == T0
     clock = world["clock"]
     se = wallet_sim.open_secure_element(world["phone"], world["home"])
     w = Wallet(se.transmit, RulesConsent.allow_all(), clock=clock)
@@ -250,17 +251,19 @@ def test_a_vical_is_used_up_to_its_next_update_included(world):
 
 def test_vical_entries_without_a_certificate_or_a_doctype_list_are_skipped_by_name(world):
     """Each CertificateInfo needs its certificate (bstr) and docType ([+ tstr]); one that
-    lacks them is skipped with its place named, and the others are imported."""
+    lacks them is skipped with its place named, and the others are imported. A
+    vicalIssueID that is no uint is not reported."""
     key, cert = _vical_signer()
     der = cert.public_bytes(serialization.Encoding.DER)
     good = {"certificate": world["pki"].iaca.public_bytes(serialization.Encoding.DER), "docType": [DOCTYPE]}
     infos = [7, {"docType": [DOCTYPE]}, {**good, "docType": []}, {**good, "docType": [1]}, {**good, "docType": "x"},
              good]
-    payload = {"vicalProvider": "P", "date": T0, "certificateInfos": infos}
+    payload = {"vicalProvider": "P", "date": T0, "vicalIssueID": True, "certificateInfos": infos}
     signed = cose.Sign1.create(cose.key_signer(key), cbor.dumps(payload), unprotected={33: der}).encode()
     store = TrustStore()
     imported = store.import_vical(signed, vical_anchors=[cert], now=T0)
     assert imported.imported == 1 and len(store) == 1
+    assert imported.issue_id is None  # a bool is no uint
     assert imported.skipped == ("certificateInfos[0]: no certificate", "certificateInfos[1]: no certificate",
                                 *(f"certificateInfos[{n}]: docType must be a non-empty list of text" for n in (2, 3, 4)))
 
