@@ -209,6 +209,9 @@ def test_the_iaca_key_usage_is_key_cert_sign_and_crl_sign_only(usages, ok):
     (x509.CRLDistributionPoints([x509.DistributionPoint(
         None, x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.COMMON_NAME, "rel")]), None, None)]),
      "crl_distribution_points"),
+    # no distribution point at all: cryptography builds and parses the empty SEQUENCE that
+    # RFC 5280 4.2.1.13 (SIZE (1..MAX)) does not allow
+    (x509.CRLDistributionPoints([]), "crl_distribution_points"),
 ])
 def test_issuer_alt_name_and_crl_distribution_points_hold_uris_or_emails_only(value, rule):
     assert names(iaca.check_iaca(_iaca(replace=[value]), NOW)) == {f"iaca.{rule}"}
