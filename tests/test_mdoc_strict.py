@@ -101,3 +101,12 @@ def test_disclosed_values_map_to_json_by_their_cbor_type():
         "tag": {"tag": 1004, "value": "1990-04-01"}, "nan": "NaN", "inf": "-Infinity",
         "plain": [None, True, 3, 1.5, "s"], "other": "2.50",
     }
+
+
+@pytest.mark.parametrize("status_list", [[7, "https://issuer.test/status/1"], "ab", b"ab", {"idx": 7}])
+def test_an_mso_status_list_reference_that_is_no_idx_uri_map_is_a_decode_error(status_list):
+    """MSO ``status`` (18013-5 2nd edition, status list §8): ``status_list`` is the map
+    {idx: uint, uri: tstr}; an array, a string or a map lacking one is refused by name."""
+    with pytest.raises(mdoc.MdocDecodeError, match="status_list"):
+        mdoc.MsoStatus.from_map({"status_list": status_list})
+    assert mdoc.MsoStatus.from_map({"status_list": {"idx": 7, "uri": "u"}}).status_list.idx == 7
