@@ -110,3 +110,15 @@ def test_an_mso_status_list_reference_that_is_no_idx_uri_map_is_a_decode_error(s
     with pytest.raises(mdoc.MdocDecodeError, match="status_list"):
         mdoc.MsoStatus.from_map({"status_list": status_list})
     assert mdoc.MsoStatus.from_map({"status_list": {"idx": 7, "uri": "u"}}).status_list.idx == 7
+
+
+@pytest.mark.parametrize("status", [
+    mdoc.MsoStatus(identifier_list=mdoc.IdentifierListRef(b"\x01\x02", "https://issuer.test/ids/1")),
+    mdoc.MsoStatus(mdoc.StatusListRef(7, "https://issuer.test/status/1"),
+                   mdoc.IdentifierListRef(b"\x01", "https://issuer.test/ids/1")),
+])
+def test_an_mso_status_with_an_identifier_list_alone_or_beside_a_status_list_round_trips(status):
+    """MSO ``status`` may name an identifier list instead of (or beside) a status list: each
+    reference written is read back, and a missing one stays absent."""
+    assert mdoc.MsoStatus.from_map(status.to_map()) == status
+    assert ("status_list" in status.to_map()) is (status.status_list is not None)
