@@ -122,3 +122,16 @@ def test_an_mso_status_with_an_identifier_list_alone_or_beside_a_status_list_rou
     reference written is read back, and a missing one stays absent."""
     assert mdoc.MsoStatus.from_map(status.to_map()) == status
     assert ("status_list" in status.to_map()) is (status.status_list is not None)
+
+
+@pytest.mark.parametrize("key", ["signed", "validFrom", "validUntil", "expectedUpdate"])
+def test_a_validity_time_without_a_time_zone_is_a_decode_error(key):
+    """18013-5 §9.1.2.4: the validityInfo times are tdate (RFC 3339 with its offset); a
+    time without one could not be compared with the reader's clock: refused by name."""
+    import datetime as dt
+
+    t = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
+    value = {"signed": t, "validFrom": t, "validUntil": t + dt.timedelta(days=1), "expectedUpdate": t}
+    value[key] = value[key].replace(tzinfo=None)
+    with pytest.raises(mdoc.MdocDecodeError, match=f"MSO.validityInfo.{key}: tdate without a time zone"):
+        mdoc.ValidityInfo.from_map(value)
