@@ -435,8 +435,10 @@ class ReaderPipeline:
         if (last is not None and last[0] is chain and last[1] == doc_type
                 and chain.not_before <= ctx.now <= chain.not_after):
             return list(last[2])  # the same cached DS chain object: same certificates
+        # always found: the verifier's anchors are this store's certificates, and the store
+        # only grows (an anchor added again keeps its fingerprint: TrustStore.add)
         anchor = self.trust.anchor_for(chain.anchor)
-        scope_ok = anchor is not None and anchor.allows(doc_type)
+        scope_ok = anchor.allows(doc_type)
         scope = Check(TRUST_ANCHOR_SCOPE, scope_ok,
                       f"{chain.anchor_subject} "
                       + ("may vouch for " if scope_ok else "is NOT trusted for ") + doc_type, code="untrusted_issuer")
@@ -446,8 +448,7 @@ class ReaderPipeline:
         hit = self._profiles.get(key)
         if hit is None or not hit[0] <= ctx.now <= hit[1]:
             # the anchor's time-independent rules are kept with it (TrustAnchor.profile)
-            iaca_rules = (anchor.profile.at(ctx.now) if anchor is not None
-                          else iaca.check_iaca(chain.anchor, ctx.now, country=None))
+            iaca_rules = anchor.profile.at(ctx.now)
             # the chain check verified the DS signature by this anchor when the path was direct
             ds_rules = iaca.check_document_signer(chain.leaf, chain.anchor, ctx.now,
                                                   signature_verified=chain.leaf_issued_by_anchor)

@@ -129,6 +129,40 @@ def test_a_serial_that_is_not_positive_fails():
     assert "iaca.serial_number" in names(iaca.check_iaca(negative, NOW))
 
 
+def _der_tlv(tag: int, body: bytes) -> bytes:
+    n = len(body)
+    head = bytes([n]) if n < 0x80 else bytes([0x81, n]) if n < 0x100 else b"\x82" + n.to_bytes(2, "big")
+    return bytes([tag]) + head + body
+
+
+def _der_span(der: bytes, pos: int) -> tuple[int, int]:
+    """(start of contents, end) of the DER TLV at ``pos``."""
+    first = der[pos + 1]
+    if first < 0x80:
+        return pos + 2, pos + 2 + first
+    start = pos + 2 + (first & 0x7F)
+    return start, start + int.from_bytes(der[pos + 2:start], "big")
+
+
+def test_a_serial_longer_than_20_octets_fails():
+    """RFC 5280 4.1.2.2: at most 20 octets. cryptography builds no such certificate: the
+    IACA's TBSCertificate with a 21-octet serial, signed again by its key, so that the
+    serial rule is the only one to fail."""
+    der = IACA.public_bytes(Encoding.DER)
+    body = _der_span(der, 0)[0]
+    tbs_body, tbs_end = _der_span(der, body)
+    serial_at = _der_span(der, tbs_body)[1]  # after [0] version
+    serial_end = _der_span(der, serial_at)[1]
+    tbs = _der_tlv(0x30, der[tbs_body:serial_at] + _der_tlv(0x02, b"\x01" + bytes(range(1, 21)))
+                   + der[serial_end:tbs_end])
+    alg = der[tbs_end:_der_span(der, tbs_end)[1]]
+    signature = IACA_KEY.sign(tbs, ec.ECDSA(hashes.SHA256()))
+    long_serial = x509.load_der_x509_certificate(_der_tlv(0x30, tbs + alg + _der_tlv(0x03, b"\x00" + signature)))
+    assert (long_serial.serial_number.bit_length() + 8) // 8 == 21
+    assert names(iaca.check_iaca(long_serial, NOW)) == {"iaca.serial_number"}
+    assert "longer than 20 octets" in _reason(iaca.check_iaca(long_serial, NOW), "iaca.serial_number")
+
+
 @pytest.mark.parametrize(("key", "hash_alg", "rule"), [
     (rsa.generate_private_key(65537, 2048), hashes.SHA256(), "key"),  # not EC
     (ec.generate_private_key(ec.SECP256K1()), hashes.SHA256(), "key"),  # not a NIST curve of the profile
@@ -209,6 +243,9 @@ def test_the_iaca_key_usage_is_key_cert_sign_and_crl_sign_only(usages, ok):
     (x509.CRLDistributionPoints([x509.DistributionPoint(
         None, x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.COMMON_NAME, "rel")]), None, None)]),
      "crl_distribution_points"),
+    # no distribution point at all: cryptography builds and parses the empty SEQUENCE that
+    # RFC 5280 4.2.1.13 (SIZE (1..MAX)) does not allow
+    (x509.CRLDistributionPoints([]), "crl_distribution_points"),
 ])
 def test_issuer_alt_name_and_crl_distribution_points_hold_uris_or_emails_only(value, rule):
     assert names(iaca.check_iaca(_iaca(replace=[value]), NOW)) == {f"iaca.{rule}"}

@@ -130,6 +130,10 @@ def test_leaf_issued_by_anchor_only_for_a_direct_path(keys):
     built = chain.VerifiedChain(direct.leaf, direct.public_key, direct.not_before, direct.not_after, direct.anchor,
                                 None, True, direct.leaf_der, direct.anchor_der)
     assert direct == built and repr(direct) == repr(built)  # (unhashable either way: EC keys are)
+    # made without saying so, a chain does not claim the leaf's signature by the anchor was
+    # verified (the DS profile then verifies it itself)
+    assert chain.VerifiedChain(direct.leaf, direct.public_key, direct.not_before, direct.not_after,
+                               direct.anchor).leaf_issued_by_anchor is False
     assert direct.description == built.description and direct.leaf_validity == built.leaf_validity
     assert direct.anchor_subject == built.anchor_subject == anchor.subject.rfc4514_string()
     with pytest.raises(AttributeError):

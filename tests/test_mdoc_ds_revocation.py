@@ -455,3 +455,49 @@ def test_ds_crl_check_believes_an_entry_of_a_list_without_next_update_never_its_
     assert (scoped.passed, scoped.code) == (False, "unavailable"), scoped
     assert scoped.reason == (f"IACA CRL at {url}: the CRL's issuingDistributionPoint names none of the "
                              "certificate's distribution points (another partition's CRL)")
+
+
+def test_the_http_crl_fetcher_turns_an_error_status_or_a_failed_request_into_a_fetch_error():
+    """A CRL is only what a 200 answer carries: any other status, or no answer at all, is a
+    CrlFetchError (ds_revocation then says the CRL is unavailable), never a body to parse."""
+    import httpx
+
+    def answer(request):
+        if request.url.path == "/down":
+            raise httpx.ConnectError("refused", request=request)
+        assert request.headers["accept"] == "application/pkix-crl"
+        return httpx.Response(200 if request.url.path == "/crl" else 404, content=b"crl bytes")
+
+    fetcher = HttpCrlFetcher(httpx.Client(transport=httpx.MockTransport(answer)))
+    assert fetcher("http://issuer.test/crl") == b"crl bytes"
+    with pytest.raises(CrlFetchError, match="HTTP 404"):
+        fetcher("http://issuer.test/gone")
+    with pytest.raises(CrlFetchError, match="ConnectError"):
+        fetcher("http://issuer.test/down")
+
+
+def test_ds_revocation_without_a_chain_or_a_distribution_point_is_not_a_pass():
+    """No trusted DS chain: ``ds_revocation`` is not checked. A DS certificate (or a status
+    list signer) naming no CRL distribution point: nowhere to learn its revocation, so the
+    check fails as unavailable (fail closed), and the signer is not trusted."""
+    from test_present_kit import make_pki
+
+    pki = make_pki()
+    fetched = []
+    check = DsCrlCheck(lambda url: fetched.append(url) or b"")
+
+    class Ctx:
+        ds_chain, now = None, NOW
+
+    untrusted = check(Ctx)
+    assert (untrusted.passed, untrusted.code) == (False, "not_checked")
+    bare = (x509.CertificateBuilder().subject_name(pki.ds.subject).issuer_name(pki.iaca.subject)
+            .public_key(pki.ds_key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(pki.ds.not_valid_before_utc).not_valid_after(pki.ds.not_valid_after_utc)
+            .sign(pki.iaca_key, hashes.SHA256()))
+    at = pki.ds.not_valid_before_utc + dt.timedelta(days=1)
+    result = check.check(bare, pki.iaca, at)
+    assert (result.passed, result.code) == (False, "unavailable")
+    assert "names no CRL distribution point" in result.reason
+    assert "names no CRL distribution point" in check.signer_revoked(bare, pki.iaca, at)
+    assert fetched == []

@@ -410,3 +410,32 @@ def test_an_x5chain_given_as_an_array_with_the_anchor_verifies(pki, device_key):
                                                                iaca.public_bytes(Encoding.DER)]}
     result = verify(pki, cbor.dumps(m), st)
     assert result.valid, result.to_json()
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 9])
+def test_response_status_counts_the_documents_whatever_their_number(pki, device_key, n):
+    """A DeviceResponse with status 0 and n documents passes response_status and says n,
+    below and beyond the few passed checks the verifier keeps made (1..7)."""
+    st = transcript()
+    doc = mdoc.build_document(issue(pki, device_key), st, signer=cose.key_signer(device_key))
+    result = verify(pki, mdoc.DeviceResponse((doc,) * n).encode(), st)
+    assert result.valid and len(result.documents) == n
+    assert result.check("response_status").reason == f"status 0, {n} document(s)"
+
+
+@pytest.mark.parametrize("size", [255, 256, 257, 65535, 65536])
+def test_an_item_digests_over_its_tagged_bytes_whatever_their_length(pki, device_key, size):
+    """§9.1.2.5: the value digest is over IssuerSignedItemBytes, #6.24(bstr), whose head
+    grows with the item's length (2, 3 and 5 bytes of length): an item of every edge
+    size verifies, through the kept heads (below 256 bytes) and beyond them."""
+    def raw_size(n):
+        return len(issue(pki, device_key, elements={NS: {"blob": bytes(n)}}).name_spaces[NS][0])
+
+    n = size - (raw_size(size) - size)  # the overhead is the same for the lengths near ``size``
+    n += size - raw_size(n)
+    issued = issue(pki, device_key, elements={NS: {"blob": bytes(n)}})
+    assert len(issued.name_spaces[NS][0]) == size
+    st = transcript()
+    result = verify(pki, present(issued, device_key, st), st)
+    assert result.valid, result.failed()
+    assert result.documents[0].elements[NS]["blob"] == bytes(n)

@@ -76,3 +76,62 @@ def test_error_codes_are_integers_not_booleans(bad):
         mdoc.DeviceResponse.decode(cbor.dumps({"version": "1.0", "status": 0, "documentErrors": [{"x": bad}]}))
     with pytest.raises(mdoc.MdocDecodeError, match="errors"):
         mdoc.Document.from_cbor({"docType": "d", "issuerSigned": {}, "errors": {"ns": {"x": bad}}})
+
+
+def test_disclosed_values_map_to_json_by_their_cbor_type():
+    """DisclosedDocument.to_json (the reader's JSON verdict) maps each element value by its
+    CBOR type: bstr as padded base64, tdate (aware) as YYYY-MM-DDTHH:MM:SSZ, full-date as
+    YYYY-MM-DD, a naive datetime as ISO text, arrays and maps element by element (keys as
+    text), other tags as {"tag", "value"}, floats JSON has no number for as text, and
+    anything else JSON cannot carry as its text."""
+    import datetime as dt
+    import decimal
+
+    when = dt.datetime(2026, 6, 1, 9, 0, 30, 250000, tzinfo=dt.UTC)
+    values = {
+        "b": b"\x00\xff", "t": when, "naive": when.replace(tzinfo=None), "d": dt.date(1990, 4, 1),
+        "list": [b"\x01", dt.date(2000, 1, 2)], "tuple": (1, "x"), "map": {1: when},
+        "tag": cbor.CBORTag(1004, "1990-04-01"), "nan": float("nan"), "inf": float("-inf"),
+        "plain": [None, True, 3, 1.5, "s"], "other": decimal.Decimal("2.50"),
+    }
+    doc = mdoc.DisclosedDocument("d", {"ns": values})
+    assert doc.to_json()["elements"]["ns"] == {
+        "b": "AP8=", "t": "2026-06-01T09:00:30Z", "naive": "2026-06-01T09:00:30.250000", "d": "1990-04-01",
+        "list": ["AQ==", "2000-01-02"], "tuple": [1, "x"], "map": {"1": "2026-06-01T09:00:30Z"},
+        "tag": {"tag": 1004, "value": "1990-04-01"}, "nan": "NaN", "inf": "-Infinity",
+        "plain": [None, True, 3, 1.5, "s"], "other": "2.50",
+    }
+
+
+@pytest.mark.parametrize("status_list", [[7, "https://issuer.test/status/1"], "ab", b"ab", {"idx": 7}])
+def test_an_mso_status_list_reference_that_is_no_idx_uri_map_is_a_decode_error(status_list):
+    """MSO ``status`` (18013-5 2nd edition, status list §8): ``status_list`` is the map
+    {idx: uint, uri: tstr}; an array, a string or a map lacking one is refused by name."""
+    with pytest.raises(mdoc.MdocDecodeError, match="status_list"):
+        mdoc.MsoStatus.from_map({"status_list": status_list})
+    assert mdoc.MsoStatus.from_map({"status_list": {"idx": 7, "uri": "u"}}).status_list.idx == 7
+
+
+@pytest.mark.parametrize("status", [
+    mdoc.MsoStatus(identifier_list=mdoc.IdentifierListRef(b"\x01\x02", "https://issuer.test/ids/1")),
+    mdoc.MsoStatus(mdoc.StatusListRef(7, "https://issuer.test/status/1"),
+                   mdoc.IdentifierListRef(b"\x01", "https://issuer.test/ids/1")),
+])
+def test_an_mso_status_with_an_identifier_list_alone_or_beside_a_status_list_round_trips(status):
+    """MSO ``status`` may name an identifier list instead of (or beside) a status list: each
+    reference written is read back, and a missing one stays absent."""
+    assert mdoc.MsoStatus.from_map(status.to_map()) == status
+    assert ("status_list" in status.to_map()) is (status.status_list is not None)
+
+
+@pytest.mark.parametrize("key", ["signed", "validFrom", "validUntil", "expectedUpdate"])
+def test_a_validity_time_without_a_time_zone_is_a_decode_error(key):
+    """18013-5 §9.1.2.4: the validityInfo times are tdate (RFC 3339 with its offset); a
+    time without one could not be compared with the reader's clock: refused by name."""
+    import datetime as dt
+
+    t = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
+    value = {"signed": t, "validFrom": t, "validUntil": t + dt.timedelta(days=1), "expectedUpdate": t}
+    value[key] = value[key].replace(tzinfo=None)
+    with pytest.raises(mdoc.MdocDecodeError, match=f"MSO.validityInfo.{key}: tdate without a time zone"):
+        mdoc.ValidityInfo.from_map(value)

@@ -153,7 +153,7 @@ def _item(digest_id=7, random=bytes(16), ident="family_name", value="Yamada", **
                        **extra}, canonical=False)
 
 
-@pytest.mark.parametrize(("items", "why"), [
+_UNUSUAL_ITEMS = [
     # bytes that are no CBOR at all (a truncated map)
     ([(7, _item()[:-3])], "malformed CBOR"),
     # an array of the four fields, not a map: the fast path reads a map's keys
@@ -167,7 +167,12 @@ def _item(digest_id=7, random=bytes(16), ident="family_name", value="Yamada", **
     ([(7, _item(random="not bytes"))], "random"),
     # two items of one identifier (both digested by the MSO): which value would count?
     ([(7, _item(value="Yamada")), (8, _item(digest_id=8, value="Suzuki"))], "family_name: digestID 8 mismatched or repeated"),
-])
+    # the very same item twice
+    ([(7, _item()), (7, _item())], "family_name: digestID 7 mismatched or repeated"),
+]
+
+
+@pytest.mark.parametrize(("items", "why"), _UNUSUAL_ITEMS)
 def test_issuer_signed_items_of_an_unusual_shape_are_refused_by_name(pki, device_key, items, why):  # noqa: F811
     """Items the MSO digests (a faulty or hostile issuer signed them) but that are no proper
     IssuerSignedItems of distinct identifiers: a named ``value_digests`` failure, cached or
@@ -229,3 +234,29 @@ def test_what_the_verifier_hands_out_is_frozen(pki, device_key):  # noqa: F811
                       (seen[0], "now")):
         with pytest.raises(dataclasses.FrozenInstanceError):
             setattr(obj, name, None)
+
+
+@pytest.mark.parametrize(("items", "why"), _UNUSUAL_ITEMS)
+def test_unusual_items_beside_items_the_verifier_keeps_are_refused_by_name(pki, device_key, items, why):  # noqa: F811
+    """The same items under an MSO that also digests a proper item (digestID 9), which a
+    verifier has seen disclosed alone often enough to keep it decoded: disclosed beside
+    that kept item, the unusual ones still give the named ``value_digests`` failure (the
+    kept items' shortcut decides nothing about the others)."""
+    issued = issue(pki, device_key)
+    mso = issued.mso()
+    ns = next(iter(issued.name_spaces))
+    good = _item(digest_id=9, ident="given_name", value="Hanako")
+    digests = {i: hashlib.sha256(cbor.tag24_bytes(raw)).digest() for i, raw in [*items, (9, good)]}
+    mso = dataclasses.replace(mso, value_digests={ns: digests})
+    resigned = cose.Sign1.create(cose.key_signer(pki[1]), mso.to_bytes(), unprotected=issued.issuer_auth.unprotected)
+    st = transcript()
+    verifier = mdoc.MdocVerifier([pki[0]])
+    alone = present(mdoc.IssuerSigned({ns: (good,)}, resigned), device_key, st)
+    for _ in range(2):
+        assert verifier.verify(alone, session_transcript=st, now=NOW).valid
+    data = present(mdoc.IssuerSigned({ns: (good, *(raw for _, raw in items))}, resigned), device_key, st)
+    for _ in range(2):
+        result = verifier.verify(data, session_transcript=st, now=NOW)
+        assert result.failed() == ["value_digests"], result.checks
+        assert why in result.check("value_digests").reason
+        assert result.documents == ()

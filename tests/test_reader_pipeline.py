@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
+import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -27,8 +28,15 @@ from protocols.mdoc import (
     derive_emac_key,
     ecdh,
 )
+from protocols.status import StatusList, build_status_list_token
 from reader.fetch import HttpAnswer
-from reader.pipeline import StatusListCache
+from reader.pipeline import (
+    DEFAULT_CACHE_SECONDS,
+    HttpxFetcher,
+    PipelineConfig,
+    ReaderPipeline,
+    StatusListCache,
+)
 from reader.trust import TrustAnchor, TrustStore
 
 DOCTYPE = "jp.mcred.mynumber.cardsub.1"
@@ -213,10 +221,13 @@ def test_a_status_list_read_offline_is_trusted_up_to_the_maximum_offline_age_and
     clock = Clock(NOW)
     publisher = StatusPublisher(pki, clock, lifetime=7 * 86400)
     cache = StatusListCache(publisher)
-    assert all(c.passed for c in _status(cache, pki, NOW).values())
+    online = _status(cache, pki, NOW)
+    assert all(c.passed for c in online.values())
+    assert not online["revocation_status"].reason.startswith("OFFLINE")
     cache.offline, cache.max_offline_age = True, dt.timedelta(hours=2)
     edge = _status(cache, pki, NOW + dt.timedelta(hours=2))
     assert all(c.passed for c in edge.values()), edge
+    assert edge["revocation_status"].reason.startswith("OFFLINE: index 3 of ")
     late = _status(cache, pki, NOW + dt.timedelta(hours=2, seconds=1))
     assert late["status_list_freshness"].passed is False and late["status_list_freshness"].code == "unavailable"
     assert "beyond the maximum offline age" in late["status_list_freshness"].reason
@@ -391,6 +402,7 @@ class _CacheControl:
 
 @pytest.mark.parametrize(("ttl", "cache_control"), [
     (None, "public, max-age=99999999999999999999"),  # the HTTP answer's own header: nobody signed it
+    (None, "max-age=" + "9" * 5000),  # more digits than int() reads from text (4300): never given to it
     (10**15, None),  # the token's signed ttl (StatusPublisher sends max-age = ttl too)
 ])
 def test_a_lifetime_beyond_what_a_datetime_can_add_gives_a_status_not_a_crash(ttl, cache_control):
@@ -406,3 +418,173 @@ def test_a_lifetime_beyond_what_a_datetime_can_add_gives_a_status_not_a_crash(tt
     for later in (0, 3599, 3601):  # the first lookup, one from the cache, one past a short bound
         checks = _status(cache, pki, NOW + dt.timedelta(seconds=later))
         assert all(c.passed for c in checks.values()), checks
+
+
+class _Lists:
+    """A status endpoint answering 200 with the next of ``tokens`` at each fetch (the last
+    one again once they run out) and the header ``cache_control`` when given; ``calls``
+    counts the fetches."""
+
+    def __init__(self, tokens, cache_control=None) -> None:
+        self.tokens, self.cache_control, self.calls = list(tokens), cache_control, 0
+
+    def __call__(self, uri, etag):
+        token = self.tokens[min(self.calls, len(self.tokens) - 1)]
+        self.calls += 1
+        return HttpAnswer(200, token, {} if self.cache_control is None else {"cache-control": self.cache_control})
+
+
+def _token(pki, iat, *, exp=None, ttl=None):
+    return build_status_list_token(StatusList.empty(64, bits=2), uri=STATUS_URI, iat=iat, exp=exp, ttl=ttl,
+                                   signer=cose.key_signer(pki.status_key), certificate=pki.status_cert)
+
+
+def _fetches_at(pki, endpoint, *seconds):
+    """The endpoint's fetch count after a lookup at each of ``seconds`` after NOW."""
+    cache = StatusListCache(endpoint)
+    counts = []
+    for s in seconds:
+        cache.lookup(STATUS_URI, 3, [pki.iaca], NOW + dt.timedelta(seconds=s))
+        counts.append(endpoint.calls)
+    return counts
+
+
+def test_a_list_without_ttl_or_max_age_is_kept_for_the_default_time_and_not_a_second_more():
+    pki = make_pki()
+    endpoint = _Lists([_token(pki, NOW.replace(microsecond=0))])
+    d = DEFAULT_CACHE_SECONDS
+    assert _fetches_at(pki, endpoint, 0, d - 1, d) == [1, 1, 2]
+
+
+@pytest.mark.parametrize("max_age", [60, 2**31 - 1])  # the largest max-age kept as sent (10 digits)
+def test_the_http_max_age_bounds_the_cache_of_a_list_without_ttl_to_the_second(max_age):
+    """RFC 9111 5.2.2.1: the answer is stale ``max-age`` seconds after it was fetched (the
+    token has no ttl nor exp here); any max-age below 2**31 is taken as it is."""
+    pki = make_pki()
+    endpoint = _Lists([_token(pki, NOW.replace(microsecond=0))], cache_control=f"public, max-age={max_age}")
+    assert _fetches_at(pki, endpoint, 0, max_age - 1, max_age) == [1, 1, 2]
+
+
+@pytest.mark.parametrize(("ttl", "max_age"), [(60, 3600), (3600, 60)])
+def test_the_signed_ttl_and_the_http_max_age_bound_the_cache_whichever_is_shorter(ttl, max_age):
+    """draft-ietf-oauth-status-list: a Status List Token may be cached for its ttl before a
+    fresh copy is fetched; an HTTP max-age that says longer does not extend that, and a
+    shorter one is kept too."""
+    pki = make_pki()
+    endpoint = _Lists([_token(pki, NOW.replace(microsecond=0), ttl=ttl)], cache_control=f"max-age={max_age}")
+    short = min(ttl, max_age)
+    assert _fetches_at(pki, endpoint, 0, short - 1, short) == [1, 1, 2]
+
+
+def test_a_cached_list_is_fetched_again_at_its_exp_and_the_new_copy_answers():
+    """A list past its exp must not answer (status-list 13.7); a cached copy whose exp has
+    come is refetched at that very instant, within its ttl, and the issuer's new copy is
+    what the reader judges by."""
+    pki = make_pki()
+    issued = NOW.replace(microsecond=0)
+    endpoint = _Lists([_token(pki, issued, exp=issued + dt.timedelta(seconds=100), ttl=3600),
+                       _token(pki, issued + dt.timedelta(seconds=100), exp=issued + dt.timedelta(seconds=200),
+                              ttl=3600)])
+    cache = StatusListCache(endpoint)
+    for later, fetches in ((0, 1), (99, 1), (100, 2)):
+        checks = _status(cache, pki, issued + dt.timedelta(seconds=later))
+        assert endpoint.calls == fetches
+        assert all(c.passed for c in checks.values()), (later, checks)
+
+
+def test_a_list_that_did_not_verify_is_asked_about_again_without_a_crash():
+    """A cached list whose signature did not verify has no token: looking it up again (its
+    freshness, its lifetime) still answers ``unavailable`` for each status check."""
+    pki = make_pki()
+    foreign = StatusPublisher(pki, Clock(NOW), signer_key=ec.generate_private_key(ec.SECP256R1()))
+    cache = StatusListCache(foreign)
+    for later in (0, 10, 400):
+        checks = _status(cache, pki, NOW + dt.timedelta(seconds=later))
+        assert checks["status_list_signature"].passed is False and checks["revocation_status"].passed is False
+        assert checks["status_list_signature"].code == checks["revocation_status"].code == "unavailable"
+
+
+def test_the_http_fetcher_asks_with_if_none_match_only_when_it_holds_an_etag():
+    """RFC 9110 13.1.2: a revalidation names the ETag kept; a first fetch names none."""
+    seen = []
+
+    def answer(request):
+        seen.append((request.headers.get("if-none-match"), request.headers.get("accept")))
+        return httpx.Response(200, content=b"token", headers={"etag": '"v1"'})
+
+    fetcher = HttpxFetcher(httpx.Client(transport=httpx.MockTransport(answer)))
+    assert fetcher(STATUS_URI, None).headers["etag"] == '"v1"'
+    fetcher(STATUS_URI, '"v1"')
+    assert seen == [(None, "application/statuslist+cwt"), ('"v1"', "application/statuslist+cwt")]
+
+
+def test_a_refresh_answered_with_an_http_error_keeps_the_cached_list():
+    """An HTTP error status is no list: the body of a 503 never replaces the verified copy,
+    which answers on (within its exp; no signed ttl here) and the reason says the refresh
+    failed."""
+    pki = make_pki()
+    endpoint = _Lists([_token(pki, NOW.replace(microsecond=0))], cache_control="max-age=60")
+    cache = StatusListCache(endpoint)
+    assert all(c.passed for c in _status(cache, pki, NOW).values())
+    asked = []
+    cache.fetcher = lambda uri, etag: asked.append(uri) or HttpAnswer(503, b"\xa0")  # a body: no list
+    later = _status(cache, pki, NOW + dt.timedelta(seconds=61))
+    assert asked == [STATUS_URI]
+    assert all(c.passed for c in later.values()), later
+    assert later["status_list_freshness"].reason.startswith("refresh failed (HTTP 503); ")
+
+
+def test_a_clock_without_a_timezone_gives_a_refusal_not_a_verdict():
+    """The core refuses a naive ``now`` (MdocError); at the reader's boundary that is an
+    unverifiable response, never a result without checks or one that passes."""
+    pki = make_pki()
+    data, st = response(pki.ds_key, pki.ds)
+    result = _pipeline(pki).verify(data, session_transcript=st, now=NOW.replace(tzinfo=None))
+    assert not result.valid and result.failed() == ["response_status"]
+    assert result.checks[0].code == "malformed" and "unverifiable" in result.checks[0].reason
+
+
+def test_an_unexpected_error_inside_verification_is_a_refusal_not_a_crash():
+    """The reader's boundary: whatever escapes the verifier (here a reader's own extra check
+    that fails with a bug) gives an unverifiable response, for a presentation and for an
+    IssuerSigned alone, never an exception to the caller or a result without checks."""
+    pki = make_pki()
+
+    def broken(ctx):
+        raise RuntimeError("bug in a check")
+
+    clock = Clock(NOW)
+    pipe = ReaderPipeline(pki.trust(), clock=clock, status=StatusListCache(StatusPublisher(pki, clock)),
+                          extra_checks=[broken])
+    data, st = response(pki.ds_key, pki.ds)
+    result = pipe.verify(data, session_transcript=st)
+    assert result.failed() == ["response_status"] and result.checks[0].code == "malformed"
+    assert "unverifiable: RuntimeError: bug in a check" in result.checks[0].reason
+    alone = pipe.verify_issuer_signed(DeviceResponse.decode(data).documents[0].issuer_signed.encode())
+    assert alone.failed() == ["mso_structure"] and alone.checks[0].code == "malformed"
+    assert "RuntimeError" in alone.checks[0].reason
+
+
+def test_a_reader_configured_without_profile_checks_judges_the_chain_and_scope_only():
+    """PipelineConfig(check_profiles=False): no Annex B verdicts (iaca_profile, ds_profile),
+    so a DS certificate outside Table B.3 that chains to the IACA is accepted; the trust
+    anchor's scope is still judged."""
+    pki = make_pki()
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "DS")]))
+            .issuer_name(pki.iaca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(T0 - dt.timedelta(days=1)).not_valid_after(T0 + dt.timedelta(days=600))
+            .add_extension(x509.ExtendedKeyUsage([x509.ObjectIdentifier("1.0.18013.5.1.2")]), critical=True)
+            .sign(pki.iaca_key, hashes.SHA256()))
+    clock = Clock(NOW)
+    pipe = ReaderPipeline(pki.trust(), clock=clock, config=PipelineConfig(check_profiles=False),
+                          status=StatusListCache(StatusPublisher(pki, clock)))
+    data, st = response(key, cert)
+    result = pipe.verify(data, session_transcript=st)
+    names = [c.name for c in result.checks]
+    assert result.valid, failed(result)
+    assert "ds_profile" not in names and "iaca_profile" not in names and "trust_anchor_scope" in names
+    scoped = TrustStore([TrustAnchor(pki.iaca, frozenset({"org.iso.18013.5.1.mDL"}))])
+    elsewhere = ReaderPipeline(scoped, clock=clock, config=PipelineConfig(check_profiles=False),
+                               status=StatusListCache(StatusPublisher(pki, clock)))
+    assert failed(elsewhere.verify(data, session_transcript=st)) == {"trust_anchor_scope"}

@@ -175,6 +175,7 @@ def test_vical_import_scopes_anchors_to_their_doctypes(world):
     store = TrustStore()
     imported = store.import_vical(_vical(key, cert, world["pki"].iaca, [DOCTYPE]), vical_anchors=[cert], now=T0)
     assert imported.imported == 1 and imported.provider == "Test VICAL" and len(imported.skipped) == 1
+    assert imported.issue_id == 3 and imported.date == T0
     clock = world["clock"]
     se = wallet_sim.open_secure_element(world["phone"], world["home"])
     w = Wallet(se.transmit, RulesConsent.allow_all(), clock=clock)
@@ -195,6 +196,76 @@ def test_vical_from_an_untrusted_signer_is_refused(world):
         TrustStore().import_vical(_vical(key, cert, world["pki"].iaca, [DOCTYPE]), vical_anchors=[other], now=T0)
     with pytest.raises(TrustError):
         TrustStore().import_vical(b"\x00", vical_anchors=[cert], now=T0)
+
+
+def test_a_vical_with_a_detached_or_unreadable_payload_is_refused():
+    """Annex C: the VICAL is the COSE_Sign1's payload. A detached payload (nil) has nothing
+    to verify or read; a signed payload that is no CBOR has no certificateInfos: each a
+    TrustError that says why, and nothing is imported."""
+    key, cert = _vical_signer()
+    der = cert.public_bytes(serialization.Encoding.DER)
+    store = TrustStore()
+    detached = cose.Sign1.create(cose.key_signer(key), None, detached=cbor.dumps({"version": "1.0"}),
+                                 unprotected={33: der}).encode()
+    with pytest.raises(TrustError, match="detached"):
+        store.import_vical(detached, vical_anchors=[cert], now=T0)
+    garbage = cose.Sign1.create(cose.key_signer(key), b"\xff\xff", unprotected={33: der}).encode()
+    with pytest.raises(TrustError, match="VICAL payload"):
+        store.import_vical(garbage, vical_anchors=[cert], now=T0)
+    assert len(store) == 0
+
+
+_INFOS = [{"certificate": b"junk", "docType": ["x"]}]
+
+
+@pytest.mark.parametrize(("payload", "why"), [
+    ([1, 2], "not a map with certificateInfos"),
+    ({"vicalProvider": "P", "date": T0}, "not a map with certificateInfos"),
+    ({"vicalProvider": "P", "date": T0, "certificateInfos": {"certificate": b""}}, "not a map with certificateInfos"),
+    ({"date": T0, "certificateInfos": _INFOS}, "vicalProvider"),
+    ({"vicalProvider": "P", "date": "2026-06-01T09:00:00Z", "certificateInfos": _INFOS}, "date"),
+    ({"vicalProvider": "P", "date": T0, "nextUpdate": T0 - dt.timedelta(seconds=1), "certificateInfos": _INFOS},
+     "nextUpdate"),
+])
+def test_a_vical_payload_without_its_required_fields_is_refused(payload, why):
+    """Annex C: the VICAL map has vicalProvider (tstr), date (tdate) and certificateInfos
+    (an array), and is not to be used past its nextUpdate: anything else is a TrustError
+    that names what is wrong, and nothing is imported."""
+    key, cert = _vical_signer()
+    der = cert.public_bytes(serialization.Encoding.DER)
+    store = TrustStore()
+    signed = cose.Sign1.create(cose.key_signer(key), cbor.dumps(payload), unprotected={33: der}).encode()
+    with pytest.raises(TrustError, match=why):
+        store.import_vical(signed, vical_anchors=[cert], now=T0)
+    assert len(store) == 0
+
+
+def test_a_vical_is_used_up_to_its_next_update_included(world):
+    key, cert = _vical_signer()
+    der = cert.public_bytes(serialization.Encoding.DER)
+    payload = {"vicalProvider": "P", "date": T0, "nextUpdate": T0, "certificateInfos": [
+        {"certificate": world["pki"].iaca.public_bytes(serialization.Encoding.DER), "docType": [DOCTYPE]}]}
+    signed = cose.Sign1.create(cose.key_signer(key), cbor.dumps(payload), unprotected={33: der}).encode()
+    assert TrustStore().import_vical(signed, vical_anchors=[cert], now=T0).imported == 1
+
+
+def test_vical_entries_without_a_certificate_or_a_doctype_list_are_skipped_by_name(world):
+    """Each CertificateInfo needs its certificate (bstr) and docType ([+ tstr]); one that
+    lacks them is skipped with its place named, and the others are imported. A
+    vicalIssueID that is no uint is not reported."""
+    key, cert = _vical_signer()
+    der = cert.public_bytes(serialization.Encoding.DER)
+    good = {"certificate": world["pki"].iaca.public_bytes(serialization.Encoding.DER), "docType": [DOCTYPE]}
+    infos = [7, {"docType": [DOCTYPE]}, {**good, "docType": []}, {**good, "docType": [1]}, {**good, "docType": "x"},
+             good]
+    payload = {"vicalProvider": "P", "date": T0, "vicalIssueID": True, "certificateInfos": infos}
+    signed = cose.Sign1.create(cose.key_signer(key), cbor.dumps(payload), unprotected={33: der}).encode()
+    store = TrustStore()
+    imported = store.import_vical(signed, vical_anchors=[cert], now=T0)
+    assert imported.imported == 1 and len(store) == 1
+    assert imported.issue_id is None  # a bool is no uint
+    assert imported.skipped == ("certificateInfos[0]: no certificate", "certificateInfos[1]: no certificate",
+                                *(f"certificateInfos[{n}]: docType must be a non-empty list of text" for n in (2, 3, 4)))
 
 
 def test_anchor_for_by_object_follows_a_replaced_anchor():

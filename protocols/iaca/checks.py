@@ -88,9 +88,9 @@ class _Extensions:
 
 
 def _name_uri_or_email(names, what: str) -> str:
+    # never empty: GeneralNames is SIZE (1..MAX), and cryptography refuses to parse (or to
+    # build) an empty one, which fails the rule as a malformed extension
     values = list(names)
-    if not values:
-        raise _Fail(f"{what} is empty")
     for name in values:
         if not isinstance(name, x509.UniformResourceIdentifier | x509.RFC822Name):
             raise _Fail(f"{what} holds a {type(name).__name__}: only URI or rfc822Name allowed")

@@ -729,8 +729,9 @@ class _MsoEntry:
                         and type(v["elementIdentifier"]) is str):
                     return None
                 hits[n] = (ids[n], v["elementIdentifier"], v["elementValue"])
-        if [h[0] for h in hits] != ids or len(set(ids)) != len(ids):
-            return None
+        # each hit carries ids[n]: a kept item was kept under the digestID this MSO's table
+        # gives its bytes, and a repeated digestID is the same bytes, so the same identifier,
+        # which the count below catches
         out = {h[1]: h[2] for h in hits}
         if len(out) != len(hits):
             return None
