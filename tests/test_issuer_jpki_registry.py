@@ -213,6 +213,29 @@ def test_ocsp_unknown_serial_and_malformed(issuer):
     assert bad.response_status is ocsp.OCSPResponseStatus.MALFORMED_REQUEST
 
 
+def test_ocsp_answers_for_a_new_root_generation_at_once_after_a_rollover(issuer):
+    """The responder set is cached (issuer.jpki.ocsp.CACHE_SECONDS); a rollover drops the
+    cache, so the new generation's delegated responder (RFC 6960 4.2.2.2) answers for the
+    certificates it issued at once, not `unauthorized` until the cache runs out."""
+    old = x509.load_der_x509_certificate(provision(issuer).certs["sign"])
+    assert _status(issuer, old, issuer.root("sign")).certificate_status is ocsp.OCSPCertStatus.GOOD
+    issuer.rollover("sign", KeyType.EC_P384)
+    new = x509.load_der_x509_certificate(provision(issuer).certs["sign"])
+    assert _status(issuer, new, issuer.root("sign")).certificate_status is ocsp.OCSPCertStatus.GOOD
+
+
+def test_issuer_ocsp_answers_are_current_for_ten_minutes(issuer):
+    """specs/revocation.md 3: producedAt = thisUpdate = now, nextUpdate = now + 10 minutes
+    (the relying party's cache TTL, RFC 6960 4.2.2.1)."""
+    cert = x509.load_der_x509_certificate(provision(issuer).certs["auth"])
+    at = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(hours=1)
+    req = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer.root("auth"), hashes.SHA256()).build()
+    resp = ocsp.load_der_ocsp_response(issuer.ocsp_respond(req.public_bytes(DER), now=at))
+    assert resp.certificate_status is ocsp.OCSPCertStatus.GOOD
+    assert resp.produced_at_utc == resp.this_update_utc == at
+    assert resp.next_update_utc == at + dt.timedelta(minutes=10)
+
+
 def _hashes(root):
     from protocols.jpki.ocsp import issuer_hashes
 
