@@ -23,7 +23,7 @@ from test_issuer_jpki_support import (
 
 from issuer import revocation
 from issuer.db import AuditEvent, Credential
-from issuer.jpki import IssuanceError, ProofOfPossessionError
+from issuer.jpki import IssuanceError, ProofOfPossessionError, UnknownCredential
 from issuer.jpki.keys import KeyExportRefused
 from protocols.jpki.parse import classify, read_basic_four
 from protocols.jpki.profile import KeyType, Purpose
@@ -200,6 +200,39 @@ def test_crls_are_partitioned_by_municipality(issuer):
     idp = osaka_crl.extensions.get_extension_for_class(x509.IssuingDistributionPoint)
     assert idp.critical and "大阪市 CRLDP" in idp.value.full_name[0].value.rfc4514_string()
     assert tokyo.phone_id != osaka.phone_id
+
+
+def _crl_number(crl):
+    return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+
+
+def test_a_cached_crl_is_rebuilt_once_its_next_update_is_an_hour_away(issuer):
+    """specs/revocation.md 2: a built CRL (nextUpdate = thisUpdate + 24 h) is served as it is
+    until a revocation marks it stale or its nextUpdate is less than one hour away; then it
+    is built again with the next CRL number (RFC 5280 5.2.3), so what is served is never
+    past its nextUpdate (RFC 5280 5.1.2.5)."""
+    provision(issuer)
+    t0 = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    first = issuer.crl("auth", "131016", now=t0)
+    assert x509.load_der_x509_crl(first).next_update_utc == t0 + dt.timedelta(hours=24)
+    just_before = t0 + dt.timedelta(hours=23) - dt.timedelta(seconds=1)
+    assert issuer.crl("auth", "131016", now=just_before) == first
+    at = t0 + dt.timedelta(hours=23)
+    again = x509.load_der_x509_crl(issuer.crl("auth", "131016", now=at))
+    assert again.last_update_utc == at and again.next_update_utc == at + dt.timedelta(hours=24)
+    assert _crl_number(again) == _crl_number(x509.load_der_x509_crl(first)) + 1
+
+
+def test_a_crl_of_a_partition_or_a_root_key_the_issuer_does_not_have_is_refused(issuer):
+    """GET /crl/<slot>/<code>.crl[?key_id=] answers 404 for a partition no certificate names
+    and for a key id of no root generation of the slot: neither may be answered with another
+    CRL (the active generation's, whose entries say nothing about the certificate asked about)."""
+    provision(issuer)
+    with pytest.raises(UnknownCredential, match="no CRL partition"):
+        issuer.crl("sign", "999999")
+    with pytest.raises(UnknownCredential, match="no sign root with key id"):
+        issuer.crl("sign", "131016", key_id=_ski(issuer.root("auth")))
+    assert issuer.crl("sign", "131016", key_id=_ski(issuer.root("sign")))
 
 
 def test_ocsp_unknown_serial_and_malformed(issuer):
