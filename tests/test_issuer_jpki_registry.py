@@ -283,6 +283,21 @@ def test_expired_certificates_leave_the_crl(issuer):
     assert len(crl) == 0
 
 
+def test_a_revoked_certificate_stays_on_the_crl_through_its_last_second_of_validity(issuer):
+    """RFC 5280 4.1.2.5: the validity period includes notAfter, so a certificate revoked is
+    listed on every CRL built up to and at that instant; only after it may the entry go
+    (RFC 5280 5.1.2.6)."""
+    phone, other = provision(issuer), provision(issuer)
+    cert = x509.load_der_x509_certificate(phone.certs["sign"])
+    revocation.revoke(issuer.sessions, phone.phone_id, "superseded", "sign")
+    end = cert.not_valid_after_utc
+    crl = x509.load_der_x509_crl(issuer.crl("sign", "131016", now=end))
+    assert crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None
+    revocation.revoke(issuer.sessions, other.phone_id, "superseded", "sign")  # the CRL is built anew
+    crl = x509.load_der_x509_crl(issuer.crl("sign", "131016", now=end + dt.timedelta(seconds=1)))
+    assert crl.get_revoked_certificate_by_serial_number(cert.serial_number) is None
+
+
 def test_register_holder_from_cardsub_one_card_per_holder(issuer):
     from issuer import holders
     from protocols.cardsub.holder import parse_holder
