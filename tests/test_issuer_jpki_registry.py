@@ -22,7 +22,7 @@ from test_issuer_jpki_support import (
 )
 
 from issuer import revocation
-from issuer.db import AuditEvent, Credential
+from issuer.db import AuditEvent, Credential, Phone
 from issuer.jpki import IssuanceError, ProofOfPossessionError, UnknownCredential
 from issuer.jpki.keys import KeyExportRefused
 from protocols.jpki.parse import classify, read_basic_four
@@ -177,6 +177,32 @@ def test_hold_then_release_removes_from_crl_and_ocsp_good(issuer):
     crl = x509.load_der_x509_crl(issuer.crl("auth", "131016"))
     assert crl.get_revoked_certificate_by_serial_number(cert.serial_number) is None
     assert _status(issuer, cert, root).certificate_status is ocsp.OCSPCertStatus.GOOD
+
+
+def test_only_the_all_selector_puts_the_phone_itself_out_and_only_its_release_brings_it_back(issuer):
+    """specs/revocation.md 1: with `all` the phone is out (`revoked`, or `lost` for a hold
+    until the release makes it `active`); a revocation, hold or release of one slot acts on
+    that slot's credentials alone and leaves the phone's state as it is."""
+    phone, lost = provision(issuer), provision(issuer)
+
+    def state(phone_id):
+        with issuer.sessions() as s:
+            return s.get(Phone, phone_id).state
+
+    revocation.revoke(issuer.sessions, phone.phone_id, "keyCompromise", "sign")
+    revocation.hold(issuer.sessions, phone.phone_id, "auth")
+    assert state(phone.phone_id) == "active"
+    revocation.release(issuer.sessions, phone.phone_id, "auth")
+    assert state(phone.phone_id) == "active"
+    revocation.hold(issuer.sessions, lost.phone_id)
+    assert state(lost.phone_id) == "lost"
+    assert [c.kind for c in revocation.release(issuer.sessions, lost.phone_id, "auth")] == ["jpki-auth"]
+    assert state(lost.phone_id) == "lost"
+    revocation.release(issuer.sessions, lost.phone_id)
+    assert state(lost.phone_id) == "active"
+    revocation.hold(issuer.sessions, lost.phone_id)
+    revocation.revoke(issuer.sessions, lost.phone_id, "cessationOfOperation")  # lost for good
+    assert state(lost.phone_id) == "revoked"
 
 
 def test_final_revocation_is_final(issuer):
