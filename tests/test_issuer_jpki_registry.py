@@ -283,6 +283,28 @@ def test_ocsp_answers_for_a_new_root_generation_at_once_after_a_rollover(issuer)
     assert _status(issuer, new, issuer.root("sign")).certificate_status is ocsp.OCSPCertStatus.GOOD
 
 
+def test_an_ocsp_responder_lasts_a_year_is_renewed_with_30_days_left_and_never_outlives_its_root(issuer):
+    """specs/revocation.md 3: each root generation's delegated responder (RFC 6960 4.2.2.2)
+    is valid one year and renewed when fewer than 30 days remain; its certificate ends no
+    later than the root that issued it."""
+    gen = issuer.ca.active(Purpose.AUTH)
+    first = issuer.ca.responder(gen)
+    cert = first.certificate
+    assert cert.not_valid_after_utc - cert.not_valid_before_utc == dt.timedelta(days=365, minutes=5)
+    end = cert.not_valid_after_utc
+    issuer.ca.clock = lambda: end - dt.timedelta(days=30, seconds=1)
+    assert issuer.ca.responder(gen) == first
+    issuer.ca.clock = lambda: end - dt.timedelta(days=30)
+    renewed = issuer.ca.responder(gen)
+    assert renewed.label != first.label
+    assert renewed.certificate.not_valid_after_utc == end - dt.timedelta(days=30) + dt.timedelta(days=365)
+    root_end = gen.certificate.not_valid_after_utc
+    issuer.ca.clock = lambda: root_end - dt.timedelta(days=100)
+    last = issuer.ca.responder(gen)
+    assert last.label not in (first.label, renewed.label)
+    assert last.certificate.not_valid_after_utc == root_end
+
+
 def test_issuer_ocsp_answers_are_current_for_ten_minutes(issuer):
     """specs/revocation.md 3: producedAt = thisUpdate = now, nextUpdate = now + 10 minutes
     (the relying party's cache TTL, RFC 6960 4.2.2.1)."""
