@@ -126,6 +126,22 @@ def test_p384_and_rollover_keep_old_generation_verifiable(issuer):
         is ocsp.OCSPCertStatus.REVOKED
 
 
+def test_a_rollover_skips_a_generation_label_whose_key_a_crashed_rollover_left_in_the_keystore(issuer):
+    """A rollover creates the key before it records the generation: one that crashed between
+    the two left a key of the next label and no row. The next rollover takes the label after
+    it (a keystore never replaces a key), records it with its audit event, and a slot that is
+    neither sign nor auth is refused."""
+    issuer.keystore.create("jpki-sign-root-g2", KeyType.EC_P384.value)
+    gen = issuer.rollover("sign", KeyType.EC_P384, actor="ops")
+    assert gen.label == "jpki-sign-root-g3" and issuer.ca.active(Purpose.SIGN).label == gen.label
+    with issuer.sessions() as s:
+        event = s.scalars(select(AuditEvent).where(AuditEvent.action == "jpki.root.create",
+                                                   AuditEvent.subject == gen.label)).one()
+    assert event.actor == "ops" and event.detail == {"purpose": "sign", "algorithm": KeyType.EC_P384.value}
+    with pytest.raises(ValueError, match="neither 'sign' nor 'auth'"):
+        issuer.root("passport")
+
+
 def _aki_crl(crl):
     return crl.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
 
