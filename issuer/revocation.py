@@ -324,33 +324,20 @@ def _renewals_needed(session: Session, phone_ids: Iterable[str]) -> dict[tuple[s
     return out
 
 
-def on_other_phones(session: Session, holder_id: str, kind: str, phone_id: str) -> list[Credential]:
-    """The holder's live credentials of ``kind`` on phones other than ``phone_id``, locked
-    (in one order: by issue time, then id), which :func:`supersede_on_other_phones` revokes."""
-    return list(session.scalars(
-        select(Credential).where(Credential.holder_id == holder_id,
-                                 Credential.kind == kind,
-                                 Credential.phone_id != phone_id,
-                                 Credential.status.in_(("valid", "hold")))
-        .order_by(Credential.issued_at, Credential.id)
-        .with_for_update()))
-
-
 def supersede_on_other_phones(session: Session, holder_id: str, kind: str, phone_id: str, *,
-                              actor: str = "policy", now: dt.datetime | None = None,
-                              rows: Iterable[Credential] | None = None,
+                              rows: Iterable[Credential], actor: str = "policy",
+                              now: dt.datetime | None = None,
                               also_touch: Iterable[Credential] = ()) -> list[Change]:
     """One phone per person (specs/handover.md, policy 1): revoke the holder's live
     credentials of ``kind`` on every phone but ``phone_id``, in the caller's transaction, so
     the credential about to be issued to ``phone_id`` and the revocation become visible
-    together. ``rows``: what :func:`on_other_phones` gave, when the caller locked them
-    first: an issuance that takes a status-list index locks the old phone's credentials
-    before any list, as a revocation of that phone does, and then their lists with the one
-    it allocates in, in id order (:meth:`issuer.mdoc.status_lists.StatusRegistry.allocate`).
+    together. ``rows``: those credentials, which the caller locked (``FOR UPDATE``, by issue
+    time then id) in the statement that locks its own: an issuance that takes a status-list
+    index locks the old phone's credentials before any list, as a revocation of that phone
+    does, and then their lists with the one it allocates in, in id order
+    (:meth:`issuer.mdoc.status_lists.StatusRegistry.allocate`).
     ``also_touch``: the credentials the caller revoked itself (a JPKI slot's superseded
     certificate), whose CRLs are marked stale with these rows' in one ordered pass."""
-    if rows is None:
-        rows = on_other_phones(session, holder_id, kind, phone_id)
     return _revoke_rows(session, rows, ONE_PHONE_REASON, actor=actor, now=now or utcnow(),
                         also_touch=also_touch, by_phone=phone_id, policy="one-phone-per-person")
 

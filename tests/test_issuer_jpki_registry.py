@@ -22,8 +22,8 @@ from test_issuer_jpki_support import (
 )
 
 from issuer import revocation
-from issuer.db import AuditEvent, Credential
-from issuer.jpki import IssuanceError, ProofOfPossessionError
+from issuer.db import AuditEvent, Credential, Phone
+from issuer.jpki import IssuanceError, ProofOfPossessionError, UnknownCredential
 from issuer.jpki.keys import KeyExportRefused
 from protocols.jpki.parse import classify, read_basic_four
 from protocols.jpki.profile import KeyType, Purpose
@@ -126,6 +126,22 @@ def test_p384_and_rollover_keep_old_generation_verifiable(issuer):
         is ocsp.OCSPCertStatus.REVOKED
 
 
+def test_a_rollover_skips_a_generation_label_whose_key_a_crashed_rollover_left_in_the_keystore(issuer):
+    """A rollover creates the key before it records the generation: one that crashed between
+    the two left a key of the next label and no row. The next rollover takes the label after
+    it (a keystore never replaces a key), records it with its audit event, and a slot that is
+    neither sign nor auth is refused."""
+    issuer.keystore.create("jpki-sign-root-g2", KeyType.EC_P384.value)
+    gen = issuer.rollover("sign", KeyType.EC_P384, actor="ops")
+    assert gen.label == "jpki-sign-root-g3" and issuer.ca.active(Purpose.SIGN).label == gen.label
+    with issuer.sessions() as s:
+        event = s.scalars(select(AuditEvent).where(AuditEvent.action == "jpki.root.create",
+                                                   AuditEvent.subject == gen.label)).one()
+    assert event.actor == "ops" and event.detail == {"purpose": "sign", "algorithm": KeyType.EC_P384.value}
+    with pytest.raises(ValueError, match="neither 'sign' nor 'auth'"):
+        issuer.root("passport")
+
+
 def _aki_crl(crl):
     return crl.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
 
@@ -179,6 +195,32 @@ def test_hold_then_release_removes_from_crl_and_ocsp_good(issuer):
     assert _status(issuer, cert, root).certificate_status is ocsp.OCSPCertStatus.GOOD
 
 
+def test_only_the_all_selector_puts_the_phone_itself_out_and_only_its_release_brings_it_back(issuer):
+    """specs/revocation.md 1: with `all` the phone is out (`revoked`, or `lost` for a hold
+    until the release makes it `active`); a revocation, hold or release of one slot acts on
+    that slot's credentials alone and leaves the phone's state as it is."""
+    phone, lost = provision(issuer), provision(issuer)
+
+    def state(phone_id):
+        with issuer.sessions() as s:
+            return s.get(Phone, phone_id).state
+
+    revocation.revoke(issuer.sessions, phone.phone_id, "keyCompromise", "sign")
+    revocation.hold(issuer.sessions, phone.phone_id, "auth")
+    assert state(phone.phone_id) == "active"
+    revocation.release(issuer.sessions, phone.phone_id, "auth")
+    assert state(phone.phone_id) == "active"
+    revocation.hold(issuer.sessions, lost.phone_id)
+    assert state(lost.phone_id) == "lost"
+    assert [c.kind for c in revocation.release(issuer.sessions, lost.phone_id, "auth")] == ["jpki-auth"]
+    assert state(lost.phone_id) == "lost"
+    revocation.release(issuer.sessions, lost.phone_id)
+    assert state(lost.phone_id) == "active"
+    revocation.hold(issuer.sessions, lost.phone_id)
+    revocation.revoke(issuer.sessions, lost.phone_id, "cessationOfOperation")  # lost for good
+    assert state(lost.phone_id) == "revoked"
+
+
 def test_final_revocation_is_final(issuer):
     phone = provision(issuer)
     revocation.hold(issuer.sessions, phone.phone_id)
@@ -202,6 +244,39 @@ def test_crls_are_partitioned_by_municipality(issuer):
     assert tokyo.phone_id != osaka.phone_id
 
 
+def _crl_number(crl):
+    return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+
+
+def test_a_cached_crl_is_rebuilt_once_its_next_update_is_an_hour_away(issuer):
+    """specs/revocation.md 2: a built CRL (nextUpdate = thisUpdate + 24 h) is served as it is
+    until a revocation marks it stale or its nextUpdate is less than one hour away; then it
+    is built again with the next CRL number (RFC 5280 5.2.3), so what is served is never
+    past its nextUpdate (RFC 5280 5.1.2.5)."""
+    provision(issuer)
+    t0 = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    first = issuer.crl("auth", "131016", now=t0)
+    assert x509.load_der_x509_crl(first).next_update_utc == t0 + dt.timedelta(hours=24)
+    just_before = t0 + dt.timedelta(hours=23) - dt.timedelta(seconds=1)
+    assert issuer.crl("auth", "131016", now=just_before) == first
+    at = t0 + dt.timedelta(hours=23)
+    again = x509.load_der_x509_crl(issuer.crl("auth", "131016", now=at))
+    assert again.last_update_utc == at and again.next_update_utc == at + dt.timedelta(hours=24)
+    assert _crl_number(again) == _crl_number(x509.load_der_x509_crl(first)) + 1
+
+
+def test_a_crl_of_a_partition_or_a_root_key_the_issuer_does_not_have_is_refused(issuer):
+    """GET /crl/<slot>/<code>.crl[?key_id=] answers 404 for a partition no certificate names
+    and for a key id of no root generation of the slot: neither may be answered with another
+    CRL (the active generation's, whose entries say nothing about the certificate asked about)."""
+    provision(issuer)
+    with pytest.raises(UnknownCredential, match="no CRL partition"):
+        issuer.crl("sign", "999999")
+    with pytest.raises(UnknownCredential, match="no sign root with key id"):
+        issuer.crl("sign", "131016", key_id=_ski(issuer.root("auth")))
+    assert issuer.crl("sign", "131016", key_id=_ski(issuer.root("sign")))
+
+
 def test_ocsp_unknown_serial_and_malformed(issuer):
     phone = provision(issuer)
     cert = x509.load_der_x509_certificate(phone.certs["sign"])
@@ -211,6 +286,51 @@ def test_ocsp_unknown_serial_and_malformed(issuer):
     assert resp.certificate_status is ocsp.OCSPCertStatus.UNKNOWN
     bad = ocsp.load_der_ocsp_response(issuer.ocsp_respond(b"\x30\x03\x02\x01\x00"))
     assert bad.response_status is ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+
+
+def test_ocsp_answers_for_a_new_root_generation_at_once_after_a_rollover(issuer):
+    """The responder set is cached (issuer.jpki.ocsp.CACHE_SECONDS); a rollover drops the
+    cache, so the new generation's delegated responder (RFC 6960 4.2.2.2) answers for the
+    certificates it issued at once, not `unauthorized` until the cache runs out."""
+    old = x509.load_der_x509_certificate(provision(issuer).certs["sign"])
+    assert _status(issuer, old, issuer.root("sign")).certificate_status is ocsp.OCSPCertStatus.GOOD
+    issuer.rollover("sign", KeyType.EC_P384)
+    new = x509.load_der_x509_certificate(provision(issuer).certs["sign"])
+    assert _status(issuer, new, issuer.root("sign")).certificate_status is ocsp.OCSPCertStatus.GOOD
+
+
+def test_an_ocsp_responder_lasts_a_year_is_renewed_with_30_days_left_and_never_outlives_its_root(issuer):
+    """specs/revocation.md 3: each root generation's delegated responder (RFC 6960 4.2.2.2)
+    is valid one year and renewed when fewer than 30 days remain; its certificate ends no
+    later than the root that issued it."""
+    gen = issuer.ca.active(Purpose.AUTH)
+    first = issuer.ca.responder(gen)
+    cert = first.certificate
+    assert cert.not_valid_after_utc - cert.not_valid_before_utc == dt.timedelta(days=365, minutes=5)
+    end = cert.not_valid_after_utc
+    issuer.ca.clock = lambda: end - dt.timedelta(days=30, seconds=1)
+    assert issuer.ca.responder(gen) == first
+    issuer.ca.clock = lambda: end - dt.timedelta(days=30)
+    renewed = issuer.ca.responder(gen)
+    assert renewed.label != first.label
+    assert renewed.certificate.not_valid_after_utc == end - dt.timedelta(days=30) + dt.timedelta(days=365)
+    root_end = gen.certificate.not_valid_after_utc
+    issuer.ca.clock = lambda: root_end - dt.timedelta(days=100)
+    last = issuer.ca.responder(gen)
+    assert last.label not in (first.label, renewed.label)
+    assert last.certificate.not_valid_after_utc == root_end
+
+
+def test_issuer_ocsp_answers_are_current_for_ten_minutes(issuer):
+    """specs/revocation.md 3: producedAt = thisUpdate = now, nextUpdate = now + 10 minutes
+    (the relying party's cache TTL, RFC 6960 4.2.2.1)."""
+    cert = x509.load_der_x509_certificate(provision(issuer).certs["auth"])
+    at = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(hours=1)
+    req = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer.root("auth"), hashes.SHA256()).build()
+    resp = ocsp.load_der_ocsp_response(issuer.ocsp_respond(req.public_bytes(DER), now=at))
+    assert resp.certificate_status is ocsp.OCSPCertStatus.GOOD
+    assert resp.produced_at_utc == resp.this_update_utc == at
+    assert resp.next_update_utc == at + dt.timedelta(minutes=10)
 
 
 def _hashes(root):
@@ -225,6 +345,21 @@ def test_expired_certificates_leave_the_crl(issuer):
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=365 * 12)
     crl = x509.load_der_x509_crl(issuer.crl("sign", "131016", now=later))
     assert len(crl) == 0
+
+
+def test_a_revoked_certificate_stays_on_the_crl_through_its_last_second_of_validity(issuer):
+    """RFC 5280 4.1.2.5: the validity period includes notAfter, so a certificate revoked is
+    listed on every CRL built up to and at that instant; only after it may the entry go
+    (RFC 5280 5.1.2.6)."""
+    phone, other = provision(issuer), provision(issuer)
+    cert = x509.load_der_x509_certificate(phone.certs["sign"])
+    revocation.revoke(issuer.sessions, phone.phone_id, "superseded", "sign")
+    end = cert.not_valid_after_utc
+    crl = x509.load_der_x509_crl(issuer.crl("sign", "131016", now=end))
+    assert crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None
+    revocation.revoke(issuer.sessions, other.phone_id, "superseded", "sign")  # the CRL is built anew
+    crl = x509.load_der_x509_crl(issuer.crl("sign", "131016", now=end + dt.timedelta(seconds=1)))
+    assert crl.get_revoked_certificate_by_serial_number(cert.serial_number) is None
 
 
 def test_register_holder_from_cardsub_one_card_per_holder(issuer):

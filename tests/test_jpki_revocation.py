@@ -6,6 +6,7 @@ import subprocess
 from datetime import timedelta
 
 import pytest
+from asn1crypto import core as asn1core
 from asn1crypto import ocsp as asn1ocsp
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -14,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_jpki_fixtures import CHIYODA, NOW, SAPPORO, pem, pki
 
-from protocols.jpki import KeyType, OcspRequestError, ProfileError, Purpose
+from protocols.jpki import JpkiError, KeyType, OcspRequestError, ProfileError, Purpose
 from protocols.jpki.crl import (
     Revocation,
     RevocationEvent,
@@ -26,8 +27,11 @@ from protocols.jpki.ocsp import (
     CertId,
     Good,
     OcspResponder,
+    ResponseStatus,
     Revoked,
     Unknown,
+    build_response,
+    error_response,
     parse_request,
     respond,
 )
@@ -248,6 +252,170 @@ def test_parse_request_errors_are_precise():
         parse_request(b"")
     with pytest.raises(OcspRequestError):
         parse_request(b"\x30\x03\x02\x01\x00")
+
+
+# ---- request parsing, rule by rule (RFC 6960 4.1.1, RFC 8954) -----------------------------
+
+def _raw_request(cert_ids=None, extensions=None, version=0) -> bytes:
+    """An OCSPRequest built field by field, so that each rule of parse_request can be broken
+    alone; by default one SHA-256 CertID of serial 7 and no extensions."""
+    if cert_ids is None:
+        cert_ids = [{"hash_algorithm": {"algorithm": "sha256"}, "issuer_name_hash": b"\x01" * 32,
+                     "issuer_key_hash": b"\x02" * 32, "serial_number": 7}]
+    tbs = {"version": version, "request_list": [{"req_cert": c} for c in cert_ids]}
+    if extensions is not None:
+        tbs["request_extensions"] = extensions
+    return asn1ocsp.OCSPRequest({"tbs_request": tbs}).dump()
+
+
+def _cid(alg="sha256", length=32, serial=7, **changes) -> dict:
+    return {"hash_algorithm": {"algorithm": alg}, "issuer_name_hash": b"\x01" * length,
+            "issuer_key_hash": b"\x02" * length, "serial_number": serial, **changes}
+
+
+def _with_parameters(parameters: bytes) -> bytes:
+    """A request whose SHA-256 CertID has ``parameters`` (DER) where NULL belongs."""
+    der = _raw_request([_cid(hash_algorithm={"algorithm": "sha256", "parameters": asn1core.Null()})])
+    at = der.index(bytes.fromhex("0609608648016503040201")) + 11
+    assert der[at:at + 2] == b"\x05\x00"
+    return der[:at] + parameters + der[at + 2:]
+
+
+def _nonce(value: bytes) -> dict:
+    return {"extn_id": "nonce", "critical": False, "extn_value": value}
+
+
+def test_parse_request_takes_one_to_sixteen_certids_of_sha1_or_sha256_as_rfc_6960_4_1_1_has_them():
+    """RFC 6960 4.1.1: each CertID's hashAlgorithm (SHA-1 or SHA-256 here, parameters absent
+    or NULL) sets the length of issuerNameHash and issuerKeyHash; the serial is a
+    non-negative INTEGER (RFC 5280 4.1.2.2); a request names at least one and here at most
+    16 certificates (specs/revocation.md 3), is version v1, and is DER with nothing after it."""
+    parsed = parse_request(_raw_request([_cid("sha1", 20, serial=0), _cid()] * 8))
+    assert len(parsed.cert_ids) == 16 and parsed.nonce is None
+    assert parsed.cert_ids[0] == CertId("sha1", b"\x01" * 20, b"\x02" * 20, 0)
+    assert parsed.cert_ids[1] == CertId("sha256", b"\x01" * 32, b"\x02" * 32, 7)
+    null = _cid(hash_algorithm={"algorithm": "sha256", "parameters": asn1core.Null()})
+    assert parse_request(_raw_request([null])).cert_ids[0].hash_algorithm == "sha256"
+    for request, message in (
+            (_raw_request(version=1), "version 1 is not v1"),
+            (_raw_request([]), "request list is empty"),
+            (_raw_request([_cid()] * 17), "17 CertIDs, at most 16"),
+            (_raw_request([_cid(), _cid("sha384", 48)]), "CertID 1: hash algorithm 'sha384'"),
+            (_with_parameters(b"\x04\x00"), "does not decode"),
+            (_raw_request() + b"\x00", "does not decode"),
+            (_raw_request([_cid("sha1", 32)]), "CertID 0: issuerNameHash is not a sha1 digest"),
+            (_raw_request([_cid(issuer_key_hash=b"\x02" * 31)]), "CertID 0: issuerKeyHash is not a sha256 digest"),
+            (_raw_request([_cid(serial=-1)]), "serial number -1"),
+    ):
+        with pytest.raises(OcspRequestError, match=message):
+            parse_request(request)
+
+
+def test_parse_request_nonce_is_one_to_32_octets_once_and_unknown_critical_extensions_are_refused():
+    """RFC 8954 2.1: a nonce of 1..32 octets; a second nonce is ambiguous; RFC 6960 4.1.2 /
+    RFC 5280 4.2: a critical extension the responder does not know is refused, a non-critical
+    one is ignored."""
+    assert parse_request(_raw_request(extensions=[_nonce(b"\x05")])).nonce == b"\x05"
+    assert parse_request(_raw_request(extensions=[_nonce(b"\x06" * 32)])).nonce == b"\x06" * 32
+    unknown = {"extn_id": "1.3.6.1.4.1.99999.1", "critical": False, "extn_value": b"\x05\x00"}
+    assert parse_request(_raw_request(extensions=[unknown, _nonce(b"x")])).nonce == b"x"
+    for extensions, message in (
+            ([_nonce(b"")], "1..32 octets"),
+            ([_nonce(b"\x06" * 33)], "1..32 octets"),
+            ([_nonce(b"a"), _nonce(b"b")], "two nonce extensions"),
+            ([dict(unknown, critical=True)], "unknown critical extension 1.3.6.1.4.1.99999.1"),
+    ):
+        with pytest.raises(OcspRequestError, match=message):
+            parse_request(_raw_request(extensions=extensions))
+
+
+def test_a_request_of_several_certids_is_answered_for_each_also_at_the_system_clock():
+    """RFC 6960 4.2.1: the response carries a SingleResponse for every CertID of the
+    request, in its order; at the system clock too, where one CertID takes cryptography's
+    builder (the same for several would answer the first alone)."""
+    from datetime import UTC, datetime
+
+    p = pki(KeyType.EC_P384)
+    good, revoked = p.issue_signing(501)[0], p.issue_signing(502)[0]
+    root = p.roots[Purpose.SIGN]
+    cids = [CertId.for_certificate(c, root) for c in (good, revoked)]
+    req = asn1ocsp.OCSPRequest({"tbs_request": {
+        "version": "v1", "request_list": [{"req_cert": c.to_asn1()} for c in cids]}}).dump()
+    table = {502: Revoked(NOW - timedelta(hours=1), R.KEY_COMPROMISE), 501: Good()}
+    for now in (datetime.now(UTC), NOW - timedelta(days=1)):
+        resp = x509ocsp.load_der_ocsp_response(respond(req, lookup_table(table), responder(p), now))
+        assert [(r.serial_number, r.certificate_status) for r in resp.responses] == [
+            (501, x509ocsp.OCSPCertStatus.GOOD), (502, x509ocsp.OCSPCertStatus.REVOKED)]
+
+
+def test_ocsp_times_must_be_timezone_aware_on_either_path():
+    """A GeneralizedTime of OCSP is UTC (RFC 6960 4.2.2.1, RFC 5280 4.1.2.5.2): a naive
+    ``now`` or revocation time is refused (JpkiError), not read in some local zone, whether
+    the response would be built by cryptography (the system clock) or by asn1crypto."""
+    from datetime import UTC, datetime
+
+    p = pki(KeyType.EC_P384)
+    cert, _ = p.issue_signing(503)
+    cid = CertId.for_certificate(cert, p.roots[Purpose.SIGN])
+    naive = NOW.replace(tzinfo=None)
+    with pytest.raises(JpkiError, match="timezone-aware"):
+        build_response(responder=responder(p), answers=[(cid, Good())], now=naive)
+    for now in (datetime.now(UTC), NOW - timedelta(days=1)):
+        with pytest.raises(JpkiError, match="timezone-aware"):
+            build_response(responder=responder(p), answers=[(cid, Revoked(naive, R.SUPERSEDED))], now=now)
+
+
+def test_a_lookup_answer_other_than_good_revoked_unknown_is_refused_on_either_path():
+    """build_response states each CertID's status as RFC 6960 4.2.1 has it (good, revoked,
+    unknown); anything else a lookup gives is a JpkiError (respond: internalError), not a
+    response built from it."""
+    from datetime import UTC, datetime
+
+    p = pki(KeyType.EC_P384)
+    cid = CertId.for_certificate(p.issue_signing(505)[0], p.roots[Purpose.SIGN])
+    for now in (datetime.now(UTC), NOW - timedelta(days=1)):
+        with pytest.raises(JpkiError, match="not Good/Revoked/Unknown"):
+            build_response(responder=responder(p), answers=[(cid, "good")], now=now)
+
+
+def test_produced_at_is_nows_second_when_the_system_clock_is_in_the_next_one():
+    """specs/revocation.md 3: producedAt = thisUpdate = now. cryptography's builder stamps
+    producedAt from the system clock at signing; a ``now`` less than a second behind it but in
+    the second before is answered with ``now``'s second all the same (the builder's response
+    is dropped)."""
+    import time
+    from datetime import UTC, datetime
+
+    p = pki(KeyType.EC_P384)
+    cid = CertId.for_certificate(p.issue_signing(506)[0], p.roots[Purpose.SIGN])
+    while datetime.now(UTC).microsecond > 300_000:
+        time.sleep(0.05)
+    now = datetime.now(UTC) - timedelta(milliseconds=600)
+    resp = x509ocsp.load_der_ocsp_response(build_response(responder=responder(p), answers=[(cid, Good())], now=now))
+    assert resp.produced_at_utc == resp.this_update_utc == now.replace(microsecond=0)
+
+
+def test_an_error_response_is_never_successful():
+    """RFC 6960 4.2.1: a successful OCSPResponse carries responseBytes; error_response has
+    none to give."""
+    assert _status(error_response(ResponseStatus.TRY_LATER)) == "try_later"
+    with pytest.raises(JpkiError, match="needs responseBytes"):
+        error_response(ResponseStatus.SUCCESSFUL)
+
+
+def test_an_rsa_responders_signature_algorithm_has_null_parameters_on_either_path():
+    """RFC 4055 2.1: in an AlgorithmIdentifier of sha256WithRSAEncryption the parameters
+    MUST be NULL; the response built by asn1crypto (a clock other than the system's) gives
+    them as cryptography's builder does."""
+    from datetime import UTC, datetime
+
+    p = pki(KeyType.RSA_2048)
+    cert, _ = p.issue_signing(504)
+    cid = CertId.for_certificate(cert, p.roots[Purpose.SIGN])
+    for now in (datetime.now(UTC), NOW - timedelta(days=1)):
+        der = build_response(responder=responder(p), answers=[(cid, Good())], now=now)
+        basic = asn1ocsp.OCSPResponse.load(der)["response_bytes"]["response"].parsed
+        assert basic["signature_algorithm"].dump() == bytes.fromhex("300d06092a864886f70d01010b0500")
 
 
 _VALID = request_der(pki(KeyType.RSA_2048).issue_signing(207)[0],

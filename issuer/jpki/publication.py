@@ -51,7 +51,7 @@ def revocations(session, generation: Generation, partition: str, now: dt.datetim
 
 
 def crl(ca: JpkiCa, purpose: Purpose, partition: str, *, generation: Generation | None = None,
-        now: dt.datetime | None = None, force: bool = False) -> bytes:
+        now: dt.datetime | None = None) -> bytes:
     """The current CRL (DER) of ``partition`` for ``generation`` (default: the active one)."""
     gen = generation or ca.active(purpose)
     now = now or ca.clock()
@@ -60,16 +60,16 @@ def crl(ca: JpkiCa, purpose: Purpose, partition: str, *, generation: Generation 
         if partitions.lookup(s, partition) is None:
             raise UnknownCredential(f"no CRL partition {partition!r}")
         cached = s.get(JpkiCrlCache, (purpose.value, key))
-        if not force and _current(cached, now):
+        if _current(cached, now):
             return cached.body
     if cached is None:
         _first(ca, purpose, key, now)
     for _attempt in range(3):
         try:
-            return _rebuild(ca, gen, partition, key, now, force)
+            return _rebuild(ca, gen, partition, key, now)
         except IntegrityError:
             continue  # a concurrent first publication created the state row: go again
-    return _rebuild(ca, gen, partition, key, now, force)
+    return _rebuild(ca, gen, partition, key, now)
 
 
 def _first(ca: JpkiCa, purpose: Purpose, key: str, now: dt.datetime) -> None:
@@ -90,15 +90,15 @@ def _current(cached: JpkiCrlCache | None, now: dt.datetime) -> bool:
     return cached is not None and not cached.stale and cached.next_update - now > REFRESH
 
 
-def _rebuild(ca: JpkiCa, gen: Generation, partition: str, key: str, now: dt.datetime,
-             force: bool = False) -> bytes:
+def _rebuild(ca: JpkiCa, gen: Generation, partition: str, key: str, now: dt.datetime) -> bytes:
     """Build, number and cache the CRL, under the lock of its ``crl_state`` row and then of
     its cached row. Locking the cached row before the registry is read is what keeps a
     revocation on the CRL: one that marked the row stale and has not committed is waited for
     (and so is read), and one that comes later marks it stale after this commit, not before
     (it would have been overwritten with a CRL that lacks it, served until nextUpdate).
     Requests that waited while another rebuilt it serve that one instead of numbering and
-    signing the same CRL again."""
+    signing the same CRL again. The cached row is there: :func:`crl` committed it
+    (:func:`_first`) before, and nothing deletes one."""
     purpose = gen.purpose
     with ca.sessions.begin() as s:
         state = s.scalar(select(CrlState).where(CrlState.purpose == purpose.value,
@@ -110,7 +110,7 @@ def _rebuild(ca: JpkiCa, gen: Generation, partition: str, key: str, now: dt.date
         cached = s.scalar(select(JpkiCrlCache).where(JpkiCrlCache.purpose == purpose.value,
                                                      JpkiCrlCache.partition == key)
                           .with_for_update().execution_options(populate_existing=True))
-        if not force and _current(cached, now):
+        if _current(cached, now):
             return cached.body
         muni = partitions.lookup(s, partition)
         state.crl_number += 1
@@ -123,13 +123,8 @@ def _rebuild(ca: JpkiCa, gen: Generation, partition: str, key: str, now: dt.date
             revocations=revocations(s, gen, partition, now), crl_number=state.crl_number,
             this_update=this_update, next_update=this_update + VALIDITY,
         ).public_bytes(_DER)
-        if cached is None:
-            s.add(JpkiCrlCache(purpose=purpose.value, partition=key, crl_number=state.crl_number,
-                               body=body, this_update=this_update,
-                               next_update=this_update + VALIDITY, stale=False))
-        else:
-            cached.crl_number, cached.body, cached.stale = state.crl_number, body, False
-            cached.this_update, cached.next_update = this_update, this_update + VALIDITY
+        cached.crl_number, cached.body, cached.stale = state.crl_number, body, False
+        cached.this_update, cached.next_update = this_update, this_update + VALIDITY
     return body
 
 

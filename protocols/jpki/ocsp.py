@@ -300,12 +300,10 @@ def _build_general(responder: OcspResponder, answers: Sequence[tuple[CertId, Cer
                                         "extn_value": nonce}]
     tbs = asn1ocsp.ResponseData(data)
     signature, alg = sign_bytes(responder.key, tbs.dump())
-    sig_alg = {"algorithm": alg}
-    if alg.endswith("_rsa"):
-        sig_alg["parameters"] = asn1core.Null()
     basic = asn1ocsp.BasicOCSPResponse({
         "tbs_response_data": tbs,
-        "signature_algorithm": asn1algos.SignedDigestAlgorithm(sig_alg),
+        # asn1crypto gives sha256WithRSAEncryption its NULL parameters (RFC 4055 2.1) itself
+        "signature_algorithm": asn1algos.SignedDigestAlgorithm({"algorithm": alg}),
         "signature": signature,
         "certs": [responder_asn1],
     })
