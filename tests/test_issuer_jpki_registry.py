@@ -513,3 +513,25 @@ def test_an_issuance_that_loses_a_race_to_another_writer_runs_again(issuer, monk
     with issuer.sessions() as s:
         rows = s.scalars(select(Credential).where(Credential.phone_id == "busy-phone")).all()
     assert [(r.status, r.body) for r in rows] == [("valid", cert)]
+
+
+def test_ocsp_answers_for_a_generation_another_process_made_without_waiting_for_the_cache(issuer, monkeypatch):
+    """A rollover from the CLI beside a running service: the service's responder set is
+    cached (CACHE_SECONDS, 60 s) and the other process cannot drop it, so a certificate of
+    the new generation got `unauthorized` for up to a minute. A request naming an issuer the
+    set does not know now reloads it (at most once a MISS_RELOAD_SECONDS) and is answered."""
+    from issuer.jpki import JpkiIssuer
+    from issuer.jpki import ocsp as issuer_ocsp
+
+    service = issuer  # the running service, its responder set loaded by a first answer
+    old = x509.load_der_x509_certificate(provision(service).certs["sign"])
+    assert _status(service, old, service.root("sign")).certificate_status is ocsp.OCSPCertStatus.GOOD
+    cli = JpkiIssuer(service.sessions, service.keystore, service.profile)  # another process: its own caches
+    cli.rollover("sign", KeyType.EC_P384)
+    new = x509.load_der_x509_certificate(provision(cli).certs["sign"])
+    monkeypatch.setattr(issuer_ocsp, "MISS_RELOAD_SECONDS", 0.0)
+    assert _status(service, new, cli.root("sign")).certificate_status is ocsp.OCSPCertStatus.GOOD
+    # a request for an issuer nobody knows stays unauthorized, reloaded or not
+    stranger = ocsp.OCSPRequestBuilder().add_certificate_by_hash(b"\x01" * 32, b"\x02" * 32, 7, hashes.SHA256()).build()
+    answer = ocsp.load_der_ocsp_response(service.ocsp_respond(stranger.public_bytes(DER)))
+    assert answer.response_status is ocsp.OCSPResponseStatus.UNAUTHORIZED

@@ -22,8 +22,10 @@ from protocols.jpki.ocsp import (
     CertId,
     Good,
     OcspResponder,
+    ResponseStatus,
     Revoked,
     Unknown,
+    error_response,
     issuer_hashes,
     respond,
 )
@@ -32,6 +34,11 @@ from protocols.jpki.profile import Purpose
 from .ca import KIND, Generation, JpkiCa
 
 CACHE_SECONDS = 60.0
+#: A request naming no issuer of the cached set reloads it, at most this often: a root
+#: generation made by another process (a rollover from the CLI beside a running service) is
+#: answered for at once, and a stream of requests for unknown issuers costs one load a second.
+MISS_RELOAD_SECONDS = 1.0
+_UNAUTHORIZED = error_response(ResponseStatus.UNAUTHORIZED)
 #: nextUpdate - thisUpdate of every response (the relying party's cache TTL).
 RESPONSE_VALIDITY = dt.timedelta(minutes=10)
 
@@ -94,6 +101,15 @@ class OcspService:
         return Revoked(revoked_at, why)
 
     def respond(self, request_der: bytes, now: dt.datetime | None = None) -> bytes:
-        """A DER OCSPResponse; never raises (malformedRequest / unauthorized / internalError)."""
+        """A DER OCSPResponse; never raises (malformedRequest / unauthorized / internalError).
+        A request this set of responders cannot answer (``unauthorized``: an issuer it does not
+        know) reloads the set first, if it was loaded more than :data:`MISS_RELOAD_SECONDS`
+        ago: the generation may have been made by another process since."""
         self._load()
-        return respond(request_der, self.status, self._responders, now or self.ca.clock())
+        at = now or self.ca.clock()
+        answer = respond(request_der, self.status, self._responders, at)
+        if answer == _UNAUTHORIZED and time.monotonic() - self._loaded_at >= MISS_RELOAD_SECONDS:
+            self.invalidate()
+            self._load()
+            answer = respond(request_der, self.status, self._responders, at)
+        return answer
