@@ -252,11 +252,17 @@ class HandoverActions:
     def reissue_mdoc(self, c: wf.StepContext) -> dict:
         """New MSOs with the registry's card data on new SE device keys, into the slots that
         held a valid mdoc (a TSM ``refresh-mdoc`` job; its issuance supersedes the old ones).
-        A re-run resumes this workflow's job rather than starting another."""
+        A re-run resumes this workflow's job rather than starting another. A phone that held
+        no live mdoc when the workflow started (an operator revoked them) gets none
+        (``skipped``), as :meth:`reissue_sign` skips a phone without a signing certificate:
+        a refresh of it is refused, and the workflow stopped here on every run."""
         from mcred.provision import refresh_mdocs
 
         phone = c.old_phone_id or c.new_phone_id
         assert phone
+        before = set(c.results.get("prepare", {}).get("credentials", []))
+        if not self._any_of_kind(before, "mdoc"):
+            return {"job": None, "mdocs": 0, "skipped": "no valid mdoc on the phone", "at": _stamp()}
         actor = f"handover:{c.handover_id}:mdoc"
         started = [j for j in self._jobs(phone, actor) if j.kind == "refresh-mdoc"]
         result = refresh_mdocs(self.ctx, phone, actor=actor, after_step=self.tsm_hook,

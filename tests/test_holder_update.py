@@ -165,6 +165,30 @@ def test_refusals_change_nothing(ctx):
         assert s.get(Holder, r.holder_id).data == data
 
 
+def test_a_move_of_a_phone_whose_mdocs_were_revoked_reissues_the_signing_certificate_alone(ctx):
+    """A phone whose mdocs were revoked (keyCompromise, by an operator) and whose
+    certificates are valid: the move re-issues the signing certificate and has no mdoc to
+    re-issue. Before, its reissue_mdoc step asked for a refresh of a phone holding no valid
+    mdoc, which is refused, so the workflow stopped there with the signing certificate
+    already re-issued, and every resume stopped the same way (tests/test_lifecycle_model.py
+    found it)."""
+    from issuer import revocation
+
+    r = _provisioned(ctx)
+    revoked = revocation.revoke(ctx.sessions, r.phone_id, "keyCompromise", "mdoc", actor="test")
+    assert len(revoked) == 2
+    out = change_basic_four(ctx, r.holder_id, MOVE, reason="転居届", actor="test")
+    assert out["state"] == "done"
+    kinds = sorted((c.kind, c.status, c.reason) for c in _credentials(ctx, r.phone_id))
+    assert kinds == [("jpki-auth", "valid", None), ("jpki-sign", "revoked", "superseded"),
+                     ("jpki-sign", "valid", None), ("mdoc", "revoked", "keyCompromise"),
+                     ("mdoc", "revoked", "keyCompromise")]
+    assert read_basic_four(_card_certificate(ctx, r.phone_id, "jpki-sign")).address == MOVE["address"]
+    with ctx.sessions() as s:
+        h = s.get(wf.Handover, out["handover"])
+        assert h.detail["results"]["reissue_mdoc"]["skipped"] == "no valid mdoc on the phone"
+
+
 class _CrashOnce:
     def __init__(self, at: str) -> None:
         self.at, self.fired = at, False
