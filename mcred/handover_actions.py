@@ -453,12 +453,13 @@ def _refuse_held(ctx: Context, holder_id: str, then: str) -> None:
 
 def _live_phone_in(s: Session, holder_id: str) -> str | None:
     """The holder's active phone that carries valid credentials, if any (one per person),
-    read in the caller's transaction."""
-    phone = s.scalar(select(Phone.id).where(Phone.holder_id == holder_id, Phone.state == "active")
-                     .order_by(Phone.id).limit(1))
-    live = phone is not None and s.scalar(select(Credential.id).where(
-        Credential.phone_id == phone, Credential.status == "valid").limit(1)) is not None
-    return phone if live else None
+    read in the caller's transaction. Looked for among the phones with a valid credential:
+    a holder may have another active phone with none (its credentials revoked kind by kind,
+    then the holder provisioned anew elsewhere), and taking the first active phone by id,
+    then finding it without valid credentials, left the live phone out of the workflow."""
+    return s.scalar(select(Phone.id).join(Credential, Credential.phone_id == Phone.id)
+                    .where(Phone.holder_id == holder_id, Phone.state == "active", Credential.status == "valid")
+                    .order_by(Phone.id).limit(1))
 
 
 def change_basic_four(ctx: Context, holder_id: str, changes: Mapping[str, Any], *, reason: str,

@@ -353,6 +353,45 @@ def test_a_renewed_card_moves_an_rsa_phone_to_p384_with_everything_anew(ctx):
     assert login["valid"], login
 
 
+@pytest.mark.parametrize("change", ["renew_card", "move"])
+def test_the_workflow_goes_to_the_phone_with_the_valid_credentials(ctx, monkeypatch, change):
+    """A holder's first phone A had its credentials revoked kind by kind (an operator's
+    keyCompromise; such a phone stays active) and the holder was provisioned anew on B.
+    A card renewal, or a move, is for B. Before, the workflow went to the holder's first
+    active phone by id and, finding A without valid credentials, to none: the renewal said
+    "registry only" and the move changed the registry alone, B keeping credentials with the
+    old card's data (tests/test_lifecycle_model.py found it, when A's id sorted first)."""
+    import uuid
+    from types import SimpleNamespace
+
+    from issuer import revocation
+    from mcred.handover_actions import renew_card
+    from mcred.provision import check_holder_for_new_phone
+
+    ids = iter([f"00{uuid.uuid4().hex[:10]}", f"ff{uuid.uuid4().hex[:10]}"])  # A sorts before B
+    monkeypatch.setattr(wallet_sim.phone, "secrets", SimpleNamespace(token_hex=lambda n: next(ids)))
+    a = wallet_sim.create_phone(ctx.home)
+    r = provision(ctx, a, parse_holder(HOLDER), key_type="p384", mdoc_batch=1)
+    for kind in ("jpki", "mdoc"):
+        revocation.revoke(ctx.sessions, a, "keyCompromise", kind, actor="test")
+    b = wallet_sim.create_phone(ctx.home)
+    assert a < b
+    check_holder_for_new_phone(ctx, r.holder_id, b)
+    provision(ctx, b, r.holder_id, key_type="p384", mdoc_batch=1, alone=True)
+    before = {c.id for c in _credentials(ctx, b)}
+    if change == "renew_card":
+        out = renew_card(ctx, r.holder_id, reason="有効期限の更新", actor="test")
+        renewed = {"jpki-sign", "jpki-auth", "mdoc"}
+    else:
+        out = change_basic_four(ctx, r.holder_id, MOVE, reason="転居届", actor="test")
+        renewed = {"jpki-sign", "mdoc"}
+    assert (out["phone"], out["state"]) == (b, "done")
+    after = _credentials(ctx, b)
+    assert {c.kind for c in after if c.id in before and c.status == "revoked"} == renewed
+    assert {c.kind for c in after if c.id not in before and c.status == "valid"} == renewed
+    assert all(c.status == "revoked" and c.reason == "keyCompromise" for c in _credentials(ctx, a))
+
+
 def test_a_card_renewal_is_refused_before_anything_changes(ctx):
     from issuer import revocation
     from mcred.handover_actions import renew_card
