@@ -177,14 +177,22 @@ def create_in(s: Session, *, kind: str, holder_id: str, old_phone_id: str | None
     if target is not None and target.state == "retired":
         raise WorkflowError(f"phone {target.id} was handed over already (retired): its credentials went "
                             f"to holder {holder_id}'s next phone, which is the one to name")
+    held = target is not None and s.scalar(select(Credential.id).where(
+        Credential.phone_id == target.id, Credential.status == "hold").limit(1)) is not None
     if kind == "found":
         if target is None:
             raise WorkflowError("found needs the phone that was found")
-        held = s.scalar(select(Credential.id).where(Credential.phone_id == target.id,
-                                                    Credential.status == "hold").limit(1))
-        if held is None:
+        if not held:
             raise WorkflowError(f"nothing of phone {target.id} is on hold: a phone is found after it was "
                                 "reported lost (lost_hold), whose hold the found lifts")
+    # a renewal deletes the phone's applets, then provisions it: the issuer issues nothing to a
+    # phone lost or revoked, so the workflow stopped there for good with the SE wiped; and a
+    # hold is settled first (found, or lost_confirmed), as for a card renewal
+    if kind == "renewal" and target is not None and (target.state != "active" or held):
+        raise WorkflowError(f"phone {target.id} is {target.state}"
+                            + (" with credentials on hold" if held else "")
+                            + ": a renewal re-issues the credentials of a phone in use; settle a loss first "
+                              "(found, or lost_confirmed)")
     h = Handover(
         holder_id=holder_id,
         old_phone_id=old_phone_id,

@@ -107,3 +107,33 @@ def test_a_phone_reported_lost_is_found(ctx):
     assert sorted((k, st, why) for k, st, why, _s in creds) == [
         ("jpki-auth", "valid", None), ("jpki-sign", "revoked", "cessationOfOperation"), ("jpki-sign", "valid", None),
         ("mdoc", "valid", None)]
+
+
+@pytest.mark.parametrize("before", ["lost_hold", "death"])
+def test_a_renewal_needs_a_live_phone(ctx, before):
+    """A renewal (``POST /handovers`` kind renewal) deletes the phone's applets, then
+    provisions it anew. Of a phone reported lost (on hold) or revoked (a death), the issuer
+    refuses the provisioning, as it refuses any issuance to a phone not active: the workflow
+    stopped there, for good, with the phone's SE wiped (a found then released credentials
+    the phone no longer held). It is refused before anything is recorded, as a card renewal
+    is while a phone is on hold."""
+    r = _provisioned(ctx)
+    _run(ctx, before, r.holder_id, r.phone_id)
+    state = _state(ctx, r.phone_id)
+    applets = sorted(a["aid"] for a in wallet_sim.describe(r.phone_id, ctx.home)["secure_element"]["applets"])
+    workflows = _handovers(ctx, r.holder_id)
+    with pytest.raises(wf.WorkflowError, match=f"phone {r.phone_id} is (lost|revoked)"):
+        wf.create(ctx.sessions, kind="renewal", holder_id=r.holder_id, new_phone_id=r.phone_id)
+    assert _state(ctx, r.phone_id) == state and _handovers(ctx, r.holder_id) == workflows
+    assert sorted(a["aid"] for a in wallet_sim.describe(r.phone_id, ctx.home)["secure_element"]["applets"]) == applets
+
+
+def test_a_renewal_of_a_live_phone_reissues_everything(ctx):
+    r = _provisioned(ctx)
+    _run(ctx, "renewal", r.holder_id, None, r.phone_id)
+    state, creds = _state(ctx, r.phone_id)[r.phone_id]
+    assert state == "active"
+    assert sorted((k, st, why) for k, st, why, _s in creds) == [
+        ("jpki-auth", "revoked", "superseded"), ("jpki-auth", "valid", None),
+        ("jpki-sign", "revoked", "superseded"), ("jpki-sign", "valid", None),
+        ("mdoc", "revoked", "superseded"), ("mdoc", "valid", None)]
