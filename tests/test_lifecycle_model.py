@@ -421,10 +421,10 @@ class Lifecycle(RuleBasedStateMachine):
 
     @precondition(lambda self: self.phones)
     @rule(data=st.data(), kind=st.sampled_from(["model_change", "resale_report", "lost_hold", "found",
-                                                 "lost_confirmed", "death"]))
+                                                 "lost_confirmed", "death", "renewal"]))
     def workflow(self, data, kind):
         """A handover / revocation workflow on one of a holder's phones (``mcred handover``,
-        ``POST /handovers`` and its run)."""
+        ``POST /handovers`` and its run; a ``renewal`` names its phone as the new one)."""
         old = self._phones(data)
         p = self.phones[old]
         h = p.holder
@@ -433,15 +433,19 @@ class Lifecycle(RuleBasedStateMachine):
                                   given={new or old: dict(SECRETS)})
 
         def go():
-            hid = wf.create(self.ctx.sessions, kind=kind, holder_id=self.holder_ids[h], old_phone_id=old,
-                            new_phone_id=new, actor="model")
+            hid = wf.create(self.ctx.sessions, kind=kind, holder_id=self.holder_ids[h],
+                            old_phone_id=None if kind == "renewal" else old,
+                            new_phone_id=old if kind == "renewal" else new, actor="model")
             actions.runner("model").run(hid)
 
         live = self._on(old)
+        held = bool(self._on(old, status=("hold",)))
         if p.state == "retired":  # handed over already: its credentials moved on
-            refuse: bool | None = True
+            refuse = True
         elif kind == "found":  # only a phone reported lost is found
-            refuse = not self._on(old, status=("hold",))
+            refuse = not held
+        elif kind == "renewal":  # of a phone in use, a loss settled first
+            refuse = p.state != "active" or held
         else:
             refuse = False
         if not self._attempt(f"{kind} of {old} ({p.state})", go, refuse):
@@ -451,6 +455,10 @@ class Lifecycle(RuleBasedStateMachine):
             p.state, p.held = "retired", {}  # wiped
             self.phones[new] = PhoneModel(h, p.key_type)
             self._learn(new, {"sign", "auth", "mdoc"})
+        elif kind == "renewal":
+            self._revoke(live, "superseded")
+            self._revoke(self._of_holder(h), "cessationOfOperation")  # the holder's other phones
+            self._learn(old, {"sign", "auth", "mdoc"})
         elif kind == "lost_hold":
             self._revoke(live, HOLD)
             self._phone_out(old, "lost")
@@ -627,13 +635,13 @@ def _transcript() -> mdoc.SessionTranscript:
     return mdoc.SessionTranscript.build(mdoc.DeviceEngagement.build(e_dev).encode(), e_rdr, None)
 
 
-SETTINGS = settings(max_examples=12, stateful_step_count=9, deadline=None,
+#: ``MCRED_FUZZ_SCALE=N`` (tests/conftest.py) runs N times the examples: a fuzz campaign
+_SCALE_TEXT = os.environ.get("MCRED_FUZZ_SCALE", "").strip()
+SCALE = int(_SCALE_TEXT) if _SCALE_TEXT.isdigit() and int(_SCALE_TEXT) >= 1 else 1  # conftest refuses the rest
+SETTINGS = settings(max_examples=12 * SCALE, stateful_step_count=9, deadline=None,
                     # no explain phase: its tracing slows every step of a failing run's shrink
                     phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-if os.environ.get("LIFE_DEV"):
-    SETTINGS = settings(SETTINGS, max_examples=int(os.environ["LIFE_DEV"]), phases=[Phase.generate], print_blob=True,
-                        stateful_step_count=int(os.environ.get("LIFE_STEPS", "9")))
 
 
 class LifecyclePostgres(Lifecycle):
@@ -651,19 +659,18 @@ def quiet_disk(monkeypatch):
 
 # a failing run shrinks for up to 5 minutes (hypothesis' own limit): time to say what failed
 @pytest.mark.slow
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(600 * SCALE)
 def test_lifecycle_follows_the_model(quiet_disk):
     run_state_machine_as_test(Lifecycle, settings=SETTINGS)
 
 
 @pytest.mark.slow
 @pytest.mark.postgres
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(600 * SCALE)
 def test_lifecycle_follows_the_model_on_postgresql(quiet_disk):
     from conftest import postgres_unavailable
 
     why = postgres_unavailable()
     if why:
         pytest.skip(why)
-    run_state_machine_as_test(LifecyclePostgres, settings=settings(SETTINGS, max_examples=int(
-        os.environ.get("LIFE_DEV", "5"))))
+    run_state_machine_as_test(LifecyclePostgres, settings=settings(SETTINGS, max_examples=5 * SCALE))
