@@ -380,15 +380,13 @@ class Lifecycle(RuleBasedStateMachine):
         assert refuse is not True, f"{what}: went through, but the model expected a refusal"
         return True
 
-    holders = st.integers(0, len(HOLDERS) - 1)
-
     def _new_phone(self, data) -> str:  # noqa: ANN001
         _IDS[:] = [f"{data.draw(st.integers(0, 3), label='id order'):02x}{self.made:010x}"]
         self.made += 1
         return self.ctx.new_phone()
 
-    def _phones(self, data, which=lambda p: True) -> str:  # noqa: ANN001
-        return data.draw(st.sampled_from([pid for pid, p in self.phones.items() if which(p)]))  # in the order made
+    def _phones(self, data) -> str:  # noqa: ANN001
+        return data.draw(st.sampled_from(list(self.phones)))  # in the order made: replayable
 
     @precondition(lambda self: len(self.holder_ids) < len(HOLDERS))
     @rule(data=st.data(), key_type=st.sampled_from(["p384", "rsa2048"]))
@@ -543,9 +541,7 @@ class Lifecycle(RuleBasedStateMachine):
             return
         self.moves[h] = self.moves.get(h, 0) + 1
         if phone is not None:
-            renewed = set()
-            for c in self._on(phone, ("sign", "mdoc")):
-                renewed.add(c.kind)
+            renewed = {c.kind for c in self._on(phone, ("sign", "mdoc"))}  # what the phone had live
             self._revoke(self._on(phone, ("sign", "mdoc")), "superseded")
             self._learn(phone, renewed)
 
