@@ -130,7 +130,11 @@ def _template() -> Path:
     """A data directory whose issuer keys (JPKI CAs, IACA, DS, status-list signer), TSM keys
     and SE maker are made: copied for each example (making them takes most of a second)."""
     if "home" not in _TEMPLATE:
-        home = Path(tempfile.mkdtemp(prefix="mcred-life-template-")) / "home"
+        import atexit
+
+        where = Path(tempfile.mkdtemp(prefix="mcred-life-template-"))
+        atexit.register(shutil.rmtree, where, ignore_errors=True)
+        home = where / "home"
         home.mkdir()
         ctx = Context.open(home, f"sqlite:///{home / 'mcred.sqlite3'}")
         issuer_port(ctx)
