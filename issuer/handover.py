@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from issuer.db import AuditEvent, Handover, Holder, Phone, utcnow
+from issuer.db import AuditEvent, Credential, Handover, Holder, Phone, utcnow
 from issuer.holders import is_erased
 
 log = logging.getLogger("mcred.handover")
@@ -167,6 +167,32 @@ def create_in(s: Session, *, kind: str, holder_id: str, old_phone_id: str | None
     new = s.get(Phone, new_phone_id) if new_phone_id else None
     if new is not None and new.holder_id not in (None, holder_id):
         raise WorkflowError(f"the new phone {new_phone_id} carries another holder's credentials")
+    # the phone the workflow acts on (a renewal's, or a found's without an old one, is given
+    # as the new phone) in the state its kind is for: a phone handed over already carries
+    # none of the holder's credentials (a lost_hold or a death of it did nothing while the
+    # holder's live phone stayed valid, a model change from it moved that phone's
+    # credentials without retiring it, a found or a renewal made it active again), and a
+    # found ends a hold (of a phone never lost it re-keyed the signing certificate)
+    target = old if old_phone_id else new if kind in ("renewal", "found") else None
+    if target is not None and target.state == "retired":
+        raise WorkflowError(f"phone {target.id} was handed over already (retired): its credentials went "
+                            f"to holder {holder_id}'s next phone, which is the one to name")
+    held = target is not None and s.scalar(select(Credential.id).where(
+        Credential.phone_id == target.id, Credential.status == "hold").limit(1)) is not None
+    if kind == "found":
+        if target is None:
+            raise WorkflowError("found needs the phone that was found")
+        if not held:
+            raise WorkflowError(f"nothing of phone {target.id} is on hold: a phone is found after it was "
+                                "reported lost (lost_hold), whose hold the found lifts")
+    # a renewal deletes the phone's applets, then provisions it: the issuer issues nothing to a
+    # phone lost or revoked, so the workflow stopped there for good with the SE wiped; and a
+    # hold is settled first (found, or lost_confirmed), as for a card renewal
+    if kind == "renewal" and target is not None and (target.state != "active" or held):
+        raise WorkflowError(f"phone {target.id} is {target.state}"
+                            + (" with credentials on hold" if held else "")
+                            + ": a renewal re-issues the credentials of a phone in use; settle a loss first "
+                              "(found, or lost_confirmed)")
     h = Handover(
         holder_id=holder_id,
         old_phone_id=old_phone_id,

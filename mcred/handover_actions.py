@@ -252,11 +252,17 @@ class HandoverActions:
     def reissue_mdoc(self, c: wf.StepContext) -> dict:
         """New MSOs with the registry's card data on new SE device keys, into the slots that
         held a valid mdoc (a TSM ``refresh-mdoc`` job; its issuance supersedes the old ones).
-        A re-run resumes this workflow's job rather than starting another."""
+        A re-run resumes this workflow's job rather than starting another. A phone that held
+        no live mdoc when the workflow started (an operator revoked them) gets none
+        (``skipped``), as :meth:`reissue_sign` skips a phone without a signing certificate:
+        a refresh of it is refused, and the workflow stopped here on every run."""
         from mcred.provision import refresh_mdocs
 
         phone = c.old_phone_id or c.new_phone_id
         assert phone
+        before = set(c.results.get("prepare", {}).get("credentials", []))
+        if not self._any_of_kind(before, "mdoc"):
+            return {"job": None, "mdocs": 0, "skipped": "no valid mdoc on the phone", "at": _stamp()}
         actor = f"handover:{c.handover_id}:mdoc"
         started = [j for j in self._jobs(phone, actor) if j.kind == "refresh-mdoc"]
         result = refresh_mdocs(self.ctx, phone, actor=actor, after_step=self.tsm_hook,
@@ -447,12 +453,13 @@ def _refuse_held(ctx: Context, holder_id: str, then: str) -> None:
 
 def _live_phone_in(s: Session, holder_id: str) -> str | None:
     """The holder's active phone that carries valid credentials, if any (one per person),
-    read in the caller's transaction."""
-    phone = s.scalar(select(Phone.id).where(Phone.holder_id == holder_id, Phone.state == "active")
-                     .order_by(Phone.id).limit(1))
-    live = phone is not None and s.scalar(select(Credential.id).where(
-        Credential.phone_id == phone, Credential.status == "valid").limit(1)) is not None
-    return phone if live else None
+    read in the caller's transaction. Looked for among the phones with a valid credential:
+    a holder may have another active phone with none (its credentials revoked kind by kind,
+    then the holder provisioned anew elsewhere), and taking the first active phone by id,
+    then finding it without valid credentials, left the live phone out of the workflow."""
+    return s.scalar(select(Phone.id).join(Credential, Credential.phone_id == Phone.id)
+                    .where(Phone.holder_id == holder_id, Phone.state == "active", Credential.status == "valid")
+                    .order_by(Phone.id).limit(1))
 
 
 def change_basic_four(ctx: Context, holder_id: str, changes: Mapping[str, Any], *, reason: str,

@@ -165,6 +165,30 @@ def test_refusals_change_nothing(ctx):
         assert s.get(Holder, r.holder_id).data == data
 
 
+def test_a_move_of_a_phone_whose_mdocs_were_revoked_reissues_the_signing_certificate_alone(ctx):
+    """A phone whose mdocs were revoked (keyCompromise, by an operator) and whose
+    certificates are valid: the move re-issues the signing certificate and has no mdoc to
+    re-issue. Before, its reissue_mdoc step asked for a refresh of a phone holding no valid
+    mdoc, which is refused, so the workflow stopped there with the signing certificate
+    already re-issued, and every resume stopped the same way (tests/test_lifecycle_model.py
+    found it)."""
+    from issuer import revocation
+
+    r = _provisioned(ctx)
+    revoked = revocation.revoke(ctx.sessions, r.phone_id, "keyCompromise", "mdoc", actor="test")
+    assert len(revoked) == 2
+    out = change_basic_four(ctx, r.holder_id, MOVE, reason="転居届", actor="test")
+    assert out["state"] == "done"
+    kinds = sorted((c.kind, c.status, c.reason) for c in _credentials(ctx, r.phone_id))
+    assert kinds == [("jpki-auth", "valid", None), ("jpki-sign", "revoked", "superseded"),
+                     ("jpki-sign", "valid", None), ("mdoc", "revoked", "keyCompromise"),
+                     ("mdoc", "revoked", "keyCompromise")]
+    assert read_basic_four(_card_certificate(ctx, r.phone_id, "jpki-sign")).address == MOVE["address"]
+    with ctx.sessions() as s:
+        h = s.get(wf.Handover, out["handover"])
+        assert h.detail["results"]["reissue_mdoc"]["skipped"] == "no valid mdoc on the phone"
+
+
 class _CrashOnce:
     def __init__(self, at: str) -> None:
         self.at, self.fired = at, False
@@ -327,6 +351,45 @@ def test_a_renewed_card_moves_an_rsa_phone_to_p384_with_everything_anew(ctx):
     login = rp.authenticate(challenge.id, *sign_challenge(se.transmit, out["secrets"]["pin"].encode(),
                                                           challenge.nonce), revocation="none")
     assert login["valid"], login
+
+
+@pytest.mark.parametrize("change", ["renew_card", "move"])
+def test_the_workflow_goes_to_the_phone_with_the_valid_credentials(ctx, monkeypatch, change):
+    """A holder's first phone A had its credentials revoked kind by kind (an operator's
+    keyCompromise; such a phone stays active) and the holder was provisioned anew on B.
+    A card renewal, or a move, is for B. Before, the workflow went to the holder's first
+    active phone by id and, finding A without valid credentials, to none: the renewal said
+    "registry only" and the move changed the registry alone, B keeping credentials with the
+    old card's data (tests/test_lifecycle_model.py found it, when A's id sorted first)."""
+    import uuid
+    from types import SimpleNamespace
+
+    from issuer import revocation
+    from mcred.handover_actions import renew_card
+    from mcred.provision import check_holder_for_new_phone
+
+    ids = iter([f"00{uuid.uuid4().hex[:10]}", f"ff{uuid.uuid4().hex[:10]}"])  # A sorts before B
+    monkeypatch.setattr(wallet_sim.phone, "secrets", SimpleNamespace(token_hex=lambda n: next(ids)))
+    a = wallet_sim.create_phone(ctx.home)
+    r = provision(ctx, a, parse_holder(HOLDER), key_type="p384", mdoc_batch=1)
+    for kind in ("jpki", "mdoc"):
+        revocation.revoke(ctx.sessions, a, "keyCompromise", kind, actor="test")
+    b = wallet_sim.create_phone(ctx.home)
+    assert a < b
+    check_holder_for_new_phone(ctx, r.holder_id, b)
+    provision(ctx, b, r.holder_id, key_type="p384", mdoc_batch=1, alone=True)
+    before = {c.id for c in _credentials(ctx, b)}
+    if change == "renew_card":
+        out = renew_card(ctx, r.holder_id, reason="有効期限の更新", actor="test")
+        renewed = {"jpki-sign", "jpki-auth", "mdoc"}
+    else:
+        out = change_basic_four(ctx, r.holder_id, MOVE, reason="転居届", actor="test")
+        renewed = {"jpki-sign", "mdoc"}
+    assert (out["phone"], out["state"]) == (b, "done")
+    after = _credentials(ctx, b)
+    assert {c.kind for c in after if c.id in before and c.status == "revoked"} == renewed
+    assert {c.kind for c in after if c.id not in before and c.status == "valid"} == renewed
+    assert all(c.status == "revoked" and c.reason == "keyCompromise" for c in _credentials(ctx, a))
 
 
 def test_a_card_renewal_is_refused_before_anything_changes(ctx):
