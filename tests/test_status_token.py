@@ -101,6 +101,24 @@ def test_list_signed_outside_the_iaca_chain_is_refused():
         verify(token(key=other_key, cert=CERT))
 
 
+@pytest.mark.parametrize("critical", [True, False])
+def test_a_signer_certificate_marking_an_unprocessed_extension_critical_signs_no_list(critical):
+    """RFC 5280 4.2: a certificate with a critical extension the verifier does not process
+    is rejected. A status-list signer of the IACA, by the profile in every other respect,
+    with an unknown extension marked critical, signs no list a reader takes; the same
+    extension not critical is ignored. Before, the critical one was ignored too."""
+    from cryptography import x509
+
+    unknown = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.11"), b"\x05\x00")
+    ic, key, cert = _pki(lambda *a, **kw: iaca.status_list_signer_builder(*a, **kw).add_extension(unknown, critical))
+    if critical:
+        with pytest.raises(StatusListTrustError, match=r"status_signer\.critical_extensions: it carries the critical "
+                                                       r"extension 1\.3\.6\.1\.4\.1\.99999\.11"):
+            verify(token(key=key, cert=cert), trust_anchor=ic)
+    else:
+        assert verify(token(key=key, cert=cert), trust_anchor=ic).status(77) == 1
+
+
 def test_document_signer_certificate_cannot_sign_status_lists():
     ic, key, cert = _pki(iaca.document_signer_builder)
     with pytest.raises(StatusListTrustError, match="extended_key_usage"):

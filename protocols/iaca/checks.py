@@ -17,6 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
 
+from protocols.certs import critical_refusal
 from protocols.iaca.builders import DS_MAX_VALIDITY, IACA_MAX_VALIDITY, READER_MAX_VALIDITY
 from protocols.iaca.oids import (
     DISALLOWED_EXTENSIONS,
@@ -380,8 +381,19 @@ def check_status_list_signer(
     cert: x509.Certificate, iaca: x509.Certificate, now: dt.datetime, *,
     eku: x509.ObjectIdentifier = EKU_STATUS_LIST_SIGNER,
 ) -> list[Check]:
-    """The document signer rules with the status-list EKU (``specs/status-list.md``)."""
-    return _check_signer(cert, iaca, now, "status_signer", eku)
+    """The document signer rules with the status-list EKU (``specs/status-list.md``), and
+    no extension marked critical that is not processed here (RFC 5280 4.2; the same list as
+    an mdoc x5chain's, :data:`protocols.mdoc.chain.PATH_EXTENSIONS`, which a document
+    signer's chain check applies)."""
+    from protocols.mdoc.chain import PATH_EXTENSIONS
+
+    def critical() -> str:
+        why = critical_refusal(cert, PATH_EXTENSIONS)
+        if why:
+            raise _Fail(why)
+        return "no unprocessed critical extension"
+
+    return [*_check_signer(cert, iaca, now, "status_signer", eku), _run("status_signer.critical_extensions", critical)]
 
 
 def check_reader_certificate(cert: x509.Certificate, reader_ca: x509.Certificate, now: dt.datetime) -> list[Check]:
