@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -110,6 +112,18 @@ def engine(db_url):
     migrate(engine)
     yield engine
     engine.dispose()
+
+
+@contextlib.contextmanager
+def fsync_skipped() -> Iterator[None]:
+    """``os.fsync`` as a no-op while it lasts: a module's SE images and key files need not
+    reach the disk in a test (every module-scoped installation of the lifecycle tests uses it)."""
+    saved = os.fsync
+    os.fsync = lambda fd: None
+    try:
+        yield
+    finally:
+        os.fsync = saved
 
 
 def reveals(text: str, secret: str) -> bool:

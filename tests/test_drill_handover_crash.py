@@ -4,9 +4,8 @@ reasons, the SEs' applets and keys, the phones' states."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
+from conftest import fsync_skipped
 from sqlalchemy import select
 
 import wallet_sim
@@ -27,12 +26,8 @@ class Crash(Exception):
 
 @pytest.fixture(scope="module")
 def ctx(tmp_path_factory):
-    saved = os.fsync
-    os.fsync = lambda fd: None
-    try:
+    with fsync_skipped():
         yield Context.open(tmp_path_factory.mktemp("crash"))
-    finally:
-        os.fsync = saved
 
 
 def final_state(ctx, phones: dict[str, str]) -> dict:

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import fsync_skipped
 from typer.testing import CliRunner
 
 from mcred.cli.main import app
@@ -24,12 +25,8 @@ WORDS = {"model_change": "cessationOfOperation", "resale": "cessationOfOperation
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     home = tmp_path_factory.mktemp("drills")
-    saved = os.fsync
-    os.fsync = lambda fd: None  # SE images need not hit the disk in tests
-    try:
+    with fsync_skipped():
         yield Env(Context.open(home), ttl=1)
-    finally:
-        os.fsync = saved
 
 
 @pytest.mark.parametrize("scenario", [s for s in SCENARIOS if s not in ("ds_compromise", "kloc_compromise")])

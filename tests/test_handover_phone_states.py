@@ -5,9 +5,8 @@ ran to ``done`` and did the wrong thing; tests/test_lifecycle_model.py found the
 
 from __future__ import annotations
 
-import os
-
 import pytest
+from conftest import fsync_skipped
 from sqlalchemy import select
 
 import wallet_sim
@@ -21,12 +20,8 @@ from mcred.samples import HOLDER
 
 @pytest.fixture(scope="module")
 def ctx(tmp_path_factory):
-    saved = os.fsync
-    os.fsync = lambda fd: None  # SE images need not hit the disk here
-    try:
+    with fsync_skipped():
         yield Context.open(tmp_path_factory.mktemp("states"))
-    finally:
-        os.fsync = saved
 
 
 def _provisioned(ctx):

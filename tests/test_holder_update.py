@@ -8,10 +8,9 @@ stays valid. A crash inside the workflow resumes to the same end."""
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
-from conftest import reveals
+from conftest import fsync_skipped, reveals
 from cryptography import x509
 from sqlalchemy import select
 from test_api_flows import _wait
@@ -39,12 +38,8 @@ MOVE = {"address": "大阪府大阪市北区中之島1-3-20", "prefecture": "大
 
 @pytest.fixture(scope="module")
 def ctx(tmp_path_factory):
-    saved = os.fsync
-    os.fsync = lambda fd: None
-    try:
+    with fsync_skipped():
         yield Context.open(tmp_path_factory.mktemp("move"))
-    finally:
-        os.fsync = saved
 
 
 def _provisioned(ctx):

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import os
 
 import pytest
+from conftest import fsync_skipped
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -35,19 +35,15 @@ INSURER = "ひまわり生命保険"
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    saved = os.fsync
-    os.fsync = lambda fd: None
-    home = tmp_path_factory.mktemp("consent")
-    ctx = Context.open(home)
-    app = create_app(ctx, job_workers=1)
-    try:
+    with fsync_skipped():
+        home = tmp_path_factory.mktemp("consent")
+        ctx = Context.open(home)
+        app = create_app(ctx, job_workers=1)
         with TestClient(app, base_url=ctx.public_url) as client:
             tokens = {name: create_token(ctx.sessions, [scope], name)[1]
                       for name, scope in ((INSURER, "reader"), ("他社", "reader"), ("", "reader"),
                                           ("back-office", "issuer"))}
             yield {"ctx": ctx, "client": client, "tokens": tokens}
-    finally:
-        os.fsync = saved
 
 
 def _phone(ctx):

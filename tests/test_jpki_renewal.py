@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from pathlib import Path
 
 import pytest
-from conftest import reveals
+from conftest import fsync_skipped, reveals
 from cryptography import x509
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
@@ -53,13 +52,8 @@ JPKI_AID = "D392F000260100000001"
 def live(tmp_path_factory):
     """An installation served over HTTP (CRLs and OCSP where its certificates say), its
     environment exported for the command line."""
-    saved = os.fsync
-    os.fsync = lambda fd: None  # SE images need not hit the disk here
-    try:
-        with live_installation(tmp_path_factory.mktemp("renew")) as (ctx, issuer, url):
-            yield ctx, issuer, url
-    finally:
-        os.fsync = saved
+    with fsync_skipped(), live_installation(tmp_path_factory.mktemp("renew")) as (ctx, issuer, url):
+        yield ctx, issuer, url
 
 
 def _phone(ctx, *, birth: str = HOLDER["birth_date"], key_type: str = "rsa2048", **extra) -> tuple[str, str]:
@@ -388,15 +382,11 @@ def test_expiry_notices_list_the_certificates_expiring_within_days(live):
 
 @pytest.fixture
 def api(home: Path, every_answer_checked: list[str]):
-    saved = os.fsync
-    os.fsync = lambda fd: None
-    ctx = Context.open(home)
-    tok = {s: {"Authorization": f"Bearer {create_token(ctx.sessions, [s])[1]}"} for s in ("tsm", "issuer", "reader")}
-    try:
+    with fsync_skipped():
+        ctx = Context.open(home)
+        tok = {s: {"Authorization": f"Bearer {create_token(ctx.sessions, [s])[1]}"} for s in ("tsm", "issuer", "reader")}
         with TestClient(create_app_for(ctx)) as c:
             yield ctx, c, tok, every_answer_checked
-    finally:
-        os.fsync = saved
 
 
 def create_app_for(ctx):

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 
 import pytest
+from conftest import fsync_skipped
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
@@ -113,12 +113,8 @@ def _born_years_ago(years: int, days: int = 0) -> str:
 
 @pytest.fixture(scope="module")
 def ctx(tmp_path_factory):
-    saved = os.fsync
-    os.fsync = lambda fd: None  # SE images need not hit the disk here
-    try:
+    with fsync_skipped():
         yield Context.open(tmp_path_factory.mktemp("minors"))
-    finally:
-        os.fsync = saved
 
 
 def _kinds(ctx, phone: str) -> list[tuple[str, str]]:
