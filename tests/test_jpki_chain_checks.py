@@ -28,13 +28,18 @@ from reader.relying_party import verify
 ROOT = P.roots[Purpose.SIGN]
 
 
-def _copy_of(cert: x509.Certificate, key, *, issuer_key, skip=()) -> x509.Certificate:
+def _copy_of(cert: x509.Certificate, key, *, issuer_key, skip=(), extra=()) -> x509.Certificate:
+    """``cert`` again, signed by ``issuer_key``: for ``key`` (a private key; None keeps the
+    certificate's public key), without the extensions of the types in ``skip``, with the
+    (extension, critical) pairs of ``extra`` after the rest."""
     builder = (x509.CertificateBuilder().subject_name(cert.subject).issuer_name(cert.issuer)
-               .public_key(key.public_key()).serial_number(cert.serial_number)
+               .public_key(cert.public_key() if key is None else key.public_key()).serial_number(cert.serial_number)
                .not_valid_before(cert.not_valid_before_utc).not_valid_after(cert.not_valid_after_utc))
     for ext in cert.extensions:
         if type(ext.value) not in skip:
             builder = builder.add_extension(ext.value, ext.critical)
+    for value, critical in extra:
+        builder = builder.add_extension(value, critical)
     return builder.sign(issuer_key, hashes.SHA384())
 
 
@@ -141,13 +146,8 @@ def test_a_critical_extension_the_relying_party_does_not_process_fails_the_chain
     reason names the extension's OID); the same extension not critical is ignored. Before,
     the critical one was ignored too and the signature was valid."""
     mine = new_key(P.key_type)
-    builder = (x509.CertificateBuilder().subject_name(CERT.subject).issuer_name(CERT.issuer)
-               .public_key(mine.public_key()).serial_number(CERT.serial_number)
-               .not_valid_before(CERT.not_valid_before_utc).not_valid_after(CERT.not_valid_after_utc))
-    for ext in CERT.extensions:
-        builder = builder.add_extension(ext.value, ext.critical)
     unknown = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.42"), b"\x05\x00")
-    cert = builder.add_extension(unknown, critical).sign(P.root_keys[Purpose.SIGN], hashes.SHA384())
+    cert = _copy_of(CERT, mine, issuer_key=P.root_keys[Purpose.SIGN], extra=[(unknown, critical)])
     sig = build_detached_signature(content=CONTENT, certificate=cert, sign=se_signer(mine), signing_time=NOW)
     result = verify(CONTENT, sig, roots=ROOTS, at=NOW, revocation="none")
     if critical:
