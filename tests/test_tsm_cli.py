@@ -61,7 +61,9 @@ def test_trace_shows_a_provisioning_as_gp_d_does(home, tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "fsync", lambda fd: None)
     holder = tmp_path / "holder.json"
-    holder.write_text(json.dumps(dict(HOLDER, pin="1234", password="ABC123")), encoding="utf-8")
+    # a PIN whose hex no certificate's validity date can hold (a UTCTime of 2026-12-01 23:42
+    # is "261201234200Z", which holds "1234"; no date field is 79)
+    holder.write_text(json.dumps(dict(HOLDER, pin="5790", password="ABC123")), encoding="utf-8")
     r = CliRunner().invoke(app, ["--trace", "provision", "--phone", "new", "--holder", str(holder),
                                  "--key-type", "p384", "--mdoc-batch", "1", "--json"])
     assert r.exit_code == 0, r.output
@@ -71,7 +73,8 @@ def test_trace_shows_a_provisioning_as_gp_d_does(home, tmp_path, monkeypatch):
     assert len(wire) == len(plain) > 30
     assert any(" 80820111 " in x for x in plain)  # SCP11a's MUTUAL AUTHENTICATE
     assert any(x.startswith("A>> plain (") and "80D83081 <" in x and "hidden>" in x for x in plain)  # PUT KEY
-    assert not any("31323334" in x for x in lines)  # the PIN "1234" is never shown
+    assert not any("35373930" in x for x in lines)  # the PIN "5790" is never shown
+    assert not any("414243313233" in x for x in lines)  # nor the password "ABC123"
     # a handover traces both phones' jobs: the new one's provisioning, the old one's wipe
     old = json.loads(r.stdout)["phone"]
     r = CliRunner().invoke(app, ["--trace", "handover", "--phone", old, "--to", "new", "--json"])
