@@ -45,18 +45,21 @@ def _now() -> dt.datetime:
 
 
 def _cert(subject: str, key: ec.EllipticCurvePrivateKey, issuer: str, signer, *, ca: bool = False,  # noqa: ANN001
-          agreement: bool = True, key_usage: bool = True) -> bytes:
+          agreement: bool = True, key_usage: bool = True, cert_sign: bool = True, path_length: int | None = None,
+          extra: tuple[x509.ExtensionType, bool] | None = None) -> bytes:
     b = (x509.CertificateBuilder()
          .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
          .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
          .public_key(key.public_key()).serial_number(x509.random_serial_number())
          .not_valid_before(_now() - dt.timedelta(days=1)).not_valid_after(_now() + dt.timedelta(days=30))
-         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+         .add_extension(x509.BasicConstraints(ca=ca, path_length=path_length if ca else None), critical=True))
     if key_usage:
-        b = b.add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
-                                          data_encipherment=False, key_agreement=agreement and not ca,
-                                          key_cert_sign=ca, crl_sign=False, encipher_only=False,
-                                          decipher_only=False), critical=True)
+        b = b.add_extension(x509.KeyUsage(digital_signature=ca and not cert_sign, content_commitment=False,
+                                          key_encipherment=False, data_encipherment=False,
+                                          key_agreement=agreement and not ca, key_cert_sign=ca and cert_sign,
+                                          crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+    if extra is not None:
+        b = b.add_extension(extra[0], critical=extra[1])
     return b.sign(signer, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
 
@@ -178,6 +181,54 @@ def test_the_card_refuses_a_chain_that_does_not_verify(case):
     with pytest.raises(Scp11ProtocolError) as e:
         verify_oce_chain(chain, oce.ca.public_key())
     assert e.value.sw == sw
+
+
+#: an extension no part of the card processes
+_PRIVATE = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.7"), b"\x05\x00")
+
+
+@pytest.mark.parametrize(("case", "match"), [
+    ("critical-private-leaf", r"OCE certificate 1 \(CN=oce\): .*critical extension 1\.3\.6\.1\.4\.1\.99999\.7"),
+    ("critical-private-mid", r"OCE certificate 1 \(CN=mid\): .*critical extension 1\.3\.6\.1\.4\.1\.99999\.7"),
+    ("critical-policies", r"critical extension 2\.5\.29\.32 \(certificatePolicies\)"),
+    ("mid-no-cert-sign", r"OCE certificate 1 signs certificate 2 but .*keyCertSign"),
+    ("mid-path-length-0", r"OCE certificate 1 signs certificate 2 but its path length constraint 0 allows 0 .* has 1"),
+])
+def test_the_card_holds_the_oce_chain_to_rfc_5280(case, match):
+    """RFC 5280 4.2: a certificate marking critical an extension the verifier does not
+    process is rejected (the card processes basic constraints and key usage, and reads the
+    key identifiers); 6.1.4 (l)-(n): a CA certificate's path length constraint and its key
+    usage's keyCertSign bind the certificates under it. The card took all of these."""
+    oce = Oce()
+    mid, mid2 = ec.generate_private_key(P256), ec.generate_private_key(P256)
+    policies = x509.CertificatePolicies([x509.PolicyInformation(x509.ObjectIdentifier("1.2.3.4"), None)])
+    chain = {
+        "critical-private-leaf": lambda: [_cert("oce", oce.key, "kloc", oce.ca, extra=(_PRIVATE, True))],
+        "critical-private-mid": lambda: [_cert("mid", mid, "kloc", oce.ca, ca=True, extra=(_PRIVATE, True)),
+                                         _cert("oce", oce.key, "mid", mid)],
+        "critical-policies": lambda: [_cert("oce", oce.key, "kloc", oce.ca, extra=(policies, True))],
+        "mid-no-cert-sign": lambda: [_cert("mid", mid, "kloc", oce.ca, ca=True, cert_sign=False),
+                                     _cert("oce", oce.key, "mid", mid)],
+        "mid-path-length-0": lambda: [_cert("mid", mid, "kloc", oce.ca, ca=True, path_length=0),
+                                      _cert("mid2", mid2, "mid", mid, ca=True),
+                                      _cert("oce", oce.key, "mid2", mid2)],
+    }[case]()
+    with pytest.raises(Scp11ProtocolError, match=match) as e:
+        verify_oce_chain(chain, oce.ca.public_key())
+    assert e.value.sw == 0x6982
+
+
+def test_the_card_takes_what_it_does_not_process_when_not_critical_and_a_path_length_that_allows_the_chain():
+    """The other side of the rules above: the same extension not critical is ignored, and
+    a path length constraint of 1 allows one CA under it."""
+    oce = Oce()
+    mid, mid2 = ec.generate_private_key(P256), ec.generate_private_key(P256)
+    assert verify_oce_chain([_cert("oce", oce.key, "kloc", oce.ca, extra=(_PRIVATE, False))],
+                            oce.ca.public_key()) == oce.key.public_key()
+    chain = [_cert("mid", mid, "kloc", oce.ca, ca=True, path_length=1), _cert("mid2", mid2, "mid", mid, ca=True,
+                                                                                 path_length=0),
+             _cert("oce", oce.key, "mid2", mid2)]
+    assert verify_oce_chain(chain, oce.ca.public_key()) == oce.key.public_key()
 
 
 def test_the_collector_bounds_the_chain_and_starts_over():

@@ -54,6 +54,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.x509.oid import ExtensionOID
 from cryptography.x509.verification import (
     Criticality,
     ExtensionPolicy,
@@ -62,7 +63,7 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-from protocols.certs import CertificateParseError, load_der
+from protocols.certs import CertificateParseError, critical_refusal, load_der
 from protocols.gp.apdu import CommandApdu, has_secure_messaging, with_channel
 from protocols.gp.codes import (
     CLA_GP,
@@ -559,8 +560,13 @@ def verify_oce_chain(chain: Sequence[bytes], ca_kloc: ec.EllipticCurvePublicKey,
     if not certs:
         raise Scp11ProtocolError("no OCE certificate", 0x6A80)
     for i, cert in enumerate(certs):
-        if i > 0 and not _is_ca(certs[i - 1]):
-            raise Scp11ProtocolError(f"OCE certificate {i} signs certificate {i + 1} but is not a CA", 0x6982)
+        why = critical_refusal(cert, OCE_EXTENSIONS)
+        if why is not None:
+            raise Scp11ProtocolError(f"OCE certificate {i + 1} ({cert.subject.rfc4514_string()}): {why}", 0x6982)
+        if i > 0:
+            why = _ca_refusal(certs[i - 1], below=len(certs) - 1 - i)
+            if why is not None:
+                raise Scp11ProtocolError(f"OCE certificate {i} signs certificate {i + 1} but {why}", 0x6982)
         try:
             issuer = ca_kloc if i == 0 else certs[i - 1].public_key()
             alg = cert.signature_hash_algorithm
@@ -724,11 +730,32 @@ def is_ca_issuer_data(data: bytes) -> bool:
     return len(data) > 2 and data[0] == TAG_CRT and data[2] == TAG_KEY_TYPE
 
 
-def _is_ca(cert: x509.Certificate) -> bool:
+#: The extensions :func:`verify_oce_chain` processes (RFC 5280 4.2: a certificate marking
+#: critical any other is refused): the CA constraints and key usage it checks, and the key
+#: identifiers, which constrain nothing
+OCE_EXTENSIONS = frozenset({ExtensionOID.BASIC_CONSTRAINTS, ExtensionOID.KEY_USAGE,
+                            ExtensionOID.SUBJECT_KEY_IDENTIFIER, ExtensionOID.AUTHORITY_KEY_IDENTIFIER})
+
+
+def _ca_refusal(cert: x509.Certificate, *, below: int) -> str | None:
+    """Why ``cert`` may not sign the next certificate of an OCE chain, with ``below``
+    intermediate CA certificates between that one and the leaf (None: it may). RFC 5280
+    6.1.4: (k) it is a CA by its basic constraints, (l)/(m) its pathLenConstraint allows
+    the CAs under it, (n) a key usage, if present, has keyCertSign."""
     try:
-        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
     except x509.ExtensionNotFound:
-        return False
+        return "is not a CA (no basic constraints)"
+    if not bc.ca:
+        return "is not a CA"
+    if bc.path_length is not None and below > bc.path_length:
+        return (f"its path length constraint {bc.path_length} allows {bc.path_length} CA certificates under it, "
+                f"and the chain has {below}")
+    try:
+        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return None
+    return None if ku.key_cert_sign else "its key usage does not allow certificate signing (keyCertSign)"
 
 
 # --- the certificate store (GET DATA BF21) --------------------------------------------------
