@@ -571,7 +571,8 @@ def refresh_mdocs(ctx: Context, phone_id: str, *, batch: int | None = None, rota
     mdoc now. Refused before anything changes when the phone is not active, not registered,
     has credentials on hold (lift the hold first: the rotation erases the old MSOs), or, with
     no ``batch``, holds no valid mdoc (with a ``batch``, a phone whose MSOs were all revoked
-    gets new ones: the operator's decision). ``job_id`` resumes an interrupted refresh of this phone;
+    gets new ones: the operator's decision), or while the holder has live credentials on
+    another phone (:func:`_refuse_live_elsewhere`). ``job_id`` resumes an interrupted refresh of this phone;
     ``after_step`` is the TSM's test hook (crash injection); ``transmit`` as for
     :func:`provision` (over the air)."""
     from issuer.mdoc.models import MdocIssuance
@@ -602,6 +603,7 @@ def refresh_mdocs(ctx: Context, phone_id: str, *, batch: int | None = None, rota
         if held is not None:
             raise ProvisionError(f"phone {phone_id!r} has credentials on hold ({held}): release "
                                  "them first (mcred release) or revoke them")
+        _refuse_live_elsewhere(s, phone_id)
         slots = valid_mdoc_slots(s, phone_id)
         issued_before = s.scalar(select(func.max(MdocIssuance.slot)).where(MdocIssuance.phone_id == phone_id))
     if not slots and batch is None:
@@ -619,6 +621,32 @@ def refresh_mdocs(ctx: Context, phone_id: str, *, batch: int | None = None, rota
     except JobInputError as exc:
         raise ProvisionError(str(exc)) from exc
     return _refreshed(ctx, phone_id, tsm.run(job, transmit, after_step=after_step, trace=trace), t0)
+
+
+def _refuse_live_elsewhere(s: Session, phone_id: str) -> None:
+    """Refuse (:class:`ProvisionError`) a refresh of a phone while its holder has live
+    credentials (valid, or on hold) on another phone. The new MSOs would revoke that phone's
+    mdocs (one phone per person, by kind) and leave its certificates: a phone whose mdocs were
+    all revoked, refreshed with ``--batch``, took the mdoc and left the JPKI certificates on
+    the phone the holder had been provisioned on since, valid credentials on two phones (or,
+    after the release of a hold, again on two). Card renewal and a move act on the phone with
+    the holder's valid credentials, and refuse while one is on hold, the same way."""
+    holder_id = s.get(Phone, phone_id).holder_id
+    row = s.execute(select(Credential.phone_id, Credential.status).where(
+        Credential.holder_id == holder_id, Credential.phone_id != phone_id,
+        Credential.status.in_(_LIVE)).order_by(Credential.status.desc(), Credential.phone_id).limit(1)).first()
+    if row is None:
+        return
+    other, status = row
+    if status == "hold":
+        raise ProvisionError(f"holder {holder_id} has credentials on hold (lost) on phone {other}: settle that "
+                             f"first (a found, or lost_confirmed, of {other}), then refresh the phone that "
+                             f"holds the credentials; nothing is refreshed on {phone_id}")
+    raise ProvisionError(f"holder {holder_id}'s valid credentials are on phone {other}, not {phone_id}: "
+                         f"a refresh of {phone_id} would leave the holder's credentials split between two "
+                         f"phones (one phone per person); refresh {other} (`mcred mdoc refresh --phone "
+                         f"{other}`), or move everything with a handover (`mcred handover --phone {other} "
+                         f"--to {phone_id}`); nothing is refreshed")
 
 
 def valid_mdoc_slots(s: Session, phone_id: str) -> list[int]:
