@@ -48,7 +48,7 @@ from mcred.jpki_flow import jpki_issuer
 from mcred.mdoc_flow import mdoc_service, portrait_path
 from protocols import cardsub
 from protocols.cardsub import HolderError
-from tsm.errors import IssuerPortError, JobInputError
+from tsm.errors import IssuerPortError, JobInputError, LockBusyError
 from tsm.jobs import ENDED, JobSecrets, JobView, StepHook, Tsm, list_jobs, read_job
 
 KEY_TYPES = ("rsa2048", "p384")
@@ -777,6 +777,14 @@ class SlotCheck:
         return {"job": self.job, "slots": dict(self.slots), "error": self.error}
 
 
+class AbandonSeBusyError(LockBusyError):
+    """An abandon that reads the phone's SE (a JPKI job stopped at a step that may have run,
+    :func:`_check_slots`) found it held by another job past the lock's wait: the job is
+    abandoned (it never runs again), but nothing is judged or revoked yet, and the read job
+    waits, unfinished. The same abandon again reads the SE and decides. A busy SE is no
+    reason to take the slots as changed: that revoked certificates the SE may well hold."""
+
+
 #: The revocation reason of what an abandoned job had issued (it may never have reached
 #: the holder: the job did not finish writing it)
 ABANDON_REASON = "cessationOfOperation"
@@ -879,24 +887,40 @@ def _check_slots(ctx: Context, tsm: Tsm, view: JobView, slots: tuple[str, ...],
     failure), so that the abandon decides once however often it is called. A phone not
     reachable from here (not in the data directory, no ``transmit``), a quarantined SE, a
     lost answer: every slot ``unknown``, the read job abandoned (it is not left unfinished),
-    and the caller revokes as for a step that ran."""
+    and the caller revokes as for a step that ran. An SE another job holds is waited for as
+    every job waits for it (the TSM's lock timeout, 30 s); held past that, the read never
+    reached the SE, so nothing is decided: :class:`AbandonSeBusyError`, the read job left
+    pending for the next call, which runs it."""
     from tsm.errors import TsmError
 
     reader = f"abandon:{view.id}"
     earlier = [j for j in list_jobs(ctx.engine, view.se_id, kind="read-jpki") if j.actor == reader]
+    read = None
     if earlier:
         done = read_job(ctx.engine, earlier[-1].id)
         if done.state == "done":
             return SlotCheck(done.id, _judge_slots(ctx, view, slots, done.results["read-jpki-state"]))
-        return SlotCheck(done.id, dict.fromkeys(slots, "unknown"), done.error or f"read-jpki job {done.id} {done.state}")
+        if done.state == "abandoned":
+            return SlotCheck(done.id, dict.fromkeys(slots, "unknown"),
+                             done.error or f"read-jpki job {done.id} {done.state}")
+        read = done.id  # put off by a busy SE: read now
     if transmit is None and view.se_id not in wallet_sim.list_phones(ctx.home):
-        return SlotCheck(None, dict.fromkeys(slots, "unknown"),
-                         f"phone {view.se_id} is not under {ctx.home}: its SE could not be read")
-    read = tsm.create_job(view.se_id, "read-jpki", actor=reader)
+        error = f"phone {view.se_id} is not under {ctx.home}: its SE could not be read"
+        if read is not None:
+            tsm.abandon(read, reader, error[:200])
+        return SlotCheck(read, dict.fromkeys(slots, "unknown"), error)
+    if read is None:
+        read = tsm.create_job(view.se_id, "read-jpki", actor=reader)
     try:
         if transmit is None:
             transmit = wallet_sim.open_secure_element(view.se_id, ctx.home).transmit
         done = tsm.run(read, transmit, actor=reader, trace=trace)
+    except LockBusyError as exc:  # the SE not reached: nothing known either way, so nothing decided
+        raise AbandonSeBusyError(
+            f"job {view.id} is abandoned, but its phone's SE is busy with another job ({exc}): what the "
+            f"job left in its {', '.join(slots)} slot(s) is not read, and nothing is revoked yet; run "
+            f"`mcred tsm abandon {view.id} --reason TEXT` again once the other job has finished (the read "
+            f"job {read} waits for it)") from exc
     except (TsmError, wallet_sim.SeError) as exc:
         # given up at once (not left unfinished), its error what a second call reports
         gone = tsm.abandon(read, reader, f"the SE could not be read ({type(exc).__name__}: {exc})"[:200])
