@@ -344,6 +344,7 @@ def _summarised(s: Session, holders: list[Holder], with_data: bool) -> Iterator[
             row["data"] = {k: v for k, v in h.data.items() if k != "portrait"}
             row["signing_certificate_from"] = _signing_from(h.data)
             row["renewal_needed"] = _renewals_needed(s, phones.get(h.id, []))
+            row["sign_issue_needed"] = _sign_issues_needed(s, phones.get(h.id, []))
         yield row
 
 
@@ -358,10 +359,11 @@ def phone_summaries(sessions: sessionmaker[Session], phone_ids: Sequence[str]) -
     """The issuer's view of the phones ``phone_ids`` (those it knows; ``mcred phone list
     --long``): each one's state, holder (id and name, "(erased)" for an erased one) and its
     credentials counted by ``kind:status`` with how many are live (valid or on hold), and
-    the JPKI slots an abandoned renewal left to renew (``renewal_needed``, empty for none). A
-    phone the issuer never provisioned is not in the answer. One read transaction, the ids
-    asked for :data:`BATCH` at a time."""
-    from issuer.revocation import renewals_needed
+    the JPKI slots an abandoned renewal left to renew (``renewal_needed``, empty for none), and
+    whether an abandoned ``issue-sign`` left it without a signing certificate to issue again
+    (``sign_issue_needed``). A phone the issuer never provisioned is not in the
+    answer. One read transaction, the ids asked for :data:`BATCH` at a time."""
+    from issuer.revocation import renewals_needed, sign_issues_needed
 
     out: dict[str, dict] = {}
     ids = list(dict.fromkeys(phone_ids))
@@ -373,7 +375,7 @@ def phone_summaries(sessions: sessionmaker[Session], phone_ids: Sequence[str]) -
                 out[p.id] = {"state": p.state, "holder": p.holder_id,
                              "holder_name": None if data is None else display_name(data),
                              "registered_at": p.created_at.isoformat(), "credentials": {}, "live": 0,
-                             "renewal_needed": []}
+                             "renewal_needed": [], "sign_issue_needed": False}
             for pid, kind, status, n in s.execute(
                     select(Credential.phone_id, Credential.kind, Credential.status, func.count())
                     .where(Credential.phone_id.in_(part))
@@ -384,6 +386,8 @@ def phone_summaries(sessions: sessionmaker[Session], phone_ids: Sequence[str]) -
                     row["live"] += n
             for pid, slots in renewals_needed(s, part).items():
                 out[pid]["renewal_needed"] = sorted(slots)
+            for pid in sign_issues_needed(s, part):
+                out[pid]["sign_issue_needed"] = True
     for row in out.values():
         row["credentials"] = dict(sorted(row["credentials"].items()))
     return out
@@ -397,6 +401,15 @@ def _renewals_needed(s: Session, phones: list[dict]) -> list[dict]:
     needed = renewals_needed(s, [p["id"] for p in phones])
     return [{"phone": phone, "slot": slot, "job": job}
             for phone, slots in sorted(needed.items()) for slot, job in sorted(slots.items())]
+
+
+def _sign_issues_needed(s: Session, phones: list[dict]) -> list[dict]:
+    """The holder's phones an abandoned ``issue-sign`` job left without a signing certificate
+    (:func:`issuer.revocation.sign_issues_needed`): ``{"phone", "job"}`` each."""
+    from issuer.revocation import sign_issues_needed
+
+    return [{"phone": phone, "job": job}
+            for phone, job in sorted(sign_issues_needed(s, [p["id"] for p in phones]).items())]
 
 
 def _signing_from(data: Mapping) -> str | None:

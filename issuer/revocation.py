@@ -295,17 +295,45 @@ def needing_renewal(session: Session, rows: Iterable[Credential]) -> set[str]:
     and marked (:func:`renewals_needed`), what ``mcred credential list`` and ``GET
     /credentials`` call ``renewal_needed``. Only the phones of rows so marked are looked up
     (none for a page without one)."""
+    return _needing(session, rows, RENEWAL_ABANDONED)
+
+
+def sign_issues_needed(session: Session, phone_ids: Iterable[str]) -> dict[str, str]:
+    """Of ``phone_ids``, the active phones left without a signing certificate by an abandoned
+    ``issue-sign`` job (:func:`revoke_abandoned_sign_issue`): the signing slot's newest
+    certificate is revoked and marked. ``{phone: the abandoned job}``; a phone issued a signing
+    certificate since (``mcred jpki issue-sign``) is not in it."""
+    return {phone_id: job for (phone_id, _slot), (job, _credential)
+            in _abandoned_slots(session, phone_ids, SIGN_ISSUE_ABANDONED).items()}
+
+
+def needing_sign_issue(session: Session, rows: Iterable[Credential]) -> set[str]:
+    """Of the credentials ``rows``, the ids of the signing certificates revoked with an
+    abandoned ``issue-sign`` job whose phone is still to be issued one (:func:`sign_issues_needed`),
+    what ``mcred credential list`` and ``GET /credentials`` call ``sign_issue_needed``."""
+    return _needing(session, rows, SIGN_ISSUE_ABANDONED)
+
+
+def _needing(session: Session, rows: Iterable[Credential], marker: str) -> set[str]:
     marked = {r.id: r.phone_id for r in rows
-              if r.status == "revoked" and isinstance((r.meta or {}).get(RENEWAL_ABANDONED), str)}
+              if r.status == "revoked" and isinstance((r.meta or {}).get(marker), str)}
     if not marked:
         return set()
-    return {credential for (_job, credential) in _renewals_needed(session, marked.values()).values()
+    return {credential for (_job, credential) in _abandoned_slots(session, marked.values(), marker).values()
             if credential in marked}
 
 
 def _renewals_needed(session: Session, phone_ids: Iterable[str]) -> dict[tuple[str, str], tuple[str, str]]:
     """``{(phone, slot): (the abandoned job, the marked certificate's id)}`` of
     :func:`renewals_needed`."""
+    return _abandoned_slots(session, phone_ids, RENEWAL_ABANDONED)
+
+
+def _abandoned_slots(session: Session, phone_ids: Iterable[str],
+                     marker: str) -> dict[tuple[str, str], tuple[str, str]]:
+    """``{(phone, slot): (the abandoned job, the marked certificate's id)}``: the active
+    phones' JPKI slots whose newest certificate is revoked and carries ``marker`` in its meta
+    (:data:`RENEWAL_ABANDONED` or :data:`SIGN_ISSUE_ABANDONED`)."""
     ids = sorted(set(phone_ids))
     if not ids:
         return {}
@@ -318,7 +346,7 @@ def _renewals_needed(session: Session, phone_ids: Iterable[str]) -> dict[tuple[s
         newest[(phone_id, kind)] = (credential, status, meta)
     out: dict[tuple[str, str], tuple[str, str]] = {}
     for (phone_id, kind), (credential, status, meta) in sorted(newest.items()):
-        job = (meta or {}).get(RENEWAL_ABANDONED) if status == "revoked" else None
+        job = (meta or {}).get(marker) if status == "revoked" else None
         if isinstance(job, str):
             out[(phone_id, SLOT_OF_KIND[kind])] = (job, credential)
     return out

@@ -91,6 +91,13 @@ class RenewalNeeded(_Closed):
     job: str = Field(description="the renew-jpki TSM job that was abandoned")
 
 
+class SignIssueNeeded(_Closed):
+    """A phone an abandoned issue-sign left without a signing certificate."""
+
+    phone: str
+    job: str = Field(description="the issue-sign TSM job that was abandoned")
+
+
 class HolderDetail(HolderSummary):
     data: dict[str, Any] = Field(description="the registered card-substitute data, without the portrait")
     signing_certificate_from: str | None = Field(json_schema_extra={"format": "date"}, description=(
@@ -100,6 +107,10 @@ class HolderDetail(HolderSummary):
         "the slots of the holder's active phones that an abandoned certificate renewal (POST "
         "/tsm-jobs/{id}/abandon of a renew-jpki job) left without a usable certificate: POST "
         "/certificate-renewals renews each, whatever its old certificate's expiry"))
+    sign_issue_needed: list[SignIssueNeeded] = Field(description=(
+        "the holder's active phones that an abandoned first signing-certificate issuance (POST "
+        "/tsm-jobs/{id}/abandon of an issue-sign job) left without a signing certificate: POST "
+        "/sign-issuances (mcred jpki issue-sign) issues one again"))
 
 
 class HolderList(_Page):
@@ -135,6 +146,11 @@ class CredentialOut(_Closed):
         "slot's newest certificate, on an active phone, the holder left without a usable one (POST "
         "/certificate-renewals renews it, whatever its old expiry; specs/tsm.md \"Abandoning a job\"); false "
         "otherwise, and once a newer certificate is issued to the slot"))
+    sign_issue_needed: bool = Field(description=(
+        "a signing certificate revoked with an abandoned issue-sign (the holder's first, at 15) whose phone is "
+        "still to be issued one: the slot's newest certificate, on an active phone (POST /sign-issuances, mcred "
+        "jpki issue-sign, issues it; specs/tsm.md \"Abandoning a job\"); false otherwise, and once a newer "
+        "signing certificate is issued to the phone"))
 
 
 class CredentialList(_Page):

@@ -355,15 +355,18 @@ def _iso(t: Any) -> str | None:
     return t.isoformat() if t is not None else None
 
 
-def _credential(c: Credential, renewal_needed: bool) -> dict[str, Any]:
+def _credential(c: Credential, renewal_needed: bool, sign_issue_needed: bool) -> dict[str, Any]:
     """A credential's metadata; ``renewal_needed``: its slot is to be renewed after an
-    abandoned renewal (:func:`issuer.revocation.needing_renewal`)."""
+    abandoned renewal (:func:`issuer.revocation.needing_renewal`); ``sign_issue_needed``: its
+    phone is to be issued a signing certificate after an abandoned issue-sign
+    (:func:`issuer.revocation.needing_sign_issue`)."""
     return {"id": c.id, "holder_id": c.holder_id, "phone_id": c.phone_id, "kind": c.kind,
             "status": c.status, "reason": c.reason, "revoked_at": _iso(c.revoked_at),
             "issued_at": _iso(c.issued_at), "not_before": _iso(c.not_before),
             "not_after": _iso(c.not_after), "serial": c.serial, "issuer_key": c.issuer_key,
             "partition": c.partition, "status_list_id": c.status_list_id,
-            "status_idx": c.status_idx, "job_ref": c.job_ref, "renewal_needed": renewal_needed}
+            "status_idx": c.status_idx, "job_ref": c.job_ref, "renewal_needed": renewal_needed,
+            "sign_issue_needed": sign_issue_needed}
 
 
 def _handover(h: Handover) -> dict[str, Any]:
@@ -1271,12 +1274,14 @@ def issuer_router(ctx: Context) -> APIRouter:
                 q = q.where(unindexed(Credential.kind) == kind)
             if status:
                 q = q.where(Credential.status == status)
-        from issuer.revocation import needing_renewal
+        from issuer.revocation import needing_renewal, needing_sign_issue
 
         with ctx.sessions() as s:
             rows = list(s.scalars(q))
             needed = needing_renewal(s, rows)  # a page with a certificate revoked by an abandoned renewal
-            return {"credentials": [_credential(c, c.id in needed) for c in rows], "limit": limit, "offset": offset}
+            issue = needing_sign_issue(s, rows)  # ... or by an abandoned issue-sign
+            return {"credentials": [_credential(c, c.id in needed, c.id in issue) for c in rows],
+                    "limit": limit, "offset": offset}
 
     @router.get("/credentials/{credential_id}", summary="One credential (metadata)",
                 **typed(CredentialOut, refusals((NOT_FOUND, "no such credential"))))
@@ -1285,9 +1290,9 @@ def issuer_router(ctx: Context) -> APIRouter:
             c = s.get(Credential, credential_id)
             if c is None:
                 raise ProblemException(NOT_FOUND, f"no credential {credential_id}")
-            from issuer.revocation import needing_renewal
+            from issuer.revocation import needing_renewal, needing_sign_issue
 
-            return _credential(c, bool(needing_renewal(s, [c])))
+            return _credential(c, bool(needing_renewal(s, [c])), bool(needing_sign_issue(s, [c])))
 
     def _phone_known(phone_id: str) -> None:
         with ctx.sessions() as s:

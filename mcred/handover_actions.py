@@ -156,12 +156,13 @@ class HandoverActions:
             return sorted((c.kind, c.status, c.reason) for c in s.scalars(
                 select(Credential).where(Credential.phone_id == phone_id)))
 
-    def _set_phone_state(self, phone_id: str | None, state: str) -> None:
+    def _set_phone_state(self, phone_id: str | None, state: str, *, keep: tuple[str, ...] = ()) -> None:
+        """Set the phone's state, unless it is one of ``keep`` (read under the row's lock)."""
         if not phone_id:
             return
         with self.ctx.sessions.begin() as s:
-            p = s.get(Phone, phone_id)
-            if p is not None and p.state != state:
+            p = s.get(Phone, phone_id, with_for_update=True)
+            if p is not None and p.state != state and p.state not in keep:
                 p.state = state
 
     # --- actions ---------------------------------------------------------------------------
@@ -192,11 +193,14 @@ class HandoverActions:
         return {"job": r.job_id, "mdocs": len(r.mdocs), "at": _stamp()}
 
     def revoke_old(self, c: wf.StepContext) -> dict:
-        """Revoke whatever the old phone still has live, with the workflow's reason."""
+        """Revoke whatever the old phone still has live, with the workflow's reason; the phone
+        becomes ``retired`` (a model change) or ``revoked``, but a phone ``retired`` by a
+        handover stays so (specs/revocation.md 1), as :func:`issuer.revocation.revoke` keeps it."""
         assert c.old_phone_id
         changes = revocation.revoke(self.ctx.sessions, c.old_phone_id, c.reason, "all",
                                     actor=f"handover:{c.handover_id}")
-        self._set_phone_state(c.old_phone_id, "retired" if c.kind == "model_change" else "revoked")
+        self._set_phone_state(c.old_phone_id, "retired" if c.kind == "model_change" else "revoked",
+                              keep=("retired",))
         return self._changes(changes)
 
     def hold_old(self, c: wf.StepContext) -> dict:

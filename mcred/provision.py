@@ -48,7 +48,7 @@ from mcred.jpki_flow import jpki_issuer
 from mcred.mdoc_flow import mdoc_service, portrait_path
 from protocols import cardsub
 from protocols.cardsub import HolderError
-from tsm.errors import IssuerPortError, JobInputError
+from tsm.errors import IssuerPortError, JobInputError, LockBusyError
 from tsm.jobs import ENDED, JobSecrets, JobView, StepHook, Tsm, list_jobs, read_job
 
 KEY_TYPES = ("rsa2048", "p384")
@@ -571,7 +571,8 @@ def refresh_mdocs(ctx: Context, phone_id: str, *, batch: int | None = None, rota
     mdoc now. Refused before anything changes when the phone is not active, not registered,
     has credentials on hold (lift the hold first: the rotation erases the old MSOs), or, with
     no ``batch``, holds no valid mdoc (with a ``batch``, a phone whose MSOs were all revoked
-    gets new ones: the operator's decision). ``job_id`` resumes an interrupted refresh of this phone;
+    gets new ones: the operator's decision), or while the holder has live credentials on
+    another phone (:func:`_refuse_live_elsewhere`). ``job_id`` resumes an interrupted refresh of this phone;
     ``after_step`` is the TSM's test hook (crash injection); ``transmit`` as for
     :func:`provision` (over the air)."""
     from issuer.mdoc.models import MdocIssuance
@@ -602,6 +603,7 @@ def refresh_mdocs(ctx: Context, phone_id: str, *, batch: int | None = None, rota
         if held is not None:
             raise ProvisionError(f"phone {phone_id!r} has credentials on hold ({held}): release "
                                  "them first (mcred release) or revoke them")
+        _refuse_live_elsewhere(s, phone_id)
         slots = valid_mdoc_slots(s, phone_id)
         issued_before = s.scalar(select(func.max(MdocIssuance.slot)).where(MdocIssuance.phone_id == phone_id))
     if not slots and batch is None:
@@ -619,6 +621,32 @@ def refresh_mdocs(ctx: Context, phone_id: str, *, batch: int | None = None, rota
     except JobInputError as exc:
         raise ProvisionError(str(exc)) from exc
     return _refreshed(ctx, phone_id, tsm.run(job, transmit, after_step=after_step, trace=trace), t0)
+
+
+def _refuse_live_elsewhere(s: Session, phone_id: str) -> None:
+    """Refuse (:class:`ProvisionError`) a refresh of a phone while its holder has live
+    credentials (valid, or on hold) on another phone. The new MSOs would revoke that phone's
+    mdocs (one phone per person, by kind) and leave its certificates: a phone whose mdocs were
+    all revoked, refreshed with ``--batch``, took the mdoc and left the JPKI certificates on
+    the phone the holder had been provisioned on since, valid credentials on two phones (or,
+    after the release of a hold, again on two). Card renewal and a move act on the phone with
+    the holder's valid credentials, and refuse while one is on hold, the same way."""
+    holder_id = s.get(Phone, phone_id).holder_id
+    row = s.execute(select(Credential.phone_id, Credential.status).where(
+        Credential.holder_id == holder_id, Credential.phone_id != phone_id,
+        Credential.status.in_(_LIVE)).order_by(Credential.status.desc(), Credential.phone_id).limit(1)).first()
+    if row is None:
+        return
+    other, status = row
+    if status == "hold":
+        raise ProvisionError(f"holder {holder_id} has credentials on hold (lost) on phone {other}: settle that "
+                             f"first (a found, or lost_confirmed, of {other}), then refresh the phone that "
+                             f"holds the credentials; nothing is refreshed on {phone_id}")
+    raise ProvisionError(f"holder {holder_id}'s valid credentials are on phone {other}, not {phone_id}: "
+                         f"a refresh of {phone_id} would leave the holder's credentials split between two "
+                         f"phones (one phone per person); refresh {other} (`mcred mdoc refresh --phone "
+                         f"{other}`), or move everything with a handover (`mcred handover --phone {other} "
+                         f"--to {phone_id}`); nothing is refreshed")
 
 
 def valid_mdoc_slots(s: Session, phone_id: str) -> list[int]:
@@ -749,6 +777,14 @@ class SlotCheck:
         return {"job": self.job, "slots": dict(self.slots), "error": self.error}
 
 
+class AbandonSeBusyError(LockBusyError):
+    """An abandon that reads the phone's SE (a JPKI job stopped at a step that may have run,
+    :func:`_check_slots`) found it held by another job past the lock's wait: the job is
+    abandoned (it never runs again), but nothing is judged or revoked yet, and the read job
+    waits, unfinished. The same abandon again reads the SE and decides. A busy SE is no
+    reason to take the slots as changed: that revoked certificates the SE may well hold."""
+
+
 #: The revocation reason of what an abandoned job had issued (it may never have reached
 #: the holder: the job did not finish writing it)
 ABANDON_REASON = "cessationOfOperation"
@@ -851,24 +887,40 @@ def _check_slots(ctx: Context, tsm: Tsm, view: JobView, slots: tuple[str, ...],
     failure), so that the abandon decides once however often it is called. A phone not
     reachable from here (not in the data directory, no ``transmit``), a quarantined SE, a
     lost answer: every slot ``unknown``, the read job abandoned (it is not left unfinished),
-    and the caller revokes as for a step that ran."""
+    and the caller revokes as for a step that ran. An SE another job holds is waited for as
+    every job waits for it (the TSM's lock timeout, 30 s); held past that, the read never
+    reached the SE, so nothing is decided: :class:`AbandonSeBusyError`, the read job left
+    pending for the next call, which runs it."""
     from tsm.errors import TsmError
 
     reader = f"abandon:{view.id}"
     earlier = [j for j in list_jobs(ctx.engine, view.se_id, kind="read-jpki") if j.actor == reader]
+    read = None
     if earlier:
         done = read_job(ctx.engine, earlier[-1].id)
         if done.state == "done":
             return SlotCheck(done.id, _judge_slots(ctx, view, slots, done.results["read-jpki-state"]))
-        return SlotCheck(done.id, dict.fromkeys(slots, "unknown"), done.error or f"read-jpki job {done.id} {done.state}")
+        if done.state == "abandoned":
+            return SlotCheck(done.id, dict.fromkeys(slots, "unknown"),
+                             done.error or f"read-jpki job {done.id} {done.state}")
+        read = done.id  # put off by a busy SE: read now
     if transmit is None and view.se_id not in wallet_sim.list_phones(ctx.home):
-        return SlotCheck(None, dict.fromkeys(slots, "unknown"),
-                         f"phone {view.se_id} is not under {ctx.home}: its SE could not be read")
-    read = tsm.create_job(view.se_id, "read-jpki", actor=reader)
+        error = f"phone {view.se_id} is not under {ctx.home}: its SE could not be read"
+        if read is not None:
+            tsm.abandon(read, reader, error[:200])
+        return SlotCheck(read, dict.fromkeys(slots, "unknown"), error)
+    if read is None:
+        read = tsm.create_job(view.se_id, "read-jpki", actor=reader)
     try:
         if transmit is None:
             transmit = wallet_sim.open_secure_element(view.se_id, ctx.home).transmit
         done = tsm.run(read, transmit, actor=reader, trace=trace)
+    except LockBusyError as exc:  # the SE not reached: nothing known either way, so nothing decided
+        raise AbandonSeBusyError(
+            f"job {view.id} is abandoned, but its phone's SE is busy with another job ({exc}): what the "
+            f"job left in its {', '.join(slots)} slot(s) is not read, and nothing is revoked yet; run "
+            f"`mcred tsm abandon {view.id} --reason TEXT` again once the other job has finished (the read "
+            f"job {read} waits for it)") from exc
     except (TsmError, wallet_sim.SeError) as exc:
         # given up at once (not left unfinished), its error what a second call reports
         gone = tsm.abandon(read, reader, f"the SE could not be read ({type(exc).__name__}: {exc})"[:200])

@@ -132,3 +132,22 @@ def test_a_renewal_of_a_live_phone_reissues_everything(ctx):
         ("jpki-auth", "revoked", "superseded"), ("jpki-auth", "valid", None),
         ("jpki-sign", "revoked", "superseded"), ("jpki-sign", "valid", None),
         ("mdoc", "revoked", "superseded"), ("mdoc", "valid", None)]
+
+
+@pytest.mark.parametrize("kind, reason", [("resale_report", "cessationOfOperation"),
+                                          ("lost_confirmed", "cessationOfOperation"),
+                                          ("death", "affiliationChanged")])
+def test_revoke_old_keeps_a_retired_phone_retired(ctx, kind, reason):
+    """specs/revocation.md 1: "a phone `retired` by a handover stays so". No workflow reaches
+    revoke_old for a retired phone any more (create refuses it, above), but the action itself
+    set the old phone ``revoked`` whatever it was, where issuer.revocation.revoke keeps it
+    retired; asked of a retired phone, it now changes nothing."""
+    r = _provisioned(ctx)
+    b = wallet_sim.create_phone(ctx.home)
+    _run(ctx, "model_change", r.holder_id, r.phone_id, b)
+    before = _state(ctx, r.phone_id, b)
+    assert before[r.phone_id][0] == "retired"
+    step = wf.StepContext(handover_id="direct", kind=kind, holder_id=r.holder_id, old_phone_id=r.phone_id,
+                          new_phone_id=None, reason=reason, step="revoke_old", results={})
+    HandoverActions(ctx, key_type="p384", mdoc_batch=1).revoke_old(step)
+    assert _state(ctx, r.phone_id, b) == before

@@ -321,6 +321,37 @@ def test_an_ocsp_responder_lasts_a_year_is_renewed_with_30_days_left_and_never_o
     assert last.certificate.not_valid_after_utc == root_end
 
 
+def test_ocsp_status_answers_on_its_own_before_any_request(issuer, monkeypatch):
+    """OcspService.status is public: asked before any respond() loaded the responder set
+    (a fresh service, a script asking for one certificate), it answered Unknown for every
+    certificate. It loads the root generations it needs, and reloads them for an issuer it
+    does not know (one made by another process), as respond() does."""
+    from issuer.jpki import JpkiIssuer
+    from issuer.jpki import ocsp as issuer_ocsp
+    from issuer.jpki.ocsp import OcspService
+    from protocols.jpki.crl import RevocationReason
+    from protocols.jpki.ocsp import CertId, Good, Revoked, Unknown
+
+    phone = provision(issuer)
+    sign = x509.load_der_x509_certificate(phone.certs["sign"])
+    auth = x509.load_der_x509_certificate(phone.certs["auth"])
+    revocation.revoke(issuer.sessions, phone.phone_id, "keyCompromise", "auth")
+    service = OcspService(issuer.ca)
+    assert isinstance(service.status(CertId.for_certificate(sign, issuer.root("sign"))), Good)
+    answer = service.status(CertId.for_certificate(auth, issuer.root("auth"), "sha1"))
+    assert isinstance(answer, Revoked) and answer.reason is RevocationReason.KEY_COMPROMISE
+    unknown = CertId.for_certificate(sign, issuer.root("sign"))
+    assert isinstance(service.status(CertId(unknown.hash_algorithm, unknown.issuer_name_hash,
+                                            unknown.issuer_key_hash, sign.serial_number + 1)),
+                      Unknown)
+    # a root generation another process made after this service loaded its set
+    cli = JpkiIssuer(issuer.sessions, issuer.keystore, issuer.profile)
+    cli.rollover("sign", KeyType.EC_P384)
+    new = x509.load_der_x509_certificate(provision(cli).certs["sign"])
+    monkeypatch.setattr(issuer_ocsp, "MISS_RELOAD_SECONDS", 0.0)
+    assert isinstance(service.status(CertId.for_certificate(new, cli.root("sign"))), Good)
+
+
 def test_issuer_ocsp_answers_are_current_for_ten_minutes(issuer):
     """specs/revocation.md 3: producedAt = thisUpdate = now, nextUpdate = now + 10 minutes
     (the relying party's cache TTL, RFC 6960 4.2.2.1)."""

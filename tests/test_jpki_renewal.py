@@ -817,6 +817,51 @@ def test_an_abandoned_renewal_asks_the_se_what_a_step_that_may_have_run_did(live
     assert [j.id for j in list_jobs(ctx.engine, phone, kind="read-jpki")] == [out["se_check"]["job"]]
 
 
+def test_an_abandoned_renewal_whose_se_is_busy_decides_nothing_until_it_is_read(live, monkeypatch):
+    """The SE held by another job when the abandon reads it (past the TSM's lock wait): the
+    read never reached the SE, yet every slot counted ``unknown`` and the slot's live
+    certificate was revoked, here one the SE still held with its key (GENERATE KEY never
+    reached it). Now the abandon stops with a typed "SE busy" error (an ``se-busy`` problem
+    over the API: a LockBusyError) that says the job is abandoned and nothing is revoked yet;
+    the read job waits, and the same abandon again, the SE free, reads it and keeps the
+    certificate."""
+    import tsm.jobs
+    from mcred.provision import AbandonSeBusyError
+    from tsm.errors import LockBusyError
+
+    ctx, _issuer, _url = live
+    phone, _holder = _phone(ctx)
+    _expiring(ctx, phone, 30)
+    old = _live_serials(ctx, phone)
+    job = _renewal_cut_after(ctx, phone, "note-jpki-keys", slot="sign")  # GENERATE KEY never reached the SE
+    during = _live_serials(ctx, phone)
+    real = tsm.jobs.acquire
+
+    def busy_for_the_read(engine, se_id, owner, **kwargs):  # noqa: ANN001, ANN202
+        if owner.startswith(f"abandon:{job}"):  # another job holds the SE while the abandon reads it
+            raise LockBusyError(f"SE {se_id} is locked by another worker (waited 30 s)")
+        return real(engine, se_id, owner, **kwargs)
+
+    monkeypatch.setattr(tsm.jobs, "acquire", busy_for_the_read)
+    with pytest.raises(AbandonSeBusyError, match="nothing is revoked yet") as raised:
+        abandon(ctx, job, "the holder left", actor="test")
+    assert isinstance(raised.value, LockBusyError)
+    assert read_job(ctx.engine, job).state == "abandoned"
+    assert _live_serials(ctx, phone) == during
+    (read,) = list_jobs(ctx.engine, phone, kind="read-jpki")
+    assert read_job(ctx.engine, read.id).state == "pending"
+    said = CliRunner().invoke(cli, ["tsm", "abandon", job, "--reason", "the holder left"], env={"COLUMNS": None})
+    assert said.exit_code == 1 and f"mcred tsm abandon {job}" in " ".join(said.output.split()), said.output
+    assert "nothing was changed" not in said.output and _live_serials(ctx, phone) == during
+    monkeypatch.setattr(tsm.jobs, "acquire", real)
+    result = abandon(ctx, job, "the holder left", actor="test")
+    assert result.se_check is not None and result.se_check.slots == {"sign": "unchanged"}
+    assert result.se_check.job == read.id and read_job(ctx.engine, read.id).state == "done"
+    assert result.revoked == () and list(result.renewal_needed) == []
+    assert _live_serials(ctx, phone) == during and during["jpki-sign"] == old["jpki-sign"]
+    assert len(list_jobs(ctx.engine, phone, kind="read-jpki")) == 1
+
+
 def test_an_abandoned_renewal_whose_se_cannot_be_read_revokes_as_before(live):
     """The SE not reached for the check (a lost answer, a phone out of reach): the slot may
     have been changed, so its live certificate is revoked and marked, the read job abandoned

@@ -570,16 +570,18 @@ class Lifecycle(RuleBasedStateMachine):
         self._learn(phone, renewed)
 
     @precondition(lambda self: self.phones)
-    @rule(data=st.data())
-    def refresh_mdoc(self, data):
-        """Fresh MSOs (``mcred mdoc refresh``): refused unless the phone is active, holds a
-        valid mdoc and nothing on hold."""
+    @rule(data=st.data(), batch=st.sampled_from([None, 1]))
+    def refresh_mdoc(self, data, batch):
+        """Fresh MSOs (``mcred mdoc refresh [--batch 1]``): refused unless the phone is active,
+        holds a valid mdoc (or the slots are named with ``--batch``) and nothing on hold, and
+        its holder has nothing live on another phone (one phone per person)."""
         phone = self._phones(data)
         p = self.phones[phone]
-        ok = (p.state == "active" and not self._on(phone, status=("hold",))
-              and bool(self._on(phone, ("mdoc",), ("valid",))))
-        if not self._attempt(f"refresh {phone}'s mdoc", lambda: refresh_mdocs(self.ctx, phone, actor="model"),
-                             refuse=not ok):
+        elsewhere = [c for c in self._of_holder(p.holder) if c.phone != phone]
+        ok = (p.state == "active" and not self._on(phone, status=("hold",)) and not elsewhere
+              and (batch is not None or bool(self._on(phone, ("mdoc",), ("valid",)))))
+        if not self._attempt(f"refresh {phone}'s mdoc (batch {batch})",
+                             lambda: refresh_mdocs(self.ctx, phone, batch=batch, actor="model"), refuse=not ok):
             return
         self._revoke(self._on(phone, ("mdoc",)), "superseded")
         self._learn(phone, {"mdoc"})

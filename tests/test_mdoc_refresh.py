@@ -170,3 +170,47 @@ def test_cli_mdoc_refresh(ctx):
     assert out.exit_code == 2 and "no phone" in out.output
     out = CliRunner().invoke(app, ["mdoc", "refresh", "--phone", pid, "--batch", "0"])
     assert out.exit_code == 2 and "1..16" in out.output
+
+
+def _valid_by_phone(ctx, holder_id) -> dict[str, set[str]]:
+    with ctx.sessions() as s:
+        rows = s.execute(select(Credential.phone_id, Credential.kind).where(
+            Credential.holder_id == holder_id, Credential.status == "valid")).all()
+    out: dict[str, set[str]] = {}
+    for phone, kind in rows:
+        out.setdefault(phone, set()).add(kind)
+    return out
+
+
+def test_refresh_with_batch_of_a_phone_without_the_holders_credentials_is_refused(ctx):
+    """One phone per person (specs/handover.md, policy 1). Phone B's credentials were revoked
+    kind by kind (B stays active), the holder was provisioned onto A since; `mcred mdoc
+    refresh --phone B --batch 1` issued a new mdoc to B, whose issuance revoked A's mdoc and
+    left A's certificates valid: the holder's credentials split across two phones. It is
+    refused, naming A, with nothing changed; so is it while A is on hold (a release of A
+    would split them again); A itself is refreshed as before."""
+    from issuer.revocation import revoke
+    from mcred.provision import check_holder_for_new_phone
+
+    b = wallet_sim.create_phone(ctx.home)
+    first = provision(ctx, b, parse_holder(HOLDER), key_type="p384", mdoc_batch=1)
+    revoke(ctx.sessions, b, "keyCompromise", "jpki")
+    revoke(ctx.sessions, b, "keyCompromise", "mdoc")
+    a = wallet_sim.create_phone(ctx.home)
+    check_holder_for_new_phone(ctx, first.holder_id, a)
+    provision(ctx, a, first.holder_id, key_type="p384", mdoc_batch=1, alone=True)
+    before = _valid_by_phone(ctx, first.holder_id)
+    assert before == {a: {"jpki-sign", "jpki-auth", "mdoc"}}
+    keys = slot_keys(ctx, b)
+    with pytest.raises(ProvisionError, match=f"valid credentials are on phone {a}, not {b}"):
+        refresh_mdocs(ctx, b, batch=1)
+    assert _valid_by_phone(ctx, first.holder_id) == before and slot_keys(ctx, b) == keys
+    out = CliRunner().invoke(app, ["mdoc", "refresh", "--phone", b, "--batch", "1", "--json"])
+    assert out.exit_code != 0 and f"mdoc refresh --phone {a}" in out.output
+    hold(ctx.sessions, a)
+    with pytest.raises(ProvisionError, match=f"on hold \\(lost\\) on phone {a}"):
+        refresh_mdocs(ctx, b, batch=1)
+    release(ctx.sessions, a)
+    assert _valid_by_phone(ctx, first.holder_id) == before and slot_keys(ctx, b) == keys
+    refresh_mdocs(ctx, a)
+    assert set(_valid_by_phone(ctx, first.holder_id)) == {a}

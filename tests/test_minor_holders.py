@@ -514,3 +514,62 @@ def test_an_abandoned_sign_issue_revokes_only_a_certificate_not_in_use(ctx, tmp_
         new = json.loads(again.stdout)
         assert [r.status for r in _sign_rows(ctx, phone)][-1] == "valid"
         assert _jpki(ctx, phone)["certificates"]["0001"]["serial"] == new["sign_certificate"]["serial"].upper()
+
+
+def test_a_phone_an_abandoned_sign_issue_left_without_a_signing_certificate_is_named(ctx, tmp_path,
+                                                                                       every_answer_checked):
+    """A signing certificate revoked and marked by an abandoned ``issue-sign`` (``meta.
+    sign_issue_abandoned``) was a plain revoked row in ``mcred credential list``, ``mcred
+    holder show``, ``mcred phone list --long`` and ``GET /credentials`` / ``GET /holders/{id}``,
+    where a slot an abandoned renewal left is named (``renewal_needed``) with its command: an
+    operator could not tell the phone was to be issued one again. Each now says so
+    (``sign_issue_needed``, with ``mcred jpki issue-sign --phone ID`` in the text), and stops
+    once the certificate is issued; every API answer held to the document."""
+    import warnings
+
+    from issuer.api.auth import create_token
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from fastapi.testclient import TestClient
+    from mcred.service import create_app
+
+    phone, job = _stopped_sign_issue(ctx, tmp_path, "issue-sign-cert", "MYPASS15")
+    runner = CliRunner(env={"MCRED_HOME": str(ctx.home), "COLUMNS": None})
+    assert runner.invoke(cli, ["tsm", "abandon", job, "--reason", "the holder left the counter"]).exit_code == 0
+    (orphan,) = [r.id for r in _sign_rows(ctx, phone)]
+    with ctx.sessions() as s:
+        holder = s.scalar(select(Credential.holder_id).where(Credential.id == orphan))
+    command = f"mcred jpki issue-sign --phone {phone}"
+
+    def cli_rows() -> dict[str, bool]:
+        out = runner.invoke(cli, ["credential", "list", "--phone", phone, "--json"])
+        assert out.exit_code == 0, out.output
+        return {r["id"]: r["sign_issue_needed"] for r in json.loads(out.stdout)}
+
+    assert {k for k, v in cli_rows().items() if v} == {orphan}
+    (line,) = [x for x in runner.invoke(cli, ["credential", "list", "--phone", phone]).stdout.splitlines()
+               if x.startswith(orphan)]
+    assert "signing certificate to issue" in line and command in line
+    assert json.loads(runner.invoke(cli, ["credential", "show", orphan, "--json"]).stdout)["sign_issue_needed"]
+    shown = json.loads(runner.invoke(cli, ["holder", "show", holder, "--json"]).stdout)
+    assert shown["sign_issue_needed"] == [{"phone": phone, "job": job}] and shown["renewal_needed"] == []
+    text = runner.invoke(cli, ["holder", "show", holder]).stdout
+    assert f"signing certificate to issue: phone {phone}" in text and command in text
+    listed = next(r for r in json.loads(runner.invoke(cli, ["phone", "list", "--long", "--json"]).stdout)
+                  if r["id"] == phone)
+    assert listed["issuer"]["sign_issue_needed"] is True
+    tok = {"Authorization": f"Bearer {create_token(ctx.sessions, ['issuer'])[1]}"}
+    with TestClient(create_app(ctx, job_workers=1)) as c:
+        api = c.get("/credentials", headers=tok, params={"phone_id": phone}).json()["credentials"]
+        assert {x["id"]: x["sign_issue_needed"] for x in api} == cli_rows()
+        assert c.get(f"/credentials/{orphan}", headers=tok).json()["sign_issue_needed"] is True
+        assert c.get(f"/holders/{holder}", headers=tok).json()["sign_issue_needed"] == [{"phone": phone, "job": job}]
+        again = runner.invoke(cli, ["jpki", "issue-sign", "--phone", phone, "--json"])
+        assert again.exit_code == 0, again.output
+        assert not any(cli_rows().values())
+        assert not any(x["sign_issue_needed"] for x in c.get("/credentials", headers=tok,
+                                                             params={"phone_id": phone}).json()["credentials"])
+        assert c.get(f"/holders/{holder}", headers=tok).json()["sign_issue_needed"] == []
+    assert json.loads(runner.invoke(cli, ["holder", "show", holder, "--json"]).stdout)["sign_issue_needed"] == []
+    assert command not in runner.invoke(cli, ["credential", "list", "--phone", phone]).stdout

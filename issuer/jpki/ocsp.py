@@ -76,10 +76,21 @@ class OcspService:
     def invalidate(self) -> None:
         self._loaded_at = -1e9
 
+    def _generation(self, cert_id: CertId) -> Generation | None:
+        return self._by_hash.get((cert_id.hash_algorithm, cert_id.issuer_name_hash,
+                                  cert_id.issuer_key_hash))
+
     def status(self, cert_id: CertId):
-        """The registry's answer for one CertID (Good / Revoked / Unknown)."""
-        gen = self._by_hash.get((cert_id.hash_algorithm, cert_id.issuer_name_hash,
-                                 cert_id.issuer_key_hash))
+        """The registry's answer for one CertID (Good / Revoked / Unknown), on its own as
+        well as :meth:`respond`'s lookup: it loads the root generations it needs, and an
+        issuer they do not name reloads them as :meth:`respond` does (a generation another
+        process made) before the answer is Unknown."""
+        self._load()
+        gen = self._generation(cert_id)
+        if gen is None and time.monotonic() - self._loaded_at >= MISS_RELOAD_SECONDS:
+            self.invalidate()
+            self._load()
+            gen = self._generation(cert_id)
         if gen is None:
             return Unknown()
         engine = self._engine

@@ -85,7 +85,7 @@ def holder_example(
 def holder_show(holder_id: str = typer.Argument(..., help="The holder's id (`mcred holder list`)."),
                 as_json: bool = typer.Option(False, "--json")) -> None:
     """One holder: the card-substitute data as registered (no portrait bytes), phones and
-    credentials by kind and status."""
+    credentials by kind and status, and what an abandoned renewal or issue-sign left to do."""
     rows = _holders(holder_id, with_data=True) if len(holder_id) <= 32 else []
     if not rows:
         raise fail(f"no holder {holder_id[:40]!r} in the issuer's registry (`mcred holder list`)", as_json)
@@ -110,6 +110,9 @@ def holder_show(holder_id: str = typer.Argument(..., help="The holder's id (`mcr
     for r in out.get("renewal_needed", ()):  # an abandoned renewal left the slot with no usable certificate
         con.print(f"  [yellow]renewal needed[/yellow]: phone {r['phone']}, {r['slot']} certificate (renewal job "
                   f"{r['job']} abandoned): `mcred jpki renew --phone {r['phone']} --slot {r['slot']}`", highlight=False)
+    for r in out.get("sign_issue_needed", ()):  # an abandoned issue-sign left the phone with no signing certificate
+        con.print(f"  [yellow]signing certificate to issue[/yellow]: phone {r['phone']} (issue-sign job {r['job']} "
+                  f"abandoned): `mcred jpki issue-sign --phone {r['phone']}`", highlight=False)
 
 
 @holder_app.command("forget")

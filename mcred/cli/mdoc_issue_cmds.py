@@ -365,7 +365,9 @@ def credential_list(
 ) -> None:
     """List issued credentials (JPKI certificates and mdocs), oldest first. A certificate
     revoked with an abandoned renewal whose slot is still to be renewed says so ("renewal
-    needed", with the command; renewal_needed in --json)."""
+    needed", with the command; renewal_needed in --json), as does a signing certificate revoked
+    with an abandoned issue-sign whose phone is still to be issued one ("signing certificate
+    to issue", with the command; sign_issue_needed in --json)."""
     import itertools
 
     from sqlalchemy import case, select
@@ -402,14 +404,15 @@ def credential_list(
             q = q.where(Credential.status == status)
 
     def read():  # a batch at a time, each row written as read: never every credential in memory
-        from issuer.revocation import needing_renewal
+        from issuer.revocation import needing_renewal, needing_sign_issue
 
         with ctx.sessions() as s, ctx.sessions() as look:
             for c, cert in s.execute(q.execution_options(yield_per=500)):
-                # a certificate revoked with an abandoned renewal: is its slot still to be renewed?
-                # (the rule GET /credentials applies)
-                needed = bool(needing_renewal(look, [c]))
-                yield {**_credential_facts(c), "key_type": _key_type(c.kind, cert), "renewal_needed": needed}
+                # a certificate revoked with an abandoned renewal (issue-sign): is its slot still to
+                # be renewed (issued)? (the rule GET /credentials applies)
+                yield {**_credential_facts(c), "key_type": _key_type(c.kind, cert),
+                       "renewal_needed": bool(needing_renewal(look, [c])),
+                       "sign_issue_needed": bool(needing_sign_issue(look, [c]))}
 
     rows = read()
     if key_type is not None:  # read off each certificate, then the page
@@ -428,6 +431,8 @@ def credential_list(
         holder = f"  holder {r['holder']}" if expiring_within is not None else ""
         needed = (f"  renewal needed (renewal abandoned: mcred jpki renew --phone {r['phone']} --slot "
                   f"{r['kind'].removeprefix('jpki-')})" if r["renewal_needed"] else "")
+        if r["sign_issue_needed"]:
+            needed += f"  signing certificate to issue (issue-sign abandoned: mcred jpki issue-sign --phone {r['phone']})"
         typer.echo(f"{r['id']}  {r['kind']:<9}  {state}  {r['phone']}  until {r['not_after'][:10]}  {ref}{key}{holder}"
                    f"{needed}")
     if not n:
@@ -442,16 +447,18 @@ def credential_show(
 ) -> None:
     """Show one credential; for an mdoc also its MSO (docType, validity, status reference). A
     certificate revoked with an abandoned renewal whose slot is still to be renewed says so
-    (renewal_needed, as in credential list and GET /credentials/{id})."""
+    (renewal_needed, as in credential list and GET /credentials/{id}), as does one revoked with
+    an abandoned issue-sign whose phone is still to be issued one (sign_issue_needed)."""
     from issuer.db import Credential
-    from issuer.revocation import needing_renewal
+    from issuer.revocation import needing_renewal, needing_sign_issue
 
     ctx = open_context()
     with ctx.sessions() as s:
         c = s.get(Credential, credential_id)
         if c is None:
             raise _fail(f"no credential {credential_id!r}", 2, as_json)  # an id that is not: the input, as phone show
-        facts = {**_credential_facts(c), "renewal_needed": bool(needing_renewal(s, [c]))}
+        facts = {**_credential_facts(c), "renewal_needed": bool(needing_renewal(s, [c])),
+                 "sign_issue_needed": bool(needing_sign_issue(s, [c]))}
         body = c.body
     if facts["kind"] == "mdoc" and not body:
         facts["mso"] = "erased with its holder's personal data (mcred holder forget)"

@@ -201,7 +201,9 @@ def register(app: typer.Typer) -> None:
             whose = ("not provisioned by this issuer" if issuer is None else
                      f"{issuer['state']}, {issuer['holder_name'] or '-'}, {issuer['live']} live credential(s)"
                      + "".join(f", {slot} to renew (`mcred jpki renew --phone {r['id']} --slot {slot}`)"
-                               for slot in issuer["renewal_needed"]))
+                               for slot in issuer["renewal_needed"])
+                     + (f", signing certificate to issue (`mcred jpki issue-sign --phone {r['id']}`)"
+                        if issuer["sign_issue_needed"] else ""))
             typer.echo(printable(f"{r['id']}  {r['model']}  SE {se['card_life_cycle']}, "
                                  f"applets: {', '.join(se['applets']) or 'none'}"
                                  + (f", BLOCKED {', '.join(blocked)}" if blocked else "") + f"  {whose}"))

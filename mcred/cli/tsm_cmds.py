@@ -347,6 +347,7 @@ def abandon(
     import wallet_sim
     from mcred.cli.phone_cmds import tsm_tracing
     from mcred.context import Context
+    from mcred.provision import AbandonSeBusyError
     from mcred.provision import abandon as abandon_job
     from tsm.errors import JobError, TsmError
     from tsm.jobs import read_job
@@ -369,6 +370,8 @@ def abandon(
                 ctx, job, reason, actor=cli_actor(), **tsm_tracing(ctx.home, view.se_id, transmit)), what="abandon")
     except JobError as exc:  # no such job, a finished one, no reason: the command as given
         raise fail(str(exc), as_json) from None
+    except AbandonSeBusyError as exc:  # abandoned, its SE to be read: the message says what is left
+        raise fail(str(exc), as_json, 1) from None
     except TsmError as exc:  # e.g. another worker holds the SE: try again later
         raise fail(f"{exc} (nothing was changed: run it again)", as_json, 1) from None
     if as_json:
