@@ -287,6 +287,22 @@ def _resigned(pki, data, **validity):
     return DeviceResponse((dataclasses.replace(doc, issuer_signed=IssuerSigned(doc.issuer_signed.name_spaces, auth)),)).encode()
 
 
+@pytest.mark.parametrize("now", [T0 - dt.timedelta(days=1), T0, NOW])
+def test_the_reader_refuses_an_mso_whose_valid_until_is_not_after_its_valid_from_by_that_name(now):
+    """ISO/IEC 18013-5 9.1.2.4 (validUntil later than validFrom): the pipeline's own validity
+    check, with its skew, said "expired" or "not_yet_valid" of an MSO that is never valid."""
+    from protocols.cbor import tdate_text
+
+    pki = make_pki()
+    data, st = response(pki.ds_key, pki.ds)
+    for until in (T0, T0 - dt.timedelta(seconds=1)):
+        result = _pipeline(pki).verify(_resigned(pki, data, valid_until=until), session_transcript=st, now=now)
+        validity = result.check("validity")
+        assert not validity.passed and validity.code == "malformed", validity
+        assert validity.reason == (f"{DOCTYPE}: validUntil {tdate_text(until)} is not later than validFrom "
+                                   f"{tdate_text(T0)}: an MSO that is never valid (ISO/IEC 18013-5 9.1.2.4)")
+
+
 def test_mso_signed_within_ds_validity_includes_both_ends_of_the_ds_certificate():
     pki = make_pki()
     data, st = response(pki.ds_key, pki.ds)
