@@ -129,8 +129,12 @@ def test_a_minor_asked_age_over_21_discloses_age_over_20_false_and_the_reader_re
     assert "age_over_20 in place of age_over_21" in event.detail
     assert event.released == {NS: frozenset({"family_name", "age_over_20"})}
     assert event.not_held == {NS: frozenset({"age_over_21"})} and not event.refused
-    # the element asked is still reported as not returned (ErrorCode 0), as for an alternative
-    assert DeviceResponse.decode(out.device_response).documents[0].errors == {NS: {"age_over_21": 0}}
+    # answered in its place (the reader's ageOver says by what), so not "not returned" (ErrorCode
+    # 0) in the document's errors, where it was: the other elements refused or not held still are
+    assert DeviceResponse.decode(out.device_response).documents[0].errors is None
+    out = present_in_process(wallet(world), reader(world, ask("age_over_21", family_name=False, no_such=False)))
+    assert answered(out) == [(NS, "age_over_21", "age_over_20", False, False)]
+    assert DeviceResponse.decode(out.device_response).documents[0].errors == {NS: {"no_such": 0}}
 
 
 def test_an_adult_asked_age_over_16_discloses_age_over_18_true_in_either_namespace(world):
@@ -166,6 +170,8 @@ def test_nothing_is_returned_when_nothing_held_answers(world):
     assert out.result["documents"][0]["elements"] == {NS: {"family_name": "山田"}}
     assert answered(out) == [(NS, "age_over_21", None, None, None)]
     assert out.result["documents"][0]["ageOver"][0]["meaning"] == "age_over_21 not answered"
+    # nothing answered it: not returned (ErrorCode 0)
+    assert DeviceResponse.decode(out.device_response).documents[0].errors == {NS: {"age_over_21": 0}}
 
 
 def test_two_asked_answered_by_one_element_send_it_once(world):
@@ -174,6 +180,7 @@ def test_two_asked_answered_by_one_element_send_it_once(world):
     assert out.result["documents"][0]["elements"] == {NS: {"age_over_20": False}}
     assert answered(out) == [(NS, "age_over_21", "age_over_20", False, False),
                              (NS, "age_over_25", "age_over_20", False, False)]
+    assert DeviceResponse.decode(out.device_response).documents[0].errors is None  # both answered
 
 
 def test_the_rule_comes_before_an_alternative_which_stands_in_for_what_it_leaves(world):
@@ -210,6 +217,8 @@ def test_the_prompt_shows_what_is_disclosed_in_place_and_its_intent_to_retain(wo
     declined = present_in_process(wallet(world, consent=not_age), reader(world, ask("age_over_21", family_name=False)))
     assert declined.result["documents"][0]["elements"] == {NS: {"family_name": "山田"}}
     assert answered(declined) == [(NS, "age_over_21", None, None, None)]
+    # the element in its place declined: nothing answers age_over_21, which is not returned
+    assert DeviceResponse.decode(declined.device_response).documents[0].errors == {NS: {"age_over_21": 0}}
 
 
 def test_rules_judge_the_element_disclosed_not_the_one_asked(world):

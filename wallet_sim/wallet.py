@@ -11,7 +11,8 @@ the SE, so no input can damage the stored credential.
 Status codes: SessionData ``status`` 10 (session encryption error), 11 (CBOR decoding
 error), 20 (termination), §9.1.1.4; DeviceResponse ``status`` 10 (general error), 11 (CBOR
 decoding), 12 (CBOR validation), §8.3.2.1.2.3. Refused items go into the Document's
-``errors`` (ErrorCode 0, data not returned); a docType not held or nothing released into
+``errors`` (ErrorCode 0, data not returned; not an age_over_NN that the age_over_MM released
+in its place answers, ISO/IEC 18013-5 7.2.5); a docType not held or nothing released into
 ``documentErrors``: the same answer for declined and not held, on purpose, so that a reader
 does not learn which documents (or elements) the holder does not have.
 
@@ -248,7 +249,8 @@ class WalletEvent:
     slot: int | None = None
     #: asked for, but not in the document (or no document of that docType held): not sent,
     #: as ``refused`` is not, and not the holder's refusal either. Both are the document's
-    #: ``errors`` in the DeviceResponse (ISO/IEC 18013-5 8.3.2.1.2.3: an element not returned).
+    #: ``errors`` in the DeviceResponse (ISO/IEC 18013-5 8.3.2.1.2.3: an element not returned),
+    #: but for an age_over_NN answered by the age_over_MM released in its place (7.2.5).
     not_held: Mapping[str, frozenset[str]] = field(default_factory=dict, hash=False)
 
 
@@ -598,8 +600,14 @@ class WalletSession:
             self.events.append(WalletEvent("response", "nothing released" + why_withheld, items.doc_type, reader,
                                            refused=refused, slot=held.slot, not_held=not_held))
             return None
-        errors = {ns: {i: ERROR_DATA_NOT_RETURNED for i in sorted(refused.get(ns, frozenset()) | not_held.get(ns, frozenset()))}
+        # an age_over_NN answered in its place by the age_over_MM released (7.2.5) is answered,
+        # not "not returned": errors name only what nothing released answers
+        answered = {(a.namespace, age_over.identifier(a.requested)) for a in answers
+                    if age_over.identifier(a.returned) in released.get(a.namespace, ())}
+        errors = {ns: {i: ERROR_DATA_NOT_RETURNED for i in sorted(refused.get(ns, frozenset()) | not_held.get(ns, frozenset()))
+                       if (ns, i) not in answered}
                   for ns in refused.keys() | not_held.keys()}
+        errors = {ns: items for ns, items in errors.items() if items}
         doc = self._build(held, released, errors)
         if info is not None and info.maximum_response_size is not None:
             size = len(cbor.dumps(doc.to_cbor()))

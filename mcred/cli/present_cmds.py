@@ -968,7 +968,8 @@ def register(app: typer.Typer) -> None:
                 done = wallet_cross_device(wallet, request)
                 redirect = done.session.redirect
                 # refused: the holder (or the consent rules) said no; not_held: the document has no such
-                # element (or the wallet no such document). The verifier gets both as errors.
+                # element (or the wallet no such document). The verifier gets both as errors, but for
+                # an age_over_NN the age_over_MM released answers in its place (ISO/IEC 18013-5 7.2.5).
                 released = [{"docType": e.doc_type, "released": {ns: sorted(ids) for ns, ids in e.released.items()},
                              "refused": {ns: sorted(ids) for ns, ids in e.refused.items()},
                              "not_held": {ns: sorted(ids) for ns, ids in e.not_held.items()}}
