@@ -67,15 +67,17 @@ ORIGIN = "https://shop.example"
 UNDER_21 = "the holder is under 21 (answered by age_over_20 = false, ISO/IEC 18013-5 7.2.5)"
 
 
-def _phone(home, pki, birth: dt.date) -> str:
-    """A phone whose card substitute is issued (at the kit's T0) to the kit's holder born on ``birth``."""
+def _phone(home, pki, birth: dt.date, *, status: bool = True) -> str:
+    """A phone whose card substitute is issued (at the kit's T0) to the kit's holder born on
+    ``birth`` (with a status list reference, or, ``status`` False, none)."""
     holder = dataclasses.replace(HOLDER, birth_date=birth)
     pid = wallet_sim.create_phone(home)
     personalise_mdoc_directly(
         wallet_sim.open_secure_element(pid, home).transmit, [0], lambda slot: bytes(32),
         lambda slot, spki, proof: sign_card_substitute(
             holder, PORTRAIT, device_key_from_spki(spki), pki.ds_active, now=T0, record_expiry=dt.date(2030, 4, 1),
-            document_no="JPCS-TEST-0017", status=MsoStatus(StatusListRef(slot, STATUS_URI))).encode())
+            document_no="JPCS-TEST-0017", status=MsoStatus(StatusListRef(slot, STATUS_URI)) if status else None
+        ).encode())
     return pid
 
 
@@ -374,3 +376,41 @@ def test_mcred_present_prints_what_the_answer_means(world):
     text = io.StringIO()
     render(Console(file=text, width=200), out.result)
     assert f"{NS} / age_over_21 asked: {UNDER_21}" in text.getvalue()
+
+
+# -- verifying a saved presentation again: the age_over_NN the request asked ------------------------------
+
+
+def test_mcred_verify_and_mdoc_verify_report_the_age_over_asked(world, tmp_path):
+    """A saved presentation does not carry its request: ``--age-over 21`` tells ``mcred
+    verify`` (the reader pipeline) and ``mcred mdoc verify`` (the core) what was asked, and
+    each reports ageOver as the reader that asked did; without it, none. A value that is no
+    age_over_NN, or a third NN, is refused (exit 2)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from mcred.cli.main import app
+
+    minor = _phone(world["home"], world["pki"], dt.date(2009, 1, 1), status=False)  # no status list to fetch here
+    out = present_in_process(wallet({**world, "minor": minor}), reader(world, ask("age_over_21", family_name=False)))
+    assert out.valid, out.result
+    saved, pem = tmp_path / "t.cbor", tmp_path / "iaca.pem"
+    saved.write_bytes(out.saved())
+    pem.write_bytes(world["pki"].iaca_pem())
+    at = (T0 + dt.timedelta(hours=1)).isoformat()
+    commands = (["verify", str(saved), "--trust", str(pem), "--offline"],
+                ["mdoc", "verify", str(saved), "--trust-anchor", str(pem)])
+    for command in commands:
+        r = CliRunner().invoke(app, [*command, "--at", at, "--json", "--age-over", "21", "--age-over", "age_over_21"])
+        assert r.exit_code == 0, r.output
+        (doc,) = json.loads(r.stdout.strip().splitlines()[-1])["documents"]
+        assert doc["ageOver"] == out.result["documents"][0]["ageOver"], r.output
+        assert doc["ageOver"][0]["meaning"] == UNDER_21
+        r = CliRunner().invoke(app, [*command, "--at", at, "--json"])
+        assert "ageOver" not in json.loads(r.stdout.strip().splitlines()[-1])["documents"][0]
+        for bad in (["--age-over", "21a"], ["--age-over", "16", "--age-over", "18", "--age-over", "21"]):
+            r = CliRunner().invoke(app, [*command, "--at", at, "--json", *bad])
+            assert r.exit_code == 2 and "--age-over" in json.loads(r.stdout)["error"], r.output
+    r = CliRunner().invoke(app, [*commands[1], "--at", at, "--age-over", "21"])
+    assert f"{NS} / age_over_21 asked: {UNDER_21}" in " ".join(r.output.split()), r.output
