@@ -52,3 +52,39 @@ def read_saved(data: bytes) -> tuple[bytes, SessionTranscript, Any] | None:
     key = m.get("eReaderPrivateKey")
     return (m["deviceResponse"], SessionTranscript.decode(m["sessionTranscript"]),
             serialization.load_der_private_key(key, None) if key else None)
+
+
+def age_over_asked(values: list[str]) -> tuple[int, ...]:
+    """The NN of ``--age-over`` values (``21`` or ``age_over_21``, repeatable), in the order
+    given, each once: what a verification without the request is told was asked. At most
+    two (ISO/IEC 18013-5 7.2.5: a reader asks for no more). ValueError naming the value."""
+    from protocols.mdoc import age_over
+
+    out: list[int] = []
+    for value in values:
+        text = value.strip()
+        nn = age_over.threshold(text) if text.startswith(age_over.PREFIX) else (
+            int(text) if len(text) == 2 and text.isascii() and text.isdigit() else None)
+        if nn is None:
+            raise ValueError(f"--age-over {value[:40]!r}: NN (two digits) or age_over_NN")
+        if nn not in out:
+            out.append(nn)
+    if age_over.too_many(map(age_over.identifier, out)):
+        raise ValueError(f"--age-over: at most {age_over.MAX_REQUESTED} age_over_NN (ISO/IEC 18013-5 7.2.5)")
+    return tuple(out)
+
+
+def with_age_over(result: VerificationResult, asked: tuple[int, ...]) -> VerificationResult:
+    """``result`` with what each disclosed document says of each age_over_NN ``asked``, in
+    every namespace it discloses (ISO/IEC 18013-5 7.2.5, :func:`protocols.mdoc.age_over.read`:
+    the element itself, the age_over_MM in its place, or nothing), as a reader that asked
+    for them reports it (``ageOver``). Nothing asked: ``result`` as it is."""
+    import dataclasses
+
+    from protocols.mdoc import age_over
+
+    if not asked:
+        return result
+    documents = tuple(dataclasses.replace(d, age_over=tuple(
+        age_over.read(ns, nn, elements) for ns, elements in d.elements.items() for nn in asked)) for d in result.documents)
+    return VerificationResult(result.checks, documents)

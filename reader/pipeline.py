@@ -71,6 +71,7 @@ REVOCATION_STATUS = "revocation_status"
 STATUS_CHECKS = (STATUS_LIST_SIGNATURE, STATUS_LIST_FRESHNESS, REVOCATION_STATUS)
 
 DEFAULT_CACHE_SECONDS = 300  # when neither ttl nor max-age bounds a list
+_IAT_SKEW = dt.timedelta(seconds=60)  # a list's iat may be this far ahead of the reader's clock
 _STATUS_WORDS = {Status.VALID: "VALID", Status.INVALID: "revoked (INVALID)", Status.SUSPENDED: "SUSPENDED"}
 #: The code of a failed ``revocation_status`` by the list's value (an application-specific
 #: one: ``failed``); every failed status check of a list that cannot be trusted or had is
@@ -136,6 +137,11 @@ class CachedList:
     max_age: int | None
     token: StatusListToken | None = None  # set once verified
     verified_with: x509.Certificate | None = None  # the trust anchor ``token`` chained to
+    #: When that verification holds: the instants at which both the signer certificate and
+    #: the trust anchor are valid (both ends included, as the chain check judged them).
+    #: Verified at one time, the same bytes are verified at another only inside it.
+    valid_from: dt.datetime | None = None
+    valid_until: dt.datetime | None = None
 
     def lifetime(self) -> int:
         bounds = [b for b in (self.token.header.ttl if self.token else None, self.max_age) if b is not None]
@@ -179,17 +185,22 @@ class StatusListCache:
 
     def _verify(self, entry: CachedList, anchors: list[x509.Certificate], now: dt.datetime) -> Check:
         """Signature and chain (trust) to one of ``anchors``, independent of the token's times.
-        The bytes verified earlier are taken as verified only for the anchor they chained to:
-        a document of another IACA pointing at this URI has the list verified against its
-        own anchors (and refused unless the list chains to one of them)."""
-        if entry.token is not None and entry.verified_with in anchors:
-            return Check(STATUS_LIST_SIGNATURE, True, f"{entry.uri}: verified earlier (same bytes)")
+        The bytes verified earlier are taken as verified only for the anchor they chained to,
+        and only while the signer certificate and that anchor are still valid at the time
+        judged: a list cached within its ttl whose signer certificate has since expired (or,
+        the clock set back, is not yet valid) is verified again, and refused by name. A
+        document of another IACA pointing at this URI has the list verified against its own
+        anchors (and refused unless the list chains to one of them)."""
         try:
-            header = decode_status_list_token(entry.token_bytes).header
+            header = entry.token.header if entry.token is not None else decode_status_list_token(
+                entry.token_bytes).header
         except StatusListError as exc:
             return Check(STATUS_LIST_SIGNATURE, False, f"{entry.uri}: {exc}", code=UNAVAILABLE)
         # times are checked separately (freshness): verify the signature as of the token's iat
         at = now if header.exp is None or now < header.exp else header.iat
+        if (entry.token is not None and entry.verified_with in anchors and entry.valid_from is not None
+                and entry.valid_until is not None and entry.valid_from <= at <= entry.valid_until):
+            return Check(STATUS_LIST_SIGNATURE, True, f"{entry.uri}: verified earlier (same bytes)")
         errors = []
         for anchor in anchors:
             try:
@@ -199,6 +210,9 @@ class StatusListCache:
                 continue
             entry.token = token
             entry.verified_with = anchor
+            signer = token.header.signer
+            entry.valid_from = max(signer.not_valid_before_utc, anchor.not_valid_before_utc)
+            entry.valid_until = min(signer.not_valid_after_utc, anchor.not_valid_after_utc)
             return Check(STATUS_LIST_SIGNATURE, True,
                          f"{entry.uri}: signed by {token.header.signer.subject.rfc4514_string()} under "
                          f"{anchor.subject.rfc4514_string()}")
@@ -210,7 +224,7 @@ class StatusListCache:
             header = entry.token.header if entry.token else decode_status_list_token(entry.token_bytes).header
         except StatusListError as exc:
             return Check(STATUS_LIST_FRESHNESS, False, f"{entry.uri}: {exc}", code=UNAVAILABLE)
-        if header.iat > now + dt.timedelta(seconds=60):
+        if header.iat > now + _IAT_SKEW:
             return Check(STATUS_LIST_FRESHNESS, False, f"iat {cbor.tdate_text(header.iat)} is in the future",
                          code=UNAVAILABLE)
         if header.exp is not None and now >= header.exp:
@@ -261,8 +275,8 @@ class StatusListCache:
             memo = self._memo.get((uri, index))
             if (memo is not None and not self.offline and memo[0] is entry and memo[1] == entry.fetched_at
                     and memo[2] == entry.max_age and memo[3] is entry.token and memo[4] in anchors
-                    and now < memo[6]):
-                return memo[5]  # same verified list, still within ttl / max-age / exp
+                    and memo[7] <= now < memo[6]):
+                return memo[5]  # same verified list, still within ttl / max-age / exp and its certificates
             note = ""
             if self.offline:
                 if entry is None:
@@ -293,11 +307,17 @@ class StatusListCache:
             if anchor is not None and anchor in anchors:
                 if len(self._memo) > 4096:
                     self._memo.clear()
-                # fresh(now) == now < fetched_at + lifetime and (exp is None or now < exp)
+                # fresh(now) == now < fetched_at + lifetime and (exp is None or now < exp); the
+                # signature check holds while the signer certificate and the anchor are valid
+                # (now < exp here, so judged at now), and freshness while iat is not beyond
+                # now + 60 s: the outcome is kept for the instants where all of these hold
                 until = entry.fetched_at + dt.timedelta(seconds=entry.lifetime())
                 exp = entry.token.header.exp
+                valid_until = entry.valid_until + dt.timedelta(microseconds=1)  # its last instant included
+                since = max(entry.valid_from, entry.token.header.iat - _IAT_SKEW)
                 self._memo[(uri, index)] = (entry, entry.fetched_at, entry.max_age, entry.token, anchor, outcome,
-                                            until if exp is None else min(until, exp))
+                                            min(until, valid_until) if exp is None else min(until, exp, valid_until),
+                                            since)
         return outcome
 
 
@@ -387,6 +407,8 @@ class ReaderPipeline:
         """``validity``, in place of the core's: validFrom/validUntil at ``now`` with the skew
         (the MSO signing time against the DS certificate is ``mso_signed_within_ds_validity``)."""
         v, skew = mso.validity_info, self.config.skew
+        if not v.valid_from < v.valid_until:  # never valid: not "expired" nor "not yet valid"
+            return Check(VALIDITY, False, f"{doc_type}: {v.order_error()}", code="malformed")
         # the skew moves ``now``, never the MSO's times: an MSO valid until 9999-12-31T23:59:59Z
         # (or from 0001-01-01) is a time datetime cannot step past
         early, late = now + skew, now - skew

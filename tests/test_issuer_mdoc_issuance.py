@@ -341,3 +341,30 @@ def test_registry_mso_carries_the_device_key_of_the_spki(world):
                                                      Credential.body == body)).one()
             stored = [t if t.tzinfo else t.replace(tzinfo=dt.UTC) for t in (row.not_before, row.not_after)]
             assert stored == [mso.validity_info.valid_from, mso.validity_info.valid_until]
+
+
+@pytest.mark.parametrize("validity", [dt.timedelta(0), dt.timedelta(milliseconds=999), dt.timedelta(days=-1), 30])
+def test_an_issuance_policy_that_would_write_an_mso_never_valid_is_refused_by_name(validity):
+    """ISO/IEC 18013-5 9.1.2.4: validUntil later than validFrom, and the MSO writes both in
+    whole seconds. A policy's mso_validity under a second would issue an MSO whose
+    validUntil is its validFrom (or, at zero or less, refuse each issuance blaming the record
+    or the DS): it is refused when the policy is made, naming mso_validity."""
+    from issuer.mdoc.issuance import IssuancePolicy
+
+    with pytest.raises(IssuanceError, match=r"issuance policy: mso_validity .*at least one second.*9\.1\.2\.4"):
+        IssuancePolicy(mso_validity=validity)
+
+
+def test_the_shortest_policy_issues_an_mso_valid_for_one_whole_second(world):
+    from issuer.mdoc import issuance
+
+    svc, _, _ = world
+    _, ds, _ = svc.setup()
+    device = ec.generate_private_key(ec.SECP256R1()).public_key()
+    now = NOW.replace(microsecond=0) + dt.timedelta(microseconds=700_000)
+    issued = issuance.sign_card_substitute(parse_holder(HOLDER), None, device, ds, now=now,
+                                           record_expiry=dt.date(2035, 4, 1), document_no="JPCS0123456789AB",
+                                           status=None,
+                                           policy=issuance.IssuancePolicy(mso_validity=dt.timedelta(seconds=1)))
+    v = issued.mso().validity_info
+    assert v.order_error() is None and v.valid_until - v.valid_from == dt.timedelta(seconds=1)

@@ -51,9 +51,10 @@ def world(tmp_path_factory):
     return kit_world(tmp_path_factory)
 
 
-def _wallet(world) -> Wallet:
+def _wallet(world, reader_trust_anchors=()) -> Wallet:
     se = wallet_sim.open_secure_element(world["phone"], world["home"])
-    return Wallet(se.transmit, RulesConsent.from_mapping(CONSENTED), clock=Clock())
+    return Wallet(se.transmit, RulesConsent.from_mapping(CONSENTED), clock=Clock(),
+                  reader_trust_anchors=reader_trust_anchors)
 
 
 def _reader(world) -> Oid4vpReaderSession:

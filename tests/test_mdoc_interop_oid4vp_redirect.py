@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
+from cryptography import x509
 from node_bridge import NodeBridge, jwk
 from test_mdoc_interop_oid4vp import NOW, REQUEST, _wallet  # the same request, consent and clock
 from test_present_kit import NS, kit_pipeline, kit_world
@@ -39,11 +40,12 @@ def world(tmp_path_factory):
     return kit_world(tmp_path_factory)
 
 
-def _signed_reader(world) -> Oid4vpRedirectReaderSession:
+def _signed_reader(world) -> tuple[Oid4vpRedirectReaderSession, x509.Certificate]:
+    """A signed cross-device reader session, and its reader CA (which the wallet trusts)."""
     ca, key, chain = _reader_pki()
     return Oid4vpRedirectReaderSession([REQUEST], kit_pipeline(world["pki"]), response_uri=f"{BASE}/oid4vp/responses/1",
                                        request_uri=f"{BASE}/oid4vp/requests/1", reader_signer=cose.key_signer(key),
-                                       reader_chain=chain)
+                                       reader_chain=chain), ca
 
 
 def _claims(reader) -> dict:
@@ -60,14 +62,14 @@ def test_owf_mdoc_reproduces_the_specifications_redirect_example():
 
 
 def test_jose_verifies_our_request_object_and_node_opens_our_wallets_answer(world):
-    reader = _signed_reader(world)
+    reader, ca = _signed_reader(world)
     opened = reader.start()
     jws = reader.request_object(reader.request_claims, reader.reader_signer, reader.reader_chain)
     checked = NODE.call({"mode": "verify-request", "requestObject": jws})
     assert checked["verified"], checked["error"]
     assert checked["header"]["typ"] == "oauth-authz-req+jwt" and checked["claims"]["client_id"] == opened["client_id"]
     assert checked["claims"]["aud"] == "https://self-issued.me/v2"
-    post = _wallet(world).cross_device(opened["uri"]).respond(jws)
+    post = _wallet(world, [ca]).cross_device(opened["uri"]).respond(jws)
     got = NODE.call({"mode": "redirect-open", "verifierKey": jwk(reader.e_reader_private_key),
                      "claims": _claims(reader), "form": post.form, "iaca": [world["pki"].iaca_pem().decode()],
                      "now": NOW.isoformat()})
@@ -84,10 +86,10 @@ def test_jose_verifies_our_request_object_and_node_opens_our_wallets_answer(worl
 
 
 def test_our_reader_takes_what_jose_encrypts(world):
-    reader = _signed_reader(world)
+    reader, ca = _signed_reader(world)
     opened = reader.start()
     jws = reader.request_object(reader.request_claims, reader.reader_signer, reader.reader_chain)
-    made = _wallet(world).cross_device(opened["uri"])
+    made = _wallet(world, [ca]).cross_device(opened["uri"])
     made.respond(jws)  # our wallet's DeviceResponse, over this session's transcript
     sealed = NODE.call({"mode": "redirect-seal", "claims": _claims(reader),
                         "vpToken": {"q0": [p.b64url(made.device_response)]}})

@@ -311,6 +311,43 @@ def test_an_mso_signed_outside_the_ds_certificate_validity_fails_validity(pki, d
         assert "outside the DS certificate validity" in result.check("validity").reason
 
 
+@pytest.mark.parametrize("until", [NOW - dt.timedelta(days=1), NOW - dt.timedelta(days=2)])  # == / < validFrom
+@pytest.mark.parametrize("now", [NOW - dt.timedelta(days=3), NOW - dt.timedelta(days=1), NOW])
+def test_an_mso_whose_valid_until_is_not_after_its_valid_from_is_refused_by_that_name(pki, device_key, until, now):
+    """ISO/IEC 18013-5 9.1.2.4: validUntil shall be later than validFrom. An MSO that breaks
+    it is never valid; it was reported as expired or not yet valid (whichever side ``now``
+    fell on). Now ``validity`` fails with its own reason, code malformed, at any instant."""
+    issued = issue(pki, device_key)
+    mso = issued.mso()  # signed by hand: issuing refuses these times (below)
+    mso = dataclasses.replace(mso, validity_info=dataclasses.replace(mso.validity_info, valid_until=until))
+    auth = cose.Sign1.create(cose.key_signer(pki[1]), mso.to_bytes(), unprotected=issued.issuer_auth.unprotected)
+    st = transcript()
+    result = verify(pki, present(mdoc.IssuerSigned(issued.name_spaces, auth), device_key, st), st, now=now)
+    assert result.failed() == ["validity"]
+    validity = result.check("validity")
+    assert validity.code == "malformed"
+    assert validity.reason == (f"{DOC_TYPE}: validUntil {cbor.tdate_text(until)} is not later than validFrom "
+                               f"{cbor.tdate_text(NOW - dt.timedelta(days=1))}: an MSO that is never valid "
+                               "(ISO/IEC 18013-5 9.1.2.4)")
+
+
+@pytest.mark.parametrize(("valid_from", "valid_until"), [
+    (NOW, NOW),
+    (NOW, NOW - dt.timedelta(seconds=1)),
+    (NOW + dt.timedelta(microseconds=200_000), NOW + dt.timedelta(microseconds=900_000)),  # one whole second
+])
+def test_issuing_refuses_a_valid_until_not_later_than_valid_from_as_the_mso_writes_them(pki, device_key, valid_from,
+                                                                                        valid_until):
+    """Our issuer never writes such an MSO: the check is on the times as the MSO writes them
+    (tdates without fractions), so 0.2 s and 0.9 s past the same second, which would both be
+    written as that second, are refused too (they used to pass, ordered before the cut)."""
+    iaca, ds_key, ds_cert = pki
+    for signed in (None, valid_from.replace(microsecond=0)):  # signed defaulting to valid_from, or its own
+        with pytest.raises(mdoc.IssuingError, match=r"validUntil .* is not later than validFrom .*9\.1\.2\.4"):
+            mdoc.build_issuer_signed(ELEMENTS, DOC_TYPE, device_key.public_key(), cose.key_signer(ds_key),
+                                     [ds_cert.public_bytes(Encoding.DER)], valid_from, valid_until, signed=signed)
+
+
 @pytest.mark.parametrize("status", [10, 11, 12])
 def test_an_error_status_with_documents_is_refused_and_says_so(pki, device_key, status):
     """A DeviceResponse whose status is an error (10, 11, 12: §8.3.2.1.2.3) yet carries a

@@ -67,15 +67,17 @@ ORIGIN = "https://shop.example"
 UNDER_21 = "the holder is under 21 (answered by age_over_20 = false, ISO/IEC 18013-5 7.2.5)"
 
 
-def _phone(home, pki, birth: dt.date) -> str:
-    """A phone whose card substitute is issued (at the kit's T0) to the kit's holder born on ``birth``."""
+def _phone(home, pki, birth: dt.date, *, status: bool = True) -> str:
+    """A phone whose card substitute is issued (at the kit's T0) to the kit's holder born on
+    ``birth`` (with a status list reference, or, ``status`` False, none)."""
     holder = dataclasses.replace(HOLDER, birth_date=birth)
     pid = wallet_sim.create_phone(home)
     personalise_mdoc_directly(
         wallet_sim.open_secure_element(pid, home).transmit, [0], lambda slot: bytes(32),
         lambda slot, spki, proof: sign_card_substitute(
             holder, PORTRAIT, device_key_from_spki(spki), pki.ds_active, now=T0, record_expiry=dt.date(2030, 4, 1),
-            document_no="JPCS-TEST-0017", status=MsoStatus(StatusListRef(slot, STATUS_URI))).encode())
+            document_no="JPCS-TEST-0017", status=MsoStatus(StatusListRef(slot, STATUS_URI)) if status else None
+        ).encode())
     return pid
 
 
@@ -129,8 +131,12 @@ def test_a_minor_asked_age_over_21_discloses_age_over_20_false_and_the_reader_re
     assert "age_over_20 in place of age_over_21" in event.detail
     assert event.released == {NS: frozenset({"family_name", "age_over_20"})}
     assert event.not_held == {NS: frozenset({"age_over_21"})} and not event.refused
-    # the element asked is still reported as not returned (ErrorCode 0), as for an alternative
-    assert DeviceResponse.decode(out.device_response).documents[0].errors == {NS: {"age_over_21": 0}}
+    # answered in its place (the reader's ageOver says by what), so not "not returned" (ErrorCode
+    # 0) in the document's errors, where it was: the other elements refused or not held still are
+    assert DeviceResponse.decode(out.device_response).documents[0].errors is None
+    out = present_in_process(wallet(world), reader(world, ask("age_over_21", family_name=False, no_such=False)))
+    assert answered(out) == [(NS, "age_over_21", "age_over_20", False, False)]
+    assert DeviceResponse.decode(out.device_response).documents[0].errors == {NS: {"no_such": 0}}
 
 
 def test_an_adult_asked_age_over_16_discloses_age_over_18_true_in_either_namespace(world):
@@ -166,6 +172,8 @@ def test_nothing_is_returned_when_nothing_held_answers(world):
     assert out.result["documents"][0]["elements"] == {NS: {"family_name": "山田"}}
     assert answered(out) == [(NS, "age_over_21", None, None, None)]
     assert out.result["documents"][0]["ageOver"][0]["meaning"] == "age_over_21 not answered"
+    # nothing answered it: not returned (ErrorCode 0)
+    assert DeviceResponse.decode(out.device_response).documents[0].errors == {NS: {"age_over_21": 0}}
 
 
 def test_two_asked_answered_by_one_element_send_it_once(world):
@@ -174,6 +182,7 @@ def test_two_asked_answered_by_one_element_send_it_once(world):
     assert out.result["documents"][0]["elements"] == {NS: {"age_over_20": False}}
     assert answered(out) == [(NS, "age_over_21", "age_over_20", False, False),
                              (NS, "age_over_25", "age_over_20", False, False)]
+    assert DeviceResponse.decode(out.device_response).documents[0].errors is None  # both answered
 
 
 def test_the_rule_comes_before_an_alternative_which_stands_in_for_what_it_leaves(world):
@@ -210,6 +219,8 @@ def test_the_prompt_shows_what_is_disclosed_in_place_and_its_intent_to_retain(wo
     declined = present_in_process(wallet(world, consent=not_age), reader(world, ask("age_over_21", family_name=False)))
     assert declined.result["documents"][0]["elements"] == {NS: {"family_name": "山田"}}
     assert answered(declined) == [(NS, "age_over_21", None, None, None)]
+    # the element in its place declined: nothing answers age_over_21, which is not returned
+    assert DeviceResponse.decode(declined.device_response).documents[0].errors == {NS: {"age_over_21": 0}}
 
 
 def test_rules_judge_the_element_disclosed_not_the_one_asked(world):
@@ -365,3 +376,41 @@ def test_mcred_present_prints_what_the_answer_means(world):
     text = io.StringIO()
     render(Console(file=text, width=200), out.result)
     assert f"{NS} / age_over_21 asked: {UNDER_21}" in text.getvalue()
+
+
+# -- verifying a saved presentation again: the age_over_NN the request asked ------------------------------
+
+
+def test_mcred_verify_and_mdoc_verify_report_the_age_over_asked(world, tmp_path):
+    """A saved presentation does not carry its request: ``--age-over 21`` tells ``mcred
+    verify`` (the reader pipeline) and ``mcred mdoc verify`` (the core) what was asked, and
+    each reports ageOver as the reader that asked did; without it, none. A value that is no
+    age_over_NN, or a third NN, is refused (exit 2)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from mcred.cli.main import app
+
+    minor = _phone(world["home"], world["pki"], dt.date(2009, 1, 1), status=False)  # no status list to fetch here
+    out = present_in_process(wallet({**world, "minor": minor}), reader(world, ask("age_over_21", family_name=False)))
+    assert out.valid, out.result
+    saved, pem = tmp_path / "t.cbor", tmp_path / "iaca.pem"
+    saved.write_bytes(out.saved())
+    pem.write_bytes(world["pki"].iaca_pem())
+    at = (T0 + dt.timedelta(hours=1)).isoformat()
+    commands = (["verify", str(saved), "--trust", str(pem), "--offline"],
+                ["mdoc", "verify", str(saved), "--trust-anchor", str(pem)])
+    for command in commands:
+        r = CliRunner().invoke(app, [*command, "--at", at, "--json", "--age-over", "21", "--age-over", "age_over_21"])
+        assert r.exit_code == 0, r.output
+        (doc,) = json.loads(r.stdout.strip().splitlines()[-1])["documents"]
+        assert doc["ageOver"] == out.result["documents"][0]["ageOver"], r.output
+        assert doc["ageOver"][0]["meaning"] == UNDER_21
+        r = CliRunner().invoke(app, [*command, "--at", at, "--json"])
+        assert "ageOver" not in json.loads(r.stdout.strip().splitlines()[-1])["documents"][0]
+        for bad in (["--age-over", "21a"], ["--age-over", "16", "--age-over", "18", "--age-over", "21"]):
+            r = CliRunner().invoke(app, [*command, "--at", at, "--json", *bad])
+            assert r.exit_code == 2 and "--age-over" in json.loads(r.stdout)["error"], r.output
+    r = CliRunner().invoke(app, [*commands[1], "--at", at, "--age-over", "21"])
+    assert f"{NS} / age_over_21 asked: {UNDER_21}" in " ".join(r.output.split()), r.output

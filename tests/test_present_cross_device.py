@@ -95,39 +95,70 @@ def test_signed_by_reference_names_the_verifier_to_the_holder(world):
 
 def test_a_request_object_signed_without_the_reader_authentication_eku_is_not_from_a_trusted_verifier(world):
     """By reference as through the browser: the request object's certificate, of a trusted
-    reader CA but without mdlReaderAuth, is no reader certificate, and a holder who answers
-    trusted readers only posts access_denied; with the EKU the same key is verified."""
-    from wallet_sim.consent import RulesConsent
+    reader CA but without mdlReaderAuth, is no reader certificate; its path does not
+    validate (OID4VP 1.0 5.9.3), so even a holder who releases everything to anyone is never
+    asked, and invalid_request (8.5) is posted back with the request's state, which the
+    reader reads by name. With the EKU the same key is verified and answered."""
+    from wallet_sim.consent import InteractiveConsent
     from wallet_sim.wallet import Wallet
 
     pki, without, with_eku = reader_eku_or_not()
     base = wallet(world)
-    cautious = Wallet(base.applet._transmit, RulesConsent.from_mapping({"documents": {"*": {"*": "*"}},
-                                                                        "trusted_readers_only": True}),
+    asked: list[str] = []
+    generous = Wallet(base.applet._transmit, InteractiveConsent(ask=lambda q: asked.append(q) or "y",
+                                                                show=lambda _: None),
                       clock=base.clock, reader_trust_anchors=[pki.ca])
     for chain, trusted in ((without, False), (with_eku, True)):
         r = signed(world, pki.key, chain)
-        session = cautious.cross_device(r.start()["uri"])
+        session = generous.cross_device(r.start()["uri"])
         post = session.respond(r.request_object(r.request_claims, r.reader_signer, r.reader_chain))
-        (event,) = [e for e in session.events if e.kind == "response"]
-        assert event.reader.trusted is trusted and event.reader.signature_valid
+        assert post.method == "POST" and post.url == f"{BASE}/oid4vp/responses/s1"
+        outcome = r.receive(urlencode(post.form).encode()).result
         if trusted:
-            assert r.receive(urlencode(post.form).encode()).result.valid
+            (event,) = [e for e in session.events if e.kind == "response"]
+            assert event.reader.trusted and event.reader.signature_valid and asked
+            assert outcome.valid
         else:
+            (event,) = [e for e in session.events if e.kind == "error"]
             assert event.reader.reason == "leaf certificate lacks extended key usage 1.0.18013.5.1.6"
-            assert post.form["error"] == "access_denied"
+            assert not event.reader.trusted and event.reader.signature_valid
+            assert not asked and not [e for e in session.events if e.kind == "response"]
+            assert post.form == {"error": "invalid_request", "state": r.redirect.state, "error_description":
+                                 "the request's certificate does not chain to a reader CA this wallet trusts: "
+                                 "leaf certificate lacks extended key usage 1.0.18013.5.1.6"}
+            assert not outcome.valid and "'invalid_request'" in outcome.checks[0].reason
+
+
+def test_a_request_object_of_a_reader_ca_the_wallet_does_not_trust_is_answered_invalid_request(world):
+    """A wallet that holds no reader CA of the verifier's (or none at all) cannot validate
+    the request object's certificate path: it posts invalid_request and asks no one."""
+    from wallet_sim.consent import InteractiveConsent
+    from wallet_sim.wallet import Wallet
+
+    ca, key, chain = _reader_pki()
+    base = wallet(world)
+    for anchors in ([], [_reader_pki()[0]]):
+        asked: list[str] = []
+        stranger = Wallet(base.applet._transmit, InteractiveConsent(ask=lambda q, asked=asked: asked.append(q) or "y",
+                                                                    show=lambda _: None),
+                          clock=base.clock, reader_trust_anchors=anchors)
+        r = signed(world, key, chain)
+        session = stranger.cross_device(r.start()["uri"])
+        post = session.respond(r.request_object(r.request_claims, r.reader_signer, r.reader_chain))
+        assert post.form["error"] == "invalid_request" and "response" not in post.form and not asked
+        assert not r.receive(urlencode(post.form).encode()).result.valid
 
 
 def test_request_uri_method_post_binds_the_wallets_nonce(world):
     ca, key, chain = _reader_pki()
     r = signed(world, key, chain)
     opened = r.start()
-    session = wallet(world).cross_device(opened["uri"] + "&request_uri_method=post")
+    session = wallet(world, reader_trust_anchors=[ca]).cross_device(opened["uri"] + "&request_uri_method=post")
     assert session.fetch.method == "POST" and set(session.fetch.form) == {"wallet_nonce"}
     stale = r.request_object(r.request_claims, r.reader_signer, r.reader_chain)  # fetched without the nonce
     with pytest.raises(OnlineRequestError, match="wallet_nonce"):
         session.respond(stale)
-    session = wallet(world).cross_device(opened["uri"] + "&request_uri_method=post")
+    session = wallet(world, reader_trust_anchors=[ca]).cross_device(opened["uri"] + "&request_uri_method=post")
     post = session.respond(r.request_object(r.request_claims, r.reader_signer, r.reader_chain,
                                             wallet_nonce=session.wallet_nonce))
     assert r.receive(urlencode(post.form).encode()).result.valid
@@ -136,7 +167,7 @@ def test_request_uri_method_post_binds_the_wallets_nonce(world):
 def test_a_reader_whose_certificate_does_not_name_its_host_signs_with_the_hash(world):
     ca, key, chain = _reader_pki(dns="other.example")
     r = signed(world, key, chain)
-    out = present_cross_device_in_process(wallet(world), r)
+    out = present_cross_device_in_process(wallet(world, reader_trust_anchors=[ca]), r)
     assert r.redirect.client_id.startswith("x509_hash:")
     assert out.valid, failed(out.result)
 
@@ -239,20 +270,22 @@ def test_over_http_the_wallet_refuses_to_answer_in_clear_http_to_another_machine
 
 
 def _service(world, *, dns="localhost", base="http://localhost", signed_=True, engine=None, sealer=None):
+    """A reader service, and the reader CA a wallet trusts it by (None unsigned)."""
     if not signed_:
         return ReaderService(pipeline(world), [REQUEST], origin=BASE, public_url=base, engine=engine,
-                             session_sealer=sealer)
+                             session_sealer=sealer), None
     ca, key, chain = _reader_pki(dns=dns)
     return ReaderService(pipeline(world), [REQUEST], origin=BASE, public_url=base, reader_signer=cose.key_signer(key),
-                         reader_chain=chain, engine=engine, session_sealer=sealer)
+                         reader_chain=chain, engine=engine, session_sealer=sealer), ca
 
 
 @pytest.mark.parametrize("signed_", [True, False])
 def test_over_http_valid_and_the_routes_answer_as_oid4vp_says(world, signed_):
-    service = _service(world, signed_=signed_)
+    service, ca = _service(world, signed_=signed_)
+    phone = wallet(world, reader_trust_anchors=[ca] if ca is not None else ())
     shown: list[str] = []
     with TestClient(reader_app(service), base_url="http://localhost") as client:
-        out = present_cross_device_over_http(wallet(world), "http://localhost", client=client, on_uri=shown.append)
+        out = present_cross_device_over_http(phone, "http://localhost", client=client, on_uri=shown.append)
         assert out.valid, failed(out.result)
         assert shown and shown[0].startswith("openid4vp://?client_id=")
         opened = client.post("/online/sessions", params={"protocol": "openid4vp-cross-device"})
@@ -278,11 +311,11 @@ def test_over_http_valid_and_the_routes_answer_as_oid4vp_says(world, signed_):
         assert client.post("/oid4vp/responses/nope", data={"response": "x"}).status_code == 404
         import threading
 
-        phone = threading.Timer(0.2, wallet_cross_device, (wallet(world), opened.json()["request"]["uri"]),
-                                {"client": client})
-        phone.start()  # the phone answers while the page waits for the verdict (a long poll)
+        answering = threading.Timer(0.2, wallet_cross_device, (phone, opened.json()["request"]["uri"]),
+                                    {"client": client})
+        answering.start()  # the phone answers while the page waits for the verdict (a long poll)
         waited = client.get(f"/sessions/{sid}/result", params={"wait": 30})
-        phone.join()
+        answering.join()
         assert waited.status_code == 200 and waited.json()["valid"]
         # answered: the request object is gone, and a second answer is refused
         assert client.get(f"/oid4vp/requests/{sid}").status_code == 404
@@ -306,7 +339,7 @@ def test_a_cross_device_session_opened_by_one_reader_is_served_and_finished_by_a
               engine=engine, session_sealer=sealer)
     a, b = ReaderService(pipeline(world), [REQUEST], **kw), ReaderService(pipeline(world), [REQUEST], **kw)
     sid, opened = a.open_cross_device()
-    session = wallet(world).cross_device(opened["uri"])
+    session = wallet(world, reader_trust_anchors=[ca]).cross_device(opened["uri"])
     post = session.respond(b.request_object(sid))  # the request object from the other worker
     assert b.direct_post(sid, urlencode(post.form).encode()) is True
     verdict = json.loads(a.result(sid))
@@ -413,7 +446,7 @@ def test_a_verifier_that_does_not_answer_as_oid4vp_says_is_named(world):
     with TestClient(app, base_url="http://localhost") as client:
         def scan(sid: str):
             uri = oid4vp_redirect.authorization_uri(opened["client_id"], f"http://localhost/oid4vp/requests/{sid}")
-            return wallet_cross_device(wallet(world), uri, client=client)
+            return wallet_cross_device(wallet(world, reader_trust_anchors=[ca]), uri, client=client)
 
         with pytest.raises(PresentError, match="HTTP 404"):
             scan("gone")

@@ -39,9 +39,10 @@ def world(tmp_path_factory):
     return kit_world(tmp_path_factory, slots=(0, 1))
 
 
-def wallet(world, consent=CONSENT) -> Wallet:
+def wallet(world, consent=CONSENT, reader_trust_anchors=()) -> Wallet:
     se = wallet_sim.open_secure_element(world["phone"], world["home"])
-    return Wallet(se.transmit, RulesConsent.from_mapping(consent), clock=Clock())
+    return Wallet(se.transmit, RulesConsent.from_mapping(consent), clock=Clock(),
+                  reader_trust_anchors=reader_trust_anchors)
 
 
 def pipeline(world):
@@ -277,18 +278,42 @@ def test_a_signed_request_names_its_verifier_to_the_holder(world):
                          "reader: CN=Shop Web Verifier,C=JP (verified)"]
     outcome = r.receive(json.dumps(answer).encode())
     assert outcome.valid, [c for c in outcome.result.checks if not c.passed]
-    # a wallet that does not know the verifier's CA is told so, and a rule can refuse it
-    refusing = Wallet(se.transmit, RulesConsent.from_mapping({"documents": {"*": {"*": "*"}},
-                                                              "trusted_readers_only": True}), clock=Clock())
-    r2 = _signed_reader(world, key, chain)
-    answer = refusing.online(ORIGIN).respond(r2.start())
-    assert answer["data"]["error"] == "access_denied"
+
+
+def test_a_signed_request_whose_certificate_the_wallet_cannot_chain_is_refused_before_the_holder(world):
+    """OID4VP 1.0 5.9.3: for x509_san_dns / x509_hash the wallet MUST validate the signature
+    and the trust chain of the certificate. A wallet that does not know the verifier's CA
+    answers invalid_request (8.5) and never puts the request to the holder, however
+    generous the holder; the verifier reads the refusal by name. x509_hash as x509_san_dns."""
+    from wallet_sim.consent import InteractiveConsent
+
+    se = wallet_sim.open_secure_element(world["phone"], world["home"])
+    for dns in ("shop.example", None):
+        ca, key, chain = _reader_pki(dns=dns)
+        asked: list[str] = []
+        shown: list[str] = []
+        stranger = Wallet(se.transmit, InteractiveConsent(ask=lambda q, asked=asked: asked.append(q) or "y",
+                                                            show=shown.append),
+                          clock=Clock(), reader_trust_anchors=[_reader_pki()[0]])  # another reader CA
+        r = _signed_reader(world, key, chain)
+        session = stranger.online(ORIGIN)
+        answer = session.respond(r.start())
+        assert answer["protocol"] == "openid4vp-v1-signed" and set(answer["data"]) == {"error", "error_description"}
+        assert answer["data"]["error"] == "invalid_request"
+        assert answer["data"]["error_description"].startswith(
+            "the request's certificate does not chain to a reader CA this wallet trusts: ")
+        assert asked == [] and shown == [] and session.state == "terminated"
+        assert not [e for e in session.events if e.kind == "response"]
+        outcome = r.receive(json.dumps(answer).encode())
+        assert not outcome.valid and [c.name for c in outcome.result.checks] == ["session"]
+        assert "'invalid_request'" in outcome.result.checks[0].reason
 
 
 def test_a_verifier_whose_certificate_its_ca_revoked_is_not_trusted(world):
     """The wallet's reader CA CRLs (``--reader-crl``) apply to a signed request's certificate
-    as to readerAuth: revoked, the verifier is shown as not trusted and a cautious holder
-    answers access_denied."""
+    as to readerAuth: revoked, its path does not validate (RFC 5280 6.1.3), so the request
+    is answered invalid_request, with the CRL's word, and never shown to the holder, even
+    one who releases everything to anyone."""
     import datetime as dt
 
     from cryptography.hazmat.primitives import hashes
@@ -305,15 +330,20 @@ def test_a_verifier_whose_certificate_its_ca_revoked_is_not_trusted(world):
     shown = []
     w = Wallet(se.transmit, InteractiveConsent(ask=lambda q: "y", show=shown.append), clock=Clock(),
                reader_trust_anchors=[pki.ca], reader_revocation=ReaderCrls([listed]))
-    w.online(ORIGIN).respond(_signed_reader(world, pki.key, pki.chain).start())
-    assert shown[1].startswith("reader: CN=Shop Web Verifier,C=JP (signature valid, certificate NOT trusted: "
-                               "revoked, or its revocation unknown) - ")
-    assert "revoked (keyCompromise)" in shown[1] and "CRL number 7" in shown[1]
-    cautious = Wallet(se.transmit, RulesConsent.from_mapping({"documents": {"*": {"*": "*"}},
-                                                              "trusted_readers_only": True}), clock=Clock(),
-                      reader_trust_anchors=[pki.ca], reader_revocation=ReaderCrls([listed]))
-    answer = cautious.online(ORIGIN).respond(_signed_reader(world, pki.key, pki.chain).start())
-    assert answer["data"]["error"] == "access_denied"
+    session = w.online(ORIGIN)
+    answer = session.respond(_signed_reader(world, pki.key, pki.chain).start())
+    assert shown == [] and answer["data"]["error"] == "invalid_request"
+    why = answer["data"]["error_description"]
+    assert "revoked (keyCompromise)" in why and "CRL number 7" in why
+    (refused,) = [e for e in session.events if e.kind == "error"]
+    assert refused.reader.revocation_failed and refused.reader.signature_valid and not refused.reader.trusted
+    # the same verifier, its CA's list not naming it, is answered
+    clean = ca_crl.crl_builder(pki.ca, number=8, this_update=T0, next_update=dt.timedelta(days=7),
+                               revoked=[]).sign(pki.ca_key, hashes.SHA256())
+    w = Wallet(se.transmit, RulesConsent.from_mapping({"documents": {"*": {"*": "*"}}, "trusted_readers_only": True}),
+               clock=Clock(), reader_trust_anchors=[pki.ca], reader_revocation=ReaderCrls([clean]))
+    r = _signed_reader(world, pki.key, pki.chain)
+    assert r.receive(json.dumps(w.online(ORIGIN).respond(r.start())).encode()).valid
 
 
 def reader_eku_or_not():
@@ -343,9 +373,9 @@ def reader_eku_or_not():
 def test_a_request_signed_without_the_reader_authentication_eku_is_not_from_a_trusted_verifier(world):
     """A request object's signer is judged as readerAuth's signer is, by the same check
     (protocols.mdoc.verify.check_reader_chain): a certificate of a trusted reader CA that
-    lacks mdlReaderAuth is not a reader certificate. The holder is told why, and a holder
-    who answers trusted readers only answers access_denied; the same CA's certificate with
-    the EKU, for the same key, is verified and answered."""
+    lacks mdlReaderAuth is not a reader certificate, so its path does not validate and the
+    request is answered invalid_request, saying why, without the holder being asked; the
+    same CA's certificate with the EKU, for the same key, is verified and answered."""
     from wallet_sim.consent import InteractiveConsent
 
     pki, without, with_eku = reader_eku_or_not()
@@ -354,17 +384,16 @@ def test_a_request_signed_without_the_reader_authentication_eku_is_not_from_a_tr
     w = Wallet(se.transmit, InteractiveConsent(ask=lambda q: "y", show=shown.append), clock=Clock(),
                reader_trust_anchors=[pki.ca])
     session = w.online(ORIGIN)
-    session.respond(_signed_reader(world, pki.key, without).start())
-    assert shown[1] == ("reader: CN=Shop Web Verifier,C=JP (signature valid, issuer NOT trusted) - "
-                        "leaf certificate lacks extended key usage 1.0.18013.5.1.6"), shown
-    (event,) = [e for e in session.events if e.kind == "response"]
+    assert session.respond(_signed_reader(world, pki.key, without).start())["data"] == {
+        "error": "invalid_request", "error_description": "the request's certificate does not chain to a reader CA "
+        "this wallet trusts: leaf certificate lacks extended key usage 1.0.18013.5.1.6"}
+    assert shown == [] and not [e for e in session.events if e.kind == "response"]
+    (event,) = [e for e in session.events if e.kind == "error"]
     assert event.reader.signature_valid and not event.reader.trusted
     cautious = {"documents": {"*": {"*": "*"}}, "trusted_readers_only": True}
-    refusing = Wallet(se.transmit, RulesConsent.from_mapping(cautious), clock=Clock(), reader_trust_anchors=[pki.ca])
-    assert refusing.online(ORIGIN).respond(_signed_reader(world, pki.key, without).start())["data"] == {
-        "error": "access_denied", "error_description": "the holder released none of the requested claims"}
     r = _signed_reader(world, pki.key, with_eku)
-    answer = refusing.online(ORIGIN).respond(r.start())
+    answer = Wallet(se.transmit, RulesConsent.from_mapping(cautious), clock=Clock(),
+                    reader_trust_anchors=[pki.ca]).online(ORIGIN).respond(r.start())
     assert r.receive(json.dumps(answer).encode()).valid
 
 
@@ -393,7 +422,7 @@ def test_a_certificate_without_a_dns_name_gives_an_x509_hash_client_id(world):
     body = json.loads(base64.urlsafe_b64decode(request["data"]["request"].split(".")[1] + "=="))
     digest = base64.urlsafe_b64encode(hashlib.sha256(chain[0]).digest()).rstrip(b"=").decode()
     assert body["client_id"] == f"x509_hash:{digest}"
-    assert wallet(world).online(ORIGIN).respond(request)["data"]["response"]
+    assert wallet(world, reader_trust_anchors=[ca]).online(ORIGIN).respond(request)["data"]["response"]
 
 
 def test_a_claimed_client_id_that_is_not_the_certificates_is_refused(world):

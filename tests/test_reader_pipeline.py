@@ -287,6 +287,22 @@ def _resigned(pki, data, **validity):
     return DeviceResponse((dataclasses.replace(doc, issuer_signed=IssuerSigned(doc.issuer_signed.name_spaces, auth)),)).encode()
 
 
+@pytest.mark.parametrize("now", [T0 - dt.timedelta(days=1), T0, NOW])
+def test_the_reader_refuses_an_mso_whose_valid_until_is_not_after_its_valid_from_by_that_name(now):
+    """ISO/IEC 18013-5 9.1.2.4 (validUntil later than validFrom): the pipeline's own validity
+    check, with its skew, said "expired" or "not_yet_valid" of an MSO that is never valid."""
+    from protocols.cbor import tdate_text
+
+    pki = make_pki()
+    data, st = response(pki.ds_key, pki.ds)
+    for until in (T0, T0 - dt.timedelta(seconds=1)):
+        result = _pipeline(pki).verify(_resigned(pki, data, valid_until=until), session_transcript=st, now=now)
+        validity = result.check("validity")
+        assert not validity.passed and validity.code == "malformed", validity
+        assert validity.reason == (f"{DOCTYPE}: validUntil {tdate_text(until)} is not later than validFrom "
+                                   f"{tdate_text(T0)}: an MSO that is never valid (ISO/IEC 18013-5 9.1.2.4)")
+
+
 def test_mso_signed_within_ds_validity_includes_both_ends_of_the_ds_certificate():
     pki = make_pki()
     data, st = response(pki.ds_key, pki.ds)
@@ -502,6 +518,57 @@ def test_a_list_that_did_not_verify_is_asked_about_again_without_a_crash():
         checks = _status(cache, pki, NOW + dt.timedelta(seconds=later))
         assert checks["status_list_signature"].passed is False and checks["revocation_status"].passed is False
         assert checks["status_list_signature"].code == checks["revocation_status"].code == "unavailable"
+
+
+def _short_lived_signer(pki, not_before, not_after):
+    """``pki`` with a status-list signer certificate valid only from ``not_before`` to
+    ``not_after`` (its IACA's own key signs it, as the issuer's would)."""
+    from protocols import iaca
+
+    cert = iaca.sign(iaca.status_list_signer_builder(
+        pki.status_key.public_key(), pki.iaca, common_name="Test Status (short)", not_before=not_before,
+        not_after=not_after, crl_uri="https://issuer.test/crl"), pki.iaca_key)
+    return dataclasses.replace(pki, status_cert=cert)
+
+
+@pytest.mark.parametrize("memo", [True, False])
+def test_a_cached_list_whose_signer_certificate_has_expired_is_not_trusted_within_its_ttl(memo):
+    """The first lookup verified the signer chain at its time; a later one inside the list's
+    ttl (3600 s) but after the signer certificate's notAfter must not take the list on the
+    strength of that: status_list_signature fails naming the signer's validity, and
+    revocation_status is not checked (unavailable). At the last instant of the
+    certificate the list still answers. ``memo``: the same index (the kept outcome) or
+    another (the kept verification) asked later."""
+    pki = make_pki()
+    issued = NOW.replace(microsecond=0)
+    short = _short_lived_signer(pki, issued - dt.timedelta(days=1), issued + dt.timedelta(seconds=30))
+    endpoint = _Lists([_token(short, issued, ttl=3600)])
+    cache = StatusListCache(endpoint)
+    assert all(c.passed for c in _status(cache, pki, issued).values())
+    later = 4 if memo else 5
+    assert all(c.passed for c in _status(cache, pki, issued + dt.timedelta(seconds=30), index=3).values())
+    checks = _status(cache, pki, issued + dt.timedelta(seconds=31), index=3 if memo else later)
+    assert endpoint.calls == 1  # within its ttl: not fetched again, judged again
+    sig = checks["status_list_signature"]
+    assert not sig.passed and sig.code == "unavailable" and "status_signer.validity" in sig.reason, sig
+    assert not checks["revocation_status"].passed and checks["revocation_status"].code == "unavailable"
+
+
+def test_a_cached_list_whose_signer_certificate_is_not_yet_valid_at_a_lookup_is_not_trusted():
+    """The same the other way: a list cached while its signer was valid, asked about at an
+    earlier instant (a reader's clock set back, a verification at a past time) before the
+    signer's notBefore, is not trusted, whether the outcome was kept or not."""
+    pki = make_pki()
+    issued = NOW.replace(microsecond=0)
+    late = _short_lived_signer(pki, issued - dt.timedelta(seconds=10), issued + dt.timedelta(days=1))
+    cache = StatusListCache(_Lists([_token(late, issued - dt.timedelta(seconds=10), ttl=3600)]))
+    assert all(c.passed for c in _status(cache, pki, issued).values())
+    for index in (3, 4):
+        checks = _status(cache, pki, issued - dt.timedelta(seconds=11), index=index)
+        sig = checks["status_list_signature"]
+        assert not sig.passed and "status_signer.validity" in sig.reason, sig
+        assert not checks["revocation_status"].passed
+    assert all(c.passed for c in _status(cache, pki, issued - dt.timedelta(seconds=10)).values())
 
 
 def test_the_http_fetcher_asks_with_if_none_match_only_when_it_holds_an_etag():

@@ -125,7 +125,14 @@ def test_the_prompt_names_the_web_site_of_an_online_request():
 @pytest.mark.parametrize(("reader", "text"), [
     (VERIFIED, "reader: CN=Shop (verified)"),
     (FORGED, "reader: CN=Shop (NOT verified)"),
-    (UNTRUSTED, "reader: CN=Shop (signature valid, issuer NOT trusted) - issuer not trusted"),
+    (UNTRUSTED, "reader: CN=Shop (signature valid, reader certificate NOT trusted: issuer not trusted)"),
+    (ReaderIdentity("CN=Shop", True, False, "leaf certificate lacks extended key usage 1.0.18013.5.1.6"),
+     "reader: CN=Shop (signature valid, reader certificate NOT trusted: leaf certificate lacks extended key usage "
+     "1.0.18013.5.1.6)"),
+    (ReaderIdentity("CN=Shop", True, False), "reader: CN=Shop (signature valid, reader certificate NOT trusted)"),
+    (ReaderIdentity("CN=Shop", True, False, "revoked (keyCompromise)", revocation_failed=True),
+     "reader: CN=Shop (signature valid, certificate NOT trusted: revoked, or its revocation unknown) - "
+     "revoked (keyCompromise)"),
     (ReaderIdentity("CN=Shop", False, False, "x"), "reader: CN=Shop (NOT verified) - x"),
     (None, "reader: anonymous (no reader authentication)"),
 ])

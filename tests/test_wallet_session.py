@@ -146,12 +146,32 @@ def test_reader_certificate_is_shown_to_the_holder_before_consent(world):
     assert any("birth_date" in q and "RETAINED" in q for q in asked)
     event = next(e for e in out.wallet_events if e.kind == "response")
     assert event.reader.trusted and event.reader.signature_valid
-    # without the reader CA the holder is told the issuer is not trusted
+    # without the reader CA the holder is told the reader certificate is not trusted, and why
     shown.clear()
     wallet = Wallet(se(world).transmit, consent, clock=Clock())
     reader = ReaderSession([REQUEST], pipeline(world), reader_signer=pki.signer, reader_chain=pki.chain)
     present_in_process(wallet, reader)
-    assert "NOT trusted" in shown[0]
+    assert shown[0].startswith("reader: CN=Shop Reader 1,C=JP (signature valid, reader certificate NOT trusted: ")
+    assert "no trust anchor" in shown[0], shown[0]
+
+
+def test_a_reader_certificate_without_the_reader_eku_is_named_as_such_not_as_an_untrusted_issuer(world):
+    """Its CA is trusted; the leaf lacks EKU mdlReaderAuth (Annex B.1.7), so it is no reader
+    certificate. The prompt said "issuer NOT trusted", which sent the holder looking at the
+    wrong certificate: it names the reader certificate and the reason. The event's fields
+    (trusted, signature_valid, reason) stay what they were."""
+    pki = reader_pki(eku=False)
+    shown: list[str] = []
+    wallet = Wallet(se(world).transmit, InteractiveConsent(ask=lambda q: "n", show=shown.append), clock=Clock(),
+                    reader_trust_anchors=[pki.ca])
+    out = present_in_process(wallet, ReaderSession([REQUEST], pipeline(world), reader_signer=pki.signer,
+                                                   reader_chain=pki.chain))
+    why = f"{DOCTYPE}: leaf certificate lacks extended key usage 1.0.18013.5.1.6"  # the DocRequest's readerAuth
+    assert shown[0] == f"reader: CN=Shop Reader 1,C=JP (signature valid, reader certificate NOT trusted: {why})"
+    assert "issuer" not in shown[0]
+    event = next(e for e in out.wallet_events if e.kind == "response")
+    assert event.reader.signature_valid and not event.reader.trusted and not event.reader.revocation_failed
+    assert event.reader.reason == why
 
 
 def test_rules_file_errors_name_the_place(tmp_path):

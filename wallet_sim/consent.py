@@ -80,12 +80,17 @@ class ConsentPolicy(Protocol):
 
 
 def _reader_text(reader: ReaderIdentity | None) -> str:
+    """The reader as the holder is shown it. A valid signature by a certificate that does not
+    validate names the certificate, with why (its issuer unknown is one reason among others:
+    a leaf without EKU mdlReaderAuth, an expired one, a broken path), never "issuer"."""
     if reader is None:
         return "reader: anonymous (no reader authentication)"
+    if reader.signature_valid and not reader.trusted and not reader.revocation_failed:
+        return f"reader: {reader.subject or '?'} (signature valid, reader certificate NOT trusted" + (
+            f": {reader.reason})" if reader.reason else ")")
     state = "verified" if reader.signature_valid and reader.trusted else (
         "NOT verified" if not reader.signature_valid else
-        "signature valid, certificate NOT trusted: revoked, or its revocation unknown" if reader.revocation_failed
-        else "signature valid, issuer NOT trusted")
+        "signature valid, certificate NOT trusted: revoked, or its revocation unknown")
     return f"reader: {reader.subject or '?'} ({state})" + (f" - {reader.reason}" if reader.reason and not reader.trusted else "")
 
 

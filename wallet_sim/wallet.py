@@ -11,7 +11,8 @@ the SE, so no input can damage the stored credential.
 Status codes: SessionData ``status`` 10 (session encryption error), 11 (CBOR decoding
 error), 20 (termination), §9.1.1.4; DeviceResponse ``status`` 10 (general error), 11 (CBOR
 decoding), 12 (CBOR validation), §8.3.2.1.2.3. Refused items go into the Document's
-``errors`` (ErrorCode 0, data not returned); a docType not held or nothing released into
+``errors`` (ErrorCode 0, data not returned; not an age_over_NN that the age_over_MM released
+in its place answers, ISO/IEC 18013-5 7.2.5); a docType not held or nothing released into
 ``documentErrors``: the same answer for declined and not held, on purpose, so that a reader
 does not learn which documents (or elements) the holder does not have.
 
@@ -248,7 +249,8 @@ class WalletEvent:
     slot: int | None = None
     #: asked for, but not in the document (or no document of that docType held): not sent,
     #: as ``refused`` is not, and not the holder's refusal either. Both are the document's
-    #: ``errors`` in the DeviceResponse (ISO/IEC 18013-5 8.3.2.1.2.3: an element not returned).
+    #: ``errors`` in the DeviceResponse (ISO/IEC 18013-5 8.3.2.1.2.3: an element not returned),
+    #: but for an age_over_NN answered by the age_over_MM released in its place (7.2.5).
     not_held: Mapping[str, frozenset[str]] = field(default_factory=dict, hash=False)
 
 
@@ -598,8 +600,14 @@ class WalletSession:
             self.events.append(WalletEvent("response", "nothing released" + why_withheld, items.doc_type, reader,
                                            refused=refused, slot=held.slot, not_held=not_held))
             return None
-        errors = {ns: {i: ERROR_DATA_NOT_RETURNED for i in sorted(refused.get(ns, frozenset()) | not_held.get(ns, frozenset()))}
+        # an age_over_NN answered in its place by the age_over_MM released (7.2.5) is answered,
+        # not "not returned": errors name only what nothing released answers
+        answered = {(a.namespace, age_over.identifier(a.requested)) for a in answers
+                    if age_over.identifier(a.returned) in released.get(a.namespace, ())}
+        errors = {ns: {i: ERROR_DATA_NOT_RETURNED for i in sorted(refused.get(ns, frozenset()) | not_held.get(ns, frozenset()))
+                       if (ns, i) not in answered}
                   for ns in refused.keys() | not_held.keys()}
+        errors = {ns: items for ns, items in errors.items() if items}
         doc = self._build(held, released, errors)
         if info is not None and info.maximum_response_size is not None:
             size = len(cbor.dumps(doc.to_cbor()))
@@ -722,7 +730,9 @@ class OnlineWalletSession(WalletSession):
       page's key (``dc_api.jwt``) or in the clear (``dc_api``);
     * ``openid4vp-v1-signed``: the same, the request a JWS by the verifier's certificate,
       which the holder is shown (as readerAuth's) once its signature, client_id and
-      expected_origins hold.
+      expected_origins hold and its certificate path validates against the wallet's reader
+      trust anchors (OID4VP 1.0 5.9.3); a path that does not is answered ``invalid_request``
+      (8.5) and never put to the holder.
 
     Everything is bound to the SessionTranscript of the request and of the origin the
     browser vouches for, which the holder is shown at consent; the device key signs (there
@@ -764,7 +774,9 @@ class OnlineWalletSession(WalletSession):
         that signs readerAuth is (its certificate is its reader certificate:
         :func:`check_reader_chain`, the mdlReaderAuth extended key usage included): its
         certificate's subject, the signature (checked already), whether it chains to a
-        reader CA the wallet trusts and is not revoked, the profile rules it breaks."""
+        reader CA the wallet trusts and is not revoked, the profile rules it breaks. Not
+        trusted, the request is refused before the holder sees it
+        (:meth:`_untrusted_verifier`)."""
         checks, _chain = check_reader_chain(signed.chain, self.wallet.reader_trust_anchors, self.wallet.clock(),
                                             self.wallet.reader_revocation)
         checks.append(Check(READER_AUTHENTICATION, True, "the request object's signature"))
@@ -781,11 +793,27 @@ class OnlineWalletSession(WalletSession):
             self.transcript = oid4vp.session_transcript(self.origin, parsed.nonce, parsed.thumbprint)
         except oid4vp.Oid4vpError as exc:
             raise self._refuse(exc) from None
+        if reader is not None and not reader.trusted:
+            return {"protocol": self.protocol, "data": {
+                "error": INVALID_REQUEST, "error_description": self._untrusted_verifier(reader)}}
         answered = self._answer_queries(parsed, reader)
         if not answered:  # OAuth's error response (OID4VP 1.0 section 8.5): no credential leaves
             return {"protocol": self.protocol, "data": {
                 "error": "access_denied", "error_description": NOTHING_RELEASED}}
         return oid4vp.seal(oid4vp.vp_token(answered), parsed, protocol=self.protocol)
+
+    def _untrusted_verifier(self, reader: ReaderIdentity) -> str:
+        """Ends the presentation of a signed request whose certificate path does not validate
+        against the wallet's reader trust anchors (or its reader CAs' lists refuse it): OID4VP
+        1.0 5.9.3 has the wallet validate the signature *and the trust chain* of an
+        ``x509_san_dns:`` / ``x509_hash:`` verifier's certificate, so the request never
+        reaches the holder (unlike an untrusted ISO readerAuth, which the consent rules judge).
+        The error description of the ``invalid_request`` answer (8.5: the requirements of
+        the client identifier prefix violated)."""
+        why = f"{UNTRUSTED_VERIFIER}: {reader.reason}"[:300]
+        self.events.append(WalletEvent("error", f"online request refused: {why}", reader=reader))
+        self._end("online request refused")
+        return why
 
     def _answer_queries(self, request: oid4vp.Oid4vpRequest, reader: ReaderIdentity | None) -> dict[str, list[bytes]]:
         """A DeviceResponse per DCQL credential query the holder releases something of, over
@@ -887,6 +915,11 @@ def _answerable(held: HeldCredential | None, query: oid4vp.CredentialQuery
 
 
 NOTHING_RELEASED = "the holder released none of the requested claims"
+INVALID_REQUEST = "invalid_request"
+"""OID4VP 1.0 8.5: among others, the requirements of the request's client identifier prefix
+were violated (for ``x509_san_dns:`` / ``x509_hash:``, a certificate path the wallet cannot
+validate, 5.9.3)"""
+UNTRUSTED_VERIFIER = "the request's certificate does not chain to a reader CA this wallet trusts"
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -915,8 +948,10 @@ class CrossDeviceWalletSession(OnlineWalletSession):
        ``access_denied`` when the holder releases nothing.
 
     A signed request is checked (signature, ``client_id`` the URI's and the certificate's,
-    the ``response_uri`` on the certified host for ``x509_san_dns:``) and its verifier shown
-    to the holder as readerAuth's is. The answer goes only to https, or to http on this
+    the ``response_uri`` on the certified host for ``x509_san_dns:``, the certificate path to
+    one of the wallet's reader CAs) and its verifier shown to the holder as readerAuth's is;
+    a certificate path that does not validate gets ``invalid_request`` posted back (OID4VP
+    1.0 5.9.3, 8.5), the holder never asked. The answer goes only to https, or to http on this
     machine (a lab's reader). The device signs over the OpenID4VPHandover transcript, which
     binds the client_id, nonce, encryption key and response_uri."""
 
@@ -966,6 +1001,9 @@ class CrossDeviceWalletSession(OnlineWalletSession):
         except (oid4vp.Oid4vpError, dcapi.DcApiError) as exc:
             raise self._refuse(exc) from None
         self.redirect = redirect
+        if reader is not None and not reader.trusted:
+            return HttpExchange("POST", redirect.response_uri, oid4vp_redirect.error_form(
+                INVALID_REQUEST, self._untrusted_verifier(reader), redirect.state))
         answered = self._answer_queries(redirect.request, reader)
         try:
             form = (oid4vp_redirect.response_form(oid4vp.vp_token(answered), redirect) if answered

@@ -68,6 +68,13 @@ class IssuancePolicy:
     age_over: tuple[int, ...] = cardsub.DEFAULT_AGE_THRESHOLDS
 
     def __post_init__(self) -> None:
+        # the MSO writes its times in whole seconds and validUntil must be later than
+        # validFrom (ISO/IEC 18013-5 9.1.2.4): less than a second would issue an MSO that
+        # is never valid (or, at zero or less, none, blamed on the record or the DS)
+        if type(self.mso_validity) is not dt.timedelta or self.mso_validity < dt.timedelta(seconds=1):
+            raise IssuanceError(f"issuance policy: mso_validity {self.mso_validity!r:.60}: a timedelta of at least "
+                                "one second (an MSO's validUntil is later than its validFrom, in whole seconds: "
+                                "ISO/IEC 18013-5 9.1.2.4)")
         try:
             ages = cardsub.check_age_thresholds(self.age_over)
         except cardsub.ElementError as exc:

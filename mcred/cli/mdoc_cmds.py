@@ -71,6 +71,8 @@ def _print_result(console: Console, result: mdoc.VerificationResult) -> None:
             for ident, value in elements.items():
                 text = json.dumps(value, ensure_ascii=False)
                 console.print(cell(f"    {ident}: {text if len(text) < 100 else text[:97] + '...'}"))
+        for answer in doc.get("ageOver", []):  # what it says of each age_over_NN asked (ISO/IEC 18013-5 7.2.5)
+            console.print(cell(f"  {answer['namespace']} / {answer['requested']} asked: {answer['meaning']}"))
     console.print("[green]VALID[/]" if result.valid else "[red]INVALID[/]")
 
 
@@ -85,6 +87,9 @@ def verify_cmd(
     at: str | None = typer.Option(None, "--at", help="Verification time (ISO 8601); default now."),
     doc_type: str | None = typer.Option(None, "--doc-type", help="For an IssuerSigned: the docType it must be "
                                                                      "(default: the MSO's)."),
+    age_over: list[str] = typer.Option([], "--age-over", help="An age_over_NN the request asked (NN or age_over_NN; "
+                                       "at most two): report what each document says of it (ageOver, ISO/IEC "
+                                       "18013-5 7.2.5)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Verify a DeviceResponse and print every check and the disclosed elements.
@@ -92,8 +97,14 @@ def verify_cmd(
     An IssuerSigned on its own (as an issuer hands it to a wallet) gets the issuer-side
     checks: chain, issuer signature, MSO, docType, digests, validity. There is no
     presentation in it, so no device authentication is checked or listed."""
+    from mcred.present_saved import age_over_asked, with_age_over
+
     console = make_console()
     try:
+        try:
+            asked = age_over_asked(age_over)
+        except ValueError as exc:
+            raise _Unreadable(str(exc)) from None
         anchors = [c for p in trust_anchor for c in _load_certs(p)]
         transcript = None
         if session_transcript is not None:
@@ -124,6 +135,7 @@ def verify_cmd(
                     data, trust_anchors=anchors, session_transcript=transcript, now=now, reader_private_key=key)
         except mdoc.MdocError as exc:
             raise _Unreadable(f"{response}: {exc}") from exc
+        result = with_age_over(result, asked)
     except _Unreadable as exc:
         if as_json:
             print(json.dumps({"valid": False, "error": str(exc), "checks": [], "documents": []}))

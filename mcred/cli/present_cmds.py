@@ -968,7 +968,8 @@ def register(app: typer.Typer) -> None:
                 done = wallet_cross_device(wallet, request)
                 redirect = done.session.redirect
                 # refused: the holder (or the consent rules) said no; not_held: the document has no such
-                # element (or the wallet no such document). The verifier gets both as errors.
+                # element (or the wallet no such document). The verifier gets both as errors, but for
+                # an age_over_NN the age_over_MM released answers in its place (ISO/IEC 18013-5 7.2.5).
                 released = [{"docType": e.doc_type, "released": {ns: sorted(ids) for ns, ids in e.released.items()},
                              "refused": {ns: sorted(ids) for ns, ids in e.refused.items()},
                              "not_held": {ns: sorted(ids) for ns, ids in e.not_held.items()}}
@@ -998,16 +999,21 @@ def register(app: typer.Typer) -> None:
         offline: bool = typer.Option(False, "--offline", help="Do not fetch status lists."),
         ds_crl: bool = typer.Option(False, "--ds-crl", help="Also check the IACA CRL for a revoked document signer (ds_revocation)."),
         portrait: Path | None = _PORTRAIT,
+        age_over: list[str] = typer.Option([], "--age-over", help="An age_over_NN the request asked (NN or "
+                                           "age_over_NN; at most two): report what each document says of it "
+                                           "(ageOver: the element itself, or the age_over_MM in its place, "
+                                           "ISO/IEC 18013-5 7.2.5), as the reader that asked did."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     ) -> None:
         """Verify a saved presentation with the full reader pipeline (status included); an IssuerSigned
         on its own gets every check but device authentication."""
-        from mcred.present_saved import verify_saved
+        from mcred.present_saved import age_over_asked, verify_saved, with_age_over
         from mcred.present_wiring import reader_pipeline
         from reader.trust import TrustError
 
         console = make_console(stderr=as_json)
         try:
+            asked = age_over_asked(age_over)
             data = saved.read_bytes()
             now = dt.datetime.fromisoformat(at.replace("Z", "+00:00")) if at else None
             if now is not None and now.tzinfo is None:
@@ -1015,7 +1021,7 @@ def register(app: typer.Typer) -> None:
             pipeline = reader_pipeline(trust, offline=offline, ds_crl=ds_crl)
         except (OSError, ValueError, TrustError) as exc:
             _unusable(console, as_json, str(exc))
-        _finish(console, verify_saved(data, pipeline, now=now).to_json(), as_json, portrait)
+        _finish(console, with_age_over(verify_saved(data, pipeline, now=now), asked).to_json(), as_json, portrait)
 
 
 def _wallet_trace(transmit):  # noqa: ANN001, ANN202 - the wallet's transmit, traced under --trace

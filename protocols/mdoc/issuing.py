@@ -122,8 +122,11 @@ def issue_mso(
     for name, t in (("signed", signed), ("valid_from", valid_from), ("valid_until", valid_until)):
         if t.tzinfo is None:
             raise IssuingError(f"{name} must be an aware datetime")
-    if not signed.replace(microsecond=0) <= valid_from.replace(microsecond=0) < valid_until:
+    if not signed.replace(microsecond=0) <= valid_from.replace(microsecond=0):
         raise IssuingError("need signed <= valid_from < valid_until")
+    why = ValidityInfo(signed, _whole(valid_from), _whole(valid_until)).order_error()
+    if why is not None:  # as the MSO writes them: tdates in whole seconds
+        raise IssuingError(f"need signed <= valid_from < valid_until in whole seconds: {why}")
     try:
         key = device_public_key if isinstance(device_public_key, CoseKey) else CoseKey.from_public_key(device_public_key)
     except CoseKeyError as exc:
@@ -259,13 +262,13 @@ def _whole(t: dt.datetime) -> dt.datetime:
 
 
 def _in_order(signed: dt.datetime, valid_from: dt.datetime, valid_until: dt.datetime) -> bool:
-    """``signed <= valid_from < valid_until`` as issue_mso checks it (the first two to the
-    second); when ``signed`` is ``valid_from`` (the default) the first holds as it is, and the
-    second holds at once when ``valid_from < valid_until`` (cutting the fraction only moves
-    valid_from earlier)."""
+    """``signed <= valid_from < valid_until`` as issue_mso checks it, to the second: as the MSO
+    writes them (tdates without fractions), so that validUntil is later than validFrom in
+    the MSO itself (ISO/IEC 18013-5 9.1.2.4), not only before the fractions are cut; when
+    ``signed`` is ``valid_from`` (the default) the first holds as it is."""
     if signed is valid_from:
-        return valid_from < valid_until or _whole(valid_from) < valid_until
-    return _whole(signed) <= _whole(valid_from) < valid_until
+        return _whole(valid_from) < _whole(valid_until)
+    return _whole(signed) <= _whole(valid_from) < _whole(valid_until)
 
 
 class PreparedNamespaces:

@@ -83,6 +83,15 @@ class ValidityInfo:
     valid_until: dt.datetime
     expected_update: dt.datetime | None = None
 
+    def order_error(self) -> str | None:
+        """Why these times break ISO/IEC 18013-5 9.1.2.4's rule "the value of validUntil shall
+        be later than validFrom" (an MSO that is never valid: neither expired nor not yet
+        valid), or None when they keep it."""
+        if self.valid_from < self.valid_until:
+            return None
+        return (f"validUntil {cbor.tdate_text(self.valid_until)} is not later than validFrom "
+                f"{cbor.tdate_text(self.valid_from)}: an MSO that is never valid (ISO/IEC 18013-5 9.1.2.4)")
+
     def to_map(self) -> dict:
         out = {"signed": self.signed, "validFrom": self.valid_from, "validUntil": self.valid_until}
         if self.expected_update is not None:
