@@ -340,3 +340,49 @@ def test_load_refuses_a_crl_cryptography_refuses_late_and_the_relying_party_says
     check = _parse_crl(bad)
     assert not isinstance(check, x509.CertificateRevocationList)
     assert check.passed is False and check.code == "unavailable" and "CRL does not parse" in check.reason
+
+
+def test_a_crl_whose_signature_cannot_be_checked_with_the_issuers_key_is_refused_by_that_name():
+    """An issuer certificate of the CRL's name whose key cannot verify signatures at all (an
+    X25519 key): refused as "unverifiable", with cryptography's reason, never a TypeError."""
+    from cryptography.hazmat.primitives.asymmetric import x25519
+
+    odd = (x509.CertificateBuilder().subject_name(CA.subject).issuer_name(CA.subject)
+           .public_key(x25519.X25519PrivateKey.generate().public_key()).serial_number(9)
+           .not_valid_before(NOW - dt.timedelta(days=1)).not_valid_after(NOW + dt.timedelta(days=9))
+           .sign(KEY, hashes.SHA256()))
+    why = ca_crl.refusal_of(_crl(), odd, NOW)
+    assert why is not None and why.kind == "signature"
+    assert why.text.startswith("signature unverifiable: Key must be an rsa, dsa, ec")
+
+
+def test_a_crl_with_an_extension_twice_is_refused_as_unreadable():
+    """RFC 5280 4.2 (as for certificates, a CRL "MUST NOT include more than one instance of a
+    particular extension"): cryptography refuses to read such extensions; the CRL is not
+    used, with that reason. Built by hand (asn1crypto), re-signed by the CA."""
+    from asn1crypto import crl as asn1_crl
+
+    signed = asn1_crl.CertificateList.load(_crl().public_bytes(serialization.Encoding.DER))
+    tbs = signed["tbs_cert_list"]
+    tbs["crl_extensions"] = asn1_crl.TBSCertListExtensions([*tbs["crl_extensions"], tbs["crl_extensions"][0]])
+    tbs_der = tbs.dump(force=True)
+    twice = x509.load_der_x509_crl(asn1_crl.CertificateList({
+        "tbs_cert_list": asn1_crl.TbsCertList.load(tbs_der), "signature_algorithm": signed["signature_algorithm"],
+        "signature": KEY.sign(tbs_der, ec.ECDSA(hashes.SHA256()))}).dump())
+    assert ca_crl.refusal_of(twice, CA, NOW) == ca_crl.Refusal(
+        "extensions", "extensions unreadable: Duplicate 2.5.29.20 extension found")
+
+
+def test_the_remembered_scan_of_a_crls_entries_gives_the_same_verdict_again():
+    """The entries' scan is kept by the CRL's signature (a national CRL's entries take long
+    to read): the same CRL judged again is refused again, for the same entry, and a clean
+    one passes again; neither verdict leaks to the other."""
+    unknown = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"), b"\x05\x00")
+    bad_entry = (x509.RevokedCertificateBuilder().serial_number(6).revocation_date(NOW - dt.timedelta(hours=2))
+                 .add_extension(unknown, critical=True).build())
+    bad, clean = _with(revoked=[bad_entry]), _with(revoked=[])
+    first = ca_crl.refusal(bad, CA, NOW)
+    assert first is not None and first.startswith("the entry for serial 6 has critical extension")
+    for _ in range(2):
+        assert ca_crl.refusal(bad, CA, NOW) == first
+        assert ca_crl.refusal(clean, CA, NOW) is None
