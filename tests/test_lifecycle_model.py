@@ -114,6 +114,7 @@ CRL_VALIDITY, CRL_REFRESH = dt.timedelta(hours=24), dt.timedelta(hours=1)
 OCSP_VALIDITY = dt.timedelta(minutes=10)
 STATUS_TTL, STATUS_LIFETIME = 300, dt.timedelta(seconds=86_400)
 READER_SKEW = dt.timedelta(minutes=5)
+KEPT_CRL_AGE = dt.timedelta(hours=1)  # reader.ds_crl.DEFAULT_MAX_AGE
 #: how far the clock runs on between what is served and the model's reading of it
 SLACK = dt.timedelta(seconds=60)
 #: within this of a credential's end, the model takes either verdict (the clock ticks on)
@@ -130,6 +131,8 @@ CLOCK_STEPS = tuple(dt.timedelta(**kw) for kw in (
 MAX_TRAVEL = dt.timedelta(days=6 * 365)
 #: how far past a credential's end :meth:`Lifecycle.advance_past_an_end` goes
 PAST_END = READER_SKEW + dt.timedelta(minutes=5)
+#: an expiry notice's horizon asked (days: the renewal window's 3 months, about)
+NOTICE_WINDOW = dt.timedelta(days=90)
 #: what ``time.monotonic`` is moved by (tests/test_lifecycle_model.quiet_disk patches it)
 _MONOTONIC_SHIFT = [0.0]
 WORKFLOW_REASONS = {"resale_report": "cessationOfOperation", "lost_confirmed": "cessationOfOperation",
@@ -242,6 +245,10 @@ class Lifecycle(RuleBasedStateMachine):
         from mcred.service import create_app
 
         self.http = TestClient(create_app(self.ctx), base_url=self.ctx.public_url)
+        from issuer.api.auth import create_token
+
+        _tid, token = create_token(self.ctx.sessions, ["operator", "issuer"], "model")
+        self.auth = {"authorization": f"Bearer {token}"}
         jp = jpki_issuer(self.ctx)
         self.roots = {slot: jp.roots(slot) for slot in ("sign", "auth")}
         self.iaca = mdoc_service(self.ctx).iaca_certificate()
@@ -254,12 +261,17 @@ class Lifecycle(RuleBasedStateMachine):
         self.made = 0
         #: a presentation of each mdoc made when it was issued: (DeviceResponse, transcript)
         self.captured: dict[object, tuple[bytes, object]] = {}
+        from reader.ds_crl import DsCrlCheck, HttpCrlFetcher
         from reader.pipeline import HttpxFetcher, StatusListCache
 
-        #: a reader kept across the example, with its status-list cache, and what the model
-        #: said of each list's entries when that reader last fetched it: {uri: {idx: status}}
+        #: a reader kept across the example, with its status-list cache and its IACA CRL
+        #: cache (document and status-list signers looked up), and what the model said of
+        #: each list's entries when that reader last fetched it: {uri: {idx: status}}
         self.kept_lists = StatusListCache(HttpxFetcher(client=self.http))
-        self.kept_reader = self._reader(self.kept_lists)
+        self.kept_ds_crl = DsCrlCheck(HttpCrlFetcher(self.http))
+        self.kept_reader = self._reader(self.kept_lists, self.kept_ds_crl)
+        #: when the kept reader last fetched the IACA CRL (the end of the verification that did)
+        self.kept_crl_at: dt.datetime | None = None
         self.kept_saw: dict[str, dict[int, str]] = {}
 
     def teardown(self) -> None:
@@ -378,13 +390,15 @@ class Lifecycle(RuleBasedStateMachine):
         doc = mdoc.build_document(issued, st, signer=SeSigner(applet, slot))
         return mdoc.DeviceResponse((doc,)).encode(), st
 
-    def _reader(self, lists):  # noqa: ANN001
+    def _reader(self, lists, ds_crl=None):  # noqa: ANN001
         from reader.pipeline import ReaderPipeline
         from reader.trust import TrustStore
 
         trust = TrustStore()
         trust.add(self.iaca, source="test")
-        return ReaderPipeline(trust, status=lists)
+        if ds_crl is None:
+            return ReaderPipeline(trust, status=lists)
+        return ReaderPipeline(trust, status=lists, extra_checks=[ds_crl], signer_revocation=ds_crl.signer_revoked)
 
     def _present(self, c: Cred, reader=None):  # noqa: ANN001, ANN202
         """A reader's result on the presentation of ``c`` made when it was issued; by default
@@ -423,8 +437,16 @@ class Lifecycle(RuleBasedStateMachine):
         start = _now()
         # past its ttl, the cached list must be fetched again
         stale_ok = before is None or start - before <= dt.timedelta(seconds=STATUS_TTL)
+        crls = self.kept_ds_crl.fetches
         result = self._present(c, self.kept_reader)
         end = _now()
+        # the IACA CRL it looks the DS up on is kept an hour at most (DsCrlCheck's max_age)
+        if result.check("ds_revocation").code != "not_checked":
+            if self.kept_ds_crl.fetches > crls:
+                self.kept_crl_at = end
+            else:
+                assert start - self.kept_crl_at <= KEPT_CRL_AGE, (
+                    f"the kept reader used the IACA CRL fetched by {self.kept_crl_at:%F %T} at {start:%F %T}")
         entry = self.kept_lists.entry(c.uri)
         fetched = entry is not None and entry.fetched_at != before
         if result.check("revocation_status").code == "not_checked":
@@ -679,8 +701,8 @@ class Lifecycle(RuleBasedStateMachine):
             self._learn(phone, renewed)
 
     @precondition(lambda self: self.phones)
-    @rule(data=st.data())
-    def renew_certificates(self, data):
+    @rule(data=st.data(), early=st.booleans())
+    def renew_certificates(self, data, early):
         """電子証明書の更新 (``mcred jpki renew --early``): both certificates on new SE keys,
         the old ones superseded; refused for a phone that is not active, a certificate on
         hold or revoked (auth), and a P-384 card's certificates (they run to the card's
@@ -693,8 +715,15 @@ class Lifecycle(RuleBasedStateMachine):
               and mine["auth"].status == "valid" and mine.get("sign") is not None and mine["sign"].status != "hold"
               # a certificate that runs to the card's last day is not renewed: the card is
               and all(_jst_day(c.not_after) < self.card_until[p.holder] for c in mine.values() if c.status == "valid"))
-        if not self._attempt(f"renew {phone}'s certificates", lambda: renew_jpki(
-                self.ctx, phone, early=True, reason="model", actor="model"), refuse=not ok):
+        if ok and not early:  # from 3 calendar months before the first expiry day (JST), or after it
+            today, first = _jst_day(_now()), min(_jst_day(c.not_after) for c in mine.values() if c.status == "valid")
+            if abs(_now() - _jst_midnight_after(_now())) < EDGE or abs(_now() - _jst_midnight_before(_now())) < EDGE:
+                ok = None  # at midnight in Japan: either day
+            else:
+                ok = today >= _months_before(first, 3)
+        if not self._attempt(f"renew {phone}'s certificates{' early' * early}", lambda: renew_jpki(
+                self.ctx, phone, early=early, reason="model" if early else None, actor="model"),
+                refuse=None if ok is None else not ok):
             return
         renewed = {k for k, c in mine.items() if c.status == "valid"}
         self._revoke([mine[k] for k in renewed], "superseded")
@@ -782,6 +811,19 @@ class Lifecycle(RuleBasedStateMachine):
         this, nxt = crl.last_update_utc, crl.next_update_utc
         assert this <= now and nxt == this + CRL_VALIDITY and nxt - now > CRL_REFRESH - SLACK, (
             f"IACA CRL served at {now:%F %T}: thisUpdate {this:%F %T}, nextUpdate {nxt:%F %T}")
+        # the expiry notices (GET /credentials?expiring_within=90): the valid certificates
+        # ending within the 3 months' renewal window, or ended, soonest first
+        r = self.http.get("/credentials", params={"expiring_within": 90, "limit": 1000}, headers=self.auth)
+        assert r.status_code == 200, (r.status_code, r.text)
+        listed = [int(x["serial"], 16) for x in r.json()["credentials"]]
+        horizon = _now() + NOTICE_WINDOW
+        assert listed == sorted(listed, key=lambda x: next(c.not_after for c in certs if c.serial == x))
+        for c in certs:
+            if abs(c.not_after - horizon) >= EDGE:
+                due = c.status == "valid" and c.not_after <= horizon
+                assert (c.serial in listed) == due, (
+                    f"{c.kind} certificate {c.serial:x} ({c.status}, notAfter {c.not_after:%F %T}): "
+                    f"{'not ' * (c.serial not in listed)}in the expiry notices at {_now():%F %T}")
         # each phone's SE holds what the model says (nothing, once wiped)
         for pid, p in self.phones.items():
             held = {k: v for k, v in self._se(pid).items() if ":" not in k}
@@ -798,6 +840,23 @@ def _now() -> dt.datetime:
 
 def _jst_day(when: dt.datetime) -> dt.date:
     return when.astimezone(dt.timezone(dt.timedelta(hours=9))).date()
+
+
+def _jst_midnight_before(when: dt.datetime) -> dt.datetime:
+    jst = dt.timezone(dt.timedelta(hours=9))
+    return dt.datetime.combine(_jst_day(when), dt.time(0), jst)
+
+
+def _jst_midnight_after(when: dt.datetime) -> dt.datetime:
+    return _jst_midnight_before(when) + dt.timedelta(days=1)
+
+
+def _months_before(day: dt.date, months: int) -> dt.date:
+    """The same day ``months`` calendar months before (the month's last day if it has none)."""
+    import calendar
+
+    y, m = divmod(day.year * 12 + day.month - 1 - months, 12)
+    return dt.date(y, m + 1, min(day.day, calendar.monthrange(y, m + 1)[1]))
 
 
 def _card_expiry(h: int) -> dt.date:
