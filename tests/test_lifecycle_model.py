@@ -52,6 +52,7 @@ import pytest
 import time_machine
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.x509 import ocsp
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
@@ -500,6 +501,19 @@ class Lifecycle(RuleBasedStateMachine):
         for when in (resp.produced_at_utc, resp.this_update_utc):
             assert abs(when - now) < SLACK, f"OCSP on {c.serial:x}: made {when:%F %T} (producedAt, thisUpdate) at {now}"
         assert resp.next_update_utc == resp.this_update_utc + OCSP_VALIDITY, (resp.this_update_utc, resp.next_update_utc)
+        # signed by the root's delegated responder, whose certificate is valid now (renewed
+        # before its year ends, whatever was cached)
+        root = self._root(c.kind, aki)
+        responder = resp.certificates[0]
+        responder.verify_directly_issued_by(root)
+        assert responder.not_valid_before_utc <= now <= responder.not_valid_after_utc, (
+            f"OCSP on {c.serial:x} at {now:%F %T} signed by a responder valid {responder.not_valid_before_utc:%F} "
+            f"to {responder.not_valid_after_utc:%F}")
+        key = responder.public_key()
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(resp.signature, resp.tbs_response_bytes, ec.ECDSA(resp.signature_hash_algorithm))
+        else:
+            key.verify(resp.signature, resp.tbs_response_bytes, padding.PKCS1v15(), resp.signature_hash_algorithm)
         if resp.certificate_status == ocsp.OCSPCertStatus.GOOD:
             return "good", None, None
         assert resp.certificate_status == ocsp.OCSPCertStatus.REVOKED, resp.certificate_status
