@@ -30,10 +30,13 @@ certificates' rollover. ``time.monotonic`` is moved with it (an OCSP responder c
 certificates for a minute of it). Then: a fresh reader refuses an expired mdoc on its
 ``validity`` check alone (code ``expired``, 5 minutes' skew), whatever the list says; a
 reader kept across the example never takes a list older than its ttl (and until then gives
-the verdict of the list it fetched); a CRL leaves out expired certificates (RFC 5280
-5.1.2.6, specs/revocation.md 2) while OCSP still answers for them; every CRL, OCSP answer and
-status list token served is current, whatever was cached when it was built. The issuer keeps
-its timestamps in Python values (no database server clock), so PostgreSQL is the same.
+the verdict of the list it fetched) nor an IACA CRL older than an hour; a CRL leaves out
+expired certificates (RFC 5280 5.1.2.6, specs/revocation.md 2) while OCSP still answers for
+them; every CRL, OCSP answer (signed by a responder valid now) and status list token served
+is current, whatever was cached when it was built; the expiry notices list the valid
+certificates ending within 90 days or ended; a renewal without ``--early`` is taken from 3
+months before the expiry day, an expired certificate's too. The issuer keeps its timestamps
+in Python values (no database server clock), so PostgreSQL is the same.
 """
 
 from __future__ import annotations
@@ -216,11 +219,6 @@ class Lifecycle(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        # the clock every party reads, from now on (ticking); moved by :meth:`advance_clock`
-        _MONOTONIC_SHIFT[0] = 0.0
-        self.travel = time_machine.travel(dt.datetime.now(dt.UTC), tick=True)
-        self.traveller = self.travel.start()
-        self.travelled = dt.timedelta(0)
         self.dir = Path(tempfile.mkdtemp(prefix="mcred-life-"))
         home = self.dir / "home"
         self.schema = None
@@ -271,9 +269,15 @@ class Lifecycle(RuleBasedStateMachine):
         self.kept_lists = StatusListCache(HttpxFetcher(client=self.http))
         self.kept_ds_crl = DsCrlCheck(HttpCrlFetcher(self.http))
         self.kept_reader = self._reader(self.kept_lists, self.kept_ds_crl)
+        self.kept_saw: dict[str, dict[int, str]] = {}
         #: when the kept reader last fetched the IACA CRL (the end of the verification that did)
         self.kept_crl_at: dt.datetime | None = None
-        self.kept_saw: dict[str, dict[int, str]] = {}
+        # the clock every party reads, from now on (ticking; started last, as teardown runs
+        # only after __init__ returned); moved by the advance_* rules
+        _MONOTONIC_SHIFT[0] = 0.0
+        self.travel = time_machine.travel(dt.datetime.now(dt.UTC), tick=True)
+        self.traveller = self.travel.start()
+        self.travelled = dt.timedelta(0)
 
     def teardown(self) -> None:
         self.travel.stop()
