@@ -19,7 +19,24 @@ A presentation of each mdoc is made when it is issued and kept, so that the read
 on an old phone's mdoc is checked after the phone was wiped too. Phones get ids whose order
 hypothesis draws (the registry orders a holder's phones by id in places). Each example runs
 in a fresh data directory copied from one whose keys are made once; on PostgreSQL in a fresh
-schema. No clock is moved: expiry is out of scope (the issuer reads the system clock).
+schema.
+
+Time is in the model: every example runs under ``time_machine`` (the C-level clock, so every
+``datetime.now`` / ``time.time`` the parties imported by name reads it; it ticks on from
+where it was put), and a rule moves it forward by minutes to a year, across the status list's
+ttl (300 s) and lifetime (24 h), the OCSP responses' nextUpdate (10 min), the CRLs' refresh
+(1 h before) and nextUpdate (24 h), the MSOs' validity (30 days) and the DS and responder
+certificates' rollover. ``time.monotonic`` is moved with it (an OCSP responder caches its
+certificates for a minute of it). Then: a fresh reader refuses an expired mdoc on its
+``validity`` check alone (code ``expired``, 5 minutes' skew), whatever the list says; a
+reader kept across the example never takes a list older than its ttl (and until then gives
+the verdict of the list it fetched) nor an IACA CRL older than an hour; a CRL leaves out
+expired certificates (RFC 5280 5.1.2.6, specs/revocation.md 2) while OCSP still answers for
+them; every CRL, OCSP answer (signed by a responder valid now) and status list token served
+is current, whatever was cached when it was built; the expiry notices list the valid
+certificates ending within 90 days or ended; a renewal without ``--early`` is taken from 3
+months before the expiry day, an expired certificate's too. The issuer keeps its timestamps
+in Python values (no database server clock), so PostgreSQL is the same.
 """
 
 from __future__ import annotations
@@ -28,14 +45,17 @@ import datetime as dt
 import os
 import shutil
 import tempfile
+import time
 import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import time_machine
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.x509 import ocsp
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
@@ -92,6 +112,33 @@ HOLD = "certificateHold"
 LIVE = ("valid", "hold")
 KINDS = {"sign": ("sign",), "auth": ("auth",), "mdoc": ("mdoc",), "jpki": ("sign", "auth"),
          "all": ("sign", "auth", "mdoc")}
+#: what the parties' clocks are held to (issuer.jpki.publication, issuer.jpki.ocsp,
+#: issuer.mdoc.status_lists.StatusPolicy, reader.pipeline.PipelineConfig)
+CRL_VALIDITY, CRL_REFRESH = dt.timedelta(hours=24), dt.timedelta(hours=1)
+OCSP_VALIDITY = dt.timedelta(minutes=10)
+STATUS_TTL, STATUS_LIFETIME = 300, dt.timedelta(seconds=86_400)
+READER_SKEW = dt.timedelta(minutes=5)
+KEPT_CRL_AGE = dt.timedelta(hours=1)  # reader.ds_crl.DEFAULT_MAX_AGE
+#: how far the clock runs on between what is served and the model's reading of it
+SLACK = dt.timedelta(seconds=60)
+#: within this of a credential's end, the model takes either verdict (the clock ticks on)
+EDGE = dt.timedelta(minutes=2)
+#: how far the clock moves in a step: within and past the status list's ttl (300 s), the
+#: OCSP answers' nextUpdate (10 min), the CRLs' refresh (an hour before nextUpdate) and
+#: nextUpdate (24 h; the status list's exp too), past a week, an MSO's validity (30 days)
+CLOCK_STEPS = tuple(dt.timedelta(**kw) for kw in (
+    {"minutes": 2}, {"minutes": 6}, {"minutes": 11}, {"hours": 2}, {"hours": 23, "minutes": 30},
+    {"hours": 25}, {"days": 8}, {"days": 31}, {"days": 400}, {"days": 1600}))
+#: and at most this far in all: past the DS and OCSP responder certificates' year (each
+#: rolled over), past an RSA card's certificates (to the 5th birthday: the holders' are
+#: 4 to 5 years away), within the cards' 10 years and the IACA's
+MAX_TRAVEL = dt.timedelta(days=6 * 365)
+#: how far past a credential's end :meth:`Lifecycle.advance_past_an_end` goes
+PAST_END = READER_SKEW + dt.timedelta(minutes=5)
+#: an expiry notice's horizon asked (days: the renewal window's 3 months, about)
+NOTICE_WINDOW = dt.timedelta(days=90)
+#: what ``time.monotonic`` is moved by (tests/test_lifecycle_model.quiet_disk patches it)
+_MONOTONIC_SHIFT = [0.0]
 WORKFLOW_REASONS = {"resale_report": "cessationOfOperation", "lost_confirmed": "cessationOfOperation",
                     "death": "affiliationChanged"}
 
@@ -110,6 +157,10 @@ class Cred:
     crl: str = ""  # the path of the certificate's CRL
     uri: str = ""
     idx: int = -1
+    #: the certificate's notAfter, the MSO's validUntil
+    not_after: dt.datetime | None = None
+    #: an mdoc's DS certificate's notAfter
+    ds_until: dt.datetime | None = None
 
 
 @dataclass
@@ -193,6 +244,10 @@ class Lifecycle(RuleBasedStateMachine):
         from mcred.service import create_app
 
         self.http = TestClient(create_app(self.ctx), base_url=self.ctx.public_url)
+        from issuer.api.auth import create_token
+
+        _tid, token = create_token(self.ctx.sessions, ["operator", "issuer"], "model")
+        self.auth = {"authorization": f"Bearer {token}"}
         jp = jpki_issuer(self.ctx)
         self.roots = {slot: jp.roots(slot) for slot in ("sign", "auth")}
         self.iaca = mdoc_service(self.ctx).iaca_certificate()
@@ -200,11 +255,33 @@ class Lifecycle(RuleBasedStateMachine):
         self.phones: dict[str, PhoneModel] = {}
         self.creds: dict[object, Cred] = {}
         self.moves: dict[int, int] = {}
+        #: each holder's card's last day (the 10th birthday after it was issued)
+        self.card_until: dict[int, dt.date] = {}
         self.made = 0
         #: a presentation of each mdoc made when it was issued: (DeviceResponse, transcript)
         self.captured: dict[object, tuple[bytes, object]] = {}
+        from reader.ds_crl import DsCrlCheck, HttpCrlFetcher
+        from reader.pipeline import HttpxFetcher, StatusListCache
+
+        #: a reader kept across the example, with its status-list cache and its IACA CRL
+        #: cache (document and status-list signers looked up), and what the model said of
+        #: each list's entries when that reader last fetched it: {uri: {idx: status}}
+        self.kept_lists = StatusListCache(HttpxFetcher(client=self.http))
+        self.kept_ds_crl = DsCrlCheck(HttpCrlFetcher(self.http))
+        self.kept_reader = self._reader(self.kept_lists, self.kept_ds_crl)
+        self.kept_saw: dict[str, dict[int, str]] = {}
+        #: when the kept reader last fetched the IACA CRL (the end of the verification that did)
+        self.kept_crl_at: dt.datetime | None = None
+        # the clock every party reads, from now on (ticking; started last, as teardown runs
+        # only after __init__ returned); moved by the advance_* rules
+        _MONOTONIC_SHIFT[0] = 0.0
+        self.travel = time_machine.travel(dt.datetime.now(dt.UTC), tick=True)
+        self.traveller = self.travel.start()
+        self.travelled = dt.timedelta(0)
 
     def teardown(self) -> None:
+        self.travel.stop()
+        _MONOTONIC_SHIFT[0] = 0.0
         self.http.close()
         self.ctx.engine.dispose()
         if self.schema is not None:
@@ -292,7 +369,8 @@ class Lifecycle(RuleBasedStateMachine):
             cdp = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
             url = next(n.value for dp in cdp for n in dp.full_name or () if isinstance(n, x509.UniformResourceIdentifier))
             out[slot] = ("cert", cert.serial_number)
-            out[f"{slot}:cred"] = Cred(slot, phone, -1, serial=cert.serial_number, der=der, crl=_path(url))
+            out[f"{slot}:cred"] = Cred(slot, phone, -1, serial=cert.serial_number, der=der, crl=_path(url),
+                                       not_after=cert.not_valid_after_utc)
         applet = SeMdocApplet(se.transmit)
         try:
             held = [(slot, n) for slot, has, n in applet.slots() if has]
@@ -302,7 +380,9 @@ class Lifecycle(RuleBasedStateMachine):
             mso = mdoc.IssuerSigned.decode(applet.read(slot, n)).mso()
             ref = mso.status.status_list
             out["mdoc"] = ("mdoc", ref.uri, ref.idx)
-            out["mdoc:cred"] = Cred("mdoc", phone, -1, uri=ref.uri, idx=ref.idx)
+            ds = x509.load_der_x509_certificate(mdoc.IssuerSigned.decode(applet.read(slot, n)).issuer_auth.x5chain[0])
+            out["mdoc:cred"] = Cred("mdoc", phone, -1, uri=ref.uri, idx=ref.idx,
+                                    not_after=mso.validity_info.valid_until, ds_until=ds.not_valid_after_utc)
         return out
 
     def _presentation(self, phone: str) -> tuple[bytes, object]:
@@ -315,16 +395,76 @@ class Lifecycle(RuleBasedStateMachine):
         doc = mdoc.build_document(issued, st, signer=SeSigner(applet, slot))
         return mdoc.DeviceResponse((doc,)).encode(), st
 
-    def _reader_accepts(self, presentation: tuple[bytes, object]) -> bool:
-        """A fresh reader's verdict (no status list cached: it fetches the list over HTTP)."""
-        from reader.pipeline import HttpxFetcher, ReaderPipeline, StatusListCache
+    def _reader(self, lists, ds_crl=None):  # noqa: ANN001
+        from reader.pipeline import ReaderPipeline
         from reader.trust import TrustStore
 
         trust = TrustStore()
         trust.add(self.iaca, source="test")
-        reader = ReaderPipeline(trust, status=StatusListCache(HttpxFetcher(client=self.http)))
-        response, st = presentation
-        return reader.verify(response, session_transcript=st).valid
+        if ds_crl is None:
+            return ReaderPipeline(trust, status=lists)
+        return ReaderPipeline(trust, status=lists, extra_checks=[ds_crl], signer_revocation=ds_crl.signer_revoked)
+
+    def _present(self, c: Cred, reader=None):  # noqa: ANN001, ANN202
+        """A reader's result on the presentation of ``c`` made when it was issued; by default
+        a fresh reader's (no status list cached: it fetches the list over HTTP)."""
+        from reader.pipeline import HttpxFetcher, StatusListCache
+
+        if reader is None:
+            reader = self._reader(StatusListCache(HttpxFetcher(client=self.http)))
+        response, st = self.captured[_key(c)]
+        return reader.verify(response, session_transcript=st)
+
+    def _judge(self, c: Cred, status: str, result, who: str = "a fresh reader") -> None:  # noqa: ANN001
+        """A reader's ``result`` on ``c`` held against the model: taken iff ``status`` (what
+        the list it read says) is valid and the MSO has not expired (validUntil, then the
+        reader's 5 minutes' skew; within 2 minutes of that either way); an expired MSO is
+        refused on its ``validity`` (code ``expired``), on that alone when the list says
+        valid."""
+        past = _now() - READER_SKEW - c.not_after
+        what = f"{who} on the mdoc {c.uri}#{c.idx} of {c.phone} ({status}, validUntil {c.not_after:%F %T})"
+        if abs(past) < dt.timedelta(minutes=2):
+            return  # at the edge of its validity: either
+        expired = past > dt.timedelta(0)
+        assert result.valid == (status == "valid" and not expired), f"{what}: {result.failed()}"
+        validity = result.check("validity")
+        assert validity is not None and validity.passed != expired, f"{what}: {validity}"
+        if expired:
+            assert validity.code == "expired", f"{what}: {validity}"
+            if status == "valid" and _now() < c.ds_until - EDGE:  # (past it, its chain fails too)
+                assert result.failed() == ["validity"], f"{what}: {result.failed()}"
+
+    def _kept_reader_verdict(self, c: Cred) -> None:
+        """The reader kept across the example: it takes the list it cached while that is
+        younger than its ttl (the verdict of the statuses then), never once older."""
+        entry = self.kept_lists.entry(c.uri)
+        before = entry.fetched_at if entry is not None else None
+        start = _now()
+        # past its ttl, the cached list must be fetched again
+        stale_ok = before is None or start - before <= dt.timedelta(seconds=STATUS_TTL)
+        crls = self.kept_ds_crl.fetches
+        result = self._present(c, self.kept_reader)
+        end = _now()
+        # the IACA CRL it looks the DS up on is kept an hour at most (DsCrlCheck's max_age)
+        if result.check("ds_revocation").code != "not_checked":
+            if self.kept_ds_crl.fetches > crls:
+                self.kept_crl_at = end
+            else:
+                assert start - self.kept_crl_at <= KEPT_CRL_AGE, (
+                    f"the kept reader used the IACA CRL fetched by {self.kept_crl_at:%F %T} at {start:%F %T}")
+        entry = self.kept_lists.entry(c.uri)
+        fetched = entry is not None and entry.fetched_at != before
+        if result.check("revocation_status").code == "not_checked":
+            pass  # no list consulted (no trusted DS chain: expired), the verdict is on the MSO
+        elif fetched:
+            self.kept_saw[c.uri] = {x.idx: x.status for x in self.creds.values() if x.kind == "mdoc" and x.uri == c.uri}
+        else:
+            assert stale_ok, f"the kept reader used the list {c.uri} fetched {before:%F %T} at {start:%F %T}"
+            assert end - before <= dt.timedelta(seconds=STATUS_TTL, milliseconds=1), (
+                f"the kept reader used the list {c.uri} fetched {before:%F %T} at {end:%F %T}, past its ttl")
+        # an index taken after the list was fetched was 0 (VALID) on it: indices are not reused
+        said = self.kept_saw[c.uri].get(c.idx, "valid") if c.uri in self.kept_saw else c.status
+        self._judge(c, said, result, "the kept reader")
 
     def _root(self, slot: str, aki: bytes) -> x509.Certificate:
         return next(r for r in self.roots[slot] if r.extensions.get_extension_for_class(
@@ -337,6 +477,11 @@ class Lifecycle(RuleBasedStateMachine):
         crl = x509.load_der_x509_crl(r.content)
         aki = crl.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
         assert crl.is_signature_valid(self._root(slot, aki).public_key()), path
+        # current: built at most now, nextUpdate 24 h after, not served within an hour of it
+        now = _now()
+        this, nxt = crl.last_update_utc, crl.next_update_utc
+        assert this <= now and nxt == this + CRL_VALIDITY, f"CRL {path}: thisUpdate {this}, nextUpdate {nxt} at {now}"
+        assert nxt - now > CRL_REFRESH - SLACK, f"CRL {path} served at {now:%F %T}, its nextUpdate {nxt:%F %T}"
         out = {}
         for entry in crl:
             try:
@@ -356,6 +501,23 @@ class Lifecycle(RuleBasedStateMachine):
         resp = ocsp.load_der_ocsp_response(r.content)
         assert resp.response_status == ocsp.OCSPResponseStatus.SUCCESSFUL, resp.response_status
         assert resp.serial_number == c.serial
+        now = _now()  # made now, current for 10 minutes
+        for when in (resp.produced_at_utc, resp.this_update_utc):
+            assert abs(when - now) < SLACK, f"OCSP on {c.serial:x}: made {when:%F %T} (producedAt, thisUpdate) at {now}"
+        assert resp.next_update_utc == resp.this_update_utc + OCSP_VALIDITY, (resp.this_update_utc, resp.next_update_utc)
+        # signed by the root's delegated responder, whose certificate is valid now (renewed
+        # before its year ends, whatever was cached)
+        root = self._root(c.kind, aki)
+        responder = resp.certificates[0]
+        responder.verify_directly_issued_by(root)
+        assert responder.not_valid_before_utc <= now <= responder.not_valid_after_utc, (
+            f"OCSP on {c.serial:x} at {now:%F %T} signed by a responder valid {responder.not_valid_before_utc:%F} "
+            f"to {responder.not_valid_after_utc:%F}")
+        key = responder.public_key()
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(resp.signature, resp.tbs_response_bytes, ec.ECDSA(resp.signature_hash_algorithm))
+        else:
+            key.verify(resp.signature, resp.tbs_response_bytes, padding.PKCS1v15(), resp.signature_hash_algorithm)
         if resp.certificate_status == ocsp.OCSPCertStatus.GOOD:
             return "good", None, None
         assert resp.certificate_status == ocsp.OCSPCertStatus.REVOKED, resp.certificate_status
@@ -365,8 +527,13 @@ class Lifecycle(RuleBasedStateMachine):
     def _status(self, c: Cred) -> int:
         r = self.http.get(_path(c.uri))
         assert r.status_code == 200, (c.uri, r.status_code)
-        token = verify_status_list_token(r.content, trust_anchor=self.iaca, uri=c.uri,
-                                         now=dt.datetime.now(dt.UTC))
+        now = _now()
+        token = verify_status_list_token(r.content, trust_anchor=self.iaca, uri=c.uri, now=now)
+        # current: issued at most now, for another ttl at least (then rebuilt)
+        iat, exp, ttl = token.header.iat, token.header.exp, token.header.ttl
+        assert ttl == STATUS_TTL and exp - iat == STATUS_LIFETIME, (c.uri, iat, exp, ttl)
+        assert iat <= now + SLACK and exp - now > dt.timedelta(seconds=ttl) - SLACK, (
+            f"status list {c.uri} served at {now:%F %T}: iat {iat:%F %T}, exp {exp:%F %T}, ttl {ttl}")
         return token.status(c.idx)
 
     # --- steps -------------------------------------------------------------------------------
@@ -400,6 +567,7 @@ class Lifecycle(RuleBasedStateMachine):
         pid = self._new_phone(data)
         r = provision(self.ctx, pid, parse_holder(HOLDERS[h]), key_type=key_type, mdoc_batch=1, **SECRETS)
         self.holder_ids[h] = r.holder_id
+        self.card_until[h] = _card_expiry(h)
         self.phones[pid] = PhoneModel(h, key_type)
         self._learn(pid, {"sign", "auth", "mdoc"})
 
@@ -527,6 +695,7 @@ class Lifecycle(RuleBasedStateMachine):
                 self.ctx, self.holder_ids[h], reason="model", key_type=key_type, actor="model", actions=actions),
                 refuse=held):
             return
+        self.card_until[h] = _card_expiry(h)
         if phone is not None:
             self._revoke(self._on(phone), "superseded")
             self._learn(phone, {"sign", "auth", "mdoc"})
@@ -550,8 +719,8 @@ class Lifecycle(RuleBasedStateMachine):
             self._learn(phone, renewed)
 
     @precondition(lambda self: self.phones)
-    @rule(data=st.data())
-    def renew_certificates(self, data):
+    @rule(data=st.data(), early=st.booleans())
+    def renew_certificates(self, data, early):
         """電子証明書の更新 (``mcred jpki renew --early``): both certificates on new SE keys,
         the old ones superseded; refused for a phone that is not active, a certificate on
         hold or revoked (auth), and a P-384 card's certificates (they run to the card's
@@ -561,13 +730,46 @@ class Lifecycle(RuleBasedStateMachine):
         mine = {c.kind: c for c in self._on(phone, ("sign", "auth"), status=("valid", "hold", "revoked"))
                 if p.held and p.held.get(c.kind) == _key(c)}
         ok = (p.state == "active" and p.key_type == "rsa2048" and "auth" in mine
-              and mine["auth"].status == "valid" and mine.get("sign") is not None and mine["sign"].status != "hold")
-        if not self._attempt(f"renew {phone}'s certificates", lambda: renew_jpki(
-                self.ctx, phone, early=True, reason="model", actor="model"), refuse=not ok):
+              and mine["auth"].status == "valid" and mine.get("sign") is not None and mine["sign"].status != "hold"
+              # a certificate that runs to the card's last day is not renewed: the card is
+              and all(_jst_day(c.not_after) < self.card_until[p.holder] for c in mine.values() if c.status == "valid"))
+        if ok and not early:  # from 3 calendar months before the first expiry day (JST), or after it
+            today, first = _jst_day(_now()), min(_jst_day(c.not_after) for c in mine.values() if c.status == "valid")
+            if abs(_now() - _jst_midnight_after(_now())) < EDGE or abs(_now() - _jst_midnight_before(_now())) < EDGE:
+                ok = None  # at midnight in Japan: either day
+            else:
+                ok = today >= _months_before(first, 3)
+        if not self._attempt(f"renew {phone}'s certificates{' early' * early}", lambda: renew_jpki(
+                self.ctx, phone, early=early, reason="model" if early else None, actor="model"),
+                refuse=None if ok is None else not ok):
             return
         renewed = {k for k, c in mine.items() if c.status == "valid"}
         self._revoke([mine[k] for k in renewed], "superseded")
         self._learn(phone, renewed)
+
+    @rule(data=st.data())
+    def advance_clock(self, data):
+        """Time passes, for every party at once (the issuer, the readers, the phones)."""
+        step = data.draw(st.sampled_from([s for s in CLOCK_STEPS if self.travelled + s <= MAX_TRAVEL]))
+        self.travelled += step
+        self.traveller.shift(step)
+        _MONOTONIC_SHIFT[0] += step.total_seconds()
+
+    def _ends_ahead(self) -> list[dt.datetime]:
+        """When the credentials still unexpired end, within the travel the model allows."""
+        now, last = _now(), _now() - self.travelled + MAX_TRAVEL - PAST_END
+        return sorted({c.not_after for c in self.creds.values() if now < c.not_after <= last})
+
+    @precondition(lambda self: self._ends_ahead())
+    @rule(data=st.data())
+    def advance_past_an_end(self, data):
+        """Time passes to just past a credential's end (an MSO's validUntil, a certificate's
+        notAfter; the reader's 5 minutes' skew after): where expiry is seen."""
+        end = data.draw(st.sampled_from(self._ends_ahead()), label="to past")
+        step = end + PAST_END - _now()
+        self.travelled += step
+        self.traveller.shift(step)
+        _MONOTONIC_SHIFT[0] += step.total_seconds()
 
     @precondition(lambda self: self.phones)
     @rule(data=st.data(), batch=st.sampled_from([None, 1]))
@@ -596,25 +798,52 @@ class Lifecycle(RuleBasedStateMachine):
         certs = [c for c in self.creds.values() if c.kind in ("sign", "auth")]
         for path, slot in sorted({(c.crl, c.kind) for c in certs}):
             crl = self._crl(path, slot)
+            now = _now()
             mine = {c.serial: c for c in certs if c.crl == path}
             assert set(crl) <= set(mine), f"CRL {path} lists certificates of nobody: {set(crl) - set(mine)}"
             for serial, c in mine.items():
-                # the OCSP responder agrees with the CRL: good / revoked with the same reason and time
+                # the OCSP responder answers for every certificate, expired or not
                 ocsp_said, entry = self._ocsp(c), crl.get(serial)
-                assert ocsp_said == (("good", None, None) if entry is None else ("revoked", *entry)), (
-                    f"OCSP {ocsp_said} and CRL {entry} disagree on {c.kind} certificate {serial:x}")
-                seen[_key(c)] = "valid" if entry is None else "hold" if entry[0] == HOLD else "revoked"
+                seen[_key(c)] = "valid" if ocsp_said[0] == "good" else "hold" if ocsp_said[1] == HOLD else "revoked"
                 want = c.status if c.status != "revoked" else f"revoked ({c.reason})"
-                got = seen[_key(c)] if seen[_key(c)] != "revoked" else f"revoked ({entry[0]})"
-                assert got == want, f"{c.kind} certificate {serial:x} on {c.phone}: {got}, the model {want}"
+                got = seen[_key(c)] if seen[_key(c)] != "revoked" else f"revoked ({ocsp_said[1]})"
+                assert got == want, f"{c.kind} certificate {serial:x} on {c.phone}: OCSP {got}, the model {want}"
+                if abs(now - c.not_after) < EDGE:
+                    continue  # expiring as the CRL was built: listed or not
+                if now > c.not_after:  # expired: left out of the CRL (RFC 5280 5.1.2.6)
+                    assert entry is None, f"CRL {path} lists {c.kind} certificate {serial:x}, expired {c.not_after}"
+                else:  # the CRL agrees with OCSP: absent / listed with the same reason and time
+                    assert ocsp_said == (("good", None, None) if entry is None else ("revoked", *entry)), (
+                        f"OCSP {ocsp_said} and CRL {entry} disagree on {c.kind} certificate {serial:x}")
         for c in self.creds.values():
             if c.kind == "mdoc":
                 seen[_key(c)] = {0: "valid", 1: "revoked", 2: "hold"}[self._status(c)]
                 assert seen[_key(c)] == c.status, f"the mdoc {c.uri}#{c.idx} on {c.phone}: {seen[_key(c)]}, " \
                                                   f"the model {c.status}"
-                # a reader takes a presentation of it (made when issued) iff it is valid
-                assert self._reader_accepts(self.captured[_key(c)]) == (c.status == "valid"), (
-                    f"a reader on the mdoc {c.uri}#{c.idx} of {c.phone} ({c.status})")
+                # a reader takes a presentation of it (made when issued) iff it is valid, unexpired
+                self._judge(c, c.status, self._present(c))
+                self._kept_reader_verdict(c)
+        # the IACA's CRL (document and status-list signers) is current too
+        r = self.http.get("/trust/iaca.crl")
+        assert r.status_code == 200, r.status_code
+        crl, now = x509.load_der_x509_crl(r.content), _now()
+        assert crl.is_signature_valid(self.iaca.public_key())
+        this, nxt = crl.last_update_utc, crl.next_update_utc
+        assert this <= now and nxt == this + CRL_VALIDITY and nxt - now > CRL_REFRESH - SLACK, (
+            f"IACA CRL served at {now:%F %T}: thisUpdate {this:%F %T}, nextUpdate {nxt:%F %T}")
+        # the expiry notices (GET /credentials?expiring_within=90): the valid certificates
+        # ending within the 3 months' renewal window, or ended, soonest first
+        r = self.http.get("/credentials", params={"expiring_within": 90, "limit": 1000}, headers=self.auth)
+        assert r.status_code == 200, (r.status_code, r.text)
+        listed = [int(x["serial"], 16) for x in r.json()["credentials"]]
+        horizon = _now() + NOTICE_WINDOW
+        assert listed == sorted(listed, key=lambda x: next(c.not_after for c in certs if c.serial == x))
+        for c in certs:
+            if abs(c.not_after - horizon) >= EDGE:
+                due = c.status == "valid" and c.not_after <= horizon
+                assert (c.serial in listed) == due, (
+                    f"{c.kind} certificate {c.serial:x} ({c.status}, notAfter {c.not_after:%F %T}): "
+                    f"{'not ' * (c.serial not in listed)}in the expiry notices at {_now():%F %T}")
         # each phone's SE holds what the model says (nothing, once wiped)
         for pid, p in self.phones.items():
             held = {k: v for k, v in self._se(pid).items() if ":" not in k}
@@ -623,6 +852,38 @@ class Lifecycle(RuleBasedStateMachine):
         for h in self.holder_ids:
             phones = {c.phone for c in self.creds.values() if c.holder == h and seen[_key(c)] == "valid"}
             assert len(phones) <= 1, f"holder {h} has valid credentials on {sorted(phones)}"
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)  # the travelled clock
+
+
+def _jst_day(when: dt.datetime) -> dt.date:
+    return when.astimezone(dt.timezone(dt.timedelta(hours=9))).date()
+
+
+def _jst_midnight_before(when: dt.datetime) -> dt.datetime:
+    jst = dt.timezone(dt.timedelta(hours=9))
+    return dt.datetime.combine(_jst_day(when), dt.time(0), jst)
+
+
+def _jst_midnight_after(when: dt.datetime) -> dt.datetime:
+    return _jst_midnight_before(when) + dt.timedelta(days=1)
+
+
+def _months_before(day: dt.date, months: int) -> dt.date:
+    """The same day ``months`` calendar months before (the month's last day if it has none)."""
+    import calendar
+
+    y, m = divmod(day.year * 12 + day.month - 1 - months, 12)
+    return dt.date(y, m + 1, min(day.day, calendar.monthrange(y, m + 1)[1]))
+
+
+def _card_expiry(h: int) -> dt.date:
+    """The last day of holder ``h``'s card issued today (an adult's: the 10th birthday after)."""
+    from protocols.birthdays import card_expiry
+
+    return card_expiry(dt.date.fromisoformat(HOLDERS[h]["birth_date"]), _jst_day(_now()))
 
 
 def _key(c: Cred) -> object:
@@ -657,6 +918,9 @@ def quiet_disk(monkeypatch):
     monkeypatch.setattr(os, "fsync", lambda fd: None)  # SE images need not hit the disk here
     monkeypatch.delenv("MCRED_DATABASE_URL", raising=False)
     monkeypatch.setattr(wallet_sim.phone, "secrets", SimpleNamespace(token_hex=_phone_id))
+    # time_machine leaves the monotonic clock alone: it moves with the travelled one here
+    real = time.monotonic
+    monkeypatch.setattr(time, "monotonic", lambda: real() + _MONOTONIC_SHIFT[0])
 
 
 # a failing run shrinks for up to 5 minutes (hypothesis' own limit): time to say what failed
