@@ -308,6 +308,13 @@ def test_newest_first_by_crl_number_else_this_update():
     plain = (x509.CertificateRevocationListBuilder().issuer_name(CA.subject).last_update(NOW - dt.timedelta(hours=3))
              .next_update(NOW + dt.timedelta(days=1)).sign(KEY, hashes.SHA256()))
     assert ca_crl.newest_first([plain, older, latest]) == [latest, older, plain]
+    # and of one thisUpdate, the number then decides, none counting below any
+    same = NOW - dt.timedelta(hours=3)
+    unnumbered = (x509.CertificateRevocationListBuilder().issuer_name(CA.subject).last_update(same)
+                  .next_update(NOW + dt.timedelta(days=1)).sign(KEY, hashes.SHA256()))
+    five, six = _crl(number=5, this=same), _with((_idp(user=True), True), number=6, this=same)  # two scopes
+    for order in ([unnumbered, five, six], [six, unnumbered, five], [five, six, unnumbered]):
+        assert ca_crl.newest_first(order) == [six, five, unnumbered]
 
 
 def _version_0(der: bytes) -> bytes:
@@ -386,3 +393,26 @@ def test_the_remembered_scan_of_a_crls_entries_gives_the_same_verdict_again():
     for _ in range(2):
         assert ca_crl.refusal(bad, CA, NOW) == first
         assert ca_crl.refusal(clean, CA, NOW) is None
+
+
+def test_an_entry_with_an_extension_twice_makes_the_crl_unusable():
+    """RFC 5280 5.3: an entry whose extensions cannot be read cannot say why or since when
+    its certificate was revoked; the CRL is refused naming the entry, never taken as if the
+    entry had none. Built by hand (asn1crypto), re-signed by the CA."""
+    from asn1crypto import crl as asn1_crl
+
+    entry = (x509.RevokedCertificateBuilder().serial_number(0x2A).revocation_date(NOW - dt.timedelta(hours=2))
+             .add_extension(x509.CRLReason(x509.ReasonFlags.key_compromise), critical=False).build())
+    signed = asn1_crl.CertificateList.load(_with(revoked=[entry]).public_bytes(serialization.Encoding.DER))
+    tbs = signed["tbs_cert_list"]
+    revoked = tbs["revoked_certificates"][0]
+    revoked["crl_entry_extensions"] = asn1_crl.CRLEntryExtensions([*revoked["crl_entry_extensions"],
+                                                                   revoked["crl_entry_extensions"][0]])
+    tbs["revoked_certificates"] = asn1_crl.RevokedCertificates([revoked])
+    tbs_der = tbs.dump(force=True)
+    twice = x509.load_der_x509_crl(asn1_crl.CertificateList({
+        "tbs_cert_list": asn1_crl.TbsCertList.load(tbs_der), "signature_algorithm": signed["signature_algorithm"],
+        "signature": KEY.sign(tbs_der, ec.ECDSA(hashes.SHA256()))}).dump())
+    why = ca_crl.refusal_of(twice, CA, NOW)
+    assert why is not None and why.kind == "extensions"
+    assert why.text.startswith("the entry for serial 2a has unreadable extensions: ")
