@@ -75,6 +75,15 @@ def test_event_fold_hold_release_and_final():
         apply_event({}, RevocationEvent(8, NOW, R.REMOVE_FROM_CRL))
 
 
+def test_a_second_hold_keeps_the_first():
+    """A hold on a held certificate changes nothing: the CRL keeps the first hold's date, the
+    one since which the certificate is suspended (a second hold, say after a reported loss
+    then a second report, must not move it later and so hide signatures made in between)."""
+    first = apply_event({}, RevocationEvent(7, NOW, R.CERTIFICATE_HOLD))
+    again = apply_event(first, RevocationEvent(7, NOW + timedelta(hours=5), R.CERTIFICATE_HOLD))
+    assert again == first and again[7].revoked_at == NOW and again[7].on_hold
+
+
 def test_reason_names_and_codes():
     assert R.parse("affiliation_changed") is R.AFFILIATION_CHANGED
     assert R.parse("certificateHold").code == 6
