@@ -8,6 +8,7 @@ import datetime as dt
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 from sqlalchemy import select
@@ -319,6 +320,44 @@ def test_an_ocsp_responder_lasts_a_year_is_renewed_with_30_days_left_and_never_o
     last = issuer.ca.responder(gen)
     assert last.label not in (first.label, renewed.label)
     assert last.certificate.not_valid_after_utc == root_end
+
+
+def test_in_its_roots_last_30_days_the_responder_is_kept_and_an_expired_root_gets_none(issuer):
+    """A responder that already runs to its root's end is kept in the root's last 30 days:
+    a renewal could last no longer, and each call (the OCSP service's reload, every minute)
+    made a new key and certificate. Once the root has expired it gets no responder
+    (GenerationEnded: the certificate would end before it began), and the OCSP service
+    answers its certificates ``unauthorized`` while the other generations' are answered;
+    before, building that certificate raised out of every respond()."""
+    from issuer.jpki.errors import GenerationEnded
+    from issuer.jpki.ocsp import OcspService
+
+    phone = provision(issuer)
+    old_cert = x509.load_der_x509_certificate(phone.certs["auth"])
+    gen = issuer.ca.active(Purpose.AUTH)
+    root_end = gen.certificate.not_valid_after_utc
+    issuer.ca.clock = lambda: root_end - dt.timedelta(days=100)
+    last = issuer.ca.responder(gen)
+    assert last.certificate.not_valid_after_utc == root_end
+    for days_left in (29, 20, 1):
+        issuer.ca.clock = lambda d=days_left: root_end - dt.timedelta(days=d)
+        assert issuer.ca.responder(gen) == last
+    newer = issuer.ca.rollover(Purpose.AUTH, KeyType.EC_P384)  # made a day before the first ends
+    issuer.ca.clock = lambda: root_end + dt.timedelta(seconds=1)
+    with pytest.raises(GenerationEnded, match=f"root generation {gen.label} ended"):
+        issuer.ca.responder(gen)
+    service = OcspService(issuer.ca)
+    request = ocsp.OCSPRequestBuilder().add_certificate(old_cert, gen.certificate, hashes.SHA256()).build()
+    answer = ocsp.load_der_ocsp_response(service.respond(request.public_bytes(DER)))
+    assert answer.response_status is ocsp.OCSPResponseStatus.UNAUTHORIZED
+    stranger = (x509.CertificateBuilder().subject_name(old_cert.subject).issuer_name(newer.certificate.subject)
+                .public_key(ec.generate_private_key(ec.SECP256R1()).public_key()).serial_number(12345)
+                .not_valid_before(root_end).not_valid_after(root_end + dt.timedelta(days=1))
+                .sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256()))
+    request = ocsp.OCSPRequestBuilder().add_certificate(stranger, newer.certificate, hashes.SHA256()).build()
+    answer = ocsp.load_der_ocsp_response(service.respond(request.public_bytes(DER)))
+    assert answer.response_status is ocsp.OCSPResponseStatus.SUCCESSFUL
+    assert answer.certificate_status is ocsp.OCSPCertStatus.UNKNOWN  # answered, by the newer root's responder
 
 
 def test_ocsp_status_answers_on_its_own_before_any_request(issuer, monkeypatch):

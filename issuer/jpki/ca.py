@@ -27,7 +27,7 @@ from protocols.jpki.certificates import build_ocsp_responder_certificate, build_
 from protocols.jpki.profile import JpkiProfile, KeyType, Purpose
 from protocols.jpki.validity import Validity
 
-from .errors import CaNotSetUp
+from .errors import CaNotSetUp, GenerationEnded
 from .keys import as_private_key
 
 ROOT_YEARS = 20
@@ -194,8 +194,16 @@ class JpkiCa:
     # -- OCSP responders ---------------------------------------------------------------------
 
     def responder(self, generation: Generation) -> Responder:
-        """The current delegated responder of ``generation``, created or renewed as needed."""
+        """The current delegated responder of ``generation``, created or renewed as needed:
+        renewed when fewer than :data:`RESPONDER_RENEW_DAYS` remain, unless it already runs
+        to the root's end (a renewal could not last longer: in a root's last days it would
+        have made a new key at every call). Raises :class:`GenerationEnded` once the root
+        has expired."""
         now = self.clock()
+        root_end = generation.certificate.not_valid_after_utc
+        if now >= root_end:
+            raise GenerationEnded(f"root generation {generation.label} ended {root_end.isoformat()}: "
+                                  "no OCSP responder is made for it")
         prefix = f"{generation.label}-ocsp-"
         with self.sessions() as s:
             rows = s.scalars(select(IssuerKey).where(
@@ -203,7 +211,8 @@ class JpkiCa:
                 IssuerKey.label.startswith(prefix)).order_by(IssuerKey.created_at)).all()
         for row in reversed(rows):
             cert = x509.load_der_x509_certificate(row.certificate)
-            if cert.not_valid_after_utc - now > dt.timedelta(days=RESPONDER_RENEW_DAYS):
+            end = cert.not_valid_after_utc
+            if end - now > dt.timedelta(days=RESPONDER_RENEW_DAYS) or (end >= root_end and now < end):
                 return Responder(row.label, generation.label, cert)
         label = f"{prefix}{len(rows) + 1}"
         key_type = KeyType(generation.algorithm)

@@ -11,6 +11,11 @@ class CaNotSetUp(IssuerJpkiError):
     """No root (or no OCSP responder) exists yet for a purpose: run the CA setup first."""
 
 
+class GenerationEnded(IssuerJpkiError):
+    """A root generation's certificate has expired: it gets no new OCSP responder (nothing
+    it issued is valid any more, and a responder certificate cannot outlive its root)."""
+
+
 class ProofOfPossessionError(IssuerJpkiError):
     """The SE's proof over (challenge || SPKI) is missing, stale or does not verify."""
 

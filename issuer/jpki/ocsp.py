@@ -1,6 +1,7 @@
 """The issuer's OCSP service: the registry as the lookup of :func:`protocols.jpki.ocsp.respond`.
 
-Every root generation of both purposes has its delegated responder (see :mod:`.ca`); a
+Every root generation of both purposes has its delegated responder (see :mod:`.ca`) until
+the root expires (then its certificates' requests are ``unauthorized``); a
 request is answered by the responder of the generation its CertIDs name (issuerNameHash +
 issuerKeyHash, SHA-1 or SHA-256, RFC 6960 4.1.1). Registry status maps to OCSP status:
 valid -> good, hold -> revoked (certificateHold), revoked -> revoked (recorded reason and
@@ -62,8 +63,11 @@ class OcspService:
         if time.monotonic() - self._loaded_at < CACHE_SECONDS:
             return
         responders, by_hash = [], {}
+        now = self.ca.clock()
         for purpose in Purpose:
             for gen in self.ca.generations(purpose):
+                if gen.certificate.not_valid_after_utc <= now:
+                    continue  # an expired root: nothing it issued is valid, and it gets no responder
                 r = self.ca.responder(gen)
                 responders.append(OcspResponder(
                     certificate=r.certificate, key=self.ca.responder_key(r),
