@@ -135,6 +135,22 @@ def test_crl_partition_must_match_profile():
         crl_for(p, None, [])
 
 
+def test_a_crl_number_is_0_to_2_159_and_times_run_forward():
+    """RFC 5280 5.2.3: cRLNumber is a non-negative integer of at most 20 octets (so below
+    2^159 as DER writes a positive one); a CRL's nextUpdate follows its thisUpdate."""
+    p = pki(KeyType.EC_P384)
+    for number in (0, (1 << 159) - 1):
+        assert crl_for(p, CHIYODA, [], number=number).extensions.get_extension_for_class(
+            x509.CRLNumber).value.crl_number == number
+    for number in (-1, 1 << 159):
+        with pytest.raises(ProfileError, match=rf"CRL number {number} must be 0\.\.2\^159"):
+            crl_for(p, CHIYODA, [], number=number)
+    with pytest.raises(ProfileError, match="next_update must come after this_update"):
+        build_crl(profile=p.profile, purpose=Purpose.SIGN, issuer=p.roots[Purpose.SIGN],
+                  issuer_key=p.root_keys[Purpose.SIGN], partition=CHIYODA, revocations=[], crl_number=1,
+                  this_update=NOW, next_update=NOW)
+
+
 # ---- OCSP -------------------------------------------------------------------------------
 
 def responder(p, purpose=Purpose.SIGN) -> OcspResponder:
