@@ -167,21 +167,16 @@ def _setup(home: Path, now: dt.datetime):
 
 
 def _verifier_certificate():
-    """A verifier's P-256 key (behind a CoseSigner) and self-signed certificate naming the
-    benchmark's origin, for signed cross-device requests."""
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.x509.oid import NameOID
-
+    """A verifier's P-256 key (behind a CoseSigner), its reader certificate naming the
+    benchmark's origin as `mcred reader certificate` issues it (EKU mdlReaderAuth), and the
+    reader CA the wallet trusts for it (OID4VP 1.0 5.9.3: the wallet validates the path of
+    a signed request's certificate), for signed cross-device requests."""
+    from mcred.reader_pki import issue_reader_certificate, new_reader_ca
     from protocols import cose
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "benchmark verifier")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(1).not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(ORIGIN.split("://")[1])]), critical=False)
-            .sign(key, hashes.SHA256()))
-    return cose.key_signer(key), [cert.public_bytes(Encoding.DER)]
+    ca, ca_key = new_reader_ca("benchmark reader CA")
+    cert, key = issue_reader_certificate(ca, ca_key, "benchmark verifier", dns_names=(ORIGIN.split("://")[1],))
+    return cose.key_signer(key), [cert.public_bytes(Encoding.DER)], ca
 
 
 def _reader_config(app, port: int):
@@ -242,7 +237,8 @@ def main() -> int:
         fetcher = lambda uri, etag: HttpAnswer(200, token, {"etag": '"1"'})  # noqa: E731
         pipeline = reader_pipeline(trust=store, fetcher=fetcher)
         request = RequestSpec(DOC_TYPE, {NS: {i: False for i in ITEMS}})
-        wallet = Wallet(se.transmit, RulesConsent.allow_all())
+        verifier_key, verifier_chain, verifier_ca = _verifier_certificate()
+        wallet = Wallet(se.transmit, RulesConsent.allow_all(), reader_trust_anchors=[verifier_ca])
 
         def in_process():
             out = present_in_process(wallet, ReaderSession([request], pipeline))
@@ -290,7 +286,6 @@ def main() -> int:
             assert out.valid, out.result
 
         t_cross = median_time(cross_device_in_process, runs)
-        verifier_key, verifier_chain = _verifier_certificate()
 
         def cross_device_signed():
             reader = Oid4vpRedirectReaderSession([request], pipeline, response_uri=f"{ORIGIN}/oid4vp/responses/b",
