@@ -409,19 +409,28 @@ def _hashes(root):
     return issuer_hashes(root, "sha256")
 
 
-def test_expired_certificates_leave_the_crl(issuer):
-    phone = provision(issuer)
+def test_expired_certificates_leave_the_crl_after_one_crl_beyond_their_end(issuer):
+    """RFC 5280 3.3: "An entry MUST NOT be removed from the CRL until it appears on one
+    regularly scheduled CRL issued beyond the revoked certificate's validity period." The
+    first CRL of a partition, built twelve years on, still lists the long-expired revoked
+    certificate (no CRL after its end had); the next one does not."""
+    phone, other = provision(issuer), provision(issuer)
+    serial = x509.load_der_x509_certificate(phone.certs["sign"]).serial_number
     revocation.revoke(issuer.sessions, phone.phone_id, "superseded", "sign")
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=365 * 12)
     crl = x509.load_der_x509_crl(issuer.crl("sign", "131016", now=later))
-    assert len(crl) == 0
+    assert [e.serial_number for e in crl] == [serial]
+    revocation.revoke(issuer.sessions, other.phone_id, "superseded", "sign")  # the CRL is built anew
+    crl = x509.load_der_x509_crl(issuer.crl("sign", "131016", now=later + dt.timedelta(hours=1)))
+    assert len(crl) == 0  # both expired before the CRL it follows
 
 
-def test_a_revoked_certificate_stays_on_the_crl_through_its_last_second_of_validity(issuer):
+def test_a_revoked_certificate_is_listed_through_its_end_and_on_the_first_crl_after_it_then_leaves(issuer):
     """RFC 5280 4.1.2.5: the validity period includes notAfter, so a certificate revoked is
-    listed on every CRL built up to and at that instant; only after it may the entry go
-    (RFC 5280 5.1.2.6)."""
-    phone, other = provision(issuer), provision(issuer)
+    listed on every CRL built up to and at that instant; RFC 5280 3.3: and on the first CRL
+    built after it (it dropped off that one, so a relying party that fetched its last CRL
+    after the end never saw the entry go by); only from the CRL after that is it gone."""
+    phone, other, third = provision(issuer), provision(issuer), provision(issuer)
     cert = x509.load_der_x509_certificate(phone.certs["sign"])
     revocation.revoke(issuer.sessions, phone.phone_id, "superseded", "sign")
     end = cert.not_valid_after_utc
@@ -429,6 +438,9 @@ def test_a_revoked_certificate_stays_on_the_crl_through_its_last_second_of_valid
     assert crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None
     revocation.revoke(issuer.sessions, other.phone_id, "superseded", "sign")  # the CRL is built anew
     crl = x509.load_der_x509_crl(issuer.crl("sign", "131016", now=end + dt.timedelta(seconds=1)))
+    assert crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None
+    revocation.revoke(issuer.sessions, third.phone_id, "superseded", "sign")
+    crl = x509.load_der_x509_crl(issuer.crl("sign", "131016", now=end + dt.timedelta(seconds=2)))
     assert crl.get_revoked_certificate_by_serial_number(cert.serial_number) is None
 
 

@@ -30,9 +30,11 @@ certificates' rollover. ``time.monotonic`` is moved with it (an OCSP responder c
 certificates for a minute of it). Then: a fresh reader refuses an expired mdoc on its
 ``validity`` check alone (code ``expired``, 5 minutes' skew), whatever the list says; a
 reader kept across the example never takes a list older than its ttl (and until then gives
-the verdict of the list it fetched) nor an IACA CRL older than an hour; a CRL leaves out
-expired certificates (RFC 5280 5.1.2.6, specs/revocation.md 2) while OCSP still answers for
-them; every CRL, OCSP answer (signed by a responder valid now) and status list token served
+the verdict of the list it fetched) nor an IACA CRL older than an hour; a revoked or held
+certificate is on the first CRL built after its end and on none after that (RFC 5280 3.3,
+specs/revocation.md 2: a CRL lists those that had not ended at the thisUpdate of the CRL
+before it, which the model knows when it saw that CRL) while OCSP still answers for them;
+every CRL, OCSP answer (signed by a responder valid now) and status list token served
 is current, whatever was cached when it was built; the expiry notices list the valid
 certificates ending within 90 days or ended; a renewal without ``--early`` is taken from 3
 months before the expiry day, an expired certificate's too. The issuer keeps its timestamps
@@ -254,6 +256,8 @@ class Lifecycle(RuleBasedStateMachine):
         self.holder_ids: dict[int, str] = {}
         self.phones: dict[str, PhoneModel] = {}
         self.creds: dict[object, Cred] = {}
+        #: the thisUpdate of every CRL seen, by its path and number
+        self.crls_seen: dict[str, dict[int, dt.datetime]] = {}
         self.moves: dict[int, int] = {}
         #: each holder's card's last day (the 10th birthday after it was issued)
         self.card_until: dict[int, dt.date] = {}
@@ -470,8 +474,9 @@ class Lifecycle(RuleBasedStateMachine):
         return next(r for r in self.roots[slot] if r.extensions.get_extension_for_class(
             x509.SubjectKeyIdentifier).value.digest == aki)
 
-    def _crl(self, path: str, slot: str) -> dict[int, tuple[str, dt.datetime]]:
-        """The partition's CRL, fetched and verified: {serial: (reason, revocationDate)}."""
+    def _crl(self, path: str, slot: str) -> tuple[dict[int, tuple[str, dt.datetime]], int, dt.datetime]:
+        """The partition's CRL, fetched and verified: {serial: (reason, revocationDate)}, its
+        number and its thisUpdate (kept in :attr:`crls_seen`)."""
         r = self.http.get(path)
         assert r.status_code == 200, (path, r.status_code)
         crl = x509.load_der_x509_crl(r.content)
@@ -489,7 +494,9 @@ class Lifecycle(RuleBasedStateMachine):
             except x509.ExtensionNotFound:
                 reason = "unspecified"
             out[entry.serial_number] = (reason, entry.revocation_date_utc)
-        return out
+        number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+        assert self.crls_seen.setdefault(path, {}).setdefault(number, this) == this, f"CRL {path} #{number} changed"
+        return out, number, this
 
     def _ocsp(self, c: Cred) -> tuple[str, str | None, dt.datetime | None]:
         """The responder's answer on the certificate: (good | revoked, reason, revocationTime)."""
@@ -797,7 +804,8 @@ class Lifecycle(RuleBasedStateMachine):
         seen: dict[object, str] = {}  # what outsiders see of each credential: valid | hold | revoked
         certs = [c for c in self.creds.values() if c.kind in ("sign", "auth")]
         for path, slot in sorted({(c.crl, c.kind) for c in certs}):
-            crl = self._crl(path, slot)
+            crl, number, this = self._crl(path, slot)
+            before = 0 if number == 1 else self.crls_seen[path].get(number - 1)  # the CRL it follows
             now = _now()
             mine = {c.serial: c for c in certs if c.crl == path}
             assert set(crl) <= set(mine), f"CRL {path} lists certificates of nobody: {set(crl) - set(mine)}"
@@ -808,13 +816,24 @@ class Lifecycle(RuleBasedStateMachine):
                 want = c.status if c.status != "revoked" else f"revoked ({c.reason})"
                 got = seen[_key(c)] if seen[_key(c)] != "revoked" else f"revoked ({ocsp_said[1]})"
                 assert got == want, f"{c.kind} certificate {serial:x} on {c.phone}: OCSP {got}, the model {want}"
-                if abs(now - c.not_after) < EDGE:
+                if abs(this - c.not_after) < EDGE:
                     continue  # expiring as the CRL was built: listed or not
-                if now > c.not_after:  # expired: left out of the CRL (RFC 5280 5.1.2.6)
-                    assert entry is None, f"CRL {path} lists {c.kind} certificate {serial:x}, expired {c.not_after}"
-                else:  # the CRL agrees with OCSP: absent / listed with the same reason and time
-                    assert ocsp_said == (("good", None, None) if entry is None else ("revoked", *entry)), (
-                        f"OCSP {ocsp_said} and CRL {entry} disagree on {c.kind} certificate {serial:x}")
+                # RFC 5280 3.3: listed through its end and on the first CRL after it; the CRL
+                # lists what had not ended at the thisUpdate of the CRL it follows (the first:
+                # all), which the model knows when it saw that CRL
+                if this > c.not_after and before is None:
+                    if entry is None:
+                        continue  # the CRL before it unseen: gone, or listed as OCSP says
+                elif this > c.not_after and before != 0:
+                    if abs(before - c.not_after) < EDGE:
+                        continue
+                    if before > c.not_after:
+                        assert entry is None, (f"CRL {path} #{number} lists {c.kind} certificate {serial:x}, "
+                                               f"ended {c.not_after} before the CRL it follows ({before})")
+                        continue
+                # the CRL agrees with OCSP: absent / listed with the same reason and time
+                assert ocsp_said == (("good", None, None) if entry is None else ("revoked", *entry)), (
+                    f"OCSP {ocsp_said} and CRL #{number} {entry} disagree on {c.kind} certificate {serial:x}")
         for c in self.creds.values():
             if c.kind == "mdoc":
                 seen[_key(c)] = {0: "valid", 1: "revoked", 2: "hold"}[self._status(c)]

@@ -3,7 +3,11 @@
 The entries are the registry's ``credentials`` rows of that root generation and partition
 whose status is ``revoked`` (reason as recorded) or ``hold`` (certificateHold); a released
 hold is simply absent from the next CRL (removeFromCRL semantics, RFC 5280 5.3.1; no delta
-CRLs). Expired certificates are left out (RFC 5280 5.1.2.6 permits it). The CRL number
+CRLs). An expired certificate's entry is left out once it has been on one CRL issued after
+its notAfter (RFC 5280 3.3: "An entry MUST NOT be removed from the CRL until it appears on
+one regularly scheduled CRL issued beyond the revoked certificate's validity period"): a
+CRL lists the certificates that ended since the thisUpdate of the CRL before it (the first
+CRL of a partition, every one). The CRL number
 lives in ``crl_state`` keyed (purpose, "<generation>/<partition>") and only grows
 (RFC 5280 5.2.3); a built CRL is cached in ``jpki_crl_cache`` until a revocation marks it
 stale or its nextUpdate is less than :data:`REFRESH` away, so serving it is a read.
@@ -30,17 +34,24 @@ from .models import JpkiCrlCache
 VALIDITY = dt.timedelta(hours=24)
 #: A cached CRL is rebuilt when its nextUpdate is closer than this.
 REFRESH = dt.timedelta(hours=1)
+#: Before every certificate: what the first CRL of a partition lists expired ones since.
+_BEGINNING = dt.datetime(1950, 1, 1, tzinfo=dt.UTC)
 
 
-def revocations(session, generation: Generation, partition: str, now: dt.datetime
-                ) -> list[Revocation]:
+def revocations(session, generation: Generation, partition: str, now: dt.datetime,
+                since: dt.datetime | None = None) -> list[Revocation]:
+    """The entries of the partition's CRL built at ``now``: its revoked and held
+    certificates that had not expired at ``since`` (the thisUpdate of the CRL before it;
+    default ``now``), so that a certificate revoked before its end is on the first CRL after
+    it too (RFC 5280 3.3) and on none later."""
+    since = now if since is None else min(since, now)
     rows = session.execute(
         select(Credential.serial, Credential.revoked_at, Credential.reason, Credential.status)
         .where(Credential.kind == KIND[generation.purpose],
                Credential.issuer_key == generation.label,
                Credential.partition == partition,
                Credential.status.in_(("revoked", "hold")),
-               Credential.not_after >= now)
+               Credential.not_after >= since)
         .order_by(Credential.revoked_at))
     out = []
     for serial, revoked_at, reason, status in rows:
@@ -113,6 +124,9 @@ def _rebuild(ca: JpkiCa, gen: Generation, partition: str, key: str, now: dt.date
         if _current(cached, now):
             return cached.body
         muni = partitions.lookup(s, partition)
+        # the thisUpdate of the CRL this one follows; the first follows none, so it lists
+        # every revoked certificate of the partition, expired or not
+        since = cached.this_update if cached.crl_number else _BEGINNING
         state.crl_number += 1
         state.updated_at = now
         this_update = now.replace(microsecond=0)
@@ -120,7 +134,7 @@ def _rebuild(ca: JpkiCa, gen: Generation, partition: str, key: str, now: dt.date
             profile=ca.profile, purpose=purpose, issuer=gen.certificate,
             issuer_key=ca.signing_key(gen),
             partition=muni if ca.profile.partitioned_crls else None,
-            revocations=revocations(s, gen, partition, now), crl_number=state.crl_number,
+            revocations=revocations(s, gen, partition, now, since), crl_number=state.crl_number,
             this_update=this_update, next_update=this_update + VALIDITY,
         ).public_bytes(_DER)
         cached.crl_number, cached.body, cached.stale = state.crl_number, body, False
