@@ -501,3 +501,25 @@ def test_ds_revocation_without_a_chain_or_a_distribution_point_is_not_a_pass():
     assert "names no CRL distribution point" in result.reason
     assert "names no CRL distribution point" in check.signer_revoked(bare, pki.iaca, at)
     assert fetched == []
+
+
+def test_a_revoked_ds_is_on_the_first_iaca_crl_after_its_end_and_on_none_later(world):
+    """RFC 5280 3.3: "An entry MUST NOT be removed from the CRL until it appears on one
+    regularly scheduled CRL issued beyond the revoked certificate's validity period." The
+    IACA CRL built just after the revoked DS ended still lists it (the one before was built
+    while it was valid); the next one, a day on, does not."""
+    svc, _sessions, clock = world
+    svc.setup()
+    _key, signed = _issue(svc, "job-1")
+    ds = x509.load_der_x509_certificate(signed.issuer_auth.x5chain[0])
+    clock.now = NOW + dt.timedelta(minutes=5)
+    svc.revoke_signer(f"{ds.serial_number:X}", "keyCompromise", actor="test")
+    assert svc.iaca_crl().get_revoked_certificate_by_serial_number(ds.serial_number) is not None
+    clock.now = ds.not_valid_after_utc + dt.timedelta(seconds=1)
+    after_end = svc.iaca_crl()
+    assert after_end.last_update_utc > ds.not_valid_after_utc
+    assert after_end.get_revoked_certificate_by_serial_number(ds.serial_number) is not None
+    clock.now += dt.timedelta(hours=24)
+    later = svc.iaca_crl()
+    assert later.last_update_utc > after_end.last_update_utc
+    assert later.get_revoked_certificate_by_serial_number(ds.serial_number) is None

@@ -287,7 +287,8 @@ class MdocPki:
 
     def revoked_signers(self, session: Session, root: x509.Certificate,
                         now: dt.datetime) -> list[tuple[x509.Certificate, IssuerKey]]:
-        """Revoked, unexpired signer certificates issued by ``root`` (the CRL's entries)."""
+        """Revoked signer certificates issued by ``root`` that had not expired at ``now``
+        (the CRL's entries, with ``now`` the thisUpdate of the CRL before it: RFC 5280 3.3)."""
         rows = session.scalars(select(IssuerKey).where(
             IssuerKey.purpose.in_((PURPOSE_DS, PURPOSE_STATUS)),
             IssuerKey.revoked_at.is_not(None)).order_by(IssuerKey.revoked_at, IssuerKey.label))
@@ -300,8 +301,10 @@ class MdocPki:
 
     def iaca_crl(self, session: Session, now: dt.datetime, *,
                  next_update: dt.timedelta = dt.timedelta(hours=24)) -> x509.CertificateRevocationList:
-        """The IACA's CRL (RFC 5280 5): every revoked, unexpired document signer and
-        status-list signer it issued, with the revocation time and reason. Built and stored
+        """The IACA's CRL (RFC 5280 5): every revoked document signer and status-list signer
+        it issued, with the revocation time and reason, until it has been on one CRL built
+        after its end (RFC 5280 3.3: those not expired at the thisUpdate of the CRL before,
+        every one on the first CRL). Built and stored
         once (``mdoc_iaca_crls``), rebuilt when a revocation marked it stale or less than
         :data:`CRL_REFRESH` remains before its nextUpdate. The CRL number only grows."""
         root = self.ensure_iaca(session, now)
@@ -318,7 +321,8 @@ class MdocPki:
         builder = ca_crl.crl_builder(
             root.certificate, number=number, this_update=this_update, next_update=next_update,
             revoked=[ca_crl.Revoked(cert.serial_number, row.revoked_at, row.revocation_reason or "unspecified")
-                     for cert, row in self.revoked_signers(session, root.certificate, now)])
+                     for cert, row in self.revoked_signers(
+                         session, root.certificate, min(stored.this_update, now) if stored else _BEGINNING)])
         crl = self.keystore.signer(root.label).sign_crl(builder)
         body = crl.public_bytes(serialization.Encoding.DER)
         if stored is None:
@@ -337,6 +341,8 @@ class MdocPki:
         return cached
 
 
+#: Before every certificate: the first IACA CRL lists every revoked signer, expired or not.
+_BEGINNING = dt.datetime(1950, 1, 1, tzinfo=dt.UTC)
 #: RFC 5280 5.3.1 reasons a signer certificate may be revoked with (no hold for signers).
 SIGNER_REVOCATION_REASONS = ("keyCompromise", "superseded", "cessationOfOperation",
                              "affiliationChanged", "privilegeWithdrawn", "unspecified")
