@@ -34,25 +34,21 @@ from .models import JpkiCrlCache
 VALIDITY = dt.timedelta(hours=24)
 #: A cached CRL is rebuilt when its nextUpdate is closer than this.
 REFRESH = dt.timedelta(hours=1)
-#: Before every certificate: what the first CRL of a partition lists expired ones since.
-_BEGINNING = dt.datetime(1950, 1, 1, tzinfo=dt.UTC)
 
 
 def revocations(session, generation: Generation, partition: str, now: dt.datetime,
-                since: dt.datetime | None = None) -> list[Revocation]:
+                since: dt.datetime | None) -> list[Revocation]:
     """The entries of the partition's CRL built at ``now``: its revoked and held
     certificates that had not expired at ``since`` (the thisUpdate of the CRL before it;
-    default ``now``), so that a certificate revoked before its end is on the first CRL after
-    it too (RFC 5280 3.3) and on none later."""
-    since = now if since is None else min(since, now)
+    None for the first CRL, which follows none: all of them), so that a certificate revoked
+    before its end is on the first CRL after it too (RFC 5280 3.3) and on none later."""
+    where = [Credential.kind == KIND[generation.purpose], Credential.issuer_key == generation.label,
+             Credential.partition == partition, Credential.status.in_(("revoked", "hold"))]
+    if since is not None:
+        where.append(Credential.not_after >= min(since, now))
     rows = session.execute(
         select(Credential.serial, Credential.revoked_at, Credential.reason, Credential.status)
-        .where(Credential.kind == KIND[generation.purpose],
-               Credential.issuer_key == generation.label,
-               Credential.partition == partition,
-               Credential.status.in_(("revoked", "hold")),
-               Credential.not_after >= since)
-        .order_by(Credential.revoked_at))
+        .where(*where).order_by(Credential.revoked_at))
     out = []
     for serial, revoked_at, reason, status in rows:
         why = (RevocationReason.CERTIFICATE_HOLD if status == "hold"
@@ -124,9 +120,8 @@ def _rebuild(ca: JpkiCa, gen: Generation, partition: str, key: str, now: dt.date
         if _current(cached, now):
             return cached.body
         muni = partitions.lookup(s, partition)
-        # the thisUpdate of the CRL this one follows; the first follows none, so it lists
-        # every revoked certificate of the partition, expired or not
-        since = cached.this_update if cached.crl_number else _BEGINNING
+        # the thisUpdate of the CRL this one follows (the first follows none)
+        since = cached.this_update if cached.crl_number else None
         state.crl_number += 1
         state.updated_at = now
         this_update = now.replace(microsecond=0)

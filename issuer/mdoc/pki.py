@@ -286,16 +286,17 @@ class MdocPki:
         return row, True
 
     def revoked_signers(self, session: Session, root: x509.Certificate,
-                        now: dt.datetime) -> list[tuple[x509.Certificate, IssuerKey]]:
-        """Revoked signer certificates issued by ``root`` that had not expired at ``now``
-        (the CRL's entries, with ``now`` the thisUpdate of the CRL before it: RFC 5280 3.3)."""
+                        since: dt.datetime | None) -> list[tuple[x509.Certificate, IssuerKey]]:
+        """Revoked signer certificates issued by ``root`` that had not expired at ``since``
+        (the CRL's entries, with ``since`` the thisUpdate of the CRL before it, RFC 5280 3.3;
+        None for the first CRL: every one)."""
         rows = session.scalars(select(IssuerKey).where(
             IssuerKey.purpose.in_((PURPOSE_DS, PURPOSE_STATUS)),
             IssuerKey.revoked_at.is_not(None)).order_by(IssuerKey.revoked_at, IssuerKey.label))
         out = []
         for row in rows:
             cert = self._cert(row)
-            if cert.issuer == root.subject and cert.not_valid_after_utc >= now:
+            if cert.issuer == root.subject and (since is None or cert.not_valid_after_utc >= since):
                 out.append((cert, row))
         return out
 
@@ -322,7 +323,7 @@ class MdocPki:
             root.certificate, number=number, this_update=this_update, next_update=next_update,
             revoked=[ca_crl.Revoked(cert.serial_number, row.revoked_at, row.revocation_reason or "unspecified")
                      for cert, row in self.revoked_signers(
-                         session, root.certificate, min(stored.this_update, now) if stored else _BEGINNING)])
+                         session, root.certificate, min(stored.this_update, now) if stored else None)])
         crl = self.keystore.signer(root.label).sign_crl(builder)
         body = crl.public_bytes(serialization.Encoding.DER)
         if stored is None:
@@ -341,8 +342,6 @@ class MdocPki:
         return cached
 
 
-#: Before every certificate: the first IACA CRL lists every revoked signer, expired or not.
-_BEGINNING = dt.datetime(1950, 1, 1, tzinfo=dt.UTC)
 #: RFC 5280 5.3.1 reasons a signer certificate may be revoked with (no hold for signers).
 SIGNER_REVOCATION_REASONS = ("keyCompromise", "superseded", "cessationOfOperation",
                              "affiliationChanged", "privilegeWithdrawn", "unspecified")
