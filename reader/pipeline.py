@@ -407,8 +407,9 @@ class ReaderPipeline:
         """``validity``, in place of the core's: validFrom/validUntil at ``now`` with the skew
         (the MSO signing time against the DS certificate is ``mso_signed_within_ds_validity``)."""
         v, skew = mso.validity_info, self.config.skew
-        if not v.valid_from < v.valid_until:  # never valid: not "expired" nor "not yet valid"
-            return Check(VALIDITY, False, f"{doc_type}: {v.order_error()}", code="malformed")
+        why = v.order_error()  # never valid: not "expired" nor "not yet valid"
+        if why is not None:
+            return Check(VALIDITY, False, f"{doc_type}: {why}", code="malformed")
         # the skew moves ``now``, never the MSO's times: an MSO valid until 9999-12-31T23:59:59Z
         # (or from 0001-01-01) is a time datetime cannot step past
         early, late = now + skew, now - skew

@@ -490,8 +490,9 @@ class MdocVerifier:
     @staticmethod
     def _validity(entry: _MsoEntry, chain: VerifiedChain | None, now: dt.datetime, add) -> None:
         v = entry.mso.validity_info
-        if not v.valid_from < v.valid_until:  # before now is judged against a window that is none
-            add(VALIDITY, False, v.order_error(), code="malformed")
+        why = v.order_error()  # before now is judged against a window that is none
+        if why is not None:
+            add(VALIDITY, False, why, code="malformed")
             return
         if not v.valid_from <= now <= v.valid_until:
             add(VALIDITY, False, f"{cbor.tdate_text(now)} outside validFrom {cbor.tdate_text(v.valid_from)} .. validUntil {cbor.tdate_text(v.valid_until)}",
