@@ -284,7 +284,7 @@ def renewals_needed(session: Session, phone_ids: Iterable[str]) -> dict[str, dic
     is revoked and marked. ``{phone: {slot: the abandoned job}}``; a slot renewed since (a
     newer certificate) is not in it."""
     out: dict[str, dict[str, str]] = {}
-    for (phone_id, slot), (job, _credential) in _renewals_needed(session, phone_ids).items():
+    for (phone_id, slot), (job, _credential) in _abandoned_slots(session, phone_ids, RENEWAL_ABANDONED).items():
         out.setdefault(phone_id, {})[slot] = job
     return out
 
@@ -321,12 +321,6 @@ def _needing(session: Session, rows: Iterable[Credential], marker: str) -> set[s
         return set()
     return {credential for (_job, credential) in _abandoned_slots(session, marked.values(), marker).values()
             if credential in marked}
-
-
-def _renewals_needed(session: Session, phone_ids: Iterable[str]) -> dict[tuple[str, str], tuple[str, str]]:
-    """``{(phone, slot): (the abandoned job, the marked certificate's id)}`` of
-    :func:`renewals_needed`."""
-    return _abandoned_slots(session, phone_ids, RENEWAL_ABANDONED)
 
 
 def _abandoned_slots(session: Session, phone_ids: Iterable[str],

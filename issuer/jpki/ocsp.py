@@ -33,6 +33,7 @@ from protocols.jpki.ocsp import (
 from protocols.jpki.profile import Purpose
 
 from .ca import KIND, Generation, JpkiCa
+from .errors import GenerationEnded
 
 CACHE_SECONDS = 60.0
 #: A request naming no issuer of the cached set reloads it, at most this often: a root
@@ -63,12 +64,12 @@ class OcspService:
         if time.monotonic() - self._loaded_at < CACHE_SECONDS:
             return
         responders, by_hash = [], {}
-        now = self.ca.clock()
         for purpose in Purpose:
             for gen in self.ca.generations(purpose):
-                if gen.certificate.not_valid_after_utc <= now:
+                try:
+                    r = self.ca.responder(gen)
+                except GenerationEnded:
                     continue  # an expired root: nothing it issued is valid, and it gets no responder
-                r = self.ca.responder(gen)
                 responders.append(OcspResponder(
                     certificate=r.certificate, key=self.ca.responder_key(r),
                     issuer=gen.certificate, validity=RESPONSE_VALIDITY))
