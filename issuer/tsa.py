@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -32,6 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from issuer.db import AuditEvent, IssuerKey, utcnow
+from issuer.freshness import NEVER, Stamp
 from issuer.jpki.ca import random_serial
 from issuer.jpki.keys import as_private_key
 from issuer.keystore import KeyStore
@@ -47,7 +47,9 @@ POLICY = "2.25.44480586004203068099401053557132007331"
 ROOT_YEARS = 20
 UNIT_DAYS = 3 * 365
 UNIT_RENEW_DAYS = 90
-#: how long a process keeps its unit before reading the registry again (a revocation elsewhere)
+#: how long a process keeps its unit before reading the registry again (a revocation elsewhere);
+#: this and CRL_REMAKE_SECONDS are counted by the wall clock as well as the monotonic one
+#: (issuer.freshness: the monotonic clock stops while the machine is suspended)
 UNIT_RECHECK_SECONDS = 30.0
 #: nextUpdate - thisUpdate of the root's CRL
 CRL_VALIDITY = dt.timedelta(days=1)
@@ -80,8 +82,8 @@ class TimeStampAuthority:
     #: the CRL distribution point its unit certificates name (``<public URL>/tsa/root.crl``)
     crl_url: str | None = None
     _unit: tsp.TsaUnit | None = field(default=None, init=False, repr=False)
-    _unit_read: float = field(default=-1e9, init=False, repr=False)
-    _crl: tuple[bytes, float] | None = field(default=None, init=False, repr=False)
+    _unit_read: Stamp = field(default=NEVER, init=False, repr=False)
+    _crl: tuple[bytes, Stamp] | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def _rows(self, purpose: str) -> list[IssuerKey]:
@@ -129,12 +131,12 @@ class TimeStampAuthority:
         stamping here too."""
         now = self.clock()
         unit = self._unit
-        if (unit is not None and time.monotonic() - self._unit_read < UNIT_RECHECK_SECONDS
+        if (unit is not None and self._unit_read.age(now) < UNIT_RECHECK_SECONDS
                 and unit.certificate.not_valid_after_utc - now > dt.timedelta(days=UNIT_RENEW_DAYS)):
             return unit
         with self._lock:
             self._unit = self._load_or_create_unit(now)
-            self._unit_read = time.monotonic()
+            self._unit_read = Stamp.now(now)
             return self._unit
 
     def _load_or_create_unit(self, now: dt.datetime) -> tsp.TsaUnit:
@@ -206,17 +208,19 @@ class TimeStampAuthority:
     def crl(self) -> bytes:
         """The root's CRL (DER): every revoked unit with its time and reason; cRLNumber the
         time in seconds (it only grows), nextUpdate a day later. Made again when
-        :data:`CRL_REMAKE_SECONDS` have passed or this process revoked a unit (a public
+        :data:`CRL_REMAKE_SECONDS` have passed, by the monotonic clock or by the wall clock
+        (after a suspend the monotonic one has not counted the night, and a CRL kept by it
+        alone was served past its nextUpdate), or this process revoked a unit (a public
         route must not sign on every request)."""
+        now = self.clock()
         cached = self._crl
-        if cached is not None and time.monotonic() - cached[1] < CRL_REMAKE_SECONDS:
+        if cached is not None and cached[1].age(now) < CRL_REMAKE_SECONDS:
             return cached[0]
-        der = self._make_crl()
-        self._crl = (der, time.monotonic())
+        der = self._make_crl(now)
+        self._crl = (der, Stamp.now(now))
         return der
 
-    def _make_crl(self) -> bytes:
-        now = self.clock()
+    def _make_crl(self, now: dt.datetime) -> bytes:
         root, root_label = self._root()
         revoked = [Revoked(x509.load_der_x509_certificate(r.certificate).serial_number, r.revoked_at,
                            r.revocation_reason or "unspecified")

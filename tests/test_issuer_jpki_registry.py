@@ -360,6 +360,26 @@ def test_in_its_roots_last_30_days_the_responder_is_kept_and_an_expired_root_get
     assert answer.certificate_status is ocsp.OCSPCertStatus.UNKNOWN  # answered, by the newer root's responder
 
 
+def test_the_ocsp_responder_set_is_reloaded_by_the_wall_clock_too(issuer):
+    """The responder set was cached for CACHE_SECONDS by time.monotonic() alone, which stops
+    while the machine is suspended: a service suspended across its root's end kept answering
+    with the ended generation's responder (a response past its responder's and its root's
+    validity) for up to another minute. The wall clock (the CA's clock) counts too: past the
+    root's end the set is reloaded and the old generation's certificates are unauthorized."""
+    from issuer.jpki.ocsp import OcspService
+
+    cert = x509.load_der_x509_certificate(provision(issuer).certs["auth"])
+    gen = issuer.ca.active(Purpose.AUTH)
+    service = OcspService(issuer.ca)
+    request = ocsp.OCSPRequestBuilder().add_certificate(cert, gen.certificate, hashes.SHA256()).build()
+    answer = ocsp.load_der_ocsp_response(service.respond(request.public_bytes(DER)))
+    assert answer.certificate_status is ocsp.OCSPCertStatus.GOOD  # the set loaded, its stamp now
+    root_end = gen.certificate.not_valid_after_utc
+    issuer.ca.clock = lambda: root_end + dt.timedelta(seconds=1)  # a suspend: the monotonic clock stood
+    answer = ocsp.load_der_ocsp_response(service.respond(request.public_bytes(DER)))
+    assert answer.response_status is ocsp.OCSPResponseStatus.UNAUTHORIZED
+
+
 def test_ocsp_status_answers_on_its_own_before_any_request(issuer, monkeypatch):
     """OcspService.status is public: asked before any respond() loaded the responder set
     (a fresh service, a script asking for one certificate), it answered Unknown for every

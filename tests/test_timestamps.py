@@ -287,7 +287,9 @@ def test_the_tsa_on_both_databases(home, db_url):
     second = TimeStampAuthority(ctx.sessions, ctx.keystore)
     assert second.roots() == first.roots() and second.unit().certificate == stamp.tsa_certificate
     unit = first.unit()
-    first._unit_read = -1e9  # due to read its unit again: the registry still names it, the object is kept
+    from issuer.freshness import NEVER
+
+    first._unit_read = NEVER  # due to read its unit again: the registry still names it, the object is kept
     assert first.unit() is unit
     with ctx.sessions() as s:
         assert s.query(AuditEvent).filter_by(action="tsa.stamp").count() == 1
@@ -628,6 +630,41 @@ def test_the_first_unit_is_made_within_a_root_made_a_second_later(home):
     tsa = TimeStampAuthority(ctx.sessions, ctx.keystore, crl_url="http://tsa.test/tsa/root.crl", clock=clock)
     unit = tsa.unit()
     assert unit.certificate.not_valid_before_utc >= tsa.root().not_valid_before_utc
+
+
+def test_the_tsa_remakes_its_crl_and_rereads_its_unit_by_the_wall_clock_too(home):
+    """The TSA kept its CRL for CRL_REMAKE_SECONDS and its unit for UNIT_RECHECK_SECONDS by
+    time.monotonic() alone, which stops while the machine is suspended: after a night's
+    suspend it served the CRL it made the evening before, past its nextUpdate, and stamped
+    with a unit another process had revoked meanwhile. Here the (injected) wall clock moves
+    as across a suspend while the monotonic one does not: the CRL is made again and the
+    unit read again."""
+    import datetime as dt
+
+    from cryptography import x509
+
+    from issuer import tsa as tsa_module
+    from issuer.tsa import TimeStampAuthority
+
+    ctx = Context.open(home)
+    t = [dt.datetime.now(dt.UTC).replace(microsecond=0)]
+    tsa = TimeStampAuthority(ctx.sessions, ctx.keystore, clock=lambda: t[0])
+    first = x509.load_der_x509_crl(tsa.crl())
+    assert tsa.crl() == first.public_bytes(serialization.Encoding.DER)  # within the interval: the same
+    t[0] += dt.timedelta(seconds=tsa_module.CRL_REMAKE_SECONDS)
+    remade = x509.load_der_x509_crl(tsa.crl())
+    assert remade.last_update_utc == t[0] > first.last_update_utc
+    t[0] += tsa_module.CRL_VALIDITY + dt.timedelta(hours=1)  # a night's suspend, past its nextUpdate
+    assert x509.load_der_x509_crl(tsa.crl()).next_update_utc > t[0]
+
+    unit = tsa.unit()
+    other = TimeStampAuthority(ctx.sessions, ctx.keystore, clock=lambda: t[0])  # another process
+    other.revoke_unit(format(unit.certificate.serial_number, "x"), "keyCompromise")
+    assert tsa.unit() is unit  # within the interval: not read again (a bounded delay)
+    t[0] += dt.timedelta(seconds=tsa_module.UNIT_RECHECK_SECONDS)
+    assert tsa.unit().certificate.serial_number != unit.certificate.serial_number
+    t[0] -= dt.timedelta(days=2)  # the clock set back before the CRL's thisUpdate: made again
+    assert x509.load_der_x509_crl(tsa.crl()).last_update_utc == t[0]
 
 
 def test_a_revoked_tsa_unit_says_when_and_why_as_a_revocation_does(tmp_path, every_answer_checked):

@@ -6,17 +6,20 @@ request is answered by the responder of the generation its CertIDs name (issuerN
 issuerKeyHash, SHA-1 or SHA-256, RFC 6960 4.1.1). Registry status maps to OCSP status:
 valid -> good, hold -> revoked (certificateHold), revoked -> revoked (recorded reason and
 time), no such serial under that key -> unknown. A released hold answers good again.
-The responder set is cached for :data:`CACHE_SECONDS` (roots and responders change rarely).
+The responder set is cached for :data:`CACHE_SECONDS` (roots and responders change rarely),
+counted by the wall clock as well as the monotonic one (:mod:`issuer.freshness`: after a
+suspend the monotonic clock has not counted the time, and a responder that had ended, or a
+root generation that had expired, was answered with for another minute).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import time
 
 from sqlalchemy import bindparam, select
 
 from issuer.db import Credential
+from issuer.freshness import NEVER, Stamp
 from protocols.jpki.crl import RevocationReason
 from protocols.jpki.ocsp import (
     HASH_LENGTHS,
@@ -55,13 +58,17 @@ class OcspService:
 
     def __init__(self, ca: JpkiCa) -> None:
         self.ca = ca
-        self._loaded_at = -1e9
+        self._loaded_at = NEVER
         self._responders: list[OcspResponder] = []
         self._by_hash: dict[tuple[str, bytes, bytes], Generation] = {}
         self._engine = None
 
+    def _age(self) -> float:
+        return self._loaded_at.age(self.ca.clock())
+
     def _load(self) -> None:
-        if time.monotonic() - self._loaded_at < CACHE_SECONDS:
+        now = self.ca.clock()
+        if self._loaded_at.age(now) < CACHE_SECONDS:
             return
         responders, by_hash = [], {}
         for purpose in Purpose:
@@ -76,10 +83,10 @@ class OcspService:
                 for alg in HASH_LENGTHS:
                     by_hash[(alg, *issuer_hashes(gen.certificate, alg))] = gen
         self._responders, self._by_hash = responders, by_hash
-        self._loaded_at = time.monotonic()
+        self._loaded_at = Stamp.now(now)
 
     def invalidate(self) -> None:
-        self._loaded_at = -1e9
+        self._loaded_at = NEVER
 
     def _generation(self, cert_id: CertId) -> Generation | None:
         return self._by_hash.get((cert_id.hash_algorithm, cert_id.issuer_name_hash,
@@ -92,7 +99,7 @@ class OcspService:
         process made) before the answer is Unknown."""
         self._load()
         gen = self._generation(cert_id)
-        if gen is None and time.monotonic() - self._loaded_at >= MISS_RELOAD_SECONDS:
+        if gen is None and self._age() >= MISS_RELOAD_SECONDS:
             self.invalidate()
             self._load()
             gen = self._generation(cert_id)
@@ -124,7 +131,7 @@ class OcspService:
         self._load()
         at = now or self.ca.clock()
         answer = respond(request_der, self.status, self._responders, at)
-        if answer == _UNAUTHORIZED and time.monotonic() - self._loaded_at >= MISS_RELOAD_SECONDS:
+        if answer == _UNAUTHORIZED and self._age() >= MISS_RELOAD_SECONDS:
             self.invalidate()
             self._load()
             answer = respond(request_der, self.status, self._responders, at)
