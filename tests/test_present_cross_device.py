@@ -97,10 +97,12 @@ def test_a_request_object_signed_without_the_reader_authentication_eku_is_not_fr
     """By reference as through the browser: the request object's certificate, of a trusted
     reader CA but without mdlReaderAuth, is no reader certificate; its path does not
     validate (OID4VP 1.0 5.9.3), so even a holder who releases everything to anyone is never
-    asked, and invalid_request (8.5) is posted back with the request's state, which the
-    reader reads by name. With the EKU the same key is verified and answered."""
+    asked. Nothing is posted to its response_uri either: that verifier is not authenticated,
+    so its response_uri is whoever made the request's (8.5 follows RFC 6749 4.1.2.1); the
+    wallet raises UntrustedVerifierError, which says why, and the reader's session is left
+    unanswered. With the EKU the same key is verified and answered."""
     from wallet_sim.consent import InteractiveConsent
-    from wallet_sim.wallet import Wallet
+    from wallet_sim.wallet import UntrustedVerifierError, Wallet
 
     pki, without, with_eku = reader_eku_or_not()
     base = wallet(world)
@@ -111,29 +113,32 @@ def test_a_request_object_signed_without_the_reader_authentication_eku_is_not_fr
     for chain, trusted in ((without, False), (with_eku, True)):
         r = signed(world, pki.key, chain)
         session = generous.cross_device(r.start()["uri"])
-        post = session.respond(r.request_object(r.request_claims, r.reader_signer, r.reader_chain))
-        assert post.method == "POST" and post.url == f"{BASE}/oid4vp/responses/s1"
-        outcome = r.receive(urlencode(post.form).encode()).result
+        request_object = r.request_object(r.request_claims, r.reader_signer, r.reader_chain)
         if trusted:
+            post = session.respond(request_object)
+            assert post.method == "POST" and post.url == f"{BASE}/oid4vp/responses/s1"
             (event,) = [e for e in session.events if e.kind == "response"]
             assert event.reader.trusted and event.reader.signature_valid and asked
-            assert outcome.valid
+            assert r.receive(urlencode(post.form).encode()).result.valid
         else:
+            with pytest.raises(UntrustedVerifierError, match=(
+                    "^the request's certificate does not chain to a reader CA this wallet trusts: leaf certificate "
+                    f"lacks extended key usage 1.0.18013.5.1.6; nothing was sent to {BASE}/oid4vp/responses/s1")) as exc:
+                session.respond(request_object)
+            assert not exc.value.reader.trusted and exc.value.reader.signature_valid
             (event,) = [e for e in session.events if e.kind == "error"]
             assert event.reader.reason == "leaf certificate lacks extended key usage 1.0.18013.5.1.6"
-            assert not event.reader.trusted and event.reader.signature_valid
             assert not asked and not [e for e in session.events if e.kind == "response"]
-            assert post.form == {"error": "invalid_request", "state": r.redirect.state, "error_description":
-                                 "the request's certificate does not chain to a reader CA this wallet trusts: "
-                                 "leaf certificate lacks extended key usage 1.0.18013.5.1.6"}
-            assert not outcome.valid and "'invalid_request'" in outcome.checks[0].reason
+            assert session.state == "terminated"
 
 
-def test_a_request_object_of_a_reader_ca_the_wallet_does_not_trust_is_answered_invalid_request(world):
+def test_a_request_object_of_a_reader_ca_the_wallet_does_not_trust_is_refused_without_a_post(world):
     """A wallet that holds no reader CA of the verifier's (or none at all) cannot validate
-    the request object's certificate path: it posts invalid_request and asks no one."""
+    the request object's certificate path: it asks no one and posts nothing (no
+    invalid_request to a response_uri it cannot attribute to anyone: OID4VP 1.0 8.5, RFC
+    6749 4.1.2.1); over HTTP the verifier's response_uri is never called."""
     from wallet_sim.consent import InteractiveConsent
-    from wallet_sim.wallet import Wallet
+    from wallet_sim.wallet import UntrustedVerifierError, Wallet
 
     ca, key, chain = _reader_pki()
     base = wallet(world)
@@ -144,9 +149,30 @@ def test_a_request_object_of_a_reader_ca_the_wallet_does_not_trust_is_answered_i
                           clock=base.clock, reader_trust_anchors=anchors)
         r = signed(world, key, chain)
         session = stranger.cross_device(r.start()["uri"])
-        post = session.respond(r.request_object(r.request_claims, r.reader_signer, r.reader_chain))
-        assert post.form["error"] == "invalid_request" and "response" not in post.form and not asked
-        assert not r.receive(urlencode(post.form).encode()).result.valid
+        with pytest.raises(UntrustedVerifierError, match="does not chain to a reader CA this wallet trusts"):
+            session.respond(r.request_object(r.request_claims, r.reader_signer, r.reader_chain))
+        assert not asked
+    # the wallet app over HTTP: the request object is fetched, the response_uri never called
+    import httpx
+
+    from mcred.present_http import wallet_cross_device
+
+    r = signed(world, key, chain)
+    uri = r.start()["uri"]
+    calls: list[tuple[str, str]] = []
+
+    def verifier(request: httpx.Request) -> httpx.Response:
+        calls.append((request.method, request.url.path))
+        if request.url.path.startswith("/oid4vp/requests/"):
+            return httpx.Response(200, content=r.request_object(r.request_claims, r.reader_signer, r.reader_chain),
+                                  headers={"Content-Type": "application/oauth-authz-req+jwt"})
+        return httpx.Response(200, json={})
+
+    with httpx.Client(transport=httpx.MockTransport(verifier)) as client, \
+            pytest.raises(UntrustedVerifierError, match="nothing was sent to"):
+        wallet_cross_device(wallet(world, reader_trust_anchors=[]), uri, client=client)
+    assert [m for m, path in calls if path.startswith("/oid4vp/responses/")] == []
+    assert calls and all(path.startswith("/oid4vp/requests/") for _m, path in calls)
 
 
 def test_request_uri_method_post_binds_the_wallets_nonce(world):

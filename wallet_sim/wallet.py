@@ -718,6 +718,17 @@ class OnlineRequestError(WalletError):
     (§8.3.2.1.2.3)."""
 
 
+class UntrustedVerifierError(OnlineRequestError):
+    """A cross-device OpenID4VP request signed by a certificate whose path does not validate
+    against the wallet's reader trust anchors (OID4VP 1.0 5.9.3): refused without asking the
+    holder and without posting anything to its ``response_uri``. :attr:`reader` is the
+    verifier as the wallet judged it (its reason says why it is not trusted)."""
+
+    def __init__(self, message: str, reader: ReaderIdentity) -> None:
+        super().__init__(message)
+        self.reader = reader
+
+
 class OnlineWalletSession(WalletSession):
     """One online presentation, sans-I/O: :meth:`respond` takes the request object the page
     passed to the Digital Credentials API and gives the credential's answer, for either
@@ -950,8 +961,11 @@ class CrossDeviceWalletSession(OnlineWalletSession):
     A signed request is checked (signature, ``client_id`` the URI's and the certificate's,
     the ``response_uri`` on the certified host for ``x509_san_dns:``, the certificate path to
     one of the wallet's reader CAs) and its verifier shown to the holder as readerAuth's is;
-    a certificate path that does not validate gets ``invalid_request`` posted back (OID4VP
-    1.0 5.9.3, 8.5), the holder never asked. The answer goes only to https, or to http on this
+    a certificate path that does not validate (OID4VP 1.0 5.9.3) raises
+    :class:`UntrustedVerifierError`, the holder never asked and nothing posted: that
+    verifier's ``response_uri`` is unauthenticated, and an ``invalid_request`` sent there
+    would tell whoever chose it that this wallet read the request (8.5, RFC 6749 4.1.2.1).
+    The answer goes only to https, or to http on this
     machine (a lab's reader). The device signs over the OpenID4VPHandover transcript, which
     binds the client_id, nonce, encryption key and response_uri."""
 
@@ -1002,8 +1016,13 @@ class CrossDeviceWalletSession(OnlineWalletSession):
             raise self._refuse(exc) from None
         self.redirect = redirect
         if reader is not None and not reader.trusted:
-            return HttpExchange("POST", redirect.response_uri, oid4vp_redirect.error_form(
-                INVALID_REQUEST, self._untrusted_verifier(reader), redirect.state))
+            # Nothing is posted: the response_uri is the unauthenticated verifier's own choice,
+            # and an error sent there would tell whoever made the request that this wallet exists
+            # and read it (OID4VP 1.0 8.5 follows RFC 6749 4.1.2.1: a client that cannot be
+            # authenticated is not sent the error; the holder is told instead).
+            why = self._untrusted_verifier(reader)
+            raise UntrustedVerifierError(f"{why}; nothing was sent to {redirect.response_uri[:80]} (an unverified "
+                                         "verifier's response_uri)", reader)
         answered = self._answer_queries(redirect.request, reader)
         try:
             form = (oid4vp_redirect.response_form(oid4vp.vp_token(answered), redirect) if answered
