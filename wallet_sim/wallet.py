@@ -247,11 +247,15 @@ class WalletEvent:
     refused: Mapping[str, frozenset[str]] = field(default_factory=dict, hash=False)
     status: int | None = None
     slot: int | None = None
-    #: asked for, but not in the document (or no document of that docType held): not sent,
-    #: as ``refused`` is not, and not the holder's refusal either. Both are the document's
-    #: ``errors`` in the DeviceResponse (ISO/IEC 18013-5 8.3.2.1.2.3: an element not returned),
-    #: but for an age_over_NN answered by the age_over_MM released in its place (7.2.5).
+    #: asked for, but not in the document (or no document of that docType held), and not
+    #: answered: not sent, as ``refused`` is not, and not the holder's refusal either. Both are
+    #: the document's ``errors`` in the DeviceResponse (ISO/IEC 18013-5 8.3.2.1.2.3: an
+    #: element not returned).
     not_held: Mapping[str, frozenset[str]] = field(default_factory=dict, hash=False)
+    #: namespace -> {age_over_NN asked: the age_over_MM released in its place} (ISO/IEC
+    #: 18013-5 7.2.5): the asked element is answered, so it is in neither ``not_held`` nor
+    #: the document's ``errors``; the element in its place is in ``released``.
+    answered_by: Mapping[str, Mapping[str, str]] = field(default_factory=dict, hash=False)
 
 
 class Wallet:
@@ -601,11 +605,16 @@ class WalletSession:
                                            refused=refused, slot=held.slot, not_held=not_held))
             return None
         # an age_over_NN answered in its place by the age_over_MM released (7.2.5) is answered,
-        # not "not returned": errors name only what nothing released answers
-        answered = {(a.namespace, age_over.identifier(a.requested)) for a in answers
-                    if age_over.identifier(a.returned) in released.get(a.namespace, ())}
-        errors = {ns: {i: ERROR_DATA_NOT_RETURNED for i in sorted(refused.get(ns, frozenset()) | not_held.get(ns, frozenset()))
-                       if (ns, i) not in answered}
+        # not "not returned": errors (and the event's not_held) name only what nothing released answers
+        answered_by: dict[str, dict[str, str]] = {}
+        for a in answers:
+            if age_over.identifier(a.returned) in released.get(a.namespace, ()):
+                answered_by.setdefault(a.namespace, {})[age_over.identifier(a.requested)] = \
+                    age_over.identifier(a.returned)
+        answered = {(ns, asked_id) for ns, by in answered_by.items() for asked_id in by}
+        not_held = {ns: frozenset(i for i in ids if (ns, i) not in answered) for ns, ids in not_held.items()}
+        not_held = {ns: ids for ns, ids in not_held.items() if ids}
+        errors = {ns: {i: ERROR_DATA_NOT_RETURNED for i in sorted(refused.get(ns, frozenset()) | not_held.get(ns, frozenset()))}
                   for ns in refused.keys() | not_held.keys()}
         errors = {ns: items for ns, items in errors.items() if items}
         doc = self._build(held, released, errors)
@@ -622,7 +631,8 @@ class WalletSession:
                      for a in answers if age_over.identifier(a.returned) in released.get(a.namespace, ())]
         self.events.append(WalletEvent("response", f"released {sum(map(len, released.values()))} item(s)"
                                        + (f" ({', '.join(stood_in)})" if stood_in else "") + why_withheld,
-                                       items.doc_type, reader, released, refused, slot=held.slot, not_held=not_held))
+                                       items.doc_type, reader, released, refused, slot=held.slot, not_held=not_held,
+                                       answered_by=answered_by))
         return doc
 
     def _build(self, held: HeldCredential, released: Mapping[str, frozenset[str]],

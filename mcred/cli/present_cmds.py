@@ -968,11 +968,13 @@ def register(app: typer.Typer) -> None:
                 done = wallet_cross_device(wallet, request)
                 redirect = done.session.redirect
                 # refused: the holder (or the consent rules) said no; not_held: the document has no such
-                # element (or the wallet no such document). The verifier gets both as errors, but for
-                # an age_over_NN the age_over_MM released answers in its place (ISO/IEC 18013-5 7.2.5).
+                # element (or the wallet no such document) and nothing answered it. The verifier gets
+                # both as errors. answered_by: an age_over_NN the document does not hold, answered by
+                # the age_over_MM released in its place (ISO/IEC 18013-5 7.2.5): no error.
                 released = [{"docType": e.doc_type, "released": {ns: sorted(ids) for ns, ids in e.released.items()},
                              "refused": {ns: sorted(ids) for ns, ids in e.refused.items()},
-                             "not_held": {ns: sorted(ids) for ns, ids in e.not_held.items()}}
+                             "not_held": {ns: sorted(ids) for ns, ids in e.not_held.items()},
+                             "answered_by": {ns: dict(sorted(by.items())) for ns, by in e.answered_by.items()}}
                             for e in done.session.events if e.kind == "response" and e.doc_type]
                 answer = {"answered": redirect.response_uri if redirect else None,
                           "client_id": redirect.client_id if redirect else None, "status": done.status,
