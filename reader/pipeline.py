@@ -23,7 +23,7 @@ import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -163,6 +163,26 @@ class StatusOutcome:
 SignerRevocation = Callable[[x509.Certificate, x509.Certificate, dt.datetime], "str | None"]
 
 
+class _StatusMemo(NamedTuple):
+    """A (uri, index)'s outcome of a verified, fresh list, with what it was worked out from:
+    reused only while ``entry`` is still the cached one with the same ``fetched_at``,
+    ``max_age`` and ``token``, ``anchor`` is among the anchors asked for, and
+    ``since <= now < until``."""
+
+    entry: CachedList
+    fetched_at: dt.datetime
+    max_age: int | None
+    token: StatusListToken | None
+    #: the trust anchor that verified the list
+    anchor: x509.Certificate
+    outcome: StatusOutcome
+    #: the instant the outcome stops holding (``CachedList.fresh``, the token's exp, the
+    #: certificates' end: worked out once), excluded
+    until: dt.datetime
+    #: the first instant it holds (the certificates' start, the token's iat less the skew)
+    since: dt.datetime
+
+
 class StatusListCache:
     """Status List Tokens by URI: fetched, verified, revalidated; offline use bounded."""
 
@@ -175,10 +195,8 @@ class StatusListCache:
         self._lock = threading.Lock()
         self.fetches = 0
         self.revalidations = 0
-        self._memo: dict[tuple[str, int], tuple] = {}
-        """Outcome per (uri, index) of a verified, fresh list: kept with the entry, its fetch
-        time, max-age and token it was read from, the anchor that verified the list, and the
-        instant the entry stops being fresh (``CachedList.fresh`` worked out once for them)."""
+        self._memo: dict[tuple[str, int], _StatusMemo] = {}
+        """Outcome per (uri, index) of a verified, fresh list (:class:`_StatusMemo`)."""
 
     def entry(self, uri: str) -> CachedList | None:
         return self._entries.get(uri)
@@ -273,10 +291,10 @@ class StatusListCache:
         with self._lock:
             entry = self._entries.get(uri)
             memo = self._memo.get((uri, index))
-            if (memo is not None and not self.offline and memo[0] is entry and memo[1] == entry.fetched_at
-                    and memo[2] == entry.max_age and memo[3] is entry.token and memo[4] in anchors
-                    and memo[7] <= now < memo[6]):
-                return memo[5]  # same verified list, still within ttl / max-age / exp and its certificates
+            if (memo is not None and not self.offline and memo.entry is entry and memo.fetched_at == entry.fetched_at
+                    and memo.max_age == entry.max_age and memo.token is entry.token and memo.anchor in anchors
+                    and memo.since <= now < memo.until):
+                return memo.outcome  # same verified list, still within ttl / max-age / exp and its certificates
             note = ""
             if self.offline:
                 if entry is None:
@@ -315,9 +333,9 @@ class StatusListCache:
                 exp = entry.token.header.exp
                 valid_until = entry.valid_until + dt.timedelta(microseconds=1)  # its last instant included
                 since = max(entry.valid_from, entry.token.header.iat - _IAT_SKEW)
-                self._memo[(uri, index)] = (entry, entry.fetched_at, entry.max_age, entry.token, anchor, outcome,
-                                            min(until, valid_until) if exp is None else min(until, exp, valid_until),
-                                            since)
+                self._memo[(uri, index)] = _StatusMemo(
+                    entry, entry.fetched_at, entry.max_age, entry.token, anchor, outcome,
+                    until=min(until, valid_until) if exp is None else min(until, exp, valid_until), since=since)
         return outcome
 
 

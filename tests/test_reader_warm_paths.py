@@ -82,7 +82,8 @@ def test_status_memo_is_used_exactly_while_the_list_is_fresh(pki):
     until = entry.fetched_at + dt.timedelta(seconds=entry.lifetime())
     exp = entry.token.header.exp
     for t in (NOW, until - tick, until, until + tick, exp - tick, exp, exp + tick):
-        assert (t < memo[6]) == entry.fresh(t), t
+        assert (t < memo.until) == entry.fresh(t), t
+    assert memo.outcome is first and memo.anchor == pki.iaca and memo.since <= NOW  # by name, not by position
     assert cache.lookup(STATUS_URI, 3, anchors, NOW) is first  # memo hit
     assert cache.lookup(STATUS_URI, 3, [], NOW) is not first  # another anchor set: looked up again
     # the same fetch time but another max-age (a revalidation under a stopped clock): not reused
