@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import subprocess
-from datetime import timedelta
+from datetime import timedelta, timezone
 
 import pytest
 from asn1crypto import core as asn1core
@@ -89,6 +89,30 @@ def test_reason_names_and_codes():
     assert R.parse("certificateHold").code == 6
     with pytest.raises(ProfileError):
         R.parse("death")
+
+
+def test_a_revocation_state_refuses_remove_from_crl_and_a_naive_time():
+    """Revocation is what is on the CRL now: removeFromCRL is the event that releases a hold
+    (apply_event), never a state a certificate is in, since no CRL we build carries it (no
+    delta CRLs, RFC 5280 5.3.1); and revoked_at must say its offset, since a naive time would
+    be read as the local time of whoever builds the CRL (RFC 5280 5.1.2.6: UTC)."""
+    with pytest.raises(ProfileError, match="removeFromCRL is an event, not a state: use apply_event"):
+        Revocation(7, NOW, R.REMOVE_FROM_CRL)
+    with pytest.raises(ProfileError, match="revoked_at must be timezone-aware"):
+        Revocation(7, NOW.replace(tzinfo=None), R.KEY_COMPROMISE)
+    # the refusals are of those two only: a hold and an aware time in another zone stand
+    held = Revocation(7, NOW.astimezone(timezone(timedelta(hours=9))), R.CERTIFICATE_HOLD)
+    assert held.on_hold and held.revoked_at == NOW
+
+
+def test_every_reason_code_is_the_crlreason_enumerated_value():
+    """RevocationReason.code is the CRLReason ENUMERATED value (RFC 5280 5.3.1), read against
+    asn1crypto's table; removeFromCRL is 8 (7 is unused), the one no CRL of ours carries."""
+    from asn1crypto.crl import CRLReason
+
+    assert R.REMOVE_FROM_CRL.code == 8 and R.REMOVE_FROM_CRL.flag is x509.ReasonFlags.remove_from_crl
+    for reason in R:  # asn1crypto names 8 remove_from_crl, 6 certificate_hold, ...
+        assert CRLReason(reason.code).native == reason.name.lower(), reason
 
 
 # ---- CRLs against OpenSSL ---------------------------------------------------------------
