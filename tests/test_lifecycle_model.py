@@ -39,6 +39,23 @@ is current, whatever was cached when it was built; the expiry notices list the v
 certificates ending within 90 days or ended; a renewal without ``--early`` is taken from 3
 months before the expiry day, an expired certificate's too. The issuer keeps its timestamps
 in Python values (no database server clock), so PostgreSQL is the same.
+
+The IACA's signers are in the model too (specs/revocation.md 6): a DS rollover (``mcred mdoc
+ds rollover``), and the revocation of any document signer (``POST /trust/ds-revocations``)
+or status-list signer (``mcred status-list signer revoke``) generation seen, named by label
+or serial (idempotent; ``affected_mdocs`` counts the valid MSOs it signed). Each new MSO is
+signed by the DS the model expects: the last rollover's or the last MSO's, a new generation
+once that one is revoked or within 90 days of its end, never a revoked one; no status list
+is served signed by a revoked signer. Both readers look the DS and the list's signer up on
+the IACA CRL: the fresh one refuses an MSO whose DS the model revoked on ``ds_revocation``
+(code ``ds_revoked``) and on that alone when the list says valid; the kept one (its CRL an
+hour old at most) refuses by the CRL it holds, an MSO of a DS listed there, and a list it
+cached within its ttl signed by a signer listed there (``status_list_signature``,
+``revocation_status`` unchecked). The IACA CRL lists exactly the revoked signers with their
+reason and time, each until one CRL built after its end (RFC 5280 3.3, known from every IACA
+CRL a reader or the model fetched). A JPKI relying party kept across the example checks the
+unexpired certificates on their partition's CRL through its CRL cache (kept to nextUpdate):
+never from a CRL past its nextUpdate, and as the model said when that CRL was fetched.
 """
 
 from __future__ import annotations
@@ -59,7 +76,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.x509 import ocsp
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -73,6 +90,7 @@ import wallet_sim
 from issuer import handover as wf
 from issuer import revocation
 from issuer.holders import HolderError
+from issuer.mdoc.pki import PURPOSE_DS, PURPOSE_STATUS
 from mcred.context import Context
 from mcred.handover_actions import HandoverActions, change_basic_four, renew_card
 from mcred.jpki_flow import EFS, JpkiCard, SeError
@@ -121,6 +139,11 @@ OCSP_VALIDITY = dt.timedelta(minutes=10)
 STATUS_TTL, STATUS_LIFETIME = 300, dt.timedelta(seconds=86_400)
 READER_SKEW = dt.timedelta(minutes=5)
 KEPT_CRL_AGE = dt.timedelta(hours=1)  # reader.ds_crl.DEFAULT_MAX_AGE
+#: a DS (and a status-list signer) is replaced this long before its end (MdocPkiConfig.rollover_margin)
+DS_MARGIN = dt.timedelta(days=90)
+#: the reasons a signer of the IACA is revoked with (issuer.mdoc.pki.SIGNER_REVOCATION_REASONS)
+SIGNER_REASONS = ("keyCompromise", "superseded", "cessationOfOperation", "affiliationChanged",
+                  "privilegeWithdrawn", "unspecified")
 #: how far the clock runs on between what is served and the model's reading of it
 SLACK = dt.timedelta(seconds=60)
 #: within this of a credential's end, the model takes either verdict (the clock ticks on)
@@ -161,8 +184,21 @@ class Cred:
     idx: int = -1
     #: the certificate's notAfter, the MSO's validUntil
     not_after: dt.datetime | None = None
-    #: an mdoc's DS certificate's notAfter
+    #: an mdoc's DS certificate's notAfter and serial
     ds_until: dt.datetime | None = None
+    ds_serial: int = 0
+
+
+@dataclass
+class SignerModel:
+    """A document signer or status-list signer certificate of the IACA the model knows."""
+
+    purpose: str  # ds | status-signer
+    label: str
+    serial: int
+    not_after: dt.datetime
+    revoked_at: dt.datetime | None = None
+    reason: str | None = None
 
 
 @dataclass
@@ -264,18 +300,42 @@ class Lifecycle(RuleBasedStateMachine):
         self.made = 0
         #: a presentation of each mdoc made when it was issued: (DeviceResponse, transcript)
         self.captured: dict[object, tuple[bytes, object]] = {}
-        from reader.ds_crl import DsCrlCheck, HttpCrlFetcher
+        from reader.ds_crl import DsCrlCheck
         from reader.pipeline import HttpxFetcher, StatusListCache
 
         #: a reader kept across the example, with its status-list cache and its IACA CRL
         #: cache (document and status-list signers looked up), and what the model said of
         #: each list's entries when that reader last fetched it: {uri: {idx: status}}
         self.kept_lists = StatusListCache(HttpxFetcher(client=self.http))
-        self.kept_ds_crl = DsCrlCheck(HttpCrlFetcher(self.http))
+        self.kept_ds_crl = DsCrlCheck(self._iaca_fetcher())
         self.kept_reader = self._reader(self.kept_lists, self.kept_ds_crl)
         self.kept_saw: dict[str, dict[int, str]] = {}
         #: when the kept reader last fetched the IACA CRL (the end of the verification that did)
         self.kept_crl_at: dt.datetime | None = None
+        #: the IACA's signers (DS and status-list signer generations) by serial: those made
+        #: with the installation, then each as it is first seen (in an MSO, on a list, made
+        #: by a rollover); the DS the next MSO is signed by (None: a new generation)
+        svc = mdoc_service(self.ctx)
+        self.signers: dict[int, SignerModel] = {}
+        for purpose in (PURPOSE_DS, PURPOSE_STATUS):
+            for info in svc.signers(purpose):
+                self.signers[int(info.serial, 16)] = SignerModel(purpose, info.label, int(info.serial, 16),
+                                                                 info.not_after)
+        self.ds_expect: int | None = next(int(i.serial, 16) for i in svc.signers(PURPOSE_DS) if i.active)
+        #: the thisUpdate of every IACA CRL seen (the model's own fetches and every reader's),
+        #: by number; the signers the kept reader's IACA CRL listed when it fetched it
+        self.iaca_seen: dict[int, dt.datetime] = {}
+        self.kept_crl_revoked: frozenset[int] = frozenset()
+        #: the IACA CRL a fresh reader of this invariant pass looks signers up on
+        self.fresh_ds_crl = None
+        #: a relying party kept across the example, checking the JPKI certificates on their
+        #: partition's CRL through its CRL cache, which keeps a CRL until its nextUpdate (no
+        #: shorter max_age), and what the model said of each partition's certificates when it
+        #: fetched that CRL: {path: {serial: (status, reason)}}
+        from reader.crl_cache import CrlCache
+
+        self.kept_rp = CrlCache(max_age=2 * CRL_VALIDITY)
+        self.kept_rp_saw: dict[str, dict[int, tuple[str, str | None]]] = {}
         # the clock every party reads, from now on (ticking; started last, as teardown runs
         # only after __init__ returned); moved by the advance_* rules
         _MONOTONIC_SHIFT[0] = 0.0
@@ -344,12 +404,65 @@ class Lifecycle(RuleBasedStateMachine):
                 self.creds[key] = c
                 held[kind] = key
                 if kind == "mdoc":
+                    self._learn_ds(seen["mdoc:ds"])
                     self.captured[key] = self._presentation(phone)
             else:
                 assert key == before.get(kind), f"{phone}: the SE's {kind} changed ({before.get(kind)} -> {key})"
                 if key is not None:
                     held[kind] = key
         p.held = held
+
+    def _learn_ds(self, ds: x509.Certificate) -> None:
+        """A new MSO is signed by the DS the model expects: the one the last rollover made or
+        the last MSO had, until it is revoked or comes within its rollover margin (90 days)
+        of its end; then by a new generation, never one seen before (a revoked DS signs
+        nothing again)."""
+        now, s = _now(), ds.serial_number
+        ds.verify_directly_issued_by(self.iaca)
+        expect = self.signers.get(self.ds_expect) if self.ds_expect is not None else None
+        due = expect is None or now > expect.not_after - DS_MARGIN
+        if expect is not None and abs(now - (expect.not_after - DS_MARGIN)) < EDGE:
+            due = None  # at its rollover: either
+        if s in self.signers:
+            old = self.signers[s]
+            assert old.purpose == PURPOSE_DS and old.revoked_at is None, f"an MSO signed by {old}"
+            assert due is not True and s == self.ds_expect, (
+                f"an MSO at {now:%F %T} signed by {old.label}, the model expected {expect}")
+        else:
+            assert due is not False, f"an MSO at {now:%F %T} signed by a new DS {s:x}, the model expected {expect}"
+            assert ds.not_valid_before_utc <= now <= ds.not_valid_after_utc - DS_MARGIN, ds
+            self.signers[s] = SignerModel(PURPOSE_DS, "", s, ds.not_valid_after_utc)
+        self.ds_expect = s
+
+    def _learn_list_signer(self, signer: x509.Certificate) -> None:
+        """A status list served now is signed by a status-list signer of the IACA the model
+        has not revoked (a revocation drops every token it signed)."""
+        s = signer.serial_number
+        known = self.signers.setdefault(s, SignerModel(PURPOSE_STATUS, "", s, signer.not_valid_after_utc))
+        assert known.purpose == PURPOSE_STATUS, f"a status list signed by {known}"
+        assert known.revoked_at is None, f"a status list served at {_now():%F %T} signed by the revoked {known}"
+
+    def _iaca_fetcher(self):  # noqa: ANN202
+        """A reader's IACA CRL fetcher over the service's HTTP routes that shows the model
+        every CRL it fetches (their numbers and thisUpdate: RFC 5280 3.3's retention)."""
+        from reader.ds_crl import HttpCrlFetcher
+
+        http = HttpCrlFetcher(self.http)
+
+        def fetch(url: str) -> bytes:
+            body = http(url)
+            self._see_iaca_crl(x509.load_der_x509_crl(body))
+            return body
+
+        return fetch
+
+    def _see_iaca_crl(self, crl: x509.CertificateRevocationList) -> None:
+        number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+        this = crl.last_update_utc
+        assert self.iaca_seen.setdefault(number, this) == this, f"IACA CRL #{number} changed"
+
+    def _revoked_signers(self) -> frozenset[int]:
+        return frozenset(s for s, m in self.signers.items() if m.revoked_at is not None)
 
     # --- what outside parties see -----------------------------------------------------------
 
@@ -386,7 +499,9 @@ class Lifecycle(RuleBasedStateMachine):
             out["mdoc"] = ("mdoc", ref.uri, ref.idx)
             ds = x509.load_der_x509_certificate(mdoc.IssuerSigned.decode(applet.read(slot, n)).issuer_auth.x5chain[0])
             out["mdoc:cred"] = Cred("mdoc", phone, -1, uri=ref.uri, idx=ref.idx,
-                                    not_after=mso.validity_info.valid_until, ds_until=ds.not_valid_after_utc)
+                                    not_after=mso.validity_info.valid_until, ds_until=ds.not_valid_after_utc,
+                                    ds_serial=ds.serial_number)
+            out["mdoc:ds"] = ds
         return out
 
     def _presentation(self, phone: str) -> tuple[bytes, object]:
@@ -411,32 +526,60 @@ class Lifecycle(RuleBasedStateMachine):
 
     def _present(self, c: Cred, reader=None):  # noqa: ANN001, ANN202
         """A reader's result on the presentation of ``c`` made when it was issued; by default
-        a fresh reader's (no status list cached: it fetches the list over HTTP)."""
+        a fresh reader's (no status list cached: it fetches the list over HTTP; it looks the
+        DS and the list's signer up on the IACA CRL fetched in this invariant pass)."""
         from reader.pipeline import HttpxFetcher, StatusListCache
 
         if reader is None:
-            reader = self._reader(StatusListCache(HttpxFetcher(client=self.http)))
+            reader = self._reader(StatusListCache(HttpxFetcher(client=self.http)), self.fresh_ds_crl)
         response, st = self.captured[_key(c)]
         return reader.verify(response, session_transcript=st)
 
-    def _judge(self, c: Cred, status: str, result, who: str = "a fresh reader") -> None:  # noqa: ANN001
+    def _judge(self, c: Cred, status: str, result, who: str = "a fresh reader",  # noqa: ANN001
+               revoked: frozenset[int] = frozenset(), list_signer: int | None = None) -> None:
         """A reader's ``result`` on ``c`` held against the model: taken iff ``status`` (what
-        the list it read says) is valid and the MSO has not expired (validUntil, then the
-        reader's 5 minutes' skew; within 2 minutes of that either way); an expired MSO is
-        refused on its ``validity`` (code ``expired``), on that alone when the list says
-        valid."""
-        past = _now() - READER_SKEW - c.not_after
-        what = f"{who} on the mdoc {c.uri}#{c.idx} of {c.phone} ({status}, validUntil {c.not_after:%F %T})"
+        the list it read says) is valid, the MSO has not expired (validUntil, then the
+        reader's 5 minutes' skew; within 2 minutes of that either way), and neither its DS
+        nor the list's signer is among ``revoked`` (what the IACA CRL the reader looked them
+        up on listed). An expired MSO is refused on its ``validity`` (code ``expired``), a
+        revoked DS on ``ds_revocation`` (code ``ds_revoked``), a list by a revoked signer on
+        ``status_list_signature`` (its ``revocation_status`` not checked): on those alone
+        when the list says valid (past the DS's end its chain fails too, and nothing is
+        looked up)."""
+        now = _now()
+        past = now - READER_SKEW - c.not_after
+        ds_bad, list_bad = c.ds_serial in revoked, list_signer in revoked
+        what = (f"{who} on the mdoc {c.uri}#{c.idx} of {c.phone} ({status}, validUntil {c.not_after:%F %T}, "
+                f"DS {c.ds_serial:x}{' revoked' * ds_bad}{', list signer revoked' * list_bad})")
         if abs(past) < dt.timedelta(minutes=2):
             return  # at the edge of its validity: either
         expired = past > dt.timedelta(0)
-        assert result.valid == (status == "valid" and not expired), f"{what}: {result.failed()}"
         validity = result.check("validity")
         assert validity is not None and validity.passed != expired, f"{what}: {validity}"
+        if abs(now - c.ds_until) < EDGE:
+            return  # its DS ending: the chain either way
+        if now > c.ds_until:  # no trusted DS chain: nothing looked up
+            assert not result.valid and expired, f"{what}: {result.failed()}"
+            assert result.check("ds_revocation").code == "not_checked", f"{what}: {result.check('ds_revocation')}"
+            return
+        assert result.valid == (status == "valid" and not expired and not ds_bad and not list_bad), (
+            f"{what}: {result.failed()}")
+        ds = result.check("ds_revocation")
+        assert ds.passed != ds_bad and ds.code == ("ds_revoked" if ds_bad else "ok"), f"{what}: {ds}"
+        listed = result.check("status_list_signature")
+        assert listed.passed != list_bad, f"{what}: {listed}"
+        if list_bad:
+            assert result.check("revocation_status").passed is False, f"{what}: {result.check('revocation_status')}"
+        want = ({"validity"} if expired else set()) | ({"ds_revocation"} if ds_bad else set()) | (
+            {"status_list_signature", "revocation_status"} if list_bad else set())
         if expired:
             assert validity.code == "expired", f"{what}: {validity}"
-            if status == "valid" and _now() < c.ds_until - EDGE:  # (past it, its chain fails too)
-                assert result.failed() == ["validity"], f"{what}: {result.failed()}"
+        if status == "valid" or list_bad:
+            assert set(result.failed()) == want, f"{what}: {result.failed()}, the model {sorted(want)}"
+        for name in sorted(want - {"validity"}):
+            event(f"{who} refused on {name}")
+        if result.valid and c.ds_serial != self.ds_expect:
+            event(f"{who} took an MSO of a DS rolled over or replaced")
 
     def _kept_reader_verdict(self, c: Cred) -> None:
         """The reader kept across the example: it takes the list it cached while that is
@@ -453,6 +596,7 @@ class Lifecycle(RuleBasedStateMachine):
         if result.check("ds_revocation").code != "not_checked":
             if self.kept_ds_crl.fetches > crls:
                 self.kept_crl_at = end
+                self.kept_crl_revoked = self._revoked_signers()
             else:
                 assert start - self.kept_crl_at <= KEPT_CRL_AGE, (
                     f"the kept reader used the IACA CRL fetched by {self.kept_crl_at:%F %T} at {start:%F %T}")
@@ -468,7 +612,8 @@ class Lifecycle(RuleBasedStateMachine):
                 f"the kept reader used the list {c.uri} fetched {before:%F %T} at {end:%F %T}, past its ttl")
         # an index taken after the list was fetched was 0 (VALID) on it: indices are not reused
         said = self.kept_saw[c.uri].get(c.idx, "valid") if c.uri in self.kept_saw else c.status
-        self._judge(c, said, result, "the kept reader")
+        signer = entry.token.header.signer.serial_number if entry is not None and entry.token else None
+        self._judge(c, said, result, "the kept reader", self.kept_crl_revoked, signer)
 
     def _root(self, slot: str, aki: bytes) -> x509.Certificate:
         return next(r for r in self.roots[slot] if r.extensions.get_extension_for_class(
@@ -536,6 +681,7 @@ class Lifecycle(RuleBasedStateMachine):
         assert r.status_code == 200, (c.uri, r.status_code)
         now = _now()
         token = verify_status_list_token(r.content, trust_anchor=self.iaca, uri=c.uri, now=now)
+        self._learn_list_signer(token.header.signer)
         # current: issued at most now, for another ttl at least (then rebuilt)
         iat, exp, ttl = token.header.iat, token.header.exp, token.header.ttl
         assert ttl == STATUS_TTL and exp - iat == STATUS_LIFETIME, (c.uri, iat, exp, ttl)
@@ -795,18 +941,149 @@ class Lifecycle(RuleBasedStateMachine):
         self._revoke(self._on(phone, ("mdoc",)), "superseded")
         self._learn(phone, {"mdoc"})
 
+    @precondition(lambda self: self.creds)
+    @rule()
+    def ds_rollover(self):
+        """A new document-signer generation (``mcred mdoc ds rollover``): the MSOs issued from
+        now on are signed by it; those signed before still verify (until their DS is revoked)."""
+        svc = mdoc_service(self.ctx)
+        svc.setup()
+        key = svc.rollover_ds()
+        s = key.certificate.serial_number
+        assert s not in self.signers, f"a rollover made a DS seen before: {key.label}"
+        key.certificate.verify_directly_issued_by(self.iaca)
+        self.signers[s] = SignerModel(PURPOSE_DS, key.label, s, key.not_valid_after)
+        self.ds_expect = s
+
+    @precondition(lambda self: self.creds)  # something signed: MSOs, lists
+    @rule(data=st.data(), purpose=st.sampled_from([PURPOSE_DS, PURPOSE_STATUS]),
+          reason=st.sampled_from(SIGNER_REASONS), name=st.sampled_from(["label", "serial", "openssl"]))
+    def revoke_signer(self, data, purpose, reason, name):
+        """A document signer (``mcred mdoc ds revoke``, ``POST /trust/ds-revocations``) or a
+        status-list signer (``mcred status-list signer revoke``) revoked, named by its label
+        or serial (as openssl prints it): any generation the model has seen, revoked already
+        or not (idempotent). The IACA CRL lists it from the next build; readers refuse the
+        MSOs it signed (``ds_revocation``) or the lists it signed (``status_list_signature``);
+        the next MSO is signed by a new DS generation, the next list by a new signer."""
+        known = sorted(s for s, m in self.signers.items() if m.purpose == purpose)
+        s = data.draw(st.sampled_from(known), label="signer")
+        m = self.signers[s]
+        octets = s.to_bytes((s.bit_length() + 7) // 8, "big")
+        # openssl's forms: ``x509 -text`` (the route's pattern takes it), ``x509 -serial``
+        openssl = ":".join(f"{b:02x}" for b in octets) if purpose == PURPOSE_DS else f"serial={octets.hex().upper()}"
+        ref = m.label if name == "label" and m.label else openssl if name == "openssl" else format(s, "x")
+        if purpose == PURPOSE_DS:
+            r = self.http.post("/trust/ds-revocations", json={"ds": ref, "reason": reason}, headers=self.auth)
+            assert r.status_code == 200, (r.status_code, r.text)
+            info = r.json()
+            changed, revoked_at = info["changed"], dt.datetime.fromisoformat(info["revoked_at"])
+        else:
+            got, changed = mdoc_service(self.ctx).revoke_signer(ref, reason, actor="model", purposes=(PURPOSE_STATUS,))
+            info, revoked_at = got.to_json(), got.revoked_at
+        assert int(info["serial"], 16) == s and info["purpose"] == purpose, info
+        assert changed == (m.revoked_at is None), f"revoking {ref} ({m}): changed {changed}"
+        m.label = info["label"]
+        if changed:
+            assert abs(revoked_at - _now()) < SLACK, (revoked_at, _now())
+            m.revoked_at, m.reason = revoked_at, reason
+            event(f"revoked a {purpose}")
+            if s == self.ds_expect:
+                self.ds_expect = None  # a new generation signs the next MSO
+        assert (revoked_at, info["reason"]) == (m.revoked_at, m.reason), (info, m)
+        assert info["active"] is False, info
+        if purpose == PURPOSE_DS:  # the valid mdocs it signed, which need new MSOs
+            mine = [c for c in self.creds.values() if c.kind == "mdoc" and c.ds_serial == s and c.status == "valid"]
+            assert info["affected_mdocs"] == len(mine), (info, [_key(c) for c in mine])
+
     # --- invariants ----------------------------------------------------------------------------
+
+    def _iaca_crl_follows_the_model(self) -> None:
+        """The IACA's CRL (document and status-list signers) is current and lists exactly
+        the signers the model revoked, with their reason and time, until one CRL built after
+        a signer's end (RFC 5280 3.3, specs/revocation.md 6: those not expired at the
+        thisUpdate of the CRL before it, which the model knows when it (or a reader) saw
+        that CRL; the first CRL it saw, of a template installation, may follow unseen ones)."""
+        r = self.http.get("/trust/iaca.crl")
+        assert r.status_code == 200, r.status_code
+        crl, now = x509.load_der_x509_crl(r.content), _now()
+        assert crl.is_signature_valid(self.iaca.public_key())
+        this, nxt = crl.last_update_utc, crl.next_update_utc
+        assert this <= now and nxt == this + CRL_VALIDITY and nxt - now > CRL_REFRESH - SLACK, (
+            f"IACA CRL served at {now:%F %T}: thisUpdate {this:%F %T}, nextUpdate {nxt:%F %T}")
+        self._see_iaca_crl(crl)
+        number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+        earlier = [n for n in self.iaca_seen if n < number]
+        before = self.iaca_seen[max(earlier)] if earlier else None
+        listed = {}
+        for entry in crl:
+            try:
+                reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.value
+            except x509.ExtensionNotFound:
+                reason = "unspecified"
+            listed[entry.serial_number] = (reason, entry.revocation_date_utc)
+        what = f"IACA CRL #{number} (thisUpdate {this:%F %T}, the one before {before and f'{before:%F %T}'})"
+        assert set(listed) <= self._revoked_signers(), f"{what} lists {set(listed) - self._revoked_signers()}"
+        for s in self._revoked_signers():
+            m = self.signers[s]
+            want = (m.reason, m.revoked_at.replace(microsecond=0))
+            if abs(this - m.not_after) < EDGE or (before is not None and abs(before - m.not_after) < EDGE):
+                continue  # ending as a CRL was built: listed or not
+            if this > m.not_after and before is None:
+                if s not in listed:
+                    continue  # the CRL before it unseen: gone already, or listed as it was revoked
+            elif this > m.not_after and before > m.not_after:
+                assert s not in listed, f"{what} lists {m.label or m.purpose} {s:x}, ended {m.not_after:%F %T}"
+                event("IACA CRL: an ended revoked signer left off")
+                continue
+            if this > m.not_after:
+                event("IACA CRL: an ended revoked signer on the first CRL after its end")
+            assert listed.get(s) == want, f"{what}: {m.label or m.purpose} {s:x} {listed.get(s)}, the model {want}"
+
+    def _kept_relying_party(self, certs: list[Cred]) -> None:
+        """A JPKI relying party kept across the example checks each unexpired certificate on
+        its partition's CRL through its CRL cache, kept until the CRL's nextUpdate: never
+        answered from a CRL past it (refetched once it passed), and the answer the model gave
+        when that CRL was fetched (a revocation after it is seen at the next fetch)."""
+        import re
+
+        from reader.relying_party import check_revocation_crl
+
+        for c in certs:
+            now = _now()
+            if c.not_after - now < EDGE:
+                continue  # ended: RFC 5280 3.3 takes it off the CRLs
+            cert = x509.load_der_x509_certificate(c.der)
+            aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+            fetches = self.kept_rp.fetches
+            check = check_revocation_crl(cert, self._root(c.kind, aki), now, client=self.http, cache=self.kept_rp)
+            if self.kept_rp.fetches > fetches:
+                self.kept_rp_saw[c.crl] = {x.serial: (x.status, x.reason) for x in certs if x.crl == c.crl}
+            what = f"the kept relying party on {c.kind} certificate {c.serial:x} at {now:%F %T}: {check.reason}"
+            used = re.search(r"thisUpdate (\S+)\)$", check.reason or "")
+            assert check.code in ("good", "revoked", "on_hold") and used, what
+            this = dt.datetime.fromisoformat(used.group(1))
+            assert this <= now <= this + CRL_VALIDITY, f"{what}: a CRL past its nextUpdate"
+            status, reason = self.kept_rp_saw[c.crl].get(c.serial, ("valid", None))
+            want = {"valid": "good", "hold": "on_hold", "revoked": "revoked"}[status]
+            assert check.code == want and (status != "revoked" or check.revocation_reason == reason), (
+                f"{what}: the model said {status} ({reason}) when it fetched the CRL")
+            if (c.status, c.reason) != (status, reason):
+                event("kept relying party: a change since its CRL not seen yet")
+            if now - this > CRL_VALIDITY - CRL_REFRESH:
+                event("kept relying party: a CRL in its last hour")
 
     @invariant()
     def outsiders_see_the_model(self):
         if not hasattr(self, "creds"):
             return
+        from reader.ds_crl import DsCrlCheck
+
         seen: dict[object, str] = {}  # what outsiders see of each credential: valid | hold | revoked
         certs = [c for c in self.creds.values() if c.kind in ("sign", "auth")]
+        self.fresh_ds_crl = DsCrlCheck(self._iaca_fetcher())
         for path, slot in sorted({(c.crl, c.kind) for c in certs}):
             crl, number, this = self._crl(path, slot)
             before = 0 if number == 1 else self.crls_seen[path].get(number - 1)  # the CRL it follows
-            now = _now()
             mine = {c.serial: c for c in certs if c.crl == path}
             assert set(crl) <= set(mine), f"CRL {path} lists certificates of nobody: {set(crl) - set(mine)}"
             for serial, c in mine.items():
@@ -839,17 +1116,12 @@ class Lifecycle(RuleBasedStateMachine):
                 seen[_key(c)] = {0: "valid", 1: "revoked", 2: "hold"}[self._status(c)]
                 assert seen[_key(c)] == c.status, f"the mdoc {c.uri}#{c.idx} on {c.phone}: {seen[_key(c)]}, " \
                                                   f"the model {c.status}"
-                # a reader takes a presentation of it (made when issued) iff it is valid, unexpired
-                self._judge(c, c.status, self._present(c))
+                # a reader takes a presentation of it (made when issued) iff it is valid,
+                # unexpired and its DS not revoked
+                self._judge(c, c.status, self._present(c), revoked=self._revoked_signers())
                 self._kept_reader_verdict(c)
-        # the IACA's CRL (document and status-list signers) is current too
-        r = self.http.get("/trust/iaca.crl")
-        assert r.status_code == 200, r.status_code
-        crl, now = x509.load_der_x509_crl(r.content), _now()
-        assert crl.is_signature_valid(self.iaca.public_key())
-        this, nxt = crl.last_update_utc, crl.next_update_utc
-        assert this <= now and nxt == this + CRL_VALIDITY and nxt - now > CRL_REFRESH - SLACK, (
-            f"IACA CRL served at {now:%F %T}: thisUpdate {this:%F %T}, nextUpdate {nxt:%F %T}")
+        self._iaca_crl_follows_the_model()
+        self._kept_relying_party(certs)
         # the expiry notices (GET /credentials?expiring_within=90): the valid certificates
         # ending within the 3 months' renewal window, or ended, soonest first
         r = self.http.get("/credentials", params={"expiring_within": 90, "limit": 1000}, headers=self.auth)
@@ -947,6 +1219,71 @@ def quiet_disk(monkeypatch):
 @pytest.mark.timeout(600 * SCALE)
 def test_lifecycle_follows_the_model(quiet_disk):
     run_state_machine_as_test(Lifecycle, settings=SETTINGS)
+
+
+class _Picks:
+    """A rule's ``data`` with the values it draws given, in order (a scenario's steps)."""
+
+    def __init__(self, *values: object) -> None:
+        self.values = list(values)
+
+    def draw(self, strategy, label=None):  # noqa: ANN001, ANN201, ARG002
+        return self.values.pop(0)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_lifecycle_signer_scenario(quiet_disk, monkeypatch):
+    """The IACA signer steps in the order the random runs seldom reach (one example has 9
+    steps among 16 rules): two holders' MSOs under the first DS; a rollover, one refreshed
+    under the new DS, the other still taken; that first DS revoked: the fresh reader refuses
+    its MSO on ``ds_revocation``, the kept reader only once its IACA CRL (kept an hour) is
+    fetched again; the status-list signer revoked while the kept reader holds a list it
+    signed, fetched after its CRL: refused on ``status_list_signature`` once that CRL is
+    fetched again, until the list is; and the IACA CRL's entries for a revoked DS, through
+    the first CRL after its end and off the next. Each step checked by the invariants."""
+    seen: set[str] = set()
+    monkeypatch.setattr(f"{__name__}.event", seen.add)  # what the invariants met
+    m = Lifecycle()
+    try:
+        def step(name: str, *args: object) -> None:
+            getattr(m, name)(*args)
+            m.outsiders_see_the_model()
+
+        def advance(delta: dt.timedelta) -> None:
+            m.travelled += delta
+            m.traveller.shift(delta)
+            _MONOTONIC_SHIFT[0] += delta.total_seconds()
+            m.outsiders_see_the_model()
+
+        m.outsiders_see_the_model()
+        step("enrol", _Picks(0, 0), "p384")
+        step("enrol", _Picks(1, 1), "rsa2048")
+        first = m.ds_expect
+        step("ds_rollover")
+        assert m.ds_expect != first
+        phone0, phone1 = (next(p for p, x in m.phones.items() if x.holder == h) for h in (0, 1))
+        step("refresh_mdoc", _Picks(phone0), None)  # under the new DS; holder 1's still under the first
+        # the kept reader's IACA CRL is fetched now; its lists again in 58 minutes
+        advance(dt.timedelta(minutes=58))
+        step("revoke_signer", _Picks(first), PURPOSE_DS, "keyCompromise", "openssl")
+        listed = m.kept_lists.entry(next(c.uri for c in m.creds.values() if c.kind == "mdoc"))
+        signer = listed.token.header.signer.serial_number
+        step("revoke_signer", _Picks(signer), PURPOSE_STATUS, "keyCompromise", "label")
+        advance(dt.timedelta(minutes=3))  # the kept reader's CRL an hour old: fetched again
+        assert {first, signer} <= m.kept_crl_revoked
+        step("revoke_signer", _Picks(first), PURPOSE_DS, "superseded", "serial")  # idempotent
+        advance(dt.timedelta(minutes=6))  # the kept reader's lists fetched again
+        step("refresh_mdoc", _Picks(phone1), None)  # a new MSO, not under the revoked DS
+        advance(dt.timedelta(days=400))  # past the first DS's end
+        advance(dt.timedelta(days=2))  # a CRL built after it, then the next
+        advance(dt.timedelta(days=2))
+    finally:
+        m.teardown()
+    for what in ("a fresh reader refused on ds_revocation", "the kept reader refused on ds_revocation",
+                 "the kept reader refused on status_list_signature", "a fresh reader took an MSO of a DS "
+                 "rolled over or replaced", "IACA CRL: an ended revoked signer left off"):
+        assert what in seen, (what, seen)
 
 
 @pytest.mark.slow
