@@ -321,7 +321,8 @@ class Lifecycle(RuleBasedStateMachine):
             for info in svc.signers(purpose):
                 self.signers[int(info.serial, 16)] = SignerModel(purpose, info.label, int(info.serial, 16),
                                                                  info.not_after)
-        self.ds_expect: int | None = next(int(i.serial, 16) for i in svc.signers(PURPOSE_DS) if i.active)
+        # (none yet on PostgreSQL, whose installation is made afresh: the first MSO makes one)
+        self.ds_expect: int | None = next((int(i.serial, 16) for i in svc.signers(PURPOSE_DS) if i.active), None)
         #: the thisUpdate of every IACA CRL seen (the model's own fetches and every reader's),
         #: by number; the signers the kept reader's IACA CRL listed when it fetched it
         self.iaca_seen: dict[int, dt.datetime] = {}
