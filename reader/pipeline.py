@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from protocols import cbor, iaca
@@ -197,6 +198,8 @@ class StatusListCache:
         self.revalidations = 0
         self._memo: dict[tuple[str, int], _StatusMemo] = {}
         """Outcome per (uri, index) of a verified, fresh list (:class:`_StatusMemo`)."""
+        self._refetched: set[tuple[str, bytes]] = set()
+        """(uri, signer fingerprint) fetched again once their signer was found revoked."""
 
     def entry(self, uri: str) -> CachedList | None:
         return self._entries.get(uri)
@@ -287,11 +290,33 @@ class StatusListCache:
         self._entries[uri] = new
         return new, "new copy; "
 
-    def lookup(self, uri: str, index: int, anchors: list[x509.Certificate], now: dt.datetime) -> StatusOutcome:
+    def refetch_once(self, uri: str, signer: x509.Certificate) -> bool:
+        """Whether to fetch ``uri`` again, within its ttl, because the list cached for it is
+        signed by ``signer``, which the reader has just found revoked: an issuer that revokes a
+        list signer publishes its lists again under another. True once per (uri, signer), so
+        an issuer still serving the old list is asked once, not at every verification (the
+        list is then refused until its ttl runs out, as before); never offline."""
+        if self.offline:
+            return False
+        key = (uri, signer.fingerprint(hashes.SHA256()))
+        with self._lock:
+            if key in self._refetched:
+                return False
+            if len(self._refetched) > 4096:
+                self._refetched.clear()
+            self._refetched.add(key)
+            return True
+
+    def lookup(self, uri: str, index: int, anchors: list[x509.Certificate], now: dt.datetime, *,
+               refetch: bool = False) -> StatusOutcome:
+        """The status at ``index`` of the list at ``uri``: the cached copy while fresh, else
+        fetched or revalidated; ``refetch`` fetches (or revalidates) it now whatever its age
+        (see :meth:`refetch_once`)."""
         with self._lock:
             entry = self._entries.get(uri)
             memo = self._memo.get((uri, index))
-            if (memo is not None and not self.offline and memo.entry is entry and memo.fetched_at == entry.fetched_at
+            if (memo is not None and not refetch and not self.offline and memo.entry is entry
+                    and memo.fetched_at == entry.fetched_at
                     and memo.max_age == entry.max_age and memo.token is entry.token and memo.anchor in anchors
                     and memo.since <= now < memo.until):
                 return memo.outcome  # same verified list, still within ttl / max-age / exp and its certificates
@@ -300,7 +325,7 @@ class StatusListCache:
                 if entry is None:
                     fail = f"OFFLINE: no cached list for {uri}"
                     return StatusOutcome(tuple(Check(n, False, fail, code=UNAVAILABLE) for n in STATUS_CHECKS))
-            elif entry is None or not entry.fresh(now):
+            elif refetch or entry is None or not entry.fresh(now):
                 entry, note = self._refresh(uri, entry, now)
                 if entry is None:
                     fail = f"{note}no list for {uri}"
@@ -526,6 +551,14 @@ class ReaderPipeline:
         checks = list(outcome.checks)
         if self.signer_revocation is not None and outcome.signer is not None and checks[0].passed:
             why = self.signer_revocation(outcome.signer, anchors[0], ctx.now)
+            if why is not None and self.status.refetch_once(ref.uri, outcome.signer):
+                # the cached list's signer is revoked: its issuer has published the list again
+                # under another signer, most likely; fetch it now rather than refuse every
+                # mdoc on it until the cached copy's ttl runs out
+                outcome = self.status.lookup(ref.uri, ref.idx, anchors, ctx.now, refetch=True)
+                checks = list(outcome.checks)
+                why = (None if outcome.signer is None or not checks[0].passed
+                       else self.signer_revocation(outcome.signer, anchors[0], ctx.now))
             if why is not None:
                 checks[0] = Check(STATUS_LIST_SIGNATURE, False, f"{ref.uri}: list signer {why}", code=UNAVAILABLE)
                 checks[2] = _LIST_NOT_TRUSTED

@@ -365,6 +365,55 @@ def test_revoked_status_list_signer_fails_the_list_and_the_issuer_re_signs(world
         ("mdoc-status-1", False, "keyCompromise"), ("mdoc-status-2", True, None)]
 
 
+def test_a_reader_holding_a_list_whose_signer_is_revoked_fetches_it_again_once(world):
+    """A reader that cached a list before its signer was revoked does not refuse every mdoc
+    on it until the list's ttl runs out: finding the signer on the IACA CRL, it fetches the
+    list once more, and takes the copy the issuer re-signed. An issuer still serving the old
+    list is asked once, not at every verification."""
+    from issuer.mdoc.pki import PURPOSE_STATUS
+
+    svc, _sessions, clock = world
+    key, signed = _issue(svc, "job-1")
+    served: list[str] = []
+    stale = {"on": False}
+    old_token: list[bytes] = []
+
+    def fetch(uri: str, etag: str | None) -> HttpAnswer:
+        served.append(uri)
+        token = old_token[0] if stale["on"] else svc.status_token_by_uri(uri).token
+        return HttpAnswer(200, token, {})
+
+    def crl_fetch(url: str) -> bytes:
+        return svc.iaca_crl().public_bytes(DER)
+
+    trust = TrustStore()
+    trust.add(svc.iaca_certificate())
+    reader = reader_pipeline(trust=trust, clock=lambda: clock.now + dt.timedelta(minutes=1), fetcher=fetch,
+                             require_status=True, ds_crl=DsCrlCheck(crl_fetch, max_age=dt.timedelta(0)))
+    data, st = _present(signed, key)
+    assert reader.verify(data, session_transcript=st).valid
+    assert len(served) == 1
+    old_token.append(svc.status_token_by_uri(signed.mso().status.status_list.uri).token)
+
+    (info,) = svc.signers(PURPOSE_STATUS)
+    clock.now = NOW + dt.timedelta(seconds=30)  # well within the cached list's ttl
+    svc.revoke_signer(info.label, "keyCompromise", purposes=(PURPOSE_STATUS,))
+    again = reader.verify(data, session_transcript=st)
+    assert again.valid, [c for c in again.checks if not c.passed]
+    assert len(served) == 2  # fetched again at once, the re-signed copy taken
+    assert again.check("status_list_freshness").reason.startswith("new copy; ")
+
+    # a second signer revoked, and the issuer (say, a stale mirror) still serves the old list
+    (info,) = [s for s in svc.signers(PURPOSE_STATUS) if s.active]
+    old_token[0] = svc.status_token_by_uri(signed.mso().status.status_list.uri).token
+    svc.revoke_signer(info.label, "keyCompromise", purposes=(PURPOSE_STATUS,))
+    stale["on"] = True
+    for _ in range(3):
+        refused = reader.verify(data, session_transcript=st)
+        assert {c.name for c in refused.checks if not c.passed} == {"status_list_signature", "revocation_status"}
+    assert len(served) == 3  # asked once, then refused from the cache until its ttl runs out
+
+
 def test_cli_status_list_signer_list_and_revoke(home):
     from mcred.cli.main import app as cli
 
