@@ -314,9 +314,16 @@ class HandoverRequest(_Body):
     over_the_air: bool = False
 
 
+#: a signer's key label, or its serial as protocols.certs.parse_serial reads it: the longest,
+#: ``serial=`` and 20 octets colon-separated, is 66 characters
+SIGNER_NAME_MAX = 80
+SIGNER_NAME_PATTERN = r"^[A-Za-z0-9:._= -]+$"
+
+
 class SignerRevocationRequest(_Body):
-    #: The document signer's key label (``mdoc-ds-2``) or certificate serial (hex).
-    ds: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9:._-]+$")
+    #: The document signer's key label (``mdoc-ds-2``) or certificate serial in hex, in any
+    #: form the CLI takes (openssl's ``serial=0A1B...`` and ``0a:1b:...``, octets spaced).
+    ds: str = Field(min_length=1, max_length=SIGNER_NAME_MAX, pattern=SIGNER_NAME_PATTERN)
     reason: Literal["keyCompromise", "superseded", "cessationOfOperation", "affiliationChanged",
                     "privilegeWithdrawn", "unspecified"]
 
@@ -330,8 +337,9 @@ class KlocMoveRequest(_Body):
 
 
 class StatusSignerRevocationRequest(_Body):
-    #: The status-list signer's key label (``mdoc-status-1``) or certificate serial (hex).
-    signer: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9:._-]+$")
+    #: The status-list signer's key label (``mdoc-status-1``) or certificate serial in hex,
+    #: in the forms ``ds`` takes.
+    signer: str = Field(min_length=1, max_length=SIGNER_NAME_MAX, pattern=SIGNER_NAME_PATTERN)
     reason: Literal["keyCompromise", "superseded", "cessationOfOperation", "affiliationChanged",
                     "privilegeWithdrawn", "unspecified"]
 

@@ -295,6 +295,16 @@ def test_http_ds_revocation_is_operator_only_and_typed(home):
     serial = int(r.json()["serial"], 16)
     assert crl.get_revoked_certificate_by_serial_number(serial) is not None
     assert not client.post("/trust/ds-revocations", json=body, headers=op).json()["changed"]
+    # a serial in each form openssl prints names the same DS, as on the command line
+    # (specs/revocation.md: protocols.certs.parse_serial): the longest, 20 octets, included
+    octets = serial.to_bytes((serial.bit_length() + 7) // 8, "big")
+    for form in ("serial=" + octets.hex().upper(), ":".join(f"{b:02x}" for b in octets),
+                 " ".join(f"{b:02X}" for b in octets), "serial=" + ":".join(f"{b:02X}" for b in 20 * b"\xff")):
+        r = client.post("/trust/ds-revocations", json={**body, "ds": form}, headers=op)
+        if form.endswith("FF:FF"):
+            assert r.status_code == 404 and r.json()["type"] == "/problems/unknown-signer", (form, r.text)
+        else:
+            assert r.status_code == 200 and r.json()["serial"] == format(serial, "x"), (form, r.text)
     assert mdoc_service(ctx).document_signer().label == "mdoc-ds-2"
     # the status-list signer has its own route; neither route reaches the other's signers
     url = "/trust/status-signer-revocations"
