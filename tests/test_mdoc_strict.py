@@ -135,3 +135,93 @@ def test_a_validity_time_without_a_time_zone_is_a_decode_error(key):
     value[key] = value[key].replace(tzinfo=None)
     with pytest.raises(mdoc.MdocDecodeError, match=f"MSO.validityInfo.{key}: tdate without a time zone"):
         mdoc.ValidityInfo.from_map(value)
+
+
+# -- the MSO's own fields (18013-5 §9.1.2.4, §9.1.2.5): what its decoder refuses and keeps ---
+
+def _mso_map(**changes):
+    import datetime as dt
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from protocols import cose
+
+    key = cose.CoseKey.from_public_key(ec.generate_private_key(ec.SECP256R1()).public_key())
+    t = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
+    m = mdoc.MobileSecurityObject("SHA-256", {"ns": {0: bytes(32)}}, mdoc.DeviceKeyInfo(key), "d",
+                                  mdoc.ValidityInfo(t, t, t + dt.timedelta(days=1))).to_map()
+    m.update(changes)
+    return m
+
+
+@pytest.mark.parametrize("version", ["2.0", "1", ""])
+def test_an_mso_of_another_version_is_refused_by_name(version):
+    """§9.1.2.4: the MSO version is "1.0"; a decoder that read another version's MSO as this
+    one could take fields whose meaning changed: refused by name, "1.0" read."""
+    with pytest.raises(mdoc.MdocDecodeError, match=r"MSO.version: unsupported"):
+        mdoc.MobileSecurityObject.from_map(_mso_map(version=version))
+    assert mdoc.MobileSecurityObject.from_map(_mso_map()).version == "1.0"
+
+
+@pytest.mark.parametrize("alg", ["SHA-1", "MD5", "sha-256", "SHA-224"])
+def test_an_mso_digest_algorithm_outside_sha_256_384_512_is_refused_by_name(alg):
+    """§9.1.2.5: digestAlgorithm is "SHA-256", "SHA-384" or "SHA-512" (a tstr compared
+    exactly); a weaker or unknown one is refused when the MSO is read, not taken."""
+    with pytest.raises(mdoc.MdocDecodeError, match=r"MSO.digestAlgorithm: unsupported"):
+        mdoc.MobileSecurityObject.from_map(_mso_map(digestAlgorithm=alg))
+    for ok in ("SHA-256", "SHA-384", "SHA-512"):
+        assert mdoc.MobileSecurityObject.from_map(_mso_map(digestAlgorithm=ok)).digest_algorithm == ok
+
+
+@pytest.mark.parametrize("beside", [{}, {"identifier_list": {"id": b"\x01", "uri": "https://issuer.test/ids/1"}}])
+def test_an_mso_status_list_index_is_a_uint_alone_or_beside_an_identifier_list(beside):
+    """``status_list`` = {idx: uint, uri: tstr}: index 0 is the list's first entry and is
+    read; a negative index or a bool is refused by name, whether the reference stands alone
+    or beside an identifier_list."""
+    ok = mdoc.MsoStatus.from_map({"status_list": {"idx": 0, "uri": "u"}, **beside})
+    assert ok.status_list == mdoc.StatusListRef(0, "u")
+    with pytest.raises(mdoc.MdocDecodeError, match=r"status_list.idx: must be unsigned"):
+        mdoc.MsoStatus.from_map({"status_list": {"idx": -1, "uri": "u"}, **beside})
+    with pytest.raises(mdoc.MdocDecodeError, match=r"status_list.idx: expected int, got bool"):
+        mdoc.MsoStatus.from_map({"status_list": {"idx": True, "uri": "u"}, **beside})
+
+
+@pytest.mark.parametrize("key", ["signed", "validFrom", "validUntil"])
+def test_a_validity_time_without_a_time_zone_is_refused_without_expected_update_too(key):
+    """The usual validityInfo has no expectedUpdate; §9.1.2.4's tdate rule holds for it as
+    for the four-time map: a time without a zone is refused by name."""
+    import datetime as dt
+
+    t = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
+    value = {"signed": t, "validFrom": t, "validUntil": t + dt.timedelta(days=1)}
+    value[key] = value[key].replace(tzinfo=None)
+    with pytest.raises(mdoc.MdocDecodeError, match=f"MSO.validityInfo.{key}: tdate without a time zone"):
+        mdoc.ValidityInfo.from_map(value)
+
+
+@pytest.mark.parametrize("expected_update", [False, True])
+@pytest.mark.parametrize("key", ["signed", "validFrom", "validUntil"])
+def test_a_validity_info_missing_a_required_time_is_refused_by_name(key, expected_update):
+    """§9.1.2.4 ValidityInfo: signed, validFrom and validUntil are required, expectedUpdate
+    optional; a map without one of the three is refused by name, with or without it."""
+    import datetime as dt
+
+    t = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
+    value = {"signed": t, "validFrom": t, "validUntil": t + dt.timedelta(days=1)}
+    if expected_update:
+        value["expectedUpdate"] = t
+    del value[key]
+    with pytest.raises(mdoc.MdocDecodeError, match=f"MSO.validityInfo: missing '{key}'"):
+        mdoc.ValidityInfo.from_map(value)
+
+
+def test_a_validity_info_with_expected_update_keeps_its_four_times():
+    """expectedUpdate (optional) read beside the three required times, each as written."""
+    import datetime as dt
+
+    t = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
+    times = {"signed": t, "validFrom": t + dt.timedelta(hours=1), "validUntil": t + dt.timedelta(days=9),
+             "expectedUpdate": t + dt.timedelta(days=3)}
+    assert mdoc.ValidityInfo.from_map(times) == mdoc.ValidityInfo(*times.values())
+    mso = mdoc.MobileSecurityObject.from_map(_mso_map(validityInfo=times))
+    assert mdoc.MobileSecurityObject.decode(mso.to_bytes()).validity_info == mdoc.ValidityInfo(*times.values())
