@@ -225,3 +225,38 @@ def test_a_validity_info_with_expected_update_keeps_its_four_times():
     assert mdoc.ValidityInfo.from_map(times) == mdoc.ValidityInfo(*times.values())
     mso = mdoc.MobileSecurityObject.from_map(_mso_map(validityInfo=times))
     assert mdoc.MobileSecurityObject.decode(mso.to_bytes()).validity_info == mdoc.ValidityInfo(*times.values())
+
+
+def test_mso_parts_are_frozen_and_hashable_even_with_their_open_maps():
+    """The decoded MSO and its parts are frozen values: none can be changed after the
+    signature over them verified, and each hashes, leaving out its open maps (valueDigests,
+    keyAuthorizations, keyInfo) from the hash."""
+    import dataclasses
+
+    m = _mso_map(status={"identifier_list": {"id": b"\x01", "uri": "https://issuer.test/ids/1"}})
+    m["deviceKeyInfo"].update(keyAuthorizations={"nameSpaces": ["ns"]}, keyInfo={1: 2})
+    mso = mdoc.MobileSecurityObject.from_map(m)
+    again = mdoc.MobileSecurityObject.from_map(m)
+    for part in (mso, mso.device_key_info, mso.status, mso.status.identifier_list):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            part.x = 1  # type: ignore[attr-defined]
+    assert hash(mso) == hash(again) and hash(mso.device_key_info) == hash(again.device_key_info)
+    assert hash(mso.status.identifier_list) == hash(again.status.identifier_list)
+
+
+def test_a_frozen_mso_has_read_only_value_digests_and_none_with_open_device_key_maps():
+    """:meth:`MobileSecurityObject.frozen`: the same MSO, its valueDigests read-only at both
+    levels, the original untouched; None when keyAuthorizations or keyInfo is present."""
+    mso = mdoc.MobileSecurityObject.from_map(_mso_map())
+    frozen = mso.frozen()
+    assert frozen == mso and frozen.value_digests == {"ns": {0: bytes(32)}}
+    with pytest.raises(TypeError):
+        frozen.value_digests["ns"] = {}  # type: ignore[index]
+    with pytest.raises(TypeError):
+        frozen.value_digests["ns"][1] = bytes(32)  # type: ignore[index]
+    mso.value_digests["ns"][1] = bytes(32)  # the original stays an ordinary dict, not shared
+    assert frozen.value_digests == {"ns": {0: bytes(32)}}
+    for extra in ({"keyAuthorizations": {"nameSpaces": ["ns"]}}, {"keyInfo": {1: 2}}):
+        m = _mso_map()
+        m["deviceKeyInfo"].update(extra)
+        assert mdoc.MobileSecurityObject.from_map(m).frozen() is None
