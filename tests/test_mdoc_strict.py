@@ -260,3 +260,19 @@ def test_a_frozen_mso_has_read_only_value_digests_and_none_with_open_device_key_
         m = _mso_map()
         m["deviceKeyInfo"].update(extra)
         assert mdoc.MobileSecurityObject.from_map(m).frozen() is None
+
+
+@pytest.mark.parametrize(("digests", "error"), [
+    ({1: {0: bytes(32)}}, r"MSO.valueDigests: namespace keys must be text"),
+    ({"ns": {-1: bytes(32)}}, r"MSO.valueDigests\['ns'\]: digestID -1 not a uint"),
+    ({"ns": {True: bytes(32)}}, r"MSO.valueDigests\['ns'\]: digestID True not a uint"),
+    ({"ns": {"0": bytes(32)}}, r"MSO.valueDigests\['ns'\]: digestID '0' not a uint"),
+    ({"ns": {0: bytes(32), 1: "digest"}}, r"MSO.valueDigests\['ns'\]\[1\]: digest not a bstr"),
+    ({"ns": [bytes(32)]}, r"MSO.valueDigests\['ns'\]: expected a map"),
+])
+def test_mso_value_digests_outside_the_cddl_are_refused_by_name(digests, error):
+    """§9.1.2.4: ValueDigests = {+ NameSpace => DigestIDs}, NameSpace a tstr and DigestIDs
+    = {+ DigestID => Digest} with DigestID a uint and Digest a bstr; anything else is
+    refused where it stands, never matched against an item's digest."""
+    with pytest.raises(mdoc.MdocDecodeError, match=error):
+        mdoc.MobileSecurityObject.from_map(_mso_map(valueDigests=digests))
