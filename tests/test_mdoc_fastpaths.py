@@ -63,6 +63,30 @@ def test_mso_with_a_naive_time_takes_the_general_path_and_its_error():
     assert mso_mod._encode_fast(mso) is None
 
 
+@pytest.mark.parametrize("edit", [
+    {"value_digests": {1: {0: bytes(32)}}}, {"value_digests": {"ns": {True: bytes(32)}}},
+    {"value_digests": {"ns": {-1: bytes(32)}}}, {"value_digests": {"ns": {0: "digest"}}},
+    {"value_digests": {"ns": ((0, bytes(32)),)}}, {"version": 1}, {"digest_algorithm": -16}, {"doc_type": 5},
+    {"status": mso_mod.MsoStatus(mso_mod.StatusListRef(-1, "u"))},
+    {"status": mso_mod.MsoStatus(mso_mod.StatusListRef(True, "u"))},
+    {"status": mso_mod.MsoStatus(mso_mod.StatusListRef(2**64, "u"))},
+    {"status": mso_mod.MsoStatus(mso_mod.StatusListRef(1, "u"), mso_mod.IdentifierListRef(b"\x01", "v"))},
+    {"status": mso_mod.MsoStatus()},
+])
+def test_mso_shapes_the_fast_encoder_does_not_write_get_the_general_encoding(edit):
+    """Hand-built MSOs outside what issuing makes (a non-text namespace, a digestID that is
+    a bool or negative, a digest that is no bstr, a non-text version, algorithm or docType,
+    a status idx that is no uint64, a status_list beside an identifier_list, or neither)
+    are written by the general encoder, byte for byte, never by the fast path's heads
+    (which would drop a reference, write other bytes or crash)."""
+    t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    fields = dict(digest_algorithm="SHA-256", value_digests={"ns": {0: bytes(32)}},
+                  device_key_info=mso_mod.DeviceKeyInfo(KEYS[ec.SECP256R1]), doc_type="d",
+                  validity_info=mso_mod.ValidityInfo(t, t, t + dt.timedelta(days=1)))
+    mso = mso_mod.MobileSecurityObject(**{**fields, **edit})
+    assert mso.to_bytes() == cbor.tag24_bytes(p.encode(mso.to_map()))
+
+
 @SETTINGS
 @given(st.binary(max_size=300), st.binary(max_size=30), st.binary(max_size=70000))
 def test_sig_structure_equals_encoder(protected, aad, payload):
