@@ -276,3 +276,34 @@ def test_mso_value_digests_outside_the_cddl_are_refused_by_name(digests, error):
     refused where it stands, never matched against an item's digest."""
     with pytest.raises(mdoc.MdocDecodeError, match=error):
         mdoc.MobileSecurityObject.from_map(_mso_map(valueDigests=digests))
+
+
+@pytest.mark.parametrize("expected_update", [False, True])
+@pytest.mark.parametrize("key", ["signed", "validFrom", "validUntil"])
+def test_a_validity_time_that_is_no_tdate_is_refused_by_name(key, expected_update):
+    """§9.1.2.4: each validityInfo time is a tdate (tag 0); the same instant as bare text
+    (or as an epoch number) is no tdate and is refused by name, not read as a time."""
+    import datetime as dt
+
+    t = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
+    value = {"signed": t, "validFrom": t, "validUntil": t + dt.timedelta(days=1)}
+    if expected_update:
+        value["expectedUpdate"] = t
+    for bare in ("2026-06-01T00:00:00Z", int(t.timestamp())):
+        with pytest.raises(mdoc.MdocDecodeError, match=f"MSO.validityInfo.{key}: expected datetime"):
+            mdoc.ValidityInfo.from_map({**value, key: bare})
+        # the times before it bare too: the first named
+        order = ["signed", "validFrom", "validUntil"]
+        bare_up_to = {**value, **dict.fromkeys(order[:order.index(key) + 1], bare)}
+        with pytest.raises(mdoc.MdocDecodeError, match="MSO.validityInfo.signed: expected datetime"):
+            mdoc.ValidityInfo.from_map(bare_up_to)
+
+
+@pytest.mark.parametrize("extra", [{"keyInfo": {1: 2}}, {"keyAuthorizations": {"nameSpaces": ["ns"]}}])
+def test_device_key_info_takes_key_info_or_key_authorizations_alone(extra):
+    """§9.1.2.4 DeviceKeyInfo: keyAuthorizations and keyInfo are each optional; either one
+    stands without the other and is kept as written."""
+    m = _mso_map()
+    m["deviceKeyInfo"].update(extra)
+    info = mdoc.MobileSecurityObject.from_map(m).device_key_info
+    assert info.key_info == extra.get("keyInfo") and info.key_authorizations == extra.get("keyAuthorizations")
