@@ -67,6 +67,7 @@ def test_mso_with_a_naive_time_takes_the_general_path_and_its_error():
     {"value_digests": {1: {0: bytes(32)}}}, {"value_digests": {"ns": {True: bytes(32)}}},
     {"value_digests": {"ns": {-1: bytes(32)}}}, {"value_digests": {"ns": {0: "digest"}}},
     {"value_digests": {"ns": ((0, bytes(32)),)}}, {"version": 1}, {"digest_algorithm": -16}, {"doc_type": 5},
+    {"value_digests": {"ns": dict.fromkeys((23, 24, 0xFFFF, 0x10000, 0xFFFFFFFF, 2**32, 2**64 - 1), bytes(32))}},
     {"status": mso_mod.MsoStatus(mso_mod.StatusListRef(-1, "u"))},
     {"status": mso_mod.MsoStatus(mso_mod.StatusListRef(True, "u"))},
     {"status": mso_mod.MsoStatus(mso_mod.StatusListRef(2**64, "u"))},
@@ -78,7 +79,8 @@ def test_mso_shapes_the_fast_encoder_does_not_write_get_the_general_encoding(edi
     a bool or negative, a digest that is no bstr, a non-text version, algorithm or docType,
     a status idx that is no uint64, a status_list beside an identifier_list, or neither)
     are written by the general encoder, byte for byte, never by the fast path's heads
-    (which would drop a reference, write other bytes or crash)."""
+    (which would drop a reference, write other bytes or crash); digestIDs at each head
+    size's bounds too, written in the shortest head (RFC 8949 4.2.1)."""
     t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     fields = dict(digest_algorithm="SHA-256", value_digests={"ns": {0: bytes(32)}},
                   device_key_info=mso_mod.DeviceKeyInfo(KEYS[ec.SECP256R1]), doc_type="d",

@@ -176,14 +176,16 @@ def test_an_mso_digest_algorithm_outside_sha_256_384_512_is_refused_by_name(alg)
 @pytest.mark.parametrize("beside", [{}, {"identifier_list": {"id": b"\x01", "uri": "https://issuer.test/ids/1"}}])
 def test_an_mso_status_list_index_is_a_uint_alone_or_beside_an_identifier_list(beside):
     """``status_list`` = {idx: uint, uri: tstr}: index 0 is the list's first entry and is
-    read; a negative index or a bool is refused by name, whether the reference stands alone
-    or beside an identifier_list."""
+    read; a negative index or a bool, or a uri that is no text, is refused by name, whether
+    the reference stands alone or beside an identifier_list."""
     ok = mdoc.MsoStatus.from_map({"status_list": {"idx": 0, "uri": "u"}, **beside})
     assert ok.status_list == mdoc.StatusListRef(0, "u")
     with pytest.raises(mdoc.MdocDecodeError, match=r"status_list.idx: must be unsigned"):
         mdoc.MsoStatus.from_map({"status_list": {"idx": -1, "uri": "u"}, **beside})
     with pytest.raises(mdoc.MdocDecodeError, match=r"status_list.idx: expected int, got bool"):
         mdoc.MsoStatus.from_map({"status_list": {"idx": True, "uri": "u"}, **beside})
+    with pytest.raises(mdoc.MdocDecodeError, match=r"status_list.uri: expected str, got bytes"):
+        mdoc.MsoStatus.from_map({"status_list": {"idx": 1, "uri": b"u"}, **beside})
 
 
 @pytest.mark.parametrize("key", ["signed", "validFrom", "validUntil"])
