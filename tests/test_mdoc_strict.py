@@ -309,3 +309,48 @@ def test_device_key_info_takes_key_info_or_key_authorizations_alone(extra):
     m["deviceKeyInfo"].update(extra)
     info = mdoc.MobileSecurityObject.from_map(m).device_key_info
     assert info.key_info == extra.get("keyInfo") and info.key_authorizations == extra.get("keyAuthorizations")
+
+
+# -- SessionTranscript (18013-5 §9.1.5.1) and DeviceAuthenticationBytes (§9.1.3.4) ------------
+
+@pytest.mark.parametrize("parts", [[None, None], [None, None, None, None], []])
+def test_a_session_transcript_of_other_than_three_elements_is_refused_by_name(parts):
+    """SessionTranscript = [DeviceEngagementBytes, EReaderKeyBytes, Handover]: an array
+    of any other length is refused by name, as the array and inside its tag 24."""
+    raw = cbor.dumps(parts)
+    for data in (raw, cbor.tag24_bytes(raw)):
+        with pytest.raises(mdoc.MdocDecodeError, match=f"SessionTranscript: expected 3 elements, got {len(parts)}"):
+            mdoc.SessionTranscript.decode(data)
+
+
+def test_a_session_transcript_keeps_each_of_its_byte_strings_whichever_is_null():
+    """Each of DeviceEngagementBytes and EReaderKeyBytes is read from its own place, the
+    other one null or not: neither is taken for the other or dropped."""
+    de, erk = b"\xa1\x00\x63\x31\x2e\x30", b"\xa1\x01\x02"
+    for engagement, key in ((de, None), (None, erk), (de, erk), (None, None)):
+        st = mdoc.SessionTranscript.decode(mdoc.SessionTranscript.build(engagement, key, [1]).raw)
+        assert (st.device_engagement_bytes, st.e_reader_key_bytes, st.handover) == (engagement, key, [1])
+
+
+def test_a_session_transcript_is_a_frozen_hashable_value_whatever_its_handover():
+    """The transcript enters every session key and signature: frozen once made, and equal
+    transcripts hash alike even with a Handover that is a CBOR array (a list)."""
+    import dataclasses
+
+    a = mdoc.SessionTranscript.build(b"\xa0", b"\xa0", [b"select", b"request"])
+    b = mdoc.SessionTranscript.decode(a.tagged)
+    assert a == b and hash(a) == hash(b)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        a.raw = b""  # type: ignore[misc]
+
+
+def test_device_authentication_bytes_are_the_same_from_a_bytearray():
+    """DeviceAuthenticationBytes (§9.1.3.4) depend on the DeviceNameSpacesBytes' content,
+    not on the Python type that holds them: a bytearray gives the same bytes."""
+    from protocols.mdoc.transcript import device_authentication_bytes
+
+    st = mdoc.SessionTranscript.build(b"\xa0", b"\xa0", None)
+    want = device_authentication_bytes(st, "org.iso.18013.5.1.mDL", b"\xa0")
+    assert cbor.loads(cbor.loads(want).value) == ["DeviceAuthentication", cbor.loads(st.raw),
+                                                  "org.iso.18013.5.1.mDL", cbor.CBORTag(24, b"\xa0")]
+    assert device_authentication_bytes(st, "org.iso.18013.5.1.mDL", bytearray(b"\xa0")) == want
