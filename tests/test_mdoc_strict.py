@@ -354,3 +354,86 @@ def test_device_authentication_bytes_are_the_same_from_a_bytearray():
     assert cbor.loads(cbor.loads(want).value) == ["DeviceAuthentication", cbor.loads(st.raw),
                                                   "org.iso.18013.5.1.mDL", cbor.CBORTag(24, b"\xa0")]
     assert device_authentication_bytes(st, "org.iso.18013.5.1.mDL", bytearray(b"\xa0")) == want
+
+
+# -- IssuerSignedItem and IssuerSigned (18013-5 §8.3.2.1.2.2, §9.1.2.4, §9.1.2.5) ------------
+
+def _issued(status=None):
+    import datetime as dt
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from protocols import cose
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    return mdoc.build_issuer_signed({"ns": {"a": 1, "b": "x"}}, "d", key.public_key(), cose.key_signer(key), [b"ds"],
+                                    t, t + dt.timedelta(days=1), status=status)
+
+
+@pytest.mark.parametrize("digest_id", [-1, -(2**64)])
+def test_an_issuer_signed_item_with_a_negative_digest_id_is_refused_by_name(digest_id):
+    """§8.3.2.1.2.2: DigestID = uint; a negative one (CBOR major type 1) could never match
+    an MSO digestID and is refused where it is read."""
+    raw = cbor.dumps({"digestID": digest_id, "random": bytes(16), "elementIdentifier": "x", "elementValue": 1})
+    with pytest.raises(mdoc.MdocDecodeError, match="IssuerSignedItem.digestID: must be unsigned"):
+        mdoc.IssuerSignedItem.decode(raw)
+
+
+@pytest.mark.parametrize("missing", ["digestID", "random", "elementIdentifier", "elementValue"])
+def test_an_issuer_signed_item_missing_a_key_names_it(missing):
+    """The IssuerSignedItem map has exactly its four keys: one left out is named."""
+    item = {"digestID": 1, "random": bytes(16), "elementIdentifier": "x", "elementValue": 1}
+    del item[missing]
+    with pytest.raises(mdoc.MdocDecodeError, match=f"IssuerSignedItem: missing '{missing}'"):
+        mdoc.IssuerSignedItem.decode(cbor.dumps(item))
+
+
+def test_an_item_digest_is_over_the_tagged_item_bytes_with_the_msos_algorithm_only():
+    """§9.1.2.5: the value digest is over IssuerSignedItemBytes, #6.24(bstr .cbor item),
+    tag included, with SHA-256/384/512; another algorithm is refused by name."""
+    import hashlib
+
+    item = mdoc.IssuerSignedItem.create(3, bytes(16), "x", 1)
+    assert item.tagged == cbor.dumps(cbor.CBORTag(24, item.raw))
+    for alg, fn in (("SHA-256", hashlib.sha256), ("SHA-384", hashlib.sha384), ("SHA-512", hashlib.sha512)):
+        assert item.digest(alg) == mdoc.item_digest(item.raw, alg) == fn(item.tagged).digest()
+    for alg in ("SHA-1", "sha-256", "MD5"):
+        with pytest.raises(mdoc.MdocEncodeError, match="unsupported digest algorithm"):
+            mdoc.item_digest(item.raw, alg)
+
+
+@pytest.mark.parametrize("fields", [
+    (2**64, bytes(16), "x", 1), (1, bytearray(16), "x", 1), (1, bytes(16), 7, 1),
+    (1, bytes(16), "x", 2**64), (1, bytes(16), "x", -(2**64) - 1), (1, bytes(16), "x", "é" * 200),
+    (1, bytes(16), "x", bytes(300)), (1, bytes(16), "x" * 70, "v"),
+])
+def test_an_item_created_from_other_shapes_has_the_general_encoding(fields):
+    """An IssuerSignedItem made from values outside issuing's usual shape (a digestID past
+    uint64, a bytearray salt, a non-text identifier, big integers, long text and byte
+    strings) is the general encoder's map, byte for byte, as every verifier digests it."""
+    from protocols.mdoc import _parse as p
+
+    digest_id, random, ident, value = fields
+    item = mdoc.IssuerSignedItem.create(digest_id, random, ident, value)
+    assert item.raw == p.encode({"digestID": digest_id, "random": random, "elementIdentifier": ident,
+                                 "elementValue": value})
+
+
+@pytest.mark.parametrize("random", [bytes(16), bytearray(16)])
+def test_an_item_whose_value_cbor_cannot_carry_is_an_encode_error_naming_it(random):
+    """An elementValue with no CBOR encoding is an MdocEncodeError naming the element, on
+    either path of IssuerSignedItem.create, never a TypeError from inside the encoder."""
+    with pytest.raises(mdoc.MdocEncodeError, match="IssuerSignedItem 'x'"):
+        mdoc.IssuerSignedItem.create(1, random, "x", object())
+
+
+def test_issuer_signed_without_a_payload_is_refused_when_its_mso_is_read():
+    """issuerAuth's payload is the MobileSecurityObjectBytes (§9.1.2.4): a detached (nil)
+    payload leaves no MSO and is refused by name."""
+    import dataclasses
+
+    issued = _issued()
+    detached = dataclasses.replace(issued, issuer_auth=dataclasses.replace(issued.issuer_auth, payload=None))
+    with pytest.raises(mdoc.MdocDecodeError, match="issuerAuth: payload is nil"):
+        detached.mso()
