@@ -437,3 +437,27 @@ def test_issuer_signed_without_a_payload_is_refused_when_its_mso_is_read():
     detached = dataclasses.replace(issued, issuer_auth=dataclasses.replace(issued.issuer_auth, payload=None))
     with pytest.raises(mdoc.MdocDecodeError, match="issuerAuth: payload is nil"):
         detached.mso()
+
+
+@pytest.mark.parametrize(("edit", "error"), [
+    (lambda m: m.__setitem__("nameSpaces", {}), r"IssuerSigned.nameSpaces: present but empty"),
+    (lambda m: m["nameSpaces"].__setitem__("ns", []), r"IssuerSigned.nameSpaces\['ns'\]: empty array"),
+    (lambda m: m["nameSpaces"].__setitem__(1, m["nameSpaces"].pop("ns")), r"IssuerSigned.nameSpaces: namespace keys must be text"),
+    (lambda m: m["nameSpaces"]["ns"].append(b"\xa0"), r"IssuerSigned.nameSpaces\['ns'\]\[2\]: expected #6.24\(bstr\)"),
+    (lambda m: m["nameSpaces"]["ns"].append(cbor.CBORTag(24, "text")), r"IssuerSigned.nameSpaces\['ns'\]\[2\]: tag 24 must wrap"),
+    (lambda m: m["nameSpaces"].__setitem__("ns", cbor.CBORTag(24, b"\xa0")), r"IssuerSigned.nameSpaces\['ns'\]: expected an array"),
+    (lambda m: m["nameSpaces"].__setitem__("ns", [cbor.CBORTag(25, b"\xa0")]), r"\['ns'\]\[0\]: expected #6.24\(bstr\), got tag 25"),
+    (lambda m: m["nameSpaces"].__setitem__("ns", [cbor.CBORTag(24, "text")]), r"\['ns'\]\[0\]: tag 24 must wrap a byte string"),
+    (lambda m: m.pop("issuerAuth"), r"IssuerSigned: missing 'issuerAuth'"),
+    (lambda m: m.__setitem__("issuerAuth", [1, 2]), r"IssuerSigned.issuerAuth: "),
+])
+def test_issuer_signed_outside_its_cddl_is_refused_by_name(edit, error):
+    """§8.3.2.1.2.2: IssuerSigned = {? "nameSpaces": IssuerNameSpaces, "issuerAuth":
+    COSE_Sign1}, IssuerNameSpaces = {+ NameSpace => [+ IssuerSignedItemBytes]}: an empty
+    map or array, a non-text namespace, an item that is no #6.24(bstr), or a missing or
+    broken issuerAuth is refused by name, as a map and as bytes."""
+    m = _issued().to_cbor()
+    edit(m)
+    for value in (m, cbor.dumps(m)):
+        with pytest.raises(mdoc.MdocDecodeError, match=error):
+            mdoc.IssuerSigned.from_cbor(value)
