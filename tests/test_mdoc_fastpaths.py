@@ -508,3 +508,29 @@ def test_issuer_signed_encode_of_other_shapes_is_the_general_encoding():
                    IssuerSigned({"ns": (b"x",)}, cose.Sign1._of(b"", {}, {}, None, b"sig"))):
         assert _encode_issued(issued) is None
         assert issued.encode() == p.encode(issued.to_cbor())
+
+
+@pytest.mark.parametrize("size", [0, 23, 24, 255, 256, 65535, 65536])
+def test_item_values_at_each_cbor_length_head_bound_have_the_general_encoding(size):
+    """RFC 8949 3.1 / 4.2.1: a text or byte string's length sits in its head below 24, in
+    one more byte up to 255, in two up to 65535, then four. IssuerSignedItem.create's own
+    heads for elementValue give the general encoder's bytes at each bound, and decode back."""
+    for value in ("a" * size, bytes(size), "é" * (size // 2)):
+        item = IssuerSignedItem.create(1, bytes(16), "v", value)
+        assert item.raw == p.encode({"digestID": 1, "random": bytes(16), "elementIdentifier": "v",
+                                     "elementValue": value})
+        assert IssuerSignedItem.decode(item.raw).element_value == value
+
+
+def test_issuing_keeps_its_identifier_and_date_tables_bounded():
+    """The tables of encoded element identifiers and dates that IssuerSignedItem.create
+    keeps are bounded (1024 entries each): issuing many distinct ones never grows them
+    past that, and every item is still the general encoder's bytes."""
+    from protocols.mdoc import issuer_signed
+
+    for n in range(1100):
+        ident, day = f"element_{n}", dt.date(2000, 1, 1) + dt.timedelta(days=n)
+        item = IssuerSignedItem.create(n, bytes(16), ident, day)
+        assert item.raw == p.encode({"digestID": n, "random": bytes(16), "elementIdentifier": ident,
+                                     "elementValue": day})
+    assert len(issuer_signed._IDENT_PARTS) <= 1024 and len(issuer_signed._DATES) <= 1024
