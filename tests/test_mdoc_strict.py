@@ -461,3 +461,23 @@ def test_issuer_signed_outside_its_cddl_is_refused_by_name(edit, error):
     for value in (m, cbor.dumps(m)):
         with pytest.raises(mdoc.MdocDecodeError, match=error):
             mdoc.IssuerSigned.from_cbor(value)
+
+
+def test_issuer_signed_and_its_items_are_hashable_values_whatever_they_carry():
+    """IssuerSigned and IssuerSignedItem are frozen values that hash, leaving out their open
+    parts (the nameSpaces map, an elementValue that is an array or a map): equal ones hash
+    alike."""
+    issued = _issued()
+    again = mdoc.IssuerSigned.from_cbor(issued.encode())
+    assert issued == again and hash(issued) == hash(again)
+    item = mdoc.IssuerSignedItem.create(1, bytes(16), "x", [1, {"a": 2}])
+    assert hash(item) == hash(mdoc.IssuerSignedItem.decode(item.raw))
+
+
+@pytest.mark.parametrize("data", [b"", b"\xff", b"\xa0", cbor.dumps({"documents": [], "issuerAuth": 1}),
+                                  cbor.dumps([1])])
+def test_what_is_shaped_as_no_issuer_signed_is_told_apart_with_false(data):
+    """is_issuer_signed answers a bool: False for bytes that are no CBOR, or no map with
+    issuerAuth and without documents; True for an IssuerSigned."""
+    assert mdoc.is_issuer_signed(data) is False
+    assert mdoc.is_issuer_signed(_issued().encode()) is True
