@@ -404,13 +404,14 @@ def test_an_item_digest_is_over_the_tagged_item_bytes_with_the_msos_algorithm_on
 
 
 @pytest.mark.parametrize("fields", [
-    (2**64, bytes(16), "x", 1), (1, bytearray(16), "x", 1), (1, bytes(16), 7, 1),
+    (0xFFFF, bytes(16), "x", 1), (0x10000, bytes(16), "x", 1), (0xFFFFFFFF, bytes(16), "x", 1),
+    (2**32, bytes(16), "x", 1), (2**64 - 1, bytes(17), "x", 1), (2**64, bytes(16), "x", 1), (1, bytearray(16), "x", 1), (1, bytes(16), 7, 1),
     (1, bytes(16), "x", 2**64), (1, bytes(16), "x", -(2**64) - 1), (1, bytes(16), "x", "é" * 200),
     (1, bytes(16), "x", bytes(300)), (1, bytes(16), "x" * 70, "v"),
 ])
 def test_an_item_created_from_other_shapes_has_the_general_encoding(fields):
-    """An IssuerSignedItem made from values outside issuing's usual shape (a digestID past
-    uint64, a bytearray salt, a non-text identifier, big integers, long text and byte
+    """An IssuerSignedItem made from values outside issuing's usual shape (a digestID at each
+    CBOR head bound or past uint64, a salt of 17 bytes or in a bytearray, a non-text identifier, big integers, long text and byte
     strings) is the general encoder's map, byte for byte, as every verifier digests it."""
     from protocols.mdoc import _parse as p
 
@@ -481,3 +482,14 @@ def test_what_is_shaped_as_no_issuer_signed_is_told_apart_with_false(data):
     issuerAuth and without documents; True for an IssuerSigned."""
     assert mdoc.is_issuer_signed(data) is False
     assert mdoc.is_issuer_signed(_issued().encode()) is True
+
+
+def test_parsing_an_issuer_signed_names_the_item_that_does_not_decode():
+    """IssuerSigned.items() parses every item it holds: one that is no IssuerSignedItem is
+    an error naming its namespace and place, never skipped."""
+    issued = _issued()
+    raws = issued.name_spaces["ns"]
+    bad = mdoc.IssuerSigned({"ns": (raws[0], cbor.dumps({"digestID": 1}))}, issued.issuer_auth)
+    with pytest.raises(mdoc.MdocDecodeError, match=r"nameSpaces\['ns'\]\[1\]: IssuerSignedItem: missing"):
+        bad.items()
+    assert [i.element_identifier for i in issued.items()["ns"]] == ["a", "b"]
