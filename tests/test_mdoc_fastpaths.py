@@ -73,11 +73,12 @@ def test_mso_with_a_naive_time_takes_the_general_path_and_its_error():
     {"status": mso_mod.MsoStatus(mso_mod.StatusListRef(2**64, "u"))},
     {"status": mso_mod.MsoStatus(mso_mod.StatusListRef(1, "u"), mso_mod.IdentifierListRef(b"\x01", "v"))},
     {"status": mso_mod.MsoStatus()},
+    {"device_key_info": mso_mod.DeviceKeyInfo(KEYS[ec.SECP256R1], key_info={1: 2})},
 ])
 def test_mso_shapes_the_fast_encoder_does_not_write_get_the_general_encoding(edit):
     """Hand-built MSOs outside what issuing makes (a non-text namespace, a digestID that is
     a bool or negative, a digest that is no bstr, a non-text version, algorithm or docType,
-    a status idx that is no uint64, a status_list beside an identifier_list, or neither)
+    a status idx that is no uint64, a status_list beside an identifier_list, or neither, a keyInfo)
     are written by the general encoder, byte for byte, never by the fast path's heads
     (which would drop a reference, write other bytes or crash); digestIDs at each head
     size's bounds too, written in the shortest head (RFC 8949 4.2.1)."""

@@ -404,7 +404,7 @@ def test_an_item_digest_is_over_the_tagged_item_bytes_with_the_msos_algorithm_on
 
 
 @pytest.mark.parametrize("fields", [
-    (0xFFFF, bytes(16), "x", 1), (0x10000, bytes(16), "x", 1), (0xFFFFFFFF, bytes(16), "x", 1),
+    ("1", bytes(16), "x", 1), (1.5, bytes(16), "x", 1), (0xFFFF, bytes(16), "x", 1), (0x10000, bytes(16), "x", 1), (0xFFFFFFFF, bytes(16), "x", 1),
     (2**32, bytes(16), "x", 1), (2**64 - 1, bytes(17), "x", 1), (2**64, bytes(16), "x", 1), (1, bytearray(16), "x", 1), (1, bytes(16), 7, 1),
     (1, bytes(16), "x", 2**64), (1, bytes(16), "x", -(2**64) - 1), (1, bytes(16), "x", "é" * 200),
     (1, bytes(16), "x", bytes(300)), (1, bytes(16), "x" * 70, "v"),
@@ -493,3 +493,32 @@ def test_parsing_an_issuer_signed_names_the_item_that_does_not_decode():
     with pytest.raises(mdoc.MdocDecodeError, match=r"nameSpaces\['ns'\]\[1\]: IssuerSignedItem: missing"):
         bad.items()
     assert [i.element_identifier for i in issued.items()["ns"]] == ["a", "b"]
+
+
+@pytest.mark.parametrize(("edit", "error"), [
+    ({"version": 1}, r"MSO.version: expected str, got int"),
+    ({"digestAlgorithm": ["SHA-256"]}, r"MSO.digestAlgorithm: expected str, got list"),
+    ({"docType": 5}, r"MSO.docType: expected str, got int"),
+    ({"deviceKeyInfo": {}}, r"MSO.deviceKeyInfo: missing 'deviceKey'"),
+    ({"deviceKeyInfo": {"deviceKey": [1, 2]}}, r"MSO.deviceKeyInfo.deviceKey: expected Mapping, got list"),
+])
+def test_mso_fields_of_the_wrong_type_are_refused_by_name(edit, error):
+    """§9.1.2.4: version, digestAlgorithm and docType are tstr, deviceKeyInfo holds a
+    deviceKey COSE_Key map; a value of another type is refused by name, never taken on
+    (a non-text docType) or left to fail elsewhere (an unhashable algorithm)."""
+    with pytest.raises(mdoc.MdocDecodeError, match=error):
+        mdoc.MobileSecurityObject.from_map(_mso_map(**edit))
+
+
+@pytest.mark.parametrize(("key", "value", "error"), [
+    ("digestID", True, r"IssuerSignedItem.digestID: expected int, got bool"),
+    ("random", "salt", r"IssuerSignedItem.random: expected bytes, got str"),
+    ("elementIdentifier", 5, r"IssuerSignedItem.elementIdentifier: expected str, got int"),
+])
+def test_issuer_signed_item_fields_of_the_wrong_type_are_refused_by_name(key, value, error):
+    """§8.3.2.1.2.2: digestID uint, random bstr, elementIdentifier tstr; each of another
+    type is refused by name when the item is read, the other two being right."""
+    item = {"digestID": 1, "random": bytes(16), "elementIdentifier": "x", "elementValue": 1}
+    item[key] = value
+    with pytest.raises(mdoc.MdocDecodeError, match=error):
+        mdoc.IssuerSignedItem.decode(cbor.dumps(item))
