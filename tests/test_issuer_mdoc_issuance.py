@@ -187,6 +187,26 @@ def test_published_token_follows_revocation_hold_and_release(world):
     assert svc.status_token(list_id).etag != before.etag
 
 
+def test_a_token_is_re_signed_once_no_more_than_its_ttl_is_left_before_its_exp(world):
+    """A reader caches a Status List Token for its ttl; one served with exactly ttl seconds
+    left would still be in use at its exp, when it must no longer be accepted (RFC 8392
+    exp, RFC 7519 4.1.4 "on or after"). So the publisher serves it as stored while more
+    than ttl seconds are left and re-signs it from then on; past its exp it tells a cache
+    max-age=0, never a positive number."""
+    svc, sessions, clock = world
+    _, _, _, body = _issue(svc, "job-exp", "phone-1", 0)
+    ref = IssuerSigned.from_cbor(body).mso().status.status_list
+    with sessions() as s:
+        list_id = s.scalar(select(StatusList.id).where(StatusList.uri == ref.uri))
+    first = svc.status_token(list_id)
+    clock.now = first.expires_at - dt.timedelta(seconds=first.ttl + 1)
+    assert svc.status_token(list_id).etag == first.etag
+    clock.now = first.expires_at - dt.timedelta(seconds=first.ttl)
+    assert svc.status_token(list_id).etag != first.etag
+    assert first.max_age(first.expires_at - dt.timedelta(seconds=1)) == 1
+    assert first.max_age(first.expires_at) == 0 and first.max_age(first.expires_at + dt.timedelta(seconds=9)) == 0
+
+
 def test_a_token_is_served_only_as_the_policy_signs_it_now(world):
     """A token stored under one ttl (or lifetime) is rebuilt once the policy says another,
     though the list did not change: readers cache a token for the ttl it carries, so a drill

@@ -63,6 +63,33 @@ def test_mso_with_a_naive_time_takes_the_general_path_and_its_error():
     assert mso_mod._encode_fast(mso) is None
 
 
+@pytest.mark.parametrize("edit", [
+    {"value_digests": {1: {0: bytes(32)}}}, {"value_digests": {"ns": {True: bytes(32)}}},
+    {"value_digests": {"ns": {-1: bytes(32)}}}, {"value_digests": {"ns": {0: "digest"}}},
+    {"value_digests": {"ns": ((0, bytes(32)),)}}, {"version": 1}, {"digest_algorithm": -16}, {"doc_type": 5},
+    {"value_digests": {"ns": dict.fromkeys((23, 24, 0xFFFF, 0x10000, 0xFFFFFFFF, 2**32, 2**64 - 1), bytes(32))}},
+    {"status": mso_mod.MsoStatus(mso_mod.StatusListRef(-1, "u"))},
+    {"status": mso_mod.MsoStatus(mso_mod.StatusListRef(True, "u"))},
+    {"status": mso_mod.MsoStatus(mso_mod.StatusListRef(2**64, "u"))},
+    {"status": mso_mod.MsoStatus(mso_mod.StatusListRef(1, "u"), mso_mod.IdentifierListRef(b"\x01", "v"))},
+    {"status": mso_mod.MsoStatus()},
+    {"device_key_info": mso_mod.DeviceKeyInfo(KEYS[ec.SECP256R1], key_info={1: 2})},
+])
+def test_mso_shapes_the_fast_encoder_does_not_write_get_the_general_encoding(edit):
+    """Hand-built MSOs outside what issuing makes (a non-text namespace, a digestID that is
+    a bool or negative, a digest that is no bstr, a non-text version, algorithm or docType,
+    a status idx that is no uint64, a status_list beside an identifier_list, or neither, a keyInfo)
+    are written by the general encoder, byte for byte, never by the fast path's heads
+    (which would drop a reference, write other bytes or crash); digestIDs at each head
+    size's bounds too, written in the shortest head (RFC 8949 4.2.1)."""
+    t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    fields = dict(digest_algorithm="SHA-256", value_digests={"ns": {0: bytes(32)}},
+                  device_key_info=mso_mod.DeviceKeyInfo(KEYS[ec.SECP256R1]), doc_type="d",
+                  validity_info=mso_mod.ValidityInfo(t, t, t + dt.timedelta(days=1)))
+    mso = mso_mod.MobileSecurityObject(**{**fields, **edit})
+    assert mso.to_bytes() == cbor.tag24_bytes(p.encode(mso.to_map()))
+
+
 @SETTINGS
 @given(st.binary(max_size=300), st.binary(max_size=30), st.binary(max_size=70000))
 def test_sig_structure_equals_encoder(protected, aad, payload):
@@ -482,3 +509,29 @@ def test_issuer_signed_encode_of_other_shapes_is_the_general_encoding():
                    IssuerSigned({"ns": (b"x",)}, cose.Sign1._of(b"", {}, {}, None, b"sig"))):
         assert _encode_issued(issued) is None
         assert issued.encode() == p.encode(issued.to_cbor())
+
+
+@pytest.mark.parametrize("size", [0, 23, 24, 255, 256, 65535, 65536])
+def test_item_values_at_each_cbor_length_head_bound_have_the_general_encoding(size):
+    """RFC 8949 3.1 / 4.2.1: a text or byte string's length sits in its head below 24, in
+    one more byte up to 255, in two up to 65535, then four. IssuerSignedItem.create's own
+    heads for elementValue give the general encoder's bytes at each bound, and decode back."""
+    for value in ("a" * size, bytes(size), "é" * (size // 2)):
+        item = IssuerSignedItem.create(1, bytes(16), "v", value)
+        assert item.raw == p.encode({"digestID": 1, "random": bytes(16), "elementIdentifier": "v",
+                                     "elementValue": value})
+        assert IssuerSignedItem.decode(item.raw).element_value == value
+
+
+def test_issuing_keeps_its_identifier_and_date_tables_bounded():
+    """The tables of encoded element identifiers and dates that IssuerSignedItem.create
+    keeps are bounded (1024 entries each): issuing many distinct ones never grows them
+    past that, and every item is still the general encoder's bytes."""
+    from protocols.mdoc import issuer_signed
+
+    for n in range(1100):
+        ident, day = f"element_{n}", dt.date(2000, 1, 1) + dt.timedelta(days=n)
+        item = IssuerSignedItem.create(n, bytes(16), ident, day)
+        assert item.raw == p.encode({"digestID": n, "random": bytes(16), "elementIdentifier": ident,
+                                     "elementValue": day})
+    assert len(issuer_signed._IDENT_PARTS) <= 1024 and len(issuer_signed._DATES) <= 1024

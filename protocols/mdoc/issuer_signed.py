@@ -51,7 +51,7 @@ class IssuerSignedItem:
         }
         try:
             raw = p.encode(item)
-        except cbor.CborError as exc:
+        except MdocEncodeError as exc:  # what p.encode raises for a value CBOR cannot carry
             raise MdocEncodeError(f"IssuerSignedItem {element_identifier!r}: {exc}") from exc
         return cls(digest_id, random, element_identifier, element_value, raw)
 
@@ -146,7 +146,7 @@ def encode_value(element_identifier: str, value: Any) -> bytes:
         return cbor2.dumps(value)  # what the encoder writes for these, without its setup
     try:
         return p.encode(value)
-    except cbor.CborError as exc:
+    except MdocEncodeError as exc:  # what p.encode raises for a value CBOR cannot carry
         raise MdocEncodeError(f"IssuerSignedItem {element_identifier!r}: {exc}") from exc
 
 
