@@ -356,6 +356,36 @@ def test_device_authentication_bytes_are_the_same_from_a_bytearray():
     assert device_authentication_bytes(st, "org.iso.18013.5.1.mDL", bytearray(b"\xa0")) == want
 
 
+def test_authentication_bytes_are_the_same_from_a_memoryview_and_refuse_what_is_no_bytes():
+    """A memoryview holds the same content as bytes, but cbor2 encodes it as an array of
+    integers: DeviceAuthenticationBytes, ReaderAuthenticationBytes (§9.1.4.4) and
+    ReaderAuthenticationAllBytes take its content as a bstr all the same, on the hot path
+    (doc_type text) and off it; text or an integer where the encoded bytes belong is
+    refused by name, not encoded as something else (bytes(2) would be two zero bytes)."""
+    from protocols.mdoc.errors import MdocEncodeError
+    from protocols.mdoc.transcript import (
+        device_authentication_bytes,
+        reader_authentication_all_bytes,
+        reader_authentication_bytes,
+    )
+
+    st = mdoc.SessionTranscript.build(b"\xa0", b"\xa0", None)
+    for doc_type in ("org.iso.18013.5.1.mDL", cbor.CBORTag(0, "x")):  # off the hot path: not text
+        want = device_authentication_bytes(st, doc_type, b"\xa0")
+        assert device_authentication_bytes(st, doc_type, memoryview(b"\xa0")) == want
+    want = reader_authentication_bytes(st, b"\xa1\x00\x00")
+    assert reader_authentication_bytes(st, memoryview(b"\xa1\x00\x00")) == want
+    assert cbor.loads(cbor.loads(want).value)[2] == cbor.CBORTag(24, b"\xa1\x00\x00")
+    want = reader_authentication_all_bytes(st, [b"\xa0"], b"\xa0")
+    assert reader_authentication_all_bytes(st, [memoryview(b"\xa0")], bytearray(b"\xa0")) == want
+    for bad, call in (("a0", lambda v: device_authentication_bytes(st, "x", v)),
+                      (2, lambda v: reader_authentication_bytes(st, v)),
+                      ("a0", lambda v: reader_authentication_all_bytes(st, [v])),
+                      (2, lambda v: reader_authentication_all_bytes(st, [b"\xa0"], v))):
+        with pytest.raises(MdocEncodeError, match="must be bytes, not"):
+            call(bad)
+
+
 # -- IssuerSignedItem and IssuerSigned (18013-5 §8.3.2.1.2.2, §9.1.2.4, §9.1.2.5) ------------
 
 def _issued(status=None):

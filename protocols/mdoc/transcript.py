@@ -16,7 +16,7 @@ from typing import Any
 from protocols import cbor
 from protocols.cose import CoseKey
 from protocols.mdoc import _parse as p
-from protocols.mdoc.errors import MdocDecodeError
+from protocols.mdoc.errors import MdocDecodeError, MdocEncodeError
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,8 @@ def device_authentication_bytes(
     ``device_name_spaces_bytes`` is the encoded DeviceNameSpaces (inside its tag 24).
     """
     st = SessionTranscript.coerce(session_transcript)
-    if type(doc_type) is str and type(device_name_spaces_bytes) is bytes:
+    device_name_spaces_bytes = _bstr(device_name_spaces_bytes, "DeviceNameSpacesBytes")
+    if type(doc_type) is str:
         # the same bytes as below, head by head (the hot path of every device authentication)
         return cbor.tag24_bytes(b"".join((
             _DEVICE_AUTH_HEAD, st.raw, cbor.tstr(doc_type), cbor.tag24_bytes(device_name_spaces_bytes),
@@ -110,12 +111,22 @@ def device_authentication_bytes(
             cbor.dumps("DeviceAuthentication"),
             st.raw,
             cbor.dumps(doc_type),
-            cbor.dumps(cbor.CBORTag(24, device_name_spaces_bytes)),
+            cbor.tag24_bytes(device_name_spaces_bytes),
         ]
     )
 
 
 _DEVICE_AUTH_HEAD = b"\x84" + cbor.dumps("DeviceAuthentication")
+
+
+def _bstr(value: bytes | bytearray | memoryview, what: str) -> bytes:
+    """``value`` as bytes: a bytearray or memoryview copied (cbor2 would encode a memoryview
+    as an array of integers, not a bstr), anything else refused by name."""
+    if type(value) is bytes:
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    raise MdocEncodeError(f"{what} must be bytes, not {type(value).__name__}")
 
 
 def reader_authentication_bytes(session_transcript: SessionTranscript | bytes, items_request_bytes: bytes) -> bytes:
@@ -124,7 +135,8 @@ def reader_authentication_bytes(session_transcript: SessionTranscript | bytes, i
     encoded ItemsRequest (inside its tag 24)."""
     st = SessionTranscript.coerce(session_transcript)
     return _embed_raw_array(
-        [cbor.dumps("ReaderAuthentication"), st.raw, cbor.dumps(cbor.CBORTag(24, items_request_bytes))]
+        [cbor.dumps("ReaderAuthentication"), st.raw,
+         cbor.tag24_bytes(_bstr(items_request_bytes, "ItemsRequestBytes"))]
     )
 
 
@@ -138,6 +150,8 @@ def reader_authentication_all_bytes(
     readerAuthAll signature covers (ISO/IEC 18013-5 second edition): every DocRequest's
     ItemsRequest bytes in order, and the DeviceRequestInfo's (each inside its tag 24)."""
     st = SessionTranscript.coerce(session_transcript)
-    items = cbor.array_head(len(items_request_bytes)) + b"".join(map(cbor.tag24_bytes, items_request_bytes))
-    info = b"\xf6" if device_request_info_bytes is None else cbor.tag24_bytes(device_request_info_bytes)  # null
+    items = cbor.array_head(len(items_request_bytes)) + b"".join(
+        cbor.tag24_bytes(_bstr(raw, "ItemsRequestBytes")) for raw in items_request_bytes)
+    info = b"\xf6" if device_request_info_bytes is None else cbor.tag24_bytes(  # null
+        _bstr(device_request_info_bytes, "DeviceRequestInfoBytes"))
     return _embed_raw_array([cbor.dumps("ReaderAuthenticationAll"), st.raw, items, info])
