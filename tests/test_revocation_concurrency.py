@@ -526,9 +526,10 @@ def test_two_issuances_of_one_kind_to_a_holders_two_phones_at_once_leave_one_liv
 # -- a Status List Token found stale by two API processes at once ------------------------
 
 
-def _mdoc_world(pg_engine):  # noqa: ANN001, ANN202
+def _mdoc_world(pg_engine, *, publish: bool = True):  # noqa: ANN001, ANN202
     """An issuer service over ``pg_engine`` with one mdoc on one status list and that list's
-    token published: (service, sessions, status list id, status reference)."""
+    token published (unless not ``publish``): (service, sessions, status list id, status
+    reference)."""
     from cryptography.hazmat.primitives.asymmetric import ec
     from sqlalchemy import select
     from sqlalchemy.orm import sessionmaker
@@ -553,18 +554,23 @@ def _mdoc_world(pg_engine):  # noqa: ANN001, ANN202
     ref = IssuerSigned.from_cbor(svc.issue_mdoc("job-1", "phone-1", 0, spki, proof)).mso().status.status_list
     with sessions() as s:
         list_id = s.scalar(select(StatusList.id).where(StatusList.uri == ref.uri))
-    svc.status_token(list_id)
+    if publish:
+        svc.status_token(list_id)
     return svc, sessions, list_id, ref
 
 
-def test_two_processes_that_find_a_status_list_token_stale_at_once_publish_one(pg_engine, monkeypatch):
+@pytest.mark.parametrize("published", [True, False], ids=["stale", "never-published"])
+def test_two_processes_that_find_a_status_list_token_stale_at_once_publish_one(pg_engine, monkeypatch, published):
     """Two API processes over one database asked for a list whose token a hold made stale
     at the same moment. The first rebuilds it holding the list's row lock; the second waits
     for that lock, then reads the stored token again and serves the one the first signed.
     Without the lock, or without reading the stored token again after it, both signed a
     token of their own: two different bytes (ECDSA signatures differ) and ETags for one list
     version, the last one stored and the other served to a reader that then never matched
-    its If-None-Match - a token signed per request rather than per change."""
+    its If-None-Match - a token signed per request rather than per change. A list never
+    published yet is the same race: the second found no stored token before the lock and,
+    not looking again after it, signed one more only to lose the insert to the first and
+    run again."""
     from sqlalchemy import select
 
     from issuer.mdoc.models import StatusListToken
@@ -573,7 +579,7 @@ def test_two_processes_that_find_a_status_list_token_stale_at_once_publish_one(p
     from issuer.mdoc.status_lists import StatusListPolicy
     from protocols.status import Status, verify_status_list_token
 
-    svc, sessions, list_id, ref = _mdoc_world(pg_engine)
+    svc, sessions, list_id, ref = _mdoc_world(pg_engine, publish=published)
     hold(sessions, "phone-1", actor="test", now=NOW)
     other = MdocService(sessions, svc.pki.keystore, "http://issuer.test", clock=lambda: NOW,
                         status_policy=StatusListPolicy(size=1024))
