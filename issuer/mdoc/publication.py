@@ -143,8 +143,11 @@ class StatusPublisher:
         row = session.get(StatusList, list_id, with_for_update=True)
         session.refresh(row)
         uri = self._uri(list_id, row.uri)
-        if stored is not None:
+        if stored is None:  # none before the lock: another process may have stored one since
+            stored = session.get(self.model, list_id)
+        else:
             session.refresh(stored)
+        if stored is not None:
             current = self._current(list_id, uri, row.version, stored, now)
             if current is not None:  # another process rebuilt meanwhile
                 return current
