@@ -23,6 +23,35 @@ sys.dont_write_bytecode = False
 pytest_plugins = ["softhsm"]  # the softhsm_token fixture of the HSM tests
 
 
+def _cli_built_once_per_app() -> None:
+    """typer's ``CliRunner.invoke`` builds the whole click command tree of the app it is
+    given on every call (``typer.main.get_command``: every command's signature and type
+    hints read again), about 0.25 s here, more than most commands take to run; the suite
+    invokes the CLI in-process over a thousand times. ``mcred`` itself builds that tree once
+    per process, so the tests build it once per app too and reuse it: the same click
+    commands, parsed and run afresh on each invoke (click keeps a call's state in its own
+    ``Context``, never on the command). An app whose commands or groups change after it was
+    built is built again."""
+    import typer.testing
+
+    build = typer.testing._get_command
+    built: dict[int, tuple[object, tuple[int, int, object], object]] = {}
+
+    def shape(app) -> tuple[int, int, object]:  # noqa: ANN001 - a typer.Typer
+        return len(app.registered_commands), len(app.registered_groups), app.registered_callback
+
+    def get_command(app):  # noqa: ANN001, ANN202 - typer.Typer -> click.Command
+        hit = built.get(id(app))
+        if hit is None or hit[0] is not app or hit[1] != shape(app):
+            hit = built[id(app)] = (app, shape(app), build(app))
+        return hit[2]
+
+    typer.testing._get_command = get_command
+
+
+_cli_built_once_per_app()
+
+
 def _shared() -> Path:
     """The shared directory (vectors, context): ``$MCRED_SHARED``, else the nearest
     ancestor's ``shared`` with vectors in it (a checkout in /work/main and a git worktree in
