@@ -52,6 +52,39 @@ def _cli_built_once_per_app() -> None:
 _cli_built_once_per_app()
 
 
+def _model_fields_read_once_per_model() -> None:
+    """FastAPI builds a fresh ``ModelField`` (a pydantic ``TypeAdapter`` each) for every field
+    of every model each time an app's OpenAPI document is made, to find the nested models
+    (``fastapi._compat.v2.get_flat_models_from_model`` calls ``get_model_fields``), though
+    it keeps the same list per model class in ``get_cached_model_fields`` for its other
+    uses. A service makes its document once; the tests make one for nearly every app they
+    build (tests/documented.py holds every answer to it), and this walk was about 40% of
+    that. Here the walk takes FastAPI's cached list: a model class's fields do not change,
+    and the documents come out identical (compared byte for byte, issuer and reader apps).
+    Left alone if FastAPI's internals are not the ones this was written against."""
+    try:
+        from fastapi._compat import v2
+    except ImportError:
+        return
+    if not all(callable(getattr(v2, name, None)) for name in (
+            "get_flat_models_from_model", "get_flat_models_from_fields", "get_cached_model_fields")):
+        return
+    import inspect
+
+    if "get_model_fields(model)" not in inspect.getsource(v2.get_flat_models_from_model):
+        return
+
+    def get_flat_models_from_model(model, known_models=None):  # noqa: ANN001, ANN202 - as FastAPI's
+        known_models = known_models or set()
+        v2.get_flat_models_from_fields(v2.get_cached_model_fields(model), known_models=known_models)
+        return known_models
+
+    v2.get_flat_models_from_model = get_flat_models_from_model
+
+
+_model_fields_read_once_per_model()
+
+
 def _shared() -> Path:
     """The shared directory (vectors, context): ``$MCRED_SHARED``, else the nearest
     ancestor's ``shared`` with vectors in it (a checkout in /work/main and a git worktree in
