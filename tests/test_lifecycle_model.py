@@ -253,6 +253,19 @@ def _path(url: str) -> str:
     return urlsplit(url).path
 
 
+def _crl_entries(crl: x509.CertificateRevocationList) -> dict[int, tuple[str, dt.datetime]]:
+    """A CRL's entries: {serial: (CRLReason name, revocationDate)}, ``unspecified`` for an
+    entry without a reason code (RFC 5280 5.3.1)."""
+    out = {}
+    for entry in crl:
+        try:
+            reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.value
+        except x509.ExtensionNotFound:
+            reason = "unspecified"
+        out[entry.serial_number] = (reason, entry.revocation_date_utc)
+    return out
+
+
 class Lifecycle(RuleBasedStateMachine):
     backend = "sqlite"
 
@@ -641,13 +654,7 @@ class Lifecycle(RuleBasedStateMachine):
         this, nxt = crl.last_update_utc, crl.next_update_utc
         assert this <= now and nxt == this + CRL_VALIDITY, f"CRL {path}: thisUpdate {this}, nextUpdate {nxt} at {now}"
         assert nxt - now > CRL_REFRESH - SLACK, f"CRL {path} served at {now:%F %T}, its nextUpdate {nxt:%F %T}"
-        out = {}
-        for entry in crl:
-            try:
-                reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.value
-            except x509.ExtensionNotFound:
-                reason = "unspecified"
-            out[entry.serial_number] = (reason, entry.revocation_date_utc)
+        out = _crl_entries(crl)
         number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
         assert self.crls_seen.setdefault(path, {}).setdefault(number, this) == this, f"CRL {path} #{number} changed"
         return out, number, this
@@ -1023,13 +1030,7 @@ class Lifecycle(RuleBasedStateMachine):
         number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
         earlier = [n for n in self.iaca_seen if n < number]
         before = self.iaca_seen[max(earlier)] if earlier else None
-        listed = {}
-        for entry in crl:
-            try:
-                reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.value
-            except x509.ExtensionNotFound:
-                reason = "unspecified"
-            listed[entry.serial_number] = (reason, entry.revocation_date_utc)
+        listed = _crl_entries(crl)
         what = f"IACA CRL #{number} (thisUpdate {this:%F %T}, the one before {before and f'{before:%F %T}'})"
         assert set(listed) <= self._revoked_signers(), f"{what} lists {set(listed) - self._revoked_signers()}"
         for s in self._revoked_signers():

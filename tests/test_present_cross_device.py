@@ -558,32 +558,30 @@ def test_wallet_respond_tells_an_element_not_held_from_one_refused(world, tmp_pa
     monkeypatch.setenv("MCRED_HOME", str(world["home"]))
     rules = tmp_path / "consent.json"
     rules.write_text(json.dumps({"documents": {DOCTYPE: {NS: ["family_name", "age_over_21"]}}}))
-    asked = RequestSpec(DOCTYPE, {NS: {"family_name": False, "age_over_21": False, "age_over_20": False}})
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    with Server(reader_app(ReaderService(pipeline(world), [asked], origin=base, public_url=base)), port):
-        opened = httpx.post(f"{base}/online/sessions", params={"protocol": "openid4vp-cross-device"}).json()
-        r = CliRunner().invoke(cli(), ["wallet", "respond", "--phone", world["phone"], "--request",
-                                       opened["request"]["uri"], "--consent", str(rules)])
-        assert r.exit_code == 0, r.output
-        (doc,) = json.loads(r.stdout)["documents"]
-        assert doc["released"] == {NS: ["family_name"]}
-        assert doc["refused"] == {NS: ["age_over_20"]}  # held; the rules do not release it
-        assert doc["not_held"] == {NS: ["age_over_21"]}  # the card substitute has no such element
-        assert doc["answered_by"] == {}  # age_over_20 = true says nothing of 21 (7.2.5)
+
+    def respond(asked: RequestSpec) -> tuple[dict, bool]:
+        """The phone's answer (`mcred wallet respond`'s JSON document) to a cross-device
+        reader asking ``asked``, and whether the reader took it."""
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        with Server(reader_app(ReaderService(pipeline(world), [asked], origin=base, public_url=base)), port):
+            opened = httpx.post(f"{base}/online/sessions", params={"protocol": "openid4vp-cross-device"}).json()
+            r = CliRunner().invoke(cli(), ["wallet", "respond", "--phone", world["phone"], "--request",
+                                           opened["request"]["uri"], "--consent", str(rules)])
+            assert r.exit_code == 0, r.output
+            (doc,) = json.loads(r.stdout)["documents"]
+            return doc, httpx.get(f"{base}/sessions/{opened['session']}/result").json()["valid"]
+
+    doc, _ = respond(RequestSpec(DOCTYPE, {NS: {"family_name": False, "age_over_21": False, "age_over_20": False}}))
+    assert doc["released"] == {NS: ["family_name"]}
+    assert doc["refused"] == {NS: ["age_over_20"]}  # held; the rules do not release it
+    assert doc["not_held"] == {NS: ["age_over_21"]}  # the card substitute has no such element
+    assert doc["answered_by"] == {}  # age_over_20 = true says nothing of 21 (7.2.5)
     # the holder (36) asked age_over_16, which the card substitute does not hold: age_over_18 =
     # true, released, answers it in its place (7.2.5); answered, so not "not_held" (it was
     # listed there, beside the event's "age_over_18 in place of age_over_16")
     rules.write_text(json.dumps({"documents": {DOCTYPE: {NS: ["family_name", "age_over_18"]}}}))
-    asked = RequestSpec(DOCTYPE, {NS: {"family_name": False, "age_over_16": False}})
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    with Server(reader_app(ReaderService(pipeline(world), [asked], origin=base, public_url=base)), port):
-        opened = httpx.post(f"{base}/online/sessions", params={"protocol": "openid4vp-cross-device"}).json()
-        r = CliRunner().invoke(cli(), ["wallet", "respond", "--phone", world["phone"], "--request",
-                                       opened["request"]["uri"], "--consent", str(rules)])
-        assert r.exit_code == 0, r.output
-        (doc,) = json.loads(r.stdout)["documents"]
-        assert doc["released"] == {NS: ["age_over_18", "family_name"]} and doc["refused"] == {}
-        assert doc["not_held"] == {} and doc["answered_by"] == {NS: {"age_over_16": "age_over_18"}}
-        assert httpx.get(f"{base}/sessions/{opened['session']}/result").json()["valid"]
+    doc, valid = respond(RequestSpec(DOCTYPE, {NS: {"family_name": False, "age_over_16": False}}))
+    assert doc["released"] == {NS: ["age_over_18", "family_name"]} and doc["refused"] == {}
+    assert doc["not_held"] == {} and doc["answered_by"] == {NS: {"age_over_16": "age_over_18"}}
+    assert valid
