@@ -22,7 +22,7 @@ from mcred.db import make_engine, migrate
 from protocols import iaca
 from protocols.cardsub import DEFAULT_NAMES, ISO_NAMESPACE, parse_holder
 from protocols.mdoc import IssuerSigned
-from protocols.status import Status, verify_status_list_token
+from protocols.status import Status, StatusListClaimError, verify_status_list_token
 
 NOW = dt.datetime(2026, 11, 23, 3, 0, tzinfo=dt.UTC)
 HOLDER = {
@@ -388,3 +388,72 @@ def test_the_shortest_policy_issues_an_mso_valid_for_one_whole_second(world):
                                            policy=issuance.IssuancePolicy(mso_validity=dt.timedelta(seconds=1)))
     v = issued.mso().validity_info
     assert v.order_error() is None and v.valid_until - v.valid_from == dt.timedelta(seconds=1)
+
+
+def _list_of(svc, sessions):
+    _, _, _, body = _issue(svc, "job-pub", "phone-1", 0)
+    ref = IssuerSigned.from_cbor(body).mso().status.status_list
+    with sessions() as s:
+        return ref, s.scalar(select(StatusList.id).where(StatusList.uri == ref.uri))
+
+
+def test_a_stored_token_is_served_while_a_reader_on_our_clock_accepts_its_iat(world):
+    """A reader refuses a token whose iat is more than 60 s in its future (specs/status-list.md
+    verification step 5, ``CLOCK_SKEW``). A process whose clock is behind the one that stored
+    the token (or a clock stepped back) serves the stored bytes while their iat is at most
+    60 s ahead of its now, and re-signs them once further ahead: every token it serves is
+    one a reader on its clock accepts, and none is re-signed needlessly."""
+    svc, sessions, _ = world
+    ref, list_id = _list_of(svc, sessions)
+    root = svc.iaca_certificate()
+    first = svc.status_token(list_id)
+    edge = first.issued_at - dt.timedelta(seconds=60)
+    assert svc.status_token(list_id, edge).etag == first.etag
+    verify_status_list_token(first.token, trust_anchor=root, uri=ref.uri, now=edge)
+    ahead = first.issued_at - dt.timedelta(seconds=61)
+    with pytest.raises(StatusListClaimError, match="in the future"):
+        verify_status_list_token(first.token, trust_anchor=root, uri=ref.uri, now=ahead)
+    again = svc.status_token(list_id, ahead)
+    assert again.etag != first.etag and again.issued_at == ahead
+    verify_status_list_token(again.token, trust_anchor=root, uri=ref.uri, now=ahead)
+
+
+def test_a_process_serves_the_token_another_process_stored(world):
+    """Every API process serves the token stored in ``status_list_tokens`` (specs/status-list.md
+    Publication), not a copy it remembers: one that served a list before another process
+    re-signed it after a revocation then serves the other's bytes, ETag and version, with the
+    revocation in them (its remembered copy would hold readers to the old status)."""
+    svc, sessions, _ = world
+    ref, list_id = _list_of(svc, sessions)
+    first = svc.status_token(list_id)
+    other = MdocService(sessions, svc.pki.keystore, "http://issuer.test", clock=Clock(NOW),
+                        status_policy=StatusListPolicy(size=1024))
+    revocation.revoke(sessions, "phone-1", "keyCompromise", "mdoc", now=NOW)
+    theirs = other.status_token(list_id)
+    assert theirs.etag != first.etag and theirs.version != first.version
+    ours = svc.status_token(list_id)
+    assert (ours.token, ours.etag, ours.version) == (theirs.token, theirs.etag, theirs.version)
+    tok = verify_status_list_token(ours.token, trust_anchor=svc.iaca_certificate(), uri=ref.uri,
+                                   now=NOW)
+    assert tok.status(ref.idx) == Status.INVALID
+
+
+def test_the_published_times_are_the_signed_whole_second_iat_and_exp(world):
+    """CWT ``iat`` / ``exp`` are NumericDates in whole seconds (RFC 8392 3.1.6, 3.1.4). A token
+    asked for at a fraction of a second is signed at that second (truncated, so its iat is
+    never in a reader's future), and the times the publisher keeps and serves from
+    (Last-Modified, Expires, max-age, the re-sign boundary) are the signed ones: the token is
+    re-signed at exactly ``ttl`` seconds before the ``exp`` it carries."""
+    from protocols.status import decode_status_list_token
+
+    svc, sessions, _ = world
+    _, list_id = _list_of(svc, sessions)
+    asked = NOW + dt.timedelta(seconds=5, microseconds=750_000)
+    pub = svc.status_token(list_id, asked)
+    header = decode_status_list_token(pub.token).header
+    assert header.iat == NOW + dt.timedelta(seconds=5)
+    assert (pub.issued_at, pub.expires_at) == (header.iat, header.exp)
+    assert pub.headers(asked)["Last-Modified"] == "Mon, 23 Nov 2026 03:00:05 GMT"
+    before = header.exp - dt.timedelta(seconds=header.ttl + 1)
+    assert svc.status_token(list_id, before).etag == pub.etag
+    assert svc.status_token(list_id, header.exp - dt.timedelta(seconds=header.ttl)).etag != pub.etag
