@@ -3,8 +3,9 @@ Request"; RFC 9110 §8.8.3 ETag, §13.1.2 If-None-Match; RFC 9111 Cache-Control)
 
 A token is signed by the active status-list signer (chained to the IACA) and stored in
 ``status_list_tokens`` so every API process serves the same bytes. It is rebuilt only when
-the list's ``version`` moved (a status changed), when fewer than ``ttl`` seconds remain
-before its ``exp``, or when the policy would not sign it as it is (its ``ttl`` claim or its
+the list's ``version`` moved (a status changed), when no more than ``ttl`` seconds remain
+before its ``exp``, when its ``iat`` is more than 60 s ahead of ``now`` (a reader's clock
+skew), or when the policy would not sign it as it is (its ``ttl`` claim or its
 lifetime is not the policy's: a drill shortening the ttl, a process started with another
 one); otherwise the stored one is served. The ETag is a hash of the token bytes;
 ``Cache-Control: max-age`` is the ttl the token carries, cut to the time left before ``exp``.
