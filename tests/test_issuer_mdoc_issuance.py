@@ -457,3 +457,21 @@ def test_the_published_times_are_the_signed_whole_second_iat_and_exp(world):
     before = header.exp - dt.timedelta(seconds=header.ttl + 1)
     assert svc.status_token(list_id, before).etag == pub.etag
     assert svc.status_token(list_id, header.exp - dt.timedelta(seconds=header.ttl)).etag != pub.etag
+
+
+def test_the_etag_is_strong_and_if_none_match_compares_weakly(world):
+    """The ETag is a strong entity-tag (RFC 9110 8.8.3: quoted, no ``W/``; the same bytes
+    every time it is served), and If-None-Match uses the weak comparison (RFC 9110 13.1.2):
+    the tag itself or its ``W/`` form, alone or in a list, or ``*``, is a match (304); no
+    header, an empty one or another tag is not."""
+    import re
+
+    svc, sessions, _ = world
+    _, list_id = _list_of(svc, sessions)
+    pub = svc.status_token(list_id)
+    assert re.fullmatch(r'"[\x21\x23-\x7e]+"', pub.etag)
+    assert svc.status_token(list_id).etag == pub.etag
+    for header in (pub.etag, "W/" + pub.etag, f'"other", {pub.etag}', f'W/"x",W/{pub.etag}', "*"):
+        assert pub.matches(header), header
+    for header in (None, "", '"other"', pub.etag[:-2] + '"', "W/" + pub.etag[1:-1]):
+        assert not pub.matches(header), header
