@@ -31,6 +31,7 @@ from issuer.mdoc.models import IdentifierListToken, StatusListToken
 from issuer.mdoc.pki import ActiveKey, MdocPki
 from issuer.mdoc.status_lists import StatusRegistry
 from protocols.status import (
+    CLOCK_SKEW,
     TYP_IDENTIFIER_LIST,
     TYP_STATUS_LIST,
     build_identifier_list_token,
@@ -93,7 +94,9 @@ class StatusPublisher:
         if stored is None or stored.version != version:
             return False
         issued, expires = stored.issued_at, stored.expires_at
-        return issued - dt.timedelta(seconds=60) <= now and now + dt.timedelta(
+        # a reader refuses a token whose iat is beyond its clock + CLOCK_SKEW (60 s): re-sign one
+        # that far ahead of ours (a clock set back)
+        return issued - CLOCK_SKEW <= now and now + dt.timedelta(
             seconds=self.registry.policy.ttl) < expires
 
     def token(self, session: Session, list_id: str, now: dt.datetime) -> PublishedToken:
