@@ -557,3 +557,37 @@ def test_a_queued_run_of_a_killed_service_lets_the_workflow_go_once_its_lease_la
         took = s.query(AuditEvent).filter_by(subject=queued_wf, action="workflow.takeover").one()
         assert handover.job_of(took.detail["from"]) == job_id
     assert JobRunner(ctx.sessions, stale_after=dt.timedelta(seconds=0.5)).get(job_id).state == INTERRUPTED
+
+
+def test_the_lease_lasts_to_its_last_instant_and_only_its_run_renews_or_releases_it(sessions):
+    """specs/handover.md "One run at a time": while a run's lease lasts another run is refused
+    and a listing shows the runner; ``lease_until`` itself still belongs to it (the claim's
+    compare-and-set takes only a lease that lapsed, ``lease_until < now``), so a listing
+    agrees with a claim at that instant. Renewing or releasing is the holding run's alone: a
+    run that lost the workflow renews nothing and releases nothing."""
+    hid = _model_change(sessions)
+    t0 = handover.utcnow()
+    handover.claim(sessions, hid, "run A", now=t0, lease=10)
+    end = t0 + dt.timedelta(seconds=10)
+
+    def row() -> Handover:
+        with sessions() as s:
+            return s.get(Handover, hid)
+
+    assert handover.lease_of(row(), now=end) == {"runner": "run A", "since": t0.isoformat(),
+                                                 "until": end.isoformat()}
+    with pytest.raises(handover.WorkflowBusy):
+        handover.claim(sessions, hid, "run B", now=end)
+    assert handover.lease_of(row(), now=end + dt.timedelta(microseconds=1)) is None
+    # only run A renews or releases it
+    assert handover.renew(sessions, hid, "run B", now=end) is False
+    assert handover.release(sessions, hid, "run B") is False
+    assert (row().runner, row().lease_until) == ("run A", end)
+    assert handover.renew(sessions, hid, "run A", now=end, lease=10) is True
+    assert row().lease_until == end + dt.timedelta(seconds=10)
+    handover.claim(sessions, hid, "run A", now=end, lease=10)  # its own claim again renews it
+    assert handover.release(sessions, hid, "run A") is True
+    assert (row().runner, row().run_since, row().lease_until) == (None, None, None)
+    assert handover.release(sessions, hid, "run A") is False
+    with sessions() as s:  # nobody's lease was taken over
+        assert s.query(AuditEvent).filter_by(subject=hid, action="workflow.takeover").count() == 0
