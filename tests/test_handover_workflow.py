@@ -181,3 +181,49 @@ def test_create_records_the_workflow_with_its_reason_and_audits_it(sessions):
         events = s.query(AuditEvent).filter_by(subject=hid).all()
         assert [(e.actor, e.action, e.detail) for e in events] == [
             ("cli:alice", "workflow.create.death", {"holder": holder_id, "old": old, "new": None})]
+
+
+def test_each_step_is_audited_and_its_result_recorded_for_the_steps_after_it(sessions):
+    """specs/handover.md "Steps": a row per workflow with the per-step results and timings,
+    and an audit event per step; a failed step's audit event names it and its error. Each
+    action is told the results of the steps before it (``StepContext.results``), which is how
+    a later step tells what it found from what an earlier one issued."""
+    hid = _model_change(sessions)
+    world: dict = {}
+    with pytest.raises(handover.StepFailed) as failed:
+        handover.WorkflowRunner(sessions, _actions(world, crash_in="provision_new"), actor="cli:alice").run(hid)
+    assert (failed.value.handover_id, failed.value.step) == (hid, "provision_new")
+    seen: dict = {}
+    actions = _actions(world)
+
+    def revoke_old(ctx):
+        seen["results"] = dict(ctx.results)
+        return actions["revoke_old"](ctx)
+
+    h = handover.WorkflowRunner(sessions, {**actions, "revoke_old": revoke_old}, actor="cli:bob").run(hid)
+    assert seen["results"] == {"prepare": {}, "provision_new": {"issued": 1}}
+    assert h.detail["results"] == {"prepare": {}, "provision_new": {"issued": 1},
+                                   "revoke_old": {"reason": "cessationOfOperation"}, "publish": {},
+                                   "wipe_old": {"wiped": True}, "done": {}}
+    with sessions() as s:
+        events = [(e.actor, e.action) for e in s.query(AuditEvent).filter_by(subject=hid).order_by(AuditEvent.id)]
+        failure = s.query(AuditEvent).filter_by(subject=hid, action="workflow.step_failed.provision_new").one()
+    assert events == [("operator", "workflow.create.model_change"), ("cli:alice", "workflow.step.prepare"),
+                      ("cli:alice", "workflow.step_failed.provision_new")] + [
+        ("cli:bob", f"workflow.step.{step}") for step in handover.WORKFLOWS["model_change"][1:]]
+    assert failure.detail == {"step": "provision_new", "error": "Crash: lost response"}
+
+
+def test_each_kind_is_refused_without_the_phone_it_acts_on(sessions):
+    """A model change needs the new phone (its credentials go there) and every kind but a
+    renewal and a found needs the old one; refused naming what is missing, even when the
+    phone given is the holder's, and nothing is recorded."""
+    old = f"o-{uuid.uuid4().hex[:12]}"
+    me = _holder(sessions, old)
+    with pytest.raises(handover.WorkflowError, match="model_change needs the new phone"):
+        handover.create(sessions, kind="model_change", holder_id=me, old_phone_id=old)
+    for kind in ("model_change", "resale_report", "lost_hold", "lost_confirmed", "death", "basic_four_change"):
+        with pytest.raises(handover.WorkflowError, match=f"{kind} needs the old phone"):
+            handover.create(sessions, kind=kind, holder_id=me, new_phone_id=f"n-{uuid.uuid4().hex[:12]}")
+    with sessions() as s:
+        assert s.query(Handover).filter_by(holder_id=me).count() == 0
