@@ -585,9 +585,29 @@ def test_the_lease_lasts_to_its_last_instant_and_only_its_run_renews_or_releases
     assert (row().runner, row().lease_until) == ("run A", end)
     assert handover.renew(sessions, hid, "run A", now=end, lease=10) is True
     assert row().lease_until == end + dt.timedelta(seconds=10)
-    handover.claim(sessions, hid, "run A", now=end, lease=10)  # its own claim again renews it
+    handover.claim(sessions, hid, "run A", now=end + dt.timedelta(seconds=1), lease=10)  # its own claim renews it
+    assert row().lease_until == end + dt.timedelta(seconds=11)
     assert handover.release(sessions, hid, "run A") is True
     assert (row().runner, row().run_since, row().lease_until) == (None, None, None)
     assert handover.release(sessions, hid, "run A") is False
     with sessions() as s:  # nobody's lease was taken over
         assert s.query(AuditEvent).filter_by(subject=hid, action="workflow.takeover").count() == 0
+
+
+def test_a_run_inside_a_hold_keeps_the_workflow_held_until_the_hold_ends(sessions):
+    """``WorkflowRunner.holding`` is re-entrant: ``mcred handover --over-the-air`` holds the
+    workflow while it waits for the phones' agents and runs it inside that hold; the run
+    must neither claim it again nor release it when it ends, or another run is let in while
+    the first still acts on the phones."""
+    hid = _model_change(sessions)
+    first = handover.WorkflowRunner(sessions, _counting([], "first"), actor="cli:alice")
+    other = handover.WorkflowRunner(sessions, _counting([], "other"), actor="cli:bob")
+    with first.holding(hid):
+        first.run(hid, stop_after="provision_new")
+        with pytest.raises(handover.WorkflowBusy, match="cli:alice"):
+            other.run(hid)
+        with sessions() as s:
+            assert s.get(Handover, hid).runner == first.run_as
+    with sessions() as s:
+        assert s.get(Handover, hid).runner is None
+    assert other.run(hid).state == "done"
