@@ -611,3 +611,47 @@ def test_a_run_inside_a_hold_keeps_the_workflow_held_until_the_hold_ends(session
     with sessions() as s:
         assert s.get(Handover, hid).runner is None
     assert other.run(hid).state == "done"
+
+
+def test_a_run_that_ended_claims_the_workflow_again_before_its_next_run(sessions):
+    """A runner forgets a hold once it ends: run again (a ``--resume`` in the same process),
+    it claims the workflow anew, so while another run holds it, it is refused before its
+    action runs, not told afterwards that it lost the step."""
+    hid = _model_change(sessions)
+    calls: list = []
+    first = handover.WorkflowRunner(sessions, _counting(calls, "first"), actor="cli:alice")
+    first.run(hid, stop_after="prepare")
+    handover.claim(sessions, hid, "cli:bob (host h, pid 2, run other)")
+    with pytest.raises(handover.WorkflowBusy, match="nothing was done"):
+        first.run(hid)
+    assert calls == []
+
+
+def test_unknown_workflows_and_missing_actions_are_workflow_errors(sessions):
+    """Bad input is a precise WorkflowError, never an AttributeError: no such workflow (to
+    run, claim or list the remaining steps of), or a step without an action (recorded as
+    not done: a later run with the action continues there)."""
+    for call in (lambda: handover.WorkflowRunner(sessions, {}).run("no-such"),
+                 lambda: handover.WorkflowRunner(sessions, {}).remaining("no-such"),
+                 lambda: handover.claim(sessions, "no-such", "run A")):
+        with pytest.raises(handover.WorkflowError, match="no workflow 'no-such'"):
+            call()
+    hid = _model_change(sessions)
+    actions = _counting([], "run")
+    with pytest.raises(handover.WorkflowError, match="no action for step 'provision_new' of model_change"):
+        handover.WorkflowRunner(sessions, {k: v for k, v in actions.items() if k != "provision_new"}).run(hid)
+    with sessions() as s:
+        assert s.get(Handover, hid).step == "prepare"
+    assert handover.WorkflowRunner(sessions, actions).run(hid).state == "done"
+
+
+def test_a_runner_is_named_by_its_actor_and_process_unless_given_a_claim_to_continue():
+    """``handovers.runner`` names who runs a workflow (the actor, host, pid and a run id; a
+    job's id for a run the API queued), which a refused run is told; a runner given
+    ``run_as`` continues that claim under that name."""
+    mine = handover.WorkflowRunner(None, {}, actor="cli:alice").run_as
+    assert mine.startswith("cli:alice (host ") and f"pid {os.getpid()}, run " in mine
+    assert handover.WorkflowRunner(None, {}, actor="cli:alice").run_as != mine
+    job = handover.run_identity("token:t1", job="0" * 32)
+    assert handover.job_of(job) == "0" * 32 and handover.job_of(mine) is None
+    assert handover.WorkflowRunner(None, {}, actor="x", run_as=job).run_as == job
