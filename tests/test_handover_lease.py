@@ -557,3 +557,101 @@ def test_a_queued_run_of_a_killed_service_lets_the_workflow_go_once_its_lease_la
         took = s.query(AuditEvent).filter_by(subject=queued_wf, action="workflow.takeover").one()
         assert handover.job_of(took.detail["from"]) == job_id
     assert JobRunner(ctx.sessions, stale_after=dt.timedelta(seconds=0.5)).get(job_id).state == INTERRUPTED
+
+
+def test_the_lease_lasts_to_its_last_instant_and_only_its_run_renews_or_releases_it(sessions):
+    """specs/handover.md "One run at a time": while a run's lease lasts another run is refused
+    and a listing shows the runner; ``lease_until`` itself still belongs to it (the claim's
+    compare-and-set takes only a lease that lapsed, ``lease_until < now``), so a listing
+    agrees with a claim at that instant. Renewing or releasing is the holding run's alone: a
+    run that lost the workflow renews nothing and releases nothing."""
+    hid = _model_change(sessions)
+    t0 = handover.utcnow()
+    handover.claim(sessions, hid, "run A", now=t0, lease=10)
+    end = t0 + dt.timedelta(seconds=10)
+
+    def row() -> Handover:
+        with sessions() as s:
+            return s.get(Handover, hid)
+
+    assert handover.lease_of(row(), now=end) == {"runner": "run A", "since": t0.isoformat(),
+                                                 "until": end.isoformat()}
+    with pytest.raises(handover.WorkflowBusy):
+        handover.claim(sessions, hid, "run B", now=end)
+    assert handover.lease_of(row(), now=end + dt.timedelta(microseconds=1)) is None
+    # only run A renews or releases it
+    assert handover.renew(sessions, hid, "run B", now=end) is False
+    assert handover.release(sessions, hid, "run B") is False
+    assert (row().runner, row().lease_until) == ("run A", end)
+    assert handover.renew(sessions, hid, "run A", now=end, lease=10) is True
+    assert row().lease_until == end + dt.timedelta(seconds=10)
+    handover.claim(sessions, hid, "run A", now=end + dt.timedelta(seconds=1), lease=10)  # its own claim renews it
+    assert row().lease_until == end + dt.timedelta(seconds=11)
+    assert handover.release(sessions, hid, "run A") is True
+    assert (row().runner, row().run_since, row().lease_until) == (None, None, None)
+    assert handover.release(sessions, hid, "run A") is False
+    with sessions() as s:  # nobody's lease was taken over
+        assert s.query(AuditEvent).filter_by(subject=hid, action="workflow.takeover").count() == 0
+
+
+def test_a_run_inside_a_hold_keeps_the_workflow_held_until_the_hold_ends(sessions):
+    """``WorkflowRunner.holding`` is re-entrant: ``mcred handover --over-the-air`` holds the
+    workflow while it waits for the phones' agents and runs it inside that hold; the run
+    must neither claim it again nor release it when it ends, or another run is let in while
+    the first still acts on the phones."""
+    hid = _model_change(sessions)
+    first = handover.WorkflowRunner(sessions, _counting([], "first"), actor="cli:alice")
+    other = handover.WorkflowRunner(sessions, _counting([], "other"), actor="cli:bob")
+    with first.holding(hid):
+        first.run(hid, stop_after="provision_new")
+        with pytest.raises(handover.WorkflowBusy, match="cli:alice"):
+            other.run(hid)
+        with sessions() as s:
+            assert s.get(Handover, hid).runner == first.run_as
+    with sessions() as s:
+        assert s.get(Handover, hid).runner is None
+    assert other.run(hid).state == "done"
+
+
+def test_a_run_that_ended_claims_the_workflow_again_before_its_next_run(sessions):
+    """A runner forgets a hold once it ends: run again (a ``--resume`` in the same process),
+    it claims the workflow anew, so while another run holds it, it is refused before its
+    action runs, not told afterwards that it lost the step."""
+    hid = _model_change(sessions)
+    calls: list = []
+    first = handover.WorkflowRunner(sessions, _counting(calls, "first"), actor="cli:alice")
+    first.run(hid, stop_after="prepare")
+    handover.claim(sessions, hid, "cli:bob (host h, pid 2, run other)")
+    with pytest.raises(handover.WorkflowBusy, match="nothing was done"):
+        first.run(hid)
+    assert calls == []
+
+
+def test_unknown_workflows_and_missing_actions_are_workflow_errors(sessions):
+    """Bad input is a precise WorkflowError, never an AttributeError: no such workflow (to
+    run, claim or list the remaining steps of), or a step without an action (recorded as
+    not done: a later run with the action continues there)."""
+    for call in (lambda: handover.WorkflowRunner(sessions, {}).run("no-such"),
+                 lambda: handover.WorkflowRunner(sessions, {}).remaining("no-such"),
+                 lambda: handover.claim(sessions, "no-such", "run A")):
+        with pytest.raises(handover.WorkflowError, match="no workflow 'no-such'"):
+            call()
+    hid = _model_change(sessions)
+    actions = _counting([], "run")
+    with pytest.raises(handover.WorkflowError, match="no action for step 'provision_new' of model_change"):
+        handover.WorkflowRunner(sessions, {k: v for k, v in actions.items() if k != "provision_new"}).run(hid)
+    with sessions() as s:
+        assert s.get(Handover, hid).step == "prepare"
+    assert handover.WorkflowRunner(sessions, actions).run(hid).state == "done"
+
+
+def test_a_runner_is_named_by_its_actor_and_process_unless_given_a_claim_to_continue():
+    """``handovers.runner`` names who runs a workflow (the actor, host, pid and a run id; a
+    job's id for a run the API queued), which a refused run is told; a runner given
+    ``run_as`` continues that claim under that name."""
+    mine = handover.WorkflowRunner(None, {}, actor="cli:alice").run_as
+    assert mine.startswith("cli:alice (host ") and f"pid {os.getpid()}, run " in mine
+    assert handover.WorkflowRunner(None, {}, actor="cli:alice").run_as != mine
+    job = handover.run_identity("token:t1", job="0" * 32)
+    assert handover.job_of(job) == "0" * 32 and handover.job_of(mine) is None
+    assert handover.WorkflowRunner(None, {}, actor="x", run_as=job).run_as == job
