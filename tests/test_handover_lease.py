@@ -185,6 +185,38 @@ def test_claims_at_once_one_wins(sessions):
     assert set(busy) == {f"run {won[0]}"}
 
 
+def test_a_claim_that_loses_every_compare_and_set_is_refused_not_silently_let_through(sessions, monkeypatch):
+    """A claimer that sees a lapsed lease but loses the compare-and-set to another run in each
+    of its rounds (the row changed between its read and its write, every time) ends with
+    WorkflowBusy naming the run it last saw: it never returns as if it held the workflow,
+    which would let it run steps beside another run."""
+    from sqlalchemy import update
+
+    hid = _model_change(sessions)
+    t0 = handover.utcnow()
+    handover.claim(sessions, hid, "run dead", now=t0)
+    now = t0 + dt.timedelta(seconds=handover.LEASE_SECONDS + 1)
+    read = handover._holder_of
+    thefts: list[str] = []
+
+    def read_then_lose_the_race(sessions_, handover_id):  # noqa: ANN001, ANN202
+        seen = read(sessions_, handover_id)
+        thief = f"thief {len(thefts) + 1}"
+        thefts.append(thief)
+        with sessions_.begin() as s:  # another run takes it over, and its lease lapses as well
+            s.execute(update(Handover).where(Handover.id == handover_id).values(
+                runner=thief, run_since=now, lease_until=now - dt.timedelta(seconds=1)))
+        return seen
+
+    monkeypatch.setattr(handover, "_holder_of", read_then_lose_the_race)
+    with pytest.raises(handover.WorkflowBusy) as refused:
+        handover.claim(sessions, hid, "me", now=now)
+    assert len(thefts) == 6  # five rounds, then the holder named in the refusal
+    assert refused.value.runner == "thief 5"
+    with sessions() as s:
+        assert s.get(Handover, hid).runner == "thief 6"  # never "me"
+
+
 def test_a_lapsed_lease_is_taken_over_by_a_resume(sessions):
     """A run that died holding the workflow (nothing released it) blocks a resume until its
     lease lapses; then the resume takes it over (audited) and finishes."""
