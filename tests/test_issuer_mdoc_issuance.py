@@ -157,13 +157,18 @@ def test_es384_configuration(db_url):
     engine.dispose()
 
 
+def _list_of(svc, sessions, job: str = "job-pub"):
+    """An mdoc issued to phone-1: its status_list reference and the list's registry id."""
+    _, _, _, body = _issue(svc, job, "phone-1", 0)
+    ref = IssuerSigned.from_cbor(body).mso().status.status_list
+    with sessions() as s:
+        return ref, s.scalar(select(StatusList.id).where(StatusList.uri == ref.uri))
+
+
 def test_published_token_follows_revocation_hold_and_release(world):
     svc, sessions, clock = world
-    _, _, _, body = _issue(svc, "job-8", "phone-1", 0)
-    ref = IssuerSigned.from_cbor(body).mso().status.status_list
+    ref, list_id = _list_of(svc, sessions, "job-8")
     root = svc.iaca_certificate()
-    with sessions() as s:
-        list_id = s.scalar(select(StatusList.id).where(StatusList.uri == ref.uri))
 
     def status_now() -> int:
         pub = svc.status_token(list_id)
@@ -194,10 +199,7 @@ def test_a_token_is_re_signed_once_no_more_than_its_ttl_is_left_before_its_exp(w
     than ttl seconds are left and re-signs it from then on; past its exp it tells a cache
     max-age=0, never a positive number."""
     svc, sessions, clock = world
-    _, _, _, body = _issue(svc, "job-exp", "phone-1", 0)
-    ref = IssuerSigned.from_cbor(body).mso().status.status_list
-    with sessions() as s:
-        list_id = s.scalar(select(StatusList.id).where(StatusList.uri == ref.uri))
+    _, list_id = _list_of(svc, sessions, "job-exp")
     first = svc.status_token(list_id)
     clock.now = first.expires_at - dt.timedelta(seconds=first.ttl + 1)
     assert svc.status_token(list_id).etag == first.etag
@@ -219,10 +221,7 @@ def test_a_token_is_served_only_as_the_policy_signs_it_now(world):
     from protocols.status import decode_status_list_token
 
     svc, sessions, _ = world
-    _, _, _, body = _issue(svc, "job-ttl", "phone-1", 0)
-    ref = IssuerSigned.from_cbor(body).mso().status.status_list
-    with sessions() as s:
-        list_id = s.scalar(select(StatusList.id).where(StatusList.uri == ref.uri))
+    _, list_id = _list_of(svc, sessions, "job-ttl")
     first = svc.status_token(list_id)
     assert decode_status_list_token(first.token).header.ttl == 300 and first.ttl == 300
     svc.registry.policy = replace(svc.registry.policy, ttl=2)
@@ -388,13 +387,6 @@ def test_the_shortest_policy_issues_an_mso_valid_for_one_whole_second(world):
                                            policy=issuance.IssuancePolicy(mso_validity=dt.timedelta(seconds=1)))
     v = issued.mso().validity_info
     assert v.order_error() is None and v.valid_until - v.valid_from == dt.timedelta(seconds=1)
-
-
-def _list_of(svc, sessions):
-    _, _, _, body = _issue(svc, "job-pub", "phone-1", 0)
-    ref = IssuerSigned.from_cbor(body).mso().status.status_list
-    with sessions() as s:
-        return ref, s.scalar(select(StatusList.id).where(StatusList.uri == ref.uri))
 
 
 def test_a_stored_token_is_served_while_a_reader_on_our_clock_accepts_its_iat(world):
