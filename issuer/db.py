@@ -165,6 +165,10 @@ class StatusList(IssuerBase):
     #: Bumped on every status change: the published token is rebuilt when it moved.
     version: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    #: The IACA generation whose document signers signed this list's mdocs (``mdoc-iaca-2``):
+    #: its lists are signed by a status-list signer of that IACA, the one a reader takes a
+    #: list from (revision ``i0015iacagen``; None only for a list made outside the issuer).
+    iaca_label: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class CrlState(IssuerBase):

@@ -723,6 +723,16 @@ class DsRollover(_Closed):
     label: str = Field(description="the document signer now active")
 
 
+class IacaRollover(_Closed):
+    """The IACA generation now current, with the signers it issued at once."""
+
+    label: str = Field(description="the IACA now current (mdoc-iaca-N)")
+    serial: str = Field(pattern="^[0-9a-f]+$", description="its certificate serial, hex")
+    not_after: str = Field(json_schema_extra=_DATE_TIME)
+    ds: str = Field(description="the document signer it issued, now active")
+    status_signer: str = Field(description="the status-list signer it issued, signing its lists")
+
+
 class KlocRotation(_Closed):
     retired_ca_ski: str = Field(pattern="^[0-9a-f]*$")
     ca_ski: str = Field(pattern="^[0-9a-f]*$")
@@ -743,6 +753,7 @@ class SignerRevocation(_Closed):
     revoked_at: str | None = Field(json_schema_extra=_DATE_TIME)
     reason: str | None
     affected_mdocs: int
+    iaca: str | None = Field(description="the IACA generation that issued it")
     changed: bool
 
 

@@ -19,6 +19,7 @@ import contextlib
 import importlib.util
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any, Literal
 
@@ -60,6 +61,7 @@ from mcred.api_models import (
     HolderDetail,
     HolderForgotten,
     HolderList,
+    IacaRollover,
     IssueSignJob,
     Job,
     JobKind,
@@ -1645,6 +1647,19 @@ def operator_router(ctx: Context) -> APIRouter:
         active = svc.rollover_ds()
         return {"label": getattr(active, "label", str(active))}
 
+    @router.post("/trust/iaca-rollover", summary="Roll the mdoc IACA over to a new generation "
+                 "with its document signer and status-list signer (readers need the new IACA, "
+                 "/trust/iaca.pem, before it vouches for anything)", **typed(IacaRollover, _SIGNER_KEY_REFUSALS))
+    def iaca_rollover(request: Request) -> dict[str, Any]:
+        from mcred.mdoc_flow import mdoc_service
+
+        svc = mdoc_service(ctx)
+        svc.setup()
+        root, ds, status = svc.rollover_iaca(actor=_actor(request))
+        return {"label": root.label, "serial": format(root.certificate.serial_number, "x"),
+                "not_after": root.certificate.not_valid_after_utc.isoformat(),
+                "ds": ds.label, "status_signer": status.label}
+
     @router.post("/trust/kloc-rotation", summary="Replace the TSM's KLOC CA (SCP11a): a new CA "
                  "certifies the TSM's key, the old chain is kept for SEs that still name it",
                  **typed(KlocRotation, refusals((CONFIGURATION, "the TSM has no OCE identity"))))
@@ -1708,23 +1723,40 @@ class _LazyReader:
     """The issuer service's reader (trusting the installation's IACA), built on first use so
     that creating the app never generates keys (several workers start at once)."""
 
+    #: how often the installation's IACAs are read again (an IACA rollover by another process)
+    TRUST_REFRESH = 60.0
+
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
         self._service = None
         self._store = None
         self._lock = threading.Lock()
+        self._trusted_at = -float("inf")
+
+    def refresh_trust(self) -> None:
+        """Trust every IACA the installation's readers need now (its current one and the older
+        generations still vouching for mdocs): after an IACA rollover, the new one at once in
+        this process, within :attr:`TRUST_REFRESH` in the others."""
+        from mcred.mdoc_flow import mdoc_service
+
+        if self._store is not None:
+            for cert in mdoc_service(self._ctx).trusted_iacas():
+                self._store.add(cert, source="installation")
+        self._trusted_at = time.monotonic()
 
     def _get(self):  # noqa: ANN202
         with self._lock:
+            if self._service is not None and time.monotonic() - self._trusted_at > self.TRUST_REFRESH:
+                self.refresh_trust()
             if self._service is None:
-                from mcred.mdoc_flow import mdoc_service
                 from mcred.present import reader_pipeline, reader_session_key_path, session_sealer
                 from reader.http import ReaderService
                 from reader.session import DEFAULT_REQUEST
                 from reader.trust import TrustStore
 
                 store = TrustStore()
-                store.add(mdoc_service(self._ctx).iaca_certificate(), source="installation")
+                self._store = store
+                self.refresh_trust()
                 # the checks of `mcred reader serve` online (status lists, the IACA CRL); the
                 # sessions in the installation's database, so that any worker continues any
                 # session, each EReaderKey sealed under <home>/reader/session.key

@@ -140,7 +140,8 @@ class Env:
         self.http = TestClient(create_app(ctx), base_url=ctx.public_url)
         self.iaca = svc.iaca_certificate()
         trust = TrustStore()
-        trust.add(self.iaca, source="drill")
+        for cert in svc.trusted_iacas():  # the current IACA and older generations still vouching
+            trust.add(cert, source="drill")
         self.reader = ReaderPipeline(trust, status=StatusListCache(HttpxFetcher(client=self.http)))
         # a reader that also checks the IACA CRL (ds_revocation and the list signer), keeping
         # its copy at most the drill's ttl, like the status list

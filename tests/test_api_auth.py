@@ -453,6 +453,9 @@ def test_public_material_is_answered_with_a_media_type_its_operation_declares(ap
             ("GET", "/trust/jpki-sign-root.der", "/trust/{filename}", None, None),
             ("GET", "/trust/jpki-auth-root.pem", "/trust/{filename}", None, None),
             ("GET", "/trust/iaca.crl", "/trust/iaca.crl", None, None),
+            ("GET", "/trust/iaca-1.crl", "/trust/iaca-{generation}.crl", None, None),
+            ("GET", "/trust/iaca-1.pem", "/trust/iaca-{generation}.pem", None, None),
+            ("GET", "/trust/iaca-1.der", "/trust/iaca-{generation}.der", None, None),
             ("POST", "/tsa", "/tsa", b"\x30\x00", "application/timestamp-query"),
             ("GET", "/tsa/root.der", "/tsa/{filename}", None, None),
             ("GET", "/tsa/root.crl", "/tsa/{filename}", None, None)]:
@@ -548,6 +551,9 @@ def test_every_route_that_answers_head_declares_it_and_answers_as_its_get(home: 
                     "/status/{list_id}": [f"/status/{list_id}"], "/identifiers/{list_id}": [f"/identifiers/{list_id}"],
                     "/trust/iaca.pem": ["/trust/iaca.pem"], "/trust/iaca.der": ["/trust/iaca.der"],
                     "/trust/iaca.crl": ["/trust/iaca.crl"], "/ocsp/{encoded}": [f"/ocsp/{encoded}"],
+                    "/trust/iaca-{generation}.pem": ["/trust/iaca-1.pem"],
+                    "/trust/iaca-{generation}.der": ["/trust/iaca-1.der"],
+                    "/trust/iaca-{generation}.crl": ["/trust/iaca-1.crl"],
                     "/crl/{slot}/{filename}": [f"/crl/sign/{municipality_of(HOLDER).code}.crl"],
                     "/trust/{filename}": ["/trust/jpki-sign-root.pem", "/trust/jpki-auth-root.der"],
                     "/tsa/{filename}": ["/tsa/root.pem", "/tsa/root.der", "/tsa/root.crl"]}

@@ -93,8 +93,30 @@ def test_the_expiry_index_comes_and_goes_with_its_migration(db_url):
     engine.dispose()
     assert set(indexes()) == before - {"ix_credential_expiry"}
     applied, newest = schema_status(engine)
-    assert "i0013wflease" in applied and "i0014certexp" in newest and applied != newest
+    assert "i0013wflease" in applied and "i0015iacagen" in newest and applied != newest
     migrate(engine)
     assert indexes()["ix_credential_expiry"] == ["kind", "not_after"]
     assert schema_status(engine)[0] == schema_status(engine)[1]
+    engine.dispose()
+
+
+def test_status_lists_made_before_iaca_generations_are_the_first_iacas(db_url):
+    """i0015iacagen adds status_lists.iaca_label: a list made before IACA generations existed
+    holds mdocs of the only IACA there was, ``mdoc-iaca-1``, and is signed under it."""
+    from alembic import command
+
+    from mcred.db import _alembic_config
+
+    engine = make_engine(db_url)
+    migrate(engine)
+    command.downgrade(_alembic_config(engine), "i0014certexp")
+    assert "iaca_label" not in {c["name"] for c in sa.inspect(engine).get_columns("status_lists")}
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO status_lists (id, uri, bits, size, allocated, period, version, "
+                             "created_at) VALUES ('l1', 'http://x/status/l1', 1, 16, 0, '2026-12', 0, "
+                             "'2026-12-01 00:00:00')"))
+    engine.dispose()
+    migrate(engine)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT iaca_label FROM status_lists")).scalar_one() == "mdoc-iaca-1"
     engine.dispose()

@@ -5,16 +5,22 @@
   ``304 Not Modified`` on a matching ``If-None-Match`` (RFC 9110 §13.1.2).
 * ``GET /identifiers/{list_id}``: the Identifier List Token beside that status list
   (``application/identifierlist+cwt``, ISO/IEC 18013-5 2nd edition), same headers and 304.
-* ``GET /trust/iaca.pem`` / ``/trust/iaca.der``: the IACA certificate (the trust anchor
-  readers import); ``GET /trust/iaca.crl``: the IACA's CRL (its CRL distribution point).
+* ``GET /trust/iaca.pem``: every IACA a reader needs now, the current one first (a PEM
+  bundle: after an IACA rollover, the older generation while its signers' mdocs or lists may
+  be presented); ``/trust/iaca.der``: the current IACA alone.
+* ``GET /trust/iaca-{n}.pem`` / ``.der``: IACA generation ``n`` alone.
+* ``GET /trust/iaca.crl``: the first IACA generation's CRL (the CRL distribution point its
+  certificates carry); ``GET /trust/iaca-{n}.crl``: generation ``n``'s (``n`` >= 2 carry that).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Annotated
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from fastapi import APIRouter, Header, Response
+from fastapi import APIRouter, Header, Path, Response
 
 from issuer.api import headers, problem, problems
 from issuer.mdoc.errors import UnknownStatusList
@@ -24,6 +30,7 @@ from issuer.mdoc.service import MdocService
 _TRUST_CACHE = "public, max-age=3600"
 _CRL_CACHE = "public, max-age=600"
 Factory = Callable[[], MdocService]
+Generation = Annotated[int, Path(ge=1, le=10**6, description="the IACA generation (1 is the first)")]
 #: What a route that reads the registry or signs with the mdoc keys may answer besides its own.
 _UNAVAILABLE = problems.refusals((problems.DATABASE_UNAVAILABLE, "the registry did not answer (Retry-After)"),
                                  (problems.MDOC_KEYS_MISSING, "the mdoc issuer's keys are not set up"),
@@ -37,7 +44,10 @@ _TOKEN_HEADERS = headers(ETag="the token's entity tag, for If-None-Match",
 _TRUST_HEADERS = headers(Cache_Control=_TRUST_CACHE)
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
 _PUBLISHED = {304: {"description": "Not Modified: If-None-Match names the token as it is", "headers": _TOKEN_HEADERS},
-              **problems.merge(problems.refusals((problems.UNKNOWN_STATUS_LIST, "no such list")), _UNAVAILABLE)}
+              **problems.merge(problems.refusals(
+                  (problems.UNKNOWN_STATUS_LIST, "no such list"),
+                  (problems.IACA_ENDED, "the IACA of the list's mdocs is past its notAfter: its lists are not "
+                                        "signed any more (every mdoc on it has expired)")), _UNAVAILABLE)}
 
 
 def _not_found(list_id: str) -> Response:
@@ -83,28 +93,59 @@ def status_router(service: Factory) -> APIRouter:
 
 def trust_router(service: Factory) -> APIRouter:
     router = APIRouter(tags=["trust"])
+    generation_refusals = problems.merge(problems.refusals((problems.UNKNOWN_IACA, "no IACA of that generation")),
+                                         _UNAVAILABLE)
+    crl_refusals = problems.merge(problems.refusals(
+        (problems.IACA_ENDED, "the IACA is past its notAfter: no CRL is issued for it")), generation_refusals)
+
+    def pem(*certs: x509.Certificate) -> Response:
+        return Response(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs),
+                        media_type="application/x-pem-file", headers={"Cache-Control": _TRUST_CACHE})
+
+    def der(cert: x509.Certificate) -> Response:
+        return Response(cert.public_bytes(serialization.Encoding.DER), media_type="application/pkix-cert",
+                        headers={"Cache-Control": _TRUST_CACHE})
+
+    def crl(generation: int) -> Response:
+        body = service().iaca_crl(generation).public_bytes(serialization.Encoding.DER)
+        return Response(body, media_type="application/pkix-crl", headers={"Cache-Control": _CRL_CACHE})
 
     @router.get("/trust/iaca.pem", response_class=Response,
+                summary="Every IACA a reader needs now, the current one first (PEM bundle)",
                 responses={200: {"content": {"application/x-pem-file": {}}, "headers": _TRUST_HEADERS}, **_UNAVAILABLE})
     def iaca_pem() -> Response:
-        pem = service().iaca_certificate().public_bytes(serialization.Encoding.PEM)
-        return Response(pem, media_type="application/x-pem-file",
-                        headers={"Cache-Control": _TRUST_CACHE})
+        return pem(*service().trusted_iacas())
 
-    @router.get("/trust/iaca.der", response_class=Response,
+    @router.get("/trust/iaca.der", response_class=Response, summary="The current IACA (DER)",
                 responses={200: {"content": {"application/pkix-cert": {}}, "headers": _TRUST_HEADERS}, **_UNAVAILABLE})
     def iaca_der() -> Response:
-        der = service().iaca_certificate().public_bytes(serialization.Encoding.DER)
-        return Response(der, media_type="application/pkix-cert",
-                        headers={"Cache-Control": _TRUST_CACHE})
+        return der(service().iaca_certificate())
 
     @router.get("/trust/iaca.crl", response_class=Response,
+                summary="The CRL of the first IACA generation (its certificates' CRL distribution point)",
                 responses={200: {"content": {"application/pkix-crl": {}}, "headers": headers(Cache_Control=_CRL_CACHE)},
-                           **_UNAVAILABLE})
+                           **crl_refusals})
     def iaca_crl() -> Response:
-        der = service().iaca_crl().public_bytes(serialization.Encoding.DER)
-        return Response(der, media_type="application/pkix-crl",
-                        headers={"Cache-Control": _CRL_CACHE})
+        return crl(1)
+
+    @router.get("/trust/iaca-{generation}.pem", response_class=Response, summary="IACA generation n (PEM)",
+                responses={200: {"content": {"application/x-pem-file": {}}, "headers": _TRUST_HEADERS},
+                           **generation_refusals})
+    def iaca_generation_pem(generation: Generation) -> Response:
+        return pem(service().iaca_certificate(generation))
+
+    @router.get("/trust/iaca-{generation}.der", response_class=Response, summary="IACA generation n (DER)",
+                responses={200: {"content": {"application/pkix-cert": {}}, "headers": _TRUST_HEADERS},
+                           **generation_refusals})
+    def iaca_generation_der(generation: Generation) -> Response:
+        return der(service().iaca_certificate(generation))
+
+    @router.get("/trust/iaca-{generation}.crl", response_class=Response,
+                summary="The CRL of IACA generation n (its certificates' CRL distribution point)",
+                responses={200: {"content": {"application/pkix-crl": {}}, "headers": headers(Cache_Control=_CRL_CACHE)},
+                           **crl_refusals})
+    def iaca_generation_crl(generation: Generation) -> Response:
+        return crl(generation)
 
     return router
 

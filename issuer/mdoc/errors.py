@@ -46,5 +46,13 @@ class UnknownSigner(IssuerMdocError):
     """No document signer (or status-list signer) with this label or serial."""
 
 
+class UnknownIaca(IssuerMdocError):
+    """No IACA generation with this number or label."""
+
+
+class IacaEnded(MdocKeyError):
+    """An IACA generation is past its notAfter: it signs nothing more (no CRL, no list)."""
+
+
 class SignerRevocationError(IssuerMdocError):
     """A signer revocation was refused (reason not allowed for it)."""

@@ -377,7 +377,7 @@ class MdocIssuer:
         others = [r for r in revoking if r.phone_id != phone_id]
         earlier = [r for r in revoking if r.phone_id == phone_id]
         credential = self.registry.allocate(
-            s, now, make_row, touching={r.status_list_id for r in (*others, *earlier)})
+            s, now, make_row, touching={r.status_list_id for r in (*others, *earlier)}, iaca=ds.iaca_label)
         supersede_on_other_phones(s, holder_row.id, "mdoc", phone_id, now=now, rows=others)
         supersede(s, earlier, now=now, by_credential=credential.id, policy="one-mso-per-slot")
         s.add(MdocIssuance(job_ref=job_ref, slot=slot, phone_id=phone_id,

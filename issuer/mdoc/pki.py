@@ -11,6 +11,16 @@ less than ``rollover_margin`` of its validity remains, so an MSO (valid at most
 ``rollover_margin``) never outlives its DS certificate. Labels are deterministic per
 generation (``mdoc-ds-3``) so two processes racing to roll over end with one row: the
 loser's insert fails, its transaction is retried and finds the winner's generation.
+
+IACA generations (specs/issuer-keys.md, "The mdoc IACA"): the IACA is never rolled over
+by itself (readers must hold a new IACA before it vouches for anything): an operator rolls
+it over (:meth:`MdocPki.rollover_iaca`), which makes the new IACA, its document signer and
+its status-list signer in one transaction. An older IACA stays a trust anchor while a
+signer it issued is within validity (:meth:`MdocPki.trusted_iacas`); its CRL keeps being
+published at the URL its certificates carry (generation 1: ``/trust/iaca.crl``, as before
+generations existed; generation N: ``/trust/iaca-N.crl``), and the status lists of the
+mdocs its document signers signed keep being signed by a status-list signer it issued (a
+reader takes a list only from a signer under the IACA of the mdoc's own chain).
 """
 
 from __future__ import annotations
@@ -26,7 +36,14 @@ from sqlalchemy.orm import Session
 
 from issuer.db import IssuerKey
 from issuer.keystore import CoseSignerAdapter, KeyStoreError
-from issuer.mdoc.errors import MdocKeyError, MdocKeysMissing, SignerRevocationError, UnknownSigner
+from issuer.mdoc.errors import (
+    IacaEnded,
+    MdocKeyError,
+    MdocKeysMissing,
+    SignerRevocationError,
+    UnknownIaca,
+    UnknownSigner,
+)
 from issuer.mdoc.models import IacaCrl, IdentifierListToken, StatusListToken
 from protocols import crl as ca_crl
 from protocols import iaca
@@ -77,6 +94,8 @@ class ActiveKey:
     purpose: str
     certificate: x509.Certificate
     signer: CoseSignerAdapter = field(repr=False, compare=False)
+    #: the label of the IACA that issued this signer's certificate (None for an IACA)
+    iaca_label: str | None = None
 
     @functools.cached_property
     def der(self) -> bytes:
@@ -103,11 +122,25 @@ class MdocPki:
 
     @property
     def crl_uri(self) -> str:
-        return f"{self.public_url}/trust/iaca.crl"
+        """The CRL distribution point of the first IACA generation's signers."""
+        return self.crl_uri_for(f"{_LABEL_PREFIX[PURPOSE_IACA]}-1")
 
     @property
     def iaca_uri(self) -> str:
+        """Where the trust bundle (every IACA a reader needs) is published."""
         return f"{self.public_url}/trust/iaca.pem"
+
+    def crl_uri_for(self, iaca_label: str) -> str:
+        """The CRL distribution point of the signers under ``iaca_label``: ``/trust/iaca.crl``
+        for generation 1 (the URL its certificates carried before there were generations),
+        ``/trust/iaca-N.crl`` for generation N."""
+        n = generation(iaca_label)
+        return f"{self.public_url}/trust/iaca.crl" if n == 1 else f"{self.public_url}/trust/iaca-{n}.crl"
+
+    def iaca_uri_for(self, iaca_label: str) -> str:
+        """Where IACA ``iaca_label`` alone is published (its issuerAltName)."""
+        n = generation(iaca_label)
+        return f"{self.public_url}/trust/iaca.pem" if n == 1 else f"{self.public_url}/trust/iaca-{n}.pem"
 
     # -- reading ------------------------------------------------------------------------
 
@@ -124,16 +157,47 @@ class MdocPki:
                 _LABEL_PREFIX[purpose] + "-")).order_by(IssuerKey.created_at, IssuerKey.label)
         ))
 
-    def _active(self, session: Session, purpose: str) -> IssuerKey | None:
-        rows = [r for r in self._rows(session, purpose) if r.active and r.revoked_at is None]
+    def _active(self, session: Session, purpose: str, root: ActiveKey | None = None) -> IssuerKey | None:
+        """The newest active, unrevoked row of ``purpose`` (issued by ``root`` when given)."""
+        rows = [r for r in self._rows(session, purpose) if r.active and r.revoked_at is None
+                and (root is None or self._cert(r).issuer == root.certificate.subject)]
         return rows[-1] if rows else None
 
-    def _activekey(self, row: IssuerKey) -> ActiveKey:
+    def _activekey(self, row: IssuerKey, iaca_label: str | None = None) -> ActiveKey:
         try:
             signer = CoseSignerAdapter(self.keystore.signer(row.label))
         except KeyStoreError as exc:
             raise MdocKeyError(f"{row.purpose} key {row.label}: {exc}") from exc
-        return ActiveKey(row.label, row.purpose, self._cert(row), signer)
+        return ActiveKey(row.label, row.purpose, self._cert(row), signer, iaca_label)
+
+    def iaca(self, session: Session, ref: str | int | None = None) -> ActiveKey:
+        """IACA generation ``ref`` (its label ``mdoc-iaca-2`` or number 2; None: the
+        current one, which must exist)."""
+        if ref is None:
+            row = self._active(session, PURPOSE_IACA)
+            if row is None:
+                raise MdocKeysMissing("no IACA yet: run issuance once or `mcred export iaca`")
+            return self._activekey(row)
+        label = ref if isinstance(ref, str) else f"{_LABEL_PREFIX[PURPOSE_IACA]}-{ref}"
+        row = next((r for r in self._rows(session, PURPOSE_IACA) if r.label == label), None)
+        if row is None:
+            raise UnknownIaca(f"no IACA generation {ref!r}")
+        return self._activekey(row)
+
+    def trusted_iacas(self, session: Session, now: dt.datetime) -> list[x509.Certificate]:
+        """The IACAs a reader needs at ``now``, the current one first: it, and every older
+        generation still valid that issued a signer still valid (an MSO or a status list
+        it signed may still be presented); made when there is none yet."""
+        current = self.ensure_iaca(session, now)
+        signers = [self._cert(r) for p in (PURPOSE_DS, PURPOSE_STATUS) for r in self._rows(session, p)]
+        out = [current.certificate]
+        for row in reversed(self._rows(session, PURPOSE_IACA)):
+            cert = self._cert(row)
+            if row.label == current.label or not now < cert.not_valid_after_utc:
+                continue
+            if any(s.issuer == cert.subject and now < s.not_valid_after_utc for s in signers):
+                out.append(cert)
+        return out
 
     def iaca_certificate(self, session: Session) -> x509.Certificate:
         """The active IACA certificate (the trust anchor readers import)."""
@@ -169,7 +233,10 @@ class MdocPki:
         if won is not None:  # a racing worker recorded this generation first: it is the one
             return won
         for old in rows:
-            old.active = False
+            # one active status-list signer per IACA (each signs its own IACA's lists); one
+            # active IACA and one active document signer in all
+            if purpose != PURPOSE_STATUS or self._cert(old).issuer == cert.issuer:
+                old.active = False
         row = IssuerKey(label=label, purpose=purpose, algorithm=algorithm,
                         certificate=cert.public_bytes(serialization.Encoding.DER), active=True,
                         created_at=now)
@@ -178,56 +245,89 @@ class MdocPki:
         return row
 
     def ensure_iaca(self, session: Session, now: dt.datetime) -> ActiveKey:
+        """The current IACA, made when there is none."""
         row = self._active(session, PURPOSE_IACA)
         if row is not None:
             return self._activekey(row)
+        return self._new_iaca(session, now)
+
+    def _new_iaca(self, session: Session, now: dt.datetime) -> ActiveKey:
         label = self._next_label(session, PURPOSE_IACA)
         signer = self._key(label)
         c = self.config
         builder = iaca.iaca_builder(
-            signer.public_key(), common_name=f"mcred IACA {label.rsplit('-', 1)[1]} (simulated)",
-            not_before=now - c.backdate, not_after=now + c.iaca_validity, issuer_alt_name_uri=self.iaca_uri,
-            crl_uri=self.crl_uri, country=c.country, organization=c.organization,
+            signer.public_key(), common_name=f"mcred IACA {generation(label)} (simulated)",
+            not_before=now - c.backdate, not_after=now + c.iaca_validity,
+            issuer_alt_name_uri=self.iaca_uri_for(label), crl_uri=self.crl_uri_for(label),
+            country=c.country, organization=c.organization,
         )
         cert = signer.sign_certificate(builder)
         return self._activekey(self._record(session, label, PURPOSE_IACA, cert, signer.algorithm, now))
 
+    def rollover_iaca(self, session: Session, now: dt.datetime) -> tuple[ActiveKey, ActiveKey, ActiveKey]:
+        """Start a new IACA generation now, with its document signer and status-list signer
+        (one transaction: no MSO is signed under an IACA without its signers). The older
+        IACA is retired, not revoked: its signers' MSOs and status lists stay valid, its CRL
+        and its lists are still published (module docstring). Readers need the new IACA
+        (``/trust/iaca.pem``, ``mcred export iaca``) before the first MSO it vouches for."""
+        root = self._new_iaca(session, now)
+        return (root, self._ensure_signer(session, PURPOSE_DS, now, root=root),
+                self._ensure_signer(session, PURPOSE_STATUS, now, root=root))
+
     def _ensure_signer(self, session: Session, purpose: str, now: dt.datetime,
                        force: bool = False, root: ActiveKey | None = None) -> ActiveKey:
-        """The active signer of ``purpose`` under the IACA (``root``: as the caller just
-        read it in ``session``), made when missing, stale or ``force``."""
+        """The active signer of ``purpose`` under the IACA ``root`` (default: the current
+        IACA; else as the caller just read it in ``session``), made when missing, stale or
+        ``force``. In the IACA's last ``rollover_margin`` a document signer is refused (its
+        MSOs would be cut short: roll the IACA over), while a status-list signer is kept to
+        its own end, or made to the IACA's end: the lists of its mdocs are published while
+        the IACA lasts. Past the IACA's end, :class:`IacaEnded`."""
         if root is None:
             root = self.ensure_iaca(session, now)
-        row = self._active(session, purpose)
+        row = self._active(session, purpose, root)
         if row is not None and not force:
             cert = self._cert(row)
             fresh = cert.not_valid_before_utc <= now <= cert.not_valid_after_utc - self.config.rollover_margin
-            if fresh and cert.issuer == root.certificate.subject:
-                return self._activekey(row)
-        label = self._next_label(session, purpose)
-        signer = self._key(label)
+            if fresh:
+                return self._activekey(row, root.label)
         end = min(now + self.config.signer_validity, root.certificate.not_valid_after_utc)
         if end - now <= self.config.rollover_margin:
-            raise MdocKeyError(f"the IACA {root.label} expires {end}: roll the IACA over first")
+            if not now < root.certificate.not_valid_after_utc:
+                raise IacaEnded(f"the IACA {root.label} ended {root.certificate.not_valid_after_utc}: "
+                                "it signs nothing more")
+            if purpose != PURPOSE_STATUS:
+                raise MdocKeyError(
+                    f"the IACA {root.label} ends {root.certificate.not_valid_after_utc}: roll the IACA over "
+                    "(mcred mdoc iaca rollover, or POST /trust/iaca-rollover) and give readers the new "
+                    "one (mcred export iaca, /trust/iaca.pem)")
+            if row is not None and not force and \
+                    self._cert(row).not_valid_before_utc <= now < self._cert(row).not_valid_after_utc:
+                return self._activekey(row, root.label)  # kept to its end, as the IACA's lists
+            # else a status-list signer to the IACA's end, however short: its lists are
+            # published while the IACA lasts
+        label = self._next_label(session, purpose)
+        signer = self._key(label)
         make = iaca.document_signer_builder if purpose == PURPOSE_DS else iaca.status_list_signer_builder
         what = "Document Signer" if purpose == PURPOSE_DS else "Status List Signer"
         builder = make(
             signer.public_key(), root.certificate,
-            common_name=f"mcred {what} {label.rsplit('-', 1)[1]} (simulated)",
+            common_name=f"mcred {what} {generation(label)} (simulated)",
             not_before=max(now - self.config.backdate, root.certificate.not_valid_before_utc), not_after=end,
-            crl_uri=self.crl_uri, organization=self.config.organization,
+            crl_uri=self.crl_uri_for(root.label), organization=self.config.organization,
         )
         iaca_signer = self.keystore.signer(root.label)
         cert = iaca_signer.sign_certificate(builder)
-        return self._activekey(self._record(session, label, purpose, cert, signer.algorithm, now))
+        return self._activekey(self._record(session, label, purpose, cert, signer.algorithm, now), root.label)
 
     def document_signer(self, session: Session, now: dt.datetime) -> ActiveKey:
         """The DS to sign MSOs with at ``now``: rolled over when near the end of its validity."""
         return self._ensure_signer(session, PURPOSE_DS, now)
 
-    def status_signer(self, session: Session, now: dt.datetime) -> ActiveKey:
-        """The status-list signer at ``now`` (same rollover rule)."""
-        return self._ensure_signer(session, PURPOSE_STATUS, now)
+    def status_signer(self, session: Session, now: dt.datetime, iaca_label: str | None = None) -> ActiveKey:
+        """The status-list signer at ``now`` (same rollover rule) under IACA ``iaca_label``
+        (the IACA of the list's mdocs; None: the current IACA)."""
+        root = None if iaca_label is None else self.iaca(session, iaca_label)
+        return self._ensure_signer(session, PURPOSE_STATUS, now, root=root)
 
     def rollover_ds(self, session: Session, now: dt.datetime) -> ActiveKey:
         """Start a new DS generation now (planned rollover or a suspected key)."""
@@ -300,15 +400,20 @@ class MdocPki:
                 out.append((cert, row))
         return out
 
-    def iaca_crl(self, session: Session, now: dt.datetime, *,
+    def iaca_crl(self, session: Session, now: dt.datetime, *, iaca_label: str | int | None = None,
                  next_update: dt.timedelta = dt.timedelta(hours=24)) -> x509.CertificateRevocationList:
         """The IACA's CRL (RFC 5280 5): every revoked document signer and status-list signer
         it issued, with the revocation time and reason, until it has been on one CRL built
         after its end (RFC 5280 3.3: those not expired at the thisUpdate of the CRL before,
         every one on the first CRL). Built and stored
         once (``mdoc_iaca_crls``), rebuilt when a revocation marked it stale or less than
-        :data:`CRL_REFRESH` remains before its nextUpdate. The CRL number only grows."""
-        root = self.ensure_iaca(session, now)
+        :data:`CRL_REFRESH` remains before its nextUpdate. The CRL number only grows.
+        ``iaca_label``: the IACA generation (label or number; None: the current one); an
+        IACA past its notAfter has no new CRL (:class:`IacaEnded`)."""
+        root = self.ensure_iaca(session, now) if iaca_label is None else self.iaca(session, iaca_label)
+        if not now < root.certificate.not_valid_after_utc:
+            raise IacaEnded(f"the IACA {root.label} ended {root.certificate.not_valid_after_utc}: "
+                            "no CRL is issued for it any more")
         stored = session.get(IacaCrl, root.label)
         if stored is not None and not stored.stale and stored.next_update - now > CRL_REFRESH:
             return self._crl(stored.body)
@@ -340,6 +445,11 @@ class MdocPki:
             cached = x509.load_der_x509_crl(body)
             self._crls = {body: cached}
         return cached
+
+
+def generation(label: str) -> int:
+    """The generation number of a label (``mdoc-iaca-2`` -> 2)."""
+    return int(label.rsplit("-", 1)[1])
 
 
 #: RFC 5280 5.3.1 reasons a signer certificate may be revoked with (no hold for signers).

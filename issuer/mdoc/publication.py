@@ -1,7 +1,8 @@
 """Publishing Status List Tokens (draft-ietf-oauth-status-list §5.2, §8 "Status List
 Request"; RFC 9110 §8.8.3 ETag, §13.1.2 If-None-Match; RFC 9111 Cache-Control).
 
-A token is signed by the active status-list signer (chained to the IACA) and stored in
+A token is signed by the active status-list signer of the IACA generation whose document
+signers signed the list's mdocs (``status_lists.iaca_label``) and stored in
 ``status_list_tokens`` so every API process serves the same bytes. It is rebuilt only when
 the list's ``version`` moved (a status changed), when no more than ``ttl`` seconds remain
 before its ``exp``, when its ``iat`` is more than 60 s ahead of ``now`` (a reader's clock
@@ -156,7 +157,7 @@ class StatusPublisher:
             if current is not None:  # another process rebuilt meanwhile
                 return current
         policy = self.registry.policy
-        signer = self.pki.status_signer(session, now)
+        signer = self.pki.status_signer(session, now, row.iaca_label)
         iat = now.astimezone(dt.UTC).replace(microsecond=0)
         exp = iat + dt.timedelta(seconds=policy.lifetime)
         token = self._build(session, row, uri, signer, iat, exp)

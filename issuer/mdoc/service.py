@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from issuer.db import AuditEvent, Credential, Holder, utcnow
 from issuer.mdoc import models as _models  # noqa: F401 - registers the mdoc tables
 from issuer.mdoc.issuance import IssuancePolicy, MdocIssuer
-from issuer.mdoc.pki import PURPOSE_DS, ActiveKey, MdocPki, MdocPkiConfig
+from issuer.mdoc.pki import PURPOSE_DS, PURPOSE_IACA, ActiveKey, MdocPki, MdocPkiConfig
 from issuer.mdoc.publication import IdentifierPublisher, PublishedToken, StatusPublisher
 from issuer.mdoc.status_lists import StatusListPolicy, StatusRegistry
 from issuer.mdoc.txn import run_transaction
@@ -38,13 +38,15 @@ class SignerInfo:
     revoked_at: dt.datetime | None
     reason: str | None
     affected_mdocs: int
+    #: the label of the IACA generation that issued it (None for an IACA)
+    iaca: str | None = None
 
     def to_json(self) -> dict:
         return {"label": self.label, "purpose": self.purpose, "serial": self.serial,
                 "subject": self.subject, "not_before": self.not_before.isoformat(),
                 "not_after": self.not_after.isoformat(), "active": self.active,
                 "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
-                "reason": self.reason, "affected_mdocs": self.affected_mdocs}
+                "reason": self.reason, "affected_mdocs": self.affected_mdocs, "iaca": self.iaca}
 
 
 class MdocService:
@@ -75,12 +77,46 @@ class MdocService:
         """IACA, DS and status-list signer, created when missing (idempotent)."""
         return run_transaction(self.sessions, lambda s: self.pki.setup(s, self.clock()))
 
-    def iaca_certificate(self) -> x509.Certificate:
-        return run_transaction(self.sessions,
-                               lambda s: self.pki.ensure_iaca(s, self.clock()).certificate)
+    def iaca_certificate(self, generation: int | None = None) -> x509.Certificate:
+        """The current IACA (made when there is none), or IACA generation ``generation``."""
+        if generation is None:
+            return run_transaction(self.sessions,
+                                   lambda s: self.pki.ensure_iaca(s, self.clock()).certificate)
 
-    def iaca_crl(self) -> x509.CertificateRevocationList:
-        return run_transaction(self.sessions, lambda s: self.pki.iaca_crl(s, self.clock()))
+        def work(s: Session) -> x509.Certificate:
+            self.pki.ensure_iaca(s, self.clock())  # the first generation is made on first use
+            return self.pki.iaca(s, generation).certificate
+
+        return run_transaction(self.sessions, work)
+
+    def trusted_iacas(self) -> list[x509.Certificate]:
+        """Every IACA a reader needs now, the current one first (:meth:`MdocPki.trusted_iacas`)."""
+        return run_transaction(self.sessions, lambda s: self.pki.trusted_iacas(s, self.clock()))
+
+    def iaca_crl(self, generation: int | None = None) -> x509.CertificateRevocationList:
+        """The CRL of the current IACA, or of IACA generation ``generation``."""
+
+        def work(s: Session) -> x509.CertificateRevocationList:
+            self.pki.ensure_iaca(s, self.clock())  # the first generation is made on first use
+            return self.pki.iaca_crl(s, self.clock(), iaca_label=generation)
+
+        return run_transaction(self.sessions, work)
+
+    def rollover_iaca(self, *, actor: str = "issuer") -> tuple[ActiveKey, ActiveKey, ActiveKey]:
+        """A new IACA generation with its document signer and status-list signer
+        (:meth:`MdocPki.rollover_iaca`), audited as ``mdoc.iaca.rollover``."""
+
+        def work(s: Session) -> tuple[ActiveKey, ActiveKey, ActiveKey]:
+            old = self.pki._active(s, PURPOSE_IACA)
+            keys = self.pki.rollover_iaca(s, self.clock())
+            s.add(AuditEvent(actor=actor, action="mdoc.iaca.rollover", subject=keys[0].label,
+                             detail={"previous": old.label if old is not None else None,
+                                     "serial": format(keys[0].certificate.serial_number, "x"),
+                                     "ds": keys[1].label, "status_signer": keys[2].label}))
+            s.flush()
+            return keys
+
+        return run_transaction(self.sessions, work)
 
     def document_signer(self) -> ActiveKey:
         return run_transaction(self.sessions, lambda s: self.pki.document_signer(s, self.clock()))
@@ -119,14 +155,19 @@ class MdocService:
 
     def _info(self, s: Session, row) -> SignerInfo:  # noqa: ANN001
         cert = self.pki._cert(row)
+        labels = [row.label]
+        if row.purpose == PURPOSE_IACA:  # an IACA's mdocs: those of the document signers it issued
+            labels = [r.label for r in self.pki._rows(s, PURPOSE_DS) if self.pki._cert(r).issuer == cert.subject]
         affected = s.scalar(select(func.count()).select_from(Credential).where(
-            Credential.kind == "mdoc", Credential.issuer_key == row.label,
+            Credential.kind == "mdoc", Credential.issuer_key.in_(labels),
             Credential.status == "valid")) or 0
         revoked_at = row.revoked_at
+        iaca = None if row.purpose == PURPOSE_IACA else next(
+            (r.label for r in self.pki._rows(s, PURPOSE_IACA) if self.pki._cert(r).subject == cert.issuer), None)
         return SignerInfo(row.label, row.purpose, format(cert.serial_number, "x"),
                           cert.subject.rfc4514_string(), cert.not_valid_before_utc,
                           cert.not_valid_after_utc, bool(row.active and row.revoked_at is None),
-                          revoked_at, row.revocation_reason, affected)
+                          revoked_at, row.revocation_reason, affected, iaca)
 
     # -- IssuerPort (mdoc half) ---------------------------------------------------------
 

@@ -180,10 +180,11 @@ class StatusRegistry:
             held.add(list_id)
 
     def _open_list(self, session: Session, period: str, now: dt.datetime,
-                   touching: Iterable[str] = (), held: set[str] | None = None) -> StatusList:
-        """The open list of ``period``, locked with the lists ``touching`` (in id order:
-        :meth:`_lock`), or a new one when none has room. A new list is no lock-order
-        matter: no other transaction sees it before this one commits."""
+                   touching: Iterable[str] = (), held: set[str] | None = None,
+                   iaca: str | None = None) -> StatusList:
+        """The open list of ``period`` for mdocs under IACA ``iaca``, locked with the lists
+        ``touching`` (in id order: :meth:`_lock`), or a new one when none has room. A new
+        list is no lock-order matter: no other transaction sees it before this one commits."""
         p = self.policy
         held = set() if held is None else held
         while True:
@@ -195,6 +196,7 @@ class StatusRegistry:
                     StatusList.size == p.size,
                     StatusList.allocated < p.max_fill * p.size,
                     StatusList.uri.startswith(self.public_url + "/status/"),
+                    StatusList.iaca_label.is_(None) if iaca is None else StatusList.iaca_label == iaca,
                 )
                 .order_by(StatusList.created_at, StatusList.id)
                 .limit(1)
@@ -209,7 +211,7 @@ class StatusRegistry:
         list_id = new_id()
         row = StatusList(
             id=list_id, uri=self.uri_for(list_id), bits=p.bits, size=p.size, allocated=0,
-            period=period, version=0, created_at=now,
+            period=period, version=0, created_at=now, iaca_label=iaca,
         )
         session.add(row)
         session.flush()
@@ -222,8 +224,11 @@ class StatusRegistry:
         make_row: Callable[[StatusList, int], Credential],
         *,
         touching: Iterable[str] = (),
+        iaca: str | None = None,
     ) -> Credential:
-        """Allocate an index in the open list of ``now``'s period; insert ``make_row(list, idx)``.
+        """Allocate an index in the open list of ``now``'s period for mdocs under IACA
+        ``iaca`` (the label of the IACA that issued the signing DS: a list holds one IACA
+        generation's mdocs, and is signed under it); insert ``make_row(list, idx)``.
 
         ``make_row`` builds the credential (it may sign an MSO naming ``list.uri`` and
         ``idx``); its ``status_list_id`` / ``status_idx`` are set here. ``touching``: the
@@ -236,7 +241,7 @@ class StatusRegistry:
         touching = {i for i in touching if i}
         held: set[str] = set()
         for _ in range(4):
-            row = self._open_list(session, period, now, touching, held)
+            row = self._open_list(session, period, now, touching, held, iaca)
             try:
                 idx = allocate_index(row.size, _UsedInList(session, row), self._rng,
                                      max_fill=self.policy.max_fill)

@@ -193,13 +193,23 @@ def respond(
 
 
 def export_iaca(
-    out: Path = typer.Option(..., "--out", callback=out_path, help="File to write the IACA certificate to."),
-    der: bool = typer.Option(False, "--der", help="DER instead of PEM."),
+    out: Path = typer.Option(..., "--out", callback=out_path, help="File to write the IACA certificates to."),
+    der: bool = typer.Option(False, "--der", help="DER instead of PEM (the current IACA alone: DER holds one)."),
+    current: bool = typer.Option(False, "--current", help="The current IACA alone, not the older generations "
+                                 "a reader still needs."),
 ) -> None:
-    """Write the mdoc trust anchor (IACA certificate) a reader needs."""
-    cert = _mdoc_service()[1].iaca_certificate()
-    out.write_bytes(cert.public_bytes(serialization.Encoding.DER if der else serialization.Encoding.PEM))
-    console.print(f"IACA {cert.subject.rfc4514_string()} written to {out}", highlight=False)
+    """Write the mdoc trust anchors a reader needs: the current IACA first, then every older
+    IACA generation whose document signers or status-list signers are still valid (after an
+    IACA rollover, its mdocs are still presented)."""
+    svc = _mdoc_service()[1]
+    certs = [svc.iaca_certificate()] if der or current else svc.trusted_iacas()
+    if der:
+        out.write_bytes(certs[0].public_bytes(serialization.Encoding.DER))
+    else:
+        out.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs))
+    names = "; ".join(c.subject.rfc4514_string() for c in certs)
+    console.print(f"IACA {names} written to {out}" if len(certs) == 1
+                  else f"{len(certs)} IACAs ({names}) written to {out}", highlight=False)
 
 
 def status_list_show(
@@ -255,19 +265,25 @@ def status_list_show(
 
 def _verify_with(trust_anchor: Path | None, revocation: str, as_json: bool, verify) -> str | None:  # noqa: ANN001
     """``valid``, or ``invalid: why``, of a token ``verify(anchor)`` checks (returning it)
-    under the IACA in ``trust_anchor``, its signer then looked up on the IACA's CRL with
-    ``revocation`` crl (fail closed, as :class:`reader.ds_crl.DsCrlCheck` does for a reader);
-    None without a trust anchor."""
+    under an IACA in ``trust_anchor`` (a bundle, as `mcred export iaca` writes after an IACA
+    rollover: each in turn, as a reader tries its trust store), its signer then looked up on
+    that IACA's CRL with ``revocation`` crl (fail closed, as :class:`reader.ds_crl.DsCrlCheck`
+    does for a reader); None without a trust anchor."""
     if trust_anchor is None:
         return None
     try:
-        anchor = certs.load_pem_all(_read(trust_anchor, "trust anchor", as_json))[0]
+        anchors = certs.load_pem_all(_read(trust_anchor, "trust anchor", as_json))
     except certs.CertificateParseError as exc:
         raise _fail(f"{trust_anchor}: {exc}", as_json=as_json) from None
-    try:
-        token = verify(anchor)
-    except StatusListError as exc:
-        return f"invalid: {exc}"
+    errors: list[str] = []
+    for anchor in anchors:
+        try:
+            token = verify(anchor)
+            break
+        except StatusListError as exc:
+            errors.append(str(exc))
+    else:
+        return "invalid: " + "; ".join(dict.fromkeys(errors))
     if revocation == "none":
         return "valid (the signer's revocation not checked)"
     from reader.ds_crl import DsCrlCheck
@@ -508,6 +524,45 @@ def ds_rollover(as_json: bool = typer.Option(False, "--json")) -> None:
         console.print(f"new document signer {info.label} serial {info.serial}", highlight=False)
 
 
+def iaca_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Every IACA generation: serial, validity, current / retired, and the valid mdocs its
+    document signers signed."""
+    from issuer.mdoc.pki import PURPOSE_IACA
+
+    svc = _mdoc_service()[1]
+    svc.setup()
+    rows = svc.signers(PURPOSE_IACA)
+    trusted = {format(c.serial_number, "x") for c in svc.trusted_iacas()}
+    if as_json:
+        print(json.dumps([{**r.to_json(), "trusted": r.serial in trusted} for r in rows], ensure_ascii=False))
+        return
+    for r in rows:
+        state = "current" if r.active else "retired, still a trust anchor" if r.serial in trusted else "retired"
+        typer.echo(f"{r.label}  serial {r.serial}  until {r.not_after:%Y-%m-%d}  {state}"
+                   f"  {r.affected_mdocs} valid mdoc(s)")
+
+
+def iaca_rollover(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Start a new IACA generation now, with its document signer and status-list signer.
+
+    New mdocs chain to the new IACA at once: give readers the new trust bundle (mcred export
+    iaca, or /trust/iaca.pem) before issuing. The older IACA stays valid for the mdocs it
+    vouches for; its CRL and status lists are still published."""
+    svc = _mdoc_service()[1]
+    svc.setup()
+    root, ds, status = svc.rollover_iaca(actor=cli_actor())
+    info = {"label": root.label, "serial": format(root.certificate.serial_number, "x"),
+            "not_after": root.certificate.not_valid_after_utc.isoformat(), "ds": ds.label,
+            "status_signer": status.label}
+    if as_json:
+        print(json.dumps(info, ensure_ascii=False))
+        return
+    console.print(f"new IACA {root.label} serial {info['serial']} until {info['not_after'][:10]}, with "
+                  f"document signer {ds.label} and status-list signer {status.label}", highlight=False)
+    console.print("[yellow]readers need the new IACA before they see its mdocs: mcred export iaca "
+                  "--out FILE (every IACA they need), or /trust/iaca.pem[/]")
+
+
 def ds_revoke(
     ds: str = typer.Argument(..., help="The document signer: its label (mdoc-ds-2) or its certificate serial (hex)."),
     reason: str = typer.Option(..., "--reason", help="keyCompromise, superseded, cessationOfOperation, affiliationChanged, privilegeWithdrawn or unspecified."),
@@ -601,6 +656,9 @@ def register(app: typer.Typer) -> None:
     ds.command("list")(ds_list)
     ds.command("rollover")(ds_rollover)
     ds.command("revoke")(ds_revoke)
+    iaca_group = _group(mdoc, "iaca", "The mdoc IACA (trust anchor) generations: list, rollover.")
+    iaca_group.command("list")(iaca_list)
+    iaca_group.command("rollover")(iaca_rollover)
     export_app.command("iaca")(export_iaca)
     status_lists = _group(app, "status-list", "Token Status Lists.")
     status_lists.command("show")(status_list_show)

@@ -1,0 +1,363 @@
+"""IACA generations (specs/issuer-keys.md, "The mdoc IACA: generations and rollover"): an
+operator rolls the IACA over; the new IACA, its document signer and its status-list signer are
+made at once; mdocs of both generations verify at a reader that holds the trust bundle
+(/trust/iaca.pem), each with its status list signed under its own IACA and its DS on its own
+IACA's CRL (the URL its certificates carry); the older IACA leaves the bundle once nothing it
+vouches for is valid, and signs nothing after its end. Both database backends."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import subprocess
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from documented import check_every_answer
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import sessionmaker
+from typer.testing import CliRunner
+
+from issuer.api import mdoc as mdoc_api
+from issuer.api import problems
+from issuer.db import AuditEvent
+from issuer.holders import attach_phone, register
+from issuer.keystore import MemoryKeyStore
+from issuer.mdoc.errors import IacaEnded, MdocKeyError, UnknownIaca
+from issuer.mdoc.issuance import make_proof
+from issuer.mdoc.service import MdocService
+from issuer.mdoc.status_lists import StatusListPolicy
+from mcred.db import make_engine, migrate
+from mcred.present import reader_pipeline
+from protocols import cose
+from protocols.cardsub import parse_holder
+from protocols.cose import CoseKey
+from protocols.mdoc import DeviceResponse, IssuerSigned, SessionTranscript, build_document
+from protocols.status import decode_status_list_token
+from reader.ds_crl import DsCrlCheck
+from reader.pipeline import HttpAnswer
+from reader.trust import TrustStore
+
+#: an hour ago: `mcred status-list show` judges a token at the real time
+NOW = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=1)
+DER = serialization.Encoding.DER
+PEM = serialization.Encoding.PEM
+BASE = "http://issuer.test"
+HOLDER = {"family_name": "山田", "given_name": "花子", "family_name_kana": "ヤマダ",
+          "given_name_kana": "ハナコ", "birth_date": "1990-04-01", "sex": 2,
+          "address": "東京都千代田区霞が関1-1", "prefecture": "東京都", "municipality": "千代田区"}
+
+
+class Clock:
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+@pytest.fixture
+def world(db_url):
+    engine = make_engine(db_url)
+    migrate(engine)
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    clock = Clock(NOW)
+    svc = MdocService(sessions, MemoryKeyStore(), BASE, clock=clock,
+                      status_policy=StatusListPolicy(size=1024))
+    for n in (1, 2):
+        attach_phone(sessions, register(sessions, parse_holder(HOLDER), now=NOW), f"phone-{n}")
+    app = FastAPI()
+    problems.install(app)
+    for router in mdoc_api.routers(lambda: svc):
+        app.include_router(router)
+    yield svc, sessions, clock, TestClient(app)
+    engine.dispose()
+
+
+def _issue(svc, phone: str, job: str):
+    key = ec.generate_private_key(ec.SECP256R1())
+    spki, proof = make_proof(key, svc.mdoc_challenge(job, phone, 0))
+    return key, IssuerSigned.from_cbor(svc.issue_mdoc(job, phone, 0, spki, proof))
+
+
+def _present(signed: IssuerSigned, key) -> tuple[bytes, SessionTranscript]:
+    reader_key = CoseKey.from_public_key(ec.generate_private_key(ec.SECP256R1()).public_key())
+    st = SessionTranscript.build(b"\xa1\x00c1.0", reader_key, None)
+    doc = build_document(signed, st, signer=cose.key_signer(key))
+    return DeviceResponse((doc,)).encode(), st
+
+
+def _ds(signed: IssuerSigned) -> x509.Certificate:
+    return x509.load_der_x509_certificate(signed.issuer_auth.x5chain[0])
+
+
+def _crl_url(cert: x509.Certificate) -> str:
+    (dp,) = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    return dp.full_name[0].value
+
+
+def _alt_name(cert: x509.Certificate) -> str:
+    return cert.extensions.get_extension_for_class(x509.IssuerAlternativeName).value[0].value
+
+
+def _reader(client: TestClient, clock: Clock, anchors: list[x509.Certificate], fetched: list[str]):
+    def get(url: str) -> bytes:
+        fetched.append(url)
+        r = client.get(url.removeprefix(BASE))
+        assert r.status_code == 200, (url, r.text)
+        return r.content
+
+    trust = TrustStore()
+    for cert in anchors:
+        trust.add(cert)
+    return reader_pipeline(trust=trust, clock=lambda: clock.now + dt.timedelta(minutes=1),
+                           fetcher=lambda uri, etag: HttpAnswer(200, get(uri), {}),
+                           require_status=True, ds_crl=DsCrlCheck(get))
+
+
+def test_rollover_makes_a_new_iaca_with_its_own_signers_urls_and_audit(world):
+    svc, sessions, clock, _client = world
+    first, ds1, status1 = svc.setup()
+    assert (first.label, ds1.iaca_label, status1.iaca_label) == ("mdoc-iaca-1", "mdoc-iaca-1", "mdoc-iaca-1")
+    # the first generation keeps the URLs its certificates always carried
+    assert _crl_url(first.certificate) == _crl_url(ds1.certificate) == f"{BASE}/trust/iaca.crl"
+    assert _alt_name(first.certificate) == f"{BASE}/trust/iaca.pem"
+
+    clock.now = NOW + dt.timedelta(days=30)
+    root, ds, status = svc.rollover_iaca(actor="test")
+    assert (root.label, ds.label, status.label) == ("mdoc-iaca-2", "mdoc-ds-2", "mdoc-status-2")
+    assert root.certificate.subject != first.certificate.subject
+    assert "mcred IACA 2" in root.certificate.subject.rfc4514_string()
+    assert root.certificate.not_valid_before_utc == clock.now - dt.timedelta(minutes=5)
+    for signer in (ds, status):
+        assert signer.iaca_label == "mdoc-iaca-2"
+        assert signer.certificate.issuer == root.certificate.subject
+        signer.certificate.verify_directly_issued_by(root.certificate)
+    assert {_crl_url(c) for c in (root.certificate, ds.certificate, status.certificate)} == {
+        f"{BASE}/trust/iaca-2.crl"}
+    assert _alt_name(root.certificate) == f"{BASE}/trust/iaca-2.pem"
+    # the new IACA is current; the older one retired (not revoked); one active DS in all, and
+    # one active status-list signer per IACA (each signs its own IACA's lists)
+    assert svc.iaca_certificate() == root.certificate
+    assert svc.iaca_certificate(1) == first.certificate
+    iacas = {i.label: i for i in svc.signers("iaca")}
+    assert iacas["mdoc-iaca-2"].active and not iacas["mdoc-iaca-1"].active
+    assert iacas["mdoc-iaca-1"].revoked_at is None and iacas["mdoc-iaca-1"].iaca is None
+    assert [(s.label, s.iaca) for s in svc.signers() if s.active] == [("mdoc-ds-2", "mdoc-iaca-2")]
+    assert sorted((s.label, s.iaca) for s in svc.signers("status-signer") if s.active) == [
+        ("mdoc-status-1", "mdoc-iaca-1"), ("mdoc-status-2", "mdoc-iaca-2")]
+    assert svc.document_signer().label == "mdoc-ds-2"
+    assert svc.trusted_iacas() == [root.certificate, first.certificate]
+    with sessions() as s:
+        (event,) = s.query(AuditEvent).filter_by(action="mdoc.iaca.rollover").all()
+    assert event.subject == "mdoc-iaca-2" and event.actor == "test"
+    assert event.detail == {"previous": "mdoc-iaca-1", "serial": format(root.certificate.serial_number, "x"),
+                            "ds": "mdoc-ds-2", "status_signer": "mdoc-status-2"}
+    with pytest.raises(UnknownIaca):
+        svc.iaca_certificate(3)
+
+
+def test_mdocs_of_both_generations_verify_each_under_its_own_iaca(world, tmp_path):
+    """An mdoc issued before the rollover and one after: each on a status list of its own IACA
+    (a reader takes a list only from a signer under the mdoc's IACA), each DS on its own IACA's
+    CRL; a reader with the bundle finds both valid, one with the old IACA alone refuses the new
+    mdoc; a DS revocation of the old generation reaches the old CRL only."""
+    svc, _sessions, clock, client = world
+    old_key, old = _issue(svc, "phone-1", "job-1")
+    clock.now = NOW + dt.timedelta(minutes=30)
+    svc.rollover_iaca()
+    new_key, new = _issue(svc, "phone-2", "job-2")
+    assert _ds(old).issuer == svc.iaca_certificate(1).subject
+    assert _ds(new).issuer == svc.iaca_certificate(2).subject
+    old_list, new_list = (signed_status(s) for s in (old, new))
+    assert old_list != new_list  # a list holds one IACA generation's mdocs
+    for uri, generation in ((old_list, 1), (new_list, 2)):
+        token = decode_status_list_token(client.get(uri.removeprefix(BASE)).content)
+        signer = token.header.signer
+        assert signer.issuer == svc.iaca_certificate(generation).subject, generation
+
+    bundle = x509.load_pem_x509_certificates(client.get("/trust/iaca.pem").content)
+    assert bundle == [svc.iaca_certificate(2), svc.iaca_certificate(1)]
+    fetched: list[str] = []
+    reader = _reader(client, clock, bundle, fetched)
+    for key, signed in ((old_key, old), (new_key, new)):
+        data, st = _present(signed, key)
+        result = reader.verify(data, session_transcript=st)
+        assert result.valid, [c for c in result.checks if not c.passed]
+        assert result.check("revocation_status").passed and result.check("ds_revocation").passed
+    assert {u for u in fetched if u.endswith(".crl")} == {f"{BASE}/trust/iaca.crl", f"{BASE}/trust/iaca-2.crl"}
+
+    # `mcred status-list show --trust-anchor` with the bundle: each list under its own IACA
+    from mcred.cli.main import app as cli
+
+    anchors = tmp_path / "bundle.pem"
+    anchors.write_bytes(client.get("/trust/iaca.pem").content)
+    for n, uri in enumerate((old_list, new_list)):
+        token = tmp_path / f"list-{n}.cwt"
+        token.write_bytes(client.get(uri.removeprefix(BASE)).content)
+        out = CliRunner().invoke(cli, ["status-list", "show", str(token), "--trust-anchor", str(anchors),
+                                       "--revocation", "none", "--json"])
+        assert out.exit_code == 0, out.output
+        assert json.loads(out.output.splitlines()[-1])["verified"].startswith("valid"), out.output
+
+    data, st = _present(new, new_key)
+    refused = _reader(client, clock, [svc.iaca_certificate(1)], []).verify(data, session_transcript=st)
+    assert not refused.valid and not refused.check("issuer_certificate_chain").passed
+
+    svc.revoke_signer("mdoc-ds-1", "keyCompromise")
+    gen1 = x509.load_der_x509_crl(client.get("/trust/iaca.crl").content)
+    gen2 = x509.load_der_x509_crl(client.get("/trust/iaca-2.crl").content)
+    assert gen1.is_signature_valid(svc.iaca_certificate(1).public_key())
+    assert gen2.is_signature_valid(svc.iaca_certificate(2).public_key())
+    assert gen1.issuer == svc.iaca_certificate(1).subject and gen2.issuer == svc.iaca_certificate(2).subject
+    assert gen1.get_revoked_certificate_by_serial_number(_ds(old).serial_number) is not None
+    assert len(gen2) == 0
+    assert client.get("/trust/iaca-1.crl").content == client.get("/trust/iaca.crl").content
+    fresh = _reader(client, clock, bundle, [])
+    data, st = _present(old, old_key)
+    assert {c.name for c in fresh.verify(data, session_transcript=st).checks if not c.passed} == {"ds_revocation"}
+    data, st = _present(new, new_key)
+    assert fresh.verify(data, session_transcript=st).valid
+
+
+def signed_status(signed: IssuerSigned) -> str:
+    return signed.mso().status.status_list.uri
+
+
+def test_trust_routes_serve_each_generation_and_the_bundle_drops_a_spent_iaca(world):
+    svc, _sessions, clock, client = world
+    svc.setup()
+    clock.now = NOW + dt.timedelta(days=1)
+    svc.rollover_iaca()
+    one, two = svc.iaca_certificate(1), svc.iaca_certificate(2)
+    assert x509.load_der_x509_certificate(client.get("/trust/iaca.der").content) == two
+    assert x509.load_pem_x509_certificates(client.get("/trust/iaca-1.pem").content) == [one]
+    assert x509.load_der_x509_certificate(client.get("/trust/iaca-2.der").content) == two
+    r = client.get("/trust/iaca-7.pem")
+    assert r.status_code == 404 and r.json()["type"] == problems.UNKNOWN_IACA.uri
+    assert client.get("/trust/iaca-0.crl").status_code == 422
+    # the older IACA is in the bundle while a signer it issued is valid (its mdocs and lists
+    # may still be presented), then no more, though the IACA itself lasts ten years
+    last = max(c.not_after for c in (svc.signers() + svc.signers("status-signer")) if c.iaca == "mdoc-iaca-1")
+    clock.now = last - dt.timedelta(seconds=1)
+    assert svc.trusted_iacas() == [two, one]
+    clock.now = last
+    assert svc.trusted_iacas() == [two]
+    assert x509.load_pem_x509_certificates(client.get("/trust/iaca.pem").content) == [two]
+    assert clock.now < one.not_valid_after_utc
+    assert client.get("/trust/iaca.crl").status_code == 200  # still served while the IACA lasts
+
+
+def test_issuance_in_the_iacas_last_months_asks_for_a_rollover_and_its_lists_live_to_its_end(world):
+    """Without a rollover, no document signer can be made in the IACA's last months (its MSOs
+    would be cut short): issuance stops with a message naming the command. Its status lists
+    are still signed, by a signer kept or made to the IACA's end; past that end the IACA signs
+    nothing more: its CRL and lists answer 410."""
+    svc, _sessions, clock, client = world
+    key, signed = _issue(svc, "phone-1", "job-1")
+    iaca = svc.iaca_certificate()
+    end = iaca.not_valid_after_utc
+    clock.now = end - dt.timedelta(days=30)
+    with pytest.raises(MdocKeyError, match="mcred mdoc iaca rollover"):
+        _issue(svc, "phone-2", "job-2")
+    uri = signed_status(signed)
+    token = decode_status_list_token(client.get(uri.removeprefix(BASE)).content)
+    signer = token.header.signer
+    assert signer.issuer == iaca.subject and signer.not_valid_after_utc == end
+    assert client.get("/trust/iaca.crl").status_code == 200
+    clock.now = end - dt.timedelta(days=1)  # the same signer, no new one on every request
+    status_signers = len(svc.signers("status-signer"))
+    svc.publisher._memory.clear()
+    assert client.get(uri.removeprefix(BASE), headers={"If-None-Match": "x"}).status_code == 200
+    assert len(svc.signers("status-signer")) == status_signers
+
+    svc.rollover_iaca()
+    # issuance goes on under the new IACA (the holder's card has ended by now: no mdoc for it)
+    assert svc.document_signer().iaca_label == "mdoc-iaca-2"
+    clock.now = end
+    with pytest.raises(IacaEnded):
+        svc.iaca_crl(1)
+    svc.publisher._memory.clear()
+    with svc.sessions() as s, pytest.raises(IacaEnded):  # the stored token has expired by now
+        svc.pki.status_signer(s, clock.now, "mdoc-iaca-1")
+    for path in ("/trust/iaca.crl", uri.removeprefix(BASE)):
+        r = client.get(path)
+        assert r.status_code == 410 and r.json()["type"] == problems.IACA_ENDED.uri, (path, r.text)
+    assert client.get("/trust/iaca-2.crl").status_code == 200
+    assert svc.trusted_iacas() == [svc.iaca_certificate(2)]
+
+
+def _openssl(*args: str) -> str:
+    r = subprocess.run(["openssl", *args], capture_output=True, text=True, timeout=30)
+    return r.stdout + r.stderr
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_cli_rollover_export_and_openssl(home, tmp_path):
+    """`mcred mdoc iaca rollover|list`, `mcred export iaca` (the bundle, --current, --der);
+    OpenSSL verifies each generation's DS with the bundle and reads each generation's CRL."""
+    from mcred.cli.main import app as cli
+    from mcred.context import Context
+    from mcred.mdoc_flow import mdoc_service
+
+    def run(*args: str, code: int = 0) -> str:
+        out = CliRunner().invoke(cli, list(args))
+        assert out.exit_code == code, out.output
+        return out.output
+
+    (listed,) = json.loads(run("mdoc", "iaca", "list", "--json"))
+    assert (listed["label"], listed["active"], listed["trusted"]) == ("mdoc-iaca-1", True, True)
+    svc = mdoc_service(Context.open(home))
+    ds1 = svc.document_signer().certificate
+    rolled = json.loads(run("mdoc", "iaca", "rollover", "--json"))
+    assert (rolled["label"], rolled["ds"], rolled["status_signer"]) == ("mdoc-iaca-2", "mdoc-ds-2", "mdoc-status-2")
+    text = run("mdoc", "iaca", "list")
+    assert "mdoc-iaca-1  serial" in text and "retired, still a trust anchor" in text
+    assert "mdoc-iaca-2  serial" in text and "current" in text
+    assert "mcred export iaca" in run("mdoc", "iaca", "rollover")  # the reminder; a third generation
+    ds3 = svc.document_signer().certificate
+
+    bundle, current, der = tmp_path / "bundle.pem", tmp_path / "current.pem", tmp_path / "current.der"
+    assert "3 IACAs" in run("export", "iaca", "--out", str(bundle))
+    run("export", "iaca", "--out", str(current), "--current")
+    run("export", "iaca", "--out", str(der), "--der")
+    certs = x509.load_pem_x509_certificates(bundle.read_bytes())
+    assert [c.subject for c in certs] == [svc.iaca_certificate(n).subject for n in (3, 2, 1)]
+    assert x509.load_pem_x509_certificates(current.read_bytes()) == certs[:1]
+    assert x509.load_der_x509_certificate(der.read_bytes()) == certs[0]
+    for ds in (ds1, ds3):
+        leaf = tmp_path / "ds.pem"
+        leaf.write_bytes(ds.public_bytes(PEM))
+        assert _openssl("verify", "-purpose", "any", "-CAfile", str(bundle), str(leaf)).strip().endswith(": OK")
+    for n in (1, 3):
+        crl, anchor = tmp_path / f"iaca-{n}.crl", tmp_path / f"iaca-{n}.pem"
+        crl.write_bytes(svc.iaca_crl(n).public_bytes(DER))
+        anchor.write_bytes(svc.iaca_certificate(n).public_bytes(PEM))
+        assert "verify OK" in _openssl("crl", "-inform", "DER", "-in", str(crl), "-noout", "-CAfile", str(anchor))
+
+
+def test_http_iaca_rollover_is_operator_only_and_documented(home):
+    from issuer.api.auth import create_token
+    from mcred.context import Context
+    from mcred.service import create_app
+
+    ctx = Context.open(home)
+    app = create_app(ctx, job_workers=1)
+    client = TestClient(app)
+    checked = check_every_answer(client, app)
+    op = {"Authorization": "Bearer " + create_token(ctx.sessions, ["operator"], "op")[1]}
+    issuer = {"Authorization": "Bearer " + create_token(ctx.sessions, ["issuer"], "is")[1]}
+    assert client.post("/trust/iaca-rollover", headers=issuer).status_code == 403
+    assert client.post("/trust/iaca-rollover").status_code == 401
+    r = client.post("/trust/iaca-rollover", headers=op)
+    assert r.status_code == 200, r.text
+    assert r.json()["label"] == "mdoc-iaca-2" and r.json()["ds"] == "mdoc-ds-2"
+    bundle = x509.load_pem_x509_certificates(client.get("/trust/iaca.pem").content)
+    assert [format(c.serial_number, "x") for c in bundle][0] == r.json()["serial"] and len(bundle) == 2
+    assert client.get("/trust/iaca-2.crl").status_code == 200
+    assert "POST /trust/iaca-rollover 200" in set(checked)
+    app.state.jobs.shutdown()
