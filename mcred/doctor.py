@@ -424,6 +424,47 @@ def _tsa(ctx) -> Finding:  # noqa: ANN001
     return Finding("time-stamping authority", True, detail, enables)
 
 
+#: ``mcred doctor`` warns this long before the current IACA stops issuance (its last
+#: ``rollover_margin``): time to roll it over and hand readers the new trust bundle.
+IACA_NOTICE_DAYS = 180
+
+
+def _mdoc_iaca(ctx, now=None) -> Finding:  # noqa: ANN001
+    """The current mdoc IACA, from the registry only (nothing made here): how long it lasts,
+    and a warning once issuance stops within :data:`IACA_NOTICE_DAYS` (specs/issuer-keys.md,
+    "The mdoc IACA")."""
+    import datetime as dt
+
+    from cryptography import x509
+    from sqlalchemy import select
+
+    from issuer.db import IssuerKey
+    from issuer.mdoc.pki import MdocPkiConfig
+
+    enables = "mdoc issuance (MSOs chain to the current IACA)"
+    try:
+        with ctx.sessions() as s:
+            rows = s.scalars(select(IssuerKey).where(IssuerKey.purpose == "iaca")
+                             .order_by(IssuerKey.created_at, IssuerKey.label)).all()
+            current = next((r for r in reversed(rows) if r.active and r.revoked_at is None), None)
+            cert = x509.load_der_x509_certificate(current.certificate) if current is not None else None
+    except Exception as exc:  # noqa: BLE001 - reported (the database finding says why)
+        return Finding("mdoc IACA", False, f"cannot read the registry: {type(exc).__name__}", enables,
+                       "see the database finding")
+    if cert is None:
+        return Finding("mdoc IACA", True, "not made yet: made at the first mdoc issuance (or mcred export iaca)",
+                       enables)
+    now = now or dt.datetime.now(dt.UTC)
+    stops = cert.not_valid_after_utc - MdocPkiConfig().rollover_margin
+    detail = (f"{current.label} valid until {cert.not_valid_after_utc.date().isoformat()}; "
+              f"{len(rows)} generation(s)")
+    if stops - now < dt.timedelta(days=IACA_NOTICE_DAYS):
+        when = "has stopped" if stops <= now else f"stops on {stops.date().isoformat()}"
+        return Finding("mdoc IACA", False, f"{detail}; issuance {when}", enables,
+                       "mcred mdoc iaca rollover, then give readers the new bundle (mcred export iaca)")
+    return Finding("mdoc IACA", True, detail, enables)
+
+
 def _data_access(ctx) -> Finding:  # noqa: ANN001
     """Whether others may enter the data directory or read its SQLite database: a home made
     by an older release (before its modes were fixed), or under a wide umask, or one the operator chose,
@@ -460,7 +501,7 @@ _OWN = 5
 def diagnose(ctx) -> list[Finding]:  # noqa: ANN001
     """Every finding, the installation's own first."""
     return [_database(ctx), _public_url(), _keystore(ctx), _master_key(ctx), _reader_session_key(ctx),
-            _data_access(ctx), _secure_elements(ctx), _workflows(ctx), _first_contact(ctx), _tsa(ctx), _postgres(), _pcsc(), _nfc(), _ble(), _pdf(), _xml(), _hsm(), _scan(),
+            _data_access(ctx), _secure_elements(ctx), _workflows(ctx), _first_contact(ctx), _tsa(ctx), _mdoc_iaca(ctx), _postgres(), _pcsc(), _nfc(), _ble(), _pdf(), _xml(), _hsm(), _scan(),
             *(_node_peer(*peer) for peer in NODE_PEERS), _yubikit(), _openssl(), _tshark()]
 
 

@@ -218,3 +218,33 @@ def test_doctor_piped_is_one_line_per_component_and_what_a_missing_one_needs(hom
         "    enables: issuer keys in an HSM",
         "    to get it: pip install 'mcred[hsm]'",
     ]
+
+
+def test_doctor_warns_before_the_iaca_stops_issuance_and_names_the_rollover(home):
+    """The mdoc IACA finding reads the registry only: not made yet; the current generation's
+    end; a warning from 180 days before issuance stops (the IACA's last 90 days), naming the
+    command that rolls it over; quiet again after the rollover."""
+    import datetime as dt
+
+    from mcred.context import Context
+    from mcred.doctor import _mdoc_iaca
+    from mcred.mdoc_flow import mdoc_service
+
+    def finding() -> dict:
+        return next(f for f in _run()[1]["findings"] if f["name"] == "mdoc IACA")
+
+    assert finding()["detail"].startswith("not made yet")
+    ctx = Context.open(home)
+    iaca = mdoc_service(ctx).iaca_certificate()
+    f = finding()
+    assert f["ok"] and f["detail"] == f"mdoc-iaca-1 valid until {iaca.not_valid_after_utc.date().isoformat()}; 1 generation(s)"
+    stops = iaca.not_valid_after_utc - dt.timedelta(days=90)
+    assert _mdoc_iaca(ctx, stops - dt.timedelta(days=181)).ok
+    soon = _mdoc_iaca(ctx, stops - dt.timedelta(days=179))
+    assert not soon.ok and f"issuance stops on {stops.date().isoformat()}" in soon.detail
+    assert soon.fix.startswith("mcred mdoc iaca rollover")
+    assert "issuance has stopped" in _mdoc_iaca(ctx, stops + dt.timedelta(days=1)).detail
+    mdoc_service(ctx).rollover_iaca()
+    f = finding()
+    assert f["ok"] and f["detail"].startswith("mdoc-iaca-2 valid until ") and "2 generation(s)" in f["detail"]
+    ctx.engine.dispose()
