@@ -19,22 +19,16 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from documented import check_every_answer
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy.orm import sessionmaker
+from mdoc_world import mdoc_world
 from typer.testing import CliRunner
 
 from issuer.api import mdoc as mdoc_api
 from issuer.api import problems
 from issuer.db import AuditEvent
-from issuer.holders import attach_phone, register
-from issuer.keystore import MemoryKeyStore
 from issuer.mdoc.errors import IacaEnded, MdocKeyError, UnknownIaca
 from issuer.mdoc.issuance import make_proof
-from issuer.mdoc.service import MdocService
-from issuer.mdoc.status_lists import StatusListPolicy
-from mcred.db import make_engine, migrate
 from mcred.present import reader_pipeline
 from protocols import cose
-from protocols.cardsub import parse_holder
 from protocols.cose import CoseKey
 from protocols.mdoc import DeviceResponse, IssuerSigned, SessionTranscript, build_document
 from protocols.status import decode_status_list_token
@@ -47,29 +41,11 @@ NOW = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=1)
 DER = serialization.Encoding.DER
 PEM = serialization.Encoding.PEM
 BASE = "http://issuer.test"
-HOLDER = {"family_name": "山田", "given_name": "花子", "family_name_kana": "ヤマダ",
-          "given_name_kana": "ハナコ", "birth_date": "1990-04-01", "sex": 2,
-          "address": "東京都千代田区霞が関1-1", "prefecture": "東京都", "municipality": "千代田区"}
-
-
-class Clock:
-    def __init__(self, now: dt.datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
 
 
 @pytest.fixture
 def world(db_url):
-    engine = make_engine(db_url)
-    migrate(engine)
-    sessions = sessionmaker(engine, expire_on_commit=False)
-    clock = Clock(NOW)
-    svc = MdocService(sessions, MemoryKeyStore(), BASE, clock=clock,
-                      status_policy=StatusListPolicy(size=1024))
-    for n in (1, 2):
-        attach_phone(sessions, register(sessions, parse_holder(HOLDER), now=NOW), f"phone-{n}")
+    engine, sessions, clock, svc = mdoc_world(db_url, NOW, phones=2, base=BASE)
     app = FastAPI()
     problems.install(app)
     for router in mdoc_api.routers(lambda: svc):
@@ -104,7 +80,7 @@ def _alt_name(cert: x509.Certificate) -> str:
     return cert.extensions.get_extension_for_class(x509.IssuerAlternativeName).value[0].value
 
 
-def _reader(client: TestClient, clock: Clock, anchors: list[x509.Certificate], fetched: list[str]):
+def _reader(client: TestClient, clock, anchors: list[x509.Certificate], fetched: list[str]):
     def get(url: str) -> bytes:
         fetched.append(url)
         r = client.get(url.removeprefix(BASE))

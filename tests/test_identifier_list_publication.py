@@ -14,17 +14,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
-from sqlalchemy.orm import sessionmaker
+from mdoc_world import HOLDER, mdoc_world
 from typer.testing import CliRunner
 
 from issuer import revocation
-from issuer.holders import attach_phone, register
-from issuer.keystore import MemoryKeyStore
 from issuer.mdoc.issuance import IssuancePolicy, make_proof
-from issuer.mdoc.service import MdocService
-from issuer.mdoc.status_lists import StatusListPolicy
-from mcred.db import make_engine, migrate
-from protocols.cardsub import parse_holder
 from protocols.mdoc import IssuerSigned
 from protocols.status import (
     StatusListClaimError,
@@ -36,31 +30,10 @@ from protocols.status import (
 pytestmark = pytest.mark.usefixtures("every_answer_checked")
 
 NOW = dt.datetime(2026, 12, 3, 3, 0, tzinfo=dt.UTC)
-HOLDER = {"family_name": "山田", "given_name": "花子", "family_name_kana": "ヤマダ",
-          "given_name_kana": "ハナコ", "birth_date": "1990-04-01", "sex": 2,
-          "address": "東京都千代田区霞が関1-1", "prefecture": "東京都", "municipality": "千代田区"}
-
-
-class Clock:
-    def __init__(self, now: dt.datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
 
 
 def _service(db_url, identifier_list: bool):
-    engine = make_engine(db_url)
-    migrate(engine)
-    sessions = sessionmaker(engine, expire_on_commit=False)
-    clock = Clock(NOW)
-    svc = MdocService(sessions, MemoryKeyStore(), "http://issuer.test", clock=clock,
-                      status_policy=StatusListPolicy(size=1024),
-                      issuance_policy=IssuancePolicy(identifier_list=identifier_list))
-    for n in (1, 2):
-        hid = register(sessions, parse_holder(dict(HOLDER, given_name=f"花子{n}")), now=NOW)
-        attach_phone(sessions, hid, f"phone-{n}")
-    return engine, sessions, clock, svc
+    return mdoc_world(db_url, NOW, phones=2, issuance_policy=IssuancePolicy(identifier_list=identifier_list))
 
 
 def _issue(svc, phone: str) -> IssuerSigned:

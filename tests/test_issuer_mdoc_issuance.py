@@ -7,6 +7,7 @@ import datetime as dt
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from mdoc_world import HOLDER, Clock, mdoc_world
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
@@ -25,31 +26,11 @@ from protocols.mdoc import IssuerSigned
 from protocols.status import Status, StatusListClaimError, verify_status_list_token
 
 NOW = dt.datetime(2026, 11, 23, 3, 0, tzinfo=dt.UTC)
-HOLDER = {
-    "family_name": "山田", "given_name": "花子", "family_name_kana": "ヤマダ",
-    "given_name_kana": "ハナコ", "birth_date": "1990-04-01", "sex": 2,
-    "address": "東京都千代田区霞が関1-1", "prefecture": "東京都", "municipality": "千代田区",
-}
-
-
-class Clock:
-    def __init__(self, now: dt.datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
 
 
 @pytest.fixture
 def world(db_url):
-    engine = make_engine(db_url)
-    migrate(engine)
-    sessions = sessionmaker(engine, expire_on_commit=False)
-    clock = Clock(NOW)
-    svc = MdocService(sessions, MemoryKeyStore(), "http://issuer.test", clock=clock,
-                      status_policy=StatusListPolicy(size=1024))
-    holder_id = register(sessions, parse_holder(HOLDER), now=NOW)
-    attach_phone(sessions, holder_id, "phone-1")
+    engine, sessions, clock, svc = mdoc_world(db_url, NOW)
     yield svc, sessions, clock
     engine.dispose()
 

@@ -17,20 +17,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from documented import check_every_answer
 from fastapi.testclient import TestClient
-from sqlalchemy.orm import sessionmaker
+from mdoc_world import mdoc_world
 from typer.testing import CliRunner
 
 from issuer.db import AuditEvent
-from issuer.holders import attach_phone, register
-from issuer.keystore import MemoryKeyStore
 from issuer.mdoc.errors import SignerRevocationError, UnknownSigner
 from issuer.mdoc.issuance import make_proof
-from issuer.mdoc.service import MdocService
-from issuer.mdoc.status_lists import StatusListPolicy
-from mcred.db import make_engine, migrate
 from mcred.present import reader_pipeline
 from protocols import cose
-from protocols.cardsub import parse_holder
 from protocols.cose import CoseKey
 from protocols.mdoc import DeviceResponse, IssuerSigned, SessionTranscript, build_document
 from reader.ds_crl import CrlFetchError, DsCrlCheck, HttpCrlFetcher
@@ -40,28 +34,11 @@ from reader.trust import TrustStore
 NOW = dt.datetime(2026, 12, 3, 3, 0, tzinfo=dt.UTC)
 DER = serialization.Encoding.DER
 PEM = serialization.Encoding.PEM
-HOLDER = {"family_name": "山田", "given_name": "花子", "family_name_kana": "ヤマダ",
-          "given_name_kana": "ハナコ", "birth_date": "1990-04-01", "sex": 2,
-          "address": "東京都千代田区霞が関1-1", "prefecture": "東京都", "municipality": "千代田区"}
-
-
-class Clock:
-    def __init__(self, now: dt.datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
 
 
 @pytest.fixture
 def world(db_url):
-    engine = make_engine(db_url)
-    migrate(engine)
-    sessions = sessionmaker(engine, expire_on_commit=False)
-    clock = Clock(NOW)
-    svc = MdocService(sessions, MemoryKeyStore(), "http://issuer.test", clock=clock,
-                      status_policy=StatusListPolicy(size=1024))
-    attach_phone(sessions, register(sessions, parse_holder(HOLDER), now=NOW), "phone-1")
+    engine, sessions, clock, svc = mdoc_world(db_url, NOW)
     yield svc, sessions, clock
     engine.dispose()
 
