@@ -1720,7 +1720,7 @@ def operator_router(ctx: Context) -> APIRouter:
 
 
 class _LazyReader:
-    """The issuer service's reader (trusting the installation's IACA), built on first use so
+    """The issuer service's reader (trusting the installation's IACAs), built on first use so
     that creating the app never generates keys (several workers start at once)."""
 
     #: how often the installation's IACAs are read again (an IACA rollover by another process)
@@ -1729,41 +1729,53 @@ class _LazyReader:
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
         self._service = None
-        self._store = None
+        self._store = None  # the sessions' table, before the service is built (_verdict_store)
+        self._trusted: tuple[bytes, ...] = ()
         self._lock = threading.Lock()
         self._trusted_at = -float("inf")
 
-    def refresh_trust(self) -> None:
-        """Trust every IACA the installation's readers need now (its current one and the older
-        generations still vouching for mdocs): after an IACA rollover, the new one at once in
-        this process, within :attr:`TRUST_REFRESH` in the others."""
-        from mcred.mdoc_flow import mdoc_service
+    def _pipeline_if_changed(self):  # noqa: ANN202
+        """A pipeline trusting every IACA the installation's readers need now (its current one
+        and the older generations still vouching for mdocs: ``trusted_iacas``), or None when
+        that set is the one trusted already. A new pipeline, not more anchors in the old
+        store: its verifier takes the store's anchors when it is made, and an IACA that left
+        the bundle must leave the reader too."""
+        from cryptography.hazmat.primitives import hashes
 
-        if self._store is not None:
-            for cert in mdoc_service(self._ctx).trusted_iacas():
-                self._store.add(cert, source="installation")
+        from mcred.mdoc_flow import mdoc_service
+        from mcred.present import reader_pipeline
+        from reader.trust import TrustStore
+
+        certs = mdoc_service(self._ctx).trusted_iacas()
         self._trusted_at = time.monotonic()
+        key = tuple(sorted(c.fingerprint(hashes.SHA256()) for c in certs))
+        if key == self._trusted:
+            return None
+        store = TrustStore()
+        for cert in certs:
+            store.add(cert, source="installation")
+        self._trusted = key
+        # the checks of `mcred reader serve` online (status lists, the IACA CRL)
+        return reader_pipeline(trust=store, ds_crl=True)
 
     def _get(self):  # noqa: ANN202
         with self._lock:
             if self._service is not None and time.monotonic() - self._trusted_at > self.TRUST_REFRESH:
-                self.refresh_trust()
+                pipeline = self._pipeline_if_changed()
+                if pipeline is not None:  # sessions opened from now on verify with it
+                    self._service.verifier = pipeline
             if self._service is None:
-                from mcred.present import reader_pipeline, reader_session_key_path, session_sealer
+                from mcred.present import reader_session_key_path, session_sealer
                 from reader.http import ReaderService
                 from reader.session import DEFAULT_REQUEST
-                from reader.trust import TrustStore
 
-                store = TrustStore()
-                self._store = store
-                self.refresh_trust()
-                # the checks of `mcred reader serve` online (status lists, the IACA CRL); the
-                # sessions in the installation's database, so that any worker continues any
+                pipeline = self._pipeline_if_changed()
+                # the sessions in the installation's database, so that any worker continues any
                 # session, each EReaderKey sealed under <home>/reader/session.key
                 from mcred.context import public_url
                 from reader.online import origin_of
 
-                self._service = ReaderService(reader_pipeline(trust=store, ds_crl=True), [DEFAULT_REQUEST],
+                self._service = ReaderService(pipeline, [DEFAULT_REQUEST],
                                               engine=self._ctx.engine,
                                               session_sealer=session_sealer(reader_session_key_path(self._ctx.home)),
                                               origin=origin_of(public_url()), public_url=public_url() + "/reader")

@@ -56,6 +56,7 @@ from mcred.present_wiring import (
     ReaderParts,
     ReaderServeConfig,
     ReaderServeError,
+    ReloadingVerifier,
     new_reader_session,
     open_wallet,
     pem_certificates,
@@ -148,7 +149,9 @@ def reader_app(service: ReaderService, rp: RelyingPartyService | None = None) ->
         app.include_router(relying_party_router(rp))
     trust = getattr(service.verifier, "trust", None)  # a ReaderPipeline's store, on its clock
     clock = getattr(service.verifier, "clock", None)
-    reader_ops.install(app, service, rp, trust if isinstance(trust, TrustStore) else None,
+    if isinstance(service.verifier, ReloadingVerifier):  # the store of the trust files as they are now
+        trust = service.verifier.trust
+    reader_ops.install(app, service, rp, trust if isinstance(trust, TrustStore) or callable(trust) else None,
                        clock if callable(clock) else None)
     return app
 

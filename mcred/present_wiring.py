@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import logging
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -130,6 +131,78 @@ _DAY, _YEAR = 86_400, 366 * 86_400
 
 class ReaderServeError(ValueError):
     """The reader service's settings are unusable (a file unreadable, a missing anchor, ...)."""
+
+
+class ReloadingVerifier:
+    """A stand-alone reader's pipeline, built again when one of its trust files (``--trust``
+    PEM bundles, ``--vical`` and ``--vical-trust``) changes: an operator puts the bundle an
+    issuer publishes after an IACA rollover (``mcred export iaca``, ``/trust/iaca.pem``) in
+    place, and the running reader trusts it, and no longer trusts an IACA the file dropped,
+    without a restart. The files are looked at (size and mtime) at most every
+    :attr:`check_every` seconds, on a verification; a new pipeline starts with empty caches.
+    A file that cannot be read or is no trust material keeps the pipeline as it was, and
+    :attr:`last_error` says why (the reader goes on with the trust it had, not with none)."""
+
+    def __init__(self, build: Callable[[], ReaderPipeline], files: Sequence[Path | str], *,
+                 initial: ReaderPipeline | None = None, check_every: float = 30.0,
+                 monotonic: Callable[[], float] | None = None) -> None:
+        import threading
+        import time
+
+        self._build = build
+        self._files = [Path(f) for f in files]
+        self.check_every = check_every
+        self._monotonic = monotonic or time.monotonic
+        self._lock = threading.Lock()
+        self._stamps = self._stat()
+        self.current = initial if initial is not None else build()
+        self._checked = self._monotonic()
+        self.reloads = 0
+        self.last_error: str | None = None
+
+    def _stat(self) -> tuple:
+        out = []
+        for f in self._files:
+            try:
+                st = f.stat()
+                out.append((st.st_mtime_ns, st.st_size, st.st_ino))
+            except OSError:
+                out.append(None)
+        return tuple(out)
+
+    def fresh(self) -> ReaderPipeline:
+        """The pipeline of the trust files as they are (looked at every ``check_every`` s)."""
+        if self._monotonic() - self._checked < self.check_every:
+            return self.current
+        with self._lock:
+            if self._monotonic() - self._checked >= self.check_every:
+                self._checked = self._monotonic()
+                stamps = self._stat()
+                if stamps != self._stamps:
+                    self._stamps = stamps
+                    try:
+                        self.current = self._build()
+                    except ReaderServeError as exc:
+                        self.last_error = f"trust files changed but were not taken: {exc}"
+                        logging.getLogger("mcred.reader").warning("%s", self.last_error)
+                    else:
+                        self.reloads += 1
+                        self.last_error = None
+                        logging.getLogger("mcred.reader").info(
+                            "trust files changed: now trusting %d IACA(s)", len(self.current.trust))
+        return self.current
+
+    def trust(self) -> TrustStore:
+        """The trust store of the current pipeline (a callable: it changes on a reload)."""
+        return self.fresh().trust
+
+    def verify(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+        return self.fresh().verify(*args, **kwargs)
+
+    def __getattr__(self, name: str):  # noqa: ANN204
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.fresh(), name)
 
 
 class ReaderParts(NamedTuple):
@@ -284,6 +357,9 @@ class ReaderServeConfig:
         parts = self.parts()
         pipeline, spec, signer, chain, rp_roots = parts[:5]
         store = pipeline.trust
+        files = [*self.trust, *([self.vical] if self.vical else []), *self.vical_trust]
+        if files:  # trust files put in place while it runs are taken (ReloadingVerifier)
+            pipeline = ReloadingVerifier(lambda: self.parts().pipeline, files, initial=pipeline)
         engine = None
         if self.db is not None:
             from mcred.db import make_engine, migrate

@@ -120,14 +120,17 @@ def check_sessions(store: SqlSessionStore) -> str:
     return f"{store.engine.dialect.name}, reader schema at {head}"
 
 
-def ops_router(service: ReaderService, rp: RelyingPartyService | None, trust: TrustStore | None,
+def ops_router(service: ReaderService, rp: RelyingPartyService | None,
+               trust: TrustStore | Callable[[], TrustStore] | None,
                metrics: ReaderMetrics, clock: Callable[[], dt.datetime] | None = None) -> APIRouter:
-    """``trust``: the store the verifier trusts (None: a verifier of another kind, no check)."""
+    """``trust``: the store the verifier trusts, or a callable giving it as it is now (trust
+    files reloaded: :class:`mcred.present_wiring.ReloadingVerifier`); None: a verifier of
+    another kind, no check."""
     router = APIRouter(tags=["operations"])
     now = clock or (lambda: dt.datetime.now(dt.UTC))
     checks: dict[str, Callable[[], str]] = {}
     if trust is not None:
-        checks["trust"] = lambda: check_trust(trust, rp, now())
+        checks["trust"] = lambda: check_trust(trust if isinstance(trust, TrustStore) else trust(), rp, now())
     if isinstance(service.store, SqlSessionStore):
         store = service.store
         checks["sessions"] = lambda: check_sessions(store)
@@ -152,7 +155,8 @@ def ops_router(service: ReaderService, rp: RelyingPartyService | None, trust: Tr
     return router
 
 
-def install(app: FastAPI, service: ReaderService, rp: RelyingPartyService | None, trust: TrustStore | None,
+def install(app: FastAPI, service: ReaderService, rp: RelyingPartyService | None,
+            trust: TrustStore | Callable[[], TrustStore] | None,
             clock: Callable[[], dt.datetime] | None = None) -> ReaderMetrics:
     """Add ``/healthz``, ``/readyz`` (answering HEAD as well, for a probe that asks so) and
     ``/metrics`` to the reader's app and count its requests and verdicts."""

@@ -19,16 +19,18 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from documented import check_every_answer
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from mdoc_world import mdoc_world
+from mdoc_world import HOLDER, mdoc_world
 from typer.testing import CliRunner
 
 from issuer.api import mdoc as mdoc_api
 from issuer.api import problems
 from issuer.db import AuditEvent
+from issuer.holders import attach_phone, register
 from issuer.mdoc.errors import IacaEnded, MdocKeyError, UnknownIaca
 from issuer.mdoc.issuance import make_proof
 from mcred.present import reader_pipeline
 from protocols import cose
+from protocols.cardsub import parse_holder
 from protocols.cose import CoseKey
 from protocols.mdoc import DeviceResponse, IssuerSigned, SessionTranscript, build_document
 from protocols.status import decode_status_list_token
@@ -336,4 +338,38 @@ def test_http_iaca_rollover_is_operator_only_and_documented(home):
     assert [format(c.serial_number, "x") for c in bundle][0] == r.json()["serial"] and len(bundle) == 2
     assert client.get("/trust/iaca-2.crl").status_code == 200
     assert "POST /trust/iaca-rollover 200" in set(checked)
+    app.state.jobs.shutdown()
+
+
+def test_the_services_reader_trusts_the_new_iaca_after_a_rollover(home, monkeypatch):
+    """`mcred serve`'s own reader (/reader) reads the installation's IACAs again (every minute;
+    at once here): an mdoc of the new IACA is on a chain it trusts, where the reader built
+    before the rollover had only the first IACA (its verifier takes its anchors when made)."""
+    from issuer.api.auth import create_token
+    from mcred import api_routes
+    from mcred.context import Context
+    from mcred.mdoc_flow import mdoc_service
+    from mcred.service import create_app
+
+    ctx = Context.open(home)
+    svc = mdoc_service(ctx)
+    for n in (1, 2):
+        attach_phone(ctx.sessions, register(ctx.sessions, parse_holder(dict(HOLDER, given_name=f"花子{n}"))),
+                     f"phone-{n}")
+    app = create_app(ctx, job_workers=1)
+    client = TestClient(app)
+    token = {"Authorization": "Bearer " + create_token(ctx.sessions, ["reader"], "rd")[1]}
+
+    def chain_of(signed: IssuerSigned):  # noqa: ANN202
+        r = client.post("/reader/issuer-signed/verify", content=signed.encode(), headers=token)
+        assert r.status_code == 200, r.text
+        return next(c for c in r.json()["checks"] if c["name"] == "issuer_certificate_chain")
+
+    _k, old = _issue(svc, "phone-1", "job-1")
+    assert chain_of(old)["passed"]  # the reader is built now, trusting IACA 1
+    svc.rollover_iaca()
+    _k, new = _issue(svc, "phone-2", "job-2")
+    monkeypatch.setattr(api_routes._LazyReader, "TRUST_REFRESH", 0.0)
+    assert chain_of(new)["passed"], chain_of(new)
+    assert chain_of(old)["passed"]
     app.state.jobs.shutdown()
