@@ -56,6 +56,9 @@ BAD = [
     ["export", "iaca", "--out", "{tmp}/missing/iaca.pem"],
     ["export", "jpki-root", "--slot", "sign", "--out", "{tmp}"],
     ["export", "crl", "--slot", "sign", "--out", "{garbage}/x.crl"],
+    # a phone without the certificate, a partition that is not there: an UnknownCredential traceback
+    ["export", "crl", "--phone", "nope", "--out", "{tmp}/x.crl"],
+    ["export", "crl", "--partition", "zz", "--out", "{tmp}/x.crl"],
     ["drill", "pin_lock", "--report", "{tmp}/missing/r.md"],
     ["jpki", "verify", "{garbage}", "--signature", "{garbage}", "--roots", "{garbage}"],  # a traceback
     ["token", "revoke", "nope"],
@@ -119,3 +122,15 @@ def test_a_file_error_no_option_foresaw_is_a_message_not_a_traceback(monkeypatch
         main.run()
     assert info.value.code == 2
     assert capsys.readouterr().err.strip() == "error: /nowhere/x.pem: No such file or directory"
+
+
+@pytest.mark.parametrize("option", [["--phone", "nope"], ["--partition", "zz"]])
+def test_export_crl_of_nothing_there_names_it_with_exit_2(setting, option):
+    """``mcred export crl --phone`` of a phone without the certificate, or ``--partition`` of
+    a code that is none, ended in an UnknownCredential traceback (exit 1); it is the input,
+    refused as ``export jpki-cert`` refuses it, with the partitions there are."""
+    r = CliRunner().invoke(app, ["export", "crl", *option, "--out", f"{setting['tmp']}/x.crl"])
+    assert r.exit_code == 2, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
+    assert r.output.startswith("error: "), r.output
+    assert ("'nope'" if option[0] == "--phone" else "no CRL partition 'zz' (partitions:") in r.output

@@ -940,24 +940,32 @@ def export_cert(phone: str = typer.Option(..., "--phone"), slot: str = SLOT,
 
 @export_app.command("crl")
 def export_crl(slot: str = SLOT, partition: str | None = typer.Option(
-                   None, "--partition", help="partition code (default: every partition, or "
-                   "the only one)"),
+                   None, "--partition", help="partition code (default: the only one; with "
+                   "several, name one or give --phone)"),
                phone: str | None = typer.Option(None, "--phone", help="the partition of this "
                                                 "phone's certificate"),
                out: Path = typer.Option(..., "--out", callback=out_path)) -> None:
     """The current full CRL of a partition (PEM or DER by extension)."""
     from issuer.jpki import partitions
+    from issuer.jpki.errors import UnknownCredential
 
     issuer = _issuer()
-    if partition is None and phone is not None:
-        partition = issuer.partition_of(phone, _check_slot(slot))
-    if partition is None:
-        with issuer.sessions() as s:
-            codes = partitions.all_codes(s)
-        if len(codes) != 1:
-            raise typer.BadParameter(f"choose --partition among {', '.join(codes) or '(none)'}")
-        partition = codes[0]
-    _write(out, issuer.crl(_check_slot(slot), partition), "crl")
+    slot = _check_slot(slot)
+    with issuer.sessions() as s:
+        codes = partitions.all_codes(s)
+    try:
+        if partition is None and phone is not None:
+            partition = issuer.partition_of(phone, slot)
+        if partition is None:
+            if len(codes) != 1:
+                raise typer.BadParameter(f"choose --partition among {', '.join(codes) or '(none)'}, "
+                                         "or --phone ID for that phone's")
+            partition = codes[0]
+        der = issuer.crl(slot, partition)
+    except UnknownCredential as exc:  # a phone without that certificate, a partition not there: the input, exit 2
+        raise fail(f"{exc} (partitions: {', '.join(codes) or 'none yet'})"
+                   if phone is None else str(exc), False) from None
+    _write(out, der, "crl")
 
 
 def register(app: typer.Typer) -> None:
