@@ -238,3 +238,26 @@ def test_status_list_show_refuses_a_list_signed_by_a_revoked_signer(tmp_path):
                 assert shown.exit_code == 0 and json.loads(shown.output)["verified"] == "valid", shown.output
         finally:
             service.state.jobs.shutdown()
+
+
+def test_credential_list_refuses_a_filter_value_no_credential_can_have(home, tmp_path):
+    """``credential list --status revoke`` (for revoked), ``--kind sign``, ``--key-type p256``
+    printed "no credential ..." with exit 0: a typo read as an empty registry. Each is a
+    usage error naming the choices, exit 2, as ``workflows --state`` and GET /credentials
+    (422) refuse them; the values that exist still filter."""
+    run = CliRunner().invoke
+    holder, key = _holder_and_key(tmp_path)
+    assert run(app, ["mdoc", "issue", "--holder", str(holder), "--device-key", str(key),
+                     "--out", str(tmp_path / "o.cbor")]).exit_code == 0
+    for option, value, choices in (("--status", "revoke", "valid, hold, revoked"),
+                                   ("--kind", "sign", "mdoc, jpki-sign, jpki-auth"),
+                                   ("--key-type", "p256", "rsa2048, p384")):
+        r = run(app, ["credential", "list", option, value])
+        assert r.exit_code == 2, r.output
+        assert f"'{value}': one of {choices}" in " ".join(r.output.split()), r.output
+        r = run(app, ["credential", "list", option, value, "--json"])
+        assert r.exit_code == 2 and "one of" in json.loads(r.output)["error"], r.output
+    (row,) = json.loads(run(app, ["credential", "list", "--kind", "mdoc", "--status", "valid", "--json"]).output)
+    assert row["kind"] == "mdoc"
+    r = run(app, ["credential", "list", "--status", "revoked"])
+    assert r.exit_code == 0 and r.output.startswith("no credential"), r.output

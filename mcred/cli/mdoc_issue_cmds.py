@@ -347,6 +347,12 @@ def _key_type(kind: str, body: bytes | None) -> str | None:
     return type(key).__name__
 
 
+#: the values of ``credential list --kind`` and ``--status`` (the ``kind`` and ``status`` of a
+#: registry credential, as ``GET /credentials`` takes them)
+CREDENTIAL_KINDS = ("mdoc", "jpki-sign", "jpki-auth")
+CREDENTIAL_STATUSES = ("valid", "hold", "revoked")
+
+
 def credential_list(
     phone: str | None = typer.Option(None, "--phone"),
     kind: str | None = typer.Option(None, "--kind", help="mdoc, jpki-sign or jpki-auth."),
@@ -375,6 +381,12 @@ def credential_list(
 
     from issuer.db import Credential, unindexed
 
+    # a value no credential can have (`--status revoke`, `--kind sign`) said "no credential" and
+    # exit 0, a typo passing for an empty registry; the choices GET /credentials refuses with 422
+    for option, value, choices in (("--kind", kind, CREDENTIAL_KINDS), ("--status", status, CREDENTIAL_STATUSES),
+                                   ("--key-type", key_type, ("rsa2048", "p384"))):
+        if value is not None and value not in choices:
+            raise typer.BadParameter(f"{value!r}: one of {', '.join(choices)}", param_hint=option)
     if expiring_within is not None:  # the rule GET /credentials applies, said in the options' words
         from issuer.expiry_notices import NoticeQueryError, check_filters
 
