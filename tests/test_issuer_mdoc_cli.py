@@ -261,3 +261,29 @@ def test_credential_list_refuses_a_filter_value_no_credential_can_have(home, tmp
     assert row["kind"] == "mdoc"
     r = run(app, ["credential", "list", "--status", "revoked"])
     assert r.exit_code == 0 and r.output.startswith("no credential"), r.output
+
+
+def test_status_list_show_refuses_an_index_outside_the_list(home, tmp_path):
+    """``status-list show --index N`` with N past the list's end (or negative) left N out of
+    ``indices`` and exited 0, as if the list answered for it; it is refused naming the
+    list's range, exit 2. An index inside is answered as before."""
+    from mcred.context import Context
+    from mcred.mdoc_flow import mdoc_service
+
+    run = CliRunner().invoke
+    holder, key = _holder_and_key(tmp_path)
+    r = run(app, ["mdoc", "issue", "--holder", str(holder), "--device-key", str(key),
+                  "--out", str(tmp_path / "o.cbor"), "--json"])
+    status = json.loads(r.output)["status"]
+    tok = tmp_path / "token.cwt"
+    tok.write_bytes(mdoc_service(Context.open()).status_token_by_uri(status["uri"]).token)
+    shown = json.loads(run(app, ["status-list", "show", str(tok), "--json"]).output)
+    size = shown["size"]
+    for bad in (size, -1):
+        r = run(app, ["status-list", "show", str(tok), "--index", str(status["idx"]), "--index", str(bad)])
+        assert r.exit_code == 2, r.output
+        assert f"--index {bad}: outside the list, whose indices are 0 to {size - 1}" in " ".join(r.output.split())
+        r = run(app, ["status-list", "show", str(tok), "--index", str(bad), "--json"])
+        assert r.exit_code == 2 and "outside the list" in json.loads(r.output)["error"], r.output
+    r = run(app, ["status-list", "show", str(tok), "--index", str(size - 1), "--json"])
+    assert r.exit_code == 0 and json.loads(r.output)["indices"] == {str(size - 1): 0}, r.output

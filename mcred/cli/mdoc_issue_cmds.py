@@ -231,6 +231,9 @@ def status_list_show(
     try:
         typ = peek_typ(data)
         if typ == TYP_IDENTIFIER_LIST:
+            if index:  # an index would be looked up in nothing and said nowhere
+                raise _fail(f"{source}: an identifier list, whose entries are identifiers, not indices: "
+                            "leave out --index (it lists them all)", as_json=as_json)
             _identifier_list_show(data, uri, trust_anchor, revocation, as_json)
             return
         token = decode_status_list_token(data)
@@ -239,6 +242,10 @@ def status_list_show(
     verified = _verify_with(trust_anchor, revocation, as_json, lambda anchor: verify_status_list_token(
         data, trust_anchor=anchor, uri=uri or token.header.sub, now=dt.datetime.now(dt.UTC)))
     lst = token.status_list
+    outside = [i for i in index if not 0 <= i < len(lst)]
+    if outside:  # left out of "indices" silently, an answer that read as the list not having them
+        raise _fail(f"--index {', '.join(map(str, outside))}: outside the list, whose indices are 0 to "
+                    f"{len(lst) - 1}", as_json=as_json)
     counts = {s.name: 0 for s in Status}
     raw_counts = _count(lst.raw, lst.bits)
     for value, n in raw_counts.items():
@@ -249,7 +256,7 @@ def status_list_show(
              "exp": h.exp.isoformat() if h.exp else None,
              "ttl": h.ttl, "bits": lst.bits, "size": len(lst), "counts": counts,
              "signer": h.signer.subject.rfc4514_string(), "verified": verified,
-             "indices": {str(i): lst.get(i) for i in index if 0 <= i < len(lst)}}
+             "indices": {str(i): lst.get(i) for i in index}}
     _show(facts, verified, as_json)
 
 
