@@ -134,3 +134,18 @@ def test_export_crl_of_nothing_there_names_it_with_exit_2(setting, option):
     assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
     assert r.output.startswith("error: "), r.output
     assert ("'nope'" if option[0] == "--phone" else "no CRL partition 'zz' (partitions:") in r.output
+
+
+@pytest.mark.parametrize("command", ["revoke", "release"])
+def test_the_credential_selectors_named_are_the_ones_taken(setting, command):
+    """``--credential jpki`` (both certificates) is taken by revoke and release, as by POST
+    /revocations, but their help and the refusal of an unknown selector named only sign,
+    auth, mdoc and all: a user told the choices never learnt of it."""
+    reason = ["--reason", "superseded"] if command == "revoke" else []
+    r = CliRunner().invoke(app, [command, "--phone", setting["phone"], *reason, "--credential", "both"])
+    assert r.exit_code == 2, r.output
+    assert "'both' is not one of sign, auth, jpki (both certificates), mdoc or all" in " ".join(
+        r.output.replace("│", " ").split()), r.output
+    shown = CliRunner().invoke(app, [command, "--help"])
+    assert "sign, auth, jpki (both certificates), mdoc or all" in " ".join(
+        shown.output.replace("│", " ").split()), shown.output

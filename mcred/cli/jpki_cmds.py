@@ -808,7 +808,8 @@ CHANGES_JSON = typer.Option(False, "--json", help="Print {\"phone\", \"changes\"
 def revoke(phone: str = typer.Option(..., "--phone"),
            reason: str = typer.Option(..., "--reason", help="affiliationChanged, superseded, "
                                       "cessationOfOperation, certificateHold, keyCompromise"),
-           credential: str = typer.Option("all", "--credential", help="sign, auth, mdoc or all"),
+           credential: str = typer.Option("all", "--credential", help="sign, auth, jpki (both certificates), "
+                                          "mdoc or all"),
            as_json: bool = CHANGES_JSON,
            ) -> None:
     """Revoke (or hold, with certificateHold) a phone's credentials."""
@@ -829,7 +830,8 @@ def revoke(phone: str = typer.Option(..., "--phone"),
 
 
 def release(phone: str = typer.Option(..., "--phone"),
-            credential: str = typer.Option("all", "--credential"),
+            credential: str = typer.Option("all", "--credential", help="sign, auth, jpki (both certificates), "
+                                           "mdoc or all: what to release of what is on hold"),
             as_json: bool = CHANGES_JSON) -> None:
     """Lift a hold (removeFromCRL): the credential is valid again."""
     from issuer.revocation import RevocationError
