@@ -94,6 +94,27 @@ def test_present_exit_codes(world, tmp_path, monkeypatch):
     assert r.exit_code == 2 and "reader" in json.loads(r.stdout)["error"]
 
 
+def test_present_of_a_phone_without_an_mdoc_says_the_phones_reason(world, tmp_path, monkeypatch):
+    """A phone whose SE holds no mdoc applet (never provisioned, or wiped by a handover)
+    answers the reader with status 10, and the verdict said only "status 10, no documents":
+    the phone's own reason (SELECT answered 6A82: nothing written, or wiped) was dropped. It
+    is a note now, beside the verdict, on stderr with --json (stdout the verdict alone)."""
+    import wallet_sim
+
+    monkeypatch.setenv("MCRED_HOME", str(world["home"]))
+    rules = tmp_path / "consent.json"
+    rules.write_text(json.dumps({"documents": {"*": {"*": "*"}}}))
+    bare = wallet_sim.create_phone(world["home"])
+    said = "phone: secure element: SELECT mdoc applet (not on this SE: no mdoc was written to it, or it was wiped)"
+    r = CliRunner().invoke(cli(), ["present", "--phone", bare, "--reader", world["url"], "--consent", str(rules)])
+    assert r.exit_code == 1 and "INVALID" in r.stdout, r.output
+    assert said in r.stdout, r.output
+    r = CliRunner().invoke(cli(), ["present", "--phone", bare, "--reader", world["url"], "--consent", str(rules),
+                                   "--json"])
+    assert r.exit_code == 1 and json.loads(r.stdout)["valid"] is False, r.output
+    assert said in r.stderr, r.stderr
+
+
 def test_present_without_consent_and_without_terminal_says_so(world, monkeypatch):
     # CliRunner's stdin is no terminal: nobody can be asked, so no presentation starts.
     monkeypatch.setenv("MCRED_HOME", str(world["home"]))
