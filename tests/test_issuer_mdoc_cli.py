@@ -287,3 +287,31 @@ def test_status_list_show_refuses_an_index_outside_the_list(home, tmp_path):
         assert r.exit_code == 2 and "outside the list" in json.loads(r.output)["error"], r.output
     r = run(app, ["status-list", "show", str(tok), "--index", str(size - 1), "--json"])
     assert r.exit_code == 0 and json.loads(r.output)["indices"] == {str(size - 1): 0}, r.output
+
+
+def test_status_list_show_names_an_index_status_in_its_text(home, tmp_path):
+    """Without --json, ``status-list show --index N`` printed ``indices: {'N': 1}`` (a Python
+    dict of raw numbers, where the counts beside it are by name) and ``verified: None``
+    without a trust anchor: the text now says ``index N: INVALID (1)`` and that nothing was
+    checked. The JSON keeps its numbers."""
+    from issuer import revocation
+    from mcred.context import Context
+    from mcred.mdoc_flow import mdoc_service
+
+    run = CliRunner().invoke
+    holder, key = _holder_and_key(tmp_path)
+    facts = json.loads(run(app, ["mdoc", "issue", "--holder", str(holder), "--device-key", str(key),
+                                 "--out", str(tmp_path / "o.cbor"), "--json"]).output)
+    revocation.revoke(Context.open().sessions, facts["phone"], "keyCompromise", "mdoc")
+    tok = tmp_path / "token.cwt"
+    tok.write_bytes(mdoc_service(Context.open()).status_token_by_uri(facts["status"]["uri"]).token)
+    idx = facts["status"]["idx"]
+    other = 0 if idx else 1
+    r = run(app, ["status-list", "show", str(tok), "--index", str(idx), "--index", str(other)])
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert f"index {idx}: INVALID (1)" in lines and f"index {other}: VALID (0)" in lines, r.output
+    assert "verified: not checked (--trust-anchor IACA.pem checks it)" in lines, r.output
+    assert any(line.startswith("counts: VALID ") and ", INVALID 1, SUSPENDED 0" in line for line in lines), r.output
+    shown = json.loads(run(app, ["status-list", "show", str(tok), "--index", str(idx), "--json"]).output)
+    assert shown["indices"] == {str(idx): 1} and shown["verified"] is None

@@ -249,7 +249,7 @@ def status_list_show(
     counts = {s.name: 0 for s in Status}
     raw_counts = _count(lst.raw, lst.bits)
     for value, n in raw_counts.items():
-        name = Status(value).name if value in Status._value2member_map_ else f"0x{value:02X}"
+        name = _status_name(value)
         counts[name] = counts.get(name, 0) + n
     h = token.header
     facts = {"typ": TYP_STATUS_LIST, "sub": h.sub, "iat": h.iat.isoformat(),
@@ -283,14 +283,30 @@ def _verify_with(trust_anchor: Path | None, revocation: str, as_json: bool, veri
     return f"invalid: the signer, {why}" if why else "valid"
 
 
+def _status_name(value: int) -> str:
+    return Status(value).name if value in Status._value2member_map_ else f"0x{value:02X}"
+
+
 def _show(facts: dict, verified: str | None, as_json: bool) -> None:
     if as_json:
         print(json.dumps(facts, ensure_ascii=False))
     else:
-        for k, v in facts.items():  # a fetched token's claims: a peer's text
-            console.print(cell(f"{k}: {v}"), highlight=False)
+        _show_text(facts)
     if verified and not verified.startswith("valid"):
         raise typer.Exit(1)
+
+
+def _show_text(facts: dict) -> None:
+    for k, v in facts.items():  # a fetched token's claims: a peer's text
+        if k == "verified" and v is None:
+            v = "not checked (--trust-anchor IACA.pem checks it)"
+        elif k == "counts":
+            v = ", ".join(f"{name} {n}" for name, n in v.items())
+        elif k == "indices":  # each index's status by name, as counts has them (JSON: the number)
+            for i, value in v.items():
+                console.print(cell(f"index {i}: {_status_name(value)} ({value})"), highlight=False)
+            continue
+        console.print(cell(f"{k}: {v}"), highlight=False)
 
 
 def _identifier_list_show(data: bytes, uri: str | None, trust_anchor: Path | None, revocation: str,
