@@ -64,6 +64,10 @@ SELECTORS: dict[str, tuple[str, ...]] = {
 }
 
 
+#: the selectors as a person types them (jpki-sign and jpki-auth are sign's and auth's kinds)
+SELECTOR_NAMES = "sign, auth, jpki (both certificates), mdoc or all"
+
+
 class RevocationError(Exception):
     """A revocation request names an unknown reason, selector or phone."""
 
@@ -98,8 +102,7 @@ def kinds_of(credential: str) -> tuple[str, ...]:
     try:
         return SELECTORS[credential]
     except KeyError:
-        raise RevocationError(f"credential {credential!r} is not one of "
-                              f"{', '.join(('sign', 'auth', 'mdoc', 'all'))}") from None
+        raise RevocationError(f"credential {credential!r} is not one of {SELECTOR_NAMES}") from None
 
 
 def mark_crl_stale(session: Session, kind: str, partition: str | None) -> None:

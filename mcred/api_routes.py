@@ -1949,9 +1949,13 @@ def holder_consents_router(ctx: Context) -> APIRouter:
     router = APIRouter(tags=["latest basic four"])
 
     @router.get("/holders/{holder_id}/consents", summary="A holder's consents to the latest basic four "
-                "data service, with their state (active, withdrawn, expired)", **typed(ConsentList))
+                "data service, with their state (active, withdrawn, expired)",
+                **typed(ConsentList, refusals((NOT_FOUND, "no such holder"))))
     def list_consents(holder_id: Hex32) -> dict[str, Any]:
-        return {"consents": [c.to_dict() for c in consents.of_holder(ctx.sessions, holder_id)]}
+        try:
+            return {"consents": [c.to_dict() for c in consents.of_holder(ctx.sessions, holder_id)]}
+        except consents.ConsentRefused as exc:
+            raise ProblemException(NOT_FOUND, str(exc)) from None
 
     @router.post("/holders/{holder_id}/consents/{consent_id}/withdraw",
                  summary="The holder withdraws a consent: its relying party is refused from then on",

@@ -41,7 +41,7 @@ def present_over_http(wallet: Wallet, reader_url: str, *, client: httpx.Client |
         r = fetch(client, "POST", f"{base}/sessions", max_bytes=SESSION_MAX_BYTES,
                   content=session.engagement.uri.encode(), headers={"Content-Type": "text/plain", **auth})
         if r.status != 201:
-            raise PresentError(f"reader refused the engagement: HTTP {r.status} {r.preview()}")
+            raise _refused("reader refused the engagement", r, base, token)
         sid = r.headers.get("x-session-id")
         location = r.headers.get("location") or (f"sessions/{sid}" if sid else None)
         if location is None:
@@ -80,6 +80,24 @@ def _at_reader(reader_url: str, client: httpx.Client | None, timeout: float, tok
     finally:
         if own:
             http.close()
+
+
+def _refused(what: str, r, base: str, token: object) -> PresentError:  # noqa: ANN001 - reader.fetch.HttpAnswer
+    """:class:`PresentError` for the reader's refusal ``r`` of a session's first request, with
+    what to do about the refusals a user meets by pointing at the wrong place (404: the
+    issuer service's root, whose reader is under /reader) or presenting without the token
+    the issuer service's reader asks (401, 403). ``token``: whether one was sent."""
+    hint = ""
+    if r.status == 404:
+        hint = (f" (no reader at {base}: `mcred reader serve` answers at its root URL, the issuer "
+                "service's reader at <issuer>/reader)")
+    elif r.status == 401:
+        hint = (" (the token was refused: unknown, revoked or expired)" if token else
+                " (this reader asks a bearer token of scope reader: --token T, from `mcred token create "
+                "--scope reader`)")
+    elif r.status == 403:
+        hint = " (the token lacks the scope reader: `mcred token create --scope reader`)"
+    return PresentError(f"{what}: HTTP {r.status}{hint} {r.preview()}")
 
 
 def _verdict(r, base: str, refused: str) -> dict:  # noqa: ANN001 - reader.fetch.HttpAnswer
@@ -233,7 +251,7 @@ def _open_online_session(client: httpx.Client, base: str, auth: dict, protocol: 
     r = fetch(client, "POST", f"{base}/online/sessions?{urlencode({'protocol': protocol})}",
               max_bytes=SESSION_MAX_BYTES, headers=auth)
     if r.status != 201:
-        raise PresentError(f"reader refused an online request: HTTP {r.status} {r.preview()}")
+        raise _refused("reader refused an online request", r, base, "Authorization" in auth)
     try:
         opened = json.loads(r.body)
         sid, request = opened["session"], opened["request"]

@@ -287,6 +287,29 @@ def test_token_cli_prints_once_lists_without_secrets_and_revokes(home: Path):
     assert "revoked" in runner.invoke(cli, ["token", "list"]).output
 
 
+def test_a_token_created_without_a_name_is_said_by_the_name_it_is_kept_under(home: Path):
+    """``token create --json`` without --name printed ``"name": ""`` and audited that, while
+    the token is kept, listed and records its calls under ``token-<first 8 digits of its
+    id>``: a script matching the two found no token. Both say the stored name now."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from issuer.db import AuditEvent
+    from mcred.cli.main import app as cli
+
+    r = CliRunner().invoke(cli, ["token", "create", "--scope", "reader", "--json"])
+    assert r.exit_code == 0, r.output
+    created = json.loads(r.output)
+    listed = {t["id"]: t for t in json.loads(CliRunner().invoke(cli, ["token", "list", "--json"]).output)}
+    assert created["name"] == listed[created["id"]]["name"] == f"token-{created['id'][:8]}"
+    ctx = Context.open(home)
+    assert verify_token(ctx.sessions, created["token"]).name == created["name"]
+    with ctx.sessions() as s:
+        (event,) = s.query(AuditEvent).filter_by(action="token.create", subject=created["id"]).all()
+    assert event.detail["name"] == created["name"]
+
+
 def test_a_token_given_for_a_term_is_refused_once_it_expires(db_url, home: Path):
     """A relying party's service account for a term: `mcred token create --expires 90d`
     (or an instant with its offset). Once past, the token is refused as a revoked one is (a

@@ -56,6 +56,9 @@ BAD = [
     ["export", "iaca", "--out", "{tmp}/missing/iaca.pem"],
     ["export", "jpki-root", "--slot", "sign", "--out", "{tmp}"],
     ["export", "crl", "--slot", "sign", "--out", "{garbage}/x.crl"],
+    # a phone without the certificate, a partition that is not there: an UnknownCredential traceback
+    ["export", "crl", "--phone", "nope", "--out", "{tmp}/x.crl"],
+    ["export", "crl", "--partition", "zz", "--out", "{tmp}/x.crl"],
     ["drill", "pin_lock", "--report", "{tmp}/missing/r.md"],
     ["jpki", "verify", "{garbage}", "--signature", "{garbage}", "--roots", "{garbage}"],  # a traceback
     ["token", "revoke", "nope"],
@@ -119,3 +122,30 @@ def test_a_file_error_no_option_foresaw_is_a_message_not_a_traceback(monkeypatch
         main.run()
     assert info.value.code == 2
     assert capsys.readouterr().err.strip() == "error: /nowhere/x.pem: No such file or directory"
+
+
+@pytest.mark.parametrize("option", [["--phone", "nope"], ["--partition", "zz"]])
+def test_export_crl_of_nothing_there_names_it_with_exit_2(setting, option):
+    """``mcred export crl --phone`` of a phone without the certificate, or ``--partition`` of
+    a code that is none, ended in an UnknownCredential traceback (exit 1); it is the input,
+    refused as ``export jpki-cert`` refuses it, with the partitions there are."""
+    r = CliRunner().invoke(app, ["export", "crl", *option, "--out", f"{setting['tmp']}/x.crl"])
+    assert r.exit_code == 2, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
+    assert r.output.startswith("error: "), r.output
+    assert ("'nope'" if option[0] == "--phone" else "no CRL partition 'zz' (partitions:") in r.output
+
+
+@pytest.mark.parametrize("command", ["revoke", "release"])
+def test_the_credential_selectors_named_are_the_ones_taken(setting, command):
+    """``--credential jpki`` (both certificates) is taken by revoke and release, as by POST
+    /revocations, but their help and the refusal of an unknown selector named only sign,
+    auth, mdoc and all: a user told the choices never learnt of it."""
+    reason = ["--reason", "superseded"] if command == "revoke" else []
+    r = CliRunner().invoke(app, [command, "--phone", setting["phone"], *reason, "--credential", "both"])
+    assert r.exit_code == 2, r.output
+    assert "'both' is not one of sign, auth, jpki (both certificates), mdoc or all" in " ".join(
+        r.output.replace("│", " ").split()), r.output
+    shown = CliRunner().invoke(app, [command, "--help"])
+    assert "sign, auth, jpki (both certificates), mdoc or all" in " ".join(
+        shown.output.replace("│", " ").split()), shown.output

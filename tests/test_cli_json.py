@@ -318,3 +318,21 @@ def test_an_id_that_names_nothing_is_exit_2(setting, argv):
     r = _run(setting, argv)
     assert r.exit_code == 2, r.output
     assert r.stdout == "" and r.stderr.startswith("error: ")
+
+
+def test_the_specs_table_of_commands_without_json_is_the_exempt_list():
+    """specs/cli.md names the commands without --json, "tests/test_cli_json.py EXEMPT": the
+    table left out ``holder example`` (a holder file, JSON already), so a script writer reading
+    it took that command for one with --json."""
+    import re
+    from pathlib import Path
+
+    spec = (Path(__file__).parent.parent / "specs" / "cli.md").read_text()
+    table = spec.split("| command | why |", 1)[1].split("\n\n", 1)[0]
+    named = set()
+    for row in table.splitlines()[2:]:
+        for name in re.findall(r"`([^`]+)`", row.split("|")[1]):
+            named.add(tuple(name.split()))
+    exports = {p for p in EXEMPT if p[0] == "export"}
+    assert ("export", "...") in named  # the table says `export ...` for the whole group
+    assert named - {("export", "...")} == set(EXEMPT) - exports

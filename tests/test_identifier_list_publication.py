@@ -134,6 +134,9 @@ def test_http_route_cache_headers_and_status_list_show(home, tmp_path, monkeypat
     assert shown["typ"] == "application/identifierlist+cwt"
     assert shown["verified"] == "valid (the signer's revocation not checked)"
     assert shown["identifiers"] == [ref.id.hex()] and shown["sub"] == ref.uri
+    # --index, a status list's, looked nothing up in an identifier list and said so nowhere
+    indexed = runner.invoke(cli, ["status-list", "show", str(token), "--index", "0", "--json"])
+    assert indexed.exit_code == 2 and "leave out --index" in json.loads(indexed.output)["error"], indexed.output
     # credential show prints the MSO's identifier as hex
     cred = json.loads(runner.invoke(cli, ["credential", "list", "--json"]).output)[0]["id"]
     mso = json.loads(runner.invoke(cli, ["credential", "show", cred, "--json"]).output)["mso"]

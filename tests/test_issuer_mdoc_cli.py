@@ -238,3 +238,80 @@ def test_status_list_show_refuses_a_list_signed_by_a_revoked_signer(tmp_path):
                 assert shown.exit_code == 0 and json.loads(shown.output)["verified"] == "valid", shown.output
         finally:
             service.state.jobs.shutdown()
+
+
+def test_credential_list_refuses_a_filter_value_no_credential_can_have(home, tmp_path):
+    """``credential list --status revoke`` (for revoked), ``--kind sign``, ``--key-type p256``
+    printed "no credential ..." with exit 0: a typo read as an empty registry. Each is a
+    usage error naming the choices, exit 2, as ``workflows --state`` and GET /credentials
+    (422) refuse them; the values that exist still filter."""
+    run = CliRunner().invoke
+    holder, key = _holder_and_key(tmp_path)
+    assert run(app, ["mdoc", "issue", "--holder", str(holder), "--device-key", str(key),
+                     "--out", str(tmp_path / "o.cbor")]).exit_code == 0
+    for option, value, choices in (("--status", "revoke", "valid, hold, revoked"),
+                                   ("--kind", "sign", "mdoc, jpki-sign, jpki-auth"),
+                                   ("--key-type", "p256", "rsa2048, p384")):
+        r = run(app, ["credential", "list", option, value])
+        assert r.exit_code == 2, r.output
+        assert f"'{value}': one of {choices}" in " ".join(r.output.split()), r.output
+        r = run(app, ["credential", "list", option, value, "--json"])
+        assert r.exit_code == 2 and "one of" in json.loads(r.output)["error"], r.output
+    (row,) = json.loads(run(app, ["credential", "list", "--kind", "mdoc", "--status", "valid", "--json"]).output)
+    assert row["kind"] == "mdoc"
+    r = run(app, ["credential", "list", "--status", "revoked"])
+    assert r.exit_code == 0 and r.output.startswith("no credential"), r.output
+
+
+def test_status_list_show_refuses_an_index_outside_the_list(home, tmp_path):
+    """``status-list show --index N`` with N past the list's end (or negative) left N out of
+    ``indices`` and exited 0, as if the list answered for it; it is refused naming the
+    list's range, exit 2. An index inside is answered as before."""
+    from mcred.context import Context
+    from mcred.mdoc_flow import mdoc_service
+
+    run = CliRunner().invoke
+    holder, key = _holder_and_key(tmp_path)
+    r = run(app, ["mdoc", "issue", "--holder", str(holder), "--device-key", str(key),
+                  "--out", str(tmp_path / "o.cbor"), "--json"])
+    status = json.loads(r.output)["status"]
+    tok = tmp_path / "token.cwt"
+    tok.write_bytes(mdoc_service(Context.open()).status_token_by_uri(status["uri"]).token)
+    shown = json.loads(run(app, ["status-list", "show", str(tok), "--json"]).output)
+    size = shown["size"]
+    for bad in (size, -1):
+        r = run(app, ["status-list", "show", str(tok), "--index", str(status["idx"]), "--index", str(bad)])
+        assert r.exit_code == 2, r.output
+        assert f"--index {bad}: outside the list, whose indices are 0 to {size - 1}" in " ".join(r.output.split())
+        r = run(app, ["status-list", "show", str(tok), "--index", str(bad), "--json"])
+        assert r.exit_code == 2 and "outside the list" in json.loads(r.output)["error"], r.output
+    r = run(app, ["status-list", "show", str(tok), "--index", str(size - 1), "--json"])
+    assert r.exit_code == 0 and json.loads(r.output)["indices"] == {str(size - 1): 0}, r.output
+
+
+def test_status_list_show_names_an_index_status_in_its_text(home, tmp_path):
+    """Without --json, ``status-list show --index N`` printed ``indices: {'N': 1}`` (a Python
+    dict of raw numbers, where the counts beside it are by name) and ``verified: None``
+    without a trust anchor: the text now says ``index N: INVALID (1)`` and that nothing was
+    checked. The JSON keeps its numbers."""
+    from issuer import revocation
+    from mcred.context import Context
+    from mcred.mdoc_flow import mdoc_service
+
+    run = CliRunner().invoke
+    holder, key = _holder_and_key(tmp_path)
+    facts = json.loads(run(app, ["mdoc", "issue", "--holder", str(holder), "--device-key", str(key),
+                                 "--out", str(tmp_path / "o.cbor"), "--json"]).output)
+    revocation.revoke(Context.open().sessions, facts["phone"], "keyCompromise", "mdoc")
+    tok = tmp_path / "token.cwt"
+    tok.write_bytes(mdoc_service(Context.open()).status_token_by_uri(facts["status"]["uri"]).token)
+    idx = facts["status"]["idx"]
+    other = 0 if idx else 1
+    r = run(app, ["status-list", "show", str(tok), "--index", str(idx), "--index", str(other)])
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert f"index {idx}: INVALID (1)" in lines and f"index {other}: VALID (0)" in lines, r.output
+    assert "verified: not checked (--trust-anchor IACA.pem checks it)" in lines, r.output
+    assert any(line.startswith("counts: VALID ") and ", INVALID 1, SUSPENDED 0" in line for line in lines), r.output
+    shown = json.loads(run(app, ["status-list", "show", str(tok), "--index", str(idx), "--json"]).output)
+    assert shown["indices"] == {str(idx): 1} and shown["verified"] is None

@@ -261,3 +261,27 @@ def test_the_same_consent_registered_at_once_is_registered_once(world):
         t.join(30)
     assert sorted(new for _view, new in results) == [False, False, False, True]
     assert len({view.id for view, _new in results}) == 1
+
+
+def test_the_consents_of_a_holder_not_there_are_refused_not_an_empty_list(world, monkeypatch):
+    """``mcred holder consents ID`` and ``GET /holders/{id}/consents`` of an id the registry
+    does not know (a typo, another installation's holder) answered an empty list, exit 0 /
+    200, as if that person had consented to nothing: the holder is named as not there, exit 2
+    / 404, as ``holder show`` and ``GET /holders/{id}`` do."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from mcred.cli.main import app as cli
+
+    nobody = "0" * 32
+    got = _call(world, "GET", f"/holders/{nobody}/consents", "back-office")
+    assert got.status_code == 404 and got.json()["type"] == "/problems/not-found", got.text
+    assert f"no holder '{nobody}'" in got.json()["detail"]
+    monkeypatch.setenv("MCRED_HOME", str(world["ctx"].home))
+    monkeypatch.delenv("MCRED_DATABASE_URL", raising=False)
+    for args in ([nobody], ["nope"], ["nope", "--json"]):
+        r = CliRunner().invoke(cli, ["holder", "consents", *args])
+        assert r.exit_code == 2, r.output
+        said = json.loads(r.stdout)["error"] if "--json" in args else r.stderr
+        assert "no holder" in said and "in the issuer's registry" in said, r.output

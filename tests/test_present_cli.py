@@ -94,6 +94,61 @@ def test_present_exit_codes(world, tmp_path, monkeypatch):
     assert r.exit_code == 2 and "reader" in json.loads(r.stdout)["error"]
 
 
+def test_present_of_a_phone_without_an_mdoc_says_the_phones_reason(world, tmp_path, monkeypatch):
+    """A phone whose SE holds no mdoc applet (never provisioned, or wiped by a handover)
+    answers the reader with status 10, and the verdict said only "status 10, no documents":
+    the phone's own reason (SELECT answered 6A82: nothing written, or wiped) was dropped. It
+    is a note now, beside the verdict, on stderr with --json (stdout the verdict alone)."""
+    import wallet_sim
+
+    monkeypatch.setenv("MCRED_HOME", str(world["home"]))
+    rules = tmp_path / "consent.json"
+    rules.write_text(json.dumps({"documents": {"*": {"*": "*"}}}))
+    bare = wallet_sim.create_phone(world["home"])
+    said = "phone: secure element: SELECT mdoc applet (not on this SE: no mdoc was written to it, or it was wiped)"
+    r = CliRunner().invoke(cli(), ["present", "--phone", bare, "--reader", world["url"], "--consent", str(rules)])
+    assert r.exit_code == 1 and "INVALID" in r.stdout, r.output
+    assert said in r.stdout, r.output
+    r = CliRunner().invoke(cli(), ["present", "--phone", bare, "--reader", world["url"], "--consent", str(rules),
+                                   "--json"])
+    assert r.exit_code == 1 and json.loads(r.stdout)["valid"] is False, r.output
+    assert said in r.stderr, r.stderr
+
+
+def test_present_to_the_wrong_place_or_without_the_token_says_what_to_do(world, tmp_path, monkeypatch):
+    """Presenting to the issuer service's root rather than its /reader (404), or to its
+    reader without the token it asks (401) or with one lacking the scope reader (403),
+    said only the HTTP status and the problem body: each refusal now says what to give."""
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    def guarded(request) -> JSONResponse:  # noqa: ANN001 - the issuer service's reader mount, its refusals
+        status = 403 if request.headers.get("authorization") == "Bearer weak" else 401
+        return JSONResponse({"status": status}, status)
+
+    service = Starlette(routes=[Route(path, guarded, methods=["POST"])
+                                for path in ("/reader/sessions", "/reader/online/sessions")])
+
+    monkeypatch.setenv("MCRED_HOME", str(world["home"]))
+    rules = tmp_path / "consent.json"
+    rules.write_text(json.dumps({"documents": {"*": {"*": "*"}}}))
+    with Server(service, free_port()) as server:
+        for where, token, online, said in (
+                ("", [], [], "HTTP 404 (no reader at {url}: `mcred reader serve` answers at its root URL, the "
+                             "issuer service's reader at <issuer>/reader)"),
+                ("", [], ["--online"], "HTTP 404 (no reader at {url}"),
+                ("/reader", [], [], "HTTP 401 (this reader asks a bearer token of scope reader: --token T, from "
+                                    "`mcred token create --scope reader`)"),
+                ("/reader", [], ["--online"], "HTTP 401 (this reader asks a bearer token of scope reader"),
+                ("/reader", ["--token", "bad"], [], "HTTP 401 (the token was refused: unknown, revoked or expired)"),
+                ("/reader", ["--token", "weak"], [], "HTTP 403 (the token lacks the scope reader")):
+            r = CliRunner().invoke(cli(), ["present", "--phone", world["phone"], "--reader", server.url + where,
+                                           "--consent", str(rules), "--json", *token, *online])
+            assert r.exit_code == 2, r.output
+            assert said.format(url=server.url) in json.loads(r.stdout)["error"], (where, token, online, r.stdout)
+
+
 def test_present_without_consent_and_without_terminal_says_so(world, monkeypatch):
     # CliRunner's stdin is no terminal: nobody can be asked, so no presentation starts.
     monkeypatch.setenv("MCRED_HOME", str(world["home"]))

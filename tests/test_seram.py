@@ -1327,3 +1327,27 @@ def test_a_relayed_request_whose_phone_goes_away_leaves_no_message(tmp_path):
     assert asyncio.run(go_away()) == 1
     assert messages() == 0
     engine.dispose()
+
+
+def test_a_phone_agent_waiting_on_no_remote_agent_says_so(phone, monkeypatch):
+    """``mcred phone agent --remote URL`` with nothing answering there (a typo, the TSM not
+    started yet) retried silently for up to 5 minutes: the first retry is said on stderr,
+    naming the URL and the failure, --json or not; then the exit 1 as before."""
+    import functools
+
+    from typer.testing import CliRunner
+
+    import wallet_sim.seram_agent as agent_module
+    from mcred.cli.main import app
+
+    pid, phone_home = phone
+    monkeypatch.setenv("MCRED_HOME", str(phone_home))  # the phone's machine
+    monkeypatch.setattr(agent_module, "run_local_agent",
+                        functools.partial(agent_module.run_local_agent, retry_for_s=0.5))
+    remote = f"http://{_free_listen()}/gp/seram"
+    for json_flag in ([], ["--json"]):
+        r = CliRunner().invoke(app, ["phone", "agent", pid, "--remote", remote, "--session", "s-1", *json_flag])
+        assert r.exit_code == 1, r.output
+        said = " ".join(r.stderr.split())
+        assert f"no answer from the Remote Agent at {remote}/handshake (ConnectError" in said, r.stderr
+        assert "trying again for up to 0.5 s" in said and said.count("no answer from") == 1, r.stderr

@@ -113,7 +113,11 @@ def _problem_text(response: httpx.Response) -> str:
 
 
 def _post(client: httpx.Client, url: str, session_id: str, body: bytes, *, retry_for_s: float,
-          sleep: Callable[[float], None], clock: Callable[[], float]) -> httpx.Response:
+          sleep: Callable[[float], None], clock: Callable[[], float],
+          say: Event = lambda kind, text: None) -> httpx.Response:
+    """POST ``body``; a request that got no answer is sent again, backing off, for up to
+    ``retry_for_s`` seconds, the first retry said (``retry``) so that a phone waiting on a
+    Remote Agent that is not there (a wrong --remote, a TSM not started yet) is not silent."""
     deadline = clock() + retry_for_s
     pause = 0.1
     while True:
@@ -124,6 +128,9 @@ def _post(client: httpx.Client, url: str, session_id: str, body: bytes, *, retry
             if clock() + pause > deadline:
                 raise LocalAgentError(f"the Remote Agent at {url} did not answer for {retry_for_s:g} s "
                                       f"({type(exc).__name__}: {exc})") from None
+            if pause == 0.1:
+                say("retry", f"no answer from the Remote Agent at {url} ({type(exc).__name__}: {exc}): "
+                             f"trying again for up to {retry_for_s:g} s")
             sleep(pause)
             pause = min(pause * 2, 5.0)
 
@@ -135,7 +142,8 @@ def run_local_agent(endpoint: str, session_id: str, transmit: Callable[[bytes], 
                     clock: Callable[[], float] = time.monotonic) -> AgentResult:
     """Run one management session to its Stop command. ``endpoint``: the Remote Agent's base
     URL (``https://tsm.example/gp/seram``). ``on_event(kind, text)`` hears ``start``,
-    ``notification``, ``apdu`` (the C-APDU's header) and ``stop``."""
+    ``notification``, ``apdu`` (the C-APDU's header), ``stop`` and ``retry`` (a request that
+    got no answer, sent again)."""
     say = on_event or (lambda kind, text: None)
     base = endpoint.rstrip("/")
     own = client is None
@@ -146,7 +154,7 @@ def run_local_agent(endpoint: str, session_id: str, transmit: Callable[[bytes], 
     result = AgentResult(session_id, se)
     try:
         answer = _post(http, f"{base}/handshake", session_id, seram.encode(agent.handshake()),
-                       retry_for_s=retry_for_s, sleep=sleep, clock=clock)
+                       retry_for_s=retry_for_s, sleep=sleep, clock=clock, say=say)
         if answer.status_code != 200:
             raise LocalAgentError(f"handshake refused: {_problem_text(answer)}")
         try:
@@ -156,7 +164,7 @@ def run_local_agent(endpoint: str, session_id: str, transmit: Callable[[bytes], 
         report = agent.poll()
         while result.orders < MAX_ORDERS:
             answer = _post(http, f"{base}/remoteManagement", session_id, seram.encode(report),
-                           retry_for_s=retry_for_s, sleep=sleep, clock=clock)
+                           retry_for_s=retry_for_s, sleep=sleep, clock=clock, say=say)
             if answer.status_code != 200:
                 raise LocalAgentError(f"report refused: {_problem_text(answer)}")
             try:

@@ -123,7 +123,13 @@ class SeMdocApplet:
 
     def select(self) -> None:
         if not self._selected:
-            self._send(bytes([0x00, 0xA4, 0x04, 0x00, len(MDOC_AID)]) + MDOC_AID + b"\x00", "SELECT mdoc applet")
+            try:
+                self._send(bytes([0x00, 0xA4, 0x04, 0x00, len(MDOC_AID)]) + MDOC_AID + b"\x00", "SELECT mdoc applet")
+            except WalletSeError as exc:
+                if exc.sw != 0x6A82:
+                    raise
+                raise WalletSeError("SELECT mdoc applet (not on this SE: no mdoc was written to it, or it was "
+                                    "wiped)", exc.sw) from None
             self._selected = True
 
     def _command(self, apdu: bytes, what: str) -> bytes:

@@ -125,6 +125,12 @@ def parse_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def stored_name(token_id: str, name: str = "") -> str:
+    """The name a token is kept under (and its calls recorded as, ``token:ID:NAME``): the
+    one given, else ``token-`` and its id's first 8 digits."""
+    return name or f"token-{token_id[:8]}"
+
+
 def create_token(sessions: sessionmaker[Session], scopes: Iterable[str], name: str = "",
                  *, actor: str = "cli", expires_at: dt.datetime | None = None) -> tuple[str, str]:
     """A new token; returns ``(id, token)``. The token is not stored and cannot be shown again.
@@ -148,8 +154,9 @@ def create_token(sessions: sessionmaker[Session], scopes: Iterable[str], name: s
                              "control characters are not allowed")
     token_id = new_id()
     secret = secrets.token_urlsafe(32)
+    name = stored_name(token_id, name)
     with sessions.begin() as s:
-        s.add(ApiToken(id=token_id, name=name or f"token-{token_id[:8]}",
+        s.add(ApiToken(id=token_id, name=name,
                        scopes=" ".join(scopes), secret_hash=_digest(token_id, secret),
                        expires_at=expires_at))
         s.add(AuditEvent(actor=actor, action="token.create", subject=token_id,

@@ -196,7 +196,11 @@ def withdraw(sessions: sessionmaker[Session], consent_id: str, *, holder_id: str
 
 
 def of_holder(sessions: sessionmaker[Session], holder_id: str) -> list[ConsentView]:
+    """The holder's consents, oldest first; :class:`ConsentRefused` (404) for a holder the
+    registry does not know, whose "no consent" would read as an answer about a person."""
     with sessions() as s:
+        if (s.get(Holder, holder_id) if isinstance(holder_id, str) else None) is None:
+            raise ConsentRefused(f"no holder {str(holder_id)[:40]!r} in the issuer's registry", 404)
         return [ConsentView.of(r) for r in s.scalars(select(JpkiConsent).where(
             JpkiConsent.holder_id == holder_id).order_by(JpkiConsent.granted_at))]
 

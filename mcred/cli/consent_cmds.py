@@ -174,7 +174,10 @@ def holder_consents(holder_id: str = typer.Argument(..., help="The holder (mcred
             consents.withdraw(sessions, withdraw, holder_id=holder_id, actor=cli_actor(), reason=reason)
         except consents.ConsentRefused as exc:
             raise fail(str(exc), as_json) from None
-    rows = [c.to_dict() for c in consents.of_holder(sessions, holder_id)]
+    try:
+        rows = [c.to_dict() for c in consents.of_holder(sessions, holder_id)]
+    except consents.ConsentRefused as exc:  # no such holder: the input, exit 2, as holder show
+        raise fail(str(exc), as_json) from None
     from mcred.cli.text import listing
 
     listing(rows if as_json else [{**r, "granted_at": r["granted_at"][:10], "expires_at": r["expires_at"][:10]}

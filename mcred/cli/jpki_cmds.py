@@ -808,7 +808,8 @@ CHANGES_JSON = typer.Option(False, "--json", help="Print {\"phone\", \"changes\"
 def revoke(phone: str = typer.Option(..., "--phone"),
            reason: str = typer.Option(..., "--reason", help="affiliationChanged, superseded, "
                                       "cessationOfOperation, certificateHold, keyCompromise"),
-           credential: str = typer.Option("all", "--credential", help="sign, auth, mdoc or all"),
+           credential: str = typer.Option("all", "--credential", help="sign, auth, jpki (both certificates), "
+                                          "mdoc or all"),
            as_json: bool = CHANGES_JSON,
            ) -> None:
     """Revoke (or hold, with certificateHold) a phone's credentials."""
@@ -829,7 +830,8 @@ def revoke(phone: str = typer.Option(..., "--phone"),
 
 
 def release(phone: str = typer.Option(..., "--phone"),
-            credential: str = typer.Option("all", "--credential"),
+            credential: str = typer.Option("all", "--credential", help="sign, auth, jpki (both certificates), "
+                                           "mdoc or all: what to release of what is on hold"),
             as_json: bool = CHANGES_JSON) -> None:
     """Lift a hold (removeFromCRL): the credential is valid again."""
     from issuer.revocation import RevocationError
@@ -940,24 +942,32 @@ def export_cert(phone: str = typer.Option(..., "--phone"), slot: str = SLOT,
 
 @export_app.command("crl")
 def export_crl(slot: str = SLOT, partition: str | None = typer.Option(
-                   None, "--partition", help="partition code (default: every partition, or "
-                   "the only one)"),
+                   None, "--partition", help="partition code (default: the only one; with "
+                   "several, name one or give --phone)"),
                phone: str | None = typer.Option(None, "--phone", help="the partition of this "
                                                 "phone's certificate"),
                out: Path = typer.Option(..., "--out", callback=out_path)) -> None:
     """The current full CRL of a partition (PEM or DER by extension)."""
     from issuer.jpki import partitions
+    from issuer.jpki.errors import UnknownCredential
 
     issuer = _issuer()
-    if partition is None and phone is not None:
-        partition = issuer.partition_of(phone, _check_slot(slot))
-    if partition is None:
-        with issuer.sessions() as s:
-            codes = partitions.all_codes(s)
-        if len(codes) != 1:
-            raise typer.BadParameter(f"choose --partition among {', '.join(codes) or '(none)'}")
-        partition = codes[0]
-    _write(out, issuer.crl(_check_slot(slot), partition), "crl")
+    slot = _check_slot(slot)
+    with issuer.sessions() as s:
+        codes = partitions.all_codes(s)
+    try:
+        if partition is None and phone is not None:
+            partition = issuer.partition_of(phone, slot)
+        if partition is None:
+            if len(codes) != 1:
+                raise typer.BadParameter(f"choose --partition among {', '.join(codes) or '(none)'}, "
+                                         "or --phone ID for that phone's")
+            partition = codes[0]
+        der = issuer.crl(slot, partition)
+    except UnknownCredential as exc:  # a phone without that certificate, a partition not there: the input, exit 2
+        raise fail(f"{exc} (partitions: {', '.join(codes) or 'none yet'})"
+                   if phone is None else str(exc), False) from None
+    _write(out, der, "crl")
 
 
 def register(app: typer.Typer) -> None:

@@ -241,6 +241,9 @@ def status_list_show(
     try:
         typ = peek_typ(data)
         if typ == TYP_IDENTIFIER_LIST:
+            if index:  # an index would be looked up in nothing and said nowhere
+                raise _fail(f"{source}: an identifier list, whose entries are identifiers, not indices: "
+                            "leave out --index (it lists them all)", as_json=as_json)
             _identifier_list_show(data, uri, trust_anchor, revocation, as_json)
             return
         token = decode_status_list_token(data)
@@ -249,17 +252,21 @@ def status_list_show(
     verified = _verify_with(trust_anchor, revocation, as_json, lambda anchor: verify_status_list_token(
         data, trust_anchor=anchor, uri=uri or token.header.sub, now=dt.datetime.now(dt.UTC)))
     lst = token.status_list
+    outside = [i for i in index if not 0 <= i < len(lst)]
+    if outside:  # left out of "indices" silently, an answer that read as the list not having them
+        raise _fail(f"--index {', '.join(map(str, outside))}: outside the list, whose indices are 0 to "
+                    f"{len(lst) - 1}", as_json=as_json)
     counts = {s.name: 0 for s in Status}
     raw_counts = _count(lst.raw, lst.bits)
     for value, n in raw_counts.items():
-        name = Status(value).name if value in Status._value2member_map_ else f"0x{value:02X}"
+        name = _status_name(value)
         counts[name] = counts.get(name, 0) + n
     h = token.header
     facts = {"typ": TYP_STATUS_LIST, "sub": h.sub, "iat": h.iat.isoformat(),
              "exp": h.exp.isoformat() if h.exp else None,
              "ttl": h.ttl, "bits": lst.bits, "size": len(lst), "counts": counts,
              "signer": h.signer.subject.rfc4514_string(), "verified": verified,
-             "indices": {str(i): lst.get(i) for i in index if 0 <= i < len(lst)}}
+             "indices": {str(i): lst.get(i) for i in index}}
     _show(facts, verified, as_json)
 
 
@@ -292,14 +299,30 @@ def _verify_with(trust_anchor: Path | None, revocation: str, as_json: bool, veri
     return f"invalid: the signer, {why}" if why else "valid"
 
 
+def _status_name(value: int) -> str:
+    return Status(value).name if value in Status._value2member_map_ else f"0x{value:02X}"
+
+
 def _show(facts: dict, verified: str | None, as_json: bool) -> None:
     if as_json:
         print(json.dumps(facts, ensure_ascii=False))
     else:
-        for k, v in facts.items():  # a fetched token's claims: a peer's text
-            console.print(cell(f"{k}: {v}"), highlight=False)
+        _show_text(facts)
     if verified and not verified.startswith("valid"):
         raise typer.Exit(1)
+
+
+def _show_text(facts: dict) -> None:
+    for k, v in facts.items():  # a fetched token's claims: a peer's text
+        if k == "verified" and v is None:
+            v = "not checked (--trust-anchor IACA.pem checks it)"
+        elif k == "counts":
+            v = ", ".join(f"{name} {n}" for name, n in v.items())
+        elif k == "indices":  # each index's status by name, as counts has them (JSON: the number)
+            for i, value in v.items():
+                console.print(cell(f"index {i}: {_status_name(value)} ({value})"), highlight=False)
+            continue
+        console.print(cell(f"{k}: {v}"), highlight=False)
 
 
 def _identifier_list_show(data: bytes, uri: str | None, trust_anchor: Path | None, revocation: str,
@@ -363,6 +386,12 @@ def _key_type(kind: str, body: bytes | None) -> str | None:
     return type(key).__name__
 
 
+#: the values of ``credential list --kind`` and ``--status`` (the ``kind`` and ``status`` of a
+#: registry credential, as ``GET /credentials`` takes them)
+CREDENTIAL_KINDS = ("mdoc", "jpki-sign", "jpki-auth")
+CREDENTIAL_STATUSES = ("valid", "hold", "revoked")
+
+
 def credential_list(
     phone: str | None = typer.Option(None, "--phone"),
     kind: str | None = typer.Option(None, "--kind", help="mdoc, jpki-sign or jpki-auth."),
@@ -391,6 +420,12 @@ def credential_list(
 
     from issuer.db import Credential, unindexed
 
+    # a value no credential can have (`--status revoke`, `--kind sign`) said "no credential" and
+    # exit 0, a typo passing for an empty registry; the choices GET /credentials refuses with 422
+    for option, value, choices in (("--kind", kind, CREDENTIAL_KINDS), ("--status", status, CREDENTIAL_STATUSES),
+                                   ("--key-type", key_type, ("rsa2048", "p384"))):
+        if value is not None and value not in choices:
+            raise typer.BadParameter(f"{value!r}: one of {', '.join(choices)}", param_hint=option)
     if expiring_within is not None:  # the rule GET /credentials applies, said in the options' words
         from issuer.expiry_notices import NoticeQueryError, check_filters
 

@@ -254,10 +254,10 @@ def register(app: typer.Typer) -> None:
             _fail("give a phone id, or --pcsc-reader for a card in a PC/SC reader", as_json)
 
         def event(kind: str, text: str) -> None:
-            if as_json or kind == "apdu":
+            if kind == "apdu" or (as_json and kind != "retry"):  # a retry is said on stderr with --json too
                 return
             typer.echo({"start": f"session {text} started by the TSM",
-                        "notification": f"TSM: {text}", "stop": "the TSM ended the session"}[kind], err=True)
+                        "notification": f"TSM: {text}", "stop": "the TSM ended the session"}.get(kind, text), err=True)
 
         with contextlib.ExitStack() as stack:
             if pcsc_reader is not None:

@@ -51,7 +51,7 @@ def create(scope: list[str] = typer.Option(..., "--scope", help="operator | issu
            as_json: bool = typer.Option(False, "--json", help="Print {\"id\", \"token\", \"scopes\", \"name\", "
                                         "\"expires_at\"}: the token, shown once.")) -> None:
     """Create a token and print it once."""
-    from issuer.api.auth import TokenError, create_token
+    from issuer.api.auth import TokenError, create_token, stored_name
     from issuer.db import utcnow
 
     expires_at = expiry(expires, utcnow())
@@ -62,7 +62,8 @@ def create(scope: list[str] = typer.Option(..., "--scope", help="operator | issu
         hint = "--name" if "name" in str(exc) else "--expires" if "expiry" in str(exc) else "--scope"
         raise typer.BadParameter(str(exc), param_hint=hint) from None
     if as_json:  # expires_at as `token list --json` gives it
-        typer.echo(json.dumps({"id": token_id, "token": token, "scopes": list(dict.fromkeys(scope)), "name": name,
+        typer.echo(json.dumps({"id": token_id, "token": token, "scopes": list(dict.fromkeys(scope)),
+                               "name": stored_name(token_id, name),  # as `token list` and the audit name it
                                "expires_at": expires_at.astimezone(dt.UTC).isoformat() if expires_at else None},
                               ensure_ascii=False))
         return
