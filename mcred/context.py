@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from issuer.keystore import FileKeyStore, KeyStore, KeyStoreError
-from mcred.db import database_url, make_engine, migrate
+from mcred.db import database_url, open_engine
 from mcred.home import data_home
 from tsm.errors import MasterKeyError
 from tsm.keys import MasterKey, default_master_key
@@ -99,8 +99,7 @@ class Context:
 
     @cached_property
     def engine(self) -> Engine:
-        engine = make_engine(self.database)
-        migrate(engine)
+        engine = open_engine(self.database)  # DatabaseUnavailable when it cannot be opened at all
         # the pool's connections closed when this context goes, or at the latest when the
         # process exits: on SQLite that is when the planner's statistics are gathered
         # (mcred.db.optimize_sqlite)

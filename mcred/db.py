@@ -30,6 +30,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, exc, text
+from sqlalchemy.engine import make_url as sqlalchemy_url
 from sqlalchemy.orm import Session, sessionmaker
 
 import issuer
@@ -177,6 +178,41 @@ def _alembic_config(engine: Engine) -> Config:
     cfg.set_main_option("path_separator", "space")
     cfg.attributes["engine"] = engine
     return cfg
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database could not be opened at all (its URL names nothing SQLAlchemy can open, or
+    no server answers there, or it refuses the login): said with the URL, its password
+    hidden, and what to check; nothing was done. ``error``: SQLAlchemy's own, for an answer
+    that must not name the URL (a service's readiness probe)."""
+
+    def __init__(self, message: str, error: Exception) -> None:
+        super().__init__(message)
+        self.error = error
+
+
+def open_engine(url: str, target: str = "heads") -> Engine:
+    """:func:`make_engine` and :func:`migrate`, with a database that cannot be opened said as
+    :class:`DatabaseUnavailable`, where it was a SQLAlchemy traceback on every command."""
+    from_env = os.environ.get("MCRED_DATABASE_URL") == url
+    try:
+        shown = sqlalchemy_url(url).render_as_string(hide_password=True)
+    except exc.ArgumentError:
+        shown = "(not a database URL)"
+    where = f"MCRED_DATABASE_URL={shown}" if from_env else shown
+    try:
+        engine = make_engine(url)
+    except exc.ArgumentError as err:  # NoSuchModuleError too: an unknown dialect or driver
+        raise DatabaseUnavailable(f"{where}: not a database URL this installation can open ({err}); "
+                                  "e.g. postgresql+psycopg://USER@HOST:5432/DB, or unset it for SQLite", err) from None
+    try:
+        migrate(engine)
+    except (exc.OperationalError, exc.InterfaceError) as err:
+        engine.dispose()
+        reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
+        raise DatabaseUnavailable(f"the database at {where} cannot be opened: {reason} (is it running, "
+                                  "and is the URL right? `mcred doctor` checks it)", err) from None
+    return engine
 
 
 class SchemaError(RuntimeError):

@@ -40,13 +40,17 @@ def _first(paths: tuple[Path, ...]) -> Path | None:
 
 
 def _database(ctx) -> Finding:  # noqa: ANN001
-    from mcred.db import SchemaError
+    from mcred.db import DatabaseUnavailable, SchemaError
     from mcred.health import check_database, check_schema
 
     try:
+        ctx.engine  # noqa: B018 - opened (and migrated) here, so that a failure is said as what it is
         dialect = check_database(ctx)
     except SchemaError as exc:  # opened but cannot be migrated: what is wrong, how to recover
         return Finding("database", False, exc.problem, "everything", exc.recovery)
+    except DatabaseUnavailable as exc:  # not opened at all: the URL (password hidden) and the server's answer
+        return Finding("database", False, str(exc), "everything",
+                       "check MCRED_DATABASE_URL (default: SQLite in the data directory)")
     except Exception as exc:  # noqa: BLE001 - reported
         return Finding("database", False, f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}",
                        "everything", "check MCRED_DATABASE_URL (default: SQLite in the data directory)")

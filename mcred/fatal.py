@@ -14,7 +14,8 @@ from typing import NoReturn
 #: raised, among the modules loaded by then (an exception's class is loaded before it can be
 #: raised), so that a command that never touches the database does not import its stack
 #: (SQLAlchemy, Alembic: most of a bare `mcred --help`'s start) to be ready for its errors
-_NAMED = (("wallet_sim.se.errors", "SeError"), ("mcred.context", "ConfigError"), ("mcred.db", "SchemaError"))
+_NAMED = (("wallet_sim.se.errors", "SeError"), ("mcred.context", "ConfigError"), ("mcred.db", "SchemaError"),
+          ("mcred.db", "DatabaseUnavailable"))
 _KEYSTORE = ("issuer.keystore", "KeyStoreError")
 _MASTER_KEY = ("tsm.errors", "MasterKeyError")
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from issuer.api import problems
 from mcred.api_models import Liveness, Readiness
@@ -35,14 +35,26 @@ from tsm.keys import master_key_path
 
 def check_database(ctx: Context) -> str:
     """The dialect of a database that answers ``SELECT 1``."""
-    with ctx.engine.connect() as conn:
+    engine = _engine(ctx)
+    with engine.connect() as conn:
         conn.execute(text("SELECT 1"))
-    return ctx.engine.dialect.name
+    return engine.dialect.name
+
+
+def _engine(ctx: Context) -> Engine:
+    """``ctx.engine``; a database that cannot be opened said by SQLAlchemy's own error, as
+    before :class:`mcred.db.DatabaseUnavailable` named the URL: a probe's answer names none."""
+    from mcred.db import DatabaseUnavailable
+
+    try:
+        return ctx.engine
+    except DatabaseUnavailable as exc:
+        raise exc.error from None
 
 
 def check_schema(ctx: Context) -> str:
     """Raise unless every party's newest revision is applied."""
-    applied, newest = schema_status(ctx.engine)
+    applied, newest = schema_status(_engine(ctx))
     if applied != newest:
         missing = sorted(newest - applied)
         raise RuntimeError(f"schema not at the newest revision: missing {', '.join(missing) or '-'}")

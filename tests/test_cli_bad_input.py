@@ -149,3 +149,48 @@ def test_the_credential_selectors_named_are_the_ones_taken(setting, command):
     shown = CliRunner().invoke(app, [command, "--help"])
     assert "sign, auth, jpki (both certificates), mdoc or all" in " ".join(
         shown.output.replace("│", " ").split()), shown.output
+
+
+@pytest.mark.parametrize("url, said", [
+    ("postgresql+psycopg://clerk:s3cret@127.0.0.1:{port}/mcred",
+     "error: the database at MCRED_DATABASE_URL=postgresql+psycopg://clerk:***@127.0.0.1:{port}/mcred cannot be "
+     "opened: connection failed"),
+    ("bogus://x", "error: MCRED_DATABASE_URL=bogus://x: not a database URL this installation can open"),
+    ("sqlite:////{tmp}/no/such/dir/x.db", "error: the database at MCRED_DATABASE_URL=sqlite:////{tmp}/no/such/dir/x.db "
+                                          "cannot be opened: unable to open database file"),
+])
+def test_a_database_that_cannot_be_opened_is_one_line_not_a_traceback(tmp_path, monkeypatch, capsys, url, said):
+    """MCRED_DATABASE_URL naming a server that does not answer, a dialect SQLAlchemy does not
+    know, or a SQLite file in no directory ended every command that opens the database in
+    SQLAlchemy's traceback (exit 1), the password printed in the URL. It is one line naming
+    the URL with its password hidden, exit 2 (mcred.fatal), --json as the JSON document."""
+    import sys
+
+    from test_present_http import free_port
+
+    import mcred.cli.main as main
+
+    port = free_port()
+    url, said = url.format(port=port, tmp=tmp_path), said.format(port=port, tmp=tmp_path)
+    monkeypatch.setenv("MCRED_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MCRED_DATABASE_URL", url)
+    for json_flag in ([], ["--json"]):
+        monkeypatch.setattr(sys, "argv", ["mcred", "holder", "list", *json_flag])
+        with pytest.raises(SystemExit) as info:
+            main.run()
+        assert info.value.code == 2
+        out, err = capsys.readouterr()
+        if json_flag:
+            assert ("error: " + json.loads(out)["error"]).startswith(said), out
+        else:
+            assert err.startswith(said) and len(err.strip().splitlines()) == 1, err
+        assert "s3cret" not in out + err
+
+
+def test_doctor_names_a_database_that_cannot_be_opened_by_its_url(tmp_path, monkeypatch):
+    from mcred.context import Context
+    from mcred.doctor import _database
+
+    monkeypatch.setenv("MCRED_DATABASE_URL", "bogus://x")
+    found = _database(Context.open(tmp_path / "home"))
+    assert not found.ok and found.detail.startswith("MCRED_DATABASE_URL=bogus://x: not a database URL"), found
