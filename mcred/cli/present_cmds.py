@@ -356,7 +356,7 @@ def register(app: typer.Typer) -> None:
             _unusable(console, as_json, str(exc))
         for event in out.wallet_events:  # why the phone answered with an error status, which the reader
             if event.kind == "error":    # sees as a bare number (status 10): its own words, as a note
-                console.print(f"phone: {event.detail}", highlight=False, markup=False)
+                console.print(f"phone: {event.detail}", highlight=False, markup=False, soft_wrap=True)
         if save is not None:
             write_private(save, out.saved())  # the session key and the holder's data: 0600
         _finish(console, out.result, as_json, portrait)
