@@ -27,7 +27,7 @@ import os
 import re
 from collections.abc import Callable, Sequence
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcred.present_http import (
@@ -136,7 +136,8 @@ def reader_app(service: ReaderService, rp: RelyingPartyService | None = None) ->
         max_body_size,
     )
 
-    app = FastAPI(title="mcred reader", version="0.1.0", max_body_size=max_body_size())
+    app = FastAPI(title="mcred reader", version="0.1.0", max_body_size=max_body_size(),
+                  dependencies=[Depends(problems.refuse_unknown_query)])
     problems.install(app)
     app.add_middleware(HeadWithoutContentMiddleware)
     app.add_middleware(AllowEveryMethodMiddleware)

@@ -276,7 +276,8 @@ def create_app(ctx: Context | None = None, *, job_workers: int | None = None,
 
     app = FastAPI(title="mcred issuer service", version="0.1.0", lifespan=lifespan,
                   description="See specs/api.md. Bearer tokens from `mcred token create`.",
-                  max_body_size=max_body_size())  # counted as read: 413 past it (specs/api.md)
+                  max_body_size=max_body_size(),  # counted as read: 413 past it (specs/api.md)
+                  dependencies=[Depends(problems.refuse_unknown_query)])
     app.state.ctx = ctx
     from mcred.mdoc_flow import age_over_setting
 

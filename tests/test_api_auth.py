@@ -654,3 +654,21 @@ def test_a_405_allows_every_method_its_path_takes(home: Path):
     app.state.jobs.shutdown()
     reader = TestClient(reader_app(ReaderService(reader_pipeline(trust=TrustStore()), [DEFAULT_REQUEST])))
     assert _walk_405(reader, reader.get("/openapi.json").json(), {}) > 10
+
+
+def test_a_misspelt_query_parameter_is_refused_not_ignored(app, ctx: Context):
+    """GET /credentials?phone=X listed every holder's credentials: the filter is phone_id, and
+    an unknown parameter was ignored, widening the answer silently. A route that takes query
+    parameters now refuses one it does not know (422, naming it and the ones it takes); one
+    that takes none ignores them (a cache-busting parameter on public material)."""
+    c = TestClient(app)
+    auth = {"Authorization": f"Bearer {create_token(ctx.sessions, ['operator'])[1]}"}
+    r = c.get("/credentials", params={"phone": "p1"}, headers=auth)
+    assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json", r.text
+    assert "query.phone: unknown query parameter (this route takes " in r.json()["detail"]
+    assert "phone_id" in r.json()["detail"]
+    assert c.get("/credentials", params={"phone_id": "p1"}, headers=auth).status_code == 200
+    assert c.get("/audit", params={"actr": "cli"}, headers=auth).status_code == 422
+    assert c.get("/trust/iaca.pem", params={"v": "2"}).status_code == 200  # takes none: ignored
+    assert c.get("/healthz", params={"x": "1"}).status_code == 200
+    app.state.jobs.shutdown()

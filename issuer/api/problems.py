@@ -232,6 +232,44 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
     return out
 
 
+def refuse_unknown_query(request: Request) -> None:
+    """A dependency of every route (``FastAPI(dependencies=...)``): a route that takes query
+    parameters refuses one it does not know, 422 naming it and the ones it takes. An ignored
+    misspelt filter widened the answer silently (``GET /credentials?phone=X`` listed every
+    holder's credentials: the filter is ``phone_id``). A route that takes none ignores them
+    (a cache-busting parameter on a CRL or a certificate)."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None or not request.query_params:
+        return
+    known = _query_names(dependant)
+    unknown = sorted(set(request.query_params) - known)
+    if known and unknown:
+        takes = ", ".join(sorted(known))
+        raise RequestValidationError([{"loc": ("query", name), "type": "extra_forbidden",
+                                       "msg": f"unknown query parameter (this route takes {takes})"}
+                                      for name in unknown[:8]])
+
+
+def _query_names(dependant) -> set[str]:  # noqa: ANN001 - fastapi.dependencies.models.Dependant
+    """The query parameter names a route's dependant takes, its sub-dependencies' included
+    (a parameter declared as a model takes its fields' names)."""
+    from pydantic import BaseModel
+
+    names: set[str] = set()
+    todo = [dependant]
+    while todo:
+        d = todo.pop()
+        for field in d.query_params:
+            model = getattr(field, "type_", None) or getattr(getattr(field, "field_info", None), "annotation", None)
+            if isinstance(model, type) and issubclass(model, BaseModel):
+                names.update(f.alias or n for n, f in model.model_fields.items())
+            else:
+                names.add(field.alias)
+        todo.extend(d.dependencies)
+    return names
+
+
 async def _on_validation(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = _validation_errors(exc)
