@@ -361,3 +361,21 @@ def test_http_iaca_rollover_is_operator_only_and_documented(home):
     assert client.get("/trust/iaca-2.crl").status_code == 200
     assert "POST /trust/iaca-rollover 200" in set(checked)
     app.state.jobs.shutdown()
+
+
+def test_a_running_reader_trusts_an_iaca_added_to_its_store_after_a_rollover(world):
+    """The installation's reader (`/reader` of `mcred serve`) adds the IACAs of the bundle to
+    its trust store every minute (mcred.api_routes._LazyReader.refresh_trust); its pipeline had
+    built its verifier on the store's anchors once, so an IACA rolled over while it ran was
+    never trusted: every mdoc of the new generation was refused on its chain until a restart."""
+    svc, _sessions, clock, client = world
+    svc.setup()
+    clock.now = NOW + dt.timedelta(minutes=30)
+    svc.rollover_iaca()
+    key, signed = _issue(svc, "phone-1", "job-1")
+    reader = _reader(client, clock, [svc.iaca_certificate(1)], [])
+    data, st = _present(signed, key)
+    assert not reader.verify(data, session_transcript=st).check("issuer_certificate_chain").passed
+    reader.trust.add(svc.iaca_certificate(2), source="bundle")  # what refresh_trust does
+    result = reader.verify(data, session_transcript=st)
+    assert result.valid, [c for c in result.checks if not c.passed]
