@@ -379,3 +379,48 @@ def test_a_running_reader_trusts_an_iaca_added_to_its_store_after_a_rollover(wor
     reader.trust.add(svc.iaca_certificate(2), source="bundle")  # what refresh_trust does
     result = reader.verify(data, session_transcript=st)
     assert result.valid, [c for c in result.checks if not c.passed]
+
+
+def test_the_rollover_and_jpki_work_go_on_in_the_iacas_last_months_and_past_its_end(home):
+    """Every TSM run (mcred.provision.issuer_port) and the operator's signer commands and
+    routes, `mcred mdoc iaca rollover` and POST /trust/iaca-rollover first, set the mdoc keys up
+    (MdocService.setup), which asked for a document signer: in the IACA's last months that is
+    refused, past its end the IACA signs nothing, so a JPKI renewal, a revocation workflow and
+    the very rollover the refusal names were all refused, and past the end no command could
+    ever make the new IACA. Now setup makes what the IACA can still make; issuance alone is
+    refused, naming the rollover."""
+    import time_machine
+
+    from issuer.api.auth import create_token
+    from mcred.cli.main import app as cli
+    from mcred.context import Context
+    from mcred.mdoc_flow import mdoc_service
+    from mcred.provision import issuer_port
+    from mcred.service import create_app
+
+    ctx = Context.open(home)
+    svc = mdoc_service(ctx)
+    end = svc.iaca_certificate().not_valid_after_utc
+    with time_machine.travel(end - dt.timedelta(days=30), tick=False):
+        issuer_port(ctx)  # what `mcred jpki renew`, a handover, a revocation workflow open
+        root, ds, status = svc.setup()
+        assert (root.label, ds, status.label) == ("mdoc-iaca-1", None, "mdoc-status-1")
+        with pytest.raises(MdocKeyError, match="mcred mdoc iaca rollover"):
+            svc.document_signer()
+        out = CliRunner().invoke(cli, ["mdoc", "iaca", "list", "--json"])
+        assert out.exit_code == 0, out.output
+    with time_machine.travel(end + dt.timedelta(days=1), tick=False):
+        issuer_port(ctx)
+        assert svc.setup()[1:] == (None, None)
+        with pytest.raises(IacaEnded):
+            svc.document_signer()
+        app = create_app(ctx, job_workers=1)
+        op = {"Authorization": "Bearer " + create_token(ctx.sessions, ["operator"], "op")[1]}
+        r = TestClient(app).post("/trust/iaca-rollover", headers=op)
+        app.state.jobs.shutdown()
+        assert r.status_code == 200, r.text
+        assert r.json()["label"] == "mdoc-iaca-2"
+        assert svc.document_signer().iaca_label == "mdoc-iaca-2"
+        out = CliRunner().invoke(cli, ["mdoc", "iaca", "rollover", "--json"])
+        assert out.exit_code == 0, out.output
+        assert json.loads(out.output)["label"] == "mdoc-iaca-3"

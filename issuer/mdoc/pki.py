@@ -296,10 +296,7 @@ class MdocPki:
                 raise IacaEnded(f"the IACA {root.label} ended {root.certificate.not_valid_after_utc}: "
                                 "it signs nothing more")
             if purpose != PURPOSE_STATUS:
-                raise MdocKeyError(
-                    f"the IACA {root.label} ends {root.certificate.not_valid_after_utc}: roll the IACA over "
-                    "(mcred mdoc iaca rollover, or POST /trust/iaca-rollover) and give readers the new "
-                    "one (mcred export iaca, /trust/iaca.pem)")
+                raise MdocKeyError(_closing(root.label, root.certificate.not_valid_after_utc))
             if row is not None and not force and \
                     self._cert(row).not_valid_before_utc <= now < self._cert(row).not_valid_after_utc:
                 return self._activekey(row, root.label)  # kept to its end, as the IACA's lists
@@ -333,11 +330,19 @@ class MdocPki:
         """Start a new DS generation now (planned rollover or a suspected key)."""
         return self._ensure_signer(session, PURPOSE_DS, now, force=True)
 
-    def setup(self, session: Session, now: dt.datetime) -> tuple[ActiveKey, ActiveKey, ActiveKey]:
-        """Make sure the IACA, a DS and a status-list signer exist (idempotent)."""
+    def setup(self, session: Session, now: dt.datetime) -> tuple[ActiveKey, ActiveKey | None, ActiveKey | None]:
+        """Make sure the IACA, a DS and a status-list signer exist (idempotent), as far as
+        the current IACA can still make them: in its last ``rollover_margin`` no DS (None:
+        issuance refuses, naming the rollover), past its end neither signer. Every TSM run
+        (``mcred.provision.issuer_port``) and the operator's signer commands, the IACA
+        rollover first, call this: refusing them there would stop JPKI work and the very
+        rollover the refusal asks for."""
         root = self.ensure_iaca(session, now)  # read once for both signers
-        return (root, self._ensure_signer(session, PURPOSE_DS, now, root=root),
-                self._ensure_signer(session, PURPOSE_STATUS, now, root=root))
+        end = root.certificate.not_valid_after_utc
+        ds = self._ensure_signer(session, PURPOSE_DS, now, root=root) \
+            if end - now > self.config.rollover_margin else None
+        status = self._ensure_signer(session, PURPOSE_STATUS, now, root=root) if now < end else None
+        return root, ds, status
 
     # -- revocation of the IACA's signers (RFC 5280 5.3.1 reasons) --------------------
 
@@ -445,6 +450,11 @@ class MdocPki:
             cached = x509.load_der_x509_crl(body)
             self._crls = {body: cached}
         return cached
+
+
+def _closing(label: str, end: dt.datetime) -> str:
+    return (f"the IACA {label} ends {end}: roll the IACA over (mcred mdoc iaca rollover, or POST "
+            "/trust/iaca-rollover) and give readers the new one (mcred export iaca, /trust/iaca.pem)")
 
 
 def generation(label: str) -> int:
