@@ -424,3 +424,21 @@ def test_the_rollover_and_jpki_work_go_on_in_the_iacas_last_months_and_past_its_
         out = CliRunner().invoke(cli, ["mdoc", "iaca", "rollover", "--json"])
         assert out.exit_code == 0, out.output
         assert json.loads(out.output)["label"] == "mdoc-iaca-3"
+
+
+def test_a_list_signed_in_its_iacas_last_hours_is_not_served_past_its_end(world):
+    """In the IACA's last months its lists are signed by a status-list signer kept to the
+    IACA's end, and a token lives 24 h: one signed in the last hours was stored and served as
+    it was past the IACA's end (200, by a signer every reader refuses by then), where the
+    list answers 410 iaca-ended (specs/issuer-keys.md)."""
+    svc, _sessions, clock, client = world
+    _key, signed = _issue(svc, "phone-1", "job-1")
+    path = signed_status(signed).removeprefix(BASE)
+    end = svc.iaca_certificate().not_valid_after_utc
+    clock.now = end - dt.timedelta(hours=2)
+    token = decode_status_list_token(client.get(path).content)
+    assert token.header.exp > end and token.header.signer.not_valid_after_utc == end
+    clock.now = end + dt.timedelta(minutes=1)
+    r = client.get(path)
+    assert r.status_code == 410 and r.json()["type"] == problems.IACA_ENDED.uri, r.status_code
+    assert client.get(path.replace("/status/", "/identifiers/")).status_code == 410
