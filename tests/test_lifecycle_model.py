@@ -1307,3 +1307,107 @@ def test_lifecycle_follows_the_model_on_postgresql(quiet_disk):
     if why:
         pytest.skip(why)
     run_state_machine_as_test(LifecyclePostgres, settings=settings(SETTINGS, max_examples=5 * SCALE))
+
+
+def _travel(m: Lifecycle, to: dt.datetime) -> None:
+    step = to - _now()
+    m.travelled += step
+    m.traveller.shift(step)
+    _MONOTONIC_SHIFT[0] += step.total_seconds()
+
+
+def _registered(m: Lifecycle, phone: str) -> str | None:
+    from issuer.db import Phone
+
+    with m.ctx.sessions() as s:
+        row = s.get(Phone, phone)
+    return row.holder_id if row is not None else None
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_mdoc_issuance_in_the_iacas_last_months_is_refused_before_anything_changes(quiet_disk, monkeypatch):
+    """In the IACA's last 90 days no MSO is signed until it is rolled over. Each issuance
+    that would need one is refused before it starts, naming the rollover: an mdoc refresh
+    (its rotation had erased the phone's valid mdoc before the issuer refused the new one), a
+    card renewal (its workflow had deleted the phone's applets), a change of address (it had
+    re-issued the signing certificate, then stopped), a provisioning (it had issued the
+    certificates, then stopped). Nothing changes; after the rollover each goes through."""
+    monkeypatch.setattr(f"{__name__}.event", lambda *a: None)
+    m = Lifecycle()
+    try:
+        m.enrol(_Picks(0, 0), "p384")
+        (phone,) = m.phones
+        end = mdoc_service(m.ctx).iaca_certificate().not_valid_after_utc
+        _travel(m, end - dt.timedelta(days=120))
+        m.renew_card(_Picks(0))  # a card running past the IACA's end
+        _travel(m, end - dt.timedelta(days=30))
+        held = m._se(phone)
+        hid = m.holder_ids[0]
+        with pytest.raises(ProvisionError, match="mcred mdoc iaca rollover"):
+            refresh_mdocs(m.ctx, phone, actor="test")
+        with pytest.raises(wf.WorkflowError, match="mcred mdoc iaca rollover"):
+            renew_card(m.ctx, hid, reason="test", actor="test")
+        with pytest.raises(wf.WorkflowError, match="mcred mdoc iaca rollover"):
+            change_basic_four(m.ctx, hid, MOVES[0], reason="test", actor="test")
+        other = m._new_phone(_Picks(0))
+        with pytest.raises(ProvisionError, match="mcred mdoc iaca rollover"):
+            provision(m.ctx, other, parse_holder(HOLDERS[1]), mdoc_batch=1, **SECRETS)
+        assert _registered(m, other) is None
+        assert {k: v for k, v in m._se(phone).items() if ":" not in k} == {
+            k: v for k, v in held.items() if ":" not in k}
+        with m.ctx.sessions() as s:
+            from issuer.db import Holder
+
+            assert s.get(Holder, hid).data["address"] == HOLDERS[0]["address"]
+        assert not [j for j in wf.workflows(m.ctx.sessions) if j.holder_id == hid and j.state != "done"]
+        r = m.http.post("/trust/iaca-rollover", headers=m.auth)
+        assert r.status_code == 200, r.text
+        refresh_mdocs(m.ctx, phone, actor="test")
+        after = m._se(phone)
+        assert after["mdoc"] != held["mdoc"] and after["mdoc:ds"].issuer == mdoc_service(m.ctx).iaca_certificate(2).subject
+    finally:
+        m.teardown()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_issuance_from_a_card_that_has_ended_is_refused_before_anything_changes(quiet_disk, monkeypatch):
+    """An expired card's functions are not issued (specs/card-substitute-doctype.md). Past
+    the card's last day an mdoc refresh had erased the phone's mdoc before the issuer
+    refused the new one, a renewal workflow without a new card had deleted the phone's
+    applets, a model change had registered the new phone and stopped, a provisioning of the
+    holder on a new phone had too: each is refused before it starts, naming the card's
+    renewal, which goes through (a new card) and after which the phone is provisioned."""
+    monkeypatch.setattr(f"{__name__}.event", lambda *a: None)
+    m = Lifecycle()
+    try:
+        m.enrol(_Picks(1, 0), "rsa2048")
+        (phone,) = m.phones
+        hid = m.holder_ids[1]
+        jst = dt.timezone(dt.timedelta(hours=9))
+        _travel(m, dt.datetime.combine(m.card_until[1], dt.time(0), jst) + dt.timedelta(hours=1))
+        with pytest.raises(ProvisionError, match="card expires today"):  # no MSO runs into its last day
+            refresh_mdocs(m.ctx, phone, actor="test")
+        _travel(m, dt.datetime.combine(m.card_until[1], dt.time(0), jst) + dt.timedelta(days=1, hours=1))
+        held = m._se(phone)
+        with pytest.raises(ProvisionError, match="card expired"):
+            refresh_mdocs(m.ctx, phone, actor="test")
+        with pytest.raises(wf.WorkflowError, match="card expired"):
+            wf.create(m.ctx.sessions, kind="renewal", holder_id=hid, new_phone_id=phone, actor="test")
+        other = m._new_phone(_Picks(0))
+        with pytest.raises(wf.WorkflowError, match="card expired"):
+            wf.create(m.ctx.sessions, kind="model_change", holder_id=hid, old_phone_id=phone,
+                      new_phone_id=other, actor="test")
+        assert {k: v for k, v in m._se(phone).items() if ":" not in k} == {
+            k: v for k, v in held.items() if ":" not in k}
+        revocation.revoke(m.ctx.sessions, phone, "keyCompromise", "all", actor="test")
+        check_holder_for_new_phone(m.ctx, hid, other)  # nothing live: a new phone is a provisioning
+        with pytest.raises(ProvisionError, match="card expired"):
+            provision(m.ctx, other, hid, mdoc_batch=1, alone=True, **SECRETS)
+        assert _registered(m, other) is None
+        renew_card(m.ctx, hid, reason="test", actor="test")  # no live phone: the registry's card alone
+        provision(m.ctx, other, hid, mdoc_batch=1, alone=True, **SECRETS)
+        assert set(m._se(other)) >= {"sign", "auth", "mdoc"}
+    finally:
+        m.teardown()

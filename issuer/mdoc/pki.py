@@ -316,6 +316,10 @@ class MdocPki:
         cert = iaca_signer.sign_certificate(builder)
         return self._activekey(self._record(session, label, purpose, cert, signer.algorithm, now), root.label)
 
+    def issuance_refusal(self, session: Session, now: dt.datetime) -> str | None:
+        """Why no MSO can be signed at ``now`` (:func:`issuance_refusal`), or None."""
+        return issuance_refusal(session, now, self.config.rollover_margin)
+
     def document_signer(self, session: Session, now: dt.datetime) -> ActiveKey:
         """The DS to sign MSOs with at ``now``: rolled over when near the end of its validity."""
         return self._ensure_signer(session, PURPOSE_DS, now)
@@ -455,6 +459,29 @@ class MdocPki:
 def _closing(label: str, end: dt.datetime) -> str:
     return (f"the IACA {label} ends {end}: roll the IACA over (mcred mdoc iaca rollover, or POST "
             "/trust/iaca-rollover) and give readers the new one (mcred export iaca, /trust/iaca.pem)")
+
+
+def issuance_refusal(session: Session, now: dt.datetime,
+                     margin: dt.timedelta = MdocPkiConfig.rollover_margin) -> str | None:
+    """Why no MSO can be signed at ``now``, or None: the current IACA is in its last
+    ``margin`` (no document signer can be made, :meth:`MdocPki._ensure_signer`) or past its
+    end. Read before an issuance is started (a provisioning, an mdoc refresh, a workflow that
+    re-issues mdocs), so that it is refused before anything is written or deleted, rather
+    than stopped half-way by the issuer. None while there is no IACA yet (made at first use)."""
+    rows = [r for r in session.scalars(select(IssuerKey).where(
+        IssuerKey.purpose == PURPOSE_IACA, IssuerKey.label.startswith(_LABEL_PREFIX[PURPOSE_IACA] + "-")))
+        if r.active and r.revoked_at is None]
+    if not rows:
+        return None
+    row = max(rows, key=lambda r: (r.created_at, generation(r.label)))
+    end = x509.load_der_x509_certificate(row.certificate).not_valid_after_utc
+    if not now < end:
+        return (f"the IACA {row.label} ended {end}: it signs nothing more; roll the IACA over (mcred mdoc "
+                "iaca rollover, or POST /trust/iaca-rollover) and give readers the new one (mcred export "
+                "iaca, /trust/iaca.pem)")
+    if end - now <= margin:
+        return _closing(row.label, end)
+    return None
 
 
 def generation(label: str) -> int:
