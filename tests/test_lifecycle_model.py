@@ -1752,3 +1752,23 @@ def test_lifecycle_iaca_scenario(quiet_disk, monkeypatch):
                  "DS rollover refused: the IACA closing", "a fresh reader refused on ds_revocation"):
         assert what in seen, (what, sorted(seen))
 
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_workflow_publishes_past_the_end_of_an_iaca_its_phone_had_mdocs_of(quiet_disk, monkeypatch):
+    """A workflow's ``publish`` step re-signs the status lists of every credential its phones
+    ever held; a list of an IACA past its end is signed no more (IacaEnded, 410), so every
+    workflow on a phone that once held an mdoc of an ended IACA (ten years after it was
+    made, rolled over or not) stopped there: a lost phone could not be put on hold."""
+    monkeypatch.setattr(f"{__name__}.event", lambda *a: None)
+    m = Lifecycle()
+    try:
+        m.enrol(_Picks(0, 0), "p384")
+        (phone,) = m.phones
+        m.iaca_rollover()
+        _travel(m, m.iacas[0].not_valid_after_utc + PAST_END)
+        m.workflow(_Picks(phone), "lost_hold")  # run to its end, or StepFailed
+        assert m.phones[phone].state == "lost"
+        m.outsiders_see_the_model()
+    finally:
+        m.teardown()
