@@ -142,6 +142,31 @@ def create(
                          new_phone_id=new_phone_id, actor=actor)
 
 
+def _issuance_refusal(s: Session, kind: str, holder: Holder | None, target: Phone | None) -> str | None:
+    """Why a workflow of ``kind`` would be refused by the issuer half-way, found before it is
+    recorded: a model change and a renewal provision a phone with new mdocs from the
+    holder's card (none from a card that has expired or expires today:
+    :func:`issuer.holders.card_refusal`), and these and a change of the basic four data
+    re-issue mdocs, which no IACA in its last months or past its end signs
+    (:func:`issuer.mdoc.pki.issuance_refusal`, specs/issuer-keys.md "The mdoc IACA"). Started
+    anyway, a renewal deleted the phone's applets before its provisioning was refused (and a
+    model change registered the new phone), leaving the holder without credentials until the
+    cause was gone."""
+    from issuer.holders import card_refusal
+    from issuer.mdoc.pki import issuance_refusal
+
+    now = utcnow()
+    if kind in ("model_change", "renewal") and holder is not None:
+        why = card_refusal(holder.id, holder.card_expiry, now, mdoc=True)
+        if why is not None:
+            return why
+    mdocs = kind in ("model_change", "renewal") or (
+        kind == "basic_four_change" and target is not None and s.scalar(select(Credential.id).where(
+            Credential.phone_id == target.id, Credential.kind == "mdoc",
+            Credential.status.in_(("valid", "hold"))).limit(1)) is not None)
+    return issuance_refusal(s, now) if mdocs else None
+
+
 def create_in(s: Session, *, kind: str, holder_id: str, old_phone_id: str | None = None,
               new_phone_id: str | None = None, actor: str = "operator") -> str:
     """:func:`create` in the caller's transaction (with what made the workflow needed: a
@@ -193,6 +218,9 @@ def create_in(s: Session, *, kind: str, holder_id: str, old_phone_id: str | None
                             + (" with credentials on hold" if held else "")
                             + ": a renewal re-issues the credentials of a phone in use; settle a loss first "
                               "(found, or lost_confirmed)")
+    why = _issuance_refusal(s, kind, holder, target)
+    if why is not None:
+        raise WorkflowError(f"{kind} of holder {holder_id}: {why}")
     h = Handover(
         holder_id=holder_id,
         old_phone_id=old_phone_id,

@@ -317,8 +317,17 @@ class HandoverActions:
                 if (slot, cr.partition) not in crls:
                     jpki.crl(slot, cr.partition)
                     crls.add((slot, cr.partition))
+        from issuer.mdoc.errors import IacaEnded
+
         svc = mdoc_service(self.ctx)
-        versions = {lid: svc.status_token(lid).version for lid in sorted(lists)}
+        versions: dict[str, int | None] = {}
+        for lid in sorted(lists):
+            try:
+                versions[lid] = svc.status_token(lid).version
+            except IacaEnded:
+                # a list of an IACA past its end is published no more (410 iaca-ended: every
+                # MSO on it has ended); a phone that ever held one of its mdocs is no matter
+                versions[lid] = None
         return {"crls": sorted(f"{a}/{b}" for a, b in crls), "status_lists": versions,
                 "at": _stamp()}
 

@@ -364,6 +364,7 @@ def provision(ctx: Context, phone_id: str, holder: cardsub.Holder | str, *,
     port = issuer_port(ctx)
     tsm = tsm_for(ctx, port, actor)  # the issuer's keys and the TSM master key open, or refuse now
     _check_phone_free(ctx, phone_id, holder)  # before anything is registered
+    check_mdoc_issuance(ctx, holder if isinstance(holder, str) else None)
     holder_id = register(ctx, holder, phone_id, actor=actor)
     job = tsm.create_job(phone_id, "provision",
                          {"algorithm": key_type, "mdoc_count": mdoc_batch, "jpki_slots": list(slots),
@@ -466,6 +467,27 @@ def unfinished_job(ctx: Context, phone_id: str, bind: Connection | None = None) 
     left = list_jobs(bind if bind is not None else ctx.engine, phone_id, kind="provision",
                      unfinished=True)
     return left[-1] if left else None
+
+
+def check_mdoc_issuance(ctx: Context, holder_id: str | None) -> None:
+    """Refuse (:class:`ProvisionError`) a provisioning or an mdoc refresh before anything is
+    written when the issuer would refuse its mdocs: the IACA in its last months or ended
+    (:meth:`issuer.mdoc.service.MdocService.issuance_refusal`: roll it over), or the
+    registered holder's card expired or expiring today (:func:`issuer.holders.card_refusal`).
+    Found by the issuer half-way instead, a refresh had erased the phone's valid mdocs (its
+    rotation deletes them before writing the new ones) and a provisioning had issued the
+    certificates, then stopped."""
+    why = mdoc_service(ctx).issuance_refusal()
+    if why is None and holder_id is not None:
+        from issuer.db import Holder, utcnow
+        from issuer.holders import card_refusal
+
+        with ctx.sessions() as s:
+            row = s.get(Holder, holder_id)
+        if row is not None:
+            why = card_refusal(row.id, row.card_expiry, utcnow(), mdoc=True)
+    if why is not None:
+        raise ProvisionError(f"no mdoc can be issued now, nothing was done: {why}")
 
 
 def _check_phone_free(ctx: Context, phone_id: str, holder: cardsub.Holder | str) -> None:
@@ -615,6 +637,9 @@ def refresh_mdocs(ctx: Context, phone_id: str, *, batch: int | None = None, rota
                              f"`mcred mdoc refresh --phone {phone_id} --batch {issued_before + 1}` issues new "
                              "ones into its slots")
     count = batch if batch is not None else max(slots) + 1
+    with ctx.sessions() as s:
+        holder_id = s.get(Phone, phone_id).holder_id
+    check_mdoc_issuance(ctx, holder_id)  # before the rotation erases the old MSOs
     tsm = tsm_for(ctx, issuer_port(ctx), actor)
     try:
         job = tsm.create_job(phone_id, "refresh-mdoc", {"mdoc_count": count, "rotate": rotate})

@@ -398,10 +398,23 @@ class ReaderPipeline:
         self.clock = clock
         self.config = config
         self.status = status or StatusListCache()
-        self._verifier = MdocVerifier(trust.certificates, extra_checks=[self._extra], validity=self._validity)
+        self._verifier_of: tuple[int, MdocVerifier] | None = None
         self._profiles: dict[tuple[bytes, bytes], tuple[dt.datetime, dt.datetime, tuple[Check, Check]]] = {}
         """Annex B results per (DS DER, IACA DER), with the window of the chain they came from."""
         self._last_profile: tuple | None = None
+
+    @property
+    def _verifier(self) -> MdocVerifier:
+        """The verifier over the trust store's anchors as they are now: built again when an
+        anchor was added since (the installation's reader adds a rolled-over IACA to its
+        store; a verifier built once on the store's first anchors never trusted it)."""
+        built = self._verifier_of
+        version = self.trust.version
+        if built is None or built[0] != version:
+            built = (version, MdocVerifier(self.trust.certificates, extra_checks=[self._extra],
+                                           validity=self._validity))
+            self._verifier_of = built
+        return built[1]
 
     # -- entry point -----------------------------------------------------------------
 

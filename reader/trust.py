@@ -68,6 +68,10 @@ class TrustStore:
     def __init__(self, anchors: Iterable[TrustAnchor] = ()) -> None:
         self._anchors: dict[bytes, TrustAnchor] = {}
         self._by_id: dict[int, TrustAnchor] = {}  # the same anchors by certificate object (anchor_for)
+        #: moves on every :meth:`add`: a verifier built on :attr:`certificates` is built again
+        #: when it moved (reader.pipeline.ReaderPipeline), so that an anchor added to a running
+        #: reader (an IACA rollover) is trusted from its next verification
+        self.version = 0
         for a in anchors:
             self.add(a)
 
@@ -82,6 +86,8 @@ class TrustStore:
             self._by_id.pop(id(replaced.certificate), None)
         self._anchors[fingerprint] = anchor
         self._by_id[id(anchor.certificate)] = anchor
+        if replaced is None:  # a certificate added again (its scope may change) is no new anchor
+            self.version += 1
         return anchor
 
     def add_pem(self, data: bytes, *, source: str = "PEM") -> list[TrustAnchor]:

@@ -373,3 +373,85 @@ def test_the_services_reader_trusts_the_new_iaca_after_a_rollover(home, monkeypa
     assert chain_of(new)["passed"], chain_of(new)
     assert chain_of(old)["passed"]
     app.state.jobs.shutdown()
+
+
+def test_a_running_reader_trusts_an_iaca_added_to_its_store_after_a_rollover(world):
+    """An IACA added to a running pipeline's trust store (a drill's reader, any embedding
+    that adds the bundle's IACAs as they come) is trusted from the next verification: the
+    pipeline had built its verifier on the store's anchors once, so an IACA rolled over while
+    it ran was never trusted. (The installation's own reader builds a new pipeline when the
+    bundle changes: test_the_services_reader_trusts_the_new_iaca_after_a_rollover.)"""
+    svc, _sessions, clock, client = world
+    svc.setup()
+    clock.now = NOW + dt.timedelta(minutes=30)
+    svc.rollover_iaca()
+    key, signed = _issue(svc, "phone-1", "job-1")
+    reader = _reader(client, clock, [svc.iaca_certificate(1)], [])
+    data, st = _present(signed, key)
+    assert not reader.verify(data, session_transcript=st).check("issuer_certificate_chain").passed
+    reader.trust.add(svc.iaca_certificate(2), source="bundle")
+    result = reader.verify(data, session_transcript=st)
+    assert result.valid, [c for c in result.checks if not c.passed]
+
+
+def test_the_rollover_and_jpki_work_go_on_in_the_iacas_last_months_and_past_its_end(home):
+    """Every TSM run (mcred.provision.issuer_port) and the operator's signer commands and
+    routes, `mcred mdoc iaca rollover` and POST /trust/iaca-rollover first, set the mdoc keys up
+    (MdocService.setup), which asked for a document signer: in the IACA's last months that is
+    refused, past its end the IACA signs nothing, so a JPKI renewal, a revocation workflow and
+    the very rollover the refusal names were all refused, and past the end no command could
+    ever make the new IACA. Now setup makes what the IACA can still make; issuance alone is
+    refused, naming the rollover."""
+    import time_machine
+
+    from issuer.api.auth import create_token
+    from mcred.cli.main import app as cli
+    from mcred.context import Context
+    from mcred.mdoc_flow import mdoc_service
+    from mcred.provision import issuer_port
+    from mcred.service import create_app
+
+    ctx = Context.open(home)
+    svc = mdoc_service(ctx)
+    end = svc.iaca_certificate().not_valid_after_utc
+    with time_machine.travel(end - dt.timedelta(days=30), tick=False):
+        issuer_port(ctx)  # what `mcred jpki renew`, a handover, a revocation workflow open
+        root, ds, status = svc.setup()
+        assert (root.label, ds, status.label) == ("mdoc-iaca-1", None, "mdoc-status-1")
+        with pytest.raises(MdocKeyError, match="mcred mdoc iaca rollover"):
+            svc.document_signer()
+        out = CliRunner().invoke(cli, ["mdoc", "iaca", "list", "--json"])
+        assert out.exit_code == 0, out.output
+    with time_machine.travel(end + dt.timedelta(days=1), tick=False):
+        issuer_port(ctx)
+        assert svc.setup()[1:] == (None, None)
+        with pytest.raises(IacaEnded):
+            svc.document_signer()
+        app = create_app(ctx, job_workers=1)
+        op = {"Authorization": "Bearer " + create_token(ctx.sessions, ["operator"], "op")[1]}
+        r = TestClient(app).post("/trust/iaca-rollover", headers=op)
+        app.state.jobs.shutdown()
+        assert r.status_code == 200, r.text
+        assert r.json()["label"] == "mdoc-iaca-2"
+        assert svc.document_signer().iaca_label == "mdoc-iaca-2"
+        out = CliRunner().invoke(cli, ["mdoc", "iaca", "rollover", "--json"])
+        assert out.exit_code == 0, out.output
+        assert json.loads(out.output)["label"] == "mdoc-iaca-3"
+
+
+def test_a_list_signed_in_its_iacas_last_hours_is_not_served_past_its_end(world):
+    """In the IACA's last months its lists are signed by a status-list signer kept to the
+    IACA's end, and a token lives 24 h: one signed in the last hours was stored and served as
+    it was past the IACA's end (200, by a signer every reader refuses by then), where the
+    list answers 410 iaca-ended (specs/issuer-keys.md)."""
+    svc, _sessions, clock, client = world
+    _key, signed = _issue(svc, "phone-1", "job-1")
+    path = signed_status(signed).removeprefix(BASE)
+    end = svc.iaca_certificate().not_valid_after_utc
+    clock.now = end - dt.timedelta(hours=2)
+    token = decode_status_list_token(client.get(path).content)
+    assert token.header.exp > end and token.header.signer.not_valid_after_utc == end
+    clock.now = end + dt.timedelta(minutes=1)
+    r = client.get(path)
+    assert r.status_code == 410 and r.json()["type"] == problems.IACA_ENDED.uri, r.status_code
+    assert client.get(path.replace("/status/", "/identifiers/")).status_code == 410

@@ -57,6 +57,25 @@ reason and time, each until one CRL built after its end (RFC 5280 3.3, known fro
 CRL a reader or the model fetched). A JPKI relying party kept across the example checks the
 unexpired certificates on their partition's CRL through its CRL cache (kept to nextUpdate):
 never from a CRL past its nextUpdate, and as the model said when that CRL was fetched.
+
+IACA generations are in the model too (specs/issuer-keys.md, "The mdoc IACA"): a rule rolls
+the IACA over (``POST /trust/iaca-rollover``) at any time, its last months and past its end
+included, up to three generations; the clock reaches (``advance_to_a_milestone``, within 11
+years) the current IACA's last 90 days, its last hours and its end, and each card's last day
+and end. Each MSO chains to the IACA current when it was signed, its DS naming that
+generation's CRL; a reader holding only the IACAs before it refuses it on its chain; each
+list is verified under its mdocs' IACA and signed by a signer it issued; each generation's
+CRL (/trust/iaca.crl, /trust/iaca-N.crl) lists exactly its revoked signers (RFC 5280 3.3 as
+above), and it and the lists answer 410 iaca-ended past its end; the bundle
+(/trust/iaca.pem), which the fresh reader trusts and the kept reader is handed at each
+rollover, holds the current IACA first and exactly the older ones not ended with a signer
+within its validity. In the current IACA's last 90 days, and past its end, every issuance
+of mdocs (a provisioning, a refresh, a model change, a renewal, a card renewal or a move of
+a phone with an mdoc) and a DS rollover are refused before anything is done, naming the
+rollover; from a card's last day (no MSO runs into it) a provisioning, a refresh, a model
+change or a renewal without a new card are refused, past it a certificate renewal too, and
+a card renewal goes through. What a found or a move does past the card's end is not
+specified (each stops half-way): the model does not run them there.
 """
 
 from __future__ import annotations
@@ -91,7 +110,9 @@ import wallet_sim
 from issuer import handover as wf
 from issuer import revocation
 from issuer.holders import HolderError
+from issuer.mdoc.errors import MdocKeyError
 from issuer.mdoc.pki import PURPOSE_DS, PURPOSE_STATUS
+from issuer.mdoc.pki import generation as _generation
 from mcred.context import Context
 from mcred.handover_actions import HandoverActions, change_basic_four, renew_card
 from mcred.jpki_flow import EFS, JpkiCard, SeError
@@ -157,8 +178,14 @@ CLOCK_STEPS = tuple(dt.timedelta(**kw) for kw in (
     {"hours": 25}, {"days": 8}, {"days": 31}, {"days": 400}, {"days": 1600}))
 #: and at most this far in all: past the DS and OCSP responder certificates' year (each
 #: rolled over), past an RSA card's certificates (to the 5th birthday: the holders' are
-#: 4 to 5 years away), within the cards' 10 years and the IACA's
-MAX_TRAVEL = dt.timedelta(days=6 * 365)
+#: 4 to 5 years away), past the cards' 10th birthday (9 to 10 years away) and the first
+#: IACA's 10 years (MdocPkiConfig.iaca_validity)
+MAX_TRAVEL = dt.timedelta(days=11 * 365)
+#: no document signer is made within this of the current IACA's end: issuance is refused,
+#: naming the IACA rollover (MdocPkiConfig.rollover_margin, as for the signers)
+IACA_MARGIN = dt.timedelta(days=90)
+#: IACA generations an example makes at most (each one more CRL and list partition to check)
+MAX_IACAS = 3
 #: how far past a credential's end :meth:`Lifecycle.advance_past_an_end` goes
 PAST_END = READER_SKEW + dt.timedelta(minutes=5)
 #: an expiry notice's horizon asked (days: the renewal window's 3 months, about)
@@ -185,9 +212,10 @@ class Cred:
     idx: int = -1
     #: the certificate's notAfter, the MSO's validUntil
     not_after: dt.datetime | None = None
-    #: an mdoc's DS certificate's notAfter and serial
+    #: an mdoc's DS certificate's notAfter and serial, and the generation of its IACA
     ds_until: dt.datetime | None = None
     ds_serial: int = 0
+    gen: int = 1
 
 
 @dataclass
@@ -200,6 +228,8 @@ class SignerModel:
     not_after: dt.datetime
     revoked_at: dt.datetime | None = None
     reason: str | None = None
+    #: the generation of the IACA that issued it
+    gen: int = 1
 
 
 @dataclass
@@ -302,7 +332,8 @@ class Lifecycle(RuleBasedStateMachine):
         self.auth = {"authorization": f"Bearer {token}"}
         jp = jpki_issuer(self.ctx)
         self.roots = {slot: jp.roots(slot) for slot in ("sign", "auth")}
-        self.iaca = mdoc_service(self.ctx).iaca_certificate()
+        #: the IACA generations, the first made with the installation, then one per rollover
+        self.iacas: list[x509.Certificate] = [mdoc_service(self.ctx).iaca_certificate()]
         self.holder_ids: dict[int, str] = {}
         self.phones: dict[str, PhoneModel] = {}
         self.creds: dict[object, Cred] = {}
@@ -320,12 +351,20 @@ class Lifecycle(RuleBasedStateMachine):
         #: a reader kept across the example, with its status-list cache and its IACA CRL
         #: cache (document and status-list signers looked up), and what the model said of
         #: each list's entries when that reader last fetched it: {uri: {idx: status}}
+        from reader.trust import TrustStore
+
         self.kept_lists = StatusListCache(HttpxFetcher(client=self.http))
         self.kept_ds_crl = DsCrlCheck(self._iaca_fetcher())
-        self.kept_reader = self._reader(self.kept_lists, self.kept_ds_crl)
+        #: its trust store: the first IACA, and each new one as it is rolled over (the
+        #: operator hands readers the bundle, /trust/iaca.pem, with the rollover)
+        self.kept_trust = TrustStore()
+        self.kept_trust.add(self.iacas[0], source="test")
+        self.kept_reader = self._reader(self.kept_lists, self.kept_ds_crl, self.kept_trust)
         self.kept_saw: dict[str, dict[int, str]] = {}
-        #: when the kept reader last fetched the IACA CRL (the end of the verification that did)
-        self.kept_crl_at: dt.datetime | None = None
+        #: when the kept reader last fetched each IACA generation's CRL (the end of the
+        #: verification that did), and the signers it listed then
+        self.kept_crl_at: dict[int, dt.datetime] = {}
+        self.kept_crl_revoked: dict[int, frozenset[int]] = {}
         #: the IACA's signers (DS and status-list signer generations) by serial: those made
         #: with the installation, then each as it is first seen (in an MSO, on a list, made
         #: by a rollover); the DS the next MSO is signed by (None: a new generation)
@@ -334,15 +373,16 @@ class Lifecycle(RuleBasedStateMachine):
         for purpose in (PURPOSE_DS, PURPOSE_STATUS):
             for info in svc.signers(purpose):
                 self.signers[int(info.serial, 16)] = SignerModel(purpose, info.label, int(info.serial, 16),
-                                                                 info.not_after)
+                                                                 info.not_after, gen=_generation(info.iaca))
         # (none yet on PostgreSQL, whose installation is made afresh: the first MSO makes one)
         self.ds_expect: int | None = next((int(i.serial, 16) for i in svc.signers(PURPOSE_DS) if i.active), None)
         #: the thisUpdate of every IACA CRL seen (the model's own fetches and every reader's),
-        #: by number; the signers the kept reader's IACA CRL listed when it fetched it
-        self.iaca_seen: dict[int, dt.datetime] = {}
-        self.kept_crl_revoked: frozenset[int] = frozenset()
-        #: the IACA CRL a fresh reader of this invariant pass looks signers up on
+        #: by IACA generation and number
+        self.iaca_seen: dict[int, dict[int, dt.datetime]] = {}
+        #: the IACA CRLs a fresh reader of this invariant pass looks signers up on, and the
+        #: trust bundle it holds (/trust/iaca.pem as served in that pass)
         self.fresh_ds_crl = None
+        self.fresh_trust = None
         #: a relying party kept across the example, checking the JPKI certificates on their
         #: partition's CRL through its CRL cache, which keeps a CRL until its nextUpdate (no
         #: shorter max_age), and what the model said of each partition's certificates when it
@@ -421,6 +461,7 @@ class Lifecycle(RuleBasedStateMachine):
                 if kind == "mdoc":
                     self._learn_ds(seen["mdoc:ds"])
                     self.captured[key] = self._presentation(phone)
+                    self._older_readers_refuse(c)
             else:
                 assert key == before.get(kind), f"{phone}: the SE's {kind} changed ({before.get(kind)} -> {key})"
                 if key is not None:
@@ -433,7 +474,7 @@ class Lifecycle(RuleBasedStateMachine):
         of its end; then by a new generation, never one seen before (a revoked DS signs
         nothing again)."""
         now, s = _now(), ds.serial_number
-        ds.verify_directly_issued_by(self.iaca)
+        ds.verify_directly_issued_by(self.iacas[-1])  # the current IACA's, whatever came before
         expect = self.signers.get(self.ds_expect) if self.ds_expect is not None else None
         due = expect is None or now > expect.not_after - DS_MARGIN
         if expect is not None and abs(now - (expect.not_after - DS_MARGIN)) < EDGE:
@@ -446,15 +487,17 @@ class Lifecycle(RuleBasedStateMachine):
         else:
             assert due is not False, f"an MSO at {now:%F %T} signed by a new DS {s:x}, the model expected {expect}"
             assert ds.not_valid_before_utc <= now <= ds.not_valid_after_utc - DS_MARGIN, ds
-            self.signers[s] = SignerModel(PURPOSE_DS, "", s, ds.not_valid_after_utc)
+            self.signers[s] = SignerModel(PURPOSE_DS, "", s, ds.not_valid_after_utc, gen=len(self.iacas))
         self.ds_expect = s
 
-    def _learn_list_signer(self, signer: x509.Certificate) -> None:
-        """A status list served now is signed by a status-list signer of the IACA the model
-        has not revoked (a revocation drops every token it signed)."""
+    def _learn_list_signer(self, signer: x509.Certificate, gen: int) -> None:
+        """A status list served now is signed by a status-list signer of its mdocs' IACA
+        (generation ``gen``) the model has not revoked (a revocation drops every token it
+        signed)."""
         s = signer.serial_number
-        known = self.signers.setdefault(s, SignerModel(PURPOSE_STATUS, "", s, signer.not_valid_after_utc))
-        assert known.purpose == PURPOSE_STATUS, f"a status list signed by {known}"
+        signer.verify_directly_issued_by(self.iacas[gen - 1])
+        known = self.signers.setdefault(s, SignerModel(PURPOSE_STATUS, "", s, signer.not_valid_after_utc, gen=gen))
+        assert known.purpose == PURPOSE_STATUS and known.gen == gen, f"a list of IACA {gen}'s mdocs signed by {known}"
         assert known.revoked_at is None, f"a status list served at {_now():%F %T} signed by the revoked {known}"
 
     def _iaca_fetcher(self):  # noqa: ANN202
@@ -471,13 +514,66 @@ class Lifecycle(RuleBasedStateMachine):
 
         return fetch
 
-    def _see_iaca_crl(self, crl: x509.CertificateRevocationList) -> None:
+    def _see_iaca_crl(self, crl: x509.CertificateRevocationList) -> int:
+        """Note an IACA CRL's number and thisUpdate; its IACA generation (by its issuer)."""
+        gen = next(n for n, cert in enumerate(self.iacas, 1) if cert.subject == crl.issuer)
         number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
         this = crl.last_update_utc
-        assert self.iaca_seen.setdefault(number, this) == this, f"IACA CRL #{number} changed"
+        assert self.iaca_seen.setdefault(gen, {}).setdefault(number, this) == this, (
+            f"IACA {gen}'s CRL #{number} changed")
+        return gen
 
-    def _revoked_signers(self) -> frozenset[int]:
-        return frozenset(s for s, m in self.signers.items() if m.revoked_at is not None)
+    def _revoked_signers(self, gen: int | None = None) -> frozenset[int]:
+        return frozenset(s for s, m in self.signers.items() if m.revoked_at is not None and gen in (None, m.gen))
+
+    def _gen_of(self, cert: x509.Certificate) -> int:
+        """The generation of the IACA that issued ``cert``."""
+        return next(n for n, iaca in enumerate(self.iacas, 1) if iaca.subject == cert.issuer)
+
+    def _iaca_state(self) -> str | None:
+        """Whether the current IACA can have a document signer made now: ``open``, ``closing``
+        (its last 90 days: issuance refused, naming the rollover) or ``ended``; None within
+        two minutes of either edge (either)."""
+        now, end = _now(), self.iacas[-1].not_valid_after_utc
+        if any(abs(now - edge) < EDGE for edge in (end - IACA_MARGIN, end)):
+            return None
+        return "ended" if now >= end else "closing" if now > end - IACA_MARGIN else "open"
+
+    def _card_over(self, h: int, *, mdoc: bool) -> bool | None:
+        """Whether holder ``h``'s card can back no new credential now (``mdoc``: no mdoc):
+        past its last day (a JPKI certificate runs through it, to 23:59:59 JST) or, for an
+        mdoc, from its start (an MSO runs at most to the start of the card's last day);
+        None within two minutes of that (either)."""
+        jst = dt.timezone(dt.timedelta(hours=9))
+        day = self.card_until[h] if mdoc else self.card_until[h] + dt.timedelta(days=1)
+        start = dt.datetime.combine(day, dt.time(0), jst)
+        return None if abs(_now() - start) < EDGE else _now() > start
+
+    def _no_mdoc(self, h: int) -> bool | None:
+        """Whether an issuance of mdocs to holder ``h`` is refused now, before anything is
+        done (mcred.provision.check_mdoc_issuance, issuer.handover.create_in): the IACA in
+        its last months or ended, or the card over; None at an edge."""
+        iaca, card = self._iaca_state(), self._card_over(h, mdoc=True)
+        if iaca in ("closing", "ended") or card:
+            event(f"mdoc issuance refused: {'the card ended' if card else f'the IACA {iaca}'}")
+            return True
+        return None if iaca is None or card is None else False
+
+    def _older_readers_refuse(self, c: Cred) -> None:
+        """A reader that holds only the IACAs before the mdoc's (one not handed the bundle
+        since a rollover) refuses it on its chain, ``issuer_certificate_chain``."""
+        if c.gen == 1:
+            return
+        from reader.pipeline import ReaderPipeline
+        from reader.trust import TrustStore
+
+        trust = TrustStore()
+        for cert in self.iacas[:c.gen - 1]:
+            trust.add(cert, source="test")
+        result = self._present(c, ReaderPipeline(trust))
+        assert not result.valid and not result.check("issuer_certificate_chain").passed, (
+            f"a reader without IACA {c.gen} on the mdoc {c.uri}#{c.idx}: {result.failed()}")
+        event("a reader holding only older IACAs refused an mdoc of a newer one")
 
     # --- what outside parties see -----------------------------------------------------------
 
@@ -515,7 +611,7 @@ class Lifecycle(RuleBasedStateMachine):
             ds = x509.load_der_x509_certificate(mdoc.IssuerSigned.decode(applet.read(slot, n)).issuer_auth.x5chain[0])
             out["mdoc:cred"] = Cred("mdoc", phone, -1, uri=ref.uri, idx=ref.idx,
                                     not_after=mso.validity_info.valid_until, ds_until=ds.not_valid_after_utc,
-                                    ds_serial=ds.serial_number)
+                                    ds_serial=ds.serial_number, gen=self._gen_of(ds))
             out["mdoc:ds"] = ds
         return out
 
@@ -529,12 +625,12 @@ class Lifecycle(RuleBasedStateMachine):
         doc = mdoc.build_document(issued, st, signer=SeSigner(applet, slot))
         return mdoc.DeviceResponse((doc,)).encode(), st
 
-    def _reader(self, lists, ds_crl=None):  # noqa: ANN001
+    def _reader(self, lists, ds_crl=None, trust=None):  # noqa: ANN001
+        """A reader with the status-list cache ``lists``, the IACA CRL check ``ds_crl`` and
+        the trust store ``trust`` (by default: the bundle served in this invariant pass)."""
         from reader.pipeline import ReaderPipeline
-        from reader.trust import TrustStore
 
-        trust = TrustStore()
-        trust.add(self.iaca, source="test")
+        trust = trust if trust is not None else self.fresh_trust
         if ds_crl is None:
             return ReaderPipeline(trust, status=lists)
         return ReaderPipeline(trust, status=lists, extra_checks=[ds_crl], signer_revocation=ds_crl.signer_revoked)
@@ -608,23 +704,26 @@ class Lifecycle(RuleBasedStateMachine):
         crls = self.kept_ds_crl.fetches
         result = self._present(c, self.kept_reader)
         end = _now()
-        # the IACA CRL it looks the DS up on is kept an hour at most (DsCrlCheck's max_age)
+        # the CRL of the mdoc's IACA it looks the DS up on is kept an hour at most
+        # (DsCrlCheck's max_age); the list's signer is of the same IACA, on the same CRL
         if result.check("ds_revocation").code != "not_checked":
             if self.kept_ds_crl.fetches > crls:
-                self.kept_crl_at = end
-                self.kept_crl_revoked = self._revoked_signers()
+                self.kept_crl_at[c.gen] = end
+                self.kept_crl_revoked[c.gen] = self._revoked_signers(c.gen)
             else:
-                assert start - self.kept_crl_at <= KEPT_CRL_AGE, (
-                    f"the kept reader used the IACA CRL fetched by {self.kept_crl_at:%F %T} at {start:%F %T}")
+                assert start - self.kept_crl_at[c.gen] <= KEPT_CRL_AGE, (
+                    f"the kept reader used IACA {c.gen}'s CRL fetched by {self.kept_crl_at[c.gen]:%F %T} "
+                    f"at {start:%F %T}")
+        kept_revoked = self.kept_crl_revoked.get(c.gen, frozenset())
         entry = self.kept_lists.entry(c.uri)
         fetched = entry is not None and entry.fetched_at != before
         if result.check("revocation_status").code == "not_checked":
             pass  # no list consulted (no trusted DS chain: expired), the verdict is on the MSO
         elif fetched:
             self.kept_saw[c.uri] = {x.idx: x.status for x in self.creds.values() if x.kind == "mdoc" and x.uri == c.uri}
-            if held_by in self.kept_crl_revoked and stale_ok:
+            if held_by in kept_revoked and stale_ok:
                 event("the kept reader fetched again, within its ttl, a list whose signer it found revoked")
-        elif held_by in self.kept_crl_revoked:
+        elif held_by in kept_revoked:
             # the issuer publishes its lists again under another signer when it revokes one:
             # the reader fetches the list rather than refuse every mdoc on it until its ttl ends
             raise AssertionError(f"the kept reader kept the list {c.uri} signed by the revoked signer {held_by:x}")
@@ -635,7 +734,7 @@ class Lifecycle(RuleBasedStateMachine):
         # an index taken after the list was fetched was 0 (VALID) on it: indices are not reused
         said = self.kept_saw[c.uri].get(c.idx, "valid") if c.uri in self.kept_saw else c.status
         signer = entry.token.header.signer.serial_number if entry is not None and entry.token else None
-        self._judge(c, said, result, "the kept reader", self.kept_crl_revoked, signer)
+        self._judge(c, said, result, "the kept reader", kept_revoked, signer)
 
     def _root(self, slot: str, aki: bytes) -> x509.Certificate:
         return next(r for r in self.roots[slot] if r.extensions.get_extension_for_class(
@@ -692,12 +791,23 @@ class Lifecycle(RuleBasedStateMachine):
         return ("revoked", resp.revocation_reason.value if resp.revocation_reason else "unspecified",
                 resp.revocation_time_utc)
 
-    def _status(self, c: Cred) -> int:
+    def _status(self, c: Cred) -> int | None:
+        """The mdoc's status on its list, verified under its own IACA (the list holds that
+        generation's mdocs, signed by a signer that IACA issued); None past the IACA's end,
+        when the list answers 410 iaca-ended (every MSO on it has ended by then)."""
         r = self.http.get(_path(c.uri))
+        now, end = _now(), self.iacas[c.gen - 1].not_valid_after_utc
+        if abs(now - end) < EDGE and r.status_code in (200, 410):
+            return None  # at the IACA's end: either
+        if now > end:
+            assert r.status_code == 410 and r.json()["type"].endswith("/iaca-ended"), (
+                f"the list {c.uri} of IACA {c.gen} (ended {end:%F %T}) at {now:%F %T}: {r.status_code}")
+            assert c.not_after < now, f"the mdoc {c.uri}#{c.idx} outlived its IACA"
+            event("a status list of an ended IACA: 410")
+            return None
         assert r.status_code == 200, (c.uri, r.status_code)
-        now = _now()
-        token = verify_status_list_token(r.content, trust_anchor=self.iaca, uri=c.uri, now=now)
-        self._learn_list_signer(token.header.signer)
+        token = verify_status_list_token(r.content, trust_anchor=self.iacas[c.gen - 1], uri=c.uri, now=now)
+        self._learn_list_signer(token.header.signer, c.gen)
         # current: issued at most now, for another ttl at least (then rebuilt)
         iat, exp, ttl = token.header.iat, token.header.exp, token.header.ttl
         assert ttl == STATUS_TTL and exp - iat == STATUS_LIFETIME, (c.uri, iat, exp, ttl)
@@ -734,8 +844,13 @@ class Lifecycle(RuleBasedStateMachine):
         """A holder's first provisioning, from their card's data (``mcred provision --holder``)."""
         h = data.draw(st.sampled_from([i for i in range(len(HOLDERS)) if i not in self.holder_ids]))
         pid = self._new_phone(data)
-        r = provision(self.ctx, pid, parse_holder(HOLDERS[h]), key_type=key_type, mdoc_batch=1, **SECRETS)
-        self.holder_ids[h] = r.holder_id
+        made = []
+        iaca = self._iaca_state()  # a new card: only the IACA holds issuance back
+        if not self._attempt(f"provision holder {h} on {pid}", lambda: made.append(provision(
+                self.ctx, pid, parse_holder(HOLDERS[h]), key_type=key_type, mdoc_batch=1, **SECRETS)),
+                refuse=None if iaca is None else iaca != "open"):
+            return
+        self.holder_ids[h] = made[0].holder_id
         self.card_until[h] = _card_expiry(h)
         self.phones[pid] = PhoneModel(h, key_type)
         self._learn(pid, {"sign", "auth", "mdoc"})
@@ -754,7 +869,7 @@ class Lifecycle(RuleBasedStateMachine):
             check_holder_for_new_phone(self.ctx, hid, pid)
             provision(self.ctx, pid, hid, key_type=key_type, mdoc_batch=1, alone=True, **SECRETS)
 
-        if self._attempt(f"provision holder {h} on {pid}", go, refuse=bool(self._of_holder(h))):
+        if self._attempt(f"provision holder {h} on {pid}", go, refuse=_both(bool(self._of_holder(h)), self._no_mdoc(h))):
             self.phones[pid] = PhoneModel(h, key_type)
             self._learn(pid, {"sign", "auth", "mdoc"})
 
@@ -787,6 +902,14 @@ class Lifecycle(RuleBasedStateMachine):
             refuse = p.state != "active" or held
         else:
             refuse = False
+        if kind in ("model_change", "renewal"):  # a phone provisioned anew: mdocs from the card
+            refuse = _both(refuse, self._no_mdoc(h))
+        elif kind == "found" and refuse is False and [c for c in live if c.kind == "sign"] \
+                and self._card_over(h, mdoc=False) is not False:
+            # its signing certificate re-issued from a card that has ended: the specs do not
+            # say what a found does then (it stops half-way, the holds lifted: not modelled)
+            event("not modelled: a found past the card's end")
+            return
         if not self._attempt(f"{kind} of {old} ({p.state})", go, refuse):
             return
         if kind == "model_change":
@@ -860,9 +983,13 @@ class Lifecycle(RuleBasedStateMachine):
         key_type = self.phones[phone].key_type if phone else "p384"
         actions = HandoverActions(self.ctx, key_type=key_type, given={phone: dict(SECRETS)} if phone else {})
         held = bool(self._of_holder(h, ("hold",)))
+        # a new card, whatever the old one's end; its renewal workflow provisions the live
+        # phone with new mdocs, which no IACA in its last months signs
+        iaca = self._iaca_state()
+        closed = False if phone is None else None if iaca is None else iaca != "open"
         if not self._attempt(f"renew holder {h}'s card", lambda: renew_card(
                 self.ctx, self.holder_ids[h], reason="model", key_type=key_type, actor="model", actions=actions),
-                refuse=held):
+                refuse=_both(held, closed)):
             return
         self.card_until[h] = _card_expiry(h)
         if phone is not None:
@@ -878,8 +1005,18 @@ class Lifecycle(RuleBasedStateMachine):
         phone = self._live_phone(h)
         held = bool(self._of_holder(h, ("hold",)))
         changes = MOVES[self.moves.get(h, 0) % 2]
+        # its workflow re-issues the live phone's mdoc, which no IACA in its last months signs
+        iaca = self._iaca_state()
+        closed = False if phone is None or not self._on(phone, ("mdoc",)) else None if iaca is None else iaca != "open"
+        if phone is not None and not held and closed is False and (
+                (self._on(phone, ("sign",)) and self._card_over(h, mdoc=False) is not False)
+                or (self._on(phone, ("mdoc",)) and self._card_over(h, mdoc=True) is not False)):
+            # the signing certificate and the mdoc re-issued from a card that has ended: the
+            # specs do not say what a move does then (it stops half-way: not modelled)
+            event("not modelled: a move past the card's end")
+            return
         if not self._attempt(f"move holder {h}", lambda: change_basic_four(
-                self.ctx, self.holder_ids[h], changes, reason="model", actor="model"), refuse=held):
+                self.ctx, self.holder_ids[h], changes, reason="model", actor="model"), refuse=_both(held, closed)):
             return
         self.moves[h] = self.moves.get(h, 0) + 1
         if phone is not None:
@@ -902,6 +1039,10 @@ class Lifecycle(RuleBasedStateMachine):
               and mine["auth"].status == "valid" and mine.get("sign") is not None and mine["sign"].status != "hold"
               # a certificate that runs to the card's last day is not renewed: the card is
               and all(_jst_day(c.not_after) < self.card_until[p.holder] for c in mine.values() if c.status == "valid"))
+        # nor the certificates of a card that has expired: the card is renewed
+        # (specs/jpki-profile.md, "Certificate renewal")
+        ok = _both(not ok, self._card_over(p.holder, mdoc=False))
+        ok = None if ok is None else not ok
         if ok and not early:  # from 3 calendar months before the first expiry day (JST), or after it
             today, first = _jst_day(_now()), min(_jst_day(c.not_after) for c in mine.values() if c.status == "valid")
             if abs(_now() - _jst_midnight_after(_now())) < EDGE or abs(_now() - _jst_midnight_before(_now())) < EDGE:
@@ -940,6 +1081,33 @@ class Lifecycle(RuleBasedStateMachine):
         self.traveller.shift(step)
         _MONOTONIC_SHIFT[0] += step.total_seconds()
 
+    def _milestones(self) -> list[tuple[str, dt.datetime]]:
+        """Where :meth:`advance_to_a_milestone` may go, within the travel the model allows:
+        into the current IACA's last 90 days (no DS made: issuance refused), its last hours
+        (a status list signed then would outlive it), just past its end; into each card's
+        last day (no MSO runs into it) and just past it (nothing issued from it)."""
+        now, last = _now(), _now() - self.travelled + MAX_TRAVEL
+        jst = dt.timezone(dt.timedelta(hours=9))
+        end = self.iacas[-1].not_valid_after_utc
+        out = [("the IACA's last months", end - IACA_MARGIN + dt.timedelta(days=1)),
+               ("the IACA's last hours", end - dt.timedelta(hours=2)), ("past the IACA's end", end + PAST_END)]
+        for day in sorted(self.card_until.values()):
+            start = dt.datetime.combine(day, dt.time(0), jst)
+            out += [("a card's last day", start + PAST_END),
+                    ("past a card's end", start + dt.timedelta(days=1) + PAST_END)]
+        return [(what, t) for what, t in out if now < t <= last]
+
+    @precondition(lambda self: self._milestones())
+    @rule(data=st.data())
+    def advance_to_a_milestone(self, data):
+        """Time passes to a milestone of the IACA or of a card (:meth:`_milestones`)."""
+        what, when = data.draw(st.sampled_from(self._milestones()), label="to")
+        event(f"to {what}")
+        step = when - _now()
+        self.travelled += step
+        self.traveller.shift(step)
+        _MONOTONIC_SHIFT[0] += step.total_seconds()
+
     @precondition(lambda self: self.phones)
     @rule(data=st.data(), batch=st.sampled_from([None, 1]))
     def refresh_mdoc(self, data, batch):
@@ -952,7 +1120,8 @@ class Lifecycle(RuleBasedStateMachine):
         ok = (p.state == "active" and not self._on(phone, status=("hold",)) and not elsewhere
               and (batch is not None or bool(self._on(phone, ("mdoc",), ("valid",)))))
         if not self._attempt(f"refresh {phone}'s mdoc (batch {batch})",
-                             lambda: refresh_mdocs(self.ctx, phone, batch=batch, actor="model"), refuse=not ok):
+                             lambda: refresh_mdocs(self.ctx, phone, batch=batch, actor="model"),
+                             refuse=_both(not ok, self._no_mdoc(p.holder))):
             return
         self._revoke(self._on(phone, ("mdoc",)), "superseded")
         self._learn(phone, {"mdoc"})
@@ -963,13 +1132,57 @@ class Lifecycle(RuleBasedStateMachine):
         """A new document-signer generation (``mcred mdoc ds rollover``): the MSOs issued from
         now on are signed by it; those signed before still verify (until their DS is revoked)."""
         svc = mdoc_service(self.ctx)
-        svc.setup()
-        key = svc.rollover_ds()
+        svc.setup()  # whatever the IACA's state: it makes what the IACA can still make
+        state = self._iaca_state()
+        try:
+            key = svc.rollover_ds()
+        except MdocKeyError as exc:
+            # in the IACA's last months no DS is made (its MSOs would be cut short): the
+            # refusal names the IACA rollover; past its end the IACA signs nothing
+            assert state in ("closing", "ended", None), f"DS rollover refused with the IACA {state}: {exc}"
+            assert ("mcred mdoc iaca rollover" in str(exc)) == (state == "closing") or state is None, exc
+            event(f"DS rollover refused: the IACA {state}")
+            return
+        assert state in ("open", None), f"a DS made with the IACA {state}: {key.label}"
         s = key.certificate.serial_number
         assert s not in self.signers, f"a rollover made a DS seen before: {key.label}"
-        key.certificate.verify_directly_issued_by(self.iaca)
-        self.signers[s] = SignerModel(PURPOSE_DS, key.label, s, key.not_valid_after)
+        key.certificate.verify_directly_issued_by(self.iacas[-1])
+        self.signers[s] = SignerModel(PURPOSE_DS, key.label, s, key.not_valid_after, gen=len(self.iacas))
         self.ds_expect = s
+
+    @precondition(lambda self: len(self.iacas) < MAX_IACAS)
+    @rule()
+    def iaca_rollover(self):
+        """A new IACA generation (``mcred mdoc iaca rollover``, ``POST /trust/iaca-rollover``),
+        at any time, in the current one's last months or past its end too: the new IACA with
+        its document signer and status-list signer, each naming the new generation's CRL
+        (/trust/iaca-N.crl). The MSOs issued from now on chain to it and go on its lists; the
+        older ones stay valid under their IACA. The kept reader is handed the new IACA (the
+        bundle); a reader that is not refuses the new generation's mdocs."""
+        before = self._iaca_state()
+        r = self.http.post("/trust/iaca-rollover", headers=self.auth)
+        assert r.status_code == 200, (f"IACA rollover with the IACA {before}", r.status_code, r.text)
+        info, gen, now = r.json(), len(self.iacas) + 1, _now()
+        assert info["label"] == f"mdoc-iaca-{gen}", info
+        cert = x509.load_der_x509_certificate(self.http.get(f"/trust/iaca-{gen}.der").content)
+        assert self.http.get("/trust/iaca.der").content == cert.public_bytes(serialization.Encoding.DER)
+        assert format(cert.serial_number, "x") == info["serial"] and cert.subject not in {c.subject for c in self.iacas}
+        assert abs(cert.not_valid_after_utc - (now + dt.timedelta(days=10 * 365))) < SLACK, cert.not_valid_after_utc
+        self.iacas.append(cert)
+        svc = mdoc_service(self.ctx)
+        ds = svc.document_signer().certificate
+        ds.verify_directly_issued_by(cert)
+        (dp,) = ds.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+        assert _path(dp.full_name[0].value) == f"/trust/iaca-{gen}.crl", dp
+        for purpose, label in ((PURPOSE_DS, info["ds"]), (PURPOSE_STATUS, info["status_signer"])):
+            (made,) = [i for i in svc.signers(purpose) if i.label == label]
+            serial = int(made.serial, 16)
+            assert serial not in self.signers and made.iaca == info["label"] and made.active, made
+            self.signers[serial] = SignerModel(purpose, label, serial, made.not_after, gen=gen)
+        assert ds.serial_number == int(next(i.serial for i in svc.signers(PURPOSE_DS) if i.label == info["ds"]), 16)
+        self.ds_expect = ds.serial_number
+        self.kept_trust.add(cert, source="bundle")
+        event(f"IACA rollover with the IACA {before}")
 
     @precondition(lambda self: self.creds)  # something signed: MSOs, lists
     @rule(data=st.data(), purpose=st.sampled_from([PURPOSE_DS, PURPOSE_STATUS]),
@@ -1013,27 +1226,45 @@ class Lifecycle(RuleBasedStateMachine):
 
     # --- invariants ----------------------------------------------------------------------------
 
-    def _iaca_crl_follows_the_model(self) -> None:
-        """The IACA's CRL (document and status-list signers) is current and lists exactly
-        the signers the model revoked, with their reason and time, until one CRL built after
-        a signer's end (RFC 5280 3.3, specs/revocation.md 6: those not expired at the
-        thisUpdate of the CRL before it, which the model knows when it (or a reader) saw
-        that CRL; the first CRL it saw, of a template installation, may follow unseen ones)."""
-        r = self.http.get("/trust/iaca.crl")
-        assert r.status_code == 200, r.status_code
-        crl, now = x509.load_der_x509_crl(r.content), _now()
-        assert crl.is_signature_valid(self.iaca.public_key())
+    def _iaca_crls_follow_the_model(self) -> None:
+        """Each IACA generation's CRL (its document and status-list signers), at the URL its
+        certificates carry (/trust/iaca.crl for the first, /trust/iaca-N.crl after), is
+        signed by that IACA, current, and lists exactly the signers of that IACA the model
+        revoked, with their reason and time, until one CRL built after a signer's end (RFC
+        5280 3.3, specs/revocation.md 6: those not expired at the thisUpdate of the CRL
+        before it, which the model knows when it (or a reader) saw that CRL; the first CRL it
+        saw, of a template installation, may follow unseen ones). Past the IACA's end it
+        answers 410 iaca-ended: no CRL is issued for it any more."""
+        for gen, iaca in enumerate(self.iacas, 1):
+            url = "/trust/iaca.crl" if gen == 1 else f"/trust/iaca-{gen}.crl"
+            r = self.http.get(url)
+            now, end = _now(), iaca.not_valid_after_utc
+            if abs(now - end) < EDGE:
+                continue  # ending: either
+            if now > end:
+                assert r.status_code == 410 and r.json()["type"].endswith("/iaca-ended"), (
+                    f"{url} at {now:%F %T}, its IACA ended {end:%F %T}: {r.status_code}")
+                event("the CRL of an ended IACA: 410")
+                continue
+            assert r.status_code == 200, (url, r.status_code)
+            self._iaca_crl_follows_the_model(gen, x509.load_der_x509_crl(r.content), now)
+
+    def _iaca_crl_follows_the_model(self, gen: int, crl: x509.CertificateRevocationList, now: dt.datetime) -> None:
+        assert crl.issuer == self.iacas[gen - 1].subject and crl.is_signature_valid(self.iacas[gen - 1].public_key())
         this, nxt = crl.last_update_utc, crl.next_update_utc
         assert this <= now and nxt == this + CRL_VALIDITY and nxt - now > CRL_REFRESH - SLACK, (
-            f"IACA CRL served at {now:%F %T}: thisUpdate {this:%F %T}, nextUpdate {nxt:%F %T}")
-        self._see_iaca_crl(crl)
+            f"IACA {gen}'s CRL served at {now:%F %T}: thisUpdate {this:%F %T}, nextUpdate {nxt:%F %T}")
+        assert self._see_iaca_crl(crl) == gen
         number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
-        earlier = [n for n in self.iaca_seen if n < number]
-        before = self.iaca_seen[max(earlier)] if earlier else None
+        earlier = [n for n in self.iaca_seen[gen] if n < number]
+        before = self.iaca_seen[gen][max(earlier)] if earlier else None
         listed = _crl_entries(crl)
-        what = f"IACA CRL #{number} (thisUpdate {this:%F %T}, the one before {before and f'{before:%F %T}'})"
-        assert set(listed) <= self._revoked_signers(), f"{what} lists {set(listed) - self._revoked_signers()}"
-        for s in self._revoked_signers():
+        what = f"IACA {gen}'s CRL #{number} (thisUpdate {this:%F %T}, the one before {before and f'{before:%F %T}'})"
+        mine = self._revoked_signers(gen)
+        assert set(listed) <= mine, f"{what} lists {set(listed) - mine}"
+        if gen > 1 and listed:
+            event("a newer IACA's CRL lists a revoked signer")
+        for s in mine:
             m = self.signers[s]
             want = (m.reason, m.revoked_at.replace(microsecond=0))
             if abs(this - m.not_after) < EDGE or (before is not None and abs(before - m.not_after) < EDGE):
@@ -1048,6 +1279,45 @@ class Lifecycle(RuleBasedStateMachine):
             if this > m.not_after:
                 event("IACA CRL: an ended revoked signer on the first CRL after its end")
             assert listed.get(s) == want, f"{what}: {m.label or m.purpose} {s:x} {listed.get(s)}, the model {want}"
+
+    def _bundle_follows_the_model(self):  # noqa: ANN202
+        """The trust bundle readers are given (/trust/iaca.pem, ``MdocService.trusted_iacas``):
+        the current IACA first, then exactly the older generations, newest first, not ended
+        and with a document or status-list signer within its validity (an MSO or a list it
+        signed may still be presented; revoked or not, as the issuer records them: the model
+        learns the signers it has not seen from ``signers()``); a trust store of it."""
+        from reader.trust import TrustStore
+
+        r = self.http.get("/trust/iaca.pem")
+        assert r.status_code == 200, r.status_code
+        bundle, now = x509.load_pem_x509_certificates(r.content), _now()
+        svc = mdoc_service(self.ctx)
+        ends: dict[int, list[dt.datetime]] = {}
+        for m in self.signers.values():
+            ends.setdefault(m.gen, []).append(m.not_after)
+        for purpose in (PURPOSE_DS, PURPOSE_STATUS):
+            for info in svc.signers(purpose):
+                if int(info.serial, 16) not in self.signers:
+                    ends.setdefault(_generation(info.iaca), []).append(info.not_after)
+        edges = [e for gen in range(1, len(self.iacas)) for e in (*ends.get(gen, ()), self.iacas[gen - 1].not_valid_after_utc)]
+        if all(abs(now - e) >= EDGE for e in edges):
+            want = [self.iacas[-1]] + [self.iacas[gen - 1] for gen in range(len(self.iacas) - 1, 0, -1)
+                                       if now < self.iacas[gen - 1].not_valid_after_utc
+                                       and any(now < e for e in ends.get(gen, ()))]
+            got = [self._gen_of_iaca(c) for c in bundle]
+            assert bundle == want, (f"the bundle at {now:%F %T}: IACAs {got}, the model "
+                                    f"{[self._gen_of_iaca(c) for c in want]}")
+            if len(want) > 1:
+                event("the bundle holds an older IACA")
+            if len(want) < len(self.iacas):
+                event("an older IACA left the bundle")
+        trust = TrustStore()
+        for cert in bundle:
+            trust.add(cert, source="bundle")
+        return trust
+
+    def _gen_of_iaca(self, cert: x509.Certificate) -> int | str:
+        return next((n for n, c in enumerate(self.iacas, 1) if c == cert), f"unknown {cert.subject.rfc4514_string()}")
 
     def _kept_relying_party(self, certs: list[Cred]) -> None:
         """A JPKI relying party kept across the example checks each unexpired certificate on
@@ -1091,6 +1361,7 @@ class Lifecycle(RuleBasedStateMachine):
         seen: dict[object, str] = {}  # what outsiders see of each credential: valid | hold | revoked
         certs = [c for c in self.creds.values() if c.kind in ("sign", "auth")]
         self.fresh_ds_crl = DsCrlCheck(self._iaca_fetcher())
+        self.fresh_trust = self._bundle_follows_the_model()
         for path, slot in sorted({(c.crl, c.kind) for c in certs}):
             crl, number, this = self._crl(path, slot)
             before = 0 if number == 1 else self.crls_seen[path].get(number - 1)  # the CRL it follows
@@ -1123,14 +1394,15 @@ class Lifecycle(RuleBasedStateMachine):
                     f"OCSP {ocsp_said} and CRL #{number} {entry} disagree on {c.kind} certificate {serial:x}")
         for c in self.creds.values():
             if c.kind == "mdoc":
-                seen[_key(c)] = {0: "valid", 1: "revoked", 2: "hold"}[self._status(c)]
+                status = self._status(c)
+                seen[_key(c)] = c.status if status is None else {0: "valid", 1: "revoked", 2: "hold"}[status]
                 assert seen[_key(c)] == c.status, f"the mdoc {c.uri}#{c.idx} on {c.phone}: {seen[_key(c)]}, " \
                                                   f"the model {c.status}"
                 # a reader takes a presentation of it (made when issued) iff it is valid,
                 # unexpired and its DS not revoked
                 self._judge(c, c.status, self._present(c), revoked=self._revoked_signers())
                 self._kept_reader_verdict(c)
-        self._iaca_crl_follows_the_model()
+        self._iaca_crls_follow_the_model()
         self._kept_relying_party(certs)
         # the expiry notices (GET /credentials?expiring_within=90): the valid certificates
         # ending within the 3 months' renewal window, or ended, soonest first
@@ -1157,6 +1429,14 @@ class Lifecycle(RuleBasedStateMachine):
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)  # the travelled clock
+
+
+def _both(*refusals: bool | None) -> bool | None:
+    """The model's word on a step several rules judge: refused if one refuses it, through if
+    every one lets it through, else either."""
+    if any(r is True for r in refusals):
+        return True
+    return False if all(r is False for r in refusals) else None
 
 
 def _jst_day(when: dt.datetime) -> dt.date:
@@ -1281,7 +1561,7 @@ def test_lifecycle_signer_scenario(quiet_disk, monkeypatch):
         signer = listed.token.header.signer.serial_number
         step("revoke_signer", _Picks(signer), PURPOSE_STATUS, "keyCompromise", "label")
         advance(dt.timedelta(minutes=3))  # the kept reader's CRL an hour old: fetched again
-        assert {first, signer} <= m.kept_crl_revoked
+        assert {first, signer} <= m.kept_crl_revoked[1]
         step("revoke_signer", _Picks(first), PURPOSE_DS, "superseded", "serial")  # idempotent
         advance(dt.timedelta(minutes=6))  # the kept reader's lists fetched again
         step("refresh_mdoc", _Picks(phone1), None)  # a new MSO, not under the revoked DS
@@ -1307,3 +1587,188 @@ def test_lifecycle_follows_the_model_on_postgresql(quiet_disk):
     if why:
         pytest.skip(why)
     run_state_machine_as_test(LifecyclePostgres, settings=settings(SETTINGS, max_examples=5 * SCALE))
+
+
+def _travel(m: Lifecycle, to: dt.datetime) -> None:
+    step = to - _now()
+    m.travelled += step
+    m.traveller.shift(step)
+    _MONOTONIC_SHIFT[0] += step.total_seconds()
+
+
+def _registered(m: Lifecycle, phone: str) -> str | None:
+    from issuer.db import Phone
+
+    with m.ctx.sessions() as s:
+        row = s.get(Phone, phone)
+    return row.holder_id if row is not None else None
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_mdoc_issuance_in_the_iacas_last_months_is_refused_before_anything_changes(quiet_disk, monkeypatch):
+    """In the IACA's last 90 days no MSO is signed until it is rolled over. Each issuance
+    that would need one is refused before it starts, naming the rollover: an mdoc refresh
+    (its rotation had erased the phone's valid mdoc before the issuer refused the new one), a
+    card renewal (its workflow had deleted the phone's applets), a change of address (it had
+    re-issued the signing certificate, then stopped), a provisioning (it had issued the
+    certificates, then stopped). Nothing changes; after the rollover each goes through."""
+    monkeypatch.setattr(f"{__name__}.event", lambda *a: None)
+    m = Lifecycle()
+    try:
+        m.enrol(_Picks(0, 0), "p384")
+        (phone,) = m.phones
+        end = m.iacas[-1].not_valid_after_utc
+        _travel(m, end - dt.timedelta(days=120))
+        m.renew_card(_Picks(0))  # a card running past the IACA's end
+        _travel(m, end - dt.timedelta(days=30))
+        held = m._se(phone)
+        hid = m.holder_ids[0]
+        with pytest.raises(ProvisionError, match="mcred mdoc iaca rollover"):
+            refresh_mdocs(m.ctx, phone, actor="test")
+        with pytest.raises(wf.WorkflowError, match="mcred mdoc iaca rollover"):
+            renew_card(m.ctx, hid, reason="test", actor="test")
+        with pytest.raises(wf.WorkflowError, match="mcred mdoc iaca rollover"):
+            change_basic_four(m.ctx, hid, MOVES[0], reason="test", actor="test")
+        other = m._new_phone(_Picks(0))
+        with pytest.raises(ProvisionError, match="mcred mdoc iaca rollover"):
+            provision(m.ctx, other, parse_holder(HOLDERS[1]), mdoc_batch=1, **SECRETS)
+        assert _registered(m, other) is None
+        assert {k: v for k, v in m._se(phone).items() if ":" not in k} == {
+            k: v for k, v in held.items() if ":" not in k}
+        with m.ctx.sessions() as s:
+            from issuer.db import Holder
+
+            assert s.get(Holder, hid).data["address"] == HOLDERS[0]["address"]
+        assert not [j for j in wf.workflows(m.ctx.sessions) if j.holder_id == hid and j.state != "done"]
+        m.iaca_rollover()  # POST /trust/iaca-rollover
+        refresh_mdocs(m.ctx, phone, actor="test")
+        assert m._se(phone)["mdoc"] != held["mdoc"] and m._se(phone)["mdoc:cred"].gen == 2
+    finally:
+        m.teardown()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_issuance_from_a_card_that_has_ended_is_refused_before_anything_changes(quiet_disk, monkeypatch):
+    """An expired card's functions are not issued (specs/card-substitute-doctype.md). Past
+    the card's last day an mdoc refresh had erased the phone's mdoc before the issuer
+    refused the new one, a renewal workflow without a new card had deleted the phone's
+    applets, a model change had registered the new phone and stopped, a provisioning of the
+    holder on a new phone had too: each is refused before it starts, naming the card's
+    renewal, which goes through (a new card) and after which the phone is provisioned."""
+    monkeypatch.setattr(f"{__name__}.event", lambda *a: None)
+    m = Lifecycle()
+    try:
+        m.enrol(_Picks(1, 0), "rsa2048")
+        (phone,) = m.phones
+        hid = m.holder_ids[1]
+        jst = dt.timezone(dt.timedelta(hours=9))
+        _travel(m, dt.datetime.combine(m.card_until[1], dt.time(0), jst) + dt.timedelta(hours=1))
+        with pytest.raises(ProvisionError, match="card expires today"):  # no MSO runs into its last day
+            refresh_mdocs(m.ctx, phone, actor="test")
+        _travel(m, dt.datetime.combine(m.card_until[1], dt.time(0), jst) + dt.timedelta(days=1, hours=1))
+        held = m._se(phone)
+        with pytest.raises(ProvisionError, match="card expired"):
+            refresh_mdocs(m.ctx, phone, actor="test")
+        with pytest.raises(wf.WorkflowError, match="card expired"):
+            wf.create(m.ctx.sessions, kind="renewal", holder_id=hid, new_phone_id=phone, actor="test")
+        other = m._new_phone(_Picks(0))
+        with pytest.raises(wf.WorkflowError, match="card expired"):
+            wf.create(m.ctx.sessions, kind="model_change", holder_id=hid, old_phone_id=phone,
+                      new_phone_id=other, actor="test")
+        assert {k: v for k, v in m._se(phone).items() if ":" not in k} == {
+            k: v for k, v in held.items() if ":" not in k}
+        revocation.revoke(m.ctx.sessions, phone, "keyCompromise", "all", actor="test")
+        check_holder_for_new_phone(m.ctx, hid, other)  # nothing live: a new phone is a provisioning
+        with pytest.raises(ProvisionError, match="card expired"):
+            provision(m.ctx, other, hid, mdoc_batch=1, alone=True, **SECRETS)
+        assert _registered(m, other) is None
+        renew_card(m.ctx, hid, reason="test", actor="test")  # no live phone: the registry's card alone
+        provision(m.ctx, other, hid, mdoc_batch=1, alone=True, **SECRETS)
+        assert set(m._se(other)) >= {"sign", "auth", "mdoc"}
+    finally:
+        m.teardown()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_lifecycle_iaca_scenario(quiet_disk, monkeypatch):
+    """The IACA generations in the order the random runs seldom reach, each step checked by
+    the invariants: a rollover at once (two generations in the bundle, an mdoc refreshed under
+    the new one, which a reader holding only the first refuses), a DS of the first revoked
+    (on the first generation's CRL alone); a card's last day and its end (its mdoc refresh
+    and renewal workflow refused; the card renewed); the current IACA's last months
+    (issuance and a DS rollover refused, naming the IACA rollover), a rollover then, and the
+    refresh under the third generation; the first IACA's last hours, then its end and the
+    second's: their CRLs and lists answer 410 and they leave the bundle."""
+    seen: set[str] = set()
+    monkeypatch.setattr(f"{__name__}.event", seen.add)
+    m = Lifecycle()
+    try:
+        def step(name: str, *args: object) -> None:
+            getattr(m, name)(*args)
+            m.outsiders_see_the_model()
+
+        def advance(to: dt.datetime) -> None:
+            _travel(m, to)
+            m.outsiders_see_the_model()
+
+        jst = dt.timezone(dt.timedelta(hours=9))
+        m.outsiders_see_the_model()
+        step("enrol", _Picks(0, 0), "p384")
+        step("enrol", _Picks(1, 1), "rsa2048")
+        phone0, phone1 = (next(p for p, x in m.phones.items() if x.holder == h) for h in (0, 1))
+        first_ds = m.ds_expect
+        step("iaca_rollover")
+        step("refresh_mdoc", _Picks(phone0), None)  # under IACA 2; holder 1's under IACA 1
+        step("revoke_signer", _Picks(first_ds), PURPOSE_DS, "keyCompromise", "label")
+        advance(m.creds[m.phones[phone1].held["mdoc"]].not_after - dt.timedelta(hours=1))
+        step("refresh_mdoc", _Picks(phone1), None)  # a new MSO, under IACA 2
+        card = dt.datetime.combine(m.card_until[1], dt.time(0), jst)
+        advance(card + PAST_END)  # the card's last day: no MSO runs into it
+        step("refresh_mdoc", _Picks(phone1), None)
+        advance(card + dt.timedelta(days=1) + PAST_END)
+        step("refresh_mdoc", _Picks(phone1), None)
+        step("workflow", _Picks(phone1), "renewal")
+        step("renew_card", _Picks(1))  # a new card: everything anew, under IACA 2
+        end = m.iacas[-1].not_valid_after_utc
+        advance(end - IACA_MARGIN + dt.timedelta(days=1))  # IACA 2's last months
+        for name, args in (("refresh_mdoc", (_Picks(phone1), None)), ("ds_rollover", ()),
+                           ("renew_card", (_Picks(1),)), ("move", (_Picks(1),))):
+            step(name, *args)
+        step("iaca_rollover")  # in the last months
+        step("refresh_mdoc", _Picks(phone1), None)  # under IACA 3
+        advance(m.iacas[0].not_valid_after_utc - dt.timedelta(hours=2))  # lists of IACA 1 signed
+        advance(m.iacas[0].not_valid_after_utc + PAST_END)
+        advance(m.iacas[1].not_valid_after_utc + dt.timedelta(days=1))
+        assert len(m.iacas) == 3 and m._bundle_follows_the_model() is not None
+    finally:
+        m.teardown()
+    for what in ("IACA rollover with the IACA open", "IACA rollover with the IACA closing",
+                 "a reader holding only older IACAs refused an mdoc of a newer one", "the bundle holds an older IACA",
+                 "an older IACA left the bundle", "the CRL of an ended IACA: 410", "a status list of an ended IACA: 410",
+                 "mdoc issuance refused: the card ended", "mdoc issuance refused: the IACA closing",
+                 "DS rollover refused: the IACA closing", "a fresh reader refused on ds_revocation"):
+        assert what in seen, (what, sorted(seen))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_workflow_publishes_past_the_end_of_an_iaca_its_phone_had_mdocs_of(quiet_disk, monkeypatch):
+    """A workflow's ``publish`` step re-signs the status lists of every credential its phones
+    ever held; a list of an IACA past its end is signed no more (IacaEnded, 410), so every
+    workflow on a phone that once held an mdoc of an ended IACA (ten years after it was
+    made, rolled over or not) stopped there: a lost phone could not be put on hold."""
+    monkeypatch.setattr(f"{__name__}.event", lambda *a: None)
+    m = Lifecycle()
+    try:
+        m.enrol(_Picks(0, 0), "p384")
+        (phone,) = m.phones
+        m.iaca_rollover()
+        _travel(m, m.iacas[0].not_valid_after_utc + PAST_END)
+        m.workflow(_Picks(phone), "lost_hold")  # run to its end, or StepFailed
+        assert m.phones[phone].state == "lost"
+        m.outsiders_see_the_model()
+    finally:
+        m.teardown()

@@ -296,10 +296,7 @@ class MdocPki:
                 raise IacaEnded(f"the IACA {root.label} ended {root.certificate.not_valid_after_utc}: "
                                 "it signs nothing more")
             if purpose != PURPOSE_STATUS:
-                raise MdocKeyError(
-                    f"the IACA {root.label} ends {root.certificate.not_valid_after_utc}: roll the IACA over "
-                    "(mcred mdoc iaca rollover, or POST /trust/iaca-rollover) and give readers the new "
-                    "one (mcred export iaca, /trust/iaca.pem)")
+                raise MdocKeyError(_closing(root.label, root.certificate.not_valid_after_utc))
             if row is not None and not force and \
                     self._cert(row).not_valid_before_utc <= now < self._cert(row).not_valid_after_utc:
                 return self._activekey(row, root.label)  # kept to its end, as the IACA's lists
@@ -319,6 +316,10 @@ class MdocPki:
         cert = iaca_signer.sign_certificate(builder)
         return self._activekey(self._record(session, label, purpose, cert, signer.algorithm, now), root.label)
 
+    def issuance_refusal(self, session: Session, now: dt.datetime) -> str | None:
+        """Why no MSO can be signed at ``now`` (:func:`issuance_refusal`), or None."""
+        return issuance_refusal(session, now, self.config.rollover_margin)
+
     def document_signer(self, session: Session, now: dt.datetime) -> ActiveKey:
         """The DS to sign MSOs with at ``now``: rolled over when near the end of its validity."""
         return self._ensure_signer(session, PURPOSE_DS, now)
@@ -333,11 +334,19 @@ class MdocPki:
         """Start a new DS generation now (planned rollover or a suspected key)."""
         return self._ensure_signer(session, PURPOSE_DS, now, force=True)
 
-    def setup(self, session: Session, now: dt.datetime) -> tuple[ActiveKey, ActiveKey, ActiveKey]:
-        """Make sure the IACA, a DS and a status-list signer exist (idempotent)."""
+    def setup(self, session: Session, now: dt.datetime) -> tuple[ActiveKey, ActiveKey | None, ActiveKey | None]:
+        """Make sure the IACA, a DS and a status-list signer exist (idempotent), as far as
+        the current IACA can still make them: in its last ``rollover_margin`` no DS (None:
+        issuance refuses, naming the rollover), past its end neither signer. Every TSM run
+        (``mcred.provision.issuer_port``) and the operator's signer commands, the IACA
+        rollover first, call this: refusing them there would stop JPKI work and the very
+        rollover the refusal asks for."""
         root = self.ensure_iaca(session, now)  # read once for both signers
-        return (root, self._ensure_signer(session, PURPOSE_DS, now, root=root),
-                self._ensure_signer(session, PURPOSE_STATUS, now, root=root))
+        end = root.certificate.not_valid_after_utc
+        ds = self._ensure_signer(session, PURPOSE_DS, now, root=root) \
+            if end - now > self.config.rollover_margin else None
+        status = self._ensure_signer(session, PURPOSE_STATUS, now, root=root) if now < end else None
+        return root, ds, status
 
     # -- revocation of the IACA's signers (RFC 5280 5.3.1 reasons) --------------------
 
@@ -445,6 +454,34 @@ class MdocPki:
             cached = x509.load_der_x509_crl(body)
             self._crls = {body: cached}
         return cached
+
+
+def _closing(label: str, end: dt.datetime) -> str:
+    return (f"the IACA {label} ends {end}: roll the IACA over (mcred mdoc iaca rollover, or POST "
+            "/trust/iaca-rollover) and give readers the new one (mcred export iaca, /trust/iaca.pem)")
+
+
+def issuance_refusal(session: Session, now: dt.datetime,
+                     margin: dt.timedelta = MdocPkiConfig.rollover_margin) -> str | None:
+    """Why no MSO can be signed at ``now``, or None: the current IACA is in its last
+    ``margin`` (no document signer can be made, :meth:`MdocPki._ensure_signer`) or past its
+    end. Read before an issuance is started (a provisioning, an mdoc refresh, a workflow that
+    re-issues mdocs), so that it is refused before anything is written or deleted, rather
+    than stopped half-way by the issuer. None while there is no IACA yet (made at first use)."""
+    rows = [r for r in session.scalars(select(IssuerKey).where(
+        IssuerKey.purpose == PURPOSE_IACA, IssuerKey.label.startswith(_LABEL_PREFIX[PURPOSE_IACA] + "-")))
+        if r.active and r.revoked_at is None]
+    if not rows:
+        return None
+    row = max(rows, key=lambda r: (r.created_at, generation(r.label)))
+    end = x509.load_der_x509_certificate(row.certificate).not_valid_after_utc
+    if not now < end:
+        return (f"the IACA {row.label} ended {end}: it signs nothing more; roll the IACA over (mcred mdoc "
+                "iaca rollover, or POST /trust/iaca-rollover) and give readers the new one (mcred export "
+                "iaca, /trust/iaca.pem)")
+    if end - now <= margin:
+        return _closing(row.label, end)
+    return None
 
 
 def generation(label: str) -> int:

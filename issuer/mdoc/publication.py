@@ -8,7 +8,8 @@ the list's ``version`` moved (a status changed), when no more than ``ttl`` secon
 before its ``exp``, when its ``iat`` is more than 60 s ahead of ``now`` (a reader's clock
 skew), or when the policy would not sign it as it is (its ``ttl`` claim or its
 lifetime is not the policy's: a drill shortening the ttl, a process started with another
-one); otherwise the stored one is served. The ETag is a hash of the token bytes;
+one), or once the certificate that signed it has ended (in its IACA's last day a token outlives
+its signer, kept to the IACA's end); otherwise the stored one is served. The ETag is a hash of the token bytes;
 ``Cache-Control: max-age`` is the ttl the token carries, cut to the time left before ``exp``.
 
 :class:`IdentifierPublisher` publishes the ISO/IEC 18013-5 2nd edition Identifier List
@@ -55,6 +56,8 @@ class PublishedToken:
     expires_at: dt.datetime
     #: the ``ttl`` claim signed into ``token`` (what a reader caches it for)
     ttl: int | None
+    #: the notAfter of the certificate that signed ``token``: not served from then on
+    signer_until: dt.datetime | None = None
 
     def max_age(self, now: dt.datetime) -> int:
         left = int((self.expires_at - now).total_seconds())
@@ -131,6 +134,11 @@ class StatusPublisher:
         if (published.ttl != policy.ttl
                 or published.expires_at - published.issued_at != dt.timedelta(seconds=policy.lifetime)):
             return None
+        if published.signer_until is not None and not now < published.signer_until:
+            # signed in its IACA's last day by a signer kept to the IACA's end: its exp is
+            # later, but past the signer's end no reader takes it, and past the IACA's end
+            # the list answers iaca-ended (the rebuild finds no signer)
+            return None
         return published
 
     def _uri(self, list_id: str, status_uri: str) -> str:
@@ -172,9 +180,10 @@ class StatusPublisher:
 
     def _remember(self, list_id: str, uri: str,
                   stored: StatusListToken | IdentifierListToken) -> PublishedToken:
+        header = peek_header(stored.token)
         published = PublishedToken(list_id, uri, stored.version, stored.token, stored.etag,
-                                    stored.issued_at, stored.expires_at,
-                                    peek_header(stored.token).ttl)
+                                    stored.issued_at, stored.expires_at, header.ttl,
+                                    header.signer.not_valid_after_utc)
         self._memory[list_id] = published
         return published
 

@@ -73,8 +73,9 @@ class MdocService:
 
     # -- keys ---------------------------------------------------------------------------
 
-    def setup(self) -> tuple[ActiveKey, ActiveKey, ActiveKey]:
-        """IACA, DS and status-list signer, created when missing (idempotent)."""
+    def setup(self) -> tuple[ActiveKey, ActiveKey | None, ActiveKey | None]:
+        """IACA, DS and status-list signer, created when missing (idempotent), as far as the
+        current IACA can still make them (:meth:`MdocPki.setup`: no DS in its last months)."""
         return run_transaction(self.sessions, lambda s: self.pki.setup(s, self.clock()))
 
     def iaca_certificate(self, generation: int | None = None) -> x509.Certificate:
@@ -117,6 +118,12 @@ class MdocService:
             return keys
 
         return run_transaction(self.sessions, work)
+
+    def issuance_refusal(self) -> str | None:
+        """Why no MSO can be signed now (the current IACA in its last months, or ended:
+        :func:`issuer.mdoc.pki.issuance_refusal`), or None."""
+        with self.sessions() as s:
+            return self.pki.issuance_refusal(s, self.clock())
 
     def document_signer(self) -> ActiveKey:
         return run_transaction(self.sessions, lambda s: self.pki.document_signer(s, self.clock()))
