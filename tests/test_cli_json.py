@@ -336,3 +336,16 @@ def test_the_specs_table_of_commands_without_json_is_the_exempt_list():
     exports = {p for p in EXEMPT if p[0] == "export"}
     assert ("export", "...") in named  # the table says `export ...` for the whole group
     assert named - {("export", "...")} == set(EXEMPT) - exports
+
+
+def test_show_text_reads_as_text_not_python_reprs():
+    """`credential show` and `phone show` printed Python's reprs in text mode (`reason: None`,
+    `renewal_needed: False`, a meta dict in braces, `app_data_files: []`): the text tree says
+    `-`, `yes` / `no`, and nests a map beneath its key, as `phone show` nested the SE."""
+    from mcred.cli.text import print_tree
+
+    lines: list[str] = []
+    print_tree({"reason": None, "renewal_needed": False, "ok": True, "files": [], "meta": {"slot": 0, "proof": "pop"},
+                "list": ["a", {"b": None}], "peer": "x\x1b[31my"}, echo=lines.append)
+    assert lines == ["reason: -", "renewal_needed: no", "ok: yes", "files: -", "meta:", "  slot: 0", "  proof: pop",
+                     "list:", "  - a", "  -", "    b: -", "peer: x\\x1b[31my"]

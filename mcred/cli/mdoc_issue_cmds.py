@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from mcred.cli.state import cli_actor, open_context, out_path
-from mcred.cli.text import cell, echo_json_array, fail, make_console
+from mcred.cli.text import cell, echo_json_array, fail, make_console, print_tree
 from protocols import cardsub, certs
 from protocols.cose import key_signer
 from protocols.jpki.renewal import NOTICE_MAX_DAYS
@@ -522,8 +522,7 @@ def credential_show(
     if as_json:
         print(json.dumps(facts, ensure_ascii=False))
         return
-    for k, v in facts.items():
-        console.print(f"{k}: {v}", highlight=False)
+    print_tree(facts)
 
 
 def _signer_table(rows: list, signs: str = "mdocs") -> None:

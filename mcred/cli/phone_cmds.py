@@ -20,6 +20,7 @@ from cryptography import x509
 import wallet_sim
 import wallet_sim.pcsc
 from mcred.cli.state import OPTIONS, out_path
+from mcred.cli.text import print_tree
 from mcred.home import data_home
 from tsm.trace import guarded, trace_plain, tracing_transmit
 
@@ -221,7 +222,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(info, indent=2, default=str))
             return
-        _print_tree(info)
+        print_tree(info)
 
     @phone.command("agent")
     def agent(phone_id: str = typer.Argument(None, help="The simulated phone (none with --pcsc-reader)."),
@@ -599,21 +600,3 @@ def _phone_rows(ids: list[str]) -> list[dict]:
     return rows
 
 
-def _print_tree(value: object, indent: int = 0) -> None:
-    pad = "  " * indent
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if isinstance(v, dict | list) and v:
-                typer.echo(f"{pad}{k}:")
-                _print_tree(v, indent + 1)
-            else:
-                typer.echo(f"{pad}{k}: {v}")
-    elif isinstance(value, list):
-        for item in value:
-            if isinstance(item, dict | list):
-                typer.echo(f"{pad}-")
-                _print_tree(item, indent + 1)
-            else:
-                typer.echo(f"{pad}- {item}")
-    else:
-        typer.echo(f"{pad}{value}")

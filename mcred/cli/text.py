@@ -194,3 +194,39 @@ def fail(message: str, as_json: bool, code: int = 2):  # noqa: ANN201 - a typer.
     else:
         typer.echo(f"error: {printable(message)}", err=True)
     return typer.Exit(code)
+
+
+def _scalar(value: object) -> str:
+    """A value as a person reads it: none, yes / no, the text itself (not Python's repr)."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def print_tree(value: object, indent: int = 0, echo=None) -> None:  # noqa: ANN001
+    """A JSON-shaped value (what ``--json`` prints) as indented ``key: value`` lines: maps
+    and lists nested beneath their key, an empty one and null as ``-``, booleans ``yes`` /
+    ``no``, peers' text escaped (:func:`reader.text.printable`)."""
+    import typer
+
+    echo = echo or typer.echo
+    pad = "  " * indent
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if isinstance(v, dict | list) and v:
+                echo(f"{pad}{printable(str(k))}:")
+                print_tree(v, indent + 1, echo)
+            else:
+                shown = "-" if isinstance(v, dict | list) else _scalar(v)  # an empty one: none
+                echo(f"{pad}{printable(str(k))}: {printable(shown)}")
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, dict | list):
+                echo(f"{pad}-")
+                print_tree(item, indent + 1, echo)
+            else:
+                echo(f"{pad}- {printable(_scalar(item))}")
+    else:
+        echo(f"{pad}{printable(_scalar(value))}")
