@@ -166,3 +166,23 @@ def test_the_table_shows_each_code_in_80_columns(files):
     assert [(r[0], r[1]) for r in rows] == [(f"{c['name']} [{c['code']}]", "pass" if c["passed"] else "FAIL")
                                             for c in printed["checks"]], result.output
     assert ("validity [expired]", "FAIL") in [(r[0], r[1]) for r in rows]
+
+
+def test_trust_and_trust_anchor_name_the_same_option_and_a_bundle_gives_each(files, tmp_path):
+    """`mcred verify` says --trust and `mcred mdoc verify` --trust-anchor for the same thing: a
+    user who typed one got 'No such option'. Each now takes both names; a bundle (mcred export
+    iaca after an IACA rollover: the new IACA first) gives each of its IACAs."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from test_iaca_profiles import make_iaca
+
+    other = make_iaca(ec.SECP256R1)[1].public_bytes(Encoding.PEM)
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(other + files["iaca"].read_bytes())
+    args = _args(files, "--at", "2021-01-01T00:00:00Z")
+    args[args.index("--trust-anchor")] = "--trust"
+    args[args.index(str(files["iaca"]))] = str(bundle)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0 and "VALID" in result.output, result.output
+    for command in (["verify"], ["mdoc", "verify"], ["status-list", "show"]):
+        shown = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"}).output
+        assert "--trust,--trust-anchor" in shown or "--trust-anchor,--trust" in shown, (command, shown)

@@ -81,7 +81,7 @@ def verify_cmd(
                                                 "DeviceResponse with its SessionTranscript and reader key), or an "
                                                 "IssuerSigned on its own (CBOR file, or its base64url text as "
                                                 "OpenID4VCI/VP carry it)."),
-    trust_anchor: list[Path] = typer.Option(..., "--trust-anchor", help="IACA certificate (PEM or DER); repeatable."),
+    trust_anchor: list[Path] = typer.Option(..., "--trust-anchor", "--trust", help="IACA certificate (PEM or DER; a PEM bundle, as mcred export iaca writes it, gives each); repeatable. --trust is the same option, as mcred verify names it."),
     session_transcript: Path | None = typer.Option(None, "--session-transcript", help="CBOR SessionTranscript, with or without its tag 24."),
     reader_key: Path | None = typer.Option(None, "--reader-key", help="Reader ephemeral private key (PEM), needed for a deviceMac."),
     at: str | None = typer.Option(None, "--at", help="Verification time (ISO 8601); default now."),

@@ -214,7 +214,7 @@ def export_iaca(
 
 def status_list_show(
     source: str = typer.Argument(..., help="Status list or identifier list URI (http/https), or token file."),
-    trust_anchor: Path | None = typer.Option(None, "--trust-anchor", help="IACA PEM: verify the token too."),
+    trust_anchor: Path | None = typer.Option(None, "--trust-anchor", "--trust", help="IACA PEM (a bundle, as mcred export iaca writes it: the IACA that issued the signer is taken): verify the token too."),
     index: list[int] = typer.Option([], "--index", help="Show the status of these indices."),
     revocation: str = typer.Option("crl", "--revocation", help="With --trust-anchor: crl (the signer must "
                                    "not be on the IACA's CRL, fetched from the URL its certificate names, "

@@ -999,7 +999,7 @@ def register(app: typer.Typer) -> None:
     def verify_cmd(
         saved: Path = typer.Argument(..., help="A saved transcript (mcred present --save / reader --save-dir), or "
                                                "an IssuerSigned on its own (CBOR or base64url) to check as issued."),
-        trust: list[Path] = typer.Option(..., "--trust", help="IACA certificate (PEM); repeatable."),
+        trust: list[Path] = typer.Option(..., "--trust", "--trust-anchor", help="IACA certificate (PEM; a bundle, as mcred export iaca writes it, gives each); repeatable. --trust-anchor is the same option, as mcred mdoc verify names it."),
         at: str | None = typer.Option(None, "--at", help="Verify as of this ISO time (default now)."),
         offline: bool = typer.Option(False, "--offline", help="Do not fetch status lists."),
         ds_crl: bool = typer.Option(False, "--ds-crl", help="Also check the IACA CRL for a revoked document signer (ds_revocation)."),
