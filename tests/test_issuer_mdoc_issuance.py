@@ -21,6 +21,7 @@ from issuer.mdoc.service import MdocService
 from issuer.mdoc.status_lists import StatusListPolicy
 from mcred.db import make_engine, migrate
 from protocols import iaca
+from protocols.birthdays import JST
 from protocols.cardsub import DEFAULT_NAMES, ISO_NAMESPACE, parse_holder
 from protocols.mdoc import IssuerSigned
 from protocols.status import Status, StatusListClaimError, verify_status_list_token
@@ -448,3 +449,28 @@ def test_the_etag_is_strong_and_if_none_match_compares_weakly(world):
         assert pub.matches(header), header
     for header in (None, "", '"other"', pub.etag[:-2] + '"', "W/" + pub.etag[1:-1]):
         assert not pub.matches(header), header
+
+
+def test_no_mdoc_is_issued_on_the_cards_last_day_and_the_refusal_is_typed(db_url):
+    """An MSO runs at most to the start of the card's last day (the record's expiry date, JST):
+    on that day the issuer refuses it with an IssuanceError (to the TSM a refusal: the job
+    stops, resumable or abandoned). It raised the cardsub ElementError of the expiry date not
+    after the issue date, which the TSM's issuer port does not know: a crash, the job left
+    running."""
+    engine = make_engine(db_url)
+    migrate(engine)
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    last = (NOW + dt.timedelta(days=400)).astimezone(JST).date()
+    clock = Clock(NOW)
+    svc = MdocService(sessions, MemoryKeyStore(), "http://issuer.test", clock=clock,
+                      status_policy=StatusListPolicy(size=1024))
+    holder_id = register(sessions, parse_holder(dict(HOLDER, card_expiry_date=last.isoformat())), now=NOW)
+    attach_phone(sessions, holder_id, "phone-1")
+    clock.now = dt.datetime.combine(last, dt.time(0), JST) - dt.timedelta(hours=1)
+    *_, body = _issue(svc, "job-day-before", "phone-1", 0)
+    until = IssuerSigned.from_cbor(body).mso().validity_info.valid_until
+    assert until == dt.datetime.combine(last, dt.time(0), JST)  # to the start of the last day
+    clock.now = dt.datetime.combine(last, dt.time(1), JST)
+    with pytest.raises(IssuanceError, match="nothing to issue"):
+        _issue(svc, "job-last-day", "phone-1", 0)
+    engine.dispose()

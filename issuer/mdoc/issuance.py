@@ -190,6 +190,12 @@ def _card_substitute(holder: cardsub.Holder, portrait: bytes | None, device_key:
     if now.microsecond:
         now = now.replace(microsecond=0)
     issue_date = (now + _JST_OFFSET).date()  # the day in Japan (JST has no summer time)
+    if record_expiry <= issue_date:
+        # the record ends at the start of its expiry day (JST): nothing to issue from that
+        # day on, said before the elements are built (their check of the expiry date after
+        # the issue date had raised an untyped ElementError: a crash to the TSM)
+        raise IssuanceError(f"nothing to issue: the record (the card) ends {record_expiry.isoformat()}, "
+                            f"at the start of that day in Japan, and today is {issue_date.isoformat()}")
     key = (_HOLDER_KEY(holder), issue_date, record_expiry, document_no, policy.names, policy.age_over)
     hit = _ELEMENTS.get(key)
     if hit is None or (hit[0] is not portrait and hit[0] != portrait):
