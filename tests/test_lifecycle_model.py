@@ -262,6 +262,7 @@ def _template() -> Path:
         ctx.new_phone()  # the SE maker and the TSM's OCE identity
         ctx.engine.dispose()
         _TEMPLATE["home"] = home
+        _TEMPLATE["at"] = dt.datetime.now(dt.UTC)
     return _TEMPLATE["home"]
 
 
@@ -392,9 +393,14 @@ class Lifecycle(RuleBasedStateMachine):
         self.kept_rp = CrlCache(max_age=2 * CRL_VALIDITY)
         self.kept_rp_saw: dict[str, dict[int, tuple[str, str | None]]] = {}
         # the clock every party reads, from now on (ticking; started last, as teardown runs
-        # only after __init__ returned); moved by the advance_* rules
+        # only after __init__ returned); moved by the advance_* rules. It starts when the
+        # installation's keys were made: a copied template's (the IACA's ten years, its
+        # signers' year) as much as a fresh one's, whenever the example runs, so that an
+        # example replayed later in a campaign meets the same dates (the IACA's end, a DS
+        # rollover) at the same steps, and hypothesis the same choices
         _MONOTONIC_SHIFT[0] = 0.0
-        self.travel = time_machine.travel(dt.datetime.now(dt.UTC), tick=True)
+        start = _TEMPLATE["at"] if self.backend == "sqlite" else dt.datetime.now(dt.UTC)
+        self.travel = time_machine.travel(start, tick=True)
         self.traveller = self.travel.start()
         self.travelled = dt.timedelta(0)
 
