@@ -477,15 +477,21 @@ def check_mdoc_issuance(ctx: Context, holder_id: str | None) -> None:
     Found by the issuer half-way instead, a refresh had erased the phone's valid mdocs (its
     rotation deletes them before writing the new ones) and a provisioning had issued the
     certificates, then stopped."""
-    why = mdoc_service(ctx).issuance_refusal()
-    if why is None and holder_id is not None:
-        from issuer.db import Holder, utcnow
-        from issuer.holders import card_refusal
+    from issuer.db import Holder, utcnow
+    from issuer.holders import card_refusal
+    from issuer.mdoc.txn import run_transaction
 
-        with ctx.sessions() as s:
+    svc = mdoc_service(ctx)
+
+    def work(s) -> str | None:  # noqa: ANN001 - one transaction, committed: a read ending in
+        why = svc.pki.issuance_refusal(s, svc.clock())  # ROLLBACK costs PostgreSQL's prepared statements
+        if why is None and holder_id is not None:
             row = s.get(Holder, holder_id)
-        if row is not None:
-            why = card_refusal(row.id, row.card_expiry, utcnow(), mdoc=True)
+            if row is not None:
+                why = card_refusal(row.id, row.card_expiry, utcnow(), mdoc=True)
+        return why
+
+    why = run_transaction(svc.sessions, work)
     if why is not None:
         raise ProvisionError(f"no mdoc can be issued now, nothing was done: {why}")
 

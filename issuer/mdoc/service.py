@@ -122,8 +122,7 @@ class MdocService:
     def issuance_refusal(self) -> str | None:
         """Why no MSO can be signed now (the current IACA in its last months, or ended:
         :func:`issuer.mdoc.pki.issuance_refusal`), or None."""
-        with self.sessions() as s:
-            return self.pki.issuance_refusal(s, self.clock())
+        return run_transaction(self.sessions, lambda s: self.pki.issuance_refusal(s, self.clock()))
 
     def document_signer(self) -> ActiveKey:
         return run_transaction(self.sessions, lambda s: self.pki.document_signer(s, self.clock()))
