@@ -731,6 +731,18 @@ class IacaRollover(_Closed):
     not_after: str = Field(json_schema_extra=_DATE_TIME)
     ds: str = Field(description="the document signer it issued, now active")
     status_signer: str = Field(description="the status-list signer it issued, signing its lists")
+    staged_since: str | None = Field(None, json_schema_extra=_DATE_TIME, description=(
+        "when it was staged (POST /trust/iaca-stage) and joined the trust bundle; null: made "
+        "by this rollover, so readers meet it with its first mdocs"))
+
+
+class IacaStage(_Closed):
+    """The next IACA generation, staged: in the trust bundle, vouching for nothing yet."""
+
+    label: str = Field(description="the staged IACA (mdoc-iaca-N)")
+    serial: str = Field(pattern="^[0-9a-f]+$", description="its certificate serial, hex")
+    not_after: str = Field(json_schema_extra=_DATE_TIME)
+    current: str = Field(description="the IACA still current, issuing until the rollover")
 
 
 class KlocRotation(_Closed):

@@ -62,6 +62,7 @@ from mcred.api_models import (
     HolderForgotten,
     HolderList,
     IacaRollover,
+    IacaStage,
     IssueSignJob,
     Job,
     JobKind,
@@ -1647,18 +1648,34 @@ def operator_router(ctx: Context) -> APIRouter:
         active = svc.rollover_ds()
         return {"label": getattr(active, "label", str(active))}
 
-    @router.post("/trust/iaca-rollover", summary="Roll the mdoc IACA over to a new generation "
-                 "with its document signer and status-list signer (readers need the new IACA, "
-                 "/trust/iaca.pem, before it vouches for anything)", **typed(IacaRollover, _SIGNER_KEY_REFUSALS))
+    @router.post("/trust/iaca-rollover", summary="Roll the mdoc IACA over to the next generation "
+                 "(the staged one, else a new one) with its document signer and status-list signer "
+                 "(readers need the new IACA, /trust/iaca.pem, before it vouches for anything)",
+                 **typed(IacaRollover, _SIGNER_KEY_REFUSALS))
     def iaca_rollover(request: Request) -> dict[str, Any]:
         from mcred.mdoc_flow import mdoc_service
 
         svc = mdoc_service(ctx)
         svc.setup()
-        root, ds, status = svc.rollover_iaca(actor=_actor(request))
+        r = svc.rollover(actor=_actor(request))
+        return {"label": r.iaca.label, "serial": format(r.iaca.certificate.serial_number, "x"),
+                "not_after": r.iaca.not_valid_after.isoformat(), "ds": r.ds.label,
+                "status_signer": r.status_signer.label,
+                "staged_since": r.staged_since.isoformat() if r.staged_since else None}
+
+    @router.post("/trust/iaca-stage", summary="Stage the next mdoc IACA generation: published in the "
+                 "trust bundle (/trust/iaca.pem) at once, vouching for nothing until POST "
+                 "/trust/iaca-rollover starts it", **typed(IacaStage, merge(
+                     refusals(problems.IACA_ALREADY_STAGED), _SIGNER_KEY_REFUSALS)))
+    def iaca_stage(request: Request) -> dict[str, Any]:
+        from mcred.mdoc_flow import mdoc_service
+
+        svc = mdoc_service(ctx)
+        svc.setup()
+        root = svc.stage_iaca(actor=_actor(request))
         return {"label": root.label, "serial": format(root.certificate.serial_number, "x"),
                 "not_after": root.certificate.not_valid_after_utc.isoformat(),
-                "ds": ds.label, "status_signer": status.label}
+                "current": svc.iaca_label()}
 
     @router.post("/trust/kloc-rotation", summary="Replace the TSM's KLOC CA (SCP11a): a new CA "
                  "certifies the TSM's key, the old chain is kept for SEs that still name it",

@@ -458,14 +458,23 @@ def _mdoc_iaca(ctx, now=None) -> Finding:  # noqa: ANN001
     if cert is None:
         return Finding("mdoc IACA", True, "not made yet: made at the first mdoc issuance (or mcred export iaca)",
                        enables)
+    from issuer.mdoc.pki import generation
+
     now = now or dt.datetime.now(dt.UTC)
     stops = cert.not_valid_after_utc - MdocPkiConfig().rollover_margin
     detail = (f"{current.label} valid until {cert.not_valid_after_utc.date().isoformat()}; "
               f"{len(rows)} generation(s)")
+    staged = next((r for r in reversed(rows) if not r.active and r.revoked_at is None
+                   and generation(r.label) > generation(current.label)
+                   and now < x509.load_der_x509_certificate(r.certificate).not_valid_after_utc), None)
+    if staged is not None:
+        detail += f"; {staged.label} staged (in the trust bundle) since {staged.created_at.date().isoformat()}"
     if stops - now < dt.timedelta(days=IACA_NOTICE_DAYS):
         when = "has stopped" if stops <= now else f"stops on {stops.date().isoformat()}"
-        return Finding("mdoc IACA", False, f"{detail}; issuance {when}", enables,
-                       "mcred mdoc iaca rollover, then give readers the new bundle (mcred export iaca)")
+        fix = (f"start {staged.label} once readers hold the bundle: mcred mdoc iaca rollover" if staged is not None
+               else "mcred mdoc iaca stage, give readers the new bundle (mcred export iaca), then "
+                    "mcred mdoc iaca rollover")
+        return Finding("mdoc IACA", False, f"{detail}; issuance {when}", enables, fix)
     return Finding("mdoc IACA", True, detail, enables)
 
 

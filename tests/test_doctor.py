@@ -223,7 +223,7 @@ def test_doctor_piped_is_one_line_per_component_and_what_a_missing_one_needs(hom
 def test_doctor_warns_before_the_iaca_stops_issuance_and_names_the_rollover(home):
     """The mdoc IACA finding reads the registry only: not made yet; the current generation's
     end; a warning from 180 days before issuance stops (the IACA's last 90 days), naming the
-    command that rolls it over; quiet again after the rollover."""
+    commands that stage the next IACA and roll it over; quiet again after the rollover."""
     import datetime as dt
 
     from mcred.context import Context
@@ -242,7 +242,8 @@ def test_doctor_warns_before_the_iaca_stops_issuance_and_names_the_rollover(home
     assert _mdoc_iaca(ctx, stops - dt.timedelta(days=181)).ok
     soon = _mdoc_iaca(ctx, stops - dt.timedelta(days=179))
     assert not soon.ok and f"issuance stops on {stops.date().isoformat()}" in soon.detail
-    assert soon.fix.startswith("mcred mdoc iaca rollover")
+    # publish before use: stage the next IACA, hand out the bundle, then roll over
+    assert soon.fix.startswith("mcred mdoc iaca stage") and soon.fix.endswith("mcred mdoc iaca rollover")
     assert "issuance has stopped" in _mdoc_iaca(ctx, stops + dt.timedelta(days=1)).detail
     mdoc_service(ctx).rollover_iaca()
     f = finding()

@@ -54,5 +54,9 @@ class IacaEnded(MdocKeyError):
     """An IACA generation is past its notAfter: it signs nothing more (no CRL, no list)."""
 
 
+class IacaAlreadyStaged(MdocKeyError):
+    """A next IACA generation is already staged: roll over to it before staging another."""
+
+
 class SignerRevocationError(IssuerMdocError):
     """A signer revocation was refused (reason not allowed for it)."""

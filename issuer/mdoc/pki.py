@@ -15,7 +15,10 @@ loser's insert fails, its transaction is retried and finds the winner's generati
 IACA generations (specs/issuer-keys.md, "The mdoc IACA"): the IACA is never rolled over
 by itself (readers must hold a new IACA before it vouches for anything): an operator rolls
 it over (:meth:`MdocPki.rollover_iaca`), which makes the new IACA, its document signer and
-its status-list signer in one transaction. An older IACA stays a trust anchor while a
+its status-list signer in one transaction. Ahead of that the operator may stage the next
+IACA (:meth:`MdocPki.stage_iaca`): made and published in the trust bundle, but vouching for
+nothing until the rollover starts it, so readers can take it before its first mdoc (a staged
+IACA is an inactive row of a later generation than the current one). An older IACA stays a trust anchor while a
 signer it issued is within validity (:meth:`MdocPki.trusted_iacas`); its CRL keeps being
 published at the URL its certificates carry (generation 1: ``/trust/iaca.crl``, as before
 generations existed; generation N: ``/trust/iaca-N.crl``), and the status lists of the
@@ -37,6 +40,7 @@ from sqlalchemy.orm import Session
 from issuer.db import IssuerKey
 from issuer.keystore import CoseSignerAdapter, KeyStoreError
 from issuer.mdoc.errors import (
+    IacaAlreadyStaged,
     IacaEnded,
     MdocKeyError,
     MdocKeysMissing,
@@ -185,19 +189,32 @@ class MdocPki:
         return self._activekey(row)
 
     def trusted_iacas(self, session: Session, now: dt.datetime) -> list[x509.Certificate]:
-        """The IACAs a reader needs at ``now``, the current one first: it, and every older
-        generation still valid that issued a signer still valid (an MSO or a status list
-        it signed may still be presented); made when there is none yet."""
+        """The IACAs a reader needs at ``now``, the current one first: it, the staged next
+        generation (:meth:`stage_iaca`: readers take it before it vouches for anything), and
+        every older generation still valid that issued a signer still valid (an MSO or a
+        status list it signed may still be presented); made when there is none yet."""
         current = self.ensure_iaca(session, now)
+        staged = self.staged_iaca(session, now)
         signers = [self._cert(r) for p in (PURPOSE_DS, PURPOSE_STATUS) for r in self._rows(session, p)]
-        out = [current.certificate]
+        out = [current.certificate] + ([self._cert(staged)] if staged is not None else [])
         for row in reversed(self._rows(session, PURPOSE_IACA)):
             cert = self._cert(row)
-            if row.label == current.label or not now < cert.not_valid_after_utc:
+            if generation(row.label) >= generation(current.label) or not now < cert.not_valid_after_utc:
                 continue
             if any(s.issuer == cert.subject and now < s.not_valid_after_utc for s in signers):
                 out.append(cert)
         return out
+
+    def staged_iaca(self, session: Session, now: dt.datetime) -> IssuerKey | None:
+        """The staged next IACA generation (:meth:`stage_iaca`), or None: an inactive,
+        unrevoked IACA row of a later generation than the current IACA, not past its end."""
+        current = self._active(session, PURPOSE_IACA)
+        if current is None:
+            return None
+        later = [r for r in self._rows(session, PURPOSE_IACA)
+                 if not r.active and r.revoked_at is None and generation(r.label) > generation(current.label)
+                 and now < self._cert(r).not_valid_after_utc]
+        return max(later, key=lambda r: generation(r.label)) if later else None
 
     def iaca_certificate(self, session: Session) -> x509.Certificate:
         """The active IACA certificate (the trust anchor readers import)."""
@@ -227,18 +244,18 @@ class MdocPki:
         return f"{_LABEL_PREFIX[purpose]}-{len(self._rows(session, purpose)) + 1}"
 
     def _record(self, session: Session, label: str, purpose: str, cert: x509.Certificate,
-                algorithm: str, now: dt.datetime) -> IssuerKey:
+                algorithm: str, now: dt.datetime, active: bool = True) -> IssuerKey:
         rows = self._rows(session, purpose)
         won = next((r for r in rows if r.label == label), None)
         if won is not None:  # a racing worker recorded this generation first: it is the one
             return won
-        for old in rows:
+        for old in rows if active else ():  # a staged IACA (not active) retires nothing yet
             # one active status-list signer per IACA (each signs its own IACA's lists); one
             # active IACA and one active document signer in all
             if purpose != PURPOSE_STATUS or self._cert(old).issuer == cert.issuer:
                 old.active = False
         row = IssuerKey(label=label, purpose=purpose, algorithm=algorithm,
-                        certificate=cert.public_bytes(serialization.Encoding.DER), active=True,
+                        certificate=cert.public_bytes(serialization.Encoding.DER), active=active,
                         created_at=now)
         session.add(row)
         session.flush()  # a racing process with the same label fails here and retries
@@ -251,7 +268,7 @@ class MdocPki:
             return self._activekey(row)
         return self._new_iaca(session, now)
 
-    def _new_iaca(self, session: Session, now: dt.datetime) -> ActiveKey:
+    def _new_iaca(self, session: Session, now: dt.datetime, active: bool = True) -> ActiveKey:
         label = self._next_label(session, PURPOSE_IACA)
         signer = self._key(label)
         c = self.config
@@ -262,15 +279,41 @@ class MdocPki:
             country=c.country, organization=c.organization,
         )
         cert = signer.sign_certificate(builder)
-        return self._activekey(self._record(session, label, PURPOSE_IACA, cert, signer.algorithm, now))
+        return self._activekey(self._record(session, label, PURPOSE_IACA, cert, signer.algorithm, now, active))
+
+    def stage_iaca(self, session: Session, now: dt.datetime) -> ActiveKey:
+        """Make the next IACA generation without starting it: it joins the trust bundle
+        (:meth:`trusted_iacas`) while the current IACA and its signers go on issuing, so
+        readers can take it before the first MSO it vouches for; :meth:`rollover_iaca`
+        starts it. One staged generation at a time (:class:`IacaAlreadyStaged`); none before
+        the first IACA exists (it is made at first use, and trusted from its start)."""
+        current = self._active(session, PURPOSE_IACA)
+        if current is None:
+            raise MdocKeysMissing("no IACA yet: the first one is made at the first issuance (or mcred "
+                                  "export iaca); a next generation can be staged once it exists")
+        staged = self.staged_iaca(session, now)
+        if staged is not None:
+            raise IacaAlreadyStaged(
+                f"the IACA {staged.label} is already staged (since {staged.created_at:%Y-%m-%d %H:%M} UTC): "
+                "roll over to it (mcred mdoc iaca rollover, or POST /trust/iaca-rollover) before staging another")
+        return self._new_iaca(session, now, active=False)
 
     def rollover_iaca(self, session: Session, now: dt.datetime) -> tuple[ActiveKey, ActiveKey, ActiveKey]:
-        """Start a new IACA generation now, with its document signer and status-list signer
-        (one transaction: no MSO is signed under an IACA without its signers). The older
-        IACA is retired, not revoked: its signers' MSOs and status lists stay valid, its CRL
-        and its lists are still published (module docstring). Readers need the new IACA
-        (``/trust/iaca.pem``, ``mcred export iaca``) before the first MSO it vouches for."""
-        root = self._new_iaca(session, now)
+        """Start the next IACA generation now, with its document signer and status-list
+        signer (one transaction: no MSO is signed under an IACA without its signers): the
+        staged one (:meth:`stage_iaca`) when there is one, which readers may already hold,
+        else a new one made here. The older IACA is retired, not revoked: its signers' MSOs
+        and status lists stay valid, its CRL and its lists are still published (module
+        docstring). Readers need the new IACA (``/trust/iaca.pem``, ``mcred export iaca``)
+        before the first MSO it vouches for."""
+        staged = self.staged_iaca(session, now)
+        if staged is None:
+            root = self._new_iaca(session, now)
+        else:
+            for row in self._rows(session, PURPOSE_IACA):
+                row.active = row.label == staged.label
+            session.flush()
+            root = self._activekey(staged)
         return (root, self._ensure_signer(session, PURPOSE_DS, now, root=root),
                 self._ensure_signer(session, PURPOSE_STATUS, now, root=root))
 
@@ -458,7 +501,8 @@ class MdocPki:
 
 def _closing(label: str, end: dt.datetime) -> str:
     return (f"the IACA {label} ends {end}: roll the IACA over (mcred mdoc iaca rollover, or POST "
-            "/trust/iaca-rollover) and give readers the new one (mcred export iaca, /trust/iaca.pem)")
+            "/trust/iaca-rollover; it starts the staged next IACA when there is one) and give readers "
+            "the new one (mcred export iaca, /trust/iaca.pem)")
 
 
 def issuance_refusal(session: Session, now: dt.datetime,

@@ -49,6 +49,17 @@ class SignerInfo:
                 "reason": self.reason, "affected_mdocs": self.affected_mdocs, "iaca": self.iaca}
 
 
+@dataclass(frozen=True)
+class IacaRolloverResult:
+    """An IACA rollover: the IACA now current, the signers it issued at once, and when it was
+    staged (None: made by the rollover itself)."""
+
+    iaca: ActiveKey
+    ds: ActiveKey
+    status_signer: ActiveKey
+    staged_since: dt.datetime | None = None
+
+
 class MdocService:
     def __init__(
         self,
@@ -104,18 +115,58 @@ class MdocService:
         return run_transaction(self.sessions, work)
 
     def rollover_iaca(self, *, actor: str = "issuer") -> tuple[ActiveKey, ActiveKey, ActiveKey]:
-        """A new IACA generation with its document signer and status-list signer
-        (:meth:`MdocPki.rollover_iaca`), audited as ``mdoc.iaca.rollover``."""
+        """The next IACA generation started, with its document signer and status-list signer
+        (:meth:`rollover`, without when it was staged)."""
+        r = self.rollover(actor=actor)
+        return r.iaca, r.ds, r.status_signer
 
-        def work(s: Session) -> tuple[ActiveKey, ActiveKey, ActiveKey]:
+    def rollover(self, *, actor: str = "issuer") -> IacaRolloverResult:
+        """The next IACA generation started, with its document signer and status-list signer
+        (:meth:`MdocPki.rollover_iaca`: the staged one when there is one), audited as
+        ``mdoc.iaca.rollover`` (with ``staged_since`` when it had been staged)."""
+
+        def work(s: Session) -> IacaRolloverResult:
+            now = self.clock()
             old = self.pki._active(s, PURPOSE_IACA)
-            keys = self.pki.rollover_iaca(s, self.clock())
-            s.add(AuditEvent(actor=actor, action="mdoc.iaca.rollover", subject=keys[0].label,
-                             detail={"previous": old.label if old is not None else None,
-                                     "serial": format(keys[0].certificate.serial_number, "x"),
-                                     "ds": keys[1].label, "status_signer": keys[2].label}))
+            staged = self.pki.staged_iaca(s, now)
+            staged_since = staged.created_at if staged is not None else None
+            keys = self.pki.rollover_iaca(s, now)
+            detail = {"previous": old.label if old is not None else None,
+                      "serial": format(keys[0].certificate.serial_number, "x"),
+                      "ds": keys[1].label, "status_signer": keys[2].label}
+            if staged_since is not None:
+                detail["staged_since"] = staged_since.isoformat()
+            s.add(AuditEvent(actor=actor, action="mdoc.iaca.rollover", subject=keys[0].label, detail=detail))
             s.flush()
-            return keys
+            return IacaRolloverResult(*keys, staged_since)
+
+        return run_transaction(self.sessions, work)
+
+    def stage_iaca(self, *, actor: str = "issuer") -> ActiveKey:
+        """The next IACA generation made and published in the trust bundle without vouching
+        for anything yet (:meth:`MdocPki.stage_iaca`), audited as ``mdoc.iaca.stage``."""
+
+        def work(s: Session) -> ActiveKey:
+            current = self.pki._active(s, PURPOSE_IACA)
+            root = self.pki.stage_iaca(s, self.clock())
+            s.add(AuditEvent(actor=actor, action="mdoc.iaca.stage", subject=root.label,
+                             detail={"current": current.label if current is not None else None,
+                                     "serial": format(root.certificate.serial_number, "x")}))
+            s.flush()
+            return root
+
+        return run_transaction(self.sessions, work)
+
+    def iaca_label(self) -> str:
+        """The current IACA's label (made when there is none)."""
+        return run_transaction(self.sessions, lambda s: self.pki.ensure_iaca(s, self.clock()).label)
+
+    def staged_iaca(self) -> SignerInfo | None:
+        """The staged next IACA generation, as operators see it, or None."""
+
+        def work(s: Session) -> SignerInfo | None:
+            row = self.pki.staged_iaca(s, self.clock())
+            return self._info(s, row) if row is not None else None
 
         return run_transaction(self.sessions, work)
 

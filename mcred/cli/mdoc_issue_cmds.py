@@ -559,42 +559,94 @@ def ds_rollover(as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 def iaca_list(as_json: bool = typer.Option(False, "--json")) -> None:
-    """Every IACA generation: serial, validity, current / retired, and the valid mdocs its
-    document signers signed."""
+    """Every IACA generation: serial, validity, current / staged / retired, and the valid
+    mdocs its document signers signed."""
     from issuer.mdoc.pki import PURPOSE_IACA
 
     svc = _mdoc_service()[1]
     svc.setup()
     rows = svc.signers(PURPOSE_IACA)
     trusted = {format(c.serial_number, "x") for c in svc.trusted_iacas()}
+    staged = svc.staged_iaca()
+
+    def state(r) -> str:  # noqa: ANN001
+        if r.active:
+            return "current"
+        if staged is not None and r.label == staged.label:
+            return "staged"
+        return "retired"
+
     if as_json:
-        print(json.dumps([{**r.to_json(), "trusted": r.serial in trusted} for r in rows], ensure_ascii=False))
+        print(json.dumps([{**r.to_json(), "trusted": r.serial in trusted, "state": state(r)} for r in rows],
+                         ensure_ascii=False))
         return
     for r in rows:
-        state = "current" if r.active else "retired, still a trust anchor" if r.serial in trusted else "retired"
-        typer.echo(f"{r.label}  serial {r.serial}  until {r.not_after:%Y-%m-%d}  {state}"
+        shown = {"staged": "staged: in the trust bundle, vouching for nothing until the rollover",
+                 "retired": "retired, still a trust anchor" if r.serial in trusted else "retired"}.get(state(r), state(r))
+        typer.echo(f"{r.label}  serial {r.serial}  until {r.not_after:%Y-%m-%d}  {shown}"
                    f"  {r.affected_mdocs} valid mdoc(s)")
 
 
-def iaca_rollover(as_json: bool = typer.Option(False, "--json")) -> None:
-    """Start a new IACA generation now, with its document signer and status-list signer.
+def iaca_stage(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Make the next IACA generation and publish it in the trust bundle, without starting it.
 
-    New mdocs chain to the new IACA at once: give readers the new trust bundle (mcred export
-    iaca, or /trust/iaca.pem) before issuing. The older IACA stays valid for the mdocs it
-    vouches for; its CRL and status lists are still published."""
+    The current IACA goes on issuing; readers that take the bundle (mcred export iaca, or
+    /trust/iaca.pem) from now on already trust the staged IACA when `mcred mdoc iaca
+    rollover` starts it, so its first mdocs verify everywhere at once. One staged
+    generation at a time."""
+    from issuer.mdoc.errors import IssuerMdocError
+
     svc = _mdoc_service()[1]
     svc.setup()
-    root, ds, status = svc.rollover_iaca(actor=cli_actor())
+    try:
+        root = svc.stage_iaca(actor=cli_actor())
+    except IssuerMdocError as exc:  # one staged already, or no IACA yet: nothing was made
+        raise _fail(str(exc), 2, as_json) from None
     info = {"label": root.label, "serial": format(root.certificate.serial_number, "x"),
-            "not_after": root.certificate.not_valid_after_utc.isoformat(), "ds": ds.label,
-            "status_signer": status.label}
+            "not_after": root.certificate.not_valid_after_utc.isoformat(), "current": svc.iaca_label()}
     if as_json:
         print(json.dumps(info, ensure_ascii=False))
         return
-    console.print(f"new IACA {root.label} serial {info['serial']} until {info['not_after'][:10]}, with "
+    console.print(f"staged IACA {root.label} serial {info['serial']} until {info['not_after'][:10]}; "
+                  f"{info['current']} goes on issuing", highlight=False)
+    console.print("[yellow]give readers the new trust bundle now (mcred export iaca --out FILE, or "
+                  "/trust/iaca.pem), then start it: mcred mdoc iaca rollover[/]")
+
+
+def iaca_rollover(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Start the next IACA generation now, with its document signer and status-list signer.
+
+    The staged generation (mcred mdoc iaca stage) when there is one: readers that took the
+    bundle since it was staged already trust it. Else a new one, and new mdocs chain to it at
+    once: give readers the new trust bundle (mcred export iaca, or /trust/iaca.pem) before
+    issuing. The older IACA stays valid for the mdocs it vouches for; its CRL and status
+    lists are still published."""
+    from issuer.mdoc.errors import IssuerMdocError
+
+    svc = _mdoc_service()[1]
+    svc.setup()
+    try:
+        r = svc.rollover(actor=cli_actor())
+    except IssuerMdocError as exc:  # e.g. a staged IACA itself in its last months: nothing was started
+        raise _fail(str(exc), 2, as_json) from None
+    root, ds, status = r.iaca, r.ds, r.status_signer
+    info = {"label": root.label, "serial": format(root.certificate.serial_number, "x"),
+            "not_after": root.certificate.not_valid_after_utc.isoformat(), "ds": ds.label,
+            "status_signer": status.label,
+            "staged_since": r.staged_since.isoformat() if r.staged_since else None}
+    if as_json:
+        print(json.dumps(info, ensure_ascii=False))
+        return
+    made = f"staged IACA {root.label} started" if r.staged_since else f"new IACA {root.label}"
+    console.print(f"{made} serial {info['serial']} until {info['not_after'][:10]}, with "
                   f"document signer {ds.label} and status-list signer {status.label}", highlight=False)
-    console.print("[yellow]readers need the new IACA before they see its mdocs: mcred export iaca "
-                  "--out FILE (every IACA they need), or /trust/iaca.pem[/]")
+    if r.staged_since:
+        console.print(f"it has been in the trust bundle since {r.staged_since:%Y-%m-%d %H:%M} UTC: "
+                      "readers that took the bundle since then trust its mdocs", highlight=False)
+    else:
+        console.print("[yellow]readers need the new IACA before they see its mdocs: mcred export iaca "
+                      "--out FILE (every IACA they need), or /trust/iaca.pem (mcred mdoc iaca stage "
+                      "publishes the next one ahead of its use)[/]")
 
 
 def ds_revoke(
@@ -693,6 +745,7 @@ def register(app: typer.Typer) -> None:
     iaca_group = _group(mdoc, "iaca", "The mdoc IACA (trust anchor) generations: list, rollover.")
     iaca_group.command("list")(iaca_list)
     iaca_group.command("rollover")(iaca_rollover)
+    iaca_group.command("stage")(iaca_stage)
     export_app.command("iaca")(export_iaca)
     status_lists = _group(app, "status-list", "Token Status Lists.")
     status_lists.command("show")(status_list_show)
