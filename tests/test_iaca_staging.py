@@ -179,3 +179,30 @@ def test_doctor_names_the_staged_iaca_in_the_current_ones_last_months(home):
     assert not finding.ok and "mdoc-iaca-2 staged" in finding.detail
     assert finding.fix.startswith("start mdoc-iaca-2") and "mcred mdoc iaca rollover" in finding.fix
     assert _mdoc_iaca(ctx).ok and "mdoc-iaca-2 staged" in _mdoc_iaca(ctx).detail
+
+
+def test_two_operators_staging_at_once_make_one_staged_iaca(world):  # noqa: F811
+    """Both compute the same next generation; one records it, the other's insert fails, its
+    transaction runs again and finds the IACA staged: refused, nothing else made."""
+    import threading
+
+    svc, _sessions, _clock, _client = world
+    svc.setup()
+    barrier = threading.Barrier(2)
+    out: list[object] = []
+
+    def stage() -> None:
+        barrier.wait()
+        try:
+            out.append(svc.stage_iaca())
+        except IacaAlreadyStaged as exc:
+            out.append(exc)
+
+    threads = [threading.Thread(target=stage) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(type(x).__name__ for x in out) == ["ActiveKey", "IacaAlreadyStaged"], out
+    assert [i.label for i in svc.signers("iaca")] == ["mdoc-iaca-1", "mdoc-iaca-2"]
+    assert svc.staged_iaca().label == "mdoc-iaca-2"

@@ -247,6 +247,8 @@ class MdocPki:
                 algorithm: str, now: dt.datetime, active: bool = True) -> IssuerKey:
         rows = self._rows(session, purpose)
         won = next((r for r in rows if r.label == label), None)
+        if won is not None and not active:  # two stagings at once: the other one staged it
+            raise IacaAlreadyStaged(f"the IACA {label} was staged at the same time by another request")
         if won is not None:  # a racing worker recorded this generation first: it is the one
             return won
         for old in rows if active else ():  # a staged IACA (not active) retires nothing yet
@@ -281,12 +283,20 @@ class MdocPki:
         cert = signer.sign_certificate(builder)
         return self._activekey(self._record(session, label, PURPOSE_IACA, cert, signer.algorithm, now, active))
 
+    def lock_iacas(self, session: Session) -> None:
+        """Take the IACA rows (PostgreSQL: ``FOR UPDATE``) and read them afresh: a staging or
+        rollover decides on what the one before it committed (a second staging is refused,
+        not made a generation further), SQLite's single writer does the same by itself."""
+        session.scalars(select(IssuerKey).where(IssuerKey.purpose == PURPOSE_IACA)
+                        .with_for_update().execution_options(populate_existing=True)).all()
+
     def stage_iaca(self, session: Session, now: dt.datetime) -> ActiveKey:
         """Make the next IACA generation without starting it: it joins the trust bundle
         (:meth:`trusted_iacas`) while the current IACA and its signers go on issuing, so
         readers can take it before the first MSO it vouches for; :meth:`rollover_iaca`
         starts it. One staged generation at a time (:class:`IacaAlreadyStaged`); none before
         the first IACA exists (it is made at first use, and trusted from its start)."""
+        self.lock_iacas(session)
         current = self._active(session, PURPOSE_IACA)
         if current is None:
             raise MdocKeysMissing("no IACA yet: the first one is made at the first issuance (or mcred "
@@ -306,6 +316,7 @@ class MdocPki:
         and status lists stay valid, its CRL and its lists are still published (module
         docstring). Readers need the new IACA (``/trust/iaca.pem``, ``mcred export iaca``)
         before the first MSO it vouches for."""
+        self.lock_iacas(session)
         staged = self.staged_iaca(session, now)
         if staged is None:
             root = self._new_iaca(session, now)

@@ -127,6 +127,7 @@ class MdocService:
 
         def work(s: Session) -> IacaRolloverResult:
             now = self.clock()
+            self.pki.lock_iacas(s)  # what a staging or rollover just committed, read after it
             old = self.pki._active(s, PURPOSE_IACA)
             staged = self.pki.staged_iaca(s, now)
             staged_since = staged.created_at if staged is not None else None
@@ -147,6 +148,7 @@ class MdocService:
         for anything yet (:meth:`MdocPki.stage_iaca`), audited as ``mdoc.iaca.stage``."""
 
         def work(s: Session) -> ActiveKey:
+            self.pki.lock_iacas(s)
             current = self.pki._active(s, PURPOSE_IACA)
             root = self.pki.stage_iaca(s, self.clock())
             s.add(AuditEvent(actor=actor, action="mdoc.iaca.stage", subject=root.label,
