@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 
 import wallet_sim
 from issuer.db import Credential, Phone
+from issuer.holders import HolderError as RegistryHolderError
 from issuer.holders import attach_phone
 from issuer.holders import register as register_holder
 from issuer.jpki import JpkiIssuer
@@ -62,6 +63,12 @@ class ProvisionError(Exception):
     """Provisioning was refused before anything was issued, or the job failed."""
 
 
+class ProvisionRefused(ProvisionError):
+    """Refused before anything was done (nothing registered, no job): the phone is another
+    holder's, the holder is unknown or already provisioned. The CLI exits 2 for it
+    (specs/cli.md "Exit status"), 1 for any other :class:`ProvisionError`."""
+
+
 class ProvisioningUnfinishedError(ProvisionError):
     """The phone already has a provisioning job that has not finished: resume that one."""
 
@@ -70,7 +77,7 @@ class ProvisioningUnfinishedError(ProvisionError):
         self.job_id = job_id
 
 
-class UnknownHolderError(ProvisionError):
+class UnknownHolderError(ProvisionRefused):
     """No such holder in the issuer's registry."""
 
 
@@ -365,7 +372,14 @@ def provision(ctx: Context, phone_id: str, holder: cardsub.Holder | str, *,
     tsm = tsm_for(ctx, port, actor)  # the issuer's keys and the TSM master key open, or refuse now
     _check_phone_free(ctx, phone_id, holder)  # before anything is registered
     check_mdoc_issuance(ctx, holder if isinstance(holder, str) else None)
-    holder_id = register(ctx, holder, phone_id, actor=actor)
+    try:
+        holder_id = register(ctx, holder, phone_id, actor=actor)
+    except RegistryHolderError:  # the phone taken by another holder since the check above
+        with ctx.sessions() as s:
+            owner = s.scalar(select(Phone.holder_id).where(Phone.id == phone_id))
+        if owner is not None and owner != holder:
+            raise ProvisionRefused(another_holders_phone(phone_id)) from None
+        raise
     job = tsm.create_job(phone_id, "provision",
                          {"algorithm": key_type, "mdoc_count": mdoc_batch, "jpki_slots": list(slots),
                           **({"hold_secrets": True} if hold_secrets else {})}, job_secrets)
@@ -428,16 +442,16 @@ def check_holder_for_new_phone(ctx: Context, holder_id: str, phone_id: str | Non
         if holder is None:
             raise UnknownHolderError(f"no holder {str(holder_id)[:40]!r} in the issuer's registry")
         if is_erased(holder.data):
-            raise ProvisionError(f"holder {holder_id}'s personal data was erased (mcred holder forget): "
+            raise ProvisionRefused(f"holder {holder_id}'s personal data was erased (mcred holder forget): "
                                  "provision from the holder's card again (--holder FILE.json)")
         busy = s.scalar(select(Credential.phone_id).where(Credential.holder_id == holder_id,
                                                           Credential.status.in_(_LIVE)).limit(1))
     if busy is not None and busy == phone_id:
-        raise ProvisionError(f"phone {busy} already holds holder {holder_id}'s live credentials: fresh MSOs "
+        raise ProvisionRefused(f"phone {busy} already holds holder {holder_id}'s live credentials: fresh MSOs "
                              f"come from `mcred mdoc refresh --phone {busy}`, new certificates from a "
                              "renewal (POST /handovers, kind renewal)")
     if busy is not None:
-        raise ProvisionError(f"holder {holder_id} has live credentials on phone {busy}: moving them to "
+        raise ProvisionRefused(f"holder {holder_id} has live credentials on phone {busy}: moving them to "
                              f"another phone is a handover (`mcred handover --phone {busy} --to ID`, "
                              "or POST /handovers)")
 
@@ -511,8 +525,14 @@ def _check_phone_free(ctx: Context, phone_id: str, holder: cardsub.Holder | str)
             f", or give it up with `mcred tsm abandon {job.id} --reason TEXT`",
             job.id)
     if owner and owner != holder:
-        raise ProvisionError(f"phone {phone_id} already belongs to holder {owner}: a phone carries one "
-                             "holder's credentials (for a new phone of the same holder use `mcred handover`)")
+        raise ProvisionRefused(another_holders_phone(phone_id))
+
+
+def another_holders_phone(phone_id: str) -> str:
+    """The refusal of a phone that is another holder's: the phone, never whose it is (the
+    operator asked for a provisioning, not for the registry's record of the phone)."""
+    return (f"phone {phone_id} belongs to another holder: a phone carries one holder's credentials "
+            "(a holder's new phone takes their credentials by a handover, `mcred handover`)")
 
 
 def resume(ctx: Context, job_id: str, *, after_step: StepHook | None = None,

@@ -339,7 +339,7 @@ def test_cli_after_a_crash_names_the_job_and_resumes_it(ctx, tmp_path):
     assert table.exit_code == 0 and "done" in table.output
     # the phone is the first holder's now: another run for it is refused with the reason
     other = CliRunner().invoke(app, ["provision", "--phone", pid, "--holder", str(f)])
-    assert other.exit_code == 1 and "already belongs to holder" in " ".join(other.output.split()), other.output
+    assert other.exit_code == 2 and "belongs to another holder" in " ".join(other.output.split()), other.output
     # and --resume refuses what it cannot use
     assert CliRunner().invoke(app, ["provision", "--resume", "nope"]).exit_code == 2
     assert CliRunner().invoke(app, ["provision", "--resume", job_id, "--phone", pid]).exit_code == 2
@@ -780,3 +780,51 @@ def test_handover_names_the_secrets_as_provision_does(ctx, tmp_path):
     assert r.exit_code == 0, r.output
     handed = secrets(r.output)
     assert handed and set(handed) <= set(provisioned), r.output
+
+
+def test_provisioning_another_holders_phone_is_refused_before_anything_as_unusable_input(ctx, tmp_path):
+    """`mcred provision --phone P --holder FILE` for a P that carries another holder's
+    credentials exited 1 (specs/cli.md: "tried and failed"), though nothing was tried, and
+    named the owner's holder id; it is refused before anything is done, exit 2, as `mcred
+    handover --to` another holder's phone is, and says only that the phone is another
+    holder's."""
+    pid = _cli_provisioned(ctx, tmp_path)
+    with ctx.sessions() as s:
+        owner = s.get(Phone, pid).holder_id
+        holders = len(list(s.scalars(select(Holder))))
+    before = sorted((c.id, c.status) for c in rows(ctx, pid))
+    f = tmp_path / "other.json"
+    f.write_text(json.dumps(dict(HOLDER, family_name="佐藤", given_name="花子", family_name_kana="さとう",
+                                 given_name_kana="はなこ", sex=2), ensure_ascii=False), encoding="utf-8")
+    for extra in ([], ["--json"]):
+        r = CliRunner().invoke(app, ["provision", "--phone", pid, "--holder", str(f), *extra])
+        said = " ".join(r.output.split())
+        assert r.exit_code == 2, r.output
+        assert f"phone {pid} belongs to another holder" in said, said
+        assert owner not in said and "山田" not in said and "佐藤" not in said
+        if extra:
+            assert set(json.loads(r.output)) == {"error"}
+    with ctx.sessions() as s:
+        assert len(list(s.scalars(select(Holder)))) == holders
+    assert sorted((c.id, c.status) for c in rows(ctx, pid)) == before
+
+
+def test_a_phone_taken_by_another_holder_after_the_check_is_refused_the_same_way(ctx, tmp_path, monkeypatch):
+    """The phone registered to another holder between the check and this run's
+    registration: the same refusal, exit 2, not the registry's error naming the owner."""
+    import mcred.provision as prov
+    from mcred.provision import register
+
+    pid = wallet_sim.create_phone(ctx.home)
+    checked = prov.check_mdoc_issuance
+
+    def meanwhile(c, holder_id):  # noqa: ANN001, ANN202
+        checked(c, holder_id)
+        register(ctx, parse_holder(dict(HOLDER, given_name="次郎", given_name_kana="じろう")), pid)
+
+    monkeypatch.setattr(prov, "check_mdoc_issuance", meanwhile)
+    f = tmp_path / "h.json"
+    f.write_text(json.dumps(HOLDER, ensure_ascii=False), encoding="utf-8")
+    r = CliRunner().invoke(app, ["provision", "--phone", pid, "--holder", str(f), "--json"])
+    assert r.exit_code == 2, r.output
+    assert json.loads(r.output)["error"].endswith(prov.another_holders_phone(pid)), r.output

@@ -89,6 +89,7 @@ def provision_cmd(
     from mcred.context import Context
     from mcred.provision import (
         ProvisionError,
+        ProvisionRefused,
         check_holder_for_new_phone,
         load_holder_file,
         provision,
@@ -175,6 +176,8 @@ def provision_cmd(
         raise _fail("interrupted" + (f": job {job.id} stopped before step {job.current_step}; "
                                      f"{_go_on(job.id, ota is not None)}" if job else ""), 130, as_json=as_json) from None
     except wallet_sim.SeError as exc:  # its SE image cannot be read: refused before anything is registered
+        raise _fail(f"provisioning {phone}: {exc}", as_json=as_json) from None
+    except ProvisionRefused as exc:  # before anything was done: the phone another holder's, ...
         raise _fail(f"provisioning {phone}: {exc}", as_json=as_json) from None
     except ProvisionError as exc:
         raise _fail(f"provisioning {phone}: {exc}", 1, as_json=as_json) from None
