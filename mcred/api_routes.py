@@ -293,10 +293,16 @@ class ConsentRegistration(_Body):
 class LinkageRequest(_Body):
     """Old user-authentication certificate serials whose successors a relying party asks for."""
 
-    # issuer.jpki.linkage's SERIAL_PATTERN and MAX_BATCH, written out: importing the issuer's
-    # JPKI package here would cost every service start ~40 ms before any route needs it
-    serials: list[Annotated[str, Field(pattern=r"^(?:0x)?[0-9a-fA-F]{1,40}$")]] = Field(
-        min_length=1, max_length=1000, description="hex serial numbers (1 to 1000)")
+    # issuer.jpki.linkage's SERIAL_MAX and MAX_BATCH, written out: importing the issuer's
+    # JPKI package here would cost every service start ~40 ms before any route needs it. No
+    # pattern: issuer.jpki.linkage.normal_serial reads each, and its refusal (422) names the
+    # value, which a validation error of the body never does
+    serials: list[Annotated[str, Field(min_length=1, max_length=80)]] = Field(
+        min_length=1, max_length=1000,
+        description="serial numbers (1 to 1000), each as relying parties copy it: hex (1a2b..., upper "
+                    "case too), 0x1a2b..., openssl's serial=1A2B... and 1a:2b:..., octets spaced, or "
+                    "decimal with more than 40 digits (one of 40 digits or fewer is read as hex); "
+                    "a serial of another spelling is refused (422) naming it")
 
 
 class WithdrawRequest(_Body):
@@ -1928,7 +1934,8 @@ def consents_router(ctx: Context) -> APIRouter:
                  summary="The user-authentication certificate linkage service (利用者証明用電子証明書の"
                  "新旧紐付け): for each old serial, the holder's newer user-authentication certificates "
                  "(serial, state, certificate) and the one valid now",
-                 **typed(Linkage, refusals((VALIDATION, "a serial refused"))))
+                 **typed(Linkage, refusals((VALIDATION, "the batch empty or longer than 1000; a serial that "
+                                            "is not one (the detail names it)"))))
     def linkage(body: LinkageRequest, request: Request) -> dict[str, Any]:
         from issuer.jpki import linkage as lk
 
