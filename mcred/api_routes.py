@@ -1022,7 +1022,9 @@ def issuer_router(ctx: Context) -> APIRouter:
                                                               "given for one under 15 (body.password)"),
                      (HOLDER_INVALID, "the holder record"), (UNKNOWN_PHONE, "no such simulated phone"),
                      (NOT_FOUND, "no holder holder_id"),
-                     (CONFLICT, "the holder's phone has live credentials: a handover moves them"))))
+                     (CONFLICT, "the holder's phone (holder_id's, or the registered holder's the holder "
+                                "record names: the same identity fields) has live credentials: a handover "
+                                "moves them"))))
     def start_provisioning(body: ProvisionRequest, request: Request,
                            response: Response) -> dict[str, Any]:
         if not _available("mcred.provision"):
@@ -1046,19 +1048,22 @@ def issuer_router(ctx: Context) -> APIRouter:
                                    "that could differ")
             parsed = parse_holder(body.holder)  # refuse a bad holder now, naming the field
         _check_reach(ctx, body.phone_id, body.over_the_air)
-        if body.holder_id is not None:  # now, not as the job's failure
-            from mcred.provision import (
-                ProvisionError,
-                UnknownHolderError,
-                check_holder_for_new_phone,
-            )
+        from mcred.provision import (
+            ProvisionError,
+            UnknownHolderError,
+            check_holder_for_new_phone,
+            registered_holder,
+        )
 
-            try:  # a holder whose phone has live credentials moves by a handover
-                check_holder_for_new_phone(ctx, body.holder_id, body.phone_id)
-            except UnknownHolderError as exc:
-                raise ProblemException(NOT_FOUND, str(exc)) from None
-            except ProvisionError as exc:
-                raise ProblemException(problems.CONFLICT, str(exc)) from None
+        try:  # now, not as the job's failure: a holder whose phone has live credentials moves by a
+            # handover, the holder named by id or the same person given again (a registered holder)
+            known = body.holder_id if body.holder is None else registered_holder(ctx, parsed)
+            if known is not None:
+                check_holder_for_new_phone(ctx, known, body.phone_id)
+        except UnknownHolderError as exc:
+            raise ProblemException(NOT_FOUND, str(exc)) from None
+        except ProvisionError as exc:
+            raise ProblemException(problems.CONFLICT, str(exc)) from None
         _check_password(ctx, body.holder_id if body.holder is None else parsed, body.password)
         jobs = _jobs(request)
         jobs.register("provision", _provision_work(ctx))

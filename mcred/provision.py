@@ -339,11 +339,16 @@ def provision(ctx: Context, phone_id: str, holder: cardsub.Holder | str, *,
     """Provision both credentials into ``phone_id`` for ``holder`` (a parsed holder, or the
     id of a registered one: a handover's new phone) and return what was issued.
 
+    A parsed holder (a holder file) whom the registry knows already (the same identity
+    fields: :func:`registered_holder`) is that holder: refused as ``--holder-id`` is
+    (:func:`check_holder_for_new_phone`: live credentials on another phone are moved by a
+    handover), and provisioned as the holder's only phone.
+
     ``alone``: the holder's only phone (``--holder-id``, after
-    :func:`check_holder_for_new_phone`): a provisioning of the holder on another phone that
-    started first, or another phone's live credentials, make this one give up before its
-    first step (:func:`_claim_holder`), so two at once never split the holder's credentials
-    between two phones.
+    :func:`check_holder_for_new_phone`; always for a parsed holder): a provisioning of the
+    holder on another phone that started first, or another phone's live credentials, make
+    this one give up before its first step (:func:`_claim_holder`), so two at once never
+    split the holder's credentials between two phones.
 
     ``job_id`` resumes an interrupted run (its secrets are unsealed from the job);
     ``after_step`` is the TSM's test hook (crash injection). ``transmit`` reaches the SE
@@ -370,8 +375,11 @@ def provision(ctx: Context, phone_id: str, holder: cardsub.Holder | str, *,
         transmit = wallet_sim.open_secure_element(phone_id, ctx.home).transmit  # the phone exists, or refuse now
     port = issuer_port(ctx)
     tsm = tsm_for(ctx, port, actor)  # the issuer's keys and the TSM master key open, or refuse now
-    _check_phone_free(ctx, phone_id, holder)  # before anything is registered
-    check_mdoc_issuance(ctx, holder if isinstance(holder, str) else None)
+    known = holder if isinstance(holder, str) else registered_holder(ctx, holder)
+    if known is not None and not isinstance(holder, str):  # the same person again: one phone per person
+        check_holder_for_new_phone(ctx, known, phone_id)
+    _check_phone_free(ctx, phone_id, known or holder)  # before anything is registered
+    check_mdoc_issuance(ctx, known)
     try:
         holder_id = register(ctx, holder, phone_id, actor=actor)
     except RegistryHolderError:  # the phone taken by another holder since the check above
@@ -383,7 +391,7 @@ def provision(ctx: Context, phone_id: str, holder: cardsub.Holder | str, *,
     job = tsm.create_job(phone_id, "provision",
                          {"algorithm": key_type, "mdoc_count": mdoc_batch, "jpki_slots": list(slots),
                           **({"hold_secrets": True} if hold_secrets else {})}, job_secrets)
-    if alone:
+    if alone or not isinstance(holder, str):  # a holder file's person may be provisioned elsewhere at once
         _claim_holder(ctx, tsm, holder_id, phone_id, job, actor)
     view = tsm.run(job, transmit, secrets=job_secrets, after_step=after_step, trace=trace)
     return _result(view, holder_id, job_secrets, generated, time.perf_counter() - t0)
@@ -428,6 +436,19 @@ def _let_go(ctx: Context, phone_id: str, job_id: str, why: str, actor: str) -> s
         s.add(AuditEvent(actor=actor, action="phone.detach", subject=phone_id,
                          detail={"holder": released, "job": job_id, "why": why[:200]}))
         return released
+
+
+def registered_holder(ctx: Context, holder: cardsub.Holder) -> str | None:
+    """The id of the holder registered already as the person a holder file names
+    (``issuer.holders.registered``: the same names, kana, birth date, sex and address), or
+    None; :class:`ProvisionRefused` when the registry holds another Roman-letter name for
+    them."""
+    from issuer.holders import registered
+
+    try:
+        return registered(ctx.sessions, holder)
+    except RegistryHolderError as exc:
+        raise ProvisionRefused(str(exc)) from None
 
 
 def check_holder_for_new_phone(ctx: Context, holder_id: str, phone_id: str | None = None) -> None:

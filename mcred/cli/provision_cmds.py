@@ -68,7 +68,7 @@ def _fail(message: str, code: int = 2, as_json: bool = False) -> typer.Exit:
 
 def provision_cmd(
     phone: str = typer.Option(None, "--phone", help="Phone id (`mcred phone new`), or `new` to make one."),
-    holder: Path = typer.Option(None, "--holder", help="Holder JSON file: family_name, given_name, family_name_kana, given_name_kana, birth_date (YYYY-MM-DD), sex (ISO/IEC 5218), address, prefecture, municipality; optionally portrait (JPEG path), family_name_roman and given_name_roman, card_expiry_date (YYYY-MM-DD), pin, password, puk (these three generated and shown once otherwise)."),
+    holder: Path = typer.Option(None, "--holder", help="Holder JSON file: family_name, given_name, family_name_kana, given_name_kana, birth_date (YYYY-MM-DD), sex (ISO/IEC 5218), address, prefecture, municipality; optionally portrait (JPEG path), family_name_roman and given_name_roman, card_expiry_date (YYYY-MM-DD), pin, password, puk (these three generated and shown once otherwise). The same person as a registered holder (the same names, kana, birth date, sex and address) is that holder: a second phone is a handover (`mcred handover`)."),
     holder_id: str = typer.Option(None, "--holder-id", help="A holder already registered, none of whose "
                                   "phones has live credentials (after `mcred tsm abandon`), instead of --holder."),
     key_type: str = typer.Option("rsa2048", "--key-type", help="JPKI key type: rsa2048 or p384."),
