@@ -64,9 +64,16 @@ class Holder(IssuerBase):
     card_number: Mapped[str] = mapped_column(String(32), unique=True)
     card_expiry: Mapped[dt.date] = mapped_column()
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    #: Who the record says the person is, for a holder registered from a holder file (which
+    #: names no card): SHA-256 hex of the identity fields (``issuer.holders.identity_of``),
+    #: unique, so that the same person registered again is the same holder, also from two
+    #: registrations at once; None for one registered by card number, and once erased
+    #: (revision ``i0016holderid``).
+    identity: Mapped[str | None] = mapped_column(String(64))
 
     #: Listings page in registration order (mcred holder list, GET /holders).
-    __table_args__ = (Index("ix_holder_created", "created_at", "id"),)
+    __table_args__ = (Index("ix_holder_created", "created_at", "id"),
+                      Index("ux_holder_identity", "identity", unique=True))
 
 
 class Phone(IssuerBase):

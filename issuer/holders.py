@@ -6,7 +6,10 @@ birth_date, sex (ISO/IEC 5218), address, prefecture, municipality, optionally
 municipality_code, card_number, card_expiry (or card_expiry_date). PIN, password and
 portrait are never stored here. One card number per holder (database
 constraint): registering the same card again returns the same holder; the same card number
-with different data is refused. A simulated card number is 16 random digits; the simulated
+with different data is refused. A record without a card number (a holder file, a
+``POST /provisioning`` body) is the person its :data:`IDENTITY_FIELDS` name (``holders.identity``,
+unique): registering the same person again returns the same holder, also when two
+registrations race. A simulated card number is 16 random digits; the simulated
 card is valid until the holder's 10th birthday after today in Japan, the 5th for a holder
 under 18 (``protocols.birthdays.card_expiry``, the rule the mdoc's card validity follows).
 """
@@ -76,6 +79,50 @@ def holder_data(holder) -> dict:  # noqa: ANN001
     return data
 
 
+#: What the registry takes a person to be when no card names them (a holder file): every
+#: field of the card data a holder record must carry, the basic four (names, birth date,
+#: sex, address) with the reading in kana and the municipality. The Roman-letter name, the
+#: municipality code and the card's expiry may be added or corrected later and say nothing
+#: against it being the same person.
+IDENTITY_FIELDS = FIELDS
+
+
+def identity_of(data: Mapping) -> str:
+    """The ``holders.identity`` of a record (:func:`holder_data`'s, or a stored one): SHA-256
+    hex of its :data:`IDENTITY_FIELDS`, in a canonical JSON. :class:`KeyError` for a record
+    that lacks one."""
+    import hashlib
+    import json
+
+    values = [_plain(data[k]) for k in IDENTITY_FIELDS]
+    values[IDENTITY_FIELDS.index("sex")] = int(values[IDENTITY_FIELDS.index("sex")])
+    text = json.dumps(values, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _conflict(existing: Holder, data: Mapping) -> list[str]:
+    """The fields a holder record gives that the registered record of the same person holds
+    otherwise (the Roman-letter name): registering it would drop them silently."""
+    return sorted(k for k in OPTIONAL if k in data and existing.data.get(k) != data[k])
+
+
+def registered(sessions: sessionmaker[Session], holder) -> str | None:  # noqa: ANN001
+    """The id of the holder registered already as the person ``holder`` (a record without a
+    card number, a holder file's) is, by :func:`identity_of`; None when nobody is.
+    :class:`HolderError` when the registered record holds another Roman-letter name than the
+    one given (``mcred holder update`` changes it)."""
+    data = holder_data(holder)
+    with sessions() as s:
+        existing = s.scalar(select(Holder).where(Holder.identity == identity_of(data)))
+    if existing is None:
+        return None
+    differ = _conflict(existing, data)
+    if differ:
+        raise HolderError(f"this person is registered as holder {existing.id}, with another {', '.join(differ)}: "
+                          f"`mcred holder update {existing.id}` changes it, or name the holder by its id")
+    return existing.id
+
+
 def simulated_card_expiry(birth_date: dt.date, today: dt.date) -> dt.date:
     """The card's expiry when issued ``today`` (a date in Japan): the 10th birthday strictly
     after it, the 5th for a holder under 18 then (29 February: 28 February in a common year;
@@ -120,6 +167,15 @@ def register(sessions: sessionmaker[Session], holder, *, actor: str = "issuer", 
             holder.get(name) if isinstance(holder, Mapping) else None)
     if isinstance(card_expiry, str):
         card_expiry = dt.date.fromisoformat(card_expiry)
+    # a record without a card (a holder file) is the person it names: registered again, the
+    # same holder; with a card number, the card is who it is (below)
+    identity = None if card_number else identity_of(data)
+    if identity is not None:
+        known = registered(sessions, holder)
+        if known is not None:
+            if phone_id is not None:
+                attach_phone(sessions, known, phone_id, actor=actor)
+            return known
     if card_number:
         with sessions() as s:
             existing = s.scalar(select(Holder).where(Holder.card_number == str(card_number)))
@@ -136,7 +192,7 @@ def register(sessions: sessionmaker[Session], holder, *, actor: str = "issuer", 
     try:
         with sessions.begin() as s:
             row = Holder(data=data, card_number=card_number, card_expiry=card_expiry,
-                         created_at=now)
+                         created_at=now, identity=identity)
             s.add(row)
             s.flush()
             s.add(AuditEvent(actor=actor, action="holder.register", subject=row.id,
@@ -145,6 +201,12 @@ def register(sessions: sessionmaker[Session], holder, *, actor: str = "issuer", 
                 _attach(s, row.id, phone_id, actor)
             return row.id
     except IntegrityError:
+        if identity is not None:  # the same person, registered by another transaction meanwhile
+            known = registered(sessions, holder)
+            if known is not None:
+                if phone_id is not None:
+                    attach_phone(sessions, known, phone_id, actor=actor)
+                return known
         if phone_id is not None:  # or the phone, first attached by another transaction meanwhile
             with sessions() as s:
                 owner = s.scalar(select(Phone.holder_id).where(Phone.id == phone_id))
@@ -216,6 +278,12 @@ def update(sessions: sessionmaker[Session], holder_id: str, changes: Mapping, *,
         changed = sorted(k for k in set(data) | set(holder.data) if data.get(k) != holder.data.get(k))
         if not changed:
             return []
+        if holder.identity is not None:  # who the record says the person is follows the record
+            identity = identity_of(data)
+            taken = s.scalar(select(Holder.id).where(Holder.identity == identity, Holder.id != holder_id))
+            if taken is not None:
+                raise HolderError(f"the changed record is holder {taken}'s: one person, one holder record")
+            holder.identity = identity
         holder.data = data
         s.add(AuditEvent(actor=actor, action="holder.update", subject=holder_id,
                          detail={"fields": changed, "reason": reason[:200]}))
@@ -515,6 +583,7 @@ def forget(sessions: sessionmaker[Session], holder_id: str, *, actor: str, reaso
             Credential.holder_id == holder_id, Credential.kind != "mdoc"))
         holder.data = {**ERASED, "erased_at": utcnow().isoformat()}
         holder.card_number = f"erased-{holder.id[:25]}"
+        holder.identity = None  # derived from the data: erased with it
         done = {"holder": holder_id, "mdoc_bodies_erased": len(mdocs), "certificates_kept": certificates,
                 "audit_details_redacted": _redact_card_numbers(s, holder_id)}
         s.add(AuditEvent(actor=actor, action="holder.forget", subject=holder_id,

@@ -294,10 +294,16 @@ class ConsentRegistration(_Body):
 class LinkageRequest(_Body):
     """Old user-authentication certificate serials whose successors a relying party asks for."""
 
-    # issuer.jpki.linkage's SERIAL_PATTERN and MAX_BATCH, written out: importing the issuer's
-    # JPKI package here would cost every service start ~40 ms before any route needs it
-    serials: list[Annotated[str, Field(pattern=r"^(?:0x)?[0-9a-fA-F]{1,40}$")]] = Field(
-        min_length=1, max_length=1000, description="hex serial numbers (1 to 1000)")
+    # issuer.jpki.linkage's SERIAL_MAX and MAX_BATCH, written out: importing the issuer's
+    # JPKI package here would cost every service start ~40 ms before any route needs it. No
+    # pattern: issuer.jpki.linkage.normal_serial reads each, and its refusal (422) names the
+    # value, which a validation error of the body never does
+    serials: list[Annotated[str, Field(min_length=1, max_length=80)]] = Field(
+        min_length=1, max_length=1000,
+        description="serial numbers (1 to 1000), each as relying parties copy it: hex (1a2b..., upper "
+                    "case too), 0x1a2b..., openssl's serial=1A2B... and 1a:2b:..., octets spaced, or "
+                    "decimal with more than 40 digits (one of 40 digits or fewer is read as hex); "
+                    "a serial of another spelling is refused (422) naming it")
 
 
 class WithdrawRequest(_Body):
@@ -1017,7 +1023,9 @@ def issuer_router(ctx: Context) -> APIRouter:
                                                               "given for one under 15 (body.password)"),
                      (HOLDER_INVALID, "the holder record"), (UNKNOWN_PHONE, "no such simulated phone"),
                      (NOT_FOUND, "no holder holder_id"),
-                     (CONFLICT, "the holder's phone has live credentials: a handover moves them"))))
+                     (CONFLICT, "the holder's phone (holder_id's, or the registered holder's the holder "
+                                "record names: the same identity fields) has live credentials: a handover "
+                                "moves them"))))
     def start_provisioning(body: ProvisionRequest, request: Request,
                            response: Response) -> dict[str, Any]:
         if not _available("mcred.provision"):
@@ -1041,19 +1049,22 @@ def issuer_router(ctx: Context) -> APIRouter:
                                    "that could differ")
             parsed = parse_holder(body.holder)  # refuse a bad holder now, naming the field
         _check_reach(ctx, body.phone_id, body.over_the_air)
-        if body.holder_id is not None:  # now, not as the job's failure
-            from mcred.provision import (
-                ProvisionError,
-                UnknownHolderError,
-                check_holder_for_new_phone,
-            )
+        from mcred.provision import (
+            ProvisionError,
+            UnknownHolderError,
+            check_holder_for_new_phone,
+            registered_holder,
+        )
 
-            try:  # a holder whose phone has live credentials moves by a handover
-                check_holder_for_new_phone(ctx, body.holder_id, body.phone_id)
-            except UnknownHolderError as exc:
-                raise ProblemException(NOT_FOUND, str(exc)) from None
-            except ProvisionError as exc:
-                raise ProblemException(problems.CONFLICT, str(exc)) from None
+        try:  # now, not as the job's failure: a holder whose phone has live credentials moves by a
+            # handover, the holder named by id or the same person given again (a registered holder)
+            known = body.holder_id if body.holder is None else registered_holder(ctx, parsed)
+            if known is not None:
+                check_holder_for_new_phone(ctx, known, body.phone_id)
+        except UnknownHolderError as exc:
+            raise ProblemException(NOT_FOUND, str(exc)) from None
+        except ProvisionError as exc:
+            raise ProblemException(problems.CONFLICT, str(exc)) from None
         _check_password(ctx, body.holder_id if body.holder is None else parsed, body.password)
         jobs = _jobs(request)
         jobs.register("provision", _provision_work(ctx))
@@ -1945,7 +1956,8 @@ def consents_router(ctx: Context) -> APIRouter:
                  summary="The user-authentication certificate linkage service (利用者証明用電子証明書の"
                  "新旧紐付け): for each old serial, the holder's newer user-authentication certificates "
                  "(serial, state, certificate) and the one valid now",
-                 **typed(Linkage, refusals((VALIDATION, "a serial refused"))))
+                 **typed(Linkage, refusals((VALIDATION, "the batch empty or longer than 1000; a serial that "
+                                            "is not one (the detail names it)"))))
     def linkage(body: LinkageRequest, request: Request) -> dict[str, Any]:
         from issuer.jpki import linkage as lk
 

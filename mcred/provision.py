@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 
 import wallet_sim
 from issuer.db import Credential, Phone
+from issuer.holders import HolderError as RegistryHolderError
 from issuer.holders import attach_phone
 from issuer.holders import register as register_holder
 from issuer.jpki import JpkiIssuer
@@ -62,6 +63,12 @@ class ProvisionError(Exception):
     """Provisioning was refused before anything was issued, or the job failed."""
 
 
+class ProvisionRefused(ProvisionError):
+    """Refused before anything was done (nothing registered, no job): the phone is another
+    holder's, the holder is unknown or already provisioned. The CLI exits 2 for it
+    (specs/cli.md "Exit status"), 1 for any other :class:`ProvisionError`."""
+
+
 class ProvisioningUnfinishedError(ProvisionError):
     """The phone already has a provisioning job that has not finished: resume that one."""
 
@@ -70,7 +77,7 @@ class ProvisioningUnfinishedError(ProvisionError):
         self.job_id = job_id
 
 
-class UnknownHolderError(ProvisionError):
+class UnknownHolderError(ProvisionRefused):
     """No such holder in the issuer's registry."""
 
 
@@ -332,11 +339,16 @@ def provision(ctx: Context, phone_id: str, holder: cardsub.Holder | str, *,
     """Provision both credentials into ``phone_id`` for ``holder`` (a parsed holder, or the
     id of a registered one: a handover's new phone) and return what was issued.
 
+    A parsed holder (a holder file) whom the registry knows already (the same identity
+    fields: :func:`registered_holder`) is that holder: refused as ``--holder-id`` is
+    (:func:`check_holder_for_new_phone`: live credentials on another phone are moved by a
+    handover), and provisioned as the holder's only phone.
+
     ``alone``: the holder's only phone (``--holder-id``, after
-    :func:`check_holder_for_new_phone`): a provisioning of the holder on another phone that
-    started first, or another phone's live credentials, make this one give up before its
-    first step (:func:`_claim_holder`), so two at once never split the holder's credentials
-    between two phones.
+    :func:`check_holder_for_new_phone`; always for a parsed holder): a provisioning of the
+    holder on another phone that started first, or another phone's live credentials, make
+    this one give up before its first step (:func:`_claim_holder`), so two at once never
+    split the holder's credentials between two phones.
 
     ``job_id`` resumes an interrupted run (its secrets are unsealed from the job);
     ``after_step`` is the TSM's test hook (crash injection). ``transmit`` reaches the SE
@@ -363,13 +375,23 @@ def provision(ctx: Context, phone_id: str, holder: cardsub.Holder | str, *,
         transmit = wallet_sim.open_secure_element(phone_id, ctx.home).transmit  # the phone exists, or refuse now
     port = issuer_port(ctx)
     tsm = tsm_for(ctx, port, actor)  # the issuer's keys and the TSM master key open, or refuse now
-    _check_phone_free(ctx, phone_id, holder)  # before anything is registered
-    check_mdoc_issuance(ctx, holder if isinstance(holder, str) else None)
-    holder_id = register(ctx, holder, phone_id, actor=actor)
+    known = holder if isinstance(holder, str) else registered_holder(ctx, holder)
+    if known is not None and not isinstance(holder, str):  # the same person again: one phone per person
+        check_holder_for_new_phone(ctx, known, phone_id)
+    _check_phone_free(ctx, phone_id, known or holder)  # before anything is registered
+    check_mdoc_issuance(ctx, known)
+    try:
+        holder_id = register(ctx, holder, phone_id, actor=actor)
+    except RegistryHolderError:  # the phone taken by another holder since the check above
+        with ctx.sessions() as s:
+            owner = s.scalar(select(Phone.holder_id).where(Phone.id == phone_id))
+        if owner is not None and owner != holder:
+            raise ProvisionRefused(another_holders_phone(phone_id)) from None
+        raise
     job = tsm.create_job(phone_id, "provision",
                          {"algorithm": key_type, "mdoc_count": mdoc_batch, "jpki_slots": list(slots),
                           **({"hold_secrets": True} if hold_secrets else {})}, job_secrets)
-    if alone:
+    if alone or not isinstance(holder, str):  # a holder file's person may be provisioned elsewhere at once
         _claim_holder(ctx, tsm, holder_id, phone_id, job, actor)
     view = tsm.run(job, transmit, secrets=job_secrets, after_step=after_step, trace=trace)
     return _result(view, holder_id, job_secrets, generated, time.perf_counter() - t0)
@@ -416,6 +438,19 @@ def _let_go(ctx: Context, phone_id: str, job_id: str, why: str, actor: str) -> s
         return released
 
 
+def registered_holder(ctx: Context, holder: cardsub.Holder) -> str | None:
+    """The id of the holder registered already as the person a holder file names
+    (``issuer.holders.registered``: the same names, kana, birth date, sex and address), or
+    None; :class:`ProvisionRefused` when the registry holds another Roman-letter name for
+    them."""
+    from issuer.holders import registered
+
+    try:
+        return registered(ctx.sessions, holder)
+    except RegistryHolderError as exc:
+        raise ProvisionRefused(str(exc)) from None
+
+
 def check_holder_for_new_phone(ctx: Context, holder_id: str, phone_id: str | None = None) -> None:
     """Refuse (:class:`ProvisionError`, naming what to do instead) provisioning a registered
     holder afresh when the registry has no such holder, or when one of the holder's phones
@@ -428,16 +463,16 @@ def check_holder_for_new_phone(ctx: Context, holder_id: str, phone_id: str | Non
         if holder is None:
             raise UnknownHolderError(f"no holder {str(holder_id)[:40]!r} in the issuer's registry")
         if is_erased(holder.data):
-            raise ProvisionError(f"holder {holder_id}'s personal data was erased (mcred holder forget): "
+            raise ProvisionRefused(f"holder {holder_id}'s personal data was erased (mcred holder forget): "
                                  "provision from the holder's card again (--holder FILE.json)")
         busy = s.scalar(select(Credential.phone_id).where(Credential.holder_id == holder_id,
                                                           Credential.status.in_(_LIVE)).limit(1))
     if busy is not None and busy == phone_id:
-        raise ProvisionError(f"phone {busy} already holds holder {holder_id}'s live credentials: fresh MSOs "
+        raise ProvisionRefused(f"phone {busy} already holds holder {holder_id}'s live credentials: fresh MSOs "
                              f"come from `mcred mdoc refresh --phone {busy}`, new certificates from a "
                              "renewal (POST /handovers, kind renewal)")
     if busy is not None:
-        raise ProvisionError(f"holder {holder_id} has live credentials on phone {busy}: moving them to "
+        raise ProvisionRefused(f"holder {holder_id} has live credentials on phone {busy}: moving them to "
                              f"another phone is a handover (`mcred handover --phone {busy} --to ID`, "
                              "or POST /handovers)")
 
@@ -511,8 +546,14 @@ def _check_phone_free(ctx: Context, phone_id: str, holder: cardsub.Holder | str)
             f", or give it up with `mcred tsm abandon {job.id} --reason TEXT`",
             job.id)
     if owner and owner != holder:
-        raise ProvisionError(f"phone {phone_id} already belongs to holder {owner}: a phone carries one "
-                             "holder's credentials (for a new phone of the same holder use `mcred handover`)")
+        raise ProvisionRefused(another_holders_phone(phone_id))
+
+
+def another_holders_phone(phone_id: str) -> str:
+    """The refusal of a phone that is another holder's: the phone, never whose it is (the
+    operator asked for a provisioning, not for the registry's record of the phone)."""
+    return (f"phone {phone_id} belongs to another holder: a phone carries one holder's credentials "
+            "(a holder's new phone takes their credentials by a handover, `mcred handover`)")
 
 
 def resume(ctx: Context, job_id: str, *, after_step: StepHook | None = None,

@@ -1,5 +1,6 @@
 import datetime as dt
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
@@ -93,7 +94,7 @@ def test_the_expiry_index_comes_and_goes_with_its_migration(db_url):
     engine.dispose()
     assert set(indexes()) == before - {"ix_credential_expiry"}
     applied, newest = schema_status(engine)
-    assert "i0013wflease" in applied and "i0015iacagen" in newest and applied != newest
+    assert "i0013wflease" in applied and "i0016holderid" in newest and applied != newest
     migrate(engine)
     assert indexes()["ix_credential_expiry"] == ["kind", "not_after"]
     assert schema_status(engine)[0] == schema_status(engine)[1]
@@ -119,4 +120,38 @@ def test_status_lists_made_before_iaca_generations_are_the_first_iacas(db_url):
     migrate(engine)
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT iaca_label FROM status_lists")).scalar_one() == "mdoc-iaca-1"
+    engine.dispose()
+
+
+def test_holders_registered_before_identities_get_theirs_oldest_first(db_url):
+    """i0016holderid adds holders.identity (unique): the holders there are get theirs from
+    their record; a person registered twice before (the bug it ends) keeps the first record
+    as the one matched, the later one none; an erased record none. The downgrade drops it."""
+    import json
+
+    from alembic import command
+
+    from issuer.holders import identity_of
+    from mcred.db import _alembic_config
+
+    record = {"family_name": "山田", "given_name": "太郎", "family_name_kana": "やまだ",
+              "given_name_kana": "たろう", "birth_date": "1990-04-01", "sex": 1,
+              "address": "東京都千代田区千代田1-1", "prefecture": "東京都", "municipality": "千代田区"}
+    engine = make_engine(db_url)
+    migrate(engine)
+    command.downgrade(_alembic_config(engine), "i0015iacagen")
+    assert "identity" not in {c["name"] for c in sa.inspect(engine).get_columns("holders")}
+    with engine.begin() as conn:
+        for hid, data, day in (("h2", record, 2), ("h1", record, 1), ("h3", {"erased": True}, 3),
+                               ("h4", dict(record, given_name="次郎"), 4)):
+            conn.execute(sa.text("INSERT INTO holders (id, data, card_number, card_expiry, created_at) "
+                                 "VALUES (:i, :d, :c, '2030-01-01', :t)"),
+                         {"i": hid, "d": json.dumps(data), "c": hid, "t": f"2026-12-0{day} 00:00:00"})
+    engine.dispose()
+    migrate(engine)
+    with engine.connect() as conn:
+        got = dict(conn.execute(sa.text("SELECT id, identity FROM holders")).all())
+    assert got == {"h1": identity_of(record), "h2": None, "h3": None, "h4": identity_of(dict(record, given_name="次郎"))}
+    with engine.begin() as conn, pytest.raises(sa.exc.IntegrityError):  # one person, one record
+        conn.execute(sa.text("UPDATE holders SET identity = :i WHERE id = 'h2'"), {"i": identity_of(record)})
     engine.dispose()

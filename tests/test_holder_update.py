@@ -7,6 +7,8 @@ stays valid. A crash inside the workflow resumes to the same end."""
 
 from __future__ import annotations
 
+import datetime as dt
+import itertools
 import json
 
 import pytest
@@ -33,6 +35,16 @@ pytestmark = pytest.mark.usefixtures("every_answer_checked")
 HOLDER = {"family_name": "山田", "given_name": "花子", "family_name_kana": "やまだ",
           "given_name_kana": "はなこ", "birth_date": "1990-04-01", "sex": 2,
           "address": "東京都千代田区千代田1-1", "prefecture": "東京都", "municipality": "千代田区"}
+_PEOPLE = itertools.count()
+
+
+def _person() -> dict:
+    """HOLDER, as a person of their own: the installation is the module's, and the registry
+    takes the same identity fields for the same person (one phone per person)."""
+    born = dt.date(1990, 4, 1) + dt.timedelta(days=next(_PEOPLE))
+    return dict(HOLDER, birth_date=born.isoformat())
+
+
 MOVE = {"address": "大阪府大阪市北区中之島1-3-20", "prefecture": "大阪府", "municipality": "大阪市"}
 
 
@@ -44,7 +56,7 @@ def ctx(tmp_path_factory):
 
 def _provisioned(ctx):
     phone = wallet_sim.create_phone(ctx.home)
-    r = provision(ctx, phone, parse_holder(HOLDER), key_type="p384", mdoc_batch=2)
+    r = provision(ctx, phone, parse_holder(_person()), key_type="p384", mdoc_batch=2)
     return r
 
 
@@ -310,7 +322,7 @@ def test_a_renewed_card_moves_an_rsa_phone_to_p384_with_everything_anew(ctx):
     from reader.relying_party import RelyingPartyService
 
     phone = wallet_sim.create_phone(ctx.home)
-    r = provision(ctx, phone, parse_holder(HOLDER), key_type="rsa2048", mdoc_batch=1)
+    r = provision(ctx, phone, parse_holder(_person()), key_type="rsa2048", mdoc_batch=1)
     assert isinstance(_card_certificate(ctx, phone, "jpki-sign").public_key(), rsa.RSAPublicKey)
 
     def still_rsa() -> list[str]:
@@ -366,7 +378,7 @@ def test_the_workflow_goes_to_the_phone_with_the_valid_credentials(ctx, monkeypa
     ids = iter([f"00{uuid.uuid4().hex[:10]}", f"ff{uuid.uuid4().hex[:10]}"])  # A sorts before B
     monkeypatch.setattr(wallet_sim.phone, "secrets", SimpleNamespace(token_hex=lambda n: next(ids)))
     a = wallet_sim.create_phone(ctx.home)
-    r = provision(ctx, a, parse_holder(HOLDER), key_type="p384", mdoc_batch=1)
+    r = provision(ctx, a, parse_holder(_person()), key_type="p384", mdoc_batch=1)
     for kind in ("jpki", "mdoc"):
         revocation.revoke(ctx.sessions, a, "keyCompromise", kind, actor="test")
     b = wallet_sim.create_phone(ctx.home)
@@ -434,7 +446,7 @@ def test_the_api_renews_a_card_with_the_secrets_it_is_given(ctx):
     from reader.relying_party import RelyingPartyService
 
     phone = wallet_sim.create_phone(ctx.home)
-    r = provision(ctx, phone, parse_holder(HOLDER), key_type="rsa2048", mdoc_batch=1)
+    r = provision(ctx, phone, parse_holder(_person()), key_type="rsa2048", mdoc_batch=1)
     _id, token = create_token(ctx.sessions, ["operator"], "counter")
     auth = {"Authorization": f"Bearer {token}"}
     body = {"reason": "更新", "key_type": "p384", "pin": "4321", "password": "NEWPASS1", "puk": "87654321"}

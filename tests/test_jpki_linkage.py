@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import re
 import threading
 
 import pytest
@@ -90,9 +91,9 @@ def test_an_old_serial_leads_to_the_holders_newer_certificates(db_url):
 @pytest.mark.parametrize(("serials", "why"), [
     ([], "no serial asked about"),
     (["1"] * (linkage.MAX_BATCH + 1), "at most 1000 a request"),
-    (["12", "xyz"], "'xyz' is not 1 to 40 hexadecimal digits"),
-    (["1" * 41], "is not 1 to 40 hexadecimal digits"),
-    ([12], "12 is not 1 to 40"),
+    (["12", "xyz"], "'xyz' is not a serial number"),
+    (["f" * 41], "is not a serial number: is longer than 20 octets"),
+    ([12], "12 is not text"),
 ])
 def test_a_batch_that_cannot_be_answered_is_refused_whole(tmp_path, serials, why):
     issuer = open_issuer(f"sqlite:///{tmp_path / 'r.db'}")
@@ -103,12 +104,57 @@ def test_a_batch_that_cannot_be_answered_is_refused_whole(tmp_path, serials, why
 
 
 def test_the_api_body_takes_what_the_service_takes():
-    """``POST /jpki/linkage``'s body model writes the service's serial pattern and batch bound out."""
+    """``POST /jpki/linkage``'s body model writes the service's serial length and batch bound
+    out, and no pattern of its own: the service reads each serial, and its refusal names the
+    value (a refusal of the body's validation never does)."""
     from mcred.api_routes import LinkageRequest
 
     field = LinkageRequest.model_fields["serials"]
-    assert f"^{linkage.SERIAL_PATTERN}$" in repr(field.annotation)
+    assert f"max_length={linkage.SERIAL_MAX}" in repr(field.annotation)
+    assert "pattern" not in repr(field.annotation)
     assert any(getattr(m, "max_length", None) == linkage.MAX_BATCH for m in field.metadata)
+
+
+def _spellings(serial: int) -> dict[str, str]:
+    """One serial as relying parties copy it."""
+    octets = serial.to_bytes((serial.bit_length() + 7) // 8, "big")
+    return {"registry": format(serial, "x"), "upper": format(serial, "X"), "0x": f"0x{serial:x}",
+            "0X": f"0X{serial:X}", "openssl -serial": f"serial={octets.hex().upper()}",
+            "openssl -text": ":".join(f"{b:02x}" for b in octets),
+            "openssl -text, leading 00": "00:" + ":".join(f"{b:02x}" for b in octets),
+            "spaced": " ".join(f"{b:02X}" for b in octets), "decimal": str(serial)}
+
+
+def test_a_serial_is_taken_as_relying_parties_copy_it(tmp_path):
+    """Relying parties copy serials from openssl (``serial=1A2B...``, ``1a:2b:...``), with
+    ``0x``, or in decimal (Python's ``serial_number``, some certificate viewers): each
+    spelling of a serial of this issuer's (159 random bits) is that serial; the service took
+    plain hex only."""
+    from issuer.jpki.ca import random_serial
+
+    for serial in [random_serial() for _ in range(20)] + [(1 << 159) - 1, 10**40 + 7]:
+        for how, text in _spellings(serial).items():
+            assert linkage.normal_serial(text) == format(serial, "x"), (how, text)
+    # 40 digits or fewer: hex, as the registry writes it and as it always was read here
+    assert linkage.normal_serial("1234") == "1234"
+    assert linkage.normal_serial("9" * 40) == "9" * 40
+
+
+@pytest.mark.parametrize(("bad", "why"), [
+    ("1a:2g", "'1a:2g' is not a serial number: is not hexadecimal"),
+    ("-5", "'-5' is not a serial number"),
+    ("0", "'0' is not a serial number"),
+    ("0x", "'0x' is not a serial number: has no hexadecimal digits"),
+    ("1" * 50, "is longer than 20 octets"),  # 50 decimal digits: past 2^160 too
+    ("1a;2b", "'1a;2b' is not a serial number: is not hexadecimal"),
+    ("1a\x002b", "'1a\\x002b' is not a serial number"),  # a control character: named escaped
+    ("0x" + "f" * 41, "is longer than 20 octets"),
+    ("1" * 81, f"is longer than {linkage.SERIAL_MAX} characters"),
+])
+def test_a_serial_of_no_spelling_is_refused_naming_it(tmp_path, bad, why):
+    issuer = open_issuer(f"sqlite:///{tmp_path / 'r.db'}")
+    with pytest.raises(linkage.LinkageRefused, match=re.escape(why)):
+        linkage.successors(issuer.sessions, ["1a", bad], relying_party="rp", actor="t")
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -306,9 +352,16 @@ def test_over_http_and_from_the_cli(live, tmp_path):
     revocation.revoke(issuer.sessions, old.phone_id, "superseded")
     s_old, s_new = _serial(old.certs["auth"]), _serial(new.certs["auth"])
 
+    from documented import check_every_answer
+
+    from mcred.service import create_app
+
+    client = httpx.Client(timeout=10)
+    checked = check_every_answer(client, create_app(live["ctx"]))  # each answer as the document says
+
     def post(body, token=tokens["みらい銀行"]):
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.post(f"{url}/jpki/linkage", json=body, headers=headers, timeout=10)
+        return client.post(f"{url}/jpki/linkage", json=body, headers=headers)
 
     ok = post({"serials": [s_old]})
     assert ok.status_code == 200, ok.text
@@ -319,11 +372,22 @@ def test_over_http_and_from_the_cli(live, tmp_path):
                 {"serials": [s_old], "more": 1}, {}):
         answer = post(bad)
         assert answer.status_code == 422 and answer.headers["content-type"].startswith("application/problem+json"), bad
+    # every spelling a relying party copies is the serial; another is refused naming it
+    spelled = _spellings(int(s_old, 16))
+    ok = post({"serials": list(spelled.values())})
+    assert ok.status_code == 200, ok.text
+    assert [(link["serial"], link["current"]) for link in ok.json()["links"]] == [(s_old, s_new)] * len(spelled)
+    bad = post({"serials": [spelled["openssl -text"], "1a:2b:zz"]})
+    assert bad.status_code == 422 and bad.json()["type"].endswith("/problems/validation"), bad.text
+    assert "'1a:2b:zz' is not a serial number" in bad.json()["detail"], bad.text
+    assert {"POST /jpki/linkage 200", "POST /jpki/linkage 422"} <= set(checked)
 
     runner = CliRunner()
     got = runner.invoke(cli, ["jpki", "linkage", s_old, "--issuer", url, "--token", tokens["みらい銀行"], "--json"])
     assert got.exit_code == 0, got.output
     assert json.loads(got.output)[0]["current"] == s_new
+    local = runner.invoke(cli, ["jpki", "linkage", spelled["openssl -text"], spelled["decimal"], "--json"])
+    assert local.exit_code == 0 and [link["current"] for link in json.loads(local.output)] == [s_new] * 2, local.output
     table = runner.invoke(cli, ["jpki", "linkage", s_old, _serial(old.certs["sign"])], env={"COLUMNS": "250"})
     assert table.exit_code == 1 and s_new[:12] in table.output and "not a user-authentication" in table.output
 

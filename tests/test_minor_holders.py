@@ -5,6 +5,7 @@ mdoc (protocols.birthdays); and no signing certificate (署名用電子証明書
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 
 import pytest
@@ -127,9 +128,15 @@ def _jpki(ctx, phone: str) -> dict:
     return next(a for a in se["applets"] if a["aid"] == JPKI_AID)["details"]
 
 
+_CHILDREN = itertools.count()
+
+
 def _child(ctx, tmp_path, years: int = 10, **extra) -> tuple[str, dict]:
-    """``mcred provision --phone new --holder child.json --json`` for a holder ``years`` old."""
+    """``mcred provision --phone new --holder child.json --json`` for a holder ``years`` old,
+    a child of their own (an address of their own: the installation is the module's, and the
+    registry takes the same identity fields for the same person, one phone per person)."""
     f = tmp_path / "child.json"
+    extra = {"address": f"{HOLDER['address']}-{next(_CHILDREN)}", **extra}
     f.write_text(json.dumps(dict(HOLDER, given_name="花", birth_date=_born_years_ago(years), **extra),
                             ensure_ascii=False), encoding="utf-8")
     phone = wallet_sim.create_phone(ctx.home)

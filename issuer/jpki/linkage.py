@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,14 +40,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from issuer.db import AuditEvent, Credential, utcnow
-from protocols.certs import serial_text
+from protocols.certs import MAX_SERIAL, SerialError, parse_serial, serial_text
 
 KIND = "jpki-auth"
 #: Serials one request may ask about.
 MAX_BATCH = 1000
-#: A serial as a request may give it: 1 to 40 hex digits (20 octets), ``0x`` allowed.
-SERIAL_PATTERN = r"(?:0x)?[0-9a-fA-F]{1,40}"
-_SERIAL = re.compile(SERIAL_PATTERN)
+#: The longest serial text a request may give: ``serial=``, ``0x`` and 21 octets (20, and
+#: a leading ``00`` some tools print) colon-separated are 71 characters; a decimal serial of
+#: 20 octets 49 digits.
+SERIAL_MAX = 80
+#: Significant hex digits of a serial of at most 20 octets (RFC 5280 4.1.2.2).
+_HEX_DIGITS = 40
 
 
 class LinkageRefused(Exception):
@@ -57,10 +59,38 @@ class LinkageRefused(Exception):
 
 def normal_serial(serial: str) -> str:
     """A serial as the registry keeps it: lower-case hex without leading zeros.
-    :class:`LinkageRefused` when it is not 1 to 40 hex digits (20 octets, RFC 5280)."""
-    if not isinstance(serial, str) or not _SERIAL.fullmatch(serial):
-        raise LinkageRefused(f"serial {repr(serial)[:50]} is not 1 to 40 hexadecimal digits")
-    return serial_text(int(serial.removeprefix("0x"), 16))
+
+    Read as relying parties copy it: hex as the registry writes it (``1a2b...``), upper
+    case, ``0x1A2B...``, ``openssl x509 -serial``'s ``serial=1A2B...``, ``openssl x509
+    -text``'s ``1a:2b:...``, octets spaced (:func:`protocols.certs.parse_serial`), and
+    decimal (Python's ``serial_number``, some certificate viewers) where it cannot be hex:
+    only digits, more than 40 of them without leading zeros, so more than 20 octets read as
+    hex. A serial of at most 40 digits is hex, as it always was here (every serial of this
+    issuer has 159 random bits, whose decimal has 41 to 48 digits unless the value falls
+    below 10^40, about 1 in 10^8). :class:`LinkageRefused` naming the value for anything
+    else, zero, or more than 20 octets."""
+    if not isinstance(serial, str):
+        raise LinkageRefused(f"serial {repr(serial)[:50]} is not text: give it as hex (1a2b..., 1a:2b:..., "
+                             "0x1a2b...) or as decimal")
+    if len(serial) > SERIAL_MAX:
+        raise LinkageRefused(f"serial {serial[:50]!r}... is longer than {SERIAL_MAX} characters")
+    try:
+        return serial_text(parse_serial(serial))
+    except SerialError as exc:
+        digits = serial.strip().lstrip("0")
+        if digits.isascii() and digits.isdecimal() and len(digits) > _HEX_DIGITS and int(digits) < MAX_SERIAL:
+            return serial_text(int(digits))
+        raise LinkageRefused(f"serial {serial[:50]!r} is not a serial number: {_why(exc)}; give it as hex "
+                             "(1a2b..., 1A:2B:..., 0x1a2b..., serial=1A2B...) or as decimal") from None
+
+
+def _why(exc: SerialError) -> str:
+    """:class:`protocols.certs.SerialError`'s reason, without the value it repeats."""
+    text = str(exc)
+    for marker in ("is not hexadecimal", "is longer than", "has no hexadecimal digits"):
+        if marker in text:
+            return text[text.index(marker):]
+    return text.removeprefix("serial 0: ")
 
 
 @dataclass(frozen=True)
@@ -111,7 +141,7 @@ def successors(sessions: sessionmaker[Session], serials: Sequence[str], *, relyi
                actor: str, now: dt.datetime | None = None) -> list[Link]:
     """One :class:`Link` per serial asked, in the order asked (module docstring).
     :class:`LinkageRefused` when the batch is empty, longer than :data:`MAX_BATCH` or holds a
-    serial that is not hexadecimal: nothing is answered then."""
+    serial :func:`normal_serial` refuses: nothing is answered then."""
     now = now or utcnow()
     if not serials:
         raise LinkageRefused("no serial asked about")

@@ -187,7 +187,9 @@ def holder_consents(holder_id: str = typer.Argument(..., help="The holder (mcred
 
 
 def linkage(serials: list[str] = typer.Argument(..., help="Old user-authentication certificate serials "
-                                                "(hex), as the relying party keeps them."),
+                                                "as the relying party keeps them: hex (1a2b..., 1A:2B:..., "
+                                                "0x1a2b..., openssl's serial=1A2B...) or decimal of more "
+                                                "than 40 digits."),
             issuer: str | None = ISSUER, token: str | None = TOKEN,
             rp: str | None = typer.Option(None, "--rp", help="Without --issuer: the relying party "
                                           "the audit names (default: cli)."),

@@ -68,7 +68,7 @@ def _fail(message: str, code: int = 2, as_json: bool = False) -> typer.Exit:
 
 def provision_cmd(
     phone: str = typer.Option(None, "--phone", help="Phone id (`mcred phone new`), or `new` to make one."),
-    holder: Path = typer.Option(None, "--holder", help="Holder JSON file: family_name, given_name, family_name_kana, given_name_kana, birth_date (YYYY-MM-DD), sex (ISO/IEC 5218), address, prefecture, municipality; optionally portrait (JPEG path), family_name_roman and given_name_roman, card_expiry_date (YYYY-MM-DD), pin, password, puk (these three generated and shown once otherwise)."),
+    holder: Path = typer.Option(None, "--holder", help="Holder JSON file: family_name, given_name, family_name_kana, given_name_kana, birth_date (YYYY-MM-DD), sex (ISO/IEC 5218), address, prefecture, municipality; optionally portrait (JPEG path), family_name_roman and given_name_roman, card_expiry_date (YYYY-MM-DD), pin, password, puk (these three generated and shown once otherwise). The same person as a registered holder (the same names, kana, birth date, sex and address) is that holder: a second phone is a handover (`mcred handover`)."),
     holder_id: str = typer.Option(None, "--holder-id", help="A holder already registered, none of whose "
                                   "phones has live credentials (after `mcred tsm abandon`), instead of --holder."),
     key_type: str = typer.Option("rsa2048", "--key-type", help="JPKI key type: rsa2048 or p384."),
@@ -89,6 +89,7 @@ def provision_cmd(
     from mcred.context import Context
     from mcred.provision import (
         ProvisionError,
+        ProvisionRefused,
         check_holder_for_new_phone,
         load_holder_file,
         provision,
@@ -175,6 +176,8 @@ def provision_cmd(
         raise _fail("interrupted" + (f": job {job.id} stopped before step {job.current_step}; "
                                      f"{_go_on(job.id, ota is not None)}" if job else ""), 130, as_json=as_json) from None
     except wallet_sim.SeError as exc:  # its SE image cannot be read: refused before anything is registered
+        raise _fail(f"provisioning {phone}: {exc}", as_json=as_json) from None
+    except ProvisionRefused as exc:  # before anything was done: the phone another holder's, ...
         raise _fail(f"provisioning {phone}: {exc}", as_json=as_json) from None
     except ProvisionError as exc:
         raise _fail(f"provisioning {phone}: {exc}", 1, as_json=as_json) from None
