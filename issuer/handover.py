@@ -145,7 +145,7 @@ def create(
 def _issuance_refusal(s: Session, kind: str, holder: Holder | None, target: Phone | None) -> str | None:
     """Why a workflow of ``kind`` would be refused by the issuer half-way, found before it is
     recorded: a model change and a renewal provision a phone with new mdocs from the
-    holder's card (none from a card that has expired or expires today:
+    holder's card (none from a card that has expired:
     :func:`issuer.holders.card_refusal`), and these and a change of the basic four data
     re-issue mdocs, which no IACA in its last months or past its end signs
     (:func:`issuer.mdoc.pki.issuance_refusal`, specs/issuer-keys.md "The mdoc IACA"). Started
@@ -157,7 +157,7 @@ def _issuance_refusal(s: Session, kind: str, holder: Holder | None, target: Phon
 
     now = utcnow()
     if kind in ("model_change", "renewal") and holder is not None:
-        why = card_refusal(holder.id, holder.card_expiry, now, mdoc=True)
+        why = card_refusal(holder.id, holder.card_expiry, now)
         if why is not None:
             return why
     mdocs = kind in ("model_change", "renewal") or (

@@ -72,9 +72,10 @@ rollover, holds the current IACA first and exactly the older ones not ended with
 within its validity. In the current IACA's last 90 days, and past its end, every issuance
 of mdocs (a provisioning, a refresh, a model change, a renewal, a card renewal or a move of
 a phone with an mdoc) and a DS rollover are refused before anything is done, naming the
-rollover; from a card's last day (no MSO runs into it) a provisioning, a refresh, a model
-change or a renewal without a new card are refused, past it a certificate renewal too, and
-a card renewal goes through. What a found or a move does past the card's end is not
+rollover; on a card's last day everything is still issued (an MSO runs through it, as a
+JPKI certificate does, and no credential outlives the end of that day in Japan); past it a
+provisioning, a refresh, a model change, a renewal without a new card and a certificate
+renewal are refused, and a card renewal goes through. What a found or a move does past the card's end is not
 specified (each stops half-way): the model does not run them there.
 """
 
@@ -128,6 +129,7 @@ from mcred.provision import (
 )
 from mcred.samples import HOLDER
 from protocols import cose, mdoc
+from protocols.birthdays import end_of_day_jst
 from protocols.cardsub import parse_holder
 from protocols.status.token import verify_status_list_token
 from wallet_sim.wallet import SeMdocApplet, SeSigner, WalletError
@@ -462,6 +464,11 @@ class Lifecycle(RuleBasedStateMachine):
                 assert key not in self.creds, f"{phone}: expected a new {kind} credential, its SE holds one issued before"
                 c = seen[f"{kind}:cred"]
                 c.phone, c.holder = phone, p.holder
+                # no credential outlives the card's last day in Japan, and an MSO ends where a
+                # certificate does (it ended at the start of that day, a day early)
+                assert c.not_after <= end_of_day_jst(self.card_until[p.holder]), (
+                    f"{phone}: a new {kind} runs to {c.not_after}, past the card's last day "
+                    f"{self.card_until[p.holder]}")
                 self.creds[key] = c
                 held[kind] = key
                 if kind == "mdoc":
@@ -545,21 +552,19 @@ class Lifecycle(RuleBasedStateMachine):
             return None
         return "ended" if now >= end else "closing" if now > end - IACA_MARGIN else "open"
 
-    def _card_over(self, h: int, *, mdoc: bool) -> bool | None:
-        """Whether holder ``h``'s card can back no new credential now (``mdoc``: no mdoc):
-        past its last day (a JPKI certificate runs through it, to 23:59:59 JST) or, for an
-        mdoc, from its start (an MSO runs at most to the start of the card's last day);
-        None within two minutes of that (either)."""
+    def _card_over(self, h: int) -> bool | None:
+        """Whether holder ``h``'s card can back no new credential now: past its last day (a
+        JPKI certificate and an MSO run through it, to 23:59:59 JST); None within two minutes
+        of that (either)."""
         jst = dt.timezone(dt.timedelta(hours=9))
-        day = self.card_until[h] if mdoc else self.card_until[h] + dt.timedelta(days=1)
-        start = dt.datetime.combine(day, dt.time(0), jst)
+        start = dt.datetime.combine(self.card_until[h] + dt.timedelta(days=1), dt.time(0), jst)
         return None if abs(_now() - start) < EDGE else _now() > start
 
     def _no_mdoc(self, h: int) -> bool | None:
         """Whether an issuance of mdocs to holder ``h`` is refused now, before anything is
         done (mcred.provision.check_mdoc_issuance, issuer.handover.create_in): the IACA in
         its last months or ended, or the card over; None at an edge."""
-        iaca, card = self._iaca_state(), self._card_over(h, mdoc=True)
+        iaca, card = self._iaca_state(), self._card_over(h)
         if iaca in ("closing", "ended") or card:
             event(f"mdoc issuance refused: {'the card ended' if card else f'the IACA {iaca}'}")
             return True
@@ -915,7 +920,7 @@ class Lifecycle(RuleBasedStateMachine):
         if kind in ("model_change", "renewal"):  # a phone provisioned anew: mdocs from the card
             refuse = _both(refuse, self._no_mdoc(h))
         elif kind == "found" and refuse is False and [c for c in live if c.kind == "sign"] \
-                and self._card_over(h, mdoc=False) is not False:
+                and self._card_over(h) is not False:
             # its signing certificate re-issued from a card that has ended: the specs do not
             # say what a found does then (it stops half-way, the holds lifted: not modelled)
             event("not modelled: a found past the card's end")
@@ -1019,8 +1024,8 @@ class Lifecycle(RuleBasedStateMachine):
         iaca = self._iaca_state()
         closed = False if phone is None or not self._on(phone, ("mdoc",)) else None if iaca is None else iaca != "open"
         if phone is not None and not held and closed is False and (
-                (self._on(phone, ("sign",)) and self._card_over(h, mdoc=False) is not False)
-                or (self._on(phone, ("mdoc",)) and self._card_over(h, mdoc=True) is not False)):
+                (self._on(phone, ("sign",)) and self._card_over(h) is not False)
+                or (self._on(phone, ("mdoc",)) and self._card_over(h) is not False)):
             # the signing certificate and the mdoc re-issued from a card that has ended: the
             # specs do not say what a move does then (it stops half-way: not modelled)
             event("not modelled: a move past the card's end")
@@ -1051,7 +1056,7 @@ class Lifecycle(RuleBasedStateMachine):
               and all(_jst_day(c.not_after) < self.card_until[p.holder] for c in mine.values() if c.status == "valid"))
         # nor the certificates of a card that has expired: the card is renewed
         # (specs/jpki-profile.md, "Certificate renewal")
-        ok = _both(not ok, self._card_over(p.holder, mdoc=False))
+        ok = _both(not ok, self._card_over(p.holder))
         ok = None if ok is None else not ok
         if ok and not early:  # from 3 calendar months before the first expiry day (JST), or after it
             today, first = _jst_day(_now()), min(_jst_day(c.not_after) for c in mine.values() if c.status == "valid")
@@ -1095,7 +1100,8 @@ class Lifecycle(RuleBasedStateMachine):
         """Where :meth:`advance_to_a_milestone` may go, within the travel the model allows:
         into the current IACA's last 90 days (no DS made: issuance refused), its last hours
         (a status list signed then would outlive it), just past its end; into each card's
-        last day (no MSO runs into it) and just past it (nothing issued from it)."""
+        last day (everything still issued: it runs through that day) and just past it
+        (nothing issued from it)."""
         now, last = _now(), _now() - self.travelled + MAX_TRAVEL
         jst = dt.timezone(dt.timedelta(hours=9))
         end = self.iacas[-1].not_valid_after_utc
@@ -1663,7 +1669,9 @@ def test_mdoc_issuance_in_the_iacas_last_months_is_refused_before_anything_chang
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_issuance_from_a_card_that_has_ended_is_refused_before_anything_changes(quiet_disk, monkeypatch):
-    """An expired card's functions are not issued (specs/card-substitute-doctype.md). Past
+    """An expired card's functions are not issued (specs/card-substitute-doctype.md). On the
+    card's last day an mdoc is: it runs through that day, as the certificates do (it ended at
+    the start of that day, so the refresh was refused then). Past
     the card's last day an mdoc refresh had erased the phone's mdoc before the issuer
     refused the new one, a renewal workflow without a new card had deleted the phone's
     applets, a model change had registered the new phone and stopped, a provisioning of the
@@ -1677,8 +1685,8 @@ def test_issuance_from_a_card_that_has_ended_is_refused_before_anything_changes(
         hid = m.holder_ids[1]
         jst = dt.timezone(dt.timedelta(hours=9))
         _travel(m, dt.datetime.combine(m.card_until[1], dt.time(0), jst) + dt.timedelta(hours=1))
-        with pytest.raises(ProvisionError, match="card expires today"):  # no MSO runs into its last day
-            refresh_mdocs(m.ctx, phone, actor="test")
+        refresh_mdocs(m.ctx, phone, actor="test")  # the card's last day: an MSO runs through it
+        assert m._se(phone)["mdoc:cred"].not_after == end_of_day_jst(m.card_until[1])
         _travel(m, dt.datetime.combine(m.card_until[1], dt.time(0), jst) + dt.timedelta(days=1, hours=1))
         held = m._se(phone)
         with pytest.raises(ProvisionError, match="card expired"):
@@ -1738,7 +1746,7 @@ def test_lifecycle_iaca_scenario(quiet_disk, monkeypatch):
         advance(m.creds[m.phones[phone1].held["mdoc"]].not_after - dt.timedelta(hours=1))
         step("refresh_mdoc", _Picks(phone1), None)  # a new MSO, under IACA 2
         card = dt.datetime.combine(m.card_until[1], dt.time(0), jst)
-        advance(card + PAST_END)  # the card's last day: no MSO runs into it
+        advance(card + PAST_END)  # the card's last day: an MSO runs through it
         step("refresh_mdoc", _Picks(phone1), None)
         advance(card + dt.timedelta(days=1) + PAST_END)
         step("refresh_mdoc", _Picks(phone1), None)
