@@ -52,6 +52,14 @@ def _stamp() -> str:
     return utcnow().isoformat()
 
 
+def mdoc_refusal(ctx: Context) -> wf.MdocRefusal:
+    """The installation's check of whether an MSO can be signed now, for a workflow's
+    refusal before it is recorded (``issuer.handover.create``'s ``mdoc_refusal``): its mdoc
+    PKI's (:func:`mcred.provision.mdoc_service`), with the rollover margin that PKI is
+    configured with, so that a workflow is refused exactly when its issuance would be."""
+    return mdoc_service(ctx).pki.issuance_refusal
+
+
 @dataclass
 class HandoverActions:
     """The actions for :class:`issuer.handover.WorkflowRunner`, over one installation."""
@@ -444,7 +452,7 @@ def record_basic_four_change(ctx: Context, holder_id: str, changes: Mapping[str,
         if phone is not None:
             made["phone"] = phone
             made["handover"] = wf.create_in(s, kind="basic_four_change", holder_id=holder_id,
-                                            old_phone_id=phone, actor=actor)
+                                            old_phone_id=phone, actor=actor, mdoc_refusal=mdoc_refusal(ctx))
 
     fields = holders.update(ctx.sessions, holder_id, changes, actor=actor, reason=reason, then=workflow)
     if not fields:
@@ -568,7 +576,7 @@ def record_card_renewal(ctx: Context, holder_id: str, *, reason: str, card_numbe
         if phone is not None:
             made.update(phone=phone, mdoc_batch=len(valid_mdoc_slots(s, phone)) or 1,
                         handover=wf.create_in(s, kind="renewal", holder_id=holder_id, new_phone_id=phone,
-                                              actor=actor))
+                                              actor=actor, mdoc_refusal=mdoc_refusal(ctx)))
 
     card = holders.renew_card(ctx.sessions, holder_id, actor=actor, reason=reason, card_number=card_number,
                               then=workflow)
