@@ -163,12 +163,17 @@ def _issuance_refusal(s: Session, kind: str, holder: Holder | None, target: Phon
     cause was gone. The IACA's last months are the installation's (``mdoc_refusal``, its PKI's
     rollover margin): read with the default margin, an installation configured with a shorter
     one had a workflow refused that its issuer would have gone through with, and with a longer
-    one a workflow stopped half-way again."""
+    one a workflow stopped half-way again. A change of the basic four data past the card's
+    end is refused too: it re-issues the signing certificate and the mdocs, which the issuer
+    refuses then, so it stopped half-way (the certificate revoked, nothing issued); every
+    credential issued from the card ended with it, so nothing valid carries the old data, and
+    the change belongs in the registry alone (``mcred.handover_actions.record_basic_four_change``
+    records it so), for the card's renewal to issue."""
     from issuer.holders import card_refusal
     from issuer.mdoc.pki import issuance_refusal
 
     now = utcnow()
-    if kind in ("model_change", "renewal") and holder is not None:
+    if kind in ("model_change", "renewal", "basic_four_change") and holder is not None:
         why = card_refusal(holder.id, holder.card_expiry, now)
         if why is not None:
             return why

@@ -75,8 +75,10 @@ a phone with an mdoc) and a DS rollover are refused before anything is done, nam
 rollover; on a card's last day everything is still issued (an MSO runs through it, as a
 JPKI certificate does, and no credential outlives the end of that day in Japan); past it a
 provisioning, a refresh, a model change, a renewal without a new card and a certificate
-renewal are refused, and a card renewal goes through. What a found or a move does past the card's end is not
-specified (each stops half-way): the model does not run them there.
+renewal are refused, and a card renewal goes through; a revocation and a hold go through
+(never refused for the card's end), a found lifts the holds and revokes the signing
+certificate without re-issuing it, and a move is recorded in the registry alone, nothing
+re-issued (everything on the phone ended with the card).
 """
 
 from __future__ import annotations
@@ -919,11 +921,12 @@ class Lifecycle(RuleBasedStateMachine):
             refuse = False
         if kind in ("model_change", "renewal"):  # a phone provisioned anew: mdocs from the card
             refuse = _both(refuse, self._no_mdoc(h))
-        elif kind == "found" and refuse is False and [c for c in live if c.kind == "sign"] \
-                and self._card_over(h) is not False:
-            # its signing certificate re-issued from a card that has ended: the specs do not
-            # say what a found does then (it stops half-way, the holds lifted: not modelled)
-            event("not modelled: a found past the card's end")
+        # past the card's end a found issues no signing certificate (specs/handover.md, policy
+        # 2): the holds lifted, the signing certificate revoked, the phone active
+        ended = kind == "found" and refuse is False and bool([c for c in live if c.kind == "sign"]) \
+            and self._card_over(h)
+        if ended is None:
+            event("a found at the card's end: either")  # the SE's signing key new or not
             return
         if not self._attempt(f"{kind} of {old} ({p.state})", go, refuse):
             return
@@ -944,7 +947,9 @@ class Lifecycle(RuleBasedStateMachine):
             sign = [c for c in live if c.kind == "sign"]
             self._revoke(sign, "cessationOfOperation")
             p.state = "active"
-            self._learn(old, {"sign"} if sign else set())
+            if ended:
+                event("a found past the card's end: no signing certificate re-issued")
+            self._learn(old, {"sign"} if sign and not ended else set())
         else:
             self._revoke(live, WORKFLOW_REASONS[kind])
             self._phone_out(old, "revoked")
@@ -1023,18 +1028,21 @@ class Lifecycle(RuleBasedStateMachine):
         # its workflow re-issues the live phone's mdoc, which no IACA in its last months signs
         iaca = self._iaca_state()
         closed = False if phone is None or not self._on(phone, ("mdoc",)) else None if iaca is None else iaca != "open"
-        if phone is not None and not held and closed is False and (
-                (self._on(phone, ("sign",)) and self._card_over(h) is not False)
-                or (self._on(phone, ("mdoc",)) and self._card_over(h) is not False)):
-            # the signing certificate and the mdoc re-issued from a card that has ended: the
-            # specs do not say what a move does then (it stops half-way: not modelled)
-            event("not modelled: a move past the card's end")
+        # past the card's end the move is recorded in the registry alone, nothing re-issued
+        # (everything on the phone ended with the card: specs/handover.md, policy 2)
+        ended = self._card_over(h)
+        if phone is not None and not held and ended is None:
+            event("a move at the card's end: either")
             return
+        if phone is not None and not held and ended:
+            closed = False  # no mdoc issued: the IACA holds nothing back
         if not self._attempt(f"move holder {h}", lambda: change_basic_four(
                 self.ctx, self.holder_ids[h], changes, reason="model", actor="model"), refuse=_both(held, closed)):
             return
         self.moves[h] = self.moves.get(h, 0) + 1
-        if phone is not None:
+        if phone is not None and ended:
+            event("a move past the card's end: the registry alone")
+        elif phone is not None:
             renewed = {c.kind for c in self._on(phone, ("sign", "mdoc"))}  # what the phone had live
             self._revoke(self._on(phone, ("sign", "mdoc")), "superseded")
             self._learn(phone, renewed)
