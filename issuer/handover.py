@@ -126,6 +126,11 @@ class StepContext:
 
 Action = Callable[[StepContext], dict | None]
 
+#: Why no MSO can be signed at an instant, read in the caller's session, or None: the
+#: installation's own check (``issuer.mdoc.pki.MdocPki.issuance_refusal``, with the rollover
+#: margin its PKI is configured with), handed in by the composition root.
+MdocRefusal = Callable[[Session, dt.datetime], str | None]
+
 
 def create(
     sessions: sessionmaker[Session],
@@ -135,40 +140,53 @@ def create(
     old_phone_id: str | None = None,
     new_phone_id: str | None = None,
     actor: str = "operator",
+    mdoc_refusal: MdocRefusal | None = None,
 ) -> str:
-    """Record a new workflow of ``kind`` and return its id (nothing runs yet)."""
+    """Record a new workflow of ``kind`` and return its id (nothing runs yet). ``mdoc_refusal``:
+    the installation's mdoc-issuance check (:data:`MdocRefusal`; the composition root's
+    ``mcred.handover_actions.mdoc_refusal``), else the default PKI configuration's."""
     with sessions.begin() as s:
         return create_in(s, kind=kind, holder_id=holder_id, old_phone_id=old_phone_id,
-                         new_phone_id=new_phone_id, actor=actor)
+                         new_phone_id=new_phone_id, actor=actor, mdoc_refusal=mdoc_refusal)
 
 
-def _issuance_refusal(s: Session, kind: str, holder: Holder | None, target: Phone | None) -> str | None:
+def _issuance_refusal(s: Session, kind: str, holder: Holder | None, target: Phone | None,
+                      mdoc_refusal: MdocRefusal | None = None) -> str | None:
     """Why a workflow of ``kind`` would be refused by the issuer half-way, found before it is
     recorded: a model change and a renewal provision a phone with new mdocs from the
-    holder's card (none from a card that has expired or expires today:
+    holder's card (none from a card that has expired:
     :func:`issuer.holders.card_refusal`), and these and a change of the basic four data
     re-issue mdocs, which no IACA in its last months or past its end signs
     (:func:`issuer.mdoc.pki.issuance_refusal`, specs/issuer-keys.md "The mdoc IACA"). Started
     anyway, a renewal deleted the phone's applets before its provisioning was refused (and a
     model change registered the new phone), leaving the holder without credentials until the
-    cause was gone."""
+    cause was gone. The IACA's last months are the installation's (``mdoc_refusal``, its PKI's
+    rollover margin): read with the default margin, an installation configured with a shorter
+    one had a workflow refused that its issuer would have gone through with, and with a longer
+    one a workflow stopped half-way again. A change of the basic four data past the card's
+    end is refused too: it re-issues the signing certificate and the mdocs, which the issuer
+    refuses then, so it stopped half-way (the certificate revoked, nothing issued); every
+    credential issued from the card ended with it, so nothing valid carries the old data, and
+    the change belongs in the registry alone (``mcred.handover_actions.record_basic_four_change``
+    records it so), for the card's renewal to issue."""
     from issuer.holders import card_refusal
     from issuer.mdoc.pki import issuance_refusal
 
     now = utcnow()
-    if kind in ("model_change", "renewal") and holder is not None:
-        why = card_refusal(holder.id, holder.card_expiry, now, mdoc=True)
+    if kind in ("model_change", "renewal", "basic_four_change") and holder is not None:
+        why = card_refusal(holder.id, holder.card_expiry, now)
         if why is not None:
             return why
     mdocs = kind in ("model_change", "renewal") or (
         kind == "basic_four_change" and target is not None and s.scalar(select(Credential.id).where(
             Credential.phone_id == target.id, Credential.kind == "mdoc",
             Credential.status.in_(("valid", "hold"))).limit(1)) is not None)
-    return issuance_refusal(s, now) if mdocs else None
+    return (mdoc_refusal or issuance_refusal)(s, now) if mdocs else None
 
 
 def create_in(s: Session, *, kind: str, holder_id: str, old_phone_id: str | None = None,
-              new_phone_id: str | None = None, actor: str = "operator") -> str:
+              new_phone_id: str | None = None, actor: str = "operator",
+              mdoc_refusal: MdocRefusal | None = None) -> str:
     """:func:`create` in the caller's transaction (with what made the workflow needed: a
     change of the holder's data, :func:`issuer.holders.update`)."""
     if kind not in WORKFLOWS:
@@ -218,7 +236,7 @@ def create_in(s: Session, *, kind: str, holder_id: str, old_phone_id: str | None
                             + (" with credentials on hold" if held else "")
                             + ": a renewal re-issues the credentials of a phone in use; settle a loss first "
                               "(found, or lost_confirmed)")
-    why = _issuance_refusal(s, kind, holder, target)
+    why = _issuance_refusal(s, kind, holder, target, mdoc_refusal)
     if why is not None:
         raise WorkflowError(f"{kind} of holder {holder_id}: {why}")
     h = Handover(

@@ -130,22 +130,18 @@ def simulated_card_expiry(birth_date: dt.date, today: dt.date) -> dt.date:
     return _card_expiry(birth_date, today)
 
 
-def card_refusal(holder_id: str, card_expiry: dt.date, now: dt.datetime, *, mdoc: bool) -> str | None:
-    """Why nothing (``mdoc``: no mdoc) can be issued from the holder's card at ``now``, or
-    None. An expired card's functions are not issued (specs/card-substitute-doctype.md): a
-    JPKI certificate runs at most through the card's last day (to 23:59:59 JST,
-    specs/jpki-profile.md "Validity rule"), and an MSO at most to the start of that day (the
-    mdoc record's end, ``issuer.mdoc.issuance``), so past the last day nothing is issued, and
-    on it no mdoc. Read before an issuance starts, so that it is refused before anything
-    is written or deleted rather than stopped half-way by the issuer."""
-    today = today_in_japan(now)
-    if card_expiry < today:
+def card_refusal(holder_id: str, card_expiry: dt.date, now: dt.datetime) -> str | None:
+    """Why nothing can be issued from the holder's card at ``now``, or None. An expired
+    card's functions are not issued (specs/card-substitute-doctype.md): a JPKI certificate
+    runs at most through the card's last day (to 23:59:59 JST, specs/jpki-profile.md
+    "Validity rule"), and an MSO the same (the mdoc record's end, ``issuer.mdoc.issuance``),
+    so past the last day nothing is issued, and on it everything is. Read before an
+    issuance starts, so that it is refused before anything is written or deleted rather
+    than stopped half-way by the issuer. (An MSO ran to the start of the last day, so on
+    that day no mdoc could be issued, and one issued the day before lost a day.)"""
+    if card_expiry < today_in_japan(now):
         return (f"holder {holder_id}'s card expired on {card_expiry.isoformat()}: an expired card's "
                 f"functions are not issued; the card is renewed (`mcred holder renew-card {holder_id}`)")
-    if mdoc and card_expiry == today:
-        return (f"holder {holder_id}'s card expires today ({card_expiry.isoformat()} in Japan): an mdoc "
-                f"runs to the start of the card's last day, so none can be issued; the card is renewed "
-                f"(`mcred holder renew-card {holder_id}`)")
     return None
 
 

@@ -1402,6 +1402,7 @@ def operator_router(ctx: Context) -> APIRouter:
                      (problems.WORKFLOW_ERROR, "the phones do not fit the kind of workflow"))), 201))
     def create_handover(body: HandoverRequest, request: Request, response: Response) -> dict[str, Any]:
         from issuer import handover
+        from mcred.handover_actions import mdoc_refusal
 
         with ctx.sessions() as s:
             from issuer.db import Holder
@@ -1413,7 +1414,7 @@ def operator_router(ctx: Context) -> APIRouter:
                                      f"no simulated phone {body.new_phone_id!r} to hand over to")
         hid = handover.create(ctx.sessions, kind=body.kind, holder_id=body.holder_id,
                               old_phone_id=body.old_phone_id, new_phone_id=body.new_phone_id,
-                              actor=_actor(request))
+                              actor=_actor(request), mdoc_refusal=mdoc_refusal(ctx))
         response.headers["Location"] = f"/handovers/{hid}"
         with ctx.sessions() as s:
             return _handover(s.get(Handover, hid))

@@ -19,7 +19,7 @@ import wallet_sim
 from issuer import handover as wf
 from mcred.context import Context
 from mcred.drills import HOLDER, Env
-from mcred.handover_actions import HandoverActions, change_basic_four
+from mcred.handover_actions import HandoverActions, change_basic_four, mdoc_refusal
 from mcred.provision import provision, refresh_mdocs
 from mcred.timestamps import wait_clear_of_stamp
 from protocols.cardsub import parse_holder
@@ -166,7 +166,7 @@ def run_demo(ctx: Context, say: Say, *, key_type: str = "p384") -> dict:
     wait_clear_of_stamp(stamped_at)  # else the handover's revocation could not be told from one before the lease
     t0 = time.perf_counter()
     hid = wf.create(ctx.sessions, kind="model_change", holder_id=old.holder_id,
-                    old_phone_id=old.phone_id, new_phone_id=new, actor="demo")
+                    old_phone_id=old.phone_id, new_phone_id=new, actor="demo", mdoc_refusal=mdoc_refusal(ctx))
     h = actions.runner("demo").run(hid, stop_after="publish")
     steps = ", ".join(f"{k} {v['seconds']:.2f} s" for k, v in h.detail["timings"].items())
     say(f"4. Handover {old.phone_id} -> {new} (機種変更, reason cessationOfOperation): {steps}. "

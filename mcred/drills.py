@@ -31,7 +31,7 @@ from sqlalchemy import func, select
 import wallet_sim
 from issuer import handover as wf
 from mcred.context import Context
-from mcred.handover_actions import HandoverActions, change_basic_four, renew_card
+from mcred.handover_actions import HandoverActions, change_basic_four, mdoc_refusal, renew_card
 from mcred.jpki_flow import SeError, sign_challenge, sign_with_se, unblock_pin
 from mcred.provision import (
     ProvisionResult,
@@ -677,7 +677,8 @@ def _run_workflow(env: Env, rep: SubjectReport, kind: str, holder_id: str, *,
     actions = actions or HandoverActions(env.ctx, key_type=env.key_type,
                                          mdoc_batch=env.mdoc_batch)
     hid = handover_id or wf.create(env.ctx.sessions, kind=kind, holder_id=holder_id,
-                                   old_phone_id=old, new_phone_id=new, actor="drill")
+                                   old_phone_id=old, new_phone_id=new, actor="drill",
+                                   mdoc_refusal=mdoc_refusal(env.ctx))
     _record_steps(rep, kind, actions.runner("drill").run(hid, stop_after=stop_after))
     return hid
 

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 import wallet_sim
 from issuer import handover as wf
 from issuer import revocation
-from issuer.db import Credential, Phone, StatusList, utcnow
+from issuer.db import Credential, Holder, Phone, StatusList, utcnow
 from mcred.context import Context
 from mcred.provision import (
     ProvisionResult,
@@ -50,6 +50,14 @@ _LIVE = ("valid", "hold")
 
 def _stamp() -> str:
     return utcnow().isoformat()
+
+
+def mdoc_refusal(ctx: Context) -> wf.MdocRefusal:
+    """The installation's check of whether an MSO can be signed now, for a workflow's
+    refusal before it is recorded (``issuer.handover.create``'s ``mdoc_refusal``): its mdoc
+    PKI's (:func:`mcred.provision.mdoc_service`), with the rollover margin that PKI is
+    configured with, so that a workflow is refused exactly when its issuance would be."""
+    return mdoc_service(ctx).pki.issuance_refusal
 
 
 @dataclass
@@ -156,6 +164,15 @@ class HandoverActions:
             return sorted((c.kind, c.status, c.reason) for c in s.scalars(
                 select(Credential).where(Credential.phone_id == phone_id)))
 
+    def _card_ended(self, holder_id: str) -> str | None:
+        """Why nothing can be issued from the holder's card now (past its last day:
+        :func:`issuer.holders.card_refusal`, naming its renewal), or None."""
+        from issuer.holders import card_refusal
+
+        with self.ctx.sessions() as s:
+            row = s.get(Holder, holder_id)
+        return card_refusal(holder_id, row.card_expiry, utcnow()) if row is not None else None
+
     def _set_phone_state(self, phone_id: str | None, state: str, *, keep: tuple[str, ...] = ()) -> None:
         """Set the phone's state, unless it is one of ``keep`` (read under the row's lock)."""
         if not phone_id:
@@ -232,7 +249,11 @@ class HandoverActions:
         data that no longer hold (superseded), and the new one carries the registry's. The
         signing password stays as the holder set it. A phone that held no signing certificate
         when the workflow started (a holder under 15 has none, and no password) gets none:
-        there is nothing to re-issue, and a key with no password set would guard nothing."""
+        there is nothing to re-issue, and a key with no password set would guard nothing.
+        Past the card's last day the certificate is revoked and none is issued (``skipped``,
+        naming the card's renewal): the issuer issues nothing from an ended card, and a found
+        then stopped here, its holds lifted, for good (resumed, it failed again); the card's
+        renewal re-issues everything on the phone (specs/handover.md, policy 2)."""
         phone = c.old_phone_id or c.new_phone_id
         assert phone
         before = set(c.results.get("prepare", {}).get("credentials", []))
@@ -241,6 +262,9 @@ class HandoverActions:
                     "at": _stamp()}
         reason = "superseded" if c.kind == "basic_four_change" else "cessationOfOperation"
         revoked = self._revoke_ids(before, "jpki-sign", reason)
+        ended = self._card_ended(c.holder_id)
+        if ended is not None:
+            return {"revoked": revoked, "generated": False, "skipped": ended, "at": _stamp()}
         old_key = c.results.get("prepare", {}).get("sign_key_sha256")
         job_ref = f"handover:{c.handover_id}:sign"
         with _se_steps(self.ctx, phone, job_ref, self.tsm_hook) as run:
@@ -259,7 +283,9 @@ class HandoverActions:
         A re-run resumes this workflow's job rather than starting another. A phone that held
         no live mdoc when the workflow started (an operator revoked them) gets none
         (``skipped``), as :meth:`reissue_sign` skips a phone without a signing certificate:
-        a refresh of it is refused, and the workflow stopped here on every run."""
+        a refresh of it is refused, and the workflow stopped here on every run. Nor does a
+        phone whose holder's card has ended (a workflow created before the card's last day ran
+        after it): every MSO issued from the card ended with it, and a refresh is refused."""
         from mcred.provision import refresh_mdocs
 
         phone = c.old_phone_id or c.new_phone_id
@@ -267,6 +293,9 @@ class HandoverActions:
         before = set(c.results.get("prepare", {}).get("credentials", []))
         if not self._any_of_kind(before, "mdoc"):
             return {"job": None, "mdocs": 0, "skipped": "no valid mdoc on the phone", "at": _stamp()}
+        ended = self._card_ended(c.holder_id)
+        if ended is not None:
+            return {"job": None, "mdocs": 0, "skipped": ended, "at": _stamp()}
         actor = f"handover:{c.handover_id}:mdoc"
         started = [j for j in self._jobs(phone, actor) if j.kind == "refresh-mdoc"]
         result = refresh_mdocs(self.ctx, phone, actor=actor, after_step=self.tsm_hook,
@@ -425,12 +454,21 @@ def record_basic_four_change(ctx: Context, holder_id: str, changes: Mapping[str,
                              actor: str = "operator") -> dict[str, Any]:
     """Record the holder's new card data (:func:`issuer.holders.update`) and, when a phone of
     theirs carries live credentials, the ``basic_four_change`` workflow that brings it in
-    line (created, not run). ``{"fields", "phone", "handover", "state"}``: state
+    line (created, not run). ``{"fields", "phone", "handover", "state", "card_ended"}``: state
     ``unchanged`` (the same values), ``registry only`` (no active phone: their next
-    provisioning carries the new data) or ``running`` (the workflow waits to be run).
-    Refused before anything changes (:class:`issuer.holders.HolderError`, or
-    :class:`issuer.handover.WorkflowError` while a phone of theirs is on hold)."""
+    provisioning carries the new data; or their card has ended, ``card_ended`` saying so and
+    naming its renewal, which issues everything anew with the new data) or ``running`` (the
+    workflow waits to be run). Refused before anything changes
+    (:class:`issuer.holders.HolderError`, or :class:`issuer.handover.WorkflowError` while a
+    phone of theirs is on hold).
+
+    Past the card's last day the phone's credentials all ended with the card (a certificate
+    and an MSO run at most through it), so none carries the old data, and none can be
+    re-issued: the workflow had revoked the signing certificate, then stopped half-way at
+    the issuer's refusal. The move is recorded all the same (the holder did move; the
+    renewed card carries the new address), and no workflow is made."""
     from issuer import holders
+    from issuer.holders import card_refusal
 
     # the found workflow would release an mdoc that carries the old data
     _refuse_held(ctx, holder_id, "record the change")
@@ -441,17 +479,22 @@ def record_basic_four_change(ctx: Context, holder_id: str, changes: Mapping[str,
         # there) left the new data in the registry, the old in the credentials, and nothing
         # to resume, a second run of the command then changing nothing
         phone = _live_phone_in(s, holder_id)
-        if phone is not None:
+        ended = card_refusal(holder_id, s.get(Holder, holder_id).card_expiry, utcnow())
+        if phone is not None and ended is not None:
+            made.update(phone=phone, card_ended=ended)
+        elif phone is not None:
             made["phone"] = phone
             made["handover"] = wf.create_in(s, kind="basic_four_change", holder_id=holder_id,
-                                            old_phone_id=phone, actor=actor)
+                                            old_phone_id=phone, actor=actor, mdoc_refusal=mdoc_refusal(ctx))
 
     fields = holders.update(ctx.sessions, holder_id, changes, actor=actor, reason=reason, then=workflow)
     if not fields:
-        return {"fields": [], "phone": None, "handover": None, "state": "unchanged"}
-    if not made:
-        return {"fields": fields, "phone": None, "handover": None, "state": "registry only"}
-    return {"fields": fields, "phone": made["phone"], "handover": made["handover"], "state": "running"}
+        return {"fields": [], "phone": None, "handover": None, "state": "unchanged", "card_ended": None}
+    if "handover" not in made:
+        return {"fields": fields, "phone": made.get("phone"), "handover": None, "state": "registry only",
+                "card_ended": made.get("card_ended")}
+    return {"fields": fields, "phone": made["phone"], "handover": made["handover"], "state": "running",
+            "card_ended": None}
 
 
 def _refuse_held(ctx: Context, holder_id: str, then: str) -> None:
@@ -568,7 +611,7 @@ def record_card_renewal(ctx: Context, holder_id: str, *, reason: str, card_numbe
         if phone is not None:
             made.update(phone=phone, mdoc_batch=len(valid_mdoc_slots(s, phone)) or 1,
                         handover=wf.create_in(s, kind="renewal", holder_id=holder_id, new_phone_id=phone,
-                                              actor=actor))
+                                              actor=actor, mdoc_refusal=mdoc_refusal(ctx)))
 
     card = holders.renew_card(ctx.sessions, holder_id, actor=actor, reason=reason, card_number=card_number,
                               then=workflow)

@@ -508,7 +508,7 @@ def check_mdoc_issuance(ctx: Context, holder_id: str | None) -> None:
     """Refuse (:class:`ProvisionError`) a provisioning or an mdoc refresh before anything is
     written when the issuer would refuse its mdocs: the IACA in its last months or ended
     (:meth:`issuer.mdoc.service.MdocService.issuance_refusal`: roll it over), or the
-    registered holder's card expired or expiring today (:func:`issuer.holders.card_refusal`).
+    registered holder's card expired (:func:`issuer.holders.card_refusal`).
     Found by the issuer half-way instead, a refresh had erased the phone's valid mdocs (its
     rotation deletes them before writing the new ones) and a provisioning had issued the
     certificates, then stopped."""
@@ -523,7 +523,7 @@ def check_mdoc_issuance(ctx: Context, holder_id: str | None) -> None:
         if why is None and holder_id is not None:
             row = s.get(Holder, holder_id)
             if row is not None:
-                why = card_refusal(row.id, row.card_expiry, utcnow(), mdoc=True)
+                why = card_refusal(row.id, row.card_expiry, utcnow())
         return why
 
     why = run_transaction(svc.sessions, work)

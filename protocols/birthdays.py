@@ -39,6 +39,13 @@ def today_in_japan(now: dt.datetime) -> dt.date:
     return now.astimezone(JST).date()
 
 
+def end_of_day_jst(day: dt.date) -> dt.datetime:
+    """23:59:59 JST of ``day``, as an aware UTC datetime: the end of a validity that runs
+    through ``day`` ("まで" is inclusive), a JPKI certificate's notAfter and an MSO's
+    validUntil at the card's last day alike."""
+    return dt.datetime.combine(day, dt.time(23, 59, 59), JST).astimezone(dt.UTC)
+
+
 def birthday_in(birth: dt.date, year: int) -> dt.date:
     """The birthday in ``year`` that a validity counts: 29 February falls on 28 February in a
     common year (みなし誕生日)."""

@@ -451,12 +451,17 @@ def test_the_etag_is_strong_and_if_none_match_compares_weakly(world):
         assert not pub.matches(header), header
 
 
-def test_no_mdoc_is_issued_on_the_cards_last_day_and_the_refusal_is_typed(db_url):
-    """An MSO runs at most to the start of the card's last day (the record's expiry date, JST):
-    on that day the issuer refuses it with an IssuanceError (to the TSM a refusal: the job
-    stops, resumable or abandoned). It raised the cardsub ElementError of the expiry date not
-    after the issue date, which the TSM's issuer port does not know: a crash, the job left
-    running."""
+def test_an_mdoc_runs_through_the_cards_last_day_and_none_is_issued_after_it(db_url):
+    """A card valid until D is valid through the whole of D in Japan, and so are its JPKI
+    certificates (notAfter 23:59:59 JST of D): an MSO now ends there too, so an mdoc issued
+    the day before runs through D and one is issued on D. Before, an MSO ended at the start
+    of D (00:00 JST): the holder's mdoc expired a day before the card and its certificates,
+    and on D the issuer refused every issuance. The day after D the issuer refuses with an
+    IssuanceError (a typed refusal to the TSM, not the cardsub ElementError of the expiry
+    date that had crashed its job)."""
+    from protocols.birthdays import end_of_day_jst
+    from protocols.jpki.validity import NEXT_CARD_RULE, end_entity_validity
+
     engine = make_engine(db_url)
     migrate(engine)
     sessions = sessionmaker(engine, expire_on_commit=False)
@@ -466,11 +471,23 @@ def test_no_mdoc_is_issued_on_the_cards_last_day_and_the_refusal_is_typed(db_url
                       status_policy=StatusListPolicy(size=1024))
     holder_id = register(sessions, parse_holder(dict(HOLDER, card_expiry_date=last.isoformat())), now=NOW)
     attach_phone(sessions, holder_id, "phone-1")
-    clock.now = dt.datetime.combine(last, dt.time(0), JST) - dt.timedelta(hours=1)
+    end = dt.datetime.combine(last, dt.time(23, 59, 59), JST)
+    # the JPKI side's notAfter for the same card, by its own rule: the same instant
+    jpki = end_entity_validity(NEXT_CARD_RULE, NOW, dt.date.fromisoformat(HOLDER["birth_date"]), last)
+    assert jpki.not_after == end == end_of_day_jst(last)
+    clock.now = dt.datetime.combine(last, dt.time(0), JST) - dt.timedelta(hours=1)  # the day before
     *_, body = _issue(svc, "job-day-before", "phone-1", 0)
-    until = IssuerSigned.from_cbor(body).mso().validity_info.valid_until
-    assert until == dt.datetime.combine(last, dt.time(0), JST)  # to the start of the last day
-    clock.now = dt.datetime.combine(last, dt.time(1), JST)
-    with pytest.raises(IssuanceError, match="nothing to issue"):
-        _issue(svc, "job-last-day", "phone-1", 0)
+    assert IssuerSigned.from_cbor(body).mso().validity_info.valid_until == end
+    clock.now = dt.datetime.combine(last, dt.time(0), JST) + dt.timedelta(seconds=1)  # the last day
+    *_, body = _issue(svc, "job-last-day", "phone-1", 0)
+    doc = IssuerSigned.from_cbor(body)
+    assert doc.mso().validity_info.valid_until == end
+    ours = {i.element_identifier: i.element_value for i in doc.items()[DEFAULT_NAMES.namespace]}
+    assert ours["issue_date"] == ours["expiry_date"] == ours["card_expiry_date"] == last
+    clock.now = end - dt.timedelta(seconds=1)  # its last second but one
+    *_, body = _issue(svc, "job-last-second", "phone-1", 0)
+    assert IssuerSigned.from_cbor(body).mso().validity_info.valid_until == end
+    clock.now = end + dt.timedelta(seconds=1)  # 00:00:00 JST the day after
+    with pytest.raises(IssuanceError, match=f"nothing to issue: the record \\(the card\\) ended with {last}"):
+        _issue(svc, "job-day-after", "phone-1", 0)
     engine.dispose()

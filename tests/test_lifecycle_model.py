@@ -72,10 +72,13 @@ rollover, holds the current IACA first and exactly the older ones not ended with
 within its validity. In the current IACA's last 90 days, and past its end, every issuance
 of mdocs (a provisioning, a refresh, a model change, a renewal, a card renewal or a move of
 a phone with an mdoc) and a DS rollover are refused before anything is done, naming the
-rollover; from a card's last day (no MSO runs into it) a provisioning, a refresh, a model
-change or a renewal without a new card are refused, past it a certificate renewal too, and
-a card renewal goes through. What a found or a move does past the card's end is not
-specified (each stops half-way): the model does not run them there.
+rollover; on a card's last day everything is still issued (an MSO runs through it, as a
+JPKI certificate does, and no credential outlives the end of that day in Japan); past it a
+provisioning, a refresh, a model change, a renewal without a new card and a certificate
+renewal are refused, and a card renewal goes through; a revocation and a hold go through
+(never refused for the card's end), a found lifts the holds and revokes the signing
+certificate without re-issuing it, and a move is recorded in the registry alone, nothing
+re-issued (everything on the phone ended with the card).
 """
 
 from __future__ import annotations
@@ -128,6 +131,7 @@ from mcred.provision import (
 )
 from mcred.samples import HOLDER
 from protocols import cose, mdoc
+from protocols.birthdays import end_of_day_jst
 from protocols.cardsub import parse_holder
 from protocols.status.token import verify_status_list_token
 from wallet_sim.wallet import SeMdocApplet, SeSigner, WalletError
@@ -462,6 +466,11 @@ class Lifecycle(RuleBasedStateMachine):
                 assert key not in self.creds, f"{phone}: expected a new {kind} credential, its SE holds one issued before"
                 c = seen[f"{kind}:cred"]
                 c.phone, c.holder = phone, p.holder
+                # no credential outlives the card's last day in Japan, and an MSO ends where a
+                # certificate does (it ended at the start of that day, a day early)
+                assert c.not_after <= end_of_day_jst(self.card_until[p.holder]), (
+                    f"{phone}: a new {kind} runs to {c.not_after}, past the card's last day "
+                    f"{self.card_until[p.holder]}")
                 self.creds[key] = c
                 held[kind] = key
                 if kind == "mdoc":
@@ -545,21 +554,19 @@ class Lifecycle(RuleBasedStateMachine):
             return None
         return "ended" if now >= end else "closing" if now > end - IACA_MARGIN else "open"
 
-    def _card_over(self, h: int, *, mdoc: bool) -> bool | None:
-        """Whether holder ``h``'s card can back no new credential now (``mdoc``: no mdoc):
-        past its last day (a JPKI certificate runs through it, to 23:59:59 JST) or, for an
-        mdoc, from its start (an MSO runs at most to the start of the card's last day);
-        None within two minutes of that (either)."""
+    def _card_over(self, h: int) -> bool | None:
+        """Whether holder ``h``'s card can back no new credential now: past its last day (a
+        JPKI certificate and an MSO run through it, to 23:59:59 JST); None within two minutes
+        of that (either)."""
         jst = dt.timezone(dt.timedelta(hours=9))
-        day = self.card_until[h] if mdoc else self.card_until[h] + dt.timedelta(days=1)
-        start = dt.datetime.combine(day, dt.time(0), jst)
+        start = dt.datetime.combine(self.card_until[h] + dt.timedelta(days=1), dt.time(0), jst)
         return None if abs(_now() - start) < EDGE else _now() > start
 
     def _no_mdoc(self, h: int) -> bool | None:
         """Whether an issuance of mdocs to holder ``h`` is refused now, before anything is
         done (mcred.provision.check_mdoc_issuance, issuer.handover.create_in): the IACA in
         its last months or ended, or the card over; None at an edge."""
-        iaca, card = self._iaca_state(), self._card_over(h, mdoc=True)
+        iaca, card = self._iaca_state(), self._card_over(h)
         if iaca in ("closing", "ended") or card:
             event(f"mdoc issuance refused: {'the card ended' if card else f'the IACA {iaca}'}")
             return True
@@ -914,11 +921,12 @@ class Lifecycle(RuleBasedStateMachine):
             refuse = False
         if kind in ("model_change", "renewal"):  # a phone provisioned anew: mdocs from the card
             refuse = _both(refuse, self._no_mdoc(h))
-        elif kind == "found" and refuse is False and [c for c in live if c.kind == "sign"] \
-                and self._card_over(h, mdoc=False) is not False:
-            # its signing certificate re-issued from a card that has ended: the specs do not
-            # say what a found does then (it stops half-way, the holds lifted: not modelled)
-            event("not modelled: a found past the card's end")
+        # past the card's end a found issues no signing certificate (specs/handover.md, policy
+        # 2): the holds lifted, the signing certificate revoked, the phone active
+        ended = kind == "found" and refuse is False and bool([c for c in live if c.kind == "sign"]) \
+            and self._card_over(h)
+        if ended is None:
+            event("a found at the card's end: either")  # the SE's signing key new or not
             return
         if not self._attempt(f"{kind} of {old} ({p.state})", go, refuse):
             return
@@ -939,7 +947,9 @@ class Lifecycle(RuleBasedStateMachine):
             sign = [c for c in live if c.kind == "sign"]
             self._revoke(sign, "cessationOfOperation")
             p.state = "active"
-            self._learn(old, {"sign"} if sign else set())
+            if ended:
+                event("a found past the card's end: no signing certificate re-issued")
+            self._learn(old, {"sign"} if sign and not ended else set())
         else:
             self._revoke(live, WORKFLOW_REASONS[kind])
             self._phone_out(old, "revoked")
@@ -1018,18 +1028,21 @@ class Lifecycle(RuleBasedStateMachine):
         # its workflow re-issues the live phone's mdoc, which no IACA in its last months signs
         iaca = self._iaca_state()
         closed = False if phone is None or not self._on(phone, ("mdoc",)) else None if iaca is None else iaca != "open"
-        if phone is not None and not held and closed is False and (
-                (self._on(phone, ("sign",)) and self._card_over(h, mdoc=False) is not False)
-                or (self._on(phone, ("mdoc",)) and self._card_over(h, mdoc=True) is not False)):
-            # the signing certificate and the mdoc re-issued from a card that has ended: the
-            # specs do not say what a move does then (it stops half-way: not modelled)
-            event("not modelled: a move past the card's end")
+        # past the card's end the move is recorded in the registry alone, nothing re-issued
+        # (everything on the phone ended with the card: specs/handover.md, policy 2)
+        ended = self._card_over(h)
+        if phone is not None and not held and ended is None:
+            event("a move at the card's end: either")
             return
+        if phone is not None and not held and ended:
+            closed = False  # no mdoc issued: the IACA holds nothing back
         if not self._attempt(f"move holder {h}", lambda: change_basic_four(
                 self.ctx, self.holder_ids[h], changes, reason="model", actor="model"), refuse=_both(held, closed)):
             return
         self.moves[h] = self.moves.get(h, 0) + 1
-        if phone is not None:
+        if phone is not None and ended:
+            event("a move past the card's end: the registry alone")
+        elif phone is not None:
             renewed = {c.kind for c in self._on(phone, ("sign", "mdoc"))}  # what the phone had live
             self._revoke(self._on(phone, ("sign", "mdoc")), "superseded")
             self._learn(phone, renewed)
@@ -1051,7 +1064,7 @@ class Lifecycle(RuleBasedStateMachine):
               and all(_jst_day(c.not_after) < self.card_until[p.holder] for c in mine.values() if c.status == "valid"))
         # nor the certificates of a card that has expired: the card is renewed
         # (specs/jpki-profile.md, "Certificate renewal")
-        ok = _both(not ok, self._card_over(p.holder, mdoc=False))
+        ok = _both(not ok, self._card_over(p.holder))
         ok = None if ok is None else not ok
         if ok and not early:  # from 3 calendar months before the first expiry day (JST), or after it
             today, first = _jst_day(_now()), min(_jst_day(c.not_after) for c in mine.values() if c.status == "valid")
@@ -1095,7 +1108,8 @@ class Lifecycle(RuleBasedStateMachine):
         """Where :meth:`advance_to_a_milestone` may go, within the travel the model allows:
         into the current IACA's last 90 days (no DS made: issuance refused), its last hours
         (a status list signed then would outlive it), just past its end; into each card's
-        last day (no MSO runs into it) and just past it (nothing issued from it)."""
+        last day (everything still issued: it runs through that day) and just past it
+        (nothing issued from it)."""
         now, last = _now(), _now() - self.travelled + MAX_TRAVEL
         jst = dt.timezone(dt.timedelta(hours=9))
         end = self.iacas[-1].not_valid_after_utc
@@ -1663,7 +1677,9 @@ def test_mdoc_issuance_in_the_iacas_last_months_is_refused_before_anything_chang
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_issuance_from_a_card_that_has_ended_is_refused_before_anything_changes(quiet_disk, monkeypatch):
-    """An expired card's functions are not issued (specs/card-substitute-doctype.md). Past
+    """An expired card's functions are not issued (specs/card-substitute-doctype.md). On the
+    card's last day an mdoc is: it runs through that day, as the certificates do (it ended at
+    the start of that day, so the refresh was refused then). Past
     the card's last day an mdoc refresh had erased the phone's mdoc before the issuer
     refused the new one, a renewal workflow without a new card had deleted the phone's
     applets, a model change had registered the new phone and stopped, a provisioning of the
@@ -1677,8 +1693,8 @@ def test_issuance_from_a_card_that_has_ended_is_refused_before_anything_changes(
         hid = m.holder_ids[1]
         jst = dt.timezone(dt.timedelta(hours=9))
         _travel(m, dt.datetime.combine(m.card_until[1], dt.time(0), jst) + dt.timedelta(hours=1))
-        with pytest.raises(ProvisionError, match="card expires today"):  # no MSO runs into its last day
-            refresh_mdocs(m.ctx, phone, actor="test")
+        refresh_mdocs(m.ctx, phone, actor="test")  # the card's last day: an MSO runs through it
+        assert m._se(phone)["mdoc:cred"].not_after == end_of_day_jst(m.card_until[1])
         _travel(m, dt.datetime.combine(m.card_until[1], dt.time(0), jst) + dt.timedelta(days=1, hours=1))
         held = m._se(phone)
         with pytest.raises(ProvisionError, match="card expired"):
@@ -1738,7 +1754,7 @@ def test_lifecycle_iaca_scenario(quiet_disk, monkeypatch):
         advance(m.creds[m.phones[phone1].held["mdoc"]].not_after - dt.timedelta(hours=1))
         step("refresh_mdoc", _Picks(phone1), None)  # a new MSO, under IACA 2
         card = dt.datetime.combine(m.card_until[1], dt.time(0), jst)
-        advance(card + PAST_END)  # the card's last day: no MSO runs into it
+        advance(card + PAST_END)  # the card's last day: an MSO runs through it
         step("refresh_mdoc", _Picks(phone1), None)
         advance(card + dt.timedelta(days=1) + PAST_END)
         step("refresh_mdoc", _Picks(phone1), None)

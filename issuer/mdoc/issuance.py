@@ -35,6 +35,7 @@ from issuer.mdoc.status_lists import StatusRegistry
 from issuer.mdoc.txn import run_transaction
 from issuer.revocation import supersede, supersede_on_other_phones
 from protocols import cardsub
+from protocols.birthdays import end_of_day_jst
 from protocols.cardsub import DEFAULT_NAMES, JST, DocNames
 from protocols.cose import CRV_P256, CRV_P384, CoseKey
 from protocols.mdoc import (
@@ -190,12 +191,13 @@ def _card_substitute(holder: cardsub.Holder, portrait: bytes | None, device_key:
     if now.microsecond:
         now = now.replace(microsecond=0)
     issue_date = (now + _JST_OFFSET).date()  # the day in Japan (JST has no summer time)
-    if record_expiry <= issue_date:
-        # the record ends at the start of its expiry day (JST): nothing to issue from that
-        # day on, said before the elements are built (their check of the expiry date after
-        # the issue date had raised an untyped ElementError: a crash to the TSM)
-        raise IssuanceError(f"nothing to issue: the record (the card) ends {record_expiry.isoformat()}, "
-                            f"at the start of that day in Japan, and today is {issue_date.isoformat()}")
+    if record_expiry < issue_date:
+        # the record runs through its expiry day (the card's last day, to 23:59:59 JST, as a
+        # JPKI certificate does): nothing to issue after that day, said before the elements
+        # are built (their check of the expiry date had raised an untyped ElementError: a
+        # crash to the TSM)
+        raise IssuanceError(f"nothing to issue: the record (the card) ended with {record_expiry.isoformat()}, "
+                            f"its last day in Japan, and today is {issue_date.isoformat()}")
     key = (_HOLDER_KEY(holder), issue_date, record_expiry, document_no, policy.names, policy.age_over)
     hit = _ELEMENTS.get(key)
     if hit is None or (hit[0] is not portrait and hit[0] != portrait):
@@ -232,7 +234,10 @@ def _elements(key: tuple, holder: cardsub.Holder, portrait: bytes | None, issue_
         document_number=document_no, now=now, names=names,
         age_thresholds=age_over,
     )
-    record_end = dt.datetime.combine(record_expiry, dt.time(), JST).astimezone(dt.UTC)
+    # through the card's last day, as its JPKI certificates run (specs/card-substitute-doctype.md):
+    # an MSO that ended at the start of that day left the holder a day without an mdoc, and
+    # none could be issued on it
+    record_end = end_of_day_jst(record_expiry)
     hit = (portrait, prepare_namespaces(namespaces), record_end)
     if len(_ELEMENTS) >= _ELEMENTS_MAX:
         _ELEMENTS.clear()

@@ -215,6 +215,10 @@ def holder_update(
         return
     if out["fields"]:
         typer.echo(f"holder {holder_id}: {', '.join(out['fields'])} changed")
+    if out.get("card_ended"):
+        typer.echo(f"phone {out['phone']}: nothing re-issued, everything on it ended with the card: "
+                   f"{out['card_ended']}, with the new data")
+        return
     if out["phone"] is None:
         typer.echo("no active phone carries their credentials: the next provisioning carries the new data")
         return

@@ -250,7 +250,7 @@ def handover_cmd(
     from issuer import handover as wf
     from issuer.db import Phone
     from mcred.context import Context
-    from mcred.handover_actions import HandoverActions, release_secrets
+    from mcred.handover_actions import HandoverActions, mdoc_refusal, release_secrets
 
     _check_key_type(key_type, as_json)  # the workflow failed on it at its provisioning step
     ota = over_the_air_options(over_the_air, listen, public_url, session_id, ssl_certfile, ssl_keyfile, as_json)
@@ -279,7 +279,7 @@ def handover_cmd(
     try:
         hid = resume_id if resume_id is not None else wf.create(
             ctx.sessions, kind="model_change", holder_id=holder_id, old_phone_id=phone, new_phone_id=to,
-            actor=cli_actor())
+            actor=cli_actor(), mdoc_refusal=mdoc_refusal(ctx))
     except wf.WorkflowError as exc:  # e.g. --to another holder's phone
         raise _fail(str(exc), as_json=as_json) from None
     runner = actions.runner(cli_actor())

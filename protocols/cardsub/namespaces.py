@@ -95,8 +95,8 @@ def build_namespaces(
     if _MY_NUMBER.match(document_number):
         raise ElementError("document_number is 12 digits, shaped like a My Number: refused "
                            "(the record number is never the individual number)")
-    if expiry_date <= issue_date:
-        raise ElementError(f"expiry_date {expiry_date} is not after issue_date {issue_date}")
+    if expiry_date < issue_date:  # a record runs through its expiry day: one issued on it holds
+        raise ElementError(f"expiry_date {expiry_date} is before issue_date {issue_date}")
     check_portrait(portrait)
     today = now.astimezone(JST).date()
     age = age_on(holder.birth_date, today)

@@ -14,20 +14,15 @@ the 10th birthday like the card, `FixedYears(10)` is the literal reading.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
 
-from protocols.birthdays import JST, birthday_in, nth_birthday_after
+from protocols.birthdays import JST, birthday_in, end_of_day_jst, nth_birthday_after
 
 from .errors import ProfileError
 
 __all__ = ["CURRENT_CARD_RULE", "JST", "NEXT_CARD_RULE", "FixedYears", "NthBirthday", "Validity",
            "ValidityRule", "end_entity_validity", "end_of_day_jst", "nth_birthday_after"]
-
-
-def end_of_day_jst(day: date) -> datetime:
-    """23:59:59 JST of `day`, as an aware UTC datetime."""
-    return datetime.combine(day, time(23, 59, 59), JST).astimezone(UTC)
 
 
 class ValidityRule(Protocol):
