@@ -300,15 +300,41 @@ def test_an_mso_signed_outside_the_ds_certificate_validity_fails_validity(pki, d
     signed by a valid DS (a leaked expired DS key back-dating nothing, forward-dating MSOs)."""
     issued = issue(pki, device_key)
     mso = issued.mso()  # signed by hand: issuing itself keeps signed <= validFrom
-    mso = dataclasses.replace(mso, validity_info=dataclasses.replace(mso.validity_info, signed=signed))
+    # validFrom not before signed (9.1.2.4, checked on its own below), presented from then on
+    v = mso.validity_info
+    start, end = max(v.valid_from, signed), max(v.valid_until, signed + dt.timedelta(days=1))
+    mso = dataclasses.replace(mso, validity_info=mdoc.ValidityInfo(signed, start, end))
     auth = cose.Sign1.create(cose.key_signer(pki[1]), mso.to_bytes(), unprotected=issued.issuer_auth.unprotected)
     st = transcript()
-    result = verify(pki, present(mdoc.IssuerSigned(issued.name_spaces, auth), device_key, st), st)
+    result = verify(pki, present(mdoc.IssuerSigned(issued.name_spaces, auth), device_key, st), st, now=max(NOW, start))
     assert [c.name for c in result.checks].count("validity") == 1
+    # signed after the DS certificate's end can be presented only after that end (validFrom
+    # is not before signed), when its chain fails (a leaked expired DS key forward-dating MSOs)
+    if signed > NOW + dt.timedelta(days=365):
+        assert result.failed() == ["issuer_certificate_chain"]
+        return
     assert result.failed() == ([] if ok else ["validity"])
     if not ok:
         assert result.check("validity").code == "untrusted_issuer"
         assert "outside the DS certificate validity" in result.check("validity").reason
+
+
+@pytest.mark.parametrize("signed", [NOW - dt.timedelta(days=1) + dt.timedelta(seconds=1), NOW + dt.timedelta(days=365)])
+def test_an_mso_valid_from_before_its_signing_is_refused_as_backdated(pki, device_key, signed):
+    """ISO/IEC 18013-5 9.1.2.4: validFrom shall be equal or later than signed. An MSO whose
+    validFrom is earlier vouches for a time before its issuer signed it; it was accepted
+    (however far the gap: the DS-validity check saw only signed). Now ``validity`` fails,
+    code malformed, naming both times, at a reader instant inside validFrom .. validUntil."""
+    issued = issue(pki, device_key)  # validFrom NOW - 1 day
+    mso = issued.mso()  # signed by hand: issuing refuses these times
+    mso = dataclasses.replace(mso, validity_info=dataclasses.replace(mso.validity_info, signed=signed))
+    auth = cose.Sign1.create(cose.key_signer(pki[1]), mso.to_bytes(), unprotected=issued.issuer_auth.unprotected)
+    st = transcript()
+    result = verify(pki, present(mdoc.IssuerSigned(issued.name_spaces, auth), device_key, st), st)
+    assert result.failed() == ["validity"]
+    validity = result.check("validity")
+    assert validity.code == "malformed" and "a backdated MSO" in validity.reason
+    assert "validFrom 2026-05-31T00:00:00Z is earlier than signed" in validity.reason
 
 
 @pytest.mark.parametrize("until", [NOW - dt.timedelta(days=1), NOW - dt.timedelta(days=2)])  # == / < validFrom

@@ -309,9 +309,31 @@ def test_mso_signed_within_ds_validity_includes_both_ends_of_the_ds_certificate(
     ds_from, ds_until = pki.ds.not_valid_before_utc, pki.ds.not_valid_after_utc
     for signed, ok in ((ds_from, True), (ds_until, True), (ds_from - dt.timedelta(seconds=1), False),
                        (ds_until + dt.timedelta(seconds=1), False)):
-        result = _pipeline(pki).verify(_resigned(pki, data, signed=signed), session_transcript=st)
+        # validFrom not before signed (ISO/IEC 18013-5 9.1.2.4), the reader's instant within
+        start, end = max(T0, signed), max(T0 + dt.timedelta(days=30), signed + dt.timedelta(days=1))
+        result = _pipeline(pki).verify(_resigned(pki, data, signed=signed, valid_from=start, valid_until=end),
+                                       session_transcript=st, now=max(NOW, start))
+        if signed > ds_until:  # presented after the DS certificate's end: its chain fails too
+            assert {"issuer_certificate_chain", "mso_signed_within_ds_validity"} <= failed(result), failed(result)
+            continue
         assert result.check("mso_signed_within_ds_validity").passed is ok, signed
         assert failed(result) == (set() if ok else {"mso_signed_within_ds_validity"})
+
+
+def test_the_reader_refuses_an_mso_valid_from_before_its_signing_as_backdated():
+    """ISO/IEC 18013-5 9.1.2.4 (validFrom equal or later than signed): an MSO that vouches for
+    a time before it was signed passed every check. Now ``validity`` fails, code malformed."""
+    from protocols.cbor import tdate_text
+
+    pki = make_pki()
+    data, st = response(pki.ds_key, pki.ds)
+    signed = T0 + dt.timedelta(seconds=1)
+    result = _pipeline(pki).verify(_resigned(pki, data, signed=signed), session_transcript=st)
+    assert failed(result) == {"validity"}
+    validity = result.check("validity")
+    assert validity.code == "malformed"
+    assert validity.reason == (f"{DOCTYPE}: validFrom {tdate_text(T0)} is earlier than signed {tdate_text(signed)}: "
+                               "a backdated MSO (ISO/IEC 18013-5 9.1.2.4: validFrom shall be equal or later than signed)")
 
 
 def test_an_untrusted_ds_leaves_the_reader_checks_that_need_it_not_checked_once_each():

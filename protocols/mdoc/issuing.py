@@ -124,7 +124,7 @@ def issue_mso(
             raise IssuingError(f"{name} must be an aware datetime")
     if not signed.replace(microsecond=0) <= valid_from.replace(microsecond=0):
         raise IssuingError("need signed <= valid_from < valid_until")
-    why = ValidityInfo(signed, _whole(valid_from), _whole(valid_until)).order_error()
+    why = ValidityInfo(_whole(signed), _whole(valid_from), _whole(valid_until)).order_error()
     if why is not None:  # as the MSO writes them: tdates in whole seconds
         raise IssuingError(f"need signed <= valid_from < valid_until in whole seconds: {why}")
     try:

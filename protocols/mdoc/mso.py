@@ -84,13 +84,18 @@ class ValidityInfo:
     expected_update: dt.datetime | None = None
 
     def order_error(self) -> str | None:
-        """Why these times break ISO/IEC 18013-5 9.1.2.4's rule "the value of validUntil shall
-        be later than validFrom" (an MSO that is never valid: neither expired nor not yet
-        valid), or None when they keep it."""
-        if self.valid_from < self.valid_until:
+        """Why these times break ISO/IEC 18013-5 9.1.2.4's order, or None when they keep it:
+        "the value of validUntil shall be later than validFrom" (else an MSO that is never
+        valid: neither expired nor not yet valid), and validFrom "shall be equal or later
+        than" signed (else the issuer vouches for a time before it signed: a backdated MSO)."""
+        if self.signed <= self.valid_from < self.valid_until:
             return None
-        return (f"validUntil {cbor.tdate_text(self.valid_until)} is not later than validFrom "
-                f"{cbor.tdate_text(self.valid_from)}: an MSO that is never valid (ISO/IEC 18013-5 9.1.2.4)")
+        if not self.valid_from < self.valid_until:
+            return (f"validUntil {cbor.tdate_text(self.valid_until)} is not later than validFrom "
+                    f"{cbor.tdate_text(self.valid_from)}: an MSO that is never valid (ISO/IEC 18013-5 9.1.2.4)")
+        return (f"validFrom {cbor.tdate_text(self.valid_from)} is earlier than signed "
+                f"{cbor.tdate_text(self.signed)}: a backdated MSO (ISO/IEC 18013-5 9.1.2.4: validFrom "
+                "shall be equal or later than signed)")
 
     def to_map(self) -> dict:
         out = {"signed": self.signed, "validFrom": self.valid_from, "validUntil": self.valid_until}
