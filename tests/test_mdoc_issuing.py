@@ -337,6 +337,14 @@ def test_an_mso_valid_from_before_its_signing_is_refused_as_backdated(pki, devic
     assert "validFrom 2026-05-31T00:00:00Z is earlier than signed" in validity.reason
 
 
+def test_a_signing_time_with_a_fraction_in_validfroms_second_is_not_backdated():
+    """A peer that writes signed with a fraction of a second and validFrom as its whole second
+    (tdates carry none in 18013-5) is within the rule."""
+    t = NOW.replace(hour=9)
+    assert mdoc.ValidityInfo(t + dt.timedelta(microseconds=500_000), t, t + dt.timedelta(days=1)).order_error() is None
+    assert "backdated" in mdoc.ValidityInfo(t + dt.timedelta(seconds=1), t, t + dt.timedelta(days=1)).order_error()
+
+
 @pytest.mark.parametrize("until", [NOW - dt.timedelta(days=1), NOW - dt.timedelta(days=2)])  # == / < validFrom
 @pytest.mark.parametrize("now", [NOW - dt.timedelta(days=3), NOW - dt.timedelta(days=1), NOW])
 def test_an_mso_whose_valid_until_is_not_after_its_valid_from_is_refused_by_that_name(pki, device_key, until, now):

@@ -93,6 +93,8 @@ class ValidityInfo:
         if not self.valid_from < self.valid_until:
             return (f"validUntil {cbor.tdate_text(self.valid_until)} is not later than validFrom "
                     f"{cbor.tdate_text(self.valid_from)}: an MSO that is never valid (ISO/IEC 18013-5 9.1.2.4)")
+        if self.signed.replace(microsecond=0) <= self.valid_from:
+            return None  # a signing time with a fraction, validFrom its whole second (tdates have none)
         return (f"validFrom {cbor.tdate_text(self.valid_from)} is earlier than signed "
                 f"{cbor.tdate_text(self.signed)}: a backdated MSO (ISO/IEC 18013-5 9.1.2.4: validFrom "
                 "shall be equal or later than signed)")
