@@ -30,6 +30,22 @@ class TrustError(ValueError):
     """A trust anchor or a VICAL cannot be read or does not verify; the message says why."""
 
 
+def _vical_signer_usage(der: bytes) -> None:
+    """A VICAL signer whose certificate names its uses must name the VICAL signer's
+    (Annex C.1.7.2, 1.0.18013.5.1.8): a document signer's or a reader's key under the same
+    anchor signs no trust list. One without an extKeyUsage (a self-signed test anchor) passes."""
+    try:
+        eku = x509certs.load_der(der).extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return
+    except ValueError as exc:
+        raise TrustError(f"VICAL refused: its signer certificate: {exc}") from exc
+    if iaca.EKU_MDL_VICAL_SIGNER not in eku:
+        names = ", ".join(o.dotted_string for o in eku)
+        raise TrustError(f"VICAL refused: its signer's extKeyUsage ({names}) lacks the VICAL signer's "
+                         f"{iaca.EKU_MDL_VICAL_SIGNER.dotted_string} (ISO/IEC 18013-5 Annex C.1.7.2)")
+
+
 @dataclass(frozen=True)
 class TrustAnchor:
     certificate: x509.Certificate
@@ -123,6 +139,7 @@ class TrustStore:
             message.verify(chain.public_key)  # refuses a detached (nil) payload: no content given
         except (cbor.CborError, CoseError, ChainError) as exc:
             raise TrustError(f"VICAL refused: {exc}") from exc
+        _vical_signer_usage(message.x5chain[0])
         try:
             vical = cbor.loads(message.payload)
         except cbor.CborError as exc:

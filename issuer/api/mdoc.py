@@ -9,6 +9,9 @@
   bundle: after an IACA rollover, the older generation while its signers' mdocs or lists may
   be presented); ``/trust/iaca.der``: the current IACA alone.
 * ``GET /trust/iaca-{n}.pem`` / ``.der``: IACA generation ``n`` alone.
+* ``GET /trust/vical``: the same IACAs as a signed VICAL (ISO/IEC 18013-5 Annex C.1.7,
+  ``application/cose``), each a trust point for this issuer's docType;
+  ``GET /trust/vical-ca.pem``: the VICAL CAs a reader trusts for it (the current first).
 * ``GET /trust/iaca.crl``: the first IACA generation's CRL (the CRL distribution point its
   certificates carry); ``GET /trust/iaca-{n}.crl``: generation ``n``'s (``n`` >= 2 carry that).
 """
@@ -28,6 +31,8 @@ from issuer.mdoc.publication import IDENTIFIER_MEDIA_TYPE, MEDIA_TYPE
 from issuer.mdoc.service import MdocService
 
 _TRUST_CACHE = "public, max-age=3600"
+#: RFC 9052 section 9: a COSE_Sign1 (untagged, as VICALs are published)
+VICAL_MEDIA_TYPE = 'application/cose; cose-type="cose-sign1"'
 _CRL_CACHE = "public, max-age=600"
 Factory = Callable[[], MdocService]
 Generation = Annotated[int, Path(ge=1, le=10**6, description="the IACA generation (1 is the first)")]
@@ -115,6 +120,20 @@ def trust_router(service: Factory) -> APIRouter:
                 responses={200: {"content": {"application/x-pem-file": {}}, "headers": _TRUST_HEADERS}, **_UNAVAILABLE})
     def iaca_pem() -> Response:
         return pem(*service().trusted_iacas())
+
+    @router.get("/trust/vical", response_class=Response,
+                summary="Every IACA a reader needs now as a signed VICAL (ISO/IEC 18013-5 Annex C.1.7)",
+                responses={200: {"content": {VICAL_MEDIA_TYPE: _BINARY}, "headers": _TRUST_HEADERS},
+                           **_UNAVAILABLE})
+    def vical() -> Response:
+        return Response(service().vical(), media_type=VICAL_MEDIA_TYPE, headers={"Cache-Control": _TRUST_CACHE})
+
+    @router.get("/trust/vical-ca.pem", response_class=Response,
+                summary="The VICAL CAs a reader trusts for this issuer's VICALs, the current one first (PEM)",
+                responses={200: {"content": {"application/x-pem-file": {}}, "headers": _TRUST_HEADERS},
+                           **_UNAVAILABLE})
+    def vical_ca() -> Response:
+        return pem(*service().vical_cas())
 
     @router.get("/trust/iaca.der", response_class=Response, summary="The current IACA (DER)",
                 responses={200: {"content": {"application/pkix-cert": {}}, "headers": _TRUST_HEADERS}, **_UNAVAILABLE})

@@ -56,7 +56,10 @@ from protocols.certs import SerialError, parse_serial
 PURPOSE_IACA = "iaca"
 PURPOSE_DS = "ds"
 PURPOSE_STATUS = "status-signer"
-_LABEL_PREFIX = {PURPOSE_IACA: "mdoc-iaca", PURPOSE_DS: "mdoc-ds", PURPOSE_STATUS: "mdoc-status"}
+PURPOSE_VICAL_CA = "vical-ca"
+PURPOSE_VICAL = "vical-signer"
+_LABEL_PREFIX = {PURPOSE_IACA: "mdoc-iaca", PURPOSE_DS: "mdoc-ds", PURPOSE_STATUS: "mdoc-status",
+                 PURPOSE_VICAL_CA: "mdoc-vical-ca", PURPOSE_VICAL: "mdoc-vical-signer"}
 _ALGORITHMS = {"ES256": "p256", "ES384": "p384", "p256": "p256", "p384": "p384"}
 
 
@@ -401,6 +404,50 @@ class MdocPki:
             if end - now > self.config.rollover_margin else None
         status = self._ensure_signer(session, PURPOSE_STATUS, now, root=root) if now < end else None
         return root, ds, status
+
+    # -- the VICAL provider's keys (Annex C.1.7) ----------------------------------------
+
+    def vical_signer(self, session: Session, now: dt.datetime) -> tuple[ActiveKey, x509.Certificate]:
+        """The VICAL signer to sign with at ``now`` and its VICAL CA (the anchor readers trust
+        for this installation's VICALs), each made when missing: the CA for ten years (a new
+        one in its last ``rollover_margin``), the signer for ``signer_validity`` within it,
+        replaced in its last ``rollover_margin`` as a document signer is."""
+        c = self.config
+        ca_row = self._active(session, PURPOSE_VICAL_CA)
+        if ca_row is None or not now < self._cert(ca_row).not_valid_after_utc - c.rollover_margin:
+            label = self._next_label(session, PURPOSE_VICAL_CA)
+            key = self._key(label)
+            cert = key.sign_certificate(iaca.vical_ca_builder(
+                key.public_key(), common_name=f"mcred VICAL CA {generation(label)} (simulated)",
+                not_before=now - c.backdate, not_after=now + c.iaca_validity, country=c.country,
+                organization=c.organization))
+            ca_row = self._record(session, label, PURPOSE_VICAL_CA, cert, key.algorithm, now)
+        ca = self._cert(ca_row)
+        row = next((r for r in reversed(self._rows(session, PURPOSE_VICAL))
+                    if r.active and r.revoked_at is None and self._cert(r).issuer == ca.subject), None)
+        if row is None or not self._cert(row).not_valid_before_utc <= now <= \
+                self._cert(row).not_valid_after_utc - c.rollover_margin:
+            label = self._next_label(session, PURPOSE_VICAL)
+            key = self._key(label)
+            cert = self.keystore.signer(ca_row.label).sign_certificate(iaca.vical_signer_builder(
+                key.public_key(), ca, common_name=f"mcred VICAL signer {generation(label)} (simulated)",
+                not_before=max(now - c.backdate, ca.not_valid_before_utc),
+                not_after=min(now + c.signer_validity, ca.not_valid_after_utc), organization=c.organization))
+            row = self._record(session, label, PURPOSE_VICAL, cert, key.algorithm, now)
+        return self._activekey(row), ca
+
+    def vical_cas(self, session: Session, now: dt.datetime) -> list[x509.Certificate]:
+        """The VICAL CAs a reader trusts for this installation's VICALs, the current first
+        (an older one while a signer it issued is valid); made when there is none."""
+        _signer, current = self.vical_signer(session, now)
+        signers = [self._cert(r) for r in self._rows(session, PURPOSE_VICAL)]
+        out = [current]
+        for row in reversed(self._rows(session, PURPOSE_VICAL_CA)):
+            cert = self._cert(row)
+            if cert != current and now < cert.not_valid_after_utc and any(
+                    s.issuer == cert.subject and now < s.not_valid_after_utc for s in signers):
+                out.append(cert)
+        return out
 
     # -- revocation of the IACA's signers (RFC 5280 5.3.1 reasons) --------------------
 

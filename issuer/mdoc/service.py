@@ -77,6 +77,7 @@ class MdocService:
         self.clock = clock
         self.pki = MdocPki(keystore, public_url, pki_config)
         self.registry = StatusRegistry(public_url, status_policy)
+        self._vical: tuple[tuple, dt.datetime, bytes, int] | None = None
         self.issuer = MdocIssuer(sessions, self.pki, self.registry, issuance_policy,
                                  clock=clock, portrait_for=portrait_for)
         self.publisher = StatusPublisher(self.pki, self.registry)
@@ -104,6 +105,48 @@ class MdocService:
     def trusted_iacas(self) -> list[x509.Certificate]:
         """Every IACA a reader needs now, the current one first (:meth:`MdocPki.trusted_iacas`)."""
         return run_transaction(self.sessions, lambda s: self.pki.trusted_iacas(s, self.clock()))
+
+    #: how long a published VICAL says it stands (its nextUpdate), and how long one signed is
+    #: served again while the IACAs in it stay the same
+    VICAL_NEXT_UPDATE = dt.timedelta(hours=24)
+    VICAL_REUSE = dt.timedelta(hours=1)
+
+    def vical(self, now: dt.datetime | None = None) -> bytes:
+        """The trust bundle as a signed VICAL (ISO/IEC 18013-5 Annex C.1.7, :mod:`protocols.mdoc.vical`):
+        every IACA of :meth:`trusted_iacas` (current, staged, older still vouching), each a
+        trust point for this issuer's docType, signed by the VICAL signer under the VICAL CA
+        (:meth:`vical_cas`). ``vicalIssueID`` is the signing time in seconds since the epoch
+        (unique and increasing while the clock is, and one more than the last this service signed
+        when that one was signed in the same second); ``nextUpdate`` a day later. The same
+        VICAL is served again for an hour while its IACAs and signer stay the same."""
+        from protocols.mdoc.vical import VicalEntry, sign_vical, vical_payload
+
+        at = (now or self.clock()).replace(microsecond=0)
+
+        def work(s: Session) -> tuple[list[x509.Certificate], ActiveKey, x509.Certificate]:
+            iacas = self.pki.trusted_iacas(s, at)
+            signer, ca = self.pki.vical_signer(s, at)
+            return iacas, signer, ca
+
+        iacas, signer, ca = run_transaction(self.sessions, work)
+        key = (tuple(c.serial_number for c in iacas), signer.label)
+        kept = self._vical
+        if kept is not None and kept[0] == key and kept[1] <= at < kept[1] + self.VICAL_REUSE:
+            return kept[2]
+        doc_type = self.issuer.policy.names.doctype
+        entries = [VicalEntry(c, (doc_type,), self.pki.config.organization) for c in iacas]
+        issue_id = int(at.timestamp())
+        if kept is not None and kept[3] >= issue_id:  # another VICAL signed within the same second
+            issue_id = kept[3] + 1
+        payload = vical_payload(self.pki.config.organization, at, entries, issue_id=issue_id,
+                                next_update=at + self.VICAL_NEXT_UPDATE)
+        signed = sign_vical(payload, signer.signer, [signer.der])
+        self._vical = (key, at, signed, issue_id)
+        return signed
+
+    def vical_cas(self) -> list[x509.Certificate]:
+        """The VICAL CAs readers trust for this issuer's VICALs, the current one first."""
+        return run_transaction(self.sessions, lambda s: self.pki.vical_cas(s, self.clock()))
 
     def iaca_crl(self, generation: int | None = None) -> x509.CertificateRevocationList:
         """The CRL of the current IACA, or of IACA generation ``generation``."""

@@ -212,6 +212,29 @@ def export_iaca(
                   else f"{len(certs)} IACAs ({names}) written to {out}", highlight=False)
 
 
+def export_vical(
+    out: Path = typer.Option(..., "--out", callback=out_path, help="File to write the signed VICAL to (CBOR)."),
+    ca: Path | None = typer.Option(None, "--ca", callback=out_path, help="Also write the VICAL CAs (PEM) here: "
+                                   "what a reader trusts for this issuer's VICALs (mcred reader serve --vical-trust)."),
+) -> None:
+    """Write the trust bundle as a signed VICAL (ISO/IEC 18013-5 Annex C.1.7): every IACA a
+    reader needs now (current, staged, older still vouching), each a trust point for this
+    issuer's docType, signed under this installation's VICAL CA; /trust/vical serves the same."""
+    from protocols import cbor
+    from protocols.cose import Sign1
+
+    svc = _mdoc_service()[1]
+    data = svc.vical()
+    out.write_bytes(data)
+    vical = cbor.loads(Sign1.decode(cbor.loads(data)).payload)
+    console.print(f"VICAL {vical['vicalIssueID']} with {len(vical['certificateInfos'])} IACA(s), next update "
+                  f"{vical['nextUpdate']:%Y-%m-%d %H:%M} UTC, written to {out}", highlight=False)
+    if ca is not None:
+        cas = svc.vical_cas()
+        ca.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in cas))
+        console.print(f"{len(cas)} VICAL CA(s) written to {ca}", highlight=False)
+
+
 def status_list_show(
     source: str = typer.Argument(..., help="Status list or identifier list URI (http/https), or token file."),
     trust_anchor: Path | None = typer.Option(None, "--trust-anchor", "--trust", help="IACA PEM (a bundle, as mcred export iaca writes it: the IACA that issued the signer is taken): verify the token too."),
@@ -747,6 +770,7 @@ def register(app: typer.Typer) -> None:
     iaca_group.command("rollover")(iaca_rollover)
     iaca_group.command("stage")(iaca_stage)
     export_app.command("iaca")(export_iaca)
+    export_app.command("vical")(export_vical)
     status_lists = _group(app, "status-list", "Token Status Lists.")
     status_lists.command("show")(status_list_show)
     signer = _group(status_lists, "signer", "Status-list signers of the mdoc issuer: list, revoke.")

@@ -15,6 +15,8 @@ from protocols.iaca.builders import (
     reader_ca_builder,
     sign,
     status_list_signer_builder,
+    vical_ca_builder,
+    vical_signer_builder,
 )
 from protocols.iaca.checks import (
     Check,
@@ -27,12 +29,18 @@ from protocols.iaca.checks import (
     iaca_profile,
 )
 from protocols.iaca.errors import IacaError, IacaProfileError
-from protocols.iaca.oids import EKU_MDL_DS, EKU_MDL_READER_AUTH, EKU_STATUS_LIST_SIGNER
+from protocols.iaca.oids import (
+    EKU_MDL_DS,
+    EKU_MDL_READER_AUTH,
+    EKU_MDL_VICAL_SIGNER,
+    EKU_STATUS_LIST_SIGNER,
+)
 
 __all__ = [
     "DS_MAX_VALIDITY",
     "EKU_MDL_DS",
     "EKU_MDL_READER_AUTH",
+    "EKU_MDL_VICAL_SIGNER",
     "EKU_STATUS_LIST_SIGNER",
     "IACA_MAX_VALIDITY",
     "READER_MAX_VALIDITY",
@@ -53,4 +61,6 @@ __all__ = [
     "reader_ca_builder",
     "sign",
     "status_list_signer_builder",
+    "vical_ca_builder",
+    "vical_signer_builder",
 ]

@@ -21,6 +21,10 @@ Profile choices (see ``specs/status-list.md`` for the status-list signer):
   extKeyUsage critical 1.0.18013.5.1.6, AKI = the reader CA's SKI, SKI, subjectAltName DNS
   names when given (a verifier's ``x509_san_dns`` client_id), CRL distribution point when
   given, validity inside the CA's and at most :data:`READER_MAX_VALIDITY` (1187 days).
+* VICAL CA (the root a reader trusts for VICALs; Annex C sets no profile for it): the reader
+  CA's profile. VICAL signer (Annex C.1.7.2): keyUsage critical digitalSignature,
+  extKeyUsage critical 1.0.18013.5.1.8, AKI = the VICAL CA's SKI, SKI, validity inside the
+  CA's and at most :data:`DS_MAX_VALIDITY`.
 * ES256 (P-256 / SHA-256) by default, ES384 (P-384 / SHA-384) and P-521 available.
 """
 
@@ -34,7 +38,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from protocols.iaca.errors import IacaProfileError
-from protocols.iaca.oids import EKU_MDL_DS, EKU_MDL_READER_AUTH, EKU_STATUS_LIST_SIGNER
+from protocols.iaca.oids import (
+    EKU_MDL_DS,
+    EKU_MDL_READER_AUTH,
+    EKU_MDL_VICAL_SIGNER,
+    EKU_STATUS_LIST_SIGNER,
+)
 
 IACA_MAX_VALIDITY = dt.timedelta(days=20 * 365 + 5)  # Annex B: at most 20 years
 DS_MAX_VALIDITY = dt.timedelta(days=457)  # Annex B: at most 457 days
@@ -305,3 +314,49 @@ def reader_auth_builder(
         except ValueError as exc:
             raise IacaProfileError(f"{what}: DNS name: {exc}") from None
     return builder.add_extension(_crl_dp(crl_uri), critical=False) if crl_uri else builder
+
+
+def vical_ca_builder(
+    public_key: ec.EllipticCurvePublicKey,
+    *,
+    common_name: str,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+    country: str = "JP",
+    organization: str | None = None,
+    serial_number: int | None = None,
+) -> x509.CertificateBuilder:
+    """A VICAL CA root (the anchor a reader trusts for VICALs), self-signed by the key of
+    ``public_key``: the reader CA's profile, at most as long-lived as an IACA."""
+    _check_key(public_key, "VICAL CA")
+    start, end = _window(not_before, not_after, IACA_MAX_VALIDITY, "VICAL CA")
+    return _root(public_key, _name(country, common_name, organization, None), start, end, serial_number)
+
+
+def vical_signer_builder(
+    public_key: ec.EllipticCurvePublicKey,
+    vical_ca: x509.Certificate,
+    *,
+    common_name: str,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+    organization: str | None = None,
+    serial_number: int | None = None,
+) -> x509.CertificateBuilder:
+    """A VICAL signer certificate (Annex C.1.7.2: extKeyUsage 1.0.18013.5.1.8) issued by
+    ``vical_ca``: what signs the COSE_Sign1 of a VICAL."""
+    what = "VICAL signer"
+    _check_key(public_key, what)
+    start, end = _window(not_before, not_after, DS_MAX_VALIDITY, what)
+    if start < vical_ca.not_valid_before_utc or end > vical_ca.not_valid_after_utc:
+        raise IacaProfileError(
+            f"{what}: validity {start}..{end} is not within the VICAL CA's "
+            f"{vical_ca.not_valid_before_utc}..{vical_ca.not_valid_after_utc}"
+        )
+    try:
+        ski = vical_ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        raise IacaProfileError(f"{what}: the VICAL CA certificate has no subjectKeyIdentifier") from None
+    countries = vical_ca.subject.get_attributes_for_oid(NameOID.COUNTRY_NAME)
+    subject = _name(str(countries[0].value) if countries else "JP", common_name, organization, None)
+    return _leaf(public_key, vical_ca.subject, subject, start, end, serial_number, EKU_MDL_VICAL_SIGNER, ski)

@@ -2,6 +2,7 @@
 
 ``EKU_MDL_DS``: ISO/IEC 18013-5:2021 Annex B, Table B.3 (document signer), ``1.0.18013.5.1.2``.
 ``EKU_MDL_READER_AUTH``: Annex B.1.7 (mdoc reader authentication), ``1.0.18013.5.1.6``.
+``EKU_MDL_VICAL_SIGNER``: Annex C.1.7.2 (id-mdl-kp-mdlVICAL, the VICAL signer), ``1.0.18013.5.1.8``.
 
 ``EKU_STATUS_LIST_SIGNER`` is **project-defined**. draft-ietf-oauth-status-list (section
 "X.509 Certificate Extended Key Usage Extension", from -10 on) defines
@@ -18,6 +19,7 @@ from cryptography.x509 import ObjectIdentifier
 
 EKU_MDL_DS = ObjectIdentifier("1.0.18013.5.1.2")
 EKU_MDL_READER_AUTH = ObjectIdentifier("1.0.18013.5.1.6")  # Annex B.1.7, mdoc reader authentication
+EKU_MDL_VICAL_SIGNER = ObjectIdentifier("1.0.18013.5.1.8")  # Annex C.1.7.2, the VICAL signer
 
 # 2.25.<uuid as integer>; uuid 6d637265-642d-7374-6174-75736c697374 ("mcred-statuslist")
 _STATUS_LIST_UUID = 0x6D637265642D7374617475736C697374

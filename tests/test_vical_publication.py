@@ -1,0 +1,155 @@
+"""The issuer's trust bundle as a signed VICAL (ISO/IEC 18013-5 Annex C.1.7;
+specs/issuer-keys.md, "The VICAL"): /trust/vical and `mcred export vical` carry every IACA
+a reader needs (current, staged, older still vouching), each scoped to this issuer's
+docType, signed by a VICAL signer (extKeyUsage 1.0.18013.5.1.8) under the VICAL CA that
+/trust/vical-ca.pem gives; the reader's own VICAL import takes it, and a reader that
+imported it verifies mdocs of a staged IACA once the rollover starts it."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from documented import check_every_answer
+from fastapi.testclient import TestClient
+from test_iaca_rollover import BASE, NOW, _issue, _present, _reader, world  # noqa: F401 - a fixture
+from typer.testing import CliRunner
+
+from issuer.api import mdoc as mdoc_api
+from protocols import cbor, cose, iaca
+from protocols.cose import Sign1
+from protocols.mdoc import MdocEncodeError
+from protocols.mdoc.vical import VicalEntry, sign_vical, vical_payload
+from reader.trust import TrustError, TrustStore
+
+DOCTYPE = "jp.mcred.mynumber.cardsub.1"
+
+
+def _payload(data: bytes) -> dict:
+    return cbor.loads(Sign1.decode(cbor.loads(data)).payload)
+
+
+def test_the_vical_carries_the_bundle_scoped_to_the_doctype_and_a_reader_imports_it(world):  # noqa: F811
+    svc, _sessions, clock, client = world
+    r = client.get("/trust/vical")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/cose")
+    assert r.headers["cache-control"] == "public, max-age=3600"
+    cas = x509.load_pem_x509_certificates(client.get("/trust/vical-ca.pem").content)
+    assert len(cas) == 1
+    vical = _payload(r.content)
+    assert vical["version"] == "1.0" and vical["vicalProvider"] == "mcred simulated issuing authority"
+    assert vical["date"] == clock.now.replace(microsecond=0)
+    assert vical["nextUpdate"] == vical["date"] + dt.timedelta(hours=24)
+    assert vical["vicalIssueID"] == int(vical["date"].timestamp())
+    (info,) = vical["certificateInfos"]
+    first = svc.iaca_certificate()
+    assert x509.load_der_x509_certificate(info["certificate"]) == first
+    assert info["docType"] == [DOCTYPE] and info["issuingCountry"] == "JP"
+    assert info["serialNumber"] == first.serial_number  # a biguint (tag 2) decodes to the integer
+    assert info["ski"] == first.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    assert info["subject"] == first.subject.public_bytes() and info["notAfter"] == first.not_valid_after_utc
+    # the signer: under the VICAL CA, Annex C.1.7.2's extKeyUsage
+    signer = x509.load_der_x509_certificate(Sign1.decode(cbor.loads(r.content)).x5chain[0])
+    signer.verify_directly_issued_by(cas[0])
+    eku = signer.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+    assert eku.critical and list(eku.value) == [iaca.EKU_MDL_VICAL_SIGNER]
+    assert "mcred VICAL signer 1" in signer.subject.rfc4514_string()
+    assert client.get("/trust/vical").content == r.content  # the same VICAL again while nothing changed
+
+    # staged: the next IACA joins the VICAL at once, a new VICAL (a later issue ID)
+    clock.now = NOW + dt.timedelta(days=1)
+    staged = svc.stage_iaca()
+    later = _payload(client.get("/trust/vical").content)
+    assert later["vicalIssueID"] > vical["vicalIssueID"]
+    assert [x509.load_der_x509_certificate(i["certificate"]) for i in later["certificateInfos"]] == [
+        first, staged.certificate]
+
+    # a reader that imported this VICAL (and nothing else) verifies the first mdocs of the
+    # staged IACA once the rollover starts it
+    store = TrustStore()
+    done = store.import_vical(client.get("/trust/vical").content, vical_anchors=cas, now=clock.now)
+    assert (done.imported, done.skipped, done.provider) == (2, (), "mcred simulated issuing authority")
+    assert {a.doc_types for a in store.anchors} == {frozenset({DOCTYPE})}
+    clock.now = NOW + dt.timedelta(days=20)
+    svc.rollover()
+    key, signed = _issue(svc, "phone-1", "job-1")
+    reader = _reader(client, clock, store.certificates, [])
+    data, st = _present(signed, key)
+    result = reader.verify(data, session_transcript=st)
+    assert result.valid, [c for c in result.checks if not c.passed]
+
+
+def test_a_vical_from_another_anchor_or_a_signer_without_the_vical_usage_is_refused(world):  # noqa: F811
+    svc, _sessions, clock, client = world
+    data = client.get("/trust/vical").content
+    with pytest.raises(TrustError, match="VICAL refused"):  # the IACA is no VICAL anchor
+        TrustStore().import_vical(data, vical_anchors=[svc.iaca_certificate()], now=clock.now)
+    # the same payload signed by the document signer, which chains to the IACA: refused for its use
+    ds = svc.document_signer()
+    forged = sign_vical(Sign1.decode(cbor.loads(data)).payload, ds.signer, [ds.der])
+    with pytest.raises(TrustError, match="lacks the VICAL signer's 1.0.18013.5.1.8"):
+        TrustStore().import_vical(forged, vical_anchors=[svc.iaca_certificate()], now=clock.now)
+
+
+def test_vical_payload_refuses_what_the_cddl_does_not_allow():
+    key = ec.generate_private_key(ec.SECP256R1())
+    root = iaca.sign(iaca.iaca_builder(key.public_key(), common_name="t", not_before=NOW,
+                                       not_after=NOW + dt.timedelta(days=30), issuer_alt_name_uri="http://x/i",
+                                       crl_uri="http://x/c"), key)
+    entry = VicalEntry(root, (DOCTYPE,))
+    assert _payload(sign_vical(vical_payload("p", NOW, [entry]), cose.key_signer(key),
+                               [root.public_bytes(iaca_der())]))["certificateInfos"][0]["docType"] == [DOCTYPE]
+    for bad, kw in ((("",), {}), ((DOCTYPE,), {"issue_id": -1}), ((DOCTYPE,), {"next_update": NOW}),
+                    ((DOCTYPE,), {"issue_id": True})):
+        with pytest.raises(MdocEncodeError):
+            vical_payload("p", NOW, [VicalEntry(root, bad)], **kw)
+    with pytest.raises(MdocEncodeError, match="aware"):
+        vical_payload("p", NOW.replace(tzinfo=None), [entry])
+    with pytest.raises(MdocEncodeError, match="vicalProvider"):
+        vical_payload("", NOW, [entry])
+    with pytest.raises(MdocEncodeError, match="chain is empty"):
+        sign_vical(b"\xa0", cose.key_signer(key), [])
+
+
+def iaca_der():
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return Encoding.DER
+
+
+def test_cli_export_vical_and_a_stand_alone_reader_takes_it(home, tmp_path):
+    """`mcred export vical --out F --ca CA.pem`, then the reader service's trust built from
+    `--vical F --vical-trust CA.pem` (mcred reader serve) holds the IACA for our docType."""
+    import json
+
+    from mcred.cli.main import app as cli
+    from mcred.present_wiring import ReaderServeConfig
+
+    out, ca = tmp_path / "vical.cbor", tmp_path / "vical-ca.pem"
+    r = CliRunner().invoke(cli, ["export", "vical", "--out", str(out), "--ca", str(ca)])
+    assert r.exit_code == 0, r.output
+    assert "with 1 IACA(s)" in r.output and "1 VICAL CA(s) written" in r.output
+    store = ReaderServeConfig(vical=str(out), vical_trust=(str(ca),)).parts().pipeline.trust
+    assert [sorted(a.doc_types) for a in store.anchors] == [[DOCTYPE]]
+    listed = json.loads(CliRunner().invoke(cli, ["mdoc", "iaca", "list", "--json"]).output)
+    assert format(store.certificates[0].serial_number, "x") == listed[0]["serial"]
+
+
+def test_the_trust_routes_are_documented(world):  # noqa: F811
+    svc, _sessions, _clock, _client = world
+    from fastapi import FastAPI
+
+    from issuer.api import problems
+
+    app = FastAPI()
+    problems.install(app)
+    for router in mdoc_api.routers(lambda: svc):
+        app.include_router(router)
+    client = TestClient(app)
+    checked = check_every_answer(client, app)
+    assert client.get("/trust/vical").status_code == 200
+    assert client.get("/trust/vical-ca.pem").status_code == 200
+    assert {"GET /trust/vical 200", "GET /trust/vical-ca.pem 200"} <= set(checked)
+    assert BASE
