@@ -443,7 +443,7 @@ def _mdoc_iaca(ctx, now=None) -> Finding:  # noqa: ANN001
     from sqlalchemy import select
 
     from issuer.db import IssuerKey
-    from issuer.mdoc.pki import MdocPkiConfig
+    from mcred.mdoc_flow import mdoc_service
 
     enables = "mdoc issuance (MSOs chain to the current IACA)"
     try:
@@ -461,7 +461,8 @@ def _mdoc_iaca(ctx, now=None) -> Finding:  # noqa: ANN001
     from issuer.mdoc.pki import generation
 
     now = now or dt.datetime.now(dt.UTC)
-    stops = cert.not_valid_after_utc - MdocPkiConfig().rollover_margin
+    # the installation's own margin (the service reads no keys and makes nothing to say it)
+    stops = cert.not_valid_after_utc - mdoc_service(ctx).pki.config.rollover_margin
     detail = (f"{current.label} valid until {cert.not_valid_after_utc.date().isoformat()}; "
               f"{len(rows)} generation(s)")
     staged = next((r for r in reversed(rows) if not r.active and r.revoked_at is None

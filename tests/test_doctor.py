@@ -249,3 +249,26 @@ def test_doctor_warns_before_the_iaca_stops_issuance_and_names_the_rollover(home
     f = finding()
     assert f["ok"] and f["detail"].startswith("mdoc-iaca-2 valid until ") and "2 generation(s)" in f["detail"]
     ctx.engine.dispose()
+
+
+def test_doctor_reads_the_installations_own_rollover_margin(home):
+    """The IACA finding counts back from the end by the margin the installation's mdoc PKI
+    has (it counted the default 90 days, warning a month early on a 30-day installation)."""
+    import dataclasses
+    import datetime as dt
+
+    from mcred.context import Context
+    from mcred.doctor import _mdoc_iaca
+    from mcred.mdoc_flow import mdoc_service
+
+    ctx = Context.open(home)
+    svc = mdoc_service(ctx)
+    end = svc.iaca_certificate().not_valid_after_utc
+    default = svc.pki.config
+    try:
+        svc.pki.config = dataclasses.replace(default, rollover_margin=dt.timedelta(days=30))
+        assert _mdoc_iaca(ctx, end - dt.timedelta(days=240)).ok  # 210 days before issuance stops
+        late = _mdoc_iaca(ctx, end - dt.timedelta(days=200))
+        assert not late.ok and f"stops on {(end - dt.timedelta(days=30)).date().isoformat()}" in late.detail
+    finally:
+        svc.pki.config = default
