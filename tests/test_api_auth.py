@@ -573,6 +573,7 @@ def test_every_route_that_answers_head_declares_it_and_answers_as_its_get(home: 
         concrete = {"/healthz": ["/healthz"], "/readyz": ["/readyz"],
                     "/status/{list_id}": [f"/status/{list_id}"], "/identifiers/{list_id}": [f"/identifiers/{list_id}"],
                     "/trust/iaca.pem": ["/trust/iaca.pem"], "/trust/iaca.der": ["/trust/iaca.der"],
+                    "/trust/vical": ["/trust/vical"], "/trust/vical-ca.pem": ["/trust/vical-ca.pem"],
                     "/trust/iaca.crl": ["/trust/iaca.crl"], "/ocsp/{encoded}": [f"/ocsp/{encoded}"],
                     "/trust/iaca-{generation}.pem": ["/trust/iaca-1.pem"],
                     "/trust/iaca-{generation}.der": ["/trust/iaca-1.der"],

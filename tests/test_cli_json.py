@@ -33,6 +33,7 @@ EXEMPT = {
     ("export", "jpki-cert"): "writes --out",
     ("export", "jpki-root"): "writes --out",
     ("export", "tsa-root"): "writes --out",
+    ("export", "vical"): "writes --out (and --ca)",
     ("jpki", "consent", "document"): "writes --out, the document for the customer to sign",
     ("mdoc", "respond"): "writes --out, a DeviceResponse for another mdoc tool",
     # JSON already
