@@ -245,3 +245,23 @@ def test_fuzz_basic_four_parser_bytes(data):
         read_basic_four(data)
     except CertificateFormatError:
         pass
+
+
+def test_a_card_that_ended_before_the_day_of_issue_is_named_as_such():
+    """After the card's last day the validity came out as one that "ends before it starts";
+    the refusal now names the card's end and the renewal (every workflow checks before
+    issuing, so this is the issuer's own last word)."""
+    import datetime as _dt
+
+    import pytest as _pytest
+
+    from protocols.jpki.errors import ProfileError
+    from protocols.jpki.validity import CURRENT_CARD_RULE, end_entity_validity
+
+    issued = _dt.datetime(2031, 4, 2, 1, 0, tzinfo=_dt.UTC)  # 10:00 JST on the day after the card's end
+    with _pytest.raises(ProfileError, match="the card ended 2031-04-01 .* renew the card first"):
+        end_entity_validity(CURRENT_CARD_RULE, issued, _dt.date(1990, 4, 1), card_expiry=_dt.date(2031, 4, 1))
+    # on the card's last day itself, a certificate to its end (23:59:59 JST)
+    last = end_entity_validity(CURRENT_CARD_RULE, issued - _dt.timedelta(days=1), _dt.date(1990, 4, 1),
+                               card_expiry=_dt.date(2031, 4, 1))
+    assert last.not_after == _dt.datetime(2031, 4, 1, 14, 59, 59, tzinfo=_dt.UTC)

@@ -86,5 +86,9 @@ def end_entity_validity(
         raise ProfileError(f"birth date {birth_date} is after the day of issue {issued_on}")
     last = rule.last_day(issued_on, birth_date)
     if card_expiry is not None:
+        if card_expiry < issued_on:  # said as what it is, not as a validity that ends before it starts
+            raise ProfileError(f"the card ended {card_expiry.isoformat()} (valid through that day in Japan), "
+                               f"before the day of issue {issued_on.isoformat()}: no certificate outlives "
+                               "the card; renew the card first")
         last = min(last, card_expiry)
     return Validity(issued_at.astimezone(UTC), end_of_day_jst(last))
