@@ -51,7 +51,9 @@ from protocols import cose, mdoc
 from protocols.cardsub import parse_holder
 
 SCENARIOS = ("model_change", "resale", "lost_found", "lost_not_found", "renewal", "cert_renewal", "moved", "death",
-             "pin_lock", "puk_lock", "abandoned", "ds_compromise", "kloc_compromise")
+             "pin_lock", "puk_lock", "abandoned", "ds_compromise", "kloc_compromise", "iaca_rollover")
+#: the issuer-wide scenarios: every phone a subject, no bystander
+WHOLE = ("ds_compromise", "kloc_compromise", "iaca_rollover")
 #: The Status List Token ttl the drill installation publishes (seconds): short, so that a
 #: reader holding a cached list sees a change within a drill; the report states it.
 DRILL_TTL = 2
@@ -1100,6 +1102,82 @@ def _ds_compromise(env: Env, report: DrillReport, workers: int,
     report.subjects.extend(rep for rep, _, _, _ in subjects)
 
 
+def _iaca_rollover(env: Env, report: DrillReport, workers: int,
+                   progress: Callable[[int], None] | None) -> None:
+    """IACA rollover, published before use (issuer-wide; specs/issuer-keys.md "Publish
+    before use"): every subject holds mdocs of the current IACA; the issuer stages the next
+    IACA; a reader takes the VICAL (/trust/vical under /trust/vical-ca.pem) after the staging,
+    another took it before; the rollover starts the staged IACA and each phone gets fresh
+    MSOs under it (``mcred mdoc refresh``). The reader that took the VICAL after the staging
+    accepts the captured (old IACA) presentations and the new ones alike; the one that took
+    it before refuses the new ones on the chain: why the staging comes first."""
+    from reader.pipeline import HttpxFetcher, ReaderPipeline, StatusListCache
+    from reader.trust import TrustStore
+
+    svc = mdoc_service(env.ctx)
+
+    def vical_reader() -> ReaderPipeline:
+        cas = x509.load_pem_x509_certificates(env.http.get("/trust/vical-ca.pem").content)
+        trust = TrustStore()
+        trust.import_vical(env.http.get("/trust/vical").content, vical_anchors=cas, now=dt.datetime.now(dt.UTC))
+        return ReaderPipeline(trust, status=StatusListCache(HttpxFetcher(client=env.http)))
+
+    def verdict(reader: Any, response: bytes, st: Any) -> tuple[bool, str]:
+        r = reader.verify(response, session_transcript=st)
+        return r.valid, "; ".join(f"{c.name}: {c.reason}" for c in r.checks if not c.passed) or "VALID"
+
+    def setup(i: int) -> tuple[SubjectReport, ProvisionResult, tuple[bytes, Any]]:
+        rep = SubjectReport(phone="")
+        r = _new_subject(env, rep, i, "iaca")
+        response, st = rep.timed("present (valid)", lambda: env.present(r.phone_id))
+        ok, why = env.reader_verdict(response, st)
+        _require(ok, f"{r.phone_id}: fresh presentation refused: {why}")
+        return rep, r, (response, st)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        subjects = list(pool.map(setup, range(1, report.phones + 1)))
+    early = vical_reader()  # took the VICAL before the staging: the current IACA alone
+    t0 = time.perf_counter()
+    staged = svc.stage_iaca(actor="drill")
+    stage_s = time.perf_counter() - t0
+    late = vical_reader()
+    _require(staged.certificate in late.trust.certificates,
+             f"the staged IACA {staged.label} is not in the VICAL taken after the staging")
+    t0 = time.perf_counter()
+    rolled = svc.rollover(actor="drill")
+    rollover_s = time.perf_counter() - t0
+    _require(rolled.iaca.certificate == staged.certificate,
+             f"the rollover started {rolled.iaca.label}, not the staged {staged.label}")
+    env.reader.trust.add(rolled.iaca.certificate, source="drill")  # the drill's own readers follow
+    report.bystander = {"phone": "-", "result": f"IACA {staged.label} staged ({stage_s:.3f} s) and started "
+                                                f"({rollover_s:.3f} s): every phone refreshed under it"}
+
+    def recover(item: tuple[SubjectReport, ProvisionResult, tuple[bytes, Any]]) -> None:
+        rep, r, (captured, captured_st) = item
+        try:
+            ok, why = verdict(late, captured, captured_st)
+            _require(ok, f"{r.phone_id}: its mdoc of the older IACA refused after the rollover: {why}")
+            done = rep.timed("refresh mdocs", lambda: refresh_mdocs(env.ctx, r.phone_id, actor="drill"))
+            response, st = env.present(r.phone_id)
+            ok, why = verdict(late, response, st)
+            _require(ok, f"{r.phone_id}: its mdoc of the new IACA refused by a reader that took the VICAL "
+                         f"after the staging: {why}")
+            ok, stale = verdict(early, response, st)
+            _require(not ok and "issuer_certificate_chain" in stale,
+                     f"{r.phone_id}: a reader that took the VICAL before the staging did not refuse the new "
+                     f"IACA's mdoc on its chain: {stale}")
+            rep.final["after_rollover"] = (f"accepted by the reader that took the VICAL after the staging "
+                                           f"({len(done.issued)} new MSO(s) under {rolled.iaca.label})")
+            rep.final["stale_reader"] = stale
+        finally:
+            if progress:
+                progress(1)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(recover, subjects))
+    report.subjects.extend(rep for rep, _, _ in subjects)
+
+
 class _Thief:
     """Whoever holds a leaked KLOC CA key: an OCE certificate of their own from it (the
     drill reads the key from ``<home>/tsm-oce/ca-key.pem`` before the rotation deletes it,
@@ -1313,8 +1391,9 @@ def run_drill(ctx: Context, scenario: str, *, phones: int = 1, workers: int | No
         finally:
             env.close()
     report = DrillReport(scenario, phones, env.ttl)
-    if scenario in ("ds_compromise", "kloc_compromise"):
-        whole = _ds_compromise if scenario == "ds_compromise" else _kloc_compromise
+    if scenario in WHOLE:
+        whole = {"ds_compromise": _ds_compromise, "kloc_compromise": _kloc_compromise,
+                 "iaca_rollover": _iaca_rollover}[scenario]
         try:
             whole(env, report, workers or min(phones, 4), progress)
             report.passed = True

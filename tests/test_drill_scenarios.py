@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from mcred.cli.main import app
 from mcred.context import Context
-from mcred.drills import SCENARIOS, Env, render_markdown, run_drill
+from mcred.drills import SCENARIOS, WHOLE, Env, render_markdown, run_drill
 
 WORDS = {"model_change": "cessationOfOperation", "resale": "cessationOfOperation",
          "lost_found": "certificateHold", "lost_not_found": "certificateHold",
@@ -29,7 +29,7 @@ def env(tmp_path_factory):
         yield Env(Context.open(home), ttl=1)
 
 
-@pytest.mark.parametrize("scenario", [s for s in SCENARIOS if s not in ("ds_compromise", "kloc_compromise")])
+@pytest.mark.parametrize("scenario", [s for s in SCENARIOS if s not in WHOLE])
 def test_scenario(env, scenario):
     report = run_drill(env.ctx, scenario, phones=1, env=env)
     assert report.passed, report.error
@@ -112,6 +112,23 @@ def test_ds_compromise_every_phone_refused_then_refreshed(env):
         assert s.final["after_refresh"].startswith("accepted (1 new MSO(s), 1 new device key(s))")
         assert [st.name for st in s.steps][-1] == "refresh mdocs"
     assert "## ds_compromise: PASSED" in render_markdown([report])
+
+
+def test_iaca_rollover_published_before_use_every_phone_refreshed_under_it(env):
+    """Issuer-wide: the next IACA is staged, a reader takes the VICAL, the rollover starts the
+    staged IACA and every phone is refreshed under it: that reader accepts the old and the new
+    presentations, one that took the VICAL before the staging refuses the new ones on the chain."""
+    from mcred.mdoc_flow import mdoc_service
+
+    report = run_drill(env.ctx, "iaca_rollover", phones=2, env=env)
+    assert report.passed, report.error
+    assert len(report.subjects) == 2 and "mdoc-iaca-2 staged" in report.bystander["result"]
+    for s in report.subjects:
+        assert s.final["after_rollover"].startswith("accepted by the reader that took the VICAL after the staging")
+        assert "issuer_certificate_chain" in s.final["stale_reader"]
+        assert [st.name for st in s.steps] == ["provision", "present (valid)", "refresh mdocs"]
+    assert mdoc_service(env.ctx).iaca_certificate() in env.reader.trust.certificates  # the drill's readers follow
+    assert "## iaca_rollover: PASSED" in render_markdown([report])
 
 
 def test_kloc_compromise_every_se_refuses_the_leaked_cas_oce_after_its_move(env):
