@@ -133,12 +133,38 @@ class ReaderServeError(ValueError):
     """The reader service's settings are unusable (a file unreadable, a missing anchor, ...)."""
 
 
+#: the largest VICAL a reader fetches (AAMVA's, with every jurisdiction's IACAs, is far smaller)
+VICAL_MAX_BYTES = 4 * 1024 * 1024
+
+
+def is_url(source: str) -> bool:
+    return source.startswith(("http://", "https://"))
+
+
+def read_vical(source: str) -> bytes:
+    """The VICAL of ``--vical``: a file, or an issuer's URL (``/trust/vical``) fetched now
+    (no redirect followed, at most :data:`VICAL_MAX_BYTES`). Its signature is what makes it
+    trusted (``--vical-trust``, always local files), not the channel."""
+    if not is_url(source):
+        return Path(source).read_bytes()
+    from reader.fetch import FetchError, fetch
+
+    try:
+        reply = fetch(None, "GET", source, max_bytes=VICAL_MAX_BYTES, timeout=10)
+    except FetchError as exc:
+        raise ValueError(f"--vical {source}: {exc}") from None
+    if reply.status != 200:
+        raise ValueError(f"--vical {source}: HTTP {reply.status}")
+    return reply.body
+
+
 class ReloadingVerifier:
     """A stand-alone reader's pipeline, built again when one of its trust files (``--trust``
     PEM bundles, ``--vical`` and ``--vical-trust``) changes: an operator puts the bundle an
     issuer publishes after an IACA rollover (``mcred export iaca``, ``/trust/iaca.pem``) in
     place, and the running reader trusts it, and no longer trusts an IACA the file dropped,
-    without a restart. The files are looked at (size and mtime) at most every
+    without a restart. A ``--vical`` given as an issuer's URL (``/trust/vical``) is fetched
+    again at the same pace, and taken when its bytes changed (a staged IACA, a rollover). The files are looked at (size and mtime) at most every
     :attr:`check_every` seconds, on a verification; a new pipeline starts with empty caches.
     A file that cannot be read or is no trust material keeps the pipeline as it was, and
     :attr:`last_error` says why (the reader goes on with the trust it had, not with none)."""
@@ -150,7 +176,8 @@ class ReloadingVerifier:
         import time
 
         self._build = build
-        self._files = [Path(f) for f in files]
+        #: paths, and URLs (a ``--vical`` an issuer publishes) kept as text
+        self._files: list[Path | str] = [f if isinstance(f, str) and is_url(f) else Path(f) for f in files]
         self.check_every = check_every
         self._monotonic = monotonic or time.monotonic
         self._lock = threading.Lock()
@@ -161,8 +188,16 @@ class ReloadingVerifier:
         self.last_error: str | None = None
 
     def _stat(self) -> tuple:
-        out = []
+        import hashlib
+
+        out: list = []
         for f in self._files:
+            if isinstance(f, str):  # a VICAL URL: fetched again, known by its bytes
+                try:
+                    out.append(hashlib.sha256(read_vical(f)).digest())
+                except (OSError, ValueError):
+                    out.append(None)
+                continue
             try:
                 st = f.stat()
                 out.append((st.st_mtime_ns, st.st_size, st.st_ino))
@@ -293,7 +328,7 @@ class ReaderServeConfig:
             store = TrustStore.from_pem_files([Path(p) for p in self.trust])
             if self.vical is not None:
                 anchors = pem_certificates(self.vical_trust)
-                store.import_vical(Path(self.vical).read_bytes(), vical_anchors=anchors, now=dt.datetime.now(dt.UTC))
+                store.import_vical(read_vical(self.vical), vical_anchors=anchors, now=dt.datetime.now(dt.UTC))
             spec = RequestSpec.parse(self.doctype, list(self.request)) if self.request else DEFAULT_REQUEST
             spec = self._second_edition(spec, store)
             signer, chain = None, []

@@ -153,3 +153,41 @@ def test_the_trust_routes_are_documented(world):  # noqa: F811
     assert client.get("/trust/vical-ca.pem").status_code == 200
     assert {"GET /trust/vical 200", "GET /trust/vical-ca.pem 200"} <= set(checked)
     assert BASE
+
+
+def test_a_stand_alone_reader_follows_the_issuers_vical_url(world, tmp_path):  # noqa: F811
+    """`mcred reader serve --vical http://ISSUER/trust/vical --vical-trust CA.pem`: the reader
+    fetches the VICAL at start and again every 30 s, and takes a staged IACA from it without a
+    restart; an issuer that stops answering leaves the trust it had."""
+    import socket
+
+    from fastapi import FastAPI
+    from test_present_http import Server
+    from test_reader_trust_reload import Ticks
+
+    from issuer.api import problems
+    from mcred.present_wiring import ReaderServeConfig, ReloadingVerifier
+
+    svc, _sessions, _clock, client = world
+    app = FastAPI()
+    problems.install(app)
+    for router in mdoc_api.routers(lambda: svc):
+        app.include_router(router)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ca = tmp_path / "vical-ca.pem"
+    ca.write_bytes(client.get("/trust/vical-ca.pem").content)
+    with Server(app, port) as server:
+        service, _rp, what = ReaderServeConfig(vical=f"{server.url}/trust/vical", vical_trust=(str(ca),)).build()
+        verifier = service.verifier
+        assert isinstance(verifier, ReloadingVerifier) and "trusting 1 IACA(s)" in what
+        ticks = Ticks()
+        verifier._monotonic, verifier._checked = ticks, 0.0
+        assert verifier.trust().certificates == [svc.iaca_certificate()]
+        staged = svc.stage_iaca()
+        ticks.t = 31.0
+        assert verifier.trust().certificates == [svc.iaca_certificate(), staged.certificate]
+        assert verifier.reloads == 1
+    ticks.t = 62.0  # the issuer is gone: the reader keeps what it trusted
+    assert len(verifier.trust().certificates) == 2 and verifier.reloads == 1

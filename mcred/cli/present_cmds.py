@@ -25,7 +25,8 @@ EXIT_OK, EXIT_FAILED, EXIT_UNUSABLE = 0, 1, 2
 
 # The reader's options that `mcred reader serve` and `mcred reader nfc` share.
 _TRUST = typer.Option([], "--trust", help="IACA certificate (PEM); repeatable.")
-_VICAL = typer.Option(None, "--vical", help="A VICAL to import (needs --vical-trust).")
+_VICAL = typer.Option(None, "--vical", help="A VICAL to import (needs --vical-trust): a file, or an issuer's "
+                      "URL (/trust/vical), which mcred reader serve fetches again every 30 s.")
 _VICAL_TRUST = typer.Option([], "--vical-trust", help="VICAL signer anchor (PEM).")
 _REQUEST = typer.Option([], "--request", help="NS:ID[!] items to ask for (! = retain).")
 _DOCTYPE = typer.Option("jp.mcred.mynumber.cardsub.1", "--doctype")
@@ -161,7 +162,7 @@ def _ble_counter(console: Console, as_json: bool, read) -> None:  # noqa: ANN001
     raise typer.Exit(EXIT_OK if all(verdicts) else EXIT_FAILED)
 
 
-def _reader_config(trust: list[Path], vical: Path | None, vical_trust: list[Path], request: list[str],
+def _reader_config(trust: list[Path], vical: str | None, vical_trust: list[Path], request: list[str],
                    doctype: str, offline: bool, skew: int, require_status: bool, reader_cert: Path | None,
                    reader_key: Path | None, ds_crl: bool | None, **more: object):  # noqa: ANN202 - a ReaderServeConfig
     """The reader settings the reader commands share, as a ``ReaderServeConfig`` (paths as text)."""
@@ -369,7 +370,7 @@ def register(app: typer.Typer) -> None:
         port: int = typer.Option(8471, "--port"),
         host: str = typer.Option("127.0.0.1", "--host"),
         trust: list[Path] = _TRUST,
-        vical: Path | None = _VICAL,
+        vical: str | None = _VICAL,
         vical_trust: list[Path] = _VICAL_TRUST,
         request: list[str] = _REQUEST,
         doctype: str = _DOCTYPE,
@@ -604,7 +605,7 @@ def register(app: typer.Typer) -> None:
         phone_reader_crl: list[str] = typer.Option([], "--reader-crl", help="With --phone: a reader CA's CRL (file or http(s) URL) the simulated phone's wallet holds; repeatable."),
         handover: str = typer.Option("static", "--handover", help="With --phone: the simulated phone's NFC engagement, static or negotiated (TNEP). A phone on a PC/SC reader chooses its own; the reader follows either."),
         trust: list[Path] = _TRUST,
-        vical: Path | None = _VICAL,
+        vical: str | None = _VICAL,
         vical_trust: list[Path] = _VICAL_TRUST,
         request: list[str] = _REQUEST,
         doctype: str = _DOCTYPE,
@@ -781,7 +782,7 @@ def register(app: typer.Typer) -> None:
         tap: bool = typer.Option(False, "--tap", help="With --phone: engage by an NFC tap instead of the QR code; the phone's Handover Select offers BLE and the session goes on over BLE."),
         handover: str = typer.Option("static", "--handover", help="With --tap: static (the phone offers BLE in --mode) or negotiated (TNEP: the reader offers BLE in both modes on its own UUID, the phone settles --mode; central client mode then runs on the reader's UUID, as in ISO 18013-5 Annex D)."),
         trust: list[Path] = _TRUST,
-        vical: Path | None = _VICAL,
+        vical: str | None = _VICAL,
         vical_trust: list[Path] = _VICAL_TRUST,
         request: list[str] = _REQUEST,
         doctype: str = _DOCTYPE,
