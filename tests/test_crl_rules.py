@@ -90,3 +90,95 @@ def test_the_entries_of_one_crl_are_scanned_once_and_the_memory_of_scans_stays_b
     assert scanned == []
     ca_crl.refusal(others[0], CA, NOW)
     assert scanned == [100]
+
+
+def _entry(serial: int, *extensions) -> x509.RevokedCertificate:
+    builder = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(NOW - dt.timedelta(hours=2))
+    for ext, critical in extensions:
+        builder = builder.add_extension(ext, critical=critical)
+    return builder.build()
+
+
+UNKNOWN = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"), b"\x05\x00")
+
+
+def test_an_entry_with_an_unprocessed_critical_extension_refuses_the_crl_whatever_follows_it():
+    """RFC 5280 5.3: one such entry and the CRL is not used; a clean entry after it does not
+    make the verdict good again (the scan stops at the first refusal, it is not the last
+    entry's verdict)."""
+    crl = _with(revoked=[_entry(6, (UNKNOWN, True)), _entry(7), _entry(8)])
+    why = ca_crl.refusal(crl, CA, NOW)
+    assert why is not None and why.startswith("the entry for serial 6 has critical extension 1.3.6.1.4.1.99999.1")
+
+
+def test_an_entry_extension_processed_here_may_be_critical():
+    """reasonCode and invalidityDate are read here (PROCESSED_ENTRY_EXTENSIONS): marked
+    critical (RFC 5280 wants them non-critical, a foreign CA may not), they do not make the
+    CRL unusable; only an extension not processed here does."""
+    crl = _with(revoked=[_entry(6, (x509.CRLReason(x509.ReasonFlags.key_compromise), True),
+                                (x509.InvalidityDate(dt.datetime(2026, 12, 1)), True))])
+    assert ca_crl.judge(crl, CA, NOW) is None
+    assert ca_crl.revocation_text(crl.get_revoked_certificate_by_serial_number(6)).startswith(
+        "revoked (keyCompromise) at ")
+
+
+def test_newest_first_of_two_scopes_goes_by_this_update_even_against_the_numbers():
+    """cRLNumber grows within one scope (RFC 5280 5.2.3) only: of two issuingDistributionPoints
+    the numbers say nothing of which list is newer, thisUpdate does."""
+    east = x509.UniformResourceIdentifier("http://ca.test/crl/east.crl")
+    west = x509.UniformResourceIdentifier("http://ca.test/crl/west.crl")
+    old_east = _with((_idp(full_name=[east]), True), number=90, this=NOW - dt.timedelta(hours=5))
+    new_west = _with((_idp(full_name=[west]), True), number=2, this=NOW - dt.timedelta(hours=1))
+    for order in ([old_east, new_west], [new_west, old_east]):
+        assert ca_crl.newest_first(order) == [new_west, old_east]
+    # one scope (the same issuingDistributionPoint): the number decides, against thisUpdate
+    old_number = _with((_idp(full_name=[east]), True), number=91, this=NOW - dt.timedelta(hours=6))
+    assert ca_crl.newest_first([old_east, old_number]) == [old_number, old_east]
+
+
+def test_newest_first_puts_crl_number_0_above_none_at_one_this_update():
+    """0 is a cRLNumber (RFC 5280 5.2.3: a non-negative integer): of one thisUpdate, a list
+    numbered 0 is above one with no number, in either order given."""
+    same = NOW - dt.timedelta(hours=3)
+    zero = _crl(number=0, this=same)
+    unnumbered = (x509.CertificateRevocationListBuilder().issuer_name(CA.subject).last_update(same)
+                  .next_update(NOW + dt.timedelta(days=1)).sign(KEY, hashes.SHA256()))
+    for order in ([unnumbered, zero], [zero, unnumbered]):
+        assert ca_crl.newest_first(order) == [zero, unnumbered]
+
+
+def test_a_distribution_point_relative_to_its_crl_issuer_is_named_under_that_issuer():
+    """RFC 5280 4.2.1.13: nameRelativeToCRLIssuer is relative to the point's cRLIssuer when it
+    has one, not to the certificate's issuer; so a CRL of the certificate's issuer with the
+    same relative name is another point (another partition)."""
+    from cryptography.x509.oid import NameOID
+    from test_ca_crl import _leaf
+
+    east = x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "east")])
+    crl_issuer = x509.Name.from_rfc4514_string("CN=mcred TEST CRL issuer")
+    cert = _leaf(points=[x509.DistributionPoint(None, east, None, [x509.DirectoryName(crl_issuer)])])
+    assert ca_crl.certificate_dp_names(cert) == {x509.DirectoryName(x509.Name([*crl_issuer.rdns, east]))}
+    assert ca_crl.scope(cert, _with((_idp(relative_name=east), True))) == (
+        "the CRL's issuingDistributionPoint names none of the certificate's distribution points "
+        "(another partition's CRL)")
+
+
+def test_values_are_immutable_and_is_ca_is_a_bool():
+    import dataclasses
+
+    from test_ca_crl import _leaf
+
+    entry = ca_crl.Revoked(5, NOW)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        entry.reason = "keyCompromise"
+    assert {entry, ca_crl.Revoked(5, NOW)} == {entry}
+    refused = ca_crl.Refusal("expired", "out of date")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        refused.kind = "future"
+    assert hash(refused) == hash(ca_crl.Refusal("expired", "out of date"))
+    no_basic_constraints = (x509.CertificateBuilder().subject_name(x509.Name.from_rfc4514_string("CN=bare"))
+                            .issuer_name(CA.subject).public_key(KEY.public_key()).serial_number(77)
+                            .not_valid_before(NOW - dt.timedelta(days=1)).not_valid_after(NOW + dt.timedelta(days=1))
+                            .sign(KEY, hashes.SHA256()))
+    assert ca_crl.is_ca(no_basic_constraints) is False
+    assert ca_crl.is_ca(_leaf()) is False and ca_crl.is_ca(CA) is True
